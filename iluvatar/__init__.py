@@ -1,0 +1,1 @@
+"""Iluvatar's offline command line: check and inspect a stack without the Pulumi CLI."""

@@ -1,0 +1,7 @@
+"""Entry point for `python -m iluvatar`."""
+
+import sys
+
+from iluvatar.cli import main
+
+sys.exit(main())

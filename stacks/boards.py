@@ -1,0 +1,51 @@
+"""Boards: the kinds of machine Iluvatar knows how to install, and what each can run.
+
+A board fixes the CPU architecture and decides which cluster a machine can join: the
+Ainur run Ubuntu with cloud-init and k3s, Arda runs Talos Linux, and Talos supports only
+some single-board computers (it has no Raspberry Pi 5 image, siderolabs/talos#7978).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Arch = Literal["amd64", "arm64"]
+Role = Literal["valar", "maiar", "valinor", "istari"]
+
+AINUR_ROLES: frozenset[str] = frozenset({"valar", "maiar"})
+ARDA_ROLES: frozenset[str] = frozenset({"valinor", "istari"})
+
+
+@dataclass(frozen=True)
+class TalosOverlay:
+    """A Talos Image Factory board overlay (firmware, device tree, bootloader) for an SBC."""
+
+    image: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Board:
+    """A kind of machine: its architecture and which layers can run on it."""
+
+    name: str
+    arch: Arch
+    description: str
+    runs_ainur: bool
+    runs_talos: bool
+    talos_overlay: TalosOverlay | None = None
+
+
+BOARDS: dict[str, Board] = {
+    b.name: b
+    for b in (
+        Board("rpi4", "arm64", "Raspberry Pi 4", runs_ainur=True, runs_talos=True,
+              talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_generic")),
+        Board("rpi5", "arm64", "Raspberry Pi 5", runs_ainur=True, runs_talos=False),
+        Board("rk1", "arm64", "Turing RK1 compute module", runs_ainur=False, runs_talos=True,
+              talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1")),
+        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, runs_talos=True),
+        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, runs_talos=True),
+    )
+}

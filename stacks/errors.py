@@ -1,0 +1,41 @@
+"""Stack config errors: the problems found in a stack's configuration, each tied to its config path.
+
+Validation collects every problem before anything is created, so a user fixes the whole
+stack file in one pass instead of one error per `pulumi preview`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the stack config: where (a config path such as
+    `iluvatar:nodes[3].ip`) and what, with the offending value in the message."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class StackConfigError(Exception):
+    """The stack config is invalid; carries every problem found, in config order."""
+
+    def __init__(self, problems: Iterable[Problem], source: str = "stack config") -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"{self.source}: {count} {noun}:"]
+        lines.extend(f"  {p}" for p in self.problems)
+        return "\n".join(lines)
+
+    def paths(self) -> list[str]:
+        return [p.path for p in self.problems]

@@ -1,0 +1,333 @@
+"""Stack loading: turn raw stack config (a stack file, or Pulumi's config) into a `StackConfig`.
+
+There is one parse path for both sources, so `python -m iluvatar validate` and
+`pulumi preview` accept and reject exactly the same stacks with the same messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from stacks.errors import Problem, StackConfigError
+from stacks.model import Ainur, Arda, Cloudflare, Network, Node, StackConfig, show
+from stacks.rules import Parsed, check
+
+NAMESPACE = "iluvatar"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level `iluvatar:<key>` of the stack config."""
+
+    key: str
+    model: type[BaseModel] | None  # None: a list of nodes, parsed one by one
+    required: bool
+
+
+SECTIONS: dict[str, Section] = {
+    s.key: s
+    for s in (
+        Section("network", Network, True),
+        Section("ainur", Ainur, False),
+        Section("arda", Arda, True),
+        Section("nodes", None, True),
+        Section("cloudflare", Cloudflare, False),
+    )
+}
+
+# Secret keys, and the section whose presence makes each one required.
+SECRETS: dict[str, str] = {"cloudflareApiToken": "cloudflare"}
+
+ORDER = [*SECTIONS, *SECRETS]
+
+
+class Secure:
+    """An encrypted stack-file value (`secure: v1:...`): present, but unreadable offline."""
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+
+# --- Parsing -------------------------------------------------------------------------------
+
+
+def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(), source: str = "stack config") -> StackConfig:
+    """Validate raw config (full keys such as `iluvatar:network`) and return the typed stack.
+
+    Raises StackConfigError with every problem found, sorted in config order.
+    """
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        ns, _, key = full_key.partition(":")
+        if ns != NAMESPACE:
+            continue
+        if key in SECRETS:
+            if full_key not in secret_keys:
+                # Never echo the value: it is the secret the user just leaked into a file.
+                problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
+            continue
+        if key not in SECTIONS:
+            problems.append(Problem(full_key, f"is not a known key{_suggest(key, ORDER)} (known: {', '.join(ORDER)})"))
+            continue
+        if full_key in secret_keys:
+            problems.append(Problem(full_key, "is encrypted, but it is plain configuration that every layer must read; set it without --secret"))
+            continue
+        values[key] = value
+
+    for key, section in SECTIONS.items():
+        if section.required and key not in values:
+            problems.append(Problem(f"{NAMESPACE}:{key}", "is required"))
+    for key, needed_by in SECRETS.items():
+        full = f"{NAMESPACE}:{key}"
+        if needed_by in values and full not in raw:
+            problems.append(Problem(full, f"is required when {NAMESPACE}:{needed_by} is set; run `pulumi config set --secret {full} <value>`"))
+
+    network = _section(values, "network", problems)
+    ainur = _section(values, "ainur", problems)
+    arda = _section(values, "arda", problems)
+    cloudflare = _section(values, "cloudflare", problems)
+    nodes, nodes_complete = _nodes(values.get("nodes"), problems)
+
+    if cloudflare is not None and isinstance(network, Network) and network.external_domain is None:
+        problems.append(Problem(f"{NAMESPACE}:network.externalDomain", "is required when iluvatar:cloudflare is set"))
+
+    problems += check(
+        Parsed(
+            network=network if isinstance(network, Network) else None,
+            ainur=ainur if isinstance(ainur, Ainur) else None,
+            ainur_set="ainur" in values,
+            arda=arda if isinstance(arda, Arda) else None,
+            nodes=nodes,
+            nodes_complete=nodes_complete and "nodes" in values,
+        )
+    )
+    if problems:
+        raise StackConfigError(sorted(problems, key=_config_order), source)
+    return StackConfig.model_validate(
+        {"network": values["network"], "ainur": values.get("ainur"), "arda": values["arda"],
+         "nodes": values["nodes"], "cloudflare": values.get("cloudflare")}
+    )
+
+
+def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:
+    model = SECTIONS[key].model
+    if key not in values or model is None:
+        return None
+    return _validate(model, values[key], f"{NAMESPACE}:{key}", problems)
+
+
+def _validate(model: type[BaseModel], value: Any, path: str, problems: list[Problem]) -> BaseModel | None:
+    if not isinstance(value, Mapping):
+        problems.append(Problem(path, f"{show(value)} is not a mapping of keys to values"))
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        problems.extend(_translate(model, e, path))
+        return None
+
+
+def _nodes(value: Any, problems: list[Problem]) -> tuple[list[tuple[int, Node]], bool]:
+    if value is None:
+        return [], False
+    if not isinstance(value, list):
+        problems.append(Problem(f"{NAMESPACE}:nodes", f"{show(value)} is not a list of machines"))
+        return [], False
+    nodes: list[tuple[int, Node]] = []
+    for i, item in enumerate(value):
+        node = _validate(Node, item, f"{NAMESPACE}:nodes[{i}]", problems)
+        if isinstance(node, Node):
+            nodes.append((i, node))
+    return nodes, len(nodes) == len(value)
+
+
+def _translate(model: type[BaseModel], error: ValidationError, base: str) -> list[Problem]:
+    """Pydantic's errors, rewritten as Iluvatar problems with config paths and plain words."""
+    out: list[Problem] = []
+    for err in error.errors(include_url=False):
+        loc = err["loc"]
+        path = base + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        kind, value, msg = err["type"], err.get("input"), err["msg"]
+        if kind == "value_error":
+            text = msg.removeprefix("Value error, ")
+        elif kind == "missing":
+            text = "is required"
+        elif kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            text = f"is not a known key{_suggest(str(loc[-1]), allowed)} (known: {', '.join(allowed)})"
+        elif kind == "literal_error":
+            expected = msg.removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
+            text = f"{show(value)} is not one of: {expected}"
+        else:
+            text = f"{show(value)}: {msg[0].lower()}{msg[1:]}"
+        out.append(Problem(path, text))
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The camelCase keys accepted at `loc` inside `model`, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = next((f for f in current.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        current = _innermost_model(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _innermost_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _innermost_model(arg)
+        if found is not None:
+            return found
+    metadata_origin = getattr(annotation, "__origin__", None)
+    if isinstance(metadata_origin, type) and issubclass(metadata_origin, BaseModel):
+        return metadata_origin
+    return None
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _config_order(p: Problem) -> tuple[Any, ...]:
+    key = p.path.split(":", 1)[-1].split(".")[0].split("[")[0]
+    rank = ORDER.index(key) if key in ORDER else -1
+    parts = tuple(int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.path))
+    return (rank, parts)
+
+
+# --- Stack files ---------------------------------------------------------------------------
+
+
+class StackFileError(Exception):
+    """The stack file is missing, unreadable, or not a Pulumi stack file at all."""
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """A `Pulumi.<stack>.yaml` as Pulumi reads it: config values and which of them are secure."""
+
+    path: Path
+    config: dict[str, Any]
+    secret_keys: frozenset[str]
+
+    @property
+    def stack(self) -> str:
+        return self.path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+
+    def parse(self) -> StackConfig:
+        return parse_stack(self.config, self.secret_keys, source=str(self.path))
+
+
+class _PulumiYamlLoader(yaml.SafeLoader):
+    """YAML as Pulumi's Go reader (yaml.v3, YAML 1.2) sees it.
+
+    PyYAML follows YAML 1.1, where `10:20:30:40:50:51` is a base-60 integer and `no` is
+    false; Pulumi reads both as strings, so a MAC or a name would differ between the two.
+    Duplicate keys are errors in Pulumi, so they are errors here too.
+    """
+
+
+_PulumiYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_PulumiYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_PulumiYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_PulumiYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_PulumiYamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_stack_file(path: str | Path) -> StackFile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StackFileError(f"{p}: no such stack file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StackFileError(f"{p}: cannot read it ({e.__class__.__name__}: {e})") from None
+    try:
+        doc = load_yaml(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise StackFileError(f"{p}: not valid YAML{at}: {problem}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
+        raise StackFileError(f"{p}: not a Pulumi stack file (expected a mapping with a `config:` mapping)")
+    config: dict[str, Any] = {}
+    secure: set[str] = set()
+    for key, value in (doc.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secure.add(str(key))
+            config[str(key)] = Secure()
+        else:
+            config[str(key)] = value
+    return StackFile(p, config, frozenset(secure))
+
+
+def check_stack_settings(sf: StackFile) -> list[Problem]:
+    """Engine settings a stack file must carry, beyond the `iluvatar:` keys."""
+    key = "pulumi:disable-default-providers"
+    disabled = sf.config.get(key)
+    if not isinstance(disabled, list) or not ({"*", "kubernetes"} & {str(x) for x in disabled}):
+        return [Problem(key, f"{show(disabled) if disabled is not None else 'unset'}: must list kubernetes (or *), "
+                             "so no resource ever lands on an ambient kubeconfig; "
+                             f"run `pulumi config set --path '{key}[0]' '*'`")]
+    return []
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    """Read, check and parse a stack file; raises StackFileError or StackConfigError."""
+    sf = read_stack_file(path)
+    settings = check_stack_settings(sf)
+    try:
+        config = sf.parse()
+    except StackConfigError as e:
+        raise StackConfigError([*settings, *e.problems], e.source) from None
+    if settings:
+        raise StackConfigError(settings, str(sf.path))
+    return config
+
+

@@ -1,0 +1,251 @@
+"""The stack config model: the typed inventory every layer of Iluvatar is derived from.
+
+One stack file (`Pulumi.<stack>.yaml`) holds the network plan and the list of machines;
+these frozen models are its only reading. Field names are snake_case in Python and
+camelCase in the stack file, which is how Pulumi users write config keys.
+
+Each model checks what it can see alone (an address parses, a MAC is a unicast MAC, a
+version is well formed). Rules that relate several fields or sections live in
+`stacks.rules`, so that each can name the exact config path it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HEX = re.compile(r"^[0-9a-f]{12}$")
+_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
+_SEMVER_V = re.compile(r"^v\d+\.\d+\.\d+$")
+_DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
+
+
+def show(value: object) -> str:
+    """A value as the user wrote it, for error messages: strings bare, the rest as repr."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _ipv4(value: object) -> object:
+    if isinstance(value, IPv4Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not an IPv4 address (write it as a string, e.g. 192.168.0.10)")
+    try:
+        return IPv4Address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value} is not an IPv4 address") from None
+
+
+def _cidr(value: object) -> object:
+    if isinstance(value, IPv4Network):
+        return value
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"{show(value)} is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)")
+    try:
+        return IPv4Network(value.strip(), strict=True)
+    except ValueError:
+        try:
+            loose = IPv4Network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{value} is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)") from None
+        raise ValueError(f"{value} has host bits set; the network is {loose}") from None
+
+
+def normalise_mac(value: object) -> object:
+    """Accepts the usual spellings (aa:bb:.., AA-BB-.., aabb.ccdd.eeff, aabbccddeeff) and
+    returns lower-case colon form, so one machine cannot appear under two spellings."""
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not a MAC address (write it as a quoted string)")
+    compact = re.sub(r"[:\-.]", "", value.strip().lower())
+    separators_ok = re.fullmatch(
+        r"([0-9a-fA-F]{2}([:-])){5}[0-9a-fA-F]{2}|([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}|[0-9a-fA-F]{12}",
+        value.strip(),
+    )
+    if not separators_ok or not _HEX.match(compact):
+        raise ValueError(f"{value} is not a MAC address (e.g. d8:3a:dd:12:34:56)")
+    if compact == "000000000000":
+        raise ValueError(f"{value} is the all-zero MAC address, which no network card has")
+    if int(compact[0:2], 16) & 1:
+        raise ValueError(f"{value} is a multicast MAC address; a network card's MAC is unicast")
+    return ":".join(compact[i : i + 2] for i in range(0, 12, 2))
+
+
+def _label(value: object) -> object:
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise ValueError(
+            f"{show(value)} is not a valid name: use an RFC 1123 label "
+            "(lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-')"
+        )
+    return value
+
+
+def _dns_name(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not a DNS domain name")
+    name = value.strip().rstrip(".")
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"{value} is not a DNS domain name (e.g. home.arpa or example.com)")
+    return name
+
+
+def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
+    def check(value: object) -> object:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _known_board(value: object) -> object:
+    if value not in BOARDS:
+        raise ValueError(f"{show(value)} is not a known board (known: {', '.join(sorted(BOARDS))})")
+    return value
+
+
+IPv4 = Annotated[IPv4Address, BeforeValidator(_ipv4)]
+Cidr = Annotated[IPv4Network, BeforeValidator(_cidr)]
+Mac = Annotated[str, BeforeValidator(normalise_mac)]
+Label = Annotated[str, BeforeValidator(_label)]
+DnsName = Annotated[str, BeforeValidator(_dns_name)]
+DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
+K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.33.6+k3s1", "k3s version")]
+TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.12.4", "Talos version")]
+KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.34.1", "Kubernetes version")]
+BoardName = Annotated[str, BeforeValidator(_known_board)]
+
+
+class Model(BaseModel):
+    """Base of every config model: immutable, camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+    )
+
+
+def _ordered(r: AddressRange) -> AddressRange:
+    if r.start > r.end:
+        raise ValueError(f"start {r.start} is after end {r.end}")
+    return r
+
+
+class AddressRange(Model):
+    """An inclusive range of IPv4 addresses, such as the DHCP pool."""
+
+    start: IPv4
+    end: IPv4
+
+    def __contains__(self, ip: object) -> bool:
+        return isinstance(ip, IPv4Address) and self.start <= ip <= self.end
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+    def size(self) -> int:
+        return int(self.end) - int(self.start) + 1
+
+    def addresses(self) -> Iterator[IPv4Address]:
+        for i in range(int(self.start), int(self.end) + 1):
+            yield IPv4Address(i)
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+OrderedRange = Annotated[AddressRange, AfterValidator(_ordered)]
+
+
+class Vlan(Model):
+    """An 802.1Q VLAN with its own subnet (e.g. an IoT network)."""
+
+    id: int = Field(ge=1, le=4094)
+    name: Label
+    cidr: Cidr
+
+
+class Network(Model):
+    """Eä's plan: the LAN, its gateway and DNS, the DHCP pool, the load-balancer pool, VLANs, zones."""
+
+    lan: Cidr
+    gateway: IPv4
+    dns: tuple[IPv4, ...] = Field(min_length=1)
+    dhcp_range: OrderedRange
+    load_balancer_pool: OrderedRange
+    vlans: tuple[Vlan, ...] = ()
+    domain: DnsName
+    external_domain: DnsName | None = None
+
+
+class Ainur(Model):
+    """Ainur: the Raspberry Pi bootstrap cluster (k3s), optional."""
+
+    vip: IPv4
+    k3s_version: K3sVersion = Field(alias="k3sVersion")
+
+
+class Arda(Model):
+    """Arda: the Talos Linux workload cluster."""
+
+    cluster_name: Label
+    vip: IPv4
+    talos_version: TalosVersion
+    kubernetes_version: KubernetesVersion
+    allow_scheduling_on_control_planes: bool = False
+
+
+class Node(Model):
+    """One machine of the inventory: written once, every layer derives from it."""
+
+    name: Label
+    role: Role
+    arch: Arch
+    board: BoardName
+    mac: Mac
+    ip: IPv4
+    install_disk: DiskPath
+    data_disks: tuple[DiskPath, ...] = ()
+    vlan: Label | None = None
+
+    @property
+    def cluster(self) -> str:
+        return "ainur" if self.role in AINUR_ROLES else "arda"
+
+
+class Cloudflare(Model):
+    """The Cloudflare account that serves the external zone (token is a separate secret)."""
+
+    account_id: Annotated[str, _pattern(re.compile(r"^[0-9a-f]{32}$"), "32 lower-case hex digits", "Cloudflare account id")]
+
+
+class StackConfig(Model):
+    """A whole, validated stack: built only once every rule in `stacks.rules` has passed."""
+
+    network: Network
+    ainur: Ainur | None = None
+    arda: Arda
+    nodes: tuple[Node, ...]
+    cloudflare: Cloudflare | None = None
+
+    def by_role(self, role: Role) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == role)
+
+    @property
+    def ainur_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role in AINUR_ROLES)
+
+    @property
+    def arda_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role in ARDA_ROLES)

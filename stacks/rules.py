@@ -1,0 +1,227 @@
+"""Stack rules: the checks that relate several parts of the config (addresses, roles, counts).
+
+Each rule sees whatever sections parsed, so one broken node does not hide the problems
+of the others, and yields `Problem`s naming the exact config path and offending value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS
+from stacks.errors import Problem
+from stacks.model import AddressRange, Ainur, Arda, Network, Node
+
+NET = "iluvatar:network"
+NODES = "iluvatar:nodes"
+
+# Kubernetes minors each Talos minor supports (Talos support matrix, talos.dev).
+TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {
+    (1, 9): (27, 32),
+    (1, 10): (28, 33),
+    (1, 11): (29, 34),
+    (1, 12): (30, 35),
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The sections that parsed; None where a section is absent or broken."""
+
+    network: Network | None
+    ainur: Ainur | None
+    ainur_set: bool
+    arda: Arda | None
+    nodes: Sequence[tuple[int, Node]]
+    nodes_complete: bool  # every node entry parsed, so counting rules are meaningful
+
+
+def node_path(i: int, field: str = "") -> str:
+    return f"{NODES}[{i}]" + (f".{field}" if field else "")
+
+
+def check(p: Parsed) -> list[Problem]:
+    problems: list[Problem] = []
+    if p.network is not None:
+        problems += _network(p.network)
+    problems += _vips(p)
+    problems += _nodes(p)
+    if p.arda is not None:
+        problems += _arda_versions(p.arda)
+    if p.nodes_complete:
+        problems += _counts(p)
+    return problems
+
+
+def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
+    return net.network_address, net.broadcast_address
+
+
+def _address_in_lan(path: str, ip: IPv4Address, net: Network, what: str = "") -> Iterator[Problem]:
+    """Where a host address on the LAN must not be: outside it, on its edges, on the gateway."""
+    if ip not in net.lan:
+        yield Problem(path, f"{ip} is outside network.lan {net.lan}")
+    elif ip in _edge_addresses(net.lan):
+        kind = "network" if ip == net.lan.network_address else "broadcast"
+        yield Problem(path, f"{ip} is the {kind} address of network.lan {net.lan}")
+    elif ip == net.gateway and what != "gateway":
+        yield Problem(path, f"{ip} is network.gateway")
+
+
+def _static_address(path: str, ip: IPv4Address, net: Network) -> Iterator[Problem]:
+    """A static address (node or VIP) must also stay out of the pools others hand out."""
+    yield from _address_in_lan(path, ip, net)
+    if ip in net.dhcp_range:
+        yield Problem(path, f"{ip} is inside network.dhcpRange {net.dhcp_range}, so DHCP could hand it to another machine")
+    if ip in net.load_balancer_pool:
+        yield Problem(path, f"{ip} is inside network.loadBalancerPool {net.load_balancer_pool}, so a Service could take it")
+
+
+def _range(path: str, r: AddressRange, net: Network) -> Iterator[Problem]:
+    for end, ip in (("start", r.start), ("end", r.end)):
+        if ip not in net.lan:
+            yield Problem(f"{path}.{end}", f"{ip} is outside network.lan {net.lan}")
+        elif ip in _edge_addresses(net.lan):
+            yield Problem(f"{path}.{end}", f"{ip} is the network or broadcast address of network.lan {net.lan}")
+    if net.gateway in r:
+        yield Problem(path, f"{r} contains network.gateway {net.gateway}")
+
+
+def _network(net: Network) -> list[Problem]:
+    out: list[Problem] = []
+    if net.lan.prefixlen > 29:
+        out.append(Problem(f"{NET}.lan", f"{net.lan} is too small for a homelab (at most /29)"))
+    out += _address_in_lan(f"{NET}.gateway", net.gateway, net, what="gateway")
+    out += _range(f"{NET}.dhcpRange", net.dhcp_range, net)
+    out += _range(f"{NET}.loadBalancerPool", net.load_balancer_pool, net)
+    if net.load_balancer_pool.overlaps(net.dhcp_range):
+        out.append(Problem(f"{NET}.loadBalancerPool",
+                           f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+    seen_ids: dict[int, int] = {}
+    seen_names: dict[str, int] = {}
+    for i, vlan in enumerate(net.vlans):
+        path = f"{NET}.vlans[{i}]"
+        if vlan.id in seen_ids:
+            out.append(Problem(f"{path}.id", f"{vlan.id} is already network.vlans[{seen_ids[vlan.id]}].id"))
+        seen_ids.setdefault(vlan.id, i)
+        if vlan.name in seen_names:
+            out.append(Problem(f"{path}.name", f"{vlan.name} is already network.vlans[{seen_names[vlan.name]}].name"))
+        seen_names.setdefault(vlan.name, i)
+        if vlan.cidr.overlaps(net.lan):
+            out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}"))
+        for j, other in enumerate(net.vlans[:i]):
+            if vlan.cidr.overlaps(other.cidr):
+                out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}"))
+    return out
+
+
+def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
+    vips: list[tuple[str, IPv4Address]] = []
+    if p.ainur is not None:
+        vips.append(("iluvatar:ainur.vip", p.ainur.vip))
+    if p.arda is not None:
+        vips.append(("iluvatar:arda.vip", p.arda.vip))
+    return vips
+
+
+def _vips(p: Parsed) -> list[Problem]:
+    out: list[Problem] = []
+    vips = _vip_list(p)
+    node_ips = {n.ip: (i, n.name) for i, n in p.nodes}
+    if p.arda is not None and p.ainur_set and p.arda.cluster_name == "ainur":
+        out.append(Problem("iluvatar:arda.clusterName", "ainur is the Ainur VIP's DNS name; pick another cluster name"))
+    for k, (path, ip) in enumerate(vips):
+        if p.network is not None:
+            out += _static_address(path, ip, p.network)
+        for other_path, other_ip in vips[:k]:
+            if ip == other_ip:
+                out.append(Problem(path, f"{ip} is also {other_path.removeprefix('iluvatar:')}; each cluster needs its own VIP"))
+        if ip in node_ips:
+            i, name = node_ips[ip]
+            out.append(Problem(path, f"{ip} is also nodes[{i}].ip ({name}); a VIP must not be a machine's address"))
+    return out
+
+
+def _nodes(p: Parsed) -> list[Problem]:
+    out: list[Problem] = []
+    first: dict[str, dict[object, tuple[int, str]]] = {"name": {}, "mac": {}, "ip": {}}
+    vlans = {v.name: v for v in p.network.vlans} if p.network is not None else {}
+    # The VIPs get DNS records beside the machines' (plans.network), so their names are taken.
+    vip_records = {"ainur": "iluvatar:ainur"} if p.ainur_set else {}
+    if p.arda is not None:
+        vip_records[p.arda.cluster_name] = "arda.clusterName"
+    for i, node in p.nodes:
+        if node.name in vip_records:
+            out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of the {vip_records[node.name]} VIP; pick another name"))
+        for field, value in (("name", node.name), ("mac", node.mac), ("ip", node.ip)):
+            if value in first[field]:
+                j, other = first[field][value]
+                out.append(Problem(node_path(i, field), f"{value} is already nodes[{j}].{field} ({other})"))
+            else:
+                first[field][value] = (i, node.name)
+
+        if p.network is not None:
+            if node.vlan is None:
+                out += _static_address(node_path(i, "ip"), node.ip, p.network)
+            elif node.vlan not in vlans:
+                known = ", ".join(sorted(vlans)) or "none defined"
+                out.append(Problem(node_path(i, "vlan"), f"{node.vlan} is not in network.vlans (known: {known})"))
+            else:
+                cidr = vlans[node.vlan].cidr
+                if node.ip not in cidr:
+                    out.append(Problem(node_path(i, "ip"), f"{node.ip} is outside network.vlans {node.vlan} {cidr}"))
+                elif node.ip in _edge_addresses(cidr):
+                    out.append(Problem(node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {cidr}"))
+
+        board = BOARDS[node.board]
+        if node.arch != board.arch:
+            out.append(Problem(node_path(i, "arch"), f"{node.arch} does not match board {board.name} ({board.description}), which is {board.arch}"))
+        if node.role in ARDA_ROLES and not board.runs_talos:
+            able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_talos))
+            out.append(Problem(node_path(i, "board"),
+                               f"{board.name} cannot run Talos Linux, which role {node.role} needs (boards that can: {able})"))
+        if node.role in AINUR_ROLES and not board.runs_ainur:
+            able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_ainur))
+            out.append(Problem(node_path(i, "board"),
+                               f"{board.name} cannot run the Ainur (Ubuntu and k3s), which role {node.role} needs (boards that can: {able})"))
+        if node.role in AINUR_ROLES and not p.ainur_set:
+            out.append(Problem(node_path(i, "role"), f"{node.role} belongs to the Ainur, but iluvatar:ainur is not set"))
+
+        seen_disks: set[str] = set()
+        for d, disk in enumerate(node.data_disks):
+            if disk == node.install_disk:
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is also installDisk; the OS would be wiped by storage"))
+            elif disk in seen_disks:
+                out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
+            seen_disks.add(disk)
+    return out
+
+
+def _arda_versions(arda: Arda) -> list[Problem]:
+    talos = tuple(int(x) for x in arda.talos_version[1:].split(".")[:2])
+    kube = tuple(int(x) for x in arda.kubernetes_version[1:].split(".")[:2])
+    known = sorted(TALOS_KUBERNETES)
+    if (talos[0], talos[1]) not in TALOS_KUBERNETES:
+        span = f"v{known[0][0]}.{known[0][1]} to v{known[-1][0]}.{known[-1][1]}"
+        return [Problem("iluvatar:arda.talosVersion", f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({span})")]
+    low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
+    if kube[0] != 1 or not low <= kube[1] <= high:
+        return [Problem("iluvatar:arda.kubernetesVersion",
+                        f"{arda.kubernetes_version} is not supported by Talos {arda.talos_version} (it supports Kubernetes 1.{low} to 1.{high})")]
+    return []
+
+
+def _counts(p: Parsed) -> list[Problem]:
+    out: list[Problem] = []
+    roles = [n.role for _, n in p.nodes]
+    valinor, istari, valar = roles.count("valinor"), roles.count("istari"), roles.count("valar")
+    if valinor == 0 or valinor % 2 == 0:
+        out.append(Problem(NODES, f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum"))
+    if p.arda is not None and istari == 0 and valinor > 0 and not p.arda.allow_scheduling_on_control_planes:
+        out.append(Problem("iluvatar:arda.allowSchedulingOnControlPlanes",
+                           "false, and Arda has no istari (workers): nothing could run workloads; add an istari or set it to true"))
+    if p.ainur_set and (valar == 0 or valar % 2 == 0):
+        out.append(Problem(NODES, f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"))
+    return out
