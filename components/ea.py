@@ -42,10 +42,12 @@ class Ea(pulumi.ComponentResource):
         self.vips = pulumi.Output.from_input(dict(self.plan.vips))
         self.load_balancer_pool = pulumi.Output.from_input({"start": start, "end": end})
         self.lan = pulumi.Output.from_input(self.plan.lan)
-        self.register_outputs({
-            "reservations": self.reservations,
-            "dnsRecords": self.dns_records,
-            "vips": self.vips,
-            "loadBalancerPool": self.load_balancer_pool,
-            "lan": self.lan,
-        })
+        self.register_outputs(
+            {
+                "reservations": self.reservations,
+                "dnsRecords": self.dns_records,
+                "vips": self.vips,
+                "loadBalancerPool": self.load_balancer_pool,
+                "lan": self.lan,
+            }
+        )

@@ -88,8 +88,8 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return f"{args.name}-id", dict(args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -98,7 +98,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.sim = sim
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.sim.registrations.append(
                 Registration(
@@ -132,12 +132,13 @@ def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:
     return config, sorted(sf.secret_keys)
 
 
-def simulate(sf: StackFile, program: Path = PROGRAM) -> Simulation:
+def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None = None) -> Simulation:
     """Run `program` for the stack file under mocks (preview=False) and record what it does.
 
-    Raises whatever the program raises (pulumi.RunError for invalid config).
+    Raises whatever the program raises (pulumi.RunError for invalid config); what was
+    registered before that is in `record`, when the caller passed one.
     """
-    sim = Simulation(stack=sf.stack)
+    sim = record if record is not None else Simulation(stack=sf.stack)
     mocks = _Mocks()
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=False, monitor=_RecordingMonitor(mocks, sim))

@@ -69,9 +69,7 @@ def vip_names(stack: StackConfig) -> dict[str, IPv4Address]:
 def plan_network(stack: StackConfig) -> NetworkPlan:
     net = stack.network
     nodes = sorted(stack.nodes, key=lambda n: (n.vlan or "", n.ip))
-    reservations = tuple(
-        Reservation(n.name, n.mac, str(n.ip), f"{n.name}.{net.domain}", n.role, n.cluster, n.vlan) for n in nodes
-    )
+    reservations = tuple(Reservation(n.name, n.mac, str(n.ip), f"{n.name}.{net.domain}", n.role, n.cluster, n.vlan) for n in nodes)
     vips = vip_names(stack)
     records = [DnsRecord(r.hostname, "A", r.ip) for r in reservations]
     records += [DnsRecord(f"{name}.{net.domain}", "A", str(ip)) for name, ip in vips.items()]

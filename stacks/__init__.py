@@ -9,7 +9,19 @@ from stacks.load import StackFile, StackFileError, load_stack_file, parse_stack,
 from stacks.model import AddressRange, Ainur, Arda, Cloudflare, Network, Node, StackConfig, Vlan
 
 __all__ = [
-    "AddressRange", "Ainur", "Arda", "Cloudflare", "Network", "Node", "Problem", "StackConfig",
-    "StackConfigError", "StackFile", "StackFileError", "Vlan", "load_stack_file", "parse_stack",
+    "AddressRange",
+    "Ainur",
+    "Arda",
+    "Cloudflare",
+    "Network",
+    "Node",
+    "Problem",
+    "StackConfig",
+    "StackConfigError",
+    "StackFile",
+    "StackFileError",
+    "Vlan",
+    "load_stack_file",
+    "parse_stack",
     "read_stack_file",
 ]

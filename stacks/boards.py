@@ -40,11 +40,23 @@ class Board:
 BOARDS: dict[str, Board] = {
     b.name: b
     for b in (
-        Board("rpi4", "arm64", "Raspberry Pi 4", runs_ainur=True, runs_talos=True,
-              talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_generic")),
+        Board(
+            "rpi4",
+            "arm64",
+            "Raspberry Pi 4",
+            runs_ainur=True,
+            runs_talos=True,
+            talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_generic"),
+        ),
         Board("rpi5", "arm64", "Raspberry Pi 5", runs_ainur=True, runs_talos=False),
-        Board("rk1", "arm64", "Turing RK1 compute module", runs_ainur=False, runs_talos=True,
-              talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1")),
+        Board(
+            "rk1",
+            "arm64",
+            "Turing RK1 compute module",
+            runs_ainur=False,
+            runs_talos=True,
+            talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1"),
+        ),
         Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, runs_talos=True),
         Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, runs_talos=True),
     )

@@ -113,8 +113,13 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     return StackConfig.model_validate(
-        {"network": values["network"], "ainur": values.get("ainur"), "arda": values["arda"],
-         "nodes": values["nodes"], "cloudflare": values.get("cloudflare")}
+        {
+            "network": values["network"],
+            "ainur": values.get("ainur"),
+            "arda": values["arda"],
+            "nodes": values["nodes"],
+            "cloudflare": values.get("cloudflare"),
+        }
     )
 
 
@@ -249,25 +254,28 @@ _PulumiYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_PulumiYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_PulumiYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
-_PulumiYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
+_CORE_SCALARS = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
 )
+for _tag, _regex, _first in _CORE_SCALARS:
+    _PulumiYamlLoader.add_implicit_resolver(_tag, re.compile(_regex), list(_first))  # type: ignore[no-untyped-call]
 
 
 def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
-    return loader.construct_mapping(node)
+    mapping: dict[Any, Any] = loader.construct_mapping(node)
+    return mapping
 
 
 _PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
@@ -312,9 +320,14 @@ def check_stack_settings(sf: StackFile) -> list[Problem]:
     key = "pulumi:disable-default-providers"
     disabled = sf.config.get(key)
     if not isinstance(disabled, list) or not ({"*", "kubernetes"} & {str(x) for x in disabled}):
-        return [Problem(key, f"{show(disabled) if disabled is not None else 'unset'}: must list kubernetes (or *), "
-                             "so no resource ever lands on an ambient kubeconfig; "
-                             f"run `pulumi config set --path '{key}[0]' '*'`")]
+        return [
+            Problem(
+                key,
+                f"{show(disabled) if disabled is not None else 'unset'}: must list kubernetes (or *), "
+                "so no resource ever lands on an ambient kubeconfig; "
+                f"run `pulumi config set --path '{key}[0]' '*'`",
+            )
+        ]
     return []
 
 
@@ -329,5 +342,3 @@ def load_stack_file(path: str | Path) -> StackConfig:
     if settings:
         raise StackConfigError(settings, str(sf.path))
     return config
-
-

@@ -66,7 +66,7 @@ def normalise_mac(value: object) -> object:
         raise ValueError(f"{show(value)} is not a MAC address (write it as a quoted string)")
     compact = re.sub(r"[:\-.]", "", value.strip().lower())
     separators_ok = re.fullmatch(
-        r"([0-9a-fA-F]{2}([:-])){5}[0-9a-fA-F]{2}|([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}|[0-9a-fA-F]{12}",
+        r"[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}|[0-9a-fA-F]{12}",
         value.strip(),
     )
     if not separators_ok or not _HEX.match(compact):

@@ -97,8 +97,7 @@ def _network(net: Network) -> list[Problem]:
     out += _range(f"{NET}.dhcpRange", net.dhcp_range, net)
     out += _range(f"{NET}.loadBalancerPool", net.load_balancer_pool, net)
     if net.load_balancer_pool.overlaps(net.dhcp_range):
-        out.append(Problem(f"{NET}.loadBalancerPool",
-                           f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
     for i, vlan in enumerate(net.vlans):
@@ -180,12 +179,15 @@ def _nodes(p: Parsed) -> list[Problem]:
             out.append(Problem(node_path(i, "arch"), f"{node.arch} does not match board {board.name} ({board.description}), which is {board.arch}"))
         if node.role in ARDA_ROLES and not board.runs_talos:
             able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_talos))
-            out.append(Problem(node_path(i, "board"),
-                               f"{board.name} cannot run Talos Linux, which role {node.role} needs (boards that can: {able})"))
+            out.append(Problem(node_path(i, "board"), f"{board.name} cannot run Talos Linux, which role {node.role} needs (boards that can: {able})"))
         if node.role in AINUR_ROLES and not board.runs_ainur:
             able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_ainur))
-            out.append(Problem(node_path(i, "board"),
-                               f"{board.name} cannot run the Ainur (Ubuntu and k3s), which role {node.role} needs (boards that can: {able})"))
+            out.append(
+                Problem(
+                    node_path(i, "board"),
+                    f"{board.name} cannot run the Ainur (Ubuntu and k3s), which role {node.role} needs (boards that can: {able})",
+                )
+            )
         if node.role in AINUR_ROLES and not p.ainur_set:
             out.append(Problem(node_path(i, "role"), f"{node.role} belongs to the Ainur, but iluvatar:ainur is not set"))
 
@@ -208,8 +210,12 @@ def _arda_versions(arda: Arda) -> list[Problem]:
         return [Problem("iluvatar:arda.talosVersion", f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({span})")]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
-        return [Problem("iluvatar:arda.kubernetesVersion",
-                        f"{arda.kubernetes_version} is not supported by Talos {arda.talos_version} (it supports Kubernetes 1.{low} to 1.{high})")]
+        return [
+            Problem(
+                "iluvatar:arda.kubernetesVersion",
+                f"{arda.kubernetes_version} is not supported by Talos {arda.talos_version} (it supports Kubernetes 1.{low} to 1.{high})",
+            )
+        ]
     return []
 
 
@@ -220,8 +226,12 @@ def _counts(p: Parsed) -> list[Problem]:
     if valinor == 0 or valinor % 2 == 0:
         out.append(Problem(NODES, f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum"))
     if p.arda is not None and istari == 0 and valinor > 0 and not p.arda.allow_scheduling_on_control_planes:
-        out.append(Problem("iluvatar:arda.allowSchedulingOnControlPlanes",
-                           "false, and Arda has no istari (workers): nothing could run workloads; add an istari or set it to true"))
+        out.append(
+            Problem(
+                "iluvatar:arda.allowSchedulingOnControlPlanes",
+                "false, and Arda has no istari (workers): nothing could run workloads; add an istari or set it to true",
+            )
+        )
     if p.ainur_set and (valar == 0 or valar % 2 == 0):
         out.append(Problem(NODES, f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"))
     return out

@@ -1,0 +1,55 @@
+"""Every broken variant of the homelab stack is rejected with exactly the expected problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks import StackConfigError, load_stack_file
+from tests.edit import edit, homelab_doc, write_stack
+
+CASES: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text())
+
+
+def test_the_fixture_set_is_large_enough() -> None:
+    assert len(CASES) >= 20
+    assert len({c["name"] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Path) -> None:
+    path = write_stack(tmp_path, edit(homelab_doc(), case.get("set"), case.get("delete")))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert [str(p) for p in err.value.problems] == case["expect"]
+
+
+def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c["name"] == "token-in-plain-text")
+    path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert "tok-PLAINTEXT-123" not in err.value.report()
+
+
+def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> None:
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:network.gateway": "10.0.0.1",
+            "iluvatar:arda.talosVersion": "latest",
+            "iluvatar:nodes[2].mac": "nope",
+            "iluvatar:nodes[6].ip": "192.168.0.150",
+        },
+    )
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc))
+    assert err.value.paths() == [
+        "iluvatar:network.gateway",
+        "iluvatar:arda.talosVersion",
+        "iluvatar:nodes[2].mac",
+        "iluvatar:nodes[6].ip",
+    ]

@@ -1,0 +1,96 @@
+"""Reading stack files as Pulumi does, and the secret and unknown-key rules of loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacks import StackConfigError, StackFileError, load_stack_file, read_stack_file
+from stacks.load import Secure, load_yaml, parse_stack
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+
+
+def test_yaml_reads_macs_and_words_as_strings_like_pulumi() -> None:
+    # YAML 1.1 (PyYAML's default) reads 10:20:30:40:50:51 as a base-60 integer and `no` as false.
+    doc = load_yaml("mac: 10:20:30:40:50:51\nanswer: no\nflag: true\nn: 3\n")
+    assert doc == {"mac": "10:20:30:40:50:51", "answer": "no", "flag": True, "n": 3}
+
+
+def test_unquoted_sexagesimal_looking_mac_still_validates(tmp_path: Path) -> None:
+    path = write_stack(tmp_path, homelab_doc())
+    text = path.read_text().replace("mac: a8:b8:e0:20:00:01", "mac: 10:20:30:40:50:51")
+    assert "10:20:30:40:50:51" in text
+    path.write_text(text)
+    stack = load_stack_file(path)
+    assert stack.nodes[3].mac == "10:20:30:40:50:51"
+
+
+def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.dup.yaml"
+    path.write_text("config:\n  iluvatar:arda: {}\n  iluvatar:arda: {}\n")
+    with pytest.raises(StackFileError, match=r"line 3.*duplicate key 'iluvatar:arda'"):
+        read_stack_file(path)
+
+
+def test_missing_file_and_non_yaml_are_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(StackFileError, match="no such stack file"):
+        read_stack_file(tmp_path / "Pulumi.nope.yaml")
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config: [\n")
+    with pytest.raises(StackFileError, match="not valid YAML at line 2"):
+        read_stack_file(bad)
+    listy = tmp_path / "Pulumi.list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(StackFileError, match="not a Pulumi stack file"):
+        read_stack_file(listy)
+
+
+def test_secure_values_are_recognised_and_kept_opaque(tmp_path: Path) -> None:
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:cloudflare": {"accountId": "0123456789abcdef0123456789abcdef"},
+            "iluvatar:cloudflareApiToken": {"secure": "v1:c2FsdA==:Y2lwaGVy"},
+        },
+    )
+    sf = read_stack_file(write_stack(tmp_path, doc))
+    assert sf.secret_keys == {"iluvatar:cloudflareApiToken"}
+    assert isinstance(sf.config["iluvatar:cloudflareApiToken"], Secure)
+    stack = sf.parse()
+    assert stack.cloudflare is not None and stack.cloudflare.account_id == "0123456789abcdef0123456789abcdef"
+
+
+def test_encrypted_plain_config_is_rejected(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:arda": {"secure": "v1:abc"}})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc))
+    assert [str(p) for p in err.value.problems] == [
+        "iluvatar:arda: is encrypted, but it is plain configuration that every layer must read; set it without --secret",
+        "iluvatar:arda: is required",
+    ]
+
+
+def test_other_namespaces_are_left_to_pulumi() -> None:
+    stack = parse_stack({**{k: v for k, v in read_stack_file(HOMELAB).config.items()}, "kubernetes:context": "x"})
+    assert stack.arda.cluster_name == "arda"
+
+
+def test_section_of_wrong_shape_is_reported_not_raised() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:nodes"] = {"manwe": {}}
+    raw["iluvatar:network"] = "192.168.0.0/24"
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert [str(p) for p in err.value.problems] == [
+        "iluvatar:network: 192.168.0.0/24 is not a mapping of keys to values",
+        "iluvatar:nodes: {'manwe': {}} is not a list of machines",
+    ]
+
+
+def test_empty_stack_lists_every_required_key(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.empty.yaml"
+    path.write_text("config:\n  pulumi:disable-default-providers: ['*']\n")
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert err.value.paths() == ["iluvatar:network", "iluvatar:arda", "iluvatar:nodes"]

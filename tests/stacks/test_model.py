@@ -1,0 +1,139 @@
+"""The config models: parsing, normalisation and the checks each field makes alone."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+from pydantic import ValidationError
+
+from stacks import load_stack_file
+from stacks.model import AddressRange, Arda, Network, Node, normalise_mac
+from tests.edit import HOMELAB, RK1
+
+NODE = {
+    "name": "tirion",
+    "role": "valinor",
+    "arch": "amd64",
+    "board": "generic-x86",
+    "mac": "a8:b8:e0:20:00:02",
+    "ip": "192.168.0.22",
+    "installDisk": "/dev/sda",
+}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "A8:B8:E0:20:00:02",
+        "a8-b8-e0-20-00-02",
+        "A8-B8-E0-20-00-02",
+        "a8b8.e020.0002",
+        "A8B8E0200002",
+        " a8:b8:e0:20:00:02 ",
+    ],
+)
+def test_mac_spellings_normalise_to_lower_colon_form(spelling: str) -> None:
+    assert normalise_mac(spelling) == "a8:b8:e0:20:00:02"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a8:b8:e0:20:00",
+        "a8:b8:e0:20:00:02:03",
+        "a8:b8-e0:20:00:02",
+        "g8:b8:e0:20:00:02",
+        "a8b8e020000",
+        "00:00:00:00:00:00",
+        "ff:ff:ff:ff:ff:ff",
+        0xA8B8E0200002,
+    ],
+)
+def test_bad_macs_are_rejected(bad: object) -> None:
+    with pytest.raises(ValueError, match="MAC address"):
+        normalise_mac(bad)
+
+
+def test_node_parses_camel_case_and_normalises_mac() -> None:
+    node = Node.model_validate({**NODE, "mac": "A8-B8-E0-20-00-02"})
+    assert node.mac == "a8:b8:e0:20:00:02"
+    assert node.ip == IPv4Address("192.168.0.22")
+    assert node.install_disk == "/dev/sda"
+    assert node.cluster == "arda"
+
+
+def test_models_are_frozen() -> None:
+    node = Node.model_validate(NODE)
+    with pytest.raises(ValidationError):
+        node.name = "other"  # type: ignore[misc]
+
+
+def test_snake_case_keys_are_not_accepted_in_a_stack() -> None:
+    with pytest.raises(ValidationError) as err:
+        Node.model_validate({**{k: v for k, v in NODE.items() if k != "installDisk"}, "install_disk": "/dev/sda"})
+    kinds = {e["type"] for e in err.value.errors()}
+    assert kinds == {"missing", "extra_forbidden"}
+
+
+@pytest.mark.parametrize("name", ["a", "node-1", "x" * 63])
+def test_rfc1123_names_accepted(name: str) -> None:
+    assert Node.model_validate({**NODE, "name": name}).name == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a-", "A", "a_b", "a.b", "x" * 64])
+def test_non_rfc1123_names_rejected(name: str) -> None:
+    with pytest.raises(ValidationError):
+        Node.model_validate({**NODE, "name": name})
+
+
+def test_address_range_membership_and_overlap() -> None:
+    r = AddressRange.model_validate({"start": "10.0.0.10", "end": "10.0.0.20"})
+    assert IPv4Address("10.0.0.10") in r and IPv4Address("10.0.0.20") in r
+    assert IPv4Address("10.0.0.21") not in r
+    assert r.size() == 11
+    assert r.overlaps(AddressRange.model_validate({"start": "10.0.0.20", "end": "10.0.0.30"}))
+    assert not r.overlaps(AddressRange.model_validate({"start": "10.0.0.21", "end": "10.0.0.30"}))
+
+
+def test_network_requires_a_dns_server() -> None:
+    with pytest.raises(ValidationError):
+        Network.model_validate(
+            {
+                "lan": "10.0.0.0/24",
+                "gateway": "10.0.0.1",
+                "dns": [],
+                "dhcpRange": {"start": "10.0.0.100", "end": "10.0.0.150"},
+                "loadBalancerPool": {"start": "10.0.0.200", "end": "10.0.0.210"},
+                "domain": "home.arpa",
+            }
+        )
+
+
+@pytest.mark.parametrize(("version", "ok"), [("v1.12.4", True), ("1.12.4", False), ("v1.12", False), ("v1.12.4-beta.0", False)])
+def test_talos_version_is_well_formed(version: str, ok: bool) -> None:
+    arda = {"clusterName": "arda", "vip": "10.0.0.5", "talosVersion": version, "kubernetesVersion": "v1.34.1"}
+    if ok:
+        assert Arda.model_validate(arda).talos_version == version
+    else:
+        with pytest.raises(ValidationError):
+            Arda.model_validate(arda)
+
+
+def test_homelab_stack_matches_the_seed_hardware() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert stack.network.lan == IPv4Network("192.168.0.0/24")
+    assert (str(stack.network.load_balancer_pool.start), str(stack.network.load_balancer_pool.end)) == ("192.168.0.220", "192.168.0.239")
+    assert [n.role for n in stack.ainur_nodes] == ["valar", "maiar", "maiar"]
+    assert all(n.board == "rpi5" and n.arch == "arm64" for n in stack.ainur_nodes)
+    valinor = stack.by_role("valinor")
+    assert len(valinor) == 3 and all(n.arch == "amd64" and n.data_disks == ("/dev/nvme0n1",) for n in valinor)
+    assert len(stack.by_role("istari")) == 2
+
+
+def test_rk1_stack_has_no_ainur_and_schedules_on_control_planes() -> None:
+    stack = load_stack_file(RK1)
+    assert stack.ainur is None and stack.ainur_nodes == ()
+    assert stack.arda.allow_scheduling_on_control_planes
+    assert [n.role for n in stack.nodes] == ["valinor"] * 3 + ["istari"]
+    assert {n.board for n in stack.nodes} == {"rk1"}

@@ -1,0 +1,77 @@
+"""Loading the stack from Pulumi config, injected with set_all_config under the iluvatar: prefix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from stacks import read_stack_file
+from stacks.pulumi_source import load
+from tests.edit import HOMELAB
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+def _config(**extra: str) -> dict[str, str]:
+    cfg = {k: json.dumps(v) for k, v in read_stack_file(HOMELAB).config.items() if k.startswith("iluvatar:")}
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def mocks() -> None:
+    pulumi.runtime.set_mocks(Mocks(), project="iluvatar", stack="test", preview=False)
+
+
+def test_load_reads_structured_config() -> None:
+    pulumi.runtime.set_all_config(_config(), [])
+    loaded = load()
+    assert len(loaded.config.nodes) == 8
+    assert loaded.config.arda.cluster_name == "arda"
+    assert loaded.secrets.cloudflare_api_token is None
+
+
+def test_unknown_key_in_the_namespace_is_reported() -> None:
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:nodez": "[]"}), [])
+    with pytest.raises(pulumi.RunError, match=r"iluvatar:nodez: is not a known key; did you mean nodes\?"):
+        load()
+
+
+def test_plain_token_is_rejected_and_not_echoed() -> None:
+    cfg = _config(**{"iluvatar:cloudflare": json.dumps({"accountId": "0" * 32}), "iluvatar:cloudflareApiToken": "hunter2-token"})
+    pulumi.runtime.set_all_config(cfg, [])
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert "iluvatar:cloudflareApiToken: is in plain text" in str(err.value)
+    assert "hunter2-token" not in str(err.value)
+
+
+def test_secret_token_becomes_a_secret_output() -> None:
+    cfg = _config(**{"iluvatar:cloudflare": json.dumps({"accountId": "0" * 32}), "iluvatar:cloudflareApiToken": "hunter2-token"})
+    pulumi.runtime.set_all_config(cfg, ["iluvatar:cloudflareApiToken"])
+    ran: list[bool] = []
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        token = load().secrets.cloudflare_api_token
+        assert token is not None
+
+        def inspect(args: list[Any]) -> None:
+            value, secret = args
+            assert value == "hunter2-token" and secret
+            ran.append(True)
+
+        secret: pulumi.Output[bool] = pulumi.Output.from_input(token.is_secret())
+        return pulumi.Output.all(token, secret).apply(inspect)
+
+    check()
+    assert ran == [True]

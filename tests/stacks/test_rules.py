@@ -1,0 +1,66 @@
+"""Cross-section rules that the fixture set does not reach on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import StackConfigError, parse_stack, read_stack_file
+from stacks.rules import TALOS_KUBERNETES
+from tests.edit import HOMELAB, RK1
+
+
+def _raw(path: Path = HOMELAB) -> dict[str, Any]:
+    return dict(read_stack_file(path).config)
+
+
+def test_single_control_plane_is_a_valid_quorum() -> None:
+    raw = _raw(RK1)
+    raw["iluvatar:nodes"] = raw["iluvatar:nodes"][:1]
+    stack = parse_stack(raw)
+    assert len(stack.nodes) == 1
+
+
+@pytest.mark.parametrize("talos", sorted(TALOS_KUBERNETES))
+def test_support_matrix_bounds_are_inclusive(talos: tuple[int, int]) -> None:
+    low, high = TALOS_KUBERNETES[talos]
+    for minor, ok in ((low - 1, False), (low, True), (high, True), (high + 1, False)):
+        raw = _raw()
+        raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": f"v{talos[0]}.{talos[1]}.0", "kubernetesVersion": f"v1.{minor}.0"}
+        if ok:
+            parse_stack(raw)
+        else:
+            with pytest.raises(StackConfigError, match=r"iluvatar:arda\.kubernetesVersion"):
+                parse_stack(raw)
+
+
+def test_unknown_talos_minor_is_rejected() -> None:
+    raw = _raw()
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": "v1.99.0"}
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert (
+        str(err.value.problems[0]) == "iluvatar:arda.talosVersion: v1.99.0 is not a Talos release this version of Iluvatar supports (v1.9 to v1.12)"
+    )
+
+
+def test_node_on_a_vlan_is_checked_against_that_vlan_not_the_lan() -> None:
+    raw = _raw()
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[7] = {**nodes[7], "vlan": "iot", "ip": "192.168.20.32"}
+    raw["iluvatar:nodes"] = nodes
+    stack = parse_stack(raw)
+    assert stack.nodes[7].vlan == "iot"
+
+
+def test_broken_node_does_not_hide_other_nodes_problems() -> None:
+    raw = _raw()
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[0] = {**nodes[0], "mac": "bad"}
+    nodes[7] = {**nodes[7], "ip": "192.168.0.21"}
+    raw["iluvatar:nodes"] = nodes
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert err.value.paths() == ["iluvatar:nodes[0].mac", "iluvatar:nodes[7].ip"]

@@ -1,0 +1,95 @@
+"""Hypothesis strategies: random valid stacks, built so every rule holds by construction."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from hypothesis import assume
+from hypothesis import strategies as st
+
+ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "generic-arm64"]}
+AINUR_BOARDS = [("rpi5", "arm64"), ("rpi4", "arm64"), ("generic-x86", "amd64")]
+
+
+def spell_mac(value: int, style: int) -> str:
+    h = f"{value:012x}"
+    pairs = [h[i : i + 2] for i in range(0, 12, 2)]
+    return [":".join(pairs), "-".join(pairs).upper(), f"{h[0:4]}.{h[4:8]}.{h[8:12]}", h.upper()][style % 4]
+
+
+@st.composite
+def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
+    """Raw config (as a stack file holds it) for a valid stack on a random LAN."""
+    prefix = draw(st.integers(min_value=20, max_value=26))
+    base = (10 << 24) | draw(st.integers(min_value=0, max_value=(1 << 24) - 1))
+    lan = IPv4Network((base, prefix), strict=False)
+    hosts = lan.num_addresses - 2
+
+    def at(offset: int) -> str:
+        return str(lan.network_address + offset)
+
+    a, b, c, d = sorted(draw(st.lists(st.integers(min_value=2, max_value=hosts), min_size=4, max_size=4, unique=True)))
+    dhcp, pool = (a, b - 1), (c, d - 1)
+    valinor = draw(st.sampled_from([1, 3, 5]))
+    istari = draw(st.integers(min_value=0, max_value=4))
+    with_ainur = draw(st.booleans())
+    valar = draw(st.sampled_from([1, 3])) if with_ainur else 0
+    maiar = draw(st.integers(min_value=0, max_value=2)) if with_ainur else 0
+    roles = ["valinor"] * valinor + ["istari"] * istari + ["valar"] * valar + ["maiar"] * maiar
+    free = [o for o in range(1, hosts + 1) if not (dhcp[0] <= o <= dhcp[1] or pool[0] <= o <= pool[1])]
+    need = 1 + 2 + len(roles)  # gateway, two VIPs, nodes
+    assume(len(free) >= need)
+    chosen = draw(st.lists(st.sampled_from(free), min_size=need, max_size=need, unique=True))
+    gateway, ainur_vip, arda_vip, *node_offsets = chosen
+    # 47 random bits with a 0 inserted at the multicast bit: unique unicast MACs.
+    macs = draw(st.lists(st.integers(min_value=1, max_value=(1 << 47) - 1), min_size=len(roles), max_size=len(roles), unique=True))
+    nodes = []
+    for i, (role, offset, mac) in enumerate(zip(roles, node_offsets, macs, strict=True)):
+        if role in ("valar", "maiar"):
+            board, arch = draw(st.sampled_from(AINUR_BOARDS))
+        else:
+            arch = draw(st.sampled_from(sorted(ARDA_BOARDS)))
+            board = draw(st.sampled_from(ARDA_BOARDS[arch]))
+        mac_int = ((mac >> 40) << 41) | (mac & ((1 << 40) - 1))
+        nodes.append(
+            {
+                "name": f"node-{i}",
+                "role": role,
+                "arch": arch,
+                "board": board,
+                "mac": spell_mac(mac_int, draw(st.integers(0, 3))),
+                "ip": at(offset),
+                "installDisk": "/dev/sda",
+            }
+        )
+    nodes = draw(st.permutations(nodes))
+    raw: dict[str, Any] = {
+        "iluvatar:network": {
+            "lan": str(lan),
+            "gateway": at(gateway),
+            "dns": [at(gateway)],
+            "dhcpRange": {"start": at(dhcp[0]), "end": at(dhcp[1])},
+            "loadBalancerPool": {"start": at(pool[0]), "end": at(pool[1])},
+            "domain": "lab.home.arpa",
+        },
+        "iluvatar:arda": {
+            "clusterName": "arda",
+            "vip": at(arda_vip),
+            "talosVersion": "v1.12.4",
+            "kubernetesVersion": "v1.34.1",
+            "allowSchedulingOnControlPlanes": istari == 0,
+        },
+        "iluvatar:nodes": list(nodes),
+    }
+    if with_ainur:
+        raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1"}
+    return raw
+
+
+def lan_of(raw: dict[str, Any]) -> IPv4Network:
+    return IPv4Network(raw["iluvatar:network"]["lan"])
+
+
+def ip(value: str) -> IPv4Address:
+    return IPv4Address(value)
