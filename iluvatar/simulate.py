@@ -7,6 +7,7 @@ and the offline commands use this to see exactly what a stack would create.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -82,14 +83,69 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def _talos_urls(args: dict[str, Any]) -> dict[str, Any]:
+    """Image Factory URLs in the factory's own layout, from the schematic id and version."""
+    sid, version, arch = args.get("schematicId", ""), args.get("talosVersion", ""), args.get("architecture", "amd64")
+    target = f"{args['platform']}-{arch}" if args.get("platform") else f"metal-{arch}"
+    base = f"https://factory.talos.dev/image/{sid}/{version}"
+    return {
+        "urls": {
+            "installer": f"factory.talos.dev/{'metal-' if args.get('platform') else ''}installer/{sid}:{version}",
+            "installerSecureboot": f"factory.talos.dev/installer-secureboot/{sid}:{version}",
+            "pxe": f"https://pxe.factory.talos.dev/pxe/{sid}/{version}/{target}",
+            "kernel": f"{base}/kernel-{arch}",
+            "initramfs": f"{base}/initramfs-{arch}.xz",
+            "kernelCommandLine": f"{base}/cmdline-{target}",
+            "iso": f"{base}/{target}.iso",
+            "isoSecureboot": f"{base}/{target}-secureboot.iso",
+            "diskImage": f"{base}/{target}.raw.zst",
+            "diskImageSecureboot": f"{base}/{target}-secureboot.raw.zst",
+            "uki": f"{base}/{target}-uki.efi",
+        }
+    }
+
+
+def _machine_configuration(args: dict[str, Any]) -> dict[str, Any]:
+    # The real provider merges the patches into a full config; offline we can only show them.
+    patches = "---\n".join(args.get("configPatches") or [])
+    header = f"# {args.get('machineType')} config for {args.get('clusterName')} at {args.get('clusterEndpoint')}\n"
+    return {**args, "machineConfiguration": header + patches}
+
+
+# Invoke results by token; resources' extra outputs by type. Values the engine would generate
+# (keys, certificates) are fixed placeholders, so two runs are byte-identical.
+INVOKES: dict[str, Any] = {
+    "talos:imageFactory/getUrls:getUrls": _talos_urls,
+    "talos:machine/getConfiguration:getConfiguration": _machine_configuration,
+    "talos:client/getConfiguration:getConfiguration": lambda a: {**a, "talosConfig": f"# talosconfig for {a.get('clusterName')}\n"},
+}
+_CERT = {"cert": PLACEHOLDER, "key": PLACEHOLDER}
+RESOURCE_STATE: dict[str, Any] = {
+    "talos:machine/secrets:Secrets": lambda a: {
+        "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": PLACEHOLDER, "clientKey": PLACEHOLDER},
+        "machineSecrets": {
+            "certs": {"etcd": _CERT, "k8s": _CERT, "k8sAggregator": _CERT, "k8sServiceaccount": {"key": PLACEHOLDER}, "os": _CERT},
+            "cluster": {"id": PLACEHOLDER, "secret": PLACEHOLDER},
+            "secrets": {"bootstrapToken": PLACEHOLDER, "secretboxEncryptionSecret": PLACEHOLDER},
+            "trustdinfo": {"token": PLACEHOLDER},
+        },
+    },
+    "talos:imageFactory/schematic:Schematic": lambda a: {"id": hashlib.sha256(str(a.get("schematic", "")).encode()).hexdigest()},
+    "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
+}
+
+
 class _Mocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as state; invokes answer from the handlers given."""
+    """Resources echo their inputs plus the outputs their provider would add; invokes answer from INVOKES."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
+        extra = RESOURCE_STATE.get(args.typ)
+        state = {**args.inputs, **(extra(args.inputs) if extra else {})}
+        return str(state.pop("id", f"{args.name}-id")), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        handler = INVOKES.get(args.token)
+        return (handler(dict(args.args)) if handler else {}), []
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):

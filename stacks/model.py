@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -196,6 +196,20 @@ class Ainur(Model):
     k3s_version: K3sVersion = Field(alias="k3sVersion")
 
 
+_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+TalosPatch = dict[str, Any]
+
+
+class Cilium(Model):
+    """Cilium, Arda's CNI: typed settings for what Iluvatar relies on, raw Helm values for the rest."""
+
+    version: Annotated[str, _pattern(_CHART_VERSION, "1.18.4", "Helm chart version")] = "1.18.4"
+    load_balancer_algorithm: Literal["maglev", "random"] = "maglev"
+    hubble: bool = True
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
 class Arda(Model):
     """Arda: the Talos Linux workload cluster."""
 
@@ -204,6 +218,8 @@ class Arda(Model):
     talos_version: TalosVersion
     kubernetes_version: KubernetesVersion
     allow_scheduling_on_control_planes: bool = False
+    cilium: Cilium = Field(default_factory=Cilium)
+    patches: tuple[TalosPatch, ...] = ()
 
 
 class Node(Model):
@@ -218,6 +234,7 @@ class Node(Model):
     install_disk: DiskPath
     data_disks: tuple[DiskPath, ...] = ()
     vlan: Label | None = None
+    talos_patches: tuple[TalosPatch, ...] = ()
 
     @property
     def cluster(self) -> str:

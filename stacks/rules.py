@@ -52,6 +52,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _arda_versions(p.arda)
     if p.nodes_complete:
         problems += _counts(p)
+    problems += _talos_patches(p)
     return problems
 
 
@@ -234,4 +235,69 @@ def _counts(p: Parsed) -> list[Problem]:
         )
     if p.ainur_set and (valar == 0 or valar % 2 == 0):
         out.append(Problem(NODES, f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"))
+    return out
+
+
+# Talos config documents Iluvatar renders from the inventory (plans.talos); a user patch of
+# the same kind would silently fight the inventory, so it is refused with where to edit instead.
+GENERATED_DOCUMENTS = {
+    "HostnameConfig": "the node's name",
+    "LinkAliasConfig": "the node's mac",
+    "LinkConfig": "the node's ip and network.gateway",
+    "ResolverConfig": "network.dns",
+    "Layer2VIPConfig": "arda.vip",
+}
+V1ALPHA1_SECTIONS = {"version", "debug", "machine", "cluster"}
+
+
+def _device_paths(value: object) -> Iterator[str]:
+    if isinstance(value, str) and value.startswith("/dev/"):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _device_paths(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _device_paths(v)
+
+
+def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str) -> Iterator[Problem]:
+    kind = patch.get("kind")
+    if kind is None:
+        unknown = sorted(set(patch) - V1ALPHA1_SECTIONS)
+        if unknown:
+            yield Problem(
+                path, f"{', '.join(unknown)} is not a v1alpha1 config section (machine, cluster); a config document needs apiVersion and kind"
+            )
+        machine = patch.get("machine")
+        install = machine.get("install") if isinstance(machine, dict) else None
+        if isinstance(install, dict) and "disk" in install:
+            yield Problem(path, "sets machine.install.disk; set the node's installDisk instead")
+        if isinstance(install, dict) and "image" in install:
+            yield Problem(path, "sets machine.install.image; Iluvatar derives it from the node's board and arda.talosVersion")
+    else:
+        if "apiVersion" not in patch:
+            yield Problem(path, f"document {kind} has no apiVersion")
+        if kind in GENERATED_DOCUMENTS:
+            yield Problem(path, f"{kind} is generated from {GENERATED_DOCUMENTS[str(kind)]}; change that in the stack instead")
+    for device in sorted(set(_device_paths(patch))):
+        if device not in disks:
+            known = ", ".join(sorted(disks)) or "none"
+            yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
+
+
+def _talos_patches(p: Parsed) -> list[Problem]:
+    out: list[Problem] = []
+    arda_nodes = [(i, n) for i, n in p.nodes if n.role in ARDA_ROLES]
+    for i, node in p.nodes:
+        if node.talos_patches and node.role not in ARDA_ROLES:
+            out.append(Problem(node_path(i, "talosPatches"), f"{node.name} is {node.role}, which does not run Talos"))
+            continue
+        disks = {node.install_disk, *node.data_disks}
+        for k, patch in enumerate(node.talos_patches):
+            out += _patch(node_path(i, f"talosPatches[{k}]"), patch, disks, node.name)
+    if p.arda is not None and p.arda.patches:
+        shared = set.intersection(*({n.install_disk, *n.data_disks} for _, n in arda_nodes)) if arda_nodes else set()
+        for k, patch in enumerate(p.arda.patches):
+            out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node")
     return out

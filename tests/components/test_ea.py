@@ -21,7 +21,7 @@ class Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        return {}, []
 
 
 def test_ea_outputs_the_plan() -> None:

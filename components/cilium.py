@@ -1,0 +1,60 @@
+"""Cilium on Arda: the CNI (Helm release) and its LAN load-balancer IP pool and L2 announcements.
+
+Cilium's CRDs are created by its operator once it runs, so the pool and the policy depend on
+the release; all three go through the Arda Kubernetes provider passed in `providers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plans import cilium as plan
+from stacks.model import StackConfig
+
+
+@dataclass(frozen=True)
+class CiliumArgs:
+    """Cilium's input: the validated stack (Cilium settings and the load-balancer pool)."""
+
+    stack: StackConfig
+
+
+class Cilium(pulumi.ComponentResource):
+    """Cilium: the Helm release, the CiliumLoadBalancerIPPool and the CiliumL2AnnouncementPolicy."""
+
+    release: k8s.helm.v3.Release
+    pool: k8s.apiextensions.CustomResource
+    l2_policy: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:arda:Cilium", name, None, opts)
+        stack = args.stack
+        child = pulumi.ResourceOptions(parent=self)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="cilium",
+            chart=plan.CHART,
+            version=stack.arda.cilium.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.REPOSITORY),
+            namespace=plan.NAMESPACE,
+            values=plan.helm_values(stack),
+            opts=child,
+        )
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+        self.pool = self._custom_resource(f"{name}-lb-pool", plan.load_balancer_pool(stack), after_release)
+        self.l2_policy = self._custom_resource(f"{name}-l2-policy", plan.l2_announcement_policy(stack), after_release)
+        self.register_outputs({"releaseStatus": self.release.status})
+
+    @staticmethod
+    def _custom_resource(name: str, manifest: dict[str, object], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            name,
+            api_version=str(manifest["apiVersion"]),
+            kind=str(manifest["kind"]),
+            metadata=manifest["metadata"],  # type: ignore[arg-type]
+            spec=manifest["spec"],
+            opts=opts,
+        )

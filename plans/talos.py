@@ -1,0 +1,127 @@
+"""Talos plan: each Arda node's machine-config patch and Image Factory schematic, from the inventory.
+
+Talos 1.12 configures networking with separate documents, so a node's patch is several YAML
+documents: the v1alpha1 Config (install disk and image, KubePrism, CNI none, no kube-proxy,
+labels) plus HostnameConfig, a LinkAliasConfig that finds the NIC by the inventory's MAC,
+its LinkConfig (static address and default route), ResolverConfig and, on control planes,
+the Layer-2 VIP. Interface names differ between machines; the MAC is what we know.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+
+from stacks.boards import BOARDS, Board
+from stacks.model import Node, StackConfig
+
+LINK = "lan0"
+KUBEPRISM_PORT = 7445
+API_PORT = 6443
+LABEL_PREFIX = "iluvatar"
+# Block storage for Rook-Ceph and Longhorn: iSCSI and the util-linux tools they shell out to.
+STORAGE_EXTENSIONS = ("siderolabs/iscsi-tools", "siderolabs/util-linux-tools")
+
+MachineType = Literal["controlplane", "worker"]
+
+
+def machine_type(node: Node) -> MachineType:
+    return "controlplane" if node.role == "valinor" else "worker"
+
+
+def cluster_endpoint(stack: StackConfig) -> str:
+    return f"https://{stack.arda.vip}:{API_PORT}"
+
+
+def kubernetes_version(stack: StackConfig) -> str:
+    """The Talos SDK takes the bare version (it adds the `v` to image tags itself)."""
+    return stack.arda.kubernetes_version.removeprefix("v")
+
+
+def config_path(mac: str) -> str:
+    """Where a node's machine config is served on the Ainur HTTP server.
+
+    Hyphenated because that is what iPXE's `${net0/mac:hexhyp}` expands to at boot.
+    """
+    return f"/configs/{mac.replace(':', '-')}.yaml"
+
+
+def schematic(board: Board) -> dict[str, Any]:
+    """The Image Factory schematic for a board: storage extensions, and the SBC overlay if any."""
+    customization: dict[str, Any] = {"systemExtensions": {"officialExtensions": list(STORAGE_EXTENSIONS)}}
+    doc: dict[str, Any] = {"customization": customization}
+    if board.talos_overlay is not None:
+        doc["overlay"] = {"image": board.talos_overlay.image, "name": board.talos_overlay.name}
+    return doc
+
+
+def schematic_boards(stack: StackConfig) -> list[Board]:
+    """One schematic per board that Arda uses, in name order."""
+    return [BOARDS[name] for name in sorted({n.board for n in stack.arda_nodes})]
+
+
+def node_labels(node: Node) -> dict[str, str]:
+    labels = {f"{LABEL_PREFIX}/role": node.role, f"{LABEL_PREFIX}/board": node.board}
+    if node.data_disks:
+        labels[f"{LABEL_PREFIX}/storage"] = "true"
+    return labels
+
+
+def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list[dict[str, Any]]:
+    """The patch documents for one node, in the order Talos documents them."""
+    net = stack.network
+    subnet = net.lan if node.vlan is None else next(v.cidr for v in net.vlans if v.name == node.vlan)
+    prefix = subnet.prefixlen
+    control_plane = machine_type(node) == "controlplane"
+    machine: dict[str, Any] = {
+        "install": {"disk": node.install_disk, "image": installer_image, "wipe": False},
+        "kubelet": {"nodeIP": {"validSubnets": [str(subnet)]}},
+        "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
+        "nodeLabels": node_labels(node),
+    }
+    if node.data_disks:
+        # Ceph/Longhorn discover these; Talos itself leaves them untouched.
+        machine["nodeAnnotations"] = {f"{LABEL_PREFIX}/data-disks": ",".join(node.data_disks)}
+    cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
+    if control_plane:
+        cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
+    link: dict[str, Any] = {
+        "apiVersion": "v1alpha1",
+        "kind": "LinkConfig",
+        "name": LINK,
+        "up": True,
+        "addresses": [{"address": f"{node.ip}/{prefix}"}],
+    }
+    if node.vlan is None:
+        # The model has no per-VLAN gateway, so only LAN nodes get the default route.
+        link["routes"] = [{"gateway": str(net.gateway)}]
+    docs: list[dict[str, Any]] = [
+        {"machine": machine, "cluster": cluster},
+        {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": node.name},
+        {"apiVersion": "v1alpha1", "kind": "LinkAliasConfig", "name": LINK, "selector": {"match": f'mac(link.permanent_addr) == "{node.mac}"'}},
+        link,
+        {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": str(d)} for d in net.dns]},
+    ]
+    if control_plane:
+        docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": str(stack.arda.vip), "link": LINK})
+    return docs
+
+
+def dump(documents: list[dict[str, Any]]) -> str:
+    """Multi-document YAML, stable across runs (key order as built, no anchors)."""
+
+    class _NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump_all(documents, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, explicit_start=False)
+
+
+def node_patches(stack: StackConfig, node: Node, installer_image: str) -> list[str]:
+    """Every patch for the node, in apply order: Iluvatar's, the cluster's, then the node's own."""
+    return [
+        dump(node_documents(stack, node, installer_image)),
+        *(dump([p]) for p in stack.arda.patches),
+        *(dump([p]) for p in node.talos_patches),
+    ]

@@ -1,0 +1,121 @@
+"""Talos patches and schematics: every generated document passes the real Talos config schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+
+from plans import talos
+from stacks import StackConfig, load_stack_file, parse_stack
+from stacks.boards import BOARDS
+from tests.edit import HOMELAB, RK1
+from tests.schemas import talos_errors
+from tests.strategies import raw_stacks
+
+IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.4"
+
+
+def _docs(stack: StackConfig, name: str) -> list[dict[str, Any]]:
+    node = next(n for n in stack.nodes if n.name == name)
+    return [d for p in talos.node_patches(stack, node, IMAGE) for d in yaml.safe_load_all(p)]
+
+
+def _all_documents(stack: StackConfig) -> list[dict[str, Any]]:
+    return [d for n in stack.arda_nodes for p in talos.node_patches(stack, n, IMAGE) for d in yaml.safe_load_all(p)]
+
+
+def test_the_schema_check_can_fail() -> None:
+    assert talos_errors({"machine": {"instal": {"disk": "/dev/sda"}}}) != []
+    assert talos_errors({"apiVersion": "v1alpha1", "kind": "LinkConfig", "up": True}) != []  # name is required
+    assert talos_errors({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": "10.0.0.1", "link": "lan0"}) == []
+
+
+def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
+    for path in (HOMELAB, RK1):
+        stack = load_stack_file(path)
+        docs = _all_documents(stack)
+        assert len(docs) == 6 * len(stack.by_role("valinor")) + 5 * len(stack.by_role("istari"))
+        for doc in docs:
+            assert talos_errors(doc) == [], (path.name, doc)
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw_stacks())
+def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
+    for doc in _all_documents(parse_stack(raw)):
+        assert talos_errors(doc) == [], doc
+
+
+def test_control_plane_patch_content() -> None:
+    stack = load_stack_file(HOMELAB)
+    config, hostname, alias, link, resolver, vip = _docs(stack, "tirion")
+    assert config["machine"]["install"] == {"disk": "/dev/sda", "image": IMAGE, "wipe": False}
+    assert config["machine"]["features"]["kubePrism"] == {"enabled": True, "port": 7445}
+    assert config["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.0.0/24"]
+    assert config["machine"]["nodeLabels"] == {"iluvatar/role": "valinor", "iluvatar/board": "generic-x86", "iluvatar/storage": "true"}
+    assert config["machine"]["nodeAnnotations"] == {"iluvatar/data-disks": "/dev/nvme0n1"}
+    assert config["cluster"] == {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}, "allowSchedulingOnControlPlanes": False}
+    assert hostname == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "tirion"}
+    assert alias["selector"] == {"match": 'mac(link.permanent_addr) == "a8:b8:e0:20:00:02"'}
+    assert link["addresses"] == [{"address": "192.168.0.22/24"}]
+    assert link["routes"] == [{"gateway": "192.168.0.1"}]
+    assert resolver["nameservers"] == [{"address": "192.168.0.1"}]
+    assert vip == {"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": "192.168.0.20", "link": "lan0"}
+
+
+def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
+    docs = _docs(load_stack_file(HOMELAB), "gandalf")
+    assert [d.get("kind") for d in docs] == [None, "HostnameConfig", "LinkAliasConfig", "LinkConfig", "ResolverConfig"]
+    assert "nodeAnnotations" not in docs[0]["machine"]
+    assert "allowSchedulingOnControlPlanes" not in docs[0]["cluster"]
+
+
+def test_rk1_control_planes_allow_scheduling() -> None:
+    docs = _docs(load_stack_file(RK1), "talos-1")
+    assert docs[0]["cluster"]["allowSchedulingOnControlPlanes"] is True
+    assert docs[0]["machine"]["install"]["disk"] == "/dev/mmcblk0"
+
+
+def test_user_patches_follow_iluvatars_own_in_order() -> None:
+    raw = {k: v for k, v in __import__("stacks").read_stack_file(HOMELAB).config.items()}
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "patches": [{"machine": {"sysctls": {"vm.nr_hugepages": "1024"}}}]}
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[3] = {
+        **nodes[3],
+        "talosPatches": [
+            {
+                "apiVersion": "v1alpha1",
+                "kind": "RawVolumeConfig",
+                "name": "ceph",
+                "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/nvme0n1"'}},
+            }
+        ],
+    }
+    raw["iluvatar:nodes"] = nodes
+    stack = parse_stack(raw)
+    patches = talos.node_patches(stack, stack.nodes[3], IMAGE)
+    assert len(patches) == 3
+    assert yaml.safe_load(patches[1]) == {"machine": {"sysctls": {"vm.nr_hugepages": "1024"}}}
+    assert yaml.safe_load(patches[2])["kind"] == "RawVolumeConfig"
+    for p in patches:
+        for doc in yaml.safe_load_all(p):
+            assert talos_errors(doc) == []
+
+
+def test_schematics_carry_storage_extensions_and_sbc_overlays() -> None:
+    assert talos.schematic(BOARDS["generic-x86"]) == {
+        "customization": {"systemExtensions": {"officialExtensions": ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]}}
+    }
+    assert talos.schematic(BOARDS["rk1"])["overlay"] == {"image": "siderolabs/sbc-rockchip", "name": "turingrk1"}
+    assert [b.name for b in talos.schematic_boards(load_stack_file(HOMELAB))] == ["generic-x86"]
+
+
+def test_config_path_is_what_ipxe_expands_the_mac_to() -> None:
+    assert talos.config_path("a8:b8:e0:20:00:02") == "/configs/a8-b8-e0-20-00-02.yaml"
+
+
+def test_patches_are_deterministic() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert [talos.node_patches(stack, n, IMAGE) for n in stack.arda_nodes] == [talos.node_patches(stack, n, IMAGE) for n in stack.arda_nodes]
