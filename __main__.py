@@ -2,20 +2,37 @@
 
 import pulumi
 
+from components.ainur import BootstrapCluster, BootstrapClusterArgs
 from components.arda import TalosCluster, TalosClusterArgs
 from components.ea import Ea, EaArgs
+from components.netboot import Netboot, NetbootArgs
 from stacks.pulumi_source import load
 
-stack = load()
+loaded = load()
+stack = loaded.config
 
-ea = Ea("ea", EaArgs(stack.config))
-arda = TalosCluster("arda", TalosClusterArgs(stack.config), opts=pulumi.ResourceOptions(depends_on=[ea]))
-
+ea = Ea("ea", EaArgs(stack))
 pulumi.export("lan", ea.lan)
 pulumi.export("reservations", ea.reservations)
 pulumi.export("dnsRecords", ea.dns_records)
 pulumi.export("vips", ea.vips)
 pulumi.export("loadBalancerPool", ea.load_balancer_pool)
+
+ainur = None
+if stack.ainur is not None:
+    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key), opts=pulumi.ResourceOptions(depends_on=[ea]))
+    pulumi.export("ainurUserData", ainur.user_data)
+    pulumi.export("ainurKubeconfig", ainur.kubeconfig)
+
+arda = TalosCluster("arda", TalosClusterArgs(stack), opts=pulumi.ResourceOptions(depends_on=[ea]))
 pulumi.export("ardaTalosconfig", arda.talosconfig)
 pulumi.export("ardaKubeconfig", arda.kubeconfig)
 pulumi.export("ardaInstallerImages", arda.installer_images)
+
+if ainur is not None:
+    netboot = Netboot(
+        "netboot",
+        NetbootArgs(stack, configs=arda.netboot_configs, boot_assets=arda.boot_assets),
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
+    )
+    pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)

@@ -16,6 +16,7 @@ import pulumiverse_talos as talos
 import yaml
 
 from components.cilium import Cilium, CiliumArgs
+from plans import netboot
 from plans import talos as plan
 from stacks.model import Node, StackConfig
 
@@ -81,8 +82,9 @@ class TalosCluster(pulumi.ComponentResource):
     secrets: talos.machine.Secrets
     nodes: dict[str, TalosNode]
     installer_images: dict[str, pulumi.Output[str]]
-    pxe_urls: dict[str, pulumi.Output[str]]
+    boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     machine_configs: dict[str, pulumi.Output[str]]
+    netboot_configs: dict[str, pulumi.Output[str]]
     talosconfig: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
@@ -107,7 +109,7 @@ class TalosCluster(pulumi.ComponentResource):
             ),
         )
 
-        self.installer_images, self.pxe_urls = {}, {}
+        self.installer_images, self.boot_assets = {}, {}
         for board in plan.schematic_boards(stack):
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
@@ -123,7 +125,7 @@ class TalosCluster(pulumi.ComponentResource):
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
             self.installer_images[board.name] = urls.urls.installer
-            self.pxe_urls[board.name] = urls.urls.pxe
+            self.boot_assets[board.name] = pulumi.Output.all(urls.urls.kernel, urls.urls.initramfs).apply(lambda u: (u[0], u[1]))
 
         def patches(node: Node) -> pulumi.Output[list[str]]:
             return self.installer_images[node.board].apply(lambda image: plan.node_patches(stack, node, image))
@@ -142,6 +144,24 @@ class TalosCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.machine_configs = {n: tn.machine_configuration for n, tn in self.nodes.items()}
+        # What the Ainur serve at /configs/<mac>.yaml: netboot machines, and the generic worker.
+        self.netboot_configs = {netboot.mac_name(n.mac): self.machine_configs[n.name] for n in netboot.netboot_nodes(stack)}
+        generic = stack.ainur.netboot.generic_worker if stack.ainur and stack.ainur.netboot.unknown_macs == netboot.GENERIC_WORKER else None
+        if generic is not None:
+            image = self.installer_images[generic.board]
+            config = talos.machine.get_configuration_output(
+                cluster_name=arda.cluster_name,
+                cluster_endpoint=plan.cluster_endpoint(stack),
+                machine_type="worker",
+                machine_secrets=self.secrets.machine_secrets,  # type: ignore[arg-type]
+                config_patches=image.apply(lambda i: [plan.dump(plan.generic_worker_documents(stack, generic.board, generic.install_disk, i))]),
+                talos_version=arda.talos_version,
+                kubernetes_version=plan.kubernetes_version(stack),
+                docs=False,
+                examples=False,
+                opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
+            )
+            self.netboot_configs[netboot.GENERIC_WORKER] = pulumi.Output.secret(config.machine_configuration)
 
         # The first valinor listed bootstraps etcd; keep it first in the stack file.
         first = stack.by_role("valinor")[0]
@@ -180,7 +200,6 @@ class TalosCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "installerImages": self.installer_images,
-                "pxeUrls": self.pxe_urls,
                 "talosconfig": self.talosconfig,
                 "kubeconfig": self.kubeconfig,
             }

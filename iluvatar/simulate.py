@@ -120,6 +120,26 @@ INVOKES: dict[str, Any] = {
     "talos:client/getConfiguration:getConfiguration": lambda a: {**a, "talosConfig": f"# talosconfig for {a.get('clusterName')}\n"},
 }
 _CERT = {"cert": PLACEHOLDER, "key": PLACEHOLDER}
+# What k3s writes to /etc/rancher/k3s/k3s.yaml, with its credentials replaced.
+_K3S_KUBECONFIG = f"""apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: "{PLACEHOLDER}"
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+users:
+- name: default
+  user:
+    client-certificate-data: "{PLACEHOLDER}"
+    client-key-data: "{PLACEHOLDER}"
+"""
 RESOURCE_STATE: dict[str, Any] = {
     "talos:machine/secrets:Secrets": lambda a: {
         "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": PLACEHOLDER, "clientKey": PLACEHOLDER},
@@ -132,6 +152,8 @@ RESOURCE_STATE: dict[str, Any] = {
     },
     "talos:imageFactory/schematic:Schematic": lambda a: {"id": hashlib.sha256(str(a.get("schematic", "")).encode()).hexdigest()},
     "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
+    "random:index/randomPassword:RandomPassword": lambda a: {"result": PLACEHOLDER, "bcryptHash": PLACEHOLDER},
+    "command:remote:Command": lambda a: {"stdout": _K3S_KUBECONFIG if "k3s.yaml" in str(a.get("create")) else "", "stderr": ""},
 }
 
 

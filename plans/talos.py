@@ -57,8 +57,11 @@ def schematic(board: Board) -> dict[str, Any]:
 
 
 def schematic_boards(stack: StackConfig) -> list[Board]:
-    """One schematic per board that Arda uses, in name order."""
-    return [BOARDS[name] for name in sorted({n.board for n in stack.arda_nodes})]
+    """One schematic per board that Arda uses (the generic worker's included), in name order."""
+    names = {n.board for n in stack.arda_nodes}
+    if stack.ainur is not None and stack.ainur.netboot.unknown_macs == "generic-worker" and stack.ainur.netboot.generic_worker:
+        names.add(stack.ainur.netboot.generic_worker.board)
+    return [BOARDS[name] for name in sorted(names)]
 
 
 def node_labels(node: Node) -> dict[str, str]:
@@ -68,44 +71,64 @@ def node_labels(node: Node) -> dict[str, str]:
     return labels
 
 
+def _config_document(stack: StackConfig, install_disk: str, installer_image: str, labels: dict[str, str], control_plane: bool) -> dict[str, Any]:
+    """The v1alpha1 part every Arda machine shares: install, KubePrism, no CNI, no kube-proxy."""
+    machine: dict[str, Any] = {
+        "install": {"disk": install_disk, "image": installer_image, "wipe": False},
+        "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
+        "nodeLabels": labels,
+    }
+    cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
+    if control_plane:
+        cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
+    return {"machine": machine, "cluster": cluster}
+
+
+def _resolver(stack: StackConfig) -> dict[str, Any]:
+    return {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": str(d)} for d in stack.network.dns]}
+
+
 def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list[dict[str, Any]]:
     """The patch documents for one node, in the order Talos documents them."""
     net = stack.network
     subnet = net.lan if node.vlan is None else next(v.cidr for v in net.vlans if v.name == node.vlan)
-    prefix = subnet.prefixlen
     control_plane = machine_type(node) == "controlplane"
-    machine: dict[str, Any] = {
-        "install": {"disk": node.install_disk, "image": installer_image, "wipe": False},
-        "kubelet": {"nodeIP": {"validSubnets": [str(subnet)]}},
-        "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
-        "nodeLabels": node_labels(node),
-    }
+    config = _config_document(stack, node.install_disk, installer_image, node_labels(node), control_plane)
+    # With a VIP on the link, the kubelet must not pick the VIP as the node's address.
+    config["machine"]["kubelet"] = {"nodeIP": {"validSubnets": [str(subnet)]}}
     if node.data_disks:
         # Ceph/Longhorn discover these; Talos itself leaves them untouched.
-        machine["nodeAnnotations"] = {f"{LABEL_PREFIX}/data-disks": ",".join(node.data_disks)}
-    cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
-    if control_plane:
-        cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
+        config["machine"]["nodeAnnotations"] = {f"{LABEL_PREFIX}/data-disks": ",".join(node.data_disks)}
     link: dict[str, Any] = {
         "apiVersion": "v1alpha1",
         "kind": "LinkConfig",
         "name": LINK,
         "up": True,
-        "addresses": [{"address": f"{node.ip}/{prefix}"}],
+        "addresses": [{"address": f"{node.ip}/{subnet.prefixlen}"}],
     }
     if node.vlan is None:
         # The model has no per-VLAN gateway, so only LAN nodes get the default route.
         link["routes"] = [{"gateway": str(net.gateway)}]
     docs: list[dict[str, Any]] = [
-        {"machine": machine, "cluster": cluster},
+        config,
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": node.name},
         {"apiVersion": "v1alpha1", "kind": "LinkAliasConfig", "name": LINK, "selector": {"match": f'mac(link.permanent_addr) == "{node.mac}"'}},
         link,
-        {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": str(d)} for d in net.dns]},
+        _resolver(stack),
     ]
     if control_plane:
         docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": str(stack.arda.vip), "link": LINK})
     return docs
+
+
+def generic_worker_documents(stack: StackConfig, board: str, install_disk: str, installer_image: str) -> list[dict[str, Any]]:
+    """A worker for machines not in the inventory: DHCP address, a stable generated hostname."""
+    labels = {f"{LABEL_PREFIX}/role": "istari", f"{LABEL_PREFIX}/board": board, f"{LABEL_PREFIX}/generic": "true"}
+    return [
+        _config_document(stack, install_disk, installer_image, labels, control_plane=False),
+        {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
+        _resolver(stack),
+    ]
 
 
 def dump(documents: list[dict[str, Any]]) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Arch = Literal["amd64", "arm64"]
+# PXE firmware a board can chainload iPXE from (DHCP option 93 client architectures).
+Firmware = Literal["bios", "uefi-x86_64", "uefi-arm64"]
 Role = Literal["valar", "maiar", "valinor", "istari"]
 
 AINUR_ROLES: frozenset[str] = frozenset({"valar", "maiar"})
@@ -35,6 +37,7 @@ class Board:
     runs_ainur: bool
     runs_talos: bool
     talos_overlay: TalosOverlay | None = None
+    netboot: tuple[Firmware, ...] = ()
 
 
 BOARDS: dict[str, Board] = {
@@ -57,7 +60,7 @@ BOARDS: dict[str, Board] = {
             runs_talos=True,
             talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1"),
         ),
-        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, runs_talos=True),
-        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, runs_talos=True),
+        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, runs_talos=True, netboot=("bios", "uefi-x86_64")),
+        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, runs_talos=True, netboot=("uefi-arm64",)),
     )
 }

@@ -43,8 +43,9 @@ SECTIONS: dict[str, Section] = {
     )
 }
 
-# Secret keys, and the section whose presence makes each one required.
-SECRETS: dict[str, str] = {"cloudflareApiToken": "cloudflare"}
+# Secret keys, and the section whose presence makes each one required (None: optional;
+# without a private key, SSH to the Ainur goes through the user's SSH agent).
+SECRETS: dict[str, str | None] = {"cloudflareApiToken": "cloudflare", "ainurSshPrivateKey": None}
 
 ORDER = [*SECTIONS, *SECRETS]
 
@@ -88,7 +89,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             problems.append(Problem(f"{NAMESPACE}:{key}", "is required"))
     for key, needed_by in SECRETS.items():
         full = f"{NAMESPACE}:{key}"
-        if needed_by in values and full not in raw:
+        if needed_by is not None and needed_by in values and full not in raw:
             problems.append(Problem(full, f"is required when {NAMESPACE}:{needed_by} is set; run `pulumi config set --secret {full} <value>`"))
 
     network = _section(values, "network", problems)
@@ -158,8 +159,12 @@ def _nodes(value: Any, problems: list[Problem]) -> tuple[list[tuple[int, Node]],
 def _translate(model: type[BaseModel], error: ValidationError, base: str) -> list[Problem]:
     """Pydantic's errors, rewritten as Iluvatar problems with config paths and plain words."""
     out: list[Problem] = []
-    for err in error.errors(include_url=False):
+    errors = error.errors(include_url=False)
+    inner = [e["loc"] for e in errors]
+    for err in errors:
         loc = err["loc"]
+        if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in inner):
+            continue  # a list emptied by its own broken items: the items' errors say why
         path = base + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
         kind, value, msg = err["type"], err.get("input"), err["msg"]
         if kind == "value_error":

@@ -189,11 +189,45 @@ class Network(Model):
     external_domain: DnsName | None = None
 
 
+_SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$"
+)
+_URL = re.compile(r"^(https?|git|ssh)://[^\s]+$")
+
+
+class GenericWorker(Model):
+    """What an unknown machine installs when it netboots as a generic Arda worker."""
+
+    board: BoardName
+    install_disk: DiskPath
+
+
+class Netboot(Model):
+    """How the Ainur netboot machines: full DHCP server, or proxy-DHCP beside the home router."""
+
+    mode: Literal["dhcp", "proxy"] = "dhcp"
+    unknown_macs: Literal["ignore", "generic-worker"] = "ignore"
+    generic_worker: GenericWorker | None = None
+    lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
+
+
+class GitMirror(Model):
+    """A mirror of the GitOps repository on the Ainur, so Arda can rebuild without the internet."""
+
+    url: Annotated[str, _pattern(_URL, "https://github.com/you/homelab.git", "Git URL")]
+    ip: IPv4
+    interval_minutes: int = Field(default=10, ge=1, le=1440)
+
+
 class Ainur(Model):
     """Ainur: the Raspberry Pi bootstrap cluster (k3s), optional."""
 
     vip: IPv4
     k3s_version: K3sVersion = Field(alias="k3sVersion")
+    ssh_user: Label = "ubuntu"
+    ssh_authorized_keys: tuple[Annotated[str, _pattern(_SSH_KEY, "ssh-ed25519 AAAAC3Nz... you@laptop", "SSH public key")], ...] = Field(min_length=1)
+    netboot: Netboot = Field(default_factory=Netboot)
+    git_mirror: GitMirror | None = None
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -235,6 +269,7 @@ class Node(Model):
     data_disks: tuple[DiskPath, ...] = ()
     vlan: Label | None = None
     talos_patches: tuple[TalosPatch, ...] = ()
+    boot: Literal["netboot", "disk"] | None = None
 
     @property
     def cluster(self) -> str:
@@ -255,6 +290,12 @@ class StackConfig(Model):
     arda: Arda
     nodes: tuple[Node, ...]
     cloudflare: Cloudflare | None = None
+
+    def boots_from_network(self, node: Node) -> bool:
+        """Netboot unless the node says disk; the default needs an Ainur and a board that can."""
+        if node.boot is not None:
+            return node.boot == "netboot"
+        return self.ainur is not None and node.role in ARDA_ROLES and bool(BOARDS[node.board].netboot) and node.vlan is None
 
     def by_role(self, role: Role) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role == role)

@@ -24,6 +24,7 @@ class StackSecrets:
     """Secret config, kept as Pulumi secret Outputs so they never leave the engine in clear."""
 
     cloudflare_api_token: pulumi.Output[str] | None
+    ainur_ssh_private_key: pulumi.Output[str] | None
 
 
 @dataclass(frozen=True)
@@ -60,4 +61,5 @@ def load() -> LoadedStack:
         raise pulumi.RunError(e.report()) from None
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.cloudflare is not None else None
-    return LoadedStack(stack, StackSecrets(cloudflare_api_token=token))
+    ssh_key = cfg.get_secret("ainurSshPrivateKey")
+    return LoadedStack(stack, StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key))

@@ -53,6 +53,7 @@ def check(p: Parsed) -> list[Problem]:
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
+    problems += _netboot(p)
     return problems
 
 
@@ -121,6 +122,8 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     vips: list[tuple[str, IPv4Address]] = []
     if p.ainur is not None:
         vips.append(("iluvatar:ainur.vip", p.ainur.vip))
+        if p.ainur.git_mirror is not None:
+            vips.append(("iluvatar:ainur.gitMirror.ip", p.ainur.git_mirror.ip))
     if p.arda is not None:
         vips.append(("iluvatar:arda.vip", p.arda.vip))
     return vips
@@ -300,4 +303,49 @@ def _talos_patches(p: Parsed) -> list[Problem]:
         shared = set.intersection(*({n.install_disk, *n.data_disks} for _, n in arda_nodes)) if arda_nodes else set()
         for k, patch in enumerate(p.arda.patches):
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node")
+    return out
+
+
+def _netboot(p: Parsed) -> list[Problem]:
+    """Which machines can boot from the Ainur, and how the Ainur answer unknown ones."""
+    out: list[Problem] = []
+    for i, node in p.nodes:
+        if node.boot != "netboot":
+            continue
+        board = BOARDS[node.board]
+        if node.role not in ARDA_ROLES:
+            out.append(
+                Problem(
+                    node_path(i, "boot"), f"netboot installs Talos; {node.name} is {node.role}, which the Ainur do not netboot (flash its user-data)"
+                )
+            )
+        elif not p.ainur_set:
+            out.append(Problem(node_path(i, "boot"), "netboot needs iluvatar:ainur, which serves DHCP/PXE; set boot: disk or add the Ainur"))
+        elif not board.netboot:
+            out.append(
+                Problem(
+                    node_path(i, "boot"),
+                    f"netboot: {board.name} ({board.description}) cannot chainload iPXE; set boot: disk and flash the Talos image",
+                )
+            )
+        elif node.vlan is not None:
+            out.append(
+                Problem(
+                    node_path(i, "boot"), f"netboot: the Ainur answer PXE only on network.lan, and {node.name} is on VLAN {node.vlan}; set boot: disk"
+                )
+            )
+    if p.ainur is not None:
+        nb = p.ainur.netboot
+        if nb.unknown_macs == "generic-worker" and nb.generic_worker is None:
+            out.append(
+                Problem(
+                    "iluvatar:ainur.netboot.genericWorker",
+                    "is required when unknownMacs is generic-worker: {board, installDisk} of the machines that may join",
+                )
+            )
+        if nb.generic_worker is not None:
+            board = BOARDS[nb.generic_worker.board]
+            if not (board.runs_talos and board.netboot):
+                able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_talos and b.netboot))
+                out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
     return out

@@ -9,6 +9,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "generic-arm64"]}
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q test"
 AINUR_BOARDS = [("rpi5", "arm64"), ("rpi4", "arm64"), ("generic-x86", "amd64")]
 
 
@@ -83,7 +84,13 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
         "iluvatar:nodes": list(nodes),
     }
     if with_ainur:
-        raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1"}
+        netboot: dict[str, Any] = {
+            "mode": draw(st.sampled_from(["dhcp", "proxy"])),
+            "unknownMacs": draw(st.sampled_from(["ignore", "generic-worker"])),
+        }
+        if netboot["unknownMacs"] == "generic-worker":
+            netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": "/dev/sda"}
+        raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1", "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
     return raw
 
 

@@ -1,0 +1,31 @@
+"""Kubernetes objects from plain manifests: each becomes its typed pulumi-kubernetes resource.
+
+The plans render manifests as dicts (so tests validate them with kubernetes-validate); this
+maps each to the SDK class for its kind, so previews show real typed diffs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+}
+
+
+def resource_name(prefix: str, manifest: dict[str, Any]) -> str:
+    return f"{prefix}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
+
+
+def create(prefix: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    cls = KINDS[(manifest["apiVersion"], manifest["kind"])]
+    fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+    return cls(resource_name(prefix, manifest), **fields, opts=opts)

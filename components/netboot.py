@@ -1,0 +1,66 @@
+"""Netboot on the Ainur: dnsmasq (DHCP/PXE/TFTP), the HTTP server for iPXE scripts, boot assets and
+per-MAC Talos configs, the GitOps repo mirror, and the Argo CD seed's namespace.
+
+All objects go through the Ainur Kubernetes provider passed in `providers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from plans import netboot as plan
+from stacks.model import StackConfig
+
+
+@dataclass(frozen=True)
+class NetbootArgs:
+    """What the Ainur serve: per-MAC Talos configs (secret) and each board's kernel and initramfs URLs."""
+
+    stack: StackConfig
+    configs: dict[str, pulumi.Output[str]]
+    boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
+
+
+class Netboot(pulumi.ComponentResource):
+    """Netboot: the objects in the Ainur's `netboot` namespace that let Arda machines boot unattended."""
+
+    objects: dict[str, pulumi.CustomResource]
+    dnsmasq_conf: str
+    scripts: dict[str, str]
+
+    def __init__(self, name: str, args: NetbootArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:ainur:Netboot", name, None, opts)
+        stack = args.stack
+        self.dnsmasq_conf = plan.dnsmasq_conf(stack)
+        self.scripts = plan.scripts(stack)
+        manifests = plan.manifests(stack, list(args.configs))
+        namespace = manifests[0]
+        self.objects = {}
+        ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
+        self.objects[kube.resource_name(name, namespace)] = ns
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        fetch = pulumi.Output.all(*args.boot_assets.values()).apply(
+            lambda urls: plan.fetch_assets_script(dict(zip(args.boot_assets, urls, strict=True)))
+        )
+        configs = k8s.core.v1.Secret(
+            f"{name}-secret-talos-configs",
+            metadata={"name": "talos-configs", "namespace": plan.NAMESPACE},
+            type="Opaque",
+            string_data={f"{mac}.yaml": config for mac, config in args.configs.items()},
+            opts=in_ns,
+        )
+        self.objects[f"{name}-secret-talos-configs"] = configs
+
+        def with_fetch_script(static: dict[str, str]) -> pulumi.Output[dict[str, str]]:
+            return fetch.apply(lambda script: {**static, "fetch-assets.sh": script})
+
+        for manifest in manifests[1:]:
+            if manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == "dnsmasq":
+                manifest = {**manifest, "data": with_fetch_script(dict(manifest["data"]))}
+            deps = [ns, configs] if manifest["kind"] == "Deployment" else [ns]
+            self.objects[kube.resource_name(name, manifest)] = kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+        self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

@@ -1,0 +1,78 @@
+"""Cloud-init for the Ainur: one user-data document per Pi, for flashing or netbooting.
+
+It holds no secret (the k3s token arrives later over SSH), so it can be written to disk,
+served over HTTP and shown in a stack output. It prepares the OS: hostname, SSH keys, the
+packages k3s, Longhorn and NFS need, the NVMe data disk as XFS for Longhorn, and k3s at the
+pinned version, installed but not started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from plans import k3s
+from stacks.model import Node, StackConfig
+
+LONGHORN_MOUNT = "/var/lib/longhorn"
+PACKAGES = ("open-iscsi", "nfs-common", "xfsprogs", "cryptsetup", "curl", "jq", "zstd")
+
+
+def _k3s_install(stack: StackConfig, node: Node) -> str:
+    assert stack.ainur is not None
+    kind = "server" if node.role == "valar" else "agent"
+    env = f"INSTALL_K3S_VERSION={stack.ainur.k3s_version} INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_EXEC={kind}"
+    if kind == "agent":
+        # Without K3S_URL the script installs a server; the real URL comes with the token over SSH.
+        env += f" K3S_URL={k3s.server_url(stack)}"
+    return f"curl -sfL https://get.k3s.io | {env} sh -"
+
+
+def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
+    assert stack.ainur is not None
+    ainur = stack.ainur
+    doc: dict[str, Any] = {
+        "hostname": node.name,
+        "fqdn": f"{node.name}.{stack.network.domain}",
+        "manage_etc_hosts": True,
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "users": [
+            {
+                "name": ainur.ssh_user,
+                "groups": ["adm", "sudo"],
+                "shell": "/bin/bash",
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "lock_passwd": True,
+                "ssh_authorized_keys": list(ainur.ssh_authorized_keys),
+            }
+        ],
+        "package_update": True,
+        "packages": list(PACKAGES),
+        "write_files": [],
+        "runcmd": [
+            ["systemctl", "enable", "--now", "iscsid"],
+            ["sh", "-c", _k3s_install(stack, node)],
+        ],
+    }
+    if node.data_disks:
+        disk = node.data_disks[0]
+        doc["disk_setup"] = {disk: {"table_type": "gpt", "layout": True, "overwrite": False}}
+        doc["fs_setup"] = [{"label": "longhorn", "filesystem": "xfs", "device": disk, "partition": "auto"}]
+        doc["mounts"] = [["LABEL=longhorn", LONGHORN_MOUNT, "xfs", "defaults,nofail,discard", "0", "2"]]
+    if node.role == "valar":
+        doc["write_files"].append(
+            {
+                "path": f"{k3s.STATIC_POD_DIR}/kube-vip.yaml",
+                "permissions": "0600",
+                "content": yaml.safe_dump(k3s.kube_vip_manifest(stack), sort_keys=False),
+            }
+        )
+    if not doc["write_files"]:
+        del doc["write_files"]
+    return doc
+
+
+def user_data(stack: StackConfig, node: Node) -> str:
+    return "#cloud-config\n" + yaml.safe_dump(user_data_document(stack, node), sort_keys=False, width=4096)

@@ -1,0 +1,103 @@
+"""k3s plan for the Ainur: each Pi's k3s config, the kube-vip static pod, and kubeconfig rewriting.
+
+The join token never appears here in clear: `config` takes it as a parameter, and the program
+passes a Pulumi secret that reaches the Pi only over SSH (never through user-data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from stacks.model import Node, StackConfig
+
+API_PORT = 6443
+KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
+STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
+CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+
+
+def server_url(stack: StackConfig) -> str:
+    assert stack.ainur is not None
+    return f"https://{stack.ainur.vip}:{API_PORT}"
+
+
+def is_first_server(stack: StackConfig, node: Node) -> bool:
+    """The first valar listed initialises embedded etcd; the rest join through the VIP."""
+    return node.role == "valar" and stack.by_role("valar")[0].name == node.name
+
+
+def config(stack: StackConfig, node: Node, token: str) -> str:
+    """/etc/rancher/k3s/config.yaml for one Pi."""
+    assert stack.ainur is not None
+    doc: dict[str, Any] = {"token": token, "node-ip": str(node.ip), "node-label": [f"iluvatar/role={node.role}"]}
+    if node.role == "valar":
+        doc.update(
+            {
+                "tls-san": [str(stack.ainur.vip), f"ainur.{stack.network.domain}"],
+                # kube-vip answers for the API VIP and LoadBalancer Services; k3s' own would fight it.
+                "disable": ["servicelb", "traefik"],
+                "write-kubeconfig-mode": "0600",
+            }
+        )
+        if is_first_server(stack, node):
+            doc["cluster-init"] = True
+        else:
+            doc["server"] = server_url(stack)
+    else:
+        doc["server"] = server_url(stack)
+    return yaml.safe_dump(doc, sort_keys=True)
+
+
+def service(node: Node) -> str:
+    return "k3s" if node.role == "valar" else "k3s-agent"
+
+
+def join_command(node: Node) -> str:
+    """Run over SSH with the config on stdin: install it (root-only) and start k3s."""
+    return f"sudo install -D -m 0600 /dev/stdin {CONFIG_PATH} && sudo systemctl enable --now {service(node)}"
+
+
+def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
+    """Static pod on each valar: ARP leader election holds the API VIP and Service addresses."""
+    assert stack.ainur is not None
+    env = {
+        "vip_arp": "true",
+        "port": str(API_PORT),
+        "cp_enable": "true",
+        "svc_enable": "true",
+        "vip_leaderelection": "true",
+        "vip_leaseduration": "5",
+        "vip_renewdeadline": "3",
+        "vip_retryperiod": "1",
+        "address": str(stack.ainur.vip),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-vip", "namespace": "kube-system"},
+        "spec": {
+            "hostNetwork": True,
+            "containers": [
+                {
+                    "name": "kube-vip",
+                    "image": KUBE_VIP_IMAGE,
+                    "args": ["manager"],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+                    "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}],
+                }
+            ],
+            "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
+            "volumes": [{"name": "kubeconfig", "hostPath": {"path": "/etc/rancher/k3s/k3s.yaml"}}],
+        },
+    }
+
+
+def rewrite_kubeconfig(kubeconfig: str, stack: StackConfig) -> str:
+    """k3s writes https://127.0.0.1:6443; point it at the VIP so it works from anywhere."""
+    doc = yaml.safe_load(kubeconfig)
+    for cluster in doc.get("clusters", []):
+        cluster["cluster"]["server"] = server_url(stack)
+    return yaml.safe_dump(doc, sort_keys=False)
