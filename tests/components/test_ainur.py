@@ -1,0 +1,113 @@
+"""Ainur and netboot under the mock runtime: graph, join order, secrets, and what is served."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation, simulate
+from plans import cloudinit
+from stacks import load_stack_file, read_stack_file
+from tests.edit import HOMELAB, RK1
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Simulation:
+    return simulate(read_stack_file(HOMELAB))
+
+
+def by_name(sim: Simulation) -> dict[str, Registration]:
+    return {r.name: r for r in sim.registrations}
+
+
+def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    ainur = regs["ainur"]
+    assert ainur.type == "iluvatar:ainur:BootstrapCluster"
+    assert sorted(r.name for r in homelab.children(ainur)) == [
+        "ainur-command", "ainur-eonwe", "ainur-ilmare", "ainur-k3s-token", "ainur-kubeconfig", "ainur-kubernetes", "ainur-manwe", "ainur-random",
+    ]  # fmt: skip
+    for pi in ("manwe", "eonwe", "ilmare"):
+        assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
+        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [f"ainur-{pi}-join", f"ainur-{pi}-user-data"]
+
+
+def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    first = regs["ainur-manwe-join"].urn
+    assert first not in regs["ainur-manwe-join"].dependencies
+    for other in ("eonwe", "ilmare"):
+        assert first in regs[f"ainur-{other}-join"].dependencies
+    assert first in regs["ainur-kubeconfig"].dependencies
+    connection = regs["ainur-kubeconfig"].inputs["connection"]
+    assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
+    assert (connection.value["host"], connection.value["user"]) == ("192.168.0.11", "ubuntu")
+
+
+def test_join_token_travels_only_as_a_secret(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    for pi in ("manwe", "eonwe", "ilmare"):
+        join = regs[f"ainur-{pi}-join"].inputs
+        assert isinstance(join["stdin"], SecretValue)
+        config = yaml.safe_load(join["stdin"].value)
+        assert config["token"] == PLACEHOLDER  # the RandomPassword result
+        assert PLACEHOLDER not in join["create"]
+        assert join["logging"] == "none"
+    assert "cluster-init" in yaml.safe_load(regs["ainur-manwe-join"].inputs["stdin"].value)
+    assert yaml.safe_load(regs["ainur-eonwe-join"].inputs["stdin"].value)["server"] == "https://192.168.0.10:6443"
+
+
+def test_kubeconfig_is_a_secret_pointed_at_the_vip(homelab: Simulation) -> None:
+    kubeconfig = homelab.outputs["ainurKubeconfig"]
+    assert isinstance(kubeconfig, SecretValue)
+    assert yaml.safe_load(kubeconfig.value)["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+
+
+def test_user_data_is_written_per_pi_and_exported_in_clear(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    stack = load_stack_file(HOMELAB)
+    exported = homelab.outputs["ainurUserData"]
+    assert not isinstance(exported, SecretValue)
+    for node in stack.ainur_nodes:
+        write = regs[f"ainur-{node.name}-user-data"].inputs
+        assert write["create"] == f"mkdir -p out/homelab/ainur && cat > out/homelab/ainur/{node.name}.user-data"
+        assert write["stdin"] == exported[node.name] == cloudinit.user_data(stack, node)
+
+
+def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    netboot = regs["netboot"]
+    assert netboot.type == "iluvatar:ainur:Netboot"
+    assert sorted(r.name for r in homelab.children(netboot)) == [
+        "netboot-configmap-dnsmasq", "netboot-configmap-ipxe", "netboot-deployment-git-mirror", "netboot-deployment-netboot",
+        "netboot-namespace-argocd", "netboot-namespace-netboot", "netboot-persistentvolumeclaim-git-mirror", "netboot-secret-talos-configs",
+        "netboot-service-git-mirror",
+    ]  # fmt: skip
+    string_data = regs["netboot-secret-talos-configs"].inputs["stringData"]
+    assert isinstance(string_data, SecretValue)
+    served = string_data.value
+    assert sorted(served) == [
+        "28-d2-44-30-00-01.yaml",
+        "28-d2-44-30-00-02.yaml",
+        "a8-b8-e0-20-00-01.yaml",
+        "a8-b8-e0-20-00-02.yaml",
+        "a8-b8-e0-20-00-03.yaml",
+    ]
+    assert "hostname: tirion" in str(served["a8-b8-e0-20-00-02.yaml"])
+    fetch = regs["netboot-configmap-dnsmasq"].inputs["data"]["fetch-assets.sh"]
+    assert "https://factory.talos.dev/image/" in fetch and "/v1.12.4/kernel-amd64" in fetch
+    service = regs["netboot-service-git-mirror"].inputs
+    assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}
+
+
+def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> None:
+    regs = by_name(homelab)
+    deployment = regs["netboot-deployment-netboot"]
+    assert regs["netboot-namespace-netboot"].urn in deployment.dependencies
+    assert regs["netboot-secret-talos-configs"].urn in deployment.dependencies
+
+
+def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
+    sim = simulate(read_stack_file(RK1))
+    assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:", "random:"))]
+    assert "ainurKubeconfig" not in sim.outputs

@@ -1,0 +1,76 @@
+"""Ainur user-data: every document passes the real `cloud-init schema`, and carries no secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from plans import cloudinit, k3s
+from stacks import load_stack_file
+from tests.edit import HOMELAB
+from tests.tools import cloud_init_schema
+
+
+def test_the_schema_check_can_fail(tmp_path: Path) -> None:
+    result = cloud_init_schema("#cloud-config\npackages: 3\n", tmp_path)
+    assert result.returncode != 0
+    assert "packages" in result.stdout + result.stderr
+
+
+def test_every_pi_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    assert [n.name for n in stack.ainur_nodes] == ["manwe", "eonwe", "ilmare"]
+    for node in stack.ainur_nodes:
+        result = cloud_init_schema(cloudinit.user_data(stack, node), tmp_path, node.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Valid cloud-config" in result.stdout
+
+
+def test_user_data_content() -> None:
+    stack = load_stack_file(HOMELAB)
+    text = cloudinit.user_data(stack, stack.nodes[0])
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    assert (doc["hostname"], doc["fqdn"]) == ("manwe", "manwe.iluvatar.home.arpa")
+    assert doc["users"][0]["ssh_authorized_keys"] == list(stack.ainur.ssh_authorized_keys)  # type: ignore[union-attr]
+    assert doc["ssh_pwauth"] is False
+    assert {"open-iscsi", "nfs-common", "xfsprogs"} <= set(doc["packages"])
+    assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}]
+    assert doc["mounts"][0][:3] == ["LABEL=longhorn", "/var/lib/longhorn", "xfs"]
+    install = doc["runcmd"][1][2]
+    assert "INSTALL_K3S_VERSION=v1.33.6+k3s1" in install and "INSTALL_K3S_EXEC=server" in install
+    assert "INSTALL_K3S_SKIP_START=true" in install
+
+
+def test_only_valar_carry_kube_vip_and_agents_know_the_vip() -> None:
+    stack = load_stack_file(HOMELAB)
+    valar, maiar = yaml.safe_load(cloudinit.user_data(stack, stack.nodes[0])), yaml.safe_load(cloudinit.user_data(stack, stack.nodes[1]))
+    [pod] = [f for f in valar["write_files"] if f["path"].endswith("kube-vip.yaml")]
+    assert "192.168.0.10" in pod["content"]
+    assert "write_files" not in maiar
+    assert "K3S_URL=https://192.168.0.10:6443" in maiar["runcmd"][1][2]
+
+
+def test_user_data_holds_no_token() -> None:
+    stack = load_stack_file(HOMELAB)
+    for node in stack.ainur_nodes:
+        text = cloudinit.user_data(stack, node)
+        assert "token" not in text.lower()
+        assert "K3S_TOKEN" not in text
+
+
+def test_k3s_configs_join_through_the_vip() -> None:
+    stack = load_stack_file(HOMELAB)
+    first, agent = (yaml.safe_load(k3s.config(stack, n, "T0K3N")) for n in stack.nodes[:2])
+    assert first["cluster-init"] is True and "server" not in first
+    assert first["tls-san"] == ["192.168.0.10", "ainur.iluvatar.home.arpa"]
+    assert first["disable"] == ["servicelb", "traefik"]
+    assert agent["server"] == "https://192.168.0.10:6443" and agent["token"] == "T0K3N"
+    assert k3s.join_command(stack.nodes[1]).endswith("systemctl enable --now k3s-agent")
+
+
+def test_kubeconfig_is_pointed_at_the_vip() -> None:
+    stack = load_stack_file(HOMELAB)
+    out = yaml.safe_load(k3s.rewrite_kubeconfig("clusters:\n- cluster: {server: 'https://127.0.0.1:6443'}\n  name: default\n", stack))
+    assert out["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"

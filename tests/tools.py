@@ -1,0 +1,29 @@
+"""The real programs generated artifacts are checked with: they must be installed, never imitated.
+
+.ci/run installs them from Debian's packages; a missing tool fails the test that needs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if Path(p).exists()), None)
+    if path is None:
+        raise FileNotFoundError(f"{tool} is not installed; .ci/run installs it (apt-get install {tool})")
+    return path
+
+
+def dnsmasq_test(conf: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp / "dnsmasq.conf"
+    path.write_text(conf)
+    return subprocess.run([require("dnsmasq"), "--test", f"--conf-file={path}"], capture_output=True, text=True, timeout=30)
+
+
+def cloud_init_schema(user_data: str, tmp: Path, name: str = "user-data") -> subprocess.CompletedProcess[str]:
+    path = tmp / name
+    path.write_text(user_data)
+    return subprocess.run([require("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=120)
