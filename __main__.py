@@ -16,6 +16,7 @@ pulumi.export("lan", ea.lan)
 pulumi.export("reservations", ea.reservations)
 pulumi.export("dnsRecords", ea.dns_records)
 pulumi.export("vips", ea.vips)
+pulumi.export("gateways", ea.gateways)
 pulumi.export("loadBalancerPool", ea.load_balancer_pool)
 
 ainur = None

@@ -26,27 +26,32 @@ class EaArgs:
 class Ea(pulumi.ComponentResource):
     """Eä: the network plan (reservations, DNS records, VIPs, pools) as a component with outputs."""
 
+    # Known when the program starts, so plain values: wrapping thousands of small dicts in
+    # Outputs made the SDK build an Output per field (measured: 0.6 s at 1,000 nodes).
     plan: NetworkPlan
-    reservations: pulumi.Output[list[dict[str, Any]]]
-    dns_records: pulumi.Output[list[dict[str, Any]]]
-    vips: pulumi.Output[dict[str, str]]
-    load_balancer_pool: pulumi.Output[dict[str, str]]
-    lan: pulumi.Output[str]
+    reservations: list[dict[str, Any]]
+    dns_records: list[dict[str, Any]]
+    vips: dict[str, str]
+    gateways: dict[str, str]
+    load_balancer_pool: dict[str, str]
+    lan: str
 
     def __init__(self, name: str, args: EaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:network:Ea", name, None, opts)
         self.plan = plan_network(args.stack)
         start, end = self.plan.load_balancer_pool
-        self.reservations = pulumi.Output.from_input([asdict(r) for r in self.plan.reservations])
-        self.dns_records = pulumi.Output.from_input([asdict(r) for r in self.plan.dns_records])
-        self.vips = pulumi.Output.from_input(dict(self.plan.vips))
-        self.load_balancer_pool = pulumi.Output.from_input({"start": start, "end": end})
-        self.lan = pulumi.Output.from_input(self.plan.lan)
+        self.reservations = [asdict(r) for r in self.plan.reservations]
+        self.dns_records = [asdict(r) for r in self.plan.dns_records]
+        self.vips = dict(self.plan.vips)
+        self.gateways = dict(self.plan.gateways)
+        self.load_balancer_pool = {"start": start, "end": end}
+        self.lan = self.plan.lan
         self.register_outputs(
             {
                 "reservations": self.reservations,
                 "dnsRecords": self.dns_records,
                 "vips": self.vips,
+                "gateways": self.gateways,
                 "loadBalancerPool": self.load_balancer_pool,
                 "lan": self.lan,
             }

@@ -50,7 +50,7 @@ class Netboot(pulumi.ComponentResource):
             f"{name}-secret-talos-configs",
             metadata={"name": "talos-configs", "namespace": plan.NAMESPACE},
             type="Opaque",
-            string_data={f"{mac}.yaml": config for mac, config in args.configs.items()},
+            string_data=pulumi.Output.all(**{f"{mac}.yaml": config for mac, config in args.configs.items()}),
             opts=in_ns,
         )
         self.objects[f"{name}-secret-talos-configs"] = configs

@@ -58,6 +58,7 @@ class Simulation:
 
     stack: str
     registrations: list[Registration] = field(default_factory=list)
+    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def by_type(self, type_: str) -> list[Registration]:
@@ -160,6 +161,9 @@ RESOURCE_STATE: dict[str, Any] = {
 class _Mocks(pulumi.runtime.Mocks):
     """Resources echo their inputs plus the outputs their provider would add; invokes answer from INVOKES."""
 
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         extra = RESOURCE_STATE.get(args.typ)
         state = {**args.inputs, **(extra(args.inputs) if extra else {})}
@@ -167,6 +171,7 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         handler = INVOKES.get(args.token)
+        self.sim.invocations.append((args.token, _unwrap(dict(args.args))))
         return (handler(dict(args.args)) if handler else {}), []
 
 
@@ -217,7 +222,7 @@ def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None =
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
-    mocks = _Mocks()
+    mocks = _Mocks(sim)
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=False, monitor=_RecordingMonitor(mocks, sim))
     config, secret_keys = pulumi_config(sf)

@@ -51,6 +51,7 @@ class NetworkPlan:
     reservations: tuple[Reservation, ...]
     dns_records: tuple[DnsRecord, ...]
     vips: dict[str, str]
+    gateways: dict[str, str]
     free_static_addresses: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +65,16 @@ def vip_names(stack: StackConfig) -> dict[str, IPv4Address]:
         vips["ainur"] = stack.ainur.vip
     vips[stack.arda.cluster_name] = stack.arda.vip
     return vips
+
+
+def gateway_addresses(stack: StackConfig) -> dict[str, IPv4Address]:
+    """The Envoy gateways' addresses: the top two of the load-balancer pool, public one last.
+
+    Reserved here so the edge layer, DNS and the diagram agree on them (the seed homelab uses
+    .239 for envoy-external and .238 for envoy-internal).
+    """
+    end = stack.network.load_balancer_pool.end
+    return {"envoy-external": end, "envoy-internal": end - 1}
 
 
 def plan_network(stack: StackConfig) -> NetworkPlan:
@@ -87,5 +98,6 @@ def plan_network(stack: StackConfig) -> NetworkPlan:
         reservations=reservations,
         dns_records=tuple(sorted(records, key=lambda r: r.name)),
         vips={k: str(v) for k, v in sorted(vips.items())},
+        gateways={k: str(v) for k, v in sorted(gateway_addresses(stack).items())},
         free_static_addresses=sum(1 for _ in free_static(net.lan, lan_taken, pools)),
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import yaml
-
+from plans import yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import Node, StackConfig
 
@@ -133,12 +132,7 @@ def generic_worker_documents(stack: StackConfig, board: str, install_disk: str, 
 
 def dump(documents: list[dict[str, Any]]) -> str:
     """Multi-document YAML, stable across runs (key order as built, no anchors)."""
-
-    class _NoAliases(yaml.SafeDumper):
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
-    return yaml.dump_all(documents, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, explicit_start=False)
+    return yamltext.dump_all(documents)
 
 
 def node_patches(stack: StackConfig, node: Node, installer_image: str) -> list[str]:

@@ -246,7 +246,10 @@ class StackFile:
         return parse_stack(self.config, self.secret_keys, source=str(self.path))
 
 
-class _PulumiYamlLoader(yaml.SafeLoader):
+_FastSafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _PulumiYamlLoader(_FastSafeLoader):  # type: ignore[misc]
     """YAML as Pulumi's Go reader (yaml.v3, YAML 1.2) sees it.
 
     PyYAML follows YAML 1.1, where `10:20:30:40:50:51` is a base-60 integer and `no` is
@@ -269,13 +272,13 @@ _CORE_SCALARS = (
     ),
 )
 for _tag, _regex, _first in _CORE_SCALARS:
-    _PulumiYamlLoader.add_implicit_resolver(_tag, re.compile(_regex), list(_first))  # type: ignore[no-untyped-call]
+    _PulumiYamlLoader.add_implicit_resolver(_tag, re.compile(_regex), list(_first))
 
 
-def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
@@ -338,7 +341,11 @@ def check_stack_settings(sf: StackFile) -> list[Problem]:
 
 def load_stack_file(path: str | Path) -> StackConfig:
     """Read, check and parse a stack file; raises StackFileError or StackConfigError."""
-    sf = read_stack_file(path)
+    return validate_stack_file(read_stack_file(path))
+
+
+def validate_stack_file(sf: StackFile) -> StackConfig:
+    """Check a stack file already read: engine settings and the whole iluvatar config."""
     settings = check_stack_settings(sf)
     try:
         config = sf.parse()

@@ -98,6 +98,8 @@ def _network(net: Network) -> list[Problem]:
     out += _address_in_lan(f"{NET}.gateway", net.gateway, net, what="gateway")
     out += _range(f"{NET}.dhcpRange", net.dhcp_range, net)
     out += _range(f"{NET}.loadBalancerPool", net.load_balancer_pool, net)
+    if net.load_balancer_pool.start <= net.load_balancer_pool.end and net.load_balancer_pool.size() < 2:
+        out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two"))
     if net.load_balancer_pool.overlaps(net.dhcp_range):
         out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
     seen_ids: dict[int, int] = {}

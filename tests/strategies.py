@@ -31,6 +31,7 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
         return str(lan.network_address + offset)
 
     a, b, c, d = sorted(draw(st.lists(st.integers(min_value=2, max_value=hosts), min_size=4, max_size=4, unique=True)))
+    assume(d - c >= 2)  # the pool's top two addresses are the Envoy gateways'
     dhcp, pool = (a, b - 1), (c, d - 1)
     valinor = draw(st.sampled_from([1, 3, 5]))
     istari = draw(st.integers(min_value=0, max_value=4))

@@ -36,6 +36,9 @@ def test_every_planned_address_is_inside_its_subnet_and_outside_the_pools(raw: d
         assert address not in (lan.network_address, lan.broadcast_address, ip(net["gateway"]))
         assert not any(lo <= address <= hi for lo, hi in pools)
     assert len(set(statics)) == len(statics), "two machines or VIPs share an address"
+    gateways = [ip(g) for g in plan.gateways.values()]
+    assert len(set(gateways)) == 2
+    assert all(pools[1][0] <= g <= pools[1][1] for g in gateways), "gateways must come from the load-balancer pool"
     assert len({r.mac for r in plan.reservations}) == len(plan.reservations)
     assert len({d.name for d in plan.dns_records}) == len(plan.dns_records)
 

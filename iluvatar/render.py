@@ -1,0 +1,183 @@
+"""Render: write everything a stack would create as files to read and diff, from a mock run.
+
+The layout (under the output folder):
+  plan.txt                                       every resource as a tree, and the count per type
+  kubernetes/<cluster>/<namespace>/<kind>-<name>.yaml   every Kubernetes object ("_cluster" for cluster-scoped)
+  kubernetes/<cluster>/<namespace>/HelmRelease-<name>.yaml  a Helm release: chart, version, repository, values
+  talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
+  ainur/<node>.user-data                         each Pi's cloud-init user-data
+  netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
+
+Secrets are written as [secret], whatever they hold. Output is sorted and has no timestamps, so
+two renders of the same stack are byte-identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
+from plans import yamltext
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
+
+
+def redact(value: Any) -> Any:
+    """The value with every Pulumi secret replaced by [secret]."""
+    if isinstance(value, SecretValue):
+        return PLACEHOLDER
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _dump(doc: Any) -> str:
+    return yamltext.dump(doc, sort_keys=True)
+
+
+def _provider_name(reg: Registration) -> str:
+    # Provider references are `<urn>::<id>`; the URN's last segment is the provider's name.
+    return reg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if reg.provider else ""
+
+
+def kubernetes_files(sim: Simulation) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for reg in sim.registrations:
+        if not reg.type.startswith("kubernetes:") or not reg.custom:
+            continue
+        cluster = _provider_name(reg).removesuffix("-kubernetes") or "default"
+        inputs = redact(reg.inputs)
+        metadata = inputs.get("metadata", {}) if isinstance(inputs.get("metadata"), dict) else {}
+        if reg.type == HELM_RELEASE:
+            namespace = inputs.get("namespace", "default")
+            name = inputs.get("name", reg.name)
+            doc = {
+                "chart": inputs.get("chart"),
+                "version": inputs.get("version"),
+                "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
+                "namespace": namespace,
+                "name": name,
+                "values": inputs.get("values", {}),
+            }
+            files[f"kubernetes/{cluster}/{namespace}/HelmRelease-{name}.yaml"] = _dump(doc)
+            continue
+        _, api, kind = reg.type.split(":")
+        group_version = api.removeprefix("core/")
+        if kind == "Secret":
+            # A Secret's keys are public (kubectl shows them); only the values are hidden.
+            for field in ("data", "stringData"):
+                value = reg.inputs.get(field)
+                if isinstance(value, SecretValue) and isinstance(value.value, dict):
+                    inputs[field] = dict.fromkeys(value.value, PLACEHOLDER)
+        namespace = metadata.get("namespace") or "_cluster"
+        name = metadata.get("name", reg.name)
+        doc = {"apiVersion": group_version, "kind": kind, **{k: v for k, v in inputs.items() if k not in ("apiVersion", "kind")}}
+        files[f"kubernetes/{cluster}/{namespace}/{kind}-{name}.yaml"] = _dump(doc)
+    return files
+
+
+def talos_files(sim: Simulation) -> dict[str, str]:
+    """Each getConfiguration call's patches, under the hostname its HostnameConfig gives."""
+    files: dict[str, str] = {}
+    for token, args in sim.invocations:
+        if token != GET_CONFIGURATION:
+            continue
+        patches = redact(args.get("configPatches") or [])
+        name = "generic-worker"
+        for patch in patches:
+            for doc in yamltext.load_all(patch):
+                if isinstance(doc, dict) and doc.get("kind") == "HostnameConfig" and doc.get("hostname"):
+                    name = doc["hostname"]
+        header = f"# {args.get('machineType')} {name}: patches in apply order, Talos {args.get('talosVersion')}\n"
+        files[f"talos/{name}.patch.yaml"] = header + "---\n".join(patches)
+    return files
+
+
+def ainur_files(sim: Simulation) -> dict[str, str]:
+    user_data = redact(sim.outputs.get("ainurUserData") or {})
+    return {f"ainur/{node}.user-data": text for node, text in user_data.items()}
+
+
+def netboot_files(sim: Simulation) -> dict[str, str]:
+    files: dict[str, str] = {}
+    by_name = {r.name: r for r in sim.registrations}
+    dnsmasq = by_name.get("netboot-configmap-dnsmasq")
+    if dnsmasq is not None:
+        data = redact(dnsmasq.inputs.get("data", {}))
+        files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
+        files["netboot/nginx.conf"] = data["nginx.conf"]
+        files["netboot/fetch-assets.sh"] = data["fetch-assets.sh"]
+    ipxe = by_name.get("netboot-configmap-ipxe")
+    if ipxe is not None:
+        for name, text in sorted(redact(ipxe.inputs.get("data", {})).items()):
+            files[f"netboot/ipxe/{name}"] = text
+    reservations = {r["mac"].replace(":", "-"): r for r in sim.outputs.get("reservations") or []}
+    scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
+    if scripts:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["mac", "node", "ip", "ipxe_script", "talos_config"])
+        for key in scripts:
+            r = reservations.get(key, {})
+            writer.writerow([key, r.get("name", key), r.get("ip", "dhcp"), f"/ipxe/{key}.ipxe", f"/configs/{key}.yaml"])
+        files["netboot/configs.csv"] = out.getvalue()
+    return files
+
+
+def plan_text(sim: Simulation) -> str:
+    """Every resource as a tree under the stack, sorted by name, then the outputs and the counts."""
+    children: dict[str, list[Registration]] = {}
+    urns = {r.urn for r in sim.registrations}
+    roots: list[Registration] = []
+    for reg in sim.registrations:
+        (children.setdefault(reg.parent, []) if reg.parent in urns else roots).append(reg)
+    lines = [f"stack {sim.stack}"]
+
+    def walk(regs: list[Registration], depth: int) -> None:
+        for reg in sorted(regs, key=lambda r: (r.name, r.type)):
+            flags = " [protected]" if reg.protect else ""
+            lines.append(f"{'  ' * depth}{reg.name}  ({reg.type}){flags}")
+            walk(children.get(reg.urn, []), depth + 1)
+
+    walk(roots, 1)
+    lines.append("")
+    lines.append("outputs")
+    for key in sorted(sim.outputs):
+        value = sim.outputs[key]
+        shown = PLACEHOLDER if isinstance(value, SecretValue) else _summary(value)
+        lines.append(f"  {key}: {shown}")
+    lines.append("")
+    counts = Counter(r.type for r in sim.registrations)
+    lines.append("resources: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) + f"; total {len(sim.registrations)}")
+    return "\n".join(lines) + "\n"
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, list):
+        return f"{len(value)} items"
+    if isinstance(value, dict):
+        return f"{len(value)} entries"
+    text = str(redact(value))
+    return text if "\n" not in text and len(text) < 100 else f"{len(text)} characters"
+
+
+def render_files(sim: Simulation) -> dict[str, str]:
+    """Relative path -> content, for everything the stack would create."""
+    files = {"plan.txt": plan_text(sim)}
+    for part in (kubernetes_files, talos_files, ainur_files, netboot_files):
+        files.update(part(sim))
+    return dict(sorted(files.items()))
+
+
+def write_tree(files: dict[str, str], out: Path) -> None:
+    for rel, content in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")

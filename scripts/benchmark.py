@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Benchmark `render`: wall time and peak memory for 10, 100 and 1,000 Arda nodes, and the SDK floor.
+
+Each measurement is a fresh process (`python -m iluvatar render ...`), timed by wall clock, with
+peak memory from the kernel's rusage of that child. The SDK floor is a bare Pulumi program with no
+logic that registers the same number of resources through the same mock harness; the ratio says
+how much Iluvatar's own work costs on top of the Pulumi SDK.
+
+    .venv/bin/python scripts/benchmark.py            # prints a Markdown table for the README
+    .venv/bin/python scripts/benchmark.py --sizes 10 100 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_PROGRAM = '''
+"""A bare Pulumi program: registers BENCH_COUNT resources with no logic, the SDK's floor."""
+import os
+import pulumi
+
+class Thing(pulumi.CustomResource):
+    def __init__(self, name: str, i: int) -> None:
+        super().__init__("bench:index:Thing", name, {"i": i, "name": name})
+
+for i in range(int(os.environ["BENCH_COUNT"])):
+    Thing(f"thing-{i}", i)
+'''
+
+
+def stack_doc(arda_nodes: int) -> dict[str, object]:
+    """A homelab with three Pis and `arda_nodes` x86 Talos machines (3 control planes) on a /16."""
+    base = int(IPv4Address("10.50.0.0"))
+
+    def at(i: int) -> str:
+        return str(IPv4Address(base + i))
+
+    def mac(prefix: int, i: int) -> str:
+        return f"02:{prefix:02x}:00:00:{i // 256:02x}:{i % 256:02x}"
+
+    nodes = [
+        {
+            "name": f"pi-{i}",
+            "role": "valar" if i == 0 else "maiar",
+            "arch": "arm64",
+            "board": "rpi5",
+            "mac": mac(1, i),
+            "ip": at(20 + i),
+            "installDisk": "/dev/mmcblk0",
+            "dataDisks": ["/dev/nvme0n1"],
+        }
+        for i in range(3)
+    ]
+    for i in range(arda_nodes):
+        nodes.append(
+            {
+                "name": f"node-{i:04d}",
+                "role": "valinor" if i < 3 else "istari",
+                "arch": "amd64",
+                "board": "generic-x86",
+                "mac": mac(2, i),
+                "ip": at(256 + i),
+                "installDisk": "/dev/sda",
+                "dataDisks": ["/dev/nvme0n1"],
+            }
+        )
+    return {
+        "config": {
+            "pulumi:disable-default-providers": ["*"],
+            "iluvatar:network": {
+                "lan": "10.50.0.0/16",
+                "gateway": at(1),
+                "dns": [at(1)],
+                "dhcpRange": {"start": at(60000), "end": at(60500)},
+                "loadBalancerPool": {"start": at(61000), "end": at(61100)},
+                "domain": "bench.home.arpa",
+                "externalDomain": "example.com",
+            },
+            "iluvatar:ainur": {
+                "vip": at(10),
+                "k3sVersion": "v1.33.6+k3s1",
+                "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBENCH bench"],
+            },
+            "iluvatar:arda": {"clusterName": "arda", "vip": at(11), "talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1"},
+            "iluvatar:nodes": nodes,
+        }
+    }
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run one child; wall seconds, its own peak RSS in MiB (os.wait4 rusage), and its stdout.
+
+    Output goes to files, not pipes, so a chatty child cannot block while we wait for it.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read().decode()}")
+        return wall, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def render_once(project: Path, stack: str, out: Path) -> tuple[float, float, int]:
+    wall, peak, _ = run_child([sys.executable, "-m", "iluvatar", "render", "--stack", stack, "--project", str(project), "--out", str(out), "--force"])
+    total = int((out / "plan.txt").read_text().splitlines()[-1].rsplit(" ", 1)[-1])
+    return wall, peak, total
+
+
+def floor_once(workdir: Path, count: int) -> tuple[float, float]:
+    program = workdir / "floor.py"
+    program.write_text(FLOOR_PROGRAM)
+    stack = workdir / "Pulumi.floor.yaml"
+    stack.write_text("config: {}\n")
+    code = (
+        "import sys; from pathlib import Path; from stacks.load import read_stack_file; from iluvatar.simulate import simulate; "
+        f"sim = simulate(read_stack_file({str(stack)!r}), program=Path({str(program)!r})); assert len(sim.registrations) == {count}"
+    )
+    wall, peak, _ = run_child([sys.executable, "-c", code], env={"BENCH_COUNT": str(count)})
+    return wall, peak
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
+    args = p.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        project = work / "project"
+        project.mkdir()
+        cases = [("homelab", None)] + [(f"bench-{n}", n) for n in args.sizes]
+        for name, size in cases:
+            src = ROOT if size is None else project
+            if size is not None:
+                (project / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(stack_doc(size), sort_keys=False))
+            runs = [render_once(src, name, work / f"out-{name}") for _ in range(args.repeat)]
+            wall = statistics.median(r[0] for r in runs)
+            peak = max(r[1] for r in runs)
+            total = runs[0][2]
+            floor = [floor_once(work, total) for _ in range(args.repeat)]
+            floor_wall = statistics.median(f[0] for f in floor)
+            rows.append((name, size, total, wall, peak, floor_wall))
+            print(f"{name}: {total} resources, render {wall:.2f} s, peak {peak:.0f} MiB; SDK floor {floor_wall:.2f} s", file=sys.stderr)
+
+    print(f"Measured on {os.cpu_count()} cores, Python {sys.version.split()[0]}, median of {args.repeat} runs, each a fresh process.\n")
+    print("| stack | Arda nodes | resources | render wall | peak memory | SDK floor (same count) | render / floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, size, total, wall, peak, floor_wall in rows:
+        print(
+            f"| {name} | {size if size is not None else 5} | {total} | {wall:.2f} s | {peak:.0f} MiB | {floor_wall:.2f} s | {wall / floor_wall:.2f}× |"
+        )
+    sized = [r for r in rows if r[1] is not None]
+    if len(sized) >= 3:
+        (_, n1, _, t1, _, _), (_, n2, _, t2, _, _), (_, n3, _, t3, _, _) = sized[:3]
+        low, high = (t2 - t1) / (n2 - n1) * 1000, (t3 - t2) / (n3 - n2) * 1000
+        print(f"\nMarginal cost per Arda node: {low:.1f} ms from {n1} to {n2} nodes, {high:.1f} ms from {n2} to {n3} nodes ({high / low:.2f}×).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

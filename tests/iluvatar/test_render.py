@@ -1,0 +1,186 @@
+"""`python -m iluvatar render`: the rendered tree, reruns, secrets, real-tool checks and errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iluvatar import cli, simulate
+from iluvatar.render import render_files
+from plans import netboot
+from stacks import read_stack_file
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.schemas import talos_errors
+from tests.tools import cloud_init_schema, dnsmasq_test
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "iluvatar", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("render") / "homelab"
+    result = run("render", "--stack", "homelab", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 31 files"
+    return out
+
+
+def test_one_file_per_node_and_per_object(homelab: Path) -> None:
+    files = tree(homelab)
+    assert sorted(f for f in files if f.startswith("talos/")) == [
+        f"talos/{n}.patch.yaml" for n in sorted(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"])
+    ]
+    assert sorted(f for f in files if f.startswith("ainur/")) == ["ainur/eonwe.user-data", "ainur/ilmare.user-data", "ainur/manwe.user-data"]
+    assert len([f for f in files if f.startswith("netboot/ipxe/")]) == 6
+    assert sorted(f for f in files if f.startswith("kubernetes/")) == [
+        "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
+        "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
+        "kubernetes/ainur/netboot/ConfigMap-dnsmasq.yaml",
+        "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
+        "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
+        "kubernetes/ainur/netboot/Deployment-netboot.yaml",
+        "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror.yaml",
+        "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
+        "kubernetes/ainur/netboot/Service-git-mirror.yaml",
+        "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
+        "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
+        "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
+    ]
+    release = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])
+    assert (release["chart"], release["version"], release["repository"]) == ("cilium", "1.18.4", "https://helm.cilium.io")
+    assert release["values"]["kubeProxyReplacement"] is True
+
+
+def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
+    lines = (homelab / "plan.txt").read_text().splitlines()
+    assert lines[0] == "stack homelab"
+    assert "  arda  (iluvatar:arda:TalosCluster)" in lines
+    assert "    arda-tirion  (iluvatar:arda:TalosNode)" in lines
+    assert "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)" in lines
+    assert "    arda-secrets  (talos:machine/secrets:Secrets) [protected]" in lines
+    assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 47")
+    assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
+
+
+def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert run("render", "--stack", "homelab", "--out", str(again)).returncode == 0
+    assert tree(again) == tree(homelab)
+
+
+def test_rendered_artifacts_pass_the_real_tools(homelab: Path, tmp_path: Path) -> None:
+    assert dnsmasq_test((homelab / "netboot/dnsmasq.conf").read_text(), tmp_path).returncode == 0
+    for path in sorted((homelab / "ainur").iterdir()):
+        result = cloud_init_schema(path.read_text(), tmp_path, path.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+    for path in sorted((homelab / "talos").iterdir()):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert talos_errors(doc) == [], (path.name, doc)
+
+
+def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canaries = {"token": "CANARY-K3S-TOKEN-5f2a9c", "key": "CANARY-TALOS-CA-KEY-81bd"}
+    monkeypatch.setitem(simulate.RESOURCE_STATE, "random:index/randomPassword:RandomPassword", lambda a: {"result": canaries["token"]})
+    secrets_state = simulate.RESOURCE_STATE["talos:machine/secrets:Secrets"]
+    monkeypatch.setitem(
+        simulate.RESOURCE_STATE,
+        "talos:machine/secrets:Secrets",
+        lambda a: {**secrets_state(a), "clientConfiguration": {"caCertificate": "c", "clientCertificate": "c", "clientKey": canaries["key"]}},
+    )
+    doc = edit(homelab_doc(), {"iluvatar:ainurSshPrivateKey": {"secure": "v1:CANARY-CIPHERTEXT"}})
+    sim = simulate.simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    joins = [r for r in sim.registrations if r.name.endswith("-join")]
+    assert all(canaries["token"] in r.inputs["stdin"].value for r in joins), "the canary must flow through the program"
+    files = render_files(sim)
+    for rel, content in files.items():
+        for canary in (*canaries.values(), "CANARY-CIPHERTEXT"):
+            assert canary not in content, f"{canary} in clear in {rel}"
+
+
+def test_rk1_renders_talos_only(tmp_path: Path) -> None:
+    out = tmp_path / "rk1"
+    assert run("render", "--stack", "rk1", "--out", str(out)).returncode == 0
+    files = tree(out)
+    assert sorted(f for f in files if f.startswith("talos/")) == [f"talos/talos-{i}.patch.yaml" for i in range(1, 5)]
+    assert not any(f.startswith(("ainur/", "netboot/", "kubernetes/ainur/")) for f in files)
+    assert b"allowSchedulingOnControlPlanes: true" in files["talos/talos-1.patch.yaml"]
+
+
+def test_unknown_stack(tmp_path: Path) -> None:
+    result = run("render", "--stack", "prod", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert result.stderr == "error: no stack 'prod': Pulumi.prod.yaml does not exist (stacks here: homelab, rk1)\n"
+
+
+def test_invalid_stack_reports_like_validate(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    path = write_stack(project, edit(homelab_doc(), {"iluvatar:nodes[3].ip": "192.168.1.5"}), stack="broken")
+    rendered = subprocess.run([sys.executable, "-m", "iluvatar", "render", "--stack", "broken", "--project", str(project), "--out", str(tmp_path / "out")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    validated = run("validate", str(path))
+    assert rendered.returncode == validated.returncode == 1
+    assert rendered.stderr == validated.stderr
+    assert "iluvatar:nodes[3].ip: 192.168.1.5 is outside network.lan 192.168.0.0/24" in rendered.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_output_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    refused = run("render", "--stack", "rk1", "--out", str(out))
+    assert refused.returncode == 2
+    assert refused.stderr == f"error: {out} exists and is not empty; pass --force to replace it\n"
+    assert (out / "keep.txt").read_text() == "mine"
+    forced = run("render", "--stack", "rk1", "--out", str(out), "--force")
+    assert forced.returncode == 0
+    assert not (out / "keep.txt").exists() and (out / "plan.txt").exists()
+
+
+def test_unwritable_path_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run("render", "--stack", "rk1", "--out", str(blocker / "out"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot write to {blocker}") and result.stderr.count("\n") == 1
+
+
+def test_a_failed_write_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import iluvatar.render as render
+
+    written: list[str] = []
+
+    def failing(files: dict[str, str], out: Path) -> None:
+        for i, (rel, content) in enumerate(files.items()):
+            if i == 5:
+                raise OSError(28, "No space left on device")
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(content)
+            written.append(rel)
+
+    monkeypatch.setattr(render, "write_tree", failing)
+    out = tmp_path / "out"
+    assert cli.main(["render", "--stack", "rk1", "--out", str(out)]) == 2
+    assert len(written) == 5
+    assert capsys.readouterr().err == f"error: cannot write {out}: No space left on device\n"
+    assert list(tmp_path.iterdir()) == [], "no output and no staging folder may remain"
+
+
+def test_configs_csv_lists_every_served_path(homelab: Path) -> None:
+    rows = (homelab / "netboot/configs.csv").read_text().splitlines()
+    assert rows[0] == "mac,node,ip,ipxe_script,talos_config"
+    assert "a8-b8-e0-20-00-02,tirion,192.168.0.22,/ipxe/a8-b8-e0-20-00-02.ipxe,/configs/a8-b8-e0-20-00-02.yaml" in rows
+    assert len(rows) == 1 + len(netboot.netboot_nodes(__import__("stacks").load_stack_file(HOMELAB)))
+    assert RK1.exists()
