@@ -82,6 +82,7 @@ class TalosCluster(pulumi.ComponentResource):
     secrets: talos.machine.Secrets
     nodes: dict[str, TalosNode]
     installer_images: dict[str, pulumi.Output[str]]
+    pxe_urls: dict[str, pulumi.Output[str]]
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     machine_configs: dict[str, pulumi.Output[str]]
     netboot_configs: dict[str, pulumi.Output[str]]
@@ -109,7 +110,7 @@ class TalosCluster(pulumi.ComponentResource):
             ),
         )
 
-        self.installer_images, self.boot_assets = {}, {}
+        self.installer_images, self.pxe_urls, self.boot_assets = {}, {}, {}
         for board in plan.schematic_boards(stack):
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
@@ -125,6 +126,8 @@ class TalosCluster(pulumi.ComponentResource):
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
             self.installer_images[board.name] = urls.urls.installer
+            # Image Factory's own iPXE script: boots Talos without the Ainur (config then applied in maintenance mode).
+            self.pxe_urls[board.name] = urls.urls.pxe
             self.boot_assets[board.name] = pulumi.Output.all(urls.urls.kernel, urls.urls.initramfs).apply(lambda u: (u[0], u[1]))
 
         def patches(node: Node) -> pulumi.Output[list[str]]:
@@ -200,6 +203,7 @@ class TalosCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "installerImages": self.installer_images,
+                "pxeUrls": self.pxe_urls,
                 "talosconfig": self.talosconfig,
                 "kubeconfig": self.kubeconfig,
             }

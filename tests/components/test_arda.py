@@ -95,6 +95,8 @@ def test_cluster_credentials_are_secret_outputs(homelab: Simulation) -> None:
     assert isinstance(homelab.outputs["ardaKubeconfig"], SecretValue)
     assert isinstance(homelab.outputs["ardaTalosconfig"], SecretValue)
     assert homelab.outputs["ardaInstallerImages"]["generic-x86"].startswith("factory.talos.dev/metal-installer/")
+    assert homelab.outputs["ardaPxeUrls"]["generic-x86"].startswith("https://pxe.factory.talos.dev/pxe/")
+    assert homelab.outputs["ardaPxeUrls"]["generic-x86"].endswith("/v1.12.4/metal-amd64")
 
 
 def test_cilium_release_and_pool(homelab: Simulation) -> None:
