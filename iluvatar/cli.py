@@ -128,18 +128,22 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a stack file with the same rules as `pulumi preview`")
     v.add_argument("stack_file", metavar="STACK_FILE", help="e.g. Pulumi.homelab.yaml")
     v.set_defaults(run=_validate)
-    r = sub.add_parser("render", help="write everything the stack would create, as files, offline")
-    r.add_argument("--stack", required=True, help="stack name: renders Pulumi.<stack>.yaml")
-    r.add_argument("--out", required=True, help="output folder (must be empty or absent)")
-    r.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    r.add_argument("--project", default=str(ROOT), help="folder holding the stack files (default: this project)")
-    r.set_defaults(run=_render)
-    d = sub.add_parser("diagram", help="draw the homelab topology with Graphviz (.svg or .png)")
-    d.add_argument("--stack", required=True, help="stack name: draws Pulumi.<stack>.yaml")
-    d.add_argument("--out", required=True, help="picture file, .svg or .png")
-    d.add_argument("--force", action="store_true", help="replace an existing picture")
-    d.add_argument("--project", default=str(ROOT), help="folder holding the stack files (default: this project)")
-    d.set_defaults(run=_diagram)
+    for name, run, help_, out_help, force_help in (
+        (
+            "render",
+            _render,
+            "write everything the stack would create, as files, offline",
+            "output folder (must be empty or absent)",
+            "replace a non-empty output folder",
+        ),
+        ("diagram", _diagram, "draw the homelab topology with Graphviz (.svg or .png)", "picture file, .svg or .png", "replace an existing picture"),
+    ):
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+        c.add_argument("--out", required=True, help=out_help)
+        c.add_argument("--force", action="store_true", help=force_help)
+        c.add_argument("--project", default=str(ROOT), help="folder holding the stack files (default: this project)")
+        c.set_defaults(run=run)
     return p
 
 

@@ -70,6 +70,10 @@ class Simulation:
             raise LookupError(f"{len(found)} registrations of {type_} named {name}")
         return found[0]
 
+    def named(self) -> dict[str, Registration]:
+        """Registrations by name (names are unique within this program)."""
+        return {r.name: r for r in self.registrations}
+
     def children(self, parent: Registration) -> list[Registration]:
         return [r for r in self.registrations if r.parent == parent.urn]
 

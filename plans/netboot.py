@@ -187,6 +187,29 @@ def _labels(app: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "iluvatar"}
 
 
+def _single_pod(name: str, labels: dict[str, str], pod: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A one-replica Deployment replaced, never rolled: two DHCP servers (or two writers of
+    one mirror) must never run side by side, even during an update."""
+    template_metadata: dict[str, Any] = {"labels": labels}
+    if annotations:
+        template_metadata["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": template_metadata, "spec": pod},
+        },
+    }
+
+
+def _nginx(mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": "http", "image": NGINX_IMAGE, "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}], "volumeMounts": mounts}
+
+
 def manifests(stack: StackConfig, config_macs: list[str]) -> list[dict[str, Any]]:
     """The netboot namespace's objects, Namespace first.
 
@@ -201,83 +224,56 @@ def manifests(stack: StackConfig, config_macs: list[str]) -> list[dict[str, Any]
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     labels = _labels("netboot")
     config_items = [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in config_macs]
+    assets = {"name": "assets", "mountPath": f"{HTTP_ROOT}/assets", "subPath": "assets"}
+    pod = {
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "initContainers": [
+            {
+                "name": "fetch-assets",
+                "image": CURL_IMAGE,
+                "command": ["sh", "/etc/iluvatar/fetch-assets.sh"],
+                "volumeMounts": [assets, {"name": "dnsmasq", "mountPath": "/etc/iluvatar"}],
+            }
+        ],
+        "containers": [
+            {
+                "name": "dnsmasq",
+                "image": DNSMASQ_IMAGE,
+                "args": ["-d", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
+                "volumeMounts": [
+                    {"name": "dnsmasq", "mountPath": "/etc/iluvatar"},
+                    {"name": "ipxe", "mountPath": f"{TFTP_ROOT}/boot.ipxe", "subPath": "boot.ipxe"},
+                ],
+            },
+            _nginx(
+                [
+                    {"name": "dnsmasq", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
+                    {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/ipxe"},
+                    {"name": "configs", "mountPath": f"{HTTP_ROOT}/configs"},
+                    assets,
+                ]
+            ),
+        ],
+        "volumes": [
+            {"name": "dnsmasq", "configMap": {"name": "dnsmasq"}},
+            {"name": "ipxe", "configMap": {"name": "ipxe"}},
+            {"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}},
+            {"name": "assets", "emptyDir": {}},
+        ],
+    }
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            # hostNetwork and NET_ADMIN (DHCP) need the privileged Pod Security level.
-            "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}},
-        },
+        # hostNetwork and NET_ADMIN (DHCP) need the privileged Pod Security level.
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "dnsmasq", "namespace": NAMESPACE, "labels": labels},
             "data": {"dnsmasq.conf": conf, "nginx.conf": nginx_conf()},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "ipxe", "namespace": NAMESPACE, "labels": labels},
-            "data": ipxe,
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "netboot", "namespace": NAMESPACE, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                # Two DHCP servers must never overlap, even during a rollout.
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels, "annotations": {"iluvatar/config-digest": digest}},
-                    "spec": {
-                        "hostNetwork": True,
-                        "dnsPolicy": "ClusterFirstWithHostNet",
-                        "initContainers": [
-                            {
-                                "name": "fetch-assets",
-                                "image": CURL_IMAGE,
-                                "command": ["sh", "/etc/iluvatar/fetch-assets.sh"],
-                                "volumeMounts": [
-                                    {"name": "assets", "mountPath": f"{HTTP_ROOT}/assets", "subPath": "assets"},
-                                    {"name": "dnsmasq", "mountPath": "/etc/iluvatar"},
-                                ],
-                            }
-                        ],
-                        "containers": [
-                            {
-                                "name": "dnsmasq",
-                                "image": DNSMASQ_IMAGE,
-                                "args": ["-d", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
-                                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
-                                "volumeMounts": [
-                                    {"name": "dnsmasq", "mountPath": "/etc/iluvatar"},
-                                    {"name": "ipxe", "mountPath": f"{TFTP_ROOT}/boot.ipxe", "subPath": "boot.ipxe"},
-                                ],
-                            },
-                            {
-                                "name": "http",
-                                "image": NGINX_IMAGE,
-                                "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
-                                "volumeMounts": [
-                                    {"name": "dnsmasq", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
-                                    {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/ipxe"},
-                                    {"name": "configs", "mountPath": f"{HTTP_ROOT}/configs"},
-                                    {"name": "assets", "mountPath": f"{HTTP_ROOT}/assets", "subPath": "assets"},
-                                ],
-                            },
-                        ],
-                        "volumes": [
-                            {"name": "dnsmasq", "configMap": {"name": "dnsmasq"}},
-                            {"name": "ipxe", "configMap": {"name": "ipxe"}},
-                            {"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}},
-                            {"name": "assets", "emptyDir": {}},
-                        ],
-                    },
-                },
-            },
-        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ipxe", "namespace": NAMESPACE, "labels": labels}, "data": ipxe},
+        _single_pod("netboot", labels, pod, annotations={"iluvatar/config-digest": digest}),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
         *git_mirror_manifests(stack),
     ]
@@ -295,6 +291,13 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
         f"[ -d {repo} ] || git clone --mirror '{mirror.url}' {repo}\n"
         f"while true; do git -C {repo} remote update --prune && git -C {repo} update-server-info; sleep {mirror.interval_minutes * 60}; done\n"
     )
+    pod = {
+        "containers": [
+            {"name": "mirror", "image": GIT_IMAGE, "command": ["sh", "-c", loop], "volumeMounts": [{"name": "git", "mountPath": "/srv/git"}]},
+            _nginx([{"name": "git", "mountPath": HTTP_ROOT, "readOnly": True}]),
+        ],
+        "volumes": [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}],
+    }
     return [
         {
             "apiVersion": "v1",
@@ -302,36 +305,7 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "metadata": {"name": "git-mirror", "namespace": NAMESPACE, "labels": labels},
             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path", "resources": {"requests": {"storage": "2Gi"}}},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "git-mirror", "namespace": NAMESPACE, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "mirror",
-                                "image": GIT_IMAGE,
-                                "command": ["sh", "-c", loop],
-                                "volumeMounts": [{"name": "git", "mountPath": "/srv/git"}],
-                            },
-                            {
-                                "name": "http",
-                                "image": NGINX_IMAGE,
-                                "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
-                                "volumeMounts": [{"name": "git", "mountPath": HTTP_ROOT, "readOnly": True}],
-                            },
-                        ],
-                        "volumes": [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}],
-                    },
-                },
-            },
-        },
+        _single_pod("git-mirror", labels, pod),
         {
             "apiVersion": "v1",
             "kind": "Service",

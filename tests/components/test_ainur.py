@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
-from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation, simulate
+from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
 from plans import cloudinit
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, RK1
 
 
-@pytest.fixture(scope="module")
-def homelab() -> Simulation:
-    return simulate(read_stack_file(HOMELAB))
-
-
-def by_name(sim: Simulation) -> dict[str, Registration]:
-    return {r.name: r for r in sim.registrations}
-
-
 def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     ainur = regs["ainur"]
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
@@ -33,7 +23,7 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     first = regs["ainur-manwe-join"].urn
     assert first not in regs["ainur-manwe-join"].dependencies
     for other in ("eonwe", "ilmare"):
@@ -45,7 +35,7 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
 
 
 def test_join_token_travels_only_as_a_secret(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     for pi in ("manwe", "eonwe", "ilmare"):
         join = regs[f"ainur-{pi}-join"].inputs
         assert isinstance(join["stdin"], SecretValue)
@@ -64,7 +54,7 @@ def test_kubeconfig_is_a_secret_pointed_at_the_vip(homelab: Simulation) -> None:
 
 
 def test_user_data_is_written_per_pi_and_exported_in_clear(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     stack = load_stack_file(HOMELAB)
     exported = homelab.outputs["ainurUserData"]
     assert not isinstance(exported, SecretValue)
@@ -75,7 +65,7 @@ def test_user_data_is_written_per_pi_and_exported_in_clear(homelab: Simulation) 
 
 
 def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     netboot = regs["netboot"]
     assert netboot.type == "iluvatar:ainur:Netboot"
     assert sorted(r.name for r in homelab.children(netboot)) == [
@@ -101,7 +91,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
 
 
 def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     deployment = regs["netboot-deployment-netboot"]
     assert regs["netboot-namespace-netboot"].urn in deployment.dependencies
     assert regs["netboot-secret-talos-configs"].urn in deployment.dependencies

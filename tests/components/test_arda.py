@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
+from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import RK1, edit, homelab_doc, write_stack
 
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
@@ -17,17 +15,8 @@ APPLY = "talos:machine/configurationApply:ConfigurationApply"
 NETBOOT_AGGREGATES = ["netboot-configmap-dnsmasq", "netboot-configmap-ipxe", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
 
 
-@pytest.fixture(scope="module")
-def homelab() -> Simulation:
-    return simulate(read_stack_file(HOMELAB))
-
-
-def by_name(sim: Simulation) -> dict[str, Registration]:
-    return {r.name: r for r in sim.registrations}
-
-
 def test_graph_and_parents(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     cluster = regs["arda"]
     assert cluster.type == "iluvatar:arda:TalosCluster"
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
@@ -43,7 +32,7 @@ def test_graph_and_parents(homelab: Simulation) -> None:
 
 def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     """Default providers are disabled; each resource must name the provider of its own cluster."""
-    regs = by_name(homelab)
+    regs = homelab.named()
     providers = {
         "talos": "arda-talos",
         "command": "ainur-command",
@@ -63,7 +52,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     applies = {r.urn for r in homelab.by_type(APPLY)}
     bootstrap_deps = set(regs["arda-bootstrap"].dependencies)
     assert bootstrap_deps & applies == {regs["arda-taniquetil-apply"].urn}
@@ -74,7 +63,7 @@ def test_bring_up_order(homelab: Simulation) -> None:
 
 
 def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation) -> None:
-    secrets = by_name(homelab)["arda-secrets"]
+    secrets = homelab.named()["arda-secrets"]
     assert secrets.protect
     assert secrets.inputs["talosVersion"] == "v1.12.4"
     protected = [r.name for r in homelab.registrations if r.protect]
@@ -100,7 +89,7 @@ def test_cluster_credentials_are_secret_outputs(homelab: Simulation) -> None:
 
 
 def test_cilium_release_and_pool(homelab: Simulation) -> None:
-    regs = by_name(homelab)
+    regs = homelab.named()
     release = regs["arda-cilium-release"].inputs
     assert (release["chart"], release["version"], release["namespace"]) == ("cilium", "1.18.4", "kube-system")
     assert release["repositoryOpts"] == {"repo": "https://helm.cilium.io"}
@@ -109,7 +98,7 @@ def test_cilium_release_and_pool(homelab: Simulation) -> None:
 
 def test_rk1_uses_the_rk1_overlay_schematic() -> None:
     sim = simulate(read_stack_file(RK1))
-    schematic = by_name(sim)["arda-schematic-rk1"]
+    schematic = sim.named()["arda-schematic-rk1"]
     assert "name: turingrk1" in schematic.inputs["schematic"]
     assert sim.outputs["ardaInstallerImages"]["rk1"].startswith("factory.talos.dev/installer/")
 
@@ -168,4 +157,4 @@ def test_talos_upgrade_is_a_planned_change_of_the_configs_only(tmp_path: Path, h
             *NETBOOT_AGGREGATES,
         ]
     )
-    assert "v1.12.5" in after[by_name(upgraded)["arda-tirion-apply"].urn]["machineConfigurationInput"].value
+    assert "v1.12.5" in after[upgraded.named()["arda-tirion-apply"].urn]["machineConfigurationInput"].value
