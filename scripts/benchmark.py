@@ -26,16 +26,36 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR_PROGRAM = '''
-"""A bare Pulumi program: registers BENCH_COUNT resources with no logic, the SDK's floor."""
+"""A bare Pulumi program: registers BENCH_COUNT resources with no logic, the SDK's floor.
+
+With BENCH_VARIANT, the diagnostics of --explain: "invokes" turns half of them into an invoke
+feeding a secret input (as getConfiguration feeds ConfigurationApply); "typed" registers the
+Talos provider's generated ConfigurationApply class instead of a bare resource.
+"""
 import os
 import pulumi
+from pulumi.runtime import invoke_output
 
 class Thing(pulumi.CustomResource):
-    def __init__(self, name: str, i: int) -> None:
-        super().__init__("bench:index:Thing", name, {"i": i, "name": name})
+    def __init__(self, name, props):
+        super().__init__("bench:index:Thing", name, props)
 
-for i in range(int(os.environ["BENCH_COUNT"])):
-    Thing(f"thing-{i}", i)
+count, variant = int(os.environ["BENCH_COUNT"]), os.environ.get("BENCH_VARIANT", "bare")
+if variant == "typed":
+    import pulumiverse_talos as talos
+    provider = talos.Provider("p")
+    for i in range(count - 1):
+        talos.machine.ConfigurationApply(f"a-{i}", node=f"10.0.{i // 250}.{i % 250}", machine_configuration_input="x" * 2000,
+            client_configuration={"ca_certificate": "c", "client_certificate": "c", "client_key": "k"}, opts=pulumi.ResourceOptions(provider=provider))
+elif variant == "invokes":
+    for i in range(count // 2):
+        Thing(f"thing-{i}", {"i": i})
+    for i in range(count - count // 2):
+        out = invoke_output("bench:index:getThing", {"i": i, "patches": ["x" * 2000]})
+        Thing(f"fed-{i}", {"config": pulumi.Output.secret(out.apply(lambda r: r.get("value", "")))})
+else:
+    for i in range(count):
+        Thing(f"thing-{i}", {"i": i, "name": f"thing-{i}"})
 '''
 
 
@@ -122,7 +142,7 @@ def render_once(project: Path, stack: str, out: Path) -> tuple[float, float, int
     return wall, peak, total
 
 
-def floor_once(workdir: Path, count: int) -> tuple[float, float]:
+def floor_once(workdir: Path, count: int, variant: str = "bare") -> tuple[float, float]:
     program = workdir / "floor.py"
     program.write_text(FLOOR_PROGRAM)
     stack = workdir / "Pulumi.floor.yaml"
@@ -131,7 +151,7 @@ def floor_once(workdir: Path, count: int) -> tuple[float, float]:
         "import sys; from pathlib import Path; from stacks.load import read_stack_file; from iluvatar.simulate import simulate; "
         f"sim = simulate(read_stack_file({str(stack)!r}), program=Path({str(program)!r})); assert len(sim.registrations) == {count}"
     )
-    wall, peak, _ = run_child([sys.executable, "-c", code], env={"BENCH_COUNT": str(count)})
+    wall, peak, _ = run_child([sys.executable, "-c", code], env={"BENCH_COUNT": str(count), "BENCH_VARIANT": variant})
     return wall, peak
 
 
@@ -139,7 +159,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
+    p.add_argument("--explain", type=int, metavar="COUNT", help="instead: where the SDK's time goes for COUNT registrations")
     args = p.parse_args()
+    if args.explain:
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant, what in (("bare", "bare resources"), ("invokes", "half of them fed by an invoke through a secret Output"),
+                                  ("typed", "the Talos provider's generated ConfigurationApply class")):  # fmt: skip
+                wall = statistics.median(floor_once(Path(tmp), args.explain, variant)[0] for _ in range(args.repeat))
+                print(f"{args.explain} registrations, {what}: {wall:.2f} s")
+        return 0
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
