@@ -97,7 +97,9 @@ def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
 
 def rewrite_kubeconfig(kubeconfig: str, stack: StackConfig) -> str:
     """k3s writes https://127.0.0.1:6443; point it at the VIP so it works from anywhere."""
-    doc = yaml.safe_load(kubeconfig)
-    for cluster in doc.get("clusters", []):
+    doc = yaml.safe_load(kubeconfig) if kubeconfig else None
+    if not isinstance(doc, dict) or not doc.get("clusters"):
+        raise ValueError(f"the first valar returned no kubeconfig from /etc/rancher/k3s/k3s.yaml; is k3s running on {server_url(stack)}?")
+    for cluster in doc["clusters"]:
         cluster["cluster"]["server"] = server_url(stack)
     return yaml.safe_dump(doc, sort_keys=False)

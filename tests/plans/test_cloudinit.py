@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from plans import cloudinit, k3s
@@ -68,6 +69,13 @@ def test_k3s_configs_join_through_the_vip() -> None:
     assert first["disable"] == ["servicelb", "traefik"]
     assert agent["server"] == "https://192.168.0.10:6443" and agent["token"] == "T0K3N"
     assert k3s.join_command(stack.nodes[1]).endswith("systemctl enable --now k3s-agent")
+
+
+def test_missing_kubeconfig_is_a_clear_error() -> None:
+    stack = load_stack_file(HOMELAB)
+    for empty in ("", "# nothing\n", "clusters: []\n"):
+        with pytest.raises(ValueError, match=r"returned no kubeconfig from /etc/rancher/k3s/k3s.yaml; is k3s running on https://192.168.0.10:6443\?"):
+            k3s.rewrite_kubeconfig(empty, stack)
 
 
 def test_kubeconfig_is_pointed_at_the_vip() -> None:
