@@ -33,6 +33,13 @@ def stack_file(name: str, project: Path = ROOT) -> Path:
     return path
 
 
+def _mode(bits: int) -> int:
+    """Permission bits as a plain open() would create them under the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return bits & ~umask
+
+
 def _check_output(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise CommandError(f"{out} exists and is not a folder")
@@ -49,9 +56,7 @@ def write_atomically(out: Path, write: Callable[[Path], None]) -> None:
     except OSError as e:
         raise CommandError(f"cannot write to {parent}: {e.strerror or e}") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
+        staging.chmod(_mode(0o777))
         write(staging)
         if out.exists():
             old = parent / f".{out.name}.replaced-{os.getpid()}"
@@ -112,9 +117,7 @@ def _diagram(args: argparse.Namespace) -> int:
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.", delete=False) as tmp:
             tmp.write(image)
-        umask = os.umask(0)
-        os.umask(umask)
-        Path(tmp.name).chmod(0o666 & ~umask)
+        Path(tmp.name).chmod(_mode(0o666))
         Path(tmp.name).replace(out)
     except OSError as e:
         raise CommandError(f"cannot write {out}: {e.strerror or e}") from None

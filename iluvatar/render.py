@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
-from plans import yamltext
+from plans import netboot, yamltext
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
@@ -107,7 +107,7 @@ def ainur_files(sim: Simulation) -> dict[str, str]:
 
 def netboot_files(sim: Simulation) -> dict[str, str]:
     files: dict[str, str] = {}
-    by_name = {r.name: r for r in sim.registrations}
+    by_name = sim.named()
     dnsmasq = by_name.get("netboot-configmap-dnsmasq")
     if dnsmasq is not None:
         data = redact(dnsmasq.inputs.get("data", {}))
@@ -118,7 +118,7 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     if ipxe is not None:
         for name, text in sorted(redact(ipxe.inputs.get("data", {})).items()):
             files[f"netboot/ipxe/{name}"] = text
-    reservations = {r["mac"].replace(":", "-"): r for r in sim.outputs.get("reservations") or []}
+    reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get("reservations") or []}
     scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
     if scripts:
         out = io.StringIO()

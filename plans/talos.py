@@ -55,11 +55,16 @@ def schematic(board: Board) -> dict[str, Any]:
     return doc
 
 
+def schematic_yaml(board: Board) -> str:
+    """The schematic as sent to Image Factory (its ID is a hash of this text)."""
+    return yamltext.dump(schematic(board))
+
+
 def schematic_boards(stack: StackConfig) -> list[Board]:
     """One schematic per board that Arda uses (the generic worker's included), in name order."""
     names = {n.board for n in stack.arda_nodes}
-    if stack.ainur is not None and stack.ainur.netboot.unknown_macs == "generic-worker" and stack.ainur.netboot.generic_worker:
-        names.add(stack.ainur.netboot.generic_worker.board)
+    if stack.generic_worker is not None:
+        names.add(stack.generic_worker.board)
     return [BOARDS[name] for name in sorted(names)]
 
 

@@ -291,6 +291,13 @@ class StackConfig(Model):
     nodes: tuple[Node, ...]
     cloudflare: Cloudflare | None = None
 
+    @property
+    def generic_worker(self) -> GenericWorker | None:
+        """What unknown machines netboot as, when the stack lets them (unknownMacs: generic-worker)."""
+        if self.ainur is None or self.ainur.netboot.unknown_macs != "generic-worker":
+            return None
+        return self.ainur.netboot.generic_worker
+
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""
         if node.boot is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
 from plans import cloudinit
 from stacks import load_stack_file, read_stack_file
-from tests.edit import HOMELAB, RK1
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 
 def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
@@ -101,3 +103,24 @@ def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
     sim = simulate(read_stack_file(RK1))
     assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:", "random:"))]
     assert "ainurKubeconfig" not in sim.outputs
+
+
+def test_generic_worker_mode_serves_a_worker_config_for_unknown_machines(tmp_path: Path) -> None:
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.netboot": {"unknownMacs": "generic-worker", "genericWorker": {"board": "generic-arm64", "installDisk": "/dev/sda"}}},
+    )
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    regs = sim.named()
+    assert "arda-schematic-generic-arm64" in regs, "the generic worker's board needs its own image"
+    served = regs["netboot-secret-talos-configs"].inputs["stringData"]
+    assert isinstance(served, SecretValue)
+    assert "generic-worker.yaml" in served.value
+    generic = [
+        args
+        for token, args in sim.invocations
+        if token == "talos:machine/getConfiguration:getConfiguration" and "auto: stable" in "".join(args["configPatches"])
+    ]
+    assert len(generic) == 1
+    assert generic[0]["machineType"] == "worker"
+    assert "generic-worker.ipxe" in regs["netboot-configmap-ipxe"].inputs["data"]
