@@ -1,10 +1,14 @@
 """Talos plan: each Arda node's machine-config patch and Image Factory schematic, from the inventory.
 
 Talos 1.12 configures networking with separate documents, so a node's patch is several YAML
-documents: the v1alpha1 Config (install disk and image, KubePrism, CNI none, no kube-proxy,
-labels) plus HostnameConfig, a LinkAliasConfig that finds the NIC by the inventory's MAC,
-its LinkConfig (static address and default route), ResolverConfig and, on control planes,
-the Layer-2 VIP. Interface names differ between machines; the MAC is what we know.
+documents: the v1alpha1 Config (install disk or disk selector and image, KubePrism, CNI none,
+no kube-proxy, labels) plus HostnameConfig, a LinkAliasConfig that finds the NIC by the
+inventory's MAC, its LinkConfig (static address and default route, through network.gateway
+or its VLAN's gateway), ResolverConfig and, on control planes, the Layer-2 VIP. Interface
+names differ between machines; the MAC is what we know.
+
+The provider merges these patches into the config it generates (tools/talos-check does the
+same with Talos's own code and validates the result as a node would).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, Literal
 
 from plans import yamltext
 from stacks.boards import BOARDS, Board
-from stacks.model import Node, StackConfig
+from stacks.model import DiskSelector, Node, StackConfig
 
 LINK = "lan0"
 KUBEPRISM_PORT = 7445
@@ -75,10 +79,22 @@ def node_labels(node: Node) -> dict[str, str]:
     return labels
 
 
-def _config_document(stack: StackConfig, install_disk: str, installer_image: str, labels: dict[str, str], control_plane: bool) -> dict[str, Any]:
+def install_section(install_disk: str | DiskSelector, installer_image: str) -> dict[str, Any]:
+    """`machine.install`: a /dev path as `disk`, a selector as `diskSelector`.
+
+    The generated config keeps the provider's default `disk: /dev/sda` beside a selector; Talos's
+    installer uses the selector whenever one is set, so the default is never what installs.
+    """
+    where: dict[str, Any] = {"diskSelector": install_disk.talos()} if isinstance(install_disk, DiskSelector) else {"disk": install_disk}
+    return {**where, "image": installer_image, "wipe": False}
+
+
+def _config_document(
+    stack: StackConfig, install_disk: str | DiskSelector, installer_image: str, labels: dict[str, str], control_plane: bool
+) -> dict[str, Any]:
     """The v1alpha1 part every Arda machine shares: install, KubePrism, no CNI, no kube-proxy."""
     machine: dict[str, Any] = {
-        "install": {"disk": install_disk, "image": installer_image, "wipe": False},
+        "install": install_section(install_disk, installer_image),
         "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
         "nodeLabels": labels,
     }
@@ -95,7 +111,8 @@ def _resolver(stack: StackConfig) -> dict[str, Any]:
 def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list[dict[str, Any]]:
     """The patch documents for one node, in the order Talos documents them."""
     net = stack.network
-    subnet = net.lan if node.vlan is None else next(v.cidr for v in net.vlans if v.name == node.vlan)
+    vlan = next((v for v in net.vlans if v.name == node.vlan), None)
+    subnet, gateway = (net.lan, net.gateway) if vlan is None else (vlan.cidr, vlan.gateway)
     control_plane = machine_type(node) == "controlplane"
     config = _config_document(stack, node.install_disk, installer_image, node_labels(node), control_plane)
     # With a VIP on the link, the kubelet must not pick the VIP as the node's address.
@@ -110,12 +127,14 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
         "up": True,
         "addresses": [{"address": f"{node.ip}/{subnet.prefixlen}"}],
     }
-    if node.vlan is None:
-        # The model has no per-VLAN gateway, so only LAN nodes get the default route.
-        link["routes"] = [{"gateway": str(net.gateway)}]
+    if gateway is not None:
+        # Validation requires a gateway for every VLAN a Talos machine sits on (stacks.rules).
+        link["routes"] = [{"gateway": str(gateway)}]
     docs: list[dict[str, Any]] = [
         config,
-        {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": node.name},
+        # The v1.12 contract generates `auto: stable`; Talos refuses `auto` beside `hostname`
+        # unless auto is off, and this merge cannot delete a key, so it turns auto off.
+        {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": node.name},
         {"apiVersion": "v1alpha1", "kind": "LinkAliasConfig", "name": LINK, "selector": {"match": f'mac(link.permanent_addr) == "{node.mac}"'}},
         link,
         _resolver(stack),
@@ -125,7 +144,7 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     return docs
 
 
-def generic_worker_documents(stack: StackConfig, board: str, install_disk: str, installer_image: str) -> list[dict[str, Any]]:
+def generic_worker_documents(stack: StackConfig, board: str, install_disk: str | DiskSelector, installer_image: str) -> list[dict[str, Any]]:
     """A worker for machines not in the inventory: DHCP address, a stable generated hostname."""
     labels = {f"{LABEL_PREFIX}/role": "istari", f"{LABEL_PREFIX}/board": board, f"{LABEL_PREFIX}/generic": "true"}
     return [

@@ -162,7 +162,8 @@ def _translate(model: type[BaseModel], error: ValidationError, base: str) -> lis
     errors = error.errors(include_url=False)
     inner = [e["loc"] for e in errors]
     for err in errors:
-        loc = err["loc"]
+        # Union tags such as `<selector>` (stacks.model.InstallDisk) are not config keys.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))
         if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in inner):
             continue  # a list emptied by its own broken items: the items' errors say why
         path = base + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.alias_generators import to_camel
 
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
@@ -169,11 +169,13 @@ OrderedRange = Annotated[AddressRange, AfterValidator(_ordered)]
 
 
 class Vlan(Model):
-    """An 802.1Q VLAN with its own subnet (e.g. an IoT network)."""
+    """An 802.1Q VLAN with its own subnet (e.g. an IoT network) and, for machines on it, its router."""
 
     id: int = Field(ge=1, le=4094)
     name: Label
     cidr: Cidr
+    # The VLAN's router: a Talos machine on the VLAN gets its default route through it.
+    gateway: IPv4 | None = None
 
 
 class Network(Model):
@@ -195,11 +197,57 @@ _SSH_KEY = re.compile(
 _URL = re.compile(r"^(https?|git|ssh)://[^\s]+$")
 
 
+# A disk size as Talos's install disk selector reads it: an optional comparison, then a size
+# with an optional unit (go-humanize: 512GB, 1.5TB, 476GiB, or bytes).
+_DISK_SIZE = re.compile(r"^\s*(>=|<=|>|<|==)?\s*\d+(\.\d+)?\s*([kKMGTPE]i?B|B)?\s*$")
+SELECTOR_FIELDS = ("size", "model", "serial", "type", "wwid", "busPath")
+
+
+class DiskSelector(Model):
+    """A Talos install disk selector (`machine.install.diskSelector`): the disk by what it is, not its /dev name.
+
+    Every field set must match (model, serial, wwid and busPath take shell globs); Talos installs
+    to the first disk that matches. Fields and their meaning are those of machinery v1.12.4's
+    InstallDiskSelector (its `name` and `uuid`/`modalias` are left out: Talos refuses `name`).
+    """
+
+    size: Annotated[str, _pattern(_DISK_SIZE, ">= 256GB", "disk size condition")] | None = None
+    model: str | None = Field(default=None, min_length=1)
+    serial: str | None = Field(default=None, min_length=1)
+    type: Literal["ssd", "hdd", "nvme", "sd"] | None = None
+    wwid: str | None = Field(default=None, min_length=1)
+    bus_path: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DiskSelector:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError(f"a disk selector needs at least one of {', '.join(SELECTOR_FIELDS)}")
+        return self
+
+    def talos(self) -> dict[str, str]:
+        """The selector as Talos's config spells it (camelCase keys, unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{k}: {v}" for k, v in self.talos().items()) + "}"
+
+
+def _disk_kind(value: object) -> str:
+    return "<selector>" if isinstance(value, dict | DiskSelector) else "<path>"
+
+
+# A `/dev/...` path, or a selector mapping. The tags are dropped from error paths (stacks.load).
+InstallDisk = Annotated[
+    Annotated[DiskPath, Tag("<path>")] | Annotated[DiskSelector, Tag("<selector>")],
+    Discriminator(_disk_kind),
+]
+
+
 class GenericWorker(Model):
     """What an unknown machine installs when it netboots as a generic Arda worker."""
 
     board: BoardName
-    install_disk: DiskPath
+    install_disk: InstallDisk
 
 
 class Netboot(Model):
@@ -265,7 +313,7 @@ class Node(Model):
     board: BoardName
     mac: Mac
     ip: IPv4
-    install_disk: DiskPath
+    install_disk: InstallDisk
     data_disks: tuple[DiskPath, ...] = ()
     vlan: Label | None = None
     talos_patches: tuple[TalosPatch, ...] = ()

@@ -12,16 +12,15 @@ from ipaddress import IPv4Address, IPv4Network
 
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, Arda, Network, Node
+from stacks.model import AddressRange, Ainur, Arda, DiskSelector, Network, Node
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
 
-# Kubernetes minors each Talos minor supports (Talos support matrix, talos.dev).
+# Kubernetes minors each Talos minor supports (Talos support matrix, talos.dev). Only Talos 1.12:
+# the network documents Iluvatar generates (HostnameConfig, LinkConfig, ...) need 1.12, and
+# the Talos acceptance check (tools/talos-check) validates against a 1.12.4 node.
 TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {
-    (1, 9): (27, 32),
-    (1, 10): (28, 33),
-    (1, 11): (29, 34),
     (1, 12): (30, 35),
 }
 
@@ -114,6 +113,12 @@ def _network(net: Network) -> list[Problem]:
         seen_names.setdefault(vlan.name, i)
         if vlan.cidr.overlaps(net.lan):
             out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.lan {net.lan}"))
+        if vlan.gateway is not None:
+            if vlan.gateway not in vlan.cidr:
+                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is outside network.vlans[{i}].cidr {vlan.cidr}"))
+            elif vlan.gateway in _edge_addresses(vlan.cidr):
+                kind = "network" if vlan.gateway == vlan.cidr.network_address else "broadcast"
+                out.append(Problem(f"{path}.gateway", f"{vlan.gateway} is the {kind} address of network.vlans[{i}].cidr {vlan.cidr}"))
         for j, other in enumerate(net.vlans[:i]):
             if vlan.cidr.overlaps(other.cidr):
                 out.append(Problem(f"{path}.cidr", f"{vlan.cidr} overlaps network.vlans[{j}].cidr {other.cidr}"))
@@ -174,11 +179,7 @@ def _nodes(p: Parsed) -> list[Problem]:
                 known = ", ".join(sorted(vlans)) or "none defined"
                 out.append(Problem(node_path(i, "vlan"), f"{node.vlan} is not in network.vlans (known: {known})"))
             else:
-                cidr = vlans[node.vlan].cidr
-                if node.ip not in cidr:
-                    out.append(Problem(node_path(i, "ip"), f"{node.ip} is outside network.vlans {node.vlan} {cidr}"))
-                elif node.ip in _edge_addresses(cidr):
-                    out.append(Problem(node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {cidr}"))
+                out += _vlan_node(i, node, p.network)
 
         board = BOARDS[node.board]
         if node.arch != board.arch:
@@ -197,6 +198,15 @@ def _nodes(p: Parsed) -> list[Problem]:
         if node.role in AINUR_ROLES and not p.ainur_set:
             out.append(Problem(node_path(i, "role"), f"{node.role} belongs to the Ainur, but iluvatar:ainur is not set"))
 
+        if isinstance(node.install_disk, DiskSelector) and node.role in AINUR_ROLES:
+            out.append(
+                Problem(
+                    node_path(i, "installDisk"),
+                    f"{node.install_disk} is a Talos disk selector; {node.name} is {node.role}, which runs Ubuntu: give its /dev path",
+                )
+            )
+        # A selector is never equal to a path: data disks are named by path, so a selector-installed
+        # machine cannot be told here that a data disk is its install disk (Talos picks at install).
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
             if disk == node.install_disk:
@@ -207,12 +217,37 @@ def _nodes(p: Parsed) -> list[Problem]:
     return out
 
 
+def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
+    """A machine on a VLAN: inside its subnet, not on its edges or its router, routed if it runs Talos."""
+    j, vlan = next((j, v) for j, v in enumerate(net.vlans) if v.name == node.vlan)
+    if node.ip not in vlan.cidr:
+        yield Problem(node_path(i, "ip"), f"{node.ip} is outside network.vlans {node.vlan} {vlan.cidr}")
+    elif node.ip in _edge_addresses(vlan.cidr):
+        yield Problem(node_path(i, "ip"), f"{node.ip} is the network or broadcast address of VLAN {node.vlan} {vlan.cidr}")
+    elif node.ip == vlan.gateway:
+        yield Problem(node_path(i, "ip"), f"{node.ip} is network.vlans[{j}].gateway ({node.vlan})")
+    if node.role in ARDA_ROLES and vlan.gateway is None:
+        yield Problem(
+            node_path(i, "vlan"),
+            f"{node.vlan} has no gateway, and {node.name} runs Talos, which needs a default route; set network.vlans[{j}].gateway",
+        )
+    if node.role == "valinor":
+        # Arda's VIP is on network.lan (a static LAN address); a Layer-2 VIP moves only between
+        # machines that share its network, so every control plane must be on the LAN.
+        yield Problem(
+            node_path(i, "vlan"),
+            f"{node.name} is valinor (a control plane), which must sit on network.lan {net.lan} with the Arda VIP; "
+            f"a Layer-2 VIP cannot move to VLAN {node.vlan}",
+        )
+
+
 def _arda_versions(arda: Arda) -> list[Problem]:
     talos = tuple(int(x) for x in arda.talos_version[1:].split(".")[:2])
     kube = tuple(int(x) for x in arda.kubernetes_version[1:].split(".")[:2])
     known = sorted(TALOS_KUBERNETES)
     if (talos[0], talos[1]) not in TALOS_KUBERNETES:
-        span = f"v{known[0][0]}.{known[0][1]} to v{known[-1][0]}.{known[-1][1]}"
+        first, last = f"v{known[0][0]}.{known[0][1]}", f"v{known[-1][0]}.{known[-1][1]}"
+        span = f"{first} only" if first == last else f"{first} to {last}"
         return [Problem("iluvatar:arda.talosVersion", f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({span})")]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
@@ -253,6 +288,40 @@ GENERATED_DOCUMENTS = {
     "Layer2VIPConfig": "arda.vip",
 }
 V1ALPHA1_SECTIONS = {"version", "debug", "machine", "cluster"}
+# v1alpha1 settings Talos refuses beside the documents above (their V1Alpha1ConflictValidate),
+# or that would fight them for the same link, with what Iluvatar generates them from.
+V1ALPHA1_CONFLICTS = {
+    ("machine", "install", "disk"): "set the node's installDisk instead",
+    ("machine", "install", "diskSelector"): "set the node's installDisk instead",
+    ("machine", "network", "hostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
+    ("machine", "features", "stableHostname"): "Iluvatar sets the hostname from the node's name (HostnameConfig), and Talos refuses both",
+    ("machine", "network", "interfaces"): "Iluvatar configures the node's link from its mac and ip (LinkConfig); use a LinkConfig-era document",
+    ("machine", "network", "nameservers"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
+    ("machine", "network", "searchDomains"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
+    ("machine", "network", "disableSearchDomain"): "Iluvatar sets the resolvers from network.dns (ResolverConfig), and Talos refuses both",
+}
+# Every config document kind Talos 1.12.4 knows (its machinery's config.schema.json; a test keeps
+# this in step). A kind from a newer release is generated by the provider and refused by the node.
+TALOS_KINDS = frozenset(
+    {
+        "BondConfig", "BridgeConfig", "DHCPv4Config", "DHCPv6Config", "DummyLinkConfig", "EthernetConfig",
+        "EventSinkConfig", "ExistingVolumeConfig", "ExtensionServiceConfig", "HCloudVIPConfig", "HostnameConfig",
+        "KmsgLogConfig", "KubeSpanEndpoints", "Layer2VIPConfig", "LinkAliasConfig", "LinkConfig",
+        "NetworkDefaultActionConfig", "NetworkRuleConfig", "OOMConfig", "PCIDriverRebindConfig", "RawVolumeConfig",
+        "RegistryAuthConfig", "RegistryMirrorConfig", "RegistryTLSConfig", "ResolverConfig", "SideroLinkConfig",
+        "StaticHostConfig", "SwapVolumeConfig", "TimeSyncConfig", "TrustedRootsConfig", "UserVolumeConfig",
+        "VLANConfig", "VolumeConfig", "WatchdogTimerConfig", "WireguardConfig", "ZswapConfig",
+    }
+)  # fmt: skip
+
+
+def _has(patch: dict[str, object], keys: tuple[str, ...]) -> bool:
+    current: object = patch
+    for key in keys:
+        if not isinstance(current, dict) or key not in current:
+            return False
+        current = current[key]
+    return True
 
 
 def _device_paths(value: object) -> Iterator[str]:
@@ -274,10 +343,11 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str) -> 
             yield Problem(
                 path, f"{', '.join(unknown)} is not a v1alpha1 config section (machine, cluster); a config document needs apiVersion and kind"
             )
+        for keys, source in V1ALPHA1_CONFLICTS.items():
+            if _has(patch, keys):
+                yield Problem(path, f"sets {'.'.join(keys)}; {source}")
         machine = patch.get("machine")
         install = machine.get("install") if isinstance(machine, dict) else None
-        if isinstance(install, dict) and "disk" in install:
-            yield Problem(path, "sets machine.install.disk; set the node's installDisk instead")
         if isinstance(install, dict) and "image" in install:
             yield Problem(path, "sets machine.install.image; Iluvatar derives it from the node's board and arda.talosVersion")
     else:
@@ -285,10 +355,17 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str) -> 
             yield Problem(path, f"document {kind} has no apiVersion")
         if kind in GENERATED_DOCUMENTS:
             yield Problem(path, f"{kind} is generated from {GENERATED_DOCUMENTS[str(kind)]}; change that in the stack instead")
+        elif kind not in TALOS_KINDS:
+            yield Problem(path, f"{kind} is not a config document Talos v1.12 knows; its nodes would refuse the whole config")
     for device in sorted(set(_device_paths(patch))):
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
             yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
+
+
+def _paths(node: Node) -> set[str]:
+    """The disks a node names by /dev path (a selector names none)."""
+    return {d for d in (node.install_disk, *node.data_disks) if isinstance(d, str)}
 
 
 def _talos_patches(p: Parsed) -> list[Problem]:
@@ -298,11 +375,11 @@ def _talos_patches(p: Parsed) -> list[Problem]:
         if node.talos_patches and node.role not in ARDA_ROLES:
             out.append(Problem(node_path(i, "talosPatches"), f"{node.name} is {node.role}, which does not run Talos"))
             continue
-        disks = {node.install_disk, *node.data_disks}
+        disks = _paths(node)
         for k, patch in enumerate(node.talos_patches):
             out += _patch(node_path(i, f"talosPatches[{k}]"), patch, disks, node.name)
     if p.arda is not None and p.arda.patches:
-        shared = set.intersection(*({n.install_disk, *n.data_disks} for _, n in arda_nodes)) if arda_nodes else set()
+        shared = set.intersection(*(_paths(n) for _, n in arda_nodes)) if arda_nodes else set()
         for k, patch in enumerate(p.arda.patches):
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node")
     return out

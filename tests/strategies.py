@@ -19,9 +19,27 @@ def spell_mac(value: int, style: int) -> str:
     return [":".join(pairs), "-".join(pairs).upper(), f"{h[0:4]}.{h[4:8]}.{h[8:12]}", h.upper()][style % 4]
 
 
+# Install disk selectors a homelabber writes (any set of Talos's InstallDiskSelector fields).
+DISK_SELECTORS = st.fixed_dictionaries(
+    {},
+    optional={
+        "size": st.sampled_from([">= 100GB", "<= 2TB", "512GB", "> 64GiB"]),
+        "model": st.sampled_from(["Samsung SSD 870*", "WDC WDS*", "KINGSTON*"]),
+        "serial": st.sampled_from(["S5STNF0R*", "2142E5*"]),
+        "type": st.sampled_from(["ssd", "hdd", "nvme", "sd"]),
+        "wwid": st.sampled_from(["naa.5002538*", "eui.0025*"]),
+        "busPath": st.sampled_from(["/pci0000:00/*", "/pci0000:00/0000:00:17.0/*"]),
+    },
+).filter(bool)
+
+
 @st.composite
-def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
-    """Raw config (as a stack file holds it) for a valid stack on a random LAN."""
+def raw_stacks(draw: st.DrawFn, vlans: bool = False, selectors: bool = False) -> dict[str, Any]:
+    """Raw config (as a stack file holds it) for a valid stack on a random LAN.
+
+    With `vlans`, some workers sit on a routed VLAN; with `selectors`, some Arda machines (and the
+    generic worker) install to a disk selector instead of a path.
+    """
     prefix = draw(st.integers(min_value=20, max_value=26))
     base = (10 << 24) | draw(st.integers(min_value=0, max_value=(1 << 24) - 1))
     lan = IPv4Network((base, prefix), strict=False)
@@ -46,7 +64,7 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
     gateway, ainur_vip, arda_vip, *node_offsets = chosen
     # 47 random bits with a 0 inserted at the multicast bit: unique unicast MACs.
     macs = draw(st.lists(st.integers(min_value=1, max_value=(1 << 47) - 1), min_size=len(roles), max_size=len(roles), unique=True))
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for i, (role, offset, mac) in enumerate(zip(roles, node_offsets, macs, strict=True)):
         if role in ("valar", "maiar"):
             board, arch = draw(st.sampled_from(AINUR_BOARDS))
@@ -65,6 +83,19 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
                 "installDisk": "/dev/sda",
             }
         )
+    vlan_list: list[dict[str, Any]] = []
+    if vlans:
+        # 172.16/12 never overlaps the LAN (inside 10/8); workers only: control planes hold the VIP on the LAN.
+        vlan_net = IPv4Network((draw(st.integers(min_value=0xAC100000 >> 8, max_value=0xAC1FFFFF >> 8)) << 8, 24))
+        vlan_list.append({"id": draw(st.integers(1, 4094)), "name": "lab", "cidr": str(vlan_net), "gateway": str(vlan_net.network_address + 1)})
+        for k, node in enumerate(nodes):
+            if node["role"] == "istari" and draw(st.booleans()):
+                node["vlan"] = "lab"
+                node["ip"] = str(vlan_net.network_address + 10 + k)
+    if selectors:
+        for node in nodes:
+            if node["role"] in ("valinor", "istari") and draw(st.booleans()):
+                node["installDisk"] = draw(DISK_SELECTORS)
     nodes = draw(st.permutations(nodes))
     raw: dict[str, Any] = {
         "iluvatar:network": {
@@ -74,6 +105,7 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
             "dhcpRange": {"start": at(dhcp[0]), "end": at(dhcp[1])},
             "loadBalancerPool": {"start": at(pool[0]), "end": at(pool[1])},
             "domain": "lab.home.arpa",
+            **({"vlans": vlan_list} if vlan_list else {}),
         },
         "iluvatar:arda": {
             "clusterName": "arda",
@@ -90,7 +122,8 @@ def raw_stacks(draw: st.DrawFn) -> dict[str, Any]:
             "unknownMacs": draw(st.sampled_from(["ignore", "generic-worker"])),
         }
         if netboot["unknownMacs"] == "generic-worker":
-            netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": "/dev/sda"}
+            disk: Any = draw(DISK_SELECTORS) if selectors and draw(st.booleans()) else "/dev/sda"
+            netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": disk}
         raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1", "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
     return raw
 

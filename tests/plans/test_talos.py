@@ -57,7 +57,8 @@ def test_control_plane_patch_content() -> None:
     assert config["machine"]["nodeLabels"] == {"iluvatar/role": "valinor", "iluvatar/board": "generic-x86", "iluvatar/storage": "true"}
     assert config["machine"]["nodeAnnotations"] == {"iluvatar/data-disks": "/dev/nvme0n1"}
     assert config["cluster"] == {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}, "allowSchedulingOnControlPlanes": False}
-    assert hostname == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "tirion"}
+    # auto off: the generated `auto: stable` would otherwise stay beside the hostname (Talos refuses both).
+    assert hostname == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
     assert alias["selector"] == {"match": 'mac(link.permanent_addr) == "a8:b8:e0:20:00:02"'}
     assert link["addresses"] == [{"address": "192.168.0.22/24"}]
     assert link["routes"] == [{"gateway": "192.168.0.1"}]
@@ -102,6 +103,33 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
     for p in patches:
         for doc in yaml.safe_load_all(p):
             assert talos_errors(doc) == []
+
+
+def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
+    raw = dict(__import__("stacks").read_stack_file(HOMELAB).config)
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[6] = {**nodes[6], "installDisk": {"model": "Samsung SSD 870*", "size": ">= 100GB", "type": "ssd", "busPath": "/pci0000:00/*"}}
+    raw["iluvatar:nodes"] = nodes
+    stack = parse_stack(raw)
+    config = _docs(stack, "gandalf")[0]
+    assert config["machine"]["install"] == {
+        "diskSelector": {"size": ">= 100GB", "model": "Samsung SSD 870*", "type": "ssd", "busPath": "/pci0000:00/*"},
+        "image": IMAGE,
+        "wipe": False,
+    }
+    assert talos_errors(config) == []
+
+
+def test_vlan_machine_gets_its_vlans_address_and_route() -> None:
+    raw = dict(__import__("stacks").read_stack_file(HOMELAB).config)
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[7] = {**nodes[7], "vlan": "iot", "ip": "192.168.20.32"}
+    raw["iluvatar:nodes"] = nodes
+    docs = _docs(parse_stack(raw), "saruman")
+    link = next(d for d in docs if d.get("kind") == "LinkConfig")
+    assert link["addresses"] == [{"address": "192.168.20.32/24"}]
+    assert link["routes"] == [{"gateway": "192.168.20.1"}]
+    assert docs[0]["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.20.0/24"]
 
 
 def test_schematics_carry_storage_extensions_and_sbc_overlays() -> None:
