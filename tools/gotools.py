@@ -57,7 +57,11 @@ class Tool:
 
 
 # Every tool the tests use, by name. Each folder's go.mod/go.sum pins its modules.
-_ALL: tuple[Tool, ...] = ()
+_ALL: tuple[Tool, ...] = (
+    # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
+    Tool("talos-check", "talos-check"),
+    Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
+)
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
 

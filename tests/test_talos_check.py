@@ -1,0 +1,275 @@
+"""The Talos acceptance check (tools/talos_check.py, tools/talos-check): Talos's own code says yes or no.
+
+Every machine the program asks the provider for (its getConfiguration invocations under the mock
+runtime) is generated with machinery v1.13.0 as the provider does, then validated there and by
+machinery v1.12.4 as the node receives it, strict: a warning fails like an error. The broken
+cases show each way Talos refuses a config, with Talos's own words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+
+from iluvatar.simulate import simulate
+from stacks import read_stack_file
+from stacks.rules import TALOS_KINDS
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.strategies import raw_stacks
+from tools import gotools
+from tools.talos_check import NODE_VERSION, PROVIDER_VERSION, Machine, Verdict, check, machines
+
+HOMELAB_NODES = ["alqualonde", "gandalf", "saruman", "taniquetil", "tirion"]
+CEPH = {"apiVersion": "v1alpha1", "kind": "RawVolumeConfig", "name": "ceph", "provisioning": {"diskSelector": {"match": "disk.size > 10u"}}}
+
+
+def _machines(path: Path, prefix: str) -> list[Machine]:
+    return machines(simulate(read_stack_file(path)).invocations, prefix=f"{prefix}/")
+
+
+def _variant(tmp: Path, name: str, set_: dict[str, Any]) -> Path:
+    folder = tmp / name
+    folder.mkdir()
+    return write_stack(folder, edit(homelab_doc(), set_), stack="homelab")
+
+
+def _docs(config: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(config) if d]
+
+
+@pytest.fixture(scope="module")
+def accepted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
+    """One batch: both stacks, homelab with a generic worker, and homelab with valid user patches,
+    a disk selector and a machine on a routed VLAN."""
+    tmp = tmp_path_factory.mktemp("stacks")
+    generic = _variant(
+        tmp,
+        "generic",
+        {
+            "iluvatar:ainur.netboot": {
+                "mode": "dhcp",
+                "unknownMacs": "generic-worker",
+                "genericWorker": {"board": "generic-x86", "installDisk": "/dev/sda"},
+            }
+        },
+    )
+    patched = _variant(
+        tmp,
+        "patched",
+        {
+            "iluvatar:arda.patches": [
+                {"machine": {"sysctls": {"vm.nr_hugepages": "1024"}, "kubelet": {"extraArgs": {"max-pods": "150"}}}},
+                {"apiVersion": "v1alpha1", "kind": "TimeSyncConfig", "ntp": {"servers": ["time.cloudflare.com"]}},
+            ],
+            "iluvatar:nodes[3].talosPatches": [
+                {**CEPH, "provisioning": {"diskSelector": {"match": 'disk.dev_path == "/dev/nvme0n1"'}, "maxSize": "400GiB"}}
+            ],
+            "iluvatar:nodes[6].installDisk": {"model": "Samsung SSD 870*", "size": ">= 100GB", "type": "ssd"},
+            "iluvatar:nodes[7].vlan": "iot",
+            "iluvatar:nodes[7].ip": "192.168.20.32",
+        },
+    )
+    batch = _machines(HOMELAB, "homelab") + _machines(RK1, "rk1") + _machines(generic, "generic") + _machines(patched, "patched")
+    return {v.name: v for v in check(batch)}
+
+
+def test_every_machine_of_both_stacks_is_accepted_by_both_talos_versions(accepted: dict[str, Verdict]) -> None:
+    assert sorted(accepted) == sorted(
+        [f"homelab/{n}" for n in HOMELAB_NODES]
+        + [f"rk1/talos-{i}" for i in range(1, 5)]
+        + [f"generic/{n}" for n in [*HOMELAB_NODES, "generic-worker"]]
+        + [f"patched/{n}" for n in HOMELAB_NODES]
+    )
+    assert [p for v in accepted.values() for p in v.problems()] == []
+
+
+def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[str, Verdict]) -> None:
+    """The config the check validated carries our inputs: type, endpoint, hostname, link, VIP."""
+    docs = _docs(accepted["homelab/tirion"].config)
+    config = docs[0]
+    assert config["machine"]["type"] == "controlplane"
+    assert config["cluster"]["controlPlane"]["endpoint"] == "https://192.168.0.20:6443"
+    assert config["cluster"]["clusterName"] == "arda"
+    assert config["machine"]["kubelet"]["image"] == "ghcr.io/siderolabs/kubelet:v1.34.1"
+    assert config["machine"]["install"]["disk"] == "/dev/sda"
+    assert config["machine"]["install"]["image"].startswith("factory.talos.dev/metal-installer/")
+    kinds = {d["kind"]: d for d in docs[1:]}
+    assert sorted(kinds) == ["HostnameConfig", "Layer2VIPConfig", "LinkAliasConfig", "LinkConfig", "ResolverConfig"]
+    assert kinds["HostnameConfig"] == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
+    assert _docs(accepted["homelab/gandalf"].config)[0]["machine"]["type"] == "worker"
+    assert _docs(accepted["rk1/talos-4"].config)[0]["machine"]["install"]["disk"] == "/dev/mmcblk0"
+
+
+def test_the_generic_worker_keeps_talos_stable_hostname(accepted: dict[str, Verdict]) -> None:
+    docs = _docs(accepted["generic/generic-worker"].config)
+    assert docs[0]["machine"]["type"] == "worker"
+    assert [d for d in docs if d.get("kind") == "HostnameConfig"] == [{"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"}]
+
+
+def test_user_patches_selector_and_vlan_machine_reach_the_config(accepted: dict[str, Verdict]) -> None:
+    taniquetil = _docs(accepted["patched/taniquetil"].config)
+    assert taniquetil[0]["machine"]["sysctls"] == {"vm.nr_hugepages": "1024"}
+    assert [d["name"] for d in taniquetil if d.get("kind") == "RawVolumeConfig"] == ["ceph"]
+    assert [d["ntp"] for d in taniquetil if d.get("kind") == "TimeSyncConfig"] == [{"servers": ["time.cloudflare.com"]}]
+    # The selector is what installs (Talos's installer prefers it to the generated default disk).
+    install = _docs(accepted["patched/gandalf"].config)[0]["machine"]["install"]
+    assert install["diskSelector"] == {"size": ">= 100GB", "model": "Samsung SSD 870*", "type": "ssd"}
+    saruman = {d.get("kind"): d for d in _docs(accepted["patched/saruman"].config)}
+    assert saruman["LinkConfig"]["routes"] == [{"gateway": "192.168.20.1"}]
+    assert saruman["LinkConfig"]["addresses"] == [{"address": "192.168.20.32/24"}]
+
+
+def test_a_sample_of_random_stacks_is_accepted(tmp_path: Path) -> None:
+    """Random stacks (VLAN workers, disk selectors, generic workers included), checked in one batch."""
+    raws: list[dict[str, Any]] = []
+
+    @settings(max_examples=6, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(raw_stacks(vlans=True, selectors=True))
+    def collect(raw: dict[str, Any]) -> None:
+        raws.append(raw)
+
+    collect()
+    batch: list[Machine] = []
+    for i, raw in enumerate(raws):
+        folder = tmp_path / f"s{i}"
+        folder.mkdir()
+        # JSON (valid YAML) quotes every string, so an all-digit MAC spelling stays a string.
+        path = folder / f"Pulumi.random{i}.yaml"
+        path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
+        batch += _machines(path, f"random{i}")
+    assert len(batch) >= len(raws)
+    verdicts = check(batch)
+    failed = {v.name: v.problems() for v in verdicts if not v.ok}
+    assert failed == {}, json.dumps({"failed": failed, "stacks": raws}, default=str, indent=1)
+
+
+# --- The check refuses what Talos refuses ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
+    """Broken machines in one batch. Those the pre-flight rules cannot see go through the stack and
+    the program; those the rules refuse are added to a real invocation's arguments directly."""
+    tmp = tmp_path_factory.mktemp("broken")
+    unknown_key = _variant(tmp, "unknown-key", {"iluvatar:nodes[6].talosPatches": [{"machine": {"kubelet": {"extraArgz": {"v": "2"}}}}]})
+    bad_cel = _variant(
+        tmp, "bad-cel", {"iluvatar:nodes[3].talosPatches": [{**CEPH, "provisioning": {"diskSelector": {"match": "disk.size >>> 10"}}}]}
+    )
+    homelab = {m.name: m for m in _machines(HOMELAB, "homelab")}
+    worker, control_plane = homelab["homelab/gandalf"], homelab["homelab/tirion"]
+
+    def extra(name: str, base: Machine, *patches: str) -> Machine:
+        return Machine(name, {**base.arguments, "configPatches": [*base.arguments["configPatches"], *patches]})
+
+    ceph = yaml.safe_dump(CEPH)
+    own = control_plane.arguments["configPatches"][0]
+    batch = [
+        *[Machine("unknown-key", m.arguments) for m in _machines(unknown_key, "x") if m.name == "x/gandalf"],
+        *[Machine("bad-cel", m.arguments) for m in _machines(bad_cel, "x") if m.name == "x/taniquetil"],
+        # The stack model refuses this type; Talos must too, should one get past it.
+        extra("bad-selector", worker, "machine:\n  install:\n    diskSelector:\n      type: floppy\n"),
+        extra("duplicate-document", worker, f"{ceph}---\n{ceph}"),
+        extra("v1.13-only-kind", worker, "apiVersion: v1alpha1\nkind: BlackholeRouteConfig\nname: 10.99.0.0/16\n"),
+        extra("v1alpha1-hostname", worker, "machine:\n  network:\n    hostname: other\n"),
+        extra("deprecated-field", worker, "machine:\n  install:\n    extensions:\n      - image: ghcr.io/siderolabs/iscsi-tools:v0.2.0\n"),
+        # Iluvatar's patch as it was before `auto: off`: what every node refused.
+        Machine("hostname-beside-auto", {**control_plane.arguments, "configPatches": [own.replace("auto: 'off'\n", "").replace("auto: off\n", "")]}),
+        Machine("kubernetes-too-new", {**worker.arguments, "kubernetesVersion": "1.36.0"}),
+        Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
+    ]
+    assert len(batch) == 10
+    return {v.name: v for v in check(batch)}
+
+
+def test_an_unknown_key_is_refused(refused: dict[str, Verdict]) -> None:
+    v = refused["unknown-key"]
+    assert v.node == ()  # never generated, so never sent
+    assert len(v.provider) == 1
+    assert v.provider[0].startswith(
+        "plan: config_patches are invalid: error decoding document /v1alpha1/ (line 1): unknown keys found during decoding:"
+    )
+    assert "extraArgz" in v.provider[0]
+
+
+def test_an_invalid_cel_selector_is_refused_by_both_versions(refused: dict[str, Verdict]) -> None:
+    v = refused["bad-cel"]
+    for problems in (v.provider, v.node):
+        assert len(problems) == 2  # as the node applies it, and as talosctl validate --strict
+        for p in problems:
+            assert "RawVolumeConfig/ceph: disk selector is invalid: ERROR: <input>:1:12: Syntax error: mismatched input '>'" in p
+
+
+def test_an_invalid_install_disk_selector_is_refused(refused: dict[str, Verdict]) -> None:
+    v = refused["bad-selector"]
+    assert len(v.provider) == 2 and len(v.node) == 2
+    for p in (*v.provider, *v.node):
+        assert p.endswith('* v1alpha1.Config: 1 error occurred:\n\t* install disk selector is invalid: unsupported disk type "floppy"')
+
+
+def test_a_duplicate_document_is_refused(refused: dict[str, Verdict]) -> None:
+    assert refused["duplicate-document"].provider == (
+        "plan: config_patches are invalid: duplicate document v1alpha1/RawVolumeConfig/ceph is not allowed (line 8)",
+    )
+
+
+def test_a_v113_only_kind_is_generated_by_the_provider_and_refused_by_a_v112_node(refused: dict[str, Verdict]) -> None:
+    v = refused["v1.13-only-kind"]
+    assert v.provider == ()
+    assert "kind: BlackholeRouteConfig" in v.config
+    assert len(v.node) == 1
+    assert v.node[0].startswith("load: error decoding document v1alpha1/BlackholeRouteConfig/10.99.0.0/16 (line ")
+    assert v.node[0].endswith('): "BlackholeRouteConfig" "v1alpha1": not registered')
+    assert v.problems()[0].startswith(f"v1.13-only-kind: Talos {NODE_VERSION} (node): load:")
+
+
+def test_a_v1alpha1_hostname_beside_hostnameconfig_is_refused(refused: dict[str, Verdict]) -> None:
+    v = refused["v1alpha1-hostname"]
+    for p in (*v.provider, *v.node):
+        assert p.endswith("1 error occurred:\n\t* static hostname is already set in v1alpha1 config")
+
+
+def test_a_warning_fails_like_an_error(refused: dict[str, Verdict]) -> None:
+    v = refused["deprecated-field"]
+    deprecated = ".machine.install.extensions is deprecated, please see https://www.talos.dev/latest/talos-guides/install/boot-assets/"
+    assert f"warning: validate (node apply, metal): {deprecated}" in v.node
+    assert any(p.startswith("validate (talosctl validate --mode metal --strict)") and f"warning: {deprecated}" in p for p in v.node)
+    assert not v.ok
+
+
+def test_the_hostname_bug_this_check_was_built_for(refused: dict[str, Verdict]) -> None:
+    v = refused["hostname-beside-auto"]
+    expected = "1 error occurred:\n\t* HostnameConfig: 'auto' and 'hostname' cannot be set at the same time"
+    assert len(v.provider) == 2 and len(v.node) == 2
+    for p in (*v.provider, *v.node):
+        assert p.endswith(expected)
+    assert v.problems()[0] == f"hostname-beside-auto: Talos {PROVIDER_VERSION} (provider): validate (node apply, metal): {expected}"
+
+
+def test_the_providers_plan_checks_run(refused: dict[str, Verdict]) -> None:
+    assert refused["kubernetes-too-new"].provider[0].startswith("plan: talos_version is not compatible with kubernetes_version:")
+    assert refused["endpoint-without-scheme"].provider == (
+        "plan: cluster_endpoint is invalid: no scheme and port specified for the cluster endpoint URL",
+    )
+
+
+def test_pre_flight_knows_exactly_the_kinds_a_v112_node_knows() -> None:
+    """stacks.rules.TALOS_KINDS is the node's machinery's own list (its config.schema.json)."""
+    gotools.build("talos-check-node")  # fetches machinery v1.12.4 into the module cache
+    gotools.build("talos-check")
+    mod = gotools.cache_dir() / "go" / "mod" / "github.com" / "siderolabs" / "talos" / "pkg"
+
+    def kinds(version: str) -> set[str]:
+        schema = json.loads((mod / f"machinery@{version}" / "config" / "schemas" / "config.schema.json").read_text())
+        found = set()
+        for ref in schema["oneOf"]:
+            kind = schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]].get("properties", {}).get("kind", {})
+            found.update(kind.get("enum", []))
+        return found
+
+    assert kinds(NODE_VERSION) == TALOS_KINDS
+    assert "BlackholeRouteConfig" in kinds(PROVIDER_VERSION) - TALOS_KINDS

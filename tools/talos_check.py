@@ -1,0 +1,176 @@
+"""Talos acceptance check: each Arda machine config generated and validated by Talos's own Go code.
+
+The program hands the Talos provider one `talos:machine/getConfiguration` invoke per machine.
+This driver runs the program under the mock runtime, takes those invocations' arguments as they
+are (cluster name and endpoint, machine type, versions, our patches), and feeds them in one batch
+to `tools/talos-check` built twice:
+
+1. against machinery v1.13.0, the version terraform-provider-talos v0.11.0 (pulumiverse-talos
+   0.8.1) generates with: it generates each config as the provider does, then validates it as a
+   node applying it does and as `talosctl validate --mode metal --strict` does;
+2. against machinery v1.12.4, the nodes' version: it loads each generated config as such a
+   node receives it and validates it the same way.
+
+A machine passes only with no error and no warning from either build ("strict, no warnings").
+The secrets in the generated configs are the checker's own throwaway bundle, never a cluster's.
+
+    python -m tools.talos_check Pulumi.homelab.yaml [Pulumi.rk1.yaml ...]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools import gotools
+
+PROVIDER_TOOL = "talos-check"  # built with go.mod: machinery v1.13.0, as the Talos provider
+NODE_TOOL = "talos-check-node"  # built with node.go.mod: machinery v1.12.4, as the nodes
+PROVIDER_VERSION = "v1.13.0"
+NODE_VERSION = "v1.12.4"
+INVOKE = "talos:machine/getConfiguration:getConfiguration"
+# The invoke's arguments the provider reads to generate a config (machineSecrets aside: the
+# checker makes its own bundle as talos_machine_secrets would).
+ARGUMENTS = ("clusterName", "clusterEndpoint", "machineType", "kubernetesVersion", "talosVersion", "configPatches", "docs", "examples")
+GENERIC_WORKER = "generic-worker"
+
+
+class TalosCheckError(Exception):
+    """The checker could not run at all (build failed, bad answer): not a verdict on a config."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One getConfiguration invocation: which machine, and exactly what the provider is given."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def machine_type(self) -> str:
+        return str(self.arguments["machineType"])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What Talos said about one machine: by the provider's machinery, then by the node's."""
+
+    name: str
+    provider: tuple[str, ...]
+    node: tuple[str, ...]
+    # The config the provider's machinery generated (with the checker's throwaway secrets).
+    config: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.provider and not self.node
+
+    def problems(self) -> list[str]:
+        return [f"{self.name}: Talos {PROVIDER_VERSION} (provider): {p}" for p in self.provider] + [
+            f"{self.name}: Talos {NODE_VERSION} (node): {p}" for p in self.node
+        ]
+
+
+def machine_name(arguments: dict[str, Any]) -> str:
+    """The machine an invocation is for: the hostname its patches set, or the generic worker."""
+    for patch in arguments.get("configPatches") or []:
+        for doc in yaml.safe_load_all(patch):
+            if isinstance(doc, dict) and doc.get("kind") == "HostnameConfig" and doc.get("hostname"):
+                return str(doc["hostname"])
+    return GENERIC_WORKER
+
+
+def machines(invocations: Iterable[tuple[str, dict[str, Any]]], prefix: str = "") -> list[Machine]:
+    """Every getConfiguration invocation of a simulation, named, with the arguments as sent."""
+    found = [Machine(prefix + machine_name(args), {k: args.get(k) for k in ARGUMENTS}) for token, args in invocations if token == INVOKE]
+    return sorted(found, key=lambda m: m.name)
+
+
+def build() -> tuple[Path, Path]:
+    """Both builds (in parallel: each is mostly waiting on its own compile)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        provider, node = pool.map(gotools.build, (PROVIDER_TOOL, NODE_TOOL))
+    return provider, node
+
+
+def _run(binary: Path, version: str, request: dict[str, Any]) -> list[dict[str, Any]]:
+    result = subprocess.run([str(binary)], input=json.dumps(request), capture_output=True, text=True, timeout=1800)  # noqa: S603
+    if result.returncode != 0:
+        raise TalosCheckError(f"{binary.name} failed ({result.returncode}): {result.stderr.strip()}")
+    answer: dict[str, Any] = json.loads(result.stdout)
+    if answer["machinery"] != version:
+        raise TalosCheckError(f"{binary.name} is built with Talos machinery {answer['machinery']}, not {version}")
+    results: list[dict[str, Any]] = answer["results"]
+    if len(results) != len(request["machines"]):
+        raise TalosCheckError(f"{binary.name} answered for {len(results)} of {len(request['machines'])} machines")
+    return results
+
+
+def _problems(result: dict[str, Any]) -> tuple[str, ...]:
+    # Strict: a warning is as fatal as an error.
+    return (*result["errors"], *(f"warning: {w}" for w in result["warnings"]))
+
+
+def check(batch: Sequence[Machine]) -> list[Verdict]:
+    """Generate and validate every machine with the provider's machinery, then with the node's."""
+    if not batch:
+        return []
+    provider_bin, node_bin = build()
+    generated = _run(provider_bin, PROVIDER_VERSION, {"mode": "generate", "machines": [{"name": m.name, **m.arguments} for m in batch]})
+    configs = [r for r in generated if r.get("config")]
+    received = {
+        r["name"]: r
+        for r in _run(node_bin, NODE_VERSION, {"mode": "node", "machines": [{"name": r["name"], "config": r["config"]} for r in configs]})
+    }
+    verdicts = []
+    for m, r in zip(batch, generated, strict=True):
+        node = received.get(m.name)
+        verdicts.append(Verdict(m.name, _problems(r), _problems(node) if node else (), r.get("config") or ""))
+    return verdicts
+
+
+def check_stack_files(paths: Sequence[str | Path]) -> list[Verdict]:
+    """Every machine of each stack file, as the program asks the provider for it, in one batch."""
+    from iluvatar.simulate import simulate  # the Pulumi SDK only when a stack is simulated
+    from stacks import read_stack_file
+    from stacks.load import validate_stack_file
+
+    batch: list[Machine] = []
+    for path in paths:
+        sf = read_stack_file(path)
+        validate_stack_file(sf)  # one clear error for a broken stack, not the program's
+        batch += machines(simulate(sf).invocations, prefix=f"{sf.stack}/")
+    return check(batch)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    verdicts = check_stack_files(argv)
+    for v in verdicts:
+        print(f"{v.name}: {'accepted' if v.ok else 'REFUSED'}")
+        for p in v.problems():
+            print(f"  {p}")
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+if __name__ == "__main__":
+    from stacks import StackConfigError, StackFileError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except StackConfigError as e:
+        print(e.report(), file=sys.stderr)
+        sys.exit(1)
+    except (StackFileError, TalosCheckError, gotools.GoToolError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
