@@ -29,6 +29,7 @@ arda = TalosCluster("arda", TalosClusterArgs(stack), opts=pulumi.ResourceOptions
 pulumi.export("ardaTalosconfig", arda.talosconfig)
 pulumi.export("ardaKubeconfig", arda.kubeconfig)
 pulumi.export("ardaInstallerImages", arda.installer_images)
+pulumi.export("ardaDiskImages", arda.disk_images)
 pulumi.export("ardaPxeUrls", arda.pxe_urls)
 
 if ainur is not None:

@@ -92,6 +92,7 @@ class TalosCluster(pulumi.ComponentResource):
     secrets: talos.machine.Secrets
     nodes: dict[str, TalosNode]
     installer_images: dict[str, pulumi.Output[str]]
+    disk_images: dict[str, pulumi.Output[str]]
     pxe_urls: dict[str, pulumi.Output[str]]
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     machine_configs: dict[str, pulumi.Output[str]]
@@ -121,6 +122,7 @@ class TalosCluster(pulumi.ComponentResource):
         )
 
         self.installer_images, self.pxe_urls, self.boot_assets = {}, {}, {}
+        board_disk_images: dict[str, pulumi.Output[str]] = {}
         for board in plan.schematic_boards(stack):
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
@@ -136,9 +138,16 @@ class TalosCluster(pulumi.ComponentResource):
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
             self.installer_images[board.name] = urls.urls.installer
-            # Image Factory's own iPXE script: boots Talos without the Ainur (config then applied in maintenance mode).
-            self.pxe_urls[board.name] = urls.urls.pxe
-            self.boot_assets[board.name] = pulumi.Output.all(urls.urls.kernel, urls.urls.initramfs).apply(lambda u: (u[0], u[1]))
+            if board.talos_overlay is not None:
+                # SBCs are flashed: the factory serves them a disk image, and no PXE assets at all.
+                board_disk_images[board.name] = urls.urls.disk_image
+            else:
+                # Image Factory's own iPXE script: boots Talos without the Ainur (config then applied in maintenance mode).
+                self.pxe_urls[board.name] = urls.urls.pxe
+                self.boot_assets[board.name] = pulumi.Output.all(urls.urls.kernel, urls.urls.initramfs).apply(lambda u: (u[0], u[1]))
+
+        # What to flash on each SBC machine (they boot from their own storage, never the network).
+        self.disk_images = {n.name: board_disk_images[n.board] for n in stack.arda_nodes if n.board in board_disk_images}
 
         def patches(node: Node) -> pulumi.Output[list[str]]:
             return self.installer_images[node.board].apply(lambda image: plan.node_patches(stack, node, image))
@@ -203,6 +212,7 @@ class TalosCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "installerImages": self.installer_images,
+                "diskImages": self.disk_images,
                 "pxeUrls": self.pxe_urls,
                 "talosconfig": self.talosconfig,
                 "kubeconfig": self.kubeconfig,

@@ -7,6 +7,7 @@ The layout (under the output folder):
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
   ainur/<node>.user-data                         each Pi's cloud-init user-data
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
+  flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
 
 Secrets are written as [secret], whatever they hold. Output is sorted and has no timestamps, so
 two renders of the same stack are byte-identical.
@@ -131,6 +132,19 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     return files
 
 
+def flash_files(sim: Simulation) -> dict[str, str]:
+    """The Image Factory disk image to flash on each Arda SBC (RK1, Raspberry Pi 4), by node."""
+    images: dict[str, str] = sim.outputs.get("ardaDiskImages") or {}
+    if not images:
+        return {}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["node", "disk_image"])
+    for node, url in sorted(images.items()):
+        writer.writerow([node, url])
+    return {"flash/disk-images.csv": out.getvalue()}
+
+
 def plan_text(sim: Simulation) -> str:
     """Every resource as a tree under the stack, sorted by name, then the outputs and the counts."""
     children: dict[str, list[Registration]] = {}
@@ -171,7 +185,7 @@ def _summary(value: Any) -> str:
 def render_files(sim: Simulation) -> dict[str, str]:
     """Relative path -> content, for everything the stack would create."""
     files = {"plan.txt": plan_text(sim)}
-    for part in (kubernetes_files, talos_files, ainur_files, netboot_files):
+    for part in (kubernetes_files, talos_files, ainur_files, netboot_files, flash_files):
         files.update(part(sim))
     return dict(sorted(files.items()))
 

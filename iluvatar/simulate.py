@@ -88,26 +88,45 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+FACTORY = "https://factory.talos.dev"
+
+
 def _talos_urls(args: dict[str, Any]) -> dict[str, Any]:
-    """Image Factory URLs in the factory's own layout, from the schematic id and version."""
-    sid, version, arch = args.get("schematicId", ""), args.get("talosVersion", ""), args.get("architecture", "amd64")
-    target = f"{args['platform']}-{arch}" if args.get("platform") else f"metal-{arch}"
-    base = f"https://factory.talos.dev/image/{sid}/{version}"
-    return {
-        "urls": {
-            "installer": f"factory.talos.dev/{'metal-' if args.get('platform') else ''}installer/{sid}:{version}",
-            "installerSecureboot": f"factory.talos.dev/installer-secureboot/{sid}:{version}",
-            "pxe": f"https://pxe.factory.talos.dev/pxe/{sid}/{version}/{target}",
-            "kernel": f"{base}/kernel-{arch}",
-            "initramfs": f"{base}/initramfs-{arch}.xz",
-            "kernelCommandLine": f"{base}/cmdline-{target}",
-            "iso": f"{base}/{target}.iso",
-            "isoSecureboot": f"{base}/{target}-secureboot.iso",
-            "diskImage": f"{base}/{target}.raw.zst",
-            "diskImageSecureboot": f"{base}/{target}-secureboot.raw.zst",
-            "uki": f"{base}/{target}-uki.efi",
+    """What terraform-provider-talos v0.11.0's talos_image_factory_urls returns (its Read), offline.
+
+    `platform: metal` gets every metal asset (machinery's platforms.MetalPlatform paths); an
+    SBC (no platform) gets only the metal installer and the `metal-arm64.raw.xz` disk image, the
+    rest empty, exactly as the provider does. Cloud platforms are not used by Iluvatar.
+    """
+    sid, arch = args["schematicId"], args.get("architecture") or "amd64"
+    version = "v" + str(args["talosVersion"]).removeprefix("v")
+    host = FACTORY.removeprefix("https://")
+    image = f"{FACTORY}/image/{sid}/{version}"
+    platform = args.get("platform") or ""
+    if platform == "metal":
+        urls = {
+            "installer": f"{host}/metal-installer/{sid}:{version}",
+            "installerSecureboot": f"{host}/metal-installer-secureboot/{sid}:{version}",
+            "iso": f"{image}/metal-{arch}.iso",
+            "isoSecureboot": f"{image}/metal-{arch}-secureboot.iso",
+            "diskImage": f"{image}/metal-{arch}.raw.zst",
+            "diskImageSecureboot": f"{image}/metal-{arch}-secureboot.raw.zst",
+            "pxe": f"https://pxe.{host}/pxe/{sid}/{version}/metal-{arch}",
+            "kernel": f"{image}/kernel-{arch}",
+            "kernelCommandLine": f"{image}/cmdline-metal-{arch}",
+            "initramfs": f"{image}/initramfs-{arch}.xz",
+            "uki": f"{image}/metal-{arch}-secureboot-uki.efi",
         }
-    }
+    elif platform == "" and args.get("sbc"):
+        empty = ("installerSecureboot", "iso", "isoSecureboot", "diskImageSecureboot", "pxe", "kernel", "kernelCommandLine", "initramfs", "uki")
+        urls = {
+            **dict.fromkeys(empty, ""),
+            "installer": f"{host}/metal-installer/{sid}:{version}",
+            "diskImage": f"{image}/metal-arm64.raw.xz",
+        }
+    else:
+        raise ValueError(f"talos_image_factory_urls: platform {platform!r} / sbc {args.get('sbc')!r} is not simulated (metal or an SBC only)")
+    return {**args, "urls": urls}
 
 
 def _machine_configuration(args: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
-from iluvatar.simulate import SecretValue, Simulation, simulate
+import yaml
+
+from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
+from plans import talos as plan
 from stacks import read_stack_file
+from stacks.boards import BOARDS
 from tests.edit import RK1, edit, homelab_doc, write_stack
 
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
@@ -80,12 +85,82 @@ def test_applies_carry_a_secret_machine_config_per_node(homelab: Simulation) -> 
     assert tirion["onDestroy"] == {"graceful": True, "reboot": True, "reset": True}
 
 
+GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
+GET_URLS = "talos:imageFactory/getUrls:getUrls"
+
+
+def _schematic_id(board: str) -> str:
+    # The mock's schematic id: a hash of the schematic text sent to Image Factory.
+    return hashlib.sha256(plan.schematic_yaml(BOARDS[board]).encode()).hexdigest()
+
+
+def _config_invokes(sim: Simulation) -> dict[str, dict[str, Any]]:
+    """Each getConfiguration invoke's arguments, by the hostname its patches set."""
+    out = {}
+    for token, args in sim.invocations:
+        if token == GET_CONFIGURATION:
+            docs = [d for p in args["configPatches"] for d in yaml.safe_load_all(p)]
+            name = next((d["hostname"] for d in docs if d.get("kind") == "HostnameConfig" and "hostname" in d), "generic-worker")
+            out[name] = args
+    return out
+
+
 def test_cluster_credentials_are_secret_outputs(homelab: Simulation) -> None:
     assert isinstance(homelab.outputs["ardaKubeconfig"], SecretValue)
     assert isinstance(homelab.outputs["ardaTalosconfig"], SecretValue)
-    assert homelab.outputs["ardaInstallerImages"]["generic-x86"].startswith("factory.talos.dev/metal-installer/")
-    assert homelab.outputs["ardaPxeUrls"]["generic-x86"].startswith("https://pxe.factory.talos.dev/pxe/")
-    assert homelab.outputs["ardaPxeUrls"]["generic-x86"].endswith("/v1.12.4/metal-amd64")
+
+
+def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulation) -> None:
+    """Kubernetes without the `v`, the endpoint with the API port, and each machine's own type."""
+    invokes = _config_invokes(homelab)
+    assert {n: a["machineType"] for n, a in invokes.items()} == {
+        "taniquetil": "controlplane",
+        "tirion": "controlplane",
+        "alqualonde": "controlplane",
+        "gandalf": "worker",
+        "saruman": "worker",
+    }
+    for args in invokes.values():
+        assert args["clusterName"] == "arda"
+        assert args["clusterEndpoint"] == "https://192.168.0.20:6443"
+        assert args["kubernetesVersion"] == "1.34.1"
+        assert args["talosVersion"] == "v1.12.4"
+        assert (args["docs"], args["examples"]) == (False, False)
+        assert isinstance(args["machineSecrets"], dict)
+
+
+def test_image_urls_are_the_providers(homelab: Simulation) -> None:
+    sid = _schematic_id("generic-x86")
+    assert homelab.outputs["ardaInstallerImages"] == {"generic-x86": f"factory.talos.dev/metal-installer/{sid}:v1.12.4"}
+    assert homelab.outputs["ardaPxeUrls"] == {"generic-x86": f"https://pxe.factory.talos.dev/pxe/{sid}/v1.12.4/metal-amd64"}
+    assert homelab.outputs["ardaDiskImages"] == {}
+    urls = [a for t, a in homelab.invocations if t == GET_URLS]
+    assert [(a["architecture"], a["platform"], a.get("sbc"), a["talosVersion"]) for a in urls] == [("amd64", "metal", None, "v1.12.4")]
+
+
+def test_factory_urls_match_terraform_provider_talos() -> None:
+    """The offline answer has the shape talos_image_factory_urls (provider v0.11.0) returns."""
+    metal = _talos_urls({"schematicId": "abc", "talosVersion": "1.12.4", "architecture": "arm64", "platform": "metal"})["urls"]
+    image = "https://factory.talos.dev/image/abc/v1.12.4"
+    assert metal == {
+        "installer": "factory.talos.dev/metal-installer/abc:v1.12.4",
+        "installerSecureboot": "factory.talos.dev/metal-installer-secureboot/abc:v1.12.4",
+        "iso": f"{image}/metal-arm64.iso",
+        "isoSecureboot": f"{image}/metal-arm64-secureboot.iso",
+        "diskImage": f"{image}/metal-arm64.raw.zst",
+        "diskImageSecureboot": f"{image}/metal-arm64-secureboot.raw.zst",
+        "pxe": "https://pxe.factory.talos.dev/pxe/abc/v1.12.4/metal-arm64",
+        "kernel": f"{image}/kernel-arm64",
+        "kernelCommandLine": f"{image}/cmdline-metal-arm64",
+        "initramfs": f"{image}/initramfs-arm64.xz",
+        "uki": f"{image}/metal-arm64-secureboot-uki.efi",
+    }
+    sbc = _talos_urls({"schematicId": "abc", "talosVersion": "v1.12.4", "architecture": "arm64", "sbc": "turingrk1"})["urls"]
+    assert {k: v for k, v in sbc.items() if v} == {
+        "installer": "factory.talos.dev/metal-installer/abc:v1.12.4",
+        "diskImage": f"{image}/metal-arm64.raw.xz",
+    }
+    assert set(sbc) == set(metal)
 
 
 def test_cilium_release_and_pool(homelab: Simulation) -> None:
@@ -96,11 +171,28 @@ def test_cilium_release_and_pool(homelab: Simulation) -> None:
     assert regs["arda-cilium-lb-pool"].inputs["spec"] == {"blocks": [{"start": "192.168.0.220", "stop": "192.168.0.239"}]}
 
 
-def test_rk1_uses_the_rk1_overlay_schematic() -> None:
+def test_rk1_uses_the_rk1_overlay_schematic_and_is_flashed() -> None:
     sim = simulate(read_stack_file(RK1))
     schematic = sim.named()["arda-schematic-rk1"]
     assert "name: turingrk1" in schematic.inputs["schematic"]
-    assert sim.outputs["ardaInstallerImages"]["rk1"].startswith("factory.talos.dev/installer/")
+    sid = _schematic_id("rk1")
+    urls = [a for t, a in sim.invocations if t == GET_URLS]
+    assert [(a["architecture"], a.get("platform"), a["sbc"]) for a in urls] == [("arm64", None, "turingrk1")]
+    assert sim.outputs["ardaInstallerImages"] == {"rk1": f"factory.talos.dev/metal-installer/{sid}:v1.12.4"}
+    image = f"https://factory.talos.dev/image/{sid}/v1.12.4/metal-arm64.raw.xz"
+    assert sim.outputs["ardaDiskImages"] == {f"talos-{i}": image for i in range(1, 5)}
+    # The factory has no PXE assets for an SBC: nothing netboot-shaped is exported for it.
+    assert sim.outputs["ardaPxeUrls"] == {}
+
+
+def test_a_vlan_machine_routes_through_its_vlans_gateway(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[7].vlan": "iot", "iluvatar:nodes[7].ip": "192.168.20.32"})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    docs = [d for p in _config_invokes(sim)["saruman"]["configPatches"] for d in yaml.safe_load_all(p)]
+    link = next(d for d in docs if d.get("kind") == "LinkConfig")
+    assert link["addresses"] == [{"address": "192.168.20.32/24"}]
+    assert link["routes"] == [{"gateway": "192.168.20.1"}]
+    assert docs[0]["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.20.0/24"]
 
 
 def _inputs_by_urn(sim: Simulation) -> dict[str, dict[str, Any]]:
