@@ -17,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from iluvatar.simulate import simulate
-from stacks import read_stack_file
-from stacks.rules import TALOS_KINDS
+from stacks import StackConfigError, parse_stack, read_stack_file
+from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.strategies import raw_stacks
 from tools import gotools
@@ -150,6 +150,23 @@ def test_a_sample_of_random_stacks_is_accepted(tmp_path: Path) -> None:
 
 # --- The check refuses what Talos refuses ---------------------------------------------------
 
+# v1alpha1 settings Talos itself refuses beside the documents Iluvatar generates: a value, and
+# Talos's words. Pre-flight (stacks.rules.V1ALPHA1_CONFLICTS) must refuse each one too.
+TALOS_CONFLICTS: dict[tuple[str, ...], tuple[Any, str]] = {
+    ("machine", "network", "hostname"): ("other", "static hostname is already set in v1alpha1 config"),
+    ("machine", "features", "stableHostname"): (True, "stable hostname is already set in v1alpha1 config"),
+    ("machine", "network", "nameservers"): (["1.1.1.1"], ".machine.network.nameservers is already set in v1alpha1 config"),
+    ("machine", "network", "searchDomains"): (["lab.example"], ".machine.network.searchDomains is already set in v1alpha1 config"),
+    ("machine", "network", "disableSearchDomain"): (True, ".machine.network.disableSearchDomain is already set in v1alpha1 config"),
+}
+
+
+def _nested(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
+    doc: Any = value
+    for key in reversed(keys):
+        doc = {key: doc}
+    return dict(doc)
+
 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
@@ -175,14 +192,14 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         extra("bad-selector", worker, "machine:\n  install:\n    diskSelector:\n      type: floppy\n"),
         extra("duplicate-document", worker, f"{ceph}---\n{ceph}"),
         extra("v1.13-only-kind", worker, "apiVersion: v1alpha1\nkind: BlackholeRouteConfig\nname: 10.99.0.0/16\n"),
-        extra("v1alpha1-hostname", worker, "machine:\n  network:\n    hostname: other\n"),
         extra("deprecated-field", worker, "machine:\n  install:\n    extensions:\n      - image: ghcr.io/siderolabs/iscsi-tools:v0.2.0\n"),
         # Iluvatar's patch as it was before `auto: off`: what every node refused.
         Machine("hostname-beside-auto", {**control_plane.arguments, "configPatches": [own.replace("auto: 'off'\n", "").replace("auto: off\n", "")]}),
+        *(extra(f"conflict-{'.'.join(keys)}", worker, yaml.safe_dump(_nested(keys, value))) for keys, (value, _) in TALOS_CONFLICTS.items()),
         Machine("kubernetes-too-new", {**worker.arguments, "kubernetesVersion": "1.36.0"}),
         Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
     ]
-    assert len(batch) == 10
+    assert len(batch) == 9 + len(TALOS_CONFLICTS)
     return {v.name: v for v in check(batch)}
 
 
@@ -227,10 +244,20 @@ def test_a_v113_only_kind_is_generated_by_the_provider_and_refused_by_a_v112_nod
     assert v.problems()[0].startswith(f"v1.13-only-kind: Talos {NODE_VERSION} (node): load:")
 
 
-def test_a_v1alpha1_hostname_beside_hostnameconfig_is_refused(refused: dict[str, Verdict]) -> None:
-    v = refused["v1alpha1-hostname"]
+@pytest.mark.parametrize("keys", list(TALOS_CONFLICTS), ids=[".".join(k) for k in TALOS_CONFLICTS])
+def test_v1alpha1_settings_talos_refuses_are_refused_before_anything_exists(refused: dict[str, Verdict], keys: tuple[str, ...]) -> None:
+    value, words = TALOS_CONFLICTS[keys]
+    v = refused[f"conflict-{'.'.join(keys)}"]
+    assert len(v.provider) == 2 and len(v.node) == 2
     for p in (*v.provider, *v.node):
-        assert p.endswith("1 error occurred:\n\t* static hostname is already set in v1alpha1 config")
+        assert p.endswith(f"* {words}")
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "patches": [_nested(keys, value)]}
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert [p.path for p in err.value.problems] == ["iluvatar:arda.patches[0]"]
+    assert str(err.value.problems[0]).startswith(f"iluvatar:arda.patches[0]: sets {'.'.join(keys)}; Iluvatar sets the ")
+    assert keys in V1ALPHA1_CONFLICTS
 
 
 def test_a_warning_fails_like_an_error(refused: dict[str, Verdict]) -> None:

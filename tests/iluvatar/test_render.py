@@ -115,6 +115,11 @@ def test_rk1_renders_talos_only(tmp_path: Path) -> None:
     assert sorted(f for f in files if f.startswith("talos/")) == [f"talos/talos-{i}.patch.yaml" for i in range(1, 5)]
     assert not any(f.startswith(("ainur/", "netboot/", "kubernetes/ainur/")) for f in files)
     assert b"allowSchedulingOnControlPlanes: true" in files["talos/talos-1.patch.yaml"]
+    # RK1 modules are flashed: each one's Image Factory disk image, with the board's overlay schematic.
+    rows = files["flash/disk-images.csv"].decode().splitlines()
+    assert rows[0] == "node,disk_image"
+    assert [r.split(",")[0] for r in rows[1:]] == [f"talos-{i}" for i in range(1, 5)]
+    assert all(r.split(",")[1].startswith("https://factory.talos.dev/image/") and r.endswith("/v1.12.4/metal-arm64.raw.xz") for r in rows[1:])
 
 
 def test_unknown_stack(tmp_path: Path) -> None:
