@@ -42,7 +42,7 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(raw_stacks())
+@given(raw_stacks(vlans=True, selectors=True))
 def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
     for doc in _all_documents(parse_stack(raw)):
         assert talos_errors(doc) == [], doc
