@@ -42,29 +42,33 @@ class PiArgs:
     after: Sequence[pulumi.Resource]
 
 
-def user_data_path(stack_name: str, node: Node) -> str:
-    return f"{USER_DATA_DIR}/{stack_name}/ainur/{node.name}.user-data"
+def user_data_path(stack_name: str, node: Node, kind: str = "user-data") -> str:
+    """Where a Pi's cloud-init file is written: `kind` is user-data or network-config."""
+    return f"{USER_DATA_DIR}/{stack_name}/ainur/{node.name}.{kind}"
 
 
 class Pi(pulumi.ComponentResource):
-    """One Ainur machine: its user-data file to flash, and its k3s join over SSH."""
+    """One Ainur machine: its user-data and network-config files to flash, and its k3s join over SSH."""
 
     user_data: str
+    network_config: str
     join: command.remote.Command
 
     def __init__(self, name: str, args: PiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
         node, stack = args.node, args.stack
         self.user_data = cloudinit.user_data(stack, node)
-        path = user_data_path(pulumi.get_stack(), node)
-        command.local.Command(
-            f"{name}-user-data",
-            create=f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && cat > {shlex.quote(path)}",
-            delete=f"rm -f {shlex.quote(path)}",
-            stdin=self.user_data,
-            logging=command.local.Logging.NONE,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider),
-        )
+        self.network_config = cloudinit.network_config(stack, node)
+        for kind, text in (("user-data", self.user_data), ("network-config", self.network_config)):
+            path = user_data_path(pulumi.get_stack(), node, kind)
+            command.local.Command(
+                f"{name}-{kind}",
+                create=f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && cat > {shlex.quote(path)}",
+                delete=f"rm -f {shlex.quote(path)}",
+                stdin=text,
+                logging=command.local.Logging.NONE,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider),
+            )
         # Secret before it is used, whatever the random provider marks: the config carries the token.
         config = pulumi.Output.secret(args.token).apply(lambda token: k3s.config(stack, node, token))  # type: ignore[arg-type]
         self.join = command.remote.Command(
@@ -78,7 +82,7 @@ class Pi(pulumi.ComponentResource):
                 parent=self, provider=args.command_provider, depends_on=args.after, additional_secret_outputs=["stdout", "stderr"]
             ),
         )
-        self.register_outputs({"userData": self.user_data})
+        self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config})
 
 
 class BootstrapCluster(pulumi.ComponentResource):

@@ -166,8 +166,9 @@ class TalosCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.machine_configs = {n: tn.machine_configuration for n, tn in self.nodes.items()}
-        # What the Ainur serve at /configs/<mac>.yaml: netboot machines, and the generic worker.
-        self.netboot_configs = {netboot.mac_name(n.mac): self.machine_configs[n.name] for n in netboot.netboot_nodes(stack)}
+        # What the Ainur serve at /configs/<mac>.yaml: netboot workers and the generic worker. Control
+        # planes' configs hold the CA keys: they boot into maintenance mode and get theirs applied.
+        self.netboot_configs = {netboot.mac_name(n.mac): self.machine_configs[n.name] for n in netboot.config_nodes(stack)}
         generic = stack.generic_worker
         if generic is not None:
             worker_patches = self.installer_images[generic.board].apply(

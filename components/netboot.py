@@ -1,11 +1,13 @@
-"""Netboot on the Ainur: dnsmasq (DHCP/PXE/TFTP), the HTTP server for iPXE scripts, boot assets and
-per-MAC Talos configs, the GitOps repo mirror, and the Argo CD seed's namespace.
+"""Netboot on the Ainur: dnsmasq (DHCP/PXE, TFTP, DNS), the HTTP server for iPXE scripts, boot assets
+and workers' Talos configs, the cache of them on every Pi, kube-vip for the service address, the
+GitOps repo mirror, and the Argo CD seed's namespace.
 
 All objects go through the Ainur Kubernetes provider passed in `providers`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -59,8 +61,14 @@ class Netboot(pulumi.ComponentResource):
             return fetch.apply(lambda script: {**static, "fetch-assets.sh": script})
 
         for manifest in manifests[1:]:
-            if manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == "dnsmasq":
+            if manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == "netboot":
                 manifest = {**manifest, "data": with_fetch_script(dict(manifest["data"]))}
+            if manifest["kind"] == "DaemonSet" and manifest["metadata"]["name"] == "netboot-cache":
+                # Refill every Pi's cache when the boot assets change (a Talos upgrade, a new board).
+                template = manifest["spec"]["template"]
+                digest = fetch.apply(lambda script: hashlib.sha256(script.encode()).hexdigest()[:16])
+                template = {**template, "metadata": {**template["metadata"], "annotations": {"iluvatar/assets-digest": digest}}}
+                manifest = {**manifest, "spec": {**manifest["spec"], "template": template}}
             deps = [ns, configs] if manifest["kind"] == "Deployment" else [ns]
             self.objects[kube.resource_name(name, manifest)] = kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

@@ -5,7 +5,7 @@ The layout (under the output folder):
   kubernetes/<cluster>/<namespace>/<kind>-<name>.yaml   every Kubernetes object ("_cluster" for cluster-scoped)
   kubernetes/<cluster>/<namespace>/HelmRelease-<name>.yaml  a Helm release: chart, version, repository, values
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
-  ainur/<node>.user-data                         each Pi's cloud-init user-data
+  ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
 
@@ -103,18 +103,25 @@ def talos_files(sim: Simulation) -> dict[str, str]:
 
 def ainur_files(sim: Simulation) -> dict[str, str]:
     user_data = redact(sim.outputs.get("ainurUserData") or {})
-    return {f"ainur/{node}.user-data": text for node, text in user_data.items()}
+    files = {f"ainur/{node}.user-data": text for node, text in user_data.items()}
+    # Each Pi's network-config, as the command that writes it beside its user-data receives it.
+    for node in user_data:
+        write = sim.named().get(f"ainur-{node}-network-config")
+        if write is not None:
+            files[f"ainur/{node}.network-config"] = redact(write.inputs["stdin"])
+    return files
 
 
 def netboot_files(sim: Simulation) -> dict[str, str]:
     files: dict[str, str] = {}
     by_name = sim.named()
-    dnsmasq = by_name.get("netboot-configmap-dnsmasq")
+    dnsmasq = by_name.get("netboot-configmap-netboot")
     if dnsmasq is not None:
         data = redact(dnsmasq.inputs.get("data", {}))
         files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
         files["netboot/nginx.conf"] = data["nginx.conf"]
-        files["netboot/fetch-assets.sh"] = data["fetch-assets.sh"]
+        for script in ("fetch-assets.sh", "fetch-ipxe.sh", "restore-leases.sh", "save-leases.sh"):
+            files[f"netboot/{script}"] = data[script]
     ipxe = by_name.get("netboot-configmap-ipxe")
     if ipxe is not None:
         for name, text in sorted(redact(ipxe.inputs.get("data", {})).items()):

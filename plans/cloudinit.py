@@ -1,9 +1,11 @@
-"""Cloud-init for the Ainur: one user-data document per Pi, for flashing or netbooting.
+"""Cloud-init for the Ainur: one user-data and one network-config document per Pi, for flashing.
 
-It holds no secret (the k3s token arrives later over SSH), so it can be written to disk,
-served over HTTP and shown in a stack output. It prepares the OS: hostname, SSH keys, the
-packages k3s, Longhorn and NFS need, the NVMe data disk as XFS for Longhorn, and k3s at the
-pinned version, installed but not started.
+Neither holds a secret (the k3s token arrives later over SSH), so they can be written to disk
+and shown in a stack output. The user-data prepares the OS: hostname, SSH keys, the packages
+k3s, Longhorn and NFS need, the NVMe data disk as XFS for Longhorn, and k3s at the pinned
+version, installed but not started. The network-config gives the Pi its inventory address,
+so the Pis never depend on DHCP: after a power cut they come back before any DHCP server does,
+and the DHCP server is theirs.
 """
 
 from __future__ import annotations
@@ -72,6 +74,34 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
     if not doc["write_files"]:
         del doc["write_files"]
     return doc
+
+
+def network_config_document(stack: StackConfig, node: Node) -> dict[str, Any]:
+    """netplan v2: the NIC with the node's MAC gets its static address, the router and network.dns.
+
+    The Pis resolve through network.dns, never through the Ainur's own DNS, which only runs once
+    k3s is up on them.
+    """
+    net = stack.network
+    return {
+        "network": {
+            "version": 2,
+            "ethernets": {
+                "lan": {
+                    "match": {"macaddress": node.mac},
+                    "dhcp4": False,
+                    "dhcp6": False,
+                    "addresses": [f"{node.ip}/{net.lan.prefixlen}"],
+                    "routes": [{"to": "default", "via": str(net.gateway)}],
+                    "nameservers": {"addresses": [str(d) for d in net.dns], "search": [net.domain]},
+                }
+            },
+        }
+    }
+
+
+def network_config(stack: StackConfig, node: Node) -> str:
+    return yaml.safe_dump(network_config_document(stack, node), sort_keys=False, width=4096)
 
 
 def user_data(stack: StackConfig, node: Node) -> str:

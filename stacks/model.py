@@ -271,6 +271,9 @@ class Ainur(Model):
     """Ainur: the Raspberry Pi bootstrap cluster (k3s), optional."""
 
     vip: IPv4
+    # The address the LAN reaches the Ainur's services at (DHCP server identifier, TFTP, HTTP,
+    # DNS). kube-vip holds it on whichever Pi runs the netboot pod, so it moves with the service.
+    service_ip: IPv4
     k3s_version: K3sVersion = Field(alias="k3sVersion")
     ssh_user: Label = "ubuntu"
     ssh_authorized_keys: tuple[Annotated[str, _pattern(_SSH_KEY, "ssh-ed25519 AAAAC3Nz... you@laptop", "SSH public key")], ...] = Field(min_length=1)

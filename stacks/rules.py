@@ -129,6 +129,7 @@ def _vip_list(p: Parsed) -> list[tuple[str, IPv4Address]]:
     vips: list[tuple[str, IPv4Address]] = []
     if p.ainur is not None:
         vips.append(("iluvatar:ainur.vip", p.ainur.vip))
+        vips.append(("iluvatar:ainur.serviceIp", p.ainur.service_ip))
         if p.ainur.git_mirror is not None:
             vips.append(("iluvatar:ainur.gitMirror.ip", p.ainur.git_mirror.ip))
     if p.arda is not None:
@@ -159,12 +160,20 @@ def _nodes(p: Parsed) -> list[Problem]:
     first: dict[str, dict[object, tuple[int, str]]] = {"name": {}, "mac": {}, "ip": {}}
     vlans = {v.name: v for v in p.network.vlans} if p.network is not None else {}
     # The VIPs get DNS records beside the machines' (plans.network), so their names are taken.
-    vip_records = {"ainur": "iluvatar:ainur"} if p.ainur_set else {}
+    vip_records = {"ainur": "iluvatar:ainur", "netboot": "ainur.serviceIp"} if p.ainur_set else {}
     if p.arda is not None:
         vip_records[p.arda.cluster_name] = "arda.clusterName"
+    # The Ainur's DNS also answers for the two Envoy gateways (plans.network.gateway_addresses).
+    gateway_records = ("envoy-external", "envoy-internal") if p.ainur_set else ()
     for i, node in p.nodes:
         if node.name in vip_records:
             out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of the {vip_records[node.name]} VIP; pick another name"))
+        if node.name in gateway_records:
+            out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of an Envoy gateway in the internal zone; pick another name"))
+        if node.role in AINUR_ROLES and node.vlan is not None:
+            out.append(
+                Problem(node_path(i, "vlan"), f"{node.vlan}: the Ainur serve DHCP, PXE and DNS on network.lan, so {node.name} must be on it (remove vlan)")
+            )
         for field, value in (("name", node.name), ("mac", node.mac), ("ip", node.ip)):
             if value in first[field]:
                 j, other = first[field][value]
@@ -413,6 +422,14 @@ def _netboot(p: Parsed) -> list[Problem]:
                     node_path(i, "boot"), f"netboot: the Ainur answer PXE only on network.lan, and {node.name} is on VLAN {node.vlan}; set boot: disk"
                 )
             )
+    if p.ainur is not None and p.network is not None and p.ainur.service_ip in p.network.dns:
+        k = p.network.dns.index(p.ainur.service_ip)
+        out.append(
+            Problem(
+                f"{NET}.dns[{k}]",
+                f"{p.ainur.service_ip} is ainur.serviceIp; network.dns is where the Ainur forward names outside the zone, so it must be another server",
+            )
+        )
     if p.ainur is not None:
         nb = p.ainur.netboot
         if nb.unknown_macs == "generic-worker" and nb.generic_worker is None:

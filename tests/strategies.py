@@ -58,10 +58,10 @@ def raw_stacks(draw: st.DrawFn, vlans: bool = False, selectors: bool = False) ->
     maiar = draw(st.integers(min_value=0, max_value=2)) if with_ainur else 0
     roles = ["valinor"] * valinor + ["istari"] * istari + ["valar"] * valar + ["maiar"] * maiar
     free = [o for o in range(1, hosts + 1) if not (dhcp[0] <= o <= dhcp[1] or pool[0] <= o <= pool[1])]
-    need = 1 + 2 + len(roles)  # gateway, two VIPs, nodes
+    need = 1 + 3 + len(roles)  # gateway, two VIPs, the Ainur service address, nodes
     assume(len(free) >= need)
     chosen = draw(st.lists(st.sampled_from(free), min_size=need, max_size=need, unique=True))
-    gateway, ainur_vip, arda_vip, *node_offsets = chosen
+    gateway, ainur_vip, arda_vip, service_ip, *node_offsets = chosen
     # 47 random bits with a 0 inserted at the multicast bit: unique unicast MACs.
     macs = draw(st.lists(st.integers(min_value=1, max_value=(1 << 47) - 1), min_size=len(roles), max_size=len(roles), unique=True))
     nodes: list[dict[str, Any]] = []
@@ -125,6 +125,7 @@ def raw_stacks(draw: st.DrawFn, vlans: bool = False, selectors: bool = False) ->
             disk: Any = draw(DISK_SELECTORS) if selectors and draw(st.booleans()) else "/dev/sda"
             netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": disk}
         raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1", "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
+        raw["iluvatar:ainur"]["serviceIp"] = at(service_ip)
     return raw
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,3 +28,19 @@ def cloud_init_schema(user_data: str, tmp: Path, name: str = "user-data") -> sub
     path = tmp / name
     path.write_text(user_data)
     return subprocess.run([require("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def cloud_init_trixie(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Debian 13's cloud-init (25.1, unpacked by `python -m tools.debian fetch`): Debian 12's 22.4
+    cannot check a network-config. It runs on the system Python with Debian 12's cloud-init deps."""
+    from tools import debian
+
+    root = debian.path("cloud-init")
+    env = {**os.environ, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")}
+    return subprocess.run(["/usr/bin/python3", str(root / "usr/bin/cloud-init"), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def cloud_init_network_schema(network_config: str, tmp: Path, name: str = "network-config") -> subprocess.CompletedProcess[str]:
+    path = tmp / name
+    path.write_text(network_config)
+    return cloud_init_trixie(["schema", "--schema-type", "network-config", "--config-file", str(path)])

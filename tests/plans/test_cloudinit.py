@@ -1,16 +1,20 @@
-"""Ainur user-data: every document passes the real `cloud-init schema`, and carries no secret."""
+"""Ainur cloud-init: every user-data and network-config passes the real `cloud-init schema`, the
+values that protect data are pinned, and nothing carries a secret."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 
 from plans import cloudinit, k3s
-from stacks import load_stack_file
+from stacks import load_stack_file, parse_stack
 from tests.edit import HOMELAB
-from tests.tools import cloud_init_schema
+from tests.strategies import raw_stacks
+from tests.tools import cloud_init_network_schema, cloud_init_schema
 
 
 def test_the_schema_check_can_fail(tmp_path: Path) -> None:
@@ -82,3 +86,73 @@ def test_kubeconfig_is_pointed_at_the_vip() -> None:
     stack = load_stack_file(HOMELAB)
     out = yaml.safe_load(k3s.rewrite_kubeconfig("clusters:\n- cluster: {server: 'https://127.0.0.1:6443'}\n  name: default\n", stack))
     assert out["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+
+
+def test_the_network_config_check_can_fail(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    doc = cloudinit.network_config_document(stack, stack.nodes[0])
+    doc["network"]["ethernets"]["lan"]["dhcp4"] = "maybe"
+    result = cloud_init_network_schema(yaml.safe_dump(doc), tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "network.ethernets.lan.dhcp4: 'maybe' is not one of ['yes', 'no', True, False]" in result.stderr
+
+
+def test_every_pi_network_config_passes_cloud_init_schema(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    for node in stack.ainur_nodes:
+        result = cloud_init_network_schema(cloudinit.network_config(stack, node), tmp_path, node.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Valid schema" in result.stdout
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw_stacks())
+def test_network_configs_of_random_stacks_pass_cloud_init_schema(tmp_path: Path, raw: dict[str, Any]) -> None:
+    stack = parse_stack(raw)
+    for node in stack.ainur_nodes:
+        result = cloud_init_network_schema(cloudinit.network_config(stack, node), tmp_path, node.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_network_config_is_the_inventory_address_static() -> None:
+    stack = load_stack_file(HOMELAB)
+    eonwe = stack.nodes[1]
+    assert cloudinit.network_config_document(stack, eonwe) == {
+        "network": {
+            "version": 2,
+            "ethernets": {
+                "lan": {
+                    "match": {"macaddress": "d8:3a:dd:10:00:02"},
+                    "dhcp4": False,
+                    "dhcp6": False,
+                    "addresses": ["192.168.0.12/24"],
+                    "routes": [{"to": "default", "via": "192.168.0.1"}],
+                    # network.dns, never the Ainur's own service address: it only exists once k3s runs.
+                    "nameservers": {"addresses": ["192.168.0.1"], "search": ["iluvatar.home.arpa"]},
+                }
+            },
+        }
+    }
+
+
+def test_user_data_values_that_protect_data_and_access() -> None:
+    stack = load_stack_file(HOMELAB)
+    for node in stack.ainur_nodes:
+        doc = yaml.safe_load(cloudinit.user_data(stack, node))
+        # The NVMe is partitioned only if it has no partition table: a reflash keeps Longhorn's data.
+        assert doc["disk_setup"] == {"/dev/nvme0n1": {"table_type": "gpt", "layout": True, "overwrite": False}}
+        assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}]
+        # A missing or failed disk must not stop the Pi booting (nofail).
+        assert doc["mounts"] == [["LABEL=longhorn", "/var/lib/longhorn", "xfs", "defaults,nofail,discard", "0", "2"]]
+        # No password login anywhere, no root login.
+        assert (doc["ssh_pwauth"], doc["disable_root"], doc["users"][0]["lock_passwd"]) == (False, True, True)
+        # k3s is installed but neither enabled nor started until Pulumi brings its token.
+        install = doc["runcmd"][1]
+        kind = "server" if node.role == "valar" else "agent"
+        agent = " K3S_URL=https://192.168.0.10:6443" if kind == "agent" else ""
+        assert install == [
+            "sh",
+            "-c",
+            "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_SKIP_START=true "
+            f"INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_EXEC={kind}{agent} sh -",
+        ]
