@@ -282,7 +282,7 @@ def node_script(stack: StackConfig, board: str, config_name: str | None, comment
         f"initrd --name initramfs.xz {assets}/initramfs.xz || goto initrd\n"
         "boot || goto boot\n"
         ":kernel\n"
-        f"echo Iluvatar: could not download the Talos kernel {assets}/vmlinuz (error ${{errno}}); is the netboot cache on the Pi holding {service_ip(stack)} filled?\n"
+        f"echo Iluvatar: could not load the Talos kernel {assets}/vmlinuz (error ${{errno}}); is the netboot cache on the Pi holding {service_ip(stack)} filled?\n"
         "goto fail\n"
         ":initrd\n"
         f"echo Iluvatar: could not download the Talos initramfs {assets}/initramfs.xz (error ${{errno}})\n"

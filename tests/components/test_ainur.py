@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -21,7 +22,7 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
-        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [f"ainur-{pi}-join", f"ainur-{pi}-user-data"]
+        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [f"ainur-{pi}-join", f"ainur-{pi}-network-config", f"ainur-{pi}-user-data"]
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
@@ -64,6 +65,10 @@ def test_user_data_is_written_per_pi_and_exported_in_clear(homelab: Simulation) 
         write = regs[f"ainur-{node.name}-user-data"].inputs
         assert write["create"] == f"mkdir -p out/homelab/ainur && cat > out/homelab/ainur/{node.name}.user-data"
         assert write["stdin"] == exported[node.name] == cloudinit.user_data(stack, node)
+        network = regs[f"ainur-{node.name}-network-config"].inputs
+        assert network["create"] == f"mkdir -p out/homelab/ainur && cat > out/homelab/ainur/{node.name}.network-config"
+        assert network["delete"] == f"rm -f out/homelab/ainur/{node.name}.network-config"
+        assert network["stdin"] == cloudinit.network_config(stack, node)
 
 
 def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
@@ -71,22 +76,20 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     netboot = regs["netboot"]
     assert netboot.type == "iluvatar:ainur:Netboot"
     assert sorted(r.name for r in homelab.children(netboot)) == [
-        "netboot-configmap-dnsmasq", "netboot-configmap-ipxe", "netboot-deployment-git-mirror", "netboot-deployment-netboot",
-        "netboot-namespace-argocd", "netboot-namespace-netboot", "netboot-persistentvolumeclaim-git-mirror", "netboot-secret-talos-configs",
-        "netboot-service-git-mirror",
+        "netboot-clusterrole-iluvatar-kube-vip", "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
+        "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
+        "netboot-deployment-git-mirror", "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",
+        "netboot-persistentvolumeclaim-git-mirror", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
+        "netboot-secret-talos-configs", "netboot-service-git-mirror", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
+        "netboot-serviceaccount-netboot",
     ]  # fmt: skip
     string_data = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(string_data, SecretValue)
     served = string_data.value
-    assert sorted(served) == [
-        "28-d2-44-30-00-01.yaml",
-        "28-d2-44-30-00-02.yaml",
-        "a8-b8-e0-20-00-01.yaml",
-        "a8-b8-e0-20-00-02.yaml",
-        "a8-b8-e0-20-00-03.yaml",
-    ]
-    assert "hostname: tirion" in str(served["a8-b8-e0-20-00-02.yaml"])
-    fetch = regs["netboot-configmap-dnsmasq"].inputs["data"]["fetch-assets.sh"]
+    # Workers only (gandalf, saruman): the valinor's configs carry the CA keys and never leave Pulumi.
+    assert sorted(served) == ["28-d2-44-30-00-01.yaml", "28-d2-44-30-00-02.yaml"]
+    assert "hostname: gandalf" in str(served["28-d2-44-30-00-01.yaml"])
+    fetch = regs["netboot-configmap-netboot"].inputs["data"]["fetch-assets.sh"]
     assert "https://factory.talos.dev/image/" in fetch and "/v1.12.4/kernel-amd64" in fetch
     service = regs["netboot-service-git-mirror"].inputs
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}
@@ -124,3 +127,28 @@ def test_generic_worker_mode_serves_a_worker_config_for_unknown_machines(tmp_pat
     assert len(generic) == 1
     assert generic[0]["machineType"] == "worker"
     assert "generic-worker.ipxe" in regs["netboot-configmap-ipxe"].inputs["data"]
+
+
+def test_control_planes_configs_are_not_served(homelab: Simulation) -> None:
+    regs = homelab.named()
+    served = regs["netboot-secret-talos-configs"].inputs["stringData"].value
+    for mac in ("a8-b8-e0-20-00-01", "a8-b8-e0-20-00-02", "a8-b8-e0-20-00-03"):
+        assert f"{mac}.yaml" not in served
+        script = regs["netboot-configmap-ipxe"].inputs["data"][f"{mac}.ipxe"]
+        assert "talos.config" not in script
+    items = regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][2]["secret"]["items"]
+    assert items == [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in ("28-d2-44-30-00-01", "28-d2-44-30-00-02")]
+
+
+def test_the_cache_refills_when_boot_assets_change(homelab: Simulation) -> None:
+    regs = homelab.named()
+    template = regs["netboot-daemonset-netboot-cache"].inputs["spec"]["template"]
+    fetch = regs["netboot-configmap-netboot"].inputs["data"]["fetch-assets.sh"]
+    assert template["metadata"]["annotations"] == {"iluvatar/assets-digest": hashlib.sha256(fetch.encode()).hexdigest()[:16]}
+
+
+def test_netboot_service_address_is_held_by_kube_vip(homelab: Simulation) -> None:
+    regs = homelab.named()
+    service = regs["netboot-service-netboot"].inputs
+    assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.14"}
+    assert service["spec"]["externalTrafficPolicy"] == "Local"

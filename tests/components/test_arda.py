@@ -17,7 +17,7 @@ from tests.edit import RK1, edit, homelab_doc, write_stack
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
-NETBOOT_AGGREGATES = ["netboot-configmap-dnsmasq", "netboot-configmap-ipxe", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
+NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
 
 
 def test_graph_and_parents(homelab: Simulation) -> None:
@@ -53,7 +53,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         key = f"kubernetes:{r.name.split('-')[0]}" if package == "kubernetes" else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    assert checked == 29
+    assert checked == 41
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -247,6 +247,7 @@ def test_talos_upgrade_is_a_planned_change_of_the_configs_only(tmp_path: Path, h
             "arda-taniquetil-apply",
             "arda-tirion-apply",
             *NETBOOT_AGGREGATES,
+            "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
         ]
     )
     assert "v1.12.5" in after[upgraded.named()["arda-tirion-apply"].urn]["machineConfigurationInput"].value

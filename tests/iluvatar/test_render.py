@@ -15,7 +15,7 @@ from plans import netboot
 from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.schemas import talos_errors
-from tests.tools import cloud_init_schema, dnsmasq_test
+from tests.tools import cloud_init_network_schema, cloud_init_schema, dnsmasq_test
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +31,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "--stack", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 31 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 46 files"
     return out
 
 
@@ -40,18 +40,27 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
     assert sorted(f for f in files if f.startswith("talos/")) == [
         f"talos/{n}.patch.yaml" for n in sorted(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"])
     ]
-    assert sorted(f for f in files if f.startswith("ainur/")) == ["ainur/eonwe.user-data", "ainur/ilmare.user-data", "ainur/manwe.user-data"]
+    assert sorted(f for f in files if f.startswith("ainur/")) == [f"ainur/{n}.{kind}" for n in ("eonwe", "ilmare", "manwe") for kind in ("network-config", "user-data")]
     assert len([f for f in files if f.startswith("netboot/ipxe/")]) == 6
     assert sorted(f for f in files if f.startswith("kubernetes/")) == [
+        "kubernetes/ainur/_cluster/ClusterRole-iluvatar-kube-vip.yaml",
+        "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
         "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
         "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
-        "kubernetes/ainur/netboot/ConfigMap-dnsmasq.yaml",
+        "kubernetes/ainur/kube-system/DaemonSet-kube-vip-services.yaml",
+        "kubernetes/ainur/kube-system/ServiceAccount-kube-vip.yaml",
         "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
+        "kubernetes/ainur/netboot/ConfigMap-netboot.yaml",
+        "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
         "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
         "kubernetes/ainur/netboot/Deployment-netboot.yaml",
         "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror.yaml",
+        "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
+        "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
         "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
         "kubernetes/ainur/netboot/Service-git-mirror.yaml",
+        "kubernetes/ainur/netboot/Service-netboot.yaml",
+        "kubernetes/ainur/netboot/ServiceAccount-netboot.yaml",
         "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
         "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
         "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
@@ -69,7 +78,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)" in lines
     assert "    arda-secrets  (talos:machine/secrets:Secrets) [protected]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 47")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 59")
     assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
 
 
@@ -81,8 +90,13 @@ def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> Non
 
 def test_rendered_artifacts_pass_the_real_tools(homelab: Path, tmp_path: Path) -> None:
     assert dnsmasq_test((homelab / "netboot/dnsmasq.conf").read_text(), tmp_path).returncode == 0
-    for path in sorted((homelab / "ainur").iterdir()):
+    for path in sorted((homelab / "ainur").glob("*.user-data")):
         result = cloud_init_schema(path.read_text(), tmp_path, path.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+    networks = sorted((homelab / "ainur").glob("*.network-config"))
+    assert len(networks) == 3
+    for path in networks:
+        result = cloud_init_network_schema(path.read_text(), tmp_path, path.name)
         assert result.returncode == 0, result.stdout + result.stderr
     for path in sorted((homelab / "talos").iterdir()):
         for doc in yaml.safe_load_all(path.read_text()):

@@ -1,7 +1,10 @@
-"""Netboot: dnsmasq configs pass the real `dnsmasq --test`; manifests pass kubernetes-validate."""
+"""Netboot: dnsmasq configs pass the real `dnsmasq --test`, nginx's the real `nginx -t`, manifests
+kubernetes-validate; the values that make netbooting work and keep secrets off the LAN are pinned."""
 
 from __future__ import annotations
 
+import subprocess
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,12 @@ from plans import k3s, netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.strategies import raw_stacks
-from tests.tools import dnsmasq_test
+from tests.tools import dnsmasq_test, require
 
 K3S_KUBERNETES = "1.33"  # the minor of the pinned k3s (v1.33.6+k3s1)
+SVC = "192.168.0.14"
+WORKERS = {"28-d2-44-30-00-01": "192.168.0.31", "28-d2-44-30-00-02": "192.168.0.32"}
+CONTROL_PLANES = ("a8-b8-e0-20-00-01", "a8-b8-e0-20-00-02", "a8-b8-e0-20-00-03")
 
 
 def variant(**netboot_settings: Any) -> StackConfig:
@@ -34,6 +40,24 @@ VARIANTS = {
         mode="proxy", unknownMacs="generic-worker", genericWorker={"board": "generic-arm64", "installDisk": "/dev/nvme0n1"}
     ),
 }
+
+
+def lines(stack: StackConfig) -> list[str]:
+    return netboot.dnsmasq_conf(stack).splitlines()
+
+
+def nginx_test(conf: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """The real `nginx -t` on a server block, inside a minimal main config."""
+    (tmp / "server.conf").write_text(conf)
+    main = tmp / "nginx.conf"
+    main.write_text(
+        f"error_log {tmp}/error.log; pid {tmp}/nginx.pid;\n"
+        f"events {{}}\nhttp {{ access_log off; client_body_temp_path {tmp}; include {tmp}/server.conf; }}\n"
+    )
+    return subprocess.run([require("nginx"), "-t", "-c", str(main), "-p", str(tmp)], capture_output=True, text=True, timeout=30)
+
+
+# --- dnsmasq -----------------------------------------------------------------------------------
 
 
 def test_the_dnsmasq_check_can_fail(tmp_path: Path) -> None:
@@ -59,64 +83,321 @@ def test_dnsmasq_accepts_configs_of_random_stacks(tmp_path: Path, raw: dict[str,
     assert result.returncode == 0, result.stderr
 
 
-def test_homelab_reservations_and_pxe() -> None:
-    conf = netboot.dnsmasq_conf(load_stack_file(HOMELAB)).splitlines()
-    hosts = [line for line in conf if line.startswith("dhcp-host=")]
-    assert len(hosts) == 8
-    assert "dhcp-host=a8:b8:e0:20:00:02,set:known,set:netboot,192.168.0.22,tirion,infinite" in hosts
-    assert "dhcp-host=d8:3a:dd:10:00:01,set:known,192.168.0.11,manwe,infinite" in hosts  # Pis are reserved, never netbooted
+def test_dnsmasq_serves_only_on_the_service_address() -> None:
+    for name, build in VARIANTS.items():
+        conf = lines(build())  # type: ignore[no-untyped-call]
+        assert conf[4:6] == ["bind-dynamic", f"listen-address={SVC}"], name
+        assert "port=0" not in conf, name
+        assert "dhcp-leasefile=/var/lib/iluvatar/leases/dnsmasq.leases" in conf, name
+
+
+def test_dhcp_mode_reservations_options_and_boot_files() -> None:
+    conf = lines(load_stack_file(HOMELAB))
+    assert [line for line in conf if line.startswith("dhcp-host=")] == [
+        "dhcp-host=d8:3a:dd:10:00:01,set:known,192.168.0.11,manwe,infinite",  # Pis are reserved, never netbooted
+        "dhcp-host=d8:3a:dd:10:00:02,set:known,192.168.0.12,eonwe,infinite",
+        "dhcp-host=d8:3a:dd:10:00:03,set:known,192.168.0.13,ilmare,infinite",
+        "dhcp-host=a8:b8:e0:20:00:01,set:known,set:netboot,192.168.0.21,taniquetil,infinite",
+        "dhcp-host=a8:b8:e0:20:00:02,set:known,set:netboot,192.168.0.22,tirion,infinite",
+        "dhcp-host=a8:b8:e0:20:00:03,set:known,set:netboot,192.168.0.23,alqualonde,infinite",
+        "dhcp-host=28:d2:44:30:00:01,set:known,set:netboot,192.168.0.31,gandalf,infinite",
+        "dhcp-host=28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite",
+    ]
     assert "dhcp-range=192.168.0.100,192.168.0.199,255.255.255.0,12h" in conf
-    assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:bios,undionly.kpxe" in conf
-    assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:uefi-x86_64,ipxe.efi" in conf
-    assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:uefi-arm64,ipxe-arm64.efi" in conf
+    # DHCP hands out the service address as DNS server: it moves with the service, not with a Pi.
+    assert [line for line in conf if line.startswith("dhcp-option=")] == [
+        "dhcp-option=option:router,192.168.0.1",
+        f"dhcp-option=option:dns-server,{SVC}",
+        "dhcp-option=option:domain-search,iluvatar.home.arpa",
+    ]
+    assert [line for line in conf if line.startswith("dhcp-boot=")] == [
+        f"dhcp-boot=tag:netboot,tag:!ipxe,tag:bios,undionly.kpxe,,{SVC}",
+        f"dhcp-boot=tag:netboot,tag:!ipxe,tag:uefi-x86_64,ipxe.efi,,{SVC}",
+        f"dhcp-boot=tag:netboot,tag:!ipxe,tag:uefi-arm64,ipxe-arm64.efi,,{SVC}",
+        f"dhcp-boot=tag:netboot,tag:ipxe,http://{SVC}/boot.ipxe",
+    ]
     assert not any("tag:!known" in line for line in conf), "unknown MACs must not be booted by default"
+    assert not any(line.startswith("dhcp-ignore") for line in conf), "in dhcp mode every machine gets an address"
 
 
-def test_proxy_mode_hands_out_no_addresses() -> None:
-    conf = netboot.dnsmasq_conf(variant(mode="proxy")).splitlines()
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_client_arch_is_matched(name: str) -> None:
+    conf = lines(VARIANTS[name]())
+    assert [line for line in conf if line.startswith("dhcp-match=")] == [
+        "dhcp-match=set:bios,option:client-arch,0",
+        "dhcp-match=set:uefi-x86_64,option:client-arch,7",
+        "dhcp-match=set:uefi-x86_64,option:client-arch,9",
+        "dhcp-match=set:uefi-arm64,option:client-arch,11",
+    ]
+
+
+def test_proxy_mode_answers_only_netboot_machines_for_every_arch() -> None:
+    conf = lines(variant(mode="proxy"))
     assert "dhcp-range=192.168.0.0,proxy,255.255.255.0" in conf
     assert "dhcp-host=a8:b8:e0:20:00:02,set:known,set:netboot" in conf
-    assert not any(line.startswith("dhcp-option=option:router") for line in conf)
-
-
-def test_scripts_chain_by_mac_to_the_talos_config() -> None:
-    stack = load_stack_file(HOMELAB)
-    scripts = netboot.scripts(stack)
-    assert sorted(scripts) == [
-        "28-d2-44-30-00-01.ipxe",
-        "28-d2-44-30-00-02.ipxe",
-        "a8-b8-e0-20-00-01.ipxe",
-        "a8-b8-e0-20-00-02.ipxe",
-        "a8-b8-e0-20-00-03.ipxe",
-        "boot.ipxe",
+    assert "dhcp-host=d8:3a:dd:10:00:01,set:known" in conf
+    assert "dhcp-ignore=tag:!netboot" in conf
+    assert not any(line.startswith(("dhcp-option=", "dhcp-boot=")) for line in conf)
+    assert [line for line in conf if line.startswith("pxe-service=")] == [
+        f'pxe-service=tag:netboot,tag:!ipxe,x86PC,"Iluvatar iPXE",undionly.kpxe,{SVC}',
+        f'pxe-service=tag:netboot,tag:!ipxe,X86-64_EFI,"Iluvatar iPXE",ipxe.efi,{SVC}',
+        f'pxe-service=tag:netboot,tag:!ipxe,BC_EFI,"Iluvatar iPXE",ipxe.efi,{SVC}',
+        f'pxe-service=tag:netboot,tag:!ipxe,ARM64_EFI,"Iluvatar iPXE",ipxe-arm64.efi,{SVC}',
+        f'pxe-service=tag:netboot,tag:ipxe,x86PC,"Iluvatar",http://{SVC}/boot.ipxe',
+        f'pxe-service=tag:netboot,tag:ipxe,X86-64_EFI,"Iluvatar",http://{SVC}/boot.ipxe',
+        f'pxe-service=tag:netboot,tag:ipxe,BC_EFI,"Iluvatar",http://{SVC}/boot.ipxe',
+        f'pxe-service=tag:netboot,tag:ipxe,ARM64_EFI,"Iluvatar",http://{SVC}/boot.ipxe',
     ]
-    assert "chain http://${next-server}/ipxe/${mac:hexhyp}.ipxe || goto unknown" in scripts["boot.ipxe"]
-    assert scripts["boot.ipxe"].rstrip().endswith("exit")
-    tirion = scripts["a8-b8-e0-20-00-02.ipxe"]
-    assert "talos.config=http://${next-server}/configs/a8-b8-e0-20-00-02.yaml" in tirion
-    assert "kernel http://${next-server}/assets/generic-x86/vmlinuz talos.platform=metal" in tirion
+
+
+def test_generic_worker_is_answered_only_when_opted_in() -> None:
+    proxy = lines(VARIANTS["proxy-generic-worker"]())
+    assert "dhcp-ignore=tag:known,tag:!netboot" in proxy  # Pis ignored, strangers answered
+    assert f'pxe-service=tag:!known,tag:!ipxe,ARM64_EFI,"Iluvatar iPXE",ipxe-arm64.efi,{SVC}' in proxy
+    dhcp = lines(VARIANTS["dhcp-generic-worker"]())
+    assert f"dhcp-boot=tag:!known,tag:!ipxe,tag:bios,undionly.kpxe,,{SVC}" in dhcp
+    assert f"dhcp-boot=tag:!known,tag:ipxe,http://{SVC}/boot.ipxe" in dhcp
+
+
+def test_dns_serves_the_zone_and_forwards_the_rest() -> None:
+    conf = lines(load_stack_file(HOMELAB))
+    for line in ("no-resolv", "no-hosts", "domain-needed", "bogus-priv", "local=/iluvatar.home.arpa/", "local=/0.168.192.in-addr.arpa/"):
+        assert line in conf
+    assert [line for line in conf if line.startswith("server=")] == ["server=192.168.0.1"]
+    assert [line for line in conf if line.startswith("host-record=")] == [
+        "host-record=ainur.iluvatar.home.arpa,192.168.0.10",
+        "host-record=alqualonde.iluvatar.home.arpa,192.168.0.23",
+        "host-record=arda.iluvatar.home.arpa,192.168.0.20",
+        "host-record=envoy-external.iluvatar.home.arpa,192.168.0.239",
+        "host-record=envoy-internal.iluvatar.home.arpa,192.168.0.238",
+        "host-record=eonwe.iluvatar.home.arpa,192.168.0.12",
+        "host-record=gandalf.iluvatar.home.arpa,192.168.0.31",
+        "host-record=git.iluvatar.home.arpa,192.168.0.15",
+        "host-record=ilmare.iluvatar.home.arpa,192.168.0.13",
+        "host-record=manwe.iluvatar.home.arpa,192.168.0.11",
+        "host-record=netboot.iluvatar.home.arpa,192.168.0.14",
+        "host-record=saruman.iluvatar.home.arpa,192.168.0.32",
+        "host-record=taniquetil.iluvatar.home.arpa,192.168.0.21",
+        "host-record=tirion.iluvatar.home.arpa,192.168.0.22",
+    ]
+
+
+def test_extra_host_records_join_the_zone() -> None:
+    stack = load_stack_file(HOMELAB)
+    extra = [("grafana", IPv4Address("192.168.0.238")), ("auth.iluvatar.home.arpa", IPv4Address("192.168.0.238"))]
+    conf = netboot.dnsmasq_conf(stack, extra_records=extra).splitlines()
+    assert "host-record=grafana.iluvatar.home.arpa,192.168.0.238" in conf
+    assert "host-record=auth.iluvatar.home.arpa,192.168.0.238" in conf
+    with pytest.raises(ValueError, match=r"^tirion.iluvatar.home.arpa is already 192.168.0.22 in the internal zone; it cannot also be 192.168.0.9$"):
+        netboot.dns_records(stack, [("tirion", IPv4Address("192.168.0.9"))])
+
+
+def test_reverse_zones_cover_the_lan() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:network"] = {**raw["iluvatar:network"], "lan": "192.168.0.0/23"}
+    conf = lines(parse_stack(raw))
+    assert [line for line in conf if "in-addr.arpa" in line] == ["local=/0.168.192.in-addr.arpa/", "local=/1.168.192.in-addr.arpa/"]
+
+
+# --- iPXE ----------------------------------------------------------------------------------------
+
+KERNEL = (
+    f"kernel http://{SVC}/assets/generic-x86/vmlinuz initrd=initramfs.xz talos.platform=metal console=tty0 init_on_alloc=1 "
+    "slab_nomerge pti=on consoleblank=0 nvme_core.io_timeout=4294967295 printk.devkmsg=on ima_template=ima-ng ima_appraise=fix "
+    "ima_hash=sha512"
+)
+
+
+def test_scripts_exist_per_netboot_machine() -> None:
+    assert sorted(netboot.scripts(load_stack_file(HOMELAB))) == sorted([*(f"{m}.ipxe" for m in [*WORKERS, *CONTROL_PLANES]), "boot.ipxe"])
+
+
+def test_the_whole_kernel_line() -> None:
+    scripts = netboot.scripts(load_stack_file(HOMELAB))
+    for mac in WORKERS:
+        assert scripts[f"{mac}.ipxe"].splitlines()[2] == f"{KERNEL} talos.config=http://{SVC}/configs/{mac}.yaml || goto kernel"
+    for mac in CONTROL_PLANES:
+        # No talos.config: a control plane waits in maintenance mode for ConfigurationApply.
+        assert scripts[f"{mac}.ipxe"].splitlines()[2] == f"{KERNEL} || goto kernel"
+    generic = netboot.scripts(VARIANTS["dhcp-generic-worker"]())["generic-worker.ipxe"]
+    assert generic.splitlines()[2] == f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml || goto kernel"
+
+
+def test_node_script_loads_the_initramfs_and_says_what_failed() -> None:
+    script = netboot.scripts(load_stack_file(HOMELAB))["28-d2-44-30-00-01.ipxe"].splitlines()
+    assert script[3:6] == [
+        f"initrd --name initramfs.xz http://{SVC}/assets/generic-x86/initramfs.xz || goto initrd",
+        "boot || goto boot",
+        ":kernel",
+    ]
+    assert script[6] == (
+        f"echo Iluvatar: could not load the Talos kernel http://{SVC}/assets/generic-x86/vmlinuz (error ${{errno}}); "
+        f"is the netboot cache on the Pi holding {SVC} filled?"
+    )
+    assert script[-2:] == ["sleep 10", "exit 1"]
+
+
+def test_boot_script_tells_known_from_unknown() -> None:
+    script = netboot.scripts(load_stack_file(HOMELAB))["boot.ipxe"].splitlines()
+    assert script[2] == f"set iluvatar http://{SVC}"
+    assert script[3:8] == [f"iseq ${{mac:hexhyp}} {m} && goto known ||" for m in sorted([*WORKERS, *CONTROL_PLANES])]
+    assert script[8:15] == [
+        "goto unknown",
+        ":known",
+        "set script ${iluvatar}/ipxe/${mac:hexhyp}.ipxe",
+        "chain ${script} || goto failed",
+        "exit",
+        ":unknown",
+        "echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)",
+    ]
+    assert "${next-server}" not in "\n".join(netboot.scripts(VARIANTS["proxy-generic-worker"]()).values())
+    generic = netboot.boot_script(VARIANTS["dhcp-generic-worker"]()).splitlines()
+    assert "set script ${iluvatar}/ipxe/generic-worker.ipxe" in generic
+
+
+# --- nginx ---------------------------------------------------------------------------------------
+
+
+def test_nginx_check_can_fail(tmp_path: Path) -> None:
+    result = nginx_test("server { listen 80; location = /x { allow 192.168.0.300; } }\n", tmp_path)
+    assert result.returncode != 0
+    assert 'invalid parameter "192.168.0.300"' in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_nginx_accepts_the_config(name: str, tmp_path: Path) -> None:
+    result = nginx_test(netboot.nginx_conf(VARIANTS[name](), root=str(tmp_path)), tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_workers_configs_only_to_their_own_address() -> None:
+    conf = netboot.nginx_conf(load_stack_file(HOMELAB)).splitlines()
+    assert [line for line in conf if "/configs/" in line] == [
+        "  location = /configs/28-d2-44-30-00-01.yaml { default_type application/yaml; allow 192.168.0.31; deny all; }  # gandalf",
+        "  location = /configs/28-d2-44-30-00-02.yaml { default_type application/yaml; allow 192.168.0.32; deny all; }  # saruman",
+        "  location /configs/ { return 404; }",
+    ]
+    generic = netboot.nginx_conf(VARIANTS["dhcp-generic-worker"]()).splitlines()
+    assert (
+        "  location = /configs/generic-worker.yaml { default_type application/yaml; allow 192.168.0.100/30; allow 192.168.0.104/29; "
+        "allow 192.168.0.112/28; allow 192.168.0.128/26; allow 192.168.0.192/29; deny all; }  # network.dhcpRange"
+    ) in generic
+
+
+def test_only_workers_configs_are_served() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert netboot.config_macs(stack) == list(WORKERS)
+    assert netboot.config_macs(VARIANTS["dhcp-generic-worker"]()) == [*WORKERS, "generic-worker"]
+
+
+# --- Kubernetes objects --------------------------------------------------------------------------
+
+
+def objects(stack: StackConfig) -> dict[str, dict[str, Any]]:
+    return {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.manifests(stack, netboot.config_macs(stack))}
 
 
 def test_manifests_validate_against_kubernetes_schemas() -> None:
     for name, build in VARIANTS.items():
         stack = build()  # type: ignore[no-untyped-call]
-        objects = [*netboot.manifests(stack, netboot.config_macs(stack)), k3s.kube_vip_manifest(stack)]
-        assert len(objects) >= 8
-        for obj in objects:
+        manifests = [*netboot.manifests(stack, netboot.config_macs(stack)), k3s.kube_vip_manifest(stack)]
+        assert len(manifests) >= 17
+        for obj in manifests:
             assert kubernetes_validate.validate(obj, K3S_KUBERNETES, strict=True) == K3S_KUBERNETES, (name, obj["kind"])
 
 
 def test_the_kubernetes_check_can_fail() -> None:
-    [deployment] = [m for m in netboot.manifests(load_stack_file(HOMELAB), []) if m["metadata"]["name"] == "netboot" and m["kind"] == "Deployment"]
+    deployment = objects(load_stack_file(HOMELAB))["Deployment/netboot"]
     deployment["spec"]["template"]["spec"]["hostNetwerk"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K3S_KUBERNETES, strict=True)
 
 
+def test_netboot_pod_spec() -> None:
+    deployment = objects(load_stack_file(HOMELAB))["Deployment/netboot"]
+    # One pod, replaced and never rolled: two DHCP servers never answer at once.
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"], pod["serviceAccountName"], pod["terminationGracePeriodSeconds"]) == (
+        True,
+        "ClusterFirstWithHostNet",
+        "netboot",
+        5,
+    )
+    assert pod["tolerations"] == [
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+    ]
+    assert pod["affinity"] == {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": {"matchExpressions": [{"key": "iluvatar/role", "operator": "In", "values": ["maiar"]}]}}
+            ]
+        }
+    }
+    [restore] = pod["initContainers"]
+    assert restore["command"] == ["sh", "/etc/iluvatar/restore-leases.sh"]
+    dnsmasq, http, save = pod["containers"]
+    assert (dnsmasq["name"], http["name"], save["name"]) == ("dnsmasq", "http", "save-leases")
+    assert dnsmasq["args"] == ["--keep-in-foreground", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
+    assert dnsmasq["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}}
+    assert dnsmasq["volumeMounts"] == [
+        {"name": "config", "mountPath": "/etc/iluvatar"},
+        {"name": "tftp", "mountPath": "/var/lib/iluvatar/tftp", "readOnly": True},
+        {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"},
+    ]
+    assert http["volumeMounts"] == [
+        {"name": "config", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
+        {"name": "ipxe", "mountPath": "/usr/share/nginx/html/boot.ipxe", "subPath": "boot.ipxe"},
+        {"name": "ipxe", "mountPath": "/usr/share/nginx/html/ipxe"},
+        {"name": "configs", "mountPath": "/usr/share/nginx/html/configs"},
+        {"name": "assets", "mountPath": "/usr/share/nginx/html/assets", "readOnly": True},
+    ]
+    assert pod["volumes"] == [
+        {"name": "config", "configMap": {"name": "netboot"}},
+        {"name": "ipxe", "configMap": {"name": "ipxe"}},
+        {"name": "configs", "secret": {"secretName": "talos-configs", "items": [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in WORKERS]}},
+        {"name": "tftp", "hostPath": {"path": "/var/lib/iluvatar/netboot/tftp", "type": "DirectoryOrCreate"}},
+        {"name": "assets", "hostPath": {"path": "/var/lib/iluvatar/netboot/assets", "type": "DirectoryOrCreate"}},
+        {"name": "leases", "emptyDir": {}},
+    ]
+
+
+def test_service_address_follows_the_pod() -> None:
+    objs = objects(load_stack_file(HOMELAB))
+    service = objs["Service/netboot"]
+    assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": SVC}
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]
+    env = {e["name"]: e["value"] for e in objs["DaemonSet/kube-vip-services"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["svc_enable"], env["svc_election"], env["cp_enable"], env["vip_leaseduration"]) == ("true", "true", "false", "5")
+    static = {e["name"]: e["value"] for e in k3s.kube_vip_manifest(load_stack_file(HOMELAB))["spec"]["containers"][0]["env"]}
+    assert (static["cp_enable"], static["svc_enable"]) == ("true", "false")  # one announcer per address
+
+
+def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
+    objs = objects(load_stack_file(HOMELAB))
+    assert objs["Role/netboot-leases"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["dnsmasq-leases"], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    ]
+    data = objs["ConfigMap/netboot"]["data"]
+    assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
+
+
+def test_cache_daemonset_fills_every_pi() -> None:
+    pod = objects(load_stack_file(HOMELAB))["DaemonSet/netboot-cache"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx"]
+    assert pod["initContainers"][0]["image"] == "docker.io/library/debian:trixie-20250908-slim"
+    script = netboot.fetch_ipxe_script()
+    assert "apt-get install -y -qq --no-install-recommends ipxe=1.21.1+git20250501.dad20602+dfsg-1" in script
+    assert "5369815eee98bf98b28a18af9a57207f9096a3b4e542ed3df1eb3f5b28d3d9a9  ipxe-arm64.efi" in script
+
+
 def test_pod_restarts_when_what_it_serves_changes() -> None:
     def digest(stack: StackConfig) -> str:
-        [d] = [m for m in netboot.manifests(stack, netboot.config_macs(stack)) if m["kind"] == "Deployment" and m["metadata"]["name"] == "netboot"]
-        return str(d["spec"]["template"]["metadata"]["annotations"]["iluvatar/config-digest"])
+        return str(objects(stack)["Deployment/netboot"]["spec"]["template"]["metadata"]["annotations"]["iluvatar/config-digest"])
 
     assert digest(load_stack_file(HOMELAB)) == digest(load_stack_file(HOMELAB))
     assert digest(load_stack_file(HOMELAB)) != digest(variant(mode="proxy"))
