@@ -1,22 +1,13 @@
-"""Netboot end to end: the real dnsmasq serves the generated config to real DHCP, TFTP and HTTP clients.
-
-A server namespace holds a bridge with the first valar's address, dnsmasq running the config
-generated for the homelab stack, and an HTTP server over the layout the Ainur serve. Each
-client is its own namespace with a MAC from the inventory (or an unknown one), asking with
-busybox udhcpc as PXE firmware or iPXE would. Traffic never leaves these namespaces.
+"""Netboot end to end in `dhcp` mode: the real dnsmasq and nginx run the generated configs on a LAN
+of network namespaces (tests.netns.lan), and real clients (busybox udhcpc, tftp, curl, dig) ask
+them as PXE firmware, iPXE, Talos and the household's devices would.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -25,224 +16,220 @@ import pytest
 from plans import netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns.lan import OUTSIDE_IP, OUTSIDE_NAME, Lan, in_ns, in_range, lan, require_root
 from tests.tools import require
 
-if os.geteuid() != 0:
-    if os.environ.get("CI"):
-        pytest.fail("the netboot end-to-end test needs root (network namespaces); CI runs as root", pytrace=False)
-    pytest.skip("needs root for network namespaces", allow_module_level=True)
+require_root()
 
-PREFIX = f"ilv{os.getpid() % 100000}"
-SERVER_NS = f"{PREFIX}s"
-# ilmare: the netboot pod may run on any Pi (dnsmasq never offers the address it runs on).
-SERVER_IP = "192.168.0.13"
-UDHCPC_SCRIPT = """#!/bin/sh
-# udhcpc calls this with the lease in its environment; record it for the test.
-[ "$1" = bound ] || exit 0
-ip addr replace "$ip/$mask" dev "$interface"
-{ echo "ip=$ip"; echo "hostname=$hostname"; echo "boot_file=$boot_file"; echo "siaddr=$siaddr"; echo "router=$router"; } > "$LEASE_FILE"
-"""
-ARCH_OPTION = {"bios": "0x5d:0000", "uefi-x86_64": "0x5d:0007", "uefi-arm64": "0x5d:000b"}
-IPXE_USERCLASS = "0x4d:69505845"  # option 77, "iPXE"
-
-
-def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
-
-
-@dataclass
-class Lan:
-    stack: StackConfig
-    root: Path
-    clients: dict[str, str]  # MAC -> namespace
-    dnsmasq: subprocess.Popen[bytes] | None = None
-    http: subprocess.Popen[bytes] | None = None
-
-    def client(self, mac: str) -> str:
-        if mac not in self.clients:
-            ns = f"{PREFIX}c{len(self.clients)}"
-            veth = f"{PREFIX}v{len(self.clients)}"
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", veth, "netns", SERVER_NS, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            in_ns(SERVER_NS, "ip", "link", "set", veth, "master", "br0", "up")
-            in_ns(ns, "ip", "link", "set", "eth0", "address", mac)
-            in_ns(ns, "ip", "link", "set", "lo", "up")
-            in_ns(ns, "ip", "link", "set", "eth0", "up")
-            self.clients[mac] = ns
-        return self.clients[mac]
-
-    def lease(self, mac: str, firmware: str = "bios", ipxe: bool = False) -> dict[str, str]:
-        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered."""
-        ns = self.client(mac)
-        lease_file = self.root / f"lease-{mac.replace(':', '')}-{firmware}-{int(ipxe)}"
-        lease_file.unlink(missing_ok=True)
-        options = ["-x", ARCH_OPTION[firmware]] + (["-x", IPXE_USERCLASS] if ipxe else [])
-        cmd = ["env", f"LEASE_FILE={lease_file}", require("udhcpc"), "-i", "eth0", "-f", "-q", "-n", "-t", "6", "-T", "1", "-A", "1"]
-        in_ns(ns, *cmd, "-s", str(self.root / "udhcpc.sh"), "-O", "hostname", *options, check=False, timeout=60)
-        if not lease_file.exists():
-            return {}
-        return dict(line.split("=", 1) for line in lease_file.read_text().splitlines())
-
-    def start_dnsmasq(self, stack: StackConfig) -> None:
-        self.stop_dnsmasq()
-        conf = self.root / "dnsmasq.conf"
-        conf.write_text(netboot.dnsmasq_conf(stack, tftp_root=str(self.root / "tftp")))
-        leases = self.root / "dnsmasq.leases"
-        leases.unlink(missing_ok=True)
-        self.dnsmasq = subprocess.Popen(
-            ["ip", "netns", "exec", SERVER_NS, require("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}",
-             f"--dhcp-leasefile={leases}", f"--pid-file={self.root / 'dnsmasq.pid'}", "--user=root",
-             f"--log-facility={self.root / 'dnsmasq.log'}"],
-        )  # fmt: skip
-        time.sleep(0.5)
-        assert self.dnsmasq.poll() is None, (self.root / "dnsmasq.log").read_text()
-
-    def stop_dnsmasq(self) -> None:
-        if self.dnsmasq is not None:
-            self.dnsmasq.send_signal(signal.SIGTERM)
-            self.dnsmasq.wait(timeout=10)
-            self.dnsmasq = None
-
-
-def _write_served_tree(root: Path, stack: StackConfig) -> None:
-    """The layout the Ainur serve: TFTP root with iPXE and boot.ipxe; HTTP with scripts and configs."""
-    tftp, http = root / "tftp", root / "http"
-    (tftp).mkdir()
-    (http / "ipxe").mkdir(parents=True)
-    (http / "configs").mkdir()
-    scripts = netboot.scripts(stack)
-    (tftp / "boot.ipxe").write_text(scripts["boot.ipxe"])
-    undionly = Path("/usr/lib/ipxe/undionly.kpxe")
-    assert undionly.exists(), "Debian's ipxe package provides undionly.kpxe; .ci/run installs it"
-    shutil.copy(undionly, tftp / "undionly.kpxe")
-    for name, text in scripts.items():
-        (http / "ipxe" / name).write_text(text)
-    for mac in netboot.config_macs(stack):
-        # The real file is the Talos machine config (a Secret); its path is what is under test.
-        (http / "configs" / f"{mac}.yaml").write_text(f"# machine config for {mac}\n")
+SVC = "192.168.0.14"
+PI = "192.168.0.13"  # ilmare runs the netboot pod here; the service address is what clients see
+GANDALF, SARUMAN, TIRION = "28:d2:44:30:00:01", "28:d2:44:30:00:02", "a8:b8:e0:20:00:02"
 
 
 @pytest.fixture(scope="module")
-def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
-    for tool in ("dnsmasq", "udhcpc", "tftp", "curl"):
-        require(tool)
-    root = tmp_path_factory.mktemp("netboot")
-    root.chmod(0o755)
-    stack = load_stack_file(HOMELAB)
-    (root / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
-    (root / "udhcpc.sh").chmod(0o755)
-    _write_served_tree(root, stack)
-    sh("ip", "netns", "add", SERVER_NS)
-    lan = Lan(stack=stack, root=root, clients={})
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
+    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("netboot"), f"ilv{os.getpid() % 10000}d") as network:
+        yield network
+
+
+def address(net: Lan, mac: str) -> str:
+    lease = net.lease(mac)
+    assert lease, f"no lease for {mac}"
+    return lease["ip"]
+
+
+def http_status(net: Lan, mac: str, path: str) -> tuple[str, str]:
+    result = in_ns(net.client(mac), "curl", "-s", "-o", "-", "-w", "\n%{http_code}", f"http://{SVC}{path}", check=False)
+    body, _, code = result.stdout.rpartition("\n")
+    return code, body
+
+
+def dig(net: Lan, mac: str, *query: str) -> str:
+    return in_ns(net.client(mac), require("dig"), f"@{SVC}", "+short", "+time=2", "+tries=2", *query).stdout.strip()
+
+
+# --- DHCP --------------------------------------------------------------------------------------
+
+
+def test_every_arda_machine_gets_its_reserved_address_name_and_boot_file(net: Lan) -> None:
+    for node in net.stack.arda_nodes:
+        lease = net.lease(node.mac)
+        assert lease == {
+            "ip": str(node.ip),
+            "hostname": node.name,
+            "boot_file": "undionly.kpxe",
+            "siaddr": SVC,
+            "router": "192.168.0.1",
+            "dns": SVC,
+            "serverid": SVC,  # renewals go to the address that moves with the service
+        }, node.name
+
+
+@pytest.mark.parametrize(
+    ("firmware", "binary"), [("uefi-x86_64", "ipxe.efi"), ("uefi-bc", "ipxe.efi"), ("uefi-arm64", "ipxe-arm64.efi"), ("bios", "undionly.kpxe")]
+)
+def test_each_firmware_gets_its_ipxe_binary(net: Lan, firmware: str, binary: str) -> None:
+    lease = net.lease(TIRION, firmware=firmware)
+    assert (lease["ip"], lease["boot_file"], lease["siaddr"]) == ("192.168.0.22", binary, SVC)
+
+
+def test_ipxe_gets_the_boot_script_by_url(net: Lan) -> None:
+    assert net.lease(TIRION, ipxe=True)["boot_file"] == f"http://{SVC}/boot.ipxe"
+
+
+def test_a_pi_is_reserved_but_never_netbooted(net: Lan) -> None:
+    manwe = net.stack.nodes[0]
+    lease = net.lease(manwe.mac)
+    assert (lease["ip"], lease["hostname"], lease["boot_file"], lease["dns"]) == ("192.168.0.11", "manwe", "", SVC)
+
+
+def test_unknown_mac_gets_an_ordinary_lease_and_no_boot_file(net: Lan) -> None:
+    lease = net.lease("02:00:5e:00:00:01")
+    assert in_range(net.stack, lease["ip"])
+    assert (lease["boot_file"], lease["dns"]) == ("", SVC)
+
+
+def test_dhcp_answers_only_while_this_pi_holds_the_service_address(net: Lan) -> None:
+    """What keeps two netboot pods from answering at once: kube-vip gives the address to one Pi."""
+    net.release_service_address()
     try:
-        in_ns(SERVER_NS, "ip", "link", "add", "br0", "type", "bridge")
-        in_ns(SERVER_NS, "ip", "addr", "add", f"{SERVER_IP}/24", "dev", "br0")
-        in_ns(SERVER_NS, "ip", "link", "set", "br0", "up")
-        in_ns(SERVER_NS, "ip", "link", "set", "lo", "up")
-        lan.http = subprocess.Popen(
-            ["ip", "netns", "exec", SERVER_NS, sys.executable, "-m", "http.server", "80", "--bind", SERVER_IP, "--directory", str(root / "http")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        lan.start_dnsmasq(stack)
-        yield lan
+        assert net.lease(GANDALF, tries=3) == {}
+        assert in_ns(net.client(GANDALF), require("dig"), f"@{SVC}", "+time=1", "+tries=1", "gandalf.iluvatar.home.arpa", check=False).returncode != 0
     finally:
-        lan.stop_dnsmasq()
-        if lan.http is not None:
-            lan.http.terminate()
-            lan.http.wait(timeout=10)
-        for ns in [*lan.clients.values(), SERVER_NS]:
-            sh("ip", "netns", "delete", ns, check=False)
+        net.hold_service_address()
+    assert net.lease(GANDALF)["ip"] == "192.168.0.31"
 
 
-def test_every_arda_machine_gets_its_reserved_address_name_and_boot_file(lan: Lan) -> None:
-    for node in lan.stack.arda_nodes:
-        lease = lan.lease(node.mac)
-        assert lease == {"ip": str(node.ip), "hostname": node.name, "boot_file": "undionly.kpxe", "siaddr": SERVER_IP, "router": "192.168.0.1"}, (
-            node.name
-        )
+# --- TFTP and HTTP -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("firmware", "binary"), [("uefi-x86_64", "ipxe.efi"), ("uefi-arm64", "ipxe-arm64.efi")])
-def test_uefi_firmware_gets_its_ipxe_binary(lan: Lan, firmware: str, binary: str) -> None:
-    tirion = next(n for n in lan.stack.nodes if n.name == "tirion")
-    lease = lan.lease(tirion.mac, firmware=firmware)
-    assert (lease["ip"], lease["boot_file"]) == ("192.168.0.22", binary)
+def test_tftp_serves_the_pinned_ipxe_binaries(net: Lan) -> None:
+    ns = net.client(net.stack.arda_nodes[0].mac)
+    address(net, net.stack.arda_nodes[0].mac)
+    for name in netboot.IPXE_FILES:
+        target = net.root / f"fetched-{name}"
+        in_ns(ns, require("tftp"), "-m", "binary", SVC, "-c", "get", name, str(target))
+        assert target.read_bytes() == (net.root / "tftp" / name).read_bytes()
 
 
-def test_ipxe_gets_the_boot_script(lan: Lan) -> None:
-    tirion = next(n for n in lan.stack.nodes if n.name == "tirion")
-    assert lan.lease(tirion.mac, ipxe=True)["boot_file"] == "boot.ipxe"
-
-
-def test_a_pi_is_reserved_but_never_netbooted(lan: Lan) -> None:
-    manwe = lan.stack.nodes[0]
-    lease = lan.lease(manwe.mac)
-    assert (lease["ip"], lease["hostname"], lease["boot_file"]) == ("192.168.0.11", "manwe", "")
-
-
-def test_unknown_mac_gets_an_ordinary_lease_and_no_boot_file(lan: Lan) -> None:
-    lease = lan.lease("02:00:5e:00:00:01")
-    assert IPv4Address("192.168.0.100") <= IPv4Address(lease["ip"]) <= IPv4Address("192.168.0.199")
-    assert lease["boot_file"] == ""
-
-
-def test_tftp_serves_the_ipxe_binary_and_boot_script(lan: Lan) -> None:
-    ns = lan.client(lan.stack.arda_nodes[0].mac)
-    for name in ("undionly.kpxe", "boot.ipxe"):
-        target = lan.root / f"fetched-{name}"
-        in_ns(ns, require("tftp"), "-m", "binary", SERVER_IP, "-c", "get", name, str(target))
-        assert target.read_bytes() == (lan.root / "tftp" / name).read_bytes()
-
-
-def test_http_serves_each_machines_script_and_config_path(lan: Lan) -> None:
-    ns = lan.client(lan.stack.arda_nodes[0].mac)
-    for node in lan.stack.arda_nodes:
+def test_http_serves_the_boot_script_and_each_machines_script(net: Lan) -> None:
+    address(net, TIRION)
+    assert http_status(net, TIRION, "/boot.ipxe") == ("200", netboot.scripts(net.stack)["boot.ipxe"])
+    for node in net.stack.arda_nodes:
         mac = netboot.mac_name(node.mac)
-        script = in_ns(ns, "curl", "-fsS", f"http://{SERVER_IP}/ipxe/{mac}.ipxe").stdout
-        assert f"talos.config=http://${{next-server}}/configs/{mac}.yaml" in script
-        assert in_ns(ns, "curl", "-fsS", f"http://{SERVER_IP}/configs/{mac}.yaml").stdout == f"# machine config for {mac}\n"
-    missing = in_ns(ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{SERVER_IP}/ipxe/02-00-5e-00-00-01.ipxe", check=False)
-    assert missing.stdout == "404"
+        code, body = http_status(net, TIRION, f"/ipxe/{mac}.ipxe")
+        assert (code, body) == ("200", netboot.scripts(net.stack)[f"{mac}.ipxe"])
+    assert http_status(net, TIRION, "/ipxe/02-00-5e-00-00-01.ipxe")[0] == "404"
 
 
-def test_generic_worker_mode_boots_unknown_machines(lan: Lan) -> None:
+def test_a_worker_gets_its_config_only_from_its_own_address(net: Lan) -> None:
+    gandalf, saruman = address(net, GANDALF), address(net, SARUMAN)
+    assert (gandalf, saruman) == ("192.168.0.31", "192.168.0.32")
+    assert http_status(net, GANDALF, "/configs/28-d2-44-30-00-01.yaml") == ("200", "# machine config for 28-d2-44-30-00-01\n")
+    # saruman, or anyone else on the LAN, asking for gandalf's config: refused by nginx.
+    code, body = http_status(net, SARUMAN, "/configs/28-d2-44-30-00-01.yaml")
+    assert code == "403" and "machine config" not in body
+    assert ("192.168.0.32", "/configs/28-d2-44-30-00-01.yaml", 403) in net.requests()
+    assert ("192.168.0.31", "/configs/28-d2-44-30-00-01.yaml", 200) in net.requests()
+
+
+def test_a_control_plane_is_never_served_a_config(net: Lan) -> None:
+    assert address(net, TIRION) == "192.168.0.22"
+    code, body = http_status(net, TIRION, "/configs/a8-b8-e0-20-00-02.yaml")
+    assert code == "404" and "machine config" not in body
+    assert not (net.root / "http" / "configs" / "a8-b8-e0-20-00-02.yaml").exists()
+
+
+# --- DNS ---------------------------------------------------------------------------------------
+
+
+def test_dns_answers_for_every_record_of_the_zone(net: Lan) -> None:
+    address(net, GANDALF)
+    for name, ip in netboot.dns_records(net.stack):
+        assert dig(net, GANDALF, name) == str(ip), name
+    assert dig(net, GANDALF, "-x", "192.168.0.22") == "tirion.iluvatar.home.arpa."
+
+
+def test_dns_forwards_the_rest_and_leaks_no_internal_name(net: Lan) -> None:
+    address(net, GANDALF)
+    assert dig(net, GANDALF, OUTSIDE_NAME) == OUTSIDE_IP
+    assert dig(net, GANDALF, "nothing-here.iluvatar.home.arpa") == ""
+    assert dig(net, GANDALF, "-x", "192.168.0.77") == ""
+    assert dig(net, GANDALF, "-x", "10.9.8.7") == ""  # any private reverse name stays in the house
+    upstream = (net.root / "router.log").read_text()
+    assert f"query[A] {OUTSIDE_NAME} from {PI}" in upstream
+    assert "iluvatar.home.arpa" not in upstream
+    assert "in-addr.arpa" not in upstream
+
+
+# --- Leases ------------------------------------------------------------------------------------
+
+
+def _sdbm(mac: str) -> int:
+    """dnsmasq's seed for a client's first dynamic address (address_allocate in dhcp.c)."""
+    j = 0
+    for byte in bytes.fromhex(mac.replace(":", "")):
+        j = (byte + (j << 6) + (j << 16) - j) & 0xFFFFFFFF
+    return j or 1
+
+
+def _first_choice(stack: StackConfig, mac: str) -> str:
+    r = stack.network.dhcp_range
+    return str(r.start + _sdbm(mac) % r.size())
+
+
+def test_a_held_lease_survives_a_restart(net: Lan) -> None:
+    holder = "02:00:5e:00:0a:01"
+    held = _first_choice(net.stack, holder)
+    # A newcomer whose first choice is the very address the holder has: without the leases a
+    # restarted dnsmasq (no-ping) would hand it out twice.
+    newcomer = next(m for m in (f"02:00:5e:00:0b:{i:02x}" for i in range(256)) if _first_choice(net.stack, m) == held)
+    assert net.lease(holder)["ip"] == held
+    net.start_dnsmasq()  # a restart: a fresh container, the leases volume kept
+    got = net.lease(newcomer)["ip"]
+    assert in_range(net.stack, got)
+    assert got != held, f"{held} was handed out twice after a restart"
+    assert net.lease(holder)["ip"] == held
+
+
+def test_generic_worker_mode_boots_unknown_machines(net: Lan) -> None:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {
         **raw["iluvatar:ainur"],
         "netboot": {"mode": "dhcp", "unknownMacs": "generic-worker", "genericWorker": {"board": "generic-x86", "installDisk": "/dev/sda"}},
     }
     try:
-        lan.start_dnsmasq(parse_stack(raw))
-        lease = lan.lease("02:00:5e:00:00:02")
+        net.start_dnsmasq(parse_stack(raw))
+        lease = net.lease("02:00:5e:00:00:02")
         assert lease["boot_file"] == "undionly.kpxe"
-        assert IPv4Address("192.168.0.100") <= IPv4Address(lease["ip"]) <= IPv4Address("192.168.0.199")
+        assert in_range(net.stack, lease["ip"])
+        assert net.lease(net.stack.nodes[0].mac)["boot_file"] == ""  # still never a Pi
     finally:
-        lan.start_dnsmasq(lan.stack)
+        net.start_dnsmasq()
 
 
-def test_boot_storm(lan: Lan) -> None:
+def test_boot_storm(net: Lan) -> None:
     """Power back after an outage: every Arda machine and 30 strangers ask at once."""
-    known = {n.mac: n for n in lan.stack.arda_nodes}
+    known = {n.mac: n for n in net.stack.arda_nodes}
     strangers = [f"02:00:5e:00:01:{i:02x}" for i in range(30)]
     macs = [*known, *strangers]
     for mac in macs:
-        lan.client(mac)  # namespaces first, so the storm is only DHCP
+        net.client(mac)  # namespaces first, so the storm is only DHCP
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(macs)) as pool:
-        leases = dict(zip(macs, pool.map(lan.lease, macs), strict=True))
+        leases = dict(zip(macs, pool.map(net.lease, macs), strict=True))
     missing = [m for m in macs if not leases[m]]
-    assert missing == [], f"no lease for {missing}; dnsmasq log tail: {(lan.root / 'dnsmasq.log').read_text()[-3000:]}"
+    assert missing == [], f"no lease for {missing}; dnsmasq log tail: {(net.root / 'dnsmasq.log').read_text()[-3000:]}"
     for mac, node in known.items():
         assert (leases[mac]["ip"], leases[mac]["hostname"], leases[mac]["boot_file"]) == (str(node.ip), node.name, "undionly.kpxe")
-    reserved = {str(n.ip) for n in lan.stack.nodes}
-    stranger_ips = [leases[m].get("ip") for m in strangers]
-    assert None not in stranger_ips, "a stranger got no lease"
+    reserved = {str(n.ip) for n in net.stack.nodes}
+    stranger_ips = [leases[m]["ip"] for m in strangers]
     assert len(set(stranger_ips)) == 30, "two strangers share an address"
-    for mac in strangers:
-        assert leases[mac]["ip"] not in reserved
-        assert IPv4Address("192.168.0.100") <= IPv4Address(leases[mac]["ip"]) <= IPv4Address("192.168.0.199")
-        assert leases[mac]["boot_file"] == ""
+    for ip in stranger_ips:
+        assert ip not in reserved and in_range(net.stack, ip)
+        assert IPv4Address(ip) != IPv4Address(SVC)
+
+
+def test_the_lan_is_private(net: Lan) -> None:
+    """The LAN's addresses live only in this run's namespaces, never on the machine's own network."""
+    for ip in (SVC, PI, "192.168.0.1"):
+        assert f" {ip}\n" not in Path("/proc/net/fib_trie").read_text()

@@ -1,0 +1,311 @@
+"""A home LAN in network namespaces, served by the real programs running the generated configs.
+
+Namespaces, all private to this test run (traffic never leaves them):
+- a switch: one bridge every other namespace and every QEMU tap plugs into;
+- the router at network.gateway: a dnsmasq that sends IPv6 router adverts (as home routers do),
+  answers DNS for the outside world (network.dns) and logs every query it gets; in `proxy` mode
+  it is also the LAN's DHCP server, holding the inventory's reservations and filling siaddr with
+  its own address, as dnsmasq-based routers (OpenWrt, Pi-hole) do;
+- a Pi running the netboot pod: its own inventory address plus the Ainur's service address
+  (what kube-vip would hold), the generated dnsmasq.conf and the generated nginx server block;
+- clients: one namespace per MAC for busybox udhcpc, tftp, curl and dig.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from plans import netboot
+from stacks import StackConfig
+from tests.tools import require
+from tools import debian
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc calls this with the lease in its environment; record it for the test.
+[ "$1" = bound ] || exit 0
+ip addr replace "$ip/$mask" dev "$interface"
+{ echo "ip=$ip"; echo "hostname=$hostname"; echo "boot_file=$boot_file"; echo "siaddr=$siaddr"; echo "router=$router";
+  echo "dns=$dns"; echo "serverid=$serverid"; } > "$LEASE_FILE"
+"""
+ARCH_OPTION = {"bios": "0x5d:0000", "uefi-x86_64": "0x5d:0007", "uefi-bc": "0x5d:0009", "uefi-arm64": "0x5d:000b"}
+IPXE_USERCLASS = "0x4d:69505845"  # option 77, "iPXE"
+PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
+# What the router's DNS answers for the outside world, so forwarding shows.
+OUTSIDE_NAME, OUTSIDE_IP = "example.org", "203.0.113.7"
+ROUTER_IPV6 = "fd00:1::1"
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the netns tests need root (network namespaces); CI runs as root", pytrace=False)
+        pytest.skip("needs root for network namespaces", allow_module_level=True)
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def write_served_tree(root: Path, stack: StackConfig) -> None:
+    """What the netboot pod serves: the pinned iPXE binaries over TFTP; boot.ipxe, the scripts, the
+    workers' configs and each board's kernel and initramfs over HTTP.
+
+    The kernel and initramfs are tiny stand-ins: what is under test is the chain up to the
+    machine's own script and config, not Talos booting.
+    """
+    tftp, http = root / "tftp", root / "http"
+    tftp.mkdir()
+    (http / "ipxe").mkdir(parents=True)
+    (http / "configs").mkdir()
+    ipxe = debian.path("ipxe") / "usr/lib/ipxe"
+    for name, (source, _) in netboot.IPXE_FILES.items():
+        (tftp / name).write_bytes((ipxe / source).read_bytes())
+    scripts = netboot.scripts(stack)
+    (http / "boot.ipxe").write_text(scripts["boot.ipxe"])
+    for name, text in scripts.items():
+        (http / "ipxe" / name).write_text(text)
+    for mac in netboot.config_macs(stack):
+        # The real file is the Talos machine config (a Secret); who may fetch it is what is under test.
+        (http / "configs" / f"{mac}.yaml").write_text(f"# machine config for {mac}\n")
+    for board in netboot.asset_boards(stack):
+        (http / "assets" / board).mkdir(parents=True)
+        (http / "assets" / board / "vmlinuz").write_bytes(b"stand-in kernel for " + board.encode())
+        (http / "assets" / board / "initramfs.xz").write_bytes(b"stand-in initramfs for " + board.encode())
+
+
+@dataclass
+class Lan:
+    """The LAN of one stack: switch, router, the Pi serving netboot, and clients made on demand."""
+
+    stack: StackConfig
+    root: Path
+    prefix: str
+    pi_ip: str
+    clients: dict[str, str] = field(default_factory=dict)  # MAC -> namespace
+    taps: list[str] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def switch(self) -> str:
+        return f"{self.prefix}w"
+
+    @property
+    def router(self) -> str:
+        return f"{self.prefix}r"
+
+    @property
+    def pi(self) -> str:
+        return f"{self.prefix}p"
+
+    @property
+    def service_ip(self) -> str:
+        return str(netboot.service_ip(self.stack))
+
+    @property
+    def gateway(self) -> str:
+        return str(self.stack.network.gateway)
+
+    def _plug(self, ns: str, name: str) -> None:
+        sh("ip", "link", "add", name, "netns", self.switch, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        in_ns(self.switch, "ip", "link", "set", name, "master", "br0", "up")
+
+    def build(self) -> None:
+        prefix = self.stack.network.lan.prefixlen
+        for ns in (self.switch, self.router, self.pi):
+            sh("ip", "netns", "add", ns)
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+        in_ns(self.switch, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(self.switch, "ip", "link", "set", "br0", "up")
+        self._plug(self.router, "vr")
+        self._plug(self.pi, "vp")
+        in_ns(self.router, "ip", "addr", "add", f"{self.gateway}/{prefix}", "dev", "eth0")
+        in_ns(self.router, "ip", "addr", "add", f"{ROUTER_IPV6}/64", "dev", "eth0", "nodad")
+        in_ns(self.router, "ip", "link", "set", "eth0", "up")
+        in_ns(self.pi, "ip", "addr", "add", f"{self.pi_ip}/{prefix}", "dev", "eth0")
+        in_ns(self.pi, "ip", "link", "set", "eth0", "up")
+        self.hold_service_address()
+
+    def hold_service_address(self) -> None:
+        """What kube-vip does on the Pi that runs the netboot pod."""
+        in_ns(self.pi, "ip", "addr", "replace", f"{self.service_ip}/32", "dev", "eth0")
+
+    def release_service_address(self) -> None:
+        in_ns(self.pi, "ip", "addr", "del", f"{self.service_ip}/32", "dev", "eth0")
+
+    def client(self, mac: str) -> str:
+        if mac not in self.clients:
+            ns = f"{self.prefix}c{len(self.clients)}"
+            sh("ip", "netns", "add", ns)
+            self._plug(ns, f"{self.prefix}v{len(self.clients)}")
+            in_ns(ns, "ip", "link", "set", "eth0", "address", mac)
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+            in_ns(ns, "ip", "link", "set", "eth0", "up")
+            self.clients[mac] = ns
+        return self.clients[mac]
+
+    def tap(self) -> str:
+        """A tap on the switch for a QEMU machine."""
+        name = f"{self.prefix}t{len(self.taps)}"
+        in_ns(self.switch, "ip", "tuntap", "add", name, "mode", "tap")
+        in_ns(self.switch, "ip", "link", "set", name, "master", "br0", "up")
+        self.taps.append(name)
+        return name
+
+    def lease(self, mac: str, firmware: str = "bios", ipxe: bool = False, pxe: bool = False, tries: int = 6) -> dict[str, str]:
+        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered."""
+        ns = self.client(mac)
+        lease_file = self.root / f"lease-{mac.replace(':', '')}-{firmware}-{int(ipxe)}"
+        lease_file.unlink(missing_ok=True)
+        options = ["-x", ARCH_OPTION[firmware]] + (["-x", IPXE_USERCLASS] if ipxe else []) + (["-V", PXE_VENDOR] if pxe else [])
+        cmd = ["env", f"LEASE_FILE={lease_file}", require("udhcpc"), "-i", "eth0", "-f", "-q", "-n", "-t", str(tries), "-T", "1", "-A", "1"]
+        in_ns(ns, *cmd, "-s", str(self.root / "udhcpc.sh"), "-O", "hostname", "-O", "dns", *options, check=False, timeout=60)
+        if not lease_file.exists():
+            return {}
+        return dict(line.split("=", 1) for line in lease_file.read_text().splitlines())
+
+    # --- the router -------------------------------------------------------------------------
+
+    def router_conf(self) -> str:
+        net = self.stack.network
+        lines = [
+            "# The home router: IPv6 adverts, DNS for the outside world, and in proxy mode the LAN's DHCP.",
+            "interface=eth0",
+            "bind-interfaces",
+            "no-resolv",
+            "no-hosts",
+            "log-queries",
+            f"address=/{OUTSIDE_NAME}/{OUTSIDE_IP}",
+            "enable-ra",
+            "dhcp-range=fd00:1::,ra-only,64",
+        ]
+        assert self.stack.ainur is not None
+        if self.stack.ainur.netboot.mode == "proxy":
+            # The README's proxy-mode router settings: the reservations output, and the Ainur's
+            # service address as the DNS server it hands out.
+            lines += [
+                "log-dhcp",
+                f"dhcp-range={net.dhcp_range.start},{net.dhcp_range.end},{net.lan.netmask},12h",
+                f"dhcp-option=option:dns-server,{self.service_ip}",
+                *(f"dhcp-host={n.mac},{n.ip},{n.name}" for n in self.stack.nodes if n.vlan is None),
+            ]
+        return "\n".join(lines) + "\n"
+
+    def start_router(self) -> None:
+        conf = self.root / "router.conf"
+        conf.write_text(self.router_conf())
+        self._dnsmasq("router", self.router, conf, self.root / "router.leases")
+
+    # --- the Pi: the netboot pod's dnsmasq and nginx --------------------------------------------
+
+    def start_dnsmasq(self, stack: StackConfig | None = None, keep_leases: bool = True) -> None:
+        """Run the generated dnsmasq.conf; its lease file is the pod's leases volume."""
+        self.stop("dnsmasq")
+        conf = self.root / "dnsmasq.conf"
+        (self.root / "leases").mkdir(exist_ok=True)
+        lease_file = self.root / "leases" / "dnsmasq.leases"
+        if not keep_leases:
+            lease_file.unlink(missing_ok=True)
+        conf.write_text(netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file)))
+        self._dnsmasq("dnsmasq", self.pi, conf, None)
+
+    def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None) -> None:
+        log = self.root / f"{key}.log"
+        args = [require("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
+                f"--pid-file={self.root / f'{key}.pid'}", f"--log-facility={log}"]  # fmt: skip
+        if leases is not None:
+            args.append(f"--dhcp-leasefile={leases}")
+        # Like a container, each start gets a fresh /var/lib/misc (dnsmasq's default lease file):
+        # only what the config puts on the leases volume survives a restart.
+        wrapped = "mount -t tmpfs none /var/lib/misc && exec " + " ".join(shlex.quote(a) for a in args)
+        self.procs[key] = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapped])
+        time.sleep(0.5)
+        assert self.procs[key].poll() is None, log.read_text() if log.exists() else "dnsmasq exited"
+
+    def start_nginx(self) -> None:
+        """The real nginx running the generated server block over the served tree."""
+        server = self.root / "nginx-server.conf"
+        server.write_text(netboot.nginx_conf(self.stack, root=str(self.root / "http")))
+        main = self.root / "nginx.conf"
+        temp = self.root / "nginx-temp"
+        temp.mkdir(exist_ok=True)
+        temps = " ".join(f"{kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        main.write_text(
+            f"daemon off; user root; pid {self.root}/nginx.pid; error_log {self.root}/nginx-error.log;\n"
+            "events {}\n"
+            f"http {{ include /etc/nginx/mime.types; access_log {self.access_log}; {temps} include {server}; }}\n"
+        )
+        self.procs["nginx"] = subprocess.Popen(["ip", "netns", "exec", self.pi, require("nginx"), "-c", str(main), "-p", str(self.root)])
+        time.sleep(0.5)
+        assert self.procs["nginx"].poll() is None, (self.root / "nginx-error.log").read_text()
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "nginx-access.log"
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """nginx's access log as (client address, path, status)."""
+        out = []
+        for line in self.access_log.read_text().splitlines() if self.access_log.exists() else []:
+            client = line.split(" ", 1)[0]
+            request = line.split('"')[1].split(" ")
+            status = int(line.split('"')[2].split()[0])
+            out.append((client, request[1], status))
+        return out
+
+    def stop(self, key: str) -> None:
+        stop(self.procs.pop(key, None))
+
+    def teardown(self) -> None:
+        for key in list(self.procs):
+            self.stop(key)
+        for ns in [*self.clients.values(), self.pi, self.router, self.switch]:
+            sh("ip", "netns", "delete", ns, check=False)
+
+
+@contextmanager
+def lan(stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13") -> Iterator[Lan]:
+    """A whole LAN for `stack`, torn down afterwards whatever happens."""
+    for tool in ("dnsmasq", "udhcpc", "tftp", "curl", "nginx", "dig"):
+        require(tool)
+    root.chmod(0o755)
+    (root / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
+    (root / "udhcpc.sh").chmod(0o755)
+    write_served_tree(root, stack)
+    net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip)
+    try:
+        net.build()
+        net.start_router()
+        net.start_nginx()
+        net.start_dnsmasq(keep_leases=False)
+        yield net
+    finally:
+        net.teardown()
+
+
+def in_range(stack: StackConfig, ip: str) -> bool:
+    return stack.network.dhcp_range.start <= IPv4Address(ip) <= stack.network.dhcp_range.end
