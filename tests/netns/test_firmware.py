@@ -1,0 +1,205 @@
+"""Real PXE firmware netboots against the generated configs, in `dhcp` mode and in `proxy` mode.
+
+QEMU (TCG, no KVM) runs the firmware a homelab machine has: SeaBIOS with the iPXE option ROM of
+QEMU's e1000 (a BIOS PC whose NIC ROM is iPXE), and OVMF's own UEFI PXE on a virtio NIC with no
+option ROM (a UEFI PC: the firmware's PXE loads the served ipxe.efi over TFTP). Each runs on a LAN
+of network namespaces (tests.netns.lan) where the Ainur's real dnsmasq and nginx serve the
+generated configs; in `proxy` mode a dnsmasq "router" is the DHCP server and fills siaddr with its
+own address, as dnsmasq-based home routers do.
+
+What is under test is the chain up to the machine's own script, fetched from its reserved address
+(nginx's access log says who asked), and its kernel and initramfs: the served kernel is a tiny
+stand-in, so the machine stops there. An unknown MAC and a Pi must not be booted: their firmware
+gives up on the network (SeaBIOS' debug port says so) with no TFTP or HTTP request from them.
+
+All machines of both modes run at once (two cores: about a minute, see the README's Tests).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from plans import netboot
+from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from tests.edit import HOMELAB
+from tests.netns.lan import Lan, lan, require_root, stop
+from tests.tools import require
+
+require_root()
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+DEADLINE = 240.0  # seconds for every machine to reach its end; it takes about 60 here
+GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
+
+
+@dataclass
+class Machine:
+    """One QEMU machine on a LAN: which firmware, which MAC, and whether it should boot."""
+
+    lan: Lan
+    name: str
+    firmware: str  # "bios" or "uefi"
+    mac: str
+    boots: bool
+    ip: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    finished: float | None = None
+
+    @property
+    def debug_log(self) -> Path:
+        return self.lan.root / f"{self.name}.debugcon"
+
+    @property
+    def script(self) -> str:
+        return f"/ipxe/{netboot.mac_name(self.mac)}.ipxe"
+
+    def start(self) -> None:
+        tap = self.lan.tap()
+        qemu = [require("qemu-system-x86_64"), "-accel", "tcg", "-m", "256", "-display", "none", "-serial", "none",
+                "-monitor", "none", "-no-reboot", "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]  # fmt: skip
+        if self.firmware == "bios":
+            # SeaBIOS, and the e1000's option ROM, which is iPXE.
+            qemu += ["-machine", "pc", "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
+                     "-chardev", f"file,id=dbg,path={self.debug_log}", "-device", "isa-debugcon,iobase=0x402,chardev=dbg"]  # fmt: skip
+        else:
+            vars_copy = self.lan.root / f"{self.name}.vars.fd"
+            shutil.copy(OVMF_VARS, vars_copy)
+            # romfile= leaves no iPXE ROM on the NIC: OVMF's own PXE client boots.
+            qemu += ["-machine", "q35", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done(self) -> bool:
+        """Booted: it fetched its own script. Not booted: its firmware gave up on the network."""
+        if self.finished is None:
+            if self.boots and any(path == self.script for _, path, _ in self.lan.requests()):
+                self.finished = time.monotonic()
+            elif not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes():
+                self.finished = time.monotonic()
+        return self.finished is not None
+
+
+@dataclass
+class Run:
+    lans: dict[str, Lan]
+    machines: dict[str, Machine]
+    seconds: float
+
+
+def _proxy_stack() -> StackConfig:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
+    return parse_stack(raw)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    for path in (OVMF_CODE, OVMF_VARS):
+        assert path.exists(), f"{path}: Debian's ovmf package provides it; .ci/run installs it"
+    require("qemu-system-x86_64")
+    tag = f"ilv{os.getpid() % 10000}"
+    with ExitStack() as stack:
+        lans = {
+            "dhcp": stack.enter_context(lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
+            "proxy": stack.enter_context(lan(_proxy_stack(), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
+        }
+        machines: dict[str, Machine] = {}
+        for mode, net in lans.items():
+            for name, firmware, mac, boots in (
+                ("bios-worker", "bios", GANDALF, True),
+                ("uefi-control-plane", "uefi", TIRION, True),
+                ("bios-stranger", "bios", STRANGER, False),
+                ("bios-pi", "bios", MANWE, False),
+            ):
+                machines[f"{mode}-{name}"] = Machine(net, f"{mode}-{name}", firmware, mac, boots)
+        start = time.monotonic()
+        try:
+            for machine in machines.values():
+                machine.start()
+            while time.monotonic() - start < DEADLINE:
+                if all([m.done() for m in machines.values()]):  # a list: every machine's time is noted
+                    break
+                time.sleep(0.5)
+        finally:
+            for machine in machines.values():
+                stop(machine.proc)
+        elapsed = time.monotonic() - start
+        for key, m in machines.items():
+            done = f"{'script fetched' if m.boots else 'gave up'} after {m.finished - m.started:.1f} s" if m.finished else "did not finish"
+            print(f"firmware {key}: {done}")
+        print(f"firmware: all {len(machines)} machines in {elapsed:.1f} s")
+        yield Run(lans, machines, elapsed)
+
+
+def _requests_from(net: Lan, ip: str) -> list[str]:
+    return [path for client, path, _ in net.requests() if client == ip]
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+@pytest.mark.parametrize("machine", ["bios-worker", "uefi-control-plane"])
+def test_machine_fetches_its_own_chain_from_its_reserved_address(run: Run, mode: str, machine: str) -> None:
+    m = run.machines[f"{mode}-{machine}"]
+    assert m.done(), f"{m.name} did not fetch {m.script} within {DEADLINE} s; nginx saw {m.lan.requests()}"
+    ip = str(next(n.ip for n in m.lan.stack.nodes if n.mac == m.mac))
+    node = next(n for n in m.lan.stack.nodes if n.mac == m.mac)
+    # In order, from the address the inventory reserves for it: boot.ipxe, its script, its kernel (and
+    # on BIOS the initramfs: UEFI iPXE refuses the stand-in kernel, which is not an EFI image).
+    chain = ["/boot.ipxe", m.script, f"/assets/{node.board}/vmlinuz"] + ([f"/assets/{node.board}/initramfs.xz"] if m.firmware == "bios" else [])
+    assert _requests_from(m.lan, ip)[: len(chain)] == chain
+    assert all(status == 200 for client, _, status in m.lan.requests() if client == ip)
+    assert [c for c, path, _ in m.lan.requests() if path == m.script] == [ip]
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+def test_uefi_firmware_loads_the_served_ipxe_efi_over_tftp(run: Run, mode: str) -> None:
+    m = run.machines[f"{mode}-uefi-control-plane"]
+    log = (m.lan.root / "dnsmasq.log").read_text()
+    assert f"sent {m.lan.root}/tftp/ipxe.efi to 192.168.0.22" in log
+
+
+def test_proxy_mode_works_beside_a_router_that_fills_siaddr(run: Run) -> None:
+    net = run.lans["proxy"]
+    router = (net.root / "router.log").read_text()
+    # The router handed out the reserved addresses and named itself next server...
+    assert "DHCPACK(eth0) 192.168.0.31 28:d2:44:30:00:01 gandalf" in router
+    assert "next server: 192.168.0.1" in router
+    # ...and the Ainur only added boot information, naming the service address.
+    ainur = (net.root / "dnsmasq.log").read_text()
+    assert "DHCPACK" not in ainur
+    assert f"bootfile name: http://{net.service_ip}/boot.ipxe" in ainur
+    assert not [c for c, _, _ in net.requests() if c == "192.168.0.1"]
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+@pytest.mark.parametrize("machine", ["bios-stranger", "bios-pi"])
+def test_unknown_machines_and_pis_are_not_booted(run: Run, mode: str, machine: str) -> None:
+    m = run.machines[f"{mode}-{machine}"]
+    assert m.done(), f"{m.name}'s firmware did not give up within {DEADLINE} s"
+    log = (m.lan.root / "dnsmasq.log").read_text()
+    if mode == "dhcp":
+        # An address (the Pi its reservation), and no boot file.
+        acks = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", log)
+        assert acks, log
+        if machine == "bios-pi":
+            assert set(acks) == {"192.168.0.11"}
+        ip = acks[0]
+    else:
+        # The Ainur stay silent: every PXE request from it is ignored, so its firmware has no menu.
+        assert re.findall(rf"PXE\(eth0\) {m.mac} (\S+)", log) and set(re.findall(rf"PXE\(eth0\) {m.mac} (\S+)", log)) == {"proxy-ignored"}
+        router = (m.lan.root / "router.log").read_text()
+        ip = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", router)[0]
+    assert _requests_from(m.lan, ip) == []
+    assert f"to {ip}" not in "\n".join(line for line in log.splitlines() if "dnsmasq-tftp" in line)
