@@ -359,7 +359,7 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp") -> str:
 # --- Leases ----------------------------------------------------------------------------------
 
 _API = (
-    'SA=/var/run/secrets/kubernetes.io/serviceaccount\n'
+    'SA="${SERVICEACCOUNT_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}"\n'
     'API="https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}"\n'
     f'CM="$API/api/v1/namespaces/{NAMESPACE}/configmaps"\n'
     'api() { curl -sS --max-time 10 --cacert "$SA/ca.crt" -H "Authorization: Bearer $(cat "$SA/token")" '

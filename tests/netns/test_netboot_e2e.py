@@ -6,7 +6,9 @@ them as PXE firmware, iPXE, Talos and the household's devices would.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
+import subprocess
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -16,6 +18,8 @@ import pytest
 from plans import netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns import kubeapi
+from tests.netns.kubeapi import kube_api
 from tests.netns.lan import OUTSIDE_IP, OUTSIDE_NAME, Lan, in_ns, in_range, lan, require_root
 from tests.tools import require
 
@@ -110,6 +114,12 @@ def test_tftp_serves_the_pinned_ipxe_binaries(net: Lan) -> None:
         target = net.root / f"fetched-{name}"
         in_ns(ns, require("tftp"), "-m", "binary", SVC, "-c", "get", name, str(target))
         assert target.read_bytes() == (net.root / "tftp" / name).read_bytes()
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == netboot.IPXE_FILES[name][1]
+    # The UEFI binaries are PE images for their machines: x86-64 (0x8664) and arm64 (0xaa64).
+    for name, machine in (("ipxe.efi", 0x8664), ("ipxe-arm64.efi", 0xAA64)):
+        image = (net.root / f"fetched-{name}").read_bytes()
+        pe = int.from_bytes(image[0x3C:0x40], "little")
+        assert (image[:2], image[pe : pe + 4], int.from_bytes(image[pe + 4 : pe + 6], "little")) == (b"MZ", b"PE\0\0", machine), name
 
 
 def test_http_serves_the_boot_script_and_each_machines_script(net: Lan) -> None:
@@ -190,6 +200,45 @@ def test_a_held_lease_survives_a_restart(net: Lan) -> None:
     assert in_range(net.stack, got)
     assert got != held, f"{held} was handed out twice after a restart"
     assert net.lease(holder)["ip"] == held
+
+
+def _sh(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+
+
+def test_a_held_lease_survives_a_move_to_another_pi(net: Lan, tmp_path: Path) -> None:
+    """The pod's lease scripts, run as the pod runs them, keep the leases in the cluster."""
+    holder = "02:00:5e:00:0c:01"
+    held = _first_choice(net.stack, holder)
+    newcomer = next(m for m in (f"02:00:5e:00:0d:{i:02x}" for i in range(256)) if _first_choice(net.stack, m) == held)
+    lease_file = str(net.root / "leases" / "dnsmasq.leases")
+    restore, save = netboot.restore_leases_script(lease_file), netboot.save_leases_script(lease_file, once=True)
+    with kube_api(tmp_path) as (store, env):
+        # The pod starts on one Pi: nothing in the cluster yet.
+        net.stop("dnsmasq")
+        Path(lease_file).unlink()
+        result = _sh(restore, env)
+        assert (result.returncode, result.stdout) == (0, "restored 0 leases\n"), result.stderr
+        net.start_dnsmasq()
+        assert net.lease(holder)["ip"] == held
+        assert _sh(save, env).returncode == 0
+        assert held in store.leases().decode()
+        # That Pi dies: its pod and emptyDir go; the pod starts on another Pi from the cluster's copy.
+        net.stop("dnsmasq")
+        Path(lease_file).unlink()
+        assert _sh(restore, env).returncode == 0
+        net.start_dnsmasq()
+        assert net.lease(newcomer)["ip"] != held, f"{held} was handed out twice after the pod moved"
+        assert net.lease(holder)["ip"] == held
+        assert _sh(save, env).returncode == 0
+    assert store.calls == [
+        ("GET", kubeapi.ITEM, 404),
+        ("PUT", kubeapi.ITEM, 404),
+        ("POST", kubeapi.COLLECTION, 201),
+        ("GET", kubeapi.ITEM, 200),
+        ("PUT", kubeapi.ITEM, 200),
+    ]
+    assert newcomer.encode() in store.leases()
 
 
 def test_generic_worker_mode_boots_unknown_machines(net: Lan) -> None:
