@@ -327,7 +327,7 @@ def fetch_assets_script(urls: dict[str, tuple[str, str]], root: str = f"{HOST_CA
         d = f"{root}/{board}"
         stamp = hashlib.sha256(f"{kernel}\n{initramfs}".encode()).hexdigest()[:16]
         lines += [
-            f"if [ \"$(cat {d}/source 2>/dev/null)\" != {stamp} ]; then",
+            f'if [ "$(cat {d}/source 2>/dev/null)" != {stamp} ]; then',
             f"  rm -rf {d}.new && mkdir -p {d}.new",
             f"  curl -fsSL --retry 5 -o {d}.new/vmlinuz '{kernel}'",
             f"  curl -fsSL --retry 5 -o {d}.new/initramfs.xz '{initramfs}'",
@@ -372,10 +372,10 @@ def restore_leases_script(lease_file: str = LEASE_FILE) -> str:
     return (
         "set -eu\n"
         + _API
-        + f"mkdir -p \"$(dirname {lease_file})\"\n"
+        + f'mkdir -p "$(dirname {lease_file})"\n'
         + f'code=$(api "$CM/{LEASES_CONFIGMAP}")\n'
         + 'case "$code" in\n'
-        + f"  200) sed -n 's/.*\"leases\": *\"\\([A-Za-z0-9+/=]*\\)\".*/\\1/p' /tmp/api.out | base64 -d > {lease_file} ;;\n"
+        + f'  200) sed -n \'s/.*"leases": *"\\([A-Za-z0-9+/=]*\\)".*/\\1/p\' /tmp/api.out | base64 -d > {lease_file} ;;\n'
         + f"  404) : > {lease_file} ;;\n"
         + '  *) echo "cannot read the lease ConfigMap: HTTP $code" >&2; cat /tmp/api.out >&2; exit 1 ;;\n'
         + "esac\n"
@@ -563,7 +563,9 @@ def cache_pod() -> dict[str, Any]:
             {"name": "pull-dnsmasq", "image": DNSMASQ_IMAGE, "command": ["dnsmasq", "--version"]},
             {"name": "pull-nginx", "image": NGINX_IMAGE, "command": ["nginx", "-v"]},
         ],
-        "containers": [{"name": "idle", "image": CURL_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}],
+        "containers": [
+            {"name": "idle", "image": CURL_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}
+        ],
         "volumes": [
             {"name": "config", "configMap": {"name": "netboot"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "DirectoryOrCreate"}},

@@ -172,7 +172,9 @@ def _nodes(p: Parsed) -> list[Problem]:
             out.append(Problem(node_path(i, "name"), f"{node.name} is the DNS name of an Envoy gateway in the internal zone; pick another name"))
         if node.role in AINUR_ROLES and node.vlan is not None:
             out.append(
-                Problem(node_path(i, "vlan"), f"{node.vlan}: the Ainur serve DHCP, PXE and DNS on network.lan, so {node.name} must be on it (remove vlan)")
+                Problem(
+                    node_path(i, "vlan"), f"{node.vlan}: the Ainur serve DHCP, PXE and DNS on network.lan, so {node.name} must be on it (remove vlan)"
+                )
             )
         for field, value in (("name", node.name), ("mac", node.mac), ("ip", node.ip)):
             if value in first[field]:

@@ -72,6 +72,13 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; tools.debian needs Debian's apt and dpkg")
+    return found
+
+
 def _sha256(file: Path) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()
 
@@ -93,10 +100,11 @@ def fetch() -> dict[str, Path]:
                 f"-oDir::Cache={apt / 'cache'}",
                 "-oAPT::Sandbox::User=root",
             ]
-            subprocess.run(["apt-get", *options, "-qq", "update"], check=True)
+            apt_get, dpkg_deb = _tool("apt-get"), _tool("dpkg-deb")
+            subprocess.run([apt_get, *options, "-qq", "update"], check=True)  # noqa: S603
             with tempfile.TemporaryDirectory(dir=root) as tmp:
                 specs = [f"{n}={PACKAGES[n][0]}" for n in missing]
-                subprocess.run(["apt-get", *options, "-qq", "download", *specs], check=True, cwd=tmp)
+                subprocess.run([apt_get, *options, "-qq", "download", *specs], check=True, cwd=tmp)  # noqa: S603
                 for name in missing:
                     version, digest = PACKAGES[name]
                     [deb] = Path(tmp).glob(f"{name}_*.deb")
@@ -104,7 +112,7 @@ def fetch() -> dict[str, Path]:
                         raise RuntimeError(f"{deb.name}: SHA-256 {_sha256(deb)} is not the pinned {digest}")
                     target = root / f"{name}_{version}"
                     shutil.rmtree(target, ignore_errors=True)
-                    subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+                    subprocess.run([dpkg_deb, "-x", str(deb), str(target)], check=True)  # noqa: S603
                     (target / ".complete").write_text(digest + "\n")
     return {n: path(n) for n in PACKAGES}
 

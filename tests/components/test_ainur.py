@@ -22,7 +22,11 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
-        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [f"ainur-{pi}-join", f"ainur-{pi}-network-config", f"ainur-{pi}-user-data"]
+        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [
+            f"ainur-{pi}-join",
+            f"ainur-{pi}-network-config",
+            f"ainur-{pi}-user-data",
+        ]
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:

@@ -40,7 +40,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
     assert sorted(f for f in files if f.startswith("talos/")) == [
         f"talos/{n}.patch.yaml" for n in sorted(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"])
     ]
-    assert sorted(f for f in files if f.startswith("ainur/")) == [f"ainur/{n}.{kind}" for n in ("eonwe", "ilmare", "manwe") for kind in ("network-config", "user-data")]
+    assert sorted(f for f in files if f.startswith("ainur/")) == [
+        f"ainur/{n}.{kind}" for n in ("eonwe", "ilmare", "manwe") for kind in ("network-config", "user-data")
+    ]
     assert len([f for f in files if f.startswith("netboot/ipxe/")]) == 6
     assert sorted(f for f in files if f.startswith("kubernetes/")) == [
         "kubernetes/ainur/_cluster/ClusterRole-iluvatar-kube-vip.yaml",

@@ -85,9 +85,9 @@ class Machine:
     def done(self) -> bool:
         """Booted: it fetched its own script. Not booted: its firmware gave up on the network."""
         if self.finished is None:
-            if self.boots and any(path == self.script for _, path, _ in self.lan.requests()):
-                self.finished = time.monotonic()
-            elif not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes():
+            booted = self.boots and any(path == self.script for _, path, _ in self.lan.requests())
+            gave_up = not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes()
+            if booted or gave_up:
                 self.finished = time.monotonic()
         return self.finished is not None
 
