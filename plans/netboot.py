@@ -517,7 +517,8 @@ def netboot_pod(stack: StackConfig, config_macs: Sequence[str]) -> dict[str, Any
             {
                 "name": "dnsmasq",
                 "image": DNSMASQ_IMAGE,
-                "args": ["--keep-in-foreground", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
+                # In the foreground, logging to the container's output (there is no syslog in a pod).
+                "args": ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
                 # DHCP and TFTP bind privileged ports and write the kernel's ARP table for replies.
                 "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
                 "ports": [
@@ -559,7 +560,8 @@ def cache_pod() -> dict[str, Any]:
         "tolerations": [{"operator": "Exists"}],
         "initContainers": [
             _sh("ipxe", DEBIAN_IMAGE, "fetch-ipxe.sh", [etc, cache]),
-            _sh("assets", CURL_IMAGE, "fetch-assets.sh", [etc, cache]),
+            # The curl image runs as an unprivileged user; the host folder is root's.
+            {**_sh("assets", CURL_IMAGE, "fetch-assets.sh", [etc, cache]), "securityContext": {"runAsUser": 0}},
             {"name": "pull-dnsmasq", "image": DNSMASQ_IMAGE, "command": ["dnsmasq", "--version"]},
             {"name": "pull-nginx", "image": NGINX_IMAGE, "command": ["nginx", "-v"]},
         ],

@@ -1,8 +1,9 @@
 """Real PXE firmware netboots against the generated configs, in `dhcp` mode and in `proxy` mode.
 
 QEMU (TCG, no KVM) runs the firmware a homelab machine has: SeaBIOS with the iPXE option ROM of
-QEMU's e1000 (a BIOS PC whose NIC ROM is iPXE), and OVMF's own UEFI PXE on a virtio NIC with no
-option ROM (a UEFI PC: the firmware's PXE loads the served ipxe.efi over TFTP). Each runs on a LAN
+QEMU's e1000 (a BIOS PC whose NIC ROM is iPXE), OVMF's own UEFI PXE on a virtio NIC with no
+option ROM (a UEFI PC: the firmware's PXE loads the served ipxe.efi over TFTP), and AAVMF, the same
+UEFI for arm64 (an arm64 server: its PXE loads the served ipxe-arm64.efi). Each runs on a LAN
 of network namespaces (tests.netns.lan) where the Ainur's real dnsmasq and nginx serve the
 generated configs; in `proxy` mode a dnsmasq "router" is the DHCP server and fills siaddr with its
 own address, as dnsmasq-based home routers do.
@@ -30,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from plans import netboot
-from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from stacks import StackConfig, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns.lan import Lan, lan, require_root, stop
 from tests.tools import require
@@ -39,8 +40,12 @@ require_root()
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 DEADLINE = 240.0  # seconds for every machine to reach its end; it takes about 60 here
 GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
+SARUMAN = "28:d2:44:30:00:02"  # made an arm64 UEFI server (generic-arm64) for this test
+BINARY = {"uefi": ("ipxe.efi", "192.168.0.22"), "arm64": ("ipxe-arm64.efi", "192.168.0.32")}
 
 
 @dataclass
@@ -49,7 +54,7 @@ class Machine:
 
     lan: Lan
     name: str
-    firmware: str  # "bios" or "uefi"
+    firmware: str  # "bios", "uefi" (x86-64) or "arm64" (UEFI)
     mac: str
     boots: bool
     ip: str | None = None
@@ -67,17 +72,23 @@ class Machine:
 
     def start(self) -> None:
         tap = self.lan.tap()
-        qemu = [require("qemu-system-x86_64"), "-accel", "tcg", "-m", "256", "-display", "none", "-serial", "none",
+        binary = "qemu-system-aarch64" if self.firmware == "arm64" else "qemu-system-x86_64"
+        qemu = [require(binary), "-accel", "tcg", "-display", "none", "-serial", "none",
                 "-monitor", "none", "-no-reboot", "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]  # fmt: skip
-        if self.firmware == "bios":
+        if self.firmware == "arm64":
+            vars_copy = self.lan.root / f"{self.name}.vars.fd"
+            shutil.copy(AAVMF_VARS, vars_copy)
+            qemu += ["-machine", "virt", "-cpu", "cortex-a57", "-m", "512", "-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
+        elif self.firmware == "bios":
             # SeaBIOS, and the e1000's option ROM, which is iPXE.
-            qemu += ["-machine", "pc", "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
+            qemu += ["-machine", "pc", "-m", "256", "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
                      "-chardev", f"file,id=dbg,path={self.debug_log}", "-device", "isa-debugcon,iobase=0x402,chardev=dbg"]  # fmt: skip
         else:
             vars_copy = self.lan.root / f"{self.name}.vars.fd"
             shutil.copy(OVMF_VARS, vars_copy)
             # romfile= leaves no iPXE ROM on the NIC: OVMF's own PXE client boots.
-            qemu += ["-machine", "q35", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            qemu += ["-machine", "q35", "-m", "256", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
         self.started = time.monotonic()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,28 +110,30 @@ class Run:
     seconds: float
 
 
-def _proxy_stack() -> StackConfig:
+def _stack(mode: str) -> StackConfig:
+    """The homelab, with saruman an arm64 UEFI server, in the given DHCP mode."""
     raw = dict(read_stack_file(HOMELAB).config)
-    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
+    raw["iluvatar:nodes"] = [{**n, "board": "generic-arm64", "arch": "arm64"} if n["mac"] == SARUMAN else n for n in raw["iluvatar:nodes"]]
     return parse_stack(raw)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    for path in (OVMF_CODE, OVMF_VARS):
-        assert path.exists(), f"{path}: Debian's ovmf package provides it; .ci/run installs it"
-    require("qemu-system-x86_64")
+    for path in (OVMF_CODE, OVMF_VARS, AAVMF_CODE, AAVMF_VARS):
+        assert path.exists(), f"{path}: Debian's ovmf and qemu-efi-aarch64 packages provide it; .ci/run installs them"
     tag = f"ilv{os.getpid() % 10000}"
     with ExitStack() as stack:
         lans = {
-            "dhcp": stack.enter_context(lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
-            "proxy": stack.enter_context(lan(_proxy_stack(), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
+            "dhcp": stack.enter_context(lan(_stack("dhcp"), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
+            "proxy": stack.enter_context(lan(_stack("proxy"), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
         }
         machines: dict[str, Machine] = {}
         for mode, net in lans.items():
             for name, firmware, mac, boots in (
                 ("bios-worker", "bios", GANDALF, True),
                 ("uefi-control-plane", "uefi", TIRION, True),
+                ("arm64-worker", "arm64", SARUMAN, True),
                 ("bios-stranger", "bios", STRANGER, False),
                 ("bios-pi", "bios", MANWE, False),
             ):
@@ -149,7 +162,7 @@ def _requests_from(net: Lan, ip: str) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["dhcp", "proxy"])
-@pytest.mark.parametrize("machine", ["bios-worker", "uefi-control-plane"])
+@pytest.mark.parametrize("machine", ["bios-worker", "uefi-control-plane", "arm64-worker"])
 def test_machine_fetches_its_own_chain_from_its_reserved_address(run: Run, mode: str, machine: str) -> None:
     m = run.machines[f"{mode}-{machine}"]
     assert m.done(), f"{m.name} did not fetch {m.script} within {DEADLINE} s; nginx saw {m.lan.requests()}"
@@ -158,16 +171,19 @@ def test_machine_fetches_its_own_chain_from_its_reserved_address(run: Run, mode:
     # In order, from the address the inventory reserves for it: boot.ipxe, its script, its kernel (and
     # on BIOS the initramfs: UEFI iPXE refuses the stand-in kernel, which is not an EFI image).
     chain = ["/boot.ipxe", m.script, f"/assets/{node.board}/vmlinuz"] + ([f"/assets/{node.board}/initramfs.xz"] if m.firmware == "bios" else [])
+    assert node.board == ("generic-arm64" if m.firmware == "arm64" else "generic-x86")
     assert _requests_from(m.lan, ip)[: len(chain)] == chain
     assert all(status == 200 for client, _, status in m.lan.requests() if client == ip)
     assert [c for c, path, _ in m.lan.requests() if path == m.script] == [ip]
 
 
 @pytest.mark.parametrize("mode", ["dhcp", "proxy"])
-def test_uefi_firmware_loads_the_served_ipxe_efi_over_tftp(run: Run, mode: str) -> None:
-    m = run.machines[f"{mode}-uefi-control-plane"]
+@pytest.mark.parametrize("machine", ["uefi-control-plane", "arm64-worker"])
+def test_uefi_firmware_loads_the_served_ipxe_over_tftp(run: Run, mode: str, machine: str) -> None:
+    m = run.machines[f"{mode}-{machine}"]
+    binary, ip = BINARY[m.firmware]
     log = (m.lan.root / "dnsmasq.log").read_text()
-    assert f"sent {m.lan.root}/tftp/ipxe.efi to 192.168.0.22" in log
+    assert f"sent {m.lan.root}/tftp/{binary} to {ip}" in log
 
 
 def test_proxy_mode_works_beside_a_router_that_fills_siaddr(run: Run) -> None:

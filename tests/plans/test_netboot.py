@@ -339,7 +339,7 @@ def test_netboot_pod_spec() -> None:
     assert restore["command"] == ["sh", "/etc/iluvatar/restore-leases.sh"]
     dnsmasq, http, save = pod["containers"]
     assert (dnsmasq["name"], http["name"], save["name"]) == ("dnsmasq", "http", "save-leases")
-    assert dnsmasq["args"] == ["--keep-in-foreground", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
+    assert dnsmasq["args"] == ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
     assert dnsmasq["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}}
     assert dnsmasq["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/iluvatar"},
@@ -390,6 +390,8 @@ def test_cache_daemonset_fills_every_pi() -> None:
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx"]
     assert pod["initContainers"][0]["image"] == "docker.io/library/debian:trixie-20250908-slim"
+    assert pod["initContainers"][1]["securityContext"] == {"runAsUser": 0}  # writes the root-owned host cache
+    assert pod["volumes"][1] == {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}}
     script = netboot.fetch_ipxe_script()
     assert "apt-get install -y -qq --no-install-recommends ipxe=1.21.1+git20250501.dad20602+dfsg-1" in script
     assert "5369815eee98bf98b28a18af9a57207f9096a3b4e542ed3df1eb3f5b28d3d9a9  ipxe-arm64.efi" in script
