@@ -403,3 +403,46 @@ def test_pod_restarts_when_what_it_serves_changes() -> None:
 
     assert digest(load_stack_file(HOMELAB)) == digest(load_stack_file(HOMELAB))
     assert digest(load_stack_file(HOMELAB)) != digest(variant(mode="proxy"))
+
+
+# --- The cache scripts, run by sh with curl and coreutils (the pods run them in busybox) --------
+
+
+def _run(script: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={"PATH": f"{tmp}/bin:/usr/bin:/bin", **env})
+
+
+def test_fetch_assets_downloads_each_board_once(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "kernel").write_bytes(b"K1")
+    (tmp_path / "src" / "initramfs").write_bytes(b"I1")
+    urls = {"generic-x86": (f"file://{tmp_path}/src/kernel", f"file://{tmp_path}/src/initramfs")}
+    root = tmp_path / "cache" / "assets"
+    assert _run(netboot.fetch_assets_script(urls, root=str(root)), tmp_path).returncode == 0
+    assert ((root / "generic-x86" / "vmlinuz").read_bytes(), (root / "generic-x86" / "initramfs.xz").read_bytes()) == (b"K1", b"I1")
+    (tmp_path / "src" / "kernel").write_bytes(b"K2")
+    assert _run(netboot.fetch_assets_script(urls, root=str(root)), tmp_path).returncode == 0
+    assert (root / "generic-x86" / "vmlinuz").read_bytes() == b"K1", "the same URLs are not downloaded again"
+    (tmp_path / "src" / "kernel2").write_bytes(b"K3")
+    urls = {"generic-x86": (f"file://{tmp_path}/src/kernel2", f"file://{tmp_path}/src/initramfs")}
+    assert _run(netboot.fetch_assets_script(urls, root=str(root)), tmp_path).returncode == 0
+    assert (root / "generic-x86" / "vmlinuz").read_bytes() == b"K3", "new URLs (an upgrade) replace the pair"
+    assert sorted(p.name for p in root.iterdir()) == ["generic-x86"]
+
+
+def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: Path) -> None:
+    from tools import debian
+
+    root = tmp_path / "tftp"
+    root.mkdir()
+    for name, (source, _) in netboot.IPXE_FILES.items():
+        (root / name).write_bytes((debian.path("ipxe") / "usr/lib/ipxe" / source).read_bytes())
+    # apt-get is the pod's way to fetch: here it only records that it was called.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/apt-calls\nexit 1\n")
+    (tmp_path / "bin" / "apt-get").chmod(0o755)
+    assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode == 0
+    assert not (tmp_path / "apt-calls").exists(), "binaries matching the pinned sums are kept"
+    (root / "ipxe-arm64.efi").write_bytes(b"truncated")
+    assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode != 0
+    assert (tmp_path / "apt-calls").read_text().splitlines() == ["update -qq"]
