@@ -439,7 +439,7 @@ def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: P
         (root / name).write_bytes((debian.path("ipxe") / "usr/lib/ipxe" / source).read_bytes())
     # apt-get is the pod's way to fetch: here it only records that it was called.
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/apt-calls\nexit 1\n")
+    (tmp_path / "bin" / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/apt-calls\nexit 1\n')
     (tmp_path / "bin" / "apt-get").chmod(0o755)
     assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode == 0
     assert not (tmp_path / "apt-calls").exists(), "binaries matching the pinned sums are kept"
