@@ -8,7 +8,9 @@ All objects go through the Ainur Kubernetes provider passed in `providers`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,11 +22,13 @@ from stacks.model import StackConfig
 
 @dataclass(frozen=True)
 class NetbootArgs:
-    """What the Ainur serve: per-MAC Talos configs (secret) and each board's kernel and initramfs URLs."""
+    """What the Ainur serve: per-MAC Talos configs (secret), each board's kernel and initramfs URLs,
+    and extra (name, address) records for the internal DNS zone (the edge layer's app hosts)."""
 
     stack: StackConfig
     configs: dict[str, pulumi.Output[str]]
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
+    dns_records: Sequence[tuple[str, IPv4Address]] = ()
 
 
 class Netboot(pulumi.ComponentResource):
@@ -37,9 +41,9 @@ class Netboot(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetbootArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Netboot", name, None, opts)
         stack = args.stack
-        self.dnsmasq_conf = plan.dnsmasq_conf(stack)
+        self.dnsmasq_conf = plan.dnsmasq_conf(stack, extra_records=args.dns_records)
         self.scripts = plan.scripts(stack)
-        manifests = plan.manifests(stack, list(args.configs))
+        manifests = plan.manifests(stack, list(args.configs), args.dns_records)
         namespace = manifests[0]
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))

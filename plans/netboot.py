@@ -631,15 +631,23 @@ def kube_vip_services(stack: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
+def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> str:
     """Changes whenever anything the netboot pod serves changes, so the pod is replaced."""
     boards = [f"{b}:{talos.schematic_yaml(BOARDS[b])}" for b in asset_boards(stack)]
-    parts = [dnsmasq_conf(stack), nginx_conf(stack), stack.arda.talos_version, *boards, *scripts(stack).values(), *config_macs]
+    parts = [
+        dnsmasq_conf(stack, extra_records=extra_records),
+        nginx_conf(stack),
+        stack.arda.talos_version,
+        *boards,
+        *scripts(stack).values(),
+        *config_macs,
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def manifests(stack: StackConfig, config_macs: list[str]) -> list[dict[str, Any]]:
-    """The netboot namespace's objects, Namespace first.
+def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> list[dict[str, Any]]:
+    """The netboot namespace's objects, Namespace first. `extra_records` join the internal DNS zone
+    (see `dns_records`).
 
     The machine configs (a Secret) and the asset download script (from Image Factory URLs)
     are only known at deploy time; the component adds them.
@@ -647,7 +655,7 @@ def manifests(stack: StackConfig, config_macs: list[str]) -> list[dict[str, Any]
     labels = _labels("netboot")
     cache_labels = _labels("netboot-cache")
     config_data = {
-        "dnsmasq.conf": dnsmasq_conf(stack),
+        "dnsmasq.conf": dnsmasq_conf(stack, extra_records=extra_records),
         "nginx.conf": nginx_conf(stack),
         "restore-leases.sh": restore_leases_script(),
         "save-leases.sh": save_leases_script(),
@@ -677,7 +685,12 @@ def manifests(stack: StackConfig, config_macs: list[str]) -> list[dict[str, Any]
             "metadata": _meta("netboot-cache", cache_labels),
             "spec": {"selector": {"matchLabels": cache_labels}, "template": {"metadata": {"labels": cache_labels}, "spec": cache_pod()}},
         },
-        _single_pod("netboot", labels, netboot_pod(stack, config_macs), annotations={"iluvatar/config-digest": config_digest(stack, config_macs)}),
+        _single_pod(
+            "netboot",
+            labels,
+            netboot_pod(stack, config_macs),
+            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records)},
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",

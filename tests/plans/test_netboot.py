@@ -192,6 +192,19 @@ def test_extra_host_records_join_the_zone() -> None:
         netboot.dns_records(stack, [("tirion", IPv4Address("192.168.0.9"))])
 
 
+def test_extra_records_reach_the_served_config_and_restart_the_pod() -> None:
+    """The hook the edge layer will use (components.netboot.NetbootArgs.dns_records)."""
+    stack = load_stack_file(HOMELAB)
+    extra = [("grafana", IPv4Address("192.168.0.238"))]
+    plain = {m["metadata"]["name"] + m["kind"]: m for m in netboot.manifests(stack, netboot.config_macs(stack))}
+    more = {m["metadata"]["name"] + m["kind"]: m for m in netboot.manifests(stack, netboot.config_macs(stack), extra)}
+    assert "host-record=grafana.iluvatar.home.arpa,192.168.0.238" in more["netbootConfigMap"]["data"]["dnsmasq.conf"].splitlines()
+    assert "grafana" not in plain["netbootConfigMap"]["data"]["dnsmasq.conf"]
+    digest = "iluvatar/config-digest"
+    annotations = [d["netbootDeployment"]["spec"]["template"]["metadata"]["annotations"][digest] for d in (plain, more)]
+    assert annotations[0] != annotations[1]
+
+
 def test_reverse_zones_cover_the_lan() -> None:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:network"] = {**raw["iluvatar:network"], "lan": "192.168.0.0/23"}
