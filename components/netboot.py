@@ -56,7 +56,8 @@ class Netboot(pulumi.ComponentResource):
             f"{name}-secret-talos-configs",
             metadata={"name": "talos-configs", "namespace": plan.NAMESPACE},
             type="Opaque",
-            string_data=pulumi.Output.all(**{f"{mac}.yaml": config for mac, config in args.configs.items()}),
+            # No netboot worker (only control planes, or none): an empty Secret, never an Output of a list.
+            string_data=pulumi.Output.all(**{f"{mac}.yaml": config for mac, config in args.configs.items()}) if args.configs else {},
             opts=in_ns,
         )
         self.objects[f"{name}-secret-talos-configs"] = configs

@@ -156,3 +156,16 @@ def test_netboot_service_address_is_held_by_kube_vip(homelab: Simulation) -> Non
     service = regs["netboot-service-netboot"].inputs
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.14"}
     assert service["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def test_no_netboot_worker_serves_no_config(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[6].boot": "disk", "iluvatar:nodes[7].boot": "disk"})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    regs = sim.named()
+    served = regs["netboot-secret-talos-configs"].inputs["stringData"]
+    assert isinstance(served, SecretValue) and served.value == {}
+    assert regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][2]["secret"] == {
+        "secretName": "talos-configs",
+        "items": [],
+    }
+    assert "talos.config" not in "".join(regs["netboot-configmap-ipxe"].inputs["data"].values())
