@@ -61,6 +61,10 @@ _ALL: tuple[Tool, ...] = (
     # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
     Tool("talos-check", "talos-check"),
     Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
+    # Helm itself renders the charts the program installs (tools.upstream.helm_template).
+    Tool("helm", "helm", package="helm.sh/helm/v3/cmd/helm"),
+    # kubeconform validates every rendered object against the pinned schemas (tools.upstream.kubeconform).
+    Tool("kubeconform", "kubeconform", package="github.com/yannh/kubeconform/cmd/kubeconform"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
