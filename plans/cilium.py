@@ -41,13 +41,13 @@ def helm_values(stack: StackConfig) -> dict[str, Any]:
     settings = stack.arda.cilium
     values: dict[str, Any] = {
         "ipam": {"mode": "kubernetes"},
+        # Also serves Services' external IPs: the 1.18 chart has no separate externalIPs value.
         "kubeProxyReplacement": True,
         "k8sServiceHost": "localhost",
         "k8sServicePort": KUBEPRISM_PORT,
         "securityContext": {"capabilities": copy.deepcopy(_TALOS_CAPABILITIES)},
         "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
         "l2announcements": {"enabled": True},
-        "externalIPs": {"enabled": True},
         "loadBalancer": {"algorithm": settings.load_balancer_algorithm},
         # L2 announcements renew a lease per Service; the default client rate limit starves them.
         "k8sClientRateLimit": {"qps": 20, "burst": 40},
