@@ -1,54 +1,74 @@
-"""The real upstream schemas that generated artifacts are checked against.
+"""The real upstream schemas the program's artifacts are checked against, at the versions it pins.
 
-One setting finds them: ILUVATAR_SCHEMAS (default ../shared/schemas beside the repo). Outside
-this workspace, fetch them from the pinned sources in the README's "Schemas" section.
+Schemas and charts come from `tools.upstream`: the upstream projects' Go modules, fetched through
+the Go module proxy and checked against `tools/upstream/modules.sum` (README, "Schemas"). This module
+only says which upstream version each artifact is checked at: the version the program itself
+installs, read from the program (a stack's `talosVersion` for Talos configs; the Cilium chart
+version, `arda.cilium.version`, for Cilium's chart and CRDs).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
 
-from tests.edit import ROOT
+from stacks import StackConfig, load_stack_file
+from stacks.model import Cilium
+from tests.edit import HOMELAB, RK1
+from tools import upstream
 
-TALOS_SCHEMA_VERSION = "v1.12.4"
-
-
-def schema_dir() -> Path:
-    path = Path(os.environ.get("ILUVATAR_SCHEMAS", ROOT.parent / "shared" / "schemas"))
-    if not (path / "talos").is_dir() or not (path / "crds").is_dir():
-        raise FileNotFoundError(f"schemas not found at {path}: set ILUVATAR_SCHEMAS to a folder with talos/ and crds/ (see README, Schemas)")
-    return path
+# The CRD source (tools.upstream.CRD_SOURCES) and program version of each API group the program creates.
+_CRD_GROUPS = {"cilium.io": "cilium"}
 
 
 @functools.cache
-def _talos() -> jsonschema.protocols.Validator:
-    schema = json.loads((schema_dir() / "talos" / TALOS_SCHEMA_VERSION / "config.schema.json").read_text())
+def shipped_stacks() -> tuple[StackConfig, ...]:
+    return (load_stack_file(HOMELAB), load_stack_file(RK1))
+
+
+def program_versions() -> dict[str, set[str]]:
+    """Every upstream version the program installs, by source: the shipped stacks' and the defaults."""
+    return {
+        "talos": {s.arda.talos_version for s in shipped_stacks()},
+        "cilium": {s.arda.cilium.version for s in shipped_stacks()} | {str(Cilium.model_fields["version"].default)},
+    }
+
+
+def _only(source: str) -> str:
+    versions = program_versions()[source]
+    if len(versions) != 1:
+        raise ValueError(f"the program pins {source} at {sorted(versions)}: pass the version to check against")
+    return next(iter(versions))
+
+
+@functools.cache
+def _talos(version: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(upstream.talos_schema(version).read_text())
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema, registry=Registry().with_resource(schema["$id"], Resource.from_contents(schema)))
 
 
-def talos_errors(document: dict[str, Any]) -> list[str]:
-    """Schema errors for one Talos config document (a v1alpha1 patch or a typed document)."""
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in _talos().iter_errors(document)]
+def talos_errors(document: dict[str, Any], talos_version: str | None = None) -> list[str]:
+    """Schema errors for one Talos config document, against the schema of that Talos version
+    (default: the one Talos version the shipped stacks run)."""
+    validator = _talos(talos_version or _only("talos"))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(document)]
 
 
-@functools.cache
-def _crd(api_version: str, kind: str) -> jsonschema.protocols.Validator:
-    group, version = api_version.split("/")
-    path = schema_dir() / "crds" / group / f"{kind.lower()}_{version}.json"
-    schema = json.loads(path.read_text())
-    return jsonschema.validators.validator_for(schema)(schema)
+def crd_source(manifest: dict[str, Any]) -> str:
+    group = str(manifest["apiVersion"]).rpartition("/")[0]
+    if group not in _CRD_GROUPS:
+        raise ValueError(f"no CRD source for API group {group!r}: add it to tests/schemas.py _CRD_GROUPS")
+    return _CRD_GROUPS[group]
 
 
-def crd_errors(manifest: dict[str, Any]) -> list[str]:
-    """Schema errors for a custom resource, against its CRD's OpenAPI schema."""
-    validator = _crd(manifest["apiVersion"], manifest["kind"])
+def crd_errors(manifest: dict[str, Any], version: str | None = None) -> list[str]:
+    """Schema errors for a custom resource, against its CRD at the chart version the program installs."""
+    source = crd_source(manifest)
+    validator = upstream.crd_validator(manifest["apiVersion"], manifest["kind"], source=source, version=version or _only(source))
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)]

@@ -38,14 +38,15 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
         docs = _all_documents(stack)
         assert len(docs) == 6 * len(stack.by_role("valinor")) + 5 * len(stack.by_role("istari"))
         for doc in docs:
-            assert talos_errors(doc) == [], (path.name, doc)
+            assert talos_errors(doc, stack.arda.talos_version) == [], (path.name, doc)
 
 
 @settings(max_examples=60, deadline=None)
 @given(raw_stacks(vlans=True, selectors=True))
 def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
-    for doc in _all_documents(parse_stack(raw)):
-        assert talos_errors(doc) == [], doc
+    stack = parse_stack(raw)
+    for doc in _all_documents(stack):
+        assert talos_errors(doc, stack.arda.talos_version) == [], doc
 
 
 def test_control_plane_patch_content() -> None:
@@ -102,7 +103,7 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
     assert yaml.safe_load(patches[2])["kind"] == "RawVolumeConfig"
     for p in patches:
         for doc in yaml.safe_load_all(p):
-            assert talos_errors(doc) == []
+            assert talos_errors(doc, stack.arda.talos_version) == []
 
 
 def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
