@@ -19,8 +19,9 @@ The API later work calls (every version is the one the program installs):
     values_errors(chart_dir, values)         values against the chart's values.schema.json, closed
     helm_template(chart_dir, values, release=, namespace=, kube_version=)   what real Helm renders
     crd_schema_dir(source, version)          a source's CRD schemas (kubeconform's layout)
+    crd_schema_dir_of(objects)               the same for the CRDs a chart renders (--include-crds)
     crd_validator(api_version, kind, source=, version=)   one CRD version's schema, in Python
-    kubeconform(objects, kube_version, crds=[(source, version)])   real kubeconform's problems
+    kubeconform(objects, kube_version, crds=[(source, version)], crd_dirs=[])   real kubeconform's problems
 
 Command line:
 
@@ -35,7 +36,7 @@ the committed sums are still checked, so a mirror cannot change what is validate
 """
 
 from tools.upstream.charts import CHARTS, ChartSource, HelmError, chart, helm_template, template_value_paths, values_errors, values_schema
-from tools.upstream.crds import CRD_SOURCES, CrdSource, crd_json_schemas, crd_schema_dir, crd_validator, crds, write_crd_schemas
+from tools.upstream.crds import CRD_SOURCES, CrdSource, crd_json_schemas, crd_schema_dir, crd_schema_dir_of, crd_validator, crds, write_crd_schemas
 from tools.upstream.kube import core_schema_dir, kubeconform
 from tools.upstream.modules import MIRROR_ENV, PINS, TALOS_MACHINERY, UpstreamError, download, module_dir, pinned_sum, pins, talos_schema
 
@@ -53,6 +54,7 @@ __all__ = [
     "core_schema_dir",
     "crd_json_schemas",
     "crd_schema_dir",
+    "crd_schema_dir_of",
     "crd_validator",
     "crds",
     "download",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,8 @@ def crd_json_schemas(crd: Mapping[str, Any]) -> dict[tuple[str, str, str], dict[
         converted = _structural_to_json_schema(copy.deepcopy(schema))
         # apiVersion and kind are fixed by the file the schema sits in; say so, as kubeconform's layout assumes.
         converted.setdefault("properties", {})
+        # Every object has metadata, whether or not the CRD's schema spells it out.
+        converted["properties"].setdefault("metadata", {"type": "object"})
         converted["properties"]["apiVersion"] = {"type": "string", "enum": [f"{spec['group']}/{version['name']}"]}
         converted["properties"]["kind"] = {"type": "string", "enum": [spec["names"]["kind"]]}
         out[(spec["group"], spec["names"]["kind"], version["name"])] = converted
@@ -133,6 +136,19 @@ def crd_schema_dir(source: str, version: str) -> Path:
         write_crd_schemas(crds(source, version), staging)
 
     return derived("crds", f"{source}-{version}", [pinned_sum(spec.module, spec.module_version(version))], make)
+
+
+def crd_schema_dir_of(objects: Iterable[Mapping[str, Any]]) -> Path:
+    """A schema folder for the CRDs among `objects` (e.g. the ones a chart renders with --include-crds)."""
+    found = [o for o in objects if o.get("kind") == "CustomResourceDefinition"]
+    if not found:
+        raise UpstreamError("no CustomResourceDefinition among the objects")
+    digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()
+
+    def make(staging: Path) -> None:
+        write_crd_schemas(found, staging)
+
+    return derived("crds", "rendered", [digest], make)
 
 
 @functools.cache

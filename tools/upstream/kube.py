@@ -107,9 +107,15 @@ def kubeconform(
         message = str(res.get("msg") or "")
         # The message holds every leaf error ("- at '/spec/...': ..."); validationErrors only the
         # top-level ones, which for a nested problem say no more than "/spec: validation failed".
-        leaves = re.findall(r" - at '([^']*)': (.*?)(?= - at '|$)", message)
+        found = [(path, text.strip()) for path, text in re.findall(r" - at '([^']*)': (.*?)(?= +- at '|$)", message)]
+        # An entry with entries below it ("/spec: validation failed") only says where they are.
+        leaves = [
+            (path, text)
+            for path, text in found
+            if text != "validation failed" or not any(other.startswith(path.rstrip("/") + "/") for other, _ in found)
+        ]
         if leaves:
-            problems += [f"{what}: {path or '/'}: {text}" for path, text in leaves]
+            problems += sorted(f"{what}: {path or '/'}: {text}" for path, text in leaves)
         elif res.get("status") != "statusValid":
             problems.append(f"{what}: {message}")
     if result.returncode != 0 and not problems:
