@@ -61,6 +61,9 @@ def test_rook_gets_its_version_and_local_library() -> None:
     cluster = upstream.chart("rook-ceph-cluster", "v1.20.4")
     assert (_meta(cluster)["version"], _meta(cluster)["appVersion"]) == ("v1.20.4", "v1.20.4")
     assert _meta(cluster / "charts" / "library")["name"] == "library"
+    # Rook's recipe replaces every `master` in values.yaml, documentation links included.
+    assert "master" not in (cluster / "values.yaml").read_text()
+    assert "https://github.com/rook/rook/blob/v1.20.4/Documentation/CRDs/Cluster/ceph-cluster-crd.md" in (cluster / "values.yaml").read_text()
     operator = upstream.chart("rook-ceph", "v1.20.4", omit=["ceph-csi-operator"])
     assert _values(operator)["image"] == {"repository": "docker.io/rook/ceph", "tag": "v1.20.4", "pullPolicy": "IfNotPresent"}
     assert [d["name"] for d in _meta(operator)["dependencies"]] == ["library"]
