@@ -118,7 +118,7 @@ def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
         "image": IMAGE,
         "wipe": False,
     }
-    assert talos_errors(config) == []
+    assert talos_errors(config, stack.arda.talos_version) == []
 
 
 def test_vlan_machine_gets_its_vlans_address_and_route() -> None:
