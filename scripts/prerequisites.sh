@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-time system prerequisites for Iluvatar's tests, on Debian or Ubuntu: the real programs the
+# generated artifacts are checked with, and a Go toolchain for the checkers under tools/.
+# The README's Quickstart runs this first, and CI (.ci/run) runs the same script, so a newcomer's
+# machine and CI's cannot drift apart. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+
+# dnsmasq (--test and the live DHCP/TFTP server), cloud-init (schema), busybox udhcpc, tftp-hpa,
+# curl, iproute2 (network namespaces), graphviz (the diagram), openssl (a certificate for the
+# netboot test's stand-in API). The netboot tests also run real PXE firmware (qemu-system-x86,
+# ipxe-qemu: the e1000's iPXE ROM, ovmf: x86-64 UEFI; qemu-system-arm, qemu-efi-aarch64: arm64
+# UEFI), the real web server (nginx) and DNS client (bind9-dnsutils: dig).
+packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
+  qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx bind9-dnsutils)
+# Debian's own python3 needs python3-venv for `python3 -m venv`; another Python (pyenv, a
+# distribution's python3.11+) already has it.
+if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+  packages+=(python3-venv)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# The lock timeout: several installs may share one machine (and one dpkg lock).
+$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+# Go 1.21+ builds the checkers under tools/ (each pinned by its own go.mod). Without one, tools.gotools
+# fetches a pinned Go release from the Go module proxy, checked against its checksum; do it now so
+# the test run never stops on it.
+go=$(python3 - <<'PY'
+import sys
+from tools.gotools import GoToolError, go_binary
+try:
+    print(go_binary())
+except GoToolError as e:
+    sys.exit(f"prerequisites: {e}")
+PY
+)
+
+# Debian 13's cloud-init (network-config schema) and iPXE (the binaries the Ainur serve, arm64 too),
+# pinned by SHA-256 and unpacked into the user's cache, never installed on the system.
+python3 -m tools.debian fetch >/dev/null
+echo "prerequisites: Debian packages installed, Debian 13's cloud-init and iPXE unpacked; Go: $("$go" version)"
