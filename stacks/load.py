@@ -67,6 +67,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     """
     problems: list[Problem] = []
     values: dict[str, Any] = {}
+    meant: set[str] = set()  # keys a misspelled key stands for: "did you mean" says it, not also "is required"
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
@@ -77,7 +78,10 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
                 problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
             continue
         if key not in SECTIONS:
-            problems.append(Problem(full_key, f"is not a known key{_suggest(key, ORDER)} (known: {', '.join(ORDER)})"))
+            closest = _closest(key, ORDER)
+            if closest is not None:
+                meant.add(closest)
+            problems.append(Problem(full_key, f"is not a known key{_did_you_mean(closest)} (known: {', '.join(ORDER)})"))
             continue
         if full_key in secret_keys:
             problems.append(Problem(full_key, "is encrypted, but it is plain configuration that every layer must read; set it without --secret"))
@@ -85,11 +89,11 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         values[key] = value
 
     for key, section in SECTIONS.items():
-        if section.required and key not in values:
+        if section.required and key not in values and key not in meant:
             problems.append(Problem(f"{NAMESPACE}:{key}", "is required"))
     for key, needed_by in SECRETS.items():
         full = f"{NAMESPACE}:{key}"
-        if needed_by is not None and needed_by in values and full not in raw:
+        if needed_by is not None and needed_by in values and full not in raw and key not in meant:
             problems.append(Problem(full, f"is required when {NAMESPACE}:{needed_by} is set; run `pulumi config set --secret {full} <value>`"))
 
     network = _section(values, "network", problems)
@@ -160,28 +164,79 @@ def _translate(model: type[BaseModel], error: ValidationError, base: str) -> lis
     """Pydantic's errors, rewritten as Iluvatar problems with config paths and plain words."""
     out: list[Problem] = []
     errors = error.errors(include_url=False)
-    inner = [e["loc"] for e in errors]
+    inner = [_config_loc(e) for e in errors]
+    # A misspelled key (extra) and the key it stands for (missing) are one mistake: say "did you mean".
+    meant = set()
     for err in errors:
-        # Union tags such as `<selector>` (stacks.model.InstallDisk) are not config keys.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))
+        if err["type"] == "extra_forbidden":
+            loc = _config_loc(err)
+            closest = _closest(str(loc[-1]), _allowed_keys(model, loc[:-1]))
+            if closest is not None:
+                meant.add((*loc[:-1], closest))
+    for err in errors:
+        loc = _config_loc(err)
         if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in inner):
             continue  # a list emptied by its own broken items: the items' errors say why
+        if err["type"] == "missing" and loc in meant:
+            continue
         path = base + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-        kind, value, msg = err["type"], err.get("input"), err["msg"]
-        if kind == "value_error":
-            text = msg.removeprefix("Value error, ")
-        elif kind == "missing":
-            text = "is required"
-        elif kind == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            text = f"is not a known key{_suggest(str(loc[-1]), allowed)} (known: {', '.join(allowed)})"
-        elif kind == "literal_error":
-            expected = msg.removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
-            text = f"{show(value)} is not one of: {expected}"
-        else:
-            text = f"{show(value)}: {msg[0].lower()}{msg[1:]}"
-        out.append(Problem(path, text))
+        out.append(Problem(path, _plain(model, err)))
     return out
+
+
+def _config_loc(err: Any) -> tuple[Any, ...]:
+    """An error's location as config keys: union tags such as `<selector>` (stacks.model.InstallDisk) are not keys."""
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))
+
+
+def _plain(model: type[BaseModel], err: Any) -> str:
+    """One pydantic error in the user's words: what was written, and what the key takes instead."""
+    kind, value, msg, ctx = err["type"], err.get("input"), err["msg"], err.get("ctx") or {}
+    loc = _config_loc(err)
+    if kind == "value_error":
+        return str(msg).removeprefix("Value error, ")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        return f"is not a known key{_did_you_mean(_closest(str(loc[-1]), allowed))} (known: {', '.join(allowed)})"
+    if kind == "literal_error":
+        expected = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
+        return f"{show(value)} is not one of: {expected}"
+    if kind in ("tuple_type", "list_type", "set_type"):
+        if isinstance(value, Mapping):
+            return f"{show(value)} is a mapping, but this key takes a list"
+        return f"{show(value)} is a single value, but this key takes a list: write [{show(value)}], or one `- item` a line"
+    if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
+        keys = _allowed_keys(model, loc)
+        expected = f" (keys: {', '.join(keys)})" if keys else ""
+        return f"{show(value)} is not a mapping of keys to values{expected}"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return f"{show(value)} is empty; it needs at least {'one item' if least == 1 else f'{least} items'}"
+    if kind == "too_long":
+        return f"{show(value)} has more than {ctx.get('max_length')} item(s)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{show(value)} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{show(value)} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{show(value)} is not true or false"
+    if kind in ("string_type", "string_sub_type"):
+        return f"{show(value)} is not text; quote it"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        return (
+            f"{show(value)} is too small: the smallest allowed is {bound}"
+            if kind == "greater_than_equal"
+            else f"{show(value)} must be more than {bound}"
+        )
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        return (
+            f"{show(value)} is too large: the largest allowed is {bound}" if kind == "less_than_equal" else f"{show(value)} must be less than {bound}"
+        )
+    return f"{show(value)}: {str(msg)[0].lower()}{str(msg)[1:]}"
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -212,9 +267,13 @@ def _innermost_model(annotation: Any) -> Any:
     return None
 
 
-def _suggest(word: str, choices: list[str]) -> str:
+def _closest(word: str, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(word, choices, n=1)
-    return f"; did you mean {close[0]}?" if close else ""
+    return close[0] if close else None
+
+
+def _did_you_mean(closest: str | None) -> str:
+    return f"; did you mean {closest}?" if closest else ""
 
 
 def _config_order(p: Problem) -> tuple[Any, ...]:
