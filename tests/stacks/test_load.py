@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import Field, ValidationError
 
 from stacks import StackConfigError, StackFileError, load_stack_file, read_stack_file
-from stacks.load import Secure, load_yaml, parse_stack
+from stacks.load import Secure, _translate, load_yaml, parse_stack
+from stacks.model import Model
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 
@@ -94,3 +97,29 @@ def test_empty_stack_lists_every_required_key(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError) as err:
         load_stack_file(path)
     assert err.value.paths() == ["iluvatar:network", "iluvatar:arda", "iluvatar:nodes"]
+
+
+def test_float_and_text_mistakes_are_in_plain_words() -> None:
+    """No stack key is a float or a bare string today; the words are ready for the first that is."""
+
+    class Sample(Model):
+        ratio: float
+        title: str
+        sizes: list[int] = Field(default_factory=list, max_length=1)
+
+    with pytest.raises(ValidationError) as err:
+        Sample.model_validate({"ratio": "half", "title": 5, "sizes": [1, 2]})
+    assert [str(p) for p in _translate(Sample, err.value, "iluvatar:sample")] == [
+        "iluvatar:sample.ratio: half is not a number",
+        "iluvatar:sample.title: 5 is not text; quote it",
+        "iluvatar:sample.sizes: [1, 2] has more than 1 item(s)",
+    ]
+
+
+def test_no_fixture_speaks_pydantic() -> None:
+    """Every expected problem line is in Iluvatar's words: none of pydantic's phrasing leaks through."""
+    cases = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text())
+    lines = [line for case in cases for line in case["expect"]]
+    assert len(lines) >= 79
+    for leak in ("input should", "valid tuple", "valid dictionary", "instance of", "after validation", "unable to"):
+        assert not [line for line in lines if leak in line.lower()], leak
