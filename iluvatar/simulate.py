@@ -78,13 +78,25 @@ class Simulation:
         return [r for r in self.registrations if r.parent == parent.urn]
 
 
+# Doubles hold every integer up to 2**53 exactly; beyond that a whole-looking double is no integer.
+_EXACT = 2**53
+
+
 def _unwrap(value: Any) -> Any:
+    """A value as the engine hands it to a provider: secrets marked, and numbers as the provider reads them.
+
+    Pulumi's wire format (protobuf Struct) has only doubles, so `replicas: 1` arrives as 1.0; the
+    providers print a whole double as an integer (Go's encoding/json writes 1.0 as 1), so it is one
+    here too. A fractional number (0.5) stays what it is.
+    """
     if rpc.is_rpc_secret(value):
         return SecretValue(_unwrap(rpc.unwrap_rpc_secret(value)))
     if isinstance(value, dict):
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_unwrap(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT:
+        return int(value)
     return value
 
 
@@ -260,5 +272,6 @@ def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None =
     for key, value in exported.items():
         out = pulumi.Output.from_input(value)
         resolved = _sync_await(out.future())
+        resolved = _unwrap(resolved)
         sim.outputs[key] = SecretValue(resolved) if _sync_await(out.is_secret()) else resolved
     return sim

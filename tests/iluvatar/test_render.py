@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def tree(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
-    result = run("render", "--stack", "homelab", "--out", str(out))
+    result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"rendered stack homelab to {out}: 46 files"
     return out
@@ -86,7 +87,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    assert run("render", "--stack", "homelab", "--out", str(again)).returncode == 0
+    assert run("render", "homelab", "--out", str(again)).returncode == 0
     assert tree(again) == tree(homelab)
 
 
@@ -126,7 +127,7 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_rk1_renders_talos_only(tmp_path: Path) -> None:
     out = tmp_path / "rk1"
-    assert run("render", "--stack", "rk1", "--out", str(out)).returncode == 0
+    assert run("render", "rk1", "--out", str(out)).returncode == 0
     files = tree(out)
     assert sorted(f for f in files if f.startswith("talos/")) == [f"talos/talos-{i}.patch.yaml" for i in range(1, 5)]
     assert not any(f.startswith(("ainur/", "netboot/", "kubernetes/ainur/")) for f in files)
@@ -139,7 +140,7 @@ def test_rk1_renders_talos_only(tmp_path: Path) -> None:
 
 
 def test_unknown_stack(tmp_path: Path) -> None:
-    result = run("render", "--stack", "prod", "--out", str(tmp_path / "x"))
+    result = run("render", "prod", "--out", str(tmp_path / "x"))
     assert result.returncode == 2
     assert result.stderr == "error: no stack 'prod': Pulumi.prod.yaml does not exist (stacks here: homelab, rk1)\n"
 
@@ -148,7 +149,7 @@ def test_invalid_stack_reports_like_validate(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     path = write_stack(project, edit(homelab_doc(), {"iluvatar:nodes[3].ip": "192.168.1.5"}), stack="broken")
-    rendered = subprocess.run([sys.executable, "-m", "iluvatar", "render", "--stack", "broken", "--project", str(project), "--out", str(tmp_path / "out")],
+    rendered = subprocess.run([sys.executable, "-m", "iluvatar", "render", "broken", "--project", str(project), "--out", str(tmp_path / "out")],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     validated = run("validate", str(path))
     assert rendered.returncode == validated.returncode == 1
@@ -161,11 +162,11 @@ def test_non_empty_output_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    refused = run("render", "--stack", "rk1", "--out", str(out))
+    refused = run("render", "rk1", "--out", str(out))
     assert refused.returncode == 2
     assert refused.stderr == f"error: {out} exists and is not empty; pass --force to replace it\n"
     assert (out / "keep.txt").read_text() == "mine"
-    forced = run("render", "--stack", "rk1", "--out", str(out), "--force")
+    forced = run("render", "rk1", "--out", str(out), "--force")
     assert forced.returncode == 0
     assert not (out / "keep.txt").exists() and (out / "plan.txt").exists()
 
@@ -173,7 +174,7 @@ def test_non_empty_output_needs_force(tmp_path: Path) -> None:
 def test_unwritable_path_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run("render", "--stack", "rk1", "--out", str(blocker / "out"))
+    result = run("render", "rk1", "--out", str(blocker / "out"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: cannot write to {blocker}") and result.stderr.count("\n") == 1
 
@@ -193,7 +194,7 @@ def test_a_failed_write_leaves_nothing_half_written(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(render, "write_tree", failing)
     out = tmp_path / "out"
-    assert cli.main(["render", "--stack", "rk1", "--out", str(out)]) == 2
+    assert cli.main(["render", "rk1", "--out", str(out)]) == 2
     assert len(written) == 5
     assert capsys.readouterr().err == f"error: cannot write {out}: No space left on device\n"
     assert list(tmp_path.iterdir()) == [], "no output and no staging folder may remain"
@@ -205,3 +206,19 @@ def test_configs_csv_lists_every_served_path(homelab: Path) -> None:
     assert "a8-b8-e0-20-00-02,tirion,192.168.0.22,/ipxe/a8-b8-e0-20-00-02.ipxe,/configs/a8-b8-e0-20-00-02.yaml" in rows
     assert len(rows) == 1 + len(netboot.netboot_nodes(__import__("stacks").load_stack_file(HOMELAB)))
     assert RK1.exists()
+
+
+def test_numbers_render_as_written(homelab: Path, tmp_path: Path) -> None:
+    """Integers stay integers (the wire format made them 7445.0); a user's fraction stays a fraction."""
+    release = (homelab / "kubernetes/arda/kube-system/HelmRelease-cilium.yaml").read_text()
+    assert "\n  k8sServicePort: 7445\n" in release
+    assert "\n    qps: 20\n" in release and "\n    burst: 40\n" in release
+    assert "\n  replicas: 1\n" in (homelab / "kubernetes/ainur/netboot/Deployment-netboot.yaml").read_text()
+    assert "containerPort: 80\n" in (homelab / "kubernetes/ainur/netboot/Deployment-git-mirror.yaml").read_text()
+    everything = "".join(p.read_text() for p in sorted(homelab.rglob("*.yaml")))
+    assert re.findall(r"^\s*[\w.-]+: -?\d+\.0$", everything, re.MULTILINE) == []
+    doc = edit(homelab_doc(), {"iluvatar:arda.cilium": {"values": {"bpf": {"mapDynamicSizeRatio": 0.0025}, "operator": {"replicas": 1}}}})
+    files = render_files(simulate.simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab"))))
+    values = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])["values"]
+    assert (values["bpf"]["mapDynamicSizeRatio"], values["operator"]["replicas"]) == (0.0025, 1)
+    assert (type(values["bpf"]["mapDynamicSizeRatio"]), type(values["operator"]["replicas"])) == (float, int)
