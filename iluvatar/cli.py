@@ -1,7 +1,12 @@
-"""The `python -m iluvatar` commands: offline checks of a stack, no Pulumi CLI or network.
+"""The `iluvatar` command (also `python -m iluvatar`): offline checks of a stack, no Pulumi CLI or network.
+
+Every command takes the stack the same way: a stack name (`homelab`), found as
+`Pulumi.<name>.yaml` in the project folder, or the path of a stack file (`Pulumi.homelab.yaml`,
+`../lab/Pulumi.test.yaml`). The project folder is `--project`, else the nearest folder at or above
+the current one holding a `Pulumi.yaml` (as `pulumi` finds it), else this checkout.
 
 Exit codes: 0 success; 1 the stack config is invalid (every problem listed, one a line);
-2 the command could not run (missing file, not YAML, bad arguments).
+2 the command could not run (unknown stack, missing file, not YAML, bad arguments).
 """
 
 from __future__ import annotations
@@ -19,18 +24,61 @@ from stacks.errors import StackConfigError
 from stacks.load import StackFileError, load_stack_file, read_stack_file, validate_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILE = "Pulumi.yaml"
 
 
 class CommandError(Exception):
     """A one-line reason the command cannot run (exit 2), printed without a traceback."""
 
 
-def stack_file(name: str, project: Path = ROOT) -> Path:
-    path = project / f"Pulumi.{name}.yaml"
+def find_project(start: Path | None = None) -> Path:
+    """The project folder for stack names: the nearest `Pulumi.yaml` at or above `start`, else this checkout."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    return ROOT
+
+
+def is_path(stack: str) -> bool:
+    """A stack argument is a file path when it names a YAML file or a folder; otherwise a stack name."""
+    return stack.endswith((".yaml", ".yml")) or "/" in stack or os.sep in stack
+
+
+def stack_file(name: str, project: Path | None = None) -> Path:
+    """The stack file for a stack name or a stack file path (relative to the current folder)."""
+    if is_path(name):
+        return Path(name)
+    folder = project if project is not None else find_project()
+    path = folder / f"Pulumi.{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project.glob("Pulumi.*.yaml"))) or "none"
-        raise CommandError(f"no stack {name!r}: {path.name} does not exist (stacks here: {known})")
+        known = ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in folder.glob("Pulumi.*.yaml"))) or "none"
+        where = "here" if folder.resolve() == Path.cwd().resolve() else f"in {shown(folder)}"
+        raise CommandError(f"no stack {name!r}: {shown(path)} does not exist (stacks {where}: {known})")
     return path
+
+
+def shown(path: Path) -> str:
+    """A path as the user can best read it: relative to the current folder when inside it, else absolute."""
+    try:
+        rel = os.path.relpath(path.resolve(), Path.cwd().resolve())
+    except ValueError:
+        return str(path)
+    return str(path.resolve()) if rel.startswith("..") else rel
+
+
+def _resolve(args: argparse.Namespace) -> Path:
+    """The stack file the command's STACK argument (or the older --stack NAME) names."""
+    if args.stack is not None and args.stack_option is not None:
+        raise CommandError(f"give the stack once: {args.stack!r} or --stack {args.stack_option!r}")
+    stack = args.stack if args.stack is not None else args.stack_option
+    if stack is None:
+        raise CommandError(f"{args.command}: which stack? give a stack name (e.g. homelab) or a Pulumi.<stack>.yaml path")
+    project = Path(args.project) if args.project is not None else None
+    if project is not None and not project.is_dir():
+        raise CommandError(f"--project {project}: no such folder")
+    path = stack_file(stack, project)
+    return Path(shown(path)) if not is_path(stack) else path
 
 
 def _mode(bits: int) -> int:
@@ -74,13 +122,11 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def _validate(args: argparse.Namespace) -> int:
-    stack = load_stack_file(args.stack_file)
+    path = _resolve(args)
+    stack = load_stack_file(path)
     roles = Counter(n.role for n in stack.nodes)
     ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
-    print(
-        f"{args.stack_file}: valid: {len(stack.nodes)} nodes ({ainur}; "
-        f"Arda {roles['valinor']} valinor + {roles['istari']} istari) on {stack.network.lan}"
-    )
+    print(f"{path}: valid: {len(stack.nodes)} nodes ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari) on {stack.network.lan}")
     return EXIT_OK
 
 
@@ -88,65 +134,97 @@ def _render(args: argparse.Namespace) -> int:
     from iluvatar.render import render_files, write_tree
     from iluvatar.simulate import simulate
 
-    path = stack_file(args.stack, Path(args.project))
+    path = _resolve(args)
     out = Path(args.out)
     _check_output(out, args.force)
     sf = read_stack_file(path)
     validate_stack_file(sf)  # every problem, as validate reports them, before anything runs
     files = render_files(simulate(sf))
     write_atomically(out, lambda staging: write_tree(files, staging))
-    print(f"rendered stack {args.stack} to {out}: {len(files)} files")
+    print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
     return EXIT_OK
 
 
 def _diagram(args: argparse.Namespace) -> int:
     from iluvatar.diagram import FORMATS, DiagramError, render_diagram
 
-    path = stack_file(args.stack, Path(args.project))
+    path = _resolve(args)
     out = Path(args.out)
     fmt = out.suffix.removeprefix(".")
     if fmt not in FORMATS:
         raise CommandError(f"{out}: the picture must end in {' or '.join('.' + f for f in FORMATS)}")
     if out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --force to replace it")
+    sf = read_stack_file(path)
     try:
-        image = render_diagram(load_stack_file(path), fmt)
+        image = render_diagram(validate_stack_file(sf), fmt)
     except DiagramError as e:
         raise CommandError(str(e)) from None
+    _write_file(out, image)
+    print(f"drew stack {sf.stack} to {out}")
+    return EXIT_OK
+
+
+def _write_file(out: Path, content: bytes) -> None:
+    """Write beside `out` and rename over it: a failure leaves the old file whole."""
     parent = out.resolve().parent
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.", delete=False) as tmp:
-            tmp.write(image)
+            tmp.write(content)
         Path(tmp.name).chmod(_mode(0o666))
         Path(tmp.name).replace(out)
     except OSError as e:
         raise CommandError(f"cannot write {out}: {e.strerror or e}") from None
-    print(f"drew stack {args.stack} to {out}")
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from stacks.schema import schema_text
+
+    text = schema_text().encode()
+    out = Path(args.out)
+    if args.check:
+        current = out.read_bytes() if out.is_file() else None
+        if current != text:
+            raise CommandError(f"{out} is {'missing' if current is None else 'stale'}; regenerate it with `iluvatar schema --out {out}`")
+        print(f"{out} is current")
+        return EXIT_OK
+    _write_file(out, text)
+    print(f"wrote the stack file schema to {out}")
     return EXIT_OK
 
 
+STACK_HELP = "a stack name (homelab: reads Pulumi.homelab.yaml in the project folder) or a stack file path"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m iluvatar", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="iluvatar", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    v = sub.add_parser("validate", help="check a stack file with the same rules as `pulumi preview`")
-    v.add_argument("stack_file", metavar="STACK_FILE", help="e.g. Pulumi.homelab.yaml")
-    v.set_defaults(run=_validate)
-    for name, run, help_, out_help, force_help in (
-        (
-            "render",
-            _render,
-            "write everything the stack would create, as files, offline",
-            "output folder (must be empty or absent)",
-            "replace a non-empty output folder",
-        ),
-        ("diagram", _diagram, "draw the homelab topology with Graphviz (.svg or .png)", "picture file, .svg or .png", "replace an existing picture"),
-    ):
-        c = sub.add_parser(name, help=help_)
-        c.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
-        c.add_argument("--out", required=True, help=out_help)
-        c.add_argument("--force", action="store_true", help=force_help)
-        c.add_argument("--project", default=str(ROOT), help="folder holding the stack files (default: this project)")
+    commands: list[tuple[str, Callable[[argparse.Namespace], int], str]] = [
+        ("validate", _validate, "check a stack with the same rules as `pulumi preview`"),
+        ("render", _render, "write everything the stack would create, as files, offline"),
+        ("diagram", _diagram, "draw the homelab topology with Graphviz (.svg or .png)"),
+    ]
+    outputs = {
+        "render": ("output folder (must be empty or absent)", "replace a non-empty output folder"),
+        "diagram": ("picture file, .svg or .png", "replace an existing picture"),
+    }
+    for name, run, help_ in commands:
+        c = sub.add_parser(name, help=help_, description=help_)
+        c.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
+        # The older spelling, kept so existing scripts run; STACK is the one way to write it.
+        c.add_argument("--stack", dest="stack_option", metavar="NAME", help=argparse.SUPPRESS)
+        c.add_argument(
+            "--project", metavar="DIR", help="folder holding the stack files (default: the nearest with a Pulumi.yaml, else this checkout)"
+        )
+        if name in outputs:
+            out_help, force_help = outputs[name]
+            c.add_argument("--out", required=True, help=out_help)
+            c.add_argument("--force", action="store_true", help=force_help)
         c.set_defaults(run=run)
+    s = sub.add_parser("schema", help="write the JSON Schema of the stack files' iluvatar: keys (for editors)")
+    s.add_argument("--out", required=True, help="the schema file, e.g. schema/stack.schema.json")
+    s.add_argument("--check", action="store_true", help="do not write: exit 2 unless the file is already current")
+    s.set_defaults(run=_schema)
     return p
 
 

@@ -137,7 +137,7 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def render_once(project: Path, stack: str, out: Path) -> tuple[float, float, int]:
-    wall, peak, _ = run_child([sys.executable, "-m", "iluvatar", "render", "--stack", stack, "--project", str(project), "--out", str(out), "--force"])
+    wall, peak, _ = run_child([sys.executable, "-m", "iluvatar", "render", stack, "--project", str(project), "--out", str(out), "--force"])
     total = int((out / "plan.txt").read_text().splitlines()[-1].rsplit(" ", 1)[-1])
     return wall, peak, total
 

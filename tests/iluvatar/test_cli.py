@@ -1,23 +1,34 @@
-"""`python -m iluvatar validate`, run as a user would: exit codes and messages, no traceback."""
+"""The `iluvatar` command as a user runs it: the console script from any folder, each command taking
+a stack name or a stack file path, exit codes and messages, no traceback."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+
+# The console script pyproject.toml declares, as `uv sync` installs it beside this Python.
+ILUVATAR = Path(sys.executable).parent / "iluvatar"
+HOMELAB_SUMMARY = "8 nodes (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari) on 192.168.0.0/24"
+RK1_SUMMARY = "4 nodes (no Ainur; Arda 3 valinor + 1 istari) on 10.10.0.0/24"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "iluvatar", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
+def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `iluvatar` command, run from `cwd`."""
+    return subprocess.run([str(ILUVATAR), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
 def test_both_stacks_are_valid() -> None:
-    for path, summary in (
-        (HOMELAB, "8 nodes (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari) on 192.168.0.0/24"),
-        (RK1, "4 nodes (no Ainur; Arda 3 valinor + 1 istari) on 10.10.0.0/24"),
-    ):
+    for path, summary in ((HOMELAB, HOMELAB_SUMMARY), (RK1, RK1_SUMMARY)):
         result = run("validate", path.name)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"{path.name}: valid: {summary}"
@@ -52,3 +63,72 @@ def test_bad_arguments_exit_2() -> None:
     assert run().returncode == 2
     assert run("validate").returncode == 2
     assert run("frobnicate").returncode == 2
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([str(ILUVATAR), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: iluvatar [-h] COMMAND ...")
+    for command in ("validate", "render", "diagram", "schema"):
+        assert command in result.stdout
+
+
+def test_a_stack_name_works_from_any_folder(tmp_path: Path) -> None:
+    """Outside any Pulumi project, a stack name means a stack of this checkout; paths stay relative to the folder."""
+    assert not any((folder / "Pulumi.yaml").exists() for folder in (tmp_path, *tmp_path.parents))
+    validated = iluvatar("validate", "homelab", cwd=tmp_path)
+    assert (validated.returncode, validated.stdout) == (0, f"{HOMELAB}: valid: {HOMELAB_SUMMARY}\n"), validated.stderr
+    rendered = iluvatar("render", "rk1", "--out", "out", cwd=tmp_path)
+    assert (rendered.returncode, rendered.stdout) == (0, "rendered stack rk1 to out: 8 files\n"), rendered.stderr
+    assert (tmp_path / "out" / "talos" / "talos-1.patch.yaml").is_file()
+    drawn = iluvatar("diagram", "rk1", "--out", "rk1.svg", cwd=tmp_path)
+    assert (drawn.returncode, drawn.stdout) == (0, "drew stack rk1 to rk1.svg\n"), drawn.stderr
+    assert (tmp_path / "rk1.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_every_command_takes_a_stack_file_path(tmp_path: Path) -> None:
+    copy = tmp_path / "Pulumi.lab.yaml"
+    shutil.copy(RK1, copy)
+    validated = iluvatar("validate", "Pulumi.lab.yaml", cwd=tmp_path)
+    assert (validated.returncode, validated.stdout) == (0, f"Pulumi.lab.yaml: valid: {RK1_SUMMARY}\n")
+    absolute = iluvatar("validate", str(copy), cwd=ROOT)
+    assert (absolute.returncode, absolute.stdout) == (0, f"{copy}: valid: {RK1_SUMMARY}\n")
+    rendered = iluvatar("render", "./Pulumi.lab.yaml", "--out", "out", cwd=tmp_path)
+    assert (rendered.returncode, rendered.stdout) == (0, "rendered stack lab to out: 8 files\n"), rendered.stderr
+    drawn = iluvatar("diagram", "Pulumi.lab.yaml", "--out", "lab.svg", cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+
+
+def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> None:
+    """Inside a Pulumi project (a folder holding Pulumi.yaml, or one below it), names are its stacks, as for `pulumi`."""
+    project = tmp_path / "my-homelab"
+    (project / "docs").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    shutil.copy(RK1, project / "Pulumi.garage.yaml")
+    found = iluvatar("validate", "garage", cwd=project / "docs")
+    assert (found.returncode, found.stdout) == (0, f"{project / 'Pulumi.garage.yaml'}: valid: {RK1_SUMMARY}\n"), found.stderr
+    here = iluvatar("validate", "garage", cwd=project)
+    assert here.stdout == f"Pulumi.garage.yaml: valid: {RK1_SUMMARY}\n"
+    missing = iluvatar("validate", "homelab", cwd=project)
+    assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
+    explicit = iluvatar("validate", "homelab", "--project", str(ROOT), cwd=project)
+    assert (explicit.returncode, explicit.stdout) == (0, f"{HOMELAB}: valid: {HOMELAB_SUMMARY}\n")
+
+
+@pytest.mark.parametrize("command", [["validate"], ["render", "--out", "out"], ["diagram", "--out", "x.svg"]], ids=lambda c: c[0])
+def test_stack_argument_errors_are_one_line(command: list[str], tmp_path: Path) -> None:
+    unknown = iluvatar(*command[:1], "prod", *command[1:], cwd=ROOT)
+    assert (unknown.returncode, unknown.stderr) == (2, "error: no stack 'prod': Pulumi.prod.yaml does not exist (stacks here: homelab, rk1)\n")
+    none = iluvatar(*command, cwd=ROOT)
+    assert none.returncode == 2
+    assert none.stderr == f"error: {command[0]}: which stack? give a stack name (e.g. homelab) or a Pulumi.<stack>.yaml path\n"
+    twice = iluvatar(*command[:1], "rk1", "--stack", "homelab", *command[1:], cwd=ROOT)
+    assert (twice.returncode, twice.stderr) == (2, "error: give the stack once: 'rk1' or --stack 'homelab'\n")
+    no_project = iluvatar(*command[:1], "rk1", "--project", str(tmp_path / "gone"), *command[1:], cwd=ROOT)
+    assert (no_project.returncode, no_project.stderr) == (2, f"error: --project {tmp_path / 'gone'}: no such folder\n")
+    assert not (ROOT / "out").exists() and not (ROOT / "x.svg").exists()
+
+
+def test_the_older_stack_option_still_works(tmp_path: Path) -> None:
+    result = iluvatar("render", "--stack", "rk1", "--out", str(tmp_path / "out"), cwd=ROOT)
+    assert (result.returncode, result.stdout) == (0, f"rendered stack rk1 to {tmp_path / 'out'}: 8 files\n")

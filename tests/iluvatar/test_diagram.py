@@ -19,7 +19,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_svg_shows_every_machine_vip_and_gateway(tmp_path: Path) -> None:
     out = tmp_path / "homelab.svg"
-    result = run("diagram", "--stack", "homelab", "--out", str(out))
+    result = run("diagram", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     svg = html.unescape(out.read_text())  # Graphviz escapes "-" as &#45; in SVG text
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
@@ -34,7 +34,7 @@ def test_svg_shows_every_machine_vip_and_gateway(tmp_path: Path) -> None:
 
 def test_png_is_a_png(tmp_path: Path) -> None:
     out = tmp_path / "homelab.png"
-    assert run("diagram", "--stack", "homelab", "--out", str(out)).returncode == 0
+    assert run("diagram", "homelab", "--out", str(out)).returncode == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -47,11 +47,11 @@ def test_readme_picture_is_current() -> None:
 
 
 def test_errors(tmp_path: Path) -> None:
-    bad_suffix = run("diagram", "--stack", "homelab", "--out", str(tmp_path / "x.jpg"))
+    bad_suffix = run("diagram", "homelab", "--out", str(tmp_path / "x.jpg"))
     assert (bad_suffix.returncode, bad_suffix.stderr) == (2, f"error: {tmp_path / 'x.jpg'}: the picture must end in .svg or .png\n")
     existing = tmp_path / "x.svg"
     existing.write_text("mine")
-    refused = run("diagram", "--stack", "homelab", "--out", str(existing))
+    refused = run("diagram", "homelab", "--out", str(existing))
     assert (refused.returncode, refused.stderr) == (2, f"error: {existing} exists; pass --force to replace it\n")
     assert existing.read_text() == "mine"
-    assert run("diagram", "--stack", "nope", "--out", str(tmp_path / "y.svg")).returncode == 2
+    assert run("diagram", "nope", "--out", str(tmp_path / "y.svg")).returncode == 2
