@@ -18,6 +18,10 @@ fi
 # UEFI), the real web server (nginx) and DNS client (bind9-dnsutils: dig).
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx bind9-dnsutils)
+# Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  packages+=(nodejs npm)
+fi
 # Debian's own python3 needs python3-venv for `python3 -m venv`; another Python (pyenv, a
 # distribution's python3.11+) already has it.
 if ! python3 -c "import ensurepip, venv" 2>/dev/null; then

@@ -103,7 +103,12 @@ def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
             raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
         return value
 
-    return BeforeValidator(check)
+    return BeforeValidator(check, json_schema_input_type=_text(regex.pattern, example, f"a {what}"))
+
+
+def _text(pattern: str, example: str, description: str) -> Any:
+    """What the editor schema (`iluvatar schema`) shows for a checked string: its pattern and an example."""
+    return Annotated[str, Field(pattern=pattern, examples=[example], description=description)]
 
 
 def _known_board(value: object) -> object:
@@ -112,16 +117,26 @@ def _known_board(value: object) -> object:
     return value
 
 
-IPv4 = Annotated[IPv4Address, BeforeValidator(_ipv4)]
-Cidr = Annotated[IPv4Network, BeforeValidator(_cidr)]
-Mac = Annotated[str, BeforeValidator(normalise_mac)]
-Label = Annotated[str, BeforeValidator(_label)]
-DnsName = Annotated[str, BeforeValidator(_dns_name)]
+# The JSON Schema patterns are what an editor can check alone; the validators say more (host bits,
+# multicast MACs, label lengths), and `iluvatar validate` is the authority.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+IPv4 = Annotated[IPv4Address, BeforeValidator(_ipv4, json_schema_input_type=_text(_IPV4, "192.168.0.10", "an IPv4 address"))]
+Cidr = Annotated[
+    IPv4Network,
+    BeforeValidator(_cidr, json_schema_input_type=_text(_IPV4[:-1] + r"/(3[0-2]|[12]?[0-9])$", "192.168.0.0/24", "an IPv4 network in CIDR form")),
+]
+_HEX2 = "[0-9a-fA-F]{2}"
+_MAC = rf"^({_HEX2}(:{_HEX2}){{5}}|{_HEX2}(-{_HEX2}){{5}}|[0-9a-fA-F]{{4}}(\.[0-9a-fA-F]{{4}}){{2}}|[0-9a-fA-F]{{12}})$"
+Mac = Annotated[str, BeforeValidator(normalise_mac, json_schema_input_type=_text(_MAC, "d8:3a:dd:12:34:56", "a MAC address"))]
+Label = Annotated[str, BeforeValidator(_label, json_schema_input_type=_text(_LABEL.pattern, "tirion", "an RFC 1123 label"))]
+_DNS = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$"
+DnsName = Annotated[str, BeforeValidator(_dns_name, json_schema_input_type=_text(_DNS, "home.arpa", "a DNS domain name"))]
 DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
 K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.33.6+k3s1", "k3s version")]
 TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.12.4", "Talos version")]
 KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.34.1", "Kubernetes version")]
-BoardName = Annotated[str, BeforeValidator(_known_board)]
+BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 
 
 class Model(BaseModel):

@@ -1,0 +1,104 @@
+"""The editor schema: a JSON Schema of `Pulumi.<stack>.yaml`, generated from the typed model.
+
+Editors that speak yaml-language-server (VS Code's YAML extension, Neovim, Helix, JetBrains) read
+it through the `# yaml-language-server: $schema=...` line at the top of each stack file, and then
+complete keys, show each section's description and flag a wrong type, an unknown key or a value
+outside its enum while the user types.
+
+It is generated, never written by hand (`iluvatar schema --out stacks/stack.schema.json`), so it
+follows the models. It sees what one value shows alone; what needs the whole stack (an IP inside
+the LAN, a duplicate MAC, an odd number of control planes, a board that cannot run Talos, a version
+outside the support matrix, a Talos patch that fights the inventory) only `iluvatar validate` and
+`pulumi preview` catch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from stacks.load import NAMESPACE, SECRETS, SECTIONS
+from stacks.model import Node
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "stack.schema.json"
+DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
+REGENERATE = "iluvatar schema --out stacks/stack.schema.json"
+
+
+class _Generator(GenerateJsonSchema):
+    """Pydantic's generator without per-field titles ("K3Sversion"): the key itself is the name."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def _secret(key: str) -> dict[str, Any]:
+    return {
+        "title": "secret (pulumi config set --secret)",
+        "description": f"a secret: set it with `pulumi config set --secret {NAMESPACE}:{key} <value>`, which writes only ciphertext",
+        "type": "object",
+        "properties": {"secure": {"type": "string", "pattern": "^v1:"}},
+        "required": ["secure"],
+        "additionalProperties": False,
+    }
+
+
+def stack_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a stack file: Pulumi's top-level keys and the `iluvatar:` config."""
+    models: list[type[BaseModel]] = [*(s.model for s in SECTIONS.values() if s.model is not None), Node]
+    refs, schema = models_json_schema([(m, "validation") for m in models], by_alias=True, schema_generator=_Generator)
+    ref = {m: refs[(m, "validation")] for m in models}
+    config: dict[str, Any] = {
+        DISABLE_DEFAULT_PROVIDERS: {
+            "description": "providers Pulumi must never create by default; must list kubernetes (or *), so nothing lands on an ambient kubeconfig",
+            "type": "array",
+            "items": {"type": "string"},
+            "contains": {"enum": ["*", "kubernetes"]},
+        }
+    }
+    for key, section in SECTIONS.items():
+        config[f"{NAMESPACE}:{key}"] = (
+            ref[section.model]
+            if section.model is not None
+            else {"type": "array", "description": "the inventory: every machine, once", "items": ref[Node]}
+        )
+    for key in SECRETS:
+        config[f"{NAMESPACE}:{key}"] = _secret(key)
+    known = sorted(k for k in config if k.startswith(f"{NAMESPACE}:"))
+    required = [DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{k}" for k, s in SECTIONS.items() if s.required)]
+    # A section's secret is required when the section is set (the Cloudflare token with iluvatar:cloudflare).
+    dependent = {f"{NAMESPACE}:{needs}": [f"{NAMESPACE}:{key}"] for key, needs in SECRETS.items() if needs is not None}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Iluvatar stack file (Pulumi.<stack>.yaml)",
+        "description": f"Generated from the typed model by `{REGENERATE}`; `iluvatar validate` checks the rest.",
+        "type": "object",
+        "properties": {
+            "config": {
+                "description": "the stack's configuration; Iluvatar's keys are under iluvatar:, other namespaces are Pulumi's and the providers'",
+                "type": "object",
+                "properties": config,
+                "required": required,
+                "dependentRequired": dependent,
+                # Other namespaces are free; an iluvatar: key that is not one of these is a typo.
+                "propertyNames": {"anyOf": [{"enum": known}, {"not": {"pattern": f"^{NAMESPACE}:"}}]},
+            },
+            # What `pulumi stack init` and the secrets providers write.
+            "encryptionsalt": {"type": "string", "description": "written by `pulumi stack init` for passphrase secrets"},
+            "secretsprovider": {"type": "string"},
+            "encryptedkey": {"type": "string"},
+            "environment": {"description": "Pulumi ESC environments imported by this stack"},
+        },
+        "required": ["config"],
+        "additionalProperties": False,
+        "$defs": schema.get("$defs", {}),
+    }
+
+
+def schema_text() -> str:
+    """The schema as committed: stable key order, two-space indent, a final newline."""
+    return json.dumps(stack_schema(), indent=2, ensure_ascii=False) + "\n"
