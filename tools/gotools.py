@@ -65,6 +65,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("helm", "helm", package="helm.sh/helm/v3/cmd/helm"),
     # kubeconform validates every rendered object against the pinned schemas (tools.upstream.kubeconform).
     Tool("kubeconform", "kubeconform", package="github.com/yannh/kubeconform/cmd/kubeconform"),
+    # Pulumi's own stack-file marshaling: what `pulumi stack init` / `config set` write back (tests/stacks/test_stack_form.py).
+    Tool("stackfile", "stackfile"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
