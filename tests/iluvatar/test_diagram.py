@@ -1,35 +1,147 @@
-"""`python -m iluvatar diagram`: Graphviz draws every machine, VIP, gateway and the public path."""
+"""`iluvatar diagram`: Graphviz draws what the stack has, where it is, readably; facts read back from the SVG."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from plans.diagram import dot
 from plans.network import plan_network
 from stacks import load_stack_file
-from tests.edit import HOMELAB, ROOT
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+
+SVG = "{http://www.w3.org/2000/svg}"
+# GitHub shows a README in a column about 830 px wide and scales a wider picture down to fit.
+README_WIDTH_PX = 830
+# The smallest text a reader should have to read there, in CSS pixels.
+READABLE_PX = 11.0
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "iluvatar", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_svg_shows_every_machine_vip_and_gateway(tmp_path: Path) -> None:
-    out = tmp_path / "homelab.svg"
-    result = run("diagram", "homelab", "--out", str(out))
+def draw(path: Path, tmp_path: Path) -> str:
+    out = tmp_path / f"{path.stem}.svg"
+    result = run("diagram", str(path), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    svg = html.unescape(out.read_text())  # Graphviz escapes "-" as &#45; in SVG text
+    return out.read_text()
+
+
+def boxes(svg: str) -> dict[str, tuple[float, float, float, float]]:
+    """Each cluster's and node's drawn outline, by its Graphviz name: (left, top, right, bottom)."""
+    found: dict[str, tuple[float, float, float, float]] = {}
+    for group in ET.fromstring(svg).iter(f"{SVG}g"):
+        if group.get("class") not in ("cluster", "node"):
+            continue
+        title = group.find(f"{SVG}title")
+        shape = next((e for e in group if e.tag in (f"{SVG}path", f"{SVG}polygon", f"{SVG}ellipse")), None)
+        if title is None or title.text is None or shape is None:
+            continue
+        if shape.tag == f"{SVG}ellipse":
+            cx, cy, rx, ry = (float(shape.get(a, "0")) for a in ("cx", "cy", "rx", "ry"))
+            found[html.unescape(title.text)] = (cx - rx, cy - ry, cx + rx, cy + ry)
+            continue
+        points = [(float(x), float(y)) for x, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", shape.get("d") or shape.get("points") or "")]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        found[html.unescape(title.text)] = (min(xs), min(ys), max(xs), max(ys))
+    return found
+
+
+def inside(inner: tuple[float, float, float, float], outer: tuple[float, float, float, float]) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def texts(svg: str) -> str:
+    return html.unescape(svg)  # Graphviz escapes "-" as &#45; in SVG text
+
+
+def smallest_text_px(svg: str) -> float:
+    """The smallest text as shown in the README column: font size in pt, scaled to CSS px and to the column."""
+    root = ET.fromstring(svg)
+    width_px = float(root.get("width", "0").removesuffix("pt")) * 4 / 3
+    scale = min(1.0, README_WIDTH_PX / width_px)
+    sizes = [float(t.get("font-size", "0")) for t in root.iter(f"{SVG}text")]
+    return min(sizes) * 4 / 3 * scale
+
+
+def test_homelab_shows_every_machine_vip_and_its_gateway(tmp_path: Path) -> None:
+    svg = texts(draw(HOMELAB, tmp_path))
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
-    stack = load_stack_file(HOMELAB)
-    for node in stack.nodes:
+    for node in load_stack_file(HOMELAB).nodes:
         for text in (node.name, str(node.ip), f"{node.role} · {node.arch} · {node.board}"):
             assert text in svg, text
-    for text in ("192.168.0.10", "192.168.0.20", "envoy-external", "192.168.0.239", "envoy-internal", "192.168.0.238",
-                 "Cloudflare DNS + Tunnel", "*.example.com", "VLAN 20 iot", "192.168.20.0/24", "LAN 192.168.0.0/24"):  # fmt: skip
+    for text in ("k3s API VIP", "192.168.0.10", "Kubernetes API VIP", "192.168.0.20", "envoy-internal", "192.168.0.238",
+                 "VLAN 20 iot", "192.168.20.0/24", "LAN 192.168.0.0/24", "netboot"):  # fmt: skip
         assert text in svg, text
+    # The homelab stack sets an external domain but not iluvatar:cloudflare: no public path to draw.
+    for text in ("Cloudflare", "tunnel", "envoy-external", "example.com"):
+        assert text not in svg, text
+
+
+def test_a_stack_without_cloudflare_draws_no_public_path(tmp_path: Path) -> None:
+    """rk1: no Cloudflare, no tunnel, no external gateway, no placeholder domain; its own machines and addresses."""
+    svg = draw(RK1, tmp_path)
+    shown = texts(svg)
+    for text in ("Cloudflare", "tunnel", "HTTPS", "external domain", "envoy-external", "Ainur", "netboot"):
+        assert text not in shown, text
+    for text in ("talos-1", "talos-4", "10.10.0.14", "istari · arm64 · rk1", "envoy-internal", "10.10.0.218", "LAN 10.10.0.0/24"):
+        assert text in shown, text
+    drawn = boxes(svg)
+    assert {"cloudflare", "envoy-external", "cluster_ainur"}.isdisjoint(drawn)
+    for name in ("talos-1", "talos-2", "talos-3", "talos-4", "arda_vip"):
+        assert inside(drawn[name], drawn["cluster_arda"]) and inside(drawn[name], drawn["cluster_lan"]), name
+
+
+def test_cloudflare_and_vlan_machines_are_drawn_where_they_are(tmp_path: Path) -> None:
+    """With Cloudflare on, its box and tunnel lead to envoy-external; a machine on a VLAN sits inside its VLAN, not the LAN."""
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:nodes[7].vlan": "iot",
+            "iluvatar:nodes[7].ip": "192.168.20.32",
+            "iluvatar:cloudflare": {"accountId": "0123456789abcdef0123456789abcdef"},
+            "iluvatar:cloudflareApiToken": {"secure": "v1:ciphertext"},
+        },
+    )
+    svg = draw(write_stack(tmp_path, doc, stack="edge"), tmp_path)
+    drawn, shown = boxes(svg), texts(svg)
+    assert "Cloudflare DNS + Tunnel" in shown and "*.example.com" in shown
+    assert "cloudflare->envoy-external" in shown and "internet->cloudflare" in shown  # the edges' titles
+    assert inside(drawn["envoy-external"], drawn["cluster_gateways"])
+    assert inside(drawn["saruman"], drawn["cluster_vlan_iot"])
+    assert not inside(drawn["saruman"], drawn["cluster_lan"]) and not inside(drawn["saruman"], drawn["cluster_arda"])
+    assert "192.168.20.32" in shown
+    for name in ("manwe", "eonwe", "ilmare", "taniquetil", "tirion", "alqualonde", "gandalf"):
+        assert inside(drawn[name], drawn["cluster_lan"]) and not inside(drawn[name], drawn["cluster_vlan_iot"]), name
+
+
+def test_gateways_are_drawn_only_when_the_plan_has_them() -> None:
+    stack = load_stack_file(RK1)
+    plan = plan_network(stack)
+    assert "envoy-internal" in dot(stack, plan)
+    without = dot(stack, dataclasses.replace(plan, gateways={}))
+    assert "envoy" not in without and "cluster_gateways" not in without and "hexagon" not in without
+
+
+@pytest.mark.parametrize("path", [HOMELAB, RK1], ids=lambda p: p.stem)
+def test_text_is_readable_at_the_readme_width(path: Path, tmp_path: Path) -> None:
+    assert smallest_text_px(draw(path, tmp_path)) >= READABLE_PX
+
+
+def test_the_readability_check_sees_a_wide_picture() -> None:
+    """The old drawing (every machine in one row, 1575 pt wide) scaled its 9 pt labels to about 5 px."""
+    wide = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="1575pt" height="566pt"><text font-size="9.00">x</text><text font-size="10.00">y</text></svg>'
+    )
+    assert round(smallest_text_px(wide), 1) == 4.7
 
 
 def test_png_is_a_png(tmp_path: Path) -> None:
@@ -40,10 +152,11 @@ def test_png_is_a_png(tmp_path: Path) -> None:
 
 def test_readme_picture_is_current() -> None:
     """docs/homelab.svg is what the README shows; regenerate it when the stack or drawing changes."""
-    drawn = subprocess.run(
-        ["dot", "-Tsvg"], input=dot(load_stack_file(HOMELAB), plan_network(load_stack_file(HOMELAB))).encode(), capture_output=True, check=True
+    stack = load_stack_file(HOMELAB)
+    drawn = subprocess.run(["dot", "-Tsvg"], input=dot(stack, plan_network(stack)).encode(), capture_output=True, check=True)
+    assert (ROOT / "docs" / "homelab.svg").read_bytes() == drawn.stdout, (
+        "redraw it: .venv/bin/iluvatar diagram homelab --out docs/homelab.svg --force"
     )
-    assert (ROOT / "docs" / "homelab.svg").read_bytes() == drawn.stdout
 
 
 def test_errors(tmp_path: Path) -> None:
