@@ -10,6 +10,7 @@ enough that its text is readable where the README shows it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from plans.network import NetworkPlan
 from stacks.model import Node, StackConfig
@@ -39,7 +40,7 @@ def _column(ident: str, label: str, style: str, top: list[str], nodes: Sequence[
     lines += [_machine(n, indent + 2) for n in nodes]
     # Invisible edges stack the column; without them Graphviz lays every machine side by side.
     anchors = [line.split('"')[1] for line in top] + [n.name for n in nodes]
-    lines += [f"{pad}  {_q(a)} -> {_q(b)} [style=invis];" for a, b in zip(anchors, anchors[1:], strict=False)]
+    lines += [f"{pad}  {_q(a)} -> {_q(b)} [style=invis];" for a, b in pairwise(anchors)]
     lines.append(f"{pad}}}")
     return lines
 
