@@ -1,0 +1,49 @@
+"""The install a newcomer runs is the install CI runs: one prerequisites script, one uv version, one lock."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from tests.edit import ROOT
+
+README = (ROOT / "README.md").read_text()
+CI = (ROOT / ".ci" / "run").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+LOCK = tomllib.loads((ROOT / "uv.lock").read_text())
+
+
+def quickstart_commands() -> list[str]:
+    """The Quickstart's shell blocks, one command a line."""
+    section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL) for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    prerequisites, install, tests = quickstart_commands()
+    assert prerequisites == "bash scripts/prerequisites.sh"
+    ci = [line for line in CI.splitlines() if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci[0] == prerequisites
+    # CI installs exactly as the README does, only quieter, and does not render.
+    quiet = ci[1].replace(" --quiet --disable-pip-version-check", "").replace(" --quiet", "")
+    assert install.startswith(quiet + " && .venv/bin/iluvatar render homelab ")
+    assert ci[2:] == [tests] == [".venv/bin/python -m pytest"]
+
+
+def test_uv_is_pinned_once_everywhere() -> None:
+    version = PYPROJECT["tool"]["uv"]["required-version"].removeprefix("==")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert f"uv=={version}" in PYPROJECT["dependency-groups"]["dev"]
+    assert PYPROJECT["build-system"]["requires"] == [f"uv_build=={version}"]
+    assert [p["version"] for p in LOCK["package"] if p["name"] == "uv"] == [version]
+    assert f"pip install uv=={version} " in quickstart_commands()[1]
+    assert f"pip install --quiet --disable-pip-version-check uv=={version} " in CI
+
+
+def test_every_direct_dependency_is_pinned_exactly() -> None:
+    direct = [*PYPROJECT["project"]["dependencies"], *PYPROJECT["dependency-groups"]["dev"]]
+    assert direct and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", d) for d in direct), direct
+    locked = {p["name"]: p.get("version") for p in LOCK["package"]}
+    for requirement in direct:
+        name, version = requirement.split("==")
+        assert locked[re.sub(r"[-_.]+", "-", name).lower()] == version, requirement
