@@ -131,14 +131,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from iluvatar.render import render_files, write_tree
-    from iluvatar.simulate import simulate
-
     path = _resolve(args)
     out = Path(args.out)
     _check_output(out, args.force)
     sf = read_stack_file(path)
     validate_stack_file(sf)  # every problem, as validate reports them, before anything runs
+    # Imported only now: the Pulumi SDK takes a second to load, and a mistake above needs none of it.
+    from iluvatar.render import render_files, write_tree
+    from iluvatar.simulate import simulate
+
     files = render_files(simulate(sf))
     write_atomically(out, lambda staging: write_tree(files, staging))
     print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
