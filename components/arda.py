@@ -103,6 +103,11 @@ class TalosCluster(pulumi.ComponentResource):
     cilium: Cilium
 
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if not args.stack.by_role("valinor"):
+            # Validation refuses this (etcd quorum); a stack that got here without it gets a plain error, not an IndexError.
+            raise pulumi.RunError(
+                "iluvatar:nodes: Arda has 0 valinor (control planes); Talos needs one to bootstrap etcd (add a node with role: valinor)"
+            )
         super().__init__("iluvatar:arda:TalosCluster", name, None, opts)
         stack = args.stack
         arda = stack.arda

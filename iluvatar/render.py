@@ -160,11 +160,11 @@ def plan_text(sim: Simulation) -> str:
     for reg in sim.registrations:
         (children.setdefault(reg.parent, []) if reg.parent in urns else roots).append(reg)
     lines = [f"stack {sim.stack}"]
+    names = {r.urn: r.name for r in sim.registrations}
 
     def walk(regs: list[Registration], depth: int) -> None:
         for reg in sorted(regs, key=lambda r: (r.name, r.type)):
-            flags = " [protected]" if reg.protect else ""
-            lines.append(f"{'  ' * depth}{reg.name}  ({reg.type}){flags}")
+            lines.append(f"{'  ' * depth}{reg.name}  ({reg.type}){_flags(reg, names)}")
             walk(children.get(reg.urn, []), depth + 1)
 
     walk(roots, 1)
@@ -178,6 +178,32 @@ def plan_text(sim: Simulation) -> str:
     counts = Counter(r.type for r in sim.registrations)
     lines.append("resources: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) + f"; total {len(sim.registrations)}")
     return "\n".join(lines) + "\n"
+
+
+def _flags(reg: Registration, names: dict[str, str]) -> str:
+    """The options that change what the engine does with a resource, as `[...]` after its line."""
+    flags = []
+    if reg.protect:
+        flags.append("protected")
+    if reg.retain_on_delete:
+        flags.append("retained on delete")
+    if reg.delete_before_replace:
+        flags.append("delete before replace")
+    for label, values in (
+        ("ignore changes", reg.ignore_changes),
+        ("replace on changes", reg.replace_on_changes),
+        ("secret outputs", reg.additional_secret_outputs),
+    ):
+        if values:
+            flags.append(f"{label}: {', '.join(sorted(values))}")
+    if reg.deleted_with:
+        flags.append(f"deleted with: {names.get(reg.deleted_with, reg.deleted_with)}")
+    # depends_on: the dependencies no input accounts for (bring-up order the program states itself).
+    from_inputs = {u for urns in reg.property_dependencies.values() for u in urns}
+    after = sorted(names.get(u, u) for u in set(reg.dependencies) - from_inputs)
+    if after:
+        flags.append(f"after: {', '.join(after)}")
+    return "".join(f" [{f}]" for f in flags)
 
 
 def _summary(value: Any) -> str:

@@ -39,7 +39,12 @@ class SecretValue:
 
 @dataclass(frozen=True)
 class Registration:
-    """One resource registration, as the engine would have received it."""
+    """One resource registration, as the engine would have received it (a RegisterResourceRequest).
+
+    The options are what the request carries after the SDK has merged the program's with its own
+    (a provider SDK class adds `additional_secret_outputs` for the outputs its schema marks secret),
+    so a test of an option the program sets asserts on the exact list.
+    """
 
     urn: str
     type: str
@@ -48,8 +53,36 @@ class Registration:
     custom: bool
     provider: str
     protect: bool
-    dependencies: tuple[str, ...]
+    dependencies: tuple[str, ...]  # depends_on and every resource an input came from, as URNs
     inputs: dict[str, Any]
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    providers: dict[str, str] = field(default_factory=dict)  # a component's providers, by package
+    additional_secret_outputs: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+    delete_before_replace: bool | None = None  # None: not set, the engine's default (create first)
+    retain_on_delete: bool = False
+    deleted_with: str = ""
+    aliases: tuple[str, ...] = ()
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    import_id: str = ""
+    version: str = ""
+    secret_inputs: tuple[str, ...] = ()  # top-level inputs that reached the engine as secrets
+
+    def options(self) -> dict[str, Any]:
+        """The resource options that change how the engine treats it, set ones only, camelCase as the engine names them."""
+        shown: dict[str, Any] = {
+            "protect": self.protect,
+            "additionalSecretOutputs": sorted(self.additional_secret_outputs),
+            "ignoreChanges": sorted(self.ignore_changes),
+            "replaceOnChanges": sorted(self.replace_on_changes),
+            "deleteBeforeReplace": self.delete_before_replace,
+            "retainOnDelete": self.retain_on_delete,
+            "deletedWith": self.deleted_with,
+            "customTimeouts": self.custom_timeouts,
+            "importId": self.import_id,
+        }
+        return {k: v for k, v in shown.items() if v not in (False, None, "", [], {})}
 
 
 @dataclass
@@ -59,6 +92,7 @@ class Simulation:
     stack: str
     registrations: list[Registration] = field(default_factory=list)
     invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by URN, as registered
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def by_type(self, type_: str) -> list[Registration]:
@@ -218,20 +252,44 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            self.sim.registrations.append(
-                Registration(
-                    urn=response.urn,
-                    type=request.type,
-                    name=request.name,
-                    parent=request.parent,
-                    custom=request.custom,
-                    provider=request.provider,
-                    protect=request.protect,
-                    dependencies=tuple(request.dependencies),
-                    inputs=_unwrap(rpc.deserialize_properties(request.object)),
-                )
-            )
+            self.sim.registrations.append(_registration(request, response.urn))
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        # A component's outputs go into the state file as they arrive here: what the program marked
+        # secret is the only thing that keeps them secret (no provider schema applies to them).
+        self.sim.component_outputs[request.urn] = _unwrap(rpc.deserialize_properties(request.outputs))
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+
+def _registration(request: Any, urn: str) -> Registration:
+    """A RegisterResourceRequest as a Registration: every option the engine acts on, as it arrives."""
+    raw = rpc.deserialize_properties(request.object)
+    timeouts = request.customTimeouts
+    return Registration(
+        urn=urn,
+        type=request.type,
+        name=request.name,
+        parent=request.parent,
+        custom=request.custom,
+        provider=request.provider,
+        protect=request.protect,
+        dependencies=tuple(request.dependencies),
+        inputs=_unwrap(raw),
+        property_dependencies={k: tuple(v.urns) for k, v in sorted(request.propertyDependencies.items()) if v.urns},
+        providers=dict(sorted(request.providers.items())),
+        additional_secret_outputs=tuple(request.additionalSecretOutputs),
+        ignore_changes=tuple(request.ignoreChanges),
+        replace_on_changes=tuple(request.replaceOnChanges),
+        delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+        retain_on_delete=request.retainOnDelete,
+        deleted_with=request.deletedWith,
+        aliases=tuple(request.aliasURNs) + tuple(a.urn for a in request.aliases if a.urn),
+        custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
+        import_id=request.importId,
+        version=request.version,
+        secret_inputs=tuple(sorted(k for k, v in raw.items() if rpc.is_rpc_secret(v))),
+    )
 
 
 def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from iluvatar.simulate import Simulation, simulate
+from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
@@ -63,3 +63,147 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
     assert len(sim.registrations) == 59
+
+
+# --- Resource options, as the engine receives them ---------------------------------------------
+
+
+def _bare(tmp_path: Path, body: str) -> Simulation:
+    """Register resources with no options from the program, to see what their SDK classes add by themselves."""
+    program = tmp_path / "bare.py"
+    program.write_text("import pulumi\nimport pulumi_command as command\nimport pulumiverse_talos as talos\n" + body)
+    return simulate(read_stack_file(HOMELAB), program=program)
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Simulation:
+    return simulate(read_stack_file(HOMELAB))
+
+
+def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulation) -> None:
+    secrets = homelab.one("talos:machine/secrets:Secrets", "arda-secrets")
+    assert secrets.options() == {
+        "protect": True,
+        "additionalSecretOutputs": ["clientConfiguration", "machineSecrets"],
+        "ignoreChanges": ["talosVersion"],
+    }
+    assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-talos").urn + "::")
+    assert [r.name for r in homelab.registrations if r.protect] == ["arda-secrets"]
+
+
+def test_the_secret_outputs_of_the_machine_secrets_are_the_programs_own(tmp_path: Path) -> None:
+    """The Talos SDK marks none of Secrets' outputs secret itself: without the program's option they would be plain in state."""
+    bare = _bare(tmp_path, 'p = talos.Provider("p")\ntalos.machine.Secrets("bare", opts=pulumi.ResourceOptions(provider=p))\n')
+    assert bare.one("talos:machine/secrets:Secrets", "bare").options() == {}
+
+
+def test_k3s_join_marks_its_output_and_its_config_secret_itself(tmp_path: Path, homelab: Simulation) -> None:
+    bare = _bare(
+        tmp_path,
+        'p = command.Provider("p")\ncommand.remote.Command("bare", connection={"host": "h"}, create="c", stdin="s", opts=pulumi.ResourceOptions(provider=p))\n',
+    )
+    sdk = bare.one("command:remote:Command", "bare")
+    assert (sdk.additional_secret_outputs, sdk.secret_inputs) == (("connection",), ("connection",))
+    for pi in ("manwe", "eonwe", "ilmare"):
+        join = homelab.one("command:remote:Command", f"ainur-{pi}-join")
+        # The program's own on top of the SDK's: what the Pi prints back, and the config carrying the token.
+        assert sorted(join.additional_secret_outputs) == ["connection", "stderr", "stdout"]
+        assert join.secret_inputs == ("connection", "stdin")
+    kubeconfig = homelab.one("command:remote:Command", "ainur-kubeconfig")
+    assert sorted(kubeconfig.additional_secret_outputs) == ["connection", "stdout"]
+
+
+def test_the_sdk_marks_the_applied_machine_config_secret_by_itself(tmp_path: Path) -> None:
+    """Why a secret `machineConfigurationInput` proves nothing about the program: the SDK wraps it whatever it is given."""
+    bare = _bare(
+        tmp_path,
+        'p = talos.Provider("p")\n'
+        'talos.machine.ConfigurationApply("bare", client_configuration={"ca_certificate": "c", "client_certificate": "c", "client_key": "k"},'
+        ' machine_configuration_input="plain", node="n", opts=pulumi.ResourceOptions(provider=p))\n',
+    )
+    assert bare.one("talos:machine/configurationApply:ConfigurationApply", "bare").secret_inputs == ("machineConfigurationInput",)
+
+
+def test_components_register_their_credentials_as_secrets(homelab: Simulation) -> None:
+    """Component outputs go into the state as registered: only the program's own marking keeps them secret."""
+    outputs = {urn.rsplit("::", 1)[-1]: values for urn, values in homelab.component_outputs.items()}
+    for node in ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman"):
+        config = outputs[f"arda-{node}"]["machineConfiguration"]
+        assert isinstance(config, SecretValue), node
+        assert f"hostname: {node}" in config.value
+    assert isinstance(outputs["arda"]["kubeconfig"], SecretValue)
+    assert isinstance(outputs["arda"]["talosconfig"], SecretValue)
+    assert isinstance(outputs["ainur"]["kubeconfig"], SecretValue)
+    assert not isinstance(outputs["ainur"]["userData"], SecretValue)  # flashed by hand; it holds no secret
+
+
+def test_bring_up_order_is_stated_with_depends_on(homelab: Simulation) -> None:
+    regs = homelab.named()
+    assert regs["arda-taniquetil-apply"].urn in regs["arda-bootstrap"].dependencies
+    assert regs["arda-bootstrap"].urn in regs["arda-kubeconfig"].dependencies
+    # depends_on, not an input: neither resource reads the other's outputs.
+    assert not any(regs["arda-taniquetil-apply"].urn in urns for urns in regs["arda-bootstrap"].property_dependencies.values())
+    assert regs["netboot"].providers == {"kubernetes": regs["ainur-kubernetes"].urn + "::ainur-kubernetes-id"}
+    assert regs["arda-cilium"].providers == {"kubernetes": regs["arda-kubernetes"].urn + "::arda-kubernetes-id"}
+    # Nothing in the program asks the engine to delete first, retain or tie lifetimes.
+    assert [r.name for r in homelab.registrations if r.delete_before_replace or r.retain_on_delete or r.deleted_with] == []
+
+
+# --- Live bugs: a stack without a control plane, and a two-member k3s etcd ---------------------
+
+
+def test_arda_without_a_control_plane_is_a_clear_error_even_past_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The etcd-quorum rule refuses it; with the rule gone, TalosCluster must still not die with an IndexError."""
+    import stacks.rules
+
+    doc = edit(homelab_doc(), {f"iluvatar:nodes[{i}].role": "istari" for i in (3, 4, 5)})
+    sf = read_stack_file(write_stack(tmp_path, doc, stack="headless"))
+    with pytest.raises(pulumi.RunError) as refused:
+        simulate(sf)
+    assert "iluvatar:nodes: Arda has 0 valinor (control planes)" in str(refused.value)
+    monkeypatch.setattr(stacks.rules, "_counts", lambda p: [])
+    sim = Simulation(stack="headless")
+    with pytest.raises(pulumi.RunError) as err:
+        simulate(sf, record=sim)
+    assert str(err.value) == "iluvatar:nodes: Arda has 0 valinor (control planes); Talos needs one to bootstrap etcd (add a node with role: valinor)"
+    assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:arda:", "talos:"))]
+
+
+@pytest.mark.parametrize(
+    ("edits", "deletes", "expected"),
+    [
+        (
+            {"iluvatar:nodes[1].role": "valar"},
+            [],
+            ["  iluvatar:nodes: Ainur has 2 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"],
+        ),
+        (
+            {
+                "iluvatar:nodes[1].role": "valar",
+                "iluvatar:nodes[2].role": "valar",
+                "iluvatar:nodes[6].role": "valar",
+                "iluvatar:nodes[6].arch": "amd64",
+            },
+            [],
+            ["  iluvatar:nodes: Ainur has 4 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"],
+        ),
+        (
+            {"iluvatar:nodes[1].role": "valar"},
+            ["iluvatar:ainur"],
+            [
+                "  iluvatar:nodes[0].role: valar belongs to the Ainur, but iluvatar:ainur is not set",
+                "  iluvatar:nodes[1].role: valar belongs to the Ainur, but iluvatar:ainur is not set",
+                "  iluvatar:nodes[2].role: maiar belongs to the Ainur, but iluvatar:ainur is not set",
+            ],
+        ),
+    ],
+    ids=["two-valar", "four-valar", "two-valar-without-ainur"],
+)
+def test_an_even_k3s_etcd_is_refused_through_pulumi_config(edits: dict[str, str], deletes: list[str], expected: list[str], tmp_path: Path) -> None:
+    """The path `pulumi preview` takes (stacks.pulumi_source from the engine's config), not only the stack-file reader."""
+    sf = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), edits, deletes), stack="even"))
+    sim = Simulation(stack="even")
+    with pytest.raises(pulumi.RunError) as err:
+        simulate(sf, record=sim)
+    assert sim.registrations == []
+    assert str(err.value).splitlines()[1:] == expected

@@ -79,7 +79,11 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "  arda  (iluvatar:arda:TalosCluster)" in lines
     assert "    arda-tirion  (iluvatar:arda:TalosNode)" in lines
     assert "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)" in lines
-    assert "    arda-secrets  (talos:machine/secrets:Secrets) [protected]" in lines
+    assert (
+        "    arda-secrets  (talos:machine/secrets:Secrets) [protected] [ignore changes: talosVersion] [secret outputs: clientConfiguration, machineSecrets]"
+        in lines
+    )
+    assert "    arda-bootstrap  (talos:machine/bootstrap:Bootstrap) [secret outputs: clientConfigurationWo] [after: arda-taniquetil-apply]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
     assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 59")
     assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
