@@ -78,7 +78,10 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert lines[0] == "stack homelab"
     assert "  arda  (iluvatar:arda:TalosCluster)" in lines
     assert "    arda-tirion  (iluvatar:arda:TalosNode)" in lines
-    assert "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)" in lines
+    assert (
+        "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)"
+        " [secret outputs: clientConfigurationWo, machineConfiguration, machineConfigurationInput, machineConfigurationInputWo]"
+    ) in lines
     assert (
         "    arda-secrets  (talos:machine/secrets:Secrets) [protected] [ignore changes: talosVersion] [secret outputs: clientConfiguration, machineSecrets]"
         in lines

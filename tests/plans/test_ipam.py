@@ -11,18 +11,22 @@ from plans.ipam import free_static, hosts, span
 
 
 @st.composite
-def networks(draw: st.DrawFn) -> IPv4Network:
-    prefix = draw(st.integers(min_value=22, max_value=32))
+def networks(draw: st.DrawFn, min_prefix: int = 22, max_prefix: int = 32) -> IPv4Network:
+    prefix = draw(st.integers(min_value=min_prefix, max_value=max_prefix))
     return IPv4Network((draw(st.integers(min_value=0, max_value=(1 << 32) - 1)), prefix), strict=False)
 
 
-@given(networks())
-def test_hosts_are_inside_and_skip_network_and_broadcast(net: IPv4Network) -> None:
+@given(networks(max_prefix=30))
+def test_hosts_skip_the_network_and_broadcast_addresses(net: IPv4Network) -> None:
     first, last = hosts(net)
-    assert first in net and last in net and first <= last
-    if net.prefixlen <= 30:
-        assert (first, last) == (net.network_address + 1, net.broadcast_address - 1)
-        assert int(last) - int(first) + 1 == net.num_addresses - 2
+    assert (first, last) == (net.network_address + 1, net.broadcast_address - 1)
+    assert int(last) - int(first) + 1 == net.num_addresses - 2
+
+
+@given(networks(min_prefix=31))
+def test_point_to_point_and_host_networks_use_every_address(net: IPv4Network) -> None:
+    """A /31 (RFC 3021) or /32 has no network or broadcast address to skip."""
+    assert hosts(net) == (net.network_address, net.broadcast_address)
 
 
 @given(net=networks(), data=st.data())

@@ -6,13 +6,13 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from plans.network import plan_network
 from stacks import StackConfigError, load_stack_file, parse_stack
 from tests.edit import HOMELAB, RK1
-from tests.strategies import ip, lan_of, raw_stacks
+from tests.strategies import ip, lan_of, raw_stacks, subnet_of
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -30,12 +30,19 @@ def test_every_planned_address_is_inside_its_subnet_and_outside_the_pools(raw: d
     lan = lan_of(raw)
     net = raw["iluvatar:network"]
     pools = [(ip(net["dhcpRange"]["start"]), ip(net["dhcpRange"]["end"])), (ip(net["loadBalancerPool"]["start"]), ip(net["loadBalancerPool"]["end"]))]
-    statics = [ip(r.ip) for r in plan.reservations] + [ip(v) for v in plan.vips.values()]
-    for address in statics:
+    by_name = {n["name"]: n for n in raw["iluvatar:nodes"]}
+    on_lan = [ip(r.ip) for r in plan.reservations if r.vlan is None] + [ip(v) for v in plan.vips.values()]
+    for address in on_lan:
         assert address in lan
         assert address not in (lan.network_address, lan.broadcast_address, ip(net["gateway"]))
         assert not any(lo <= address <= hi for lo, hi in pools)
-    assert len(set(statics)) == len(statics), "two machines or VIPs share an address"
+    for r in plan.reservations:
+        subnet = subnet_of(raw, by_name[r.name])
+        assert r.vlan == by_name[r.name].get("vlan")
+        assert ip(r.ip) in subnet and ip(r.ip) not in (subnet.network_address, subnet.broadcast_address)
+    event(f"reservations on VLANs: {sum(r.vlan is not None for r in plan.reservations) > 0}")
+    assert len(set(on_lan)) == len(on_lan), "two machines or VIPs share an address"
+    assert len({r.ip for r in plan.reservations}) == len(plan.reservations)
     gateways = [ip(g) for g in plan.gateways.values()]
     assert len(set(gateways)) == 2
     assert all(pools[1][0] <= g <= pools[1][1] for g in gateways), "gateways must come from the load-balancer pool"
@@ -44,20 +51,29 @@ def test_every_planned_address_is_inside_its_subnet_and_outside_the_pools(raw: d
 
 
 @FAST
+@given(raw_stacks(two_address_pool=True))
+def test_a_two_address_pool_is_exactly_the_two_gateways(raw: dict[str, Any]) -> None:
+    plan = plan_network(parse_stack(raw))
+    pool = raw["iluvatar:network"]["loadBalancerPool"]
+    assert plan.gateways == {"envoy-external": pool["end"], "envoy-internal": pool["start"]}
+
+
+@FAST
 @given(raw_stacks())
 def test_free_static_count_adds_up(raw: dict[str, Any]) -> None:
     stack = parse_stack(raw)
     plan = plan_network(stack)
     net = stack.network
-    used = len(stack.nodes) + len(plan.vips) + 1  # and the gateway
+    # Machines on a VLAN take an address of their VLAN, not of the LAN.
+    used = sum(n.vlan is None for n in stack.nodes) + len(plan.vips) + 1  # and the gateway
     assert plan.free_static_addresses == net.lan.num_addresses - 2 - net.dhcp_range.size() - net.load_balancer_pool.size() - used
 
 
 @FAST
 @given(raw_stacks(), st.randoms(use_true_random=False))
-def test_plan_is_deterministic_and_ignores_node_order_and_mac_spelling(raw: dict[str, Any], rnd: Any) -> None:
+def test_plan_ignores_node_order_and_mac_spelling(raw: dict[str, Any], rnd: Any) -> None:
+    """Reordering or respelling the inventory changes nothing (determinism across processes: test_program)."""
     plan = plan_network(parse_stack(raw))
-    assert plan == plan_network(parse_stack(raw))
     shuffled = dict(raw)
     nodes = [dict(n, mac=n["mac"].upper().replace(":", "-")) if len(n["mac"]) == 17 else dict(n) for n in raw["iluvatar:nodes"]]
     rnd.shuffle(nodes)
@@ -74,13 +90,27 @@ def test_a_node_moved_into_the_dhcp_range_is_caught_at_its_path(raw: dict[str, A
     k = data.draw(st.integers(min_value=0, max_value=len(raw["iluvatar:nodes"]) - 1))
     moved = str(IPv4Address(data.draw(st.integers(min_value=lo, max_value=hi))))
     nodes = list(raw["iluvatar:nodes"])
-    nodes[k] = {**nodes[k], "ip": moved}
+    # Onto the LAN, if it was on a VLAN: the DHCP range is the LAN's.
+    nodes[k] = {**{key: v for key, v in nodes[k].items() if key != "vlan"}, "ip": moved}
     with pytest.raises(StackConfigError) as err:
         parse_stack({**raw, "iluvatar:nodes": nodes})
     assert [str(p) for p in err.value.problems] == [
         f"iluvatar:nodes[{k}].ip: {moved} is inside network.dhcpRange {net['dhcpRange']['start']}-{net['dhcpRange']['end']}, "
         "so DHCP could hand it to another machine"
     ]
+
+
+@FAST
+@given(raw_stacks(vlans=True), st.data())
+def test_a_vlan_machine_moved_off_its_vlan_is_caught_at_its_path(raw: dict[str, Any], data: st.DataObject) -> None:
+    nodes = list(raw["iluvatar:nodes"])
+    k = data.draw(st.sampled_from([i for i, n in enumerate(nodes) if n.get("vlan")]))
+    subnet = subnet_of(raw, nodes[k])
+    outside = str(subnet.broadcast_address + 1)  # the next block: outside this VLAN, and on no other (each has its own /24)
+    nodes[k] = {**nodes[k], "ip": outside}
+    with pytest.raises(StackConfigError) as err:
+        parse_stack({**raw, "iluvatar:nodes": nodes})
+    assert [str(p) for p in err.value.problems] == [f"iluvatar:nodes[{k}].ip: {outside} is outside network.vlans {nodes[k]['vlan']} {subnet}"]
 
 
 def test_homelab_plan() -> None:
