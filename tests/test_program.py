@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pulumi
@@ -9,7 +12,7 @@ import pytest
 
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 
 
 def test_homelab_registers_ea_with_all_eight_reservations() -> None:
@@ -207,3 +210,46 @@ def test_an_even_k3s_etcd_is_refused_through_pulumi_config(edits: dict[str, str]
         simulate(sf, record=sim)
     assert sim.registrations == []
     assert str(err.value).splitlines()[1:] == expected
+
+
+# --- Determinism: the same config gives the same bytes, in any process ------------------------
+
+
+def _render(project: Path, stack: str, out: Path, hash_seed: str) -> dict[str, bytes]:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    command = [sys.executable, "-m", "iluvatar", "render", "--stack", stack, "--project", str(project), "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+# Beyond the shipped stacks: a VLAN machine, proxy DHCP with generic workers, user patches and Cilium values,
+# so every set and dict the program builds is on the path.
+EVERYTHING = {
+    "iluvatar:nodes[7].vlan": "iot",
+    "iluvatar:nodes[7].ip": "192.168.20.32",
+    "iluvatar:nodes[3].talosPatches": [{"machine": {"sysctls": {"vm.nr_hugepages": "1024"}}}],
+    "iluvatar:ainur.netboot": {
+        "mode": "proxy",
+        "unknownMacs": "generic-worker",
+        "genericWorker": {"board": "generic-arm64", "installDisk": "/dev/sda"},
+    },
+    "iluvatar:arda.patches": [{"cluster": {"proxy": {"disabled": True}}}, {"machine": {"time": {"servers": ["time.cloudflare.com"]}}}],
+    "iluvatar:arda.cilium": {"hubble": False, "values": {"bpf": {"masquerade": True}, "ipv6": {"enabled": False}}},
+}
+
+
+@pytest.mark.parametrize("stack", ["homelab", "rk1", "everything"])
+def test_render_is_byte_identical_across_processes_and_hash_seeds(stack: str, tmp_path: Path) -> None:
+    """Two fresh interpreters with different string hashing (set and dict orders) must write the same bytes."""
+    project = tmp_path / "project"
+    project.mkdir()
+    if stack == "everything":
+        write_stack(project, edit(homelab_doc(), EVERYTHING), stack=stack)
+    else:
+        (project / f"Pulumi.{stack}.yaml").write_bytes((ROOT / f"Pulumi.{stack}.yaml").read_bytes())
+    first = _render(project, stack, tmp_path / "seed-1", "1")
+    second = _render(project, stack, tmp_path / "seed-2", "2")
+    assert sorted(first) == sorted(second)
+    assert [f for f in first if first[f] != second[f]] == []
+    assert len(first) >= 8

@@ -215,3 +215,13 @@ def test_operator_replicas_fit_small_clusters() -> None:
     raw: dict[str, Any] = dict(read_stack_file(RK1).config)
     raw["iluvatar:nodes"] = raw["iluvatar:nodes"][:1]
     assert cilium.helm_values(parse_stack(raw))["operator"]["replicas"] == 1
+
+
+def test_l2_policy_announces_pool_addresses_on_the_lan_interfaces() -> None:
+    """What Cilium answers ARP for, and on which links: the Talos link alias and ethernet NICs, never a VLAN sub-interface by accident."""
+    assert cilium.l2_announcement_policy(load_stack_file(HOMELAB)) == {
+        "apiVersion": "cilium.io/v2alpha1",
+        "kind": "CiliumL2AnnouncementPolicy",
+        "metadata": {"name": "iluvatar-lan"},
+        "spec": {"loadBalancerIPs": True, "externalIPs": True, "interfaces": ["^lan0$", "^e.*"]},
+    }
