@@ -218,7 +218,7 @@ def test_operator_replicas_fit_small_clusters() -> None:
 
 
 def test_l2_policy_announces_pool_addresses_on_the_lan_interfaces() -> None:
-    """What Cilium answers ARP for, and on which links: the Talos link alias and ethernet NICs, never a VLAN sub-interface by accident."""
+    """What Cilium answers ARP for, and on which links: the Talos link alias and ethernet NICs, as Talos names them on every board."""
     assert cilium.l2_announcement_policy(load_stack_file(HOMELAB)) == {
         "apiVersion": "cilium.io/v2alpha1",
         "kind": "CiliumL2AnnouncementPolicy",
