@@ -12,7 +12,7 @@ Usage:
   .venv/bin/python scripts/mutation.py stacks            # or: plans, or a module: plans.ipam
   .venv/bin/python scripts/mutation.py stacks --keep DIR # keep mutmut's tree to inspect (`mutmut show NAME` there)
 
-It prints the score per module (killed / mutants with tests) and writes every survivor's diff to
+It prints the score per module (killed / all mutants) and writes every survivor's diff to
 `<scratch>/survivors.txt` (printed path). About 30 minutes for `stacks` on 2 cores; it need not run
 in CI. Record the scores in the README's "Mutation testing" section.
 """
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the whole program (tests/test_program.py, tests/components/, render) are left out: each would
 # cost seconds per mutant, and a module's own tests should catch a break in it.
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
-    "stacks": (["stacks/*"], ["tests/stacks", "tests/plans/test_network.py"]),
+    "stacks": (["stacks/*"], ["tests/stacks"]),
     # Modules of plans/ that nobody else is rewriting now; the rest are measured after they land.
     "plans": (
         ["plans/ipam.py", "plans/network.py", "plans/cilium.py", "plans/yamltext.py"],
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(counts.values())
         killed = counts["killed"] + counts["timeout"]
         other = total - killed - counts["survived"] - counts["no tests"]
-        tested = total - counts["no tests"]
-        score = f"{100 * killed / tested:.1f}%" if tested else "-"
+        # A mutant no test reaches counts against the score: nothing would notice it either.
+        score = f"{100 * killed / total:.1f}%" if total else "-"
         print(f"{module:24} {total:8} {killed:7} {counts['survived']:9} {counts['no tests']:9} {other:6} {score:>7}")
     survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
     report = tree / "survivors.txt"

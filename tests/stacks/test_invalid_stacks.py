@@ -25,6 +25,8 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
     with pytest.raises(StackConfigError) as err:
         load_stack_file(path)
     assert [str(p) for p in err.value.problems] == case["expect"]
+    count = len(case["expect"])
+    assert err.value.report().splitlines()[0] == f"{path}: {count} problem{'' if count == 1 else 's'}:"
 
 
 def test_secret_value_is_never_echoed(tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ def test_secure_values_are_recognised_and_kept_opaque(tmp_path: Path) -> None:
     sf = read_stack_file(write_stack(tmp_path, doc))
     assert sf.secret_keys == {"iluvatar:cloudflareApiToken"}
     assert isinstance(sf.config["iluvatar:cloudflareApiToken"], Secure)
+    assert repr(sf.config["iluvatar:cloudflareApiToken"]) == f"{sf.config['iluvatar:cloudflareApiToken']!r}" == "[secret]"
     stack = sf.parse()
     assert stack.cloudflare is not None and stack.cloudflare.account_id == "0123456789abcdef0123456789abcdef"
 
@@ -123,3 +124,9 @@ def test_no_fixture_speaks_pydantic() -> None:
     assert len(lines) >= 79
     for leak in ("input should", "valid tuple", "valid dictionary", "instance of", "after validation", "unable to"):
         assert not [line for line in lines if leak in line.lower()], leak
+
+
+@pytest.mark.parametrize("disabled", [["kubernetes"], ["*"], ["random", "kubernetes"]])
+def test_default_providers_disabled_for_kubernetes_is_enough(disabled: list[str], tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"pulumi:disable-default-providers": disabled})
+    assert load_stack_file(write_stack(tmp_path, doc)).arda.cluster_name == "arda"

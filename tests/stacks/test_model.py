@@ -137,3 +137,22 @@ def test_rk1_stack_has_no_ainur_and_schedules_on_control_planes() -> None:
     assert stack.arda.allow_scheduling_on_control_planes
     assert [n.role for n in stack.nodes] == ["valinor"] * 3 + ["istari"]
     assert {n.board for n in stack.nodes} == {"rk1"}
+
+
+@pytest.mark.parametrize(
+    ("edits", "netboots"),
+    [
+        ({}, True),  # generic-x86 with the Ainur: netboot by default
+        ({"boot": "disk"}, False),
+        ({"board": "rk1", "arch": "arm64"}, False),  # cannot chainload iPXE
+        ({"board": "rk1", "arch": "arm64", "boot": "netboot"}, True),  # what the user says wins (validation judges it)
+        ({"vlan": "iot", "ip": "192.168.20.22"}, False),  # the Ainur answer PXE on the LAN only
+        ({"role": "valar"}, False),  # the Ainur are flashed, not netbooted
+    ],
+)
+def test_which_machines_boot_from_the_network(edits: dict[str, str], netboots: bool) -> None:
+    stack = load_stack_file(HOMELAB)
+    node = Node.model_validate({**NODE, **edits})
+    assert stack.boots_from_network(node) is netboots
+    rk1 = load_stack_file(RK1)  # no Ainur: nothing netboots unless it says so
+    assert rk1.boots_from_network(node) is (edits.get("boot") == "netboot")

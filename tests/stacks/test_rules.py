@@ -62,3 +62,20 @@ def test_broken_node_does_not_hide_other_nodes_problems() -> None:
     with pytest.raises(StackConfigError) as err:
         parse_stack(raw)
     assert err.value.paths() == ["iluvatar:nodes[0].mac", "iluvatar:nodes[7].ip"]
+
+
+def test_a_lan_of_eight_addresses_is_not_too_small() -> None:
+    """The smallest LAN accepted is a /29; a /30 is refused (fixture lan-too-small)."""
+    raw = _raw(RK1)
+    raw["iluvatar:network"] = {
+        "lan": "10.10.0.0/29",
+        "gateway": "10.10.0.1",
+        "dns": ["10.10.0.1"],
+        "dhcpRange": {"start": "10.10.0.2", "end": "10.10.0.2"},
+        "loadBalancerPool": {"start": "10.10.0.5", "end": "10.10.0.6"},
+        "domain": "turing.home.arpa",
+    }
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "vip": "10.10.0.3"}
+    raw["iluvatar:nodes"] = [{**raw["iluvatar:nodes"][0], "ip": "10.10.0.4"}]
+    stack = parse_stack(raw)
+    assert str(stack.network.lan) == "10.10.0.0/29"
