@@ -10,7 +10,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from plans.network import plan_network
-from stacks import StackConfigError, load_stack_file, parse_stack
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.strategies import ip, lan_of, raw_stacks, subnet_of
 
@@ -137,3 +137,56 @@ def test_rk1_plan_has_only_the_arda_vip() -> None:
     plan = plan_network(load_stack_file(RK1))
     assert plan.vips == {"turing": "10.10.0.10"}
     assert {r.cluster for r in plan.reservations} == {"arda"}
+
+
+def _reservation(name: str, mac: str, ip: str, role: str, vlan: str | None = None) -> dict[str, Any]:
+    cluster = "ainur" if role in ("valar", "maiar") else "arda"
+    return {"name": name, "mac": mac, "ip": ip, "hostname": f"{name}.iluvatar.home.arpa", "role": role, "cluster": cluster, "vlan": vlan}
+
+
+def test_the_whole_homelab_plan_with_a_machine_on_the_vlan() -> None:
+    """Every field of the plan, exactly: LAN machines by address, then each VLAN's, and the VLAN address frees a LAN one."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
+    nodes[7] = {**nodes[7], "vlan": "iot", "ip": "192.168.20.32"}
+    raw["iluvatar:nodes"] = list(reversed(nodes))  # the stack's order does not matter
+    records = {
+        "ainur": "192.168.0.10", "alqualonde": "192.168.0.23", "arda": "192.168.0.20", "eonwe": "192.168.0.12", "gandalf": "192.168.0.31",
+        "ilmare": "192.168.0.13", "manwe": "192.168.0.11", "saruman": "192.168.20.32", "taniquetil": "192.168.0.21", "tirion": "192.168.0.22",
+    }  # fmt: skip
+    assert plan_network(parse_stack(raw)).to_dict() == {
+        "lan": "192.168.0.0/24",
+        "gateway": "192.168.0.1",
+        "dns_servers": ("192.168.0.1",),
+        "domain": "iluvatar.home.arpa",
+        "external_domain": "example.com",
+        "dhcp_range": ("192.168.0.100", "192.168.0.199"),
+        "load_balancer_pool": ("192.168.0.220", "192.168.0.239"),
+        "vlans": ({"id": 20, "name": "iot", "cidr": "192.168.20.0/24"},),
+        "reservations": (
+            _reservation("manwe", "d8:3a:dd:10:00:01", "192.168.0.11", "valar"),
+            _reservation("eonwe", "d8:3a:dd:10:00:02", "192.168.0.12", "maiar"),
+            _reservation("ilmare", "d8:3a:dd:10:00:03", "192.168.0.13", "maiar"),
+            _reservation("taniquetil", "a8:b8:e0:20:00:01", "192.168.0.21", "valinor"),
+            _reservation("tirion", "a8:b8:e0:20:00:02", "192.168.0.22", "valinor"),
+            _reservation("alqualonde", "a8:b8:e0:20:00:03", "192.168.0.23", "valinor"),
+            _reservation("gandalf", "28:d2:44:30:00:01", "192.168.0.31", "istari"),
+            _reservation("saruman", "28:d2:44:30:00:02", "192.168.20.32", "istari", vlan="iot"),
+        ),
+        "dns_records": tuple({"name": f"{name}.iluvatar.home.arpa", "type": "A", "value": ip} for name, ip in records.items()),
+        "vips": {"ainur": "192.168.0.10", "arda": "192.168.0.20"},
+        "gateways": {"envoy-external": "192.168.0.239", "envoy-internal": "192.168.0.238"},
+        # 254 hosts - 100 DHCP - 20 pool - 7 LAN machines - 2 VIPs - the gateway
+        "free_static_addresses": 124,
+    }
+
+
+def test_vlans_are_listed_by_id_and_the_rk1_plan_has_no_external_domain() -> None:
+    raw = dict(read_stack_file(RK1).config)
+    raw["iluvatar:network"] = {
+        **raw["iluvatar:network"],
+        "vlans": [{"id": 30, "name": "cameras", "cidr": "10.30.0.0/24"}, {"id": 20, "name": "iot", "cidr": "10.20.0.0/24"}],
+    }
+    plan = plan_network(parse_stack(raw))
+    assert [v["id"] for v in plan.vlans] == [20, 30]
+    assert (plan.external_domain, plan.dns_servers) == (None, ("10.10.0.1", "9.9.9.9"))
