@@ -130,3 +130,16 @@ def test_no_fixture_speaks_pydantic() -> None:
 def test_default_providers_disabled_for_kubernetes_is_enough(disabled: list[str], tmp_path: Path) -> None:
     doc = edit(homelab_doc(), {"pulumi:disable-default-providers": disabled})
     assert load_stack_file(write_stack(tmp_path, doc)).arda.cluster_name == "arda"
+
+
+def test_problems_are_in_config_order_with_indices_compared_as_numbers() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
+    for k in range(3):  # nodes[8] to nodes[10]: istari on free addresses
+        nodes.append({**nodes[7], "name": f"worker-{k}", "mac": f"28:d2:44:30:01:0{k}", "ip": f"192.168.0.{40 + k}"})
+    nodes[10]["ip"] = "192.168.0.150"
+    nodes[2]["ip"] = "192.168.0.160"
+    raw["iluvatar:nodes"] = nodes
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert err.value.paths() == ["iluvatar:nodes[2].ip", "iluvatar:nodes[10].ip"]

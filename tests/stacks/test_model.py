@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from stacks import load_stack_file
-from stacks.model import AddressRange, Arda, Network, Node, normalise_mac
+from stacks.model import AddressRange, Arda, DiskSelector, Network, Node, normalise_mac
 from tests.edit import HOMELAB, RK1
 
 NODE = {
@@ -156,3 +156,9 @@ def test_which_machines_boot_from_the_network(edits: dict[str, str], netboots: b
     assert stack.boots_from_network(node) is netboots
     rk1 = load_stack_file(RK1)  # no Ainur: nothing netboots unless it says so
     assert rk1.boots_from_network(node) is (edits.get("boot") == "netboot")
+
+
+def test_disk_selector_speaks_talos_camel_case() -> None:
+    selector = DiskSelector.model_validate({"busPath": "/pci0000:00/0000:00:17.0/*", "type": "nvme", "size": ">= 256GB"})
+    assert selector.talos() == {"size": ">= 256GB", "type": "nvme", "busPath": "/pci0000:00/0000:00:17.0/*"}
+    assert str(selector) == "{size: >= 256GB, type: nvme, busPath: /pci0000:00/0000:00:17.0/*}"

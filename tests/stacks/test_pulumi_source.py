@@ -9,7 +9,8 @@ import pulumi
 import pytest
 
 from stacks import read_stack_file
-from stacks.pulumi_source import load
+from stacks.load import ORDER, Secure
+from stacks.pulumi_source import _decode, load
 from tests.edit import HOMELAB
 
 
@@ -42,8 +43,12 @@ def test_load_reads_structured_config() -> None:
 
 def test_unknown_key_in_the_namespace_is_reported() -> None:
     pulumi.runtime.set_all_config(_config(**{"iluvatar:nodez": "[]"}), [])
-    with pytest.raises(pulumi.RunError, match=r"iluvatar:nodez: is not a known key; did you mean nodes\?"):
+    with pytest.raises(pulumi.RunError) as err:
         load()
+    assert str(err.value).splitlines()[:2] == [
+        "stack test: 1 problem:",
+        "  iluvatar:nodez: is not a known key; did you mean nodes? (known: " + ", ".join(ORDER) + ")",
+    ]
 
 
 def test_plain_token_is_rejected_and_not_echoed() -> None:
@@ -72,6 +77,32 @@ def test_secret_token_becomes_a_secret_output() -> None:
 
         secret: pulumi.Output[bool] = pulumi.Output.from_input(token.is_secret())
         return pulumi.Output.all(token, secret).apply(inspect)
+
+    check()
+    assert ran == [True]
+
+
+def test_secret_keys_are_never_decoded_into_plain_values() -> None:
+    assert isinstance(_decode("iluvatar:ainurSshPrivateKey", '{"key": "-----BEGIN OPENSSH PRIVATE KEY-----"}'), Secure)
+    assert isinstance(_decode("iluvatar:cloudflareApiToken", "tok"), Secure)
+    assert _decode("iluvatar:arda", '{"clusterName": "arda"}') == {"clusterName": "arda"}
+
+
+def test_ssh_private_key_becomes_a_secret_output() -> None:
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:ainurSshPrivateKey": "PRIVATE-KEY-CANARY"}), ["iluvatar:ainurSshPrivateKey"])
+    ran: list[bool] = []
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        key = load().secrets.ainur_ssh_private_key
+        assert key is not None
+
+        def inspect(args: list[Any]) -> None:
+            assert args == ["PRIVATE-KEY-CANARY", True]
+            ran.append(True)
+
+        secret: pulumi.Output[bool] = pulumi.Output.from_input(key.is_secret())
+        return pulumi.Output.all(key, secret).apply(inspect)
 
     check()
     assert ran == [True]
