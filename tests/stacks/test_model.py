@@ -162,3 +162,22 @@ def test_disk_selector_speaks_talos_camel_case() -> None:
     selector = DiskSelector.model_validate({"busPath": "/pci0000:00/0000:00:17.0/*", "type": "nvme", "size": ">= 256GB"})
     assert selector.talos() == {"size": ">= 256GB", "type": "nvme", "busPath": "/pci0000:00/0000:00:17.0/*"}
     assert str(selector) == "{size: >= 256GB, type: nvme, busPath: /pci0000:00/0000:00:17.0/*}"
+
+
+def _network(domain: str) -> dict[str, object]:
+    return {
+        "lan": "10.0.0.0/24",
+        "gateway": "10.0.0.1",
+        "dns": ["10.0.0.1"],
+        "dhcpRange": {"start": "10.0.0.100", "end": "10.0.0.150"},
+        "loadBalancerPool": {"start": "10.0.0.200", "end": "10.0.0.210"},
+        "domain": domain,
+    }
+
+
+def test_domain_names_drop_a_trailing_dot_and_stop_at_253_characters() -> None:
+    assert Network.model_validate(_network(" iluvatar.home.arpa. ")).domain == "iluvatar.home.arpa"
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, the most DNS allows
+    assert len(longest) == 253 and Network.model_validate(_network(longest)).domain == longest
+    with pytest.raises(ValidationError, match="is not a DNS domain name"):
+        Network.model_validate(_network(longest + "b"))

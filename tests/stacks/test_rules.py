@@ -79,3 +79,9 @@ def test_a_lan_of_eight_addresses_is_not_too_small() -> None:
     raw["iluvatar:nodes"] = [{**raw["iluvatar:nodes"][0], "ip": "10.10.0.4"}]
     stack = parse_stack(raw)
     assert str(stack.network.lan) == "10.10.0.0/29"
+
+
+def test_a_machine_may_be_called_ainur_when_there_are_no_ainur() -> None:
+    raw = _raw(RK1)
+    raw["iluvatar:nodes"] = [{**raw["iluvatar:nodes"][0], "name": "ainur"}, *raw["iluvatar:nodes"][1:]]
+    assert parse_stack(raw).nodes[0].name == "ainur"
