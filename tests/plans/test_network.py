@@ -190,3 +190,16 @@ def test_vlans_are_listed_by_id_and_the_rk1_plan_has_no_external_domain() -> Non
     plan = plan_network(parse_stack(raw))
     assert [v["id"] for v in plan.vlans] == [20, 30]
     assert (plan.external_domain, plan.dns_servers) == (None, ("10.10.0.1", "9.9.9.9"))
+
+
+def test_lan_machines_come_before_every_vlans_whatever_its_name() -> None:
+    """Sorted by (VLAN, address) with the LAN first, even before a VLAN whose name sorts before letters."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:network"] = {
+        **raw["iluvatar:network"],
+        "vlans": [{"id": 20, "name": "0-lab", "cidr": "192.168.20.0/24", "gateway": "192.168.20.1"}],
+    }
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
+    nodes[6] = {**nodes[6], "vlan": "0-lab", "ip": "192.168.20.31"}
+    raw["iluvatar:nodes"] = nodes
+    assert [r.name for r in plan_network(parse_stack(raw)).reservations][-2:] == ["saruman", "gandalf"]

@@ -32,6 +32,7 @@ def test_lines_wrap_just_past_4096_columns() -> None:
         dumped = yamltext.dump({"k": text})
         assert len(dumped.splitlines()[0]) == first_line
         assert dumped == yaml.dump({"k": text}, Dumper=yaml.CSafeDumper, width=4096, default_flow_style=False)
+        assert yamltext.dump_all([{"k": text}]) == dumped
 
 
 def test_documents_are_separated_and_read_back() -> None:

@@ -143,3 +143,31 @@ def test_problems_are_in_config_order_with_indices_compared_as_numbers() -> None
     with pytest.raises(StackConfigError) as err:
         parse_stack(raw)
     assert err.value.paths() == ["iluvatar:nodes[2].ip", "iluvatar:nodes[10].ip"]
+
+
+def test_file_errors_say_where_and_what_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  iluvatar:arda: [\n")
+    control = tmp_path / "Pulumi.bell.yaml"
+    control.write_text('config:\n  iluvatar:arda: "\x07"\n')
+    latin1 = tmp_path / "Pulumi.latin1.yaml"
+    latin1.write_bytes(b"config:\n  iluvatar:arda: \xe4\n")
+    expected = {
+        bad: f"{bad}: not valid YAML at line 3, column 1: did not find expected node content",
+        control: f"{control}: not valid YAML: unacceptable character #x0007: control characters are not allowed",
+        latin1: f"{latin1}: cannot read it (UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe4 in position 25: invalid continuation byte)",
+        tmp_path: f"{tmp_path}: cannot read it (IsADirectoryError: [Errno 21] Is a directory: '{tmp_path}')",
+    }
+    for path, message in expected.items():
+        with pytest.raises(StackFileError) as err:
+            read_stack_file(path)
+        assert str(err.value) == message
+
+
+def test_an_empty_stack_file_has_no_config(tmp_path: Path) -> None:
+    empty = tmp_path / "Pulumi.empty.yaml"
+    empty.write_text("")
+    assert read_stack_file(empty).config == {}
+    with pytest.raises(StackConfigError) as err:
+        parse_stack({})
+    assert err.value.report().splitlines()[0] == "stack config: 3 problems:"
