@@ -179,5 +179,6 @@ def test_domain_names_drop_a_trailing_dot_and_stop_at_253_characters() -> None:
     assert Network.model_validate(_network(" iluvatar.home.arpa. ")).domain == "iluvatar.home.arpa"
     longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, the most DNS allows
     assert len(longest) == 253 and Network.model_validate(_network(longest)).domain == longest
-    with pytest.raises(ValidationError, match="is not a DNS domain name"):
-        Network.model_validate(_network(longest + "b"))
+    for bad in (longest + "b", "home.arpaX", "home..arpa"):
+        with pytest.raises(ValidationError, match="is not a DNS domain name"):
+            Network.model_validate(_network(bad))
