@@ -69,14 +69,15 @@ def test_values_are_fresh_each_time_and_never_alias_the_stack() -> None:
 
 
 def test_deep_merge_merges_maps_and_leaves_both_inputs_alone() -> None:
-    base = {"a": {"b": 1, "c": [1]}, "d": 1}
-    override = {"a": {"c": [2], "e": {"f": 1}}, "g": [3]}
+    base = {"a": {"b": 1, "c": [1]}, "d": 1, "h": {"i": [1]}}
+    override = {"a": {"c": [2], "e": {"f": [1]}}, "g": [[3]]}
     merged = cilium.deep_merge(base, override)
-    assert merged == {"a": {"b": 1, "c": [2], "e": {"f": 1}}, "d": 1, "g": [3]}
-    merged["a"]["e"]["f"] = 2
-    merged["g"].append(4)
-    assert base == {"a": {"b": 1, "c": [1]}, "d": 1}
-    assert override == {"a": {"c": [2], "e": {"f": 1}}, "g": [3]}
+    assert merged == {"a": {"b": 1, "c": [2], "e": {"f": [1]}}, "d": 1, "h": {"i": [1]}, "g": [[3]]}
+    merged["a"]["e"]["f"].append(2)
+    merged["g"][0].append(4)
+    merged["h"]["i"].append(2)
+    assert base == {"a": {"b": 1, "c": [1]}, "d": 1, "h": {"i": [1]}}
+    assert override == {"a": {"c": [2], "e": {"f": [1]}}, "g": [[3]]}
 
 
 def test_load_balancer_pool_exactly() -> None:
