@@ -1,6 +1,6 @@
 """Mutation testing: break the code in small ways and count the breaks the tests catch.
 
-Runs mutmut (pinned in requirements-mutation.txt) on one target, in a scratch copy of the
+Runs mutmut (pinned in pyproject.toml's `mutation` dependency group) on one target, in a scratch copy of the
 repository, so the working tree stays clean and two targets can run side by side. mutmut copies
 that tree to `mutants/`, runs the target's tests once to learn which tests reach each function,
 then, for each mutant, only those tests. mutmut mutates code inside functions (module-level
@@ -8,7 +8,7 @@ tables such as `stacks.boards.BOARDS` are not mutated; `scripts/rule_coverage.py
 rules that are data).
 
 Usage:
-  .venv/bin/pip install -r requirements-mutation.txt -c constraints.txt
+  .venv/bin/uv sync --group mutation
   .venv/bin/python scripts/mutation.py stacks            # or: plans, or a module: plans.ipam
   .venv/bin/python scripts/mutation.py stacks --keep DIR # keep mutmut's tree to inspect (`mutmut show NAME` there)
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [f"{args.target}.*"]
     mutmut = Path(sys.executable).with_name("mutmut")
     if not mutmut.exists():
-        print(f"{mutmut} is missing: .venv/bin/pip install -r requirements-mutation.txt -c constraints.txt", file=sys.stderr)
+        print(f"{mutmut} is missing: .venv/bin/uv sync --group mutation", file=sys.stderr)
         return 2
     tree = _scratch(only, tests, args.keep)
     env = {**os.environ, "ILUVATAR_SCHEMAS": os.environ.get("ILUVATAR_SCHEMAS", str(ROOT.parent / "shared" / "schemas"))}
