@@ -133,6 +133,8 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
                 )
     # Literal types that no stack key is read with (boards.Firmware describes boards, not config).
     not_config = {n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "Firmware" for t in n.targets)}
+    # Nor the types the editor schema is told a field takes (json_schema_input_type): hints, not checks.
+    hints = {id(n) for kw in ast.walk(tree) if isinstance(kw, ast.keyword) and kw.arg == "json_schema_input_type" for n in ast.walk(kw.value)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Field":
             for kw in node.keywords:
@@ -159,7 +161,9 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
                 "BeforeValidator(lambda value: value)",
                 _short(source, node),
             )
-        elif isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal" and node.lineno not in not_config:
+        elif (
+            isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal" and node.lineno not in not_config and id(node) not in hints
+        ):
             yield Rule(file, node.lineno, node.end_lineno or node.lineno, node.col_offset, node.end_col_offset or 0, "str", _short(source, node))
         elif isinstance(node, ast.keyword) and node.arg == "extra" and isinstance(node.value, ast.Constant) and node.value.value == "forbid":
             v = node.value
