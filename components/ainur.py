@@ -94,6 +94,11 @@ class BootstrapCluster(pulumi.ComponentResource):
     kubernetes_provider: k8s.Provider
 
     def __init__(self, name: str, args: BootstrapClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if not args.stack.by_role("valar"):
+            # Validation refuses this (k3s etcd quorum); a stack that got here without it gets a plain error, not an IndexError.
+            raise pulumi.RunError(
+                "iluvatar:nodes: the Ainur have 0 valar (k3s servers); k3s needs one to start its cluster (add a Pi with role: valar)"
+            )
         super().__init__("iluvatar:ainur:BootstrapCluster", name, None, opts)
         stack = args.stack
         assert stack.ainur is not None

@@ -214,6 +214,8 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     if kind == "too_short":
         least = ctx.get("min_length", 1)
         return f"{show(value)} is empty; it needs at least {'one item' if least == 1 else f'{least} items'}"
+    if kind == "string_too_short":
+        return f"{show(value)} is empty; write a value or leave the key out"
     if kind == "too_long":
         return f"{show(value)} has more than {ctx.get('max_length')} item(s)"
     if kind in ("int_parsing", "int_type", "int_from_float"):
@@ -318,21 +320,58 @@ class _PulumiYamlLoader(_FastSafeLoader):  # type: ignore[misc]
     """
 
 
+_YAML11_ONLY = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
 _PulumiYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_ONLY] for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_CORE_SCALARS = (
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-    (
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        "-+0123456789.",
-    ),
-)
-for _tag, _regex, _first in _CORE_SCALARS:
-    _PulumiYamlLoader.add_implicit_resolver(_tag, re.compile(_regex), list(_first))
+_NUMBER_TAG = "tag:iluvatar:go-yaml-number"
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+# What yaml.v3 tries to read as a number: a plain scalar starting with a digit or a sign (its
+# resolve table's 'D' and 'S' classes), and the special floats.
+_NUMBERISH = re.compile(r"^[-+]?[0-9][0-9a-zA-Z_.:+-]*$")
+_SPECIAL_FLOAT = re.compile(r"^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_GO_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INT64 = (-(2**63), 2**64 - 1)
+
+
+def _go_int(text: str) -> int | None:
+    """strconv.ParseInt(text, 0, 64) (or ParseUint): 0x, 0o, 0b prefixes and Go's leading-zero octal."""
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    try:
+        if digits[:2].lower() in ("0x", "0o", "0b"):
+            value = int(digits, 0)
+        elif len(digits) > 1 and digits.startswith("0"):
+            value = int(digits[1:], 8)
+        else:
+            value = int(digits, 10)
+    except ValueError:
+        return None
+    value *= sign
+    return value if _INT64[0] <= value <= _INT64[1] else None
+
+
+def _go_yaml_number(loader: Any, node: yaml.ScalarNode) -> object:
+    """A plain scalar as yaml.v3 decodes it into an untyped value, as Pulumi reads stack config.
+
+    A date stays a string (yaml.v3 keeps timestamps as text unless the target is a time); an
+    integer is Go's (underscores dropped, a leading 0 meaning octal); a number that is neither,
+    such as the MAC 000000000887, becomes a float; anything else stays the text as written.
+    """
+    text: str = loader.construct_scalar(node)
+    if _SPECIAL_FLOAT.match(text):
+        return float(text.replace(".", "", 1))  # -.inf -> -inf, .NaN -> NaN: Python's spelling
+    plain = text.replace("_", "")
+    if (as_int := _go_int(plain)) is not None:
+        return as_int
+    if _GO_FLOAT.match(plain):
+        return float(plain)
+    return text
+
+
+_PulumiYamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
+_PulumiYamlLoader.add_implicit_resolver(_NUMBER_TAG, _NUMBERISH, list("-+0123456789"))
+_PulumiYamlLoader.add_implicit_resolver(_NUMBER_TAG, _SPECIAL_FLOAT, list("-+."))
+_PulumiYamlLoader.add_constructor(_NUMBER_TAG, _go_yaml_number)
 
 
 def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:

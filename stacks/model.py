@@ -29,8 +29,10 @@ _DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
 
 
 def show(value: object) -> str:
-    """A value as the user wrote it, for error messages: strings bare, the rest as repr."""
-    return value if isinstance(value, str) else repr(value)
+    """A value as the user wrote it, for error messages: strings bare (an empty one as ""), the rest as repr."""
+    if isinstance(value, str):
+        return value if value else '""'
+    return repr(value)
 
 
 def _ipv4(value: object) -> object:

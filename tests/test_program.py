@@ -172,6 +172,20 @@ def test_arda_without_a_control_plane_is_a_clear_error_even_past_validation(tmp_
     assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:arda:", "talos:"))]
 
 
+def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The k3s-quorum rule refuses it; with the rule gone, BootstrapCluster must still not die with an IndexError."""
+    import stacks.rules
+
+    doc = edit(homelab_doc(), {"iluvatar:nodes[0].role": "maiar"})
+    sf = read_stack_file(write_stack(tmp_path, doc, stack="leaderless"))
+    monkeypatch.setattr(stacks.rules, "_counts", lambda p: [])
+    sim = Simulation(stack="leaderless")
+    with pytest.raises(pulumi.RunError) as err:
+        simulate(sf, record=sim)
+    assert str(err.value) == "iluvatar:nodes: the Ainur have 0 valar (k3s servers); k3s needs one to start its cluster (add a Pi with role: valar)"
+    assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:"))]
+
+
 @pytest.mark.parametrize(
     ("edits", "deletes", "expected"),
     [

@@ -171,3 +171,51 @@ def test_an_empty_stack_file_has_no_config(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError) as err:
         parse_stack({})
     assert err.value.report().splitlines()[0] == "stack config: 3 problems:"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # yaml.v3 (Pulumi's reader) keeps an unquoted date as text when the target is untyped.
+        ("2024-01-01", "2024-01-01"),
+        ("2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z"),
+        # Go's strconv.ParseInt(s, 0, 64): a leading 0 is octal, prefixes 0x/0o/0b, underscores dropped.
+        ("0777", 511),
+        ("0x1F", 31),
+        ("0o17", 15),
+        ("0b101", 5),
+        ("1_000", 1000),
+        ("+12", 12),
+        ("-7", -7),
+        # Not an integer Go can parse, but yaml.v3's float syntax: a float, never a crash.
+        ("000000000887", 887.0),
+        ("08", 8.0),
+        ("1e3", 1000.0),
+        ("1.5", 1.5),
+        ("-.inf", float("-inf")),
+        # Neither: the text as written.
+        ("192.168.0.1", "192.168.0.1"),
+        ("10:20:30:40:50:51", "10:20:30:40:50:51"),
+        ("1.34.1", "1.34.1"),
+        ("v1.34.1", "v1.34.1"),
+        ("no", "no"),
+        ("true", True),
+    ],
+)
+def test_plain_scalars_read_as_pulumis_yaml_v3_reads_them(text: str, value: object) -> None:
+    assert load_yaml(f"key: {text}\n") == {"key": value}
+
+
+def test_an_unquoted_all_digit_mac_is_a_clear_problem_not_a_traceback(tmp_path: Path) -> None:
+    doc = HOMELAB.read_text().replace('mac: "28:d2:44:30:00:01"', "mac: 000000000887")
+    path = tmp_path / "Pulumi.digits.yaml"
+    path.write_text(doc)
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert [str(p) for p in err.value.problems] == ["iluvatar:nodes[6].mac: 887.0 is not a MAC address (write it as a quoted string)"]
+
+
+def test_an_empty_string_is_shown_as_empty_quotes() -> None:
+    with pytest.raises(StackConfigError) as err:
+        parse_stack({"iluvatar:network": {"lan": ""}})
+    assert 'iluvatar:network.lan: "" is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)' in [str(p) for p in err.value.problems]
