@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import gitops as gitops_rules
 from stacks.errors import Problem, StackConfigError
-from stacks.model import Ainur, Arda, Cloudflare, Network, Node, StackConfig, show
+from stacks.model import Ainur, Arda, Cloudflare, GitOps, Network, Node, StackConfig, show
 from stacks.rules import Parsed, check
 
 NAMESPACE = "iluvatar"
@@ -40,12 +41,19 @@ SECTIONS: dict[str, Section] = {
         Section("arda", Arda, True),
         Section("nodes", None, True),
         Section("cloudflare", Cloudflare, False),
+        Section("gitops", GitOps, False),
     )
 }
 
 # Secret keys, and the section whose presence makes each one required (None: optional;
 # without a private key, SSH to the Ainur goes through the user's SSH agent).
-SECRETS: dict[str, str | None] = {"cloudflareApiToken": "cloudflare", "ainurSshPrivateKey": None}
+SECRETS: dict[str, str | None] = {
+    "cloudflareApiToken": "cloudflare",
+    "ainurSshPrivateKey": None,
+    # Required or refused by stacks.gitops, from the repository URL and gitops.private.
+    gitops_rules.TOKEN: None,
+    gitops_rules.SSH_KEY: None,
+}
 
 ORDER = [*SECTIONS, *SECRETS]
 
@@ -100,6 +108,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     ainur = _section(values, "ainur", problems)
     arda = _section(values, "arda", problems)
     cloudflare = _section(values, "cloudflare", problems)
+    gitops = _section(values, "gitops", problems)
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
 
     if cloudflare is not None and isinstance(network, Network) and network.external_domain is None:
@@ -115,6 +124,9 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             nodes_complete=nodes_complete and "nodes" in values,
         )
     )
+    if "gitops" not in values or isinstance(gitops, GitOps):
+        present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
+        problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     return StackConfig.model_validate(
@@ -124,6 +136,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "arda": values["arda"],
             "nodes": values["nodes"],
             "cloudflare": values.get("cloudflare"),
+            "gitops": values.get("gitops"),
         }
     )
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.alias_generators import to_camel
 
+from stacks import gitops as gitops_rules
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -279,7 +280,8 @@ class Netboot(Model):
 class GitMirror(Model):
     """A mirror of the GitOps repository on the Ainur, so Arda can rebuild without the internet."""
 
-    url: Annotated[str, _pattern(_URL, "https://github.com/you/homelab.git", "Git URL")]
+    # Defaults to iluvatar:gitops.repoUrl (stacks.gitops): the mirror serves the GitOps repository.
+    url: Annotated[str, _pattern(_URL, "https://github.com/you/homelab.git", "Git URL")] | None = None
     ip: IPv4
     interval_minutes: int = Field(default=10, ge=1, le=1440)
 
@@ -324,6 +326,40 @@ class Arda(Model):
     patches: tuple[TalosPatch, ...] = ()
 
 
+class ArgoCd(Model):
+    """Argo CD itself: the argo-cd Helm chart's version and raw values merged over Iluvatar's."""
+
+    version: Annotated[str, _pattern(_CHART_VERSION, "10.8.0", "Helm chart version")] = "10.8.0"
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+RepoPath = Annotated[str, BeforeValidator(gitops_rules.normalise_repo_path)]
+
+
+def _self_heal(value: object) -> object:
+    if isinstance(value, bool) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+        return value
+    raise ValueError(f"{show(value)} is not true, false or a list of categories (e.g. [system, networking])")
+
+
+class GitOps(Model):
+    """The GitOps hand-off: the repository Argo CD reads, where the apps live in it, how they sync."""
+
+    repo_url: Annotated[str, BeforeValidator(gitops_rules.check_repo_url)]
+    revision: Annotated[str, BeforeValidator(gitops_rules.check_revision)] = "HEAD"
+    apps_path: RepoPath = "apps"
+    ainur_path: RepoPath = "ainur"
+    # A private repository needs its credential as a secret: iluvatar:gitopsToken (https) or
+    # iluvatar:gitopsSshPrivateKey (SSH, always needed for SSH).
+    private: bool = False
+    username: Annotated[str, _pattern(re.compile(r"^[A-Za-z0-9._@-]{1,128}$"), "git", "Git user name")] = "git"
+    # true or false for every category, or the categories whose apps Argo CD self-heals.
+    self_heal: Annotated[bool | tuple[str, ...], BeforeValidator(_self_heal)] = False
+    categories: tuple[Label, ...] = ()
+    ssh_known_hosts: tuple[Annotated[str, BeforeValidator(gitops_rules.check_known_host)], ...] = ()
+    argocd: ArgoCd = Field(default_factory=ArgoCd)
+
+
 class Node(Model):
     """One machine of the inventory: written once, every layer derives from it."""
 
@@ -358,6 +394,7 @@ class StackConfig(Model):
     arda: Arda
     nodes: tuple[Node, ...]
     cloudflare: Cloudflare | None = None
+    gitops: GitOps | None = None
 
     @property
     def generic_worker(self) -> GenericWorker | None:

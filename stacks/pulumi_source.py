@@ -25,6 +25,9 @@ class StackSecrets:
 
     cloudflare_api_token: pulumi.Output[str] | None
     ainur_ssh_private_key: pulumi.Output[str] | None
+    # The GitOps repository's credential (stacks.gitops decides which one a stack needs).
+    gitops_token: pulumi.Output[str] | None = None
+    gitops_ssh_private_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,8 @@ def load() -> LoadedStack:
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.cloudflare is not None else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
-    return LoadedStack(stack, StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key))
+    gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
+    return LoadedStack(
+        stack,
+        StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
+    )
