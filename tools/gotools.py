@@ -67,6 +67,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("kubeconform", "kubeconform", package="github.com/yannh/kubeconform/cmd/kubeconform"),
     # Pulumi's own stack-file marshaling: what `pulumi stack init` / `config set` write back (tests/stacks/test_stack_form.py).
     Tool("stackfile", "stackfile"),
+    # Argo CD's own ApplicationSet generators, Git client, project checks and kustomize (tools.appset_check).
+    Tool("appset-check", "appset-check"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
