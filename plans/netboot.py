@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import talos
+from plans import gitops, talos
 from plans.k3s import KUBE_VIP_IMAGE
 from plans.network import gateway_addresses, plan_network
 from stacks.boards import BOARDS
@@ -38,7 +38,6 @@ HOST_CACHE = "/var/lib/iluvatar/netboot"
 DNSMASQ_IMAGE = "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4"
 NGINX_IMAGE = "docker.io/library/nginx:1.28.0-alpine"
 CURL_IMAGE = "docker.io/curlimages/curl:8.11.1"
-GIT_IMAGE = "docker.io/alpine/git:v2.49.1"
 DEBIAN_IMAGE = "docker.io/library/debian:trixie-20250908-slim"
 SEED_NAMESPACE = "argocd"
 LEASES_CONFIGMAP = "dnsmasq-leases"
@@ -713,23 +712,43 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
 
 
 def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
-    """A mirror of the GitOps repo, served over plain HTTP on its own kube-vip address."""
+    """A mirror of the GitOps repo, served read-only over git:// on its own kube-vip address.
+
+    `git daemon` serves it: Argo CD lists a repository's refs with go-git, which speaks git's
+    smart protocols only, so the static files of the dumb HTTP protocol would not do. The image is
+    Argo CD's own (plans.gitops.ARGOCD_IMAGE), pulled for the seed anyway, which ships git with its
+    daemon and ssh. A private or SSH repository is cloned with the credential in the
+    `git-mirror-credentials` Secret (components.gitops); what the mirror serves, it serves to the LAN.
+    """
     assert stack.ainur is not None
     mirror = stack.ainur.git_mirror
     if mirror is None:
         return []
     labels = _labels("git-mirror")
-    repo = "/srv/git/repo.git"
-    loop = (
-        f"[ -d {repo} ] || git clone --mirror '{mirror.url}' {repo}\n"
-        f"while true; do git -C {repo} remote update --prune && git -C {repo} update-server-info; sleep {mirror.interval_minutes * 60}; done\n"
-    )
+    base = gitops.MIRROR_BASE
+    credential = gitops.mirror_credential_kind(stack)
+    loop = gitops.mirror_script(gitops.mirror_source(stack), base, mirror.interval_minutes * 60, credential)
+    mounts: list[dict[str, Any]] = [{"name": "git", "mountPath": base}]
+    volumes: list[dict[str, Any]] = [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}]
+    if credential is not None:
+        mounts.append({"name": "credentials", "mountPath": gitops.CREDENTIALS_DIR, "readOnly": True})
+        volumes.append({"name": "credentials", "secret": {"secretName": gitops.MIRROR_CREDENTIALS, "defaultMode": 0o400}})
     pod = {
+        # As root, as the mirror always ran: its volume is a local-path (hostPath) volume, where
+        # fsGroup does not apply, and the copy already there is root's.
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0},
         "containers": [
-            {"name": "mirror", "image": GIT_IMAGE, "command": ["sh", "-c", loop], "volumeMounts": [{"name": "git", "mountPath": "/srv/git"}]},
-            _nginx([{"name": "git", "mountPath": HTTP_ROOT, "readOnly": True}]),
+            {"name": "mirror", "image": gitops.ARGOCD_IMAGE, "command": ["sh", "-c", loop], "volumeMounts": mounts},
+            {
+                "name": "daemon",
+                "image": gitops.ARGOCD_IMAGE,
+                "command": gitops.mirror_daemon_command(base),
+                "ports": [{"name": "git", "containerPort": gitops.MIRROR_PORT, "protocol": "TCP"}],
+                "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 10},
+                "volumeMounts": [{"name": "git", "mountPath": base, "readOnly": True}],
+            },
         ],
-        "volumes": [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}],
+        "volumes": volumes,
     }
     return [
         {
@@ -743,7 +762,11 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**_meta("git-mirror", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(mirror.ip)}},
-            "spec": {"type": "LoadBalancer", "selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
+            },
         },
     ]
 
