@@ -5,6 +5,7 @@ import pulumi
 from components.ainur import BootstrapCluster, BootstrapClusterArgs
 from components.arda import TalosCluster, TalosClusterArgs
 from components.ea import Ea, EaArgs
+from components.gitops import GitOps, GitOpsArgs
 from components.netboot import Netboot, NetbootArgs
 from stacks.pulumi_source import load
 
@@ -39,3 +40,17 @@ if ainur is not None:
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
+
+if stack.gitops is not None:
+    gitops = GitOps(
+        "gitops",
+        GitOpsArgs(
+            stack,
+            arda_kubeconfig=arda.kubeconfig,
+            arda_after=[arda.cilium],
+            ainur_kubeconfig=ainur.kubeconfig if ainur is not None else None,
+            ainur_after=[netboot] if ainur is not None else [],
+            credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
+        ),
+    )
+    pulumi.export("gitopsRepoUrls", {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})

@@ -194,6 +194,25 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _scaffold(args: argparse.Namespace) -> int:
+    from iluvatar import scaffold
+
+    path = _resolve(args)
+    stack = load_stack_file(path)
+    if stack.gitops is None:
+        raise CommandError(f"{path}: the stack has no iluvatar:gitops; set its repoUrl first")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out} exists and is not a folder")
+    try:
+        written, kept = scaffold.write(out, scaffold.files(stack))
+    except OSError as e:
+        raise CommandError(f"cannot write {out}: {e.strerror or e}") from None
+    files = f"{len(written)} file{'' if len(written) == 1 else 's'}"
+    print(f"scaffolded the GitOps repository of {path} in {out}: {files} written, {len(kept)} kept as they were")
+    return EXIT_OK
+
+
 STACK_HELP = "a stack name (homelab: reads Pulumi.homelab.yaml in the project folder) or a stack file path"
 
 
@@ -204,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
         ("validate", _validate, "check a stack with the same rules as `pulumi preview`"),
         ("render", _render, "write everything the stack would create, as files, offline"),
         ("diagram", _diagram, "draw the homelab topology with Graphviz (.svg or .png)"),
+        ("scaffold", _scaffold, "write the GitOps repository layout the stack's ApplicationSets read (adds files, never replaces one)"),
     ]
     outputs = {
         "render": ("output folder (must be empty or absent)", "replace a non-empty output folder"),
@@ -221,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
             out_help, force_help = outputs[name]
             c.add_argument("--out", required=True, help=out_help)
             c.add_argument("--force", action="store_true", help=force_help)
+        if name == "scaffold":
+            c.add_argument("--out", required=True, metavar="DIR", help="the GitOps repository's folder (created if absent)")
         c.set_defaults(run=run)
     s = sub.add_parser("schema", help="write the JSON Schema of the stack files' iluvatar: keys (for editors)")
     s.add_argument("--out", required=True, help="the schema file, e.g. schema/stack.schema.json")

@@ -4,6 +4,7 @@ The layout (under the output folder):
   plan.txt                                       every resource as a tree, and the count per type
   kubernetes/<cluster>/<namespace>/<kind>-<name>.yaml   every Kubernetes object ("_cluster" for cluster-scoped)
   kubernetes/<cluster>/<namespace>/HelmRelease-<name>.yaml  a Helm release: chart, version, repository, values
+  kubernetes/<cluster>/<namespace>/HelmChart-<name>.yaml    a chart whose objects Pulumi owns one by one (helm.v4), the same fields
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
@@ -25,6 +26,7 @@ from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import netboot, yamltext
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+HELM_CHART = "kubernetes:helm.sh/v4:Chart"
 GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
 
 
@@ -44,19 +46,26 @@ def _dump(doc: Any) -> str:
 
 
 def _provider_name(reg: Registration) -> str:
-    # Provider references are `<urn>::<id>`; the URN's last segment is the provider's name.
-    return reg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if reg.provider else ""
+    # Provider references are `<urn>::<id>`; the URN's last segment is the provider's name. A
+    # component (a helm.v4 Chart) names its children's provider in `providers`.
+    ref = reg.provider or reg.providers.get("kubernetes", "")
+    return ref.rsplit("::", 1)[0].rsplit("::", 1)[-1] if ref else ""
+
+
+def cluster_of(reg: Registration) -> str:
+    # `arda-kubernetes`, or a layer's own provider for a cluster such as `gitops-arda-kubernetes`.
+    return _provider_name(reg).removesuffix("-kubernetes").rsplit("-", 1)[-1] or "default"
 
 
 def kubernetes_files(sim: Simulation) -> dict[str, str]:
     files: dict[str, str] = {}
     for reg in sim.registrations:
-        if not reg.type.startswith("kubernetes:") or not reg.custom:
+        if not reg.type.startswith("kubernetes:") or not (reg.custom or reg.type == HELM_CHART):
             continue
-        cluster = _provider_name(reg).removesuffix("-kubernetes") or "default"
+        cluster = cluster_of(reg)
         inputs = redact(reg.inputs)
         metadata = inputs.get("metadata", {}) if isinstance(inputs.get("metadata"), dict) else {}
-        if reg.type == HELM_RELEASE:
+        if reg.type in (HELM_RELEASE, HELM_CHART):
             namespace = inputs.get("namespace", "default")
             name = inputs.get("name", reg.name)
             doc = {
@@ -67,7 +76,8 @@ def kubernetes_files(sim: Simulation) -> dict[str, str]:
                 "name": name,
                 "values": inputs.get("values", {}),
             }
-            files[f"kubernetes/{cluster}/{namespace}/HelmRelease-{name}.yaml"] = _dump(doc)
+            kind = "HelmRelease" if reg.type == HELM_RELEASE else "HelmChart"
+            files[f"kubernetes/{cluster}/{namespace}/{kind}-{name}.yaml"] = _dump(doc)
             continue
         _, api, kind = reg.type.split(":")
         group_version = api.removeprefix("core/")

@@ -40,6 +40,7 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
     root = "urn:pulumi:rk1::iluvatar::pulumi:pulumi:Stack::iluvatar-rk1"
     assert sorted((r.type, r.name) for r in sim.registrations if r.parent == root) == [
         ("iluvatar:arda:TalosCluster", "arda"),
+        ("iluvatar:gitops:GitOps", "gitops"),
         ("iluvatar:network:Ea", "ea"),
     ]
     assert {r["cluster"] for r in sim.outputs["reservations"]} == {"arda"}
@@ -65,7 +66,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 59
+    assert len(sim.registrations) == 96
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -44,16 +44,22 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "random": "ainur-random",
         "kubernetes:arda": "arda-kubernetes",
         "kubernetes:netboot": "ainur-kubernetes",
+        # GitOps talks to each cluster through a provider of its own (components.gitops).
+        "kubernetes:gitops-arda": "gitops-arda-kubernetes",
+        "kubernetes:gitops-ainur": "gitops-ainur-kubernetes",
+        "random:gitops-arda": "gitops-arda-random",
+        "random:gitops-ainur": "gitops-ainur-random",
     }
     checked = 0
     for r in homelab.registrations:
         if not r.custom or r.type.startswith("pulumi:providers:"):
             continue
         package = r.type.split(":")[0]
-        key = f"kubernetes:{r.name.split('-')[0]}" if package == "kubernetes" else package
+        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith("gitops-") else r.name.split("-")[0]
+        key = f"{package}:{prefix}" if package == "kubernetes" or r.name.startswith("gitops-") else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    assert checked == 41
+    assert checked == 69  # 41, and GitOps: 28 on the two clusters
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -14,9 +14,12 @@ from iluvatar import cli, simulate
 from iluvatar.render import render_files
 from plans import netboot
 from stacks import read_stack_file
+from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.schemas import talos_errors
 from tests.tools import cloud_init_network_schema, cloud_init_schema, dnsmasq_test
+
+CATEGORIES = DEFAULT_CATEGORIES  # the homelab stack's: the defaults, none of its own
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +35,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 46 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 74 files"
     return out
 
 
@@ -45,7 +48,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
         f"ainur/{n}.{kind}" for n in ("eonwe", "ilmare", "manwe") for kind in ("network-config", "user-data")
     ]
     assert len([f for f in files if f.startswith("netboot/ipxe/")]) == 6
-    assert sorted(f for f in files if f.startswith("kubernetes/")) == [
+    assert sorted(f for f in files if f.startswith("kubernetes/")) == sorted([
         "kubernetes/ainur/_cluster/ClusterRole-iluvatar-kube-vip.yaml",
         "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
         "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
@@ -67,7 +70,21 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
         "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
         "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
         "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
-    ]
+    ] + [
+        # GitOps: both Argo CDs (charts whose objects Pulumi owns), their projects and ApplicationSets.
+        "kubernetes/ainur/argocd/AppProject-ainur.yaml",
+        "kubernetes/ainur/argocd/AppProject-platform.yaml",
+        "kubernetes/ainur/argocd/ApplicationSet-ainur.yaml",
+        "kubernetes/ainur/argocd/HelmChart-argocd.yaml",
+        "kubernetes/ainur/argocd/Secret-argocd-redis.yaml",
+        "kubernetes/arda/_cluster/Namespace-argocd.yaml",
+        *[f"kubernetes/arda/_cluster/Namespace-{c}.yaml" for c in CATEGORIES],
+        "kubernetes/arda/argocd/AppProject-arda.yaml",
+        "kubernetes/arda/argocd/AppProject-platform.yaml",
+        *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
+        "kubernetes/arda/argocd/HelmChart-argocd.yaml",
+        "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+    ])
     release = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])
     assert (release["chart"], release["version"], release["repository"]) == ("cilium", "1.18.4", "https://helm.cilium.io")
     assert release["values"]["kubeProxyReplacement"] is True
@@ -88,7 +105,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     )
     assert "    arda-bootstrap  (talos:machine/bootstrap:Bootstrap) [secret outputs: clientConfigurationWo] [after: arda-taniquetil-apply]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 59")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 96")
     assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
 
 
