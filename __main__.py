@@ -49,7 +49,8 @@ if stack.gitops is not None:
             arda_kubeconfig=arda.kubeconfig,
             arda_after=[arda.cilium],
             ainur_kubeconfig=ainur.kubeconfig if ainur is not None else None,
-            ainur_after=[netboot] if ainur is not None else [],
+            # The seed goes into the namespace the netboot layer owns; the mirror's credential beside the mirror.
+            ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if ainur is not None else [],
             credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
         ),
     )

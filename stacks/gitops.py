@@ -46,6 +46,11 @@ _HTTPS = re.compile(r"^https://(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P
 _REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9._/+-]+$")
 
 
+def _show(value: object) -> str:
+    """A value as the user wrote it (stacks.model.show, which this module cannot import)."""
+    return value if isinstance(value, str) else repr(value)
+
+
 @dataclass(frozen=True)
 class RepoUrl:
     """A repository URL as Argo CD will use it: https, or SSH (scp-like `git@host:path` or `ssh://`)."""
@@ -64,7 +69,7 @@ class RepoUrl:
 def parse_repo_url(value: object) -> RepoUrl:
     """The repository URL, or ValueError saying why Argo CD could not use it."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not a repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
+        raise ValueError(f"{_show(value)} is not a repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
     url = value.strip()
     https = _HTTPS.match(url)
     if https:
@@ -79,7 +84,7 @@ def parse_repo_url(value: object) -> RepoUrl:
         raise ValueError(f"{url} has no user: Argo CD reads an SSH URL only with one (e.g. ssh://git@github.com/you/homelab.git)")
     if scheme in ("http", "git", "file"):
         raise ValueError(
-            f"{url} is a {scheme}:// URL; Argo CD is given only https:// or SSH repositories here "
+            f"{url} uses {scheme}://; Argo CD is given only https:// or SSH repositories here "
             "(e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)"
         )
     raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
@@ -92,7 +97,7 @@ def check_repo_url(value: object) -> object:
 
 def check_revision(value: object) -> object:
     if not isinstance(value, str) or not _REVISION.match(value):
-        raise ValueError(f"{value!r} is not a branch, tag or commit git accepts (e.g. main, v1.2.0 or HEAD)")
+        raise ValueError(f"{_show(value)} is not a branch, tag or commit git accepts (e.g. main, v1.2.0 or HEAD)")
     return value
 
 
@@ -103,7 +108,7 @@ def normalise_repo_path(value: object) -> object:
     glob) or pass through a hidden folder (Argo CD's repo-server never lists those).
     """
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not a folder of the repository (e.g. apps, or kubernetes/apps)")
+        raise ValueError(f"{_show(value)} is not a folder of the repository (e.g. apps, or kubernetes/apps)")
     raw = value.strip()
     if raw.startswith("/"):
         raise ValueError(f"{raw} is absolute; give a folder relative to the repository's root (e.g. apps)")
@@ -120,7 +125,7 @@ def normalise_repo_path(value: object) -> object:
 
 def check_known_host(value: object) -> object:
     if not isinstance(value, str) or len(value.split()) < 3 or value.lstrip().startswith("#"):
-        raise ValueError(f"{value!r} is not a known_hosts line (host key-type key, e.g. the output of `ssh-keyscan git.example.com`)")
+        raise ValueError(f"{_show(value)} is not a known_hosts line (host key-type key, e.g. the output of `ssh-keyscan git.example.com`)")
     return value.strip()
 
 

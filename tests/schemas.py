@@ -17,12 +17,12 @@ import jsonschema
 from referencing import Registry, Resource
 
 from stacks import StackConfig, load_stack_file
-from stacks.model import Cilium
+from stacks.model import ArgoCd, Cilium
 from tests.edit import HOMELAB, RK1
 from tools import upstream
 
 # The CRD source (tools.upstream.CRD_SOURCES) and program version of each API group the program creates.
-_CRD_GROUPS = {"cilium.io": "cilium"}
+_CRD_GROUPS = {"cilium.io": "cilium", "argoproj.io": "argo-cd"}
 
 
 @functools.cache
@@ -35,6 +35,7 @@ def program_versions() -> dict[str, set[str]]:
     return {
         "talos": {s.arda.talos_version for s in shipped_stacks()},
         "cilium": {s.arda.cilium.version for s in shipped_stacks()} | {str(Cilium.model_fields["version"].default)},
+        "argo-cd": {s.gitops.argocd.version for s in shipped_stacks() if s.gitops} | {str(ArgoCd.model_fields["version"].default)},
     }
 
 

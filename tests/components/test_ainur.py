@@ -108,7 +108,9 @@ def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> Non
 
 def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
     sim = simulate(read_stack_file(RK1))
-    assert not [r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:", "random:")) and not r.name.startswith("gitops-arda")]
+    assert not [
+        r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:", "random:")) and not r.name.startswith("gitops-arda")
+    ]
     assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
     assert "ainurKubeconfig" not in sim.outputs
 

@@ -48,43 +48,44 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
         f"ainur/{n}.{kind}" for n in ("eonwe", "ilmare", "manwe") for kind in ("network-config", "user-data")
     ]
     assert len([f for f in files if f.startswith("netboot/ipxe/")]) == 6
-    assert sorted(f for f in files if f.startswith("kubernetes/")) == sorted([
-        "kubernetes/ainur/_cluster/ClusterRole-iluvatar-kube-vip.yaml",
-        "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
-        "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
-        "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
-        "kubernetes/ainur/kube-system/DaemonSet-kube-vip-services.yaml",
-        "kubernetes/ainur/kube-system/ServiceAccount-kube-vip.yaml",
-        "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
-        "kubernetes/ainur/netboot/ConfigMap-netboot.yaml",
-        "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
-        "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
-        "kubernetes/ainur/netboot/Deployment-netboot.yaml",
-        "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror.yaml",
-        "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
-        "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
-        "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
-        "kubernetes/ainur/netboot/Service-git-mirror.yaml",
-        "kubernetes/ainur/netboot/Service-netboot.yaml",
-        "kubernetes/ainur/netboot/ServiceAccount-netboot.yaml",
-        "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
-        "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
-        "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
-    ] + [
-        # GitOps: both Argo CDs (charts whose objects Pulumi owns), their projects and ApplicationSets.
-        "kubernetes/ainur/argocd/AppProject-ainur.yaml",
-        "kubernetes/ainur/argocd/AppProject-platform.yaml",
-        "kubernetes/ainur/argocd/ApplicationSet-ainur.yaml",
-        "kubernetes/ainur/argocd/HelmChart-argocd.yaml",
-        "kubernetes/ainur/argocd/Secret-argocd-redis.yaml",
-        "kubernetes/arda/_cluster/Namespace-argocd.yaml",
-        *[f"kubernetes/arda/_cluster/Namespace-{c}.yaml" for c in CATEGORIES],
-        "kubernetes/arda/argocd/AppProject-arda.yaml",
-        "kubernetes/arda/argocd/AppProject-platform.yaml",
-        *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
-        "kubernetes/arda/argocd/HelmChart-argocd.yaml",
-        "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
-    ])
+    assert sorted(f for f in files if f.startswith("kubernetes/")) == sorted(
+        [
+            "kubernetes/ainur/_cluster/ClusterRole-iluvatar-kube-vip.yaml",
+            "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
+            "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
+            "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
+            "kubernetes/ainur/kube-system/DaemonSet-kube-vip-services.yaml",
+            "kubernetes/ainur/kube-system/ServiceAccount-kube-vip.yaml",
+            "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
+            "kubernetes/ainur/netboot/ConfigMap-netboot.yaml",
+            "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
+            "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
+            "kubernetes/ainur/netboot/Deployment-netboot.yaml",
+            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror.yaml",
+            "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
+            "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
+            "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
+            "kubernetes/ainur/netboot/Service-git-mirror.yaml",
+            "kubernetes/ainur/netboot/Service-netboot.yaml",
+            "kubernetes/ainur/netboot/ServiceAccount-netboot.yaml",
+            "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
+            "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
+            "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
+            # GitOps: both Argo CDs (charts whose objects Pulumi owns), their projects and ApplicationSets.
+            "kubernetes/ainur/argocd/AppProject-ainur.yaml",
+            "kubernetes/ainur/argocd/AppProject-platform.yaml",
+            "kubernetes/ainur/argocd/ApplicationSet-ainur.yaml",
+            "kubernetes/ainur/argocd/HelmChart-argocd.yaml",
+            "kubernetes/ainur/argocd/Secret-argocd-redis.yaml",
+            "kubernetes/arda/_cluster/Namespace-argocd.yaml",
+            *[f"kubernetes/arda/_cluster/Namespace-{c}.yaml" for c in CATEGORIES],
+            "kubernetes/arda/argocd/AppProject-arda.yaml",
+            "kubernetes/arda/argocd/AppProject-platform.yaml",
+            *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
+            "kubernetes/arda/argocd/HelmChart-argocd.yaml",
+            "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+        ]
+    )
     release = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])
     assert (release["chart"], release["version"], release["repository"]) == ("cilium", "1.18.4", "https://helm.cilium.io")
     assert release["values"]["kubeProxyReplacement"] is True

@@ -1,0 +1,294 @@
+"""GitOps under the mock runtime: Argo CD after Cilium, one ApplicationSet per category, secrets kept
+secret, platform Applications carrying the inventory's values, and the ownership rules in the graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar import simulate as simulation
+from iluvatar.render import render_files
+from iluvatar.simulate import SecretValue, Simulation, simulate
+from plans import gitops as plan
+from stacks import load_stack_file, read_stack_file
+from stacks.categories import DEFAULT_CATEGORIES
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+
+CHART = "kubernetes:helm.sh/v4:Chart"
+APPSET = "kubernetes:argoproj.io/v1alpha1:ApplicationSet"
+PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
+APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+
+
+def _names(sim: Simulation, urns: Any) -> set[str]:
+    by_urn = {r.urn: r.name for r in sim.registrations}
+    return {by_urn[u] for u in urns}
+
+
+def test_the_layer_and_its_parts(homelab: Simulation) -> None:
+    regs = homelab.named()
+    assert regs["gitops"].type == "iluvatar:gitops:GitOps"
+    assert sorted((r.type, r.name) for r in homelab.children(regs["gitops"])) == [
+        ("iluvatar:gitops:ArgoCd", "gitops-ainur"),
+        ("iluvatar:gitops:ArgoCd", "gitops-arda"),
+    ]
+    arda = {r.name for r in homelab.children(regs["gitops-arda"])}
+    assert arda == {
+        "gitops-arda-kubernetes",
+        "gitops-arda-random",
+        "gitops-arda-namespace-argocd",
+        "gitops-arda-redis-password",
+        "gitops-arda-secret-argocd-redis",
+        "gitops-arda-chart",
+        "gitops-arda-appproject-arda",
+        "gitops-arda-appproject-platform",
+        *(f"gitops-arda-namespace-{c}" for c in DEFAULT_CATEGORIES),
+        *(f"gitops-arda-applicationset-{c}" for c in DEFAULT_CATEGORIES),
+    }
+    ainur = {r.name for r in homelab.children(regs["gitops-ainur"])}
+    assert ainur == {
+        "gitops-ainur-kubernetes",
+        "gitops-ainur-random",
+        "gitops-ainur-redis-password",
+        "gitops-ainur-secret-argocd-redis",
+        "gitops-ainur-chart",
+        "gitops-ainur-appproject-ainur",
+        "gitops-ainur-appproject-platform",
+        "gitops-ainur-applicationset-ainur",
+    }
+
+
+def test_argo_cd_is_installed_by_helm_after_cilium(homelab: Simulation) -> None:
+    regs = homelab.named()
+    chart = regs["gitops-arda-chart"]
+    assert chart.type == CHART
+    assert {k: chart.inputs[k] for k in ("chart", "version", "name", "namespace")} == {
+        "chart": "argo-cd",
+        "version": "10.8.0",
+        "name": "argocd",
+        "namespace": "argocd",
+    }
+    assert chart.inputs["repositoryOpts"] == {"repo": "https://argoproj.github.io/argo-helm"}
+    assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "arda")
+    assert _names(homelab, chart.dependencies) == {
+        "arda-cilium-release",
+        "arda-cilium-lb-pool",
+        "arda-cilium-l2-policy",
+        "gitops-arda-namespace-argocd",
+        "gitops-arda-secret-argocd-redis",
+    }
+    # Its objects go to Arda through the GitOps layer's own provider for Arda.
+    assert chart.providers["kubernetes"].startswith(regs["gitops-arda-kubernetes"].urn + "::")
+
+
+def test_the_seed_on_the_ainur_goes_into_the_netboot_layers_namespace(homelab: Simulation) -> None:
+    regs = homelab.named()
+    chart = regs["gitops-ainur-chart"]
+    assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "ainur")
+    assert _names(homelab, chart.dependencies) == {"netboot-namespace-argocd", "netboot-namespace-netboot", "gitops-ainur-secret-argocd-redis"}
+    assert "gitops-ainur-namespace-argocd" not in regs
+
+
+def test_both_providers_adopt_what_an_interrupted_run_left(homelab: Simulation) -> None:
+    regs = homelab.named()
+    for cluster in ("arda", "ainur"):
+        provider = regs[f"gitops-{cluster}-kubernetes"]
+        assert provider.inputs["upsertExistingObjects"] == "true"
+        assert isinstance(provider.inputs["kubeconfig"], SecretValue)
+    # Each cluster's own kubeconfig: Talos's for Arda, the Ainur's pointed at their VIP.
+    assert regs["gitops-arda-kubernetes"].inputs["kubeconfig"] == regs["arda-kubernetes"].inputs["kubeconfig"]
+    assert regs["gitops-ainur-kubernetes"].inputs["kubeconfig"] == regs["ainur-kubernetes"].inputs["kubeconfig"]
+    assert "server: https://192.168.0.10:6443" in regs["gitops-ainur-kubernetes"].inputs["kubeconfig"].value
+
+
+def test_one_application_set_per_category_in_use(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:gitops.categories": ["games", "printing"]})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    categories = [*DEFAULT_CATEGORIES, "games", "printing"]
+    arda = [r for r in sim.by_type(APPSET) if r.name.startswith("gitops-arda-")]
+    assert sorted(r.inputs["metadata"]["name"] for r in arda) == sorted(categories)
+    for r in arda:
+        category = r.inputs["metadata"]["name"]
+        generator = r.inputs["spec"]["generators"][0]["git"]
+        assert generator["directories"] == [{"path": f"kubernetes/apps/{category}/*"}]
+        assert r.inputs["spec"]["template"]["spec"]["destination"]["namespace"] == category
+        assert _names(sim, r.dependencies) == {
+            "gitops-arda-chart",
+            "gitops-arda-appproject-arda",
+            "gitops-arda-appproject-platform",
+            f"gitops-arda-namespace-{category}",
+        }
+    assert [r.inputs["metadata"]["name"] for r in sim.by_type(APPSET) if r.name.startswith("gitops-ainur-")] == ["ainur"]
+    namespaces = sorted(r.inputs["metadata"]["name"] for r in sim.by_type("kubernetes:core/v1:Namespace") if r.name.startswith("gitops-arda-"))
+    assert namespaces == sorted([*categories, "argocd"])
+
+
+def test_projects_and_application_sets_wait_for_the_chart(homelab: Simulation) -> None:
+    for project in homelab.by_type(PROJECT):
+        cluster = project.name.split("-")[1]
+        assert _names(homelab, project.dependencies) == {f"gitops-{cluster}-chart"}
+
+
+def _private(tmp_path: Path, doc: dict[str, Any], secret_key: str, canary: str, monkeypatch: pytest.MonkeyPatch, stack: str) -> Simulation:
+    doc = edit(doc, {f"iluvatar:{secret_key}": {"secure": "v1:CANARY-CIPHERTEXT"}})
+    sf = read_stack_file(write_stack(tmp_path, doc, stack=stack))
+    original = simulation.pulumi_config
+
+    def with_canary(sf: Any) -> tuple[dict[str, str], list[str]]:
+        config, secret = original(sf)
+        config[f"iluvatar:{secret_key}"] = canary
+        return config, secret
+
+    monkeypatch.setattr(simulation, "pulumi_config", with_canary)
+    return simulate(sf)
+
+
+def _everything(sim: Simulation) -> str:
+    return json.dumps([[r.inputs for r in sim.registrations]], default=repr) + json.dumps(sim.outputs, default=repr)
+
+
+def test_a_private_repository_read_directly_gets_a_secret_repository_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "CANARY-GITHUB-TOKEN-9c1e"
+    doc = edit(yamlish(RK1), {"iluvatar:gitops.private": True})
+    sim = _private(tmp_path, doc, "gitopsToken", canary, monkeypatch, "rk1")
+    secret = sim.named()["gitops-arda-secret-gitops-repository"]
+    assert secret.inputs["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
+    data = secret.inputs["stringData"]
+    assert isinstance(data, SecretValue)
+    assert data.value == {"type": "git", "url": "https://github.com/example/turing-pi.git", "project": "arda", "username": "git", "password": canary}
+    assert canary in json.dumps(data.value), "the canary must flow through the program"
+    assert canary not in _everything_but_secrets(sim)
+    for rel, content in render_files(sim).items():
+        assert canary not in content and "CANARY-CIPHERTEXT" not in content, rel
+    # The chart waits for it: Argo CD starts with the credential in place.
+    assert "gitops-arda-secret-gitops-repository" in _names(sim, sim.named()["gitops-arda-chart"].dependencies)
+
+
+def test_with_the_mirror_only_the_ainur_hold_the_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "CANARY-DEPLOY-KEY-77a0"
+    doc = edit(homelab_doc(), {"iluvatar:gitops.repoUrl": "git@github.com:example/homelab.git"})
+    sim = _private(tmp_path, doc, "gitopsSshPrivateKey", canary, monkeypatch, "homelab")
+    regs = sim.named()
+    assert "gitops-arda-secret-gitops-repository" not in regs
+    secret = regs["gitops-ainur-secret-git-mirror-credentials"]
+    assert secret.inputs["metadata"] == {"name": "git-mirror-credentials", "namespace": "netboot", "labels": dict(plan.MANAGED_BY)}
+    assert secret.provider.startswith(regs["gitops-ainur-kubernetes"].urn + "::")
+    data = secret.inputs["stringData"]
+    assert isinstance(data, SecretValue)
+    assert data.value["ssh-privatekey"] == canary
+    assert canary not in _everything_but_secrets(sim)
+    for rel, content in render_files(sim).items():
+        assert canary not in content, rel
+    mirror = regs["netboot-deployment-git-mirror"].inputs["spec"]["template"]["spec"]
+    assert {"name": "credentials", "secret": {"secretName": "git-mirror-credentials", "defaultMode": 256}} in mirror["volumes"]
+
+
+def _everything_but_secrets(sim: Simulation) -> str:
+    def strip(value: Any) -> Any:
+        if isinstance(value, SecretValue):
+            return "[secret]"
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps([strip(r.inputs) for r in sim.registrations], default=repr) + json.dumps(strip(sim.outputs), default=repr)
+
+
+def yamlish(path: Path) -> dict[str, Any]:
+    import yaml
+
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    return doc
+
+
+def test_the_initial_admin_secret_is_never_read_or_exported(homelab: Simulation) -> None:
+    assert "argocd-initial-admin-secret" not in _everything(homelab)
+    assert not [t for t, _ in homelab.invocations if "kubernetes" in t]
+    assert sorted(homelab.outputs["gitopsRepoUrls"]) == ["ainur", "arda"]
+    assert homelab.outputs["gitopsRepoUrls"] == {
+        "arda": "git://192.168.0.15/repo.git",
+        "ainur": "git://git-mirror.netboot.svc.cluster.local/repo.git",
+    }
+
+
+def test_redis_passwords_are_secret(homelab: Simulation) -> None:
+    for cluster in ("arda", "ainur"):
+        data = homelab.named()[f"gitops-{cluster}-secret-argocd-redis"].inputs["stringData"]
+        assert isinstance(data, SecretValue)
+        assert sorted(data.value) == ["auth"]
+
+
+def test_rk1_has_arda_only() -> None:
+    sim = simulate(read_stack_file(RK1))
+    assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
+    assert sim.outputs["gitopsRepoUrls"] == {"arda": "https://github.com/example/turing-pi.git"}
+
+
+def test_no_gitops_section_means_no_argo_cd(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"])
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    assert not [r for r in sim.registrations if r.name.startswith("gitops")]
+    assert "gitopsRepoUrls" not in sim.outputs
+
+
+# --- platform Applications: what the storage layer does, through the real program
+
+
+STORAGE = """
+import runpy
+import pulumi
+from components.gitops import PlatformApplication, PlatformApplicationArgs
+from plans.gitops import platform_application
+
+program = runpy.run_path({main!r}, run_name="__main__")
+stack = program["stack"]
+nodes = [{{"name": n.name, "devices": [{{"name": d}} for d in n.data_disks]}} for n in stack.arda_nodes if n.data_disks]
+values = {{"cephClusterSpec": {{"storage": {{"useAllNodes": False, "useAllDevices": False, "nodes": nodes}}}}}}
+app = platform_application(
+    "rook-ceph-cluster", chart="rook-ceph-cluster", repo_url="https://charts.rook.io/release", version="v1.20.4",
+    values=values, namespace="rook-ceph", sync_wave=1,
+)
+PlatformApplication("storage-ceph", PlatformApplicationArgs(app, program["gitops"].arda))
+"""
+
+
+def _with_storage(tmp_path: Path, doc: dict[str, Any], name: str) -> Simulation:
+    program = tmp_path / f"{name}.py"
+    program.write_text(STORAGE.format(main=str(ROOT / "__main__.py")))
+    folder = tmp_path / name
+    folder.mkdir()
+    return simulate(read_stack_file(write_stack(folder, doc, stack="homelab")), program=program)
+
+
+def _state(sim: Simulation) -> dict[str, Any]:
+    return {r.name: (r.type, r.inputs, _names(sim, r.dependencies)) for r in sim.registrations}
+
+
+def test_a_platform_application_carries_the_inventorys_values(tmp_path: Path) -> None:
+    sim = _with_storage(tmp_path, homelab_doc(), "before")
+    regs = sim.named()
+    app = regs["storage-ceph-application-rook-ceph-cluster"]
+    assert app.type == APPLICATION
+    assert regs["storage-ceph"].type == "iluvatar:gitops:PlatformApplication"
+    assert app.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
+    assert _names(sim, app.dependencies) == {"gitops-arda-chart", "gitops-arda-appproject-platform"}
+    storage = app.inputs["spec"]["source"]["helm"]["valuesObject"]["cephClusterSpec"]["storage"]
+    assert storage["nodes"] == [{"name": n, "devices": [{"name": "/dev/nvme0n1"}]} for n in ("taniquetil", "tirion", "alqualonde")]
+    assert app.inputs["spec"]["project"] == "platform"
+
+
+def test_a_nodes_disk_changes_that_applications_values_and_nothing_else(tmp_path: Path) -> None:
+    before = _state(_with_storage(tmp_path, homelab_doc(), "before"))
+    doc = edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"]})
+    after = _state(_with_storage(tmp_path, doc, "after"))
+    assert set(before) == set(after)
+    changed = sorted(name for name in before if before[name] != after[name])
+    # The Application, and the config of the machine whose disk it is (its data-disks node annotation).
+    assert changed == ["arda-tirion-apply", "storage-ceph-application-rook-ceph-cluster"]
+    nodes = after["storage-ceph-application-rook-ceph-cluster"][1]["spec"]["source"]["helm"]["valuesObject"]["cephClusterSpec"]["storage"]["nodes"]
+    assert nodes[1] == {"name": "tirion", "devices": [{"name": "/dev/nvme0n1"}, {"name": "/dev/nvme1n1"}]}

@@ -1,0 +1,100 @@
+"""`python -m iluvatar scaffold DIR --stack NAME`: the GitOps repository layout, added to and never overwritten.
+
+That the layout is exactly what the ApplicationSets read is tests/tools/test_appset_check.py
+(Argo CD's own generators over a scaffolded repository).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from iluvatar import scaffold
+from stacks import load_stack_file
+from stacks.categories import DEFAULT_CATEGORIES
+from tests.edit import RK1, ROOT, edit, homelab_doc, write_stack
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "iluvatar", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_the_homelab_layout(tmp_path: Path) -> None:
+    out = tmp_path / "gitops"
+    result = run("scaffold", str(out), "--stack", "homelab")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of stack homelab in {out}: 11 files written, 0 kept as they were"
+    assert tree(out) == sorted(["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
+    readme = (out / "kubernetes/apps/README.md").read_text()
+    assert "- `kubernetes/apps/media/` → namespace `media`" in readme
+    assert "Argo CD undoes hand edits (self-heal) in\n`system`;" in readme
+    assert "Self-heal is on." in (out / "kubernetes/apps/system/README.md").read_text()
+    assert "Self-heal is off." in (out / "kubernetes/apps/media/README.md").read_text()
+
+
+def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
+    assert run("scaffold", str(tmp_path / "r"), "--stack", "rk1").returncode == 0
+    assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
+
+
+def test_an_example_app_per_app_the_registry_names() -> None:
+    files = scaffold.files(load_stack_file(RK1), [("home-assistant", "home-automation"), ("minecraft", "games")])
+    assert sorted(f for f in files if f.count("/") == 3) == [
+        "apps/games/minecraft/README.md",
+        "apps/games/minecraft/kustomization.yaml",
+        "apps/home-automation/home-assistant/README.md",
+        "apps/home-automation/home-assistant/kustomization.yaml",
+    ]
+    # A category the registry uses is a category: its folder, README and (elsewhere) its ApplicationSet.
+    assert "a category of this stack" in files["apps/games/README.md"]
+    assert "- `home-assistant/`: the registry's app `home-assistant`" in files["apps/home-automation/README.md"]
+    assert yaml.safe_load(files["apps/home-automation/home-assistant/kustomization.yaml"]) == {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [],
+    }
+    assert "home-automation-home-assistant" in files["apps/home-automation/home-assistant/kustomization.yaml"]
+
+
+def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
+    out = tmp_path / "gitops"
+    assert run("scaffold", str(out), "--stack", "rk1").returncode == 0
+    mine = out / "apps/media/README.md"
+    mine.write_text("my notes\n")
+    (out / "apps/system/README.md").unlink()
+    result = run("scaffold", str(out), "--stack", "rk1")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of stack rk1 in {out}: 1 file written, 9 kept as they were"
+    assert mine.read_text() == "my notes\n"
+    assert (out / "apps/system/README.md").exists()
+    assert not [p for p in out.rglob(".*")], "no temporary file left behind"
+
+
+def test_errors_exit_with_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    result = run("scaffold", str(afile), "--stack", "rk1")
+    assert (result.returncode, result.stderr.strip()) == (2, f"error: {afile} exists and is not a folder")
+    result = run("scaffold", str(tmp_path / "x"), "--stack", "nope")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no stack 'nope': Pulumi.nope.yaml does not exist")
+    no_gitops = write_stack(
+        tmp_path,
+        edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"]),
+        stack="plain",
+    )
+    result = run("scaffold", str(tmp_path / "x"), "--stack", "plain", "--project", str(no_gitops.parent))
+    assert (result.returncode, result.stderr.strip()) == (2, "error: stack plain has no iluvatar:gitops: set its repoUrl first")
+    broken = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:gitops.appsPath": "../up"}), stack="broken")
+    result = run("scaffold", str(tmp_path / "x"), "--stack", "broken", "--project", str(broken.parent))
+    assert result.returncode == 1
+    assert "iluvatar:gitops.appsPath: ../up leaves the repository (it resolves to ../up)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
