@@ -333,7 +333,29 @@ class ArgoCd(Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
-RepoPath = Annotated[str, BeforeValidator(gitops_rules.normalise_repo_path)]
+RepoPath = Annotated[
+    str,
+    BeforeValidator(
+        gitops_rules.normalise_repo_path,
+        json_schema_input_type=Annotated[
+            str, Field(examples=["kubernetes/apps"], description="a folder of the GitOps repository, relative to its root")
+        ],
+    ),
+]
+RepoUrl = Annotated[
+    str,
+    BeforeValidator(
+        gitops_rules.check_repo_url,
+        json_schema_input_type=Annotated[
+            str,
+            Field(
+                pattern=r"^(https://\S+|ssh://[^/\s@]+@\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$",
+                examples=["https://github.com/you/homelab.git", "git@github.com:you/homelab.git"],
+                description="the GitOps repository: https://, or SSH with a user",
+            ),
+        ],
+    ),
+]
 
 
 def _self_heal(value: object) -> object:
@@ -345,8 +367,14 @@ def _self_heal(value: object) -> object:
 class GitOps(Model):
     """The GitOps hand-off: the repository Argo CD reads, where the apps live in it, how they sync."""
 
-    repo_url: Annotated[str, BeforeValidator(gitops_rules.check_repo_url)]
-    revision: Annotated[str, BeforeValidator(gitops_rules.check_revision)] = "HEAD"
+    repo_url: RepoUrl
+    revision: Annotated[
+        str,
+        BeforeValidator(
+            gitops_rules.check_revision,
+            json_schema_input_type=Annotated[str, Field(examples=["main"], description="a branch, tag or commit Argo CD follows")],
+        ),
+    ] = "HEAD"
     apps_path: RepoPath = "apps"
     ainur_path: RepoPath = "ainur"
     # A private repository needs its credential as a secret: iluvatar:gitopsToken (https) or
@@ -356,7 +384,18 @@ class GitOps(Model):
     # true or false for every category, or the categories whose apps Argo CD self-heals.
     self_heal: Annotated[bool | tuple[str, ...], BeforeValidator(_self_heal)] = False
     categories: tuple[Label, ...] = ()
-    ssh_known_hosts: tuple[Annotated[str, BeforeValidator(gitops_rules.check_known_host)], ...] = ()
+    ssh_known_hosts: tuple[
+        Annotated[
+            str,
+            BeforeValidator(
+                gitops_rules.check_known_host,
+                json_schema_input_type=Annotated[
+                    str, Field(examples=["git.example.com ssh-ed25519 AAAAC3Nz..."], description="a known_hosts line, as ssh-keyscan prints it")
+                ],
+            ),
+        ],
+        ...,
+    ] = ()
     argocd: ArgoCd = Field(default_factory=ArgoCd)
 
 

@@ -239,7 +239,7 @@ def test_numbers_render_as_written(homelab: Path, tmp_path: Path) -> None:
     assert "\n  k8sServicePort: 7445\n" in release
     assert "\n    qps: 20\n" in release and "\n    burst: 40\n" in release
     assert "\n  replicas: 1\n" in (homelab / "kubernetes/ainur/netboot/Deployment-netboot.yaml").read_text()
-    assert "containerPort: 80\n" in (homelab / "kubernetes/ainur/netboot/Deployment-git-mirror.yaml").read_text()
+    assert "containerPort: 9418\n" in (homelab / "kubernetes/ainur/netboot/Deployment-git-mirror.yaml").read_text()
     everything = "".join(p.read_text() for p in sorted(homelab.rglob("*.yaml")))
     assert re.findall(r"^\s*[\w.-]+: -?\d+\.0$", everything, re.MULTILINE) == []
     doc = edit(homelab_doc(), {"iluvatar:arda.cilium": {"values": {"bpf": {"mapDynamicSizeRatio": 0.0025}, "operator": {"replicas": 1}}}})

@@ -1,4 +1,4 @@
-"""`python -m iluvatar scaffold DIR --stack NAME`: the GitOps repository layout, added to and never overwritten.
+"""`iluvatar scaffold STACK --out DIR`: the GitOps repository layout, added to and never overwritten.
 
 That the layout is exactly what the ApplicationSets read is tests/tools/test_appset_check.py
 (Argo CD's own generators over a scaffolded repository).
@@ -28,9 +28,9 @@ def tree(root: Path) -> list[str]:
 
 def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
-    result = run("scaffold", str(out), "--stack", "homelab")
+    result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of stack homelab in {out}: 11 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 11 files written, 0 kept as they were"
     assert tree(out) == sorted(["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
     readme = (out / "kubernetes/apps/README.md").read_text()
     assert "- `kubernetes/apps/media/` → namespace `media`" in readme
@@ -40,7 +40,7 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
 
 
 def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
-    assert run("scaffold", str(tmp_path / "r"), "--stack", "rk1").returncode == 0
+    assert run("scaffold", "rk1", "--out", str(tmp_path / "r")).returncode == 0
     assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
 
 
@@ -65,13 +65,13 @@ def test_an_example_app_per_app_the_registry_names() -> None:
 
 def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
-    assert run("scaffold", str(out), "--stack", "rk1").returncode == 0
+    assert run("scaffold", "Pulumi.rk1.yaml", "--out", str(out)).returncode == 0
     mine = out / "apps/media/README.md"
     mine.write_text("my notes\n")
     (out / "apps/system/README.md").unlink()
-    result = run("scaffold", str(out), "--stack", "rk1")
+    result = run("scaffold", "rk1", "--out", str(out))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of stack rk1 in {out}: 1 file written, 9 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 9 kept as they were"
     assert mine.read_text() == "my notes\n"
     assert (out / "apps/system/README.md").exists()
     assert not [p for p in out.rglob(".*")], "no temporary file left behind"
@@ -80,9 +80,9 @@ def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
 def test_errors_exit_with_one_line(tmp_path: Path) -> None:
     afile = tmp_path / "file"
     afile.write_text("x")
-    result = run("scaffold", str(afile), "--stack", "rk1")
+    result = run("scaffold", "rk1", "--out", str(afile))
     assert (result.returncode, result.stderr.strip()) == (2, f"error: {afile} exists and is not a folder")
-    result = run("scaffold", str(tmp_path / "x"), "--stack", "nope")
+    result = run("scaffold", "nope", "--out", str(tmp_path / "x"))
     assert result.returncode == 2
     assert result.stderr.startswith("error: no stack 'nope': Pulumi.nope.yaml does not exist")
     no_gitops = write_stack(
@@ -90,10 +90,10 @@ def test_errors_exit_with_one_line(tmp_path: Path) -> None:
         edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"]),
         stack="plain",
     )
-    result = run("scaffold", str(tmp_path / "x"), "--stack", "plain", "--project", str(no_gitops.parent))
-    assert (result.returncode, result.stderr.strip()) == (2, "error: stack plain has no iluvatar:gitops: set its repoUrl first")
+    result = run("scaffold", str(no_gitops), "--out", str(tmp_path / "x"))
+    assert (result.returncode, result.stderr.strip()) == (2, f"error: {no_gitops}: the stack has no iluvatar:gitops; set its repoUrl first")
     broken = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:gitops.appsPath": "../up"}), stack="broken")
-    result = run("scaffold", str(tmp_path / "x"), "--stack", "broken", "--project", str(broken.parent))
+    result = run("scaffold", "broken", "--project", str(broken.parent), "--out", str(tmp_path / "x"))
     assert result.returncode == 1
     assert "iluvatar:gitops.appsPath: ../up leaves the repository (it resolves to ../up)" in result.stderr
     assert "Traceback" not in result.stderr
