@@ -38,7 +38,8 @@ class ArgoCdArgs:
     `after`: Arda's Cilium (nothing runs without a CNI), or the Ainur's netboot layer (which owns
     the seed's `argocd` namespace and the mirror). `credential`: the repository's token or SSH key,
     when this Argo CD reads the repository itself. `registry`: the categories `iluvatar:apps` uses
-    (None: the stack's own registry).
+    (None: the stack's own registry). `namespaces`: Arda's category namespaces by category, when
+    another layer owns them (the edge); None: this component creates them (plans.gitops.namespaces).
     """
 
     stack: StackConfig
@@ -47,6 +48,7 @@ class ArgoCdArgs:
     after: Sequence[pulumi.Resource] = ()
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
+    namespaces: Mapping[str, pulumi.Resource] | None = None
 
 
 def cluster_provider(name: str, kubeconfig: pulumi.Input[str], parent: pulumi.Resource) -> k8s.Provider:
@@ -65,7 +67,7 @@ class ArgoCd(pulumi.ComponentResource):
     chart: k8s.helm.v4.Chart
     projects: dict[str, k8s.apiextensions.CustomResource]
     application_sets: dict[str, k8s.apiextensions.CustomResource]
-    namespaces: dict[str, pulumi.CustomResource]
+    namespaces: dict[str, pulumi.Resource]
     repo_url: str
 
     def __init__(self, name: str, args: ArgoCdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -102,8 +104,8 @@ class ArgoCd(pulumi.ComponentResource):
         )
         after_chart = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.chart])
 
-        self.namespaces = {}
-        if cluster == "arda":
+        self.namespaces = dict(args.namespaces or {})
+        if cluster == "arda" and args.namespaces is None:
             for manifest in plan.namespaces(stack, args.registry):
                 self.namespaces[manifest["metadata"]["name"]] = kube.create(
                     name, manifest, pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=first))
@@ -152,7 +154,8 @@ class GitOpsArgs:
     """The GitOps layer's input: the stack, each cluster's kubeconfig and what it waits for.
 
     `credential`: the repository's token or SSH key (`iluvatar:gitopsToken` or
-    `iluvatar:gitopsSshPrivateKey`), None for a public https repository.
+    `iluvatar:gitopsSshPrivateKey`), None for a public https repository. `namespaces`: Arda's
+    category namespaces when another layer creates them (see `ArgoCdArgs`).
     """
 
     stack: StackConfig
@@ -162,6 +165,7 @@ class GitOpsArgs:
     ainur_after: Sequence[pulumi.Resource] = ()
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
+    namespaces: Mapping[str, pulumi.Resource] | None = None
 
 
 class GitOps(pulumi.ComponentResource):
@@ -176,7 +180,7 @@ class GitOps(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.arda = ArgoCd(
             f"{name}-arda",
-            ArgoCdArgs(stack, "arda", args.arda_kubeconfig, args.arda_after, args.credential, args.registry),
+            ArgoCdArgs(stack, "arda", args.arda_kubeconfig, args.arda_after, args.credential, args.registry, args.namespaces),
             opts=child,
         )
         self.ainur = None

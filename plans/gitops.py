@@ -166,6 +166,9 @@ def helm_values(stack: StackConfig, cluster: Cluster) -> dict[str, Any]:
         "application.resourceTrackingMethod": "annotation",
         # The admin login: its first password is the argocd-initial-admin-secret Argo CD generates.
         "admin.enabled": True,
+        # An app's folder may pull a Helm chart through kustomize (`helmCharts:`): the usual way to
+        # deploy a chart with values kept in Git, since a folder cannot add sources to its Application.
+        "kustomize.buildOptions": "--enable-helm",
     }
     values: dict[str, Any] = {
         # CRDs stay when the chart goes: deleting them would delete every Application with them.

@@ -292,3 +292,31 @@ def test_a_nodes_disk_changes_that_applications_values_and_nothing_else(tmp_path
     assert changed == ["arda-tirion-apply", "storage-ceph-application-rook-ceph-cluster"]
     nodes = after["storage-ceph-application-rook-ceph-cluster"][1]["spec"]["source"]["helm"]["valuesObject"]["cephClusterSpec"]["storage"]["nodes"]
     assert nodes[1] == {"name": "tirion", "devices": [{"name": "/dev/nvme0n1"}, {"name": "/dev/nvme1n1"}]}
+
+
+EDGE_OWNS_NAMESPACES = """
+import pulumi
+import pulumi_kubernetes as k8s
+from components.gitops import GitOps, GitOpsArgs
+from plans import gitops as plan
+from stacks.pulumi_source import load
+
+stack = load().config
+provider = k8s.Provider("edge-kubernetes", kubeconfig="a kubeconfig")
+namespaces = {
+    c: k8s.core.v1.Namespace(f"edge-namespace-{c}", metadata={"name": c}, opts=pulumi.ResourceOptions(provider=provider))
+    for c in plan.categories(stack)
+}
+GitOps("gitops", GitOpsArgs(stack, arda_kubeconfig="a kubeconfig", arda_after=[], namespaces=namespaces))
+"""
+
+
+def test_category_namespaces_another_layer_owns_are_used_not_made_again(tmp_path: Path) -> None:
+    program = tmp_path / "edge.py"
+    program.write_text(EDGE_OWNS_NAMESPACES)
+    sim = simulate(read_stack_file(RK1), program=program)
+    made = sorted(r.inputs["metadata"]["name"] for r in sim.by_type("kubernetes:core/v1:Namespace") if r.name.startswith("gitops-"))
+    assert made == ["argocd"]
+    for appset in sim.by_type(APPSET):
+        category = appset.inputs["metadata"]["name"]
+        assert f"edge-namespace-{category}" in _names(sim, appset.dependencies)

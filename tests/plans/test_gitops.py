@@ -155,6 +155,7 @@ def test_argo_cd_tracks_by_annotation_and_keeps_its_crds(path: Path, cluster: pl
     cm = _find(objects, "ConfigMap", "argocd-cm")
     assert cm["data"]["application.resourceTrackingMethod"] == "annotation"
     assert cm["data"]["admin.enabled"] == "true"
+    assert cm["data"]["kustomize.buildOptions"] == "--enable-helm"
     for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
@@ -191,7 +192,12 @@ def test_the_users_values_win() -> None:
     stack = _stack(RK1, argocd={"values": {"dex": {"enabled": True}, "configs": {"cm": {"url": "https://argocd.example.com"}}}})
     values = plan.helm_values(stack, "arda")
     assert values["dex"] == {"enabled": True}
-    assert values["configs"]["cm"] == {"application.resourceTrackingMethod": "annotation", "admin.enabled": True, "url": "https://argocd.example.com"}
+    assert values["configs"]["cm"] == {
+        "application.resourceTrackingMethod": "annotation",
+        "admin.enabled": True,
+        "kustomize.buildOptions": "--enable-helm",
+        "url": "https://argocd.example.com",
+    }
 
 
 # --- Argo CD's objects against its CRDs

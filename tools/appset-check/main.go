@@ -12,7 +12,7 @@
 //     checkout through the git CLI), resolving the revision and checking it out;
 //   - kustomize 5.8.1's own build (sigs.k8s.io/kustomize/api/krusty v0.21.1, the library of the
 //     kustomize v5.8.1 binary Argo CD v3.5.2's image runs) on every generated Application's
-//     folder that holds a kustomization, as the repo-server's `kustomize build` would;
+//     folder that holds a kustomization, as the repo-server's `kustomize build --enable-helm` would;
 //   - the AppProject checks the application controller makes before it syncs an Application
 //     (IsSourcePermitted, IsDestinationPermitted on the in-cluster destination), and whether the
 //     project lets an app manage a Namespace (IsGroupKindNamePermitted), for every generated
@@ -135,7 +135,11 @@ func kustomize(app v1alpha1.Application, reads map[string]repoRead) build {
 		return res
 	}
 	res.Kustomize = true
-	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, dir)
+	// What the repo-server runs with argocd-cm's `kustomize.buildOptions: --enable-helm`.
+	options := krusty.MakeDefaultOptions()
+	options.PluginConfig.HelmConfig.Enabled = true
+	options.PluginConfig.HelmConfig.Command = "helm"
+	resources, err := krusty.MakeKustomizer(options).Run(fs, dir)
 	if err != nil {
 		res.Error = err.Error()
 		return res
