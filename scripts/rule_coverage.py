@@ -11,7 +11,8 @@ What counts as a rule, and how it is neutralised:
 - `stacks/model.py`: every `raise ValueError` in a field validator returns the value unchecked;
   every `Field` bound (`ge`, `le`, `min_length`) is dropped; every `_pattern(...)` field check
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
-- `stacks/boards.py`: the `Literal` role and architecture types become `str`.
+- `stacks/boards.py`: the `Literal` role and architecture types become `str`;
+- `stacks/gitops.py`: both kinds, its field checks and its rules.
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
 the rule's location, e.g. `rules.py:1`). Exit status 1 when a rule is uncovered. About 5 minutes
@@ -34,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_TESTS = "tests/stacks/test_invalid_stacks.py"
-RULE_FILES = ("stacks/rules.py", "stacks/load.py", "stacks/model.py", "stacks/boards.py")
+RULE_FILES = ("stacks/rules.py", "stacks/load.py", "stacks/model.py", "stacks/boards.py", "stacks/gitops.py")
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
 
@@ -176,6 +177,9 @@ def discover() -> list[Rule]:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
             rules += _statement_rules(file, source)
+        elif file == "stacks/gitops.py":
+            # The GitOps checks: field checks (ValueError) and rules (Problem) in one module.
+            rules += [*_statement_rules(file, source), *_model_rules(file, source)]
         else:
             rules += _model_rules(file, source)
     # A statement nested in another reported statement (none today) would be tried twice; keep both:

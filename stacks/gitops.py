@@ -48,7 +48,9 @@ _REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9.
 
 def _show(value: object) -> str:
     """A value as the user wrote it (stacks.model.show, which this module cannot import)."""
-    return value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        return value if value.strip() else repr(value)
+    return repr(value)
 
 
 @dataclass(frozen=True)
