@@ -1,8 +1,9 @@
 """Boards: the kinds of machine Iluvatar knows how to install, and what each can run.
 
 A board fixes the CPU architecture and decides which cluster a machine can join: the
-Ainur run Ubuntu with cloud-init and k3s, Arda runs Talos Linux, and Talos supports only
-some single-board computers (it has no Raspberry Pi 5 image, siderolabs/talos#7978).
+Ainur run Ubuntu with cloud-init and k3s, Arda runs Talos Linux. Talos boots a single-board
+computer through an Image Factory overlay, and some boards only have one from a given Talos
+release on (the Raspberry Pi 5's `rpi_5` overlay arrived in v1.12.3, machinery's platforms.SBCs).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class Board:
     arch: Arch
     description: str
     runs_ainur: bool
-    runs_talos: bool
+    # The first Talos release with an image for this board; older ones cannot install it.
+    talos_since: str = "v1.0.0"
     talos_overlay: TalosOverlay | None = None
     netboot: tuple[Firmware, ...] = ()
 
@@ -48,19 +50,29 @@ BOARDS: dict[str, Board] = {
             "arm64",
             "Raspberry Pi 4",
             runs_ainur=True,
-            runs_talos=True,
             talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_generic"),
         ),
-        Board("rpi5", "arm64", "Raspberry Pi 5", runs_ainur=True, runs_talos=False),
+        Board(
+            "rpi5",
+            "arm64",
+            "Raspberry Pi 5",
+            runs_ainur=True,
+            talos_since="v1.12.3",
+            talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_5"),
+        ),
         Board(
             "rk1",
             "arm64",
             "Turing RK1 compute module",
             runs_ainur=False,
-            runs_talos=True,
             talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1"),
         ),
-        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, runs_talos=True, netboot=("bios", "uefi-x86_64")),
-        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, runs_talos=True, netboot=("uefi-arm64",)),
+        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, netboot=("bios", "uefi-x86_64")),
+        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, netboot=("uefi-arm64",)),
     )
 }
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`v1.12.3` as (1, 12, 3), for comparing release versions."""
+    return tuple(int(x) for x in version.removeprefix("v").split("."))

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, Arda, DiskSelector, Network, Node
 
@@ -195,9 +195,14 @@ def _nodes(p: Parsed) -> list[Problem]:
         board = BOARDS[node.board]
         if node.arch != board.arch:
             out.append(Problem(node_path(i, "arch"), f"{node.arch} does not match board {board.name} ({board.description}), which is {board.arch}"))
-        if node.role in ARDA_ROLES and not board.runs_talos:
-            able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_talos))
-            out.append(Problem(node_path(i, "board"), f"{board.name} cannot run Talos Linux, which role {node.role} needs (boards that can: {able})"))
+        if node.role in ARDA_ROLES and p.arda is not None and version_tuple(p.arda.talos_version) < version_tuple(board.talos_since):
+            out.append(
+                Problem(
+                    node_path(i, "board"),
+                    f"{board.name} ({board.description}) runs Talos from {board.talos_since}, which role {node.role} needs; "
+                    f"arda.talosVersion is {p.arda.talos_version}",
+                )
+            )
         if node.role in AINUR_ROLES and not board.runs_ainur:
             able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_ainur))
             out.append(
@@ -443,7 +448,7 @@ def _netboot(p: Parsed) -> list[Problem]:
             )
         if nb.generic_worker is not None:
             board = BOARDS[nb.generic_worker.board]
-            if not (board.runs_talos and board.netboot):
-                able = ", ".join(sorted(b.name for b in BOARDS.values() if b.runs_talos and b.netboot))
+            if not board.netboot:
+                able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
     return out

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import event
 from hypothesis import strategies as st
 
-ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "generic-arm64"]}
+ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "rpi5", "generic-arm64"]}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q test"
 AINUR_BOARDS = [("rpi5", "arm64"), ("rpi4", "arm64"), ("generic-x86", "amd64")]
 VLAN_NAMES = ["iot", "cameras", "guests", "lab"]

@@ -177,6 +177,21 @@ def test_cilium_release_and_pool(homelab: Simulation) -> None:
     assert regs["arda-cilium-lb-pool"].inputs["spec"] == {"blocks": [{"start": "192.168.0.220", "stop": "192.168.0.239"}]}
 
 
+def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[7].board": "rpi5", "iluvatar:nodes[7].arch": "arm64", "iluvatar:nodes[7].installDisk": "/dev/nvme0n1"})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    schematic = sim.named()["arda-schematic-rpi5"].inputs["schematic"]
+    assert "image: siderolabs/sbc-raspberrypi" in schematic
+    assert "name: rpi_5" in schematic
+    urls = [a for t, a in sim.invocations if t == GET_URLS]
+    assert ("arm64", None, "rpi_5") in [(a["architecture"], a.get("platform"), a.get("sbc")) for a in urls]
+    sid = _schematic_id("rpi5")
+    assert sim.outputs["ardaDiskImages"]["saruman"] == f"https://factory.talos.dev/image/{sid}/v1.12.4/metal-arm64.raw.xz"
+    # A Pi cannot chainload iPXE: saruman is flashed, so no netboot script or config names it.
+    scripts = sim.named()["netboot-configmap-ipxe"].inputs["data"]
+    assert not any("saruman" in text for text in scripts.values())
+
+
 def test_rk1_uses_the_rk1_overlay_schematic_and_is_flashed() -> None:
     sim = simulate(read_stack_file(RK1))
     schematic = sim.named()["arda-schematic-rk1"]

@@ -124,7 +124,7 @@ def test_editor_flags_what_one_value_shows(editor: LanguageServer, case: str, fl
         "duplicate-mac-in-another-spelling",
         "multicast-mac",  # a MAC's meaning, not its spelling
         "even-number-of-control-planes",  # a count across the inventory
-        "pi5-cannot-run-talos",  # what a board can run for a role
+        "pi5-runs-talos-only-from-its-first-image",  # what a board can run, at which Talos release
         "arch-does-not-match-board",
     ],
 )
