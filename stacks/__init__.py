@@ -6,13 +6,17 @@ reader of `pulumi.Config`.
 
 from stacks.errors import Problem, StackConfigError
 from stacks.load import StackFile, StackFileError, load_stack_file, parse_stack, read_stack_file
-from stacks.model import AddressRange, Ainur, Arda, Cloudflare, Network, Node, StackConfig, Vlan
+from stacks.model import AddressRange, Ainur, App, AppService, Arda, Cloudflare, Edge, EdgeAddresses, Network, Node, StackConfig, Vlan
 
 __all__ = [
     "AddressRange",
     "Ainur",
+    "App",
+    "AppService",
     "Arda",
     "Cloudflare",
+    "Edge",
+    "EdgeAddresses",
     "Network",
     "Node",
     "Problem",

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from stacks import gitops as gitops_rules
 from stacks.errors import Problem, StackConfigError
-from stacks.model import Ainur, Arda, Cloudflare, GitOps, Network, Node, StackConfig, show
+from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, show
 from stacks.rules import Parsed, check
 
 NAMESPACE = "iluvatar"
@@ -29,7 +29,7 @@ class Section:
     """A top-level `iluvatar:<key>` of the stack config."""
 
     key: str
-    model: type[BaseModel] | None  # None: a list of nodes, parsed one by one
+    model: type[BaseModel] | None  # None: a list (nodes, apps), parsed one by one
     required: bool
 
 
@@ -40,15 +40,18 @@ SECTIONS: dict[str, Section] = {
         Section("ainur", Ainur, False),
         Section("arda", Arda, True),
         Section("nodes", None, True),
+        Section("apps", None, False),
+        Section("edge", Edge, False),
         Section("cloudflare", Cloudflare, False),
         Section("gitops", GitOps, False),
     )
 }
 
-# Secret keys, and the section whose presence makes each one required (None: optional;
-# without a private key, SSH to the Ainur goes through the user's SSH agent).
+# Secret keys, and the section whose presence makes each one required (None: optional, or decided
+# by a rule: without a private key, SSH to the Ainur goes through the user's SSH agent; the
+# Cloudflare token is required when the edge uses Cloudflare, stacks.edge).
 SECRETS: dict[str, str | None] = {
-    "cloudflareApiToken": "cloudflare",
+    "cloudflareApiToken": None,
     "ainurSshPrivateKey": None,
     # Required or refused by stacks.gitops, from the repository URL and gitops.private.
     gitops_rules.TOKEN: None,
@@ -81,7 +84,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         if ns != NAMESPACE:
             continue
         if key in SECRETS:
-            if full_key not in secret_keys:
+            # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
+            if full_key not in secret_keys and not isinstance(value, Secure):
                 # Never echo the value: it is the secret the user just leaked into a file.
                 problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
             continue
@@ -109,10 +113,9 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     arda = _section(values, "arda", problems)
     cloudflare = _section(values, "cloudflare", problems)
     gitops = _section(values, "gitops", problems)
+    edge = _section(values, "edge", problems) if "edge" in values else Edge()
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
-
-    if cloudflare is not None and isinstance(network, Network) and network.external_domain is None:
-        problems.append(Problem(f"{NAMESPACE}:network.externalDomain", "is required when iluvatar:cloudflare is set"))
+    apps = _apps(values.get("apps"), problems)
 
     problems += check(
         Parsed(
@@ -122,6 +125,13 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             arda=arda if isinstance(arda, Arda) else None,
             nodes=nodes,
             nodes_complete=nodes_complete and "nodes" in values,
+            apps=apps,
+            edge=edge if isinstance(edge, Edge) else None,
+            cloudflare=cloudflare if isinstance(cloudflare, Cloudflare) else None,
+            cloudflare_set="cloudflare" in values,
+            # A misspelt token key is reported once, as "did you mean", not also as missing.
+            cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
+            extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
         )
     )
     if "gitops" not in values or isinstance(gitops, GitOps):
@@ -135,6 +145,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "ainur": values.get("ainur"),
             "arda": values["arda"],
             "nodes": values["nodes"],
+            "apps": values.get("apps") or [],
+            "edge": values.get("edge") or {},
             "cloudflare": values.get("cloudflare"),
             "gitops": values.get("gitops"),
         }
@@ -171,6 +183,20 @@ def _nodes(value: Any, problems: list[Problem]) -> tuple[list[tuple[int, Node]],
         if isinstance(node, Node):
             nodes.append((i, node))
     return nodes, len(nodes) == len(value)
+
+
+def _apps(value: Any, problems: list[Problem]) -> list[tuple[int, App]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(Problem(f"{NAMESPACE}:apps", f"{show(value)} is not a list of apps"))
+        return []
+    apps: list[tuple[int, App]] = []
+    for i, item in enumerate(value):
+        app = _validate(App, item, f"{NAMESPACE}:apps[{i}]", problems)
+        if isinstance(app, App):
+            apps.append((i, app))
+    return apps
 
 
 def _translate(model: type[BaseModel], error: ValidationError, base: str) -> list[Problem]:

@@ -425,6 +425,73 @@ class Cloudflare(Model):
     account_id: Annotated[str, _pattern(re.compile(r"^[0-9a-f]{32}$"), "32 lower-case hex digits", "Cloudflare account id")]
 
 
+class AppService(Model):
+    """An app's backend: a Service in the app's category namespace (its name defaults to the app's)."""
+
+    name: Label | None = None
+    port: int = Field(ge=1, le=65535)
+
+
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+POD_SECURITY_LEVELS: tuple[PodSecurityLevel, ...] = ("restricted", "baseline", "privileged")
+
+
+class App(Model):
+    """One app of the registry (`iluvatar:apps`): written once, it drives its route, its DNS record(s),
+    its certificate coverage and, when external, its public exposure."""
+
+    name: Label
+    # One category is one GitOps folder and one namespace of the same name (stacks.categories).
+    category: Label
+    host: DnsName
+    audience: Literal["internal", "external"] = "internal"
+    service: AppService
+    # What the app's pods need of their namespace's Pod Security level; the category namespace
+    # takes the most permissive level any of its apps needs (plans.edge.namespaces).
+    pod_security: PodSecurityLevel | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.category
+
+    @property
+    def service_name(self) -> str:
+        return self.service.name or self.name
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+
+
+class EdgeAddresses(Model):
+    """Where the edge listens on the LAN; each defaults to one of the load-balancer pool's top three."""
+
+    envoy_external: IPv4 | None = None
+    envoy_internal: IPv4 | None = None
+    # The LAN's resolver for the internal zone and the app hosts, on Arda; only in a stack without
+    # the Ainur (which serve DNS themselves).
+    resolver: IPv4 | None = None
+
+
+class Edge(Model):
+    """The edge's modes: how the internet reaches external apps and who serves the public zone.
+
+    Unset modes follow `iluvatar:cloudflare`: with it, the Cloudflare tunnel and Cloudflare DNS (what
+    that key turned on before this section existed); without it, none of either.
+    """
+
+    public_ingress: Literal["cloudflare-tunnel", "none"] | None = None
+    public_dns: Literal["cloudflare", "none"] | None = None
+    # Let's Encrypt registers the ACME account for the public wildcard certificate with it.
+    acme_email: Annotated[str, _pattern(_EMAIL, "you@example.org", "e-mail address")] | None = None
+    addresses: EdgeAddresses = Field(default_factory=EdgeAddresses)
+
+    def ingress(self, cloudflare_set: bool) -> str:
+        return self.public_ingress or ("cloudflare-tunnel" if cloudflare_set else "none")
+
+    def dns(self, cloudflare_set: bool) -> str:
+        return self.public_dns or ("cloudflare" if cloudflare_set else "none")
+
+
 class StackConfig(Model):
     """A whole, validated stack: built only once every rule in `stacks.rules` has passed."""
 
@@ -432,8 +499,25 @@ class StackConfig(Model):
     ainur: Ainur | None = None
     arda: Arda
     nodes: tuple[Node, ...]
+    apps: tuple[App, ...] = ()
+    edge: Edge = Field(default_factory=Edge)
     cloudflare: Cloudflare | None = None
     gitops: GitOps | None = None
+
+    @property
+    def public_ingress(self) -> str:
+        """`cloudflare-tunnel` or `none`: how the internet reaches the external apps."""
+        return self.edge.ingress(self.cloudflare is not None)
+
+    @property
+    def public_dns(self) -> str:
+        """`cloudflare` or `none`: who serves the public zone (and answers Let's Encrypt's DNS-01)."""
+        return self.edge.dns(self.cloudflare is not None)
+
+    @property
+    def uses_cloudflare(self) -> bool:
+        """Any Cloudflare resource at all: with neither mode on, no Cloudflare provider is registered."""
+        return self.public_dns == "cloudflare" or self.public_ingress == "cloudflare-tunnel"
 
     @property
     def generic_worker(self) -> GenericWorker | None:

@@ -44,9 +44,11 @@ def _config_keys() -> set[str]:
     return set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
 
 
-def _decode(key: str, value: Any) -> Any:
+def _decode(key: str, value: Any, secret: bool = True) -> Any:
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
-        return Secure()  # parse_stack only needs to know it is there
+        # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
+        # value is ciphertext wherever it comes from); the value itself is never decoded.
+        return Secure() if secret else "[plain text]"
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -56,14 +58,14 @@ def _decode(key: str, value: Any) -> Any:
 
 
 def load() -> LoadedStack:
-    raw = {k: _decode(k, runtime_config.get_config(k)) for k in sorted(_config_keys()) if k.startswith(f"{NAMESPACE}:")}
+    raw = {k: _decode(k, runtime_config.get_config(k), runtime_config.is_config_secret(k)) for k in sorted(_config_keys()) if k.startswith(f"{NAMESPACE}:")}
     secret_keys = frozenset(k for k in raw if runtime_config.is_config_secret(k))
     try:
         stack = parse_stack(raw, secret_keys, source=f"stack {pulumi.get_stack()}")
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
     cfg = pulumi.Config(NAMESPACE)
-    token = cfg.require_secret("cloudflareApiToken") if stack.cloudflare is not None else None
+    token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
     return LoadedStack(

@@ -10,9 +10,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from stacks.apps import app_problems, known_categories
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
+from stacks.edge import edge_problems
 from stacks.errors import Problem
-from stacks.model import AddressRange, Ainur, Arda, DiskSelector, Network, Node
+from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -35,6 +37,12 @@ class Parsed:
     arda: Arda | None
     nodes: Sequence[tuple[int, Node]]
     nodes_complete: bool  # every node entry parsed, so counting rules are meaningful
+    apps: Sequence[tuple[int, App]] = ()
+    edge: Edge | None = None  # None: iluvatar:edge is broken (absent means Edge())
+    cloudflare: Cloudflare | None = None
+    cloudflare_set: bool = False
+    cloudflare_token_set: bool = False
+    extra_categories: Sequence[str] = ()  # categories the stack adds to stacks.categories.DEFAULT_CATEGORIES
 
 
 def node_path(i: int, field: str = "") -> str:
@@ -53,7 +61,38 @@ def check(p: Parsed) -> list[Problem]:
         problems += _counts(p)
     problems += _talos_patches(p)
     problems += _netboot(p)
+    problems += _edge(p)
     return problems
+
+
+def _edge(p: Parsed) -> list[Problem]:
+    """The edge's modes and addresses (stacks.edge) and the app registry (stacks.apps)."""
+    out: list[Problem] = []
+    taken = {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in p.nodes}
+    taken.update({ip: path.removeprefix("iluvatar:") for path, ip in _vip_list(p)})
+    if p.edge is not None:
+        out += edge_problems(p.edge, p.network, p.cloudflare, p.cloudflare_set, p.cloudflare_token_set, p.ainur_set, taken)
+    # With iluvatar:edge broken, its own errors are reported; an external app is not blamed for them.
+    ingress = p.edge.ingress(p.cloudflare_set) if p.edge is not None else "cloudflare-tunnel"
+    out += app_problems(p.apps, p.network, ingress, known_categories(p.extra_categories), _zone_names(p))
+    return out
+
+
+def _zone_names(p: Parsed) -> dict[str, str]:
+    """The internal zone's names that are not apps (plans.netboot.dns_records), and what owns each."""
+    if p.network is None:
+        return {}
+    domain = p.network.domain
+    names = {f"{n.name}.{domain}": f"nodes[{i}].name's record" for i, n in p.nodes}
+    if p.arda is not None:
+        names[f"{p.arda.cluster_name}.{domain}"] = "the Arda VIP's name"
+    names[f"envoy-external.{domain}"] = names[f"envoy-internal.{domain}"] = "an Envoy gateway's name"
+    if p.ainur_set:
+        names[f"ainur.{domain}"] = "the Ainur VIP's name"
+        names[f"netboot.{domain}"] = "ainur.serviceIp's name"
+    if p.ainur is not None and p.ainur.git_mirror is not None:
+        names[f"git.{domain}"] = "the Git mirror's name"
+    return names
 
 
 def _edge_addresses(net: IPv4Network) -> tuple[IPv4Address, IPv4Address]:

@@ -23,9 +23,14 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 def _config(**extra: str) -> dict[str, str]:
-    cfg = {k: json.dumps(v) for k, v in read_stack_file(HOMELAB).config.items() if k.startswith("iluvatar:")}
+    """The homelab's config as the engine hands it over; its encrypted token arrives decrypted."""
+    sf = read_stack_file(HOMELAB)
+    cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
     cfg.update(extra)
     return cfg
+
+
+SECRET_KEYS = sorted(read_stack_file(HOMELAB).secret_keys)
 
 
 @pytest.fixture(autouse=True)
@@ -34,15 +39,24 @@ def mocks() -> None:
 
 
 def test_load_reads_structured_config() -> None:
-    pulumi.runtime.set_all_config(_config(), [])
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
     loaded = load()
     assert len(loaded.config.nodes) == 8
     assert loaded.config.arda.cluster_name == "arda"
-    assert loaded.secrets.cloudflare_api_token is None
+    assert [a.name for a in loaded.config.apps] == ["home-assistant", "jellyfin", "blog"]
+    assert loaded.secrets.cloudflare_api_token is not None
+
+
+def test_without_cloudflare_there_is_no_token() -> None:
+    cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
+    apps = json.loads(cfg["iluvatar:apps"])
+    cfg["iluvatar:apps"] = json.dumps([a for a in apps if a.get("audience") != "external"])
+    pulumi.runtime.set_all_config(cfg, [])
+    assert load().secrets.cloudflare_api_token is None
 
 
 def test_unknown_key_in_the_namespace_is_reported() -> None:
-    pulumi.runtime.set_all_config(_config(**{"iluvatar:nodez": "[]"}), [])
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:nodez": "[]"}), SECRET_KEYS)
     with pytest.raises(pulumi.RunError) as err:
         load()
     assert str(err.value).splitlines()[:2] == [
@@ -89,7 +103,7 @@ def test_secret_keys_are_never_decoded_into_plain_values() -> None:
 
 
 def test_ssh_private_key_becomes_a_secret_output() -> None:
-    pulumi.runtime.set_all_config(_config(**{"iluvatar:ainurSshPrivateKey": "PRIVATE-KEY-CANARY"}), ["iluvatar:ainurSshPrivateKey"])
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:ainurSshPrivateKey": "PRIVATE-KEY-CANARY"}), ["iluvatar:ainurSshPrivateKey", *SECRET_KEYS])
     ran: list[bool] = []
 
     @pulumi.runtime.test

@@ -1,0 +1,82 @@
+"""The app registry: the category list both the edge and GitOps read, and the registry's rules beyond the fixtures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from stacks import StackConfigError, parse_stack, read_stack_file
+from stacks.apps import known_categories, zone_of
+from stacks.categories import DEFAULT_CATEGORIES
+from stacks.model import App, Edge, Network
+from stacks.rules import Parsed, check
+from tests.edit import HOMELAB, RK1
+
+
+def test_known_categories_are_the_defaults_then_the_stacks_own_once_each() -> None:
+    assert known_categories() == DEFAULT_CATEGORIES
+    assert known_categories(["games", "media", "games", "backup"]) == (*DEFAULT_CATEGORIES, "games", "backup")
+
+
+def test_a_stack_category_makes_an_app_category_known() -> None:
+    """The rule reads known_categories(Parsed.extra_categories): what the GitOps layer's categories feed."""
+    app = App.model_validate({"name": "minecraft", "category": "games", "host": "mc.turing.home.arpa", "service": {"port": 25565}})
+    network = Network.model_validate(read_stack_file(RK1).config["iluvatar:network"])
+    parsed = Parsed(network=network, ainur=None, ainur_set=False, arda=None, nodes=(), nodes_complete=False, apps=[(0, app)], edge=Edge())
+    assert [str(p) for p in check(parsed)] == [
+        "iluvatar:apps[0].category: games is not a known category (known: ai, banking, home-automation, media, monitoring, networking, security, selfhosted, system)"
+    ]
+    assert check(replace(parsed, extra_categories=("games",))) == []
+
+
+def _rk1_with_apps(apps: list[dict[str, Any]]) -> dict[str, Any]:
+    raw = dict(read_stack_file(RK1).config)
+    raw["iluvatar:apps"] = apps
+    return raw
+
+
+def test_rk1_with_internal_apps_needs_no_cloudflare() -> None:
+    stack = parse_stack(
+        _rk1_with_apps([{"name": "grafana", "category": "monitoring", "host": "grafana.turing.home.arpa", "service": {"port": 3000}}])
+    )
+    assert (stack.public_ingress, stack.public_dns, stack.uses_cloudflare) == ("none", "none", False)
+    assert stack.apps[0].service_name == "grafana" and stack.apps[0].namespace == "monitoring"
+
+
+def test_an_external_app_without_an_external_domain_names_its_audience() -> None:
+    raw = _rk1_with_apps(
+        [{"name": "blog", "category": "selfhosted", "host": "blog.turing.home.arpa", "audience": "external", "service": {"port": 80}}]
+    )
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert [str(p) for p in err.value.problems] == [
+        "iluvatar:apps[0].audience: external, but iluvatar:edge.publicIngress is none, so nothing carries it from the internet; "
+        "set publicIngress: cloudflare-tunnel or make the app internal",
+        "iluvatar:apps[0].audience: external needs network.externalDomain, the public zone its record is published in",
+    ]
+
+
+def test_the_zone_apex_and_deeper_counts() -> None:
+    network = Network.model_validate(read_stack_file(HOMELAB).config["iluvatar:network"])
+    assert zone_of("example.com", network) == "example.com"
+    assert zone_of("iluvatar.home.arpa", network) == "iluvatar.home.arpa"
+    assert zone_of("notexample.com", network) is None
+    nested = network.model_copy(update={"domain": "home.example.com"})
+    assert zone_of("hass.home.example.com", nested) == "home.example.com", "the longer zone wins"
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:apps"] = [{"name": "x", "category": "ai", "host": "a.b.c.d.example.com", "service": {"port": 1}}]
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
+    assert [str(p) for p in err.value.problems] == [
+        "iluvatar:apps[0].host: a.b.c.d.example.com is four labels below example.com; the gateways' wildcard certificate *.example.com "
+        "covers names one label below it, such as d.example.com"
+    ]
+
+
+def test_an_apex_host_is_covered() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:apps"] = [{"name": "site", "category": "selfhosted", "host": "example.com", "audience": "external", "service": {"port": 80}}]
+    stack = parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
+    assert stack.apps[0].host == "example.com"
