@@ -5,6 +5,7 @@ import pulumi
 from components.ainur import BootstrapCluster, BootstrapClusterArgs
 from components.arda import TalosCluster, TalosClusterArgs
 from components.ea import Ea, EaArgs
+from components.edge import Edge, EdgeArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.netboot import Netboot, NetbootArgs
 from stacks.pulumi_source import load
@@ -33,10 +34,20 @@ pulumi.export("ardaInstallerImages", arda.installer_images)
 pulumi.export("ardaDiskImages", arda.disk_images)
 pulumi.export("ardaPxeUrls", arda.pxe_urls)
 
+edge = Edge(
+    "edge",
+    EdgeArgs(stack, cloudflare_api_token=loaded.secrets.cloudflare_api_token),
+    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}, depends_on=[arda.cilium]),
+)
+pulumi.export("caCertificate", edge.ca_certificate)
+pulumi.export("edge", edge.summary)
+if edge.cloudflare is not None:
+    pulumi.export("tunnelId", edge.cloudflare.tunnel.id)
+
 if ainur is not None:
     netboot = Netboot(
         "netboot",
-        NetbootArgs(stack, configs=arda.netboot_configs, boot_assets=arda.boot_assets),
+        NetbootArgs(stack, configs=arda.netboot_configs, boot_assets=arda.boot_assets, dns_records=edge.lan_records),
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
@@ -52,6 +63,8 @@ if stack.gitops is not None:
             # The seed goes into the namespace the netboot layer owns; the mirror's credential beside the mirror.
             ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if ainur is not None else [],
             credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
+            # The edge owns the category namespaces (and their Pod Security levels); Argo CD deploys into them.
+            namespaces=edge.category_namespaces,
         ),
     )
     pulumi.export("gitopsRepoUrls", {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})

@@ -9,6 +9,10 @@ The layout (under the output folder):
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
+  edge/routes.csv, edge/lan-dns.csv, edge/certificates.csv, edge/ca.crt   the apps' routes and LAN names,
+                                                 the wildcard certificates, the local CA to install on devices
+  edge/conditional-forwarders.txt                without the Ainur: what the router forwards to the LAN resolver
+  cloudflare/records.csv, cloudflare/tunnel-<name>.yaml   the public records and the tunnel's ingress rules
 
 Secrets are written as [secret], whatever they hold. Output is sorted and has no timestamps, so
 two renders of the same stack are byte-identical.
@@ -162,6 +166,75 @@ def flash_files(sim: Simulation) -> dict[str, str]:
     return {"flash/disk-images.csv": out.getvalue()}
 
 
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def edge_files(sim: Simulation) -> dict[str, str]:
+    """The edge at a glance: routes, the LAN's split DNS, certificates, and the local CA to install."""
+    edge = sim.outputs.get("edge")
+    if not isinstance(edge, dict):
+        return {}
+    files: dict[str, str] = {}
+    ca = sim.outputs.get("caCertificate")
+    if isinstance(ca, str):
+        files["edge/ca.crt"] = ca
+    addresses = edge["gateways"]
+    files["edge/routes.csv"] = _csv(
+        ["app", "host", "audience", "gateway", "address", "namespace", "service", "port"],
+        [
+            [r["app"], r["host"], r["audience"], r["gateway"], addresses[r["gateway"]], r["namespace"], r["service"], r["port"]]
+            for r in edge["routes"]
+        ],
+    )
+    files["edge/lan-dns.csv"] = _csv(["name", "address"], [[name, ip] for name, ip in sorted(edge["lanRecords"].items())])
+    files["edge/certificates.csv"] = _csv(
+        ["certificate", "issuer", "dns_names"], [[name, c["issuer"], " ".join(c["dnsNames"])] for name, c in sorted(edge["certificates"].items())]
+    )
+    if "conditionalForwarders" in edge:
+        lines = [f"# Forward these names from your router's DNS to the LAN resolver at {edge['resolver']}:"]
+        files["edge/conditional-forwarders.txt"] = (
+            "\n".join([*lines, *(f"{name} -> {edge['resolver']}" for name in edge["conditionalForwarders"])]) + "\n"
+        )
+    return files
+
+
+def cloudflare_files(sim: Simulation) -> dict[str, str]:
+    """What Pulumi writes to Cloudflare: the public records and the tunnel with its ingress rules."""
+    records = sim.by_type("cloudflare:index/dnsRecord:DnsRecord")
+    tunnels = sim.by_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
+    if not records and not tunnels:
+        return {}
+    tunnel_ids = {t.urn: sim.outputs.get("tunnelId") for t in tunnels}
+    files = {
+        "cloudflare/records.csv": _csv(
+            ["name", "type", "content", "proxied", "ttl", "comment"],
+            sorted(
+                [
+                    [
+                        r.inputs["name"],
+                        r.inputs["type"],
+                        redact(r.inputs.get("content")),
+                        r.inputs.get("proxied"),
+                        r.inputs.get("ttl"),
+                        r.inputs.get("comment"),
+                    ]
+                    for r in records
+                ]
+            ),
+        )
+    }
+    configs = sim.by_type("cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")
+    for tunnel in tunnels:
+        doc = {**redact(tunnel.inputs), "id": tunnel_ids[tunnel.urn], "config": [redact(c.inputs.get("config")) for c in configs]}
+        files[f"cloudflare/tunnel-{tunnel.inputs['name']}.yaml"] = _dump(doc)
+    return files
+
+
 def plan_text(sim: Simulation) -> str:
     """Every resource as a tree under the stack, sorted by name, then the outputs and the counts."""
     children: dict[str, list[Registration]] = {}
@@ -228,7 +301,7 @@ def _summary(value: Any) -> str:
 def render_files(sim: Simulation) -> dict[str, str]:
     """Relative path -> content, for everything the stack would create."""
     files = {"plan.txt": plan_text(sim)}
-    for part in (kubernetes_files, talos_files, ainur_files, netboot_files, flash_files):
+    for part in (kubernetes_files, talos_files, ainur_files, netboot_files, flash_files, edge_files, cloudflare_files):
         files.update(part(sim))
     return dict(sorted(files.items()))
 

@@ -184,11 +184,28 @@ def _machine_configuration(args: dict[str, Any]) -> dict[str, Any]:
 
 # Invoke results by token; resources' extra outputs by type. Values the engine would generate
 # (keys, certificates) are fixed placeholders, so two runs are byte-identical.
+def _uuid(*parts: object) -> str:
+    """A stable UUID-shaped id from a name, as Cloudflare gives tunnels (so renders stay byte-identical)."""
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def _zone(args: dict[str, Any]) -> dict[str, Any]:
+    # cloudflare_zone looked up by filter: the zone's id (32 hex digits) and name.
+    name = (args.get("filter") or {}).get("name")
+    return {**args, "id": hashlib.sha256(f"zone/{name}".encode()).hexdigest()[:32], "name": name, "status": "active"}
+
+
 INVOKES: dict[str, Any] = {
     "talos:imageFactory/getUrls:getUrls": _talos_urls,
     "talos:machine/getConfiguration:getConfiguration": _machine_configuration,
     "talos:client/getConfiguration:getConfiguration": lambda a: {**a, "talosConfig": f"# talosconfig for {a.get('clusterName')}\n"},
+    "cloudflare:index/getZone:getZone": _zone,
+    # The tunnel's token: the provider returns it in clear (the program marks it secret).
+    "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken": lambda a: {**a, "token": PLACEHOLDER},
 }
+# What the local CA's certificate looks like under mocks: PEM-shaped, not a certificate.
+MOCK_CA_PEM = "-----BEGIN CERTIFICATE-----\n(the root CA certificate pulumi-tls generates at pulumi up)\n-----END CERTIFICATE-----\n"
 _CERT = {"cert": PLACEHOLDER, "key": PLACEHOLDER}
 # What k3s writes to /etc/rancher/k3s/k3s.yaml, with its credentials replaced.
 _K3S_KUBECONFIG = f"""apiVersion: v1
@@ -224,6 +241,15 @@ RESOURCE_STATE: dict[str, Any] = {
     "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
     "random:index/randomPassword:RandomPassword": lambda a: {"result": PLACEHOLDER, "bcryptHash": PLACEHOLDER},
     "command:remote:Command": lambda a: {"stdout": _K3S_KUBECONFIG if "k3s.yaml" in str(a.get("create")) else "", "stderr": ""},
+    "tls:index/privateKey:PrivateKey": lambda a: {
+        "privateKeyPem": PLACEHOLDER,
+        "privateKeyOpenssh": PLACEHOLDER,
+        "privateKeyPemPkcs8": PLACEHOLDER,
+        "publicKeyPem": "-----BEGIN PUBLIC KEY-----\n(mock)\n-----END PUBLIC KEY-----\n",
+    },
+    "tls:index/selfSignedCert:SelfSignedCert": lambda a: {"certPem": MOCK_CA_PEM, "readyForRenewal": False},
+    "random:index/randomBytes:RandomBytes": lambda a: {"base64": PLACEHOLDER, "hex": PLACEHOLDER},
+    "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared": lambda a: {"id": _uuid("tunnel", a.get("accountId"), a.get("name"))},
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from plans.network import NetworkPlan
+from stacks.edge import edge_addresses
 from stacks.model import Node, StackConfig
 
 ROLE_COLOURS = {"valar": "#f4d35e", "maiar": "#faf0ca", "valinor": "#95d5b2", "istari": "#d8f3dc"}
@@ -48,7 +49,8 @@ def _column(ident: str, label: str, style: str, top: list[str], nodes: Sequence[
 def dot(stack: StackConfig, plan: NetworkPlan) -> str:
     net, arda = stack.network, stack.arda
     on_lan = [n for n in stack.nodes if n.vlan is None]
-    cloudflare = stack.cloudflare is not None and net.external_domain is not None
+    # The public path exists with the Cloudflare tunnel (plans.edge.gateway_names).
+    cloudflare = stack.public_ingress == "cloudflare-tunnel"
     lines = [
         "digraph iluvatar {",
         "  graph [rankdir=TB, newrank=true, forcelabels=true, fontname=Helvetica, fontsize=12, compound=true, nodesep=0.25, ranksep=0.35, pad=0.1];",
@@ -87,11 +89,17 @@ def dot(stack: StackConfig, plan: NetworkPlan) -> str:
     if shown:
         gateways = [_box(gw, gw, ip, indent=6, shape="hexagon", fillcolor="#bbdefb") for gw, ip in sorted(shown.items(), reverse=True)]
         title = "Envoy gateways" if len(shown) > 1 else "Envoy gateway"
+        if stack.ainur is None:
+            # Without the Ainur, the LAN's split DNS is a resolver on Arda that the router forwards to.
+            resolver = edge_addresses(net.load_balancer_pool, stack.edge)["resolver"]
+            gateways.append(_box("resolver", "LAN resolver", str(resolver), indent=6, shape="hexagon", fillcolor="#e1bee7"))
         lines += _column("cluster_gateways", f"{title}\n(Cilium L2 address)", 'style="rounded,dashed";', gateways, [], 4)
     lines.append("  }")
     lines += ["  internet -> router [dir=none];", "  router -> arda_vip [lhead=cluster_arda, dir=none];"]
     if PRIVATE_GATEWAY in shown:
         lines.append(f'  router -> {_q(PRIVATE_GATEWAY)} [xlabel="LAN / VPN"];')
+    if stack.ainur is None and shown:
+        lines.append('  router -> resolver [xlabel="DNS", style=dashed];')
     if cloudflare:
         lines.append('  internet -> cloudflare [xlabel="HTTPS"];')
         if PUBLIC_GATEWAY in shown:

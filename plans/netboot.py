@@ -109,8 +109,11 @@ def dns_records(stack: StackConfig, extra: Iterable[tuple[str, IPv4Address]] = (
         records[f"git.{domain}"] = stack.ainur.git_mirror.ip
     for name, ip in gateway_addresses(stack).items():
         records[f"{name}.{domain}"] = ip
+    external = stack.network.external_domain
     for name, ip in extra:
-        fqdn = name.rstrip(".") if name.rstrip(".").endswith(f".{domain}") else f"{name}.{domain}"
+        # A name under either zone is a full name (split DNS answers app hosts of the public zone too).
+        full = name.rstrip(".")
+        fqdn = full if any(full == z or full.endswith(f".{z}") for z in (domain, external) if z) else f"{name}.{domain}"
         if fqdn in records and records[fqdn] != ip:
             raise ValueError(f"{fqdn} is already {records[fqdn]} in the internal zone; it cannot also be {ip}")
         records[fqdn] = ip

@@ -81,21 +81,24 @@ def test_homelab_shows_every_machine_vip_and_its_gateway(tmp_path: Path) -> None
     for text in ("k3s API VIP", "192.168.0.10", "Kubernetes API VIP", "192.168.0.20", "envoy-internal", "192.168.0.238",
                  "VLAN 20 iot", "192.168.20.0/24", "LAN 192.168.0.0/24", "netboot"):  # fmt: skip
         assert text in svg, text
-    # The homelab stack sets an external domain but not iluvatar:cloudflare: no public path to draw.
-    for text in ("Cloudflare", "tunnel", "envoy-external", "example.com"):
-        assert text not in svg, text
+    # The homelab stack turns the Cloudflare tunnel on: the public path is drawn; the Ainur serve DNS, no LAN resolver.
+    for text in ("Cloudflare DNS + Tunnel", "*.example.com", "tunnel", "envoy-external", "192.168.0.239"):
+        assert text in svg, text
+    assert "LAN resolver" not in svg
 
 
 def test_a_stack_without_cloudflare_draws_no_public_path(tmp_path: Path) -> None:
-    """rk1: no Cloudflare, no tunnel, no external gateway, no placeholder domain; its own machines and addresses."""
+    """rk1: no Cloudflare, no tunnel, no external gateway, no placeholder domain; its own machines and addresses,
+    and the LAN resolver the router forwards to (no Ainur)."""
     svg = draw(RK1, tmp_path)
     shown = texts(svg)
     for text in ("Cloudflare", "tunnel", "HTTPS", "external domain", "envoy-external", "Ainur", "netboot"):
         assert text not in shown, text
-    for text in ("talos-1", "talos-4", "10.10.0.14", "istari · arm64 · rk1", "envoy-internal", "10.10.0.218", "LAN 10.10.0.0/24"):
+    for text in ("talos-1", "talos-4", "10.10.0.14", "istari · arm64 · rk1", "envoy-internal", "10.10.0.218", "LAN 10.10.0.0/24", "LAN resolver", "10.10.0.217"):
         assert text in shown, text
     drawn = boxes(svg)
     assert {"cloudflare", "envoy-external", "cluster_ainur"}.isdisjoint(drawn)
+    assert inside(drawn["resolver"], drawn["cluster_gateways"]) and "router->resolver" in shown
     for name in ("talos-1", "talos-2", "talos-3", "talos-4", "arda_vip"):
         assert inside(drawn[name], drawn["cluster_arda"]) and inside(drawn[name], drawn["cluster_lan"]), name
 

@@ -1,0 +1,395 @@
+"""The edge: what makes the apps reachable, from the LAN and (optionally) from the internet.
+
+`Edge` owns the category namespaces (the GitOps layer deploys into them) and four parts:
+`Certificates` (cert-manager, trust-manager, the local root CA, the wildcard certificates),
+`Gateways` (Envoy Gateway, `envoy-internal` and, with a public path, `envoy-external`, one route
+per app), `Cloudflare` (the tunnel, cloudflared and the public records; only when the stack turns
+Cloudflare on, else no Cloudflare provider or resource exists) and, in a stack without the Ainur,
+`Resolver` (the LAN's split DNS on Arda). Everything is derived from the app registry by the plans
+(plans.edge, plans.gateways, plans.certificates, plans.cloudflare, plans.resolver).
+
+The Kubernetes objects go through the Arda provider passed in `providers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumi_tls as tls
+
+from components import kube
+from plans import certificates as certs_plan
+from plans import cloudflare as cloudflare_plan
+from plans import edge as plan
+from plans import gateways as gateways_plan
+from plans import resolver as resolver_plan
+from stacks.edge import edge_addresses
+from stacks.model import StackConfig
+
+
+def custom_resource(name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    """A custom resource from a plan's manifest (its CRD comes from a Helm release it depends on)."""
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=str(manifest["apiVersion"]),
+        kind=str(manifest["kind"]),
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )
+
+
+def resource_suffix(manifest: Mapping[str, Any]) -> str:
+    """`<kind>-<namespace>-<name>`: unique across namespaces (two apps' routes share no name)."""
+    meta = manifest["metadata"]
+    return "-".join(p for p in (str(manifest["kind"]).lower(), meta.get("namespace"), meta["name"]) if p)
+
+
+@dataclass(frozen=True)
+class CertificatesArgs:
+    """The validated stack, the Cloudflare API token (secret; with publicDns: cloudflare) and the namespaces."""
+
+    stack: StackConfig
+    cloudflare_api_token: pulumi.Output[str] | None
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+
+
+class Certificates(pulumi.ComponentResource):
+    """Certificates: cert-manager and trust-manager, the protected local root CA, its issuer and trust
+    bundle, Let's Encrypt (with Cloudflare DNS) and the gateways' wildcard certificates."""
+
+    ca_certificate: pulumi.Output[str]
+    certificates: dict[str, k8s.apiextensions.CustomResource]
+
+    def __init__(self, name: str, args: CertificatesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Certificates", name, None, opts)
+        stack = args.stack
+        namespace = args.namespaces[plan.CERT_MANAGER_NAMESPACE]
+        provider = tls.Provider(f"{name}-tls", opts=pulumi.ResourceOptions(parent=self))
+        # The root CA is generated once and kept in Pulumi's state: a rebuilt cluster gets it back,
+        # so every device that trusts it keeps trusting it. Losing it means reinstalling it everywhere.
+        key = tls.PrivateKey(
+            f"{name}-ca-key",
+            algorithm="RSA",
+            rsa_bits=4096,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=provider, protect=True, additional_secret_outputs=["privateKeyPem", "privateKeyOpenssh"]
+            ),
+        )
+        cert = tls.SelfSignedCert(
+            f"{name}-ca-cert",
+            private_key_pem=key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(**certs_plan.ca_subject(stack)),
+            is_ca_certificate=True,
+            validity_period_hours=certs_plan.CA_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, protect=True),
+        )
+        # The certificate is public: it is what users install on their devices.
+        self.ca_certificate = pulumi.Output.unsecret(cert.cert_pem)
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        pems: pulumi.Output[dict[str, str]] = pulumi.Output.all(cert.cert_pem, key.private_key_pem).apply(
+            lambda pem: {"tls.crt": pem[0], "tls.key": pem[1]}
+        )
+        ca_data: pulumi.Output[dict[str, str]] = pulumi.Output.secret(pems)
+        ca_secret = k8s.core.v1.Secret(
+            f"{name}-ca-secret",
+            metadata={"name": certs_plan.CA_SECRET, "namespace": plan.CERT_MANAGER_NAMESPACE, "labels": dict(plan.MANAGED_BY)},
+            type="kubernetes.io/tls",
+            string_data=ca_data,
+            opts=in_namespace,
+        )
+        before_issuers: list[pulumi.Resource] = [ca_secret]
+        if stack.public_dns == "cloudflare":
+            assert args.cloudflare_api_token is not None
+            before_issuers.append(
+                k8s.core.v1.Secret(
+                    f"{name}-cloudflare-token",
+                    metadata={"name": certs_plan.CLOUDFLARE_TOKEN_SECRET, "namespace": plan.CERT_MANAGER_NAMESPACE, "labels": dict(plan.MANAGED_BY)},
+                    type="Opaque",
+                    string_data={certs_plan.CLOUDFLARE_TOKEN_KEY: args.cloudflare_api_token},
+                    opts=in_namespace,
+                )
+            )
+        cert_manager = k8s.helm.v3.Release(
+            f"{name}-cert-manager",
+            name=certs_plan.CERT_MANAGER_CHART,
+            chart=certs_plan.CERT_MANAGER_CHART,
+            version=certs_plan.CERT_MANAGER_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=certs_plan.REPOSITORY),
+            namespace=plan.CERT_MANAGER_NAMESPACE,
+            values=certs_plan.cert_manager_values(stack),
+            opts=in_namespace,
+        )
+        trust_manager = k8s.helm.v3.Release(
+            f"{name}-trust-manager",
+            name=certs_plan.TRUST_MANAGER_CHART,
+            chart=certs_plan.TRUST_MANAGER_CHART,
+            version=certs_plan.TRUST_MANAGER_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=certs_plan.REPOSITORY),
+            namespace=plan.CERT_MANAGER_NAMESPACE,
+            values=certs_plan.trust_manager_values(stack),
+            # Its webhook's certificate comes from cert-manager.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, cert_manager]),
+        )
+        after = pulumi.ResourceOptions(parent=self, depends_on=[cert_manager, *before_issuers])
+        issuers = [custom_resource(f"{name}-{resource_suffix(m)}", m, after) for m in certs_plan.issuers(stack)]
+        bundle = certs_plan.trust_bundle()
+        custom_resource(f"{name}-{resource_suffix(bundle)}", bundle, pulumi.ResourceOptions(parent=self, depends_on=[trust_manager, ca_secret]))
+        self.certificates = {}
+        for manifest in certs_plan.certificates(stack):
+            ns = args.namespaces[manifest["metadata"]["namespace"]]
+            self.certificates[manifest["metadata"]["name"]] = custom_resource(
+                f"{name}-{resource_suffix(manifest)}", manifest, pulumi.ResourceOptions(parent=self, depends_on=[ns, cert_manager, *issuers])
+            )
+        self.register_outputs({"caCertificate": self.ca_certificate})
+
+
+@dataclass(frozen=True)
+class GatewaysArgs:
+    """The validated stack (the app registry), the namespaces and the certificates the gateways serve."""
+
+    stack: StackConfig
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+    certificates: Mapping[str, pulumi.Resource]
+
+
+class Gateways(pulumi.ComponentResource):
+    """Gateways: Envoy Gateway (Helm), its GatewayClass and EnvoyProxy, the gateways at their pool
+    addresses, the https redirect and one HTTPRoute per app."""
+
+    gateways: dict[str, k8s.apiextensions.CustomResource]
+    routes: dict[str, k8s.apiextensions.CustomResource]
+
+    def __init__(self, name: str, args: GatewaysArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Gateways", name, None, opts)
+        stack = args.stack
+        release = k8s.helm.v3.Release(
+            f"{name}-envoy-gateway",
+            name=gateways_plan.RELEASE,
+            chart=gateways_plan.CHART,
+            version=gateways_plan.VERSION,
+            namespace=plan.ENVOY_GATEWAY_NAMESPACE,
+            values=gateways_plan.helm_values(stack),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespaces[plan.ENVOY_GATEWAY_NAMESPACE]]),
+        )
+        self.gateways, self.routes = {}, {}
+        created: dict[tuple[str, str], k8s.apiextensions.CustomResource] = {}
+        for manifest in gateways_plan.manifests(stack):
+            kind, meta = manifest["kind"], manifest["metadata"]
+            deps: list[pulumi.Resource] = [release]
+            if meta.get("namespace"):
+                deps.append(args.namespaces[meta["namespace"]])
+            if kind == "GatewayClass":
+                deps.append(created[("EnvoyProxy", gateways_plan.ENVOY_PROXY)])
+            if kind == "Gateway":
+                deps += [created[("GatewayClass", gateways_plan.GATEWAY_CLASS)], *args.certificates.values()]
+            if kind == "HTTPRoute":
+                deps += [created[("Gateway", g["name"])] for g in manifest["spec"]["parentRefs"]]
+            resource = custom_resource(f"{name}-{resource_suffix(manifest)}", manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+            created[(kind, meta["name"])] = resource
+            if kind == "Gateway":
+                self.gateways[meta["name"]] = resource
+            elif kind == "HTTPRoute" and meta["name"] != gateways_plan.REDIRECT_ROUTE:
+                self.routes[meta["name"]] = resource
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class CloudflareArgs:
+    """The validated stack (account, zone, external apps), the API token (secret) and the namespaces."""
+
+    stack: StackConfig
+    api_token: pulumi.Output[str]
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+
+
+class Cloudflare(pulumi.ComponentResource):
+    """Cloudflare: the remotely managed tunnel and its ingress rules, cloudflared on Arda, and one
+    proxied CNAME per external app. Pulumi is the only writer of these public records."""
+
+    tunnel: cloudflare.ZeroTrustTunnelCloudflared
+    tunnel_token: pulumi.Output[str]
+    records: dict[str, cloudflare.DnsRecord]
+
+    def __init__(self, name: str, args: CloudflareArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Cloudflare", name, None, opts)
+        stack = args.stack
+        assert stack.cloudflare is not None
+        assert stack.network.external_domain is not None
+        account = stack.cloudflare.account_id
+        child = pulumi.ResourceOptions(parent=self)
+        provider = cloudflare.Provider(f"{name}-provider", api_token=args.api_token, opts=child)
+        random_provider = random.Provider(f"{name}-random", opts=child)
+        tunnel_secret = random.RandomBytes(
+            f"{name}-tunnel-secret",
+            length=cloudflare_plan.TUNNEL_SECRET_BYTES,
+            opts=pulumi.ResourceOptions(parent=self, provider=random_provider, additional_secret_outputs=["base64", "hex"]),
+        )
+        self.tunnel = cloudflare.ZeroTrustTunnelCloudflared(
+            f"{name}-tunnel",
+            account_id=account,
+            name=cloudflare_plan.tunnel_name(stack),
+            config_src="cloudflare",
+            tunnel_secret=tunnel_secret.base64,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, additional_secret_outputs=["tunnelSecret"]),
+        )
+        config = cloudflare_plan.tunnel_config(stack)
+        cloudflare.ZeroTrustTunnelCloudflaredConfig(
+            f"{name}-tunnel-config",
+            account_id=account,
+            tunnel_id=self.tunnel.id,
+            config=cloudflare.ZeroTrustTunnelCloudflaredConfigConfigArgs(
+                ingresses=[
+                    cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressArgs(
+                        service=rule["service"],
+                        hostname=rule.get("hostname"),
+                        origin_request=(
+                            cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressOriginRequestArgs(
+                                origin_server_name=rule["originRequest"]["originServerName"]
+                            )
+                            if "originRequest" in rule
+                            else None
+                        ),
+                    )
+                    for rule in config["ingress"]
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        token = cloudflare.get_zero_trust_tunnel_cloudflared_token_output(
+            account_id=account, tunnel_id=self.tunnel.id, opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)
+        )
+        # The provider does not mark the token secret; it is the tunnel's credential.
+        self.tunnel_token = pulumi.Output.secret(token.token)
+        networking = args.namespaces[plan.GATEWAY_NAMESPACE]
+        token_secret = k8s.core.v1.Secret(
+            f"{name}-cloudflared-token",
+            metadata={"name": cloudflare_plan.TOKEN_SECRET, "namespace": plan.GATEWAY_NAMESPACE, "labels": dict(plan.MANAGED_BY)},
+            type="Opaque",
+            string_data={cloudflare_plan.TOKEN_KEY: self.tunnel_token},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[networking]),
+        )
+        kube.create(name, cloudflare_plan.cloudflared_deployment(stack), pulumi.ResourceOptions(parent=self, depends_on=[networking, token_secret]))
+        zone = cloudflare.get_zone_output(
+            filter={"name": stack.network.external_domain, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)
+        )
+        target = self.tunnel.id.apply(lambda tunnel_id: f"{tunnel_id}.cfargotunnel.com")
+        self.records = {
+            record.app: cloudflare.DnsRecord(
+                f"{name}-record-{record.app}",
+                zone_id=zone.id,
+                name=record.name,
+                type=record.type,
+                content=target,
+                proxied=record.proxied,
+                ttl=record.ttl,
+                comment=cloudflare_plan.RECORD_COMMENT,
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            )
+            for record in plan.public_records(stack)
+        }
+        self.register_outputs({"tunnelId": self.tunnel.id})
+
+
+@dataclass(frozen=True)
+class ResolverArgs:
+    """The validated stack (inventory and app registry) and the namespaces."""
+
+    stack: StackConfig
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+
+
+class Resolver(pulumi.ComponentResource):
+    """The LAN resolver (CoreDNS on Arda at its pool address): split DNS in a stack without the Ainur."""
+
+    def __init__(self, name: str, args: ResolverArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Resolver", name, None, opts)
+        networking = args.namespaces[plan.GATEWAY_NAMESPACE]
+        for manifest in resolver_plan.manifests(args.stack):
+            kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=[networking]))
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    """The validated stack and the Cloudflare API token (secret; present when the stack uses Cloudflare)."""
+
+    stack: StackConfig
+    cloudflare_api_token: pulumi.Output[str] | None = None
+
+
+class Edge(pulumi.ComponentResource):
+    """The edge: category namespaces, certificates, gateways, and Cloudflare and the LAN resolver when the stack has them."""
+
+    namespaces: dict[str, k8s.core.v1.Namespace]
+    category_namespaces: dict[str, k8s.core.v1.Namespace]  # the GitOps layer deploys each category's apps into these
+    lan_records: list[tuple[str, IPv4Address]]
+    certificates: Certificates
+    gateways: Gateways
+    cloudflare: Cloudflare | None
+    resolver: Resolver | None
+    ca_certificate: pulumi.Output[str]
+    summary: dict[str, Any]
+
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Edge", name, None, opts)
+        stack = args.stack
+        child = pulumi.ResourceOptions(parent=self)
+        # One Namespace per category (keyed by category, which is its name) and the controllers' own.
+        self.namespaces = {
+            key: k8s.core.v1.Namespace(f"{name}-namespace-{key}", metadata=manifest["metadata"], opts=child)
+            for key, manifest in plan.namespaces(stack).items()
+        }
+        self.category_namespaces = {c: self.namespaces[c] for c in plan.categories(stack)}
+        # What the LAN's DNS answers for the apps (the Ainur's zone takes them through NetbootArgs.dns_records).
+        self.lan_records = plan.lan_records(stack)
+        self.certificates = Certificates(f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)
+        self.ca_certificate = self.certificates.ca_certificate
+        self.gateways = Gateways(f"{name}-gateways", GatewaysArgs(stack, self.namespaces, self.certificates.certificates), opts=child)
+        self.cloudflare = None
+        if stack.uses_cloudflare and stack.public_ingress == "cloudflare-tunnel":
+            assert args.cloudflare_api_token is not None
+            self.cloudflare = Cloudflare(f"{name}-cloudflare", CloudflareArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)
+        self.resolver = Resolver(f"{name}-resolver", ResolverArgs(stack, self.namespaces), opts=child) if stack.ainur is None else None
+        self.summary = summary(stack)
+        self.register_outputs({"caCertificate": self.ca_certificate, "summary": self.summary})
+
+
+def summary(stack: StackConfig) -> dict[str, Any]:
+    """The edge as plain data for the stack output: gateways, routes, LAN and public DNS, certificates."""
+    addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
+    out: dict[str, Any] = {
+        "publicIngress": stack.public_ingress,
+        "publicDns": stack.public_dns,
+        "gateways": {g: str(addresses[g]) for g in plan.gateway_names(stack)},
+        "routes": [
+            {
+                "app": a.name,
+                "host": a.host,
+                "audience": a.audience,
+                "gateway": plan.gateway_of(a),
+                "namespace": a.namespace,
+                "service": a.service_name,
+                "port": a.service.port,
+            }
+            for a in sorted(stack.apps, key=lambda a: a.name)
+        ],
+        "lanRecords": {host: str(ip) for host, ip in plan.lan_records(stack)},
+        "publicRecords": [r.name for r in plan.public_records(stack)],
+        "certificates": {
+            c["metadata"]["name"]: {"dnsNames": c["spec"]["dnsNames"], "issuer": c["spec"]["issuerRef"]["name"]}
+            for c in certs_plan.certificates(stack)
+        },
+    }
+    if stack.ainur is None:
+        out["resolver"] = str(addresses["resolver"])
+        out["conditionalForwarders"] = plan.forwarded_names(stack)
+    return out

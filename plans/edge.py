@@ -1,0 +1,157 @@
+"""The edge plan: namespaces, and where every app host resolves, on the LAN and in public.
+
+The edge has two paths (seed homelab, "Network Architecture"): the internet reaches external apps
+through Cloudflare's proxy and a cloudflared tunnel to `envoy-external`; the LAN reaches every app
+through the gateway its audience names. Split DNS makes the same host work from both sides: on the
+LAN each app host resolves to its gateway's pool address (through the Ainur's DNS, or the LAN
+resolver on Arda in a stack without them), while the public zone holds only proxied CNAMEs to the
+tunnel for external apps. Nothing here touches Pulumi: plain data the components wire up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, ip_address
+from typing import Any
+
+from plans.network import plan_network
+from stacks.apps import known_categories, under
+from stacks.edge import edge_addresses
+from stacks.model import POD_SECURITY_LEVELS, App, PodSecurityLevel, StackConfig
+
+# The gateways, the Envoy proxies (GatewayNamespace mode) and cloudflared live in the networking
+# category's namespace, as the seed homelab keeps them; the controllers in their own.
+GATEWAY_NAMESPACE = "networking"
+ENVOY_GATEWAY_NAMESPACE = "envoy-gateway-system"
+CERT_MANAGER_NAMESPACE = "cert-manager"
+GATEWAYS = ("envoy-external", "envoy-internal")
+MANAGED_BY = {"app.kubernetes.io/managed-by": "iluvatar"}
+
+# The Pod Security level each category's namespace enforces unless one of its apps needs more.
+# Home automation (host network for mDNS and device discovery, USB radios), monitoring (node
+# exporters read the host) and system (node feature discovery, snapshot controllers) run node
+# agents that need privileged; the rest run ordinary workloads.
+CATEGORY_POD_SECURITY: dict[str, PodSecurityLevel] = {"home-automation": "privileged", "monitoring": "privileged", "system": "privileged"}
+DEFAULT_POD_SECURITY: PodSecurityLevel = "baseline"
+# The edge's own controllers all run under the restricted profile.
+SYSTEM_NAMESPACES = (CERT_MANAGER_NAMESPACE, ENVOY_GATEWAY_NAMESPACE)
+
+
+def categories(stack: StackConfig) -> tuple[str, ...]:
+    """Every category the stack may use: the defaults and the stack's own (`gitops.categories`), each one
+    namespace (stacks.apps.known_categories; the app registry's are among them)."""
+    return known_categories(stack.gitops.categories if stack.gitops is not None else ())
+
+
+def pod_security(stack: StackConfig, category: str) -> PodSecurityLevel:
+    """The category's level, raised to the most permissive any of its apps asks for."""
+    levels = [CATEGORY_POD_SECURITY.get(category, DEFAULT_POD_SECURITY)]
+    levels += [a.pod_security for a in stack.apps if a.category == category and a.pod_security is not None]
+    return max(levels, key=POD_SECURITY_LEVELS.index)
+
+
+def _namespace(name: str, level: PodSecurityLevel, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                **MANAGED_BY,
+                **labels,
+                "pod-security.kubernetes.io/enforce": level,
+                # Audit and warn at restricted: what would need to change to tighten the namespace.
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted",
+            },
+        },
+    }
+
+
+def namespaces(stack: StackConfig) -> dict[str, dict[str, Any]]:
+    """Every namespace the edge owns, by name: one per category (the GitOps layer's ApplicationSets
+    deploy into them and never create them), then the edge's controllers' own."""
+    out = {c: _namespace(c, pod_security(stack, c), {"iluvatar/category": c}) for c in categories(stack)}
+    out.update({ns: _namespace(ns, "restricted", {}) for ns in SYSTEM_NAMESPACES})
+    return out
+
+
+# --- DNS ---------------------------------------------------------------------------------------
+
+
+def gateway_names(stack: StackConfig) -> list[str]:
+    """envoy-internal always; envoy-external when the tunnel carries a public path to it."""
+    return ["envoy-external", "envoy-internal"] if stack.public_ingress == "cloudflare-tunnel" else ["envoy-internal"]
+
+
+def gateway_of(app: App) -> str:
+    return "envoy-external" if app.audience == "external" else "envoy-internal"
+
+
+def lan_records(stack: StackConfig) -> list[tuple[str, IPv4Address]]:
+    """Each app host and the gateway address it resolves to on the LAN, by host: what the Ainur's
+    DNS (plans.netboot.dns_records) or the LAN resolver adds to the internal zone."""
+    addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
+    return sorted((app.host, addresses[gateway_of(app)]) for app in stack.apps)
+
+
+def resolver_records(stack: StackConfig) -> list[tuple[str, IPv4Address]]:
+    """What the LAN resolver answers in a stack without the Ainur: the internal zone (machines,
+    VIPs and the gateways that exist) and every app host, by name."""
+    domain = stack.network.domain
+    addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
+    records = {r.name: IPv4Address(r.value) for r in plan_network(stack).dns_records}
+    records.update({f"{name}.{domain}": addresses[name] for name in gateway_names(stack)})
+    records.update(lan_records(stack))
+    return sorted(records.items())
+
+
+def forwarded_names(stack: StackConfig) -> list[str]:
+    """What the router forwards to the LAN resolver (conditional forwarding): the internal zone,
+    and each app host under the public zone, so the rest of that zone still resolves in public."""
+    domain = stack.network.domain
+    return [domain, *sorted(a.host for a in stack.apps if not under(a.host, domain))]
+
+
+@dataclass(frozen=True)
+class PublicRecord:
+    """A record in the public zone: a proxied CNAME from an external app host to the tunnel."""
+
+    app: str
+    name: str
+    type: str
+    proxied: bool
+    ttl: int
+
+    def content(self, tunnel_id: str) -> str:
+        return f"{tunnel_id}.cfargotunnel.com"
+
+
+def public_records(stack: StackConfig) -> list[PublicRecord]:
+    """The public zone's records, one per external app, and nothing else: internal apps and the
+    internal zone are never published. Empty unless the tunnel carries the public path."""
+    if stack.public_ingress != "cloudflare-tunnel":
+        return []
+    # ttl 1 is Cloudflare's "automatic", the only TTL a proxied record takes.
+    records = [PublicRecord(a.name, a.host, "CNAME", True, 1) for a in stack.apps if a.audience == "external"]
+    check_public(stack, [(r.name, r.content("tunnel")) for r in records])
+    return sorted(records, key=lambda r: r.name)
+
+
+class PublicDnsError(ValueError):
+    """A record the program was about to publish would leak the LAN: a private address or an internal host."""
+
+
+def check_public(stack: StackConfig, records: list[tuple[str, str]]) -> None:
+    """Refuse any public record (name, content) that holds a private address or names a host that
+    is not an external app's (an internal app's, or anything in the internal zone)."""
+    external = {a.host for a in stack.apps if a.audience == "external"}
+    for name, content in records:
+        if name not in external or under(name, stack.network.domain):
+            raise PublicDnsError(f"{name} is not an external app's host; it must never be published")
+        try:
+            address = ip_address(content)
+        except ValueError:
+            continue
+        if not address.is_global:
+            raise PublicDnsError(f"{name} would publish {content}, a private address")

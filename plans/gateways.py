@@ -1,0 +1,128 @@
+"""Gateways plan: Envoy Gateway's Helm values and the Gateway API objects, from the app registry.
+
+Envoy Gateway runs its proxies in each Gateway's own namespace (deploy type `GatewayNamespace`), so
+`envoy-external`'s proxy Service is `envoy-external.networking.svc`, the name the Cloudflare tunnel
+sends to. Each Gateway asks Cilium for its fixed pool address with the `lbipam.cilium.io/ips`
+annotation on its infrastructure (Envoy Gateway copies it to the proxy Service; `spec.addresses`
+means something else to Envoy Gateway). Port 80 only redirects to https; port 443 serves every
+app whose audience names that gateway, with the wildcard certificates (plans.certificates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plans import certificates
+from plans.edge import ENVOY_GATEWAY_NAMESPACE, GATEWAY_NAMESPACE, MANAGED_BY, gateway_names, gateway_of
+from stacks.edge import edge_addresses
+from stacks.model import App, StackConfig
+
+CHART = "oci://docker.io/envoyproxy/gateway-helm"
+# The chart version, also the Envoy Gateway release whose CRDs and translator the tests use.
+VERSION = "v1.9.0"
+RELEASE = "eg"
+CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
+GATEWAY_CLASS = "envoy"
+ENVOY_PROXY = "envoy"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+LBIPAM_ANNOTATION = "lbipam.cilium.io/ips"
+REDIRECT_ROUTE = "https-redirect"
+# Two proxies per gateway: one can restart (a node drain, an upgrade) while the other serves.
+PROXY_REPLICAS = 2
+
+
+def helm_values(stack: StackConfig) -> dict[str, Any]:
+    return {"config": {"envoyGateway": {"provider": {"type": "Kubernetes", "kubernetes": {"deploy": {"type": "GatewayNamespace"}}}}}}
+
+
+def gateway_class() -> dict[str, Any]:
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "GatewayClass",
+        "metadata": {"name": GATEWAY_CLASS, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "controllerName": CONTROLLER_NAME,
+            "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": ENVOY_PROXY, "namespace": ENVOY_GATEWAY_NAMESPACE},
+        },
+    }
+
+
+def envoy_proxy() -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "EnvoyProxy",
+        "metadata": {"name": ENVOY_PROXY, "namespace": ENVOY_GATEWAY_NAMESPACE, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "provider": {
+                "type": "Kubernetes",
+                "kubernetes": {
+                    "envoyDeployment": {"replicas": PROXY_REPLICAS},
+                    "envoyService": {"type": "LoadBalancer"},
+                },
+            }
+        },
+    }
+
+
+def gateway(stack: StackConfig, name: str) -> dict[str, Any]:
+    address = edge_addresses(stack.network.load_balancer_pool, stack.edge)[name]
+    secrets = certificates.gateway_secrets(stack, name)
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": GATEWAY_NAMESPACE, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "gatewayClassName": GATEWAY_CLASS,
+            "infrastructure": {"annotations": {LBIPAM_ANNOTATION: str(address)}},
+            "listeners": [
+                # Plain HTTP only redirects: only the redirect route, in this namespace, may attach.
+                {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "Same"}}},
+                {
+                    "name": "https",
+                    "protocol": "HTTPS",
+                    "port": 443,
+                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": s} for s in secrets]},
+                },
+            ],
+        },
+    }
+
+
+def redirect_route(stack: StackConfig) -> dict[str, Any]:
+    """Port 80 on every gateway answers with a permanent redirect to https, for any host."""
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": {"name": REDIRECT_ROUTE, "namespace": GATEWAY_NAMESPACE, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "parentRefs": [{"name": g, "namespace": GATEWAY_NAMESPACE, "sectionName": "http"} for g in gateway_names(stack)],
+            "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}],
+        },
+    }
+
+
+def app_route(app: App) -> dict[str, Any]:
+    """The app's route: its host on its audience's gateway, to its Service in its category namespace."""
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": {"name": app.name, "namespace": app.namespace, "labels": {**MANAGED_BY, "iluvatar/app": app.name}},
+        "spec": {
+            "parentRefs": [{"name": gateway_of(app), "namespace": GATEWAY_NAMESPACE, "sectionName": "https"}],
+            "hostnames": [app.host],
+            "rules": [{"backendRefs": [{"name": app.service_name, "port": app.service.port}]}],
+        },
+    }
+
+
+def manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """Every Gateway API and Envoy Gateway object, in apply order: class and proxy settings, the
+    gateways, the redirect, then one route per app (by app name)."""
+    return [
+        envoy_proxy(),
+        gateway_class(),
+        *(gateway(stack, g) for g in gateway_names(stack)),
+        redirect_route(stack),
+        *(app_route(a) for a in sorted(stack.apps, key=lambda a: a.name)),
+    ]
