@@ -22,6 +22,7 @@ COREDNS_VERSION = "v1.13.1"
 IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
 CONFIG_DIR = "/etc/coredns"
 HOSTS_FILE = "lan.hosts"
+EMPTY_ZONE = "negative.zone"
 # CoreDNS runs as a non-root user, so it listens on an unprivileged port; the Service maps 53 to it.
 PORT = 1053
 HEALTH_PORT = 8080
@@ -37,7 +38,28 @@ def hosts_file(stack: StackConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def corefile(stack: StackConfig, port: int = PORT, hosts_path: str = f"{CONFIG_DIR}/{HOSTS_FILE}", upstream_port: int = 53) -> str:
+def negative_zone() -> str:
+    """A zone with only its SOA and NS, read once per forwarded name as that name's zone: it answers
+    NXDOMAIN (with the SOA, so the answer is cached) for whatever the hosts file does not hold."""
+    return "\n".join(
+        [
+            f"$TTL {TTL}",
+            f"@ IN SOA @ hostmaster 1 3600 600 86400 {TTL}",
+            "@ IN NS @",
+            "",
+        ]
+    )
+
+
+def corefile(
+    stack: StackConfig,
+    port: int = PORT,
+    hosts_path: str = f"{CONFIG_DIR}/{HOSTS_FILE}",
+    zone_path: str = f"{CONFIG_DIR}/{EMPTY_ZONE}",
+    upstream_port: int = 53,
+    health_port: int = HEALTH_PORT,
+    ready_port: int = READY_PORT,
+) -> str:
     """The Corefile: the forwarded names (and the LAN's reverse zone) answered from the hosts file
     alone, everything else forwarded to network.dns."""
     net = stack.network
@@ -54,17 +76,15 @@ def corefile(stack: StackConfig, port: int = PORT, hosts_path: str = f"{CONFIG_D
             "        reload 10s",
             "        fallthrough",
             "    }",
-            "    # Not in the inventory: NXDOMAIN with the zone's SOA (hosts alone would answer SERVFAIL).",
-            "    template ANY ANY {",
-            "        rcode NXDOMAIN",
-            f'        authority "{{{{ .Zone }}}} {TTL} IN SOA {{{{ .Zone }}}} hostmaster.{{{{ .Zone }}}} 1 3600 600 86400 {TTL}"',
-            "    }",
+            "    # Not in the inventory: NXDOMAIN with the zone's SOA, from a zone holding nothing else",
+            "    # (hosts alone would answer SERVFAIL, which sends clients to try other servers).",
+            f"    file {zone_path}",
             "}",
             "# Anything else: the upstream resolvers.",
             f".:{port} {{",
             "    errors",
-            f"    health :{HEALTH_PORT}",
-            f"    ready :{READY_PORT}",
+            f"    health :{health_port}",
+            f"    ready :{ready_port}",
             f"    forward . {upstreams}",
             "    cache 300",
             "    loop",
@@ -79,7 +99,7 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """The resolver's ConfigMap, Deployment and LoadBalancer Service at its pool address."""
     address = edge_addresses(stack.network.load_balancer_pool, stack.edge)["resolver"]
     labels = {"app.kubernetes.io/name": NAME}
-    data = {"Corefile": corefile(stack), HOSTS_FILE: hosts_file(stack)}
+    data = {"Corefile": corefile(stack), HOSTS_FILE: hosts_file(stack), EMPTY_ZONE: negative_zone()}
     digest = hashlib.sha256(data["Corefile"].encode()).hexdigest()[:16]
     meta = {"name": NAME, "namespace": GATEWAY_NAMESPACE, "labels": {**MANAGED_BY, **labels}}
     container = {

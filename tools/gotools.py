@@ -69,6 +69,12 @@ _ALL: tuple[Tool, ...] = (
     Tool("stackfile", "stackfile"),
     # Argo CD's own ApplicationSet generators, Git client, project checks and kustomize (tools.appset_check).
     Tool("appset-check", "appset-check"),
+    # Envoy Gateway's own translator (`egctl x translate`) accepts or rejects the gateways and routes.
+    Tool("egctl", "egctl", package="github.com/envoyproxy/gateway/cmd/egctl"),
+    # CoreDNS's own server and plugins run the LAN resolver's Corefile (plans.resolver).
+    Tool("coredns", "coredns"),
+    # cloudflared's own parser of a remotely managed tunnel's configuration (plans.cloudflare).
+    Tool("cloudflared-check", "cloudflared-check"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
