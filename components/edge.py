@@ -296,7 +296,8 @@ class Cloudflare(pulumi.ComponentResource):
             )
             for record in plan.public_records(stack)
         }
-        self.register_outputs({"tunnelId": self.tunnel.id})
+        # Component outputs are written to the state as registered: the token stays secret there only as marked here.
+        self.register_outputs({"tunnelId": self.tunnel.id, "tunnelToken": self.tunnel_token})
 
 
 @dataclass(frozen=True)
