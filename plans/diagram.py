@@ -60,7 +60,7 @@ def dot(stack: StackConfig, plan: NetworkPlan) -> str:
         _box("router", "router", str(net.gateway), shape="box", style="filled", fillcolor="#eeeeee"),
     ]
     if cloudflare:
-        lines.append(_box("cloudflare", "Cloudflare DNS + Tunnel", f"*.{net.external_domain}", shape="cylinder", fillcolor="#fde2c4"))
+        lines.append(_box("cloudflare", "Cloudflare", f"*.{net.external_domain}", shape="cylinder", fillcolor="#fde2c4"))
     if cloudflare:
         lines.append('  { rank=same; "internet"; "cloudflare"; }')
     # VLANs first, so they sit left of the LAN: each holds its own machines.

@@ -22,7 +22,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
-from stacks.model import Node
+from stacks.model import App, Node
+
+# The list sections (SECTIONS' model None): the model of each item, and what the list is.
+LISTS: dict[str, tuple[type[BaseModel], str]] = {
+    "nodes": (Node, "the inventory: every machine, once"),
+    "apps": (App, "the app registry: every app the gateways serve, once"),
+}
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "stack.schema.json"
 DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
@@ -47,9 +53,29 @@ def _secret(key: str) -> dict[str, Any]:
     }
 
 
+def _cloudflare_token() -> dict[str, Any]:
+    """The token is required when Cloudflare is on (stacks.edge): a mode says cloudflare, or
+    `iluvatar:cloudflare` is set and the edge does not turn both modes off."""
+    edge, cloudflare = f"{NAMESPACE}:edge", f"{NAMESPACE}:cloudflare"
+
+    def mode(key: str, value: str) -> dict[str, Any]:
+        return {"properties": {key: {"const": value}}, "required": [key]}
+
+    both_off = {"required": [edge], "properties": {edge: {"allOf": [mode("publicIngress", "none"), mode("publicDns", "none")]}}}
+    return {
+        "if": {
+            "anyOf": [
+                {"required": [edge], "properties": {edge: {"anyOf": [mode("publicDns", "cloudflare"), mode("publicIngress", "cloudflare-tunnel")]}}},
+                {"required": [cloudflare], "not": both_off},
+            ]
+        },
+        "then": {"required": [f"{NAMESPACE}:cloudflareApiToken"]},
+    }
+
+
 def stack_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a stack file: Pulumi's top-level keys and the `iluvatar:` config."""
-    models: list[type[BaseModel]] = [*(s.model for s in SECTIONS.values() if s.model is not None), Node]
+    models: list[type[BaseModel]] = [*(s.model for s in SECTIONS.values() if s.model is not None), *(m for m, _ in LISTS.values())]
     refs, schema = models_json_schema([(m, "validation") for m in models], by_alias=True, schema_generator=_Generator)
     ref = {m: refs[(m, "validation")] for m in models}
     config: dict[str, Any] = {
@@ -62,9 +88,7 @@ def stack_schema() -> dict[str, Any]:
     }
     for key, section in SECTIONS.items():
         config[f"{NAMESPACE}:{key}"] = (
-            ref[section.model]
-            if section.model is not None
-            else {"type": "array", "description": "the inventory: every machine, once", "items": ref[Node]}
+            ref[section.model] if section.model is not None else {"type": "array", "description": LISTS[key][1], "items": ref[LISTS[key][0]]}
         )
     for key in SECRETS:
         config[f"{NAMESPACE}:{key}"] = _secret(key)
@@ -84,6 +108,7 @@ def stack_schema() -> dict[str, Any]:
                 "properties": config,
                 "required": required,
                 "dependentRequired": dependent,
+                "allOf": [_cloudflare_token()],
                 # Other namespaces are free; an iluvatar: key that is not one of these is a typo.
                 "propertyNames": {"anyOf": [{"enum": known}, {"not": {"pattern": f"^{NAMESPACE}:"}}]},
             },

@@ -96,3 +96,26 @@ def test_a_secure_value_from_a_stack_file_is_a_secret_without_being_named_one() 
     assert _problems(raw) == [
         "iluvatar:cloudflareApiToken: is in plain text; remove it and run `pulumi config set --secret iluvatar:cloudflareApiToken <value>`"
     ]
+
+
+def test_the_editor_schema_asks_for_the_token_exactly_when_cloudflare_is_on() -> None:
+    """stacks/stack.schema.json's rule agrees with stacks.edge: the legacy key alone turns Cloudflare on, both modes off turn it off."""
+    import jsonschema
+
+    from stacks.schema import stack_schema
+
+    validator = jsonschema.Draft202012Validator(stack_schema())
+    doc = {"config": {**dict(read_stack_file(HOMELAB).config), "pulumi:disable-default-providers": ["*"]}}
+    doc["config"]["iluvatar:cloudflareApiToken"] = {"secure": "v1:abc"}
+
+    def missing(config: dict[str, Any]) -> list[str]:
+        return [e.message for e in validator.iter_errors({"config": config})]
+
+    without = {k: v for k, v in doc["config"].items() if k != "iluvatar:cloudflareApiToken"}
+    assert missing(doc["config"]) == []
+    assert missing(without) == ["'iluvatar:cloudflareApiToken' is a required property"]
+    assert missing({**without, "iluvatar:edge": {"publicIngress": "none", "publicDns": "none"}}) == []
+    assert missing({**without, "iluvatar:edge": {"publicDns": "none"}}) == ["'iluvatar:cloudflareApiToken' is a required property"]
+    no_key = {k: v for k, v in without.items() if k != "iluvatar:cloudflare"}
+    assert missing({**no_key, "iluvatar:edge": {"publicDns": "cloudflare"}}) == ["'iluvatar:cloudflareApiToken' is a required property"]
+    assert missing({**no_key, "iluvatar:edge": {}}) == []

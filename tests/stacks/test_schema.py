@@ -83,8 +83,9 @@ def shown_in_editor(editor: LanguageServer, case: str) -> list[tuple[str, str]]:
             "misspelt-top-level-key",
             [
                 (
-                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:arda", "iluvatar:cloudflare", '
-                    '"iluvatar:cloudflareApiToken", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", "iluvatar:gitopsToken", "iluvatar:network", "iluvatar:nodes".',
+                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:apps", "iluvatar:arda", '
+                    '"iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", '
+                    '"iluvatar:gitopsToken", "iluvatar:network", "iluvatar:nodes".',
                     "iluvatar:netwrok: {}",
                 )
             ],
@@ -101,12 +102,8 @@ def shown_in_editor(editor: LanguageServer, case: str) -> list[tuple[str, str]]:
         ),
         (
             "cloudflare-without-token",
-            [
-                (
-                    "Object is missing property iluvatar:cloudflareApiToken required by property iluvatar:cloudflare.",
-                    "pulumi:disable-default-providers:",
-                )
-            ],
+            # Cloudflare is on (iluvatar:edge.publicDns: cloudflare): the token is required (stacks.edge).
+            [('Missing property "iluvatar:cloudflareApiToken".', "config:")],
         ),
     ],
 )
