@@ -113,3 +113,27 @@ def test_without_cloudflare_no_cloudflare_file_and_the_router_settings() -> None
         "# Forward these names from your router's DNS to the LAN resolver at 10.10.0.217:\nturing.home.arpa -> 10.10.0.217\n"
     )
     assert "kubernetes/arda/networking/ConfigMap-lan-resolver.yaml" in files
+
+
+def test_every_rendered_edge_object_passes_kubeconform() -> None:
+    """What render writes is what the program registers: core objects against Kubernetes' schemas at the
+    stack's version, custom resources against their CRDs at the versions their charts install."""
+    from plans import certificates, gateways
+    from stacks import load_stack_file
+    from tools import upstream
+
+    for stack_name, path in (("homelab", HOMELAB), ("rk1", RK1)):
+        files = _files(stack_name)
+        objects = [
+            yaml.safe_load(text)
+            for name, text in files.items()
+            if name.startswith("kubernetes/arda/") and "/HelmRelease-" not in name and "/Cilium" not in name
+        ]
+        kinds = {o["kind"] for o in objects}
+        assert {"Namespace", "Gateway", "HTTPRoute", "Certificate", "ClusterIssuer", "Bundle", "Secret"} <= kinds, kinds
+        crds = [
+            ("envoy-gateway", gateways.VERSION),
+            ("cert-manager", certificates.CERT_MANAGER_VERSION),
+            ("trust-manager", certificates.TRUST_MANAGER_VERSION),
+        ]
+        assert upstream.kubeconform(objects, load_stack_file(path).arda.kubernetes_version, crds=crds) == [], stack_name
