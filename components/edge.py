@@ -359,7 +359,7 @@ class Edge(pulumi.ComponentResource):
         if stack.uses_cloudflare and stack.public_ingress == "cloudflare-tunnel":
             assert args.cloudflare_api_token is not None
             self.cloudflare = Cloudflare(f"{name}-cloudflare", CloudflareArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)
-        self.resolver = Resolver(f"{name}-resolver", ResolverArgs(stack, self.namespaces), opts=child) if stack.ainur is None else None
+        self.resolver = Resolver(f"{name}-resolver", ResolverArgs(stack, self.namespaces), opts=child) if stack.has_lan_resolver else None
         self.summary = summary(stack)
         self.register_outputs({"caCertificate": self.ca_certificate, "summary": self.summary})
 
@@ -390,7 +390,7 @@ def summary(stack: StackConfig) -> dict[str, Any]:
             for c in certs_plan.certificates(stack)
         },
     }
-    if stack.ainur is None:
+    if stack.has_lan_resolver:
         out["resolver"] = str(addresses["resolver"])
         out["conditionalForwarders"] = plan.forwarded_names(stack)
     return out

@@ -89,7 +89,7 @@ def dot(stack: StackConfig, plan: NetworkPlan) -> str:
     if shown:
         gateways = [_box(gw, gw, ip, indent=6, shape="hexagon", fillcolor="#bbdefb") for gw, ip in sorted(shown.items(), reverse=True)]
         title = "Envoy gateways" if len(shown) > 1 else "Envoy gateway"
-        if stack.ainur is None:
+        if stack.has_lan_resolver:
             # Without the Ainur, the LAN's split DNS is a resolver on Arda that the router forwards to.
             resolver = edge_addresses(net.load_balancer_pool, stack.edge)["resolver"]
             gateways.append(_box("resolver", "LAN resolver", str(resolver), indent=6, shape="hexagon", fillcolor="#e1bee7"))
@@ -98,7 +98,7 @@ def dot(stack: StackConfig, plan: NetworkPlan) -> str:
     lines += ["  internet -> router [dir=none];", "  router -> arda_vip [lhead=cluster_arda, dir=none];"]
     if PRIVATE_GATEWAY in shown:
         lines.append(f'  router -> {_q(PRIVATE_GATEWAY)} [xlabel="LAN / VPN"];')
-    if stack.ainur is None and shown:
+    if stack.has_lan_resolver and shown:
         lines.append('  router -> resolver [xlabel="DNS", style=dashed];')
     if cloudflare:
         lines.append('  internet -> cloudflare [xlabel="HTTPS"];')

@@ -42,6 +42,7 @@ def edge_problems(
     token_set: bool,
     has_ainur: bool,
     taken: Mapping[IPv4Address, str],
+    has_apps: bool = True,
 ) -> list[Problem]:
     """The modes agree with each other and with what Cloudflare needs; the edge's addresses are
     usable. `taken` maps the LAN's static addresses (machines, VIPs) to what holds them."""
@@ -76,11 +77,16 @@ def edge_problems(
             out.append(
                 Problem("iluvatar:network.externalDomain", f"{network.external_domain} is also network.domain; the public zone must be another")
             )
-        out += _addresses(edge, network, has_ainur, taken)
+        out += _addresses(edge, network, has_ainur, has_apps, taken)
     return out
 
 
-def _addresses(edge: Edge, network: Network, has_ainur: bool, taken: Mapping[IPv4Address, str]) -> list[Problem]:
+def resolver_needed(has_ainur: bool, has_apps: bool) -> bool:
+    """The LAN resolver exists without the Ainur, for the app hosts (and the internal zone beside them)."""
+    return not has_ainur and has_apps
+
+
+def _addresses(edge: Edge, network: Network, has_ainur: bool, has_apps: bool, taken: Mapping[IPv4Address, str]) -> list[Problem]:
     out: list[Problem] = []
     pool = network.load_balancer_pool
     if pool.start > pool.end:
@@ -92,6 +98,8 @@ def _addresses(edge: Edge, network: Network, has_ainur: bool, taken: Mapping[IPv
                 Problem(f"{EDGE}.addresses.resolver", f"{edge.addresses.resolver}: the Ainur serve the LAN's DNS (at ainur.serviceIp); remove it")
             )
         del addresses["resolver"]
+    elif not resolver_needed(has_ainur, has_apps):
+        del addresses["resolver"]  # no app to resolve: no resolver, whatever the stack sets
     elif edge.addresses.resolver is None and pool.size() < 3:
         out.append(
             Problem(

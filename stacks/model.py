@@ -515,6 +515,11 @@ class StackConfig(Model):
         return self.edge.dns(self.cloudflare is not None)
 
     @property
+    def has_lan_resolver(self) -> bool:
+        """Without the Ainur, a resolver on Arda answers the app hosts (stacks.edge.resolver_needed)."""
+        return self.ainur is None and bool(self.apps)
+
+    @property
     def uses_cloudflare(self) -> bool:
         """Any Cloudflare resource at all: with neither mode on, no Cloudflare provider is registered."""
         return self.public_dns == "cloudflare" or self.public_ingress == "cloudflare-tunnel"

@@ -58,7 +58,11 @@ def _decode(key: str, value: Any, secret: bool = True) -> Any:
 
 
 def load() -> LoadedStack:
-    raw = {k: _decode(k, runtime_config.get_config(k), runtime_config.is_config_secret(k)) for k in sorted(_config_keys()) if k.startswith(f"{NAMESPACE}:")}
+    raw = {
+        k: _decode(k, runtime_config.get_config(k), runtime_config.is_config_secret(k))
+        for k in sorted(_config_keys())
+        if k.startswith(f"{NAMESPACE}:")
+    }
     secret_keys = frozenset(k for k in raw if runtime_config.is_config_secret(k))
     try:
         stack = parse_stack(raw, secret_keys, source=f"stack {pulumi.get_stack()}")

@@ -71,7 +71,7 @@ def _edge(p: Parsed) -> list[Problem]:
     taken = {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in p.nodes}
     taken.update({ip: path.removeprefix("iluvatar:") for path, ip in _vip_list(p)})
     if p.edge is not None:
-        out += edge_problems(p.edge, p.network, p.cloudflare, p.cloudflare_set, p.cloudflare_token_set, p.ainur_set, taken)
+        out += edge_problems(p.edge, p.network, p.cloudflare, p.cloudflare_set, p.cloudflare_token_set, p.ainur_set, taken, has_apps=bool(p.apps))
     # With iluvatar:edge broken, its own errors are reported; an external app is not blamed for them.
     ingress = p.edge.ingress(p.cloudflare_set) if p.edge is not None else "cloudflare-tunnel"
     out += app_problems(p.apps, p.network, ingress, known_categories(p.extra_categories), _zone_names(p))

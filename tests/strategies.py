@@ -78,18 +78,13 @@ def raw_stacks(
     valinor = draw(st.sampled_from([1, 3, 5]))
     istari = draw(st.integers(min_value=0, max_value=4))
     with_ainur = draw(st.booleans()) if ainur is None else ainur
-    two = draw(st.booleans()) if two_address_pool is None else two_address_pool
-    if two and not with_ainur:
-        # Without the Ainur the LAN resolver takes the pool's third address from the top (stacks.edge).
-        if ainur is False:
-            raise ValueError("a two-address pool needs the Ainur: without them the LAN resolver takes a third address")
-        with_ainur = True
     valar = draw(st.sampled_from([1, 3])) if with_ainur else 0
     maiar = draw(st.integers(min_value=0, max_value=2)) if with_ainur else 0
     roles = ["valinor"] * valinor + ["istari"] * istari + ["valar"] * valar + ["maiar"] * maiar
 
     # The DHCP range and the pool take at most half the LAN (either half), so the statics always fit.
     a, b, c = sorted(draw(st.lists(st.integers(min_value=2, max_value=hosts // 2), min_size=3, max_size=3, unique=True)))
+    two = draw(st.booleans()) if two_address_pool is None else two_address_pool
     size = 2 if two else draw(st.integers(min_value=3, max_value=max(3, hosts // 2 - c + 1)))
     dhcp, pool = (a, b - 1), (c, c + size - 1)
     if draw(st.booleans()):  # or in the top half: mirrored, so a pool may end on the last host

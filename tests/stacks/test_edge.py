@@ -119,3 +119,13 @@ def test_the_editor_schema_asks_for_the_token_exactly_when_cloudflare_is_on() ->
     no_key = {k: v for k, v in without.items() if k != "iluvatar:cloudflare"}
     assert missing({**no_key, "iluvatar:edge": {"publicDns": "cloudflare"}}) == ["'iluvatar:cloudflareApiToken' is a required property"]
     assert missing({**no_key, "iluvatar:edge": {}}) == []
+
+
+def test_without_apps_there_is_no_resolver_and_two_pool_addresses_are_enough() -> None:
+    raw = _rk1()
+    del raw["iluvatar:apps"]
+    raw["iluvatar:network"] = {**raw["iluvatar:network"], "loadBalancerPool": {"start": "10.10.0.218", "end": "10.10.0.219"}}
+    stack = parse_stack(raw)
+    assert (stack.has_lan_resolver, stack.apps) == (False, ())
+    raw["iluvatar:edge"] = {"addresses": {"resolver": "10.10.0.5"}}
+    assert parse_stack(raw).edge.addresses.resolver == IPv4Address("10.10.0.5"), "unused: no app, no resolver, nothing to check"
