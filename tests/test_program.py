@@ -40,6 +40,7 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
     root = "urn:pulumi:rk1::iluvatar::pulumi:pulumi:Stack::iluvatar-rk1"
     assert sorted((r.type, r.name) for r in sim.registrations if r.parent == root) == [
         ("iluvatar:arda:TalosCluster", "arda"),
+        ("iluvatar:edge:Edge", "edge"),
         ("iluvatar:gitops:GitOps", "gitops"),
         ("iluvatar:network:Ea", "ea"),
     ]
@@ -66,7 +67,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 96
+    assert len(sim.registrations) == 131
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -92,7 +93,8 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
         "ignoreChanges": ["talosVersion"],
     }
     assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-talos").urn + "::")
-    assert [r.name for r in homelab.registrations if r.protect] == ["arda-secrets"]
+    # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
+    assert [r.name for r in homelab.registrations if r.protect] == ["arda-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
 
 
 def test_the_secret_outputs_of_the_machine_secrets_are_the_programs_own(tmp_path: Path) -> None:

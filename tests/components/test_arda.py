@@ -49,6 +49,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:gitops-ainur": "gitops-ainur-kubernetes",
         "random:gitops-arda": "gitops-arda-random",
         "random:gitops-ainur": "gitops-ainur-random",
+        # The edge: Arda's provider for its Kubernetes objects; its own for the CA (tls), Cloudflare and the tunnel secret.
+        "kubernetes:edge": "arda-kubernetes",
+        "tls:edge": "edge-certificates-tls",
+        "cloudflare:edge": "edge-cloudflare-provider",
+        "random:edge": "edge-cloudflare-random",
     }
     checked = 0
     for r in homelab.registrations:
@@ -56,10 +61,10 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             continue
         package = r.type.split(":")[0]
         prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith("gitops-") else r.name.split("-")[0]
-        key = f"{package}:{prefix}" if package == "kubernetes" or r.name.startswith("gitops-") else package
+        key = f"{package}:{prefix}" if package == "kubernetes" or r.name.startswith(("gitops-", "edge-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    assert checked == 69  # 41, and GitOps: 28 on the two clusters
+    assert checked == 97  # 41; GitOps: 19 on the two clusters (the category namespaces are the edge's); the edge: 37
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -78,7 +83,8 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
     assert secrets.protect
     assert secrets.inputs["talosVersion"] == "v1.12.4"
     protected = [r.name for r in homelab.registrations if r.protect]
-    assert protected == ["arda-secrets"]
+    # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
+    assert protected == ["arda-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
 
 
 def test_applies_carry_a_secret_machine_config_per_node(homelab: Simulation) -> None:

@@ -45,7 +45,7 @@ def test_the_layer_and_its_parts(homelab: Simulation) -> None:
         "gitops-arda-chart",
         "gitops-arda-appproject-arda",
         "gitops-arda-appproject-platform",
-        *(f"gitops-arda-namespace-{c}" for c in DEFAULT_CATEGORIES),
+        # The category namespaces are the edge's (edge-namespace-<category>): this layer does not make them again.
         *(f"gitops-arda-applicationset-{c}" for c in DEFAULT_CATEGORIES),
     }
     ainur = {r.name for r in homelab.children(regs["gitops-ainur"])}
@@ -119,11 +119,14 @@ def test_one_application_set_per_category_in_use(tmp_path: Path) -> None:
             "gitops-arda-chart",
             "gitops-arda-appproject-arda",
             "gitops-arda-appproject-platform",
-            f"gitops-arda-namespace-{category}",
+            f"edge-namespace-{category}",
         }
     assert [r.inputs["metadata"]["name"] for r in sim.by_type(APPSET) if r.name.startswith("gitops-ainur-")] == ["ainur"]
     namespaces = sorted(r.inputs["metadata"]["name"] for r in sim.by_type("kubernetes:core/v1:Namespace") if r.name.startswith("gitops-arda-"))
-    assert namespaces == sorted([*categories, "argocd"])
+    assert namespaces == ["argocd"]
+    # The edge makes one namespace per category, the stack's own included.
+    edge = sorted(r.inputs["metadata"]["name"] for r in sim.by_type("kubernetes:core/v1:Namespace") if r.name.startswith("edge-namespace-"))
+    assert edge == sorted([*categories, "cert-manager", "envoy-gateway-system"])
 
 
 def test_projects_and_application_sets_wait_for_the_chart(homelab: Simulation) -> None:

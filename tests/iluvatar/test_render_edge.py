@@ -6,15 +6,26 @@ import functools
 
 import yaml
 
-from iluvatar.render import render_files
-from iluvatar.simulate import simulate
+from iluvatar.render import kubernetes_files, render_files
+from iluvatar.simulate import Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1
 
 
 @functools.cache
+def _sim(path: str) -> Simulation:
+    return simulate(read_stack_file(HOMELAB if path == "homelab" else RK1))
+
+
+@functools.cache
 def _files(path: str) -> dict[str, str]:
-    return render_files(simulate(read_stack_file(HOMELAB if path == "homelab" else RK1)))
+    return render_files(_sim(path))
+
+
+def _edge_kubernetes(path: str) -> dict[str, str]:
+    """The rendered Kubernetes files of the edge's own objects (the resources under the Edge component)."""
+    sim = _sim(path)
+    return kubernetes_files(Simulation(stack=sim.stack, registrations=[r for r in sim.registrations if r.name.startswith("edge-")]))
 
 
 def test_routes_lan_names_and_certificates() -> None:
@@ -56,7 +67,8 @@ def test_what_goes_to_cloudflare() -> None:
 
 def test_the_edges_kubernetes_objects() -> None:
     files = _files("homelab")
-    edge = sorted(f for f in files if f.startswith("kubernetes/arda/") and "Cilium" not in f and "kube-system" not in f)
+    edge = sorted(_edge_kubernetes("homelab"))
+    assert all(files[f] == text for f, text in _edge_kubernetes("homelab").items()), "as render writes them"
     assert edge == [
         "kubernetes/arda/_cluster/Bundle-iluvatar-trust.yaml",
         "kubernetes/arda/_cluster/ClusterIssuer-iluvatar-ca.yaml",
@@ -123,12 +135,7 @@ def test_every_rendered_edge_object_passes_kubeconform() -> None:
     from tools import upstream
 
     for stack_name, path in (("homelab", HOMELAB), ("rk1", RK1)):
-        files = _files(stack_name)
-        objects = [
-            yaml.safe_load(text)
-            for name, text in files.items()
-            if name.startswith("kubernetes/arda/") and "/HelmRelease-" not in name and "/Cilium" not in name
-        ]
+        objects = [yaml.safe_load(text) for name, text in _edge_kubernetes(stack_name).items() if "/HelmRelease-" not in name]
         kinds = {o["kind"] for o in objects}
         assert {"Namespace", "Gateway", "HTTPRoute", "Certificate", "ClusterIssuer", "Bundle", "Secret"} <= kinds, kinds
         crds = [

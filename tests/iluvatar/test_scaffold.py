@@ -30,8 +30,16 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 11 files written, 0 kept as they were"
-    assert tree(out) == sorted(["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 17 files written, 0 kept as they were"
+    # One example app per app of the stack's registry (home-assistant, jellyfin, blog), in its category.
+    examples = [
+        f"kubernetes/apps/{c}/{a}/{f}"
+        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
+        for f in ("README.md", "kustomization.yaml")
+    ]
+    assert tree(out) == sorted(
+        ["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples]
+    )
     readme = (out / "kubernetes/apps/README.md").read_text()
     assert "- `kubernetes/apps/media/` → namespace `media`" in readme
     assert "Argo CD undoes hand edits (self-heal) in\n`system`;" in readme
@@ -41,7 +49,12 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
 
 def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
     assert run("scaffold", "rk1", "--out", str(tmp_path / "r")).returncode == 0
-    assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES)])
+    examples = [
+        f"apps/{c}/{a}/{f}"
+        for c, a in (("home-automation", "home-assistant"), ("monitoring", "grafana"))
+        for f in ("README.md", "kustomization.yaml")
+    ]
+    assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
 
 
 def test_an_example_app_per_app_the_registry_names() -> None:
@@ -71,7 +84,7 @@ def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
     (out / "apps/system/README.md").unlink()
     result = run("scaffold", "rk1", "--out", str(out))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 9 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 13 kept as they were"
     assert mine.read_text() == "my notes\n"
     assert (out / "apps/system/README.md").exists()
     assert not [p for p in out.rglob(".*")], "no temporary file left behind"
