@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
+from plans import gitops
 from plans.network import plan_network
-from stacks.apps import known_categories, under
+from stacks.apps import under
 from stacks.edge import edge_addresses
 from stacks.model import POD_SECURITY_LEVELS, App, PodSecurityLevel, StackConfig
 
@@ -25,7 +26,7 @@ GATEWAY_NAMESPACE = "networking"
 ENVOY_GATEWAY_NAMESPACE = "envoy-gateway-system"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 GATEWAYS = ("envoy-external", "envoy-internal")
-MANAGED_BY = {"app.kubernetes.io/managed-by": "iluvatar"}
+MANAGED_BY = gitops.MANAGED_BY
 
 # The Pod Security level each category's namespace enforces unless one of its apps needs more.
 # Home automation (host network for mDNS and device discovery, USB radios), monitoring (node
@@ -38,9 +39,9 @@ SYSTEM_NAMESPACES = (CERT_MANAGER_NAMESPACE, ENVOY_GATEWAY_NAMESPACE)
 
 
 def categories(stack: StackConfig) -> tuple[str, ...]:
-    """Every category the stack may use: the defaults and the stack's own (`gitops.categories`), each one
-    namespace (stacks.apps.known_categories; the app registry's are among them)."""
-    return known_categories(stack.gitops.categories if stack.gitops is not None else ())
+    """Every category the stack may use, each one namespace: the same list the GitOps layer makes
+    its ApplicationSets from (plans.gitops.categories), so the two always agree."""
+    return gitops.categories(stack)
 
 
 def pod_security(stack: StackConfig, category: str) -> PodSecurityLevel:
@@ -50,7 +51,8 @@ def pod_security(stack: StackConfig, category: str) -> PodSecurityLevel:
     return max(levels, key=POD_SECURITY_LEVELS.index)
 
 
-def _namespace(name: str, level: PodSecurityLevel, labels: dict[str, str]) -> dict[str, Any]:
+def _namespace(name: str) -> dict[str, Any]:
+    """A controller's namespace: restricted Pod Security, enforced."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -58,9 +60,7 @@ def _namespace(name: str, level: PodSecurityLevel, labels: dict[str, str]) -> di
             "name": name,
             "labels": {
                 **MANAGED_BY,
-                **labels,
-                "pod-security.kubernetes.io/enforce": level,
-                # Audit and warn at restricted: what would need to change to tighten the namespace.
+                "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted",
                 "pod-security.kubernetes.io/warn": "restricted",
             },
@@ -71,8 +71,8 @@ def _namespace(name: str, level: PodSecurityLevel, labels: dict[str, str]) -> di
 def namespaces(stack: StackConfig) -> dict[str, dict[str, Any]]:
     """Every namespace the edge owns, by name: one per category (the GitOps layer's ApplicationSets
     deploy into them and never create them), then the edge's controllers' own."""
-    out = {c: _namespace(c, pod_security(stack, c), {"iluvatar/category": c}) for c in categories(stack)}
-    out.update({ns: _namespace(ns, "restricted", {}) for ns in SYSTEM_NAMESPACES})
+    out = {c: gitops.category_namespace(c, pod_security(stack, c)) for c in categories(stack)}
+    out.update({ns: _namespace(ns) for ns in SYSTEM_NAMESPACES})
     return out
 
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from plans.cilium import deep_merge
 from stacks import gitops as rules
-from stacks.model import GitOps, StackConfig
+from stacks.model import GitOps, PodSecurityLevel, StackConfig
 
 Cluster = Literal["arda", "ainur"]
 
@@ -106,10 +106,9 @@ def reads_upstream(stack: StackConfig) -> bool:
 def registry_apps(stack: StackConfig) -> tuple[tuple[str, str], ...]:
     """The (name, category) of every app in the app registry, `iluvatar:apps`, in stack order.
 
-    The registry belongs to the edge layer; a stack without it names no apps.
+    The registry belongs to the edge layer (stacks.apps); a stack without it names no apps.
     """
-    apps = getattr(stack, "apps", ())
-    return tuple((app.name, app.category) for app in apps)
+    return tuple((app.name, app.category) for app in stack.apps)
 
 
 def categories(stack: StackConfig, registry: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -127,30 +126,30 @@ def git_project(cluster: Cluster) -> str:
 
 
 def namespaces(stack: StackConfig, registry: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The category namespaces on Arda, owned by Pulumi, that Argo CD deploys each category's apps into.
+    """The category namespaces on Arda, owned by Pulumi, that Argo CD deploys each category's apps into,
+    each at Talos' default Pod Security level (`baseline`); the edge raises some (plans.edge)."""
+    return [category_namespace(category, "baseline") for category in categories(stack, registry)]
 
-    Pod Security: `baseline` enforced (Talos' default), `restricted` warned and audited, so an app
-    that would not pass `restricted` says so without being refused. Argo CD never prunes or
-    deletes them (and its projects forbid Git apps to manage Namespaces at all).
-    """
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": category,
-                "labels": {
-                    **MANAGED_BY,
-                    LABEL: category,
-                    "pod-security.kubernetes.io/enforce": "baseline",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    "pod-security.kubernetes.io/audit": "restricted",
-                },
-                "annotations": dict(PULUMI_OWNED),
+
+def category_namespace(category: str, enforce: PodSecurityLevel) -> dict[str, Any]:
+    """One category's namespace: `enforce`d Pod Security, `restricted` warned and audited, so an app
+    that would not pass `restricted` says so without being refused. Argo CD never prunes or deletes
+    it (and its projects forbid Git apps to manage Namespaces at all)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": category,
+            "labels": {
+                **MANAGED_BY,
+                LABEL: category,
+                "pod-security.kubernetes.io/enforce": enforce,
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
             },
-        }
-        for category in categories(stack, registry)
-    ]
+            "annotations": dict(PULUMI_OWNED),
+        },
+    }
 
 
 def helm_values(stack: StackConfig, cluster: Cluster) -> dict[str, Any]:

@@ -10,25 +10,13 @@ This module holds the registry's rules; the models are `stacks.model.App` and `A
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from stacks.categories import DEFAULT_CATEGORIES
 from stacks.errors import Problem
 from stacks.model import App, Network
 
 APPS = "iluvatar:apps"
 _COUNT = {2: "two", 3: "three", 4: "four"}
-
-
-def known_categories(extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """The categories a stack may use: the defaults, then the stack's own (`extra`), each once.
-
-    The one list both the app registry's rule and the GitOps layer read, so an app's category
-    and the ApplicationSets (and namespaces) always agree.
-    """
-    out = list(DEFAULT_CATEGORIES)
-    out += [c for c in dict.fromkeys(extra) if c not in out]
-    return tuple(out)
 
 
 def app_path(i: int, field: str = "") -> str:

@@ -7,6 +7,8 @@ The defaults are the seed homelab's categories; a stack may add its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     "ai",
     "banking",
@@ -18,3 +20,12 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
     "selfhosted",
     "system",
 )
+
+
+def known_categories(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The categories a stack may use: the defaults, then the stack's own (`extra`), each once.
+
+    The one list both the app registry's rule and the GitOps layer read, so an app's category
+    and the ApplicationSets (and namespaces) always agree.
+    """
+    return tuple(dict.fromkeys([*DEFAULT_CATEGORIES, *extra]))

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stacks.categories import DEFAULT_CATEGORIES
+from stacks.categories import DEFAULT_CATEGORIES, known_categories
 from stacks.errors import Problem
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def category_names(gitops: GitOps | None, registry: Collection[str] = ()) -> tup
     ApplicationSet and a Pulumi-owned namespace. `registry` is the categories `iluvatar:apps` names.
     """
     extra = gitops.categories if gitops is not None else ()
-    return tuple(dict.fromkeys([*DEFAULT_CATEGORIES, *extra, *registry]))
+    return known_categories([*extra, *registry])
 
 
 def self_healed(gitops: GitOps, category: str) -> bool:

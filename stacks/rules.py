@@ -10,8 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from stacks.apps import app_problems, known_categories
+from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
+from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node

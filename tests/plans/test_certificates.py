@@ -45,7 +45,11 @@ def test_wildcards_per_zone_and_their_issuers() -> None:
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Certificate",
-            "metadata": {"name": "wildcard-internal", "namespace": "networking", "labels": {"app.kubernetes.io/managed-by": "iluvatar"}},
+            "metadata": {
+                "name": "wildcard-internal",
+                "namespace": "networking",
+                "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+            },
             "spec": {
                 "secretName": "wildcard-internal-tls",
                 "dnsNames": ["*.iluvatar.home.arpa", "iluvatar.home.arpa"],
@@ -56,7 +60,11 @@ def test_wildcards_per_zone_and_their_issuers() -> None:
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Certificate",
-            "metadata": {"name": "wildcard-external", "namespace": "networking", "labels": {"app.kubernetes.io/managed-by": "iluvatar"}},
+            "metadata": {
+                "name": "wildcard-external",
+                "namespace": "networking",
+                "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+            },
             "spec": {
                 "secretName": "wildcard-external-tls",
                 "dnsNames": ["*.example.com", "example.com"],

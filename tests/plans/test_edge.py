@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from plans import edge, netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
-from stacks.apps import known_categories
+from stacks.categories import known_categories
 from tests.edit import HOMELAB, RK1
 from tools import upstream
 
@@ -36,12 +36,15 @@ def test_one_namespace_per_category_then_the_controllers() -> None:
         "metadata": {
             "name": "media",
             "labels": {
-                "app.kubernetes.io/managed-by": "iluvatar",
-                "iluvatar/category": "media",
+                "app.kubernetes.io/managed-by": "pulumi",
+                "app.kubernetes.io/part-of": "iluvatar",
+                "iluvatar.dev/category": "media",
                 "pod-security.kubernetes.io/enforce": "baseline",
                 "pod-security.kubernetes.io/audit": "restricted",
                 "pod-security.kubernetes.io/warn": "restricted",
             },
+            # Pulumi's, never Argo CD's to prune or delete with an app.
+            "annotations": {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"},
         },
     }
     levels = {name: ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for name, ns in spaces.items()}

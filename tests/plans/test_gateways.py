@@ -34,7 +34,11 @@ def test_envoy_external_is_pinned_to_its_pool_address() -> None:
     assert gateways.gateway(_stack(HOMELAB), "envoy-external") == {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
-        "metadata": {"name": "envoy-external", "namespace": "networking", "labels": {"app.kubernetes.io/managed-by": "iluvatar"}},
+        "metadata": {
+            "name": "envoy-external",
+            "namespace": "networking",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+        },
         "spec": {
             "gatewayClassName": "envoy",
             "infrastructure": {"annotations": {"lbipam.cilium.io/ips": "192.168.0.239"}},
@@ -67,7 +71,11 @@ def test_routes_one_per_app_on_its_audiences_gateway() -> None:
     assert routes["blog"] == {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "blog", "namespace": "selfhosted", "labels": {"app.kubernetes.io/managed-by": "iluvatar", "iluvatar/app": "blog"}},
+        "metadata": {
+            "name": "blog",
+            "namespace": "selfhosted",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar", "iluvatar/app": "blog"},
+        },
         "spec": {
             "parentRefs": [{"name": "envoy-external", "namespace": "networking", "sectionName": "https"}],
             "hostnames": ["www.example.com"],

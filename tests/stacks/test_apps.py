@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from stacks import StackConfigError, parse_stack, read_stack_file
-from stacks.apps import known_categories, zone_of
-from stacks.categories import DEFAULT_CATEGORIES
+from stacks.apps import zone_of
+from stacks.categories import DEFAULT_CATEGORIES, known_categories
 from stacks.model import App, Edge, Network
 from stacks.rules import Parsed, check
 from tests.edit import HOMELAB, RK1
