@@ -17,8 +17,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stacks import gitops as gitops_rules
+from stacks import storage as storage_rules
 from stacks.errors import Problem, StackConfigError
-from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, show
+from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, Storage, show
 from stacks.rules import Parsed, check
 
 NAMESPACE = "iluvatar"
@@ -44,6 +45,7 @@ SECTIONS: dict[str, Section] = {
         Section("edge", Edge, False),
         Section("cloudflare", Cloudflare, False),
         Section("gitops", GitOps, False),
+        Section("storage", Storage, False),
     )
 }
 
@@ -114,6 +116,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     cloudflare = _section(values, "cloudflare", problems)
     gitops = _section(values, "gitops", problems)
     edge = _section(values, "edge", problems) if "edge" in values else Edge()
+    storage = _section(values, "storage", problems)
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
     apps = _apps(values.get("apps"), problems)
 
@@ -137,6 +140,17 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     if "gitops" not in values or isinstance(gitops, GitOps):
         present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
         problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
+    # The disk rules need only the nodes; the rest needs a storage section that parsed (or none: the defaults).
+    problems += storage_rules.check(
+        storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+        nodes,
+        nodes_complete and "nodes" in values,
+        arda if isinstance(arda, Arda) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        "ainur" in values,
+        network if isinstance(network, Network) else None,
+        "gitops" in values,
+    )
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     return StackConfig.model_validate(
@@ -149,6 +163,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "edge": values.get("edge") or {},
             "cloudflare": values.get("cloudflare"),
             "gitops": values.get("gitops"),
+            "storage": values.get("storage") or {},
         }
     )
 

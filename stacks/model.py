@@ -399,6 +399,79 @@ class GitOps(Model):
     argocd: ArgoCd = Field(default_factory=ArgoCd)
 
 
+# --- Storage: what the inventory's dataDisks become (stacks.storage checks it, plans.storage derives it) ---
+
+# The StorageClasses each cluster can have (plans.storage.storage_classes says which it does have).
+ArdaStorageClass = Literal["ceph-block", "ceph-filesystem", "local-path", "nfs"]
+AinurStorageClass = Literal["longhorn", "local-path"]
+_PERCENT = re.compile(r"^([1-9]|[1-8][0-9]|90)%$")
+_EXPORT = re.compile(r"^/[^\s]*$")
+
+
+class Ceph(Model):
+    """Rook-Ceph on Arda's data disks: how many copies of each object, and whether CephFS runs too."""
+
+    # Copies of every object, each on its own host (failureDomain: host). None: 3, Ceph's own default.
+    replicas: int | None = Field(default=None, ge=1, le=7)
+    filesystem: bool = False
+
+
+class LocalVolumes(Model):
+    """Node-local volumes: a Talos user volume on each Arda machine's system disk, for local-path-provisioner."""
+
+    enabled: bool = True
+    # The user volume's share of the system disk; Talos's EPHEMERAL (/var) is capped at the rest.
+    size: Annotated[str, _pattern(_PERCENT, "25%", "share of the system disk (1% to 90%)")] = "25%"
+
+
+class ArdaStorage(Model):
+    """Arda's storage: which StorageClass is the default, Ceph's replication, local volumes."""
+
+    default_class: ArdaStorageClass | None = None
+    ceph: Ceph = Field(default_factory=Ceph)
+    local: LocalVolumes = Field(default_factory=LocalVolumes)
+
+
+class AinurStorage(Model):
+    """The Ainur's storage: which StorageClass is the default (Longhorn on the Pis' data disks, or k3s's local-path)."""
+
+    default_class: AinurStorageClass | None = None
+
+
+def _nfs_server(value: object) -> object:
+    if isinstance(value, str) and value.strip():
+        text = value.strip().rstrip(".")
+        try:
+            return str(IPv4Address(text))
+        except ValueError:
+            if all(_LABEL.match(label) for label in text.split(".")):
+                return text
+    raise ValueError(f"{show(value)} is not an IPv4 address or a host name (e.g. 192.168.0.40 or nas)")
+
+
+class Nfs(Model):
+    """An NFS export (a NAS) that Arda's csi-driver-nfs provisions volumes from, one folder per claim."""
+
+    server: Annotated[str, BeforeValidator(_nfs_server, json_schema_input_type=_text(r"^\S+$", "192.168.0.40", "the NFS server's address or name"))]
+    share: Annotated[str, _pattern(_EXPORT, "/volume1/kubernetes", "NFS export path")]
+    # NFS 4.1 with hard mounts: a NAS that reboots makes I/O wait, never fail with a half-written file.
+    mount_options: tuple[Annotated[str, Field(min_length=1)], ...] = ("nfsvers=4.1", "hard", "noatime")
+
+
+class Storage(Model):
+    """`iluvatar:storage`: settings for what the inventory's data disks become; every key has a default."""
+
+    arda: ArdaStorage = Field(default_factory=ArdaStorage)
+    ainur: AinurStorage = Field(default_factory=AinurStorage)
+    nfs: Nfs | None = None
+
+
+def _retire(value: object) -> object:
+    if isinstance(value, bool) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+        return value
+    raise ValueError(f"{show(value)} is not true or a list of the node's dataDisks (e.g. [/dev/nvme1n1])")
+
+
 class Node(Model):
     """One machine of the inventory: written once, every layer derives from it."""
 
@@ -413,6 +486,16 @@ class Node(Model):
     vlan: Label | None = None
     talos_patches: tuple[TalosPatch, ...] = ()
     boot: Literal["netboot", "disk"] | None = None
+    # Take this machine's Ceph OSDs out (true: all of them; a list: those data disks) before it or
+    # they leave the inventory (stacks.storage, README "Retiring a disk or a machine").
+    retire: Annotated[bool | tuple[DiskPath, ...], BeforeValidator(_retire)] = False
+
+    @property
+    def retired_disks(self) -> tuple[str, ...]:
+        """The data disks being retired: all of them with `retire: true`."""
+        if isinstance(self.retire, bool):
+            return self.data_disks if self.retire else ()
+        return self.retire
 
     @property
     def cluster(self) -> str:
@@ -503,6 +586,7 @@ class StackConfig(Model):
     edge: Edge = Field(default_factory=Edge)
     cloudflare: Cloudflare | None = None
     gitops: GitOps | None = None
+    storage: Storage = Field(default_factory=Storage)
 
     @property
     def public_ingress(self) -> str:

@@ -174,6 +174,7 @@ def test_rendered_operator_replicas_fit_the_cluster() -> None:
         assert _find(_rendered(path), "Deployment", "cilium-operator")["spec"]["replicas"] == 2
     raw: dict[str, Any] = dict(read_stack_file(RK1).config)
     raw["iluvatar:nodes"] = raw["iluvatar:nodes"][:1]
+    raw["iluvatar:storage"] = {"arda": {"ceph": {"replicas": 1}}}  # one OSD host: one copy
     assert _find(_render(parse_stack(raw)), "Deployment", "cilium-operator")["spec"]["replicas"] == 1
 
 
@@ -214,6 +215,7 @@ def test_raw_values_pass_through_and_win() -> None:
 def test_operator_replicas_fit_small_clusters() -> None:
     raw: dict[str, Any] = dict(read_stack_file(RK1).config)
     raw["iluvatar:nodes"] = raw["iluvatar:nodes"][:1]
+    raw["iluvatar:storage"] = {"arda": {"ceph": {"replicas": 1}}}  # one OSD host: one copy
     assert cilium.helm_values(parse_stack(raw))["operator"]["replicas"] == 1
 
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from stacks import StackConfigError, load_stack_file
+from stacks.storage import Deployed, check_removals
 from tests.edit import edit, homelab_doc, write_stack
 
 CASES: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "invalid_stacks.yaml").read_text())
@@ -22,6 +23,11 @@ def test_the_fixture_set_is_large_enough() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Path) -> None:
     path = write_stack(tmp_path, edit(homelab_doc(), case.get("set"), case.get("delete")))
+    if "deployed" in case:
+        # A stack valid alone, refused against the last deployment's `storage` output (as `pulumi preview` reads it back).
+        problems = check_removals(load_stack_file(path), Deployed.from_output(case["deployed"]))
+        assert [str(p) for p in problems] == case["expect"]
+        return
     with pytest.raises(StackConfigError) as err:
         load_stack_file(path)
     assert [str(p) for p in err.value.problems] == case["expect"]

@@ -1,0 +1,368 @@
+"""Storage config: what the inventory's data disks become, and the rules that keep their data safe.
+
+Arda's `dataDisks` become Rook-Ceph OSDs (one CephCluster, explicit nodes and devices); every Arda
+machine gets a node-local volume on its system disk; the Pis' data disk is Longhorn's; an optional
+NFS export becomes a StorageClass. `iluvatar:storage` (`stacks.model.Storage`) holds the few
+settings: each cluster's default StorageClass, Ceph's replication and CephFS, local volumes, NFS.
+
+Two kinds of rule live here, each naming its config path:
+
+- `check`: the stack alone (enough OSD hosts for the replication size, a default class the cluster
+  has, Kubernetes new enough for Rook, an NFS server the plan can resolve, what `retire` may name);
+- `check_removals`: the stack against the last deployment's OSDs (the stack output `storage`,
+  read back by `stacks.pulumi_source`): a disk or a machine that held OSDs may leave the inventory
+  only after a deployment that retired it, so no OSD ever disappears without Ceph moving its data.
+
+The facts both the rules and `plans.storage` need (which hosts hold OSDs, the replication size)
+are computed here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from stacks.boards import AINUR_ROLES, ARDA_ROLES
+from stacks.errors import Problem
+from stacks.model import Ainur, Arda, Network, Node, StackConfig, Storage
+
+STORAGE = "iluvatar:storage"
+NODES = "iluvatar:nodes"
+# Ceph's own default pool size: three copies survive any two lost disks' worth of one copy each.
+DEFAULT_REPLICAS = 3
+# Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator); Longhorn 1.10 needs 1.25.
+ROOK_MIN_KUBERNETES = (1, 31)
+LONGHORN_MIN_KUBERNETES = (1, 25)
+RUNBOOK = 'README, "Retiring a disk or a machine"'
+
+
+@dataclass(frozen=True)
+class OsdHost:
+    """An Arda machine whose data disks Ceph uses: `devices` run OSDs, `retiring` are being emptied."""
+
+    name: str
+    devices: tuple[str, ...]
+    retiring: tuple[str, ...]
+
+
+def osd_hosts(nodes: Iterable[Node]) -> list[OsdHost]:
+    """Every Arda machine with data disks, in inventory order, split into active and retiring disks."""
+    hosts = []
+    for node in nodes:
+        if node.role not in ARDA_ROLES or not node.data_disks:
+            continue
+        retiring = node.retired_disks
+        hosts.append(OsdHost(node.name, tuple(d for d in node.data_disks if d not in retiring), tuple(retiring)))
+    return hosts
+
+
+def active_hosts(nodes: Iterable[Node]) -> list[OsdHost]:
+    """The OSD hosts that keep at least one disk: where Ceph places copies from now on."""
+    return [h for h in osd_hosts(nodes) if h.devices]
+
+
+def replicas(storage: Storage) -> int:
+    return storage.arda.ceph.replicas or DEFAULT_REPLICAS
+
+
+def longhorn_pis(nodes: Iterable[Node]) -> list[Node]:
+    """The Pis whose first data disk cloud-init formats for Longhorn."""
+    return [n for n in nodes if n.role in AINUR_ROLES and n.data_disks]
+
+
+def arda_classes(stack: StackConfig) -> list[str]:
+    """Arda's StorageClasses, the default candidates first: Ceph's, then local volumes, then NFS."""
+    return _arda_classes(stack.storage, stack.nodes)
+
+
+def _arda_classes(storage: Storage, nodes: Sequence[Node]) -> list[str]:
+    classes = []
+    if osd_hosts(nodes):
+        classes.append("ceph-block")
+        if storage.arda.ceph.filesystem:
+            classes.append("ceph-filesystem")
+    if storage.arda.local.enabled:
+        classes.append("local-path")
+    if storage.nfs is not None:
+        classes.append("nfs")
+    return classes
+
+
+def ainur_classes(stack: StackConfig) -> list[str]:
+    """The Ainur's StorageClasses: Longhorn where a Pi has a data disk; k3s's local-path unless Longhorn is the default."""
+    return _ainur_classes(stack.storage, stack.nodes)
+
+
+def _ainur_classes(storage: Storage, nodes: Sequence[Node]) -> list[str]:
+    longhorn = ["longhorn"] if longhorn_pis(nodes) else []
+    default = storage.ainur.default_class or (longhorn or ["local-path"])[0]
+    # k3s's own local-path addon marks its class default; with Longhorn the default, k3s runs without it.
+    return longhorn if default == "longhorn" and longhorn else [*longhorn, "local-path"]
+
+
+def default_class(stack: StackConfig, cluster: str) -> str | None:
+    """The one default StorageClass of a cluster (None: the cluster has no StorageClass)."""
+    if cluster == "arda":
+        classes = arda_classes(stack)
+        return stack.storage.arda.default_class or (classes[0] if classes else None)
+    if stack.ainur is None:
+        return None
+    return stack.storage.ainur.default_class or ainur_classes(stack)[0]
+
+
+# --- Rules on the stack alone ------------------------------------------------------------------
+
+
+def check(
+    storage: Storage | None,
+    nodes: Sequence[tuple[int, Node]],
+    nodes_complete: bool,
+    arda: Arda | None,
+    ainur: Ainur | None,
+    ainur_set: bool,
+    network: Network | None,
+    gitops_set: bool = True,
+) -> list[Problem]:
+    """Every storage rule that needs only the stack; `storage` is None when the section is broken.
+
+    Ceph's rules apply only when Ceph is installed, which needs GitOps (`gitops_set`): without it
+    the data disks stay as they are, whatever their count.
+    """
+    problems = list(_disks(nodes))
+    if storage is None:
+        return problems
+    if nodes_complete:
+        inventory = [n for _, n in nodes]
+        if gitops_set:
+            problems += _ceph(storage, inventory, arda)
+        problems += _arda_default(storage, inventory)
+        problems += _ainur(storage, inventory, ainur, ainur_set)
+    if storage.nfs is not None:
+        problems += _nfs(storage.nfs.server, nodes, arda, ainur, network)
+    return problems
+
+
+def _node(i: int, field: str) -> str:
+    return f"{NODES}[{i}].{field}"
+
+
+def _disks(nodes: Sequence[tuple[int, Node]]) -> Iterator[Problem]:
+    """What `retire` may name, one Longhorn disk per Pi, and a by-id disk on one machine only."""
+    by_id: dict[str, str] = {}
+    for i, node in nodes:
+        for field, disks in (("installDisk", [node.install_disk]), ("dataDisks", node.data_disks)):
+            for d, disk in enumerate(disks):
+                if not (isinstance(disk, str) and disk.startswith("/dev/disk/by-id/")):
+                    continue
+                where = field if field == "installDisk" else f"dataDisks[{d}]"
+                if disk in by_id and not by_id[disk].startswith(f"nodes[{i}]."):
+                    yield Problem(_node(i, where), f"{disk} is already {by_id[disk]}; a /dev/disk/by-id/ name is one physical disk, in one machine")
+                by_id.setdefault(disk, f"nodes[{i}].{where} ({node.name})")
+        if node.role in AINUR_ROLES:
+            for d, disk in enumerate(node.data_disks[1:], start=1):
+                yield Problem(
+                    _node(i, f"dataDisks[{d}]"),
+                    f"{disk}: a Pi gives Longhorn one data disk, dataDisks[0] ({node.data_disks[0]}, formatted as XFS "
+                    "at /var/lib/longhorn); remove this one",
+                )
+        if node.retire is False:
+            continue
+        if node.role not in ARDA_ROLES:
+            yield Problem(_node(i, "retire"), f"{node.name} is {node.role}; retire takes Ceph OSDs out, and only Arda machines run them")
+        elif not node.data_disks:
+            yield Problem(_node(i, "retire"), f"{node.name} has no dataDisks, so no Ceph OSDs to retire; remove retire")
+        elif not isinstance(node.retire, bool):
+            seen: set[str] = set()
+            for k, disk in enumerate(node.retire):
+                if disk not in node.data_disks:
+                    yield Problem(_node(i, f"retire[{k}]"), f"{disk} is not one of {node.name}'s dataDisks ({', '.join(node.data_disks)})")
+                elif disk in seen:
+                    yield Problem(_node(i, f"retire[{k}]"), f"{disk} is listed twice")
+                seen.add(disk)
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.removeprefix("v").split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def _names(hosts: Iterable[OsdHost]) -> str:
+    return ", ".join(h.name for h in hosts) or "none"
+
+
+def _survives(copies: int) -> str:
+    if copies == 1:
+        return "1 copy: data does not survive a lost disk"
+    lost = {2: "one lost host", 3: "two lost hosts"}.get(copies, f"{copies - 1} lost hosts")
+    return f"{copies} copies: data survives {lost}"
+
+
+def _ceph(storage: Storage, nodes: Sequence[Node], arda: Arda | None) -> Iterator[Problem]:
+    ceph = storage.arda.ceph
+    path = f"{STORAGE}.arda.ceph"
+    hosts, active = osd_hosts(nodes), active_hosts(nodes)
+    if not hosts:
+        for key, value in (("replicas", ceph.replicas), ("filesystem", "true" if ceph.filesystem else None)):
+            if value is not None:
+                yield Problem(f"{path}.{key}", f"{value}, but no Arda machine has dataDisks for Ceph; add dataDisks or remove {key}")
+        return
+    size = replicas(storage)
+    if len(active) < size:
+        retiring = [h.name for h in hosts if not h.devices]
+        left = f" once {', '.join(retiring)} retire{'s' if len(retiring) == 1 else ''}" if retiring else ""
+        stated = f"{size}" if ceph.replicas is not None else f"{size} (the default)"
+        fits = f"set {path}.replicas: {len(active)} ({_survives(len(active))})" if active else "keep at least one machine's disks"
+        yield Problem(
+            f"{path}.replicas",
+            f"{stated} copies need {size} OSD hosts (each copy on its own host, failureDomain: host), and Arda has "
+            f"{len(active)}{left} ({_names(active)}); add dataDisks to another Arda machine, or {fits}",
+        )
+    if arda is not None and _version(arda.kubernetes_version) < ROOK_MIN_KUBERNETES:
+        need = ".".join(map(str, ROOK_MIN_KUBERNETES))
+        yield Problem(
+            "iluvatar:arda.kubernetesVersion",
+            f"{arda.kubernetes_version}: Rook v1.20 (Ceph on Arda's dataDisks: {_names(hosts)}) needs Kubernetes {need} or later",
+        )
+
+
+def _arda_default(storage: Storage, nodes: Sequence[Node]) -> Iterator[Problem]:
+    chosen = storage.arda.default_class
+    classes = _arda_classes(storage, nodes)
+    if chosen is not None and chosen not in classes:
+        have = ", ".join(classes) or "none"
+        yield Problem(f"{STORAGE}.arda.defaultClass", f"{chosen} is not a StorageClass Arda has (it has: {have}); {_why(chosen)}")
+
+
+def _why(chosen: str) -> str:
+    return {
+        "ceph-block": "Ceph needs an Arda machine with dataDisks",
+        "ceph-filesystem": "CephFS needs storage.arda.ceph.filesystem: true and Arda dataDisks",
+        "local-path": "local volumes are off (storage.arda.local.enabled: false)",
+        "nfs": "NFS needs iluvatar:storage.nfs {server, share}",
+    }[chosen]
+
+
+def _ainur(storage: Storage, nodes: Sequence[Node], ainur: Ainur | None, ainur_set: bool) -> Iterator[Problem]:
+    path = f"{STORAGE}.ainur"
+    if "ainur" in storage.model_fields_set and not ainur_set:
+        yield Problem(path, "is set, but iluvatar:ainur is not: there are no Pis to give storage to")
+        return
+    if ainur is None:
+        return
+    pis = longhorn_pis(nodes)
+    if storage.ainur.default_class == "longhorn" and not pis:
+        names = ", ".join(n.name for n in nodes if n.role in AINUR_ROLES) or "none"
+        yield Problem(
+            f"{path}.defaultClass",
+            f"longhorn needs a Pi with a data disk (its dataDisks[0] is formatted for Longhorn), and no Pi has one ({names}); "
+            "add dataDisks to a Pi, or use local-path",
+        )
+    if pis and _version(ainur.k3s_version) < LONGHORN_MIN_KUBERNETES:
+        need = ".".join(map(str, LONGHORN_MIN_KUBERNETES))
+        yield Problem("iluvatar:ainur.k3sVersion", f"{ainur.k3s_version}: Longhorn 1.10 (on the Pis' data disks) needs Kubernetes {need} or later")
+
+
+def zone_addresses(nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: Ainur | None, network: Network | None) -> dict[str, IPv4Address]:
+    """The names the plan's internal zone resolves that a server could have (machines, the VIPs), with their addresses."""
+    names: dict[str, IPv4Address] = {n.name: n.ip for _, n in nodes}
+    if ainur is not None:
+        names |= {"ainur": ainur.vip, "netboot": ainur.service_ip}
+    if arda is not None:
+        names[arda.cluster_name] = arda.vip
+    if network is not None:
+        names |= {f"{name}.{network.domain}": ip for name, ip in list(names.items())}
+    return names
+
+
+def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
+    path = f"{STORAGE}.nfs.server"
+    try:
+        ip = IPv4Address(server)
+    except ValueError:
+        if server not in zone_addresses(nodes, arda, ainur, network):
+            zone = f" {network.domain}" if network is not None else ""
+            yield Problem(
+                path,
+                f"{server} is not an address, nor a name in the internal zone{zone} (the plan resolves only its machines and VIPs, "
+                "and the NFS mount must not depend on a resolver); write the NAS's IPv4 address",
+            )
+        return
+    if network is not None:
+        if ip in network.dhcp_range:
+            yield Problem(path, f"{ip} is inside network.dhcpRange {network.dhcp_range}: a NAS needs a fixed address outside it")
+        if ip in network.load_balancer_pool:
+            yield Problem(path, f"{ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Services take")
+
+
+def nfs_address(stack: StackConfig) -> str:
+    """The NFS server as the StorageClass names it: its address (a name is resolved by the plan, here)."""
+    assert stack.storage.nfs is not None
+    server = stack.storage.nfs.server
+    try:
+        return str(IPv4Address(server))
+    except ValueError:
+        return str(zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)[server])
+
+
+# --- The last deployment: no OSD disappears without being retired first ---------------------------
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the last deployment ran Ceph on (the stack output `storage`): OSD disks and retiring disks by host."""
+
+    osds: Mapping[str, tuple[str, ...]]
+    retiring: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def from_output(cls, value: Any) -> Deployed:
+        """The stack output as exported (plans.storage.state); an empty or missing one is a first deployment."""
+        if not isinstance(value, Mapping):
+            return cls({}, {})
+
+        def disks(key: str) -> dict[str, tuple[str, ...]]:
+            found = value.get(key) or {}
+            if not isinstance(found, Mapping):
+                raise ValueError(f"the last deployment's storage output has {key} = {found!r}, not a mapping of node to disks")
+            return {str(node): tuple(str(d) for d in ds) for node, ds in found.items()}
+
+        return cls(disks("cephOsds"), disks("cephRetiring"))
+
+
+def check_removals(stack: StackConfig, deployed: Deployed) -> list[Problem]:
+    """A disk that ran an OSD at the last deployment may leave the inventory only after a deployment retired it.
+
+    Rook never removes an OSD whose disk leaves the CephCluster, and a machine that leaves the
+    inventory is reset: its OSDs vanish with their copies. Retiring first has Ceph move every copy
+    to the other hosts while the OSDs still serve (plans.storage's retire Job), so data never
+    depends on the disk that goes.
+    """
+    index = {n.name: (i, n) for i, n in enumerate(stack.nodes)}
+    problems = []
+    for host, disks in sorted(deployed.osds.items()):
+        gone = [d for d in disks if d not in deployed.retiring.get(host, ())]
+        if host not in index or index[host][1].role not in ARDA_ROLES:
+            if gone:
+                problems.append(
+                    Problem(
+                        NODES,
+                        f"{host} is no longer an Arda machine of the inventory, but it ran Ceph OSDs on {', '.join(gone)} at the last "
+                        f"deployment; removing it now takes those copies with it. Put it back with retire: true, run `pulumi up`, "
+                        f"wait for the Job osd-retire-{host} to complete, then remove it ({RUNBOOK})",
+                    )
+                )
+            continue
+        i, node = index[host]
+        for disk in gone:
+            if disk not in node.data_disks:
+                problems.append(
+                    Problem(
+                        _node(i, "dataDisks"),
+                        f"{disk} left {host}'s dataDisks, but it ran a Ceph OSD at the last deployment; removing it now takes its copies "
+                        f"with it. Put it back, set retire: [{disk}] on {host}, run `pulumi up`, wait for the Job osd-retire-{host} "
+                        f"to complete, then remove it ({RUNBOOK})",
+                    )
+                )
+    return problems
