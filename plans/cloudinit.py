@@ -61,7 +61,8 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
     if node.data_disks:
         disk = node.data_disks[0]
         doc["disk_setup"] = {disk: {"table_type": "gpt", "layout": True, "overwrite": False}}
-        doc["fs_setup"] = [{"label": "longhorn", "filesystem": "xfs", "device": disk, "partition": "auto"}]
+        # overwrite: false everywhere: a re-run (a reflash, an upgrade) never reformats a disk that has data.
+        doc["fs_setup"] = [{"label": "longhorn", "filesystem": "xfs", "device": disk, "partition": "auto", "overwrite": False}]
         doc["mounts"] = [["LABEL=longhorn", LONGHORN_MOUNT, "xfs", "defaults,nofail,discard", "0", "2"]]
     if node.role == "valar":
         doc["write_files"].append(

@@ -363,7 +363,8 @@ def application_sets(stack: StackConfig, cluster: Cluster, registry: Sequence[st
 def platform_application(
     name: str,
     *,
-    chart: str,
+    chart: str | None = None,
+    path: str | None = None,
     repo_url: str,
     version: str,
     values: Mapping[str, Any],
@@ -383,7 +384,8 @@ def platform_application(
     node/device list, a load-balancer pool, gateway addresses); apps that do not belong in Git.
 
     `chart` and `version` name the chart in the Helm repository `repo_url` (an `oci://` registry
-    too); `namespace` is where it installs (Pulumi creates it); `sync_wave` orders it among the
+    too), or `path` and `version` a chart folder in the Git repository `repo_url` at that revision
+    (for a chart published only in Git); `namespace` is where it installs (Pulumi creates it); `sync_wave` orders it among the
     other platform Applications. Platform apps self-heal by default (nobody edits them by hand) and
     are never deleted with their resources (`cascade_delete=False`: no resources finalizer), so
     removing one from the program orphans what it installed rather than destroying a storage
@@ -405,9 +407,12 @@ def platform_application(
     options = list(SYNC_OPTIONS)
     if server_side_diff:
         metadata["annotations"]["argocd.argoproj.io/compare-options"] = "ServerSideDiff=true"
+    if (chart is None) == (path is None):
+        raise ValueError(f"platform application {name}: give a chart (Helm repository) or a path (Git repository), not both or neither")
+    where = {"chart": chart} if chart is not None else {"path": path}
     source: dict[str, Any] = {
         "repoURL": repo_url,
-        "chart": chart,
+        **where,
         "targetRevision": version,
         "helm": {"releaseName": release_name or name, "valuesObject": copy.deepcopy(dict(values))},
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from plans import storage
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -46,7 +47,8 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
             {
                 "tls-san": [str(stack.ainur.vip), f"ainur.{stack.network.domain}"],
                 # kube-vip answers for the API VIP and LoadBalancer Services; k3s' own would fight it.
-                "disable": ["servicelb", "traefik"],
+                # With Longhorn the default StorageClass, k3s's local-path addon (default too) is off.
+                "disable": ["servicelb", "traefik", *(["local-storage"] if storage.k3s_disables_local_storage(stack) else [])],
                 "write-kubeconfig-mode": "0600",
                 "kube-controller-manager-arg": [f"node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}"],
             }

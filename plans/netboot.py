@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import gitops, talos
+from plans import gitops, storage, talos
 from plans.k3s import KUBE_VIP_IMAGE
 from plans.network import gateway_addresses, plan_network
 from stacks.boards import BOARDS
@@ -731,14 +731,18 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     base = gitops.MIRROR_BASE
     credential = gitops.mirror_credential_kind(stack)
     loop = gitops.mirror_script(gitops.mirror_source(stack), base, mirror.interval_minutes * 60, credential)
+    # On Longhorn when the Pis run it: the copy is replicated, so the mirror starts on any Pi when its
+    # own dies (a local-path volume would pin it to one). A claim of its own name: its class cannot change.
+    volume_class = storage.git_mirror_class(stack)
+    claim = "git-mirror" if volume_class == "local-path" else f"git-mirror-{volume_class}"
     mounts: list[dict[str, Any]] = [{"name": "git", "mountPath": base}]
-    volumes: list[dict[str, Any]] = [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}]
+    volumes: list[dict[str, Any]] = [{"name": "git", "persistentVolumeClaim": {"claimName": claim}}]
     if credential is not None:
         mounts.append({"name": "credentials", "mountPath": gitops.CREDENTIALS_DIR, "readOnly": True})
         volumes.append({"name": "credentials", "secret": {"secretName": gitops.MIRROR_CREDENTIALS, "defaultMode": 0o400}})
     pod = {
-        # As root, as the mirror always ran: its volume is a local-path (hostPath) volume, where
-        # fsGroup does not apply, and the copy already there is root's.
+        # As root, as the mirror always ran: on a local-path (hostPath) volume fsGroup does not
+        # apply, and the copy already there is root's.
         "securityContext": {"runAsUser": 0, "runAsGroup": 0},
         "containers": [
             {"name": "mirror", "image": gitops.ARGOCD_IMAGE, "command": ["sh", "-c", loop], "volumeMounts": mounts},
@@ -757,8 +761,8 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": _meta("git-mirror", labels),
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path", "resources": {"requests": {"storage": "2Gi"}}},
+            "metadata": _meta(claim, labels),
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": volume_class, "resources": {"requests": {"storage": "2Gi"}}},
         },
         _single_pod("git-mirror", labels, pod),
         {

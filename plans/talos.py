@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import yamltext
+from plans import local_volumes, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -117,6 +117,9 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     config = _config_document(stack, node.install_disk, installer_image, node_labels(node), control_plane)
     # With a VIP on the link, the kubelet must not pick the VIP as the node's address.
     config["machine"]["kubelet"] = {"nodeIP": {"validSubnets": [str(subnet)]}}
+    if mounts := local_volumes.kubelet_mounts(stack):
+        # Local volumes live on a user volume under /var/mnt, which hostPath claims reach through the kubelet.
+        config["machine"]["kubelet"]["extraMounts"] = mounts
     if node.data_disks:
         # Ceph/Longhorn discover these; Talos itself leaves them untouched.
         config["machine"]["nodeAnnotations"] = {f"{LABEL_PREFIX}/data-disks": ",".join(node.data_disks)}
@@ -141,6 +144,8 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     ]
     if control_plane:
         docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": str(stack.arda.vip), "link": LINK})
+    # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named.
+    docs += local_volumes.talos_documents(stack)
     return docs
 
 

@@ -41,7 +41,7 @@ def test_user_data_content() -> None:
     assert doc["users"][0]["ssh_authorized_keys"] == list(stack.ainur.ssh_authorized_keys)  # type: ignore[union-attr]
     assert doc["ssh_pwauth"] is False
     assert {"open-iscsi", "nfs-common", "xfsprogs"} <= set(doc["packages"])
-    assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}]
+    assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto", "overwrite": False}]
     assert doc["mounts"][0][:3] == ["LABEL=longhorn", "/var/lib/longhorn", "xfs"]
     install = doc["runcmd"][1][2]
     assert "INSTALL_K3S_VERSION=v1.33.6+k3s1" in install and "INSTALL_K3S_EXEC=server" in install
@@ -70,7 +70,8 @@ def test_k3s_configs_join_through_the_vip() -> None:
     first, agent = (yaml.safe_load(k3s.config(stack, n, "T0K3N")) for n in stack.nodes[:2])
     assert first["cluster-init"] is True and "server" not in first
     assert first["tls-san"] == ["192.168.0.10", "ainur.iluvatar.home.arpa"]
-    assert first["disable"] == ["servicelb", "traefik"]
+    # Longhorn is the homelab's default class: k3s's local-path addon (a default class too) is off.
+    assert first["disable"] == ["servicelb", "traefik", "local-storage"]
     assert agent["server"] == "https://192.168.0.10:6443" and agent["token"] == "T0K3N"
     assert k3s.join_command(stack.nodes[1]).endswith("systemctl enable --now k3s-agent")
 
@@ -141,7 +142,7 @@ def test_user_data_values_that_protect_data_and_access() -> None:
         doc = yaml.safe_load(cloudinit.user_data(stack, node))
         # The NVMe is partitioned only if it has no partition table: a reflash keeps Longhorn's data.
         assert doc["disk_setup"] == {"/dev/nvme0n1": {"table_type": "gpt", "layout": True, "overwrite": False}}
-        assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}]
+        assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto", "overwrite": False}]
         # A missing or failed disk must not stop the Pi booting (nofail).
         assert doc["mounts"] == [["LABEL=longhorn", "/var/lib/longhorn", "xfs", "defaults,nofail,discard", "0", "2"]]
         # No password login anywhere, no root login.

@@ -36,7 +36,8 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
     for path in (HOMELAB, RK1):
         stack = load_stack_file(path)
         docs = _all_documents(stack)
-        assert len(docs) == 6 * len(stack.by_role("valinor")) + 5 * len(stack.by_role("istari"))
+        # With local volumes (GitOps on), each machine also gets its UserVolumeConfig and the EPHEMERAL cap.
+        assert len(docs) == 8 * len(stack.by_role("valinor")) + 7 * len(stack.by_role("istari"))
         for doc in docs:
             assert talos_errors(doc, stack.arda.talos_version) == [], (path.name, doc)
 
@@ -51,7 +52,7 @@ def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
 
 def test_control_plane_patch_content() -> None:
     stack = load_stack_file(HOMELAB)
-    config, hostname, alias, link, resolver, vip = _docs(stack, "tirion")
+    config, hostname, alias, link, resolver, vip, *_ = _docs(stack, "tirion")
     assert config["machine"]["install"] == {"disk": "/dev/sda", "image": IMAGE, "wipe": False}
     assert config["machine"]["features"]["kubePrism"] == {"enabled": True, "port": 7445}
     assert config["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.0.0/24"]
@@ -69,7 +70,15 @@ def test_control_plane_patch_content() -> None:
 
 def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
     docs = _docs(load_stack_file(HOMELAB), "gandalf")
-    assert [d.get("kind") for d in docs] == [None, "HostnameConfig", "LinkAliasConfig", "LinkConfig", "ResolverConfig"]
+    assert [d.get("kind") for d in docs] == [
+        None,
+        "HostnameConfig",
+        "LinkAliasConfig",
+        "LinkConfig",
+        "ResolverConfig",
+        "UserVolumeConfig",
+        "VolumeConfig",
+    ]
     assert "nodeAnnotations" not in docs[0]["machine"]
     assert "allowSchedulingOnControlPlanes" not in docs[0]["cluster"]
 

@@ -1,0 +1,517 @@
+"""Storage plan: the inventory's data disks as Ceph, local volumes, Longhorn and NFS, as plain data.
+
+- **Arda, Rook-Ceph** (`rook-ceph` and `rook-ceph-cluster` charts, Rook v1.20.4): one CephCluster on
+  exactly the inventory's data disks (`useAllNodes`/`useAllDevices` off, `nodes` listed), mons and
+  managers from the number of OSD hosts, a replicated block pool (and CephFS when asked) with a
+  copy per host, their StorageClasses. Nothing ever wipes a disk: no cleanup confirmation, no
+  wiping of other clusters' disks, no automatic OSD removal.
+- **Arda, local volumes**: a Talos user volume on each machine's system disk (the system disk
+  only: a data disk is never touched), mounted into the kubelet, and local-path-provisioner
+  (v0.0.30) putting one folder per claim on it.
+- **The Ainur, Longhorn** (1.10.1) on the Pis' data disk that cloud-init formats, one replica per
+  Pi with a disk (up to three); the Git mirror's volume moves onto it.
+- **Arda, NFS**: csi-driver-nfs (4.12.1) and a StorageClass for `iluvatar:storage.nfs`.
+
+Each chart is handed to Argo CD as a platform Application with its values inline
+(`plans.gitops.platform_application`), so Git never holds a disk or a node's name. Every
+StorageClass keeps its volume when its claim goes (`reclaimPolicy: Retain`): an app pruned from Git
+by mistake leaves its data behind. Each cluster has exactly one default StorageClass
+(`stacks.storage.default_class`).
+
+Retiring (`retire:` on a node): its disks leave the CephCluster (Rook then never touches them
+again) and a Job marks their OSDs out and waits until Ceph says every copy lives elsewhere. The
+stack output `state()` remembers which disks ran OSDs, so the next run can refuse a removal that
+skipped this (`stacks.storage.check_removals`).
+
+Plain functions returning manifests and values as dicts; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from plans import gitops
+from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
+from stacks import storage as facts
+from stacks.model import Node, StackConfig
+
+# Charts, pinned: the Rook release Iluvatar checks (tools.upstream), and the three it cannot fetch.
+ROOK_VERSION = "v1.20.4"
+ROOK_REPOSITORY = "https://charts.rook.io/release"
+ROOK_NAMESPACE = "rook-ceph"
+ROOK_IMAGE = f"docker.io/rook/ceph:{ROOK_VERSION}"
+# local-path-provisioner publishes its chart only in its Git repository; Argo CD reads it there.
+LOCAL_PATH_VERSION = "v0.0.30"
+LOCAL_PATH_REPOSITORY = "https://github.com/rancher/local-path-provisioner.git"
+LOCAL_PATH_CHART_PATH = "deploy/chart/local-path-provisioner"
+LOCAL_PATH_NAMESPACE = "local-path-storage"
+# The chart's helper image defaults to busybox:latest: pinned, so a claim never runs an unknown image.
+BUSYBOX_IMAGE = ("docker.io/library/busybox", "1.37.0")
+LONGHORN_VERSION = "1.10.1"
+LONGHORN_REPOSITORY = "https://charts.longhorn.io"
+LONGHORN_NAMESPACE = "longhorn-system"
+CSI_NFS_VERSION = "4.12.1"
+CSI_NFS_REPOSITORY = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
+CSI_NFS_NAMESPACE = "csi-nfs"
+NFS_PROVISIONER = "nfs.csi.k8s.io"
+
+# Longhorn's disk on each Pi: cloud-init mounts dataDisks[0] there (plans.cloudinit.LONGHORN_MOUNT).
+LONGHORN_DATA_PATH = "/var/lib/longhorn"
+LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk"
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+CONTROL_PLANE_TOLERATION = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+PRIVILEGED = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/warn": "privileged",
+    "pod-security.kubernetes.io/audit": "privileged",
+}
+
+
+def ceph_enabled(stack: StackConfig) -> bool:
+    return enabled(stack) and bool(facts.osd_hosts(stack.nodes))
+
+
+def longhorn_enabled(stack: StackConfig) -> bool:
+    return enabled(stack) and stack.ainur is not None and bool(facts.longhorn_pis(stack.nodes))
+
+
+def nfs_enabled(stack: StackConfig) -> bool:
+    return enabled(stack) and stack.storage.nfs is not None
+
+
+def is_default(stack: StackConfig, cluster: str, name: str) -> bool:
+    return facts.default_class(stack, cluster) == name
+
+
+# --- Rook-Ceph ---------------------------------------------------------------------------------
+
+
+def ceph_nodes(stack: StackConfig) -> list[dict[str, Any]]:
+    """The CephCluster's `storage.nodes`: every Arda machine's data disks but the retiring ones, as the inventory names them."""
+    return [{"name": h.name, "devices": [{"name": d} for d in h.devices]} for h in facts.active_hosts(stack.nodes)]
+
+
+def mon_count(stack: StackConfig) -> int:
+    """Three mons (a quorum survives one down) once there are three OSD hosts, else one."""
+    return 3 if len(facts.active_hosts(stack.nodes)) >= 3 else 1
+
+
+def mgr_count(stack: StackConfig) -> int:
+    return 2 if len(facts.active_hosts(stack.nodes)) >= 2 else 1
+
+
+def _pool_size(stack: StackConfig) -> dict[str, Any]:
+    size = facts.replicas(stack.storage)
+    # Rook refuses a pool of one copy unless told it is on purpose.
+    return {"size": size, "requireSafeReplicaSize": size > 1}
+
+
+def _csi_secrets(kind: str) -> dict[str, str]:
+    """The CSI secret parameters of the chart's own StorageClasses (its defaults, templated with the release namespace)."""
+    namespace = "{{ .Release.Namespace }}"
+    return {
+        "csi.storage.k8s.io/provisioner-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/provisioner-secret-namespace": namespace,
+        "csi.storage.k8s.io/controller-expand-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/controller-expand-secret-namespace": namespace,
+        "csi.storage.k8s.io/controller-publish-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/controller-publish-secret-namespace": namespace,
+        "csi.storage.k8s.io/node-stage-secret-name": f"rook-csi-{kind}-node",
+        "csi.storage.k8s.io/node-stage-secret-namespace": namespace,
+        "csi.storage.k8s.io/fstype": "ext4",
+    }
+
+
+def _storage_class(stack: StackConfig, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "name": name,
+        "isDefault": is_default(stack, "arda", name),
+        # A claim deleted (an app pruned from Git) leaves its volume: data is never deleted by accident.
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+        **extra,
+    }
+
+
+def ceph_cluster_values(stack: StackConfig) -> dict[str, Any]:
+    """The rook-ceph-cluster chart's values: the CephCluster on the inventory's disks, its pools and classes."""
+    pool = _pool_size(stack)
+    spec: dict[str, Any] = {
+        "dataDirHostPath": "/var/lib/rook",
+        "mon": {"count": mon_count(stack), "allowMultiplePerNode": False},
+        "mgr": {"count": mgr_count(stack), "allowMultiplePerNode": False},
+        # Ceph's daemons may run on the control planes (the homelab's disks are in them).
+        "placement": {"all": {"tolerations": [dict(CONTROL_PLANE_TOLERATION)]}},
+        "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": ceph_nodes(stack)},
+        # Never wipe a disk: no cleanup on deletion, no wiping of disks another cluster left, no
+        # uninstall while volumes exist, and no OSD removed by the operator on its own.
+        "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False, "wipeDevicesFromOtherClusters": False},
+        "removeOSDsIfOutAndSafeToRemove": False,
+    }
+    values: dict[str, Any] = {
+        "operatorNamespace": ROOK_NAMESPACE,
+        # The toolbox is how the retire runbook talks to Ceph (`ceph osd ...`).
+        "toolbox": {"enabled": True},
+        "cephClusterSpec": spec,
+        "cephBlockPools": [
+            {
+                "name": "ceph-blockpool",
+                "spec": {"failureDomain": "host", "replicated": dict(pool)},
+                "storageClass": _storage_class(
+                    stack, "ceph-block", parameters={"imageFormat": "2", "imageFeatures": "layering", **_csi_secrets("rbd")}
+                ),
+            }
+        ],
+        "cephFileSystems": [],
+        "cephObjectStores": [],
+    }
+    if stack.storage.arda.ceph.filesystem:
+        values["cephFileSystems"] = [
+            {
+                "name": "ceph-filesystem",
+                "spec": {
+                    "metadataPool": {"failureDomain": "host", "replicated": dict(pool)},
+                    "dataPools": [{"name": "data0", "failureDomain": "host", "replicated": dict(pool)}],
+                    "metadataServer": {"activeCount": 1, "activeStandby": True},
+                },
+                "storageClass": _storage_class(stack, "ceph-filesystem", pool="data0", parameters=_csi_secrets("cephfs")),
+            }
+        ]
+    return values
+
+
+def rook_operator_values() -> dict[str, Any]:
+    """The rook-ceph chart's values: its CRDs, and CSI through ceph-csi-operator (Rook v1.20's only CSI)."""
+    return {
+        "crds": {"enabled": True},
+        "csi": {"installCsiOperator": True},
+        "enableDiscoveryDaemon": False,
+        "monitoring": {"enabled": False},
+    }
+
+
+# --- Local volumes -------------------------------------------------------------------------------
+
+
+def local_path_values(stack: StackConfig) -> dict[str, Any]:
+    """local-path-provisioner's values: a folder per claim on the Talos user volume, the class `local-path`."""
+    repository, tag = BUSYBOX_IMAGE
+    return {
+        "helperImage": {"repository": repository, "tag": tag},
+        "storageClass": {
+            "create": True,
+            "name": "local-path",
+            "defaultClass": is_default(stack, "arda", "local-path"),
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        },
+        "nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [USER_VOLUME_PATH]}],
+        # Claims on control planes too, where workloads may run (allowSchedulingOnControlPlanes).
+        "tolerations": [dict(CONTROL_PLANE_TOLERATION)],
+    }
+
+
+# --- Longhorn on the Ainur -------------------------------------------------------------------------
+
+
+def longhorn_replicas(stack: StackConfig) -> int:
+    """One replica per Pi with a data disk, up to three (each on its own Pi)."""
+    return min(3, len(facts.longhorn_pis(stack.nodes)))
+
+
+def longhorn_values(stack: StackConfig) -> dict[str, Any]:
+    """Longhorn's values: disks only where cloud-init prepared one, a replica per such Pi, small for Pis."""
+    replicas = longhorn_replicas(stack)
+    return {
+        "persistence": {
+            "defaultClass": is_default(stack, "ainur", "longhorn"),
+            "defaultClassReplicaCount": replicas,
+            "reclaimPolicy": "Retain",
+        },
+        "defaultSettings": {
+            "defaultDataPath": LONGHORN_DATA_PATH,
+            # A default disk only on Pis labelled for it: those whose data disk cloud-init mounted.
+            "createDefaultDiskLabeledNodes": True,
+            "defaultReplicaCount": replicas,
+            # A Deployment's pod on a dead Pi is deleted, so its volume can attach elsewhere (the Git mirror).
+            "nodeDownPodDeletionPolicy": "delete-both-statefulset-and-deployment-pod",
+            # Uninstalling Longhorn needs this flag set by hand: never by a values change.
+            "deletingConfirmationFlag": False,
+        },
+        # Longhorn's pre-upgrade hook fails under Argo CD (its documented setting for Argo CD).
+        "preUpgradeChecker": {"jobEnabled": False},
+        "longhornUI": {"replicas": 1},
+    }
+
+
+def longhorn_node_labels(stack: StackConfig) -> dict[str, dict[str, str]]:
+    """The Pis Longhorn may keep replicas on, by name, with the label that gives each its default disk."""
+    return {n.name: {LONGHORN_DISK_LABEL: "true"} for n in facts.longhorn_pis(stack.nodes)} if longhorn_enabled(stack) else {}
+
+
+def git_mirror_class(stack: StackConfig) -> str:
+    """Where the Ainur's Git mirror keeps its copy: Longhorn when it runs (the mirror can move to any Pi), else k3s's local-path."""
+    return "longhorn" if longhorn_enabled(stack) else "local-path"
+
+
+def k3s_disables_local_storage(stack: StackConfig) -> bool:
+    """k3s's local-path addon marks its class default; with Longhorn the default, k3s runs without it."""
+    return longhorn_enabled(stack) and is_default(stack, "ainur", "longhorn")
+
+
+# --- NFS ---------------------------------------------------------------------------------------
+
+
+def csi_nfs_values() -> dict[str, Any]:
+    """csi-driver-nfs's values: the driver only; its StorageClass is Pulumi's (`nfs_storage_class`)."""
+    return {"storageClass": {"create": False}, "externalSnapshotter": {"enabled": False}, "controller": {"runOnControlPlane": False}}
+
+
+def nfs_storage_class(stack: StackConfig) -> dict[str, Any]:
+    """The `nfs` StorageClass: a folder per claim (`<namespace>/<claim>`) on the export, by the server's address."""
+    nfs = stack.storage.nfs
+    assert nfs is not None
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "nfs",
+            "labels": dict(gitops.MANAGED_BY),
+            "annotations": {DEFAULT_CLASS_ANNOTATION: "true" if is_default(stack, "arda", "nfs") else "false"},
+        },
+        "provisioner": NFS_PROVISIONER,
+        "parameters": {"server": facts.nfs_address(stack), "share": nfs.share, "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"},
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+        "mountOptions": list(nfs.mount_options),
+    }
+
+
+# --- Namespaces and Applications -------------------------------------------------------------
+
+
+def namespace(name: str) -> dict[str, Any]:
+    """A storage namespace, Pulumi's: privileged (Talos enforces baseline; storage daemons need the host)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**gitops.MANAGED_BY, **PRIVILEGED}, "annotations": dict(gitops.PULUMI_OWNED)},
+    }
+
+
+@dataclass(frozen=True)
+class App:
+    """A storage chart as Argo CD gets it: on which cluster, in which namespace, the Application itself."""
+
+    cluster: str
+    namespace: str
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+    @property
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = self.manifest["spec"]["source"]["helm"]["valuesObject"]
+        return values
+
+
+def applications(stack: StackConfig) -> list[App]:
+    """Every storage chart as a platform Application, in sync-wave order within each cluster."""
+    apps: list[App] = []
+    if ceph_enabled(stack):
+        for release, values, wave in (("rook-ceph", rook_operator_values(), 0), ("rook-ceph-cluster", ceph_cluster_values(stack), 1)):
+            # The cluster after the operator: its CRDs come with the operator's chart.
+            application = gitops.platform_application(
+                release, chart=release, repo_url=ROOK_REPOSITORY, version=ROOK_VERSION, values=values, namespace=ROOK_NAMESPACE, sync_wave=wave
+            )
+            apps.append(App("arda", ROOK_NAMESPACE, application))
+    if local_volumes(stack):
+        apps.append(
+            App(
+                "arda",
+                LOCAL_PATH_NAMESPACE,
+                gitops.platform_application(
+                    "local-path-provisioner",
+                    path=LOCAL_PATH_CHART_PATH,
+                    repo_url=LOCAL_PATH_REPOSITORY,
+                    version=LOCAL_PATH_VERSION,
+                    values=local_path_values(stack),
+                    namespace=LOCAL_PATH_NAMESPACE,
+                ),
+            )
+        )
+    if nfs_enabled(stack):
+        apps.append(
+            App(
+                "arda",
+                CSI_NFS_NAMESPACE,
+                gitops.platform_application(
+                    "csi-driver-nfs",
+                    chart="csi-driver-nfs",
+                    repo_url=CSI_NFS_REPOSITORY,
+                    version=CSI_NFS_VERSION,
+                    values=csi_nfs_values(),
+                    namespace=CSI_NFS_NAMESPACE,
+                ),
+            )
+        )
+    if longhorn_enabled(stack):
+        apps.append(
+            App(
+                "ainur",
+                LONGHORN_NAMESPACE,
+                gitops.platform_application(
+                    "longhorn",
+                    chart="longhorn",
+                    repo_url=LONGHORN_REPOSITORY,
+                    version=LONGHORN_VERSION,
+                    values=longhorn_values(stack),
+                    namespace=LONGHORN_NAMESPACE,
+                ),
+            )
+        )
+    return apps
+
+
+def namespaces(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
+    """The namespaces the cluster's storage Applications install into."""
+    return [namespace(ns) for ns in dict.fromkeys(app.namespace for app in applications(stack) if app.cluster == cluster)]
+
+
+# --- Retiring OSDs -------------------------------------------------------------------------------
+
+
+def retire_script(host: str, disks: tuple[str, ...], every_disk: bool) -> str:
+    """Mark the OSDs on `host` (all of them, or those on `disks`) out, then wait until Ceph can lose them.
+
+    Out OSDs keep serving while Ceph copies their data to the other hosts; `ceph osd safe-to-destroy`
+    answers yes only once no placement group needs them. The script purges nothing: the runbook
+    does, after this Job completes (README, "Retiring a disk or a machine").
+    """
+    pick = (
+        'ids=$(ceph osd ls-tree "$host")\n'
+        if every_disk
+        else (
+            "wanted=''\n"
+            'for disk in $disks; do wanted="$wanted $(basename "$(readlink -f "/host${disk#/dev}")")"; done\n'
+            "ids=''\n"
+            'for id in $(ceph osd ls-tree "$host"); do\n'
+            '  devices=$(ceph osd metadata "$id" -f json | python3 -c \'import json,sys; print(json.load(sys.stdin).get("devices", ""))\')\n'
+            '  for dev in $(echo "$devices" | tr , " "); do\n'
+            '    case " $wanted " in *" $dev "*) ids="$ids $id";; esac\n'
+            "  done\n"
+            "done\n"
+        )
+    )
+    return (
+        "set -eu\n"
+        f"host={shlex.quote(host)}\n"
+        f"disks={shlex.quote(' '.join(disks))}\n"
+        f"{pick}"
+        'if [ -z "$(echo $ids)" ]; then echo "retire $host: no OSD on $disks (already purged?)"; exit 0; fi\n'
+        'echo "retire $host: marking out osd $ids"\n'
+        "ceph osd out $ids\n"
+        "until ceph osd safe-to-destroy $ids; do\n"
+        '  echo "retire $host: Ceph still needs osd $ids; waiting for the data to move"; sleep 60\n'
+        "done\n"
+        'echo "retire $host: osd $ids are safe to destroy; purge them with the runbook: ceph osd purge <id> --yes-i-really-mean-it"\n'
+    )
+
+
+def retire_job(node: Node) -> dict[str, Any]:
+    """The Job that takes a retiring node's OSDs out (the toolbox Job of Rook's examples, with the retire script).
+
+    `retire: true` needs only the CRUSH map; retiring some disks runs on the node itself, with its
+    /dev read-only, to match each inventory path (a by-id link too) to the kernel name Ceph reports.
+    """
+    every = node.retire is True
+    disks = node.retired_disks
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "ceph-admin-secret",
+            "secret": {"secretName": "rook-ceph-mon", "optional": False, "items": [{"key": "ceph-secret", "path": "secret.keyring"}]},
+        },
+        {"name": "mon-endpoint-volume", "configMap": {"name": "rook-ceph-mon-endpoints", "items": [{"key": "data", "path": "mon-endpoints"}]}},
+        {"name": "ceph-config", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "ceph-config", "mountPath": "/etc/ceph", "readOnly": True}]
+    pod: dict[str, Any] = {"restartPolicy": "OnFailure", "tolerations": [dict(CONTROL_PLANE_TOLERATION)]}
+    if not every:
+        volumes.append({"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}})
+        mounts.append({"name": "host-dev", "mountPath": "/host", "readOnly": True})
+        pod["nodeSelector"] = {"kubernetes.io/hostname": node.name}
+    labels = {**gitops.MANAGED_BY, "app.kubernetes.io/name": "osd-retire", "iluvatar.dev/node": node.name}
+    pod |= {
+        "initContainers": [
+            {
+                "name": "config-init",
+                "image": ROOK_IMAGE,
+                "command": ["/usr/local/bin/toolbox.sh"],
+                "args": ["--skip-watch"],
+                "env": [{"name": "ROOK_CEPH_USERNAME", "valueFrom": {"secretKeyRef": {"name": "rook-ceph-mon", "key": "ceph-username"}}}],
+                "volumeMounts": [
+                    {"name": "ceph-config", "mountPath": "/etc/ceph"},
+                    {"name": "mon-endpoint-volume", "mountPath": "/etc/rook"},
+                    {"name": "ceph-admin-secret", "mountPath": "/var/lib/rook-ceph-mon"},
+                ],
+            }
+        ],
+        "containers": [
+            {"name": "retire", "image": ROOK_IMAGE, "command": ["bash", "-c", retire_script(node.name, disks, every)], "volumeMounts": mounts}
+        ],
+        "volumes": volumes,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"osd-retire-{node.name}",
+            "namespace": ROOK_NAMESPACE,
+            "labels": labels,
+            # Draining a disk takes hours: `pulumi up` does not wait for it (the runbook does).
+            "annotations": {**SKIP_AWAIT, "iluvatar.dev/retiring": ",".join(disks)},
+        },
+        "spec": {"backoffLimit": 10, "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
+def retire_jobs(stack: StackConfig) -> list[dict[str, Any]]:
+    """One Job per Arda machine with retiring disks."""
+    return [retire_job(n) for n in stack.arda_nodes if n.retired_disks] if enabled(stack) else []
+
+
+# --- What this deployment ran Ceph on (the stack output the next run reads back) -------------------
+
+
+def state(stack: StackConfig, deployed: facts.Deployed) -> dict[str, Any]:
+    """The stack output `storage`: the disks that run OSDs (retiring ones included), the retiring ones, the classes.
+
+    Without GitOps storage is not deployed, so the last deployment's OSDs are carried over: a
+    Ceph cluster Argo CD stopped managing still holds data on them.
+    """
+    if enabled(stack):
+        osds = {h.name: [*h.devices, *h.retiring] for h in facts.osd_hosts(stack.nodes)}
+        retiring = {h.name: list(h.retiring) for h in facts.osd_hosts(stack.nodes) if h.retiring}
+    else:
+        osds = {host: list(disks) for host, disks in deployed.osds.items()}
+        retiring = {host: list(disks) for host, disks in deployed.retiring.items()}
+    return {"cephOsds": dict(sorted(osds.items())), "cephRetiring": dict(sorted(retiring.items())), "classes": storage_classes(stack)}
+
+
+def storage_classes(stack: StackConfig) -> dict[str, dict[str, bool]]:
+    """Each cluster's StorageClasses and which one is the default (True), as deployed."""
+    out: dict[str, dict[str, bool]] = {}
+    if enabled(stack):
+        out["arda"] = {name: is_default(stack, "arda", name) for name in facts.arda_classes(stack)}
+        if stack.ainur is not None:
+            out["ainur"] = {name: is_default(stack, "ainur", name) for name in facts.ainur_classes(stack)}
+    return out
