@@ -8,6 +8,7 @@ from components.ea import Ea, EaArgs
 from components.edge import Edge, EdgeArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.netboot import Netboot, NetbootArgs
+from components.storage import Storage, StorageArgs
 from stacks.pulumi_source import load
 
 loaded = load()
@@ -52,6 +53,7 @@ if ainur is not None:
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
+gitops = None
 if stack.gitops is not None:
     gitops = GitOps(
         "gitops",
@@ -68,3 +70,10 @@ if stack.gitops is not None:
         ),
     )
     pulumi.export("gitopsRepoUrls", {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})
+
+storage = Storage(
+    "storage",
+    StorageArgs(stack, loaded.deployed, gitops, pi_joins={n: pi.join for n, pi in ainur.pis.items()} if ainur is not None else {}),
+)
+# What this deployment runs Ceph on: the next run reads it back to refuse an unretired removal.
+pulumi.export("storage", storage.state)

@@ -209,10 +209,14 @@ class GitOps(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class PlatformApplicationArgs:
-    """A platform Application (from `plans.gitops.platform_application`) and the Argo CD that syncs it."""
+    """A platform Application (from `plans.gitops.platform_application`) and the Argo CD that syncs it.
+
+    `after`: what must exist before Argo CD syncs it (the namespace the layer creates for it).
+    """
 
     manifest: Mapping[str, Any]
     argocd: ArgoCd
+    after: Sequence[pulumi.Resource] = ()
 
 
 class PlatformApplication(pulumi.ComponentResource):
@@ -227,7 +231,7 @@ class PlatformApplication(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformApplicationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:gitops:PlatformApplication", name, None, opts)
         argocd = args.argocd
-        deps = [argocd.chart, argocd.projects[plan.PLATFORM_PROJECT]]
+        deps = [argocd.chart, argocd.projects[plan.PLATFORM_PROJECT], *args.after]
         self.application = ArgoCd._custom_resource(
             name, args.manifest, pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=deps)
         )

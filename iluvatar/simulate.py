@@ -253,11 +253,20 @@ RESOURCE_STATE: dict[str, Any] = {
 }
 
 
-class _Mocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs plus the outputs their provider would add; invokes answer from INVOKES."""
+# The engine's builtin function behind StackReferences: a stack's outputs at its last deployment.
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
-    def __init__(self, sim: Simulation) -> None:
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Resources echo their inputs plus the outputs their provider would add; invokes answer from INVOKES.
+
+    A read of the stack's own outputs answers `previous`: the outputs of the last deployment the
+    test pretends happened (none: a first deployment).
+    """
+
+    def __init__(self, sim: Simulation, previous: dict[str, Any] | None = None) -> None:
         self.sim = sim
+        self.previous = previous or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         extra = RESOURCE_STATE.get(args.typ)
@@ -267,6 +276,8 @@ class _Mocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         handler = INVOKES.get(args.token)
         self.sim.invocations.append((args.token, _unwrap(dict(args.args))))
+        if args.token == READ_STACK_OUTPUTS:
+            return {"name": args.args["name"], "outputs": self.previous, "secretOutputNames": []}, []
         return (handler(dict(args.args)) if handler else {}), []
 
 
@@ -334,14 +345,15 @@ def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:
     return config, sorted(sf.secret_keys)
 
 
-def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None = None) -> Simulation:
+def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None = None, previous: dict[str, Any] | None = None) -> Simulation:
     """Run `program` for the stack file under mocks (preview=False) and record what it does.
 
+    `previous` is the stack outputs of the deployment before this one (None: this is the first).
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
-    mocks = _Mocks(sim)
+    mocks = _Mocks(sim, previous)
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=False, monitor=_RecordingMonitor(mocks, sim))
     config, secret_keys = pulumi_config(sf)

@@ -3,20 +3,30 @@
 The program calls `load()` once; components receive the typed models it returns, never
 Pulumi config. Invalid config stops the program with `pulumi.RunError`, which Pulumi
 prints as one clean error (every problem, no traceback) before any resource exists.
+
+It also reads back what the last deployment ran Ceph on (the stack's own output `storage`),
+so that a disk or a machine leaving the inventory without being retired first is refused
+before anything is created (stacks.storage.check_removals).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from stacks import storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
+
+# The engine's own function behind a StackReference (its builtin provider reads the stack's last
+# checkpoint), called synchronously: the answer is here before the first resource is registered.
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+STORAGE_OUTPUT = "storage"
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class LoadedStack:
 
     config: StackConfig
     secrets: StackSecrets
+    # What the last deployment ran Ceph on (empty on the first one).
+    deployed: storage.Deployed = field(default_factory=lambda: storage.Deployed({}, {}))
 
 
 def _config_keys() -> set[str]:
@@ -64,10 +76,14 @@ def load() -> LoadedStack:
         if k.startswith(f"{NAMESPACE}:")
     }
     secret_keys = frozenset(k for k in raw if runtime_config.is_config_secret(k))
+    source = f"stack {pulumi.get_stack()}"
     try:
-        stack = parse_stack(raw, secret_keys, source=f"stack {pulumi.get_stack()}")
+        stack = parse_stack(raw, secret_keys, source=source)
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
+    deployed = last_deployment()
+    if problems := storage.check_removals(stack, deployed):
+        raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
@@ -75,4 +91,29 @@ def load() -> LoadedStack:
     return LoadedStack(
         stack,
         StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
+        deployed,
     )
+
+
+def stack_name() -> str:
+    """This stack's fully qualified name, as a StackReference to it would spell it."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def last_deployment() -> storage.Deployed:
+    """What the last completed deployment of this stack ran Ceph on: its own `storage` output.
+
+    A StackReference to the stack itself reads the same thing, but asynchronously, after other
+    resources may be registered (and, in `pulumi up`, created); this synchronous invoke of the
+    engine's builtin provider answers first. A new stack has no outputs: a first deployment.
+    A stack whose outputs cannot be read is refused: without them no removal can be checked.
+    """
+    try:
+        result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": stack_name()})
+        outputs = (result.value or {}).get("outputs") or {}
+        return storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
+    except Exception as e:  # any failure means the safety check cannot run: say so, and refuse
+        raise pulumi.RunError(
+            f"cannot read the last deployment's `{STORAGE_OUTPUT}` output of stack {stack_name()} ({e}); it is how a disk or a machine "
+            "that ran Ceph OSDs is kept from leaving the inventory unretired, so nothing is deployed without it"
+        ) from None

@@ -83,7 +83,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
         "netboot-clusterrole-iluvatar-kube-vip", "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
         "netboot-deployment-git-mirror", "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",
-        "netboot-persistentvolumeclaim-git-mirror", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
+        "netboot-persistentvolumeclaim-git-mirror-longhorn", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
         "netboot-secret-talos-configs", "netboot-service-git-mirror", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
         "netboot-serviceaccount-netboot",
     ]  # fmt: skip

@@ -54,17 +54,22 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "tls:edge": "edge-certificates-tls",
         "cloudflare:edge": "edge-cloudflare-provider",
         "random:edge": "edge-cloudflare-random",
+        # Storage installs through each cluster's GitOps provider.
+        "kubernetes:storage-arda": "gitops-arda-kubernetes",
+        "kubernetes:storage-ainur": "gitops-ainur-kubernetes",
     }
     checked = 0
     for r in homelab.registrations:
         if not r.custom or r.type.startswith("pulumi:providers:"):
             continue
         package = r.type.split(":")[0]
-        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith("gitops-") else r.name.split("-")[0]
+        # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
+        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-")) else r.name.split("-")[0]
         key = f"{package}:{prefix}" if package == "kubernetes" or r.name.startswith(("gitops-", "edge-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    assert checked == 97  # 41; GitOps: 19 on the two clusters (the category namespaces are the edge's); the edge: 37
+    # 41; GitOps: 19 on the two clusters (the category namespaces are the edge's); the edge: 37; storage: 10 (3 namespaces, 4 Applications, 3 Pi labels)
+    assert checked == 107
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

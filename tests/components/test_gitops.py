@@ -292,7 +292,12 @@ def test_a_nodes_disk_changes_that_applications_values_and_nothing_else(tmp_path
     assert set(before) == set(after)
     changed = sorted(name for name in before if before[name] != after[name])
     # The Application, and the config of the machine whose disk it is (its data-disks node annotation).
-    assert changed == ["arda-tirion-apply", "storage-ceph-application-rook-ceph-cluster"]
+    # The real storage layer's own Application changes the same way (tests/components/test_storage.py).
+    assert changed == [
+        "arda-tirion-apply",
+        "storage-arda-rook-ceph-cluster-application-rook-ceph-cluster",
+        "storage-ceph-application-rook-ceph-cluster",
+    ]
     nodes = after["storage-ceph-application-rook-ceph-cluster"][1]["spec"]["source"]["helm"]["valuesObject"]["cephClusterSpec"]["storage"]["nodes"]
     assert nodes[1] == {"name": "tirion", "devices": [{"name": "/dev/nvme0n1"}, {"name": "/dev/nvme1n1"}]}
 

@@ -1,0 +1,106 @@
+"""Storage: the inventory's data disks as storage classes, handed to each cluster's Argo CD.
+
+`Storage` (`iluvatar:storage:Storage`) wires `plans.storage` into resources. Each storage chart
+(Rook's operator and cluster, local-path-provisioner and csi-driver-nfs on Arda; Longhorn on the
+Ainur) is a platform Application with its values inline, created after its namespace (Pulumi's,
+privileged). Pulumi also owns the `nfs` StorageClass, the Jobs that retire OSDs, and the label
+that gives each Pi with a data disk its Longhorn disk. The Talos side (the user volume for local
+volumes) is in each machine's patch (`plans.local_volumes`), and the Pis' disk in their cloud-init.
+
+Storage needs GitOps: without `iluvatar:gitops` nothing is installed, and the data disks stay as
+they are (a warning says so). Its output `state` is what this deployment runs Ceph on; the
+program exports it as `storage`, and the next run reads it back (`stacks.pulumi_source`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.gitops import ArgoCd, GitOps, PlatformApplication, PlatformApplicationArgs
+from plans import local_volumes
+from plans import storage as plan
+from stacks import storage as facts
+from stacks.model import StackConfig
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    """The storage layer's input: the stack, what the last deployment ran Ceph on, and the GitOps layer.
+
+    `pi_joins`: each Pi's k3s join (a Pi is a node of the Ainur only after it), by name, for the
+    Longhorn disk label.
+    """
+
+    stack: StackConfig
+    deployed: facts.Deployed
+    gitops: GitOps | None
+    pi_joins: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+
+
+class Storage(pulumi.ComponentResource):
+    """Storage on both clusters: Rook-Ceph, local volumes and NFS on Arda, Longhorn on the Ainur."""
+
+    state: dict[str, Any]
+    namespaces: dict[str, pulumi.CustomResource]
+    applications: dict[str, PlatformApplication]
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:storage:Storage", name, None, opts)
+        stack = args.stack
+        self.state = plan.state(stack, args.deployed)
+        self.namespaces, self.applications = {}, {}
+        if args.gitops is None or not local_volumes.enabled(stack):
+            if facts.osd_hosts(stack.nodes) or facts.longhorn_pis(stack.nodes):
+                pulumi.log.warn(
+                    "storage: the data disks stay as they are: Ceph and Longhorn are installed as Argo CD platform "
+                    "Applications, and this stack has no iluvatar:gitops (README, Storage)",
+                    resource=self,
+                )
+            self.register_outputs({"state": self.state})
+            return
+        argocds: dict[str, ArgoCd] = {"arda": args.gitops.arda}
+        if args.gitops.ainur is not None:
+            argocds["ainur"] = args.gitops.ainur
+
+        for cluster, argocd in argocds.items():
+            for manifest in plan.namespaces(stack, cluster):
+                self.namespaces[f"{cluster}/{manifest['metadata']['name']}"] = kube.create(
+                    f"{name}-{cluster}", manifest, pulumi.ResourceOptions(parent=self, provider=argocd.provider)
+                )
+        for app in plan.applications(stack):
+            self.applications[app.name] = PlatformApplication(
+                f"{name}-{app.cluster}-{app.name}",
+                PlatformApplicationArgs(app.manifest, argocds[app.cluster], after=[self.namespaces[f"{app.cluster}/{app.namespace}"]]),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        arda = argocds["arda"]
+        if plan.nfs_enabled(stack):
+            kube.create(
+                f"{name}-arda",
+                plan.nfs_storage_class(stack),
+                pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=[self.applications["csi-driver-nfs"]]),
+            )
+        for job in plan.retire_jobs(stack):
+            # It needs the cluster's mon secret and endpoints: after the CephCluster's Application.
+            after = [
+                self.namespaces[f"arda/{plan.ROOK_NAMESPACE}"],
+                *([self.applications["rook-ceph-cluster"]] if "rook-ceph-cluster" in self.applications else []),
+            ]
+            kube.create(f"{name}-arda", job, pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=after))
+        if "ainur" in argocds:
+            for pi, labels in plan.longhorn_node_labels(stack).items():
+                k8s.core.v1.NodePatch(
+                    f"{name}-ainur-node-{pi}",
+                    metadata={"name": pi, "labels": labels},
+                    opts=pulumi.ResourceOptions(
+                        parent=self, provider=argocds["ainur"].provider, depends_on=[j for j in [args.pi_joins.get(pi)] if j is not None]
+                    ),
+                )
+        self.register_outputs({"state": self.state})
