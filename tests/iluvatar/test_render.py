@@ -36,7 +36,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 102 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 112 files"
     return out
 
 

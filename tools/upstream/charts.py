@@ -125,6 +125,9 @@ CHARTS: dict[str, ChartSource] = {
         ChartSource("trust-manager", "github.com/cert-manager/trust-manager", "deploy/charts/trust-manager", _release_trust_manager),
         ChartSource("rook-ceph", "github.com/rook/rook", "deploy/charts/rook-ceph", _release_rook),
         ChartSource("rook-ceph-cluster", "github.com/rook/rook", "deploy/charts/rook-ceph-cluster", _release_rook),
+        # local-path-provisioner publishes its chart only in Git (no Helm repository); the chart is
+        # the folder as tagged, version and all.
+        ChartSource("local-path-provisioner", "github.com/rancher/local-path-provisioner", "deploy/chart/local-path-provisioner"),
         # argo-helm is not a Go module and its tags (argo-cd-10.8.0) are not Go versions: the proxy
         # serves its commits as pseudo-versions. 10.4.1's commit is not among those it serves.
         ChartSource("argo-cd", "github.com/argoproj/argo-helm", "charts/argo-cd", versions={"10.8.0": "v0.0.0-20260904222229-3bbb4305eea9"}),
