@@ -97,7 +97,8 @@ def load() -> LoadedStack:
 
 def stack_name() -> str:
     """This stack's fully qualified name, as a StackReference to it would spell it."""
-    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    # A self-managed backend (and an SDK the CLI told no organization) names it `organization`.
+    return f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
 def last_deployment() -> storage.Deployed:

@@ -1,0 +1,129 @@
+"""The storage component through the real program under mocks: what it registers, in what order, and
+the last deployment's output read back before anything is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from iluvatar.simulate import READ_STACK_OUTPUTS, Simulation, simulate
+from stacks import read_stack_file
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+
+APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+DEPLOYED = {
+    "cephOsds": {"alqualonde": ["/dev/nvme0n1"], "taniquetil": ["/dev/nvme0n1"], "tirion": ["/dev/nvme0n1"]},
+    "cephRetiring": {},
+}
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Simulation:
+    return simulate(read_stack_file(HOMELAB))
+
+
+def _run(tmp_path: Path, name: str, doc: dict[str, Any], previous: dict[str, Any] | None = None) -> Simulation:
+    folder = tmp_path / name
+    folder.mkdir()
+    return simulate(read_stack_file(write_stack(folder, doc, stack="homelab")), previous=previous)
+
+
+def _names(sim: Simulation, urns: tuple[str, ...]) -> set[str]:
+    return {r.name for r in sim.registrations if r.urn in urns}
+
+
+def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simulation) -> None:
+    regs = homelab.named()
+    assert regs["storage"].type == "iluvatar:storage:Storage"
+    assert sorted(r.name for r in homelab.children(regs["storage"])) == [
+        "storage-ainur-longhorn", "storage-ainur-namespace-longhorn-system", "storage-ainur-node-eonwe", "storage-ainur-node-ilmare",
+        "storage-ainur-node-manwe", "storage-arda-local-path-provisioner", "storage-arda-namespace-local-path-storage",
+        "storage-arda-namespace-rook-ceph", "storage-arda-rook-ceph", "storage-arda-rook-ceph-cluster",
+    ]  # fmt: skip
+    cluster = regs["storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"]
+    assert cluster.type == APPLICATION
+    assert cluster.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
+    # Argo CD syncs it only once its privileged namespace exists.
+    assert _names(homelab, cluster.dependencies) == {"gitops-arda-chart", "gitops-arda-appproject-platform", "storage-arda-namespace-rook-ceph"}
+    values = cluster.inputs["spec"]["source"]["helm"]["valuesObject"]
+    assert values["cephClusterSpec"]["storage"]["nodes"] == [
+        {"name": n, "devices": [{"name": "/dev/nvme0n1"}]} for n in ("taniquetil", "tirion", "alqualonde")
+    ]
+    longhorn = regs["storage-ainur-longhorn-application-longhorn"]
+    assert longhorn.provider.startswith(regs["gitops-ainur-kubernetes"].urn + "::")
+    namespace = regs["storage-arda-namespace-rook-ceph"].inputs["metadata"]
+    assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    pi = regs["storage-ainur-node-manwe"]
+    assert pi.type == "kubernetes:core/v1:NodePatch"
+    assert pi.inputs["metadata"] == {"name": "manwe", "labels": {"node.longhorn.io/create-default-disk": "true"}}
+    assert _names(homelab, pi.dependencies) == {"ainur-manwe-join"}
+
+
+def test_the_output_records_the_osd_disks_and_classes(homelab: Simulation) -> None:
+    assert homelab.outputs["storage"] == {
+        **DEPLOYED,
+        "classes": {"arda": {"ceph-block": True, "ceph-filesystem": False, "local-path": False}, "ainur": {"longhorn": True}},
+    }
+    assert (READ_STACK_OUTPUTS, {"name": "organization/iluvatar/homelab"}) in homelab.invocations
+
+
+def test_rk1_has_ceph_on_its_four_rk1_disks() -> None:
+    sim = simulate(read_stack_file(RK1))
+    values = sim.named()["storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"].inputs["spec"]["source"]["helm"]["valuesObject"]
+    assert [n["name"] for n in values["cephClusterSpec"]["storage"]["nodes"]] == ["talos-1", "talos-2", "talos-3", "talos-4"]
+    assert values["cephBlockPools"][0]["spec"] == {"failureDomain": "host", "replicated": {"size": 3, "requireSafeReplicaSize": True}}
+    assert sim.outputs["storage"]["classes"] == {"arda": {"ceph-block": True, "local-path": False}}
+
+
+def test_adding_a_disk_changes_only_that_nodes_storage_values(tmp_path: Path) -> None:
+    def state(sim: Simulation) -> dict[str, Any]:
+        return {r.name: (r.type, r.inputs, _names(sim, r.dependencies)) for r in sim.registrations}
+
+    before = state(_run(tmp_path, "before", homelab_doc()))
+    after = state(_run(tmp_path, "after", edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"]})))
+    assert set(before) == set(after)
+    # Tirion's own machine config (its data-disks annotation) and the CephCluster's values.
+    changed = sorted(n for n in before if before[n] != after[n])
+    assert changed == ["arda-tirion-apply", "storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"]
+
+
+def test_an_unretired_removal_is_refused_before_any_resource(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": ["/dev/nvme1n1"]})
+    sim = Simulation(stack="homelab")
+    folder = tmp_path / "refused"
+    folder.mkdir()
+    with pytest.raises(pulumi.RunError) as err:
+        simulate(read_stack_file(write_stack(folder, doc, stack="homelab")), record=sim, previous={"storage": DEPLOYED})
+    assert sim.registrations == []
+    assert str(err.value).splitlines() == [
+        "stack homelab: 1 problem:",
+        "  iluvatar:nodes[4].dataDisks: /dev/nvme0n1 left tirion's dataDisks, but it ran a Ceph OSD at the last deployment; removing it now "
+        "takes its copies with it. Put it back, set retire: [/dev/nvme0n1] on tirion, run `pulumi up`, wait for the Job osd-retire-tirion "
+        'to complete, then remove it (README, "Retiring a disk or a machine")',
+    ]
+
+
+def test_the_retire_path_is_the_easy_one(tmp_path: Path) -> None:
+    """Retire (a Job takes the OSD out), then remove: both runs are accepted."""
+    two = ["/dev/nvme0n1", "/dev/nvme1n1"]
+    deployed = {**DEPLOYED, "cephOsds": {**DEPLOYED["cephOsds"], "tirion": two}}
+    retiring = _run(
+        tmp_path, "retire", edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": two, "iluvatar:nodes[4].retire": ["/dev/nvme1n1"]}), deployed
+    )
+    job = retiring.named()["storage-arda-job-osd-retire-tirion"]
+    assert job.type == "kubernetes:batch/v1:Job"
+    assert _names(retiring, job.dependencies) == {"storage-arda-namespace-rook-ceph", "storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"}
+    assert retiring.outputs["storage"]["cephRetiring"] == {"tirion": ["/dev/nvme1n1"]}
+    removed = _run(tmp_path, "removed", homelab_doc(), retiring.outputs["storage"])
+    assert removed.outputs["storage"]["cephOsds"] == DEPLOYED["cephOsds"]
+    assert "storage-arda-job-osd-retire-tirion" not in removed.named()
+
+
+def test_without_gitops_nothing_is_installed_and_the_osds_are_remembered(tmp_path: Path) -> None:
+    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"])
+    sim = _run(tmp_path, "no-gitops", doc, {"storage": DEPLOYED})
+    assert [r.name for r in sim.registrations if r.name.startswith("storage")] == ["storage"]
+    assert sim.outputs["storage"]["cephOsds"] == DEPLOYED["cephOsds"]

@@ -1,0 +1,72 @@
+"""The storage facts and the removal rule: which hosts hold OSDs, which class is default, what may leave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacks import StackConfig, StackConfigError, load_stack_file
+from stacks import storage as facts
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+
+OSDS = {"taniquetil": ("/dev/nvme0n1",), "tirion": ("/dev/nvme0n1",), "alqualonde": ("/dev/nvme0n1",)}
+
+
+def _stack(tmp_path: Path, set_: dict[str, object] | None = None, delete: list[str] | None = None) -> StackConfig:
+    return load_stack_file(write_stack(tmp_path, edit(homelab_doc(), set_, delete)))
+
+
+def test_osd_hosts_are_the_arda_machines_with_data_disks() -> None:
+    assert facts.osd_hosts(load_stack_file(HOMELAB).nodes) == [
+        facts.OsdHost(n, ("/dev/nvme0n1",), ()) for n in ("taniquetil", "tirion", "alqualonde")
+    ]
+    assert [h.name for h in facts.osd_hosts(load_stack_file(RK1).nodes)] == ["talos-1", "talos-2", "talos-3", "talos-4"]
+
+
+def test_default_classes() -> None:
+    stack = load_stack_file(HOMELAB)
+    assert (facts.default_class(stack, "arda"), facts.default_class(stack, "ainur")) == ("ceph-block", "longhorn")
+    assert facts.arda_classes(stack) == ["ceph-block", "ceph-filesystem", "local-path"]
+    assert facts.ainur_classes(stack) == ["longhorn"]
+    assert facts.default_class(load_stack_file(RK1), "ainur") is None
+
+
+def test_two_osd_hosts_get_the_replication_error(tmp_path: Path) -> None:
+    with pytest.raises(StackConfigError) as err:
+        _stack(tmp_path, delete=["iluvatar:nodes[5].dataDisks"])
+    assert [p.path for p in err.value.problems] == ["iluvatar:storage.arda.ceph.replicas"]
+    assert "set iluvatar:storage.arda.ceph.replicas: 2 (2 copies: data survives one lost host)" in str(err.value.problems[0])
+
+
+def test_without_gitops_ceph_is_not_installed_so_its_rules_do_not_apply(tmp_path: Path) -> None:
+    doc = edit(
+        homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, ["iluvatar:gitops", "iluvatar:nodes[5].dataDisks"]
+    )
+    assert load_stack_file(write_stack(tmp_path, doc)).storage.arda.ceph.replicas is None
+
+
+def test_a_retired_disk_may_leave_and_an_unretired_one_may_not(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, delete=["iluvatar:nodes[4].dataDisks"], set_={"iluvatar:storage.arda.ceph.replicas": 2})
+    refused = facts.check_removals(stack, facts.Deployed(OSDS, {}))
+    assert [p.path for p in refused] == ["iluvatar:nodes[4].dataDisks"]
+    assert "set retire: [/dev/nvme0n1] on tirion" in str(refused[0]) and 'README, "Retiring a disk or a machine"' in str(refused[0])
+    assert facts.check_removals(stack, facts.Deployed(OSDS, {"tirion": ("/dev/nvme0n1",)})) == []
+
+
+def test_a_retired_machine_may_leave(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, set_={"iluvatar:storage.arda.ceph.replicas": 2}, delete=["iluvatar:nodes[5].dataDisks"])
+    assert [p.path for p in facts.check_removals(stack, facts.Deployed(OSDS, {}))] == ["iluvatar:nodes[5].dataDisks"]
+    assert facts.check_removals(stack, facts.Deployed(OSDS, {"alqualonde": ("/dev/nvme0n1",)})) == []
+
+
+def test_a_first_deployment_has_nothing_to_refuse() -> None:
+    assert facts.check_removals(load_stack_file(HOMELAB), facts.Deployed.from_output(None)) == []
+    assert facts.Deployed.from_output({}) == facts.Deployed({}, {})
+
+
+def test_the_output_reads_back_as_it_was_written() -> None:
+    output = {"cephOsds": {"tirion": ["/dev/nvme0n1", "/dev/nvme1n1"]}, "cephRetiring": {"tirion": ["/dev/nvme1n1"]}, "classes": {}}
+    assert facts.Deployed.from_output(output) == facts.Deployed({"tirion": ("/dev/nvme0n1", "/dev/nvme1n1")}, {"tirion": ("/dev/nvme1n1",)})
+    with pytest.raises(ValueError, match=r"cephOsds = \['x'\], not a mapping of node to disks"):
+        facts.Deployed.from_output({"cephOsds": ["x"]})
