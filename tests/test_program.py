@@ -43,6 +43,7 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
         ("iluvatar:edge:Edge", "edge"),
         ("iluvatar:gitops:GitOps", "gitops"),
         ("iluvatar:network:Ea", "ea"),
+        ("iluvatar:storage:Storage", "storage"),
     ]
     assert {r["cluster"] for r in sim.outputs["reservations"]} == {"arda"}
     assert len(sim.outputs["reservations"]) == 4
@@ -67,7 +68,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 131
+    assert len(sim.registrations) == 146
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -209,7 +210,7 @@ def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: P
         ),
         (
             {"iluvatar:nodes[1].role": "valar"},
-            ["iluvatar:ainur"],
+            ["iluvatar:ainur", "iluvatar:storage.ainur"],
             [
                 "  iluvatar:nodes[0].role: valar belongs to the Ainur, but iluvatar:ainur is not set",
                 "  iluvatar:nodes[1].role: valar belongs to the Ainur, but iluvatar:ainur is not set",

@@ -99,7 +99,15 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     assert config["machine"]["install"]["disk"] == "/dev/sda"
     assert config["machine"]["install"]["image"].startswith("factory.talos.dev/metal-installer/")
     kinds = {d["kind"]: d for d in docs[1:]}
-    assert sorted(kinds) == ["HostnameConfig", "Layer2VIPConfig", "LinkAliasConfig", "LinkConfig", "ResolverConfig", "UserVolumeConfig", "VolumeConfig"]
+    assert sorted(kinds) == [
+        "HostnameConfig",
+        "Layer2VIPConfig",
+        "LinkAliasConfig",
+        "LinkConfig",
+        "ResolverConfig",
+        "UserVolumeConfig",
+        "VolumeConfig",
+    ]
     # Local volumes (plans.local_volumes), as both Talos versions accepted them: on the system disk only.
     assert kinds["UserVolumeConfig"]["provisioning"] == {"diskSelector": {"match": "system_disk"}, "minSize": "1GiB", "maxSize": "25%", "grow": False}
     assert kinds["VolumeConfig"] == {"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "EPHEMERAL", "provisioning": {"maxSize": "75%"}}

@@ -64,7 +64,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
             "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
             "kubernetes/ainur/netboot/Deployment-netboot.yaml",
-            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror.yaml",
+            "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn.yaml",
             "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
             "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
             "kubernetes/ainur/netboot/Secret-talos-configs.yaml",
@@ -74,6 +74,15 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
+            # Storage: its charts as platform Applications, each after its privileged namespace.
+            "kubernetes/ainur/_cluster/Namespace-longhorn-system.yaml",
+            "kubernetes/ainur/argocd/Application-longhorn.yaml",
+            *[f"kubernetes/ainur/_cluster/NodePatch-{n}.yaml" for n in ("manwe", "eonwe", "ilmare")],
+            "kubernetes/arda/_cluster/Namespace-local-path-storage.yaml",
+            "kubernetes/arda/_cluster/Namespace-rook-ceph.yaml",
+            "kubernetes/arda/argocd/Application-local-path-provisioner.yaml",
+            "kubernetes/arda/argocd/Application-rook-ceph-cluster.yaml",
+            "kubernetes/arda/argocd/Application-rook-ceph.yaml",
             # GitOps: both Argo CDs (charts whose objects Pulumi owns), their projects and ApplicationSets.
             "kubernetes/ainur/argocd/AppProject-ainur.yaml",
             "kubernetes/ainur/argocd/AppProject-platform.yaml",
@@ -108,7 +117,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     )
     assert "    arda-bootstrap  (talos:machine/bootstrap:Bootstrap) [secret outputs: clientConfigurationWo] [after: arda-taniquetil-apply]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 131")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 146")
     assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
 
 

@@ -72,7 +72,10 @@ def test_the_scaffold_yields_one_application_per_app_in_its_categorys_namespace(
     assert sorted(a["name"] for a in results["arda"]["applicationSets"]) == sorted(DEFAULT_CATEGORIES)
     # The scaffolded apps build with kustomize (empty until the user fills them) and their project lets them sync.
     assert [(b["kustomize"], b["objects"], b.get("error")) for b in results["arda"]["builds"]] == [(True, [], None)] * 3
-    assert {(p["project"], p["source"], p["destination"], p["namespaces"]) for p in results["arda"]["permits"]} == {("arda", True, True, False)}
+    assert {(p["project"], p["source"], p["destination"], p["namespaces"]) for p in results["arda"]["permits"]} == {
+        ("arda", True, True, False),
+        ("platform", True, True, True),
+    }
     if stack.ainur is not None:
         assert _generated(results["ainur"]) == [("ainur-headlamp", "ainur/headlamp", "headlamp", "ainur")]
         assert set(results) == {"arda", "ainur"}
