@@ -325,7 +325,8 @@ class Deployed:
         def disks(key: str) -> dict[str, tuple[str, ...]]:
             found = value.get(key) or {}
             if not isinstance(found, Mapping):
-                raise ValueError(f"the last deployment's storage output has {key} = {found!r}, not a mapping of node to disks")
+                # Not a config rule (scripts/rule_coverage.py): the engine's own state is malformed.
+                raise TypeError(f"the last deployment's storage output has {key} = {found!r}, not a mapping of node to disks")
             return {str(node): tuple(str(d) for d in ds) for node, ds in found.items()}
 
         return cls(disks("cephOsds"), disks("cephRetiring"))

@@ -68,5 +68,5 @@ def test_a_first_deployment_has_nothing_to_refuse() -> None:
 def test_the_output_reads_back_as_it_was_written() -> None:
     output = {"cephOsds": {"tirion": ["/dev/nvme0n1", "/dev/nvme1n1"]}, "cephRetiring": {"tirion": ["/dev/nvme1n1"]}, "classes": {}}
     assert facts.Deployed.from_output(output) == facts.Deployed({"tirion": ("/dev/nvme0n1", "/dev/nvme1n1")}, {"tirion": ("/dev/nvme1n1",)})
-    with pytest.raises(ValueError, match=r"cephOsds = \['x'\], not a mapping of node to disks"):
+    with pytest.raises(TypeError, match=r"cephOsds = \['x'\], not a mapping of node to disks"):
         facts.Deployed.from_output({"cephOsds": ["x"]})
