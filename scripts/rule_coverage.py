@@ -12,7 +12,7 @@ What counts as a rule, and how it is neutralised:
   every `Field` bound (`ge`, `le`, `min_length`) is dropped; every `_pattern(...)` field check
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
-- `stacks/gitops.py` and `stacks/storage.py`: both kinds, their field checks and their rules
+- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py` and `stacks/edge.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
@@ -36,7 +36,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_TESTS = "tests/stacks/test_invalid_stacks.py"
-RULE_FILES = ("stacks/rules.py", "stacks/load.py", "stacks/model.py", "stacks/boards.py", "stacks/gitops.py", "stacks/storage.py")
+RULE_FILES = (
+    "stacks/rules.py",
+    "stacks/load.py",
+    "stacks/model.py",
+    "stacks/boards.py",
+    "stacks/gitops.py",
+    "stacks/storage.py",
+    "stacks/apps.py",
+    "stacks/edge.py",
+)
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
 
@@ -178,8 +187,8 @@ def discover() -> list[Rule]:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
             rules += _statement_rules(file, source)
-        elif file in ("stacks/gitops.py", "stacks/storage.py"):
-            # The GitOps checks: field checks (ValueError) and rules (Problem) in one module.
+        elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py"):
+            # A layer's checks: field checks (ValueError) and rules (Problem) in one module.
             rules += [*_statement_rules(file, source), *_model_rules(file, source)]
         else:
             rules += _model_rules(file, source)
