@@ -370,7 +370,6 @@ def platform_application(
     values: Mapping[str, Any],
     namespace: str,
     project: str = PLATFORM_PROJECT,
-    sync_wave: int = 0,
     release_name: str | None = None,
     self_heal: bool = True,
     cascade_delete: bool = False,
@@ -385,8 +384,9 @@ def platform_application(
 
     `chart` and `version` name the chart in the Helm repository `repo_url` (an `oci://` registry
     too), or `path` and `version` a chart folder in the Git repository `repo_url` at that revision
-    (for a chart published only in Git); `namespace` is where it installs (Pulumi creates it); `sync_wave` orders it among the
-    other platform Applications. Platform apps self-heal by default (nobody edits them by hand) and
+    (for a chart published only in Git); `namespace` is where it installs (Pulumi creates it). No sync
+    wave: Pulumi creates Applications directly, so no parent app would order them by it; one whose
+    CRDs another installs converges by retrying (RETRY, SkipDryRunOnMissingResource). Platform apps self-heal by default (nobody edits them by hand) and
     are never deleted with their resources (`cascade_delete=False`: no resources finalizer), so
     removing one from the program orphans what it installed rather than destroying a storage
     cluster. Pulumi owns the Application; Argo CD owns what it installs.
@@ -396,7 +396,6 @@ def platform_application(
         "namespace": NAMESPACE,
         "labels": {**MANAGED_BY, "iluvatar.dev/platform": "true"},
         "annotations": {
-            "argocd.argoproj.io/sync-wave": str(sync_wave),
             # A digest of the inline values: shows at a glance (and in `pulumi preview`) which
             # Application a change of the inventory touched.
             "iluvatar.dev/values-digest": values_digest(values),

@@ -325,13 +325,13 @@ class App:
 
 
 def applications(stack: StackConfig) -> list[App]:
-    """Every storage chart as a platform Application, in sync-wave order within each cluster."""
+    """Every storage chart as a platform Application, per cluster."""
     apps: list[App] = []
     if ceph_enabled(stack):
-        for release, values, wave in (("rook-ceph", rook_operator_values(), 0), ("rook-ceph-cluster", ceph_cluster_values(stack), 1)):
-            # The cluster after the operator: its CRDs come with the operator's chart.
+        for release, values in (("rook-ceph", rook_operator_values()), ("rook-ceph-cluster", ceph_cluster_values(stack))):
+            # The cluster's CRDs come with the operator's chart: its sync retries until they exist.
             application = gitops.platform_application(
-                release, chart=release, repo_url=ROOK_REPOSITORY, version=ROOK_VERSION, values=values, namespace=ROOK_NAMESPACE, sync_wave=wave
+                release, chart=release, repo_url=ROOK_REPOSITORY, version=ROOK_VERSION, values=values, namespace=ROOK_NAMESPACE
             )
             apps.append(App("arda", ROOK_NAMESPACE, application))
     if local_volumes(stack):

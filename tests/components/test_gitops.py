@@ -254,7 +254,7 @@ nodes = [{{"name": n.name, "devices": [{{"name": d}} for d in n.data_disks]}} fo
 values = {{"cephClusterSpec": {{"storage": {{"useAllNodes": False, "useAllDevices": False, "nodes": nodes}}}}}}
 app = platform_application(
     "rook-ceph-cluster", chart="rook-ceph-cluster", repo_url="https://charts.rook.io/release", version="v1.20.4",
-    values=values, namespace="rook-ceph", sync_wave=1,
+    values=values, namespace="rook-ceph",
 )
 PlatformApplication("storage-ceph", PlatformApplicationArgs(app, program["gitops"].arda))
 """

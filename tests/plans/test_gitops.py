@@ -84,7 +84,6 @@ def _ceph_app(stack: StackConfig) -> dict[str, Any]:
         version="v1.20.4",
         values=values,
         namespace="rook-ceph",
-        sync_wave=1,
     )
 
 
@@ -337,7 +336,6 @@ def test_a_platform_application() -> None:
         version="1.2.3",
         values={"cidr": "192.168.0.0/24"},
         namespace="kube-system",
-        sync_wave=-1,
     )
     assert app == {
         "apiVersion": "argoproj.io/v1alpha1",
@@ -347,7 +345,6 @@ def test_a_platform_application() -> None:
             "namespace": "argocd",
             "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar", "iluvatar.dev/platform": "true"},
             "annotations": {
-                "argocd.argoproj.io/sync-wave": "-1",
                 "iluvatar.dev/values-digest": plan.values_digest({"cidr": "192.168.0.0/24"}),
                 "argocd.argoproj.io/compare-options": "ServerSideDiff=true",
             },
