@@ -52,13 +52,9 @@ SECTIONS: dict[str, Section] = {
 # Secret keys, and the section whose presence makes each one required (None: optional, or decided
 # by a rule: without a private key, SSH to the Ainur goes through the user's SSH agent; the
 # Cloudflare token is required when the edge uses Cloudflare, stacks.edge).
-SECRETS: dict[str, str | None] = {
-    "cloudflareApiToken": None,
-    "ainurSshPrivateKey": None,
-    # Required or refused by stacks.gitops, from the repository URL and gitops.private.
-    gitops_rules.TOKEN: None,
-    gitops_rules.SSH_KEY: None,
-}
+# The secret keys. Each is required or refused by the layer that reads it: the Cloudflare token by
+# stacks.edge (from the edge's modes), the Git credentials by stacks.gitops (from the repository URL).
+SECRETS: tuple[str, ...] = ("cloudflareApiToken", "ainurSshPrivateKey", gitops_rules.TOKEN, gitops_rules.SSH_KEY)
 
 ORDER = [*SECTIONS, *SECRETS]
 
@@ -105,10 +101,6 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     for key, section in SECTIONS.items():
         if section.required and key not in values and key not in meant:
             problems.append(Problem(f"{NAMESPACE}:{key}", "is required"))
-    for key, needed_by in SECRETS.items():
-        full = f"{NAMESPACE}:{key}"
-        if needed_by is not None and needed_by in values and full not in raw and key not in meant:
-            problems.append(Problem(full, f"is required when {NAMESPACE}:{needed_by} is set; run `pulumi config set --secret {full} <value>`"))
 
     network = _section(values, "network", problems)
     ainur = _section(values, "ainur", problems)

@@ -94,8 +94,6 @@ def stack_schema() -> dict[str, Any]:
         config[f"{NAMESPACE}:{key}"] = _secret(key)
     known = sorted(k for k in config if k.startswith(f"{NAMESPACE}:"))
     required = [DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{k}" for k, s in SECTIONS.items() if s.required)]
-    # A section's secret is required when the section is set (the Cloudflare token with iluvatar:cloudflare).
-    dependent = {f"{NAMESPACE}:{needs}": [f"{NAMESPACE}:{key}"] for key, needs in SECRETS.items() if needs is not None}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Iluvatar stack file (Pulumi.<stack>.yaml)",
@@ -107,7 +105,6 @@ def stack_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": config,
                 "required": required,
-                "dependentRequired": dependent,
                 "allOf": [_cloudflare_token()],
                 # Other namespaces are free; an iluvatar: key that is not one of these is a typo.
                 "propertyNames": {"anyOf": [{"enum": known}, {"not": {"pattern": f"^{NAMESPACE}:"}}]},
