@@ -9,8 +9,9 @@ rules that are data).
 
 Usage:
   .venv/bin/uv sync --group mutation
-  .venv/bin/python scripts/mutation.py stacks            # or: plans, or a module: plans.ipam
+  .venv/bin/python scripts/mutation.py stacks            # or: plans, or a module: plans.ipam, stacks.rules
   .venv/bin/python scripts/mutation.py stacks --keep DIR # keep mutmut's tree to inspect (`mutmut show NAME` there)
+  .venv/bin/python scripts/mutation.py plans.talos --keep DIR --again  # after adding tests: re-run DIR's survivors
 
 It prints the score per module (killed / all mutants) and writes every survivor's diff to
 `<scratch>/survivors.txt` (printed path). About 30 minutes for `stacks` on 2 cores; it need not run
@@ -35,19 +36,33 @@ ROOT = Path(__file__).resolve().parent.parent
 # What each target mutates, and the tests that mirror or reach it. Integration tests that run
 # the whole program (tests/test_program.py, tests/components/, render) are left out: each would
 # cost seconds per mutant, and a module's own tests should catch a break in it.
+# A plans/ module is scored by its mirror, tests/plans/test_<module>*.py, and by these too:
+EXTRA_TESTS: dict[str, list[str]] = {
+    # k3s's config and kube-vip pod are tested where they are used: the Pis' cloud-init and the netboot pods.
+    "plans.k3s": ["tests/plans/test_cloudinit.py", "tests/plans/test_netboot.py"],
+    # The diagram's picture is pinned where the CLI draws it (the README's SVG, texts and boxes read back).
+    "plans.diagram": ["tests/iluvatar/test_diagram.py"],
+}
+
+
+def _plans_targets() -> dict[str, tuple[list[str], list[str]]]:
+    """One target per plans/ module (`plans.netboot`), each with its mirroring tests."""
+    targets: dict[str, tuple[list[str], list[str]]] = {}
+    for source in sorted((ROOT / "plans").glob("*.py")):
+        if source.stem == "__init__":
+            continue
+        name = f"plans.{source.stem}"
+        mirror = [str(t.relative_to(ROOT)) for t in sorted((ROOT / "tests" / "plans").glob(f"test_{source.stem}*.py"))]
+        targets[name] = ([f"plans/{source.name}"], list(dict.fromkeys(mirror + EXTRA_TESTS.get(name, []))))
+    return targets
+
+
+PLANS = _plans_targets()
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "stacks": (["stacks/*"], ["tests/stacks"]),
-    # Modules of plans/ that nobody else is rewriting now; the rest are measured after they land.
-    "plans": (
-        ["plans/ipam.py", "plans/network.py", "plans/cilium.py", "plans/yamltext.py"],
-        [
-            "tests/plans/test_ipam.py",
-            "tests/plans/test_network.py",
-            "tests/plans/test_cilium.py",
-            "tests/plans/test_cilium_values.py",
-            "tests/plans/test_yamltext.py",
-        ],
-    ),
+    # All of plans/, each module with its mirror (one mutmut run; per module, run `plans.<module>`).
+    "plans": (["plans/*"], sorted({t for _, tests in PLANS.values() for t in tests})),
+    **PLANS,
 }
 IGNORE = shutil.ignore_patterns(
     ".venv", "mutants", ".git", "__pycache__", ".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache", "render", "out"
@@ -74,35 +89,56 @@ def _module(mutant: str) -> str:
     return mutant.split(".x", 1)[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("target", help=f"one of {', '.join(TARGETS)}, or a module such as plans.ipam")
-    parser.add_argument("--keep", type=Path, help="build the scratch tree here and keep it")
-    parser.add_argument("--max-children", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    if args.target in TARGETS:
-        only, tests = TARGETS[args.target]
-        names: list[str] = []
-    else:
-        package = args.target.split(".")[0]
-        only = [args.target.replace(".", "/") + ".py"]
-        tests = TARGETS[package][1]
-        names = [f"{args.target}.*"]
-    mutmut = Path(sys.executable).with_name("mutmut")
-    if not mutmut.exists():
-        print(f"{mutmut} is missing: .venv/bin/uv sync --group mutation", file=sys.stderr)
-        return 2
-    tree = _scratch(only, tests, args.keep)
-    env = {**os.environ, "ILUVATAR_SCHEMAS": os.environ.get("ILUVATAR_SCHEMAS", str(ROOT.parent / "shared" / "schemas"))}
-    run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names], cwd=tree, env=env, capture_output=True, text=True)
-    (tree / "mutmut-run.log").write_text(run.stdout + run.stderr)
+def _statuses(mutmut: Path, tree: Path, env: dict[str, str]) -> dict[str, str]:
     results = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=tree, env=env, capture_output=True, text=True, check=True)
     statuses: dict[str, str] = {}
     for line in results.stdout.splitlines():
         name, sep, status = line.strip().rpartition(": ")
         if sep and name:
             statuses[name] = status
+    return statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("target", help=f"one of {', '.join(TARGETS)}, or a module such as stacks.rules")
+    parser.add_argument("--keep", type=Path, help="build the scratch tree here and keep it")
+    parser.add_argument(
+        "--again", action="store_true", help="with --keep DIR of an earlier run: copy the current tests/ there and re-run only its survivors"
+    )
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    names: list[str] = []
+    if args.target in TARGETS:
+        only, tests = TARGETS[args.target]
+    elif args.target.split(".")[0] == "stacks":
+        only = [args.target.replace(".", "/") + ".py"]
+        tests = TARGETS["stacks"][1]
+        names = [f"{args.target}.*"]
+    else:
+        parser.error(f"unknown target {args.target!r}: one of {', '.join(TARGETS)}, or stacks.<module>")
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        print(f"{mutmut} is missing: .venv/bin/uv sync --group mutation", file=sys.stderr)
+        return 2
+    env = {**os.environ, "ILUVATAR_SCHEMAS": os.environ.get("ILUVATAR_SCHEMAS", str(ROOT.parent / "shared" / "schemas"))}
+    if args.again:
+        if args.keep is None or not (args.keep / "mutants").is_dir():
+            parser.error("--again needs --keep DIR of an earlier run of the same target")
+        tree = args.keep
+        # New or stronger tests: mutmut copies tests/ into mutants/ again and collects who reaches what for new
+        # tests; only the earlier survivors are run again (a test added cannot revive a killed mutant).
+        shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=IGNORE)
+        names = sorted(n for n, s in _statuses(mutmut, tree, env).items() if s in ("survived", "no tests"))
+        if not names:
+            print("no survivors to run again")
+    else:
+        tree = _scratch(only, tests, args.keep)
+    run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names], cwd=tree, env=env, capture_output=True, text=True)
+    with (tree / "mutmut-run.log").open("a") as log:
+        log.write(run.stdout + run.stderr)
+    statuses = _statuses(mutmut, tree, env)
     if not statuses:
         print(f"mutmut produced no results; see {tree / 'mutmut-run.log'}", file=sys.stderr)
         return 2
