@@ -64,6 +64,9 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "plans": (["plans/*"], sorted({t for _, tests in PLANS.values() for t in tests})),
     **PLANS,
 }
+# Tests in the mirroring files that run the whole program (the offline simulation, seconds each): left
+# out of every mutant's run like tests/test_program.py; the module's own exact-value tests must catch a break.
+WHOLE_PROGRAM = ["tests/plans/test_cloudflare.py::test_cloudflared_loads_the_configuration_the_program_sends"]
 IGNORE = shutil.ignore_patterns(
     ".venv", "mutants", ".git", "__pycache__", ".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache", "render", "out"
 )
@@ -76,7 +79,17 @@ def _scratch(only_mutate: list[str], tests: list[str], keep: Path | None) -> Pat
     shutil.copytree(ROOT, tree, ignore=IGNORE)
     pyproject = tree / "pyproject.toml"
     text = pyproject.read_text()
-    for key, value in (("only_mutate", only_mutate), ("pytest_add_cli_args_test_selection", tests)):
+    # Each mutant's tests run fastest first (scripts/mutation_order.py); whole-program tests are deselected.
+    cli = ["-p", "no:cacheprovider", "-q", "-p", "scripts.mutation_order", *(a for t in WHOLE_PROGRAM for a in ("--deselect", t))]
+    also = re.search(r"^also_copy = (.*)$", text, re.MULTILINE)
+    assert also is not None, "pyproject.toml's [tool.mutmut] has no also_copy"
+    settings = (
+        ("only_mutate", only_mutate),
+        ("pytest_add_cli_args_test_selection", tests),
+        ("pytest_add_cli_args", cli),
+        ("also_copy", [*json.loads(also.group(1)), "scripts/"]),
+    )
+    for key, value in settings:
         line = f"{key} = {json.dumps(value)}"
         pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
         text = pattern.sub(line, text) if pattern.search(text) else text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{line}\n", 1)
