@@ -106,3 +106,27 @@ def test_the_deployment_reads_the_token_from_its_secret_and_is_pinned() -> None:
 def test_no_tunnel_config_for_a_stack_without_external_apps() -> None:
     assert cloudflare.external_hosts(_stack(RK1)) == []
     assert cloudflare.tunnel_config(_stack(RK1)) == {"ingress": [{"service": "http_status:404"}]}
+
+
+def test_the_connectors_spread_report_ready_and_hold_no_api_token() -> None:
+    """The rest of the pod spec: two connectors on two machines (one machine's loss keeps the tunnel up),
+    probed on cloudflared's own /ready, with no Kubernetes API token mounted."""
+    deployment = cloudflare.cloudflared_deployment(_stack())
+    labels = {"app.kubernetes.io/name": "cloudflared"}
+    assert deployment["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar", **labels}
+    assert (deployment["spec"]["selector"], deployment["spec"]["template"]["metadata"]) == ({"matchLabels": labels}, {"labels": labels})
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}}
+            ]
+        }
+    }
+    [container] = pod["containers"]
+    assert container["name"] == "cloudflared"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 2000, "protocol": "TCP"}]
+    ready = {"httpGet": {"path": "/ready", "port": "metrics"}, "periodSeconds": 10}
+    assert (container["readinessProbe"], container["livenessProbe"]) == (ready, {**ready, "failureThreshold": 6})
+    assert container["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}

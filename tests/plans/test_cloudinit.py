@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from plans import cloudinit, k3s
-from stacks import load_stack_file, parse_stack
+from stacks import load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.strategies import raw_stacks
 from tests.tools import cloud_init_network_schema, cloud_init_schema
@@ -157,3 +157,53 @@ def test_user_data_values_that_protect_data_and_access() -> None:
             "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_SKIP_START=true "
             f"INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_EXEC={kind}{agent} sh -",
         ]
+
+
+def test_the_whole_user_data_of_a_server_and_an_agent() -> None:
+    """Every key of the document, so a misspelt key (which `cloud-init schema` lets through) or a changed value fails."""
+    stack = load_stack_file(HOMELAB)
+    assert stack.ainur is not None
+    install = "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_ENABLE=true "
+
+    def expected(name: str, kind: str) -> dict[str, Any]:
+        return {
+            "hostname": name,
+            "fqdn": f"{name}.iluvatar.home.arpa",
+            "manage_etc_hosts": True,
+            "ssh_pwauth": False,
+            "disable_root": True,
+            "users": [
+                {
+                    "name": "ubuntu",
+                    "groups": ["adm", "sudo"],
+                    "shell": "/bin/bash",
+                    "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                    "lock_passwd": True,
+                    "ssh_authorized_keys": list(stack.ainur.ssh_authorized_keys),  # type: ignore[union-attr]
+                }
+            ],
+            "package_update": True,
+            "packages": ["open-iscsi", "nfs-common", "xfsprogs", "cryptsetup", "curl", "jq", "zstd"],
+            # Longhorn's iSCSI initiator must run before k3s schedules a volume.
+            "runcmd": [["systemctl", "enable", "--now", "iscsid"], ["sh", "-c", install + kind]],
+            "disk_setup": {"/dev/nvme0n1": {"table_type": "gpt", "layout": True, "overwrite": False}},
+            "fs_setup": [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}],
+            "mounts": [["LABEL=longhorn", "/var/lib/longhorn", "xfs", "defaults,nofail,discard", "0", "2"]],
+        }
+
+    server = yaml.safe_load(cloudinit.user_data(stack, stack.nodes[0]))
+    [kube_vip] = server.pop("write_files")
+    assert server == expected("manwe", "INSTALL_K3S_EXEC=server sh -")
+    # The static pod's file is root's alone: it names the kubeconfig kube-vip reads.
+    assert (kube_vip["path"], kube_vip["permissions"]) == ("/var/lib/rancher/k3s/agent/pod-manifests/kube-vip.yaml", "0600")
+    assert yaml.safe_load(kube_vip["content"]) == k3s.kube_vip_manifest(stack)
+    agent = yaml.safe_load(cloudinit.user_data(stack, stack.nodes[2]))
+    assert agent == expected("ilmare", "INSTALL_K3S_EXEC=agent K3S_URL=https://192.168.0.10:6443 sh -")
+
+
+def test_a_pi_without_a_data_disk_gets_no_disk_setup() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:nodes"] = [{k: v for k, v in n.items() if k != "dataDisks"} if n["name"] == "eonwe" else n for n in raw["iluvatar:nodes"]]
+    stack = parse_stack(raw)
+    doc = cloudinit.user_data_document(stack, stack.nodes[1])
+    assert not {"disk_setup", "fs_setup", "mounts"} & set(doc)
