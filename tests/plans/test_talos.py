@@ -157,3 +157,51 @@ def test_config_path_is_what_ipxe_expands_the_mac_to() -> None:
 def test_patches_are_deterministic() -> None:
     stack = load_stack_file(HOMELAB)
     assert [talos.node_patches(stack, n, IMAGE) for n in stack.arda_nodes] == [talos.node_patches(stack, n, IMAGE) for n in stack.arda_nodes]
+
+
+def test_the_talos_invokes_inputs() -> None:
+    """What the Talos provider is given: the bare Kubernetes version, the VIP's API endpoint, a machine type per role."""
+    stack = load_stack_file(HOMELAB)
+    assert (talos.kubernetes_version(stack), talos.cluster_endpoint(stack)) == ("1.34.1", "https://192.168.0.20:6443")
+    # A control plane generated as a worker would never start etcd; a worker as a control plane would join etcd.
+    assert {n.name: talos.machine_type(n) for n in stack.arda_nodes} == {
+        "taniquetil": "controlplane",
+        "tirion": "controlplane",
+        "alqualonde": "controlplane",
+        "gandalf": "worker",
+        "saruman": "worker",
+    }
+
+
+def test_the_generic_worker_takes_dhcp_and_a_generated_hostname() -> None:
+    raw = dict(__import__("stacks").read_stack_file(RK1).config)
+    docs = talos.generic_worker_documents(parse_stack(raw), "generic-arm64", "/dev/nvme0n1", IMAGE)
+    assert docs == [
+        {
+            "machine": {
+                "install": {"disk": "/dev/nvme0n1", "image": IMAGE, "wipe": False},
+                "features": {"kubePrism": {"enabled": True, "port": 7445}},
+                "nodeLabels": {"iluvatar/role": "istari", "iluvatar/board": "generic-arm64", "iluvatar/generic": "true"},
+            },
+            # A worker: no allowSchedulingOnControlPlanes even where the stack allows it (rk1).
+            "cluster": {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}},
+        },
+        {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
+        {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": "10.10.0.1"}, {"address": "9.9.9.9"}]},
+    ]
+
+
+def test_the_schematic_text_image_factory_hashes() -> None:
+    assert talos.schematic_yaml(BOARDS["rk1"]) == (
+        "customization:\n  systemExtensions:\n    officialExtensions:\n    - siderolabs/iscsi-tools\n    - siderolabs/util-linux-tools\n"
+        "overlay:\n  image: siderolabs/sbc-rockchip\n  name: turingrk1\n"
+    )
+
+
+def test_the_generic_workers_board_gets_its_schematic() -> None:
+    raw = dict(__import__("stacks").read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {
+        **raw["iluvatar:ainur"],
+        "netboot": {"mode": "dhcp", "unknownMacs": "generic-worker", "genericWorker": {"board": "generic-arm64", "installDisk": "/dev/sda"}},
+    }
+    assert [b.name for b in talos.schematic_boards(parse_stack(raw))] == ["generic-arm64", "generic-x86"]
