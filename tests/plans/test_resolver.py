@@ -8,6 +8,7 @@ query it gets, so the test sees both what the resolver answers and what it lets 
 from __future__ import annotations
 
 import functools
+import hashlib
 import socket
 import subprocess
 import time
@@ -176,3 +177,50 @@ def test_coredns_refuses_a_broken_corefile(tmp_path: Path) -> None:
     result = subprocess.run([str(gotools.build("coredns")), "-conf", str(tmp_path / "Corefile")], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "Unknown directive 'hostz'" in result.stdout + result.stderr
+
+
+def test_the_resolver_pod_spec() -> None:
+    """Two CoreDNS pods on two machines, probed on their own health and ready ports, restarted by a new Corefile."""
+    stack = parse_stack(dict(read_stack_file(RK1).config))
+    [deployment] = [m for m in resolver.manifests(stack) if m["kind"] == "Deployment"]
+    labels = {"app.kubernetes.io/name": "lan-resolver"}
+    assert deployment["metadata"] == {
+        "name": "lan-resolver",
+        "namespace": "networking",
+        "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar", **labels},
+    }
+    spec = deployment["spec"]
+    assert (spec["replicas"], spec["selector"]) == (2, {"matchLabels": labels})
+    digest = spec["template"]["metadata"]["annotations"]["iluvatar/corefile-digest"]
+    assert spec["template"]["metadata"] == {"labels": labels, "annotations": {"iluvatar/corefile-digest": digest}}
+    assert digest == hashlib.sha256(resolver.corefile(stack).encode()).hexdigest()[:16]
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}}
+            ]
+        }
+    }
+    assert pod["volumes"] == [{"name": "config", "configMap": {"name": "lan-resolver"}}]
+    [container] = pod["containers"]
+    assert container == {
+        "name": "coredns",
+        "image": "registry.k8s.io/coredns/coredns:v1.13.1",
+        "args": ["-conf", "/etc/coredns/Corefile"],
+        "ports": [
+            {"name": "dns", "containerPort": 1053, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": 1053, "protocol": "TCP"},
+            {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "ready", "containerPort": 8181, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "ready"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": "health"}, "periodSeconds": 10, "failureThreshold": 5},
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+    }
+    [service] = [m for m in resolver.manifests(stack) if m["kind"] == "Service"]
+    assert (service["spec"]["type"], service["spec"]["selector"]) == ("LoadBalancer", labels)
