@@ -77,6 +77,12 @@ def _scratch(only_mutate: list[str], tests: list[str], keep: Path | None) -> Pat
     if tree.exists():
         shutil.rmtree(tree)
     shutil.copytree(ROOT, tree, ignore=IGNORE)
+    _configure(tree, only_mutate, tests)
+    return tree
+
+
+def _configure(tree: Path, only_mutate: list[str], tests: list[str]) -> bool:
+    """Set the target's mutmut settings in the tree's pyproject.toml; whether they changed."""
     pyproject = tree / "pyproject.toml"
     text = pyproject.read_text()
     # Each mutant's tests run fastest first (scripts/mutation_order.py); whole-program tests are deselected.
@@ -93,8 +99,9 @@ def _scratch(only_mutate: list[str], tests: list[str], keep: Path | None) -> Pat
         line = f"{key} = {json.dumps(value)}"
         pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
         text = pattern.sub(line, text) if pattern.search(text) else text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{line}\n", 1)
+    changed = text != pyproject.read_text()
     pyproject.write_text(text)
-    return tree
+    return changed
 
 
 def _module(mutant: str) -> str:
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mutmut} is missing: .venv/bin/uv sync --group mutation", file=sys.stderr)
         return 2
     env = {**os.environ, "ILUVATAR_SCHEMAS": os.environ.get("ILUVATAR_SCHEMAS", str(ROOT.parent / "shared" / "schemas"))}
+    earlier: dict[str, str] = {}
     if args.again:
         if args.keep is None or not (args.keep / "mutants").is_dir():
             parser.error("--again needs --keep DIR of an earlier run of the same target")
@@ -143,15 +151,22 @@ def main(argv: list[str] | None = None) -> int:
         # New or stronger tests: mutmut copies tests/ into mutants/ again and collects who reaches what for new
         # tests; only the earlier survivors are run again (a test added cannot revive a killed mutant).
         shutil.copytree(ROOT / "tests", tree / "tests", dirs_exist_ok=True, ignore=IGNORE)
-        names = sorted(n for n, s in _statuses(mutmut, tree, env).items() if s in ("survived", "no tests"))
-        if not names:
-            print("no survivors to run again")
+        earlier = _statuses(mutmut, tree, env)
+        names = sorted(n for n, s in earlier.items() if s in ("survived", "no tests"))
+        # A new mirroring test file changes the selection; mutmut then forgets every verdict, so the earlier
+        # ones stand for the mutants not run again.
+        _configure(tree, only, tests)
     else:
         tree = _scratch(only, tests, args.keep)
-    run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names], cwd=tree, env=env, capture_output=True, text=True)
-    with (tree / "mutmut-run.log").open("a") as log:
-        log.write(run.stdout + run.stderr)
+    if names or not args.again:
+        run = subprocess.run(
+            [str(mutmut), "run", "--max-children", str(args.max_children), *names], cwd=tree, env=env, capture_output=True, text=True
+        )
+        with (tree / "mutmut-run.log").open("a") as log:
+            log.write(run.stdout + run.stderr)
     statuses = _statuses(mutmut, tree, env)
+    rerun = set(names) if args.again else set()
+    statuses = {n: earlier[n] if n in earlier and n not in rerun and s == "not checked" else s for n, s in statuses.items()}
     if not statuses:
         print(f"mutmut produced no results; see {tree / 'mutmut-run.log'}", file=sys.stderr)
         return 2
