@@ -457,3 +457,93 @@ def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: P
     (root / "ipxe-arm64.efi").write_bytes(b"truncated")
     assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode != 0
     assert (tmp_path / "apt-calls").read_text().splitlines() == ["update -qq"]
+
+
+def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
+    """The DaemonSet that moves the service address with the netboot pod: every Pi, host network, ARP, the RBAC it needs."""
+    objs = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.kube_vip_services(load_stack_file(HOMELAB))}
+    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/part-of": "iluvatar"}
+    assert sorted(objs) == [
+        "ClusterRole/iluvatar-kube-vip",
+        "ClusterRoleBinding/iluvatar-kube-vip",
+        "DaemonSet/kube-vip-services",
+        "ServiceAccount/kube-vip",
+    ]
+    assert objs["ServiceAccount/kube-vip"]["metadata"] == {"name": "kube-vip", "labels": labels, "namespace": "kube-system"}
+    assert objs["ClusterRole/iluvatar-kube-vip"]["metadata"] == {"name": "iluvatar-kube-vip", "labels": labels}
+    assert objs["ClusterRole/iluvatar-kube-vip"]["rules"] == [
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "watch", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "get", "watch", "update", "create"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "get", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    ]
+    binding = objs["ClusterRoleBinding/iluvatar-kube-vip"]
+    assert (binding["roleRef"], binding["subjects"]) == (
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "iluvatar-kube-vip"},
+        [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}],
+    )
+    daemonset = objs["DaemonSet/kube-vip-services"]
+    assert daemonset["metadata"]["namespace"] == "kube-system"
+    assert daemonset["spec"]["selector"] == {"matchLabels": labels}
+    assert daemonset["spec"]["template"]["metadata"] == {"labels": labels}
+    assert daemonset["spec"]["template"]["spec"] == {
+        "serviceAccountName": "kube-vip",
+        "hostNetwork": True,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [
+            {
+                "name": "kube-vip",
+                "image": "ghcr.io/kube-vip/kube-vip:v0.9.2",
+                "args": ["manager"],
+                "env": [
+                    {"name": "vip_arp", "value": "true"},
+                    {"name": "cp_enable", "value": "false"},
+                    {"name": "svc_enable", "value": "true"},
+                    {"name": "svc_election", "value": "true"},
+                    {"name": "vip_leaseduration", "value": "5"},
+                    {"name": "vip_renewdeadline", "value": "3"},
+                    {"name": "vip_retryperiod", "value": "1"},
+                    {"name": "prometheus_server", "value": ""},
+                ],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+            }
+        ],
+    }
+
+
+def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> None:
+    stack = load_stack_file(HOMELAB)
+    claim, deployment, service = netboot.git_mirror_manifests(stack)
+    labels = {"app.kubernetes.io/name": "git-mirror", "app.kubernetes.io/part-of": "iluvatar"}
+    meta = {"name": "git-mirror", "labels": labels, "namespace": "netboot"}
+    assert claim == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta,
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path", "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    # One writer of the mirror at a time, even during an update.
+    assert (deployment["metadata"], deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (meta, 1, {"type": "Recreate"})
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}
+    mirror, daemon = pod["containers"]
+    assert (mirror["name"], mirror["image"], mirror["command"][:2]) == ("mirror", "quay.io/argoproj/argocd:v3.5.2", ["sh", "-c"])
+    assert "url=https://github.com/example/homelab.git\n" in mirror["command"][2] and "  sleep 600\n" in mirror["command"][2]
+    assert mirror["volumeMounts"] == [{"name": "git", "mountPath": "/srv/git"}]
+    assert daemon == {
+        "name": "daemon",
+        "image": "quay.io/argoproj/argocd:v3.5.2",
+        "command": ["git", "daemon", "--reuseaddr", "--export-all", "--informative-errors", "--port=9418", "--base-path=/srv/git", "/srv/git"],
+        "ports": [{"name": "git", "containerPort": 9418, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 10},
+        "volumeMounts": [{"name": "git", "mountPath": "/srv/git", "readOnly": True}],
+    }
+    assert pod["volumes"] == [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}]
+    assert service == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {**meta, "annotations": {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}},
+        "spec": {"type": "LoadBalancer", "selector": labels, "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}]},
+    }
