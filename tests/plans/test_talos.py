@@ -205,3 +205,25 @@ def test_the_generic_workers_board_gets_its_schematic() -> None:
         "netboot": {"mode": "dhcp", "unknownMacs": "generic-worker", "genericWorker": {"board": "generic-arm64", "installDisk": "/dev/sda"}},
     }
     assert [b.name for b in talos.schematic_boards(parse_stack(raw))] == ["generic-arm64", "generic-x86"]
+
+
+def test_the_link_is_up_with_its_address_and_route() -> None:
+    """The whole LinkConfig: `up: false` passes the schema and leaves the machine off the network."""
+    link = next(d for d in _docs(load_stack_file(HOMELAB), "gandalf") if d.get("kind") == "LinkConfig")
+    assert link == {
+        "apiVersion": "v1alpha1",
+        "kind": "LinkConfig",
+        "name": "lan0",
+        "up": True,
+        "addresses": [{"address": "192.168.0.31/24"}],
+        "routes": [{"gateway": "192.168.0.1"}],
+    }
+
+
+def test_every_data_disk_is_announced_comma_separated() -> None:
+    raw = dict(__import__("stacks").read_stack_file(HOMELAB).config)
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[4] = {**nodes[4], "dataDisks": ["/dev/nvme0n1", "/dev/sdb"]}
+    raw["iluvatar:nodes"] = nodes
+    config = _docs(parse_stack(raw), "tirion")[0]
+    assert config["machine"]["nodeAnnotations"] == {"iluvatar/data-disks": "/dev/nvme0n1,/dev/sdb"}
