@@ -3,6 +3,7 @@ kubernetes-validate; the values that make netbooting work and keep secrets off t
 
 from __future__ import annotations
 
+import os
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from plans import k3s, netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns import kubeapi
 from tests.strategies import raw_stacks
 from tests.tools import dnsmasq_test, require
 
@@ -547,3 +549,42 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "metadata": {**meta, "annotations": {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}},
         "spec": {"type": "LoadBalancer", "selector": labels, "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}]},
     }
+
+
+def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path) -> None:
+    """restore-leases and save-leases, run by sh against the API stand-in (tests/netns/kubeapi.py): a
+    first start restores nothing, a save creates the ConfigMap, a later start restores the same bytes."""
+    lease_file = tmp_path / "leases" / "dnsmasq.leases"
+    leases = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
+
+    def sh(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+
+    restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True)
+    with kubeapi.kube_api(tmp_path) as (store, env):
+        first = sh(restore, env)
+        assert (first.returncode, first.stdout) == (0, "restored 0 leases\n")
+        assert lease_file.read_text() == ""
+        lease_file.write_text(leases)
+        saved = sh(save, env)
+        assert (saved.returncode, saved.stderr) == (0, "")
+        assert store.leases().decode() == leases
+        lease_file.unlink()
+        restored = sh(restore, env)
+        assert (restored.returncode, restored.stdout) == (0, "restored 1 leases\n")
+        assert lease_file.read_text() == leases
+        assert sh(save, env).returncode == 0
+    assert store.calls == [
+        ("GET", kubeapi.ITEM, 404),
+        ("PUT", kubeapi.ITEM, 404),
+        ("POST", kubeapi.COLLECTION, 201),
+        ("GET", kubeapi.ITEM, 200),
+        ("PUT", kubeapi.ITEM, 200),
+    ]
+
+
+def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
+    script = netboot.save_leases_script()
+    assert script.splitlines()[5:7] == ['last=""', "while true; do"]
+    assert script.endswith("  sleep 2\ndone\n")
+    assert "sleep" not in netboot.save_leases_script(once=True)
