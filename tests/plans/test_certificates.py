@@ -175,3 +175,20 @@ def test_the_closed_values_check_catches_a_misspelt_key() -> None:
     chart = upstream.chart(plan.CERT_MANAGER_CHART, plan.CERT_MANAGER_VERSION)
     values = {**plan.cert_manager_values(_stack(HOMELAB)), "dns01RecursiveNameserverOnly": True}
     assert upstream.values_errors(chart, values) == ["<root>: Additional properties are not allowed ('dns01RecursiveNameserverOnly' was unexpected)"]
+
+
+def test_the_local_ca_is_named_for_its_cluster() -> None:
+    assert plan.ca_subject(_stack(HOMELAB)) == {"common_name": "Iluvatar arda root CA", "organization": "Iluvatar"}
+    assert plan.ca_subject(_stack(RK1)) == {"common_name": "Iluvatar turing root CA", "organization": "Iluvatar"}
+
+
+def test_the_charts_values_exactly() -> None:
+    """The real charts render these (above); here the values themselves, so a dropped key cannot pass as a default."""
+    keep = {"crds": {"enabled": True, "keep": True}}
+    assert plan.cert_manager_values(_stack(HOMELAB)) == {
+        **keep,
+        "dns01RecursiveNameservers": "1.1.1.1:53,9.9.9.9:53",
+        "dns01RecursiveNameserversOnly": True,
+    }
+    assert plan.cert_manager_values(_stack(RK1)) == keep
+    assert plan.trust_manager_values(_stack(RK1)) == {"app": {"trust": {"namespace": "cert-manager"}}}
