@@ -588,3 +588,69 @@ def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
     assert script.splitlines()[5:7] == ['last=""', "while true; do"]
     assert script.endswith("  sleep 2\ndone\n")
     assert "sleep" not in netboot.save_leases_script(once=True)
+
+
+def test_the_netboot_pods_containers_whole() -> None:
+    """Every container as the kubelet gets it: the DHCP, DNS and TFTP ports, the lease scripts' image and mounts."""
+    pod = objects(load_stack_file(HOMELAB))["Deployment/netboot"]["spec"]["template"]["spec"]
+    etc = {"name": "config", "mountPath": "/etc/iluvatar"}
+    leases = {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"}
+    curl = "docker.io/curlimages/curl:8.11.1"
+    assert pod["initContainers"] == [
+        {"name": "restore-leases", "image": curl, "command": ["sh", "/etc/iluvatar/restore-leases.sh"], "volumeMounts": [etc, leases]}
+    ]
+    dnsmasq, http, save = pod["containers"]
+    assert (dnsmasq["image"], dnsmasq["ports"]) == (
+        "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4",
+        [
+            {"name": "dns-udp", "containerPort": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+            {"name": "dhcp", "containerPort": 67, "protocol": "UDP"},
+            {"name": "tftp", "containerPort": 69, "protocol": "UDP"},
+        ],
+    )
+    assert (http["image"], http["ports"]) == ("docker.io/library/nginx:1.28.0-alpine", [{"name": "http", "containerPort": 80, "protocol": "TCP"}])
+    assert save == {"name": "save-leases", "image": curl, "command": ["sh", "/etc/iluvatar/save-leases.sh"], "volumeMounts": [etc, leases]}
+
+
+def test_every_namespaced_object_is_in_its_namespace() -> None:
+    stack = load_stack_file(HOMELAB)
+    placed = [(m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in netboot.manifests(stack, netboot.config_macs(stack))]
+    assert placed == [
+        ("Namespace", "netboot", None),
+        ("ConfigMap", "netboot", "netboot"),
+        ("ConfigMap", "ipxe", "netboot"),
+        ("ServiceAccount", "netboot", "netboot"),
+        ("Role", "netboot-leases", "netboot"),
+        ("RoleBinding", "netboot-leases", "netboot"),
+        ("DaemonSet", "netboot-cache", "netboot"),
+        ("Deployment", "netboot", "netboot"),
+        ("Service", "netboot", "netboot"),
+        ("ServiceAccount", "kube-vip", "kube-system"),
+        ("ClusterRole", "iluvatar-kube-vip", None),
+        ("ClusterRoleBinding", "iluvatar-kube-vip", None),
+        ("DaemonSet", "kube-vip-services", "kube-system"),
+        ("Namespace", "argocd", None),
+        ("PersistentVolumeClaim", "git-mirror", "netboot"),
+        ("Deployment", "git-mirror", "netboot"),
+        ("Service", "git-mirror", "netboot"),
+    ]
+    labels = {"app.kubernetes.io/name": "netboot", "app.kubernetes.io/part-of": "iluvatar"}
+    deployment = objects(stack)["Deployment/netboot"]
+    assert (deployment["metadata"]["labels"], deployment["spec"]["selector"]) == (labels, {"matchLabels": labels})
+
+
+def test_fetch_assets_stops_at_a_failed_download_and_keeps_the_old_pair(tmp_path: Path) -> None:
+    """`set -eu`: a failed download must not swap in a half-filled folder; every board is fetched."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in (("k1", b"K1"), ("i1", b"I1"), ("k2", b"K2"), ("i2", b"I2")):
+        (src / name).write_bytes(data)
+    root = tmp_path / "assets"
+    urls = {"generic-x86": (f"file://{src}/k1", f"file://{src}/i1"), "rk1": (f"file://{src}/k2", f"file://{src}/i2")}
+    assert _run(netboot.fetch_assets_script(urls, root=str(root)), tmp_path).returncode == 0
+    assert {p.name: (p / "vmlinuz").read_bytes() for p in root.iterdir()} == {"generic-x86": b"K1", "rk1": b"K2"}
+    broken = {"generic-x86": (f"file://{src}/missing", f"file://{src}/i1"), "rk1": urls["rk1"]}
+    assert _run(netboot.fetch_assets_script(broken, root=str(root)), tmp_path).returncode != 0
+    assert (root / "generic-x86" / "vmlinuz").read_bytes() == b"K1"
+    assert sorted(p.name for p in root.iterdir()) == ["generic-x86", "generic-x86.new", "rk1"]
