@@ -654,3 +654,36 @@ def test_fetch_assets_stops_at_a_failed_download_and_keeps_the_old_pair(tmp_path
     assert _run(netboot.fetch_assets_script(broken, root=str(root)), tmp_path).returncode != 0
     assert (root / "generic-x86" / "vmlinuz").read_bytes() == b"K1"
     assert sorted(p.name for p in root.iterdir()) == ["generic-x86", "generic-x86.new", "rk1"]
+
+
+def test_the_cache_pod_whole() -> None:
+    """What fills each Pi's cache: the scripts from the netboot ConfigMap, the host folder, the images pulled."""
+    etc = {"name": "config", "mountPath": "/etc/iluvatar"}
+    cache = {"name": "cache", "mountPath": "/var/lib/iluvatar/netboot"}
+    curl = "docker.io/curlimages/curl:8.11.1"
+    assert netboot.cache_pod() == {
+        "tolerations": [{"operator": "Exists"}],
+        "initContainers": [
+            {
+                "name": "ipxe",
+                "image": "docker.io/library/debian:trixie-20250908-slim",
+                "command": ["sh", "/etc/iluvatar/fetch-ipxe.sh"],
+                "volumeMounts": [etc, cache],
+            },
+            {
+                "name": "assets",
+                "image": curl,
+                "command": ["sh", "/etc/iluvatar/fetch-assets.sh"],
+                "volumeMounts": [etc, cache],
+                "securityContext": {"runAsUser": 0},
+            },
+            # Pulled now so the netboot pod starts on this Pi without the internet; the command only proves the image runs.
+            {"name": "pull-dnsmasq", "image": "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4", "command": ["dnsmasq", "--version"]},
+            {"name": "pull-nginx", "image": "docker.io/library/nginx:1.28.0-alpine", "command": ["nginx", "-v"]},
+        ],
+        "containers": [{"name": "idle", "image": curl, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "netboot"}},
+            {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}},
+        ],
+    }
