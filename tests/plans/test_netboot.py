@@ -687,3 +687,39 @@ def test_the_cache_pod_whole() -> None:
             {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}},
         ],
     }
+
+
+def test_every_objects_labels_and_the_bindings() -> None:
+    """The privileged Pod Security level the host-network DHCP pod needs, each object's labels (the Services and
+    DaemonSets select by them), the lease Role's binding and the Service's type."""
+    stack = load_stack_file(HOMELAB)
+
+    def app(name: str) -> dict[str, str]:
+        return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "iluvatar"}
+
+    found = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.manifests(stack, netboot.config_macs(stack))}
+    assert found["Namespace/netboot"]["metadata"] == {"name": "netboot", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
+    assert found["Namespace/argocd"]["metadata"] == {"name": "argocd", "labels": app("argocd-seed")}
+    for key in (
+        "ConfigMap/netboot",
+        "ConfigMap/ipxe",
+        "ServiceAccount/netboot",
+        "Role/netboot-leases",
+        "RoleBinding/netboot-leases",
+        "Service/netboot",
+    ):
+        assert found[key]["metadata"]["labels"] == app("netboot"), key
+    cache = found["DaemonSet/netboot-cache"]
+    assert (
+        cache["metadata"]["labels"]
+        == cache["spec"]["selector"]["matchLabels"]
+        == cache["spec"]["template"]["metadata"]["labels"]
+        == app("netboot-cache")
+    )
+    binding = found["RoleBinding/netboot-leases"]
+    assert (binding["roleRef"], binding["subjects"]) == (
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "netboot-leases"},
+        [{"kind": "ServiceAccount", "name": "netboot", "namespace": "netboot"}],
+    )
+    assert (found["Service/netboot"]["spec"]["type"], found["Service/netboot"]["spec"]["selector"]) == ("LoadBalancer", app("netboot"))
+    assert found["ConfigMap/ipxe"]["data"] == netboot.scripts(stack)
