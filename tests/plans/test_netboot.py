@@ -723,3 +723,18 @@ def test_every_objects_labels_and_the_bindings() -> None:
     )
     assert (found["Service/netboot"]["spec"]["type"], found["Service/netboot"]["spec"]["selector"]) == ("LoadBalancer", app("netboot"))
     assert found["ConfigMap/ipxe"]["data"] == netboot.scripts(stack)
+
+
+def test_a_private_repository_is_mirrored_with_its_credential_mounted_read_only() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:gitops"] = {**raw["iluvatar:gitops"], "private": True, "username": "me"}
+    raw["iluvatar:gitopsToken"] = "t"
+    stack = parse_stack(raw, frozenset({"iluvatar:gitopsToken"}))
+    pod = netboot.git_mirror_manifests(stack)[1]["spec"]["template"]["spec"]
+    mirror = pod["containers"][0]
+    assert mirror["volumeMounts"] == [
+        {"name": "git", "mountPath": "/srv/git"},
+        {"name": "credentials", "mountPath": "/credentials", "readOnly": True},
+    ]
+    assert pod["volumes"][1] == {"name": "credentials", "secret": {"secretName": "git-mirror-credentials", "defaultMode": 0o400}}
+    assert "GIT_CONFIG_VALUE_0='store --file=/credentials/git-credentials'" in mirror["command"][2]
