@@ -738,3 +738,91 @@ def test_a_private_repository_is_mirrored_with_its_credential_mounted_read_only(
     ]
     assert pod["volumes"][1] == {"name": "credentials", "secret": {"secretName": "git-mirror-credentials", "defaultMode": 0o400}}
     assert "GIT_CONFIG_VALUE_0='store --file=/credentials/git-credentials'" in mirror["command"][2]
+
+
+def _boot_script(unknown: list[str]) -> list[str]:
+    return [
+        "#!ipxe",  # iPXE runs a script only after this exact magic line
+        f"# Iluvatar: served at http://{SVC}/boot.ipxe; each machine of the inventory has its own script, keyed by MAC.",
+        f"set iluvatar http://{SVC}",
+        *(f"iseq ${{mac:hexhyp}} {m} && goto known ||" for m in sorted([*WORKERS, *CONTROL_PLANES])),
+        "goto unknown",
+        ":known",
+        "set script ${iluvatar}/ipxe/${mac:hexhyp}.ipxe",
+        "chain ${script} || goto failed",
+        "exit",
+        ":unknown",
+        *unknown,
+        ":failed",
+        "echo Iluvatar: ${script} failed with error ${errno} (https://ipxe.org/err); the lines above say which step",
+        "sleep 10",
+        "exit 1",
+    ]
+
+
+def test_the_whole_boot_script() -> None:
+    assert (
+        netboot.scripts(load_stack_file(HOMELAB))["boot.ipxe"]
+        == "\n".join(_boot_script(["echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)", "exit"]))
+        + "\n"
+    )
+    assert (
+        netboot.scripts(VARIANTS["dhcp-generic-worker"]())["boot.ipxe"]
+        == "\n".join(
+            _boot_script(
+                [
+                    "echo Iluvatar: ${mac} is not in the inventory; booting it as a generic worker (netboot.unknownMacs)",
+                    "set script ${iluvatar}/ipxe/generic-worker.ipxe",
+                    "chain ${script} || goto failed",
+                    "exit",
+                ]
+            )
+        )
+        + "\n"
+    )
+
+
+def test_the_whole_node_scripts() -> None:
+    assets = f"http://{SVC}/assets/generic-x86"
+
+    def script(comment: str, kernel: str) -> str:
+        return "\n".join(
+            [
+                "#!ipxe",
+                f"# {comment}",
+                f"{kernel} || goto kernel",
+                f"initrd --name initramfs.xz {assets}/initramfs.xz || goto initrd",
+                "boot || goto boot",
+                ":kernel",
+                f"echo Iluvatar: could not load the Talos kernel {assets}/vmlinuz (error ${{errno}}); is the netboot cache on the Pi holding {SVC} filled?",
+                "goto fail",
+                ":initrd",
+                f"echo Iluvatar: could not download the Talos initramfs {assets}/initramfs.xz (error ${{errno}})",
+                "goto fail",
+                ":boot",
+                "echo Iluvatar: the Talos kernel for generic-x86 did not start (error ${errno}); a truncated download or the wrong architecture?",
+                ":fail",
+                "sleep 10",
+                "exit 1",
+                "",
+            ]
+        )
+
+    scripts = netboot.scripts(load_stack_file(HOMELAB))
+    assert scripts["a8-b8-e0-20-00-01.ipxe"] == script("taniquetil (valinor): Talos v1.12.4, maintenance mode; Pulumi applies its config", KERNEL)
+    assert scripts["28-d2-44-30-00-01.ipxe"] == script(
+        "gandalf (istari): Talos v1.12.4, its machine config at talos.config", f"{KERNEL} talos.config=http://{SVC}/configs/28-d2-44-30-00-01.yaml"
+    )
+    generic = netboot.scripts(VARIANTS["dhcp-generic-worker"]())["generic-worker.ipxe"]
+    assert generic == script(
+        "an unknown machine, as a generic worker: Talos v1.12.4, its machine config at talos.config",
+        f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml",
+    )
+
+
+def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
+    assert [line for line in netboot.fetch_ipxe_script().splitlines() if line.startswith("  cp ")] == [
+        "  cp /usr/lib/ipxe/ipxe-arm64.efi /var/lib/iluvatar/netboot/tftp.new/ipxe-arm64.efi",
+        "  cp /usr/lib/ipxe/ipxe-amd64.efi /var/lib/iluvatar/netboot/tftp.new/ipxe.efi",
+        "  cp /usr/lib/ipxe/undionly.kpxe /var/lib/iluvatar/netboot/tftp.new/undionly.kpxe",
+    ]
