@@ -826,3 +826,50 @@ def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
         "  cp /usr/lib/ipxe/ipxe-amd64.efi /var/lib/iluvatar/netboot/tftp.new/ipxe.efi",
         "  cp /usr/lib/ipxe/undionly.kpxe /var/lib/iluvatar/netboot/tftp.new/undionly.kpxe",
     ]
+
+
+def _lan(lan: str, **network: Any) -> StackConfig:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:network"] = {**raw["iluvatar:network"], "lan": lan, **network}
+    return parse_stack(raw)
+
+
+def test_reverse_zones_are_whole_octets_at_most_a_24_each() -> None:
+    """Every /24 of a wider LAN (a /22: four zones, a /18: sixty-four), and a /25 inside its /24, never a /25 zone."""
+    assert netboot._reverse_zones(_lan("192.168.0.0/22")) == [f"{i}.168.192.in-addr.arpa" for i in range(4)]
+    assert netboot._reverse_zones(_lan("192.168.0.0/18", vlans=[])) == sorted(f"{i}.168.192.in-addr.arpa" for i in range(64))
+    narrow = _lan(
+        "192.168.0.0/25",
+        dhcpRange={"start": "192.168.0.100", "end": "192.168.0.109"},
+        loadBalancerPool={"start": "192.168.0.110", "end": "192.168.0.126"},
+    )
+    assert netboot._reverse_zones(narrow) == ["0.168.192.in-addr.arpa"]
+
+
+def test_a_vlan_machine_first_in_address_order_skips_only_itself() -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:network"] = {
+        **raw["iluvatar:network"],
+        "vlans": [*raw["iluvatar:network"]["vlans"], {"id": 30, "name": "lab", "cidr": "10.0.5.0/24", "gateway": "10.0.5.1"}],
+    }
+    nodes = list(raw["iluvatar:nodes"])
+    nodes[7] = {**nodes[7], "vlan": "lab", "ip": "10.0.5.32"}
+    raw["iluvatar:nodes"] = nodes
+    hosts = [line.split(",")[-2] for line in lines(parse_stack(raw)) if line.startswith("dhcp-host=")]
+    assert hosts == ["manwe", "eonwe", "ilmare", "taniquetil", "tirion", "alqualonde", "gandalf"]
+
+
+def test_ipxe_is_told_by_its_user_class_and_proxy_mode_prompts_without_waiting() -> None:
+    dhcp, proxy = lines(load_stack_file(HOMELAB)), lines(variant(mode="proxy"))
+    # iPXE sends the DHCP user class "iPXE": the tag that sends it the boot script instead of iPXE again.
+    assert "dhcp-userclass=set:ipxe,iPXE" in dhcp and "dhcp-userclass=set:ipxe,iPXE" in proxy
+    assert proxy[-3:] == ['pxe-prompt="Iluvatar",0', "enable-tftp", "tftp-root=/var/lib/iluvatar/tftp"]
+    assert dhcp[-2:] == ["enable-tftp", "tftp-root=/var/lib/iluvatar/tftp"] and not any(line.startswith("pxe-prompt") for line in dhcp)
+
+
+def test_extra_records_under_either_zone_keep_their_name() -> None:
+    stack = load_stack_file(HOMELAB)
+    extra = [("www.example.com", IPv4Address("192.168.0.239")), ("grafana.iluvatar.home.arpa.", IPv4Address("192.168.0.238"))]
+    records = dict(netboot.dns_records(stack, extra))
+    assert (records["www.example.com"], records["grafana.iluvatar.home.arpa"]) == (IPv4Address("192.168.0.239"), IPv4Address("192.168.0.238"))
+    assert not any(name.endswith((".example.com.iluvatar.home.arpa", ".")) for name in records)
