@@ -490,7 +490,7 @@ def _sh(name: str, image: str, script: str, mounts: list[dict[str, Any]]) -> dic
     return {"name": name, "image": image, "command": ["sh", f"/etc/iluvatar/{script}"], "volumeMounts": mounts}
 
 
-def netboot_pod(stack: StackConfig, config_macs: Sequence[str]) -> dict[str, Any]:
+def netboot_pod(config_macs: Sequence[str]) -> dict[str, Any]:
     """The netboot pod: dnsmasq and nginx on the host network, with the leases kept in the cluster."""
     config_items = [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in config_macs]
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
@@ -577,7 +577,7 @@ def cache_pod() -> dict[str, Any]:
     }
 
 
-def kube_vip_services(stack: StackConfig) -> list[dict[str, Any]]:
+def kube_vip_services() -> list[dict[str, Any]]:
     """kube-vip for LoadBalancer addresses on every Pi (the API VIP stays with the valar's static
     pod): per-Service election among the Pis running an endpoint, so the service address follows
     the netboot pod."""
@@ -690,7 +690,7 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
         _single_pod(
             "netboot",
             labels,
-            netboot_pod(stack, config_macs),
+            netboot_pod(config_macs),
             annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records)},
         ),
         {
@@ -708,7 +708,7 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
                 "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
             },
         },
-        *kube_vip_services(stack),
+        *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
         *git_mirror_manifests(stack),
     ]
