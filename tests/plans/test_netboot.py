@@ -463,7 +463,7 @@ def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: P
 
 def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
     """The DaemonSet that moves the service address with the netboot pod: every Pi, host network, ARP, the RBAC it needs."""
-    objs = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.kube_vip_services(load_stack_file(HOMELAB))}
+    objs = {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.kube_vip_services()}
     labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/part-of": "iluvatar"}
     assert sorted(objs) == [
         "ClusterRole/iluvatar-kube-vip",
@@ -486,8 +486,9 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "iluvatar-kube-vip"},
         [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}],
     )
+    assert binding["metadata"] == {"name": "iluvatar-kube-vip", "labels": labels}
     daemonset = objs["DaemonSet/kube-vip-services"]
-    assert daemonset["metadata"]["namespace"] == "kube-system"
+    assert daemonset["metadata"] == {"name": "kube-vip-services", "labels": labels, "namespace": "kube-system"}
     assert daemonset["spec"]["selector"] == {"matchLabels": labels}
     assert daemonset["spec"]["template"]["metadata"] == {"labels": labels}
     assert daemonset["spec"]["template"]["spec"] == {
@@ -532,7 +533,8 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
     assert pod["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}
     mirror, daemon = pod["containers"]
     assert (mirror["name"], mirror["image"], mirror["command"][:2]) == ("mirror", "quay.io/argoproj/argocd:v3.5.2", ["sh", "-c"])
-    assert "url=https://github.com/example/homelab.git\n" in mirror["command"][2] and "  sleep 600\n" in mirror["command"][2]
+    assert mirror["command"][2].splitlines()[1:3] == ["repo=/srv/git/repo.git", "url=https://github.com/example/homelab.git"]
+    assert "  sleep 600\n" in mirror["command"][2]
     assert mirror["volumeMounts"] == [{"name": "git", "mountPath": "/srv/git"}]
     assert daemon == {
         "name": "daemon",
