@@ -16,7 +16,7 @@ from typing import Any
 
 from plans import gitops
 from plans.network import plan_network
-from stacks.apps import under
+from stacks.apps import under, zone_of
 from stacks.edge import edge_addresses
 from stacks.model import POD_SECURITY_LEVELS, App, PodSecurityLevel, StackConfig
 
@@ -147,7 +147,9 @@ def check_public(stack: StackConfig, records: list[tuple[str, str]]) -> None:
     is not an external app's (an internal app's, or anything in the internal zone)."""
     external = {a.host for a in stack.apps if a.audience == "external"}
     for name, content in records:
-        if name not in external or under(name, stack.network.domain):
+        # In the internal zone is judged as stacks.apps judges an app's zone: the longer zone a name is under wins,
+        # so a public zone inside network.domain (pub.example.com in example.com) is still the public zone.
+        if name not in external or zone_of(name, stack.network) == stack.network.domain:
             raise PublicDnsError(f"{name} is not an external app's host; it must never be published")
         try:
             address = ip_address(content)

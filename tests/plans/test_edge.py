@@ -178,3 +178,43 @@ def test_no_internal_host_or_private_address_is_ever_public(apps: list[dict[str,
     # The Ainur's zone takes every app host as written, beside the machines' records.
     zone = dict(netboot.dns_records(stack, edge.lan_records(stack)))
     assert {h: zone[h] for h in lan} == lan
+
+
+def test_a_public_zone_inside_the_internal_domain_is_still_published() -> None:
+    """Validation places a host in the longer zone it is under (stacks.apps.zone_of): with network.domain example.com
+    and externalDomain pub.example.com, www.pub.example.com is the public zone's. The guard used to call it internal
+    and stop the program after validation had accepted the stack."""
+    sf = read_stack_file(HOMELAB)
+    raw = dict(sf.config)
+    raw["iluvatar:network"] = {**raw["iluvatar:network"], "domain": "example.com", "externalDomain": "pub.example.com"}
+    raw["iluvatar:apps"] = [
+        {"name": "blog", "category": "selfhosted", "host": "www.pub.example.com", "audience": "external", "service": {"port": 80}},
+        {"name": "wiki", "category": "selfhosted", "host": "wiki.example.com", "service": {"port": 80}},
+    ]
+    stack = parse_stack(raw, sf.secret_keys)
+    assert edge.public_records(stack) == [edge.PublicRecord("blog", "www.pub.example.com", "CNAME", True, 1)]
+    with pytest.raises(edge.PublicDnsError, match=r"^wiki.example.com is not an external app's host"):
+        edge.check_public(stack, [("wiki.example.com", "x.cfargotunnel.com")])
+
+
+def test_every_record_is_checked_not_only_the_first() -> None:
+    stack = _with_apps(
+        [
+            {"name": "blog", "category": "selfhosted", "host": "www.example.com", "audience": "external", "service": {"port": 80}},
+            {"name": "shop", "category": "selfhosted", "host": "shop.example.com", "audience": "external", "service": {"port": 80}},
+        ]
+    )
+    with pytest.raises(edge.PublicDnsError, match=r"^shop.example.com would publish 192.168.0.5, a private address$"):
+        edge.check_public(stack, [("www.example.com", "t.cfargotunnel.com"), ("shop.example.com", "192.168.0.5")])
+
+
+def test_the_gateways_and_the_controllers_namespaces() -> None:
+    assert edge.gateway_names(_stack(HOMELAB)) == ["envoy-external", "envoy-internal"]
+    assert edge.gateway_names(_stack(RK1)) == ["envoy-internal"]
+    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+    for name in ("cert-manager", "envoy-gateway-system"):
+        assert edge.namespaces(_stack(HOMELAB))[name] == {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar", **restricted}},
+        }
