@@ -173,3 +173,25 @@ def test_the_default_values_do_not_set_gateway_namespace_mode() -> None:
 def test_every_rendered_object_passes_kubeconform() -> None:
     stack = _stack(HOMELAB)
     assert upstream.kubeconform(_rendered(HOMELAB), stack.arda.kubernetes_version, crds=[SOURCE]) == []
+
+
+def test_the_class_the_redirect_and_the_controllers_values_whole() -> None:
+    managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+    assert gateways.gateway_class()["metadata"] == {"name": "envoy", "labels": managed}
+    assert gateways.envoy_proxy()["metadata"] == {"name": "envoy", "namespace": "envoy-gateway-system", "labels": managed}
+    assert gateways.redirect_route(load_stack_file(HOMELAB)) == {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "https-redirect", "namespace": "networking", "labels": managed},
+        "spec": {
+            "parentRefs": [
+                {"name": "envoy-external", "namespace": "networking", "sectionName": "http"},
+                {"name": "envoy-internal", "namespace": "networking", "sectionName": "http"},
+            ],
+            "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}],
+        },
+    }
+    # One proxy Deployment per Gateway, in the Gateway's own namespace (envoy-external's Service name the tunnel targets).
+    assert gateways.helm_values(load_stack_file(HOMELAB)) == {
+        "config": {"envoyGateway": {"provider": {"type": "Kubernetes", "kubernetes": {"deploy": {"type": "GatewayNamespace"}}}}}
+    }
