@@ -192,3 +192,12 @@ def test_the_charts_values_exactly() -> None:
     }
     assert plan.cert_manager_values(_stack(RK1)) == keep
     assert plan.trust_manager_values(_stack(RK1)) == {"app": {"trust": {"namespace": "cert-manager"}}}
+
+
+def test_the_issuers_and_the_bundle_are_named_and_labelled() -> None:
+    managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+    assert [(i["apiVersion"], i["kind"], i["metadata"]) for i in plan.issuers(_stack(HOMELAB))] == [
+        ("cert-manager.io/v1", "ClusterIssuer", {"name": "iluvatar-ca", "labels": managed}),
+        ("cert-manager.io/v1", "ClusterIssuer", {"name": "letsencrypt", "labels": managed}),
+    ]
+    assert (plan.trust_bundle()["kind"], plan.trust_bundle()["metadata"]) == ("Bundle", {"name": "iluvatar-trust", "labels": managed})
