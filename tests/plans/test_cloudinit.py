@@ -187,7 +187,7 @@ def test_the_whole_user_data_of_a_server_and_an_agent() -> None:
             # Longhorn's iSCSI initiator must run before k3s schedules a volume.
             "runcmd": [["systemctl", "enable", "--now", "iscsid"], ["sh", "-c", install + kind]],
             "disk_setup": {"/dev/nvme0n1": {"table_type": "gpt", "layout": True, "overwrite": False}},
-            "fs_setup": [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto"}],
+            "fs_setup": [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto", "overwrite": False}],
             "mounts": [["LABEL=longhorn", "/var/lib/longhorn", "xfs", "defaults,nofail,discard", "0", "2"]],
         }
 

@@ -27,7 +27,8 @@ def test_the_first_server_initialises_etcd() -> None:
     stack = load_stack_file(HOMELAB)
     assert yaml.safe_load(k3s.config(stack, stack.nodes[0], "T0K3N")) == {
         "cluster-init": True,
-        "disable": ["servicelb", "traefik"],
+        # The homelab's Pis run Longhorn as the default class, so k3s's own local-path default is off too.
+        "disable": ["servicelb", "traefik", "local-storage"],
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",
@@ -59,7 +60,11 @@ def test_every_later_server_joins_the_first_through_the_vip() -> None:
         doc = yaml.safe_load(k3s.config(stack, node, "T0K3N"))
         # A second `cluster-init` would start a second etcd: a split cluster.
         assert "cluster-init" not in doc
-        assert (doc["server"], doc["node-label"], doc["disable"]) == (f"https://{VIP}:6443", ["iluvatar/role=valar"], ["servicelb", "traefik"])
+        assert (doc["server"], doc["node-label"], doc["disable"]) == (
+            f"https://{VIP}:6443",
+            ["iluvatar/role=valar"],
+            ["servicelb", "traefik", "local-storage"],
+        )
         assert doc["tls-san"] == [VIP, "ainur.iluvatar.home.arpa"]
 
 

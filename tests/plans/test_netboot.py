@@ -521,11 +521,12 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
     claim, deployment, service = netboot.git_mirror_manifests(stack)
     labels = {"app.kubernetes.io/name": "git-mirror", "app.kubernetes.io/part-of": "iluvatar"}
     meta = {"name": "git-mirror", "labels": labels, "namespace": "netboot"}
+    # On Longhorn, which the homelab's Pis run: the copy follows the pod to any Pi.
     assert claim == {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": meta,
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path", "resources": {"requests": {"storage": "2Gi"}}},
+        "metadata": {**meta, "name": "git-mirror-longhorn"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn", "resources": {"requests": {"storage": "2Gi"}}},
     }
     # One writer of the mirror at a time, even during an update.
     assert (deployment["metadata"], deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (meta, 1, {"type": "Recreate"})
@@ -544,7 +545,7 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "git", "mountPath": "/srv/git", "readOnly": True}],
     }
-    assert pod["volumes"] == [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror"}}]
+    assert pod["volumes"] == [{"name": "git", "persistentVolumeClaim": {"claimName": "git-mirror-longhorn"}}]
     assert service == {
         "apiVersion": "v1",
         "kind": "Service",
@@ -633,7 +634,7 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
         ("ClusterRoleBinding", "iluvatar-kube-vip", None),
         ("DaemonSet", "kube-vip-services", "kube-system"),
         ("Namespace", "argocd", None),
-        ("PersistentVolumeClaim", "git-mirror", "netboot"),
+        ("PersistentVolumeClaim", "git-mirror-longhorn", "netboot"),
         ("Deployment", "git-mirror", "netboot"),
         ("Service", "git-mirror", "netboot"),
     ]
