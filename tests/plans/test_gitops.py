@@ -456,3 +456,52 @@ def test_the_mirrors_credentials() -> None:
     assert "GIT_CONFIG_VALUE_0='store --file=/credentials/git-credentials'" in plan.mirror_script(
         "https://github.com/e/h.git", "/srv/git", 600, "token"
     )
+
+
+def test_the_mirror_loop_and_daemon_exactly() -> None:
+    """Clone into a temporary folder (a half-clone is never served), fetch every interval, keep the last copy."""
+    assert plan.mirror_script("https://github.com/e/h.git", "/srv/git", 600, "token").splitlines() == [
+        "set -u",
+        "export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0='store --file=/credentials/git-credentials'",
+        "repo=/srv/git/repo.git",
+        "url=https://github.com/e/h.git",
+        'until [ -d "$repo" ]; do',
+        '  rm -rf "$repo.tmp"',
+        '  if git clone --mirror "$url" "$repo.tmp" && mv "$repo.tmp" "$repo"; then break; fi',
+        '  echo "mirror: cloning $url failed; retrying" >&2; sleep 30',
+        "done",
+        "while true; do",
+        '  git -C "$repo" remote set-url origin "$url"',
+        '  git -C "$repo" remote update --prune || echo "mirror: fetching $url failed; serving the last copy" >&2',
+        "  sleep 600",
+        "done",
+    ]
+    assert plan.mirror_script("https://github.com/e/h.git", "/srv/git", 600, None).splitlines()[1] == "repo=/srv/git/repo.git"
+    assert plan.mirror_daemon_command("/srv/git") == [
+        "git",
+        "daemon",
+        "--reuseaddr",
+        "--export-all",
+        "--informative-errors",
+        "--port=9418",
+        "--base-path=/srv/git",
+        "/srv/git",
+    ]
+
+
+def test_the_redis_secret_and_the_platform_project_exactly() -> None:
+    managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+    assert plan.redis_secret("PW") == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "argocd-redis", "namespace": "argocd", "labels": managed},
+        "type": "Opaque",
+        "stringData": {"auth": "PW"},
+    }
+    project = plan.platform_app_project()
+    assert (project["metadata"], project["spec"]["sourceRepos"], project["spec"]["destinations"]) == (
+        {"name": "platform", "namespace": "argocd", "labels": managed},
+        ["*"],
+        [{"server": "https://kubernetes.default.svc", "namespace": "*"}],
+    )
+    assert project["spec"]["clusterResourceWhitelist"] == [{"group": "*", "kind": "*"}]
