@@ -109,11 +109,20 @@ def stack_doc(arda_nodes: int) -> dict[str, object]:
             },
             "iluvatar:ainur": {
                 "vip": at(10),
+                "serviceIp": at(14),
                 "k3sVersion": "v1.33.6+k3s1",
                 "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBENCH bench"],
+                "gitMirror": {"ip": at(15)},
             },
+            # Every layer the homelab stack has, so the benchmark measures all of them: GitOps, storage, the edge.
+            "iluvatar:gitops": {"repoUrl": "https://github.com/example/homelab.git", "revision": "main", "appsPath": "kubernetes/apps"},
+            "iluvatar:storage": {"arda": {"defaultClass": "ceph-block"}, "ainur": {"defaultClass": "longhorn"}},
             "iluvatar:arda": {"clusterName": "arda", "vip": at(11), "talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1"},
             "iluvatar:nodes": nodes,
+            "iluvatar:apps": [
+                {"name": "home-assistant", "category": "home-automation", "host": "hass.bench.home.arpa", "service": {"port": 8123}},
+                {"name": "jellyfin", "category": "media", "host": "jellyfin.bench.home.arpa", "service": {"port": 8096}},
+            ],
         }
     }
 
