@@ -19,6 +19,10 @@ API_PORT = 6443
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
 KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
+# kube-vip's leader election, for the API VIP and the service address alike: a lease of 5 s renewed
+# every 3 s, retried every second, so an address moves within seconds of its holder dying (the
+# failover bound in the README adds these to the kubelet's eviction of the netboot pod).
+KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
 STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 
@@ -81,9 +85,7 @@ def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
         "cp_enable": "true",
         "svc_enable": "false",
         "vip_leaderelection": "true",
-        "vip_leaseduration": "5",
-        "vip_renewdeadline": "3",
-        "vip_retryperiod": "1",
+        **KUBE_VIP_ELECTION,
         "address": str(stack.ainur.vip),
     }
     return {

@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from plans import gitops, storage, talos
-from plans.k3s import KUBE_VIP_IMAGE
+from plans.k3s import KUBE_VIP_ELECTION, KUBE_VIP_IMAGE
 from plans.network import gateway_addresses, plan_network
 from stacks.boards import BOARDS
 from stacks.model import Node, StackConfig
@@ -587,9 +587,7 @@ def kube_vip_services() -> list[dict[str, Any]]:
         "cp_enable": "false",
         "svc_enable": "true",
         "svc_election": "true",
-        "vip_leaseduration": "5",
-        "vip_renewdeadline": "3",
-        "vip_retryperiod": "1",
+        **KUBE_VIP_ELECTION,
         "prometheus_server": "",  # the valar's static kube-vip already listens on :2112
     }
     rules = [
