@@ -42,6 +42,8 @@ EXTRA_TESTS: dict[str, list[str]] = {
     "plans.k3s": ["tests/plans/test_cloudinit.py", "tests/plans/test_netboot.py"],
     # The diagram's picture is pinned where the CLI draws it (the README's SVG, texts and boxes read back).
     "plans.diagram": ["tests/iluvatar/test_diagram.py"],
+    # Local volumes' documents are read where they are used: the storage plan's and Talos's machine configs.
+    "plans.local_volumes": ["tests/plans/test_storage.py", "tests/plans/test_talos.py"],
 }
 
 
@@ -138,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [f"{args.target}.*"]
     else:
         parser.error(f"unknown target {args.target!r}: one of {', '.join(TARGETS)}, or stacks.<module>")
+    if not tests:
+        # An empty selection makes mutmut run the whole suite (the slow program tests too) for every mutant.
+        parser.error(f"{args.target} has no tests to score it: add tests/plans/test_<module>.py or an EXTRA_TESTS entry")
     mutmut = Path(sys.executable).with_name("mutmut")
     if not mutmut.exists():
         print(f"{mutmut} is missing: .venv/bin/uv sync --group mutation", file=sys.stderr)
