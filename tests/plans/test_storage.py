@@ -9,6 +9,7 @@ StorageClass, the Applications, the namespaces) goes through kubeconform like ev
 from __future__ import annotations
 
 import functools
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,353 @@ def test_no_local_volumes_no_user_volume(tmp_path: Path) -> None:
     assert [d.get("kind") for d in docs if d.get("kind") in ("UserVolumeConfig", "VolumeConfig")] == []
     assert "extraMounts" not in docs[0]["machine"]["kubelet"]
     assert "local-path-provisioner" not in [a.name for a in storage.applications(stack)]
+
+
+# --- The retire Job, pinned whole, and its script run by bash against a stand-in `ceph` -------------------
+
+TOOLBOX_VOLUMES = [
+    {
+        "name": "ceph-admin-secret",
+        "secret": {"secretName": "rook-ceph-mon", "optional": False, "items": [{"key": "ceph-secret", "path": "secret.keyring"}]},
+    },
+    {"name": "mon-endpoint-volume", "configMap": {"name": "rook-ceph-mon-endpoints", "items": [{"key": "data", "path": "mon-endpoints"}]}},
+    {"name": "ceph-config", "emptyDir": {}},
+]
+# Rook's toolbox Job (deploy/examples/toolbox-job.yaml): the init container writes /etc/ceph from the mon Secret.
+CONFIG_INIT = {
+    "name": "config-init",
+    "image": "docker.io/rook/ceph:v1.20.4",
+    "command": ["/usr/local/bin/toolbox.sh"],
+    "args": ["--skip-watch"],
+    "env": [{"name": "ROOK_CEPH_USERNAME", "valueFrom": {"secretKeyRef": {"name": "rook-ceph-mon", "key": "ceph-username"}}}],
+    "volumeMounts": [
+        {"name": "ceph-config", "mountPath": "/etc/ceph"},
+        {"name": "mon-endpoint-volume", "mountPath": "/etc/rook"},
+        {"name": "ceph-admin-secret", "mountPath": "/var/lib/rook-ceph-mon"},
+    ],
+}
+
+
+def _retire_job(stack: StackConfig) -> tuple[dict[str, Any], str]:
+    [job] = storage.retire_jobs(stack)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    script = container["command"].pop()
+    return job, script
+
+
+def test_the_retire_job_for_some_disks_exactly(tmp_path: Path) -> None:
+    stack = _variant(
+        tmp_path,
+        "some",
+        {
+            "iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1", "/dev/nvme2n1"],
+            "iluvatar:nodes[4].retire": ["/dev/nvme1n1", "/dev/nvme2n1"],
+        },
+    )
+    job, script = _retire_job(stack)
+    labels = {
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "iluvatar",
+        "app.kubernetes.io/name": "osd-retire",
+        "iluvatar.dev/node": "tirion",
+    }
+    assert job == {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "osd-retire-tirion",
+            "namespace": "rook-ceph",
+            "labels": labels,
+            "annotations": {"pulumi.com/skipAwait": "true", "iluvatar.dev/retiring": "/dev/nvme1n1,/dev/nvme2n1"},
+        },
+        "spec": {
+            "backoffLimit": 10,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+                    # On the node itself, its /dev read-only under /host: the inventory's paths are matched there.
+                    "nodeSelector": {"kubernetes.io/hostname": "tirion"},
+                    "initContainers": [CONFIG_INIT],
+                    "containers": [
+                        {
+                            "name": "retire",
+                            "image": "docker.io/rook/ceph:v1.20.4",
+                            "command": ["bash", "-c"],
+                            "volumeMounts": [
+                                {"name": "ceph-config", "mountPath": "/etc/ceph", "readOnly": True},
+                                {"name": "host-dev", "mountPath": "/host", "readOnly": True},
+                            ],
+                        }
+                    ],
+                    "volumes": [*TOOLBOX_VOLUMES, {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}}],
+                },
+            },
+        },
+    }
+    assert script == storage.retire_script("tirion", ("/dev/nvme1n1", "/dev/nvme2n1"), every_disk=False)
+
+
+def test_the_retire_job_for_a_whole_machine_exactly(tmp_path: Path) -> None:
+    stack = _variant(tmp_path, "whole", {"iluvatar:storage.arda.ceph.replicas": 2, "iluvatar:nodes[5].retire": True})
+    job, script = _retire_job(stack)
+    pod = job["spec"]["template"]["spec"]
+    # The CRUSH map alone says which OSDs: no host path, runs anywhere.
+    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true", "iluvatar.dev/retiring": "/dev/nvme0n1"}
+    assert sorted(pod) == ["containers", "initContainers", "restartPolicy", "tolerations", "volumes"]
+    assert pod["volumes"] == TOOLBOX_VOLUMES
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "ceph-config", "mountPath": "/etc/ceph", "readOnly": True}]
+    assert script == storage.retire_script("alqualonde", ("/dev/nvme0n1",), every_disk=True)
+    assert storage.retire_jobs(_variant(tmp_path, "none")) == []
+    # Without GitOps there is no Ceph to take OSDs out of.
+    no_gitops = {"iluvatar:nodes[5].retire": True, "iluvatar:ainur.gitMirror.url": "https://github.com/example/gitops.git"}
+    assert storage.retire_jobs(_variant(tmp_path, "no-gitops", no_gitops, ["iluvatar:gitops"])) == []
+
+
+def _ceph(tmp_path: Path, safe_after: int) -> Path:
+    """A stand-in `ceph` (and `sleep`) on PATH: OSDs 3, 4, 7 on the host, on nvme0n1, nvme1n1 and sda (7 has two devices)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "ceph").write_text(
+        "#!/bin/sh\n"
+        f'echo "ceph $*" >> {tmp_path}/calls\n'
+        'case "$1 $2" in\n'
+        '  "osd ls-tree") [ "$3" = tirion ] && printf "3\\n4\\n7\\n" ;;\n'
+        '  "osd metadata") case "$3" in 3) echo \'{"devices": "nvme0n1"}\';; 4) echo \'{"devices": "nvme1n1"}\';; 7) echo \'{"devices": "sdb,sda"}\';; esac ;;\n'
+        f'  "osd safe-to-destroy") n=$(grep -c safe-to-destroy {tmp_path}/calls); [ "$n" -gt {safe_after} ] ;;\n'
+        "esac\n"
+    )
+    (bin_ / "sleep").write_text(f'#!/bin/sh\necho "sleep $*" >> {tmp_path}/calls\n')
+    for tool in ("ceph", "sleep"):
+        (bin_ / tool).chmod(0o755)
+    # The node's /dev as the Job mounts it: a by-id link to the kernel name Ceph reports.
+    (tmp_path / "host" / "disk" / "by-id").mkdir(parents=True)
+    (tmp_path / "host" / "nvme1n1").touch()
+    (tmp_path / "host" / "sda").touch()
+    (tmp_path / "host" / "disk" / "by-id" / "nvme-Samsung_1").symlink_to("../../nvme1n1")
+    return tmp_path / "calls"
+
+
+def _retire(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    # /host is where the Job mounts the node's /dev; here, the folder _ceph made.
+    script = script.replace('"/host${disk#/dev}"', f'"{tmp_path}/host${{disk#/dev}}"')
+    env = {"PATH": f"{tmp_path}/bin:/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_retiring_disks_marks_out_only_their_osds_and_waits_until_safe(tmp_path: Path) -> None:
+    calls = _ceph(tmp_path, safe_after=2)
+    script = storage.retire_script("tirion", ("/dev/disk/by-id/nvme-Samsung_1", "/dev/sda"), every_disk=False)
+    assert f'"{tmp_path}/host' not in script  # the replacement below must change something
+    run = _retire(tmp_path, script)
+    assert run.returncode == 0, run.stderr
+    assert calls.read_text().splitlines() == [
+        "ceph osd ls-tree tirion",
+        "ceph osd metadata 3 -f json",
+        "ceph osd metadata 4 -f json",
+        "ceph osd metadata 7 -f json",
+        "ceph osd out 4 7",
+        "ceph osd safe-to-destroy 4 7",
+        "sleep 60",
+        "ceph osd safe-to-destroy 4 7",
+        "sleep 60",
+        "ceph osd safe-to-destroy 4 7",
+    ]
+    assert run.stdout.splitlines() == [
+        "retire tirion: marking out osd  4 7",
+        "retire tirion: Ceph still needs osd  4 7; waiting for the data to move",
+        "retire tirion: Ceph still needs osd  4 7; waiting for the data to move",
+        "retire tirion: osd  4 7 are safe to destroy; purge them with the runbook: ceph osd purge <id> --yes-i-really-mean-it",
+    ]
+
+
+def test_retiring_a_machine_marks_out_every_osd_of_its_host(tmp_path: Path) -> None:
+    calls = _ceph(tmp_path, safe_after=0)
+    run = _retire(tmp_path, storage.retire_script("tirion", ("/dev/nvme0n1",), every_disk=True))
+    assert run.returncode == 0, run.stderr
+    assert calls.read_text().splitlines() == ["ceph osd ls-tree tirion", "ceph osd out 3 4 7", "ceph osd safe-to-destroy 3 4 7"]
+    # (`ceph osd ls-tree` lists one id a line, and the messages show them so.)
+    assert run.stdout.endswith("7 are safe to destroy; purge them with the runbook: ceph osd purge <id> --yes-i-really-mean-it\n")
+
+
+def test_retiring_what_is_already_gone_changes_nothing(tmp_path: Path) -> None:
+    calls = _ceph(tmp_path, safe_after=0)
+    run = _retire(tmp_path, storage.retire_script("tirion", ("/dev/nvme2n1",), every_disk=False))
+    assert (run.returncode, run.stdout) == (0, "retire tirion: no OSD on /dev/nvme2n1 (already purged?)\n")
+    assert [c for c in calls.read_text().splitlines() if not c.startswith("ceph osd metadata")] == ["ceph osd ls-tree tirion"]
+    assert "ceph osd out" not in calls.read_text()
+
+
+# --- Every value pinned whole (the charts' renders above check they are read; these, that they are these) --
+
+
+def _csi(kind: str) -> dict[str, str]:
+    namespace = "{{ .Release.Namespace }}"  # the chart's own default, templated by Helm (rendered above)
+    return {
+        "csi.storage.k8s.io/provisioner-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/provisioner-secret-namespace": namespace,
+        "csi.storage.k8s.io/controller-expand-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/controller-expand-secret-namespace": namespace,
+        "csi.storage.k8s.io/controller-publish-secret-name": f"rook-csi-{kind}-provisioner",
+        "csi.storage.k8s.io/controller-publish-secret-namespace": namespace,
+        "csi.storage.k8s.io/node-stage-secret-name": f"rook-csi-{kind}-node",
+        "csi.storage.k8s.io/node-stage-secret-namespace": namespace,
+        "csi.storage.k8s.io/fstype": "ext4",
+    }
+
+
+def test_the_ceph_cluster_values_exactly() -> None:
+    stack = load_stack_file(HOMELAB)
+    three = {"size": 3, "requireSafeReplicaSize": True}
+    kept = {"enabled": True, "reclaimPolicy": "Retain", "allowVolumeExpansion": True, "volumeBindingMode": "Immediate"}
+    assert storage.ceph_cluster_values(stack) == {
+        "operatorNamespace": "rook-ceph",
+        "toolbox": {"enabled": True},
+        "cephClusterSpec": {
+            "dataDirHostPath": "/var/lib/rook",
+            "mon": {"count": 3, "allowMultiplePerNode": False},
+            "mgr": {"count": 2, "allowMultiplePerNode": False},
+            "placement": {"all": {"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]}},
+            "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage.ceph_nodes(stack)},
+            "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False, "wipeDevicesFromOtherClusters": False},
+            "removeOSDsIfOutAndSafeToRemove": False,
+        },
+        "cephBlockPools": [
+            {
+                "name": "ceph-blockpool",
+                "spec": {"failureDomain": "host", "replicated": three},
+                "storageClass": {
+                    **kept,
+                    "name": "ceph-block",
+                    "isDefault": True,
+                    "parameters": {"imageFormat": "2", "imageFeatures": "layering", **_csi("rbd")},
+                },
+            }
+        ],
+        "cephFileSystems": [
+            {
+                "name": "ceph-filesystem",
+                "spec": {
+                    "metadataPool": {"failureDomain": "host", "replicated": three},
+                    "dataPools": [{"name": "data0", "failureDomain": "host", "replicated": three}],
+                    "metadataServer": {"activeCount": 1, "activeStandby": True},
+                },
+                "storageClass": {**kept, "name": "ceph-filesystem", "isDefault": False, "pool": "data0", "parameters": _csi("cephfs")},
+            }
+        ],
+        "cephObjectStores": [],
+    }
+    assert storage.rook_operator_values() == {
+        "crds": {"enabled": True},
+        "csi": {"installCsiOperator": True},
+        "enableDiscoveryDaemon": False,
+        "monitoring": {"enabled": False},
+    }
+    # The pools' copies are separate dicts: the chart's values are edited per pool by nobody, but one edit must stay one.
+    values = storage.ceph_cluster_values(stack)
+    values["cephBlockPools"][0]["spec"]["replicated"]["size"] = 1
+    assert values["cephFileSystems"][0]["spec"]["metadataPool"]["replicated"]["size"] == 3
+
+
+def test_one_host_one_mon_one_mgr(tmp_path: Path) -> None:
+    gone = ["iluvatar:nodes[5].dataDisks", "iluvatar:nodes[4].dataDisks"]
+    one = _variant(tmp_path, "one", {"iluvatar:storage.arda.ceph.replicas": 1}, gone)
+    assert (storage.mon_count(one), storage.mgr_count(one)) == (1, 1)
+    two = _variant(tmp_path, "two", {"iluvatar:storage.arda.ceph.replicas": 2}, gone[:1])
+    assert (storage.mon_count(two), storage.mgr_count(two)) == (1, 2)
+
+
+def test_the_local_path_and_nfs_values_exactly(tmp_path: Path) -> None:
+    stack = _variant(tmp_path, "local", {"iluvatar:storage.arda.defaultClass": "local-path"})
+    assert storage.local_path_values(stack) == {
+        "helperImage": {"repository": "docker.io/library/busybox", "tag": "1.37.0"},
+        "storageClass": {
+            "create": True,
+            "name": "local-path",
+            "defaultClass": True,
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        },
+        "nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": ["/var/mnt/local-path-provisioner"]}],
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    # csi-driver-nfs makes no class of its own (Pulumi's is the one), and its controller stays off the control planes.
+    assert storage.csi_nfs_values() == {
+        "storageClass": {"create": False},
+        "externalSnapshotter": {"enabled": False},
+        "controller": {"runOnControlPlane": False},
+    }
+
+
+def test_the_nfs_storage_class_exactly(tmp_path: Path) -> None:
+    nfs = {"server": "taniquetil", "share": "/volume1/kubernetes", "mountOptions": ["nfsvers=4.2"]}
+    stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": nfs, "iluvatar:storage.arda.defaultClass": "nfs"})
+    assert storage.nfs_storage_class(stack) == {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "nfs",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "nfs.csi.k8s.io",
+        "parameters": {"server": "192.168.0.21", "share": "/volume1/kubernetes", "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"},
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+        "mountOptions": ["nfsvers=4.2"],
+    }
+    assert _app(stack, "csi-driver-nfs").namespace == "csi-nfs"
+    assert storage.storage_classes(stack)["arda"] == {"ceph-block": False, "ceph-filesystem": False, "local-path": False, "nfs": True}
+
+
+def test_the_longhorn_values_exactly() -> None:
+    assert storage.longhorn_values(load_stack_file(HOMELAB)) == {
+        "persistence": {"defaultClass": True, "defaultClassReplicaCount": 3, "reclaimPolicy": "Retain"},
+        "defaultSettings": {
+            "defaultDataPath": "/var/lib/longhorn",
+            "createDefaultDiskLabeledNodes": True,
+            "defaultReplicaCount": 3,
+            "nodeDownPodDeletionPolicy": "delete-both-statefulset-and-deployment-pod",
+            "deletingConfirmationFlag": False,
+        },
+        "preUpgradeChecker": {"jobEnabled": False},
+        "longhornUI": {"replicas": 1},
+    }
+
+
+def test_the_git_mirror_and_k3s_follow_longhorn(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    assert (storage.git_mirror_class(stack), storage.k3s_disables_local_storage(stack)) == ("longhorn", True)
+    # Longhorn runs but k3s's local-path is the default: k3s keeps its addon.
+    local = _variant(tmp_path, "local", {"iluvatar:storage.ainur.defaultClass": "local-path"})
+    assert (storage.git_mirror_class(local), storage.k3s_disables_local_storage(local)) == ("longhorn", False)
+    no_disks = ["iluvatar:nodes[0].dataDisks", "iluvatar:nodes[1].dataDisks", "iluvatar:nodes[2].dataDisks", "iluvatar:storage.ainur"]
+    none = _variant(tmp_path, "none", delete=no_disks)
+    assert (storage.git_mirror_class(none), storage.k3s_disables_local_storage(none), storage.longhorn_node_labels(none)) == ("local-path", False, {})
+    assert storage.storage_classes(none)["ainur"] == {"local-path": True}
+    one = _variant(tmp_path, "one", delete=no_disks[1:3])
+    assert storage.longhorn_replicas(one) == 1 and storage.longhorn_node_labels(one) == {"manwe": {"node.longhorn.io/create-default-disk": "true"}}
+
+
+def test_the_storage_output_exactly(tmp_path: Path) -> None:
+    stack = _variant(
+        tmp_path, "retire", {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"], "iluvatar:nodes[4].retire": ["/dev/nvme1n1"]}
+    )
+    assert storage.state(stack, Deployed({"gone": ("/dev/sdz",)}, {})) == {
+        "cephOsds": {"alqualonde": ["/dev/nvme0n1"], "taniquetil": ["/dev/nvme0n1"], "tirion": ["/dev/nvme0n1", "/dev/nvme1n1"]},
+        "cephRetiring": {"tirion": ["/dev/nvme1n1"]},
+        "classes": {"arda": {"ceph-block": True, "ceph-filesystem": False, "local-path": False}, "ainur": {"longhorn": True}},
+    }
+    # Without GitOps nothing is deployed: the last deployment's OSDs are carried over, sorted, and no class is claimed.
+    off = _variant(tmp_path, "off", {"iluvatar:ainur.gitMirror.url": "https://github.com/example/gitops.git"}, ["iluvatar:gitops"])
+    deployed = Deployed({"tirion": ("/dev/nvme0n1", "/dev/nvme1n1"), "alqualonde": ("/dev/nvme0n1",)}, {"tirion": ("/dev/nvme1n1",)})
+    assert storage.state(off, deployed) == {
+        "cephOsds": {"alqualonde": ["/dev/nvme0n1"], "tirion": ["/dev/nvme0n1", "/dev/nvme1n1"]},
+        "cephRetiring": {"tirion": ["/dev/nvme1n1"]},
+        "classes": {},
+    }
+    assert list(storage.state(off, deployed)["cephOsds"]) == ["alqualonde", "tirion"]
+    assert storage.applications(off) == [] and storage.namespaces(off, "arda") == []
+    assert storage.state(load_stack_file(RK1), Deployed({}, {}))["classes"] == {"arda": {"ceph-block": True, "local-path": False}}
