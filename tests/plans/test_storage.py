@@ -666,3 +666,67 @@ def test_the_storage_output_exactly(tmp_path: Path) -> None:
     assert list(storage.state(off, deployed)["cephOsds"]) == ["alqualonde", "tirion"]
     assert storage.applications(off) == [] and storage.namespaces(off, "arda") == []
     assert storage.state(load_stack_file(RK1), Deployed({}, {}))["classes"] == {"arda": {"ceph-block": True, "local-path": False}}
+
+
+def test_each_chart_is_its_application(tmp_path: Path) -> None:
+    nfs = {"server": "192.168.0.40", "share": "/volume1/kubernetes"}
+    stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": nfs})
+    sources = {
+        a.name: (a.cluster, a.namespace, a.manifest["spec"]["destination"]["namespace"], a.manifest["spec"]["source"])
+        for a in storage.applications(stack)
+    }
+    for _, _, _, source in sources.values():
+        source.pop("helm")
+    assert sources == {
+        "rook-ceph": (
+            "arda",
+            "rook-ceph",
+            "rook-ceph",
+            {"repoURL": "https://charts.rook.io/release", "chart": "rook-ceph", "targetRevision": "v1.20.4"},
+        ),
+        "rook-ceph-cluster": (
+            "arda",
+            "rook-ceph",
+            "rook-ceph",
+            {"repoURL": "https://charts.rook.io/release", "chart": "rook-ceph-cluster", "targetRevision": "v1.20.4"},
+        ),
+        "local-path-provisioner": (
+            "arda",
+            "local-path-storage",
+            "local-path-storage",
+            {
+                "repoURL": "https://github.com/rancher/local-path-provisioner.git",
+                "path": "deploy/chart/local-path-provisioner",
+                "targetRevision": "v0.0.30",
+            },
+        ),
+        "csi-driver-nfs": (
+            "arda",
+            "csi-nfs",
+            "csi-nfs",
+            {
+                "repoURL": "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts",
+                "chart": "csi-driver-nfs",
+                "targetRevision": "4.12.1",
+            },
+        ),
+        "longhorn": (
+            "ainur",
+            "longhorn-system",
+            "longhorn-system",
+            {"repoURL": "https://charts.longhorn.io", "chart": "longhorn", "targetRevision": "1.10.1"},
+        ),
+    }
+    assert _app(stack, "csi-driver-nfs").values == storage.csi_nfs_values()
+    assert storage.namespaces(stack, "arda")[2]["metadata"]["name"] == "csi-nfs"
+
+
+def test_no_data_disk_on_arda_no_ceph(tmp_path: Path) -> None:
+    stack = _variant(
+        tmp_path,
+        "no-ceph",
+        {"iluvatar:storage.arda.defaultClass": "local-path"},
+        ["iluvatar:storage.arda.ceph", *(f"iluvatar:nodes[{i}].dataDisks" for i in (3, 4, 5))],
+    )
+    assert [a.name for a in storage.applications(stack)] == ["local-path-provisioner", "longhorn"]
+    assert storage.storage_classes(stack) == {"arda": {"local-path": True}, "ainur": {"longhorn": True}}
