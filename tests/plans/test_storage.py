@@ -730,3 +730,11 @@ def test_no_data_disk_on_arda_no_ceph(tmp_path: Path) -> None:
     )
     assert [a.name for a in storage.applications(stack)] == ["local-path-provisioner", "longhorn"]
     assert storage.storage_classes(stack) == {"arda": {"local-path": True}, "ainur": {"longhorn": True}}
+
+
+def test_longhorn_keeps_three_replicas_with_four_pis(tmp_path: Path) -> None:
+    doc = homelab_doc()
+    pi = {"name": "varda", "role": "maiar", "arch": "arm64", "board": "rpi5", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.16"}
+    doc["config"]["iluvatar:nodes"].append({**pi, "installDisk": "/dev/mmcblk0", "dataDisks": ["/dev/nvme0n1"]})
+    stack = load_stack_file(write_stack(tmp_path, doc))
+    assert (len(storage.longhorn_node_labels(stack)), storage.longhorn_replicas(stack)) == (4, 3)
