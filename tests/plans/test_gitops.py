@@ -505,3 +505,61 @@ def test_the_redis_secret_and_the_platform_project_exactly() -> None:
         [{"server": "https://kubernetes.default.svc", "namespace": "*"}],
     )
     assert project["spec"]["clusterResourceWhitelist"] == [{"group": "*", "kind": "*"}]
+
+
+def test_the_ainur_application_set_exactly() -> None:
+    mirror = "git://git-mirror.netboot.svc.cluster.local/repo.git"
+    assert plan.ainur_application_set(load_stack_file(HOMELAB)) == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {
+            "name": "ainur",
+            "namespace": "argocd",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+        },
+        "spec": {
+            "goTemplate": True,
+            "goTemplateOptions": ["missingkey=error"],
+            "generators": [{"git": {"repoURL": mirror, "revision": "main", "directories": [{"path": "ainur/*"}]}}],
+            "template": {
+                "metadata": {"name": "ainur-{{ .path.basenameNormalized }}"},
+                "spec": {
+                    "project": "ainur",
+                    "source": {"repoURL": mirror, "targetRevision": "main", "path": "{{ .path.path }}"},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "{{ .path.basenameNormalized }}"},
+                    # The homelab heals only Arda's `system` category (a list), so the Ainur's add-ons do not self-heal.
+                    "syncPolicy": {
+                        "automated": {"prune": True, "selfHeal": False},
+                        "syncOptions": ["ServerSideApply=true", "SkipDryRunOnMissingResource=true", "PruneLast=true", "CreateNamespace=true"],
+                        "retry": {"limit": 10, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}},
+                    },
+                },
+            },
+        },
+    }
+    healed = plan.ainur_application_set(_stack(HOMELAB, selfHeal=True))
+    assert healed["spec"]["template"]["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+
+
+def test_a_registry_given_by_the_caller_decides_the_categories() -> None:
+    stack = load_stack_file(HOMELAB)
+    # The caller's registry replaces the stack's: its categories join the defaults.
+    assert [n["metadata"]["name"] for n in plan.namespaces(stack, ["games"])] == [*DEFAULT_CATEGORIES, "games"]
+    assert [a["metadata"]["name"] for a in plan.application_sets(stack, "arda", ["games"])] == [*DEFAULT_CATEGORIES, "games"]
+    assert [d["namespace"] for d in plan.git_app_project(stack, "arda", ["games"])["spec"]["destinations"]] == [*DEFAULT_CATEGORIES, "games"]
+
+
+def test_the_mirror_credential_keeps_the_port_and_a_public_repository_has_none() -> None:
+    stack = _stack(HOMELAB, {"gitopsToken": "t"}, private=True, username="me", repoUrl="https://git.example.com:8443/e/h.git")
+    assert plan.mirror_credentials(stack, "tok") == {"git-credentials": "https://me:tok@git.example.com:8443\n"}
+    with pytest.raises(ValueError, match=r"^a public https repository is mirrored without a credential$"):
+        plan.mirror_credentials(load_stack_file(HOMELAB), "tok")
+
+
+def test_the_platform_project_exactly() -> None:
+    assert plan.platform_app_project()["spec"] == {
+        "description": "Applications Pulumi generates from the inventory, with inline Helm values; synced by Argo CD",
+        "sourceRepos": ["*"],
+        "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "*"}],
+        "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+    }
