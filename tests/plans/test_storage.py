@@ -420,7 +420,7 @@ def test_the_retire_job_for_a_whole_machine_exactly(tmp_path: Path) -> None:
     assert storage.retire_jobs(_variant(tmp_path, "no-gitops", no_gitops, ["iluvatar:gitops"])) == []
 
 
-def _ceph(tmp_path: Path, safe_after: int) -> Path:
+def _ceph(tmp_path: Path, safe_after: int, out_fails: bool = False) -> Path:
     """A stand-in `ceph` (and `sleep`) on PATH: OSDs 3, 4, 7 on the host, on nvme0n1, nvme1n1 and sda (7 has two devices)."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -431,6 +431,7 @@ def _ceph(tmp_path: Path, safe_after: int) -> Path:
         '  "osd ls-tree") [ "$3" = tirion ] && printf "3\\n4\\n7\\n" ;;\n'
         '  "osd metadata") case "$3" in 3) echo \'{"devices": "nvme0n1"}\';; 4) echo \'{"devices": "nvme1n1"}\';; 7) echo \'{"devices": "sdb,sda"}\';; esac ;;\n'
         f'  "osd safe-to-destroy") n=$(grep -c safe-to-destroy {tmp_path}/calls); [ "$n" -gt {safe_after} ] ;;\n'
+        f'  "osd out") [ {str(out_fails).lower()} = false ] ;;\n'
         "esac\n"
     )
     (bin_ / "sleep").write_text(f'#!/bin/sh\necho "sleep $*" >> {tmp_path}/calls\n')
@@ -456,7 +457,7 @@ def test_retiring_disks_marks_out_only_their_osds_and_waits_until_safe(tmp_path:
     script = storage.retire_script("tirion", ("/dev/disk/by-id/nvme-Samsung_1", "/dev/sda"), every_disk=False)
     assert f'"{tmp_path}/host' not in script  # the replacement below must change something
     run = _retire(tmp_path, script)
-    assert run.returncode == 0, run.stderr
+    assert (run.returncode, run.stderr) == (0, "")
     assert calls.read_text().splitlines() == [
         "ceph osd ls-tree tirion",
         "ceph osd metadata 3 -f json",
@@ -480,7 +481,7 @@ def test_retiring_disks_marks_out_only_their_osds_and_waits_until_safe(tmp_path:
 def test_retiring_a_machine_marks_out_every_osd_of_its_host(tmp_path: Path) -> None:
     calls = _ceph(tmp_path, safe_after=0)
     run = _retire(tmp_path, storage.retire_script("tirion", ("/dev/nvme0n1",), every_disk=True))
-    assert run.returncode == 0, run.stderr
+    assert (run.returncode, run.stderr) == (0, "")
     assert calls.read_text().splitlines() == ["ceph osd ls-tree tirion", "ceph osd out 3 4 7", "ceph osd safe-to-destroy 3 4 7"]
     # (`ceph osd ls-tree` lists one id a line, and the messages show them so.)
     assert run.stdout.endswith("7 are safe to destroy; purge them with the runbook: ceph osd purge <id> --yes-i-really-mean-it\n")
@@ -489,7 +490,7 @@ def test_retiring_a_machine_marks_out_every_osd_of_its_host(tmp_path: Path) -> N
 def test_retiring_what_is_already_gone_changes_nothing(tmp_path: Path) -> None:
     calls = _ceph(tmp_path, safe_after=0)
     run = _retire(tmp_path, storage.retire_script("tirion", ("/dev/nvme2n1",), every_disk=False))
-    assert (run.returncode, run.stdout) == (0, "retire tirion: no OSD on /dev/nvme2n1 (already purged?)\n")
+    assert (run.returncode, run.stdout, run.stderr) == (0, "retire tirion: no OSD on /dev/nvme2n1 (already purged?)\n", "")
     assert [c for c in calls.read_text().splitlines() if not c.startswith("ceph osd metadata")] == ["ceph osd ls-tree tirion"]
     assert "ceph osd out" not in calls.read_text()
 
@@ -738,3 +739,11 @@ def test_longhorn_keeps_three_replicas_with_four_pis(tmp_path: Path) -> None:
     doc["config"]["iluvatar:nodes"].append({**pi, "installDisk": "/dev/mmcblk0", "dataDisks": ["/dev/nvme0n1"]})
     stack = load_stack_file(write_stack(tmp_path, doc))
     assert (len(storage.longhorn_node_labels(stack)), storage.longhorn_replicas(stack)) == (4, 3)
+
+
+def test_a_failed_mark_out_stops_the_retire_job(tmp_path: Path) -> None:
+    calls = _ceph(tmp_path, safe_after=0, out_fails=True)
+    run = _retire(tmp_path, storage.retire_script("tirion", ("/dev/nvme0n1",), every_disk=True))
+    # `set -e`: the Job fails (and is retried) rather than waiting on OSDs that were never marked out.
+    assert run.returncode != 0
+    assert calls.read_text().splitlines() == ["ceph osd ls-tree tirion", "ceph osd out 3 4 7"]
