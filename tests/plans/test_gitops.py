@@ -563,3 +563,33 @@ def test_the_platform_project_exactly() -> None:
         "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "*"}],
         "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
     }
+
+
+def test_the_git_projects_exactly() -> None:
+    stack = load_stack_file(HOMELAB)
+    managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
+    server = "https://kubernetes.default.svc"
+    fenced = {"clusterResourceWhitelist": [{"group": "*", "kind": "*"}], "clusterResourceBlacklist": [{"group": "", "kind": "Namespace"}]}
+    denied = ["argocd", "default", "kube-node-lease", "kube-public", "kube-system", "netboot"]
+    assert plan.git_app_project(stack, "ainur") == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "ainur", "namespace": "argocd", "labels": managed},
+        "spec": {
+            "description": "The Ainur's add-ons from Git, one namespace each, never the Ainur's own services' namespaces",
+            "sourceRepos": ["git://git-mirror.netboot.svc.cluster.local/repo.git"],
+            "destinations": [*({"server": server, "namespace": f"!{ns}"} for ns in denied), {"server": server, "namespace": "*"}],
+            **fenced,
+        },
+    }
+    assert plan.git_app_project(stack, "arda") == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "arda", "namespace": "argocd", "labels": managed},
+        "spec": {
+            "description": "Arda's apps from Git: one ApplicationSet per category, each deploying into its category's namespace",
+            "sourceRepos": ["git://192.168.0.15/repo.git"],
+            "destinations": [{"server": server, "namespace": c} for c in DEFAULT_CATEGORIES],
+            **fenced,
+        },
+    }
