@@ -593,3 +593,70 @@ def test_the_git_projects_exactly() -> None:
             **fenced,
         },
     }
+
+
+def test_the_helm_values_exactly() -> None:
+    """The values themselves (the renders above show what the chart makes of them; their cache hides them from mutmut)."""
+    stack = load_stack_file(HOMELAB)
+    arda = {
+        "crds": {"install": True, "keep": True},
+        "configs": {
+            "cm": {"application.resourceTrackingMethod": "annotation", "admin.enabled": True, "kustomize.buildOptions": "--enable-helm"},
+            "secret": {"createSecret": True},
+        },
+        "redisSecretInit": {"enabled": False},
+        "dex": {"enabled": False},
+    }
+    assert plan.helm_values(stack, "arda") == arda
+    assert plan.helm_values(stack, "ainur") == {**arda, "notifications": {"enabled": False}}
+    # Without a mirror, over https: no SSH hosts either.
+    assert plan.helm_values(load_stack_file(RK1), "arda") == arda
+
+
+def test_the_users_ssh_hosts_only_when_argo_cd_reads_over_ssh_itself() -> None:
+    lines = [
+        "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q",
+        "git.example.com ssh-ed25519 AAAAC3Nz2",
+    ]
+    settings: dict[str, Any] = {"repoUrl": "git@git.example.com:me/homelab.git", "sshKnownHosts": lines}
+    direct = _stack(RK1, {"gitopsSshPrivateKey": "k"}, **settings)
+    assert plan.reads_upstream(direct) is True
+    assert plan.helm_values(direct, "arda")["configs"]["ssh"] == {"extraHosts": "\n".join(lines)}
+    # Through the Ainur's mirror Argo CD reads git://, never SSH: the hosts are the mirror's business.
+    mirrored = _stack(HOMELAB, {"gitopsSshPrivateKey": "k"}, **settings)
+    assert plan.reads_upstream(mirrored) is False
+    assert "ssh" not in plan.helm_values(mirrored, "arda")["configs"]
+
+
+def test_an_apps_path_at_the_repository_root() -> None:
+    stack = _stack(RK1, appsPath=".")
+    assert plan.category_application_set(stack, "media")["spec"]["generators"][0]["git"]["directories"] == [{"path": "media/*"}]
+
+
+def test_a_platform_application_from_a_git_folder_and_its_refusals() -> None:
+    app = plan.platform_application("lp", path="deploy/chart", repo_url="https://github.com/e/r.git", version="v1", values={}, namespace="n")
+    assert app["spec"]["source"] == {
+        "repoURL": "https://github.com/e/r.git",
+        "path": "deploy/chart",
+        "targetRevision": "v1",
+        "helm": {"releaseName": "lp", "valuesObject": {}},
+    }
+    message = r"^platform application lp: give a chart \(Helm repository\) or a path \(Git repository\), not both or neither$"
+    with pytest.raises(ValueError, match=message):
+        plan.platform_application("lp", repo_url="https://e.org", version="1", values={}, namespace="n")
+    with pytest.raises(ValueError, match=message):
+        plan.platform_application("lp", chart="c", path="p", repo_url="https://e.org", version="1", values={}, namespace="n")
+    with pytest.raises(ValueError, match=r"^the stack has no iluvatar:gitops$"):
+        plan.gitops_of(parse_stack({k: v for k, v in read_stack_file(RK1).config.items() if k != "iluvatar:gitops"}, frozenset()))
+
+
+def test_each_manifest_owns_its_nested_values() -> None:
+    """Pulumi and the tests edit manifests in place: an edit must never reach the caller's values or the next manifest."""
+    values = {"pool": {"cidr": "192.168.0.0/24"}}
+    app = plan.platform_application("x", chart="c", repo_url="https://e.org", version="1", values=values, namespace="n")
+    app["spec"]["source"]["helm"]["valuesObject"]["pool"]["cidr"] = "10.0.0.0/8"
+    app["spec"]["syncPolicy"]["retry"]["backoff"]["duration"] = "1s"
+    appset = plan.category_application_set(load_stack_file(HOMELAB), "media")
+    appset["spec"]["template"]["spec"]["syncPolicy"]["retry"]["backoff"]["duration"] = "1s"
+    assert values == {"pool": {"cidr": "192.168.0.0/24"}}
+    assert plan.RETRY == {"limit": 10, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
