@@ -615,6 +615,9 @@ def test_the_nfs_storage_class_exactly(tmp_path: Path) -> None:
         "mountOptions": ["nfsvers=4.2"],
     }
     assert _app(stack, "csi-driver-nfs").namespace == "csi-nfs"
+    # Not the default: marked so (one default class per cluster).
+    other = _variant(tmp_path, "other", {"iluvatar:storage.nfs": nfs})
+    assert storage.nfs_storage_class(other)["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "false"}
     assert storage.storage_classes(stack)["arda"] == {"ceph-block": False, "ceph-filesystem": False, "local-path": False, "nfs": True}
 
 
@@ -666,6 +669,8 @@ def test_the_storage_output_exactly(tmp_path: Path) -> None:
     }
     assert list(storage.state(off, deployed)["cephOsds"]) == ["alqualonde", "tirion"]
     assert storage.applications(off) == [] and storage.namespaces(off, "arda") == []
+    # No Longhorn without GitOps, so no Pi is labelled for its disk either.
+    assert storage.longhorn_node_labels(off) == {}
     assert storage.state(load_stack_file(RK1), Deployed({}, {}))["classes"] == {"arda": {"ceph-block": True, "local-path": False}}
 
 
