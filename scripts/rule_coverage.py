@@ -61,6 +61,11 @@ class Rule:
     replacement: str
     what: str
 
+    @classmethod
+    def over(cls, file: str, node: ast.stmt | ast.expr, replacement: str, what: str) -> Rule:
+        """The rule that replaces the whole source of `node` with `replacement`."""
+        return cls(file, node.lineno, node.end_lineno or node.lineno, node.col_offset, node.end_col_offset or 0, replacement, what)
+
     @property
     def where(self) -> str:
         return f"{self.file}:{self.start}"
@@ -105,19 +110,9 @@ def _statement_rules(file: str, source: str) -> Iterator[Rule]:
             block = getattr(node, field, None)
             for stmt in block if isinstance(block, list) else []:
                 if isinstance(stmt, ast.Return) and stmt.value is not None and _calls(stmt.value, "Problem"):
-                    yield Rule(
-                        file,
-                        stmt.lineno,
-                        stmt.end_lineno or stmt.lineno,
-                        stmt.col_offset,
-                        stmt.end_col_offset or 0,
-                        "return []",
-                        _short(source, stmt),
-                    )
+                    yield Rule.over(file, stmt, "return []", _short(source, stmt))
                 elif isinstance(stmt, (ast.Expr, ast.AugAssign)) and (_calls(stmt, "Problem") or _adds_problems(stmt)):
-                    yield Rule(
-                        file, stmt.lineno, stmt.end_lineno or stmt.lineno, stmt.col_offset, stmt.end_col_offset or 0, "pass", _short(source, stmt)
-                    )
+                    yield Rule.over(file, stmt, "pass", _short(source, stmt))
 
 
 def _own_nodes(func: ast.FunctionDef) -> Iterator[ast.AST]:
@@ -138,10 +133,7 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
         param = func.args.args[0].arg
         for stmt in _own_nodes(func):
             if isinstance(stmt, ast.Raise) and isinstance(stmt.exc, ast.Call) and getattr(stmt.exc.func, "id", "") == "ValueError":
-                end = stmt.end_lineno or stmt.lineno
-                yield Rule(
-                    file, stmt.lineno, end, stmt.col_offset, stmt.end_col_offset or 0, f"return {param}", f"{func.name}: {_short(source, stmt)}"
-                )
+                yield Rule.over(file, stmt, f"return {param}", f"{func.name}: {_short(source, stmt)}")
     # Literal types that no stack key is read with (boards.Firmware describes boards, not config).
     not_config = {n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "Firmware" for t in n.targets)}
     # Nor the types the editor schema is told a field takes (json_schema_input_type): hints, not checks.
@@ -152,33 +144,15 @@ def _model_rules(file: str, source: str) -> Iterator[Rule]:
                 if kw.arg in FIELD_BOUNDS:
                     # Neutralise the bound by making it unreachable rather than reshaping the call.
                     loose = "0" if kw.arg == "min_length" else ("-(10**9)" if kw.arg == "ge" else "10**9")
-                    v = kw.value
-                    yield Rule(
-                        file,
-                        v.lineno,
-                        v.end_lineno or v.lineno,
-                        v.col_offset,
-                        v.end_col_offset or 0,
-                        loose,
-                        f"Field({kw.arg}=...): {_short(source, node)}",
-                    )
+                    yield Rule.over(file, kw.value, loose, f"Field({kw.arg}=...): {_short(source, node)}")
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_pattern":
-            yield Rule(
-                file,
-                node.lineno,
-                node.end_lineno or node.lineno,
-                node.col_offset,
-                node.end_col_offset or 0,
-                "BeforeValidator(lambda value: value)",
-                _short(source, node),
-            )
+            yield Rule.over(file, node, "BeforeValidator(lambda value: value)", _short(source, node))
         elif (
             isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal" and node.lineno not in not_config and id(node) not in hints
         ):
-            yield Rule(file, node.lineno, node.end_lineno or node.lineno, node.col_offset, node.end_col_offset or 0, "str", _short(source, node))
+            yield Rule.over(file, node, "str", _short(source, node))
         elif isinstance(node, ast.keyword) and node.arg == "extra" and isinstance(node.value, ast.Constant) and node.value.value == "forbid":
-            v = node.value
-            yield Rule(file, v.lineno, v.end_lineno or v.lineno, v.col_offset, v.end_col_offset or 0, '"ignore"', 'extra="forbid"')
+            yield Rule.over(file, node.value, '"ignore"', 'extra="forbid"')
 
 
 def discover() -> list[Rule]:
