@@ -28,6 +28,7 @@ from plans import certificates as certs_plan
 from plans import cloudflare as cloudflare_plan
 from plans import edge as plan
 from plans import gateways as gateways_plan
+from plans import gitops as gitops_plan
 from plans import resolver as resolver_plan
 from stacks.edge import edge_addresses
 from stacks.model import StackConfig
@@ -355,7 +356,7 @@ class Edge(pulumi.ComponentResource):
             key: k8s.core.v1.Namespace(f"{name}-namespace-{key}", metadata=manifest["metadata"], opts=child)
             for key, manifest in plan.namespaces(stack).items()
         }
-        self.category_namespaces = {c: self.namespaces[c] for c in plan.categories(stack)}
+        self.category_namespaces = {c: self.namespaces[c] for c in gitops_plan.categories(stack)}
         # What the LAN's DNS answers for the apps (the Ainur's zone takes them through NetbootArgs.dns_records).
         self.lan_records = plan.lan_records(stack)
         self.certificates = Certificates(f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)

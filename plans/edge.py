@@ -38,12 +38,6 @@ DEFAULT_POD_SECURITY: PodSecurityLevel = "baseline"
 SYSTEM_NAMESPACES = (CERT_MANAGER_NAMESPACE, ENVOY_GATEWAY_NAMESPACE)
 
 
-def categories(stack: StackConfig) -> tuple[str, ...]:
-    """Every category the stack may use, each one namespace: the same list the GitOps layer makes
-    its ApplicationSets from (plans.gitops.categories), so the two always agree."""
-    return gitops.categories(stack)
-
-
 def pod_security(stack: StackConfig, category: str) -> PodSecurityLevel:
     """The category's level, raised to the most permissive any of its apps asks for."""
     levels = [CATEGORY_POD_SECURITY.get(category, DEFAULT_POD_SECURITY)]
@@ -71,7 +65,7 @@ def _namespace(name: str) -> dict[str, Any]:
 def namespaces(stack: StackConfig) -> dict[str, dict[str, Any]]:
     """Every namespace the edge owns, by name: one per category (the GitOps layer's ApplicationSets
     deploy into them and never create them), then the edge's controllers' own."""
-    out = {c: gitops.category_namespace(c, pod_security(stack, c)) for c in categories(stack)}
+    out = {c: gitops.category_namespace(c, pod_security(stack, c)) for c in gitops.categories(stack)}
     out.update({ns: _namespace(ns) for ns in SYSTEM_NAMESPACES})
     return out
 
