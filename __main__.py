@@ -1,14 +1,21 @@
-"""Iluvatar: the Pulumi program. Load the stack config once, build each layer in order, export."""
+"""Iluvatar: the Pulumi program. Load the stack config once, build each layer in order, export.
+
+The order is the bring-up's (README, "Bring-up"): the Ainur join k3s and serve netboot; Arda's
+machines, handed the configs the Ainur serve, install, bootstrap and pass their gates; then the
+edge, GitOps and storage on both clusters, and the Git mirror once its storage class serves.
+"""
 
 import pulumi
 
 from components.ainur import BootstrapCluster, BootstrapClusterArgs
-from components.arda import TalosCluster, TalosClusterArgs
+from components.arda import TalosCluster, TalosClusterArgs, TalosConfig, TalosConfigArgs
 from components.ea import Ea, EaArgs
 from components.edge import Edge, EdgeArgs
+from components.git_mirror import GitMirror, GitMirrorArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.netboot import Netboot, NetbootArgs
 from components.storage import Storage, StorageArgs
+from plans import edge as edge_plan
 from stacks.pulumi_source import load
 
 loaded = load()
@@ -24,34 +31,42 @@ pulumi.export("loadBalancerPool", ea.load_balancer_pool)
 
 ainur = None
 if stack.ainur is not None:
-    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key), opts=pulumi.ResourceOptions(depends_on=[ea]))
+    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key))
     pulumi.export("ainurUserData", ainur.user_data)
+    pulumi.export("ainurNetworkConfig", ainur.network_config)
     pulumi.export("ainurKubeconfig", ainur.kubeconfig)
 
-arda = TalosCluster("arda", TalosClusterArgs(stack), opts=pulumi.ResourceOptions(depends_on=[ea]))
-pulumi.export("ardaTalosconfig", arda.talosconfig)
+arda_config = TalosConfig("arda-config", TalosConfigArgs(stack))
+pulumi.export("ardaTalosconfig", arda_config.talosconfig)
+pulumi.export("ardaInstallerImages", arda_config.installer_images)
+pulumi.export("ardaDiskImages", arda_config.disk_images)
+pulumi.export("ardaPxeUrls", arda_config.pxe_urls)
+
+netboot = None
+if ainur is not None:
+    netboot = Netboot(
+        "netboot",
+        NetbootArgs(stack, configs=arda_config.netboot_configs, boot_assets=arda_config.boot_assets, dns_records=edge_plan.lan_records(stack)),
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
+    )
+    pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
+
+arda = TalosCluster(
+    "arda", TalosClusterArgs(stack, arda_config, netboot_serving=netboot.serving if netboot is not None else [], deployed=loaded.arda)
+)
 pulumi.export("ardaKubeconfig", arda.kubeconfig)
-pulumi.export("ardaInstallerImages", arda.installer_images)
-pulumi.export("ardaDiskImages", arda.disk_images)
-pulumi.export("ardaPxeUrls", arda.pxe_urls)
+# What Arda runs after this deployment: the next run reads it back to refuse an impossible version change and show its plan.
+pulumi.export("arda", arda.state)
 
 edge = Edge(
     "edge",
-    EdgeArgs(stack, cloudflare_api_token=loaded.secrets.cloudflare_api_token),
-    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}, depends_on=[arda.cilium]),
+    EdgeArgs(stack, arda.access, cloudflare_api_token=loaded.secrets.cloudflare_api_token, after=[arda.ready]),
+    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}),
 )
 pulumi.export("caCertificate", edge.ca_certificate)
 pulumi.export("edge", edge.summary)
 if edge.cloudflare is not None:
     pulumi.export("tunnelId", edge.cloudflare.tunnel.id)
-
-if ainur is not None:
-    netboot = Netboot(
-        "netboot",
-        NetbootArgs(stack, configs=arda.netboot_configs, boot_assets=arda.boot_assets, dns_records=edge.lan_records),
-        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
-    )
-    pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
 gitops = None
 if stack.gitops is not None:
@@ -60,10 +75,10 @@ if stack.gitops is not None:
         GitOpsArgs(
             stack,
             arda_kubeconfig=arda.kubeconfig,
-            arda_after=[arda.cilium],
+            arda_after=[arda.ready],
             ainur_kubeconfig=ainur.kubeconfig if ainur is not None else None,
             # The seed goes into the namespace the netboot layer owns; the mirror's credential beside the mirror.
-            ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if ainur is not None else [],
+            ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if netboot is not None else [],
             credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
             # The edge owns the category namespaces (and their Pod Security levels); Argo CD deploys into them.
             namespaces=edge.category_namespaces,
@@ -77,3 +92,19 @@ storage = Storage(
 )
 # What this deployment runs Ceph on: the next run reads it back to refuse an unretired removal.
 pulumi.export("storage", storage.state)
+
+if ainur is not None and netboot is not None and stack.ainur is not None and stack.ainur.git_mirror is not None:
+    GitMirror(
+        "git-mirror",
+        GitMirrorArgs(
+            stack,
+            ainur.access,
+            # Its namespace, its credential, and the Application that installs its storage class (Longhorn).
+            after=[
+                netboot.objects["netboot-namespace-netboot"],
+                *([gitops.mirror_credentials] if gitops is not None and gitops.mirror_credentials is not None else []),
+                *([storage.applications["longhorn"]] if "longhorn" in storage.applications else []),
+            ],
+        ),
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
+    )

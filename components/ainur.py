@@ -1,13 +1,15 @@
 """Ainur: the Raspberry Pi bootstrap cluster (k3s) that serves what every other machine boots from.
 
-Each Pi gets a cloud-init user-data file to flash (no secrets in it), then Pulumi joins it to
-k3s over SSH with a generated token, reads the kubeconfig from the first valar, points it at
-the Ainur VIP, and builds the Kubernetes provider every Ainur workload uses.
+The Pis are flashed before any `pulumi up`, with the cloud-init files `iluvatar render` writes (no
+secrets in them; they are also this component's outputs). `pulumi up` then joins each Pi to k3s
+over SSH with a generated token, the first valar first: the join retries SSH while the Pi boots,
+waits for cloud-init to finish, and returns once k3s serves on that Pi. The kubeconfig is read from
+the first valar and pointed at the Ainur VIP; a gate waits until the API answers through the VIP
+before the Kubernetes provider every Ainur workload uses is configured.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,10 +18,10 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from plans import cloudinit, k3s
+from components import steps
+from components.steps import ClusterAccess
+from plans import bringup, cloudinit, k3s
 from stacks.model import Node, StackConfig
-
-USER_DATA_DIR = "out"
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,8 @@ class PiArgs:
     after: Sequence[pulumi.Resource]
 
 
-def user_data_path(stack_name: str, node: Node, kind: str = "user-data") -> str:
-    """Where a Pi's cloud-init file is written: `kind` is user-data or network-config."""
-    return f"{USER_DATA_DIR}/{stack_name}/ainur/{node.name}.{kind}"
-
-
 class Pi(pulumi.ComponentResource):
-    """One Ainur machine: its user-data and network-config files to flash, and its k3s join over SSH."""
+    """One Ainur machine: the cloud-init files it was flashed with, and its k3s join over SSH."""
 
     user_data: str
     network_config: str
@@ -59,22 +56,12 @@ class Pi(pulumi.ComponentResource):
         node, stack = args.node, args.stack
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
-        for kind, text in (("user-data", self.user_data), ("network-config", self.network_config)):
-            path = user_data_path(pulumi.get_stack(), node, kind)
-            command.local.Command(
-                f"{name}-{kind}",
-                create=f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && cat > {shlex.quote(path)}",
-                delete=f"rm -f {shlex.quote(path)}",
-                stdin=text,
-                logging=command.local.Logging.NONE,
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider),
-            )
         # Secret before it is used, whatever the random provider marks: the config carries the token.
         config = pulumi.Output.secret(args.token).apply(lambda token: k3s.config(stack, node, token))  # type: ignore[arg-type]
         self.join = command.remote.Command(
             f"{name}-join",
             connection=args.connection,
-            create=k3s.join_command(node),
+            create=k3s.join_script(node),
             stdin=config,
             # The config carries the join token: never log what the Pi prints back.
             logging=command.remote.Logging.NONE,
@@ -90,8 +77,11 @@ class BootstrapCluster(pulumi.ComponentResource):
 
     pis: dict[str, Pi]
     user_data: dict[str, str]
+    network_config: dict[str, str]
     kubeconfig: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
+    access: ClusterAccess
+    ready: command.local.Command
 
     def __init__(self, name: str, args: BootstrapClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         if not args.stack.by_role("valar"):
@@ -114,7 +104,14 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         def connect(node: Node) -> command.remote.ConnectionArgs:
             assert stack.ainur is not None
-            return command.remote.ConnectionArgs(host=str(node.ip), user=stack.ainur.ssh_user, private_key=args.ssh_private_key)
+            return command.remote.ConnectionArgs(
+                host=str(node.ip),
+                user=stack.ainur.ssh_user,
+                private_key=args.ssh_private_key,
+                # The Pi may still be booting: retry while sshd comes up (plans.k3s).
+                dial_error_limit=k3s.SSH_DIAL_ATTEMPTS,
+                per_dial_timeout=k3s.SSH_DIAL_SECONDS,
+            )
 
         self.pis = {}
         first = stack.by_role("valar")[0]
@@ -126,16 +123,36 @@ class BootstrapCluster(pulumi.ComponentResource):
                 opts=child,
             )
         self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
+        self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
 
         read = command.remote.Command(
             f"{name}-kubeconfig",
             connection=connect(first),
-            create="sudo cat /etc/rancher/k3s/k3s.yaml",
+            create=f"sudo cat {k3s.KUBECONFIG_PATH}",
             logging=command.remote.Logging.NONE,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=command_provider, depends_on=[self.pis[first.name].join], additional_secret_outputs=["stdout"]
             ),
         )
-        self.kubeconfig = pulumi.Output.secret(read.stdout.apply(lambda text: k3s.rewrite_kubeconfig(text, stack)))
-        self.kubernetes_provider = k8s.Provider(f"{name}-kubernetes", kubeconfig=self.kubeconfig, opts=child)
-        self.register_outputs({"userData": self.user_data, "kubeconfig": self.kubeconfig})
+        rewritten: pulumi.Output[str] = read.stdout.apply(lambda text: k3s.rewrite_kubeconfig(text, stack))
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(rewritten)
+        self.ready = steps.run(
+            f"{name}-gate-api",
+            bringup.kube_api_gate(name, k3s.server_url(stack)),
+            command_provider,
+            self,
+            stdin=steps.secret_stdin({"kubeconfig": kubeconfig}),
+            after=[read],
+        )
+        # The kubeconfig everything downstream uses carries the gate as its dependency: pulumi-kubernetes
+        # checks its cluster once, when configured, and kube-vip takes the VIP only after k3s has started.
+        self.kubeconfig = pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))
+        # It adopts an object already there, as Arda's does: an interrupted `pulumi up` converges when run again.
+        self.kubernetes_provider = k8s.Provider(
+            f"{name}-kubernetes",
+            kubeconfig=self.kubeconfig,
+            upsert_existing_objects=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
+        )
+        self.access = ClusterAccess(name, self.kubeconfig, command_provider)
+        self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config, "kubeconfig": self.kubeconfig})

@@ -1,7 +1,9 @@
 """Cilium on Arda: the CNI (Helm release) and its LAN load-balancer IP pool and L2 announcements.
 
-Cilium's CRDs are created by its operator once it runs, so the pool and the policy depend on
-the release; all three go through the Arda Kubernetes provider passed in `providers`.
+Cilium's CRDs are not in its chart: cilium-operator registers them once it runs. A release reported
+deployed is therefore no API that accepts the pool and the policy; a gate (`plans.bringup.admits_gate`)
+waits until the API server admits both, as a server-side dry run. All go through the Arda
+Kubernetes provider passed in `providers`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.steps import ClusterAccess
+from plans import bringup
 from plans import cilium as plan
 from stacks.model import StackConfig
 
 
 @dataclass(frozen=True)
 class CiliumArgs:
-    """Cilium's input: the validated stack (Cilium settings and the load-balancer pool)."""
+    """Cilium's input: the validated stack (Cilium settings and the load-balancer pool) and how its gate reaches Arda."""
 
     stack: StackConfig
+    access: ClusterAccess
 
 
 class Cilium(pulumi.ComponentResource):
@@ -43,9 +48,17 @@ class Cilium(pulumi.ComponentResource):
             values=plan.helm_values(stack),
             opts=child,
         )
-        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
-        self.pool = self._custom_resource(f"{name}-lb-pool", plan.load_balancer_pool(stack), after_release)
-        self.l2_policy = self._custom_resource(f"{name}-l2-policy", plan.l2_announcement_policy(stack), after_release)
+        pool, policy = plan.load_balancer_pool(stack), plan.l2_announcement_policy(stack)
+        crds = args.access.gate(
+            f"{name}-gate-crds",
+            bringup.admits_gate("cilium-operator registers them", [pool["kind"], policy["kind"]]),
+            self,
+            after=[self.release],
+            manifests=[pool, policy],
+        )
+        after_crds = pulumi.ResourceOptions(parent=self, depends_on=[crds])
+        self.pool = self._custom_resource(f"{name}-lb-pool", pool, after_crds)
+        self.l2_policy = self._custom_resource(f"{name}-l2-policy", policy, after_crds)
         self.register_outputs({"releaseStatus": self.release.status})
 
     @staticmethod

@@ -13,7 +13,7 @@ The Kubernetes objects go through the Arda provider passed in `providers`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,8 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components import kube
+from components.steps import ClusterAccess
+from plans import bringup
 from plans import certificates as certs_plan
 from plans import cloudflare as cloudflare_plan
 from plans import edge as plan
@@ -57,16 +59,23 @@ def resource_suffix(manifest: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class CertificatesArgs:
-    """The validated stack, the Cloudflare API token (secret; with publicDns: cloudflare) and the namespaces."""
+    """The validated stack, the Cloudflare API token (secret; with publicDns: cloudflare), the namespaces,
+    and how the webhook gates reach Arda."""
 
     stack: StackConfig
     cloudflare_api_token: pulumi.Output[str] | None
     namespaces: Mapping[str, k8s.core.v1.Namespace]
+    access: ClusterAccess
 
 
 class Certificates(pulumi.ComponentResource):
     """Certificates: cert-manager and trust-manager, the protected local root CA, its issuer and trust
-    bundle, Let's Encrypt (with Cloudflare DNS) and the gateways' wildcard certificates."""
+    bundle, Let's Encrypt (with Cloudflare DNS) and the gateways' wildcard certificates.
+
+    cert-manager's and trust-manager's webhooks refuse their custom resources until a webhook pod
+    answers ("failed calling webhook webhook.cert-manager.io"), which is after the release reports
+    deployed: a gate per webhook waits until the API server admits the very objects that follow.
+    """
 
     ca_certificate: pulumi.Output[str]
     certificates: dict[str, k8s.apiextensions.CustomResource]
@@ -142,15 +151,33 @@ class Certificates(pulumi.ComponentResource):
             # Its webhook's certificate comes from cert-manager.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, cert_manager]),
         )
-        after = pulumi.ResourceOptions(parent=self, depends_on=[cert_manager, *before_issuers])
-        issuers = [custom_resource(f"{name}-{resource_suffix(m)}", m, after) for m in certs_plan.issuers(stack)]
+        issuer_manifests, certificate_manifests = certs_plan.issuers(stack), certs_plan.certificates(stack)
+        certificate_namespaces = [args.namespaces[m["metadata"]["namespace"]] for m in certificate_manifests]
+        cert_manager_webhook = args.access.gate(
+            f"{name}-gate-cert-manager",
+            bringup.admits_gate("cert-manager's webhook answers", [m["kind"] for m in (*issuer_manifests, *certificate_manifests)]),
+            self,
+            after=[cert_manager, *certificate_namespaces],
+            manifests=[*issuer_manifests, *certificate_manifests],
+        )
+        after = pulumi.ResourceOptions(parent=self, depends_on=[cert_manager_webhook, *before_issuers])
+        issuers = [custom_resource(f"{name}-{resource_suffix(m)}", m, after) for m in issuer_manifests]
         bundle = certs_plan.trust_bundle()
-        custom_resource(f"{name}-{resource_suffix(bundle)}", bundle, pulumi.ResourceOptions(parent=self, depends_on=[trust_manager, ca_secret]))
+        trust_manager_webhook = args.access.gate(
+            f"{name}-gate-trust-manager",
+            bringup.admits_gate("trust-manager's webhook answers", [bundle["kind"]]),
+            self,
+            after=[trust_manager],
+            manifests=[bundle],
+        )
+        custom_resource(
+            f"{name}-{resource_suffix(bundle)}", bundle, pulumi.ResourceOptions(parent=self, depends_on=[trust_manager_webhook, ca_secret])
+        )
         self.certificates = {}
-        for manifest in certs_plan.certificates(stack):
+        for manifest in certificate_manifests:
             ns = args.namespaces[manifest["metadata"]["namespace"]]
             self.certificates[manifest["metadata"]["name"]] = custom_resource(
-                f"{name}-{resource_suffix(manifest)}", manifest, pulumi.ResourceOptions(parent=self, depends_on=[ns, cert_manager, *issuers])
+                f"{name}-{resource_suffix(manifest)}", manifest, pulumi.ResourceOptions(parent=self, depends_on=[ns, cert_manager_webhook, *issuers])
             )
         self.register_outputs({"caCertificate": self.ca_certificate})
 
@@ -328,10 +355,14 @@ class Resolver(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class EdgeArgs:
-    """The validated stack and the Cloudflare API token (secret; present when the stack uses Cloudflare)."""
+    """The validated stack, how the edge's gates reach Arda, and the Cloudflare API token (secret; present
+    when the stack uses Cloudflare)."""
 
     stack: StackConfig
+    access: ClusterAccess
     cloudflare_api_token: pulumi.Output[str] | None = None
+    # What the edge waits for (Arda's nodes gate): its namespaces, and so everything in them, come after.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Edge(pulumi.ComponentResource):
@@ -352,14 +383,17 @@ class Edge(pulumi.ComponentResource):
         stack = args.stack
         child = pulumi.ResourceOptions(parent=self)
         # One Namespace per category (keyed by category, which is its name) and the controllers' own.
+        in_order = pulumi.ResourceOptions(parent=self, depends_on=list(args.after))
         self.namespaces = {
-            key: k8s.core.v1.Namespace(f"{name}-namespace-{key}", metadata=manifest["metadata"], opts=child)
+            key: k8s.core.v1.Namespace(f"{name}-namespace-{key}", metadata=manifest["metadata"], opts=in_order)
             for key, manifest in plan.namespaces(stack).items()
         }
         self.category_namespaces = {c: self.namespaces[c] for c in gitops_plan.categories(stack)}
         # What the LAN's DNS answers for the apps (the Ainur's zone takes them through NetbootArgs.dns_records).
         self.lan_records = plan.lan_records(stack)
-        self.certificates = Certificates(f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)
+        self.certificates = Certificates(
+            f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces, args.access), opts=child
+        )
         self.ca_certificate = self.certificates.ca_certificate
         self.gateways = Gateways(f"{name}-gateways", GatewaysArgs(stack, self.namespaces, self.certificates.certificates), opts=child)
         self.cloudflare = None

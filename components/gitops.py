@@ -7,10 +7,13 @@ Applications, and the ApplicationSets (one per category on Arda, one on the Ainu
 also owns the category namespaces (`plans.gitops.namespaces`). With a private repository and the
 Ainur's mirror, the mirror's credential goes to the Ainur alone: both Argo CDs read the mirror.
 
-Ownership: Argo CD never manages itself. Pulumi owns its install (every object of the chart, as its
-own resource through `helm.v4.Chart`), its projects and ApplicationSets; Argo CD owns the apps.
-Each `ArgoCd` talks to its cluster through a provider that adopts objects already there
-(`upsertExistingObjects`), so a `pulumi up` interrupted at any point converges when run again.
+Ownership: Argo CD never manages itself. Pulumi owns its install (a `helm.v3.Release`), its projects
+and ApplicationSets; Argo CD owns the apps. A Release, not a `helm.v4.Chart`: a v4 Chart asks its
+cluster for the server version while it is constructed, so a cluster that is down would fail every
+preview, other clusters' changes included (pulumi-kubernetes `helm/v4/chart.go`); a Release previews
+against a cluster that is down. Each `ArgoCd` talks to its cluster through a provider that adopts
+objects already there (`upsertExistingObjects`), so a `pulumi up` interrupted at any point converges
+when run again.
 
 `PlatformApplication` (`iluvatar:gitops:PlatformApplication`) is how a layer hands Argo CD a chart
 whose values come from the inventory (`plans.gitops.platform_application`).
@@ -64,7 +67,7 @@ class ArgoCd(pulumi.ComponentResource):
     """Argo CD on one cluster: the chart, its secrets, its AppProjects and its ApplicationSets."""
 
     provider: k8s.Provider
-    chart: k8s.helm.v4.Chart
+    release: k8s.helm.v3.Release
     projects: dict[str, k8s.apiextensions.CustomResource]
     application_sets: dict[str, k8s.apiextensions.CustomResource]
     namespaces: dict[str, pulumi.Resource]
@@ -92,17 +95,17 @@ class ArgoCd(pulumi.ComponentResource):
         if args.credential is not None and cluster == "arda" and plan.reads_upstream(stack):
             secrets.append(self._secret(name, lambda credential: plan.repository_secret(stack, credential), args.credential, in_namespace))
 
-        self.chart = k8s.helm.v4.Chart(
-            f"{name}-chart",
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
             chart=plan.CHART,
             version=plan.gitops_of(stack).argocd.version,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=plan.REPOSITORY),
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.REPOSITORY),
             name="argocd",
             namespace=plan.NAMESPACE,
             values=plan.helm_values(stack, cluster),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider}, depends_on=[*first, *secrets]),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets]),
         )
-        after_chart = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.chart])
+        after_chart = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.release])
 
         self.namespaces = dict(args.namespaces or {})
         if cluster == "arda" and args.namespaces is None:
@@ -119,7 +122,7 @@ class ArgoCd(pulumi.ComponentResource):
         for appset in plan.application_sets(stack, cluster, args.registry):
             key = appset["metadata"]["name"]
             # A category's apps start once its namespace exists (the Ainur's create their own).
-            deps = [self.chart, *self.projects.values(), *([self.namespaces[key]] if key in self.namespaces else [])]
+            deps = [self.release, *self.projects.values(), *([self.namespaces[key]] if key in self.namespaces else [])]
             self.application_sets[key] = self._custom_resource(
                 name, appset, pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=deps)
             )
@@ -173,6 +176,8 @@ class GitOps(pulumi.ComponentResource):
 
     arda: ArgoCd
     ainur: ArgoCd | None
+    # The Git mirror's credential on the Ainur, when the mirror clones a private or SSH repository.
+    mirror_credentials: k8s.core.v1.Secret | None
 
     def __init__(self, name: str, args: GitOpsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:gitops:GitOps", name, None, opts)
@@ -184,6 +189,7 @@ class GitOps(pulumi.ComponentResource):
             opts=child,
         )
         self.ainur = None
+        self.mirror_credentials = None
         if stack.ainur is not None:
             assert args.ainur_kubeconfig is not None, "an Ainur stack hands GitOps the Ainur's kubeconfig"
             self.ainur = ArgoCd(f"{name}-ainur", ArgoCdArgs(stack, "ainur", args.ainur_kubeconfig, args.ainur_after), opts=child)
@@ -192,7 +198,7 @@ class GitOps(pulumi.ComponentResource):
                 files: pulumi.Output[Any] = args.credential.apply(lambda credential: plan.mirror_credentials(stack, credential))
                 data: Any = pulumi.Output.secret(files)
                 metadata: Any = {"name": plan.MIRROR_CREDENTIALS, "namespace": "netboot", "labels": dict(plan.MANAGED_BY)}
-                k8s.core.v1.Secret(
+                self.mirror_credentials = k8s.core.v1.Secret(
                     f"{name}-ainur-secret-{plan.MIRROR_CREDENTIALS}",
                     metadata=metadata,
                     type="Opaque",
@@ -231,7 +237,7 @@ class PlatformApplication(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformApplicationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:gitops:PlatformApplication", name, None, opts)
         argocd = args.argocd
-        deps = [argocd.chart, argocd.projects[plan.PLATFORM_PROJECT], *args.after]
+        deps = [argocd.release, argocd.projects[plan.PLATFORM_PROJECT], *args.after]
         self.application = ArgoCd._custom_resource(
             name, args.manifest, pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=deps)
         )

@@ -1,6 +1,7 @@
 """Netboot on the Ainur: dnsmasq (DHCP/PXE, TFTP, DNS), the HTTP server for iPXE scripts, boot assets
-and workers' Talos configs, the cache of them on every Pi, kube-vip for the service address, the
-GitOps repo mirror, and the Argo CD seed's namespace.
+and workers' Talos configs, the cache of them on every Pi, kube-vip for the service address, and the
+Argo CD seed's namespace. (The GitOps repo mirror is `components.git_mirror`: its volume waits for
+Longhorn, which arrives much later.)
 
 All objects go through the Ainur Kubernetes provider passed in `providers`.
 """
@@ -19,6 +20,8 @@ from components import kube
 from plans import netboot as plan
 from stacks.model import StackConfig
 
+SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
+
 
 @dataclass(frozen=True)
 class NetbootArgs:
@@ -35,6 +38,11 @@ class Netboot(pulumi.ComponentResource):
     """Netboot: the objects in the Ainur's `netboot` namespace that let Arda machines boot unattended."""
 
     objects: dict[str, pulumi.CustomResource]
+    # What must be serving before a machine can boot from the network: every Pi's cache of the boot
+    # assets (the DaemonSet), dnsmasq and nginx (the Deployment, ready when both answer) and the
+    # service address kube-vip announces (the Service, ready once it has its address). pulumi-kubernetes
+    # awaits all three, so a resource that depends on them starts only when the LAN can netboot.
+    serving: list[pulumi.CustomResource]
     dnsmasq_conf: str
     scripts: dict[str, str]
 
@@ -76,4 +84,5 @@ class Netboot(pulumi.ComponentResource):
                 manifest = {**manifest, "spec": {**manifest["spec"], "template": template}}
             deps = [ns, configs] if manifest["kind"] == "Deployment" else [ns]
             self.objects[kube.resource_name(name, manifest)] = kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+        self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

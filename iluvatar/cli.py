@@ -12,6 +12,7 @@ Exit codes: 0 success; 1 the stack config is invalid (every problem listed, one 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -19,6 +20,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from stacks.errors import StackConfigError
 from stacks.load import StackFileError, load_stack_file, read_stack_file, validate_stack_file
@@ -140,10 +142,33 @@ def _render(args: argparse.Namespace) -> int:
     from iluvatar.render import render_files, write_tree
     from iluvatar.simulate import simulate
 
-    files = render_files(simulate(sf))
+    previous = _previous_outputs(Path(args.previous)) if args.previous is not None else None
+    import pulumi
+
+    try:
+        files = render_files(simulate(sf, previous=previous), previous)
+    except pulumi.RunError as e:
+        # The program's own refusals against the previous deployment (a version change no machine could make).
+        print(str(e), file=sys.stderr)
+        return EXIT_INVALID
     write_atomically(out, lambda staging: write_tree(files, staging))
     print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
+    if "rollout.txt" in files:
+        print(files["rollout.txt"], end="")
     return EXIT_OK
+
+
+def _previous_outputs(path: Path) -> dict[str, Any]:
+    """A deployment's outputs as `pulumi stack output --json` (or a render's outputs.json) writes them."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CommandError(f"--previous {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
+    if not isinstance(doc, dict):
+        raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
+    return doc
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -241,6 +266,12 @@ def parser() -> argparse.ArgumentParser:
             out_help, force_help = outputs[name]
             c.add_argument("--out", required=True, help=out_help)
             c.add_argument("--force", action="store_true", help=force_help)
+        if name == "render":
+            c.add_argument(
+                "--previous",
+                metavar="OUTPUTS.json",
+                help="render as a change against a deployment whose outputs this file holds (`pulumi stack output --json`, or a render's outputs.json): writes its day-2 plan to rollout.txt",
+            )
         if name == "scaffold":
             c.add_argument("--out", required=True, metavar="DIR", help="the GitOps repository's folder (created if absent)")
         c.set_defaults(run=run)

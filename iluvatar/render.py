@@ -1,7 +1,9 @@
 """Render: write everything a stack would create as files to read and diff, from a mock run.
 
 The layout (under the output folder):
-  plan.txt                                       every resource as a tree, and the count per type
+  plan.txt                                       every resource as a tree with what it waits for, and the count per type
+  outputs.json                                   the stack outputs as `pulumi stack output --json` writes them
+  rollout.txt                                    with --previous: which Arda machines change, how, and in what order
   kubernetes/<cluster>/<namespace>/<kind>-<name>.yaml   every Kubernetes object ("_cluster" for cluster-scoped)
   kubernetes/<cluster>/<namespace>/HelmRelease-<name>.yaml  a Helm release: chart, version, repository, values
   kubernetes/<cluster>/<namespace>/HelmChart-<name>.yaml    a chart whose objects Pulumi owns one by one (helm.v4), the same fields
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
-from plans import netboot, yamltext
+from plans import netboot, rollout, yamltext
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
@@ -116,13 +120,11 @@ def talos_files(sim: Simulation) -> dict[str, str]:
 
 
 def ainur_files(sim: Simulation) -> dict[str, str]:
-    user_data = redact(sim.outputs.get("ainurUserData") or {})
-    files = {f"ainur/{node}.user-data": text for node, text in user_data.items()}
-    # Each Pi's network-config, as the command that writes it beside its user-data receives it.
-    for node in user_data:
-        write = sim.named().get(f"ainur-{node}-network-config")
-        if write is not None:
-            files[f"ainur/{node}.network-config"] = redact(write.inputs["stdin"])
+    """Each Pi's cloud-init user-data and network-config: what to flash before the first `pulumi up`."""
+    files: dict[str, str] = {}
+    for kind, output in (("user-data", "ainurUserData"), ("network-config", "ainurNetworkConfig")):
+        for node, text in (redact(sim.outputs.get(output)) or {}).items():
+            files[f"ainur/{node}.{kind}"] = text
     return files
 
 
@@ -281,11 +283,24 @@ def _flags(reg: Registration, names: dict[str, str]) -> str:
             flags.append(f"{label}: {', '.join(sorted(values))}")
     if reg.deleted_with:
         flags.append(f"deleted with: {names.get(reg.deleted_with, reg.deleted_with)}")
-    # depends_on: the dependencies no input accounts for (bring-up order the program states itself).
-    from_inputs = {u for urns in reg.property_dependencies.values() for u in urns}
-    after = sorted(names.get(u, u) for u in set(reg.dependencies) - from_inputs)
+    if reg.aliases:
+        flags.append(f"aliases: {', '.join(sorted(reg.aliases))}")
+    if reg.custom_timeouts:
+        flags.append("timeouts: " + ", ".join(f"{k} {v}" for k, v in sorted(reg.custom_timeouts.items())))
+    # Every dependency the engine orders this resource by (iluvatar.graph): depends_on ("after"), the
+    # resources its inputs came from ("inputs", with the input names), and the provider it goes through.
+    from_inputs: dict[str, set[str]] = {}
+    for key, urns in reg.property_dependencies.items():
+        for urn in urns:
+            from_inputs.setdefault(urn, set()).add(key)
+    after = sorted(names.get(u, u) for u in set(reg.dependencies) - set(from_inputs))
     if after:
         flags.append(f"after: {', '.join(after)}")
+    if from_inputs:
+        flags.append("inputs: " + ", ".join(sorted(f"{names.get(u, u)} ({', '.join(sorted(keys))})" for u, keys in from_inputs.items())))
+    provider = provider_urn(reg.provider)
+    if provider:
+        flags.append(f"provider: {names.get(provider, provider)}")
     return "".join(f" [{f}]" for f in flags)
 
 
@@ -298,9 +313,21 @@ def _summary(value: Any) -> str:
     return text if "\n" not in text and len(text) < 100 else f"{len(text)} characters"
 
 
-def render_files(sim: Simulation) -> dict[str, str]:
-    """Relative path -> content, for everything the stack would create."""
-    files = {"plan.txt": plan_text(sim)}
+def outputs_json(sim: Simulation) -> str:
+    """The stack outputs as `pulumi stack output --json` prints them: secrets as [secret]. Give it back as `--previous`."""
+    return json.dumps(redact(sim.outputs), indent=2, sort_keys=True) + "\n"
+
+
+def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
+    """The day-2 plan against a previous deployment's outputs: which Arda machines change, how, and in what order."""
+    return rollout.describe(previous.get("arda"), sim.outputs["arda"])
+
+
+def render_files(sim: Simulation, previous: dict[str, Any] | None = None) -> dict[str, str]:
+    """Relative path -> content, for everything the stack would create (and, against `previous`, its day-2 plan)."""
+    files = {"plan.txt": plan_text(sim), "outputs.json": outputs_json(sim)}
+    if previous is not None:
+        files["rollout.txt"] = rollout_text(sim, previous)
     for part in (kubernetes_files, talos_files, ainur_files, netboot_files, flash_files, edge_files, cloudflare_files):
         files.update(part(sim))
     return dict(sorted(files.items()))

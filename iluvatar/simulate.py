@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,13 +265,22 @@ class _Mocks(pulumi.runtime.Mocks):
     test pretends happened (none: a first deployment).
     """
 
-    def __init__(self, sim: Simulation, previous: dict[str, Any] | None = None) -> None:
+    def __init__(self, sim: Simulation, previous: dict[str, Any] | None = None, prior: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.sim = sim
         self.previous = previous or {}
+        self.prior = prior or {}
+        # The inputs each resource asked the engine to ignore changes to, as the monitor saw them.
+        self.ignoring: dict[str, tuple[str, ...]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        # What the engine does with `ignore_changes`: a resource already in the state keeps the old
+        # value of an ignored input, whatever the program now says, and its outputs follow.
+        for key in self.ignoring.get(args.name, ()):
+            if key in self.prior.get(args.name, {}):
+                inputs[key] = self.prior[args.name][key]
         extra = RESOURCE_STATE.get(args.typ)
-        state = {**args.inputs, **(extra(args.inputs) if extra else {})}
+        state = {**inputs, **(extra(inputs) if extra else {})}
         return str(state.pop("id", f"{args.name}-id")), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -287,6 +297,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.sim = sim
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if isinstance(self.mocks, _Mocks):
+            self.mocks.ignoring[request.name] = tuple(request.ignoreChanges)
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.sim.registrations.append(_registration(request, response.urn))
@@ -345,15 +357,23 @@ def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:
     return config, sorted(sf.secret_keys)
 
 
-def simulate(sf: StackFile, program: Path = PROGRAM, record: Simulation | None = None, previous: dict[str, Any] | None = None) -> Simulation:
+def simulate(
+    sf: StackFile,
+    program: Path = PROGRAM,
+    record: Simulation | None = None,
+    previous: dict[str, Any] | None = None,
+    prior: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Simulation:
     """Run `program` for the stack file under mocks (preview=False) and record what it does.
 
     `previous` is the stack outputs of the deployment before this one (None: this is the first).
+    `prior` is the inputs resources kept in the state from that deployment, by resource name: a
+    resource that ignores changes to an input gets its prior value back, as the engine does.
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
-    mocks = _Mocks(sim, previous)
+    mocks = _Mocks(sim, previous, prior)
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=False, monitor=_RecordingMonitor(mocks, sim))
     config, secret_keys = pulumi_config(sf)

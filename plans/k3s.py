@@ -25,6 +25,7 @@ KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
 KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
 STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 
 
 def server_url(stack: StackConfig) -> str:
@@ -70,9 +71,61 @@ def service(node: Node) -> str:
     return "k3s" if node.role == "valar" else "k3s-agent"
 
 
-def join_command(node: Node) -> str:
-    """Run over SSH with the config on stdin: install it (root-only) and start k3s."""
-    return f"sudo install -D -m 0600 /dev/stdin {CONFIG_PATH} && sudo systemctl enable --now {service(node)}"
+# How long a join waits for cloud-init to finish on a Pi that is still booting (package upgrades,
+# the packages Longhorn needs, k3s's download: 3 to 10 minutes on a Pi 5 with a home connection),
+# and then for k3s to answer once started.
+CLOUD_INIT_TIMEOUT_SECONDS = 1800
+READY_TIMEOUT_SECONDS = 600
+# SSH retries while the Pi boots: pulumi-command dials this many times, each attempt bounded by
+# SSH_DIAL_SECONDS, backing off between them (about 20 minutes in all before the join gives up).
+SSH_DIAL_ATTEMPTS = 60
+SSH_DIAL_SECONDS = 15
+KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
+
+
+def ready_check(node: Node) -> str:
+    """A shell test that passes once k3s on this Pi serves: a server's API answers /readyz locally,
+    an agent's kubelet answers its health check (it has no credentials for the API)."""
+    if node.role == "valar":
+        return "sudo k3s kubectl get --raw /readyz >/dev/null 2>&1"
+    return f"curl -sf {KUBELET_HEALTHZ} >/dev/null 2>&1"
+
+
+def join_script(node: Node, config_path: str = CONFIG_PATH, ready_timeout: int = READY_TIMEOUT_SECONDS) -> str:
+    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, wait until it serves.
+
+    Safe to run again at any point: an unchanged config leaves a running k3s alone (`start` is a
+    no-op), a changed one restarts it (`enable --now` would not), and a Pi already joined rejoins
+    with the same token. The config holds the join token: it is written by root, mode 0600, and
+    the temporary copy is removed on any exit.
+    """
+    svc = service(node)
+    limit = CLOUD_INIT_TIMEOUT_SECONDS
+    return f"""set -eu
+# cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
+# recoverable errors; anything else failed or timed out).
+status=0
+timeout {limit} cloud-init status --wait </dev/null >/dev/null 2>&1 || status=$?
+if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
+  echo "iluvatar: cloud-init on $(hostname) did not finish within {limit} s (status $status); look with: sudo cloud-init status --long" >&2
+  exit 1
+fi
+umask 077
+new=$(mktemp)
+trap 'rm -f "$new"' EXIT
+cat > "$new"
+if sudo cmp -s "$new" {config_path}; then changed=0; else sudo install -D -m 0600 "$new" {config_path}; changed=1; fi
+sudo systemctl enable {svc} >/dev/null 2>&1
+if [ "$changed" = 1 ]; then sudo systemctl restart {svc}; else sudo systemctl start {svc}; fi
+deadline=$(( $(date +%s) + {ready_timeout} ))
+until {ready_check(node)}; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "iluvatar: {svc} on $(hostname) did not serve within {ready_timeout} s; look with: sudo journalctl -u {svc}" >&2
+    exit 1
+  fi
+  sleep 2
+done
+"""
 
 
 def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
@@ -105,7 +158,7 @@ def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
                 }
             ],
             "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
-            "volumes": [{"name": "kubeconfig", "hostPath": {"path": "/etc/rancher/k3s/k3s.yaml"}}],
+            "volumes": [{"name": "kubeconfig", "hostPath": {"path": KUBECONFIG_PATH}}],
         },
     }
 

@@ -483,7 +483,14 @@ def _single_pod(name: str, labels: dict[str, str], pod: dict[str, Any], annotati
 
 
 def _nginx(mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"name": "http", "image": NGINX_IMAGE, "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}], "volumeMounts": mounts}
+    return {
+        "name": "http",
+        "image": NGINX_IMAGE,
+        "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
+        # Ready once iPXE's first script is served (the same readiness gate as dnsmasq's).
+        "readinessProbe": {"httpGet": {"path": "/boot.ipxe", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": mounts,
+    }
 
 
 def _sh(name: str, image: str, script: str, mounts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -529,6 +536,9 @@ def netboot_pod(config_macs: Sequence[str]) -> dict[str, Any]:
                     {"name": "dhcp", "containerPort": 67, "protocol": "UDP"},
                     {"name": "tftp", "containerPort": 69, "protocol": "UDP"},
                 ],
+                # Ready once dnsmasq answers: the Deployment is then "available", which is what Arda's
+                # installs wait for (pulumi-kubernetes awaits it) before any machine is told to netboot.
+                "readinessProbe": {"tcpSocket": {"port": "dns-tcp"}, "periodSeconds": 5},
                 "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases],
             },
             _nginx(
@@ -708,7 +718,6 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
         },
         *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
-        *git_mirror_manifests(stack),
     ]
 
 

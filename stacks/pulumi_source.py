@@ -4,9 +4,10 @@ The program calls `load()` once; components receive the typed models it returns,
 Pulumi config. Invalid config stops the program with `pulumi.RunError`, which Pulumi
 prints as one clean error (every problem, no traceback) before any resource exists.
 
-It also reads back what the last deployment ran Ceph on (the stack's own output `storage`),
-so that a disk or a machine leaving the inventory without being retired first is refused
-before anything is created (stacks.storage.check_removals).
+It also reads back what the last deployment ran (the stack's own outputs), so that before anything
+is created it refuses a disk or a machine leaving the inventory without being retired first (the
+output `storage`, stacks.storage.check_removals) and a version change no running machine could make
+(the output `arda`, stacks.day2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import storage
+from stacks import day2, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -27,6 +28,7 @@ from stacks.model import StackConfig
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 STORAGE_OUTPUT = "storage"
+ARDA_OUTPUT = "arda"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class LoadedStack:
     secrets: StackSecrets
     # What the last deployment ran Ceph on (empty on the first one).
     deployed: storage.Deployed = field(default_factory=lambda: storage.Deployed({}, {}))
+    # What the last deployment ran on Arda: versions and each machine's state (empty on the first one).
+    arda: day2.DeployedArda = field(default_factory=day2.DeployedArda)
 
 
 def _config_keys() -> set[str]:
@@ -81,8 +85,13 @@ def load() -> LoadedStack:
         stack = parse_stack(raw, secret_keys, source=source)
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
-    deployed = last_deployment()
-    if problems := storage.check_removals(stack, deployed):
+    outputs = last_outputs()
+    try:
+        deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
+        arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
+    except TypeError as e:
+        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
+    if problems := storage.check_removals(stack, deployed) + day2.check(stack, arda):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
@@ -92,6 +101,7 @@ def load() -> LoadedStack:
         stack,
         StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
         deployed,
+        arda,
     )
 
 
@@ -101,20 +111,21 @@ def stack_name() -> str:
     return f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
-def last_deployment() -> storage.Deployed:
-    """What the last completed deployment of this stack ran Ceph on: its own `storage` output.
+def last_outputs() -> dict[str, Any]:
+    """The stack's own outputs at its last completed deployment (empty for a new stack).
 
     A StackReference to the stack itself reads the same thing, but asynchronously, after other
     resources may be registered (and, in `pulumi up`, created); this synchronous invoke of the
-    engine's builtin provider answers first. A new stack has no outputs: a first deployment.
-    A stack whose outputs cannot be read is refused: without them no removal can be checked.
+    engine's builtin provider answers first. A stack whose outputs cannot be read is refused:
+    without them no removal and no version change can be checked.
     """
     try:
         result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": stack_name()})
         outputs = (result.value or {}).get("outputs") or {}
-        return storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
-    except Exception as e:  # any failure means the safety check cannot run: say so, and refuse
+    except Exception as e:  # any failure means the safety checks cannot run: say so, and refuse
         raise pulumi.RunError(
-            f"cannot read the last deployment's `{STORAGE_OUTPUT}` output of stack {stack_name()} ({e}); it is how a disk or a machine "
-            "that ran Ceph OSDs is kept from leaving the inventory unretired, so nothing is deployed without it"
+            f"cannot read the last deployment's outputs of stack {stack_name()} ({e}); they are how a disk or a machine that ran "
+            "Ceph OSDs is kept from leaving the inventory unretired and a version change is checked against what runs, so nothing "
+            "is deployed without them"
         ) from None
+    return dict(outputs)

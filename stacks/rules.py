@@ -20,11 +20,13 @@ from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelecto
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
 
-# Kubernetes minors each Talos minor supports (Talos support matrix, talos.dev). Only Talos 1.12:
-# the network documents Iluvatar generates (HostnameConfig, LinkConfig, ...) need 1.12, and
-# the Talos acceptance check (tools/talos-check) validates against a 1.12.4 node.
+# Kubernetes minors each Talos minor supports (machinery's compatibility package; tests/stacks/test_day2.py
+# asks it). Talos 1.12 and 1.13: the network documents Iluvatar generates (HostnameConfig, LinkConfig,
+# ...) need 1.12, and the Talos acceptance check (tools/talos-check) validates every config with the
+# provider's machinery (v1.13.0) and a 1.12.4 node's.
 TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {
     (1, 12): (30, 35),
+    (1, 13): (31, 36),
 }
 
 

@@ -40,6 +40,7 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
     root = "urn:pulumi:rk1::iluvatar::pulumi:pulumi:Stack::iluvatar-rk1"
     assert sorted((r.type, r.name) for r in sim.registrations if r.parent == root) == [
         ("iluvatar:arda:TalosCluster", "arda"),
+        ("iluvatar:arda:TalosConfig", "arda-config"),
         ("iluvatar:edge:Edge", "edge"),
         ("iluvatar:gitops:GitOps", "gitops"),
         ("iluvatar:network:Ea", "ea"),
@@ -64,11 +65,18 @@ def test_invalid_config_stops_the_program_before_any_resource(tmp_path: Path) ->
     ]
 
 
+def test_every_resource_has_a_name_of_its_own() -> None:
+    """Names are unique in the program (the tests and the render look resources up by name)."""
+    for path in (HOMELAB, RK1):
+        names = [r.name for r in simulate(read_stack_file(path)).registrations]
+        assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+
+
 def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 146
+    assert len(sim.registrations) == 150
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -87,15 +95,15 @@ def homelab() -> Simulation:
 
 
 def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulation) -> None:
-    secrets = homelab.one("talos:machine/secrets:Secrets", "arda-secrets")
+    secrets = homelab.one("talos:machine/secrets:Secrets", "arda-config-secrets")
     assert secrets.options() == {
         "protect": True,
         "additionalSecretOutputs": ["clientConfiguration", "machineSecrets"],
         "ignoreChanges": ["talosVersion"],
     }
-    assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-talos").urn + "::")
+    assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-config-talos").urn + "::")
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
-    assert [r.name for r in homelab.registrations if r.protect] == ["arda-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
+    assert [r.name for r in homelab.registrations if r.protect] == ["arda-config-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
 
 
 def test_the_secret_outputs_of_the_machine_secrets_are_the_programs_own(tmp_path: Path) -> None:
@@ -135,11 +143,9 @@ def test_components_register_their_credentials_as_secrets(homelab: Simulation) -
     """Component outputs go into the state as registered: only the program's own marking keeps them secret."""
     outputs = {urn.rsplit("::", 1)[-1]: values for urn, values in homelab.component_outputs.items()}
     for node in ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman"):
-        config = outputs[f"arda-{node}"]["machineConfiguration"]
-        assert isinstance(config, SecretValue), node
-        assert f"hostname: {node}" in config.value
+        assert outputs[f"arda-{node}"] == {}, node  # its config travels on its step's stdin, a secret input
     assert isinstance(outputs["arda"]["kubeconfig"], SecretValue)
-    assert isinstance(outputs["arda"]["talosconfig"], SecretValue)
+    assert isinstance(outputs["arda-config"]["talosconfig"], SecretValue)
     assert isinstance(outputs["ainur"]["kubeconfig"], SecretValue)
     assert not isinstance(outputs["ainur"]["userData"], SecretValue)  # flashed by hand; it holds no secret
 
@@ -147,7 +153,8 @@ def test_components_register_their_credentials_as_secrets(homelab: Simulation) -
 def test_bring_up_order_is_stated_with_depends_on(homelab: Simulation) -> None:
     regs = homelab.named()
     assert regs["arda-taniquetil-apply"].urn in regs["arda-bootstrap"].dependencies
-    assert regs["arda-bootstrap"].urn in regs["arda-kubeconfig"].dependencies
+    assert regs["arda-bootstrap"].urn in regs["arda-gate-api"].dependencies
+    assert regs["arda-gate-api"].urn in regs["arda-kubeconfig"].dependencies
     # depends_on, not an input: neither resource reads the other's outputs.
     assert not any(regs["arda-taniquetil-apply"].urn in urns for urns in regs["arda-bootstrap"].property_dependencies.values())
     assert regs["netboot"].providers == {"kubernetes": regs["ainur-kubernetes"].urn + "::ainur-kubernetes-id"}

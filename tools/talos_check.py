@@ -125,16 +125,31 @@ def check(batch: Sequence[Machine]) -> list[Verdict]:
         return []
     provider_bin, node_bin = build()
     generated = _run(provider_bin, PROVIDER_VERSION, {"mode": "generate", "machines": [{"name": m.name, **m.arguments} for m in batch]})
-    configs = [r for r in generated if r.get("config")]
-    received = {
-        r["name"]: r
-        for r in _run(node_bin, NODE_VERSION, {"mode": "node", "machines": [{"name": r["name"], "config": r["config"]} for r in configs]})
-    }
+    # Each config as a node of its cluster's Talos minor receives it: 1.12 nodes run the node build,
+    # 1.13 nodes the provider's own machinery (v1.13.0).
+    minors = {m.name: str(m.arguments.get("talosVersion", "")).removeprefix("v").rsplit(".", 1)[0] for m in batch}
+    received: dict[str, dict[str, Any]] = {}
+    for binary, version, minor in ((node_bin, NODE_VERSION, "1.12"), (provider_bin, PROVIDER_VERSION, "1.13")):
+        configs = [r for r in generated if r.get("config") and minors[r["name"]] == minor]
+        if configs:
+            request = {"mode": "node", "machines": [{"name": r["name"], "config": r["config"]} for r in configs]}
+            received.update({r["name"]: r for r in _run(binary, version, request)})
     verdicts = []
     for m, r in zip(batch, generated, strict=True):
         node = received.get(m.name)
         verdicts.append(Verdict(m.name, _problems(r), _problems(node) if node else (), r.get("config") or ""))
     return verdicts
+
+
+def compatibility(pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """Machinery's own answer (the provider's build, v1.13.0) for each (talos, host, kubernetes): why Talos `talos` cannot
+    be installed over a node running `host`, and why it cannot run Kubernetes `kubernetes`; "" where it can."""
+    binary = gotools.build(PROVIDER_TOOL)
+    request = {"mode": "compat", "pairs": [{"talos": t, "host": h, "kubernetes": k} for t, h, k in pairs]}
+    result = subprocess.run([str(binary)], input=json.dumps(request), capture_output=True, text=True, timeout=600)  # noqa: S603
+    if result.returncode != 0:
+        raise TalosCheckError(f"{binary.name} failed ({result.returncode}): {result.stderr.strip()}")
+    return [(c["upgrade"], c["kubernetes"]) for c in json.loads(result.stdout)["compat"]]
 
 
 def check_stack_files(paths: Sequence[str | Path]) -> list[Verdict]:

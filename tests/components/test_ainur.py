@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import yaml
@@ -18,15 +19,13 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ainur = regs["ainur"]
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
-        "ainur-command", "ainur-eonwe", "ainur-ilmare", "ainur-k3s-token", "ainur-kubeconfig", "ainur-kubernetes", "ainur-manwe", "ainur-random",
+        "ainur-command", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token", "ainur-kubeconfig", "ainur-kubernetes",
+        "ainur-manwe", "ainur-random",
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
-        assert sorted(r.name for r in homelab.children(regs[f"ainur-{pi}"])) == [
-            f"ainur-{pi}-join",
-            f"ainur-{pi}-network-config",
-            f"ainur-{pi}-user-data",
-        ]
+        # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi only joins here.
+        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [f"ainur-{pi}-join"]
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
@@ -38,7 +37,20 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     assert first in regs["ainur-kubeconfig"].dependencies
     connection = regs["ainur-kubeconfig"].inputs["connection"]
     assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
-    assert (connection.value["host"], connection.value["user"]) == ("192.168.0.11", "ubuntu")
+    # SSH is retried while the Pi boots: 60 dials of up to 15 s each.
+    assert connection.value == {"host": "192.168.0.11", "user": "ubuntu", "dialErrorLimit": 60, "perDialTimeout": 15, "port": 22}
+
+
+def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> None:
+    regs = homelab.named()
+    gate = regs["ainur-gate-api"]
+    assert gate.inputs["create"] == ".venv/bin/iluvatar upgrader wait-kube --api --timeout 10m"
+    assert regs["ainur-kubeconfig"].urn in gate.dependencies
+    stdin = json.loads(gate.inputs["stdin"].value)
+    assert yaml.safe_load(stdin["kubeconfig"])["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+    provider = regs["ainur-kubernetes"]
+    assert gate.urn in provider.dependencies
+    assert gate.urn in provider.property_dependencies["kubeconfig"]
 
 
 def test_join_token_travels_only_as_a_secret(homelab: Simulation) -> None:
@@ -60,19 +72,12 @@ def test_kubeconfig_is_a_secret_pointed_at_the_vip(homelab: Simulation) -> None:
     assert yaml.safe_load(kubeconfig.value)["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
 
 
-def test_user_data_is_written_per_pi_and_exported_in_clear(homelab: Simulation) -> None:
-    regs = homelab.named()
+def test_cloud_init_files_are_exported_in_clear_per_pi(homelab: Simulation) -> None:
     stack = load_stack_file(HOMELAB)
-    exported = homelab.outputs["ainurUserData"]
-    assert not isinstance(exported, SecretValue)
-    for node in stack.ainur_nodes:
-        write = regs[f"ainur-{node.name}-user-data"].inputs
-        assert write["create"] == f"mkdir -p out/homelab/ainur && cat > out/homelab/ainur/{node.name}.user-data"
-        assert write["stdin"] == exported[node.name] == cloudinit.user_data(stack, node)
-        network = regs[f"ainur-{node.name}-network-config"].inputs
-        assert network["create"] == f"mkdir -p out/homelab/ainur && cat > out/homelab/ainur/{node.name}.network-config"
-        assert network["delete"] == f"rm -f out/homelab/ainur/{node.name}.network-config"
-        assert network["stdin"] == cloudinit.network_config(stack, node)
+    for output, render in (("ainurUserData", cloudinit.user_data), ("ainurNetworkConfig", cloudinit.network_config)):
+        exported = homelab.outputs[output]
+        assert not isinstance(exported, SecretValue)
+        assert exported == {node.name: render(stack, node) for node in stack.ainur_nodes}
 
 
 def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
@@ -82,10 +87,13 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     assert sorted(r.name for r in homelab.children(netboot)) == [
         "netboot-clusterrole-iluvatar-kube-vip", "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
-        "netboot-deployment-git-mirror", "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",
-        "netboot-persistentvolumeclaim-git-mirror-longhorn", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
-        "netboot-secret-talos-configs", "netboot-service-git-mirror", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
+        "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",
+        "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
+        "netboot-secret-talos-configs", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
         "netboot-serviceaccount-netboot",
+    ]  # fmt: skip
+    assert sorted(r.name for r in homelab.children(regs["git-mirror"])) == [
+        "git-mirror-deployment-git-mirror", "git-mirror-gate-storage", "git-mirror-persistentvolumeclaim-git-mirror-longhorn", "git-mirror-service-git-mirror",
     ]  # fmt: skip
     string_data = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(string_data, SecretValue)
@@ -95,7 +103,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     assert "hostname: gandalf" in str(served["28-d2-44-30-00-01.yaml"])
     fetch = regs["netboot-configmap-netboot"].inputs["data"]["fetch-assets.sh"]
     assert "https://factory.talos.dev/image/" in fetch and "/v1.12.4/kernel-amd64" in fetch
-    service = regs["netboot-service-git-mirror"].inputs
+    service = regs["git-mirror-service-git-mirror"].inputs
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}
 
 
@@ -108,9 +116,9 @@ def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> Non
 
 def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
     sim = simulate(read_stack_file(RK1))
-    assert not [
-        r for r in sim.registrations if r.type.startswith(("iluvatar:ainur:", "command:", "random:")) and not r.name.startswith("gitops-arda")
-    ]
+    assert not [r for r in sim.registrations if r.type.startswith("iluvatar:ainur:") or r.type == "command:remote:Command"]
+    assert not [r for r in sim.registrations if r.type.startswith("random:") and not r.name.startswith("gitops-arda")]
+    assert not [r for r in sim.registrations if r.type == "command:local:Command" and not r.name.startswith(("arda-", "edge-"))]
     assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
     assert "ainurKubeconfig" not in sim.outputs
 
@@ -122,7 +130,7 @@ def test_generic_worker_mode_serves_a_worker_config_for_unknown_machines(tmp_pat
     )
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     regs = sim.named()
-    assert "arda-schematic-generic-arm64" in regs, "the generic worker's board needs its own image"
+    assert "arda-config-schematic-generic-arm64" in regs, "the generic worker's board needs its own image"
     served = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(served, SecretValue)
     assert "generic-worker.yaml" in served.value

@@ -3,47 +3,64 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.arda import patches_digest
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
 from plans import talos as plan
-from stacks import read_stack_file
+from stacks import load_stack_file, read_stack_file
 from stacks.boards import BOARDS
-from tests.edit import RK1, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
-APPLY = "talos:machine/configurationApply:ConfigurationApply"
+COMMAND = "command:local:Command"
+NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
 NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
+# The gates that wait for every machine list them all.
+CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 
 
 def test_graph_and_parents(homelab: Simulation) -> None:
     regs = homelab.named()
-    cluster = regs["arda"]
-    assert cluster.type == "iluvatar:arda:TalosCluster"
+    config, cluster = regs["arda-config"], regs["arda"]
+    assert (config.type, cluster.type) == ("iluvatar:arda:TalosConfig", "iluvatar:arda:TalosCluster")
+    assert sorted(r.name for r in homelab.children(config)) == ["arda-config-schematic-generic-x86", "arda-config-secrets", "arda-config-talos"]
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
-        ["arda-talos", "arda-secrets", "arda-schematic-generic-x86", "arda-bootstrap", "arda-kubeconfig", "arda-kubernetes", "arda-cilium"]
-        + [f"arda-{n}" for n in ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")]
+        ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-gate-nodes"]
+        + [f"arda-{n}" for n in NODES]
     )
-    for node in ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman"):
+    for node in NODES:
         component = regs[f"arda-{node}"]
         assert component.type == "iluvatar:arda:TalosNode"
-        assert [r.name for r in homelab.children(component)] == [f"arda-{node}-apply"]
-    assert sorted(r.name for r in homelab.children(regs["arda-cilium"])) == ["arda-cilium-l2-policy", "arda-cilium-lb-pool", "arda-cilium-release"]
+        assert [(r.name, r.type) for r in homelab.children(component)] == [(f"arda-{node}-apply", COMMAND)]
+    assert sorted(r.name for r in homelab.children(regs["arda-cilium"])) == [
+        "arda-cilium-gate-crds",
+        "arda-cilium-l2-policy",
+        "arda-cilium-lb-pool",
+        "arda-cilium-release",
+    ]
 
 
 def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     """Default providers are disabled; each resource must name the provider of its own cluster."""
     regs = homelab.named()
     providers = {
-        "talos": "arda-talos",
-        "command": "ainur-command",
+        "talos": "arda-config-talos",
+        "command:ainur": "ainur-command",
+        "command:arda": "arda-command",
+        # The edge's and the mirror's gates run on the cluster they wait for.
+        "command:edge": "arda-command",
+        "command:git-mirror": "ainur-command",
         "random": "ainur-random",
         "kubernetes:arda": "arda-kubernetes",
         "kubernetes:netboot": "ainur-kubernetes",
+        "kubernetes:git-mirror": "ainur-kubernetes",
         # GitOps talks to each cluster through a provider of its own (components.gitops).
         "kubernetes:gitops-arda": "gitops-arda-kubernetes",
         "kubernetes:gitops-ainur": "gitops-ainur-kubernetes",
@@ -64,42 +81,103 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             continue
         package = r.type.split(":")[0]
         # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
-        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-")) else r.name.split("-")[0]
-        key = f"{package}:{prefix}" if package == "kubernetes" or r.name.startswith(("gitops-", "edge-")) else package
+        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-", "git-mirror-")) else r.name.split("-")[0]
+        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    # 41; GitOps: 19 on the two clusters (the category namespaces are the edge's); the edge: 37; storage: 10 (3 namespaces, 4 Applications, 3 Pi labels)
-    assert checked == 107
+    # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
+    # the Ainur 6 (token, 3 joins, the kubeconfig read, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
+    # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
+    # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels)
+    assert checked == 110
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
     regs = homelab.named()
-    applies = {r.urn for r in homelab.by_type(APPLY)}
-    bootstrap_deps = set(regs["arda-bootstrap"].dependencies)
-    assert bootstrap_deps & applies == {regs["arda-taniquetil-apply"].urn}
-    assert regs["arda-bootstrap"].inputs["node"] == "192.168.0.21"
-    assert regs["arda-bootstrap"].urn in regs["arda-kubeconfig"].dependencies
+
+    def deps(name: str) -> set[str]:
+        urns = {r.urn: r.name for r in homelab.registrations}
+        return {urns[u] for u in regs[name].dependencies if u in urns}
+
+    netboot = {"netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-service-netboot"}
+    # One machine after another, control planes first, each after the Ainur's netboot serves.
+    chain = [f"arda-{n}-apply" for n in NODES]
+    assert deps(chain[0]) == netboot | {"arda-config-schematic-generic-x86", "arda-config-secrets"}
+    for earlier, later in itertools.pairwise(chain):
+        assert deps(later) == netboot | {earlier, "arda-config-schematic-generic-x86", "arda-config-secrets"}
+    assert deps("arda-bootstrap") == {"arda-taniquetil-apply", "arda-config-secrets"}
+    assert deps("arda-gate-api") == {"arda-bootstrap", "arda-config-secrets", *chain}
+    assert deps("arda-kubeconfig") == {"arda-gate-api", "arda-config-secrets"}
+    assert deps("arda-kubernetes") == {"arda-gate-api", "arda-kubeconfig"}
+    assert deps("arda-cilium-gate-crds") == {"arda-cilium-release", "arda-kubeconfig"}
     for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy"):
-        assert regs["arda-cilium-release"].urn in regs[cr].dependencies
+        assert deps(cr) == {"arda-cilium-gate-crds"}
+    assert deps("arda-gate-nodes") == {
+        "arda-cilium-release",
+        "arda-cilium-lb-pool",
+        "arda-cilium-l2-policy",
+        "arda-kubeconfig",
+        "arda-config-secrets",
+        *chain,
+    }
+
+
+def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(homelab: Simulation) -> None:
+    regs = homelab.named()
+    steps = {r.name: r for r in homelab.by_type(COMMAND) if r.name.startswith("arda-")}
+    up = ".venv/bin/iluvatar upgrader"
+    cluster = (
+        "--control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 --control-plane alqualonde=192.168.0.23 "
+        "--worker gandalf=192.168.0.31 --worker saruman=192.168.0.32 --endpoint https://192.168.0.20:6443"
+    )
+    assert {name: r.inputs["create"] for name, r in steps.items()} == {
+        **{f"arda-{n}-apply": f"{up} apply --node {n}=192.168.0.{ip} --role {role} --timeout 45m" for n, ip, role in (
+            ("taniquetil", 21, "controlplane"), ("tirion", 22, "controlplane"), ("alqualonde", 23, "controlplane"),
+            ("gandalf", 31, "worker"), ("saruman", 32, "worker"),
+        )},
+        "arda-bootstrap": f"{up} bootstrap --node taniquetil=192.168.0.21 --timeout 30m",
+        "arda-gate-api": f"{up} health {cluster} --stage api --timeout 30m",
+        "arda-gate-nodes": f"{up} health {cluster} --stage nodes --timeout 20m",
+        "arda-cilium-gate-crds": f"{up} wait-kube --admits --timeout 10m",
+    }  # fmt: skip
+    for r in steps.values():
+        # `update` is `create`: a change re-runs the step as an update; the engine's bound a little over the upgrader's.
+        assert r.inputs["update"] == r.inputs["create"]
+        bound = int(r.inputs["create"].rsplit("--timeout ", 1)[1].removesuffix("m"))
+        assert r.custom_timeouts == {"create": f"{bound + 5}m", "update": f"{bound + 5}m"}
+        assert r.secret_inputs == ("stdin",)
+    tirion = json.loads(regs["arda-tirion-apply"].inputs["stdin"].value)
+    assert sorted(tirion) == ["machineConfig", "talosconfig"]
+    assert "hostname: tirion" in tirion["machineConfig"]
+    assert tirion["talosconfig"] == "# talosconfig for arda\n"
+    assert regs["arda-tirion-apply"].inputs["environment"] == {
+        "ILUVATAR_INSTALLER": f"factory.talos.dev/metal-installer/{_schematic_id('generic-x86')}:v1.12.4",
+        "ILUVATAR_KUBERNETES_VERSION": "v1.34.1",
+        "ILUVATAR_PATCHES": patches_digest(load_stack_file(HOMELAB), load_stack_file(HOMELAB).nodes[4]),
+        "ILUVATAR_TALOS_VERSION": "v1.12.4",
+    }
+    gate = json.loads(regs["arda-cilium-gate-crds"].inputs["stdin"].value)
+    assert [m["kind"] for m in gate["manifests"]] == ["CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"]
+    assert gate["manifests"][0] == regs["arda-cilium-lb-pool"].inputs | {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool"}
 
 
 def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation) -> None:
-    secrets = homelab.named()["arda-secrets"]
+    secrets = homelab.named()["arda-config-secrets"]
     assert secrets.protect
     assert secrets.inputs["talosVersion"] == "v1.12.4"
     protected = [r.name for r in homelab.registrations if r.protect]
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
-    assert protected == ["arda-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
+    assert protected == ["arda-config-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
 
 
-def test_applies_carry_a_secret_machine_config_per_node(homelab: Simulation) -> None:
-    applies = {r.name: r for r in homelab.by_type(APPLY)}
-    assert set(applies) == {f"arda-{n}-apply" for n in ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")}
-    tirion = applies["arda-tirion-apply"].inputs
-    assert tirion["node"] == "192.168.0.22"
-    assert isinstance(tirion["machineConfigurationInput"], SecretValue)
-    assert "hostname: tirion" in tirion["machineConfigurationInput"].value
-    assert tirion["onDestroy"] == {"graceful": True, "reboot": True, "reset": True}
+def test_the_config_keeps_the_version_contract_the_cluster_was_installed_with(tmp_path: Path) -> None:
+    """A new talosVersion upgrades the machines (their installer image); the configs stay shaped for the install's Talos."""
+    doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.12.5"})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.12.4"}})
+    assert {a["talosVersion"] for a in _config_invokes(sim).values()} == {"v1.12.4"}
+    installer = sim.outputs["ardaInstallerImages"]["generic-x86"]
+    assert installer.endswith(":v1.12.5")
+    assert f"image: {installer}" in json.loads(sim.named()["arda-tirion-apply"].inputs["stdin"].value)["machineConfig"]
 
 
 GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
@@ -191,7 +269,7 @@ def test_cilium_release_and_pool(homelab: Simulation) -> None:
 def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> None:
     doc = edit(homelab_doc(), {"iluvatar:nodes[7].board": "rpi5", "iluvatar:nodes[7].arch": "arm64", "iluvatar:nodes[7].installDisk": "/dev/nvme0n1"})
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
-    schematic = sim.named()["arda-schematic-rpi5"].inputs["schematic"]
+    schematic = sim.named()["arda-config-schematic-rpi5"].inputs["schematic"]
     assert "image: siderolabs/sbc-raspberrypi" in schematic
     assert "name: rpi_5" in schematic
     urls = [a for t, a in sim.invocations if t == GET_URLS]
@@ -205,7 +283,7 @@ def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> No
 
 def test_rk1_uses_the_rk1_overlay_schematic_and_is_flashed() -> None:
     sim = simulate(read_stack_file(RK1))
-    schematic = sim.named()["arda-schematic-rk1"]
+    schematic = sim.named()["arda-config-schematic-rk1"]
     assert "name: turingrk1" in schematic.inputs["schematic"]
     sid = _schematic_id("rk1")
     urls = [a for t, a in sim.invocations if t == GET_URLS]
@@ -250,7 +328,8 @@ def test_adding_a_node_changes_only_that_nodes_resources(tmp_path: Path, homelab
     assert added == ["arda-radagast", "arda-radagast-apply"]
     assert set(before) <= set(after)
     changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
-    assert changed == NETBOOT_AGGREGATES, "only the aggregates may change"
+    # No other machine's step changes: only the aggregates, and the gates that list every machine.
+    assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES]), "only the aggregates may change"
     # The aggregates that list machines do change: the DHCP reservations and the talosconfig's nodes.
     assert len(grown.outputs["reservations"]) == len(homelab.outputs["reservations"]) + 1
 
@@ -260,26 +339,23 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
     shrunk = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(shrunk)
     assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply"]
-    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == NETBOOT_AGGREGATES
+    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES])
 
 
-def test_talos_upgrade_is_a_planned_change_of_the_configs_only(tmp_path: Path, homelab: Simulation) -> None:
+def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path, homelab: Simulation) -> None:
     doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.12.5"})
-    upgraded = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    upgraded = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.12.4"}})
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(upgraded)
     assert set(before) == set(after)
     changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
     # Secrets' talosVersion changes too, but ignore_changes keeps the engine from touching it.
     assert changed == sorted(
         [
-            "arda-alqualonde-apply",
-            "arda-gandalf-apply",
-            "arda-saruman-apply",
-            "arda-secrets",
-            "arda-taniquetil-apply",
-            "arda-tirion-apply",
+            *(f"arda-{n}-apply" for n in NODES),
+            "arda-config-secrets",
             *NETBOOT_AGGREGATES,
             "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
         ]
     )
-    assert "v1.12.5" in after[upgraded.named()["arda-tirion-apply"].urn]["machineConfigurationInput"].value
+    environment = after[upgraded.named()["arda-tirion-apply"].urn]["environment"]
+    assert (environment["ILUVATAR_TALOS_VERSION"], environment["ILUVATAR_INSTALLER"].rsplit(":", 1)[1]) == ("v1.12.5", "v1.12.5")

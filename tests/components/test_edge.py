@@ -69,10 +69,11 @@ def test_graph(homelab: Simulation) -> None:
     ]
 
 
-def test_the_edge_comes_after_cilium_on_ardas_provider(homelab: Simulation) -> None:
+def test_the_edge_comes_after_every_arda_machine_is_ready_on_ardas_provider(homelab: Simulation) -> None:
     regs = homelab.named()
-    # depends_on a component waits for its children: the release and the load-balancer pool Cilium owns.
-    assert {regs[n].urn for n in ("arda-cilium-release", "arda-cilium-lb-pool", "arda-cilium-l2-policy")} <= set(regs["edge"].dependencies)
+    # Its namespaces wait for Arda's nodes gate (after Cilium), and everything of the edge's is in one of them.
+    for namespace in (r for r in homelab.registrations if r.name.startswith("edge-namespace-")):
+        assert namespace.dependencies == (regs["arda-gate-nodes"].urn,), namespace.name
     arda = regs["arda-kubernetes"].urn
     for r in homelab.registrations:
         if r.type.startswith("kubernetes:") and r.custom and r.name.startswith("edge-"):

@@ -17,7 +17,7 @@ from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 
-CHART = "kubernetes:helm.sh/v4:Chart"
+CHART = "kubernetes:helm.sh/v3:Release"
 APPSET = "kubernetes:argoproj.io/v1alpha1:ApplicationSet"
 PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
@@ -42,7 +42,7 @@ def test_the_layer_and_its_parts(homelab: Simulation) -> None:
         "gitops-arda-namespace-argocd",
         "gitops-arda-redis-password",
         "gitops-arda-secret-argocd-redis",
-        "gitops-arda-chart",
+        "gitops-arda-release",
         "gitops-arda-appproject-arda",
         "gitops-arda-appproject-platform",
         # The category namespaces are the edge's (edge-namespace-<category>): this layer does not make them again.
@@ -54,16 +54,16 @@ def test_the_layer_and_its_parts(homelab: Simulation) -> None:
         "gitops-ainur-random",
         "gitops-ainur-redis-password",
         "gitops-ainur-secret-argocd-redis",
-        "gitops-ainur-chart",
+        "gitops-ainur-release",
         "gitops-ainur-appproject-ainur",
         "gitops-ainur-appproject-platform",
         "gitops-ainur-applicationset-ainur",
     }
 
 
-def test_argo_cd_is_installed_by_helm_after_cilium(homelab: Simulation) -> None:
+def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulation) -> None:
     regs = homelab.named()
-    chart = regs["gitops-arda-chart"]
+    chart = regs["gitops-arda-release"]
     assert chart.type == CHART
     assert {k: chart.inputs[k] for k in ("chart", "version", "name", "namespace")} == {
         "chart": "argo-cd",
@@ -73,20 +73,15 @@ def test_argo_cd_is_installed_by_helm_after_cilium(homelab: Simulation) -> None:
     }
     assert chart.inputs["repositoryOpts"] == {"repo": "https://argoproj.github.io/argo-helm"}
     assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "arda")
-    assert _names(homelab, chart.dependencies) == {
-        "arda-cilium-release",
-        "arda-cilium-lb-pool",
-        "arda-cilium-l2-policy",
-        "gitops-arda-namespace-argocd",
-        "gitops-arda-secret-argocd-redis",
-    }
-    # Its objects go to Arda through the GitOps layer's own provider for Arda.
-    assert chart.providers["kubernetes"].startswith(regs["gitops-arda-kubernetes"].urn + "::")
+    # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password.
+    assert _names(homelab, chart.dependencies) == {"arda-gate-nodes", "gitops-arda-namespace-argocd", "gitops-arda-secret-argocd-redis"}
+    # A Release, through the GitOps layer's own provider for Arda: a cluster that is down fails no preview (tests/test_preview.py).
+    assert chart.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
 
 
 def test_the_seed_on_the_ainur_goes_into_the_netboot_layers_namespace(homelab: Simulation) -> None:
     regs = homelab.named()
-    chart = regs["gitops-ainur-chart"]
+    chart = regs["gitops-ainur-release"]
     assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "ainur")
     assert _names(homelab, chart.dependencies) == {"netboot-namespace-argocd", "netboot-namespace-netboot", "gitops-ainur-secret-argocd-redis"}
     assert "gitops-ainur-namespace-argocd" not in regs
@@ -116,7 +111,7 @@ def test_one_application_set_per_category_in_use(tmp_path: Path) -> None:
         assert generator["directories"] == [{"path": f"kubernetes/apps/{category}/*"}]
         assert r.inputs["spec"]["template"]["spec"]["destination"]["namespace"] == category
         assert _names(sim, r.dependencies) == {
-            "gitops-arda-chart",
+            "gitops-arda-release",
             "gitops-arda-appproject-arda",
             "gitops-arda-appproject-platform",
             f"edge-namespace-{category}",
@@ -129,10 +124,10 @@ def test_one_application_set_per_category_in_use(tmp_path: Path) -> None:
     assert edge == sorted([*categories, "cert-manager", "envoy-gateway-system"])
 
 
-def test_projects_and_application_sets_wait_for_the_chart(homelab: Simulation) -> None:
+def test_projects_and_application_sets_wait_for_the_release(homelab: Simulation) -> None:
     for project in homelab.by_type(PROJECT):
         cluster = project.name.split("-")[1]
-        assert _names(homelab, project.dependencies) == {f"gitops-{cluster}-chart"}
+        assert _names(homelab, project.dependencies) == {f"gitops-{cluster}-release"}
 
 
 def _private(tmp_path: Path, doc: dict[str, Any], secret_key: str, canary: str, monkeypatch: pytest.MonkeyPatch, stack: str) -> Simulation:
@@ -167,7 +162,7 @@ def test_a_private_repository_read_directly_gets_a_secret_repository_secret(tmp_
     for rel, content in render_files(sim).items():
         assert canary not in content and "CANARY-CIPHERTEXT" not in content, rel
     # The chart waits for it: Argo CD starts with the credential in place.
-    assert "gitops-arda-secret-gitops-repository" in _names(sim, sim.named()["gitops-arda-chart"].dependencies)
+    assert "gitops-arda-secret-gitops-repository" in _names(sim, sim.named()["gitops-arda-release"].dependencies)
 
 
 def test_with_the_mirror_only_the_ainur_hold_the_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +180,7 @@ def test_with_the_mirror_only_the_ainur_hold_the_credential(tmp_path: Path, monk
     assert canary not in _everything_but_secrets(sim)
     for rel, content in render_files(sim).items():
         assert canary not in content, rel
-    mirror = regs["netboot-deployment-git-mirror"].inputs["spec"]["template"]["spec"]
+    mirror = regs["git-mirror-deployment-git-mirror"].inputs["spec"]["template"]["spec"]
     assert {"name": "credentials", "secret": {"secretName": "git-mirror-credentials", "defaultMode": 256}} in mirror["volumes"]
 
 
@@ -279,7 +274,7 @@ def test_a_platform_application_carries_the_inventorys_values(tmp_path: Path) ->
     assert app.type == APPLICATION
     assert regs["storage-ceph"].type == "iluvatar:gitops:PlatformApplication"
     assert app.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
-    assert _names(sim, app.dependencies) == {"gitops-arda-chart", "gitops-arda-appproject-platform"}
+    assert _names(sim, app.dependencies) == {"gitops-arda-release", "gitops-arda-appproject-platform"}
     storage = app.inputs["spec"]["source"]["helm"]["valuesObject"]["cephClusterSpec"]["storage"]
     assert storage["nodes"] == [{"name": n, "devices": [{"name": "/dev/nvme0n1"}]} for n in ("taniquetil", "tirion", "alqualonde")]
     assert app.inputs["spec"]["project"] == "platform"

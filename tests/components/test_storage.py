@@ -47,7 +47,7 @@ def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simul
     assert cluster.type == APPLICATION
     assert cluster.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
     # Argo CD syncs it only once its privileged namespace exists.
-    assert _names(homelab, cluster.dependencies) == {"gitops-arda-chart", "gitops-arda-appproject-platform", "storage-arda-namespace-rook-ceph"}
+    assert _names(homelab, cluster.dependencies) == {"gitops-arda-release", "gitops-arda-appproject-platform", "storage-arda-namespace-rook-ceph"}
     values = cluster.inputs["spec"]["source"]["helm"]["valuesObject"]
     assert values["cephClusterSpec"]["storage"]["nodes"] == [
         {"name": n, "devices": [{"name": "/dev/nvme0n1"}]} for n in ("taniquetil", "tirion", "alqualonde")

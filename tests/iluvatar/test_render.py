@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 112 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 113 files"
     return out
 
 
@@ -83,17 +84,17 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/argocd/Application-local-path-provisioner.yaml",
             "kubernetes/arda/argocd/Application-rook-ceph-cluster.yaml",
             "kubernetes/arda/argocd/Application-rook-ceph.yaml",
-            # GitOps: both Argo CDs (charts whose objects Pulumi owns), their projects and ApplicationSets.
+            # GitOps: both Argo CDs (Helm releases), their projects and ApplicationSets.
             "kubernetes/ainur/argocd/AppProject-ainur.yaml",
             "kubernetes/ainur/argocd/AppProject-platform.yaml",
             "kubernetes/ainur/argocd/ApplicationSet-ainur.yaml",
-            "kubernetes/ainur/argocd/HelmChart-argocd.yaml",
+            "kubernetes/ainur/argocd/HelmRelease-argocd.yaml",
             "kubernetes/ainur/argocd/Secret-argocd-redis.yaml",
             "kubernetes/arda/_cluster/Namespace-argocd.yaml",
             "kubernetes/arda/argocd/AppProject-arda.yaml",
             "kubernetes/arda/argocd/AppProject-platform.yaml",
             *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
-            "kubernetes/arda/argocd/HelmChart-argocd.yaml",
+            "kubernetes/arda/argocd/HelmRelease-argocd.yaml",
             "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
         ]
     )
@@ -107,18 +108,20 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert lines[0] == "stack homelab"
     assert "  arda  (iluvatar:arda:TalosCluster)" in lines
     assert "    arda-tirion  (iluvatar:arda:TalosNode)" in lines
+    # Every dependency the engine sees: depends_on (after), the inputs each came through, the provider.
     assert (
-        "      arda-tirion-apply  (talos:machine/configurationApply:ConfigurationApply)"
-        " [secret outputs: clientConfigurationWo, machineConfiguration, machineConfigurationInput, machineConfigurationInputWo]"
+        "      arda-tirion-apply  (command:local:Command) [replace on changes: triggers[*]] [timeouts: create 50m, update 50m]"
+        " [after: arda-taniquetil-apply, netboot-daemonset-netboot-cache, netboot-deployment-netboot, netboot-service-netboot]"
+        " [inputs: arda-config-schematic-generic-x86 (environment, stdin), arda-config-secrets (stdin)] [provider: arda-command]"
     ) in lines
     assert (
-        "    arda-secrets  (talos:machine/secrets:Secrets) [protected] [ignore changes: talosVersion] [secret outputs: clientConfiguration, machineSecrets]"
-        in lines
-    )
-    assert "    arda-bootstrap  (talos:machine/bootstrap:Bootstrap) [secret outputs: clientConfigurationWo] [after: arda-taniquetil-apply]" in lines
+        "    arda-config-secrets  (talos:machine/secrets:Secrets) [protected] [ignore changes: talosVersion]"
+        " [secret outputs: clientConfiguration, machineSecrets] [provider: arda-config-talos]"
+    ) in lines
+    assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 146")
-    assert "talos:machine/configurationApply:ConfigurationApply 5" in lines[-1]
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 150")
+    assert "command:local:Command 13" in lines[-1]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:
@@ -258,3 +261,53 @@ def test_numbers_render_as_written(homelab: Path, tmp_path: Path) -> None:
     values = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])["values"]
     assert (values["bpf"]["mapDynamicSizeRatio"], values["operator"]["replicas"]) == (0.0025, 1)
     assert (type(values["bpf"]["mapDynamicSizeRatio"]), type(values["operator"]["replicas"])) == (float, int)
+
+
+def test_outputs_json_is_what_pulumi_stack_output_json_prints(homelab: Path) -> None:
+    outputs = json.loads((homelab / "outputs.json").read_text())
+    assert outputs["ardaKubeconfig"] == "[secret]" and outputs["ainurKubeconfig"] == "[secret]"
+    assert outputs["arda"]["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    assert not (homelab / "rollout.txt").exists()
+
+
+def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_path: Path) -> None:
+    result = run("render", "homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "again" / "rollout.txt").read_text() == "Arda: no change on any machine\n"
+    assert result.stdout.splitlines()[-1] == "Arda: no change on any machine"
+
+
+def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab: Path, tmp_path: Path) -> None:
+    previous = json.loads((homelab / "outputs.json").read_text())
+    for node in previous["arda"]["nodes"].values():
+        node["installer"] = node["installer"].replace(":v1.12.4", ":v1.12.3")
+    previous["arda"]["talosVersion"] = "v1.12.3"
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines()[1:] == [
+        f"  {i}. {n}: Talos v1.12.3 -> v1.12.4" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+    ]
+
+
+def test_a_version_change_no_machine_could_make_is_refused_offline_too(homelab: Path, tmp_path: Path) -> None:
+    previous = json.loads((homelab / "outputs.json").read_text())
+    previous["arda"]["kubernetesVersion"] = "v1.32.0"
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "stack homelab: 1 problem:",
+        "  iluvatar:arda.kubernetesVersion: v1.34.1 skips a minor: Arda runs v1.32.0, and Kubernetes upgrades one minor at a time (v1.33 first)",
+    ]
+    assert not (tmp_path / "day2").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [("{", "not JSON (Expecting property name enclosed in double quotes at line 1)"), ("[]", "not the outputs of a stack")]
+)
+def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "bad.json").write_text(content)
+    result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "bad.json"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --previous {tmp_path / 'bad.json'}: {message}")

@@ -6,6 +6,10 @@ Pi joins through the VIP), how fast a dead Pi is noticed (the netboot takeover),
 
 from __future__ import annotations
 
+import socket
+import subprocess
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -76,11 +80,81 @@ def test_the_config_is_written_keys_sorted() -> None:
     assert text.splitlines()[-1] == "token: T0K3N"
 
 
-def test_join_installs_the_config_root_only_and_starts_the_right_service() -> None:
+# --- The join script, run by bash with stand-ins for what a Pi has (cloud-init, sudo, systemctl, k3s, curl) ---
+
+STAND_INS = {
+    # Stand-ins, not the programs: each does what the script relies on, and logs its call.
+    "cloud-init": 'echo "cloud-init $*" >> "$LOG"; exit "${CLOUD_INIT_STATUS:-0}"',
+    "sudo": 'exec "$@"',
+    "systemctl": 'echo "systemctl $*" >> "$LOG"',
+    "k3s": 'echo "k3s $*" >> "$LOG"; [ -e "$READY" ]',
+    "curl": 'echo "curl $*" >> "$LOG"; [ -e "$READY" ]',
+}
+
+
+def _join(tmp_path: Path, node_index: int, config: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     stack = load_stack_file(HOMELAB)
-    server, agent = stack.nodes[0], stack.nodes[1]
-    assert k3s.join_command(server) == "sudo install -D -m 0600 /dev/stdin /etc/rancher/k3s/config.yaml && sudo systemctl enable --now k3s"
-    assert k3s.join_command(agent) == "sudo install -D -m 0600 /dev/stdin /etc/rancher/k3s/config.yaml && sudo systemctl enable --now k3s-agent"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in STAND_INS.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    log, target = tmp_path / "log", tmp_path / "etc" / "config.yaml"
+    log.unlink(missing_ok=True)
+    script = k3s.join_script(stack.nodes[node_index], config_path=str(target), ready_timeout=3)
+    environment = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "READY": str(tmp_path / "ready"), **env}
+    result = subprocess.run(["bash", "-c", script], input=config, capture_output=True, text=True, env=environment, timeout=60)
+    return result, log.read_text().splitlines() if log.exists() else [], target
+
+
+def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    result, calls, target = _join(tmp_path, 0, "token: T0K3N\n")
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        "cloud-init status --wait",
+        "systemctl enable k3s",
+        "systemctl restart k3s",  # a new config: restarted, since `enable --now` would leave a running k3s as it was
+        "k3s kubectl get --raw /readyz",
+    ]
+    assert target.read_text() == "token: T0K3N\n"
+    assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
+
+
+def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    assert _join(tmp_path, 0, "token: T0K3N\n")[0].returncode == 0
+    result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n")
+    assert result.returncode == 0
+    assert calls[1:3] == ["systemctl enable k3s", "systemctl start k3s"]
+    # A changed config restarts it.
+    assert _join(tmp_path, 0, "token: OTHER\n")[1][2] == "systemctl restart k3s"
+
+
+def test_an_agent_waits_for_its_kubelet(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    result, calls, _ = _join(tmp_path, 1, "server: https://192.168.0.10:6443\n")
+    assert result.returncode == 0
+    assert calls[1:] == ["systemctl enable k3s-agent", "systemctl restart k3s-agent", "curl -sf http://127.0.0.1:10248/healthz"]
+
+
+def test_cloud_init_degraded_is_done_and_failed_is_not(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    assert _join(tmp_path, 0, "x\n", CLOUD_INIT_STATUS="2")[0].returncode == 0
+    result, calls, target = _join(tmp_path, 0, "y\n", CLOUD_INIT_STATUS="1")
+    assert result.returncode == 1
+    assert calls == ["cloud-init status --wait"]  # nothing installed, nothing started
+    assert target.read_text() == "x\n"
+    assert result.stderr.strip() == (
+        f"iluvatar: cloud-init on {socket.gethostname()} did not finish within 1800 s (status 1); look with: sudo cloud-init status --long"
+    )
+
+
+def test_a_k3s_that_never_serves_fails_after_the_bound_saying_where_to_look(tmp_path: Path) -> None:
+    result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n")
+    assert result.returncode == 1
+    assert calls.count("k3s kubectl get --raw /readyz") >= 2
+    assert result.stderr.strip() == f"iluvatar: k3s on {socket.gethostname()} did not serve within 3 s; look with: sudo journalctl -u k3s"
 
 
 def test_kube_vip_static_pod() -> None:

@@ -313,8 +313,8 @@ def objects(stack: StackConfig) -> dict[str, dict[str, Any]]:
 def test_manifests_validate_against_kubernetes_schemas() -> None:
     for name, build in VARIANTS.items():
         stack = build()  # type: ignore[no-untyped-call]
-        manifests = [*netboot.manifests(stack, netboot.config_macs(stack)), k3s.kube_vip_manifest(stack)]
-        assert len(manifests) >= 17
+        manifests = [*netboot.manifests(stack, netboot.config_macs(stack)), *netboot.git_mirror_manifests(stack), k3s.kube_vip_manifest(stack)]
+        assert len(manifests) >= 15
         for obj in manifests:
             assert kubernetes_validate.validate(obj, K3S_KUBERNETES, strict=True) == K3S_KUBERNETES, (name, obj["kind"])
 
@@ -613,6 +613,9 @@ def test_the_netboot_pods_containers_whole() -> None:
         ],
     )
     assert (http["image"], http["ports"]) == ("docker.io/library/nginx:1.28.0-alpine", [{"name": "http", "containerPort": 80, "protocol": "TCP"}])
+    # Ready only when both serve: the Deployment's availability is what Arda's netbooting installs wait for.
+    assert dnsmasq["readinessProbe"] == {"tcpSocket": {"port": "dns-tcp"}, "periodSeconds": 5}
+    assert http["readinessProbe"] == {"httpGet": {"path": "/boot.ipxe", "port": "http"}, "periodSeconds": 5}
     assert save == {"name": "save-leases", "image": curl, "command": ["sh", "/etc/iluvatar/save-leases.sh"], "volumeMounts": [etc, leases]}
 
 
@@ -634,6 +637,10 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
         ("ClusterRoleBinding", "iluvatar-kube-vip", None),
         ("DaemonSet", "kube-vip-services", "kube-system"),
         ("Namespace", "argocd", None),
+    ]
+    # The Git mirror's objects are their own (components.git_mirror): its claim waits for Longhorn.
+    mirror = [(m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in netboot.git_mirror_manifests(stack)]
+    assert mirror == [
         ("PersistentVolumeClaim", "git-mirror-longhorn", "netboot"),
         ("Deployment", "git-mirror", "netboot"),
         ("Service", "git-mirror", "netboot"),

@@ -47,7 +47,9 @@ def test_unknown_talos_minor_is_rejected() -> None:
     raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": "v1.99.0"}
     with pytest.raises(StackConfigError) as err:
         parse_stack(raw)
-    assert str(err.value.problems[0]) == "iluvatar:arda.talosVersion: v1.99.0 is not a Talos release this version of Iluvatar supports (v1.12 only)"
+    assert (
+        str(err.value.problems[0]) == "iluvatar:arda.talosVersion: v1.99.0 is not a Talos release this version of Iluvatar supports (v1.12 to v1.13)"
+    )
 
 
 def test_node_on_a_vlan_is_checked_against_that_vlan_not_the_lan() -> None:

@@ -8,6 +8,7 @@
 //	{"mode": "generate", "machines": [{"name", "clusterName", "clusterEndpoint", "machineType",
 //	  "kubernetesVersion", "talosVersion", "configPatches", "docs", "examples"}]}
 //	{"mode": "node", "machines": [{"name", "config"}]}
+//	{"mode": "compat", "pairs": [{"talos", "host", "kubernetes"}]}
 //
 // "generate" does what the provider's talos_machine_configuration data source does (its plan-time
 // checks, then generate() with a secrets bundle made as talos_machine_secrets makes it) and then
@@ -63,6 +64,20 @@ type Machine struct {
 type Request struct {
 	Mode     string    `json:"mode"`
 	Machines []Machine `json:"machines"`
+	Pairs    []Pair    `json:"pairs"`
+}
+
+// Pair is one compatibility question (compat mode).
+type Pair struct {
+	Talos      string `json:"talos"`
+	Host       string `json:"host"`
+	Kubernetes string `json:"kubernetes"`
+}
+
+// Compat is the answer to one Pair: machinery's error for each question, or "".
+type Compat struct {
+	Upgrade    string `json:"upgrade"`
+	Kubernetes string `json:"kubernetes"`
 }
 
 // Result is one machine's verdict.
@@ -77,6 +92,51 @@ type Result struct {
 type Response struct {
 	Machinery string   `json:"machinery"`
 	Results   []Result `json:"results"`
+	Compat    []Compat `json:"compat,omitempty"`
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+
+	return err.Error()
+}
+
+// compat answers each pair with machinery's own compatibility rules.
+func compat(pairs []Pair) ([]Compat, error) {
+	out := make([]Compat, 0, len(pairs))
+
+	for _, p := range pairs {
+		talos, err := compatibility.ParseTalosVersion(&machineapi.VersionInfo{Tag: p.Talos})
+		if err != nil {
+			return nil, fmt.Errorf("talos %q: %w", p.Talos, err)
+		}
+
+		var c Compat
+
+		if p.Host != "" {
+			host, err := compatibility.ParseTalosVersion(&machineapi.VersionInfo{Tag: p.Host})
+			if err != nil {
+				return nil, fmt.Errorf("host %q: %w", p.Host, err)
+			}
+
+			c.Upgrade = errText(talos.UpgradeableFrom(host))
+		}
+
+		if p.Kubernetes != "" {
+			k8s, err := compatibility.ParseKubernetesVersion(p.Kubernetes)
+			if err != nil {
+				return nil, fmt.Errorf("kubernetes %q: %w", p.Kubernetes, err)
+			}
+
+			c.Kubernetes = errText(k8s.SupportedWith(talos))
+		}
+
+		out = append(out, c)
+	}
+
+	return out, nil
 }
 
 // metal is Talos's metal runtime mode (machined's runtime.ModeMetal): installs to disk, not a container.
@@ -278,6 +338,13 @@ func validateAsNode(raw []byte, r *Result) {
 
 func run(req Request) (Response, error) {
 	resp := Response{Machinery: gendata.VersionTag, Results: make([]Result, 0, len(req.Machines))}
+
+	if req.Mode == "compat" {
+		answers, err := compat(req.Pairs)
+		resp.Compat = answers
+
+		return resp, err
+	}
 	// One cluster, one secrets bundle, as the program's single talos_machine_secrets resource.
 	bundles := map[string]*secrets.Bundle{}
 

@@ -1,0 +1,67 @@
+"""A bring-up or day-2 step (`plans.bringup.Step`) as a resource: a local command the engine orders like any other.
+
+A step runs the upgrader from the project folder on `pulumi up` (never at preview), with its secrets
+on stdin (a Pulumi secret, so the state keeps them encrypted). Its bound is the upgrader's own
+`--timeout`, with the engine's a little over it. `update` is the same command as `create`, so a
+change of what the step is about re-runs it and `pulumi preview` shows an update with the old and new
+values: `about` (a version, an installer image, a patch digest) goes into the step's environment as
+`ILUVATAR_*` variables, which pulumi-command diffs as an update (its `triggers` would replace).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+
+from plans.bringup import Step
+
+
+def secret_stdin(values: Mapping[str, pulumi.Input[Any]]) -> pulumi.Output[str]:
+    """One JSON object on stdin, as the upgrader reads it, kept secret end to end."""
+    keys = sorted(values)
+    joined = pulumi.Output.all(*(values[k] for k in keys)).apply(lambda parts: json.dumps(dict(zip(keys, parts, strict=True)), sort_keys=True))
+    return pulumi.Output.secret(joined)
+
+
+def run(
+    name: str,
+    step: Step,
+    provider: command.Provider,
+    parent: pulumi.Resource,
+    stdin: pulumi.Input[str] | None = None,
+    after: Sequence[pulumi.Resource] = (),
+    about: Mapping[str, str] | None = None,
+) -> command.local.Command:
+    """The step as a `command.local.Command`, created after `after`."""
+    return command.local.Command(
+        name,
+        create=step.command,
+        update=step.command,
+        stdin=stdin,
+        environment={f"ILUVATAR_{k}": v for k, v in sorted(about.items())} if about else None,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            provider=provider,
+            depends_on=list(after),
+            custom_timeouts=pulumi.CustomTimeouts(create=step.engine_timeout, update=step.engine_timeout),
+        ),
+    )
+
+
+class ClusterAccess:
+    """What a step needs to reach one cluster: its name, its admin kubeconfig (secret) and the local command provider."""
+
+    def __init__(self, cluster: str, kubeconfig: pulumi.Output[str], commands: command.Provider) -> None:
+        self.cluster = cluster
+        self.kubeconfig = kubeconfig
+        self.commands = commands
+
+    def gate(
+        self, name: str, step: Step, parent: pulumi.Resource, after: Sequence[pulumi.Resource] = (), **stdin: pulumi.Input[Any]
+    ) -> command.local.Command:
+        """A Kubernetes gate on this cluster: the step reads the kubeconfig (and `stdin`'s other keys) on stdin."""
+        return run(name, step, self.commands, parent, stdin=secret_stdin({"kubeconfig": self.kubeconfig, **stdin}), after=after)

@@ -1,0 +1,152 @@
+"""Bring-up and day-2 steps: what `pulumi up` runs between the providers' resources, and how long each may wait.
+
+The providers cannot sequence a homelab on their own: pulumi-kubernetes checks its cluster once,
+when it is configured, and refuses every create of the run if it did not answer then; Talos
+answers a second bootstrap with AlreadyExists; custom resources are refused until their operator
+has registered the CRD or their webhook answers. So the program puts an explicit step in between,
+a `command.local.Command` that runs the upgrader (`upgrader/`, a Go program on Talos's machinery
+and client-go, built on first need) and returns only when what comes next can succeed.
+
+Every step here is pure data (the command line, its bound, what it waits for); `components.steps`
+turns one into a resource. Secrets never appear on a command line: the component hands them to the
+step on stdin. Every step is safe to run again: an interrupted `pulumi up` is finished by the next.
+
+Bounds, and why (the figures behind them are in docs/bring-up.md):
+- a machine's apply waits up to APPLY_TIMEOUT for it to answer: at the first `pulumi up` a person
+  powers the Arda machines on when the Ainur serve (their own PXE boot then takes 2 to 3 minutes:
+  firmware POST 30-90 s, DHCP and TFTP under 5 s, kernel and initramfs over HTTP from a Pi under
+  5 s, Talos to maintenance mode 30-60 s); on a running cluster it bounds one node's reboot or
+  upgrade (drain up to DRAIN_TIMEOUT, installer pull 1-5 minutes, reboot 1-3 minutes);
+- the bootstrap waits for the first control plane to finish installing (the installer image, about
+  300 MB from Image Factory, then a reboot from disk): 5 to 15 minutes on a home connection;
+- the API gate waits for etcd to form on every control plane (each installs in parallel) and the VIP;
+- the CRD, webhook and storage gates wait for an operator's pods to pull their images and start.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plans import talos
+from stacks.model import Node, StackConfig
+
+# Pulumi runs local commands in the project folder; Pulumi.yaml names `.venv` as the program's
+# virtualenv, so this path is the same on every machine (no absolute path enters the state).
+UPGRADER = (".venv/bin/iluvatar", "upgrader")
+
+APPLY_TIMEOUT = "45m"
+DRAIN_TIMEOUT = "10m"
+BOOTSTRAP_TIMEOUT = "30m"
+API_GATE_TIMEOUT = "30m"
+NODES_GATE_TIMEOUT = "20m"
+OPERATOR_GATE_TIMEOUT = "10m"
+AINUR_API_TIMEOUT = "10m"
+STORAGE_GATE_TIMEOUT = "30m"
+# The engine's own bound on a step, a little over the upgrader's: the upgrader reports first, with
+# the check that was still failing; the engine's bound only catches a step that hangs outright.
+ENGINE_MARGIN_MINUTES = 5
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command `pulumi up` runs: its arguments after the upgrader, its bound, what it waits for."""
+
+    args: tuple[str, ...]
+    timeout: str
+    waits_for: str
+
+    @property
+    def command(self) -> str:
+        return shlex.join([*UPGRADER, *self.args, "--timeout", self.timeout])
+
+    @property
+    def engine_timeout(self) -> str:
+        return f"{minutes(self.timeout) + ENGINE_MARGIN_MINUTES}m"
+
+
+def minutes(duration: str) -> int:
+    """A whole-minute duration (`45m`) as minutes."""
+    if not duration.endswith("m") or not duration[:-1].isdigit():
+        raise ValueError(f"{duration!r} is not a whole number of minutes such as 30m")
+    return int(duration[:-1])
+
+
+def node_arg(node: Node) -> str:
+    return f"{node.name}={node.ip}"
+
+
+def control_planes(stack: StackConfig) -> tuple[Node, ...]:
+    return stack.by_role("valinor")
+
+
+def rollout_order(stack: StackConfig) -> list[Node]:
+    """The order Arda's machines are applied and rolled in: control planes, then workers, each as listed.
+
+    Control planes go first so API servers run a new Kubernetes version before any kubelet does (the
+    order `kubeadm upgrade` documents); no control plane is special once etcd is bootstrapped.
+    """
+    return [*control_planes(stack), *stack.by_role("istari")]
+
+
+def talos_apply(stack: StackConfig, node: Node) -> Step:
+    """Hand one machine its config, and on a running cluster roll the change through it (stdin: talosconfig, machineConfig)."""
+    return Step(
+        ("apply", "--node", node_arg(node), "--role", talos.machine_type(node)),
+        APPLY_TIMEOUT,
+        f"{node.name} ({node.ip}) to take its config: from maintenance mode it installs, a running node is "
+        "drained, staged and rebooted only when its change needs a reboot, and upgraded when its Talos version changes",
+    )
+
+
+def talos_bootstrap(stack: StackConfig) -> Step:
+    """Bootstrap etcd once, on the first valinor; a cluster already bootstrapped is success (stdin: talosconfig)."""
+    first = control_planes(stack)[0]
+    return Step(("bootstrap", "--node", node_arg(first)), BOOTSTRAP_TIMEOUT, f"{first.name} ({first.ip}) to install and bootstrap etcd")
+
+
+def _cluster_args(stack: StackConfig) -> tuple[str, ...]:
+    out: list[str] = []
+    for node in control_planes(stack):
+        out += ["--control-plane", node_arg(node)]
+    for node in stack.by_role("istari"):
+        out += ["--worker", node_arg(node)]
+    return (*out, "--endpoint", talos.cluster_endpoint(stack))
+
+
+def arda_api_gate(stack: StackConfig) -> Step:
+    """Before Arda's Kubernetes provider: etcd on every control plane, their API servers, and the VIP answering."""
+    return Step(
+        ("health", *_cluster_args(stack), "--stage", "api"),
+        API_GATE_TIMEOUT,
+        f"etcd on {len(control_planes(stack))} control plane(s), their API servers, and the API at {talos.cluster_endpoint(stack)}",
+    )
+
+
+def arda_nodes_gate(stack: StackConfig) -> Step:
+    """After the CNI: every Arda machine Ready, before anything that schedules pods on them."""
+    return Step(
+        ("health", *_cluster_args(stack), "--stage", "nodes"),
+        NODES_GATE_TIMEOUT,
+        f"all {len(stack.arda_nodes)} Arda machines Ready in Kubernetes",
+    )
+
+
+def kube_api_gate(cluster: str, endpoint: str) -> Step:
+    """Before a k3s cluster's Kubernetes provider: its API answering through its VIP (stdin: kubeconfig)."""
+    return Step(("wait-kube", "--api"), AINUR_API_TIMEOUT, f"the {cluster} API at {endpoint}")
+
+
+def admits_gate(what: str, kinds: Sequence[str]) -> Step:
+    """Before custom resources: the API server admits them, a server-side dry run of each (stdin: kubeconfig, manifests).
+
+    A dry run fails with "no matches for kind" until the CRD is established and with "failed calling
+    webhook" until the webhook answers, so one check covers an operator's CRDs and a webhook alike.
+    """
+    return Step(("wait-kube", "--admits"), OPERATOR_GATE_TIMEOUT, f"the API server to admit {', '.join(sorted(set(kinds)))} ({what})")
+
+
+def storage_class_gate(name: str) -> Step:
+    """Before a claim on a StorageClass an operator provides: the class exists and its CSI driver runs (stdin: kubeconfig)."""
+    return Step(("wait-kube", "--storage-class", name), STORAGE_GATE_TIMEOUT, f"the StorageClass {name} and its CSI driver")

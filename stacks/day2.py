@@ -1,0 +1,112 @@
+"""Day-2 rules: what a running cluster allows a version change to be, refused at preview with the key.
+
+The program reads back what the last deployment ran (its own stack output `arda`, written by
+`plans.rollout.state`) before the first resource is registered, and refuses a change no machine
+could make: a Talos version Talos cannot upgrade a node to from the version it runs, a Kubernetes
+version more than one minor ahead or behind what runs, or Talos and Kubernetes moving in the
+same run (upgrade Talos, then Kubernetes: each is rolled and checked machine by machine, and
+one failure must name one cause). The Talos upgrade paths are machinery's own
+(`compatibility.TalosVersion.UpgradeableFrom`); tests/stacks/test_day2.py asks machinery about every
+pair this table decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacks.errors import Problem
+from stacks.model import StackConfig
+
+ARDA = "iluvatar:arda"
+TALOS = f"{ARDA}.talosVersion"
+KUBERNETES = f"{ARDA}.kubernetesVersion"
+
+# Talos minor -> (the oldest release it upgrades, the release from which on it is a downgrade no
+# more allowed), as machinery v1.13.0's compatibility/talos1NN packages state them.
+TALOS_UPGRADES: dict[tuple[int, int], tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    (1, 12): ((1, 10, 0), (1, 14, 0)),
+    (1, 13): ((1, 11, 0), (1, 15, 0)),
+}
+
+
+def release(version: str) -> tuple[int, int, int]:
+    """`v1.12.4` as (1, 12, 4)."""
+    major, minor, patch = (int(x) for x in version.removeprefix("v").split(".")[:3])
+    return major, minor, patch
+
+
+@dataclass(frozen=True)
+class DeployedArda:
+    """What the last deployment ran on Arda (the stack output `arda`); empty on a first deployment."""
+
+    talos_version: str | None = None
+    kubernetes_version: str | None = None
+    nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The output as exported, for plans.rollout to compare against.
+    output: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_output(cls, value: Any) -> DeployedArda:
+        if not isinstance(value, Mapping) or not value.get("talosVersion"):
+            return cls()
+        nodes = value.get("nodes") or {}
+        if not isinstance(nodes, Mapping):
+            # Not a config rule (scripts/rule_coverage.py): the engine's own state is malformed.
+            raise TypeError(f"the last deployment's arda output has nodes = {nodes!r}, not a mapping of machine to state")
+        return cls(
+            str(value["talosVersion"]), str(value.get("kubernetesVersion") or "") or None, {str(k): dict(v) for k, v in nodes.items()}, dict(value)
+        )
+
+    @property
+    def deployed(self) -> bool:
+        return self.talos_version is not None
+
+
+def talos_upgrade_problem(target: str, host: str) -> str | None:
+    """Why Talos `target` cannot be installed over a node running `host` (machinery's rule), or None."""
+    to, running = release(target), release(host)
+    if (to[0], to[1]) not in TALOS_UPGRADES:
+        return None  # the static rule (stacks.rules) already refuses an unsupported release
+    oldest, ceiling = TALOS_UPGRADES[(to[0], to[1])]
+    if running < oldest:
+        return f"Talos {to[0]}.{to[1]} upgrades machines from {oldest[0]}.{oldest[1]}.{oldest[2]} on, and they run {host}"
+    if running >= ceiling:
+        return f"Talos {to[0]}.{to[1]} cannot be installed over {host}, which is {ceiling[0]}.{ceiling[1]} or newer"
+    return None
+
+
+def check(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """The version changes refused against what the last deployment runs."""
+    if not deployed.deployed:
+        return []
+    assert deployed.talos_version is not None
+    arda = stack.arda
+    problems: list[Problem] = []
+    talos_moves = arda.talos_version != deployed.talos_version
+    if talos_moves and (why := talos_upgrade_problem(arda.talos_version, deployed.talos_version)) is not None:
+        problems.append(Problem(TALOS, f"{arda.talos_version} cannot be rolled out: {why} (README, Upgrades)"))
+    before = deployed.kubernetes_version
+    if before is not None and arda.kubernetes_version != before:
+        new, old = release(arda.kubernetes_version), release(before)
+        if new < old:
+            problems.append(
+                Problem(KUBERNETES, f"{arda.kubernetes_version} is older than {before}, which Arda runs; Kubernetes cannot be downgraded")
+            )
+        elif new[:2] > (old[0], old[1] + 1):
+            problems.append(
+                Problem(
+                    KUBERNETES,
+                    f"{arda.kubernetes_version} skips a minor: Arda runs {before}, and Kubernetes upgrades one minor at a time (v{old[0]}.{old[1] + 1} first)",
+                )
+            )
+        elif talos_moves:
+            problems.append(
+                Problem(
+                    KUBERNETES,
+                    f"changes from {before} to {arda.kubernetes_version} in the same run as arda.talosVersion ({deployed.talos_version} to "
+                    f"{arda.talos_version}); upgrade Talos first, then Kubernetes (README, Upgrades)",
+                )
+            )
+    return problems

@@ -1,0 +1,99 @@
+"""Day-2 rules (stacks.day2): a version change no running machine could make is refused at preview, with the key."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from stacks import day2, load_stack_file
+from stacks.model import StackConfig
+from stacks.rules import TALOS_KUBERNETES
+from tests.edit import edit, homelab_doc, write_stack
+from tools import talos_check
+
+TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14) for patch in (0, 4)]
+KUBERNETES = [f"v1.{minor}.0" for minor in range(28, 38)]
+
+
+def test_the_upgrade_table_is_machinerys() -> None:
+    """Every (target, host) pair our table decides, asked of Talos's own compatibility package (machinery v1.13.0)."""
+    pairs = [(t, h, "") for t, h in itertools.product(TALOS, TALOS) if (day2.release(t)[0], day2.release(t)[1]) in day2.TALOS_UPGRADES]
+    answers = talos_check.compatibility(pairs)
+    ours = [day2.talos_upgrade_problem(t, h) for t, h, _ in pairs]
+    assert [(p[:2], a[0] != "") for p, a in zip(pairs, answers, strict=True)] == [(p[:2], o is not None) for p, o in zip(pairs, ours, strict=True)]
+    assert sum(o is None for o in ours) > 0 and sum(o is not None for o in ours) > 0
+
+
+def test_the_kubernetes_support_table_is_machinerys() -> None:
+    """Which Kubernetes each supported Talos minor runs (stacks.rules.TALOS_KUBERNETES), asked of machinery."""
+    pairs = [(f"v{t[0]}.{t[1]}.0", "", k) for t in TALOS_KUBERNETES for k in KUBERNETES]
+    answers = talos_check.compatibility(pairs)
+    for (talos, _, kube), (_, why) in zip(pairs, answers, strict=True):
+        low, high = TALOS_KUBERNETES[day2.release(talos)[:2]]
+        assert (why == "") == (low <= day2.release(kube)[1] <= high), (talos, kube, why)
+
+
+def _stack(tmp_path: Path, **changes: str) -> StackConfig:
+    doc = edit(homelab_doc(), {f"iluvatar:arda.{k}": v for k, v in changes.items()})
+    return load_stack_file(write_stack(tmp_path, doc, stack="homelab"))
+
+
+RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "problems"),
+    [
+        ({}, []),
+        ({"talosVersion": "v1.12.5"}, []),
+        ({"talosVersion": "v1.13.0"}, []),
+        ({"kubernetesVersion": "v1.35.0"}, []),
+        ({"kubernetesVersion": "v1.34.2"}, []),
+        (
+            {"kubernetesVersion": "v1.34.0"},
+            [("iluvatar:arda.kubernetesVersion", "v1.34.0 is older than v1.34.1, which Arda runs; Kubernetes cannot be downgraded")],
+        ),
+        (
+            {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.36.0"},
+            [
+                (
+                    "iluvatar:arda.kubernetesVersion",
+                    "v1.36.0 skips a minor: Arda runs v1.34.1, and Kubernetes upgrades one minor at a time (v1.35 first)",
+                )
+            ],
+        ),
+        (
+            {"talosVersion": "v1.12.5", "kubernetesVersion": "v1.35.0"},
+            [
+                (
+                    "iluvatar:arda.kubernetesVersion",
+                    "changes from v1.34.1 to v1.35.0 in the same run as arda.talosVersion (v1.12.4 to v1.12.5); upgrade Talos first, then Kubernetes (README, Upgrades)",
+                )
+            ],
+        ),
+    ],
+)
+def test_version_changes_against_what_runs(tmp_path: Path, changes: dict[str, str], problems: list[tuple[str, str]]) -> None:
+    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), RUNNING)] == problems
+
+
+def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) -> None:
+    old = day2.DeployedArda.from_output({"talosVersion": "v1.10.4", "kubernetesVersion": "v1.33.0", "nodes": {}})
+    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.0"), old)] == [
+        (
+            "iluvatar:arda.talosVersion",
+            "v1.13.0 cannot be rolled out: Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4 (README, Upgrades)",
+        )
+    ]
+
+
+def test_a_first_deployment_has_nothing_to_compare_with(tmp_path: Path) -> None:
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output(None)) == []
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output({})) == []
+
+
+def test_a_malformed_output_is_no_config_problem() -> None:
+    with pytest.raises(TypeError, match="nodes = 'x', not a mapping"):
+        day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": "x"})

@@ -1,0 +1,128 @@
+"""The first `pulumi up` on bare metal, read from the engine's dependency graph (tests.bringup's rules).
+
+Both stacks and random stacks must bring up in order; each rule fails when the gate it checks is
+taken out of the program (the program's own source, edited in a scratch copy of the module).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from iluvatar.simulate import simulate
+from stacks import load_stack_file, parse_stack, read_stack_file
+from tests.bringup import edited, violations
+from tests.edit import HOMELAB, RK1, ROOT
+from tests.strategies import raw_stacks
+
+
+@pytest.mark.parametrize("path", [HOMELAB, RK1], ids=["homelab", "rk1"])
+def test_both_stacks_bring_up_in_order(path: Path) -> None:
+    assert violations(simulate(read_stack_file(path)), load_stack_file(path)) == []
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=raw_stacks())
+def test_random_stacks_bring_up_in_order(raw: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> None:
+    # JSON (valid YAML) quotes every string, so an all-digit MAC spelling stays a string.
+    path = tmp_path_factory.mktemp("random") / "Pulumi.random.yaml"
+    path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
+    stack = parse_stack(raw)
+    assert violations(simulate(read_stack_file(path)), stack) == []
+
+
+# --- Each rule fails when its gate is taken out ---------------------------------------------------
+
+
+def broken(module: str, *edits: tuple[str, str], stack: Path = HOMELAB) -> list[str]:
+    with edited(module, *edits):
+        return sorted(violations(simulate(read_stack_file(stack)), load_stack_file(stack)))
+
+
+def test_without_the_arda_api_gate_both_arda_providers_are_configured_first() -> None:
+    assert broken(
+        "components.arda",
+        (
+            "opts=pulumi.ResourceOptions(parent=self, provider=config.provider, depends_on=[api]),",
+            "opts=pulumi.ResourceOptions(parent=self, provider=config.provider),",
+        ),
+        (
+            "upsert_existing_objects=True,\n            opts=pulumi.ResourceOptions(parent=self, depends_on=[api]),",
+            "upsert_existing_objects=True,\n            opts=pulumi.ResourceOptions(parent=self),",
+        ),
+    ) == [
+        "arda: the Kubernetes provider arda-kubernetes is configured before the readiness gate arda-gate-api",
+        "arda: the Kubernetes provider gitops-arda-kubernetes is configured before the readiness gate arda-gate-api",
+    ]
+
+
+def test_without_the_ainur_api_gate_both_ainur_providers_are_configured_first() -> None:
+    assert broken(
+        "components.ainur",
+        ("pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))", "kubeconfig"),
+        ("opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready])", "opts=pulumi.ResourceOptions(parent=self)"),
+    ) == [
+        "ainur: the Kubernetes provider ainur-kubernetes is configured before the readiness gate ainur-gate-api",
+        "ainur: the Kubernetes provider gitops-ainur-kubernetes is configured before the readiness gate ainur-gate-api",
+    ]
+
+
+def test_without_netboot_first_every_netbooting_machine_races_the_dhcp_server() -> None:
+    found = broken("components.arda", ("            if stack.boots_from_network(node):\n                after += args.netboot_serving\n", ""))
+    assert found == [
+        f"{node} boots from the network, but its apply arda-{node}-apply is not after netboot's {what}"
+        for node in ("alqualonde", "gandalf", "saruman", "taniquetil", "tirion")
+        for what in ("DaemonSet netboot-cache", "Deployment netboot", "Service netboot")
+    ]
+
+
+def test_without_the_cilium_gate_its_pool_and_policy_race_the_operator() -> None:
+    assert broken(
+        "components.cilium",
+        (
+            "after_crds = pulumi.ResourceOptions(parent=self, depends_on=[crds])",
+            "after_crds = pulumi.ResourceOptions(parent=self, depends_on=[self.release])",
+        ),
+    ) == [
+        "arda: arda-cilium-l2-policy (cilium.io/CiliumL2AnnouncementPolicy) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
+        "arda: arda-cilium-lb-pool (cilium.io/CiliumLoadBalancerIPPool) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
+    ]
+
+
+def test_without_the_cert_manager_gate_its_resources_race_the_webhook() -> None:
+    found = broken(
+        "components.edge",
+        (
+            "after = pulumi.ResourceOptions(parent=self, depends_on=[cert_manager_webhook, *before_issuers])",
+            "after = pulumi.ResourceOptions(parent=self, depends_on=[cert_manager, *before_issuers])",
+        ),
+        ("depends_on=[ns, cert_manager_webhook, *issuers]", "depends_on=[ns, cert_manager, *issuers]"),
+    )
+    assert found == [
+        f"arda: {name} (cert-manager.io/{kind}) is admitted by the webhook of edge-certificates-cert-manager, but is not after a gate that waits for it to answer"
+        for name, kind in (
+            ("edge-certificates-certificate-networking-wildcard-external", "Certificate"),
+            ("edge-certificates-certificate-networking-wildcard-internal", "Certificate"),
+            ("edge-certificates-clusterissuer-iluvatar-ca", "ClusterIssuer"),
+            ("edge-certificates-clusterissuer-letsencrypt", "ClusterIssuer"),
+        )
+    ]
+
+
+def test_without_the_storage_gate_the_mirror_claims_longhorn_before_it_exists() -> None:
+    assert broken("components.git_mirror", ("            after.append(args.access.gate(", "            (args.access.gate(")) == [
+        "ainur: the claim git-mirror-persistentvolumeclaim-git-mirror-longhorn uses StorageClass longhorn, which nothing before it provides or waits for"
+    ]
+
+
+def test_without_the_nodes_gate_the_edge_starts_on_nodes_without_a_cni(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    source = (ROOT / "__main__.py").read_text()
+    assert source.count(", after=[arda.ready]),") == 1
+    program.write_text(source.replace(", after=[arda.ready]),", "),"))
+    found = violations(simulate(read_stack_file(HOMELAB), program=program), load_stack_file(HOMELAB))
+    assert "arda: edge-certificates-cert-manager (kubernetes:helm.sh/v3:Release) can start before every machine is Ready (arda-gate-nodes)" in found
+    assert all(" can start before every machine is Ready " in m for m in found)
