@@ -31,10 +31,12 @@ pulumi.export("loadBalancerPool", ea.load_balancer_pool)
 
 ainur = None
 if stack.ainur is not None:
-    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key))
+    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur))
     pulumi.export("ainurUserData", ainur.user_data)
     pulumi.export("ainurNetworkConfig", ainur.network_config)
     pulumi.export("ainurKubeconfig", ainur.kubeconfig)
+    # The Pis this deployment knows, by name and MAC: the next run tells a renamed Pi from a new one.
+    pulumi.export("ainur", ainur.state)
 
 arda_config = TalosConfig("arda-config", TalosConfigArgs(stack))
 pulumi.export("ardaTalosconfig", arda_config.talosconfig)
@@ -47,7 +49,8 @@ if ainur is not None:
     netboot = Netboot(
         "netboot",
         NetbootArgs(stack, configs=arda_config.netboot_configs, boot_assets=arda_config.boot_assets, dns_records=edge_plan.lan_records(stack)),
-        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
+        # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
@@ -61,7 +64,7 @@ pulumi.export("arda", arda.state)
 edge = Edge(
     "edge",
     EdgeArgs(stack, arda.access, cloudflare_api_token=loaded.secrets.cloudflare_api_token, after=[arda.ready]),
-    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}),
+    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}, transformations=[arda.access.in_cluster]),
 )
 pulumi.export("caCertificate", edge.ca_certificate)
 pulumi.export("edge", edge.summary)
@@ -74,9 +77,9 @@ if stack.gitops is not None:
         "gitops",
         GitOpsArgs(
             stack,
-            arda_kubeconfig=arda.kubeconfig,
+            arda=arda.access,
             arda_after=[arda.ready],
-            ainur_kubeconfig=ainur.kubeconfig if ainur is not None else None,
+            ainur=ainur.access if ainur is not None else None,
             # The seed goes into the namespace the netboot layer owns; the mirror's credential beside the mirror.
             ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if netboot is not None else [],
             credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
@@ -106,5 +109,5 @@ if ainur is not None and netboot is not None and stack.ainur is not None and sta
                 *([storage.applications["longhorn"]] if "longhorn" in storage.applications else []),
             ],
         ),
-        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}),
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )

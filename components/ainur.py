@@ -10,26 +10,31 @@ before the Kubernetes provider every Ainur workload uses is configured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import steps
+from components import kube, steps
 from components.steps import ClusterAccess
 from plans import bringup, cloudinit, k3s
+from plans import credentials as credentials_plan
+from stacks import day2
 from stacks.model import Node, StackConfig
 
 
 @dataclass(frozen=True)
 class BootstrapClusterArgs:
-    """The Ainur's input: the validated stack, and the SSH private key (None: use the SSH agent)."""
+    """The Ainur's input: the validated stack, the SSH private key (None: use the SSH agent), and
+    the Pis the last deployment knew by name (the output `ainur`'s nodes: a renamed Pi keeps its resources)."""
 
     stack: StackConfig
     ssh_private_key: pulumi.Output[str] | None
+    deployed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class PiArgs:
     connection: command.remote.ConnectionArgs
     command_provider: command.Provider
     after: Sequence[pulumi.Resource]
+    # The name the last deployment knew this Pi by, when it was renamed since.
+    former: str | None = None
+    # The previous Pi's k3s step: upgrades go one Pi at a time, servers first.
+    upgrade_after: Sequence[pulumi.Resource] = ()
 
 
 class Pi(pulumi.ComponentResource):
@@ -50,6 +59,7 @@ class Pi(pulumi.ComponentResource):
     user_data: str
     network_config: str
     join: command.remote.Command
+    k3s: command.remote.Command
 
     def __init__(self, name: str, args: PiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
@@ -62,11 +72,31 @@ class Pi(pulumi.ComponentResource):
             f"{name}-join",
             connection=args.connection,
             create=k3s.join_script(node),
+            # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled (the first valar last, as
+            # every other join waits for its). A renamed Pi keeps its join (an alias): never uninstalled.
+            delete=k3s.UNINSTALL_SCRIPT,
             stdin=config,
             # The config carries the join token: never log what the Pi prints back.
             logging=command.remote.Logging.NONE,
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.command_provider, depends_on=args.after, additional_secret_outputs=["stdout", "stderr"]
+                parent=self,
+                provider=args.command_provider,
+                depends_on=args.after,
+                additional_secret_outputs=["stdout", "stderr"],
+                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-join")] if args.former else None,
+            ),
+        )
+        # Its k3s at the stack's version: a no-op on a Pi cloud-init installed at it, an upgrade (and the
+        # wait for its Node to be Ready again) after a k3sVersion change, one Pi after the other.
+        self.k3s = command.remote.Command(
+            f"{name}-k3s",
+            connection=args.connection,
+            create=k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.command_provider,
+                depends_on=[self.join, *args.upgrade_after],
+                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-k3s")] if args.former else None,
             ),
         )
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config})
@@ -82,6 +112,8 @@ class BootstrapCluster(pulumi.ComponentResource):
     kubernetes_provider: k8s.Provider
     access: ClusterAccess
     ready: command.local.Command
+    # What the Ainur run after this deployment: exported as `ainur`, read back next time.
+    state: dict[str, Any]
 
     def __init__(self, name: str, args: BootstrapClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         if not args.stack.by_role("valar"):
@@ -115,44 +147,62 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         self.pis = {}
         first = stack.by_role("valar")[0]
-        for node in [first, *(n for n in stack.ainur_nodes if n.name != first.name)]:
+        # A Pi renamed in the inventory (same MAC) keeps its resources: never a new join and an uninstall of the old.
+        renamed = day2.former_names(stack, args.deployed)
+        # The first valar, the other valar, then the maiar: k3s servers before agents (the order k3s upgrades in).
+        order = [first, *(n for n in stack.by_role("valar") if n.name != first.name), *stack.by_role("maiar")]
+        previous: list[pulumi.Resource] = []
+        for node in order:
             after = [] if node.name == first.name else [self.pis[first.name].join]
+            aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
             self.pis[node.name] = Pi(
                 f"{name}-{node.name}",
-                PiArgs(node=node, stack=stack, token=token.result, connection=connect(node), command_provider=command_provider, after=after),
-                opts=child,
+                PiArgs(
+                    node=node,
+                    stack=stack,
+                    token=token.result,
+                    connection=connect(node),
+                    command_provider=command_provider,
+                    after=after,
+                    former=renamed.get(node.name),
+                    upgrade_after=previous,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
+            previous = [self.pis[node.name].k3s]
         self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
         self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
 
-        read = command.remote.Command(
-            f"{name}-kubeconfig",
+        # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
+        credentials = command.remote.Command(
+            f"{name}-credentials",
             connection=connect(first),
-            create=f"sudo cat {k3s.KUBECONFIG_PATH}",
-            logging=command.remote.Logging.NONE,
+            create=credentials_plan.k3s_script(),
+            # The token: never printed in Pulumi's output, kept secret in its state.
+            logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=command_provider, depends_on=[self.pis[first.name].join], additional_secret_outputs=["stdout"]
             ),
         )
-        rewritten: pulumi.Output[str] = read.stdout.apply(lambda text: k3s.rewrite_kubeconfig(text, stack))
-        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(rewritten)
+        built: pulumi.Output[str] = credentials.stdout.apply(lambda text: credentials_plan.kubeconfig(text, k3s.server_url(stack), name))
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(built)
         self.ready = steps.run(
             f"{name}-gate-api",
             bringup.kube_api_gate(name, k3s.server_url(stack)),
             command_provider,
             self,
             stdin=steps.secret_stdin({"kubeconfig": kubeconfig}),
-            after=[read],
+            after=[credentials],
         )
         # The kubeconfig everything downstream uses carries the gate as its dependency: pulumi-kubernetes
         # checks its cluster once, when configured, and kube-vip takes the VIP only after k3s has started.
         self.kubeconfig = pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))
-        # It adopts an object already there, as Arda's does: an interrupted `pulumi up` converges when run again.
-        self.kubernetes_provider = k8s.Provider(
-            f"{name}-kubernetes",
-            kubeconfig=self.kubeconfig,
-            upsert_existing_objects=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
-        )
-        self.access = ClusterAccess(name, self.kubeconfig, command_provider)
+        self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, name, self, after=[self.ready])
+        # The Ainur's objects go with the cluster: its join token is deleted only when the cluster is.
+        self.access = ClusterAccess(name, self.kubeconfig, command_provider, anchor=token, identifier=name)
+        assert stack.ainur is not None
+        self.state = {
+            "k3sVersion": stack.ainur.k3s_version,
+            "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role} for n in stack.ainur_nodes},
+        }
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config, "kubeconfig": self.kubeconfig})

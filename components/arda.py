@@ -31,12 +31,12 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumiverse_talos as talos
 
-from components import steps
+from components import kube, steps
 from components.cilium import Cilium, CiliumArgs
 from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
 from plans import talos as plan
-from stacks.day2 import DeployedArda
+from stacks.day2 import DeployedArda, former_names
 from stacks.model import Node, StackConfig
 
 
@@ -208,6 +208,10 @@ class TalosNodeArgs:
     config: TalosConfig
     commands: command.Provider
     after: Sequence[pulumi.Resource]
+    # The name the last deployment knew this machine by, when it was renamed since.
+    former: str | None = None
+    # How many times it was found in maintenance mode and handed its config again (plans.bringup.probe_command).
+    generation: pulumi.Input[str] = "0"
 
 
 def patches_digest(stack: StackConfig, node: Node) -> str:
@@ -231,11 +235,14 @@ class TalosNode(pulumi.ComponentResource):
             self,
             stdin=steps.secret_stdin({"talosconfig": config.credentials, "machineConfig": config.machine_configs[node.name]}),
             after=args.after,
+            aliases=[f"{name.removesuffix(node.name)}{args.former}-apply"] if args.former else (),
+            delete=bringup.talos_reset(node),
             about={
                 "TALOS_VERSION": stack.arda.talos_version,
                 "KUBERNETES_VERSION": stack.arda.kubernetes_version,
                 "INSTALLER": config.installer_images[node.board],  # type: ignore[dict-item]
                 "PATCHES": patches_digest(stack, node),
+                "GENERATION": args.generation,  # type: ignore[dict-item]
             },
         )
         self.register_outputs({})
@@ -256,6 +263,7 @@ class TalosCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:arda:TalosCluster", name, None, opts)
         stack, config = args.stack, args.config
+        self._config = config
         commands = command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self))
         talosconfig = steps.secret_stdin({"talosconfig": config.credentials})
 
@@ -264,14 +272,28 @@ class TalosCluster(pulumi.ComponentResource):
         # fresh cluster still installs in parallel).
         self.nodes = {}
         previous: list[pulumi.Resource] = []
+        # A machine renamed in the inventory (same MAC) keeps its resources: its step is updated, never
+        # deleted (which would reset the machine now answering at its address) and created anew.
+        renamed = former_names(stack, args.deployed.nodes)
+        generations = self._generations(stack, args.deployed, commands)
         for node in bringup.rollout_order(stack):
             after = [*previous, *([args.power_on[node.name]] if node.name in args.power_on else [])]
             if stack.boots_from_network(node):
                 after += args.netboot_serving
             self.nodes[node.name] = TalosNode(
                 f"{name}-{node.name}",
-                TalosNodeArgs(node=node, stack=stack, config=config, commands=commands, after=after),
-                opts=pulumi.ResourceOptions(parent=self),
+                TalosNodeArgs(
+                    node=node,
+                    stack=stack,
+                    config=config,
+                    commands=commands,
+                    after=after,
+                    former=renamed.get(node.name),
+                    generation=generations[node.name].apply(str),
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, aliases=[pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
+                ),
             )
             previous = [self.nodes[node.name].apply]
         applies = [n.apply for n in self.nodes.values()]
@@ -290,19 +312,14 @@ class TalosCluster(pulumi.ComponentResource):
         )
         self.kubeconfig = pulumi.Output.secret(kubeconfig.kubeconfig_raw)
         # Configured only once the API answers: pulumi-kubernetes checks its cluster once per run, when
-        # it is configured, and refuses every create of the run if the cluster did not answer then. It
-        # adopts an object already there (an interrupted `pulumi up` created it, the state never knew).
-        self.kubernetes_provider = k8s.Provider(
-            f"{name}-kubernetes",
-            kubeconfig=self.kubeconfig,
-            upsert_existing_objects=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[api]),
-        )
-        self.access = ClusterAccess(name, self.kubeconfig, commands)
+        # it is configured, and refuses every create of the run if the cluster did not answer then.
+        self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, stack.arda.cluster_name, self, after=[api])
+        # Arda's objects go with its etcd: the bootstrap step is deleted only when the cluster is.
+        self.access = ClusterAccess(name, self.kubeconfig, commands, anchor=bootstrap, identifier=stack.arda.cluster_name)
         self.cilium = Cilium(
             f"{name}-cilium",
             CiliumArgs(stack=stack, access=self.access),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider}),
+            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider}, transformations=[self.access.in_cluster]),
         )
         # Nothing that schedules pods starts before every machine is Ready (which needs the CNI), nor
         # before the load-balancer pool exists (the gateways' Services take their addresses from it).
@@ -316,9 +333,34 @@ class TalosCluster(pulumi.ComponentResource):
         )
         installers = pulumi.Output.all(**{n.name: config.installer_images[n.board] for n in stack.arda_nodes})
         digests = {n.name: patches_digest(stack, n) for n in stack.arda_nodes}
-        self.state = installers.apply(lambda images: rollout.state(stack, images, digests))
+        counts = pulumi.Output.all(**generations)
+        self.state = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1]))
         if args.deployed.deployed:
             # The day-2 plan, before anything runs: which machines change, how, and in what order.
             deployed = args.deployed.output
             self.state.apply(lambda now: pulumi.log.info(rollout.describe(deployed, now), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
+
+    def _generations(self, stack: StackConfig, deployed: DeployedArda, commands: command.Provider) -> dict[str, pulumi.Output[int]]:
+        """Each machine's generation: the last deployment's, one more for a machine found in maintenance mode now.
+
+        Asked only at `pulumi up` on a deployed cluster (a preview asks no machine anything, so a cluster
+        that is down blocks no preview); the probe never fails, and a machine it cannot reach keeps its generation.
+        """
+        before = {n.name: int(deployed.nodes.get(n.name, {}).get("generation", 0)) for n in stack.arda_nodes}
+        if not deployed.deployed or pulumi.runtime.is_dry_run():
+            return {name: pulumi.Output.from_input(count) for name, count in before.items()}
+        config = self._config
+        printed = command.local.run_output(
+            command=bringup.probe_command(stack),
+            stdin=steps.secret_stdin({"talosconfig": config.credentials}),
+            logging=command.local.Logging.STDERR,
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=commands),
+        ).stdout
+        # What it prints holds no secret (the machines' states), though its stdin does: keep the steps' versions readable in a preview.
+        found = pulumi.Output.unsecret(printed).apply(rollout.probed)
+
+        def bumped(name: str, count: int) -> pulumi.Output[int]:
+            return found.apply(lambda states: count + (states.get(name) == "maintenance"))
+
+        return {name: bumped(name, count) for name, count in before.items()}

@@ -30,13 +30,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
+from components.steps import ClusterAccess
 from plans import gitops as plan
 from stacks.model import StackConfig
 
 
 @dataclass(frozen=True)
 class ArgoCdArgs:
-    """One cluster's Argo CD: the stack, the cluster's kubeconfig, and what must exist first.
+    """One cluster's Argo CD: the stack, how to reach the cluster, and what must exist first.
 
     `after`: Arda's Cilium (nothing runs without a CNI), or the Ainur's netboot layer (which owns
     the seed's `argocd` namespace and the mirror). `credential`: the repository's token or SSH key,
@@ -47,26 +48,18 @@ class ArgoCdArgs:
 
     stack: StackConfig
     cluster: plan.Cluster
-    kubeconfig: pulumi.Input[str]
+    access: ClusterAccess
     after: Sequence[pulumi.Resource] = ()
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
     namespaces: Mapping[str, pulumi.Resource] | None = None
 
 
-def cluster_provider(name: str, kubeconfig: pulumi.Input[str], parent: pulumi.Resource) -> k8s.Provider:
-    """A Kubernetes provider that adopts an object already in the cluster instead of failing.
-
-    After an interrupted `pulumi up`, objects may exist that Pulumi's state does not record; with
-    upsert the next run applies over them (server-side apply) and takes them into the state.
-    """
-    return k8s.Provider(name, kubeconfig=kubeconfig, upsert_existing_objects=True, opts=pulumi.ResourceOptions(parent=parent))
-
-
 class ArgoCd(pulumi.ComponentResource):
     """Argo CD on one cluster: the chart, its secrets, its AppProjects and its ApplicationSets."""
 
     provider: k8s.Provider
+    access: ClusterAccess
     release: k8s.helm.v3.Release
     projects: dict[str, k8s.apiextensions.CustomResource]
     application_sets: dict[str, k8s.apiextensions.CustomResource]
@@ -77,7 +70,8 @@ class ArgoCd(pulumi.ComponentResource):
         super().__init__("iluvatar:gitops:ArgoCd", name, None, opts)
         stack, cluster = args.stack, args.cluster
         self.repo_url = plan.repo_url(stack, cluster)
-        self.provider = cluster_provider(f"{name}-kubernetes", args.kubeconfig, self)
+        self.access = args.access
+        self.provider = kube.cluster_provider(f"{name}-kubernetes", args.access.kubeconfig, args.access.identifier, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         random_provider = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
 
@@ -154,7 +148,7 @@ class ArgoCd(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class GitOpsArgs:
-    """The GitOps layer's input: the stack, each cluster's kubeconfig and what it waits for.
+    """The GitOps layer's input: the stack, how to reach each cluster and what it waits for.
 
     `credential`: the repository's token or SSH key (`iluvatar:gitopsToken` or
     `iluvatar:gitopsSshPrivateKey`), None for a public https repository. `namespaces`: Arda's
@@ -162,9 +156,9 @@ class GitOpsArgs:
     """
 
     stack: StackConfig
-    arda_kubeconfig: pulumi.Input[str]
+    arda: ClusterAccess
     arda_after: Sequence[pulumi.Resource]
-    ainur_kubeconfig: pulumi.Input[str] | None = None
+    ainur: ClusterAccess | None = None
     ainur_after: Sequence[pulumi.Resource] = ()
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
@@ -182,17 +176,21 @@ class GitOps(pulumi.ComponentResource):
     def __init__(self, name: str, args: GitOpsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:gitops:GitOps", name, None, opts)
         stack = args.stack
-        child = pulumi.ResourceOptions(parent=self)
         self.arda = ArgoCd(
             f"{name}-arda",
-            ArgoCdArgs(stack, "arda", args.arda_kubeconfig, args.arda_after, args.credential, args.registry, args.namespaces),
-            opts=child,
+            ArgoCdArgs(stack, "arda", args.arda, args.arda_after, args.credential, args.registry, args.namespaces),
+            # Its objects go with Arda (deleted_with): `pulumi destroy` resets the machines instead.
+            opts=pulumi.ResourceOptions(parent=self, transformations=[args.arda.in_cluster]),
         )
         self.ainur = None
         self.mirror_credentials = None
         if stack.ainur is not None:
-            assert args.ainur_kubeconfig is not None, "an Ainur stack hands GitOps the Ainur's kubeconfig"
-            self.ainur = ArgoCd(f"{name}-ainur", ArgoCdArgs(stack, "ainur", args.ainur_kubeconfig, args.ainur_after), opts=child)
+            assert args.ainur is not None, "an Ainur stack hands GitOps the Ainur's access"
+            self.ainur = ArgoCd(
+                f"{name}-ainur",
+                ArgoCdArgs(stack, "ainur", args.ainur, args.ainur_after),
+                opts=pulumi.ResourceOptions(parent=self, transformations=[args.ainur.in_cluster]),
+            )
             if stack.ainur.git_mirror is not None and plan.mirror_credential_kind(stack) is not None:
                 assert args.credential is not None, "stacks.gitops requires the credential of a private or SSH repository"
                 files: pulumi.Output[Any] = args.credential.apply(lambda credential: plan.mirror_credentials(stack, credential))
@@ -203,11 +201,13 @@ class GitOps(pulumi.ComponentResource):
                     metadata=metadata,
                     type="Opaque",
                     string_data=data,
-                    opts=pulumi.ResourceOptions(
-                        parent=self,
-                        provider=self.ainur.provider,
-                        depends_on=list(args.ainur_after),
-                        additional_secret_outputs=["data", "stringData"],
+                    opts=args.ainur.with_cluster(
+                        pulumi.ResourceOptions(
+                            parent=self,
+                            provider=self.ainur.provider,
+                            depends_on=list(args.ainur_after),
+                            additional_secret_outputs=["data", "stringData"],
+                        )
                     ),
                 )
         self.register_outputs({"ardaRepoUrl": self.arda.repo_url, "ainurRepoUrl": self.ainur.repo_url if self.ainur else None})

@@ -7,6 +7,7 @@ maps each to the SDK class for its kind, so previews show real typed diffs.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -28,6 +29,27 @@ KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
 }
+
+
+def cluster_provider(
+    name: str, kubeconfig: pulumi.Input[str], cluster: str, parent: pulumi.Resource, after: Sequence[pulumi.Resource] = ()
+) -> k8s.Provider:
+    """A Kubernetes provider for one cluster of the homelab, as every layer needs it.
+
+    `clusterIdentifier` is the cluster's name: a renewed kubeconfig (Talos renews Arda's 30 days
+    before its certificate ends) then updates the provider instead of replacing it, and with it
+    every object it manages (pulumi-kubernetes replaces a provider whose kubeconfig is unknown at
+    preview unless the identifier says the cluster is the same). It adopts an object already in
+    the cluster (`upsertExistingObjects`): an interrupted `pulumi up` created it and the state never
+    knew, and the next run applies over it with server-side apply instead of failing.
+    """
+    return k8s.Provider(
+        name,
+        kubeconfig=kubeconfig,
+        cluster_identifier=cluster,
+        upsert_existing_objects=True,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
+    )
 
 
 def resource_name(prefix: str, manifest: dict[str, Any]) -> str:

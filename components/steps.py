@@ -35,12 +35,16 @@ def run(
     stdin: pulumi.Input[str] | None = None,
     after: Sequence[pulumi.Resource] = (),
     about: Mapping[str, str] | None = None,
+    aliases: Sequence[str] = (),
+    delete: Step | None = None,
 ) -> command.local.Command:
-    """The step as a `command.local.Command`, created after `after`."""
+    """The step as a `command.local.Command`, created after `after` (`aliases`: the names it had before;
+    `delete`: what runs, with the same stdin, when the step leaves the program)."""
     return command.local.Command(
         name,
         create=step.command,
         update=step.command,
+        delete=delete.command if delete is not None else None,
         stdin=stdin,
         environment={f"ILUVATAR_{k}": v for k, v in sorted(about.items())} if about else None,
         opts=pulumi.ResourceOptions(
@@ -48,20 +52,47 @@ def run(
             provider=provider,
             depends_on=list(after),
             custom_timeouts=pulumi.CustomTimeouts(create=step.engine_timeout, update=step.engine_timeout),
+            aliases=[pulumi.Alias(name=a) for a in aliases] or None,
         ),
     )
 
 
 class ClusterAccess:
-    """What a step needs to reach one cluster: its name, its admin kubeconfig (secret) and the local command provider."""
+    """What a step needs to reach one cluster, and what the cluster's own objects are deleted with.
 
-    def __init__(self, cluster: str, kubeconfig: pulumi.Output[str], commands: command.Provider) -> None:
+    `cluster`: its name; `kubeconfig`: its admin kubeconfig (secret); `commands`: the local command
+    provider; `anchor`: the resource whose deletion means the cluster itself goes (Arda's bootstrap,
+    the Ainur's join token), so `pulumi destroy` resets the machines and leaves the objects in the
+    cluster to go with it (`deleted_with`), instead of deleting each one first, which hangs on
+    namespaces whose custom resources' operators are being deleted at the same time.
+    """
+
+    def __init__(self, cluster: str, kubeconfig: pulumi.Output[str], commands: command.Provider, anchor: pulumi.Resource, identifier: str) -> None:
         self.cluster = cluster
+        # What its Kubernetes providers give as clusterIdentifier (components.kube.cluster_provider).
+        self.identifier = identifier
         self.kubeconfig = kubeconfig
         self.commands = commands
+        self.anchor = anchor
 
     def gate(
         self, name: str, step: Step, parent: pulumi.Resource, after: Sequence[pulumi.Resource] = (), **stdin: pulumi.Input[Any]
     ) -> command.local.Command:
         """A Kubernetes gate on this cluster: the step reads the kubeconfig (and `stdin`'s other keys) on stdin."""
         return run(name, step, self.commands, parent, stdin=secret_stdin({"kubeconfig": self.kubeconfig, **stdin}), after=after)
+
+    def in_cluster(self, args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        """A transformation for a component whose Kubernetes objects are all in this cluster: each is deleted with it."""
+        if (
+            not args.type_.startswith("kubernetes:")
+            or args.type_.startswith("pulumi:providers:")
+            or not isinstance(args.resource, pulumi.CustomResource)
+        ):
+            return None
+        return pulumi.ResourceTransformationResult(
+            args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(deleted_with=self.anchor))
+        )
+
+    def with_cluster(self, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """`opts` for one object of this cluster created outside such a component."""
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(deleted_with=self.anchor))

@@ -71,13 +71,13 @@ class Storage(pulumi.ComponentResource):
         for cluster, argocd in argocds.items():
             for manifest in plan.namespaces(stack, cluster):
                 self.namespaces[f"{cluster}/{manifest['metadata']['name']}"] = kube.create(
-                    f"{name}-{cluster}", manifest, pulumi.ResourceOptions(parent=self, provider=argocd.provider)
+                    f"{name}-{cluster}", manifest, argocd.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=argocd.provider))
                 )
         for app in plan.applications(stack):
             self.applications[app.name] = PlatformApplication(
                 f"{name}-{app.cluster}-{app.name}",
                 PlatformApplicationArgs(app.manifest, argocds[app.cluster], after=[self.namespaces[f"{app.cluster}/{app.namespace}"]]),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, transformations=[argocds[app.cluster].access.in_cluster]),
             )
 
         arda = argocds["arda"]
@@ -85,7 +85,9 @@ class Storage(pulumi.ComponentResource):
             kube.create(
                 f"{name}-arda",
                 plan.nfs_storage_class(stack),
-                pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=[self.applications["csi-driver-nfs"]]),
+                arda.access.with_cluster(
+                    pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=[self.applications["csi-driver-nfs"]])
+                ),
             )
         for job in plan.retire_jobs(stack):
             # It needs the cluster's mon secret and endpoints: after the CephCluster's Application.
@@ -93,14 +95,16 @@ class Storage(pulumi.ComponentResource):
                 self.namespaces[f"arda/{plan.ROOK_NAMESPACE}"],
                 *([self.applications["rook-ceph-cluster"]] if "rook-ceph-cluster" in self.applications else []),
             ]
-            kube.create(f"{name}-arda", job, pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=after))
+            kube.create(f"{name}-arda", job, arda.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=after)))
         if "ainur" in argocds:
             for pi, labels in plan.longhorn_node_labels(stack).items():
                 k8s.core.v1.NodePatch(
                     f"{name}-ainur-node-{pi}",
                     metadata={"name": pi, "labels": labels},
-                    opts=pulumi.ResourceOptions(
-                        parent=self, provider=argocds["ainur"].provider, depends_on=[j for j in [args.pi_joins.get(pi)] if j is not None]
+                    opts=argocds["ainur"].access.with_cluster(
+                        pulumi.ResourceOptions(
+                            parent=self, provider=argocds["ainur"].provider, depends_on=[j for j in [args.pi_joins.get(pi)] if j is not None]
+                        )
                     ),
                 )
         self.register_outputs({"state": self.state})

@@ -283,8 +283,9 @@ def _flags(reg: Registration, names: dict[str, str]) -> str:
             flags.append(f"{label}: {', '.join(sorted(values))}")
     if reg.deleted_with:
         flags.append(f"deleted with: {names.get(reg.deleted_with, reg.deleted_with)}")
-    if reg.aliases:
-        flags.append(f"aliases: {', '.join(sorted(reg.aliases))}")
+    # The program's own aliases (a renamed machine's); the SDK's type aliases of its own classes are noise here.
+    if own := [a for a in reg.aliases if not a.startswith("type=")]:
+        flags.append(f"aliases: {', '.join(sorted(own))}")
     if reg.custom_timeouts:
         flags.append("timeouts: " + ", ".join(f"{k} {v}" for k, v in sorted(reg.custom_timeouts.items())))
     # Every dependency the engine orders this resource by (iluvatar.graph): depends_on ("after"), the

@@ -7,10 +7,11 @@ and the offline commands use this to see exactly what a stack would create.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,17 @@ def _zone(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "id": hashlib.sha256(f"zone/{name}".encode()).hexdigest()[:32], "name": name, "status": "active"}
 
 
+# What `upgrader probe` prints at `pulumi up` when every machine answers as a running node.
+PROBE = "command:local:run"
+
+
+def _probe(args: dict[str, Any]) -> dict[str, Any]:
+    nodes = [a.split("=", 1)[0] for a in str(args.get("command", "")).split() if "=" in a]
+    return {**args, "stdout": json.dumps({"nodes": dict.fromkeys(nodes, "running")}), "stderr": ""}
+
+
 INVOKES: dict[str, Any] = {
+    PROBE: _probe,
     "talos:imageFactory/getUrls:getUrls": _talos_urls,
     "talos:machine/getConfiguration:getConfiguration": _machine_configuration,
     "talos:client/getConfiguration:getConfiguration": lambda a: {**a, "talosConfig": f"# talosconfig for {a.get('clusterName')}\n"},
@@ -228,6 +239,17 @@ users:
     client-certificate-data: "{PLACEHOLDER}"
     client-key-data: "{PLACEHOLDER}"
 """
+# What the Ainur's credentials step prints: the token Secret's CA and token, base64 as the Secret holds them.
+_CREDENTIALS = json.dumps({"ca": base64.b64encode(b"(the Ainur's cluster CA)").decode(), "token": base64.b64encode(PLACEHOLDER.encode()).decode()})
+
+
+def _remote_stdout(script: str) -> str:
+    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, or nothing."""
+    if "service-account-token" in script:
+        return _CREDENTIALS
+    return _K3S_KUBECONFIG if "k3s.yaml" in script else ""
+
+
 RESOURCE_STATE: dict[str, Any] = {
     "talos:machine/secrets:Secrets": lambda a: {
         "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": PLACEHOLDER, "clientKey": PLACEHOLDER},
@@ -241,7 +263,7 @@ RESOURCE_STATE: dict[str, Any] = {
     "talos:imageFactory/schematic:Schematic": lambda a: {"id": hashlib.sha256(str(a.get("schematic", "")).encode()).hexdigest()},
     "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
     "random:index/randomPassword:RandomPassword": lambda a: {"result": PLACEHOLDER, "bcryptHash": PLACEHOLDER},
-    "command:remote:Command": lambda a: {"stdout": _K3S_KUBECONFIG if "k3s.yaml" in str(a.get("create")) else "", "stderr": ""},
+    "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.get("create"))), "stderr": ""},
     "tls:index/privateKey:PrivateKey": lambda a: {
         "privateKeyPem": PLACEHOLDER,
         "privateKeyOpenssh": PLACEHOLDER,
@@ -265,10 +287,17 @@ class _Mocks(pulumi.runtime.Mocks):
     test pretends happened (none: a first deployment).
     """
 
-    def __init__(self, sim: Simulation, previous: dict[str, Any] | None = None, prior: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        previous: dict[str, Any] | None = None,
+        prior: Mapping[str, Mapping[str, Any]] | None = None,
+        answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    ) -> None:
         self.sim = sim
         self.previous = previous or {}
         self.prior = prior or {}
+        self.answers = {**INVOKES, **(answers or {})}
         # The inputs each resource asked the engine to ignore changes to, as the monitor saw them.
         self.ignoring: dict[str, tuple[str, ...]] = {}
 
@@ -284,7 +313,7 @@ class _Mocks(pulumi.runtime.Mocks):
         return str(state.pop("id", f"{args.name}-id")), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        handler = INVOKES.get(args.token)
+        handler = self.answers.get(args.token)
         self.sim.invocations.append((args.token, _unwrap(dict(args.args))))
         if args.token == READ_STACK_OUTPUTS:
             return {"name": args.args["name"], "outputs": self.previous, "secretOutputNames": []}, []
@@ -311,6 +340,15 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
+def _alias(alias: Any) -> str:
+    """An alias as the engine receives it: a URN, or the parts of a spec (`name=...`, `parent=...`) that differ."""
+    if alias.urn:
+        return str(alias.urn)
+    spec = alias.spec
+    parts = [f"{field}={getattr(spec, field)}" for field in ("name", "type", "parentUrn", "stack", "project") if getattr(spec, field)]
+    return " ".join(parts) or "(no parent)" if spec.noParent else " ".join(parts)
+
+
 def _registration(request: Any, urn: str) -> Registration:
     """A RegisterResourceRequest as a Registration: every option the engine acts on, as it arrives."""
     raw = rpc.deserialize_properties(request.object)
@@ -333,7 +371,7 @@ def _registration(request: Any, urn: str) -> Registration:
         delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
         retain_on_delete=request.retainOnDelete,
         deleted_with=request.deletedWith,
-        aliases=tuple(request.aliasURNs) + tuple(a.urn for a in request.aliases if a.urn),
+        aliases=tuple(request.aliasURNs) + tuple(_alias(a) for a in request.aliases),
         custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
         import_id=request.importId,
         version=request.version,
@@ -363,19 +401,22 @@ def simulate(
     record: Simulation | None = None,
     previous: dict[str, Any] | None = None,
     prior: Mapping[str, Mapping[str, Any]] | None = None,
+    answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    preview: bool = False,
 ) -> Simulation:
-    """Run `program` for the stack file under mocks (preview=False) and record what it does.
+    """Run `program` for the stack file under mocks and record what it does (`pulumi up`, or `preview`).
 
     `previous` is the stack outputs of the deployment before this one (None: this is the first).
     `prior` is the inputs resources kept in the state from that deployment, by resource name: a
     resource that ignores changes to an input gets its prior value back, as the engine does.
+    `answers` replaces the offline answer of invokes, by token (what a machine would say at run time).
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
-    mocks = _Mocks(sim, previous, prior)
-    settings.reset_options(project="iluvatar", stack=sf.stack, preview=False)
-    pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=False, monitor=_RecordingMonitor(mocks, sim))
+    mocks = _Mocks(sim, previous, prior, answers)
+    settings.reset_options(project="iluvatar", stack=sf.stack, preview=preview)
+    pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=_RecordingMonitor(mocks, sim))
     config, secret_keys = pulumi_config(sf)
     pulumi.runtime.set_all_config(config, secret_keys)
 

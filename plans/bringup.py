@@ -100,6 +100,34 @@ def talos_apply(stack: StackConfig, node: Node) -> Step:
     )
 
 
+RESET_TIMEOUT = "20m"
+
+
+def talos_reset(node: Node) -> Step:
+    """When a machine leaves the inventory (or the stack is destroyed): reset it, the last control plane without etcd's goodbye.
+
+    `--mode auto` decides on the machine: a graceful reset (cordon, drain, leave etcd, wipe STATE and
+    EPHEMERAL, reboot) unless it is the last etcd member, which cannot leave; then a plain one. It runs
+    as the apply step's delete, so `pulumi destroy` resets workers first and the first control plane
+    last (the reverse of the apply chain). A renamed machine keeps its step (an alias): never reset.
+    """
+    return Step(("reset", "--node", node_arg(node), "--mode", "auto"), RESET_TIMEOUT, f"{node.name} ({node.ip}) to reset")
+
+
+PROBE_DEADLINE = "3s"
+
+
+def probe_command(stack: StackConfig) -> str:
+    """At `pulumi up` (never at preview), how each Arda machine answers: `running`, `maintenance` or `unreachable`.
+
+    It never fails and takes at most PROBE_DEADLINE per machine, all at once. A machine found in
+    maintenance mode was reset or reflashed since its config was applied: the program raises its
+    generation, which re-runs its apply step and hands it its config again.
+    """
+    nodes = [arg for node in rollout_order(stack) for arg in ("--node", node_arg(node))]
+    return shlex.join([*UPGRADER, "probe", *nodes, "--deadline", PROBE_DEADLINE])
+
+
 def talos_bootstrap(stack: StackConfig) -> Step:
     """Bootstrap etcd once, on the first valinor; a cluster already bootstrapped is success (stdin: talosconfig)."""
     first = control_planes(stack)[0]

@@ -22,13 +22,8 @@ PACKAGES = ("open-iscsi", "nfs-common", "xfsprogs", "cryptsetup", "curl", "jq", 
 
 
 def _k3s_install(stack: StackConfig, node: Node) -> str:
-    assert stack.ainur is not None
-    kind = "server" if node.role == "valar" else "agent"
-    env = f"INSTALL_K3S_VERSION={stack.ainur.k3s_version} INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_EXEC={kind}"
-    if kind == "agent":
-        # Without K3S_URL the script installs a server; the real URL comes with the token over SSH.
-        env += f" K3S_URL={k3s.server_url(stack)}"
-    return f"curl -sfL https://get.k3s.io | {env} sh -"
+    # Installed, not started: the join starts it once its config (with the token) is there.
+    return f"curl -sfL {k3s.INSTALLER} | {k3s.install_env(stack, node, 'INSTALL_K3S_SKIP_START=true', 'INSTALL_K3S_SKIP_ENABLE=true')} sh -"
 
 
 def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:

@@ -83,6 +83,68 @@ SSH_DIAL_SECONDS = 15
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 
 
+INSTALLER = "https://get.k3s.io"
+UPGRADE_TIMEOUT_SECONDS = 900
+AGENT_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+
+
+def install_env(stack: StackConfig, node: Node, *extra: str) -> str:
+    """The environment k3s's installer runs with on this Pi: the pinned version (and `extra`), server or agent."""
+    assert stack.ainur is not None
+    kind = "server" if node.role == "valar" else "agent"
+    env = " ".join([f"INSTALL_K3S_VERSION={stack.ainur.k3s_version}", *extra, f"INSTALL_K3S_EXEC={kind}"])
+    if kind == "agent":
+        # Without K3S_URL the script installs a server; the real URL comes with the token over SSH.
+        env += f" K3S_URL={server_url(stack)}"
+    return env
+
+
+def node_ready(node: Node) -> str:
+    """A shell test that passes once this Pi's Node is Ready: a server asks with k3s's admin access, an agent
+    with its kubelet's own credentials (a kubelet may read its own Node)."""
+    kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
+    ready = '{.status.conditions[?(@.type=="Ready")].status}'
+    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null)\" = True ]"
+
+
+def upgrade_script(stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS) -> str:
+    """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
+
+    A Pi already at the version is left alone (a fresh Pi was installed at it by cloud-init; an
+    interrupted upgrade resumes on the Pi it stopped at). `snapshot` (the first valar, which goes
+    first) saves a k3s etcd snapshot before anything changes, to restore from if the upgrade goes
+    wrong (README, Runbook). k3s's installer replaces the binary and restarts the service itself.
+    """
+    assert stack.ainur is not None
+    want = stack.ainur.k3s_version
+    save = f"sudo k3s etcd-snapshot save --name iluvatar-before-{want.replace('+', '-')} >&2\n" if snapshot else ""
+    return f"""set -eu
+have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
+if [ "$have" = "{want}" ]; then
+  echo "iluvatar: k3s {want} already runs on {node.name}" >&2
+  exit 0
+fi
+echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
+{save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
+deadline=$(( $(date +%s) + {timeout} ))
+until {node_ready(node)}; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "iluvatar: {node.name} was not Ready within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
+    exit 1
+  fi
+  sleep 3
+done
+"""
+
+
+# What k3s's installer leaves for removing it (a server's script, or an agent's), run when a Pi leaves.
+UNINSTALL_SCRIPT = """set -eu
+for script in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do
+  if [ -x "$script" ]; then sudo "$script"; fi
+done
+"""
+
+
 def ready_check(node: Node) -> str:
     """A shell test that passes once k3s on this Pi serves: a server's API answers /readyz locally,
     an agent's kubelet answers its health check (it has no credentials for the API)."""

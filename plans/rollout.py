@@ -11,6 +11,7 @@ listed: rendering a stack against its own outputs shows no change.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +20,32 @@ from plans import bringup
 from stacks.model import StackConfig
 
 
-def node_state(stack: StackConfig, installer: str, patches: str, name: str) -> dict[str, str]:
+def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0) -> dict[str, Any]:
     node = next(n for n in stack.arda_nodes if n.name == name)
-    return {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches}
+    return {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches, "generation": generation}
 
 
-def state(stack: StackConfig, installers: Mapping[str, str], patches: Mapping[str, str]) -> dict[str, Any]:
+def state(
+    stack: StackConfig, installers: Mapping[str, str], patches: Mapping[str, str], generations: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """What Arda runs after this deployment: the stack output `arda` (no secret in it)."""
     order = [n.name for n in bringup.rollout_order(stack)]
+    counts = generations or {}
     return {
         "talosVersion": stack.arda.talos_version,
         "kubernetesVersion": stack.arda.kubernetes_version,
         "order": order,
-        "nodes": {name: node_state(stack, installers[name], patches[name], name) for name in order},
+        "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
     }
+
+
+def probed(printed: str) -> dict[str, str]:
+    """What `upgrader probe` printed, as each machine's state; anything unreadable is no news (it never fails a run)."""
+    try:
+        found = json.loads(printed)["nodes"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -55,14 +68,19 @@ def _tag(image: str) -> str:
 def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Change]:
     """The machines whose step runs, in rollout order, each with what changes on it."""
     before = dict((previous or {}).get("nodes") or {})
+    by_mac = {str(v.get("mac")): n for n, v in before.items()}
     out: list[Change] = []
     for name in current["order"]:
         now = current["nodes"][name]
         was = before.get(name)
+        what: list[str] = []
+        if was is None and now["mac"] in by_mac:
+            # The same machine under a new name: its resources move to the name (aliases), nothing is reset.
+            was = before[by_mac[now["mac"]]]
+            what.append(f"renamed from {by_mac[now['mac']]}")
         if was is None:
             out.append(Change(name, ("new: installs from maintenance mode",)))
             continue
-        what: list[str] = []
         if was.get("installer") != now["installer"]:
             old, new = _tag(str(was.get("installer"))), _tag(now["installer"])
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
@@ -73,6 +91,10 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             what.append(f"Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']}")
         if was.get("ip") != now["ip"]:
             what.append(f"address {was.get('ip')} -> {now['ip']}")
+        if was.get("mac") != now["mac"]:
+            what.append(f"replaced: a new machine ({now['mac']}) takes the place of {was.get('mac')}")
+        if int(now.get("generation", 0)) > int(was.get("generation", 0)):
+            what.append("found in maintenance mode (reset or reflashed): configured again")
         if was.get("patches") != now["patches"] and not what:
             what.append("machine config (a reboot only if Talos needs one for it)")
         elif was.get("patches") != now["patches"]:

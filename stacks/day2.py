@@ -64,6 +64,26 @@ class DeployedArda:
         return self.talos_version is not None
 
 
+def machines_of(value: Any) -> dict[str, Mapping[str, Any]]:
+    """A cluster state output's machines by name (`nodes`), empty when there is none."""
+    nodes = value.get("nodes") if isinstance(value, Mapping) else None
+    if nodes is None:
+        return {}
+    if not isinstance(nodes, Mapping):
+        raise TypeError(f"nodes = {nodes!r}, not a mapping of machine to state")
+    return {str(k): v for k, v in nodes.items() if isinstance(v, Mapping)}
+
+
+def former_names(stack: StackConfig, previous: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Machines the last deployment knew under another name, by MAC: {name now: name then}.
+
+    A machine is its MAC: renaming it in the inventory must move its resources (an alias), never
+    delete them and create new ones, which would reset the machine that now answers at that address.
+    """
+    by_mac = {str(v.get("mac")): name for name, v in previous.items() if v.get("mac")}
+    return {n.name: by_mac[n.mac] for n in stack.nodes if n.mac in by_mac and by_mac[n.mac] != n.name}
+
+
 def talos_upgrade_problem(target: str, host: str) -> str | None:
     """Why Talos `target` cannot be installed over a node running `host` (machinery's rule), or None."""
     to, running = release(target), release(host)

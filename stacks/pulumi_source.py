@@ -13,6 +13,7 @@ output `storage`, stacks.storage.check_removals) and a version change no running
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from stacks.model import StackConfig
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
+AINUR_OUTPUT = "ainur"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class LoadedStack:
     deployed: storage.Deployed = field(default_factory=lambda: storage.Deployed({}, {}))
     # What the last deployment ran on Arda: versions and each machine's state (empty on the first one).
     arda: day2.DeployedArda = field(default_factory=day2.DeployedArda)
+    # The Ainur's machines at the last deployment, by name (the output `ainur`; empty on the first one).
+    ainur: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _config_keys() -> set[str]:
@@ -89,6 +93,7 @@ def load() -> LoadedStack:
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
+        ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
     if problems := storage.check_removals(stack, deployed) + day2.check(stack, arda):
@@ -102,6 +107,7 @@ def load() -> LoadedStack:
         StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
         deployed,
         arda,
+        ainur,
     )
 
 

@@ -139,11 +139,11 @@ class Checker:
         return ["arda", *(["ainur"] if self.stack.ainur is not None else [])]
 
     def provider_cluster(self, provider: Registration) -> str:
-        """Which cluster a Kubernetes provider reaches: where its kubeconfig comes from (Talos's for Arda, k3s's file for the Ainur)."""
+        """Which cluster a Kubernetes provider reaches: where its kubeconfig comes from (Talos's for Arda, the token a Pi prints for the Ainur)."""
         sources = [self.graph.registrations[u] for u in self.graph.ancestors(provider.urn)]
         if any(r.type == "talos:cluster/kubeconfig:Kubeconfig" for r in sources):
             return "arda"
-        if any(r.type == "command:remote:Command" and "k3s.yaml" in str(r.inputs.get("create")) for r in sources):
+        if any(r.type == "command:remote:Command" and "service-account-token" in str(r.inputs.get("create")) for r in sources):
             return "ainur"
         return "unknown"
 

@@ -50,8 +50,8 @@ def test_without_the_arda_api_gate_both_arda_providers_are_configured_first() ->
             "opts=pulumi.ResourceOptions(parent=self, provider=config.provider),",
         ),
         (
-            "upsert_existing_objects=True,\n            opts=pulumi.ResourceOptions(parent=self, depends_on=[api]),",
-            "upsert_existing_objects=True,\n            opts=pulumi.ResourceOptions(parent=self),",
+            "self.kubeconfig, stack.arda.cluster_name, self, after=[api])",
+            "self.kubeconfig, stack.arda.cluster_name, self, after=[])",
         ),
     ) == [
         "arda: the Kubernetes provider arda-kubernetes is configured before the readiness gate arda-gate-api",
@@ -63,7 +63,7 @@ def test_without_the_ainur_api_gate_both_ainur_providers_are_configured_first() 
     assert broken(
         "components.ainur",
         ("pulumi.Output.all(kubeconfig, self.ready.stdout).apply(lambda values: str(values[0]))", "kubeconfig"),
-        ("opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready])", "opts=pulumi.ResourceOptions(parent=self)"),
+        ("self.kubeconfig, name, self, after=[self.ready])", "self.kubeconfig, name, self, after=[])"),
     ) == [
         "ainur: the Kubernetes provider ainur-kubernetes is configured before the readiness gate ainur-gate-api",
         "ainur: the Kubernetes provider gitops-ainur-kubernetes is configured before the readiness gate ainur-gate-api",

@@ -76,7 +76,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 150
+    assert len(sim.registrations) == 153
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -124,8 +124,8 @@ def test_k3s_join_marks_its_output_and_its_config_secret_itself(tmp_path: Path, 
         # The program's own on top of the SDK's: what the Pi prints back, and the config carrying the token.
         assert sorted(join.additional_secret_outputs) == ["connection", "stderr", "stdout"]
         assert join.secret_inputs == ("connection", "stdin")
-    kubeconfig = homelab.one("command:remote:Command", "ainur-kubeconfig")
-    assert sorted(kubeconfig.additional_secret_outputs) == ["connection", "stdout"]
+    credentials = homelab.one("command:remote:Command", "ainur-credentials")
+    assert sorted(credentials.additional_secret_outputs) == ["connection", "stdout"]
 
 
 def test_the_sdk_marks_the_applied_machine_config_secret_by_itself(tmp_path: Path) -> None:
@@ -159,8 +159,9 @@ def test_bring_up_order_is_stated_with_depends_on(homelab: Simulation) -> None:
     assert not any(regs["arda-taniquetil-apply"].urn in urns for urns in regs["arda-bootstrap"].property_dependencies.values())
     assert regs["netboot"].providers == {"kubernetes": regs["ainur-kubernetes"].urn + "::ainur-kubernetes-id"}
     assert regs["arda-cilium"].providers == {"kubernetes": regs["arda-kubernetes"].urn + "::arda-kubernetes-id"}
-    # Nothing in the program asks the engine to delete first, retain or tie lifetimes.
-    assert [r.name for r in homelab.registrations if r.delete_before_replace or r.retain_on_delete or r.deleted_with] == []
+    # Nothing in the program asks the engine to delete first or retain; only objects in a cluster go with it (tests/components/test_day2.py).
+    assert [r.name for r in homelab.registrations if r.delete_before_replace or r.retain_on_delete] == []
+    assert all(r.type.startswith("kubernetes:") for r in homelab.registrations if r.deleted_with)
 
 
 # --- Live bugs: a stack without a control plane, and a two-member k3s etcd ---------------------

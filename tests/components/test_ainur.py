@@ -19,13 +19,13 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ainur = regs["ainur"]
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
-        "ainur-command", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token", "ainur-kubeconfig", "ainur-kubernetes",
+        "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token", "ainur-kubernetes",
         "ainur-manwe", "ainur-random",
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
-        # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi only joins here.
-        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [f"ainur-{pi}-join"]
+        # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi joins, then runs the stack's k3s.
+        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [f"ainur-{pi}-join", f"ainur-{pi}-k3s"]
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
@@ -34,8 +34,8 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     assert first not in regs["ainur-manwe-join"].dependencies
     for other in ("eonwe", "ilmare"):
         assert first in regs[f"ainur-{other}-join"].dependencies
-    assert first in regs["ainur-kubeconfig"].dependencies
-    connection = regs["ainur-kubeconfig"].inputs["connection"]
+    assert first in regs["ainur-credentials"].dependencies
+    connection = regs["ainur-credentials"].inputs["connection"]
     assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
     # SSH is retried while the Pi boots: 60 dials of up to 15 s each.
     assert connection.value == {"host": "192.168.0.11", "user": "ubuntu", "dialErrorLimit": 60, "perDialTimeout": 15, "port": 22}
@@ -45,9 +45,15 @@ def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> 
     regs = homelab.named()
     gate = regs["ainur-gate-api"]
     assert gate.inputs["create"] == ".venv/bin/iluvatar upgrader wait-kube --api --timeout 10m"
-    assert regs["ainur-kubeconfig"].urn in gate.dependencies
+    assert regs["ainur-credentials"].urn in gate.dependencies
     stdin = json.loads(gate.inputs["stdin"].value)
-    assert yaml.safe_load(stdin["kubeconfig"])["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+    kubeconfig = yaml.safe_load(stdin["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+    # A ServiceAccount token made on the first valar: it does not expire with k3s's admin certificate.
+    assert kubeconfig["users"] == [{"name": "iluvatar-pulumi", "user": {"token": "[secret]"}}]
+    credentials = regs["ainur-credentials"]
+    assert credentials.inputs["logging"] == "stderr"  # the token, on stdout, is never printed
+    assert sorted(credentials.additional_secret_outputs) == ["connection", "stdout"]
     provider = regs["ainur-kubernetes"]
     assert gate.urn in provider.dependencies
     assert gate.urn in provider.property_dependencies["kubeconfig"]

@@ -86,10 +86,10 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
     # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
-    # the Ainur 6 (token, 3 joins, the kubeconfig read, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
+    # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
-    # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels)
-    assert checked == 110
+    # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps
+    assert checked == 113
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -155,6 +155,7 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
         "ILUVATAR_KUBERNETES_VERSION": "v1.34.1",
         "ILUVATAR_PATCHES": patches_digest(load_stack_file(HOMELAB), load_stack_file(HOMELAB).nodes[4]),
         "ILUVATAR_TALOS_VERSION": "v1.12.4",
+        "ILUVATAR_GENERATION": "0",
     }
     gate = json.loads(regs["arda-cilium-gate-crds"].inputs["stdin"].value)
     assert [m["kind"] for m in gate["manifests"]] == ["CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"]

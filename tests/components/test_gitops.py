@@ -299,18 +299,23 @@ def test_a_nodes_disk_changes_that_applications_values_and_nothing_else(tmp_path
 
 EDGE_OWNS_NAMESPACES = """
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 from components.gitops import GitOps, GitOpsArgs
+from components.steps import ClusterAccess
 from plans import gitops as plan
 from stacks.pulumi_source import load
 
 stack = load().config
 provider = k8s.Provider("edge-kubernetes", kubeconfig="a kubeconfig")
+commands = command.Provider("arda-command")
+anchor = command.local.Command("arda-bootstrap", create="true", opts=pulumi.ResourceOptions(provider=commands))
+arda = ClusterAccess("arda", pulumi.Output.secret("a kubeconfig"), commands, anchor, "arda")
 namespaces = {
     c: k8s.core.v1.Namespace(f"edge-namespace-{c}", metadata={"name": c}, opts=pulumi.ResourceOptions(provider=provider))
     for c in plan.categories(stack)
 }
-GitOps("gitops", GitOpsArgs(stack, arda_kubeconfig="a kubeconfig", arda_after=[], namespaces=namespaces))
+GitOps("gitops", GitOpsArgs(stack, arda=arda, arda_after=[], namespaces=namespaces))
 """
 
 

@@ -120,8 +120,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 150")
-    assert "command:local:Command 13" in lines[-1]
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 153")
+    assert "command:local:Command 13" in lines[-1] and "command:remote:Command 7" in lines[-1]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:

@@ -215,3 +215,73 @@ def test_no_kubeconfig_is_one_clear_error(empty: str) -> None:
         ValueError, match=r"^the first valar returned no kubeconfig from /etc/rancher/k3s/k3s.yaml; is k3s running on https://192.168.0.10:6443\?$"
     ):
         k3s.rewrite_kubeconfig(empty, load_stack_file(HOMELAB))
+
+
+# --- The k3s upgrade, run by bash with stand-ins (k3s itself cannot run here) ----------------------
+
+UPGRADE_STAND_INS = {
+    # A stand-in k3s: its version is a file; `etcd-snapshot` and `kubectl` log and answer from files.
+    "k3s": """echo "k3s $*" >> "$LOG"
+case "$1" in
+  --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
+  kubectl) [ -e "$READY" ] && echo True ;;
+esac""",
+    "sudo": 'exec env "$@"',
+    # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version.
+    "curl": """echo "curl $*" >> "$LOG"
+echo 'echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"'""",
+}
+
+
+def _upgrade(tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: bool = True) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    stack = load_stack_file(HOMELAB)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in UPGRADE_STAND_INS.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    log, version = tmp_path / "log", tmp_path / "version"
+    log.unlink(missing_ok=True)
+    version.write_text(have)
+    if ready:
+        (tmp_path / "ready").touch()
+    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "VERSION": str(version), "READY": str(tmp_path / "ready")}
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_pi_already_at_the_version_is_left_alone(tmp_path: Path) -> None:
+    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=True)
+    assert result.returncode == 0
+    assert calls == ["k3s --version"]
+    assert result.stderr.strip() == "iluvatar: k3s v1.33.6+k3s1 already runs on manwe"
+
+
+def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp_path: Path) -> None:
+    result, calls = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=True)
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        "k3s --version",
+        "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
+        "curl -sfL https://get.k3s.io",
+        "install v1.33.6+k3s1 server ",
+        'k3s kubectl get node manwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+    ]
+    assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
+
+
+def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tmp_path: Path) -> None:
+    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False)
+    assert result.returncode == 0, result.stderr
+    assert calls[1:] == [
+        "curl -sfL https://get.k3s.io",
+        "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
+        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+    ]
+
+
+def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:
+    result, _ = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, ready=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "iluvatar: eonwe was not Ready within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"

@@ -28,6 +28,7 @@ def test_the_state_lists_every_machine_in_rollout_order() -> None:
         "role": "istari",
         "installer": f"{IMAGE}:v1.12.4",
         "patches": "d1",
+        "generation": 0,
     }
 
 
