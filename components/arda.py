@@ -35,9 +35,11 @@ from components import kube, steps
 from components.cilium import Cilium, CiliumArgs
 from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
+from plans import storage as storage_plan
 from plans import talos as plan
 from stacks.day2 import DeployedArda, former_names
 from stacks.model import Node, StackConfig
+from stacks.storage import osd_hosts
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,9 @@ class TalosConfig(pulumi.ComponentResource):
     machine_configs: dict[str, pulumi.Output[str]]
     netboot_configs: dict[str, pulumi.Output[str]]
     talosconfig: pulumi.Output[str]
-    # The same credentials with no endpoints or nodes: what the steps get on stdin (they reach each
-    # machine at its own address), so adding a machine changes no other machine's step.
+    # The same credentials with the control planes as endpoints and no nodes: what the steps get on stdin
+    # (they reach each machine at its own address, and the cluster through the control planes), so
+    # adding a worker changes no other machine's step.
     credentials: pulumi.Output[str]
 
     def __init__(self, name: str, args: TalosConfigArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -174,6 +177,7 @@ class TalosConfig(pulumi.ComponentResource):
         credentials = talos.client.get_configuration_output(
             cluster_name=arda.cluster_name,
             client_configuration=self.secrets.client_configuration,  # type: ignore[arg-type]
+            endpoints=[str(n.ip) for n in stack.by_role("valinor")],
             opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
         )
         self.credentials = pulumi.Output.secret(credentials.talos_config)
@@ -214,6 +218,11 @@ class TalosNodeArgs:
     generation: pulumi.Input[str] = "0"
 
 
+def ceph_hosts(stack: StackConfig) -> set[str]:
+    """The machines Ceph keeps data on, when Ceph runs."""
+    return {h.name for h in osd_hosts(stack.nodes)} if storage_plan.ceph_enabled(stack) else set()
+
+
 def patches_digest(stack: StackConfig, node: Node) -> str:
     """A short digest of a machine's patches but its installer image (a version change shows as itself): shown in
     `pulumi preview` and the day-2 plan when they change, since the config itself is secret."""
@@ -233,7 +242,14 @@ class TalosNode(pulumi.ComponentResource):
             bringup.talos_apply(stack, node),
             args.commands,
             self,
-            stdin=steps.secret_stdin({"talosconfig": config.credentials, "machineConfig": config.machine_configs[node.name]}),
+            stdin=steps.secret_stdin(
+                {
+                    "talosconfig": config.credentials,
+                    "machineConfig": config.machine_configs[node.name],
+                    # A Ceph host's reboot is wrapped in noout (and a wait for the data to be whole again).
+                    **({"hooks": storage_plan.noout_jobs()} if node.name in ceph_hosts(stack) else {}),
+                }
+            ),
             after=args.after,
             aliases=[f"{name.removesuffix(node.name)}{args.former}-apply"] if args.former else (),
             delete=bringup.talos_reset(node),

@@ -90,10 +90,24 @@ def rollout_order(stack: StackConfig) -> list[Node]:
     return [*control_planes(stack), *stack.by_role("istari")]
 
 
+# Where the first control plane's step saves an etcd snapshot before a rollout touches anything, in the
+# project folder (.gitignore'd). It holds every Kubernetes Secret in clear: mode 0600; keep it safe.
+ETCD_SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
+# Argo CD's controller, scaled to 0 while a machine is drained so it does not sync against a cluster
+# losing a node (the upgrader restores its replicas, and notes them on it meanwhile).
+ARGOCD_CONTROLLER = "StatefulSet/argocd/argocd-application-controller"
+
+
 def talos_apply(stack: StackConfig, node: Node) -> Step:
-    """Hand one machine its config, and on a running cluster roll the change through it (stdin: talosconfig, machineConfig)."""
+    """Hand one machine its config, and on a running cluster roll the change through it (stdin: talosconfig, machineConfig,
+    and for a Ceph host the hooks around its reboot, plans.storage.noout_jobs)."""
+    extra: list[str] = []
+    if node.name == control_planes(stack)[0].name:
+        extra += ["--etcd-snapshot", ETCD_SNAPSHOT]
+    if stack.gitops is not None:
+        extra += ["--pause", ARGOCD_CONTROLLER]
     return Step(
-        ("apply", "--node", node_arg(node), "--role", talos.machine_type(node)),
+        ("apply", "--node", node_arg(node), "--role", talos.machine_type(node), *extra),
         APPLY_TIMEOUT,
         f"{node.name} ({node.ip}) to take its config: from maintenance mode it installs, a running node is "
         "drained, staged and rebooted only when its change needs a reboot, and upgraded when its Talos version changes",

@@ -427,14 +427,13 @@ def retire_script(host: str, disks: tuple[str, ...], every_disk: bool) -> str:
     )
 
 
-def retire_job(node: Node) -> dict[str, Any]:
-    """The Job that takes a retiring node's OSDs out (the toolbox Job of Rook's examples, with the retire script).
+def ceph_job(
+    name: str, container: str, script: str, labels: dict[str, str], on_node: str | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A Job that runs `script` with Ceph's admin credentials (the toolbox Job of Rook's examples).
 
-    `retire: true` needs only the CRUSH map; retiring some disks runs on the node itself, with its
-    /dev read-only, to match each inventory path (a by-id link too) to the kernel name Ceph reports.
+    `on_node`: run on that machine, with its /dev read-only at /host (to match inventory paths to the kernel names Ceph reports).
     """
-    every = node.retire is True
-    disks = node.retired_disks
     volumes: list[dict[str, Any]] = [
         {
             "name": "ceph-admin-secret",
@@ -445,11 +444,10 @@ def retire_job(node: Node) -> dict[str, Any]:
     ]
     mounts: list[dict[str, Any]] = [{"name": "ceph-config", "mountPath": "/etc/ceph", "readOnly": True}]
     pod: dict[str, Any] = {"restartPolicy": "OnFailure", "tolerations": [dict(CONTROL_PLANE_TOLERATION)]}
-    if not every:
+    if on_node is not None:
         volumes.append({"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}})
         mounts.append({"name": "host-dev", "mountPath": "/host", "readOnly": True})
-        pod["nodeSelector"] = {"kubernetes.io/hostname": node.name}
-    labels = {**gitops.MANAGED_BY, "app.kubernetes.io/name": "osd-retire", "iluvatar.dev/node": node.name}
+        pod["nodeSelector"] = {"kubernetes.io/hostname": on_node}
     pod |= {
         "initContainers": [
             {
@@ -465,22 +463,65 @@ def retire_job(node: Node) -> dict[str, Any]:
                 ],
             }
         ],
-        "containers": [
-            {"name": "retire", "image": ROOK_IMAGE, "command": ["bash", "-c", retire_script(node.name, disks, every)], "volumeMounts": mounts}
-        ],
+        "containers": [{"name": container, "image": ROOK_IMAGE, "command": ["bash", "-c", script], "volumeMounts": mounts}],
         "volumes": volumes,
     }
+    metadata: dict[str, Any] = {"name": name, "namespace": ROOK_NAMESPACE, "labels": labels}
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": f"osd-retire-{node.name}",
-            "namespace": ROOK_NAMESPACE,
-            "labels": labels,
-            # Draining a disk takes hours: `pulumi up` does not wait for it (the runbook does).
-            "annotations": {**SKIP_AWAIT, "iluvatar.dev/retiring": ",".join(disks)},
-        },
+        "metadata": metadata,
         "spec": {"backoffLimit": 10, "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
+def retire_job(node: Node) -> dict[str, Any]:
+    """The Job that takes a retiring node's OSDs out (plans.storage.ceph_job with the retire script).
+
+    `retire: true` needs only the CRUSH map; retiring some disks runs on the node itself, with its
+    /dev read-only, to match each inventory path (a by-id link too) to the kernel name Ceph reports.
+    """
+    every = node.retire is True
+    disks = node.retired_disks
+    labels = {**gitops.MANAGED_BY, "app.kubernetes.io/name": "osd-retire", "iluvatar.dev/node": node.name}
+    return ceph_job(
+        f"osd-retire-{node.name}",
+        "retire",
+        retire_script(node.name, disks, every),
+        labels,
+        on_node=None if every else node.name,
+        # Draining a disk takes hours: `pulumi up` does not wait for it (the runbook does).
+        annotations={**SKIP_AWAIT, "iluvatar.dev/retiring": ",".join(disks)},
+    )
+
+
+# How long, after a Ceph host came back, its placement groups may take to be all active+clean again.
+RECOVERY_WAIT_SECONDS = 1200
+NOOUT_SET = "ceph-noout-set"
+NOOUT_UNSET = "ceph-noout-unset"
+
+
+def noout_jobs() -> dict[str, dict[str, Any]]:
+    """The upgrader's hooks around a Ceph host's reboot (upgrader apply's `hooks`): `before` sets `noout` so Ceph does
+    not start copying the host's data away while it reboots; `after` unsets it and waits until every placement
+    group is active+clean again, so the next host goes down only once the data is whole."""
+    labels = {**gitops.MANAGED_BY, "app.kubernetes.io/name": "ceph-noout"}
+    wait = (
+        f"deadline=$(( $(date +%s) + {RECOVERY_WAIT_SECONDS} ))\n"
+        'until ceph pg stat -f json | python3 -c \'import json,sys; s=json.load(sys.stdin)["pg_summary"]; '
+        'clean=sum(p["num"] for p in s["num_pg_by_state"] if p["name"]=="active+clean"); sys.exit(clean != s["num_pgs"])\'; do\n'
+        '  if [ "$(date +%s)" -ge "$deadline" ]; then\n'
+        f'    echo "Ceph\'s placement groups are not all active+clean {RECOVERY_WAIT_SECONDS} s after the host came back; look with: ceph status" >&2\n'
+        "    exit 1\n"
+        "  fi\n"
+        "  sleep 10\n"
+        "done\n"
+    )
+    return {
+        "before": ceph_job(NOOUT_SET, "noout", "set -eu\nceph osd set noout\n", labels),
+        "after": ceph_job(NOOUT_UNSET, "noout", "set -eu\nceph osd unset noout\n" + wait, labels),
     }
 
 

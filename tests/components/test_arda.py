@@ -12,12 +12,15 @@ import yaml
 
 from components.arda import patches_digest
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
+from plans import storage as storage_plan
 from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
 from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 
 COMMAND = "command:local:Command"
+PAUSE = "StatefulSet/argocd/argocd-application-controller"
+SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
@@ -131,9 +134,10 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
         "--worker gandalf=192.168.0.31 --worker saruman=192.168.0.32 --endpoint https://192.168.0.20:6443"
     )
     assert {name: r.inputs["create"] for name, r in steps.items()} == {
-        **{f"arda-{n}-apply": f"{up} apply --node {n}=192.168.0.{ip} --role {role} --timeout 45m" for n, ip, role in (
-            ("taniquetil", 21, "controlplane"), ("tirion", 22, "controlplane"), ("alqualonde", 23, "controlplane"),
-            ("gandalf", 31, "worker"), ("saruman", 32, "worker"),
+        # The first control plane saves an etcd snapshot before a rollout; Argo CD's controller pauses while a machine is drained.
+        **{f"arda-{n}-apply": f"{up} apply --node {n}=192.168.0.{ip} --role {role}{extra} --pause {PAUSE} --timeout 45m" for n, ip, role, extra in (
+            ("taniquetil", 21, "controlplane", f" --etcd-snapshot {SNAPSHOT}"), ("tirion", 22, "controlplane", ""),
+            ("alqualonde", 23, "controlplane", ""), ("gandalf", 31, "worker", ""), ("saruman", 32, "worker", ""),
         )},
         "arda-bootstrap": f"{up} bootstrap --node taniquetil=192.168.0.21 --timeout 30m",
         "arda-gate-api": f"{up} health {cluster} --stage api --timeout 30m",
@@ -147,7 +151,10 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
         assert r.custom_timeouts == {"create": f"{bound + 5}m", "update": f"{bound + 5}m"}
         assert r.secret_inputs == ("stdin",)
     tirion = json.loads(regs["arda-tirion-apply"].inputs["stdin"].value)
-    assert sorted(tirion) == ["machineConfig", "talosconfig"]
+    # A Ceph host (its data disk runs an OSD) has its reboot wrapped in noout; a worker without one does not.
+    assert sorted(tirion) == ["hooks", "machineConfig", "talosconfig"]
+    assert tirion["hooks"] == storage_plan.noout_jobs()
+    assert sorted(json.loads(regs["arda-gandalf-apply"].inputs["stdin"].value)) == ["machineConfig", "talosconfig"]
     assert "hostname: tirion" in tirion["machineConfig"]
     assert tirion["talosconfig"] == "# talosconfig for arda\n"
     assert regs["arda-tirion-apply"].inputs["environment"] == {

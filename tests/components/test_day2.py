@@ -63,7 +63,9 @@ def test_an_address_change_updates_the_machines_step(tmp_path: Path, homelab: Si
     after = _again(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[7].ip": "192.168.0.42"}), homelab)
     assert deleted(homelab, after) == []
     step = after.named()["arda-saruman-apply"]
-    assert step.inputs["create"] == ".venv/bin/iluvatar upgrader apply --node saruman=192.168.0.42 --role worker --timeout 45m"
+    assert step.inputs["create"] == (
+        ".venv/bin/iluvatar upgrader apply --node saruman=192.168.0.42 --role worker --pause StatefulSet/argocd/argocd-application-controller --timeout 45m"
+    )
     assert step.inputs["create"] != homelab.named()["arda-saruman-apply"].inputs["create"]
 
 

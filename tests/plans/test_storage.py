@@ -9,6 +9,7 @@ StorageClass, the Applications, the namespaces) goes through kubeconform like ev
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -752,3 +753,45 @@ def test_a_failed_mark_out_stops_the_retire_job(tmp_path: Path) -> None:
     # `set -e`: the Job fails (and is retried) rather than waiting on OSDs that were never marked out.
     assert run.returncode != 0
     assert calls.read_text().splitlines() == ["ceph osd ls-tree tirion", "ceph osd out 3 4 7"]
+
+
+# --- The hooks around a Ceph host's reboot, run by bash with a stand-in `ceph` ------------------------
+
+CEPH_STAND_IN = """#!/bin/sh
+# A stand-in for ceph (the real one needs a cluster): logs its call; `pg stat` answers from $PGS.
+echo "ceph $*" >> "$LOG"
+case "$*" in
+  "pg stat -f json") cat "$PGS" ;;
+esac
+"""
+
+
+def _noout(tmp_path: Path, which: str, pgs: list[dict[str, Any]], total: int) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "ceph").write_text(CEPH_STAND_IN)
+    (bin_dir / "ceph").chmod(0o755)
+    (tmp_path / "pgs.json").write_text(json.dumps({"pg_ready": True, "pg_summary": {"num_pg_by_state": pgs, "num_pgs": total}}))
+    script = storage.noout_jobs()[which]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    # The recovery bound shortened for the test (the script's logic is what is under test, not the wait).
+    script = script.replace(f"+ {storage.RECOVERY_WAIT_SECONDS} ))", "+ 2 ))").replace("sleep 10", "sleep 1")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "PGS": str(tmp_path / "pgs.json")}
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    return result, (tmp_path / "log").read_text().splitlines()
+
+
+def test_noout_is_set_before_a_ceph_host_reboots(tmp_path: Path) -> None:
+    result, calls = _noout(tmp_path, "before", [], 0)
+    assert (result.returncode, calls) == (0, ["ceph osd set noout"])
+
+
+def test_noout_is_unset_after_once_every_placement_group_is_clean(tmp_path: Path) -> None:
+    result, calls = _noout(tmp_path, "after", [{"name": "active+clean", "num": 97}], 97)
+    assert (result.returncode, calls) == (0, ["ceph osd unset noout", "ceph pg stat -f json"])
+
+
+def test_the_next_host_waits_while_data_is_degraded_then_fails_saying_where_to_look(tmp_path: Path) -> None:
+    result, calls = _noout(tmp_path, "after", [{"name": "active+clean", "num": 90}, {"name": "active+undersized+degraded", "num": 7}], 97)
+    assert result.returncode == 1
+    assert calls[0] == "ceph osd unset noout" and calls.count("ceph pg stat -f json") >= 2
+    assert result.stderr.strip() == "Ceph's placement groups are not all active+clean 1200 s after the host came back; look with: ceph status"
