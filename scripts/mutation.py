@@ -15,7 +15,7 @@ Usage:
 
 It prints the score per module (killed / all mutants) and writes every survivor's diff to
 `<scratch>/survivors.txt` (printed path). About 30 minutes for `stacks` on 2 cores; it need not run
-in CI. Record the scores in the README's "Mutation testing" section.
+in CI. Record the scores in docs/proof/mutation.md.
 """
 
 from __future__ import annotations
