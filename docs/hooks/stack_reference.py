@@ -118,7 +118,8 @@ def _default(schema: Mapping[str, Any], required: bool) -> str:
     if required:
         return "**required**"
     if "default" not in schema:
-        return "its keys' defaults"
+        # A default built by a factory: a model's own defaults, or an empty mapping.
+        return "its keys' defaults" if any(_ref(o) for o in _options(schema)) else "`{}`"
     value = schema["default"]
     if value is None:
         return "unset"
