@@ -130,26 +130,24 @@ class Certificates(pulumi.ComponentResource):
                     opts=in_namespace,
                 )
             )
-        cert_manager = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
-            name=certs_plan.CERT_MANAGER_CHART,
-            chart=certs_plan.CERT_MANAGER_CHART,
-            version=certs_plan.CERT_MANAGER_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=certs_plan.REPOSITORY),
-            namespace=plan.CERT_MANAGER_NAMESPACE,
-            values=certs_plan.cert_manager_values(stack),
-            opts=in_namespace,
-        )
-        trust_manager = k8s.helm.v3.Release(
-            f"{name}-trust-manager",
-            name=certs_plan.TRUST_MANAGER_CHART,
-            chart=certs_plan.TRUST_MANAGER_CHART,
-            version=certs_plan.TRUST_MANAGER_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=certs_plan.REPOSITORY),
-            namespace=plan.CERT_MANAGER_NAMESPACE,
-            values=certs_plan.trust_manager_values(stack),
-            # Its webhook's certificate comes from cert-manager.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, cert_manager]),
+
+        def release(chart: str, version: str, values: Mapping[str, Any], after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+            """A chart of jetstack's repository, released under its own name into cert-manager's namespace."""
+            return k8s.helm.v3.Release(
+                f"{name}-{chart}",
+                name=chart,
+                chart=chart,
+                version=version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=certs_plan.REPOSITORY),
+                namespace=plan.CERT_MANAGER_NAMESPACE,
+                values=values,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *after]),
+            )
+
+        cert_manager = release(certs_plan.CERT_MANAGER_CHART, certs_plan.CERT_MANAGER_VERSION, certs_plan.cert_manager_values(stack), [])
+        # Its webhook's certificate comes from cert-manager.
+        trust_manager = release(
+            certs_plan.TRUST_MANAGER_CHART, certs_plan.TRUST_MANAGER_VERSION, certs_plan.trust_manager_values(stack), [cert_manager]
         )
         issuer_manifests, certificate_manifests = certs_plan.issuers(stack), certs_plan.certificates(stack)
         certificate_namespaces = [args.namespaces[m["metadata"]["namespace"]] for m in certificate_manifests]

@@ -15,7 +15,7 @@ Usage:
 
 It prints the score per module (killed / all mutants) and writes every survivor's diff to
 `<scratch>/survivors.txt` (printed path). About 30 minutes for `stacks` on 2 cores; it need not run
-in CI. Record the scores in the README's "Mutation testing" section.
+in CI. Record the scores in docs/proof/mutation.md.
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ EXTRA_TESTS: dict[str, list[str]] = {
 
 
 def _plans_targets() -> dict[str, tuple[list[str], list[str]]]:
-    """One target per plans/ module (`plans.netboot`), each with its mirroring tests."""
+    """One target per plans/ module (`plans.talos`) or package (`plans.netboot`, all its modules), each with its mirroring tests."""
     targets: dict[str, tuple[list[str], list[str]]] = {}
-    for source in sorted((ROOT / "plans").glob("*.py")):
-        if source.stem == "__init__":
-            continue
-        name = f"plans.{source.stem}"
-        mirror = [str(t.relative_to(ROOT)) for t in sorted((ROOT / "tests" / "plans").glob(f"test_{source.stem}*.py"))]
-        targets[name] = ([f"plans/{source.name}"], list(dict.fromkeys(mirror + EXTRA_TESTS.get(name, []))))
+    modules = [(s.stem, [f"plans/{s.name}"]) for s in (ROOT / "plans").glob("*.py") if s.stem != "__init__"]
+    packages = [(d.name, [f"plans/{d.name}/*"]) for d in (ROOT / "plans").iterdir() if (d / "__init__.py").is_file()]
+    for stem, mutate in sorted(modules + packages):
+        name = f"plans.{stem}"
+        mirror = [str(t.relative_to(ROOT)) for t in sorted((ROOT / "tests" / "plans").glob(f"test_{stem}*.py"))]
+        targets[name] = (mutate, list(dict.fromkeys(mirror + EXTRA_TESTS.get(name, []))))
     return targets
 
 

@@ -12,6 +12,7 @@ What counts as a rule, and how it is neutralised:
   every `Field` bound (`ge`, `le`, `min_length`) is dropped; every `_pattern(...)` field check
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
+- `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py` and `stacks/edge.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
@@ -41,6 +42,7 @@ RULE_FILES = (
     "stacks/load.py",
     "stacks/model.py",
     "stacks/boards.py",
+    "stacks/repository.py",
     "stacks/gitops.py",
     "stacks/storage.py",
     "stacks/apps.py",

@@ -22,6 +22,14 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
+def show(value: object) -> str:
+    """A value as the user wrote it, for error messages: strings bare (an empty one as "", a blank one
+    as its repr, so it shows), the rest as repr."""
+    if isinstance(value, str):
+        return value if value.strip() else (repr(value) if value else '""')
+    return repr(value)
+
+
 class StackConfigError(Exception):
     """The stack config is invalid; carries every problem found, in config order."""
 

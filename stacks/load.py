@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from stacks import gitops as gitops_rules
 from stacks import storage as storage_rules
-from stacks.errors import Problem, StackConfigError
-from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, Storage, show
+from stacks.errors import Problem, StackConfigError, show
+from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, Storage
 from stacks.rules import Parsed, check
 
 NAMESPACE = "iluvatar"

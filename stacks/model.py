@@ -19,21 +19,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.alias_generators import to_camel
 
-from stacks import gitops as gitops_rules
+from stacks import repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
+from stacks.errors import show
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HEX = re.compile(r"^[0-9a-f]{12}$")
 _K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 _SEMVER_V = re.compile(r"^v\d+\.\d+\.\d+$")
 _DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
-
-
-def show(value: object) -> str:
-    """A value as the user wrote it, for error messages: strings bare (an empty one as ""), the rest as repr."""
-    if isinstance(value, str):
-        return value if value else '""'
-    return repr(value)
 
 
 def _ipv4(value: object) -> object:
@@ -336,7 +330,7 @@ class ArgoCd(Model):
 RepoPath = Annotated[
     str,
     BeforeValidator(
-        gitops_rules.normalise_repo_path,
+        repository.normalise_repo_path,
         json_schema_input_type=Annotated[
             str, Field(examples=["kubernetes/apps"], description="a folder of the GitOps repository, relative to its root")
         ],
@@ -345,7 +339,7 @@ RepoPath = Annotated[
 RepoUrl = Annotated[
     str,
     BeforeValidator(
-        gitops_rules.check_repo_url,
+        repository.check_repo_url,
         json_schema_input_type=Annotated[
             str,
             Field(
@@ -371,7 +365,7 @@ class GitOps(Model):
     revision: Annotated[
         str,
         BeforeValidator(
-            gitops_rules.check_revision,
+            repository.check_revision,
             json_schema_input_type=Annotated[str, Field(examples=["main"], description="a branch, tag or commit Argo CD follows")],
         ),
     ] = "HEAD"
@@ -388,7 +382,7 @@ class GitOps(Model):
         Annotated[
             str,
             BeforeValidator(
-                gitops_rules.check_known_host,
+                repository.check_known_host,
                 json_schema_input_type=Annotated[
                     str, Field(examples=["git.example.com ssh-ed25519 AAAAC3Nz..."], description="a known_hosts line, as ssh-keyscan prints it")
                 ],

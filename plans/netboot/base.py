@@ -1,0 +1,61 @@
+"""What every part of the netboot plan shares: where things live, and which machines netboot.
+
+The Ainur's services live at one address, `ainur.serviceIp`; every URL a machine fetches names it.
+Per-machine paths are keyed by MAC, spelt as iPXE spells it.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from stacks.model import Node, StackConfig
+
+NAMESPACE = "netboot"
+TFTP_ROOT = "/var/lib/iluvatar/tftp"
+LEASES_DIR = "/var/lib/iluvatar/leases"
+LEASE_FILE = f"{LEASES_DIR}/dnsmasq.leases"
+HTTP_ROOT = "/usr/share/nginx/html"
+# Each Pi's cache of what netbooting needs, filled by the netboot-cache DaemonSet, so the netboot
+# pod starts on any Pi without the internet (after a power cut the ISP link may be the last up).
+HOST_CACHE = "/var/lib/iluvatar/netboot"
+GENERIC_WORKER = "generic-worker"
+
+
+def mac_name(mac: str) -> str:
+    """A MAC as iPXE's `${mac:hexhyp}` spells it, the key of every per-machine path."""
+    return mac.replace(":", "-")
+
+
+def netboot_nodes(stack: StackConfig) -> list[Node]:
+    return [n for n in stack.arda_nodes if stack.boots_from_network(n)]
+
+
+def config_nodes(stack: StackConfig) -> list[Node]:
+    """Netboot machines that are served a machine config: workers only. A control plane's config
+    holds the cluster's CA keys, so it boots into maintenance mode and Pulumi pushes its config."""
+    return [n for n in netboot_nodes(stack) if n.role == "istari"]
+
+
+def service_ip(stack: StackConfig) -> IPv4Address:
+    assert stack.ainur is not None
+    return stack.ainur.service_ip
+
+
+def base_url(stack: StackConfig) -> str:
+    return f"http://{service_ip(stack)}"
+
+
+def asset_boards(stack: StackConfig) -> list[str]:
+    boards = {n.board for n in netboot_nodes(stack)}
+    if stack.generic_worker is not None:
+        boards.add(stack.generic_worker.board)
+    return sorted(boards)
+
+
+def config_macs(stack: StackConfig) -> list[str]:
+    """The config file names the HTTP server serves: one per netboot worker (and the generic worker)."""
+    assert stack.ainur is not None
+    names = [mac_name(n.mac) for n in config_nodes(stack)]
+    if stack.generic_worker is not None:
+        names.append(GENERIC_WORKER)
+    return names

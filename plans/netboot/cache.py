@@ -1,0 +1,57 @@
+"""What fills each Pi's netboot cache: the pinned iPXE binaries and each board's Talos kernel and
+initramfs, so the netboot pod starts on any Pi without the internet."""
+
+from __future__ import annotations
+
+import hashlib
+
+from plans.netboot.base import HOST_CACHE
+
+# iPXE binaries, served by TFTP, from Debian's `ipxe` package at a pinned version (the first
+# Debian release whose package ships an arm64 build). Name served -> (file in the package, SHA-256).
+IPXE_DEBIAN_VERSION = "1.21.1+git20250501.dad20602+dfsg-1"
+IPXE_FILES = {
+    "undionly.kpxe": ("undionly.kpxe", "391bfe580ec9f823d046ee390765d6c389f482b9a8b9fae0f90871cd8ff57828"),
+    "ipxe.efi": ("ipxe-amd64.efi", "6095eb23f4173674a3dc124a2a6d3cdeed514172793306a10d525f57b97cdc6a"),
+    "ipxe-arm64.efi": ("ipxe-arm64.efi", "5369815eee98bf98b28a18af9a57207f9096a3b4e542ed3df1eb3f5b28d3d9a9"),
+}
+
+
+def fetch_assets_script(urls: dict[str, tuple[str, str]], root: str = f"{HOST_CACHE}/assets") -> str:
+    """Fill a Pi's cache with each board's Talos kernel and initramfs; skip what is already there.
+
+    A board's pair is downloaded into a new folder and swapped in whole, so nginx never serves a
+    kernel with another version's initramfs.
+    """
+    lines = ["set -eu"]
+    for board, (kernel, initramfs) in sorted(urls.items()):
+        d = f"{root}/{board}"
+        stamp = hashlib.sha256(f"{kernel}\n{initramfs}".encode()).hexdigest()[:16]
+        lines += [
+            f'if [ "$(cat {d}/source 2>/dev/null)" != {stamp} ]; then',
+            f"  rm -rf {d}.new && mkdir -p {d}.new",
+            f"  curl -fsSL --retry 5 -o {d}.new/vmlinuz '{kernel}'",
+            f"  curl -fsSL --retry 5 -o {d}.new/initramfs.xz '{initramfs}'",
+            f"  echo {stamp} > {d}.new/source",
+            f"  rm -rf {d}.old && if [ -d {d} ]; then mv {d} {d}.old; fi && mv {d}.new {d} && rm -rf {d}.old",
+            "fi",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp") -> str:
+    """Fill a Pi's TFTP cache with the pinned iPXE binaries, checked by SHA-256, unless present."""
+    sums = "\n".join(f"{digest}  {name}" for name, (_, digest) in sorted(IPXE_FILES.items()))
+    copies = "\n".join(f"  cp /usr/lib/ipxe/{source} {root}.new/{name}" for name, (source, _) in sorted(IPXE_FILES.items()))
+    return (
+        "set -eu\n"
+        f"cat > /tmp/ipxe.sha256 <<'EOF'\n{sums}\nEOF\n"
+        f"if ! (cd {root} 2>/dev/null && sha256sum -c --status /tmp/ipxe.sha256); then\n"
+        "  apt-get update -qq\n"
+        f"  apt-get install -y -qq --no-install-recommends ipxe={IPXE_DEBIAN_VERSION}\n"
+        f"  rm -rf {root}.new && mkdir -p {root}.new\n"
+        f"{copies}\n"
+        f"  (cd {root}.new && sha256sum -c /tmp/ipxe.sha256)\n"
+        f"  rm -rf {root}.old && if [ -d {root} ]; then mv {root} {root}.old; fi && mv {root}.new {root} && rm -rf {root}.old\n"
+        "fi\n"
+    )

@@ -1,0 +1,105 @@
+"""The iPXE scripts: `boot.ipxe`, which chains a known machine to its own script, and one script
+per netboot machine that boots the Talos kernel for its board.
+
+Workers get `talos.config=` pointing at their own config; control planes get none and wait in
+maintenance mode for Pulumi's `ConfigurationApply`, so the cluster's CA keys never cross the LAN.
+"""
+
+from __future__ import annotations
+
+from plans.netboot.base import GENERIC_WORKER, base_url, config_nodes, mac_name, netboot_nodes, service_ip
+from stacks.model import StackConfig
+
+# Talos' kernel arguments for bare metal (Talos PXE guide).
+TALOS_KERNEL_ARGS = (
+    "talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on consoleblank=0 "
+    "nvme_core.io_timeout=4294967295 printk.devkmsg=on ima_template=ima-ng ima_appraise=fix ima_hash=sha512"
+)
+
+
+def boot_script(stack: StackConfig) -> str:
+    """boot.ipxe: a known machine chains to its own script; an unknown one is told so (or booted
+    as the generic worker). Each failure names the step and the URL that failed."""
+    assert stack.ainur is not None
+    generic = stack.generic_worker is not None
+    base = base_url(stack)
+    lines = [
+        "#!ipxe",
+        f"# Iluvatar: served at {base}/boot.ipxe; each machine of the inventory has its own script, keyed by MAC.",
+        f"set iluvatar {base}",
+    ]
+    for node in sorted(netboot_nodes(stack), key=lambda n: n.mac):
+        lines.append(f"iseq ${{mac:hexhyp}} {mac_name(node.mac)} && goto known ||")
+    lines += ["goto unknown", ":known", "set script ${iluvatar}/ipxe/${mac:hexhyp}.ipxe", "chain ${script} || goto failed", "exit", ":unknown"]
+    if generic:
+        lines += [
+            "echo Iluvatar: ${mac} is not in the inventory; booting it as a generic worker (netboot.unknownMacs)",
+            f"set script ${{iluvatar}}/ipxe/{GENERIC_WORKER}.ipxe",
+            "chain ${script} || goto failed",
+            "exit",
+        ]
+    else:
+        lines += [
+            "echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)",
+            "exit",
+        ]
+    lines += [
+        ":failed",
+        "echo Iluvatar: ${script} failed with error ${errno} (https://ipxe.org/err); the lines above say which step",
+        "sleep 10",
+        "exit 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def asset_dir(board: str) -> str:
+    return f"/assets/{board}"
+
+
+def kernel_line(stack: StackConfig, board: str, config_name: str | None) -> str:
+    """The iPXE `kernel` line. `initrd=` names the initramfs for UEFI's EFI stub, which boots
+    without it; `talos.config=` only for machines that are served a config."""
+    base = base_url(stack)
+    line = f"kernel {base}{asset_dir(board)}/vmlinuz initrd=initramfs.xz {TALOS_KERNEL_ARGS}"
+    if config_name is not None:
+        line += f" talos.config={base}/configs/{config_name}.yaml"
+    return line
+
+
+def node_script(stack: StackConfig, board: str, config_name: str | None, comment: str) -> str:
+    """One machine's iPXE script: the Talos kernel for its board, with its config URL if it gets one."""
+    base = base_url(stack)
+    assets = f"{base}{asset_dir(board)}"
+    mode = "its machine config at talos.config" if config_name else "maintenance mode; Pulumi applies its config"
+    return (
+        "#!ipxe\n"
+        f"# {comment}: Talos {stack.arda.talos_version}, {mode}\n"
+        f"{kernel_line(stack, board, config_name)} || goto kernel\n"
+        f"initrd --name initramfs.xz {assets}/initramfs.xz || goto initrd\n"
+        "boot || goto boot\n"
+        ":kernel\n"
+        f"echo Iluvatar: could not load the Talos kernel {assets}/vmlinuz (error ${{errno}}); is the netboot cache on the Pi holding {service_ip(stack)} filled?\n"
+        "goto fail\n"
+        ":initrd\n"
+        f"echo Iluvatar: could not download the Talos initramfs {assets}/initramfs.xz (error ${{errno}})\n"
+        "goto fail\n"
+        ":boot\n"
+        f"echo Iluvatar: the Talos kernel for {board} did not start (error ${{errno}}); a truncated download or the wrong architecture?\n"
+        ":fail\n"
+        "sleep 10\n"
+        "exit 1\n"
+    )
+
+
+def scripts(stack: StackConfig) -> dict[str, str]:
+    """Every iPXE script by file name: boot.ipxe and one per netboot machine (and the generic worker)."""
+    assert stack.ainur is not None
+    served = {n.name for n in config_nodes(stack)}
+    out = {"boot.ipxe": boot_script(stack)}
+    for node in netboot_nodes(stack):
+        name = mac_name(node.mac)
+        out[f"{name}.ipxe"] = node_script(stack, node.board, name if node.name in served else None, f"{node.name} ({node.role})")
+    gw = stack.generic_worker
+    if gw is not None:
+        out[f"{GENERIC_WORKER}.ipxe"] = node_script(stack, gw.board, GENERIC_WORKER, "an unknown machine, as a generic worker")
+    return dict(sorted(out.items()))

@@ -1,0 +1,62 @@
+"""kube-vip for the Ainur's LoadBalancer addresses, so the service address follows the netboot pod."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plans.k3s import KUBE_VIP_ELECTION, KUBE_VIP_IMAGE
+from plans.netboot.pods import _labels, _meta
+
+
+def kube_vip_services() -> list[dict[str, Any]]:
+    """kube-vip for LoadBalancer addresses on every Pi (the API VIP stays with the valar's static
+    pod): per-Service election among the Pis running an endpoint, so the service address follows
+    the netboot pod."""
+    labels = _labels("kube-vip")
+    env = {
+        "vip_arp": "true",
+        "cp_enable": "false",
+        "svc_enable": "true",
+        "svc_election": "true",
+        **KUBE_VIP_ELECTION,
+        "prometheus_server": "",  # the valar's static kube-vip already listens on :2112
+    }
+    rules = [
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "watch", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "get", "watch", "update", "create"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "get", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    ]
+    pod = {
+        "serviceAccountName": "kube-vip",
+        "hostNetwork": True,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [
+            {
+                "name": "kube-vip",
+                "image": KUBE_VIP_IMAGE,
+                "args": ["manager"],
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+            }
+        ],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("kube-vip", labels, "kube-system")},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta("iluvatar-kube-vip", labels, None), "rules": rules},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta("iluvatar-kube-vip", labels, None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "iluvatar-kube-vip"},
+            "subjects": [{"kind": "ServiceAccount", "name": "kube-vip", "namespace": "kube-system"}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta("kube-vip-services", labels, "kube-system"),
+            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}},
+        },
+    ]

@@ -1,0 +1,73 @@
+"""The Git mirror on the Ainur: a copy of the GitOps repository served read-only over git://."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plans import gitops, storage
+from plans.netboot.pods import _labels, _meta, _single_pod
+from stacks.model import StackConfig
+
+
+def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """A mirror of the GitOps repo, served read-only over git:// on its own kube-vip address.
+
+    `git daemon` serves it: Argo CD lists a repository's refs with go-git, which speaks git's
+    smart protocols only, so the static files of the dumb HTTP protocol would not do. The image is
+    Argo CD's own (plans.gitops.ARGOCD_IMAGE), pulled for the seed anyway, which ships git with its
+    daemon and ssh. A private or SSH repository is cloned with the credential in the
+    `git-mirror-credentials` Secret (components.gitops); what the mirror serves, it serves to the LAN.
+    """
+    assert stack.ainur is not None
+    mirror = stack.ainur.git_mirror
+    if mirror is None:
+        return []
+    labels = _labels("git-mirror")
+    base = gitops.MIRROR_BASE
+    credential = gitops.mirror_credential_kind(stack)
+    loop = gitops.mirror_script(gitops.mirror_source(stack), base, mirror.interval_minutes * 60, credential)
+    # On Longhorn when the Pis run it: the copy is replicated, so the mirror starts on any Pi when its
+    # own dies (a local-path volume would pin it to one). A claim of its own name: its class cannot change.
+    volume_class = storage.git_mirror_class(stack)
+    claim = "git-mirror" if volume_class == "local-path" else f"git-mirror-{volume_class}"
+    mounts: list[dict[str, Any]] = [{"name": "git", "mountPath": base}]
+    volumes: list[dict[str, Any]] = [{"name": "git", "persistentVolumeClaim": {"claimName": claim}}]
+    if credential is not None:
+        mounts.append({"name": "credentials", "mountPath": gitops.CREDENTIALS_DIR, "readOnly": True})
+        volumes.append({"name": "credentials", "secret": {"secretName": gitops.MIRROR_CREDENTIALS, "defaultMode": 0o400}})
+    pod = {
+        # As root, as the mirror always ran: on a local-path (hostPath) volume fsGroup does not
+        # apply, and the copy already there is root's.
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+        "containers": [
+            {"name": "mirror", "image": gitops.ARGOCD_IMAGE, "command": ["sh", "-c", loop], "volumeMounts": mounts},
+            {
+                "name": "daemon",
+                "image": gitops.ARGOCD_IMAGE,
+                "command": gitops.mirror_daemon_command(base),
+                "ports": [{"name": "git", "containerPort": gitops.MIRROR_PORT, "protocol": "TCP"}],
+                "readinessProbe": {"tcpSocket": {"port": "git"}, "periodSeconds": 10},
+                "volumeMounts": [{"name": "git", "mountPath": base, "readOnly": True}],
+            },
+        ],
+        "volumes": volumes,
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(claim, labels),
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": volume_class, "resources": {"requests": {"storage": "2Gi"}}},
+        },
+        _single_pod("git-mirror", labels, pod),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**_meta("git-mirror", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(mirror.ip)}},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
+            },
+        },
+    ]

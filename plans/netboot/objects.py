@@ -1,0 +1,104 @@
+"""The netboot namespace's Kubernetes objects, assembled from the parts: the configs and scripts as
+ConfigMaps, the lease RBAC, the cache DaemonSet, the netboot Deployment (replaced whenever what it
+serves changes), its Service on the service address, kube-vip, and the Argo CD seed's namespace."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from plans import talos
+from plans.netboot.base import NAMESPACE, asset_boards, service_ip
+from plans.netboot.cache import fetch_ipxe_script
+from plans.netboot.dnsmasq import dnsmasq_conf
+from plans.netboot.ipxe import scripts
+from plans.netboot.kube_vip import kube_vip_services
+from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_leases_script
+from plans.netboot.nginx import nginx_conf
+from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
+from stacks.boards import BOARDS
+from stacks.model import StackConfig
+
+SEED_NAMESPACE = "argocd"
+
+
+def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> str:
+    """Changes whenever anything the netboot pod serves changes, so the pod is replaced."""
+    boards = [f"{b}:{talos.schematic_yaml(BOARDS[b])}" for b in asset_boards(stack)]
+    parts = [
+        dnsmasq_conf(stack, extra_records=extra_records),
+        nginx_conf(stack),
+        stack.arda.talos_version,
+        *boards,
+        *scripts(stack).values(),
+        *config_macs,
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> list[dict[str, Any]]:
+    """The netboot namespace's objects, Namespace first. `extra_records` join the internal DNS zone
+    (see `dns_records`).
+
+    The machine configs (a Secret) and the asset download script (from Image Factory URLs)
+    are only known at deploy time; the component adds them.
+    """
+    labels = _labels("netboot")
+    cache_labels = _labels("netboot-cache")
+    config_data = {
+        "dnsmasq.conf": dnsmasq_conf(stack, extra_records=extra_records),
+        "nginx.conf": nginx_conf(stack),
+        "restore-leases.sh": restore_leases_script(),
+        "save-leases.sh": save_leases_script(),
+        "fetch-ipxe.sh": fetch_ipxe_script(),
+    }
+    leases_rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [LEASES_CONFIGMAP], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    ]
+    return [
+        # hostNetwork and NET_ADMIN (DHCP) need the privileged Pod Security level.
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("netboot", labels), "data": config_data},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ipxe", labels), "data": scripts(stack)},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("netboot", labels)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta("netboot-leases", labels), "rules": leases_rules},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta("netboot-leases", labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "netboot-leases"},
+            "subjects": [{"kind": "ServiceAccount", "name": "netboot", "namespace": NAMESPACE}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta("netboot-cache", cache_labels),
+            "spec": {"selector": {"matchLabels": cache_labels}, "template": {"metadata": {"labels": cache_labels}, "spec": cache_pod()}},
+        },
+        _single_pod(
+            "netboot",
+            labels,
+            netboot_pod(config_macs),
+            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records)},
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**_meta("netboot", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(service_ip(stack))}},
+            "spec": {
+                "type": "LoadBalancer",
+                # kube-vip announces the address only from a Pi running the pod, and clients'
+                # own addresses reach nginx (each worker's config is served to its address only).
+                "externalTrafficPolicy": "Local",
+                "selector": labels,
+                # Only HTTP: kube-proxy would rewrite DNS, DHCP and TFTP packets to the Pi's own
+                # address, where dnsmasq does not listen; they reach the service address directly.
+                "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
+            },
+        },
+        *kube_vip_services(),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
+    ]

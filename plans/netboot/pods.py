@@ -1,0 +1,152 @@
+"""The pod specs: the netboot pod (dnsmasq and nginx on the host network, the lease scripts beside
+them) and the netboot-cache pod on every Pi, with the Kubernetes metadata every netboot object shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from plans.netboot.base import HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, TFTP_ROOT
+
+DNSMASQ_IMAGE = "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4"
+NGINX_IMAGE = "docker.io/library/nginx:1.28.0-alpine"
+CURL_IMAGE = "docker.io/curlimages/curl:8.11.1"
+DEBIAN_IMAGE = "docker.io/library/debian:trixie-20250908-slim"
+# The netboot pod leaves an unreachable or not-ready Pi this long after the node is marked so
+# (node-monitor-grace-period, plans.k3s), instead of Kubernetes' default 300 s.
+EVICTION_SECONDS = 5
+
+
+def _labels(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "iluvatar"}
+
+
+def _meta(name: str, labels: dict[str, str], namespace: str | None = NAMESPACE) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _single_pod(name: str, labels: dict[str, str], pod: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A one-replica Deployment replaced, never rolled: two DHCP servers (or two writers of
+    one mirror) must never run side by side, even during an update."""
+    template_metadata: dict[str, Any] = {"labels": labels}
+    if annotations:
+        template_metadata["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": template_metadata, "spec": pod},
+        },
+    }
+
+
+def _nginx(mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "http",
+        "image": NGINX_IMAGE,
+        "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
+        # Ready once iPXE's first script is served (the same readiness gate as dnsmasq's).
+        "readinessProbe": {"httpGet": {"path": "/boot.ipxe", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": mounts,
+    }
+
+
+def _sh(name: str, image: str, script: str, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "image": image, "command": ["sh", f"/etc/iluvatar/{script}"], "volumeMounts": mounts}
+
+
+def netboot_pod(config_macs: Sequence[str]) -> dict[str, Any]:
+    """The netboot pod: dnsmasq and nginx on the host network, with the leases kept in the cluster."""
+    config_items = [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in config_macs]
+    etc = {"name": "config", "mountPath": "/etc/iluvatar"}
+    leases = {"name": "leases", "mountPath": LEASES_DIR}
+    return {
+        "serviceAccountName": "netboot",
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "terminationGracePeriodSeconds": 5,
+        # Prefer a maiar: with one valar, the valar's death then leaves DHCP running, and a maiar's
+        # death is rescheduled by the valar's control plane.
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "preference": {"matchExpressions": [{"key": "iluvatar/role", "operator": "In", "values": ["maiar"]}]}}
+                ]
+            }
+        },
+        # Leave a dead Pi after EVICTION_SECONDS, not Kubernetes' default 300 s.
+        "tolerations": [
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
+            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+        ],
+        "initContainers": [_sh("restore-leases", CURL_IMAGE, "restore-leases.sh", [etc, leases])],
+        "containers": [
+            {
+                "name": "dnsmasq",
+                "image": DNSMASQ_IMAGE,
+                # In the foreground, logging to the container's output (there is no syslog in a pod).
+                "args": ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
+                # DHCP and TFTP bind privileged ports and write the kernel's ARP table for replies.
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
+                "ports": [
+                    {"name": "dns-udp", "containerPort": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                    {"name": "dhcp", "containerPort": 67, "protocol": "UDP"},
+                    {"name": "tftp", "containerPort": 69, "protocol": "UDP"},
+                ],
+                # Ready once dnsmasq answers: the Deployment is then "available", which is what Arda's
+                # installs wait for (pulumi-kubernetes awaits it) before any machine is told to netboot.
+                "readinessProbe": {"tcpSocket": {"port": "dns-tcp"}, "periodSeconds": 5},
+                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases],
+            },
+            _nginx(
+                [
+                    {"name": "config", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
+                    {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/boot.ipxe", "subPath": "boot.ipxe"},
+                    {"name": "ipxe", "mountPath": f"{HTTP_ROOT}/ipxe"},
+                    {"name": "configs", "mountPath": f"{HTTP_ROOT}/configs"},
+                    {"name": "assets", "mountPath": f"{HTTP_ROOT}/assets", "readOnly": True},
+                ]
+            ),
+            _sh("save-leases", CURL_IMAGE, "save-leases.sh", [etc, leases]),
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "netboot"}},
+            {"name": "ipxe", "configMap": {"name": "ipxe"}},
+            {"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}},
+            {"name": "tftp", "hostPath": {"path": f"{HOST_CACHE}/tftp", "type": "DirectoryOrCreate"}},
+            {"name": "assets", "hostPath": {"path": f"{HOST_CACHE}/assets", "type": "DirectoryOrCreate"}},
+            {"name": "leases", "emptyDir": {}},
+        ],
+    }
+
+
+def cache_pod() -> dict[str, Any]:
+    """The netboot-cache pod on every Pi: iPXE binaries and Talos assets on the host, and the
+    netboot images pulled, so the netboot pod can start on any Pi with no internet."""
+    cache = {"name": "cache", "mountPath": HOST_CACHE}
+    etc = {"name": "config", "mountPath": "/etc/iluvatar"}
+    return {
+        "tolerations": [{"operator": "Exists"}],
+        "initContainers": [
+            _sh("ipxe", DEBIAN_IMAGE, "fetch-ipxe.sh", [etc, cache]),
+            # The curl image runs as an unprivileged user; the host folder is root's.
+            {**_sh("assets", CURL_IMAGE, "fetch-assets.sh", [etc, cache]), "securityContext": {"runAsUser": 0}},
+            {"name": "pull-dnsmasq", "image": DNSMASQ_IMAGE, "command": ["dnsmasq", "--version"]},
+            {"name": "pull-nginx", "image": NGINX_IMAGE, "command": ["nginx", "-v"]},
+        ],
+        "containers": [
+            {"name": "idle", "image": CURL_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]}
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "netboot"}},
+            {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "DirectoryOrCreate"}},
+        ],
+    }

@@ -1,0 +1,102 @@
+"""The GitOps repository's fields, checked the way Argo CD itself will read them.
+
+A repository URL (https, or SSH with a user), a revision git accepts, a folder inside the
+repository and a known_hosts line: what `stacks.model.GitOps` checks field by field. The rules
+that relate `iluvatar:gitops` to the rest of the stack (its secrets, categories, the Ainur's
+mirror) are `stacks.gitops`'s, which reads the model; this module reads nothing of it, so the
+model can use these checks without an import circle.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+from stacks.errors import show
+
+# Argo CD's own test for an SSH repository URL (util/git.IsSSHURL): a user before an `@`.
+_ARGO_SSH = re.compile(r"^(ssh://)?([^/:]*?)@[^@]+$")
+_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\s].*)$")
+_SSH = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P<path>\S+)$")
+_HTTPS = re.compile(r"^https://(?P<host>[A-Za-z0-9.-]+)(:(?P<port>\d{1,5}))?/(?P<path>\S+)$")
+# A branch, tag or commit as git accepts it in a refspec (git check-ref-format, simplified to what a user types).
+_REVISION = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/\.|\.$|/$))[A-Za-z0-9._/+-]+$")
+
+
+@dataclass(frozen=True)
+class RepoUrl:
+    """A repository URL as Argo CD will use it: https, or SSH (scp-like `git@host:path` or `ssh://`)."""
+
+    url: str
+    scheme: str  # "https" or "ssh"
+    host: str
+    port: int | None
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host as a known_hosts line names it (`[host]:port` off port 22)."""
+        return self.host if self.port in (None, 22) else f"[{self.host}]:{self.port}"
+
+
+def parse_repo_url(value: object) -> RepoUrl:
+    """The repository URL, or ValueError saying why Argo CD could not use it."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{show(value)} is not a repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
+    url = value.strip()
+    https = _HTTPS.match(url)
+    if https:
+        port = int(https["port"]) if https["port"] else None
+        return RepoUrl(url, "https", https["host"].lower(), port)
+    ssh = _SSH.match(url) or _SCP.match(url)
+    if ssh and _ARGO_SSH.match(url):
+        port = int(ssh["port"]) if "port" in ssh.groupdict() and ssh["port"] else None
+        return RepoUrl(url, "ssh", ssh["host"].lower(), port)
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "ssh":
+        raise ValueError(f"{url} has no user: Argo CD reads an SSH URL only with one (e.g. ssh://git@github.com/you/homelab.git)")
+    if scheme in ("http", "git", "file"):
+        raise ValueError(
+            f"{url} uses {scheme}://; Argo CD is given only https:// or SSH repositories here "
+            "(e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)"
+        )
+    raise ValueError(f"{url} is not an https:// or SSH repository URL (e.g. https://github.com/you/homelab.git or git@github.com:you/homelab.git)")
+
+
+def check_repo_url(value: object) -> object:
+    parse_repo_url(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+def check_revision(value: object) -> object:
+    if not isinstance(value, str) or not _REVISION.match(value):
+        raise ValueError(f"{show(value)} is not a branch, tag or commit git accepts (e.g. main, v1.2.0 or HEAD)")
+    return value
+
+
+def normalise_repo_path(value: object) -> object:
+    """A folder inside the repository, as a clean relative path (`.` is the repository's root).
+
+    It may not leave the repository, be absolute, hold glob characters (the generator's path is a
+    glob) or pass through a hidden folder (Argo CD's repo-server never lists those).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{show(value)} is not a folder of the repository (e.g. apps, or kubernetes/apps)")
+    raw = value.strip()
+    if raw.startswith("/"):
+        raise ValueError(f"{raw} is absolute; give a folder relative to the repository's root (e.g. apps)")
+    clean = posixpath.normpath(raw)
+    if clean == ".." or clean.startswith("../"):
+        raise ValueError(f"{raw} leaves the repository (it resolves to {clean})")
+    if re.search(r"[*?\[\]{}\\]", clean):
+        raise ValueError(f"{raw} has a glob character; Argo CD's Git generator would read it as a pattern")
+    hidden = next((part for part in clean.split("/") if part.startswith(".") and part != "."), None)
+    if hidden is not None:
+        raise ValueError(f"{raw} goes through the hidden folder {hidden}, which Argo CD's repo-server never lists")
+    return clean
+
+
+def check_known_host(value: object) -> object:
+    if not isinstance(value, str) or len(value.split()) < 3 or value.lstrip().startswith("#"):
+        raise ValueError(f"{show(value)} is not a known_hosts line (host key-type key, e.g. the output of `ssh-keyscan git.example.com`)")
+    return value.strip()

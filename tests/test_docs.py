@@ -1,0 +1,169 @@
+"""The documentation: the site under docs/ builds strictly with no network, its stack reference holds
+every key of the config model, and the README stays short and runs exactly what CI runs."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from stacks.load import NAMESPACE, SECRETS, SECTIONS
+from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CI = ROOT / ".ci" / "run"
+# Flags that only quiet a command: CI passes them, the README leaves them out for a reader.
+QUIET = {"--quiet", "-q", "--disable-pip-version-check"}
+# The README's install goes on to render the homelab, the main job a user runs it for; CI's tests render it.
+RENDER = ".venv/bin/iluvatar render homelab --out render/homelab --force"
+# A proxy nothing listens on: a fetch through any library that honours the usual variables fails.
+NO_NETWORK = {k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")}
+
+
+def _offline() -> list[str]:
+    """A command prefix with no network at all: a new network namespace (root, as CI runs), else nothing."""
+    unshare = shutil.which("unshare")
+    if unshare is not None and os.geteuid() == 0 and subprocess.run([unshare, "--net", "true"], capture_output=True, check=False).returncode == 0:
+        return [unshare, "--net"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, **NO_NETWORK, "NO_MKDOCS_2_WARNING": "1", "no_proxy": "", "NO_PROXY": ""}
+    mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)]
+    built = subprocess.run([*_offline(), *mkdocs], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, f"mkdocs build --strict failed:\n{built.stderr}"
+    return out
+
+
+def test_the_site_builds_strictly_and_needs_nothing_from_the_internet(site: Path) -> None:
+    pages = sorted(site.rglob("*.html"))
+    assert (site / "index.html") in pages and (site / "homelab.svg").is_file()
+    fetched = re.compile(r"<(?:script|img|link|iframe|source)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]*\"")
+    outside = {str(p.relative_to(site)): fetched.findall(p.read_text()) for p in pages}
+    assert {p: found for p, found in outside.items() if found} == {}
+    assert not any("fonts.googleapis" in p.read_text() for p in site.rglob("*.css"))
+
+
+def _models(annotation: object) -> Iterator[tuple[type[BaseModel], bool]]:
+    """The models a field's type holds, each with whether it sits in a list (a tuple of items)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation, False
+        return
+    origin = typing.get_origin(annotation)
+    for arg in typing.get_args(annotation):
+        for model, listed in _models(arg):
+            yield model, listed or origin is tuple
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Every key below a model as the stack file spells it (`dhcpRange.start`, `vlans[].id`), walked from pydantic."""
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        yield key
+        for inner, listed in _models(field.annotation):
+            yield from _keys(inner, key + ("[]." if listed else "."))
+
+
+def model_keys() -> set[str]:
+    """Every config key of the model, `section.key`, from the sections the stack reader knows."""
+    keys = {DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{s}" for s in SECRETS)}
+    for name, section in SECTIONS.items():
+        model = section.model if section.model is not None else LISTS[name][0]
+        keys |= {f"{NAMESPACE}:{name}.{k}" for k in _keys(model)}
+    return keys
+
+
+def documented_keys(page: str) -> set[str]:
+    """The keys the reference's tables list, each under its section's heading (a secret or Pulumi key whole)."""
+    keys: set[str] = set()
+    for chunk in page.split("<h2 ")[1:]:
+        heading = html.unescape(re.sub(r"<[^>]+>", "", chunk.split("</h2>", 1)[0].split(">", 1)[1])).strip().rstrip("¶")
+        for cell in re.findall(r"<tr>\s*<td><code>(.*?)</code></td>", chunk):
+            key = html.unescape(cell)
+            keys.add(key if ":" in key else f"{heading}.{key}")
+    return keys
+
+
+def test_the_stack_reference_has_every_key_of_the_model(site: Path) -> None:
+    documented = documented_keys((site / "reference" / "stack" / "index.html").read_text())
+    expected = model_keys()
+    assert len(expected) > 100  # the walk reached the nested models
+    assert {"iluvatar:nodes.installDisk.size", "iluvatar:network.vlans[].gateway", "iluvatar:storage.arda.ceph.replicas"} <= expected
+    assert sorted(expected - documented) == []
+    assert sorted(documented - expected) == []
+
+
+def _commands(lines: list[str]) -> list[list[str]]:
+    """Each command line as its steps (split on &&), with the flags that only quiet it dropped."""
+    out = []
+    for line in lines:
+        steps = [" ".join(t for t in shlex.split(step) if t not in QUIET) for step in line.split("&&")]
+        out.append(steps)
+    return out
+
+
+def ci_commands() -> list[list[str]]:
+    lines = [line.strip() for line in CI.read_text().splitlines()]
+    setup = ("#", "set ", "cd ", "export ")
+    return _commands([line for line in lines if line and not line.startswith(setup)])
+
+
+def readme_commands() -> list[list[str]]:
+    """The commands in the README's Quickstart, block by block."""
+    quickstart = README.read_text().split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", quickstart, re.DOTALL)
+    return _commands([line.strip() for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")])
+
+
+def test_the_readme_fits_on_a_few_screens() -> None:
+    assert len(README.read_text().splitlines()) < 300
+
+
+def test_the_readme_runs_exactly_what_ci_runs() -> None:
+    # `.ci/run` runs the README's commands; when it changes, this section must follow.
+    readme, ci = readme_commands(), ci_commands()
+    assert ci, ".ci/run runs nothing?"
+    assert [step for command in readme for step in command].count(RENDER) == 1
+    assert [[step for step in command if step != RENDER] for command in readme] == ci
+
+
+def test_the_readme_links_lead_somewhere(site: Path) -> None:
+    text = README.read_text()
+    links = re.findall(r"\]\(((?!https?:)[^)\s]+)\)", text)
+    assert links
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).exists(), f"README links to {path}, which does not exist"
+        if anchor:
+            assert path.startswith("docs/") and path.endswith(".md"), link
+            page = path.removeprefix("docs/").removesuffix(".md")
+            built = site / (page.removesuffix("index") if page.endswith("index") else page + "/") / "index.html"
+            assert f'id="{anchor}"' in built.read_text(), f"README links to {link}, but the page has no such anchor"
+
+
+def test_the_key_walk_reads_lists_and_unions() -> None:
+    class Inner(BaseModel):
+        leaf: int
+
+    class Outer(BaseModel):
+        one: Inner
+        many: tuple[Inner, ...]
+        either: str | Inner | None = None
+
+    assert list(_keys(Outer)) == ["one", "one.leaf", "many", "many[].leaf", "either", "either.leaf"]
+    assert isinstance(Outer.model_fields["either"].annotation, types.UnionType)
