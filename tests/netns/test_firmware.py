@@ -20,87 +20,24 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from plans import netboot
 from stacks import StackConfig, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns.firmware_machine import AAVMF_CODE, AAVMF_VARS, OVMF_CODE, OVMF_VARS, Machine
 from tests.netns.lan import Lan, lan, require_root, stop
-from tests.tools import require
 
 require_root()
 
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
-AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 DEADLINE = 240.0  # seconds for every machine to reach its end; it takes about 60 here
 GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
 SARUMAN = "28:d2:44:30:00:02"  # made an arm64 UEFI server (generic-arm64) for this test
 BINARY = {"uefi": ("ipxe.efi", "192.168.0.22"), "arm64": ("ipxe-arm64.efi", "192.168.0.32")}
-
-
-@dataclass
-class Machine:
-    """One QEMU machine on a LAN: which firmware, which MAC, and whether it should boot."""
-
-    lan: Lan
-    name: str
-    firmware: str  # "bios", "uefi" (x86-64) or "arm64" (UEFI)
-    mac: str
-    boots: bool
-    ip: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    finished: float | None = None
-
-    @property
-    def debug_log(self) -> Path:
-        return self.lan.root / f"{self.name}.debugcon"
-
-    @property
-    def script(self) -> str:
-        return f"/ipxe/{netboot.mac_name(self.mac)}.ipxe"
-
-    def start(self) -> None:
-        tap = self.lan.tap()
-        binary = "qemu-system-aarch64" if self.firmware == "arm64" else "qemu-system-x86_64"
-        qemu = [require(binary), "-accel", "tcg", "-display", "none", "-serial", "none",
-                "-monitor", "none", "-no-reboot", "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]  # fmt: skip
-        if self.firmware == "arm64":
-            vars_copy = self.lan.root / f"{self.name}.vars.fd"
-            shutil.copy(AAVMF_VARS, vars_copy)
-            qemu += ["-machine", "virt", "-cpu", "cortex-a57", "-m", "512", "-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
-        elif self.firmware == "bios":
-            # SeaBIOS, and the e1000's option ROM, which is iPXE.
-            qemu += ["-machine", "pc", "-m", "256", "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
-                     "-chardev", f"file,id=dbg,path={self.debug_log}", "-device", "isa-debugcon,iobase=0x402,chardev=dbg"]  # fmt: skip
-        else:
-            vars_copy = self.lan.root / f"{self.name}.vars.fd"
-            shutil.copy(OVMF_VARS, vars_copy)
-            # romfile= leaves no iPXE ROM on the NIC: OVMF's own PXE client boots.
-            qemu += ["-machine", "q35", "-m", "256", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                     "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def done(self) -> bool:
-        """Booted: it fetched its own script. Not booted: its firmware gave up on the network."""
-        if self.finished is None:
-            booted = self.boots and any(path == self.script for _, path, _ in self.lan.requests())
-            gave_up = not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes()
-            if booted or gave_up:
-                self.finished = time.monotonic()
-        return self.finished is not None
 
 
 @dataclass
