@@ -456,8 +456,9 @@ class Walker:
                 self._chart(cluster, reg)
             elif reg.custom:
                 self._write(cluster, reg.name, "pulumi", registration_object(reg), field_manager(reg.urn), self._options(reg))
-        for cluster in self.clusters:
-            self._sync_applications(cluster)
+        if self.only is None:  # a slice may hold an Application without the one installing its CRDs
+            for cluster in self.clusters:
+                self._sync_applications(cluster)
         return self.report
 
     def _chart_ref(self, cluster: str, reg: Registration, include_crds: bool) -> ChartRef:
