@@ -242,6 +242,30 @@ def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(kube_talos:
     )
 
 
+@pytest.mark.usefixtures("homelab_arda_nodes")
+def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # What the Talos upgrader's tests will do with these nodes: cordon, evict, uncordon, Ready again.
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    client = kube_talos.client
+    client.create(_pod("on-saruman", namespace, nodeSelector={"kubernetes.io/hostname": "saruman"}))
+    kube_talos.wait_for(
+        "pod on saruman Running", lambda: (client.get("v1", "Pod", "on-saruman", namespace) or {}).get("status", {}).get("phase") == "Running"
+    )
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "saruman"}}
+    try:
+        client.merge_patch(node, {"spec": {"unschedulable": True}})
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on-saruman", "namespace": namespace}}
+        client.checked("POST", f"/api/v1/namespaces/{namespace}/pods/on-saruman/eviction", eviction)
+        # kwok plays the kubelet's part of a deletion: the pod goes.
+        kube_talos.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
+        taints = [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
+        assert taints == ["node.kubernetes.io/unschedulable"]
+    finally:
+        client.merge_patch(node, {"spec": {"unschedulable": False}})
+    kube_talos.wait_for_nodes(["saruman"])
+
+
 # --- Starting and stopping ------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from plans import netboot, storage
+from plans import storage
 from stacks.load import StackFile, read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
@@ -123,18 +123,6 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
         # Longhorn's label on exactly the Pis with a data disk, from the program's NodePatch.
         labelled = deployment.nodes("ainur", **{storage.LONGHORN_DISK_LABEL.replace("/", "__"): "true"})
         assert labelled == sorted(storage.longhorn_node_labels(stack))
-
-
-def test_no_other_workload_of_ours_calls_the_api() -> None:
-    """The netboot pod's lease scripts are the program's only in-cluster API client (tests/netns proves
-    their Role); the Git mirror runs git, the retire Job runs ceph: neither reads a token or the API."""
-    stack = read_stack_file(HOMELAB).parse()
-    mirror = [c for d in netboot.git_mirror_manifests(stack) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
-    retire = storage.retire_job(stack.arda_nodes[0].model_copy(update={"retire": True}))
-    scripts: list[Any] = [c.get("command") for c in mirror] + [c.get("command") for c in retire["spec"]["template"]["spec"]["containers"]]
-    text = repr(scripts)
-    assert scripts and not any(word in text for word in ("KUBERNETES_SERVICE", "serviceaccount", "kubectl", "/api/v1"))
-    assert "KUBERNETES_SERVICE_HOST" in netboot.restore_leases_script() and "KUBERNETES_SERVICE_HOST" in netboot.save_leases_script()
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], derandomize=True)
