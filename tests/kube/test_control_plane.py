@@ -197,6 +197,15 @@ def test_a_second_server_side_apply_changes_nothing(kube_talos: Cluster, kube_na
     assert e.value.message == f'Apply failed with 1 conflict: conflict with "{manager}": .data.a'
 
 
+def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # Why the program tests check the warnings: the provider's create keeps the object and drops the typo.
+    namespace = kube_namespace(kube_talos, None)
+    typo = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo", "namespace": namespace}, "dta": {"a": "1"}}
+    created = pulumi_create(kube_talos.client, typo, field_manager("urn:test::typo"))
+    assert "dta" not in created and "data" not in created
+    assert kube_talos.client.warnings == ['unknown field "dta"']
+
+
 # --- Nodes and scheduling -----------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from stacks.load import StackFile, read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
 from tests.strategies import raw_stacks
+from tools.kube_cluster import describe
 from tools.kube_inventory import CONTROL_PLANE
 
 pytestmark = pytest.mark.kube
@@ -41,6 +42,9 @@ def test_every_object_is_admitted_in_the_engines_order(deployment: Deployed) -> 
     # Only other providers' resources are skipped (Talos, commands, Cloudflare, TLS, random); no Kubernetes kind is.
     assert not [t for t in report.skipped if t.startswith("kubernetes:")]
     assert {w.cluster for w in report.written} == set(deployment.clusters)
+    # No field of ours the API server does not know (it drops one and only warns: a typo would vanish).
+    unknown = [f"{w.cluster}: {describe(w.obj)}: {m}" for w in report.written if w.writer == "pulumi" for m in w.warnings if "unknown field" in m]
+    assert unknown == [], "\n".join(unknown)
 
 
 def test_what_stood_in_and_what_was_removed_is_exactly_what_cannot_run_here(deployment: Deployed) -> None:
