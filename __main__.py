@@ -13,13 +13,23 @@ from components.ea import Ea, EaArgs
 from components.edge import Edge, EdgeArgs
 from components.git_mirror import GitMirror, GitMirrorArgs
 from components.gitops import GitOps, GitOpsArgs
+from components.identity import Identity, IdentityArgs
+from components.local_ca import LocalCa, LocalCaArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.netboot import Netboot, NetbootArgs
 from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
+from plans import identity as identity_plan
+from plans import k3s as k3s_plan
+from plans import talos as talos_plan
 from stacks.pulumi_source import load
 
 loaded = load()
 stack = loaded.config
+
+# The local root CA, first: the edge issues from it, and with identity both clusters' API servers trust Dex through it.
+local_ca = LocalCa("local-ca", LocalCaArgs(stack))
+trusted_ca = local_ca.certificate if stack.identity is not None else None
 
 ea = Ea("ea", EaArgs(stack))
 pulumi.export("lan", ea.lan)
@@ -31,14 +41,16 @@ pulumi.export("loadBalancerPool", ea.load_balancer_pool)
 
 ainur = None
 if stack.ainur is not None:
-    ainur = BootstrapCluster("ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur))
+    ainur = BootstrapCluster(
+        "ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca)
+    )
     pulumi.export("ainurUserData", ainur.user_data)
     pulumi.export("ainurNetworkConfig", ainur.network_config)
     pulumi.export("ainurKubeconfig", ainur.kubeconfig)
     # The Pis this deployment knows, by name and MAC: the next run tells a renamed Pi from a new one.
     pulumi.export("ainur", ainur.state)
 
-arda_config = TalosConfig("arda-config", TalosConfigArgs(stack))
+arda_config = TalosConfig("arda-config", TalosConfigArgs(stack, ca_certificate=trusted_ca))
 pulumi.export("ardaTalosconfig", arda_config.talosconfig)
 pulumi.export("ardaInstallerImages", arda_config.installer_images)
 pulumi.export("ardaDiskImages", arda_config.disk_images)
@@ -48,7 +60,13 @@ netboot = None
 if ainur is not None:
     netboot = Netboot(
         "netboot",
-        NetbootArgs(stack, configs=arda_config.netboot_configs, boot_assets=arda_config.boot_assets, dns_records=edge_plan.lan_records(stack)),
+        NetbootArgs(
+            stack,
+            configs=arda_config.netboot_configs,
+            boot_assets=arda_config.boot_assets,
+            # The app hosts, and with identity Dex, the CA page and each Argo CD (plans.identity).
+            dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
+        ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
@@ -63,7 +81,7 @@ pulumi.export("arda", arda.state)
 
 edge = Edge(
     "edge",
-    EdgeArgs(stack, arda.access, cloudflare_api_token=loaded.secrets.cloudflare_api_token, after=[arda.ready]),
+    EdgeArgs(stack, arda.access, local_ca, cloudflare_api_token=loaded.secrets.cloudflare_api_token, after=[arda.ready]),
     opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}, transformations=[arda.access.in_cluster]),
 )
 pulumi.export("caCertificate", edge.ca_certificate)
@@ -85,6 +103,7 @@ if stack.gitops is not None:
             credential=loaded.secrets.gitops_token or loaded.secrets.gitops_ssh_private_key,
             # The edge owns the category namespaces (and their Pod Security levels); Argo CD deploys into them.
             namespaces=edge.category_namespaces,
+            ca_certificate=trusted_ca,
         ),
     )
     pulumi.export("gitopsRepoUrls", {"arda": gitops.arda.repo_url, **({"ainur": gitops.ainur.repo_url} if gitops.ainur else {})})
@@ -111,3 +130,49 @@ if ainur is not None and netboot is not None and stack.ainur is not None and sta
         ),
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
+
+if stack.monitoring is not None and gitops is not None and arda.monitoring_crds is not None:
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            stack,
+            gitops,
+            crds=arda.monitoring_crds,
+            namespaces=dict(edge.namespaces),
+            gateways=edge.gateways,
+            ainur=ainur.access if ainur is not None else None,
+            ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+            receiver_secret=loaded.secrets.alert_receiver_secret,
+            after=[arda.ready],
+        ),
+    )
+    pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+
+if stack.identity is not None and ainur is not None:
+    assert loaded.secrets.identity_connector_secret is not None
+    identity = Identity(
+        "identity",
+        IdentityArgs(
+            stack,
+            local_ca,
+            loaded.secrets.identity_connector_secret,
+            ainur=ainur.access,
+            ainur_provider=ainur.kubernetes_provider,
+            arda=arda.access,
+            arda_provider=arda.kubernetes_provider,
+            arda_after=[arda.ready],
+            gitops=gitops,
+            namespaces=dict(edge.namespaces),
+            gateways=edge.gateways,
+        ),
+    )
+    # How people sign in: Dex, the CA page, the groups, and a kubeconfig per cluster (kubelogin; no secret in it).
+    kubeconfigs = {
+        "arda": pulumi.Output.all(arda.kubeconfig, local_ca.certificate).apply(
+            lambda v: identity_plan.kubeconfig(stack, "arda", talos_plan.cluster_endpoint(stack), identity_plan.cluster_ca(v[0]), v[1])
+        ),
+        "ainur": pulumi.Output.all(ainur.kubeconfig, local_ca.certificate).apply(
+            lambda v: identity_plan.kubeconfig(stack, "ainur", k3s_plan.server_url(stack), identity_plan.cluster_ca(v[0]), v[1])
+        ),
+    }
+    pulumi.export("signIn", {**identity.sign_in, "kubeconfigs": {k: pulumi.Output.unsecret(v) for k, v in kubeconfigs.items()}})

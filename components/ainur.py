@@ -21,7 +21,7 @@ import pulumi_random as random
 
 from components import kube, steps
 from components.steps import ClusterAccess
-from plans import bringup, cloudinit, k3s
+from plans import apiserver, bringup, cloudinit, k3s
 from plans import credentials as credentials_plan
 from stacks import day2
 from stacks.model import Node, StackConfig
@@ -35,6 +35,8 @@ class BootstrapClusterArgs:
     stack: StackConfig
     ssh_private_key: pulumi.Output[str] | None
     deployed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The local CA the valar's API servers trust Dex through (with iluvatar:identity, plans.apiserver).
+    ca_certificate: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class PiArgs:
     former: str | None = None
     # The previous Pi's k3s step: upgrades go one Pi at a time, servers first.
     upgrade_after: Sequence[pulumi.Resource] = ()
+    # A valar's API server's authentication config (iluvatar:identity), installed before k3s is told to read it.
+    authentication: pulumi.Output[str] | None = None
 
 
 class Pi(pulumi.ComponentResource):
@@ -68,6 +72,18 @@ class Pi(pulumi.ComponentResource):
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.
         config = pulumi.Output.secret(args.token).apply(lambda token: k3s.config(stack, node, token))  # type: ignore[arg-type]
+        before_join = list(args.after)
+        if args.authentication is not None and node.role == "valar":
+            # The file the config's kube-apiserver-arg names, and Dex's name in /etc/hosts, before k3s restarts with it.
+            before_join.append(
+                command.remote.Command(
+                    f"{name}-oidc",
+                    connection=args.connection,
+                    create=apiserver.k3s_authentication_script(stack),
+                    stdin=args.authentication,
+                    opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after)),
+                )
+            )
         self.join = command.remote.Command(
             f"{name}-join",
             connection=args.connection,
@@ -81,7 +97,7 @@ class Pi(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
-                depends_on=args.after,
+                depends_on=before_join,
                 additional_secret_outputs=["stdout", "stderr"],
                 aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-join")] if args.former else None,
             ),
@@ -145,6 +161,9 @@ class BootstrapCluster(pulumi.ComponentResource):
                 per_dial_timeout=k3s.SSH_DIAL_SECONDS,
             )
 
+        authentication = None
+        if args.ca_certificate is not None and stack.identity is not None:
+            authentication = args.ca_certificate.apply(lambda ca: apiserver.k3s_authentication(stack, ca))
         self.pis = {}
         first = stack.by_role("valar")[0]
         # A Pi renamed in the inventory (same MAC) keeps its resources: never a new join and an uninstall of the old.
@@ -166,6 +185,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                     after=after,
                     former=renamed.get(node.name),
                     upgrade_after=previous,
+                    authentication=authentication,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )

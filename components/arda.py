@@ -31,7 +31,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumiverse_talos as talos
 
-from components import kube, steps
+from components import kube, monitoring, steps
 from components.cilium import Cilium, CiliumArgs
 from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
@@ -44,9 +44,11 @@ from stacks.storage import osd_hosts
 
 @dataclass(frozen=True)
 class TalosConfigArgs:
-    """Arda's machines: the validated stack (the arda section and the valinor/istari nodes)."""
+    """Arda's machines: the validated stack (the arda section and the valinor/istari nodes), and the local CA
+    the control planes' API servers trust Dex through (with iluvatar:identity, plans.apiserver)."""
 
     stack: StackConfig
+    ca_certificate: pulumi.Output[str] | None = None
 
 
 def machine_configuration(
@@ -149,6 +151,9 @@ class TalosConfig(pulumi.ComponentResource):
         self.disk_images = {n.name: board_disk_images[n.board] for n in stack.arda_nodes if n.board in board_disk_images}
 
         def patches(node: Node) -> pulumi.Output[list[str]]:
+            if args.ca_certificate is not None and stack.identity is not None and node.role == "valinor":
+                with_ca = pulumi.Output.all(self.installer_images[node.board], args.ca_certificate)
+                return with_ca.apply(lambda values: plan.node_patches(stack, node, values[0], values[1]))
             return self.installer_images[node.board].apply(lambda image: plan.node_patches(stack, node, image))
 
         self.patches = {node.name: patches(node) for node in stack.arda_nodes}
@@ -272,6 +277,8 @@ class TalosCluster(pulumi.ComponentResource):
     kubernetes_provider: k8s.Provider
     access: ClusterAccess
     cilium: Cilium
+    # The Prometheus Operator's CRDs' gate, with iluvatar:monitoring (components.monitoring.crds).
+    monitoring_crds: pulumi.Resource | None
     ready: command.local.Command
     # What Arda runs after this deployment (plans.rollout.state): exported as `arda`, read back next time.
     state: pulumi.Output[dict[str, Any]]
@@ -332,9 +339,13 @@ class TalosCluster(pulumi.ComponentResource):
         self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, stack.arda.cluster_name, self, after=[api])
         # Arda's objects go with its etcd: the bootstrap step is deleted only when the cluster is.
         self.access = ClusterAccess(name, self.kubeconfig, commands, anchor=bootstrap, identifier=stack.arda.cluster_name)
+        # With monitoring, the Prometheus Operator's CRDs come first, so Cilium's chart (and every later one) can turn its monitors on.
+        self.monitoring_crds = (
+            monitoring.crds(f"{name}-monitoring", self.access, self.kubernetes_provider, self) if stack.monitoring is not None else None
+        )
         self.cilium = Cilium(
             f"{name}-cilium",
-            CiliumArgs(stack=stack, access=self.access),
+            CiliumArgs(stack=stack, access=self.access, after=[self.monitoring_crds] if self.monitoring_crds is not None else []),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider}, transformations=[self.access.in_cluster]),
         )
         # Nothing that schedules pods starts before every machine is Ready (which needs the CNI), nor

@@ -8,6 +8,7 @@ Kubernetes provider passed in `providers`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -25,6 +26,8 @@ class CiliumArgs:
 
     stack: StackConfig
     access: ClusterAccess
+    # What the release waits for: the Prometheus Operator's CRDs, when its chart turns its ServiceMonitors on.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Cilium(pulumi.ComponentResource):
@@ -37,7 +40,7 @@ class Cilium(pulumi.ComponentResource):
     def __init__(self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:arda:Cilium", name, None, opts)
         stack = args.stack
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after))
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             name="cilium",

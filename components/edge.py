@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-import pulumi_tls as tls
 
 from components import kube
+from components.local_ca import LocalCa
 from components.steps import ClusterAccess
 from plans import bringup
 from plans import certificates as certs_plan
@@ -60,17 +60,18 @@ def resource_suffix(manifest: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class CertificatesArgs:
     """The validated stack, the Cloudflare API token (secret; with publicDns: cloudflare), the namespaces,
-    and how the webhook gates reach Arda."""
+    how the webhook gates reach Arda, and the local root CA."""
 
     stack: StackConfig
     cloudflare_api_token: pulumi.Output[str] | None
     namespaces: Mapping[str, k8s.core.v1.Namespace]
     access: ClusterAccess
+    ca: LocalCa
 
 
 class Certificates(pulumi.ComponentResource):
-    """Certificates: cert-manager and trust-manager, the protected local root CA, its issuer and trust
-    bundle, Let's Encrypt (with Cloudflare DNS) and the gateways' wildcard certificates.
+    """Certificates: cert-manager and trust-manager, the local root CA's Secret (the CA itself is
+    components.local_ca's), its issuer and trust bundle, Let's Encrypt (with Cloudflare DNS) and the gateways' wildcard certificates.
 
     cert-manager's and trust-manager's webhooks refuse their custom resources until a webhook pod
     answers ("failed calling webhook webhook.cert-manager.io"), which is after the release reports
@@ -84,27 +85,8 @@ class Certificates(pulumi.ComponentResource):
         super().__init__("iluvatar:edge:Certificates", name, None, opts)
         stack = args.stack
         namespace = args.namespaces[plan.CERT_MANAGER_NAMESPACE]
-        provider = tls.Provider(f"{name}-tls", opts=pulumi.ResourceOptions(parent=self))
-        # The root CA is generated once and kept in Pulumi's state: a rebuilt cluster gets it back,
-        # so every device that trusts it keeps trusting it. Losing it means reinstalling it everywhere.
-        key = tls.PrivateKey(
-            f"{name}-ca-key",
-            algorithm="RSA",
-            rsa_bits=4096,
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=provider, protect=True, additional_secret_outputs=["privateKeyPem", "privateKeyOpenssh"]
-            ),
-        )
-        cert = tls.SelfSignedCert(
-            f"{name}-ca-cert",
-            private_key_pem=key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(**certs_plan.ca_subject(stack)),
-            is_ca_certificate=True,
-            validity_period_hours=certs_plan.CA_VALIDITY_HOURS,
-            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, protect=True),
-        )
-        # The certificate is public: it is what users install on their devices.
+        # The root CA comes first, before any cluster (components.local_ca): the API servers trust Dex through it.
+        key, cert = args.ca.key, args.ca.cert
         self.ca_certificate = pulumi.Output.unsecret(cert.cert_pem)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         pems: pulumi.Output[dict[str, str]] = pulumi.Output.all(cert.cert_pem, key.private_key_pem).apply(
@@ -358,6 +340,7 @@ class EdgeArgs:
 
     stack: StackConfig
     access: ClusterAccess
+    ca: LocalCa
     cloudflare_api_token: pulumi.Output[str] | None = None
     # What the edge waits for (Arda's nodes gate): its namespaces, and so everything in them, come after.
     after: Sequence[pulumi.Resource] = ()
@@ -390,7 +373,7 @@ class Edge(pulumi.ComponentResource):
         # What the LAN's DNS answers for the apps (the Ainur's zone takes them through NetbootArgs.dns_records).
         self.lan_records = plan.lan_records(stack)
         self.certificates = Certificates(
-            f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces, args.access), opts=child
+            f"{name}-certificates", CertificatesArgs(stack, args.cloudflare_api_token, self.namespaces, args.access, args.ca), opts=child
         )
         self.ca_certificate = self.certificates.ca_certificate
         self.gateways = Gateways(f"{name}-gateways", GatewaysArgs(stack, self.namespaces, self.certificates.certificates), opts=child)

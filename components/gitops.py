@@ -32,6 +32,7 @@ import pulumi_random as random
 from components import kube
 from components.steps import ClusterAccess
 from plans import gitops as plan
+from plans import identity as identity_plan
 from stacks.model import StackConfig
 
 
@@ -53,6 +54,8 @@ class ArgoCdArgs:
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
     namespaces: Mapping[str, pulumi.Resource] | None = None
+    # The local CA, with iluvatar:identity: Argo CD signs in with the Ainur's Dex, whose certificate is the CA's.
+    ca_certificate: pulumi.Output[str] | None = None
 
 
 class ArgoCd(pulumi.ComponentResource):
@@ -89,6 +92,10 @@ class ArgoCd(pulumi.ComponentResource):
         if args.credential is not None and cluster == "arda" and plan.reads_upstream(stack):
             secrets.append(self._secret(name, lambda credential: plan.repository_secret(stack, credential), args.credential, in_namespace))
 
+        values: pulumi.Input[Mapping[str, Any]] = plan.helm_values(stack, cluster)
+        if args.ca_certificate is not None and stack.identity is not None:
+            # Signing in with Dex: its oidc.config carries the local CA (argo-cd#4344), known at `pulumi up`.
+            values = args.ca_certificate.apply(lambda ca: plan.helm_values(stack, cluster, identity_plan.argocd_values(stack, cluster, ca)))
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             chart=plan.CHART,
@@ -96,7 +103,7 @@ class ArgoCd(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.REPOSITORY),
             name="argocd",
             namespace=plan.NAMESPACE,
-            values=plan.helm_values(stack, cluster),
+            values=values,
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[*first, *secrets]),
         )
         after_chart = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.release])
@@ -163,6 +170,8 @@ class GitOpsArgs:
     credential: pulumi.Output[str] | None = None
     registry: Sequence[str] | None = None
     namespaces: Mapping[str, pulumi.Resource] | None = None
+    # The local CA, with iluvatar:identity (see ArgoCdArgs).
+    ca_certificate: pulumi.Output[str] | None = None
 
 
 class GitOps(pulumi.ComponentResource):
@@ -178,7 +187,7 @@ class GitOps(pulumi.ComponentResource):
         stack = args.stack
         self.arda = ArgoCd(
             f"{name}-arda",
-            ArgoCdArgs(stack, "arda", args.arda, args.arda_after, args.credential, args.registry, args.namespaces),
+            ArgoCdArgs(stack, "arda", args.arda, args.arda_after, args.credential, args.registry, args.namespaces, args.ca_certificate),
             # Its objects go with Arda (deleted_with): `pulumi destroy` resets the machines instead.
             opts=pulumi.ResourceOptions(parent=self, transformations=[args.arda.in_cluster]),
         )
@@ -188,7 +197,7 @@ class GitOps(pulumi.ComponentResource):
             assert args.ainur is not None, "an Ainur stack hands GitOps the Ainur's access"
             self.ainur = ArgoCd(
                 f"{name}-ainur",
-                ArgoCdArgs(stack, "ainur", args.ainur, args.ainur_after),
+                ArgoCdArgs(stack, "ainur", args.ainur, args.ainur_after, ca_certificate=args.ca_certificate),
                 opts=pulumi.ResourceOptions(parent=self, transformations=[args.ainur.in_cluster]),
             )
             if stack.ainur.git_mirror is not None and plan.mirror_credential_kind(stack) is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plans import metrics
 from plans.edge import CERT_MANAGER_NAMESPACE, GATEWAY_NAMESPACE, MANAGED_BY
 from stacks.model import StackConfig
 
@@ -43,7 +44,8 @@ def cert_manager_values(stack: StackConfig) -> dict[str, Any]:
     values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
     if stack.public_dns == "cloudflare":
         values |= {"dns01RecursiveNameservers": DNS01_NAMESERVERS, "dns01RecursiveNameserversOnly": True}
-    return values
+    # With monitoring, its certificates' expiry and readiness for Prometheus (plans.metrics).
+    return values | metrics.cert_manager(stack)
 
 
 def trust_manager_values(stack: StackConfig) -> dict[str, Any]:

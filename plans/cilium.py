@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from plans import metrics
 from plans.talos import KUBEPRISM_PORT
 from stacks.model import StackConfig
 
@@ -54,6 +55,8 @@ def helm_values(stack: StackConfig) -> dict[str, Any]:
         "operator": {"replicas": min(2, len(stack.by_role("valinor")) + len(stack.by_role("istari")))},
         "hubble": {"enabled": settings.hubble, "relay": {"enabled": settings.hubble}, "ui": {"enabled": settings.hubble}},
     }
+    # With monitoring, its agent's and operator's metrics and their ServiceMonitors (plans.metrics).
+    values = deep_merge(values, metrics.cilium(stack))
     return deep_merge(values, settings.values)
 
 

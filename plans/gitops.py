@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
+from plans import metrics
 from plans.cilium import deep_merge
 from stacks import gitops as rules
 from stacks.model import GitOps, PodSecurityLevel, StackConfig
@@ -152,11 +153,13 @@ def category_namespace(category: str, enforce: PodSecurityLevel) -> dict[str, An
     }
 
 
-def helm_values(stack: StackConfig, cluster: Cluster) -> dict[str, Any]:
-    """The argo-cd chart's values: Argo CD that never manages itself, tracks by annotation, no Dex.
+def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The argo-cd chart's values: Argo CD that never manages itself, tracks by annotation, no Dex of its own.
 
     The Ainur's seed is the same Argo CD, smaller: one replica of everything and no notifications.
-    `gitops.argocd.values` is merged over these (it wins), as `arda.cilium.values` is for Cilium.
+    With monitoring, Arda's exposes its metrics (plans.metrics); `extra` is what another layer adds
+    (signing in with the Ainur's Dex, plans.identity.argocd_values). `gitops.argocd.values` is merged
+    over all of these (it wins), as `arda.cilium.values` is for Cilium.
     """
     gitops = gitops_of(stack)
     cm: dict[str, Any] = {
@@ -178,7 +181,7 @@ def helm_values(stack: StackConfig, cluster: Cluster) -> dict[str, Any]:
             "secret": {"createSecret": True},
         },
         "redisSecretInit": {"enabled": False},
-        # Single sign-on is the user's choice (configs.cm oidc.config through gitops.argocd.values).
+        # Single sign-on is the Ainur's Dex with iluvatar:identity (plans.identity), never a Dex of Argo CD's own.
         "dex": {"enabled": False},
     }
     if cluster == "ainur":
@@ -186,6 +189,9 @@ def helm_values(stack: StackConfig, cluster: Cluster) -> dict[str, Any]:
     repo = rules.parse_repo_url(gitops.repo_url)
     if reads_upstream(stack) and repo.scheme == "ssh" and gitops.ssh_known_hosts:
         values["configs"]["ssh"] = {"extraHosts": "\n".join(gitops.ssh_known_hosts)}
+    values = deep_merge(values, metrics.argocd(stack, cluster))
+    if extra:
+        values = deep_merge(values, dict(extra))
     return deep_merge(values, gitops.argocd.values)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from plans import storage
+from plans import apiserver, storage
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -56,6 +56,8 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
                 "disable": ["servicelb", "traefik", *(["local-storage"] if storage.k3s_disables_local_storage(stack) else [])],
                 "write-kubeconfig-mode": "0600",
                 "kube-controller-manager-arg": [f"node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}"],
+                # The API server's trust in Dex, with identity (plans.apiserver).
+                **apiserver.k3s_server_config(stack),
             }
         )
         if is_first_server(stack, node):

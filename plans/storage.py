@@ -32,7 +32,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from plans import gitops
+from plans import gitops, metrics
+from plans.cilium import deep_merge
 from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
 from stacks import storage as facts
 from stacks.model import Node, StackConfig
@@ -328,7 +329,12 @@ def applications(stack: StackConfig) -> list[App]:
     """Every storage chart as a platform Application, per cluster."""
     apps: list[App] = []
     if ceph_enabled(stack):
-        for release, values in (("rook-ceph", rook_operator_values()), ("rook-ceph-cluster", ceph_cluster_values(stack))):
+        # With monitoring, the Ceph manager's metrics and their ServiceMonitor (plans.metrics).
+        charts = (
+            ("rook-ceph", deep_merge(rook_operator_values(), metrics.rook_operator(stack))),
+            ("rook-ceph-cluster", deep_merge(ceph_cluster_values(stack), metrics.rook_cluster(stack))),
+        )
+        for release, values in charts:
             # The cluster's CRDs come with the operator's chart: its sync retries until they exist.
             application = gitops.platform_application(
                 release, chart=release, repo_url=ROOK_REPOSITORY, version=ROOK_VERSION, values=values, namespace=ROOK_NAMESPACE

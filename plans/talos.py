@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import local_volumes, yamltext
+from plans import apiserver, local_volumes, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -164,10 +164,14 @@ def dump(documents: list[dict[str, Any]]) -> str:
     return yamltext.dump_all(documents)
 
 
-def node_patches(stack: StackConfig, node: Node, installer_image: str) -> list[str]:
-    """Every patch for the node, in apply order: Iluvatar's, the cluster's, then the node's own."""
+def node_patches(stack: StackConfig, node: Node, installer_image: str, ca_certificate: str = apiserver.CA_PLACEHOLDER) -> list[str]:
+    """Every patch for the node, in apply order: Iluvatar's, its control plane's for monitoring and sign-in
+    (plans.apiserver; `ca_certificate` is the local CA the API server trusts Dex through), the cluster's,
+    then the node's own."""
+    control_plane = apiserver.talos_documents(stack, node, ca_certificate)
     return [
         dump(node_documents(stack, node, installer_image)),
+        *([dump(control_plane)] if control_plane else []),
         *(dump([p]) for p in stack.arda.patches),
         *(dump([p]) for p in node.talos_patches),
     ]

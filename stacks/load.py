@@ -17,10 +17,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stacks import gitops as gitops_rules
+from stacks import identity as identity_rules
+from stacks import monitoring as monitoring_rules
 from stacks import storage as storage_rules
 from stacks.errors import Problem, StackConfigError, show
-from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, Storage
-from stacks.rules import Parsed, check
+from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
+from stacks.rules import Parsed, _vip_list, _zone_names, check
 
 NAMESPACE = "iluvatar"
 
@@ -46,6 +48,8 @@ SECTIONS: dict[str, Section] = {
         Section("cloudflare", Cloudflare, False),
         Section("gitops", GitOps, False),
         Section("storage", Storage, False),
+        Section("monitoring", Monitoring, False),
+        Section("identity", Identity, False),
     )
 }
 
@@ -54,7 +58,14 @@ SECTIONS: dict[str, Section] = {
 # Cloudflare token is required when the edge uses Cloudflare, stacks.edge).
 # The secret keys. Each is required or refused by the layer that reads it: the Cloudflare token by
 # stacks.edge (from the edge's modes), the Git credentials by stacks.gitops (from the repository URL).
-SECRETS: tuple[str, ...] = ("cloudflareApiToken", "ainurSshPrivateKey", gitops_rules.TOKEN, gitops_rules.SSH_KEY)
+SECRETS: tuple[str, ...] = (
+    "cloudflareApiToken",
+    "ainurSshPrivateKey",
+    gitops_rules.TOKEN,
+    gitops_rules.SSH_KEY,
+    monitoring_rules.SECRET,
+    identity_rules.SECRET,
+)
 
 ORDER = [*SECTIONS, *SECRETS]
 
@@ -109,26 +120,27 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     gitops = _section(values, "gitops", problems)
     edge = _section(values, "edge", problems) if "edge" in values else Edge()
     storage = _section(values, "storage", problems)
+    monitoring = _section(values, "monitoring", problems)
+    identity = _section(values, "identity", problems)
     nodes, nodes_complete = _nodes(values.get("nodes"), problems)
     apps = _apps(values.get("apps"), problems)
 
-    problems += check(
-        Parsed(
-            network=network if isinstance(network, Network) else None,
-            ainur=ainur if isinstance(ainur, Ainur) else None,
-            ainur_set="ainur" in values,
-            arda=arda if isinstance(arda, Arda) else None,
-            nodes=nodes,
-            nodes_complete=nodes_complete and "nodes" in values,
-            apps=apps,
-            edge=edge if isinstance(edge, Edge) else None,
-            cloudflare=cloudflare if isinstance(cloudflare, Cloudflare) else None,
-            cloudflare_set="cloudflare" in values,
-            # A misspelt token key is reported once, as "did you mean", not also as missing.
-            cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
-            extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
-        )
+    parsed = Parsed(
+        network=network if isinstance(network, Network) else None,
+        ainur=ainur if isinstance(ainur, Ainur) else None,
+        ainur_set="ainur" in values,
+        arda=arda if isinstance(arda, Arda) else None,
+        nodes=nodes,
+        nodes_complete=nodes_complete and "nodes" in values,
+        apps=apps,
+        edge=edge if isinstance(edge, Edge) else None,
+        cloudflare=cloudflare if isinstance(cloudflare, Cloudflare) else None,
+        cloudflare_set="cloudflare" in values,
+        # A misspelt token key is reported once, as "did you mean", not also as missing.
+        cloudflare_token_set=f"{NAMESPACE}:cloudflareApiToken" in raw or "cloudflareApiToken" in meant,
+        extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
     )
+    problems += check(parsed)
     if "gitops" not in values or isinstance(gitops, GitOps):
         present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
         problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
@@ -143,6 +155,29 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         network if isinstance(network, Network) else None,
         "gitops" in values,
     )
+    present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
+    problems += monitoring_rules.check(
+        monitoring if isinstance(monitoring, Monitoring) else None,
+        "monitoring" in values,
+        "gitops" in values,
+        apps,
+        storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+        [n for _, n in nodes],
+        present,
+    )
+    taken = {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in nodes}
+    taken.update({ip: path.removeprefix(f"{NAMESPACE}:") for path, ip in _vip_list(parsed)})
+    problems += identity_rules.check(
+        identity if isinstance(identity, Identity) else None,
+        "identity" in values,
+        "ainur" in values,
+        "gitops" in values,
+        network if isinstance(network, Network) else None,
+        taken,
+        apps,
+        _zone_names(parsed),
+        present,
+    )
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     return StackConfig.model_validate(
@@ -156,6 +191,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "cloudflare": values.get("cloudflare"),
             "gitops": values.get("gitops"),
             "storage": values.get("storage") or {},
+            "monitoring": values.get("monitoring"),
+            "identity": values.get("identity"),
         }
     )
 

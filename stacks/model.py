@@ -569,6 +569,129 @@ class Edge(Model):
         return self.public_dns or ("cloudflare" if cloudflare_set else "none")
 
 
+# --- Monitoring and identity: see what runs, and sign in to it (stacks.monitoring, stacks.identity check them) ---
+
+_RETENTION = re.compile(r"^[1-9]\d*[hdwy]$")
+_VOLUME_SIZE = re.compile(r"^[1-9]\d*Gi$")
+_SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+_HTTPS_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+EmailAddress = Annotated[str, _pattern(_EMAIL, "you@example.org", "e-mail address")]
+HttpUrl = Annotated[str, _pattern(_HTTPS_URL, "https://ntfy.sh/iluvatar-alerts", "http(s) URL")]
+
+
+class Prometheus(Model):
+    """Prometheus on Arda: how long it keeps samples, and the volume it keeps them on."""
+
+    retention: Annotated[str, _pattern(_RETENTION, "15d", "retention (hours, days, weeks or years)")] = "15d"
+    # Its volume; Prometheus also stops keeping old samples before the volume is full (stacks.monitoring).
+    size: Annotated[str, _pattern(_VOLUME_SIZE, "20Gi", "volume size in Gi")] = "20Gi"
+    # None: Arda's default StorageClass (storage.arda.defaultClass).
+    storage_class: ArdaStorageClass | None = None
+
+
+class Grafana(Model):
+    """Grafana on Arda: the app of the registry (`iluvatar:apps`) whose route reaches it."""
+
+    app: Label | None = None
+
+
+class EmailReceiver(Model):
+    """Alerts by e-mail through an SMTP server; its password is the secret `iluvatar:alertReceiverSecret`."""
+
+    to: EmailAddress | None = None
+    sender: EmailAddress | None = Field(default=None, alias="from")
+    smarthost: Annotated[str, _pattern(_SMARTHOST, "smtp.example.org:587", "SMTP host:port")] | None = None
+    username: str | None = Field(default=None, min_length=1)
+
+
+class WebhookReceiver(Model):
+    """Alerts as Alertmanager's JSON to a URL; a bearer token, if it needs one, is `iluvatar:alertReceiverSecret`."""
+
+    url: HttpUrl | None = None
+
+
+class NtfyReceiver(Model):
+    """Alerts as ntfy notifications to a topic's URL; an access token, if it needs one, is `iluvatar:alertReceiverSecret`."""
+
+    url: HttpUrl | None = None
+
+
+class AlertReceiver(Model):
+    """Where alerts go: one of e-mail, a webhook or ntfy."""
+
+    email: EmailReceiver | None = None
+    webhook: WebhookReceiver | None = None
+    ntfy: NtfyReceiver | None = None
+
+    @property
+    def kind(self) -> str | None:
+        kinds = [k for k in ("email", "webhook", "ntfy") if getattr(self, k) is not None]
+        return kinds[0] if len(kinds) == 1 else None
+
+
+class Monitoring(Model):
+    """`iluvatar:monitoring`: Prometheus, Alertmanager and Grafana on Arda (needs `iluvatar:gitops`), and where alerts go."""
+
+    prometheus: Prometheus = Field(default_factory=Prometheus)
+    grafana: Grafana = Field(default_factory=Grafana)
+    receiver: AlertReceiver | None = None
+
+
+ConnectorType = Literal["github", "ldap", "static"]
+
+
+class Connector(Model):
+    """Where people sign in: GitHub, an LDAP directory, or one static admin; its secret is
+    `iluvatar:identityConnectorSecret` (the OAuth app's client secret, the LDAP bind password, or the admin's bcrypt hash)."""
+
+    type: ConnectorType
+    # github: the OAuth app's client id.
+    client_id: str | None = Field(default=None, min_length=1)
+    # github: the organisations whose members may sign in; their teams are the groups (`org:team`).
+    orgs: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # ldap: the directory (host:port, over TLS), who binds, where users and groups live.
+    host: Annotated[str, _pattern(_SMARTHOST, "ldap.example.org:636", "LDAP host:port")] | None = None
+    bind_dn: str | None = Field(default=None, min_length=1)
+    user_base_dn: str | None = Field(default=None, min_length=1)
+    group_base_dn: str | None = Field(default=None, min_length=1)
+    # static: the admin's e-mail (what they sign in with) and the groups they are in.
+    email: EmailAddress | None = None
+    groups: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+
+
+class GroupBinding(Model):
+    """A group of the connector and the ClusterRole its members get on both clusters (and its Argo CD role)."""
+
+    group: str = Field(min_length=1)
+    cluster_role: str = Field(min_length=1)
+
+
+class IdentityHosts(Model):
+    """The internal zone's names of what people sign in to; each defaults to `<name>.<network.domain>`."""
+
+    dex: DnsName | None = None
+    ca: DnsName | None = None
+    argocd: DnsName | None = None
+    argocd_ainur: DnsName | None = None
+
+
+class Headlamp(Model):
+    """Headlamp on Arda: the app of the registry whose route (through envoy-internal) reaches it."""
+
+    app: Label
+
+
+class Identity(Model):
+    """`iluvatar:identity`: one login (Dex on the Ainur) for Argo CD, Headlamp and kubectl, and the local CA's page."""
+
+    # The Ainur's front door on the LAN: Dex, the Ainur's Argo CD and the CA page, by name.
+    ip: IPv4
+    hosts: IdentityHosts = Field(default_factory=IdentityHosts)
+    connector: Connector
+    groups: tuple[GroupBinding, ...] = Field(min_length=1)
+    headlamp: Headlamp | None = None
+
+
 class StackConfig(Model):
     """A whole, validated stack: built only once every rule in `stacks.rules` has passed."""
 
@@ -581,6 +704,8 @@ class StackConfig(Model):
     cloudflare: Cloudflare | None = None
     gitops: GitOps | None = None
     storage: Storage = Field(default_factory=Storage)
+    monitoring: Monitoring | None = None
+    identity: Identity | None = None
 
     @property
     def public_ingress(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import day2, storage
+from stacks import day2, identity, monitoring, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -42,6 +42,9 @@ class StackSecrets:
     # The GitOps repository's credential (stacks.gitops decides which one a stack needs).
     gitops_token: pulumi.Output[str] | None = None
     gitops_ssh_private_key: pulumi.Output[str] | None = None
+    # The alert receiver's password or token (iluvatar:alertReceiverSecret), and the sign-in connector's secret.
+    alert_receiver_secret: pulumi.Output[str] | None = None
+    identity_connector_secret: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,18 @@ def load() -> LoadedStack:
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
+    receiver = cfg.get_secret(monitoring.SECRET)
+    connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
     return LoadedStack(
         stack,
-        StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
+        StackSecrets(
+            cloudflare_api_token=token,
+            ainur_ssh_private_key=ssh_key,
+            gitops_token=gitops_token,
+            gitops_ssh_private_key=gitops_key,
+            alert_receiver_secret=receiver,
+            identity_connector_secret=connector,
+        ),
         deployed,
         arda,
         ainur,

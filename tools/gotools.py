@@ -59,6 +59,15 @@ _ALL: tuple[Tool, ...] = (
     # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
     Tool("kube-control-plane", "kube-control-plane"),
     Tool("kube-control-plane-1.33", "kube-control-plane-1.33"),
+    # kustomize v5.8.1, the binary Argo CD v3.5.2 builds a kustomize source with (the monitoring Application).
+    Tool("kustomize", "kustomize", package="sigs.k8s.io/kustomize/kustomize/v5"),
+    # Prometheus v3.12.0's promtool: checks and unit-tests the alert rules (plans.monitoring).
+    Tool("promtool", "promtool", package="github.com/prometheus/prometheus/cmd/promtool"),
+    # Alertmanager v0.33.0: amtool checks the rendered config; am-notify routes alerts and delivers them with its own notifiers.
+    Tool("am-notify", "alertmanager"),
+    Tool("amtool", "alertmanager", package="github.com/prometheus/alertmanager/cmd/amtool"),
+    # Dex v2.45.1 itself: serves the rendered config, so its own code checks it (plans.identity).
+    Tool("dex", "dex", package="github.com/dexidp/dex/cmd/dex"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 

@@ -49,6 +49,8 @@ CRD_SOURCES: dict[str, CrdSource] = {
         CrdSource("trust-manager", "github.com/cert-manager/trust-manager", ("deploy/crds/*.yaml",)),
         CrdSource("rook", "github.com/rook/rook", ("deploy/examples/crds.yaml",)),
         CrdSource("argo-cd", "github.com/argoproj/argo-cd/v3", ("manifests/crds/*-crd.yaml",)),
+        # What Pulumi installs on Arda with monitoring (plans.monitoring.CRD_FILES, the same files at the release tag).
+        CrdSource("prometheus-operator", "github.com/prometheus-operator/prometheus-operator", ("example/prometheus-operator-crd/*.yaml",)),
     )
 }
 

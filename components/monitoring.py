@@ -1,0 +1,112 @@
+"""Monitoring: Prometheus, Alertmanager and Grafana on Arda, what they scrape, and where alerts go.
+
+`crds` puts the Prometheus Operator's CRDs on Arda right after its API answers (a yaml ConfigGroup
+of the operator's release files, then a gate until the API server admits a ServiceMonitor), so the
+charts installed after it (Cilium first) can turn their ServiceMonitors on.
+
+`Monitoring` (`iluvatar:monitoring:Monitoring`, with `iluvatar:monitoring` and GitOps) creates, on
+Arda: kube-prometheus as a platform Application (`plans.monitoring.application`), Alertmanager's
+config Secret (the receiver's secret in it: a Pulumi secret), Grafana's admin password (generated,
+exported as the secret `grafanaAdminPassword`), the stack's alerts, the Services and monitors of
+what no chart exposes (Talos's scheduler, controller-manager and etcd; Envoy Gateway); on the Ainur,
+node-exporter on every Pi, which Arda's Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.edge import custom_resource, resource_suffix
+from components.gitops import ArgoCd, GitOps, PlatformApplication, PlatformApplicationArgs
+from components.steps import ClusterAccess
+from plans import bringup
+from plans import monitoring as plan
+from stacks.model import StackConfig
+
+
+def crds(name: str, access: ClusterAccess, provider: k8s.Provider, parent: pulumi.Resource) -> pulumi.Resource:
+    """The operator's CRDs on Arda, and the gate that returns once the API server admits their kinds."""
+    group = k8s.yaml.v2.ConfigGroup(
+        f"{name}-crds",
+        files=plan.crd_urls(),
+        opts=pulumi.ResourceOptions(parent=parent, providers={"kubernetes": provider}, deleted_with=access.anchor),
+    )
+    gate = plan.gate_manifest()
+    return access.gate(
+        f"{name}-gate-crds",
+        bringup.admits_gate("the Prometheus Operator's CRDs are established", [gate["kind"]]),
+        parent,
+        after=[group],
+        manifests=[gate],
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    """The stack, the GitOps layer (Arda's Argo CD syncs kube-prometheus), the CRDs' gate, the namespaces
+    the edge owns (`monitoring` is its category namespace), what Envoy Gateway's monitors follow, the
+    Ainur's access, and the receiver's secret (`iluvatar:alertReceiverSecret`)."""
+
+    stack: StackConfig
+    gitops: GitOps
+    crds: pulumi.Resource
+    namespaces: dict[str, pulumi.Resource]
+    gateways: pulumi.Resource
+    ainur: ClusterAccess | None = None
+    ainur_provider: k8s.Provider | None = None
+    receiver_secret: pulumi.Output[str] | None = None
+    # What Arda's objects wait for besides the CRDs: every machine Ready (its nodes gate).
+    after: Sequence[pulumi.Resource] = ()
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Prometheus, Alertmanager and Grafana (kube-prometheus), their targets, and the stack's alerts."""
+
+    application: PlatformApplication
+    grafana_admin_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:monitoring:Monitoring", name, None, opts)
+        stack = args.stack
+        arda = args.gitops.arda
+        namespace = args.namespaces[plan.NAMESPACE]
+        in_arda = pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=[*args.after, args.crds])
+        after_crds = arda.access.with_cluster(pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[namespace])))
+        random_provider = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+
+        password = random.RandomPassword(
+            f"{name}-grafana-admin", length=24, special=False, opts=pulumi.ResourceOptions(parent=self, provider=random_provider)
+        )
+        self.grafana_admin_password = pulumi.Output.secret(password.result)
+        grafana = ArgoCd._secret(f"{name}-arda", plan.grafana_admin_secret, self.grafana_admin_password, after_crds)
+        receiver = args.receiver_secret if args.receiver_secret is not None else pulumi.Output.secret("")
+        alertmanager = ArgoCd._secret(f"{name}-arda", lambda secret: plan.alertmanager_secret(stack, secret or None), receiver, after_crds)
+        custom_resource(f"{name}-arda-{resource_suffix(plan.alert_rules(stack))}", plan.alert_rules(stack), after_crds)
+        for manifest in plan.control_plane_services(stack):
+            kube.create(f"{name}-arda", manifest, arda.access.with_cluster(in_arda))
+        for manifest in plan.monitors(stack):
+            deps: list[pulumi.Resource] = [namespace, *([args.gateways] if "envoy" in manifest["metadata"]["name"] else [])]
+            custom_resource(
+                f"{name}-arda-{resource_suffix(manifest)}",
+                manifest,
+                arda.access.with_cluster(pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=deps))),
+            )
+        self.application = PlatformApplication(
+            f"{name}-arda-{plan.APPLICATION}",
+            PlatformApplicationArgs(plan.application(stack), arda, after=[args.crds, namespace, grafana, alertmanager]),
+            opts=pulumi.ResourceOptions(parent=self, transformations=[arda.access.in_cluster]),
+        )
+        if args.ainur is not None and args.ainur_provider is not None:
+            in_ainur = args.ainur.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.ainur_provider))
+            made: list[pulumi.Resource] = []
+            for manifest in plan.ainur_node_exporter():
+                made.append(
+                    kube.create(f"{name}-ainur", manifest, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=made[:1])))
+                )
+        self.register_outputs({"grafanaAdminPassword": self.grafana_admin_password})

@@ -1,0 +1,676 @@
+"""Monitoring plan: Prometheus, Alertmanager and Grafana on Arda, the targets they scrape, and the alerts.
+
+- **The Prometheus Operator's CRDs** (v0.93.0, `CRD_FILES` from its release tag) go on Arda right
+  after its API answers, before Cilium (components.monitoring), so every chart Iluvatar installs can
+  turn its ServiceMonitors on (plans.metrics).
+- **kube-prometheus** v0.18.0 is an Argo CD platform Application (`application`): its own
+  kustomization (the operator, Prometheus, Alertmanager, Grafana with its dashboards, node-exporter,
+  kube-state-metrics, blackbox-exporter, prometheus-adapter and their rules), with inline kustomize
+  patches derived from the stack, as a Helm chart gets inline values: Prometheus's retention and
+  volume (a StorageClass the stack has), one replica of each, Alertmanager reading Pulumi's config
+  Secret, Grafana's URL and port from its app of the registry, Grafana's admin password from Pulumi,
+  and the operator at the CRDs' version. Its CRDs and its namespace are cut out: Pulumi owns both.
+- **Targets** (`objects`): Services for Talos's scheduler and controller-manager static pods, etcd's
+  metrics on every control plane (an EndpointSlice of their addresses: etcd is no pod on Talos),
+  Envoy Gateway and its proxies, and the Ainur's Pis (node-exporter there, a ScrapeConfig here).
+- **Alerts** (`alert_rules`): the few a homelab needs, each routed to the stack's receiver
+  (`alertmanager_config`); kube-prometheus's own rules stay visible in Alertmanager and Grafana only.
+
+Plain functions returning manifests and text; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from plans import gitops, yamltext
+from plans.apiserver import ETCD_METRICS_PORT
+from plans.storage import ceph_enabled
+from stacks import monitoring as rules
+from stacks.model import App, Monitoring, StackConfig
+from stacks.storage import default_class
+
+# The Prometheus Operator whose CRDs Pulumi installs, and whose image runs them.
+OPERATOR_VERSION = "v0.93.0"
+OPERATOR_SOURCE = "https://raw.githubusercontent.com/prometheus-operator/prometheus-operator"
+CRD_FOLDER = "example/prometheus-operator-crd"
+CRD_FILES = tuple(
+    f"monitoring.coreos.com_{kind}.yaml"
+    for kind in (
+        "alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents",
+        "prometheuses", "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers",
+    )
+)  # fmt: skip
+OPERATOR_IMAGE = "quay.io/prometheus-operator/prometheus-operator"
+CONFIG_RELOADER_IMAGE = "quay.io/prometheus-operator/prometheus-config-reloader"
+# kube-prometheus: its release's kustomization, as Argo CD builds it.
+KUBE_PROMETHEUS_VERSION = "v0.18.0"
+KUBE_PROMETHEUS_REPOSITORY = "https://github.com/prometheus-operator/kube-prometheus.git"
+APPLICATION = "kube-prometheus"
+NAMESPACE = rules.GRAFANA_NAMESPACE
+# Pulumi's Secrets the Application's objects read: Alertmanager's config and Grafana's admin password.
+ALERTMANAGER_SECRET = "alertmanager-iluvatar"  # noqa: S105 - a Kubernetes object name, not a secret
+GRAFANA_ADMIN_SECRET = "grafana-admin"  # noqa: S105 - a Kubernetes object name, not a secret
+GRAFANA_PORT = 3000
+# The share of Prometheus's volume its samples may fill before the oldest go (the rest: the WAL, compaction).
+RETENTION_SHARE = 0.8
+# The gateways' proxies run in the networking namespace (plans.edge): they reach Grafana there.
+GATEWAY_NAMESPACE = "networking"
+# The Ainur's node-exporter: the Pis' host metrics on their LAN address, scraped from Arda.
+NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.11.1"
+NODE_EXPORTER_PORT = 9100
+AINUR_JOB = "ainur-node-exporter"
+RULES_NAME = "iluvatar-alerts"
+MANAGED_BY = gitops.MANAGED_BY
+
+
+def crd_urls() -> list[str]:
+    """The CRDs' files at the operator's release tag, as Pulumi reads them (a yaml ConfigGroup)."""
+    return [f"{OPERATOR_SOURCE}/{OPERATOR_VERSION}/{CRD_FOLDER}/{name}" for name in CRD_FILES]
+
+
+def settings(stack: StackConfig) -> Monitoring:
+    if stack.monitoring is None:
+        raise ValueError("the stack has no iluvatar:monitoring")
+    return stack.monitoring
+
+
+def storage_class(stack: StackConfig) -> str:
+    """The StorageClass of Prometheus's volume: the stack's choice, else Arda's default (stacks.monitoring checks one exists)."""
+    chosen = settings(stack).prometheus.storage_class or default_class(stack, "arda")
+    assert chosen is not None, "stacks.monitoring requires a StorageClass for Prometheus"
+    return chosen
+
+
+def retention_size(size: str) -> str:
+    """What Prometheus may keep on a volume of `size` (e.g. 20Gi): RETENTION_SHARE of it, in MiB."""
+    return f"{int(int(size.removesuffix('Gi')) * 1024 * RETENTION_SHARE)}MiB"
+
+
+def grafana_app(stack: StackConfig) -> App | None:
+    name = settings(stack).grafana.app
+    return next((a for a in stack.apps if a.name == name), None) if name is not None else None
+
+
+def grafana_ini(stack: StackConfig) -> str:
+    """Grafana's settings: UTC (kube-prometheus's), its public URL when an app routes to it, no sign-up."""
+    app = grafana_app(stack)
+    lines = ["[date_formats]", "default_timezone = UTC", "", "[users]", "allow_sign_up = false", ""]
+    if app is not None:
+        lines = [*lines, "[server]", f"root_url = https://{app.host}/", ""]
+    return "\n".join(lines)
+
+
+# --- The kube-prometheus Application ------------------------------------------------------------------
+
+
+def _patch(kind: str, name: str, patch: dict[str, Any] | list[dict[str, Any]], namespace: str | None = NAMESPACE) -> dict[str, Any]:
+    """One kustomize patch, as Argo CD's `kustomize.patches` takes it: a strategic merge (a mapping) or a JSON 6902 patch (a list)."""
+    target: dict[str, Any] = {"kind": kind, "name": name}
+    if namespace is not None:
+        target["namespace"] = namespace
+    return {"target": target, "patch": json.dumps(patch, sort_keys=True)}
+
+
+def _delete(api_version: str, kind: str, name: str, namespace: str | None = NAMESPACE) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return _patch(kind, name, {"$patch": "delete", "apiVersion": api_version, "kind": kind, "metadata": metadata}, namespace)
+
+
+def patches(stack: StackConfig) -> list[dict[str, Any]]:
+    """The stack's changes to kube-prometheus's objects (the Application's `kustomize.patches`)."""
+    prometheus = settings(stack).prometheus
+    out = [
+        # Pulumi owns the monitoring namespace (the edge's, privileged: node-exporter reads the host) and the CRDs (v0.93.0).
+        _delete("v1", "Namespace", NAMESPACE, None),
+        *(
+            _delete(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                f"{name.removeprefix('monitoring.coreos.com_').removesuffix('.yaml')}.monitoring.coreos.com",
+                None,
+            )
+            for name in CRD_FILES
+        ),
+        # Alertmanager reads Pulumi's config Secret (it holds the receiver's secret), not kube-prometheus's.
+        _delete("v1", "Secret", "alertmanager-main"),
+        _patch(
+            "Prometheus",
+            "k8s",
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "Prometheus",
+                "metadata": {"name": "k8s", "namespace": NAMESPACE},
+                "spec": {
+                    "replicas": 1,
+                    "retention": prometheus.retention,
+                    "retentionSize": retention_size(prometheus.size),
+                    "storage": {
+                        "volumeClaimTemplate": {
+                            "spec": {
+                                "storageClassName": storage_class(stack),
+                                "accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": prometheus.size}},
+                            }
+                        }
+                    },
+                },
+            },
+        ),
+        _patch(
+            "Alertmanager",
+            "main",
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "Alertmanager",
+                "metadata": {"name": "main", "namespace": NAMESPACE},
+                "spec": {"replicas": 1, "configSecret": ALERTMANAGER_SECRET},
+            },
+        ),
+        # The operator at the CRDs' version (kube-prometheus v0.18.0 runs v0.92.0), and its config reloader with it.
+        _patch(
+            "Deployment",
+            "prometheus-operator",
+            [
+                {
+                    "op": "replace",
+                    "path": "/spec/template/spec/containers/0/args/1",
+                    "value": f"--prometheus-config-reloader={CONFIG_RELOADER_IMAGE}:{OPERATOR_VERSION}",
+                }
+            ],
+        ),
+        # Prometheus discovers targets in every namespace (kube-prometheus grants it three): the charts' ServiceMonitors live in theirs.
+        _patch(
+            "ClusterRole",
+            "prometheus-k8s",
+            [
+                {
+                    "op": "add",
+                    "path": "/rules/-",
+                    "value": {"apiGroups": [""], "resources": ["services", "endpoints", "pods"], "verbs": ["get", "list", "watch"]},
+                },
+                {
+                    "op": "add",
+                    "path": "/rules/-",
+                    "value": {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+                },
+            ],
+            None,
+        ),
+        # Grafana: Pulumi's admin password, the stack's settings, and the gateways' proxies let in.
+        _patch(
+            "Deployment",
+            "grafana",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "grafana", "namespace": NAMESPACE},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "grafana",
+                                    "env": [
+                                        {"name": "GF_SECURITY_ADMIN_USER", "value": "admin"},
+                                        {
+                                            "name": "GF_SECURITY_ADMIN_PASSWORD",
+                                            "valueFrom": {"secretKeyRef": {"name": GRAFANA_ADMIN_SECRET, "key": "password"}},
+                                        },
+                                    ],
+                                }
+                            ]
+                        }
+                    }
+                },
+            },
+        ),
+        _patch(
+            "Secret",
+            "grafana-config",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "grafana-config", "namespace": NAMESPACE},
+                "stringData": {"grafana.ini": grafana_ini(stack)},
+            },
+        ),
+        _patch(
+            "NetworkPolicy",
+            "grafana",
+            [
+                {
+                    "op": "add",
+                    "path": "/spec/ingress/-",
+                    "value": {
+                        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": GATEWAY_NAMESPACE}}}],
+                        "ports": [{"port": GRAFANA_PORT, "protocol": "TCP"}],
+                    },
+                }
+            ],
+        ),
+    ]
+    app = grafana_app(stack)
+    if app is not None and app.service.port != GRAFANA_PORT:
+        out.append(_patch("Service", "grafana", [{"op": "replace", "path": "/spec/ports/0/port", "value": app.service.port}]))
+    return out
+
+
+def application(stack: StackConfig) -> dict[str, Any]:
+    """kube-prometheus as an Argo CD platform Application: its kustomization at the release tag, with the stack's patches inline."""
+    manifest = gitops.platform_application(
+        APPLICATION,
+        path=".",
+        repo_url=KUBE_PROMETHEUS_REPOSITORY,
+        version=KUBE_PROMETHEUS_VERSION,
+        values={},
+        namespace=NAMESPACE,
+    )
+    source = manifest["spec"]["source"]
+    del source["helm"]
+    kustomize = {"images": [f"{OPERATOR_IMAGE}:{OPERATOR_VERSION}"], "patches": patches(stack)}
+    source["kustomize"] = kustomize
+    manifest["metadata"]["annotations"]["iluvatar.dev/values-digest"] = gitops.values_digest(kustomize)
+    return manifest
+
+
+# --- What Pulumi creates beside it ----------------------------------------------------------------------
+
+
+def _meta(name: str, namespace: str | None, **labels: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **labels}}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return metadata
+
+
+def control_plane_services(stack: StackConfig) -> list[dict[str, Any]]:
+    """What kube-prometheus's ServiceMonitors for the scheduler and the controller-manager select (kube-system
+    Services of Talos's static pods, which Talos labels `k8s-app`), and etcd's metrics on each control plane."""
+    out: list[dict[str, Any]] = []
+    for name, port in (("kube-scheduler", 10259), ("kube-controller-manager", 10257)):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(name, "kube-system", **{"app.kubernetes.io/name": name}),
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": {"k8s-app": name, "tier": "control-plane"},
+                    "ports": [{"name": "https-metrics", "port": port, "targetPort": port, "protocol": "TCP"}],
+                },
+            }
+        )
+    labels = {"app.kubernetes.io/name": "etcd"}
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("etcd", "kube-system", **labels),
+            "spec": {
+                "clusterIP": "None",
+                "ports": [{"name": "metrics", "port": ETCD_METRICS_PORT, "targetPort": ETCD_METRICS_PORT, "protocol": "TCP"}],
+            },
+        }
+    )
+    out.append(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": _meta(
+                "etcd", "kube-system", **labels, **{"kubernetes.io/service-name": "etcd", "endpointslice.kubernetes.io/managed-by": "iluvatar"}
+            ),
+            "addressType": "IPv4",
+            "ports": [{"name": "metrics", "port": ETCD_METRICS_PORT, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [str(n.ip)], "nodeName": n.name, "conditions": {"ready": True}} for n in stack.by_role("valinor")],
+        }
+    )
+    return out
+
+
+def monitors(stack: StackConfig) -> list[dict[str, Any]]:
+    """The monitors no chart ships: etcd, Envoy Gateway's controller and its proxies, and the Ainur's Pis."""
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _meta("etcd", NAMESPACE),
+            "spec": {
+                "jobLabel": "app.kubernetes.io/name",
+                "namespaceSelector": {"matchNames": ["kube-system"]},
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "etcd"}},
+                "endpoints": [{"port": "metrics", "interval": "30s"}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _meta("envoy-gateway", NAMESPACE),
+            "spec": {
+                "namespaceSelector": {"matchNames": ["envoy-gateway-system"]},
+                "selector": {"matchLabels": {"control-plane": "envoy-gateway"}},
+                "endpoints": [{"port": "metrics", "interval": "30s"}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": _meta("envoy-proxies", NAMESPACE),
+            "spec": {
+                "namespaceSelector": {"matchNames": [GATEWAY_NAMESPACE]},
+                "selector": {"matchLabels": {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway"}},
+                "podMetricsEndpoints": [{"port": "metrics", "path": "/stats/prometheus", "interval": "30s"}],
+            },
+        },
+    ]
+    if stack.ainur is not None:
+        out.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1alpha1",
+                "kind": "ScrapeConfig",
+                "metadata": _meta(AINUR_JOB, NAMESPACE),
+                "spec": {
+                    "jobName": AINUR_JOB,
+                    "scrapeInterval": "30s",
+                    "staticConfigs": [
+                        {"targets": [f"{n.ip}:{NODE_EXPORTER_PORT}"], "labels": {"node": n.name, "cluster": "ainur"}} for n in stack.ainur_nodes
+                    ],
+                },
+            }
+        )
+    return out
+
+
+def ainur_node_exporter() -> list[dict[str, Any]]:
+    """node-exporter on every Pi, on its LAN address, for Arda's Prometheus (the Ainur have none of their own)."""
+    labels = {"app.kubernetes.io/name": "node-exporter", "app.kubernetes.io/part-of": "iluvatar"}
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": dict(MANAGED_BY), "annotations": dict(gitops.PULUMI_OWNED)},
+    }
+    pod = {
+        "hostNetwork": True,
+        "hostPID": True,
+        "priorityClassName": "system-node-critical",
+        "tolerations": [{"operator": "Exists"}],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
+        "containers": [
+            {
+                "name": "node-exporter",
+                "image": NODE_EXPORTER_IMAGE,
+                "args": [
+                    f"--web.listen-address=:{NODE_EXPORTER_PORT}",
+                    "--path.sysfs=/host/sys",
+                    "--path.rootfs=/host/root",
+                    "--path.procfs=/host/root/proc",
+                    "--no-collector.wifi",
+                    "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run/k3s/containerd/.+|var/lib/kubelet/pods/.+)($|/)",
+                ],
+                "ports": [{"name": "metrics", "containerPort": NODE_EXPORTER_PORT, "hostPort": NODE_EXPORTER_PORT, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "20m", "memory": "40Mi"}, "limits": {"memory": "120Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [
+                    {"name": "sys", "mountPath": "/host/sys", "readOnly": True, "mountPropagation": "HostToContainer"},
+                    {"name": "root", "mountPath": "/host/root", "readOnly": True, "mountPropagation": "HostToContainer"},
+                ],
+            }
+        ],
+        "volumes": [{"name": "sys", "hostPath": {"path": "/sys"}}, {"name": "root", "hostPath": {"path": "/"}}],
+    }
+    return [
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta("node-exporter", NAMESPACE, **labels),
+            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}},
+        },
+    ]
+
+
+# --- Alerts ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: its rule and what it means to the person it wakes (docs/layers/monitoring.md)."""
+
+    name: str
+    expr: str
+    duration: str
+    severity: str
+    summary: str
+    description: str
+
+    def rule(self) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.duration,
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description},
+        }
+
+
+_FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"/run($|/.*)"'
+# VolSync's gauge (github.com/backube/volsync v0.16.0, internal/controller/metrics.go): 1 while a
+# ReplicationSource's last copy failed or is overdue. The backups of issue 22 run on VolSync; until
+# they exist the series does not, and the alert is silent.
+VOLSYNC_OUT_OF_SYNC = "volsync_volume_out_of_sync"
+
+
+def alerts(stack: StackConfig) -> list[Alert]:
+    """The alerts a homelab needs, for what this stack runs."""
+    out = [
+        Alert(
+            "ArdaNodeDown",
+            'kube_node_status_condition{condition="Ready",status="true"} == 0',
+            "5m",
+            "critical",
+            "Arda machine {{ $labels.node }} is not Ready",
+            "{{ $labels.node }} has not been Ready for 5 minutes: it is off, unreachable, or its kubelet has stopped. "
+            "Its pods move elsewhere after the eviction timeout; `talosctl -n <its address> dmesg` says why.",
+        ),
+        Alert(
+            "NodeDiskFilling",
+            f"(node_filesystem_avail_bytes{{{_FILESYSTEMS}}} / node_filesystem_size_bytes{{{_FILESYSTEMS}}} < 0.15"
+            f" and predict_linear(node_filesystem_avail_bytes{{{_FILESYSTEMS}}}[6h], 24 * 3600) < 0)"
+            f" and node_filesystem_readonly{{{_FILESYSTEMS}}} == 0",
+            "30m",
+            "warning",
+            "{{ $labels.mountpoint }} on {{ $labels.instance }} fills within a day",
+            "Less than 15 % of {{ $labels.mountpoint }} on {{ $labels.instance }} is free and, at the last six hours' rate, it is full within 24 hours.",
+        ),
+        Alert(
+            "NodeDiskAlmostFull",
+            f"node_filesystem_avail_bytes{{{_FILESYSTEMS}}} / node_filesystem_size_bytes{{{_FILESYSTEMS}}} < 0.05"
+            f" and node_filesystem_readonly{{{_FILESYSTEMS}}} == 0",
+            "10m",
+            "critical",
+            "{{ $labels.mountpoint }} on {{ $labels.instance }} is almost full",
+            "Less than 5 % of {{ $labels.mountpoint }} on {{ $labels.instance }} is free: writes start failing soon.",
+        ),
+        Alert(
+            "CertificateExpiring",
+            "certmanager_certificate_expiration_timestamp_seconds - time() < 14 * 24 * 3600",
+            "1h",
+            "warning",
+            "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires within 14 days",
+            "cert-manager renews 30 days before the end; a certificate this close to its end is not being renewed. "
+            "`kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}` says why.",
+        ),
+        Alert(
+            "CertificateNotReady",
+            'certmanager_certificate_ready_status{condition="False"} == 1',
+            "30m",
+            "critical",
+            "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not ready",
+            "cert-manager could not issue or renew {{ $labels.namespace }}/{{ $labels.name }} for 30 minutes; the gateways may be serving an old or no certificate.",
+        ),
+        Alert(
+            "BackupFailed",
+            f"{VOLSYNC_OUT_OF_SYNC} == 1",
+            "1h",
+            "critical",
+            "Backup {{ $labels.obj_namespace }}/{{ $labels.obj_name }} is failing",
+            "VolSync's last copy of {{ $labels.obj_namespace }}/{{ $labels.obj_name }} ({{ $labels.method }}) failed or is overdue: the volume is not backed up. "
+            "`kubectl -n {{ $labels.obj_namespace }} describe replicationsource {{ $labels.obj_name }}` says why.",
+        ),
+        Alert(
+            "BackupJobFailed",
+            'kube_job_failed{condition="true",job_name=~".*(backup|snapshot).*"} == 1',
+            "5m",
+            "critical",
+            "Backup job {{ $labels.namespace }}/{{ $labels.job_name }} failed",
+            "A backup or snapshot job (such as the etcd snapshots) failed; `kubectl -n {{ $labels.namespace }} logs job/{{ $labels.job_name }}` says why.",
+        ),
+    ]
+    if stack.gitops is not None:
+        out.append(
+            Alert(
+                "ArgoCdAppDegraded",
+                'argocd_app_info{health_status="Degraded"} == 1',
+                "15m",
+                "warning",
+                "Argo CD application {{ $labels.name }} is Degraded",
+                "{{ $labels.name }} has been Degraded for 15 minutes: one of its resources is failing (a crashing pod, a failed job). Its page in Argo CD shows which.",
+            )
+        )
+    if stack.ainur is not None:
+        out.append(
+            Alert(
+                "AinurNodeDown",
+                f'up{{job="{AINUR_JOB}"}} == 0',
+                "5m",
+                "critical",
+                "Ainur Pi {{ $labels.node }} is down",
+                "Arda's Prometheus has not reached {{ $labels.node }}'s node-exporter for 5 minutes: the Pi is off, unreachable, or k3s stopped. "
+                "The Ainur keep serving with the others while a quorum of valar remains.",
+            )
+        )
+    if ceph_enabled(stack):
+        out += [
+            Alert(
+                "CephHealthWarning",
+                "ceph_health_status == 1",
+                "15m",
+                "warning",
+                "Ceph is in HEALTH_WARN",
+                "Ceph has reported HEALTH_WARN for 15 minutes (a full disk, a slow or down OSD, degraded copies). "
+                "`kubectl -n rook-ceph exec deploy/rook-ceph-tools -- ceph health detail` says which.",
+            ),
+            Alert(
+                "CephHealthError",
+                "ceph_health_status == 2",
+                "5m",
+                "critical",
+                "Ceph is in HEALTH_ERR",
+                "Ceph reports HEALTH_ERR: some data may be unavailable. `kubectl -n rook-ceph exec deploy/rook-ceph-tools -- ceph health detail` says why.",
+            ),
+        ]
+    return out
+
+
+def alert_rules(stack: StackConfig) -> dict[str, Any]:
+    """The PrometheusRule of the stack's alerts (kube-prometheus's Prometheus selects every rule)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(RULES_NAME, NAMESPACE),
+        "spec": {"groups": [{"name": "iluvatar", "rules": [a.rule() for a in alerts(stack)]}]},
+    }
+
+
+# --- Alertmanager ---------------------------------------------------------------------------------------
+
+NTFY_TITLE = '{{ if eq .status "firing" }}🔥{{ else }}✅{{ end }} {{ .commonLabels.alertname }}'
+NTFY_MESSAGE = "{{ range .alerts }}{{ .annotations.summary }}\n{{ end }}"
+
+
+def ntfy_url(url: str) -> str:
+    """An ntfy topic's URL with ntfy's own message templating on (`template=yes`) over Alertmanager's JSON."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}template=yes&title={quote(NTFY_TITLE, safe='')}&message={quote(NTFY_MESSAGE, safe='')}"
+
+
+def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any]:
+    """Alertmanager's config: the stack's alerts to its receiver; everything else (kube-prometheus's own
+    rules, its Watchdog) to no one, visible in Alertmanager's and Grafana's pages. `secret` is
+    `iluvatar:alertReceiverSecret` (callers pass a Pulumi secret and keep the whole config secret)."""
+    receiver = settings(stack).receiver
+    names = "|".join(sorted(a.name for a in alerts(stack)))
+    config: dict[str, Any] = {
+        "global": {"resolve_timeout": "5m"},
+        "route": {"receiver": "none", "group_by": ["alertname", "namespace"], "group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h"},
+        # A critical alert silences the warning of the same name on the same thing (the disk alerts).
+        "inhibit_rules": [
+            {
+                "source_matchers": ["severity = critical"],
+                "target_matchers": ["severity = warning"],
+                "equal": ["instance", "mountpoint", "namespace", "name"],
+            }
+        ],
+        "receivers": [{"name": "none"}],
+    }
+    kind = receiver.kind if receiver is not None else None
+    if receiver is None or kind is None:
+        return config
+    config["route"]["routes"] = [{"receiver": kind, "matchers": [f'alertname=~"{names}"']}]
+    target: dict[str, Any] = {"name": kind}
+    if kind == "email" and receiver.email is not None:
+        email = receiver.email
+        config["global"] |= {"smtp_smarthost": email.smarthost, "smtp_from": email.sender, "smtp_require_tls": True}
+        if email.username is not None:
+            config["global"] |= {"smtp_auth_username": email.username, "smtp_auth_password": secret or ""}
+        target["email_configs"] = [{"to": email.to, "send_resolved": True}]
+    elif kind == "webhook" and receiver.webhook is not None:
+        webhook: dict[str, Any] = {"url": receiver.webhook.url, "send_resolved": True}
+        if secret:
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": secret}}
+        target["webhook_configs"] = [webhook]
+    elif receiver.ntfy is not None:
+        assert receiver.ntfy.url is not None
+        ntfy: dict[str, Any] = {"url": ntfy_url(receiver.ntfy.url), "send_resolved": True}
+        if secret:
+            ntfy["http_config"] = {"authorization": {"type": "Bearer", "credentials": secret}}
+        target["webhook_configs"] = [ntfy]
+    config["receivers"].append(target)
+    return config
+
+
+def alertmanager_secret(stack: StackConfig, secret: str | None) -> dict[str, Any]:
+    """The Secret Alertmanager reads its config from (the Alertmanager's `configSecret`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(ALERTMANAGER_SECRET, NAMESPACE),
+        "type": "Opaque",
+        "stringData": {"alertmanager.yaml": yamltext.dump(alertmanager_config(stack, secret))},
+    }
+
+
+def grafana_admin_secret(password: str) -> dict[str, Any]:
+    """Grafana's admin password (Pulumi generates it; the stack output `grafanaAdminPassword`, secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(GRAFANA_ADMIN_SECRET, NAMESPACE),
+        "type": "Opaque",
+        "stringData": {"password": password},
+    }
+
+
+def gate_manifest() -> dict[str, Any]:
+    """What the CRD gate dry-runs: a ServiceMonitor (the kind the charts install) admitted means the CRDs serve."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "iluvatar-gate", "namespace": "kube-system"},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "iluvatar-gate"}}, "endpoints": [{"port": "metrics"}]},
+    }

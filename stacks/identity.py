@@ -1,0 +1,170 @@
+"""Identity config (`iluvatar:identity`): one login for Argo CD, Headlamp and kubectl, and the local CA's page.
+
+Dex runs on the Ainur (they outlive Arda, and Argo CD's login depends on it) behind one LAN address,
+the Ainur's front door (`ip`), which also serves the Ainur's Argo CD and a page with the local CA.
+People sign in through one connector (GitHub, an LDAP directory, or one static admin), whose secret
+is the Pulumi secret `iluvatar:identityConnectorSecret`; each of the connector's groups the stack
+binds gets a ClusterRole on both clusters and the matching Argo CD role. The model is
+`stacks.model.Identity`; this module holds its rules, each naming its config path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from ipaddress import IPv4Address
+
+from stacks.apps import under
+from stacks.errors import Problem
+from stacks.model import App, Identity, Network
+from stacks.rules import _static_address
+
+IDENTITY = "iluvatar:identity"
+SECRET = "identityConnectorSecret"  # noqa: S105 - the secret's config key, not a secret
+# The ClusterRoles both clusters have from their first start (Kubernetes' user-facing roles): a
+# binding to any other would give its group nothing, and say nothing about it.
+CLUSTER_ROLES = ("cluster-admin", "admin", "edit", "view")
+# Each host's key under identity.hosts and its default first label in network.domain.
+HOSTS = {"dex": ("dex", "dex"), "ca": ("ca", "ca"), "argocd": ("argocd", "argocd"), "argocd_ainur": ("argocdAinur", "argocd-ainur")}
+# What each connector needs besides its secret: (field, config key, what it is).
+NEEDS = {
+    "github": (("client_id", "clientId", "the GitHub OAuth app's client id"), ("orgs", "orgs", "the organisations whose members may sign in")),
+    "ldap": (
+        ("host", "host", "the directory, host:port (LDAPS)"),
+        ("bind_dn", "bindDn", "who Dex binds as to search"),
+        ("user_base_dn", "userBaseDn", "where the users are"),
+        ("group_base_dn", "groupBaseDn", "where the groups are"),
+    ),
+    "static": (("email", "email", "the admin's e-mail, what they sign in with"),),
+}
+SECRET_IS = {
+    "github": "the OAuth app's client secret",
+    "ldap": "the bind password",
+    "static": "the admin's bcrypt password hash (htpasswd -nbBC 10 '' <password>)",
+}
+
+
+def hosts(identity: Identity, domain: str) -> dict[str, str]:
+    """Each name people reach by field (dex, ca, argocd, argocd_ainur): the stack's, else `<label>.<domain>`."""
+    return {field: getattr(identity.hosts, field) or f"{label}.{domain}" for field, (_, label) in HOSTS.items()}
+
+
+def check(
+    identity: Identity | None,
+    identity_set: bool,
+    ainur_set: bool,
+    gitops_set: bool,
+    network: Network | None,
+    taken: Mapping[IPv4Address, str],
+    apps: Sequence[tuple[int, App]],
+    zone_names: Mapping[str, str],
+    secrets: Collection[str],
+) -> list[Problem]:
+    """Every identity rule. `taken` maps the LAN's static addresses (machines, VIPs) to what holds them;
+    `zone_names` the internal zone's names that are not apps to what owns them."""
+    secret = f"iluvatar:{SECRET}"
+    if identity is None:
+        if not identity_set and SECRET in secrets:
+            return [Problem(secret, f"is set, but {IDENTITY} is not; set {IDENTITY}, or remove the secret")]
+        return []
+    out: list[Problem] = []
+    if not ainur_set:
+        out.append(
+            Problem(
+                IDENTITY,
+                "needs iluvatar:ainur: Dex runs on the Ainur, which outlive Arda (every login, Argo CD's included, depends on it)",
+            )
+        )
+    if network is not None:
+        out += _address(identity, network, taken)
+        out += _hosts(identity, network, apps, zone_names)
+    out += _connector(identity, secrets)
+    out += _groups(identity)
+    out += _headlamp(identity, gitops_set, apps)
+    return out
+
+
+def _address(identity: Identity, network: Network, taken: Mapping[IPv4Address, str]) -> Iterator[Problem]:
+    path = f"{IDENTITY}.ip"
+    yield from _static_address(path, identity.ip, network)
+    if identity.ip in taken:
+        yield Problem(path, f"{identity.ip} is {taken[identity.ip]}; the front door needs an address of its own")
+
+
+def _hosts(identity: Identity, network: Network, apps: Sequence[tuple[int, App]], zone_names: Mapping[str, str]) -> Iterator[Problem]:
+    domain = network.domain
+    app_hosts = {a.host: f"apps[{i}].host ({a.name})" for i, a in apps}
+    seen: dict[str, str] = {}
+    for field, host in hosts(identity, domain).items():
+        key = HOSTS[field][0]
+        path = f"{IDENTITY}.hosts.{key}"
+        if not under(host, domain) or host == domain:
+            yield Problem(path, f"{host} is outside the internal zone network.domain {domain}, which the Ainur's DNS answers for")
+            continue
+        if field == "argocd" and host.removesuffix(f".{domain}").count(".") > 0:
+            yield Problem(
+                path,
+                f"{host} is more than one label below {domain}; envoy-internal's wildcard certificate *.{domain} covers names one label below it",
+            )
+        clash = zone_names.get(host) or app_hosts.get(host) or seen.get(host)
+        if clash is not None:
+            yield Problem(path, f"{host} is already {clash} in the internal zone; pick another name")
+        seen.setdefault(host, f"identity.hosts.{key}")
+
+
+def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem]:
+    connector = identity.connector
+    path = f"{IDENTITY}.connector"
+    for field, key, what in NEEDS[connector.type]:
+        if not getattr(connector, field):
+            yield Problem(f"{path}.{key}", f"is required for type {connector.type}: {what}")
+    own = {field for field, _, _ in NEEDS[connector.type]}
+    others = {field: key for kind, needs in NEEDS.items() if kind != connector.type for field, key, _ in needs if field not in own}
+    for field, key in others.items():
+        if getattr(connector, field):
+            yield Problem(f"{path}.{key}", f"is set, but type is {connector.type}, which does not use it")
+    if connector.groups and connector.type != "static":
+        yield Problem(f"{path}.groups", f"is set, but type is {connector.type}, whose groups come from {connector.type} itself")
+    if SECRET not in secrets:
+        secret = f"iluvatar:{SECRET}"
+        yield Problem(
+            secret, f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} <value>`"
+        )
+
+
+def _groups(identity: Identity) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    static = identity.connector.groups if identity.connector.type == "static" else None
+    for i, binding in enumerate(identity.groups):
+        path = f"{IDENTITY}.groups[{i}]"
+        if binding.cluster_role not in CLUSTER_ROLES:
+            yield Problem(
+                f"{path}.clusterRole",
+                f"{binding.cluster_role} is not a ClusterRole both clusters have; pick one of {', '.join(CLUSTER_ROLES)}",
+            )
+        if binding.group in seen:
+            yield Problem(f"{path}.group", f"{binding.group} is already groups[{seen[binding.group]}].group")
+        seen.setdefault(binding.group, i)
+        if static is not None and binding.group not in static:
+            yield Problem(
+                f"{path}.group", f"{binding.group} is not one of the static admin's groups (connector.groups: {', '.join(static) or 'none'})"
+            )
+
+
+def _headlamp(identity: Identity, gitops_set: bool, apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:
+    if identity.headlamp is None:
+        return
+    path = f"{IDENTITY}.headlamp.app"
+    if not gitops_set:
+        yield Problem(path, "needs iluvatar:gitops: Headlamp is an Argo CD platform Application")
+    name = identity.headlamp.app
+    found = [(i, a) for i, a in apps if a.name == name]
+    if not found:
+        known = ", ".join(a.name for _, a in apps) or "none"
+        yield Problem(
+            path,
+            f"{name} is not an app of iluvatar:apps (known: {known}); add {{name: {name}, category: system, host: {name}.<network.domain>, service: {{port: 80}}}}",
+        )
+        return
+    i, app = found[0]
+    if app.audience != "internal":
+        yield Problem(f"iluvatar:apps[{i}].audience", f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal)")

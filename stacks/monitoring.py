@@ -1,0 +1,122 @@
+"""Monitoring config (`iluvatar:monitoring`): what Prometheus keeps, which app is Grafana, where alerts go.
+
+Prometheus, Alertmanager and Grafana run on Arda as an Argo CD platform Application (kube-prometheus,
+`plans.monitoring`), so monitoring needs GitOps. Prometheus keeps its samples on a volume of a
+StorageClass the stack has; Grafana is reached through an app of the registry; alerts go to one
+receiver (e-mail, a webhook or ntfy) whose secret is the Pulumi secret `iluvatar:alertReceiverSecret`.
+The model is `stacks.model.Monitoring`; this module holds its rules, each naming its config path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+
+from stacks.errors import Problem
+from stacks.model import App, Monitoring, Node, Storage
+from stacks.storage import _arda_classes
+
+MONITORING = "iluvatar:monitoring"
+SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
+# kube-prometheus names Grafana's Service `grafana` (port `http`, 3000) in the namespace `monitoring`.
+GRAFANA_SERVICE = "grafana"
+GRAFANA_NAMESPACE = "monitoring"
+# What each receiver needs to reach someone, by kind: (field, what it is).
+ADDRESSES = {
+    "email": (("to", "the address alerts are sent to"), ("sender", "the address they come from"), ("smarthost", "the SMTP server, host:port")),
+    "webhook": (("url", "the URL Alertmanager posts alerts to"),),
+    "ntfy": (("url", "the topic's URL, e.g. https://ntfy.sh/<topic>"),),
+}
+# The camelCase key of a field, where it differs.
+KEYS = {"sender": "from"}
+
+
+def check(
+    monitoring: Monitoring | None,
+    monitoring_set: bool,
+    gitops_set: bool,
+    apps: Sequence[tuple[int, App]],
+    storage: Storage | None,
+    nodes: Sequence[Node],
+    secrets: Collection[str],
+) -> list[Problem]:
+    """Every monitoring rule; `monitoring` is None when the section is absent or broken (`monitoring_set`)."""
+    secret = f"iluvatar:{SECRET}"
+    if monitoring is None:
+        if not monitoring_set and SECRET in secrets:
+            return [Problem(secret, f"is set, but {MONITORING} is not; set {MONITORING}.receiver, or remove the secret")]
+        return []
+    out: list[Problem] = []
+    if not gitops_set:
+        out.append(
+            Problem(MONITORING, "needs iluvatar:gitops: Prometheus, Alertmanager and Grafana are Argo CD platform Applications; set iluvatar:gitops")
+        )
+    out += _storage(monitoring, storage, nodes)
+    out += _grafana(monitoring, apps)
+    out += _receiver(monitoring, secrets)
+    return out
+
+
+def arda_classes(storage: Storage, nodes: Sequence[Node]) -> list[str]:
+    """Arda's StorageClasses (stacks.storage), the one place monitoring reads them."""
+    return _arda_classes(storage, nodes)
+
+
+def _storage(monitoring: Monitoring, storage: Storage | None, nodes: Sequence[Node]) -> Iterator[Problem]:
+    if storage is None:
+        return  # iluvatar:storage is broken: its own errors are reported
+    classes = arda_classes(storage, nodes)
+    wanted = monitoring.prometheus.storage_class
+    path = f"{MONITORING}.prometheus.storageClass"
+    if wanted is not None and wanted not in classes:
+        yield Problem(path, f"{wanted} is not a StorageClass this stack's Arda has (it has: {', '.join(classes) or 'none'})")
+    elif wanted is None and not classes:
+        yield Problem(path, "is required: Arda has no StorageClass (no data disks, no local volumes, no NFS) for Prometheus's volume")
+
+
+def _grafana(monitoring: Monitoring, apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:
+    name = monitoring.grafana.app
+    if name is None:
+        return
+    path = f"{MONITORING}.grafana.app"
+    found = [(i, a) for i, a in apps if a.name == name]
+    if not found:
+        known = ", ".join(a.name for _, a in apps) or "none"
+        yield Problem(
+            path,
+            f"{name} is not an app of iluvatar:apps (known: {known}); add {{name: {name}, category: {GRAFANA_NAMESPACE}, "
+            f"host: {name}.<network.domain>, service: {{port: 3000}}}}",
+        )
+        return
+    i, app = found[0]
+    if app.category != GRAFANA_NAMESPACE:
+        yield Problem(
+            f"iluvatar:apps[{i}].category",
+            f"{app.category}: {name} is Grafana, which runs in the namespace {GRAFANA_NAMESPACE}; set category: {GRAFANA_NAMESPACE}",
+        )
+    if app.service_name != GRAFANA_SERVICE:
+        yield Problem(f"iluvatar:apps[{i}].service.name", f"{app.service_name}: Grafana's Service is {GRAFANA_SERVICE}; remove name")
+
+
+def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Problem]:
+    secret = f"iluvatar:{SECRET}"
+    receiver = monitoring.receiver
+    if receiver is None:
+        if SECRET in secrets:
+            yield Problem(secret, f"is set, but {MONITORING}.receiver is not; name the receiver, or remove the secret")
+        return
+    path = f"{MONITORING}.receiver"
+    kinds = [k for k in ADDRESSES if getattr(receiver, k) is not None]
+    if len(kinds) != 1:
+        yield Problem(path, f"has {' and '.join(kinds) if kinds else 'no receiver'}; set exactly one of email, webhook, ntfy")
+        return
+    kind = kinds[0]
+    settings = getattr(receiver, kind)
+    for field, what in ADDRESSES[kind]:
+        if getattr(settings, field) is None:
+            yield Problem(f"{path}.{kind}.{KEYS.get(field, field)}", f"is required: {what}")
+    if kind == "email" and settings.username is not None and SECRET not in secrets:
+        yield Problem(
+            secret,
+            f"is required: {path}.email.username {settings.username} signs in to the SMTP server with it; "
+            f"run `pulumi config set --secret {secret} <password>`",
+        )
