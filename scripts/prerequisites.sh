@@ -18,8 +18,9 @@ fi
 # UEFI), the real web server (nginx) and DNS client (bind9-dnsutils: dig).
 # git: the GitOps check serves a repository as the Ainur's mirror does (clone --mirror, git daemon), and
 # Argo CD's own Git client fetches and checks it out with the git CLI (tools/appset_check.py).
+# libnginx-mod-stream: nginx's stream module, which the Ainur's front door passes Dex's TLS through (plans.identity).
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
-  qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx bind9-dnsutils git)
+  qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)

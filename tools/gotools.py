@@ -68,6 +68,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("amtool", "alertmanager", package="github.com/prometheus/alertmanager/cmd/amtool"),
     # Dex v2.45.1 itself: serves the rendered config, so its own code checks it (plans.identity).
     Tool("dex", "dex", package="github.com/dexidp/dex/cmd/dex"),
+    # The bcrypt hash of a password, as Dex's static passwords take it (the package Dex checks them with).
+    Tool("bcrypt", "dex", package="./bcrypt"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 

@@ -531,6 +531,11 @@ class Cluster:
     # Whether start() waits until pods can be created (the controller-manager has made the
     # `default` ServiceAccount, ~5 s after it answers); a caller that writes no pod at once need not.
     ready_for_pods: bool = True
+    # More kube-apiserver flags (e.g. the authentication config a test renders), after the flavor's.
+    apiserver_args: tuple[str, ...] = ()
+    # Names the API server alone resolves, name -> address (an /etc/hosts of its own, bound over the
+    # machine's in a mount namespace of its own: the issuer of a token the test makes, by its real name).
+    hosts: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     processes: list[Process] = field(default_factory=list)
     _clients: dict[int, KubeClient] = field(default_factory=dict)
@@ -581,6 +586,11 @@ class Cluster:
         command = [str(self._binary(component)), component, *args]
         # Its own session: Ctrl-C reaches pytest, which stops the components in order. And killed
         # with the test process if that dies without stopping them.
+        if component == "kube-apiserver" and self.hosts:
+            hosts = self.root / "hosts"
+            hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"{address} {name}\n" for name, address in sorted(self.hosts.items())))
+            bind = 'mount --bind "$0" /etc/hosts && exec "$@"'
+            command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, str(hosts), *command]
         command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
         with open(log, "ab") as out:
             popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)  # noqa: S603
@@ -653,6 +663,7 @@ class Cluster:
             f"--service-cluster-ip-range={flavor.service_cidr}",
             f"--cert-dir={self.root / 'apiserver-certs'}",
             *flavor.apiserver_args,
+            *self.apiserver_args,
         ]
         if flavor.pod_security is not None:
             admission = self.root / "admission-control-config.yaml"

@@ -1,0 +1,540 @@
+"""Monitoring: what the plan derives from the stack, and its artifacts through the programs that read them.
+
+kube-prometheus's kustomization is built by the kustomize release Argo CD runs, with the
+Application's own patches; every alert rule passes Prometheus's `promtool check rules`, and a unit
+test of each alert (`promtool test rules`) fires it on the series that should, and not on healthy
+ones; Alertmanager's config loads in `amtool`, and Alertmanager's own routing and notifiers
+(am-notify) deliver each alert to the stack's receiver: a webhook, ntfy, and e-mail through STARTTLS.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import re
+import socketserver
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from plans import apiserver, gitops, monitoring, talos
+from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from tests.edit import HOMELAB, RK1
+from tools import alert_check
+from tools.upstream import kustomize
+
+
+def homelab() -> StackConfig:
+    return load_stack_file(HOMELAB)
+
+
+def variant(path: Path = HOMELAB, **changes: Any) -> StackConfig:
+    """The stack with some of iluvatar:monitoring's keys replaced (`receiver=...`) and the receiver's secret as set."""
+    sf = read_stack_file(path)
+    raw = dict(sf.config)
+    settings = dict(raw.get("iluvatar:monitoring") or {})
+    settings.update(changes)
+    raw["iluvatar:monitoring"] = settings
+    return parse_stack(raw, sf.secret_keys)
+
+
+def without_secret(**changes: Any) -> StackConfig:
+    sf = read_stack_file(HOMELAB)
+    raw = {k: v for k, v in sf.config.items() if k != "iluvatar:alertReceiverSecret"}
+    raw["iluvatar:monitoring"] = {**raw["iluvatar:monitoring"], **changes}
+    return parse_stack(raw, sf.secret_keys)
+
+
+# --- The plan -------------------------------------------------------------------------------------
+
+
+def test_prometheus_keeps_its_samples_on_a_class_the_stack_has() -> None:
+    stack = homelab()
+    assert monitoring.storage_class(stack) == "ceph-block"  # storage.arda.defaultClass
+    assert monitoring.storage_class(variant(prometheus={"storageClass": "local-path"})) == "local-path"
+    assert monitoring.retention_size("50Gi") == "40960MiB"
+    assert monitoring.retention_size("1Gi") == "819MiB"
+
+
+def _patch(stack: StackConfig, kind: str, name: str) -> Any:
+    [found] = [p for p in monitoring.patches(stack) if p["target"]["kind"] == kind and p["target"]["name"] == name]
+    return json.loads(found["patch"])
+
+
+def test_the_application_is_kube_prometheus_at_its_tag_with_the_stacks_patches() -> None:
+    stack = homelab()
+    app = monitoring.application(stack)
+    source = app["spec"]["source"]
+    assert source["repoURL"] == "https://github.com/prometheus-operator/kube-prometheus.git"
+    assert (source["targetRevision"], source["path"]) == ("v0.18.0", ".")
+    assert "helm" not in source
+    assert source["kustomize"]["images"] == ["quay.io/prometheus-operator/prometheus-operator:v0.93.0"]
+    assert app["spec"]["destination"] == {"server": gitops.IN_CLUSTER, "namespace": "monitoring"}
+    assert app["spec"]["project"] == gitops.PLATFORM_PROJECT
+    assert app["metadata"]["annotations"]["iluvatar.dev/values-digest"] == gitops.values_digest(source["kustomize"])
+    prometheus = _patch(stack, "Prometheus", "k8s")["spec"]
+    assert prometheus["retention"] == "30d" and prometheus["retentionSize"] == "40960MiB" and prometheus["replicas"] == 1
+    claim = prometheus["storage"]["volumeClaimTemplate"]["spec"]
+    assert claim == {"storageClassName": "ceph-block", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}
+    assert _patch(stack, "Alertmanager", "main")["spec"] == {"replicas": 1, "configSecret": monitoring.ALERTMANAGER_SECRET}
+    # The CRDs and the namespace are Pulumi's; kube-prometheus's Alertmanager Secret is replaced by Pulumi's.
+    deleted = {(p["target"]["kind"], p["target"]["name"]) for p in monitoring.patches(stack) if '"$patch": "delete"' in p["patch"]}
+    assert deleted == {
+        ("Namespace", "monitoring"),
+        ("Secret", "alertmanager-main"),
+        *(
+            ("CustomResourceDefinition", f"{n.removeprefix('monitoring.coreos.com_').removesuffix('.yaml')}.monitoring.coreos.com")
+            for n in monitoring.CRD_FILES
+        ),
+    }
+    assert "root_url = https://grafana.iluvatar.home.arpa/" in _patch(stack, "Secret", "grafana-config")["stringData"]["grafana.ini"]
+
+
+def test_grafanas_service_takes_its_apps_port_only_when_it_differs() -> None:
+    assert not [p for p in monitoring.patches(homelab()) if p["target"]["kind"] == "Service"]
+    rk1 = load_stack_file(RK1)
+    assert _patch(rk1, "Service", "grafana") == [{"op": "replace", "path": "/spec/ports/0/port", "value": 80}]
+    assert "[server]" not in monitoring.grafana_ini(variant(grafana={}))
+
+
+def test_the_crds_are_the_operators_release_files() -> None:
+    urls = monitoring.crd_urls()
+    assert len(urls) == 10
+    assert all(
+        u.startswith("https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd/")
+        for u in urls
+    )
+
+
+def test_talos_control_planes_open_their_metrics_and_workers_are_untouched() -> None:
+    stack = homelab()
+    [taniquetil] = [n for n in stack.nodes if n.name == "taniquetil"]
+    [gandalf] = [n for n in stack.nodes if n.name == "gandalf"]
+    docs = apiserver.talos_documents(stack, taniquetil)
+    cluster = docs[0]["cluster"]
+    assert cluster["etcd"] == {"extraArgs": {"listen-metrics-urls": "http://0.0.0.0:2381"}}
+    assert cluster["scheduler"] == {"extraArgs": {"bind-address": "0.0.0.0"}}
+    assert cluster["controllerManager"] == {"extraArgs": {"bind-address": "0.0.0.0"}}
+    assert apiserver.talos_documents(stack, gandalf) == []
+    assert len(talos.node_patches(stack, gandalf, "img")) == 1 and len(talos.node_patches(stack, taniquetil, "img")) == 2
+    bare = parse_stack(
+        {k: v for k, v in read_stack_file(HOMELAB).config.items() if "monitoring" not in k and "identity" not in k and "alertReceiver" not in k}
+    )
+    assert apiserver.talos_documents(bare, taniquetil) == []
+
+
+def test_the_control_planes_are_targets() -> None:
+    stack = homelab()
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in monitoring.control_plane_services(stack)}
+    assert objects[("Service", "kube-scheduler")]["spec"]["selector"] == {"k8s-app": "kube-scheduler", "tier": "control-plane"}
+    assert objects[("Service", "kube-controller-manager")]["spec"]["ports"][0]["port"] == 10257
+    endpoints = objects[("EndpointSlice", "etcd")]["endpoints"]
+    assert [(e["addresses"], e["nodeName"]) for e in endpoints] == [([str(n.ip)], n.name) for n in stack.by_role("valinor")]
+    scrape = next(m for m in monitoring.monitors(stack) if m["kind"] == "ScrapeConfig")
+    assert [t["labels"]["node"] for t in scrape["spec"]["staticConfigs"]] == ["manwe", "eonwe", "ilmare"]
+    assert not [m for m in monitoring.monitors(load_stack_file(RK1)) if m["kind"] == "ScrapeConfig"]
+
+
+def test_the_alerts_are_those_the_stack_can_raise() -> None:
+    names = {a.name for a in monitoring.alerts(homelab())}
+    assert names == {
+        "ArdaNodeDown", "AinurNodeDown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
+        "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
+    }  # fmt: skip
+    # rk1: no Ainur; Ceph on its NVMe; GitOps.
+    assert "AinurNodeDown" not in {a.name for a in monitoring.alerts(load_stack_file(RK1))}
+
+
+# --- promtool -------------------------------------------------------------------------------------
+
+
+def test_promtool_accepts_every_rule() -> None:
+    result = alert_check.check_rules(monitoring.alert_rules(homelab()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(monitoring.alerts(homelab()))} rules found" in result.stdout
+
+
+def test_promtool_check_can_fail() -> None:
+    rule = monitoring.alert_rules(homelab())
+    rule["spec"]["groups"][0]["rules"][0]["expr"] = "kube_node_status_condition{condition=Ready} == 0"
+    result = alert_check.check_rules(rule)
+    assert result.returncode != 0 and "parse error" in result.stdout + result.stderr
+
+
+def _expand(text: str, labels: dict[str, str]) -> str:
+    """An annotation as Prometheus expands it for these labels (the rules use only `{{ $labels.x }}`)."""
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+
+
+# Per alert: the series that should fire it (values at each minute), when to look, and the series that must not.
+CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
+    "ArdaNodeDown": (
+        [('kube_node_status_condition{condition="Ready",status="true",node="gandalf"}', "1 1 0x15")],
+        "10m",
+        [
+            ('kube_node_status_condition{condition="Ready",status="true",node="saruman"}', "1x15"),
+            ('kube_node_status_condition{condition="Ready",status="true",node="tirion"}', "0x3 1x12"),
+        ],
+    ),
+    "AinurNodeDown": (
+        [('up{job="ainur-node-exporter",node="eonwe",instance="192.168.0.12:9100"}', "1 0x15")],
+        "10m",
+        [
+            ('up{job="node-exporter",node="gandalf",instance="192.168.0.31:9100"}', "0x15"),
+            ('up{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100"}', "1x15"),
+        ],
+    ),
+    "NodeDiskFilling": (
+        [
+            ('node_filesystem_avail_bytes{instance="gandalf",mountpoint="/var",fstype="xfs"}', "140-0.1x480"),
+            ('node_filesystem_size_bytes{instance="gandalf",mountpoint="/var",fstype="xfs"}', "1000x480"),
+            ('node_filesystem_readonly{instance="gandalf",mountpoint="/var",fstype="xfs"}', "0x480"),
+        ],
+        "7h",
+        [
+            # Low but steady, a tmpfs, and a read-only one: none fills.
+            ('node_filesystem_avail_bytes{instance="saruman",mountpoint="/var",fstype="xfs"}', "140x480"),
+            ('node_filesystem_size_bytes{instance="saruman",mountpoint="/var",fstype="xfs"}', "1000x480"),
+            ('node_filesystem_readonly{instance="saruman",mountpoint="/var",fstype="xfs"}', "0x480"),
+            ('node_filesystem_avail_bytes{instance="saruman",mountpoint="/run/user",fstype="tmpfs"}', "140-0.1x480"),
+            ('node_filesystem_size_bytes{instance="saruman",mountpoint="/run/user",fstype="tmpfs"}', "1000x480"),
+            ('node_filesystem_readonly{instance="saruman",mountpoint="/run/user",fstype="tmpfs"}', "0x480"),
+            ('node_filesystem_avail_bytes{instance="tirion",mountpoint="/boot",fstype="vfat"}', "140-0.1x480"),
+            ('node_filesystem_size_bytes{instance="tirion",mountpoint="/boot",fstype="vfat"}', "1000x480"),
+            ('node_filesystem_readonly{instance="tirion",mountpoint="/boot",fstype="vfat"}', "1x480"),
+        ],
+    ),
+    "NodeDiskAlmostFull": (
+        [
+            ('node_filesystem_avail_bytes{instance="manwe",mountpoint="/",fstype="ext4"}', "40x20"),
+            ('node_filesystem_size_bytes{instance="manwe",mountpoint="/",fstype="ext4"}', "1000x20"),
+            ('node_filesystem_readonly{instance="manwe",mountpoint="/",fstype="ext4"}', "0x20"),
+        ],
+        "15m",
+        [
+            ('node_filesystem_avail_bytes{instance="eonwe",mountpoint="/",fstype="ext4"}', "60x20"),
+            ('node_filesystem_size_bytes{instance="eonwe",mountpoint="/",fstype="ext4"}', "1000x20"),
+            ('node_filesystem_readonly{instance="eonwe",mountpoint="/",fstype="ext4"}', "0x20"),
+        ],
+    ),
+    "CephHealthWarning": ([('ceph_health_status{job="rook-ceph-mgr"}', "0 1x30")], "20m", []),
+    "CephHealthError": ([('ceph_health_status{job="rook-ceph-mgr"}', "0 2x30")], "10m", []),
+    "CertificateExpiring": (
+        # Prometheus's clock in a unit test starts at 0: this certificate ends 10 days after it.
+        [('certmanager_certificate_expiration_timestamp_seconds{name="wildcard-internal-tls",namespace="networking"}', "864000x150")],
+        "2h",
+        [('certmanager_certificate_expiration_timestamp_seconds{name="wildcard-external-tls",namespace="networking"}', "5184000x150")],
+    ),
+    "CertificateNotReady": (
+        [('certmanager_certificate_ready_status{condition="False",name="wildcard-external-tls",namespace="networking"}', "1x60")],
+        "45m",
+        [('certmanager_certificate_ready_status{condition="True",name="wildcard-internal-tls",namespace="networking"}', "1x60")],
+    ),
+    "BackupFailed": (
+        [('volsync_volume_out_of_sync{obj_name="jellyfin-config",obj_namespace="media",role="source",method="restic"}', "0 1x150")],
+        "2h",
+        [('volsync_volume_out_of_sync{obj_name="hass-config",obj_namespace="home-automation",role="source",method="restic"}', "0x150")],
+    ),
+    "BackupJobFailed": (
+        [('kube_job_failed{condition="true",job_name="talos-backup-29123456",namespace="kube-system"}', "1x20")],
+        "10m",
+        [('kube_job_failed{condition="true",job_name="grafana-migrate-1",namespace="monitoring"}', "1x20")],
+    ),
+    "ArgoCdAppDegraded": (
+        [('argocd_app_info{name="media-jellyfin",namespace="argocd",health_status="Degraded",sync_status="Synced"}', "1x30")],
+        "20m",
+        [('argocd_app_info{name="media-sonarr",namespace="argocd",health_status="Healthy",sync_status="Synced"}', "1x30")],
+    ),
+}
+
+
+def _labels(series: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', series))
+
+
+def _cases(stack: StackConfig) -> list[dict[str, Any]]:
+    alerts = {a.name: a for a in monitoring.alerts(stack)}
+    tests = []
+    for name, (firing, at, quiet) in CASES.items():
+        alert = alerts[name]
+        labels = _labels(firing[0][0])
+        expected = {**labels, "severity": alert.severity}
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in [*firing, *quiet]],
+                "alert_rule_test": [
+                    {
+                        "eval_time": at,
+                        "alertname": name,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": expected,
+                                "exp_annotations": {"summary": _expand(alert.summary, labels), "description": _expand(alert.description, labels)},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    return tests
+
+
+def test_each_alert_fires_on_its_series_and_only_then() -> None:
+    stack = homelab()
+    assert set(CASES) == {a.name for a in monitoring.alerts(stack)}, "every alert has a case"
+    result = alert_check.unit_test_rules(monitoring.alert_rules(stack), _cases(stack))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_an_alert_that_does_not_fire_fails_its_unit_test() -> None:
+    stack = homelab()
+    cases = _cases(stack)
+    # The node is Ready again before the alert's 5 minutes: nothing fires, and promtool says so.
+    cases[0]["input_series"][0]["values"] = "1 1 0x2 1x12"
+    result = alert_check.unit_test_rules(monitoring.alert_rules(stack), cases[:1])
+    assert result.returncode != 0 and "ArdaNodeDown" in result.stdout + result.stderr
+
+
+# --- Alertmanager ----------------------------------------------------------------------------------
+
+
+def _firing(stack: StackConfig) -> list[dict[str, Any]]:
+    """Each of the stack's alerts as Prometheus sends it, and kube-prometheus's Watchdog."""
+    out = [
+        {"labels": {"alertname": a.name, "severity": a.severity, "namespace": "monitoring"}, "annotations": {"summary": a.summary}}
+        for a in monitoring.alerts(stack)
+    ]
+    out.append({"labels": {"alertname": "Watchdog", "severity": "none"}, "annotations": {"summary": "always firing"}})
+    return out
+
+
+@pytest.mark.parametrize(
+    "receiver",
+    [
+        None,
+        {"ntfy": {"url": "https://ntfy.sh/iluvatar-alerts"}},
+        {"webhook": {"url": "https://hooks.example.org/alerts"}},
+        {"email": {"to": "me@example.org", "from": "alerts@example.org", "smarthost": "smtp.example.org:587", "username": "alerts"}},
+    ],
+    ids=["none", "ntfy", "webhook", "email"],
+)
+def test_amtool_accepts_the_config(receiver: dict[str, Any] | None) -> None:
+    stack = variant(receiver=receiver) if receiver is not None else without_secret(receiver=None)
+    result = alert_check.check_config(monitoring.alertmanager_config(stack, "s3cret"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_amtool_check_can_fail() -> None:
+    config = monitoring.alertmanager_config(homelab(), "token")
+    config["route"]["receiver"] = "nobody"
+    result = alert_check.check_config(config)
+    assert result.returncode != 0 and "nobody" in result.stdout + result.stderr
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.seen.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+
+
+def test_each_alert_reaches_the_ntfy_topic_with_its_token(receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, seen = receiver
+    stack = variant(receiver={"ntfy": {"url": f"{url}/iluvatar-alerts"}})
+    results = alert_check.deliver(monitoring.alertmanager_config(stack, "tk_ntfy"), _firing(stack))
+    reached = {r["alert"]: [x["receiver"] for x in r["receivers"]] for r in results}
+    assert reached == {**{a.name: ["ntfy"] for a in monitoring.alerts(stack)}, "Watchdog": ["none"]}
+    assert all(d.get("error") is None for r in results for x in r["receivers"] for d in x["deliveries"])
+    assert len(seen) == len(monitoring.alerts(stack))
+    first = seen[0]
+    path = urlsplit(first["path"])
+    assert path.path == "/iluvatar-alerts"
+    query = parse_qs(path.query)
+    assert query["template"] == ["yes"]
+    assert query["title"] == [monitoring.NTFY_TITLE] and query["message"] == [monitoring.NTFY_MESSAGE]
+    assert first["authorization"] == "Bearer tk_ntfy"
+    # What ntfy's template reads: Alertmanager's webhook JSON.
+    assert first["body"]["status"] == "firing" and first["body"]["alerts"][0]["annotations"]["summary"]
+    assert unquote(path.query).count("{{") == NTFY_TITLE_TEMPLATES + NTFY_MESSAGE_TEMPLATES
+
+
+NTFY_TITLE_TEMPLATES = monitoring.NTFY_TITLE.count("{{")
+NTFY_MESSAGE_TEMPLATES = monitoring.NTFY_MESSAGE.count("{{")
+
+
+def test_each_alert_reaches_the_webhook(receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, seen = receiver
+    stack = variant(receiver={"webhook": {"url": f"{url}/alerts"}})
+    alert_check.deliver(monitoring.alertmanager_config(stack, None), _firing(stack))
+    assert {s["body"]["commonLabels"]["alertname"] for s in seen} == {a.name for a in monitoring.alerts(stack)}
+    assert {s["authorization"] for s in seen} == {None}
+
+
+# --- E-mail through STARTTLS -------------------------------------------------------------------------
+
+
+class _Smtp(socketserver.StreamRequestHandler):
+    """Just enough SMTP for Alertmanager's e-mail notifier: EHLO, STARTTLS, AUTH PLAIN, one message."""
+
+    context: ssl.SSLContext
+    seen: list[dict[str, Any]]
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(f"{line}\r\n".encode())
+        self.wfile.flush()
+
+    def handle(self) -> None:
+        self.reply("220 localhost ESMTP test")
+        tls, message, auth = False, {"rcpt": []}, None
+        while line := self.rfile.readline().decode().rstrip("\r\n"):
+            verb = line.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                extensions = ["250-localhost", *(["250-AUTH PLAIN"] if tls else ["250-STARTTLS"]), "250 8BITMIME"]
+                for extension in extensions:
+                    self.reply(extension)
+            elif verb == "STARTTLS":
+                self.reply("220 go ahead")
+                self.connection = self.context.wrap_socket(self.connection, server_side=True)
+                self.rfile, self.wfile = self.connection.makefile("rb"), self.connection.makefile("wb")
+                tls = True
+            elif verb == "AUTH":
+                auth = base64.b64decode(line.split()[2]).split(b"\0")
+                self.reply("235 ok")
+            elif verb == "MAIL":
+                message["from"] = line
+                self.reply("250 ok")
+            elif verb == "RCPT":
+                message["rcpt"].append(line)
+                self.reply("250 ok")
+            elif verb == "DATA":
+                self.reply("354 go")
+                data = []
+                while (chunk := self.rfile.readline().decode()) not in (".\r\n", ""):
+                    data.append(chunk)
+                self.seen.append({**message, "tls": tls, "auth": auth, "data": "".join(data)})
+                self.reply("250 queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("250 ok")
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def test_an_alert_reaches_the_mailbox_through_starttls_with_the_password(tmp_path: Path) -> None:
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-days", "1", "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.crt"), "-subj", "/CN=test-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    _openssl("req", "-x509", *ec, "-days", "1", "-CA", str(tmp_path / "ca.crt"), "-CAkey", str(tmp_path / "ca.key"), "-keyout", str(tmp_path / "smtp.key"),
+             "-out", str(tmp_path / "smtp.crt"), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost")  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "smtp.crt", tmp_path / "smtp.key")
+    seen: list[dict[str, Any]] = []
+    handler = type("Smtp", (_Smtp,), {"context": context, "seen": seen})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        stack = variant(
+            receiver={"email": {"to": "me@example.org", "from": "alerts@example.org", "smarthost": f"localhost:{port}", "username": "alerts"}}
+        )
+        firing = [a for a in _firing(stack) if a["labels"]["alertname"] == "CephHealthError"]
+        results = alert_check.deliver(monitoring.alertmanager_config(stack, "smtp-password"), firing, ca_file=tmp_path / "ca.crt")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [x["receiver"] for x in results[0]["receivers"]] == ["email"]
+    assert results[0]["receivers"][0]["deliveries"][0].get("error") is None, results
+    [mail] = seen
+    assert mail["tls"] is True and mail["auth"] == [b"", b"alerts", b"smtp-password"]
+    assert "me@example.org" in mail["rcpt"][0] and "CephHealthError" in mail["data"]
+
+
+def test_the_config_secret_holds_the_receivers_secret_and_nothing_else_does() -> None:
+    stack = homelab()
+    secret = monitoring.alertmanager_secret(stack, "tk_abc")
+    assert secret["metadata"]["name"] == monitoring.ALERTMANAGER_SECRET and secret["metadata"]["namespace"] == "monitoring"
+    assert "tk_abc" in secret["stringData"]["alertmanager.yaml"]
+    assert "tk_abc" not in json.dumps(monitoring.application(stack))
+
+
+# --- kube-prometheus, built as Argo CD builds it -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built() -> list[dict[str, Any]]:
+    source = monitoring.application(homelab())["spec"]["source"]
+    return kustomize.build(
+        source["repoURL"], source["targetRevision"], source["path"], source["kustomize"], build_options="--enable-helm", kube_version="v1.34.1"
+    )
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [found] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def test_kustomize_builds_the_application_with_its_patches(built: list[dict[str, Any]]) -> None:
+    kinds = {o["kind"] for o in built}
+    assert "CustomResourceDefinition" not in kinds and "Namespace" not in kinds
+    assert not [o for o in built if o["kind"] == "Secret" and o["metadata"]["name"] == "alertmanager-main"]
+    assert {o["metadata"].get("namespace", "monitoring") for o in built if o["kind"] not in ("ClusterRole", "ClusterRoleBinding", "APIService")} <= {
+        "monitoring",
+        "kube-system",
+        "default",
+    }
+    operator = _one(built, "Deployment", "prometheus-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert operator["image"] == "quay.io/prometheus-operator/prometheus-operator:v0.93.0"
+    assert "--prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:v0.93.0" in operator["args"]
+    grafana = _one(built, "Deployment", "grafana")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "GF_SECURITY_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "grafana-admin", "key": "password"}}} in grafana["env"]
+    ingress = _one(built, "NetworkPolicy", "grafana")["spec"]["ingress"]
+    assert {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "networking"}}}],
+        "ports": [{"port": 3000, "protocol": "TCP"}],
+    } in ingress
+    rules = _one(built, "ClusterRole", "prometheus-k8s")["rules"]
+    assert {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]} in rules
+    assert _one(built, "Prometheus", "k8s")["spec"]["storage"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "ceph-block"
+
+
+def test_kustomize_refuses_a_patch_that_matches_nothing() -> None:
+    source = monitoring.application(homelab())["spec"]["source"]
+    broken = {
+        **source["kustomize"],
+        "patches": [{"target": {"kind": "Deployment", "name": "grafana"}, "patch": '[{"op": "replace", "path": "/spec/nothing/0", "value": 1}]'}],
+    }
+    with pytest.raises(kustomize.KustomizeError):
+        kustomize.build(source["repoURL"], source["targetRevision"], source["path"], broken)
