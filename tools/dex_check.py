@@ -55,8 +55,8 @@ def serving(config: Mapping[str, Any], root: Path, address: str, ca: Path, timeo
     path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     log = root / "dex.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - a pinned tool
-            ["setpriv", "--pdeathsig", "KILL", "--", str(gotools.build("dex")), "serve", str(path)],
+        process = subprocess.Popen(  # noqa: S603 - a pinned tool, under setpriv (dies with the test)
+            ["setpriv", "--pdeathsig", "KILL", "--", str(gotools.build("dex")), "serve", str(path)],  # noqa: S607
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
