@@ -38,6 +38,7 @@ MACHINES = (("bios", "28:d2:44:30:00:01"), ("uefi", "a8:b8:e0:20:00:02"))
 def one_run(tmp: Path, index: int) -> dict[str, tuple[float, float]]:
     stack = load_stack_file(ROOT / "Pulumi.homelab.yaml")
     out: dict[str, tuple[float, float]] = {}
+    (tmp / f"run{index}").mkdir()
     with lan(stack, tmp / f"run{index}", f"ilb{os.getpid() % 1000}{index}") as net:
         for board in netboot.asset_boards(stack):
             folder = net.root / "http" / "assets" / board
