@@ -12,7 +12,7 @@ What counts as a rule, and how it is neutralised:
   every `Field` bound (`ge`, `le`, `min_length`) is dropped; every `_pattern(...)` field check
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
-- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py` and `stacks/edge.py`: both kinds, their field checks and their rules
+- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py` and `stacks/power.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
@@ -45,6 +45,7 @@ RULE_FILES = (
     "stacks/storage.py",
     "stacks/apps.py",
     "stacks/edge.py",
+    "stacks/power.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
@@ -161,7 +162,7 @@ def discover() -> list[Rule]:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
             rules += _statement_rules(file, source)
-        elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py"):
+        elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py", "stacks/power.py"):
             # A layer's checks: field checks (ValueError) and rules (Problem) in one module.
             rules += [*_statement_rules(file, source), *_model_rules(file, source)]
         else:
