@@ -150,7 +150,6 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         nodes,
         nodes_complete and "nodes" in values,
         "ainur" in values,
-        arda if isinstance(arda, Arda) else None,
         raw.get(f"{NAMESPACE}:{power_rules.PASSWORDS}"),
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,

@@ -19,7 +19,7 @@ from typing import Any
 
 from stacks.boards import ARDA_ROLES, BOARDS
 from stacks.errors import Problem
-from stacks.model import Arda, Node
+from stacks.model import Node
 
 NODES = "iluvatar:nodes"
 PASSWORDS = "bmcPasswords"
@@ -46,7 +46,6 @@ def check(
     nodes: Sequence[tuple[int, Node]],
     nodes_complete: bool,
     ainur_set: bool,
-    arda: Arda | None,
     passwords: Any,
     passwords_set: bool,
     secure: type,
@@ -75,7 +74,7 @@ def check(
             continue
         wol, bmc = node.power.wake_on_lan, node.power.bmc
         if wol is not None:
-            out += _wake_on_lan(i, node, ainur_set, arda)
+            out += _wake_on_lan(i, node, ainur_set)
         if bmc is not None:
             if bmc.address in ips:
                 j, other = ips[bmc.address]
@@ -98,7 +97,7 @@ def check(
     return out
 
 
-def _wake_on_lan(i: int, node: Node, ainur_set: bool, arda: Arda | None) -> Iterator[Problem]:
+def _wake_on_lan(i: int, node: Node, ainur_set: bool) -> Iterator[Problem]:
     assert node.power is not None
     assert node.power.wake_on_lan is not None
     link = node.power.wake_on_lan.link
@@ -117,16 +116,6 @@ def _wake_on_lan(i: int, node: Node, ainur_set: bool, arda: Arda | None) -> Iter
             f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name "
             "(enp1s0, eno1, end0: `talosctl get links --insecure --nodes <ip>` in maintenance mode)",
         )
-    # Talos refuses two EthernetConfig documents for one link; the inventory's wins nothing, so say where it comes from.
-    shared = [(f"iluvatar:arda.patches[{k}]", p) for k, p in enumerate(arda.patches)] if arda is not None else []
-    own = [(_node(i, f"talosPatches[{k}]"), p) for k, p in enumerate(node.talos_patches)]
-    for where, patch in [*shared, *own]:
-        if patch.get("kind") == "EthernetConfig" and patch.get("name") == link:
-            yield Problem(
-                where,
-                f"EthernetConfig {link} is generated from nodes[{i}].power.wakeOnLan ({node.name}), and Talos refuses two for one link; "
-                "remove this one or power it on another way",
-            )
 
 
 def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_set: bool, nodes_complete: bool, secure: type) -> Iterator[Problem]:
