@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from iluvatar.graph import Graph
 from iluvatar.render import render_files
@@ -22,8 +24,9 @@ from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
 from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
 from stacks.load import StackFile
-from tests.bringup import upgrader_args
+from tests.bringup import upgrader_args, violations
 from tests.edit import RK1, ROOT, edit, homelab_doc, write_stack
+from tests.strategies import raw_stacks
 
 LOCAL, REMOTE = "command:local:Command", "command:remote:Command"
 CANARY = "CANARY-BMC-PASSWORD-9e41"
@@ -89,6 +92,37 @@ def test_each_powered_machines_apply_comes_after_its_power_step(stacks: dict[str
         # Directly: the apply's own depends_on names the step, not only some chain through another machine.
         assert step.urn in apply.dependencies
         assert not graph.after(step, apply)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=raw_stacks(), data=st.data())
+def test_random_stacks_power_each_machine_before_its_apply(
+    raw: dict[str, Any], data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Random stacks, random machines powered (WoL where the Ainur share its LAN, else a BMC slot): the order holds, and so do
+    the bring-up invariants (tests.bringup)."""
+    with_ainur = "iluvatar:ainur" in raw
+    bmcs: list[str] = []
+    for node in raw["iluvatar:nodes"]:
+        if node["role"] not in ("valinor", "istari") or not data.draw(st.booleans()):
+            continue
+        if with_ainur and "vlan" not in node and data.draw(st.booleans()):
+            node["power"] = {"wakeOnLan": {"link": data.draw(st.sampled_from(["enp1s0", "eno1", "end0"]))}}
+        else:
+            address = f"203.0.113.{1 + len(bmcs) // 4}"  # a BMC of its own every four slots, off every machine's address
+            node["power"] = {"bmc": {"address": address, "slot": 1 + len(bmcs) % 4}}
+            bmcs.append(address)
+    if bmcs:
+        raw["iluvatar:bmcPasswords"] = {a: {"secure": "v1:Y2lwaGVy"} for a in sorted(set(bmcs))}
+    path = tmp_path_factory.mktemp("random") / "Pulumi.random.yaml"
+    path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
+    stack = load_stack_file(path)
+    sim = simulate(read_stack_file(path))
+    graph = Graph.of(sim)
+    for node in stack.arda_nodes:
+        if node.power is not None:
+            assert graph.after(apply_step(sim, stack, node.name), power_step(sim, stack, node.name)), node.name
+    assert violations(sim, stack) == []
 
 
 def test_without_the_power_step_in_the_apply_the_graph_says_so(tmp_path: Path) -> None:
