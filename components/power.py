@@ -27,9 +27,6 @@ from plans import k3s
 from plans import power as plan
 from stacks.model import Node, StackConfig
 
-# The remote command dials for up to SSH_DIAL_ATTEMPTS x SSH_DIAL_SECONDS (a Pi still booting); sending takes a second.
-WAKE_TIMEOUT = "10m"
-
 
 @dataclass(frozen=True)
 class PowerArgs:
@@ -99,7 +96,7 @@ class Power(pulumi.ComponentResource):
                 parent=self,
                 provider=commands,
                 depends_on=[*([args.senders[sender.name]] if sender.name in args.senders else []), *args.after],
-                custom_timeouts=pulumi.CustomTimeouts(create=WAKE_TIMEOUT, update=WAKE_TIMEOUT),
+                custom_timeouts=pulumi.CustomTimeouts(create=plan.WAKE_TIMEOUT, update=plan.WAKE_TIMEOUT),
             ),
         )
 
@@ -115,7 +112,7 @@ class Power(pulumi.ComponentResource):
         timeout = power_on.engine_timeout
         if node.power.bmc.flash:
             create = config.disk_images[node.name].apply(lambda image: plan.bmc_step(node, image).command)
-            timeout = plan.bmc_step(node, "").engine_timeout
+            timeout = plan.engine_timeout(plan.FLASH_TIMEOUT)
         password = args.bmc_passwords.apply(lambda passwords: passwords[address])
         return command.local.Command(
             name,

@@ -40,6 +40,9 @@ WOL_REPEAT = 3
 # What Talos arms on the NIC: wake on a magic packet only (not on any unicast or ARP, which would wake it at random).
 WOL_MODES = ("magic",)
 
+# The engine's bound on the sender's step: SSH dials for up to plans.k3s's SSH_DIAL_ATTEMPTS x SSH_DIAL_SECONDS (a Pi
+# still booting: 150 s), then sending takes under a second.
+WAKE_TIMEOUT = "10m"
 # Talos's API (apid, and the maintenance service before install): a machine that answers here has Talos on its disk.
 TALOS_API_PORT = 50000
 # A slot switched on answers on the BMC at once; the bound covers a BMC that is still booting or busy.
@@ -157,10 +160,14 @@ class PowerStep:
 
     @property
     def engine_timeout(self) -> str:
-        """The engine's bound, a little over the command's own, as for every bring-up step."""
-        from plans.bringup import ENGINE_MARGIN_MINUTES, minutes  # plans.bringup imports plans.talos, which imports this module
+        return engine_timeout(self.timeout)
 
-        return f"{minutes(self.timeout) + ENGINE_MARGIN_MINUTES}m"
+
+def engine_timeout(timeout: str) -> str:
+    """The engine's bound on a step, a little over the command's own, as for every bring-up step (plans.bringup)."""
+    from plans.bringup import ENGINE_MARGIN_MINUTES, minutes  # plans.bringup imports plans.talos, which imports this module
+
+    return f"{minutes(timeout) + ENGINE_MARGIN_MINUTES}m"
 
 
 def bmc_step(node: Node, flash_image: str | None = None) -> PowerStep:
