@@ -499,6 +499,9 @@ class Bmc(Model):
 class Power(Model):
     """How Pulumi powers a machine on when it needs it: one of Wake-on-LAN or a BMC."""
 
+    # Editors flag `power: {}` and both ways at once as the user types (the validator below says why).
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     wake_on_lan: WakeOnLan | None = None
     bmc: Bmc | None = None
 
