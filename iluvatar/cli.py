@@ -279,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the schema file, e.g. schema/stack.schema.json")
     s.add_argument("--check", action="store_true", help="do not write: exit 2 unless the file is already current")
     s.set_defaults(run=_schema)
+    from iluvatar import power  # `iluvatar power ...`: the power-on steps pulumi up runs (plans.power)
+
+    power.add_parser(sub)
     return p
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import day2, storage
+from stacks import day2, power, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -42,6 +42,8 @@ class StackSecrets:
     # The GitOps repository's credential (stacks.gitops decides which one a stack needs).
     gitops_token: pulumi.Output[str] | None = None
     gitops_ssh_private_key: pulumi.Output[str] | None = None
+    # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
+    bmc_passwords: pulumi.Output[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ def _config_keys() -> set[str]:
 
 
 def _decode(key: str, value: Any, secret: bool = True) -> Any:
+    if key.removeprefix(f"{NAMESPACE}:") == power.PASSWORDS:
+        # One password per BMC address: the rules see the addresses, never a password.
+        return power.addresses_only(value, secret, Secure)
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
         # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
         # value is ciphertext wherever it comes from); the value itself is never decoded.
@@ -102,9 +107,16 @@ def load() -> LoadedStack:
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
+    bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
     return LoadedStack(
         stack,
-        StackSecrets(cloudflare_api_token=token, ainur_ssh_private_key=ssh_key, gitops_token=gitops_token, gitops_ssh_private_key=gitops_key),
+        StackSecrets(
+            cloudflare_api_token=token,
+            ainur_ssh_private_key=ssh_key,
+            gitops_token=gitops_token,
+            gitops_ssh_private_key=gitops_key,
+            bmc_passwords=bmc_passwords,
+        ),
         deployed,
         arda,
         ainur,
