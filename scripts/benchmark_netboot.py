@@ -50,6 +50,7 @@ def stand_in_kernel(size: int) -> bytes:
     image[0x238:0x23C] = (2048).to_bytes(4, "little")  # cmdline_size
     return bytes(image)
 
+
 INITRAMFS_BYTES = 95 * 1024 * 1024
 DEADLINE = 900.0
 MACHINES = (("bios", "28:d2:44:30:00:01"), ("uefi", "a8:b8:e0:20:00:02"))
