@@ -55,6 +55,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("coredns", "coredns"),
     # cloudflared's own parser of a remotely managed tunnel's configuration (plans.cloudflare).
     Tool("cloudflared-check", "cloudflared-check"),
+    # A scripted Talos API stand-in on machinery v1.13.0's real gRPC services (tools.talos_api): the upgrader's tests.
+    Tool("talos-api", "talos-api"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
