@@ -1,0 +1,489 @@
+"""The upgrader's Talos steps against the scripted Talos API stand-in (tools/talos-api).
+
+The upgrader is the real program with the real machinery client; the stand-in speaks machinery's
+real gRPC services with Talos's own answers, and the test scripts what each node is and what a
+reboot or an upgrade does to it. Commands run one after the other, as Pulumi's chained command
+resources run them, and stop at the first failure, as `pulumi up` does. Kubernetes is left out
+here (`--no-kubernetes`); tests/upgrader/test_kubernetes.py drains through a real API server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.upgrader.run import Result, apply_args, mutations, secrets, upgrader
+from tools.talos_api import STORAGE, VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+
+OLD, NEW, NEWER = "v1.12.4", "v1.13.0", "v1.13.1"
+ROLE = {"valinor": "controlplane", "istari": "worker"}
+
+
+def role(name: str) -> str:
+    return ROLE[name.split("-")[0]]
+
+
+def arda(versions: dict[str, str], **scripts: dict[str, Any]) -> dict[str, Any]:
+    """A bootstrapped Arda on fresh loopback addresses: each node at its version, with its script."""
+    ips = addresses(len(versions))
+    return scenario([node(name, ip, role(name), version, **scripts.get(name, {})) for (name, version), ip in zip(versions.items(), ips, strict=True)])
+
+
+def apply(api: TalosAPI, name: str, config: str, timeout: str = "60s", *extra: str) -> Result:
+    return upgrader(apply_args(api, name, role(name), timeout, *extra), secrets(api, config))
+
+
+def versions(api: TalosAPI) -> dict[str, str]:
+    return {name: state["version"] for name, state in sorted(api.state().items())}
+
+
+LEGACY_UPGRADE = [
+    "MachineService/ApplyConfiguration dry-run",
+    "MachineService/ApplyConfiguration NO_REBOOT",
+    "MachineService/ImagePull",
+    "MachineService/Upgrade",
+]
+LIFECYCLE_UPGRADE = [
+    "MachineService/ApplyConfiguration dry-run",
+    "MachineService/ApplyConfiguration NO_REBOOT",
+    "ImageService/Pull",
+    "LifecycleService/Upgrade",
+    "MachineService/Reboot",
+]
+
+
+def test_a_rolling_upgrade_goes_one_node_at_a_time_control_planes_first(tmp_path: Path) -> None:
+    order = ["valinor-1", "valinor-2", "valinor-3", "istari-1", "istari-2"]
+    reboot = {"upgrade": {"downMs": 300}}
+    with talos_api(arda(dict.fromkeys(order, OLD), **dict.fromkeys(order, reboot))) as api:
+        configs = {r: api.config(r, installer(VANILLA, NEW)) for r in ("controlplane", "worker")}
+        snapshot = tmp_path / "etcd" / "before-valinor-1.snapshot"
+        after_each = []
+        for name in order:
+            extra = ["--etcd-snapshot", str(snapshot)] if name == "valinor-1" else []
+            result = apply(api, name, configs[role(name)], "60s", *extra)
+            assert result.code == 0, result.stderr
+            # Each apply returns only once its node runs the new version, up and ready: the next may start.
+            state = api.state()[name]
+            after_each.append((name, state["version"], state["up"], state["ready"]))
+
+        assert after_each == [(name, NEW, True, True) for name in order]
+        assert versions(api) == dict.fromkeys(sorted(order), NEW)
+        # One node at a time, in the chain's order; the snapshot before the first control plane only.
+        expected = []
+        for name in order:
+            steps = list(LEGACY_UPGRADE)
+            if name == "valinor-1":
+                steps.insert(3, "MachineService/EtcdSnapshot")
+            expected += [(name, step) for step in steps]
+        assert mutations(api) == expected
+        assert snapshot.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
+        assert oct(snapshot.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_node_that_never_comes_back_stops_the_run_and_leaves_the_rest_untouched() -> None:
+    order = ["valinor-1", "valinor-2", "valinor-3", "istari-1", "istari-2"]
+    scripts: dict[str, dict[str, Any]] = {name: {"upgrade": {"downMs": 200}} for name in order}
+    scripts["valinor-2"] = {"upgrade": {"result": "never"}}
+    with talos_api(arda(dict.fromkeys(order, OLD), **scripts)) as api:
+        configs = {r: api.config(r, installer(VANILLA, NEW)) for r in ("controlplane", "worker")}
+        results = {}
+        for name in order:
+            results[name] = apply(api, name, configs[role(name)], "6s")
+            if results[name].code != 0:
+                break
+
+        assert [(name, r.code) for name, r in results.items()] == [("valinor-1", 0), ("valinor-2", 1)]
+        failed = results["valinor-2"].last
+        assert failed.startswith("upgrader: FAILED: valinor-2: reboot: timed out; last seen: the node did not come back (down for ")
+        assert failed.endswith(f"; look with: talosctl -n {api.ip('valinor-2')} dmesg; the machine's console")
+        assert versions(api) == {"istari-1": OLD, "istari-2": OLD, "valinor-1": NEW, "valinor-2": OLD, "valinor-3": OLD}
+        assert [n for n, _ in mutations(api)] == ["valinor-1"] * 4 + ["valinor-2"] * 4
+
+        # Re-running the next step refuses: etcd lost a member, so no other control plane goes down.
+        again = apply(api, "valinor-3", configs["controlplane"], "10s")
+        assert again.code == 1
+        assert again.last == (
+            "upgrader: FAILED: valinor-3: etcd: etcd is not healthy, so this control plane is left untouched: "
+            f"member valinor-2 ({api.ip('valinor-2')}) does not answer its status: Unavailable: "
+            + again.last.split("does not answer its status: Unavailable: ", 1)[1].split("; look with:")[0]
+            + f"; look with: talosctl -n {api.ip('valinor-3')} etcd members; talosctl -n {api.ip('valinor-3')} etcd status; "
+            f"talosctl -n {api.ip('valinor-3')} etcd alarm list"
+        )
+        assert mutations(api, "valinor-3") == []
+
+
+@pytest.mark.parametrize(
+    ("script", "etcd", "detail"),
+    [
+        (
+            {"valinor-2": {"etcd": {"errors": ["etcdserver: mvcc: database space exceeded"]}}},
+            {},
+            "member valinor-2 reports errors: etcdserver: mvcc: database space exceeded",
+        ),
+        ({}, {"alarms": [{"node": "valinor-3", "alarm": "NOSPACE"}]}, "alarms raised: NOSPACE on member {valinor-3}"),
+        ({"valinor-3": {"etcd": {"notStarted": True}}}, {}, "member {valinor-3} is not started"),
+        ({"valinor-2": {"etcd": {"learner": True}}}, {}, "member valinor-2 is a learner (still joining)"),
+    ],
+    ids=["member-errors", "alarm", "member-not-started", "learner"],
+)
+def test_an_unhealthy_etcd_refuses_to_start(script: dict[str, Any], etcd: dict[str, Any], detail: str) -> None:
+    spec = arda({"valinor-1": OLD, "valinor-2": OLD, "valinor-3": OLD}, **script)
+    spec["etcd"].update(etcd)
+    with talos_api(spec) as api:
+        result = apply(api, "valinor-1", api.config("controlplane", installer(VANILLA, NEW)))
+        ids = {name: f"{_member_id(api, name)}" for name in ("valinor-2", "valinor-3")}
+        assert result.code == 1
+        ip = api.ip("valinor-1")
+        assert result.last == (
+            f"upgrader: FAILED: valinor-1: etcd: etcd is not healthy, so this control plane is left untouched: {detail.format(**ids)}; "
+            f"look with: talosctl -n {ip} etcd members; talosctl -n {ip} etcd status; talosctl -n {ip} etcd alarm list"
+        )
+        # Nothing was changed anywhere: not even the config (its new installer image) was applied.
+        assert mutations(api) == []
+        assert versions(api) == {"valinor-1": OLD, "valinor-2": OLD, "valinor-3": OLD}
+
+
+def _member_id(api: TalosAPI, name: str) -> str:
+    """The stand-in's member ID for a node, as the upgrader prints it (etcd's %016x)."""
+    import hashlib
+
+    return hashlib.sha256(f"etcd member {name}".encode()).hexdigest()[:16]
+
+
+def test_two_etcd_members_refuse_a_reboot_that_would_lose_quorum() -> None:
+    with talos_api(arda({"valinor-1": OLD, "valinor-2": OLD})) as api:
+        result = apply(api, "valinor-1", api.config("controlplane", installer(VANILLA, NEW)))
+        assert result.code == 1
+        assert result.last.startswith(
+            "upgrader: FAILED: valinor-1: etcd: etcd has 2 members: taking one down loses quorum (add a third control plane, or remove one); look with: "
+        )
+        # The config's new installer image went on (no reboot needed, etcd healthy); nothing went down.
+        assert mutations(api) == [
+            ("valinor-1", "MachineService/ApplyConfiguration dry-run"),
+            ("valinor-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("target", "detail"),
+    [
+        (installer(VANILLA, NEW), "runs Talos v1.12.4 after the upgrade, not v1.13.0 (the new image did not boot)"),
+        (installer(STORAGE, OLD), f"runs schematic {VANILLA} after the upgrade, not {STORAGE}"),
+    ],
+    ids=["version", "schematic"],
+)
+def test_a_node_reporting_the_old_version_after_the_reboot_fails(target: str, detail: str) -> None:
+    with talos_api(arda({"istari-1": OLD}, **{"istari-1": {"upgrade": {"downMs": 100, "result": "old-version"}}})) as api:
+        result = apply(api, "istari-1", api.config("worker", target))
+        ip = api.ip("istari-1")
+        assert result.code == 1
+        assert result.last == f"upgrader: FAILED: istari-1: version: {detail}; look with: talosctl -n {ip} version; talosctl -n {ip} get extensions"
+        assert "upgrader: istari-1: back up (new boot ID) after" in result.stderr
+
+
+def test_talos_1_12_gets_the_legacy_upgrade_and_1_13_the_lifecycle_service() -> None:
+    with talos_api(arda({"istari-1": OLD, "istari-2": NEW})) as api:
+        assert apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW))).code == 0
+        assert apply(api, "istari-2", api.config("worker", installer(VANILLA, NEWER))).code == 0
+
+        assert mutations(api) == [("istari-1", m) for m in LEGACY_UPGRADE] + [("istari-2", m) for m in LIFECYCLE_UPGRADE]
+        upgrade_calls = {
+            (c["node"], c["method"]): c["args"]
+            for c in api.calls()
+            if c["method"] in {"MachineService/ImagePull", "MachineService/Upgrade", "ImageService/Pull", "LifecycleService/Upgrade"}
+        }
+        assert upgrade_calls == {
+            ("istari-1", "MachineService/ImagePull"): {"image": installer(VANILLA, NEW), "namespace": "NS_SYSTEM"},
+            ("istari-1", "MachineService/Upgrade"): {"image": installer(VANILLA, NEW), "stage": False, "force": False, "rebootMode": "DEFAULT"},
+            ("istari-2", "ImageService/Pull"): {"image": installer(VANILLA, NEWER), "containerd": "CRI/NS_SYSTEM"},
+            ("istari-2", "LifecycleService/Upgrade"): {"image": installer(VANILLA, NEWER), "containerd": "CRI/NS_SYSTEM"},
+        }
+        assert versions(api) == {"istari-1": NEW, "istari-2": NEWER}
+
+
+def test_an_installer_that_fails_leaves_the_node_running_what_it_ran() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"upgrade": {"exitCode": 1}}})) as api:
+        result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEWER)))
+        assert result.code == 1
+        assert result.last == (
+            f"upgrader: FAILED: istari-1: upgrade: the installer exited with 1; nothing is staged, the node keeps running {NEWER}; "
+            f"look with: talosctl -n {api.ip('istari-1')} upgrade --image {installer(VANILLA, NEWER)}"
+        )
+        assert [m for _, m in mutations(api)] == LIFECYCLE_UPGRADE[:-1]
+        assert versions(api) == {"istari-1": NEW}
+
+
+def test_a_node_back_in_maintenance_mode_fails_at_once() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"upgrade": {"downMs": 100, "result": "maintenance"}}})) as api:
+        result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEWER)), "60s")
+        assert result.code == 1
+        assert result.last == (
+            "upgrader: FAILED: istari-1: reboot: the node came back in maintenance mode (no config: its disk was wiped or the install failed); "
+            f"look with: talosctl -n {api.ip('istari-1')} get machinestatus --insecure"
+        )
+        assert result.seconds < 20
+
+
+def test_an_interrupted_upgrade_is_finished_by_the_next_run() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"upgrade": {"downMs": 4000}}})) as api:
+        config = api.config("worker", installer(VANILLA, NEWER))
+        first = apply(api, "istari-1", config, "2s")
+        assert first.code == 1
+        assert first.last.startswith("upgrader: FAILED: istari-1: reboot: timed out; last seen: the node did not come back")
+
+        second = apply(api, "istari-1", config, "30s")
+        assert second.code == 0, second.stderr
+        assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in second.lines
+        assert [m for _, m in mutations(api)] == LIFECYCLE_UPGRADE
+
+
+def test_bootstrap_twice_succeeds_both_times() -> None:
+    ips = addresses(1)
+    cp = node("valinor-1", ips[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=2000)
+    with talos_api(scenario([cp], bootstrapped=False)) as api:
+        args = ["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "30s"]
+        first = upgrader(args, secrets(api))
+        assert first.code == 0, first.stderr
+        assert first.lines[0] == "upgrader: valinor-1: bootstrap: waiting for the node to answer with the client certificate"
+        assert first.lines[-1] == "upgrader: valinor-1: etcd bootstrapped"
+        assert "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet" in first.lines
+
+        second = upgrader(args, secrets(api))
+        assert second.code == 0, second.stderr
+        assert second.lines == [
+            "upgrader: valinor-1: bootstrap: waiting for the node to answer with the client certificate",
+            "upgrader: valinor-1: already bootstrapped (etcd data directory is not empty): nothing to do",
+        ]
+        codes = [c["code"] for c in api.calls("valinor-1") if c["method"] == "MachineService/Bootstrap"]
+        assert codes[-2:] == ["OK", "AlreadyExists"]
+        assert set(codes[:-2]) == {"FailedPrecondition"}
+        assert api.etcd() == {"bootstrapped": True, "members": ["valinor-1"]}
+
+
+def test_bootstrap_of_a_worker_fails_at_once() -> None:
+    with talos_api(scenario([node("istari-1", addresses(1)[0], "worker", NEW)], bootstrapped=False)) as api:
+        result = upgrader(["bootstrap", "--node", api.node_arg("istari-1"), "--timeout", "60s"], secrets(api))
+        ip = api.ip("istari-1")
+        assert result.code == 1
+        assert result.last == (
+            "upgrader: FAILED: istari-1: bootstrap: Unimplemented: bootstrap is only available on control plane nodes (is istari-1 a control plane?); "
+            f"look with: talosctl -n {ip} service etcd; talosctl -n {ip} logs etcd; talosctl -n {ip} dmesg"
+        )
+        assert result.seconds < 10
+
+
+@pytest.mark.parametrize("version", [OLD, NEW])
+def test_apply_hands_a_maintenance_mode_node_its_config_and_does_not_wait_for_the_install(version: str) -> None:
+    script = {"istari-1": {"maintenance": True, "install": {"downMs": 3000}}}
+    with talos_api(arda({"istari-1": version}, **script)) as api:
+        result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW)))
+        assert result.code == 0, result.stderr
+        assert result.lines[-1] == f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own"
+        assert [(c["method"], c["args"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration"}] == [
+            ("MachineService/ApplyConfiguration", {"mode": "AUTO", "dryRun": False, "installImage": installer(VANILLA, NEW), "installs": NEW})
+        ]
+        # apply returned while the node installs: a fresh bring-up is not serialized node by node.
+        returned = time.monotonic()
+        while not ((s := api.state()["istari-1"])["up"] and not s["maintenance"]):
+            assert time.monotonic() - returned < 30, s
+            time.sleep(0.05)
+        assert time.monotonic() - returned > 2.0
+        assert (s["version"], s["installImage"]) == (NEW, installer(VANILLA, NEW))
+
+
+def _patch(sysctl: str) -> str:
+    return json.dumps({"machine": {"sysctls": {"vm.max_map_count": sysctl}}})
+
+
+def test_apply_stages_and_reboots_a_change_that_needs_a_reboot() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"applyNeedsReboot": True, "reboot": {"downMs": 200}}})) as api:
+        before = api.state()["istari-1"]["bootId"]
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_patch("262144")])
+        result = apply(api, "istari-1", config)
+        assert result.code == 0, result.stderr
+        assert mutations(api) == [
+            ("istari-1", "MachineService/ApplyConfiguration dry-run"),
+            ("istari-1", "MachineService/ApplyConfiguration STAGED"),
+            ("istari-1", "MachineService/Reboot"),
+        ]
+        after = api.state()["istari-1"]
+        assert after["bootId"] != before
+        assert after["staged"] is False
+        assert "upgrader: istari-1: config changed: Talos needs a reboot to apply it" in result.lines
+
+
+def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_not_at_all() -> None:
+    with talos_api(arda({"istari-1": NEW})) as api:
+        before = api.state()["istari-1"]["bootId"]
+        changed = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW), patches=[_patch("262144")]))
+        assert changed.code == 0, changed.stderr
+        assert mutations(api) == [
+            ("istari-1", "MachineService/ApplyConfiguration dry-run"),
+            ("istari-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+
+        unchanged = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW), patches=[_patch("262144")]))
+        assert unchanged.code == 0, unchanged.stderr
+        assert len(mutations(api)) == 2
+        assert unchanged.lines[-2:] == [
+            "upgrader: istari-1: config unchanged and Talos as configured: checking health only",
+            "upgrader: istari-1: healthy",
+        ]
+        assert api.state()["istari-1"]["bootId"] == before
+
+
+def test_a_reboot_needing_change_and_an_upgrade_take_one_reboot() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"applyNeedsReboot": True, "upgrade": {"downMs": 100}}})) as api:
+        config = api.config("worker", installer(VANILLA, NEWER), patches=[_patch("262144")])
+        result = apply(api, "istari-1", config)
+        assert result.code == 0, result.stderr
+        assert [m for _, m in mutations(api)] == [
+            "MachineService/ApplyConfiguration dry-run",
+            "ImageService/Pull",
+            "MachineService/ApplyConfiguration STAGED",
+            "LifecycleService/Upgrade",
+            "MachineService/Reboot",
+        ]
+        assert versions(api) == {"istari-1": NEWER}
+
+
+def test_probe_classifies_each_node() -> None:
+    ips = addresses(4)
+    nodes = [
+        node("valinor-1", ips[0], "controlplane", NEW),
+        node("istari-1", ips[1], "worker", OLD, maintenance=True),
+        node("istari-2", ips[2], "worker", NEW, maintenance=True),
+    ]
+    with talos_api(scenario(nodes)) as api:
+        args = ["probe", "--deadline", "3s"]
+        for name in ("valinor-1", "istari-1", "istari-2"):
+            args += ["--node", api.node_arg(name)]
+        args += ["--node", f"istari-3={ips[3]}"]  # nothing listens there
+        result = upgrader(args, secrets(api))
+        assert result.code == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "nodes": {"valinor-1": "running", "istari-1": "maintenance", "istari-2": "maintenance", "istari-3": "unreachable"}
+        }
+        assert result.seconds < 10
+
+
+def test_reset_graceful_leaves_etcd_and_comes_back_in_maintenance_mode() -> None:
+    spec = arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW}, **{"valinor-3": {"reset": {"downMs": 200}}})
+    with talos_api(spec) as api:
+        result = upgrader(["reset", "--node", api.node_arg("valinor-3"), "--mode", "graceful", "--timeout", "30s"], secrets(api))
+        assert result.code == 0, result.stderr
+        assert [(c["method"], c["args"]) for c in api.calls("valinor-3") if c["method"] == "MachineService/Reset"] == [
+            ("MachineService/Reset", {"graceful": True, "reboot": True, "wipe": ["STATE", "EPHEMERAL"]})
+        ]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2"]
+        assert api.state()["valinor-3"]["maintenance"] is True
+
+        again = upgrader(["reset", "--node", api.node_arg("valinor-3"), "--mode", "graceful", "--timeout", "30s"], secrets(api))
+        assert again.code == 0
+        assert again.last == "upgrader: valinor-3: already in maintenance mode: nothing to reset"
+
+
+def test_reset_refuses_to_gracefully_reset_the_last_control_plane() -> None:
+    with talos_api(arda({"valinor-1": NEW})) as api:
+        result = upgrader(["reset", "--node", api.node_arg("valinor-1"), "--mode", "graceful", "--timeout", "30s"], secrets(api))
+        assert result.code == 1
+        assert result.last.startswith(
+            "upgrader: FAILED: valinor-1: etcd: it is etcd's last member, which cannot leave: reset it with --mode last; look with: "
+        )
+        assert mutations(api) == []
+
+        last = upgrader(["reset", "--node", api.node_arg("valinor-1"), "--mode", "last", "--timeout", "30s"], secrets(api))
+        assert last.code == 0, last.stderr
+        assert [c["args"]["graceful"] for c in api.calls() if c["method"] == "MachineService/Reset"] == [False]
+
+
+def test_remove_member_removes_a_gone_control_plane_once() -> None:
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW})) as api:
+        api.crash("valinor-3", result="never")
+        args = [
+            "remove-member",
+            "--name",
+            "valinor-3",
+            "--control-plane",
+            api.node_arg("valinor-1"),
+            "--control-plane",
+            api.node_arg("valinor-2"),
+            "--timeout",
+            "30s",
+        ]
+        first = upgrader(args, secrets(api))
+        assert first.code == 0, first.stderr
+        assert first.last == "upgrader: valinor-3: removed from etcd"
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2"]
+        second = upgrader(args, secrets(api))
+        assert second.code == 0
+        assert second.last == "upgrader: valinor-3: not an etcd member: nothing to remove"
+        assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [_member_id(api, "valinor-3")]
+
+
+def test_etcd_snapshot_writes_the_file_whole(tmp_path: Path) -> None:
+    with talos_api(arda({"valinor-1": NEW})) as api:
+        out = tmp_path / "snap" / "arda.db"
+        result = upgrader(["etcd-snapshot", "--node", api.node_arg("valinor-1"), "--out", str(out), "--timeout", "30s"], secrets(api))
+        assert result.code == 0, result.stderr
+        assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
+        assert sorted(p.name for p in out.parent.iterdir()) == ["arda.db"]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["apply", "--node", "a=127.0.0.1", "--role", "worker"], {}, "upgrader: apply: --timeout is required (a duration such as 15m)"),
+        (["apply", "--node", "a", "--timeout", "1m"], {}, 'upgrader: apply: invalid value "a" for flag -node: "a" is not NAME=IP'),
+        (["bootstrap", "--node", "a=127.0.0.1", "--timeout", "1m", "extra"], {}, 'upgrader: bootstrap: unexpected argument "extra"'),
+        (
+            ["bootstrap", "--node", "a=127.0.0.1", "--timeout", "1m"],
+            {"talos_config": "x"},
+            'upgrader: bootstrap: stdin is not the secrets JSON object: json: unknown field "talos_config"',
+        ),
+        (["bootstrap", "--node", "a=127.0.0.1", "--timeout", "1m"], {}, 'upgrader: bootstrap: stdin: "talosconfig" is required'),
+        (
+            ["wait-kube", "--api", "--admits", "--timeout", "1m"],
+            {},
+            "upgrader: wait-kube: give exactly one of --api, --nodes, --admits, --storage-class",
+        ),
+        (
+            ["health", "--control-plane", "a=127.0.0.1", "--endpoint", "http://x:6443", "--stage", "api", "--timeout", "1m"],
+            {},
+            "upgrader: health: --endpoint must be https://HOST:PORT",
+        ),
+        (["frobnicate"], {}, 'upgrader: unknown command "frobnicate"'),
+    ],
+    ids=["no-timeout", "bad-node", "stray-argument", "unknown-stdin-key", "no-talosconfig", "two-gates", "http-endpoint", "unknown-command"],
+)
+def test_bad_arguments_exit_2_before_anything_is_contacted(args: list[str], stdin: dict[str, Any], message: str) -> None:
+    result = upgrader(args, stdin)
+    assert result.code == 2
+    assert result.lines[0] == message
+    assert result.stdout == ""
+
+
+def test_apply_refuses_a_config_for_the_other_role() -> None:
+    with talos_api(arda({"istari-1": NEW})) as api:
+        result = upgrader(apply_args(api, "istari-1", "controlplane"), secrets(api, api.config("worker", installer(VANILLA, NEW))))
+        assert result.code == 2
+        assert result.last == "upgrader: apply: --role controlplane, but the machine config is for a worker"
+        assert api.calls() == []
+
+
+def test_nothing_secret_reaches_the_output() -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"applyNeedsReboot": True}})) as api:
+        config = api.config("worker", installer(VANILLA, NEWER), patches=[_patch("262144")])
+        result = apply(api, "istari-1", config)
+        assert result.code == 0, result.stderr
+        talosconfig = api.talosconfig_text()
+        secret_values = [line.split(":", 1)[1].strip() for line in talosconfig.splitlines() if line.strip().startswith(("crt:", "key:", "ca:"))]
+        secret_values += [line.split(":", 1)[1].strip() for line in config.splitlines() if line.strip().startswith(("token:", "secret:", "key:"))]
+        assert len(secret_values) > 5
+        for value in secret_values:
+            assert value not in result.stderr + result.stdout
