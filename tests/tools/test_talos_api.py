@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +23,7 @@ from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresse
 NEW = "v1.13.0"
 
 
-def _context(api: TalosAPI) -> tuple[dict[str, str], Path]:
+def _context(api: TalosAPI) -> tuple[dict[str, Any], Path]:
     """The talosconfig's current context, and its CA written to a file for ssl."""
     config = yaml.safe_load(api.talosconfig_text())
     context = config["contexts"][config["context"]]
@@ -53,8 +54,9 @@ def test_a_configured_node_serves_its_ip_signed_by_the_os_ca_and_requires_a_clie
         ctx.set_alpn_protocols(["h2"])
         with _handshake(api.addresses["valinor-1"], ctx) as tls:
             assert tls.selected_alpn_protocol() == "h2"
-            sans = tls.getpeercert()["subjectAltName"]
-            assert sans == (("IP Address", ips[0]),)
+            peer = tls.getpeercert()
+            assert peer is not None
+            assert peer["subjectAltName"] == (("IP Address", ips[0]),)
 
         # Without a client certificate the node ends the connection (TLS 1.3 says so on the first read).
         bare = ssl.create_default_context(cafile=str(ca))
