@@ -530,7 +530,11 @@ func runKubernetesPreflight(ctx context.Context, args []string) error {
 		}
 	}
 
-	removed := removedAPIs(metrics, target)
+	removed, later := requestedDeprecatedAPIs(metrics, target)
+	if len(later) > 0 {
+		progress(server, "still requested, deprecated, removed after %s: %s", target, strings.Join(later, ", "))
+	}
+
 	if len(removed) > 0 {
 		return &Failure{
 			Node:   server,
@@ -604,11 +608,10 @@ func describeVersions(m map[string]kversion) string {
 
 var metricLabelRe = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-// removedAPIs reads apiserver_requested_deprecated_apis lines whose removed_release is the target
-// minor or earlier: APIs still requested that the target no longer serves.
-func removedAPIs(metrics []byte, target kversion) []string {
-	var out []string
-
+// requestedDeprecatedAPIs reads the apiserver_requested_deprecated_apis lines: those whose
+// removed_release is the target's minor or earlier (APIs still requested that the target no
+// longer serves), and those removed later (or with no release named, as a deprecated CRD version).
+func requestedDeprecatedAPIs(metrics []byte, target kversion) (removed, later []string) {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(metrics))
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
@@ -624,28 +627,37 @@ func removedAPIs(metrics []byte, target kversion) []string {
 			labels[m[1]] = m[2]
 		}
 
-		rel, ok := parseKVersion(labels["removed_release"] + ".0")
-		if !ok || rel.major != target.major || rel.minor > target.minor {
-			continue
-		}
-
 		gv := labels["version"]
 		if labels["group"] != "" {
 			gv = labels["group"] + "/" + labels["version"]
 		}
 
-		api := fmt.Sprintf("%s %s (removed in %s)", gv, labels["resource"], labels["removed_release"])
+		resource := labels["resource"]
 		if labels["subresource"] != "" {
-			api = fmt.Sprintf("%s %s/%s (removed in %s)", gv, labels["resource"], labels["subresource"], labels["removed_release"])
+			resource += "/" + labels["subresource"]
 		}
 
-		if !seen[api] {
-			seen[api] = true
-			out = append(out, api)
+		when := labels["removed_release"]
+		if when == "" {
+			when = "no release named"
+		}
+
+		api := fmt.Sprintf("%s %s (removed in %s)", gv, resource, when)
+		if seen[api] {
+			continue
+		}
+
+		seen[api] = true
+
+		if rel, ok := parseKVersion(labels["removed_release"] + ".0"); ok && (rel.major < target.major || (rel.major == target.major && rel.minor <= target.minor)) {
+			removed = append(removed, api)
+		} else {
+			later = append(later, api)
 		}
 	}
 
-	sort.Strings(out)
+	sort.Strings(removed)
+	sort.Strings(later)
 
-	return out
+	return removed, later
 }
