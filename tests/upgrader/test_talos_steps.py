@@ -93,7 +93,7 @@ def test_a_node_that_never_comes_back_stops_the_run_and_leaves_the_rest_untouche
         configs = {r: api.config(r, installer(VANILLA, NEW)) for r in ("controlplane", "worker")}
         results = {}
         for name in order:
-            results[name] = apply(api, name, configs[role(name)], "6s")
+            results[name] = apply(api, name, configs[role(name)], "10s")
             if results[name].code != 0:
                 break
 
@@ -230,9 +230,9 @@ def test_a_node_back_in_maintenance_mode_fails_at_once() -> None:
 
 
 def test_an_interrupted_upgrade_is_finished_by_the_next_run() -> None:
-    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"upgrade": {"downMs": 4000}}})) as api:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"upgrade": {"downMs": 8000}}})) as api:
         config = api.config("worker", installer(VANILLA, NEWER))
-        first = apply(api, "istari-1", config, "2s")
+        first = apply(api, "istari-1", config, "4s")
         assert first.code == 1
         assert first.last.startswith("upgrader: FAILED: istari-1: reboot: timed out; last seen: the node did not come back")
 
