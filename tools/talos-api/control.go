@@ -25,7 +25,7 @@ type NodeState struct {
 	Ready        bool   `json:"ready"`
 	InstallImage string `json:"installImage"` // the active config's machine.install.image
 	Staged       bool   `json:"staged"`       // a staged config waits for the next reboot
-	PendingImage string `json:"pendingVersion"`
+	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
 }
 
@@ -45,7 +45,7 @@ func (c *Cluster) controlHandler() http.Handler {
 		for _, n := range c.nodes {
 			s := NodeState{
 				Name: n.name, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
-				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingImage: n.pendingVer, EtcdMember: c.member(n.name) != nil,
+				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
 			}
 			if n.active != nil && n.active.Machine() != nil {
 				s.InstallImage = n.active.Machine().Install().Image()
