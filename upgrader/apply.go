@@ -283,8 +283,8 @@ func lifecycleAPI(tag string) bool {
 		return true
 	}
 
-	major, _ := strconv.Atoi(parts[0])        //nolint:errcheck
-	minor, err := strconv.Atoi(parts[1])      //nolint:errcheck
+	major, _ := strconv.Atoi(parts[0])   //nolint:errcheck
+	minor, err := strconv.Atoi(parts[1]) //nolint:errcheck
 	if err != nil {
 		return true
 	}

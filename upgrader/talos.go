@@ -135,7 +135,7 @@ const (
 // this cluster), or only an insecure client (maintenance mode: no config yet), or nothing.
 func (t *Talos) classify(ctx context.Context, n Node) (string, error) {
 	var (
-		wg                    sync.WaitGroup
+		wg                     sync.WaitGroup
 		secureErr, insecureErr error
 	)
 

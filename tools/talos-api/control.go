@@ -23,8 +23,8 @@ type NodeState struct {
 	Schematic    string `json:"schematic"`
 	BootID       string `json:"bootId"`
 	Ready        bool   `json:"ready"`
-	InstallImage string `json:"installImage"` // the active config's machine.install.image
-	Staged       bool   `json:"staged"`       // a staged config waits for the next reboot
+	InstallImage string `json:"installImage"`   // the active config's machine.install.image
+	Staged       bool   `json:"staged"`         // a staged config waits for the next reboot
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
 }
