@@ -91,7 +91,7 @@ func runApply(ctx context.Context, args []string) error {
 	f.Var(&nodes, "node", "NAME=IP of the node")
 	role := f.String("role", "", "controlplane or worker")
 	timeout := f.timeout()
-	snapshot := f.String("etcd-snapshot", "", "save an etcd snapshot here before a control plane is disrupted")
+	snapshot := f.String("etcd-snapshot", "", "save an etcd snapshot here before anything changes (the chain's first control plane)")
 	f.Var(&pauses, "pause", "KIND/NAMESPACE/NAME of a Deployment or StatefulSet to scale to 0 around a disruption (repeatable)")
 	noKube := f.Bool("no-kubernetes", false, "Talos steps only: no drain, pause, hooks or Kubernetes checks")
 
@@ -218,6 +218,14 @@ func (r *applyRun) run(ctx context.Context) error {
 
 	if !r.noKube && r.bootstrapped {
 		if err := r.connectKube(ctx); err != nil {
+			return err
+		}
+	}
+
+	// The snapshot comes before anything changes on any node: the first control plane's apply
+	// carries --etcd-snapshot, whatever that node itself turns out to need.
+	if r.snapshot != "" {
+		if err := r.takeSnapshot(ctx); err != nil {
 			return err
 		}
 	}
@@ -685,14 +693,6 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 	}
 
-	if r.snapshot != "" && r.controlPlane() && r.bootstrapped {
-		if err := saveSnapshot(ctx, r.c, r.snapshot); err != nil {
-			return &Failure{Node: n.Name, Check: "etcd-snapshot", Detail: err.Error(), Look: r.talosLook("etcd snapshot " + r.snapshot)}
-		}
-
-		progress(n.Name, "etcd snapshot saved to %s", r.snapshot)
-	}
-
 	// From here on a failure before the reboot puts Kubernetes back as it was.
 	prepared, err := r.prepareKube(ctx)
 	if err != nil {
@@ -919,6 +919,25 @@ func withLeftovers(err error, p prepared) error {
 	}
 
 	return f
+}
+
+// takeSnapshot saves etcd to the operator's machine (a control plane of a bootstrapped cluster only).
+func (r *applyRun) takeSnapshot(ctx context.Context) error {
+	n := r.n
+
+	if !r.controlPlane() || !r.bootstrapped {
+		progress(n.Name, "no etcd snapshot: %s", map[bool]string{true: "etcd is not bootstrapped yet", false: "not a control plane"}[r.controlPlane()])
+
+		return nil
+	}
+
+	if err := saveSnapshot(ctx, r.c, r.snapshot); err != nil {
+		return &Failure{Node: n.Name, Check: "etcd-snapshot", Detail: grpcMessage(err), Look: r.talosLook("etcd snapshot " + r.snapshot)}
+	}
+
+	progress(n.Name, "etcd snapshot saved to %s", r.snapshot)
+
+	return nil
 }
 
 // etcdPreflight refuses to change a control plane unless etcd is healthy and, before taking it

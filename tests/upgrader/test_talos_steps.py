@@ -73,12 +73,12 @@ def test_a_rolling_upgrade_goes_one_node_at_a_time_control_planes_first(tmp_path
 
         assert after_each == [(name, NEW, True, True) for name in order]
         assert versions(api) == dict.fromkeys(sorted(order), NEW)
-        # One node at a time, in the chain's order; the snapshot before the first control plane only.
+        # One node at a time, in the chain's order; the snapshot before anything changed.
         expected = []
         for name in order:
             steps = list(LEGACY_UPGRADE)
             if name == "valinor-1":
-                steps.insert(3, "MachineService/EtcdSnapshot")
+                steps.insert(0, "MachineService/EtcdSnapshot")
             expected += [(name, step) for step in steps]
         assert mutations(api) == expected
         assert snapshot.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
@@ -424,6 +424,15 @@ def test_remove_member_removes_a_gone_control_plane_once() -> None:
         assert second.code == 0
         assert second.last == "upgrader: valinor-3: not an etcd member: nothing to remove"
         assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [_member_id(api, "valinor-3")]
+
+
+def test_the_first_control_planes_apply_takes_the_snapshot_even_when_its_node_needs_nothing(tmp_path: Path) -> None:
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW})) as api:
+        snapshot = tmp_path / "before.snapshot"
+        result = apply(api, "valinor-1", api.node_config("valinor-1"), "60s", "--etcd-snapshot", str(snapshot))
+        assert result.code == 0, result.stderr
+        assert mutations(api) == [("valinor-1", "MachineService/EtcdSnapshot")]
+        assert snapshot.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
 
 
 def test_etcd_snapshot_writes_the_file_whole(tmp_path: Path) -> None:
