@@ -120,6 +120,27 @@ def test_a_script_change_at_run_time_takes_effect() -> None:
             api.script("istari-1", reboot={"result": "sideways"})
 
 
+def test_alarms_raised_at_run_time_stop_the_next_change() -> None:
+    ips = addresses(3)
+    with talos_api(scenario([node(f"valinor-{i + 1}", ip, "controlplane", NEW) for i, ip in enumerate(ips)])) as api:
+        api.set_alarms([{"node": "valinor-2", "alarm": "NOSPACE"}])
+        config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
+        result = upgrader(
+            ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"], secrets(api, config)
+        )
+        assert result.code == 1
+        assert "alarms raised: NOSPACE on member " in result.last
+        api.set_alarms([])
+        assert (
+            upgrader(
+                ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"], secrets(api, config)
+            ).code
+            == 0
+        )
+        with pytest.raises(Exception, match="HTTP Error 400"):
+            api.set_alarms([{"node": "valinor-9", "alarm": "NOSPACE"}])
+
+
 def test_the_call_log_records_each_answer_and_its_code() -> None:
     ips = addresses(1)
     with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], bootstrapped=False)) as api:

@@ -123,18 +123,33 @@ func (c *Cluster) controlHandler() http.Handler {
 		writeJSON(w, map[string]bool{"ok": true})
 	})
 
+	// POST /etcd replaces the raised alarms (membership and bootstrap follow what the nodes do).
 	mux.HandleFunc("POST /etcd", func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+		var body struct {
+			Alarms []AlarmSpec `json:"alarms"`
+		}
 
-		spec := c.sc.Etcd
-		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+
+		if err := dec.Decode(&body); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 
 			return
 		}
 
-		c.sc.Etcd = spec
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		for _, a := range body.Alarms {
+			if c.byName[a.Node] == nil {
+				http.Error(w, "no node "+a.Node, http.StatusBadRequest)
+
+				return
+			}
+		}
+
+		c.sc.Etcd.Alarms = body.Alarms
 		writeJSON(w, map[string]bool{"ok": true})
 	})
 

@@ -10,7 +10,8 @@
 //	    once every node is listening, ready.json ({"control": URL, "nodes": {NAME: ADDRESS}}).
 //	    The control URL (loopback HTTP) answers GET /calls, GET /nodes, POST /nodes/NAME (a partial
 //	    node script merged into the running one), POST /nodes/NAME/crash (an Outcome: the node
-//	    drops off at once) and POST /etcd (a partial etcd script). SIGTERM stops it.
+//	    drops off at once), GET /etcd (bootstrapped, members) and POST /etcd ({"alarms": [...]}, the raised
+//	    alarms replaced). SIGTERM stops it.
 //	talos-api config --dir DIR --scenario FILE --type controlplane|worker --install-image IMAGE [--kubernetes-version V] [--patch YAML]...
 //	    Prints a machine config generated with DIR's secrets, as the nodes' own configs are.
 package main
