@@ -315,6 +315,18 @@ func waitAdmits(ctx context.Context, k *Kube, server string, manifests []map[str
 	cached := memory.NewMemCacheClient(k.cs.Discovery())
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(cached)
 	admitted := make([]bool, len(manifests))
+	said := make([]string, len(manifests))
+
+	// Each manifest says once (per new reason) why it is not admitted yet.
+	waiting := func(i int, err error) error {
+		if msg := err.Error(); msg != said[i] {
+			progress(server, "waiting: %s", msg)
+
+			said[i] = msg
+		}
+
+		return err
+	}
 
 	err = poll(ctx, time.Second, func(ctx context.Context) error {
 		for i, obj := range manifests {
@@ -334,7 +346,7 @@ func waitAdmits(ctx context.Context, k *Kube, server string, manifests []map[str
 				cached.Invalidate()
 				mapper.Reset()
 
-				return checkf("admits", look, "%s: the API does not serve %s yet", what, gvk)
+				return waiting(i, checkf("admits", look, "%s: the API does not serve %s yet", what, gvk))
 			}
 
 			var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
@@ -361,7 +373,7 @@ func waitAdmits(ctx context.Context, k *Kube, server string, manifests []map[str
 				// The object itself is wrong for the served schema: waiting cannot fix it.
 				return &permanent{checkf("admits", look, "%s is invalid: %s", what, firstLine(err))}
 			default:
-				return checkf("admits", look, "%s is not admitted yet: %s", what, firstLine(err))
+				return waiting(i, checkf("admits", look, "%s is not admitted yet: %s", what, firstLine(err)))
 			}
 		}
 
@@ -562,6 +574,11 @@ func apiServerVersions(ctx context.Context, k *Kube) (map[string]kversion, error
 	}
 
 	for i := range pods.Items {
+		// A pod on its way out (an old static pod being replaced) serves nothing any more.
+		if pods.Items[i].DeletionTimestamp != nil {
+			continue
+		}
+
 		if v, ok := parseKVersion(tagOf(podImage(&pods.Items[i], "kube-apiserver"))); ok {
 			out[pods.Items[i].Spec.NodeName] = v
 		}
@@ -637,12 +654,10 @@ func requestedDeprecatedAPIs(metrics []byte, target kversion) (removed, later []
 			resource += "/" + labels["subresource"]
 		}
 
-		when := labels["removed_release"]
-		if when == "" {
-			when = "no release named"
+		api := fmt.Sprintf("%s %s (removed in %s)", gv, resource, labels["removed_release"])
+		if labels["removed_release"] == "" {
+			api = fmt.Sprintf("%s %s (no removal release named)", gv, resource)
 		}
-
-		api := fmt.Sprintf("%s %s (removed in %s)", gv, resource, when)
 		if seen[api] {
 			continue
 		}
