@@ -100,7 +100,11 @@ def running(cluster: Cluster, namespace: str, app: str, count: int) -> None:
 
 @pytest.fixture
 def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]], None]]:
-    """Talos's control plane pods on a node (kube-system, label k8s-app), removed after the test."""
+    """Talos's control plane pods on a node, removed after the test.
+
+    The kubelet runs them from files Talos writes and mirrors each into the API (kube-system, label
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone.
+    """
     made: list[dict[str, Any]] = []
 
     def make(node_name: str, images: dict[str, str]) -> None:
@@ -108,7 +112,12 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": f"{app}-{node_name}", "namespace": "kube-system", "labels": {"k8s-app": app, "tier": "control-plane"}},
+                "metadata": {
+                    "name": f"{app}-{node_name}",
+                    "namespace": "kube-system",
+                    "labels": {"k8s-app": app, "tier": "control-plane"},
+                    "annotations": {"kubernetes.io/config.mirror": f"{app}-{node_name}", "kubernetes.io/config.source": "file"},
+                },
                 "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
             }
             kube_talos.client.create(pod)
@@ -474,3 +483,41 @@ def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callab
     assert requested.last == ready
     assert "networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)" in deprecated(requested)
     assert set(deprecated(requested)) <= {"networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)", "v1 endpoints (no removal release named)"}
+
+
+def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(kube_talos: Cluster, static_pods: Any, tmp_path: Any) -> None:
+    name = unique("valinor")
+    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 300})])) as api:
+        config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
+        static_pods(name, control_plane_images(config))
+        snapshot = tmp_path / "etcd.snapshot"
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        assert [
+            s
+            for s in steps
+            if s in {"cordon", "drain", "installed; rebooting into v1.13.1", "uncordoned", "healthy"} or s.startswith("runs Talos v1.13.1,")
+        ] == [
+            "healthy",  # after the config (its new installer image) went on without a reboot
+            "cordon",
+            "drain",  # the mirror pods of the control plane stay: the kubelet runs them from files
+            "installed; rebooting into v1.13.1",
+            f"runs Talos v1.13.1, schematic {VANILLA}, as configured",
+            "uncordoned",
+            "healthy",
+        ]
+        assert [m for _, m in mutations(api)] == [
+            "MachineService/EtcdSnapshot",
+            "MachineService/ApplyConfiguration dry-run",
+            "MachineService/ApplyConfiguration NO_REBOOT",
+            "ImageService/Pull",
+            "LifecycleService/Upgrade",
+            "MachineService/Reboot",
+        ]
+        assert api.state()[name]["version"] == "v1.13.1"
+    node_now = kube_talos.client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
