@@ -25,7 +25,7 @@ type Call struct {
 	Node   string         `json:"node"`
 	Method string         `json:"method"` // e.g. MachineService/Upgrade
 	Args   map[string]any `json:"args,omitempty"`
-	Code   string         `json:"code"` // OK, AlreadyExists, ...
+	Code   string         `json:"code"` // OK, AlreadyExists, ... (Running while it runs)
 }
 
 type callLog struct {
@@ -36,13 +36,22 @@ type callLog struct {
 
 func newCallLog() *callLog { return &callLog{start: time.Now()} }
 
-func (l *callLog) add(c Call) {
+// begin logs a call as it arrives (the log's order is the order calls reach the nodes; a stream
+// ends long after a call that follows it began), and finish fills in its arguments and code.
+func (l *callLog) begin(node, method string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	c.Seq = len(l.calls) + 1
-	c.Ms = time.Since(l.start).Milliseconds()
-	l.calls = append(l.calls, c)
+	l.calls = append(l.calls, Call{Seq: len(l.calls) + 1, Ms: time.Since(l.start).Milliseconds(), Node: node, Method: method, Code: "Running"})
+
+	return len(l.calls) - 1
+}
+
+func (l *callLog) finish(i int, args map[string]any, code string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	l.calls[i].Args, l.calls[i].Code = args, code
 }
 
 func (l *callLog) all() []Call {
@@ -143,6 +152,7 @@ func shortMethod(full string) string {
 }
 
 func (n *Node) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	i := n.c.calls.begin(n.name, shortMethod(info.FullMethod))
 	notes := map[string]any{}
 	ctx = context.WithValue(ctx, notesKey{}, notes)
 
@@ -153,7 +163,7 @@ func (n *Node) unaryInterceptor(ctx context.Context, req any, info *grpc.UnarySe
 		resp, err = handler(ctx, req)
 	}
 
-	n.c.calls.add(Call{Node: n.name, Method: shortMethod(info.FullMethod), Args: merge(callArgs(req), notes), Code: status.Code(err).String()})
+	n.c.calls.finish(i, merge(callArgs(req), notes), status.Code(err).String())
 
 	return resp, err
 }
@@ -178,6 +188,7 @@ func (s *recvStream) RecvMsg(m any) error {
 }
 
 func (n *Node) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	i := n.c.calls.begin(n.name, shortMethod(info.FullMethod))
 	notes := map[string]any{}
 	ctx := context.WithValue(ss.Context(), notesKey{}, notes)
 
@@ -188,7 +199,7 @@ func (n *Node) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Strea
 		err = handler(srv, wrapped)
 	}
 
-	n.c.calls.add(Call{Node: n.name, Method: shortMethod(info.FullMethod), Args: merge(callArgs(wrapped.req), notes), Code: status.Code(err).String()})
+	n.c.calls.finish(i, merge(callArgs(wrapped.req), notes), status.Code(err).String())
 
 	return err
 }
