@@ -258,6 +258,13 @@ func (r *applyRun) run(ctx context.Context) error {
 		}
 	}
 
+	// A reboot or an upgrade is coming: refuse now, before the config changes, if it would cost quorum.
+	if (reboot || upgrade) && r.controlPlane() && r.bootstrapped {
+		if err := r.etcdPreflight(ctx, true); err != nil {
+			return err
+		}
+	}
+
 	if !same && !reboot {
 		if err := r.applyNow(ctx, active); err != nil {
 			return err
