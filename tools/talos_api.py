@@ -18,6 +18,7 @@ loopback addresses no other test is using.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -96,7 +97,7 @@ class TalosAPI:
             return json.loads(response.read())
 
     def calls(self, node: str | None = None) -> list[dict[str, Any]]:
-        """Every call the nodes answered, in order: {seq, ms, node, method, args, code}."""
+        """Every call the nodes answered, in order: {seq, ms, node, at (the node's IP:port it reached), method, args, code}."""
         calls: list[dict[str, Any]] = self._request("GET", "/calls")
         return [c for c in calls if node is None or c["node"] == node]
 
@@ -106,7 +107,7 @@ class TalosAPI:
         return [f"{c['node']} {c['method']}" if node is None else c["method"] for c in self.calls(node) if keep is None or c["method"] in keep]
 
     def state(self) -> dict[str, dict[str, Any]]:
-        """What each node runs now: version, schematic, boot ID, maintenance, install image, ..."""
+        """What each node is now: address, version, schematic, boot ID, maintenance, install image, etcd member ID, ..."""
         nodes: dict[str, dict[str, Any]] = self._request("GET", "/nodes")
         return nodes
 
@@ -144,6 +145,25 @@ class TalosAPI:
 
     def talosconfig_text(self) -> str:
         return self.talosconfig.read_text()
+
+
+def mac(name: str) -> str:
+    """The permanent MAC the stand-in gives a node's link unless its script names one (locally administered)."""
+    digest = hashlib.sha256(f"machine {name}".encode()).digest()[:5]
+    return ":".join(f"{b:02x}" for b in (0x02, *digest))
+
+
+def link(mac: str | None = None, address: str | None = None) -> list[str]:
+    """Iluvatar's link documents (plans/talos.py), as config patches: the NIC found by its permanent MAC, and its static address."""
+    patches = []
+    if mac is not None:
+        selector = {"match": f'mac(link.permanent_addr) == "{mac}"'}
+        patches.append(json.dumps({"apiVersion": "v1alpha1", "kind": "LinkAliasConfig", "name": "lan0", "selector": selector}))
+    if address is not None:
+        patches.append(
+            json.dumps({"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "lan0", "up": True, "addresses": [{"address": f"{address}/32"}]})
+        )
+    return patches
 
 
 def node(name: str, address: str, role: str, version: str, schematic: str = VANILLA, **script: Any) -> dict[str, Any]:

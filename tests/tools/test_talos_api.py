@@ -173,3 +173,44 @@ def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], mess
     with pytest.raises(TalosAPIError, match="talos-api exited with 1") as raised, talos_api(bad):
         pass
     assert message in str(raised.value)
+
+
+def test_a_reflashed_control_plane_removes_its_own_stale_member_when_it_joins_as_talos_does() -> None:
+    ips = addresses(3)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 200}}
+    nodes = [node(f"valinor-{i + 1}", ip, "controlplane", NEW, **(reflashed if i == 2 else {})) for i, ip in enumerate(ips)]
+    with talos_api(scenario(nodes)) as api:
+        stale = api.state()["valinor-3"]["etcdMemberId"]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+        # Its old member is listed but down: the others' health checks see it.
+        assert api.state()["valinor-3"]["etcdMember"] is True
+        # No upgrader removal: Talos's own join (addMember) removes a member of its name, then adds itself.
+        args = ["apply", "--node", api.node_arg("valinor-3"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        deadline = time.monotonic() + 20
+        while (s := api.state()["valinor-3"])["maintenance"] or not s["etcdMemberId"] or s["etcdMemberId"] == stale:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        assert (s["etcdMemberId"] != stale, s["etcdJoinError"]) == (True, "")
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+
+
+def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
+    ips = addresses(2)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 200}}
+    nodes = [node("valinor-1", ips[0], "controlplane", NEW), node("valinor-2", ips[1], "controlplane", NEW, **reflashed)]
+    with talos_api(scenario(nodes)) as api:
+        # Two members, one of them the wiped node's: no quorum, so etcd refuses the join, and Talos is not ready.
+        args = ["apply", "--node", api.node_arg("valinor-2"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        deadline = time.monotonic() + 20
+        while not (s := api.state()["valinor-2"])["up"] or s["maintenance"]:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        assert s["etcdJoinError"] == "error getting etcd member list: etcdserver: no leader"
+        health = upgrader([*args[:-3], "--timeout", "2s", "--no-kubernetes"], secrets(api, api.config("controlplane", installer(VANILLA, NEW))))
+        assert health.code == 1
+        assert health.last.startswith(
+            "upgrader: FAILED: valinor-2: machine-status: timed out; last seen: running, not ready: "
+            'serviceReady: service "etcd" not healthy: error getting etcd member list: etcdserver: no leader; look with: '
+        )

@@ -23,6 +23,7 @@ type Call struct {
 	Seq    int            `json:"seq"`
 	Ms     int64          `json:"ms"` // since the stand-in started
 	Node   string         `json:"node"`
+	At     string         `json:"at"`     // the node's address the call reached (IP:port)
 	Method string         `json:"method"` // e.g. MachineService/Upgrade
 	Args   map[string]any `json:"args,omitempty"`
 	Code   string         `json:"code"` // OK, AlreadyExists, ... (Running while it runs)
@@ -38,11 +39,16 @@ func newCallLog() *callLog { return &callLog{start: time.Now()} }
 
 // begin logs a call as it arrives (the log's order is the order calls reach the nodes; a stream
 // ends long after a call that follows it began), and finish fills in its arguments and code.
-func (l *callLog) begin(node, method string) int {
+func (l *callLog) begin(ctx context.Context, node, method string) int {
+	at := ""
+	if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
+		at = p.LocalAddr.String()
+	}
+
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	l.calls = append(l.calls, Call{Seq: len(l.calls) + 1, Ms: time.Since(l.start).Milliseconds(), Node: node, Method: method, Code: "Running"})
+	l.calls = append(l.calls, Call{Seq: len(l.calls) + 1, Ms: time.Since(l.start).Milliseconds(), Node: node, At: at, Method: method, Code: "Running"})
 
 	return len(l.calls) - 1
 }
@@ -152,7 +158,7 @@ func shortMethod(full string) string {
 }
 
 func (n *Node) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	i := n.c.calls.begin(n.name, shortMethod(info.FullMethod))
+	i := n.c.calls.begin(ctx, n.name, shortMethod(info.FullMethod))
 	notes := map[string]any{}
 	ctx = context.WithValue(ctx, notesKey{}, notes)
 
@@ -188,7 +194,7 @@ func (s *recvStream) RecvMsg(m any) error {
 }
 
 func (n *Node) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	i := n.c.calls.begin(n.name, shortMethod(info.FullMethod))
+	i := n.c.calls.begin(ss.Context(), n.name, shortMethod(info.FullMethod))
 	notes := map[string]any{}
 	ctx := context.WithValue(ss.Context(), notesKey{}, notes)
 

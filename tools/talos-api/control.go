@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ func loadConfig(raw []byte) (coreconfig.Provider, error) {
 // NodeState is what GET /nodes reports of a node: what it runs now.
 type NodeState struct {
 	Name         string `json:"name"`
+	Address      string `json:"address"` // where it answers now (its config's link address moves it)
 	Up           bool   `json:"up"`
 	Maintenance  bool   `json:"maintenance"`
 	Version      string `json:"version"`
@@ -27,6 +29,8 @@ type NodeState struct {
 	Staged       bool   `json:"staged"`         // a staged config waits for the next reboot
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
+	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
+	EtcdJoinErr  string `json:"etcdJoinError"`
 }
 
 func (c *Cluster) controlHandler() http.Handler {
@@ -44,8 +48,12 @@ func (c *Cluster) controlHandler() http.Handler {
 
 		for _, n := range c.nodes {
 			s := NodeState{
-				Name: n.name, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
+				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
 				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
+				EtcdJoinErr: n.etcdJoinErr,
+			}
+			if m := c.member(n.name); m != nil {
+				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)
 			}
 			if n.active != nil && n.active.Machine() != nil {
 				s.InstallImage = n.active.Machine().Install().Image()

@@ -156,6 +156,12 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.
 	switch mode { //nolint:exhaustive
 	case machineapi.ApplyConfigurationRequest_TRY, machineapi.ApplyConfigurationRequest_NO_REBOOT:
 		n.persistent, n.active = cfg, cfg
+
+		// A new link address takes effect now: the node answers there, and no longer here.
+		if addr := n.configuredAddr(cfg); addr != n.addr {
+			note(ctx, "movesTo", addr)
+			n.move(addr)
+		}
 	case machineapi.ApplyConfigurationRequest_STAGED:
 		n.persistent = cfg
 		n.staged = true
@@ -264,7 +270,7 @@ func (s *machineService) Bootstrap(ctx context.Context, in *machineapi.Bootstrap
 	for _, other := range append([]*Node{n}, c.nodes...) {
 		if other.controlPlane() && other.up && !other.maintenance && c.member(other.name) == nil {
 			other.etcdData = true
-			c.members = append(c.members, &member{name: other.name, id: memberID(other.name), ip: other.ip})
+			c.join(other)
 		}
 	}
 
@@ -578,6 +584,7 @@ func (s *machineService) EtcdRemoveMemberByID(ctx context.Context, in *machineap
 	}
 
 	c.members = slices.Delete(c.members, i, i+1)
+	c.retryJoins()
 
 	return &machineapi.EtcdRemoveMemberByIDResponse{Messages: []*machineapi.EtcdRemoveMemberByID{{}}}, nil
 }
@@ -686,7 +693,11 @@ func (s *machineService) ServiceList(ctx context.Context, _ *emptypb.Empty) (*ma
 
 		if n.controlPlane() {
 			etcd := running("etcd")
-			if !n.etcdData {
+
+			switch {
+			case n.etcdJoinErr != "": // its join failed (Talos restarts it, and it fails again until etcd lets it in)
+				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Failed", Health: &machineapi.ServiceHealth{Healthy: false, LastMessage: n.etcdJoinErr}}
+			case !n.etcdData: // waiting for a bootstrap
 				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Preparing", Health: &machineapi.ServiceHealth{Unknown: true}}
 			}
 

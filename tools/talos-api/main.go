@@ -250,7 +250,7 @@ func serve(args []string) error {
 
 	ready := map[string]any{"control": "http://" + control.Addr().String(), "nodes": map[string]string{}}
 	for _, n := range c.nodes {
-		ready["nodes"].(map[string]string)[n.name] = n.addr
+		ready["nodes"].(map[string]string)[n.name] = n.spec.Address
 	}
 
 	out, _ := json.Marshal(ready) //nolint:errcheck
@@ -276,7 +276,7 @@ func writeClientFiles(dir string, sc *Scenario, b *secrets.Bundle, c *Cluster) e
 
 	for _, n := range c.nodes {
 		if n.controlPlane() {
-			endpoints = append(endpoints, n.addr)
+			endpoints = append(endpoints, n.spec.Address)
 		}
 	}
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +27,10 @@ import (
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/extensions"
+	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
@@ -47,7 +52,8 @@ type Cluster struct {
 	byName        map[string]*Node
 
 	bootstrapped bool
-	members      []*member // etcd members, in join order
+	members      []*member      // etcd members, in join order
+	joins        map[string]int // how many times each node joined etcd (each join is a new member ID)
 
 	calls *callLog
 }
@@ -63,8 +69,10 @@ type Node struct {
 	c    *Cluster
 	spec *NodeSpec
 	name string
-	addr string
+	addr string // where it answers now: its config's link address, else the scenario's
 	ip   string
+	mac  net.HardwareAddr // the link's permanent address (nil: none reported)
+	uuid string           // the SMBIOS system UUID ("": no SMBIOS)
 
 	serving    stdtls.Certificate // signed by the OS CA for this node's IP
 	maintCert  stdtls.Certificate // self-signed chain, as Talos's maintenance service serves
@@ -87,6 +95,8 @@ type Node struct {
 	persistent coreconfig.Provider
 	pulled     map[string]bool
 	etcdData   bool
+	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
+	etcdJoinErr string
 
 	st  state.State
 	srv *grpc.Server
@@ -105,6 +115,59 @@ func memberID(name string) uint64 {
 	return binary.BigEndian.Uint64(sum[:8])
 }
 
+// join adds a node as a new member: etcd gives every join a new ID (the first is memberID(name)).
+func (c *Cluster) join(n *Node) {
+	c.joins[n.name]++
+
+	id := memberID(n.name)
+	if k := c.joins[n.name]; k > 1 {
+		id = memberID(fmt.Sprintf("%s#%d", n.name, k))
+	}
+
+	c.members = append(c.members, &member{name: n.name, id: id, ip: n.ip})
+}
+
+// joinEtcd is Talos's addMember for a control plane whose etcd data directory is empty: it
+// removes a member of its own name first (a reflashed node's old one), then joins; etcd refuses
+// while it has no leader, or while another member holds this node's peer URL. A refused join is
+// retried when the membership changes, as Talos restarts etcd until it joins.
+func (c *Cluster) joinEtcd(n *Node) {
+	if !c.quorum() {
+		n.etcdJoinErr = "error getting etcd member list: etcdserver: no leader"
+
+		return
+	}
+
+	if old := c.member(n.name); old != nil {
+		log.Printf("%s: etcd: removing the member of its own name (%016x) before joining", n.name, old.id)
+		c.members = slices.DeleteFunc(c.members, func(m *member) bool { return m == old })
+	}
+
+	for _, m := range c.members {
+		if m.ip == n.ip {
+			n.etcdJoinErr = fmt.Sprintf("member already exists with the same peer URLs [https://%s:2380], but is not a learner: etcdserver: Peer URLs already exists", n.ip)
+
+			return
+		}
+	}
+
+	c.join(n)
+	n.etcdData = true
+	n.etcdJoinErr = ""
+
+	log.Printf("%s: joined etcd as member %016x", n.name, c.member(n.name).id)
+}
+
+// retryJoins lets every control plane whose join was refused try again (after a membership change).
+func (c *Cluster) retryJoins() {
+	for _, n := range c.nodes {
+		if n.up && n.etcdJoinErr != "" {
+			c.joinEtcd(n)
+			n.writeMachineStatus() //nolint:errcheck
+		}
+	}
+}
+
 func newCluster(sc *Scenario, bundle *secrets.Bundle) (*Cluster, error) {
 	osCA, err := x509.NewCertificateAuthorityFromCertificateAndKey(bundle.Certs.OS)
 	if err != nil {
@@ -116,17 +179,13 @@ func newCluster(sc *Scenario, bundle *secrets.Bundle) (*Cluster, error) {
 		return nil, err
 	}
 
-	c := &Cluster{sc: sc, bundle: bundle, osCA: osCA, maintenanceCA: maintCA, byName: map[string]*Node{}, calls: newCallLog()}
+	c := &Cluster{sc: sc, bundle: bundle, osCA: osCA, maintenanceCA: maintCA, byName: map[string]*Node{}, joins: map[string]int{}, calls: newCallLog()}
 
 	for _, spec := range sc.Nodes {
-		host, _, _ := net.SplitHostPort(spec.Address)
-		n := &Node{c: c, spec: spec, name: spec.Name, addr: spec.Address, ip: host, version: spec.Version, schematic: spec.Schematic, maintenance: spec.Maintenance, pulled: map[string]bool{}}
+		n := &Node{c: c, spec: spec, name: spec.Name, version: spec.Version, schematic: spec.Schematic, maintenance: spec.Maintenance, pulled: map[string]bool{}}
+		n.mac, n.uuid = identity(spec)
 
-		if n.serving, err = serverCertificate(osCA, n.name, host); err != nil {
-			return nil, err
-		}
-
-		if n.maintCert, err = serverCertificate(maintCA, n.name, host); err != nil {
+		if err := n.setAddr(spec.Address); err != nil {
 			return nil, err
 		}
 
@@ -147,14 +206,93 @@ func newCluster(sc *Scenario, bundle *secrets.Bundle) (*Cluster, error) {
 		c.bootstrapped = true
 
 		for _, n := range c.nodes {
-			if n.controlPlane() && !n.maintenance {
-				n.etcdData = true
-				c.members = append(c.members, &member{name: n.name, id: memberID(n.name), ip: n.ip})
+			// A reflashed control plane's old member is still listed, down: etcd never heard it leave.
+			if n.controlPlane() && (!n.maintenance || n.spec.Etcd.Stale) {
+				n.etcdData = !n.maintenance
+				c.join(n)
 			}
 		}
 	}
 
 	return c, nil
+}
+
+// identity is what makes a scenario node a machine: its link's permanent MAC and its SMBIOS UUID
+// (by default derived from its name: a locally administered MAC, a name-based UUID).
+func identity(spec *NodeSpec) (net.HardwareAddr, string) {
+	sum := sha256.Sum256([]byte("machine " + spec.Name))
+
+	mac := net.HardwareAddr(append([]byte{0x02}, sum[:5]...))
+
+	switch spec.MAC {
+	case "none":
+		mac = nil
+	case "":
+	default:
+		mac, _ = net.ParseMAC(spec.MAC) //nolint:errcheck // validated with the scenario
+	}
+
+	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte("machine "+spec.Name)).String()
+
+	switch spec.UUID {
+	case "none":
+		id = ""
+	case "":
+	default:
+		id = strings.ToLower(spec.UUID)
+	}
+
+	return mac, id
+}
+
+// setAddr puts the node at an address: its API certificates name the new IP (Talos regenerates
+// them when the node's addresses change) and its etcd member advertises it (Talos's
+// AdvertisedPeerController updates the member's peer URLs).
+func (n *Node) setAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+
+	if host == n.ip && n.serving.Certificate != nil {
+		n.addr = addr
+
+		return nil
+	}
+
+	if n.serving, err = serverCertificate(n.c.osCA, n.name, host); err != nil {
+		return err
+	}
+
+	if n.maintCert, err = serverCertificate(n.c.maintenanceCA, n.name, host); err != nil {
+		return err
+	}
+
+	if m := n.c.member(n.name); m != nil && n.etcdData {
+		m.ip = host
+	}
+
+	n.addr, n.ip = addr, host
+
+	return nil
+}
+
+// configuredAddr is where a config puts the node: the first IPv4 address of its link configs
+// (Talos puts it on the link), on the API port; without one, the scenario's address (DHCP's).
+func (n *Node) configuredAddr(cfg coreconfig.Provider) string {
+	_, port, _ := net.SplitHostPort(n.spec.Address) //nolint:errcheck // validated with the scenario
+
+	if cfg != nil {
+		for _, link := range cfg.NetworkCommonLinkConfigs() {
+			for _, a := range link.Addresses() {
+				if a.Address().Addr().Is4() {
+					return net.JoinHostPort(a.Address().Addr().String(), port)
+				}
+			}
+		}
+	}
+
+	return n.spec.Address
 }
 
 func serverCertificate(ca *x509.CertificateAuthority, name, ip string) (stdtls.Certificate, error) {
@@ -265,11 +403,6 @@ func (n *Node) bootIf(gen int, result string) {
 func (n *Node) boot(result string) error {
 	c := n.c
 
-	lis, err := net.Listen("tcp", n.addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen: %w", n.name, err)
-	}
-
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
@@ -289,9 +422,18 @@ func (n *Node) boot(result string) error {
 		n.pendingVer, n.pendingSch = "", ""
 	}
 
-	// A staged config becomes the active one on boot.
+	// A staged config becomes the active one on boot, with the address it gives the node.
 	if n.persistent != nil {
 		n.active = n.persistent
+	}
+
+	if err := n.setAddr(n.configuredAddr(n.active)); err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", n.addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen: %w", n.name, err)
 	}
 
 	n.staged = false
@@ -303,12 +445,15 @@ func (n *Node) boot(result string) error {
 	n.gen++
 	gen := n.gen
 
-	// A control plane that boots with a config into a bootstrapped cluster joins etcd.
-	if c.bootstrapped && n.controlPlane() && !n.maintenance {
-		n.etcdData = true
+	// A control plane that boots with a config into a bootstrapped cluster runs etcd: as the member
+	// it is when its data directory holds one, else it joins (a fresh install, or a wiped disk).
+	n.etcdJoinErr = ""
 
-		if c.member(n.name) == nil {
-			c.members = append(c.members, &member{name: n.name, id: memberID(n.name), ip: n.ip})
+	if c.bootstrapped && n.controlPlane() && !n.maintenance {
+		if !n.etcdData {
+			c.joinEtcd(n)
+		} else if c.member(n.name) == nil {
+			c.join(n)
 		}
 	}
 
@@ -344,6 +489,69 @@ func (n *Node) boot(result string) error {
 	log.Printf("%s: up (%s, version %s, maintenance %v, boot %s)", n.name, n.addr, n.version, n.maintenance, n.bootID)
 
 	return nil
+}
+
+// move is a config applied without a reboot that gives the node another address: Talos moves the
+// address on the link, so the API stops answering at the old one and answers at the new one,
+// with the same boot.
+func (n *Node) move(addr string) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+
+		c := n.c
+		c.mu.Lock()
+		srv, gen := n.srv, n.gen
+		n.srv = nil
+		c.mu.Unlock()
+
+		if srv != nil {
+			srv.Stop()
+		}
+
+		lis, err := net.Listen("tcp", addr)
+
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		if n.gen != gen || !n.up { // it went down meanwhile: its next boot listens where its config says
+			if lis != nil {
+				lis.Close() //nolint:errcheck
+			}
+
+			return
+		}
+
+		if err == nil {
+			err = n.setAddr(addr)
+		}
+
+		if err == nil {
+			err = n.writeResources()
+		}
+
+		if err != nil {
+			log.Printf("%s: moving to %s: %s", n.name, addr, err)
+
+			if lis != nil {
+				lis.Close() //nolint:errcheck
+			}
+
+			n.up = false
+
+			return
+		}
+
+		n.srv = n.newServer()
+		srv = n.srv
+
+		go func() {
+			if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
+				log.Printf("%s: serve: %s", n.name, err)
+			}
+		}()
+
+		log.Printf("%s: moved to %s", n.name, addr)
+	}()
 }
 
 func (c *Cluster) member(name string) *member {
@@ -397,7 +605,66 @@ func (n *Node) writeResources() error {
 	v.TypedSpec().Version = n.version
 	v.TypedSpec().Name = "Talos"
 
-	return put(n.st, v)
+	if err := put(n.st, v); err != nil {
+		return err
+	}
+
+	return n.writeHardware()
+}
+
+// linkName is the node's one physical link, as Talos names an onboard NIC.
+const linkName = "end0"
+
+// writeHardware publishes what identifies the machine: SMBIOS (when its firmware has one), its
+// link with the permanent address the driver reports, and the address the link carries.
+func (n *Node) writeHardware() error {
+	if n.uuid != "" {
+		si := hardware.NewSystemInformation(hardware.SystemInformationID)
+		*si.TypedSpec() = hardware.SystemInformationSpec{Manufacturer: "talos-api", ProductName: "stand-in", UUID: n.uuid, SerialNumber: n.name}
+
+		if err := put(n.st, si); err != nil {
+			return err
+		}
+	}
+
+	lo := network.NewLinkStatus(network.NamespaceName, "lo")
+	*lo.TypedSpec() = network.LinkStatusSpec{Index: 1, Type: nethelpers.LinkLoopbck, OperationalState: nethelpers.OperStateUnknown, MTU: 65536}
+
+	hw := n.mac
+	if hw == nil { // a driver without a permanent address: a random one each boot
+		sum := sha256.Sum256([]byte(n.name + n.bootID))
+		hw = append([]byte{0x06}, sum[:5]...)
+	}
+
+	link := network.NewLinkStatus(network.NamespaceName, linkName)
+	*link.TypedSpec() = network.LinkStatusSpec{
+		Index: 2, Type: nethelpers.LinkEther, Alias: "lan0", OperationalState: nethelpers.OperStateUp, MTU: 1500, LinkState: true,
+		HardwareAddr: nethelpers.HardwareAddr(hw), PermanentAddr: nethelpers.HardwareAddr(n.mac), BroadcastAddr: nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+
+	for _, r := range []resource.Resource{lo, link} {
+		if err := put(n.st, r); err != nil {
+			return err
+		}
+	}
+
+	// The addresses the links carry now: one on the physical link, the node's API address.
+	list, err := n.st.List(context.Background(), resource.NewMetadata(network.NamespaceName, network.AddressStatusType, "", resource.VersionUndefined))
+	if err != nil {
+		return err
+	}
+
+	for _, r := range list.Items {
+		if err := n.st.Destroy(context.Background(), r.Metadata()); err != nil {
+			return err
+		}
+	}
+
+	ip := netip.MustParseAddr(n.ip)
+	addr := network.NewAddressStatus(network.NamespaceName, fmt.Sprintf("%s/%s/32", linkName, ip))
+	*addr.TypedSpec() = network.AddressStatusSpec{Address: netip.PrefixFrom(ip, 32), Local: ip, LinkIndex: 2, LinkName: linkName, Family: nethelpers.FamilyInet4, Scope: nethelpers.ScopeGlobal}
+
+	return put(n.st, addr)
 }
 
 func (n *Node) writeMachineStatus() error {
@@ -407,6 +674,9 @@ func (n *Node) writeMachineStatus() error {
 	case n.maintenance:
 		ms.TypedSpec().Stage = runtime.MachineStageMaintenance
 		ms.TypedSpec().Status.Ready = true
+	case n.etcdJoinErr != "":
+		ms.TypedSpec().Stage = runtime.MachineStageRunning
+		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "serviceReady", Reason: "service \"etcd\" not healthy: " + n.etcdJoinErr}}
 	default:
 		ms.TypedSpec().Stage = runtime.MachineStageRunning
 		ms.TypedSpec().Status.Ready = n.ready

@@ -7,6 +7,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // Scenario is what a test scripts: the cluster, its etcd, and every fake node's behaviour.
@@ -55,6 +57,13 @@ type NodeSpec struct {
 	Schematic string `json:"schematic,omitempty"`
 	// Maintenance: booted without a config (PXE, or a wiped disk): insecure TLS, reader role only.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// MAC is the permanent address of the machine's one network link, the one that carries its
+	// address (default: a locally administered one derived from the name); "none": the driver
+	// reports no permanent address.
+	MAC string `json:"mac,omitempty"`
+	// UUID is the machine's SMBIOS system UUID (default: one derived from the name); "none": the
+	// firmware has no SMBIOS, so Talos publishes no SystemInformation (U-Boot boards).
+	UUID string `json:"uuid,omitempty"`
 	// BootDelayMs: the API is down this long after the stand-in starts (still booting or installing).
 	BootDelayMs int `json:"bootDelayMs,omitempty"`
 	// ReadyAfterMs: MachineStatus is running but not ready this long after each boot.
@@ -77,6 +86,9 @@ type MemberSpec struct {
 	Errors     []string `json:"errors,omitempty"` // EtcdStatus errors (an unhealthy member)
 	Learner    bool     `json:"learner,omitempty"`
 	NotStarted bool     `json:"notStarted,omitempty"` // listed without a name, as etcd lists an unstarted member
+	// Stale: the node was reflashed (it is in maintenance mode) and etcd still lists the member it
+	// was, down, as etcd lists a member that never left.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Outcome is what happens when the node goes down: it comes back after DownMs, and how.
@@ -180,6 +192,22 @@ func (n *NodeSpec) validate() error {
 
 	if n.Schematic != "" && !schematicRe.MatchString(n.Schematic) {
 		return fmt.Errorf("schematic %q is not an Image Factory schematic ID", n.Schematic)
+	}
+
+	if n.MAC != "" && n.MAC != "none" {
+		if _, err := net.ParseMAC(n.MAC); err != nil {
+			return fmt.Errorf("mac %q is not a MAC address", n.MAC)
+		}
+	}
+
+	if n.UUID != "" && n.UUID != "none" {
+		if _, err := uuid.Parse(n.UUID); err != nil {
+			return fmt.Errorf("uuid %q is not a UUID", n.UUID)
+		}
+	}
+
+	if n.Etcd.Stale && (n.Role != "controlplane" || !n.Maintenance) {
+		return fmt.Errorf("a stale etcd member is what a reflashed control plane leaves: role controlplane and maintenance mode")
 	}
 
 	for what, r := range map[string]string{"reboot": n.Reboot.Result, "upgrade": n.Upgrade.Result, "install": n.Install.Result, "reset": n.Reset.Result} {
