@@ -72,6 +72,10 @@ type applyRun struct {
 	lifecycle    bool
 	bootstrapped bool
 	kube         *Kube
+
+	rec     *Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
+	at      Node    // where the node answers: n, or where the record last reached it
+	machine string  // the identity of the machine that answers ("" when it cannot be told)
 }
 
 func (r *applyRun) controlPlane() bool { return r.role == "controlplane" }
@@ -156,10 +160,55 @@ func runApply(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
+	r.rec = lastRecord(n)
+
 	return r.run(ctx)
 }
 
+// run is the step, then its record as stdout's one line: what the next update or delete reads back.
 func (r *applyRun) run(ctx context.Context) error {
+	defer func() {
+		if r.c != nil {
+			r.c.Close() //nolint:errcheck
+		}
+	}()
+
+	if err := r.steps(ctx); err != nil {
+		return err
+	}
+
+	rec := Record{Node: r.n.Name, IP: r.at.IP, Machine: r.machine}
+
+	if r.c != nil && r.controlPlane() && r.bootstrapped {
+		if id := r.memberID(ctx); id != 0 {
+			rec.EtcdMember = fmt.Sprintf("%016x", id)
+		}
+	}
+
+	return printRecord(rec)
+}
+
+// memberID is the node's own etcd member ID (0 when it cannot be read).
+func (r *applyRun) memberID(ctx context.Context) uint64 {
+	if st, err := etcdStatus(ctx, r.c); err == nil && st.GetMemberId() != 0 {
+		return st.GetMemberId()
+	}
+
+	members, err := etcdMembers(ctx, r.c)
+	if err != nil {
+		return 0
+	}
+
+	for _, m := range members {
+		if m.GetHostname() == r.n.Name {
+			return m.GetId()
+		}
+	}
+
+	return 0
+}
+
+func (r *applyRun) steps(ctx context.Context) error {
 	n := r.n
 
 	state, err := r.reach(ctx)
@@ -168,14 +217,16 @@ func (r *applyRun) run(ctx context.Context) error {
 	}
 
 	if state == stateMaintenance {
+		if err := r.clearReflashed(ctx); err != nil {
+			return err
+		}
+
 		return r.handOver(ctx)
 	}
 
-	if r.c, err = r.t.connect(ctx, n); err != nil {
+	if r.c, err = r.t.connect(ctx, r.at); err != nil {
 		return err
 	}
-
-	defer r.c.Close() //nolint:errcheck
 
 	running, err := version(ctx, r.c)
 	if err != nil {
@@ -307,44 +358,233 @@ func lifecycleAPI(tag string) bool {
 	return major > 1 || (major == 1 && minor >= 13)
 }
 
-// reach waits until the node answers at all (it may still be booting, PXE-booting or installing).
+// reach waits until the node answers at all (it may still be booting, PXE-booting or installing):
+// at its address, or else where its last apply reached it, when the config moves it from there.
+// A running machine other than the one last reached, at an address the inventory did not move
+// it from, is refused at once: another machine took the address.
 func (r *applyRun) reach(ctx context.Context) (string, error) {
-	var state string
+	n := r.n
+	look := fmt.Sprintf("talosctl -n %s version --insecure; the machine's console", n.IP)
 
-	said := false
+	var (
+		old          *Node
+		state        string
+		said, warned bool
+	)
+
+	if r.rec.moved(n) {
+		o := r.rec.at(n)
+		old = &o
+	}
 
 	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		s, err := r.t.classify(ctx, r.n)
+		s, err := r.t.classify(ctx, n)
 		if s != stateUnreachable {
-			state = s
+			r.at, state = n, s
 
-			return nil
+			return r.checkMachine(ctx, s)
+		}
+
+		if old != nil {
+			if so, _ := r.t.classify(ctx, *old); so != stateUnreachable { //nolint:errcheck
+				id := r.identify(ctx, *old, so)
+
+				if so == stateRunning && r.rec.Machine != "" && id != "" && id != r.rec.Machine {
+					if !warned {
+						progress(n.Name, "another machine (%s) answers at %s, where this node was last reached: not this one", id, old.IP)
+
+						warned = true
+					}
+				} else {
+					r.at, state, r.machine = *old, so, id
+
+					return nil
+				}
+			}
 		}
 
 		if !said {
-			progress(r.n.Name, "waiting for the node to answer (booting or installing?)")
+			progress(n.Name, "waiting for the node to answer (booting or installing?)")
 
 			said = true
 		}
 
-		return checkf("reach", fmt.Sprintf("talosctl -n %s version --insecure; the machine's console", r.n.IP), "the node does not answer: %s", grpcMessage(err))
+		return checkf("reach", look, "the node does not answer: %s", grpcMessage(err))
 	})
 	if err != nil {
-		return "", failure(r.n.Name, "reach", "", err)
+		return "", failure(n.Name, "reach", "", err)
 	}
 
-	progress(r.n.Name, "answers: %s", state)
+	if r.moving() {
+		progress(n.Name, "does not answer at %s, but at %s, where it was last reached (%s): the new config goes there, and moves it", n.IP, r.at.IP, state)
+	} else {
+		progress(n.Name, "answers: %s", state)
+	}
 
 	return state, nil
+}
+
+// moving: the node answers at its old address, and the config moves it to its new one.
+func (r *applyRun) moving() bool { return r.at.IP != r.n.IP }
+
+// identify reads which machine answers at an address ("" when it cannot be told, and says why).
+func (r *applyRun) identify(ctx context.Context, at Node, state string) string {
+	connect := func(ctx context.Context, n Node) (*client.Client, error) { return r.t.connect(ctx, n) }
+	if state == stateMaintenance {
+		connect = connectInsecure
+	}
+
+	c, err := connect(ctx, at)
+	if err != nil {
+		return ""
+	}
+
+	defer c.Close() //nolint:errcheck
+
+	id, err := machineIdentity(ctx, c, at.IP)
+	if err != nil {
+		progress(r.n.Name, "which machine it is cannot be read: %s", grpcMessage(err))
+	}
+
+	return id
+}
+
+// checkMachine reads which machine answers at the node's address, and refuses a running one that
+// is not the machine last reached there while the config still names that one (nothing in the
+// inventory moved: another machine took the address). A machine in maintenance mode is a
+// reflashed or replaced one, which the hand-over is for.
+func (r *applyRun) checkMachine(ctx context.Context, state string) error {
+	r.machine = r.identify(ctx, r.at, state)
+
+	rec := r.rec
+	if state != stateRunning || rec == nil || rec.Machine == "" || r.machine == "" || r.machine == rec.Machine {
+		return nil
+	}
+
+	named := configMAC(r.cfg, r.n.IP)
+	if named == rec.Machine {
+		ip := r.at.IP
+
+		return &permanent{&Failure{
+			Node:  r.n.Name,
+			Check: "machine",
+			Detail: fmt.Sprintf("another machine answers at %s: it is %s, but %s was %s when last reached, and the config still names %s: another machine took the address, so nothing was changed",
+				ip, r.machine, r.n.Name, rec.Machine, named),
+			Look: fmt.Sprintf("talosctl -n %s get links; talosctl -n %s get hostname; the DHCP leases for %s", ip, ip, ip),
+		}}
+	}
+
+	if named == "" {
+		progress(r.n.Name, "another machine answers than when last reached (%s, was %s), and the config names no MAC to tell which is meant: carrying on", r.machine, rec.Machine)
+	} else {
+		progress(r.n.Name, "another machine answers than when last reached (%s, was %s): the inventory names %s now, a replaced machine", r.machine, rec.Machine, named)
+	}
+
+	return nil
+}
+
+// follow waits (within --timeout) for the node at the address its new config gives it, and talks
+// to it there from then on.
+func (r *applyRun) follow(ctx context.Context) error {
+	n := r.n
+	look := fmt.Sprintf("talosctl -n %s version; talosctl -n %s get addresses; the machine's console", n.IP, r.at.IP)
+
+	progress(n.Name, "waiting for it at %s, where the new config puts it", n.IP)
+
+	err := poll(ctx, pollEvery, func(ctx context.Context) error {
+		s, err := r.t.classify(ctx, n)
+
+		switch s {
+		case stateRunning:
+			return nil
+		case stateMaintenance:
+			return &permanent{checkf("move", look, "a machine in maintenance mode answers at %s", n.IP)}
+		}
+
+		return checkf("move", look, "it does not answer at %s: %s", n.IP, grpcMessage(err))
+	})
+	if err != nil {
+		return failure(n.Name, "move", look, err)
+	}
+
+	if id := identityAt(ctx, r.t, n); r.machine != "" && id != "" && id != r.machine {
+		return &Failure{Node: n.Name, Check: "machine", Detail: fmt.Sprintf("another machine (%s) answers at %s than the one the config went to (%s)", id, n.IP, r.machine), Look: look}
+	}
+
+	c, err := r.t.connect(ctx, n)
+	if err != nil {
+		return err
+	}
+
+	r.c.Close() //nolint:errcheck
+	r.c, r.at = c, n
+
+	progress(n.Name, "answers at %s, where the new config put it", n.IP)
+
+	return nil
+}
+
+// otherCPWait bounds the search for another control plane to remove a reflashed one's member through.
+const otherCPWait = 2 * time.Minute
+
+// clearReflashed: a machine in maintenance mode whose last apply recorded an etcd member was
+// reflashed or replaced. Before it gets its config, its stale member is removed through another
+// control plane and its old Node object deleted, so it joins etcd and Kubernetes afresh.
+func (r *applyRun) clearReflashed(ctx context.Context) error {
+	n := r.n
+
+	id := r.rec.memberID()
+	if id == 0 {
+		return nil
+	}
+
+	progress(n.Name, "in maintenance mode, but it was etcd member %016x when last reached: reflashed or replaced, so that member and its old Node go before the hand-over", id)
+
+	others := r.t.otherControlPlanes(n, r.at.IP, r.rec.IP)
+	if len(others) == 0 {
+		progress(n.Name, "no other control plane in the talosconfig: its etcd went with its disk, nothing to remove")
+
+		return nil
+	}
+
+	cp, c, seen := r.t.firstAnswering(ctx, others, min(otherCPWait, remaining(ctx)))
+	if c == nil {
+		progress(n.Name, "no other control plane answers (%s): the stale member cannot be removed now (Talos removes a member of the node's name itself when it joins, once etcd has a leader)", seen)
+
+		return nil
+	}
+
+	defer c.Close() //nolint:errcheck
+
+	if err := removeStaleMember(ctx, c, n.Name, id, cp); err != nil {
+		return &Failure{Node: n.Name, Check: "etcd", Detail: "the stale etcd member cannot be removed, so the config was not handed over: " + err.Error(), Look: etcdLook(cp)}
+	}
+
+	if r.noKube {
+		progress(n.Name, "--no-kubernetes: its old Node object is left")
+
+		return nil
+	}
+
+	k, err := kubeFrom(ctx, r.secrets, c)
+	if err != nil {
+		return &Failure{Node: n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "talosctl -n " + cp.IP + " kubeconfig"}
+	}
+
+	if err := deleteNode(ctx, k, n.Name); err != nil {
+		return &Failure{Node: n.Name, Check: "node", Detail: "its old Node object cannot be deleted, so the config was not handed over: " + firstLine(err), Look: nodeLook(n.Name)}
+	}
+
+	return nil
 }
 
 // handOver gives a node in maintenance mode its config: Talos installs it and reboots on its own,
 // so a fresh bring-up is not serialized node by node.
 func (r *applyRun) handOver(ctx context.Context) error {
-	look := fmt.Sprintf("talosctl -n %s apply-config --insecure --dry-run --file CONFIG; talosctl -n %s get machinestatus --insecure", r.n.IP, r.n.IP)
+	look := fmt.Sprintf("talosctl -n %s apply-config --insecure --dry-run --file CONFIG; talosctl -n %s get machinestatus --insecure", r.at.IP, r.at.IP)
 
 	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		c, err := connectInsecure(ctx, r.n)
+		c, err := connectInsecure(ctx, r.at)
 		if err != nil {
 			return err
 		}
@@ -420,7 +660,7 @@ func (r *applyRun) connectKube(ctx context.Context) error {
 	text := r.secrets.Kubeconfig
 	if text == "" {
 		var err error
-		if text, err = r.t.fetchKubeconfig(ctx, r.n, r.controlPlane()); err != nil {
+		if text, err = r.t.fetchKubeconfig(ctx, r.at, r.controlPlane()); err != nil {
 			return failure(r.n.Name, "kubeconfig", "talosctl kubeconfig --nodes CONTROL_PLANE_IP", err)
 		}
 	}
@@ -559,6 +799,10 @@ func (r *applyRun) applyNow(ctx context.Context, active coreconfig.Provider) err
 	}
 
 	progress(r.n.Name, "config applied without a reboot")
+
+	if r.moving() {
+		return r.follow(ctx)
+	}
 
 	return nil
 }
@@ -747,6 +991,12 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	}
 
 	// The node is going down: a failure from here on leaves it cordoned, for a person to look at.
+	if r.moving() {
+		if err := r.follow(ctx); err != nil {
+			return withLeftovers(err, prepared)
+		}
+	}
+
 	if err := r.waitReboot(ctx, before); err != nil {
 		return withLeftovers(err, prepared)
 	}
@@ -1082,7 +1332,7 @@ func (r *applyRun) waitReboot(ctx context.Context, before string) error {
 			}
 
 			if strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "handshake") {
-				if s, _ := r.t.classify(ctx, n); s == stateMaintenance { //nolint:errcheck
+				if s, _ := r.t.classify(ctx, r.at); s == stateMaintenance { //nolint:errcheck
 					return &permanent{checkf("reboot", fmt.Sprintf("talosctl -n %s get machinestatus --insecure", n.IP), "the node came back in maintenance mode (no config: its disk was wiped or the install failed)")}
 				}
 			}

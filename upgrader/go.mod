@@ -4,6 +4,7 @@ go 1.26.1
 
 require (
 	github.com/cosi-project/runtime v1.14.1
+	github.com/google/uuid v1.6.0
 	github.com/siderolabs/talos/pkg/machinery v1.13.0
 	google.golang.org/grpc v1.79.3
 	k8s.io/api v0.34.1
@@ -46,7 +47,6 @@ require (
 	github.com/google/cel-go v0.27.0 // indirect
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/websocket v1.5.4-0.20250319132907-e064f32e3674 // indirect
 	github.com/gregjones/httpcache v0.0.0-20190611155906-901d90724c79 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.28.0 // indirect

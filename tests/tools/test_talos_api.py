@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.upgrader.run import secrets, upgrader
-from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresses, installer, node, scenario, talos_api
+from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
 
 NEW = "v1.13.0"
 
@@ -173,6 +173,32 @@ def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], mess
     with pytest.raises(TalosAPIError, match="talos-api exited with 1") as raised, talos_api(bad):
         pass
     assert message in str(raised.value)
+
+
+def test_a_config_that_gives_the_node_another_address_moves_its_api_there_with_a_certificate_for_it() -> None:
+    old, new = addresses(2)
+    with talos_api(scenario([node("istari-1", old, "worker", NEW)])) as api:
+        boot = api.state()["istari-1"]["bootId"]
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(address=new))
+        args = ["apply", "--node", f"istari-1={new}", "--role", "worker", "--timeout", "30s", "--no-kubernetes"]
+        result = upgrader(args, secrets(api, config), record={"node": "istari-1", "ip": old})
+        assert result.code == 0, result.stderr
+        # Applied without a reboot: the same boot, at the new address, no longer at the old one.
+        assert (api.state()["istari-1"]["address"], api.state()["istari-1"]["bootId"]) == (f"{new}:{API_PORT}", boot)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((old, API_PORT), timeout=5).close()
+        # Talos regenerates apid's certificate for the node's addresses: the new IP, signed by the OS CA.
+        context, ca = _context(api)
+        crt, key = api.dir / "admin.crt", api.dir / "admin.key"
+        crt.write_bytes(base64.b64decode(context["crt"]))
+        key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(str(crt), str(key))
+        ctx.set_alpn_protocols(["h2"])
+        with _handshake(f"{new}:{API_PORT}", ctx) as tls:
+            peer = tls.getpeercert()
+            assert peer is not None
+            assert peer["subjectAltName"] == (("IP Address", new),)
 
 
 def test_a_reflashed_control_plane_removes_its_own_stale_member_when_it_joins_as_talos_does() -> None:

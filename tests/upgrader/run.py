@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterable
@@ -12,6 +13,9 @@ from typing import Any
 
 from iluvatar import upgrader as product
 from tools.talos_api import TalosAPI
+
+# pulumi-command sets this for an update or a delete to the stdout of the resource's last run.
+RECORD = "PULUMI_COMMAND_STDOUT"
 
 # Calls that change a node (or read etcd's data out of it); everything else only reads.
 MUTATING = frozenset(
@@ -51,10 +55,24 @@ def binary() -> Path:
     return product.build()
 
 
-def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: float = 300) -> Result:
+def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: float = 300, record: dict[str, Any] | None = None) -> Result:
+    """Run the upgrader; `record` is the stdout of the step's last apply, as pulumi-command hands an update or a delete it."""
+    env = {k: v for k, v in os.environ.items() if k != RECORD}
+    if record is not None:
+        env[RECORD] = json.dumps(record) + "\n"
     start = time.monotonic()
-    result = subprocess.run([str(binary()), *args], input="" if stdin is None else json.dumps(stdin), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(binary()), *args], input="" if stdin is None else json.dumps(stdin), capture_output=True, text=True, timeout=timeout, env=env
+    )
     return Result(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
+
+
+def record(result: Result) -> dict[str, Any]:
+    """apply's record: its one stdout line, which the next update or delete of its Pulumi step reads back."""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    found: dict[str, Any] = json.loads(lines[0])
+    return found
 
 
 def mutations(api: TalosAPI, node: str | None = None) -> list[tuple[str, str]]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.upgrader.run import Result, apply_args, mutations, secrets, upgrader
-from tools.talos_api import STORAGE, VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+from tests.upgrader.run import Result, apply_args, mutations, record, secrets, upgrader
+from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 OLD, NEW, NEWER = "v1.12.4", "v1.13.0", "v1.13.1"
 ROLE = {"valinor": "controlplane", "istari": "worker"}
@@ -521,3 +521,136 @@ def test_nothing_secret_reaches_the_output() -> None:
         assert len(secret_values) > 5
         for value in secret_values:
             assert value not in result.stderr + result.stdout
+
+
+# What apply records, and what the next update or delete of its Pulumi step does with it: pulumi-command
+# hands both the stdout of the resource's last run (PULUMI_COMMAND_STDOUT), with no input changed.
+
+
+def test_apply_records_where_it_reached_the_node_which_machine_it_is_and_its_etcd_member() -> None:
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW, "istari-1": NEW})) as api:
+        for name in ("valinor-2", "istari-1"):
+            result = apply(api, name, api.node_config(name))
+            assert result.code == 0, result.stderr
+            expected = {"node": name, "ip": api.ip(name), "machine": mac(name)}
+            if name == "valinor-2":
+                expected["etcdMember"] = _member_id(api, name)
+            # One line, and nothing else on stdout: progress stays on stderr.
+            assert result.stdout == json.dumps(expected, separators=(",", ":")) + "\n"
+            assert record(result) == expected
+            assert api.state()[name]["etcdMemberId"] == expected.get("etcdMember", "")
+
+
+@pytest.mark.parametrize(
+    ("identity", "machine"),
+    [
+        ({"mac": "D8:3A:DD:10:00:01"}, "d8:3a:dd:10:00:01"),
+        ({"mac": "none", "uuid": "4C4C4544-0042-3510-8057-B4C04F4A4E32"}, "4c4c4544-0042-3510-8057-b4c04f4a4e32"),
+        ({"mac": "none", "uuid": "03000200-0400-0500-0006-000700080009"}, None),
+        ({"mac": "none", "uuid": "none"}, None),
+    ],
+    ids=["permanent-mac", "smbios-uuid", "placeholder-uuid", "neither"],
+)
+def test_the_machine_is_its_links_permanent_mac_else_a_real_smbios_uuid(identity: dict[str, str], machine: str | None) -> None:
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": identity})) as api:
+        result = apply(api, "istari-1", api.node_config("istari-1"))
+        assert result.code == 0, result.stderr
+        expected = {"node": "istari-1", "ip": api.ip("istari-1")}
+        if machine is not None:
+            expected["machine"] = machine
+        assert record(result) == expected
+
+
+@pytest.mark.parametrize("reboot", [False, True], ids=["applied-live", "staged-and-rebooted"])
+def test_an_address_change_is_applied_at_the_old_address_and_the_node_found_at_the_new_one(reboot: bool) -> None:
+    old, new = addresses(2)
+    worker = node("istari-1", old, "worker", NEW, applyNeedsReboot=reboot, reboot={"downMs": 300})
+    with talos_api(scenario([worker])) as api:
+        before = api.state()["istari-1"]["bootId"]
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(mac("istari-1"), new))
+        last = {"node": "istari-1", "ip": old, "machine": mac("istari-1")}
+        args = ["apply", "--node", f"istari-1={new}", "--role", "worker", "--timeout", "60s", "--no-kubernetes"]
+        result = upgrader(args, secrets(api, config), record=last)
+        assert result.code == 0, result.stderr
+        assert record(result) == {"node": "istari-1", "ip": new, "machine": mac("istari-1")}
+        assert (
+            f"upgrader: istari-1: does not answer at {new}, but at {old}, where it was last reached (running): the new config goes there, and moves it"
+            in result.lines
+        )
+        assert f"upgrader: istari-1: answers at {new}, where the new config put it" in result.lines
+        # The change went to the old address; from there on the node was asked at its new one.
+        changed = [(c["method"], c["at"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration", "MachineService/Reboot"}]
+        mode = ["MachineService/ApplyConfiguration STAGED", "MachineService/Reboot"] if reboot else ["MachineService/ApplyConfiguration NO_REBOOT"]
+        assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", *mode]
+        assert {at for _, at in changed} == {f"{old}:{API_PORT}"}
+        health = [c for c in api.calls() if c["method"] == "State/Get" and c["args"]["type"] == "MachineStatuses.runtime.talos.dev"]
+        assert health[-1]["at"] == f"{new}:{API_PORT}"
+        state = api.state()["istari-1"]
+        assert state["address"] == f"{new}:{API_PORT}"
+        assert (state["bootId"] != before) is reboot
+
+        # The next update reads this run's record: the node is where it should be, nothing to do.
+        again = upgrader(args, secrets(api, config), record=record(result))
+        assert again.code == 0, again.stderr
+        assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in again.lines
+        assert len(mutations(api)) == 1 + len(mode)
+
+
+def test_a_reflashed_control_planes_stale_member_is_removed_before_it_gets_its_config_back() -> None:
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 300}}
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW}, **{"valinor-3": reflashed})) as api:
+        stale = _member_id(api, "valinor-3")
+        assert (api.etcd()["members"], api.state()["valinor-3"]["etcdMemberId"]) == (["valinor-1", "valinor-2", "valinor-3"], stale)
+        config = api.config("controlplane", installer(VANILLA, NEW))
+        last = {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": stale}
+        result = upgrader(apply_args(api, "valinor-3", "controlplane"), secrets(api, config), record=last)
+        assert result.code == 0, result.stderr
+
+        # The stale member went through another control plane first; only then the config.
+        assert mutations(api) == [("valinor-1", "MachineService/EtcdRemoveMemberByID"), ("valinor-3", "MachineService/ApplyConfiguration AUTO")]
+        assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [stale]
+        steps = [line.removeprefix("upgrader: valinor-3: ") for line in result.lines]
+        assert steps[steps.index("answers: maintenance") :] == [
+            "answers: maintenance",
+            f"in maintenance mode, but it was etcd member {stale} when last reached: reflashed or replaced, so that member and its old Node go before the hand-over",
+            f"etcd member {stale} removed through {api.ip('valinor-1')}",
+            "--no-kubernetes: its old Node object is left",
+            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+        ]
+        assert record(result) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3")}
+
+        # It installs and joins etcd as a new member, which the next update records.
+        deadline = time.monotonic() + 30
+        while not (s := api.state()["valinor-3"])["etcdMemberId"] or s["maintenance"]:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        again = upgrader(apply_args(api, "valinor-3", "controlplane"), secrets(api, config), record=record(result))
+        assert again.code == 0, again.stderr
+        joined = api.state()["valinor-3"]["etcdMemberId"]
+        assert joined != stale
+        assert record(again) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": joined}
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+
+
+@pytest.mark.parametrize("inventory_moved", [False, True], ids=["same-inventory", "machine-replaced-in-the-inventory"])
+def test_another_machine_at_the_address_is_refused_unless_the_inventory_names_it(inventory_moved: bool) -> None:
+    last_seen, other = "d8:3a:dd:10:00:01", "d8:3a:dd:10:00:99"
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"mac": other}})) as api:
+        ip = api.ip("istari-1")
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(other if inventory_moved else last_seen))
+        result = upgrader(apply_args(api, "istari-1", "worker"), secrets(api, config), record={"node": "istari-1", "ip": ip, "machine": last_seen})
+        if not inventory_moved:
+            assert result.code == 1
+            assert result.last == (
+                f"upgrader: FAILED: istari-1: machine: another machine answers at {ip}: it is {other}, but istari-1 was {last_seen} when last reached, "
+                f"and the config still names {last_seen}: another machine took the address, so nothing was changed; "
+                f"look with: talosctl -n {ip} get links; talosctl -n {ip} get hostname; the DHCP leases for {ip}"
+            )
+            assert (mutations(api), result.stdout) == ([], "")
+            return
+        assert result.code == 0, result.stderr
+        assert (
+            f"upgrader: istari-1: another machine answers than when last reached ({other}, was {last_seen}): the inventory names {other} now, a replaced machine"
+            in result.lines
+        )
+        assert record(result)["machine"] == other
