@@ -690,6 +690,18 @@ func (n *Node) writeMachineStatus() error {
 }
 
 func (n *Node) writeConfigs() error {
+	// The hostname the active config gives it (the node's name when it gives none).
+	hostname := network.NewHostnameStatus(network.NamespaceName, network.HostnameID)
+	hostname.TypedSpec().Hostname = n.name
+
+	if n.active != nil && n.active.NetworkHostnameConfig() != nil && n.active.NetworkHostnameConfig().Hostname() != "" {
+		hostname.TypedSpec().Hostname = n.active.NetworkHostnameConfig().Hostname()
+	}
+
+	if err := put(n.st, hostname); err != nil {
+		return err
+	}
+
 	for id, cfg := range map[resource.ID]coreconfig.Provider{configres.ActiveID: n.active, configres.PersistentID: n.persistent} {
 		if cfg == nil {
 			continue
