@@ -34,7 +34,7 @@ var commands = map[string]command{
 	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", runWaitKube},
 	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", runApply},
 	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", runProbe},
-	"reset":                {"reset a node to maintenance mode (graceful: leave etcd first; last: the last control plane)", runReset},
+	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", runReset},
 	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", runRemoveMember},
 	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", runEtcdSnapshot},
 	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", runKubernetesPreflight},

@@ -182,6 +182,26 @@ func machineIdentity(ctx context.Context, c *client.Client, ip string) (string, 
 	return "", nil
 }
 
+// hostnameAt is the hostname the running machine at a node's address goes by ("" when it cannot be read).
+func hostnameAt(ctx context.Context, t *Talos, n Node) string {
+	c, err := t.connect(ctx, n)
+	if err != nil {
+		return ""
+	}
+
+	defer c.Close() //nolint:errcheck
+
+	cctx, cancel := callCtx(ctx)
+	defer cancel()
+
+	h, err := safe.StateGetByID[*network.HostnameStatus](cctx, c.COSI, network.HostnameID)
+	if err != nil {
+		return ""
+	}
+
+	return h.TypedSpec().Hostname
+}
+
 // identityAt is the identity of the running machine at a node's address ("" when it cannot be told).
 func identityAt(ctx context.Context, t *Talos, n Node) string {
 	c, err := t.connect(ctx, n)

@@ -654,3 +654,146 @@ def test_another_machine_at_the_address_is_refused_unless_the_inventory_names_it
             in result.lines
         )
         assert record(result)["machine"] == other
+
+
+def _reset(api: TalosAPI, name: str, dead_after: str = "10s", last: dict[str, Any] | None = None, ip: str | None = None) -> Result:
+    """`reset --mode auto`, as a Pulumi delete runs it (the machine config on stdin too), Talos steps only."""
+    args = ["reset", "--node", f"{name}={ip or api.ip(name)}", "--mode", "auto", "--timeout", "30s", "--dead-after", dead_after, "--no-kubernetes"]
+    return upgrader(args, secrets(api, api.node_config(name)), record=last)
+
+
+def _resets(api: TalosAPI) -> list[tuple[str, bool]]:
+    return [(c["node"], c["args"]["graceful"]) for c in api.calls() if c["method"] == "MachineService/Reset"]
+
+
+def test_a_destroy_resets_workers_and_control_planes_gracefully_and_the_last_member_without_leaving() -> None:
+    order = ["istari-1", "valinor-3", "valinor-2", "valinor-1"]  # pulumi destroy: the chain in reverse
+    with talos_api(arda(dict.fromkeys(reversed(order), NEW), **{name: {"reset": {"downMs": 200}} for name in order})) as api:
+        ips = {name: api.ip(name) for name in order}
+        results = {name: _reset(api, name, last={"node": name, "ip": ips[name], "machine": mac(name)}) for name in order}
+        for name, result in results.items():
+            assert result.code == 0, (name, result.stderr)
+            assert result.stdout == ""
+        assert _resets(api) == [("istari-1", True), ("valinor-3", True), ("valinor-2", True), ("valinor-1", False)]
+        assert [m for _, m in mutations(api)] == ["MachineService/Reset"] * 4
+        assert all(s["maintenance"] for s in api.state().values())
+
+        def said(name: str) -> list[str]:
+            return [line.removeprefix(f"upgrader: {name}: ") for line in results[name].lines]
+
+        assert "a worker: graceful reset (Talos cordons and drains it first)" in said("istari-1")
+        assert "etcd has 3 members (valinor-1, valinor-2, valinor-3): graceful reset (it leaves etcd; Talos cordons and drains it first)" in said(
+            "valinor-3"
+        )
+        assert "etcd has 2 members (valinor-1, valinor-2): graceful reset (it leaves etcd; Talos cordons and drains it first)" in said("valinor-2")
+        assert said("valinor-1")[-3:] == [
+            "reset (last): waiting for it to come back in maintenance mode",
+            "in maintenance mode",
+            f"no other control plane answers ({ips['valinor-2']} maintenance, {ips['valinor-3']} maintenance): "
+            "the whole cluster is being destroyed; its etcd member and Node object go with it",
+        ]
+        assert said("valinor-2")[-1] == "--no-kubernetes: its Node object is left"
+
+        # A delete run again (its first run's state was not saved, say) finds nothing left to do and changes nothing.
+        again = _reset(api, "valinor-2", last={"node": "valinor-2", "ip": ips["valinor-2"], "machine": mac("valinor-2")})
+        assert again.code == 0, again.stderr
+        assert f"upgrader: valinor-2: already in maintenance mode at {ips['valinor-2']}: nothing to reset" in again.lines
+        assert len(mutations(api)) == 4
+
+
+def test_reset_auto_on_a_middle_control_plane_is_graceful_and_a_second_run_changes_nothing() -> None:
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW}, **{"valinor-2": {"reset": {"downMs": 200}}})) as api:
+        last = {"node": "valinor-2", "ip": api.ip("valinor-2"), "machine": mac("valinor-2"), "etcdMember": _member_id(api, "valinor-2")}
+        first = _reset(api, "valinor-2", last=last)
+        assert first.code == 0, first.stderr
+        assert mutations(api) == [("valinor-2", "MachineService/Reset")]
+        assert _resets(api) == [("valinor-2", True)]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-3"]
+
+        second = _reset(api, "valinor-2", last=last)
+        assert second.code == 0, second.stderr
+        assert [line.removeprefix("upgrader: valinor-2: ") for line in second.lines][-3:] == [
+            f"already in maintenance mode at {api.ip('valinor-2')}: nothing to reset",
+            f"not an etcd member (checked through {api.ip('valinor-1')}): nothing to remove",
+            "--no-kubernetes: its Node object is left",
+        ]
+        assert mutations(api) == [("valinor-2", "MachineService/Reset")]
+
+
+def test_a_dead_machines_member_is_removed_through_another_control_plane_and_nothing_is_reset() -> None:
+    spare = addresses(1)[0]
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW})) as api:
+        member = _member_id(api, "valinor-2")
+        api.crash("valinor-2", result="never")
+        # Its last apply reached it at another address than the inventory's now: both are tried.
+        last = {"node": "valinor-2", "ip": api.ip("valinor-2"), "machine": mac("valinor-2"), "etcdMember": member}
+        result = _reset(api, "valinor-2", "2s", last=last, ip=spare)
+        assert result.code == 0, result.stderr
+        assert [line.removeprefix("upgrader: valinor-2: ") for line in result.lines][-5:] == [
+            f"waiting up to 2s for it to answer at {spare}, {api.ip('valinor-2')}",
+            f"did not answer within 2s at {spare} nor at {api.ip('valinor-2')}, where it was last reached: treated as dead, since it is being removed",
+            f"etcd member {member} removed through {api.ip('valinor-1')}",
+            "--no-kubernetes: its Node object is left",
+            "removed from the cluster without a reset: nothing on the machine was wiped "
+            "(if it comes back it still holds its Talos config and data: wipe it before reusing it)",
+        ]
+        assert mutations(api) == [("valinor-1", "MachineService/EtcdRemoveMemberByID")]
+        assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [member]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-3"]
+        assert result.seconds < 15
+
+        # Run again: still dead, no longer a member: nothing changes.
+        again = _reset(api, "valinor-2", "1s", last=last)
+        assert again.code == 0, again.stderr
+        assert f"upgrader: valinor-2: not an etcd member (checked through {api.ip('valinor-1')}): nothing to remove" in again.lines
+        assert len(mutations(api)) == 1
+
+
+def test_reset_never_wipes_another_machine_that_took_the_address() -> None:
+    # valinor-3 died; istari-9 has its address now. Deleting valinor-3 must not wipe istari-9.
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW, "istari-9": NEW})) as api:
+        member = _member_id(api, "valinor-3")
+        api.crash("valinor-3", result="never")
+        taken = api.ip("istari-9")
+        last = {"node": "valinor-3", "ip": taken, "machine": mac("valinor-3"), "etcdMember": member}
+        result = _reset(api, "valinor-3", "2s", last=last, ip=taken)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix("upgrader: valinor-3: ") for line in result.lines]
+        assert steps[steps.index("the last apply recorded: " + f"last reached at {taken}, machine {mac('valinor-3')}, etcd member {member}") + 1 :][
+            :3
+        ] == [
+            f"another machine ({mac('istari-9')}, node istari-9) answers at {taken}, not this node's ({mac('valinor-3')}): it is left alone",
+            f"waiting up to 2s for it to answer at {taken}",
+            f"did not answer within 2s at {taken}: treated as dead, since it is being removed",
+        ]
+        # valinor-3's member goes; istari-9 is untouched.
+        assert mutations(api) == [("valinor-1", "MachineService/EtcdRemoveMemberByID")]
+        assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [member]
+        assert not api.state()["istari-9"]["maintenance"]
+
+
+def test_reset_leaves_alone_a_machine_the_inventory_renamed() -> None:
+    # The inventory renamed valinor-3 to valinor-4: Pulumi ran the new step's apply (the machine is valinor-4 now),
+    # then deletes the old step. Same machine, same address: only its name tells it is another node's now.
+    with talos_api(arda({"valinor-1": NEW, "valinor-2": NEW, "valinor-3": NEW})) as api:
+        renamed = api.config(
+            "controlplane",
+            installer(VANILLA, NEW),
+            patches=[json.dumps({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "valinor-4"})],
+        )
+        assert apply(api, "valinor-3", renamed).code == 0
+        last = {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": _member_id(api, "valinor-3")}
+        result = _reset(api, "valinor-3", "2s", last=last)
+        assert result.code == 0, result.stderr
+        assert f"upgrader: valinor-3: the machine at {api.ip('valinor-3')} answers as valinor-4 now: that node is left alone" in result.lines
+        assert result.lines[-2:] == [
+            "upgrader: valinor-3: valinor-3 is valinor-4 now, so nothing is reset and its etcd member is left to it; only the Node object valinor-3 goes",
+            "upgrader: valinor-3: --no-kubernetes: its Node object is left",
+        ]
+        assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+
+
+def test_reset_auto_refuses_a_dead_after_that_is_not_well_under_the_timeout() -> None:
+    result = upgrader(["reset", "--node", "a=127.0.0.1", "--mode", "auto", "--timeout", "1m", "--dead-after", "2m"], {})
+    assert (result.code, result.last) == (2, "upgrader: reset: --dead-after must be positive and shorter than --timeout")
