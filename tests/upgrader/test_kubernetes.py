@@ -22,7 +22,7 @@ import yaml
 
 from tests.upgrader.run import Result, mutations, upgrader
 from tools.kube_cluster import TALOS, Cluster
-from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
 
@@ -521,3 +521,101 @@ def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_unc
     node_now = kube_talos.client.get("v1", "Node", name)
     assert node_now is not None
     assert node_now["spec"].get("unschedulable") is None
+
+
+# A Pulumi delete (`reset --mode auto`) and a reflashed control plane's apply remove the Node object too. Pulumi
+# gives a delete the stdin of its apply (talosconfig and machine config, no kubeconfig): the kubeconfig comes
+# from a remaining control plane, as `talosctl kubeconfig` fetches it.
+
+
+def _delete(api: TalosAPI, name: str, last: dict[str, Any], dead_after: str = "10s") -> Result:
+    args = ["reset", "--node", api.node_arg(name), "--mode", "auto", "--timeout", "60s", "--dead-after", dead_after]
+    return upgrader(args, {"talosconfig": api.talosconfig_text(), "machineConfig": api.node_config(name)}, record=last)
+
+
+def _last(api: TalosAPI, name: str) -> dict[str, Any]:
+    return {"node": name, "ip": api.ip(name), "machine": mac(name)}
+
+
+def test_a_destroy_deletes_each_nodes_node_object_until_no_control_plane_is_left(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    worker = unique("istari")
+    kube_talos.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), kwok_node(worker)])
+    ips = addresses(4)
+    nodes = [node(cp, ip, "controlplane", NEW, reset={"downMs": 200}) for cp, ip in zip(cps, ips, strict=False)]
+    nodes.append(node(worker, ips[3], "worker", NEW, reset={"downMs": 200}))
+    with talos_api(scenario(nodes, kubeconfig=kube_talos.kubeconfig.read_text())) as api:
+        order = [worker, cps[2], cps[1], cps[0]]  # pulumi destroy: the chain in reverse
+        results = {name: _delete(api, name, _last(api, name)) for name in order}
+        for name, result in results.items():
+            assert result.code == 0, (name, result.stderr)
+        assert [(n, m) for n, m in mutations(api)] == [(name, "MachineService/Reset") for name in order]
+        # Each Node went through the first remaining control plane, with the kubeconfig it hands out.
+        for name in order[:-1]:
+            assert results[name].lines[-1] == f"upgrader: {name}: Node {name} deleted from Kubernetes"
+            assert kube_talos.client.get("v1", "Node", name) is None
+        assert [c["node"] for c in api.calls() if c["method"] == "MachineService/Kubeconfig"] == [cps[0]] * 3
+        # The last control plane takes the cluster with it: its Node object is not deleted (nothing answers for it).
+        assert results[cps[0]].lines[-1] == (
+            f"upgrader: {cps[0]}: no other control plane answers ({api.ip(cps[1])} maintenance, {api.ip(cps[2])} maintenance): "
+            "the whole cluster is being destroyed; its etcd member and Node object go with it"
+        )
+        assert kube_talos.client.get("v1", "Node", cps[0]) is not None
+    kube_talos.client.delete({"apiVersion": "v1", "kind": "Node", "metadata": {"name": cps[0]}})
+
+
+def test_a_dead_machines_etcd_member_and_node_object_go_and_a_second_delete_finds_nothing(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    ips = addresses(3)
+    spec = scenario([node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=True)], kubeconfig=kube_talos.kubeconfig.read_text())
+    with talos_api(spec) as api:
+        dead = cps[1]
+        member = api.state()[dead]["etcdMemberId"]
+        api.crash(dead, result="never")
+        first = _delete(api, dead, {**_last(api, dead), "etcdMember": member}, dead_after="2s")
+        assert first.code == 0, first.stderr
+        assert [line.removeprefix(f"upgrader: {dead}: ") for line in first.lines][-4:] == [
+            f"did not answer within 2s at {api.ip(dead)}: treated as dead, since it is being removed",
+            f"etcd member {member} removed through {api.ip(cps[0])}",
+            f"Node {dead} deleted from Kubernetes",
+            "removed from the cluster without a reset: nothing on the machine was wiped "
+            "(if it comes back it still holds its Talos config and data: wipe it before reusing it)",
+        ]
+        assert mutations(api) == [(cps[0], "MachineService/EtcdRemoveMemberByID")]
+        assert kube_talos.client.get("v1", "Node", dead) is None
+
+        second = _delete(api, dead, {**_last(api, dead), "etcdMember": member}, dead_after="1s")
+        assert second.code == 0, second.stderr
+        assert [line.removeprefix(f"upgrader: {dead}: ") for line in second.lines][-3:-1] == [
+            f"not an etcd member (checked through {api.ip(cps[0])}): nothing to remove",
+            f"no Node {dead} in Kubernetes: nothing to delete",
+        ]
+        assert len(mutations(api)) == 1
+
+
+def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_config_back(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    # The old Node carries what the machine left behind, e.g. the cordon of a run that died.
+    kube_talos.client.merge_patch({"apiVersion": "v1", "kind": "Node", "metadata": {"name": cps[2]}}, {"spec": {"unschedulable": True}})
+    ips = addresses(3)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 300}}
+    nodes = [node(cp, ip, "controlplane", NEW, **(reflashed if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)]
+    with talos_api(scenario(nodes)) as api:
+        stale = api.state()[cps[2]]["etcdMemberId"]
+        config = api.config("controlplane", installer(VANILLA, NEW))
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "60s"]
+        last = {**_last(api, cps[2]), "etcdMember": stale}
+        result = upgrader(
+            args, {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}, record=last
+        )
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {cps[2]}: ") for line in result.lines]
+        assert steps[-3:] == [
+            f"etcd member {stale} removed through {api.ip(cps[0])}",
+            f"Node {cps[2]} deleted from Kubernetes",
+            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+        ]
+        assert mutations(api) == [(cps[0], "MachineService/EtcdRemoveMemberByID"), (cps[2], "MachineService/ApplyConfiguration AUTO")]
+        assert kube_talos.client.get("v1", "Node", cps[2]) is None
