@@ -548,6 +548,10 @@ func (r *applyRun) clearReflashed(ctx context.Context) error {
 	}
 
 	cp, c, seen := r.t.firstAnswering(ctx, others, min(otherCPWait, remaining(ctx)))
+	if c == nil && ctx.Err() != nil { // the command's own timeout, or a signal: nothing is handed over
+		return &Failure{Node: n.Name, Check: "etcd", Detail: "no other control plane answered before: " + ctx.Err().Error(), Look: etcdLook(others[0])}
+	}
+
 	if c == nil {
 		progress(n.Name, "no other control plane answers (%s): the stale member cannot be removed now (Talos removes a member of the node's name itself when it joins, once etcd has a leader)", seen)
 

@@ -421,6 +421,10 @@ func (r *resetRun) forget(ctx context.Context, member bool) error {
 	}
 
 	cp, c, seen := r.t.firstAnswering(ctx, others, min(r.deadAfter, remaining(ctx)))
+	if c == nil && ctx.Err() != nil { // the command's own timeout, or a signal: no verdict on the cluster
+		return &Failure{Node: n.Name, Check: "reach", Detail: "no other control plane answered before: " + ctx.Err().Error(), Look: etcdLook(others[0])}
+	}
+
 	if c == nil {
 		progress(n.Name, "no other control plane answers (%s): the whole cluster is being destroyed; its etcd member and Node object go with it", seen)
 

@@ -561,23 +561,28 @@ def test_the_machine_is_its_links_permanent_mac_else_a_real_smbios_uuid(identity
         assert record(result) == expected
 
 
-@pytest.mark.parametrize("reboot", [False, True], ids=["applied-live", "staged-and-rebooted"])
-def test_an_address_change_is_applied_at_the_old_address_and_the_node_found_at_the_new_one(reboot: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "reboot"),
+    [("istari-1", False), ("istari-1", True), ("valinor-1", False)],
+    ids=["applied-live", "staged-and-rebooted", "control-plane"],
+)
+def test_an_address_change_is_applied_at_the_old_address_and_the_node_found_at_the_new_one(name: str, reboot: bool) -> None:
     old, new = addresses(2)
-    worker = node("istari-1", old, "worker", NEW, applyNeedsReboot=reboot, reboot={"downMs": 300})
-    with talos_api(scenario([worker])) as api:
-        before = api.state()["istari-1"]["bootId"]
-        config = api.config("worker", installer(VANILLA, NEW), patches=link(mac("istari-1"), new))
-        last = {"node": "istari-1", "ip": old, "machine": mac("istari-1")}
-        args = ["apply", "--node", f"istari-1={new}", "--role", "worker", "--timeout", "60s", "--no-kubernetes"]
+    with talos_api(scenario([node(name, old, role(name), NEW, applyNeedsReboot=reboot, reboot={"downMs": 300})])) as api:
+        before = api.state()[name]["bootId"]
+        config = api.config(role(name), installer(VANILLA, NEW), patches=link(mac(name), new))
+        last = {"node": name, "ip": old, "machine": mac(name)}
+        args = ["apply", "--node", f"{name}={new}", "--role", role(name), "--timeout", "60s", "--no-kubernetes"]
         result = upgrader(args, secrets(api, config), record=last)
         assert result.code == 0, result.stderr
-        assert record(result) == {"node": "istari-1", "ip": new, "machine": mac("istari-1")}
-        assert (
-            f"upgrader: istari-1: does not answer at {new}, but at {old}, where it was last reached (running): the new config goes there, and moves it"
-            in result.lines
-        )
-        assert f"upgrader: istari-1: answers at {new}, where the new config put it" in result.lines
+        expected = {"node": name, "ip": new, "machine": mac(name)}
+        if role(name) == "controlplane":
+            # Its etcd member follows it (Talos's AdvertisedPeerController), healthy at the new address.
+            expected["etcdMember"] = _member_id(api, name)
+        assert record(result) == expected
+        moved = f"does not answer at {new}, but at {old}, where it was last reached (running): the new config goes there, and moves it"
+        assert f"upgrader: {name}: {moved}" in result.lines
+        assert f"upgrader: {name}: answers at {new}, where the new config put it" in result.lines
         # The change went to the old address; from there on the node was asked at its new one.
         changed = [(c["method"], c["at"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration", "MachineService/Reboot"}]
         mode = ["MachineService/ApplyConfiguration STAGED", "MachineService/Reboot"] if reboot else ["MachineService/ApplyConfiguration NO_REBOOT"]
@@ -585,14 +590,14 @@ def test_an_address_change_is_applied_at_the_old_address_and_the_node_found_at_t
         assert {at for _, at in changed} == {f"{old}:{API_PORT}"}
         health = [c for c in api.calls() if c["method"] == "State/Get" and c["args"]["type"] == "MachineStatuses.runtime.talos.dev"]
         assert health[-1]["at"] == f"{new}:{API_PORT}"
-        state = api.state()["istari-1"]
+        state = api.state()[name]
         assert state["address"] == f"{new}:{API_PORT}"
         assert (state["bootId"] != before) is reboot
 
         # The next update reads this run's record: the node is where it should be, nothing to do.
         again = upgrader(args, secrets(api, config), record=record(result))
         assert again.code == 0, again.stderr
-        assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in again.lines
+        assert f"upgrader: {name}: config unchanged and Talos as configured: checking health only" in again.lines
         assert len(mutations(api)) == 1 + len(mode)
 
 
