@@ -55,6 +55,12 @@ _ALL: tuple[Tool, ...] = (
     Tool("coredns", "coredns"),
     # cloudflared's own parser of a remotely managed tunnel's configuration (plans.cloudflare).
     Tool("cloudflared-check", "cloudflared-check"),
+    # A scripted Talos API stand-in on machinery v1.13.0's real gRPC services (tools.talos_api): the upgrader's tests.
+    Tool("talos-api", "talos-api"),
+    # The tests' real control plane (tools.kube_cluster): etcd, kube-apiserver, controller-manager, scheduler and kwok
+    # at Kubernetes 1.34.1 (Arda's), and the three Kubernetes components at 1.33 (the Ainur's k3s minor).
+    Tool("kube-control-plane", "kube-control-plane"),
+    Tool("kube-control-plane-1.33", "kube-control-plane-1.33"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 
