@@ -36,13 +36,15 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,7 +289,15 @@ class KubeClient:
     found (a CRD just established), as client-go's deferred discovery does.
     """
 
-    def __init__(self, server: str, ca: Path, cert: Path | None = None, key: Path | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca: Path,
+        cert: Path | None = None,
+        key: Path | None = None,
+        token: str | None = None,
+        discovered: dict[str, dict[str, Resource]] | None = None,
+    ) -> None:
         url = urllib.parse.urlsplit(server)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 443
         self.context = ssl.create_default_context(cafile=str(ca))
@@ -295,7 +305,8 @@ class KubeClient:
             self.context.load_cert_chain(str(cert), str(key) if key else None)
         self.token = token
         self._connection: http.client.HTTPSConnection | None = None
-        self._discovered: dict[str, dict[str, Resource]] = {}
+        # Shared by the clients of one cluster (one per thread): what discovery found.
+        self._discovered: dict[str, dict[str, Resource]] = {} if discovered is None else discovered
         self.warnings: list[str] = []  # the Warning headers of the last answer (unknown fields, Pod Security's `warn`)
 
     def close(self) -> None:
@@ -498,6 +509,10 @@ class Process:
     log: Path
 
 
+# What to wait for while a component starts: its process, what readiness means, and the probe.
+Check = tuple[Process, str, Callable[[], bool]]
+
+
 @dataclass
 class Cluster:
     """One control plane: its own folder (certificates, etcd's data, logs), its own ports.
@@ -513,14 +528,19 @@ class Cluster:
     port: int = 0
     components: tuple[str, ...] = COMPONENTS
     audit: bool = False
+    # Whether start() waits until pods can be created (the controller-manager has made the
+    # `default` ServiceAccount, ~5 s after it answers); a caller that writes no pod at once need not.
+    ready_for_pods: bool = True
     timeout: float = 120.0
     processes: list[Process] = field(default_factory=list)
-    _client: KubeClient | None = None
+    _clients: dict[int, KubeClient] = field(default_factory=dict)
+    _discovered: dict[str, dict[str, Resource]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.pki = self.root / "pki"
-        if self.port == 0:
+        self.auto_port = self.port == 0
+        if self.auto_port:
             self.port = free_port(self.address)
 
     @property
@@ -538,9 +558,12 @@ class Cluster:
 
     @property
     def client(self) -> KubeClient:
-        if self._client is None:
-            self._client = KubeClient(self.server, self.pki / "ca.crt", self.pki / "admin.crt", self.pki / "admin.key")
-        return self._client
+        """The admin's client for the calling thread (a connection is not shared between threads)."""
+        thread = threading.get_ident()
+        if thread not in self._clients:
+            pki = self.pki
+            self._clients[thread] = KubeClient(self.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", discovered=self._discovered)
+        return self._clients[thread]
 
     def client_for_token(self, token: str) -> KubeClient:
         return KubeClient(self.server, self.pki / "ca.crt", token=token)
@@ -566,27 +589,6 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def _wait(self, process: Process, what: str, ready: Any, timeout: float | None = None) -> None:
-        """Poll `ready()` until true; a component that exits or never gets ready is a ControlPlaneError."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        last = ""
-        while time.monotonic() < deadline:
-            code = process.popen.poll()
-            if code is not None:
-                raise ControlPlaneError(
-                    f"{process.name} exited with status {code} before {what}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
-                )
-            try:
-                if ready():
-                    return
-            except (OSError, http.client.HTTPException, ApiError, ValueError) as e:
-                last = str(e)
-            time.sleep(0.2)
-        raise ControlPlaneError(
-            f"{process.name} did not become ready ({what}) within {timeout or self.timeout:.0f} s"
-            f"{': ' + last if last else ''}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
-        )
-
     def _probe(self, url: str, expect: str = "ok") -> bool:
         """An HTTP(S) GET of a component's health endpoint, true when it answers `expect`."""
         parsed = urllib.parse.urlsplit(url)
@@ -608,15 +610,11 @@ class Cluster:
 
     def start(self) -> Cluster:
         """Start every component in order, each ready before the next; on any failure stop them all and raise."""
-        _LIVE.append(self)
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        start_all([self])
         return self
 
-    def _start(self) -> None:
+    def _steps(self) -> Iterator[list[Check]]:
+        """Start the components a step at a time: each step spawns processes and yields what to wait for."""
         flavor = self.flavor
         service_ip = _first_host(flavor.service_cidr)
         if not (self.pki / "sa.pub").exists():
@@ -640,7 +638,7 @@ class Cluster:
                     "--unsafe-no-fsync",
                 ],
             )
-            self._wait(etcd, "answering /health", lambda: self._probe(f"http://127.0.0.1:{etcd_port}/health", '"health":"true"'))
+            yield [(etcd, "answering /health", lambda: self._probe(f"http://127.0.0.1:{etcd_port}/health", '"health":"true"'))]
         apiserver_args = [
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             f"--bind-address={self.address}",
@@ -676,7 +674,9 @@ class Cluster:
         if "kube-apiserver" not in self.components:
             return
         apiserver = self._spawn("kube-apiserver", apiserver_args)
-        self._wait(apiserver, "answering /readyz", self._ready)
+        yield [(apiserver, "answering /readyz", self._ready)]
+        # The controller-manager, the scheduler and kwok need only the API server: all three at once.
+        waits: list[Check] = []
         if "kube-controller-manager" in self.components:
             kcm_port = free_port()
             config = self._write_kubeconfig("kube-controller-manager", self.server)
@@ -699,9 +699,7 @@ class Cluster:
                     *flavor.controller_manager_args,
                 ],
             )
-            self._wait(kcm, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{kcm_port}/healthz"))
-            # Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
-            self._wait(kcm, "creating the default ServiceAccount", lambda: self.client.get("v1", "ServiceAccount", "default", "default") is not None)
+            waits.append((kcm, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{kcm_port}/healthz")))
         if "kube-scheduler" in self.components:
             scheduler_port = free_port()
             config = self._write_kubeconfig("kube-scheduler", self.server)
@@ -718,7 +716,7 @@ class Cluster:
                     *flavor.scheduler_args,
                 ],
             )
-            self._wait(scheduler, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{scheduler_port}/healthz"))
+            waits.append((scheduler, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{scheduler_port}/healthz")))
         if "kwok" in self.components:
             kwok_port = free_port()
             config = self._write_kubeconfig("kwok", self.server)
@@ -733,7 +731,12 @@ class Cluster:
                     f"--server-address=127.0.0.1:{kwok_port}",
                 ],
             )
-            self._wait(kwok, "answering /healthz", lambda: self._probe(f"http://127.0.0.1:{kwok_port}/healthz"))
+            waits.append((kwok, "answering /healthz", lambda: self._probe(f"http://127.0.0.1:{kwok_port}/healthz")))
+        yield waits
+        if self.ready_for_pods and "kube-controller-manager" in self.components:
+            # Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
+            made = next(p for p in self.processes if p.name == "kube-controller-manager")
+            yield [(made, "creating the default ServiceAccount", lambda: self.client.get("v1", "ServiceAccount", "default", "default") is not None)]
 
     def _ready(self) -> bool:
         status, answer = self.client.request("GET", "/readyz")
@@ -741,8 +744,9 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every component, newest first (SIGTERM, then SIGKILL after 10 s); idempotent."""
-        if self._client is not None:
-            self._client.close()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
         for process in reversed(self.processes):
             if process.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -795,11 +799,16 @@ class Cluster:
         """The controller-manager gives each namespace its `default` ServiceAccount soon after it is made; pods need it."""
         self.wait_for(f"ServiceAccount {namespace}/{name}", lambda: self.client.get("v1", "ServiceAccount", name, namespace) is not None, timeout)
 
-    def create_nodes(self, nodes: Sequence[Mapping[str, Any]], timeout: float = 60.0) -> None:
-        """Create nodes (kwok plays their kubelets) and wait until every one is Ready and untainted by the lifecycle controller."""
+    def create_nodes(self, nodes: Sequence[Mapping[str, Any]], timeout: float = 60.0, wait: bool = True) -> None:
+        """Create nodes (kwok plays their kubelets) and, unless `wait` is false, wait until every one is
+        Ready and the node lifecycle controller has lifted its not-ready taint."""
         for node in nodes:
             self.client.create(node)
-        names = [str(n["metadata"]["name"]) for n in nodes]
+        if wait:
+            self.wait_for_nodes([str(n["metadata"]["name"]) for n in nodes], timeout)
+
+    def wait_for_nodes(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Wait until the named nodes are Ready and untainted by the node lifecycle controller."""
         self.wait_for(f"nodes {', '.join(names)} Ready", lambda: all(node_ready(self.client.get("v1", "Node", n)) for n in names), timeout)
 
     def pending_reason(self, pod: Mapping[str, Any]) -> str:
@@ -827,6 +836,68 @@ class Cluster:
 
         pods: list[dict[str, Any]] = self.wait_for(f"pods in {namespace or 'every namespace'} scheduled or unschedulable", settled, timeout)
         return pods
+
+
+def _wait_all(checks: Sequence[Check], timeout: float) -> None:
+    """Poll every check until each is ready; a component that exits, or is not ready in time, is a ControlPlaneError."""
+    deadline = time.monotonic() + timeout
+    pending = list(checks)
+    last: dict[int, str] = {}
+    while pending:
+        for check in list(pending):
+            process, what, ready = check
+            code = process.popen.poll()
+            if code is not None:
+                raise ControlPlaneError(
+                    f"{process.name} exited with status {code} before {what}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
+                )
+            try:
+                if ready():
+                    pending.remove(check)
+            except (OSError, http.client.HTTPException, ApiError, ValueError) as e:
+                last[id(check)] = str(e)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            process, what, _ = pending[0]
+            why = last.get(id(pending[0]), "")
+            raise ControlPlaneError(
+                f"{process.name} did not become ready ({what}) within {timeout:.0f} s"
+                f"{': ' + why if why else ''}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
+            )
+        time.sleep(0.2)
+
+
+def start_all(clusters: Sequence[Cluster]) -> None:
+    """Start several control planes side by side: each step of every cluster (etcd; the API server;
+    the rest), then wait for all of them. On any failure every one is stopped and the error raised."""
+    for attempt in (1, 2):
+        _LIVE.extend(clusters)
+        try:
+            steps = [c._steps() for c in clusters]
+            while steps:
+                waits: list[Check] = []
+                for step in list(steps):
+                    try:
+                        waits += next(step)
+                    except StopIteration:
+                        steps.remove(step)
+                _wait_all(waits, max(c.timeout for c in clusters))
+            return
+        except ControlPlaneError as e:
+            for cluster in clusters:
+                cluster.stop()
+            # A free port another process took between our look and the component's bind: once more, on others.
+            if attempt == 2 or "address already in use" not in str(e):
+                raise
+            for cluster in clusters:
+                shutil.rmtree(cluster.root / "etcd", ignore_errors=True)
+                if cluster.auto_port:
+                    cluster.port = free_port(cluster.address)
+        except BaseException:
+            for cluster in clusters:
+                cluster.stop()
+            raise
 
 
 def node_ready(node: Mapping[str, Any] | None) -> bool:

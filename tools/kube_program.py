@@ -41,6 +41,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,8 @@ HELM_INSTALL_ORDER = (
 HELM_MANAGER = "pulumi-resource-kubernetes"  # Helm's kube client names itself after the binary it runs in: the provider's
 ARGOCD_MANAGER = "argocd-controller"
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+# Writes at once within one chart, and in the second pass: the engine and Helm write in parallel too.
+PARALLEL = 4
 
 # Subcharts no Go module serves: rendered without them, and the fact recorded.
 OMITTED_SUBCHARTS: dict[str, tuple[str, ...]] = {"rook-ceph": ("ceph-csi-operator",)}
@@ -245,6 +248,11 @@ def helm_sorted(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(objects, key=lambda o: order.get(str(o.get("kind")), len(order)))
 
 
+def _flag(value: Any) -> bool:
+    """A boolean input as the provider reads it (the engine may hand it over as "true")."""
+    return value is True or str(value).lower() == "true"
+
+
 def _hook(obj: Mapping[str, Any]) -> str:
     return str(((obj.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", ""))
 
@@ -335,11 +343,11 @@ class Walker:
     def _refuse(self, cluster: str, source: str, writer: str, obj: Mapping[str, Any], error: ApiError) -> None:
         self.report.refusals.append(f"{cluster}: {describe(obj)} ({writer}, {source}) refused: HTTP {error.status} {error.reason}: {error.message}")
 
-    def _write(
+    def _attempt(
         self, cluster: str, source: str, writer: str, obj: dict[str, Any], manager: str, options: ProviderOptions, namespace: str | None = None
-    ) -> Written | None:
+    ) -> tuple[Written, ApiError | None]:
         """Write one object as its writer would (a chart's namespaced object into the release's
-        namespace when it names none); record it, or record the refusal."""
+        namespace when it names none); safe to call from several threads at once."""
         client = self.clusters[cluster].client
         meta = obj.setdefault("metadata", {})
         if namespace and not meta.get("namespace") and self._namespaced(client, obj):
@@ -354,16 +362,50 @@ class Walker:
             else:
                 written.live = client.create(obj, field_manager=manager)
         except ApiError as e:
-            self._refuse(cluster, source, writer, obj, e)
-            return None
+            return written, e
         written.warnings = list(client.warnings)
+        return written, None
+
+    def _record(self, written: Written, error: ApiError | None) -> Written | None:
+        """Record a write (or its refusal), then do what must follow it: a CRD served, a webhook removed."""
+        if error is not None:
+            self._refuse(written.cluster, written.source, written.writer, written.obj, error)
+            return None
         self.report.written.append(written)
-        kind = str(obj.get("kind"))
+        kind = str(written.obj.get("kind"))
         if kind == "CustomResourceDefinition" and not self._batching:
-            self._served(cluster, [obj])
+            self._served(written.cluster, [written.obj])
         elif kind in WEBHOOK_KINDS:
-            self._remove_webhook(cluster, written)
+            self._remove_webhook(written.cluster, written)
         return written
+
+    def _write(
+        self, cluster: str, source: str, writer: str, obj: dict[str, Any], manager: str, options: ProviderOptions, namespace: str | None = None
+    ) -> Written | None:
+        """Write one object and record it (or the refusal)."""
+        return self._record(*self._attempt(cluster, source, writer, obj, manager, options, namespace))
+
+    def _write_all(
+        self,
+        cluster: str,
+        source: str,
+        writer: str,
+        objects: Sequence[dict[str, Any]],
+        manager: Callable[[dict[str, Any]], str],
+        options: ProviderOptions,
+        namespace: str | None = None,
+    ) -> list[Written]:
+        """Write a chart's objects whose CRDs are served: namespaces first, then the rest several at
+        once (as Helm's and the engine's parallel writes are), webhooks last; recorded in order."""
+        first = [o for o in objects if o.get("kind") == "Namespace"]
+        last = [o for o in objects if o.get("kind") in WEBHOOK_KINDS]  # written alone: removed before anything else meets them
+        rest = [o for o in objects if o not in first and o not in last]
+        found = [self._write(cluster, source, writer, o, manager(o), options, namespace) for o in first]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            results = list(pool.map(lambda o: self._attempt(cluster, source, writer, o, manager(o), options, namespace), rest))
+        found += [self._record(written, error) for written, error in results]
+        found += [self._write(cluster, source, writer, o, manager(o), options, namespace) for o in last]
+        return [w for w in found if w is not None]
 
     def _served(self, cluster: str, crds: Sequence[Mapping[str, Any]]) -> None:
         """Wait until the API server serves each CRD's kind (Established: it is in discovery), as Helm
@@ -419,8 +461,9 @@ class Walker:
                 self._chart(cluster, reg)
             elif reg.custom:
                 self._write(cluster, reg.name, "pulumi", registration_object(reg), field_manager(reg.urn), self._options(reg))
-        for cluster in self.clusters:
-            self._sync_applications(cluster)
+        if self.only is None:  # a slice may hold an Application without the one installing its CRDs
+            for cluster in self.clusters:
+                self._sync_applications(cluster)
         return self.report
 
     def _chart_ref(self, cluster: str, reg: Registration, include_crds: bool) -> ChartRef:
@@ -455,7 +498,7 @@ class Walker:
         crds = [o for o in objects if o.get("kind") == "CustomResourceDefinition"]
         self._batching = True
         try:
-            written = [w for w in (self._write(cluster, source, writer, crd, manager(crd), options) for crd in crds) if w is not None]
+            written = self._write_all(cluster, source, writer, crds, manager, options)
         finally:
             self._batching = False
         if written:
@@ -464,10 +507,10 @@ class Walker:
 
     def _release(self, cluster: str, reg: Registration) -> None:
         inputs = plain(reg.inputs)
-        ref = self._chart_ref(cluster, reg, include_crds=not inputs.get("skipCrds"))
-        objects = self._rendered(cluster, reg.name, ref, hooks=not inputs.get("disableHooks"))
+        ref = self._chart_ref(cluster, reg, include_crds=not _flag(inputs.get("skipCrds")))
+        objects = self._rendered(cluster, reg.name, ref, hooks=not _flag(inputs.get("disableWebhooks")))
         options = self._options(reg)
-        if inputs.get("createNamespace"):
+        if _flag(inputs.get("createNamespace")):
             self._write(
                 cluster, reg.name, "helm", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ref.namespace}}, HELM_MANAGER, options
             )
@@ -476,20 +519,22 @@ class Walker:
         main = [o for o in rest if not _hook(o)]
         post = [o for o in rest if _hook(o) and "pre-install" not in _hook(o)]
         weight = lambda o: int(((o.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook-weight", "0"))  # noqa: E731
-        for obj in [*sorted(pre, key=weight), *helm_sorted(main), *sorted(post, key=weight)]:
+        for obj in sorted(pre, key=weight):
+            self._write(cluster, reg.name, "helm", obj, HELM_MANAGER, options, ref.namespace)
+        self._write_all(cluster, reg.name, "helm", helm_sorted(main), lambda o: HELM_MANAGER, options, ref.namespace)
+        for obj in sorted(post, key=weight):
             self._write(cluster, reg.name, "helm", obj, HELM_MANAGER, options, ref.namespace)
         if ref.chart in OPERATOR_STAND_INS:
             stand_ins = OPERATOR_STAND_INS[ref.chart](ref.version)
             rest = self._crds_first(cluster, f"{ref.chart} operator", "stand-in", stand_ins, lambda o: f"{ref.chart}-operator", options)
-            for obj in rest:
-                self._write(cluster, f"{ref.chart} operator", "stand-in", obj, f"{ref.chart}-operator", options)
+            self._write_all(cluster, f"{ref.chart} operator", "stand-in", rest, lambda o: f"{ref.chart}-operator", options)
             self.report.stand_ins.append(
                 f"{cluster}: {ref.chart}'s operator: {len(stand_ins)} objects it creates at start-up, from its module at {ref.version}"
             )
 
     def _chart_objects(self, cluster: str, reg: Registration) -> tuple[ChartRef, list[dict[str, Any]]]:
         inputs = plain(reg.inputs)
-        ref = self._chart_ref(cluster, reg, include_crds=not inputs.get("skipCrds"))
+        ref = self._chart_ref(cluster, reg, include_crds=not _flag(inputs.get("skipCrds")))
         return ref, self._rendered(cluster, reg.name, ref, hooks=False)
 
     def _chart(self, cluster: str, reg: Registration) -> None:
@@ -497,9 +542,7 @@ class Walker:
         options = self._options(reg)
         ref, objects = self._chart_objects(cluster, reg)
         rest = self._crds_first(cluster, reg.name, "chart", objects, lambda o: field_manager(f"{reg.urn}/{describe(o)}"), options)
-        rest = [o for o in rest if o.get("kind") == "Namespace"] + [o for o in rest if o.get("kind") != "Namespace"]
-        for obj in rest:
-            self._write(cluster, reg.name, "chart", obj, field_manager(f"{reg.urn}/{describe(obj)}"), options, ref.namespace)
+        self._write_all(cluster, reg.name, "chart", rest, lambda o: field_manager(f"{reg.urn}/{describe(o)}"), options, ref.namespace)
 
     # --- Argo CD ---
 
@@ -545,8 +588,8 @@ class Walker:
         for _, source, objects in renders:
             self._crds_first(cluster, source, "argocd", objects, lambda o: ARGOCD_MANAGER, ProviderOptions())
         for namespace, source, objects in renders:
-            for obj in helm_sorted(o for o in objects if o.get("kind") != "CustomResourceDefinition"):
-                self._write(cluster, source, "argocd", obj, ARGOCD_MANAGER, ProviderOptions(), namespace)
+            rest = helm_sorted(o for o in objects if o.get("kind") != "CustomResourceDefinition")
+            self._write_all(cluster, source, "argocd", rest, lambda o: ARGOCD_MANAGER, ProviderOptions(), namespace)
 
     # --- the second `pulumi up` ---
 
@@ -571,36 +614,46 @@ class Walker:
                     if not meta.get("namespace") and self._namespaced(self.clusters[written.cluster].client, obj):
                         meta["namespace"] = ref.namespace
                 fresh[written.source] = {describe(o): o for o in objects}
-        for written in list(self.report.written):
-            if written.writer not in ("pulumi", "chart", "argocd") or written.live is None or written.obj.get("kind") in WEBHOOK_KINDS:
-                continue
-            client = self.clusters[written.cluster].client
-            obj = fresh.get(written.source, {}).get(describe(written.obj), written.obj) if written.writer == "chart" else written.obj
-            obj = self.mutate(written.source, copy.deepcopy(obj))
-            what = f"{written.cluster}: {describe(obj)} ({written.writer}, {written.source})"
-            try:
-                if written.writer == "argocd":
-                    meta = obj["metadata"]
-                    before = client.get(str(obj["apiVersion"]), str(obj["kind"]), str(meta["name"]), meta.get("namespace"))
-                    updated = client.apply(obj, field_manager=written.manager, force=False)
-                    again = updated
-                else:
-                    before, updated = pulumi_update(client, obj, written.manager, written.options)
-                    body = normalized(obj)
-                    body["kind"] = str(body["kind"]).removesuffix("Patch") if is_patch_kind(str(body["kind"])) else body["kind"]
-                    again = client.apply(body, field_manager=written.manager, force=False)
-            except ApiError as e:
-                self._refuse(written.cluster, written.source, written.writer, obj, e)
-                continue
-            if before is not None and (paths := diff_paths(before, updated)):
-                changes.append(f"{what} changed: {', '.join(paths)}")
-            elif (
-                before is not None and written.writer == "argocd" and before["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]
-            ):
-                changes.append(f"{what} changed: its managed fields")
-            elif again["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
-                changes.append(f"{what}: a second apply changed it: {', '.join(diff_paths(updated, again)) or 'its managed fields'}")
+        todo = [
+            w
+            for w in self.report.written
+            if w.writer in ("pulumi", "chart", "argocd") and w.live is not None and w.obj.get("kind") not in WEBHOOK_KINDS
+        ]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            results = list(pool.map(lambda w: self._again(w, fresh), todo))
+        for written, (obj, change, error) in zip(todo, results, strict=True):
+            if error is not None:
+                self._refuse(written.cluster, written.source, written.writer, obj, error)
+            elif change:
+                changes.append(change)
         return changes
+
+    def _again(self, written: Written, fresh: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[dict[str, Any], str, ApiError | None]:
+        """One object of the second pass: (what was written, what changed or "", the refusal if any)."""
+        client = self.clusters[written.cluster].client
+        obj = fresh.get(written.source, {}).get(describe(written.obj), written.obj) if written.writer == "chart" else written.obj
+        obj = self.mutate(written.source, copy.deepcopy(obj))
+        what = f"{written.cluster}: {describe(obj)} ({written.writer}, {written.source})"
+        try:
+            if written.writer == "argocd":
+                meta = obj["metadata"]
+                before = client.get(str(obj["apiVersion"]), str(obj["kind"]), str(meta["name"]), meta.get("namespace"))
+                updated = again = client.apply(obj, field_manager=written.manager, force=False)
+            else:
+                before, updated = pulumi_update(client, obj, written.manager, written.options)
+                body = normalized(obj)
+                if is_patch_kind(str(body["kind"])):
+                    body["kind"] = str(body["kind"]).removesuffix("Patch")
+                again = client.apply(body, field_manager=written.manager, force=False)
+        except ApiError as e:
+            return obj, "", e
+        if before is not None and (paths := diff_paths(before, updated)):
+            return obj, f"{what} changed: {', '.join(paths)}", None
+        if before is not None and written.writer == "argocd" and before["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
+            return obj, f"{what} changed: its managed fields", None
+        if again["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
+            return obj, f"{what}: a second apply changed it: {', '.join(diff_paths(updated, again)) or 'its managed fields'}", None
+        return obj, "", None
 
 
 # What changes without anyone's apply: the server's bookkeeping and the controllers' status.
@@ -739,12 +792,21 @@ def workloads(cluster_name: str, cluster: Cluster, written: Iterable[Written], t
             seen.setdefault(describe(w.obj), Workload(cluster_name, w.obj, w.source))
     found = list(seen.values())
     deadline = time.monotonic() + timeout
+    provisioned = -60.0  # when a stand-in volume was last made
     while True:
-        provision_claims(cluster)
+        if provision_claims(cluster):
+            provisioned = time.monotonic()
         pods = client.list("v1", "Pod")
         replica_sets = client.list("apps/v1", "ReplicaSet")
         settled = [_observe(client, w, pods, replica_sets) for w in found]
-        if all(settled) or time.monotonic() > deadline:
+        # A pod the scheduler gave up on before its volume existed is retried within its backoff (10 s at most).
+        waiting_for_volume = any(
+            "PersistentVolumeClaim" in str(c.get("message"))
+            for p in pods
+            for c in (p.get("status") or {}).get("conditions") or []
+            if c.get("reason") == "Unschedulable"
+        )
+        if (all(settled) and not (waiting_for_volume and time.monotonic() - provisioned < 12)) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}

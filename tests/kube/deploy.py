@@ -16,7 +16,7 @@ from plans import k3s
 from stacks.load import StackFile, validate_stack_file
 from stacks.model import StackConfig
 from tools import kube_inventory
-from tools.kube_cluster import ApiError, Cluster, ProviderOptions, describe, flavor_for
+from tools.kube_cluster import ApiError, Cluster, ProviderOptions, describe, flavor_for, start_all
 from tools.kube_program import PROVIDER, Report, Walker, Workload, Written, selected, workloads
 
 STATIC_SOURCE = "static pod, plans.k3s.kube_vip_manifest"
@@ -89,14 +89,20 @@ def deployed(
         names = [n for n in names if any(cluster_of(r) == n for r in writes)]
     clusters: dict[str, Cluster] = {}
     try:
+        # Side by side. The walk writes no pod itself: the controllers' pods wait for the default
+        # ServiceAccount, and the scheduler for the nodes to be Ready, on their own.
+        clusters.update({name: Cluster(flavor_for(name), root / name, ready_for_pods=False) for name in names})
+        start_all(list(clusters.values()))
         for name in names:
-            clusters[name] = Cluster(flavor_for(name), root / name).start()
-            clusters[name].create_nodes(kube_inventory.nodes(stack, name))
+            clusters[name].create_nodes(kube_inventory.nodes(stack, name), wait=False)
         options: dict[str, Any] = {k: v for k, v in (("mutate", mutate), ("only", only)) if v is not None}
         walker = Walker(sim, stack, clusters, **options)
         report = walker.walk()
         result = Deployed(stack, sim, clusters, walker, report)
-        for pod in static_pods(stack) if "ainur" in clusters and only is None else []:
+        pods = static_pods(stack) if "ainur" in clusters and only is None else []
+        if pods:
+            clusters["ainur"].wait_for_service_account("kube-system")
+        for pod in pods:
             try:
                 live = clusters["ainur"].client.create(pod)
                 result.static_pods.append(describe(pod))
@@ -105,6 +111,8 @@ def deployed(
                 report.refusals.append(
                     f"ainur: {describe(pod)} (static pod, plans.k3s.kube_vip_manifest) refused: HTTP {e.status} {e.reason}: {e.message}"
                 )
+        for name in names:
+            clusters[name].wait_for_nodes([n.name for n in (stack.arda_nodes if name == "arda" else stack.ainur_nodes)])
         yield result
     finally:
         for cluster in clusters.values():

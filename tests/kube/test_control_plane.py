@@ -197,6 +197,15 @@ def test_a_second_server_side_apply_changes_nothing(kube_talos: Cluster, kube_na
     assert e.value.message == f'Apply failed with 1 conflict: conflict with "{manager}": .data.a'
 
 
+def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # Why the program tests check the warnings: the provider's create keeps the object and drops the typo.
+    namespace = kube_namespace(kube_talos, None)
+    typo = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo", "namespace": namespace}, "dta": {"a": "1"}}
+    created = pulumi_create(kube_talos.client, typo, field_manager("urn:test::typo"))
+    assert "dta" not in created and "data" not in created
+    assert kube_talos.client.warnings == ['unknown field "dta"']
+
+
 # --- Nodes and scheduling -----------------------------------------------------------------------------
 
 
@@ -240,6 +249,30 @@ def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(kube_talos:
     kube_talos.wait_for(
         "pod anywhere Running", lambda: (kube_talos.client.get("v1", "Pod", "anywhere", namespace) or {}).get("status", {}).get("phase") == "Running"
     )
+
+
+@pytest.mark.usefixtures("homelab_arda_nodes")
+def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # What the Talos upgrader's tests will do with these nodes: cordon, evict, uncordon, Ready again.
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    client = kube_talos.client
+    client.create(_pod("on-saruman", namespace, nodeSelector={"kubernetes.io/hostname": "saruman"}))
+    kube_talos.wait_for(
+        "pod on saruman Running", lambda: (client.get("v1", "Pod", "on-saruman", namespace) or {}).get("status", {}).get("phase") == "Running"
+    )
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "saruman"}}
+    try:
+        client.merge_patch(node, {"spec": {"unschedulable": True}})
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on-saruman", "namespace": namespace}}
+        client.checked("POST", f"/api/v1/namespaces/{namespace}/pods/on-saruman/eviction", eviction)
+        # kwok plays the kubelet's part of a deletion: the pod goes.
+        kube_talos.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
+        taints = [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
+        assert taints == ["node.kubernetes.io/unschedulable"]
+    finally:
+        client.merge_patch(node, {"spec": {"unschedulable": False}})
+    kube_talos.wait_for_nodes(["saruman"])
 
 
 # --- Starting and stopping ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The real Kubernetes API server where the netboot pod's lease scripts reach it.
+"""The real Kubernetes API server where the netboot pod's lease scripts reach it (tests/netns), or on
+loopback for the same scripts run here (tests/plans/test_netboot.py).
 
 The pod runs on a Pi's host network and reaches the API server at the cluster's service address.
 Here the Pi is a network namespace (tests.netns.lan), and the API server is the Ainur's (k3s's
@@ -60,6 +61,7 @@ class KubeApi:
     cluster: Cluster
     env: dict[str, str]
     role: dict[str, Any]
+    net: Lan | None = None
 
     def calls(self) -> list[tuple[str, str, int]]:
         """The ServiceAccount's requests, as the audit log has them: (verb, URI, HTTP status)."""
@@ -89,10 +91,12 @@ class KubeApi:
         rules: list[dict[str, Any]] = answer["status"]["resourceRules"]
         return [r for r in rules if not set(r.get("resources", [])) <= EVERYONE]
 
-    def run(self, net: Lan, script: str) -> subprocess.CompletedProcess[str]:
-        """A script as the pod runs it: on the Pi's network, with the pod's service-account environment."""
+    def run(self, script: str) -> subprocess.CompletedProcess[str]:
+        """A script as the pod runs it: on the Pi's network (here, without a LAN), with the pod's service-account environment."""
         variables = [f"{k}={v}" for k, v in self.env.items() if k != "TOKEN"]
-        return in_ns(net.pi, "env", *variables, "sh", "-c", script, check=False, timeout=60)
+        if self.net is None:
+            return subprocess.run(["env", *variables, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+        return in_ns(self.net.pi, "env", *variables, "sh", "-c", script, check=False, timeout=60)
 
 
 def _link_local(prefix: str) -> tuple[str, str]:
@@ -104,23 +108,27 @@ def _link_local(prefix: str) -> tuple[str, str]:
 
 @contextmanager
 def kube_api(
-    net: Lan,
     root: Path,
     start: Callable[..., Cluster],
     stack_path: Path,
+    net: Lan | None = None,
     role: Callable[[dict[str, Any]], dict[str, Any]] = lambda role: role,
 ) -> Iterator[KubeApi]:
-    """The real API server on a veth into the Pi's namespace, with the program's netboot objects
-    (`role` may change the Role first: the RBAC break), and a token of the netboot ServiceAccount."""
-    here, there = _link_local(net.prefix)
-    veth = f"{net.prefix}k"
-    sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "kube0", "netns", net.pi)
+    """The real API server with the program's netboot objects (`role` may change the Role first: the
+    RBAC break) and a token of the netboot ServiceAccount: on a veth into the Pi's namespace of `net`,
+    or, without a LAN, on loopback for scripts run here."""
+    here, there = _link_local(net.prefix) if net is not None else ("127.0.0.1", "")
+    veth = f"{net.prefix}k" if net is not None else ""
+    started: list[Cluster] = []
     try:
-        sh("ip", "addr", "add", f"{here}/30", "dev", veth)
-        sh("ip", "link", "set", veth, "up")
-        in_ns(net.pi, "ip", "addr", "add", f"{there}/30", "dev", "kube0")
-        in_ns(net.pi, "ip", "link", "set", "kube0", "up")
+        if net is not None:
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "kube0", "netns", net.pi)
+            sh("ip", "addr", "add", f"{here}/30", "dev", veth)
+            sh("ip", "link", "set", veth, "up")
+            in_ns(net.pi, "ip", "addr", "add", f"{there}/30", "dev", "kube0")
+            in_ns(net.pi, "ip", "link", "set", "kube0", "up")
         cluster = start(K3S, address=here, components=("etcd", "kube-apiserver"), audit=True)
+        started.append(cluster)
         the_role: dict[str, Any] = {}
         for obj in program_objects(stack_path):
             if obj["kind"] == "Role":
@@ -132,6 +140,9 @@ def kube_api(
         (sa / "ca.crt").write_bytes((cluster.pki / "ca.crt").read_bytes())
         (sa / "token").write_text(token)
         env = {"KUBERNETES_SERVICE_HOST": here, "KUBERNETES_SERVICE_PORT": str(cluster.port), "SERVICEACCOUNT_DIR": str(sa), "TOKEN": token}
-        yield KubeApi(cluster, env, the_role)
+        yield KubeApi(cluster, env, the_role, net)
     finally:
-        sh("ip", "link", "del", veth, check=False)
+        for cluster in started:  # before its address goes, or the API server's shutdown waits for it
+            cluster.stop()
+        if veth:
+            sh("ip", "link", "del", veth, check=False)

@@ -214,24 +214,24 @@ def test_a_held_lease_survives_a_move_to_another_pi(net: Lan, tmp_path: Path, ku
     newcomer = next(m for m in (f"02:00:5e:00:0d:{i:02x}" for i in range(256)) if _first_choice(net.stack, m) == held)
     lease_file = str(net.root / "leases" / "dnsmasq.leases")
     restore, save = netboot.restore_leases_script(lease_file), netboot.save_leases_script(lease_file, once=True)
-    with kube_api(net, tmp_path, kube_fresh, HOMELAB) as api:
+    with kube_api(tmp_path, kube_fresh, HOMELAB, net) as api:
         # The pod starts on one Pi: nothing in the cluster yet.
         net.stop("dnsmasq")
         Path(lease_file).unlink()
-        result = api.run(net, restore)
+        result = api.run(restore)
         assert (result.returncode, result.stdout) == (0, "restored 0 leases\n"), result.stderr
         net.start_dnsmasq()
         assert net.lease(holder)["ip"] == held
-        assert api.run(net, save).returncode == 0
+        assert api.run(save).returncode == 0
         assert held in _leases(api).decode()
         # That Pi dies: its pod and emptyDir go; the pod starts on another Pi from the cluster's copy.
         net.stop("dnsmasq")
         Path(lease_file).unlink()
-        assert api.run(net, restore).returncode == 0
+        assert api.run(restore).returncode == 0
         net.start_dnsmasq()
         assert net.lease(newcomer)["ip"] != held, f"{held} was handed out twice after the pod moved"
         assert net.lease(holder)["ip"] == held
-        assert api.run(net, save).returncode == 0
+        assert api.run(save).returncode == 0
         assert newcomer.encode() in _leases(api)
         calls = api.wait_for_calls(5)
         assert calls == [
@@ -266,8 +266,8 @@ def test_a_role_without_create_stops_the_first_save(net: Lan, tmp_path: Path, ku
 
     lease_file = str(net.root / "leases" / "dnsmasq.leases")
     Path(lease_file).touch()  # dnsmasq's, or an empty one: the script saves whatever is there
-    with kube_api(net, tmp_path, kube_fresh, HOMELAB, role=without_create) as api:
-        result = api.run(net, netboot.save_leases_script(lease_file, once=True))
+    with kube_api(tmp_path, kube_fresh, HOMELAB, net, role=without_create) as api:
+        result = api.run(netboot.save_leases_script(lease_file, once=True))
         assert result.stderr == "saving leases: HTTP 403\n"
         calls = api.wait_for_calls(2)
         assert calls == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 403)]

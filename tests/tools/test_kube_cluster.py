@@ -4,10 +4,13 @@ nodes from the inventory, and pulumi-kubernetes's field-manager rules (tests/kub
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
+from plans import netboot, storage
 from stacks import load_stack_file
+from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tools import kube_cluster, kube_inventory
 from tools.kube_cluster import BUILDS, ControlPlaneError, ProviderOptions, build_for, field_manager, normalized, take_over
@@ -131,3 +134,15 @@ def test_the_client_side_manager_is_taken_over_as_the_provider_does() -> None:
         {"manager": "pulumi-kubernetes-12345678", "operation": "Apply", "apiVersion": "v1", "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}}},
     ]
     assert take_over(entries[1:2], "pulumi-kubernetes-12345678") is None
+
+
+def test_no_other_workload_of_ours_calls_the_api() -> None:
+    """The netboot pod's lease scripts are the program's only in-cluster API client (tests/netns proves
+    their Role); the Git mirror runs git, the retire Job runs ceph: neither reads a token or the API."""
+    stack = read_stack_file(HOMELAB).parse()
+    mirror = [c for d in netboot.git_mirror_manifests(stack) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+    retire = storage.retire_job(stack.arda_nodes[0].model_copy(update={"retire": True}))
+    scripts: list[Any] = [c.get("command") for c in mirror] + [c.get("command") for c in retire["spec"]["template"]["spec"]["containers"]]
+    text = repr(scripts)
+    assert scripts and not any(word in text for word in ("KUBERNETES_SERVICE", "serviceaccount", "kubectl", "/api/v1"))
+    assert "KUBERNETES_SERVICE_HOST" in netboot.restore_leases_script() and "KUBERNETES_SERVICE_HOST" in netboot.save_leases_script()
