@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import monitoring as monitoring_rules
+from stacks import power as power_rules
 from stacks import storage as storage_rules
 from stacks.errors import Problem, StackConfigError, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
@@ -65,6 +66,7 @@ SECRETS: tuple[str, ...] = (
     gitops_rules.SSH_KEY,
     monitoring_rules.SECRET,
     identity_rules.SECRET,
+    power_rules.PASSWORDS,
 )
 
 ORDER = [*SECTIONS, *SECRETS]
@@ -93,6 +95,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         if ns != NAMESPACE:
             continue
         if key in SECRETS:
+            if key == power_rules.PASSWORDS:
+                continue  # one password per BMC address: stacks.power checks each entry
             # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
             if full_key not in secret_keys and not isinstance(value, Secure):
                 # Never echo the value: it is the secret the user just leaked into a file.
@@ -177,6 +181,14 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         apps,
         _zone_names(parsed),
         present,
+    )
+    problems += power_rules.check(
+        nodes,
+        nodes_complete and "nodes" in values,
+        "ainur" in values,
+        raw.get(f"{NAMESPACE}:{power_rules.PASSWORDS}"),
+        f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
+        Secure,
     )
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
@@ -471,6 +483,25 @@ def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
 _PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def _secure_leaves(value: Any) -> Any:
+    """A stack-file value with every `secure: v1:...` mapping, at any depth, as a Secure."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return Secure()
+    if isinstance(value, dict):
+        return {k: _secure_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secure_leaves(v) for v in value]
+    return value
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, Secure):
+        return True
+    if isinstance(value, dict):
+        return any(_has_secure(v) for v in value.values())
+    return isinstance(value, list) and any(_has_secure(v) for v in value)
+
+
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_PulumiYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
@@ -497,11 +528,10 @@ def read_stack_file(path: str | Path) -> StackFile:
     config: dict[str, Any] = {}
     secure: set[str] = set()
     for key, value in (doc.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        config[str(key)] = _secure_leaves(value)
+        if _has_secure(config[str(key)]):
+            # As Pulumi reads it: a value holding any `secure:` leaf (`config set --secret --path`) is a secret.
             secure.add(str(key))
-            config[str(key)] = Secure()
-        else:
-            config[str(key)] = value
     return StackFile(p, config, frozenset(secure))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import day2, identity, monitoring, storage
+from stacks import day2, identity, monitoring, power, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -45,6 +45,8 @@ class StackSecrets:
     # The alert receiver's password or token (iluvatar:alertReceiverSecret), and the sign-in connector's secret.
     alert_receiver_secret: pulumi.Output[str] | None = None
     identity_connector_secret: pulumi.Output[str] | None = None
+    # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
+    bmc_passwords: pulumi.Output[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ def _config_keys() -> set[str]:
 
 
 def _decode(key: str, value: Any, secret: bool = True) -> Any:
+    if key.removeprefix(f"{NAMESPACE}:") == power.PASSWORDS:
+        # One password per BMC address: the rules see the addresses, never a password.
+        return power.addresses_only(value, secret, Secure)
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
         # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
         # value is ciphertext wherever it comes from); the value itself is never decoded.
@@ -107,6 +112,7 @@ def load() -> LoadedStack:
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
     receiver = cfg.get_secret(monitoring.SECRET)
     connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
+    bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
     return LoadedStack(
         stack,
         StackSecrets(
@@ -116,6 +122,7 @@ def load() -> LoadedStack:
             gitops_ssh_private_key=gitops_key,
             alert_receiver_secret=receiver,
             identity_connector_secret=connector,
+            bmc_passwords=bmc_passwords,
         ),
         deployed,
         arda,

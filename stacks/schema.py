@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from stacks import power
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import App, Node
 
@@ -50,6 +51,19 @@ def _secret(key: str) -> dict[str, Any]:
         "properties": {"secure": {"type": "string", "pattern": "^v1:"}},
         "required": ["secure"],
         "additionalProperties": False,
+    }
+
+
+def _bmc_passwords() -> dict[str, Any]:
+    """One secret per BMC address (stacks.power), each set with `pulumi config set --secret --path`."""
+    entry = _secret(f'{power.PASSWORDS}["<address>"]')
+    entry["description"] = f"a BMC's password: set it with {power.set_password('<address>')}, which writes only ciphertext"
+    return {
+        "title": "secrets, one per BMC address (pulumi config set --secret --path)",
+        "description": "the password of each BMC a machine's power.bmc logs in to, by the BMC's address",
+        "type": "object",
+        "propertyNames": {"pattern": r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"},
+        "additionalProperties": entry,
     }
 
 
@@ -91,7 +105,7 @@ def stack_schema() -> dict[str, Any]:
             ref[section.model] if section.model is not None else {"type": "array", "description": LISTS[key][1], "items": ref[LISTS[key][0]]}
         )
     for key in SECRETS:
-        config[f"{NAMESPACE}:{key}"] = _secret(key)
+        config[f"{NAMESPACE}:{key}"] = _secret(key) if key != power.PASSWORDS else _bmc_passwords()
     known = sorted(k for k in config if k.startswith(f"{NAMESPACE}:"))
     required = [DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{k}" for k, s in SECTIONS.items() if s.required)]
     return {

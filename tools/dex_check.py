@@ -36,7 +36,7 @@ def bcrypt_hash(password: str) -> str:
 
 def for_test(config: Mapping[str, Any], address: str, tls_dir: Path, telemetry: str) -> dict[str, Any]:
     """The rendered config with the test's storage, addresses and certificate files."""
-    out = json.loads(json.dumps(config))
+    out: dict[str, Any] = json.loads(json.dumps(config))
     out["storage"] = {"type": "memory"}
     out["web"] = {"https": address, "tlsCert": str(tls_dir / "tls.crt"), "tlsKey": str(tls_dir / "tls.key")}
     out["telemetry"] = {"http": telemetry}

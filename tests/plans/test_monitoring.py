@@ -415,7 +415,8 @@ class _Smtp(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self.reply("220 localhost ESMTP test")
-        tls, message, auth = False, {"rcpt": []}, None
+        tls, auth = False, None
+        message: dict[str, Any] = {"rcpt": []}
         while line := self.rfile.readline().decode().rstrip("\r\n"):
             verb = line.split(" ", 1)[0].upper()
             if verb in ("EHLO", "HELO"):
