@@ -30,6 +30,7 @@ from components.gitops import ArgoCd, GitOps, PlatformApplication, PlatformAppli
 from components.local_ca import LocalCa
 from components.steps import ClusterAccess
 from plans import identity as plan
+from plans import references
 from stacks.model import StackConfig
 
 
@@ -80,31 +81,33 @@ class Identity(pulumi.ComponentResource):
         dex_cert, dex_key = ca.issue(
             f"{name}-{plan.DEX}", certs[plan.DEX], self, plan.CERTIFICATE_VALIDITY_HOURS, plan.CERTIFICATE_EARLY_RENEWAL_HOURS
         )
-        secrets = [
-            _secret(
-                f"{name}-ainur",
+        made: dict[references.Ref, pulumi.Resource] = {}
+        for render, value, blank in (
+            (
                 lambda pair: plan.tls_secret(plan.DEX_TLS_SECRET, plan.NAMESPACE, pair[0], pair[1]),
                 pulumi.Output.all(dex_cert, dex_key),
                 ("", ""),
-                in_namespace,
             ),
-            _secret(
-                f"{name}-ainur",
+            (
                 lambda values: plan.dex_config_secret(stack, values[1], values[0]),
                 pulumi.Output.all(args.connector_secret, pulumi.Output.all(**self.client_secrets)),
                 ("", dict.fromkeys(self.client_secrets, "")),
-                in_namespace,
             ),
-        ]
-        after_secrets = pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=secrets))
-        for manifest in plan.dex_manifests():
-            kube.create(f"{name}-ainur", manifest, after_secrets)
+        ):
+            _secret(f"{name}-ainur", render, value, blank, in_namespace, made)
+        # Each object after the ones it names (plans.references): Dex after its account and Secrets, its
+        # bindings after their role and account, the front door after its ConfigMap.
+        dex = kube.create_all(f"{name}-ainur", plan.dex_manifests(), in_namespace, existing=made)
+        made.update({references.identity(m): dex[kube.resource_name(f"{name}-ainur", m)] for m in plan.dex_manifests()})
         door: pulumi.Output[list[dict[str, Any]]] = ca.certificate.apply(lambda pem: plan.front_door_manifests(stack, pem))
-        for i, shape in enumerate(plan.front_door_manifests(stack, "")):
-            _from_output(f"{name}-ainur", shape, _item(door, i), in_namespace)
+        shapes = plan.front_door_manifests(stack, "")
+        for i, shape in sorted(enumerate(shapes), key=lambda pair: references.pod_spec(pair[1]) is not None):
+            deps = [made[ref] for ref in references.references(shape) if ref in made]
+            made[references.identity(shape)] = _from_output(
+                f"{name}-ainur", shape, _item(door, i), pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=deps))
+            )
         bindings = plan.cluster_role_bindings(stack)
-        for manifest in bindings:
-            kube.create(f"{name}-ainur", manifest, in_ainur)
+        kube.create_all(f"{name}-ainur", bindings, in_ainur)
 
         # --- the Argo CDs ---
         argocds: dict[str, ArgoCd] = {}
@@ -138,8 +141,7 @@ class Identity(pulumi.ComponentResource):
 
         # --- Arda: the bindings and Headlamp ---
         in_arda = args.arda.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=list(args.arda_after)))
-        for manifest in bindings:
-            kube.create(f"{name}-arda", manifest, in_arda)
+        kube.create_all(f"{name}-arda", bindings, in_arda)
         app = plan.headlamp_app(stack)
         if app is not None and "arda" in argocds:
             assert args.namespaces is not None
@@ -167,18 +169,27 @@ class Identity(pulumi.ComponentResource):
 
 
 def _secret(
-    prefix: str, render: Callable[[Any], dict[str, Any]], value: pulumi.Output[Any], blank: Any, opts: pulumi.ResourceOptions
+    prefix: str,
+    render: Callable[[Any], dict[str, Any]],
+    value: pulumi.Output[Any],
+    blank: Any,
+    opts: pulumi.ResourceOptions,
+    named: dict[references.Ref, pulumi.Resource] | None = None,
 ) -> k8s.core.v1.Secret:
     """A Secret the plan renders around secret values (a TLS key, Dex's config): secret end to end. `blank` is a
-    stand-in of the value's shape: the Secret's name and labels do not depend on it."""
+    stand-in of the value's shape: the Secret's name and labels do not depend on it. `named` records it by
+    the reference other objects name it by."""
     shape = render(blank)
-    return k8s.core.v1.Secret(
+    made = k8s.core.v1.Secret(
         kube.resource_name(prefix, shape),
         metadata=shape["metadata"],
         type=shape["type"],
         string_data=pulumi.Output.secret(value.apply(lambda v: render(v)["stringData"])),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
     )
+    if named is not None:
+        named[references.identity({"kind": "Secret", "metadata": shape["metadata"]})] = made
+    return made
 
 
 def _item(manifests: pulumi.Output[list[dict[str, Any]]], i: int) -> pulumi.Output[dict[str, Any]]:

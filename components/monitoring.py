@@ -37,13 +37,13 @@ def crds(name: str, access: ClusterAccess, provider: k8s.Provider, parent: pulum
         files=plan.crd_urls(),
         opts=pulumi.ResourceOptions(parent=parent, providers={"kubernetes": provider}, deleted_with=access.anchor),
     )
-    gate = plan.gate_manifest()
+    gates = plan.gate_manifests()
     return access.gate(
         f"{name}-gate-crds",
-        bringup.admits_gate("the Prometheus Operator's CRDs are established", [gate["kind"]]),
+        bringup.admits_gate("the Prometheus Operator's CRDs are established", [gate["kind"] for gate in gates]),
         parent,
         after=[group],
-        manifests=[gate],
+        manifests=gates,
     )
 
 

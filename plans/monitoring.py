@@ -666,11 +666,34 @@ def grafana_admin_secret(password: str) -> dict[str, Any]:
     }
 
 
-def gate_manifest() -> dict[str, Any]:
-    """What the CRD gate dry-runs: a ServiceMonitor (the kind the charts install) admitted means the CRDs serve."""
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {"name": "iluvatar-gate", "namespace": "kube-system"},
-        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "iluvatar-gate"}}, "endpoints": [{"port": "metrics"}]},
-    }
+def gate_manifests() -> list[dict[str, Any]]:
+    """What the CRD gate dry-runs: one object of each kind the program creates (a ServiceMonitor, the kind the
+    charts install, a PodMonitor, a PrometheusRule, a ScrapeConfig), so each kind's CRD serves before its objects."""
+    meta = {"name": "iluvatar-gate", "namespace": "kube-system"}
+    selector = {"matchLabels": {"app.kubernetes.io/name": "iluvatar-gate"}}
+    return [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": meta,
+            "spec": {"selector": selector, "endpoints": [{"port": "metrics"}]},
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": meta,
+            "spec": {"selector": selector, "podMetricsEndpoints": [{"port": "metrics"}]},
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": meta,
+            "spec": {"groups": [{"name": "iluvatar-gate", "rules": [{"record": "iluvatar:gate", "expr": "vector(1)"}]}]},
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1alpha1",
+            "kind": "ScrapeConfig",
+            "metadata": meta,
+            "spec": {"staticConfigs": [{"targets": ["127.0.0.1:9100"]}]},
+        },
+    ]
