@@ -147,4 +147,10 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "ainur: git-mirror-deployment-git-mirror (Deployment netboot/git-mirror) is not after git-mirror-persistentvolumeclaim-git-mirror-longhorn, the PersistentVolumeClaim it names"
         in found
     )
-    assert len(found) == 19
+    # Dex (iluvatar:identity) too: its Deployment waits for its account and both Secrets, its bindings for their role and account.
+    assert (
+        "ainur: identity-ainur-deployment-dex (Deployment identity/dex) is not after identity-ainur-secret-dex-config, the Secret it names"
+        in found
+    )
+    assert len([m for m in found if m.startswith("ainur: identity-")]) == 7
+    assert len(found) == 26
