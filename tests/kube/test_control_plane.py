@@ -115,7 +115,21 @@ def _with_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> None:
                 .get("conditions", [])
             ),
         )
+    # Established is not yet served: discovery lists the kinds a moment later (a create in between says NoMatch).
+    for crd in crds:
+        for version in crd["spec"]["versions"]:
+            api_version, kind = f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]
+            cluster.wait_for(f"{kind} {api_version} served", lambda a=api_version, k=kind: _served(cluster, a, k))
     cluster.client.forget()
+
+
+def _served(cluster: Cluster, api_version: str, kind: str) -> bool:
+    cluster.client.forget(api_version)
+    try:
+        cluster.client.resource(api_version, kind)
+    except ApiError:
+        return False
+    return True
 
 
 def test_a_gateway_that_breaks_a_cel_rule_is_refused(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
