@@ -1,0 +1,87 @@
+"""Monitoring's and sign-in's secrets, under the program's mocks: the alert receiver's token, the
+connector's secret, the client secrets and Grafana's password Pulumi generates, and Dex's key reach the
+Secrets that need them, and never a render or a plain output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from iluvatar import simulate as sim_module
+from iluvatar.render import render_files
+from iluvatar.simulate import SecretValue, Simulation, simulate
+from stacks import read_stack_file
+from stacks.identity import SECRET as CONNECTOR_SECRET
+from stacks.monitoring import SECRET as RECEIVER_SECRET
+from tests.edit import homelab_doc, write_stack
+
+CANARIES = {
+    RECEIVER_SECRET: "CANARY-NTFY-TOKEN-4d1f",
+    CONNECTOR_SECRET: "CANARY-GITHUB-CLIENT-SECRET-a9c3",
+}
+GENERATED = "CANARY-GENERATED-PASSWORD-77e0"
+DEX_KEY = "CANARY-DEX-KEY-1b6e"
+
+
+@pytest.fixture(scope="module")
+def canaried(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    """The homelab with a known value for each secret: config secrets as the engine hands them decrypted,
+    every generated password, every private key."""
+    with pytest.MonkeyPatch.context() as mp:
+        config_of = sim_module.pulumi_config
+
+        def decrypted(sf: Any) -> tuple[dict[str, str], list[str]]:
+            config, secret_keys = config_of(sf)
+            return {**config, **{f"iluvatar:{k}": v for k, v in CANARIES.items()}}, secret_keys
+
+        mp.setattr(sim_module, "pulumi_config", decrypted)
+        mp.setitem(sim_module.RESOURCE_STATE, "random:index/randomPassword:RandomPassword", lambda a: {"result": GENERATED, "bcryptHash": GENERATED})
+        mp.setitem(sim_module.RESOURCE_STATE, "tls:index/privateKey:PrivateKey", lambda a: {"privateKeyPem": DEX_KEY})
+        return simulate(read_stack_file(write_stack(tmp_path_factory.mktemp("stack"), homelab_doc(), stack="homelab")))
+
+
+def _string_data(sim: Simulation, name: str) -> dict[str, str]:
+    value = sim.named()[name].inputs["stringData"]
+    assert isinstance(value, SecretValue), f"{name}'s stringData is not a secret"
+    data: dict[str, str] = value.value
+    return data
+
+
+def test_each_secret_reaches_the_secret_that_needs_it(canaried: Simulation) -> None:
+    alertmanager = yaml.safe_load(_string_data(canaried, "monitoring-arda-secret-alertmanager-iluvatar")["alertmanager.yaml"])
+    ntfy = next(r for r in alertmanager["receivers"] if r["name"] == "ntfy")["webhook_configs"][0]
+    assert ntfy["http_config"]["authorization"] == {"type": "Bearer", "credentials": CANARIES[RECEIVER_SECRET]}
+    dex = yaml.safe_load(_string_data(canaried, "identity-ainur-secret-dex-config")["config.yaml"])
+    assert dex["connectors"][0]["config"]["clientSecret"] == CANARIES[CONNECTOR_SECRET]
+    assert {c["id"]: c.get("secret") for c in dex["staticClients"]} == {
+        "argocd-arda": GENERATED,
+        "argocd-ainur": GENERATED,
+        "headlamp": GENERATED,
+        "kubernetes": None,
+    }
+    assert _string_data(canaried, "identity-arda-secret-argocd-oidc") == {"clientSecret": GENERATED}
+    assert _string_data(canaried, "identity-ainur-secret-dex-tls")["tls.key"] == DEX_KEY
+    assert GENERATED in _string_data(canaried, "monitoring-arda-secret-grafana-admin").values()
+    assert isinstance(canaried.outputs["grafanaAdminPassword"], SecretValue)
+
+
+def test_no_secret_appears_in_any_rendered_file_or_plain_output(canaried: Simulation) -> None:
+    canaries = (*CANARIES.values(), GENERATED, DEX_KEY)
+    for rel, content in render_files(canaried).items():
+        for canary in canaries:
+            assert canary not in content, f"{canary} in clear in {rel}"
+    for key, value in canaried.outputs.items():
+        if not isinstance(value, SecretValue):
+            assert not any(c in repr(value) for c in canaries), key
+    # The sign-in kubeconfigs are plain on purpose: they carry no secret, only the issuer and the CAs.
+    assert not isinstance(canaried.outputs["signIn"], SecretValue)
+
+
+def test_only_the_stacks_alerts_reach_the_receiver(homelab: Simulation) -> None:
+    config = yaml.safe_load(_string_data(homelab, "monitoring-arda-secret-alertmanager-iluvatar")["alertmanager.yaml"])
+    assert config["route"]["receiver"] == "none"
+    (route,) = config["route"]["routes"]
+    assert route["receiver"] == "ntfy" and route["matchers"][0].startswith('alertname=~"AinurNodeDown|ArdaNodeDown|')
+    assert {r["name"] for r in config["receivers"]} == {"none", "ntfy"}
