@@ -77,6 +77,18 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         # Storage installs through each cluster's GitOps provider.
         "kubernetes:storage-arda": "gitops-arda-kubernetes",
         "kubernetes:storage-ainur": "gitops-ainur-kubernetes",
+        # Monitoring: Arda's objects through GitOps's provider (its Application's), the Pis' node-exporter through the Ainur's.
+        "kubernetes:monitoring-arda": "gitops-arda-kubernetes",
+        "kubernetes:monitoring-ainur": "ainur-kubernetes",
+        "random:monitoring-grafana": "monitoring-random",
+        # Sign-in: each cluster's provider, and each Argo CD's own for its client secret and certificate; the local CA's certificates.
+        "kubernetes:identity-arda": "arda-kubernetes",
+        "kubernetes:identity-ainur": "ainur-kubernetes",
+        "kubernetes:identity-arda-argocd": "gitops-arda-kubernetes",
+        "kubernetes:identity-ainur-argocd": "gitops-ainur-kubernetes",
+        "random:identity-client": "identity-random",
+        "tls:identity-dex": "edge-certificates-tls",
+        "tls:identity-argocd": "edge-certificates-tls",
     }
     checked = 0
     for r in homelab.registrations:
@@ -84,15 +96,23 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             continue
         package = r.type.split(":")[0]
         # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
-        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-", "git-mirror-")) else r.name.split("-")[0]
-        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-")) else package
+        prefix = (
+            "-".join(r.name.split("-")[:2])
+            if r.name.startswith(("gitops-", "storage-", "git-mirror-", "monitoring-", "identity-"))
+            else r.name.split("-")[0]
+        )
+        # Sign-in's Argo CD objects (client secrets, the Ainur's Argo CD's certificate, Headlamp's Application): each Argo CD's provider.
+        if r.name.startswith("identity-") and ("-argocd" in r.name or "-application-" in r.name) and package == "kubernetes":
+            prefix += "-argocd"
+        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
     # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
     # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
     # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps
-    assert checked == 113
+    # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs' gate): 52 more.
+    assert checked == 165
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

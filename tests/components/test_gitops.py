@@ -13,6 +13,7 @@ from iluvatar import simulate as simulation
 from iluvatar.render import render_files
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import gitops as plan
+from plans import identity as identity_plan
 from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
@@ -72,9 +73,17 @@ def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulat
         "namespace": "argocd",
     }
     assert chart.inputs["repositoryOpts"] == {"repo": "https://argoproj.github.io/argo-helm"}
-    assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "arda")
+    # With the homelab's sign-in, the values also carry Dex's (plans.identity), which name the local CA.
+    stack = load_stack_file(HOMELAB)
+    assert chart.inputs["values"] == plan.helm_values(stack, "arda", identity_plan.argocd_values(stack, "arda", simulation.MOCK_CA_PEM))
     # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password.
-    assert _names(homelab, chart.dependencies) == {"arda-gate-nodes", "gitops-arda-namespace-argocd", "gitops-arda-secret-argocd-redis"}
+    # With sign-in, its values also wait for the local CA's certificate (Argo CD's oidc.config names it as rootCA).
+    assert _names(homelab, chart.dependencies) == {
+        "arda-gate-nodes",
+        "gitops-arda-namespace-argocd",
+        "gitops-arda-secret-argocd-redis",
+        "edge-certificates-ca-cert",
+    }
     # A Release, through the GitOps layer's own provider for Arda: a cluster that is down fails no preview (tests/test_preview.py).
     assert chart.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
 

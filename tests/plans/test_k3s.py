@@ -33,6 +33,8 @@ def test_the_first_server_initialises_etcd() -> None:
         "cluster-init": True,
         # The homelab's Pis run Longhorn as the default class, so k3s's own local-path default is off too.
         "disable": ["servicelb", "traefik", "local-storage"],
+        # The homelab signs in with Dex (iluvatar:identity): the API server reads its authentication config.
+        "kube-apiserver-arg": ["authentication-config=/etc/rancher/k3s/iluvatar-authentication-config.yaml"],
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",
