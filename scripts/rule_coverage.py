@@ -53,7 +53,15 @@ RULE_FILES = (
     "stacks/identity.py",
 )
 # The layers whose module holds both field checks and rules.
-LAYERS = ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py", "stacks/power.py", "stacks/monitoring.py", "stacks/identity.py")
+LAYERS = (
+    "stacks/gitops.py",
+    "stacks/storage.py",
+    "stacks/apps.py",
+    "stacks/edge.py",
+    "stacks/power.py",
+    "stacks/monitoring.py",
+    "stacks/identity.py",
+)
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
 

@@ -149,8 +149,7 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
     )
     # Dex (iluvatar:identity) too: its Deployment waits for its account and both Secrets, its bindings for their role and account.
     assert (
-        "ainur: identity-ainur-deployment-dex (Deployment identity/dex) is not after identity-ainur-secret-dex-config, the Secret it names"
-        in found
+        "ainur: identity-ainur-deployment-dex (Deployment identity/dex) is not after identity-ainur-secret-dex-config, the Secret it names" in found
     )
     assert len([m for m in found if m.startswith("ainur: identity-")]) == 7
     assert len(found) == 26

@@ -104,7 +104,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         # Sign-in's Argo CD objects (client secrets, the Ainur's Argo CD's certificate, Headlamp's Application): each Argo CD's provider.
         if r.name.startswith("identity-") and ("-argocd" in r.name or "-application-" in r.name) and package == "kubernetes":
             prefix += "-argocd"
-        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-")) else package
+        key = (
+            f"{package}:{prefix}"
+            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-"))
+            else package
+        )
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
     # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
