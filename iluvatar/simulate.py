@@ -218,6 +218,8 @@ INVOKES: dict[str, Any] = {
 }
 # What the local CA's certificate looks like under mocks: PEM-shaped, not a certificate.
 MOCK_CA_PEM = "-----BEGIN CERTIFICATE-----\n(the root CA certificate pulumi-tls generates at pulumi up)\n-----END CERTIFICATE-----\n"
+# A server certificate the local CA signs at pulumi up (components.local_ca.LocalCa.issue: Dex's, the Ainur's Argo CD's).
+MOCK_LEAF_PEM = "-----BEGIN CERTIFICATE-----\n(a server certificate the local CA signs at pulumi up)\n-----END CERTIFICATE-----\n"
 _CERT = {"cert": PLACEHOLDER, "key": PLACEHOLDER}
 # What k3s writes to /etc/rancher/k3s/k3s.yaml, with its credentials replaced.
 _K3S_KUBECONFIG = f"""apiVersion: v1
@@ -271,6 +273,10 @@ RESOURCE_STATE: dict[str, Any] = {
         "publicKeyPem": "-----BEGIN PUBLIC KEY-----\n(mock)\n-----END PUBLIC KEY-----\n",
     },
     "tls:index/selfSignedCert:SelfSignedCert": lambda a: {"certPem": MOCK_CA_PEM, "readyForRenewal": False},
+    "tls:index/certRequest:CertRequest": lambda a: {
+        "certRequestPem": "-----BEGIN CERTIFICATE REQUEST-----\n(mock)\n-----END CERTIFICATE REQUEST-----\n"
+    },
+    "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": MOCK_LEAF_PEM, "readyForRenewal": False},
     "random:index/randomBytes:RandomBytes": lambda a: {"base64": PLACEHOLDER, "hex": PLACEHOLDER},
     "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared": lambda a: {"id": _uuid("tunnel", a.get("accountId"), a.get("name"))},
 }

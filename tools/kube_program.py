@@ -621,6 +621,13 @@ class Walker:
     def _sync_applications(self, cluster: str) -> None:
         """What Argo CD's sync does with each platform Application: every app's CRDs first, then each app's objects."""
         renders: list[tuple[str, str, list[dict[str, Any]]]] = []
+        for w in self.report.objects(cluster):
+            source = (w.obj.get("spec") or {}).get("source") or {} if w.obj.get("kind") == "Application" else {}
+            if "kustomize" in source:  # kube-prometheus: built by real kustomize in tests/plans/test_monitoring.py, not synced here
+                self.report.not_rendered.append(
+                    f"{cluster}: Application {w.obj['metadata']['name']} (kustomize {source.get('path')} {source.get('targetRevision')}): "
+                    "a kustomize source this walker does not sync"
+                )
         for app in self.platform_applications(cluster):
             ref = self._application_ref(cluster, app)
             if ref is None:

@@ -110,9 +110,11 @@ def _with_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> None:
             f"CRD {crd['metadata']['name']} Established",
             lambda name=crd["metadata"]["name"]: any(
                 c["type"] == "Established" and c["status"] == "True"
-                for c in (cluster.client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {})
-                .get("status", {})
-                .get("conditions", [])
+                # A CRD just created may have no status yet, or `conditions: null`.
+                for c in ((cluster.client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {}).get("status") or {}).get(
+                    "conditions"
+                )
+                or []
             ),
         )
     # Established is not yet served: discovery lists the kinds a moment later (a create in between says NoMatch).
