@@ -58,14 +58,20 @@ def vlan_lists(draw: st.DrawFn, min_size: int = 0) -> list[dict[str, Any]]:
 
 @st.composite
 def raw_stacks(
-    draw: st.DrawFn, ainur: bool | None = None, vlans: bool | None = None, two_address_pool: bool | None = None, selectors: bool = False
+    draw: st.DrawFn,
+    ainur: bool | None = None,
+    vlans: bool | None = None,
+    two_address_pool: bool | None = None,
+    selectors: bool = False,
+    identity: bool = False,
 ) -> dict[str, Any]:
     """Raw config (as a stack file holds it) for a valid stack on a random LAN.
 
     `ainur`, `vlans` (VLANs with at least one worker on them) and `two_address_pool` force a
     feature on or off; None draws it. Only istari sit on VLANs: a control plane holds the Arda
     VIP on the LAN. With `selectors`, some Arda machines (and the generic worker) install to a
-    disk selector instead of a path.
+    disk selector instead of a path. With `identity`, a stack with the Ainur may sign in with Dex
+    (`iluvatar:identity`, a static admin; its secret as `secure:`, which `parse_stack` reads as `Secure`).
     """
     prefix = draw(st.integers(min_value=20, max_value=26))
     base = (10 << 24) | draw(st.integers(min_value=0, max_value=(1 << 24) - 1))
@@ -109,9 +115,11 @@ def raw_stacks(
 
     lan_nodes = sum(v is None for v in on_vlan)
     free = [o for o in range(1, hosts + 1) if not (dhcp[0] <= o <= dhcp[1] or pool[0] <= o <= pool[1])]
-    need = 1 + 3 + lan_nodes  # gateway, two VIPs, the Ainur service address, the LAN's nodes
+    with_identity = identity and with_ainur and draw(st.booleans())
+    need = 1 + 3 + lan_nodes + with_identity  # gateway, two VIPs, the Ainur service address, the LAN's nodes, Dex's front door
     assert len(free) >= need, "the pools take at most half the LAN and a /26 has 62 hosts: the statics always fit"
     gateway, ainur_vip, arda_vip, service_ip, *lan_offsets = draw(st.lists(st.sampled_from(free), min_size=need, max_size=need, unique=True))
+    front_door = lan_offsets.pop() if with_identity else None
     vlan_ips: dict[str, list[str]] = {}
     for v in vlan_list:
         cidr = IPv4Network(v["cidr"])
@@ -177,6 +185,15 @@ def raw_stacks(
             netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": disk}
         raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1", "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
         raw["iluvatar:ainur"]["serviceIp"] = at(service_ip)
+    if front_door is not None:
+        event("identity: yes")
+        role = draw(st.sampled_from(["cluster-admin", "admin", "edit", "view"]))
+        raw["iluvatar:identity"] = {
+            "ip": at(front_door),
+            "connector": {"type": "static", "email": "admin@lab.example", "groups": ["admins"]},
+            "groups": [{"group": "admins", "clusterRole": role}],
+        }
+        raw["iluvatar:identityConnectorSecret"] = {"secure": "v1:Y2lwaGVy"}
     return raw
 
 

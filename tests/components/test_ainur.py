@@ -25,7 +25,9 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
         # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi joins, then runs the stack's k3s.
-        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [f"ainur-{pi}-join", f"ainur-{pi}-k3s"]
+        # A valar first installs its API server's authentication config (the homelab signs in with Dex, plans.apiserver).
+        oidc = [f"ainur-{pi}-oidc"] if pi == "manwe" else []
+        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [*oidc, f"ainur-{pi}-join", f"ainur-{pi}-k3s"]
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
@@ -123,7 +125,7 @@ def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> Non
 def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
     sim = simulate(read_stack_file(RK1))
     assert not [r for r in sim.registrations if r.type.startswith("iluvatar:ainur:") or r.type == "command:remote:Command"]
-    assert not [r for r in sim.registrations if r.type.startswith("random:") and not r.name.startswith("gitops-arda")]
+    assert not [r for r in sim.registrations if r.type.startswith("random:") and not r.name.startswith(("gitops-arda", "monitoring-"))]
     assert not [r for r in sim.registrations if r.type == "command:local:Command" and not r.name.startswith(("arda-", "edge-"))]
     assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
     assert "ainurKubeconfig" not in sim.outputs
