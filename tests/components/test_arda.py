@@ -36,6 +36,8 @@ def test_graph_and_parents(homelab: Simulation) -> None:
     assert sorted(r.name for r in homelab.children(config)) == ["arda-config-schematic-generic-x86", "arda-config-secrets", "arda-config-talos"]
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
         ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-gate-nodes"]
+        # With monitoring: the Prometheus Operator's CRDs (a ConfigGroup) and the gate on their kinds, before Cilium.
+        + ["arda-monitoring-crds", "arda-monitoring-gate-crds"]
         + [f"arda-{n}" for n in NODES]
     )
     for node in NODES:
@@ -129,9 +131,11 @@ def test_bring_up_order(homelab: Simulation) -> None:
     netboot = {"netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-service-netboot"}
     # One machine after another, control planes first, each after the Ainur's netboot serves.
     chain = [f"arda-{n}-apply" for n in NODES]
-    assert deps(chain[0]) == netboot | {"arda-config-schematic-generic-x86", "arda-config-secrets"}
+    # The local CA's certificate too: the control planes' API servers trust Dex through it (plans.apiserver).
+    config = {"arda-config-schematic-generic-x86", "arda-config-secrets", "edge-certificates-ca-cert"}
+    assert deps(chain[0]) == netboot | config
     for earlier, later in itertools.pairwise(chain):
-        assert deps(later) == netboot | {earlier, "arda-config-schematic-generic-x86", "arda-config-secrets"}
+        assert deps(later) == netboot | {earlier} | config
     assert deps("arda-bootstrap") == {"arda-taniquetil-apply", "arda-config-secrets"}
     assert deps("arda-gate-api") == {"arda-bootstrap", "arda-config-secrets", *chain}
     assert deps("arda-kubeconfig") == {"arda-gate-api", "arda-config-secrets"}
@@ -167,6 +171,7 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
         "arda-gate-api": f"{up} health {cluster} --stage api --timeout 30m",
         "arda-gate-nodes": f"{up} health {cluster} --stage nodes --timeout 20m",
         "arda-cilium-gate-crds": f"{up} wait-kube --admits --timeout 10m",
+        "arda-monitoring-gate-crds": f"{up} wait-kube --admits --timeout 10m",
     }  # fmt: skip
     for r in steps.values():
         # `update` is `create`: a change re-runs the step as an update; the engine's bound a little over the upgrader's.

@@ -136,6 +136,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "arda-cilium-gate-crds",
         "arda-gate-nodes",
         "arda-kubernetes",
+        "arda-monitoring-gate-crds",
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
         "gitops-arda-kubernetes",

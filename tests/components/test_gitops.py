@@ -91,8 +91,14 @@ def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulat
 def test_the_seed_on_the_ainur_goes_into_the_netboot_layers_namespace(homelab: Simulation) -> None:
     regs = homelab.named()
     chart = regs["gitops-ainur-release"]
-    assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "ainur")
-    assert _names(homelab, chart.dependencies) == {"netboot-namespace-argocd", "netboot-namespace-netboot", "gitops-ainur-secret-argocd-redis"}
+    stack = load_stack_file(HOMELAB)
+    assert chart.inputs["values"] == plan.helm_values(stack, "ainur", identity_plan.argocd_values(stack, "ainur", simulation.MOCK_CA_PEM))
+    assert _names(homelab, chart.dependencies) == {
+        "netboot-namespace-argocd",
+        "netboot-namespace-netboot",
+        "gitops-ainur-secret-argocd-redis",
+        "edge-certificates-ca-cert",
+    }
     assert "gitops-ainur-namespace-argocd" not in regs
 
 
@@ -237,7 +243,12 @@ def test_rk1_has_arda_only() -> None:
 
 
 def test_no_gitops_section_means_no_argo_cd(tmp_path: Path) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"])
+    # Monitoring and Headlamp are Argo CD Applications: they go with GitOps.
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+        delete=["iluvatar:gitops", "iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp"],
+    )
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     assert not [r for r in sim.registrations if r.name.startswith("gitops")]
     assert "gitopsRepoUrls" not in sim.outputs

@@ -123,7 +123,12 @@ def test_the_retire_path_is_the_easy_one(tmp_path: Path) -> None:
 
 
 def test_without_gitops_nothing_is_installed_and_the_osds_are_remembered(tmp_path: Path) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"])
+    # Monitoring and Headlamp are Argo CD Applications: they go with GitOps.
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+        delete=["iluvatar:gitops", "iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp"],
+    )
     sim = _run(tmp_path, "no-gitops", doc, {"storage": DEPLOYED})
     assert [r.name for r in sim.registrations if r.name.startswith("storage")] == ["storage"]
     assert sim.outputs["storage"]["cephOsds"] == DEPLOYED["cephOsds"]
