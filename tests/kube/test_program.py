@@ -69,8 +69,8 @@ def test_what_stood_in_and_what_was_removed_is_exactly_what_cannot_run_here(depl
     if deployment.stack.ainur is not None:  # homelab: Longhorn on the Pis' disks
         assert report.not_rendered == [
             kube_prometheus,
-            headlamp,
             rook,
+            headlamp,
             "ainur: Application longhorn (longhorn 1.10.1): Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
         ]
     else:

@@ -69,6 +69,9 @@ def test_the_zone_apex_and_deeper_counts() -> None:
     assert zone_of("hass.home.example.com", nested) == "home.example.com", "the longer zone wins"
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:apps"] = [{"name": "x", "category": "ai", "host": "a.b.c.d.example.com", "service": {"port": 1}}]
+    # Grafana's and Headlamp's apps are gone: the homelab's monitoring and Headlamp go with them.
+    raw.pop("iluvatar:monitoring"), raw.pop("iluvatar:alertReceiverSecret")
+    raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
     with pytest.raises(StackConfigError) as err:
         parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
     assert [str(p) for p in err.value.problems] == [
@@ -80,5 +83,8 @@ def test_the_zone_apex_and_deeper_counts() -> None:
 def test_an_apex_host_is_covered() -> None:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:apps"] = [{"name": "site", "category": "selfhosted", "host": "example.com", "audience": "external", "service": {"port": 80}}]
+    # Grafana's and Headlamp's apps are gone: the homelab's monitoring and Headlamp go with them.
+    raw.pop("iluvatar:monitoring"), raw.pop("iluvatar:alertReceiverSecret")
+    raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
     stack = parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
     assert stack.apps[0].host == "example.com"
