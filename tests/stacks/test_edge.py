@@ -90,7 +90,7 @@ def test_cloudflare_dns_alone_is_a_valid_mode() -> None:
 
 def test_a_secure_value_from_a_stack_file_is_a_secret_without_being_named_one() -> None:
     sf = read_stack_file(HOMELAB)
-    assert sf.secret_keys == {"iluvatar:cloudflareApiToken"}
+    assert sf.secret_keys == {"iluvatar:cloudflareApiToken", "iluvatar:alertReceiverSecret", "iluvatar:identityConnectorSecret"}
     assert parse_stack(dict(sf.config)).uses_cloudflare
     raw = {**sf.config, "iluvatar:cloudflareApiToken": "tok-PLAIN"}
     assert _problems(raw) == [
