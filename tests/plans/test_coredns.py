@@ -49,9 +49,9 @@ def test_every_talos_minor_a_stack_may_run_has_its_coredns() -> None:
 def test_the_image_is_the_one_talos_deploys_at_that_version(minor: tuple[int, int]) -> None:
     version = MACHINERY[minor]
     assert coredns.TALOS_COREDNS[minor] == _constant(version, "DefaultCoreDNSVersion")
-    assert coredns.IMAGE == _constant(version, "CoreDNSImage")
-    assert coredns.DEFAULT_SERVICE_SUBNETS == (_constant(version, "DefaultIPv4ServiceNet"),)
-    assert coredns.DEFAULT_DNS_DOMAIN == _constant(version, "DefaultDNSDomain")
+    assert _constant(version, "CoreDNSImage") == coredns.IMAGE
+    assert (_constant(version, "DefaultIPv4ServiceNet"),) == coredns.DEFAULT_SERVICE_SUBNETS
+    assert _constant(version, "DefaultDNSDomain") == coredns.DEFAULT_DNS_DOMAIN
 
 
 def test_the_stacks_run_what_talos_1_12_would() -> None:
@@ -67,8 +67,16 @@ def test_the_service_is_kube_dns_at_the_tenth_address_of_the_service_network() -
     service = _kind(_stack(), "Service")
     assert service["metadata"]["name"] == "kube-dns" and service["metadata"]["namespace"] == "kube-system"
     assert service["spec"]["selector"] == {"k8s-app": "kube-dns"}
-    assert (service["spec"]["clusterIP"], service["spec"]["clusterIPs"], service["spec"]["ipFamilyPolicy"]) == ("10.96.0.10", ["10.96.0.10"], "SingleStack")
-    assert [(p["name"], p["port"], p["protocol"]) for p in service["spec"]["ports"]] == [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")]
+    assert (service["spec"]["clusterIP"], service["spec"]["clusterIPs"], service["spec"]["ipFamilyPolicy"]) == (
+        "10.96.0.10",
+        ["10.96.0.10"],
+        "SingleStack",
+    )
+    assert [(p["name"], p["port"], p["protocol"]) for p in service["spec"]["ports"]] == [
+        ("dns", 53, "UDP"),
+        ("dns-tcp", 53, "TCP"),
+        ("metrics", 9153, "TCP"),
+    ]
 
 
 def test_the_address_and_domain_follow_the_clusters_own_network() -> None:
@@ -76,7 +84,9 @@ def test_the_address_and_domain_follow_the_clusters_own_network() -> None:
     assert coredns.dns_service_ips(own) == ["10.112.0.10"]
     assert "    kubernetes arda.internal in-addr.arpa ip6.arpa {" in _kind(own, "ConfigMap")["data"]["Corefile"]
     # A later patch wins, key by key, as Talos merges them.
-    later = _stack(patches=[{"cluster": {"network": {"serviceSubnets": ["10.112.0.0/12"]}}}, {"cluster": {"network": {"serviceSubnets": ["10.128.0.0/16"]}}}])
+    later = _stack(
+        patches=[{"cluster": {"network": {"serviceSubnets": ["10.112.0.0/12"]}}}, {"cluster": {"network": {"serviceSubnets": ["10.128.0.0/16"]}}}]
+    )
     assert coredns.dns_service_ips(later) == ["10.128.0.10"]
     dual = _stack(patches=[{"cluster": {"network": {"serviceSubnets": ["fd00:10:96::/112", "10.96.0.0/12"]}}}])
     service = _kind(dual, "Service")["spec"]
@@ -146,4 +156,6 @@ def test_talos_runs_its_coredns_unless_the_merged_patches_turn_it_off() -> None:
     assert not coredns.talos_runs_coredns(talos.node_documents(stack, plane, "installer"))
     assert coredns.talos_runs_coredns(talos.node_documents(stack, worker, "installer"))  # a worker renders no bootstrap manifests
     assert coredns.talos_runs_coredns([{"cluster": {"coreDNS": {"disabled": True}}}, {"cluster": {"coreDNS": {"disabled": False}}}])
-    assert not coredns.talos_runs_coredns([{"cluster": {}}, {"apiVersion": "v1alpha1", "kind": "HostnameConfig"}, {"cluster": {"coreDNS": {"disabled": True}}}])
+    assert not coredns.talos_runs_coredns(
+        [{"cluster": {}}, {"apiVersion": "v1alpha1", "kind": "HostnameConfig"}, {"cluster": {"coreDNS": {"disabled": True}}}]
+    )
