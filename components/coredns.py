@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import kube
+from plans import bringup
 from plans import coredns as plan
 from stacks.model import StackConfig
 
@@ -33,5 +34,11 @@ class CoreDNS(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CoreDNSArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:arda:CoreDNS", name, None, opts)
-        self.objects = kube.create_all(name, plan.manifests(args.stack), pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
+        # The Deployment is available only once machines are Ready: it may take as long as the nodes gate does
+        # (pulumi-kubernetes's own wait for a Deployment is 10 minutes).
+        bound = bringup.NODES_GATE_TIMEOUT
+        timeouts = pulumi.CustomTimeouts(create=bound, update=bound)
+        self.objects = kube.create_all(
+            name, plan.manifests(args.stack), pulumi.ResourceOptions(parent=self, depends_on=list(args.after), custom_timeouts=timeouts)
+        )
         self.register_outputs({})

@@ -37,7 +37,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 113 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 119 files"
     return out
 
 
@@ -75,6 +75,13 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
+            # Arda's CoreDNS (plans.coredns): Talos's own objects, Talos's turned off.
+            "kubernetes/arda/_cluster/ClusterRole-system:coredns.yaml",
+            "kubernetes/arda/_cluster/ClusterRoleBinding-system:coredns.yaml",
+            "kubernetes/arda/kube-system/ConfigMap-coredns.yaml",
+            "kubernetes/arda/kube-system/Deployment-coredns.yaml",
+            "kubernetes/arda/kube-system/Service-kube-dns.yaml",
+            "kubernetes/arda/kube-system/ServiceAccount-coredns.yaml",
             # Storage: its charts as platform Applications, each after its privileged namespace.
             "kubernetes/ainur/_cluster/Namespace-longhorn-system.yaml",
             "kubernetes/ainur/argocd/Application-longhorn.yaml",
@@ -120,7 +127,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 153")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 160")
     assert "command:local:Command 13" in lines[-1] and "command:remote:Command 7" in lines[-1]
 
 
