@@ -1,0 +1,296 @@
+"""The Ainur's k3s steps run for real where they can: the exact scripts the program registers, over SSH.
+
+Each Pi of a stack (three valar and a maiar: servers before agents shows) is a network namespace
+running Debian's sshd; the operator's namespace runs OpenSSH's client with the stack's key, the
+Pi's user and its sudo rule come from the Pi's cloud-init user-data, and the steps' commands are
+the `create` (and `stdin`) of the simulation's `command:remote:Command` registrations, run as the
+engine runs them: each once every step it depends on in the dependency graph (iluvatar.graph) has
+finished, in parallel otherwise. The Nodes the scripts wait for are on the real API server (the
+Ainur's Kubernetes 1.33, k3s's flags, kwok marking Nodes Ready), asked by the real kubectl.
+
+STAND-INS (k3s and systemd cannot run here): `k3s`, `systemctl`, `cloud-init` and k3s's installer,
+on each Pi's PATH, described in tests/netns/pis.py: k3s "starting" makes the Pi's (stand-in) kubelet
+report its Node at the installed version after KUBELET_DELAY seconds; until then the Node says what
+it said before, Ready at the old version, as a real Node does until its grace period ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar.graph import Graph
+from iluvatar.simulate import Registration, Simulation, simulate
+from plans import credentials as credentials_plan
+from plans import k3s
+from stacks import load_stack_file, read_stack_file
+from stacks.model import StackConfig
+from tests.edit import edit, homelab_doc, write_stack
+from tests.netns.lan import require_root, sh
+from tests.netns.pis import KUBELET_DELAY, Pis, Step, pis, run_like_the_engine, secret
+from tools import gotools
+from tools.kube_cluster import K3S, Cluster
+
+require_root()
+
+pytestmark = pytest.mark.kube
+
+FLASHED, UPGRADE, BROKEN_UPGRADE, NEVER = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.33.7+k3s1", "v1.33.8+k3s1"
+# A Node seen Ready by the watcher up to this long after the step that waited for it ended (it polls).
+SLACK = 0.5
+SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
+
+
+def stack_doc(pub: str, version: str, **changes: Any) -> dict[str, Any]:
+    """The homelab with three valar and a maiar (varda), the test's key, at k3s `version`."""
+    doc = homelab_doc()
+    nodes = doc["config"]["iluvatar:nodes"]
+    nodes[1]["role"] = nodes[2]["role"] = "valar"
+    nodes.insert(3, {**nodes[2], "name": "varda", "role": "maiar", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"})
+    # Set with `pulumi config set --secret`: the simulation cannot read it, the test's SSH client uses its own copy.
+    doc["config"]["iluvatar:ainurSshPrivateKey"] = {"secure": "v1:dGhlIHRlc3QncyBrZXk="}
+    return edit(doc, {"iluvatar:ainur.k3sVersion": version, "iluvatar:ainur.sshAuthorizedKeys": [pub], **changes})
+
+
+@dataclass
+class Lab:
+    pis: Pis
+    root: Path
+    pub: str
+    # (node, kubeletVersion) -> when the watcher first saw that Node Ready at that version.
+    ready: dict[tuple[str, str], float] = field(default_factory=dict)
+    sims: dict[str, Simulation] = field(default_factory=dict)
+    runs: list[dict[str, Step]] = field(default_factory=list)
+
+    def sim(self, version: str, **changes: Any) -> Simulation:
+        key = f"{version}{sorted(changes.items())}"
+        if key not in self.sims:
+            folder = self.root / f"stack-{len(self.sims)}"
+            folder.mkdir()
+            path = write_stack(folder, stack_doc(self.pub, version, **changes), stack="homelab")
+            self.sims[key] = simulate(read_stack_file(path))
+        return self.sims[key]
+
+    def stack(self, sim: Simulation) -> StackConfig:
+        return self.pis.stack
+
+
+def remote_steps(sim: Simulation) -> list[Registration]:
+    return [r for r in Graph.of(sim).order() if r.type == "command:remote:Command" and r.name.startswith("ainur-")]
+
+
+def changed(before: Simulation, after: Simulation) -> list[Registration]:
+    """The remote steps the engine runs on this `up`: those whose inputs changed (pulumi-command runs `create` again)."""
+    old = {r.name: r for r in remote_steps(before)}
+    return [r for r in remote_steps(after) if r.name not in old or {k: secret(v) for k, v in old[r.name].inputs.items()} != {k: secret(v) for k, v in r.inputs.items()}]
+
+
+def watch(cluster: Cluster, seen: dict[tuple[str, str], float], stop: threading.Event) -> None:
+    while not stop.is_set():
+        now = time.time()
+        for node in cluster.client.list("v1", "Node"):
+            ready = [c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"] == ["True"]
+            key = (node["metadata"]["name"], node["status"].get("nodeInfo", {}).get("kubeletVersion", ""))
+            if ready and key not in seen:
+                seen[key] = now
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("k3s-steps")
+    key = root / "id_ed25519"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "iluvatar-test", "-f", str(key))
+    pub = (root / "id_ed25519.pub").read_text().strip()
+    path = write_stack(root, stack_doc(pub, FLASHED), stack="homelab")
+    stack = load_stack_file(path)
+    kubectl = gotools.build("kube-control-plane-1.33")
+
+    def start(address: str) -> Cluster:
+        return Cluster(K3S, root / "kube", address=address).start()
+
+    with pis(stack, root / "pis", start, kubectl, key) as lab_pis:
+        the_lab = Lab(lab_pis, root, pub)
+        done = threading.Event()
+        watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, done), daemon=True)
+        watcher.start()
+        try:
+            yield the_lab
+        finally:
+            done.set()
+            watcher.join(10)
+
+
+def ok(steps: dict[str, Step]) -> None:
+    failed = {n: (s.returncode, s.stderr) for n, s in steps.items() if s.returncode != 0}
+    assert not failed, failed
+
+
+@pytest.fixture(scope="module")
+def brought_up(lab: Lab) -> tuple[dict[str, Step], dict[str, Step], dict[str, list[tuple[float, str]]]]:
+    """The first `up` (every remote step of the Ainur), then a second one that runs them all again."""
+    sim = lab.sim(FLASHED)
+    first = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
+    ok(first)
+    before = {n: len(p.log()) for n, p in lab.pis.pis.items()}
+    second = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
+    ok(second)
+    again = {n: p.log()[before[n] :] for n, p in lab.pis.pis.items()}
+    return first, second, again
+
+
+def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
+    """The connection is the program's: the Pi's inventory address, port 22, the stack's user, the secret key."""
+    steps = remote_steps(lab.sim(FLASHED))
+    assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s")} | {"ainur-credentials"}
+    for step in steps:
+        connection = secret(step.inputs["connection"])
+        pi = step.name.split("-")[1] if step.name != "ainur-credentials" else "manwe"
+        assert connection["host"] == str(lab.pis.pis[pi].node.ip)
+        assert connection["user"] == "ubuntu" and connection.get("port", 22) == 22
+        assert connection["privateKey"] == "[secret]"  # the stack's secret, which the simulation cannot read
+
+
+def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brought_up: Any) -> None:
+    first, second, again = brought_up
+    # The first valar first; every other join after it.
+    assert all(first[f"ainur-{n}-join"].start >= first["ainur-manwe-join"].end for n in SERVERS_FIRST[1:])
+    # k3s was installed by cloud-init at the stack's version: the k3s steps leave it alone.
+    for name in SERVERS_FIRST:
+        assert f"k3s {FLASHED} already runs on {name}" in first[f"ainur-{name}-k3s"].stderr
+        assert (name, FLASHED) in lab.ready
+    nodes = {n["metadata"]["name"]: n for n in lab.pis.cluster.client.list("v1", "Node")}
+    assert {n: nodes[n]["metadata"]["labels"]["iluvatar/role"] for n in SERVERS_FIRST} == {
+        "manwe": "valar", "eonwe": "valar", "ilmare": "valar", "varda": "maiar"
+    }  # fmt: skip
+    # The second run: no install, no restart, the same token and kubeconfig.
+    for name, actions in again.items():
+        unit = k3s.service(lab.pis.pis[name].node)
+        assert [a for _, a in actions] == ["cloud-init status --wait", f"systemctl enable {unit}", f"systemctl start {unit}"], name
+        assert f"k3s {FLASHED} already runs on {name}" in second[f"ainur-{name}-k3s"].stderr
+    server = k3s.server_url(lab.pis.stack)
+    made = [credentials_plan.kubeconfig(run["ainur-credentials"].stdout, server, "ainur") for run in (first, second)]
+    assert made[0] == made[1]
+    token = first["ainur-credentials"].stdout
+    assert '"token": "' in token and len(token) > 200
+    # The token works on the real API server, as cluster-admin.
+    import base64
+    import json
+
+    client = lab.pis.cluster.client_for_token(base64.b64decode(json.loads(token)["token"]).decode())
+    assert len(client.checked("GET", "/api/v1/nodes")["items"]) == 4
+    client.close()
+
+
+def upgrade_problems(lab: Lab, steps: dict[str, Step], version: str, order: list[str]) -> list[str]:
+    """What is wrong with an upgrade's runs: a step that ended before its Node was Ready at `version`, or started
+    before the previous Pi's step ended (and its Node was Ready)."""
+    problems = []
+    previous: Step | None = None
+    for name in order:
+        step = steps[f"ainur-{name}-k3s"]
+        ready = lab.ready.get((name, version))
+        if ready is None or ready > step.end + SLACK:
+            problems.append(f"{name}: its step ended at {step.end:.2f}, its Node Ready at {version} at {ready}")
+        if previous is not None and step.start < previous.end:
+            problems.append(f"{name}: started at {step.start:.2f}, before {previous.name} ended at {previous.end:.2f}")
+        previous = step
+    return problems
+
+
+def test_a_k3s_version_change_upgrades_one_pi_at_a_time_servers_first(lab: Lab, brought_up: Any) -> None:
+    before, after = lab.sim(FLASHED), lab.sim(UPGRADE)
+    steps = changed(before, after)
+    assert [s.name for s in steps] == [f"ainur-{n}-k3s" for n in SERVERS_FIRST]
+    marks = {n: len(p.log()) for n, p in lab.pis.pis.items()}
+    runs = run_like_the_engine(lab.pis, Graph.of(after), steps)
+    ok(runs)
+    assert upgrade_problems(lab, runs, UPGRADE, SERVERS_FIRST) == []
+    # Servers first: every valar's step ended before the maiar's began.
+    assert runs["ainur-varda-k3s"].start >= max(runs[f"ainur-{n}-k3s"].end for n in SERVERS_FIRST[:3])
+    # The etcd snapshot on the first valar, before anything was installed anywhere.
+    logs = {n: lab.pis.pis[n].log()[marks[n] :] for n in SERVERS_FIRST}
+    snapshot = [(t, a) for t, a in logs["manwe"] if a.startswith("etcd-snapshot")]
+    assert [a for _, a in snapshot] == [f"etcd-snapshot save --name iluvatar-before-{UPGRADE.replace('+', '-')}"]
+    installs = [(t, n, a) for n in SERVERS_FIRST for t, a in logs[n] if a.startswith("install ")]
+    assert [n for _, n, _ in sorted(installs)] == SERVERS_FIRST
+    assert snapshot[0][0] < min(t for t, _, _ in installs)
+    assert {a.split()[2] for _, n, a in installs if n != "varda"} == {"server"}
+    assert [a.split()[2:] for _, n, a in installs if n == "varda"] == [["agent", k3s.server_url(lab.pis.stack)]]
+    assert all(lab.pis.pis[n].version() == UPGRADE for n in SERVERS_FIRST)
+    # Run again (an interrupted `up` resumed): nothing is installed.
+    again = run_like_the_engine(lab.pis, Graph.of(after), steps)
+    ok(again)
+    assert all(f"k3s {UPGRADE} already runs" in s.stderr for s in again.values())
+
+
+def test_a_config_change_restarts_k3s_and_only_where_it_changed(lab: Lab, brought_up: Any) -> None:
+    before, after = lab.sim(UPGRADE), lab.sim(UPGRADE, **{"iluvatar:network.domain": "lab.home.arpa"})
+    steps = [s for s in changed(before, after) if s.name.endswith("-join")]
+    # The domain is in each server's tls-san; an agent's config does not carry it.
+    assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-join" for n in SERVERS_FIRST[:3])
+    marks = {n: len(p.log()) for n, p in lab.pis.pis.items()}
+    ok(run_like_the_engine(lab.pis, Graph.of(after), steps))
+    for name in SERVERS_FIRST[:3]:
+        actions = [a for _, a in lab.pis.pis[name].log()[marks[name] :]]
+        assert "systemctl restart k3s" in actions and "systemctl start k3s" not in actions, actions
+        assert "lab.home.arpa" in (lab.pis.pis[name].root / "etc-rancher" / "k3s" / "config.yaml").read_text()
+    assert not any(a.startswith("systemctl") for _, a in lab.pis.pis["varda"].log()[marks["varda"] :])
+
+
+def without_ready_wait(script: str) -> str:
+    """The deliberate break: the upgrade script with its wait for the Node cut out."""
+    head, _, _ = script.partition("deadline=")
+    assert head != script
+    return head
+
+
+def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_up: Any) -> None:
+    before, after = lab.sim(UPGRADE), lab.sim(BROKEN_UPGRADE)
+    steps = changed(before, after)
+    edited = {s.name: without_ready_wait(s.inputs["create"]) for s in steps}
+    runs = run_like_the_engine(lab.pis, Graph.of(after), steps, scripts=edited)
+    ok(runs)
+    problems = upgrade_problems(lab, runs, BROKEN_UPGRADE, SERVERS_FIRST)
+    assert [p.split(":")[0] for p in problems if "its Node Ready" in p] == SERVERS_FIRST, problems
+    # Let the stand-in kubelets catch up before the next test.
+    deadline = time.monotonic() + 10 * KUBELET_DELAY
+    while not all((n, BROKEN_UPGRADE) in lab.ready for n in SERVERS_FIRST):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming_it(lab: Lab, brought_up: Any) -> None:
+    varda = lab.pis.pis["varda"]
+    sim = lab.sim(NEVER)
+    step = next(s for s in remote_steps(sim) if s.name == "ainur-varda-k3s")
+    # The program's script with a 5 s bound instead of its 900 s (plans.k3s.upgrade_script's `timeout`).
+    script = k3s.upgrade_script(sim_stack(lab, NEVER), varda.node, snapshot=False, timeout=5)
+    assert script == step.inputs["create"].replace(f"{k3s.UPGRADE_TIMEOUT_SECONDS}", "5")
+    (varda.state / "broken").write_text("")
+    try:
+        start = time.monotonic()
+        result = lab.pis.ssh(secret(step.inputs["connection"]), script, None)
+        took = time.monotonic() - start
+    finally:
+        (varda.state / "broken").unlink()
+    assert result.returncode == 1
+    assert took < 5 + 3 + 3, took  # the bound, one poll interval, SSH
+    assert f"iluvatar: varda was not Ready at {NEVER} within 5 s of its k3s upgrade" in result.stderr, result.stderr
+    assert "sudo journalctl -u k3s-agent" in result.stderr
+
+
+def sim_stack(lab: Lab, version: str) -> StackConfig:
+    folder = lab.root / f"stack-{version}"
+    folder.mkdir(exist_ok=True)
+    path = write_stack(folder, stack_doc(lab.pub, version), stack="homelab")
+    return load_stack_file(path)
+
+
+_: Callable[..., Any] = sim_stack
