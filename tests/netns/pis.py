@@ -150,9 +150,14 @@ if subprocess.run([*KUBELET, "get", "node", NAME], capture_output=True).returnco
             "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
             "status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
     subprocess.run([*KUBELET, "create", "-f", "-"], input=json.dumps(node).encode(), check=True)
-else:
+else:  # as a kubelet reports: a PATCH of its Node's status (kubectl would GET nodes/status first, which a node may not)
+    import ssl, urllib.request
+    context = ssl.create_default_context(cafile=__CA__)
+    context.load_cert_chain(__CERT__, __KEY__)
     patch = {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
-    subprocess.run([*KUBELET, "patch", "node", NAME, "--subresource=status", "--type=merge", "-p", json.dumps(patch)], check=True)
+    request = urllib.request.Request(__SERVER__ + "/api/v1/nodes/" + NAME + "/status", data=json.dumps(patch).encode(), method="PATCH",
+                                     headers={"Content-Type": "application/merge-patch+json"})
+    urllib.request.urlopen(request, context=context).read()
 with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
 
@@ -273,11 +278,13 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     (state / "service").chmod(0o755)
     role = pi.node.role
     kubelet = STANDIN_KUBELET.replace("__NAME__", repr(pi.node.name)).replace("__ROLE__", repr(role)).replace("__DELAY__", repr(KUBELET_DELAY))
-    (state / "kubelet.py").write_text(kubelet.replace("__KUBECTL__", str(kubectl)).replace("__PORT__", str(HEALTHZ_PORT)))
     # k3s's admin kubeconfig (a server writes it at start; here it points at the test's API server), and the
     # kubelet's credentials: a client certificate of system:node:<name>, as k3s's agent gets one.
     pki = cluster.pki
     _leaf(pki, f"node-{pi.node.name}", f"/O=system:nodes/CN=system:node:{pi.node.name}", "clientAuth")
+    kubelet = kubelet.replace("__KUBECTL__", str(kubectl)).replace("__PORT__", str(HEALTHZ_PORT)).replace("__SERVER__", repr(service_url))
+    kubelet = kubelet.replace("__CA__", repr(str(pki / "ca.crt"))).replace("__CERT__", repr(str(pki / f"node-{pi.node.name}.crt")))
+    (state / "kubelet.py").write_text(kubelet.replace("__KEY__", repr(str(pki / f"node-{pi.node.name}.key"))))
     node_cfg = kubeconfig(service_url, pki / "ca.crt", pki / f"node-{pi.node.name}.crt", pki / f"node-{pi.node.name}.key")
     (state / "kubelet.kubeconfig").write_text(yaml.safe_dump(node_cfg))
     agent = root / "var-lib-rancher" / "k3s" / "agent"
