@@ -116,7 +116,7 @@ S=/var/lib/rancher/standin
 echo "$(date +%s.%N) install ${INSTALL_K3S_VERSION} ${INSTALL_K3S_EXEC} ${K3S_URL:-}" >> $S/log
 echo "$INSTALL_K3S_VERSION" > $S/version
 case $INSTALL_K3S_EXEC in agent*) unit=k3s-agent ;; *) unit=k3s ;; esac
-printf '#!/bin/sh\\n# STAND-IN for k3s uninstall\\necho "$(date +%%s.%%N) uninstall" >> %s/log\\n/usr/local/bin/systemctl stop %s\\nrm -f %s/version\\n' \\
+printf '#!/bin/sh\\n# STAND-IN for k3s uninstall\\necho "$(date +%%s.%%N) uninstall" >> %s/log\\n/usr/local/bin/systemctl stop %s\\nrm -f %s/version "$0"\\n' \\
   $S $unit $S > /usr/local/bin/$unit-uninstall.sh
 chmod 755 /usr/local/bin/$unit-uninstall.sh
 exec /usr/local/bin/systemctl restart $unit
@@ -136,36 +136,48 @@ echo $! > $S/kubelet.pid
 """
 
 STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
-import http.server, json, os, subprocess, sys, time
+# It speaks to the real API server as a kubelet does, with the Node's own certificate (system:node:<name>).
+import http.server, json, os, ssl, sys, time, urllib.error, urllib.request
 S = "/var/lib/rancher/standin"
-NAME, ROLE, DELAY = __NAME__, __ROLE__, __DELAY__
-KUBELET = ["__KUBECTL__", "kubectl", "--kubeconfig", S + "/kubelet.kubeconfig"]
+NAME, ROLE, DELAY, SERVER = __NAME__, __ROLE__, __DELAY__, __SERVER__
+context = ssl.create_default_context(cafile=__CA__)
+context.load_cert_chain(__CERT__, __KEY__)
+
+
+def call(method, path, body=None, kind="application/json"):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(SERVER + path, data=data, method=method, headers={"Content-Type": kind})
+    return urllib.request.urlopen(request, context=context).read()
+
+
 version = sys.argv[1]
 time.sleep(DELAY)
 while os.path.exists(S + "/broken"):  # a k3s that never comes back
     time.sleep(1)
 ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
-if subprocess.run([*KUBELET, "get", "node", NAME], capture_output=True).returncode != 0:
+try:
+    call("GET", "/api/v1/nodes/" + NAME)
+except urllib.error.HTTPError as e:
+    if e.code != 404:
+        raise
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
             "status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
-    subprocess.run([*KUBELET, "create", "-f", "-"], input=json.dumps(node).encode(), check=True)
-else:  # as a kubelet reports: a PATCH of its Node's status (kubectl would GET nodes/status first, which a node may not)
-    import ssl, urllib.request
-    context = ssl.create_default_context(cafile=__CA__)
-    context.load_cert_chain(__CERT__, __KEY__)
-    patch = {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
-    request = urllib.request.Request(__SERVER__ + "/api/v1/nodes/" + NAME + "/status", data=json.dumps(patch).encode(), method="PATCH",
-                                     headers={"Content-Type": "application/merge-patch+json"})
-    urllib.request.urlopen(request, context=context).read()
+    call("POST", "/api/v1/nodes", node)
+else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
+    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}},
+         "application/merge-patch+json")
 with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
+
 
 class Healthz(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+
     def log_message(self, *args):
         pass
+
 
 http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
 """
@@ -296,7 +308,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     (state / "version").write_text(stack.ainur.k3s_version + "\n")
     unit = "k3s" if role == "valar" else "k3s-agent"
     (bin_ / f"{unit}-uninstall.sh").write_text(
-        f"#!/bin/sh\n# STAND-IN for k3s uninstall\n/usr/local/bin/systemctl stop {unit}\nrm -f /var/lib/rancher/standin/version\n"
+        f"#!/bin/sh\n# STAND-IN for k3s's uninstall script (it removes itself, as k3s's does)\nS=/var/lib/rancher/standin\n"
+        f'echo "$(date +%s.%N) uninstall" >> $S/log\n/usr/local/bin/systemctl stop {unit}\nrm -f $S/version "$0"\n'
     )
     (bin_ / f"{unit}-uninstall.sh").chmod(0o755)
 
