@@ -284,4 +284,7 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
 def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:
     result, _ = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, ready=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    )
