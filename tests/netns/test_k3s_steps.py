@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from iluvatar.simulate import Registration, Simulation, simulate
 from plans import credentials as credentials_plan
 from plans import k3s
 from stacks import load_stack_file, read_stack_file
-from tests.edit import edit, homelab_doc, write_stack
+from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import KUBELET_DELAY, Pis, Step, pis, run_like_the_engine, secret
 from tools import gotools
@@ -313,3 +314,22 @@ def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: L
     # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
     assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]
     assert not (varda.state / "version").exists()
+
+
+def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: Any) -> None:
+    """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
+    the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
+    server is the test's API server, not the VIP (kube-vip is not stood in)."""
+    first, _, _ = brought_up
+    gate = lab.sims["flashed"].named()["ainur-gate-api"]
+    assert gate.type == "command:local:Command"
+    built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
+    assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
+        k3s.server_url(lab.pis.stack), lab.pis.cluster.server
+    )
+    for _ in range(2):
+        result = subprocess.run(
+            ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
