@@ -49,6 +49,7 @@ from iluvatar.simulate import Registration, SecretValue
 from plans import cloudinit
 from stacks.model import Node, StackConfig
 from tests.netns.lan import in_ns, sh, stop
+from tests.tools import require
 from tools.kube_cluster import Cluster, _leaf, kubeconfig
 
 UID = 4242  # the Pi user's uid inside each Pi's mount namespace (its own /etc/passwd)
@@ -240,7 +241,7 @@ class Pis:
         the command string run by the user's shell, `stdin` piped in."""
         host, user, port = str(connection["host"]), str(connection["user"]), int(connection.get("port", 22))
         known = self.root / "known_hosts"
-        args = ["ssh", "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
+        args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
         args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
         return subprocess.run(
             ["ip", "netns", "exec", self.operator, *args], input=stdin or "", capture_output=True, text=True, timeout=timeout, check=False
@@ -334,7 +335,7 @@ def _start_sshd(pi: Pi, mountpoints: list[str]) -> subprocess.Popen[bytes]:
     }
     assert set(mountpoints) <= set(binds.values())
     setup = "; ".join(f"mount --bind {shlex.quote(str(root / src))} {dst}" for src, dst in binds.items())
-    script = f"set -e; hostname {pi.node.name}; {setup}; exec /usr/sbin/sshd -D -e -f {root / 'sshd_config'}"
+    script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
         ["ip", "netns", "exec", pi.ns, "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
@@ -348,6 +349,7 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
     """The stack's Pis up on a LAN of namespaces, sshd answering on each, the API server on a veth into the LAN.
 
     `cluster_for(address)` starts the API server listening at `address` (the host's end of that veth)."""
+    require("sudo")  # the Pi user's sudo, as cloud-init sets it up
     prefix = f"k3{os.getpid() % 10000}"
     block = os.getpid() % 150 + 100
     here = f"169.254.{block}.1"
