@@ -132,9 +132,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         # No pod is made: no wait for the namespaces' default ServiceAccounts (the token controller runs all the same).
         return Cluster(K3S, root / "kube", address=address, ready_for_pods=False).start()
 
-    with pis(stack, root / "pis", start, kubectl, key) as lab_pis:
+    with pool, pis(stack, root / "pis", start, kubectl, key) as lab_pis:
         the_lab = Lab(lab_pis, sims=simulating.result(timeout=300))
-        pool.shutdown()
         done = threading.Event()
         watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, done), daemon=True)
         watcher.start()
