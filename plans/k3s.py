@@ -99,12 +99,16 @@ def install_env(stack: StackConfig, node: Node, *extra: str) -> str:
     return env
 
 
-def node_ready(node: Node) -> str:
-    """A shell test that passes once this Pi's Node is Ready: a server asks with k3s's admin access, an agent
-    with its kubelet's own credentials (a kubelet may read its own Node)."""
+def node_ready(node: Node, version: str) -> str:
+    """A shell test that passes once this Pi's Node is Ready with its kubelet at `version`: a server asks with
+    k3s's admin access, an agent with its kubelet's own credentials (a kubelet may read its own Node).
+
+    Ready alone is not enough after an upgrade: the Node stays Ready at the old version until the node
+    lifecycle controller notices the restarted kubelet's silence (16 s on the Ainur), so a wait on Ready
+    alone returns at once and the next Pi goes down while this one is still coming back."""
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
-    ready = '{.status.conditions[?(@.type=="Ready")].status}'
-    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null)\" = True ]"
+    wanted = '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
+    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
 def upgrade_script(stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS) -> str:
@@ -127,9 +131,9 @@ fi
 echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
 {save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
 deadline=$(( $(date +%s) + {timeout} ))
-until {node_ready(node)}; do
+until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "iluvatar: {node.name} was not Ready within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
+    echo "iluvatar: {node.name} was not Ready at {want} within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
     exit 1
   fi
   sleep 3

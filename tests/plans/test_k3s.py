@@ -274,7 +274,7 @@ UPGRADE_STAND_INS = {
     "k3s": """echo "k3s $*" >> "$LOG"
 case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
-  kubectl) [ -e "$READY" ] && echo True ;;
+  kubectl) [ -e "$READY" ] && echo "$(cat "$VERSION") True" ;;
 esac""",
     "sudo": 'exec env "$@"',
     # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version.
@@ -316,7 +316,7 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
         "curl -sfL https://get.k3s.io",
         "install v1.33.6+k3s1 server ",
-        'k3s kubectl get node manwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
 
@@ -327,11 +327,14 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
     assert calls[1:] == [
         "curl -sfL https://get.k3s.io",
         "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
-        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
 
 
 def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:
     result, _ = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, ready=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == "iluvatar: eonwe was not Ready within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    )
