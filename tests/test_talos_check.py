@@ -8,6 +8,7 @@ cases show each way Talos refuses a config, with Talos's own words.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from iluvatar.simulate import simulate
-from stacks import StackConfigError, parse_stack, read_stack_file
+from plans import coredns
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.strategies import raw_stacks
@@ -117,6 +119,24 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     assert kinds["HostnameConfig"] == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
     assert _docs(accepted["homelab/gandalf"].config)[0]["machine"]["type"] == "worker"
     assert _docs(accepted["rk1/talos-4"].config)[0]["machine"]["install"]["disk"] == "/dev/mmcblk0"
+
+
+def test_talos_leaves_coredns_to_iluvatar_at_the_address_it_gives_the_kubelets(accepted: dict[str, Verdict]) -> None:
+    """In the configs Talos generated: its CoreDNS off on every control plane (the only machines that render
+    bootstrap manifests), and Iluvatar's Service at the tenth address of the service network Talos wrote, for its domain."""
+    for path, prefix in ((HOMELAB, "homelab"), (RK1, "rk1")):
+        stack = load_stack_file(path)
+        service = next(m for m in coredns.manifests(stack) if m["kind"] == "Service")
+        corefile = next(m for m in coredns.manifests(stack) if m["kind"] == "ConfigMap")["data"]["Corefile"]
+        for node in stack.arda_nodes:
+            cluster = _docs(accepted[f"{prefix}/{node.name}"].config)[0]["cluster"]
+            if node.role == "valinor":
+                assert cluster["coreDNS"] == {"disabled": True}, node.name
+            else:
+                assert "coreDNS" not in cluster, node.name
+            network = cluster["network"]
+            assert service["spec"]["clusterIP"] == str(ipaddress.ip_network(network["serviceSubnets"][0]).network_address + 10), node.name
+            assert f"    kubernetes {network['dnsDomain']} in-addr.arpa ip6.arpa {{" in corefile
 
 
 def test_the_generic_worker_keeps_talos_stable_hostname(accepted: dict[str, Verdict]) -> None:

@@ -35,7 +35,7 @@ def test_graph_and_parents(homelab: Simulation) -> None:
     assert (config.type, cluster.type) == ("iluvatar:arda:TalosConfig", "iluvatar:arda:TalosCluster")
     assert sorted(r.name for r in homelab.children(config)) == ["arda-config-schematic-generic-x86", "arda-config-secrets", "arda-config-talos"]
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
-        ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-gate-nodes"]
+        ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-coredns", "arda-gate-nodes"]
         + [f"arda-{n}" for n in NODES]
     )
     for node in NODES:
@@ -48,6 +48,19 @@ def test_graph_and_parents(homelab: Simulation) -> None:
         "arda-cilium-lb-pool",
         "arda-cilium-release",
     ]
+    assert regs["arda-coredns"].type == "iluvatar:arda:CoreDNS"
+    assert sorted(r.name for r in homelab.children(regs["arda-coredns"])) == COREDNS
+
+
+# Arda's CoreDNS (plans.coredns), Talos's own objects.
+COREDNS = [
+    "arda-coredns-clusterrole-system:coredns",
+    "arda-coredns-clusterrolebinding-system:coredns",
+    "arda-coredns-configmap-coredns",
+    "arda-coredns-deployment-coredns",
+    "arda-coredns-service-kube-dns",
+    "arda-coredns-serviceaccount-coredns",
+]
 
 
 def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
@@ -88,11 +101,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
+    # Arda 21 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy, CoreDNS's 6 objects),
     # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
     # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps
-    assert checked == 113
+    assert checked == 119
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -115,10 +128,18 @@ def test_bring_up_order(homelab: Simulation) -> None:
     assert deps("arda-cilium-gate-crds") == {"arda-cilium-release", "arda-kubeconfig"}
     for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy"):
         assert deps(cr) == {"arda-cilium-gate-crds"}
+    # CoreDNS once the CNI runs (Cilium's gate), each object after what it names; the nodes gate waits for all of it.
+    assert deps("arda-coredns-serviceaccount-coredns") == {"arda-cilium-gate-crds"}
+    assert deps("arda-coredns-deployment-coredns") == {
+        "arda-cilium-gate-crds",
+        "arda-coredns-serviceaccount-coredns",
+        "arda-coredns-configmap-coredns",
+    }
     assert deps("arda-gate-nodes") == {
         "arda-cilium-release",
         "arda-cilium-lb-pool",
         "arda-cilium-l2-policy",
+        *COREDNS,
         "arda-kubeconfig",
         "arda-config-secrets",
         *chain,

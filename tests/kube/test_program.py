@@ -97,6 +97,8 @@ MAY_RUN_ON_CONTROL_PLANES = [
     "DaemonSet kube-system/cilium",
     "DaemonSet kube-system/cilium-envoy",
     "Deployment kube-system/cilium-operator",
+    # Like Talos's own CoreDNS (plans.coredns): the cluster resolves names before any worker joins.
+    "Deployment kube-system/coredns",
     "Deployment local-path-storage/local-path-provisioner",
 ]
 
@@ -107,6 +109,13 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
     # Cilium's agent and its Envoy on every Arda machine, control planes included.
     for name in ("DaemonSet kube-system/cilium", "DaemonSet kube-system/cilium-envoy"):
         assert deployment.workload("arda", name).nodes == arda_nodes, name
+    # The cluster's DNS (plans.coredns, Talos's own turned off): two pods on two machines, behind kube-dns at
+    # the address Talos gives every kubelet, which the real API server accepted from the service network.
+    coredns = deployment.workload("arda", "Deployment kube-system/coredns")
+    assert len(coredns.pods) == 2 and len(set(coredns.nodes)) == 2 and set(coredns.nodes) <= set(arda_nodes), coredns.pods
+    service = deployment.clusters["arda"].client.get("v1", "Service", "kube-dns", "kube-system")
+    assert service is not None and service["spec"]["clusterIPs"] == ["10.96.0.10"]
+    assert service["spec"]["selector"] == coredns.obj["spec"]["template"]["metadata"]["labels"] == {"k8s-app": "kube-dns"}
     # Off the control planes, unless they take workloads or the workload tolerates their taint: exactly these do.
     tolerating = sorted(w.name for w in deployment.workloads("arda") if _tolerates_control_planes(w.obj))
     assert tolerating == MAY_RUN_ON_CONTROL_PLANES
@@ -153,6 +162,7 @@ def test_a_random_stack_is_admitted_and_scheduled(ainur: bool, tmp_path: Path) -
         assert deployment.walker.reapply() == [], stack
         assert problems(deployment) == [], "\n".join([*problems(deployment), stack])
         assert deployment.workload("arda", "DaemonSet kube-system/cilium").nodes == deployment.nodes("arda"), stack
+        assert len(deployment.workload("arda", "Deployment kube-system/coredns").nodes) == 2, stack
         if deployment.stack.ainur is not None:
             [node] = deployment.workload("ainur", "Deployment netboot/netboot").nodes
             maiar = deployment.nodes("ainur", iluvatar__role="maiar")

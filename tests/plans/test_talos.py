@@ -58,7 +58,13 @@ def test_control_plane_patch_content() -> None:
     assert config["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.0.0/24"]
     assert config["machine"]["nodeLabels"] == {"iluvatar/role": "valinor", "iluvatar/board": "generic-x86", "iluvatar/storage": "true"}
     assert config["machine"]["nodeAnnotations"] == {"iluvatar/data-disks": "/dev/nvme0n1"}
-    assert config["cluster"] == {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}, "allowSchedulingOnControlPlanes": False}
+    assert config["cluster"] == {
+        "network": {"cni": {"name": "none"}},
+        "proxy": {"disabled": True},
+        "allowSchedulingOnControlPlanes": False,
+        # Iluvatar's CoreDNS (plans.coredns) instead of Talos's bootstrap manifests.
+        "coreDNS": {"disabled": True},
+    }
     # auto off: the generated `auto: stable` would otherwise stay beside the hostname (Talos refuses both).
     assert hostname == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
     assert alias["selector"] == {"match": 'mac(link.permanent_addr) == "a8:b8:e0:20:00:02"'}
@@ -81,6 +87,8 @@ def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
     ]
     assert "nodeAnnotations" not in docs[0]["machine"]
     assert "allowSchedulingOnControlPlanes" not in docs[0]["cluster"]
+    # Only control planes render Talos's bootstrap manifests: a worker's config needs no say about CoreDNS.
+    assert "coreDNS" not in docs[0]["cluster"]
 
 
 def test_rk1_control_planes_allow_scheduling() -> None:
