@@ -300,6 +300,11 @@ class TalosCluster(pulumi.ComponentResource):
         # deleted (which would reset the machine now answering at its address) and created anew.
         renamed = former_names(stack, args.deployed.nodes)
         generations = self._generations(stack, args.deployed, commands)
+        deployed_kubernetes = args.deployed.kubernetes_version
+        if deployed_kubernetes is not None and deployed_kubernetes != stack.arda.kubernetes_version:
+            # A Kubernetes upgrade: checked against the running cluster before the first machine changes,
+            # and only then (a step that exists for one run: the next run deletes it, which runs nothing).
+            previous = [steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)]
         for node in bringup.rollout_order(stack):
             after = [*previous, *([args.power_on[node.name]] if node.name in args.power_on else [])]
             if stack.boots_from_network(node):
