@@ -12,6 +12,9 @@ from collections.abc import Generator
 
 import pytest
 
+# The real control plane's fixtures (kube_talos, kube_k3s, kube_fresh, kube_namespace), for every test directory.
+pytest_plugins = ("tests.kube.plugin",)
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")

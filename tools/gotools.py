@@ -55,6 +55,10 @@ _ALL: tuple[Tool, ...] = (
     Tool("coredns", "coredns"),
     # cloudflared's own parser of a remotely managed tunnel's configuration (plans.cloudflare).
     Tool("cloudflared-check", "cloudflared-check"),
+    # The tests' real control plane (tools.kube_cluster): kube-apiserver, controller-manager and scheduler at Kubernetes
+    # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
+    Tool("kube-control-plane", "kube-control-plane"),
+    Tool("kube-control-plane-1.33", "kube-control-plane-1.33"),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 

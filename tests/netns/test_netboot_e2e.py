@@ -5,13 +5,14 @@ them as PXE firmware, iPXE, Talos and the household's devices would.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.netns import kubeapi
 from tests.netns.kubeapi import kube_api
 from tests.netns.lan import OUTSIDE_IP, OUTSIDE_NAME, Lan, in_ns, in_range, lan, require_root
 from tests.tools import require
+from tools.kube_cluster import Cluster
 
 require_root()
 
@@ -202,43 +204,73 @@ def test_a_held_lease_survives_a_restart(net: Lan) -> None:
     assert net.lease(holder)["ip"] == held
 
 
-def _sh(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
-
-
-def test_a_held_lease_survives_a_move_to_another_pi(net: Lan, tmp_path: Path) -> None:
-    """The pod's lease scripts, run as the pod runs them, keep the leases in the cluster."""
+@pytest.mark.kube
+def test_a_held_lease_survives_a_move_to_another_pi(net: Lan, tmp_path: Path, kube_fresh: Callable[..., Cluster]) -> None:
+    """The pod's lease scripts, run as the pod runs them (on the Pi's network, with the netboot
+    ServiceAccount's token), keep the leases in the real API server, and the program's Role
+    permits exactly the calls they make."""
     holder = "02:00:5e:00:0c:01"
     held = _first_choice(net.stack, holder)
     newcomer = next(m for m in (f"02:00:5e:00:0d:{i:02x}" for i in range(256)) if _first_choice(net.stack, m) == held)
     lease_file = str(net.root / "leases" / "dnsmasq.leases")
     restore, save = netboot.restore_leases_script(lease_file), netboot.save_leases_script(lease_file, once=True)
-    with kube_api(tmp_path) as (store, env):
+    with kube_api(tmp_path, kube_fresh, HOMELAB, net) as api:
         # The pod starts on one Pi: nothing in the cluster yet.
         net.stop("dnsmasq")
         Path(lease_file).unlink()
-        result = _sh(restore, env)
+        result = api.run(restore)
         assert (result.returncode, result.stdout) == (0, "restored 0 leases\n"), result.stderr
         net.start_dnsmasq()
         assert net.lease(holder)["ip"] == held
-        assert _sh(save, env).returncode == 0
-        assert held in store.leases().decode()
+        assert api.run(save).returncode == 0
+        assert held in _leases(api).decode()
         # That Pi dies: its pod and emptyDir go; the pod starts on another Pi from the cluster's copy.
         net.stop("dnsmasq")
         Path(lease_file).unlink()
-        assert _sh(restore, env).returncode == 0
+        assert api.run(restore).returncode == 0
         net.start_dnsmasq()
         assert net.lease(newcomer)["ip"] != held, f"{held} was handed out twice after the pod moved"
         assert net.lease(holder)["ip"] == held
-        assert _sh(save, env).returncode == 0
-    assert store.calls == [
-        ("GET", kubeapi.ITEM, 404),
-        ("PUT", kubeapi.ITEM, 404),
-        ("POST", kubeapi.COLLECTION, 201),
-        ("GET", kubeapi.ITEM, 200),
-        ("PUT", kubeapi.ITEM, 200),
-    ]
-    assert newcomer.encode() in store.leases()
+        assert api.run(save).returncode == 0
+        assert newcomer.encode() in _leases(api)
+        calls = api.wait_for_calls(5)
+        assert calls == [
+            ("get", kubeapi.ITEM, 404),
+            ("update", kubeapi.ITEM, 404),
+            ("create", kubeapi.COLLECTION, 201),
+            ("get", kubeapi.ITEM, 200),
+            ("update", kubeapi.ITEM, 200),
+        ]
+        # Exactly what the Role grants, no more (the API server's own account of the token's rights) and
+        # no less: each of its verbs is one the scripts used.
+        granted = sorted((tuple(r.get("resources", [])), tuple(r.get("resourceNames", [])), tuple(sorted(r["verbs"]))) for r in api.role["rules"])
+        assert (
+            sorted((tuple(r.get("resources", [])), tuple(r.get("resourceNames", [])), tuple(sorted(r["verbs"]))) for r in api.permitted()) == granted
+        )
+        assert granted == [(("configmaps",), (), ("create",)), (("configmaps",), (netboot.LEASES_CONFIGMAP,), ("get", "update"))]
+        assert {verb for verb, _, _ in calls} == {"get", "update", "create"}
+
+
+def _leases(api: kubeapi.KubeApi) -> bytes:
+    configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+    assert configmap is not None
+    return base64.b64decode(configmap["binaryData"]["leases"])
+
+
+@pytest.mark.kube
+def test_a_role_without_create_stops_the_first_save(net: Lan, tmp_path: Path, kube_fresh: Callable[..., Cluster]) -> None:
+    """The RBAC break: the Role without `create` on configmaps. The scripts say so, and the API server's audit log says why."""
+
+    def without_create(role: dict[str, Any]) -> dict[str, Any]:
+        return {**role, "rules": [r for r in role["rules"] if r["verbs"] != ["create"]]}
+
+    lease_file = str(net.root / "leases" / "dnsmasq.leases")
+    Path(lease_file).touch()  # dnsmasq's, or an empty one: the script saves whatever is there
+    with kube_api(tmp_path, kube_fresh, HOMELAB, net, role=without_create) as api:
+        result = api.run(netboot.save_leases_script(lease_file, once=True))
+        assert result.stderr == "saving leases: HTTP 403\n"
+        calls = api.wait_for_calls(2)
+        assert calls == [("update", kubeapi.ITEM, 404), ("create", kubeapi.COLLECTION, 403)]
 
 
 def test_generic_worker_mode_boots_unknown_machines(net: Lan) -> None:

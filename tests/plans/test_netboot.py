@@ -3,8 +3,9 @@ kubernetes-validate; the values that make netbooting work and keep secrets off t
 
 from __future__ import annotations
 
-import os
+import base64
 import subprocess
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.edit import HOMELAB
 from tests.netns import kubeapi
 from tests.strategies import raw_stacks
 from tests.tools import dnsmasq_test, require
+from tools.kube_cluster import Cluster
 
 K3S_KUBERNETES = "1.33"  # the minor of the pinned k3s (v1.33.6+k3s1)
 SVC = "192.168.0.14"
@@ -554,36 +556,35 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
     }
 
 
-def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path) -> None:
-    """restore-leases and save-leases, run by sh against the API stand-in (tests/netns/kubeapi.py): a
-    first start restores nothing, a save creates the ConfigMap, a later start restores the same bytes."""
+@pytest.mark.kube
+def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, kube_fresh: Callable[..., Cluster]) -> None:
+    """restore-leases and save-leases, run by sh against the real API server (tests/netns/kubeapi.py)
+    with the netboot ServiceAccount's token: a first start restores nothing, a save creates the
+    ConfigMap, a later start restores the same bytes."""
     lease_file = tmp_path / "leases" / "dnsmasq.leases"
     leases = "1767225600 02:00:5e:00:0c:01 192.168.0.150 * 01:02:00:5e:00:0c:01\n"
-
-    def sh(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
-
     restore, save = netboot.restore_leases_script(str(lease_file)), netboot.save_leases_script(str(lease_file), once=True)
-    with kubeapi.kube_api(tmp_path) as (store, env):
-        first = sh(restore, env)
+    with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
+        first = api.run(restore)
         assert (first.returncode, first.stdout) == (0, "restored 0 leases\n")
         assert lease_file.read_text() == ""
         lease_file.write_text(leases)
-        saved = sh(save, env)
+        saved = api.run(save)
         assert (saved.returncode, saved.stderr) == (0, "")
-        assert store.leases().decode() == leases
+        configmap = api.cluster.client.get("v1", "ConfigMap", netboot.LEASES_CONFIGMAP, netboot.NAMESPACE)
+        assert configmap is not None and base64.b64decode(configmap["binaryData"]["leases"]).decode() == leases
         lease_file.unlink()
-        restored = sh(restore, env)
+        restored = api.run(restore)
         assert (restored.returncode, restored.stdout) == (0, "restored 1 leases\n")
         assert lease_file.read_text() == leases
-        assert sh(save, env).returncode == 0
-    assert store.calls == [
-        ("GET", kubeapi.ITEM, 404),
-        ("PUT", kubeapi.ITEM, 404),
-        ("POST", kubeapi.COLLECTION, 201),
-        ("GET", kubeapi.ITEM, 200),
-        ("PUT", kubeapi.ITEM, 200),
-    ]
+        assert api.run(save).returncode == 0
+        assert api.wait_for_calls(5) == [
+            ("get", kubeapi.ITEM, 404),
+            ("update", kubeapi.ITEM, 404),
+            ("create", kubeapi.COLLECTION, 201),
+            ("get", kubeapi.ITEM, 200),
+            ("update", kubeapi.ITEM, 200),
+        ]
 
 
 def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:

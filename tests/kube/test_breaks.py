@@ -1,0 +1,129 @@
+"""One deliberate break of the program per kind of mistake the control plane catches, each failing
+with the API server's (or the scheduler's) own words: order, Pod Security, a CRD's CEL rule,
+scheduling, and a second `up` that changes something. Each writes only the slice of the program the
+break is in (and what it depends on), onto fresh control planes.
+
+RBAC has its break beside the netboot lease scripts (tests/netns/test_netboot_e2e.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar.simulate import Registration, simulate
+from stacks.load import read_stack_file
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.kube.deploy import deployed, problems
+
+pytestmark = pytest.mark.kube
+
+
+def test_a_custom_resource_that_loses_its_crd_dependency_is_refused(tmp_path: Path) -> None:
+    # The Cilium pool without its dependency on the Cilium release: the engine may create it first.
+    stack_file = read_stack_file(HOMELAB)
+    sim = simulate(stack_file)
+    pool = sim.named()["arda-cilium-lb-pool"]
+    release = sim.named()["arda-cilium-release"].urn
+    broken = dataclasses.replace(
+        pool,
+        dependencies=tuple(d for d in pool.dependencies if d != release),
+        property_dependencies={k: tuple(d for d in v if d != release) for k, v in pool.property_dependencies.items()},
+    )
+    sim.registrations[sim.registrations.index(pool)] = broken
+
+    def cilium(r: Registration) -> bool:
+        return r.name.startswith("arda-cilium")
+
+    with deployed(stack_file, tmp_path, only=cilium, sim=sim) as deployment:
+        assert deployment.report.refusals == [
+            "arda: CiliumLoadBalancerIPPool iluvatar-lan (pulumi, arda-cilium-lb-pool) refused: "
+            'HTTP 404 NoMatch: no matches for kind "CiliumLoadBalancerIPPool" in version "cilium.io/v2"'
+        ]
+
+
+def _rook_namespace_unprivileged(source: str, obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] == "Namespace" and obj["metadata"]["name"] == "rook-ceph":
+        labels = obj["metadata"]["labels"]
+        obj["metadata"]["labels"] = {k: v for k, v in labels.items() if not k.startswith("pod-security.kubernetes.io/")}
+    return obj
+
+
+def test_rooks_namespace_without_the_privileged_level_refuses_the_retire_job(tmp_path: Path) -> None:
+    # Retiring one of tirion's two disks: the Job reads the host's /dev, which only `privileged` allows.
+    doc = edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"], "iluvatar:nodes[4].retire": ["/dev/nvme1n1"]})
+    stack_file = read_stack_file(write_stack(tmp_path, doc))
+
+    def retire(r: Registration) -> bool:
+        return "osd-retire" in r.name
+
+    with deployed(stack_file, tmp_path / "fine", only=retire) as deployment:
+        assert deployment.report.refusals == []
+        assert problems(deployment) == []
+        assert deployment.workload("arda", "Job rook-ceph/osd-retire-tirion").nodes == ["tirion"]
+    with deployed(stack_file, tmp_path / "broken", only=retire, mutate=_rook_namespace_unprivileged) as deployment:
+        assert deployment.report.refusals == []  # the Job is admitted; its pod is not
+        [job] = [w for w in deployment.workloads("arda") if w.name == "Job rook-ceph/osd-retire-tirion"]
+        [problem] = job.problems
+        assert problem.startswith('0 of 1 pods created: Error creating: pods "osd-retire-tirion-')
+        assert problem.endswith('is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "host-dev")')
+
+
+def test_a_gateway_listener_that_breaks_a_cel_rule_is_refused(tmp_path: Path) -> None:
+    def plain_http_with_tls(source: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Gateway" and obj["metadata"]["name"] == "envoy-internal":
+            listener = next(item for item in obj["spec"]["listeners"] if "tls" in item)
+            listener["protocol"] = "HTTP"
+        return obj
+
+    def gateways(r: Registration) -> bool:
+        return r.name == "edge-gateways-gateway-networking-envoy-internal"
+
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=gateways, mutate=plain_http_with_tls) as deployment:
+        [refusal] = deployment.report.refusals
+        assert refusal.startswith(
+            "arda: Gateway networking/envoy-internal (pulumi, edge-gateways-gateway-networking-envoy-internal) refused: HTTP 422 Invalid: "
+        )
+        assert refusal.endswith("""spec.listeners: Invalid value: "array": tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']""")
+
+
+def test_a_netboot_pod_pinned_to_a_label_no_pi_has_stays_pending(tmp_path: Path) -> None:
+    def on_arda(source: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if source == "netboot-deployment-netboot":
+            obj["spec"]["template"]["spec"]["nodeSelector"] = {"iluvatar/role": "valinor"}
+        return obj
+
+    def netboot(r: Registration) -> bool:
+        return r.name.startswith("netboot-")
+
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=on_arda) as deployment:
+        assert deployment.report.refusals == []
+        [problem] = deployment.workload("ainur", "Deployment netboot/netboot").problems
+        assert problem.startswith("pod netboot-")
+        assert problem.endswith(
+            " Pending: 0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. "
+            "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        )
+
+
+def test_a_value_that_changes_between_ups_is_caught(tmp_path: Path) -> None:
+    # A value computed anew on every run (a timestamp, a random suffix) in an annotation of the pod template.
+    runs = itertools.count()
+
+    def stamped(source: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if source == "netboot-deployment-netboot":
+            obj["spec"]["template"]["metadata"]["annotations"]["iluvatar/rendered"] = str(next(runs))
+        return obj
+
+    def netboot(r: Registration) -> bool:
+        return r.name == "netboot-deployment-netboot"
+
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=stamped) as deployment:
+        assert deployment.report.refusals == []
+        assert deployment.walker.reapply() == [
+            "ainur: Deployment netboot/netboot (pulumi, netboot-deployment-netboot) changed: spec.template.metadata.annotations.iluvatar/rendered"
+        ]

@@ -1,0 +1,326 @@
+"""The control plane itself: it refuses what a real one refuses, schedules as a real one does, and starts and stops cleanly.
+
+Each refusal is the API server's own, in its own words: Pod Security (Talos's defaults and a
+namespace's label), a CRD's CEL rule, a kind with no CRD yet; a pod no inventory node fits stays
+Pending with the scheduler's event; a second server-side apply of the same object is a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import load_stack_file
+from tests.edit import HOMELAB
+from tools import kube_inventory, upstream
+from tools.kube_cluster import (
+    K3S,
+    TALOS,
+    ApiError,
+    Cluster,
+    ControlPlaneError,
+    field_manager,
+    pulumi_create,
+    pulumi_update,
+)
+
+pytestmark = pytest.mark.kube
+
+NamespaceMaker = Callable[[Cluster, "dict[str, str] | None"], str]
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def _pod(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """A pod that meets the `restricted` level unless `spec` says otherwise."""
+    container = {
+        "name": "main",
+        "image": "registry.example/app:1",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}, "containers": [container], **spec},
+    }
+
+
+def _refusal(cluster: Cluster, obj: dict[str, Any]) -> ApiError:
+    with pytest.raises(ApiError) as e:
+        cluster.client.create(obj)
+    return e.value
+
+
+# --- Admission -------------------------------------------------------------------------------------------
+
+
+def test_a_restricted_namespace_refuses_a_pod_on_the_host_network(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(kube_talos, RESTRICTED)
+    kube_talos.wait_for_service_account(namespace)
+    kube_talos.client.create(_pod("fits", namespace))  # the same pod off the host network is admitted
+    error = _refusal(kube_talos, _pod("host-network", namespace, hostNetwork=True))
+    assert (error.status, error.reason) == (403, "Forbidden")
+    assert error.message == 'pods "host-network" is forbidden: violates PodSecurity "restricted:latest": host namespaces (hostNetwork=true)'
+
+
+def test_talos_enforces_baseline_where_a_namespace_says_nothing(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # Talos's PodSecurity defaults (enforce baseline) apply to an unlabelled namespace, and warn at restricted.
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    error = _refusal(kube_talos, _pod("host-network", namespace, hostNetwork=True))
+    assert error.message == 'pods "host-network" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)'
+    kube_talos.client.create(_pod("root", namespace, securityContext={}))
+    assert kube_talos.client.warnings == [
+        'would violate PodSecurity "restricted:latest": runAsNonRoot != true (pod or container "main" must set securityContext.runAsNonRoot=true),'
+        ' seccompProfile (pod or container "main" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
+    ]
+    # kube-system is exempt, as Talos configures it: its static pods and CNI run there.
+    kube_talos.client.create(_pod(f"host-network-{namespace}", "kube-system", hostNetwork=True))
+
+
+def test_k3s_enforces_nothing_where_a_namespace_says_nothing(kube_k3s: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(kube_k3s, None)
+    kube_k3s.wait_for_service_account(namespace)
+    kube_k3s.client.create(_pod("host-network", namespace, hostNetwork=True))
+    assert kube_k3s.client.warnings == []
+    error = _refusal(kube_k3s, _pod("host-network-restricted", kube_namespace(kube_k3s, RESTRICTED), hostNetwork=True))
+    assert error.message.startswith('pods "host-network-restricted" is forbidden: violates PodSecurity "restricted:latest"')
+
+
+def _gateway_crds() -> list[dict[str, Any]]:
+    # The Gateway API CRDs the program checks its gateways against (tools/upstream/modules.sum).
+    return upstream.crds("gateway-api", "v1.4.1")
+
+
+def _with_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> None:
+    for crd in crds:
+        if cluster.client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"]) is None:
+            cluster.client.create(crd)
+    for crd in crds:
+        cluster.wait_for(
+            f"CRD {crd['metadata']['name']} Established",
+            lambda name=crd["metadata"]["name"]: any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (cluster.client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {})
+                .get("status", {})
+                .get("conditions", [])
+            ),
+        )
+    cluster.client.forget()
+
+
+def test_a_gateway_that_breaks_a_cel_rule_is_refused(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    crds = _gateway_crds()
+    _with_crds(kube_talos, crds)
+    namespace = kube_namespace(kube_talos, None)
+    listener = {"name": "web", "port": 80, "protocol": "HTTP"}
+    gateway = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "lan", "namespace": namespace},
+        "spec": {"gatewayClassName": "envoy", "listeners": [listener]},
+    }
+    kube_talos.client.create(gateway)
+    # TLS on a plain-HTTP listener: valid by the schema, refused by the CRD's CEL rule.
+    broken = {**gateway, "metadata": {"name": "broken", "namespace": namespace}}
+    broken["spec"] = {"gatewayClassName": "envoy", "listeners": [{**listener, "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}}]}
+    error = _refusal(kube_talos, broken)
+    rule = "tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']"
+    assert (error.status, error.reason) == (422, "Invalid")
+    assert error.message == f'Gateway.gateway.networking.k8s.io "broken" is invalid: spec.listeners: Invalid value: "array": {rule}'
+    # The rule is one of the CRD's CEL validations (x-kubernetes-validations), which no schema check evaluates.
+    crd = next(c for c in crds if c["spec"]["names"]["kind"] == "Gateway")
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    listeners = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["listeners"]
+    assert rule in [r["message"] for r in listeners["x-kubernetes-validations"]]
+
+
+def test_a_custom_resource_before_its_crd_fails(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(kube_talos, None)
+    widget = {"apiVersion": "iluvatar.test/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": namespace}, "spec": {"size": 3}}
+    with pytest.raises(ApiError) as e:
+        pulumi_create(kube_talos.client, widget, field_manager("widget"))
+    assert (e.value.status, e.value.reason, e.value.message) == (404, "NoMatch", 'no matches for kind "Widget" in version "iluvatar.test/v1"')
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.iluvatar.test"},
+        "spec": {
+            "group": "iluvatar.test",
+            "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}
+                    },
+                }
+            ],
+        },
+    }
+    _with_crds(kube_talos, [crd])
+    assert pulumi_create(kube_talos.client, widget, field_manager("widget"))["spec"] == {"size": 3}
+
+
+def test_a_second_server_side_apply_changes_nothing(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(kube_talos, None)
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace}, "data": {"a": "1"}}
+    manager = field_manager("urn:test::c")
+    created = pulumi_create(kube_talos.client, config, manager)
+    # The provider creates with the client-side manager; its first update takes those fields over.
+    assert [(e["manager"], e["operation"]) for e in created["metadata"]["managedFields"]] == [("pulumi-kubernetes", "Update")]
+    before, after = pulumi_update(kube_talos.client, config, manager)
+    assert before["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert [(e["manager"], e["operation"]) for e in after["metadata"]["managedFields"]] == [(manager, "Apply")]
+    assert after["data"] == created["data"]
+    # The same object applied again: no write at all.
+    again = kube_talos.client.apply(config, field_manager=manager)
+    assert again["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+    # A changed value is a change, and another manager's apply of a field it does not own conflicts.
+    changed = kube_talos.client.apply({**config, "data": {"a": "2"}}, field_manager=manager)
+    assert changed["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
+    with pytest.raises(ApiError) as e:
+        kube_talos.client.apply({**config, "data": {"a": "3"}}, field_manager="argocd-controller")
+    assert (e.value.status, e.value.reason) == (409, "Conflict")
+    assert e.value.message == f'Apply failed with 1 conflict: conflict with "{manager}": .data.a'
+
+
+def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # Why the program tests check the warnings: the provider's create keeps the object and drops the typo.
+    namespace = kube_namespace(kube_talos, None)
+    typo = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo", "namespace": namespace}, "dta": {"a": "1"}}
+    created = pulumi_create(kube_talos.client, typo, field_manager("urn:test::typo"))
+    assert "dta" not in created and "data" not in created
+    assert kube_talos.client.warnings == ['unknown field "dta"']
+
+
+# --- Nodes and scheduling -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def homelab_arda_nodes(kube_talos: Cluster) -> list[dict[str, Any]]:
+    """The homelab's Arda machines as kwok nodes in the shared Talos cluster."""
+    nodes = kube_inventory.nodes(load_stack_file(HOMELAB), "arda")
+    missing = [n for n in nodes if kube_talos.client.get("v1", "Node", n["metadata"]["name"]) is None]
+    kube_talos.create_nodes(missing)
+    return nodes
+
+
+@pytest.mark.usefixtures("homelab_arda_nodes")
+def test_inventory_nodes_register_and_turn_ready(kube_talos: Cluster) -> None:
+    live = {n["metadata"]["name"]: n for n in kube_talos.client.list("v1", "Node")}
+    tirion = live["tirion"]
+    assert tirion["metadata"]["labels"]["iluvatar/role"] == "valinor"
+    assert tirion["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    assert tirion["status"]["nodeInfo"]["architecture"] == "amd64"
+    assert {a["type"]: a["address"] for a in tirion["status"]["addresses"]} == {"InternalIP": "192.168.0.22", "Hostname": "tirion"}
+    assert {c["type"]: c["status"] for c in tirion["status"]["conditions"]}["Ready"] == "True"
+    # The controller-manager gave each node a pod range from the cluster's, as Talos's does.
+    assert tirion["spec"]["podCIDR"].startswith("10.244.")
+
+
+@pytest.mark.usefixtures("homelab_arda_nodes")
+def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    kube_talos.client.create(_pod("balrog", namespace, nodeSelector={"iluvatar/role": "balrog"}))
+    kube_talos.client.create(_pod("anywhere", namespace))
+    pods = {p["metadata"]["name"]: p for p in kube_talos.wait_for_pods_settled(namespace)}
+    assert pods["anywhere"]["spec"]["nodeName"] in ("gandalf", "saruman")  # a worker: the control planes are tainted
+    assert "nodeName" not in pods["balrog"]["spec"]
+    assert kube_talos.pending_reason(pods["balrog"]) == (
+        "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, "
+        "3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. "
+        "no new claims to deallocate, preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+    )
+    # kwok plays the kubelet: the scheduled pod runs, as far as the API can tell.
+    kube_talos.wait_for(
+        "pod anywhere Running", lambda: (kube_talos.client.get("v1", "Pod", "anywhere", namespace) or {}).get("status", {}).get("phase") == "Running"
+    )
+
+
+@pytest.mark.usefixtures("homelab_arda_nodes")
+def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # What the Talos upgrader's tests will do with these nodes: cordon, evict, uncordon, Ready again.
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    client = kube_talos.client
+    client.create(_pod("on-saruman", namespace, nodeSelector={"kubernetes.io/hostname": "saruman"}))
+    kube_talos.wait_for(
+        "pod on saruman Running", lambda: (client.get("v1", "Pod", "on-saruman", namespace) or {}).get("status", {}).get("phase") == "Running"
+    )
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "saruman"}}
+    try:
+        client.merge_patch(node, {"spec": {"unschedulable": True}})
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on-saruman", "namespace": namespace}}
+        client.checked("POST", f"/api/v1/namespaces/{namespace}/pods/on-saruman/eviction", eviction)
+        # kwok plays the kubelet's part of a deletion: the pod goes.
+        kube_talos.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
+        taints = [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
+        assert taints == ["node.kubernetes.io/unschedulable"]
+    finally:
+        client.merge_patch(node, {"spec": {"unschedulable": False}})
+    kube_talos.wait_for_nodes(["saruman"])
+
+
+# --- Starting and stopping ------------------------------------------------------------------------------
+
+
+def test_a_component_that_fails_to_start_is_named_with_its_log(tmp_path: Path) -> None:
+    broken = dataclasses.replace(TALOS, apiserver_args=(*TALOS.apiserver_args, "--no-such-flag"))
+    cluster = Cluster(broken, tmp_path, components=("etcd", "kube-apiserver"))
+    with pytest.raises(ControlPlaneError) as e:
+        cluster.start()
+    message = str(e.value)
+    assert message.startswith("kube-apiserver exited with status 1 before answering /readyz.\n--- ")
+    assert "Error: unknown flag: --no-such-flag" in message
+    assert cluster.processes == []  # etcd, which had started, was stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state not in ("Z", "X")
+
+
+def test_stopping_leaves_no_process(kube_fresh: Callable[..., Cluster]) -> None:
+    cluster = kube_fresh(K3S, components=("etcd", "kube-apiserver"))
+    pids = [p.popen.pid for p in cluster.processes]
+    assert [p.name for p in cluster.processes] == ["etcd", "kube-apiserver"] and all(map(_alive, pids))
+    cluster.stop()
+    assert not any(map(_alive, pids))
+
+
+def test_a_killed_test_process_takes_its_control_plane_with_it(tmp_path: Path) -> None:
+    # What Ctrl-C twice or a CI timeout does: the process that started the components dies at once.
+    script = (
+        "import sys; from pathlib import Path; from tools.kube_cluster import Cluster, TALOS\n"
+        "c = Cluster(TALOS, Path(sys.argv[1]), components=('etcd', 'kube-apiserver')).start()\n"
+        "print(*[p.popen.pid for p in c.processes], flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    assert parent.stdout is not None
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 2 and all(map(_alive, pids))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, pids)), "a component outlived the process that started it"

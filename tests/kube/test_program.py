@@ -1,0 +1,160 @@
+"""The program's Kubernetes objects on real control planes: admitted in the engine's order, unchanged
+by a second `up`, and every workload's pods admitted and scheduled where the inventory means them.
+
+For each stack (and a sample of random ones): the real program under Pulumi's mocks
+(`iluvatar.simulate`), a Talos control plane for Arda and a k3s one for the Ainur with the
+inventory's machines as kwok nodes, every object written as its writer writes it
+(`tools.kube_program.Walker`: pulumi-kubernetes, Helm, a helm.v4 Chart, Argo CD's sync), then the
+second `up`, then the pods. Any refusal names the cluster, the object, its writer and the API
+server's words.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from plans import storage
+from stacks.load import StackFile, read_stack_file
+from tests.edit import HOMELAB, RK1
+from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
+from tests.strategies import raw_stacks
+from tools.kube_cluster import describe
+from tools.kube_inventory import CONTROL_PLANE
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture(scope="module", params=[HOMELAB, RK1], ids=["homelab", "rk1"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    with deployed(read_stack_file(request.param), tmp_path_factory.mktemp(request.param.stem)) as result:
+        yield result
+
+
+def test_every_object_is_admitted_in_the_engines_order(deployment: Deployed) -> None:
+    report = deployment.report
+    assert report.refusals == [], "refused:\n" + "\n".join(report.refusals)
+    # Only other providers' resources are skipped (Talos, commands, Cloudflare, TLS, random); no Kubernetes kind is.
+    assert not [t for t in report.skipped if t.startswith("kubernetes:")]
+    assert {w.cluster for w in report.written} == set(deployment.clusters)
+    # No field of ours the API server does not know (it drops one and only warns: a typo would vanish).
+    unknown = [f"{w.cluster}: {describe(w.obj)}: {m}" for w in report.written if w.writer == "pulumi" for m in w.warnings if "unknown field" in m]
+    assert unknown == [], "\n".join(unknown)
+
+
+def test_what_stood_in_and_what_was_removed_is_exactly_what_cannot_run_here(deployment: Deployed) -> None:
+    report = deployment.report
+    cilium = "arda: cilium's operator: 22 objects it creates at start-up, from its module at 1.18.4"
+    webhooks = [
+        "arda: MutatingWebhookConfiguration envoy-gateway-topology-injector.envoy-gateway-system (edge-gateways-envoy-gateway) admitted, then removed: "
+        "no pod serves envoy-gateway-system/envoy-gateway here",
+        "arda: MutatingWebhookConfiguration cert-manager-webhook (edge-certificates-cert-manager) admitted, then removed: no pod serves cert-manager/cert-manager-webhook here",
+        "arda: ValidatingWebhookConfiguration cert-manager-webhook (edge-certificates-cert-manager) admitted, then removed: no pod serves cert-manager/cert-manager-webhook here",
+        "arda: ValidatingWebhookConfiguration trust-manager (edge-certificates-trust-manager) admitted, then removed: no pod serves cert-manager/trust-manager here",
+    ]
+    rook = "arda: Application rook-ceph: its subchart ceph-csi-operator (no Go module serves it)"
+    assert report.stand_ins == [cilium]
+    assert report.removed == webhooks
+    if deployment.stack.ainur is not None:  # homelab: Longhorn on the Pis' disks
+        assert report.not_rendered == [
+            rook,
+            "ainur: Application longhorn (longhorn 1.10.1): Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
+        ]
+    else:
+        assert report.not_rendered == [rook]
+
+
+def test_a_second_up_changes_nothing(deployment: Deployed) -> None:
+    changes = deployment.walker.reapply()
+    assert deployment.report.refusals == [], "refused on the second up:\n" + "\n".join(deployment.report.refusals)
+    assert changes == [], "changed by the second up:\n" + "\n".join(changes)
+
+
+def test_every_workload_pod_is_admitted_and_scheduled(deployment: Deployed) -> None:
+    found = problems(deployment)
+    assert found == [], "\n".join(found)
+
+
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
+    return spec
+
+
+def _tolerates_control_planes(obj: dict[str, Any]) -> bool:
+    return any(
+        t.get("key") in (None, CONTROL_PLANE) and t.get("operator") == "Exists" and t.get("effect") in (None, "NoSchedule")
+        for t in _pod_spec(obj).get("tolerations") or []
+    )
+
+
+# What may run on Arda's control planes when they are tainted: what tolerates the taint, no more.
+MAY_RUN_ON_CONTROL_PLANES = [
+    "DaemonSet kube-system/cilium",
+    "DaemonSet kube-system/cilium-envoy",
+    "Deployment kube-system/cilium-operator",
+    "Deployment local-path-storage/local-path-provisioner",
+]
+
+
+def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -> None:
+    stack = deployment.stack
+    arda_nodes = deployment.nodes("arda")
+    # Cilium's agent and its Envoy on every Arda machine, control planes included.
+    for name in ("DaemonSet kube-system/cilium", "DaemonSet kube-system/cilium-envoy"):
+        assert deployment.workload("arda", name).nodes == arda_nodes, name
+    # Off the control planes, unless they take workloads or the workload tolerates their taint: exactly these do.
+    tolerating = sorted(w.name for w in deployment.workloads("arda") if _tolerates_control_planes(w.obj))
+    assert tolerating == MAY_RUN_ON_CONTROL_PLANES
+    if not stack.arda.allow_scheduling_on_control_planes:
+        control_planes = set(deployment.nodes("arda", iluvatar__role="valinor"))
+        assert {w.name for w in deployment.workloads("arda") if set(w.nodes) & control_planes} <= set(tolerating)
+    if stack.ainur is not None:
+        pis = deployment.nodes("ainur")
+        for name in ("DaemonSet netboot/netboot-cache", "DaemonSet kube-system/kube-vip-services"):
+            assert deployment.workload("ainur", name).nodes == pis, name
+        # The netboot pod on a maiar: a valar's death then leaves DHCP running.
+        [node] = deployment.workload("ainur", "Deployment netboot/netboot").nodes
+        assert node in deployment.nodes("ainur", iluvatar__role="maiar")
+        # kube-vip's static pod on each valar, as each valar's kubelet registers it.
+        static = [w for w in deployment.workloads("ainur") if w.source == STATIC_SOURCE]
+        assert sorted(n for w in static for n in w.nodes) == sorted(n.name for n in stack.by_role("valar"))
+        # The Git mirror on a Pi, its claim bound (by a stand-in volume: no provisioner runs here).
+        assert deployment.workload("ainur", "Deployment netboot/git-mirror").nodes[0] in pis
+        # Longhorn's label on exactly the Pis with a data disk, from the program's NodePatch.
+        labelled = deployment.nodes("ainur", **{storage.LONGHORN_DISK_LABEL.replace("/", "__"): "true"})
+        assert labelled == sorted(storage.longhorn_node_labels(stack))
+
+
+def _random_stack(ainur: bool) -> dict[str, Any]:
+    """One random valid stack, with or without the Ainur (the last of a few draws: the first are Hypothesis's simplest)."""
+    drawn: list[dict[str, Any]] = []
+
+    @settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(raw_stacks(ainur=ainur))
+    def draw(raw: dict[str, Any]) -> None:
+        drawn.append(raw)
+
+    draw()
+    return drawn[-1]
+
+
+@pytest.mark.parametrize("ainur", [True, False], ids=["with-ainur", "arda-only"])
+def test_a_random_stack_is_admitted_and_scheduled(ainur: bool, tmp_path: Path) -> None:
+    raw = _random_stack(ainur)
+    stack_file = StackFile(Path("Pulumi.random.yaml"), {"pulumi:disable-default-providers": ["*"], **raw}, frozenset())
+    with deployed(stack_file, tmp_path) as deployment:
+        stack = json.dumps(raw, indent=1)
+        assert deployment.report.refusals == [], "\n".join([*deployment.report.refusals, stack])
+        assert deployment.walker.reapply() == [], stack
+        assert problems(deployment) == [], "\n".join([*problems(deployment), stack])
+        assert deployment.workload("arda", "DaemonSet kube-system/cilium").nodes == deployment.nodes("arda"), stack
+        if deployment.stack.ainur is not None:
+            [node] = deployment.workload("ainur", "Deployment netboot/netboot").nodes
+            maiar = deployment.nodes("ainur", iluvatar__role="maiar")
+            assert node in (maiar or deployment.nodes("ainur")), stack
+            assert deployment.workload("ainur", "DaemonSet netboot/netboot-cache").nodes == deployment.nodes("ainur"), stack

@@ -1,0 +1,148 @@
+"""The control plane's pure parts, without starting one: which build stands for which version, the
+nodes from the inventory, and pulumi-kubernetes's field-manager rules (tests/kube/ runs them for real)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from plans import netboot, storage
+from stacks import load_stack_file
+from stacks.load import read_stack_file
+from tests.edit import HOMELAB, RK1
+from tools import kube_cluster, kube_inventory
+from tools.kube_cluster import BUILDS, ControlPlaneError, ProviderOptions, build_for, field_manager, normalized, take_over
+
+
+def test_every_kubernetes_version_the_stacks_use_has_a_control_plane() -> None:
+    versions = set()
+    for path in (HOMELAB, RK1):
+        stack = load_stack_file(path)
+        versions.add(stack.arda.kubernetes_version)
+        if stack.ainur is not None:
+            versions.add(stack.ainur.k3s_version)
+    assert sorted(versions) == ["v1.33.6+k3s1", "v1.34.1"]
+    assert {v: build_for(v) for v in versions} == {
+        "v1.34.1": ("kube-control-plane", "v1.34.1"),
+        "v1.33.6+k3s1": ("kube-control-plane-1.33", "v1.33.4"),
+    }
+    assert kube_cluster.TALOS.tool == "kube-control-plane" and kube_cluster.K3S.tool == "kube-control-plane-1.33"
+
+
+def test_a_minor_with_no_build_says_what_to_add() -> None:
+    with pytest.raises(ControlPlaneError) as e:
+        build_for("v1.35.0")
+    assert str(e.value) == (
+        "no control plane is built for Kubernetes v1.35.0 (minor 1.35; built: 1.33, 1.34): "
+        "add a tools/kube-control-plane-<minor>/ module and its entry in tools.kube_cluster.BUILDS"
+    )
+
+
+def test_each_build_is_a_registered_go_tool_with_the_version_it_names() -> None:
+    from tools import gotools
+
+    for tool, version in BUILDS.values():
+        assert tool in gotools.TOOLS
+        gomod = (gotools.TOOLS_DIR / gotools.TOOLS[tool].folder / gotools.TOOLS[tool].modfile).read_text()
+        assert re.search(rf"^\tk8s\.io/kubernetes {re.escape(version)}$", gomod, re.M), tool
+        staging = re.findall(r"^\t(k8s\.io/\S+) => (k8s\.io/\S+) (v\S+)$", gomod, re.M)
+        # Every staging module pinned to the same release's published version.
+        assert staging and all(a == b and v == "v0" + version[2:] for a, b, v in staging), tool
+
+
+def test_homelab_nodes_are_labelled_as_talos_and_k3s_register_them() -> None:
+    stack = load_stack_file(HOMELAB)
+    arda = {n["metadata"]["name"]: n for n in kube_inventory.nodes(stack, "arda")}
+    assert list(arda) == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    assert arda["tirion"]["metadata"] == {
+        "name": "tirion",
+        "labels": {
+            "beta.kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "iluvatar/board": "generic-x86",
+            "iluvatar/role": "valinor",
+            "iluvatar/storage": "true",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": "tirion",
+            "kubernetes.io/os": "linux",
+            "node-role.kubernetes.io/control-plane": "",
+            "node.kubernetes.io/exclude-from-external-load-balancers": "",
+        },
+        "annotations": {"iluvatar/data-disks": "/dev/nvme0n1"},
+    }
+    assert arda["tirion"]["spec"] == {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}
+    assert arda["tirion"]["status"]["addresses"] == [{"type": "InternalIP", "address": "192.168.0.22"}, {"type": "Hostname", "address": "tirion"}]
+    assert arda["tirion"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.1"
+    assert arda["gandalf"]["metadata"]["labels"]["iluvatar/role"] == "istari"
+    assert "iluvatar/storage" not in arda["gandalf"]["metadata"]["labels"]
+    assert arda["gandalf"]["spec"] == {} and arda["gandalf"]["metadata"]["annotations"] == {}
+    ainur = {n["metadata"]["name"]: n for n in kube_inventory.nodes(stack, "ainur")}
+    assert list(ainur) == ["manwe", "eonwe", "ilmare"]
+    assert ainur["manwe"]["metadata"]["labels"] == {
+        "beta.kubernetes.io/arch": "arm64",
+        "beta.kubernetes.io/instance-type": "k3s",
+        "beta.kubernetes.io/os": "linux",
+        "iluvatar/role": "valar",
+        "kubernetes.io/arch": "arm64",
+        "kubernetes.io/hostname": "manwe",
+        "kubernetes.io/os": "linux",
+        "node-role.kubernetes.io/control-plane": "true",
+        "node-role.kubernetes.io/etcd": "true",
+        "node-role.kubernetes.io/master": "true",
+        "node.kubernetes.io/instance-type": "k3s",
+    }
+    assert ainur["eonwe"]["metadata"]["labels"]["iluvatar/role"] == "maiar"
+    assert "node-role.kubernetes.io/control-plane" not in ainur["eonwe"]["metadata"]["labels"]
+    # k3s servers take workloads: no taint on any Pi. Longhorn's label comes from the program's NodePatch, not here.
+    assert all(n["spec"] == {} for n in ainur.values())
+    assert ainur["manwe"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.6+k3s1"
+
+
+def test_rk1_control_planes_take_workloads() -> None:
+    stack = load_stack_file(RK1)
+    arda = kube_inventory.nodes(stack, "arda")
+    assert stack.arda.allow_scheduling_on_control_planes
+    assert [n["spec"] for n in arda] == [{}] * len(arda)
+    assert kube_inventory.nodes(stack, "ainur") == []
+
+
+def test_field_managers_are_the_providers_form() -> None:
+    # resource.NewUniqueName(seed, "pulumi-kubernetes-", 0, 0, nil): the prefix and 8 hex digits.
+    assert re.fullmatch(r"pulumi-kubernetes-[0-9a-f]{8}", field_manager("urn:pulumi:homelab::iluvatar::x"))
+    assert field_manager("a") == field_manager("a") != field_manager("b")
+    assert ProviderOptions.from_inputs({"upsertExistingObjects": "true"}) == ProviderOptions(upsert_existing_objects=True)
+    assert ProviderOptions.from_inputs({}) == ProviderOptions(server_side_apply=True, upsert_existing_objects=False, enable_patch_force=False)
+
+
+def test_a_secrets_string_data_is_sent_as_data() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "uid": "x"}, "data": {"a": "YQ=="}, "stringData": {"b": "b"}}
+    assert normalized(secret) == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "YQ==", "b": "Yg=="}}
+
+
+def test_the_client_side_manager_is_taken_over_as_the_provider_does() -> None:
+    entries = [
+        {"manager": "pulumi-kubernetes", "operation": "Update", "apiVersion": "v1", "fieldsV1": {"f:data": {"f:a": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "fieldsV1": {"f:metadata": {}}},
+        {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "fieldsV1": {"f:data": {"f:b": {}}}},
+        {"manager": "pulumi-kubernetes", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
+    ]
+    assert take_over(entries, "pulumi-kubernetes-12345678") == [
+        entries[1],
+        entries[3],
+        {"manager": "pulumi-kubernetes-12345678", "operation": "Apply", "apiVersion": "v1", "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}}},
+    ]
+    assert take_over(entries[1:2], "pulumi-kubernetes-12345678") is None
+
+
+def test_no_other_workload_of_ours_calls_the_api() -> None:
+    """The netboot pod's lease scripts are the program's only in-cluster API client (tests/netns proves
+    their Role); the Git mirror runs git, the retire Job runs ceph: neither reads a token or the API."""
+    stack = read_stack_file(HOMELAB).parse()
+    mirror = [c for d in netboot.git_mirror_manifests(stack) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+    retire = storage.retire_job(stack.arda_nodes[0].model_copy(update={"retire": True}))
+    scripts: list[Any] = [c.get("command") for c in mirror] + [c.get("command") for c in retire["spec"]["template"]["spec"]["containers"]]
+    text = repr(scripts)
+    assert scripts and not any(word in text for word in ("KUBERNETES_SERVICE", "serviceaccount", "kubectl", "/api/v1"))
+    assert "KUBERNETES_SERVICE_HOST" in netboot.restore_leases_script() and "KUBERNETES_SERVICE_HOST" in netboot.save_leases_script()

@@ -1,0 +1,1047 @@
+"""A real Kubernetes control plane for the tests: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (which plays the kubelet of every node), on loopback with throwaway certificates.
+
+Everything is the upstream program, built from pinned Go modules like the other checkers
+(`tools/kube-control-plane/`: Kubernetes 1.34.1 and etcd 3.6.5; `tools/kube-control-plane-1.33/`:
+the Ainur's Kubernetes 1.33 and kwok v0.7.0, which builds only against 0.33; each cluster runs etcd
+from the first and kwok from the second), and configured as the cluster it stands for configures it:
+
+- `TALOS` (Arda): the kube-apiserver, controller-manager and scheduler flags Talos v1.12.4 writes
+  (`internal/app/machined/pkg/controllers/k8s/control_plane_static_pod.go`): NodeRestriction on top
+  of the default admission plugins, Node and RBAC authorization, no anonymous requests, and the
+  PodSecurity admission configuration Talos generates (`pkg/machinery/config/generate/init.go`:
+  enforce `baseline`, audit and warn `restricted`, `kube-system` exempt);
+- `K3S` (the Ainur): k3s's own flags (`pkg/daemons/control/server.go`): the same plugins and
+  authorization, and no PodSecurity configuration, so every namespace is `privileged` unless labelled.
+
+    with Cluster(TALOS, tmp_path).start() as cluster:
+        cluster.client.get("v1", "Namespace", "default")
+        cluster.kubeconfig            # an admin kubeconfig for anything else
+
+Nothing else runs: no kubelet, no container, no CNI, no operator. `kwok` marks nodes Ready and
+pods Running (Job pods Succeeded) as soon as they are scheduled. Processes run in their own
+session (Ctrl-C reaches pytest, which stops them in order) and die with the test process if it is
+killed (`setpriv --pdeathsig`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import builtins
+import contextlib
+import copy
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools import gotools
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from). The Go module proxy
+# serves every module of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules
+# (403), so the Ainur's minor is built from v1.33.4, its newest patch the proxy serves whole.
+BUILDS: dict[str, tuple[str, str]] = {
+    "1.34": ("kube-control-plane", "v1.34.1"),
+    "1.33": ("kube-control-plane-1.33", "v1.33.4"),
+}
+# Built once, for both clusters: etcd 3.6.5 into the 1.34 binary (it serves both API servers), and
+# kwok v0.7.0 into the 1.33 one (it does not compile against 0.34; a client within both servers' skew).
+SHARED = {"etcd": "kube-control-plane", "kwok": "kube-control-plane-1.33"}
+
+# Talos v1.12.4's PodSecurity defaults (pkg/machinery/config/generate/init.go), written by Talos as
+# the AdmissionConfiguration kube-apiserver reads (render_config_static_pods.go).
+TALOS_POD_SECURITY: dict[str, Any] = {
+    "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
+    "kind": "PodSecurityConfiguration",
+    "defaults": {
+        "enforce": "baseline",
+        "enforce-version": "latest",
+        "audit": "restricted",
+        "audit-version": "latest",
+        "warn": "restricted",
+        "warn-version": "latest",
+    },
+    "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]},
+}
+# What the audit log records when a test asks for one (Talos's own default policy: every request's metadata).
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}
+
+
+class ControlPlaneError(Exception):
+    """A component did not start or stopped: the message names it, says why, and ends with its log."""
+
+
+class ApiError(Exception):
+    """The API server refused a request: its HTTP status, reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str, what: str = "") -> None:
+        self.status, self.reason, self.message, self.what = status, reason, message, what
+        super().__init__(f"{what + ': ' if what else ''}HTTP {status} {reason}: {message}")
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """How one kind of cluster runs its control plane: the flags its distribution passes."""
+
+    name: str
+    cluster: str  # which of the program's clusters it stands for
+    minor: str
+    service_cidr: str
+    pod_cidr: str
+    pod_security: Mapping[str, Any] | None  # the PodSecurity plugin's configuration; None: the plugin's defaults
+    apiserver_args: tuple[str, ...]
+    controller_manager_args: tuple[str, ...]
+    scheduler_args: tuple[str, ...] = ()
+    # What the node objects say about the machine (kwok keeps what the node was created with).
+    os_image: str = ""
+
+    @property
+    def tool(self) -> str:
+        return BUILDS[self.minor][0]
+
+    @property
+    def kubernetes_version(self) -> str:
+        return BUILDS[self.minor][1]
+
+
+TALOS = Flavor(
+    name="talos",
+    cluster="arda",
+    minor="1.34",
+    # Talos's defaults (constants.DefaultIPv4ServiceNet, DefaultIPv4PodNet).
+    service_cidr="10.96.0.0/12",
+    pod_cidr="10.244.0.0/16",
+    pod_security=TALOS_POD_SECURITY,
+    apiserver_args=(
+        "--allow-privileged=true",
+        "--anonymous-auth=false",
+        "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true",
+        # Talos writes an authorization-config file with the Node and RBAC authorizers: the same chain.
+        "--authorization-mode=Node,RBAC",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        "--profiling=false",
+    ),
+    controller_manager_args=(
+        "--use-service-account-credentials",
+        "--controllers=*,tokencleaner",
+        "--configure-cloud-routes=false",
+        "--allocate-node-cidrs=true",
+        "--profiling=false",
+    ),
+    scheduler_args=("--profiling=false",),
+    os_image="Talos (v1.12.4)",
+)
+K3S = Flavor(
+    name="k3s",
+    cluster="ainur",
+    minor="1.33",
+    # k3s's defaults (--service-cidr, --cluster-cidr).
+    service_cidr="10.43.0.0/16",
+    pod_cidr="10.42.0.0/16",
+    pod_security=None,
+    apiserver_args=(
+        "--allow-privileged=true",
+        "--anonymous-auth=false",
+        "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true",
+        "--authorization-mode=Node,RBAC",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        "--profiling=false",
+    ),
+    # k3s runs its own cloud controller, so the controller-manager leaves out the cloud controllers.
+    controller_manager_args=(
+        "--use-service-account-credentials=true",
+        "--controllers=*,tokencleaner,-service,-route,-cloud-node-lifecycle",
+        "--configure-cloud-routes=false",
+        "--allocate-node-cidrs=true",
+        "--profiling=false",
+    ),
+    scheduler_args=("--profiling=false",),
+    os_image="Ubuntu 24.04 LTS",
+)
+FLAVORS = {f.name: f for f in (TALOS, K3S)}
+
+
+def flavor_for(cluster: str) -> Flavor:
+    """The flavor that stands for the program's cluster `arda` or `ainur`."""
+    found = [f for f in FLAVORS.values() if f.cluster == cluster]
+    if not found:
+        raise KeyError(f"no control-plane flavor stands for cluster {cluster!r}")
+    return found[0]
+
+
+def build_for(kubernetes_version: str) -> tuple[str, str]:
+    """The Go tool and Kubernetes version that stand for `kubernetes_version` (v1.34.1, v1.33.6+k3s1)."""
+    minor = ".".join(kubernetes_version.removeprefix("v").split("+")[0].split(".")[:2])
+    if minor not in BUILDS:
+        raise ControlPlaneError(
+            f"no control plane is built for Kubernetes {kubernetes_version} (minor {minor}; built: {', '.join(sorted(BUILDS))}): "
+            "add a tools/kube-control-plane-<minor>/ module and its entry in tools.kube_cluster.BUILDS"
+        )
+    return BUILDS[minor]
+
+
+# --- Certificates ----------------------------------------------------------------------------------------
+
+
+def _openssl(*args: str) -> None:
+    result = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)  # noqa: S603, S607 - a fixed tool
+    if result.returncode != 0:
+        raise ControlPlaneError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+_EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def _leaf(pki: Path, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
+    args = ["req", "-x509", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), *_EC, "-days", "2"]
+    args += ["-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.crt"), "-subj", subject]
+    args += ["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature", "-addext", f"extendedKeyUsage={usage}"]
+    if sans:
+        args += ["-addext", "subjectAltName=" + ",".join(sans)]
+    _openssl(*args)
+
+
+# Who each component is to the API server (the groups and names its bootstrap RBAC policy knows).
+IDENTITIES = {
+    "admin": "/O=system:masters/CN=iluvatar-test-admin",
+    "kube-controller-manager": "/CN=system:kube-controller-manager",
+    "kube-scheduler": "/CN=system:kube-scheduler",
+    # kwok writes node and pod status for every node, which only an admin may.
+    "kwok": "/O=system:masters/CN=kwok",
+}
+
+
+def make_pki(pki: Path, addresses: Sequence[str], service_ip: str) -> None:
+    """A throwaway CA, the API server's serving certificate, each component's client certificate and the service-account keys."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", *_EC, "-days", "2", "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=iluvatar-test-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")  # fmt: skip
+    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    sans = [*(f"DNS:{n}" for n in names), *(f"IP:{a}" for a in dict.fromkeys(["127.0.0.1", *addresses, service_ip]))]
+    _leaf(pki, "apiserver", "/CN=kube-apiserver", "serverAuth", sans)
+    for name, subject in IDENTITIES.items():
+        _leaf(pki, name, subject, "clientAuth")
+    _openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", str(pki / "sa.key"))
+    _openssl("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+
+def kubeconfig(server: str, ca: Path, cert: Path, key: Path, name: str = "iluvatar-test") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": name, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+# --- The HTTPS client ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: its plural and whether it is namespaced."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind namespace/name` (or `Kind name`), as messages name an object."""
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+class KubeClient:
+    """Plain HTTPS to the API server, as any client speaks it: one kept-alive connection, JSON bodies.
+
+    Kinds are found by discovery (`/api`, `/apis/<group>/<version>`), re-read when a kind is not
+    found (a CRD just established), as client-go's deferred discovery does.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        ca: Path,
+        cert: Path | None = None,
+        key: Path | None = None,
+        token: str | None = None,
+        discovered: dict[str, dict[str, Resource]] | None = None,
+    ) -> None:
+        url = urllib.parse.urlsplit(server)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 443
+        self.context = ssl.create_default_context(cafile=str(ca))
+        if cert is not None:
+            self.context.load_cert_chain(str(cert), str(key) if key else None)
+        self.token = token
+        self._connection: http.client.HTTPSConnection | None = None
+        # Shared by the clients of one cluster (one per thread): what discovery found.
+        self._discovered: dict[str, dict[str, Resource]] = {} if discovered is None else discovered
+        self.warnings: list[str] = []  # the Warning headers of the last answer (unknown fields, Pod Security's `warn`)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, query: Mapping[str, str] | None = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        """One request: the status and the decoded JSON answer (text when it is not JSON)."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=60)
+            try:
+                self._connection.request(method, path, body=data, headers=headers)
+                response = self._connection.getresponse()
+                raw = response.read()
+                self.warnings = [_warning_text(w) for w in response.headers.get_all("Warning") or []]
+                break
+            except (http.client.HTTPException, OSError):
+                # A kept-alive connection the server closed: once more on a new one.
+                self.close()
+                if attempt == 2:
+                    raise
+        text = raw.decode(errors="replace")
+        try:
+            return response.status, json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return response.status, text
+
+    def checked(self, method: str, path: str, body: Any = None, *, what: str = "", **kwargs: Any) -> Any:
+        status, answer = self.request(method, path, body, **kwargs)
+        if status >= 400:
+            raise api_error(status, answer, what or f"{method} {path}")
+        return answer
+
+    # --- discovery ------------------------------------------------------------------------------
+
+    def _group_version(self, api_version: str) -> dict[str, Resource]:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        status, answer = self.request("GET", path)
+        if status == 404:
+            return {}
+        if status >= 400:
+            raise api_error(status, answer, f"discovery of {api_version}")
+        return {
+            r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r["namespaced"])) for r in answer.get("resources", []) if "/" not in r["name"]
+        }
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """The kind's resource, or ApiError 404 `no matches for kind` as kubectl and client-go say it."""
+        if kind not in self._discovered.get(api_version, {}):
+            self._discovered[api_version] = self._group_version(api_version)
+        found = self._discovered[api_version].get(kind)
+        if found is None:
+            raise ApiError(404, "NoMatch", f'no matches for kind "{kind}" in version "{api_version}"', kind)
+        return found
+
+    def forget(self, api_version: str | None = None) -> None:
+        if api_version is None:
+            self._discovered.clear()
+        else:
+            self._discovered.pop(api_version, None)
+
+    def api_versions(self) -> list[str]:
+        """Every group/version the server serves (what Helm's `--api-versions` and `.Capabilities` see)."""
+        found = ["v1"]
+        for group in self.checked("GET", "/apis")["groups"]:
+            found += [v["groupVersion"] for v in group["versions"]]
+        return found
+
+    # --- objects -----------------------------------------------------------------------------------
+
+    def _where(self, obj: Mapping[str, Any]) -> tuple[Resource, str | None, str]:
+        meta = obj.get("metadata") or {}
+        resource = self.resource(str(obj["apiVersion"]), str(obj["kind"]))
+        namespace = (meta.get("namespace") or "default") if resource.namespaced else None
+        return resource, namespace, str(meta.get("name", ""))
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        resource = self.resource(api_version, kind)
+        status, answer = self.request("GET", resource.path(namespace, name))
+        if status == 404:
+            return None
+        if status >= 400:
+            raise api_error(status, answer, f"{kind} {namespace + '/' if namespace else ''}{name}")
+        found: dict[str, Any] = answer
+        return found
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **query: str) -> list[dict[str, Any]]:
+        resource = self.resource(api_version, kind)
+        answer = self.checked("GET", resource.path(namespace), query={k.replace("_", ""): v for k, v in query.items()} or None)
+        items: list[dict[str, Any]] = answer.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
+
+    def create(self, obj: Mapping[str, Any], *, field_manager: str | None = None, field_validation: str | None = None) -> dict[str, Any]:
+        resource, namespace, _ = self._where(obj)
+        query = {k: v for k, v in (("fieldManager", field_manager), ("fieldValidation", field_validation)) if v}
+        created: dict[str, Any] = self.checked("POST", resource.path(namespace), dict(obj), what=describe(obj), query=query or None)
+        return created
+
+    def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False, field_validation: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply (`application/apply-patch+yaml`; JSON is YAML)."""
+        resource, namespace, name = self._where(obj)
+        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        if field_validation:
+            query["fieldValidation"] = field_validation
+        if dry_run:
+            query["dryRun"] = "All"
+        applied: dict[str, Any] = self.checked(
+            "PATCH", resource.path(namespace, name), dict(obj), what=describe(obj), query=query, content_type="application/apply-patch+yaml"
+        )
+        return applied
+
+    def json_patch(self, obj: Mapping[str, Any], operations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        resource, namespace, name = self._where(obj)
+        patched: dict[str, Any] = self.checked(
+            "PATCH", resource.path(namespace, name), [dict(o) for o in operations], what=describe(obj), content_type="application/json-patch+json"
+        )
+        return patched
+
+    def merge_patch(self, obj: Mapping[str, Any], patch: Mapping[str, Any], subresource: str = "") -> dict[str, Any]:
+        resource, namespace, name = self._where(obj)
+        path = resource.path(namespace, name) + (f"/{subresource}" if subresource else "")
+        patched: dict[str, Any] = self.checked("PATCH", path, dict(patch), what=describe(obj), content_type="application/merge-patch+json")
+        return patched
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        resource, namespace, name = self._where(obj)
+        status, answer = self.request("DELETE", resource.path(namespace, name))
+        if status >= 400 and status != 404:
+            raise api_error(status, answer, describe(obj))
+
+    def events_for(self, obj: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
+        """The core events about an object, oldest first."""
+        meta = obj["metadata"]
+        selector = f"involvedObject.name={meta['name']},involvedObject.kind={obj.get('kind', 'Pod')}"
+        events = self.list("v1", "Event", meta.get("namespace"), field_selector=selector)
+        return sorted(events, key=lambda e: (e.get("lastTimestamp") or e.get("eventTime") or "", e["metadata"]["name"]))
+
+
+def _warning_text(header: str) -> str:
+    """A Warning header's text (`299 - "text"`, RFC 7234's quoted-string unescaped)."""
+    quoted = header.split(" ", 2)[-1]
+    if len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
+        quoted = re.sub(r"\\(.)", r"\1", quoted[1:-1])
+    return quoted
+
+
+def api_error(status: int, answer: Any, what: str) -> ApiError:
+    if isinstance(answer, dict):
+        return ApiError(status, str(answer.get("reason", "")), str(answer.get("message", "")), what)
+    return ApiError(status, "", str(answer)[:2000], what)
+
+
+# --- Processes -------------------------------------------------------------------------------------------
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+_LIVE: list[Cluster] = []
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Whatever a test left running stops with the interpreter."""
+    for cluster in list(_LIVE):
+        cluster.stop()
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+# What to wait for while a component starts: its process, what readiness means, and the probe.
+Check = tuple[Process, str, Callable[[], bool]]
+
+
+@dataclass
+class Cluster:
+    """One control plane: its own folder (certificates, etcd's data, logs), its own ports.
+
+    `address` is where the API server listens (and what its certificate names): loopback, or an
+    address a test owns (a veth into a network namespace); `components` leaves some out (etcd and
+    an API server alone are enough to check RBAC). `audit` writes the API server's audit log.
+    """
+
+    flavor: Flavor
+    root: Path
+    address: str = "127.0.0.1"
+    port: int = 0
+    components: tuple[str, ...] = COMPONENTS
+    audit: bool = False
+    # Whether start() waits until pods can be created (the controller-manager has made the
+    # `default` ServiceAccount, ~5 s after it answers); a caller that writes no pod at once need not.
+    ready_for_pods: bool = True
+    timeout: float = 120.0
+    processes: list[Process] = field(default_factory=list)
+    _clients: dict[int, KubeClient] = field(default_factory=dict)
+    _discovered: dict[str, dict[str, Resource]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pki = self.root / "pki"
+        if self.port == 0:
+            self.port = free_port(self.address)
+
+    @property
+    def server(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin's kubeconfig (system:masters)."""
+        return self.root / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.log"
+
+    @property
+    def client(self) -> KubeClient:
+        """The admin's client for the calling thread (a connection is not shared between threads)."""
+        thread = threading.get_ident()
+        if thread not in self._clients:
+            pki = self.pki
+            self._clients[thread] = KubeClient(self.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", discovered=self._discovered)
+        return self._clients[thread]
+
+    def client_for_token(self, token: str) -> KubeClient:
+        return KubeClient(self.server, self.pki / "ca.crt", token=token)
+
+    # --- start and stop -----------------------------------------------------------------------------
+
+    def _binary(self, component: str) -> Path:
+        tool = SHARED.get(component, self.flavor.tool)
+        try:
+            return gotools.build(tool)
+        except gotools.GoToolError as e:
+            raise ControlPlaneError(f"{component}: the Go tool {tool} could not be built: {e}") from None
+
+    def _spawn(self, component: str, args: Sequence[str]) -> Process:
+        log = self.root / f"{component}.log"
+        command = [str(self._binary(component)), component, *args]
+        # Its own session: Ctrl-C reaches pytest, which stops the components in order. And killed
+        # with the test process if that dies without stopping them.
+        command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)  # noqa: S603
+        process = Process(component, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _probe(self, url: str, expect: str = "ok") -> bool:
+        """An HTTP(S) GET of a component's health endpoint, true when it answers `expect`."""
+        parsed = urllib.parse.urlsplit(url)
+        connection: http.client.HTTPConnection
+        if parsed.scheme == "https":
+            connection = http.client.HTTPSConnection(parsed.hostname or "", parsed.port, context=ssl._create_unverified_context(), timeout=2)  # noqa: S323 - a component's self-signed health endpoint on loopback
+        else:
+            connection = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=2)
+        try:
+            connection.request("GET", parsed.path)
+            return expect in connection.getresponse().read().decode(errors="replace")
+        finally:
+            connection.close()
+
+    def _write_kubeconfig(self, name: str, server: str) -> Path:
+        path = self.root / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig(server, self.pki / "ca.crt", self.pki / f"{name}.crt", self.pki / f"{name}.key")))
+        return path
+
+    def start(self) -> Cluster:
+        """Start every component in order, each ready before the next; on any failure stop them all and raise."""
+        start_all([self])
+        return self
+
+    def _steps(self) -> Iterator[list[Check]]:
+        """Start the components a step at a time: each step spawns processes and yields what to wait for."""
+        flavor = self.flavor
+        service_ip = _first_host(flavor.service_cidr)
+        if not (self.pki / "sa.pub").exists():
+            make_pki(self.pki, [self.address], service_ip)
+        self._write_kubeconfig("admin", self.server)
+        etcd_port, peer_port = free_port(), free_port()
+        data = self.root / "etcd"
+        if "etcd" in self.components:
+            etcd = self._spawn(
+                "etcd",
+                [
+                    "--name=etcd",
+                    f"--data-dir={data}",
+                    f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                    f"--initial-cluster=etcd=http://127.0.0.1:{peer_port}",
+                    "--log-level=warn",
+                    # A test's data outlives nothing: no fsync (etcd's own test setting).
+                    "--unsafe-no-fsync",
+                ],
+            )
+            yield [(etcd, "answering /health", lambda: self._probe(f"http://127.0.0.1:{etcd_port}/health", '"health":"true"'))]
+        apiserver_args = [
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
+            f"--secure-port={self.port}",
+            f"--tls-cert-file={self.pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={self.pki / 'apiserver.key'}",
+            f"--client-ca-file={self.pki / 'ca.crt'}",
+            f"--service-account-issuer={self.server}",
+            f"--api-audiences={self.server}",
+            f"--service-account-key-file={self.pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={self.pki / 'sa.key'}",
+            f"--service-cluster-ip-range={flavor.service_cidr}",
+            f"--cert-dir={self.root / 'apiserver-certs'}",
+            *flavor.apiserver_args,
+        ]
+        if flavor.pod_security is not None:
+            admission = self.root / "admission-control-config.yaml"
+            admission.write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "apiserver.config.k8s.io/v1",
+                        "kind": "AdmissionConfiguration",
+                        "plugins": [{"name": "PodSecurity", "configuration": dict(flavor.pod_security)}],
+                    }
+                )
+            )
+            apiserver_args.append(f"--admission-control-config-file={admission}")
+        if self.audit:
+            policy = self.root / "audit-policy.yaml"
+            policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+            apiserver_args += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json"]
+        if "kube-apiserver" not in self.components:
+            return
+        apiserver = self._spawn("kube-apiserver", apiserver_args)
+        yield [(apiserver, "answering /readyz", self._ready)]
+        # The controller-manager, the scheduler and kwok need only the API server: all three at once.
+        waits: list[Check] = []
+        if "kube-controller-manager" in self.components:
+            kcm_port = free_port()
+            config = self._write_kubeconfig("kube-controller-manager", self.server)
+            kcm = self._spawn(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={config}",
+                    f"--authentication-kubeconfig={config}",
+                    f"--authorization-kubeconfig={config}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={kcm_port}",
+                    f"--cert-dir={self.root / 'kcm-certs'}",
+                    f"--cluster-cidr={flavor.pod_cidr}",
+                    f"--service-cluster-ip-range={flavor.service_cidr}",
+                    f"--cluster-signing-cert-file={self.pki / 'ca.crt'}",
+                    f"--cluster-signing-key-file={self.pki / 'ca.key'}",
+                    f"--root-ca-file={self.pki / 'ca.crt'}",
+                    f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                    "--leader-elect=true",
+                    *flavor.controller_manager_args,
+                ],
+            )
+            waits.append((kcm, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{kcm_port}/healthz")))
+        if "kube-scheduler" in self.components:
+            scheduler_port = free_port()
+            config = self._write_kubeconfig("kube-scheduler", self.server)
+            scheduler = self._spawn(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={config}",
+                    f"--authentication-kubeconfig={config}",
+                    f"--authorization-kubeconfig={config}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={scheduler_port}",
+                    f"--cert-dir={self.root / 'scheduler-certs'}",
+                    "--leader-elect=true",
+                    *flavor.scheduler_args,
+                ],
+            )
+            waits.append((scheduler, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{scheduler_port}/healthz")))
+        if "kwok" in self.components:
+            kwok_port = free_port()
+            config = self._write_kubeconfig("kwok", self.server)
+            kwok = self._spawn(
+                "kwok",
+                [
+                    f"--kubeconfig={config}",
+                    "--manage-all-nodes=true",
+                    # Node leases, as kubelets renew them; the node lifecycle controller watches them.
+                    "--node-lease-duration-seconds=40",
+                    f"--cidr={flavor.pod_cidr.split('/')[0].rsplit('.', 2)[0]}.0.1/16",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                ],
+            )
+            waits.append((kwok, "answering /healthz", lambda: self._probe(f"http://127.0.0.1:{kwok_port}/healthz")))
+        yield waits
+        if self.ready_for_pods and "kube-controller-manager" in self.components:
+            # Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
+            made = next(p for p in self.processes if p.name == "kube-controller-manager")
+            yield [(made, "creating the default ServiceAccount", lambda: self.client.get("v1", "ServiceAccount", "default", "default") is not None)]
+
+    def _ready(self) -> bool:
+        status, answer = self.client.request("GET", "/readyz")
+        return status == 200 and answer == "ok"
+
+    def stop(self) -> None:
+        """Stop every component, newest first (SIGTERM, then SIGKILL after 10 s); idempotent."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        for process in reversed(self.processes):
+            if process.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.popen.pid, signal.SIGTERM)
+                try:
+                    process.popen.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.popen.pid, signal.SIGKILL)
+                    process.popen.wait(timeout=10)
+        self.processes.clear()
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def check_running(self) -> None:
+        """Raise ControlPlaneError naming any component that has stopped since it started."""
+        for process in self.processes:
+            code = process.popen.poll()
+            if code is not None:
+                raise ControlPlaneError(f"{process.name} stopped with status {code}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}")
+
+    # --- helpers the tests share ---------------------------------------------------------------------
+
+    def token(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
+        """A bound token of the ServiceAccount (TokenRequest), as the kubelet mounts into a pod."""
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}}
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+        answer = self.client.checked("POST", path, request, what=f"a token for {namespace}/{service_account}")
+        return str(answer["status"]["token"])
+
+    def wait_for(self, what: str, condition: Any, timeout: float = 60.0, interval: float = 0.25) -> Any:
+        """Poll `condition()` until it returns something true, and return it; on timeout say what did not happen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = condition()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                self.check_running()
+                raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+            time.sleep(interval)
+
+    def wait_for_service_account(self, namespace: str, name: str = "default", timeout: float = 30.0) -> None:
+        """The controller-manager gives each namespace its `default` ServiceAccount soon after it is made; pods need it."""
+        self.wait_for(f"ServiceAccount {namespace}/{name}", lambda: self.client.get("v1", "ServiceAccount", name, namespace) is not None, timeout)
+
+    def create_nodes(self, nodes: Sequence[Mapping[str, Any]], timeout: float = 60.0, wait: bool = True) -> None:
+        """Create nodes (kwok plays their kubelets) and, unless `wait` is false, wait until every one is
+        Ready and the node lifecycle controller has lifted its not-ready taint."""
+        for node in nodes:
+            self.client.create(node)
+        if wait:
+            self.wait_for_nodes([str(n["metadata"]["name"]) for n in nodes], timeout)
+
+    def wait_for_nodes(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Wait until the named nodes are Ready and untainted by the node lifecycle controller."""
+        self.wait_for(f"nodes {', '.join(names)} Ready", lambda: all(node_ready(self.client.get("v1", "Node", n)) for n in names), timeout)
+
+    def pending_reason(self, pod: Mapping[str, Any]) -> str:
+        """Why a pod is not scheduled, in the scheduler's words (its last FailedScheduling event), or its condition."""
+        events = [e for e in self.client.events_for({"kind": "Pod", **pod}) if e.get("reason") == "FailedScheduling"]
+        if events:
+            return str(events[-1].get("message", ""))
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") != "True":
+                return f"{condition.get('reason')}: {condition.get('message')}"
+        return "not scheduled yet (no FailedScheduling event)"
+
+    def wait_for_pods_settled(self, namespace: str | None = None, timeout: float = 60.0, selector: str | None = None) -> list[dict[str, Any]]:
+        """Wait until every pod is scheduled or the scheduler has said why it cannot be; return the pods."""
+
+        def settled() -> list[dict[str, Any]] | None:
+            pods = self.client.list("v1", "Pod", namespace, **({"label_selector": selector} if selector else {}))
+            for pod in pods:
+                if pod["spec"].get("nodeName"):
+                    continue
+                conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+                if conditions.get("PodScheduled", {}).get("reason") != "Unschedulable":
+                    return None
+            return pods
+
+        pods: list[dict[str, Any]] = self.wait_for(f"pods in {namespace or 'every namespace'} scheduled or unschedulable", settled, timeout)
+        return pods
+
+
+def _wait_all(checks: Sequence[Check], timeout: float) -> None:
+    """Poll every check until each is ready; a component that exits, or is not ready in time, is a ControlPlaneError."""
+    deadline = time.monotonic() + timeout
+    pending = list(checks)
+    last: dict[int, str] = {}
+    while pending:
+        for check in list(pending):
+            process, what, ready = check
+            code = process.popen.poll()
+            if code is not None:
+                raise ControlPlaneError(
+                    f"{process.name} exited with status {code} before {what}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
+                )
+            try:
+                if ready():
+                    pending.remove(check)
+            except (OSError, http.client.HTTPException, ApiError, ValueError) as e:
+                last[id(check)] = str(e)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            process, what, _ = pending[0]
+            why = last.get(id(pending[0]), "")
+            raise ControlPlaneError(
+                f"{process.name} did not become ready ({what}) within {timeout:.0f} s"
+                f"{': ' + why if why else ''}.\n--- {process.log}, last 30 lines ---\n{_tail(process.log)}"
+            )
+        time.sleep(0.2)
+
+
+def start_all(clusters: Sequence[Cluster]) -> None:
+    """Start several control planes side by side: each step of every cluster (etcd; the API server;
+    the rest), then wait for all of them. On any failure every one is stopped and the error raised."""
+    for attempt in (1, 2):
+        _LIVE.extend(clusters)
+        try:
+            steps = [c._steps() for c in clusters]
+            while steps:
+                waits: list[Check] = []
+                for step in list(steps):
+                    try:
+                        waits += next(step)
+                    except StopIteration:
+                        steps.remove(step)
+                _wait_all(waits, max(c.timeout for c in clusters))
+            return
+        except ControlPlaneError as e:
+            for cluster in clusters:
+                cluster.stop()
+            # A free port another process took between our look and the component's bind: once more, on others.
+            if attempt == 2 or "address already in use" not in str(e):
+                raise
+            for cluster in clusters:
+                shutil.rmtree(cluster.root / "etcd", ignore_errors=True)
+        except BaseException:
+            for cluster in clusters:
+                cluster.stop()
+            raise
+
+
+def node_ready(node: Mapping[str, Any] | None) -> bool:
+    if node is None:
+        return False
+    conditions = {c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []}
+    taints = {t["key"] for t in (node.get("spec") or {}).get("taints") or []}
+    return conditions.get("Ready") == "True" and not taints & {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+
+
+def _first_host(cidr: str) -> str:
+    import ipaddress
+
+    return str(next(ipaddress.ip_network(cidr).hosts()))
+
+
+# --- Applying as pulumi-kubernetes does -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderOptions:
+    """The pulumi-kubernetes Provider settings that change how it writes objects (its inputs, camelCase)."""
+
+    server_side_apply: bool = True  # enableServerSideApply: on by default since v4
+    upsert_existing_objects: bool = False  # upsertExistingObjects
+    enable_patch_force: bool = False  # enablePatchForce
+
+    @classmethod
+    def from_inputs(cls, inputs: Mapping[str, Any]) -> ProviderOptions:
+        def flag(key: str, default: bool) -> bool:
+            value = inputs.get(key)
+            return default if value is None else str(value).lower() == "true"
+
+        return cls(
+            server_side_apply=flag("enableServerSideApply", True),
+            upsert_existing_objects=flag("upsertExistingObjects", False),
+            enable_patch_force=flag("enablePatchForce", False),
+        )
+
+
+CSA_MANAGER = "pulumi-kubernetes"
+# The field managers pulumi-kubernetes takes ownership from before an update (await.fixCSAFieldManagers).
+TAKEN_OVER = (("kubectl", "Apply"), ("kubectl", "Update"), ("before-first-apply", "Update"),
+              ("pulumi-kubernetes", "Update"), ("pulumi-kubernetes.exe", "Update"), ("pulumi-resource-kubernetes", "Update"))  # fmt: skip
+
+
+def field_manager(seed: str) -> str:
+    """The provider's SSA field manager for one resource: `pulumi-kubernetes-` and 8 hex digits
+    (resource.NewUniqueName from the resource's random seed; here a hash of its URN, so stable)."""
+    return "pulumi-kubernetes-" + hashlib.sha256(seed.encode()).hexdigest()[:8]
+
+
+def is_patch_kind(kind: str) -> bool:
+    """pulumi-kubernetes's `<Kind>Patch` resources (kinds.IsPatchResource): they patch an object someone else made."""
+    return kind.endswith("Patch") and len(kind) > len("Patch")
+
+
+def normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the provider's Check sends (normalizeInputs): a Secret's stringData folded into base64 data, read-only metadata dropped."""
+    out = copy.deepcopy(dict(obj))
+    if out.get("kind") == "Secret" and out.get("apiVersion") == "v1" and out.get("stringData"):
+        data = dict(out.get("data") or {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in out.pop("stringData").items()})
+        out["data"] = data
+    for key in ("creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp", "generation", "managedFields", "resourceVersion", "uid"):
+        (out.get("metadata") or {}).pop(key, None)
+    return out
+
+
+def pulumi_create(client: KubeClient, obj: Mapping[str, Any], manager: str, options: ProviderOptions = ProviderOptions()) -> dict[str, Any]:
+    """await.Creation: server-side apply only for an upsert provider or a Patch resource; otherwise a
+    create (POST) with the client-side manager `pulumi-kubernetes`, which the first update takes over."""
+    body = normalized(obj)
+    kind = str(body["kind"])
+    if is_patch_kind(kind):
+        body["kind"] = kind.removesuffix("Patch")
+    if options.server_side_apply and (options.upsert_existing_objects or is_patch_kind(kind)):
+        force = _force(body, options)
+        return client.apply(body, field_manager=manager, force=force, field_validation="Warn")
+    return client.create(body, field_manager=CSA_MANAGER)
+
+
+def _force(obj: Mapping[str, Any], options: ProviderOptions) -> bool:
+    # await.patchForce, outside a preview: the `pulumi.com/patchForce` annotation or enablePatchForce.
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get("pulumi.com/patchForce", "")).lower() == "true" or options.enable_patch_force
+
+
+def pulumi_update(
+    client: KubeClient, obj: Mapping[str, Any], manager: str, options: ProviderOptions = ProviderOptions()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """await.ssaUpdate: take over the client-side managers' fields (fixCSAFieldManagers), then apply.
+
+    Returns (the live object before the update, the object the apply returned), so a caller can
+    tell what the update changed.
+    """
+    body = normalized(obj)
+    kind = str(body["kind"])
+    if is_patch_kind(kind):
+        body["kind"] = kind.removesuffix("Patch")
+    live = client.get(str(body["apiVersion"]), str(body["kind"]), str(body["metadata"]["name"]), (body.get("metadata") or {}).get("namespace"))
+    if live is None:
+        raise ApiError(404, "NotFound", "the object to update is gone", describe(body))
+    current = live
+    if not is_patch_kind(kind):
+        replaced = take_over((live.get("metadata") or {}).get("managedFields") or [], manager)
+        if replaced is not None:
+            current = client.json_patch(body, [{"op": "replace", "path": "/metadata/managedFields", "value": replaced}])
+    force = _force(body, options) or not (current.get("metadata") or {}).get("managedFields")
+    return live, client.apply(body, field_manager=manager, force=force)
+
+
+def take_over(entries: Sequence[Mapping[str, Any]], manager: str) -> list[dict[str, Any]] | None:
+    """fluxcd/pkg/ssa's PatchReplaceFieldsManagers: the managed-fields list with every taken-over
+    entry renamed to (merged into) `manager`'s Apply entry; None when there is nothing to take over."""
+    previous = next((dict(e) for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"), None)
+    kept: list[dict[str, Any]] = []
+    edited = False
+    for entry in entries:
+        if previous is not None and entry.get("manager") == manager and entry.get("operation") == "Apply":
+            continue
+        if not entry.get("subresource") and any(str(entry.get("manager", "")).startswith(m) and entry.get("operation") == op for m, op in TAKEN_OVER):
+            edited = True
+            if previous is None:
+                previous = {**dict(entry), "manager": manager, "operation": "Apply"}
+            else:
+                previous["fieldsV1"] = _merge_fields(previous.get("fieldsV1") or {}, entry.get("fieldsV1") or {})
+            continue
+        kept.append(dict(entry))
+    if not edited or previous is None:
+        return None
+    return [*kept, previous]
+
+
+def _merge_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merge_fields(out[key], value) if isinstance(out.get(key), Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+@contextlib.contextmanager
+def running(flavor: Flavor, root: Path, **kwargs: Any) -> Iterator[Cluster]:
+    """A control plane for the duration of a `with` block."""
+    cluster = Cluster(flavor, root, **kwargs)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
