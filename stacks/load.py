@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import data as data_rules
 from stacks import gitops as gitops_rules
 from stacks import storage as storage_rules
+from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Network, Node, StackConfig, Storage
 from stacks.rules import Parsed, check
@@ -46,6 +48,7 @@ SECTIONS: dict[str, Section] = {
         Section("cloudflare", Cloudflare, False),
         Section("gitops", GitOps, False),
         Section("storage", Storage, False),
+        Section("backup", Backup, False),
     )
 }
 
@@ -54,7 +57,16 @@ SECTIONS: dict[str, Section] = {
 # Cloudflare token is required when the edge uses Cloudflare, stacks.edge).
 # The secret keys. Each is required or refused by the layer that reads it: the Cloudflare token by
 # stacks.edge (from the edge's modes), the Git credentials by stacks.gitops (from the repository URL).
-SECRETS: tuple[str, ...] = ("cloudflareApiToken", "ainurSshPrivateKey", gitops_rules.TOKEN, gitops_rules.SSH_KEY)
+SECRETS: tuple[str, ...] = (
+    "cloudflareApiToken",
+    "ainurSshPrivateKey",
+    gitops_rules.TOKEN,
+    gitops_rules.SSH_KEY,
+    # The apps' own secrets (a mapping app -> name -> encrypted value) and the S3 target's credentials (stacks.data).
+    data_rules.APP_SECRETS,
+    data_rules.S3_KEY_ID,
+    data_rules.S3_SECRET_KEY,
+)
 
 ORDER = [*SECTIONS, *SECRETS]
 
@@ -81,6 +93,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
             continue
+        if key == data_rules.APP_SECRETS:
+            continue  # encrypted value by value (`config set --secret --path`): stacks.data checks each
         if key in SECRETS:
             # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
             if full_key not in secret_keys and not isinstance(value, Secure):
@@ -129,8 +143,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
         )
     )
+    present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
     if "gitops" not in values or isinstance(gitops, GitOps):
-        present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
         problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
     # The disk rules need only the nodes; the rest needs a storage section that parsed (or none: the defaults).
     problems += storage_rules.check(
@@ -142,6 +156,26 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         "ainur" in values,
         network if isinstance(network, Network) else None,
         "gitops" in values,
+    )
+    backup = _section(values, "backup", problems)
+    app_values, app_values_broken = (
+        data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure) if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw else (None, None)
+    )
+    problems += data_rules.check(
+        data_rules.Context(
+            apps=apps,
+            backup=backup if isinstance(backup, Backup) else None,
+            backup_set="backup" in values,
+            storage=storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+            nodes=nodes,
+            arda=arda if isinstance(arda, Arda) else None,
+            ainur=ainur if isinstance(ainur, Ainur) else None,
+            network=network if isinstance(network, Network) else None,
+            gitops_set="gitops" in values,
+            secrets=present,
+            app_secret_values=app_values,
+            app_secrets_broken=app_values_broken,
+        )
     )
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
@@ -156,6 +190,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "cloudflare": values.get("cloudflare"),
             "gitops": values.get("gitops"),
             "storage": values.get("storage") or {},
+            "backup": values.get("backup"),
         }
     )
 
@@ -460,12 +495,24 @@ def read_stack_file(path: str | Path) -> StackFile:
     config: dict[str, Any] = {}
     secure: set[str] = set()
     for key, value in (doc.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        config[str(key)], encrypted = _secure(value)
+        if encrypted:
+            # Pulumi marks a whole key secret when any value in it is (`config set --secret --path`).
             secure.add(str(key))
-            config[str(key)] = Secure()
-        else:
-            config[str(key)] = value
     return StackFile(p, config, frozenset(secure))
+
+
+def _secure(value: Any) -> tuple[Any, bool]:
+    """A config value with every `{secure: ...}` in it read as Secure, and whether there was one."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return Secure(), True
+    if isinstance(value, dict):
+        pairs = {k: _secure(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(found for _, found in pairs.values())
+    if isinstance(value, list):
+        items = [_secure(v) for v in value]
+        return [v for v, _ in items], any(found for _, found in items)
+    return value, False
 
 
 def check_stack_settings(sf: StackFile) -> list[Problem]:
