@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import local_volumes, yamltext
+from plans import backup, local_volumes, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -98,6 +98,8 @@ def _config_document(
         "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
         "nodeLabels": labels,
     }
+    # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
+    machine["features"] |= backup.talos_features(stack, control_plane)
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:
         cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
