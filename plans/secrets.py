@@ -77,6 +77,7 @@ def helm_values() -> dict[str, Any]:
         "processClusterStore": False,
         "processClusterExternalSecret": False,
         "processPushSecret": False,
+        "processClusterPushSecret": False,
     }
 
 

@@ -168,6 +168,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             backup_set="backup" in values,
             storage=storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
             nodes=nodes,
+            nodes_complete=nodes_complete and "nodes" in values,
             arda=arda if isinstance(arda, Arda) else None,
             ainur=ainur if isinstance(ainur, Ainur) else None,
             network=network if isinstance(network, Network) else None,
