@@ -129,7 +129,7 @@ class DataSafety(pulumi.ComponentResource):
                 else:
                     inputs[key] = user.apply(lambda values, o=owner, k=key: str((values or {}).get(o, {}).get(k, "")))
             keys = sorted(inputs)
-            values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(lambda vs, ks=keys: dict(zip(ks, vs, strict=True)))
+            values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(lambda vs, ks=keys: dict(zip(ks, vs, strict=True)))  # type: ignore[misc]
             self._secret(prefix, secrets_plan.store_secret_shape(app), values, [namespaces[secrets_plan.STORE_NAMESPACE]])
         for category in categories:
             after_ns = [namespaces[secrets_plan.STORE_NAMESPACE], *([args.namespaces[category]] if category in args.namespaces else [])]
@@ -175,7 +175,7 @@ class DataSafety(pulumi.ComponentResource):
             for volume in app.backup.volumes:
                 password = self._password(f"{prefix}-{app.name}-{volume.claim}-restic-password").result
                 values = pulumi.Output.all(password, s3 if s3 is not None else None).apply(
-                    lambda v, a=app, c=volume.claim: backup_plan.restic_secret(stack, a, c, str(v[0]), v[1])["stringData"]
+                    lambda v, a=app, c=volume.claim: backup_plan.restic_secret(stack, a, c, str(v[0]), v[1])["stringData"]  # type: ignore[misc]
                 )
                 shape = backup_plan.restic_secret(stack, app, volume.claim, "", None)
                 self._secret(f"{prefix}-{app.category}", shape, values, [args.namespaces[app.category]] if app.category in args.namespaces else [])

@@ -45,8 +45,8 @@ ETCD_NAMESPACE = "etcd-backup"
 TALOS_BACKUP_IMAGE = "ghcr.io/siderolabs/talos-backup:v0.1.0-beta.3"
 TALOS_ROLE = "os:etcd:backup"
 TALOS_BACKUP = "talos-backup"
-TALOS_S3_SECRET = "talos-backup-s3"
-K3S_S3_SECRET = "k3s-etcd-snapshot-s3"
+TALOS_S3_SECRET = "talos-backup-s3"  # noqa: S105 - a Secret's name
+K3S_S3_SECRET = "k3s-etcd-snapshot-s3"  # noqa: S105 - a Secret's name
 
 # The CSI snapshot controller and its CRDs, at the release whose module is pinned (tools/upstream/modules.sum).
 SNAPSHOTTER_REPOSITORY = "https://github.com/kubernetes-csi/external-snapshotter.git"
@@ -245,7 +245,9 @@ def rook_snapshot_values(stack: StackConfig) -> dict[str, Any]:
     """rook-ceph-cluster's values for its VolumeSnapshotClasses (merged into plans.storage's)."""
     if not snapshots_enabled(stack):
         return {}
-    values: dict[str, Any] = {"cephBlockPoolsVolumeSnapshotClass": {"enabled": True, "name": "ceph-block", "isDefault": True, "deletionPolicy": "Delete"}}
+    values: dict[str, Any] = {
+        "cephBlockPoolsVolumeSnapshotClass": {"enabled": True, "name": "ceph-block", "isDefault": True, "deletionPolicy": "Delete"}
+    }
     if stack.storage.arda.ceph.filesystem:
         values["cephFileSystemVolumeSnapshotClass"] = {"enabled": True, "name": "ceph-filesystem", "isDefault": False, "deletionPolicy": "Delete"}
     return values
@@ -312,7 +314,7 @@ def talos_backup_cronjob(stack: StackConfig, age_public_key: str) -> dict[str, A
     container = {
         "name": TALOS_BACKUP,
         "image": TALOS_BACKUP_IMAGE,
-        "workingDir": "/tmp",
+        "workingDir": "/tmp",  # noqa: S108 - an emptyDir in the pod
         "imagePullPolicy": "IfNotPresent",
         "command": ["/talos-backup"],
         "env": env,
@@ -324,7 +326,10 @@ def talos_backup_cronjob(stack: StackConfig, age_public_key: str) -> dict[str, A
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"mountPath": "/tmp", "name": "tmp"}, {"mountPath": "/var/run/secrets/talos.dev", "name": "talos-secrets"}],
+        "volumeMounts": [
+            {"mountPath": "/tmp", "name": "tmp"},  # noqa: S108 - an emptyDir
+            {"mountPath": "/var/run/secrets/talos.dev", "name": "talos-secrets"},
+        ],
     }
     pod = {
         "restartPolicy": "OnFailure",

@@ -207,7 +207,10 @@ def _values(ctx: Context) -> Iterator[Problem]:
     for _, app in ctx.apps:
         for secret in app.secrets:
             if secret.user_set and secret.name not in values.get(app.name, {}):
-                yield Problem(f"{key}.{app.name}.{secret.name}", f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`")
+                yield Problem(
+                    f"{key}.{app.name}.{secret.name}",
+                    f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
+                )
     # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused.
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
@@ -247,7 +250,10 @@ def _target(ctx: Context) -> Iterator[Problem]:
     else:
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
-                yield Problem(f"iluvatar:{key}", f"is required: {BACKUP}.target is S3 ({backup.target}); run `pulumi config set --secret iluvatar:{key} <value>`")
+                yield Problem(
+                    f"iluvatar:{key}",
+                    f"is required: {BACKUP}.target is S3 ({backup.target}); run `pulumi config set --secret iluvatar:{key} <value>`",
+                )
 
 
 def _backups(ctx: Context) -> Iterator[Problem]:
@@ -262,14 +268,18 @@ def _backups(ctx: Context) -> Iterator[Problem]:
         if not ctx.backup_set:
             yield Problem(app_path(i, "backup"), f"needs {BACKUP}: its target is where the volumes are copied to")
         if not ctx.gitops_set:
-            yield Problem(app_path(i, "backup"), "needs iluvatar:gitops: the storage classes, VolSync's copies and the restore live in the app's GitOps folder")
+            yield Problem(
+                app_path(i, "backup"), "needs iluvatar:gitops: the storage classes, VolSync's copies and the restore live in the app's GitOps folder"
+            )
         problem = cron_problem(app.backup.schedule)
         if problem is not None:
             yield Problem(app_path(i, "backup.schedule"), problem)
         yield from _volumes(i, app, app.backup, classes, default, claims)
 
 
-def _volumes(i: int, app: App, backup: AppBackup, classes: list[str] | None, default: str | None, claims: dict[tuple[str, str], str]) -> Iterator[Problem]:
+def _volumes(
+    i: int, app: App, backup: AppBackup, classes: list[str] | None, default: str | None, claims: dict[tuple[str, str], str]
+) -> Iterator[Problem]:
     for k, volume in enumerate(backup.volumes):
         path = app_path(i, f"backup.volumes[{k}]")
         where = (app.namespace, volume.claim)

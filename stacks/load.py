@@ -159,7 +159,9 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
     )
     backup = _section(values, "backup", problems)
     app_values, app_values_broken = (
-        data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure) if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw else (None, None)
+        data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
+        if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
+        else (None, None)
     )
     problems += data_rules.check(
         data_rules.Context(

@@ -53,7 +53,9 @@ def test_without_cloudflare_there_is_no_token() -> None:
     cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
     apps = json.loads(cfg["iluvatar:apps"])
     # Without the data-safety keys' secrets too: no app secret set by hand, no backup target.
-    cfg["iluvatar:apps"] = json.dumps([{k: v for k, v in a.items() if k not in ("secrets", "backup")} for a in apps if a.get("audience") != "external"])
+    cfg["iluvatar:apps"] = json.dumps(
+        [{k: v for k, v in a.items() if k not in ("secrets", "backup")} for a in apps if a.get("audience") != "external"]
+    )
     del cfg["iluvatar:backup"]
     pulumi.runtime.set_all_config(cfg, [])
     assert load().secrets.cloudflare_api_token is None

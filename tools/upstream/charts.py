@@ -113,7 +113,11 @@ def _release_external_secrets(chart_dir: Path, module: Path, version: str) -> No
                 if v["name"] == "v1beta1":
                     v["served"] = False
         flag = f"create{kind}"
-        guard = f"{{{{- if and (.Values.installCRDs) (.Values.crds.{flag}) }}}}" if "Cluster" in kind or "PushSecret" in kind else "{{- if .Values.installCRDs }}"
+        guard = (
+            f"{{{{- if and (.Values.installCRDs) (.Values.crds.{flag}) }}}}"
+            if "Cluster" in kind or "PushSecret" in kind
+            else "{{- if .Values.installCRDs }}"
+        )
         body = yaml.safe_dump(crd, sort_keys=False, width=1_000_000)
         body = body.replace("name: kubernetes\n", 'name: {{ include "external-secrets.fullname" . }}-webhook\n')
         body = body.replace("namespace: default\n", "namespace: {{ .Release.Namespace | quote }}\n")
