@@ -84,7 +84,7 @@ def helm_values() -> dict[str, Any]:
 
 def namespaces(stack: StackConfig) -> list[dict[str, Any]]:
     """VolSync's namespace and talos-backup's (restricted: its pod runs as a user with no capabilities)."""
-    out = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(gitops.MANAGED_BY)}}]
+    out: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(gitops.MANAGED_BY)}}]
     if arda_etcd(stack):
         labels = {**gitops.MANAGED_BY, **{f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}}
         out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ETCD_NAMESPACE, "labels": labels}})
