@@ -127,7 +127,7 @@ class DataSafety(pulumi.ComponentResource):
                 if kind == "generate":
                     inputs[key] = generated[(owner, key)]
                 else:
-                    inputs[key] = user.apply(lambda values, o=owner, k=key: str((values or {}).get(o, {}).get(k, "")))
+                    inputs[key] = user.apply(lambda values, o=owner, k=key: str((values or {}).get(o, {}).get(k, "")))  # type: ignore[misc]
             keys = sorted(inputs)
             values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(lambda vs, ks=keys: dict(zip(ks, vs, strict=True)))  # type: ignore[misc]
             self._secret(prefix, secrets_plan.store_secret_shape(app), values, [namespaces[secrets_plan.STORE_NAMESPACE]])

@@ -127,7 +127,7 @@ def load() -> LoadedStack:
             ainur_ssh_private_key=ssh_key,
             gitops_token=gitops_token,
             gitops_ssh_private_key=gitops_key,
-            app_secrets=app_secrets,  # type: ignore[arg-type]
+            app_secrets=app_secrets,
             s3_access_key_id=cfg.get_secret(data.S3_KEY_ID),
             s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
         ),
