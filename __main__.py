@@ -15,6 +15,7 @@ from components.edge import Edge, EdgeArgs
 from components.git_mirror import GitMirror, GitMirrorArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.netboot import Netboot, NetbootArgs
+from components.power import Power, PowerArgs
 from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
 from stacks.pulumi_source import load
@@ -55,8 +56,30 @@ if ainur is not None:
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
+# The machines the inventory says how to power on, powered on when their apply needs them (components.power).
+power = None
+if any(n.power is not None for n in stack.arda_nodes):
+    power = Power(
+        "arda-power",
+        PowerArgs(
+            stack,
+            arda_config,
+            bmc_passwords=loaded.secrets.bmc_passwords,
+            ssh_private_key=loaded.secrets.ainur_ssh_private_key,
+            senders={n: pi.join for n, pi in ainur.pis.items()} if ainur is not None else {},
+            after=netboot.serving if netboot is not None else [],
+        ),
+    )
+
 arda = TalosCluster(
-    "arda", TalosClusterArgs(stack, arda_config, netboot_serving=netboot.serving if netboot is not None else [], deployed=loaded.arda)
+    "arda",
+    TalosClusterArgs(
+        stack,
+        arda_config,
+        netboot_serving=netboot.serving if netboot is not None else [],
+        power_on=power.steps if power is not None else {},
+        deployed=loaded.arda,
+    ),
 )
 pulumi.export("ardaKubeconfig", arda.kubeconfig)
 # What Arda runs after this deployment: the next run reads it back to refuse an impossible version change and show its plan.

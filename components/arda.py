@@ -229,6 +229,17 @@ def patches_digest(stack: StackConfig, node: Node) -> str:
     return hashlib.sha256("\n---\n".join(plan.node_patches(stack, node, "(the installer image)")).encode()).hexdigest()[:16]
 
 
+def about(stack: StackConfig, config: TalosConfig, node: Node) -> dict[str, pulumi.Input[str]]:
+    """What a machine's apply step is about, shown in `pulumi preview` when it changes: the versions, the
+    installer image, the patches' digest (a step that must run whenever the apply does, its power-on, takes them too)."""
+    return {
+        "TALOS_VERSION": stack.arda.talos_version,
+        "KUBERNETES_VERSION": stack.arda.kubernetes_version,
+        "INSTALLER": config.installer_images[node.board],
+        "PATCHES": patches_digest(stack, node),
+    }
+
+
 class TalosNode(pulumi.ComponentResource):
     """One Arda machine: the step that applies its config and rolls every change through it."""
 
@@ -253,13 +264,7 @@ class TalosNode(pulumi.ComponentResource):
             after=args.after,
             aliases=[f"{name.removesuffix(node.name)}{args.former}-apply"] if args.former else (),
             delete=bringup.talos_reset(node),
-            about={
-                "TALOS_VERSION": stack.arda.talos_version,
-                "KUBERNETES_VERSION": stack.arda.kubernetes_version,
-                "INSTALLER": config.installer_images[node.board],  # type: ignore[dict-item]
-                "PATCHES": patches_digest(stack, node),
-                "GENERATION": args.generation,  # type: ignore[dict-item]
-            },
+            about={**about(stack, config, node), "GENERATION": args.generation},  # type: ignore[dict-item]
         )
         self.register_outputs({})
 

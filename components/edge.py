@@ -346,8 +346,7 @@ class Resolver(pulumi.ComponentResource):
     def __init__(self, name: str, args: ResolverArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:edge:Resolver", name, None, opts)
         networking = args.namespaces[plan.GATEWAY_NAMESPACE]
-        for manifest in resolver_plan.manifests(args.stack):
-            kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=[networking]))
+        kube.create_all(name, resolver_plan.manifests(args.stack), pulumi.ResourceOptions(parent=self, depends_on=[networking]))
         self.register_outputs({})
 
 

@@ -47,7 +47,5 @@ class GitMirror(pulumi.ComponentResource):
         if volume_class != "local-path":
             # k3s serves local-path from its start; any other class is an operator's, installed later.
             after.append(args.access.gate(f"{name}-gate-storage", bringup.storage_class_gate(volume_class), self, after=args.after))
-        self.objects = {}
-        for manifest in netboot.git_mirror_manifests(stack):
-            self.objects[kube.resource_name(name, manifest)] = kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=after))
+        self.objects = kube.create_all(name, netboot.git_mirror_manifests(stack), pulumi.ResourceOptions(parent=self, depends_on=after))
         self.register_outputs({})

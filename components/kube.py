@@ -7,11 +7,13 @@ maps each to the SDK class for its kind, so previews show real typed diffs.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from plans import references
 
 KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -62,3 +64,27 @@ def create(prefix: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions) 
     # Top-level fields become the SDK's keyword arguments, which are snake_case (roleRef -> role_ref).
     fields = {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
     return cls(resource_name(prefix, manifest), **fields, opts=opts)
+
+
+def create_all(
+    prefix: str,
+    manifests: Sequence[dict[str, Any]],
+    opts: pulumi.ResourceOptions,
+    existing: Mapping[references.Ref, pulumi.Resource] | None = None,
+) -> dict[str, pulumi.CustomResource]:
+    """Each manifest as its resource, after the objects it names (`plans.references`).
+
+    `existing` holds objects created elsewhere that these may name (a Secret built from outputs).
+    Every object also waits for `opts.depends_on`. A manifest may name an object that is not in the
+    program (the cluster's own `kube-root-ca.crt`, a chart's account): nothing to wait for then.
+    """
+    made: dict[references.Ref, pulumi.Resource] = dict(existing or {})
+    out: dict[str, pulumi.CustomResource] = {}
+    # Named objects first, then what names them: a workload listed before its account still waits for it.
+    ordered = sorted(manifests, key=lambda m: references.pod_spec(m) is not None or m["kind"].endswith("Binding"))
+    for manifest in ordered:
+        deps = [made[ref] for ref in references.references(manifest) if ref in made]
+        resource = create(prefix, manifest, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=deps)))
+        made[references.identity(manifest)] = resource
+        out[resource_name(prefix, manifest)] = resource
+    return out

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
+from plans import references
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -73,6 +74,7 @@ class Netboot(pulumi.ComponentResource):
         def with_fetch_script(static: dict[str, str]) -> pulumi.Output[dict[str, str]]:
             return fetch.apply(lambda script: {**static, "fetch-assets.sh": script})
 
+        rest = []
         for manifest in manifests[1:]:
             if manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == "netboot":
                 manifest = {**manifest, "data": with_fetch_script(dict(manifest["data"]))}
@@ -82,7 +84,9 @@ class Netboot(pulumi.ComponentResource):
                 digest = fetch.apply(lambda script: hashlib.sha256(script.encode()).hexdigest()[:16])
                 template = {**template, "metadata": {**template["metadata"], "annotations": {"iluvatar/assets-digest": digest}}}
                 manifest = {**manifest, "spec": {**manifest["spec"], "template": template}}
-            deps = [ns, configs] if manifest["kind"] == "Deployment" else [ns]
-            self.objects[kube.resource_name(name, manifest)] = kube.create(name, manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+            rest.append(manifest)
+        # Each workload after the account, ConfigMaps and Secrets it names (plans.references).
+        existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
+        self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self), existing))
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

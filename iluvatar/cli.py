@@ -275,15 +275,26 @@ def parser() -> argparse.ArgumentParser:
         if name == "scaffold":
             c.add_argument("--out", required=True, metavar="DIR", help="the GitOps repository's folder (created if absent)")
         c.set_defaults(run=run)
+    # Listed for --help only: main() hands `upgrader ...` to the Go program before argparse sees it.
+    sub.add_parser("upgrader", add_help=False, help="run the upgrader that pulumi up runs for Talos steps (upgrader/README.md)")
     s = sub.add_parser("schema", help="write the JSON Schema of the stack files' iluvatar: keys (for editors)")
     s.add_argument("--out", required=True, help="the schema file, e.g. schema/stack.schema.json")
     s.add_argument("--check", action="store_true", help="do not write: exit 2 unless the file is already current")
     s.set_defaults(run=_schema)
+    from iluvatar import power  # `iluvatar power ...`: the power-on steps pulumi up runs (plans.power)
+
+    power.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["upgrader"]:
+        # Every argument after `upgrader` is the upgrader's, untouched; the process becomes it.
+        from iluvatar import upgrader
+
+        upgrader.exec_(given[1:])
+    args = parser().parse_args(given)
     try:
         code: int = args.run(args)
     except (CommandError, StackFileError) as e:

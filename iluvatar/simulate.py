@@ -397,8 +397,8 @@ def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:
         elif isinstance(value, str):
             config[key] = value
         else:
-            # A value encrypted inside an object (`config set --secret --path`) is a placeholder too.
-            config[key] = json.dumps(value, default=lambda v: PLACEHOLDER if isinstance(v, Secure) else str(v))
+            # A `secure:` leaf of a structured value (`config set --secret --path`) stays a placeholder too.
+            config[key] = json.dumps(value, default=lambda v: PLACEHOLDER if isinstance(v, Secure) else repr(v))
     return config, sorted(sf.secret_keys)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import backup, local_volumes, yamltext
+from plans import backup, local_volumes, power, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -146,6 +146,9 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     ]
     if control_plane:
         docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": str(stack.arda.vip), "link": LINK})
+    if (wake := power.ethernet_config(node)) is not None:
+        # Wake-on-LAN stays armed on the NIC only when the machine config says so (plans.power).
+        docs.append(wake)
     # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named.
     docs += local_volumes.talos_documents(stack)
     return docs

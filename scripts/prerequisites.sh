@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One-time system prerequisites for Iluvatar's tests, on Debian or Ubuntu: the real programs the
-# generated artifacts are checked with, and a Go toolchain for the checkers under tools/.
-# The README's Quickstart runs this first, and CI (.ci/run) runs the same script, so a newcomer's
-# machine and CI's cannot drift apart. Safe to run again: it installs only what is missing.
+# System prerequisites for Iluvatar's tests, on Debian or Ubuntu: the real programs the generated
+# artifacts are checked with, and a Go toolchain for the checkers under tools/. The test command
+# (scripts/test, the README's second command, which CI runs) runs this first, so a newcomer's machine
+# and CI's cannot drift apart. Safe to run again: it installs only what is missing, in a second or two
+# when nothing is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +31,19 @@ if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
   packages+=(python3-venv)
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-# The lock timeout: several installs may share one machine (and one dpkg lock).
-$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# Only what is missing: on a machine that has them all, no apt at all (the test command runs this every time).
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # The lock timeout: several installs may share one machine (and one dpkg lock).
+  $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 # Go 1.21+ builds the checkers under tools/ (each pinned by its own go.mod). Without one, tools.gotools
 # fetches a pinned Go release from the Go module proxy, checked against its checksum; do it now so

@@ -13,7 +13,7 @@ What counts as a rule, and how it is neutralised:
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
 - `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
-- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py` and `stacks/edge.py`: both kinds, their field checks and their rules
+- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py` and `stacks/power.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
@@ -47,6 +47,7 @@ RULE_FILES = (
     "stacks/storage.py",
     "stacks/apps.py",
     "stacks/edge.py",
+    "stacks/power.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
@@ -163,7 +164,7 @@ def discover() -> list[Rule]:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
             rules += _statement_rules(file, source)
-        elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py"):
+        elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py", "stacks/power.py"):
             # A layer's checks: field checks (ValueError) and rules (Problem) in one module.
             rules += [*_statement_rules(file, source), *_model_rules(file, source)]
         else:

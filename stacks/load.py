@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from stacks import data as data_rules
 from stacks import gitops as gitops_rules
+from stacks import power as power_rules
 from stacks import storage as storage_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, show
@@ -62,6 +63,7 @@ SECRETS: tuple[str, ...] = (
     "ainurSshPrivateKey",
     gitops_rules.TOKEN,
     gitops_rules.SSH_KEY,
+    power_rules.PASSWORDS,
     # The apps' own secrets (a mapping app -> name -> encrypted value) and the S3 target's credentials (stacks.data).
     data_rules.APP_SECRETS,
     data_rules.S3_KEY_ID,
@@ -96,6 +98,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         if key == data_rules.APP_SECRETS:
             continue  # encrypted value by value (`config set --secret --path`): stacks.data checks each
         if key in SECRETS:
+            if key == power_rules.PASSWORDS:
+                continue  # one password per BMC address: stacks.power checks each entry
             # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
             if full_key not in secret_keys and not isinstance(value, Secure):
                 # Never echo the value: it is the secret the user just leaked into a file.
@@ -179,6 +183,14 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             app_secret_values=app_values,
             app_secrets_broken=app_values_broken,
         )
+    )
+    problems += power_rules.check(
+        nodes,
+        nodes_complete and "nodes" in values,
+        "ainur" in values,
+        raw.get(f"{NAMESPACE}:{power_rules.PASSWORDS}"),
+        f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
+        Secure,
     )
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
@@ -472,6 +484,25 @@ def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
 _PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def _secure_leaves(value: Any) -> Any:
+    """A stack-file value with every `secure: v1:...` mapping, at any depth, as a Secure."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return Secure()
+    if isinstance(value, dict):
+        return {k: _secure_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secure_leaves(v) for v in value]
+    return value
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, Secure):
+        return True
+    if isinstance(value, dict):
+        return any(_has_secure(v) for v in value.values())
+    return isinstance(value, list) and any(_has_secure(v) for v in value)
+
+
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_PulumiYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
@@ -498,24 +529,11 @@ def read_stack_file(path: str | Path) -> StackFile:
     config: dict[str, Any] = {}
     secure: set[str] = set()
     for key, value in (doc.get("config") or {}).items():
-        config[str(key)], encrypted = _secure(value)
-        if encrypted:
-            # Pulumi marks a whole key secret when any value in it is (`config set --secret --path`).
+        config[str(key)] = _secure_leaves(value)
+        if _has_secure(config[str(key)]):
+            # As Pulumi reads it: a value holding any `secure:` leaf (`config set --secret --path`) is a secret.
             secure.add(str(key))
     return StackFile(p, config, frozenset(secure))
-
-
-def _secure(value: Any) -> tuple[Any, bool]:
-    """A config value with every `{secure: ...}` in it read as Secure, and whether there was one."""
-    if isinstance(value, dict) and set(value) == {"secure"}:
-        return Secure(), True
-    if isinstance(value, dict):
-        pairs = {k: _secure(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in pairs.items()}, any(found for _, found in pairs.values())
-    if isinstance(value, list):
-        items = [_secure(v) for v in value]
-        return [v for v, _ in items], any(found for _, found in items)
-    return value, False
 
 
 def check_stack_settings(sf: StackFile) -> list[Problem]:

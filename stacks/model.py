@@ -466,6 +466,48 @@ def _retire(value: object) -> object:
     raise ValueError(f"{show(value)} is not true or a list of the node's dataDisks (e.g. [/dev/nvme1n1])")
 
 
+# A Linux network interface name as the kernel has it (IFNAMSIZ: at most 15 characters, no '/' or space).
+_LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
+
+
+class WakeOnLan(Model):
+    """Power on by Wake-on-LAN: the Ainur send the magic packet; Talos keeps the NIC armed (EthernetConfig)."""
+
+    # The NIC's kernel name on Talos (`talosctl get links`): Talos's EthernetConfig takes no alias.
+    link: Annotated[str, _pattern(_LINK_NAME, "enp1s0", "network interface name")]
+
+
+class Bmc(Model):
+    """Power on (and optionally flash) through a board management controller: a Turing Pi 2's BMC."""
+
+    type: Literal["turing-pi-2"] = "turing-pi-2"
+    address: IPv4
+    # The board's slot the machine sits in (node1 to node4 in the BMC's API).
+    slot: int = Field(ge=1, le=4)
+    # The BMC's login; its password is the secret iluvatar:bmcPasswords["<address>"] (stacks.power).
+    username: Annotated[str, _pattern(re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), "root", "BMC user name")] = "root"
+    # Write the Image Factory disk image to the slot when Pulumi first adds the machine and Talos does not answer.
+    flash: bool = False
+
+
+class Power(Model):
+    """How Pulumi powers a machine on when it needs it: one of Wake-on-LAN or a BMC."""
+
+    # Editors flag `power: {}` and both ways at once as the user types (the validator below says why).
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    wake_on_lan: WakeOnLan | None = None
+    bmc: Bmc | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Power:
+        if self.wake_on_lan is None and self.bmc is None:
+            raise ValueError("says nothing: set wakeOnLan: {link: ...} or bmc: {address: ..., slot: ...}, or leave power out")
+        if self.wake_on_lan is not None and self.bmc is not None:
+            raise ValueError("sets both wakeOnLan and bmc; a machine is powered on one way: keep one")
+        return self
+
+
 class Node(Model):
     """One machine of the inventory: written once, every layer derives from it."""
 
@@ -483,6 +525,8 @@ class Node(Model):
     # Take this machine's Ceph OSDs out (true: all of them; a list: those data disks) before it or
     # they leave the inventory (stacks.storage, README "Retiring a disk or a machine").
     retire: Annotated[bool | tuple[DiskPath, ...], BeforeValidator(_retire)] = False
+    # How Pulumi powers this Arda machine on when it needs it (components.power); unset: by hand.
+    power: Power | None = None
 
     @property
     def retired_disks(self) -> tuple[str, ...]:

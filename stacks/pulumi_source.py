@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import data, day2, storage
+from stacks import data, day2, power, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -46,6 +46,8 @@ class StackSecrets:
     app_secrets: pulumi.Output[dict[str, dict[str, str]]] | None = None
     s3_access_key_id: pulumi.Output[str] | None = None
     s3_secret_access_key: pulumi.Output[str] | None = None
+    # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
+    bmc_passwords: pulumi.Output[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ def _config_keys() -> set[str]:
 
 
 def _decode(key: str, value: Any, secret: bool = True) -> Any:
+    if key.removeprefix(f"{NAMESPACE}:") == power.PASSWORDS:
+        # One password per BMC address: the rules see the addresses, never a password.
+        return power.addresses_only(value, secret, Secure)
     if key == f"{NAMESPACE}:{data.APP_SECRETS}":
         # Its shape is checked (which app, which name); each value stays unread. Pulumi marks the whole
         # key secret when its values are (`config set --secret --path`), so then every value is.
@@ -120,6 +125,7 @@ def load() -> LoadedStack:
     ssh_key = cfg.get_secret("ainurSshPrivateKey")
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
     app_secrets = cfg.get_secret_object(data.APP_SECRETS)
+    bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
     return LoadedStack(
         stack,
         StackSecrets(
@@ -130,6 +136,7 @@ def load() -> LoadedStack:
             app_secrets=app_secrets,
             s3_access_key_id=cfg.get_secret(data.S3_KEY_ID),
             s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
+            bmc_passwords=bmc_passwords,
         ),
         deployed,
         arda,

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from stacks import data
+from stacks import data, power
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import App, Node
 
@@ -65,6 +65,19 @@ def _app_secrets() -> dict[str, Any]:
     }
 
 
+def _bmc_passwords() -> dict[str, Any]:
+    """One secret per BMC address (stacks.power), each set with `pulumi config set --secret --path`."""
+    entry = _secret(f'{power.PASSWORDS}["<address>"]')
+    entry["description"] = f"a BMC's password: set it with {power.set_password('<address>')}, which writes only ciphertext"
+    return {
+        "title": "secrets, one per BMC address (pulumi config set --secret --path)",
+        "description": "the password of each BMC a machine's power.bmc logs in to, by the BMC's address",
+        "type": "object",
+        "propertyNames": {"pattern": r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"},
+        "additionalProperties": entry,
+    }
+
+
 def _cloudflare_token() -> dict[str, Any]:
     """The token is required when Cloudflare is on (stacks.edge): a mode says cloudflare, or
     `iluvatar:cloudflare` is set and the edge does not turn both modes off."""
@@ -103,7 +116,12 @@ def stack_schema() -> dict[str, Any]:
             ref[section.model] if section.model is not None else {"type": "array", "description": LISTS[key][1], "items": ref[LISTS[key][0]]}
         )
     for key in SECRETS:
-        config[f"{NAMESPACE}:{key}"] = _app_secrets() if key == data.APP_SECRETS else _secret(key)
+        if key == data.APP_SECRETS:
+            config[f"{NAMESPACE}:{key}"] = _app_secrets()
+        elif key == power.PASSWORDS:
+            config[f"{NAMESPACE}:{key}"] = _bmc_passwords()
+        else:
+            config[f"{NAMESPACE}:{key}"] = _secret(key)
     known = sorted(k for k in config if k.startswith(f"{NAMESPACE}:"))
     required = [DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{k}" for k, s in SECTIONS.items() if s.required)]
     return {

@@ -27,6 +27,7 @@ from typing import Any
 from iluvatar.graph import Graph
 from iluvatar.render import cluster_of, redact
 from iluvatar.simulate import Registration, Simulation
+from plans import references
 from plans import storage as storage_plan
 from stacks.model import StackConfig
 from tests.edit import ROOT
@@ -254,12 +255,26 @@ class Checker:
             if not self.graph.after(reg, gate):
                 yield f"arda: {reg.name} ({reg.type}) can start before every machine is Ready ({gate.name})"
 
+    def objects_after_what_they_name(self) -> Iterator[str]:
+        """Every object after the program's objects it names: a pod's account, ConfigMaps, Secrets and claims, a binding's role and subjects."""
+        for cluster in self.clusters():
+            known = {}
+            for reg, _ in self.objects(cluster):
+                if isinstance(reg.inputs.get("metadata"), dict) and isinstance(reg.inputs["metadata"].get("name"), str):
+                    known[references.identity(reg.inputs)] = reg
+            for ref, reg in known.items():
+                for wanted in references.references(reg.inputs):
+                    earlier = known.get(wanted)
+                    if earlier is not None and not self.graph.after(reg, earlier):
+                        yield f"{cluster}: {reg.name} ({ref[0]} {ref[1]}/{ref[2]}) is not after {earlier.name}, the {wanted[0]} it names"
+
     RULES: tuple[Callable[[Checker], Iterator[str]], ...] = (
         providers_after_readiness,
         netbooting_machines_after_netboot,
         custom_resources_after_their_api,
         claims_after_their_class,
         arda_workloads_after_nodes,
+        objects_after_what_they_name,
     )
 
     def violations(self) -> list[str]:

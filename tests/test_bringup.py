@@ -126,3 +126,25 @@ def test_without_the_nodes_gate_the_edge_starts_on_nodes_without_a_cni(tmp_path:
     found = violations(simulate(read_stack_file(HOMELAB), program=program), load_stack_file(HOMELAB))
     assert "arda: edge-certificates-cert-manager (kubernetes:helm.sh/v3:Release) can start before every machine is Ready (arda-gate-nodes)" in found
     assert all(" can start before every machine is Ready " in m for m in found)
+
+
+def test_without_reference_order_the_netboot_pods_race_their_account_and_config() -> None:
+    found = broken(
+        "components.kube", ("deps = [made[ref] for ref in references.references(manifest) if ref in made]", "deps: list[pulumi.Resource] = []")
+    )
+    deployment = [m for m in found if m.startswith("ainur: netboot-deployment-netboot ")]
+    assert deployment == [
+        f"ainur: netboot-deployment-netboot (Deployment netboot/netboot) is not after {name}, the {kind} it names"
+        for name, kind in (
+            ("netboot-configmap-ipxe", "ConfigMap"),
+            ("netboot-configmap-netboot", "ConfigMap"),
+            ("netboot-namespace-netboot", "Namespace"),
+            ("netboot-secret-talos-configs", "Secret"),
+            ("netboot-serviceaccount-netboot", "ServiceAccount"),
+        )
+    ]
+    assert (
+        "ainur: git-mirror-deployment-git-mirror (Deployment netboot/git-mirror) is not after git-mirror-persistentvolumeclaim-git-mirror-longhorn, the PersistentVolumeClaim it names"
+        in found
+    )
+    assert len(found) == 19

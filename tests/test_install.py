@@ -20,15 +20,16 @@ def quickstart_commands() -> list[str]:
 
 
 def test_ci_runs_the_readme_commands() -> None:
-    prerequisites, install, tests = quickstart_commands()
-    assert prerequisites == "bash scripts/prerequisites.sh"
+    install, tests = quickstart_commands()
     # `export` sets CI's environment (CI=1: a skip fails there), not a command a newcomer runs.
     ci = [line for line in CI.splitlines() if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd ", "export "))]
-    assert ci[0] == prerequisites
     # CI installs exactly as the README does, only quieter, and does not render.
-    quiet = ci[1].replace(" --quiet --disable-pip-version-check", "").replace(" --quiet", "")
+    quiet = ci[0].replace(" --quiet --disable-pip-version-check", "").replace(" --quiet", "")
     assert install.startswith(quiet + " && .venv/bin/iluvatar render homelab ")
-    assert ci[2:] == [tests] == [".venv/bin/python -m pytest"]
+    # The test command installs what the tests need itself (the prerequisites script), then runs them.
+    assert ci[1:] == [tests] == ["bash scripts/test"]
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "\nbash scripts/prerequisites.sh\n" in script and '.venv/bin/python -m pytest "$@"' in script
 
 
 def test_uv_is_pinned_once_everywhere() -> None:
@@ -37,7 +38,7 @@ def test_uv_is_pinned_once_everywhere() -> None:
     assert f"uv=={version}" in PYPROJECT["dependency-groups"]["dev"]
     assert PYPROJECT["build-system"]["requires"] == [f"uv_build=={version}"]
     assert [p["version"] for p in LOCK["package"] if p["name"] == "uv"] == [version]
-    assert f"pip install uv=={version} " in quickstart_commands()[1]
+    assert f"pip install uv=={version} " in quickstart_commands()[0]
     assert f"pip install --quiet --disable-pip-version-check uv=={version} " in CI
 
 

@@ -55,6 +55,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("coredns", "coredns"),
     # cloudflared's own parser of a remotely managed tunnel's configuration (plans.cloudflare).
     Tool("cloudflared-check", "cloudflared-check"),
+    # A scripted Talos API stand-in on machinery v1.13.0's real gRPC services (tools.talos_api): the upgrader's tests.
+    Tool("talos-api", "talos-api"),
     # The tests' real control plane (tools.kube_cluster): kube-apiserver, controller-manager and scheduler at Kubernetes
     # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
     Tool("kube-control-plane", "kube-control-plane"),

@@ -539,7 +539,8 @@ class Cluster:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.pki = self.root / "pki"
-        if self.port == 0:
+        self.auto_port = self.port == 0
+        if self.auto_port:
             self.port = free_port(self.address)
 
     @property
@@ -891,6 +892,8 @@ def start_all(clusters: Sequence[Cluster]) -> None:
                 raise
             for cluster in clusters:
                 shutil.rmtree(cluster.root / "etcd", ignore_errors=True)
+                if cluster.auto_port:
+                    cluster.port = free_port(cluster.address)
         except BaseException:
             for cluster in clusters:
                 cluster.stop()

@@ -248,6 +248,11 @@ def helm_sorted(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(objects, key=lambda o: order.get(str(o.get("kind")), len(order)))
 
 
+def _flag(value: Any) -> bool:
+    """A boolean input as the provider reads it (the engine may hand it over as "true")."""
+    return value is True or str(value).lower() == "true"
+
+
 def _hook(obj: Mapping[str, Any]) -> str:
     return str(((obj.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", ""))
 
@@ -502,10 +507,10 @@ class Walker:
 
     def _release(self, cluster: str, reg: Registration) -> None:
         inputs = plain(reg.inputs)
-        ref = self._chart_ref(cluster, reg, include_crds=not inputs.get("skipCrds"))
-        objects = self._rendered(cluster, reg.name, ref, hooks=not inputs.get("disableHooks"))
+        ref = self._chart_ref(cluster, reg, include_crds=not _flag(inputs.get("skipCrds")))
+        objects = self._rendered(cluster, reg.name, ref, hooks=not _flag(inputs.get("disableWebhooks")))
         options = self._options(reg)
-        if inputs.get("createNamespace"):
+        if _flag(inputs.get("createNamespace")):
             self._write(
                 cluster, reg.name, "helm", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ref.namespace}}, HELM_MANAGER, options
             )
@@ -529,7 +534,7 @@ class Walker:
 
     def _chart_objects(self, cluster: str, reg: Registration) -> tuple[ChartRef, list[dict[str, Any]]]:
         inputs = plain(reg.inputs)
-        ref = self._chart_ref(cluster, reg, include_crds=not inputs.get("skipCrds"))
+        ref = self._chart_ref(cluster, reg, include_crds=not _flag(inputs.get("skipCrds")))
         return ref, self._rendered(cluster, reg.name, ref, hooks=False)
 
     def _chart(self, cluster: str, reg: Registration) -> None:

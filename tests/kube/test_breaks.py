@@ -24,15 +24,17 @@ pytestmark = pytest.mark.kube
 
 
 def test_a_custom_resource_that_loses_its_crd_dependency_is_refused(tmp_path: Path) -> None:
-    # The Cilium pool without its dependency on the Cilium release: the engine may create it first.
+    # The Cilium pool without its dependency on the gate that waits for Cilium's CRDs (which is after
+    # the release): the engine may create it first.
     stack_file = read_stack_file(HOMELAB)
     sim = simulate(stack_file)
     pool = sim.named()["arda-cilium-lb-pool"]
-    release = sim.named()["arda-cilium-release"].urn
+    ordering = {sim.named()["arda-cilium-release"].urn, sim.named()["arda-cilium-gate-crds"].urn}
+    assert ordering & set(pool.dependencies)
     broken = dataclasses.replace(
         pool,
-        dependencies=tuple(d for d in pool.dependencies if d != release),
-        property_dependencies={k: tuple(d for d in v if d != release) for k, v in pool.property_dependencies.items()},
+        dependencies=tuple(d for d in pool.dependencies if d not in ordering),
+        property_dependencies={k: tuple(d for d in v if d not in ordering) for k, v in pool.property_dependencies.items()},
     )
     sim.registrations[sim.registrations.index(pool)] = broken
 

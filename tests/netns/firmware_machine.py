@@ -33,6 +33,8 @@ class Machine:
     mac: str
     boots: bool
     ip: str | None = None
+    # Memory in MiB: enough for the firmware and a tiny image; a real Talos initramfs needs more.
+    memory: int = 256
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     finished: float | None = None
@@ -57,13 +59,13 @@ class Machine:
                      "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
         elif self.firmware == "bios":
             # SeaBIOS, and the e1000's option ROM, which is iPXE.
-            qemu += ["-machine", "pc", "-m", "256", "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
+            qemu += ["-machine", "pc", "-m", str(self.memory), "-boot", "n", "-device", f"e1000,netdev=n0,mac={self.mac}",
                      "-chardev", f"file,id=dbg,path={self.debug_log}", "-device", "isa-debugcon,iobase=0x402,chardev=dbg"]  # fmt: skip
         else:
             vars_copy = self.lan.root / f"{self.name}.vars.fd"
             shutil.copy(OVMF_VARS, vars_copy)
             # romfile= leaves no iPXE ROM on the NIC: OVMF's own PXE client boots.
-            qemu += ["-machine", "q35", "-m", "256", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            qemu += ["-machine", "q35", "-m", str(self.memory), "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                      "-drive", f"if=pflash,format=raw,file={vars_copy}", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]  # fmt: skip
         self.started = time.monotonic()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,0 +1,171 @@
+"""Power-on rules: which machines Pulumi can power on, and the BMC passwords that lets it.
+
+A node's `power` says how Pulumi powers it on when it needs it (components.power): Wake-on-LAN,
+sent from the Ainur, or a Turing Pi 2 BMC, reached from the operator's machine with a password
+that is a Pulumi secret. The secret `iluvatar:bmcPasswords` holds one password per BMC address,
+set with Pulumi's structured config so that each is encrypted on its own and the addresses stay
+readable:
+
+    pulumi config set --secret --path 'iluvatar:bmcPasswords["10.10.0.5"]' <password>
+
+which writes `iluvatar:bmcPasswords: {10.10.0.5: {secure: v1:...}}` to the stack file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from stacks.boards import ARDA_ROLES, BOARDS
+from stacks.errors import Problem
+from stacks.model import Node
+
+NODES = "iluvatar:nodes"
+PASSWORDS = "bmcPasswords"
+PASSWORDS_KEY = f"iluvatar:{PASSWORDS}"
+# The alias plans.talos gives every Arda machine's NIC (LinkAliasConfig). Talos sets it as the link's
+# ifalias, which the kernel's ethtool interface does not look up, so EthernetConfig cannot name it.
+TALOS_LINK_ALIAS = "lan0"
+
+
+def password_path(address: object) -> str:
+    """The config path of one BMC's password, as `pulumi config set --path` spells it."""
+    return f'{PASSWORDS_KEY}["{address}"]'
+
+
+def set_password(address: object) -> str:
+    return f"`pulumi config set --secret --path '{password_path(address)}' <password>`"
+
+
+def _node(i: int, field: str = "") -> str:
+    return f"{NODES}[{i}]" + (f".{field}" if field else "")
+
+
+def check(
+    nodes: Sequence[tuple[int, Node]],
+    nodes_complete: bool,
+    ainur_set: bool,
+    passwords: Any,
+    passwords_set: bool,
+    secure: type,
+) -> list[Problem]:
+    """Every problem with the nodes' `power` and the BMC passwords.
+
+    `passwords` is what the stack holds at iluvatar:bmcPasswords as parse_stack sees it: a mapping of
+    BMC address to value (each a `secure` instance when it is a Pulumi secret), one `secure` value
+    (a single secret, not one per address), or anything else (plain text, which stacks.load refuses).
+    """
+    out: list[Problem] = []
+    ips = {n.ip: (i, n.name) for i, n in nodes}
+    slots: dict[tuple[object, int], tuple[int, str]] = {}
+    needed: dict[str, tuple[int, str]] = {}  # BMC address -> the first node logging in to it
+    for i, node in nodes:
+        if node.power is None:
+            continue
+        if node.role not in ARDA_ROLES:
+            out.append(
+                Problem(
+                    _node(i, "power"),
+                    f"{node.name} is {node.role}: the Ainur run before `pulumi up` does (they serve what Arda boots from), so Pulumi never "
+                    "powers them on; power is for Arda machines",
+                )
+            )
+            continue
+        wol, bmc = node.power.wake_on_lan, node.power.bmc
+        if wol is not None:
+            out += _wake_on_lan(i, node, ainur_set)
+        if bmc is not None:
+            if bmc.address in ips:
+                j, other = ips[bmc.address]
+                out.append(Problem(_node(i, "power.bmc.address"), f"{bmc.address} is nodes[{j}].ip ({other}); the BMC has an address of its own"))
+            if (bmc.address, bmc.slot) in slots:
+                j, other = slots[(bmc.address, bmc.slot)]
+                out.append(Problem(_node(i, "power.bmc.slot"), f"slot {bmc.slot} of the BMC at {bmc.address} is already nodes[{j}]'s ({other})"))
+            slots.setdefault((bmc.address, bmc.slot), (i, node.name))
+            board = BOARDS[node.board]
+            if bmc.flash and board.talos_overlay is None:
+                out.append(
+                    Problem(
+                        _node(i, "power.bmc.flash"),
+                        f"{board.name} ({board.description}) has no Talos disk image to flash (only boards with an Image Factory overlay do); "
+                        "remove flash",
+                    )
+                )
+            needed.setdefault(str(bmc.address), (i, node.name))
+    out += _passwords(needed, passwords, passwords_set, nodes_complete, secure)
+    return out
+
+
+def _wake_on_lan(i: int, node: Node, ainur_set: bool) -> Iterator[Problem]:
+    assert node.power is not None
+    assert node.power.wake_on_lan is not None
+    link = node.power.wake_on_lan.link
+    path = _node(i, "power.wakeOnLan")
+    if not ainur_set:
+        yield Problem(path, "the magic packet is sent from the Ainur, and this stack has none (iluvatar:ainur): use bmc, or power it on by hand")
+    elif node.vlan is not None:
+        yield Problem(
+            path,
+            f"{node.name} is on VLAN {node.vlan}, and the Ainur, which send the magic packet, are on network.lan only: a broadcast does "
+            f"not cross the router. Move {node.name} to network.lan, use bmc, or power it on by hand",
+        )
+    if link == TALOS_LINK_ALIAS:
+        yield Problem(
+            f"{path}.link",
+            f"{link} is the alias Iluvatar gives the NIC, and Talos's EthernetConfig takes the kernel's name "
+            "(enp1s0, eno1, end0: `talosctl get links --insecure --nodes <ip>` in maintenance mode)",
+        )
+
+
+def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_set: bool, nodes_complete: bool, secure: type) -> Iterator[Problem]:
+    example = next(iter(needed), "10.10.0.5")
+    if not passwords_set:
+        for address, (i, name) in needed.items():
+            yield Problem(
+                PASSWORDS_KEY,
+                f"is required: nodes[{i}].power.bmc ({name}) logs in to the BMC at {address}; run {set_password(address)}",
+            )
+        return
+    if isinstance(passwords, secure):
+        # One secret for the whole key: it cannot say which BMC a password is for.
+        yield Problem(
+            PASSWORDS_KEY,
+            f"is one secret, but it holds one password per BMC address: remove it and run {set_password(example)} for each BMC",
+        )
+        return
+    if not isinstance(passwords, Mapping):
+        # Never echo the value: it is a password the user just leaked into a file.
+        yield Problem(
+            PASSWORDS_KEY, f"is in plain text, and holds one password per BMC address: remove it and run {set_password(example)} for each BMC"
+        )
+        return
+    given = {str(k) for k in passwords}
+    for address, (i, name) in needed.items():
+        if address not in given:
+            yield Problem(
+                password_path(address), f"is required: nodes[{i}].power.bmc ({name}) logs in to the BMC at {address}; run {set_password(address)}"
+            )
+    for key, value in passwords.items():
+        if not isinstance(value, secure):
+            # Never echo the value: it is the password the user just leaked into a file.
+            yield Problem(password_path(key), f"is in plain text; remove it and run {set_password(key)}")
+        elif nodes_complete and str(key) not in needed:
+            yield Problem(password_path(key), f"is set, but no machine's power.bmc.address is {key}; remove it")
+
+
+def addresses_only(value: Any, secret: bool, secure: type) -> Any:
+    """iluvatar:bmcPasswords as the engine hands it to the program (decrypted JSON text), for the rules above.
+
+    Only the addresses are kept: every password becomes a `secure` instance when the key is a secret
+    (Pulumi marks the whole key secret once any entry is; which entries were does not reach the
+    program, so an entry in plain text beside secret ones is caught by `iluvatar validate`, which reads
+    the file), or a marker of plain text when it is not.
+    """
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return {str(k): secure() if secret else "[plain text]" for k in parsed}
+    return secure() if secret else "[plain text]"

@@ -1,0 +1,248 @@
+"""Power-on under the mock runtime: each powered machine's apply after its power step, what each step runs, its secrets.
+
+Two stacks: the homelab with gandalf woken by Wake-on-LAN and saruman on a BMC (with the Ainur's
+netboot), and the rk1 Turing Pi 2 with its four RK1 on the board's BMC, talos-4 flashed (no Ainur).
+Steps are found by what they run (the MAC in the sender's command, `--machine` in the BMC's), apply
+steps by the upgrader's arguments, never by resource names.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from iluvatar.graph import Graph
+from iluvatar.render import render_files
+from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
+from plans import power as plan
+from stacks import StackConfig, load_stack_file, read_stack_file
+from stacks.load import StackFile
+from tests.bringup import upgrader_args, violations
+from tests.edit import RK1, ROOT, edit, homelab_doc, write_stack
+from tests.strategies import raw_stacks
+
+LOCAL, REMOTE = "command:local:Command", "command:remote:Command"
+CANARY = "CANARY-BMC-PASSWORD-9e41"
+SECURE = {"secure": "v1:Y2lwaGVy"}
+
+
+def homelab_variant(tmp: Path) -> Path:
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
+            "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}},
+            "iluvatar:bmcPasswords": {"192.168.0.5": SECURE},
+        },
+    )
+    return write_stack(tmp, doc, stack="homelab")
+
+
+def rk1_variant(tmp: Path) -> Path:
+    doc: dict[str, Any] = yaml.safe_load(RK1.read_text())
+    for i, node in enumerate(doc["config"]["iluvatar:nodes"]):
+        node["power"] = {"bmc": {"address": "10.10.0.5", "slot": i + 1, **({"flash": True} if i == 3 else {})}}
+    doc["config"]["iluvatar:bmcPasswords"] = {"10.10.0.5": SECURE}
+    return write_stack(tmp, doc, stack="rk1")
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[StackConfig, Simulation]]:
+    out = {}
+    for name, make in (("homelab", homelab_variant), ("rk1", rk1_variant)):
+        path = make(tmp_path_factory.mktemp(name))
+        out[name] = (load_stack_file(path), simulate(read_stack_file(path)))
+    return out
+
+
+def power_step(sim: Simulation, stack: StackConfig, name: str) -> Registration:
+    node = next(n for n in stack.nodes if n.name == name)
+    found = [
+        r
+        for r in sim.registrations
+        if (r.type == LOCAL and f"--machine {name} " in str(r.inputs.get("create"))) or (r.type == REMOTE and node.mac in str(r.inputs.get("create")))
+    ]
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
+def apply_step(sim: Simulation, stack: StackConfig, name: str) -> Registration:
+    node = next(n for n in stack.nodes if n.name == name)
+    found = [r for r in sim.registrations if upgrader_args(r)[:1] == ["apply"] and f"{node.name}={node.ip}" in upgrader_args(r)]
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("which", ["homelab", "rk1"])
+def test_each_powered_machines_apply_comes_after_its_power_step(stacks: dict[str, tuple[StackConfig, Simulation]], which: str) -> None:
+    stack, sim = stacks[which]
+    graph = Graph.of(sim)
+    powered = [n for n in stack.arda_nodes if n.power is not None]
+    assert [n.name for n in powered] == (["gandalf", "saruman"] if which == "homelab" else ["talos-1", "talos-2", "talos-3", "talos-4"])
+    for node in powered:
+        step, apply = power_step(sim, stack, node.name), apply_step(sim, stack, node.name)
+        assert graph.after(apply, step), f"{apply.name} is not after {step.name}"
+        # Directly: the apply's own depends_on names the step, not only some chain through another machine.
+        assert step.urn in apply.dependencies
+        assert not graph.after(step, apply)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=raw_stacks(), data=st.data())
+def test_random_stacks_power_each_machine_before_its_apply(
+    raw: dict[str, Any], data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Random stacks, random machines powered (WoL where the Ainur share its LAN, else a BMC slot): the order holds, and so do
+    the bring-up invariants (tests.bringup)."""
+    with_ainur = "iluvatar:ainur" in raw
+    bmcs: list[str] = []
+    for node in raw["iluvatar:nodes"]:
+        if node["role"] not in ("valinor", "istari") or not data.draw(st.booleans()):
+            continue
+        if with_ainur and "vlan" not in node and data.draw(st.booleans()):
+            node["power"] = {"wakeOnLan": {"link": data.draw(st.sampled_from(["enp1s0", "eno1", "end0"]))}}
+        else:
+            address = f"203.0.113.{1 + len(bmcs) // 4}"  # a BMC of its own every four slots, off every machine's address
+            node["power"] = {"bmc": {"address": address, "slot": 1 + len(bmcs) % 4}}
+            bmcs.append(address)
+    if bmcs:
+        raw["iluvatar:bmcPasswords"] = {a: {"secure": "v1:Y2lwaGVy"} for a in sorted(set(bmcs))}
+    path = tmp_path_factory.mktemp("random") / "Pulumi.random.yaml"
+    path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
+    stack = load_stack_file(path)
+    sim = simulate(read_stack_file(path))
+    graph = Graph.of(sim)
+    for node in stack.arda_nodes:
+        if node.power is not None:
+            assert graph.after(apply_step(sim, stack, node.name), power_step(sim, stack, node.name)), node.name
+    assert violations(sim, stack) == []
+
+
+def test_without_the_power_step_in_the_apply_the_graph_says_so(tmp_path: Path) -> None:
+    """The invariant above fails when TalosCluster does not wait for power_on (the gate it checks)."""
+    from tests.bringup import edited
+
+    path = homelab_variant(tmp_path)
+    stack = load_stack_file(path)
+    with edited("components.arda", ("*([args.power_on[node.name]] if node.name in args.power_on else [])", "")):
+        sim = simulate(read_stack_file(path))
+    step, apply = power_step(sim, stack, "gandalf"), apply_step(sim, stack, "gandalf")
+    assert not Graph.of(sim).after(apply, step)
+
+
+def test_power_steps_wait_for_netboot_and_the_magic_packet_for_its_sender(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+    stack, sim = stacks["homelab"]
+    graph, named = Graph.of(sim), sim.named()
+    wake, bmc = power_step(sim, stack, "gandalf"), power_step(sim, stack, "saruman")
+    netboot = [r for r in sim.registrations if r.type == "kubernetes:apps/v1:Deployment" and r.inputs["metadata"]["name"] == "netboot"]
+    assert len(netboot) == 1
+    for step in (wake, bmc):
+        assert graph.after(step, netboot[0]), f"{step.name} can power a machine on before its DHCP/PXE server serves"
+    assert graph.after(wake, named["ainur-manwe-join"])
+    connection = wake.inputs["connection"]
+    connection = connection.value if isinstance(connection, SecretValue) else connection
+    assert (connection["host"], connection["user"]) == ("192.168.0.11", "ubuntu")
+
+
+def test_the_steps_are_one_component_and_machines_without_power_have_none(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+    _, sim = stacks["homelab"]
+    component = sim.one("iluvatar:arda:Power", "arda-power")
+    assert sorted((r.name, r.type) for r in sim.children(component)) == [
+        ("arda-power-command", "pulumi:providers:command"),
+        ("arda-power-gandalf", REMOTE),
+        ("arda-power-saruman", LOCAL),
+    ]
+    plain = simulate(read_stack_file(ROOT / "Pulumi.homelab.yaml"))
+    assert plain.by_type("iluvatar:arda:Power") == []
+
+
+def test_a_step_runs_again_whenever_its_machines_apply_does(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+    """The same ILUVATAR_* inputs: a new version, installer or patch re-runs the power step before the apply."""
+    stack, sim = stacks["homelab"]
+    bmc, apply = power_step(sim, stack, "saruman"), apply_step(sim, stack, "saruman")
+    # All but the generation (a machine found in maintenance mode is on already: configuring it again needs no power-on).
+    assert bmc.inputs["environment"] == {k: v for k, v in apply.inputs["environment"].items() if k != "ILUVATAR_GENERATION"}
+    assert set(bmc.inputs["environment"]) == {"ILUVATAR_TALOS_VERSION", "ILUVATAR_KUBERNETES_VERSION", "ILUVATAR_INSTALLER", "ILUVATAR_PATCHES"}
+    wake, wake_apply = power_step(sim, stack, "gandalf"), apply_step(sim, stack, "gandalf")
+    # Over SSH the environment needs the server's AcceptEnv: the values lead the command instead.
+    env = " ".join(f"{k}={v}" for k, v in sorted(wake_apply.inputs["environment"].items()) if k != "ILUVATAR_GENERATION")
+    assert wake.inputs["create"] == wake.inputs["update"]
+    assert wake.inputs["create"].startswith(env + " python3 -c ")
+    assert wake.inputs["create"].endswith(" 28:d2:44:30:00:01 192.168.0.255")
+
+
+def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+    stack, sim = stacks["rk1"]
+    images = sim.outputs["ardaDiskImages"]
+    for i in range(1, 4):
+        step = power_step(sim, stack, f"talos-{i}")
+        command = f".venv/bin/iluvatar power bmc --machine talos-{i} --bmc https://10.10.0.5 --slot {i} --user root --timeout 5m"
+        assert (step.inputs["create"], step.inputs["update"]) == (command, command)
+        assert step.custom_timeouts == {"create": "10m", "update": "10m"}
+        # No Ainur, so no netboot to wait for: only the schematic whose installer its ILUVATAR_INSTALLER names.
+        assert {u.rsplit("::", 1)[1] for u in step.dependencies} == {"arda-config-schematic-rk1"}
+    flash = power_step(sim, stack, "talos-4")
+    # Flashing on the first run only; every later run powers on.
+    assert flash.inputs["create"] == (
+        ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root "
+        f"--flash {images['talos-4']} --talos 10.10.0.14:50000 --probe 300s --timeout 45m"
+    )
+    assert images["talos-4"].endswith("/v1.12.4/metal-arm64.raw.xz")
+    assert flash.inputs["update"] == ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root --timeout 5m"
+    assert flash.custom_timeouts == {"create": "50m", "update": "10m"}
+
+
+def test_the_bmc_password_reaches_its_step_only_as_a_secret_and_never_in_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine hands the program the decrypted passwords; they go to stdin, secret, and nowhere else."""
+    path = rk1_variant(tmp_path)
+    sf = read_stack_file(path)
+    assert "iluvatar:bmcPasswords" in sf.secret_keys
+    decrypted = StackFile(sf.path, {**sf.config, "iluvatar:bmcPasswords": {"10.10.0.5": CANARY}}, sf.secret_keys)
+    sim = simulate(decrypted)
+    stack = load_stack_file(path)
+    for i in range(1, 5):
+        step = power_step(sim, stack, f"talos-{i}")
+        assert step.secret_inputs == ("stdin",)
+        assert isinstance(step.inputs["stdin"], SecretValue)
+        assert json.loads(step.inputs["stdin"].value) == {"password": CANARY}, "the canary must flow through the program"
+        for key, value in step.inputs.items():
+            if key != "stdin":
+                assert CANARY not in json.dumps(value, default=repr), key
+    files = render_files(sim)
+    for rel, content in files.items():
+        assert CANARY not in content, f"the BMC password in clear in {rel}"
+    assert CANARY not in json.dumps(sim.outputs, default=repr)
+    assert CANARY not in json.dumps([c for c in sim.component_outputs.values()], default=repr)
+    out = capsys.readouterr()
+    assert CANARY not in out.out + out.err
+
+
+def test_render_with_power_is_offline_and_byte_identical(tmp_path: Path) -> None:
+    path = rk1_variant(tmp_path)
+    trees = []
+    for name in ("one", "two"):
+        out = tmp_path / name
+        result = subprocess.run(
+            [str(ROOT / ".venv/bin/iluvatar"), "render", str(path), "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        trees.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1]
+    plan_txt = trees[0]["plan.txt"].decode()
+    lines = plan_txt.splitlines()
+    assert "  arda-power  (iluvatar:arda:Power)" in lines
+    # Flashing may take its 45 minutes on the first run; a later run only powers on.
+    step = next(line for line in lines if line.startswith("    arda-power-talos-4  (command:local:Command)"))
+    assert "[timeouts: create 50m, update 10m] [inputs: arda-config-schematic-rk1 (create, environment)] [provider: arda-power-command]" in step
+    assert "[after: arda-power-talos-2, arda-talos-1-apply]" in next(line for line in lines if line.strip().startswith("arda-talos-2-apply"))
+
+
+def test_the_power_step_is_a_step_of_plans_power() -> None:
+    assert plan.POWER_CLI == (".venv/bin/iluvatar", "power")

@@ -1,0 +1,196 @@
+"""Power-on on a LAN of network namespaces, with the exact commands the program renders.
+
+- Wake-on-LAN: the first valar's namespace runs the remote command `arda-power-gandalf` would run
+  over SSH (the program's `create`, through `sh -c` as sshd runs it, with this machine's python3);
+  gandalf's namespace, its NIC at the inventory's MAC and no address (a machine that is off has
+  none), captures every frame with a raw socket. The packet must be a broadcast to the LAN's
+  broadcast address, UDP port 9, carrying 6 x 0xff then the MAC 16 times.
+- The BMC: a stand-in Turing Pi 2 BMC (tests/bmc_standin.py) listens at the inventory's BMC address
+  on port 443 in its own namespace; the operator's namespace runs the local command
+  `arda-power-saruman` would run, from the project folder, password on stdin.
+
+Traffic stays in the namespaces (a bridge in its own namespace joins them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iluvatar.simulate import Simulation, simulate
+from plans import power as plan
+from stacks import read_stack_file
+from tests.bmc_standin import StandInBmc, serve
+from tests.edit import ROOT, edit, homelab_doc, write_stack
+from tests.netns.lan import in_ns, require_root, sh, stop
+
+require_root()
+
+GANDALF_MAC, MANWE_IP, BMC_IP, OPERATOR_IP = "28:d2:44:30:00:01", "192.168.0.11", "192.168.0.5", "192.168.0.50"
+PASSWORD = "turing-netns-4c1e"
+
+# Every frame on the NIC, as a machine's NIC sees it while the machine is off: 'frame <hex>' a line.
+CAPTURE = """
+import select, socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind(("eth0", 0))
+print("ready", flush=True)
+until = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < until:
+    if select.select([s], [], [], 0.2)[0]:
+        print("frame", s.recv(65535).hex(), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
+            "iluvatar:nodes[7].power": {"bmc": {"address": BMC_IP, "slot": 2}},
+            "iluvatar:bmcPasswords": {BMC_IP: {"secure": "v1:Y2lwaGVy"}},
+        },
+    )
+    path = write_stack(tmp_path_factory.mktemp("power"), doc, stack="homelab")
+    return simulate(read_stack_file(path))
+
+
+@pytest.fixture
+def switch() -> Iterator[tuple[str, list[str]]]:
+    """A bridge in its own namespace; plug() adds a namespace with one veth on it. All removed afterwards."""
+    prefix = f"pw{os.getpid() % 10000}"
+    made: list[str] = []
+    bridge = f"{prefix}w"
+    sh("ip", "netns", "add", bridge)
+    made.append(bridge)
+    in_ns(bridge, "ip", "link", "add", "br0", "type", "bridge")
+    in_ns(bridge, "ip", "link", "set", "br0", "up")
+    try:
+        yield prefix, made
+    finally:
+        for ns in reversed(made):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def plug(prefix: str, made: list[str], name: str, mac: str | None = None, ip: str | None = None) -> str:
+    ns = f"{prefix}{name}"
+    sh("ip", "netns", "add", ns)
+    made.append(ns)
+    sh("ip", "link", "add", f"{ns}v", "netns", f"{prefix}w", "type", "veth", "peer", "name", "eth0", "netns", ns)
+    in_ns(f"{prefix}w", "ip", "link", "set", f"{ns}v", "master", "br0", "up")
+    if mac is not None:
+        in_ns(ns, "ip", "link", "set", "eth0", "address", mac)
+    in_ns(ns, "ip", "link", "set", "lo", "up")
+    in_ns(ns, "ip", "link", "set", "eth0", "up")
+    if ip is not None:
+        in_ns(ns, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+    return ns
+
+
+def test_the_rendered_wake_command_broadcasts_the_magic_packet_to_the_machine(sim: Simulation, switch: tuple[str, list[str]]) -> None:
+    step = sim.named()["arda-power-gandalf"]
+    assert step.type == "command:remote:Command"
+    command = step.inputs["create"]
+    prefix, made = switch
+    pi = plug(prefix, made, "p", ip=MANWE_IP)
+    machine = plug(prefix, made, "m", mac=GANDALF_MAC)
+    pi_mac = in_ns(pi, "cat", "/sys/class/net/eth0/address").stdout.strip()
+    capture = subprocess.Popen(["ip", "netns", "exec", machine, "python3", "-c", CAPTURE, "20"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert capture.stdout is not None
+        assert capture.stdout.readline().strip() == "ready"
+        # As sshd runs a command: the user's shell, `sh -c`, in the Pi's namespace.
+        sent = in_ns(pi, "sh", "-c", command, timeout=30)
+        assert sent.stdout == f"magic packet for {GANDALF_MAC} sent to 192.168.0.255:9 (3 times)\n"
+        frames: list[bytes] = []
+        for line in capture.stdout:
+            if line.startswith("frame "):
+                frame = bytes.fromhex(line.split()[1])
+                if frame[12:14] == b"\x08\x00" and frame[23] == 17 and struct.unpack("!H", frame[36:38])[0] == plan.WOL_PORT:
+                    frames.append(frame)
+            if len(frames) == plan.WOL_REPEAT:
+                break
+    finally:
+        stop(capture)  # type: ignore[arg-type]
+    assert len(frames) == plan.WOL_REPEAT == 3
+    expected = b"\xff" * 6 + bytes.fromhex(GANDALF_MAC.replace(":", "")) * 16
+    assert plan.magic_packet(GANDALF_MAC) == expected
+    for frame in frames:
+        ihl = (frame[14] & 0x0F) * 4
+        udp = 14 + ihl
+        assert frame[0:6] == b"\xff" * 6, "not an Ethernet broadcast"
+        assert frame[6:12] == bytes.fromhex(pi_mac.replace(":", ""))
+        assert (".".join(map(str, frame[26:30])), ".".join(map(str, frame[30:34]))) == (MANWE_IP, "192.168.0.255")
+        assert struct.unpack("!H", frame[udp + 2 : udp + 4])[0] == 9
+        assert frame[udp + 8 :] == expected
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _enter(ns: str) -> None:
+    """setns(2) for the calling thread only: sockets it makes from now on live in `ns`."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+    finally:
+        os.close(fd)
+
+
+def test_the_rendered_bmc_command_powers_the_slot_on_at_the_inventorys_address(
+    sim: Simulation, switch: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    step = sim.named()["arda-power-saruman"]
+    assert step.type == "command:local:Command"
+    command = step.inputs["create"]
+    assert f"--bmc https://{BMC_IP} " in command
+    prefix, made = switch
+    bmc_ns = plug(prefix, made, "b", ip=BMC_IP)
+    operator = plug(prefix, made, "o", ip=OPERATOR_IP)
+    state = StandInBmc(users={"root": PASSWORD})
+    ready, done = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def run_bmc() -> None:
+        try:
+            _enter(bmc_ns)
+            with serve(state, tmp_path, host=BMC_IP, port=443):
+                ready.set()
+                done.wait(120)
+        except BaseException as e:  # reported by the test, below
+            failed.append(e)
+            ready.set()
+
+    server = threading.Thread(target=run_bmc, daemon=True)
+    server.start()
+    assert ready.wait(60) and not failed, failed
+    try:
+        # As pulumi-command runs it: `sh -c` from the project folder, stdin the step's secret JSON.
+        for _ in range(2):
+            result = subprocess.run(
+                ["ip", "netns", "exec", operator, "sh", "-c", command],
+                input=json.dumps({"password": PASSWORD}),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+            )
+            assert result.returncode == 0, result.stderr
+    finally:
+        done.set()
+        server.join(30)
+    assert state.power == [False, True, False, False]
+    first = plan.power_on_requests(2, already_on=False)
+    assert [(m, p) for m, p, _ in state.requests] == [*first, *plan.power_on_requests(2, already_on=True)]
+    assert result.stdout == f"saruman: the BMC at https://{BMC_IP} (slot 2) is on (it already was)\n"

@@ -1,0 +1,146 @@
+"""Power-on config as `pulumi preview` reads it (stacks.pulumi_source) and as a stack file holds it (stacks.load).
+
+The broken stacks with their exact messages are fixtures (tests/fixtures/invalid_stacks.yaml,
+"Power-on"); these show the same rules at preview, where the engine hands the program the
+passwords decrypted as one JSON object and says only that the key is secret.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from stacks import read_stack_file
+from stacks.load import Secure
+from stacks.pulumi_source import load
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+
+PASSWORD = "turing-CANARY-51d0"
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, []
+
+
+@pytest.fixture(autouse=True)
+def mocks() -> None:
+    pulumi.runtime.set_mocks(Mocks(), project="iluvatar", stack="test", preview=True)
+
+
+def config(powers: dict[int, dict[str, Any]], **extra: str) -> tuple[dict[str, str], list[str]]:
+    """The homelab's config as the engine hands it over (secrets decrypted), with machines' `power` set."""
+    sf = read_stack_file(HOMELAB)
+    cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
+    nodes = json.loads(cfg["iluvatar:nodes"])
+    for i, p in powers.items():
+        nodes[i]["power"] = p
+    cfg["iluvatar:nodes"] = json.dumps(nodes)
+    cfg.update(extra)
+    return cfg, sorted(sf.secret_keys)
+
+
+def refused(cfg: dict[str, str], secret_keys: list[str]) -> list[str]:
+    pulumi.runtime.set_all_config(cfg, secret_keys)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    return [line.strip() for line in str(err.value).splitlines()[1:]]
+
+
+BMC = {"bmc": {"address": "192.168.0.5", "slot": 1}}
+
+
+def test_a_bmc_without_its_password_is_refused_at_preview() -> None:
+    cfg, keys = config({6: BMC})
+    assert refused(cfg, keys) == [
+        "iluvatar:bmcPasswords: is required: nodes[6].power.bmc (gandalf) logs in to the BMC at 192.168.0.5; "
+        "run `pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>`"
+    ]
+
+
+def test_a_bmc_without_its_address_is_refused_at_preview() -> None:
+    cfg, keys = config({6: {"bmc": {"slot": 1}}})
+    assert refused(cfg, keys) == ["iluvatar:nodes[6].power.bmc.address: is required"]
+
+
+def test_a_password_for_another_bmc_is_refused_at_preview_without_a_password_in_the_message() -> None:
+    cfg, keys = config({6: BMC}, **{"iluvatar:bmcPasswords": json.dumps({"192.168.0.6": PASSWORD})})
+    lines = refused(cfg, [*keys, "iluvatar:bmcPasswords"])
+    assert lines == [
+        'iluvatar:bmcPasswords["192.168.0.5"]: is required: nodes[6].power.bmc (gandalf) logs in to the BMC at 192.168.0.5; '
+        "run `pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>`",
+        'iluvatar:bmcPasswords["192.168.0.6"]: is set, but no machine\'s power.bmc.address is 192.168.0.6; remove it',
+    ]
+    assert PASSWORD not in "\n".join(lines)
+
+
+def test_passwords_that_are_not_a_secret_are_refused_at_preview_entry_by_entry() -> None:
+    cfg, keys = config({6: BMC}, **{"iluvatar:bmcPasswords": json.dumps({"192.168.0.5": PASSWORD})})
+    lines = refused(cfg, keys)
+    assert lines == [
+        'iluvatar:bmcPasswords["192.168.0.5"]: is in plain text; remove it and run '
+        "`pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>`"
+    ]
+    assert PASSWORD not in "\n".join(lines)
+
+
+def test_one_secret_instead_of_one_per_bmc_is_refused_at_preview() -> None:
+    cfg, keys = config({6: BMC}, **{"iluvatar:bmcPasswords": PASSWORD})
+    lines = refused(cfg, [*keys, "iluvatar:bmcPasswords"])
+    assert lines == [
+        "iluvatar:bmcPasswords: is one secret, but it holds one password per BMC address: remove it and run "
+        "`pulumi config set --secret --path 'iluvatar:bmcPasswords[\"192.168.0.5\"]' <password>` for each BMC"
+    ]
+
+
+def test_wake_on_lan_on_a_vlan_is_refused_at_preview() -> None:
+    cfg, keys = config({7: {"wakeOnLan": {"link": "enp0s25"}}})
+    nodes = json.loads(cfg["iluvatar:nodes"])
+    nodes[7].update(vlan="iot", ip="192.168.20.32")
+    cfg["iluvatar:nodes"] = json.dumps(nodes)
+    assert refused(cfg, keys) == [
+        "iluvatar:nodes[7].power.wakeOnLan: saruman is on VLAN iot, and the Ainur, which send the magic packet, are on network.lan only: "
+        "a broadcast does not cross the router. Move saruman to network.lan, use bmc, or power it on by hand"
+    ]
+
+
+def test_the_passwords_reach_the_program_as_one_secret_output() -> None:
+    cfg, keys = config(
+        {6: BMC, 7: {"bmc": {"address": "192.168.0.5", "slot": 2}}}, **{"iluvatar:bmcPasswords": json.dumps({"192.168.0.5": PASSWORD})}
+    )
+    pulumi.runtime.set_all_config(cfg, [*keys, "iluvatar:bmcPasswords"])
+    loaded = load()
+    assert loaded.secrets.bmc_passwords is not None
+    seen: list[Any] = []
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[None]:
+        assert loaded.secrets.bmc_passwords is not None
+        secret = loaded.secrets.bmc_passwords.is_secret()
+        return pulumi.Output.all(loaded.secrets.bmc_passwords, secret).apply(lambda v: seen.append(v))
+
+    check()
+    assert seen == [[{"192.168.0.5": PASSWORD}, True]]
+
+
+def test_without_a_bmc_no_password_is_read() -> None:
+    cfg, keys = config({6: {"wakeOnLan": {"link": "enp0s25"}}})
+    pulumi.runtime.set_all_config(cfg, keys)
+    assert load().secrets.bmc_passwords is None
+
+
+def test_a_stack_file_with_secret_entries_holds_the_key_as_a_secret_and_each_entry_opaque(tmp_path: Path) -> None:
+    """As Pulumi reads `config set --secret --path`: any `secure:` leaf makes the key secret; the addresses stay readable."""
+    doc = edit(homelab_doc(), {"iluvatar:bmcPasswords": {"192.168.0.5": {"secure": "v1:Y2lwaGVy"}, "192.168.0.6": {"secure": "v1:Y2lwaGVz"}}})
+    sf = read_stack_file(write_stack(tmp_path, doc))
+    assert "iluvatar:bmcPasswords" in sf.secret_keys
+    value = sf.config["iluvatar:bmcPasswords"]
+    assert sorted(value) == ["192.168.0.5", "192.168.0.6"]
+    assert all(isinstance(v, Secure) for v in value.values())

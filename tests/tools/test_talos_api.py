@@ -1,0 +1,242 @@
+"""The Talos API stand-in itself (tools/talos-api): TLS as a real node serves it, its script, its call log.
+
+The protocol side is checked from Python's own TLS stack against the talosconfig the stand-in
+writes; the gRPC side with the real machinery client, which the upgrader is (tests/upgrader has
+the rest of what the stand-in does, through it).
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.upgrader.run import secrets, upgrader
+from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
+
+NEW = "v1.13.0"
+
+
+def _context(api: TalosAPI) -> tuple[dict[str, Any], Path]:
+    """The talosconfig's current context, and its CA written to a file for ssl."""
+    config = yaml.safe_load(api.talosconfig_text())
+    context = config["contexts"][config["context"]]
+    ca = api.dir / "ca.crt"
+    ca.write_bytes(base64.b64decode(context["ca"]))
+    return context, ca
+
+
+def _handshake(address: str, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    host, port = address.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    return ctx.wrap_socket(raw, server_hostname=host)
+
+
+def test_a_configured_node_serves_its_ip_signed_by_the_os_ca_and_requires_a_client_certificate() -> None:
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)])) as api:
+        context, ca = _context(api)
+        assert context["endpoints"] == [f"{ips[0]}:{API_PORT}"]
+        crt, key = api.dir / "admin.crt", api.dir / "admin.key"
+        crt.write_bytes(base64.b64decode(context["crt"]))
+        # Talos labels its Ed25519 PKCS#8 key "ED25519 PRIVATE KEY"; OpenSSL reads the same DER as "PRIVATE KEY".
+        key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
+
+        # Verified against the OS CA, for the node's IP (check_hostname matches IP SANs), with the admin certificate.
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(str(crt), str(key))
+        ctx.set_alpn_protocols(["h2"])
+        with _handshake(api.addresses["valinor-1"], ctx) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            peer = tls.getpeercert()
+            assert peer is not None
+            assert peer["subjectAltName"] == (("IP Address", ips[0]),)
+
+        # Without a client certificate the node ends the connection (TLS 1.3 says so on the first read).
+        bare = ssl.create_default_context(cafile=str(ca))
+        bare.set_alpn_protocols(["h2"])
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"), _handshake(api.addresses["valinor-1"], bare) as tls:
+            tls.recv(1)
+
+
+def test_a_maintenance_mode_node_serves_a_certificate_no_talosconfig_trusts_and_asks_for_none() -> None:
+    ips = addresses(1)
+    with talos_api(scenario([node("istari-1", ips[0], "worker", NEW, maintenance=True)])) as api:
+        _, ca = _context(api)
+        trusting = ssl.create_default_context(cafile=str(ca))
+        with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+            _handshake(api.addresses["istari-1"], trusting).close()
+
+        insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        insecure.set_alpn_protocols(["h2"])
+        with _handshake(api.addresses["istari-1"], insecure) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+        assert not (api.dir / "configs" / "istari-1.yaml").exists()
+
+
+def test_the_config_command_generates_what_the_nodes_booted_with() -> None:
+    ips = addresses(2)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW), node("istari-1", ips[1], "worker", NEW)])) as api:
+        for name, role in (("valinor-1", "controlplane"), ("istari-1", "worker")):
+            generated = api.config(role, installer(VANILLA, NEW))
+            assert generated == api.node_config(name)
+            assert next(yaml.safe_load_all(generated))["machine"]["install"]["image"] == installer(VANILLA, NEW)
+
+
+def test_a_crash_takes_the_node_off_the_network_and_brings_it_back_with_a_new_boot_id() -> None:
+    ips = addresses(1)
+    with talos_api(scenario([node("istari-1", ips[0], "worker", NEW)])) as api:
+        probe = ["probe", "--node", api.node_arg("istari-1"), "--deadline", "2s"]
+        before = api.state()["istari-1"]["bootId"]
+        api.crash("istari-1", down_ms=1500)
+        assert upgrader(probe, secrets(api)).stdout.strip() == '{"nodes":{"istari-1":"unreachable"}}'
+        deadline = time.monotonic() + 10
+        while not api.state()["istari-1"]["up"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert api.state()["istari-1"]["bootId"] != before
+        assert upgrader(probe, secrets(api)).stdout.strip() == '{"nodes":{"istari-1":"running"}}'
+
+
+def test_a_script_change_at_run_time_takes_effect() -> None:
+    ips = addresses(1)
+    with talos_api(scenario([node("istari-1", ips[0], "worker", NEW)])) as api:
+        api.script("istari-1", upgrade={"result": "never"})
+        config = api.config("worker", installer(VANILLA, "v1.13.1"))
+        result = upgrader(
+            ["apply", "--node", api.node_arg("istari-1"), "--role", "worker", "--timeout", "3s", "--no-kubernetes"], secrets(api, config)
+        )
+        assert result.code == 1
+        assert api.state()["istari-1"]["up"] is False
+        with pytest.raises(Exception, match="HTTP Error 400"):
+            api.script("istari-1", reboot={"result": "sideways"})
+
+
+def test_alarms_raised_at_run_time_stop_the_next_change() -> None:
+    ips = addresses(3)
+    with talos_api(scenario([node(f"valinor-{i + 1}", ip, "controlplane", NEW) for i, ip in enumerate(ips)])) as api:
+        api.set_alarms([{"node": "valinor-2", "alarm": "NOSPACE"}])
+        config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
+        result = upgrader(
+            ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"], secrets(api, config)
+        )
+        assert result.code == 1
+        assert "alarms raised: NOSPACE on member " in result.last
+        api.set_alarms([])
+        assert (
+            upgrader(
+                ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"], secrets(api, config)
+            ).code
+            == 0
+        )
+        with pytest.raises(Exception, match="HTTP Error 400"):
+            api.set_alarms([{"node": "valinor-9", "alarm": "NOSPACE"}])
+
+
+def test_the_call_log_records_each_answer_and_its_code() -> None:
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], bootstrapped=False)) as api:
+        args = ["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "10s"]
+        assert upgrader(args, secrets(api)).code == 0
+        assert upgrader(args, secrets(api)).code == 0
+        calls = api.calls("valinor-1")
+        assert [(c["seq"], c["node"], c["method"], c["args"], c["code"]) for c in calls] == [
+            (1, "valinor-1", "MachineService/Bootstrap", {"recoverEtcd": False}, "OK"),
+            (2, "valinor-1", "MachineService/Bootstrap", {"recoverEtcd": False}, "AlreadyExists"),
+        ]
+        assert calls[0]["ms"] <= calls[1]["ms"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"version": "1.13"}, 'node "istari-1": version "1.13" is not vX.Y.Z'),
+        ({"role": "etcd"}, 'node "istari-1": role "etcd" is not controlplane or worker'),
+        (
+            {"reboot": {"result": "sideways"}},
+            'node "istari-1": reboot result "sideways" is not one of up, never, old-version, maintenance, not-ready',
+        ),
+        ({"schematic": "abc"}, 'node "istari-1": schematic "abc" is not an Image Factory schematic ID'),
+    ],
+    ids=["version", "role", "outcome", "schematic"],
+)
+def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], message: str) -> None:
+    bad = scenario([{**node("istari-1", addresses(1)[0], "worker", NEW), **spec}])
+    with pytest.raises(TalosAPIError, match="talos-api exited with 1") as raised, talos_api(bad):
+        pass
+    assert message in str(raised.value)
+
+
+def test_a_config_that_gives_the_node_another_address_moves_its_api_there_with_a_certificate_for_it() -> None:
+    old, new = addresses(2)
+    with talos_api(scenario([node("istari-1", old, "worker", NEW)])) as api:
+        boot = api.state()["istari-1"]["bootId"]
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(address=new))
+        args = ["apply", "--node", f"istari-1={new}", "--role", "worker", "--timeout", "30s", "--no-kubernetes"]
+        result = upgrader(args, secrets(api, config), record={"node": "istari-1", "ip": old})
+        assert result.code == 0, result.stderr
+        # Applied without a reboot: the same boot, at the new address, no longer at the old one.
+        assert (api.state()["istari-1"]["address"], api.state()["istari-1"]["bootId"]) == (f"{new}:{API_PORT}", boot)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((old, API_PORT), timeout=5).close()
+        # Talos regenerates apid's certificate for the node's addresses: the new IP, signed by the OS CA.
+        context, ca = _context(api)
+        crt, key = api.dir / "admin.crt", api.dir / "admin.key"
+        crt.write_bytes(base64.b64decode(context["crt"]))
+        key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(str(crt), str(key))
+        ctx.set_alpn_protocols(["h2"])
+        with _handshake(f"{new}:{API_PORT}", ctx) as tls:
+            peer = tls.getpeercert()
+            assert peer is not None
+            assert peer["subjectAltName"] == (("IP Address", new),)
+
+
+def test_a_reflashed_control_plane_removes_its_own_stale_member_when_it_joins_as_talos_does() -> None:
+    ips = addresses(3)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 200}}
+    nodes = [node(f"valinor-{i + 1}", ip, "controlplane", NEW, **(reflashed if i == 2 else {})) for i, ip in enumerate(ips)]
+    with talos_api(scenario(nodes)) as api:
+        stale = api.state()["valinor-3"]["etcdMemberId"]
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+        # Its old member is listed but down: the others' health checks see it.
+        assert api.state()["valinor-3"]["etcdMember"] is True
+        # No upgrader removal: Talos's own join (addMember) removes a member of its name, then adds itself.
+        args = ["apply", "--node", api.node_arg("valinor-3"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        deadline = time.monotonic() + 20
+        while (s := api.state()["valinor-3"])["maintenance"] or not s["etcdMemberId"] or s["etcdMemberId"] == stale:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        assert (s["etcdMemberId"] != stale, s["etcdJoinError"]) == (True, "")
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+
+
+def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
+    ips = addresses(2)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 200}}
+    nodes = [node("valinor-1", ips[0], "controlplane", NEW), node("valinor-2", ips[1], "controlplane", NEW, **reflashed)]
+    with talos_api(scenario(nodes)) as api:
+        # Two members, one of them the wiped node's: no quorum, so etcd refuses the join, and Talos is not ready.
+        args = ["apply", "--node", api.node_arg("valinor-2"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        deadline = time.monotonic() + 20
+        while not (s := api.state()["valinor-2"])["up"] or s["maintenance"]:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        assert s["etcdJoinError"] == "error getting etcd member list: etcdserver: no leader"
+        health = upgrader([*args[:-3], "--timeout", "2s", "--no-kubernetes"], secrets(api, api.config("controlplane", installer(VANILLA, NEW))))
+        assert health.code == 1
+        assert health.last.startswith(
+            "upgrader: FAILED: valinor-2: machine-status: timed out; last seen: running, not ready: "
+            'serviceReady: service "etcd" not healthy: error getting etcd member list: etcdserver: no leader; look with: '
+        )

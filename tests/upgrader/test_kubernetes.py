@@ -1,0 +1,621 @@
+"""The upgrader's Kubernetes side against a real API server (tools/kube_cluster.py: kube-apiserver 1.34.1 with kwok nodes).
+
+The Talos side is the scripted stand-in (tools/talos-api) again; Kubernetes is real: cordon, drain
+(evictions and PodDisruptionBudgets), hook Jobs, paused workloads, Node readiness, the control
+plane's static pods, server-side dry runs, CSI objects, version skew and the deprecated-API metric
+are the API server's own answers. A node is the same name in both: the stand-in's Talos node and
+a kwok Node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.upgrader.run import Result, mutations, upgrader
+from tools.kube_cluster import TALOS, Cluster
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
+
+pytestmark = pytest.mark.kube
+
+NEW = "v1.13.0"
+KUBELET = "v1.34.1"  # the stand-in's configs name Kubernetes 1.34.1, as the control plane runs
+_ids = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A node name no other test in the shared cluster uses."""
+    return f"{prefix}-{os.getpid() % 10000}-{next(_ids)}"
+
+
+def kwok_node(name: str, control_plane: bool = False) -> dict[str, Any]:
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    if control_plane:
+        labels["node-role.kubernetes.io/control-plane"] = ""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "status": {"nodeInfo": {"kubeletVersion": KUBELET, "operatingSystem": "linux", "architecture": "amd64", "osImage": f"Talos ({NEW})"}},
+    }
+
+
+def deployment(namespace: str, name: str, replicas: int, on: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": on}, "containers": [{"name": name, "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+
+
+def job(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": "docker.io/library/busybox:1.37", "command": ["true"]}]}
+            },
+        },
+    }
+
+
+def pods(cluster: Cluster, namespace: str, app: str) -> list[dict[str, Any]]:
+    return cluster.client.list("v1", "Pod", namespace, labelSelector=f"app={app}")
+
+
+def running(cluster: Cluster, namespace: str, app: str, count: int) -> None:
+    cluster.wait_for(
+        f"{count} running pods of {app}",
+        lambda: (
+            len(
+                [
+                    p
+                    for p in pods(cluster, namespace, app)
+                    if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+                ]
+            )
+            == count
+        ),
+    )
+
+
+@pytest.fixture
+def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]], None]]:
+    """Talos's control plane pods on a node, removed after the test.
+
+    The kubelet runs them from files Talos writes and mirrors each into the API (kube-system, label
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone.
+    """
+    made: list[dict[str, Any]] = []
+
+    def make(node_name: str, images: dict[str, str]) -> None:
+        for app, image in images.items():
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{app}-{node_name}",
+                    "namespace": "kube-system",
+                    "labels": {"k8s-app": app, "tier": "control-plane"},
+                    "annotations": {"kubernetes.io/config.mirror": f"{app}-{node_name}", "kubernetes.io/config.source": "file"},
+                },
+                "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
+            }
+            kube_talos.client.create(pod)
+            made.append(pod)
+        kube_talos.wait_for(
+            f"static pods on {node_name}",
+            lambda: all(_pod_ready(kube_talos.client.get("v1", "Pod", p["metadata"]["name"], "kube-system")) for p in made),
+        )
+
+    yield make
+    for pod in made:
+        kube_talos.client.delete(pod)
+
+
+def _pod_ready(pod: dict[str, Any] | None) -> bool:
+    conditions = (pod or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def control_plane_images(config: str) -> dict[str, str]:
+    cluster = next(yaml.safe_load_all(config))["cluster"]
+    return {
+        "kube-apiserver": cluster["apiServer"]["image"],
+        "kube-controller-manager": cluster["controllerManager"]["image"],
+        "kube-scheduler": cluster["scheduler"]["image"],
+    }
+
+
+def run(api: TalosAPI, cluster: Cluster, args: list[str], **stdin: Any) -> Result:
+    return upgrader(args, {"talosconfig": api.talosconfig_text(), "kubeconfig": cluster.kubeconfig.read_text(), **stdin})
+
+
+def _sysctl() -> str:
+    return json.dumps({"machine": {"sysctls": {"vm.max_map_count": "262144"}}})
+
+
+def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    client.create(deployment(ns, "app", 2, on=name))
+    client.create(deployment(ns, "paused", 1, on=name))
+    running(kube_talos, ns, "app", 2)
+    running(kube_talos, ns, "paused", 1)
+    before = {p["metadata"]["uid"]: p["metadata"]["name"] for p in pods(kube_talos, ns, "app")}
+
+    spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        hooks = {"before": [job(ns, "noout-set")], "after": [yaml.safe_dump(job(ns, "noout-unset"))]}
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s", "--pause", f"Deployment/{ns}/paused"]
+        result = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        assert result.code == 0, result.stderr
+
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        # The app's pods were evicted (and the finished hook pod too, had it run on this node).
+        drained = {s.removeprefix(f"drain: {ns}/").removesuffix(" evicted") for s in steps if s.startswith("drain: ")}
+        assert set(before.values()) <= drained
+        assert {p for p in drained - set(before.values()) if not p.startswith("noout-set-")} == set()
+        shown = [
+            s
+            for s in steps
+            if s.startswith(("hook: ", "pause: ", "resume: ", "cordon", "drain", "rebooting", "uncordoned", "config staged"))
+            and not s.startswith("drain: ")
+        ]
+        assert shown == [
+            f"hook: Job {ns}/noout-set started",
+            f"hook: Job {ns}/noout-set completed",
+            f"pause: Deployment/{ns}/paused scaled from 1 to 0",
+            "cordon",
+            "drain",
+            "config staged for the next boot",
+            "rebooting",
+            "uncordoned",
+            f"hook: Job {ns}/noout-unset started",
+            f"hook: Job {ns}/noout-unset completed",
+            f"resume: Deployment/{ns}/paused scaled back to 1",
+        ]
+        assert mutations(api) == [
+            (name, "MachineService/ApplyConfiguration dry-run"),
+            (name, "MachineService/ApplyConfiguration STAGED"),
+            (name, "MachineService/Reboot"),
+        ]
+
+    node_now = client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+    paused = client.get("apps/v1", "Deployment", "paused", ns)
+    assert paused is not None
+    assert paused["spec"]["replicas"] == 1
+    assert "iluvatar.dev/paused-replicas" not in (paused["metadata"].get("annotations") or {})
+    for hook in ("noout-set", "noout-unset"):
+        done = client.get("batch/v1", "Job", hook, ns)
+        assert done is not None
+        assert [c["type"] for c in done["status"]["conditions"] if c["status"] == "True"][-1] == "Complete"
+    assert not set(before) & {p["metadata"]["uid"] for p in pods(kube_talos, ns, "app")}
+
+
+def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    client.create(deployment(ns, "guarded", 1, on=name))
+    client.create(deployment(ns, "paused", 2, on=name))
+    client.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded", "namespace": ns},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        }
+    )
+    running(kube_talos, ns, "guarded", 1)
+    running(kube_talos, ns, "paused", 2)
+
+    spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "15s", "--pause", f"Deployment/{ns}/paused"]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 1
+        assert result.last.startswith(f"upgrader: FAILED: {name}: drain: ")
+        assert result.last.endswith(f"; look with: kubectl get pods -A -o wide --field-selector spec.nodeName={name}; kubectl get pdb -A")
+        # Nothing staged, nothing rebooted, and Kubernetes put back as it was.
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+        assert f"upgrader: {name}: uncordoned" in result.lines
+
+    node_now = client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+    paused = client.get("apps/v1", "Deployment", "paused", ns)
+    assert paused is not None
+    assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
+    running(kube_talos, ns, "guarded", 1)
+
+
+def test_a_later_run_restores_what_a_dead_run_left_paused(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    left = deployment(ns, "left", 0, on=name)
+    left["metadata"]["annotations"] = {"iluvatar.dev/paused-replicas": "3"}
+    client.create(left)
+
+    with talos_api(scenario([node(name, addresses(1)[0], "worker", NEW)])) as api:
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "60s", "--pause", f"Deployment/{ns}/left"]
+        result = run(api, kube_talos, args, machineConfig=api.node_config(name))
+        assert result.code == 0, result.stderr
+        assert result.lines[-3:] == [
+            f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
+            f"upgrader: {name}: healthy",
+            f"upgrader: {name}: resume: Deployment/{ns}/left scaled back to 3",
+        ]
+        assert mutations(api) == []
+    restored = client.get("apps/v1", "Deployment", "left", ns)
+    assert restored is not None
+    assert restored["spec"]["replicas"] == 3
+    assert "iluvatar.dev/paused-replicas" not in restored["metadata"]["annotations"]
+
+
+def test_a_control_planes_health_includes_its_static_pods_on_the_configured_images(kube_talos: Cluster, static_pods: Any) -> None:
+    name = unique("valinor")
+    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW)])) as api:
+        config = api.node_config(name)
+        images = control_plane_images(config)
+        static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(":v1.34.1", ":v1.33.0")})
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "4s"]
+        stale = run(api, kube_talos, args, machineConfig=config)
+        assert stale.code == 1
+        assert stale.last == (
+            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} runs registry.k8s.io/kube-apiserver:v1.33.0, "
+            f"not {images['kube-apiserver']}; look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+        )
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"kube-apiserver-{name}", "namespace": "kube-system"}}
+        kube_talos.client.json_patch(pod, [{"op": "replace", "path": "/spec/containers/0/image", "value": images["kube-apiserver"]}])
+        current = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=config)
+        assert current.code == 0, current.stderr
+        assert current.last == f"upgrader: {name}: healthy"
+
+
+def test_the_health_gate_waits_for_etcd_the_control_plane_the_api_and_every_node(kube_talos: Cluster, static_pods: Any) -> None:
+    cp, worker = unique("valinor"), unique("istari")
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True)])
+    ips = addresses(2)
+    # The control plane hands out the cluster's admin kubeconfig, as `talosctl kubeconfig` fetches it.
+    spec = scenario([node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW)], kubeconfig=kube_talos.kubeconfig.read_text())
+    with talos_api(spec) as api:
+        static_pods(cp, control_plane_images(api.node_config(cp)))
+        base = ["health", "--control-plane", api.node_arg(cp), "--worker", api.node_arg(worker), "--endpoint", kube_talos.server, "--timeout"]
+        api_stage = upgrader([*base, "30s", "--stage", "api"], {"talosconfig": api.talosconfig_text()})
+        assert api_stage.code == 0, api_stage.stderr
+        assert [c["method"] for c in api.calls(cp) if c["method"] == "MachineService/Kubeconfig"] == ["MachineService/Kubeconfig"]
+        # The worker has not joined Kubernetes: the nodes stage names it.
+        nodes_stage = run(api, kube_talos, [*base, "3s", "--stage", "nodes"])
+        assert nodes_stage.code == 1
+        assert nodes_stage.last == (
+            f'upgrader: FAILED: {worker}: node-ready: timed out; last seen: nodes "{worker}" not found; look with: kubectl get node {worker} -o wide; kubectl describe node {worker}'
+        )
+        kube_talos.create_nodes([kwok_node(worker)])
+        joined = run(api, kube_talos, [*base, "30s", "--stage", "nodes"])
+        assert joined.code == 0, joined.stderr
+        assert (
+            joined.last == f"upgrader: {kube_talos.server.removeprefix('https://')}: healthy: etcd (1 members), control plane, API, every Node Ready"
+        )
+
+
+def _kube(cluster: Cluster, args: list[str], **stdin: Any) -> Result:
+    return upgrader(args, {"kubeconfig": cluster.kubeconfig.read_text(), **stdin})
+
+
+def test_wait_kube_api_and_nodes(kube_talos: Cluster) -> None:
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    server = kube_talos.server.removeprefix("https://")
+    assert _kube(kube_talos, ["wait-kube", "--api", "--timeout", "30s"]).last == f"upgrader: {server}: API ready"
+    ready = _kube(kube_talos, ["wait-kube", "--nodes", name, "--timeout", "30s"])
+    assert (ready.code, ready.last) == (0, f"upgrader: {server}: Nodes Ready: {name}")
+    missing = unique("istari")
+    absent = _kube(kube_talos, ["wait-kube", "--nodes", f"{name},{missing}", "--timeout", "2s"])
+    assert absent.code == 1
+    assert absent.last.startswith(f'upgrader: FAILED: {missing}: node-ready: timed out; last seen: nodes "{missing}" not found;')
+
+
+def test_wait_kube_admits_waits_for_the_crd_and_counts_an_existing_object(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    group = f"t{os.getpid() % 10000}{next(_ids)}.iluvatar.test"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}
+                    },
+                }
+            ],
+        },
+    }
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": ns}, "spec": {"size": 3}}
+    existing = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "there", "namespace": ns}}
+    kube_talos.client.create(existing)
+
+    later = threading.Timer(2.0, lambda: kube_talos.client.create(crd))
+    later.start()
+    try:
+        result = _kube(kube_talos, ["wait-kube", "--admits", "--timeout", "60s"], manifests=[existing, yaml.safe_dump(widget)])
+        later.join()
+        assert result.code == 0, result.stderr
+        server = kube_talos.server.removeprefix("https://")
+        # The ConfigMap (already there) counts at once; the Widget waits for its CRD; a dry run creates nothing.
+        assert result.lines == [
+            f"upgrader: {server}: admits ConfigMap there",
+            f"upgrader: {server}: waiting: Widget w: the API does not serve {group}/v1, Kind=Widget yet",
+            f"upgrader: {server}: admits Widget w",
+        ]
+        assert kube_talos.client.get(f"{group}/v1", "Widget", "w", ns) is None
+    finally:
+        later.join()
+        kube_talos.client.delete(crd)
+
+
+def test_wait_kube_admits_refuses_an_invalid_manifest_at_once(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name", "namespace": ns}}
+    result = _kube(kube_talos, ["wait-kube", "--admits", "--timeout", "60s"], manifests=[bad])
+    assert result.code == 1
+    assert result.last.startswith(f"upgrader: FAILED: {kube_talos.server.removeprefix('https://')}: admits: ConfigMap Not_A_Name is invalid: ")
+    assert result.seconds < 15
+
+
+def test_wait_kube_storage_class_needs_its_csi_driver_on_a_node(kube_talos: Cluster) -> None:
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    driver = f"{name}.csi.iluvatar.test"
+    sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name}, "provisioner": driver}
+    kube_talos.client.create(sc)
+    kube_talos.client.create({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": driver}, "spec": {}})
+    args = ["wait-kube", "--storage-class", name, "--timeout", "3s"]
+    unregistered = _kube(kube_talos, args)
+    assert unregistered.code == 1
+    assert f"no CSINode lists driver {driver} yet (its node plugin is not running)" in unregistered.last
+
+    csinode = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "CSINode",
+        "metadata": {"name": name},
+        "spec": {"drivers": [{"name": driver, "nodeID": name}]},
+    }
+    existing = kube_talos.client.get("storage.k8s.io/v1", "CSINode", name)
+    if existing is None:
+        kube_talos.client.create(csinode)
+    else:
+        kube_talos.client.merge_patch(existing, {"spec": csinode["spec"]})
+    usable = _kube(kube_talos, [*args[:-1], "30s"])
+    assert (usable.code, usable.last) == (0, f"upgrader: {kube_talos.server.removeprefix('https://')}: StorageClass {name} usable")
+
+
+APISERVER = "registry.k8s.io/kube-apiserver:v1.34.1"
+
+
+@pytest.mark.parametrize(
+    ("to", "detail"),
+    [
+        ("v1.36.0", "runs v1.34.1; v1.36.0 skips a minor version: upgrade to v1.35 first"),
+        ("v1.34.0", "runs v1.34.1; v1.34.0 would be a downgrade, which Kubernetes does not support"),
+        ("v2.0.0", "runs v1.34.1; v2.0.0 is another major version"),
+    ],
+    ids=["skips-a-minor", "downgrade", "major"],
+)
+def test_kubernetes_preflight_refuses_version_skew(kube_talos: Cluster, static_pods: Any, to: str, detail: str) -> None:
+    # Talos runs the API server as a static pod: its image tag is the version it runs.
+    cp = unique("valinor")
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True)])
+    static_pods(cp, {"kube-apiserver": APISERVER})
+    result = _kube(kube_talos, ["kubernetes-preflight", "--to", to, "--timeout", "30s"])
+    assert result.code == 1
+    assert result.last == f"upgrader: FAILED: {cp}: version-skew: {detail}; look with: kubectl version"
+
+
+def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callable[..., Cluster]) -> None:
+    # networking.k8s.io/v1beta1 (IPAddress, ServiceCIDR) is deprecated in 1.34 and removed in 1.37:
+    # served when asked for, and counted in apiserver_requested_deprecated_apis once requested.
+    flavor = dataclasses.replace(TALOS, apiserver_args=(*TALOS.apiserver_args, "--runtime-config=networking.k8s.io/v1beta1=true"))
+    cluster = kube_fresh(flavor)
+    cp = unique("valinor")
+    cluster.create_nodes([kwok_node(cp, control_plane=True)])
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"kube-apiserver-{cp}", "namespace": "kube-system", "labels": {"k8s-app": "kube-apiserver"}},
+        "spec": {"nodeName": cp, "containers": [{"name": "kube-apiserver", "image": APISERVER}]},
+    }
+    cluster.client.create(pod)
+    server = cluster.server.removeprefix("https://")
+    ready = f"upgrader: {server}: ready for v1.35.0: API servers run v1.34.1 ({cp}); no API removed by it is requested"
+    later = f"upgrader: {server}: still requested, deprecated, removed after v1.35.0: "
+
+    def deprecated(result: Result) -> list[str]:
+        return [api for line in result.lines if line.startswith(later) for api in line.removeprefix(later).split(", ")]
+
+    clean = _kube(cluster, ["kubernetes-preflight", "--to", "v1.35.0", "--timeout", "30s"])
+    assert clean.code == 0, clean.stderr
+    assert clean.last == ready
+    # The control plane's own clients already ask for v1 Endpoints, deprecated in 1.33 with no removal planned.
+    assert "networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)" not in deprecated(clean)
+
+    status, _ = cluster.client.request("GET", "/apis/networking.k8s.io/v1beta1/ipaddresses")
+    assert status == 200
+    requested = _kube(cluster, ["kubernetes-preflight", "--to", "v1.35.0", "--timeout", "30s"])
+    assert requested.code == 0, requested.stderr
+    assert requested.last == ready
+    assert "networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)" in deprecated(requested)
+    assert set(deprecated(requested)) <= {"networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)", "v1 endpoints (no removal release named)"}
+
+
+def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(kube_talos: Cluster, static_pods: Any, tmp_path: Any) -> None:
+    name = unique("valinor")
+    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 300})])) as api:
+        config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
+        static_pods(name, control_plane_images(config))
+        snapshot = tmp_path / "etcd.snapshot"
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        assert [
+            s
+            for s in steps
+            if s in {"cordon", "drain", "installed; rebooting into v1.13.1", "uncordoned", "healthy"} or s.startswith("runs Talos v1.13.1,")
+        ] == [
+            "healthy",  # after the config (its new installer image) went on without a reboot
+            "cordon",
+            "drain",  # the mirror pods of the control plane stay: the kubelet runs them from files
+            "installed; rebooting into v1.13.1",
+            f"runs Talos v1.13.1, schematic {VANILLA}, as configured",
+            "uncordoned",
+            "healthy",
+        ]
+        assert [m for _, m in mutations(api)] == [
+            "MachineService/EtcdSnapshot",
+            "MachineService/ApplyConfiguration dry-run",
+            "MachineService/ApplyConfiguration NO_REBOOT",
+            "ImageService/Pull",
+            "LifecycleService/Upgrade",
+            "MachineService/Reboot",
+        ]
+        assert api.state()[name]["version"] == "v1.13.1"
+    node_now = kube_talos.client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+
+
+# A Pulumi delete (`reset --mode auto`) and a reflashed control plane's apply remove the Node object too. Pulumi
+# gives a delete the stdin of its apply (talosconfig and machine config, no kubeconfig): the kubeconfig comes
+# from a remaining control plane, as `talosctl kubeconfig` fetches it.
+
+
+def _delete(api: TalosAPI, name: str, last: dict[str, Any], dead_after: str = "10s") -> Result:
+    args = ["reset", "--node", api.node_arg(name), "--mode", "auto", "--timeout", "60s", "--dead-after", dead_after]
+    return upgrader(args, {"talosconfig": api.talosconfig_text(), "machineConfig": api.node_config(name)}, record=last)
+
+
+def _last(api: TalosAPI, name: str) -> dict[str, Any]:
+    return {"node": name, "ip": api.ip(name), "machine": mac(name)}
+
+
+def test_a_destroy_deletes_each_nodes_node_object_until_no_control_plane_is_left(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    worker = unique("istari")
+    kube_talos.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), kwok_node(worker)])
+    ips = addresses(4)
+    nodes = [node(cp, ip, "controlplane", NEW, reset={"downMs": 200}) for cp, ip in zip(cps, ips, strict=False)]
+    nodes.append(node(worker, ips[3], "worker", NEW, reset={"downMs": 200}))
+    with talos_api(scenario(nodes, kubeconfig=kube_talos.kubeconfig.read_text())) as api:
+        order = [worker, cps[2], cps[1], cps[0]]  # pulumi destroy: the chain in reverse
+        results = {name: _delete(api, name, _last(api, name)) for name in order}
+        for name, result in results.items():
+            assert result.code == 0, (name, result.stderr)
+        assert [(n, m) for n, m in mutations(api)] == [(name, "MachineService/Reset") for name in order]
+        # Each Node went through the first remaining control plane, with the kubeconfig it hands out.
+        for name in order[:-1]:
+            assert results[name].lines[-1] == f"upgrader: {name}: Node {name} deleted from Kubernetes"
+            assert kube_talos.client.get("v1", "Node", name) is None
+        assert [c["node"] for c in api.calls() if c["method"] == "MachineService/Kubeconfig"] == [cps[0]] * 3
+        # The last control plane takes the cluster with it: its Node object is not deleted (nothing answers for it).
+        assert results[cps[0]].lines[-1] == (
+            f"upgrader: {cps[0]}: no other control plane answers ({api.ip(cps[1])} maintenance, {api.ip(cps[2])} maintenance): "
+            "the whole cluster is being destroyed; its etcd member and Node object go with it"
+        )
+        assert kube_talos.client.get("v1", "Node", cps[0]) is not None
+    kube_talos.client.delete({"apiVersion": "v1", "kind": "Node", "metadata": {"name": cps[0]}})
+
+
+def test_a_dead_machines_etcd_member_and_node_object_go_and_a_second_delete_finds_nothing(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    ips = addresses(3)
+    spec = scenario([node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=True)], kubeconfig=kube_talos.kubeconfig.read_text())
+    with talos_api(spec) as api:
+        dead = cps[1]
+        member = api.state()[dead]["etcdMemberId"]
+        api.crash(dead, result="never")
+        first = _delete(api, dead, {**_last(api, dead), "etcdMember": member}, dead_after="2s")
+        assert first.code == 0, first.stderr
+        assert [line.removeprefix(f"upgrader: {dead}: ") for line in first.lines][-4:] == [
+            f"did not answer within 2s at {api.ip(dead)}: treated as dead, since it is being removed",
+            f"etcd member {member} removed through {api.ip(cps[0])}",
+            f"Node {dead} deleted from Kubernetes",
+            "removed from the cluster without a reset: nothing on the machine was wiped "
+            "(if it comes back it still holds its Talos config and data: wipe it before reusing it)",
+        ]
+        assert mutations(api) == [(cps[0], "MachineService/EtcdRemoveMemberByID")]
+        assert kube_talos.client.get("v1", "Node", dead) is None
+
+        second = _delete(api, dead, {**_last(api, dead), "etcdMember": member}, dead_after="1s")
+        assert second.code == 0, second.stderr
+        assert [line.removeprefix(f"upgrader: {dead}: ") for line in second.lines][-3:-1] == [
+            f"not an etcd member (checked through {api.ip(cps[0])}): nothing to remove",
+            f"no Node {dead} in Kubernetes: nothing to delete",
+        ]
+        assert len(mutations(api)) == 1
+
+
+def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_config_back(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    # The old Node carries what the machine left behind, e.g. the cordon of a run that died.
+    kube_talos.client.merge_patch({"apiVersion": "v1", "kind": "Node", "metadata": {"name": cps[2]}}, {"spec": {"unschedulable": True}})
+    ips = addresses(3)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 300}}
+    nodes = [node(cp, ip, "controlplane", NEW, **(reflashed if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)]
+    with talos_api(scenario(nodes)) as api:
+        stale = api.state()[cps[2]]["etcdMemberId"]
+        config = api.config("controlplane", installer(VANILLA, NEW))
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "60s"]
+        last = {**_last(api, cps[2]), "etcdMember": stale}
+        result = upgrader(
+            args, {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}, record=last
+        )
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {cps[2]}: ") for line in result.lines]
+        assert steps[-3:] == [
+            f"etcd member {stale} removed through {api.ip(cps[0])}",
+            f"Node {cps[2]} deleted from Kubernetes",
+            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+        ]
+        assert mutations(api) == [(cps[0], "MachineService/EtcdRemoveMemberByID"), (cps[2], "MachineService/ApplyConfiguration AUTO")]
+        assert kube_talos.client.get("v1", "Node", cps[2]) is None

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+)
+
+func loadConfig(raw []byte) (coreconfig.Provider, error) {
+	return configloader.NewFromBytes(raw)
+}
+
+// NodeState is what GET /nodes reports of a node: what it runs now.
+type NodeState struct {
+	Name         string `json:"name"`
+	Address      string `json:"address"` // where it answers now (its config's link address moves it)
+	Up           bool   `json:"up"`
+	Maintenance  bool   `json:"maintenance"`
+	Version      string `json:"version"`
+	Schematic    string `json:"schematic"`
+	BootID       string `json:"bootId"`
+	Ready        bool   `json:"ready"`
+	InstallImage string `json:"installImage"`   // the active config's machine.install.image
+	Staged       bool   `json:"staged"`         // a staged config waits for the next reboot
+	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
+	EtcdMember   bool   `json:"etcdMember"`
+	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
+	EtcdJoinErr  string `json:"etcdJoinError"`
+}
+
+func (c *Cluster) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+
+	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, c.calls.all())
+	})
+
+	mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, _ *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		out := map[string]NodeState{}
+
+		for _, n := range c.nodes {
+			s := NodeState{
+				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
+				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
+				EtcdJoinErr: n.etcdJoinErr,
+			}
+			if m := c.member(n.name); m != nil {
+				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)
+			}
+			if n.active != nil && n.active.Machine() != nil {
+				s.InstallImage = n.active.Machine().Install().Image()
+			}
+
+			out[n.name] = s
+		}
+
+		writeJSON(w, out)
+	})
+
+	mux.HandleFunc("GET /etcd", func(w http.ResponseWriter, _ *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		names := []string{}
+		for _, m := range c.members {
+			names = append(names, m.name)
+		}
+
+		sort.Strings(names)
+		writeJSON(w, map[string]any{"bootstrapped": c.bootstrapped, "members": names})
+	})
+
+	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down.
+	mux.HandleFunc("POST /nodes/", func(w http.ResponseWriter, r *http.Request) {
+		rest := strings.TrimPrefix(r.URL.Path, "/nodes/")
+		name, action, _ := strings.Cut(rest, "/")
+
+		c.mu.Lock()
+		n := c.byName[name]
+		c.mu.Unlock()
+
+		if n == nil {
+			http.Error(w, "no node "+name, http.StatusNotFound)
+
+			return
+		}
+
+		switch action {
+		case "":
+			c.mu.Lock()
+			spec := *n.spec
+			err := json.NewDecoder(r.Body).Decode(&spec)
+
+			if err == nil {
+				err = spec.validate()
+			}
+
+			if err == nil {
+				*n.spec = spec
+			}
+			c.mu.Unlock()
+
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+
+				return
+			}
+		case "crash":
+			var o Outcome
+			if err := json.NewDecoder(r.Body).Decode(&o); err != nil || !results[o.Result] {
+				http.Error(w, "an Outcome is expected", http.StatusBadRequest)
+
+				return
+			}
+
+			n.powerCycle(o)
+		default:
+			http.Error(w, "unknown action "+action, http.StatusNotFound)
+
+			return
+		}
+
+		writeJSON(w, map[string]bool{"ok": true})
+	})
+
+	// POST /etcd replaces the raised alarms (membership and bootstrap follow what the nodes do).
+	mux.HandleFunc("POST /etcd", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Alarms []AlarmSpec `json:"alarms"`
+		}
+
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+
+		if err := dec.Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+
+			return
+		}
+
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		for _, a := range body.Alarms {
+			if c.byName[a.Node] == nil {
+				http.Error(w, "no node "+a.Node, http.StatusBadRequest)
+
+				return
+			}
+		}
+
+		c.sc.Etcd.Alarms = body.Alarms
+		writeJSON(w, map[string]bool{"ok": true})
+	})
+
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v) //nolint:errcheck
+}

@@ -1,0 +1,766 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"log"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
+	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/role"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// metal is Talos's metal runtime mode on an installed machine (what a node validates a config against).
+type metal struct{}
+
+func (metal) String() string        { return "metal" }
+func (metal) RequiresInstall() bool { return false }
+func (metal) InContainer() bool     { return false }
+
+// machineService is machine.MachineService with the semantics and status codes of
+// internal/app/machined/internal/server/v1alpha1 (a configured node, and Talos 1.13's maintenance
+// mode) and internal/app/maintenance (Talos 1.12's maintenance service).
+type machineService struct {
+	machineapi.UnimplementedMachineServiceServer
+
+	n *Node
+}
+
+var errNotAuthorized = status.Error(codes.PermissionDenied, "not authorized")
+
+// legacyMaintenance: Talos 1.12 answers in maintenance mode from a separate, smaller service.
+func (s *machineService) legacyMaintenance() bool {
+	return s.n.maintenance && !s.n.lifecycleAPI()
+}
+
+func (s *machineService) unimplemented(method string) error {
+	return status.Errorf(codes.Unimplemented, "method %s not implemented", method)
+}
+
+func (s *machineService) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.VersionResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if s.legacyMaintenance() && !rolesOf(ctx).Includes(role.Admin) {
+		return nil, status.Error(codes.Unimplemented, "API is not implemented in maintenance mode")
+	}
+
+	v := &machineapi.Version{
+		Version: &machineapi.VersionInfo{
+			Tag:       n.version,
+			Sha:       fmt.Sprintf("%x", sha256.Sum256([]byte(n.version)))[:8],
+			Built:     "",
+			GoVersion: "go1.25",
+			Os:        "linux",
+			Arch:      "amd64",
+		},
+		Platform: &machineapi.PlatformInfo{Name: "metal", Mode: "metal"},
+	}
+
+	if n.active != nil {
+		v.Features = &machineapi.FeaturesInfo{Rbac: true}
+	}
+
+	return &machineapi.VersionResponse{Messages: []*machineapi.Version{v}}, nil
+}
+
+//nolint:gocyclo,cyclop
+func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if n.maintenance {
+		return s.applyInMaintenance(ctx, in)
+	}
+
+	if !rolesOf(ctx).Includes(role.Admin) {
+		return nil, errNotAuthorized
+	}
+
+	cfg, err := configloader.NewFromBytes(in.GetData())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+
+	if cfg.RawV1Alpha1() == nil {
+		return nil, status.Error(codes.InvalidArgument, "the applied machine configuration doesn't contain v1alpha1 config, did you mean to patch the machine config instead?")
+	}
+
+	warnings, err := cfg.Validate(metal{})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+
+	diff, err := configdiff.DiffConfigs(n.active, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("failed to generate diff: %w", err)
+	}
+
+	// CanApplyImmediate: what the scenario says about this node's changes.
+	var immediateErr error
+	if diff != "" && n.spec.ApplyNeedsReboot {
+		immediateErr = fmt.Errorf("this config change can't be applied in immediate mode\ndiff:\n%s", diff)
+	}
+
+	mode := in.GetMode()
+	modeDetails, modeErr := "Applied configuration with a reboot", ""
+
+	switch mode { //nolint:exhaustive
+	case machineapi.ApplyConfigurationRequest_TRY, machineapi.ApplyConfigurationRequest_NO_REBOOT:
+		if immediateErr != nil {
+			return nil, status.Error(codes.InvalidArgument, immediateErr.Error())
+		}
+
+		modeDetails = "Applied configuration without a reboot"
+	case machineapi.ApplyConfigurationRequest_STAGED:
+		modeDetails = "Staged configuration to be applied after the next reboot"
+	case machineapi.ApplyConfigurationRequest_AUTO:
+		if immediateErr != nil {
+			mode = machineapi.ApplyConfigurationRequest_REBOOT
+			modeErr = ": " + immediateErr.Error()
+		} else {
+			mode = machineapi.ApplyConfigurationRequest_NO_REBOOT
+			modeDetails = "Applied configuration without a reboot"
+		}
+	}
+
+	note(ctx, "resolvedMode", mode.String())
+
+	if in.GetDryRun() {
+		if diff == "" {
+			diff = "No changes."
+		}
+
+		return &machineapi.ApplyConfigurationResponse{Messages: []*machineapi.ApplyConfiguration{{
+			Mode:        mode,
+			ModeDetails: fmt.Sprintf("Dry run summary:\n%s (skipped in dry-run).\nConfig diff:\n\n%s", modeDetails, diff),
+		}}}, nil
+	}
+
+	switch mode { //nolint:exhaustive
+	case machineapi.ApplyConfigurationRequest_TRY, machineapi.ApplyConfigurationRequest_NO_REBOOT:
+		n.persistent, n.active = cfg, cfg
+
+		// A new link address takes effect now: the node answers there, and no longer here.
+		if addr := n.configuredAddr(cfg); addr != n.addr {
+			note(ctx, "movesTo", addr)
+			n.move(addr)
+		}
+	case machineapi.ApplyConfigurationRequest_STAGED:
+		n.persistent = cfg
+		n.staged = true
+	case machineapi.ApplyConfigurationRequest_REBOOT:
+		n.persistent = cfg
+		n.disrupt(n.spec.Reboot, nil)
+	default:
+		return nil, fmt.Errorf("incorrect mode '%s' specified for the apply config call", mode)
+	}
+
+	if err := n.writeConfigs(); err != nil {
+		return nil, err
+	}
+
+	return &machineapi.ApplyConfigurationResponse{Messages: []*machineapi.ApplyConfiguration{{
+		Mode:        mode,
+		Warnings:    warnings,
+		ModeDetails: modeDetails + modeErr,
+	}}}, nil
+}
+
+// applyInMaintenance takes a node's first config: it validates it, then installs and boots it.
+func (s *machineService) applyInMaintenance(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, error) {
+	n := s.n
+
+	if s.legacyMaintenance() {
+		switch in.GetMode() { //nolint:exhaustive
+		case machineapi.ApplyConfigurationRequest_TRY, machineapi.ApplyConfigurationRequest_REBOOT, machineapi.ApplyConfigurationRequest_AUTO:
+		default:
+			return nil, status.Errorf(codes.Unimplemented, "apply configuration --mode='%s' is not supported in maintenance mode",
+				strings.ReplaceAll(strings.ToLower(in.GetMode().String()), "_", "-"))
+		}
+	}
+
+	cfg, err := configloader.NewFromBytes(in.GetData())
+	if err != nil {
+		if s.legacyMaintenance() {
+			return nil, fmt.Errorf("failed to parse config: %w", err)
+		}
+
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+
+	warnings, err := cfg.Validate(metal{})
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "configuration validation failed: %s", err)
+	}
+
+	reply := &machineapi.ApplyConfigurationResponse{Messages: []*machineapi.ApplyConfiguration{{Warnings: warnings}}}
+
+	if in.GetDryRun() {
+		reply.Messages[0].ModeDetails = "Dry run summary:\nNode is running in maintenance mode and does not have a config yet."
+
+		return reply, nil
+	}
+
+	if !s.legacyMaintenance() {
+		reply.Messages[0].Mode = machineapi.ApplyConfigurationRequest_NO_REBOOT
+		reply.Messages[0].ModeDetails = "Applied configuration without a reboot"
+	}
+
+	version, schematic := parseInstaller(cfg.Machine().Install().Image())
+	note(ctx, "installs", version)
+
+	n.persistent = cfg
+	n.disrupt(n.spec.Install, func() {
+		n.maintenance = false
+		n.pendingVer, n.pendingSch = version, schematic
+	})
+
+	return reply, nil
+}
+
+func (s *machineService) Bootstrap(ctx context.Context, in *machineapi.BootstrapRequest) (*machineapi.BootstrapResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		return nil, s.unimplemented("Bootstrap")
+	}
+
+	if time.Since(n.bootedAt) < time.Duration(n.spec.BootstrapAllowedAfterMs)*time.Millisecond {
+		return nil, status.Error(codes.FailedPrecondition, "bootstrap is not available yet")
+	}
+
+	if !n.controlPlane() {
+		if n.lifecycleAPI() {
+			return nil, status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
+		}
+
+		return nil, status.Error(codes.FailedPrecondition, "bootstrap can only be performed on a control plane node")
+	}
+
+	if n.etcdData {
+		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+	}
+
+	log.Printf("%s: bootstrap", n.name)
+
+	c.bootstrapped = true
+	c.members = nil
+
+	// The bootstrapped node starts etcd; every other running control plane joins it.
+	for _, other := range append([]*Node{n}, c.nodes...) {
+		if other.controlPlane() && other.up && !other.maintenance && c.member(other.name) == nil {
+			other.etcdData = true
+			c.join(other)
+		}
+	}
+
+	return &machineapi.BootstrapResponse{Messages: []*machineapi.Bootstrap{{}}}, nil
+}
+
+func (s *machineService) Reboot(ctx context.Context, in *machineapi.RebootRequest) (*machineapi.RebootResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		return nil, s.unimplemented("Reboot")
+	}
+
+	// The reboot that boots a staged upgrade is the upgrade's own: the scenario's upgrade outcome.
+	outcome := n.spec.Reboot
+	if n.pendingVer != "" {
+		outcome = n.spec.Upgrade.Outcome
+		note(ctx, "boots", n.pendingVer)
+	}
+
+	n.disrupt(outcome, nil)
+
+	return &machineapi.RebootResponse{Messages: []*machineapi.Reboot{{ActorId: uuid.NewString()}}}, nil
+}
+
+func (s *machineService) Reset(ctx context.Context, in *machineapi.ResetRequest) (*machineapi.ResetResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if s.legacyMaintenance() && !rolesOf(ctx).Includes(role.Admin) {
+		return nil, status.Error(codes.Unimplemented, "API is not implemented in maintenance mode")
+	}
+
+	if len(in.GetSystemPartitionsToWipe()) > 0 && in.GetMode() == machineapi.ResetRequest_USER_DISKS {
+		return nil, fmt.Errorf("reset failed: invalid input, wipe mode USER_DISKS doesn't support SystemPartitionsToWipe parameter")
+	}
+
+	wipesState := len(in.GetSystemPartitionsToWipe()) == 0
+	for _, p := range in.GetSystemPartitionsToWipe() {
+		if p.GetLabel() == "STATE" && p.GetWipe() {
+			wipesState = true
+		}
+	}
+
+	// The reset sequence runs after the reply; a graceful one on a control plane leaves etcd first,
+	// which etcd refuses for its last member (and then the sequence stops there).
+	if in.GetGraceful() && n.controlPlane() && c.member(n.name) != nil {
+		if len(c.members) <= 1 {
+			log.Printf("%s: reset failed: etcdserver: re-configuration failed due to not enough started members", n.name)
+
+			return &machineapi.ResetResponse{Messages: []*machineapi.Reset{{ActorId: uuid.NewString()}}}, nil
+		}
+
+		c.members = slices.DeleteFunc(c.members, func(m *member) bool { return m.name == n.name })
+	}
+
+	outcome := n.spec.Reset
+	if outcome.Result == "" && wipesState {
+		outcome.Result = "maintenance"
+	}
+
+	if !in.GetReboot() {
+		outcome.Result = "never" // a reset without reboot shuts the machine down
+	}
+
+	n.disrupt(outcome, func() { n.etcdData = false })
+
+	return &machineapi.ResetResponse{Messages: []*machineapi.Reset{{ActorId: uuid.NewString()}}}, nil
+}
+
+// Upgrade is the legacy upgrade (Talos 1.12, deprecated in 1.13): it pulls and validates the
+// installer, checks etcd on a control plane, answers, then upgrades and reboots on its own.
+func (s *machineService) Upgrade(ctx context.Context, in *machineapi.UpgradeRequest) (*machineapi.UpgradeResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		if !rolesOf(ctx).Includes(role.Admin) {
+			return nil, status.Error(codes.Unimplemented, "API is not implemented in maintenance mode")
+		}
+	}
+
+	if n.spec.Upgrade.PullError != "" {
+		return nil, fmt.Errorf("error validating installer image %q: %s", in.GetImage(), n.spec.Upgrade.PullError)
+	}
+
+	if n.controlPlane() && !n.maintenance && !in.GetForce() {
+		if err := c.validateForUpgrade(); err != nil {
+			return nil, fmt.Errorf("error validating etcd for upgrade: %w", err)
+		}
+	}
+
+	version, schematic := parseInstaller(in.GetImage())
+	exitCode := n.spec.Upgrade.ExitCode
+
+	if exitCode != 0 {
+		// The upgrade sequence fails after the reply: the node stays up on what it ran.
+		log.Printf("%s: upgrade failed: installer exited with %d", n.name, exitCode)
+	} else {
+		n.disrupt(n.spec.Upgrade.Outcome, func() { n.pendingVer, n.pendingSch = version, schematic })
+	}
+
+	return &machineapi.UpgradeResponse{Messages: []*machineapi.Upgrade{{Ack: "Upgrade request received", ActorId: uuid.NewString()}}}, nil
+}
+
+// validateForUpgrade is internal/pkg/etcd's ValidateForUpgrade on the cluster's members.
+func (c *Cluster) validateForUpgrade() error {
+	if len(c.members) == 2 {
+		return fmt.Errorf("etcd member count(%d) is insufficient to maintain quorum if upgrade commences", len(c.members))
+	}
+
+	for _, m := range c.members {
+		mn := c.byName[m.name]
+
+		if mn.spec.Etcd.NotStarted {
+			return fmt.Errorf("etcd member %016x is not started, all members must be running to perform an upgrade", m.id)
+		}
+
+		if !mn.etcdRunning() || len(mn.spec.Etcd.Errors) > 0 {
+			return fmt.Errorf("etcd member %016x is not healthy; all members must be healthy to perform an upgrade: context deadline exceeded", m.id)
+		}
+	}
+
+	return nil
+}
+
+func (n *Node) etcdRunning() bool { return n.up && !n.maintenance && n.etcdData }
+
+// quorum: enough members whose etcd runs, healthy and started, to elect a leader.
+func (c *Cluster) quorum() bool {
+	healthy := 0
+
+	for _, m := range c.members {
+		mn := c.byName[m.name]
+		if mn.etcdRunning() && !mn.spec.Etcd.NotStarted && len(mn.spec.Etcd.Errors) == 0 {
+			healthy++
+		}
+	}
+
+	return healthy >= len(c.members)/2+1
+}
+
+func (s *machineService) controlPlaneOnly(api string) error {
+	if s.legacyMaintenance() {
+		return status.Errorf(codes.Unimplemented, "method %s not implemented", api)
+	}
+
+	if !s.n.controlPlane() {
+		return status.Errorf(codes.Unimplemented, "%s is only available on control plane nodes", api)
+	}
+
+	return nil
+}
+
+func (s *machineService) EtcdMemberList(ctx context.Context, in *machineapi.EtcdMemberListRequest) (*machineapi.EtcdMemberListResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if err := s.controlPlaneOnly("member list"); err != nil {
+		return nil, err
+	}
+
+	if !c.bootstrapped || (in.GetQueryLocal() && !n.etcdRunning()) {
+		return nil, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	}
+
+	if !c.quorum() {
+		return nil, status.Error(codes.Unavailable, "etcdserver: no leader")
+	}
+
+	resp := &machineapi.EtcdMembers{}
+
+	for _, m := range c.members {
+		mn := c.byName[m.name]
+		hostname := m.name
+
+		if mn.spec.Etcd.NotStarted {
+			hostname = "" // etcd lists a member that never started without a name
+		}
+
+		resp.LegacyMembers = append(resp.LegacyMembers, hostname)
+		resp.Members = append(resp.Members, &machineapi.EtcdMember{
+			Id:         m.id,
+			Hostname:   hostname,
+			PeerUrls:   []string{fmt.Sprintf("https://%s:2380", m.ip)},
+			ClientUrls: []string{fmt.Sprintf("https://%s:2379", m.ip)},
+			IsLearner:  mn.spec.Etcd.Learner,
+		})
+	}
+
+	return &machineapi.EtcdMemberListResponse{Messages: []*machineapi.EtcdMembers{resp}}, nil
+}
+
+func (s *machineService) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if err := s.controlPlaneOnly("etcd status"); err != nil {
+		return nil, err
+	}
+
+	m := c.member(n.name)
+	if !n.etcdRunning() || m == nil {
+		return nil, fmt.Errorf("failed to query etcd status: context deadline exceeded")
+	}
+
+	var leader uint64
+	if len(c.members) > 0 && c.quorum() {
+		leader = c.members[0].id
+	}
+
+	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{MemberStatus: &machineapi.EtcdMemberStatus{
+		MemberId:         m.id,
+		ProtocolVersion:  "3.6.5",
+		StorageVersion:   "3.6.0",
+		DbSize:           20 << 20,
+		DbSizeInUse:      12 << 20,
+		Leader:           leader,
+		RaftIndex:        1000,
+		RaftTerm:         3,
+		RaftAppliedIndex: 1000,
+		Errors:           n.spec.Etcd.Errors,
+		IsLearner:        n.spec.Etcd.Learner,
+	}}}}, nil
+}
+
+func (s *machineService) EtcdAlarmList(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdAlarmListResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if err := s.controlPlaneOnly("etcd alarm list"); err != nil {
+		return nil, err
+	}
+
+	if !n.etcdRunning() {
+		return nil, fmt.Errorf("failed to list etcd alarms: context deadline exceeded")
+	}
+
+	var alarms []*machineapi.EtcdMemberAlarm
+
+	for _, a := range c.sc.Etcd.Alarms {
+		kind, ok := machineapi.EtcdMemberAlarm_AlarmType_value[a.Alarm]
+		if !ok {
+			kind = int32(machineapi.EtcdMemberAlarm_NONE)
+		}
+
+		alarms = append(alarms, &machineapi.EtcdMemberAlarm{MemberId: memberID(a.Node), Alarm: machineapi.EtcdMemberAlarm_AlarmType(kind)})
+	}
+
+	return &machineapi.EtcdAlarmListResponse{Messages: []*machineapi.EtcdAlarm{{MemberAlarms: alarms}}}, nil
+}
+
+func (s *machineService) EtcdSnapshot(in *machineapi.EtcdSnapshotRequest, srv machineapi.MachineService_EtcdSnapshotServer) error {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+
+	if err := s.controlPlaneOnly("etcd snapshot"); err != nil {
+		c.mu.Unlock()
+
+		return err
+	}
+
+	running := n.etcdRunning()
+	c.mu.Unlock()
+
+	if !running {
+		return fmt.Errorf("failed reading etcd snapshot: context deadline exceeded")
+	}
+
+	// Not a bbolt file: a recognisable body, in several chunks as Talos streams it.
+	body := []byte(fmt.Sprintf("talos-api etcd snapshot of %s from %s\n", c.sc.Cluster.Name, n.name))
+	for i := 0; i < 3; i++ {
+		if err := srv.Send(&common.Data{Bytes: body}); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+func (s *machineService) EtcdRemoveMemberByID(ctx context.Context, in *machineapi.EtcdRemoveMemberByIDRequest) (*machineapi.EtcdRemoveMemberByIDResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if err := s.controlPlaneOnly("etcd remove member"); err != nil {
+		return nil, err
+	}
+
+	if !c.quorum() {
+		return nil, fmt.Errorf("failed to remove member: etcdserver: no leader")
+	}
+
+	i := slices.IndexFunc(c.members, func(m *member) bool { return m.id == in.GetMemberId() })
+	if i < 0 {
+		return nil, status.Error(codes.NotFound, "etcdserver: member not found")
+	}
+
+	c.members = slices.Delete(c.members, i, i+1)
+	c.retryJoins()
+
+	return &machineapi.EtcdRemoveMemberByIDResponse{Messages: []*machineapi.EtcdRemoveMemberByID{{}}}, nil
+}
+
+func (s *machineService) EtcdLeaveCluster(ctx context.Context, in *machineapi.EtcdLeaveClusterRequest) (*machineapi.EtcdLeaveClusterResponse, error) {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if err := s.controlPlaneOnly("etcd leave"); err != nil {
+		return nil, err
+	}
+
+	if c.member(n.name) != nil {
+		if len(c.members) <= 1 {
+			return nil, fmt.Errorf("failed to leave cluster: etcdserver: re-configuration failed due to not enough started members")
+		}
+
+		c.members = slices.DeleteFunc(c.members, func(m *member) bool { return m.name == n.name })
+	}
+
+	n.etcdData = false
+
+	return &machineapi.EtcdLeaveClusterResponse{Messages: []*machineapi.EtcdLeaveCluster{{}}}, nil
+}
+
+func (s *machineService) Kubeconfig(_ *emptypb.Empty, srv machineapi.MachineService_KubeconfigServer) error {
+	n := s.n
+	c := n.c
+	c.mu.Lock()
+	err := s.controlPlaneOnly("kubeconfig")
+	c.mu.Unlock()
+
+	if err != nil {
+		return err
+	}
+
+	text := c.sc.Kubeconfig
+	if text == "" {
+		if text, err = c.adminKubeconfig(); err != nil {
+			return err
+		}
+	}
+
+	// A .tar.gz holding one file, as Talos wraps it (the Copy protocol).
+	var buf bytes.Buffer
+
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "kubeconfig", Size: int64(len(text)), ModTime: time.Now(), Mode: 0o600}); err != nil {
+		return err
+	}
+
+	if _, err := tw.Write([]byte(text)); err != nil {
+		return err
+	}
+
+	if err := tw.Close(); err != nil {
+		return err
+	}
+
+	if err := zw.Close(); err != nil {
+		return err
+	}
+
+	return srv.Send(&common.Data{Bytes: buf.Bytes()})
+}
+
+func (s *machineService) Read(in *machineapi.ReadRequest, srv machineapi.MachineService_ReadServer) error {
+	n := s.n
+	n.c.mu.Lock()
+	bootID := n.bootID
+	legacy := s.legacyMaintenance()
+	n.c.mu.Unlock()
+
+	if legacy {
+		return s.unimplemented("Read")
+	}
+
+	if in.GetPath() != "/proc/sys/kernel/random/boot_id" {
+		return status.Errorf(codes.NotFound, "stat %s: no such file or directory", in.GetPath())
+	}
+
+	return srv.Send(&common.Data{Bytes: []byte(bootID + "\n")})
+}
+
+func (s *machineService) ServiceList(ctx context.Context, _ *emptypb.Empty) (*machineapi.ServiceListResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		return nil, s.unimplemented("ServiceList")
+	}
+
+	running := func(id string) *machineapi.ServiceInfo {
+		return &machineapi.ServiceInfo{Id: id, State: "Running", Health: &machineapi.ServiceHealth{Healthy: true}}
+	}
+
+	services := []*machineapi.ServiceInfo{running("apid"), running("machined")}
+
+	if !n.maintenance {
+		services = append(services, running("kubelet"))
+
+		if n.controlPlane() {
+			etcd := running("etcd")
+
+			switch {
+			case n.etcdJoinErr != "": // its join failed (Talos restarts it, and it fails again until etcd lets it in)
+				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Failed", Health: &machineapi.ServiceHealth{Healthy: false, LastMessage: n.etcdJoinErr}}
+			case !n.etcdData: // waiting for a bootstrap
+				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Preparing", Health: &machineapi.ServiceHealth{Unknown: true}}
+			}
+
+			services = append(services, etcd, running("trustd"))
+		}
+	}
+
+	return &machineapi.ServiceListResponse{Messages: []*machineapi.ServiceList{{Services: services}}}, nil
+}
+
+// ImagePull is the legacy CRI pull (Talos 1.12; deprecated in 1.13).
+func (s *machineService) ImagePull(ctx context.Context, in *machineapi.ImagePullRequest) (*machineapi.ImagePullResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		return nil, s.unimplemented("ImagePull")
+	}
+
+	if n.spec.Upgrade.PullError != "" && isInstaller(in.GetReference()) {
+		return nil, status.Errorf(codes.NotFound, "error pulling image: %s", n.spec.Upgrade.PullError)
+	}
+
+	n.pulled["CRI/"+in.GetNamespace().String()+"/"+in.GetReference()] = true
+
+	return &machineapi.ImagePullResponse{Messages: []*machineapi.ImagePull{{}}}, nil
+}
+
+func isInstaller(ref string) bool { return strings.Contains(ref, "installer") }
+
+func (c *Cluster) adminKubeconfig() (string, error) {
+	k8sCA, err := caFrom(c.bundle.Certs.K8s.Crt, c.bundle.Certs.K8s.Key)
+	if err != nil {
+		return "", err
+	}
+
+	crt, key, err := clientCertificate(k8sCA, "admin", "system:masters")
+	if err != nil {
+		return "", err
+	}
+
+	enc := base64.StdEncoding.EncodeToString
+	name := c.sc.Cluster.Name
+
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+    - name: %[1]s
+      cluster:
+        server: %[2]s
+        certificate-authority-data: %[3]s
+users:
+    - name: admin@%[1]s
+      user:
+        client-certificate-data: %[4]s
+        client-key-data: %[5]s
+contexts:
+    - context:
+        cluster: %[1]s
+        namespace: default
+        user: admin@%[1]s
+      name: admin@%[1]s
+current-context: admin@%[1]s
+`, name, c.sc.Cluster.Endpoint, enc(c.bundle.Certs.K8s.Crt), enc(crt), enc(key)), nil
+}

@@ -1,0 +1,759 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	stdtls "crypto/tls"
+	stdx509 "crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cosiv1alpha1 "github.com/cosi-project/runtime/api/v1alpha1"
+	"github.com/cosi-project/runtime/pkg/resource"
+	"github.com/cosi-project/runtime/pkg/state"
+	"github.com/cosi-project/runtime/pkg/state/impl/inmem"
+	"github.com/cosi-project/runtime/pkg/state/impl/namespaced"
+	"github.com/cosi-project/runtime/pkg/state/protobuf/server"
+	"github.com/google/uuid"
+	"github.com/siderolabs/crypto/x509"
+	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	"github.com/siderolabs/talos/pkg/machinery/extensions"
+	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"github.com/siderolabs/talos/pkg/machinery/role"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// Cluster holds every fake node and the state they share (etcd), behind one lock.
+type Cluster struct {
+	mu sync.Mutex
+
+	sc     *Scenario
+	bundle *secrets.Bundle
+	osCA   *x509.CertificateAuthority
+	// maintenanceCA signs what a node in maintenance mode serves: a certificate no talosconfig trusts.
+	maintenanceCA *x509.CertificateAuthority
+	nodes         []*Node
+	byName        map[string]*Node
+
+	bootstrapped bool
+	members      []*member      // etcd members, in join order
+	joins        map[string]int // how many times each node joined etcd (each join is a new member ID)
+
+	calls *callLog
+}
+
+type member struct {
+	name string
+	id   uint64
+	ip   string
+}
+
+// Node is one fake Talos node. Every field below the spec is guarded by Cluster.mu.
+type Node struct {
+	c    *Cluster
+	spec *NodeSpec
+	name string
+	addr string // where it answers now: its config's link address, else the scenario's
+	ip   string
+	mac  net.HardwareAddr // the link's permanent address (nil: none reported)
+	uuid string           // the SMBIOS system UUID ("": no SMBIOS)
+
+	serving    stdtls.Certificate // signed by the OS CA for this node's IP
+	maintCert  stdtls.Certificate // self-signed chain, as Talos's maintenance service serves
+	version    string
+	schematic  string
+	pendingVer string // staged by LifecycleService.Upgrade, booted on the next reboot
+	pendingSch string
+	staged     bool
+
+	maintenance bool
+	up          bool
+	gen         int // boot generation: a timer from an older boot does nothing
+	bootID      string
+	bootedAt    time.Time
+	neverReady  bool
+	ready       bool
+	upgrading   bool
+
+	active     coreconfig.Provider
+	persistent coreconfig.Provider
+	pulled     map[string]bool
+	etcdData   bool
+	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
+	etcdJoinErr string
+
+	st  state.State
+	srv *grpc.Server
+}
+
+func (n *Node) controlPlane() bool { return n.spec.Role == "controlplane" }
+
+// lifecycleAPI: Talos 1.13 added the Lifecycle and Image services (talosctl's range is >1.13.0-alpha.2).
+func (n *Node) lifecycleAPI() bool {
+	return !strings.HasPrefix(n.version, "v1.12.") && !strings.HasPrefix(n.version, "v1.11.")
+}
+
+func memberID(name string) uint64 {
+	sum := sha256.Sum256([]byte("etcd member " + name))
+
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// join adds a node as a new member: etcd gives every join a new ID (the first is memberID(name)).
+func (c *Cluster) join(n *Node) {
+	c.joins[n.name]++
+
+	id := memberID(n.name)
+	if k := c.joins[n.name]; k > 1 {
+		id = memberID(fmt.Sprintf("%s#%d", n.name, k))
+	}
+
+	c.members = append(c.members, &member{name: n.name, id: id, ip: n.ip})
+}
+
+// joinEtcd is Talos's addMember for a control plane whose etcd data directory is empty: it
+// removes a member of its own name first (a reflashed node's old one), then joins; etcd refuses
+// while it has no leader, or while another member holds this node's peer URL. A refused join is
+// retried when the membership changes, as Talos restarts etcd until it joins.
+func (c *Cluster) joinEtcd(n *Node) {
+	if !c.quorum() {
+		n.etcdJoinErr = "error getting etcd member list: etcdserver: no leader"
+
+		return
+	}
+
+	if old := c.member(n.name); old != nil {
+		log.Printf("%s: etcd: removing the member of its own name (%016x) before joining", n.name, old.id)
+		c.members = slices.DeleteFunc(c.members, func(m *member) bool { return m == old })
+	}
+
+	for _, m := range c.members {
+		if m.ip == n.ip {
+			n.etcdJoinErr = fmt.Sprintf("member already exists with the same peer URLs [https://%s:2380], but is not a learner: etcdserver: Peer URLs already exists", n.ip)
+
+			return
+		}
+	}
+
+	c.join(n)
+	n.etcdData = true
+	n.etcdJoinErr = ""
+
+	log.Printf("%s: joined etcd as member %016x", n.name, c.member(n.name).id)
+}
+
+// retryJoins lets every control plane whose join was refused try again (after a membership change).
+func (c *Cluster) retryJoins() {
+	for _, n := range c.nodes {
+		if n.up && n.etcdJoinErr != "" {
+			c.joinEtcd(n)
+			n.writeMachineStatus() //nolint:errcheck
+		}
+	}
+}
+
+func newCluster(sc *Scenario, bundle *secrets.Bundle) (*Cluster, error) {
+	osCA, err := x509.NewCertificateAuthorityFromCertificateAndKey(bundle.Certs.OS)
+	if err != nil {
+		return nil, fmt.Errorf("OS CA: %w", err)
+	}
+
+	maintCA, err := x509.NewSelfSignedCertificateAuthority(x509.Organization("talos maintenance"), x509.ECDSA(true))
+	if err != nil {
+		return nil, err
+	}
+
+	c := &Cluster{sc: sc, bundle: bundle, osCA: osCA, maintenanceCA: maintCA, byName: map[string]*Node{}, joins: map[string]int{}, calls: newCallLog()}
+
+	for _, spec := range sc.Nodes {
+		n := &Node{c: c, spec: spec, name: spec.Name, version: spec.Version, schematic: spec.Schematic, maintenance: spec.Maintenance, pulled: map[string]bool{}}
+		n.mac, n.uuid = identity(spec)
+
+		if err := n.setAddr(spec.Address); err != nil {
+			return nil, err
+		}
+
+		if !spec.Maintenance {
+			cfg, err := nodeConfig(sc, bundle, spec.Role, installerImage(spec.Schematic, spec.Version))
+			if err != nil {
+				return nil, fmt.Errorf("node %s: generating its config: %w", spec.Name, err)
+			}
+
+			n.active, n.persistent = cfg, cfg
+		}
+
+		c.nodes = append(c.nodes, n)
+		c.byName[n.name] = n
+	}
+
+	if sc.Etcd.Bootstrapped {
+		c.bootstrapped = true
+
+		for _, n := range c.nodes {
+			// A reflashed control plane's old member is still listed, down: etcd never heard it leave.
+			if n.controlPlane() && (!n.maintenance || n.spec.Etcd.Stale) {
+				n.etcdData = !n.maintenance
+				c.join(n)
+			}
+		}
+	}
+
+	return c, nil
+}
+
+// identity is what makes a scenario node a machine: its link's permanent MAC and its SMBIOS UUID
+// (by default derived from its name: a locally administered MAC, a name-based UUID).
+func identity(spec *NodeSpec) (net.HardwareAddr, string) {
+	sum := sha256.Sum256([]byte("machine " + spec.Name))
+
+	mac := net.HardwareAddr(append([]byte{0x02}, sum[:5]...))
+
+	switch spec.MAC {
+	case "none":
+		mac = nil
+	case "":
+	default:
+		mac, _ = net.ParseMAC(spec.MAC) //nolint:errcheck // validated with the scenario
+	}
+
+	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte("machine "+spec.Name)).String()
+
+	switch spec.UUID {
+	case "none":
+		id = ""
+	case "":
+	default:
+		id = strings.ToLower(spec.UUID)
+	}
+
+	return mac, id
+}
+
+// setAddr puts the node at an address: its API certificates name the new IP (Talos regenerates
+// them when the node's addresses change) and its etcd member advertises it (Talos's
+// AdvertisedPeerController updates the member's peer URLs).
+func (n *Node) setAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+
+	if host == n.ip && n.serving.Certificate != nil {
+		n.addr = addr
+
+		return nil
+	}
+
+	if n.serving, err = serverCertificate(n.c.osCA, n.name, host); err != nil {
+		return err
+	}
+
+	if n.maintCert, err = serverCertificate(n.c.maintenanceCA, n.name, host); err != nil {
+		return err
+	}
+
+	if m := n.c.member(n.name); m != nil && n.etcdData {
+		m.ip = host
+	}
+
+	n.addr, n.ip = addr, host
+
+	return nil
+}
+
+// configuredAddr is where a config puts the node: the first IPv4 address of its link configs
+// (Talos puts it on the link), on the API port; without one, the scenario's address (DHCP's).
+func (n *Node) configuredAddr(cfg coreconfig.Provider) string {
+	_, port, _ := net.SplitHostPort(n.spec.Address) //nolint:errcheck // validated with the scenario
+
+	if cfg != nil {
+		for _, link := range cfg.NetworkCommonLinkConfigs() {
+			for _, a := range link.Addresses() {
+				if a.Address().Addr().Is4() {
+					return net.JoinHostPort(a.Address().Addr().String(), port)
+				}
+			}
+		}
+	}
+
+	return n.spec.Address
+}
+
+func serverCertificate(ca *x509.CertificateAuthority, name, ip string) (stdtls.Certificate, error) {
+	kp, err := x509.NewKeyPair(ca,
+		x509.CommonName(name),
+		x509.IPAddresses([]net.IP{net.ParseIP(ip)}),
+		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth}),
+		x509.NotAfter(time.Now().Add(24*time.Hour)),
+	)
+	if err != nil {
+		return stdtls.Certificate{}, fmt.Errorf("certificate for %s: %w", ip, err)
+	}
+
+	return *kp.Certificate, nil
+}
+
+// start brings every node up (after its boot delay).
+func (c *Cluster) start() error {
+	for _, n := range c.nodes {
+		if d := n.spec.BootDelayMs; d > 0 {
+			c.mu.Lock()
+			gen := n.gen
+			c.mu.Unlock()
+
+			time.AfterFunc(time.Duration(d)*time.Millisecond, func() { n.bootIf(gen, "up") })
+
+			continue
+		}
+
+		if err := n.boot("up"); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+func (c *Cluster) stop() {
+	for _, n := range c.nodes {
+		n.goDown()
+	}
+}
+
+// goDown takes the node off the network: its listener and every connection close at once.
+func (n *Node) goDown() {
+	n.c.mu.Lock()
+	srv := n.srv
+	n.srv, n.up = nil, false
+	n.gen++
+	n.c.mu.Unlock()
+
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+// disrupt runs what a reboot, upgrade, install or reset does: down now, back after the outcome's delay.
+//
+// The node answers the call that triggered it first, as Talos runs its sequences after replying.
+func (n *Node) disrupt(o Outcome, prepare func()) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		n.goDown()
+
+		n.c.mu.Lock()
+		if prepare != nil {
+			prepare()
+		}
+		gen := n.gen
+		n.c.mu.Unlock()
+
+		if o.Result == "never" {
+			log.Printf("%s: down for good", n.name)
+
+			return
+		}
+
+		time.AfterFunc(time.Duration(o.DownMs)*time.Millisecond, func() { n.bootIf(gen, o.Result) })
+	}()
+}
+
+// powerCycle is the control API's crash: the node goes down at once, with no sequence run.
+func (n *Node) powerCycle(o Outcome) {
+	n.goDown()
+
+	n.c.mu.Lock()
+	gen := n.gen
+	n.c.mu.Unlock()
+
+	if o.Result != "never" {
+		time.AfterFunc(time.Duration(o.DownMs)*time.Millisecond, func() { n.bootIf(gen, o.Result) })
+	}
+}
+
+func (n *Node) bootIf(gen int, result string) {
+	n.c.mu.Lock()
+	current := n.gen == gen
+	n.c.mu.Unlock()
+
+	if current {
+		if err := n.boot(result); err != nil {
+			log.Printf("%s: boot failed: %s", n.name, err)
+		}
+	}
+}
+
+// boot brings the node up as `result` says: what it staged takes effect, etcd rejoins, a new boot ID.
+func (n *Node) boot(result string) error {
+	c := n.c
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	switch result {
+	case "old-version":
+		n.pendingVer, n.pendingSch = "", ""
+	case "maintenance":
+		n.maintenance = true
+		n.active, n.persistent = nil, nil
+		n.etcdData = false
+		n.pendingVer, n.pendingSch = "", ""
+	default:
+		if n.pendingVer != "" {
+			n.version, n.schematic = n.pendingVer, n.pendingSch
+		}
+
+		n.pendingVer, n.pendingSch = "", ""
+	}
+
+	// A staged config becomes the active one on boot, with the address it gives the node.
+	if n.persistent != nil {
+		n.active = n.persistent
+	}
+
+	if err := n.setAddr(n.configuredAddr(n.active)); err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", n.addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen: %w", n.name, err)
+	}
+
+	n.staged = false
+	n.neverReady = result == "not-ready"
+	n.ready = false
+	n.upgrading = false
+	n.bootID = uuid.NewString()
+	n.bootedAt = time.Now()
+	n.gen++
+	gen := n.gen
+
+	// A control plane that boots with a config into a bootstrapped cluster runs etcd: as the member
+	// it is when its data directory holds one, else it joins (a fresh install, or a wiped disk).
+	n.etcdJoinErr = ""
+
+	if c.bootstrapped && n.controlPlane() && !n.maintenance {
+		if !n.etcdData {
+			c.joinEtcd(n)
+		} else if c.member(n.name) == nil {
+			c.join(n)
+		}
+	}
+
+	n.st = state.WrapCore(namespaced.NewState(inmem.Build))
+	if err := n.writeResources(); err != nil {
+		lis.Close() //nolint:errcheck
+
+		return err
+	}
+
+	n.srv = n.newServer()
+	n.up = true
+	srv := n.srv
+
+	go func() {
+		if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
+			log.Printf("%s: serve: %s", n.name, err)
+		}
+	}()
+
+	if !n.neverReady {
+		time.AfterFunc(time.Duration(n.spec.ReadyAfterMs)*time.Millisecond, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+
+			if n.gen == gen && n.up {
+				n.ready = true
+				n.writeMachineStatus() //nolint:errcheck
+			}
+		})
+	}
+
+	log.Printf("%s: up (%s, version %s, maintenance %v, boot %s)", n.name, n.addr, n.version, n.maintenance, n.bootID)
+
+	return nil
+}
+
+// move is a config applied without a reboot that gives the node another address: Talos moves the
+// address on the link, so the API stops answering at the old one and answers at the new one,
+// with the same boot.
+func (n *Node) move(addr string) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+
+		c := n.c
+		c.mu.Lock()
+		srv, gen := n.srv, n.gen
+		n.srv = nil
+		c.mu.Unlock()
+
+		if srv != nil {
+			srv.Stop()
+		}
+
+		lis, err := net.Listen("tcp", addr)
+
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		if n.gen != gen || !n.up { // it went down meanwhile: its next boot listens where its config says
+			if lis != nil {
+				lis.Close() //nolint:errcheck
+			}
+
+			return
+		}
+
+		if err == nil {
+			err = n.setAddr(addr)
+		}
+
+		if err == nil {
+			err = n.writeResources()
+		}
+
+		if err != nil {
+			log.Printf("%s: moving to %s: %s", n.name, addr, err)
+
+			if lis != nil {
+				lis.Close() //nolint:errcheck
+			}
+
+			n.up = false
+
+			return
+		}
+
+		n.srv = n.newServer()
+		srv = n.srv
+
+		go func() {
+			if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
+				log.Printf("%s: serve: %s", n.name, err)
+			}
+		}()
+
+		log.Printf("%s: moved to %s", n.name, addr)
+	}()
+}
+
+func (c *Cluster) member(name string) *member {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+
+	return nil
+}
+
+// put creates or replaces a resource in the node's state.
+func put(st state.State, r resource.Resource) error {
+	ctx := context.Background()
+
+	cur, err := st.Get(ctx, r.Metadata())
+	if state.IsNotFoundError(err) {
+		return st.Create(ctx, r)
+	}
+
+	if err != nil {
+		return err
+	}
+
+	r.Metadata().SetVersion(cur.Metadata().Version())
+
+	return st.Update(ctx, r)
+}
+
+// writeResources publishes what the node's COSI state shows after a boot.
+func (n *Node) writeResources() error {
+	if err := n.writeMachineStatus(); err != nil {
+		return err
+	}
+
+	if err := n.writeConfigs(); err != nil {
+		return err
+	}
+
+	if n.schematic != "" {
+		ext := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
+		*ext.TypedSpec() = extensions.Layer{Image: "0.sqsh", Metadata: extensions.Metadata{Name: "schematic", Version: n.schematic}}
+
+		if err := put(n.st, ext); err != nil {
+			return err
+		}
+	}
+
+	v := runtime.NewVersion()
+	v.TypedSpec().Version = n.version
+	v.TypedSpec().Name = "Talos"
+
+	if err := put(n.st, v); err != nil {
+		return err
+	}
+
+	return n.writeHardware()
+}
+
+// linkName is the node's one physical link, as Talos names an onboard NIC.
+const linkName = "end0"
+
+// writeHardware publishes what identifies the machine: SMBIOS (when its firmware has one), its
+// link with the permanent address the driver reports, and the address the link carries.
+func (n *Node) writeHardware() error {
+	if n.uuid != "" {
+		si := hardware.NewSystemInformation(hardware.SystemInformationID)
+		*si.TypedSpec() = hardware.SystemInformationSpec{Manufacturer: "talos-api", ProductName: "stand-in", UUID: n.uuid, SerialNumber: n.name}
+
+		if err := put(n.st, si); err != nil {
+			return err
+		}
+	}
+
+	lo := network.NewLinkStatus(network.NamespaceName, "lo")
+	*lo.TypedSpec() = network.LinkStatusSpec{Index: 1, Type: nethelpers.LinkLoopbck, OperationalState: nethelpers.OperStateUnknown, MTU: 65536}
+
+	hw := n.mac
+	if hw == nil { // a driver without a permanent address: a random one each boot
+		sum := sha256.Sum256([]byte(n.name + n.bootID))
+		hw = append([]byte{0x06}, sum[:5]...)
+	}
+
+	link := network.NewLinkStatus(network.NamespaceName, linkName)
+	*link.TypedSpec() = network.LinkStatusSpec{
+		Index: 2, Type: nethelpers.LinkEther, Alias: "lan0", OperationalState: nethelpers.OperStateUp, MTU: 1500, LinkState: true,
+		HardwareAddr: nethelpers.HardwareAddr(hw), PermanentAddr: nethelpers.HardwareAddr(n.mac), BroadcastAddr: nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+
+	for _, r := range []resource.Resource{lo, link} {
+		if err := put(n.st, r); err != nil {
+			return err
+		}
+	}
+
+	// The addresses the links carry now: one on the physical link, the node's API address.
+	list, err := n.st.List(context.Background(), resource.NewMetadata(network.NamespaceName, network.AddressStatusType, "", resource.VersionUndefined))
+	if err != nil {
+		return err
+	}
+
+	for _, r := range list.Items {
+		if err := n.st.Destroy(context.Background(), r.Metadata()); err != nil {
+			return err
+		}
+	}
+
+	ip := netip.MustParseAddr(n.ip)
+	addr := network.NewAddressStatus(network.NamespaceName, fmt.Sprintf("%s/%s/32", linkName, ip))
+	*addr.TypedSpec() = network.AddressStatusSpec{Address: netip.PrefixFrom(ip, 32), Local: ip, LinkIndex: 2, LinkName: linkName, Family: nethelpers.FamilyInet4, Scope: nethelpers.ScopeGlobal}
+
+	return put(n.st, addr)
+}
+
+func (n *Node) writeMachineStatus() error {
+	ms := runtime.NewMachineStatus()
+
+	switch {
+	case n.maintenance:
+		ms.TypedSpec().Stage = runtime.MachineStageMaintenance
+		ms.TypedSpec().Status.Ready = true
+	case n.etcdJoinErr != "":
+		ms.TypedSpec().Stage = runtime.MachineStageRunning
+		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "serviceReady", Reason: "service \"etcd\" not healthy: " + n.etcdJoinErr}}
+	default:
+		ms.TypedSpec().Stage = runtime.MachineStageRunning
+		ms.TypedSpec().Status.Ready = n.ready
+
+		if !n.ready {
+			ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "nodeReady", Reason: fmt.Sprintf("node %q is not ready", n.name)}}
+		}
+	}
+
+	return put(n.st, ms)
+}
+
+func (n *Node) writeConfigs() error {
+	// The hostname the active config gives it (the node's name when it gives none).
+	hostname := network.NewHostnameStatus(network.NamespaceName, network.HostnameID)
+	hostname.TypedSpec().Hostname = n.name
+
+	if n.active != nil && n.active.NetworkHostnameConfig() != nil && n.active.NetworkHostnameConfig().Hostname() != "" {
+		hostname.TypedSpec().Hostname = n.active.NetworkHostnameConfig().Hostname()
+	}
+
+	if err := put(n.st, hostname); err != nil {
+		return err
+	}
+
+	for id, cfg := range map[resource.ID]coreconfig.Provider{configres.ActiveID: n.active, configres.PersistentID: n.persistent} {
+		if cfg == nil {
+			continue
+		}
+
+		if err := put(n.st, configres.NewMachineConfigWithID(cfg, id)); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+// newServer is the node's API as Talos serves it: mTLS with the OS CA once configured; in
+// maintenance mode a certificate no talosconfig trusts and no client certificate asked for.
+func (n *Node) newServer() *grpc.Server {
+	tlsConfig := &stdtls.Config{MinVersion: stdtls.VersionTLS12}
+
+	if n.maintenance {
+		tlsConfig.Certificates = []stdtls.Certificate{n.maintCert}
+		tlsConfig.ClientAuth = stdtls.NoClientCert
+	} else {
+		pool := stdx509.NewCertPool()
+		pool.AppendCertsFromPEM(n.c.osCA.CrtPEM)
+		tlsConfig.Certificates = []stdtls.Certificate{n.serving}
+		tlsConfig.ClientCAs = pool
+		tlsConfig.ClientAuth = stdtls.RequireAndVerifyClientCert
+	}
+
+	s := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsConfig)),
+		grpc.ChainUnaryInterceptor(n.unaryInterceptor),
+		grpc.ChainStreamInterceptor(n.streamInterceptor),
+	)
+
+	machineapi.RegisterMachineServiceServer(s, &machineService{n: n})
+
+	if n.lifecycleAPI() {
+		machineapi.RegisterLifecycleServiceServer(s, &lifecycleService{n: n})
+		machineapi.RegisterImageServiceServer(s, &imageService{n: n})
+	}
+
+	cosiv1alpha1.RegisterStateServer(s, server.NewState(state.Filter(n.st, cosiAccess)))
+
+	return s
+}
+
+// cosiAccess is Talos's access policy for the one sensitive resource the stand-in holds.
+func cosiAccess(ctx context.Context, access state.Access) error {
+	if access.ResourceType == configres.MachineConfigType && !rolesOf(ctx).Includes(role.Admin) {
+		return status.Error(codes.PermissionDenied, "not authorized")
+	}
+
+	return nil
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Scenario is what a test scripts: the cluster, its etcd, and every fake node's behaviour.
+//
+// Durations are milliseconds. Every field but a node's name, address, role and version may be
+// left out; the zero value is a healthy node that reboots in no time and comes back as expected.
+type Scenario struct {
+	Cluster ClusterSpec `json:"cluster"`
+	// Kubeconfig is what MachineService.Kubeconfig returns (e.g. a real API server's, for tests
+	// that drain through Kubernetes); empty: an admin kubeconfig for the cluster endpoint, signed
+	// by the bundle's Kubernetes CA, as a control plane generates it.
+	Kubeconfig string      `json:"kubeconfig,omitempty"`
+	Etcd       EtcdSpec    `json:"etcd"`
+	Nodes      []*NodeSpec `json:"nodes"`
+}
+
+// ClusterSpec is what the nodes' configs are generated from.
+type ClusterSpec struct {
+	Name              string `json:"name"`
+	Endpoint          string `json:"endpoint"`
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// ConfigVersion is the version contract the configs are generated for ("v1.12").
+	ConfigVersion string `json:"configVersion"`
+}
+
+// EtcdSpec is the cluster-wide etcd state.
+type EtcdSpec struct {
+	// Bootstrapped: every running control plane is a started member with its data directory filled.
+	Bootstrapped bool        `json:"bootstrapped"`
+	Alarms       []AlarmSpec `json:"alarms,omitempty"`
+}
+
+// AlarmSpec is one etcd alarm raised by a member (NOSPACE, CORRUPT).
+type AlarmSpec struct {
+	Node  string `json:"node"`
+	Alarm string `json:"alarm"`
+}
+
+// NodeSpec scripts one node.
+type NodeSpec struct {
+	Name    string `json:"name"`
+	Address string `json:"address"` // IP:port, each node on its own loopback address
+	Role    string `json:"role"`    // controlplane | worker
+	// Version is the Talos version the node runs (v1.12.x: no Lifecycle or Image service).
+	Version   string `json:"version"`
+	Schematic string `json:"schematic,omitempty"`
+	// Maintenance: booted without a config (PXE, or a wiped disk): insecure TLS, reader role only.
+	Maintenance bool `json:"maintenance,omitempty"`
+	// MAC is the permanent address of the machine's one network link, the one that carries its
+	// address (default: a locally administered one derived from the name); "none": the driver
+	// reports no permanent address.
+	MAC string `json:"mac,omitempty"`
+	// UUID is the machine's SMBIOS system UUID (default: one derived from the name); "none": the
+	// firmware has no SMBIOS, so Talos publishes no SystemInformation (U-Boot boards).
+	UUID string `json:"uuid,omitempty"`
+	// BootDelayMs: the API is down this long after the stand-in starts (still booting or installing).
+	BootDelayMs int `json:"bootDelayMs,omitempty"`
+	// ReadyAfterMs: MachineStatus is running but not ready this long after each boot.
+	ReadyAfterMs int `json:"readyAfterMs,omitempty"`
+	// BootstrapAllowedAfterMs: Bootstrap answers FailedPrecondition "not available yet" this long after each boot.
+	BootstrapAllowedAfterMs int `json:"bootstrapAllowedAfterMs,omitempty"`
+	// Etcd is this control plane's own member state.
+	Etcd MemberSpec `json:"etcd"`
+	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT).
+	ApplyNeedsReboot bool `json:"applyNeedsReboot,omitempty"`
+	// Reboot, Upgrade, Install, Reset: what each disruptive call does to the node.
+	Reboot  Outcome        `json:"reboot"`
+	Upgrade UpgradeOutcome `json:"upgrade"`
+	Install Outcome        `json:"install"` // after a maintenance-mode ApplyConfiguration
+	Reset   Outcome        `json:"reset"`
+}
+
+// MemberSpec is one control plane's etcd member.
+type MemberSpec struct {
+	Errors     []string `json:"errors,omitempty"` // EtcdStatus errors (an unhealthy member)
+	Learner    bool     `json:"learner,omitempty"`
+	NotStarted bool     `json:"notStarted,omitempty"` // listed without a name, as etcd lists an unstarted member
+	// Stale: the node was reflashed (it is in maintenance mode) and etcd still lists the member it
+	// was, down, as etcd lists a member that never left.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// Outcome is what happens when the node goes down: it comes back after DownMs, and how.
+type Outcome struct {
+	DownMs int `json:"downMs,omitempty"`
+	// Result: "up" (default: the expected result), "never" (stays down), "old-version" (boots the
+	// version it ran before), "maintenance" (boots without a config), "not-ready" (MachineStatus
+	// never becomes ready).
+	Result string `json:"result,omitempty"`
+}
+
+// UpgradeOutcome adds the installer's own answers to an Outcome.
+type UpgradeOutcome struct {
+	Outcome
+
+	ExitCode  int32  `json:"exitCode,omitempty"`  // the installer's exit code (non-zero: the upgrade failed, nothing staged)
+	PullError string `json:"pullError,omitempty"` // pulling the installer image fails with this (NotFound)
+}
+
+var (
+	versionRe   = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
+	schematicRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	results     = map[string]bool{"": true, "up": true, "never": true, "old-version": true, "maintenance": true, "not-ready": true}
+)
+
+func loadScenario(path string) (*Scenario, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+
+	var sc Scenario
+
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+
+	if err := dec.Decode(&sc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+
+	return &sc, sc.validate()
+}
+
+func (sc *Scenario) validate() error {
+	if sc.Cluster.Name == "" || sc.Cluster.Endpoint == "" {
+		return fmt.Errorf("cluster: name and endpoint are required")
+	}
+
+	if sc.Cluster.KubernetesVersion == "" {
+		sc.Cluster.KubernetesVersion = "1.34.1"
+	}
+
+	if sc.Cluster.ConfigVersion == "" {
+		sc.Cluster.ConfigVersion = "v1.12"
+	}
+
+	if len(sc.Nodes) == 0 {
+		return fmt.Errorf("no nodes")
+	}
+
+	names, addresses := map[string]bool{}, map[string]bool{}
+
+	for _, n := range sc.Nodes {
+		if err := n.validate(); err != nil {
+			return fmt.Errorf("node %q: %w", n.Name, err)
+		}
+
+		if names[n.Name] || addresses[n.Address] {
+			return fmt.Errorf("node %q: name or address %s given twice", n.Name, n.Address)
+		}
+
+		names[n.Name], addresses[n.Address] = true, true
+	}
+
+	for _, a := range sc.Etcd.Alarms {
+		if !names[a.Node] {
+			return fmt.Errorf("etcd alarm on unknown node %q", a.Node)
+		}
+	}
+
+	return nil
+}
+
+func (n *NodeSpec) validate() error {
+	if n.Name == "" {
+		return fmt.Errorf("a name is required")
+	}
+
+	host, _, err := net.SplitHostPort(n.Address)
+	if err != nil || net.ParseIP(host) == nil {
+		return fmt.Errorf("address %q is not IP:port", n.Address)
+	}
+
+	if n.Role != "controlplane" && n.Role != "worker" {
+		return fmt.Errorf("role %q is not controlplane or worker", n.Role)
+	}
+
+	if !versionRe.MatchString(n.Version) {
+		return fmt.Errorf("version %q is not vX.Y.Z", n.Version)
+	}
+
+	if n.Schematic != "" && !schematicRe.MatchString(n.Schematic) {
+		return fmt.Errorf("schematic %q is not an Image Factory schematic ID", n.Schematic)
+	}
+
+	if n.MAC != "" && n.MAC != "none" {
+		if _, err := net.ParseMAC(n.MAC); err != nil {
+			return fmt.Errorf("mac %q is not a MAC address", n.MAC)
+		}
+	}
+
+	if n.UUID != "" && n.UUID != "none" {
+		if _, err := uuid.Parse(n.UUID); err != nil {
+			return fmt.Errorf("uuid %q is not a UUID", n.UUID)
+		}
+	}
+
+	if n.Etcd.Stale && (n.Role != "controlplane" || !n.Maintenance) {
+		return fmt.Errorf("a stale etcd member is what a reflashed control plane leaves: role controlplane and maintenance mode")
+	}
+
+	for what, r := range map[string]string{"reboot": n.Reboot.Result, "upgrade": n.Upgrade.Result, "install": n.Install.Result, "reset": n.Reset.Result} {
+		if !results[r] {
+			return fmt.Errorf("%s result %q is not one of up, never, old-version, maintenance, not-ready", what, r)
+		}
+	}
+
+	return nil
+}
+
+// installerImage is the Image Factory installer for a version and schematic, as Iluvatar's configs name it.
+func installerImage(schematic, version string) string {
+	if schematic == "" {
+		return "ghcr.io/siderolabs/installer:" + version
+	}
+
+	return fmt.Sprintf("factory.talos.dev/metal-installer/%s:%s", schematic, version)
+}
+
+// parseInstaller is what an installer image makes a node run: its tag, and the schematic the
+// Image Factory path names ("" for a plain siderolabs installer).
+func parseInstaller(ref string) (version, schematic string) {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+
+	repo := ref
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		repo, version = ref[:i], ref[i+1:]
+	}
+
+	if last := repo[strings.LastIndex(repo, "/")+1:]; schematicRe.MatchString(last) {
+		schematic = last
+	}
+
+	return version, schematic
+}

@@ -1,0 +1,451 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubectl/pkg/drain"
+	"sigs.k8s.io/yaml"
+)
+
+// Kube is a Kubernetes client from a kubeconfig (stdin, or fetched through the Talos API).
+type Kube struct {
+	rest *rest.Config
+	cs   *kubernetes.Clientset
+}
+
+// newKube reads a kubeconfig; server, when given, replaces its API address (the VIP endpoint).
+func newKube(kubeconfig, server string) (*Kube, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
+	if err != nil {
+		return nil, fmt.Errorf("the kubeconfig is not usable: %s", firstLine(err))
+	}
+
+	if server != "" {
+		cfg.Host = server
+	}
+
+	cfg.Timeout = callTimeout
+	// A drain evicts many pods; client-go's default 5 requests a second would make it slow.
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.WarningHandler = rest.NoWarnings{}
+
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	return &Kube{rest: cfg, cs: cs}, nil
+}
+
+func nodeLook(name string) string {
+	return fmt.Sprintf("kubectl get node %s -o wide; kubectl describe node %s", name, name)
+}
+
+// nodeReady: the Node's Ready condition is True.
+func (k *Kube) nodeReady(ctx context.Context, name string) error {
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+
+	node, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return nil
+			}
+
+			return fmt.Errorf("Node %s is not Ready (%s: %s)", name, c.Reason, c.Message)
+		}
+	}
+
+	return fmt.Errorf("Node %s reports no Ready condition", name)
+}
+
+// kubeletVersion is what the Node's kubelet reports.
+func (k *Kube) kubeletVersion(ctx context.Context, name string) (string, error) {
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+
+	node, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+
+	return node.Status.NodeInfo.KubeletVersion, nil
+}
+
+// controlPlaneApps are Talos's static pods on a control plane (the k8s-app label they carry).
+var controlPlaneApps = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// staticPods checks each control plane component's pod on the node: present, Ready, and (when
+// images names them) running that image.
+func (k *Kube) staticPods(ctx context.Context, node string, images map[string]string) error {
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+
+	pods, err := k.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{
+		LabelSelector: "k8s-app in (kube-apiserver,kube-controller-manager,kube-scheduler)",
+		FieldSelector: "spec.nodeName=" + node,
+	})
+	if err != nil {
+		return err
+	}
+
+	for _, app := range controlPlaneApps {
+		var found *corev1.Pod
+
+		for i := range pods.Items {
+			if pods.Items[i].Labels["k8s-app"] == app {
+				found = &pods.Items[i]
+			}
+		}
+
+		if found == nil {
+			return fmt.Errorf("no %s pod on %s", app, node)
+		}
+
+		if want := images[app]; want != "" {
+			if got := podImage(found, app); got != want {
+				return fmt.Errorf("%s runs %s, not %s", found.Name, got, want)
+			}
+		}
+
+		if !podReady(found) {
+			return fmt.Errorf("%s is not Ready (phase %s)", found.Name, found.Status.Phase)
+		}
+	}
+
+	return nil
+}
+
+func podImage(p *corev1.Pod, container string) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+
+	if len(p.Spec.Containers) > 0 {
+		return p.Spec.Containers[0].Image
+	}
+
+	return ""
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+
+	return false
+}
+
+// readyz asks the API server (through whatever address the client dials) whether it is ready.
+func (k *Kube) readyz(ctx context.Context) error {
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+
+	body, err := k.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("/readyz: %s", firstLine(err))
+	}
+
+	if strings.TrimSpace(string(body)) != "ok" {
+		return fmt.Errorf("/readyz answered %q", strings.TrimSpace(string(body)))
+	}
+
+	return nil
+}
+
+// drainer is kubectl's drain with talosctl's settings: evictions (which honour
+// PodDisruptionBudgets, retried until the timeout), DaemonSets left, emptyDir data dropped.
+func (k *Kube) drainer(ctx context.Context, node string, timeout time.Duration) *drain.Helper {
+	return &drain.Helper{
+		Ctx:                 ctx,
+		Client:              k.cs,
+		Force:               true,
+		GracePeriodSeconds:  -1,
+		IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData:  true,
+		Timeout:             timeout,
+		Out:                 io.Discard,
+		ErrOut:              io.Discard,
+		OnPodDeletionOrEvictionFinished: func(pod *corev1.Pod, usingEviction bool, err error) {
+			if err == nil {
+				progress(node, "drain: %s/%s evicted", pod.Namespace, pod.Name)
+			}
+		},
+	}
+}
+
+func (k *Kube) cordon(ctx context.Context, node string, on bool) error {
+	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+
+	return drain.RunCordonOrUncordon(k.drainer(ctx, node, callTimeout), n, on)
+}
+
+func (k *Kube) drain(ctx context.Context, node string, timeout time.Duration) error {
+	return drain.RunNodeDrain(k.drainer(ctx, node, timeout), node)
+}
+
+// pausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
+// halfway leaves a trace and the next run restores them.
+const pausedAnnotation = "iluvatar.dev/paused-replicas"
+
+// Workload is one --pause KIND/NAMESPACE/NAME (Deployment or StatefulSet).
+type Workload struct {
+	Kind, Namespace, Name string
+}
+
+func (w Workload) String() string { return fmt.Sprintf("%s/%s/%s", w.Kind, w.Namespace, w.Name) }
+
+func parseWorkload(v string) (Workload, error) {
+	parts := strings.Split(v, "/")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return Workload{}, fmt.Errorf("--pause %q is not KIND/NAMESPACE/NAME", v)
+	}
+
+	switch strings.ToLower(parts[0]) {
+	case "deployment", "deployments", "deploy":
+		parts[0] = "Deployment"
+	case "statefulset", "statefulsets", "sts":
+		parts[0] = "StatefulSet"
+	default:
+		return Workload{}, fmt.Errorf("--pause %q: only a Deployment or a StatefulSet can be paused", v)
+	}
+
+	return Workload{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, nil
+}
+
+// scaleOf reads a workload's replicas and annotations.
+func (k *Kube) scaleOf(ctx context.Context, w Workload) (replicas int32, annotations map[string]string, ready int32, err error) {
+	switch w.Kind {
+	case "Deployment":
+		d, err := k.cs.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, nil, 0, err
+		}
+
+		return ptrOr(d.Spec.Replicas, 1), d.Annotations, d.Status.Replicas, nil
+	default:
+		s, err := k.cs.AppsV1().StatefulSets(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, nil, 0, err
+		}
+
+		return ptrOr(s.Spec.Replicas, 1), s.Annotations, s.Status.Replicas, nil
+	}
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+
+	return *p
+}
+
+// patch merges spec.replicas and the annotation in one request (a null annotation removes it).
+func (k *Kube) patch(ctx context.Context, w Workload, replicas int32, annotation *string) error {
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{pausedAnnotation: annotation}},
+		"spec":     map[string]any{"replicas": replicas},
+	})
+	if err != nil {
+		return err
+	}
+
+	switch w.Kind {
+	case "Deployment":
+		_, err = k.cs.AppsV1().Deployments(w.Namespace).Patch(ctx, w.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "iluvatar-upgrader"})
+	default:
+		_, err = k.cs.AppsV1().StatefulSets(w.Namespace).Patch(ctx, w.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "iluvatar-upgrader"})
+	}
+
+	return err
+}
+
+// pause scales a workload to 0, first writing its replicas down; a workload already carrying the
+// annotation (an earlier run that died) keeps the replicas written then.
+func (k *Kube) pause(ctx context.Context, node string, w Workload) error {
+	replicas, annotations, _, err := k.scaleOf(ctx, w)
+	if err != nil {
+		return err
+	}
+
+	saved, already := annotations[pausedAnnotation]
+	if already {
+		progress(node, "pause: %s was paused by an earlier run (%s replicas to restore)", w, saved)
+	} else {
+		saved = strconv.Itoa(int(replicas))
+		progress(node, "pause: %s scaled from %d to 0", w, replicas)
+	}
+
+	if err := k.patch(ctx, w, 0, &saved); err != nil {
+		return err
+	}
+
+	// Paused means stopped: wait until no pod of it runs.
+	return poll(ctx, pollEvery, func(ctx context.Context) error {
+		_, _, running, err := k.scaleOf(ctx, w)
+		if err != nil {
+			return err
+		}
+
+		if running > 0 {
+			return fmt.Errorf("%s still has %d pods", w, running)
+		}
+
+		return nil
+	})
+}
+
+// resume restores a workload paused by this or an earlier run, and drops the annotation.
+func (k *Kube) resume(ctx context.Context, node string, w Workload) error {
+	_, annotations, _, err := k.scaleOf(ctx, w)
+	if err != nil {
+		return err
+	}
+
+	saved, ok := annotations[pausedAnnotation]
+	if !ok {
+		return nil
+	}
+
+	replicas, err := strconv.Atoi(saved)
+	if err != nil {
+		return fmt.Errorf("%s: annotation %s=%q is not a number", w, pausedAnnotation, saved)
+	}
+
+	if err := k.patch(ctx, w, int32(replicas), nil); err != nil {
+		return err
+	}
+
+	progress(node, "resume: %s scaled back to %d", w, replicas)
+
+	return nil
+}
+
+// decodeManifest takes a manifest as a JSON object or as a YAML/JSON string.
+func decodeManifest(raw json.RawMessage) (map[string]any, error) {
+	var text string
+	if err := json.Unmarshal(raw, &text); err == nil {
+		j, err := yaml.YAMLToJSON([]byte(text))
+		if err != nil {
+			return nil, err
+		}
+
+		raw = j
+	}
+
+	var obj map[string]any
+
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+
+	if err := dec.Decode(&obj); err != nil {
+		return nil, err
+	}
+
+	if obj == nil {
+		return nil, errors.New("the manifest is empty")
+	}
+
+	return obj, nil
+}
+
+// runJob runs one hook Job to completion: an earlier run's Job of the same name is replaced.
+func (k *Kube) runJob(ctx context.Context, node string, raw json.RawMessage) error {
+	obj, err := decodeManifest(raw)
+	if err != nil {
+		return usagef("stdin: a hook is not a manifest: %s", err)
+	}
+
+	j, _ := json.Marshal(obj) //nolint:errcheck
+
+	var job batchv1.Job
+	if err := json.Unmarshal(j, &job); err != nil || job.Kind != "Job" || job.Name == "" {
+		return usagef("stdin: a hook must be a batch/v1 Job with a name")
+	}
+
+	if job.Namespace == "" {
+		job.Namespace = "default"
+	}
+
+	jobs := k.cs.BatchV1().Jobs(job.Namespace)
+	background := metav1.DeletePropagationBackground
+
+	if err := jobs.Delete(ctx, job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+
+	if err := poll(ctx, pollEvery, func(ctx context.Context) error {
+		_, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+
+		if err == nil {
+			return fmt.Errorf("the earlier Job %s/%s is still being deleted", job.Namespace, job.Name)
+		}
+
+		return err
+	}); err != nil {
+		return err
+	}
+
+	job.ResourceVersion = ""
+	if _, err := jobs.Create(ctx, &job, metav1.CreateOptions{FieldManager: "iluvatar-upgrader"}); err != nil {
+		return err
+	}
+
+	progress(node, "hook: Job %s/%s started", job.Namespace, job.Name)
+
+	return poll(ctx, pollEvery, func(ctx context.Context) error {
+		got, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+
+		for _, c := range got.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+
+			switch c.Type { //nolint:exhaustive
+			case batchv1.JobComplete:
+				progress(node, "hook: Job %s/%s completed", job.Namespace, job.Name)
+
+				return nil
+			case batchv1.JobFailed:
+				return &permanent{fmt.Errorf("Job %s/%s failed: %s", job.Namespace, job.Name, c.Message)}
+			}
+		}
+
+		return fmt.Errorf("Job %s/%s has not completed", job.Namespace, job.Name)
+	})
+}
