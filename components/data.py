@@ -22,7 +22,7 @@ import pulumi_random as random
 
 from components import kube
 from components.steps import ClusterAccess
-from plans import age, bringup
+from plans import age, bringup, references
 from plans import backup as backup_plan
 from plans import secrets as secrets_plan
 from stacks.model import StackConfig
@@ -134,7 +134,12 @@ class DataSafety(pulumi.ComponentResource):
         for category in categories:
             after_ns = [namespaces[secrets_plan.STORE_NAMESPACE], *([args.namespaces[category]] if category in args.namespaces else [])]
             # Each category has objects of the same name (its reader, its store): named after the category.
-            readers = [self._create(f"{prefix}-{category}", m, after_ns) for m in secrets_plan.reader_objects(stack, category)]
+            named: dict[references.Ref, pulumi.Resource] = {("Namespace", "", secrets_plan.STORE_NAMESPACE): namespaces[secrets_plan.STORE_NAMESPACE]}
+            if category in args.namespaces:
+                named["Namespace", "", category] = args.namespaces[category]
+            # The binding after its role and account (plans.references).
+            made = kube.create_all(f"{prefix}-{category}", secrets_plan.reader_objects(stack, category), self._on_arda(after_ns), named)
+            readers: list[pulumi.Resource] = list(made.values())
             store = secrets_plan.secret_store(category)
             self.ready.append(
                 k8s.apiextensions.CustomResource(
