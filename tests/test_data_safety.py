@@ -5,6 +5,13 @@ stack's key, and no planted secret value leaks into the render, the scaffold, a 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+import string
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyrage
@@ -13,7 +20,7 @@ import pytest
 from iluvatar import render as render_mod
 from iluvatar import scaffold
 from iluvatar import simulate as sim_module
-from iluvatar.simulate import SecretValue, simulate
+from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import backup as backup_plan
 from plans import secrets as secrets_plan
 from stacks import load_stack_file, read_stack_file
@@ -65,15 +72,88 @@ def test_our_custom_resources_pass_their_crds_schemas() -> None:
         assert errors == [], (obj["kind"], errors)
 
 
-def test_a_snapshot_encrypted_to_the_rendered_recipient_opens_with_the_stacks_key() -> None:
-    sim = simulate(read_stack_file(HOMELAB))
-    [cronjob] = [r for r in sim.registrations if r.type == "kubernetes:batch/v1:CronJob"]
+def _random_password(inputs: dict[str, Any]) -> dict[str, str]:
+    """As the random provider makes one: `length` characters, letters and digits when `special` is off."""
+    alphabet = string.ascii_letters + string.digits + ("" if inputs.get("special") is False else "!@#$%&*()-_=+[]{}<>:?")
+    return {"result": "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length") or 16))), "bcryptHash": "x"}
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Iterator[Simulation]:
+    """The homelab stack's `pulumi up` (one per module), each generated password a real random one, as the provider's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sim_module.RESOURCE_STATE, "random:index/randomPassword:RandomPassword", _random_password)
+        yield simulate(read_stack_file(HOMELAB))
+
+
+def test_a_snapshot_encrypted_to_the_rendered_recipient_opens_with_the_stacks_key(homelab: Simulation) -> None:
+    [cronjob] = [r for r in homelab.registrations if r.type == "kubernetes:batch/v1:CronJob"]
     env = {e["name"]: e.get("value") for e in cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
-    identity = sim.outputs["backupAgeKey"]
+    identity = homelab.outputs["backupAgeKey"]
     assert isinstance(identity, SecretValue)
     snapshot = b"etcd snapshot bytes " * 1000
     sealed = pyrage.encrypt(snapshot, [pyrage.x25519.Recipient.from_str(env["AGE_X25519_PUBLIC_KEY"])])
     assert pyrage.decrypt(sealed, [pyrage.x25519.Identity.from_str(identity.value)]) == snapshot
+
+
+def _restic_secrets(sim: Simulation) -> dict[str, dict[str, str]]:
+    """Each rendered restic Secret's data (namespace/name -> stringData), as the program registers it."""
+    found: dict[str, dict[str, str]] = {}
+    for reg in sim.registrations:
+        if reg.type == "kubernetes:core/v1:Secret" and reg.inputs["metadata"]["name"].endswith("-restic"):
+            data = reg.inputs["stringData"]
+            assert isinstance(data, SecretValue), f"{reg.name}: its data is a Pulumi secret as a whole"
+            found[f"{reg.inputs['metadata']['namespace']}/{reg.inputs['metadata']['name']}"] = dict(data.value)
+    return found
+
+
+def _restic(repo: Path, password: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "HOME": str(repo.parent), "RESTIC_PASSWORD": password, "RESTIC_CACHE_DIR": str(repo.parent / "cache")}
+    return subprocess.run(["restic", "-r", str(repo), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is a Debian package (scripts/prerequisites.sh installs it)")
+def test_restic_backs_up_and_restores_with_the_rendered_password_and_refuses_another(homelab: Simulation, tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    rendered = _restic_secrets(homelab)
+    expected = {
+        f"{a.namespace}/{backup_plan.restic_secret_name(v.claim)}": (a, v.claim)
+        for a in backup_plan.apps(stack)
+        for v in a.backup.volumes
+        if a.backup
+    }
+    assert set(rendered) == set(expected), "one restic Secret per backed-up volume"
+    for key, (app, claim) in expected.items():
+        assert rendered[key]["RESTIC_REPOSITORY"] == backup_plan.repository(stack, app, claim)
+        assert set(rendered[key]) == {"RESTIC_REPOSITORY", "RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    passwords = [d["RESTIC_PASSWORD"] for d in rendered.values()]
+    assert len(set(passwords)) == len(passwords) >= 2, "each volume has a password of its own"
+    assert all(len(p) == 32 for p in passwords)
+    (first, mine), (_, other) = sorted(rendered.items())[:2]
+    # The repository as restic spells it (s3:<endpoint>/<bucket>/<folder>); there is no S3 service here, so
+    # the same bucket and folder on a local disk: the repository format and its key are the same.
+    url = mine["RESTIC_REPOSITORY"]
+    assert url.startswith("s3:http://192.168.0.40:9000/homelab/volsync/"), url
+    repo = tmp_path / "bucket" / url.removeprefix("s3:http://192.168.0.40:9000/")
+    volume = tmp_path / "volume"
+    (volume / "db").mkdir(parents=True)
+    (volume / "db" / "home-assistant_v2.db").write_bytes(os.urandom(4096))
+    (volume / "configuration.yaml").write_text("homeassistant:\n  name: Home\n")
+    password = mine["RESTIC_PASSWORD"]
+    for step in (("init",), ("backup", "--host", "volsync", "."), ("check",)):
+        done = _restic(repo, password, *step, cwd=volume)
+        assert done.returncode == 0, (step, done.stderr)
+    restored = tmp_path / "restored"
+    done = _restic(repo, password, "restore", "latest", "--target", str(restored))
+    assert done.returncode == 0, done.stderr
+    assert {p.relative_to(restored).as_posix(): p.read_bytes() for p in restored.rglob("*") if p.is_file()} == {
+        p.relative_to(volume).as_posix(): p.read_bytes() for p in volume.rglob("*") if p.is_file()
+    }, first
+    # Another volume's password, or one character off, does not open it.
+    for wrong in (other["RESTIC_PASSWORD"], password[:-1] + ("a" if password[-1] != "a" else "b")):
+        refused = _restic(repo, wrong, "snapshots")
+        assert refused.returncode != 0
+        assert "wrong password" in refused.stderr, refused.stderr
 
 
 CANARY = "CANARY-4f1d9e2b7c"
