@@ -5,6 +5,7 @@ stack's key, and no planted secret value leaks into the render, the scaffold, a 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -159,13 +160,17 @@ def test_restic_backs_up_and_restores_with_the_rendered_password_and_refuses_ano
 CANARY = "CANARY-4f1d9e2b7c"
 
 
-def test_no_secret_value_reaches_a_render_a_scaffold_a_configmap_or_an_application(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_value_reaches_a_render_a_scaffold_a_configmap_or_an_application(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
     real = sim_module.pulumi_config
 
     def planted(sf: Any) -> tuple[dict[str, str], list[str]]:
         config, secret_keys = real(sf)
         config["iluvatar:appSecrets"] = json.dumps({"home-assistant": {"WEATHER_API_KEY": f"{CANARY}-user"}})
         config["iluvatar:backupS3SecretAccessKey"] = f"{CANARY}-s3"
+        config["iluvatar:backupS3AccessKeyId"] = f"{CANARY}-s3-id"
         return config, secret_keys
 
     monkeypatch.setattr(sim_module, "pulumi_config", planted)
@@ -181,9 +186,19 @@ def test_no_secret_value_reaches_a_render_a_scaffold_a_configmap_or_an_applicati
         if reg.type == "kubernetes:core/v1:Secret" and CANARY in repr(json.dumps(reg.inputs, default=lambda v: v.value)):
             seen_in_secret = True
     assert seen_in_secret, "the planted values reach the store's Secrets, as secrets"
+    # The age identity that opens Arda's etcd snapshots: an output, secret; never in an input or the render.
+    identity = sim.outputs["backupAgeKey"]
+    assert isinstance(identity, SecretValue) and identity.value.startswith("AGE-SECRET-KEY-1")
+    for reg in sim.registrations:
+        text = json.dumps(reg.inputs, default=lambda v: "<secret>" if isinstance(v, SecretValue) else str(v))
+        assert identity.value not in text, f"{reg.name} carries the age identity"
     rendered = render_mod.render_files(sim)
     assert rendered, "the render has files"
     for name, text in rendered.items():
         assert CANARY not in text, name
+        assert identity.value not in text, name
+    # What the program logs (the engine's log messages, and anything printed) carries none either.
+    logged = caplog.text + "".join(capsys.readouterr())
+    assert CANARY not in logged and identity.value not in logged
     layout = scaffold.files(load_stack_file(HOMELAB))
     assert all(CANARY not in text for text in layout.values())
