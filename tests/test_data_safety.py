@@ -11,6 +11,7 @@ import secrets
 import shutil
 import string
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,15 @@ def test_no_secret_value_reaches_a_render_a_scaffold_a_configmap_or_an_applicati
     assert CANARY not in logged and identity.value not in logged
     layout = scaffold.files(load_stack_file(HOMELAB))
     assert all(CANARY not in text for text in layout.values())
+
+
+def test_the_program_imports_in_its_own_order() -> None:
+    """`pulumi up` starts a fresh interpreter on __main__.py, whose first import is components.ainur: plans.talos
+    reaching plans.backup at import time closed a cycle (backup -> gitops -> cilium -> talos) the tests never saw."""
+    program = (Path(__file__).resolve().parent.parent / "__main__.py").read_text()
+    imports = [line.split()[1] for line in program.splitlines() if line.startswith("from ") and line.split()[1] not in ("__future__",)]
+    script = "import importlib\nfor name in " + repr(imports) + ":\n    importlib.import_module(name)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
