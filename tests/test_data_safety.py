@@ -121,8 +121,7 @@ def test_restic_backs_up_and_restores_with_the_rendered_password_and_refuses_ano
     expected = {
         f"{a.namespace}/{backup_plan.restic_secret_name(v.claim)}": (a, v.claim)
         for a in backup_plan.apps(stack)
-        for v in a.backup.volumes
-        if a.backup
+        for v in (a.backup.volumes if a.backup else ())
     }
     assert set(rendered) == set(expected), "one restic Secret per backed-up volume"
     for key, (app, claim) in expected.items():
