@@ -19,7 +19,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from plans import backup as backup_plan
 from plans import gitops as plan
+from plans import secrets as secrets_plan
+from plans import yamltext
 from stacks import gitops as rules
 from stacks.categories import DEFAULT_CATEGORIES
 from stacks.model import StackConfig
@@ -74,13 +77,27 @@ namespace `{category}`, which Pulumi owns. Self-heal is {heal}.
 """
 
 
-def _app_kustomization(name: str, category: str) -> str:
+def _app_kustomization(name: str, category: str, resources: Sequence[str] = ()) -> str:
+    listed = "".join(f"\n  - {r}" for r in resources) if resources else " []"
     return f"""# {name}: an app of the registry (iluvatar:apps). Argo CD deploys this folder as the Application
 # {category}-{name}, into the namespace {category}. List its manifests (or a helmCharts entry) below.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: []
+resources:{listed}
 """
+
+
+def _data_files(stack: StackConfig, name: str) -> dict[str, str]:
+    """The app's ExternalSecret (its secrets, no value) and its backups' claim, source and restore (plans.secrets, plans.backup)."""
+    app = next((a for a in stack.apps if a.name == name), None)
+    if app is None:
+        return {}
+    out: dict[str, str] = {}
+    if app.secrets:
+        out["externalsecret.yaml"] = yamltext.dump(secrets_plan.external_secret(app))
+    if app.backup is not None and stack.backup is not None:
+        out |= {file: yamltext.dump(obj) for file, obj in backup_plan.app_manifests(stack, app).items()}
+    return out
 
 
 def _app_readme(name: str, category: str) -> str:
@@ -112,7 +129,10 @@ def files(stack: StackConfig, apps: Sequence[tuple[str, str]] | None = None) -> 
         names = [n for n, c in registry if c == category]
         out[_join(gitops.apps_path, category, "README.md")] = _category_readme(stack, category, names)
         for name in names:
-            out[_join(gitops.apps_path, category, name, "kustomization.yaml")] = _app_kustomization(name, category)
+            data = _data_files(stack, name)
+            for file, text in data.items():
+                out[_join(gitops.apps_path, category, name, file)] = text
+            out[_join(gitops.apps_path, category, name, "kustomization.yaml")] = _app_kustomization(name, category, sorted(data))
             out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category)
     if stack.ainur is not None:
         out[_join(gitops.ainur_path, "README.md")] = _ainur_readme(stack)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from plans import storage
+from plans import backup, storage
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -58,6 +58,8 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
                 "kube-controller-manager-arg": [f"node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}"],
             }
         )
+        # The Ainur's etcd snapshots: k3s's schedule and retention, uploaded to an S3 target (plans.backup).
+        doc.update(backup.k3s_settings(stack))
         if is_first_server(stack, node):
             doc["cluster-init"] = True
         else:

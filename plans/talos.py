@@ -98,6 +98,11 @@ def _config_document(
         "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
         "nodeLabels": labels,
     }
+    # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
+    # Imported here: plans.backup reaches plans.cilium through plans.gitops, and plans.cilium imports this module.
+    from plans import backup
+
+    machine["features"] |= backup.talos_features(stack, control_plane)
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:
         cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes

@@ -21,9 +21,11 @@ fi
 # sudo, to a Debian sshd in a network namespace per Pi (tests/netns/test_k3s_steps.py).
 # git: the GitOps check serves a repository as the Ainur's mirror does (clone --mirror, git daemon), and
 # Argo CD's own Git client fetches and checks it out with the git CLI (tools/appset_check.py).
+# restic: VolSync's mover backs up and restores a volume with the repository and password our Secret
+# carries (tests/test_data_safety.py); Debian 12 ships 0.14.0, whose repository format (v2) the mover's reads.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx bind9-dnsutils git
-  openssh-server openssh-client sudo)
+  openssh-server openssh-client sudo restic)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)

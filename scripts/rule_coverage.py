@@ -13,7 +13,8 @@ What counts as a rule, and how it is neutralised:
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
 - `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
-- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py` and `stacks/power.py`: both kinds, their field checks and their rules
+- `stacks/data_model.py` (the data-safety keys' models): as `model.py`; `stacks/data.py`: its rules;
+- `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
@@ -48,6 +49,8 @@ RULE_FILES = (
     "stacks/apps.py",
     "stacks/edge.py",
     "stacks/power.py",
+    "stacks/data_model.py",
+    "stacks/data.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 
@@ -163,6 +166,9 @@ def discover() -> list[Rule]:
     for file in RULE_FILES:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
+            rules += _statement_rules(file, source)
+        elif file == "stacks/data.py":
+            # Its rules only: its field checks live in stacks/data_model.py (Target's Literal is a parsed value's type).
             rules += _statement_rules(file, source)
         elif file in ("stacks/gitops.py", "stacks/storage.py", "stacks/apps.py", "stacks/edge.py", "stacks/power.py"):
             # A layer's checks: field checks (ValueError) and rules (Problem) in one module.

@@ -157,7 +157,9 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "arda: arda-coredns-deployment-coredns (Deployment kube-system/coredns) is not after arda-coredns-configmap-coredns, the ConfigMap it names",
         "arda: arda-coredns-deployment-coredns (Deployment kube-system/coredns) is not after arda-coredns-serviceaccount-coredns, the ServiceAccount it names",
     ]
-    assert len(found) == 23
+    # The rest: the other pods and bindings, with each category's secret reader (its binding after its role and account).
+    assert sum(m.startswith("arda: data-secrets-") for m in found) == 6
+    assert len(found) == 29
 
 
 # --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------

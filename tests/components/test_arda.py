@@ -90,6 +90,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         # Storage installs through each cluster's GitOps provider.
         "kubernetes:storage-arda": "gitops-arda-kubernetes",
         "kubernetes:storage-ainur": "gitops-ainur-kubernetes",
+        # Data safety: Arda's provider, the Ainur's for k3s's S3 credentials, its own for the generated keys.
+        "kubernetes:data": "arda-kubernetes",
+        "kubernetes:data-ainur": "ainur-kubernetes",
+        "random:data": "data-random",
+        "command:data": "arda-command",
     }
     checked = 0
     for r in homelab.registrations:
@@ -97,15 +102,16 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             continue
         package = r.type.split(":")[0]
         # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
-        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-", "git-mirror-")) else r.name.split("-")[0]
-        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-")) else package
+        prefix = "-".join(r.name.split("-")[:2]) if r.name.startswith(("gitops-", "storage-", "git-mirror-", "data-ainur-")) else r.name.split("-")[0]
+        key = f"{package}:{prefix}" if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "data-")) else package
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
     # Arda 21 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy, CoreDNS's 6 objects),
     # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
-    # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps
-    assert checked == 119
+    # webhook gates included); storage 12 (3 namespaces, 6 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps;
+    # data safety 34 (ESO, its store Secrets, readers, stores and gate; VolSync, the restic Secrets, talos-backup, 5 generated keys)
+    assert checked == 155
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -196,7 +202,20 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
     assert secrets.inputs["talosVersion"] == "v1.12.4"
     protected = [r.name for r in homelab.registrations if r.protect]
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
-    assert protected == ["arda-config-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
+    # Every generated key the backups and the apps' secrets depend on (components.data), protected the same way
+    # (registered as their outputs resolve: compared as a set).
+    assert sorted(protected) == sorted(
+        [
+            "arda-config-secrets",
+            "data-secrets-jellyfin-api_key",
+            "data-secrets-blog-database_password",
+            "data-backup-jellyfin-jellyfin-config-restic-password",
+            "data-backup-age-identity",
+            "data-backup-home-assistant-home-assistant-config-restic-password",
+            "edge-certificates-ca-key",
+            "edge-certificates-ca-cert",
+        ]
+    )
 
 
 def test_the_config_keeps_the_version_contract_the_cluster_was_installed_with(tmp_path: Path) -> None:

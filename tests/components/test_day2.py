@@ -136,6 +136,8 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "arda-cilium-gate-crds",
         "arda-gate-nodes",
         "arda-kubernetes",
+        "data-backup-gate-talos-api-access",
+        "data-secrets-gate",
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
         "gitops-arda-kubernetes",

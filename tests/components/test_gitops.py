@@ -73,8 +73,19 @@ def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulat
     }
     assert chart.inputs["repositoryOpts"] == {"repo": "https://argoproj.github.io/argo-helm"}
     assert chart.inputs["values"] == plan.helm_values(load_stack_file(HOMELAB), "arda")
-    # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password.
-    assert _names(homelab, chart.dependencies) == {"arda-gate-nodes", "gitops-arda-namespace-argocd", "gitops-arda-secret-argocd-redis"}
+    # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password, and after
+    # External Secrets Operator, its webhook gate and every category's store (components.data): no app syncs
+    # before the store that feeds its Secret.
+    assert _names(homelab, chart.dependencies) == {
+        "arda-gate-nodes",
+        "gitops-arda-namespace-argocd",
+        "gitops-arda-secret-argocd-redis",
+        "data-secrets-release",
+        "data-secrets-gate",
+        "data-secrets-home-automation-secretstore-iluvatar",
+        "data-secrets-media-secretstore-iluvatar",
+        "data-secrets-selfhosted-secretstore-iluvatar",
+    }
     # A Release, through the GitOps layer's own provider for Arda: a cluster that is down fails no preview (tests/test_preview.py).
     assert chart.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
 
@@ -228,7 +239,12 @@ def test_rk1_has_arda_only() -> None:
 
 
 def test_no_gitops_section_means_no_argo_cd(tmp_path: Path) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"])
+    # The apps' backups live in their GitOps folders (stacks.data): they go with it.
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+        delete=["iluvatar:gitops", "iluvatar:apps[0].backup", "iluvatar:apps[1].backup"],
+    )
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     assert not [r for r in sim.registrations if r.name.startswith("gitops")]
     assert "gitopsRepoUrls" not in sim.outputs

@@ -33,6 +33,13 @@ def test_the_first_server_initialises_etcd() -> None:
         "cluster-init": True,
         # The homelab's Pis run Longhorn as the default class, so k3s's own local-path default is off too.
         "disable": ["servicelb", "traefik", "local-storage"],
+        # The Ainur's etcd snapshots (plans.backup): the homelab's schedule and count, uploaded to its S3 target
+        # with the credentials of kube-system/k3s-etcd-snapshot-s3 (k3s's server flags, as config keys).
+        "etcd-s3": True,
+        "etcd-s3-config-secret": "k3s-etcd-snapshot-s3",
+        "etcd-snapshot-compress": True,
+        "etcd-snapshot-retention": 28,
+        "etcd-snapshot-schedule-cron": "0 */6 * * *",
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",

@@ -26,6 +26,8 @@ def _config(**extra: str) -> dict[str, str]:
     """The homelab's config as the engine hands it over; its encrypted token arrives decrypted."""
     sf = read_stack_file(HOMELAB)
     cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
+    # A value set with `config set --secret --path` arrives as its object, each value decrypted.
+    cfg["iluvatar:appSecrets"] = json.dumps({"home-assistant": {"WEATHER_API_KEY": "homelab-token"}})
     cfg.update(extra)
     return cfg
 
@@ -50,7 +52,11 @@ def test_load_reads_structured_config() -> None:
 def test_without_cloudflare_there_is_no_token() -> None:
     cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
     apps = json.loads(cfg["iluvatar:apps"])
-    cfg["iluvatar:apps"] = json.dumps([a for a in apps if a.get("audience") != "external"])
+    # Without the data-safety keys' secrets too: no app secret set by hand, no backup target.
+    cfg["iluvatar:apps"] = json.dumps(
+        [{k: v for k, v in a.items() if k not in ("secrets", "backup")} for a in apps if a.get("audience") != "external"]
+    )
+    del cfg["iluvatar:backup"]
     pulumi.runtime.set_all_config(cfg, [])
     assert load().secrets.cloudflare_api_token is None
 
@@ -76,7 +82,7 @@ def test_plain_token_is_rejected_and_not_echoed() -> None:
 
 def test_secret_token_becomes_a_secret_output() -> None:
     cfg = _config(**{"iluvatar:cloudflare": json.dumps({"accountId": "0" * 32}), "iluvatar:cloudflareApiToken": "hunter2-token"})
-    pulumi.runtime.set_all_config(cfg, ["iluvatar:cloudflareApiToken"])
+    pulumi.runtime.set_all_config(cfg, sorted(SECRET_KEYS))
     ran: list[bool] = []
 
     @pulumi.runtime.test

@@ -83,8 +83,8 @@ def shown_in_editor(editor: LanguageServer, case: str) -> list[tuple[str, str]]:
             "misspelt-top-level-key",
             [
                 (
-                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:apps", "iluvatar:arda", '
-                    '"iluvatar:bmcPasswords", "iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", '
+                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:appSecrets", "iluvatar:apps", '
+                    '"iluvatar:arda", "iluvatar:backup", "iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey", "iluvatar:bmcPasswords", "iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", '
                     '"iluvatar:gitopsToken", "iluvatar:network", "iluvatar:nodes", "iluvatar:storage".',
                     "iluvatar:netwrok: {}",
                 )

@@ -41,7 +41,10 @@ def test_two_osd_hosts_get_the_replication_error(tmp_path: Path) -> None:
 
 def test_without_gitops_ceph_is_not_installed_so_its_rules_do_not_apply(tmp_path: Path) -> None:
     doc = edit(
-        homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, ["iluvatar:gitops", "iluvatar:nodes[5].dataDisks"]
+        homelab_doc(),
+        {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+        # The apps' backups need GitOps too (stacks.data): they go with it.
+        ["iluvatar:gitops", "iluvatar:nodes[5].dataDisks", "iluvatar:apps[0].backup", "iluvatar:apps[1].backup"],
     )
     assert load_stack_file(write_stack(tmp_path, doc)).storage.arda.ceph.replicas is None
 
