@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from iluvatar.simulate import simulate
-from plans import coredns
 from plans import backup as backup_plan
+from plans import coredns
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
