@@ -185,7 +185,7 @@ def test_with_talos_coredns_left_on_talos_and_the_program_both_own_kube_dns(monk
 
 
 def test_without_the_programs_coredns_nothing_serves_cluster_dns() -> None:
-    assert broken("components.coredns", ("kube.create_all(name, plan.manifests(args.stack),", "kube.create_all(name, [],")) == [
+    assert broken("components.coredns", ("name, plan.manifests(args.stack), pulumi.ResourceOptions(", "name, [], pulumi.ResourceOptions(")) == [
         "arda: Talos's CoreDNS is off on alqualonde, taniquetil, tirion, and nothing in the program serves Service kube-system/kube-dns"
     ]
 
