@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -27,6 +27,17 @@ from plans import backup as backup_plan
 from plans import secrets as secrets_plan
 from stacks.model import StackConfig
 from stacks.pulumi_source import StackSecrets
+
+
+class ChartPlan(Protocol):
+    """A plan module that installs one chart (plans.secrets, plans.backup)."""
+
+    CHART: str
+    VERSION: str
+    REPOSITORY: str
+    NAMESPACE: str
+
+    def helm_values(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,19 @@ class DataSafety(pulumi.ComponentResource):
         """Options of an object on Arda: deleted with the cluster, as every layer's (components.steps.ClusterAccess)."""
         return self._access.with_cluster(pulumi.ResourceOptions(parent=self, depends_on=list(after), **opts))
 
+    def _release(self, name: str, plan: ChartPlan, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+        """The plan's chart, released under the chart's own name into the plan's namespace on Arda."""
+        return k8s.helm.v3.Release(
+            name,
+            chart=plan.CHART,
+            version=plan.VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.REPOSITORY),
+            name=plan.CHART,
+            namespace=plan.NAMESPACE,
+            values=plan.helm_values(),
+            opts=self._on_arda(after),
+        )
+
     def _create(self, name: str, manifest: dict[str, Any], after: Sequence[pulumi.Resource]) -> pulumi.CustomResource:
         return kube.create(name, manifest, self._on_arda(after))
 
@@ -95,16 +119,7 @@ class DataSafety(pulumi.ComponentResource):
         stack = args.stack
         prefix = f"{name}-secrets"
         namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in secrets_plan.namespaces()}
-        release = k8s.helm.v3.Release(
-            f"{prefix}-release",
-            chart=secrets_plan.CHART,
-            version=secrets_plan.VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=secrets_plan.REPOSITORY),
-            name="external-secrets",
-            namespace=secrets_plan.NAMESPACE,
-            values=secrets_plan.helm_values(),
-            opts=self._on_arda([namespaces[secrets_plan.NAMESPACE], *args.after]),
-        )
+        release = self._release(f"{prefix}-release", secrets_plan, [namespaces[secrets_plan.NAMESPACE], *args.after])
         categories = secrets_plan.categories(stack)
         # ESO's webhook admits SecretStores: the stores wait until it answers (and its CRDs are served).
         gate = args.arda.gate(
@@ -165,16 +180,7 @@ class DataSafety(pulumi.ComponentResource):
             assert args.secrets.s3_secret_access_key is not None
             s3 = pulumi.Output.all(args.secrets.s3_access_key_id, args.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
         namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in backup_plan.namespaces(stack)}
-        k8s.helm.v3.Release(
-            f"{prefix}-volsync",
-            chart=backup_plan.CHART,
-            version=backup_plan.VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=backup_plan.REPOSITORY),
-            name="volsync",
-            namespace=backup_plan.NAMESPACE,
-            values=backup_plan.helm_values(),
-            opts=self._on_arda([namespaces[backup_plan.NAMESPACE], *args.after]),
-        )
+        self._release(f"{prefix}-volsync", backup_plan, [namespaces[backup_plan.NAMESPACE], *args.after])
         for app in backup_plan.apps(stack):
             assert app.backup is not None
             for volume in app.backup.volumes:
