@@ -37,7 +37,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 119 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 148 files"
     return out
 
 
@@ -103,6 +103,34 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
             "kubernetes/arda/argocd/HelmRelease-argocd.yaml",
             "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+            # Data safety (components.data): the Ainur's etcd snapshots to S3, Arda's talos-backup, ESO with one
+            # store and reader per category that has app secrets, VolSync's restic Secret per backed-up volume, the
+            # snapshot controller for Ceph.
+            "kubernetes/ainur/kube-system/Secret-k3s-etcd-snapshot-s3.yaml",
+            "kubernetes/arda/_cluster/Namespace-etcd-backup.yaml",
+            "kubernetes/arda/etcd-backup/CronJob-talos-backup.yaml",
+            "kubernetes/arda/etcd-backup/Secret-talos-backup-s3.yaml",
+            "kubernetes/arda/etcd-backup/ServiceAccount-talos-backup.yaml",
+            "kubernetes/arda/_cluster/Namespace-external-secrets.yaml",
+            "kubernetes/arda/external-secrets/HelmRelease-external-secrets.yaml",
+            "kubernetes/arda/_cluster/Namespace-iluvatar-secrets.yaml",
+            *[f"kubernetes/arda/iluvatar-secrets/Secret-{app}.yaml" for app in ("blog", "home-assistant", "jellyfin")],
+            *[
+                f"kubernetes/arda/{path}"
+                for category in ("home-automation", "media", "selfhosted")
+                for path in (
+                    f"iluvatar-secrets/Role-category-{category}.yaml",
+                    f"iluvatar-secrets/RoleBinding-category-{category}.yaml",
+                    f"{category}/SecretStore-iluvatar.yaml",
+                    f"{category}/ServiceAccount-iluvatar-secrets.yaml",
+                )
+            ],
+            "kubernetes/arda/_cluster/Namespace-volsync-system.yaml",
+            "kubernetes/arda/volsync-system/HelmRelease-volsync.yaml",
+            "kubernetes/arda/home-automation/Secret-home-assistant-config-restic.yaml",
+            "kubernetes/arda/media/Secret-jellyfin-config-restic.yaml",
+            "kubernetes/arda/argocd/Application-snapshot-controller.yaml",
+            "kubernetes/arda/argocd/Application-snapshot-crds.yaml",
         ]
     )
     release = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])
@@ -127,8 +155,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 160")
-    assert "command:local:Command 13" in lines[-1] and "command:remote:Command 7" in lines[-1]
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 200")
+    # 15: the 13 bring-up steps and gates, and the data layer's two gates (ESO's webhook, Talos's API access for talos-backup).
+    assert "command:local:Command 15" in lines[-1] and "command:remote:Command 7" in lines[-1]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:
