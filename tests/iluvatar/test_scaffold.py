@@ -30,15 +30,32 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 17 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 26 files written, 0 kept as they were"
     # One example app per app of the stack's registry (home-assistant, jellyfin, blog), in its category.
     examples = [
         f"kubernetes/apps/{c}/{a}/{f}"
         for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
         for f in ("README.md", "kustomization.yaml")
     ]
+    # Each app's ExternalSecret (all three have app secrets), and for a backed-up volume its claim, backup and restore.
+    secrets = [
+        f"kubernetes/apps/{c}/{a}/externalsecret.yaml"
+        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
+    ]
+    backups = [
+        f"kubernetes/apps/{c}/{a}/{a}-config-{what}.yaml"
+        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"))
+        for what in ("backup", "pvc", "restore")
+    ]
     assert tree(out) == sorted(
-        ["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples]
+        [
+            "ainur/README.md",
+            "kubernetes/apps/README.md",
+            *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES),
+            *examples,
+            *secrets,
+            *backups,
+        ]
     )
     readme = (out / "kubernetes/apps/README.md").read_text()
     assert "- `kubernetes/apps/media/` → namespace `media`" in readme
@@ -100,7 +117,11 @@ def test_errors_exit_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: no stack 'nope': Pulumi.nope.yaml does not exist")
     no_gitops = write_stack(
         tmp_path,
-        edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"]),
+        edit(
+            homelab_doc(),
+            {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+            delete=["iluvatar:gitops", "iluvatar:apps[0].backup", "iluvatar:apps[1].backup"],  # backups live in GitOps folders
+        ),
         stack="plain",
     )
     result = run("scaffold", str(no_gitops), "--out", str(tmp_path / "x"))
