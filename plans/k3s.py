@@ -228,6 +228,18 @@ done
 """
 
 
+def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:
+    """The kube-vip container, as both of the Ainur's kube-vips run it (the API VIP's static pod, and the
+    LoadBalancer addresses' DaemonSet, plans.netboot.kube_vip): only their settings differ."""
+    return {
+        "name": "kube-vip",
+        "image": KUBE_VIP_IMAGE,
+        "args": ["manager"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+    }
+
+
 def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
     """Static pod on each valar: ARP leader election holds the API VIP (LoadBalancer addresses are
     the kube-vip-services DaemonSet's, which runs on every Pi, plans.netboot)."""
@@ -247,16 +259,7 @@ def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
         "metadata": {"name": "kube-vip", "namespace": "kube-system"},
         "spec": {
             "hostNetwork": True,
-            "containers": [
-                {
-                    "name": "kube-vip",
-                    "image": KUBE_VIP_IMAGE,
-                    "args": ["manager"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
-                    "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}],
-                }
-            ],
+            "containers": [{**kube_vip_container(env), "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}]}],
             "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
             "volumes": [{"name": "kubeconfig", "hostPath": {"path": KUBECONFIG_PATH}}],
         },
