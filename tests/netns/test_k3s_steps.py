@@ -125,7 +125,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     stack = load_stack_file(path)
     kubectl = gotools.build("kube-control-plane-1.33")
     # The simulations (seconds each), in a process of their own while the namespaces and the API server start.
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    # Spawned, not forked: earlier tests leave the Pulumi SDK's gRPC and asyncio threads in this process, and a
+    # fork copies their held locks into a child that then waits on them for ever (a whole-suite run hung here).
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     simulating = pool.submit(simulations, root, pub)
 
     def start(address: str) -> Cluster:
