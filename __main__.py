@@ -9,6 +9,7 @@ import pulumi
 
 from components.ainur import BootstrapCluster, BootstrapClusterArgs
 from components.arda import TalosCluster, TalosClusterArgs, TalosConfig, TalosConfigArgs
+from components.data import DataSafety, DataSafetyArgs
 from components.ea import Ea, EaArgs
 from components.edge import Edge, EdgeArgs
 from components.git_mirror import GitMirror, GitMirrorArgs
@@ -112,6 +113,24 @@ pulumi.export("edge", edge.summary)
 if edge.cloudflare is not None:
     pulumi.export("tunnelId", edge.cloudflare.tunnel.id)
 
+# App secrets (External Secrets Operator and its store) and backups (VolSync, etcd snapshots): before Argo CD syncs anything.
+data = DataSafety(
+    "data",
+    DataSafetyArgs(
+        stack,
+        arda.access,
+        loaded.secrets,
+        after=[arda.ready],
+        namespaces=edge.category_namespaces,
+        ainur=ainur.access if ainur is not None else None,
+        ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+    ),
+    opts=pulumi.ResourceOptions(providers={"kubernetes": arda.kubernetes_provider}),
+)
+if data.age_identity is not None:
+    # The key that decrypts Arda's etcd snapshots: keep a copy outside the homelab (docs/layers/data.md).
+    pulumi.export("backupAgeKey", data.age_identity)
+
 gitops = None
 if stack.gitops is not None:
     gitops = GitOps(
@@ -119,7 +138,7 @@ if stack.gitops is not None:
         GitOpsArgs(
             stack,
             arda=arda.access,
-            arda_after=[arda.ready],
+            arda_after=[arda.ready, *data.ready],
             ainur=ainur.access if ainur is not None else None,
             # The seed goes into the namespace the netboot layer owns; the mirror's credential beside the mirror.
             ainur_after=[netboot.objects[f"netboot-namespace-{ns}"] for ns in ("argocd", "netboot")] if netboot is not None else [],

@@ -87,7 +87,7 @@ class Pi(pulumi.ComponentResource):
         self.join = command.remote.Command(
             f"{name}-join",
             connection=args.connection,
-            create=k3s.join_script(node),
+            create=k3s.join_script(node, rejoin=k3s.server_url(stack) if k3s.is_first_server(stack, node) else None),
             # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled (the first valar last, as
             # every other join waits for its). A renamed Pi keeps its join (an alias): never uninstalled.
             delete=k3s.UNINSTALL_SCRIPT,

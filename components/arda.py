@@ -11,7 +11,8 @@ later change through it, each wait an explicit step (`plans.bringup`):
   apply each machine, one after another (control planes, then workers), each after the Ainur's
   netboot serves when it boots from the network → bootstrap etcd on the first valinor → gate: etcd,
   the API servers and the VIP → the kubeconfig and the Kubernetes provider → Cilium → gate: Cilium's
-  CRDs admit its pool and policy → the pool and policy → gate: every machine Ready (`ready`).
+  CRDs admit its pool and policy → the pool and policy, and CoreDNS (`plans.coredns`, Talos's own
+  turned off) → gate: every machine Ready (`ready`).
 
 The apply steps are the upgrader's (`upgrader apply`): a machine in maintenance mode is handed its
 config and installs on its own (a fresh cluster installs in parallel); a running machine gets the
@@ -33,6 +34,7 @@ import pulumiverse_talos as talos
 
 from components import kube, monitoring, steps
 from components.cilium import Cilium, CiliumArgs
+from components.coredns import CoreDNS, CoreDNSArgs
 from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
 from plans import storage as storage_plan
@@ -284,6 +286,7 @@ class TalosCluster(pulumi.ComponentResource):
     cilium: Cilium
     # The Prometheus Operator's CRDs' gate, with iluvatar:monitoring (components.monitoring.crds).
     monitoring_crds: pulumi.Resource | None
+    coredns: CoreDNS
     ready: command.local.Command
     # What Arda runs after this deployment (plans.rollout.state): exported as `arda`, read back next time.
     state: pulumi.Output[dict[str, Any]]
@@ -304,6 +307,11 @@ class TalosCluster(pulumi.ComponentResource):
         # deleted (which would reset the machine now answering at its address) and created anew.
         renamed = former_names(stack, args.deployed.nodes)
         generations = self._generations(stack, args.deployed, commands)
+        deployed_kubernetes = args.deployed.kubernetes_version
+        if deployed_kubernetes is not None and deployed_kubernetes != stack.arda.kubernetes_version:
+            # A Kubernetes upgrade: checked against the running cluster before the first machine changes,
+            # and only then (a step that exists for one run: the next run deletes it, which runs nothing).
+            previous = [steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)]
         for node in bringup.rollout_order(stack):
             after = [*previous, *([args.power_on[node.name]] if node.name in args.power_on else [])]
             if stack.boots_from_network(node):
@@ -353,15 +361,22 @@ class TalosCluster(pulumi.ComponentResource):
             CiliumArgs(stack=stack, access=self.access, after=[self.monitoring_crds] if self.monitoring_crds is not None else []),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider}, transformations=[self.access.in_cluster]),
         )
+        # The cluster's DNS, which Talos no longer deploys (plans.coredns): once the CNI runs.
+        self.coredns = CoreDNS(
+            f"{name}-coredns",
+            CoreDNSArgs(stack=stack, after=[self.cilium.gate]),
+            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider}, transformations=[self.access.in_cluster]),
+        )
         # Nothing that schedules pods starts before every machine is Ready (which needs the CNI), nor
-        # before the load-balancer pool exists (the gateways' Services take their addresses from it).
+        # before the cluster answers names (CoreDNS available), nor before the load-balancer pool
+        # exists (the gateways' Services take their addresses from it).
         self.ready = steps.run(
             f"{name}-gate-nodes",
             bringup.arda_nodes_gate(stack),
             commands,
             self,
             stdin=steps.secret_stdin({"talosconfig": config.credentials, "kubeconfig": self.kubeconfig}),
-            after=[self.cilium.release, self.cilium.pool, self.cilium.l2_policy, *applies],
+            after=[self.cilium.release, self.cilium.pool, self.cilium.l2_policy, *self.coredns.objects.values(), *applies],
         )
         installers = pulumi.Output.all(**{n.name: config.installer_images[n.board] for n in stack.arda_nodes})
         digests = {n.name: patches_digest(stack, n) for n in stack.arda_nodes}

@@ -34,6 +34,8 @@ class Cilium(pulumi.ComponentResource):
     """Cilium: the Helm release, the CiliumLoadBalancerIPPool and the CiliumL2AnnouncementPolicy."""
 
     release: k8s.helm.v3.Release
+    # Passes once cilium-operator runs and has registered its CRDs: the CNI is up (what CoreDNS waits for).
+    gate: pulumi.Resource
     pool: k8s.apiextensions.CustomResource
     l2_policy: k8s.apiextensions.CustomResource
 
@@ -59,6 +61,7 @@ class Cilium(pulumi.ComponentResource):
             after=[self.release],
             manifests=[pool, policy],
         )
+        self.gate = crds
         after_crds = pulumi.ResourceOptions(parent=self, depends_on=[crds])
         self.pool = self._custom_resource(f"{name}-lb-pool", pool, after_crds)
         self.l2_policy = self._custom_resource(f"{name}-l2-policy", policy, after_crds)

@@ -76,7 +76,9 @@ class Storage(pulumi.ComponentResource):
         for app in plan.applications(stack):
             self.applications[app.name] = PlatformApplication(
                 f"{name}-{app.cluster}-{app.name}",
-                PlatformApplicationArgs(app.manifest, argocds[app.cluster], after=[self.namespaces[f"{app.cluster}/{app.namespace}"]]),
+                PlatformApplicationArgs(
+                    app.manifest, argocds[app.cluster], after=[self.namespaces[k] for k in [f"{app.cluster}/{app.namespace}"] if k in self.namespaces]
+                ),
                 opts=pulumi.ResourceOptions(parent=self, transformations=[argocds[app.cluster].access.in_cluster]),
             )
 

@@ -2,7 +2,8 @@
 
     <appsPath>/README.md                    how Arda's apps are laid out and how to add one
     <appsPath>/<category>/README.md         one folder per category (its ApplicationSet, its namespace)
-    <appsPath>/<category>/<app>/            one example app per app the registry (iluvatar:apps) names
+    <appsPath>/<category>/<app>/            one example app per app the registry (iluvatar:apps) names,
+                                            but Grafana and Headlamp (their platform Applications deploy them)
         kustomization.yaml, README.md
     <ainurPath>/README.md                   the Ainur's add-ons, one folder each
 
@@ -19,7 +20,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from plans import backup as backup_plan
 from plans import gitops as plan
+from plans import identity as identity_plan
+from plans import monitoring as monitoring_plan
+from plans import secrets as secrets_plan
+from plans import yamltext
 from stacks import gitops as rules
 from stacks.categories import DEFAULT_CATEGORIES
 from stacks.model import StackConfig
@@ -74,13 +80,27 @@ namespace `{category}`, which Pulumi owns. Self-heal is {heal}.
 """
 
 
-def _app_kustomization(name: str, category: str) -> str:
+def _app_kustomization(name: str, category: str, resources: Sequence[str] = ()) -> str:
+    listed = "".join(f"\n  - {r}" for r in resources) if resources else " []"
     return f"""# {name}: an app of the registry (iluvatar:apps). Argo CD deploys this folder as the Application
 # {category}-{name}, into the namespace {category}. List its manifests (or a helmCharts entry) below.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: []
+resources:{listed}
 """
+
+
+def _data_files(stack: StackConfig, name: str) -> dict[str, str]:
+    """The app's ExternalSecret (its secrets, no value) and its backups' claim, source and restore (plans.secrets, plans.backup)."""
+    app = next((a for a in stack.apps if a.name == name), None)
+    if app is None:
+        return {}
+    out: dict[str, str] = {}
+    if app.secrets:
+        out["externalsecret.yaml"] = yamltext.dump(secrets_plan.external_secret(app))
+    if app.backup is not None and stack.backup is not None:
+        out |= {file: yamltext.dump(obj) for file, obj in backup_plan.app_manifests(stack, app).items()}
+    return out
 
 
 def _app_readme(name: str, category: str) -> str:
@@ -105,14 +125,25 @@ The Ainur's netboot services (DHCP, TFTP, DNS, HTTP, the Git mirror) are Pulumi'
 def files(stack: StackConfig, apps: Sequence[tuple[str, str]] | None = None) -> dict[str, str]:
     """Relative path -> content of the layout; `apps` (name, category) defaults to the stack's registry."""
     gitops = plan.gitops_of(stack)
-    registry = plan.registry_apps(stack) if apps is None else tuple(apps)
+    # Grafana (iluvatar:monitoring) and Headlamp (iluvatar:identity.headlamp) are registry apps for their routes, but
+    # kube-prometheus's and Headlamp's platform Applications deploy them: a folder of their own would be a second,
+    # empty Application beside them.
+    served = [
+        *([monitoring_plan.grafana_app(stack)] if stack.monitoring is not None else []),
+        *([identity_plan.headlamp_app(stack)] if stack.identity is not None else []),
+    ]
+    platform = {a.name for a in served if a is not None}
+    registry = tuple(a for a in plan.registry_apps(stack) if a[0] not in platform) if apps is None else tuple(apps)
     cats = plan.categories(stack, [c for _, c in registry])
     out = {_join(gitops.apps_path, "README.md"): _apps_readme(stack, cats)}
     for category in cats:
         names = [n for n, c in registry if c == category]
         out[_join(gitops.apps_path, category, "README.md")] = _category_readme(stack, category, names)
         for name in names:
-            out[_join(gitops.apps_path, category, name, "kustomization.yaml")] = _app_kustomization(name, category)
+            data = _data_files(stack, name)
+            for file, text in data.items():
+                out[_join(gitops.apps_path, category, name, file)] = text
+            out[_join(gitops.apps_path, category, name, "kustomization.yaml")] = _app_kustomization(name, category, sorted(data))
             out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category)
     if stack.ainur is not None:
         out[_join(gitops.ainur_path, "README.md")] = _ainur_readme(stack)

@@ -252,6 +252,11 @@ def _remote_stdout(script: str) -> str:
     return _K3S_KUBECONFIG if "k3s.yaml" in script else ""
 
 
+def _mock_bytes(length: int) -> dict[str, str]:
+    raw = (hashlib.sha256(f"mock random bytes {length}".encode()).digest() * (length // 32 + 1))[:length]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+
+
 RESOURCE_STATE: dict[str, Any] = {
     "talos:machine/secrets:Secrets": lambda a: {
         "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": PLACEHOLDER, "clientKey": PLACEHOLDER},
@@ -277,7 +282,8 @@ RESOURCE_STATE: dict[str, Any] = {
         "certRequestPem": "-----BEGIN CERTIFICATE REQUEST-----\n(mock)\n-----END CERTIFICATE REQUEST-----\n"
     },
     "tls:index/locallySignedCert:LocallySignedCert": lambda a: {"certPem": MOCK_LEAF_PEM, "readyForRenewal": False},
-    "random:index/randomBytes:RandomBytes": lambda a: {"base64": PLACEHOLDER, "hex": PLACEHOLDER},
+    # Bytes of the asked length (an age identity is made of them), the same every run.
+    "random:index/randomBytes:RandomBytes": lambda a: _mock_bytes(int(a.get("length") or 32)),
     "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared": lambda a: {"id": _uuid("tunnel", a.get("accountId"), a.get("name"))},
 }
 

@@ -157,6 +157,19 @@ def _cluster_args(stack: StackConfig) -> tuple[str, ...]:
     return (*out, "--endpoint", talos.cluster_endpoint(stack))
 
 
+KUBERNETES_PREFLIGHT_TIMEOUT = "5m"
+
+
+def kubernetes_preflight(stack: StackConfig) -> Step:
+    """Before a Kubernetes upgrade's first machine: the version skew and the APIs the target removes
+    that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig)."""
+    return Step(
+        ("kubernetes-preflight", "--to", stack.arda.kubernetes_version),
+        KUBERNETES_PREFLIGHT_TIMEOUT,
+        f"Arda's API servers to allow Kubernetes {stack.arda.kubernetes_version} (version skew, removed APIs still requested)",
+    )
+
+
 def arda_api_gate(stack: StackConfig) -> Step:
     """Before Arda's Kubernetes provider: etcd on every control plane, their API servers, and the VIP answering."""
     return Step(

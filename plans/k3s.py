@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from plans import apiserver, storage
+from plans import apiserver, backup, storage
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -60,6 +60,8 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
                 **apiserver.k3s_server_config(stack),
             }
         )
+        # The Ainur's etcd snapshots: k3s's schedule and retention, uploaded to an S3 target (plans.backup).
+        doc.update(backup.k3s_settings(stack))
         if is_first_server(stack, node):
             doc["cluster-init"] = True
         else:
@@ -101,12 +103,16 @@ def install_env(stack: StackConfig, node: Node, *extra: str) -> str:
     return env
 
 
-def node_ready(node: Node) -> str:
-    """A shell test that passes once this Pi's Node is Ready: a server asks with k3s's admin access, an agent
-    with its kubelet's own credentials (a kubelet may read its own Node)."""
+def node_ready(node: Node, version: str) -> str:
+    """A shell test that passes once this Pi's Node is Ready with its kubelet at `version`: a server asks with
+    k3s's admin access, an agent with its kubelet's own credentials (a kubelet may read its own Node).
+
+    Ready alone is not enough after an upgrade: the Node stays Ready at the old version until the node
+    lifecycle controller notices the restarted kubelet's silence (16 s on the Ainur), so a wait on Ready
+    alone returns at once and the next Pi goes down while this one is still coming back."""
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
-    ready = '{.status.conditions[?(@.type=="Ready")].status}'
-    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null)\" = True ]"
+    wanted = '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
+    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
 def upgrade_script(stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS) -> str:
@@ -129,9 +135,9 @@ fi
 echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
 {save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
 deadline=$(( $(date +%s) + {timeout} ))
-until {node_ready(node)}; do
+until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "iluvatar: {node.name} was not Ready within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
+    echo "iluvatar: {node.name} was not Ready at {want} within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
     exit 1
   fi
   sleep 3
@@ -155,12 +161,44 @@ def ready_check(node: Node) -> str:
     return f"curl -sf {KUBELET_HEALTHZ} >/dev/null 2>&1"
 
 
-def join_script(node: Node, config_path: str = CONFIG_PATH, ready_timeout: int = READY_TIMEOUT_SECONDS) -> str:
+# Where a k3s server keeps its embedded etcd: absent on a Pi whose disk is new or reflashed.
+DATASTORE = "/var/lib/rancher/k3s/server/db/etcd"
+
+
+def _rejoin(url: str, config_path: str, datastore: str) -> str:
+    """The first valar's guard against starting a second cluster beside the first.
+
+    Its config says `cluster-init` (it starts the cluster on a first bring-up). Rebuilt after a
+    failure (a new SD card: no datastore) while the other valar still run the cluster, it must join
+    them through the VIP instead: k3s would otherwise initialise a new, empty etcd and hold the VIP
+    against the real one. So when it has no datastore and a cluster already answers at the VIP (k3s
+    serves its CA at `/cacerts` to anyone), or it joined that way before, the script writes `server:`
+    in place of `cluster-init`. On a first bring-up nothing answers at the VIP yet: kube-vip starts
+    with this Pi's k3s.
+    """
+    swap = f"sed -i 's|^cluster-init: true$|server: {url}|' \"$new\""
+    return f"""if ! sudo test -e {datastore} && curl -sfk --max-time 5 {url}/cacerts >/dev/null 2>&1; then
+  echo "iluvatar: $(hostname) has no datastore and a cluster answers at {url}: joining it, not starting another" >&2
+  {swap}
+elif sudo grep -qx 'server: {url}' {config_path} 2>/dev/null; then
+  {swap}
+fi
+"""
+
+
+def join_script(
+    node: Node,
+    config_path: str = CONFIG_PATH,
+    ready_timeout: int = READY_TIMEOUT_SECONDS,
+    rejoin: str | None = None,
+    datastore: str = DATASTORE,
+) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, wait until it serves.
 
     Safe to run again at any point: an unchanged config leaves a running k3s alone (`start` is a
     no-op), a changed one restarts it (`enable --now` would not), and a Pi already joined rejoins
-    with the same token. The config holds the join token: it is written by root, mode 0600, and
+    with the same token. `rejoin` (the VIP's URL, for the first valar) lets a rebuilt first valar
+    join the running cluster instead of starting a new one (`_rejoin`). The config holds the join token: it is written by root, mode 0600, and
     the temporary copy is removed on any exit.
     """
     svc = service(node)
@@ -178,7 +216,7 @@ umask 077
 new=$(mktemp)
 trap 'rm -f "$new"' EXIT
 cat > "$new"
-if sudo cmp -s "$new" {config_path}; then changed=0; else sudo install -D -m 0600 "$new" {config_path}; changed=1; fi
+{_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else sudo install -D -m 0600 "$new" {config_path}; changed=1; fi
 sudo systemctl enable {svc} >/dev/null 2>&1
 if [ "$changed" = 1 ]; then sudo systemctl restart {svc}; else sudo systemctl start {svc}; fi
 deadline=$(( $(date +%s) + {ready_timeout} ))
@@ -190,6 +228,18 @@ until {ready_check(node)}; do
   sleep 2
 done
 """
+
+
+def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:
+    """The kube-vip container, as both of the Ainur's kube-vips run it (the API VIP's static pod, and the
+    LoadBalancer addresses' DaemonSet, plans.netboot.kube_vip): only their settings differ."""
+    return {
+        "name": "kube-vip",
+        "image": KUBE_VIP_IMAGE,
+        "args": ["manager"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+    }
 
 
 def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
@@ -211,16 +261,7 @@ def kube_vip_manifest(stack: StackConfig) -> dict[str, Any]:
         "metadata": {"name": "kube-vip", "namespace": "kube-system"},
         "spec": {
             "hostNetwork": True,
-            "containers": [
-                {
-                    "name": "kube-vip",
-                    "image": KUBE_VIP_IMAGE,
-                    "args": ["manager"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
-                    "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}],
-                }
-            ],
+            "containers": [{**kube_vip_container(env), "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}]}],
             "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
             "volumes": [{"name": "kubeconfig", "hostPath": {"path": KUBECONFIG_PATH}}],
         },

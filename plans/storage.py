@@ -32,7 +32,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from plans import gitops, metrics
+from plans import backup, gitops, metrics
 from plans.cilium import deep_merge
 from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
 from stacks import storage as facts
@@ -171,6 +171,8 @@ def ceph_cluster_values(stack: StackConfig) -> dict[str, Any]:
         ],
         "cephFileSystems": [],
         "cephObjectStores": [],
+        # VolumeSnapshotClasses for the pools, when a backup snapshots a volume on them (plans.backup).
+        **backup.rook_snapshot_values(stack),
     }
     if stack.storage.arda.ceph.filesystem:
         values["cephFileSystems"] = [
@@ -370,6 +372,9 @@ def applications(stack: StackConfig) -> list[App]:
                 ),
             )
         )
+    if backup.snapshots_enabled(stack):
+        # The CSI snapshot CRDs and controller, for the backups' Snapshot and Clone copies.
+        apps += [App("arda", namespace, application) for namespace, application in backup.snapshot_applications()]
     if longhorn_enabled(stack):
         apps.append(
             App(
@@ -390,7 +395,8 @@ def applications(stack: StackConfig) -> list[App]:
 
 def namespaces(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     """The namespaces the cluster's storage Applications install into."""
-    return [namespace(ns) for ns in dict.fromkeys(app.namespace for app in applications(stack) if app.cluster == cluster)]
+    # kube-system (the snapshot controller's) is Kubernetes' own, never Pulumi's.
+    return [namespace(ns) for ns in dict.fromkeys(app.namespace for app in applications(stack) if app.cluster == cluster) if ns != "kube-system"]
 
 
 # --- Retiring OSDs -------------------------------------------------------------------------------

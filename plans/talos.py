@@ -2,7 +2,7 @@
 
 Talos 1.12 configures networking with separate documents, so a node's patch is several YAML
 documents: the v1alpha1 Config (install disk or disk selector and image, KubePrism, CNI none,
-no kube-proxy, labels) plus HostnameConfig, a LinkAliasConfig that finds the NIC by the
+no kube-proxy, on control planes no CoreDNS of Talos's, labels) plus HostnameConfig, a LinkAliasConfig that finds the NIC by the
 inventory's MAC, its LinkConfig (static address and default route, through network.gateway
 or its VLAN's gateway), ResolverConfig and, on control planes, the Layer-2 VIP. Interface
 names differ between machines; the MAC is what we know.
@@ -98,9 +98,16 @@ def _config_document(
         "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
         "nodeLabels": labels,
     }
+    # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
+    # Imported here: plans.backup reaches plans.cilium through plans.gitops, and plans.cilium imports this module.
+    from plans import backup
+
+    machine["features"] |= backup.talos_features(stack, control_plane)
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:
         cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
+        # Iluvatar runs CoreDNS itself (plans.coredns); Talos's bootstrap manifests would own the same objects.
+        cluster["coreDNS"] = {"disabled": True}
     return {"machine": machine, "cluster": cluster}
 
 

@@ -17,11 +17,16 @@ fi
 # netboot test's stand-in API). The netboot tests also run real PXE firmware (qemu-system-x86,
 # ipxe-qemu: the e1000's iPXE ROM, ovmf: x86-64 UEFI; qemu-system-arm, qemu-efi-aarch64: arm64
 # UEFI), the real web server (nginx) and DNS client (bind9-dnsutils: dig).
+# openssh-server, openssh-client and sudo: the k3s steps' scripts run over real SSH, as the Pis' user with
+# sudo, to a Debian sshd in a network namespace per Pi (tests/netns/test_k3s_steps.py).
 # git: the GitOps check serves a repository as the Ainur's mirror does (clone --mirror, git daemon), and
 # Argo CD's own Git client fetches and checks it out with the git CLI (tools/appset_check.py).
 # libnginx-mod-stream: nginx's stream module, which the Ainur's front door passes Dex's TLS through (plans.identity).
+# restic: VolSync's mover backs up and restores a volume with the repository and password our Secret
+# carries (tests/test_data_safety.py); Debian 12 ships 0.14.0, whose repository format (v2) the mover's reads.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
-  qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git)
+  qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
+  openssh-server openssh-client sudo restic)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)

@@ -13,6 +13,7 @@ What counts as a rule, and how it is neutralised:
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
 - `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
+- `stacks/data_model.py` (the data-safety keys' models): as `model.py`; `stacks/data.py`: its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py` and `stacks/identity.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
@@ -49,6 +50,8 @@ RULE_FILES = (
     "stacks/apps.py",
     "stacks/edge.py",
     "stacks/power.py",
+    "stacks/data_model.py",
+    "stacks/data.py",
     "stacks/monitoring.py",
     "stacks/identity.py",
 )
@@ -176,6 +179,9 @@ def discover() -> list[Rule]:
     for file in RULE_FILES:
         source = (ROOT / file).read_text()
         if file in ("stacks/rules.py", "stacks/load.py"):
+            rules += _statement_rules(file, source)
+        elif file == "stacks/data.py":
+            # Its rules only: its field checks live in stacks/data_model.py (Target's Literal is a parsed value's type).
             rules += _statement_rules(file, source)
         elif file in LAYERS:
             # A layer's checks: field checks (ValueError) and rules (Problem) in one module.

@@ -16,11 +16,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import data as data_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
 from stacks import storage as storage_rules
+from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.rules import Parsed, _vip_list, _zone_names, check
@@ -51,6 +53,7 @@ SECTIONS: dict[str, Section] = {
         Section("storage", Storage, False),
         Section("monitoring", Monitoring, False),
         Section("identity", Identity, False),
+        Section("backup", Backup, False),
     )
 }
 
@@ -67,6 +70,10 @@ SECRETS: tuple[str, ...] = (
     monitoring_rules.SECRET,
     identity_rules.SECRET,
     power_rules.PASSWORDS,
+    # The apps' own secrets (a mapping app -> name -> encrypted value) and the S3 target's credentials (stacks.data).
+    data_rules.APP_SECRETS,
+    data_rules.S3_KEY_ID,
+    data_rules.S3_SECRET_KEY,
 )
 
 ORDER = [*SECTIONS, *SECRETS]
@@ -94,6 +101,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
             continue
+        if key == data_rules.APP_SECRETS:
+            continue  # encrypted value by value (`config set --secret --path`): stacks.data checks each
         if key in SECRETS:
             if key == power_rules.PASSWORDS:
                 continue  # one password per BMC address: stacks.power checks each entry
@@ -145,8 +154,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         extra_categories=gitops.categories if isinstance(gitops, GitOps) else (),
     )
     problems += check(parsed)
+    present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
     if "gitops" not in values or isinstance(gitops, GitOps):
-        present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
         problems += gitops_rules.check(gitops if isinstance(gitops, GitOps) else None, ainur if isinstance(ainur, Ainur) else None, present)
     # The disk rules need only the nodes; the rest needs a storage section that parsed (or none: the defaults).
     problems += storage_rules.check(
@@ -159,7 +168,6 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         network if isinstance(network, Network) else None,
         "gitops" in values,
     )
-    present = {key for key in SECRETS if f"{NAMESPACE}:{key}" in raw}
     problems += monitoring_rules.check(
         monitoring if isinstance(monitoring, Monitoring) else None,
         "monitoring" in values,
@@ -181,6 +189,29 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         apps,
         _zone_names(parsed),
         present,
+    )
+    backup = _section(values, "backup", problems)
+    app_values, app_values_broken = (
+        data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
+        if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
+        else (None, None)
+    )
+    problems += data_rules.check(
+        data_rules.Context(
+            apps=apps,
+            backup=backup if isinstance(backup, Backup) else None,
+            backup_set="backup" in values,
+            storage=storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+            nodes=nodes,
+            nodes_complete=nodes_complete and "nodes" in values,
+            arda=arda if isinstance(arda, Arda) else None,
+            ainur=ainur if isinstance(ainur, Ainur) else None,
+            network=network if isinstance(network, Network) else None,
+            gitops_set="gitops" in values,
+            secrets=present,
+            app_secret_values=app_values,
+            app_secrets_broken=app_values_broken,
+        )
     )
     problems += power_rules.check(
         nodes,
@@ -205,6 +236,7 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
             "storage": values.get("storage") or {},
             "monitoring": values.get("monitoring"),
             "identity": values.get("identity"),
+            "backup": values.get("backup"),
         }
     )
 

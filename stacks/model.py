@@ -570,6 +570,9 @@ class App(Model):
     # What the app's pods need of their namespace's Pod Security level; the category namespace
     # takes the most permissive level any of its apps needs (plans.edge.namespaces).
     pod_security: PodSecurityLevel | None = None
+    # Its Secret's entries (stacks.data_model.AppSecret) and its volumes' backups (AppBackup).
+    secrets: tuple[AppSecret, ...] = ()
+    backup: AppBackup | None = None
 
     @property
     def namespace(self) -> str:
@@ -750,6 +753,7 @@ class StackConfig(Model):
     storage: Storage = Field(default_factory=Storage)
     monitoring: Monitoring | None = None
     identity: Identity | None = None
+    backup: Backup | None = None
 
     @property
     def public_ingress(self) -> str:
@@ -794,3 +798,11 @@ class StackConfig(Model):
     @property
     def arda_nodes(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role in ARDA_ROLES)
+
+
+# The data-safety models (an app's secrets and backups, iluvatar:backup) live in their own module,
+# which builds on the types above; App and StackConfig are completed with them here.
+from stacks.data_model import AppBackup, AppSecret, Backup  # noqa: E402
+
+App.model_rebuild()
+StackConfig.model_rebuild()

@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import day2, identity, monitoring, power, storage
+from stacks import data, day2, identity, monitoring, power, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
 from stacks.model import StackConfig
@@ -45,6 +45,10 @@ class StackSecrets:
     # The alert receiver's password or token (iluvatar:alertReceiverSecret), and the sign-in connector's secret.
     alert_receiver_secret: pulumi.Output[str] | None = None
     identity_connector_secret: pulumi.Output[str] | None = None
+    # The apps' secrets set by the user (app -> name -> value), and the S3 backup target's credentials.
+    app_secrets: pulumi.Output[dict[str, dict[str, str]]] | None = None
+    s3_access_key_id: pulumi.Output[str] | None = None
+    s3_secret_access_key: pulumi.Output[str] | None = None
     # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
     bmc_passwords: pulumi.Output[dict[str, str]] | None = None
 
@@ -73,6 +77,19 @@ def _decode(key: str, value: Any, secret: bool = True) -> Any:
     if key.removeprefix(f"{NAMESPACE}:") == power.PASSWORDS:
         # One password per BMC address: the rules see the addresses, never a password.
         return power.addresses_only(value, secret, Secure)
+    if key == f"{NAMESPACE}:{data.APP_SECRETS}":
+        # Its shape is checked (which app, which name); each value stays unread. Pulumi marks the whole
+        # key secret when its values are (`config set --secret --path`), so then every value is.
+        try:
+            decoded = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            return Secure() if secret else "[plain text]"
+        if not isinstance(decoded, dict):
+            return Secure() if secret else "[plain text]"
+        return {
+            app: {name: (Secure() if secret else "[plain text]") for name in entries} if isinstance(entries, dict) else entries
+            for app, entries in decoded.items()
+        }
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
         # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
         # value is ciphertext wherever it comes from); the value itself is never decoded.
@@ -112,6 +129,7 @@ def load() -> LoadedStack:
     gitops_token, gitops_key = cfg.get_secret("gitopsToken"), cfg.get_secret("gitopsSshPrivateKey")
     receiver = cfg.get_secret(monitoring.SECRET)
     connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
+    app_secrets = cfg.get_secret_object(data.APP_SECRETS)
     bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
     return LoadedStack(
         stack,
@@ -122,6 +140,9 @@ def load() -> LoadedStack:
             gitops_ssh_private_key=gitops_key,
             alert_receiver_secret=receiver,
             identity_connector_secret=connector,
+            app_secrets=app_secrets,
+            s3_access_key_id=cfg.get_secret(data.S3_KEY_ID),
+            s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
             bmc_passwords=bmc_passwords,
         ),
         deployed,

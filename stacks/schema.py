@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from stacks import power
+from stacks import data, power
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.model import App, Node
 
@@ -51,6 +51,17 @@ def _secret(key: str) -> dict[str, Any]:
         "properties": {"secure": {"type": "string", "pattern": "^v1:"}},
         "required": ["secure"],
         "additionalProperties": False,
+    }
+
+
+def _app_secrets() -> dict[str, Any]:
+    """iluvatar:appSecrets: app -> secret name -> a value encrypted on its own (`config set --secret --path`)."""
+    leaf = _secret(f"{data.APP_SECRETS}.<app>.<name>")
+    leaf["description"] = f"a secret of an app: `pulumi config set --secret --path '{NAMESPACE}:{data.APP_SECRETS}.<app>.<name>' <value>`"
+    return {
+        "title": "the apps' secrets you set (each pulumi config set --secret --path)",
+        "type": "object",
+        "additionalProperties": {"type": "object", "additionalProperties": leaf},
     }
 
 
@@ -105,7 +116,12 @@ def stack_schema() -> dict[str, Any]:
             ref[section.model] if section.model is not None else {"type": "array", "description": LISTS[key][1], "items": ref[LISTS[key][0]]}
         )
     for key in SECRETS:
-        config[f"{NAMESPACE}:{key}"] = _secret(key) if key != power.PASSWORDS else _bmc_passwords()
+        if key == data.APP_SECRETS:
+            config[f"{NAMESPACE}:{key}"] = _app_secrets()
+        elif key == power.PASSWORDS:
+            config[f"{NAMESPACE}:{key}"] = _bmc_passwords()
+        else:
+            config[f"{NAMESPACE}:{key}"] = _secret(key)
     known = sorted(k for k in config if k.startswith(f"{NAMESPACE}:"))
     required = [DISABLE_DEFAULT_PROVIDERS, *(f"{NAMESPACE}:{k}" for k, s in SECTIONS.items() if s.required)]
     return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import ipaddress
 import json
 import sys
 import types
@@ -24,9 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from iluvatar.graph import Graph
 from iluvatar.render import cluster_of, redact
 from iluvatar.simulate import Registration, Simulation
+from plans import coredns as coredns_plan
 from plans import references
 from plans import storage as storage_plan
 from stacks.model import StackConfig
@@ -36,6 +40,7 @@ from tools import upstream
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART = "kubernetes:helm.sh/v4:Chart"
 LOCAL_COMMAND = "command:local:Command"
+TALOS_CONFIG = "talos:machine/getConfiguration:getConfiguration"
 KUBE_PROVIDER = "pulumi:providers:kubernetes"
 # What pulumi-kubernetes registers that is no Kubernetes object (providers, Helm, YAML components).
 NOT_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml/", "kubernetes:kustomize/")
@@ -94,10 +99,10 @@ def _rendered(chart: str, version: str, values: str, release: str, namespace: st
     )
 
 
-def chart_facts(reg: Registration, kube_version: str) -> tuple[set[tuple[str, str]], set[str]]:
-    """What a Helm release installs, by real Helm: the (group, kind) of its CRDs, and the API groups its webhooks admit."""
+def rendered(reg: Registration, kube_version: str) -> tuple[dict[str, Any], ...]:
+    """What real Helm renders for a release, at its chart version and with its values."""
     inputs = redact(reg.inputs)
-    objects = _rendered(
+    return _rendered(
         str(inputs["chart"]),
         str(inputs["version"]),
         json.dumps(inputs.get("values") or {}, sort_keys=True),
@@ -105,6 +110,22 @@ def chart_facts(reg: Registration, kube_version: str) -> tuple[set[tuple[str, st
         str(inputs.get("namespace") or "default"),
         kube_version,
     )
+
+
+def talos_dns_ip(documents: list[dict[str, Any]]) -> str:
+    """The cluster DNS address Talos gives a machine's kubelet: the tenth of its first service subnet (ClusterConfig.DNSServiceIPs),
+    from the documents' own cluster.network (Talos's default 10.96.0.0/12 when they set none)."""
+    subnets: list[str] = ["10.96.0.0/12"]
+    for doc in documents:
+        network = (doc.get("cluster") or {}).get("network") if "kind" not in doc else None
+        if isinstance(network, dict) and network.get("serviceSubnets"):
+            subnets = [str(s) for s in network["serviceSubnets"]]
+    return str(ipaddress.ip_network(subnets[0], strict=False).network_address + 10)
+
+
+def chart_facts(reg: Registration, kube_version: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """What a Helm release installs, by real Helm: the (group, kind) of its CRDs, and the API groups its webhooks admit."""
+    objects = rendered(reg, kube_version)
     crds = {(o["spec"]["group"], o["spec"]["names"]["kind"]) for o in objects if o.get("kind") == "CustomResourceDefinition"}
     webhook_groups = {
         group
@@ -268,6 +289,62 @@ class Checker:
                     if earlier is not None and not self.graph.after(reg, earlier):
                         yield f"{cluster}: {reg.name} ({ref[0]} {ref[1]}/{ref[2]}) is not after {earlier.name}, the {wanted[0]} it names"
 
+    def arda_control_plane_patches(self) -> dict[str, list[dict[str, Any]]]:
+        """Each Arda control plane's patch documents, in order, as the program hands them to the Talos provider."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for token, args in self.sim.invocations:
+            if token != TALOS_CONFIG or args.get("machineType") != "controlplane":
+                continue
+            docs = [
+                d for patch in args.get("configPatches") or [] for d in yaml.safe_load_all(str(getattr(patch, "value", patch))) if isinstance(d, dict)
+            ]
+            name = next((str(d["hostname"]) for d in docs if d.get("kind") == "HostnameConfig" and d.get("hostname")), "?")
+            found[name] = docs
+        return found
+
+    def cluster_dns_has_one_owner(self) -> Iterator[str]:
+        """Arda's `kube-dns` Service is the program's or Talos's, never both nor neither, at the address Talos gives the kubelets,
+        in front of a Deployment Talos's health check finds (`k8s-app: kube-dns` in kube-system)."""
+        services = [
+            reg
+            for reg, gk in self.objects("arda")
+            if gk == ("", "Service") and references.identity(reg.inputs) == ("Service", "kube-system", "kube-dns")
+        ]
+        releases = [
+            r
+            for r in self.graph.of_type(RELEASE)
+            if cluster_of(r) == "arda"
+            and any(o.get("kind") == "Service" and o["metadata"].get("name") == "kube-dns" for o in rendered(r, f"v{minor_of(self.stack, 'arda')}.0"))
+        ]
+        owners = [r.name for r in (*services, *releases)]
+        planes = self.arda_control_plane_patches()
+        talos_on = sorted(name for name, docs in planes.items() if coredns_plan.talos_runs_coredns(docs))
+        for name in talos_on:
+            if owners:
+                yield f"arda: {name} leaves Talos's CoreDNS on (cluster.coreDNS.disabled), so Talos and {', '.join(owners)} both own Service kube-system/kube-dns"
+        if not owners and len(talos_on) < len(planes):
+            yield f"arda: Talos's CoreDNS is off on {', '.join(sorted(set(planes) - set(talos_on)))}, and nothing in the program serves Service kube-system/kube-dns"
+        if len(owners) > 1:
+            yield f"arda: {', '.join(owners)} all own Service kube-system/kube-dns"
+        for service in services:
+            spec = service.inputs.get("spec", {})
+            for name, docs in sorted(planes.items()):
+                want = talos_dns_ip(docs)
+                if spec.get("clusterIP") != want:
+                    yield f"arda: {service.name} is at {spec.get('clusterIP')}, but Talos tells {name}'s kubelet the cluster DNS is {want}"
+            selector = spec.get("selector") or {}
+            pods = [
+                reg
+                for reg, gk in self.objects("arda")
+                if gk == ("apps", "Deployment")
+                and reg.inputs["metadata"].get("namespace") == "kube-system"
+                and (reg.inputs["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns"
+                and selector
+                and selector.items() <= (reg.inputs["spec"]["template"]["metadata"].get("labels") or {}).items()
+            ]
+            if not pods:
+                yield f"arda: {service.name} selects {selector}, which no kube-system Deployment labelled k8s-app=kube-dns (what Talos's health check waits for) runs"
+
     RULES: tuple[Callable[[Checker], Iterator[str]], ...] = (
         providers_after_readiness,
         netbooting_machines_after_netboot,
@@ -275,6 +352,7 @@ class Checker:
         claims_after_their_class,
         arda_workloads_after_nodes,
         objects_after_what_they_name,
+        cluster_dns_has_one_owner,
     )
 
     def violations(self) -> list[str]:

@@ -57,3 +57,33 @@ def write_stack(tmp: Path, doc: dict[str, Any], stack: str = "test") -> Path:
     path = tmp / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+# What names the registry's own Grafana and Headlamp apps: a test that replaces iluvatar:apps drops these with them.
+NAMES_REGISTRY_APPS = ("iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp")
+# What is an Argo CD Application or lives in GitOps's folders: a test that drops iluvatar:gitops drops these with it.
+GOES_WITH_GITOPS = ("iluvatar:gitops", *NAMES_REGISTRY_APPS, "iluvatar:apps[0].backup", "iluvatar:apps[1].backup")
+
+
+def present(config: dict[str, Any], path: str) -> bool:
+    key, steps = _steps(path)
+    target: Any = config.get(key)
+    for s in steps:
+        if isinstance(s, int):
+            if not isinstance(target, list) or s >= len(target):
+                return False
+        elif not isinstance(target, dict) or s not in target:
+            return False
+        target = target[s]
+    return key in config
+
+
+def without(config: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """The config without those of `paths` it has."""
+    out: dict[str, Any] = edit({"config": config}, delete=[p for p in paths if present(config, p)])["config"]
+    return out
+
+
+def with_apps(config: dict[str, Any], apps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The config with `apps` as its registry, and without what names the registry's own apps."""
+    return {**without(config, NAMES_REGISTRY_APPS), "iluvatar:apps": apps}

@@ -73,3 +73,11 @@ def crd_errors(manifest: dict[str, Any], version: str | None = None) -> list[str
     source = crd_source(manifest)
     validator = upstream.crd_validator(manifest["apiVersion"], manifest["kind"], source=source, version=version or _only(source))
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)]
+
+
+def prometheus_crds(stack: StackConfig) -> list[tuple[str, str]]:
+    """With monitoring, the Prometheus Operator's CRDs at the version Pulumi installs on Arda before any chart
+    (components.monitoring): what the charts' ServiceMonitors are checked against. Without it, none."""
+    from plans import monitoring
+
+    return [("prometheus-operator", monitoring.OPERATOR_VERSION)] if stack.monitoring is not None else []

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from iluvatar.simulate import simulate
+from plans import coredns as coredns_plan
+from plans import talos as talos_plan
 from stacks import load_stack_file, parse_stack, read_stack_file
 from stacks.load import Secure
 from tests.bringup import edited, violations
@@ -154,4 +157,60 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "ainur: identity-ainur-deployment-dex (Deployment identity/dex) is not after identity-ainur-secret-dex-config, the Secret it names" in found
     )
     assert len([m for m in found if m.startswith("ainur: identity-")]) == 7
-    assert len(found) == 26
+    # CoreDNS's Deployment and binding (plans.coredns) likewise.
+    assert [m for m in found if m.startswith("arda: arda-coredns-")] == [
+        "arda: arda-coredns-clusterrolebinding-system:coredns (ClusterRoleBinding /system:coredns) is not after arda-coredns-clusterrole-system:coredns, the ClusterRole it names",
+        "arda: arda-coredns-clusterrolebinding-system:coredns (ClusterRoleBinding /system:coredns) is not after arda-coredns-serviceaccount-coredns, the ServiceAccount it names",
+        "arda: arda-coredns-deployment-coredns (Deployment kube-system/coredns) is not after arda-coredns-configmap-coredns, the ConfigMap it names",
+        "arda: arda-coredns-deployment-coredns (Deployment kube-system/coredns) is not after arda-coredns-serviceaccount-coredns, the ServiceAccount it names",
+    ]
+    # The rest: the other pods and bindings, with each category's secret reader (its binding after its role and account).
+    assert sum(m.startswith("arda: data-secrets-") for m in found) == 6
+    assert len(found) == 36
+
+
+# --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------
+
+
+def _simulated(stack: Path = HOMELAB) -> list[str]:
+    return sorted(violations(simulate(read_stack_file(stack)), load_stack_file(stack)))
+
+
+def test_with_talos_coredns_left_on_talos_and_the_program_both_own_kube_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    own = talos_plan._config_document
+
+    def without_disabling(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        doc = own(*args, **kwargs)
+        doc["cluster"].pop("coreDNS", None)
+        return doc
+
+    monkeypatch.setattr(talos_plan, "_config_document", without_disabling)
+    assert _simulated() == [
+        f"arda: {name} leaves Talos's CoreDNS on (cluster.coreDNS.disabled), so Talos and arda-coredns-service-kube-dns both own Service kube-system/kube-dns"
+        for name in ("alqualonde", "taniquetil", "tirion")
+    ]
+
+
+def test_without_the_programs_coredns_nothing_serves_cluster_dns() -> None:
+    assert broken("components.coredns", ("name, plan.manifests(args.stack), pulumi.ResourceOptions(", "name, [], pulumi.ResourceOptions(")) == [
+        "arda: Talos's CoreDNS is off on alqualonde, taniquetil, tirion, and nothing in the program serves Service kube-system/kube-dns"
+    ]
+
+
+def test_a_kube_dns_at_another_address_than_talos_gives_the_kubelets_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(coredns_plan, "DNS_SERVICE_OFFSET", 11)
+    assert _simulated(RK1) == [
+        f"arda: arda-coredns-service-kube-dns is at 10.96.0.11, but Talos tells {name}'s kubelet the cluster DNS is 10.96.0.10"
+        for name in ("talos-1", "talos-2", "talos-3")
+    ]
+
+
+def test_a_service_subnet_of_the_stacks_own_moves_kube_dns_with_the_kubelets(tmp_path: Path) -> None:
+    raw = dict(read_stack_file(RK1).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "patches": [{"cluster": {"network": {"serviceSubnets": ["10.112.0.0/12"]}}}]}
+    path = tmp_path / "Pulumi.subnet.yaml"
+    path.write_text(json.dumps({"config": raw}))
+    sim = simulate(read_stack_file(path))
+    assert violations(sim, load_stack_file(path)) == []
+    [service] = [r for r in sim.registrations if r.name == "arda-coredns-service-kube-dns"]
+    assert service.inputs["spec"]["clusterIP"] == "10.112.0.10"

@@ -41,8 +41,11 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
     assert sorted((r.type, r.name) for r in sim.registrations if r.parent == root) == [
         ("iluvatar:arda:TalosCluster", "arda"),
         ("iluvatar:arda:TalosConfig", "arda-config"),
+        ("iluvatar:data:DataSafety", "data"),
         ("iluvatar:edge:Edge", "edge"),
+        ("iluvatar:edge:LocalCa", "local-ca"),
         ("iluvatar:gitops:GitOps", "gitops"),
+        ("iluvatar:monitoring:Monitoring", "monitoring"),
         ("iluvatar:network:Ea", "ea"),
         ("iluvatar:storage:Storage", "storage"),
     ]
@@ -76,7 +79,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 153
+    assert len(sim.registrations) == 260
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -103,7 +106,19 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
     }
     assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-config-talos").urn + "::")
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
-    assert [r.name for r in homelab.registrations if r.protect] == ["arda-config-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
+    # Irreplaceable: the machine secrets, the local CA, and what the data layer generates (app secrets, each volume's
+    # restic password, the age identity that opens Arda's etcd snapshots). Sorted: the SDK registers them as their
+    # inputs resolve, in no fixed order.
+    assert sorted(r.name for r in homelab.registrations if r.protect) == [
+        "arda-config-secrets",
+        "data-backup-age-identity",
+        "data-backup-home-assistant-home-assistant-config-restic-password",
+        "data-backup-jellyfin-jellyfin-config-restic-password",
+        "data-secrets-blog-database_password",
+        "data-secrets-jellyfin-api_key",
+        "edge-certificates-ca-cert",
+        "edge-certificates-ca-key",
+    ]
 
 
 def test_the_secret_outputs_of_the_machine_secrets_are_the_programs_own(tmp_path: Path) -> None:
@@ -218,7 +233,8 @@ def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: P
         ),
         (
             {"iluvatar:nodes[1].role": "valar"},
-            ["iluvatar:ainur", "iluvatar:storage.ainur"],
+            # Sign-in's Dex runs on the Ainur: it goes with them.
+            ["iluvatar:ainur", "iluvatar:storage.ainur", "iluvatar:identity", "iluvatar:identityConnectorSecret"],
             [
                 "  iluvatar:nodes[0].role: valar belongs to the Ainur, but iluvatar:ainur is not set",
                 "  iluvatar:nodes[1].role: valar belongs to the Ainur, but iluvatar:ainur is not set",

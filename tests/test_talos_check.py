@@ -8,6 +8,7 @@ cases show each way Talos refuses a config, with Talos's own words.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from iluvatar.simulate import simulate
-from stacks import StackConfigError, parse_stack, read_stack_file
+from plans import backup as backup_plan
+from plans import coredns
+from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.strategies import raw_stacks
@@ -25,6 +28,7 @@ from tools import gotools
 from tools.talos_check import NODE_VERSION, PROVIDER_VERSION, Machine, Verdict, check, machines
 
 HOMELAB_NODES = ["alqualonde", "gandalf", "saruman", "taniquetil", "tirion"]
+BACKUP_ACCESS = {"kubernetesTalosAPIAccess": {"enabled": True, "allowedRoles": ["os:etcd:backup"], "allowedKubernetesNamespaces": ["etcd-backup"]}}
 CEPH = {"apiVersion": "v1alpha1", "kind": "RawVolumeConfig", "name": "ceph", "provisioning": {"diskSelector": {"match": "disk.size > 10u"}}}
 
 
@@ -105,9 +109,21 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
         "LinkAliasConfig",
         "LinkConfig",
         "ResolverConfig",
+        "StaticHostConfig",
         "UserVolumeConfig",
         "VolumeConfig",
     ]
+    # Sign-in (plans.identity): the API server reaches Dex by its name at the Ainur's front door, and reads the
+    # authentication config Talos writes, with the control planes' metrics open to Prometheus.
+    assert kinds["StaticHostConfig"] == {
+        "apiVersion": "v1alpha1",
+        "kind": "StaticHostConfig",
+        "name": "192.168.0.16",
+        "hostnames": ["dex.iluvatar.home.arpa"],
+    }
+    assert config["cluster"]["apiServer"]["extraArgs"]["authentication-config"] == "/etc/iluvatar/authentication-config.yaml"
+    assert [f["path"] for f in config["machine"]["files"]] == ["/var/etc/iluvatar/authentication-config.yaml"]
+    assert config["cluster"]["etcd"]["extraArgs"]["listen-metrics-urls"] == "http://0.0.0.0:2381"
     # Local volumes (plans.local_volumes), as both Talos versions accepted them: on the system disk only.
     assert kinds["UserVolumeConfig"]["provisioning"] == {"diskSelector": {"match": "system_disk"}, "minSize": "1GiB", "maxSize": "25%", "grow": False}
     assert kinds["VolumeConfig"] == {"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "EPHEMERAL", "provisioning": {"maxSize": "75%"}}
@@ -117,6 +133,46 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     assert kinds["HostnameConfig"] == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
     assert _docs(accepted["homelab/gandalf"].config)[0]["machine"]["type"] == "worker"
     assert _docs(accepted["rk1/talos-4"].config)[0]["machine"]["install"]["disk"] == "/dev/mmcblk0"
+
+
+def test_talos_leaves_coredns_to_iluvatar_at_the_address_it_gives_the_kubelets(accepted: dict[str, Verdict]) -> None:
+    """In the configs Talos generated: its CoreDNS off on every control plane (the only machines that render
+    bootstrap manifests), and Iluvatar's Service at the tenth address of the service network Talos wrote, for its domain."""
+    for path, prefix in ((HOMELAB, "homelab"), (RK1, "rk1")):
+        stack = load_stack_file(path)
+        service = next(m for m in coredns.manifests(stack) if m["kind"] == "Service")
+        corefile = next(m for m in coredns.manifests(stack) if m["kind"] == "ConfigMap")["data"]["Corefile"]
+        for node in stack.arda_nodes:
+            cluster = _docs(accepted[f"{prefix}/{node.name}"].config)[0]["cluster"]
+            if node.role == "valinor":
+                assert cluster["coreDNS"] == {"disabled": True}, node.name
+            else:
+                assert "coreDNS" not in cluster, node.name
+            network = cluster["network"]
+            assert service["spec"]["clusterIP"] == str(ipaddress.ip_network(network["serviceSubnets"][0]).network_address + 10), node.name
+            assert f"    kubernetes {network['dnsDomain']} in-addr.arpa ip6.arpa {{" in corefile
+
+
+def test_the_control_planes_allow_talos_backup_its_role_and_workers_do_not(accepted: dict[str, Verdict]) -> None:
+    """Arda's etcd backups (plans.backup) on the homelab: the features both Talos versions accepted above."""
+    stack = load_stack_file(HOMELAB)
+    assert backup_plan.talos_features(stack, True) == BACKUP_ACCESS
+    for name in HOMELAB_NODES:
+        config = _docs(accepted[f"homelab/{name}"].config)[0]
+        features = config["machine"].get("features", {})
+        if config["machine"]["type"] == "controlplane":
+            assert features["kubernetesTalosAPIAccess"] == BACKUP_ACCESS["kubernetesTalosAPIAccess"], name
+        else:
+            assert "kubernetesTalosAPIAccess" not in features, name
+
+
+def test_talos_refuses_backup_access_on_a_worker_or_with_a_role_it_does_not_know(refused: dict[str, Verdict]) -> None:
+    worker = "feature Kubernetes Talos API Access can only be enabled on control plane machines"
+    role = 'invalid role "os:etcd:bakup" in allowed roles for Kubernetes Talos API Access'
+    for name, words in (("backup-access-on-a-worker", worker), ("backup-access-misspelt-role", role)):
+        v = refused[name]
+        assert not v.ok
+        assert v.provider and all(words in p for p in v.provider), (name, v.provider)
 
 
 def test_the_generic_worker_keeps_talos_stable_hostname(accepted: dict[str, Verdict]) -> None:
@@ -210,10 +266,17 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         # Iluvatar's patch as it was before `auto: off`: what every node refused.
         Machine("hostname-beside-auto", {**control_plane.arguments, "configPatches": [own.replace("auto: 'off'\n", "").replace("auto: off\n", "")]}),
         *(extra(f"conflict-{'.'.join(keys)}", worker, yaml.safe_dump(_nested(keys, value))) for keys, (value, _) in TALOS_CONFLICTS.items()),
+        # talos-backup's API access (plans.backup): Talos allows it on control planes only, and only a role it knows.
+        extra("backup-access-on-a-worker", worker, yaml.safe_dump({"machine": {"features": BACKUP_ACCESS}})),
+        extra(
+            "backup-access-misspelt-role",
+            control_plane,
+            "machine:\n  features:\n    kubernetesTalosAPIAccess:\n      allowedRoles: [os:etcd:bakup]\n",
+        ),
         Machine("kubernetes-too-new", {**worker.arguments, "kubernetesVersion": "1.36.0"}),
         Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
     ]
-    assert len(batch) == 9 + len(TALOS_CONFLICTS)
+    assert len(batch) == 11 + len(TALOS_CONFLICTS)
     return {v.name: v for v in check(batch)}
 
 

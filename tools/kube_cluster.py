@@ -121,6 +121,17 @@ class Flavor:
         return BUILDS[self.minor][1]
 
 
+# The API server flags Talos and k3s both pass (Talos writes an authorization-config file with the Node
+# and RBAC authorizers: the same chain as k3s's --authorization-mode).
+APISERVER_ARGS = (
+    "--allow-privileged=true",
+    "--anonymous-auth=false",
+    "--enable-admission-plugins=NodeRestriction",
+    "--enable-bootstrap-token-auth=true",
+    "--authorization-mode=Node,RBAC",
+    "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+    "--profiling=false",
+)
 TALOS = Flavor(
     name="talos",
     cluster="arda",
@@ -129,16 +140,7 @@ TALOS = Flavor(
     service_cidr="10.96.0.0/12",
     pod_cidr="10.244.0.0/16",
     pod_security=TALOS_POD_SECURITY,
-    apiserver_args=(
-        "--allow-privileged=true",
-        "--anonymous-auth=false",
-        "--enable-admission-plugins=NodeRestriction",
-        "--enable-bootstrap-token-auth=true",
-        # Talos writes an authorization-config file with the Node and RBAC authorizers: the same chain.
-        "--authorization-mode=Node,RBAC",
-        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-        "--profiling=false",
-    ),
+    apiserver_args=APISERVER_ARGS,
     controller_manager_args=(
         "--use-service-account-credentials",
         "--controllers=*,tokencleaner",
@@ -157,15 +159,7 @@ K3S = Flavor(
     service_cidr="10.43.0.0/16",
     pod_cidr="10.42.0.0/16",
     pod_security=None,
-    apiserver_args=(
-        "--allow-privileged=true",
-        "--anonymous-auth=false",
-        "--enable-admission-plugins=NodeRestriction",
-        "--enable-bootstrap-token-auth=true",
-        "--authorization-mode=Node,RBAC",
-        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-        "--profiling=false",
-    ),
+    apiserver_args=APISERVER_ARGS,
     # k3s runs its own cloud controller, so the controller-manager leaves out the cloud controllers.
     controller_manager_args=(
         "--use-service-account-credentials=true",

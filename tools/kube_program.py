@@ -50,6 +50,7 @@ import yaml
 
 from iluvatar.render import cluster_of
 from iluvatar.simulate import Registration, SecretValue, Simulation
+from plans import backup as backup_plan
 from stacks.model import StackConfig
 from tools import gotools, upstream
 from tools.kube_cluster import (
@@ -79,13 +80,6 @@ def raw_file(url: str) -> Path:
     if not found.is_file():
         raise upstream.UpstreamError(f"{url}: {path} is not in github.com/{owner}/{repo}@{tag}")
     return found
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as Go's yaml reads it: a bare `=` (the `value` tag, in CRD enums) is a string, not an error."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))  # type: ignore[arg-type]
 
 
 PROVIDER = "pulumi:providers:kubernetes"
@@ -119,6 +113,61 @@ UNRENDERABLE = {
     "longhorn": "Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
     "csi-driver-nfs": "csi-driver-nfs's chart is in no Go module the proxy serves (its v4 tags have no /v4 module path; 403)",
 }
+
+
+def _kustomization(module: str, version: str, folder: str) -> list[dict[str, Any]]:
+    """A folder's plain manifests as `kustomize build` lists them (its `resources`), from the module at the Git tag."""
+    root = upstream.module_dir(module, version) / folder
+    listed = yaml.safe_load((root / "kustomization.yaml").read_text())
+    return [doc for name in listed["resources"] for doc in yaml.safe_load_all((root / name).read_text()) if isinstance(doc, dict)]
+
+
+# Plain manifests (a kustomization at a Git tag) the platform Applications name: (repoURL, path) -> the objects at a tag.
+GIT_MANIFESTS: dict[tuple[str, str], Callable[[str], list[dict[str, Any]]]] = {
+    # The CSI snapshot CRDs and controller (plans.backup), from external-snapshotter's modules at the tag.
+    (backup_plan.SNAPSHOTTER_REPOSITORY, backup_plan.SNAPSHOT_CRDS_PATH): lambda tag: _kustomization(
+        "github.com/kubernetes-csi/external-snapshotter/client/v8", tag, "config/crd"
+    ),
+    (backup_plan.SNAPSHOTTER_REPOSITORY, backup_plan.SNAPSHOT_CONTROLLER_PATH): lambda tag: _kustomization(
+        "github.com/kubernetes-csi/external-snapshotter/v8", tag, backup_plan.SNAPSHOT_CONTROLLER_PATH
+    ),
+}
+
+
+def talos_stand_ins(stack: StackConfig) -> list[dict[str, Any]]:
+    """What Talos itself writes to Arda's API server: the `talos.dev` ServiceAccount CRD, when the control
+    planes' config allows Talos API access from Kubernetes (talos-backup, plans.backup). Talos builds it in Go
+    (k8stemplates.TalosServiceAccountCRDTemplate, in Talos's own module, not the machinery module the tests
+    fetch): its names, scope and schema, transcribed."""
+    if not backup_plan.talos_features(stack, True):
+        return []
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"roles": {"type": "array", "items": {"type": "string"}}}},
+            "status": {"type": "object", "properties": {"failureReason": {"type": "string"}}},
+        },
+    }
+    return [
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "serviceaccounts.talos.dev"},
+            "spec": {
+                "conversion": {"strategy": "None"},
+                "group": "talos.dev",
+                "names": {
+                    "kind": "ServiceAccount",
+                    "listKind": "ServiceAccountList",
+                    "plural": "serviceaccounts",
+                    "singular": "serviceaccount",
+                    "shortNames": ["tsa"],
+                },
+                "scope": "Namespaced",
+                "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+            },
+        }
+    ]
 
 
 def _operator_crds(chart: str, version: str) -> list[dict[str, Any]]:
@@ -472,6 +521,11 @@ class Walker:
 
     def walk(self) -> Report:
         """The first `pulumi up`: every registration in the engine's order, then the platform Applications' syncs."""
+        talos = talos_stand_ins(self.stack)
+        if talos and "arda" in self.clusters:
+            # Talos writes it once the API server is up, before anything of the program's reaches the cluster.
+            self._crds_first("arda", "Talos", "stand-in", talos, lambda o: "talos", ProviderOptions())
+            self.report.stand_ins.append("arda: Talos: the talos.dev ServiceAccount CRD its controller writes when kubernetesTalosAPIAccess is on")
         for reg in selected(self.sim, self.only):
             if reg.type == PROVIDER or not reg.type.startswith("kubernetes:"):
                 if reg.type != PROVIDER:
@@ -579,9 +633,9 @@ class Walker:
         objects: list[dict[str, Any]] = [dict(o) for o in inputs.get("objs") or []]
         for url in inputs.get("files") or []:
             text = raw_file(str(url)).read_text()
-            objects += [o for o in yaml.load_all(text, Loader=_Loader) if o]
+            objects += [o for o in yaml.load_all(text, Loader=upstream.LOADER) if o]
         if inputs.get("yaml"):
-            objects += [o for o in yaml.load_all(str(inputs["yaml"]), Loader=_Loader) if o]
+            objects += [o for o in yaml.load_all(str(inputs["yaml"]), Loader=upstream.LOADER) if o]
         self.report.renders[f"{cluster}/{reg.name}"] = objects
         options = self._options(reg)
         manager: Callable[[dict[str, Any]], str] = lambda o: field_manager(f"{reg.urn}/{describe(o)}")  # noqa: E731
@@ -597,6 +651,15 @@ class Walker:
             for w in self.report.objects(cluster)
             if w.obj.get("kind") == "Application" and "valuesObject" in ((w.obj.get("spec") or {}).get("source") or {}).get("helm", {})
         ]
+
+    def manifest_applications(self, cluster: str) -> list[dict[str, Any]]:
+        """The Applications written to `cluster` that name plain manifests at a Git tag (GIT_MANIFESTS)."""
+        found = []
+        for w in self.report.objects(cluster):
+            source = (w.obj.get("spec") or {}).get("source") or {}
+            if w.obj.get("kind") == "Application" and "helm" not in source and (source.get("repoURL"), source.get("path")) in GIT_MANIFESTS:
+                found.append(w.obj)
+        return found
 
     def _application_ref(self, cluster: str, app: Mapping[str, Any]) -> ChartRef | None:
         source = app["spec"]["source"]
@@ -636,6 +699,12 @@ class Walker:
             for chart in OMITTED_SUBCHARTS.get(ref.chart, ()):
                 self.report.not_rendered.append(f"{cluster}: {source}: its subchart {chart} (no Go module serves it)")
             renders.append((ref.namespace, source, self._rendered(cluster, source, ref, hooks=True)))
+        for app in self.manifest_applications(cluster):
+            src = app["spec"]["source"]
+            source = f"Application {app['metadata']['name']}"
+            objects = GIT_MANIFESTS[src["repoURL"], src["path"]](str(src["targetRevision"]))
+            self.report.renders[f"{cluster}/{source}"] = objects
+            renders.append((str(app["spec"]["destination"]["namespace"]), source, objects))
         for _, source, objects in renders:
             self._crds_first(cluster, source, "argocd", objects, lambda o: ARGOCD_MANAGER, ProviderOptions())
         for namespace, source, objects in renders:

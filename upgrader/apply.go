@@ -912,10 +912,24 @@ func tagOf(image string) string {
 	return ""
 }
 
-// resumeLeftovers restores workloads an earlier, interrupted run left paused.
+// resumeLeftovers uncordons the Node and restores the workloads an earlier, interrupted run left
+// cordoned and paused (it failed, or was stopped, after the reboot).
 func (r *applyRun) resumeLeftovers(ctx context.Context) error {
 	if r.kube == nil {
 		return nil
+	}
+
+	left, err := r.kube.leftCordoned(ctx, r.n.Name)
+	if err != nil {
+		return &Failure{Node: r.n.Name, Check: "uncordon", Detail: firstLine(err), Look: nodeLook(r.n.Name)}
+	}
+
+	if left {
+		if err := r.kube.cordon(ctx, r.n.Name, false); err != nil {
+			return &Failure{Node: r.n.Name, Check: "uncordon", Detail: firstLine(err), Look: nodeLook(r.n.Name)}
+		}
+
+		progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
 	}
 
 	for _, w := range r.pauses {

@@ -199,13 +199,45 @@ func (k *Kube) drainer(ctx context.Context, node string, timeout time.Duration) 
 	}
 }
 
+// cordonedAnnotation marks a Node the upgrader cordoned, so a run that dies after the reboot (the
+// Node left cordoned, as it says) is uncordoned by the next run of the node's step; a Node a person
+// cordoned carries no mark and is left as it is.
+const cordonedAnnotation = "iluvatar.dev/cordoned"
+
+// cordon cordons a Node and marks it ours, or uncordons it and removes the mark.
 func (k *Kube) cordon(ctx context.Context, node string, on bool) error {
 	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 
-	return drain.RunCordonOrUncordon(k.drainer(ctx, node, callTimeout), n, on)
+	if err := drain.RunCordonOrUncordon(k.drainer(ctx, node, callTimeout), n, on); err != nil {
+		return err
+	}
+
+	var mark any // null removes the annotation
+	if on {
+		mark = "true"
+	}
+
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{cordonedAnnotation: mark}}})
+	if err != nil {
+		return err
+	}
+
+	_, err = k.cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "iluvatar-upgrader"})
+
+	return err
+}
+
+// leftCordoned says whether an earlier run cordoned the Node and never uncordoned it.
+func (k *Kube) leftCordoned(ctx context.Context, node string) (bool, error) {
+	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+
+	return n.Annotations[cordonedAnnotation] == "true", nil
 }
 
 func (k *Kube) drain(ctx context.Context, node string, timeout time.Duration) error {

@@ -491,19 +491,34 @@ func runKubernetesPreflight(ctx context.Context, args []string) error {
 		return err
 	}
 
-	if err := s.require("kubeconfig"); err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	// Before a rollout the kubeconfig Pulumi holds comes later in the run than this check (it is read
+	// once the cluster passes its gate): a talosconfig alone fetches the admin kubeconfig from the
+	// talosconfig's endpoints, the control planes, as `talosctl kubeconfig` does.
+	text := s.Kubeconfig
+	if text == "" {
+		if s.Talosconfig == "" {
+			return usagef("stdin: give a kubeconfig, or a talosconfig to fetch one with")
+		}
+
+		t, err := newTalos(s)
+		if err != nil {
+			return err
+		}
+
+		if text, err = t.fetchKubeconfig(ctx, Node{Name: "the talosconfig's endpoints"}, false); err != nil {
+			return &Failure{Node: "the talosconfig's endpoints", Check: "kubeconfig", Detail: firstLine(err), Look: "talosctl kubeconfig -"}
+		}
 	}
 
-	k, err := newKube(s.Kubeconfig, "")
+	k, err := newKube(text, "")
 	if err != nil {
 		return usagef("stdin: %s", err)
 	}
 
 	server := strings.TrimPrefix(strings.TrimPrefix(k.rest.Host, "https://"), "http://")
-
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 
 	var (
 		running map[string]kversion

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans.k3s import KUBE_VIP_ELECTION, KUBE_VIP_IMAGE
+from plans.k3s import KUBE_VIP_ELECTION, kube_vip_container
 from plans.netboot.pods import _labels, _meta
 
 
@@ -33,15 +33,7 @@ def kube_vip_services() -> list[dict[str, Any]]:
         "serviceAccountName": "kube-vip",
         "hostNetwork": True,
         "tolerations": [{"operator": "Exists"}],
-        "containers": [
-            {
-                "name": "kube-vip",
-                "image": KUBE_VIP_IMAGE,
-                "args": ["manager"],
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
-            }
-        ],
+        "containers": [kube_vip_container(env)],
     }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("kube-vip", labels, "kube-system")},

@@ -35,7 +35,7 @@ def test_graph_and_parents(homelab: Simulation) -> None:
     assert (config.type, cluster.type) == ("iluvatar:arda:TalosConfig", "iluvatar:arda:TalosCluster")
     assert sorted(r.name for r in homelab.children(config)) == ["arda-config-schematic-generic-x86", "arda-config-secrets", "arda-config-talos"]
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
-        ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-gate-nodes"]
+        ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-coredns", "arda-gate-nodes"]
         # With monitoring: the Prometheus Operator's CRDs (a ConfigGroup) and the gate on their kinds, before Cilium.
         + ["arda-monitoring-crds", "arda-monitoring-gate-crds"]
         + [f"arda-{n}" for n in NODES]
@@ -50,6 +50,19 @@ def test_graph_and_parents(homelab: Simulation) -> None:
         "arda-cilium-lb-pool",
         "arda-cilium-release",
     ]
+    assert regs["arda-coredns"].type == "iluvatar:arda:CoreDNS"
+    assert sorted(r.name for r in homelab.children(regs["arda-coredns"])) == COREDNS
+
+
+# Arda's CoreDNS (plans.coredns), Talos's own objects.
+COREDNS = [
+    "arda-coredns-clusterrole-system:coredns",
+    "arda-coredns-clusterrolebinding-system:coredns",
+    "arda-coredns-configmap-coredns",
+    "arda-coredns-deployment-coredns",
+    "arda-coredns-service-kube-dns",
+    "arda-coredns-serviceaccount-coredns",
+]
 
 
 def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
@@ -91,6 +104,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "random:identity-client": "identity-random",
         "tls:identity-dex": "edge-certificates-tls",
         "tls:identity-argocd": "edge-certificates-tls",
+        # Data safety: Arda's provider, the Ainur's for k3s's S3 credentials, its own for the generated keys.
+        "kubernetes:data": "arda-kubernetes",
+        "kubernetes:data-ainur": "ainur-kubernetes",
+        "random:data": "data-random",
+        "command:data": "arda-command",
     }
     checked = 0
     for r in homelab.registrations:
@@ -100,7 +118,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
         prefix = (
             "-".join(r.name.split("-")[:2])
-            if r.name.startswith(("gitops-", "storage-", "git-mirror-", "monitoring-", "identity-"))
+            if r.name.startswith(("gitops-", "storage-", "git-mirror-", "monitoring-", "identity-", "data-ainur-"))
             else r.name.split("-")[0]
         )
         # Sign-in's Argo CD objects (client secrets, the Ainur's Argo CD's certificate, Headlamp's Application): each Argo CD's provider.
@@ -108,17 +126,18 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             prefix += "-argocd"
         key = (
             f"{package}:{prefix}"
-            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-"))
+            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-"))
             else package
         )
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
-    # Arda 15 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy),
+    # Arda 21 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy, CoreDNS's 6 objects),
     # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
-    # webhook gates included); storage 10 (3 namespaces, 4 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps
+    # webhook gates included); storage 12 (3 namespaces, 6 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps;
+    # data safety 34 (ESO, its store Secrets, readers, stores and gate; VolSync, the restic Secrets, talos-backup, 5 generated keys)
     # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs' gate): 52 more.
-    assert checked == 165
+    assert checked == 207
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -144,10 +163,18 @@ def test_bring_up_order(homelab: Simulation) -> None:
     assert deps("arda-cilium-gate-crds") == {"arda-cilium-release", "arda-kubeconfig"}
     for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy"):
         assert deps(cr) == {"arda-cilium-gate-crds"}
+    # CoreDNS once the CNI runs (Cilium's gate), each object after what it names; the nodes gate waits for all of it.
+    assert deps("arda-coredns-serviceaccount-coredns") == {"arda-cilium-gate-crds"}
+    assert deps("arda-coredns-deployment-coredns") == {
+        "arda-cilium-gate-crds",
+        "arda-coredns-serviceaccount-coredns",
+        "arda-coredns-configmap-coredns",
+    }
     assert deps("arda-gate-nodes") == {
         "arda-cilium-release",
         "arda-cilium-lb-pool",
         "arda-cilium-l2-policy",
+        *COREDNS,
         "arda-kubeconfig",
         "arda-config-secrets",
         *chain,
@@ -205,7 +232,20 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
     assert secrets.inputs["talosVersion"] == "v1.12.4"
     protected = [r.name for r in homelab.registrations if r.protect]
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
-    assert protected == ["arda-config-secrets", "edge-certificates-ca-key", "edge-certificates-ca-cert"]
+    # Every generated key the backups and the apps' secrets depend on (components.data), protected the same way
+    # (registered as their outputs resolve: compared as a set).
+    assert sorted(protected) == sorted(
+        [
+            "arda-config-secrets",
+            "data-secrets-jellyfin-api_key",
+            "data-secrets-blog-database_password",
+            "data-backup-jellyfin-jellyfin-config-restic-password",
+            "data-backup-age-identity",
+            "data-backup-home-assistant-home-assistant-config-restic-password",
+            "edge-certificates-ca-key",
+            "edge-certificates-ca-cert",
+        ]
+    )
 
 
 def test_the_config_keeps_the_version_contract_the_cluster_was_installed_with(tmp_path: Path) -> None:

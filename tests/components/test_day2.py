@@ -137,6 +137,8 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "arda-gate-nodes",
         "arda-kubernetes",
         "arda-monitoring-gate-crds",
+        "data-backup-gate-talos-api-access",
+        "data-secrets-gate",
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
         "gitops-arda-kubernetes",
@@ -144,3 +146,22 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
     # And the run after it (still day 340) changes nothing at all.
     again = simulate(read_stack_file(HOMELAB), previous=outputs_of(day340))
     assert sorted(n for n, r in again.named().items() if r.inputs != after[n].inputs) == []
+
+
+def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_machine(homelab: Simulation) -> None:
+    previous = outputs_of(homelab)
+    arda = previous["arda"]
+    assert isinstance(arda, dict)
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    after = simulate(read_stack_file(HOMELAB), previous=previous)
+    preflight = after.named()["arda-kubernetes-preflight"]
+    assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.34.1 --timeout 5m"
+    stdin = preflight.inputs["stdin"]
+    assert type(stdin).__name__ == "SecretValue"  # the talosconfig is a secret
+    assert sorted(json.loads(stdin.value)) == ["talosconfig"]
+    graph = Graph.of(after)
+    first = after.named()["arda-taniquetil-apply"]
+    assert graph.after(first, preflight)
+    # No Kubernetes change, no check: a run against its own outputs has no such step.
+    assert "arda-kubernetes-preflight" not in homelab.named()
+    assert "arda-kubernetes-preflight" not in simulate(read_stack_file(HOMELAB), previous=outputs_of(homelab)).named()

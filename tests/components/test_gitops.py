@@ -76,13 +76,20 @@ def test_argo_cd_is_a_helm_release_after_every_machine_is_ready(homelab: Simulat
     # With the homelab's sign-in, the values also carry Dex's (plans.identity), which name the local CA.
     stack = load_stack_file(HOMELAB)
     assert chart.inputs["values"] == plan.helm_values(stack, "arda", identity_plan.argocd_values(stack, "arda", simulation.MOCK_CA_PEM))
-    # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password.
-    # With sign-in, its values also wait for the local CA's certificate (Argo CD's oidc.config names it as rootCA).
+    # After every Arda machine is Ready (the gate after Cilium), its namespace and its Redis password, and after
+    # External Secrets Operator, its webhook gate and every category's store (components.data): no app syncs
+    # before the store that feeds its Secret. With sign-in, its values also wait for the local CA's certificate
+    # (Argo CD's oidc.config names it as rootCA).
     assert _names(homelab, chart.dependencies) == {
         "arda-gate-nodes",
         "gitops-arda-namespace-argocd",
         "gitops-arda-secret-argocd-redis",
         "edge-certificates-ca-cert",
+        "data-secrets-release",
+        "data-secrets-gate",
+        "data-secrets-home-automation-secretstore-iluvatar",
+        "data-secrets-media-secretstore-iluvatar",
+        "data-secrets-selfhosted-secretstore-iluvatar",
     }
     # A Release, through the GitOps layer's own provider for Arda: a cluster that is down fails no preview (tests/test_preview.py).
     assert chart.provider.startswith(regs["gitops-arda-kubernetes"].urn + "::")
@@ -243,11 +250,19 @@ def test_rk1_has_arda_only() -> None:
 
 
 def test_no_gitops_section_means_no_argo_cd(tmp_path: Path) -> None:
-    # Monitoring and Headlamp are Argo CD Applications: they go with GitOps.
+    # Monitoring and Headlamp are Argo CD Applications, and the apps' backups live in their GitOps folders
+    # (stacks.data): they go with GitOps.
     doc = edit(
         homelab_doc(),
         {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
-        delete=["iluvatar:gitops", "iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp"],
+        delete=[
+            "iluvatar:gitops",
+            "iluvatar:monitoring",
+            "iluvatar:alertReceiverSecret",
+            "iluvatar:identity.headlamp",
+            "iluvatar:apps[0].backup",
+            "iluvatar:apps[1].backup",
+        ],
     )
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     assert not [r for r in sim.registrations if r.name.startswith("gitops")]

@@ -42,6 +42,8 @@ def test_storage_registers_its_applications_namespaces_and_labels(homelab: Simul
         "storage-ainur-longhorn", "storage-ainur-namespace-longhorn-system", "storage-ainur-node-eonwe", "storage-ainur-node-ilmare",
         "storage-ainur-node-manwe", "storage-arda-local-path-provisioner", "storage-arda-namespace-local-path-storage",
         "storage-arda-namespace-rook-ceph", "storage-arda-rook-ceph", "storage-arda-rook-ceph-cluster",
+        # The CSI snapshot CRDs and controller: the homelab's backups snapshot volumes on Ceph (plans.backup).
+        "storage-arda-snapshot-controller", "storage-arda-snapshot-crds",
     ]  # fmt: skip
     cluster = regs["storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"]
     assert cluster.type == APPLICATION
@@ -123,11 +125,19 @@ def test_the_retire_path_is_the_easy_one(tmp_path: Path) -> None:
 
 
 def test_without_gitops_nothing_is_installed_and_the_osds_are_remembered(tmp_path: Path) -> None:
-    # Monitoring and Headlamp are Argo CD Applications: they go with GitOps.
+    # Monitoring and Headlamp are Argo CD Applications, and the apps' backups live in their GitOps folders
+    # (stacks.data): they go with GitOps.
     doc = edit(
         homelab_doc(),
         {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
-        delete=["iluvatar:gitops", "iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp"],
+        delete=[
+            "iluvatar:gitops",
+            "iluvatar:monitoring",
+            "iluvatar:alertReceiverSecret",
+            "iluvatar:identity.headlamp",
+            "iluvatar:apps[0].backup",
+            "iluvatar:apps[1].backup",
+        ],
     )
     sim = _run(tmp_path, "no-gitops", doc, {"storage": DEPLOYED})
     assert [r.name for r in sim.registrations if r.name.startswith("storage")] == ["storage"]

@@ -37,7 +37,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 113 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 188 files"
     return out
 
 
@@ -75,6 +75,13 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
+            # Arda's CoreDNS (plans.coredns): Talos's own objects, Talos's turned off.
+            "kubernetes/arda/_cluster/ClusterRole-system:coredns.yaml",
+            "kubernetes/arda/_cluster/ClusterRoleBinding-system:coredns.yaml",
+            "kubernetes/arda/kube-system/ConfigMap-coredns.yaml",
+            "kubernetes/arda/kube-system/Deployment-coredns.yaml",
+            "kubernetes/arda/kube-system/Service-kube-dns.yaml",
+            "kubernetes/arda/kube-system/ServiceAccount-coredns.yaml",
             # Storage: its charts as platform Applications, each after its privileged namespace.
             "kubernetes/ainur/_cluster/Namespace-longhorn-system.yaml",
             "kubernetes/ainur/argocd/Application-longhorn.yaml",
@@ -96,6 +103,82 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[f"kubernetes/arda/argocd/ApplicationSet-{c}.yaml" for c in CATEGORIES],
             "kubernetes/arda/argocd/HelmRelease-argocd.yaml",
             "kubernetes/arda/argocd/Secret-argocd-redis.yaml",
+            # Data safety (components.data): the Ainur's etcd snapshots to S3, Arda's talos-backup, ESO with one
+            # store and reader per category that has app secrets, VolSync's restic Secret per backed-up volume, the
+            # snapshot controller for Ceph.
+            "kubernetes/ainur/kube-system/Secret-k3s-etcd-snapshot-s3.yaml",
+            "kubernetes/arda/_cluster/Namespace-etcd-backup.yaml",
+            "kubernetes/arda/etcd-backup/CronJob-talos-backup.yaml",
+            "kubernetes/arda/etcd-backup/Secret-talos-backup-s3.yaml",
+            "kubernetes/arda/etcd-backup/ServiceAccount-talos-backup.yaml",
+            "kubernetes/arda/_cluster/Namespace-external-secrets.yaml",
+            "kubernetes/arda/external-secrets/HelmRelease-external-secrets.yaml",
+            "kubernetes/arda/_cluster/Namespace-iluvatar-secrets.yaml",
+            *[f"kubernetes/arda/iluvatar-secrets/Secret-{app}.yaml" for app in ("blog", "home-assistant", "jellyfin")],
+            *[
+                f"kubernetes/arda/{path}"
+                for category in ("home-automation", "media", "selfhosted")
+                for path in (
+                    f"iluvatar-secrets/Role-category-{category}.yaml",
+                    f"iluvatar-secrets/RoleBinding-category-{category}.yaml",
+                    f"{category}/SecretStore-iluvatar.yaml",
+                    f"{category}/ServiceAccount-iluvatar-secrets.yaml",
+                )
+            ],
+            "kubernetes/arda/_cluster/Namespace-volsync-system.yaml",
+            "kubernetes/arda/volsync-system/HelmRelease-volsync.yaml",
+            "kubernetes/arda/home-automation/Secret-home-assistant-config-restic.yaml",
+            "kubernetes/arda/media/Secret-jellyfin-config-restic.yaml",
+            "kubernetes/arda/argocd/Application-snapshot-controller.yaml",
+            "kubernetes/arda/argocd/Application-snapshot-crds.yaml",
+            # Monitoring (components.monitoring): kube-prometheus as a platform Application, the control plane's
+            # metrics Services, the alerts, the receiver's and Grafana's Secrets, the Pis' node-exporter on the Ainur.
+            "kubernetes/ainur/_cluster/Namespace-monitoring.yaml",
+            "kubernetes/ainur/monitoring/DaemonSet-node-exporter.yaml",
+            "kubernetes/arda/argocd/Application-kube-prometheus.yaml",
+            "kubernetes/arda/kube-system/EndpointSlice-etcd.yaml",
+            "kubernetes/arda/kube-system/Service-etcd.yaml",
+            "kubernetes/arda/kube-system/Service-kube-controller-manager.yaml",
+            "kubernetes/arda/kube-system/Service-kube-scheduler.yaml",
+            "kubernetes/arda/monitoring/PodMonitor-envoy-proxies.yaml",
+            "kubernetes/arda/monitoring/PrometheusRule-iluvatar-alerts.yaml",
+            "kubernetes/arda/monitoring/ScrapeConfig-ainur-node-exporter.yaml",
+            "kubernetes/arda/monitoring/Secret-alertmanager-iluvatar.yaml",
+            "kubernetes/arda/monitoring/Secret-grafana-admin.yaml",
+            "kubernetes/arda/monitoring/ServiceMonitor-envoy-gateway.yaml",
+            "kubernetes/arda/monitoring/ServiceMonitor-etcd.yaml",
+            # Sign-in (components.identity): Dex and the front door on the Ainur, each group's binding on both
+            # clusters, both Argo CDs' OIDC Secrets, Arda's Argo CD's route, Headlamp's Application and Secrets.
+            "kubernetes/ainur/_cluster/ClusterRole-iluvatar-dex.yaml",
+            "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-dex.yaml",
+            "kubernetes/ainur/_cluster/Namespace-identity.yaml",
+            *[
+                f"kubernetes/{cluster}/_cluster/ClusterRoleBinding-oidc-example-{group}.yaml"
+                for cluster in ("ainur", "arda")
+                for group in ("family-1932009a", "homelab-admins-160d2a38")
+            ],
+            "kubernetes/ainur/argocd/Secret-argocd-oidc.yaml",
+            "kubernetes/ainur/argocd/Secret-argocd-server-tls.yaml",
+            *[
+                f"kubernetes/ainur/identity/{name}.yaml"
+                for name in (
+                    "ConfigMap-front-door",
+                    "Deployment-dex",
+                    "Deployment-front-door",
+                    "Role-dex",
+                    "RoleBinding-dex",
+                    "Secret-dex-config",
+                    "Secret-dex-tls",
+                    "Service-dex",
+                    "Service-front-door",
+                    "ServiceAccount-dex",
+                )
+            ],
+            "kubernetes/arda/argocd/Application-headlamp.yaml",
+            "kubernetes/arda/argocd/HTTPRoute-argocd-server.yaml",
+            "kubernetes/arda/argocd/Secret-argocd-oidc.yaml",
+            "kubernetes/arda/system/ConfigMap-iluvatar-ca.yaml",
+            "kubernetes/arda/system/Secret-headlamp-oidc.yaml",
         ]
     )
     release = yaml.safe_load(files["kubernetes/arda/kube-system/HelmRelease-cilium.yaml"])
@@ -112,7 +195,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert (
         "      arda-tirion-apply  (command:local:Command) [replace on changes: triggers[*]] [timeouts: create 50m, update 50m]"
         " [after: arda-taniquetil-apply, netboot-daemonset-netboot-cache, netboot-deployment-netboot, netboot-service-netboot]"
-        " [inputs: arda-config-schematic-generic-x86 (environment, stdin), arda-config-secrets (stdin)] [provider: arda-command]"
+        " [inputs: arda-config-schematic-generic-x86 (environment, stdin), arda-config-secrets (stdin), edge-certificates-ca-cert (stdin)]"
+        " [provider: arda-command]"
     ) in lines
     assert (
         "    arda-config-secrets  (talos:machine/secrets:Secrets) [protected] [ignore changes: talosVersion]"
@@ -120,8 +204,10 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 153")
-    assert "command:local:Command 13" in lines[-1] and "command:remote:Command 7" in lines[-1]
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 260")
+    # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
+    # and monitoring's CRD gate. 8 remote: each Pi's join and k3s steps, the credentials, and the valar's sign-in config.
+    assert "command:local:Command 16" in lines[-1] and "command:remote:Command 8" in lines[-1]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:

@@ -33,12 +33,17 @@ def test_routes_lan_names_and_certificates() -> None:
     assert files["edge/routes.csv"].splitlines() == [
         "app,host,audience,gateway,address,namespace,service,port",
         "blog,www.example.com,external,envoy-external,192.168.0.239,selfhosted,ghost,2368",
+        # Grafana (iluvatar:monitoring) and Headlamp (iluvatar:identity): the registry's apps, routed like any other.
+        "grafana,grafana.iluvatar.home.arpa,internal,envoy-internal,192.168.0.238,monitoring,grafana,3000",
+        "headlamp,headlamp.iluvatar.home.arpa,internal,envoy-internal,192.168.0.238,system,headlamp,80",
         "home-assistant,hass.iluvatar.home.arpa,internal,envoy-internal,192.168.0.238,home-automation,home-assistant,8123",
         "jellyfin,jellyfin.example.com,internal,envoy-internal,192.168.0.238,media,jellyfin,8096",
     ]
     assert files["edge/lan-dns.csv"].splitlines() == [
         "name,address",
+        "grafana.iluvatar.home.arpa,192.168.0.238",
         "hass.iluvatar.home.arpa,192.168.0.238",
+        "headlamp.iluvatar.home.arpa,192.168.0.238",
         "jellyfin.example.com,192.168.0.238",
         "www.example.com,192.168.0.239",
     ]
@@ -100,6 +105,7 @@ def test_the_edges_kubernetes_objects() -> None:
         "kubernetes/arda/envoy-gateway-system/HelmRelease-eg.yaml",
         "kubernetes/arda/home-automation/HTTPRoute-home-assistant.yaml",
         "kubernetes/arda/media/HTTPRoute-jellyfin.yaml",
+        "kubernetes/arda/monitoring/HTTPRoute-grafana.yaml",
         "kubernetes/arda/networking/Certificate-wildcard-external.yaml",
         "kubernetes/arda/networking/Certificate-wildcard-internal.yaml",
         "kubernetes/arda/networking/Deployment-cloudflared.yaml",
@@ -108,6 +114,7 @@ def test_the_edges_kubernetes_objects() -> None:
         "kubernetes/arda/networking/HTTPRoute-https-redirect.yaml",
         "kubernetes/arda/networking/Secret-cloudflared-token.yaml",
         "kubernetes/arda/selfhosted/HTTPRoute-blog.yaml",
+        "kubernetes/arda/system/HTTPRoute-headlamp.yaml",
     ]
     assert yaml.safe_load(files["kubernetes/arda/networking/Secret-cloudflared-token.yaml"])["stringData"] == {"token": "[secret]"}
     assert yaml.safe_load(files["kubernetes/arda/cert-manager/Secret-iluvatar-ca.yaml"])["stringData"] == {

@@ -15,7 +15,7 @@ import yaml
 from iluvatar import scaffold
 from stacks import load_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, RK1, ROOT, edit, homelab_doc, write_stack
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,15 +30,34 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 17 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 26 files written, 0 kept as they were"
+    # No folder for Grafana or Headlamp: their platform Applications deploy them (an ApplicationSet would add a second).
+    assert not (out / "kubernetes/apps/monitoring/grafana").exists() and not (out / "kubernetes/apps/system/headlamp").exists()
     # One example app per app of the stack's registry (home-assistant, jellyfin, blog), in its category.
     examples = [
         f"kubernetes/apps/{c}/{a}/{f}"
         for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
         for f in ("README.md", "kustomization.yaml")
     ]
+    # Each app's ExternalSecret (all three have app secrets), and for a backed-up volume its claim, backup and restore.
+    secrets = [
+        f"kubernetes/apps/{c}/{a}/externalsecret.yaml"
+        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
+    ]
+    backups = [
+        f"kubernetes/apps/{c}/{a}/{a}-config-{what}.yaml"
+        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"))
+        for what in ("backup", "pvc", "restore")
+    ]
     assert tree(out) == sorted(
-        ["ainur/README.md", "kubernetes/apps/README.md", *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples]
+        [
+            "ainur/README.md",
+            "kubernetes/apps/README.md",
+            *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES),
+            *examples,
+            *secrets,
+            *backups,
+        ]
     )
     readme = (out / "kubernetes/apps/README.md").read_text()
     assert "- `kubernetes/apps/media/` → namespace `media`" in readme
@@ -49,11 +68,8 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
 
 def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
     assert run("scaffold", "rk1", "--out", str(tmp_path / "r")).returncode == 0
-    examples = [
-        f"apps/{c}/{a}/{f}"
-        for c, a in (("home-automation", "home-assistant"), ("monitoring", "grafana"))
-        for f in ("README.md", "kustomization.yaml")
-    ]
+    # rk1's Grafana is an app of its registry, but kube-prometheus's platform Application deploys it: no folder of its own.
+    examples = [f"apps/home-automation/home-assistant/{f}" for f in ("README.md", "kustomization.yaml")]
     assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
 
 
@@ -84,7 +100,7 @@ def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
     (out / "apps/system/README.md").unlink()
     result = run("scaffold", "rk1", "--out", str(out))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 13 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 11 kept as they were"
     assert mine.read_text() == "my notes\n"
     assert (out / "apps/system/README.md").exists()
     assert not [p for p in out.rglob(".*")], "no temporary file left behind"
@@ -100,7 +116,11 @@ def test_errors_exit_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: no stack 'nope': Pulumi.nope.yaml does not exist")
     no_gitops = write_stack(
         tmp_path,
-        edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"}, delete=["iluvatar:gitops"]),
+        edit(
+            homelab_doc(),
+            {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
+            delete=list(GOES_WITH_GITOPS),
+        ),
         stack="plain",
     )
     result = run("scaffold", str(no_gitops), "--out", str(tmp_path / "x"))

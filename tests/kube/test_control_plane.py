@@ -110,7 +110,7 @@ def _with_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> None:
             f"CRD {crd['metadata']['name']} Established",
             lambda name=crd["metadata"]["name"]: any(
                 c["type"] == "Established" and c["status"] == "True"
-                # A CRD just created may have no status yet, or `conditions: null`.
+                # A CRD just created may report `conditions: null` until the API server's controller fills it in.
                 for c in ((cluster.client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {}).get("status") or {}).get(
                     "conditions"
                 )

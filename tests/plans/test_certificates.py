@@ -10,6 +10,7 @@ import pytest
 from plans import certificates as plan
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB, RK1
+from tests.schemas import prometheus_crds
 from tools import upstream
 
 CERT_MANAGER = ("cert-manager", plan.CERT_MANAGER_VERSION)
@@ -114,7 +115,7 @@ def test_gateways_serve_their_zones_certificates() -> None:
 def test_every_object_validates_against_its_crd_at_the_charts_version(stack: StackConfig) -> None:
     for manifest in _objects(stack):
         assert _errors(manifest) == [], manifest
-    assert upstream.kubeconform(_objects(stack), stack.arda.kubernetes_version, crds=[CERT_MANAGER, TRUST_MANAGER]) == []
+    assert upstream.kubeconform(_objects(stack), stack.arda.kubernetes_version, crds=[CERT_MANAGER, TRUST_MANAGER, *prometheus_crds(stack)]) == []
 
 
 def test_the_crd_check_can_fail() -> None:
@@ -158,7 +159,7 @@ def test_cert_manager_renders_with_the_programs_values_and_its_schema(path: Any)
         assert "--dns01-recursive-nameservers-only=true" in args
     else:
         assert not [a for a in args if a.startswith("--dns01")]
-    assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=[CERT_MANAGER]) == []
+    assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=[CERT_MANAGER, *prometheus_crds(stack)]) == []
 
 
 def test_trust_manager_renders_with_the_programs_values_and_its_schema() -> None:
@@ -168,7 +169,7 @@ def test_trust_manager_renders_with_the_programs_values_and_its_schema() -> None
     objects = _render(plan.TRUST_MANAGER_CHART, plan.TRUST_MANAGER_VERSION, values, stack)
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     assert "--trust-namespace=cert-manager" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=[TRUST_MANAGER, CERT_MANAGER]) == []
+    assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=[TRUST_MANAGER, CERT_MANAGER, *prometheus_crds(stack)]) == []
 
 
 def test_the_closed_values_check_catches_a_misspelt_key() -> None:
@@ -189,8 +190,10 @@ def test_the_charts_values_exactly() -> None:
         **keep,
         "dns01RecursiveNameservers": "1.1.1.1:53,9.9.9.9:53",
         "dns01RecursiveNameserversOnly": True,
+        # Scraped by the homelab's Prometheus (iluvatar:monitoring), through a ServiceMonitor.
+        "prometheus": {"enabled": True, "servicemonitor": {"enabled": True}},
     }
-    assert plan.cert_manager_values(_stack(RK1)) == keep
+    assert plan.cert_manager_values(_stack(RK1)) == {**keep, "prometheus": {"enabled": True, "servicemonitor": {"enabled": True}}}
     assert plan.trust_manager_values(_stack(RK1)) == {"app": {"trust": {"namespace": "cert-manager"}}}
 
 

@@ -15,7 +15,7 @@ import pytest
 from plans import cilium
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB, RK1
-from tests.schemas import crd_errors
+from tests.schemas import crd_errors, prometheus_crds
 from tools import upstream
 
 
@@ -133,8 +133,11 @@ def test_the_chart_renders_and_every_object_passes_kubeconform() -> None:
     for path in (HOMELAB, RK1):
         stack = load_stack_file(path)
         objects = list(_rendered(path))
-        assert len(objects) == 34
-        assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=[("cilium", stack.arda.cilium.version)]) == []
+        # With monitoring (both stacks): the agent's and the operator's metrics Services and ServiceMonitors.
+        assert len(objects) == 34 + 4 * (stack.monitoring is not None)
+        assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ServiceMonitor") == ["cilium-agent", "cilium-operator"]
+        crds = [("cilium", stack.arda.cilium.version), *prometheus_crds(stack)]
+        assert upstream.kubeconform(objects, stack.arda.kubernetes_version, crds=crds) == []
 
 
 def test_kubeconform_rejects_a_broken_rendered_object() -> None:

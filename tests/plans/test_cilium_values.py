@@ -41,8 +41,11 @@ def test_homelab_values_exactly() -> None:
         # L2 announcements renew a lease per Service: the default client rate limit starves them.
         "k8sClientRateLimit": {"qps": 20, "burst": 40},
         # Two operators for five Arda machines (one per machine below two).
-        "operator": {"replicas": 2},
+        "operator": {"replicas": 2, "prometheus": {"enabled": True, "serviceMonitor": {"enabled": True}}},
         "hubble": {"enabled": True, "relay": {"enabled": True}, "ui": {"enabled": True}},
+        # Scraped by the homelab's Prometheus: the Prometheus Operator's CRDs are on Arda before Cilium
+        # (components.monitoring), so the chart need not look for them.
+        "prometheus": {"enabled": True, "serviceMonitor": {"enabled": True, "trustCRDsExist": True}},
     }
 
 

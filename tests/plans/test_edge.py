@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from plans import edge, netboot
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from stacks.categories import known_categories
-from tests.edit import HOMELAB, RK1
+from tests.edit import HOMELAB, RK1, with_apps
 from tools import upstream
 
 
@@ -24,7 +24,7 @@ def _stack(path: Any) -> StackConfig:
 
 def _with_apps(apps: list[dict[str, Any]], path: Any = HOMELAB) -> StackConfig:
     sf = read_stack_file(path)
-    return parse_stack({**sf.config, "iluvatar:apps": apps}, sf.secret_keys)
+    return parse_stack(with_apps(dict(sf.config), apps), sf.secret_keys)
 
 
 def test_one_namespace_per_category_then_the_controllers() -> None:
@@ -80,8 +80,11 @@ def test_namespaces_pass_kubeconform(path: Any) -> None:
 
 
 def test_lan_records_send_each_host_to_its_audiences_gateway() -> None:
+    # Sorted by host; Grafana and Headlamp are the registry's apps like any other (internal).
     assert edge.lan_records(_stack(HOMELAB)) == [
+        ("grafana.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
         ("hass.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
+        ("headlamp.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
         ("jellyfin.example.com", IPv4Address("192.168.0.238")),
         ("www.example.com", IPv4Address("192.168.0.239")),
     ]
@@ -185,12 +188,14 @@ def test_a_public_zone_inside_the_internal_domain_is_still_published() -> None:
     and externalDomain pub.example.com, www.pub.example.com is the public zone's. The guard used to call it internal
     and stop the program after validation had accepted the stack."""
     sf = read_stack_file(HOMELAB)
-    raw = dict(sf.config)
+    raw = with_apps(
+        dict(sf.config),
+        [
+            {"name": "blog", "category": "selfhosted", "host": "www.pub.example.com", "audience": "external", "service": {"port": 80}},
+            {"name": "wiki", "category": "selfhosted", "host": "wiki.example.com", "service": {"port": 80}},
+        ],
+    )
     raw["iluvatar:network"] = {**raw["iluvatar:network"], "domain": "example.com", "externalDomain": "pub.example.com"}
-    raw["iluvatar:apps"] = [
-        {"name": "blog", "category": "selfhosted", "host": "www.pub.example.com", "audience": "external", "service": {"port": 80}},
-        {"name": "wiki", "category": "selfhosted", "host": "wiki.example.com", "service": {"port": 80}},
-    ]
     stack = parse_stack(raw, sf.secret_keys)
     assert edge.public_records(stack) == [edge.PublicRecord("blog", "www.pub.example.com", "CNAME", True, 1)]
     with pytest.raises(edge.PublicDnsError, match=r"^wiki.example.com is not an external app's host"):

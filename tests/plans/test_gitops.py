@@ -21,8 +21,8 @@ from plans import gitops as plan
 from plans.cilium import deep_merge
 from stacks import StackConfig, gitops, load_stack_file, parse_stack, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import HOMELAB, RK1
-from tests.schemas import crd_errors
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, without
+from tests.schemas import crd_errors, prometheus_crds
 from tools import upstream
 
 APP_VERSION = "v3.5.2"
@@ -54,9 +54,17 @@ def _chart() -> Path:
 @functools.cache
 def _rendered(path: Path, cluster: plan.Cluster) -> tuple[dict[str, Any], ...]:
     stack = load_stack_file(path)
+    # With monitoring, the Prometheus Operator's CRDs are on Arda before Argo CD (components.monitoring.crds), and
+    # the chart renders its ServiceMonitors only where Helm sees their API.
+    api_versions = ("monitoring.coreos.com/v1",) if stack.monitoring is not None and cluster == "arda" else ()
     return tuple(
         upstream.helm_template(
-            _chart(), plan.helm_values(stack, cluster), release="argocd", namespace=plan.NAMESPACE, kube_version=_kube_version(stack, cluster)
+            _chart(),
+            plan.helm_values(stack, cluster),
+            release="argocd",
+            namespace=plan.NAMESPACE,
+            kube_version=_kube_version(stack, cluster),
+            api_versions=api_versions,
         )
     )
 
@@ -145,7 +153,10 @@ def test_argocd_cm_keys_are_settings_argo_cd_reads() -> None:
 def test_the_chart_renders_and_every_object_passes_kubeconform(path: Path, cluster: plan.Cluster) -> None:
     objects = _rendered(path, cluster)
     crds = upstream.crd_schema_dir_of(objects)
-    assert upstream.kubeconform(list(objects), _kube_version(load_stack_file(path), cluster), crd_dirs=[crds]) == []
+    # Its ServiceMonitors (with monitoring, on Arda) against the Prometheus Operator's CRDs at the version Pulumi installs.
+    stack = load_stack_file(path)
+    operator = prometheus_crds(stack) if cluster == "arda" else []
+    assert upstream.kubeconform(list(objects), _kube_version(stack, cluster), crd_dirs=[crds], crds=operator) == []
 
 
 @pytest.mark.parametrize(("path", "cluster"), [(HOMELAB, "arda"), (HOMELAB, "ainur")])
@@ -173,7 +184,13 @@ def test_no_hook_no_dex_and_redis_reads_pulumis_secret(path: Path, cluster: plan
 def test_the_seed_on_the_ainur_is_smaller() -> None:
     arda = {(o["kind"], o["metadata"]["name"]) for o in _rendered(HOMELAB, "arda")}
     ainur = {(o["kind"], o["metadata"]["name"]) for o in _rendered(HOMELAB, "ainur")}
-    assert sorted(arda - ainur) == sorted(n for n in arda if "notifications" in n[1])
+    # Arda's alone: notifications, and with monitoring the metrics Services Prometheus scrapes through their ServiceMonitors.
+    metrics = [f"argocd-{part}-metrics" for part in ("application-controller", "repo-server", "server")]
+    assert sorted(arda - ainur) == sorted(
+        [n for n in arda if "notifications" in n[1]]
+        + [("Service", name) for name in metrics]
+        + [("ServiceMonitor", name.removesuffix("-metrics")) for name in metrics]
+    )
     assert ("Deployment", "argocd-notifications-controller") in arda
     assert ainur < arda
 
@@ -606,9 +623,13 @@ def test_the_helm_values_exactly() -> None:
         },
         "redisSecretInit": {"enabled": False},
         "dex": {"enabled": False},
+        # The homelab's monitoring scrapes Argo CD's three metrics endpoints (plans.monitoring).
+        **{part: {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}}} for part in ("controller", "server", "repoServer")},
     }
     assert plan.helm_values(stack, "arda") == arda
-    assert plan.helm_values(stack, "ainur") == {**arda, "notifications": {"enabled": False}}
+    # The Ainur's seed is scraped by nobody (monitoring runs on Arda, and watches the Pis through node-exporter).
+    ainur = {k: v for k, v in arda.items() if k not in ("controller", "server", "repoServer")}
+    assert plan.helm_values(stack, "ainur") == {**ainur, "notifications": {"enabled": False}}
     # Without a mirror, over https: no SSH hosts either.
     assert plan.helm_values(load_stack_file(RK1), "arda") == arda
 
@@ -647,7 +668,7 @@ def test_a_platform_application_from_a_git_folder_and_its_refusals() -> None:
     with pytest.raises(ValueError, match=message):
         plan.platform_application("lp", chart="c", path="p", repo_url="https://e.org", version="1", values={}, namespace="n")
     with pytest.raises(ValueError, match=r"^the stack has no iluvatar:gitops$"):
-        plan.gitops_of(parse_stack({k: v for k, v in read_stack_file(RK1).config.items() if k != "iluvatar:gitops"}, frozenset()))
+        plan.gitops_of(parse_stack(without(dict(read_stack_file(RK1).config), GOES_WITH_GITOPS), frozenset()))
 
 
 def test_each_manifest_owns_its_nested_values() -> None:

@@ -35,6 +35,13 @@ def test_the_first_server_initialises_etcd() -> None:
         "disable": ["servicelb", "traefik", "local-storage"],
         # The homelab signs in with Dex (iluvatar:identity): the API server reads its authentication config.
         "kube-apiserver-arg": ["authentication-config=/etc/rancher/k3s/iluvatar-authentication-config.yaml"],
+        # The Ainur's etcd snapshots (plans.backup): the homelab's schedule and count, uploaded to its S3 target
+        # with the credentials of kube-system/k3s-etcd-snapshot-s3 (k3s's server flags, as config keys).
+        "etcd-s3": True,
+        "etcd-s3-config-secret": "k3s-etcd-snapshot-s3",
+        "etcd-snapshot-compress": True,
+        "etcd-snapshot-retention": 28,
+        "etcd-snapshot-schedule-cron": "0 */6 * * *",
         "kube-controller-manager-arg": ["node-monitor-grace-period=16s"],
         "kubelet-arg": ["node-status-update-frequency=4s"],
         "node-ip": "192.168.0.11",
@@ -88,13 +95,16 @@ STAND_INS = {
     # Stand-ins, not the programs: each does what the script relies on, and logs its call.
     "cloud-init": 'echo "cloud-init $*" >> "$LOG"; exit "${CLOUD_INIT_STATUS:-0}"',
     "sudo": 'exec "$@"',
+    "test": 'exec /usr/bin/test "$@"',
     "systemctl": 'echo "systemctl $*" >> "$LOG"',
     "k3s": 'echo "k3s $*" >> "$LOG"; [ -e "$READY" ]',
-    "curl": 'echo "curl $*" >> "$LOG"; [ -e "$READY" ]',
+    "curl": 'echo "curl $*" >> "$LOG"; case "$*" in *cacerts*) [ "${CACERTS:-yes}" = yes ];; *) [ -e "$READY" ];; esac',
 }
 
 
-def _join(tmp_path: Path, node_index: int, config: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
+def _join(
+    tmp_path: Path, node_index: int, config: str, rejoin: str | None = None, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -103,7 +113,7 @@ def _join(tmp_path: Path, node_index: int, config: str, **env: str) -> tuple[sub
         (bin_dir / name).chmod(0o755)
     log, target = tmp_path / "log", tmp_path / "etc" / "config.yaml"
     log.unlink(missing_ok=True)
-    script = k3s.join_script(stack.nodes[node_index], config_path=str(target), ready_timeout=3)
+    script = k3s.join_script(stack.nodes[node_index], config_path=str(target), ready_timeout=3, rejoin=rejoin, datastore=str(tmp_path / "datastore"))
     environment = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "READY": str(tmp_path / "ready"), **env}
     result = subprocess.run(["bash", "-c", script], input=config, capture_output=True, text=True, env=environment, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else [], target
@@ -131,6 +141,53 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     assert calls[1:3] == ["systemctl enable k3s", "systemctl start k3s"]
     # A changed config restarts it.
     assert _join(tmp_path, 0, "token: OTHER\n")[1][2] == "systemctl restart k3s"
+
+
+FIRST = "cluster-init: true\nnode-ip: 192.168.0.11\ntoken: T0K3N\n"
+SERVER_URL = "https://192.168.0.10:6443"
+
+
+def test_the_first_valar_starts_the_cluster_when_nothing_answers_at_the_vip(tmp_path: Path) -> None:
+    # A first bring-up: kube-vip holds the VIP only once this Pi's k3s runs, so /cacerts does not answer.
+    (tmp_path / "ready").touch()
+    result, calls, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL, CACERTS="no")
+    assert result.returncode == 0, result.stderr
+    assert calls[:2] == ["cloud-init status --wait", f"curl -sfk --max-time 5 {SERVER_URL}/cacerts"]
+    assert target.read_text() == FIRST
+
+
+def test_a_rebuilt_first_valar_joins_the_running_cluster_instead_of_starting_another(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    result, _, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == f"server: {SERVER_URL}\nnode-ip: 192.168.0.11\ntoken: T0K3N\n"
+    assert f"has no datastore and a cluster answers at {SERVER_URL}: joining it, not starting another" in result.stderr
+    # Joined that way, it stays so: the next run (its datastore now there) changes nothing and restarts nothing.
+    (tmp_path / "datastore").mkdir()
+    result, calls, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text().startswith(f"server: {SERVER_URL}\n")
+    assert "systemctl start k3s" in calls and "systemctl restart k3s" not in calls
+
+
+def test_a_first_valar_with_its_datastore_keeps_cluster_init(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    (tmp_path / "datastore").mkdir()
+    result, calls, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == FIRST
+    assert not any(c.startswith("curl") for c in calls)
+
+
+def test_the_program_guards_only_the_first_valar() -> None:
+    from iluvatar.simulate import simulate
+    from stacks.load import read_stack_file
+
+    stack = load_stack_file(HOMELAB)
+    joins = {r.name: str(r.inputs["create"]) for r in simulate(read_stack_file(HOMELAB)).registrations if r.name.endswith("-join")}
+    guarded = sorted(name for name, script in joins.items() if f"{k3s.server_url(stack)}/cacerts" in script)
+    assert guarded == [f"ainur-{stack.by_role('valar')[0].name}-join"]
+    assert len(joins) == len(stack.ainur_nodes) > 1
 
 
 def test_an_agent_waits_for_its_kubelet(tmp_path: Path) -> None:
@@ -226,7 +283,7 @@ UPGRADE_STAND_INS = {
     "k3s": """echo "k3s $*" >> "$LOG"
 case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
-  kubectl) [ -e "$READY" ] && echo True ;;
+  kubectl) [ -e "$READY" ] && echo "$(cat "$VERSION") True" ;;
 esac""",
     "sudo": 'exec env "$@"',
     # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version.
@@ -268,7 +325,7 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
         "curl -sfL https://get.k3s.io",
         "install v1.33.6+k3s1 server ",
-        'k3s kubectl get node manwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
 
@@ -279,11 +336,14 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
     assert calls[1:] == [
         "curl -sfL https://get.k3s.io",
         "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
-        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
 
 
 def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:
     result, _ = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, ready=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == "iluvatar: eonwe was not Ready within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+    )

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from plans import k3s, local_volumes, storage, talos
+from plans import backup, k3s, local_volumes, storage, talos
 from stacks import StackConfig, load_stack_file
 from stacks.storage import Deployed
-from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
 from tools import upstream
 
 ROOK = ("rook", storage.ROOK_VERSION)
@@ -28,10 +28,24 @@ ARGO_CD = ("argo-cd", "v3.5.2")
 DEFAULT = storage.DEFAULT_CLASS_ANNOTATION
 
 
-def _variant(tmp_path: Path, name: str, set_: dict[str, Any] | None = None, delete: list[str] | None = None) -> StackConfig:
+def _variant(
+    tmp_path: Path, name: str, set_: dict[str, Any] | None = None, delete: list[str] | None = None, keep_backups: bool = False
+) -> StackConfig:
     folder = tmp_path / name
     folder.mkdir()
-    return load_stack_file(write_stack(folder, edit(homelab_doc(), set_, delete)))
+    # Without backups (plans.backup): a variant's classes or GitOps may not carry the apps' Snapshot copies, and
+    # the snapshot Applications would blur what each storage case pins (the homelab's own are pinned above).
+    backups = [
+        "iluvatar:apps[0].backup",
+        "iluvatar:apps[1].backup",
+        "iluvatar:backup",
+        "iluvatar:backupS3AccessKeyId",
+        "iluvatar:backupS3SecretAccessKey",
+    ]
+    # Without GitOps, without what goes with it (Grafana's and Headlamp's Applications).
+    with_gitops = [p for p in GOES_WITH_GITOPS if p not in backups] if "iluvatar:gitops" in (delete or []) else []
+    drop = [*([] if keep_backups else backups), *with_gitops, *(delete or [])]
+    return load_stack_file(write_stack(folder, edit(homelab_doc(), set_, list(dict.fromkeys(drop)))))
 
 
 def _app(stack: StackConfig, name: str) -> storage.App:
@@ -119,7 +133,7 @@ def test_fewer_hosts_fewer_mons_and_a_chosen_size(tmp_path: Path) -> None:
 
 def test_adding_a_disk_changes_only_that_nodes_storage_values(tmp_path: Path) -> None:
     before = load_stack_file(HOMELAB)
-    after = _variant(tmp_path, "more", {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"]})
+    after = _variant(tmp_path, "more", {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"]}, keep_backups=True)
     old, new = ({a.name: a.manifest for a in storage.applications(s)} for s in (before, after))
     assert [name for name in old if old[name] != new[name]] == ["rook-ceph-cluster"]
     nodes_before, nodes_after = (storage.ceph_nodes(s) for s in (before, after))
@@ -166,7 +180,12 @@ def test_rook_charts_render_and_every_object_passes_kubeconform(path: Path) -> N
     stack = load_stack_file(path)
     operator = _render(stack, "rook-ceph")
     cluster = _render(stack, "rook-ceph-cluster")
-    assert upstream.kubeconform([*operator, *cluster], stack.arda.kubernetes_version, crds=[ROOK]) == []
+    # The VolumeSnapshotClasses (homelab's backups snapshot Ceph volumes) against the CSI snapshot CRDs the program installs.
+    snapshots = ("external-snapshotter", backup.SNAPSHOTTER_VERSION)
+    assert upstream.kubeconform([*operator, *cluster], stack.arda.kubernetes_version, crds=[ROOK, snapshots]) == []
+    assert {o["metadata"]["name"] for o in cluster if o["kind"] == "VolumeSnapshotClass"} == (
+        {"ceph-block", "ceph-filesystem"} if path == HOMELAB else set()
+    )
     kinds = {(o["kind"], o["metadata"]["name"]): o for o in cluster}
     ceph = kinds["CephCluster", "rook-ceph"]
     assert ceph["spec"]["storage"]["nodes"] == storage.ceph_nodes(stack)
@@ -554,6 +573,9 @@ def test_the_ceph_cluster_values_exactly() -> None:
             }
         ],
         "cephObjectStores": [],
+        # The homelab's backups snapshot volumes on both Ceph classes (plans.backup): a VolumeSnapshotClass for each.
+        "cephBlockPoolsVolumeSnapshotClass": {"enabled": True, "name": "ceph-block", "isDefault": True, "deletionPolicy": "Delete"},
+        "cephFileSystemVolumeSnapshotClass": {"enabled": True, "name": "ceph-filesystem", "isDefault": False, "deletionPolicy": "Delete"},
     }
     assert storage.rook_operator_values() == {
         "crds": {"enabled": True},
@@ -741,7 +763,7 @@ def test_no_data_disk_on_arda_no_ceph(tmp_path: Path) -> None:
 
 def test_longhorn_keeps_three_replicas_with_four_pis(tmp_path: Path) -> None:
     doc = homelab_doc()
-    pi = {"name": "varda", "role": "maiar", "arch": "arm64", "board": "rpi5", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.16"}
+    pi = {"name": "varda", "role": "maiar", "arch": "arm64", "board": "rpi5", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"}
     doc["config"]["iluvatar:nodes"].append({**pi, "installDisk": "/dev/mmcblk0", "dataDisks": ["/dev/nvme0n1"]})
     stack = load_stack_file(write_stack(tmp_path, doc))
     assert (len(storage.longhorn_node_labels(stack)), storage.longhorn_replicas(stack)) == (4, 3)

@@ -36,8 +36,11 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
     for path in (HOMELAB, RK1):
         stack = load_stack_file(path)
         docs = _all_documents(stack)
-        # With local volumes (GitOps on), each machine also gets its UserVolumeConfig and the EPHEMERAL cap.
-        assert len(docs) == 8 * len(stack.by_role("valinor")) + 7 * len(stack.by_role("istari"))
+        # With local volumes (GitOps on), each machine also gets its UserVolumeConfig and the EPHEMERAL cap. With
+        # monitoring or sign-in, each control plane also gets the patch that opens its components' metrics and reads
+        # Dex's authentication config; with sign-in, the StaticHostConfig that names Dex's address.
+        control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None)
+        assert len(docs) == control_plane * len(stack.by_role("valinor")) + 7 * len(stack.by_role("istari"))
         for doc in docs:
             assert talos_errors(doc, stack.arda.talos_version) == [], (path.name, doc)
 
@@ -58,7 +61,13 @@ def test_control_plane_patch_content() -> None:
     assert config["machine"]["kubelet"]["nodeIP"]["validSubnets"] == ["192.168.0.0/24"]
     assert config["machine"]["nodeLabels"] == {"iluvatar/role": "valinor", "iluvatar/board": "generic-x86", "iluvatar/storage": "true"}
     assert config["machine"]["nodeAnnotations"] == {"iluvatar/data-disks": "/dev/nvme0n1"}
-    assert config["cluster"] == {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}, "allowSchedulingOnControlPlanes": False}
+    assert config["cluster"] == {
+        "network": {"cni": {"name": "none"}},
+        "proxy": {"disabled": True},
+        "allowSchedulingOnControlPlanes": False,
+        # Iluvatar's CoreDNS (plans.coredns) instead of Talos's bootstrap manifests.
+        "coreDNS": {"disabled": True},
+    }
     # auto off: the generated `auto: stable` would otherwise stay beside the hostname (Talos refuses both).
     assert hostname == {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "tirion"}
     assert alias["selector"] == {"match": 'mac(link.permanent_addr) == "a8:b8:e0:20:00:02"'}
@@ -81,6 +90,8 @@ def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
     ]
     assert "nodeAnnotations" not in docs[0]["machine"]
     assert "allowSchedulingOnControlPlanes" not in docs[0]["cluster"]
+    # Only control planes render Talos's bootstrap manifests: a worker's config needs no say about CoreDNS.
+    assert "coreDNS" not in docs[0]["cluster"]
 
 
 def test_rk1_control_planes_allow_scheduling() -> None:
@@ -107,9 +118,12 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
     raw["iluvatar:nodes"] = nodes
     stack = parse_stack(raw)
     patches = talos.node_patches(stack, stack.nodes[3], IMAGE)
-    assert len(patches) == 3
-    assert yaml.safe_load(patches[1]) == {"machine": {"sysctls": {"vm.nr_hugepages": "1024"}}}
-    assert yaml.safe_load(patches[2])["kind"] == "RawVolumeConfig"
+    # Iluvatar's two (the machine's, and the control plane's for monitoring and sign-in), then the stack's, then the machine's.
+    assert len(patches) == 4
+    # (With sign-in, the control plane's patch also carries the StaticHostConfig naming Dex's address.)
+    assert set(next(yaml.safe_load_all(patches[1]))["cluster"]) == {"etcd", "scheduler", "controllerManager", "apiServer"}
+    assert yaml.safe_load(patches[2]) == {"machine": {"sysctls": {"vm.nr_hugepages": "1024"}}}
+    assert yaml.safe_load(patches[3])["kind"] == "RawVolumeConfig"
     for p in patches:
         for doc in yaml.safe_load_all(p):
             assert talos_errors(doc, stack.arda.talos_version) == []

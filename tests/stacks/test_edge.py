@@ -9,6 +9,7 @@ import pytest
 
 from stacks import StackConfigError, parse_stack, read_stack_file
 from stacks.edge import edge_addresses
+from stacks.load import Secure
 from tests.edit import HOMELAB, RK1
 
 
@@ -90,7 +91,14 @@ def test_cloudflare_dns_alone_is_a_valid_mode() -> None:
 
 def test_a_secure_value_from_a_stack_file_is_a_secret_without_being_named_one() -> None:
     sf = read_stack_file(HOMELAB)
-    assert sf.secret_keys == {"iluvatar:cloudflareApiToken", "iluvatar:alertReceiverSecret", "iluvatar:identityConnectorSecret"}
+    assert sf.secret_keys == {
+        "iluvatar:cloudflareApiToken",
+        "iluvatar:alertReceiverSecret",
+        "iluvatar:identityConnectorSecret",
+        "iluvatar:backupS3AccessKeyId",
+        "iluvatar:backupS3SecretAccessKey",
+        "iluvatar:appSecrets",
+    }
     assert parse_stack(dict(sf.config)).uses_cloudflare
     raw = {**sf.config, "iluvatar:cloudflareApiToken": "tok-PLAIN"}
     assert _problems(raw) == [
@@ -105,7 +113,13 @@ def test_the_editor_schema_asks_for_the_token_exactly_when_cloudflare_is_on() ->
     from stacks.schema import stack_schema
 
     validator = jsonschema.Draft202012Validator(stack_schema())
-    doc = {"config": {**dict(read_stack_file(HOMELAB).config), "pulumi:disable-default-providers": ["*"]}}
+
+    def written(value: Any) -> Any:  # a secure value as the file spells it
+        if isinstance(value, Secure):
+            return {"secure": "v1:abc"}
+        return {k: written(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    doc = {"config": {**{k: written(v) for k, v in read_stack_file(HOMELAB).config.items()}, "pulumi:disable-default-providers": ["*"]}}
     doc["config"]["iluvatar:cloudflareApiToken"] = {"secure": "v1:abc"}
 
     def missing(config: dict[str, Any]) -> list[str]:

@@ -43,6 +43,14 @@ def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
     assert "tok-PLAINTEXT-123" not in err.value.report()
 
 
+def test_an_app_secret_in_plain_text_is_never_echoed(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c["name"] == "data-user-secret-in-plain-text")
+    path = write_stack(tmp_path, edit(homelab_doc(), case["set"]))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path)
+    assert "wx-PLAINTEXT-987" not in err.value.report()
+
+
 def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> None:
     doc = edit(
         homelab_doc(),

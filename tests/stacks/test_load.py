@@ -58,7 +58,14 @@ def test_secure_values_are_recognised_and_kept_opaque(tmp_path: Path) -> None:
         },
     )
     sf = read_stack_file(write_stack(tmp_path, doc))
-    assert sf.secret_keys == {"iluvatar:cloudflareApiToken", "iluvatar:alertReceiverSecret", "iluvatar:identityConnectorSecret"}
+    assert sf.secret_keys == {
+        "iluvatar:cloudflareApiToken",
+        "iluvatar:alertReceiverSecret",
+        "iluvatar:identityConnectorSecret",
+        "iluvatar:backupS3AccessKeyId",
+        "iluvatar:backupS3SecretAccessKey",
+        "iluvatar:appSecrets",
+    }
     assert isinstance(sf.config["iluvatar:cloudflareApiToken"], Secure)
     assert repr(sf.config["iluvatar:cloudflareApiToken"]) == f"{sf.config['iluvatar:cloudflareApiToken']!r}" == "[secret]"
     stack = sf.parse()

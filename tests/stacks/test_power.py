@@ -38,7 +38,12 @@ def mocks() -> None:
 def config(powers: dict[int, dict[str, Any]], **extra: str) -> tuple[dict[str, str], list[str]]:
     """The homelab's config as the engine hands it over (secrets decrypted), with machines' `power` set."""
     sf = read_stack_file(HOMELAB)
-    cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
+    # A value encrypted whole comes as itself; one with secure leaves (appSecrets) as JSON with each leaf decrypted.
+    cfg = {
+        k: "homelab-token" if isinstance(v, Secure) else json.dumps(v, default=lambda _: "homelab-token")
+        for k, v in sf.config.items()
+        if k.startswith("iluvatar:")
+    }
     nodes = json.loads(cfg["iluvatar:nodes"])
     for i, p in powers.items():
         nodes[i]["power"] = p

@@ -26,6 +26,8 @@ def _config(**extra: str) -> dict[str, str]:
     """The homelab's config as the engine hands it over; its encrypted token arrives decrypted."""
     sf = read_stack_file(HOMELAB)
     cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
+    # A value set with `config set --secret --path` arrives as its object, each value decrypted.
+    cfg["iluvatar:appSecrets"] = json.dumps({"home-assistant": {"WEATHER_API_KEY": "homelab-token"}})
     cfg.update(extra)
     return cfg
 
@@ -43,16 +45,24 @@ def test_load_reads_structured_config() -> None:
     loaded = load()
     assert len(loaded.config.nodes) == 8
     assert loaded.config.arda.cluster_name == "arda"
-    assert [a.name for a in loaded.config.apps] == ["home-assistant", "jellyfin", "blog"]
+    assert [a.name for a in loaded.config.apps] == ["home-assistant", "jellyfin", "blog", "grafana", "headlamp"]
     assert loaded.secrets.cloudflare_api_token is not None
+    assert (loaded.secrets.alert_receiver_secret, loaded.secrets.identity_connector_secret) != (None, None)
 
 
 def test_without_cloudflare_there_is_no_token() -> None:
     cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
     apps = json.loads(cfg["iluvatar:apps"])
-    cfg["iluvatar:apps"] = json.dumps([a for a in apps if a.get("audience") != "external"])
+    # Without the data-safety keys' secrets too: no app secret set by hand, no backup target.
+    cfg["iluvatar:apps"] = json.dumps(
+        [{k: v for k, v in a.items() if k not in ("secrets", "backup")} for a in apps if a.get("audience") != "external"]
+    )
+    del cfg["iluvatar:backup"]
+    # And without sign-in, whose GitHub connector needs its secret.
+    del cfg["iluvatar:identity"]
     pulumi.runtime.set_all_config(cfg, [])
-    assert load().secrets.cloudflare_api_token is None
+    secrets = load().secrets
+    assert (secrets.cloudflare_api_token, secrets.identity_connector_secret, secrets.alert_receiver_secret) == (None, None, None)
 
 
 def test_unknown_key_in_the_namespace_is_reported() -> None:
@@ -76,7 +86,7 @@ def test_plain_token_is_rejected_and_not_echoed() -> None:
 
 def test_secret_token_becomes_a_secret_output() -> None:
     cfg = _config(**{"iluvatar:cloudflare": json.dumps({"accountId": "0" * 32}), "iluvatar:cloudflareApiToken": "hunter2-token"})
-    pulumi.runtime.set_all_config(cfg, ["iluvatar:cloudflareApiToken"])
+    pulumi.runtime.set_all_config(cfg, sorted(SECRET_KEYS))
     ran: list[bool] = []
 
     @pulumi.runtime.test

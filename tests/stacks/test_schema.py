@@ -83,9 +83,11 @@ def shown_in_editor(editor: LanguageServer, case: str) -> list[tuple[str, str]]:
             "misspelt-top-level-key",
             [
                 (
-                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:apps", "iluvatar:arda", '
-                    '"iluvatar:bmcPasswords", "iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", '
-                    '"iluvatar:gitopsToken", "iluvatar:network", "iluvatar:nodes", "iluvatar:storage".',
+                    'Value is not accepted. Valid values: "iluvatar:ainur", "iluvatar:ainurSshPrivateKey", "iluvatar:alertReceiverSecret", '
+                    '"iluvatar:appSecrets", "iluvatar:apps", "iluvatar:arda", "iluvatar:backup", "iluvatar:backupS3AccessKeyId", '
+                    '"iluvatar:backupS3SecretAccessKey", "iluvatar:bmcPasswords", "iluvatar:cloudflare", "iluvatar:cloudflareApiToken", '
+                    '"iluvatar:edge", "iluvatar:gitops", "iluvatar:gitopsSshPrivateKey", "iluvatar:gitopsToken", "iluvatar:identity", '
+                    '"iluvatar:identityConnectorSecret", "iluvatar:monitoring", "iluvatar:network", "iluvatar:nodes", "iluvatar:storage".',
                     "iluvatar:netwrok: {}",
                 )
             ],

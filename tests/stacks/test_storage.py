@@ -46,10 +46,13 @@ def test_without_gitops_ceph_is_not_installed_so_its_rules_do_not_apply(tmp_path
         [
             "iluvatar:gitops",
             "iluvatar:nodes[5].dataDisks",
-            # Monitoring and Headlamp are Argo CD Applications: they go with GitOps.
+            # Monitoring and Headlamp are Argo CD Applications, and the apps' backups need GitOps too
+            # (stacks.data): they go with it.
             "iluvatar:monitoring",
             "iluvatar:alertReceiverSecret",
             "iluvatar:identity.headlamp",
+            "iluvatar:apps[0].backup",
+            "iluvatar:apps[1].backup",
         ],
     )
     assert load_stack_file(write_stack(tmp_path, doc)).storage.arda.ceph.replicas is None

@@ -70,8 +70,27 @@ def test_the_scaffold_yields_one_application_per_app_in_its_categorys_namespace(
     assert [f for f in _app_folders(repo, apps_path)] == sorted(f"{apps_path}/{c}/{n}" for n, c in REGISTRY)
     # Every category has its ApplicationSet, and Argo CD reads every one without an error.
     assert sorted(a["name"] for a in results["arda"]["applicationSets"]) == sorted(DEFAULT_CATEGORIES)
-    # The scaffolded apps build with kustomize (empty until the user fills them) and their project lets them sync.
-    assert [(b["kustomize"], b["objects"], b.get("error")) for b in results["arda"]["builds"]] == [(True, [], None)] * 3
+
+    # The scaffolded apps build with kustomize and their project lets them sync: empty until the user fills them, but
+    # for what Pulumi's data layer gives them in the homelab (each app's ExternalSecret; a backed-up volume's claim,
+    # its VolSync backup and restore). rk1 has neither app secrets nor backups.
+    def data(app: str, backed_up: bool) -> list[str]:
+        volume = f"{app}-config"
+        backup = [f"ReplicationSource/{volume}", f"PersistentVolumeClaim/{volume}", f"ReplicationDestination/{volume}-restore"]
+        return [f"ExternalSecret/{app}", *(backup if backed_up else [])]
+
+    expected = (
+        {
+            "kubernetes/apps/home-automation/home-assistant": data("home-assistant", True),
+            "kubernetes/apps/media/jellyfin": data("jellyfin", True),
+            "kubernetes/apps/selfhosted/blog": data("blog", False),
+        }
+        if path == HOMELAB
+        else {f"{apps_path}/{c}/{n}": [] for n, c in REGISTRY}
+    )
+    assert {b["path"]: (b["kustomize"], b["objects"], b.get("error")) for b in results["arda"]["builds"]} == {
+        folder: (True, objects, None) for folder, objects in expected.items()
+    }
     assert {(p["project"], p["source"], p["destination"], p["namespaces"]) for p in results["arda"]["permits"]} == {
         ("arda", True, True, False),
         ("platform", True, True, True),

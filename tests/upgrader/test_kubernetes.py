@@ -281,6 +281,32 @@ def test_a_later_run_restores_what_a_dead_run_left_paused(kube_talos: Cluster, k
     assert "iluvatar.dev/paused-replicas" not in restored["metadata"]["annotations"]
 
 
+def test_a_later_run_uncordons_what_a_dead_run_left_cordoned_and_leaves_a_persons_cordon(kube_talos: Cluster) -> None:
+    ours, theirs = unique("istari"), unique("istari")
+    kube_talos.create_nodes([kwok_node(ours), kwok_node(theirs)])
+    client = kube_talos.client
+    # What a run that died after the reboot leaves: cordoned, with the upgrader's mark.
+    client.merge_patch(kwok_node(ours), {"metadata": {"annotations": {"iluvatar.dev/cordoned": "true"}}, "spec": {"unschedulable": True}})
+    # A person's maintenance: cordoned, no mark.
+    client.merge_patch(kwok_node(theirs), {"spec": {"unschedulable": True}})
+
+    ip_ours, ip_theirs = addresses(2)
+    with talos_api(scenario([node(ours, ip_ours, "worker", NEW), node(theirs, ip_theirs, "worker", NEW)])) as api:
+        for name in (ours, theirs):
+            result = run(
+                api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "60s"], machineConfig=api.node_config(name)
+            )
+            assert result.code == 0, result.stderr
+        assert mutations(api) == []
+    left = client.get("v1", "Node", ours)
+    assert left is not None
+    assert not left["spec"].get("unschedulable")
+    assert "iluvatar.dev/cordoned" not in (left["metadata"].get("annotations") or {})
+    kept = client.get("v1", "Node", theirs)
+    assert kept is not None
+    assert kept["spec"]["unschedulable"] is True
+
+
 def test_a_control_planes_health_includes_its_static_pods_on_the_configured_images(kube_talos: Cluster, static_pods: Any) -> None:
     name = unique("valinor")
     kube_talos.create_nodes([kwok_node(name, control_plane=True)])

@@ -1,9 +1,10 @@
 // kube-control-plane (1.33): the Ainur's Kubernetes minor for the tests' control plane
 // (tools/kube_cluster.py), one multi-call binary so shared packages compile and link once:
 //
-//	kube-control-plane kube-apiserver|kube-controller-manager|kube-scheduler|kwok [flags]
+//	kube-control-plane kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]
 //
-// kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes v1.33.4, and
+// kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes v1.33.4, kubectl
+// from k8s.io/kubectl v0.33.4 (what `k3s kubectl` embeds: the tests' stand-in k3s runs it), and
 // kwok v0.7.0 (which plays the kubelet of every node, in both clusters: built against Kubernetes
 // 0.33, it does not compile against 0.34). etcd comes from the 1.34 binary (tools/kube-control-plane).
 package main
@@ -18,6 +19,8 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	_ "k8s.io/component-base/metrics/prometheus/workqueue"
+	kubectl "k8s.io/kubectl/pkg/cmd"
+	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
@@ -27,7 +30,7 @@ import (
 	"sigs.k8s.io/kwok/pkg/utils/signals"
 )
 
-const usage = "usage: kube-control-plane kube-apiserver|kube-controller-manager|kube-scheduler|kwok [flags]"
+const usage = "usage: kube-control-plane kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -50,6 +53,13 @@ func main() {
 		os.Exit(cli.Run(command))
 	case "kwok":
 		os.Exit(kwok(args))
+	case "kubectl":
+		// k8s.io/kubernetes/cmd/kubectl's main, as k3s embeds it for `k3s kubectl`.
+		os.Args = append([]string{"kubectl"}, args...)
+		command := kubectl.NewDefaultKubectlCommand()
+		if err := cli.RunNoErrOutput(command); err != nil {
+			kubectlutil.CheckErr(err)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "unknown component %q\n%s\n", component, usage)
 		os.Exit(2)

@@ -38,11 +38,12 @@ the committed sums are still checked, so a mirror cannot change what is validate
 from tools.upstream.charts import CHARTS, ChartSource, HelmError, chart, helm_template, template_value_paths, values_errors, values_schema
 from tools.upstream.crds import CRD_SOURCES, CrdSource, crd_json_schemas, crd_schema_dir, crd_schema_dir_of, crd_validator, crds, write_crd_schemas
 from tools.upstream.kube import core_schema_dir, kubeconform
-from tools.upstream.modules import MIRROR_ENV, PINS, TALOS_MACHINERY, UpstreamError, download, module_dir, pinned_sum, pins, talos_schema
+from tools.upstream.modules import LOADER, MIRROR_ENV, PINS, TALOS_MACHINERY, UpstreamError, download, module_dir, pinned_sum, pins, talos_schema
 
 __all__ = [
     "CHARTS",
     "CRD_SOURCES",
+    "LOADER",
     "MIRROR_ENV",
     "PINS",
     "TALOS_MACHINERY",

@@ -91,6 +91,39 @@ def _release_rook(chart_dir: Path, module: Path, version: str) -> None:
     _set_chart_versions(chart_dir, version)
 
 
+def _release_external_secrets(chart_dir: Path, module: Path, version: str) -> None:
+    # The published chart is the tag's folder with Chart.yaml's version and appVersion bumped (the tag
+    # v1.3.2 still says 1.3.1; the commit the helm-chart-1.3.2 tag names changes only those two lines,
+    # its README and test snapshots), plus `make helm.generate` (hack/helm.generate.sh): the CRD bundle
+    # split into templates/crds, one file per CRD behind installCRDs (and crds.create<Kind> for the
+    # cluster-scoped stores, secrets and generators and for PushSecret). The script also wraps the
+    # v1alpha1 versions in crds.conversion.enabled and serves v1beta1 only with crds.unsafeServeV1Beta1;
+    # both are off by default and in Iluvatar's values (plans.secrets, a test holds them), so their
+    # versions are written as those values render them: v1alpha1 absent, v1beta1 not served.
+    meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    meta["version"], meta["appVersion"] = version, f"v{version}"
+    (chart_dir / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    crds = [d for d in yaml.load_all((module / "deploy" / "crds" / "bundle.yaml").read_text(), Loader=LOADER) if d]
+    target = chart_dir / "templates" / "crds"
+    for crd in crds:
+        kind = crd["spec"]["names"]["kind"]
+        if "ExternalSecret" in kind or "SecretStore" in kind:
+            crd["spec"]["versions"] = [v for v in crd["spec"]["versions"] if v["name"] != "v1alpha1"]
+            for v in crd["spec"]["versions"]:
+                if v["name"] == "v1beta1":
+                    v["served"] = False
+        flag = f"create{kind}"
+        guard = (
+            f"{{{{- if and (.Values.installCRDs) (.Values.crds.{flag}) }}}}"
+            if "Cluster" in kind or "PushSecret" in kind
+            else "{{- if .Values.installCRDs }}"
+        )
+        body = yaml.safe_dump(crd, sort_keys=False, width=1_000_000)
+        body = body.replace("name: kubernetes\n", 'name: {{ include "external-secrets.fullname" . }}-webhook\n')
+        body = body.replace("namespace: default\n", "namespace: {{ .Release.Namespace | quote }}\n")
+        (target / f"{crd['spec']['names']['singular']}.yaml").write_text(f"{guard}\n---\n{body}{{{{- end }}}}\n")
+
+
 @dataclass(frozen=True)
 class ChartSource:
     """Where a chart lives in a Go module, and what its upstream release does before packaging.
@@ -105,6 +138,9 @@ class ChartSource:
     path: str
     release: Callable[[Path, Path, str], None] | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
+    # Dependencies no Go module serves whose condition is off by default: always rendered without
+    # (Helm refuses a chart whose declared dependency is missing, even a disabled one).
+    absent: tuple[str, ...] = ()
 
     def module_version(self, version: str) -> str:
         if self.versions:
@@ -133,6 +169,17 @@ CHARTS: dict[str, ChartSource] = {
         ChartSource("argo-cd", "github.com/argoproj/argo-helm", "charts/argo-cd", versions={"10.8.0": "v0.0.0-20260904222229-3bbb4305eea9"}),
         # argo-cd's redis-ha subchart (dandydeveloper.github.io/charts), same way.
         ChartSource("redis-ha", "github.com/DandyDeveloper/charts", "charts/redis-ha", versions={"4.38.0": "v0.0.0-20260615041936-2e2539a8960e"}),
+        # External Secrets Operator; its bitwarden-sdk-server subchart (off unless bitwarden-sdk-server.enabled)
+        # is in no module the proxy serves (github.com/external-secrets/bitwarden-sdk-server answers 403).
+        ChartSource(
+            "external-secrets",
+            "github.com/external-secrets/external-secrets",
+            "deploy/charts/external-secrets",
+            _release_external_secrets,
+            absent=("bitwarden-sdk-server",),
+        ),
+        # VolSync: its chart carries its two CRDs as templates (manageCRDs).
+        ChartSource("volsync", "github.com/backube/volsync", "helm/volsync"),
     )
 }
 
@@ -184,7 +231,8 @@ def chart(name: str, version: str, omit: Iterable[str] = ()) -> Path:
     """
     if name not in CHARTS:
         raise UpstreamError(f"no chart named {name!r} (known: {', '.join(sorted(CHARTS))})")
-    source, dropped = CHARTS[name], frozenset(omit)
+    source = CHARTS[name]
+    dropped = frozenset(omit) | frozenset(source.absent)
     sums = [pinned_sum(source.module, source.module_version(version)), *sorted(dropped)]
     folder = derived("charts", f"{name}-{version}", sums, lambda staging: _stage_chart(staging / name, source, version, dropped))
     return folder / name

@@ -51,6 +51,11 @@ CRD_SOURCES: dict[str, CrdSource] = {
         CrdSource("argo-cd", "github.com/argoproj/argo-cd/v3", ("manifests/crds/*-crd.yaml",)),
         # What Pulumi installs on Arda with monitoring (plans.monitoring.CRD_FILES, the same files at the release tag).
         CrdSource("prometheus-operator", "github.com/prometheus-operator/prometheus-operator", ("example/prometheus-operator-crd/*.yaml",)),
+        # External Secrets Operator's CRDs (its chart's templates/crds are made from this bundle at release).
+        CrdSource("external-secrets", "github.com/external-secrets/external-secrets", ("deploy/crds/bundle.yaml",)),
+        CrdSource("volsync", "github.com/backube/volsync", ("config/crd/bases/*.yaml",)),
+        # The CSI snapshot CRDs (VolumeSnapshot, VolumeSnapshotClass, ...), which the snapshot controller serves.
+        CrdSource("external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/client/v8", ("config/crd/*.yaml",)),
     )
 }
 

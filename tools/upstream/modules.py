@@ -35,7 +35,15 @@ TALOS_MACHINERY = "github.com/siderolabs/talos/pkg/machinery"
 # What this package does to an artifact is part of its cache key: a change here re-derives everything.
 _CODE_KEY = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).resolve().parent.glob("*.py")))).hexdigest()[:12]
 # libyaml when present: rendered charts and CRD files run to megabytes.
-LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LOADER(_FAST):  # type: ignore[valid-type,misc]
+    """YAML as Go's yaml reads it: a bare `=` (the `value` tag, in the Prometheus Operator's CRD enums) is a
+    string, not an error."""
+
+
+LOADER.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 class UpstreamError(Exception):

@@ -101,6 +101,9 @@ def test_each_source_yields_its_crds() -> None:
         ("trust-manager", "v0.25.0"): 2,
         ("rook", "v1.20.4"): 21,
         ("argo-cd", "v3.5.2"): 3,
+        ("external-secrets", "v1.3.2"): 23,
+        ("volsync", "v0.16.0"): 2,
+        ("external-snapshotter", "v8.7.0"): 12,
     }
     assert set(upstream.CRD_SOURCES) == {source for source, _ in counts}
     for (source, version), count in counts.items():

@@ -1,0 +1,238 @@
+"""Data safety on the clusters: External Secrets Operator and its store, VolSync and the restic Secrets, etcd backups.
+
+`DataSafety` (`iluvatar:data:DataSafety`) wires `plans.secrets` and `plans.backup` into resources on Arda
+(and, for the Ainur's etcd snapshots to S3, one Secret on the Ainur). ESO and its SecretStores come
+before Argo CD (`ready`: GitOps waits for them), so no app syncs before the store that feeds it exists.
+Every generated value (an app's generated secret, a restic repository's password, the age identity
+that decrypts Arda's etcd snapshots) is a protected Pulumi resource: `pulumi destroy` and a refactoring
+cannot lose the key to the backups. The age identity is exported, secret, as `backupAgeKey`: keep a copy
+outside the homelab (docs/layers/data.md).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.steps import ClusterAccess
+from plans import age, bringup, references
+from plans import backup as backup_plan
+from plans import secrets as secrets_plan
+from stacks.model import StackConfig
+from stacks.pulumi_source import StackSecrets
+
+
+class ChartPlan(Protocol):
+    """A plan module that installs one chart (plans.secrets, plans.backup)."""
+
+    CHART: str
+    VERSION: str
+    REPOSITORY: str
+    NAMESPACE: str
+
+    def helm_values(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class DataSafetyArgs:
+    """The stack, Arda (and the Ainur, for k3s's S3 credentials), the stack's secrets, and the category namespaces (the edge's)."""
+
+    stack: StackConfig
+    arda: ClusterAccess
+    secrets: StackSecrets
+    after: Sequence[pulumi.Resource] = ()
+    namespaces: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    ainur: ClusterAccess | None = None
+    ainur_provider: k8s.Provider | None = None
+
+
+def _secret_data(values: Any) -> Any:
+    return pulumi.Output.secret(values)
+
+
+class DataSafety(pulumi.ComponentResource):
+    """ESO, its store and readers; VolSync and each volume's restic Secret; talos-backup; k3s's S3 Secret."""
+
+    ready: list[pulumi.Resource]
+    age_identity: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: DataSafetyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:data:DataSafety", name, None, opts)
+        stack = args.stack
+        self.ready = []
+        self.age_identity = None
+        self._access = args.arda
+        child = pulumi.ResourceOptions(parent=self)
+        rnd = random.Provider(f"{name}-random", opts=child)
+        self._random = pulumi.ResourceOptions(parent=self, provider=rnd, protect=True)
+        if secrets_plan.enabled(stack):
+            self._secrets(name, args)
+        if backup_plan.enabled(stack):
+            self._backups(name, args)
+        self.register_outputs({"ready": [r.urn for r in self.ready]})
+
+    def _password(self, name: str, length: int = 32) -> random.RandomPassword:
+        return random.RandomPassword(name, length=length, special=False, opts=self._random)
+
+    def _on_arda(self, after: Sequence[pulumi.Resource], **opts: Any) -> pulumi.ResourceOptions:
+        """Options of an object on Arda: deleted with the cluster, as every layer's (components.steps.ClusterAccess)."""
+        return self._access.with_cluster(pulumi.ResourceOptions(parent=self, depends_on=list(after), **opts))
+
+    def _release(self, name: str, plan: ChartPlan, after: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+        """The plan's chart, released under the chart's own name into the plan's namespace on Arda."""
+        return k8s.helm.v3.Release(
+            name,
+            chart=plan.CHART,
+            version=plan.VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.REPOSITORY),
+            name=plan.CHART,
+            namespace=plan.NAMESPACE,
+            values=plan.helm_values(),
+            opts=self._on_arda(after),
+        )
+
+    def _create(self, name: str, manifest: dict[str, Any], after: Sequence[pulumi.Resource]) -> pulumi.CustomResource:
+        return kube.create(name, manifest, self._on_arda(after))
+
+    def _secret(
+        self, name: str, shape: dict[str, Any], data: pulumi.Output[Any], after: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions | None = None
+    ) -> k8s.core.v1.Secret:
+        """A Secret whose values stay a Pulumi secret end to end (its data never shows in a preview, a render or the state in clear)."""
+        return k8s.core.v1.Secret(
+            kube.resource_name(name, shape),
+            metadata=shape["metadata"],
+            type="Opaque",
+            string_data=_secret_data(data),
+            opts=opts or self._on_arda(after, additional_secret_outputs=["data", "stringData"]),
+        )
+
+    # --- Secrets --------------------------------------------------------------------------------
+
+    def _secrets(self, name: str, args: DataSafetyArgs) -> None:
+        stack = args.stack
+        prefix = f"{name}-secrets"
+        namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in secrets_plan.namespaces()}
+        release = self._release(f"{prefix}-release", secrets_plan, [namespaces[secrets_plan.NAMESPACE], *args.after])
+        categories = secrets_plan.categories(stack)
+        # ESO's webhook admits SecretStores: the stores wait until it answers (and its CRDs are served).
+        gate = args.arda.gate(
+            f"{prefix}-gate",
+            bringup.admits_gate("External Secrets Operator", ["SecretStore"]),
+            self,
+            after=[release],
+            manifests=[secrets_plan.secret_store(c) for c in categories],
+        )
+        generated: dict[tuple[str, str], pulumi.Output[str]] = {}
+        for app in secrets_plan.apps_with_secrets(stack):
+            for secret in app.secrets:
+                if secret.generate is not None:
+                    generated[(app.name, secret.name)] = self._password(f"{prefix}-{app.name}-{secret.name.lower()}", secret.generate).result
+        user: pulumi.Output[Any] = args.secrets.app_secrets if args.secrets.app_secrets is not None else pulumi.Output.from_input({})
+        for app in secrets_plan.apps_with_secrets(stack):
+            origins = secrets_plan.sources(stack, app)
+            inputs: dict[str, pulumi.Output[str]] = {}
+            for key, (owner, kind) in origins.items():
+                if kind == "generate":
+                    inputs[key] = generated[(owner, key)]
+                else:
+                    inputs[key] = user.apply(lambda values, o=owner, k=key: str((values or {}).get(o, {}).get(k, "")))  # type: ignore[misc]
+            keys = sorted(inputs)
+            values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(lambda vs, ks=keys: dict(zip(ks, vs, strict=True)))  # type: ignore[misc]
+            self._secret(prefix, secrets_plan.store_secret_shape(app), values, [namespaces[secrets_plan.STORE_NAMESPACE]])
+        for category in categories:
+            after_ns = [namespaces[secrets_plan.STORE_NAMESPACE], *([args.namespaces[category]] if category in args.namespaces else [])]
+            # Each category has objects of the same name (its reader, its store): named after the category.
+            named: dict[references.Ref, pulumi.Resource] = {("Namespace", "", secrets_plan.STORE_NAMESPACE): namespaces[secrets_plan.STORE_NAMESPACE]}
+            if category in args.namespaces:
+                named["Namespace", "", category] = args.namespaces[category]
+            # The binding after its role and account (plans.references).
+            made = kube.create_all(f"{prefix}-{category}", secrets_plan.reader_objects(stack, category), self._on_arda(after_ns), named)
+            readers: list[pulumi.Resource] = list(made.values())
+            store = secrets_plan.secret_store(category)
+            self.ready.append(
+                k8s.apiextensions.CustomResource(
+                    kube.resource_name(f"{prefix}-{category}", store),
+                    api_version=store["apiVersion"],
+                    kind=store["kind"],
+                    metadata=store["metadata"],
+                    spec=store["spec"],
+                    opts=self._on_arda([release, gate, *readers, *after_ns]),
+                )
+            )
+        self.ready += [release, gate]
+
+    # --- Backups --------------------------------------------------------------------------------
+
+    def _backups(self, name: str, args: DataSafetyArgs) -> None:
+        stack = args.stack
+        prefix = f"{name}-backup"
+        target = backup_plan.target(stack)
+        s3: pulumi.Output[tuple[str, str]] | None = None
+        if target.kind == "s3":
+            assert args.secrets.s3_access_key_id is not None
+            assert args.secrets.s3_secret_access_key is not None
+            s3 = pulumi.Output.all(args.secrets.s3_access_key_id, args.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
+        namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in backup_plan.namespaces(stack)}
+        self._release(f"{prefix}-volsync", backup_plan, [namespaces[backup_plan.NAMESPACE], *args.after])
+        for app in backup_plan.apps(stack):
+            assert app.backup is not None
+            for volume in app.backup.volumes:
+                password = self._password(f"{prefix}-{app.name}-{volume.claim}-restic-password").result
+                values = pulumi.Output.all(password, s3 if s3 is not None else None).apply(
+                    lambda v, a=app, c=volume.claim: backup_plan.restic_secret(stack, a, c, str(v[0]), v[1])["stringData"]  # type: ignore[misc]
+                )
+                shape = backup_plan.restic_secret(stack, app, volume.claim, "", None)
+                self._secret(f"{prefix}-{app.category}", shape, values, [args.namespaces[app.category]] if app.category in args.namespaces else [])
+        if backup_plan.arda_etcd(stack):
+            assert s3 is not None
+            self._talos_backup(prefix, args, namespaces[backup_plan.ETCD_NAMESPACE], s3)
+        if stack.ainur is not None and s3 is not None and args.ainur is not None and args.ainur_provider is not None:
+            shape = backup_plan.k3s_s3_secret(stack, "", "")
+            values = s3.apply(lambda keys: backup_plan.k3s_s3_secret(stack, keys[0], keys[1])["stringData"])
+            on_ainur = pulumi.ResourceOptions(parent=self, provider=args.ainur_provider, additional_secret_outputs=["data", "stringData"])
+            self._secret(f"{name}-ainur", shape, values, [], args.ainur.with_cluster(on_ainur))
+
+    def _talos_backup(self, prefix: str, args: DataSafetyArgs, namespace: pulumi.Resource, s3: pulumi.Output[tuple[str, str]]) -> None:
+        stack = args.stack
+        # The age identity: 32 random bytes, protected; talos-backup gets only its recipient (public).
+        key = random.RandomBytes(f"{prefix}-age-identity", length=32, opts=self._random)
+        scalar = key.base64.apply(base64.b64decode)
+        self.age_identity = pulumi.Output.secret(scalar.apply(age.identity))
+        recipient: pulumi.Output[str] = pulumi.Output.unsecret(scalar.apply(age.recipient))
+        credentials = self._secret(
+            prefix,
+            backup_plan.talos_s3_secret(stack, "", ""),
+            s3.apply(lambda keys: backup_plan.talos_s3_secret(stack, keys[0], keys[1])["stringData"]),
+            [namespace],
+        )
+        account = backup_plan.talos_service_account()
+        # Talos serves the ServiceAccount kind once the control planes' config allows the role: wait for it.
+        gate = args.arda.gate(
+            f"{prefix}-gate-talos-api-access",
+            bringup.admits_gate("Talos API access from Kubernetes", ["ServiceAccount"]),
+            self,
+            after=[namespace, *args.after],
+            manifests=[account],
+        )
+        sa = k8s.apiextensions.CustomResource(
+            kube.resource_name(prefix, account),
+            api_version=account["apiVersion"],
+            kind=account["kind"],
+            metadata=account["metadata"],
+            spec=account["spec"],
+            opts=self._on_arda([namespace, gate]),
+        )
+        cronjob: pulumi.Output[dict[str, Any]] = recipient.apply(lambda r: backup_plan.talos_backup_cronjob(stack, r))
+        k8s.batch.v1.CronJob(
+            kube.resource_name(prefix, backup_plan.talos_backup_cronjob(stack, "")),
+            metadata=cronjob.apply(lambda c: c["metadata"]),
+            spec=cronjob.apply(lambda c: c["spec"]),
+            opts=self._on_arda([namespace, credentials, sa]),
+        )

@@ -1,0 +1,316 @@
+"""Data safety: the rules on the apps' secrets, their backups and `iluvatar:backup`, each naming its config path.
+
+- **Secrets** (`apps[].secrets`): a name once per app; `from` names an app of the registry that
+  declares that secret itself; a secret the user sets has its value in `iluvatar:appSecrets`
+  (`pulumi config set --secret --path 'iluvatar:appSecrets.<app>.<name>' <value>`), encrypted, and that
+  key holds nothing else.
+- **Backups** (`apps[].backup`, `iluvatar:backup`): a target that is an NFS export the plan can resolve
+  or an S3 URL, with S3 credentials exactly when it is S3; schedules cron can parse; each volume on a
+  StorageClass Arda has, with CSI snapshots unless the copy method is Direct; a claim once per namespace.
+
+The models are `stacks.data_model`; what they become is `plans.secrets` and `plans.backup`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from stacks import storage as storage_facts
+from stacks.data_model import AppBackup, Backup
+from stacks.errors import Problem, show
+from stacks.model import Ainur, App, Arda, Network, Node, Storage
+
+BACKUP = "iluvatar:backup"
+APP_SECRETS = "appSecrets"
+S3_KEY_ID = "backupS3AccessKeyId"
+S3_SECRET_KEY = "backupS3SecretAccessKey"  # noqa: S105 - the secret's config key, not a secret
+# Classes whose CSI driver takes snapshots and clones here: Ceph's (ceph-csi, with the snapshot
+# controller and the VolumeSnapshotClasses plans.backup installs). local-path has no CSI driver;
+# csi-driver-nfs runs without its snapshotter (plans.storage.csi_nfs_values).
+SNAPSHOT_CLASSES = frozenset({"ceph-block", "ceph-filesystem"})
+
+
+def app_path(i: int, field: str = "") -> str:
+    return f"iluvatar:apps[{i}]" + (f".{field}" if field else "")
+
+
+# --- The target --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where backups go: an NFS export (`nfs://server/export`) or an S3 bucket (`s3://host/bucket/prefix`)."""
+
+    kind: Literal["nfs", "s3"]
+    host: str  # the NFS server as written, or the S3 endpoint's host[:port]
+    path: str  # the NFS export, or the S3 bucket
+    prefix: str = ""  # S3: a folder in the bucket ('' for its root)
+    secure: bool = True  # S3: https (s3://) or plain http (s3+http://)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}"
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_EXPORT = re.compile(r"^/[^\s]*$")
+
+
+def parse_target(text: str) -> Target | str:
+    """The target, or why it is neither an NFS export nor an S3 URL."""
+    parts = urlsplit(text.strip())
+    example = "nfs://192.168.0.40/volume1/backups or s3://s3.example.com/bucket/folder"
+    if parts.scheme == "nfs":
+        if not parts.hostname or not _EXPORT.match(parts.path or "") or parts.query or parts.fragment:
+            return f"{text} is not an NFS export: write nfs://<server>/<export path> (e.g. {example})"
+        return Target("nfs", parts.netloc, parts.path.rstrip("/") or "/")
+    if parts.scheme in ("s3", "s3+http"):
+        bucket, _, prefix = parts.path.lstrip("/").partition("/")
+        if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
+            return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
+        return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
+    return f"{text} is neither an NFS export nor an S3 URL (e.g. {example})"
+
+
+def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Network | None) -> str | None:
+    """Why the plan cannot mount an NFS server by this name, or None (stacks.storage resolves the same way)."""
+    try:
+        ip = IPv4Address(server)
+    except ValueError:
+        if server in zone:
+            return None
+        where = f" {network.domain}" if network is not None else ""
+        return (
+            f"the server {server} is not an address, nor a name in the internal zone{where} (the plan resolves only its machines "
+            "and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address"
+        )
+    if network is not None and ip in network.dhcp_range:
+        return f"the server {ip} is inside network.dhcpRange {network.dhcp_range}: a NAS needs a fixed address outside it"
+    return None
+
+
+def target_of(backup: Backup) -> Target:
+    """The parsed target of a validated stack."""
+    found = parse_target(backup.target)
+    assert isinstance(found, Target), found
+    return found
+
+
+# --- Cron ----------------------------------------------------------------------------------------
+
+# The schedule VolSync's CRD admits (spec.trigger.schedule's pattern), and each field's range.
+VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$")
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
+
+
+def cron_problem(text: str) -> str | None:
+    """Why cron (and VolSync's CRD, and a CronJob) cannot parse `text`, or None."""
+    spec = text.strip()
+    if spec in _MACROS:
+        return None
+    fields = spec.split()
+    if len(fields) != len(_FIELDS):
+        return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
+    for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
+        for item in value.split(","):
+            base, _, step = item.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                return f"{show(text)}: the {name} field's step {step} is not a whole number above 0"
+            bounds = [] if base == "*" else base.split("-")
+            if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
+                return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
+            for bound in bounds:
+                if not low <= int(bound) <= high:
+                    return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}"
+            if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
+                return f"{show(text)}: the {name} range {base} runs backwards"
+    if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
+        return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
+    return None
+
+
+# --- The rules -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the data rules need of the rest of the stack (None: absent or broken)."""
+
+    apps: Sequence[tuple[int, App]]
+    backup: Backup | None
+    backup_set: bool
+    storage: Storage | None
+    nodes: Sequence[tuple[int, Node]]
+    nodes_complete: bool  # every node parsed: the classes Arda has are known
+    arda: Arda | None
+    ainur: Ainur | None
+    network: Network | None
+    gitops_set: bool
+    secrets: Collection[str]  # the secret keys present (e.g. backupS3AccessKeyId)
+    # iluvatar:appSecrets as read: app -> name -> True when encrypted (None: the key is absent).
+    app_secret_values: Mapping[str, Mapping[str, bool]] | None = None
+    app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
+
+
+def check(ctx: Context) -> list[Problem]:
+    return [*_secrets(ctx), *_values(ctx), *_target(ctx), *_backups(ctx)]
+
+
+def _secrets(ctx: Context) -> Iterator[Problem]:
+    declared = {app.name: {s.name: s for s in app.secrets} for _, app in ctx.apps}
+    for i, app in ctx.apps:
+        first: dict[str, int] = {}
+        for j, secret in enumerate(app.secrets):
+            path = app_path(i, f"secrets[{j}]")
+            if secret.name in first:
+                yield Problem(f"{path}.name", f"{secret.name} is already apps[{i}].secrets[{first[secret.name]}].name; declare a secret once")
+                continue
+            first[secret.name] = j
+            if secret.from_app is None:
+                continue
+            source = declared.get(secret.from_app)
+            if secret.from_app == app.name:
+                yield Problem(f"{path}.from", f"{app.name} is this app; a secret from itself is just its own (remove from)")
+            elif source is None:
+                known = ", ".join(sorted(declared)) or "none"
+                yield Problem(f"{path}.from", f"{secret.from_app} is not an app of iluvatar:apps (apps: {known})")
+            elif secret.name not in source:
+                own = ", ".join(source) or "none"
+                yield Problem(
+                    f"{path}.from",
+                    f"{secret.from_app} declares no secret {secret.name} (its secrets: {own}); declare it there, where its value comes from",
+                )
+            elif source[secret.name].from_app is not None:
+                yield Problem(
+                    f"{path}.from",
+                    f"{secret.from_app}'s {secret.name} is itself from {source[secret.name].from_app}; name the app that owns it",
+                )
+
+
+def set_command(app: str, name: str) -> str:
+    return f"pulumi config set --secret --path 'iluvatar:{APP_SECRETS}.{app}.{name}' <value>"
+
+
+def _values(ctx: Context) -> Iterator[Problem]:
+    key = f"iluvatar:{APP_SECRETS}"
+    if ctx.app_secrets_broken is not None:
+        yield Problem(key, ctx.app_secrets_broken)
+        return
+    values = ctx.app_secret_values or {}
+    for _, app in ctx.apps:
+        for secret in app.secrets:
+            if secret.user_set and secret.name not in values.get(app.name, {}):
+                yield Problem(
+                    f"{key}.{app.name}.{secret.name}",
+                    f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
+                )
+    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused.
+    for app_name, entries in values.items():
+        for name, encrypted in entries.items():
+            if not encrypted:
+                # Never echo the value: it is the secret the user just leaked into a file.
+                yield Problem(f"{key}.{app_name}.{name}", f"is in plain text; remove it and run `{set_command(app_name, name)}`")
+
+
+def _target(ctx: Context) -> Iterator[Problem]:
+    s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
+    if ctx.backup is None:
+        if not ctx.backup_set:
+            for key in s3_keys:
+                yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP} is not; remove it")
+        return
+    backup = ctx.backup
+    problem = cron_problem(backup.etcd.schedule)
+    if problem is not None:
+        yield Problem(f"{BACKUP}.etcd.schedule", problem)
+    found = parse_target(backup.target)
+    if isinstance(found, str):
+        yield Problem(f"{BACKUP}.target", found)
+        return
+    if found.kind == "nfs":
+        zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
+        server = found.host
+        if (why := nfs_server_problem(server, zone, ctx.network)) is not None:
+            yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
+        for key in s3_keys:
+            yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP}.target is NFS ({backup.target}); remove it")
+        if backup.etcd.arda:
+            yield Problem(
+                f"{BACKUP}.etcd.arda",
+                f"true, but talos-backup uploads Arda's etcd snapshots only to S3 and the target is NFS ({backup.target}); "
+                "use an S3 target (most NAS serve S3), or set arda: false to leave Arda's etcd without backups",
+            )
+    else:
+        for key in (S3_KEY_ID, S3_SECRET_KEY):
+            if key not in ctx.secrets:
+                yield Problem(
+                    f"iluvatar:{key}",
+                    f"is required: {BACKUP}.target is S3 ({backup.target}); run `pulumi config set --secret iluvatar:{key} <value>`",
+                )
+
+
+def _backups(ctx: Context) -> Iterator[Problem]:
+    classes: list[str] | None = None
+    if ctx.storage is not None and ctx.nodes_complete:
+        classes = storage_facts._arda_classes(ctx.storage, [n for _, n in ctx.nodes])
+    default = (ctx.storage.arda.default_class if ctx.storage is not None else None) or (classes[0] if classes else None)
+    claims: dict[tuple[str, str], str] = {}
+    for i, app in ctx.apps:
+        if app.backup is None:
+            continue
+        if not ctx.backup_set:
+            yield Problem(app_path(i, "backup"), f"needs {BACKUP}: its target is where the volumes are copied to")
+        if not ctx.gitops_set:
+            yield Problem(
+                app_path(i, "backup"), "needs iluvatar:gitops: the storage classes, VolSync's copies and the restore live in the app's GitOps folder"
+            )
+        problem = cron_problem(app.backup.schedule)
+        if problem is not None:
+            yield Problem(app_path(i, "backup.schedule"), problem)
+        yield from _volumes(i, app, app.backup, classes, default, claims)
+
+
+def _volumes(
+    i: int, app: App, backup: AppBackup, classes: list[str] | None, default: str | None, claims: dict[tuple[str, str], str]
+) -> Iterator[Problem]:
+    for k, volume in enumerate(backup.volumes):
+        path = app_path(i, f"backup.volumes[{k}]")
+        where = (app.namespace, volume.claim)
+        if where in claims:
+            yield Problem(f"{path}.claim", f"{volume.claim} is already {claims[where]} in the namespace {app.namespace}; a claim's name is its own")
+            continue
+        claims[where] = f"apps[{i}].backup.volumes[{k}].claim"
+        chosen = volume.storage_class or default
+        if classes is None or chosen is None or (volume.storage_class is None and chosen not in classes):
+            continue  # no classes known, or a default class Arda lacks (stacks.storage says so)
+        if chosen not in classes:
+            yield Problem(f"{path}.class", f"{chosen} is not a StorageClass Arda has (it has: {', '.join(classes) or 'none'})")
+        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method != "Direct":
+            said = "its class" if volume.storage_class is not None else "Arda's default class"
+            yield Problem(
+                app_path(i, "backup.copyMethod"),
+                f"{backup.copy_method} needs CSI snapshots, and volumes[{k}] ({volume.claim}) is on {said} {chosen}, which has none; "
+                "set copyMethod: Direct (VolSync then reads the live volume: a crash-consistent copy) or put the claim on "
+                f"{' or '.join(sorted(SNAPSHOT_CLASSES))}",
+            )
+
+
+def read_values(value: Any, secure: type) -> tuple[dict[str, dict[str, bool]] | None, str | None]:
+    """`iluvatar:appSecrets` as the rules see it: app -> name -> encrypted?, or why it is not a mapping of apps to secrets."""
+    if isinstance(value, secure):
+        return None, "is encrypted whole; set each value on its own: pulumi config set --secret --path 'iluvatar:appSecrets.<app>.<name>' <value>"
+    if not isinstance(value, Mapping):
+        return None, f"{show(type(value).__name__)} is not a mapping of apps to their secrets (app -> name -> value)"
+    out: dict[str, dict[str, bool]] = {}
+    for app, entries in value.items():
+        if not isinstance(entries, Mapping):
+            return None, f"{app}: not a mapping of secret names to values"
+        out[str(app)] = {str(name): isinstance(v, secure) for name, v in entries.items()}
+    return out, None

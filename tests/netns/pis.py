@@ -1,0 +1,461 @@
+"""The Ainur's Pis as network namespaces running Debian's real sshd, for the program's k3s steps over SSH.
+
+What is real:
+- sshd (Debian's openssh-server) in one network namespace per Pi, listening on the Pi's inventory
+  address, with a throwaway host key; the Pi's user (the stack's `sshUser`), its authorized key and its
+  sudo rule are the ones the Pi's cloud-init user-data gives it;
+- the SSH client (OpenSSH's `ssh`) in an operator's namespace on the same LAN, with the private key the
+  test gives the stack (`ainurSshPrivateKey`), running each step's `create` as pulumi-command does: one
+  command string, run by the user's login shell (`bash -c`), its `stdin` fed to it;
+- sudo, bash, coreutils, curl (every address but the k3s installer's), and kubectl (k8s.io/kubectl
+  v0.33.4, the kubectl `k3s kubectl` embeds, from tools/kube-control-plane-1.33);
+- the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.33 with
+  k3s's flags, tools.kube_cluster, with its controller-manager, which fills in ServiceAccount tokens, and
+  kwok, which marks Nodes Ready), on a veth into the LAN; an agent's kubelet credentials are a client
+  certificate of `system:node:<name>` (the Node authorizer and NodeRestriction check it).
+
+What stands in (STAND-IN in each script's first lines), because k3s and systemd cannot run here:
+- `k3s` (its `--version`, `etcd-snapshot`, and `kubectl`, which runs the real kubectl with k3s's
+  default kubeconfig), `systemctl` (k3s's units only), `cloud-init` (`status --wait`: done), and
+  the installer `curl -sfL https://get.k3s.io` fetches; each records what it did, with the time;
+- k3s's service starting (`STANDIN_SERVICE`): after `KUBELET_DELAY` seconds, as a restarted kubelet
+  does, it registers the Pi's Node or reports it at the installed version (Ready False: kwok makes it
+  Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
+  stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
+  A Pi with a `broken` file never comes back.
+
+Each Pi has its own mount namespace, so the stand-ins and the files the scripts write land in the
+Pi's own folders (bound on /usr/local/bin, /etc/rancher, /var/lib/rancher), never on this machine's.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iluvatar.graph import Graph
+from iluvatar.simulate import Registration, SecretValue
+from plans import cloudinit
+from stacks.model import Node, StackConfig
+from tests.netns.lan import in_ns, sh, stop
+from tests.tools import require
+from tools.kube_cluster import Cluster, _leaf, kubeconfig
+
+UID = 4242  # the Pi user's uid inside each Pi's mount namespace (its own /etc/passwd)
+KUBELET_DELAY = 1.5  # seconds a (stand-in) kubelet takes to report after k3s starts
+HEALTHZ_PORT = 10248
+OPERATOR_IP = "192.168.0.250"
+
+STANDIN_K3S = """#!/bin/bash
+# STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.33.4), with
+# k3s's default kubeconfig as k3s does; `--version` says the version the stand-in installer wrote.
+set -eu
+S=/var/lib/rancher/standin
+case "${1:-}" in
+  --version) echo "k3s version $(cat $S/version) (stand-in)"; echo "go version go1.24 (stand-in)" ;;
+  kubectl)
+    shift
+    case " $* " in *" --kubeconfig "*) ;; *) export KUBECONFIG="${KUBECONFIG:-/etc/rancher/k3s/k3s.yaml}" ;; esac
+    exec __KUBECTL__ kubectl "$@" ;;
+  etcd-snapshot)
+    shift
+    [ "$(id -u)" = 0 ] || { echo "stand-in k3s: etcd-snapshot needs root" >&2; exit 1; }
+    echo "$(date +%s.%N) etcd-snapshot $*" >> $S/log ;;
+  *) echo "stand-in k3s: '$*' is not stood in" >&2; exit 2 ;;
+esac
+"""
+
+STANDIN_SYSTEMCTL = """#!/bin/bash
+# STAND-IN for systemd's systemctl (no systemd here): k3s's units only.
+set -eu
+S=/var/lib/rancher/standin
+verb=$1 unit=${2:-}
+[ "$(id -u)" = 0 ] || { echo "stand-in systemctl: $verb needs root" >&2; exit 1; }
+echo "$(date +%s.%N) systemctl $verb $unit" >> $S/log
+[ -f $S/version ] || { echo "Failed to $verb $unit.service: Unit $unit.service not found." >&2; exit 5; }
+case $verb in
+  enable|daemon-reload) ;;
+  start) if [ ! -f $S/running ]; then exec $S/service; fi ;;
+  restart) exec $S/service ;;
+  stop) rm -f $S/running; if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; fi ;;
+  is-active) [ -f $S/running ] ;;
+  *) echo "stand-in systemctl: '$verb' is not stood in" >&2; exit 2 ;;
+esac
+"""
+
+STANDIN_CLOUD_INIT = """#!/bin/bash
+# STAND-IN for cloud-init: the Pi was flashed and cloud-init has finished (it installed k3s, not started).
+echo "$(date +%s.%N) cloud-init $*" >> /var/lib/rancher/standin/log 2>/dev/null || true
+echo "status: done"
+"""
+
+STANDIN_CURL = """#!/bin/bash
+# STAND-IN for k3s's installer only: `curl -sfL https://get.k3s.io` prints the stand-in installer; any other
+# address goes to the real curl.
+for arg in "$@"; do
+  case $arg in https://get.k3s.io|https://get.k3s.io/) cat /var/lib/rancher/standin/install.sh; exit 0 ;; esac
+done
+exec /usr/bin/curl "$@"
+"""
+
+STANDIN_INSTALLER = """#!/bin/sh
+# STAND-IN for https://get.k3s.io: "installs" k3s at INSTALL_K3S_VERSION and restarts it, as the installer does.
+set -eu
+S=/var/lib/rancher/standin
+[ "$(id -u)" = 0 ] || { echo "stand-in installer: needs root" >&2; exit 1; }
+echo "$(date +%s.%N) install ${INSTALL_K3S_VERSION} ${INSTALL_K3S_EXEC} ${K3S_URL:-}" >> $S/log
+echo "$INSTALL_K3S_VERSION" > $S/version
+case $INSTALL_K3S_EXEC in agent*) unit=k3s-agent ;; *) unit=k3s ;; esac
+printf '#!/bin/sh\\n# STAND-IN for k3s uninstall\\necho "$(date +%%s.%%N) uninstall" >> %s/log\\n/usr/local/bin/systemctl stop %s\\nrm -f %s/version "$0"\\n' \\
+  $S $unit $S > /usr/local/bin/$unit-uninstall.sh
+chmod 755 /usr/local/bin/$unit-uninstall.sh
+exec /usr/local/bin/systemctl restart $unit
+"""
+
+# k3s's service starting: its kubeconfig written, then its kubelet (the stand-in below) in the background.
+STANDIN_SERVICE = """#!/bin/sh
+# STAND-IN for k3s's service starting (k3s cannot run here).
+set -eu
+S=/var/lib/rancher/standin
+if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
+if [ -f $S/k3s.yaml ]; then install -D -m 0600 $S/k3s.yaml /etc/rancher/k3s/k3s.yaml; fi
+echo "$(date +%s.%N) started $(cat $S/version)" >> $S/log
+touch $S/running
+setsid python3 $S/kubelet.py "$(cat $S/version)" </dev/null >>$S/kubelet.log 2>&1 &
+echo $! > $S/kubelet.pid
+"""
+
+STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
+# It speaks to the real API server as a kubelet does, with the Node's own certificate (system:node:<name>).
+import http.server, json, os, ssl, sys, time, urllib.error, urllib.request
+S = "/var/lib/rancher/standin"
+NAME, ROLE, DELAY, SERVER = __NAME__, __ROLE__, __DELAY__, __SERVER__
+context = ssl.create_default_context(cafile=__CA__)
+context.load_cert_chain(__CERT__, __KEY__)
+
+
+def call(method, path, body=None, kind="application/json"):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(SERVER + path, data=data, method=method, headers={"Content-Type": kind})
+    return urllib.request.urlopen(request, context=context).read()
+
+
+version = sys.argv[1]
+time.sleep(DELAY)
+while os.path.exists(S + "/broken"):  # a k3s that never comes back
+    time.sleep(1)
+ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
+try:
+    call("GET", "/api/v1/nodes/" + NAME)
+except urllib.error.HTTPError as e:
+    if e.code != 404:
+        raise
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
+            "status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
+    call("POST", "/api/v1/nodes", node)
+else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
+    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}},
+         "application/merge-patch+json")
+with open(S + "/log", "a") as log:
+    log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
+
+
+class Healthz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer(("127.0.0.1", __PORT__), Healthz).serve_forever()
+"""
+
+
+@dataclass
+class Step:
+    """One remote command as the engine ran it: when, and what it said."""
+
+    name: str
+    start: float
+    end: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Pi:
+    node: Node
+    ns: str
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def state(self) -> Path:
+        return self.root / "var-lib-rancher" / "standin"
+
+    def log(self) -> list[tuple[float, str]]:
+        """What the stand-ins did on this Pi: (time, what), in order."""
+        path = self.state / "log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(float(t), what) for t, what in (line.split(" ", 1) for line in lines)]
+
+    def version(self) -> str:
+        return (self.state / "version").read_text().strip()
+
+
+@dataclass
+class Pis:
+    """Every Pi of a stack on one LAN, the operator's namespace, and the API server the Pis reach."""
+
+    stack: StackConfig
+    root: Path
+    prefix: str
+    cluster: Cluster
+    key: Path
+    pis: dict[str, Pi] = field(default_factory=dict)
+    made: list[str] = field(default_factory=list)
+
+    @property
+    def operator(self) -> str:
+        return f"{self.prefix}o"
+
+    def by_ip(self, ip: str) -> Pi:
+        return next(p for p in self.pis.values() if str(p.node.ip) == ip)
+
+    def ssh(self, connection: Mapping[str, Any], script: str, stdin: str | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The command as pulumi-command runs it: one SSH session to the connection's host, port and user,
+        the command string run by the user's shell, `stdin` piped in."""
+        host, user, port = str(connection["host"]), str(connection["user"]), int(connection.get("port", 22))
+        known = self.root / "known_hosts"
+        args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
+        args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
+        return subprocess.run(
+            ["ip", "netns", "exec", self.operator, *args], input=stdin or "", capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, service_url: str) -> None:
+    """The Pi as it is once flashed and cloud-init has run: its user, key and sudo rule from its user-data,
+    k3s installed (the stand-in) at the stack's version, not started."""
+    assert stack.ainur is not None
+    data = yaml.safe_load(cloudinit.user_data(stack, pi.node))
+    user = next(u for u in data["users"] if isinstance(u, dict))
+    name = user["name"]
+    root = pi.root
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "passwd").write_text(Path("/etc/passwd").read_text() + f"{name}:x:{UID}:{UID}:{name}:/home/{name}:/bin/bash\n")
+    (etc / "group").write_text(Path("/etc/group").read_text() + f"{name}:x:{UID}:\n")
+    (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{name}:*:19000:0:99999:7:::\n")
+    (etc / "shadow").chmod(0o640)
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {pi.node.name}\n")
+    sudoers = root / "sudoers.d"
+    sudoers.mkdir()
+    # What cloud-init writes for the user's `sudo:` (cc_users_groups: /etc/sudoers.d/90-cloud-init-users).
+    (sudoers / "90-cloud-init-users").write_text(f"{name} {user['sudo']}\n")
+    (sudoers / "90-cloud-init-users").chmod(0o440)
+    ssh = root / "home" / name / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "authorized_keys").write_text("".join(f"{k}\n" for k in user["ssh_authorized_keys"]))
+    for path in (ssh.parent, ssh, ssh / "authorized_keys"):
+        os.chown(path, UID, UID)
+    ssh.chmod(0o700)
+    (root / "etc-rancher").mkdir()
+    bin_ = root / "bin"
+    bin_.mkdir()
+    for script, text in {"k3s": STANDIN_K3S, "systemctl": STANDIN_SYSTEMCTL, "cloud-init": STANDIN_CLOUD_INIT, "curl": STANDIN_CURL}.items():
+        (bin_ / script).write_text(text.replace("__KUBECTL__", str(kubectl)))
+        (bin_ / script).chmod(0o755)
+    state = pi.state
+    state.mkdir(parents=True)
+    state.chmod(0o755)
+    state.parent.chmod(0o755)
+    (state / "log").write_text("")
+    (state / "log").chmod(0o666)  # cloud-init's stand-in runs as the Pi's user
+    (state / "install.sh").write_text(STANDIN_INSTALLER)
+    (state / "service").write_text(STANDIN_SERVICE)
+    (state / "service").chmod(0o755)
+    role = pi.node.role
+    kubelet = STANDIN_KUBELET.replace("__NAME__", repr(pi.node.name)).replace("__ROLE__", repr(role)).replace("__DELAY__", repr(KUBELET_DELAY))
+    # k3s's admin kubeconfig (a server writes it at start; here it points at the test's API server), and the
+    # kubelet's credentials: a client certificate of system:node:<name>, as k3s's agent gets one.
+    pki = cluster.pki
+    _leaf(pki, f"node-{pi.node.name}", f"/O=system:nodes/CN=system:node:{pi.node.name}", "clientAuth")
+    kubelet = kubelet.replace("__KUBECTL__", str(kubectl)).replace("__PORT__", str(HEALTHZ_PORT)).replace("__SERVER__", repr(service_url))
+    kubelet = kubelet.replace("__CA__", repr(str(pki / "ca.crt"))).replace("__CERT__", repr(str(pki / f"node-{pi.node.name}.crt")))
+    (state / "kubelet.py").write_text(kubelet.replace("__KEY__", repr(str(pki / f"node-{pi.node.name}.key"))))
+    node_cfg = kubeconfig(service_url, pki / "ca.crt", pki / f"node-{pi.node.name}.crt", pki / f"node-{pi.node.name}.key")
+    (state / "kubelet.kubeconfig").write_text(yaml.safe_dump(node_cfg))
+    agent = root / "var-lib-rancher" / "k3s" / "agent"
+    agent.mkdir(parents=True)
+    (agent / "kubelet.kubeconfig").write_text(yaml.safe_dump(node_cfg))
+    if role == "valar":
+        (state / "k3s.yaml").write_text(yaml.safe_dump(kubeconfig(service_url, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")))
+    # cloud-init's install line ran (INSTALL_K3S_SKIP_START): the stand-in installed at the stack's version.
+    (state / "version").write_text(stack.ainur.k3s_version + "\n")
+    unit = "k3s" if role == "valar" else "k3s-agent"
+    (bin_ / f"{unit}-uninstall.sh").write_text(
+        f"#!/bin/sh\n# STAND-IN for k3s's uninstall script (it removes itself, as k3s's does)\nS=/var/lib/rancher/standin\n"
+        f'echo "$(date +%s.%N) uninstall" >> $S/log\n/usr/local/bin/systemctl stop {unit}\nrm -f $S/version "$0"\n'
+    )
+    (bin_ / f"{unit}-uninstall.sh").chmod(0o755)
+
+
+def _start_sshd(pi: Pi, mountpoints: list[str]) -> subprocess.Popen[bytes]:
+    root = pi.root
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
+    (root / "sshd_config").write_text(
+        f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
+        "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
+    )
+    binds = {
+        "bin": "/usr/local/bin",
+        "etc-rancher": "/etc/rancher",
+        "var-lib-rancher": "/var/lib/rancher",
+        "home": "/home",
+        "sudoers.d": "/etc/sudoers.d",
+        "etc/passwd": "/etc/passwd",
+        "etc/group": "/etc/group",
+        "etc/shadow": "/etc/shadow",
+        "etc/hosts": "/etc/hosts",
+    }
+    assert set(mountpoints) <= set(binds.values())
+    setup = "; ".join(f"mount --bind {shlex.quote(str(root / src))} {dst}" for src, dst in binds.items())
+    script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
+    log = (root / "sshd.log").open("wb")
+    return subprocess.Popen(
+        ["ip", "netns", "exec", pi.ns, "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@contextmanager
+def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Path) -> Iterator[Pis]:
+    """The stack's Pis up on a LAN of namespaces, sshd answering on each, the API server on a veth into the LAN.
+
+    `cluster_for(address)` starts the API server listening at `address` (the host's end of that veth)."""
+    require("sudo")  # the Pi user's sudo, as cloud-init sets it up
+    prefix = f"k3{os.getpid() % 10000}"
+    block = os.getpid() % 150 + 100
+    here = f"169.254.{block}.1"
+    made: list[str] = []
+    created_dirs: list[Path] = []
+    pis_: dict[str, Pi] = {}
+    cluster: Cluster | None = None
+    veth = f"{prefix}k"
+    try:
+        switch = f"{prefix}w"
+        for ns in (switch, f"{prefix}o"):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+        in_ns(switch, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(switch, "ip", "link", "set", "br0", "up")
+
+        def plug(ns: str, *addresses: str) -> None:
+            sh("ip", "link", "add", f"{ns}v", "netns", switch, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            in_ns(switch, "ip", "link", "set", f"{ns}v", "master", "br0", "up")
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+            for address in addresses:
+                in_ns(ns, "ip", "addr", "add", address, "dev", "eth0")
+            in_ns(ns, "ip", "link", "set", "eth0", "up")
+
+        lan = stack.network.lan.prefixlen
+        plug(f"{prefix}o", f"{OPERATOR_IP}/{lan}")
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "kube", "netns", switch)
+        in_ns(switch, "ip", "link", "set", "kube", "master", "br0", "up")
+        sh("ip", "addr", "add", f"{here}/24", "dev", veth)
+        sh("ip", "link", "set", veth, "up")
+        cluster = cluster_for(here)
+        assert cluster is not None
+        for mountpoint in ("/etc/rancher", "/var/lib/rancher"):
+            if not Path(mountpoint).exists():
+                Path(mountpoint).mkdir()
+                created_dirs.append(Path(mountpoint))
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        known: list[str] = []
+        for i, node in enumerate(stack.ainur_nodes):
+            ns = f"{prefix}{i}"
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+            plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24")
+            pi = Pi(node, ns, root / node.name)
+            _pi_files(stack, pi, cluster, kubectl, cluster.server)
+            pi.proc = _start_sshd(pi, ["/usr/local/bin", "/etc/rancher", "/var/lib/rancher", "/home", "/etc/sudoers.d"])
+            known.append(f"{node.ip} {(pi.root / 'host_key.pub').read_text().strip()}")
+            pis_[node.name] = pi
+        (root / "known_hosts").write_text("\n".join(known) + "\n")
+        lab = Pis(stack, root, prefix, cluster, key, pis_, made)
+        for pi in pis_.values():  # sshd answers
+            deadline = time.monotonic() + 10
+            while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
+                assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
+                time.sleep(0.1)
+        yield lab
+    finally:
+        for pi in pis_.values():
+            pid = pi.state / "kubelet.pid"
+            if pid.exists():
+                sh("kill", pid.read_text().strip(), check=False)
+            stop(pi.proc)
+        if cluster is not None:
+            cluster.stop()
+        sh("ip", "link", "del", veth, check=False)
+        for ns in reversed(made):
+            sh("ip", "netns", "del", ns, check=False)
+        for path in created_dirs:
+            path.rmdir()
+
+
+def secret(value: Any) -> Any:
+    return value.value if isinstance(value, SecretValue) else value
+
+
+def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
+    """Run `steps` (remote commands) as the engine would: each as soon as every step it depends on (in the
+    graph, directly or not) has finished, in parallel otherwise; a step whose dependency failed is not run.
+    `scripts` replaces a step's command (a deliberate break)."""
+    names = {s.urn: s for s in steps}
+    needs = {s.urn: {u for u in graph.ancestors(s.urn) if u in names} for s in steps}
+    done: dict[str, Step] = {}
+    lock = threading.Lock()
+
+    def run(reg: Registration) -> Step:
+        connection = secret(reg.inputs["connection"])
+        connection = {**connection, "privateKey": "(the test's key)"}
+        script = (scripts or {}).get(reg.name, reg.inputs["create"])
+        start = time.time()
+        result = lab.ssh(connection, script, secret(reg.inputs.get("stdin")))
+        return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
+
+    with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:
+        running: dict[Future[Step], str] = {}
+        waiting = set(names)
+        while waiting or running:
+            for urn in sorted(waiting):
+                if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
+                    waiting.discard(urn)
+                    running[pool.submit(run, names[urn])] = urn
+                elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
+                    waiting.discard(urn)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                with lock:
+                    done[running.pop(future)] = future.result()
+    return {step.name: step for step in done.values()}
