@@ -65,6 +65,7 @@ from tools.kube_cluster import (
     pulumi_create,
     pulumi_update,
 )
+from tools.upstream import kustomize
 
 # Files a program reads from a GitHub release tag (raw.githubusercontent.com/<owner>/<repo>/<tag>/<path>):
 # here, the pinned Go module github.com/<owner>/<repo> at that tag holds them.
@@ -107,12 +108,22 @@ PARALLEL = 4
 # Subcharts no Go module serves: rendered without them, and the fact recorded.
 OMITTED_SUBCHARTS: dict[str, tuple[str, ...]] = {"rook-ceph": ("ceph-csi-operator",)}
 # Charts an Application may name in a Git repository (not a Helm repository): (repository, path) -> chart.
-GIT_CHARTS = {("https://github.com/rancher/local-path-provisioner.git", "deploy/chart/local-path-provisioner"): "local-path-provisioner"}
+GIT_CHARTS = {
+    ("https://github.com/rancher/local-path-provisioner.git", "deploy/chart/local-path-provisioner"): "local-path-provisioner",
+    ("https://github.com/kubernetes-sigs/headlamp.git", "charts/headlamp"): "headlamp",
+}
 # Charts the platform Applications install that no Go module the proxy serves holds (README, storage).
 UNRENDERABLE = {
     "longhorn": "Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
     "csi-driver-nfs": "csi-driver-nfs's chart is in no Go module the proxy serves (its v4 tags have no /v4 module path; 403)",
 }
+
+
+def _chart_version_at(name: str, tag: str) -> str:
+    """The version of the chart a Git tag holds (what Argo CD renders from it), which need not be the tag's."""
+    spec = upstream.CHARTS[name]
+    chart = upstream.module_dir(spec.module, tag) / spec.path / "Chart.yaml"
+    return str(yaml.safe_load(chart.read_text())["version"])
 
 
 def _kustomization(module: str, version: str, folder: str) -> list[dict[str, Any]]:
@@ -671,7 +682,7 @@ class Walker:
             return None
         version = str(source["targetRevision"])
         if name in GIT_CHARTS.values():
-            version = version.removeprefix("v")  # a Git tag; the chart's own version has no v
+            version = _chart_version_at(str(name), version)
         return ChartRef(
             chart=str(name),
             version=version,
@@ -685,12 +696,20 @@ class Walker:
         """What Argo CD's sync does with each platform Application: every app's CRDs first, then each app's objects."""
         renders: list[tuple[str, str, list[dict[str, Any]]]] = []
         for w in self.report.objects(cluster):
-            source = (w.obj.get("spec") or {}).get("source") or {} if w.obj.get("kind") == "Application" else {}
-            if "kustomize" in source:  # kube-prometheus: built by real kustomize in tests/plans/test_monitoring.py, not synced here
-                self.report.not_rendered.append(
-                    f"{cluster}: Application {w.obj['metadata']['name']} (kustomize {source.get('path')} {source.get('targetRevision')}): "
-                    "a kustomize source this walker does not sync"
+            src = (w.obj.get("spec") or {}).get("source") or {} if w.obj.get("kind") == "Application" else {}
+            if "kustomize" in src:
+                # kube-prometheus: built by the pinned kustomize as Argo CD builds it (kustomize.buildOptions), then synced.
+                name = f"Application {w.obj['metadata']['name']}"
+                objects = kustomize.build(
+                    str(src["repoURL"]),
+                    str(src["targetRevision"]),
+                    str(src.get("path") or "."),
+                    src["kustomize"],
+                    build_options="--enable-helm",
+                    kube_version=self.kube_version(cluster),
                 )
+                self.report.renders[f"{cluster}/{name}"] = objects
+                renders.append((str(w.obj["spec"]["destination"]["namespace"]), name, objects))
         for app in self.platform_applications(cluster):
             ref = self._application_ref(cluster, app)
             if ref is None:
@@ -776,14 +795,23 @@ class Walker:
         return obj, "", None
 
 
-# What changes without anyone's apply: the server's bookkeeping and the controllers' status.
-_VOLATILE = {("metadata", "resourceVersion"), ("metadata", "managedFields"), ("metadata", "generation"), ("status",)}
+# What changes without anyone's apply: the server's bookkeeping, the controllers' status, and the revision the
+# Deployment controller writes on its own schedule (a read just after the first apply may come before it).
+_VOLATILE = {
+    ("metadata", "resourceVersion"),
+    ("metadata", "managedFields"),
+    ("metadata", "generation"),
+    ("status",),
+    ("metadata", "annotations", "deployment.kubernetes.io/revision"),
+}
 
 
 def diff_paths(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[str]:
-    """Where two objects differ, as dotted paths (bookkeeping and status left out)."""
+    """Where two objects differ, as dotted paths (bookkeeping and status left out; no map and an empty one alike)."""
     if path in _VOLATILE:
         return []
+    if (isinstance(a, dict) and b is None) or (a is None and isinstance(b, dict)):
+        a, b = a or {}, b or {}
     if isinstance(a, dict) and isinstance(b, dict):
         return [p for k in sorted(set(a) | set(b)) for p in diff_paths(a.get(k), b.get(k), (*path, str(k)))]
     return [] if a == b else [".".join(path)]

@@ -58,12 +58,6 @@ def test_what_stood_in_and_what_was_removed_is_exactly_what_cannot_run_here(depl
         "arda: ValidatingWebhookConfiguration trust-manager (edge-certificates-trust-manager) admitted, then removed: no pod serves cert-manager/trust-manager here",
     ]
     rook = "arda: Application rook-ceph: its subchart ceph-csi-operator (no Go module serves it)"
-    # Monitoring's kube-prometheus (both stacks) is built by real kustomize in tests/plans/test_monitoring.py, not synced here;
-    # sign-in's Headlamp (homelab) comes from its Git tag, which no chart source of tools/upstream pins yet.
-    kube_prometheus = "arda: Application kube-prometheus (kustomize . v0.18.0): a kustomize source this walker does not sync"
-    headlamp = (
-        "arda: Application headlamp (charts/headlamp v0.44.0): no pinned chart for https://github.com/kubernetes-sigs/headlamp.git charts/headlamp"
-    )
     talos = "arda: Talos: the talos.dev ServiceAccount CRD its controller writes when kubernetesTalosAPIAccess is on"
     # talos-backup's ServiceAccount kind is Talos's (homelab backs Arda's etcd up); ESO's webhooks (its apps have secrets).
     assert report.stand_ins == ([talos] if backup.arda_etcd(deployment.stack) else []) + [cilium]
@@ -76,13 +70,11 @@ def test_what_stood_in_and_what_was_removed_is_exactly_what_cannot_run_here(depl
     assert sorted(report.removed) == sorted(webhooks)
     if deployment.stack.ainur is not None:  # homelab: Longhorn on the Pis' disks
         assert report.not_rendered == [
-            kube_prometheus,
             rook,
-            headlamp,
             "ainur: Application longhorn (longhorn 1.10.1): Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
         ]
     else:
-        assert report.not_rendered == [kube_prometheus, rook]
+        assert report.not_rendered == [rook]
 
 
 def test_a_second_up_changes_nothing(deployment: Deployed) -> None:
@@ -116,6 +108,8 @@ MAY_RUN_ON_CONTROL_PLANES = [
     # Like Talos's own CoreDNS (plans.coredns): the cluster resolves names before any worker joins.
     "Deployment kube-system/coredns",
     "Deployment local-path-storage/local-path-provisioner",
+    # With monitoring: kube-prometheus's node-exporter reads every machine, control planes included.
+    "DaemonSet monitoring/node-exporter",
 ]
 
 
@@ -125,6 +119,9 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
     # Cilium's agent and its Envoy on every Arda machine, control planes included.
     for name in ("DaemonSet kube-system/cilium", "DaemonSet kube-system/cilium-envoy"):
         assert deployment.workload("arda", name).nodes == arda_nodes, name
+    # kube-prometheus (synced as Argo CD builds it): node-exporter on every Arda machine too.
+    if stack.monitoring is not None:
+        assert deployment.workload("arda", "DaemonSet monitoring/node-exporter").nodes == arda_nodes
     # The cluster's DNS (plans.coredns, Talos's own turned off): two pods on two machines, behind kube-dns at
     # the address Talos gives every kubelet, which the real API server accepted from the service network.
     coredns = deployment.workload("arda", "Deployment kube-system/coredns")
@@ -134,7 +131,7 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
     assert service["spec"]["selector"] == coredns.obj["spec"]["template"]["metadata"]["labels"] == {"k8s-app": "kube-dns"}
     # Off the control planes, unless they take workloads or the workload tolerates their taint: exactly these do.
     tolerating = sorted(w.name for w in deployment.workloads("arda") if _tolerates_control_planes(w.obj))
-    assert tolerating == MAY_RUN_ON_CONTROL_PLANES
+    assert tolerating == sorted(w for w in MAY_RUN_ON_CONTROL_PLANES if stack.monitoring is not None or "/node-exporter" not in w)
     if not stack.arda.allow_scheduling_on_control_planes:
         control_planes = set(deployment.nodes("arda", iluvatar__role="valinor"))
         assert {w.name for w in deployment.workloads("arda") if set(w.nodes) & control_planes} <= set(tolerating)

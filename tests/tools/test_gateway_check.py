@@ -47,11 +47,15 @@ def test_homelab_every_gateway_listener_and_route_is_accepted() -> None:
         ("Gateway", "networking/envoy-internal", "", "True/Accepted"),
         ("Gateway", "networking/envoy-internal", "http", "True/Accepted"),
         ("Gateway", "networking/envoy-internal", "https", "True/Accepted"),
+        # Sign-in's route to Arda's Argo CD (plans.identity), Grafana's and Headlamp's as registry apps.
+        ("HTTPRoute", "argocd/argocd-server", "networking/envoy-internal/https", "True/Accepted"),
         ("HTTPRoute", "home-automation/home-assistant", "networking/envoy-internal/https", "True/Accepted"),
         ("HTTPRoute", "media/jellyfin", "networking/envoy-internal/https", "True/Accepted"),
+        ("HTTPRoute", "monitoring/grafana", "networking/envoy-internal/https", "True/Accepted"),
         ("HTTPRoute", "networking/https-redirect", "networking/envoy-external/http", "True/Accepted"),
         ("HTTPRoute", "networking/https-redirect", "networking/envoy-internal/http", "True/Accepted"),
         ("HTTPRoute", "selfhosted/blog", "networking/envoy-external/https", "True/Accepted"),
+        ("HTTPRoute", "system/headlamp", "networking/envoy-internal/https", "True/Accepted"),
     ]
     listeners = [s for s in found if s.kind == "Gateway" and s.section]
     assert all(s.ok("Programmed") and s.ok("ResolvedRefs") for s in listeners), [str(s) for s in listeners]
@@ -76,7 +80,16 @@ def test_each_gateway_routes_exactly_its_audiences_hosts() -> None:
     _, translated = _checked(HOMELAB)
     assert gateway_check.virtual_hosts(translated) == {
         "networking/envoy-external": {"http": ["*"], "https": ["www.example.com"]},
-        "networking/envoy-internal": {"http": ["*"], "https": ["hass.iluvatar.home.arpa", "jellyfin.example.com"]},
+        "networking/envoy-internal": {
+            "http": ["*"],
+            "https": [
+                "argocd.iluvatar.home.arpa",
+                "grafana.iluvatar.home.arpa",
+                "hass.iluvatar.home.arpa",
+                "headlamp.iluvatar.home.arpa",
+                "jellyfin.example.com",
+            ],
+        },
     }
 
 
@@ -149,7 +162,9 @@ def test_the_objects_checked_are_the_programs() -> None:
         (r.type.rsplit(":", 1)[1], r.inputs["metadata"]["name"]) for r in sim.registrations if r.type.startswith("kubernetes:gateway.")
     )
     assert kinds == registered
-    assert len(kinds) == len(gateways.manifests(read_stack_file(HOMELAB).parse()))
+    # The edge's, and sign-in's route to Arda's Argo CD (components.identity registers it).
+    assert len(kinds) == len(gateways.manifests(read_stack_file(HOMELAB).parse())) + 1
+    assert ("HTTPRoute", "argocd-server") in kinds
 
 
 def test_conflicting_listeners_leave_the_gateway_not_accepted() -> None:

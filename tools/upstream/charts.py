@@ -180,6 +180,9 @@ CHARTS: dict[str, ChartSource] = {
         ),
         # VolSync: its chart carries its two CRDs as templates (manageCRDs).
         ChartSource("volsync", "github.com/backube/volsync", "helm/volsync"),
+        # Headlamp publishes its chart in Git; the v0.44.0 tag holds chart 0.43.0 (bumped after the release), which
+        # is what Argo CD renders from that tag.
+        ChartSource("headlamp", "github.com/kubernetes-sigs/headlamp", "charts/headlamp", versions={"0.43.0": "v0.44.0"}),
     )
 }
 

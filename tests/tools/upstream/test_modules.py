@@ -25,8 +25,9 @@ def test_the_pins_file_pins_exact_versions_with_sums() -> None:
     pins = upstream.pins()
     assert pins[("github.com/cilium/cilium", "v1.18.4")] == "h1:/HrbeMmk46UDkJs4uJemIqxB7wuZ+QRMNVscNYua5C8="
     assert pins[(upstream.TALOS_MACHINERY, "v1.12.4")] == "h1:4Zh47gUnK8y155dUWJKpSRnFgAozvFjs7XlGMaKGhM0="
-    # 13, and the data layer's ESO, VolSync and external-snapshotter (its controller's module and its CRDs' client module).
-    assert len(pins) == 17
+    # 13, the data layer's ESO, VolSync and external-snapshotter (its controller's module and its CRDs' client module),
+    # and monitoring's and sign-in's: the Prometheus Operator, kube-prometheus and Headlamp.
+    assert len(pins) == 20
     assert all(version.startswith("v") and sum_.startswith("h1:") for (_, version), sum_ in pins.items())
 
 
