@@ -67,7 +67,9 @@ def test_envoy_internal_serves_both_zones_certificates() -> None:
 def test_routes_one_per_app_on_its_audiences_gateway() -> None:
     stack = _stack(HOMELAB)
     routes = {m["metadata"]["name"]: m for m in gateways.manifests(stack) if m["kind"] == "HTTPRoute"}
-    assert sorted(routes) == ["blog", "home-assistant", "https-redirect", "jellyfin"]
+    # Grafana and Headlamp are the homelab registry's apps too (iluvatar:monitoring and iluvatar:identity name them).
+    assert sorted(routes) == ["blog", "grafana", "headlamp", "home-assistant", "https-redirect", "jellyfin"]
+    assert routes["grafana"]["spec"]["rules"] == [{"backendRefs": [{"name": "grafana", "port": 3000}]}]
     assert routes["blog"] == {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
