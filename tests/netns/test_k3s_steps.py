@@ -59,8 +59,17 @@ def stack_doc(pub: str, version: str, **changes: Any) -> dict[str, Any]:
     nodes.insert(3, {**nodes[2], "name": "varda", "role": "maiar", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"})
     # Set with `pulumi config set --secret`: the simulation cannot read it, the test's SSH client uses its own copy.
     doc["config"]["iluvatar:ainurSshPrivateKey"] = {"secure": "v1:dGhlIHRlc3QncyBrZXk="}
-    # No Cloudflare and no apps: nothing the Ainur's steps depend on, and a simulation in seconds.
-    for key in ("iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:apps"):
+    # No Cloudflare, no apps, no monitoring and no sign-in (whose valar step is pinned by the Ainur's component
+    # tests, not run here): nothing else the Ainur's steps depend on, and a simulation in seconds.
+    for key in (
+        "iluvatar:cloudflare",
+        "iluvatar:cloudflareApiToken",
+        "iluvatar:apps",
+        "iluvatar:monitoring",
+        "iluvatar:alertReceiverSecret",
+        "iluvatar:identity",
+        "iluvatar:identityConnectorSecret",
+    ):
         del doc["config"][key]
     doc["config"]["iluvatar:edge"] = {"publicIngress": "none", "publicDns": "none"}
     return edit(doc, {"iluvatar:ainur.k3sVersion": version, "iluvatar:ainur.sshAuthorizedKeys": [pub], **changes})
