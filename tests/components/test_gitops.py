@@ -16,7 +16,7 @@ from plans import gitops as plan
 from plans import identity as identity_plan
 from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 
 CHART = "kubernetes:helm.sh/v3:Release"
 APPSET = "kubernetes:argoproj.io/v1alpha1:ApplicationSet"
@@ -250,19 +250,11 @@ def test_rk1_has_arda_only() -> None:
 
 
 def test_no_gitops_section_means_no_argo_cd(tmp_path: Path) -> None:
-    # Monitoring and Headlamp are Argo CD Applications, and the apps' backups live in their GitOps folders
-    # (stacks.data): they go with GitOps.
+    # With GitOps, what goes with it (tests.edit.GOES_WITH_GITOPS): Monitoring, Headlamp, the apps' backups.
     doc = edit(
         homelab_doc(),
         {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
-        delete=[
-            "iluvatar:gitops",
-            "iluvatar:monitoring",
-            "iluvatar:alertReceiverSecret",
-            "iluvatar:identity.headlamp",
-            "iluvatar:apps[0].backup",
-            "iluvatar:apps[1].backup",
-        ],
+        delete=list(GOES_WITH_GITOPS),
     )
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     assert not [r for r in sim.registrations if r.name.startswith("gitops")]

@@ -11,7 +11,7 @@ import pytest
 
 from iluvatar.simulate import READ_STACK_OUTPUTS, Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 DEPLOYED = {
@@ -125,19 +125,11 @@ def test_the_retire_path_is_the_easy_one(tmp_path: Path) -> None:
 
 
 def test_without_gitops_nothing_is_installed_and_the_osds_are_remembered(tmp_path: Path) -> None:
-    # Monitoring and Headlamp are Argo CD Applications, and the apps' backups live in their GitOps folders
-    # (stacks.data): they go with GitOps.
+    # With GitOps, what goes with it (tests.edit.GOES_WITH_GITOPS): Monitoring, Headlamp, the apps' backups.
     doc = edit(
         homelab_doc(),
         {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
-        delete=[
-            "iluvatar:gitops",
-            "iluvatar:monitoring",
-            "iluvatar:alertReceiverSecret",
-            "iluvatar:identity.headlamp",
-            "iluvatar:apps[0].backup",
-            "iluvatar:apps[1].backup",
-        ],
+        delete=list(GOES_WITH_GITOPS),
     )
     sim = _run(tmp_path, "no-gitops", doc, {"storage": DEPLOYED})
     assert [r.name for r in sim.registrations if r.name.startswith("storage")] == ["storage"]

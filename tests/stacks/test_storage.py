@@ -8,7 +8,7 @@ import pytest
 
 from stacks import StackConfig, StackConfigError, load_stack_file
 from stacks import storage as facts
-from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
 
 OSDS = {"taniquetil": ("/dev/nvme0n1",), "tirion": ("/dev/nvme0n1",), "alqualonde": ("/dev/nvme0n1",)}
 
@@ -43,17 +43,8 @@ def test_without_gitops_ceph_is_not_installed_so_its_rules_do_not_apply(tmp_path
     doc = edit(
         homelab_doc(),
         {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git"},
-        [
-            "iluvatar:gitops",
-            "iluvatar:nodes[5].dataDisks",
-            # Monitoring and Headlamp are Argo CD Applications, and the apps' backups need GitOps too
-            # (stacks.data): they go with it.
-            "iluvatar:monitoring",
-            "iluvatar:alertReceiverSecret",
-            "iluvatar:identity.headlamp",
-            "iluvatar:apps[0].backup",
-            "iluvatar:apps[1].backup",
-        ],
+        # With GitOps, what goes with it (tests.edit.GOES_WITH_GITOPS).
+        [*GOES_WITH_GITOPS, "iluvatar:nodes[5].dataDisks"],
     )
     assert load_stack_file(write_stack(tmp_path, doc)).storage.arda.ceph.replicas is None
 
