@@ -153,6 +153,11 @@ def category_namespace(category: str, enforce: PodSecurityLevel) -> dict[str, An
     }
 
 
+# How Argo CD runs kustomize: an app's folder may pull a Helm chart through kustomize (`helmCharts:`), the
+# usual way to deploy a chart with values kept in Git, since a folder cannot add sources to its Application.
+KUSTOMIZE_BUILD_OPTIONS = "--enable-helm"
+
+
 def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The argo-cd chart's values: Argo CD that never manages itself, tracks by annotation, no Dex of its own.
 
@@ -168,9 +173,7 @@ def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] |
         "application.resourceTrackingMethod": "annotation",
         # The admin login: its first password is the argocd-initial-admin-secret Argo CD generates.
         "admin.enabled": True,
-        # An app's folder may pull a Helm chart through kustomize (`helmCharts:`): the usual way to
-        # deploy a chart with values kept in Git, since a folder cannot add sources to its Application.
-        "kustomize.buildOptions": "--enable-helm",
+        "kustomize.buildOptions": KUSTOMIZE_BUILD_OPTIONS,
     }
     values: dict[str, Any] = {
         # CRDs stay when the chart goes: deleting them would delete every Application with them.

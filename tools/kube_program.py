@@ -51,6 +51,7 @@ import yaml
 from iluvatar.render import cluster_of
 from iluvatar.simulate import Registration, SecretValue, Simulation
 from plans import backup as backup_plan
+from plans import gitops as gitops_plan
 from stacks.model import StackConfig
 from tools import gotools, upstream
 from tools.kube_cluster import (
@@ -705,7 +706,7 @@ class Walker:
                     str(src["targetRevision"]),
                     str(src.get("path") or "."),
                     src["kustomize"],
-                    build_options="--enable-helm",
+                    build_options=gitops_plan.KUSTOMIZE_BUILD_OPTIONS,
                     kube_version=self.kube_version(cluster),
                 )
                 self.report.renders[f"{cluster}/{name}"] = objects

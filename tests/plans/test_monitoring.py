@@ -499,7 +499,12 @@ def test_the_config_secret_holds_the_receivers_secret_and_nothing_else_does() ->
 def built() -> list[dict[str, Any]]:
     source = monitoring.application(homelab())["spec"]["source"]
     return kustomize.build(
-        source["repoURL"], source["targetRevision"], source["path"], source["kustomize"], build_options="--enable-helm", kube_version="v1.34.1"
+        source["repoURL"],
+        source["targetRevision"],
+        source["path"],
+        source["kustomize"],
+        build_options=gitops.KUSTOMIZE_BUILD_OPTIONS,
+        kube_version="v1.34.1",
     )
 
 
