@@ -8,7 +8,8 @@ What counts as a rule, and how it is neutralised:
 - `stacks/rules.py` and `stacks/load.py`: every statement that reports a problem (one that
   builds a `Problem`, or adds a helper's problems with `+=`, `extend` or `yield from`) becomes
   `pass` (a `return [Problem(...)]` becomes `return []`);
-- `stacks/model.py`: every `raise ValueError` in a field validator returns the value unchecked;
+- `stacks/model.py` and `stacks/fields.py` (the field types it builds on): every `raise ValueError`
+  in a field validator returns the value unchecked;
   every `Field` bound (`ge`, `le`, `min_length`) is dropped; every `_pattern(...)` field check
   accepts anything; every `Literal[...]` becomes `str`; `extra="forbid"` becomes `"ignore"`;
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
@@ -43,6 +44,7 @@ RULE_FILES = (
     "stacks/rules.py",
     "stacks/load.py",
     "stacks/model.py",
+    "stacks/fields.py",
     "stacks/boards.py",
     "stacks/repository.py",
     "stacks/gitops.py",

@@ -9,8 +9,8 @@ import yaml
 from pydantic import Field, ValidationError
 
 from stacks import StackConfigError, StackFileError, load_stack_file, read_stack_file
+from stacks.fields import Model
 from stacks.load import Secure, _translate, load_yaml, parse_stack
-from stacks.model import Model
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 

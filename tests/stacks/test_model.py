@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from stacks import load_stack_file
-from stacks.model import AddressRange, Arda, DiskSelector, Network, Node, normalise_mac
+from stacks.fields import normalise_mac
+from stacks.model import AddressRange, Arda, DiskSelector, Network, Node
 from tests.edit import HOMELAB, RK1
 
 NODE = {

@@ -1,0 +1,142 @@
+"""The field types every stack model module shares, and the base model they all derive from.
+
+Addresses, networks, MACs, labels, DNS names, versions and disk paths, each checked as the user wrote it
+and described for the editor schema (`iluvatar schema`): a pattern and an example. `stacks.model` and
+`stacks.data_model` both build on these, so neither imports the other to get them.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from stacks.boards import BOARDS
+from stacks.errors import show
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HEX = re.compile(r"^[0-9a-f]{12}$")
+_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
+_SEMVER_V = re.compile(r"^v\d+\.\d+\.\d+$")
+_DISK = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
+
+
+def _ipv4(value: object) -> object:
+    if isinstance(value, IPv4Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not an IPv4 address (write it as a string, e.g. 192.168.0.10)")
+    try:
+        return IPv4Address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value} is not an IPv4 address") from None
+
+
+def _cidr(value: object) -> object:
+    if isinstance(value, IPv4Network):
+        return value
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"{show(value)} is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)")
+    try:
+        return IPv4Network(value.strip(), strict=True)
+    except ValueError:
+        try:
+            loose = IPv4Network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{value} is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)") from None
+        raise ValueError(f"{value} has host bits set; the network is {loose}") from None
+
+
+def normalise_mac(value: object) -> object:
+    """Accepts the usual spellings (aa:bb:.., AA-BB-.., aabb.ccdd.eeff, aabbccddeeff) and
+    returns lower-case colon form, so one machine cannot appear under two spellings."""
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not a MAC address (write it as a quoted string)")
+    compact = re.sub(r"[:\-.]", "", value.strip().lower())
+    separators_ok = re.fullmatch(
+        r"[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}|(?:[0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}|[0-9a-fA-F]{12}",
+        value.strip(),
+    )
+    if not separators_ok or not _HEX.match(compact):
+        raise ValueError(f"{value} is not a MAC address (e.g. d8:3a:dd:12:34:56)")
+    if compact == "000000000000":
+        raise ValueError(f"{value} is the all-zero MAC address, which no network card has")
+    if int(compact[0:2], 16) & 1:
+        raise ValueError(f"{value} is a multicast MAC address; a network card's MAC is unicast")
+    return ":".join(compact[i : i + 2] for i in range(0, 12, 2))
+
+
+def _label(value: object) -> object:
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise ValueError(
+            f"{show(value)} is not a valid name: use an RFC 1123 label "
+            "(lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-')"
+        )
+    return value
+
+
+def _dns_name(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} is not a DNS domain name")
+    name = value.strip().rstrip(".")
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"{value} is not a DNS domain name (e.g. home.arpa or example.com)")
+    return name
+
+
+def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
+    def check(value: object) -> object:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
+        return value
+
+    return BeforeValidator(check, json_schema_input_type=_text(regex.pattern, example, f"a {what}"))
+
+
+def _text(pattern: str, example: str, description: str) -> Any:
+    """What the editor schema (`iluvatar schema`) shows for a checked string: its pattern and an example."""
+    return Annotated[str, Field(pattern=pattern, examples=[example], description=description)]
+
+
+def _known_board(value: object) -> object:
+    if value not in BOARDS:
+        raise ValueError(f"{show(value)} is not a known board (known: {', '.join(sorted(BOARDS))})")
+    return value
+
+
+# The JSON Schema patterns are what an editor can check alone; the validators say more (host bits,
+# multicast MACs, label lengths), and `iluvatar validate` is the authority.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+IPv4 = Annotated[IPv4Address, BeforeValidator(_ipv4, json_schema_input_type=_text(_IPV4, "192.168.0.10", "an IPv4 address"))]
+Cidr = Annotated[
+    IPv4Network,
+    BeforeValidator(_cidr, json_schema_input_type=_text(_IPV4[:-1] + r"/(3[0-2]|[12]?[0-9])$", "192.168.0.0/24", "an IPv4 network in CIDR form")),
+]
+_HEX2 = "[0-9a-fA-F]{2}"
+_MAC = rf"^({_HEX2}(:{_HEX2}){{5}}|{_HEX2}(-{_HEX2}){{5}}|[0-9a-fA-F]{{4}}(\.[0-9a-fA-F]{{4}}){{2}}|[0-9a-fA-F]{{12}})$"
+Mac = Annotated[str, BeforeValidator(normalise_mac, json_schema_input_type=_text(_MAC, "d8:3a:dd:12:34:56", "a MAC address"))]
+Label = Annotated[str, BeforeValidator(_label, json_schema_input_type=_text(_LABEL.pattern, "tirion", "an RFC 1123 label"))]
+_DNS = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$"
+DnsName = Annotated[str, BeforeValidator(_dns_name, json_schema_input_type=_text(_DNS, "home.arpa", "a DNS domain name"))]
+DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
+K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.33.6+k3s1", "k3s version")]
+TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.12.4", "Talos version")]
+KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.34.1", "Kubernetes version")]
+BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
+
+
+class Model(BaseModel):
+    """Base of every config model: immutable, camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+    )
