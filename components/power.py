@@ -25,6 +25,7 @@ from components.arda import TalosConfig, about
 from components.steps import secret_stdin
 from plans import k3s
 from plans import power as plan
+from plans.timeouts import engine_timeout
 from stacks.model import Node, StackConfig
 
 
@@ -102,7 +103,7 @@ class Power(pulumi.ComponentResource):
         timeout = power_on.engine_timeout
         if node.power.bmc.flash:
             create = config.disk_images[node.name].apply(lambda image: plan.bmc_step(node, image).command)
-            timeout = plan.engine_timeout(plan.FLASH_TIMEOUT)
+            timeout = engine_timeout(plan.FLASH_TIMEOUT)
         password = args.bmc_passwords.apply(lambda passwords: passwords[address])
         return command.local.Command(
             name,

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plans import talos
+from plans.timeouts import engine_timeout
 from stacks.model import Node, StackConfig
 
 # Pulumi runs local commands in the project folder; Pulumi.yaml names `.venv` as the program's
@@ -44,9 +45,6 @@ NODES_GATE_TIMEOUT = "20m"
 OPERATOR_GATE_TIMEOUT = "10m"
 AINUR_API_TIMEOUT = "10m"
 STORAGE_GATE_TIMEOUT = "30m"
-# The engine's own bound on a step, a little over the upgrader's: the upgrader reports first, with
-# the check that was still failing; the engine's bound only catches a step that hangs outright.
-ENGINE_MARGIN_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -63,14 +61,7 @@ class Step:
 
     @property
     def engine_timeout(self) -> str:
-        return f"{minutes(self.timeout) + ENGINE_MARGIN_MINUTES}m"
-
-
-def minutes(duration: str) -> int:
-    """A whole-minute duration (`45m`) as minutes."""
-    if not duration.endswith("m") or not duration[:-1].isdigit():
-        raise ValueError(f"{duration!r} is not a whole number of minutes such as 30m")
-    return int(duration[:-1])
+        return engine_timeout(self.timeout)
 
 
 def node_arg(node: Node) -> str:

@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from plans import metrics
+from plans.merge import deep_merge
 from plans.talos import KUBEPRISM_PORT
 from stacks.model import StackConfig
 
@@ -25,17 +26,6 @@ _TALOS_CAPABILITIES = {
     "ciliumAgent": ["CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
     "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
 }
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm-style merge: maps merge key by key, anything else in `override` wins."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def helm_values(stack: StackConfig) -> dict[str, Any]:

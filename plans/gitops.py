@@ -24,7 +24,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from plans import metrics
-from plans.cilium import deep_merge
+from plans.merge import deep_merge
 from stacks import gitops as rules
 from stacks.model import GitOps, PodSecurityLevel, StackConfig
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from urllib.parse import urlencode
 
+from plans.timeouts import engine_timeout
 from stacks.model import Bmc, Node, StackConfig
 
 # Pulumi runs local commands in the project folder (plans.bringup.UPGRADER has the same root).
@@ -161,13 +162,6 @@ class PowerStep:
     @property
     def engine_timeout(self) -> str:
         return engine_timeout(self.timeout)
-
-
-def engine_timeout(timeout: str) -> str:
-    """The engine's bound on a step, a little over the command's own, as for every bring-up step (plans.bringup)."""
-    from plans.bringup import ENGINE_MARGIN_MINUTES, minutes  # plans.bringup imports plans.talos, which imports this module
-
-    return f"{minutes(timeout) + ENGINE_MARGIN_MINUTES}m"
 
 
 def bmc_step(node: Node, flash_image: str | None = None) -> PowerStep:

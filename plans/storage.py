@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from plans import backup, gitops, metrics
-from plans.cilium import deep_merge
 from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
+from plans.merge import deep_merge
 from stacks import storage as facts
 from stacks.model import Node, StackConfig
 

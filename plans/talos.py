@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import apiserver, local_volumes, power, yamltext
+from plans import apiserver, backup, local_volumes, power, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -99,9 +99,6 @@ def _config_document(
         "nodeLabels": labels,
     }
     # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
-    # Imported here: plans.backup reaches plans.cilium through plans.gitops, and plans.cilium imports this module.
-    from plans import backup
-
     machine["features"] |= backup.talos_features(stack, control_plane)
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:

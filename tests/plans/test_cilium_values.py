@@ -71,18 +71,6 @@ def test_values_are_fresh_each_time_and_never_alias_the_stack() -> None:
     assert (again["bpf"], again["extra"]) == ({"masquerade": True}, ["a"])
 
 
-def test_deep_merge_merges_maps_and_leaves_both_inputs_alone() -> None:
-    base = {"a": {"b": 1, "c": [1]}, "d": 1, "h": {"i": [1]}}
-    override = {"a": {"c": [2], "e": {"f": [1]}}, "g": [[3]]}
-    merged = cilium.deep_merge(base, override)
-    assert merged == {"a": {"b": 1, "c": [2], "e": {"f": [1]}}, "d": 1, "h": {"i": [1]}, "g": [[3]]}
-    merged["a"]["e"]["f"].append(2)
-    merged["g"][0].append(4)
-    merged["h"]["i"].append(2)
-    assert base == {"a": {"b": 1, "c": [1]}, "d": 1, "h": {"i": [1]}}
-    assert override == {"a": {"c": [2], "e": {"f": [1]}}, "g": [[3]]}
-
-
 def test_load_balancer_pool_exactly() -> None:
     assert cilium.load_balancer_pool(load_stack_file(HOMELAB)) == {
         "apiVersion": "cilium.io/v2",

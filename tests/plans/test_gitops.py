@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from plans import gitops as plan
-from plans.cilium import deep_merge
+from plans.merge import deep_merge
 from stacks import StackConfig, gitops, load_stack_file, parse_stack, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, without
