@@ -1,7 +1,5 @@
 """Entry point for `python -m iluvatar`."""
 
-import sys
+from iluvatar.cli import run
 
-from iluvatar.cli import main
-
-sys.exit(main())
+run()

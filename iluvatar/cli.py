@@ -12,15 +12,18 @@ Exit codes: 0 success; 1 the stack config is invalid (every problem listed, one 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from stacks.errors import StackConfigError
 from stacks.load import StackFileError, load_stack_file, read_stack_file, validate_stack_file
@@ -304,3 +307,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(e.report(), file=sys.stderr)
         return EXIT_INVALID
     return code
+
+
+def run() -> NoReturn:
+    """The `iluvatar` command as a process (the console script, `python -m iluvatar`): `main()`, then exit at once.
+
+    Two costs are not the command's work, and each took about a second of `iluvatar render homelab`
+    (scripts/benchmark.py measures it): the cyclic garbage collector walking the provider SDKs' millions of
+    freshly imported objects again and again while they load (mypy raises its thresholds the same way, for
+    the same reason), and the interpreter's teardown freeing them one by one after the files are written.
+    """
+    gc.set_threshold(200_000, 30, 30)
+    # Output piped to `head` ends the command quietly, as other Unix tools end, not with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    code = main()
+    # Every file was written and renamed into place by the command; only the standard streams may hold output.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):
+            stream.flush()
+    os._exit(code)

@@ -3,7 +3,9 @@ a stack name or a stack file path, exit codes and messages, no traceback."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +139,24 @@ def test_stack_argument_errors_are_one_line(command: list[str], tmp_path: Path) 
 def test_the_older_stack_option_still_works(tmp_path: Path) -> None:
     result = iluvatar("render", "--stack", "rk1", "--out", str(tmp_path / "out"), cwd=ROOT)
     assert (result.returncode, result.stdout) == (0, f"rendered stack rk1 to {tmp_path / 'out'}: {files_in(tmp_path / 'out')} files\n")
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_output_is_whole_in_a_file_and_a_reader_that_leaves_ends_the_command_quietly(tmp_path: Path, buffered: bool) -> None:
+    """The command exits without the interpreter's teardown (iluvatar.cli.run): what it printed is flushed first,
+    and a reader that has gone (`| head`) ends it by SIGPIPE, as it ends other Unix tools, not with a traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({} if buffered else {"PYTHONUNBUFFERED": "1"})
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        done = subprocess.run([str(ILUVATAR), "validate", "homelab"], cwd=ROOT, stdout=sink, env=env, timeout=60, check=False)
+    assert done.returncode == 0
+    assert out.read_text() == f"{HOMELAB.name}: valid: {HOMELAB_SUMMARY}\n"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a byte
+    try:
+        gone = subprocess.run(
+            [str(ILUVATAR), "validate", "homelab"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, env=env, timeout=60, check=False
+        )
+    finally:
+        os.close(write)
+    assert (gone.returncode, gone.stderr) == (-signal.SIGPIPE, b"")
