@@ -3,8 +3,8 @@
 `Edge` owns the category namespaces (the GitOps layer deploys into them) and four parts:
 `Certificates` (cert-manager, trust-manager, the local root CA, the wildcard certificates),
 `Gateways` (Envoy Gateway, `envoy-internal` and, with a public path, `envoy-external`, one route
-per app), `Cloudflare` (the tunnel, cloudflared and the public records; only when the stack turns
-Cloudflare on, else no Cloudflare provider or resource exists) and, in a stack without the Ainur,
+per app), `Cloudflare` (components.cloudflare: the tunnel, cloudflared and the public records; only when
+the stack turns the tunnel on, else no Cloudflare provider or resource exists) and, in a stack without the Ainur,
 `Resolver` (the LAN's split DNS on Arda). Everything is derived from the app registry by the plans
 (plans.edge, plans.gateways, plans.certificates, plans.cloudflare, plans.resolver).
 
@@ -16,27 +16,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import kube
+from components.cloudflare import Cloudflare, CloudflareArgs
 from components.local_ca import LocalCa
 from components.steps import ClusterAccess
 from plans import bringup
 from plans import certificates as certs_plan
-from plans import cloudflare as cloudflare_plan
 from plans import edge as plan
 from plans import gateways as gateways_plan
 from plans import gitops as gitops_plan
 from plans import resolver as resolver_plan
 from stacks.edge import edge_addresses
 from stacks.model import StackConfig
-
-if TYPE_CHECKING:
-    import pulumi_cloudflare as cloudflare
 
 
 def custom_resource(name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
@@ -210,108 +206,6 @@ class Gateways(pulumi.ComponentResource):
             elif kind == "HTTPRoute" and meta["name"] != gateways_plan.REDIRECT_ROUTE:
                 self.routes[meta["name"]] = resource
         self.register_outputs({})
-
-
-@dataclass(frozen=True)
-class CloudflareArgs:
-    """The validated stack (account, zone, external apps), the API token (secret) and the namespaces."""
-
-    stack: StackConfig
-    api_token: pulumi.Output[str]
-    namespaces: Mapping[str, k8s.core.v1.Namespace]
-
-
-class Cloudflare(pulumi.ComponentResource):
-    """Cloudflare: the remotely managed tunnel and its ingress rules, cloudflared on Arda, and one
-    proxied CNAME per external app. Pulumi is the only writer of these public records."""
-
-    # `tunnel` and `records` are annotated where they are set: the SDK resolves class annotations at
-    # registration, and the Cloudflare types exist only once __init__ has imported them.
-    tunnel_token: pulumi.Output[str]
-
-    def __init__(self, name: str, args: CloudflareArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("iluvatar:edge:Cloudflare", name, None, opts)
-        # Imported only here: the Cloudflare SDK loads every one of its resource modules on import
-        # (about 1.1 s, a third of a small stack's run), which a stack without Cloudflare never needs.
-        import pulumi_cloudflare as cloudflare
-
-        stack = args.stack
-        assert stack.cloudflare is not None
-        assert stack.network.external_domain is not None
-        account = stack.cloudflare.account_id
-        child = pulumi.ResourceOptions(parent=self)
-        provider = cloudflare.Provider(f"{name}-provider", api_token=args.api_token, opts=child)
-        random_provider = random.Provider(f"{name}-random", opts=child)
-        tunnel_secret = random.RandomBytes(
-            f"{name}-tunnel-secret",
-            length=cloudflare_plan.TUNNEL_SECRET_BYTES,
-            opts=pulumi.ResourceOptions(parent=self, provider=random_provider, additional_secret_outputs=["base64", "hex"]),
-        )
-        self.tunnel: cloudflare.ZeroTrustTunnelCloudflared = cloudflare.ZeroTrustTunnelCloudflared(
-            f"{name}-tunnel",
-            account_id=account,
-            name=cloudflare_plan.tunnel_name(stack),
-            config_src="cloudflare",
-            tunnel_secret=tunnel_secret.base64,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, additional_secret_outputs=["tunnelSecret"]),
-        )
-        config = cloudflare_plan.tunnel_config(stack)
-        cloudflare.ZeroTrustTunnelCloudflaredConfig(
-            f"{name}-tunnel-config",
-            account_id=account,
-            tunnel_id=self.tunnel.id,
-            config=cloudflare.ZeroTrustTunnelCloudflaredConfigConfigArgs(
-                ingresses=[
-                    cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressArgs(
-                        service=rule["service"],
-                        hostname=rule.get("hostname"),
-                        origin_request=(
-                            cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressOriginRequestArgs(
-                                origin_server_name=rule["originRequest"]["originServerName"]
-                            )
-                            if "originRequest" in rule
-                            else None
-                        ),
-                    )
-                    for rule in config["ingress"]
-                ]
-            ),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
-        )
-        token = cloudflare.get_zero_trust_tunnel_cloudflared_token_output(
-            account_id=account, tunnel_id=self.tunnel.id, opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)
-        )
-        # The provider does not mark the token secret; it is the tunnel's credential.
-        self.tunnel_token = pulumi.Output.secret(token.token)
-        networking = args.namespaces[plan.GATEWAY_NAMESPACE]
-        token_secret = k8s.core.v1.Secret(
-            f"{name}-cloudflared-token",
-            metadata={"name": cloudflare_plan.TOKEN_SECRET, "namespace": plan.GATEWAY_NAMESPACE, "labels": dict(plan.MANAGED_BY)},
-            type="Opaque",
-            string_data={cloudflare_plan.TOKEN_KEY: self.tunnel_token},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[networking]),
-        )
-        kube.create(name, cloudflare_plan.cloudflared_deployment(stack), pulumi.ResourceOptions(parent=self, depends_on=[networking, token_secret]))
-        zone = cloudflare.get_zone_output(
-            filter={"name": stack.network.external_domain, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)
-        )
-        target = self.tunnel.id.apply(lambda tunnel_id: f"{tunnel_id}.cfargotunnel.com")
-        self.records: dict[str, cloudflare.DnsRecord] = {
-            record.app: cloudflare.DnsRecord(
-                f"{name}-record-{record.app}",
-                zone_id=zone.id,
-                name=record.name,
-                type=record.type,
-                content=target,
-                proxied=record.proxied,
-                ttl=record.ttl,
-                comment=cloudflare_plan.RECORD_COMMENT,
-                opts=pulumi.ResourceOptions(parent=self, provider=provider),
-            )
-            for record in plan.public_records(stack)
-        }
-        # Component outputs are written to the state as registered: the token stays secret there only as marked here.
-        self.register_outputs({"tunnelId": self.tunnel.id, "tunnelToken": self.tunnel_token})
 
 
 @dataclass(frozen=True)
