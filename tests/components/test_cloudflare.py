@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 
 from components import cloudflare as component
 from components import kube
