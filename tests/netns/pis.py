@@ -25,7 +25,12 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
   A Pi with a `broken` file never comes back.
 
 Each Pi has its own mount namespace, so the stand-ins and the files the scripts write land in the
-Pi's own folders (bound on /usr/local/bin, /etc/rancher, /var/lib/rancher), never on this machine's.
+Pi's own folders (bound on /usr/local/bin, /etc/rancher, /var/lib/rancher, /home), never on this
+machine's. Its /etc is an overlay: this machine's /etc read-only below, the Pi's own upper folder
+(`etc`: its passwd, group, shadow, hosts, sudoers.d and cloud-init's folder) above. A file is a file
+of its own there, as on a Pi's disk: `sed -i` renames a new /etc/hosts over the old one (which a
+file bound over /etc/hosts refuses, EBUSY), and whatever a script writes lands in the upper folder,
+never in this machine's /etc.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +61,18 @@ UID = 4242  # the Pi user's uid inside each Pi's mount namespace (its own /etc/p
 KUBELET_DELAY = 1.5  # seconds a (stand-in) kubelet takes to report after k3s starts
 HEALTHZ_PORT = 10248
 OPERATOR_IP = "192.168.0.250"
+# cloud-init's template of /etc/hosts as Debian's cloud-init (22.4) ships it, on the Pis flashed with it.
+HOSTS_TEMPLATE_TEXT = (
+    "## template:jinja\n{#\nThis file (/etc/cloud/templates/hosts.debian.tmpl) is only utilized\n"
+    "if enabled in cloud-config.  Specifically, in order to enable it\nyou need to add the following to config:\n"
+    "   manage_etc_hosts: True\n-#}\n# Your system has configured 'manage_etc_hosts' as True.\n"
+    "# As a result, if you wish for changes to this file to persist\n# then you will need to either\n"
+    "# a.) make changes to the master file in /etc/cloud/templates/hosts.debian.tmpl\n"
+    "# b.) change or remove the value of 'manage_etc_hosts' in\n#     /etc/cloud/cloud.cfg or cloud-config from user-data\n"
+    "#\n{# The value '{{hostname}}' will be replaced with the local-hostname -#}\n127.0.1.1 {{fqdn}} {{hostname}}\n"
+    "127.0.0.1 localhost\n\n# The following lines are desirable for IPv6 capable hosts\n"
+    "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n\n"
+)
 
 STANDIN_K3S = """#!/bin/bash
 # STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.33.4), with
@@ -216,6 +233,16 @@ class Pi:
     def version(self) -> str:
         return (self.state / "version").read_text().strip()
 
+    @property
+    def etc(self) -> Path:
+        """The upper folder of the Pi's /etc overlay: what the Pi has of its own in /etc."""
+        return self.root / "etc"
+
+    def path(self, path: str) -> Path:
+        """`path` as the Pi sees it, through its sshd's root (in the Pi's mount namespace: the overlay, the binds)."""
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root") / path.lstrip("/")
+
 
 @dataclass
 class Pis:
@@ -248,23 +275,31 @@ class Pis:
         )
 
 
-def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, service_url: str) -> None:
+def _opaque(path: Path) -> Path:
+    """A folder of an overlay's upper layer that hides the lower one's (this machine's) of the same name."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.setxattr(path, "trusted.overlay.opaque", b"y")
+    return path
+
+
+def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, service_url: str, hosts_template: bool) -> None:
     """The Pi as it is once flashed and cloud-init has run: its user, key and sudo rule from its user-data,
-    k3s installed (the stand-in) at the stack's version, not started."""
+    k3s installed (the stand-in) at the stack's version, not started; cloud-init's template of /etc/hosts
+    where `hosts_template`."""
     assert stack.ainur is not None
     data = yaml.safe_load(cloudinit.user_data(stack, pi.node))
     user = next(u for u in data["users"] if isinstance(u, dict))
     name = user["name"]
     root = pi.root
-    etc = root / "etc"
+    etc = pi.etc
     etc.mkdir(parents=True)
     (etc / "passwd").write_text(Path("/etc/passwd").read_text() + f"{name}:x:{UID}:{UID}:{name}:/home/{name}:/bin/bash\n")
     (etc / "group").write_text(Path("/etc/group").read_text() + f"{name}:x:{UID}:\n")
     (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{name}:*:19000:0:99999:7:::\n")
     (etc / "shadow").chmod(0o640)
     (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {pi.node.name}\n")
-    sudoers = root / "sudoers.d"
-    sudoers.mkdir()
+    # The Pi's own, not this machine's with the Pi's added: opaque in the overlay.
+    sudoers = _opaque(etc / "sudoers.d")
     # What cloud-init writes for the user's `sudo:` (cc_users_groups: /etc/sudoers.d/90-cloud-init-users).
     (sudoers / "90-cloud-init-users").write_text(f"{name} {user['sudo']}\n")
     (sudoers / "90-cloud-init-users").chmod(0o440)
@@ -275,6 +310,12 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
         os.chown(path, UID, UID)
     ssh.chmod(0o700)
     (root / "etc-rancher").mkdir()
+    (etc / "rancher").mkdir()  # where etc-rancher is bound: this machine's /etc has no /etc/rancher of its own to lend
+    # cloud-init's folder: this machine's cloud-init's files are not the Pi's; its hosts template only where flashed with it.
+    cloud = _opaque(etc / "cloud")
+    if hosts_template:
+        (cloud / "templates").mkdir()
+        (cloud / "templates" / "hosts.debian.tmpl").write_text(HOSTS_TEMPLATE_TEXT)
     bin_ = root / "bin"
     bin_.mkdir()
     for script, text in {"k3s": STANDIN_K3S, "systemctl": STANDIN_SYSTEMCTL, "cloud-init": STANDIN_CLOUD_INIT, "curl": STANDIN_CURL}.items():
@@ -315,26 +356,21 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     (bin_ / f"{unit}-uninstall.sh").chmod(0o755)
 
 
-def _start_sshd(pi: Pi, mountpoints: list[str]) -> subprocess.Popen[bytes]:
+def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     root = pi.root
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
     (root / "sshd_config").write_text(
         f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
     )
-    binds = {
-        "bin": "/usr/local/bin",
-        "etc-rancher": "/etc/rancher",
-        "var-lib-rancher": "/var/lib/rancher",
-        "home": "/home",
-        "sudoers.d": "/etc/sudoers.d",
-        "etc/passwd": "/etc/passwd",
-        "etc/group": "/etc/group",
-        "etc/shadow": "/etc/shadow",
-        "etc/hosts": "/etc/hosts",
-    }
-    assert set(mountpoints) <= set(binds.values())
-    setup = "; ".join(f"mount --bind {shlex.quote(str(root / src))} {dst}" for src, dst in binds.items())
+    # /etc first (its upper folder holds /etc/rancher, the mount point bound next), then the Pi's folders.
+    (root / "etc-work").mkdir()
+    overlay = f"lowerdir=/etc,upperdir={pi.etc},workdir={root / 'etc-work'}"
+    binds = {"bin": "/usr/local/bin", "etc-rancher": "/etc/rancher", "var-lib-rancher": "/var/lib/rancher", "home": "/home"}
+    setup = "; ".join(
+        [f"mount -t overlay iluvatar-pi-etc -o {shlex.quote(overlay)} /etc"]
+        + [f"mount --bind {shlex.quote(str(root / src))} {dst}" for src, dst in binds.items()]
+    )
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
@@ -345,10 +381,11 @@ def _start_sshd(pi: Pi, mountpoints: list[str]) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Path) -> Iterator[Pis]:
+def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Path, hosts_templates: Collection[str] = ()) -> Iterator[Pis]:
     """The stack's Pis up on a LAN of namespaces, sshd answering on each, the API server on a veth into the LAN.
 
-    `cluster_for(address)` starts the API server listening at `address` (the host's end of that veth)."""
+    `cluster_for(address)` starts the API server listening at `address` (the host's end of that veth);
+    the Pis named in `hosts_templates` have cloud-init's template of /etc/hosts, the others none."""
     require("sudo")  # the Pi user's sudo, as cloud-init sets it up
     prefix = f"k3{os.getpid() % 10000}"
     block = os.getpid() % 150 + 100
@@ -382,7 +419,7 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
         sh("ip", "link", "set", veth, "up")
         cluster = cluster_for(here)
         assert cluster is not None
-        for mountpoint in ("/etc/rancher", "/var/lib/rancher"):
+        for mountpoint in ("/var/lib/rancher",):
             if not Path(mountpoint).exists():
                 Path(mountpoint).mkdir()
                 created_dirs.append(Path(mountpoint))
@@ -394,8 +431,8 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
             made.append(ns)
             plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24")
             pi = Pi(node, ns, root / node.name)
-            _pi_files(stack, pi, cluster, kubectl, cluster.server)
-            pi.proc = _start_sshd(pi, ["/usr/local/bin", "/etc/rancher", "/var/lib/rancher", "/home", "/etc/sudoers.d"])
+            _pi_files(stack, pi, cluster, kubectl, cluster.server, node.name in hosts_templates)
+            pi.proc = _start_sshd(pi)
             known.append(f"{node.ip} {(pi.root / 'host_key.pub').read_text().strip()}")
             pis_[node.name] = pi
         (root / "known_hosts").write_text("\n".join(known) + "\n")
@@ -405,6 +442,8 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
             while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
                 assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
                 time.sleep(0.1)
+            # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
+            assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
         yield lab
     finally:
         for pi in pis_.values():
