@@ -6,7 +6,10 @@ Pi's user and its sudo rule come from the Pi's cloud-init user-data, and the ste
 the `create` (and `stdin`) of the simulation's `command:remote:Command` registrations, run as the
 engine runs them: each once every step it depends on in the dependency graph (iluvatar.graph) has
 finished, in parallel otherwise. The Nodes the scripts wait for are on the real API server (the
-Ainur's Kubernetes 1.33, k3s's flags, kwok marking Nodes Ready), asked by the real kubectl.
+Ainur's Kubernetes 1.33, k3s's flags, kwok marking Nodes Ready), asked by the real kubectl. The stack
+has sign-in on: each valar's oidc step installs its API server's authentication config and names Dex
+in /etc/hosts (and cloud-init's template of it, where the Pi has one) with the real sudo, install, sed
+and tee, on a Pi's /etc that is an overlay of its own (tests/netns/pis.py), never this machine's.
 
 STAND-INS (k3s and systemd cannot run here): `k3s`, `systemctl`, `cloud-init` and k3s's installer,
 on each Pi's PATH, described in tests/netns/pis.py: k3s "starting" makes the Pi's (stand-in) kubelet
@@ -24,20 +27,20 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from iluvatar.graph import Graph
-from iluvatar.simulate import Registration, Simulation, simulate
+from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
+from plans import apiserver, k3s
 from plans import credentials as credentials_plan
-from plans import k3s
 from stacks import load_stack_file, read_stack_file
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
-from tests.netns.pis import KUBELET_DELAY, Pis, Step, pis, run_like_the_engine, secret
+from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, Pi, Pis, Step, pis, run_like_the_engine, secret
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -49,6 +52,9 @@ FLASHED, UPGRADE = "v1.33.5+k3s1", "v1.33.6+k3s1"
 # A Node seen Ready by the watcher up to this long after the step that waited for it ended (it polls).
 SLACK = 0.5
 SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
+VALAR = SERVERS_FIRST[:3]
+# The Pis flashed with cloud-init's template of /etc/hosts (an image may ship none: eonwe's has none).
+HOSTS_TEMPLATES = ("manwe", "ilmare", "varda")
 
 
 def stack_doc(pub: str, version: str, **changes: Any) -> dict[str, Any]:
@@ -59,23 +65,25 @@ def stack_doc(pub: str, version: str, **changes: Any) -> dict[str, Any]:
     nodes.insert(3, {**nodes[2], "name": "varda", "role": "maiar", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"})
     # Set with `pulumi config set --secret`: the simulation cannot read it, the test's SSH client uses its own copy.
     doc["config"]["iluvatar:ainurSshPrivateKey"] = {"secure": "v1:dGhlIHRlc3QncyBrZXk="}
-    # No Cloudflare, no apps, no monitoring and no sign-in (whose valar step is pinned by the Ainur's component
-    # tests, not run here): nothing else the Ainur's steps depend on, and a simulation in seconds.
-    for key in (
-        "iluvatar:cloudflare",
-        "iluvatar:cloudflareApiToken",
-        "iluvatar:apps",
-        "iluvatar:monitoring",
-        "iluvatar:alertReceiverSecret",
-        "iluvatar:identity",
-        "iluvatar:identityConnectorSecret",
-    ):
+    # No Cloudflare, no apps and no monitoring: nothing else the Ainur's steps depend on, and a simulation in
+    # seconds. Sign-in stays (each valar's oidc step runs here), without Headlamp, which is an app of iluvatar:apps.
+    for key in ("iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:apps", "iluvatar:monitoring", "iluvatar:alertReceiverSecret"):
         del doc["config"][key]
+    del doc["config"]["iluvatar:identity"]["headlamp"]
     doc["config"]["iluvatar:edge"] = {"publicIngress": "none", "publicDns": "none"}
     return edit(doc, {"iluvatar:ainur.k3sVersion": version, "iluvatar:ainur.sshAuthorizedKeys": [pub], **changes})
 
 
 DOMAIN = {"iluvatar:network.domain": "lab.home.arpa"}
+# Dex's front door at another address; a group bound to a ClusterRole more (RBAC: nothing on the Pis).
+DEX_MOVED = {"iluvatar:identity.ip": "192.168.0.18"}
+NEW_GROUP = {
+    "iluvatar:identity.groups": [
+        {"group": "example:homelab-admins", "clusterRole": "cluster-admin"},
+        {"group": "example:family", "clusterRole": "view"},
+        {"group": "example:guests", "clusterRole": "view"},
+    ]
+}
 
 
 @dataclass
@@ -83,13 +91,60 @@ class Lab:
     pis: Pis
     # (node, kubeletVersion) -> when the watcher first saw that Node Ready at that version.
     ready: dict[tuple[str, str], float] = field(default_factory=dict)
-    # The stack's simulations: as flashed (FLASHED), after a k3sVersion change (UPGRADE), after a change of the config.
+    # The stack's simulations: as flashed (FLASHED), after a k3sVersion change (UPGRADE), after a change of the
+    # config, after a change of sign-in (Dex moved, a group more).
     sims: dict[str, Simulation] = field(default_factory=dict)
+    # This machine's files the oidc step would write on a Pi, as they were before the Pis started (None: absent).
+    host_etc: dict[str, bytes | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """What a valar's oidc step writes, as the Pi sees it (None: absent)."""
+
+    hosts: bytes
+    template: bytes | None
+    authentication: bytes | None
+    # The authentication config's (mode, uid, gid), and when it was last written (its mtime, in seconds).
+    owner: tuple[int, int, int] | None
+    written: float | None
+
+
+def read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
+def disk(pi: Pi) -> Disk:
+    config = pi.path(apiserver.K3S_FILE)
+    st = config.stat() if config.exists() else None
+    return Disk(
+        hosts=pi.path("/etc/hosts").read_bytes(),
+        template=read(pi.path(apiserver.HOSTS_TEMPLATE)),
+        authentication=read(config),
+        owner=(st.st_mode, st.st_uid, st.st_gid) if st else None,
+        written=st.st_mtime_ns / 1e9 if st else None,
+    )
+
+
+def flashed_hosts(name: str) -> bytes:
+    """A Pi's /etc/hosts as the lab flashes it (tests/netns/pis.py)."""
+    return f"127.0.0.1 localhost\n127.0.1.1 {name}\n".encode()
+
+
+def dex_line(ip: str) -> bytes:
+    """The line naming Dex (at the stack's identity.ip) in a valar's /etc/hosts, and in cloud-init's template of it."""
+    return f"{ip} dex.iluvatar.home.arpa # iluvatar: dex\n".encode()
 
 
 def simulations(root: Path, pub: str) -> dict[str, Simulation]:
     sims = {}
-    for name, version, changes in (("flashed", FLASHED, {}), ("upgrade", UPGRADE, {}), ("domain", UPGRADE, DOMAIN)):
+    for name, version, changes in (
+        ("flashed", FLASHED, {}),
+        ("upgrade", UPGRADE, {}),
+        ("domain", UPGRADE, DOMAIN),
+        ("dex-moved", FLASHED, DEX_MOVED),
+        ("new-group", FLASHED, NEW_GROUP),
+    ):
         (root / name).mkdir()
         sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
     return sims
@@ -143,8 +198,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         # No pod is made: no wait for the namespaces' default ServiceAccounts (the token controller runs all the same).
         return Cluster(K3S, root / "kube", address=address, ready_for_pods=False).start()
 
-    with pool, pis(stack, root / "pis", start, kubectl, key) as lab_pis:
-        the_lab = Lab(lab_pis, sims=simulating.result(timeout=300))
+    host_etc = {path: read(Path(path)) for path in ("/etc/hosts", apiserver.HOSTS_TEMPLATE, apiserver.K3S_FILE)}
+    with pool, pis(stack, root / "pis", start, kubectl, key, hosts_templates=HOSTS_TEMPLATES) as lab_pis:
+        the_lab = Lab(lab_pis, sims=simulating.result(timeout=300), host_etc=host_etc)
         done = threading.Event()
         watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, done), daemon=True)
         watcher.start()
@@ -160,23 +216,36 @@ def ok(steps: dict[str, Step]) -> None:
     assert not failed, failed
 
 
+@dataclass(frozen=True)
+class BroughtUp:
+    first: dict[str, Step]
+    second: dict[str, Step]
+    # What the stand-ins did during the second `up`, by Pi.
+    again: dict[str, list[tuple[float, str]]]
+    # What the oidc steps write, by Pi, after the first `up` and after the second.
+    disks: tuple[dict[str, Disk], dict[str, Disk]]
+
+
 @pytest.fixture(scope="module")
-def brought_up(lab: Lab) -> tuple[dict[str, Step], dict[str, Step], dict[str, list[tuple[float, str]]]]:
+def brought_up(lab: Lab) -> BroughtUp:
     """The first `up` (every remote step of the Ainur), then a second one that runs them all again."""
     sim = lab.sims["flashed"]
     first = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
     ok(first)
+    after_first = {n: disk(p) for n, p in lab.pis.pis.items()}
     before = {n: len(p.log()) for n, p in lab.pis.pis.items()}
     second = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
     ok(second)
     again = {n: p.log()[before[n] :] for n, p in lab.pis.pis.items()}
-    return first, second, again
+    return BroughtUp(first, second, again, (after_first, {n: disk(p) for n, p in lab.pis.pis.items()}))
 
 
 def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
     """The connection is the program's: the Pi's inventory address, port 22, the stack's user, the secret key."""
     steps = remote_steps(lab.sims["flashed"])
-    assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s")} | {"ainur-credentials"}
+    assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s")} | {
+        f"ainur-{n}-oidc" for n in VALAR
+    } | {"ainur-credentials"}
     for step in steps:
         connection = secret(step.inputs["connection"])
         pi = step.name.split("-")[1] if step.name != "ainur-credentials" else "manwe"
@@ -185,8 +254,8 @@ def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
         assert connection["privateKey"] == "[secret]"  # the stack's secret, which the simulation cannot read
 
 
-def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brought_up: Any) -> None:
-    first, second, again = brought_up
+def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brought_up: BroughtUp) -> None:
+    first, second, again = brought_up.first, brought_up.second, brought_up.again
     # The first valar first; every other join after it.
     assert all(first[f"ainur-{n}-join"].start >= first["ainur-manwe-join"].end for n in SERVERS_FIRST[1:])
     # k3s was installed by cloud-init at the stack's version: the k3s steps leave it alone.
@@ -213,6 +282,63 @@ def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brou
     client.close()
 
 
+def test_each_valar_trusts_dex_before_it_joins_and_a_second_up_changes_nothing(lab: Lab, brought_up: BroughtUp) -> None:
+    """Each valar's oidc step, before its join: the API server's authentication config exactly as the step's stdin
+    says, root's, 0644; Dex named once in /etc/hosts, and in cloud-init's template where the Pi has one (none made
+    where it has none). The maiar has neither. The second `up` runs it again and changes nothing."""
+    sim = lab.sims["flashed"]
+    steps, graph = sim.named(), Graph.of(sim)
+    first, (after_first, after_second) = brought_up.first, brought_up.disks
+    line, template = dex_line("192.168.0.16"), HOSTS_TEMPLATE_TEXT.encode()
+    for name in VALAR:
+        oidc, join = steps[f"ainur-{name}-oidc"], steps[f"ainur-{name}-join"]
+        assert oidc.inputs["create"] == apiserver.k3s_authentication_script(lab.pis.stack)
+        config = secret(oidc.inputs["stdin"])
+        assert config == apiserver.k3s_authentication(lab.pis.stack, MOCK_CA_PEM)
+        assert replace(after_first[name], written=None) == Disk(
+            hosts=flashed_hosts(name) + line,
+            template=template + line if name in HOSTS_TEMPLATES else None,
+            authentication=config.encode(),
+            owner=(0o100644, 0, 0),
+            written=None,
+        ), name
+        # Before its join: the engine is told so, ran it so, and the file was written before the join's first action.
+        assert oidc.urn in graph.ancestors(join.urn)
+        assert first[oidc.name].end <= first[join.name].start
+        joined, action = lab.pis.pis[name].log()[0]
+        written, rewritten = after_first[name].written, after_second[name].written
+        assert action == "cloud-init status --wait"
+        assert written is not None and written < joined
+        # The second `up` wrote it again, to the same bytes, and left one Dex line.
+        assert replace(after_second[name], written=None) == replace(after_first[name], written=None)
+        assert rewritten is not None and rewritten > written
+    assert "ainur-varda-oidc" not in steps
+    assert after_first["varda"] == after_second["varda"] == Disk(flashed_hosts("varda"), template, None, None, None)
+
+
+def test_a_sign_in_change_reruns_the_oidc_steps_it_changes_and_replaces_the_dex_line(lab: Lab, brought_up: BroughtUp) -> None:
+    """A group more changes no step on the Pis (it is RBAC, on both clusters); Dex at another address changes each
+    valar's oidc step only, which replaces its line in /etc/hosts and the template (twice: still one), restarts
+    nothing (k3s's API server reloads its file) and leaves the authentication config as it was."""
+    assert changed(lab.sims["flashed"], lab.sims["new-group"]) == []
+    after = lab.sims["dex-moved"]
+    steps = changed(lab.sims["flashed"], after)
+    assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-oidc" for n in VALAR)
+    was = {n: disk(p) for n, p in lab.pis.pis.items()}
+    marks = {n: len(p.log()) for n, p in lab.pis.pis.items()}
+    line, template = dex_line("192.168.0.18"), HOSTS_TEMPLATE_TEXT.encode()
+    for _ in range(2):
+        ok(run_like_the_engine(lab.pis, Graph.of(after), steps))
+        for name in VALAR:
+            now = disk(lab.pis.pis[name])
+            assert now.hosts == flashed_hosts(name) + line, name
+            assert now.template == (template + line if name in HOSTS_TEMPLATES else None), name
+            assert (now.authentication, now.owner) == (was[name].authentication, was[name].owner), name
+    assert disk(lab.pis.pis["varda"]) == was["varda"]
+    for name, pi in lab.pis.pis.items():
+        assert not [a for _, a in pi.log()[marks[name] :] if a.startswith("systemctl")], name
+
+
 def upgrade_problems(lab: Lab, steps: dict[str, Step], version: str, order: list[str], since: float = 0) -> list[str]:
     """What is wrong with an upgrade's runs: a step that ended before its Node was Ready at `version`, or started
     before the previous Pi's step ended (and its Node was Ready)."""
@@ -229,7 +355,7 @@ def upgrade_problems(lab: Lab, steps: dict[str, Step], version: str, order: list
     return problems
 
 
-def test_a_k3s_version_change_upgrades_one_pi_at_a_time_servers_first(lab: Lab, brought_up: Any) -> None:
+def test_a_k3s_version_change_upgrades_one_pi_at_a_time_servers_first(lab: Lab, brought_up: BroughtUp) -> None:
     before, after = lab.sims["flashed"], lab.sims["upgrade"]
     steps = changed(before, after)
     assert [s.name for s in steps] == [f"ainur-{n}-k3s" for n in SERVERS_FIRST]
@@ -255,7 +381,7 @@ def test_a_k3s_version_change_upgrades_one_pi_at_a_time_servers_first(lab: Lab, 
     assert all(f"k3s {UPGRADE} already runs" in s.stderr for s in again.values())
 
 
-def test_a_config_change_restarts_k3s_and_only_where_it_changed(lab: Lab, brought_up: Any) -> None:
+def test_a_config_change_restarts_k3s_and_only_where_it_changed(lab: Lab, brought_up: BroughtUp) -> None:
     before, after = lab.sims["upgrade"], lab.sims["domain"]
     steps = [s for s in changed(before, after) if s.name.endswith("-join")]
     # The domain is in each server's tls-san; an agent's config does not carry it.
@@ -276,7 +402,7 @@ def without_ready_wait(script: str) -> str:
     return head
 
 
-def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_up: Any) -> None:
+def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_up: BroughtUp) -> None:
     """The break: each Pi's k3s step with its wait cut out, for a version change (back to FLASHED)."""
     steps = [s for s in changed(lab.sims["domain"], lab.sims["flashed"]) if s.name.endswith("-k3s")]
     assert len(steps) == 4
@@ -292,7 +418,7 @@ def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_
         time.sleep(0.1)
 
 
-def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming_it(lab: Lab, brought_up: Any) -> None:
+def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming_it(lab: Lab, brought_up: BroughtUp) -> None:
     varda = lab.pis.pis["varda"]
     step = next(s for s in remote_steps(lab.sims["upgrade"]) if s.name == "ainur-varda-k3s")
     assert lab.pis.stack.ainur is not None
@@ -313,7 +439,7 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
     assert "sudo journalctl -u k3s-agent" in result.stderr
 
 
-def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: Any) -> None:
+def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
     """The join's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
     varda = lab.pis.pis["varda"]
     join = next(s for s in remote_steps(lab.sims["upgrade"]) if s.name == "ainur-varda-join")
@@ -326,11 +452,11 @@ def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: L
     assert not (varda.state / "version").exists()
 
 
-def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: Any) -> None:
+def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: BroughtUp) -> None:
     """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
     the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
     server is the test's API server, not the VIP (kube-vip is not stood in)."""
-    first, _, _ = brought_up
+    first = brought_up.first
     gate = lab.sims["flashed"].named()["ainur-gate-api"]
     assert gate.type == "command:local:Command"
     built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
@@ -343,3 +469,9 @@ def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(l
         )
         assert result.returncode == 0, result.stderr
         assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
+
+
+def test_the_pis_wrote_nothing_in_this_machines_etc(lab: Lab, brought_up: BroughtUp) -> None:
+    """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
+    assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
+    assert lab.host_etc[apiserver.K3S_FILE] is None
