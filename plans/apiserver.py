@@ -127,7 +127,11 @@ def k3s_authentication(stack: StackConfig, ca_certificate: str) -> str:
 def k3s_authentication_script(stack: StackConfig) -> str:
     """Run over SSH on a valar with the authentication config on stdin: install it, and name Dex in /etc/hosts
     (and in cloud-init's template of it, which rewrites /etc/hosts at every boot). Safe to run again; k3s's API
-    server reloads the file when it changes."""
+    server reloads the file when it changes.
+
+    The earlier Dex line goes first (sed), then the line is appended; GNU sed's `$a\\` ends the file with a newline
+    if it has none (a hand-edited /etc/hosts may not), so the line is appended as a line of its own instead of
+    onto the file's last one, which the next run would then delete with it (tests/netns/test_k3s_steps.py)."""
     assert stack.identity is not None
     dex = rules.hosts(stack.identity, stack.network.domain)["dex"]
     line = shlex.quote(f"{stack.identity.ip} {dex} {HOSTS_MARK}")
@@ -140,7 +144,7 @@ cat > "$new"
 sudo install -D -m 0644 "$new" {K3S_FILE}
 for hosts in /etc/hosts {HOSTS_TEMPLATE}; do
   [ -f "$hosts" ] || continue
-  sudo sed -i {mark} "$hosts"
+  sudo sed -i -e {mark} -e '$a\\' "$hosts"
   echo {line} | sudo tee -a "$hosts" >/dev/null
 done
 """

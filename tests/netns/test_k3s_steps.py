@@ -339,6 +339,21 @@ def test_a_sign_in_change_reruns_the_oidc_steps_it_changes_and_replaces_the_dex_
         assert not [a for _, a in pi.log()[marks[name] :] if a.startswith("systemctl")], name
 
 
+def test_a_hosts_file_that_does_not_end_in_a_newline_keeps_its_last_line(lab: Lab, brought_up: BroughtUp) -> None:
+    """An /etc/hosts edited by hand may lack its last newline: Dex's line goes on a line of its own (not onto the
+    Pi's own name), and the next run, replacing it, leaves the Pi's line where it was."""
+    eonwe = lab.pis.pis["eonwe"]
+    oidc = lab.sims["flashed"].named()["ainur-eonwe-oidc"]
+    connection = secret(oidc.inputs["connection"])
+    result = lab.pis.ssh(connection, "sudo sed -i '/# iluvatar: dex$/d' /etc/hosts && sudo truncate -s -1 /etc/hosts", None)
+    assert result.returncode == 0, result.stderr
+    assert eonwe.path("/etc/hosts").read_bytes() == b"127.0.0.1 localhost\n127.0.1.1 eonwe"
+    for _ in range(2):
+        result = lab.pis.ssh(connection, oidc.inputs["create"], secret(oidc.inputs["stdin"]))
+        assert result.returncode == 0, result.stderr
+        assert eonwe.path("/etc/hosts").read_bytes() == flashed_hosts("eonwe") + dex_line("192.168.0.16")
+
+
 def upgrade_problems(lab: Lab, steps: dict[str, Step], version: str, order: list[str], since: float = 0) -> list[str]:
     """What is wrong with an upgrade's runs: a step that ended before its Node was Ready at `version`, or started
     before the previous Pi's step ended (and its Node was Ready)."""
