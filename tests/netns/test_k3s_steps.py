@@ -233,6 +233,13 @@ def brought_up(lab: Lab) -> BroughtUp:
     first = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
     ok(first)
     after_first = {n: disk(p) for n, p in lab.pis.pis.items()}
+    # A valar's join returns once its API server answers, not its kubelet, which reports KUBELET_DELAY after k3s
+    # starts: the last valar's (its join now after its oidc step) could report during the second `up` and be
+    # read as that `up`'s doing. Every Pi's kubelet reports first, as it would between two `pulumi up`s.
+    deadline = time.monotonic() + 10 * KUBELET_DELAY
+    while not all(any(a == f"kubelet-reported {FLASHED}" for _, a in p.log()) for p in lab.pis.pis.values()):
+        assert time.monotonic() < deadline, {n: p.log() for n, p in lab.pis.pis.items()}
+        time.sleep(0.1)
     before = {n: len(p.log()) for n, p in lab.pis.pis.items()}
     second = run_like_the_engine(lab.pis, Graph.of(sim), remote_steps(sim))
     ok(second)
