@@ -124,6 +124,8 @@ def write_atomically(out: Path, write: Callable[[Path], None]) -> None:
 
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+# The cyclic garbage collector's thresholds for a command (run()): a young generation of 200,000 objects, not 700.
+GC_THRESHOLDS = (200_000, 30, 30)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -317,7 +319,7 @@ def run() -> NoReturn:
     freshly imported objects again and again while they load (mypy raises its thresholds the same way, for
     the same reason), and the interpreter's teardown freeing them one by one after the files are written.
     """
-    gc.set_threshold(200_000, 30, 30)
+    gc.set_threshold(*GC_THRESHOLDS)
     # Output piped to `head` ends the command quietly, as other Unix tools end, not with a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     code = main()
