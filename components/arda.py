@@ -23,6 +23,7 @@ checked before the next machine starts; a new Talos version upgrades it the same
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,6 +277,11 @@ class TalosNode(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+# Python frames for what runs around the roll's chain of dependencies, and for each link of it (see TalosCluster).
+CHAIN_FRAMES = 1_000
+FRAMES_PER_MACHINE = 2
+
+
 class TalosCluster(pulumi.ComponentResource):
     """Arda: the Talos cluster (valinor control planes, istari workers) brought up and rolled in order, with Cilium."""
 
@@ -303,6 +309,10 @@ class TalosCluster(pulumi.ComponentResource):
         # fresh cluster still installs in parallel).
         self.nodes = {}
         previous: list[pulumi.Resource] = []
+        # So the machines form one chain of dependencies, and Pulumi's SDK checks each new dependency for a cycle
+        # by walking every dependency below it, one nested generator per link (pulumi.runtime.resource_cycle_breaker):
+        # about 990 machines passed Python's default limit of 1,000 frames and the program died at registration.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), CHAIN_FRAMES + FRAMES_PER_MACHINE * len(stack.nodes)))
         # A machine renamed in the inventory (same MAC) keeps its resources: its step is updated, never
         # deleted (which would reset the machine now answering at its address) and created anew.
         renamed = former_names(stack, args.deployed.nodes)

@@ -57,6 +57,12 @@ class Program:
     folder: Path
     package: str = "."
     modfile: str = "go.mod"
+    tags: tuple[str, ...] = ()  # build tags: what of an upstream program a use leaves out
+
+
+# Built without DWARF and the symbol table: nothing here debugs these binaries, and linking the largest
+# (Envoy Gateway's egctl, Kubernetes') took twice the CPU with them (15 s against 6.5 s for egctl).
+LDFLAGS = "-s -w"
 
 
 def cache_dir() -> Path:
@@ -168,7 +174,7 @@ def _source_key(program: Program, go: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in program.folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(program.folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(f"{program.package}\0{program.modfile}\0{_version(go)}".encode())
+    digest.update(f"{program.package}\0{program.modfile}\0{','.join(program.tags)}\0{LDFLAGS}\0{_version(go)}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -183,7 +189,8 @@ def build(program: Program) -> Path:
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
-        command = [go, "build", f"-modfile={program.modfile}", "-o", str(tmp), program.package]
+        tags = [f"-tags={','.join(program.tags)}"] if program.tags else []
+        command = [go, "build", f"-modfile={program.modfile}", f"-ldflags={LDFLAGS}", *tags, "-o", str(tmp), program.package]
         result = subprocess.run(command, cwd=program.folder, env=go_env(), capture_output=True, text=True, timeout=3600)  # noqa: S603
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)

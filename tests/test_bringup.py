@@ -20,12 +20,13 @@ from stacks import load_stack_file, parse_stack, read_stack_file
 from stacks.load import Secure
 from tests.bringup import edited, violations
 from tests.edit import HOMELAB, RK1, ROOT
+from tests.sims import simulated
 from tests.strategies import raw_stacks
 
 
 @pytest.mark.parametrize("path", [HOMELAB, RK1], ids=["homelab", "rk1"])
 def test_both_stacks_bring_up_in_order(path: Path) -> None:
-    assert violations(simulate(read_stack_file(path)), load_stack_file(path)) == []
+    assert violations(simulated(path), load_stack_file(path)) == []
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

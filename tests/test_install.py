@@ -29,7 +29,10 @@ def test_ci_runs_the_readme_commands() -> None:
     # The test command installs what the tests need itself (the prerequisites script), then runs them.
     assert ci[1:] == [tests] == ["bash scripts/test"]
     script = (ROOT / "scripts" / "test").read_text()
-    assert "\nbash scripts/prerequisites.sh\n" in script and '.venv/bin/python -m pytest "$@"' in script
+    assert "\nbash scripts/prerequisites.sh\n" in script
+    # On several workers, a file's tests together (tests/test_workers.py), and whatever the caller adds.
+    assert '\nworkers="${ILUVATAR_TEST_WORKERS:-$(($(nproc) + 1))}"\n' in script
+    assert '\n.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@" || status=$?\n' in script
 
 
 def test_uv_is_pinned_once_everywhere() -> None:

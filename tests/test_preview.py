@@ -19,6 +19,7 @@ from iluvatar.simulate import Simulation, simulate
 from stacks import read_stack_file
 from tests.bringup import edited
 from tests.edit import HOMELAB, RK1
+from tests.sims import simulated
 
 # Resource types and invoke tokens that ask their cluster or machine at preview, and where.
 ASKS_AT_PREVIEW = {
@@ -56,7 +57,7 @@ def askers(sim: Simulation) -> list[str]:
 
 @pytest.mark.parametrize("path", [HOMELAB, RK1], ids=["homelab", "rk1"])
 def test_nothing_asks_a_cluster_at_preview(path: Path) -> None:
-    assert askers(simulate(read_stack_file(path))) == []
+    assert askers(simulated(path)) == []
 
 
 def test_argo_cd_as_a_v4_chart_would_block_every_preview() -> None:

@@ -13,10 +13,11 @@ import pytest
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 
 def test_homelab_registers_ea_with_all_eight_reservations() -> None:
-    sim = simulate(read_stack_file(HOMELAB))
+    sim = simulated(HOMELAB)
     ea = sim.one("iluvatar:network:Ea", "ea")
     assert ea.parent == "urn:pulumi:homelab::iluvatar::pulumi:pulumi:Stack::iluvatar-homelab"
     assert not ea.custom
@@ -36,7 +37,7 @@ def test_homelab_registers_ea_with_all_eight_reservations() -> None:
 
 
 def test_rk1_registers_ea_with_four_arda_reservations() -> None:
-    sim = simulate(read_stack_file(RK1))
+    sim = simulated(RK1)
     root = "urn:pulumi:rk1::iluvatar::pulumi:pulumi:Stack::iluvatar-rk1"
     assert sorted((r.type, r.name) for r in sim.registrations if r.parent == root) == [
         ("iluvatar:arda:TalosCluster", "arda"),
@@ -71,7 +72,7 @@ def test_invalid_config_stops_the_program_before_any_resource(tmp_path: Path) ->
 def test_every_resource_has_a_name_of_its_own() -> None:
     """Names are unique in the program (the tests and the render look resources up by name)."""
     for path in (HOMELAB, RK1):
-        names = [r.name for r in simulate(read_stack_file(path)).registrations]
+        names = [r.name for r in simulated(path).registrations]
         assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
 
 
@@ -94,7 +95,7 @@ def _bare(tmp_path: Path, body: str) -> Simulation:
 
 @pytest.fixture(scope="module")
 def homelab() -> Simulation:
-    return simulate(read_stack_file(HOMELAB))
+    return simulated(HOMELAB)
 
 
 def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulation) -> None:

@@ -17,12 +17,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from iluvatar.simulate import simulate
 from plans import backup as backup_plan
 from plans import coredns
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
 from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 from tests.strategies import raw_stacks
 from tools import gotools
 from tools.talos_check import NODE_VERSION, PROVIDER_VERSION, Machine, Verdict, check, machines
@@ -33,7 +33,7 @@ CEPH = {"apiVersion": "v1alpha1", "kind": "RawVolumeConfig", "name": "ceph", "pr
 
 
 def _machines(path: Path, prefix: str) -> list[Machine]:
-    return machines(simulate(read_stack_file(path)).invocations, prefix=f"{prefix}/")
+    return machines(simulated(path).invocations, prefix=f"{prefix}/")
 
 
 def _variant(tmp: Path, name: str, set_: dict[str, Any]) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from iluvatar.simulate import Simulation, simulate
-from stacks import read_stack_file
+from iluvatar.simulate import Simulation
 from tests.edit import HOMELAB
+from tests.sims import simulated
 
 
 @pytest.fixture(scope="module")
 def homelab() -> Simulation:
-    return simulate(read_stack_file(HOMELAB))
+    return simulated(HOMELAB)

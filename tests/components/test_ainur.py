@@ -12,6 +12,7 @@ from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
 from plans import cloudinit
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 
 def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
@@ -123,7 +124,7 @@ def test_netboot_waits_for_its_namespace_and_configs(homelab: Simulation) -> Non
 
 
 def test_no_ainur_means_no_bootstrap_cluster_and_no_netboot() -> None:
-    sim = simulate(read_stack_file(RK1))
+    sim = simulated(RK1)
     assert not [r for r in sim.registrations if r.type.startswith("iluvatar:ainur:") or r.type == "command:remote:Command"]
     assert not [r for r in sim.registrations if r.type.startswith("random:") and not r.name.startswith(("gitops-arda", "monitoring-"))]
     assert not [r for r in sim.registrations if r.type == "command:local:Command" and not r.name.startswith(("arda-", "edge-"))]

@@ -17,6 +17,7 @@ from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
 from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 COMMAND = "command:local:Command"
 PAUSE = "StatefulSet/argocd/argocd-application-controller"
@@ -360,7 +361,7 @@ def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> No
 
 
 def test_rk1_uses_the_rk1_overlay_schematic_and_is_flashed() -> None:
-    sim = simulate(read_stack_file(RK1))
+    sim = simulated(RK1)
     schematic = sim.named()["arda-config-schematic-rk1"]
     assert "name: turingrk1" in schematic.inputs["schematic"]
     sid = _schematic_id("rk1")

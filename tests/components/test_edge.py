@@ -16,6 +16,7 @@ from iluvatar.render import render_files
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
@@ -24,7 +25,7 @@ TUNNEL = "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared
 
 @functools.cache
 def _rk1() -> Simulation:
-    return simulate(read_stack_file(RK1))
+    return simulated(RK1)
 
 
 def _with_apps(tmp_path: Path, apps: list[dict[str, Any]], **changes: Any) -> Simulation:

@@ -17,6 +17,7 @@ from plans import identity as identity_plan
 from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 CHART = "kubernetes:helm.sh/v3:Release"
 APPSET = "kubernetes:argoproj.io/v1alpha1:ApplicationSet"
@@ -244,7 +245,7 @@ def test_redis_passwords_are_secret(homelab: Simulation) -> None:
 
 
 def test_rk1_has_arda_only() -> None:
-    sim = simulate(read_stack_file(RK1))
+    sim = simulated(RK1)
     assert not [r for r in sim.registrations if r.name.startswith("gitops-ainur")]
     assert sim.outputs["gitopsRepoUrls"] == {"arda": "https://github.com/example/turing-pi.git"}
 

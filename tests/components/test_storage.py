@@ -12,6 +12,7 @@ import pytest
 from iluvatar.simulate import READ_STACK_OUTPUTS, Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 DEPLOYED = {
@@ -22,7 +23,7 @@ DEPLOYED = {
 
 @pytest.fixture(scope="module")
 def homelab() -> Simulation:
-    return simulate(read_stack_file(HOMELAB))
+    return simulated(HOMELAB)
 
 
 def _run(tmp_path: Path, name: str, doc: dict[str, Any], previous: dict[str, Any] | None = None) -> Simulation:
@@ -73,7 +74,7 @@ def test_the_output_records_the_osd_disks_and_classes(homelab: Simulation) -> No
 
 
 def test_rk1_has_ceph_on_its_four_rk1_disks() -> None:
-    sim = simulate(read_stack_file(RK1))
+    sim = simulated(RK1)
     values = sim.named()["storage-arda-rook-ceph-cluster-application-rook-ceph-cluster"].inputs["spec"]["source"]["helm"]["valuesObject"]
     assert [n["name"] for n in values["cephClusterSpec"]["storage"]["nodes"]] == ["talos-1", "talos-2", "talos-3", "talos-4"]
     assert values["cephBlockPools"][0]["spec"] == {"failureDomain": "host", "replicated": {"size": 3, "requireSafeReplicaSize": True}}

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,18 +225,24 @@ def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_tal
 # --- Nodes and scheduling -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def homelab_arda_nodes(kube_talos: Cluster) -> list[dict[str, Any]]:
-    """The homelab's Arda machines as kwok nodes in the shared Talos cluster."""
-    nodes = kube_inventory.nodes(load_stack_file(HOMELAB), "arda")
-    missing = [n for n in nodes if kube_talos.client.get("v1", "Node", n["metadata"]["name"]) is None]
-    kube_talos.create_nodes(missing)
-    return nodes
+@pytest.fixture(scope="module")
+def arda(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A Talos-flavor control plane whose nodes are exactly the homelab's Arda machines (kwok plays their kubelets).
+
+    Not the shared `kube_talos`: other files add nodes of their own to it (the upgrader's tests add control
+    planes), and the scheduler's answers below count the five.
+    """
+    cluster = Cluster(TALOS, tmp_path_factory.mktemp("kube-arda"))
+    cluster.start()
+    try:
+        cluster.create_nodes(kube_inventory.nodes(load_stack_file(HOMELAB), "arda"))
+        yield cluster
+    finally:
+        cluster.stop()
 
 
-@pytest.mark.usefixtures("homelab_arda_nodes")
-def test_inventory_nodes_register_and_turn_ready(kube_talos: Cluster) -> None:
-    live = {n["metadata"]["name"]: n for n in kube_talos.client.list("v1", "Node")}
+def test_inventory_nodes_register_and_turn_ready(arda: Cluster) -> None:
+    live = {n["metadata"]["name"]: n for n in arda.client.list("v1", "Node")}
     tirion = live["tirion"]
     assert tirion["metadata"]["labels"]["iluvatar/role"] == "valinor"
     assert tirion["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
@@ -247,34 +253,32 @@ def test_inventory_nodes_register_and_turn_ready(kube_talos: Cluster) -> None:
     assert tirion["spec"]["podCIDR"].startswith("10.244.")
 
 
-@pytest.mark.usefixtures("homelab_arda_nodes")
-def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
-    namespace = kube_namespace(kube_talos, None)
-    kube_talos.wait_for_service_account(namespace)
-    kube_talos.client.create(_pod("balrog", namespace, nodeSelector={"iluvatar/role": "balrog"}))
-    kube_talos.client.create(_pod("anywhere", namespace))
-    pods = {p["metadata"]["name"]: p for p in kube_talos.wait_for_pods_settled(namespace)}
+def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(arda: Cluster, kube_namespace: NamespaceMaker) -> None:
+    namespace = kube_namespace(arda, None)
+    arda.wait_for_service_account(namespace)
+    arda.client.create(_pod("balrog", namespace, nodeSelector={"iluvatar/role": "balrog"}))
+    arda.client.create(_pod("anywhere", namespace))
+    pods = {p["metadata"]["name"]: p for p in arda.wait_for_pods_settled(namespace)}
     assert pods["anywhere"]["spec"]["nodeName"] in ("gandalf", "saruman")  # a worker: the control planes are tainted
     assert "nodeName" not in pods["balrog"]["spec"]
-    assert kube_talos.pending_reason(pods["balrog"]) == (
+    assert arda.pending_reason(pods["balrog"]) == (
         "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, "
         "3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. "
         "no new claims to deallocate, preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
     )
     # kwok plays the kubelet: the scheduled pod runs, as far as the API can tell.
-    kube_talos.wait_for(
-        "pod anywhere Running", lambda: (kube_talos.client.get("v1", "Pod", "anywhere", namespace) or {}).get("status", {}).get("phase") == "Running"
+    arda.wait_for(
+        "pod anywhere Running", lambda: (arda.client.get("v1", "Pod", "anywhere", namespace) or {}).get("status", {}).get("phase") == "Running"
     )
 
 
-@pytest.mark.usefixtures("homelab_arda_nodes")
-def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(arda: Cluster, kube_namespace: NamespaceMaker) -> None:
     # What the Talos upgrader's tests will do with these nodes: cordon, evict, uncordon, Ready again.
-    namespace = kube_namespace(kube_talos, None)
-    kube_talos.wait_for_service_account(namespace)
-    client = kube_talos.client
+    namespace = kube_namespace(arda, None)
+    arda.wait_for_service_account(namespace)
+    client = arda.client
     client.create(_pod("on-saruman", namespace, nodeSelector={"kubernetes.io/hostname": "saruman"}))
-    kube_talos.wait_for(
+    arda.wait_for(
         "pod on saruman Running", lambda: (client.get("v1", "Pod", "on-saruman", namespace) or {}).get("status", {}).get("phase") == "Running"
     )
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "saruman"}}
@@ -283,12 +287,12 @@ def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(kube_talos: Cl
         eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on-saruman", "namespace": namespace}}
         client.checked("POST", f"/api/v1/namespaces/{namespace}/pods/on-saruman/eviction", eviction)
         # kwok plays the kubelet's part of a deletion: the pod goes.
-        kube_talos.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
+        arda.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
         taints = [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
         assert taints == ["node.kubernetes.io/unschedulable"]
     finally:
         client.merge_patch(node, {"spec": {"unschedulable": False}})
-    kube_talos.wait_for_nodes(["saruman"])
+    arda.wait_for_nodes(["saruman"])
 
 
 # --- Starting and stopping ------------------------------------------------------------------------------

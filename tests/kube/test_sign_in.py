@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,29 +84,37 @@ def rendered_authentication(flavor: Flavor, stack: StackConfig, ca: str) -> str:
     return apiserver.k3s_authentication(stack, ca)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def started(
-    pki: Path, dex: tuple[str, dict[str, str]], kube_fresh: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
-) -> Cluster:
+    pki: Path, dex: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """One API server per flavor for the module's tests (they only ask it who a token is): started with the
+    rendered authentication config, the stack's group bindings created."""
     flavor: Flavor = request.param
     stack = static_stack("view")
-    path = tmp_path / "authentication-config.yaml"
+    root = tmp_path_factory.mktemp(f"sign-in-{flavor.name}")
+    path = root / "authentication-config.yaml"
     path.write_text(rendered_authentication(flavor, stack, (pki / "ca.crt").read_text()))
-    cluster = kube_fresh(
+    cluster = Cluster(
         flavor,
+        root / "cluster",
         # The controller-manager aggregates the `view`, `edit` and `admin` ClusterRoles' rules.
         components=("etcd", "kube-apiserver", "kube-controller-manager"),
         ready_for_pods=False,
         apiserver_args=(f"--authentication-config={path}",),
         hosts={identity.hosts(stack)["dex"]: dex[0]},
     )
-    for binding in identity.cluster_role_bindings(stack):
-        cluster.client.create(binding)
-    cluster.wait_for(
-        "the view ClusterRole's rules aggregated",
-        lambda: (cluster.client.get("rbac.authorization.k8s.io/v1", "ClusterRole", "view") or {}).get("rules"),
-    )
-    return cluster
+    try:
+        cluster.start()
+        for binding in identity.cluster_role_bindings(stack):
+            cluster.client.create(binding)
+        cluster.wait_for(
+            "the view ClusterRole's rules aggregated",
+            lambda: (cluster.client.get("rbac.authorization.k8s.io/v1", "ClusterRole", "view") or {}).get("rules"),
+        )
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _token(pki: Path, dex: tuple[str, dict[str, str]], client: str) -> str:

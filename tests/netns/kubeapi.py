@@ -13,7 +13,6 @@ server's audit log records each call they made, as the API server saw and author
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -23,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iluvatar.simulate import Simulation, simulate
+from iluvatar.simulate import Simulation
 from plans import netboot
-from stacks.load import read_stack_file
 from tests.netns.lan import Lan, in_ns, sh
+from tests.sims import simulated
 from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create
 from tools.kube_program import registration_object
 
@@ -37,9 +36,8 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{netboot.NAMESPACE}:netboot"
 EVERYONE = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
 
 
-@functools.cache
 def _simulation(path: Path) -> Simulation:
-    return simulate(read_stack_file(path))
+    return simulated(path)
 
 
 def program_objects(path: Path) -> list[dict[str, Any]]:

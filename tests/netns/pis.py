@@ -263,9 +263,11 @@ class Pis:
     def by_ip(self, ip: str) -> Pi:
         return next(p for p in self.pis.values() if str(p.node.ip) == ip)
 
-    def ssh(self, connection: Mapping[str, Any], script: str, stdin: str | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def ssh(self, connection: Mapping[str, Any], script: str, stdin: str | None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """The command as pulumi-command runs it: one SSH session to the connection's host, port and user,
-        the command string run by the user's shell, `stdin` piped in."""
+        the command string run by the user's shell, `stdin` piped in. `timeout` only stops a hung test: a step
+        waits up to its own bound (minutes), and on a machine busy with the rest of the suite an upgrade's
+        wait for its Node took over a minute."""
         host, user, port = str(connection["host"]), str(connection["user"]), int(connection.get("port", 22))
         known = self.root / "known_hosts"
         args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]

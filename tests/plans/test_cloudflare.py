@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from iluvatar.simulate import simulate
 from plans import cloudflare
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB, RK1
+from tests.sims import simulated
 from tools import gotools, upstream
 
 
@@ -47,7 +47,7 @@ def test_one_rule_per_external_host_then_the_catch_all() -> None:
 
 def test_cloudflared_loads_the_configuration_the_program_sends() -> None:
     """The tunnel config resource's inputs, as the provider sends them to Cloudflare's API, read by cloudflared."""
-    sim = simulate(read_stack_file(HOMELAB))
+    sim = simulated(HOMELAB)
     [config] = sim.by_type("cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")
     # The SDK names the list `ingresses`; the API (and cloudflared) call it `ingress`.
     sent = {"ingress": config.inputs["config"]["ingresses"]}

@@ -16,6 +16,7 @@ import yaml
 from plans import k3s
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.sims import simulated
 
 VIP = "192.168.0.10"
 
@@ -180,11 +181,9 @@ def test_a_first_valar_with_its_datastore_keeps_cluster_init(tmp_path: Path) -> 
 
 
 def test_the_program_guards_only_the_first_valar() -> None:
-    from iluvatar.simulate import simulate
-    from stacks.load import read_stack_file
 
     stack = load_stack_file(HOMELAB)
-    joins = {r.name: str(r.inputs["create"]) for r in simulate(read_stack_file(HOMELAB)).registrations if r.name.endswith("-join")}
+    joins = {r.name: str(r.inputs["create"]) for r in simulated(HOMELAB).registrations if r.name.endswith("-join")}
     guarded = sorted(name for name, script in joins.items() if f"{k3s.server_url(stack)}/cacerts" in script)
     assert guarded == [f"ainur-{stack.by_role('valar')[0].name}-join"]
     assert len(joins) == len(stack.ainur_nodes) > 1

@@ -19,12 +19,12 @@ from iluvatar.simulate import Simulation, simulate
 from plans import gateways
 from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.sims import simulated
 from tools import gateway_check
 
 
-@functools.cache
 def _sim(path: Path) -> Simulation:
-    return simulate(read_stack_file(path))
+    return simulated(path)
 
 
 @functools.cache

@@ -1,0 +1,26 @@
+"""A stack file run under the mock runtime once per test process, for the tests that only read what it registered.
+
+Running the homelab takes about a second of CPU, and some sixty tests read the same run of the same
+file; each gets a deep copy of its own, so a test that changes what it got cannot change another's. A
+test that patches what the simulation answers (`iluvatar.simulate.RESOURCE_STATE`, `INVOKES`), edits the
+program or passes other arguments runs its own with `iluvatar.simulate.simulate`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+from iluvatar.simulate import Simulation, simulate
+from stacks import read_stack_file
+
+
+@functools.cache
+def _run(path: Path, text: str) -> Simulation:
+    return simulate(read_stack_file(path))
+
+
+def simulated(path: Path) -> Simulation:
+    """The stack file's run (`simulate(read_stack_file(path))`), made once per file content in this process."""
+    return copy.deepcopy(_run(path, path.read_text()))
