@@ -54,4 +54,3 @@ def test_a_files_tests_stay_on_one_worker_so_its_module_fixtures_are_built_once(
     built = [line.split() for line in (tmp_path / "built.log").read_text().splitlines()]
     assert sorted(module for module, _ in built) == names  # each file's fixture once
     assert len({pid for _, pid in built}) == 2  # and both workers had work
-
