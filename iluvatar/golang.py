@@ -63,6 +63,8 @@ class Program:
 # Built without DWARF and the symbol table: nothing here debugs these binaries, and linking the largest
 # (Envoy Gateway's egctl, Kubernetes') took twice the CPU with them (15 s against 6.5 s for egctl).
 LDFLAGS = "-s -w"
+# Nor does the compiler write DWARF for any package: CoreDNS from an empty build cache took 64 s of CPU with it, 56 s without.
+GCFLAGS = "all=-dwarf=false"
 
 
 def cache_dir() -> Path:
@@ -174,7 +176,7 @@ def _source_key(program: Program, go: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in program.folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(program.folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(f"{program.package}\0{program.modfile}\0{','.join(program.tags)}\0{LDFLAGS}\0{_version(go)}".encode())
+    digest.update(f"{program.package}\0{program.modfile}\0{','.join(program.tags)}\0{LDFLAGS}\0{GCFLAGS}\0{_version(go)}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -190,7 +192,7 @@ def build(program: Program) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
         tags = [f"-tags={','.join(program.tags)}"] if program.tags else []
-        command = [go, "build", f"-modfile={program.modfile}", f"-ldflags={LDFLAGS}", *tags, "-o", str(tmp), program.package]
+        command = [go, "build", f"-modfile={program.modfile}", f"-ldflags={LDFLAGS}", f"-gcflags={GCFLAGS}", *tags, "-o", str(tmp), program.package]
         result = subprocess.run(command, cwd=program.folder, env=go_env(), capture_output=True, text=True, timeout=3600)  # noqa: S603
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)
