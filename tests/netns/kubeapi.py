@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iluvatar.simulate import Simulation
 from plans import netboot
 from tests.netns.lan import Lan, in_ns, sh
 from tests.sims import simulated
@@ -36,16 +35,12 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{netboot.NAMESPACE}:netboot"
 EVERYONE = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
 
 
-def _simulation(path: Path) -> Simulation:
-    return simulated(path)
-
-
 def program_objects(path: Path) -> list[dict[str, Any]]:
     """The program's netboot Namespace, ServiceAccount, Role and RoleBinding, as it registers them."""
     wanted = {("Namespace", netboot.NAMESPACE), ("ServiceAccount", "netboot"), ("Role", "netboot-leases"), ("RoleBinding", "netboot-leases")}
     objects = [
         registration_object(r)
-        for r in _simulation(path).registrations
+        for r in simulated(path).registrations
         if r.type.startswith("kubernetes:") and r.custom and (r.type.rsplit(":", 1)[1], (r.inputs.get("metadata") or {}).get("name")) in wanted
     ]
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(wanted)

@@ -181,7 +181,6 @@ def test_a_first_valar_with_its_datastore_keeps_cluster_init(tmp_path: Path) -> 
 
 
 def test_the_program_guards_only_the_first_valar() -> None:
-
     stack = load_stack_file(HOMELAB)
     joins = {r.name: str(r.inputs["create"]) for r in simulated(HOMELAB).registrations if r.name.endswith("-join")}
     guarded = sorted(name for name, script in joins.items() if f"{k3s.server_url(stack)}/cacerts" in script)
