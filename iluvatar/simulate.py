@@ -8,17 +8,20 @@ and the offline commands use this to see exactly what a stack would create.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc, settings
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -408,6 +411,30 @@ def pulumi_config(sf: StackFile) -> tuple[dict[str, str], list[str]]:
     return config, sorted(sf.secret_keys)
 
 
+@contextlib.contextmanager
+def _no_source_positions() -> Iterator[None]:
+    """Register without the Python stack of each resource's constructor.
+
+    The SDK sends the engine each registration's stack (`traceback.extract_stack()`, every frame's
+    source line read), for the engine to point at the line that made a resource. The mock monitor
+    drops it unread, and it was a fifth of a simulation's time (`iluvatar render`'s, and the
+    tests' ~90 runs of the program). What the real engine receives is unchanged: only a
+    simulation goes through here.
+    """
+    if not hasattr(pulumi_resource, "_get_stack_trace"):
+        raise RuntimeError("pulumi.runtime.resource._get_stack_trace is gone: the pinned SDK changed; see iluvatar/simulate.py")
+    original = pulumi_resource._get_stack_trace
+    pulumi_resource._get_stack_trace = _empty_stack_trace
+    try:
+        yield
+    finally:
+        pulumi_resource._get_stack_trace = original
+
+
+def _empty_stack_trace() -> source_pb2.StackTrace:
+    return source_pb2.StackTrace()
+
+
 def simulate(
     sf: StackFile,
     program: Path = PROGRAM,
@@ -429,14 +456,15 @@ def simulate(
     sim = record if record is not None else Simulation(stack=sf.stack)
     mocks = _Mocks(sim, previous, prior, answers)
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=preview)
-    pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=_RecordingMonitor(mocks, sim))
-    config, secret_keys = pulumi_config(sf)
-    pulumi.runtime.set_all_config(config, secret_keys)
 
     def run() -> None:
         runpy.run_path(str(program), run_name="__main__")
 
-    _sync_await(run_pulumi_func(run))
+    with _no_source_positions():  # set_mocks registers the root Stack
+        pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=_RecordingMonitor(mocks, sim))
+        config, secret_keys = pulumi_config(sf)
+        pulumi.runtime.set_all_config(config, secret_keys)
+        _sync_await(run_pulumi_func(run))
     root = settings.get_root_resource()
     exported: dict[str, Any] = dict(getattr(root, "outputs", {}))
     for key, value in exported.items():
