@@ -289,6 +289,11 @@ def selected(sim: Simulation, only: Callable[[Registration], bool] | None) -> li
     return [r for r in order if r.urn in wanted]
 
 
+def slice_clusters(sim: Simulation, only: Callable[[Registration], bool]) -> list[str]:
+    """The clusters of the Kubernetes objects `only` selects itself (not of what they depend on), in name order."""
+    return sorted({cluster_of(r) for r in sim.registrations if only(r) and r.type.startswith("kubernetes:") and r.type != PROVIDER})
+
+
 # --- Objects from registrations ---------------------------------------------------------------------------
 
 
@@ -546,6 +551,11 @@ class Walker:
             if reg.type.startswith(UNEXPANDED):
                 raise NotImplementedError(f"{reg.type} ({reg.name}): a Kubernetes component this walker does not expand yet (tools/kube_program.py)")
             cluster = cluster_of(reg)
+            if cluster not in self.clusters and self.only is not None and cluster not in slice_clusters(self.sim, self.only):
+                # A slice's dependency in another cluster (an Arda object hangs on the Ainur that netboots Arda):
+                # another API server admits it, not the one the break is about.
+                self.report.skipped[f"{cluster}: {reg.type}"] += 1
+                continue
             if cluster not in self.clusters:
                 raise KeyError(f"{reg.name} goes to cluster {cluster!r}, which has no control plane here")
             if reg.type == RELEASE:

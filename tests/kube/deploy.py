@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iluvatar.render import cluster_of
 from iluvatar.simulate import Registration, Simulation, simulate
 from plans import k3s
 from stacks.load import StackFile, validate_stack_file
 from stacks.model import StackConfig
 from tools import kube_inventory
 from tools.kube_cluster import ApiError, Cluster, ProviderOptions, describe, flavor_for, start_all
-from tools.kube_program import PROVIDER, Report, Walker, Workload, Written, selected, workloads
+from tools.kube_program import Report, Walker, Workload, Written, slice_clusters, workloads
 
 STATIC_SOURCE = "static pod, plans.k3s.kube_vip_manifest"
 
@@ -79,14 +78,13 @@ def deployed(
     """Deploy the stack onto fresh control planes under `root`; stopped on leaving.
 
     `mutate` changes objects before they are written, `only` writes just the registrations it
-    selects (and what they depend on), to the clusters they go to; `sim` replaces the simulation.
+    selects and what they depend on in the same clusters; `sim` replaces the simulation.
     """
     stack = validate_stack_file(stack_file)
     sim = sim or simulate(stack_file)
     names = ["arda", "ainur"] if stack.ainur is not None else ["arda"]
-    if only is not None:
-        writes = [r for r in selected(sim, only) if r.type.startswith("kubernetes:") and r.type != PROVIDER]
-        names = [n for n in names if any(cluster_of(r) == n for r in writes)]
+    if only is not None:  # the clusters of what `only` picks: its dependencies in another cluster are left out
+        names = [n for n in names if n in slice_clusters(sim, only)]
     clusters: dict[str, Cluster] = {}
     try:
         # Side by side. The walk writes no pod itself: the controllers' pods wait for the default
