@@ -1,7 +1,7 @@
 """The program's Kubernetes objects on real control planes: admitted in the engine's order, unchanged
 by a second `up`, and every workload's pods admitted and scheduled where the inventory means them.
 
-For each stack (and a sample of random ones): the real program under Pulumi's mocks
+For each shipped stack (random ones: test_random_stacks.py): the real program under Pulumi's mocks
 (`iluvatar.simulate`), a Talos control plane for Arda and a k3s one for the Ainur with the
 inventory's machines as kwok nodes, every object written as its writer writes it
 (`tools.kube_program.Walker`: pulumi-kubernetes, Helm, a helm.v4 Chart, Argo CD's sync), then the
@@ -11,19 +11,15 @@ server's words.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from plans import backup, secrets, storage
-from stacks.load import StackFile, read_stack_file
+from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
-from tests.strategies import raw_stacks
 from tools.kube_cluster import describe
 from tools.kube_inventory import CONTROL_PLANE
 
@@ -150,34 +146,3 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
         # Longhorn's label on exactly the Pis with a data disk, from the program's NodePatch.
         labelled = deployment.nodes("ainur", **{storage.LONGHORN_DISK_LABEL.replace("/", "__"): "true"})
         assert labelled == sorted(storage.longhorn_node_labels(stack))
-
-
-def _random_stack(ainur: bool) -> dict[str, Any]:
-    """One random valid stack, with or without the Ainur (the last of a few draws: the first are Hypothesis's simplest)."""
-    drawn: list[dict[str, Any]] = []
-
-    @settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(raw_stacks(ainur=ainur))
-    def draw(raw: dict[str, Any]) -> None:
-        drawn.append(raw)
-
-    draw()
-    return drawn[-1]
-
-
-@pytest.mark.parametrize("ainur", [True, False], ids=["with-ainur", "arda-only"])
-def test_a_random_stack_is_admitted_and_scheduled(ainur: bool, tmp_path: Path) -> None:
-    raw = _random_stack(ainur)
-    stack_file = StackFile(Path("Pulumi.random.yaml"), {"pulumi:disable-default-providers": ["*"], **raw}, frozenset())
-    with deployed(stack_file, tmp_path) as deployment:
-        stack = json.dumps(raw, indent=1)
-        assert deployment.report.refusals == [], "\n".join([*deployment.report.refusals, stack])
-        assert deployment.walker.reapply() == [], stack
-        assert problems(deployment) == [], "\n".join([*problems(deployment), stack])
-        assert deployment.workload("arda", "DaemonSet kube-system/cilium").nodes == deployment.nodes("arda"), stack
-        assert len(deployment.workload("arda", "Deployment kube-system/coredns").nodes) == 2, stack
-        if deployment.stack.ainur is not None:
-            [node] = deployment.workload("ainur", "Deployment netboot/netboot").nodes
-            maiar = deployment.nodes("ainur", iluvatar__role="maiar")
-            assert node in (maiar or deployment.nodes("ainur")), stack
-            assert deployment.workload("ainur", "DaemonSet netboot/netboot-cache").nodes == deployment.nodes("ainur"), stack
