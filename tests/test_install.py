@@ -34,7 +34,7 @@ def test_ci_runs_the_readme_commands() -> None:
     assert '\nexport PYTHONPYCACHEPREFIX="${ILUVATAR_CACHE:-$HOME/.cache/iluvatar}/pycache"\nunset PYTHONDONTWRITEBYTECODE\n' in script
     # On several workers, a file's tests together (tests/test_workers.py), and whatever the caller adds.
     assert '\nworkers="${ILUVATAR_TEST_WORKERS:-$(($(nproc) + 1))}"\n' in script
-    assert '\n.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@" || status=$?\n' in script
+    assert '\n.venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@" || status=$?\n' in script
 
 
 def test_uv_is_pinned_once_everywhere() -> None:
