@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,14 @@ def edit(doc: dict[str, Any], set_: dict[str, Any] | None = None, delete: list[s
 
 
 def homelab_doc() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(HOMELAB.read_text())
+    """The homelab's stack document, the caller's own copy to edit."""
+    return copy.deepcopy(_parsed(HOMELAB.read_text()))
+
+
+@functools.cache
+def _parsed(text: str) -> dict[str, Any]:
+    # Parsed once per text (a test process asks for it hundreds of times: pure-Python YAML took 10 s of it).
+    doc: dict[str, Any] = yaml.safe_load(text)
     return doc
 
 
