@@ -126,9 +126,6 @@ def write_crd_schemas(crd_objects: Iterable[Mapping[str, Any]], target: Path) ->
     written = []
     for crd in crd_objects:
         for (group, kind, version), schema in crd_json_schemas(crd).items():
-            # Checked against its metaschema once, here, not by every process that loads it (crd_validator):
-            # a big CRD's check took longer than all the validations the tests run against it.
-            jsonschema.validators.validator_for(schema).check_schema(schema)
             path = target / group / f"{kind.lower()}_{version}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(schema, indent=1, sort_keys=True))
@@ -163,8 +160,10 @@ def crd_schema_dir_of(objects: Iterable[Mapping[str, Any]]) -> Path:
 
 @functools.cache
 def _crd_validator(path: Path) -> jsonschema.protocols.Validator:
-    schema = json.loads(path.read_text())  # checked against its metaschema when written (write_crd_schemas)
-    return jsonschema.validators.validator_for(schema)(schema)
+    schema = json.loads(path.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def crd_validator(api_version: str, kind: str, *, source: str, version: str) -> jsonschema.protocols.Validator:
