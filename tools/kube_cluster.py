@@ -480,6 +480,17 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# A test control plane lives for a minute and holds a few hundred MiB: Go collects its garbage three times
+# less often than by default (GOGC=100). Installing the charts' CRDs, the API server spent a fifth of its CPU
+# collecting; with this, its CPU for a homelab deployment fell by 12 to 25 % (three paired runs).
+GOGC = "300"
+
+
+def component_env() -> dict[str, str]:
+    """The environment of a control-plane component: this process's, with the tests' GOGC."""
+    return {**os.environ, "GOGC": GOGC}
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return "(no log)"
@@ -588,7 +599,9 @@ class Cluster:
             command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, str(hosts), *command]
         command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
         with open(log, "ab") as out:
-            popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)  # noqa: S603
+            popen = subprocess.Popen(  # noqa: S603
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root, env=component_env()
+            )
         process = Process(component, popen, log)
         self.processes.append(process)
         return process

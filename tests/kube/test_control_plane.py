@@ -63,6 +63,13 @@ def _refusal(cluster: Cluster, obj: dict[str, Any]) -> ApiError:
 # --- Admission -------------------------------------------------------------------------------------------
 
 
+def test_every_component_collects_garbage_at_the_tests_gogc(kube_talos: Cluster) -> None:
+    # setpriv (and the API server's unshare and sh) exec the component: the environment is the component's own.
+    environments = {p.name: Path(f"/proc/{p.popen.pid}/environ").read_bytes().split(b"\0") for p in kube_talos.processes}
+    assert sorted(environments) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    assert {name: [v for v in env if v.startswith(b"GOGC=")] for name, env in environments.items()} == {name: [b"GOGC=300"] for name in environments}
+
+
 def test_a_restricted_namespace_refuses_a_pod_on_the_host_network(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
     namespace = kube_namespace(kube_talos, RESTRICTED)
     kube_talos.wait_for_service_account(namespace)
