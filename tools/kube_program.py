@@ -539,6 +539,7 @@ class Walker:
     def walk(self) -> Report:
         """The first `pulumi up`: every registration in the engine's order, then the platform Applications' syncs."""
         talos = talos_stand_ins(self.stack)
+        own = None if self.only is None else set(slice_clusters(self.sim, self.only))
         if talos and "arda" in self.clusters:
             # Talos writes it once the API server is up, before anything of the program's reaches the cluster.
             self._crds_first("arda", "Talos", "stand-in", talos, lambda o: "talos", ProviderOptions())
@@ -551,7 +552,7 @@ class Walker:
             if reg.type.startswith(UNEXPANDED):
                 raise NotImplementedError(f"{reg.type} ({reg.name}): a Kubernetes component this walker does not expand yet (tools/kube_program.py)")
             cluster = cluster_of(reg)
-            if cluster not in self.clusters and self.only is not None and cluster not in slice_clusters(self.sim, self.only):
+            if own is not None and cluster not in own and cluster not in self.clusters:
                 # A slice's dependency in another cluster (an Arda object hangs on the Ainur that netboots Arda):
                 # another API server admits it, not the one the break is about.
                 self.report.skipped[f"{cluster}: {reg.type}"] += 1
