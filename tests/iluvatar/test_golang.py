@@ -1,0 +1,74 @@
+"""Building the project's Go programs (the tests' checkers and the upgrader `pulumi up` runs) with the pinned Go:
+one binary per source state, built once, stripped, and a failure that names the program.
+
+Each test builds a one-file program with the machine's real Go. Binaries and locks go to the test's own
+folder; Go's module and build caches stay the project's, so the standard library is not compiled again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from iluvatar import golang
+
+HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello from %s") }\n'
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ILUVATAR_CACHE in the test's folder, with the project's Go caches kept."""
+    real = golang.go_env()
+    monkeypatch.setenv("ILUVATAR_CACHE", str(tmp_path / "cache"))
+    built = golang.go_env
+
+    def env() -> dict[str, str]:
+        return {**built(), "GOCACHE": real["GOCACHE"], "GOMODCACHE": real["GOMODCACHE"]}
+
+    monkeypatch.setattr(golang, "go_env", env)
+    return tmp_path / "cache"
+
+
+def _program(folder: Path, greeting: str = "one", source: str | None = None, tags: tuple[str, ...] = ()) -> golang.Program:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "go.mod").write_text("module example.com/hello\n\ngo 1.21\n")
+    (folder / "main.go").write_text(source or HELLO % greeting)
+    return golang.Program("hello", folder, tags=tags)
+
+
+def test_a_program_is_built_once_per_source_state_into_the_cache(cache: Path, tmp_path: Path) -> None:
+    program = _program(tmp_path / "hello")
+    binary = golang.build(program)
+    assert binary.parent == cache / "bin" and binary.name.startswith("hello-")
+    assert subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout == "hello from one\n"
+    built = binary.stat().st_mtime_ns
+    assert golang.build(program) == binary and binary.stat().st_mtime_ns == built  # the same sources: not built again
+    # Another source state is another binary; the first stays for whoever still runs it.
+    changed = golang.build(_program(tmp_path / "hello", "two"))
+    assert changed != binary and binary.exists()
+    assert subprocess.run([str(changed)], capture_output=True, text=True, check=True).stdout == "hello from two\n"
+    # Build tags are part of what a binary is: the same sources with a tag are another build.
+    tagged = golang.build(_program(tmp_path / "hello", "two", tags=("netgo",)))
+    assert tagged not in (binary, changed)
+    assert sorted(p.name for p in (cache / "bin").iterdir()) == sorted([binary.name, changed.name, tagged.name])  # no temporary left
+
+
+def test_binaries_carry_no_symbols_and_no_dwarf(cache: Path, tmp_path: Path) -> None:
+    binary = golang.build(_program(tmp_path / "hello"))
+    go = golang.go_binary()
+    # Go's own tools read the binary: no symbol table (-ldflags=-s), and the compiler wrote no DWARF for any package.
+    nm = subprocess.run([go, "tool", "nm", str(binary)], capture_output=True, text=True, check=False)
+    assert nm.stderr.strip().endswith("no symbols")
+    info = subprocess.run([go, "version", "-m", str(binary)], capture_output=True, text=True, check=True).stdout
+    assert "\tbuild\t-gcflags=all=-dwarf=false\n" in info and "\tbuild\t-trimpath=true\n" in info and "\tbuild\tCGO_ENABLED=0\n" in info
+    sections = subprocess.run(["readelf", "-S", "-W", str(binary)], capture_output=True, text=True, check=True).stdout
+    assert ".debug_" not in sections and ".symtab" not in sections
+
+
+def test_a_compile_error_names_the_program_and_leaves_nothing(cache: Path, tmp_path: Path) -> None:
+    program = _program(tmp_path / "broken", source="package main\n\nfunc main() { undefined() }\n")
+    with pytest.raises(golang.GoBuildError, match=r"^building hello \(broken/, build -modfile=go\.mod .*\) failed:\n(.|\n)*undefined: undefined"):
+        golang.build(program)
+    assert [p.name for p in (cache / "bin").iterdir()] == []
