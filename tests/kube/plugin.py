@@ -11,8 +11,9 @@
     def test_empty(kube_fresh: Callable[[Flavor], Cluster]) -> None:
         cluster = kube_fresh(TALOS)                        # a cluster of its own, stopped after the test
 
-`kube_talos` and `kube_k3s` start once per session, on first use, and stop at the session's end
-(Ctrl-C included). They are shared: a test makes its own namespace (`kube_namespace`) and leaves
+`kube_talos` and `kube_k3s` start once per test file, on first use, and stop when the file is done
+(Ctrl-C included): an idle control plane still spends about 3 s of CPU a minute (leader elections, the
+controllers' resyncs, etcd), and a session-wide one idled on each worker until the whole run ended. They are shared: a test makes its own namespace (`kube_namespace`) and leaves
 other tests' objects alone; nodes are shared too (make your own with a unique name, or use
 `kube_fresh` for a cluster no other test touches). Each cluster's admin kubeconfig is
 `cluster.kubeconfig`, its logs `cluster.root / "<component>.log"`.
@@ -34,7 +35,7 @@ from tools.kube_cluster import K3S, TALOS, Cluster, Flavor
 FIXTURES = frozenset({"kube_talos", "kube_k3s", "kube_fresh", "kube_namespace"})
 
 
-def _session_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def _shared_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(flavor, tmp_path_factory.mktemp(f"kube-{flavor.name}"))
     cluster.start()
     try:
@@ -43,16 +44,16 @@ def _session_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory) -
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kube_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Arda's control plane (Kubernetes 1.34.1, Talos v1.12.4's flags and Pod Security defaults), shared by the session."""
-    yield from _session_cluster(TALOS, tmp_path_factory)
+    """Arda's control plane (Kubernetes 1.34.1, Talos v1.12.4's flags and Pod Security defaults), shared by the file's tests."""
+    yield from _shared_cluster(TALOS, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kube_k3s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The Ainur's control plane (Kubernetes 1.33, k3s's flags: no Pod Security defaults), shared by the session."""
-    yield from _session_cluster(K3S, tmp_path_factory)
+    """The Ainur's control plane (Kubernetes 1.33, k3s's flags: no Pod Security defaults), shared by the file's tests."""
+    yield from _shared_cluster(K3S, tmp_path_factory)
 
 
 @pytest.fixture
