@@ -20,12 +20,12 @@ HELLO = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello from %
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """ILUVATAR_CACHE in the test's folder, with the project's Go caches kept."""
-    real = golang.go_env()
+    project = golang.go_env()
     monkeypatch.setenv("ILUVATAR_CACHE", str(tmp_path / "cache"))
-    built = golang.go_env
+    original = golang.go_env
 
     def env() -> dict[str, str]:
-        return {**built(), "GOCACHE": real["GOCACHE"], "GOMODCACHE": real["GOMODCACHE"]}
+        return {**original(), "GOCACHE": project["GOCACHE"], "GOMODCACHE": project["GOMODCACHE"]}
 
     monkeypatch.setattr(golang, "go_env", env)
     return tmp_path / "cache"

@@ -13,8 +13,8 @@
 
 `kube_talos` and `kube_k3s` start once per test file, on first use, and stop when the file is done
 (Ctrl-C included): an idle control plane still spends about 3 s of CPU a minute (leader elections, the
-controllers' resyncs, etcd), and a session-wide one idled on each worker until the whole run ended. They are shared: a test makes its own namespace (`kube_namespace`) and leaves
-other tests' objects alone; nodes are shared too (make your own with a unique name, or use
+controllers' resyncs, etcd), and a session-wide one idled on each worker until the whole run ended.
+They are shared: a test makes its own namespace (`kube_namespace`) and leaves other tests' objects alone; nodes are shared too (make your own with a unique name, or use
 `kube_fresh` for a cluster no other test touches). Each cluster's admin kubeconfig is
 `cluster.kubeconfig`, its logs `cluster.root / "<component>.log"`.
 
