@@ -5,7 +5,8 @@
 // or an upgrade does). It records every call so tests can assert exact sequences.
 //
 //	talos-api serve --scenario FILE --dir DIR
-//	    Serves the scenario. DIR gets secrets.yaml (a real Talos secrets bundle, kept if present),
+//	    Serves the scenario. DIR gets secrets.yaml (a real Talos secrets bundle, kept if present; its
+//	    service-account key ECDSA: bundleContract),
 //	    talosconfig (the admin client config), configs/NAME.yaml (each configured node's config) and,
 //	    once every node is listening, ready.json ({"control": URL, "nodes": {NAME: ADDRESS}}).
 //	    The control URL (loopback HTTP) answers GET /calls, GET /nodes, POST /nodes/NAME (a partial
@@ -81,7 +82,7 @@ func loadOrCreateSecrets(dir, configVersion string) (*secrets.Bundle, error) {
 		return nil, err
 	}
 
-	b, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), contract)
+	b, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), bundleContract(contract))
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +93,20 @@ func loadOrCreateSecrets(dir, configVersion string) (*secrets.Bundle, error) {
 	}
 
 	return b, writeFile(path, out, 0o600)
+}
+
+// bundleContract is the contract the scenario's bundle is made for: the scenario's own, except that
+// its Kubernetes service-account key is ECDSA, as Talos 1.6 and older made it (clusters they made
+// keep it through every upgrade), not the RSA-4096 key newer contracts make. That key is the only
+// difference (secrets.Bundle.populate: UseRSAServiceAccountKey). Nothing here serves Kubernetes, so
+// the key is never used, and an RSA-4096 key took 0.2 to 0.7 s of CPU per scenario: nearly all of
+// this program's cost in a test run (about 45 s over the suite's ~110 scenarios).
+func bundleContract(contract *coreconfig.VersionContract) *coreconfig.VersionContract {
+	if contract.UseRSAServiceAccountKey() {
+		return coreconfig.TalosVersion1_6
+	}
+
+	return contract
 }
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
