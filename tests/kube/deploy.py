@@ -37,6 +37,10 @@ class Deployed:
             self._workloads[cluster] = workloads(cluster, self.clusters[cluster], self.report.written)
         return self._workloads[cluster]
 
+    def forget_workloads(self) -> None:
+        """Read the workloads again on the next call (after a test changed them)."""
+        self._workloads.clear()
+
     def workload(self, cluster: str, name: str) -> Workload:
         """One workload by `Kind namespace/name`."""
         [found] = [w for w in self.workloads(cluster) if w.name == name]

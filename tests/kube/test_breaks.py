@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from iluvatar.simulate import Registration, simulate
 from stacks.load import read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed, problems
+from tools.kube_cluster import KubeClient
 
 pytestmark = pytest.mark.kube
 
@@ -51,13 +53,6 @@ def test_a_custom_resource_that_loses_its_crd_dependency_is_refused(tmp_path: Pa
         ]
 
 
-def _rook_namespace_unprivileged(source: str, obj: dict[str, Any]) -> dict[str, Any]:
-    if obj["kind"] == "Namespace" and obj["metadata"]["name"] == "rook-ceph":
-        labels = obj["metadata"]["labels"]
-        obj["metadata"]["labels"] = {k: v for k, v in labels.items() if not k.startswith("pod-security.kubernetes.io/")}
-    return obj
-
-
 def test_rooks_namespace_without_the_privileged_level_refuses_the_retire_job(tmp_path: Path) -> None:
     # Retiring one of tirion's two disks: the Job reads the host's /dev, which only `privileged` allows.
     doc = edit(homelab_doc(), {"iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"], "iluvatar:nodes[4].retire": ["/dev/nvme1n1"]})
@@ -66,16 +61,36 @@ def test_rooks_namespace_without_the_privileged_level_refuses_the_retire_job(tmp
     def retire(r: Registration) -> bool:
         return "osd-retire" in r.name
 
-    with deployed(stack_file, tmp_path / "fine", only=retire) as deployment:
+    with deployed(stack_file, tmp_path, only=retire) as deployment:
         assert deployment.report.refusals == []
         assert problems(deployment) == []
         assert deployment.workload("arda", "Job rook-ceph/osd-retire-tirion").nodes == ["tirion"]
-    with deployed(stack_file, tmp_path / "broken", only=retire, mutate=_rook_namespace_unprivileged) as deployment:
+
+        # The break, on the same control plane (a second deployment of the slice cost 15 s of CPU): the
+        # namespace as the program would write it without the Pod Security labels, then the Job again.
+        client = deployment.clusters["arda"].client
+        [namespace] = [w.obj for w in deployment.report.written if w.obj["kind"] == "Namespace" and w.obj["metadata"]["name"] == "rook-ceph"]
+        levels = {k: None for k in namespace["metadata"]["labels"] if k.startswith("pod-security.kubernetes.io/")}
+        assert levels  # what the break takes away
+        client.merge_patch(namespace, {"metadata": {"labels": levels}})
+        [job] = [w.obj for w in deployment.report.written if w.obj["kind"] == "Job" and w.obj["metadata"]["name"] == "osd-retire-tirion"]
+        _replace(client, job)
+        deployment.forget_workloads()
         assert deployment.report.refusals == []  # the Job is admitted; its pod is not
-        [job] = [w for w in deployment.workloads("arda") if w.name == "Job rook-ceph/osd-retire-tirion"]
-        [problem] = job.problems
+        [problem] = deployment.workload("arda", "Job rook-ceph/osd-retire-tirion").problems
         assert problem.startswith('0 of 1 pods created: Error creating: pods "osd-retire-tirion-')
         assert problem.endswith('is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "host-dev")')
+
+
+def _replace(client: KubeClient, obj: dict[str, Any], timeout: float = 30.0) -> None:
+    """Delete the object, wait until it is gone (a Job's pods are orphaned first), and create it again."""
+    client.delete(obj)
+    deadline = time.monotonic() + timeout
+    while client.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]) is not None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{obj['kind']} {obj['metadata']['name']} was not deleted within {timeout:.0f} s")
+        time.sleep(0.2)
+    client.create(obj)
 
 
 def test_a_gateway_listener_that_breaks_a_cel_rule_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,19 +233,14 @@ def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_tal
 
 
 @pytest.fixture(scope="module")
-def arda(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A Talos-flavor control plane whose nodes are exactly the homelab's Arda machines (kwok plays their kubelets).
+def arda(kube_talos: Cluster) -> Cluster:
+    """This file's Talos-flavor control plane with exactly the homelab's Arda machines as nodes (kwok plays their kubelets).
 
-    Not the shared `kube_talos`: other files add nodes of their own to it (the upgrader's tests add control
-    planes), and the scheduler's answers below count the five.
+    `kube_talos` lives for this file alone, so no other file's nodes join it, and the scheduler's answers
+    below count the five.
     """
-    cluster = Cluster(TALOS, tmp_path_factory.mktemp("kube-arda"))
-    cluster.start()
-    try:
-        cluster.create_nodes(kube_inventory.nodes(load_stack_file(HOMELAB), "arda"))
-        yield cluster
-    finally:
-        cluster.stop()
+    kube_talos.create_nodes(kube_inventory.nodes(load_stack_file(HOMELAB), "arda"))
+    return kube_talos
 
 
 def test_inventory_nodes_register_and_turn_ready(arda: Cluster) -> None:
