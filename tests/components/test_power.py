@@ -25,7 +25,8 @@ from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
 from stacks.load import StackFile
 from tests.bringup import upgrader_args, violations
-from tests.edit import RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.sims import simulated
 from tests.strategies import raw_stacks
 
 LOCAL, REMOTE = "command:local:Command", "command:remote:Command"
@@ -159,7 +160,7 @@ def test_the_steps_are_one_component_and_machines_without_power_have_none(stacks
         ("arda-power-gandalf", REMOTE),
         ("arda-power-saruman", LOCAL),
     ]
-    plain = simulate(read_stack_file(ROOT / "Pulumi.homelab.yaml"))
+    plain = simulated(HOMELAB)
     assert plain.by_type("iluvatar:arda:Power") == []
 
 

@@ -7,14 +7,14 @@ import functools
 import yaml
 
 from iluvatar.render import kubernetes_files, render_files
-from iluvatar.simulate import Simulation, simulate
-from stacks import read_stack_file
+from iluvatar.simulate import Simulation
 from tests.edit import HOMELAB, RK1
+from tests.sims import simulated
 
 
 @functools.cache
 def _sim(path: str) -> Simulation:
-    return simulate(read_stack_file(HOMELAB if path == "homelab" else RK1))
+    return simulated(HOMELAB if path == "homelab" else RK1)
 
 
 @functools.cache

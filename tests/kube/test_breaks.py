@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from iluvatar.simulate import Registration, simulate
+from iluvatar.simulate import Registration
 from stacks.load import read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed, problems
+from tests.sims import simulated
 from tools.kube_cluster import KubeClient
 
 pytestmark = pytest.mark.kube
@@ -29,7 +30,7 @@ def test_a_custom_resource_that_loses_its_crd_dependency_is_refused(tmp_path: Pa
     # The Cilium pool without its dependency on the gate that waits for Cilium's CRDs (which is after
     # the release): the engine may create it first.
     stack_file = read_stack_file(HOMELAB)
-    sim = simulate(stack_file)
+    sim = simulated(HOMELAB)
     pool = sim.named()["arda-cilium-lb-pool"]
     ordering = {sim.named()["arda-cilium-release"].urn, sim.named()["arda-cilium-gate-crds"].urn}
     assert ordering & set(pool.dependencies)
@@ -103,7 +104,7 @@ def test_a_gateway_listener_that_breaks_a_cel_rule_is_refused(tmp_path: Path) ->
     def gateways(r: Registration) -> bool:
         return r.name == "edge-gateways-gateway-networking-envoy-internal"
 
-    with deployed(read_stack_file(HOMELAB), tmp_path, only=gateways, mutate=plain_http_with_tls) as deployment:
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=gateways, mutate=plain_http_with_tls, sim=simulated(HOMELAB)) as deployment:
         [refusal] = deployment.report.refusals
         assert refusal.startswith(
             "arda: Gateway networking/envoy-internal (pulumi, edge-gateways-gateway-networking-envoy-internal) refused: HTTP 422 Invalid: "
@@ -120,7 +121,7 @@ def test_a_netboot_pod_pinned_to_a_label_no_pi_has_stays_pending(tmp_path: Path)
     def netboot(r: Registration) -> bool:
         return r.name.startswith("netboot-")
 
-    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=on_arda) as deployment:
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=on_arda, sim=simulated(HOMELAB)) as deployment:
         assert deployment.report.refusals == []
         [problem] = deployment.workload("ainur", "Deployment netboot/netboot").problems
         assert problem.startswith("pod netboot-")
@@ -142,7 +143,7 @@ def test_a_value_that_changes_between_ups_is_caught(tmp_path: Path) -> None:
     def netboot(r: Registration) -> bool:
         return r.name == "netboot-deployment-netboot"
 
-    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=stamped) as deployment:
+    with deployed(read_stack_file(HOMELAB), tmp_path, only=netboot, mutate=stamped, sim=simulated(HOMELAB)) as deployment:
         assert deployment.report.refusals == []
         assert deployment.walker.reapply() == [
             "ainur: Deployment netboot/netboot (pulumi, netboot-deployment-netboot) changed: spec.template.metadata.annotations.iluvatar/rendered"

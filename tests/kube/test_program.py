@@ -20,6 +20,7 @@ from plans import backup, secrets, storage
 from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
+from tests.sims import simulated
 from tools.kube_cluster import describe
 from tools.kube_inventory import CONTROL_PLANE
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.kube
 
 @pytest.fixture(scope="module", params=[HOMELAB, RK1], ids=["homelab", "rk1"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    with deployed(read_stack_file(request.param), tmp_path_factory.mktemp(request.param.stem)) as result:
+    with deployed(read_stack_file(request.param), tmp_path_factory.mktemp(request.param.stem), sim=simulated(request.param)) as result:
         yield result
 
 
