@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from plans import edge, netboot
-from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from stacks import StackConfig, identity, load_stack_file, parse_stack, read_stack_file
 from stacks.categories import known_categories
 from tests.edit import HOMELAB, RK1, with_apps
 from tools import upstream
@@ -163,6 +163,7 @@ def registries(draw: st.DrawFn) -> list[dict[str, Any]]:
             }
         )
     taken = {"taniquetil", "tirion", "alqualonde", "gandalf", "saruman", "manwe", "eonwe", "ilmare", "arda", "ainur", "netboot", "git"}
+    taken |= {label for _, label in identity.HOSTS.values()}  # dex, ca, argocd, argocd-ainur: the sign-in's own names
     hosts = [str(a["host"]) for a in apps]
     assume(len(set(hosts)) == len(hosts) and not any(h.split(".")[0] in taken | {"envoy-external", "envoy-internal"} for h in hosts))
     return apps
