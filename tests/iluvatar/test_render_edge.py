@@ -12,7 +12,6 @@ from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
 
 
-@functools.cache
 def _sim(path: str) -> Simulation:
     return simulated(HOMELAB if path == "homelab" else RK1)
 

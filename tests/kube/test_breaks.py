@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from stacks.load import read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed, problems
 from tests.sims import simulated
-from tools.kube_cluster import KubeClient
+from tools.kube_cluster import describe
 
 pytestmark = pytest.mark.kube
 
@@ -69,29 +68,21 @@ def test_rooks_namespace_without_the_privileged_level_refuses_the_retire_job(tmp
 
         # The break, on the same control plane (a second deployment of the slice cost 15 s of CPU): the
         # namespace as the program would write it without the Pod Security labels, then the Job again.
-        client = deployment.clusters["arda"].client
-        [namespace] = [w.obj for w in deployment.report.written if w.obj["kind"] == "Namespace" and w.obj["metadata"]["name"] == "rook-ceph"]
+        arda = deployment.clusters["arda"]
+        written = {describe(w.obj): w.obj for w in deployment.report.written if w.cluster == "arda"}
+        namespace, job = written["Namespace rook-ceph"], written["Job rook-ceph/osd-retire-tirion"]
         levels = {k: None for k in namespace["metadata"]["labels"] if k.startswith("pod-security.kubernetes.io/")}
         assert levels  # what the break takes away
-        client.merge_patch(namespace, {"metadata": {"labels": levels}})
-        [job] = [w.obj for w in deployment.report.written if w.obj["kind"] == "Job" and w.obj["metadata"]["name"] == "osd-retire-tirion"]
-        _replace(client, job)
+        arda.client.merge_patch(namespace, {"metadata": {"labels": levels}})
+        # Gone before it is made again: a Job's pods are orphaned first.
+        arda.client.delete(job)
+        arda.wait_for("the first Job deleted", lambda: arda.client.get("batch/v1", "Job", "osd-retire-tirion", "rook-ceph") is None, timeout=30)
+        arda.client.create(job)
         deployment.forget_workloads()
         assert deployment.report.refusals == []  # the Job is admitted; its pod is not
         [problem] = deployment.workload("arda", "Job rook-ceph/osd-retire-tirion").problems
         assert problem.startswith('0 of 1 pods created: Error creating: pods "osd-retire-tirion-')
         assert problem.endswith('is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "host-dev")')
-
-
-def _replace(client: KubeClient, obj: dict[str, Any], timeout: float = 30.0) -> None:
-    """Delete the object, wait until it is gone (a Job's pods are orphaned first), and create it again."""
-    client.delete(obj)
-    deadline = time.monotonic() + timeout
-    while client.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]) is not None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{obj['kind']} {obj['metadata']['name']} was not deleted within {timeout:.0f} s")
-        time.sleep(0.2)
-    client.create(obj)
 
 
 def test_a_gateway_listener_that_breaks_a_cel_rule_is_refused(tmp_path: Path) -> None:
