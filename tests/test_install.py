@@ -33,7 +33,7 @@ def test_ci_runs_the_readme_commands() -> None:
     # Bytecode cached outside the repository, for every process of the run.
     assert '\nexport PYTHONPYCACHEPREFIX="${ILUVATAR_CACHE:-$HOME/.cache/iluvatar}/pycache"\nunset PYTHONDONTWRITEBYTECODE\n' in script
     # On several workers, a file's tests together (tests/test_workers.py), and whatever the caller adds.
-    assert '\nworkers="${ILUVATAR_TEST_WORKERS:-$(($(nproc) + 1))}"\n' in script
+    assert '\nworkers="${ILUVATAR_TEST_WORKERS:-$(($(nproc) + 2))}"\n' in script
     assert '\n.venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@" || status=$?\n' in script
 
 
