@@ -45,13 +45,15 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp") -> str:
     copies = "\n".join(f"  cp /usr/lib/ipxe/{source} {root}.new/{name}" for name, (source, _) in sorted(IPXE_FILES.items()))
     return (
         "set -eu\n"
-        f"cat > /tmp/ipxe.sha256 <<'EOF'\n{sums}\nEOF\n"
-        f"if ! (cd {root} 2>/dev/null && sha256sum -c --status /tmp/ipxe.sha256); then\n"
+        # The container's /tmp; TMPDIR where the script runs beside others (the tests).
+        'SUMS="${TMPDIR:-/tmp}/ipxe.sha256"\n'
+        f"cat > \"$SUMS\" <<'EOF'\n{sums}\nEOF\n"
+        f'if ! (cd {root} 2>/dev/null && sha256sum -c --status "$SUMS"); then\n'
         "  apt-get update -qq\n"
         f"  apt-get install -y -qq --no-install-recommends ipxe={IPXE_DEBIAN_VERSION}\n"
         f"  rm -rf {root}.new && mkdir -p {root}.new\n"
         f"{copies}\n"
-        f"  (cd {root}.new && sha256sum -c /tmp/ipxe.sha256)\n"
+        f'  (cd {root}.new && sha256sum -c "$SUMS")\n'
         f"  rm -rf {root}.old && if [ -d {root} ]; then mv {root} {root}.old; fi && mv {root}.new {root} && rm -rf {root}.old\n"
         "fi\n"
     )

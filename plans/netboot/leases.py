@@ -14,8 +14,10 @@ _API = (
     'SA="${SERVICEACCOUNT_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}"\n'
     'API="https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}"\n'
     f'CM="$API/api/v1/namespaces/{NAMESPACE}/configmaps"\n'
+    # The pod's /tmp; TMPDIR where the scripts run beside others (the tests), which would share one reply file.
+    'OUT="${TMPDIR:-/tmp}/api.out"\n'
     'api() { curl -sS --max-time 10 --cacert "$SA/ca.crt" -H "Authorization: Bearer $(cat "$SA/token")" '
-    '-H "Content-Type: application/json" -o /tmp/api.out -w "%{http_code}" "$@"; }\n'
+    '-H "Content-Type: application/json" -o "$OUT" -w "%{http_code}" "$@"; }\n'
 )
 
 
@@ -27,9 +29,9 @@ def restore_leases_script(lease_file: str = LEASE_FILE) -> str:
         + f'mkdir -p "$(dirname {lease_file})"\n'
         + f'code=$(api "$CM/{LEASES_CONFIGMAP}")\n'
         + 'case "$code" in\n'
-        + f'  200) sed -n \'s/.*"leases": *"\\([A-Za-z0-9+/=]*\\)".*/\\1/p\' /tmp/api.out | base64 -d > {lease_file} ;;\n'
+        + f'  200) sed -n \'s/.*"leases": *"\\([A-Za-z0-9+/=]*\\)".*/\\1/p\' "$OUT" | base64 -d > {lease_file} ;;\n'
         + f"  404) : > {lease_file} ;;\n"
-        + '  *) echo "cannot read the lease ConfigMap: HTTP $code" >&2; cat /tmp/api.out >&2; exit 1 ;;\n'
+        + '  *) echo "cannot read the lease ConfigMap: HTTP $code" >&2; cat "$OUT" >&2; exit 1 ;;\n'
         + "esac\n"
         + f'echo "restored $(wc -l < {lease_file}) leases"\n'
     )

@@ -132,7 +132,15 @@ def kube_api(
         sa.mkdir(exist_ok=True)
         (sa / "ca.crt").write_bytes((cluster.pki / "ca.crt").read_bytes())
         (sa / "token").write_text(token)
-        env = {"KUBERNETES_SERVICE_HOST": here, "KUBERNETES_SERVICE_PORT": str(cluster.port), "SERVICEACCOUNT_DIR": str(sa), "TOKEN": token}
+        scratch = root / "pod-tmp"  # the pod's own /tmp: another test's scripts may run at the same time
+        scratch.mkdir(exist_ok=True)
+        env = {
+            "KUBERNETES_SERVICE_HOST": here,
+            "KUBERNETES_SERVICE_PORT": str(cluster.port),
+            "SERVICEACCOUNT_DIR": str(sa),
+            "TMPDIR": str(scratch),
+            "TOKEN": token,
+        }
         yield KubeApi(cluster, env, the_role, net)
     finally:
         for cluster in started:  # before its address goes, or the API server's shutdown waits for it

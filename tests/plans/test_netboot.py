@@ -4,6 +4,7 @@ kubernetes-validate; the values that make netbooting work and keep secrets off t
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from collections.abc import Callable
 from ipaddress import IPv4Address
@@ -424,7 +425,12 @@ def test_pod_restarts_when_what_it_serves_changes() -> None:
 
 
 def _run(script: str, tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env={"PATH": f"{tmp}/bin:/usr/bin:/bin", **env})
+    # The test's own TMPDIR: two workers running a script at once must not share its scratch files.
+    scratch = tmp / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=60, env={"PATH": f"{tmp}/bin:/usr/bin:/bin", "TMPDIR": str(scratch), **env}
+    )
 
 
 def test_fetch_assets_downloads_each_board_once(tmp_path: Path) -> None:
@@ -458,6 +464,8 @@ def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: P
     (tmp_path / "bin" / "apt-get").chmod(0o755)
     assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode == 0
     assert not (tmp_path / "apt-calls").exists(), "binaries matching the pinned sums are kept"
+    # The sums it checked against, in TMPDIR (the pod's /tmp when unset), not a file every run shares.
+    assert len((tmp_path / "scratch" / "ipxe.sha256").read_text().splitlines()) == len(netboot.IPXE_FILES)
     (root / "ipxe-arm64.efi").write_bytes(b"truncated")
     assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode != 0
     assert (tmp_path / "apt-calls").read_text().splitlines() == ["update -qq"]
@@ -567,6 +575,7 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
     with kubeapi.kube_api(tmp_path, kube_fresh, HOMELAB) as api:
         first = api.run(restore)
         assert (first.returncode, first.stdout) == (0, "restored 0 leases\n")
+        assert json.loads((Path(api.env["TMPDIR"]) / "api.out").read_text())["reason"] == "NotFound"  # the API server's reply, in TMPDIR
         assert lease_file.read_text() == ""
         lease_file.write_text(leases)
         saved = api.run(save)
@@ -589,7 +598,7 @@ def test_the_lease_scripts_keep_the_lease_file_in_the_cluster(tmp_path: Path, ku
 
 def test_the_lease_sidecar_saves_every_interval_until_stopped() -> None:
     script = netboot.save_leases_script()
-    assert script.splitlines()[5:7] == ['last=""', "while true; do"]
+    assert script.splitlines()[6:8] == ['last=""', "while true; do"]
     assert script.endswith("  sleep 2\ndone\n")
     assert "sleep" not in netboot.save_leases_script(once=True)
 
