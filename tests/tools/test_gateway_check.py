@@ -101,22 +101,18 @@ def test_the_gateway_class_and_its_envoy_proxy_are_accepted() -> None:
     assert proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["replicas"] == 2
 
 
-def _objects(path: Path) -> list[dict[str, Any]]:
-    sim = _sim(path)
+@pytest.fixture(scope="module")
+def homelab_objects(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The homelab's objects and cert-manager's Secrets for its Certificates (their keys in pytest's
+    temporary directory, which it cleans, not a directory of their own in /tmp that outlived the run)."""
+    sim = _sim(HOMELAB)
     objects = gateway_check.program_objects(sim)
     certificates = [redact(r.inputs) for r in sim.by_type("kubernetes:cert-manager.io/v1:Certificate")]
-    return objects + gateway_check.certificate_secrets(certificates, _tmp())
+    return objects + gateway_check.certificate_secrets(certificates, tmp_path_factory.mktemp("certs"))
 
 
-@functools.cache
-def _tmp() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="iluvatar-test-certs-"))
-
-
-def test_a_route_on_the_redirect_listener_is_refused() -> None:
-    objects = copy.deepcopy(_objects(HOMELAB))
+def test_a_route_on_the_redirect_listener_is_refused(homelab_objects: list[dict[str, Any]]) -> None:
+    objects = copy.deepcopy(homelab_objects)
     [blog] = [o for o in objects if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "blog"]
     blog["spec"]["parentRefs"][0]["sectionName"] = "http"  # http admits only its own namespace's routes
     found = gateway_check.statuses(gateway_check.translate(objects))
@@ -124,8 +120,8 @@ def test_a_route_on_the_redirect_listener_is_refused() -> None:
     assert status.conditions["Accepted"][:2] == ("False", "NotAllowedByListeners")
 
 
-def test_a_listener_without_its_certificate_is_not_programmed() -> None:
-    objects = [o for o in _objects(HOMELAB) if not (o["kind"] == "Secret" and o["metadata"]["name"] == "wildcard-external-tls")]
+def test_a_listener_without_its_certificate_is_not_programmed(homelab_objects: list[dict[str, Any]]) -> None:
+    objects = [o for o in homelab_objects if not (o["kind"] == "Secret" and o["metadata"]["name"] == "wildcard-external-tls")]
     found = {(s.name, s.section): s for s in gateway_check.statuses(gateway_check.translate(objects))}
     https = found[("networking/envoy-external", "https")]
     assert https.conditions["ResolvedRefs"][:2] == ("False", "InvalidCertificateRef")
@@ -133,8 +129,8 @@ def test_a_listener_without_its_certificate_is_not_programmed() -> None:
     assert found[("networking/envoy-external", "http")].ok("Programmed"), "only the listener with the missing certificate"
 
 
-def test_an_invalid_object_is_refused_when_loaded() -> None:
-    objects = copy.deepcopy(_objects(HOMELAB))
+def test_an_invalid_object_is_refused_when_loaded(homelab_objects: list[dict[str, Any]]) -> None:
+    objects = copy.deepcopy(homelab_objects)
     [gateway] = [o for o in objects if o["kind"] == "Gateway" and o["metadata"]["name"] == "envoy-internal"]
     gateway["spec"]["listeners"][1]["port"] = 70000
     with pytest.raises(gateway_check.TranslateError, match="local validation error"):
@@ -167,8 +163,8 @@ def test_the_objects_checked_are_the_programs() -> None:
     assert ("HTTPRoute", "argocd-server") in kinds
 
 
-def test_conflicting_listeners_leave_the_gateway_not_accepted() -> None:
-    objects = copy.deepcopy(_objects(HOMELAB))
+def test_conflicting_listeners_leave_the_gateway_not_accepted(homelab_objects: list[dict[str, Any]]) -> None:
+    objects = copy.deepcopy(homelab_objects)
     [gateway] = [o for o in objects if o["kind"] == "Gateway" and o["metadata"]["name"] == "envoy-internal"]
     gateway["spec"]["listeners"][0]["port"] = 443  # http and https on one port
     found = {(s.name, s.section): s for s in gateway_check.statuses(gateway_check.translate(objects))}
