@@ -84,6 +84,8 @@ case "${1:-}" in
   kubectl)
     shift
     case " $* " in *" --kubeconfig "*) ;; *) export KUBECONFIG="${KUBECONFIG:-/etc/rancher/k3s/k3s.yaml}" ;; esac
+    # kubectl's discovery cache: on a Pi, root's ~/.kube/cache; here root's home is this machine's, so the Pi's folder.
+    export KUBECACHEDIR=$S/kube-cache
     exec __KUBECTL__ kubectl "$@" ;;
   etcd-snapshot)
     shift

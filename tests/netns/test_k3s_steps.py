@@ -493,7 +493,11 @@ def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(l
         assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
 
 
-def test_the_pis_wrote_nothing_in_this_machines_etc(lab: Lab, brought_up: BroughtUp) -> None:
+def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brought_up: BroughtUp) -> None:
     """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
     assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
     assert lab.host_etc[apiserver.K3S_FILE] is None
+    # The steps' `k3s kubectl` runs as root, whose home is this machine's: its discovery cache is in the Pis' folders.
+    cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
+    assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
+    assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
