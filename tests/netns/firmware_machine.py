@@ -70,10 +70,24 @@ class Machine:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    @property
+    def last_file(self) -> str:
+        """The last file its chain fetches from the LAN's stand-ins: the initramfs on BIOS; the kernel on UEFI,
+        whose iPXE refuses the stand-in kernel (no EFI image) once fetched, and so never asks for the initramfs."""
+        board = next(n.board for n in self.lan.stack.nodes if n.mac == self.mac)
+        return f"/assets/{board}/{'initramfs.xz' if self.firmware == 'bios' else 'vmlinuz'}"
+
+    @property
+    def reserved_ip(self) -> str:
+        return str(next(n.ip for n in self.lan.stack.nodes if n.mac == self.mac))
+
     def done(self) -> bool:
-        """Booted: it fetched its own script. Not booted: its firmware gave up on the network."""
+        """Booted: it fetched its chain's last file from its reserved address. Not merely its script: the machines
+        are stopped once all are done, and one stopped between its script and its kernel fails its test. Not
+        booted: its firmware gave up on the network."""
         if self.finished is None:
-            booted = self.boots and any(path == self.script for _, path, _ in self.lan.requests())
+            # From its own address: machines of one board share their kernel's path.
+            booted = self.boots and (self.reserved_ip, self.last_file) in {(c, path) for c, path, _ in self.lan.requests()}
             gave_up = not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes()
             if booted or gave_up:
                 self.finished = time.monotonic()
