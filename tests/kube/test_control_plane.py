@@ -290,8 +290,13 @@ def test_a_node_cordons_drains_and_comes_back_as_an_upgrade_needs(arda: Cluster,
         client.checked("POST", f"/api/v1/namespaces/{namespace}/pods/on-saruman/eviction", eviction)
         # kwok plays the kubelet's part of a deletion: the pod goes.
         arda.wait_for("the evicted pod gone", lambda: client.get("v1", "Pod", "on-saruman", namespace) is None)
-        taints = [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
-        assert taints == ["node.kubernetes.io/unschedulable"]
+
+        # The node lifecycle controller taints a cordoned node on its own time, not with the patch: wait for it.
+        def taints() -> list[str]:
+            return [t["key"] for t in (client.get("v1", "Node", "saruman") or {})["spec"].get("taints", [])]
+
+        arda.wait_for("the cordoned node's taint", taints, timeout=30)
+        assert taints() == ["node.kubernetes.io/unschedulable"]
     finally:
         client.merge_patch(node, {"spec": {"unschedulable": False}})
     arda.wait_for_nodes(["saruman"])
