@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plans import netboot
+from stacks.model import Node
 from tests.netns.lan import Lan
 from tests.tools import require
 
@@ -71,15 +72,19 @@ class Machine:
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     @property
+    def node(self) -> Node:
+        """The inventory's machine of this MAC: its board and the address reserved for it."""
+        return next(n for n in self.lan.stack.nodes if n.mac == self.mac)
+
+    @property
     def last_file(self) -> str:
         """The last file its chain fetches from the LAN's stand-ins: the initramfs on BIOS; the kernel on UEFI,
         whose iPXE refuses the stand-in kernel (no EFI image) once fetched, and so never asks for the initramfs."""
-        board = next(n.board for n in self.lan.stack.nodes if n.mac == self.mac)
-        return f"/assets/{board}/{'initramfs.xz' if self.firmware == 'bios' else 'vmlinuz'}"
+        return f"/assets/{self.node.board}/{'initramfs.xz' if self.firmware == 'bios' else 'vmlinuz'}"
 
     @property
     def reserved_ip(self) -> str:
-        return str(next(n.ip for n in self.lan.stack.nodes if n.mac == self.mac))
+        return str(self.node.ip)
 
     def done(self) -> bool:
         """Booted: it fetched its chain's last file from its reserved address. Not merely its script: the machines

@@ -134,8 +134,7 @@ def _requests_from(net: Lan, ip: str) -> list[str]:
 def test_machine_fetches_its_own_chain_from_its_reserved_address(run: Run, mode: str, machine: str) -> None:
     m = run.machines[f"{mode}-{machine}"]
     assert m.done(), f"{m.name} did not fetch {m.last_file} within {DEADLINE} s; nginx saw {m.lan.requests()}"
-    ip = str(next(n.ip for n in m.lan.stack.nodes if n.mac == m.mac))
-    node = next(n for n in m.lan.stack.nodes if n.mac == m.mac)
+    ip, node = m.reserved_ip, m.node
     # In order, from the address the inventory reserves for it: boot.ipxe, its script, its kernel (and
     # on BIOS the initramfs: UEFI iPXE refuses the stand-in kernel, which is not an EFI image).
     chain = ["/boot.ipxe", m.script, f"/assets/{node.board}/vmlinuz"] + ([f"/assets/{node.board}/initramfs.xz"] if m.firmware == "bios" else [])
