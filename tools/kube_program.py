@@ -105,6 +105,11 @@ ARGOCD_MANAGER = "argocd-controller"
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 # Writes at once within one chart, and in the second pass: the engine and Helm write in parallel too.
 PARALLEL = 4
+# How long a write refused by a webhook the walk has removed is tried again. The API server's admission reads
+# webhook configurations through an informer, so a deletion reaches it a moment later: under load, once, after the
+# next write (trust-manager's "trust.cert-manager.io" called on the Bundle written just after its chart). That
+# refusal is the stand-in's, not the program's; any other refusal is returned at once.
+REMOVED_WEBHOOK_SECONDS = 30.0
 
 # Subcharts no Go module serves: rendered without them, and the fact recorded.
 OMITTED_SUBCHARTS: dict[str, tuple[str, ...]] = {"rook-ceph": ("ceph-csi-operator",)}
@@ -414,6 +419,7 @@ class Walker:
     def __post_init__(self) -> None:
         self.providers = {r.urn: ProviderOptions.from_inputs(plain(r.inputs)) for r in self.sim.registrations if r.type == PROVIDER}
         self._batching = False
+        self._removed_webhooks: dict[str, set[str]] = {}  # cluster: the names of the webhooks the walk removed
 
     # --- helpers ---
 
@@ -447,17 +453,26 @@ class Walker:
             meta["namespace"] = namespace
         obj = self.mutate(source, obj)
         written = Written(cluster, source, writer, obj, manager, options)
-        try:
-            if writer in ("pulumi", "chart"):
-                written.live = pulumi_create(client, obj, manager, options)
-            elif writer == "argocd":
-                written.live = client.apply(obj, field_manager=manager, force=False)
-            else:
-                written.live = client.create(obj, field_manager=manager)
-        except ApiError as e:
-            return written, e
-        written.warnings = list(client.warnings)
-        return written, None
+        deadline = time.monotonic() + REMOVED_WEBHOOK_SECONDS
+        while True:
+            try:
+                if writer in ("pulumi", "chart"):
+                    written.live = pulumi_create(client, obj, manager, options)
+                elif writer == "argocd":
+                    written.live = client.apply(obj, field_manager=manager, force=False)
+                else:
+                    written.live = client.create(obj, field_manager=manager)
+            except ApiError as e:
+                if self._called_removed_webhook(cluster, e) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                return written, e
+            written.warnings = list(client.warnings)
+            return written, None
+
+    def _called_removed_webhook(self, cluster: str, error: ApiError) -> bool:
+        """The API server refused a write by calling a webhook the walk has removed: its admission has not seen the removal yet."""
+        return any(f'failed calling webhook "{name}"' in error.message for name in self._removed_webhooks.get(cluster, ()))
 
     def _record(self, written: Written, error: ApiError | None) -> Written | None:
         """Record a write (or its refusal), then do what must follow it: a CRD served, a webhook removed."""
@@ -529,6 +544,7 @@ class Walker:
                 if "service" in w.get("clientConfig", {})
             }
         )
+        self._removed_webhooks.setdefault(cluster, set()).update(str(w["name"]) for w in obj.get("webhooks") or [])
         self.clusters[cluster].client.delete(obj)
         self.report.removed.append(
             f"{cluster}: {describe(obj)} ({written.source}) admitted, then removed: no pod serves {', '.join(services) or 'its URL'} here"

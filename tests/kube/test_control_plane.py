@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from stacks import load_stack_file
 from tests.edit import HOMELAB
+from tests.sims import simulated
 from tools import kube_inventory, upstream
 from tools.kube_cluster import (
     K3S,
@@ -28,10 +30,12 @@ from tools.kube_cluster import (
     ApiError,
     Cluster,
     ControlPlaneError,
+    ProviderOptions,
     field_manager,
     pulumi_create,
     pulumi_update,
 )
+from tools.kube_program import REMOVED_WEBHOOK_SECONDS, Walker, Written
 
 pytestmark = pytest.mark.kube
 
@@ -195,6 +199,80 @@ def test_a_custom_resource_before_its_crd_fails(kube_talos: Cluster, kube_namesp
     }
     _with_crds(kube_talos, [crd])
     assert pulumi_create(kube_talos.client, widget, field_manager("widget"))["spec"] == {"size": 3}
+
+
+def _unserved_hook(name: str, namespace: str) -> dict[str, Any]:
+    """A webhook no pod serves (its Service does not exist) on the ConfigMaps of one namespace, failing closed as charts' do."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{name}.iluvatar.test",
+                "clientConfig": {"service": {"namespace": namespace, "name": "nobody", "port": 443}},
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 1,
+            }
+        ],
+    }
+
+
+def test_a_write_outwaits_a_removed_webhook_the_api_server_still_calls(
+    kube_talos: Cluster, kube_namespace: NamespaceMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk removes each webhook right after it is admitted, since no pod serves one here. The API server's admission
+    reads webhook configurations through an informer, so it can call a removed one once more: a CI run had trust-manager's
+    refuse the Bundle written just after its chart. The walk writes again until admission has seen the removal (here it is
+    sent `late` seconds after it); a refusal by a webhook it did not remove comes back at once."""
+    removed_ns, kept_ns = kube_namespace(kube_talos, None), kube_namespace(kube_talos, None)
+    client = kube_talos.client
+    removed, kept = _unserved_hook(removed_ns, removed_ns), _unserved_hook(kept_ns, kept_ns)
+
+    def config_map(name: str, namespace: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": {"k": "v"}}
+
+    def calls_its_webhook(namespace: str) -> bool:
+        try:
+            client.delete(client.create(config_map("probe", namespace)))  # admission has not seen the webhook yet
+        except ApiError as e:
+            return f'failed calling webhook "{namespace}.iluvatar.test"' in e.message
+        return False
+
+    live = {namespace: client.create(hook) for namespace, hook in ((removed_ns, removed), (kept_ns, kept))}
+    late, deletions = 2.0, []
+    try:
+        kube_talos.wait_for("admission calling both webhooks", lambda: calls_its_webhook(removed_ns) and calls_its_webhook(kept_ns), timeout=30)
+        walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos})
+
+        def deleted_late(obj: dict[str, Any]) -> None:  # as an informer slow to hear of it: the removal reaches admission `late`
+            deletions.append(threading.Timer(late, lambda: kube_talos.client.delete(obj)))
+            deletions[-1].start()
+
+        monkeypatch.setattr(client, "delete", deleted_late)
+        start = time.monotonic()
+        walker._record(Written("arda", "test", "chart", live[removed_ns], "helm", ProviderOptions()), None)
+        _, error = walker._attempt("arda", "test", "pulumi", config_map("after", removed_ns), field_manager("test"), ProviderOptions())
+        assert error is None
+        assert time.monotonic() - start >= late  # refused until the removal was sent, then admitted
+        assert client.get("v1", "ConfigMap", "after", removed_ns) is not None
+        assert walker.report.removed == [
+            f"arda: ValidatingWebhookConfiguration {removed_ns} (test) admitted, then removed: no pod serves {removed_ns}/nobody here"
+        ]
+
+        start = time.monotonic()
+        _, error = walker._attempt("arda", "test", "pulumi", config_map("refused", kept_ns), field_manager("test"), ProviderOptions())
+        assert error is not None and f'failed calling webhook "{kept_ns}.iluvatar.test"' in error.message
+        assert time.monotonic() - start < REMOVED_WEBHOOK_SECONDS / 2
+    finally:
+        for timer in deletions:
+            timer.join()
+        monkeypatch.undo()
+        client.delete(live[kept_ns])
 
 
 def test_a_second_server_side_apply_changes_nothing(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
