@@ -1,11 +1,12 @@
 """The upgrader: the Go program `pulumi up` runs for every Talos step the Talos provider cannot do safely.
 
 It lives in `upgrader/` (its own go.mod and go.sum: machinery v1.13.0, client-go and kubectl
-v0.34.1) and is built on first need by `iluvatar.golang` with the project's pinned Go, into the
-cache, so a user's `pulumi up` needs nothing installed beyond the project's own first command.
-Pulumi runs it as `.venv/bin/iluvatar upgrader COMMAND ...` from the project folder: the process
-becomes the upgrader (stdin, stdout, stderr and the exit code are its own), and every argument
-after `upgrader` reaches it untouched. Its interface is `upgrader/README.md`.
+v0.34.1; the command is `cmd/upgrader`, each concern a package under `internal/`) and is built on
+first need by `iluvatar.golang` with the project's pinned Go, into the cache, so a user's
+`pulumi up` needs nothing installed beyond the project's own first command. Pulumi runs it as
+`.venv/bin/iluvatar upgrader COMMAND ...` from the project folder: the process becomes the
+upgrader (stdin, stdout, stderr and the exit code are its own), and every argument after
+`upgrader` reaches it untouched. Its interface is `upgrader/README.md`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import NoReturn
 from iluvatar import golang
 
 ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = golang.Program("upgrader", ROOT / "upgrader")
+# The module is the folder (its go.sum pins every dependency); the command is its cmd/upgrader package.
+PROGRAM = golang.Program("upgrader", ROOT / "upgrader", package="./cmd/upgrader")
 
 # The upgrader's own exit codes (upgrader/README.md): 0 success, 1 a failed check, 2 bad arguments.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

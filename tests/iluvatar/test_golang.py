@@ -72,3 +72,24 @@ def test_a_compile_error_names_the_program_and_leaves_nothing(cache: Path, tmp_p
     with pytest.raises(golang.GoBuildError, match=r"^building hello \(broken/, build -modfile=go\.mod .*\) failed:\n(.|\n)*undefined: undefined"):
         golang.build(program)
     assert [p.name for p in (cache / "bin").iterdir()] == []
+
+
+def test_a_command_in_a_package_of_its_module_is_built_from_the_modules_folder(cache: Path, tmp_path: Path) -> None:
+    """As the upgrader is: `cmd/NAME` wires the command, `internal/` holds what it imports, one go.mod over both."""
+    folder = tmp_path / "split"
+    (folder / "cmd" / "hello").mkdir(parents=True)
+    (folder / "internal" / "greeting").mkdir(parents=True)
+    (folder / "go.mod").write_text("module example.com/split\n\ngo 1.21\n")
+    (folder / "internal" / "greeting" / "greeting.go").write_text('package greeting\n\nconst Text = "hello from internal"\n')
+    main = 'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/split/internal/greeting"\n)\n\nfunc main() { fmt.Println(greeting.Text) }\n'
+    (folder / "cmd" / "hello" / "main.go").write_text(main)
+    binary = golang.build(golang.Program("hello", folder, package="./cmd/hello"))
+    assert subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout == "hello from internal\n"
+    # A change under internal/ is a change of the command: the key hashes the whole folder.
+    (folder / "internal" / "greeting" / "greeting.go").write_text('package greeting\n\nconst Text = "hello again"\n')
+    again = golang.build(golang.Program("hello", folder, package="./cmd/hello"))
+    assert again != binary
+    assert subprocess.run([str(again)], capture_output=True, text=True, check=True).stdout == "hello again\n"
+    # The module's folder has no command of its own: its default package builds nothing.
+    with pytest.raises(golang.GoBuildError, match="no Go files"):
+        golang.build(golang.Program("hello", folder))

@@ -6,6 +6,9 @@
 // Interface (upgrader/README.md has it whole): secrets come only on stdin as one JSON object;
 // progress goes to stderr as `upgrader: <node>: <what>`; exit 0 is success, 1 a failed check
 // (last line `upgrader: FAILED: <node>: <check>: <detail>; look with: <command>`), 2 bad arguments.
+//
+// This file is the wiring only: the command table, the signal that ends every wait, and the exit
+// code each outcome maps to. Each concern is a package under internal/.
 package main
 
 import (
@@ -15,6 +18,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/iluvatar/upgrader/internal/apply"
+	"github.com/iluvatar/upgrader/internal/health"
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/kube"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/reset"
+	"github.com/iluvatar/upgrader/internal/talos"
 )
 
 const (
@@ -29,15 +40,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"bootstrap":            {"bootstrap etcd on a control plane, once (already bootstrapped is success)", runBootstrap},
-	"health":               {"the bring-up gate: etcd, control plane static pods, the API through the VIP, Nodes Ready", runHealth},
-	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", runWaitKube},
-	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", runApply},
-	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", runProbe},
-	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", runReset},
-	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", runRemoveMember},
-	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", runEtcdSnapshot},
-	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", runKubernetesPreflight},
+	"bootstrap":            {"bootstrap etcd on a control plane, once (already bootstrapped is success)", talos.Bootstrap},
+	"health":               {"the bring-up gate: etcd, control plane static pods, the API through the VIP, Nodes Ready", health.Run},
+	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", kube.WaitKube},
+	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", apply.Run},
+	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", talos.Probe},
+	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", reset.Run},
+	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", talos.RemoveMember},
+	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", talos.EtcdSnapshot},
+	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", kube.Preflight},
 }
 
 func usage() {
@@ -73,15 +84,15 @@ func run(argv []string) int {
 
 	err := cmd.run(ctx, argv[1:])
 
-	var usageErr *usageError
+	var usageErr *input.UsageError
 
-	var failure *Failure
+	var failure *report.Failure
 
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &usageErr):
-		fmt.Fprintf(os.Stderr, "upgrader: %s: %s\n", argv[0], usageErr.msg)
+		fmt.Fprintf(os.Stderr, "upgrader: %s: %s\n", argv[0], usageErr.Msg)
 
 		return exitUsage
 	case errors.As(err, &failure):
@@ -89,7 +100,7 @@ func run(argv []string) int {
 
 		return exitFailed
 	default:
-		fmt.Fprintln(os.Stderr, (&Failure{Node: "-", Check: argv[0], Detail: err.Error(), Look: "upgrader " + argv[0] + " --help"}).Line())
+		fmt.Fprintln(os.Stderr, (&report.Failure{Node: "-", Check: argv[0], Detail: err.Error(), Look: "upgrader " + argv[0] + " --help"}).Line())
 
 		return exitFailed
 	}

@@ -1,4 +1,7 @@
-package main
+// Package input is what a command is given: its flags (NAME=IP nodes, a required --timeout), and
+// the secrets on stdin as one JSON object. Anything wrong there is a usage error: exit 2, nothing
+// was contacted.
+package input
 
 import (
 	"bytes"
@@ -11,46 +14,17 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 )
 
-// usageError is a bad argument or a bad stdin: exit 2, nothing was touched.
-type usageError struct{ msg string }
+// UsageError is a bad argument or a bad stdin: exit 2, nothing was touched.
+type UsageError struct{ Msg string }
 
-func (e *usageError) Error() string { return e.msg }
+func (e *UsageError) Error() string { return e.Msg }
 
-func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
-
-// Failure is a failed check: which node, which check, what was seen, and how a person looks.
-type Failure struct {
-	Node   string
-	Check  string
-	Detail string
-	Look   string
-}
-
-func (f *Failure) Error() string { return fmt.Sprintf("%s: %s: %s", f.Node, f.Check, f.Detail) }
-
-// Line is the last line a failed command prints.
-func (f *Failure) Line() string {
-	detail := strings.Join(strings.Fields(f.Detail), " ") // one line, whatever the error's own newlines
-
-	return fmt.Sprintf("upgrader: FAILED: %s: %s: %s; look with: %s", f.Node, f.Check, detail, f.Look)
-}
-
-func fail(node, check, look string, format string, args ...any) *Failure {
-	return &Failure{Node: node, Check: check, Detail: fmt.Sprintf(format, args...), Look: look}
-}
-
-var progressMu sync.Mutex
-
-// progress is one line on stderr: `upgrader: <node>: <what>`.
-func progress(node, format string, args ...any) {
-	progressMu.Lock()
-	defer progressMu.Unlock()
-
-	fmt.Fprintf(os.Stderr, "upgrader: %s: %s\n", node, fmt.Sprintf(format, args...))
+// Usagef is a UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
 }
 
 // Node is one NAME=IP argument (IP may carry a port; Talos's apid port 50000 otherwise).
@@ -61,6 +35,9 @@ type Node struct {
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
+// ValidName: name is a node name (a hostname, which is also its Kubernetes Node's name).
+func ValidName(name string) bool { return nameRe.MatchString(name) }
 
 const apidPort = "50000"
 
@@ -82,18 +59,20 @@ func parseNode(value string) (Node, error) {
 	return Node{Name: name, IP: host, Addr: net.JoinHostPort(host, port)}, nil
 }
 
-// port is the Talos API port a node argument used: the other members of its cluster listen on it too.
-func (n Node) port() string {
+// Port is the Talos API port a node argument used: the other members of its cluster listen on it too.
+func (n Node) Port() string {
 	_, port, _ := net.SplitHostPort(n.Addr)
 
 	return port
 }
 
-type nodeList []Node
+// NodeList is a repeatable NAME=IP flag; a name given twice is refused.
+type NodeList []Node
 
-func (l *nodeList) String() string { return fmt.Sprint(*l) }
+func (l *NodeList) String() string { return fmt.Sprint(*l) }
 
-func (l *nodeList) Set(v string) error {
+// Set adds one NAME=IP.
+func (l *NodeList) Set(v string) error {
 	n, err := parseNode(v)
 	if err != nil {
 		return err
@@ -110,56 +89,64 @@ func (l *nodeList) Set(v string) error {
 	return nil
 }
 
-type stringList []string
+// StringList is a repeatable flag.
+type StringList []string
 
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+func (l *StringList) String() string { return strings.Join(*l, ",") }
 
-// flags is one command's flag set: parse errors and stray arguments are usage errors.
-type flags struct {
+// Set adds one value.
+func (l *StringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// Flags is one command's flag set: parse errors and stray arguments are usage errors.
+type Flags struct {
 	*flag.FlagSet
 	name string
 }
 
-func newFlags(name string) *flags {
+// NewFlags is the flag set of the command name.
+func NewFlags(name string) *Flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 
-	return &flags{FlagSet: fs, name: name}
+	return &Flags{FlagSet: fs, name: name}
 }
 
-func (f *flags) parse(args []string) error {
+// ParseArgs parses the command's arguments: flags only, nothing after them.
+func (f *Flags) ParseArgs(args []string) error {
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.SetOutput(os.Stderr)
 			f.PrintDefaults()
 		}
 
-		return usagef("%s", err)
+		return Usagef("%s", err)
 	}
 
 	if f.NArg() > 0 {
-		return usagef("unexpected argument %q", f.Arg(0))
+		return Usagef("unexpected argument %q", f.Arg(0))
 	}
 
 	return nil
 }
 
-func (f *flags) timeout() *time.Duration {
+// Timeout is the command's --timeout flag.
+func (f *Flags) Timeout() *time.Duration {
 	return f.Duration("timeout", 0, "the longest this command may wait, e.g. 10m (required)")
 }
 
-func requireTimeout(d time.Duration) error {
+// RequireTimeout: --timeout was given.
+func RequireTimeout(d time.Duration) error {
 	if d <= 0 {
-		return usagef("--timeout is required (a duration such as 15m)")
+		return Usagef("--timeout is required (a duration such as 15m)")
 	}
 
 	return nil
 }
 
-func requireOne(nodes nodeList, flag string) (Node, error) {
+// RequireOne is the one node a flag must name.
+func RequireOne(nodes NodeList, flag string) (Node, error) {
 	if len(nodes) != 1 {
-		return Node{}, usagef("give exactly one %s NAME=IP", flag)
+		return Node{}, Usagef("give exactly one %s NAME=IP", flag)
 	}
 
 	return nodes[0], nil
@@ -177,11 +164,11 @@ type Secrets struct {
 	} `json:"hooks"`
 }
 
-// readSecrets reads stdin; an empty stdin is an empty object. Unknown keys are a usage error (a typo would drop a secret).
-func readSecrets(stdin io.Reader) (*Secrets, error) {
+// ReadSecrets reads stdin; an empty stdin is an empty object. Unknown keys are a usage error (a typo would drop a secret).
+func ReadSecrets(stdin io.Reader) (*Secrets, error) {
 	raw, err := io.ReadAll(stdin)
 	if err != nil {
-		return nil, usagef("reading stdin: %s", err)
+		return nil, Usagef("reading stdin: %s", err)
 	}
 
 	var s Secrets
@@ -195,13 +182,14 @@ func readSecrets(stdin io.Reader) (*Secrets, error) {
 
 	if err := dec.Decode(&s); err != nil {
 		// The decoder's message never quotes the values, only where and which key.
-		return nil, usagef("stdin is not the secrets JSON object: %s", err)
+		return nil, Usagef("stdin is not the secrets JSON object: %s", err)
 	}
 
 	return &s, nil
 }
 
-func (s *Secrets) require(what ...string) error {
+// Require: each key is on stdin, not empty.
+func (s *Secrets) Require(what ...string) error {
 	for _, w := range what {
 		var empty bool
 
@@ -217,7 +205,7 @@ func (s *Secrets) require(what ...string) error {
 		}
 
 		if empty {
-			return usagef("stdin: %q is required", w)
+			return Usagef("stdin: %q is required", w)
 		}
 	}
 

@@ -1,4 +1,7 @@
-package main
+// Package kube is Kubernetes as the upgrader uses it (client-go and kubectl's drain): Node
+// readiness, the control plane's static pods, cordon and drain, paused workloads, hook Jobs, and
+// the commands that are Kubernetes alone (wait-kube's gates, kubernetes-preflight).
+package kube
 
 import (
 	"bytes"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/client"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,26 +25,31 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubectl/pkg/drain"
 	"sigs.k8s.io/yaml"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/talos"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// Kube is a Kubernetes client from a kubeconfig (stdin, or fetched through the Talos API).
-type Kube struct {
+// Client is a Kubernetes client from a kubeconfig (stdin, or fetched through the Talos API).
+type Client struct {
 	rest *rest.Config
 	cs   *kubernetes.Clientset
 }
 
-// newKube reads a kubeconfig; server, when given, replaces its API address (the VIP endpoint).
-func newKube(kubeconfig, server string) (*Kube, error) {
+// New reads a kubeconfig; server, when given, replaces its API address (the VIP endpoint).
+func New(kubeconfig, server string) (*Client, error) {
 	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
 	if err != nil {
-		return nil, fmt.Errorf("the kubeconfig is not usable: %s", firstLine(err))
+		return nil, fmt.Errorf("the kubeconfig is not usable: %s", report.FirstLine(err))
 	}
 
 	if server != "" {
 		cfg.Host = server
 	}
 
-	cfg.Timeout = callTimeout
+	cfg.Timeout = wait.CallTimeout
 	// A drain evicts many pods; client-go's default 5 requests a second would make it slow.
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.WarningHandler = rest.NoWarnings{}
@@ -50,16 +59,17 @@ func newKube(kubeconfig, server string) (*Kube, error) {
 		return nil, err
 	}
 
-	return &Kube{rest: cfg, cs: cs}, nil
+	return &Client{rest: cfg, cs: cs}, nil
 }
 
-func nodeLook(name string) string {
+// NodeLook is how a person looks at a Node.
+func NodeLook(name string) string {
 	return fmt.Sprintf("kubectl get node %s -o wide; kubectl describe node %s", name, name)
 }
 
-// nodeReady: the Node's Ready condition is True.
-func (k *Kube) nodeReady(ctx context.Context, name string) error {
-	ctx, cancel := callCtx(ctx)
+// NodeReady: the Node's Ready condition is True.
+func (k *Client) NodeReady(ctx context.Context, name string) error {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	node, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -80,9 +90,9 @@ func (k *Kube) nodeReady(ctx context.Context, name string) error {
 	return fmt.Errorf("Node %s reports no Ready condition", name)
 }
 
-// kubeletVersion is what the Node's kubelet reports.
-func (k *Kube) kubeletVersion(ctx context.Context, name string) (string, error) {
-	ctx, cancel := callCtx(ctx)
+// KubeletVersion is what the Node's kubelet reports.
+func (k *Client) KubeletVersion(ctx context.Context, name string) (string, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	node, err := k.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -96,10 +106,10 @@ func (k *Kube) kubeletVersion(ctx context.Context, name string) (string, error) 
 // controlPlaneApps are Talos's static pods on a control plane (the k8s-app label they carry).
 var controlPlaneApps = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
-// staticPods checks each control plane component's pod on the node: present, Ready, and (when
+// StaticPods checks each control plane component's pod on the node: present, Ready, and (when
 // images names them) running that image.
-func (k *Kube) staticPods(ctx context.Context, node string, images map[string]string) error {
-	ctx, cancel := callCtx(ctx)
+func (k *Client) StaticPods(ctx context.Context, node string, images map[string]string) error {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	pods, err := k.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{
@@ -161,14 +171,14 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// readyz asks the API server (through whatever address the client dials) whether it is ready.
-func (k *Kube) readyz(ctx context.Context) error {
-	ctx, cancel := callCtx(ctx)
+// Readyz asks the API server (through whatever address the client dials) whether it is ready.
+func (k *Client) Readyz(ctx context.Context) error {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	body, err := k.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
-		return fmt.Errorf("/readyz: %s", firstLine(err))
+		return fmt.Errorf("/readyz: %s", report.FirstLine(err))
 	}
 
 	if strings.TrimSpace(string(body)) != "ok" {
@@ -180,7 +190,7 @@ func (k *Kube) readyz(ctx context.Context) error {
 
 // drainer is kubectl's drain with talosctl's settings: evictions (which honour
 // PodDisruptionBudgets, retried until the timeout), DaemonSets left, emptyDir data dropped.
-func (k *Kube) drainer(ctx context.Context, node string, timeout time.Duration) *drain.Helper {
+func (k *Client) drainer(ctx context.Context, node string, timeout time.Duration) *drain.Helper {
 	return &drain.Helper{
 		Ctx:                 ctx,
 		Client:              k.cs,
@@ -193,7 +203,7 @@ func (k *Kube) drainer(ctx context.Context, node string, timeout time.Duration) 
 		ErrOut:              io.Discard,
 		OnPodDeletionOrEvictionFinished: func(pod *corev1.Pod, usingEviction bool, err error) {
 			if err == nil {
-				progress(node, "drain: %s/%s evicted", pod.Namespace, pod.Name)
+				report.Progress(node, "drain: %s/%s evicted", pod.Namespace, pod.Name)
 			}
 		},
 	}
@@ -204,14 +214,14 @@ func (k *Kube) drainer(ctx context.Context, node string, timeout time.Duration) 
 // cordoned carries no mark and is left as it is.
 const cordonedAnnotation = "iluvatar.dev/cordoned"
 
-// cordon cordons a Node and marks it ours, or uncordons it and removes the mark.
-func (k *Kube) cordon(ctx context.Context, node string, on bool) error {
+// Cordon cordons a Node and marks it ours, or uncordons it and removes the mark.
+func (k *Client) Cordon(ctx context.Context, node string, on bool) error {
 	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 
-	if err := drain.RunCordonOrUncordon(k.drainer(ctx, node, callTimeout), n, on); err != nil {
+	if err := drain.RunCordonOrUncordon(k.drainer(ctx, node, wait.CallTimeout), n, on); err != nil {
 		return err
 	}
 
@@ -230,8 +240,8 @@ func (k *Kube) cordon(ctx context.Context, node string, on bool) error {
 	return err
 }
 
-// leftCordoned says whether an earlier run cordoned the Node and never uncordoned it.
-func (k *Kube) leftCordoned(ctx context.Context, node string) (bool, error) {
+// LeftCordoned says whether an earlier run cordoned the Node and never uncordoned it.
+func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return false, err
@@ -240,13 +250,13 @@ func (k *Kube) leftCordoned(ctx context.Context, node string) (bool, error) {
 	return n.Annotations[cordonedAnnotation] == "true", nil
 }
 
-func (k *Kube) drain(ctx context.Context, node string, timeout time.Duration) error {
+func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
 	return drain.RunNodeDrain(k.drainer(ctx, node, timeout), node)
 }
 
-// pausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
+// PausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
 // halfway leaves a trace and the next run restores them.
-const pausedAnnotation = "iluvatar.dev/paused-replicas"
+const PausedAnnotation = "iluvatar.dev/paused-replicas"
 
 // Workload is one --pause KIND/NAMESPACE/NAME (Deployment or StatefulSet).
 type Workload struct {
@@ -255,7 +265,8 @@ type Workload struct {
 
 func (w Workload) String() string { return fmt.Sprintf("%s/%s/%s", w.Kind, w.Namespace, w.Name) }
 
-func parseWorkload(v string) (Workload, error) {
+// ParseWorkload is one --pause value.
+func ParseWorkload(v string) (Workload, error) {
 	parts := strings.Split(v, "/")
 	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
 		return Workload{}, fmt.Errorf("--pause %q is not KIND/NAMESPACE/NAME", v)
@@ -274,7 +285,7 @@ func parseWorkload(v string) (Workload, error) {
 }
 
 // scaleOf reads a workload's replicas and annotations.
-func (k *Kube) scaleOf(ctx context.Context, w Workload) (replicas int32, annotations map[string]string, ready int32, err error) {
+func (k *Client) scaleOf(ctx context.Context, w Workload) (replicas int32, annotations map[string]string, ready int32, err error) {
 	switch w.Kind {
 	case "Deployment":
 		d, err := k.cs.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
@@ -302,9 +313,9 @@ func ptrOr(p *int32, def int32) int32 {
 }
 
 // patch merges spec.replicas and the annotation in one request (a null annotation removes it).
-func (k *Kube) patch(ctx context.Context, w Workload, replicas int32, annotation *string) error {
+func (k *Client) patch(ctx context.Context, w Workload, replicas int32, annotation *string) error {
 	body, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"annotations": map[string]any{pausedAnnotation: annotation}},
+		"metadata": map[string]any{"annotations": map[string]any{PausedAnnotation: annotation}},
 		"spec":     map[string]any{"replicas": replicas},
 	})
 	if err != nil {
@@ -321,20 +332,20 @@ func (k *Kube) patch(ctx context.Context, w Workload, replicas int32, annotation
 	return err
 }
 
-// pause scales a workload to 0, first writing its replicas down; a workload already carrying the
+// Pause scales a workload to 0, first writing its replicas down; a workload already carrying the
 // annotation (an earlier run that died) keeps the replicas written then.
-func (k *Kube) pause(ctx context.Context, node string, w Workload) error {
+func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	replicas, annotations, _, err := k.scaleOf(ctx, w)
 	if err != nil {
 		return err
 	}
 
-	saved, already := annotations[pausedAnnotation]
+	saved, already := annotations[PausedAnnotation]
 	if already {
-		progress(node, "pause: %s was paused by an earlier run (%s replicas to restore)", w, saved)
+		report.Progress(node, "pause: %s was paused by an earlier run (%s replicas to restore)", w, saved)
 	} else {
 		saved = strconv.Itoa(int(replicas))
-		progress(node, "pause: %s scaled from %d to 0", w, replicas)
+		report.Progress(node, "pause: %s scaled from %d to 0", w, replicas)
 	}
 
 	if err := k.patch(ctx, w, 0, &saved); err != nil {
@@ -342,7 +353,7 @@ func (k *Kube) pause(ctx context.Context, node string, w Workload) error {
 	}
 
 	// Paused means stopped: wait until no pod of it runs.
-	return poll(ctx, pollEvery, func(ctx context.Context) error {
+	return wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		_, _, running, err := k.scaleOf(ctx, w)
 		if err != nil {
 			return err
@@ -356,34 +367,34 @@ func (k *Kube) pause(ctx context.Context, node string, w Workload) error {
 	})
 }
 
-// resume restores a workload paused by this or an earlier run, and drops the annotation.
-func (k *Kube) resume(ctx context.Context, node string, w Workload) error {
+// Resume restores a workload paused by this or an earlier run, and drops the annotation.
+func (k *Client) Resume(ctx context.Context, node string, w Workload) error {
 	_, annotations, _, err := k.scaleOf(ctx, w)
 	if err != nil {
 		return err
 	}
 
-	saved, ok := annotations[pausedAnnotation]
+	saved, ok := annotations[PausedAnnotation]
 	if !ok {
 		return nil
 	}
 
 	replicas, err := strconv.Atoi(saved)
 	if err != nil {
-		return fmt.Errorf("%s: annotation %s=%q is not a number", w, pausedAnnotation, saved)
+		return fmt.Errorf("%s: annotation %s=%q is not a number", w, PausedAnnotation, saved)
 	}
 
 	if err := k.patch(ctx, w, int32(replicas), nil); err != nil {
 		return err
 	}
 
-	progress(node, "resume: %s scaled back to %d", w, replicas)
+	report.Progress(node, "resume: %s scaled back to %d", w, replicas)
 
 	return nil
 }
 
-// decodeManifest takes a manifest as a JSON object or as a YAML/JSON string.
-func decodeManifest(raw json.RawMessage) (map[string]any, error) {
+// DecodeManifest takes a manifest as a JSON object or as a YAML/JSON string.
+func DecodeManifest(raw json.RawMessage) (map[string]any, error) {
 	var text string
 	if err := json.Unmarshal(raw, &text); err == nil {
 		j, err := yaml.YAMLToJSON([]byte(text))
@@ -410,18 +421,18 @@ func decodeManifest(raw json.RawMessage) (map[string]any, error) {
 	return obj, nil
 }
 
-// runJob runs one hook Job to completion: an earlier run's Job of the same name is replaced.
-func (k *Kube) runJob(ctx context.Context, node string, raw json.RawMessage) error {
-	obj, err := decodeManifest(raw)
+// RunJob runs one hook Job to completion: an earlier run's Job of the same name is replaced.
+func (k *Client) RunJob(ctx context.Context, node string, raw json.RawMessage) error {
+	obj, err := DecodeManifest(raw)
 	if err != nil {
-		return usagef("stdin: a hook is not a manifest: %s", err)
+		return input.Usagef("stdin: a hook is not a manifest: %s", err)
 	}
 
 	j, _ := json.Marshal(obj) //nolint:errcheck
 
 	var job batchv1.Job
 	if err := json.Unmarshal(j, &job); err != nil || job.Kind != "Job" || job.Name == "" {
-		return usagef("stdin: a hook must be a batch/v1 Job with a name")
+		return input.Usagef("stdin: a hook must be a batch/v1 Job with a name")
 	}
 
 	if job.Namespace == "" {
@@ -435,7 +446,7 @@ func (k *Kube) runJob(ctx context.Context, node string, raw json.RawMessage) err
 		return err
 	}
 
-	if err := poll(ctx, pollEvery, func(ctx context.Context) error {
+	if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		_, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -455,9 +466,9 @@ func (k *Kube) runJob(ctx context.Context, node string, raw json.RawMessage) err
 		return err
 	}
 
-	progress(node, "hook: Job %s/%s started", job.Namespace, job.Name)
+	report.Progress(node, "hook: Job %s/%s started", job.Namespace, job.Name)
 
-	return poll(ctx, pollEvery, func(ctx context.Context) error {
+	return wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		got, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -470,14 +481,84 @@ func (k *Kube) runJob(ctx context.Context, node string, raw json.RawMessage) err
 
 			switch c.Type { //nolint:exhaustive
 			case batchv1.JobComplete:
-				progress(node, "hook: Job %s/%s completed", job.Namespace, job.Name)
+				report.Progress(node, "hook: Job %s/%s completed", job.Namespace, job.Name)
 
 				return nil
 			case batchv1.JobFailed:
-				return &permanent{fmt.Errorf("Job %s/%s failed: %s", job.Namespace, job.Name, c.Message)}
+				return wait.Stop(fmt.Errorf("Job %s/%s failed: %s", job.Namespace, job.Name, c.Message))
 			}
 		}
 
 		return fmt.Errorf("Job %s/%s has not completed", job.Namespace, job.Name)
 	})
+}
+
+// From is the kubeconfig from stdin, else the admin kubeconfig a control plane hands out.
+func From(ctx context.Context, s *input.Secrets, c *client.Client) (*Client, error) {
+	text := s.Kubeconfig
+
+	if text == "" {
+		cctx, cancel := wait.Call(ctx)
+		raw, err := c.Kubeconfig(cctx)
+
+		cancel()
+
+		if err != nil {
+			return nil, fmt.Errorf("no kubeconfig on stdin, and the control plane hands none out: %s", talos.Message(err))
+		}
+
+		text = string(raw)
+	}
+
+	return New(text, "")
+}
+
+// DeleteNode deletes a node's Kubernetes Node object, retrying what the API answers while it is
+// busy or unreachable (bounded by ctx); absent is success.
+func DeleteNode(ctx context.Context, k *Client, name string) error {
+	gone := false
+
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		cctx, cancel := wait.Call(ctx)
+		defer cancel()
+
+		err := k.cs.CoreV1().Nodes().Delete(cctx, name, metav1.DeleteOptions{})
+
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsNotFound(err):
+			gone = true
+
+			return nil
+		case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+			return wait.Stop(err)
+		}
+
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	if gone {
+		report.Progress(name, "no Node %s in Kubernetes: nothing to delete", name)
+	} else {
+		report.Progress(name, "Node %s deleted from Kubernetes", name)
+	}
+
+	return nil
+}
+
+// TagOf is an image's tag (the kubelet's version in Talos's kubelet image).
+func TagOf(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[i+1:]
+	}
+
+	return ""
 }

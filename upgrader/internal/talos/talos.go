@@ -1,4 +1,7 @@
-package main
+// Package talos is the Talos API as the upgrader uses it: a client per node from the talosconfig on
+// stdin, what a node runs and how it answers, its etcd, images, identity, and the commands that are
+// Talos alone (bootstrap, probe, remove-member, etcd-snapshot).
+package talos
 
 import (
 	"context"
@@ -29,35 +32,33 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// callTimeout bounds one Talos API call: a node that accepts the connection and then hangs must
-// not use up a whole command's --timeout in one call.
-const callTimeout = 15 * time.Second
-
-// pollEvery is how often a wait asks again.
-const pollEvery = 500 * time.Millisecond
-
-// Talos is the talosconfig from stdin: one client per node, dialled at the node's own address.
-type Talos struct {
+// Talosconfig is the talosconfig from stdin: one client per node, dialled at the node's own address.
+type Talosconfig struct {
 	cfg *clientconfig.Config
 }
 
-func newTalos(s *Secrets) (*Talos, error) {
-	if err := s.require("talosconfig"); err != nil {
+// New is the talosconfig on stdin (required), parsed: a usage error when it is not one.
+func New(s *input.Secrets) (*Talosconfig, error) {
+	if err := s.Require("talosconfig"); err != nil {
 		return nil, err
 	}
 
 	cfg, err := clientconfig.FromString(s.Talosconfig)
 	if err != nil {
-		return nil, usagef("stdin: talosconfig is not a talosconfig: %s", firstLine(err))
+		return nil, input.Usagef("stdin: talosconfig is not a talosconfig: %s", report.FirstLine(err))
 	}
 
 	if cfg.Context == "" || cfg.Contexts[cfg.Context] == nil {
-		return nil, usagef("stdin: talosconfig has no current context")
+		return nil, input.Usagef("stdin: talosconfig has no current context")
 	}
 
-	return &Talos{cfg: cfg}, nil
+	return &Talosconfig{cfg: cfg}, nil
 }
 
 // dialOptions make a reconnect to a rebooting node quick: gRPC's default backoff grows to 120 s.
@@ -68,28 +69,24 @@ func dialOptions() client.OptionFunc {
 	}))
 }
 
-// connect is a client for one node, authenticated by the talosconfig's client certificate.
-func (t *Talos) connect(ctx context.Context, n Node) (*client.Client, error) {
+// Connect is a client for one node, authenticated by the talosconfig's client certificate.
+func (t *Talosconfig) Connect(ctx context.Context, n input.Node) (*client.Client, error) {
 	return client.New(ctx, client.WithConfig(t.cfg), client.WithEndpoints(n.Addr), dialOptions())
 }
 
-// connectEndpoints is a client for the talosconfig's own endpoints (as talosctl without -e).
-func (t *Talos) connectEndpoints(ctx context.Context) (*client.Client, error) {
+// ConnectEndpoints is a client for the talosconfig's own endpoints (as talosctl without -e).
+func (t *Talosconfig) ConnectEndpoints(ctx context.Context) (*client.Client, error) {
 	return client.New(ctx, client.WithConfig(t.cfg), dialOptions())
 }
 
-// connectInsecure is what talosctl --insecure does: TLS without verifying, no client certificate
+// ConnectInsecure is what talosctl --insecure does: TLS without verifying, no client certificate
 // (a node in maintenance mode serves a certificate of its own making).
-func connectInsecure(ctx context.Context, n Node) (*client.Client, error) {
+func ConnectInsecure(ctx context.Context, n input.Node) (*client.Client, error) {
 	return client.New(ctx, client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), client.WithEndpoints(n.Addr), dialOptions()) //nolint:gosec
 }
 
-func callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, callTimeout)
-}
-
-// transient: the node is not answering (yet): down, rebooting, installing, or not trusting us yet.
-func transient(err error) bool {
+// Transient: the node is not answering (yet): down, rebooting, installing, or not trusting us yet.
+func Transient(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -106,17 +103,8 @@ func transient(err error) bool {
 	return false
 }
 
-func firstLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-
-	return s
-}
-
-// grpcMessage is an error as a person reads it: the status message without the "rpc error" noise.
-func grpcMessage(err error) string {
+// Message is an error as a person reads it: the status message without the "rpc error" noise.
+func Message(err error) string {
 	if st, ok := status.FromError(err); ok {
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}
@@ -126,14 +114,14 @@ func grpcMessage(err error) string {
 
 // Node states, as probe prints them.
 const (
-	stateRunning     = "running"
-	stateMaintenance = "maintenance"
-	stateUnreachable = "unreachable"
+	Running     = "running"
+	Maintenance = "maintenance"
+	Unreachable = "unreachable"
 )
 
-// classify asks a node who it is: it answers our client certificate (running, configured for
+// Classify asks a node who it is: it answers our client certificate (running, configured for
 // this cluster), or only an insecure client (maintenance mode: no config yet), or nothing.
-func (t *Talos) classify(ctx context.Context, n Node) (string, error) {
+func (t *Talosconfig) Classify(ctx context.Context, n input.Node) (string, error) {
 	var (
 		wg                     sync.WaitGroup
 		secureErr, insecureErr error
@@ -144,7 +132,7 @@ func (t *Talos) classify(ctx context.Context, n Node) (string, error) {
 	go func() {
 		defer wg.Done()
 
-		c, err := t.connect(ctx, n)
+		c, err := t.Connect(ctx, n)
 		if err == nil {
 			defer c.Close() //nolint:errcheck
 
@@ -157,7 +145,7 @@ func (t *Talos) classify(ctx context.Context, n Node) (string, error) {
 	go func() {
 		defer wg.Done()
 
-		c, err := connectInsecure(ctx, n)
+		c, err := ConnectInsecure(ctx, n)
 		if err == nil {
 			defer c.Close() //nolint:errcheck
 
@@ -170,22 +158,22 @@ func (t *Talos) classify(ctx context.Context, n Node) (string, error) {
 	wg.Wait()
 
 	// Any answer over mutual TLS (even a refusal by role) is a configured node of this cluster.
-	if secureErr == nil || !transient(secureErr) {
-		return stateRunning, nil
+	if secureErr == nil || !Transient(secureErr) {
+		return Running, nil
 	}
 
 	// Without a client certificate only maintenance mode answers: Talos 1.13 with a reader's
 	// Version, Talos 1.12's maintenance service with "not implemented in maintenance mode".
 	if insecureErr == nil || (status.Code(insecureErr) == codes.Unimplemented && strings.Contains(insecureErr.Error(), "maintenance")) {
-		return stateMaintenance, nil
+		return Maintenance, nil
 	}
 
-	return stateUnreachable, secureErr
+	return Unreachable, secureErr
 }
 
-// version is the Talos version tag a node runs.
-func version(ctx context.Context, c *client.Client) (string, error) {
-	ctx, cancel := callCtx(ctx)
+// Version is the Talos version tag a node runs.
+func Version(ctx context.Context, c *client.Client) (string, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	resp, err := c.Version(ctx)
@@ -200,9 +188,9 @@ func version(ctx context.Context, c *client.Client) (string, error) {
 	return resp.GetMessages()[0].GetVersion().GetTag(), nil
 }
 
-// bootID is how talosctl tells a reboot happened (action.BootIDChangedPostCheckFn).
-func bootID(ctx context.Context, c *client.Client) (string, error) {
-	ctx, cancel := callCtx(ctx)
+// BootID is how talosctl tells a reboot happened (action.BootIDChangedPostCheckFn).
+func BootID(ctx context.Context, c *client.Client) (string, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	r, err := c.Read(ctx, "/proc/sys/kernel/random/boot_id")
@@ -220,34 +208,36 @@ func bootID(ctx context.Context, c *client.Client) (string, error) {
 	return strings.TrimSpace(string(body)), nil
 }
 
-type machineStatus struct {
-	stage string
-	ready bool
+// Status is a node's MachineStatus: its stage, and whether it is ready (what is unmet when not).
+type Status struct {
+	Stage string
+	Ready bool
 	unmet []string
 }
 
-func (m machineStatus) String() string {
-	if m.ready {
-		return m.stage + ", ready"
+func (m Status) String() string {
+	if m.Ready {
+		return m.Stage + ", ready"
 	}
 
 	if len(m.unmet) == 0 {
-		return m.stage + ", not ready"
+		return m.Stage + ", not ready"
 	}
 
-	return fmt.Sprintf("%s, not ready: %s", m.stage, strings.Join(m.unmet, "; "))
+	return fmt.Sprintf("%s, not ready: %s", m.Stage, strings.Join(m.unmet, "; "))
 }
 
-func getMachineStatus(ctx context.Context, c *client.Client) (machineStatus, error) {
-	ctx, cancel := callCtx(ctx)
+// MachineStatus is the node's MachineStatus resource.
+func MachineStatus(ctx context.Context, c *client.Client) (Status, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	ms, err := safe.StateGet[*runtime.MachineStatus](ctx, c.COSI, runtime.NewMachineStatus().Metadata())
 	if err != nil {
-		return machineStatus{}, err
+		return Status{}, err
 	}
 
-	out := machineStatus{stage: ms.TypedSpec().Stage.String(), ready: ms.TypedSpec().Status.Ready}
+	out := Status{Stage: ms.TypedSpec().Stage.String(), Ready: ms.TypedSpec().Status.Ready}
 	for _, u := range ms.TypedSpec().Status.UnmetConditions {
 		out.unmet = append(out.unmet, fmt.Sprintf("%s: %s", u.Name, u.Reason))
 	}
@@ -255,10 +245,10 @@ func getMachineStatus(ctx context.Context, c *client.Client) (machineStatus, err
 	return out, nil
 }
 
-// schematic is the Image Factory schematic a node booted: its "schematic" extension's version
+// Schematic is the Image Factory schematic a node booted: its "schematic" extension's version
 // ("" when the image has none, as a plain siderolabs installer).
-func schematic(ctx context.Context, c *client.Client) (string, error) {
-	ctx, cancel := callCtx(ctx)
+func Schematic(ctx context.Context, c *client.Client) (string, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	list, err := safe.StateListAll[*runtime.ExtensionStatus](ctx, c.COSI)
@@ -275,9 +265,9 @@ func schematic(ctx context.Context, c *client.Client) (string, error) {
 	return "", nil
 }
 
-// machineConfigs are the node's active config and the one it saved (ahead of it when staged).
-func machineConfigs(ctx context.Context, c *client.Client) (active, persistent coreconfig.Provider, err error) {
-	ctx, cancel := callCtx(ctx)
+// MachineConfigs are the node's active config and the one it saved (ahead of it when staged).
+func MachineConfigs(ctx context.Context, c *client.Client) (active, persistent coreconfig.Provider, err error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	get := func(id resource.ID) (coreconfig.Provider, error) {
@@ -308,8 +298,8 @@ func machineConfigs(ctx context.Context, c *client.Client) (active, persistent c
 	return active, persistent, nil
 }
 
-// sameConfig: Talos's own config diff finds nothing between them.
-func sameConfig(a, b coreconfig.Provider) (bool, error) {
+// SameConfig: Talos's own config diff finds nothing between them.
+func SameConfig(a, b coreconfig.Provider) (bool, error) {
 	if a == nil || b == nil {
 		return a == nil && b == nil, nil
 	}
@@ -322,16 +312,17 @@ func sameConfig(a, b coreconfig.Provider) (bool, error) {
 	return diff == "", nil
 }
 
-func loadConfig(raw string) (coreconfig.Provider, error) {
+// LoadConfig parses a machine config as Talos does.
+func LoadConfig(raw string) (coreconfig.Provider, error) {
 	return configloader.NewFromBytes([]byte(raw))
 }
 
 var schematicRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// parseInstaller is what an installer image makes a node run: the tag, and the Image Factory
-// schematic its path names (factory.talos.dev/metal-installer/<schematic>:<version>; "" for a
+// ParseInstaller is what an installer image makes a node run: the tag, and the Image Factory
+// Schematic its path names (factory.talos.dev/metal-installer/<schematic>:<version>; "" for a
 // plain siderolabs installer).
-func parseInstaller(ref string) (version, schematic string) {
+func ParseInstaller(ref string) (version, schematic string) {
 	if i := strings.Index(ref, "@"); i >= 0 {
 		ref = ref[:i]
 	}
@@ -348,9 +339,9 @@ func parseInstaller(ref string) (version, schematic string) {
 	return version, schematic
 }
 
-// etcdMembers is the cluster's etcd membership, as a control plane sees it.
-func etcdMembers(ctx context.Context, c *client.Client) ([]*machineapi.EtcdMember, error) {
-	ctx, cancel := callCtx(ctx)
+// EtcdMembers is the cluster's etcd membership, as a control plane sees it.
+func EtcdMembers(ctx context.Context, c *client.Client) ([]*machineapi.EtcdMember, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	resp, err := c.EtcdMemberList(ctx, &machineapi.EtcdMemberListRequest{})
@@ -365,8 +356,9 @@ func etcdMembers(ctx context.Context, c *client.Client) ([]*machineapi.EtcdMembe
 	return resp.GetMessages()[0].GetMembers(), nil
 }
 
-func etcdStatus(ctx context.Context, c *client.Client) (*machineapi.EtcdMemberStatus, error) {
-	ctx, cancel := callCtx(ctx)
+// EtcdStatus is a control plane's own etcd member status.
+func EtcdStatus(ctx context.Context, c *client.Client) (*machineapi.EtcdMemberStatus, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	resp, err := c.EtcdStatus(ctx)
@@ -382,7 +374,7 @@ func etcdStatus(ctx context.Context, c *client.Client) (*machineapi.EtcdMemberSt
 }
 
 func etcdAlarms(ctx context.Context, c *client.Client) ([]string, error) {
-	ctx, cancel := callCtx(ctx)
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	resp, err := c.EtcdAlarmList(ctx)
@@ -404,19 +396,19 @@ func etcdAlarms(ctx context.Context, c *client.Client) ([]string, error) {
 }
 
 // memberNode is where a member's Talos API answers: its client URL's host, on the port we use.
-func memberNode(m *machineapi.EtcdMember, port string) (Node, error) {
+func memberNode(m *machineapi.EtcdMember, port string) (input.Node, error) {
 	urls := m.GetClientUrls()
 	if len(urls) == 0 {
 		urls = m.GetPeerUrls()
 	}
 
 	if len(urls) == 0 {
-		return Node{}, fmt.Errorf("etcd member %016x has no URL", m.GetId())
+		return input.Node{}, fmt.Errorf("etcd member %016x has no URL", m.GetId())
 	}
 
 	u, err := url.Parse(urls[0])
 	if err != nil {
-		return Node{}, err
+		return input.Node{}, err
 	}
 
 	name := m.GetHostname()
@@ -424,20 +416,20 @@ func memberNode(m *machineapi.EtcdMember, port string) (Node, error) {
 		name = fmt.Sprintf("%016x", m.GetId())
 	}
 
-	return Node{Name: name, IP: u.Hostname(), Addr: net.JoinHostPort(u.Hostname(), port)}, nil
+	return input.Node{Name: name, IP: u.Hostname(), Addr: net.JoinHostPort(u.Hostname(), port)}, nil
 }
 
-// etcdLook is how a person looks at etcd from a control plane.
-func etcdLook(n Node) string {
+// EtcdLook is how a person looks at etcd from a control plane.
+func EtcdLook(n input.Node) string {
 	return fmt.Sprintf("talosctl -n %s etcd members; talosctl -n %s etcd status; talosctl -n %s etcd alarm list", n.IP, n.IP, n.IP)
 }
 
-// etcdReport checks the cluster's etcd from node's view: every member started, no learner, each
+// EtcdReport checks the cluster's etcd from node's view: every member started, no learner, each
 // member's own status without errors, no alarms. It returns the members on success.
-func (t *Talos) etcdReport(ctx context.Context, n Node, c *client.Client) ([]*machineapi.EtcdMember, error) {
-	members, err := etcdMembers(ctx, c)
+func (t *Talosconfig) EtcdReport(ctx context.Context, n input.Node, c *client.Client) ([]*machineapi.EtcdMember, error) {
+	members, err := EtcdMembers(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("the member list does not answer: %s", grpcMessage(err))
+		return nil, fmt.Errorf("the member list does not answer: %s", Message(err))
 	}
 
 	for _, m := range members {
@@ -449,21 +441,21 @@ func (t *Talos) etcdReport(ctx context.Context, n Node, c *client.Client) ([]*ma
 			return members, fmt.Errorf("member %s is a learner (still joining)", m.GetHostname())
 		}
 
-		mn, err := memberNode(m, n.port())
+		mn, err := memberNode(m, n.Port())
 		if err != nil {
 			return members, err
 		}
 
-		mc, err := t.connect(ctx, mn)
+		mc, err := t.Connect(ctx, mn)
 		if err != nil {
 			return members, err
 		}
 
-		st, err := etcdStatus(ctx, mc)
+		st, err := EtcdStatus(ctx, mc)
 		mc.Close() //nolint:errcheck
 
 		if err != nil {
-			return members, fmt.Errorf("member %s (%s) does not answer its status: %s", m.GetHostname(), mn.IP, grpcMessage(err))
+			return members, fmt.Errorf("member %s (%s) does not answer its status: %s", m.GetHostname(), mn.IP, Message(err))
 		}
 
 		if len(st.GetErrors()) > 0 {
@@ -473,7 +465,7 @@ func (t *Talos) etcdReport(ctx context.Context, n Node, c *client.Client) ([]*ma
 
 	alarms, err := etcdAlarms(ctx, c)
 	if err != nil {
-		return members, fmt.Errorf("the alarm list does not answer: %s", grpcMessage(err))
+		return members, fmt.Errorf("the alarm list does not answer: %s", Message(err))
 	}
 
 	if len(alarms) > 0 {
@@ -483,7 +475,8 @@ func (t *Talos) etcdReport(ctx context.Context, n Node, c *client.Client) ([]*ma
 	return members, nil
 }
 
-func memberNames(members []*machineapi.EtcdMember) []string {
+// MemberNames are the members' hostnames.
+func MemberNames(members []*machineapi.EtcdMember) []string {
 	var names []string
 	for _, m := range members {
 		names = append(names, m.GetHostname())
@@ -492,9 +485,9 @@ func memberNames(members []*machineapi.EtcdMember) []string {
 	return names
 }
 
-// pullInstaller pulls an image into the system containerd, where the installer runs from, as
+// PullImage pulls an image into the system containerd, where the installer runs from, as
 // `talosctl upgrade` does (--namespace system): ImageService on Talos 1.13+, MachineService before.
-func pullImage(ctx context.Context, c *client.Client, lifecycle bool, image string) error {
+func PullImage(ctx context.Context, c *client.Client, lifecycle bool, image string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
@@ -502,7 +495,7 @@ func pullImage(ctx context.Context, c *client.Client, lifecycle bool, image stri
 		return c.ImagePull(ctx, common.ContainerdNamespace_NS_SYSTEM, image) //nolint:staticcheck // the Talos 1.12 API
 	}
 
-	stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: systemContainerd(), ImageRef: image})
+	stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: SystemContainerd(), ImageRef: image})
 	if err != nil {
 		return err
 	}
@@ -523,18 +516,18 @@ func pullImage(ctx context.Context, c *client.Client, lifecycle bool, image stri
 	}
 }
 
-// systemContainerd is talosctl's "system" namespace: the CRI containerd's system namespace.
-func systemContainerd() *common.ContainerdInstance {
+// SystemContainerd is talosctl's "system" namespace: the CRI containerd's system namespace.
+func SystemContainerd() *common.ContainerdInstance {
 	return &common.ContainerdInstance{Driver: common.ContainerDriver_CRI, Namespace: common.ContainerdNamespace_NS_SYSTEM}
 }
 
-// criContainerd is where Kubernetes' own images go (static pods).
-func criContainerd() *common.ContainerdInstance {
+// CRIContainerd is where Kubernetes' own images go (static pods).
+func CRIContainerd() *common.ContainerdInstance {
 	return &common.ContainerdInstance{Driver: common.ContainerDriver_CRI, Namespace: common.ContainerdNamespace_NS_CRI}
 }
 
-// pullTo pulls an image into a given containerd namespace (Kubernetes images before a config change).
-func pullTo(ctx context.Context, c *client.Client, lifecycle bool, ci *common.ContainerdInstance, image string) error {
+// PullTo pulls an image into a given containerd namespace (Kubernetes images before a config change).
+func PullTo(ctx context.Context, c *client.Client, lifecycle bool, ci *common.ContainerdInstance, image string) error {
 	if !lifecycle {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()

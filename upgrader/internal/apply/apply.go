@@ -1,4 +1,6 @@
-package main
+// Package apply is the per-node step: hand a node its config and roll what it changes (a reboot,
+// a Talos upgrade) behind etcd, drain and health checks, leaving the node healthy.
+package apply
 
 import (
 	"context"
@@ -16,66 +18,37 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/kube"
+	"github.com/iluvatar/upgrader/internal/record"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/talos"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
-
-// check is a failed step of a wait: which check (on which node, when not the command's own),
-// and how a person looks at it.
-type check struct {
-	name string
-	look string
-	err  error
-	node string
-}
-
-func (c *check) Error() string { return c.err.Error() }
-func (c *check) Unwrap() error { return c.err }
-
-func checkf(name, look string, format string, args ...any) *check {
-	return &check{name: name, look: look, err: fmt.Errorf(format, args...)}
-}
-
-// failure turns a wait's error into the command's Failure: the last check still failing.
-func failure(node, defaultCheck, defaultLook string, err error) *Failure {
-	var f *Failure
-	if errors.As(err, &f) {
-		return f
-	}
-
-	name, look := defaultCheck, defaultLook
-
-	var c *check
-	if errors.As(err, &c) {
-		name, look = c.name, c.look
-		if c.node != "" {
-			node = c.node
-		}
-	}
-
-	return &Failure{Node: node, Check: name, Detail: err.Error(), Look: look}
-}
 
 // applyRun is one `apply`: a node, the config it must end up with, and what the command may use.
 type applyRun struct {
-	t        *Talos
-	n        Node
+	t        *talos.Talosconfig
+	n        input.Node
 	role     string
-	secrets  *Secrets
+	secrets  *input.Secrets
 	cfg      coreconfig.Provider
 	image    string
 	version  string // what machine.install.image makes the node run
 	schema   string
-	pauses   []Workload
+	pauses   []kube.Workload
 	snapshot string
 	noKube   bool
 
 	c            *client.Client
 	lifecycle    bool
 	bootstrapped bool
-	kube         *Kube
+	kube         *kube.Client
 
-	rec     *Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
-	at      Node    // where the node answers: n, or where the record last reached it
-	machine string  // the identity of the machine that answers ("" when it cannot be told)
+	rec     *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
+	at      input.Node     // where the node answers: n, or where the record last reached it
+	machine string         // the identity of the machine that answers ("" when it cannot be told)
 }
 
 func (r *applyRun) controlPlane() bool { return r.role == "controlplane" }
@@ -84,83 +57,84 @@ func (r *applyRun) talosLook(what string) string {
 	return fmt.Sprintf("talosctl -n %s %s", r.n.IP, what)
 }
 
-func runApply(ctx context.Context, args []string) error {
-	f := newFlags("apply")
+// Run is `apply`: its flags and stdin checked, then the step.
+func Run(ctx context.Context, args []string) error {
+	f := input.NewFlags("apply")
 
 	var (
-		nodes  nodeList
-		pauses stringList
+		nodes  input.NodeList
+		pauses input.StringList
 	)
 
 	f.Var(&nodes, "node", "NAME=IP of the node")
 	role := f.String("role", "", "controlplane or worker")
-	timeout := f.timeout()
+	timeout := f.Timeout()
 	snapshot := f.String("etcd-snapshot", "", "save an etcd snapshot here before anything changes (the chain's first control plane)")
 	f.Var(&pauses, "pause", "KIND/NAMESPACE/NAME of a Deployment or StatefulSet to scale to 0 around a disruption (repeatable)")
 	noKube := f.Bool("no-kubernetes", false, "Talos steps only: no drain, pause, hooks or Kubernetes checks")
 
-	if err := f.parse(args); err != nil {
+	if err := f.ParseArgs(args); err != nil {
 		return err
 	}
 
-	if err := requireTimeout(*timeout); err != nil {
+	if err := input.RequireTimeout(*timeout); err != nil {
 		return err
 	}
 
-	n, err := requireOne(nodes, "--node")
+	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
 		return err
 	}
 
 	if *role != "controlplane" && *role != "worker" {
-		return usagef("--role must be controlplane or worker")
+		return input.Usagef("--role must be controlplane or worker")
 	}
 
 	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube}
 
 	for _, p := range pauses {
-		w, err := parseWorkload(p)
+		w, err := kube.ParseWorkload(p)
 		if err != nil {
-			return usagef("%s", err)
+			return input.Usagef("%s", err)
 		}
 
 		r.pauses = append(r.pauses, w)
 	}
 
-	if r.secrets, err = readSecrets(os.Stdin); err != nil {
+	if r.secrets, err = input.ReadSecrets(os.Stdin); err != nil {
 		return err
 	}
 
-	if err := r.secrets.require("talosconfig", "machineConfig"); err != nil {
+	if err := r.secrets.Require("talosconfig", "machineConfig"); err != nil {
 		return err
 	}
 
-	if r.t, err = newTalos(r.secrets); err != nil {
+	if r.t, err = talos.New(r.secrets); err != nil {
 		return err
 	}
 
-	if r.cfg, err = loadConfig(r.secrets.MachineConfig); err != nil {
-		return usagef("stdin: machineConfig is not a Talos machine config: %s", firstLine(err))
+	if r.cfg, err = talos.LoadConfig(r.secrets.MachineConfig); err != nil {
+		return input.Usagef("stdin: machineConfig is not a Talos machine config: %s", report.FirstLine(err))
 	}
 
 	if r.cfg.Machine() == nil {
-		return usagef("stdin: machineConfig has no v1alpha1 machine section")
+		return input.Usagef("stdin: machineConfig has no v1alpha1 machine section")
 	}
 
 	isCP := r.cfg.Machine().Type() == machine.TypeControlPlane || r.cfg.Machine().Type() == machine.TypeInit
 	if isCP != r.controlPlane() {
-		return usagef("--role %s, but the machine config is for a %s", r.role, r.cfg.Machine().Type())
+		return input.Usagef("--role %s, but the machine config is for a %s", r.role, r.cfg.Machine().Type())
 	}
 
 	r.image = r.cfg.Machine().Install().Image()
-	if r.version, r.schema = parseInstaller(r.image); r.version == "" {
-		return usagef("the machine config's machine.install.image %q has no version tag", r.image)
+	if r.version, r.schema = talos.ParseInstaller(r.image); r.version == "" {
+		return input.Usagef("the machine config's machine.install.image %q has no version tag", r.image)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	r.rec = lastRecord(n)
+	r.rec = record.Last(n)
 
 	return r.run(ctx)
 }
@@ -177,7 +151,7 @@ func (r *applyRun) run(ctx context.Context) error {
 		return err
 	}
 
-	rec := Record{Node: r.n.Name, IP: r.at.IP, Machine: r.machine}
+	rec := record.Record{Node: r.n.Name, IP: r.at.IP, Machine: r.machine}
 
 	if r.c != nil && r.controlPlane() && r.bootstrapped {
 		if id := r.memberID(ctx); id != 0 {
@@ -185,16 +159,16 @@ func (r *applyRun) run(ctx context.Context) error {
 		}
 	}
 
-	return printRecord(rec)
+	return record.Print(rec)
 }
 
 // memberID is the node's own etcd member ID (0 when it cannot be read).
 func (r *applyRun) memberID(ctx context.Context) uint64 {
-	if st, err := etcdStatus(ctx, r.c); err == nil && st.GetMemberId() != 0 {
+	if st, err := talos.EtcdStatus(ctx, r.c); err == nil && st.GetMemberId() != 0 {
 		return st.GetMemberId()
 	}
 
-	members, err := etcdMembers(ctx, r.c)
+	members, err := talos.EtcdMembers(ctx, r.c)
 	if err != nil {
 		return 0
 	}
@@ -216,7 +190,7 @@ func (r *applyRun) steps(ctx context.Context) error {
 		return err
 	}
 
-	if state == stateMaintenance {
+	if state == talos.Maintenance {
 		if err := r.clearReflashed(ctx); err != nil {
 			return err
 		}
@@ -224,28 +198,28 @@ func (r *applyRun) steps(ctx context.Context) error {
 		return r.handOver(ctx)
 	}
 
-	if r.c, err = r.t.connect(ctx, r.at); err != nil {
+	if r.c, err = r.t.Connect(ctx, r.at); err != nil {
 		return err
 	}
 
-	running, err := version(ctx, r.c)
+	running, err := talos.Version(ctx, r.c)
 	if err != nil {
-		return failure(n.Name, "version", r.talosLook("version"), err)
+		return report.From(n.Name, "version", r.talosLook("version"), err)
 	}
 
 	r.lifecycle = lifecycleAPI(running)
 
-	runningSchematic, err := schematic(ctx, r.c)
+	runningSchematic, err := talos.Schematic(ctx, r.c)
 	if err != nil {
-		return failure(n.Name, "schematic", r.talosLook("get extensions"), err)
+		return report.From(n.Name, "schematic", r.talosLook("get extensions"), err)
 	}
 
-	active, persistent, err := machineConfigs(ctx, r.c)
+	active, persistent, err := talos.MachineConfigs(ctx, r.c)
 	if err != nil {
-		return failure(n.Name, "config", r.talosLook("get machineconfig"), err)
+		return report.From(n.Name, "config", r.talosLook("get machineconfig"), err)
 	}
 
-	same, err := sameConfig(active, r.cfg)
+	same, err := talos.SameConfig(active, r.cfg)
 	if err != nil {
 		return err
 	}
@@ -253,18 +227,18 @@ func (r *applyRun) steps(ctx context.Context) error {
 	// A config staged by an earlier run that never rebooted: only the reboot is missing.
 	staged := false
 	if !same {
-		if samePersistent, err := sameConfig(persistent, r.cfg); err == nil && samePersistent {
+		if samePersistent, err := talos.SameConfig(persistent, r.cfg); err == nil && samePersistent {
 			staged = true
 		}
 	}
 
 	upgrade := running != r.version || runningSchematic != r.schema
 
-	progress(n.Name, "runs Talos %s (schematic %s); the config installs %s (schematic %s)", running, orNone(runningSchematic), r.version, orNone(r.schema))
+	report.Progress(n.Name, "runs Talos %s (schematic %s); the config installs %s (schematic %s)", running, orNone(runningSchematic), r.version, orNone(r.schema))
 
 	r.bootstrapped = r.clusterBootstrapped(ctx)
 	if !r.bootstrapped {
-		progress(n.Name, "etcd is not bootstrapped yet: Talos steps only (no etcd, drain or Kubernetes checks until the bootstrap)")
+		report.Progress(n.Name, "etcd is not bootstrapped yet: Talos steps only (no etcd, drain or Kubernetes checks until the bootstrap)")
 	}
 
 	if !r.noKube && r.bootstrapped {
@@ -282,7 +256,7 @@ func (r *applyRun) steps(ctx context.Context) error {
 	}
 
 	if same && !upgrade {
-		progress(n.Name, "config unchanged and Talos as configured: checking health only")
+		report.Progress(n.Name, "config unchanged and Talos as configured: checking health only")
 
 		if err := r.healthy(ctx); err != nil {
 			return err
@@ -302,7 +276,7 @@ func (r *applyRun) steps(ctx context.Context) error {
 
 	switch {
 	case staged:
-		progress(n.Name, "the config was staged by an earlier run: it needs the reboot still")
+		report.Progress(n.Name, "the config was staged by an earlier run: it needs the reboot still")
 	case !same:
 		if reboot, err = r.dryRun(ctx); err != nil {
 			return err
@@ -367,31 +341,31 @@ func (r *applyRun) reach(ctx context.Context) (string, error) {
 	look := fmt.Sprintf("talosctl -n %s version --insecure; the machine's console", n.IP)
 
 	var (
-		old          *Node
+		old          *input.Node
 		state        string
 		said, warned bool
 	)
 
-	if r.rec.moved(n) {
-		o := r.rec.at(n)
+	if r.rec.Moved(n) {
+		o := r.rec.At(n)
 		old = &o
 	}
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		s, err := r.t.classify(ctx, n)
-		if s != stateUnreachable {
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		s, err := r.t.Classify(ctx, n)
+		if s != talos.Unreachable {
 			r.at, state = n, s
 
 			return r.checkMachine(ctx, s)
 		}
 
 		if old != nil {
-			if so, _ := r.t.classify(ctx, *old); so != stateUnreachable { //nolint:errcheck
+			if so, _ := r.t.Classify(ctx, *old); so != talos.Unreachable { //nolint:errcheck
 				id := r.identify(ctx, *old, so)
 
-				if so == stateRunning && r.rec.Machine != "" && id != "" && id != r.rec.Machine {
+				if so == talos.Running && r.rec.Machine != "" && id != "" && id != r.rec.Machine {
 					if !warned {
-						progress(n.Name, "another machine (%s) answers at %s, where this node was last reached: not this one", id, old.IP)
+						report.Progress(n.Name, "another machine (%s) answers at %s, where this node was last reached: not this one", id, old.IP)
 
 						warned = true
 					}
@@ -404,21 +378,21 @@ func (r *applyRun) reach(ctx context.Context) (string, error) {
 		}
 
 		if !said {
-			progress(n.Name, "waiting for the node to answer (booting or installing?)")
+			report.Progress(n.Name, "waiting for the node to answer (booting or installing?)")
 
 			said = true
 		}
 
-		return checkf("reach", look, "the node does not answer: %s", grpcMessage(err))
+		return report.Checkf("reach", look, "the node does not answer: %s", talos.Message(err))
 	})
 	if err != nil {
-		return "", failure(n.Name, "reach", "", err)
+		return "", report.From(n.Name, "reach", "", err)
 	}
 
 	if r.moving() {
-		progress(n.Name, "does not answer at %s, but at %s, where it was last reached (%s): the new config goes there, and moves it", n.IP, r.at.IP, state)
+		report.Progress(n.Name, "does not answer at %s, but at %s, where it was last reached (%s): the new config goes there, and moves it", n.IP, r.at.IP, state)
 	} else {
-		progress(n.Name, "answers: %s", state)
+		report.Progress(n.Name, "answers: %s", state)
 	}
 
 	return state, nil
@@ -428,10 +402,10 @@ func (r *applyRun) reach(ctx context.Context) (string, error) {
 func (r *applyRun) moving() bool { return r.at.IP != r.n.IP }
 
 // identify reads which machine answers at an address ("" when it cannot be told, and says why).
-func (r *applyRun) identify(ctx context.Context, at Node, state string) string {
-	connect := func(ctx context.Context, n Node) (*client.Client, error) { return r.t.connect(ctx, n) }
-	if state == stateMaintenance {
-		connect = connectInsecure
+func (r *applyRun) identify(ctx context.Context, at input.Node, state string) string {
+	connect := func(ctx context.Context, n input.Node) (*client.Client, error) { return r.t.Connect(ctx, n) }
+	if state == talos.Maintenance {
+		connect = talos.ConnectInsecure
 	}
 
 	c, err := connect(ctx, at)
@@ -441,9 +415,9 @@ func (r *applyRun) identify(ctx context.Context, at Node, state string) string {
 
 	defer c.Close() //nolint:errcheck
 
-	id, err := machineIdentity(ctx, c, at.IP)
+	id, err := talos.MachineIdentity(ctx, c, at.IP)
 	if err != nil {
-		progress(r.n.Name, "which machine it is cannot be read: %s", grpcMessage(err))
+		report.Progress(r.n.Name, "which machine it is cannot be read: %s", talos.Message(err))
 	}
 
 	return id
@@ -457,27 +431,27 @@ func (r *applyRun) checkMachine(ctx context.Context, state string) error {
 	r.machine = r.identify(ctx, r.at, state)
 
 	rec := r.rec
-	if state != stateRunning || rec == nil || rec.Machine == "" || r.machine == "" || r.machine == rec.Machine {
+	if state != talos.Running || rec == nil || rec.Machine == "" || r.machine == "" || r.machine == rec.Machine {
 		return nil
 	}
 
-	named := configMAC(r.cfg, r.n.IP)
+	named := talos.ConfigMAC(r.cfg, r.n.IP)
 	if named == rec.Machine {
 		ip := r.at.IP
 
-		return &permanent{&Failure{
+		return wait.Stop(&report.Failure{
 			Node:  r.n.Name,
 			Check: "machine",
 			Detail: fmt.Sprintf("another machine answers at %s: it is %s, but %s was %s when last reached, and the config still names %s: another machine took the address, so nothing was changed",
 				ip, r.machine, r.n.Name, rec.Machine, named),
 			Look: fmt.Sprintf("talosctl -n %s get links; talosctl -n %s get hostname; the DHCP leases for %s", ip, ip, ip),
-		}}
+		})
 	}
 
 	if named == "" {
-		progress(r.n.Name, "another machine answers than when last reached (%s, was %s), and the config names no MAC to tell which is meant: carrying on", r.machine, rec.Machine)
+		report.Progress(r.n.Name, "another machine answers than when last reached (%s, was %s), and the config names no MAC to tell which is meant: carrying on", r.machine, rec.Machine)
 	} else {
-		progress(r.n.Name, "another machine answers than when last reached (%s, was %s): the inventory names %s now, a replaced machine", r.machine, rec.Machine, named)
+		report.Progress(r.n.Name, "another machine answers than when last reached (%s, was %s): the inventory names %s now, a replaced machine", r.machine, rec.Machine, named)
 	}
 
 	return nil
@@ -489,29 +463,29 @@ func (r *applyRun) follow(ctx context.Context) error {
 	n := r.n
 	look := fmt.Sprintf("talosctl -n %s version; talosctl -n %s get addresses; the machine's console", n.IP, r.at.IP)
 
-	progress(n.Name, "waiting for it at %s, where the new config puts it", n.IP)
+	report.Progress(n.Name, "waiting for it at %s, where the new config puts it", n.IP)
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		s, err := r.t.classify(ctx, n)
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		s, err := r.t.Classify(ctx, n)
 
 		switch s {
-		case stateRunning:
+		case talos.Running:
 			return nil
-		case stateMaintenance:
-			return &permanent{checkf("move", look, "a machine in maintenance mode answers at %s", n.IP)}
+		case talos.Maintenance:
+			return wait.Stop(report.Checkf("move", look, "a machine in maintenance mode answers at %s", n.IP))
 		}
 
-		return checkf("move", look, "it does not answer at %s: %s", n.IP, grpcMessage(err))
+		return report.Checkf("move", look, "it does not answer at %s: %s", n.IP, talos.Message(err))
 	})
 	if err != nil {
-		return failure(n.Name, "move", look, err)
+		return report.From(n.Name, "move", look, err)
 	}
 
-	if id := identityAt(ctx, r.t, n); r.machine != "" && id != "" && id != r.machine {
-		return &Failure{Node: n.Name, Check: "machine", Detail: fmt.Sprintf("another machine (%s) answers at %s than the one the config went to (%s)", id, n.IP, r.machine), Look: look}
+	if id := talos.IdentityAt(ctx, r.t, n); r.machine != "" && id != "" && id != r.machine {
+		return &report.Failure{Node: n.Name, Check: "machine", Detail: fmt.Sprintf("another machine (%s) answers at %s than the one the config went to (%s)", id, n.IP, r.machine), Look: look}
 	}
 
-	c, err := r.t.connect(ctx, n)
+	c, err := r.t.Connect(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -519,7 +493,7 @@ func (r *applyRun) follow(ctx context.Context) error {
 	r.c.Close() //nolint:errcheck
 	r.c, r.at = c, n
 
-	progress(n.Name, "answers at %s, where the new config put it", n.IP)
+	report.Progress(n.Name, "answers at %s, where the new config put it", n.IP)
 
 	return nil
 }
@@ -533,50 +507,50 @@ const otherCPWait = 2 * time.Minute
 func (r *applyRun) clearReflashed(ctx context.Context) error {
 	n := r.n
 
-	id := r.rec.memberID()
+	id := r.rec.MemberID()
 	if id == 0 {
 		return nil
 	}
 
-	progress(n.Name, "in maintenance mode, but it was etcd member %016x when last reached: reflashed or replaced, so that member and its old Node go before the hand-over", id)
+	report.Progress(n.Name, "in maintenance mode, but it was etcd member %016x when last reached: reflashed or replaced, so that member and its old Node go before the hand-over", id)
 
-	others := r.t.otherControlPlanes(n, r.at.IP, r.rec.IP)
+	others := r.t.OtherControlPlanes(n, r.at.IP, r.rec.IP)
 	if len(others) == 0 {
-		progress(n.Name, "no other control plane in the talosconfig: its etcd went with its disk, nothing to remove")
+		report.Progress(n.Name, "no other control plane in the talosconfig: its etcd went with its disk, nothing to remove")
 
 		return nil
 	}
 
-	cp, c, seen := r.t.firstAnswering(ctx, others, min(otherCPWait, remaining(ctx)))
+	cp, c, seen := r.t.FirstAnswering(ctx, others, min(otherCPWait, wait.Remaining(ctx)))
 	if c == nil && ctx.Err() != nil { // the command's own timeout, or a signal: nothing is handed over
-		return &Failure{Node: n.Name, Check: "etcd", Detail: "no other control plane answered before: " + ctx.Err().Error(), Look: etcdLook(others[0])}
+		return &report.Failure{Node: n.Name, Check: "etcd", Detail: "no other control plane answered before: " + ctx.Err().Error(), Look: talos.EtcdLook(others[0])}
 	}
 
 	if c == nil {
-		progress(n.Name, "no other control plane answers (%s): the stale member cannot be removed now (Talos removes a member of the node's name itself when it joins, once etcd has a leader)", seen)
+		report.Progress(n.Name, "no other control plane answers (%s): the stale member cannot be removed now (Talos removes a member of the node's name itself when it joins, once etcd has a leader)", seen)
 
 		return nil
 	}
 
 	defer c.Close() //nolint:errcheck
 
-	if err := removeStaleMember(ctx, c, n.Name, id, cp); err != nil {
-		return &Failure{Node: n.Name, Check: "etcd", Detail: "the stale etcd member cannot be removed, so the config was not handed over: " + err.Error(), Look: etcdLook(cp)}
+	if err := talos.RemoveStaleMember(ctx, c, n.Name, id, cp); err != nil {
+		return &report.Failure{Node: n.Name, Check: "etcd", Detail: "the stale etcd member cannot be removed, so the config was not handed over: " + err.Error(), Look: talos.EtcdLook(cp)}
 	}
 
 	if r.noKube {
-		progress(n.Name, "--no-kubernetes: its old Node object is left")
+		report.Progress(n.Name, "--no-kubernetes: its old Node object is left")
 
 		return nil
 	}
 
-	k, err := kubeFrom(ctx, r.secrets, c)
+	k, err := kube.From(ctx, r.secrets, c)
 	if err != nil {
-		return &Failure{Node: n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "talosctl -n " + cp.IP + " kubeconfig"}
+		return &report.Failure{Node: n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "talosctl -n " + cp.IP + " kubeconfig"}
 	}
 
-	if err := deleteNode(ctx, k, n.Name); err != nil {
-		return &Failure{Node: n.Name, Check: "node", Detail: "its old Node object cannot be deleted, so the config was not handed over: " + firstLine(err), Look: nodeLook(n.Name)}
+	if err := kube.DeleteNode(ctx, k, n.Name); err != nil {
+		return &report.Failure{Node: n.Name, Check: "node", Detail: "its old Node object cannot be deleted, so the config was not handed over: " + report.FirstLine(err), Look: kube.NodeLook(n.Name)}
 	}
 
 	return nil
@@ -587,15 +561,15 @@ func (r *applyRun) clearReflashed(ctx context.Context) error {
 func (r *applyRun) handOver(ctx context.Context) error {
 	look := fmt.Sprintf("talosctl -n %s apply-config --insecure --dry-run --file CONFIG; talosctl -n %s get machinestatus --insecure", r.at.IP, r.at.IP)
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		c, err := connectInsecure(ctx, r.at)
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		c, err := talos.ConnectInsecure(ctx, r.at)
 		if err != nil {
 			return err
 		}
 
 		defer c.Close() //nolint:errcheck
 
-		cctx, cancel := callCtx(ctx)
+		cctx, cancel := wait.Call(ctx)
 		defer cancel()
 
 		_, err = c.ApplyConfiguration(cctx, &machineapi.ApplyConfigurationRequest{Data: []byte(r.secrets.MachineConfig), Mode: machineapi.ApplyConfigurationRequest_AUTO})
@@ -603,17 +577,17 @@ func (r *applyRun) handOver(ctx context.Context) error {
 		switch {
 		case err == nil:
 			return nil
-		case transient(err):
-			return checkf("apply", look, "the node does not take the config yet: %s", grpcMessage(err))
+		case talos.Transient(err):
+			return report.Checkf("apply", look, "the node does not take the config yet: %s", talos.Message(err))
 		default:
-			return &permanent{checkf("apply", look, "Talos refused the config: %s", grpcMessage(err))}
+			return wait.Stop(report.Checkf("apply", look, "Talos refused the config: %s", talos.Message(err)))
 		}
 	})
 	if err != nil {
-		return failure(r.n.Name, "apply", look, err)
+		return report.From(r.n.Name, "apply", look, err)
 	}
 
-	progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own", r.version)
+	report.Progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own", r.version)
 
 	return nil
 }
@@ -624,7 +598,7 @@ func (r *applyRun) clusterBootstrapped(ctx context.Context) bool {
 	c := r.c
 
 	if !r.controlPlane() {
-		ec, err := r.t.connectEndpoints(ctx)
+		ec, err := r.t.ConnectEndpoints(ctx)
 		if err != nil {
 			return true
 		}
@@ -637,7 +611,7 @@ func (r *applyRun) clusterBootstrapped(ctx context.Context) bool {
 	probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 
-	if _, err := etcdMembers(probeCtx, c); err == nil {
+	if _, err := talos.EtcdMembers(probeCtx, c); err == nil {
 		return true
 	}
 
@@ -664,14 +638,14 @@ func (r *applyRun) connectKube(ctx context.Context) error {
 	text := r.secrets.Kubeconfig
 	if text == "" {
 		var err error
-		if text, err = r.t.fetchKubeconfig(ctx, r.at, r.controlPlane()); err != nil {
-			return failure(r.n.Name, "kubeconfig", "talosctl kubeconfig --nodes CONTROL_PLANE_IP", err)
+		if text, err = r.t.FetchKubeconfig(ctx, r.at, r.controlPlane()); err != nil {
+			return report.From(r.n.Name, "kubeconfig", "talosctl kubeconfig --nodes CONTROL_PLANE_IP", err)
 		}
 	}
 
-	k, err := newKube(text, "")
+	k, err := kube.New(text, "")
 	if err != nil {
-		return &Failure{Node: r.n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "kubectl config view"}
+		return &report.Failure{Node: r.n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "kubectl config view"}
 	}
 
 	r.kube = k
@@ -679,73 +653,27 @@ func (r *applyRun) connectKube(ctx context.Context) error {
 	return nil
 }
 
-// fetchKubeconfig asks the talosconfig's endpoints (control planes), then the node itself if it is one.
-func (t *Talos) fetchKubeconfig(ctx context.Context, n Node, controlPlane bool) (string, error) {
-	var (
-		errs []error
-		text string
-	)
-
-	try := func(c *client.Client) bool {
-		cctx, cancel := callCtx(ctx)
-		defer cancel()
-
-		raw, err := c.Kubeconfig(cctx)
-		if err != nil {
-			errs = append(errs, err)
-
-			return false
-		}
-
-		text = string(raw)
-
-		return true
-	}
-
-	if c, err := t.connectEndpoints(ctx); err == nil {
-		ok := try(c)
-		c.Close() //nolint:errcheck
-
-		if ok {
-			return text, nil
-		}
-	}
-
-	if controlPlane {
-		if c, err := t.connect(ctx, n); err == nil {
-			ok := try(c)
-			c.Close() //nolint:errcheck
-
-			if ok {
-				return text, nil
-			}
-		}
-	}
-
-	return "", fmt.Errorf("no kubeconfig on stdin, and the Talos API hands none out: %w", errors.Join(errs...))
-}
-
 // dryRun asks the node what the config change needs (Talos's CanApplyImmediate): true when a reboot.
 func (r *applyRun) dryRun(ctx context.Context) (bool, error) {
 	look := r.talosLook("apply-config --dry-run --file CONFIG")
 
-	cctx, cancel := callCtx(ctx)
+	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	resp, err := r.c.ApplyConfiguration(cctx, &machineapi.ApplyConfigurationRequest{Data: []byte(r.secrets.MachineConfig), Mode: machineapi.ApplyConfigurationRequest_AUTO, DryRun: true})
 	if err != nil {
-		return false, &Failure{Node: r.n.Name, Check: "dry-run", Detail: "Talos refused the config: " + grpcMessage(err), Look: look}
+		return false, &report.Failure{Node: r.n.Name, Check: "dry-run", Detail: "Talos refused the config: " + talos.Message(err), Look: look}
 	}
 
 	if len(resp.GetMessages()) == 0 {
-		return false, &Failure{Node: r.n.Name, Check: "dry-run", Detail: "no answer", Look: look}
+		return false, &report.Failure{Node: r.n.Name, Check: "dry-run", Detail: "no answer", Look: look}
 	}
 
 	reboot := resp.GetMessages()[0].GetMode() == machineapi.ApplyConfigurationRequest_REBOOT
 	if reboot {
-		progress(r.n.Name, "config changed: Talos needs a reboot to apply it")
+		report.Progress(r.n.Name, "config changed: Talos needs a reboot to apply it")
 	} else {
-		progress(r.n.Name, "config changed: Talos applies it without a reboot")
+		report.Progress(r.n.Name, "config changed: Talos applies it without a reboot")
 	}
 
 	return reboot, nil
@@ -782,27 +710,27 @@ func (r *applyRun) applyNow(ctx context.Context, active coreconfig.Provider) err
 				continue
 			}
 
-			ci := criContainerd()
+			ci := talos.CRIContainerd()
 			if component == "kubelet" || component == "etcd" {
-				ci = systemContainerd() // Talos runs these itself, from its system namespace
+				ci = talos.SystemContainerd() // Talos runs these itself, from its system namespace
 			}
 
-			progress(r.n.Name, "pulling %s", image)
+			report.Progress(r.n.Name, "pulling %s", image)
 
-			if err := pullTo(ctx, r.c, r.lifecycle, ci, image); err != nil {
-				return &Failure{Node: r.n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", image, grpcMessage(err)), Look: r.talosLook("image pull " + image)}
+			if err := talos.PullTo(ctx, r.c, r.lifecycle, ci, image); err != nil {
+				return &report.Failure{Node: r.n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", image, talos.Message(err)), Look: r.talosLook("image pull " + image)}
 			}
 		}
 	}
 
-	cctx, cancel := callCtx(ctx)
+	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	if _, err := r.c.ApplyConfiguration(cctx, &machineapi.ApplyConfigurationRequest{Data: []byte(r.secrets.MachineConfig), Mode: machineapi.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
-		return &Failure{Node: r.n.Name, Check: "apply", Detail: "Talos refused the config: " + grpcMessage(err), Look: look}
+		return &report.Failure{Node: r.n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: look}
 	}
 
-	progress(r.n.Name, "config applied without a reboot")
+	report.Progress(r.n.Name, "config applied without a reboot")
 
 	if r.moving() {
 		return r.follow(ctx)
@@ -818,37 +746,37 @@ func (r *applyRun) healthy(ctx context.Context) error {
 	images := k8sImages(r.cfg, r.controlPlane())
 	said := ""
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		err := r.healthOnce(ctx, images)
 		if err != nil {
-			var c *check
-			if errors.As(err, &c) && c.name != said {
-				progress(r.n.Name, "waiting: %s: %s", c.name, c.err)
+			var c *report.Check
+			if errors.As(err, &c) && c.Name != said {
+				report.Progress(r.n.Name, "waiting: %s: %s", c.Name, c.Err)
 
-				said = c.name
+				said = c.Name
 			}
 		}
 
 		return err
 	})
 	if err != nil {
-		return failure(r.n.Name, "health", r.talosLook("get machinestatus"), err)
+		return report.From(r.n.Name, "health", r.talosLook("get machinestatus"), err)
 	}
 
-	progress(r.n.Name, "healthy")
+	report.Progress(r.n.Name, "healthy")
 
 	return nil
 }
 
 func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) error {
-	ms, err := getMachineStatus(ctx, r.c)
+	ms, err := talos.MachineStatus(ctx, r.c)
 	if err != nil {
-		return checkf("machine-status", r.talosLook("get machinestatus"), "%s", grpcMessage(err))
+		return report.Checkf("machine-status", r.talosLook("get machinestatus"), "%s", talos.Message(err))
 	}
 
 	// Before the bootstrap Talos cannot be ready (its readiness waits for etcd and the Node).
-	if ms.stage != "running" || (r.bootstrapped && !ms.ready) {
-		return checkf("machine-status", r.talosLook("get machinestatus"), "%s", ms)
+	if ms.Stage != "running" || (r.bootstrapped && !ms.Ready) {
+		return report.Checkf("machine-status", r.talosLook("get machinestatus"), "%s", ms)
 	}
 
 	if !r.bootstrapped {
@@ -856,9 +784,9 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 	}
 
 	if r.controlPlane() {
-		members, err := r.t.etcdReport(ctx, r.n, r.c)
+		members, err := r.t.EtcdReport(ctx, r.n, r.c)
 		if err != nil {
-			return checkf("etcd", etcdLook(r.n), "%s", err)
+			return report.Checkf("etcd", talos.EtcdLook(r.n), "%s", err)
 		}
 
 		found := false
@@ -867,7 +795,7 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 		}
 
 		if !found {
-			return checkf("etcd", etcdLook(r.n), "%s is not an etcd member (members: %s)", r.n.Name, strings.Join(memberNames(members), ", "))
+			return report.Checkf("etcd", talos.EtcdLook(r.n), "%s is not an etcd member (members: %s)", r.n.Name, strings.Join(talos.MemberNames(members), ", "))
 		}
 	}
 
@@ -875,41 +803,28 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 		return nil
 	}
 
-	if err := r.kube.nodeReady(ctx, r.n.Name); err != nil {
-		return checkf("node-ready", nodeLook(r.n.Name), "%s", firstLine(err))
+	if err := r.kube.NodeReady(ctx, r.n.Name); err != nil {
+		return report.Checkf("node-ready", kube.NodeLook(r.n.Name), "%s", report.FirstLine(err))
 	}
 
-	if want := tagOf(images["kubelet"]); want != "" {
-		got, err := r.kube.kubeletVersion(ctx, r.n.Name)
+	if want := kube.TagOf(images["kubelet"]); want != "" {
+		got, err := r.kube.KubeletVersion(ctx, r.n.Name)
 		if err != nil {
-			return checkf("kubelet", nodeLook(r.n.Name), "%s", firstLine(err))
+			return report.Checkf("kubelet", kube.NodeLook(r.n.Name), "%s", report.FirstLine(err))
 		}
 
 		if got != want {
-			return checkf("kubelet", nodeLook(r.n.Name), "the kubelet reports %s, the config names %s", got, want)
+			return report.Checkf("kubelet", kube.NodeLook(r.n.Name), "the kubelet reports %s, the config names %s", got, want)
 		}
 	}
 
 	if r.controlPlane() {
-		if err := r.kube.staticPods(ctx, r.n.Name, images); err != nil {
-			return checkf("control-plane-pods", fmt.Sprintf("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=%s", r.n.Name), "%s", firstLine(err))
+		if err := r.kube.StaticPods(ctx, r.n.Name, images); err != nil {
+			return report.Checkf("control-plane-pods", fmt.Sprintf("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=%s", r.n.Name), "%s", report.FirstLine(err))
 		}
 	}
 
 	return nil
-}
-
-// tagOf is an image's tag (the kubelet's version in Talos's kubelet image).
-func tagOf(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
-	}
-
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		return image[i+1:]
-	}
-
-	return ""
 }
 
 // resumeLeftovers uncordons the Node and restores the workloads an earlier, interrupted run left
@@ -919,22 +834,22 @@ func (r *applyRun) resumeLeftovers(ctx context.Context) error {
 		return nil
 	}
 
-	left, err := r.kube.leftCordoned(ctx, r.n.Name)
+	left, err := r.kube.LeftCordoned(ctx, r.n.Name)
 	if err != nil {
-		return &Failure{Node: r.n.Name, Check: "uncordon", Detail: firstLine(err), Look: nodeLook(r.n.Name)}
+		return &report.Failure{Node: r.n.Name, Check: "uncordon", Detail: report.FirstLine(err), Look: kube.NodeLook(r.n.Name)}
 	}
 
 	if left {
-		if err := r.kube.cordon(ctx, r.n.Name, false); err != nil {
-			return &Failure{Node: r.n.Name, Check: "uncordon", Detail: firstLine(err), Look: nodeLook(r.n.Name)}
+		if err := r.kube.Cordon(ctx, r.n.Name, false); err != nil {
+			return &report.Failure{Node: r.n.Name, Check: "uncordon", Detail: report.FirstLine(err), Look: kube.NodeLook(r.n.Name)}
 		}
 
-		progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
+		report.Progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
 	}
 
 	for _, w := range r.pauses {
-		if err := r.kube.resume(ctx, r.n.Name, w); err != nil {
-			return &Failure{Node: r.n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, firstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
+		if err := r.kube.Resume(ctx, r.n.Name, w); err != nil {
+			return &report.Failure{Node: r.n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, report.FirstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
 		}
 	}
 
@@ -955,10 +870,10 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	}
 
 	if upgrade {
-		progress(n.Name, "pulling the installer %s", r.image)
+		report.Progress(n.Name, "pulling the installer %s", r.image)
 
-		if err := pullImage(ctx, r.c, r.lifecycle, r.image); err != nil {
-			return &Failure{Node: n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", r.image, grpcMessage(err)), Look: r.talosLook("image pull --namespace system " + r.image)}
+		if err := talos.PullImage(ctx, r.c, r.lifecycle, r.image); err != nil {
+			return &report.Failure{Node: n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", r.image, talos.Message(err)), Look: r.talosLook("image pull --namespace system " + r.image)}
 		}
 	}
 
@@ -971,7 +886,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	}
 
 	if stage {
-		cctx, cancel := callCtx(ctx)
+		cctx, cancel := wait.Call(ctx)
 		_, err := r.c.ApplyConfiguration(cctx, &machineapi.ApplyConfigurationRequest{Data: []byte(r.secrets.MachineConfig), Mode: machineapi.ApplyConfigurationRequest_STAGED})
 
 		cancel()
@@ -979,17 +894,17 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		if err != nil {
 			r.unprepareKube(prepared)
 
-			return &Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + grpcMessage(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")}
+			return &report.Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")}
 		}
 
-		progress(n.Name, "config staged for the next boot")
+		report.Progress(n.Name, "config staged for the next boot")
 	}
 
-	before, err := bootID(ctx, r.c)
+	before, err := talos.BootID(ctx, r.c)
 	if err != nil {
 		r.unprepareKube(prepared)
 
-		return &Failure{Node: n.Name, Check: "boot-id", Detail: grpcMessage(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")}
+		return &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")}
 	}
 
 	if upgrade {
@@ -999,7 +914,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 			return err
 		}
 	} else {
-		progress(n.Name, "rebooting")
+		report.Progress(n.Name, "rebooting")
 
 		if err := r.reboot(ctx); err != nil {
 			r.unprepareKube(prepared)
@@ -1030,28 +945,28 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	}
 
 	if stage {
-		active, _, err := machineConfigs(ctx, r.c)
+		active, _, err := talos.MachineConfigs(ctx, r.c)
 		if err == nil {
 			var same bool
-			if same, err = sameConfig(active, r.cfg); err == nil && !same {
+			if same, err = talos.SameConfig(active, r.cfg); err == nil && !same {
 				err = errors.New("the staged config is not the active one after the reboot")
 			}
 		}
 
 		if err != nil {
-			return withLeftovers(&Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
+			return withLeftovers(&report.Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
 		}
 	}
 
 	if r.kube != nil {
-		if err := poll(ctx, pollEvery, func(ctx context.Context) error {
-			if err := r.kube.nodeReady(ctx, n.Name); err != nil {
-				return checkf("node-ready", nodeLook(n.Name), "%s", firstLine(err))
+		if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+			if err := r.kube.NodeReady(ctx, n.Name); err != nil {
+				return report.Checkf("node-ready", kube.NodeLook(n.Name), "%s", report.FirstLine(err))
 			}
 
 			return nil
 		}); err != nil {
-			return withLeftovers(failure(n.Name, "node-ready", nodeLook(n.Name), err), prepared)
+			return withLeftovers(report.From(n.Name, "node-ready", kube.NodeLook(n.Name), err), prepared)
 		}
 	}
 
@@ -1065,7 +980,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 // prepared is what prepareKube did, so it can be undone.
 type prepared struct {
 	hooks    bool
-	paused   []Workload
+	paused   []kube.Workload
 	cordoned bool
 }
 
@@ -1081,45 +996,36 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	for _, raw := range r.secrets.Hooks.Before {
 		p.hooks = true
 
-		if err := r.kube.runJob(ctx, n.Name, raw); err != nil {
-			return p, failure(n.Name, "hook", "kubectl get jobs -A; kubectl logs job/NAME -n NAMESPACE", wrapCheck("hook", "kubectl get jobs -A", err))
+		if err := r.kube.RunJob(ctx, n.Name, raw); err != nil {
+			return p, report.From(n.Name, "hook", "kubectl get jobs -A; kubectl logs job/NAME -n NAMESPACE", report.Wrap("hook", "kubectl get jobs -A", err))
 		}
 	}
 
 	for _, w := range r.pauses {
 		p.paused = append(p.paused, w)
 
-		if err := r.kube.pause(ctx, n.Name, w); err != nil {
-			return p, failure(n.Name, "pause", fmt.Sprintf("kubectl -n %s get %s %s", w.Namespace, strings.ToLower(w.Kind), w.Name), err)
+		if err := r.kube.Pause(ctx, n.Name, w); err != nil {
+			return p, report.From(n.Name, "pause", fmt.Sprintf("kubectl -n %s get %s %s", w.Namespace, strings.ToLower(w.Kind), w.Name), err)
 		}
 	}
 
-	progress(n.Name, "cordon")
+	report.Progress(n.Name, "cordon")
 
 	p.cordoned = true
 
-	if err := r.kube.cordon(ctx, n.Name, true); err != nil {
-		return p, &Failure{Node: n.Name, Check: "cordon", Detail: firstLine(err), Look: nodeLook(n.Name)}
+	if err := r.kube.Cordon(ctx, n.Name, true); err != nil {
+		return p, &report.Failure{Node: n.Name, Check: "cordon", Detail: report.FirstLine(err), Look: kube.NodeLook(n.Name)}
 	}
 
-	progress(n.Name, "drain")
+	report.Progress(n.Name, "drain")
 
-	if err := r.kube.drain(ctx, n.Name, remaining(ctx)); err != nil {
+	if err := r.kube.Drain(ctx, n.Name, wait.Remaining(ctx)); err != nil {
 		look := fmt.Sprintf("kubectl get pods -A -o wide --field-selector spec.nodeName=%s; kubectl get pdb -A", n.Name)
 
-		return p, &Failure{Node: n.Name, Check: "drain", Detail: firstLine(err), Look: look}
+		return p, &report.Failure{Node: n.Name, Check: "drain", Detail: report.FirstLine(err), Look: look}
 	}
 
 	return p, nil
-}
-
-func wrapCheck(name, look string, err error) error {
-	var c *check
-	if errors.As(err, &c) {
-		return err
-	}
-
-	return &check{name: name, look: look, err: err}
 }
 
 // unprepareKube undoes prepareKube after a failure before the reboot (best effort: the failure
@@ -1133,7 +1039,7 @@ func (r *applyRun) unprepareKube(p prepared) {
 	defer cancel()
 
 	if err := r.undo(ctx, p); err != nil {
-		progress(r.n.Name, "could not undo: %s", err)
+		report.Progress(r.n.Name, "could not undo: %s", err)
 	}
 }
 
@@ -1149,24 +1055,24 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 	n := r.n
 
 	if p.cordoned {
-		if err := r.kube.cordon(ctx, n.Name, false); err != nil {
-			return &Failure{Node: n.Name, Check: "uncordon", Detail: firstLine(err), Look: nodeLook(n.Name)}
+		if err := r.kube.Cordon(ctx, n.Name, false); err != nil {
+			return &report.Failure{Node: n.Name, Check: "uncordon", Detail: report.FirstLine(err), Look: kube.NodeLook(n.Name)}
 		}
 
-		progress(n.Name, "uncordoned")
+		report.Progress(n.Name, "uncordoned")
 	}
 
 	if p.hooks {
 		for _, raw := range r.secrets.Hooks.After {
-			if err := r.kube.runJob(ctx, n.Name, raw); err != nil {
-				return failure(n.Name, "hook", "kubectl get jobs -A", wrapCheck("hook", "kubectl get jobs -A", err))
+			if err := r.kube.RunJob(ctx, n.Name, raw); err != nil {
+				return report.From(n.Name, "hook", "kubectl get jobs -A", report.Wrap("hook", "kubectl get jobs -A", err))
 			}
 		}
 	}
 
 	for _, w := range p.paused {
-		if err := r.kube.resume(ctx, n.Name, w); err != nil {
-			return &Failure{Node: n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, firstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
+		if err := r.kube.Resume(ctx, n.Name, w); err != nil {
+			return &report.Failure{Node: n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, report.FirstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
 		}
 	}
 
@@ -1175,7 +1081,7 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 
 // withLeftovers says what a failure after the reboot leaves behind for a person.
 func withLeftovers(err error, p prepared) error {
-	var f *Failure
+	var f *report.Failure
 	if !errors.As(err, &f) {
 		return err
 	}
@@ -1186,7 +1092,7 @@ func withLeftovers(err error, p prepared) error {
 	}
 
 	for _, w := range p.paused {
-		left = append(left, fmt.Sprintf("%s is left scaled to 0 (replicas in its %s annotation)", w, pausedAnnotation))
+		left = append(left, fmt.Sprintf("%s is left scaled to 0 (replicas in its %s annotation)", w, kube.PausedAnnotation))
 	}
 
 	if len(left) > 0 {
@@ -1201,16 +1107,16 @@ func (r *applyRun) takeSnapshot(ctx context.Context) error {
 	n := r.n
 
 	if !r.controlPlane() || !r.bootstrapped {
-		progress(n.Name, "no etcd snapshot: %s", map[bool]string{true: "etcd is not bootstrapped yet", false: "not a control plane"}[r.controlPlane()])
+		report.Progress(n.Name, "no etcd snapshot: %s", map[bool]string{true: "etcd is not bootstrapped yet", false: "not a control plane"}[r.controlPlane()])
 
 		return nil
 	}
 
-	if err := saveSnapshot(ctx, r.c, r.snapshot); err != nil {
-		return &Failure{Node: n.Name, Check: "etcd-snapshot", Detail: grpcMessage(err), Look: r.talosLook("etcd snapshot " + r.snapshot)}
+	if err := talos.SaveSnapshot(ctx, r.c, r.snapshot); err != nil {
+		return &report.Failure{Node: n.Name, Check: "etcd-snapshot", Detail: talos.Message(err), Look: r.talosLook("etcd snapshot " + r.snapshot)}
 	}
 
-	progress(n.Name, "etcd snapshot saved to %s", r.snapshot)
+	report.Progress(n.Name, "etcd snapshot saved to %s", r.snapshot)
 
 	return nil
 }
@@ -1220,13 +1126,13 @@ func (r *applyRun) takeSnapshot(ctx context.Context) error {
 func (r *applyRun) etcdPreflight(ctx context.Context, down bool) error {
 	n := r.n
 
-	members, err := r.t.etcdReport(ctx, n, r.c)
+	members, err := r.t.EtcdReport(ctx, n, r.c)
 	if err != nil {
-		return &Failure{Node: n.Name, Check: "etcd", Detail: "etcd is not healthy, so this control plane is left untouched: " + err.Error(), Look: etcdLook(n)}
+		return &report.Failure{Node: n.Name, Check: "etcd", Detail: "etcd is not healthy, so this control plane is left untouched: " + err.Error(), Look: talos.EtcdLook(n)}
 	}
 
 	if !down {
-		progress(n.Name, "etcd healthy: %d members (%s)", len(members), strings.Join(memberNames(members), ", "))
+		report.Progress(n.Name, "etcd healthy: %d members (%s)", len(members), strings.Join(talos.MemberNames(members), ", "))
 
 		return nil
 	}
@@ -1235,11 +1141,11 @@ func (r *applyRun) etcdPreflight(ctx context.Context, down bool) error {
 	// that its API pauses (Talos allows it too); two members lose quorum with either one down.
 	switch len(members) {
 	case 2:
-		return &Failure{Node: n.Name, Check: "etcd", Detail: "etcd has 2 members: taking one down loses quorum (add a third control plane, or remove one)", Look: etcdLook(n)}
+		return &report.Failure{Node: n.Name, Check: "etcd", Detail: "etcd has 2 members: taking one down loses quorum (add a third control plane, or remove one)", Look: talos.EtcdLook(n)}
 	case 1:
-		progress(n.Name, "etcd has a single member: the Kubernetes API pauses while this node is down")
+		report.Progress(n.Name, "etcd has a single member: the Kubernetes API pauses while this node is down")
 	default:
-		progress(n.Name, "etcd healthy: %d members (%s), quorum kept without this one", len(members), strings.Join(memberNames(members), ", "))
+		report.Progress(n.Name, "etcd healthy: %d members (%s), quorum kept without this one", len(members), strings.Join(talos.MemberNames(members), ", "))
 	}
 
 	return nil
@@ -1252,29 +1158,29 @@ func (r *applyRun) upgrade(ctx context.Context) error {
 	look := r.talosLook("upgrade --image " + r.image)
 
 	if r.lifecycle {
-		progress(n.Name, "upgrading to %s (LifecycleService)", r.version)
+		report.Progress(n.Name, "upgrading to %s (LifecycleService)", r.version)
 
 		err := r.lifecycleUpgrade(ctx)
 		if status.Code(err) != codes.Unimplemented {
 			if err != nil {
-				return &Failure{Node: n.Name, Check: "upgrade", Detail: err.Error(), Look: look}
+				return &report.Failure{Node: n.Name, Check: "upgrade", Detail: err.Error(), Look: look}
 			}
 
-			progress(n.Name, "installed; rebooting into %s", r.version)
+			report.Progress(n.Name, "installed; rebooting into %s", r.version)
 
 			return r.reboot(ctx)
 		}
 
-		progress(n.Name, "LifecycleService is not served: the legacy upgrade API then")
+		report.Progress(n.Name, "LifecycleService is not served: the legacy upgrade API then")
 	}
 
-	progress(n.Name, "upgrading to %s (legacy MachineService.Upgrade, which reboots on its own)", r.version)
+	report.Progress(n.Name, "upgrading to %s (legacy MachineService.Upgrade, which reboots on its own)", r.version)
 
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
 	if _, err := r.c.UpgradeWithOptions(cctx, client.WithUpgradeImage(r.image), client.WithUpgradeRebootMode(machineapi.UpgradeRequest_DEFAULT)); err != nil { //nolint:staticcheck // the Talos 1.12 API
-		return &Failure{Node: n.Name, Check: "upgrade", Detail: grpcMessage(err), Look: look}
+		return &report.Failure{Node: n.Name, Check: "upgrade", Detail: talos.Message(err), Look: look}
 	}
 
 	return nil
@@ -1285,7 +1191,7 @@ func (r *applyRun) lifecycleUpgrade(ctx context.Context) error {
 	defer cancel()
 
 	stream, err := r.c.LifecycleClient.Upgrade(cctx, &machineapi.LifecycleServiceUpgradeRequest{
-		Containerd: systemContainerd(),
+		Containerd: talos.SystemContainerd(),
 		Source:     &machineapi.InstallArtifactsSource{ImageName: r.image},
 	})
 	if err != nil {
@@ -1303,12 +1209,12 @@ func (r *applyRun) lifecycleUpgrade(ctx context.Context) error {
 				return err
 			}
 
-			return errors.New(grpcMessage(err))
+			return errors.New(talos.Message(err))
 		}
 
 		switch p := msg.GetProgress().GetResponse().(type) {
 		case *machineapi.LifecycleServiceInstallProgress_Message:
-			progress(r.n.Name, "installer: %s", strings.TrimSpace(p.Message))
+			report.Progress(r.n.Name, "installer: %s", strings.TrimSpace(p.Message))
 		case *machineapi.LifecycleServiceInstallProgress_ExitCode:
 			if p.ExitCode != 0 {
 				return fmt.Errorf("the installer exited with %d; nothing is staged, the node keeps running %s", p.ExitCode, r.version)
@@ -1322,11 +1228,11 @@ func (r *applyRun) lifecycleUpgrade(ctx context.Context) error {
 // reboot asks for a reboot; an answer lost because the node went down at once is no failure
 // (the boot ID tells).
 func (r *applyRun) reboot(ctx context.Context) error {
-	cctx, cancel := callCtx(ctx)
+	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
-	if err := r.c.Reboot(cctx); err != nil && !transient(err) {
-		return &Failure{Node: r.n.Name, Check: "reboot", Detail: grpcMessage(err), Look: r.talosLook("reboot")}
+	if err := r.c.Reboot(cctx); err != nil && !talos.Transient(err) {
+		return &report.Failure{Node: r.n.Name, Check: "reboot", Detail: talos.Message(err), Look: r.talosLook("reboot")}
 	}
 
 	return nil
@@ -1340,35 +1246,35 @@ func (r *applyRun) waitReboot(ctx context.Context, before string) error {
 	down := false
 	start := time.Now()
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		id, err := bootID(ctx, r.c)
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		id, err := talos.BootID(ctx, r.c)
 		if err != nil {
 			if !down {
-				progress(n.Name, "down")
+				report.Progress(n.Name, "down")
 
 				down = true
 			}
 
 			if strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "handshake") {
-				if s, _ := r.t.classify(ctx, r.at); s == stateMaintenance { //nolint:errcheck
-					return &permanent{checkf("reboot", fmt.Sprintf("talosctl -n %s get machinestatus --insecure", n.IP), "the node came back in maintenance mode (no config: its disk was wiped or the install failed)")}
+				if s, _ := r.t.Classify(ctx, r.at); s == talos.Maintenance { //nolint:errcheck
+					return wait.Stop(report.Checkf("reboot", fmt.Sprintf("talosctl -n %s get machinestatus --insecure", n.IP), "the node came back in maintenance mode (no config: its disk was wiped or the install failed)"))
 				}
 			}
 
-			return checkf("reboot", look, "the node did not come back (down for %s; last: %s)", time.Since(start).Round(time.Second), grpcMessage(err))
+			return report.Checkf("reboot", look, "the node did not come back (down for %s; last: %s)", time.Since(start).Round(time.Second), talos.Message(err))
 		}
 
 		if id == before {
-			return checkf("reboot", look, "the node has not rebooted (boot ID unchanged)")
+			return report.Checkf("reboot", look, "the node has not rebooted (boot ID unchanged)")
 		}
 
 		return nil
 	})
 	if err != nil {
-		return failure(n.Name, "reboot", look, err)
+		return report.From(n.Name, "reboot", look, err)
 	}
 
-	progress(n.Name, "back up (new boot ID) after %s", time.Since(start).Round(100*time.Millisecond))
+	report.Progress(n.Name, "back up (new boot ID) after %s", time.Since(start).Round(100*time.Millisecond))
 
 	return nil
 }
@@ -1377,23 +1283,23 @@ func (r *applyRun) waitReboot(ctx context.Context, before string) error {
 func (r *applyRun) waitRunning(ctx context.Context) error {
 	look := r.talosLook("get machinestatus")
 
-	err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		ms, err := getMachineStatus(ctx, r.c)
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		ms, err := talos.MachineStatus(ctx, r.c)
 		if err != nil {
-			return checkf("machine-status", look, "%s", grpcMessage(err))
+			return report.Checkf("machine-status", look, "%s", talos.Message(err))
 		}
 
-		if ms.stage != "running" || (r.bootstrapped && !ms.ready) {
-			return checkf("machine-status", look, "%s", ms)
+		if ms.Stage != "running" || (r.bootstrapped && !ms.Ready) {
+			return report.Checkf("machine-status", look, "%s", ms)
 		}
 
 		return nil
 	})
 	if err != nil {
-		return failure(r.n.Name, "machine-status", look, err)
+		return report.From(r.n.Name, "machine-status", look, err)
 	}
 
-	progress(r.n.Name, "running and ready")
+	report.Progress(r.n.Name, "running and ready")
 
 	return nil
 }
@@ -1402,25 +1308,25 @@ func (r *applyRun) waitRunning(ctx context.Context) error {
 func (r *applyRun) checkVersion(ctx context.Context) error {
 	look := r.talosLook("version; talosctl -n " + r.n.IP + " get extensions")
 
-	running, err := version(ctx, r.c)
+	running, err := talos.Version(ctx, r.c)
 	if err != nil {
-		return &Failure{Node: r.n.Name, Check: "version", Detail: grpcMessage(err), Look: look}
+		return &report.Failure{Node: r.n.Name, Check: "version", Detail: talos.Message(err), Look: look}
 	}
 
-	sch, err := schematic(ctx, r.c)
+	sch, err := talos.Schematic(ctx, r.c)
 	if err != nil {
-		return &Failure{Node: r.n.Name, Check: "version", Detail: grpcMessage(err), Look: look}
+		return &report.Failure{Node: r.n.Name, Check: "version", Detail: talos.Message(err), Look: look}
 	}
 
 	if running != r.version {
-		return &Failure{Node: r.n.Name, Check: "version", Detail: fmt.Sprintf("runs Talos %s after the upgrade, not %s (the new image did not boot)", running, r.version), Look: look}
+		return &report.Failure{Node: r.n.Name, Check: "version", Detail: fmt.Sprintf("runs Talos %s after the upgrade, not %s (the new image did not boot)", running, r.version), Look: look}
 	}
 
 	if sch != r.schema {
-		return &Failure{Node: r.n.Name, Check: "version", Detail: fmt.Sprintf("runs schematic %s after the upgrade, not %s", orNone(sch), orNone(r.schema)), Look: look}
+		return &report.Failure{Node: r.n.Name, Check: "version", Detail: fmt.Sprintf("runs schematic %s after the upgrade, not %s", orNone(sch), orNone(r.schema)), Look: look}
 	}
 
-	progress(r.n.Name, "runs Talos %s, schematic %s, as configured", running, orNone(sch))
+	report.Progress(r.n.Name, "runs Talos %s, schematic %s, as configured", running, orNone(sch))
 
 	return nil
 }

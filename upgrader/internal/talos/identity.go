@@ -1,13 +1,9 @@
-package main
+package talos
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net"
-	"os"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/safe"
@@ -16,102 +12,12 @@ import (
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// recordEnv is where pulumi-command hands an update or a delete the stdout its resource's last
-// run printed (provider/pkg/provider/local/commandOutputs.go): apply's record, read back.
-const recordEnv = "PULUMI_COMMAND_STDOUT"
-
-// Record is what `apply` found, printed as its only stdout line: where the node answered, which
-// machine it is, and (a control plane) its etcd member. The next update or delete of the same
-// Pulumi step reads it back from PULUMI_COMMAND_STDOUT.
-type Record struct {
-	Node       string `json:"node"`
-	IP         string `json:"ip"`
-	Machine    string `json:"machine,omitempty"`
-	EtcdMember string `json:"etcdMember,omitempty"` // %016x, as etcd and talosctl print member IDs
-}
-
-// memberID is the recorded etcd member ID (0 when none).
-func (r *Record) memberID() uint64 {
-	if r == nil || r.EtcdMember == "" {
-		return 0
-	}
-
-	id, err := strconv.ParseUint(r.EtcdMember, 16, 64)
-	if err != nil {
-		return 0
-	}
-
-	return id
-}
-
-// at is the node where the record last reached it (on the port this run uses).
-func (r *Record) at(n Node) Node {
-	return Node{Name: n.Name, IP: r.IP, Addr: net.JoinHostPort(r.IP, n.port())}
-}
-
-// moved: the record names another address than this run's.
-func (r *Record) moved(n Node) bool { return r != nil && r.IP != n.IP }
-
-// lastRecord is the record of this node's last apply, when PULUMI_COMMAND_STDOUT holds one. It
-// only ever helps (an address, an identity, a member ID): one that does not parse, or is another
-// node's, is said and ignored, never a failure.
-func lastRecord(n Node) *Record {
-	text := strings.TrimSpace(os.Getenv(recordEnv))
-	if text == "" {
-		return nil
-	}
-
-	lines := strings.Split(text, "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-
-	var rec Record
-	if err := json.Unmarshal([]byte(last), &rec); err != nil || rec.Node == "" || net.ParseIP(rec.IP) == nil {
-		progress(n.Name, "%s holds no record of an earlier apply: ignored", recordEnv)
-
-		return nil
-	}
-
-	if rec.Node != n.Name {
-		progress(n.Name, "%s holds the record of node %s, not this one: ignored", recordEnv, rec.Node)
-
-		return nil
-	}
-
-	if rec.EtcdMember != "" && rec.memberID() == 0 {
-		progress(n.Name, "the record's etcd member %q is not a member ID: ignored", rec.EtcdMember)
-
-		rec.EtcdMember = ""
-	}
-
-	said := []string{"last reached at " + rec.IP}
-	if rec.Machine != "" {
-		said = append(said, "machine "+rec.Machine)
-	}
-
-	if rec.EtcdMember != "" {
-		said = append(said, "etcd member "+rec.EtcdMember)
-	}
-
-	progress(n.Name, "the last apply recorded: %s", strings.Join(said, ", "))
-
-	return &rec
-}
-
-// printRecord writes the record as stdout's one line (progress stays on stderr).
-func printRecord(rec Record) error {
-	out, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-
-	_, err = fmt.Fprintf(os.Stdout, "%s\n", out)
-
-	return err
-}
-
-// machineIdentity is which machine answers at ip: the permanent MAC of the link that carries ip,
+// MachineIdentity is which machine answers at ip: the permanent MAC of the link that carries ip,
 // else its SMBIOS system UUID when that is a real one, else "" (nothing to tell machines apart by).
 //
 // The MAC comes first because it is what Iluvatar's inventory names a machine by (each node's
@@ -122,8 +28,8 @@ func printRecord(rec Record) error {
 // SystemInformation at all (Talos's controller finds no SMBIOS table) or Unknown fields, and
 // x86 firmware often ships all-zero, all-F or one UUID for a whole product line (why Talos added
 // the META UUID override, siderolabs/talos#7694).
-func machineIdentity(ctx context.Context, c *client.Client, ip string) (string, error) {
-	ctx, cancel := callCtx(ctx)
+func MachineIdentity(ctx context.Context, c *client.Client, ip string) (string, error) {
+	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	addresses, err := safe.StateListAll[*network.AddressStatus](ctx, c.COSI)
@@ -182,16 +88,16 @@ func machineIdentity(ctx context.Context, c *client.Client, ip string) (string, 
 	return "", nil
 }
 
-// hostnameAt is the hostname the running machine at a node's address goes by ("" when it cannot be read).
-func hostnameAt(ctx context.Context, t *Talos, n Node) string {
-	c, err := t.connect(ctx, n)
+// HostnameAt is the hostname the running machine at a node's address goes by ("" when it cannot be read).
+func HostnameAt(ctx context.Context, t *Talosconfig, n input.Node) string {
+	c, err := t.Connect(ctx, n)
 	if err != nil {
 		return ""
 	}
 
 	defer c.Close() //nolint:errcheck
 
-	cctx, cancel := callCtx(ctx)
+	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
 	h, err := safe.StateGetByID[*network.HostnameStatus](cctx, c.COSI, network.HostnameID)
@@ -202,16 +108,16 @@ func hostnameAt(ctx context.Context, t *Talos, n Node) string {
 	return h.TypedSpec().Hostname
 }
 
-// identityAt is the identity of the running machine at a node's address ("" when it cannot be told).
-func identityAt(ctx context.Context, t *Talos, n Node) string {
-	c, err := t.connect(ctx, n)
+// IdentityAt is the identity of the running machine at a node's address ("" when it cannot be told).
+func IdentityAt(ctx context.Context, t *Talosconfig, n input.Node) string {
+	c, err := t.Connect(ctx, n)
 	if err != nil {
 		return ""
 	}
 
 	defer c.Close() //nolint:errcheck
 
-	id, _ := machineIdentity(ctx, c, n.IP) //nolint:errcheck
+	id, _ := MachineIdentity(ctx, c, n.IP) //nolint:errcheck
 
 	return id
 }
@@ -241,10 +147,10 @@ func usableUUID(id string) bool {
 // configMACRe is the selector Iluvatar's LinkAliasConfig finds a node's NIC by.
 var configMACRe = regexp.MustCompile(`mac\(\s*link\.permanent_addr\s*\)\s*==\s*"([0-9A-Fa-f:]+)"`)
 
-// configMAC is the machine a config names: the MAC its LinkAliasConfig selects the link by that
+// ConfigMAC is the machine a config names: the MAC its LinkAliasConfig selects the link by that
 // carries the node's address (or the only MAC its aliases select); "" when it names none (the
 // generic worker, on DHCP).
-func configMAC(cfg coreconfig.Provider, ip string) string {
+func ConfigMAC(cfg coreconfig.Provider, ip string) string {
 	macs := map[string]string{} // alias name -> MAC
 
 	for _, alias := range cfg.NetworkLinkAliasConfigs() {

@@ -1,4 +1,4 @@
-package main
+package talos
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,45 +15,49 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// talosCommand is the common start of a Talos command: its flags parsed, stdin read, a deadline.
-func talosSecrets() (*Talos, *Secrets, error) {
-	s, err := readSecrets(os.Stdin)
+// FromStdin is the common start of a Talos command: stdin read, its talosconfig parsed.
+func FromStdin() (*Talosconfig, *input.Secrets, error) {
+	s, err := input.ReadSecrets(os.Stdin)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	t, err := newTalos(s)
+	t, err := New(s)
 
 	return t, s, err
 }
 
-// runBootstrap bootstraps etcd on a control plane once. It waits (bounded) until the node answers
+// Bootstrap bootstraps etcd on a control plane once. It waits (bounded) until the node answers
 // the talosconfig's client certificate, retries what Talos answers while it is not ready, and
 // takes "already bootstrapped" as success, so an interrupted `pulumi up` can always run it again.
-func runBootstrap(ctx context.Context, args []string) error {
-	f := newFlags("bootstrap")
+func Bootstrap(ctx context.Context, args []string) error {
+	f := input.NewFlags("bootstrap")
 
-	var nodes nodeList
+	var nodes input.NodeList
 
 	f.Var(&nodes, "node", "NAME=IP of the control plane to bootstrap")
-	timeout := f.timeout()
+	timeout := f.Timeout()
 
-	if err := f.parse(args); err != nil {
+	if err := f.ParseArgs(args); err != nil {
 		return err
 	}
 
-	if err := requireTimeout(*timeout); err != nil {
+	if err := input.RequireTimeout(*timeout); err != nil {
 		return err
 	}
 
-	n, err := requireOne(nodes, "--node")
+	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
 		return err
 	}
 
-	t, _, err := talosSecrets()
+	t, _, err := FromStdin()
 	if err != nil {
 		return err
 	}
@@ -62,7 +65,7 @@ func runBootstrap(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	c, err := t.connect(ctx, n)
+	c, err := t.Connect(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -70,12 +73,12 @@ func runBootstrap(ctx context.Context, args []string) error {
 	defer c.Close() //nolint:errcheck
 
 	look := fmt.Sprintf("talosctl -n %s service etcd; talosctl -n %s logs etcd; talosctl -n %s dmesg", n.IP, n.IP, n.IP)
-	progress(n.Name, "bootstrap: waiting for the node to answer with the client certificate")
+	report.Progress(n.Name, "bootstrap: waiting for the node to answer with the client certificate")
 
 	said := ""
 
-	err = poll(ctx, pollEvery, func(ctx context.Context) error {
-		cctx, cancel := callCtx(ctx)
+	err = wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		cctx, cancel := wait.Call(ctx)
 		defer cancel()
 
 		err := c.Bootstrap(cctx, &machineapi.BootstrapRequest{})
@@ -83,59 +86,59 @@ func runBootstrap(ctx context.Context, args []string) error {
 
 		switch {
 		case err == nil:
-			progress(n.Name, "etcd bootstrapped")
+			report.Progress(n.Name, "etcd bootstrapped")
 
 			return nil
 		case code == codes.AlreadyExists || strings.Contains(err.Error(), "etcd data directory is not empty"):
-			progress(n.Name, "already bootstrapped (%s): nothing to do", status.Convert(err).Message())
+			report.Progress(n.Name, "already bootstrapped (%s): nothing to do", status.Convert(err).Message())
 
 			return nil
 		case code == codes.InvalidArgument || code == codes.PermissionDenied || code == codes.Unauthenticated:
-			return &permanent{checkf("bootstrap", look, "%s", grpcMessage(err))}
+			return wait.Stop(report.Checkf("bootstrap", look, "%s", Message(err)))
 		case code == codes.Unimplemented && strings.Contains(err.Error(), "control plane"):
-			return &permanent{checkf("bootstrap", look, "%s (is %s a control plane?)", grpcMessage(err), n.Name)}
+			return wait.Stop(report.Checkf("bootstrap", look, "%s (is %s a control plane?)", Message(err), n.Name))
 		}
 
 		// Unavailable and DeadlineExceeded (down, installing, or still in maintenance mode, which
 		// trusts no client certificate), and FailedPrecondition (Talos: "bootstrap is not available
 		// yet", "time is not in sync yet"): the node is not ready for it yet.
-		if msg := grpcMessage(err); msg != said {
-			progress(n.Name, "not ready for the bootstrap yet: %s", msg)
+		if msg := Message(err); msg != said {
+			report.Progress(n.Name, "not ready for the bootstrap yet: %s", msg)
 
 			said = msg
 		}
 
-		return checkf("bootstrap", look, "%s", grpcMessage(err))
+		return report.Checkf("bootstrap", look, "%s", Message(err))
 	})
 	if err != nil {
-		return failure(n.Name, "bootstrap", look, err)
+		return report.From(n.Name, "bootstrap", look, err)
 	}
 
 	return nil
 }
 
-// runProbe classifies nodes; it never fails on what it finds (only on bad arguments).
-func runProbe(ctx context.Context, args []string) error {
-	f := newFlags("probe")
+// Probe classifies nodes; it never fails on what it finds (only on bad arguments).
+func Probe(ctx context.Context, args []string) error {
+	f := input.NewFlags("probe")
 
-	var nodes nodeList
+	var nodes input.NodeList
 
 	f.Var(&nodes, "node", "NAME=IP (repeatable)")
 	deadline := f.Duration("deadline", 3*time.Second, "how long each node has to answer")
 
-	if err := f.parse(args); err != nil {
+	if err := f.ParseArgs(args); err != nil {
 		return err
 	}
 
 	if len(nodes) == 0 {
-		return usagef("give at least one --node NAME=IP")
+		return input.Usagef("give at least one --node NAME=IP")
 	}
 
 	if *deadline <= 0 {
-		return usagef("--deadline must be positive")
+		return input.Usagef("--deadline must be positive")
 	}
 
-	t, _, err := talosSecrets()
+	t, _, err := FromStdin()
 	if err != nil {
 		return err
 	}
@@ -155,13 +158,13 @@ func runProbe(ctx context.Context, args []string) error {
 		go func() {
 			defer wg.Done()
 
-			s, _ := t.classify(ctx, n) //nolint:errcheck
+			s, _ := t.Classify(ctx, n) //nolint:errcheck
 
 			mu.Lock()
 			states[n.Name] = s
 			mu.Unlock()
 
-			progress(n.Name, "%s", s)
+			report.Progress(n.Name, "%s", s)
 		}()
 	}
 
@@ -170,35 +173,35 @@ func runProbe(ctx context.Context, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"nodes": states})
 }
 
-// runRemoveMember removes a gone node's etcd member through a remaining control plane.
-func runRemoveMember(ctx context.Context, args []string) error {
-	f := newFlags("remove-member")
+// RemoveMember removes a gone node's etcd member through a remaining control plane.
+func RemoveMember(ctx context.Context, args []string) error {
+	f := input.NewFlags("remove-member")
 
-	var cps nodeList
+	var cps input.NodeList
 
 	name := f.String("name", "", "the etcd member (node name) to remove")
 	f.Var(&cps, "control-plane", "NAME=IP of a remaining control plane (repeatable)")
-	timeout := f.timeout()
+	timeout := f.Timeout()
 
-	if err := f.parse(args); err != nil {
+	if err := f.ParseArgs(args); err != nil {
 		return err
 	}
 
-	if err := requireTimeout(*timeout); err != nil {
+	if err := input.RequireTimeout(*timeout); err != nil {
 		return err
 	}
 
 	if *name == "" || len(cps) == 0 {
-		return usagef("give --name and at least one --control-plane NAME=IP")
+		return input.Usagef("give --name and at least one --control-plane NAME=IP")
 	}
 
 	for _, cp := range cps {
 		if cp.Name == *name {
-			return usagef("%s is among the --control-plane nodes it would be removed through", *name)
+			return input.Usagef("%s is among the --control-plane nodes it would be removed through", *name)
 		}
 	}
 
-	t, _, err := talosSecrets()
+	t, _, err := FromStdin()
 	if err != nil {
 		return err
 	}
@@ -208,11 +211,11 @@ func runRemoveMember(ctx context.Context, args []string) error {
 
 	var removed bool
 
-	err = poll(ctx, pollEvery, func(ctx context.Context) error {
+	err = wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		var last error
 
 		for _, cp := range cps {
-			c, err := t.connect(ctx, cp)
+			c, err := t.Connect(ctx, cp)
 			if err != nil {
 				return err
 			}
@@ -224,28 +227,28 @@ func runRemoveMember(ctx context.Context, args []string) error {
 				return nil
 			}
 
-			last = checkf("etcd", etcdLook(cp), "%s: %s", cp.Name, err)
+			last = report.Checkf("etcd", EtcdLook(cp), "%s: %s", cp.Name, err)
 		}
 
 		return last
 	})
 	if err != nil {
-		return failure(*name, "etcd", etcdLook(cps[0]), err)
+		return report.From(*name, "etcd", EtcdLook(cps[0]), err)
 	}
 
 	if removed {
-		progress(*name, "removed from etcd")
+		report.Progress(*name, "removed from etcd")
 	} else {
-		progress(*name, "not an etcd member: nothing to remove")
+		report.Progress(*name, "not an etcd member: nothing to remove")
 	}
 
 	return nil
 }
 
 func removeMember(ctx context.Context, c *client.Client, name string, removed *bool) error {
-	members, err := etcdMembers(ctx, c)
+	members, err := EtcdMembers(ctx, c)
 	if err != nil {
-		return fmt.Errorf("the member list does not answer: %s", grpcMessage(err))
+		return fmt.Errorf("the member list does not answer: %s", Message(err))
 	}
 
 	for _, m := range members {
@@ -253,13 +256,13 @@ func removeMember(ctx context.Context, c *client.Client, name string, removed *b
 			continue
 		}
 
-		cctx, cancel := callCtx(ctx)
+		cctx, cancel := wait.Call(ctx)
 		err := c.EtcdRemoveMemberByID(cctx, &machineapi.EtcdRemoveMemberByIDRequest{MemberId: m.GetId()})
 
 		cancel()
 
 		if err != nil && status.Code(err) != codes.NotFound {
-			return fmt.Errorf("removing member %016x: %s", m.GetId(), grpcMessage(err))
+			return fmt.Errorf("removing member %016x: %s", m.GetId(), Message(err))
 		}
 
 		*removed = true
@@ -268,34 +271,34 @@ func removeMember(ctx context.Context, c *client.Client, name string, removed *b
 	return nil
 }
 
-// runEtcdSnapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all).
-func runEtcdSnapshot(ctx context.Context, args []string) error {
-	f := newFlags("etcd-snapshot")
+// EtcdSnapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all).
+func EtcdSnapshot(ctx context.Context, args []string) error {
+	f := input.NewFlags("etcd-snapshot")
 
-	var nodes nodeList
+	var nodes input.NodeList
 
 	f.Var(&nodes, "node", "NAME=IP of a control plane")
 	out := f.String("out", "", "the snapshot file")
-	timeout := f.timeout()
+	timeout := f.Timeout()
 
-	if err := f.parse(args); err != nil {
+	if err := f.ParseArgs(args); err != nil {
 		return err
 	}
 
-	if err := requireTimeout(*timeout); err != nil {
+	if err := input.RequireTimeout(*timeout); err != nil {
 		return err
 	}
 
-	n, err := requireOne(nodes, "--node")
+	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
 		return err
 	}
 
 	if *out == "" {
-		return usagef("--out is required")
+		return input.Usagef("--out is required")
 	}
 
-	t, _, err := talosSecrets()
+	t, _, err := FromStdin()
 	if err != nil {
 		return err
 	}
@@ -303,7 +306,7 @@ func runEtcdSnapshot(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	c, err := t.connect(ctx, n)
+	c, err := t.Connect(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -312,28 +315,28 @@ func runEtcdSnapshot(ctx context.Context, args []string) error {
 
 	look := fmt.Sprintf("talosctl -n %s etcd snapshot %s", n.IP, *out)
 
-	if err := poll(ctx, pollEvery, func(ctx context.Context) error {
-		err := saveSnapshot(ctx, c, *out)
-		if err != nil && !transient(err) {
-			return &permanent{checkf("etcd-snapshot", look, "%s", err)}
+	if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		err := SaveSnapshot(ctx, c, *out)
+		if err != nil && !Transient(err) {
+			return wait.Stop(report.Checkf("etcd-snapshot", look, "%s", err))
 		}
 
 		if err != nil {
-			return checkf("etcd-snapshot", look, "%s", grpcMessage(err))
+			return report.Checkf("etcd-snapshot", look, "%s", Message(err))
 		}
 
 		return nil
 	}); err != nil {
-		return failure(n.Name, "etcd-snapshot", look, err)
+		return report.From(n.Name, "etcd-snapshot", look, err)
 	}
 
-	progress(n.Name, "etcd snapshot saved to %s", *out)
+	report.Progress(n.Name, "etcd snapshot saved to %s", *out)
 
 	return nil
 }
 
-// saveSnapshot streams EtcdSnapshot into path (via a .part file, renamed once complete).
-func saveSnapshot(ctx context.Context, c *client.Client, path string) error {
+// SaveSnapshot streams EtcdSnapshot into path (via a .part file, renamed once complete).
+func SaveSnapshot(ctx context.Context, c *client.Client, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
@@ -379,15 +382,4 @@ func saveSnapshot(ctx context.Context, c *client.Client, path string) error {
 	}
 
 	return os.Rename(part, path)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-
-	sort.Strings(out)
-
-	return out
 }

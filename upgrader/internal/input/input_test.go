@@ -1,0 +1,130 @@
+package input
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNodeArgument(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want Node
+		err  string
+	}{
+		{arg: "tirion=192.168.0.22", want: Node{Name: "tirion", IP: "192.168.0.22", Addr: "192.168.0.22:50000"}},
+		{arg: "tirion=127.0.0.1:41234", want: Node{Name: "tirion", IP: "127.0.0.1", Addr: "127.0.0.1:41234"}},
+		{arg: "tirion=fd00::22", want: Node{Name: "tirion", IP: "fd00::22", Addr: "[fd00::22]:50000"}},
+		{arg: "tirion", err: `"tirion" is not NAME=IP`},
+		{arg: "Tirion=192.168.0.22", err: `"Tirion=192.168.0.22" is not NAME=IP`},
+		{arg: "tirion=tirion.lan", err: `"tirion=tirion.lan": "tirion.lan" is not an IP address`},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			got, err := parseNode(tc.arg)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("parseNode(%q) = %v, %v; want error %q", tc.arg, got, err, tc.err)
+				}
+
+				return
+			}
+
+			if err != nil || got != tc.want {
+				t.Fatalf("parseNode(%q) = %v, %v; want %v", tc.arg, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeGivenTwice(t *testing.T) {
+	var l NodeList
+	if err := l.Set("tirion=192.168.0.22"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := l.Set("tirion=192.168.0.23"); err == nil || err.Error() != "node tirion given twice" {
+		t.Fatalf("second tirion: %v", err)
+	}
+}
+
+func TestFlagsRefuseStrayArguments(t *testing.T) {
+	f := NewFlags("bootstrap")
+	timeout := f.Timeout()
+
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{args: []string{"--timeout", "5m"}},
+		{args: []string{"--timeout", "5m", "extra"}, err: `unexpected argument "extra"`},
+		{args: []string{"--nope"}, err: "flag provided but not defined: -nope"},
+		{args: []string{"--timeout", "soon"}, err: `invalid value "soon" for flag -timeout: parse error`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := f.ParseArgs(tc.args)
+
+			var usage *UsageError
+			switch {
+			case tc.err == "" && (err != nil || *timeout != 5*time.Minute):
+				t.Fatalf("ParseArgs(%q) = %v, --timeout %s", tc.args, err, *timeout)
+			case tc.err != "" && (!errors.As(err, &usage) || usage.Msg != tc.err):
+				t.Fatalf("ParseArgs(%q) = %v; want the usage error %q", tc.args, err, tc.err)
+			}
+		})
+	}
+}
+
+func TestSecretsOnStdin(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		err   string
+	}{
+		{name: "empty is an empty object", stdin: " \n"},
+		{name: "every key", stdin: `{"talosconfig": "t", "kubeconfig": "k", "machineConfig": "m", "manifests": [{}], "hooks": {"before": [{}], "after": ["kind: Job"]}}`},
+		{name: "keys match case-insensitively", stdin: `{"TalosConfig": "t"}`},
+		{name: "an unknown key", stdin: `{"talosconfig": "t", "kubeconfg": "k"}`, err: `stdin is not the secrets JSON object: json: unknown field "kubeconfg"`},
+		{
+			name:  "a hook that is no list",
+			stdin: `{"hooks": {"before": {"kind": "Job"}}}`,
+			err:   "stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.before of type []json.RawMessage",
+		},
+		{name: "not an object", stdin: `["talosconfig"]`, err: "stdin is not the secrets JSON object: json: cannot unmarshal array into Go value of type input.Secrets"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadSecrets(strings.NewReader(tc.stdin))
+
+			var usage *UsageError
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("ReadSecrets = %v", err)
+			case tc.err != "" && (!errors.As(err, &usage) || usage.Msg != tc.err):
+				t.Fatalf("ReadSecrets = %v; want the usage error %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestRequiredSecrets(t *testing.T) {
+	s, err := ReadSecrets(strings.NewReader(`{"talosconfig": "t", "manifests": []}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		keys []string
+		err  string
+	}{
+		{keys: []string{"talosconfig"}},
+		{keys: []string{"talosconfig", "machineConfig"}, err: `stdin: "machineConfig" is required`},
+		{keys: []string{"manifests"}, err: `stdin: "manifests" is required`},
+	} {
+		t.Run(strings.Join(tc.keys, ","), func(t *testing.T) {
+			err := s.Require(tc.keys...)
+			if (tc.err == "" && err != nil) || (tc.err != "" && (err == nil || err.Error() != tc.err)) {
+				t.Fatalf("Require(%q) = %v; want %q", tc.keys, err, tc.err)
+			}
+		})
+	}
+}

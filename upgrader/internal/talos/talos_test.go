@@ -1,0 +1,36 @@
+package talos
+
+import "testing"
+
+func TestInstallerImage(t *testing.T) {
+	const schematic = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+
+	for _, tc := range []struct {
+		image, version, schematic string
+	}{
+		{image: "factory.talos.dev/metal-installer/" + schematic + ":v1.13.0", version: "v1.13.0", schematic: schematic},
+		{image: "factory.talos.dev/metal-installer/" + schematic + ":v1.13.0@sha256:abcd", version: "v1.13.0", schematic: schematic},
+		{image: "ghcr.io/siderolabs/installer:v1.12.4", version: "v1.12.4"},
+		{image: "localhost:5000/installer", version: ""},
+	} {
+		t.Run(tc.image, func(t *testing.T) {
+			if version, schematic := ParseInstaller(tc.image); version != tc.version || schematic != tc.schematic {
+				t.Fatalf("ParseInstaller = %q, %q; want %q, %q", version, schematic, tc.version, tc.schematic)
+			}
+		})
+	}
+}
+
+func TestMachineUUID(t *testing.T) {
+	for id, usable := range map[string]bool{
+		"4c4c4544-0042-3510-8052-b4c04f4e3132": true,
+		"00000000-0000-0000-0000-000000000000": false,
+		"ffffffff-ffff-ffff-ffff-ffffffffffff": false,
+		"03000200-0400-0500-0006-000700080009": false, // AMI's default
+		"not a uuid":                           false,
+	} {
+		if usableUUID(id) != usable {
+			t.Errorf("usableUUID(%q) = %v", id, !usable)
+		}
+	}
+}

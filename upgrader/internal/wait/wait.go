@@ -1,0 +1,81 @@
+// Package wait bounds every wait: a poll until a check passes, fails for good or the command's
+// --timeout ends, and a bound on each single call so a peer that hangs cannot use it all up.
+package wait
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Every is how often a wait asks again.
+const Every = 500 * time.Millisecond
+
+// CallTimeout bounds one API call: a node that accepts the connection and then hangs must not use
+// up a whole command's --timeout in one call.
+const CallTimeout = 15 * time.Second
+
+// Call is ctx bounded for one API call.
+func Call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, CallTimeout)
+}
+
+// permanent stops a poll at once: retrying cannot make it pass.
+type permanent struct{ err error }
+
+func (p *permanent) Error() string { return p.err.Error() }
+func (p *permanent) Unwrap() error { return p.err }
+
+// Stop is err as a poll's last answer: retrying cannot make it pass, so the poll returns err at once.
+func Stop(err error) error { return &permanent{err} }
+
+// stillFailing is a poll that ran out of time: the last thing it saw.
+type stillFailing struct{ last error }
+
+func (s *stillFailing) Error() string {
+	if s.last == nil {
+		return "timed out"
+	}
+
+	return fmt.Sprintf("timed out; last seen: %s", s.last)
+}
+
+func (s *stillFailing) Unwrap() error { return s.last }
+
+// Poll asks f until it passes, fails permanently (Stop), or ctx ends (the command's --timeout).
+func Poll(ctx context.Context, every time.Duration, f func(ctx context.Context) error) error {
+	var last error
+
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+
+		var p *permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+
+		// An error caused by the deadline itself says less than the one before it.
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+
+		select {
+		case <-ctx.Done():
+			return &stillFailing{last: last}
+		case <-time.After(every):
+		}
+	}
+}
+
+// Remaining is what is left of the command's --timeout.
+func Remaining(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+
+	return time.Hour
+}
