@@ -12,11 +12,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/iluvatar/upgrader/internal/apply"
@@ -34,29 +38,37 @@ const (
 	exitUsage  = 2
 )
 
+// A command's parse reads its arguments and stdin and checks their shape, contacting nothing (all
+// that check-input runs); what it returns runs the command.
 type command struct {
 	summary string
-	run     func(ctx context.Context, args []string) error
+	parse   func(args []string, stdin io.Reader) (func(context.Context) error, error)
 }
 
 var commands = map[string]command{
-	"bootstrap":            {"bootstrap etcd on a control plane, once (already bootstrapped is success)", talos.Bootstrap},
-	"health":               {"the bring-up gate: etcd, control plane static pods, the API through the VIP, Nodes Ready", health.Run},
-	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", kube.WaitKube},
-	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", apply.Run},
-	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", talos.Probe},
-	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", reset.Run},
-	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", talos.RemoveMember},
-	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", talos.EtcdSnapshot},
-	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", kube.Preflight},
+	"bootstrap":            {"bootstrap etcd on a control plane, once (already bootstrapped is success)", talos.ParseBootstrap},
+	"health":               {"the bring-up gate: etcd, control plane static pods, the API through the VIP, Nodes Ready", health.Parse},
+	"wait-kube":            {"a Kubernetes gate: the API, Nodes Ready, manifests admitted, a storage class usable", kube.ParseWaitKube},
+	"apply":                {"hand a node its config and roll what it changes (reboot, Talos upgrade), leaving the node healthy", apply.Parse},
+	"probe":                {"classify nodes as maintenance, running or unreachable (never fails)", talos.ParseProbe},
+	"reset":                {"reset a node to maintenance mode (auto: graceful, last for etcd's last member, a dead machine removed from the cluster)", reset.Parse},
+	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", talos.ParseRemoveMember},
+	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", talos.ParseEtcdSnapshot},
+	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", kube.ParsePreflight},
 }
+
+var order = []string{"bootstrap", "health", "wait-kube", "apply", "probe", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight"}
+
+const checkInput = "check-input"
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: upgrader COMMAND [flags] (secrets as one JSON object on stdin); commands:")
 
-	for _, name := range []string{"bootstrap", "health", "wait-kube", "apply", "probe", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight"} {
+	for _, name := range order {
 		fmt.Fprintf(os.Stderr, "  %-21s %s\n", name, commands[name].summary)
 	}
+
+	fmt.Fprintf(os.Stderr, "  %-21s %s\n", checkInput, "check a command line and its stdin as the command reads them, contacting nothing: check-input -- COMMAND [flags]; check-input --batch")
 }
 
 func main() {
@@ -68,6 +80,10 @@ func run(argv []string) int {
 		usage()
 
 		return exitUsage
+	}
+
+	if argv[0] == checkInput {
+		return check(argv[1:])
 	}
 
 	cmd, ok := commands[argv[0]]
@@ -82,26 +98,116 @@ func run(argv []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	err := cmd.run(ctx, argv[1:])
+	start, err := cmd.parse(argv[1:], os.Stdin)
+	if err == nil {
+		err = start(ctx)
+	}
 
+	code, line := outcome(argv[0], err)
+	if line != "" {
+		fmt.Fprintln(os.Stderr, line)
+	}
+
+	return code
+}
+
+// outcome is a command's exit code and the last line it prints.
+func outcome(name string, err error) (int, string) {
 	var usageErr *input.UsageError
 
 	var failure *report.Failure
 
 	switch {
 	case err == nil:
-		return exitOK
+		return exitOK, ""
 	case errors.As(err, &usageErr):
-		fmt.Fprintf(os.Stderr, "upgrader: %s: %s\n", argv[0], usageErr.Msg)
+		return exitUsage, fmt.Sprintf("upgrader: %s: %s", name, usageErr.Msg)
+	case errors.As(err, &failure):
+		return exitFailed, failure.Line()
+	default:
+		return exitFailed, (&report.Failure{Node: "-", Check: name, Detail: err.Error(), Look: "upgrader " + name + " --help"}).Line()
+	}
+}
+
+// checked is one command line checked: the exit code and last line the command would have given
+// (0 and "" when it would go on to contact what it is about).
+func checked(argv []string, stdin io.Reader) (int, string) {
+	if len(argv) == 0 {
+		return exitUsage, "upgrader: check-input: give the command to check: check-input -- COMMAND [flags]"
+	}
+
+	cmd, ok := commands[argv[0]]
+	if !ok {
+		return exitUsage, fmt.Sprintf("upgrader: check-input: unknown command %q", argv[0])
+	}
+
+	_, err := cmd.parse(argv[1:], stdin)
+
+	return outcome(argv[0], err)
+}
+
+// batchItem is one line of `check-input --batch`: a command line and the stdin it would be given.
+type batchItem struct {
+	Args  []string `json:"args"`
+	Stdin string   `json:"stdin"`
+}
+
+// check is check-input: `-- COMMAND [flags]` with the command's stdin, or `--batch`, one JSON
+// object per line ({"args": [COMMAND, flags...], "stdin": "..."}), answered on stdout line by line
+// ({"exit": 0|2, "error": the command's own last line}).
+func check(argv []string) int {
+	switch {
+	case len(argv) > 0 && argv[0] == "--":
+		code, line := checked(argv[1:], os.Stdin)
+		if line == "" {
+			line = fmt.Sprintf("upgrader: %s: %s: the arguments and stdin are as it reads them (nothing was contacted)", checkInput, argv[1])
+		}
+
+		fmt.Fprintln(os.Stderr, line)
+
+		return code
+	case len(argv) == 1 && argv[0] == "--batch":
+		return batch(os.Stdin, os.Stdout)
+	}
+
+	fmt.Fprintf(os.Stderr, "upgrader: %s: give -- COMMAND [flags] (its stdin on stdin), or --batch\n", checkInput)
+
+	return exitUsage
+}
+
+func batch(in io.Reader, out io.Writer) int {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+
+	enc := json.NewEncoder(out)
+
+	for n := 1; sc.Scan(); n++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+
+		var item batchItem
+
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.DisallowUnknownFields()
+
+		if err := dec.Decode(&item); err != nil {
+			fmt.Fprintf(os.Stderr, "upgrader: %s: --batch: line %d is not {\"args\": [...], \"stdin\": \"...\"}: %s\n", checkInput, n, err)
+
+			return exitUsage
+		}
+
+		code, line := checked(item.Args, strings.NewReader(item.Stdin))
+		if err := enc.Encode(map[string]any{"exit": code, "error": line}); err != nil {
+			return exitFailed
+		}
+	}
+
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "upgrader: %s: --batch: %s\n", checkInput, err)
 
 		return exitUsage
-	case errors.As(err, &failure):
-		fmt.Fprintln(os.Stderr, failure.Line())
-
-		return exitFailed
-	default:
-		fmt.Fprintln(os.Stderr, (&report.Failure{Node: "-", Check: argv[0], Detail: err.Error(), Look: "upgrader " + argv[0] + " --help"}).Line())
-
-		return exitFailed
 	}
+
+	return exitOK
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +56,9 @@ func (r *applyRun) talosLook(what string) string {
 	return fmt.Sprintf("talosctl -n %s %s", r.n.IP, what)
 }
 
-// Run is `apply`: its flags and stdin checked, then the step.
-func Run(ctx context.Context, args []string) error {
+// Parse reads apply's arguments and stdin, contacting nothing; what it returns is the step (the
+// machine config's content checked first).
+func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("apply")
 
 	var (
@@ -74,20 +74,20 @@ func Run(ctx context.Context, args []string) error {
 	noKube := f.Bool("no-kubernetes", false, "Talos steps only: no drain, pause, hooks or Kubernetes checks")
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	if *role != "controlplane" && *role != "worker" {
-		return input.Usagef("--role must be controlplane or worker")
+		return nil, input.Usagef("--role must be controlplane or worker")
 	}
 
 	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube}
@@ -95,19 +95,27 @@ func Run(ctx context.Context, args []string) error {
 	for _, p := range pauses {
 		w, err := kube.ParseWorkload(p)
 		if err != nil {
-			return input.Usagef("%s", err)
+			return nil, input.Usagef("%s", err)
 		}
 
 		r.pauses = append(r.pauses, w)
 	}
 
-	if r.secrets, err = input.ReadSecrets(os.Stdin); err != nil {
-		return err
+	if r.secrets, err = input.ReadSecrets(stdin); err != nil {
+		return nil, err
 	}
 
 	if err := r.secrets.Require("talosconfig", "machineConfig"); err != nil {
-		return err
+		return nil, err
 	}
+
+	return func(ctx context.Context) error { return r.start(ctx, *timeout) }, nil
+}
+
+// start checks what stdin holds (the talosconfig, and a machine config for the node's role that names
+// its Talos version), reads the step's last record, and runs the step within timeout.
+func (r *applyRun) start(ctx context.Context, timeout time.Duration) error {
+	var err error
 
 	if r.t, err = talos.New(r.secrets); err != nil {
 		return err
@@ -131,10 +139,10 @@ func Run(ctx context.Context, args []string) error {
 		return input.Usagef("the machine config's machine.install.image %q has no version tag", r.image)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	r.rec = record.Last(n)
+	r.rec = record.Last(r.n)
 
 	return r.run(ctx)
 }
@@ -993,10 +1001,10 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 
 	n := r.n
 
-	for _, raw := range r.secrets.Hooks.Before {
+	for _, job := range r.secrets.Before {
 		p.hooks = true
 
-		if err := r.kube.RunJob(ctx, n.Name, raw); err != nil {
+		if err := r.kube.RunJob(ctx, n.Name, job); err != nil {
 			return p, report.From(n.Name, "hook", "kubectl get jobs -A; kubectl logs job/NAME -n NAMESPACE", report.Wrap("hook", "kubectl get jobs -A", err))
 		}
 	}
@@ -1063,8 +1071,8 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 	}
 
 	if p.hooks {
-		for _, raw := range r.secrets.Hooks.After {
-			if err := r.kube.RunJob(ctx, n.Name, raw); err != nil {
+		for _, job := range r.secrets.After {
+			if err := r.kube.RunJob(ctx, n.Name, job); err != nil {
 				return report.From(n.Name, "hook", "kubectl get jobs -A", report.Wrap("hook", "kubectl get jobs -A", err))
 			}
 		}

@@ -5,6 +5,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
@@ -19,8 +20,9 @@ import (
 	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// Run is the bring-up gate: every check passes at once, or it names the one still failing.
-func Run(ctx context.Context, args []string) error {
+// Parse reads health's arguments and stdin, contacting nothing; what it returns is the bring-up
+// gate: every check passes at once, or it names the one still failing.
+func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("health")
 
 	var cps, workers input.NodeList
@@ -32,43 +34,55 @@ func Run(ctx context.Context, args []string) error {
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	if len(cps) == 0 {
-		return input.Usagef("give at least one --control-plane NAME=IP")
+		return nil, input.Usagef("give at least one --control-plane NAME=IP")
 	}
 
 	if u, err := url.Parse(*endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
-		return input.Usagef("--endpoint must be https://HOST:PORT")
+		return nil, input.Usagef("--endpoint must be https://HOST:PORT")
 	}
 
 	if *stage != "api" && *stage != "nodes" {
-		return input.Usagef("--stage must be api or nodes")
+		return nil, input.Usagef("--stage must be api or nodes")
 	}
 
 	seen := map[string]bool{}
 	for _, n := range append(append(input.NodeList{}, cps...), workers...) {
 		if seen[n.Name] {
-			return input.Usagef("node %s given twice", n.Name)
+			return nil, input.Usagef("node %s given twice", n.Name)
 		}
 
 		seen[n.Name] = true
 	}
 
-	t, s, err := talos.FromStdin()
+	s, err := talos.ReadStdin(stdin)
 	if err != nil {
+		return nil, err
+	}
+
+	h := &health{s: s, cps: cps, workers: workers, endpoint: *endpoint, nodes: *stage == "nodes", clients: map[string]*client.Client{}}
+
+	return func(ctx context.Context) error { return h.run(ctx, *timeout) }, nil
+}
+
+// run is the gate: the talosconfig read, then every check polled within timeout.
+func (h *health) run(ctx context.Context, timeout time.Duration) error {
+	var err error
+
+	if h.t, err = talos.New(h.s); err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	h := &health{t: t, s: s, cps: cps, workers: workers, endpoint: *endpoint, nodes: *stage == "nodes", clients: map[string]*client.Client{}}
 	defer h.close()
 
 	said := ""
@@ -84,10 +98,10 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	})
 	if err != nil {
-		return report.From(cps[0].Name, "health", talos.EtcdLook(cps[0]), err)
+		return report.From(h.cps[0].Name, "health", talos.EtcdLook(h.cps[0]), err)
 	}
 
-	report.Progress(strings.TrimPrefix(*endpoint, "https://"), "healthy: etcd (%d members), control plane, API%s", len(cps), map[bool]string{true: ", every Node Ready", false: ""}[h.nodes])
+	report.Progress(strings.TrimPrefix(h.endpoint, "https://"), "healthy: etcd (%d members), control plane, API%s", len(h.cps), map[bool]string{true: ", every Node Ready", false: ""}[h.nodes])
 
 	return nil
 }

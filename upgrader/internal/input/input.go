@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
 )
 
 // UsageError is a bad argument or a bad stdin: exit 2, nothing was touched.
@@ -153,18 +155,27 @@ func RequireOne(nodes NodeList, flag string) (Node, error) {
 }
 
 // Secrets is stdin: one JSON object, only what the command needs. Nothing in it is ever printed.
+//
+// This type and ReadSecrets are the one description of stdin: what the program sends is checked
+// against them (`upgrader check-input`), and every command reads its stdin through them.
 type Secrets struct {
 	Talosconfig   string            `json:"talosconfig"`
 	Kubeconfig    string            `json:"kubeconfig"`
 	MachineConfig string            `json:"machineConfig"`
-	Manifests     []json.RawMessage `json:"manifests"`
+	Manifests     []json.RawMessage `json:"manifests"` // each a JSON object or a YAML string
 	Hooks         struct {
-		Before []json.RawMessage `json:"before"`
+		Before []json.RawMessage `json:"before"` // each a Job, as a JSON object or a YAML string
 		After  []json.RawMessage `json:"after"`
 	} `json:"hooks"`
+
+	// What ReadSecrets decoded the manifests and hooks into: a command never meets one it cannot use.
+	Objects []map[string]any `json:"-"`
+	Before  []batchv1.Job    `json:"-"`
+	After   []batchv1.Job    `json:"-"`
 }
 
-// ReadSecrets reads stdin; an empty stdin is an empty object. Unknown keys are a usage error (a typo would drop a secret).
+// ReadSecrets reads stdin; an empty stdin is an empty object. Unknown keys are a usage error (a typo
+// would drop a secret), and so is a manifest or a hook of another shape than the command runs.
 func ReadSecrets(stdin io.Reader) (*Secrets, error) {
 	raw, err := io.ReadAll(stdin)
 	if err != nil {
@@ -183,6 +194,30 @@ func ReadSecrets(stdin io.Reader) (*Secrets, error) {
 	if err := dec.Decode(&s); err != nil {
 		// The decoder's message never quotes the values, only where and which key.
 		return nil, Usagef("stdin is not the secrets JSON object: %s", err)
+	}
+
+	for i, raw := range s.Manifests {
+		obj, err := decodeManifest(raw)
+		if err != nil {
+			return nil, Usagef("stdin: manifest %d: %s", i, err)
+		}
+
+		s.Objects = append(s.Objects, obj)
+	}
+
+	for _, hooks := range []struct {
+		key  string
+		raw  []json.RawMessage
+		jobs *[]batchv1.Job
+	}{{"before", s.Hooks.Before, &s.Before}, {"after", s.Hooks.After, &s.After}} {
+		for i, raw := range hooks.raw {
+			job, err := hookJob(raw)
+			if err != nil {
+				return nil, Usagef("stdin: hooks.%s[%d] %s", hooks.key, i, err)
+			}
+
+			*hooks.jobs = append(*hooks.jobs, job)
+		}
 	}
 
 	return &s, nil

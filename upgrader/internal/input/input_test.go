@@ -2,6 +2,7 @@ package input
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestSecretsOnStdin(t *testing.T) {
 		err   string
 	}{
 		{name: "empty is an empty object", stdin: " \n"},
-		{name: "every key", stdin: `{"talosconfig": "t", "kubeconfig": "k", "machineConfig": "m", "manifests": [{}], "hooks": {"before": [{}], "after": ["kind: Job"]}}`},
+		{name: "every key", stdin: `{"talosconfig": "t", "kubeconfig": "k", "machineConfig": "m", "manifests": [{"kind": "Namespace"}], "hooks": {"before": [` + job + `], "after": ["kind: Job\nmetadata: {name: b}"]}}`},
 		{name: "keys match case-insensitively", stdin: `{"TalosConfig": "t"}`},
 		{name: "an unknown key", stdin: `{"talosconfig": "t", "kubeconfg": "k"}`, err: `stdin is not the secrets JSON object: json: unknown field "kubeconfg"`},
 		{
@@ -91,6 +92,12 @@ func TestSecretsOnStdin(t *testing.T) {
 			err:   "stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.before of type []json.RawMessage",
 		},
 		{name: "not an object", stdin: `["talosconfig"]`, err: "stdin is not the secrets JSON object: json: cannot unmarshal array into Go value of type input.Secrets"},
+		{name: "a decoded field is no key", stdin: `{"Objects": []}`, err: `stdin is not the secrets JSON object: json: unknown field "Objects"`},
+		{name: "a manifest that is no object", stdin: `{"manifests": [{"kind": "Namespace"}, "- a list"]}`, err: "stdin: manifest 1: json: cannot unmarshal array into Go value of type map[string]interface {}"},
+		{name: "an empty manifest", stdin: `{"manifests": [""]}`, err: "stdin: manifest 0: the manifest is empty"},
+		{name: "a hook that is no Job", stdin: `{"hooks": {"after": [` + job + `, {"kind": "Pod", "metadata": {"name": "p"}}]}}`, err: "stdin: hooks.after[1] must be a batch/v1 Job with a name"},
+		{name: "a Job without a name", stdin: `{"hooks": {"before": [{"kind": "Job"}]}}`, err: "stdin: hooks.before[0] must be a batch/v1 Job with a name"},
+		{name: "a hook that is no manifest", stdin: `{"hooks": {"before": ["kind: [Job"]}}`, err: "stdin: hooks.before[0] is not a manifest: yaml: line 1: did not find expected ',' or ']'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadSecrets(strings.NewReader(tc.stdin))
@@ -126,5 +133,27 @@ func TestRequiredSecrets(t *testing.T) {
 				t.Fatalf("Require(%q) = %v; want %q", tc.keys, err, tc.err)
 			}
 		})
+	}
+}
+
+// job is a hook as the program sends one (plans.storage.noout_jobs), cut down.
+const job = `{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ceph-noout-set", "namespace": "rook-ceph"}, "spec": {"backoffLimit": 10}}`
+
+func TestManifestsAndHooksDecoded(t *testing.T) {
+	s, err := ReadSecrets(strings.NewReader(`{"manifests": [{"kind": "A", "spec": {"replicas": 2}}, "kind: B\n"], "hooks": {"before": [` + job + `], "after": ["kind: Job\nmetadata:\n  name: ceph-noout-unset\n"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if fmt.Sprint(s.Objects) != "[map[kind:A spec:map[replicas:2]] map[kind:B]]" {
+		t.Fatalf("Objects = %v", s.Objects)
+	}
+
+	if len(s.Before) != 1 || s.Before[0].Name != "ceph-noout-set" || s.Before[0].Namespace != "rook-ceph" || *s.Before[0].Spec.BackoffLimit != 10 {
+		t.Fatalf("Before = %+v", s.Before)
+	}
+
+	if len(s.After) != 1 || s.After[0].Name != "ceph-noout-unset" || s.After[0].Namespace != "" {
+		t.Fatalf("After = %+v: a YAML string is a Job too", s.After)
 	}
 }

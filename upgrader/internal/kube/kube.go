@@ -4,10 +4,8 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,7 +22,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubectl/pkg/drain"
-	"sigs.k8s.io/yaml"
 
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/report"
@@ -393,48 +390,9 @@ func (k *Client) Resume(ctx context.Context, node string, w Workload) error {
 	return nil
 }
 
-// DecodeManifest takes a manifest as a JSON object or as a YAML/JSON string.
-func DecodeManifest(raw json.RawMessage) (map[string]any, error) {
-	var text string
-	if err := json.Unmarshal(raw, &text); err == nil {
-		j, err := yaml.YAMLToJSON([]byte(text))
-		if err != nil {
-			return nil, err
-		}
-
-		raw = j
-	}
-
-	var obj map[string]any
-
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-
-	if err := dec.Decode(&obj); err != nil {
-		return nil, err
-	}
-
-	if obj == nil {
-		return nil, errors.New("the manifest is empty")
-	}
-
-	return obj, nil
-}
-
-// RunJob runs one hook Job to completion: an earlier run's Job of the same name is replaced.
-func (k *Client) RunJob(ctx context.Context, node string, raw json.RawMessage) error {
-	obj, err := DecodeManifest(raw)
-	if err != nil {
-		return input.Usagef("stdin: a hook is not a manifest: %s", err)
-	}
-
-	j, _ := json.Marshal(obj) //nolint:errcheck
-
-	var job batchv1.Job
-	if err := json.Unmarshal(j, &job); err != nil || job.Kind != "Job" || job.Name == "" {
-		return input.Usagef("stdin: a hook must be a batch/v1 Job with a name")
-	}
-
+// RunJob runs one hook Job (from stdin, input.Secrets.Before and After) to completion: an earlier
+// run's Job of the same name is replaced.
+func (k *Client) RunJob(ctx context.Context, node string, job batchv1.Job) error {
 	if job.Namespace == "" {
 		job.Namespace = "default"
 	}

@@ -5,11 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -50,44 +51,53 @@ func (v kversion) less(o kversion) bool {
 	return v.patch < o.patch
 }
 
-// Preflight checks a Kubernetes upgrade before it starts: every API server at most
+// ParsePreflight reads kubernetes-preflight's arguments and stdin, contacting nothing; what it
+// returns runs it.
+//
+// kubernetes-preflight checks a Kubernetes upgrade before it starts: every API server at most
 // one minor behind the target and never ahead of it, and no API removed by the target still
 // requested (the API server's apiserver_requested_deprecated_apis, as talosctl upgrade-k8s reads it).
-func Preflight(ctx context.Context, args []string) error {
+func ParsePreflight(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("kubernetes-preflight")
 	to := f.String("to", "", "the target Kubernetes version, vX.Y.Z")
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	target, ok := parseKVersion(*to)
 	if !ok || !strings.HasPrefix(*to, "v") {
-		return input.Usagef("--to must be vX.Y.Z")
+		return nil, input.Usagef("--to must be vX.Y.Z")
 	}
 
-	s, err := input.ReadSecrets(os.Stdin)
+	s, err := input.ReadSecrets(stdin)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 
 	// Before a rollout the kubeconfig Pulumi holds comes later in the run than this check (it is read
 	// once the cluster passes its gate): a talosconfig alone fetches the admin kubeconfig from the
 	// talosconfig's endpoints, the control planes, as `talosctl kubeconfig` does.
+	if s.Kubeconfig == "" && s.Talosconfig == "" {
+		return nil, input.Usagef("stdin: give a kubeconfig, or a talosconfig to fetch one with")
+	}
+
+	return func(ctx context.Context) error { return preflight(ctx, s, target, *timeout) }, nil
+}
+
+// preflight is kubernetes-preflight: the kubeconfig read (or fetched with the talosconfig), then the
+// API servers asked within timeout.
+func preflight(ctx context.Context, s *input.Secrets, target kversion, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
 	text := s.Kubeconfig
 	if text == "" {
-		if s.Talosconfig == "" {
-			return input.Usagef("stdin: give a kubeconfig, or a talosconfig to fetch one with")
-		}
-
 		t, err := talos.New(s)
 		if err != nil {
 			return err

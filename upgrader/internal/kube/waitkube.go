@@ -3,7 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
 
@@ -21,8 +21,10 @@ import (
 	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// WaitKube is the generic Kubernetes gate (both clusters): one condition, polled until true.
-func WaitKube(ctx context.Context, args []string) error {
+// ParseWaitKube reads wait-kube's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// wait-kube is the generic Kubernetes gate (both clusters): one condition, polled until true.
+func ParseWaitKube(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("wait-kube")
 	api := f.Bool("api", false, "the API server answers /readyz")
 	nodes := f.String("nodes", "", "these Nodes (comma-separated) are Ready")
@@ -31,11 +33,11 @@ func WaitKube(ctx context.Context, args []string) error {
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	modes := 0
@@ -46,60 +48,70 @@ func WaitKube(ctx context.Context, args []string) error {
 	}
 
 	if modes != 1 {
-		return input.Usagef("give exactly one of --api, --nodes, --admits, --storage-class")
+		return nil, input.Usagef("give exactly one of --api, --nodes, --admits, --storage-class")
 	}
 
-	s, err := input.ReadSecrets(os.Stdin)
-	if err != nil {
-		return err
+	g := gate{api: *api, admits: *admits, storageClass: *storageClass}
+
+	if *nodes != "" {
+		g.names = strings.Split(*nodes, ",")
+		for _, name := range g.names {
+			if !input.ValidName(name) {
+				return nil, input.Usagef("--nodes: %q is not a node name", name)
+			}
+		}
 	}
 
-	if err := s.Require("kubeconfig"); err != nil {
-		return err
+	var err error
+
+	if g.s, err = input.ReadSecrets(stdin); err != nil {
+		return nil, err
 	}
 
-	var manifests []map[string]any
+	if err := g.s.Require("kubeconfig"); err != nil {
+		return nil, err
+	}
 
 	if *admits {
-		if err := s.Require("manifests"); err != nil {
-			return err
-		}
-
-		for i, raw := range s.Manifests {
-			obj, err := DecodeManifest(raw)
-			if err != nil {
-				return input.Usagef("stdin: manifest %d: %s", i, err)
-			}
-
-			manifests = append(manifests, obj)
+		if err := g.s.Require("manifests"); err != nil {
+			return nil, err
 		}
 	}
 
-	k, err := New(s.Kubeconfig, "")
+	return func(ctx context.Context) error { return g.run(ctx, *timeout) }, nil
+}
+
+// gate is one wait-kube: the kubeconfig (and manifests) on stdin and the one condition.
+type gate struct {
+	s            *input.Secrets
+	api          bool
+	names        []string
+	admits       bool
+	storageClass string
+}
+
+// run is the gate: the kubeconfig read, then the condition polled within timeout.
+func (g gate) run(ctx context.Context, timeout time.Duration) error {
+	k, err := New(g.s.Kubeconfig, "")
 	if err != nil {
 		return input.Usagef("stdin: %s", err)
 	}
 
 	server := strings.TrimPrefix(strings.TrimPrefix(k.rest.Host, "https://"), "http://")
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	switch {
-	case *api:
+	case g.api:
 		look := "kubectl get --raw '/readyz?verbose'"
 		if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error { return k.Readyz(ctx) }); err != nil {
 			return &report.Failure{Node: server, Check: "api", Detail: err.Error(), Look: look}
 		}
 
 		report.Progress(server, "API ready")
-	case *nodes != "":
-		names := strings.Split(*nodes, ",")
-		for _, name := range names {
-			if !input.ValidName(name) {
-				return input.Usagef("--nodes: %q is not a node name", name)
-			}
-		}
+	case g.names != nil:
+		names := g.names
 
 		err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 			for _, name := range names {
@@ -115,12 +127,12 @@ func WaitKube(ctx context.Context, args []string) error {
 		}
 
 		report.Progress(server, "Nodes Ready: %s", strings.Join(names, ", "))
-	case *admits:
-		if err := waitAdmits(ctx, k, server, manifests); err != nil {
+	case g.admits:
+		if err := waitAdmits(ctx, k, server, g.s.Objects); err != nil {
 			return err
 		}
 	default:
-		if err := waitStorageClass(ctx, k, server, *storageClass); err != nil {
+		if err := waitStorageClass(ctx, k, server, g.storageClass); err != nil {
 			return err
 		}
 	}

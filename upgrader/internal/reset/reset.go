@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -23,10 +24,12 @@ import (
 	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// Run resets a node to maintenance mode: STATE and EPHEMERAL wiped, rebooted. auto (what a
+// Parse reads reset's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// reset resets a node to maintenance mode: STATE and EPHEMERAL wiped, rebooted. auto (what a
 // Pulumi delete runs) picks graceful or last itself, treats a machine that does not answer as
 // dead, and removes what the cluster keeps of the node: its etcd member and its Node object.
-func Run(ctx context.Context, args []string) error {
+func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("reset")
 
 	var nodes input.NodeList
@@ -38,42 +41,55 @@ func Run(ctx context.Context, args []string) error {
 	noKube := f.Bool("no-kubernetes", false, "auto: Talos steps only (the Node object is left)")
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	switch *mode {
 	case "auto", "graceful", "last":
 	default:
-		return input.Usagef("--mode must be auto, graceful or last")
+		return nil, input.Usagef("--mode must be auto, graceful or last")
 	}
 
 	if *mode == "auto" && (*deadAfter <= 0 || *deadAfter >= *timeout) {
-		return input.Usagef("--dead-after must be positive and shorter than --timeout")
+		return nil, input.Usagef("--dead-after must be positive and shorter than --timeout")
 	}
 
-	t, s, err := talos.FromStdin()
+	s, err := talos.ReadStdin(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	r := &resetRun{s: s, n: n, deadAfter: *deadAfter, noKube: *noKube}
+
+	return func(ctx context.Context) error { return r.start(ctx, *mode, *timeout) }, nil
+}
+
+// start is the reset: the talosconfig read, then auto (run) or the mode asked for, within timeout.
+func (r *resetRun) start(ctx context.Context, mode string, timeout time.Duration) error {
+	t, err := talos.New(r.s)
 	if err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	if *mode == "auto" {
-		r := &resetRun{t: t, s: s, n: n, rec: record.Last(n), deadAfter: *deadAfter, noKube: *noKube, role: configRole(s.MachineConfig)}
+	if mode == "auto" {
+		r.t, r.rec, r.role = t, record.Last(r.n), configRole(r.s.MachineConfig)
 
 		return r.run(ctx)
 	}
 
+	n := r.n
 	look := resetLook(n)
 
 	var state string
@@ -104,13 +120,13 @@ func Run(ctx context.Context, args []string) error {
 
 	defer c.Close() //nolint:errcheck
 
-	if *mode == "graceful" {
+	if mode == "graceful" {
 		if members, err := talos.EtcdMembers(ctx, c); err == nil && len(members) == 1 && members[0].GetHostname() == n.Name {
 			return &report.Failure{Node: n.Name, Check: "etcd", Detail: "it is etcd's last member, which cannot leave: reset it with --mode last", Look: talos.EtcdLook(n)}
 		}
 	}
 
-	return resetAndWait(ctx, t, n, c, *mode)
+	return resetAndWait(ctx, t, n, c, mode)
 }
 
 func resetLook(n input.Node) string {
@@ -177,8 +193,8 @@ func configRole(raw string) string {
 	return ""
 }
 
-// resetRun is one `reset --mode auto`: the node, what its last apply recorded, and how long a
-// machine may stay silent before it counts as dead.
+// resetRun is one `reset` (--mode auto uses all of it): the node, what its last apply recorded,
+// and how long a machine may stay silent before it counts as dead.
 type resetRun struct {
 	t         *talos.Talosconfig
 	s         *input.Secrets

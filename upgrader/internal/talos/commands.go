@@ -21,22 +21,27 @@ import (
 	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// FromStdin is the common start of a Talos command: stdin read, its talosconfig parsed.
-func FromStdin() (*Talosconfig, *input.Secrets, error) {
-	s, err := input.ReadSecrets(os.Stdin)
+// ReadStdin reads a Talos command's stdin: the talosconfig is required (New checks its content
+// when the command runs).
+func ReadStdin(stdin io.Reader) (*input.Secrets, error) {
+	s, err := input.ReadSecrets(stdin)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
-	t, err := New(s)
+	if err := s.Require("talosconfig"); err != nil {
+		return nil, err
+	}
 
-	return t, s, err
+	return s, nil
 }
 
-// Bootstrap bootstraps etcd on a control plane once. It waits (bounded) until the node answers
+// ParseBootstrap reads bootstrap's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// bootstrap bootstraps etcd on a control plane once. It waits (bounded) until the node answers
 // the talosconfig's client certificate, retries what Talos answers while it is not ready, and
 // takes "already bootstrapped" as success, so an interrupted `pulumi up` can always run it again.
-func Bootstrap(ctx context.Context, args []string) error {
+func ParseBootstrap(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("bootstrap")
 
 	var nodes input.NodeList
@@ -45,24 +50,34 @@ func Bootstrap(ctx context.Context, args []string) error {
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	t, _, err := FromStdin()
+	s, err := ReadStdin(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	return func(ctx context.Context) error { return runBootstrap(ctx, s, n, *timeout) }, nil
+}
+
+// runBootstrap is bootstrap: the talosconfig read, then the node.
+func runBootstrap(ctx context.Context, s *input.Secrets, n input.Node, timeout time.Duration) error {
+	t, err := New(s)
 	if err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	c, err := t.Connect(ctx, n)
@@ -117,8 +132,10 @@ func Bootstrap(ctx context.Context, args []string) error {
 	return nil
 }
 
-// Probe classifies nodes; it never fails on what it finds (only on bad arguments).
-func Probe(ctx context.Context, args []string) error {
+// ParseProbe reads probe's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// probe classifies nodes; it never fails on what it finds (only on bad arguments).
+func ParseProbe(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("probe")
 
 	var nodes input.NodeList
@@ -127,23 +144,33 @@ func Probe(ctx context.Context, args []string) error {
 	deadline := f.Duration("deadline", 3*time.Second, "how long each node has to answer")
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if len(nodes) == 0 {
-		return input.Usagef("give at least one --node NAME=IP")
+		return nil, input.Usagef("give at least one --node NAME=IP")
 	}
 
 	if *deadline <= 0 {
-		return input.Usagef("--deadline must be positive")
+		return nil, input.Usagef("--deadline must be positive")
 	}
 
-	t, _, err := FromStdin()
+	s, err := ReadStdin(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	return func(ctx context.Context) error { return runProbe(ctx, s, nodes, *deadline) }, nil
+}
+
+// runProbe is probe: the talosconfig read, then every node asked at once.
+func runProbe(ctx context.Context, s *input.Secrets, nodes input.NodeList, deadline time.Duration) error {
+	t, err := New(s)
 	if err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *deadline)
+	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 
 	var (
@@ -173,8 +200,10 @@ func Probe(ctx context.Context, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"nodes": states})
 }
 
-// RemoveMember removes a gone node's etcd member through a remaining control plane.
-func RemoveMember(ctx context.Context, args []string) error {
+// ParseRemoveMember reads remove-member's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// remove-member removes a gone node's etcd member through a remaining control plane.
+func ParseRemoveMember(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("remove-member")
 
 	var cps input.NodeList
@@ -184,29 +213,39 @@ func RemoveMember(ctx context.Context, args []string) error {
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	if *name == "" || len(cps) == 0 {
-		return input.Usagef("give --name and at least one --control-plane NAME=IP")
+		return nil, input.Usagef("give --name and at least one --control-plane NAME=IP")
 	}
 
 	for _, cp := range cps {
 		if cp.Name == *name {
-			return input.Usagef("%s is among the --control-plane nodes it would be removed through", *name)
+			return nil, input.Usagef("%s is among the --control-plane nodes it would be removed through", *name)
 		}
 	}
 
-	t, _, err := FromStdin()
+	s, err := ReadStdin(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	return func(ctx context.Context) error { return runRemoveMember(ctx, s, *name, cps, *timeout) }, nil
+}
+
+// runRemoveMember is remove-member: the talosconfig read, then the control planes.
+func runRemoveMember(ctx context.Context, s *input.Secrets, name string, cps input.NodeList, timeout time.Duration) error {
+	t, err := New(s)
 	if err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	var removed bool
@@ -220,7 +259,7 @@ func RemoveMember(ctx context.Context, args []string) error {
 				return err
 			}
 
-			err = removeMember(ctx, c, *name, &removed)
+			err = removeMember(ctx, c, name, &removed)
 			c.Close() //nolint:errcheck
 
 			if err == nil {
@@ -233,13 +272,13 @@ func RemoveMember(ctx context.Context, args []string) error {
 		return last
 	})
 	if err != nil {
-		return report.From(*name, "etcd", EtcdLook(cps[0]), err)
+		return report.From(name, "etcd", EtcdLook(cps[0]), err)
 	}
 
 	if removed {
-		report.Progress(*name, "removed from etcd")
+		report.Progress(name, "removed from etcd")
 	} else {
-		report.Progress(*name, "not an etcd member: nothing to remove")
+		report.Progress(name, "not an etcd member: nothing to remove")
 	}
 
 	return nil
@@ -271,8 +310,10 @@ func removeMember(ctx context.Context, c *client.Client, name string, removed *b
 	return nil
 }
 
-// EtcdSnapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all).
-func EtcdSnapshot(ctx context.Context, args []string) error {
+// ParseEtcdSnapshot reads etcd-snapshot's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// etcd-snapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all).
+func ParseEtcdSnapshot(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("etcd-snapshot")
 
 	var nodes input.NodeList
@@ -282,28 +323,38 @@ func EtcdSnapshot(ctx context.Context, args []string) error {
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := input.RequireTimeout(*timeout); err != nil {
-		return err
+		return nil, err
 	}
 
 	n, err := input.RequireOne(nodes, "--node")
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	if *out == "" {
-		return input.Usagef("--out is required")
+		return nil, input.Usagef("--out is required")
 	}
 
-	t, _, err := FromStdin()
+	s, err := ReadStdin(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	return func(ctx context.Context) error { return runEtcdSnapshot(ctx, s, n, *out, *timeout) }, nil
+}
+
+// runEtcdSnapshot is etcd-snapshot: the talosconfig read, then the node.
+func runEtcdSnapshot(ctx context.Context, s *input.Secrets, n input.Node, out string, timeout time.Duration) error {
+	t, err := New(s)
 	if err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	c, err := t.Connect(ctx, n)
@@ -313,10 +364,10 @@ func EtcdSnapshot(ctx context.Context, args []string) error {
 
 	defer c.Close() //nolint:errcheck
 
-	look := fmt.Sprintf("talosctl -n %s etcd snapshot %s", n.IP, *out)
+	look := fmt.Sprintf("talosctl -n %s etcd snapshot %s", n.IP, out)
 
 	if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
-		err := SaveSnapshot(ctx, c, *out)
+		err := SaveSnapshot(ctx, c, out)
 		if err != nil && !Transient(err) {
 			return wait.Stop(report.Checkf("etcd-snapshot", look, "%s", err))
 		}
@@ -330,7 +381,7 @@ func EtcdSnapshot(ctx context.Context, args []string) error {
 		return report.From(n.Name, "etcd-snapshot", look, err)
 	}
 
-	report.Progress(n.Name, "etcd snapshot saved to %s", *out)
+	report.Progress(n.Name, "etcd snapshot saved to %s", out)
 
 	return nil
 }
