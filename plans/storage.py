@@ -515,10 +515,11 @@ NOOUT_SET = "ceph-noout-set"
 NOOUT_UNSET = "ceph-noout-unset"
 
 
-def noout_jobs() -> dict[str, dict[str, Any]]:
-    """The upgrader's hooks around a Ceph host's reboot (upgrader apply's `hooks`): `before` sets `noout` so Ceph does
-    not start copying the host's data away while it reboots; `after` unsets it and waits until every placement
-    group is active+clean again, so the next host goes down only once the data is whole."""
+def noout_jobs() -> dict[str, list[dict[str, Any]]]:
+    """The upgrader's hooks around a Ceph host's reboot (upgrader apply's stdin `hooks`: a list of Jobs each side, as
+    the upgrader reads it): `before` sets `noout` so Ceph does not start copying the host's data away while it reboots;
+    `after` unsets it and waits until every placement group is active+clean again, so the next host goes down only once
+    the data is whole."""
     labels = {**gitops.MANAGED_BY, "app.kubernetes.io/name": "ceph-noout"}
     wait = (
         f"deadline=$(( $(date +%s) + {RECOVERY_WAIT_SECONDS} ))\n"
@@ -532,8 +533,8 @@ def noout_jobs() -> dict[str, dict[str, Any]]:
         "done\n"
     )
     return {
-        "before": ceph_job(NOOUT_SET, "noout", "set -eu\nceph osd set noout\n", labels),
-        "after": ceph_job(NOOUT_UNSET, "noout", "set -eu\nceph osd unset noout\n" + wait, labels),
+        "before": [ceph_job(NOOUT_SET, "noout", "set -eu\nceph osd set noout\n", labels)],
+        "after": [ceph_job(NOOUT_UNSET, "noout", "set -eu\nceph osd unset noout\n" + wait, labels)],
     }
 
 

@@ -794,7 +794,8 @@ def _noout(tmp_path: Path, which: str, pgs: list[dict[str, Any]], total: int) ->
     (bin_dir / "ceph").write_text(CEPH_STAND_IN)
     (bin_dir / "ceph").chmod(0o755)
     (tmp_path / "pgs.json").write_text(json.dumps({"pg_ready": True, "pg_summary": {"num_pg_by_state": pgs, "num_pgs": total}}))
-    script = storage.noout_jobs()[which]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    (job,) = storage.noout_jobs()[which]
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
     # The recovery bound shortened for the test (the script's logic is what is under test, not the wait).
     script = script.replace(f"+ {storage.RECOVERY_WAIT_SECONDS} ))", "+ 2 ))").replace("sleep 10", "sleep 1")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "PGS": str(tmp_path / "pgs.json")}

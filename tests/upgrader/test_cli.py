@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from iluvatar import upgrader as product
+from plans import storage
 from tools.talos_api import addresses, node, scenario, talos_api
 
 ILUVATAR = Path(sys.executable).parent / "iluvatar"
@@ -55,3 +56,23 @@ def test_iluvatar_help_lists_the_upgrader() -> None:
     assert listed.returncode == 0
     assert "upgrader" in listed.stdout
     assert "run the upgrader that pulumi up runs for Talos steps (upgrader/README.md)" in " ".join(listed.stdout.split())
+
+
+def test_check_input_reads_a_command_line_and_its_stdin_as_the_command_does_and_contacts_nothing() -> None:
+    # A machine nobody answers for (TEST-NET-1): the check never asks it anything.
+    apply = ["apply", "--node", "tirion=192.0.2.22", "--role", "worker", "--timeout", "45m"]
+    stdin = {"talosconfig": "(a talosconfig)", "machineConfig": "(a machine config)", "hooks": storage.noout_jobs()}
+    ok = _iluvatar("upgrader", "check-input", "--", *apply, stdin=json.dumps(stdin, sort_keys=True))
+    assert (ok.returncode, ok.stdout, ok.stderr) == (
+        product.EXIT_OK,
+        "",
+        "upgrader: check-input: apply: the arguments and stdin are as it reads them (nothing was contacted)\n",
+    )
+    # Each hook as one Job, not a list of them: what the program sent before issue #38, as the upgrader itself refuses it.
+    one_each = {**stdin, "hooks": {side: jobs[0] for side, jobs in storage.noout_jobs().items()}}
+    refused = _iluvatar("upgrader", "check-input", "--", *apply, stdin=json.dumps(one_each, sort_keys=True))
+    message = "upgrader: apply: stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.after of type []json.RawMessage\n"
+    assert (refused.returncode, refused.stdout, refused.stderr) == (product.EXIT_USAGE, "", message)
+    # The real command says the same, before it contacts anything.
+    real = _iluvatar("upgrader", *apply, stdin=json.dumps(one_each, sort_keys=True))
+    assert (real.returncode, real.stdout, real.stderr) == (product.EXIT_USAGE, "", message)

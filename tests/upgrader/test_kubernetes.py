@@ -9,6 +9,7 @@ a kwok Node.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from plans import storage
+from plans.storage import NOOUT_SET, NOOUT_UNSET
 from tests.upgrader.run import Result, mutations, upgrader
 from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
@@ -64,18 +67,14 @@ def deployment(namespace: str, name: str, replicas: int, on: str) -> dict[str, A
     }
 
 
-def job(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": "docker.io/library/busybox:1.37", "command": ["true"]}]}
-            },
-        },
-    }
+def program_hooks(namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """The hooks the program hands a Ceph host's apply (plans.storage.noout_jobs), in the test's namespace: its shape, not
+    one written here, so the two sides cannot drift. kwok runs no container: a Job's pod succeeds once it is scheduled."""
+    hooks = copy.deepcopy(storage.noout_jobs())
+    for jobs in hooks.values():
+        for job in jobs:
+            job["metadata"]["namespace"] = namespace
+    return hooks
 
 
 def pods(cluster: Cluster, namespace: str, app: str) -> list[dict[str, Any]]:
@@ -168,7 +167,7 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
     spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})])
     with talos_api(spec) as api:
         config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
-        hooks = {"before": [job(ns, "noout-set")], "after": [yaml.safe_dump(job(ns, "noout-unset"))]}
+        hooks = program_hooks(ns)
         args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s", "--pause", f"Deployment/{ns}/paused"]
         result = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
         assert result.code == 0, result.stderr
@@ -177,7 +176,7 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
         # The app's pods were evicted (and the finished hook pod too, had it run on this node).
         drained = {s.removeprefix(f"drain: {ns}/").removesuffix(" evicted") for s in steps if s.startswith("drain: ")}
         assert set(before.values()) <= drained
-        assert {p for p in drained - set(before.values()) if not p.startswith("noout-set-")} == set()
+        assert {p for p in drained - set(before.values()) if not p.startswith(f"{NOOUT_SET}-")} == set()
         shown = [
             s
             for s in steps
@@ -185,16 +184,16 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
             and not s.startswith("drain: ")
         ]
         assert shown == [
-            f"hook: Job {ns}/noout-set started",
-            f"hook: Job {ns}/noout-set completed",
+            f"hook: Job {ns}/{NOOUT_SET} started",
+            f"hook: Job {ns}/{NOOUT_SET} completed",
             f"pause: Deployment/{ns}/paused scaled from 1 to 0",
             "cordon",
             "drain",
             "config staged for the next boot",
             "rebooting",
             "uncordoned",
-            f"hook: Job {ns}/noout-unset started",
-            f"hook: Job {ns}/noout-unset completed",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
             f"resume: Deployment/{ns}/paused scaled back to 1",
         ]
         assert mutations(api) == [
@@ -210,7 +209,7 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
     assert paused is not None
     assert paused["spec"]["replicas"] == 1
     assert "iluvatar.dev/paused-replicas" not in (paused["metadata"].get("annotations") or {})
-    for hook in ("noout-set", "noout-unset"):
+    for hook in (NOOUT_SET, NOOUT_UNSET):
         done = client.get("batch/v1", "Job", hook, ns)
         assert done is not None
         assert [c["type"] for c in done["status"]["conditions"] if c["status"] == "True"][-1] == "Complete"
