@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from components.arda import patches_digest
+from iluvatar import simulate as simulate_module
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
 from plans import storage as storage_plan
 from plans import talos as plan
@@ -300,7 +303,46 @@ def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulatio
         assert args["kubernetesVersion"] == "1.34.1"
         assert args["talosVersion"] == "v1.12.4"
         assert (args["docs"], args["examples"]) == (False, False)
-        assert isinstance(args["machineSecrets"], dict)
+        assert args["machineSecrets"] == MOCK_STATE["machineSecrets"]
+
+
+# What the mock provider answers for talos.machine.Secrets, every field set (aescbcEncryptionSecret is optional).
+MOCK_STATE = simulate_module.RESOURCE_STATE["talos:machine/secrets:Secrets"]({})
+
+
+def _distinct_secrets(_: dict[str, Any]) -> dict[str, Any]:
+    """The Secrets' outputs with a distinct value in every leaf, so each one is followed to where it is handed back."""
+
+    def numbered(value: Any, path: str) -> Any:
+        return {k: numbered(v, f"{path}.{k}") for k, v in value.items()} if isinstance(value, dict) else f"<{path}>"
+
+    state = copy.deepcopy(MOCK_STATE)
+    state["machineSecrets"]["secrets"]["aescbcEncryptionSecret"] = "x"
+    return numbered(state, "")
+
+
+def test_the_talos_provider_gets_its_outputs_back_under_its_own_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Secrets' outputs handed back to the Talos provider arrive exactly as it produced them: its names (camelCase),
+    every field (the optional aescbcEncryptionSecret too), each value where it came from. As output objects they went
+    out under their Python names (`bootstrap_token`), which the provider does not read (shared engine facts)."""
+    monkeypatch.setitem(simulate_module.RESOURCE_STATE, "talos:machine/secrets:Secrets", _distinct_secrets)
+    sim = simulate(read_stack_file(RK1))
+    state = _distinct_secrets({})
+    configs = [a for t, a in sim.invocations if t == GET_CONFIGURATION]
+    clients = [a for t, a in sim.invocations if t == "talos:client/getConfiguration:getConfiguration"]
+    assert len(configs) == 4
+    assert all(a["machineSecrets"] == state["machineSecrets"] for a in configs)
+    assert state["machineSecrets"]["secrets"] == {
+        "bootstrapToken": "<.machineSecrets.secrets.bootstrapToken>",
+        "secretboxEncryptionSecret": "<.machineSecrets.secrets.secretboxEncryptionSecret>",
+        "aescbcEncryptionSecret": "<.machineSecrets.secrets.aescbcEncryptionSecret>",
+    }
+    assert [a["clientConfiguration"] for a in clients] == [state["clientConfiguration"]] * 2
+    kubeconfig = sim.one("talos:cluster/kubeconfig:Kubeconfig", "arda-kubeconfig")
+    assert kubeconfig.inputs["clientConfiguration"] == SecretValue(state["clientConfiguration"])
+    # Secret to the engine whatever the provider marks: the client key is in it.
+    assert kubeconfig.secret_inputs == ("clientConfiguration",)
+    assert kubeconfig.additional_secret_outputs == ("kubeconfigRaw",)
 
 
 def test_image_urls_are_the_providers(homelab: Simulation) -> None:
