@@ -306,7 +306,7 @@ def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulatio
         assert args["machineSecrets"] == MOCK_STATE["machineSecrets"]
 
 
-# What the mock provider answers for talos.machine.Secrets, every field set (aescbcEncryptionSecret is optional).
+# What the mock provider answers for talos.machine.Secrets.
 MOCK_STATE = simulate_module.RESOURCE_STATE["talos:machine/secrets:Secrets"]({})
 
 
@@ -317,8 +317,9 @@ def _distinct_secrets(_: dict[str, Any]) -> dict[str, Any]:
         return {k: numbered(v, f"{path}.{k}") for k, v in value.items()} if isinstance(value, dict) else f"<{path}>"
 
     state = copy.deepcopy(MOCK_STATE)
-    state["machineSecrets"]["secrets"]["aescbcEncryptionSecret"] = "x"
-    return numbered(state, "")
+    state["machineSecrets"]["secrets"]["aescbcEncryptionSecret"] = "x"  # optional: set here, so it is followed too
+    found: dict[str, Any] = numbered(state, "")
+    return found
 
 
 def test_the_talos_provider_gets_its_outputs_back_under_its_own_names(monkeypatch: pytest.MonkeyPatch) -> None:
