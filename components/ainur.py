@@ -71,7 +71,8 @@ class Pi(pulumi.ComponentResource):
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.
-        config = pulumi.Output.secret(args.token).apply(lambda token: k3s.config(stack, node, token))  # type: ignore[arg-type]
+        token: pulumi.Output[str] = pulumi.Output.secret(args.token)
+        config = token.apply(lambda value: k3s.config(stack, node, value))
         before_join = list(args.after)
         if args.authentication is not None and node.role == "valar":
             # The file the config's kube-apiserver-arg names, and Dex's name in /etc/hosts, before k3s restarts with it.

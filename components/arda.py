@@ -54,6 +54,52 @@ class TalosConfigArgs:
     ca_certificate: pulumi.Output[str] | None = None
 
 
+# The Talos provider's outputs handed back to it. `talos.machine.Secrets`' outputs are output objects; passed where
+# the SDK declares an `...Args` input type, the Python SDK serialises them under their Python names (`bootstrap_token`,
+# `client_certificate`), which the bridged provider does not read: a real `pulumi up` failed with "Must set a
+# configuration value" on every one (shared engine facts, 2026-11-25). So each is rebuilt as the input type the SDK
+# declares, which serialises under the provider's own names; secret whatever the engine marks (the keys and tokens).
+
+
+def _certificate(cert: talos.machine.outputs.CertificateResult) -> talos.machine.CertificateArgs:
+    return talos.machine.CertificateArgs(cert=cert.cert, key=cert.key)
+
+
+def machine_secrets_args(secrets: talos.machine.outputs.MachineSecretsResult) -> talos.machine.MachineSecretsArgs:
+    """The secrets bundle as `talos.machine.get_configuration` takes it (`MachineSecretsArgs`), every field carried over."""
+    certs = secrets.certs
+    return talos.machine.MachineSecretsArgs(
+        certs=talos.machine.CertificatesArgs(
+            etcd=_certificate(certs.etcd),
+            k8s=_certificate(certs.k8s),
+            k8s_aggregator=_certificate(certs.k8s_aggregator),
+            k8s_serviceaccount=talos.machine.KeyArgs(key=certs.k8s_serviceaccount.key),
+            os=_certificate(certs.os),
+        ),
+        cluster=talos.machine.ClusterArgs(id=secrets.cluster.id, secret=secrets.cluster.secret),
+        secrets=talos.machine.KubernetesSecretsArgs(
+            bootstrap_token=secrets.secrets.bootstrap_token,
+            secretbox_encryption_secret=secrets.secrets.secretbox_encryption_secret,
+            aescbc_encryption_secret=secrets.secrets.aescbc_encryption_secret,
+        ),
+        trustdinfo=talos.machine.TrustdInfoArgs(token=secrets.trustdinfo.token),
+    )
+
+
+def client_args(config: talos.machine.outputs.ClientConfiguration) -> talos.client.GetConfigurationClientConfigurationArgs:
+    """The client credentials as `talos.client.get_configuration` takes them."""
+    return talos.client.GetConfigurationClientConfigurationArgs(
+        ca_certificate=config.ca_certificate, client_certificate=config.client_certificate, client_key=config.client_key
+    )
+
+
+def kubeconfig_client_args(config: talos.machine.outputs.ClientConfiguration) -> talos.cluster.KubeconfigClientConfigurationArgs:
+    """The client credentials as `talos.cluster.Kubeconfig` takes them."""
+    return talos.cluster.KubeconfigClientConfigurationArgs(
+        ca_certificate=config.ca_certificate, client_certificate=config.client_certificate, client_key=config.client_key
+    )
+
+
 def machine_configuration(
     stack: StackConfig,
     machine_type: str,
@@ -72,7 +118,7 @@ def machine_configuration(
         cluster_name=stack.arda.cluster_name,
         cluster_endpoint=plan.cluster_endpoint(stack),
         machine_type=machine_type,
-        machine_secrets=secrets.machine_secrets,  # type: ignore[arg-type]
+        machine_secrets=pulumi.Output.secret(secrets.machine_secrets.apply(machine_secrets_args)),
         config_patches=patches,
         talos_version=secrets.talos_version,
         kubernetes_version=plan.kubernetes_version(stack),
@@ -174,9 +220,12 @@ class TalosConfig(pulumi.ComponentResource):
             )
             self.netboot_configs[netboot.GENERIC_WORKER] = machine_configuration(stack, "worker", self.secrets, worker_patches, provider, self)
 
+        client_configuration: pulumi.Output[talos.client.GetConfigurationClientConfigurationArgs] = pulumi.Output.secret(
+            self.secrets.client_configuration.apply(client_args)
+        )
         client = talos.client.get_configuration_output(
             cluster_name=arda.cluster_name,
-            client_configuration=self.secrets.client_configuration,  # type: ignore[arg-type]
+            client_configuration=client_configuration,
             endpoints=[str(n.ip) for n in stack.by_role("valinor")],
             nodes=[str(n.ip) for n in stack.arda_nodes],
             opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
@@ -184,7 +233,7 @@ class TalosConfig(pulumi.ComponentResource):
         self.talosconfig = pulumi.Output.secret(client.talos_config)
         credentials = talos.client.get_configuration_output(
             cluster_name=arda.cluster_name,
-            client_configuration=self.secrets.client_configuration,  # type: ignore[arg-type]
+            client_configuration=client_configuration,
             endpoints=[str(n.ip) for n in stack.by_role("valinor")],
             opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
         )
@@ -272,7 +321,7 @@ class TalosNode(pulumi.ComponentResource):
             after=args.after,
             aliases=[f"{name.removesuffix(node.name)}{args.former}-apply"] if args.former else (),
             delete=bringup.talos_reset(node),
-            about={**about(stack, config, node), "GENERATION": args.generation},  # type: ignore[dict-item]
+            about={**about(stack, config, node), "GENERATION": args.generation},
         )
         self.register_outputs({})
 
@@ -350,10 +399,13 @@ class TalosCluster(pulumi.ComponentResource):
         )
         api = steps.run(f"{name}-gate-api", bringup.arda_api_gate(stack), commands, self, stdin=talosconfig, after=[bootstrap, *applies])
 
+        client: pulumi.Output[talos.cluster.KubeconfigClientConfigurationArgs] = pulumi.Output.secret(
+            config.secrets.client_configuration.apply(kubeconfig_client_args)
+        )
         kubeconfig = talos.cluster.Kubeconfig(
             f"{name}-kubeconfig",
             node=str(first.ip),
-            client_configuration=config.secrets.client_configuration,  # type: ignore[arg-type]
+            client_configuration=client,
             opts=pulumi.ResourceOptions(parent=self, provider=config.provider, depends_on=[api]),
         )
         self.kubeconfig = pulumi.Output.secret(kubeconfig.kubeconfig_raw)

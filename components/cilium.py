@@ -8,8 +8,9 @@ Kubernetes provider passed in `providers`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -68,12 +69,12 @@ class Cilium(pulumi.ComponentResource):
         self.register_outputs({"releaseStatus": self.release.status})
 
     @staticmethod
-    def _custom_resource(name: str, manifest: dict[str, object], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    def _custom_resource(name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
         return k8s.apiextensions.CustomResource(
             name,
             api_version=str(manifest["apiVersion"]),
             kind=str(manifest["kind"]),
-            metadata=manifest["metadata"],  # type: ignore[arg-type]
+            metadata=manifest["metadata"],
             spec=manifest["spec"],
             opts=opts,
         )

@@ -12,7 +12,7 @@ outside the homelab (docs/layers/data.md).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from components.steps import ClusterAccess
 from plans import age, bringup, references
 from plans import backup as backup_plan
 from plans import secrets as secrets_plan
-from stacks.model import StackConfig
+from stacks.model import App, StackConfig
 from stacks.pulumi_source import StackSecrets
 
 
@@ -55,6 +55,21 @@ class DataSafetyArgs:
 
 def _secret_data(values: Any) -> Any:
     return pulumi.Output.secret(values)
+
+
+# What the Outputs below resolve through, made per value so each closure keeps its own app and key.
+def _user_value(owner: str, key: str) -> Callable[[Any], str]:
+    """A user-supplied secret (iluvatar:appSecrets) by app and key; empty when the user gave none."""
+    return lambda values: str((values or {}).get(owner, {}).get(key, ""))
+
+
+def _keyed(keys: Sequence[str]) -> Callable[[list[Any]], dict[str, Any]]:
+    return lambda values: dict(zip(keys, values, strict=True))
+
+
+def _restic_data(stack: StackConfig, app: App, claim: str) -> Callable[[list[Any]], Any]:
+    """A volume's restic Secret's data, from its password and (with an S3 target) the access key pair."""
+    return lambda values: backup_plan.restic_secret(stack, app, claim, str(values[0]), values[1])["stringData"]
 
 
 class DataSafety(pulumi.ComponentResource):
@@ -142,9 +157,9 @@ class DataSafety(pulumi.ComponentResource):
                 if kind == "generate":
                     inputs[key] = generated[(owner, key)]
                 else:
-                    inputs[key] = user.apply(lambda values, o=owner, k=key: str((values or {}).get(o, {}).get(k, "")))  # type: ignore[misc]
+                    inputs[key] = user.apply(_user_value(owner, key))
             keys = sorted(inputs)
-            values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(lambda vs, ks=keys: dict(zip(ks, vs, strict=True)))  # type: ignore[misc]
+            values = pulumi.Output.all(*(inputs[k] for k in keys)).apply(_keyed(keys))
             self._secret(prefix, secrets_plan.store_secret_shape(app), values, [namespaces[secrets_plan.STORE_NAMESPACE]])
         for category in categories:
             after_ns = [namespaces[secrets_plan.STORE_NAMESPACE], *([args.namespaces[category]] if category in args.namespaces else [])]
@@ -185,9 +200,7 @@ class DataSafety(pulumi.ComponentResource):
             assert app.backup is not None
             for volume in app.backup.volumes:
                 password = self._password(f"{prefix}-{app.name}-{volume.claim}-restic-password").result
-                values = pulumi.Output.all(password, s3 if s3 is not None else None).apply(
-                    lambda v, a=app, c=volume.claim: backup_plan.restic_secret(stack, a, c, str(v[0]), v[1])["stringData"]  # type: ignore[misc]
-                )
+                values = pulumi.Output.all(password, s3 if s3 is not None else None).apply(_restic_data(stack, app, volume.claim))
                 shape = backup_plan.restic_secret(stack, app, volume.claim, "", None)
                 self._secret(f"{prefix}-{app.category}", shape, values, [args.namespaces[app.category]] if app.category in args.namespaces else [])
         if backup_plan.arda_etcd(stack):

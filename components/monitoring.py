@@ -1,7 +1,7 @@
 """Monitoring: Prometheus, Alertmanager and Grafana on Arda, what they scrape, and where alerts go.
 
-`crds` puts the Prometheus Operator's CRDs on Arda right after its API answers (a yaml ConfigGroup
-of the operator's release files, then a gate until the API server admits a ServiceMonitor), so the
+`crds` puts the Prometheus Operator's CRDs on Arda right after its API answers (one CustomResourceDefinition
+per file of the operator's release, then a gate until the API server admits a ServiceMonitor), so the
 charts installed after it (Cilium first) can turn their ServiceMonitors on.
 
 `Monitoring` (`iluvatar:monitoring:Monitoring`, with `iluvatar:monitoring` and GitOps) creates, on
@@ -29,20 +29,36 @@ from plans import bringup
 from plans import monitoring as plan
 from stacks.model import StackConfig
 
+# What installed the CRDs before (a yaml/v2 ConfigGroup, which asks the cluster for its schema at preview): its
+# children were named `<group>:<CRD name>` under it (pulumi-kubernetes v4.32.0 provider/pkg/provider/yaml/v2
+# configgroup.go lines 99-105 and 134, yaml.go lines 344-351). Aliased to those, each CRD stays the same resource on
+# a cluster that has them: a new resource would delete the old CRD last, and every custom resource of its kind with it.
+FORMER_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+
 
 def crds(name: str, access: ClusterAccess, provider: k8s.Provider, parent: pulumi.Resource) -> pulumi.Resource:
-    """The operator's CRDs on Arda, and the gate that returns once the API server admits their kinds."""
-    group = k8s.yaml.v2.ConfigGroup(
-        f"{name}-crds",
-        files=plan.crd_urls(),
-        opts=pulumi.ResourceOptions(parent=parent, providers={"kubernetes": provider}, deleted_with=access.anchor),
-    )
+    """The operator's CRDs on Arda, each a plain CustomResourceDefinition (nothing asks the cluster at preview),
+    and the gate that returns once the API server admits their kinds."""
+    group = f"{name}-crds"
+    former = pulumi.create_urn(group, FORMER_GROUP, parent=parent)
+    made = [
+        kube.create(
+            group,
+            crd,
+            access.with_cluster(
+                pulumi.ResourceOptions(
+                    parent=parent, provider=provider, aliases=[pulumi.Alias(name=f"{group}:{crd['metadata']['name']}", parent=former)]
+                )
+            ),
+        )
+        for crd in plan.crds()
+    ]
     gates = plan.gate_manifests()
     return access.gate(
         f"{name}-gate-crds",
         bringup.admits_gate("the Prometheus Operator's CRDs are established", [gate["kind"] for gate in gates]),
         parent,
-        after=[group],
+        after=made,
         manifests=gates,
     )
 

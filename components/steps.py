@@ -34,7 +34,7 @@ def run(
     parent: pulumi.Resource,
     stdin: pulumi.Input[str] | None = None,
     after: Sequence[pulumi.Resource] = (),
-    about: Mapping[str, str] | None = None,
+    about: Mapping[str, pulumi.Input[str]] | None = None,
     aliases: Sequence[str] = (),
     delete: Step | None = None,
 ) -> command.local.Command:

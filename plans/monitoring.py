@@ -1,8 +1,8 @@
 """Monitoring plan: Prometheus, Alertmanager and Grafana on Arda, the targets they scrape, and the alerts.
 
-- **The Prometheus Operator's CRDs** (v0.93.0, `CRD_FILES` from its release tag) go on Arda right
-  after its API answers, before Cilium (components.monitoring), so every chart Iluvatar installs can
-  turn its ServiceMonitors on (plans.metrics).
+- **The Prometheus Operator's CRDs** (v0.93.0, `CRD_FILES` from its release tag, copied into `CRD_DIR`) go
+  on Arda right after its API answers, before Cilium (components.monitoring), so every chart Iluvatar
+  installs can turn its ServiceMonitors on (plans.metrics).
 - **kube-prometheus** v0.18.0 is an Argo CD platform Application (`application`): its own
   kustomization (the operator, Prometheus, Alertmanager, Grafana with its dashboards, node-exporter,
   kube-state-metrics, blackbox-exporter, prometheus-adapter and their rules), with inline kustomize
@@ -21,8 +21,10 @@ Plain functions returning manifests and text; no Pulumi here.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,8 +37,14 @@ from stacks.storage import default_class
 
 # The Prometheus Operator whose CRDs Pulumi installs, and whose image runs them.
 OPERATOR_VERSION = "v0.93.0"
-OPERATOR_SOURCE = "https://raw.githubusercontent.com/prometheus-operator/prometheus-operator"
+# Where its release has them: the Go module github.com/prometheus-operator/prometheus-operator at OPERATOR_VERSION.
+OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 CRD_FOLDER = "example/prometheus-operator-crd"
+# The release's CRD files, copied byte for byte into the repository: the program reads them at every run, a
+# `pulumi preview` included, without the network (a yaml ConfigGroup of their URLs had the provider fetch them, and
+# ask the cluster, at preview). tests/plans/test_monitoring.py compares each with the pinned Go module's
+# (tools/upstream/modules.sum, github.com/prometheus-operator/prometheus-operator v0.93.0).
+CRD_DIR = Path(__file__).resolve().parent / "crds" / f"prometheus-operator-{OPERATOR_VERSION}"
 CRD_FILES = tuple(
     f"monitoring.coreos.com_{kind}.yaml"
     for kind in (
@@ -67,9 +75,22 @@ RULES_NAME = "iluvatar-alerts"
 MANAGED_BY = gitops.MANAGED_BY
 
 
-def crd_urls() -> list[str]:
-    """The CRDs' files at the operator's release tag, as Pulumi reads them (a yaml ConfigGroup)."""
-    return [f"{OPERATOR_SOURCE}/{OPERATOR_VERSION}/{CRD_FOLDER}/{name}" for name in CRD_FILES]
+@functools.cache
+def _crds_json() -> str:
+    found = [doc for name in CRD_FILES for doc in yamltext.load_all_manifests((CRD_DIR / name).read_text())]
+    if [doc.get("kind") for doc in found] != ["CustomResourceDefinition"] * len(CRD_FILES):
+        raise ValueError(f"{CRD_DIR}: expected one CustomResourceDefinition per file of CRD_FILES")
+    return json.dumps(found)
+
+
+def crds() -> list[dict[str, Any]]:
+    """The operator's CRDs, one per file of CRD_FILES in that order, from the repository's copy of its release files.
+
+    4.5 MB of YAML: parsed once per process (0.8 s) and kept as JSON, which gives each caller its own copy in a
+    twentieth of the time a deep copy takes.
+    """
+    found: list[dict[str, Any]] = json.loads(_crds_json())
+    return found
 
 
 def settings(stack: StackConfig) -> Monitoring:

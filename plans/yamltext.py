@@ -30,3 +30,14 @@ def dump_all(docs: list[Any], sort_keys: bool = False) -> str:
 
 def load_all(text: str) -> Iterator[Any]:
     return iter(yaml.load_all(text, Loader=_BaseLoader))
+
+
+# YAML as Go's yaml (sigs.k8s.io/yaml, what Kubernetes and its tools read manifests with) reads it where PyYAML's
+# YAML 1.1 does not: a bare `=` (the `value` tag, in the Prometheus Operator's CRD enums) is the string "=".
+_GoLoader: Any = type("_GoLoader", (_BaseLoader,), {})
+_GoLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_all_manifests(text: str) -> list[Any]:
+    """An upstream manifest file's documents, as Kubernetes' tools read them (empty documents dropped)."""
+    return [doc for doc in yaml.load_all(text, Loader=_GoLoader) if doc is not None]

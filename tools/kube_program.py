@@ -43,7 +43,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -68,28 +67,19 @@ from tools.kube_cluster import (
 )
 from tools.upstream import kustomize
 
-# Files a program reads from a GitHub release tag (raw.githubusercontent.com/<owner>/<repo>/<tag>/<path>):
-# here, the pinned Go module github.com/<owner>/<repo> at that tag holds them.
-RAW_GITHUB = "https://raw.githubusercontent.com/"
-
-
-def raw_file(url: str) -> Path:
-    """The pinned module's copy of a file the program fetches from GitHub at a release tag (a yaml ConfigGroup's files)."""
-    if not url.startswith(RAW_GITHUB):
-        raise upstream.UpstreamError(f"{url}: only raw.githubusercontent.com files at a pinned module's tag are known here")
-    owner, repo, tag, path = url.removeprefix(RAW_GITHUB).split("/", 3)
-    found = upstream.module_dir(f"github.com/{owner}/{repo}", tag) / path
-    if not found.is_file():
-        raise upstream.UpstreamError(f"{url}: {path} is not in github.com/{owner}/{repo}@{tag}")
-    return found
-
-
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART = "kubernetes:helm.sh/v4:Chart"
-CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 # Kubernetes component types whose children this walker does not expand yet: naming one is an error, never a silent skip.
-UNEXPANDED = ("kubernetes:yaml/v2:ConfigFile", "kubernetes:yaml:", "kubernetes:kustomize", "kubernetes:helm.sh/v3:Chart", "kubernetes:helm.sh/v2:")
+# (A yaml/v2 ConfigGroup or ConfigFile also asks its cluster at preview: tests/test_preview.py keeps them out of the program.)
+UNEXPANDED = (
+    "kubernetes:yaml/v2:ConfigFile",
+    "kubernetes:yaml/v2:ConfigGroup",
+    "kubernetes:yaml:",
+    "kubernetes:kustomize",
+    "kubernetes:helm.sh/v3:Chart",
+    "kubernetes:helm.sh/v2:",
+)
 
 # Helm v3's install order (pkg/releaseutil/kind_sorter.go, InstallOrder); other kinds go last.
 HELM_INSTALL_ORDER = (
@@ -579,8 +569,6 @@ class Walker:
                 self._release(cluster, reg)
             elif reg.type == CHART:
                 self._chart(cluster, reg)
-            elif reg.type == CONFIG_GROUP:
-                self._config_group(cluster, reg)
             elif reg.custom:
                 self._write(cluster, reg.name, "pulumi", registration_object(reg), field_manager(reg.urn), self._options(reg))
         if self.only is None:  # a slice may hold an Application without the one installing its CRDs
@@ -665,21 +653,6 @@ class Walker:
         ref, objects = self._chart_objects(cluster, reg)
         rest = self._crds_first(cluster, reg.name, "chart", objects, lambda o: field_manager(f"{reg.urn}/{describe(o)}"), options)
         self._write_all(cluster, reg.name, "chart", rest, lambda o: field_manager(f"{reg.urn}/{describe(o)}"), options, ref.namespace)
-
-    def _config_group(self, cluster: str, reg: Registration) -> None:
-        # yaml/v2 ConfigGroup: each document a pulumi-kubernetes resource; CRDs first, then the rest (yaml/v2's ordering).
-        inputs = plain(reg.inputs)
-        objects: list[dict[str, Any]] = [dict(o) for o in inputs.get("objs") or []]
-        for url in inputs.get("files") or []:
-            text = raw_file(str(url)).read_text()
-            objects += [o for o in yaml.load_all(text, Loader=upstream.LOADER) if o]
-        if inputs.get("yaml"):
-            objects += [o for o in yaml.load_all(str(inputs["yaml"]), Loader=upstream.LOADER) if o]
-        self.report.renders[f"{cluster}/{reg.name}"] = objects
-        options = self._options(reg)
-        manager: Callable[[dict[str, Any]], str] = lambda o: field_manager(f"{reg.urn}/{describe(o)}")  # noqa: E731
-        rest = self._crds_first(cluster, reg.name, "pulumi", objects, manager, options)
-        self._write_all(cluster, reg.name, "pulumi", rest, manager, options)
 
     # --- Argo CD ---
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from components.arda import patches_digest
+from iluvatar import simulate as simulate_module
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
+from plans import monitoring as monitoring_plan
 from plans import storage as storage_plan
 from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
@@ -28,6 +32,9 @@ NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
 # The gates that wait for every machine list them all.
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
+MONITORING_CRDS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents", "prometheuses",
+                   "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
 def test_graph_and_parents(homelab: Simulation) -> None:
@@ -37,8 +44,9 @@ def test_graph_and_parents(homelab: Simulation) -> None:
     assert sorted(r.name for r in homelab.children(config)) == ["arda-config-schematic-generic-x86", "arda-config-secrets", "arda-config-talos"]
     assert sorted(r.name for r in homelab.children(cluster)) == sorted(
         ["arda-command", "arda-bootstrap", "arda-gate-api", "arda-kubeconfig", "arda-kubernetes", "arda-cilium", "arda-coredns", "arda-gate-nodes"]
-        # With monitoring: the Prometheus Operator's CRDs (a ConfigGroup) and the gate on their kinds, before Cilium.
-        + ["arda-monitoring-crds", "arda-monitoring-gate-crds"]
+        # With monitoring: the Prometheus Operator's CRDs, one resource each, and the gate on their kinds, before Cilium.
+        + [f"arda-monitoring-crds-customresourcedefinition-{kind}.monitoring.coreos.com" for kind in MONITORING_CRDS]
+        + ["arda-monitoring-gate-crds"]
         + [f"arda-{n}" for n in NODES]
     )
     for node in NODES:
@@ -64,6 +72,29 @@ COREDNS = [
     "arda-coredns-service-kube-dns",
     "arda-coredns-serviceaccount-coredns",
 ]
+
+
+def test_the_monitoring_crds_are_plain_objects_deleted_with_arda(homelab: Simulation) -> None:
+    """The Prometheus Operator's CRDs: one CustomResourceDefinition each, exactly the release's files (nothing the
+    provider expands, so nothing asks Arda at preview), deleted with the cluster, each the resource the ConfigGroup
+    that installed them before made (its alias), and every one before the gate on their kinds."""
+    regs = homelab.named()
+    # Registered as their options resolve: in name order here, as CRD_FILES is.
+    crds = sorted(homelab.by_type(CRD), key=lambda r: r.name)
+    assert [r.inputs for r in crds] == monitoring_plan.crds()
+    assert [r.inputs["metadata"]["name"] for r in crds] == [f"{kind}.monitoring.coreos.com" for kind in MONITORING_CRDS]
+    cluster = regs["arda"]
+    group = "urn:pulumi:homelab::iluvatar::pulumi:pulumi:Stack$iluvatar:arda:TalosCluster$kubernetes:yaml/v2:ConfigGroup::arda-monitoring-crds"
+    for reg in crds:
+        crd = reg.inputs["metadata"]["name"]
+        assert reg.name == f"arda-monitoring-crds-customresourcedefinition-{crd}"
+        assert reg.parent == cluster.urn
+        assert reg.provider.startswith(regs["arda-kubernetes"].urn + "::")
+        assert reg.deleted_with == regs["arda-bootstrap"].urn
+        # The SDK's own alias (the kind's former apiVersion) after the program's.
+        assert reg.aliases == (f"name=arda-monitoring-crds:{crd} parentUrn={group}", f"type={CRD.replace('/v1:', '/v1beta1:')}")
+        assert reg.options() == {"deletedWith": regs["arda-bootstrap"].urn}
+    assert {r.urn for r in crds} <= set(regs["arda-monitoring-gate-crds"].dependencies)
 
 
 def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
@@ -137,8 +168,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
     # webhook gates included); storage 12 (3 namespaces, 6 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps;
     # data safety 34 (ESO, its store Secrets, readers, stores and gate; VolSync, the restic Secrets, talos-backup, 5 generated keys)
-    # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs' gate): 52 more.
-    assert checked == 207
+    # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs and their gate): 62 more.
+    assert checked == 217
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -300,7 +331,47 @@ def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulatio
         assert args["kubernetesVersion"] == "1.34.1"
         assert args["talosVersion"] == "v1.12.4"
         assert (args["docs"], args["examples"]) == (False, False)
-        assert isinstance(args["machineSecrets"], dict)
+        assert args["machineSecrets"] == MOCK_STATE["machineSecrets"]
+
+
+# What the mock provider answers for talos.machine.Secrets.
+MOCK_STATE = simulate_module.RESOURCE_STATE["talos:machine/secrets:Secrets"]({})
+
+
+def _distinct_secrets(_: dict[str, Any]) -> dict[str, Any]:
+    """The Secrets' outputs with a distinct value in every leaf, so each one is followed to where it is handed back."""
+
+    def numbered(value: Any, path: str) -> Any:
+        return {k: numbered(v, f"{path}.{k}") for k, v in value.items()} if isinstance(value, dict) else f"<{path}>"
+
+    state = copy.deepcopy(MOCK_STATE)
+    state["machineSecrets"]["secrets"]["aescbcEncryptionSecret"] = "x"  # optional: set here, so it is followed too
+    found: dict[str, Any] = numbered(state, "")
+    return found
+
+
+def test_the_talos_provider_gets_its_outputs_back_under_its_own_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Secrets' outputs handed back to the Talos provider arrive exactly as it produced them: its names (camelCase),
+    every field (the optional aescbcEncryptionSecret too), each value where it came from. As output objects they went
+    out under their Python names (`bootstrap_token`), which the provider does not read (shared engine facts)."""
+    monkeypatch.setitem(simulate_module.RESOURCE_STATE, "talos:machine/secrets:Secrets", _distinct_secrets)
+    sim = simulate(read_stack_file(RK1))
+    state = _distinct_secrets({})
+    configs = [a for t, a in sim.invocations if t == GET_CONFIGURATION]
+    clients = [a for t, a in sim.invocations if t == "talos:client/getConfiguration:getConfiguration"]
+    assert len(configs) == 4
+    assert all(a["machineSecrets"] == state["machineSecrets"] for a in configs)
+    assert state["machineSecrets"]["secrets"] == {
+        "bootstrapToken": "<.machineSecrets.secrets.bootstrapToken>",
+        "secretboxEncryptionSecret": "<.machineSecrets.secrets.secretboxEncryptionSecret>",
+        "aescbcEncryptionSecret": "<.machineSecrets.secrets.aescbcEncryptionSecret>",
+    }
+    assert [a["clientConfiguration"] for a in clients] == [state["clientConfiguration"]] * 2
+    kubeconfig = sim.one("talos:cluster/kubeconfig:Kubeconfig", "arda-kubeconfig")
+    assert kubeconfig.inputs["clientConfiguration"] == SecretValue(state["clientConfiguration"])
+    # Secret to the engine whatever the provider marks: the client key is in it.
+    assert kubeconfig.secret_inputs == ("clientConfiguration",)
+    assert kubeconfig.additional_secret_outputs == ("kubeconfigRaw",)
 
 
 def test_image_urls_are_the_providers(homelab: Simulation) -> None:

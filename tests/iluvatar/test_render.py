@@ -13,7 +13,7 @@ import yaml
 
 from iluvatar import cli, simulate
 from iluvatar.render import render_files
-from plans import netboot
+from plans import monitoring, netboot
 from stacks import read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
@@ -37,7 +37,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 188 files"
+    assert result.stdout.strip() == f"rendered stack homelab to {out}: 198 files"
     return out
 
 
@@ -140,6 +140,11 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/kube-system/Service-etcd.yaml",
             "kubernetes/arda/kube-system/Service-kube-controller-manager.yaml",
             "kubernetes/arda/kube-system/Service-kube-scheduler.yaml",
+            # The Prometheus Operator's CRDs, right after Arda's API answers (its release's files).
+            *[
+                f"kubernetes/arda/_cluster/CustomResourceDefinition-{n[len('monitoring.coreos.com_') : -len('.yaml')]}.monitoring.coreos.com.yaml"
+                for n in monitoring.CRD_FILES
+            ],
             "kubernetes/arda/monitoring/PodMonitor-envoy-proxies.yaml",
             "kubernetes/arda/monitoring/PrometheusRule-iluvatar-alerts.yaml",
             "kubernetes/arda/monitoring/ScrapeConfig-ainur-node-exporter.yaml",
@@ -204,7 +209,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 260")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 269")
     # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
     # and monitoring's CRD gate. 8 remote: each Pi's join and k3s steps, the credentials, and the valar's sign-in config.
     assert "command:local:Command 16" in lines[-1] and "command:remote:Command 8" in lines[-1]

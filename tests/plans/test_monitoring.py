@@ -27,7 +27,7 @@ import pytest
 from plans import apiserver, gitops, monitoring, talos
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB, RK1
-from tools import alert_check
+from tools import alert_check, upstream
 from tools.upstream import kustomize
 
 
@@ -104,13 +104,24 @@ def test_grafanas_service_takes_its_apps_port_only_when_it_differs() -> None:
     assert "[server]" not in monitoring.grafana_ini(variant(grafana={}))
 
 
-def test_the_crds_are_the_operators_release_files() -> None:
-    urls = monitoring.crd_urls()
-    assert len(urls) == 10
-    assert all(
-        u.startswith("https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd/")
-        for u in urls
-    )
+def test_the_crds_are_the_operators_release_files_byte_for_byte() -> None:
+    """The repository's copy is exactly the release's files (the pinned module, its sum checked), nothing more, and
+    reads as Go's YAML reads them (tools.upstream: a bare `=` is a string)."""
+    release = upstream.module_dir(monitoring.OPERATOR_MODULE, monitoring.OPERATOR_VERSION) / monitoring.CRD_FOLDER
+    assert sorted(p.name for p in monitoring.CRD_DIR.iterdir()) == sorted(monitoring.CRD_FILES) == sorted(p.name for p in release.iterdir())
+    for name in monitoring.CRD_FILES:
+        assert (monitoring.CRD_DIR / name).read_bytes() == (release / name).read_bytes(), name
+    crds = monitoring.crds()
+    assert crds == upstream.crds("prometheus-operator", monitoring.OPERATOR_VERSION)
+    assert [c["metadata"]["name"] for c in crds] == [
+        f"{n.removeprefix('monitoring.coreos.com_').removesuffix('.yaml')}.monitoring.coreos.com" for n in monitoring.CRD_FILES
+    ]
+    # `=` in the label-matcher enums, a string as Kubernetes reads it.
+    matcher = crds[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["inhibitRules"]["items"]
+    assert "=" in matcher["properties"]["sourceMatch"]["items"]["properties"]["matchType"]["enum"]
+    # Each caller's own copy.
+    crds[0]["metadata"]["name"] = "changed"
+    assert monitoring.crds()[0]["metadata"]["name"] == "alertmanagerconfigs.monitoring.coreos.com"
 
 
 def test_talos_control_planes_open_their_metrics_and_workers_are_untouched() -> None:
