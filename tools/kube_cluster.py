@@ -54,12 +54,21 @@ import yaml
 from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from). The Go module proxy
-# serves every module of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules
-# (403), so the Ainur's minor is built from v1.33.4, its newest patch the proxy serves whole.
+
+
+def minor_of(version: str) -> str:
+    """A Kubernetes version's minor: v1.34.1 -> 1.34, v1.33.6+k3s1 -> 1.33."""
+    return ".".join(version.removeprefix("v").split("+")[0].split(".")[:2])
+
+
+# Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from, read from its go.mod; the
+# binary reports that version, `tools.gotools.kubernetes_ldflags`). The Go module proxy serves every module
+# of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules (403), so the Ainur's minor
+# is built from v1.33.4, its newest patch the proxy serves whole.
 BUILDS: dict[str, tuple[str, str]] = {
-    "1.34": ("kube-control-plane", "v1.34.1"),
-    "1.33": ("kube-control-plane-1.33", "v1.33.4"),
+    minor_of(version): (tool, version)
+    for tool in ("kube-control-plane", "kube-control-plane-1.33")
+    for version in (gotools.kubernetes_version(tool),)
 }
 # Built once, for both clusters: etcd 3.6.5 into the 1.34 binary (it serves both API servers), and
 # kwok v0.7.0 into the 1.33 one (it does not compile against 0.34; a client within both servers' skew).
@@ -184,7 +193,7 @@ def flavor_for(cluster: str) -> Flavor:
 
 def build_for(kubernetes_version: str) -> tuple[str, str]:
     """The Go tool and Kubernetes version that stand for `kubernetes_version` (v1.34.1, v1.33.6+k3s1)."""
-    minor = ".".join(kubernetes_version.removeprefix("v").split("+")[0].split(".")[:2])
+    minor = minor_of(kubernetes_version)
     if minor not in BUILDS:
         raise ControlPlaneError(
             f"no control plane is built for Kubernetes {kubernetes_version} (minor {minor}; built: {', '.join(sorted(BUILDS))}): "
@@ -374,6 +383,11 @@ class KubeClient:
             self._discovered.clear()
         else:
             self._discovered.pop(api_version, None)
+
+    def server_version(self) -> str:
+        """The version the API server reports (`/version`'s gitVersion): what discovery (client-go's
+        ServerVersion) hands Helm and Argo CD as the cluster's Kubernetes version."""
+        return str(self.checked("GET", "/version", what="the server's version")["gitVersion"])
 
     def api_versions(self) -> list[str]:
         """Every group/version the server serves (what Helm's `--api-versions` and `.Capabilities` see)."""
