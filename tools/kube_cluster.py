@@ -248,11 +248,17 @@ def make_pki(pki: Path, addresses: Sequence[str], service_ip: str) -> None:
 
 
 def kubeconfig(server: str, ca: Path, cert: Path, key: Path, name: str = "iluvatar-test") -> dict[str, Any]:
+    """A kubeconfig with its certificates embedded (`-data`), as Talos and k3s hand theirs out: a consumer that
+    reads the data (the Talos provider, the program's cluster_ca) sees what it would see from a real cluster."""
+
+    def data(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": data(ca)}}],
+        "users": [{"name": name, "user": {"client-certificate-data": data(cert), "client-key-data": data(key)}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }
@@ -575,6 +581,11 @@ class Cluster:
     def kubeconfig(self) -> Path:
         """The admin's kubeconfig (system:masters)."""
         return self.root / "admin.kubeconfig"
+
+    @property
+    def ca(self) -> tuple[str, str]:
+        """The cluster's CA, certificate and key (PEM): what signs, and what the API server trusts in, a client certificate."""
+        return (self.pki / "ca.crt").read_text(), (self.pki / "ca.key").read_text()
 
     @property
     def audit_log(self) -> Path:
