@@ -212,10 +212,18 @@ def _openssl(*args: str) -> None:
 
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+# As long as a real cluster's: the CA ten years (Talos v1.12.4 pkg/machinery/config/generate/secrets/secrets.go:15,
+# CAValidityTime = 87600 h, for the Kubernetes CA too: ca.go:30-39), the API server's and every client's
+# certificate a year (constants.go:244, KubernetesDefaultCertificateValidityDuration, what Talos issues the API
+# server's and the components' with; constants.go:310, KubernetesAdminCertDefaultLifetime, the admin
+# kubeconfig's). The Talos provider renews a kubeconfig whose certificate ends within 720 h, so a shorter
+# one here would make every run against these clusters a renewal (tests/tools/test_talos_api.py checks them all).
+CA_DAYS = 3650
+LEAF_DAYS = 365
 
 
 def _leaf(pki: Path, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
-    args = ["req", "-x509", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), *_EC, "-days", "2"]
+    args = ["req", "-x509", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), *_EC, "-days", str(LEAF_DAYS)]
     args += ["-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.crt"), "-subj", subject]
     args += ["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature", "-addext", f"extendedKeyUsage={usage}"]
     if sans:
@@ -236,7 +244,7 @@ IDENTITIES = {
 def make_pki(pki: Path, addresses: Sequence[str], service_ip: str) -> None:
     """A throwaway CA, the API server's serving certificate, each component's client certificate and the service-account keys."""
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", *_EC, "-days", "2", "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=iluvatar-test-ca",
+    _openssl("req", "-x509", *_EC, "-days", str(CA_DAYS), "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=iluvatar-test-ca",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")  # fmt: skip
     names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
     sans = [*(f"DNS:{n}" for n in names), *(f"IP:{a}" for a in dict.fromkeys(["127.0.0.1", *addresses, service_ip]))]

@@ -265,6 +265,13 @@ def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
 # --- What a control plane hands out, and for how long --------------------------------------------------------
 
 
+def _validity(pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """A PEM certificate's NotBefore and NotAfter."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-startdate", "-enddate"], input=pem, capture_output=True, check=True, timeout=60).stdout
+    dates = dict(line.split("=", 1) for line in out.decode().splitlines())
+    return tuple(datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(dates[k]), datetime.UTC) for k in ("notBefore", "notAfter"))  # type: ignore[return-value]
+
+
 def _subject(pem: bytes) -> str:
     return (
         subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "RFC2253"], input=pem, capture_output=True, check=True, timeout=60)
@@ -351,3 +358,54 @@ def test_the_providers_decode_refuses_a_kubeconfig_that_names_certificate_files(
     assert stored.client_certificate == ""
     with pytest.raises(talos_provider.ProviderError, match=r"^failed to decode kubernetes client certificate: failed to decode PEM block$"):
         talos_provider.kubeconfig_needs_renewal(stored.client_certificate, datetime.datetime.now(datetime.UTC))
+
+
+@pytest.mark.kube
+def test_every_certificate_the_stand_ins_hand_a_client_outlives_the_providers_renewal_window(kube_talos: Cluster) -> None:
+    """Each certificate a client keeps (in a kubeconfig or a talosconfig) or checks on every connection lives as long as a
+    real cluster's, so no run against the stand-ins is inside the Talos provider's renewal windows: 720 h for a
+    kubeconfig (talos_cluster_kubeconfig_resource.go:154), a month for the talosconfig (talos_machine_secrets_resource.go:369)."""
+    now = datetime.datetime.now(datetime.UTC)
+    kept: dict[str, bytes] = {}
+    for path in sorted(kube_talos.root.glob("*.kubeconfig")):  # the admin's, and each component's
+        config = yaml.safe_load(path.read_text())
+        kept[f"{path.name} CA"] = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+        kept[f"{path.name} client"] = base64.b64decode(config["users"][0]["user"]["client-certificate-data"])
+    host, port = kube_talos.server.removeprefix("https://").rsplit(":", 1)
+    kept["kube-apiserver serving"] = ssl.get_server_certificate((host, int(port))).encode()
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
+        talosconfig = yaml.safe_load(api.talosconfig_text())
+        context = talosconfig["contexts"][talosconfig["context"]]
+        kept["talosconfig CA"], kept["talosconfig client"] = base64.b64decode(context["ca"]), base64.b64decode(context["crt"])
+        kubeconfig = talos_provider.stored_configuration(api.kubeconfig("valinor-1"))
+        kept["Talos kubeconfig CA"] = base64.b64decode(kubeconfig.ca_certificate)
+        kept["Talos kubeconfig client"] = base64.b64decode(kubeconfig.client_certificate)
+        apid = _admin_context(api)
+        with _handshake(api.addresses["valinor-1"], apid) as tls:
+            served = ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True) or b"").encode()
+
+    day, year = datetime.timedelta(days=1), datetime.timedelta(days=365)
+    lifetimes = {what: _validity(pem)[1] - _validity(pem)[0] for what, pem in kept.items()}
+    components = [p.name for p in sorted(kube_talos.root.glob("*.kubeconfig"))]
+    assert components == ["admin.kubeconfig", "kube-controller-manager.kubeconfig", "kube-scheduler.kubeconfig", "kwok.kubeconfig"]
+    assert lifetimes == {
+        # The control plane: its CA ten years, every other certificate a year (tools/kube_cluster.py, CA_DAYS and LEAF_DAYS).
+        **{f"{name} CA": 3650 * day for name in components},
+        **{f"{name} client": year for name in components},
+        "kube-apiserver serving": year,
+        # Talos: its CAs ten years (CAValidityTime), the talosconfig's certificate a year (TalosAPIDefaultCertificateValidityDuration),
+        # the admin kubeconfig's a year and the 10 s of clock skew it allows before now (generate.go:76).
+        "talosconfig CA": 3650 * day,
+        "talosconfig client": year,
+        "Talos kubeconfig CA": 3650 * day,
+        "Talos kubeconfig client": year + datetime.timedelta(seconds=10),
+    }
+    window = max(talos_provider.KUBECONFIG_RENEWAL, talos_provider.add_month(now) - now)
+    assert {what: _validity(pem)[1] > now + window for what, pem in kept.items()} == dict.fromkeys(kept, True)
+    assert not talos_provider.kubeconfig_needs_renewal(kubeconfig.client_certificate, now)
+    assert not talos_provider.talos_client_needs_renewal(context["crt"], now)
+    # apid's own serving certificate is inside the window on purpose: Talos issues it for 24 h and renews it every 12 h
+    # (internal/app/machined/pkg/controllers/secrets/api.go:182 and 291 at v1.12.4: x509.DefaultCertificateValidityDuration),
+    # and no client keeps it. (Its NotBefore is read from the clock just after its NotAfter: a second either way.)
+    assert abs(_validity(served)[1] - _validity(served)[0] - day) <= datetime.timedelta(seconds=1)
