@@ -12,7 +12,9 @@ by the test, and every call a node answers is recorded.
         api.script("valinor-2", reboot={"result": "never"})
 
 The scenario is `tools/talos-api/scenario.go`'s JSON (cluster, etcd, nodes); `addresses()` picks
-loopback addresses no other test is using.
+loopback addresses no other test is using. A control plane hands out the admin kubeconfig Talos
+generates (`api.kubeconfig(node)`); with a test control plane's endpoint and CA in the scenario
+(`scenario(..., endpoint=cluster.server, kubernetes_ca=cluster.ca)`) it signs in there.
 """
 
 from __future__ import annotations

@@ -201,6 +201,13 @@ def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], mess
     assert message in str(raised.value)
 
 
+def test_a_kubernetes_ca_that_is_not_one_is_refused() -> None:
+    bad = scenario([node("valinor-1", addresses(1)[0], "controlplane", NEW)], kubernetes_ca=("not a certificate", "nor a key"))
+    with pytest.raises(TalosAPIError, match="talos-api exited with 1") as raised, talos_api(bad):
+        pass
+    assert "error: cluster: kubernetesCA: failed to parse PEM block" in str(raised.value)
+
+
 def test_a_config_that_gives_the_node_another_address_moves_its_api_there_with_a_certificate_for_it() -> None:
     old, new = addresses(2)
     with talos_api(scenario([node("istari-1", old, "worker", NEW)])) as api:

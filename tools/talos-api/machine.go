@@ -631,7 +631,8 @@ func (s *machineService) Kubeconfig(_ *emptypb.Empty, srv machineapi.MachineServ
 	}
 
 	if cfg == nil {
-		// Booted without a config, a Talos 1.13 node has no machine type
+		// Reset into maintenance mode since the call was let in (authorize turns away a maintenance
+		// node's clients before that): without a config a Talos 1.13 node has no machine type
 		// (internal/app/internal/machinehelper/machinehelper.go:23-28 at v1.13.0, CheckControlplane).
 		return status.Errorf(codes.Unimplemented, "machine type is not set, cannot use kubeconfig API")
 	}
