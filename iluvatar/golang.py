@@ -58,6 +58,7 @@ class Program:
     package: str = "."
     modfile: str = "go.mod"
     tags: tuple[str, ...] = ()  # build tags: what of an upstream program a use leaves out
+    ldflags: tuple[str, ...] = ()  # more linker flags, after LDFLAGS (e.g. `-X` the version a release build stamps)
 
 
 # Built without DWARF and the symbol table: nothing here debugs these binaries, and linking the largest
@@ -176,8 +177,12 @@ def _source_key(program: Program, go: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in program.folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(program.folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(f"{program.package}\0{program.modfile}\0{','.join(program.tags)}\0{LDFLAGS}\0{GCFLAGS}\0{_version(go)}".encode())
+    digest.update(f"{program.package}\0{program.modfile}\0{','.join(program.tags)}\0{_ldflags(program)}\0{GCFLAGS}\0{_version(go)}".encode())
     return digest.hexdigest()[:16]
+
+
+def _ldflags(program: Program) -> str:
+    return " ".join((LDFLAGS, *program.ldflags))
 
 
 def build(program: Program) -> Path:
@@ -192,7 +197,17 @@ def build(program: Program) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
         tags = [f"-tags={','.join(program.tags)}"] if program.tags else []
-        command = [go, "build", f"-modfile={program.modfile}", f"-ldflags={LDFLAGS}", f"-gcflags={GCFLAGS}", *tags, "-o", str(tmp), program.package]
+        command = [
+            go,
+            "build",
+            f"-modfile={program.modfile}",
+            f"-ldflags={_ldflags(program)}",
+            f"-gcflags={GCFLAGS}",
+            *tags,
+            "-o",
+            str(tmp),
+            program.package,
+        ]
         result = subprocess.run(command, cwd=program.folder, env=go_env(), capture_output=True, text=True, timeout=3600)  # noqa: S603
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ The build itself (the pinned Go, the module proxy, the cache in `$ILUVATAR_CACHE
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ class Tool:
     package: str = "."
     modfile: str = "go.mod"
     tags: tuple[str, ...] = ()
+    # The Kubernetes module the binary is built from, whose version it reports as its own (`kubernetes_ldflags`).
+    kubernetes: str = ""
+
+    @property
+    def gomod(self) -> Path:
+        return TOOLS_DIR / self.folder / self.modfile
 
 
 # Every tool the tests use, by name. Each folder's go.mod/go.sum pins its modules.
@@ -60,8 +67,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("talos-api", "talos-api"),
     # The tests' real control plane (tools.kube_cluster): kube-apiserver, controller-manager and scheduler at Kubernetes
     # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
-    Tool("kube-control-plane", "kube-control-plane"),
-    Tool("kube-control-plane-1.33", "kube-control-plane-1.33"),
+    Tool("kube-control-plane", "kube-control-plane", kubernetes="k8s.io/kubernetes"),
+    Tool("kube-control-plane-1.33", "kube-control-plane-1.33", kubernetes="k8s.io/kubernetes"),
     # kustomize v5.8.1, the binary Argo CD v3.5.2 builds a kustomize source with (the monitoring Application).
     Tool("kustomize", "kustomize", package="sigs.k8s.io/kustomize/kustomize/v5"),
     # Prometheus v3.12.0's promtool: checks and unit-tests the alert rules (plans.monitoring). Without the service
@@ -83,12 +90,59 @@ TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 GoToolError = golang.GoBuildError
 
 
-def build(name: str) -> Path:
-    """The tool's binary, built if its sources changed since the last build."""
+def module_version(tool: Tool, module: str) -> str:
+    """The version of `module` the tool's go.mod builds it with: its `replace` if it has one, else its `require`."""
+    text = tool.gomod.read_text()
+    name = re.escape(module)
+    for pattern in (rf"^(?:replace\s+|\t){name}(?: \S+)? => {name} (v\S+)$", rf"^(?:require\s+|\t){name} (v\S+)(?: // indirect)?$"):
+        if found := re.search(pattern, text, re.M):
+            return found.group(1)
+    raise GoToolError(f"{tool.gomod.relative_to(TOOLS_DIR.parent)} does not require {module}")
+
+
+def kubernetes_version(name: str) -> str:
+    """The Kubernetes version a tool is built from (`v1.34.1`), read from its go.mod."""
+    tool = TOOLS[name]
+    if not tool.kubernetes:
+        raise GoToolError(f"the Go tool {name} is not built from Kubernetes")
+    return module_version(tool, tool.kubernetes)
+
+
+# A Kubernetes release build stamps its version into both version packages with the linker
+# (kubernetes hack/lib/version.sh, kube::version::ldflags, lines 151-182 at v1.34.1): gitVersion, and gitMajor
+# and gitMinor from it (lines 101-107: the minor takes a "+" when the version has a pre-release part; line 110
+# refuses a version that is not semver).
+# Without them kube-apiserver reports `v0.0.0-master+$Format:%H$` at /version, which discovery hands
+# Helm as the cluster's version, and Helm refuses every chart with a `kubeVersion` constraint.
+# gitCommit and gitTreeState are left out, as version.sh leaves them out when it knows no commit (a
+# module zip has none); buildDate keeps its in-tree 1970-01-01T00:00:00Z, what version.sh writes with
+# SOURCE_DATE_EPOCH=0, so the binary stays the same from one day to the next.
+KUBERNETES_VERSION_PACKAGES = ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+_SEMVER = re.compile(r"^v([0-9]+)\.([0-9]+)(\.[0-9]+)?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+
+
+def kubernetes_ldflags(version: str) -> tuple[str, ...]:
+    """The `-X` flags that make a Kubernetes binary report `version` (v1.34.1), as Kubernetes' release build sets them."""
+    found = _SEMVER.match(version)
+    if found is None:
+        raise GoToolError(f"{version!r} is not a Kubernetes version (vMAJOR.MINOR.PATCH): version.sh refuses to build it")
+    major, minor = found.group(1), found.group(2) + ("+" if found.group(4) else "")
+    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor}
+    return tuple(f"-X {package}.{key}={value}" for key, value in values.items() for package in KUBERNETES_VERSION_PACKAGES)
+
+
+def program(name: str) -> golang.Program:
+    """What `build` builds for a tool: its folder, package, go.mod and tags, and the version flags of a Kubernetes build."""
     if name not in TOOLS:
         raise GoToolError(f"no Go tool named {name!r} (known: {', '.join(sorted(TOOLS))})")
     tool = TOOLS[name]
-    return golang.build(golang.Program(tool.name, TOOLS_DIR / tool.folder, tool.package, tool.modfile, tool.tags))
+    ldflags = kubernetes_ldflags(kubernetes_version(name)) if tool.kubernetes else ()
+    return golang.Program(tool.name, TOOLS_DIR / tool.folder, tool.package, tool.modfile, tool.tags, ldflags)
+
+
+def build(name: str) -> Path:
+    """The tool's binary, built if its sources changed since the last build."""
+    return golang.build(program(name))
 
 
 def main(argv: list[str]) -> int:

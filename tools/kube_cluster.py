@@ -54,12 +54,21 @@ import yaml
 from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from). The Go module proxy
-# serves every module of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules
-# (403), so the Ainur's minor is built from v1.33.4, its newest patch the proxy serves whole.
+
+
+def minor_of(version: str) -> str:
+    """A Kubernetes version's minor: v1.34.1 -> 1.34, v1.33.6+k3s1 -> 1.33."""
+    return ".".join(version.removeprefix("v").split("+")[0].split(".")[:2])
+
+
+# Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from, read from its go.mod; the
+# binary reports that version, `tools.gotools.kubernetes_ldflags`). The Go module proxy serves every module
+# of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules (403), so the Ainur's minor
+# is built from v1.33.4, its newest patch the proxy serves whole.
 BUILDS: dict[str, tuple[str, str]] = {
-    "1.34": ("kube-control-plane", "v1.34.1"),
-    "1.33": ("kube-control-plane-1.33", "v1.33.4"),
+    minor_of(version): (tool, version)
+    for tool in ("kube-control-plane", "kube-control-plane-1.33")
+    for version in (gotools.kubernetes_version(tool),)
 }
 # Built once, for both clusters: etcd 3.6.5 into the 1.34 binary (it serves both API servers), and
 # kwok v0.7.0 into the 1.33 one (it does not compile against 0.34; a client within both servers' skew).
@@ -184,7 +193,7 @@ def flavor_for(cluster: str) -> Flavor:
 
 def build_for(kubernetes_version: str) -> tuple[str, str]:
     """The Go tool and Kubernetes version that stand for `kubernetes_version` (v1.34.1, v1.33.6+k3s1)."""
-    minor = ".".join(kubernetes_version.removeprefix("v").split("+")[0].split(".")[:2])
+    minor = minor_of(kubernetes_version)
     if minor not in BUILDS:
         raise ControlPlaneError(
             f"no control plane is built for Kubernetes {kubernetes_version} (minor {minor}; built: {', '.join(sorted(BUILDS))}): "
@@ -203,10 +212,18 @@ def _openssl(*args: str) -> None:
 
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+# As long as a real cluster's: the CA ten years (Talos v1.12.4 pkg/machinery/config/generate/secrets/secrets.go:15,
+# CAValidityTime = 87600 h, for the Kubernetes CA too: ca.go:30-39), the API server's and every client's
+# certificate a year (constants.go:244, KubernetesDefaultCertificateValidityDuration, what Talos issues the API
+# server's and the components' with; constants.go:310, KubernetesAdminCertDefaultLifetime, the admin
+# kubeconfig's). The Talos provider renews a kubeconfig whose certificate ends within 720 h, so a shorter
+# one here would make every run against these clusters a renewal (tests/tools/test_talos_api.py checks them all).
+CA_DAYS = 3650
+LEAF_DAYS = 365
 
 
 def _leaf(pki: Path, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
-    args = ["req", "-x509", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), *_EC, "-days", "2"]
+    args = ["req", "-x509", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), *_EC, "-days", str(LEAF_DAYS)]
     args += ["-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.crt"), "-subj", subject]
     args += ["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature", "-addext", f"extendedKeyUsage={usage}"]
     if sans:
@@ -227,7 +244,7 @@ IDENTITIES = {
 def make_pki(pki: Path, addresses: Sequence[str], service_ip: str) -> None:
     """A throwaway CA, the API server's serving certificate, each component's client certificate and the service-account keys."""
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", *_EC, "-days", "2", "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=iluvatar-test-ca",
+    _openssl("req", "-x509", *_EC, "-days", str(CA_DAYS), "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"), "-subj", "/CN=iluvatar-test-ca",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")  # fmt: skip
     names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
     sans = [*(f"DNS:{n}" for n in names), *(f"IP:{a}" for a in dict.fromkeys(["127.0.0.1", *addresses, service_ip]))]
@@ -239,11 +256,17 @@ def make_pki(pki: Path, addresses: Sequence[str], service_ip: str) -> None:
 
 
 def kubeconfig(server: str, ca: Path, cert: Path, key: Path, name: str = "iluvatar-test") -> dict[str, Any]:
+    """A kubeconfig with its certificates embedded (`-data`), as Talos and k3s hand theirs out: a consumer that
+    reads the data (the Talos provider, the program's cluster_ca) sees what it would see from a real cluster."""
+
+    def data(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": data(ca)}}],
+        "users": [{"name": name, "user": {"client-certificate-data": data(cert), "client-key-data": data(key)}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }
@@ -374,6 +397,11 @@ class KubeClient:
             self._discovered.clear()
         else:
             self._discovered.pop(api_version, None)
+
+    def server_version(self) -> str:
+        """The version the API server reports (`/version`'s gitVersion): what discovery (client-go's
+        ServerVersion) hands Helm and Argo CD as the cluster's Kubernetes version."""
+        return str(self.checked("GET", "/version", what="the server's version")["gitVersion"])
 
     def api_versions(self) -> list[str]:
         """Every group/version the server serves (what Helm's `--api-versions` and `.Capabilities` see)."""
@@ -561,6 +589,11 @@ class Cluster:
     def kubeconfig(self) -> Path:
         """The admin's kubeconfig (system:masters)."""
         return self.root / "admin.kubeconfig"
+
+    @property
+    def ca(self) -> tuple[str, str]:
+        """The cluster's CA, certificate and key (PEM): what signs, and what the API server trusts in, a client certificate."""
+        return (self.pki / "ca.crt").read_text(), (self.pki / "ca.key").read_text()
 
     @property
     def audit_log(self) -> Path:

@@ -38,6 +38,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -385,6 +386,21 @@ def render(ref: ChartRef, api_versions: Sequence[str]) -> list[dict[str, Any]]:
     return objects
 
 
+# apimachinery's ParseGeneric (k8s.io/apimachinery v0.34.1 pkg/util/version/version.go:40, versionMatchRE): the
+# numeric part of a version, whatever follows it.
+_GENERIC_VERSION = re.compile(r"^\s*v?([0-9]+(?:\.[0-9]+)*)(.*)$", re.S)
+
+
+def generic_version(version: str) -> str:
+    """A Kubernetes version as Argo CD passes it to Helm and kustomize (`v1.33.6+k3s1` -> `1.33.6`): argo-cd v3.5.2
+    reposerver/repository/repository.go:1247-1257, parseKubeVersion, is apimachinery's ParseGeneric then String,
+    which keeps only the numbers (version.go:45-70: a generic version has no pre-release or build metadata)."""
+    found = _GENERIC_VERSION.match(version)
+    if found is None or "." not in found.group(1):
+        raise ValueError(f"could not parse kubernetes version {version!r}")
+    return ".".join(str(int(part)) for part in found.group(1).split("."))
+
+
 def chart_name(chart: str) -> str:
     """A Release's or Chart's `chart` as the pinned chart's name (`oci://docker.io/envoyproxy/gateway-helm` -> gateway-helm)."""
     return chart.rstrip("/").rsplit("/", 1)[-1]
@@ -410,6 +426,7 @@ class Walker:
         self.providers = {r.urn: ProviderOptions.from_inputs(plain(r.inputs)) for r in self.sim.registrations if r.type == PROVIDER}
         self._batching = False
         self._removed_webhooks: dict[str, set[str]] = {}  # cluster: the names of the webhooks the walk removed
+        self._versions: dict[str, str] = {}  # cluster: the version its API server reports
 
     # --- helpers ---
 
@@ -418,10 +435,16 @@ class Walker:
         return self.providers.get(ref.rsplit("::", 1)[0], ProviderOptions())
 
     def kube_version(self, cluster: str) -> str:
-        if cluster == "ainur":
-            assert self.stack.ainur is not None
-            return self.stack.ainur.k3s_version
-        return self.stack.arda.kubernetes_version
+        """The cluster's version as pulumi-kubernetes's Helm takes it: the API server's own, from discovery
+        (pulumi-kubernetes v4.32.0 provider/pkg/provider/helm/v4/chart.go:319-334, setKubeVersionAndAPIVersions;
+        a v3 Release's Helm install asks discovery the same), not what the stack says it runs."""
+        if cluster not in self._versions:
+            self._versions[cluster] = self.clusters[cluster].client.server_version()
+        return self._versions[cluster]
+
+    def argocd_kube_version(self, cluster: str) -> str:
+        """The cluster's version as Argo CD hands it to Helm and kustomize: the server's, through parseKubeVersion."""
+        return generic_version(self.kube_version(cluster))
 
     def _namespaced(self, client: KubeClient, obj: Mapping[str, Any]) -> bool:
         try:
@@ -690,7 +713,7 @@ class Walker:
             values=source["helm"]["valuesObject"],
             release=str(source["helm"].get("releaseName") or app["metadata"]["name"]),
             namespace=str(app["spec"]["destination"]["namespace"]),
-            kube_version=self.kube_version(cluster),
+            kube_version=self.argocd_kube_version(cluster),
         )
 
     def _sync_applications(self, cluster: str) -> None:
@@ -707,7 +730,7 @@ class Walker:
                     str(src.get("path") or "."),
                     src["kustomize"],
                     build_options=gitops_plan.KUSTOMIZE_BUILD_OPTIONS,
-                    kube_version=self.kube_version(cluster),
+                    kube_version=self.argocd_kube_version(cluster),
                 )
                 self.report.renders[f"{cluster}/{name}"] = objects
                 renders.append((str(w.obj["spec"]["destination"]["namespace"]), name, objects))

@@ -12,7 +12,9 @@ by the test, and every call a node answers is recorded.
         api.script("valinor-2", reboot={"result": "never"})
 
 The scenario is `tools/talos-api/scenario.go`'s JSON (cluster, etcd, nodes); `addresses()` picks
-loopback addresses no other test is using.
+loopback addresses no other test is using. A control plane hands out the admin kubeconfig Talos
+generates (`api.kubeconfig(node)`); with a test control plane's endpoint and CA in the scenario
+(`scenario(..., endpoint=cluster.server, kubernetes_ca=cluster.ca)`) it signs in there.
 """
 
 from __future__ import annotations
@@ -146,6 +148,15 @@ class TalosAPI:
     def talosconfig_text(self) -> str:
         return self.talosconfig.read_text()
 
+    def kubeconfig(self, node: str) -> str:
+        """The admin kubeconfig the node's MachineService.Kubeconfig hands out, fetched by machinery's own client
+        as the Talos provider and `talosctl kubeconfig` fetch it (`talos-api kubeconfig`)."""
+        command = [str(self.binary), "kubeconfig", "--talosconfig", str(self.talosconfig), "--node", self.ip(node)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)  # noqa: S603
+        if result.returncode != 0:
+            raise TalosAPIError(f"talos-api kubeconfig --node {self.ip(node)} failed: {result.stderr.strip()}")
+        return result.stdout
+
 
 def mac(name: str) -> str:
     """The permanent MAC the stand-in gives a node's link unless its script names one (locally administered)."""
@@ -171,13 +182,19 @@ def node(name: str, address: str, role: str, version: str, schematic: str = VANI
     return {"name": name, "address": f"{address}:{API_PORT}", "role": role, "version": version, "schematic": schematic, **script}
 
 
-def scenario(nodes: list[dict[str, Any]], bootstrapped: bool = True, endpoint: str = "https://127.0.0.1:6443", **extra: Any) -> dict[str, Any]:
-    return {
-        "cluster": {"name": "arda", "endpoint": endpoint, "kubernetesVersion": "1.34.1", "configVersion": "v1.12"},
-        "etcd": {"bootstrapped": bootstrapped},
-        "nodes": nodes,
-        **extra,
-    }
+def scenario(
+    nodes: list[dict[str, Any]],
+    bootstrapped: bool = True,
+    endpoint: str = "https://127.0.0.1:6443",
+    kubernetes_ca: tuple[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A scenario of cluster `arda`. `endpoint` is its Kubernetes API; `kubernetes_ca` (PEM certificate and key) its
+    Kubernetes CA, e.g. a test control plane's (`Cluster.ca`): the admin kubeconfig the nodes hand out then signs in there."""
+    cluster: dict[str, Any] = {"name": "arda", "endpoint": endpoint, "kubernetesVersion": "1.34.1", "configVersion": "v1.12"}
+    if kubernetes_ca is not None:
+        cluster["kubernetesCA"] = {"crt": kubernetes_ca[0], "key": kubernetes_ca[1]}
+    return {"cluster": cluster, "etcd": {"bootstrapped": bootstrapped}, "nodes": nodes, **extra}
 
 
 @contextlib.contextmanager

@@ -31,11 +31,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
-def _program(folder: Path, greeting: str = "one", source: str | None = None, tags: tuple[str, ...] = ()) -> golang.Program:
+def _program(
+    folder: Path, greeting: str = "one", source: str | None = None, tags: tuple[str, ...] = (), ldflags: tuple[str, ...] = ()
+) -> golang.Program:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "go.mod").write_text("module example.com/hello\n\ngo 1.21\n")
     (folder / "main.go").write_text(source or HELLO % greeting)
-    return golang.Program("hello", folder, tags=tags)
+    return golang.Program("hello", folder, tags=tags, ldflags=ldflags)
 
 
 def test_a_program_is_built_once_per_source_state_into_the_cache(cache: Path, tmp_path: Path) -> None:
@@ -65,6 +67,18 @@ def test_binaries_carry_no_symbols_and_no_dwarf(cache: Path, tmp_path: Path) -> 
     assert "\tbuild\t-gcflags=all=-dwarf=false\n" in info and "\tbuild\t-trimpath=true\n" in info and "\tbuild\tCGO_ENABLED=0\n" in info
     sections = subprocess.run(["readelf", "-S", "-W", str(binary)], capture_output=True, text=True, check=True).stdout
     assert ".debug_" not in sections and ".symtab" not in sections
+
+
+def test_a_programs_own_linker_flags_stamp_it_and_are_part_of_what_it_is(cache: Path, tmp_path: Path) -> None:
+    # As a Kubernetes release build stamps its version (tools.gotools.kubernetes_ldflags): -X on a package variable.
+    source = 'package main\n\nimport "fmt"\n\nvar version = "unstamped"\n\nfunc main() { fmt.Println(version) }\n'
+    plain = golang.build(_program(tmp_path / "stamp", source=source))
+    stamped = golang.build(_program(tmp_path / "stamp", source=source, ldflags=("-X main.version=v1.2.3",)))
+    assert stamped != plain
+    assert [subprocess.run([str(b)], capture_output=True, text=True, check=True).stdout for b in (plain, stamped)] == ["unstamped\n", "v1.2.3\n"]
+    # After the project's own flags, which still hold: no symbol table.
+    nm = subprocess.run([golang.go_binary(), "tool", "nm", str(stamped)], capture_output=True, text=True, check=False)
+    assert nm.stderr.strip().endswith("no symbols")
 
 
 def test_a_compile_error_names_the_program_and_leaves_nothing(cache: Path, tmp_path: Path) -> None:

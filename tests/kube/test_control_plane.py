@@ -23,7 +23,7 @@ import pytest
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
-from tools import kube_inventory, upstream
+from tools import gotools, kube_inventory, upstream
 from tools.kube_cluster import (
     K3S,
     TALOS,
@@ -35,7 +35,7 @@ from tools.kube_cluster import (
     pulumi_create,
     pulumi_update,
 )
-from tools.kube_program import REMOVED_WEBHOOK_SECONDS, Walker, Written
+from tools.kube_program import REMOVED_WEBHOOK_SECONDS, Walker, Written, generic_version
 
 pytestmark = pytest.mark.kube
 
@@ -305,6 +305,65 @@ def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_tal
     created = pulumi_create(kube_talos.client, typo, field_manager("urn:test::typo"))
     assert "dta" not in created and "data" not in created
     assert kube_talos.client.warnings == ['unknown field "dta"']
+
+
+# --- The version it reports --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fixture", "version", "minor"), [("kube_talos", "v1.34.1", "34"), ("kube_k3s", "v1.33.4", "33")])
+def test_the_api_server_reports_the_kubernetes_version_it_is_built_from(
+    fixture: str, version: str, minor: str, request: pytest.FixtureRequest
+) -> None:
+    cluster: Cluster = request.getfixturevalue(fixture)
+    assert gotools.kubernetes_version(cluster.flavor.tool) == version  # its go.mod's k8s.io/kubernetes
+    answer = cluster.client.checked("GET", "/version")
+    # What hack/lib/version.sh stamps into a release build; buildDate stays the in-tree one (SOURCE_DATE_EPOCH=0).
+    assert {k: answer[k] for k in ("gitVersion", "major", "minor", "gitCommit", "gitTreeState", "buildDate")} == {
+        "gitVersion": version,
+        "major": "1",
+        "minor": minor,
+        "gitCommit": "$Format:%H$",
+        "gitTreeState": "",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    assert cluster.client.server_version() == version
+    # Every component is the same build: the controller-manager and the scheduler say so too.
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        printed = subprocess.run([str(gotools.build(cluster.flavor.tool)), component, "--version"], capture_output=True, text=True, timeout=60)
+        assert printed.stdout.strip() == f"Kubernetes {version}", printed.stderr
+
+
+@pytest.mark.parametrize("fixture", ["kube_talos", "kube_k3s"])
+def test_helm_installs_a_chart_whose_kube_version_constraint_the_server_meets(
+    fixture: str, request: pytest.FixtureRequest, kube_namespace: NamespaceMaker, tmp_path: Path
+) -> None:
+    """Real Helm, as pulumi-kubernetes runs it, checks a chart's `kubeVersion` against the version discovery reports: a
+    kube-apiserver built without the release's version flags reports v0.0.0-master+$Format:%H$ and every such chart is refused."""
+    cluster: Cluster = request.getfixturevalue(fixture)
+    namespace = kube_namespace(cluster, None)
+    chart = tmp_path / "needs-1.25"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text('apiVersion: v2\nname: needs-1-25\nversion: 0.1.0\nkubeVersion: ">=1.25.0-0"\n')
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seen\ndata:\n  version: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
+    env = {**os.environ, **{f"HELM_{kind}_HOME": str(tmp_path / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
+    command = [str(gotools.build("helm")), "install", "needs", str(chart), "--namespace", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    installed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert installed.returncode == 0, installed.stderr
+    seen = cluster.client.get("v1", "ConfigMap", "seen", namespace)
+    assert seen is not None and seen["data"] == {"version": cluster.flavor.kubernetes_version}
+
+
+def test_the_walk_renders_charts_at_the_version_the_server_reports(kube_talos: Cluster, kube_k3s: Cluster) -> None:
+    walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
+    # pulumi-kubernetes hands Helm the server's gitVersion; Argo CD its numbers alone (parseKubeVersion), so the
+    # Ainur's charts see 1.33.4, the build's, where the stack says v1.33.6+k3s1.
+    assert [walker.kube_version(c) for c in ("arda", "ainur")] == ["v1.34.1", "v1.33.4"]
+    assert [walker.argocd_kube_version(c) for c in ("arda", "ainur")] == ["1.34.1", "1.33.4"]
+    assert [generic_version(v) for v in ("v1.33.6+k3s1", "v1.35.0-rc.1", "v0.0.0-master+$Format:%H$")] == ["1.33.6", "1.35.0", "0.0.0"]
+    with pytest.raises(ValueError, match="could not parse kubernetes version 'master'"):
+        generic_version("master")
 
 
 # --- Nodes and scheduling -----------------------------------------------------------------------------

@@ -52,6 +52,37 @@ def test_each_build_is_a_registered_go_tool_with_the_version_it_names() -> None:
         assert staging and all(a == b and v == "v0" + version[2:] for a, b, v in staging), tool
 
 
+def test_each_build_reports_the_kubernetes_version_of_its_go_mod() -> None:
+    from tools import gotools
+
+    # hack/lib/version.sh's -X flags, for both version packages: what kube-apiserver answers at /version.
+    assert gotools.program("kube-control-plane").ldflags == (
+        "-X k8s.io/client-go/pkg/version.gitVersion=v1.34.1",
+        "-X k8s.io/component-base/version.gitVersion=v1.34.1",
+        "-X k8s.io/client-go/pkg/version.gitMajor=1",
+        "-X k8s.io/component-base/version.gitMajor=1",
+        "-X k8s.io/client-go/pkg/version.gitMinor=34",
+        "-X k8s.io/component-base/version.gitMinor=34",
+    )
+    assert "-X k8s.io/component-base/version.gitVersion=v1.33.4" in gotools.program("kube-control-plane-1.33").ldflags
+    # Only the Kubernetes builds are stamped: every other tool keeps its cache key.
+    assert [name for name in gotools.TOOLS if gotools.program(name).ldflags] == ["kube-control-plane", "kube-control-plane-1.33"]
+    # A replace wins over the require it replaces (the 1.33 module requires k8s.io/kubectl v0.0.0, replaced by v0.33.4).
+    tool = gotools.TOOLS["kube-control-plane-1.33"]
+    assert [gotools.module_version(tool, m) for m in ("k8s.io/kubernetes", "k8s.io/kubectl", "sigs.k8s.io/kwok")] == ["v1.33.4", "v0.33.4", "v0.7.0"]
+    with pytest.raises(gotools.GoToolError, match=r"^tools/kube-control-plane-1\.33/go\.mod does not require k8s\.io/nothing$"):
+        gotools.module_version(tool, "k8s.io/nothing")
+    # A pre-release's minor takes a "+", as version.sh writes it; what is not semver is refused, as version.sh refuses it.
+    assert gotools.kubernetes_ldflags("v1.35.0-rc.1")[4:] == (
+        "-X k8s.io/client-go/pkg/version.gitMinor=35+",
+        "-X k8s.io/component-base/version.gitMinor=35+",
+    )
+    with pytest.raises(gotools.GoToolError, match=r"^'1\.34\.1' is not a Kubernetes version"):
+        gotools.kubernetes_ldflags("1.34.1")
+    with pytest.raises(gotools.GoToolError, match="the Go tool helm is not built from Kubernetes"):
+        gotools.kubernetes_version("helm")
+
+
 def test_homelab_nodes_are_labelled_as_talos_and_k3s_register_them() -> None:
     stack = load_stack_file(HOMELAB)
     arda = {n["metadata"]["name"]: n for n in kube_inventory.nodes(stack, "arda")}

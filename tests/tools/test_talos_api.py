@@ -8,8 +8,12 @@ the rest of what the stand-in does, through it).
 from __future__ import annotations
 
 import base64
+import datetime
+import hashlib
+import os
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import talos_provider
 from tests.upgrader.run import secrets, upgrader
+from tools import gotools
+from tools.kube_cluster import Cluster, KubeClient
 from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
 
 NEW = "v1.13.0"
@@ -32,6 +39,19 @@ def _context(api: TalosAPI) -> tuple[dict[str, Any], Path]:
     return context, ca
 
 
+def _admin_context(api: TalosAPI) -> ssl.SSLContext:
+    """TLS as talosctl speaks it with the talosconfig: the OS CA, the admin certificate, HTTP/2."""
+    context, ca = _context(api)
+    crt, key = api.dir / "admin.crt", api.dir / "admin.key"
+    crt.write_bytes(base64.b64decode(context["crt"]))
+    # Talos labels its Ed25519 PKCS#8 key "ED25519 PRIVATE KEY"; OpenSSL reads the same DER as "PRIVATE KEY".
+    key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(crt), str(key))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
 def _handshake(address: str, ctx: ssl.SSLContext) -> ssl.SSLSocket:
     host, port = address.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=5)
@@ -43,15 +63,9 @@ def test_a_configured_node_serves_its_ip_signed_by_the_os_ca_and_requires_a_clie
     with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)])) as api:
         context, ca = _context(api)
         assert context["endpoints"] == [f"{ips[0]}:{API_PORT}"]
-        crt, key = api.dir / "admin.crt", api.dir / "admin.key"
-        crt.write_bytes(base64.b64decode(context["crt"]))
-        # Talos labels its Ed25519 PKCS#8 key "ED25519 PRIVATE KEY"; OpenSSL reads the same DER as "PRIVATE KEY".
-        key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
 
         # Verified against the OS CA, for the node's IP (check_hostname matches IP SANs), with the admin certificate.
-        ctx = ssl.create_default_context(cafile=str(ca))
-        ctx.load_cert_chain(str(crt), str(key))
-        ctx.set_alpn_protocols(["h2"])
+        ctx = _admin_context(api)
         with _handshake(api.addresses["valinor-1"], ctx) as tls:
             assert tls.selected_alpn_protocol() == "h2"
             peer = tls.getpeercert()
@@ -187,6 +201,13 @@ def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], mess
     assert message in str(raised.value)
 
 
+def test_a_kubernetes_ca_that_is_not_one_is_refused() -> None:
+    bad = scenario([node("valinor-1", addresses(1)[0], "controlplane", NEW)], kubernetes_ca=("not a certificate", "nor a key"))
+    with pytest.raises(TalosAPIError, match="talos-api exited with 1") as raised, talos_api(bad):
+        pass
+    assert "error: cluster: kubernetesCA: failed to parse PEM block" in str(raised.value)
+
+
 def test_a_config_that_gives_the_node_another_address_moves_its_api_there_with_a_certificate_for_it() -> None:
     old, new = addresses(2)
     with talos_api(scenario([node("istari-1", old, "worker", NEW)])) as api:
@@ -200,13 +221,7 @@ def test_a_config_that_gives_the_node_another_address_moves_its_api_there_with_a
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((old, API_PORT), timeout=5).close()
         # Talos regenerates apid's certificate for the node's addresses: the new IP, signed by the OS CA.
-        context, ca = _context(api)
-        crt, key = api.dir / "admin.crt", api.dir / "admin.key"
-        crt.write_bytes(base64.b64decode(context["crt"]))
-        key.write_bytes(base64.b64decode(context["key"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
-        ctx = ssl.create_default_context(cafile=str(ca))
-        ctx.load_cert_chain(str(crt), str(key))
-        ctx.set_alpn_protocols(["h2"])
+        ctx = _admin_context(api)
         with _handshake(f"{new}:{API_PORT}", ctx) as tls:
             peer = tls.getpeercert()
             assert peer is not None
@@ -252,3 +267,152 @@ def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
             "upgrader: FAILED: valinor-2: machine-status: timed out; last seen: running, not ready: "
             'serviceReady: service "etcd" not healthy: error getting etcd member list: etcdserver: no leader; look with: '
         )
+
+
+# --- What a control plane hands out, and for how long --------------------------------------------------------
+
+
+def _validity(pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """A PEM certificate's NotBefore and NotAfter."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-startdate", "-enddate"], input=pem, capture_output=True, check=True, timeout=60).stdout
+    dates = dict(line.split("=", 1) for line in out.decode().splitlines())
+    return tuple(datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(dates[k]), datetime.UTC) for k in ("notBefore", "notAfter"))  # type: ignore[return-value]
+
+
+def _subject(pem: bytes) -> str:
+    return (
+        subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "RFC2253"], input=pem, capture_output=True, check=True, timeout=60)
+        .stdout.decode()
+        .strip()
+    )
+
+
+@pytest.mark.kube
+def test_a_control_plane_hands_out_talos_s_own_admin_kubeconfig_which_signs_in(kube_talos: Cluster, tmp_path: Path) -> None:
+    ips = addresses(2)
+    spec = scenario(
+        [node("valinor-1", ips[0], "controlplane", NEW), node("istari-1", ips[1], "worker", NEW)],
+        endpoint=kube_talos.server,
+        kubernetes_ca=kube_talos.ca,
+    )
+    with talos_api(spec) as api:
+        text = api.kubeconfig("valinor-1")
+        config = yaml.safe_load(text)
+        # Talos's names (pkg/kubeconfig/generate.go:103-128 at v1.12.4 and v1.13.0), laid out as clientcmd.Write lays it out: every certificate embedded.
+        assert {k: v for k, v in config.items() if k not in ("clusters", "users")} == {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "contexts": [{"name": "admin@arda", "context": {"cluster": "arda", "namespace": "default", "user": "admin@arda"}}],
+            "current-context": "admin@arda",
+        }
+        assert [(c["name"], sorted(c["cluster"])) for c in config["clusters"]] == [("arda", ["certificate-authority-data", "server"])]
+        assert [(u["name"], sorted(u["user"])) for u in config["users"]] == [("admin@arda", ["client-certificate-data", "client-key-data"])]
+        # The accepted CAs then the issuing one: the cluster's, the API server's client CA.
+        assert base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode() == kube_talos.ca[0]
+
+        # The Talos provider stores it (Create) and decodes its certificate on every plan (ModifyPlan) without an error,
+        # and finds nothing to renew for a year.
+        stored = talos_provider.stored_configuration(text)
+        assert stored.host == kube_talos.server
+        now = datetime.datetime.now(datetime.UTC)
+        assert not talos_provider.kubeconfig_needs_renewal(stored.client_certificate, now)
+        crt = base64.b64decode(stored.client_certificate)
+        assert _subject(crt) == "subject=CN=admin,O=system:masters"
+
+        # client-go itself (Helm's) loads it and signs in with it; the API server knows it as Talos's admin.
+        path = tmp_path / "kubeconfig"
+        path.write_text(text)
+        env = {**os.environ, **{f"HELM_{kind}_HOME": str(tmp_path / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
+        helm = [str(gotools.build("helm")), "list", "--kubeconfig", str(path), "--namespace", "default", "--output", "json"]
+        listed = subprocess.run(helm, capture_output=True, text=True, timeout=60, env=env)
+        assert (listed.returncode, listed.stdout.strip()) == (0, "[]"), listed.stderr
+        (tmp_path / "admin.crt").write_bytes(crt)
+        (tmp_path / "admin.key").write_bytes(base64.b64decode(stored.client_key))
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(stored.ca_certificate))
+        client = KubeClient(stored.host, ca, tmp_path / "admin.crt", tmp_path / "admin.key")
+        review = client.checked(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        )
+        client.close()
+        # This very certificate (the API server names an x509 credential by its DER's SHA-256).
+        der = hashlib.sha256(ssl.PEM_cert_to_DER_cert(crt.decode())).hexdigest()
+        assert review["status"]["userInfo"] == {
+            "username": "admin",
+            "groups": ["system:masters", "system:authenticated"],
+            "extra": {"authentication.kubernetes.io/credential-id": [f"X509SHA256={der}"]},
+        }
+
+        # A worker has none to give (Talos: "kubeconfig is only available on control plane nodes").
+        with pytest.raises(TalosAPIError, match="kubeconfig is only available on control plane nodes"):
+            api.kubeconfig("istari-1")
+
+
+def test_the_providers_decode_refuses_a_kubeconfig_that_names_certificate_files() -> None:
+    # What the stand-in handed out before: the control plane's kubeconfig, naming files. The provider stores an empty
+    # certificate and every plan after fails ("failed to decode PEM block"), as the real engine run did.
+    named = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority": "/pki/ca.crt"}}],
+            "users": [{"name": "u", "user": {"client-certificate": "/pki/admin.crt", "client-key": "/pki/admin.key"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+    stored = talos_provider.stored_configuration(named)
+    assert stored.client_certificate == ""
+    with pytest.raises(talos_provider.ProviderError, match=r"^failed to decode kubernetes client certificate: failed to decode PEM block$"):
+        talos_provider.kubeconfig_needs_renewal(stored.client_certificate, datetime.datetime.now(datetime.UTC))
+
+
+@pytest.mark.kube
+def test_every_certificate_the_stand_ins_hand_a_client_outlives_the_providers_renewal_window(kube_talos: Cluster) -> None:
+    """Each certificate a client keeps (in a kubeconfig or a talosconfig) or checks on every connection lives as long as a
+    real cluster's, so no run against the stand-ins is inside the Talos provider's renewal windows: 720 h for a
+    kubeconfig (talos_cluster_kubeconfig_resource.go:154), a month for the talosconfig (talos_machine_secrets_resource.go:369)."""
+    now = datetime.datetime.now(datetime.UTC)
+    kept: dict[str, bytes] = {}
+    for path in sorted(kube_talos.root.glob("*.kubeconfig")):  # the admin's, and each component's
+        config = yaml.safe_load(path.read_text())
+        kept[f"{path.name} CA"] = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+        kept[f"{path.name} client"] = base64.b64decode(config["users"][0]["user"]["client-certificate-data"])
+    host, port = kube_talos.server.removeprefix("https://").rsplit(":", 1)
+    kept["kube-apiserver serving"] = ssl.get_server_certificate((host, int(port))).encode()
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
+        talosconfig = yaml.safe_load(api.talosconfig_text())
+        context = talosconfig["contexts"][talosconfig["context"]]
+        kept["talosconfig CA"], kept["talosconfig client"] = base64.b64decode(context["ca"]), base64.b64decode(context["crt"])
+        kubeconfig = talos_provider.stored_configuration(api.kubeconfig("valinor-1"))
+        kept["Talos kubeconfig CA"] = base64.b64decode(kubeconfig.ca_certificate)
+        kept["Talos kubeconfig client"] = base64.b64decode(kubeconfig.client_certificate)
+        apid = _admin_context(api)
+        with _handshake(api.addresses["valinor-1"], apid) as tls:
+            served = ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True) or b"").encode()
+
+    day, year = datetime.timedelta(days=1), datetime.timedelta(days=365)
+    lifetimes = {what: _validity(pem)[1] - _validity(pem)[0] for what, pem in kept.items()}
+    components = [p.name for p in sorted(kube_talos.root.glob("*.kubeconfig"))]
+    assert components == ["admin.kubeconfig", "kube-controller-manager.kubeconfig", "kube-scheduler.kubeconfig", "kwok.kubeconfig"]
+    assert lifetimes == {
+        # The control plane: its CA ten years, every other certificate a year (tools/kube_cluster.py, CA_DAYS and LEAF_DAYS).
+        **{f"{name} CA": 3650 * day for name in components},
+        **{f"{name} client": year for name in components},
+        "kube-apiserver serving": year,
+        # Talos: its CAs ten years (CAValidityTime), the talosconfig's certificate a year (TalosAPIDefaultCertificateValidityDuration),
+        # the admin kubeconfig's a year and the 10 s of clock skew it allows before now (generate.go:76).
+        "talosconfig CA": 3650 * day,
+        "talosconfig client": year,
+        "Talos kubeconfig CA": 3650 * day,
+        "Talos kubeconfig client": year + datetime.timedelta(seconds=10),
+    }
+    window = max(talos_provider.KUBECONFIG_RENEWAL, talos_provider.add_month(now) - now)
+    assert {what: _validity(pem)[1] > now + window for what, pem in kept.items()} == dict.fromkeys(kept, True)
+    assert not talos_provider.kubeconfig_needs_renewal(kubeconfig.client_certificate, now)
+    assert not talos_provider.talos_client_needs_renewal(context["crt"], now)
+    # apid's own serving certificate is inside the window on purpose: Talos issues it for 24 h and renews it every 12 h
+    # (internal/app/machined/pkg/controllers/secrets/api.go:182 and 291 at v1.12.4: x509.DefaultCertificateValidityDuration),
+    # and no client keeps it. (Its NotBefore is read from the clock just after its NotAfter: a second either way.)
+    assert abs(_validity(served)[1] - _validity(served)[0] - day) <= datetime.timedelta(seconds=1)

@@ -332,7 +332,9 @@ def test_the_health_gate_waits_for_etcd_the_control_plane_the_api_and_every_node
     kube_talos.create_nodes([kwok_node(cp, control_plane=True)])
     ips = addresses(2)
     # The control plane hands out the cluster's admin kubeconfig, as `talosctl kubeconfig` fetches it.
-    spec = scenario([node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW)], kubeconfig=kube_talos.kubeconfig.read_text())
+    spec = scenario(
+        [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca
+    )
     with talos_api(spec) as api:
         static_pods(cp, control_plane_images(api.node_config(cp)))
         base = ["health", "--control-plane", api.node_arg(cp), "--worker", api.node_arg(worker), "--endpoint", kube_talos.server, "--timeout"]
@@ -569,7 +571,7 @@ def test_a_destroy_deletes_each_nodes_node_object_until_no_control_plane_is_left
     ips = addresses(4)
     nodes = [node(cp, ip, "controlplane", NEW, reset={"downMs": 200}) for cp, ip in zip(cps, ips, strict=False)]
     nodes.append(node(worker, ips[3], "worker", NEW, reset={"downMs": 200}))
-    with talos_api(scenario(nodes, kubeconfig=kube_talos.kubeconfig.read_text())) as api:
+    with talos_api(scenario(nodes, endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
         order = [worker, cps[2], cps[1], cps[0]]  # pulumi destroy: the chain in reverse
         results = {name: _delete(api, name, _last(api, name)) for name in order}
         for name, result in results.items():
@@ -593,7 +595,9 @@ def test_a_dead_machines_etcd_member_and_node_object_go_and_a_second_delete_find
     cps = [unique("valinor") for _ in range(3)]
     kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
     ips = addresses(3)
-    spec = scenario([node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=True)], kubeconfig=kube_talos.kubeconfig.read_text())
+    spec = scenario(
+        [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=True)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca
+    )
     with talos_api(spec) as api:
         dead = cps[1]
         member = api.state()[dead]["etcdMemberId"]

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/sha256"
-	stdx509 "crypto/x509"
 	"fmt"
 	"log"
 	"time"
@@ -130,18 +129,4 @@ func (s *imageService) Pull(req *machineapi.ImageServicePullRequest, ss grpc.Ser
 
 func caFrom(crt, key []byte) (*x509.CertificateAuthority, error) {
 	return x509.NewCertificateAuthorityFromCertificateAndKey(&x509.PEMEncodedCertificateAndKey{Crt: crt, Key: key})
-}
-
-func clientCertificate(ca *x509.CertificateAuthority, cn string, orgs ...string) (crt, key []byte, err error) {
-	kp, err := x509.NewKeyPair(ca,
-		x509.CommonName(cn),
-		x509.Organization(orgs...),
-		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth}),
-		x509.NotAfter(time.Now().Add(24*time.Hour)),
-	)
-	if err != nil {
-		return nil, nil, err
-	}
-
-	return kp.CrtPEM, kp.KeyPEM, nil
 }

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	stdx509 "crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"log"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	configapi "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/role"
@@ -612,25 +615,33 @@ func (s *machineService) EtcdLeaveCluster(ctx context.Context, in *machineapi.Et
 	return &machineapi.EtcdLeaveClusterResponse{Messages: []*machineapi.EtcdLeaveCluster{{}}}, nil
 }
 
+// Kubeconfig is Talos's (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go, Kubeconfig:
+// v1.12.4 lines 1208-1250, v1.13.0 lines 1241-1283): the admin kubeconfig generated afresh from the
+// node's running config (adminKubeconfig), in a .tar.gz holding one file, as the Copy protocol wraps it.
 func (s *machineService) Kubeconfig(_ *emptypb.Empty, srv machineapi.MachineService_KubeconfigServer) error {
 	n := s.n
 	c := n.c
 	c.mu.Lock()
 	err := s.controlPlaneOnly("kubeconfig")
+	cfg := n.active
 	c.mu.Unlock()
 
 	if err != nil {
 		return err
 	}
 
-	text := c.sc.Kubeconfig
-	if text == "" {
-		if text, err = c.adminKubeconfig(); err != nil {
-			return err
-		}
+	if cfg == nil {
+		// Reset into maintenance mode since the call was let in (authorize turns away a maintenance
+		// node's clients before that): without a config a Talos 1.13 node has no machine type
+		// (internal/app/internal/machinehelper/machinehelper.go:23-28 at v1.13.0, CheckControlplane).
+		return status.Errorf(codes.Unimplemented, "machine type is not set, cannot use kubeconfig API")
 	}
 
-	// A .tar.gz holding one file, as Talos wraps it (the Copy protocol).
+	text, err := adminKubeconfig(cfg.Cluster(), time.Now())
+	if err != nil {
+		return err
+	}
+
 	var buf bytes.Buffer
 
 	zw := gzip.NewWriter(&buf)
@@ -640,14 +651,12 @@ func (s *machineService) Kubeconfig(_ *emptypb.Empty, srv machineapi.MachineServ
 		return err
 	}
 
-	if _, err := tw.Write([]byte(text)); err != nil {
+	if _, err := tw.Write(text); err != nil {
 		return err
 	}
 
-	if err := tw.Close(); err != nil {
-		return err
-	}
-
+	// Talos closes the gzip stream and not the tar writer: no end-of-archive blocks, which
+	// machinery's client (client.go, extractKubeconfig) reads as the end of the archive all the same.
 	if err := zw.Close(); err != nil {
 		return err
 	}
@@ -729,38 +738,73 @@ func (s *machineService) ImagePull(ctx context.Context, in *machineapi.ImagePull
 
 func isInstaller(ref string) bool { return strings.Contains(ref, "installer") }
 
-func (c *Cluster) adminKubeconfig() (string, error) {
-	k8sCA, err := caFrom(c.bundle.Certs.K8s.Crt, c.bundle.Certs.K8s.Key)
-	if err != nil {
-		return "", err
+// The admin kubeconfig's client certificate may start this much before now (Talos v1.12.4 and
+// v1.13.0 pkg/kubeconfig/generate.go:76, allowedTimeSkew).
+const allowedTimeSkew = 10 * time.Second
+
+// adminKubeconfig is Talos's kubeconfig.GenerateAdmin (pkg/kubeconfig/generate.go:34-58 at v1.12.4 and
+// v1.13.0, the same file) and Generate (lines 78-136): a new client certificate from the cluster's issuing CA (its
+// Kubernetes CA) with the admin kubeconfig's name, organization and lifetime (the config's
+// adminKubeconfig; by default CN admin, O system:masters, 365 days: machinery v1.13.0 constants.go:254,
+// 260 and 272, KubernetesAdminCertCommonName, KubernetesAdminCertOrganization, KubernetesAdminCertDefaultLifetime),
+// everything embedded: the accepted CAs then the issuing CA as certificate-authority-data, the
+// certificate and key as client-certificate-data and client-key-data. Cluster `<name>`, user and
+// context `admin@<name>`, namespace default; laid out as clientcmd.Write lays it out (keys sorted,
+// no empty preferences: client-go v0.34 and later, preferences,omitzero).
+func adminKubeconfig(cluster configapi.ClusterConfig, now time.Time) ([]byte, error) {
+	acceptedCAs := cluster.AcceptedCAs()
+	if cluster.IssuingCA() != nil {
+		acceptedCAs = append(acceptedCAs, &x509.PEMEncodedCertificate{Crt: cluster.IssuingCA().Crt})
 	}
 
-	crt, key, err := clientCertificate(k8sCA, "admin", "system:masters")
+	k8sCA, err := x509.NewCertificateAuthorityFromCertificateAndKey(cluster.IssuingCA())
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("error getting Kubernetes CA: %w", err)
+	}
+
+	admin := cluster.AdminKubeconfig()
+
+	clientCert, err := x509.NewKeyPair(k8sCA,
+		x509.CommonName(admin.CommonName()),
+		x509.Organization(admin.CertOrganization()),
+		x509.NotBefore(now.Add(-allowedTimeSkew)),
+		x509.NotAfter(now.Add(admin.CertLifetime())),
+		x509.KeyUsage(stdx509.KeyUsageDigitalSignature|stdx509.KeyUsageKeyEncipherment),
+		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("error generating Kubernetes client certificate: %w", err)
+	}
+
+	pair := x509.NewCertificateAndKeyFromKeyPair(clientCert)
+
+	var serverCAs []byte
+	for _, ca := range acceptedCAs {
+		serverCAs = append(serverCAs, ca.Crt...)
 	}
 
 	enc := base64.StdEncoding.EncodeToString
-	name := c.sc.Cluster.Name
+	name := cluster.Name()
+	user := "admin@" + name
 
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
+	return fmt.Appendf(nil, `apiVersion: v1
 clusters:
-    - name: %[1]s
-      cluster:
-        server: %[2]s
-        certificate-authority-data: %[3]s
-users:
-    - name: admin@%[1]s
-      user:
-        client-certificate-data: %[4]s
-        client-key-data: %[5]s
+- cluster:
+    certificate-authority-data: %[3]s
+    server: %[2]s
+  name: %[1]s
 contexts:
-    - context:
-        cluster: %[1]s
-        namespace: default
-        user: admin@%[1]s
-      name: admin@%[1]s
-current-context: admin@%[1]s
-`, name, c.sc.Cluster.Endpoint, enc(c.bundle.Certs.K8s.Crt), enc(crt), enc(key)), nil
+- context:
+    cluster: %[1]s
+    namespace: default
+    user: %[6]s
+  name: %[6]s
+current-context: %[6]s
+kind: Config
+users:
+- name: %[6]s
+  user:
+    client-certificate-data: %[4]s
+    client-key-data: %[5]s
+`, name, cluster.Endpoint().String(), enc(serverCAs), enc(pair.Crt), enc(pair.Key), user), nil
 }

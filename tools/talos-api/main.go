@@ -15,6 +15,9 @@
 //	    alarms replaced). SIGTERM stops it.
 //	talos-api config --dir DIR --scenario FILE --type controlplane|worker --install-image IMAGE [--kubernetes-version V] [--patch YAML]...
 //	    Prints a machine config generated with DIR's secrets, as the nodes' own configs are.
+//	talos-api kubeconfig --talosconfig FILE --node IP
+//	    Prints the admin kubeconfig a node's MachineService.Kubeconfig hands out, fetched with
+//	    machinery's client as the Talos provider and `talosctl kubeconfig` fetch it.
 package main
 
 import (
@@ -32,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/siderolabs/crypto/x509"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/bundle"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
@@ -48,7 +52,7 @@ func main() {
 	log.SetPrefix("talos-api: ")
 
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config ...")
+		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config|kubeconfig ...")
 		os.Exit(2)
 	}
 
@@ -59,8 +63,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "config":
 		err = printConfig(os.Args[2:])
+	case "kubeconfig":
+		err = printKubeconfig(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (serve, config)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (serve, config, kubeconfig)", os.Args[1])
 	}
 
 	if err != nil {
@@ -69,15 +75,16 @@ func main() {
 	}
 }
 
-// loadOrCreateSecrets reuses DIR's bundle, or makes one as talos_machine_secrets does.
-func loadOrCreateSecrets(dir, configVersion string) (*secrets.Bundle, error) {
+// loadOrCreateSecrets reuses DIR's bundle, or makes one as talos_machine_secrets does (with the
+// scenario's Kubernetes CA, if it names one).
+func loadOrCreateSecrets(dir string, cluster ClusterSpec) (*secrets.Bundle, error) {
 	path := filepath.Join(dir, "secrets.yaml")
 
 	if _, err := os.Stat(path); err == nil {
 		return secrets.LoadBundle(path)
 	}
 
-	contract, err := coreconfig.ParseContractFromVersion(configVersion)
+	contract, err := coreconfig.ParseContractFromVersion(cluster.ConfigVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +92,10 @@ func loadOrCreateSecrets(dir, configVersion string) (*secrets.Bundle, error) {
 	b, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), bundleContract(contract))
 	if err != nil {
 		return nil, err
+	}
+
+	if ca := cluster.KubernetesCA; ca != nil {
+		b.Certs.K8s = &x509.PEMEncodedCertificateAndKey{Crt: []byte(ca.Crt), Key: []byte(ca.Key)}
 	}
 
 	out, err := yaml.Marshal(b)
@@ -238,7 +249,7 @@ func serve(args []string) error {
 		return err
 	}
 
-	b, err := loadOrCreateSecrets(*dir, sc.Cluster.ConfigVersion)
+	b, err := loadOrCreateSecrets(*dir, sc.Cluster)
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}

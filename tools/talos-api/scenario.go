@@ -17,21 +17,30 @@ import (
 // left out; the zero value is a healthy node that reboots in no time and comes back as expected.
 type Scenario struct {
 	Cluster ClusterSpec `json:"cluster"`
-	// Kubeconfig is what MachineService.Kubeconfig returns (e.g. a real API server's, for tests
-	// that drain through Kubernetes); empty: an admin kubeconfig for the cluster endpoint, signed
-	// by the bundle's Kubernetes CA, as a control plane generates it.
-	Kubeconfig string      `json:"kubeconfig,omitempty"`
-	Etcd       EtcdSpec    `json:"etcd"`
-	Nodes      []*NodeSpec `json:"nodes"`
+	Etcd    EtcdSpec    `json:"etcd"`
+	Nodes   []*NodeSpec `json:"nodes"`
 }
 
 // ClusterSpec is what the nodes' configs are generated from.
 type ClusterSpec struct {
-	Name              string `json:"name"`
+	Name string `json:"name"`
+	// Endpoint is the cluster's Kubernetes API (cluster.controlPlane.endpoint): the server of the
+	// admin kubeconfig MachineService.Kubeconfig hands out.
 	Endpoint          string `json:"endpoint"`
 	KubernetesVersion string `json:"kubernetesVersion"`
 	// ConfigVersion is the version contract the configs are generated for ("v1.12").
 	ConfigVersion string `json:"configVersion"`
+	// KubernetesCA is the cluster's Kubernetes CA (PEM), for a bundle made for the scenario: a real
+	// API server's (tools/kube_cluster.py), whose client CA it is, so the admin kubeconfig the nodes
+	// sign with it signs in there, as a Talos cluster's kube-apiserver trusts its bundle's CA. Empty:
+	// the one the bundle makes.
+	KubernetesCA *KeyPairSpec `json:"kubernetesCA,omitempty"`
+}
+
+// KeyPairSpec is a PEM certificate and its key.
+type KeyPairSpec struct {
+	Crt string `json:"crt"`
+	Key string `json:"key"`
 }
 
 // EtcdSpec is the cluster-wide etcd state.
@@ -143,6 +152,12 @@ func (sc *Scenario) validate() error {
 
 	if sc.Cluster.ConfigVersion == "" {
 		sc.Cluster.ConfigVersion = "v1.12"
+	}
+
+	if ca := sc.Cluster.KubernetesCA; ca != nil {
+		if _, err := caFrom([]byte(ca.Crt), []byte(ca.Key)); err != nil {
+			return fmt.Errorf("cluster: kubernetesCA: %w", err)
+		}
 	}
 
 	if len(sc.Nodes) == 0 {
