@@ -49,6 +49,8 @@ _ALL: tuple[Tool, ...] = (
     # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
     Tool("talos-check", "talos-check"),
     Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
+    # The schematic IDs a `pulumi up` gets: the Talos provider's decode, image-factory's client and its Schematic.ID (plans.imagefactory).
+    Tool("schematic-id", "talos-check", package="./schematic-id"),
     # Helm itself renders the charts the program installs (tools.upstream.helm_template).
     Tool("helm", "helm", package="helm.sh/helm/v3/cmd/helm"),
     # kubeconform validates every rendered object against the pinned schemas (tools.upstream.kubeconform).
