@@ -25,6 +25,7 @@ from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from plans import imagefactory
 from stacks.load import Secure, StackFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,7 +271,8 @@ RESOURCE_STATE: dict[str, Any] = {
             "trustdinfo": {"token": PLACEHOLDER},
         },
     },
-    "talos:imageFactory/schematic:Schematic": lambda a: {"id": hashlib.sha256(str(a.get("schematic", "")).encode()).hexdigest()},
+    # Image Factory's answer to the provider's POST /schematics: its ID of the schematic, not a hash of our text (plans.imagefactory).
+    "talos:imageFactory/schematic:Schematic": lambda a: {"id": imagefactory.schematic_id(str(a.get("schematic") or ""))},
     "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
     "random:index/randomPassword:RandomPassword": lambda a: {"result": PLACEHOLDER, "bcryptHash": PLACEHOLDER},
     "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.get("create"))), "stderr": ""},

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from plans import apiserver, backup, local_volumes, power, yamltext
+from plans import apiserver, backup, imagefactory, local_volumes, power, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -60,8 +60,19 @@ def schematic(board: Board) -> dict[str, Any]:
 
 
 def schematic_yaml(board: Board) -> str:
-    """The schematic as sent to Image Factory (its ID is a hash of this text)."""
+    """The schematic as the program hands it to the Talos provider's `talos_image_factory_schematic`."""
     return yamltext.dump(schematic(board))
+
+
+def schematic_id(board: str | Board) -> str:
+    """The ID Image Factory gives the board's schematic: what its disk and installer images are named by.
+
+    Not a hash of schematic_yaml: the provider decodes that text and POSTs Go's canonical YAML of it, and
+    the factory hashes its own canonical YAML again (plans.imagefactory). `pulumi up` takes the ID from the
+    factory's answer (the Schematic resource's id); `iluvatar render` and the docs name images before any
+    `pulumi up`, so they compute it here, and the tests hold this equal to Image Factory's own code.
+    """
+    return imagefactory.schematic_id(schematic_yaml(BOARDS[board] if isinstance(board, str) else board))
 
 
 def schematic_boards(stack: StackConfig) -> list[Board]:

@@ -39,10 +39,10 @@ from tools import gotools
 
 TOOL = "talos-api"
 API_PORT = 50000  # Talos's apid port (constants.ApidPort), on every node's own address
-# The vanilla Image Factory schematic (no extensions): a factory installer for it, and one made up
-# for a board with extensions, so tests can tell a schematic change from a version change.
+# Image Factory's IDs of the vanilla schematic (no extensions) and of the generic boards' (the storage
+# extensions, plans.talos.schematic_id), so tests can tell a schematic change from a version change.
 VANILLA = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
-STORAGE = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+STORAGE = "613e1592b2da41ae5e265e8789429f22e121aab91cb4deb6bc3c0b6262961245"
 
 
 class TalosAPIError(Exception):

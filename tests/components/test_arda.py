@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -17,10 +16,9 @@ from iluvatar import simulate as simulate_module
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
 from plans import monitoring as monitoring_plan
 from plans import storage as storage_plan
-from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
-from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.plans.test_imagefactory import BOARD_IDS
 from tests.sims import simulated
 
 COMMAND = "command:local:Command"
@@ -295,8 +293,8 @@ GET_URLS = "talos:imageFactory/getUrls:getUrls"
 
 
 def _schematic_id(board: str) -> str:
-    # The mock's schematic id: a hash of the schematic text sent to Image Factory.
-    return hashlib.sha256(plan.schematic_yaml(BOARDS[board]).encode()).hexdigest()
+    # Image Factory's ID of the board's schematic (image-factory v1.1.0 pkg/schematic Schematic.ID), as the mock answers it.
+    return BOARD_IDS[board]
 
 
 def _config_invokes(sim: Simulation) -> dict[str, dict[str, Any]]:

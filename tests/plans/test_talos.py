@@ -11,6 +11,7 @@ from plans import talos
 from stacks import StackConfig, load_stack_file, parse_stack
 from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1
+from tests.plans.test_imagefactory import BOARD_IDS, TEXT_HASH_RK1
 from tests.schemas import talos_errors
 from tests.strategies import raw_stacks
 
@@ -205,11 +206,17 @@ def test_the_generic_worker_takes_dhcp_and_a_generated_hostname() -> None:
     ]
 
 
-def test_the_schematic_text_image_factory_hashes() -> None:
+def test_the_schematic_text_the_provider_gets() -> None:
     assert talos.schematic_yaml(BOARDS["rk1"]) == (
         "customization:\n  systemExtensions:\n    officialExtensions:\n    - siderolabs/iscsi-tools\n    - siderolabs/util-linux-tools\n"
         "overlay:\n  image: siderolabs/sbc-rockchip\n  name: turingrk1\n"
     )
+
+
+def test_each_boards_schematic_id_is_image_factorys() -> None:
+    """Image Factory's IDs (tests/plans/test_imagefactory.py), not hashes of the text: rk1's is 85f68390..., not 92fdcedd...."""
+    assert {name: talos.schematic_id(board) for name, board in BOARDS.items()} == BOARD_IDS
+    assert talos.schematic_id("rk1") == BOARD_IDS["rk1"] != TEXT_HASH_RK1
 
 
 def test_the_generic_workers_board_gets_its_schematic() -> None:

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from plans import imagefactory, talos
 from tests import talos_provider
 from tests.upgrader.run import secrets, upgrader
 from tools import gotools
 from tools.kube_cluster import Cluster, KubeClient
-from tools.talos_api import API_PORT, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
+from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
 
 NEW = "v1.13.0"
 
@@ -56,6 +57,11 @@ def _handshake(address: str, ctx: ssl.SSLContext) -> ssl.SSLSocket:
     host, port = address.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=5)
     return ctx.wrap_socket(raw, server_hostname=host)
+
+
+def test_the_stand_ins_schematics_are_image_factorys() -> None:
+    """The nodes run schematics Image Factory can have named: the vanilla one and the generic boards' (plans.imagefactory)."""
+    assert (imagefactory.schematic_id(""), talos.schematic_id("generic-x86")) == (VANILLA, STORAGE)
 
 
 def test_a_configured_node_serves_its_ip_signed_by_the_os_ca_and_requires_a_client_certificate() -> None:
