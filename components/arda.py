@@ -22,6 +22,7 @@ checked before the next machine starts; a new Talos version upgrades it the same
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -129,6 +130,17 @@ def machine_configuration(
     return pulumi.Output.secret(config.machine_configuration)
 
 
+def warn_schematic_drift(board: str, computed: str, answered: str, resource: pulumi.Resource) -> None:
+    """A warning when Image Factory names a board's schematic otherwise than plans.talos computed it."""
+    if answered != computed:
+        pulumi.log.warn(
+            f"arda: Image Factory named the {board} schematic {answered}, but `iluvatar render` named it {computed} "
+            "(plans.imagefactory follows Image Factory v1.1.0): the disk image the render listed for a flashed "
+            f"{board} may not exist; flash the one in ardaDiskImages",
+            resource=resource,
+        )
+
+
 class TalosConfig(pulumi.ComponentResource):
     """What each Arda machine is handed: secrets, schematics, images, and every machine's config."""
 
@@ -179,6 +191,9 @@ class TalosConfig(pulumi.ComponentResource):
                 schematic=plan.schematic_yaml(board),
                 opts=pulumi.ResourceOptions(parent=self, provider=provider),
             )
+            # The images come from Image Factory's answer, the only ID it has images for. `iluvatar render` named
+            # the disk image to flash before any `pulumi up` by the ID plans.talos computes: say so if they differ.
+            schematic.id.apply(functools.partial(warn_schematic_drift, board.name, plan.schematic_id(board), resource=self))
             urls = talos.imagefactory.get_urls_output(
                 architecture=board.arch,
                 platform=None if board.talos_overlay else "metal",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from iluvatar import simulate as simulate_module
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
 from plans import monitoring as monitoring_plan
 from plans import storage as storage_plan
+from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.plans.test_imagefactory import BOARD_IDS
@@ -507,3 +509,20 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
     )
     environment = after[upgraded.named()["arda-tirion-apply"].urn]["environment"]
     assert (environment["ILUVATAR_TALOS_VERSION"], environment["ILUVATAR_INSTALLER"].rsplit(":", 1)[1]) == ("v1.12.5", "v1.12.5")
+
+
+def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`iluvatar render` names the disk image to flash before any `pulumi up`, by plans.talos's ID. Should Image
+    Factory answer another, the images follow its answer (the only one it has images for) and the up says so."""
+    caplog.set_level(logging.WARNING)
+    simulate(read_stack_file(RK1))
+    assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
+    other = "0" * 64
+    monkeypatch.setitem(simulate_module.RESOURCE_STATE, "talos:imageFactory/schematic:Schematic", lambda a: {"id": other})
+    sim = simulate(read_stack_file(RK1))
+    assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{other}/v1.12.4/metal-arm64.raw.xz"
+    assert [r.getMessage() for r in caplog.records if "Image Factory named" in r.getMessage()] == [
+        f"arda: Image Factory named the rk1 schematic {other}, but `iluvatar render` named it {plan.schematic_id('rk1')} "
+        "(plans.imagefactory follows Image Factory v1.1.0): the disk image the render listed for a flashed rk1 may not exist; "
+        "flash the one in ardaDiskImages"
+    ]
