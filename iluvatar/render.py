@@ -11,6 +11,7 @@ The layout (under the output folder):
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
+  flash/schematic-<board>.yaml                   each flashed board's schematic, as POSTed to Image Factory
   edge/routes.csv, edge/lan-dns.csv, edge/certificates.csv, edge/ca.crt   the apps' routes and LAN names,
                                                  the wildcard certificates, the local CA to install on devices
   edge/conditional-forwarders.txt                without the Ainur: what the router forwards to the LAN resolver
@@ -31,11 +32,12 @@ from typing import Any
 
 from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
-from plans import netboot, rollout, yamltext
+from plans import imagefactory, netboot, rollout, yamltext
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
 GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
+SCHEMATIC = "talos:imageFactory/schematic:Schematic"
 
 
 def redact(value: Any) -> Any:
@@ -156,7 +158,9 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
 
 
 def flash_files(sim: Simulation) -> dict[str, str]:
-    """The Image Factory disk image to flash on each Arda SBC (RK1, Raspberry Pi 4), by node."""
+    """The Image Factory disk image to flash on each Arda SBC (RK1, Raspberry Pi 4), by node, and each such
+    board's schematic as the provider POSTs it: Image Factory serves images only for a schematic it was sent,
+    and the images are flashed before any `pulumi up` sends it (docs/bring-up.md)."""
     images: dict[str, str] = sim.outputs.get("ardaDiskImages") or {}
     if not images:
         return {}
@@ -165,7 +169,12 @@ def flash_files(sim: Simulation) -> dict[str, str]:
     writer.writerow(["node", "disk_image"])
     for node, url in sorted(images.items()):
         writer.writerow([node, url])
-    return {"flash/disk-images.csv": out.getvalue()}
+    files = {"flash/disk-images.csv": out.getvalue()}
+    for schematic in sim.by_type(SCHEMATIC):
+        body, schematic_id = imagefactory.named(str(schematic.inputs.get("schematic") or ""))
+        if any(f"/image/{schematic_id}/" in url for url in images.values()):
+            files[f"flash/schematic-{schematic.name.rsplit('-schematic-', 1)[1]}.yaml"] = body
+    return files
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:

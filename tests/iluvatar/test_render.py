@@ -19,7 +19,9 @@ from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.iluvatar.test_render_edge import _edge_kubernetes
 from tests.schemas import talos_errors
+from tests.sims import simulated
 from tests.tools import cloud_init_network_schema, cloud_init_schema, dnsmasq_test
+from tools import schematic_id
 
 CATEGORIES = DEFAULT_CATEGORIES  # the homelab stack's: the defaults, none of its own
 
@@ -267,6 +269,22 @@ def test_rk1_renders_talos_only(tmp_path: Path) -> None:
     assert rows[0] == "node,disk_image"
     assert [r.split(",")[0] for r in rows[1:]] == [f"talos-{i}" for i in range(1, 5)]
     assert all(r.split(",")[1].startswith("https://factory.talos.dev/image/") and r.endswith("/v1.12.4/metal-arm64.raw.xz") for r in rows[1:])
+
+
+def test_rk1_render_flashes_the_image_image_factory_names() -> None:
+    """Issue #38: the disk image the render tells an RK1 user to flash, before any `pulumi up`, is named by the ID
+    Image Factory's own code gives the schematic the program hands the provider (tools/talos-check/schematic-id)."""
+    sim = simulated(RK1)
+    (named,) = schematic_id.name([sim.named()["arda-config-schematic-rk1"].inputs["schematic"]])
+    assert named.id, named
+    files = render_files(sim)
+    image = f"https://factory.talos.dev/image/{named.id}/v1.12.4/metal-arm64.raw.xz"
+    assert files["flash/disk-images.csv"].splitlines() == ["node,disk_image", *(f"talos-{i},{image}" for i in range(1, 5))]
+    # The installer each machine installs with is the same schematic's.
+    assert f"    image: factory.talos.dev/metal-installer/{named.id}:v1.12.4\n" in files["talos/talos-1.patch.yaml"]
+    # What to POST to Image Factory before downloading (it serves images only for a schematic it was sent): the body the provider POSTs.
+    assert sorted(f for f in files if f.startswith("flash/")) == ["flash/disk-images.csv", "flash/schematic-rk1.yaml"]
+    assert files["flash/schematic-rk1.yaml"] == named.body
 
 
 def test_unknown_stack(tmp_path: Path) -> None:
