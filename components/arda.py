@@ -131,8 +131,10 @@ def machine_configuration(
 
 
 def warn_schematic_drift(board: str, computed: str, answered: str, resource: pulumi.Resource) -> None:
-    """A warning when Image Factory names a board's schematic otherwise than plans.talos computed it."""
-    if answered != computed:
+    """A warning when Image Factory names a board's schematic otherwise than plans.talos computed it.
+
+    Not in a preview: a schematic about to change still has its former ID there."""
+    if answered != computed and not pulumi.runtime.is_dry_run():
         pulumi.log.warn(
             f"arda: Image Factory named the {board} schematic {answered}, but `iluvatar render` named it {computed} "
             "(plans.imagefactory follows Image Factory v1.1.0): the disk image the render listed for a flashed "
@@ -189,7 +191,10 @@ class TalosConfig(pulumi.ComponentResource):
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
                 schematic=plan.schematic_yaml(board),
-                opts=pulumi.ResourceOptions(parent=self, provider=provider),
+                # A changed schematic has another ID, which the provider's Update returns but the engine drops (an
+                # update keeps the resource's ID: pulumi v3.259.0 pkg/resource/deploy/step.go:963, UpdateStep.Apply), so
+                # the images would stay the old schematic's. A replacement is a Create: POST /schematics, its new ID.
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, replace_on_changes=["schematic"]),
             )
             # The images come from Image Factory's answer, the only ID it has images for. `iluvatar render` named
             # the disk image to flash before any `pulumi up` by the ID plans.talos computes: say so if they differ.

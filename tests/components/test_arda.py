@@ -511,6 +511,13 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
     assert (environment["ILUVATAR_TALOS_VERSION"], environment["ILUVATAR_INSTALLER"].rsplit(":", 1)[1]) == ("v1.12.5", "v1.12.5")
 
 
+def test_a_changed_schematic_is_replaced_so_its_new_id_reaches_the_images() -> None:
+    """The engine keeps a resource's ID through an update (pulumi v3.259.0 step.go:963), so a schematic whose text
+    changes (new extensions) is replaced: its Create POSTs it and takes Image Factory's new ID."""
+    schematic = simulated(RK1).named()["arda-config-schematic-rk1"]
+    assert schematic.options() == {"replaceOnChanges": ["schematic"]}
+
+
 def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """`iluvatar render` names the disk image to flash before any `pulumi up`, by plans.talos's ID. Should Image
     Factory answer another, the images follow its answer (the only one it has images for) and the up says so."""
@@ -519,6 +526,9 @@ def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: py
     assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
     other = "0" * 64
     monkeypatch.setitem(simulate_module.RESOURCE_STATE, "talos:imageFactory/schematic:Schematic", lambda a: {"id": other})
+    # A preview shows a schematic about to change with its former ID: nothing to say yet.
+    simulate(read_stack_file(RK1), preview=True)
+    assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
     sim = simulate(read_stack_file(RK1))
     assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{other}/v1.12.4/metal-arm64.raw.xz"
     assert [r.getMessage() for r in caplog.records if "Image Factory named" in r.getMessage()] == [
