@@ -130,7 +130,8 @@ GC_THRESHOLDS = (200_000, 30, 30)
 
 def _validate(args: argparse.Namespace) -> int:
     path = _resolve(args)
-    stack = load_stack_file(path)
+    # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
+    stack = load_stack_file(path, require_secrets=True)
     roles = Counter(n.role for n in stack.nodes)
     ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
     print(f"{path}: valid: {len(stack.nodes)} nodes ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari) on {stack.network.lan}")
@@ -143,6 +144,8 @@ def _render(args: argparse.Namespace) -> int:
     _check_output(out, args.force)
     sf = read_stack_file(path)
     validate_stack_file(sf)  # every problem, as validate reports them, before anything runs
+    # A secret not set yet renders as the placeholder every secret renders as; `pulumi preview` needs it, so it is listed.
+    unset = sf.unset_secrets()
     # Imported only now: the Pulumi SDK takes a second to load, and a mistake above needs none of it.
     from iluvatar.render import render_files, write_tree
     from iluvatar.simulate import simulate
@@ -160,6 +163,10 @@ def _render(args: argparse.Namespace) -> int:
     print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
     if "rollout.txt" in files:
         print(files["rollout.txt"], end="")
+    if unset:
+        print(f"before `pulumi preview`, set the {len(unset)} secret{'s' if len(unset) != 1 else ''} this stack needs (rendered as [secret]):")
+        for secret in unset:
+            print(f"  {secret}")
     return EXIT_OK
 
 

@@ -15,7 +15,7 @@ import runpy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -26,6 +26,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from plans import imagefactory
+from stacks.errors import StackConfigError
 from stacks.load import Secure, StackFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,6 +454,7 @@ def simulate(
     prior: Mapping[str, Mapping[str, Any]] | None = None,
     answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     preview: bool = False,
+    unset_secrets: Literal["placeholder", "refuse"] = "placeholder",
 ) -> Simulation:
     """Run `program` for the stack file under mocks and record what it does (`pulumi up`, or `preview`).
 
@@ -460,10 +462,15 @@ def simulate(
     `prior` is the inputs resources kept in the state from that deployment, by resource name: a
     resource that ignores changes to an input gets its prior value back, as the engine does.
     `answers` replaces the offline answer of invokes, by token (what a machine would say at run time).
+    A secret the stack needs and does not set gets the placeholder every secret gets offline (`placeholder`, what a
+    render shows), or is left unset (`refuse`): the program then refuses the stack, as `pulumi preview` does.
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
+    if unset_secrets == "placeholder":
+        with contextlib.suppress(StackConfigError):  # an invalid stack: the program reports every problem itself
+            sf = sf.with_placeholders(sf.unset_secrets())
     mocks = _Mocks(sim, previous, prior, answers)
     settings.reset_options(project="iluvatar", stack=sf.stack, preview=preview)
 

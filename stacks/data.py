@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
 from stacks.data_model import AppBackup, Backup
-from stacks.errors import Problem, show
+from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 
 BACKUP = "iluvatar:backup"
@@ -207,9 +207,10 @@ def _values(ctx: Context) -> Iterator[Problem]:
     for _, app in ctx.apps:
         for secret in app.secrets:
             if secret.user_set and secret.name not in values.get(app.name, {}):
-                yield Problem(
+                yield UnsetSecret(
                     f"{key}.{app.name}.{secret.name}",
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
+                    (key, app.name, secret.name),
                 )
     # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused.
     for app_name, entries in values.items():
@@ -250,9 +251,10 @@ def _target(ctx: Context) -> Iterator[Problem]:
     else:
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
-                yield Problem(
+                yield UnsetSecret(
                     f"iluvatar:{key}",
                     f"is required: {BACKUP}.target is S3 ({backup.target}); run `pulumi config set --secret iluvatar:{key} <value>`",
+                    (f"iluvatar:{key}",),
                 )
 
 

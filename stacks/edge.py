@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 
-from stacks.errors import Problem
+from stacks.errors import Problem, UnsetSecret
 from stacks.model import AddressRange, Cloudflare, Edge, Network
 
 EDGE = "iluvatar:edge"
@@ -64,7 +64,7 @@ def edge_problems(
                 Problem("iluvatar:cloudflare", f"is required when {why}: set accountId, the Cloudflare account that holds the zone and the tunnel")
             )
         if not token_set:
-            out.append(Problem(TOKEN, f"is required when {why}; run `pulumi config set --secret {TOKEN} <value>`"))
+            out.append(UnsetSecret(TOKEN, f"is required when {why}; run `pulumi config set --secret {TOKEN} <value>`", (TOKEN,)))
     if dns == "cloudflare" and edge.acme_email is None:
         out.append(
             Problem(

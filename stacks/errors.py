@@ -22,6 +22,20 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
+# eq=False: equal by its path and message, as any Problem.
+@dataclass(frozen=True, eq=False)
+class UnsetSecret(Problem):
+    """A secret the stack needs that its stack file does not set yet (its message gives the `pulumi config set --secret`
+    command). `pulumi preview` and `iluvatar validate` refuse the stack until it is set; the inventory itself is whole,
+    so an offline render goes on with a placeholder (`iluvatar.simulate`) and lists what is left to set.
+
+    `where` is the value's place in the stack config: the config key, then the keys under it for a value set with
+    `--path` (an app's secret, a BMC's password).
+    """
+
+    where: tuple[str, ...] = ()
+
+
 def show(value: object) -> str:
     """A value as the user wrote it, for error messages: strings bare (an empty one as "", a blank one
     as its repr, so it shows), the rest as repr."""
@@ -47,3 +61,6 @@ class StackConfigError(Exception):
 
     def paths(self) -> list[str]:
         return [p.path for p in self.problems]
+
+    def unset_secrets(self) -> tuple[UnsetSecret, ...]:
+        return tuple(p for p in self.problems if isinstance(p, UnsetSecret))

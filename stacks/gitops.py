@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Collection, Iterator
 
 from stacks.categories import DEFAULT_CATEGORIES, known_categories
-from stacks.errors import Problem
+from stacks.errors import Problem, UnsetSecret
 from stacks.model import Ainur, GitOps
 from stacks.repository import _ARGO_SSH as _ARGO_SSH
 from stacks.repository import RepoUrl as RepoUrl
@@ -80,8 +80,10 @@ def _credentials(gitops: GitOps, secrets: Collection[str]) -> Iterator[Problem]:
     token, key = f"iluvatar:{TOKEN}", f"iluvatar:{SSH_KEY}"
     if repo.scheme == "https":
         if gitops.private and TOKEN not in secrets:
-            yield Problem(
-                token, f"is required: {GITOPS}.private is true and {gitops.repo_url} is https; run `pulumi config set --secret {token} <token>`"
+            yield UnsetSecret(
+                token,
+                f"is required: {GITOPS}.private is true and {gitops.repo_url} is https; run `pulumi config set --secret {token} <token>`",
+                (token,),
             )
         if TOKEN in secrets and not gitops.private:
             yield Problem(token, f"is set, but {GITOPS}.private is false; set private: true, or remove the token")
@@ -89,10 +91,11 @@ def _credentials(gitops: GitOps, secrets: Collection[str]) -> Iterator[Problem]:
             yield Problem(key, f"is set, but {gitops.repo_url} is https, which takes {token} instead")
     else:
         if SSH_KEY not in secrets:
-            yield Problem(
+            yield UnsetSecret(
                 key,
                 f"is required: {gitops.repo_url} is an SSH URL, and Argo CD reaches it only with a key; "
                 f"run `pulumi config set --secret {key} < deploy_key` (a read-only deploy key)",
+                (key,),
             )
         if TOKEN in secrets:
             yield Problem(token, f"is set, but {gitops.repo_url} is an SSH URL, which takes {key} instead")

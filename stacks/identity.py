@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from stacks.apps import under
-from stacks.errors import Problem
+from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Identity, Network
 from stacks.rules import _static_address
 
@@ -126,8 +126,10 @@ def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem
         yield Problem(f"{path}.groups", f"is set, but type is {connector.type}, whose groups come from {connector.type} itself")
     if SECRET not in secrets:
         secret = f"iluvatar:{SECRET}"
-        yield Problem(
-            secret, f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} <value>`"
+        yield UnsetSecret(
+            secret,
+            f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} <value>`",
+            (secret,),
         )
 
 

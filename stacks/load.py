@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
+from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
 from stacks.data_model import Backup
-from stacks.errors import Problem, StackConfigError, show
+from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.rules import Parsed, _vip_list, _zone_names, check
+from stacks.secrets import SecretsManager, Secure
 
 NAMESPACE = "iluvatar"
 
@@ -79,20 +81,17 @@ SECRETS: tuple[str, ...] = (
 ORDER = [*SECTIONS, *SECRETS]
 
 
-class Secure:
-    """An encrypted stack-file value (`secure: v1:...`): present, but unreadable offline."""
-
-    def __repr__(self) -> str:
-        return "[secret]"
-
-
 # --- Parsing -------------------------------------------------------------------------------
 
 
-def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(), source: str = "stack config") -> StackConfig:
+def parse_stack(
+    raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(), source: str = "stack config", *, require_secrets: bool = False
+) -> StackConfig:
     """Validate raw config (full keys such as `iluvatar:network`) and return the typed stack.
 
-    Raises StackConfigError with every problem found, sorted in config order.
+    Raises StackConfigError with every problem found, sorted in config order. A secret the stack needs and does
+    not set (an `UnsetSecret`) is one of them only with `require_secrets`: the program at `pulumi preview` and
+    `iluvatar validate` pass it; reading the inventory (to render it, or to plan from it) does not need the secrets.
     """
     problems: list[Problem] = []
     values: dict[str, Any] = {}
@@ -221,6 +220,8 @@ def parse_stack(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
     )
+    if not require_secrets:
+        problems = [p for p in problems if not isinstance(p, UnsetSecret)]
     if problems:
         raise StackConfigError(sorted(problems, key=_config_order), source)
     return StackConfig.model_validate(
@@ -426,13 +427,44 @@ class StackFile:
     path: Path
     config: dict[str, Any]
     secret_keys: frozenset[str]
+    secrets_manager: SecretsManager = field(default_factory=SecretsManager)
 
     @property
     def stack(self) -> str:
         return self.path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
 
-    def parse(self) -> StackConfig:
-        return parse_stack(self.config, self.secret_keys, source=str(self.path))
+    def parse(self, *, require_secrets: bool = False) -> StackConfig:
+        return parse_stack(self.config, self.secret_keys, source=str(self.path), require_secrets=require_secrets)
+
+    def unset_secrets(self) -> tuple[UnsetSecret, ...]:
+        """The secrets this stack needs that the file does not set, in config order (none: every one is set).
+
+        Raises StackConfigError when the stack has other problems: what it needs is known only of a valid inventory.
+        """
+        try:
+            self.parse(require_secrets=True)
+        except StackConfigError as e:
+            if all(isinstance(p, UnsetSecret) for p in e.problems):
+                return e.unset_secrets()
+            raise StackConfigError([p for p in e.problems if not isinstance(p, UnsetSecret)], e.source) from None
+        return ()
+
+    def with_placeholders(self, unset: tuple[UnsetSecret, ...]) -> StackFile:
+        """This stack file with a placeholder secret where each of `unset` goes: what an offline render runs on."""
+        config = dict(self.config)
+        for secret in unset:
+            key, *under = secret.where
+            if not under:
+                config[key] = Secure()
+                continue
+            value = dict(config.get(key) or {}) if isinstance(config.get(key), dict) else {}
+            config[key] = value
+            for part in under[:-1]:
+                value[part] = dict(value.get(part) or {}) if isinstance(value.get(part), dict) else {}
+                value = value[part]
+            value[under[-1]] = Secure()
+        keys = self.secret_keys | {s.where[0] for s in unset}
+        return StackFile(self.path, config, keys, self.secrets_manager)
 
 
 _FastSafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -518,7 +550,7 @@ _PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
 def _secure_leaves(value: Any) -> Any:
     """A stack-file value with every `secure: v1:...` mapping, at any depth, as a Secure."""
     if isinstance(value, dict) and set(value) == {"secure"}:
-        return Secure()
+        return Secure(str(value["secure"]))
     if isinstance(value, dict):
         return {k: _secure_leaves(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -564,7 +596,14 @@ def read_stack_file(path: str | Path) -> StackFile:
         if _has_secure(config[str(key)]):
             # As Pulumi reads it: a value holding any `secure:` leaf (`config set --secret --path`) is a secret.
             secure.add(str(key))
-    return StackFile(p, config, frozenset(secure))
+    manager = SecretsManager(
+        **{field: str(doc[key]) for field, key in _MANAGER_KEYS.items() if isinstance(doc.get(key), str)},
+    )
+    return StackFile(p, config, frozenset(secure), manager)
+
+
+# SecretsManager's fields, by the stack file's top-level key (workspace.ProjectStack's yaml tags).
+_MANAGER_KEYS = {"provider": "secretsprovider", "encrypted_key": "encryptedkey", "encryption_salt": "encryptionsalt"}
 
 
 def check_stack_settings(sf: StackFile) -> list[Problem]:
@@ -583,16 +622,16 @@ def check_stack_settings(sf: StackFile) -> list[Problem]:
     return []
 
 
-def load_stack_file(path: str | Path) -> StackConfig:
-    """Read, check and parse a stack file; raises StackFileError or StackConfigError."""
-    return validate_stack_file(read_stack_file(path))
+def load_stack_file(path: str | Path, *, require_secrets: bool = False) -> StackConfig:
+    """Read, check and parse a stack file; raises StackFileError or StackConfigError (`require_secrets`: see parse_stack)."""
+    return validate_stack_file(read_stack_file(path), require_secrets=require_secrets)
 
 
-def validate_stack_file(sf: StackFile) -> StackConfig:
-    """Check a stack file already read: engine settings and the whole iluvatar config."""
-    settings = check_stack_settings(sf)
+def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> StackConfig:
+    """Check a stack file already read: engine settings, its secrets' ciphertext, and the whole iluvatar config."""
+    settings = [*check_stack_settings(sf), *secrets_rules.check_ciphertexts(sf.config, sf.secrets_manager)]
     try:
-        config = sf.parse()
+        config = sf.parse(require_secrets=require_secrets)
     except StackConfigError as e:
         raise StackConfigError([*settings, *e.problems], e.source) from None
     if settings:

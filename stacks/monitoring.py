@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 
-from stacks.errors import Problem
+from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Monitoring, Node, Storage
 from stacks.storage import _arda_classes
 
@@ -115,8 +115,9 @@ def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Prob
         if getattr(settings, field) is None:
             yield Problem(f"{path}.{kind}.{KEYS.get(field, field)}", f"is required: {what}")
     if kind == "email" and settings.username is not None and SECRET not in secrets:
-        yield Problem(
+        yield UnsetSecret(
             secret,
             f"is required: {path}.email.username {settings.username} signs in to the SMTP server with it; "
             f"run `pulumi config set --secret {secret} <password>`",
+            (secret,),
         )

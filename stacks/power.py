@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stacks.boards import ARDA_ROLES, BOARDS
-from stacks.errors import Problem
+from stacks.errors import Problem, UnsetSecret
 from stacks.model import Node
 
 NODES = "iluvatar:nodes"
@@ -122,9 +122,10 @@ def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_
     example = next(iter(needed), "10.10.0.5")
     if not passwords_set:
         for address, (i, name) in needed.items():
-            yield Problem(
+            yield UnsetSecret(
                 PASSWORDS_KEY,
                 f"is required: nodes[{i}].power.bmc ({name}) logs in to the BMC at {address}; run {set_password(address)}",
+                (PASSWORDS_KEY, address),
             )
         return
     if isinstance(passwords, secure):
@@ -143,8 +144,10 @@ def _passwords(needed: Mapping[str, tuple[int, str]], passwords: Any, passwords_
     given = {str(k) for k in passwords}
     for address, (i, name) in needed.items():
         if address not in given:
-            yield Problem(
-                password_path(address), f"is required: nodes[{i}].power.bmc ({name}) logs in to the BMC at {address}; run {set_password(address)}"
+            yield UnsetSecret(
+                password_path(address),
+                f"is required: nodes[{i}].power.bmc ({name}) logs in to the BMC at {address}; run {set_password(address)}",
+                (PASSWORDS_KEY, address),
             )
     for key, value in passwords.items():
         if not isinstance(value, secure):

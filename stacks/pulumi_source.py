@@ -111,7 +111,8 @@ def load() -> LoadedStack:
     secret_keys = frozenset(k for k in raw if runtime_config.is_config_secret(k))
     source = f"stack {pulumi.get_stack()}"
     try:
-        stack = parse_stack(raw, secret_keys, source=source)
+        # Every secret the stack needs must be set now: a preview that went on would fail at the first resource reading it.
+        stack = parse_stack(raw, secret_keys, source=source, require_secrets=True)
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
     outputs = last_outputs()

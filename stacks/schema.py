@@ -78,26 +78,6 @@ def _bmc_passwords() -> dict[str, Any]:
     }
 
 
-def _cloudflare_token() -> dict[str, Any]:
-    """The token is required when Cloudflare is on (stacks.edge): a mode says cloudflare, or
-    `iluvatar:cloudflare` is set and the edge does not turn both modes off."""
-    edge, cloudflare = f"{NAMESPACE}:edge", f"{NAMESPACE}:cloudflare"
-
-    def mode(key: str, value: str) -> dict[str, Any]:
-        return {"properties": {key: {"const": value}}, "required": [key]}
-
-    both_off = {"required": [edge], "properties": {edge: {"allOf": [mode("publicIngress", "none"), mode("publicDns", "none")]}}}
-    return {
-        "if": {
-            "anyOf": [
-                {"required": [edge], "properties": {edge: {"anyOf": [mode("publicDns", "cloudflare"), mode("publicIngress", "cloudflare-tunnel")]}}},
-                {"required": [cloudflare], "not": both_off},
-            ]
-        },
-        "then": {"required": [f"{NAMESPACE}:cloudflareApiToken"]},
-    }
-
-
 def stack_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a stack file: Pulumi's top-level keys and the `iluvatar:` config."""
     models: list[type[BaseModel]] = [*(s.model for s in SECTIONS.values() if s.model is not None), *(m for m, _ in LISTS.values())]
@@ -134,8 +114,9 @@ def stack_schema() -> dict[str, Any]:
                 "description": "the stack's configuration; Iluvatar's keys are under iluvatar:, other namespaces are Pulumi's and the providers'",
                 "type": "object",
                 "properties": config,
+                # No secret is required here: a secret is never typed into the file but set with `pulumi config set --secret`,
+                # so an editor would flag every stack before its first `config set`; `iluvatar validate` lists what is unset.
                 "required": required,
-                "allOf": [_cloudflare_token()],
                 # Other namespaces are free; an iluvatar: key that is not one of these is a typo.
                 "propertyNames": {"anyOf": [{"enum": known}, {"not": {"pattern": f"^{NAMESPACE}:"}}]},
             },

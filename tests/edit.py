@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from stacks.load import StackFile, read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HOMELAB = ROOT / "Pulumi.homelab.yaml"
@@ -49,9 +53,39 @@ def edit(doc: dict[str, Any], set_: dict[str, Any] | None = None, delete: list[s
     return out
 
 
+# What `pulumi stack init` writes with the passphrase secrets manager (tools/stackfile's salt), and a value of the form
+# Pulumi's crypter writes (`v1:<12-byte nonce>:<sealed value>`, stacks.secrets): accepted as ciphertext, opened by nobody.
+SALT = "v1:c2FsdHNhbHQ=:v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHRjaXBoZXJ0ZXh0"
+CIPHERTEXT = "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="
+
+
+def ciphertext(text: str) -> str:
+    """A well-formed ciphertext that carries `text` (a canary a test looks for), as `{"secure": ...}` holds it."""
+    return "v1:" + base64.b64encode(b"canary-nonce").decode() + ":" + base64.b64encode(text.encode().ljust(16, b".")).decode()
+
+
+def secure(text: str | None = None) -> dict[str, str]:
+    return {"secure": CIPHERTEXT if text is None else ciphertext(text)}
+
+
+# The secrets a user of the homelab stack sets after `pulumi stack init` (the shipped file leaves them to the user).
+HOMELAB_SECRETS: dict[str, Any] = {
+    "iluvatar:backupS3AccessKeyId": secure(),
+    "iluvatar:backupS3SecretAccessKey": secure(),
+    "iluvatar:appSecrets": {"home-assistant": {"WEATHER_API_KEY": secure()}},
+    "iluvatar:cloudflareApiToken": secure(),
+    "iluvatar:alertReceiverSecret": secure(),
+    "iluvatar:identityConnectorSecret": secure(),
+}
+
+
 def homelab_doc() -> dict[str, Any]:
-    """The homelab's stack document, the caller's own copy to edit."""
-    return copy.deepcopy(_parsed(HOMELAB.read_text()))
+    """The homelab's stack document as its user has it once the secrets are set (`pulumi stack init`, then one
+    `pulumi config set --secret` each), the caller's own copy to edit."""
+    doc = copy.deepcopy(_parsed(HOMELAB.read_text()))
+    doc["config"].update(copy.deepcopy(HOMELAB_SECRETS))
+    doc["encryptionsalt"] = SALT
+    return doc
 
 
 @functools.cache
@@ -59,6 +93,18 @@ def _parsed(text: str) -> dict[str, Any]:
     # Parsed once per text (a test process asks for it hundreds of times: pure-Python YAML took 10 s of it).
     doc: dict[str, Any] = yaml.safe_load(text)
     return doc
+
+
+@functools.cache
+def _homelab_with_secrets() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="iluvatar-homelab-")) / "Pulumi.homelab.yaml"
+    path.write_text(yaml.safe_dump(homelab_doc(), sort_keys=False))
+    return path
+
+
+def homelab_stack_file() -> StackFile:
+    """The homelab stack file as its user has it once the secrets are set (homelab_doc), read as Pulumi reads it."""
+    return read_stack_file(_homelab_with_secrets())
 
 
 def write_stack(tmp: Path, doc: dict[str, Any], stack: str = "test") -> Path:

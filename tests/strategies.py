@@ -193,7 +193,7 @@ def raw_stacks(
             "connector": {"type": "static", "email": "admin@lab.example", "groups": ["admins"]},
             "groups": [{"group": "admins", "clusterRole": role}],
         }
-        raw["iluvatar:identityConnectorSecret"] = {"secure": "v1:Y2lwaGVy"}
+        raw["iluvatar:identityConnectorSecret"] = {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
     return raw
 
 

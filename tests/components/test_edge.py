@@ -15,7 +15,7 @@ from iluvatar import simulate as sim_module
 from iluvatar.render import render_files
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import RK1, edit, homelab_doc, write_stack
+from tests.edit import RK1, ciphertext, edit, homelab_doc, write_stack
 from tests.sims import simulated
 
 RECORD = "cloudflare:index/dnsRecord:DnsRecord"
@@ -176,7 +176,7 @@ def test_nothing_secret_appears_in_any_rendered_file(tmp_path: Path, monkeypatch
     monkeypatch.setitem(sim_module.RESOURCE_STATE, "tls:index/privateKey:PrivateKey", lambda a: {"privateKeyPem": canaries["key"]})
     token_call = "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken"
     monkeypatch.setitem(sim_module.INVOKES, token_call, lambda a: {**a, "token": canaries["token"]})
-    doc = edit(homelab_doc(), {"iluvatar:cloudflareApiToken": {"secure": "v1:CANARY-CF-CIPHERTEXT"}})
+    doc = edit(homelab_doc(), {"iluvatar:cloudflareApiToken": {"secure": ciphertext("CANARY-CF-CIPHERTEXT")}})
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     regs = sim.named()
     # The canaries must flow through the program, or their absence below proves nothing.
@@ -184,7 +184,7 @@ def test_nothing_secret_appears_in_any_rendered_file(tmp_path: Path, monkeypatch
     assert regs["edge-certificates-ca-secret"].inputs["stringData"].value["tls.key"] == canaries["key"]
     assert regs["edge-cloudflare-cloudflared-token"].inputs["stringData"].value == {"token": canaries["token"]}
     for rel, content in render_files(sim).items():
-        for canary in (*canaries.values(), "CANARY-CF-CIPHERTEXT"):
+        for canary in (*canaries.values(), ciphertext("CANARY-CF-CIPHERTEXT")):
             assert canary not in content, f"{canary} in clear in {rel}"
     for key, value in sim.outputs.items():
         if not isinstance(value, SecretValue):

@@ -16,7 +16,7 @@ from plans import gitops as plan
 from plans import identity as identity_plan
 from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
 from tests.sims import simulated
 
 CHART = "kubernetes:helm.sh/v3:Release"
@@ -154,7 +154,7 @@ def test_projects_and_application_sets_wait_for_the_release(homelab: Simulation)
 
 
 def _private(tmp_path: Path, doc: dict[str, Any], secret_key: str, canary: str, monkeypatch: pytest.MonkeyPatch, stack: str) -> Simulation:
-    doc = edit(doc, {f"iluvatar:{secret_key}": {"secure": "v1:CANARY-CIPHERTEXT"}})
+    doc = edit(doc, {f"iluvatar:{secret_key}": {"secure": ciphertext("CANARY-CIPHERTEXT")}})
     sf = read_stack_file(write_stack(tmp_path, doc, stack=stack))
     original = simulation.pulumi_config
 
@@ -183,7 +183,7 @@ def test_a_private_repository_read_directly_gets_a_secret_repository_secret(tmp_
     assert canary in json.dumps(data.value), "the canary must flow through the program"
     assert canary not in _everything_but_secrets(sim)
     for rel, content in render_files(sim).items():
-        assert canary not in content and "CANARY-CIPHERTEXT" not in content, rel
+        assert canary not in content and ciphertext("CANARY-CIPHERTEXT") not in content, rel
     # The chart waits for it: Argo CD starts with the credential in place.
     assert "gitops-arda-secret-gitops-repository" in _names(sim, sim.named()["gitops-arda-release"].dependencies)
 

@@ -31,7 +31,7 @@ from tests.strategies import raw_stacks
 
 LOCAL, REMOTE = "command:local:Command", "command:remote:Command"
 CANARY = "CANARY-BMC-PASSWORD-9e41"
-SECURE = {"secure": "v1:Y2lwaGVy"}
+SECURE = {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
 
 
 def homelab_variant(tmp: Path) -> Path:
@@ -114,7 +114,7 @@ def test_random_stacks_power_each_machine_before_its_apply(
             node["power"] = {"bmc": {"address": address, "slot": 1 + len(bmcs) % 4}}
             bmcs.append(address)
     if bmcs:
-        raw["iluvatar:bmcPasswords"] = {a: {"secure": "v1:Y2lwaGVy"} for a in sorted(set(bmcs))}
+        raw["iluvatar:bmcPasswords"] = {a: {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="} for a in sorted(set(bmcs))}
     path = tmp_path_factory.mktemp("random") / "Pulumi.random.yaml"
     path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
     stack = load_stack_file(path)

@@ -121,7 +121,7 @@ def test_cloudflare_and_vlan_machines_are_drawn_where_they_are(tmp_path: Path) -
             "iluvatar:nodes[7].vlan": "iot",
             "iluvatar:nodes[7].ip": "192.168.20.32",
             "iluvatar:cloudflare": {"accountId": "0123456789abcdef0123456789abcdef"},
-            "iluvatar:cloudflareApiToken": {"secure": "v1:ciphertext"},
+            "iluvatar:cloudflareApiToken": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="},
         },
     )
     svg = draw(write_stack(tmp_path, doc, stack="edge"), tmp_path)

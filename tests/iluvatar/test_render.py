@@ -16,7 +16,7 @@ from iluvatar.render import render_files
 from plans import monitoring, netboot
 from stacks import read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
 from tests.iluvatar.test_render_edge import _edge_kubernetes
 from tests.schemas import talos_errors
 from tests.sims import simulated
@@ -247,13 +247,13 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "talos:machine/secrets:Secrets",
         lambda a: {**secrets_state(a), "clientConfiguration": {"caCertificate": "c", "clientCertificate": "c", "clientKey": canaries["key"]}},
     )
-    doc = edit(homelab_doc(), {"iluvatar:ainurSshPrivateKey": {"secure": "v1:CANARY-CIPHERTEXT"}})
+    doc = edit(homelab_doc(), {"iluvatar:ainurSshPrivateKey": {"secure": ciphertext("CANARY-CIPHERTEXT")}})
     sim = simulate.simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     joins = [r for r in sim.registrations if r.name.endswith("-join")]
     assert all(canaries["token"] in r.inputs["stdin"].value for r in joins), "the canary must flow through the program"
     files = render_files(sim)
     for rel, content in files.items():
-        for canary in (*canaries.values(), "CANARY-CIPHERTEXT"):
+        for canary in (*canaries.values(), ciphertext("CANARY-CIPHERTEXT")):
             assert canary not in content, f"{canary} in clear in {rel}"
 
 

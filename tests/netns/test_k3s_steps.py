@@ -64,7 +64,7 @@ def stack_doc(pub: str, version: str, **changes: Any) -> dict[str, Any]:
     nodes[1]["role"] = nodes[2]["role"] = "valar"
     nodes.insert(3, {**nodes[2], "name": "varda", "role": "maiar", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"})
     # Set with `pulumi config set --secret`: the simulation cannot read it, the test's SSH client uses its own copy.
-    doc["config"]["iluvatar:ainurSshPrivateKey"] = {"secure": "v1:dGhlIHRlc3QncyBrZXk="}
+    doc["config"]["iluvatar:ainurSshPrivateKey"] = {"secure": "v1:bm9uY2Vub25jZW5v:dGhlIHRlc3QncyBrZXkgY2lwaGVy"}
     # No Cloudflare, no apps and no monitoring: nothing else the Ainur's steps depend on, and a simulation in
     # seconds. Sign-in stays (each valar's oidc step runs here), without Headlamp, which is an app of iluvatar:apps.
     for key in ("iluvatar:cloudflare", "iluvatar:cloudflareApiToken", "iluvatar:apps", "iluvatar:monitoring", "iluvatar:alertReceiverSecret"):

@@ -57,7 +57,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
         {
             "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
             "iluvatar:nodes[7].power": {"bmc": {"address": BMC_IP, "slot": 2}},
-            "iluvatar:bmcPasswords": {BMC_IP: {"secure": "v1:Y2lwaGVy"}},
+            "iluvatar:bmcPasswords": {BMC_IP: {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}},
         },
     )
     path = write_stack(tmp_path_factory.mktemp("power"), doc, stack="homelab")

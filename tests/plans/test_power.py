@@ -18,7 +18,7 @@ from tests.edit import edit, homelab_doc, write_stack
 
 WOL = {"wakeOnLan": {"link": "enp0s25"}}
 BMC = {"bmc": {"address": "192.168.0.5", "slot": 3}}
-PASSWORDS = {"192.168.0.5": {"secure": "v1:Y2lwaGVy"}}
+PASSWORDS = {"192.168.0.5": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}}
 
 
 def stack(tmp_path: Path, **powers: dict[str, Any]) -> StackConfig:

@@ -12,7 +12,7 @@ from stacks.apps import zone_of
 from stacks.categories import DEFAULT_CATEGORIES, known_categories
 from stacks.model import App, Edge, Network
 from stacks.rules import Parsed, check
-from tests.edit import HOMELAB, RK1
+from tests.edit import RK1, homelab_stack_file
 
 
 def test_known_categories_are_the_defaults_then_the_stacks_own_once_each() -> None:
@@ -61,19 +61,19 @@ def test_an_external_app_without_an_external_domain_names_its_audience() -> None
 
 
 def test_the_zone_apex_and_deeper_counts() -> None:
-    network = Network.model_validate(read_stack_file(HOMELAB).config["iluvatar:network"])
+    network = Network.model_validate(homelab_stack_file().config["iluvatar:network"])
     assert zone_of("example.com", network) == "example.com"
     assert zone_of("iluvatar.home.arpa", network) == "iluvatar.home.arpa"
     assert zone_of("notexample.com", network) is None
     nested = network.model_copy(update={"domain": "home.example.com"})
     assert zone_of("hass.home.example.com", nested) == "home.example.com", "the longer zone wins"
-    raw = dict(read_stack_file(HOMELAB).config)
+    raw = dict(homelab_stack_file().config)
     raw["iluvatar:apps"] = [{"name": "x", "category": "ai", "host": "a.b.c.d.example.com", "service": {"port": 1}}]
     # Grafana's and Headlamp's apps are gone: the homelab's monitoring and Headlamp go with them.
     raw.pop("iluvatar:monitoring"), raw.pop("iluvatar:alertReceiverSecret")
     raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
     with pytest.raises(StackConfigError) as err:
-        parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
+        parse_stack(raw, homelab_stack_file().secret_keys)
     assert [str(p) for p in err.value.problems] == [
         "iluvatar:apps[0].host: a.b.c.d.example.com is four labels below example.com; the gateways' wildcard certificate *.example.com "
         "covers names one label below it, such as d.example.com"
@@ -81,10 +81,10 @@ def test_the_zone_apex_and_deeper_counts() -> None:
 
 
 def test_an_apex_host_is_covered() -> None:
-    raw = dict(read_stack_file(HOMELAB).config)
+    raw = dict(homelab_stack_file().config)
     raw["iluvatar:apps"] = [{"name": "site", "category": "selfhosted", "host": "example.com", "audience": "external", "service": {"port": 80}}]
     # Grafana's and Headlamp's apps are gone: the homelab's monitoring and Headlamp go with them.
     raw.pop("iluvatar:monitoring"), raw.pop("iluvatar:alertReceiverSecret")
     raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
-    stack = parse_stack(raw, read_stack_file(HOMELAB).secret_keys)
+    stack = parse_stack(raw, homelab_stack_file().secret_keys)
     assert stack.apps[0].host == "example.com"

@@ -10,7 +10,7 @@ import pytest
 from stacks import StackConfigError, parse_stack, read_stack_file
 from stacks.edge import edge_addresses
 from stacks.load import Secure
-from tests.edit import HOMELAB, RK1
+from tests.edit import RK1, homelab_stack_file
 
 
 def _rk1(**sections: Any) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def test_resolver_outside_the_pool_and_on_a_machine() -> None:
 
 
 def test_explicit_none_modes_beat_the_legacy_cloudflare_key() -> None:
-    sf = read_stack_file(HOMELAB)
+    sf = homelab_stack_file()
     raw = dict(sf.config)
     raw["iluvatar:edge"] = {"publicIngress": "none", "publicDns": "none"}
     raw["iluvatar:apps"] = [a for a in raw["iluvatar:apps"] if a.get("audience") != "external"]
@@ -81,7 +81,7 @@ def test_explicit_none_modes_beat_the_legacy_cloudflare_key() -> None:
 
 def test_cloudflare_dns_alone_is_a_valid_mode() -> None:
     """Let's Encrypt certificates for internal apps under the public zone, with nothing published."""
-    sf = read_stack_file(HOMELAB)
+    sf = homelab_stack_file()
     raw = dict(sf.config)
     raw["iluvatar:edge"] = {"publicIngress": "none", "publicDns": "cloudflare", "acmeEmail": "admin@example.com"}
     raw["iluvatar:apps"] = [a for a in raw["iluvatar:apps"] if a.get("audience") != "external"]
@@ -90,7 +90,7 @@ def test_cloudflare_dns_alone_is_a_valid_mode() -> None:
 
 
 def test_a_secure_value_from_a_stack_file_is_a_secret_without_being_named_one() -> None:
-    sf = read_stack_file(HOMELAB)
+    sf = homelab_stack_file()
     assert sf.secret_keys == {
         "iluvatar:cloudflareApiToken",
         "iluvatar:alertReceiverSecret",
@@ -106,33 +106,46 @@ def test_a_secure_value_from_a_stack_file_is_a_secret_without_being_named_one() 
     ]
 
 
-def test_the_editor_schema_asks_for_the_token_exactly_when_cloudflare_is_on() -> None:
-    """stacks/stack.schema.json's rule agrees with stacks.edge: the legacy key alone turns Cloudflare on, both modes off turn it off."""
+def test_validate_asks_for_the_token_exactly_when_cloudflare_is_on_and_the_editor_never_does() -> None:
+    """stacks.edge asks for the token when Cloudflare is on: the legacy key alone turns it on, both modes off turn it off.
+    The editor schema asks for no secret at all: a secret is set with `pulumi config set --secret`, never typed."""
     import jsonschema
 
     from stacks.schema import stack_schema
 
     validator = jsonschema.Draft202012Validator(stack_schema())
+    sf = homelab_stack_file()
+    token = "iluvatar:cloudflareApiToken"
 
-    def written(value: Any) -> Any:  # a secure value as the file spells it
-        if isinstance(value, Secure):
-            return {"secure": "v1:abc"}
-        return {k: written(v) for k, v in value.items()} if isinstance(value, dict) else value
+    def unset(config: dict[str, Any]) -> list[str]:
+        try:
+            parse_stack(config, sf.secret_keys, require_secrets=True)
+        except StackConfigError as e:
+            return [p.path for p in e.unset_secrets()]
+        return []
 
-    doc = {"config": {**{k: written(v) for k, v in read_stack_file(HOMELAB).config.items()}, "pulumi:disable-default-providers": ["*"]}}
-    doc["config"]["iluvatar:cloudflareApiToken"] = {"secure": "v1:abc"}
+    def flagged(config: dict[str, Any]) -> list[str]:
+        def written(value: Any) -> Any:  # a secure value as the file spells it
+            if isinstance(value, Secure):
+                return {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
+            return {k: written(v) for k, v in value.items()} if isinstance(value, dict) else value
 
-    def missing(config: dict[str, Any]) -> list[str]:
-        return [e.message for e in validator.iter_errors({"config": config})]
+        doc = {"config": {**{k: written(v) for k, v in config.items()}, "pulumi:disable-default-providers": ["*"]}}
+        return [e.message for e in validator.iter_errors(doc)]
 
-    without = {k: v for k, v in doc["config"].items() if k != "iluvatar:cloudflareApiToken"}
-    assert missing(doc["config"]) == []
-    assert missing(without) == ["'iluvatar:cloudflareApiToken' is a required property"]
-    assert missing({**without, "iluvatar:edge": {"publicIngress": "none", "publicDns": "none"}}) == []
-    assert missing({**without, "iluvatar:edge": {"publicDns": "none"}}) == ["'iluvatar:cloudflareApiToken' is a required property"]
+    without = {k: v for k, v in sf.config.items() if k != token}
     no_key = {k: v for k, v in without.items() if k != "iluvatar:cloudflare"}
-    assert missing({**no_key, "iluvatar:edge": {"publicDns": "cloudflare"}}) == ["'iluvatar:cloudflareApiToken' is a required property"]
-    assert missing({**no_key, "iluvatar:edge": {}}) == []
+    cases = [
+        (dict(sf.config), []),
+        (without, [token]),
+        ({**without, "iluvatar:edge": {"publicIngress": "none", "publicDns": "none"}}, []),
+        ({**without, "iluvatar:edge": {"publicDns": "none"}}, [token]),
+        ({**no_key, "iluvatar:edge": {"publicDns": "cloudflare"}}, [token]),
+        ({**no_key, "iluvatar:edge": {}}, []),
+    ]
+    for config, asked in cases:
+        assert unset(config) == asked
+        assert flagged(config) == []
 
 
 def test_without_apps_there_is_no_resolver_and_two_pool_addresses_are_enough() -> None:

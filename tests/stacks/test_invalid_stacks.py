@@ -29,7 +29,7 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
         assert [str(p) for p in problems] == case["expect"]
         return
     with pytest.raises(StackConfigError) as err:
-        load_stack_file(path)
+        load_stack_file(path, require_secrets=True)  # as `iluvatar validate` and `pulumi preview` check it
     assert [str(p) for p in err.value.problems] == case["expect"]
     count = len(case["expect"])
     assert err.value.report().splitlines()[0] == f"{path}: {count} problem{'' if count == 1 else 's'}:"

@@ -54,7 +54,7 @@ def test_secure_values_are_recognised_and_kept_opaque(tmp_path: Path) -> None:
         homelab_doc(),
         {
             "iluvatar:cloudflare": {"accountId": "0123456789abcdef0123456789abcdef"},
-            "iluvatar:cloudflareApiToken": {"secure": "v1:c2FsdA==:Y2lwaGVy"},
+            "iluvatar:cloudflareApiToken": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="},
         },
     )
     sf = read_stack_file(write_stack(tmp_path, doc))
@@ -73,7 +73,7 @@ def test_secure_values_are_recognised_and_kept_opaque(tmp_path: Path) -> None:
 
 
 def test_encrypted_plain_config_is_rejected(tmp_path: Path) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:arda": {"secure": "v1:abc"}})
+    doc = edit(homelab_doc(), {"iluvatar:arda": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}})
     with pytest.raises(StackConfigError) as err:
         load_stack_file(write_stack(tmp_path, doc))
     assert [str(p) for p in err.value.problems] == [

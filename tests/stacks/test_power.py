@@ -17,7 +17,7 @@ import pytest
 from stacks import read_stack_file
 from stacks.load import Secure
 from stacks.pulumi_source import load
-from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
 
 PASSWORD = "turing-CANARY-51d0"
 
@@ -37,7 +37,7 @@ def mocks() -> None:
 
 def config(powers: dict[int, dict[str, Any]], **extra: str) -> tuple[dict[str, str], list[str]]:
     """The homelab's config as the engine hands it over (secrets decrypted), with machines' `power` set."""
-    sf = read_stack_file(HOMELAB)
+    sf = homelab_stack_file()
     # A value encrypted whole comes as itself; one with secure leaves (appSecrets) as JSON with each leaf decrypted.
     cfg = {
         k: "homelab-token" if isinstance(v, Secure) else json.dumps(v, default=lambda _: "homelab-token")
@@ -143,7 +143,15 @@ def test_without_a_bmc_no_password_is_read() -> None:
 
 def test_a_stack_file_with_secret_entries_holds_the_key_as_a_secret_and_each_entry_opaque(tmp_path: Path) -> None:
     """As Pulumi reads `config set --secret --path`: any `secure:` leaf makes the key secret; the addresses stay readable."""
-    doc = edit(homelab_doc(), {"iluvatar:bmcPasswords": {"192.168.0.5": {"secure": "v1:Y2lwaGVy"}, "192.168.0.6": {"secure": "v1:Y2lwaGVz"}}})
+    doc = edit(
+        homelab_doc(),
+        {
+            "iluvatar:bmcPasswords": {
+                "192.168.0.5": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="},
+                "192.168.0.6": {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQy"},
+            }
+        },
+    )
     sf = read_stack_file(write_stack(tmp_path, doc))
     assert "iluvatar:bmcPasswords" in sf.secret_keys
     value = sf.config["iluvatar:bmcPasswords"]

@@ -8,10 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks import read_stack_file
 from stacks.load import ORDER, Secure
 from stacks.pulumi_source import _decode, load
-from tests.edit import HOMELAB
+from tests.edit import homelab_stack_file
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -24,7 +23,7 @@ class Mocks(pulumi.runtime.Mocks):
 
 def _config(**extra: str) -> dict[str, str]:
     """The homelab's config as the engine hands it over; its encrypted token arrives decrypted."""
-    sf = read_stack_file(HOMELAB)
+    sf = homelab_stack_file()
     cfg = {k: "homelab-token" if k in sf.secret_keys else json.dumps(v) for k, v in sf.config.items() if k.startswith("iluvatar:")}
     # A value set with `config set --secret --path` arrives as its object, each value decrypted.
     cfg["iluvatar:appSecrets"] = json.dumps({"home-assistant": {"WEATHER_API_KEY": "homelab-token"}})
@@ -32,7 +31,7 @@ def _config(**extra: str) -> dict[str, str]:
     return cfg
 
 
-SECRET_KEYS = sorted(read_stack_file(HOMELAB).secret_keys)
+SECRET_KEYS = sorted(homelab_stack_file().secret_keys)
 
 
 @pytest.fixture(autouse=True)
