@@ -161,12 +161,13 @@ def _render(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     write_atomically(out, lambda staging: write_tree(files, staging))
     print(f"rendered stack {sf.stack} to {out}: {len(files)} files")
+    if unset:
+        count = f"{len(unset)} secret{'s' if len(unset) != 1 else ''}"
+        print(f"before `pulumi preview`, set the {count} this stack needs (rendered as [secret]; `iluvatar validate` says why each):")
+        for secret in unset:
+            print(f"  {secret.command}")
     if "rollout.txt" in files:
         print(files["rollout.txt"], end="")
-    if unset:
-        print(f"before `pulumi preview`, set the {len(unset)} secret{'s' if len(unset) != 1 else ''} this stack needs (rendered as [secret]):")
-        for secret in unset:
-            print(f"  {secret}")
     return EXIT_OK
 
 

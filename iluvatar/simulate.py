@@ -27,7 +27,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from plans import imagefactory
 from stacks.errors import StackConfigError
-from stacks.load import Secure, StackFile
+from stacks.load import StackFile
+from stacks.secrets import Secure
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"

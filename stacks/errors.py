@@ -35,6 +35,11 @@ class UnsetSecret(Problem):
 
     where: tuple[str, ...] = ()
 
+    @property
+    def command(self) -> str:
+        """The `pulumi config set --secret ...` command its message gives (every UnsetSecret's message ends with one)."""
+        return self.message.rsplit("run `", 1)[1].split("`", 1)[0]
+
 
 def show(value: object) -> str:
     """A value as the user wrote it, for error messages: strings bare (an empty one as "", a blank one

@@ -22,8 +22,9 @@ from pulumi.runtime import config as runtime_config
 
 from stacks import data, day2, identity, monitoring, power, storage
 from stacks.errors import StackConfigError
-from stacks.load import NAMESPACE, SECRETS, Secure, parse_stack
+from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import StackConfig
+from stacks.secrets import Secure
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.

@@ -107,7 +107,17 @@ def homelab_stack_file() -> StackFile:
     return read_stack_file(_homelab_with_secrets())
 
 
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+    return isinstance(value, list) and any(_has_secure(v) for v in value)
+
+
 def write_stack(tmp: Path, doc: dict[str, Any], stack: str = "test") -> Path:
+    """The document as a stack file; one holding a secret gets the salt `pulumi stack init` writes first (a secure
+    value in a file without it cannot be opened, stacks.secrets), unless it has a salt or a key of its own."""
+    if _has_secure(doc.get("config")) and not {"encryptionsalt", "encryptedkey"} & set(doc):
+        doc = {**doc, "encryptionsalt": SALT}
     path = tmp / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -17,7 +17,7 @@ from iluvatar.simulate import simulate
 from plans import coredns as coredns_plan
 from plans import talos as talos_plan
 from stacks import load_stack_file, parse_stack, read_stack_file
-from stacks.load import Secure
+from stacks.secrets import Secure
 from tests.bringup import edited, violations
 from tests.edit import HOMELAB, RK1, ROOT
 from tests.sims import simulated

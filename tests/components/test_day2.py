@@ -13,7 +13,7 @@ from iluvatar.graph import Graph
 from iluvatar.render import redact
 from iluvatar.simulate import Registration, Simulation, simulate
 from stacks import read_stack_file
-from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
 
 
 def outputs_of(sim: Simulation) -> dict[str, object]:
@@ -96,7 +96,7 @@ def _probe_says(states: dict[str, str]) -> dict[str, object]:
 
 def test_a_machine_found_in_maintenance_mode_is_configured_again(tmp_path: Path, homelab: Simulation) -> None:
     previous = outputs_of(homelab)
-    reflashed = simulate(read_stack_file(HOMELAB), previous=previous, answers=_probe_says({"gandalf": "maintenance", "tirion": "unreachable"}))  # type: ignore[arg-type]
+    reflashed = simulate(homelab_stack_file(), previous=previous, answers=_probe_says({"gandalf": "maintenance", "tirion": "unreachable"}))  # type: ignore[arg-type]
     before, after = homelab.named(), reflashed.named()
     changed = sorted(n for n, r in after.items() if r.type == "command:local:Command" and r.inputs != before[n].inputs)
     # Only gandalf's step re-runs (its generation rose); an unreachable machine keeps its own.
@@ -104,7 +104,7 @@ def test_a_machine_found_in_maintenance_mode_is_configured_again(tmp_path: Path,
     assert after["arda-gandalf-apply"].inputs["environment"]["ILUVATAR_GENERATION"] == "1"
     assert reflashed.outputs["arda"]["nodes"]["gandalf"]["generation"] == 1
     # The next run keeps it, whatever the probe says then: nothing re-runs again.
-    again = simulate(read_stack_file(HOMELAB), previous=outputs_of(reflashed))
+    again = simulate(homelab_stack_file(), previous=outputs_of(reflashed))
     assert again.named()["arda-gandalf-apply"].inputs == after["arda-gandalf-apply"].inputs
     # The probe runs only at `pulumi up` on a deployed cluster, with the Talos credentials on stdin (a secret).
     probes = [a for t, a in reflashed.invocations if t == "command:local:run"]
@@ -113,7 +113,7 @@ def test_a_machine_found_in_maintenance_mode_is_configured_again(tmp_path: Path,
         " --node gandalf=192.168.0.31 --node saruman=192.168.0.32 --deadline 3s"
     ]
     assert not [t for t, _ in homelab.invocations if t == "command:local:run"]
-    preview = simulate(read_stack_file(HOMELAB), previous=previous, preview=True)
+    preview = simulate(homelab_stack_file(), previous=previous, preview=True)
     assert not [t for t, _ in preview.invocations if t == "command:local:run"]
 
 
@@ -123,7 +123,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
     renewed = dict(simulate_module.RESOURCE_STATE)
     renewed["talos:cluster/kubeconfig:Kubeconfig"] = lambda a: {"kubeconfigRaw": "(renewed on day 340)", "kubernetesClientConfiguration": {}}
     monkeypatch.setattr(simulate_module, "RESOURCE_STATE", renewed)
-    day340 = simulate(read_stack_file(HOMELAB), previous=outputs_of(homelab))
+    day340 = simulate(homelab_stack_file(), previous=outputs_of(homelab))
     before, after = homelab.named(), day340.named()
     # Every Kubernetes provider names its cluster (clusterIdentifier): pulumi-kubernetes then updates it for a new
     # kubeconfig and never replaces it (provider.go DiffConfig), so nothing it manages is replaced either.
@@ -144,7 +144,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "gitops-arda-kubernetes",
     ]
     # And the run after it (still day 340) changes nothing at all.
-    again = simulate(read_stack_file(HOMELAB), previous=outputs_of(day340))
+    again = simulate(homelab_stack_file(), previous=outputs_of(day340))
     assert sorted(n for n, r in again.named().items() if r.inputs != after[n].inputs) == []
 
 
@@ -153,7 +153,7 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     arda = previous["arda"]
     assert isinstance(arda, dict)
     previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
-    after = simulate(read_stack_file(HOMELAB), previous=previous)
+    after = simulate(homelab_stack_file(), previous=previous)
     preflight = after.named()["arda-kubernetes-preflight"]
     assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.34.1 --timeout 5m"
     stdin = preflight.inputs["stdin"]
@@ -164,4 +164,4 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     assert graph.after(first, preflight)
     # No Kubernetes change, no check: a run against its own outputs has no such step.
     assert "arda-kubernetes-preflight" not in homelab.named()
-    assert "arda-kubernetes-preflight" not in simulate(read_stack_file(HOMELAB), previous=outputs_of(homelab)).named()
+    assert "arda-kubernetes-preflight" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()

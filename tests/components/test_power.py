@@ -25,7 +25,7 @@ from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
 from stacks.load import StackFile
 from tests.bringup import upgrader_args, violations
-from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, ROOT, SALT, edit, homelab_doc, write_stack
 from tests.sims import simulated
 from tests.strategies import raw_stacks
 
@@ -116,7 +116,7 @@ def test_random_stacks_power_each_machine_before_its_apply(
     if bmcs:
         raw["iluvatar:bmcPasswords"] = {a: {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="} for a in sorted(set(bmcs))}
     path = tmp_path_factory.mktemp("random") / "Pulumi.random.yaml"
-    path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}}))
+    path.write_text(json.dumps({"config": {"pulumi:disable-default-providers": ["*"], **raw}, "encryptionsalt": SALT}))
     stack = load_stack_file(path)
     sim = simulate(read_stack_file(path))
     graph = Graph.of(sim)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from stacks import read_stack_file
 from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.stacks.test_secrets import HOMELAB_COMMANDS
 
 # The console script pyproject.toml declares, as `uv sync` installs it beside this Python.
 ILUVATAR = Path(sys.executable).parent / "iluvatar"
@@ -34,11 +36,19 @@ def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(ILUVATAR), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_both_stacks_are_valid() -> None:
-    for path, summary in ((HOMELAB, HOMELAB_SUMMARY), (RK1, RK1_SUMMARY)):
-        result = run("validate", path.name)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == f"{path.name}: valid: {summary}"
+def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> None:
+    result = run("validate", RK1.name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{RK1.name}: valid: {RK1_SUMMARY}"
+    # The homelab ships without its secrets (no user could open another's ciphertext): validate names each to set.
+    shipped = run("validate", HOMELAB.name)
+    assert (shipped.returncode, shipped.stdout) == (1, "")
+    assert shipped.stderr.splitlines() == [f"{HOMELAB.name}: 5 problems:", *(f"  {s}" for s in read_stack_file(HOMELAB).unset_secrets())]
+    assert [line.split("run `", 1)[1].rstrip("`") for line in shipped.stderr.splitlines()[1:]] == HOMELAB_COMMANDS
+    set_ = write_stack(tmp_path, homelab_doc(), stack="homelab")
+    result = run("validate", str(set_))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{set_}: valid: {HOMELAB_SUMMARY}"
 
 
 def test_invalid_stack_exits_1_with_every_problem(tmp_path: Path) -> None:
@@ -83,8 +93,8 @@ def test_console_script_is_installed() -> None:
 def test_a_stack_name_works_from_any_folder(tmp_path: Path) -> None:
     """Outside any Pulumi project, a stack name means a stack of this checkout; paths stay relative to the folder."""
     assert not any((folder / "Pulumi.yaml").exists() for folder in (tmp_path, *tmp_path.parents))
-    validated = iluvatar("validate", "homelab", cwd=tmp_path)
-    assert (validated.returncode, validated.stdout) == (0, f"{HOMELAB}: valid: {HOMELAB_SUMMARY}\n"), validated.stderr
+    validated = iluvatar("validate", "rk1", cwd=tmp_path)
+    assert (validated.returncode, validated.stdout) == (0, f"{RK1}: valid: {RK1_SUMMARY}\n"), validated.stderr
     rendered = iluvatar("render", "rk1", "--out", "out", cwd=tmp_path)
     assert (rendered.returncode, rendered.stdout) == (0, f"rendered stack rk1 to out: {files_in(tmp_path / 'out')} files\n"), rendered.stderr
     assert (tmp_path / "out" / "talos" / "talos-1.patch.yaml").is_file()
@@ -118,8 +128,8 @@ def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> No
     assert here.stdout == f"Pulumi.garage.yaml: valid: {RK1_SUMMARY}\n"
     missing = iluvatar("validate", "homelab", cwd=project)
     assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
-    explicit = iluvatar("validate", "homelab", "--project", str(ROOT), cwd=project)
-    assert (explicit.returncode, explicit.stdout) == (0, f"{HOMELAB}: valid: {HOMELAB_SUMMARY}\n")
+    explicit = iluvatar("validate", "rk1", "--project", str(ROOT), cwd=project)
+    assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid: {RK1_SUMMARY}\n")
 
 
 @pytest.mark.parametrize("command", [["validate"], ["render", "--out", "out"], ["diagram", "--out", "x.svg"]], ids=lambda c: c[0])
@@ -148,15 +158,13 @@ def test_output_is_whole_in_a_file_and_a_reader_that_leaves_ends_the_command_qui
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({} if buffered else {"PYTHONUNBUFFERED": "1"})
     out = tmp_path / "out.txt"
     with out.open("w") as sink:
-        done = subprocess.run([str(ILUVATAR), "validate", "homelab"], cwd=ROOT, stdout=sink, env=env, timeout=60, check=False)
+        done = subprocess.run([str(ILUVATAR), "validate", "rk1"], cwd=ROOT, stdout=sink, env=env, timeout=60, check=False)
     assert done.returncode == 0
-    assert out.read_text() == f"{HOMELAB.name}: valid: {HOMELAB_SUMMARY}\n"
+    assert out.read_text() == f"{RK1.name}: valid: {RK1_SUMMARY}\n"
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the command writes a byte
     try:
-        gone = subprocess.run(
-            [str(ILUVATAR), "validate", "homelab"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, env=env, timeout=60, check=False
-        )
+        gone = subprocess.run([str(ILUVATAR), "validate", "rk1"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, env=env, timeout=60, check=False)
     finally:
         os.close(write)
     assert (gone.returncode, gone.stderr) == (-signal.SIGPIPE, b"")

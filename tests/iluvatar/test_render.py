@@ -20,6 +20,7 @@ from tests.edit import HOMELAB, RK1, ROOT, ciphertext, edit, homelab_doc, write_
 from tests.iluvatar.test_render_edge import _edge_kubernetes
 from tests.schemas import talos_errors
 from tests.sims import simulated
+from tests.stacks.test_secrets import HOMELAB_COMMANDS
 from tests.tools import cloud_init_network_schema, cloud_init_schema, dnsmasq_test
 from tools import schematic_id
 
@@ -39,7 +40,11 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render") / "homelab"
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"rendered stack homelab to {out}: 198 files"
+    assert result.stdout.splitlines() == [
+        f"rendered stack homelab to {out}: 198 files",
+        "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
+        *(f"  {command}" for command in HOMELAB_COMMANDS),
+    ]
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from stacks import StackConfigError, parse_stack, read_stack_file
 from stacks.edge import edge_addresses
-from stacks.load import Secure
+from stacks.secrets import Secure
 from tests.edit import RK1, homelab_stack_file
 
 

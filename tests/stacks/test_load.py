@@ -10,7 +10,8 @@ from pydantic import Field, ValidationError
 
 from stacks import StackConfigError, StackFileError, load_stack_file, read_stack_file
 from stacks.fields import Model
-from stacks.load import Secure, _translate, load_yaml, parse_stack
+from stacks.load import _translate, load_yaml, parse_stack
+from stacks.secrets import Secure
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 

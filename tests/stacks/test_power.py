@@ -15,8 +15,8 @@ import pulumi
 import pytest
 
 from stacks import read_stack_file
-from stacks.load import Secure
 from stacks.pulumi_source import load
+from stacks.secrets import Secure
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
 
 PASSWORD = "turing-CANARY-51d0"

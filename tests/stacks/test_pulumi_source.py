@@ -8,8 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks.load import ORDER, Secure
+from stacks.load import ORDER
 from stacks.pulumi_source import _decode, load
+from stacks.secrets import Secure
 from tests.edit import homelab_stack_file
 
 
