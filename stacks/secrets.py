@@ -64,16 +64,19 @@ class SecretsManager:
         return bool(self.encryption_salt or self.encrypted_key)
 
 
-def config_path(key: str, under: tuple[str, ...]) -> str:
-    """A value's path as `pulumi config set --path` takes it: `.name`, or `["name"]` where a bare name would not parse
-    back as one key (sdk/go/common/resource/properties_path.go reads a bare name up to the next `.` or `[`)."""
+def config_path(key: str, under: tuple[str | int, ...]) -> str:
+    """A value's path as `pulumi config set --path` takes it: `.name`, `[index]`, or `["name"]` where a bare name would
+    not parse back as one key (sdk/go/common/resource/properties_path.go reads a bare name up to the next `.` or `[`)."""
     out = key
     for part in under:
-        out += f'["{part}"]' if re.search(r'[.\[\]"]', part) or not part else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f'["{part}"]' if re.search(r'[.\[\]"]', part) or not part else f".{part}"
     return out
 
 
-def _leaves(value: Any, under: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Secure]]:
+def _leaves(value: Any, under: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Secure]]:
     if isinstance(value, Secure):
         yield under, value
     elif isinstance(value, Mapping):
@@ -81,7 +84,7 @@ def _leaves(value: Any, under: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str
             yield from _leaves(v, (*under, str(k)))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _leaves(v, (*under, str(i)))
+            yield from _leaves(v, (*under, i))
 
 
 def _b64(text: str) -> bytes | None:
