@@ -136,9 +136,9 @@ def warn_schematic_drift(board: str, computed: str, answered: str, resource: pul
     Not in a preview: a schematic about to change still has its former ID there."""
     if answered != computed and not pulumi.runtime.is_dry_run():
         pulumi.log.warn(
-            f"arda: Image Factory named the {board} schematic {answered}, but `iluvatar render` named it {computed} "
-            "(plans.imagefactory follows Image Factory v1.1.0): the disk image the render listed for a flashed "
-            f"{board} may not exist; flash the one in ardaDiskImages",
+            f"arda: Image Factory named the {board} schematic {answered}, but the program named its images by {computed} "
+            "(plans.imagefactory follows Image Factory v1.1.0): the factory may not serve those installer and disk "
+            "images; report it, with both IDs",
             resource=resource,
         )
 
@@ -148,6 +148,8 @@ class TalosConfig(pulumi.ComponentResource):
 
     provider: talos.Provider
     secrets: talos.machine.Secrets
+    # Each board's schematic as sent to Image Factory: a machine's step waits for its board's.
+    schematics: dict[str, talos.imagefactory.Schematic]
     installer_images: dict[str, pulumi.Output[str]]
     disk_images: dict[str, pulumi.Output[str]]
     pxe_urls: dict[str, pulumi.Output[str]]
@@ -185,7 +187,7 @@ class TalosConfig(pulumi.ComponentResource):
             ),
         )
 
-        self.installer_images, self.pxe_urls, self.boot_assets = {}, {}, {}
+        self.installer_images, self.pxe_urls, self.boot_assets, self.schematics = {}, {}, {}, {}
         board_disk_images: dict[str, pulumi.Output[str]] = {}
         for board in plan.schematic_boards(stack):
             schematic = talos.imagefactory.Schematic(
@@ -196,14 +198,17 @@ class TalosConfig(pulumi.ComponentResource):
                 # the images would stay the old schematic's. A replacement is a Create: POST /schematics, its new ID.
                 opts=pulumi.ResourceOptions(parent=self, provider=provider, replace_on_changes=["schematic"]),
             )
-            # The images come from Image Factory's answer, the only ID it has images for. `iluvatar render` named
-            # the disk image to flash before any `pulumi up` by the ID plans.talos computes: say so if they differ.
+            self.schematics[board.name] = schematic
+            # The images are named by the ID plans.talos computes as Image Factory does (plans.imagefactory), known at
+            # preview: a changed schematic shows as the machines' new installer there, and the render, the preview and
+            # the up name the same images. Image Factory's own answer is checked against it at `pulumi up`; the
+            # machines' steps wait for the Schematic (the factory serves an image only once it was sent the schematic).
             schematic.id.apply(functools.partial(warn_schematic_drift, board.name, plan.schematic_id(board), resource=self))
             urls = talos.imagefactory.get_urls_output(
                 architecture=board.arch,
                 platform=None if board.talos_overlay else "metal",
                 sbc=board.talos_overlay.name if board.talos_overlay else None,
-                schematic_id=schematic.id,
+                schematic_id=plan.schematic_id(board),
                 talos_version=arda.talos_version,
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
@@ -392,7 +397,7 @@ class TalosCluster(pulumi.ComponentResource):
             # and only then (a step that exists for one run: the next run deletes it, which runs nothing).
             previous = [steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)]
         for node in bringup.rollout_order(stack):
-            after = [*previous, *([args.power_on[node.name]] if node.name in args.power_on else [])]
+            after = [*previous, config.schematics[node.board], *([args.power_on[node.name]] if node.name in args.power_on else [])]
             if stack.boots_from_network(node):
                 after += args.netboot_serving
             self.nodes[node.name] = TalosNode(

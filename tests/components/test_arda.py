@@ -519,8 +519,8 @@ def test_a_changed_schematic_is_replaced_so_its_new_id_reaches_the_images() -> N
 
 
 def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """`iluvatar render` names the disk image to flash before any `pulumi up`, by plans.talos's ID. Should Image
-    Factory answer another, the images follow its answer (the only one it has images for) and the up says so."""
+    """The images are named by plans.talos's ID, known at preview, so the render, the preview and the up name the same
+    ones. Should Image Factory answer another ID at `pulumi up`, the up says so, with both."""
     caplog.set_level(logging.WARNING)
     simulate(read_stack_file(RK1))
     assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
@@ -530,9 +530,18 @@ def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: py
     simulate(read_stack_file(RK1), preview=True)
     assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
     sim = simulate(read_stack_file(RK1))
-    assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{other}/v1.12.4/metal-arm64.raw.xz"
+    assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{plan.schematic_id('rk1')}/v1.12.4/metal-arm64.raw.xz"
     assert [r.getMessage() for r in caplog.records if "Image Factory named" in r.getMessage()] == [
-        f"arda: Image Factory named the rk1 schematic {other}, but `iluvatar render` named it {plan.schematic_id('rk1')} "
-        "(plans.imagefactory follows Image Factory v1.1.0): the disk image the render listed for a flashed rk1 may not exist; "
-        "flash the one in ardaDiskImages"
+        f"arda: Image Factory named the rk1 schematic {other}, but the program named its images by {plan.schematic_id('rk1')} "
+        "(plans.imagefactory follows Image Factory v1.1.0): the factory may not serve those installer and disk images; "
+        "report it, with both IDs"
     ]
+
+
+def test_a_machines_step_waits_for_its_boards_schematic_and_the_images_are_known_at_preview() -> None:
+    """The factory serves a schematic's images only once it was sent the schematic; the preview names them already."""
+    preview = simulate(read_stack_file(RK1), preview=True)
+    for node in ("talos-1", "talos-4"):
+        apply = preview.one("command:local:Command", f"arda-{node}-apply")
+        assert preview.one("talos:imageFactory/schematic:Schematic", "arda-config-schematic-rk1").urn in apply.dependencies
+        assert apply.inputs["environment"]["ILUVATAR_INSTALLER"] == f"factory.talos.dev/metal-installer/{plan.schematic_id('rk1')}:v1.12.4"
