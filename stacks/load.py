@@ -428,6 +428,8 @@ class StackFile:
     config: dict[str, Any]
     secret_keys: frozenset[str]
     secrets_manager: SecretsManager = field(default_factory=SecretsManager)
+    # `environment:` imports Pulumi ESC environments, whose values reach the program as config (secrets too).
+    imports_environment: bool = False
 
     @property
     def stack(self) -> str:
@@ -464,7 +466,7 @@ class StackFile:
                 value = value[part]
             value[under[-1]] = Secure()
         keys = self.secret_keys | {s.where[0] for s in unset}
-        return StackFile(self.path, config, keys, self.secrets_manager)
+        return StackFile(self.path, config, keys, self.secrets_manager, self.imports_environment)
 
 
 _FastSafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -599,7 +601,7 @@ def read_stack_file(path: str | Path) -> StackFile:
     manager = SecretsManager(
         **{field: str(doc[key]) for field, key in _MANAGER_KEYS.items() if isinstance(doc.get(key), str)},
     )
-    return StackFile(p, config, frozenset(secure), manager)
+    return StackFile(p, config, frozenset(secure), manager, imports_environment=bool(doc.get("environment")))
 
 
 # SecretsManager's fields, by the stack file's top-level key (workspace.ProjectStack's yaml tags).
@@ -629,9 +631,10 @@ def load_stack_file(path: str | Path, *, require_secrets: bool = False) -> Stack
 
 def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> StackConfig:
     """Check a stack file already read: engine settings, its secrets' ciphertext, and the whole iluvatar config."""
-    settings = [*check_stack_settings(sf), *secrets_rules.check_ciphertexts(sf.config, sf.secrets_manager)]
+    settings = [*check_stack_settings(sf), *secrets_rules.check_ciphertexts(sf.config, sf.secrets_manager, secrets_rules.current_backend())]
     try:
-        config = sf.parse(require_secrets=require_secrets)
+        # A stack that imports a Pulumi ESC environment may get its secrets from there: nothing here can tell which.
+        config = sf.parse(require_secrets=require_secrets and not sf.imports_environment)
     except StackConfigError as e:
         raise StackConfigError([*settings, *e.problems], e.source) from None
     if settings:

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stacks.errors import Problem
@@ -61,7 +64,13 @@ class SecretsManager:
     @property
     def symmetric(self) -> bool:
         """Whether values are the symmetric crypter's `v1:` form (the passphrase or a cloud KMS manager)."""
-        return bool(self.encryption_salt or self.encrypted_key)
+        return bool(self.encryption_salt or self.encrypted_key or self.kms)
+
+    @property
+    def kms(self) -> bool:
+        """A cloud KMS secrets provider (awskms://, gcpkms://, azurekeyvault://, hashivault://): not the passphrase's or
+        the Pulumi Cloud's own (pkg/cmd/pulumi/stack/secrets.go: "passphrase" and "default"/"" are those two)."""
+        return self.provider not in ("", "default", "passphrase")
 
 
 def config_path(key: str, under: tuple[str | int, ...]) -> str:
@@ -114,11 +123,37 @@ def _symmetric_problem(ciphertext: str) -> str | None:
     return None
 
 
-def ciphertext_problem(ciphertext: str, manager: SecretsManager) -> str | None:
+def current_backend(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str:
+    """The backend `pulumi` uses now: $PULUMI_BACKEND_URL, else `current` in ~/.pulumi/credentials.json (what
+    `pulumi login` writes, pkg/workspace/creds.go), else "" (not logged in: the CLI's default is the Pulumi Cloud)."""
+    env = os.environ if environ is None else environ
+    if env.get("PULUMI_BACKEND_URL"):
+        return env["PULUMI_BACKEND_URL"]
+    credentials = (home if home is not None else Path.home()) / ".pulumi" / "credentials.json"
+    try:
+        current = json.loads(credentials.read_text()).get("current")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return current if isinstance(current, str) else ""
+
+
+def opens_with_passphrase(backend: str) -> bool:
+    """Whether a stack with no secrets provider of its own encrypts with a passphrase on this backend: the DIY backends
+    (file://, s3://, gs://, azblob:// ...: pkg/backend/diy/stack.go makes a passphrase manager), not the Pulumi Cloud's."""
+    return bool(backend) and not backend.startswith(("https://", "http://"))
+
+
+def ciphertext_problem(ciphertext: str, manager: SecretsManager, backend: str = "") -> str | None:
     """Why the engine could not open this `secure:` value with the stack's secrets manager, or None when it has the form
-    that manager writes."""
+    that manager writes. `backend`: the one `pulumi` uses (current_backend), which decides the manager of a stack file
+    that names none."""
     if (manager.symmetric or ciphertext.startswith("v1:")) and (why := _symmetric_problem(ciphertext)) is not None:
         return why
+    if manager.kms and not manager.encrypted_key:
+        return (
+            f"cannot be opened: the stack's secrets provider is {manager.provider}, and the file has no encryptedkey, so the "
+            "engine makes a new data key that opens no earlier value"
+        )
     if manager.symmetric:
         return None
     if ciphertext.startswith("v1:"):
@@ -126,13 +161,19 @@ def ciphertext_problem(ciphertext: str, manager: SecretsManager) -> str | None:
             "is a passphrase or KMS ciphertext, but this stack file has no encryptionsalt or encryptedkey: it was encrypted "
             "for another stack (copied?), and every stack has its own key"
         )
+    if opens_with_passphrase(backend):
+        return (
+            f"cannot be opened: this stack file has no encryptionsalt, and on your backend ({backend}) a stack encrypts with a "
+            "passphrase, whose values are v1:<nonce>:<ciphertext>"
+        )
     if _b64(ciphertext) is None:
         return "is not ciphertext Pulumi wrote (the Pulumi Cloud backend's values are base64)"
     return None
 
 
-def check_ciphertexts(config: Mapping[str, Any], manager: SecretsManager) -> list[Problem]:
-    """One problem per `secure:` value the engine could not open, naming its path and the command that sets it."""
+def check_ciphertexts(config: Mapping[str, Any], manager: SecretsManager, backend: str = "") -> list[Problem]:
+    """One problem per `secure:` value the engine could not open, naming its path and the command that sets it
+    (`backend`: see ciphertext_problem)."""
     out: list[Problem] = []
     salt = manager.encryption_salt
     if salt:
@@ -148,7 +189,7 @@ def check_ciphertexts(config: Mapping[str, Any], manager: SecretsManager) -> lis
             return out
     for key, value in config.items():
         for under, leaf in _leaves(value):
-            why = ciphertext_problem(leaf.ciphertext, manager)
+            why = ciphertext_problem(leaf.ciphertext, manager, backend)
             if why is None:
                 continue
             path = config_path(key, under)

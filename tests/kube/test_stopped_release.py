@@ -35,11 +35,29 @@ pytestmark = pytest.mark.kube
 RELEASE = "edge-certificates-cert-manager"  # a release of the rk1 stack: its chart holds its CRDs, Deployments and RBAC
 
 
-def documented_command() -> str:
-    """The one command docs/bring-up.md gives for a release a stopped run installed."""
-    lines = [line.strip() for line in (ROOT / "docs" / "bring-up.md").read_text().splitlines() if "delete secret" in line]
-    assert len(lines) == 1, lines
-    return lines[0]
+def documented(kind: str) -> str:
+    """The one `kubectl ... delete secret` line docs/bring-up.md gives for a stopped run's release: `install` for one a
+    stopped create installed, `upgrade` for one a stopped upgrade left pending."""
+    lines = [line.strip() for line in (ROOT / "docs" / "bring-up.md").read_text().splitlines() if "delete secret" in line and "kubectl" in line]
+    found = [line for line in lines if ("status=pending-upgrade" in line) == (kind == "upgrade")]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def selector(kind: str, release: str) -> str:
+    """The label selector the documented line deletes by, for this release."""
+    command = documented(kind)
+    found = re.fullmatch(r"kubectl --kubeconfig \S+ --namespace <namespace> delete secret --selector (\S+)", command)
+    assert found is not None, command
+    return found.group(1).replace("<release>", release)
+
+
+def delete_as_kubectl_does(cluster: Cluster, namespace: str, labels: str) -> list[str]:
+    """`kubectl delete secret --selector`: the listed objects, each deleted; their names."""
+    records = cluster.client.list("v1", "Secret", namespace, labelSelector=labels)
+    for record in records:
+        cluster.client.delete(record)
+    return [r["metadata"]["name"] for r in records]
 
 
 def helm(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,18 +112,72 @@ def test_a_release_a_stopped_run_installed_is_adopted_after_the_documented_comma
     assert retried.returncode != 0
     assert "cannot re-use a name that is still in use" in retried.stderr
 
-    command = documented_command()
-    found = re.fullmatch(r"kubectl --kubeconfig \S+ --namespace <namespace> delete secret --selector (\S+)", command)
-    assert found is not None, command
-    selector = found.group(1).replace("<release>", release)
-    assert selector == f"owner=helm,name={release}"
-    records = kube_talos.client.list("v1", "Secret", namespace, labelSelector=selector)
-    assert [r["metadata"]["name"] for r in records] == [f"sh.helm.release.v1.{release}.v1"], "the command removes Helm's record and nothing else"
-    for record in records:  # what `kubectl delete secret --selector` does: each listed object deleted
-        kube_talos.client.delete(record)
+    labels = selector("install", release)
+    assert labels == f"owner=helm,name={release}"
+    assert delete_as_kubectl_does(kube_talos, namespace, labels) == [f"sh.helm.release.v1.{release}.v1"], "Helm's record, and nothing else"
 
     adopted = helm(kube_talos, tmp_path, *install)  # `pulumi up` again
     assert adopted.returncode == 0, adopted.stderr
     assert owned(kube_talos, release, namespace) == before, "every object is the stopped run's own, adopted, none made anew"
-    after = kube_talos.client.list("v1", "Secret", namespace, labelSelector=selector)
+    after = kube_talos.client.list("v1", "Secret", namespace, labelSelector=labels)
     assert [(r["metadata"]["name"], r["metadata"]["labels"]["status"]) for r in after] == [(f"sh.helm.release.v1.{release}.v1", "deployed")]
+
+
+def test_an_upgrade_a_power_cut_stopped_goes_on_after_the_documented_command(kube_talos: Cluster, tmp_path: Path) -> None:
+    """pulumi-kubernetes updates a release with Helm's upgrade action, which refuses a release whose newest revision is
+    pending (helm v3.20.2 pkg/action/upgrade.go, `IsPending` -> errPending). A power cut during an upgrade that waits
+    leaves exactly that: here Helm itself is killed while it waits for the upgraded release's pods."""
+    reg = simulated(RK1).named()[RELEASE]
+    inputs: dict[str, Any] = plain(reg.inputs)
+    release, namespace = str(inputs["name"]) + "-upgrade", str(inputs["namespace"]) + "-upgrade"
+    chart = upstream.chart(str(inputs["chart"]), str(inputs["version"]))
+    values = tmp_path / "values.json"
+    # Its own release and namespace (the first test's are in the same cluster); its cluster-wide objects not again.
+    values.write_text(json.dumps({**(inputs.get("values") or {}), "crds": {"enabled": False}, "fullnameOverride": release}))
+    for crd in monitoring.crds():
+        kube_talos.client.apply(crd, field_manager="pulumi-kubernetes", force=True)
+    kube_talos.wait_for("the monitoring CRDs established", lambda: all(_established(kube_talos, c["metadata"]["name"]) for c in monitoring.crds()))
+    common = [release, str(chart), "--namespace", namespace, "--values", str(values), "--no-hooks"]
+    installed = helm(kube_talos, tmp_path, "install", *common, "--create-namespace")
+    assert installed.returncode == 0, installed.stderr
+
+    labels = f"owner=helm,name={release}"
+
+    def statuses() -> list[str]:
+        return sorted(r["metadata"]["labels"]["status"] for r in kube_talos.client.list("v1", "Secret", namespace, labelSelector=labels))
+
+    env = {**os.environ, **{f"HELM_{kind}_HOME": str(tmp_path / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
+    waiting = subprocess.Popen(
+        [
+            str(gotools.build("helm")),
+            "upgrade",
+            *common,
+            "--wait",
+            "--timeout",
+            "10m",
+            "--set",
+            "replicaCount=2",
+            "--kubeconfig",
+            str(kube_talos.kubeconfig),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        kube_talos.wait_for("Helm to write the upgrade's pending revision", lambda: statuses() == ["deployed", "pending-upgrade"])
+    finally:
+        waiting.kill()  # the power cut: no chance to mark anything failed
+        waiting.wait()
+    assert statuses() == ["deployed", "pending-upgrade"]
+
+    retried = helm(kube_talos, tmp_path, "upgrade", *common)  # the next `pulumi up`'s update
+    assert retried.returncode != 0
+    assert "another operation (install/upgrade/rollback) is in progress" in retried.stderr
+
+    pending = selector("upgrade", release)
+    assert pending == f"owner=helm,name={release},status=pending-upgrade"
+    assert delete_as_kubectl_does(kube_talos, namespace, pending) == [f"sh.helm.release.v1.{release}.v2"]
+    again = helm(kube_talos, tmp_path, "upgrade", *common)
+    assert again.returncode == 0, again.stderr
+    assert statuses() == ["deployed", "superseded"]

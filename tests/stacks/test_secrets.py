@@ -9,17 +9,19 @@ it refuses, the rule refuses too, naming the key.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pulumi
 import pytest
+import yaml
 
 from iluvatar.simulate import simulate
 from stacks import StackConfigError, load_stack_file, read_stack_file
 from stacks.errors import UnsetSecret
-from stacks.secrets import SecretsManager, Secure, check_ciphertexts, ciphertext_problem, config_path
+from stacks.secrets import SecretsManager, Secure, check_ciphertexts, ciphertext_problem, config_path, current_backend
 from tests.edit import HOMELAB, RK1
 from tools.gotools import build
 
@@ -91,6 +93,78 @@ HOMELAB_COMMANDS = [
 )
 def test_a_ciphertext_has_the_form_its_manager_writes(ciphertext: str, manager: SecretsManager, why: str | None) -> None:
     assert ciphertext_problem(ciphertext, manager) == why
+
+
+@pytest.mark.parametrize(
+    ("ciphertext", "manager", "backend", "why"),
+    [
+        (
+            SEALED,
+            SecretsManager(),
+            "file://~",
+            "cannot be opened: this stack file has no encryptionsalt, and on your backend (file://~) a stack encrypts with a passphrase, whose values are v1:<nonce>:<ciphertext>",
+        ),
+        (
+            SEALED,
+            SecretsManager(),
+            "s3://bucket/state",
+            "cannot be opened: this stack file has no encryptionsalt, and on your backend (s3://bucket/state) a stack encrypts with a passphrase, whose values are v1:<nonce>:<ciphertext>",
+        ),
+        (SEALED, SecretsManager(), "https://api.pulumi.com", None),
+        (SEALED, SecretsManager(), "", None),
+        (
+            f"v1:{NONCE}:{SEALED}",
+            SecretsManager(provider="awskms://alias/homelab"),
+            "file://~",
+            "cannot be opened: the stack's secrets provider is awskms://alias/homelab, and the file has no encryptedkey, so the engine "
+            "makes a new data key that opens no earlier value",
+        ),
+        (f"v1:{NONCE}:{SEALED}", SecretsManager(provider="awskms://alias/homelab", encrypted_key="a2V5"), "file://~", None),
+        (
+            SEALED,
+            SecretsManager(provider="awskms://alias/homelab", encrypted_key="a2V5"),
+            "",
+            "is not ciphertext this stack's secrets manager wrote (it writes v1:<nonce>:<ciphertext>)",
+        ),
+        (f"v1:{NONCE}:{SEALED}", SecretsManager(provider="passphrase", encryption_salt=SALTED.encryption_salt), "file://~", None),
+    ],
+    ids=[
+        "file-backend",
+        "s3-backend",
+        "cloud-backend",
+        "not-logged-in",
+        "kms-without-its-key",
+        "kms-with-its-key",
+        "kms-service-form",
+        "passphrase-named",
+    ],
+)
+def test_a_stack_without_a_manager_of_its_own_is_read_as_its_backend_would(
+    ciphertext: str, manager: SecretsManager, backend: str, why: str | None
+) -> None:
+    """pkg/backend/diy/stack.go gives a stack with no salt a new passphrase manager; the Pulumi Cloud its own; a KMS
+    provider without encryptedkey a new data key (pkg/cmd/pulumi/stack/secrets.go)."""
+    assert ciphertext_problem(ciphertext, manager, backend) == why
+
+
+def test_the_backend_is_the_one_pulumi_uses_now(tmp_path: Path) -> None:
+    (tmp_path / ".pulumi").mkdir()
+    assert current_backend({}, tmp_path) == ""
+    (tmp_path / ".pulumi" / "credentials.json").write_text(json.dumps({"current": "file:///srv/pulumi", "accounts": {}}))
+    assert current_backend({}, tmp_path) == "file:///srv/pulumi"
+    assert current_backend({"PULUMI_BACKEND_URL": "https://api.pulumi.com"}, tmp_path) == "https://api.pulumi.com"
+    (tmp_path / ".pulumi" / "credentials.json").write_text("not json")
+    assert current_backend({}, tmp_path) == ""
+
+
+def test_a_stack_importing_an_esc_environment_may_leave_its_secrets_to_it(tmp_path: Path) -> None:
+    doc = yaml.safe_load(HOMELAB.read_text())
+    doc["environment"] = ["homelab/secrets"]
+    path = tmp_path / "Pulumi.homelab.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    load_stack_file(path, require_secrets=True)
+    with pytest.raises(StackConfigError):
+        load_stack_file(HOMELAB, require_secrets=True)
 
 
 def test_every_bad_value_is_named_by_its_path_with_the_command_that_sets_it() -> None:
