@@ -84,8 +84,8 @@ if any(n.power is not None for n in stack.arda_nodes):
             arda_config,
             bmc_passwords=loaded.secrets.bmc_passwords,
             ssh_private_key=loaded.secrets.ainur_ssh_private_key,
-            senders={n: pi.join for n, pi in ainur.pis.items()} if ainur is not None else {},
             after=netboot.serving if netboot is not None else [],
+            deployed=loaded.arda,
         ),
     )
 

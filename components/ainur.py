@@ -2,10 +2,19 @@
 
 The Pis are flashed before any `pulumi up`, with the cloud-init files `iluvatar render` writes (no
 secrets in them; they are also this component's outputs). `pulumi up` then joins each Pi to k3s
-over SSH with a generated token, the first valar first: the join retries SSH while the Pi boots,
-waits for cloud-init to finish, and returns once k3s serves on that Pi. The kubeconfig is read from
-the first valar and pointed at the Ainur VIP; a gate waits until the API answers through the VIP
-before the Kubernetes provider every Ainur workload uses is configured.
+over SSH with a generated token, one Pi after the other (the first valar, the other valar, the
+maiar): the join retries SSH while the Pi boots, waits for cloud-init to finish, and returns once k3s
+serves on that Pi, its Node is Ready again and, on a valar, etcd is healthy with every member. A
+change of the config restarts k3s, so the same chain rolls a shared setting one Pi at a time
+(plans.k3s.join_script). The kubeconfig is read from the first valar and pointed at the Ainur VIP; a
+gate waits until the API answers through the VIP before the Kubernetes provider every Ainur workload
+uses is configured.
+
+A dead Pi is rebuilt with `pulumi up --replace` of its own join (and oidc) step, which runs the join
+again on the new SD card and leaves every other resource as it is (docs/day2.md, "A dead Pi rebuilt"):
+so no step of a Pi deletes anything when it is replaced. k3s's uninstall, for a Pi that leaves the
+inventory or `pulumi destroy`, is the `delete` of a resource of its own (`<pi>-uninstall`) that
+nothing depends on and no runbook replaces.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ class PiArgs:
     token: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     command_provider: command.Provider
+    # The previous Pi's join: a config change restarts k3s, one Pi at a time (each join waits for its Pi healthy).
     after: Sequence[pulumi.Resource]
     # The name the last deployment knew this Pi by, when it was renamed since.
     former: str | None = None
@@ -64,6 +74,7 @@ class Pi(pulumi.ComponentResource):
     network_config: str
     join: command.remote.Command
     k3s: command.remote.Command
+    uninstall: command.remote.Command
 
     def __init__(self, name: str, args: PiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
@@ -89,9 +100,8 @@ class Pi(pulumi.ComponentResource):
             f"{name}-join",
             connection=args.connection,
             create=k3s.join_script(node, rejoin=k3s.server_url(stack) if k3s.is_first_server(stack, node) else None),
-            # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled (the first valar last, as
-            # every other join waits for its). A renamed Pi keeps its join (an alias): never uninstalled.
-            delete=k3s.UNINSTALL_SCRIPT,
+            # No delete: `pulumi up --replace` of this step (a rebuilt Pi) deletes the old one after the new one
+            # ran, and an uninstall there would undo the join it just made. The uninstall is `uninstall`'s.
             stdin=config,
             # The config carries the join token: never log what the Pi prints back.
             logging=command.remote.Logging.NONE,
@@ -114,6 +124,23 @@ class Pi(pulumi.ComponentResource):
                 provider=args.command_provider,
                 depends_on=[self.join, *args.upgrade_after],
                 aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-k3s")] if args.former else None,
+            ),
+        )
+        # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled. Nothing runs at create (pulumi-command
+        # runs no create without one, remote/commandController.go:48-50) and nothing depends on it, so a Pi
+        # removed for good while dead is forgotten with `pulumi state delete` of this one resource, and the next
+        # `up` deletes the rest of the Pi, whose deletes run nothing. A renamed Pi keeps it (an alias): never
+        # uninstalled. The order between Pis does not matter: k3s's uninstall script needs no cluster (k3s's
+        # install.sh, create_uninstall: it runs k3s-killall.sh, then removes the service and the files).
+        self.uninstall = command.remote.Command(
+            f"{name}-uninstall",
+            connection=args.connection,
+            delete=k3s.UNINSTALL_SCRIPT,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.command_provider,
+                depends_on=[self.join],
+                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-uninstall")] if args.former else None,
             ),
         )
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config})
@@ -170,10 +197,15 @@ class BootstrapCluster(pulumi.ComponentResource):
         # A Pi renamed in the inventory (same MAC) keeps its resources: never a new join and an uninstall of the old.
         renamed = day2.former_names(stack, args.deployed)
         # The first valar, the other valar, then the maiar: k3s servers before agents (the order k3s upgrades in).
+        # Joins go one after the other in the same order: a change of a key every config carries (tls-san, the
+        # disabled add-ons, sign-in, snapshots) restarts k3s on every Pi, and two valar of three restarting at
+        # once leave etcd without quorum, and the Ainur's API, VIP and netboot down. Each join returns only once
+        # its Pi is back and, on a valar, etcd is healthy with every member (plans.k3s.join_script).
         order = [first, *(n for n in stack.by_role("valar") if n.name != first.name), *stack.by_role("maiar")]
         previous: list[pulumi.Resource] = []
+        joined: list[pulumi.Resource] = []
         for node in order:
-            after = [] if node.name == first.name else [self.pis[first.name].join]
+            after = list(joined)
             aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
             self.pis[node.name] = Pi(
                 f"{name}-{node.name}",
@@ -191,6 +223,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
             previous = [self.pis[node.name].k3s]
+            joined = [self.pis[node.name].join]
         self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
         self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
 

@@ -41,6 +41,7 @@ from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
 from plans import storage as storage_plan
 from plans import talos as plan
+from stacks import day2
 from stacks.day2 import DeployedArda, former_names
 from stacks.model import Node, StackConfig
 from stacks.storage import osd_hosts
@@ -313,7 +314,7 @@ def patches_digest(stack: StackConfig, node: Node) -> str:
 
 def about(stack: StackConfig, config: TalosConfig, node: Node) -> dict[str, pulumi.Input[str]]:
     """What a machine's apply step is about, shown in `pulumi preview` when it changes: the versions, the
-    installer image, the patches' digest (a step that must run whenever the apply does, its power-on, takes them too)."""
+    installer image, the patches' digest."""
     return {
         "TALOS_VERSION": stack.arda.talos_version,
         "KUBERNETES_VERSION": stack.arda.kubernetes_version,
@@ -398,7 +399,10 @@ class TalosCluster(pulumi.ComponentResource):
             previous = [steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)]
         for node in bringup.rollout_order(stack):
             after = [*previous, config.schematics[node.board], *([args.power_on[node.name]] if node.name in args.power_on else [])]
-            if stack.boots_from_network(node):
+            # Netboot only for a machine that will boot it: one the last deployment installed boots from its disk, and a
+            # Talos upgrade changes netboot objects (the cache's assets, the served configs) that need the Ainur's API and
+            # every Pi's cache: its roll must not wait on them (docs/day2.md, "Upgrading Talos").
+            if stack.boots_from_network(node) and not day2.installed(node, args.deployed, renamed.get(node.name)):
                 after += args.netboot_serving
             self.nodes[node.name] = TalosNode(
                 f"{name}-{node.name}",

@@ -6,6 +6,7 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
@@ -87,6 +88,82 @@ SSH_DIAL_SECONDS = 15
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 
 
+# --- The health gate between two Pis' restarts -------------------------------------------------------
+#
+# A change of a Pi's k3s config restarts k3s on it, and the Pis' joins run one after the other
+# (components.ainur), so a change every config carries rolls one Pi at a time. Each restart is bounded in
+# the script itself (pulumi-command's remote Command runs `session.Run(cmd)` without its context once
+# connected, provider/pkg/provider/remote/commandOutputs.go:95 at v1.2.1, so neither Ctrl-C nor the
+# engine's timeout reaches it), and the join returns only once the new state is seen: k3s back, the Pi's
+# Node Ready with a heartbeat from after the restart, and on a valar etcd healthy with every member.
+
+# Bounds of the gate's waits, in the remote script itself.
+RESTART_TIMEOUT_SECONDS = 600  # systemd reporting k3s started (a Pi's k3s server: 30 to 90 s; an etcd rejoin more)
+NODE_TIMEOUT_SECONDS = 600  # the restarted kubelet's first status (it posts at once: kubelet_node_status.go)
+ETCD_TIMEOUT_SECONDS = 300  # every etcd member started, a voter and healthy
+GATE_POLL_SECONDS = 2
+
+# k3s's etcd client certificates and its client URL on a server (k3s pkg/daemons/control/deps/deps.go:
+# runtime.ClientETCDCert/Key and ETCDServerCA under <data-dir>/server/tls/etcd; etcd listens on 127.0.0.1:2379).
+ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
+ETCD_URL = "https://127.0.0.1:2379"
+# The member list through etcd's gRPC gateway (on by default: etcd server embed/config.go:707, EnableGRPCGateway),
+# pattern_Cluster_MemberList_0 in api/v3 etcdserverpb/gw/rpc.pb.gw.go:3066 (v3.5.21): POST /v3/cluster/member/list.
+ETCD_MEMBER_LIST = f"{ETCD_URL}/v3/cluster/member/list"
+
+# Each member of the list (etcdserverpb.Member, api/v3 rpc.pb.go:3060-3070 at v3.5.21: `name` and `clientURLs`
+# are empty until the member has started; `isLearner` while it catches up) as `name=clientURL`, or why not.
+MEMBERS_SCRIPT = """import json, sys
+members = json.load(sys.stdin).get("members") or []
+if not members:
+    sys.exit("etcd lists no member")
+for m in members:
+    ident, name, urls, peers = m.get("ID"), m.get("name") or "", m.get("clientURLs") or [], m.get("peerURLs") or ["?"]
+    if not name or not urls:
+        sys.exit(f"etcd member {ident} ({peers[0]}) has not started")
+    if m.get("isLearner"):
+        sys.exit(f"etcd member {name} is still a learner")
+print(" ".join(m["name"] + "=" + m["clientURLs"][0] for m in members))
+"""
+
+
+def gate_functions(node: Node) -> str:
+    """The shell functions the gates use: `etcd_healthy` (every member started, a voter, and answering etcd's
+    /health with "true": server etcdhttp/health.go:60-69 and 153-154 at v3.6.5, alarms, a leader and a quorum read),
+    `node_ready_since EPOCH` (its Node Ready, heartbeat after EPOCH), and `wait_for SECONDS WHAT CHECK...`, which
+    stops the script naming what it waited for. A failed check says why in `$why`."""
+    svc = service(node)
+    kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
+    ready = '{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}'
+    curl = f"sudo curl -sf --max-time 5 --cacert {ETCD_TLS}/server-ca.crt --cert {ETCD_TLS}/client.crt --key {ETCD_TLS}/client.key"
+    return f"""why=""
+etcd_healthy() {{
+  list=$({curl} -X POST -d '{{}}' {ETCD_MEMBER_LIST} 2>/dev/null) || {{ why="etcd on $(hostname) does not answer its member list"; return 1; }}
+  members=$(printf '%s' "$list" | python3 -c {shlex.quote(MEMBERS_SCRIPT)} 2>&1) || {{ why=$members; return 1; }}
+  for member in $members; do
+    {curl} "${{member#*=}}/health" 2>/dev/null | grep -q '"health":"true"' || {{ why="etcd member ${{member%%=*}} (${{member#*=}}) is not healthy"; return 1; }}
+  done
+}}
+node_ready_since() {{
+  got=$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
+  [ "${{got%% *}}" = True ] || {{ why="its Node is not Ready (${{got%% *}})"; return 1; }}
+  [ "$(date -d "${{got#* }}" +%s 2>/dev/null || echo 0)" -gt "$1" ] || {{ why="its Node has not reported since the restart (last at ${{got#* }})"; return 1; }}
+}}
+wait_for() {{
+  bound=$1 what=$2
+  shift 2
+  end=$(( $(date +%s) + bound ))
+  until "$@"; do
+    if [ "$(date +%s)" -ge "$end" ]; then
+      echo "iluvatar: $(hostname): waited $bound s for $what; still: ${{why:-no answer}}; look with: sudo journalctl -u {svc}" >&2
+      exit 1
+    fi
+    sleep {GATE_POLL_SECONDS}
+  done
+}}
+"""
+
+
 INSTALLER = "https://get.k3s.io"
 UPGRADE_TIMEOUT_SECONDS = 900
 AGENT_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
@@ -115,7 +192,9 @@ def node_ready(node: Node, version: str) -> str:
     return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
-def upgrade_script(stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS) -> str:
+def upgrade_script(
+    stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS, etcd_timeout: int = ETCD_TIMEOUT_SECONDS
+) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
     A Pi already at the version is left alone (a fresh Pi was installed at it by cloud-init; an
@@ -126,6 +205,13 @@ def upgrade_script(stack: StackConfig, node: Node, snapshot: bool, timeout: int 
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
     save = f"sudo k3s etcd-snapshot save --name iluvatar-before-{want.replace('+', '-')} >&2\n" if snapshot else ""
+    # A valar's upgrade restarts a member of etcd: only with every member healthy, and the next Pi only once it is again.
+    gates = before = after = ""
+    if node.role == "valar":
+        gates = gate_functions(node)
+        before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
+        after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
+
     return f"""set -eu
 have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
@@ -133,7 +219,7 @@ if [ "$have" = "{want}" ]; then
   exit 0
 fi
 echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
+{gates}{before}{save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
 deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -142,7 +228,7 @@ until {node_ready(node, want)}; do
   fi
   sleep 3
 done
-"""
+{after}"""
 
 
 # What k3s's installer leaves for removing it (a server's script, or an agent's), run when a Pi leaves.
@@ -192,17 +278,37 @@ def join_script(
     ready_timeout: int = READY_TIMEOUT_SECONDS,
     rejoin: str | None = None,
     datastore: str = DATASTORE,
+    restart_timeout: int = RESTART_TIMEOUT_SECONDS,
+    node_timeout: int = NODE_TIMEOUT_SECONDS,
+    etcd_timeout: int = ETCD_TIMEOUT_SECONDS,
 ) -> str:
-    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, wait until it serves.
+    """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
+    return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
 
     Safe to run again at any point: an unchanged config leaves a running k3s alone (`start` is a
     no-op), a changed one restarts it (`enable --now` would not), and a Pi already joined rejoins
     with the same token. `rejoin` (the VIP's URL, for the first valar) lets a rebuilt first valar
     join the running cluster instead of starting a new one (`_rejoin`). The config holds the join token: it is written by root, mode 0600, and
     the temporary copy is removed on any exit.
+
+    The restart is the roll's one disruption, so every wait around it is bounded here, each naming what it
+    waited for:
+    - a valar whose k3s runs restarts only once etcd is healthy with every member (a member down already and
+      this one restarting would cost quorum);
+    - `systemctl restart` returns when k3s tells systemd it is ready (`Type=notify`: a server once its API
+      server and etcd are up, k3s pkg/cli/server/server.go, the goroutine after server.StartServer; an agent
+      once its networking starts, pkg/agent/run.go) and k3s's unit has no bound of its own (`TimeoutStartSec=0`,
+      k3s's install.sh create_systemd_service_file), so it runs under `timeout`;
+    - a Pi (re)started waits for its Node Ready with a heartbeat from after the restart (a restarted kubelet
+      posts its status at once: kubelet_node_status.go tryUpdateNodeStatus, lastStatusReportTime zero; the
+      Node stays Ready from before until the node lifecycle controller notices, 16 s on the Ainur);
+    - a valar then waits for etcd healthy with every member again, so the next Pi's join starts on a whole cluster.
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
+    valar = node.role == "valar"
+    before = f'  [ "$active" = 1 ] && wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n' if valar else ""
+    etcd_after = f'wait_for {etcd_timeout} "etcd healthy with every member once k3s runs" etcd_healthy\n' if valar else ""
     return f"""set -eu
 # cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
 # recoverable errors; anything else failed or timed out).
@@ -212,13 +318,28 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then
   echo "iluvatar: cloud-init on $(hostname) did not finish within {limit} s (status $status); look with: sudo cloud-init status --long" >&2
   exit 1
 fi
-umask 077
+{gate_functions(node)}umask 077
 new=$(mktemp)
 trap 'rm -f "$new"' EXIT
 cat > "$new"
-{_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else sudo install -D -m 0600 "$new" {config_path}; changed=1; fi
+{_rejoin(rejoin, config_path, datastore) if rejoin else ""}if sudo cmp -s "$new" {config_path}; then changed=0; else changed=1; fi
 sudo systemctl enable {svc} >/dev/null 2>&1
-if [ "$changed" = 1 ]; then sudo systemctl restart {svc}; else sudo systemctl start {svc}; fi
+active=0
+if sudo systemctl is-active --quiet {svc}; then active=1; fi
+if [ "$changed" = 1 ]; then
+{before}  sudo install -D -m 0600 "$new" {config_path}
+fi
+since=$(date +%s)
+if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
+status=0
+sudo timeout {restart_timeout} systemctl $verb {svc} || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "iluvatar: $(hostname): systemd did not see {svc} start within {restart_timeout} s of its $verb (its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  echo "iluvatar: $(hostname): systemctl $verb {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+fi
 deadline=$(( $(date +%s) + {ready_timeout} ))
 until {ready_check(node)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -227,7 +348,10 @@ until {ready_check(node)}; do
   fi
   sleep 2
 done
-"""
+if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
+  wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
+fi
+{etcd_after}"""
 
 
 def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:

@@ -6,24 +6,29 @@ Two ways, per machine (`power` in the inventory, checked by stacks.power):
   broadcast to port 9 of the machine's network, sent from a Pi of the Ainur: they share the
   machine's L2 segment, which the operator's laptop may not (Wi-Fi, VPN), and a router does not
   forward a broadcast. The Pis run Ubuntu, so the sender is a few lines of python3 run over SSH
-  (`wake_command`), no package to install. Talos keeps the NIC armed for the next wake only when
-  its machine config says so: `ethernet_config` is the EthernetConfig document that does.
+  (`wake_command`), no package to install. It goes to the Ainur's service address (`sender_address`),
+  which kube-vip moves to whichever Pi serves netboot, so any Pi that answers sends it, not one Pi
+  in particular. It asks first: a machine whose Talos API answers is on (running, or in maintenance
+  mode) and gets no packet. Talos keeps the NIC armed for the next wake only when its machine
+  config says so: `ethernet_config` is the EthernetConfig document that does.
 - **A Turing Pi 2 BMC** (bmcd, firmware 2.x), over its HTTPS API from the operator's machine, by
   `iluvatar power bmc` (iluvatar.power): log in (POST /api/bmc/authenticate, a bearer token), read
   the slots' power, switch the machine's slot on unless it is on, read it back. With `flash`, the
   slot is first written with the Image Factory disk image, by the BMC itself from its URL, when
   Pulumi first adds the machine and Talos does not answer there (the requests are below).
 
-Every step is safe to run twice: a magic packet to a running machine does nothing, and the BMC
-step switches on only a slot that is off and flashes only a machine where Talos does not answer.
-A step runs when the machine's apply step does (create, and every later change of its config or
-version: the same `about` values), so a machine powered off since is woken before it is changed.
+Every step is safe to run twice: the Wake-on-LAN step sends nothing to a machine that answers, and
+the BMC step switches on only a slot that is off and flashes only a machine where Talos does not
+answer. A step runs when its machine first comes into the inventory and when the machine itself
+changes (another MAC: a replaced machine; another address), never because versions or patches
+changed: on a running cluster the machines are on, and a step that ran then would only add a wait on
+a Pi (or a BMC) to a roll that does not need one. A reflashed machine is in maintenance mode, on.
+`pulumi up --replace` of a machine's power step powers it on again (a machine switched off by hand).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from urllib.parse import urlencode
@@ -42,10 +47,14 @@ WOL_REPEAT = 3
 WOL_MODES = ("magic",)
 
 # The engine's bound on the sender's step: SSH dials for up to plans.k3s's SSH_DIAL_ATTEMPTS x SSH_DIAL_SECONDS (a Pi
-# still booting: 150 s), then sending takes under a second.
+# still booting: 150 s), then asking and sending take seconds.
 WAKE_TIMEOUT = "10m"
 # Talos's API (apid, and the maintenance service before install): a machine that answers here has Talos on its disk.
 TALOS_API_PORT = 50000
+# How the Wake-on-LAN step asks a machine whether it is on: a TCP connection to its Talos API, each try bounded,
+# a few tries a second apart (a machine on answers within a second; one that does not is woken).
+ASK_SECONDS = 2
+ASK_TRIES = 3
 # A slot switched on answers on the BMC at once; the bound covers a BMC that is still booting or busy.
 BMC_TIMEOUT = "5m"
 # Flashing: Talos gets PROBE_SECONDS to answer after power-on (an RK1 boots Talos in about a minute);
@@ -68,29 +77,41 @@ def broadcast(stack: StackConfig, node: Node) -> IPv4Address:
     return stack.network.lan.broadcast_address
 
 
-def sender(stack: StackConfig) -> Node:
-    """The Pi that sends the magic packets: the first valar, the one every other Pi's join waits for."""
-    return stack.by_role("valar")[0]
+def sender_address(stack: StackConfig) -> IPv4Address:
+    """Where the Wake-on-LAN step reaches a Pi over SSH: the Ainur's service address, which kube-vip gives the Pi that
+    runs the netboot pod (any Pi, and one on the machine's LAN: it serves its DHCP), moving it when that Pi dies. Not
+    the first valar: with it down, every machine's step would wait on it (SSH's 60 dials) and fail."""
+    assert stack.ainur is not None
+    return stack.ainur.service_ip
 
 
-# Run by the Pi's python3 (Ubuntu's); argv: MAC, broadcast address. It prints what it sent.
+# Run by the Pi's python3 (Ubuntu's); argv: name, MAC, broadcast address, the machine's Talos API (ip:port).
+# It asks the machine first and sends only to one that does not answer; it prints what it did.
 WAKE_SCRIPT = f"""import socket, sys, time
-mac, address = sys.argv[1], sys.argv[2]
+name, mac, address, talos = sys.argv[1:5]
+host, port = talos.rsplit(":", 1)
+for attempt in range({ASK_TRIES}):
+    try:
+        with socket.create_connection((host, int(port)), timeout={ASK_SECONDS}):
+            print(f"{{name}} answers at {{talos}}: it is on, no magic packet sent")
+            sys.exit(0)
+    except OSError:
+        time.sleep(1)
 packet = b"\\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     for _ in range({WOL_REPEAT}):
         s.sendto(packet, (address, {WOL_PORT}))
         time.sleep(0.1)
-print(f"magic packet for {{mac}} sent to {{address}}:{WOL_PORT} ({WOL_REPEAT} times)")
+print(f"{{name}} does not answer at {{talos}}: magic packet for {{mac}} sent to {{address}}:{WOL_PORT} ({WOL_REPEAT} times)")
 """
 
 
-def wake_command(stack: StackConfig, node: Node, about: Mapping[str, str] | None = None) -> str:
-    """The shell command the sender Pi runs. `about` (the machine's apply inputs) goes first, as
-    environment assignments: a change of them changes the command, so the step runs again."""
-    env = [f"ILUVATAR_{k}={shlex.quote(v)}" for k, v in sorted((about or {}).items())]
-    return " ".join([*env, "python3", "-c", shlex.quote(WAKE_SCRIPT), node.mac, str(broadcast(stack, node))])
+def wake_command(stack: StackConfig, node: Node) -> str:
+    """The shell command the sender Pi runs: what it depends on is the machine itself (its name, MAC, network and
+    address), so it runs again when the machine is replaced or moves, never when versions or patches change."""
+    talos = f"{node.ip}:{TALOS_API_PORT}"
+    return " ".join(["python3", "-c", shlex.quote(WAKE_SCRIPT), node.name, node.mac, str(broadcast(stack, node)), talos])
 
 
 def ethernet_config(node: Node) -> dict[str, object] | None:

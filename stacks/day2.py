@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stacks.errors import Problem
-from stacks.model import StackConfig
+from stacks.model import Node, StackConfig
 
 ARDA = "iluvatar:arda"
 TALOS = f"{ARDA}.talosVersion"
@@ -82,6 +82,16 @@ def former_names(stack: StackConfig, previous: Mapping[str, Mapping[str, Any]]) 
     """
     by_mac = {str(v.get("mac")): name for name, v in previous.items() if v.get("mac")}
     return {n.name: by_mac[n.mac] for n in stack.nodes if n.mac in by_mac and by_mac[n.mac] != n.name}
+
+
+def installed(node: Node, deployed: DeployedArda, former: str | None = None) -> bool:
+    """Whether the last deployment had this machine, under its name (or `former`, when renamed) and with its MAC.
+
+    Such a machine boots from its own disk: a change of it needs neither the Ainur's netboot nor a power-on. A
+    machine new to the inventory, or replaced by another (its MAC changed), is not installed.
+    """
+    entry = deployed.nodes.get(former or node.name)
+    return deployed.deployed and entry is not None and str(entry.get("mac")) == node.mac
 
 
 def talos_upgrade_problem(target: str, host: str) -> str | None:

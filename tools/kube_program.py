@@ -365,7 +365,16 @@ def render(ref: ChartRef, api_versions: Sequence[str]) -> list[dict[str, Any]]:
     back costs more than the render."""
     chart_dir = upstream.chart(ref.chart, ref.version, omit=OMITTED_SUBCHARTS.get(ref.chart, ()))
     # The Helm binary's path names its own build (its sources' hash, iluvatar.golang): a new Helm renders anew.
-    inputs = [str(gotools.build("helm")), str(chart_dir), ref.values, ref.release, ref.namespace, ref.kube_version, ref.include_crds, sorted(api_versions)]
+    inputs = [
+        str(gotools.build("helm")),
+        str(chart_dir),
+        ref.values,
+        ref.release,
+        ref.namespace,
+        ref.kube_version,
+        ref.include_crds,
+        sorted(api_versions),
+    ]
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
     cached = gotools.cache_dir() / "kube" / "renders" / f"{ref.chart}-{key}.json"
     if cached.exists():

@@ -134,7 +134,13 @@ def cache_pod() -> dict[str, Any]:
     cache = {"name": "cache", "mountPath": HOST_CACHE}
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     return {
-        "tolerations": [{"operator": "Exists"}],
+        # Every NoExecute taint, so a pod stays on a Pi the control plane cannot reach, but no NoSchedule one: a dead Pi
+        # (tainted unreachable:NoSchedule by the node lifecycle controller) is then not one the DaemonSet must run on
+        # (Kubernetes v1.33 node_lifecycle_controller.go:87-90 and doNoScheduleTaintingPass, 527; daemon_controller.go
+        # NodeShouldRunDaemonPod, 1321-1326, and the status it counts, 1167-1172), so a change of
+        # the cache (a Talos upgrade's new assets) rolls out on the Pis that answer, and pulumi-kubernetes's wait for
+        # the DaemonSet (desired == available, kstatus) ends, instead of waiting its 10 minutes on the dead Pi and failing.
+        "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
         "initContainers": [
             _sh("ipxe", DEBIAN_IMAGE, "fetch-ipxe.sh", [etc, cache]),
             # The curl image runs as an unprivileged user; the host folder is root's.

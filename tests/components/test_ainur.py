@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
+from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
-from plans import cloudinit
+from plans import cloudinit, k3s
 from stacks import load_stack_file, read_stack_file
+from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.sims import simulated
 
@@ -28,15 +32,22 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
         # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi joins, then runs the stack's k3s.
         # A valar first installs its API server's authentication config (the homelab signs in with Dex, plans.apiserver).
         oidc = [f"ainur-{pi}-oidc"] if pi == "manwe" else []
-        assert [r.name for r in homelab.children(regs[f"ainur-{pi}"])] == [*oidc, f"ainur-{pi}-join", f"ainur-{pi}-k3s"]
+        children = [r.name for r in homelab.children(regs[f"ainur-{pi}"])]
+        assert sorted(children) == sorted([*oidc, f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-uninstall"])
+        # The uninstall runs only when the Pi leaves (its delete); nothing runs at create, nothing waits for it.
+        uninstall = regs[f"ainur-{pi}-uninstall"]
+        assert (uninstall.inputs.get("create"), uninstall.inputs["delete"]) == (None, k3s.UNINSTALL_SCRIPT)
+        assert uninstall.dependencies == (regs[f"ainur-{pi}-join"].urn,)
+        assert "delete" not in regs[f"ainur-{pi}-join"].inputs
 
 
 def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) -> None:
     regs = homelab.named()
     first = regs["ainur-manwe-join"].urn
     assert first not in regs["ainur-manwe-join"].dependencies
-    for other in ("eonwe", "ilmare"):
-        assert first in regs[f"ainur-{other}-join"].dependencies
+    # One Pi after the other: the first valar, then each Pi after the one before it (a restart at a time).
+    assert first in regs["ainur-eonwe-join"].dependencies
+    assert regs["ainur-eonwe-join"].urn in regs["ainur-ilmare-join"].dependencies
     assert first in regs["ainur-credentials"].dependencies
     connection = regs["ainur-credentials"].inputs["connection"]
     assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
@@ -189,3 +200,103 @@ def test_no_netboot_worker_serves_no_config(tmp_path: Path) -> None:
         "items": [],
     }
     assert "talos.config" not in "".join(regs["netboot-configmap-ipxe"].inputs["data"].values())
+
+
+# --- A dead Pi's recovery, as docs/day2.md's runbooks say, through the engine's rules (iluvatar.graph) ---
+
+DAY2 = "docs/day2.md"
+REBUILT, REMOVED = "### A dead Pi rebuilt", "### A dead Pi removed for good"
+
+
+def three_valar_doc() -> dict[str, Any]:
+    """The homelab with three valar and a maiar (varda), as tests/netns/test_k3s_steps.py runs it."""
+    doc = homelab_doc()
+    nodes = doc["config"]["iluvatar:nodes"]
+    nodes[1]["role"] = nodes[2]["role"] = "valar"
+    nodes.insert(3, {**nodes[2], "name": "varda", "role": "maiar", "mac": "d8:3a:dd:10:00:04", "ip": "192.168.0.17"})
+    return doc
+
+
+@pytest.fixture(scope="module")
+def recovery_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str, Any], Simulation]]:
+    """The shipped homelab (one valar, two maiar) and the same with three valar and a maiar, simulated."""
+    out = {}
+    for name, doc in (("homelab", homelab_doc()), ("three-valar", three_valar_doc())):
+        out[name] = (doc, simulate(read_stack_file(write_stack(tmp_path_factory.mktemp(name), doc, stack="homelab"))))
+    return out
+
+
+def own(entry: StateEntry, pi: str) -> bool:
+    """A resource of this Pi's: its component and what it holds, and the storage layer's patch of its Node."""
+    return entry.name in (f"ainur-{pi}", f"storage-ainur-node-{pi}") or entry.name.startswith(f"ainur-{pi}-")
+
+
+def arda(entry: StateEntry) -> bool:
+    return entry.name.startswith("arda-") or entry.name == "arda" or ":talos:" in f":{entry.urn.split('::')[2]}"
+
+
+def pis_of(doc: dict[str, Any]) -> list[str]:
+    return [n["name"] for n in doc["config"]["iluvatar:nodes"] if n["role"] in ("valar", "maiar")]
+
+
+@pytest.mark.parametrize("which", ["homelab", "three-valar"])
+def test_a_dead_pi_rebuilt_as_the_runbook_says_keeps_every_other_resource(
+    recovery_stacks: dict[str, tuple[dict[str, Any], Simulation]], which: str
+) -> None:
+    """docs/day2.md's commands, for each Pi (the first valar too): nothing leaves the state, only the Pi's own join
+    (and a valar's oidc step) is replaced, and no delete runs (an uninstall there would undo the new join)."""
+    doc, sim = recovery_stacks[which]
+    state = state_of(sim)
+    for pi in pis_of(doc):
+        done = runbook.run(runbook.commands(DAY2, REBUILT, pi=pi), state)
+        assert done.removed == [] and done.state == state, pi
+        replaced = sorted(e.name for e in done.replaced)
+        # The homelab signs in with Dex: each valar has an oidc step, which the new card needs before k3s starts.
+        valar = next(n for n in doc["config"]["iluvatar:nodes"] if n["name"] == pi)["role"] == "valar"
+        assert replaced == sorted([f"ainur-{pi}-join", *([f"ainur-{pi}-oidc"] if valar else [])]), pi
+        assert all(own(e, pi) and not arda(e) for e in done.replaced)
+        assert done.deletes == [], [e.name for e in done.deletes]
+
+
+@pytest.mark.parametrize("which", ["homelab", "three-valar"])
+def test_a_dead_pi_removed_for_good_as_the_runbook_says_takes_only_its_own_resources(
+    recovery_stacks: dict[str, tuple[dict[str, Any], Simulation]], which: str, tmp_path: Path
+) -> None:
+    """The `state delete` of its uninstall (nothing depends on it), then the `up` without the Pi in the inventory:
+    what leaves the state is the Pi's own, and no delete that would reach for the dead Pi runs."""
+    doc, sim = recovery_stacks[which]
+    state = state_of(sim)
+    roles = {n["name"]: n["role"] for n in doc["config"]["iluvatar:nodes"]}
+    for pi in pis_of(doc):
+        done = runbook.run(runbook.commands(DAY2, REMOVED, pi=pi), state)
+        assert [e.name for e in done.removed] == [f"ainur-{pi}-uninstall"], pi
+        if roles[pi] == "valar":
+            continue  # the inventory refuses an even number of valar (etcd's quorum): a valar leaves with another change
+        without = edit(doc, {"iluvatar:nodes": [n for n in doc["config"]["iluvatar:nodes"] if n["name"] != pi]})
+        (tmp_path / pi).mkdir()
+        after = simulate(read_stack_file(write_stack(tmp_path / pi, without, stack="homelab")))
+        registered = {r.urn for r in after.registrations}
+        deleted = [e for e in done.state if e.urn not in registered]
+        assert deleted and all(own(e, pi) for e in deleted), [e.name for e in deleted if not own(e, pi)]
+        assert [e.name for e in deleted if e.delete_command] == []
+        kept = {e.urn for e in state if not own(e, pi)}
+        assert kept <= registered
+
+
+def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recovery_stacks: dict[str, tuple[dict[str, Any], Simulation]]) -> None:
+    """Why the runbook no longer runs `pulumi state delete --target-dependents` on a join: through the chain of joins
+    (one Pi's restart at a time) it takes every later Pi's steps, and from the first valar's most of the stack."""
+    _, sim = recovery_stacks["homelab"]
+    state = state_of(sim)
+    join = next(e for e in state if e.name == "ainur-manwe-join")
+    with pytest.raises(EngineRefusedError, match="can't be safely deleted because the following resources depend on it"):
+        state_delete(state, [join.urn])
+    _, removed = state_delete(state, [join.urn], target_dependents=True)
+    assert (len(removed), len(state)) == (197, 272)
+    assert {e.name for e in removed} >= {
+        "ainur-eonwe-join",
+        "ainur-credentials",
+        "ainur-kubernetes",
+        "arda-taniquetil-apply",
+        "netboot-deployment-netboot",
+    }

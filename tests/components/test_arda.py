@@ -164,12 +164,12 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
         checked += 1
     # Arda 21 (secrets, schematic, 5 applies, bootstrap, 2 gates, kubeconfig, Cilium's release, gate, pool and policy, CoreDNS's 6 objects),
-    # the Ainur 9 (token, 3 joins, 3 k3s steps, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
+    # the Ainur 12 (token, 3 joins, 3 k3s steps, 3 uninstalls, the credentials, the gate), netboot 15, the mirror 4 (claim, Deployment, Service,
     # its storage gate); GitOps 21 on the two clusters (the category namespaces are the edge's); the edge 39 (its two
     # webhook gates included); storage 12 (3 namespaces, 6 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps;
     # data safety 34 (ESO, its store Secrets, readers, stores and gate; VolSync, the restic Secrets, talos-backup, 5 generated keys)
     # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs and their gate): 62 more.
-    assert checked == 217
+    assert checked == 220
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -70,7 +70,7 @@ def test_an_address_change_updates_the_machines_step(tmp_path: Path, homelab: Si
 
 
 def test_destroy_goes_in_the_safe_order(homelab: Simulation) -> None:
-    """In-cluster objects go with their cluster; machines are reset workers first, the first control plane last; k3s goes last on the first valar."""
+    """In-cluster objects go with their cluster; machines are reset workers first, the first control plane last; each Pi's k3s is uninstalled."""
     graph = Graph.of(homelab)
     regs = homelab.named()
     anchors = {"arda": regs["arda-bootstrap"].urn, "ainur": regs["ainur-k3s-token"].urn}
@@ -81,13 +81,14 @@ def test_destroy_goes_in_the_safe_order(homelab: Simulation) -> None:
     order = [r.name for r in reversed(graph.order())]
     resets = [n for n in order if n.endswith("-apply") and regs[n].inputs.get("delete")]
     assert resets == ["arda-saruman-apply", "arda-gandalf-apply", "arda-alqualonde-apply", "arda-tirion-apply", "arda-taniquetil-apply"]
-    uninstalls = [n for n in order if n.endswith("-join")]
-    assert uninstalls[-1] == "ainur-manwe-join" and set(uninstalls) == {"ainur-manwe-join", "ainur-eonwe-join", "ainur-ilmare-join"}
-    assert (
-        regs["ainur-manwe-join"]
-        .inputs["delete"]
-        .startswith("set -eu\nfor script in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh")
-    )
+    # Each Pi's k3s is uninstalled by its own resource, before its join is forgotten; the joins delete nothing (a rebuilt
+    # Pi's join is replaced, docs/day2.md), and the order between Pis does not matter (k3s's uninstall needs no cluster).
+    pis = ("manwe", "eonwe", "ilmare")
+    assert {n for n in order if regs[n].inputs.get("delete")} & {f"ainur-{pi}-{kind}" for pi in pis for kind in ("join", "k3s", "oidc")} == set()
+    for pi in pis:
+        uninstall = regs[f"ainur-{pi}-uninstall"]
+        assert uninstall.inputs["delete"].startswith("set -eu\nfor script in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh")
+        assert order.index(f"ainur-{pi}-uninstall") < order.index(f"ainur-{pi}-join")
 
 
 def _probe_says(states: dict[str, str]) -> dict[str, object]:

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iluvatar.graph import Graph
-from iluvatar.render import render_files
+from iluvatar.graph import Graph, provider_urn
+from iluvatar.render import redact, render_files
 from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
 from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
@@ -138,18 +138,26 @@ def test_without_the_power_step_in_the_apply_the_graph_says_so(tmp_path: Path) -
     assert not Graph.of(sim).after(apply, step)
 
 
-def test_power_steps_wait_for_netboot_and_the_magic_packet_for_its_sender(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+def test_power_steps_wait_for_netboot_and_the_magic_packet_goes_out_from_the_pi_serving_it(
+    stacks: dict[str, tuple[StackConfig, Simulation]],
+) -> None:
+    """On a first deployment each step waits for netboot to serve; the magic packet goes out over SSH to the Ainur's service
+    address (whichever Pi runs the netboot pod holds it), never to one Pi in particular, and after no Pi's join."""
     stack, sim = stacks["homelab"]
-    graph, named = Graph.of(sim), sim.named()
+    graph = Graph.of(sim)
     wake, bmc = power_step(sim, stack, "gandalf"), power_step(sim, stack, "saruman")
     netboot = [r for r in sim.registrations if r.type == "kubernetes:apps/v1:Deployment" and r.inputs["metadata"]["name"] == "netboot"]
     assert len(netboot) == 1
     for step in (wake, bmc):
         assert graph.after(step, netboot[0]), f"{step.name} can power a machine on before its DHCP/PXE server serves"
-    assert graph.after(wake, named["ainur-manwe-join"])
+    # Directly after netboot's serving objects only (which come after the Ainur's API, so after the first valar's join).
+    assert sorted(named_of(sim, u) for u in wake.dependencies) == [
+        "netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-service-netboot"
+    ]  # fmt: skip
     connection = wake.inputs["connection"]
     connection = connection.value if isinstance(connection, SecretValue) else connection
-    assert (connection["host"], connection["user"]) == ("192.168.0.11", "ubuntu")
+    assert stack.ainur is not None
+    assert (connection["host"], connection["user"]) == (str(stack.ainur.service_ip), "ubuntu") == ("192.168.0.14", "ubuntu")
 
 
 def test_the_steps_are_one_component_and_machines_without_power_have_none(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
@@ -164,19 +172,75 @@ def test_the_steps_are_one_component_and_machines_without_power_have_none(stacks
     assert plain.by_type("iluvatar:arda:Power") == []
 
 
-def test_a_step_runs_again_whenever_its_machines_apply_does(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
-    """The same ILUVATAR_* inputs: a new version, installer or patch re-runs the power step before the apply."""
+def test_a_step_is_about_its_machine_not_its_versions(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
+    """What a power step runs names the machine (MAC, address, slot), never the versions or patches: it runs again when the
+    machine is replaced or moves, not on every change of Arda."""
     stack, sim = stacks["homelab"]
-    bmc, apply = power_step(sim, stack, "saruman"), apply_step(sim, stack, "saruman")
-    # All but the generation (a machine found in maintenance mode is on already: configuring it again needs no power-on).
-    assert bmc.inputs["environment"] == {k: v for k, v in apply.inputs["environment"].items() if k != "ILUVATAR_GENERATION"}
-    assert set(bmc.inputs["environment"]) == {"ILUVATAR_TALOS_VERSION", "ILUVATAR_KUBERNETES_VERSION", "ILUVATAR_INSTALLER", "ILUVATAR_PATCHES"}
-    wake, wake_apply = power_step(sim, stack, "gandalf"), apply_step(sim, stack, "gandalf")
-    # Over SSH the environment needs the server's AcceptEnv: the values lead the command instead.
-    env = " ".join(f"{k}={v}" for k, v in sorted(wake_apply.inputs["environment"].items()) if k != "ILUVATAR_GENERATION")
-    assert wake.inputs["create"] == wake.inputs["update"]
-    assert wake.inputs["create"].startswith(env + " python3 -c ")
-    assert wake.inputs["create"].endswith(" 28:d2:44:30:00:01 192.168.0.255")
+    bmc, wake = power_step(sim, stack, "saruman"), power_step(sim, stack, "gandalf")
+    assert bmc.inputs["environment"] == {"ILUVATAR_MAC": "28:d2:44:30:00:02"}
+    gandalf = next(n for n in stack.nodes if n.name == "gandalf")
+    assert wake.inputs["create"] == plan.wake_command(stack, gandalf)
+    assert "update" not in wake.inputs  # an update runs `create` again (pulumi-command, remote/commandController.go:75-80)
+    assert wake.inputs["create"].startswith("python3 -c ")
+    assert wake.inputs["create"].endswith(" gandalf 28:d2:44:30:00:01 192.168.0.255 192.168.0.31:50000")
+    for step in (bmc, wake):
+        assert not [v for v in json.dumps(step.inputs, default=repr).split('"') if v.startswith(("v1.12", "v1.34"))], step.name
+
+
+def named_of(sim: Simulation, urn: str) -> str:
+    return next(r.name for r in sim.registrations if r.urn == urn)
+
+
+def plain(value: Any) -> Any:
+    """A value with its secrets' values in clear, to compare two runs' inputs as the engine diffs them."""
+    if isinstance(value, SecretValue):
+        return plain(value.value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def runs(before: Simulation, after: Simulation) -> set[str]:
+    """The resources the engine runs a step for going from `before` to `after`: new ones, and those whose inputs changed."""
+    old = before.named()
+    return {r.urn for r in after.registrations if r.name not in old or plain(old[r.name].inputs) != plain(r.inputs)}
+
+
+def on_the_ainur(reg: Registration, sim: Simulation) -> bool:
+    """A step that needs a Pi (a command over SSH) or the Ainur's API (an object through its Kubernetes provider)."""
+    ainur = {r.urn for r in sim.registrations if r.type == "pulumi:providers:kubernetes" and r.name == "ainur-kubernetes"}
+    return reg.type == REMOTE or provider_urn(reg.provider) in ainur
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"iluvatar:arda.talosVersion": "v1.12.5"}, {"iluvatar:nodes[6].talosPatches": [{"machine": {"sysctls": {"vm.nr_hugepages": "64"}}}]}],
+    ids=["talos-upgrade", "patch"],
+)
+def test_a_roll_of_machines_already_on_waits_on_no_pi(tmp_path: Path, change: dict[str, Any]) -> None:
+    """A Talos upgrade or a patch on a deployed homelab, gandalf woken by Wake-on-LAN, saruman on a BMC: the engine runs
+    no step on a Pi or the Ainur's API before any machine's apply, so with the first valar down (or the Ainur's API) the
+    roll goes on. The Ainur's objects a Talos upgrade changes (the served configs, the cache's assets) still run, beside
+    the roll, for the machines that boot from the network later; the power steps do not run at all."""
+    path = homelab_variant(tmp_path)
+    before = simulate(read_stack_file(path))
+    previous = json.loads(json.dumps(redact(before.outputs)))
+    doc = edit(yaml.safe_load(path.read_text()), change)
+    (tmp_path / "after").mkdir()
+    after = simulate(read_stack_file(write_stack(tmp_path / "after", doc, stack="homelab")), previous=previous)
+    graph, ran, stack = Graph.of(after), runs(before, after), load_stack_file(path)
+    applies = [apply_step(after, stack, n.name) for n in stack.arda_nodes]
+    assert {a.urn for a in applies if a.urn in ran} == ({a.urn for a in applies} if "iluvatar:arda.talosVersion" in change else {applies[-2].urn})
+    for apply in applies:
+        waits = sorted(
+            after.named()[graph.registrations[u].name].name for u in graph.ancestors(apply.urn) & ran if on_the_ainur(graph.registrations[u], after)
+        )
+        assert waits == [], f"{apply.name} waits on {waits}"
+    assert not {power_step(after, stack, n).urn for n in ("gandalf", "saruman")} & ran
+    if "iluvatar:arda.talosVersion" in change:
+        assert {"netboot-configmap-netboot", "netboot-daemonset-netboot-cache"} <= {graph.registrations[u].name for u in ran}
 
 
 def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, Simulation]]) -> None:
@@ -187,8 +251,8 @@ def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, 
         command = f".venv/bin/iluvatar power bmc --machine talos-{i} --bmc https://10.10.0.5 --slot {i} --user root --timeout 5m"
         assert (step.inputs["create"], step.inputs["update"]) == (command, command)
         assert step.custom_timeouts == {"create": "10m", "update": "10m"}
-        # No Ainur, so no netboot to wait for: only the schematic whose installer its ILUVATAR_INSTALLER names.
-        assert {u.rsplit("::", 1)[1] for u in step.dependencies} == {"arda-config-schematic-rk1"}
+        # No Ainur, so no netboot to wait for, and nothing of Arda's versions in it: it waits for nothing.
+        assert step.dependencies == ()
     flash = power_step(sim, stack, "talos-4")
     # Flashing on the first run only; every later run powers on.
     assert flash.inputs["create"] == (
@@ -241,7 +305,8 @@ def test_render_with_power_is_offline_and_byte_identical(tmp_path: Path) -> None
     assert "  arda-power  (iluvatar:arda:Power)" in lines
     # Flashing may take its 45 minutes on the first run; a later run only powers on.
     step = next(line for line in lines if line.startswith("    arda-power-talos-4  (command:local:Command)"))
-    assert "[timeouts: create 50m, update 10m] [inputs: arda-config-schematic-rk1 (create, environment)] [provider: arda-power-command]" in step
+    # It flashes the board's disk image, which the factory serves once it was sent the schematic: after it, by name.
+    assert "[timeouts: create 50m, update 10m] [after: arda-config-schematic-rk1] [provider: arda-power-command]" in step
     assert "[after: arda-power-talos-2, arda-talos-1-apply]" in next(line for line in lines if line.strip().startswith("arda-talos-2-apply"))
 
 

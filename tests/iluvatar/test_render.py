@@ -217,10 +217,10 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 269")
+    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 272")
     # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
-    # and monitoring's CRD gate. 8 remote: each Pi's join and k3s steps, the credentials, and the valar's sign-in config.
-    assert "command:local:Command 16" in lines[-1] and "command:remote:Command 8" in lines[-1]
+    # and monitoring's CRD gate. 11 remote: each Pi's join, k3s and uninstall steps, the credentials, and the valar's sign-in config.
+    assert "command:local:Command 16" in lines[-1] and "command:remote:Command 11" in lines[-1]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:

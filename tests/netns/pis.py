@@ -23,6 +23,19 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
   stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
   A Pi with a `broken` file never comes back.
+- systemd's handling of k3s's unit (`STANDIN_SYSTEMCTL`), as k3s's install.sh writes it: `Type=notify`,
+  so `systemctl start|restart` returns only once k3s says READY=1, and `TimeoutStartSec=0`, so never
+  otherwise; a server says it once etcd has quorum (k3s pkg/cli/server/server.go), an agent at once. A
+  Pi with a `never-ready` file never says it.
+- the Ainur's etcd (`STANDIN_ETCD`, one folder every Pi shares): a valar's k3s is a member from its
+  first start, up while it runs (down `ETCD_START` seconds of each restart), with quorum while more than
+  half of the members are up; its client port answers the member list (every member started once, by
+  name and client URL, quorum or not: etcd's MemberList) and /health (`{"health":"true","reason":""}`
+  with quorum, else 503), for a caller holding k3s's etcd client certificate.
+
+Guesses, not read in a source: how long a server's etcd takes to start (`ETCD_START`), that a member joins
+as a voter at once (k3s joins it as a learner and promotes it once it has caught up, which a real gate
+would wait through), that a stopped member is down at once, and that an agent is ready at once.
 
 Each Pi has its own mount namespace, so the stand-ins and the files the scripts write land in the
 Pi's own folders (bound on /usr/local/bin, /etc/rancher, /var/lib/rancher, /home), never on this
@@ -59,8 +72,10 @@ from tools.kube_cluster import Cluster, _leaf, kubeconfig
 
 UID = 4242  # the Pi user's uid inside each Pi's mount namespace (its own /etc/passwd)
 KUBELET_DELAY = 1.5  # seconds a (stand-in) kubelet takes to report after k3s starts
+ETCD_START = 1.0  # seconds a (stand-in) server's etcd member takes to start, down meanwhile
 HEALTHZ_PORT = 10248
 OPERATOR_IP = "192.168.0.250"
+ETCD_LAB = "etcd-lab"  # the lab's etcd folder, beside the Pis' own (Pis.etcd)
 # cloud-init's template of /etc/hosts as Debian's cloud-init (22.4) ships it, on the Pis flashed with it.
 HOSTS_TEMPLATE_TEXT = (
     "## template:jinja\n{#\nThis file (/etc/cloud/templates/hosts.debian.tmpl) is only utilized\n"
@@ -96,21 +111,47 @@ esac
 """
 
 STANDIN_SYSTEMCTL = """#!/bin/bash
-# STAND-IN for systemd's systemctl (no systemd here): k3s's units only.
+# STAND-IN for systemd's systemctl (no systemd here): k3s's units only, as k3s's install.sh writes them
+# (create_systemd_service_file: Type=notify, TimeoutStartSec=0). `start` and `restart` return once the
+# service tells systemd it is ready (READY=1, Type=notify), with no bound (TimeoutStartSec=0): here, once the
+# stand-in service script returns (STANDIN_SERVICE). `restart` stops the running service first. `is-active`
+# answers for a service that has told it is ready (a notify service is "activating" until then).
 set -eu
 S=/var/lib/rancher/standin
-verb=$1 unit=${2:-}
+verb=$1
+shift
+unit=""
+for arg in "$@"; do case $arg in -*) ;; *) unit=$arg ;; esac; done
 [ "$(id -u)" = 0 ] || { echo "stand-in systemctl: $verb needs root" >&2; exit 1; }
 echo "$(date +%s.%N) systemctl $verb $unit" >> $S/log
 [ -f $S/version ] || { echo "Failed to $verb $unit.service: Unit $unit.service not found." >&2; exit 5; }
 case $verb in
   enable|daemon-reload) ;;
-  start) if [ ! -f $S/running ]; then exec $S/service; fi ;;
-  restart) exec $S/service ;;
-  stop) rm -f $S/running; if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; fi ;;
+  start|restart)
+    if [ "$verb" = restart ]; then $S/stop; fi
+    if [ ! -f $S/running ] && [ ! -f $S/activating ]; then
+      touch $S/activating
+      # The service is systemd's, not this command's: killing systemctl (a `timeout`) leaves it starting.
+      setsid $S/service </dev/null >>$S/service.log 2>&1 &
+      echo $! > $S/service.pid
+    fi
+    # Type=notify: the job ends when the service says READY=1; TimeoutStartSec=0: nothing else ends it.
+    until [ -f $S/running ]; do sleep 0.1; done ;;
+  stop) $S/stop ;;
   is-active) [ -f $S/running ] ;;
   *) echo "stand-in systemctl: '$verb' is not stood in" >&2; exit 2 ;;
 esac
+"""
+
+# k3s stopping: its kubelet gone and, on a server, its etcd member down (the lab's etcd, STANDIN_ETCD).
+STANDIN_STOP = """#!/bin/sh
+# STAND-IN for k3s's service stopping (k3s cannot run here).
+S=/var/lib/rancher/standin E=/var/lib/rancher/etcd-lab
+if [ -f $S/service.pid ]; then kill "$(cat $S/service.pid)" 2>/dev/null || true; rm -f $S/service.pid; fi
+rm -f $S/running $S/activating
+if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
+name=$(cat $S/name)
+if [ -e "$E/up/$name" ]; then rm -f "$E/up/$name"; echo "$(date +%s.%N) down $name" >> $E/log; fi
 """
 
 STANDIN_CLOUD_INIT = """#!/bin/bash
@@ -120,12 +161,51 @@ echo "status: done"
 """
 
 STANDIN_CURL = """#!/bin/bash
-# STAND-IN for k3s's installer only: `curl -sfL https://get.k3s.io` prints the stand-in installer; any other
-# address goes to the real curl.
+# STAND-IN for k3s's installer and for etcd's client port only: `curl -sfL https://get.k3s.io` prints the
+# stand-in installer, a request to port 2379 goes to the lab's etcd (STANDIN_ETCD); any other address goes to
+# the real curl.
 for arg in "$@"; do
-  case $arg in https://get.k3s.io|https://get.k3s.io/) cat /var/lib/rancher/standin/install.sh; exit 0 ;; esac
+  case $arg in
+    https://get.k3s.io|https://get.k3s.io/) cat /var/lib/rancher/standin/install.sh; exit 0 ;;
+    https://*:2379/*) exec python3 /var/lib/rancher/standin/etcd.py "$@" ;;
+  esac
 done
 exec /usr/bin/curl "$@"
+"""
+
+# The Ainur's etcd, as the gates ask it (plans.k3s.gate_functions), over the lab's shared folder
+# /var/lib/rancher/etcd-lab (the same on every Pi): `members/<name>` (the member's address) once its k3s first
+# started as a server, `up/<name>` while it runs, and `log` (when each went up or down).
+STANDIN_ETCD = """# STAND-IN for etcd's client port (curl -sf ... https://<ip>:2379/<path>), as etcd v3 serves it.
+import json, os, sys, zlib
+S, E = "/var/lib/rancher/standin", "/var/lib/rancher/etcd-lab"
+args = sys.argv[1:]
+url = next(a for a in args if a.startswith("https://") and ":2379/" in a)
+host, path = url.removeprefix("https://").split(":2379", 1)
+# curl needs the client certificate it is given (k3s's, under server/tls/etcd): without it, curl's 58.
+cert = args[args.index("--cert") + 1] if "--cert" in args else None
+if cert is None or not os.path.exists(cert):
+    sys.exit(58)
+members = {m: open(f"{E}/members/{m}").read().strip() for m in sorted(os.listdir(f"{E}/members"))} if os.path.isdir(f"{E}/members") else {}
+up = set(os.listdir(f"{E}/up")) if os.path.isdir(f"{E}/up") else set()
+me = open(f"{S}/name").read().strip() if host == "127.0.0.1" else next((m for m, ip in members.items() if ip == host), None)
+if me is None or me not in up:
+    sys.exit(7)  # nothing listens: curl's "couldn't connect"
+if path == "/v3/cluster/member/list":
+    # ClusterServer.MemberList (server v3rpc/member.go:90-97 at v3.6.5): not linearizable by default, so the local
+    # member answers from its own copy of the membership, quorum or not; a member that started once keeps its
+    # name and client URL in it (etcdserverpb.Member, api rpc.pb.go:3060-3070).
+    listed = [{"ID": str(zlib.crc32(m.encode())), "name": m, "peerURLs": [f"https://{ip}:2380"], "clientURLs": [f"https://{ip}:2379"]}
+              for m, ip in members.items()]
+    print(json.dumps({"header": {"member_id": str(zlib.crc32(me.encode()))}, "members": listed}))
+elif path == "/health":
+    # HandleHealth (server etcdhttp/health.go:60-69, 76-105 at v3.6.5): no leader or no quorum read is 503, which
+    # `curl -f` turns into its exit code 22 with nothing printed; healthy is 200 {"health":"true","reason":""}.
+    if 2 * len(up & set(members)) <= len(members):
+        sys.exit(22)
+    print(json.dumps({"health": "true", "reason": ""}, separators=(",", ":")))
+else:
+    sys.exit(22)
 """
 
 STANDIN_INSTALLER = """#!/bin/sh
@@ -142,17 +222,35 @@ chmod 755 /usr/local/bin/$unit-uninstall.sh
 exec /usr/local/bin/systemctl restart $unit
 """
 
-# k3s's service starting: its kubeconfig written, then its kubelet (the stand-in below) in the background.
+# k3s's service starting: its kubeconfig written; on a server, its etcd member up and then ready only once etcd
+# has quorum; then its kubelet (the stand-in below) in the background.
 STANDIN_SERVICE = """#!/bin/sh
-# STAND-IN for k3s's service starting (k3s cannot run here).
+# STAND-IN for k3s's service starting (k3s cannot run here). It marks `running` when k3s would tell systemd READY=1:
+# a server once its API server and etcd are up (k3s pkg/cli/server/server.go, the goroutine after
+# server.StartServer waits for APIServerReady then ETCDReady), which needs etcd's quorum; an agent once its
+# networking starts (pkg/agent/run.go, after APIServerReadyChan), here at once (the lab's API server always answers).
 set -eu
-S=/var/lib/rancher/standin
+S=/var/lib/rancher/standin E=/var/lib/rancher/etcd-lab
+name=$(cat $S/name) role=$(cat $S/role)
 if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
 if [ -f $S/k3s.yaml ]; then install -D -m 0600 $S/k3s.yaml /etc/rancher/k3s/k3s.yaml; fi
 echo "$(date +%s.%N) started $(cat $S/version)" >> $S/log
-touch $S/running
+if [ "$role" = valar ]; then
+  # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start).
+  mkdir -p /var/lib/rancher/k3s/server/tls/etcd
+  for f in server-ca.crt client.crt client.key; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/$f; done
+  sleep __ETCD_START__  # a server's etcd takes a while to start: a guess, not k3s's figure
+  mkdir -p $E/members $E/up
+  echo "$(cat $S/ip)" > $E/members/$name
+  touch $E/up/$name
+  echo "$(date +%s.%N) up $name" >> $E/log
+  until [ $(( 2 * $(ls $E/up | wc -l) )) -gt "$(ls $E/members | wc -l)" ]; do sleep 0.1; done
+fi
+while [ -f $S/never-ready ]; do sleep 0.2; done  # a k3s that never tells systemd it is ready
 setsid python3 $S/kubelet.py "$(cat $S/version)" </dev/null >>$S/kubelet.log 2>&1 &
 echo $! > $S/kubelet.pid
+rm -f $S/activating $S/service.pid
+touch $S/running
 """
 
 STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
@@ -262,6 +360,16 @@ class Pis:
     def operator(self) -> str:
         return f"{self.prefix}o"
 
+    def etcd_log(self) -> list[tuple[float, str, str]]:
+        """When each etcd member (a valar's k3s) went `up` or `down`, in order (STANDIN_ETCD)."""
+        path = self.root / ETCD_LAB / "log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return sorted((float(t), what, name) for t, what, name in (line.split(" ") for line in lines))
+
+    def etcd_members(self) -> set[str]:
+        folder = self.root / ETCD_LAB / "members"
+        return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
     def by_ip(self, ip: str) -> Pi:
         return next(p for p in self.pis.values() if str(p.node.ip) == ip)
 
@@ -332,8 +440,14 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     (state / "log").write_text("")
     (state / "log").chmod(0o666)  # cloud-init's stand-in runs as the Pi's user
     (state / "install.sh").write_text(STANDIN_INSTALLER)
-    (state / "service").write_text(STANDIN_SERVICE)
+    (state / "service").write_text(STANDIN_SERVICE.replace("__ETCD_START__", repr(ETCD_START)))
     (state / "service").chmod(0o755)
+    (state / "stop").write_text(STANDIN_STOP)
+    (state / "stop").chmod(0o755)
+    (state / "etcd.py").write_text(STANDIN_ETCD)
+    for key, value in (("name", pi.node.name), ("role", pi.node.role), ("ip", str(pi.node.ip))):
+        (state / key).write_text(value + "\n")
+    (root / "var-lib-rancher" / "etcd-lab").mkdir()  # where the lab's etcd folder is bound (_start_sshd)
     role = pi.node.role
     kubelet = STANDIN_KUBELET.replace("__NAME__", repr(pi.node.name)).replace("__ROLE__", repr(role)).replace("__DELAY__", repr(KUBELET_DELAY))
     # k3s's admin kubeconfig (a server writes it at start; here it points at the test's API server), and the
@@ -374,6 +488,8 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     setup = "; ".join(
         [f"mount -t overlay iluvatar-pi-etc -o {shlex.quote(overlay)} /etc"]
         + [f"mount --bind {shlex.quote(str(root / src))} {dst}" for src, dst in binds.items()]
+        # The Ainur's etcd, one folder for every Pi (STANDIN_ETCD), over the Pi's own /var/lib/rancher.
+        + [f"mount --bind {shlex.quote(str(root.parent / ETCD_LAB))} /var/lib/rancher/etcd-lab"]
     )
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
@@ -429,6 +545,7 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
                 created_dirs.append(Path(mountpoint))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         known: list[str] = []
+        (root / ETCD_LAB).mkdir(mode=0o755, parents=True)
         for i, node in enumerate(stack.ainur_nodes):
             ns = f"{prefix}{i}"
             sh("ip", "netns", "add", ns)
@@ -451,9 +568,10 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
         yield lab
     finally:
         for pi in pis_.values():
-            pid = pi.state / "kubelet.pid"
-            if pid.exists():
-                sh("kill", pid.read_text().strip(), check=False)
+            for name in ("kubelet.pid", "service.pid"):
+                pid = pi.state / name
+                if pid.exists():
+                    sh("kill", pid.read_text().strip(), check=False)
             stop(pi.proc)
         if cluster is not None:
             cluster.stop()

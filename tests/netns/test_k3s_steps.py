@@ -20,6 +20,7 @@ it said before, Ready at the old version, as a real Node does until its grace pe
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import multiprocessing
 import subprocess
@@ -91,6 +92,8 @@ class Lab:
     pis: Pis
     # (node, kubeletVersion) -> when the watcher first saw that Node Ready at that version.
     ready: dict[tuple[str, str], float] = field(default_factory=dict)
+    # node -> when the watcher saw it Ready with a heartbeat it had not seen before (a kubelet's report).
+    beats: dict[str, list[float]] = field(default_factory=dict)
     # The stack's simulations: as flashed (FLASHED), after a k3sVersion change (UPGRADE), after a change of the
     # config, after a change of sign-in (Dex moved, a group more).
     sims: dict[str, Simulation] = field(default_factory=dict)
@@ -151,7 +154,8 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
 
 
 def remote_steps(sim: Simulation) -> list[Registration]:
-    return [r for r in Graph.of(sim).order() if r.type == "command:remote:Command" and r.name.startswith("ainur-")]
+    """The Ainur's remote commands that run something at `up` (each Pi's uninstall runs only as a delete)."""
+    return [r for r in Graph.of(sim).order() if r.type == "command:remote:Command" and r.name.startswith("ainur-") and r.inputs.get("create")]
 
 
 def changed(before: Simulation, after: Simulation) -> list[Registration]:
@@ -164,18 +168,25 @@ def changed(before: Simulation, after: Simulation) -> list[Registration]:
     ]
 
 
-def watch(cluster: Cluster, seen: dict[tuple[str, str], float], stop: threading.Event) -> None:
-    """Record when each Node became Ready at its kubelet's version, as the API server says (every 50 ms)."""
+def watch(cluster: Cluster, seen: dict[tuple[str, str], float], beats: dict[str, list[float]], stop: threading.Event) -> None:
+    """Record when each Node became Ready at its kubelet's version, and when it was seen Ready with a new heartbeat,
+    as the API server says (every 50 ms)."""
+    last: dict[str, str] = {}
     while not stop.is_set():
         now = time.time()
         for node in cluster.client.list("v1", "Node"):
             name = node["metadata"]["name"]
-            ready = [c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"] == ["True"]
+            conditions = [c for c in node["status"].get("conditions", []) if c["type"] == "Ready"]
+            ready = [c["status"] for c in conditions] == ["True"]
             key = (name, node["status"].get("nodeInfo", {}).get("kubeletVersion", "")) if ready else None
             for old in [k for k in seen if k[0] == name and k != key]:
                 del seen[old]
             if key is not None and key not in seen:
                 seen[key] = now
+            beat = conditions[0].get("lastHeartbeatTime", "") if ready else ""
+            if beat and last.get(name) != beat:
+                last[name] = beat
+                beats.setdefault(name, []).append(now)
         time.sleep(0.05)
 
 
@@ -202,7 +213,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with pool, pis(stack, root / "pis", start, kubectl, key, hosts_templates=HOSTS_TEMPLATES) as lab_pis:
         the_lab = Lab(lab_pis, sims=simulating.result(timeout=300), host_etc=host_etc)
         done = threading.Event()
-        watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, done), daemon=True)
+        watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, the_lab.beats, done), daemon=True)
         watcher.start()
         try:
             yield the_lab
@@ -263,8 +274,12 @@ def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
 
 def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brought_up: BroughtUp) -> None:
     first, second, again = brought_up.first, brought_up.second, brought_up.again
-    # The first valar first; every other join after it.
-    assert all(first[f"ainur-{n}-join"].start >= first["ainur-manwe-join"].end for n in SERVERS_FIRST[1:])
+    # The first valar first, then each Pi once the one before it has joined (servers before agents).
+    for before, after in itertools.pairwise(SERVERS_FIRST):
+        assert first[f"ainur-{after}-join"].start >= first[f"ainur-{before}-join"].end, (before, after)
+    # Each valar's k3s is a member of the Ainur's etcd, which never went without quorum.
+    assert lab.pis.etcd_members() == set(VALAR)
+    assert etcd_problems(lab.pis.etcd_log(), set(VALAR)) == []
     # k3s was installed by cloud-init at the stack's version: the k3s steps leave it alone.
     for name in SERVERS_FIRST:
         assert f"k3s {FLASHED} already runs on {name}" in first[f"ainur-{name}-k3s"].stderr
@@ -276,7 +291,9 @@ def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brou
     # The second run: no install, no restart, the same token and kubeconfig.
     for name, actions in again.items():
         unit = k3s.service(lab.pis.pis[name].node)
-        assert [a for _, a in actions] == ["cloud-init status --wait", f"systemctl enable {unit}", f"systemctl start {unit}"], name
+        assert [a for _, a in actions] == [
+            "cloud-init status --wait", f"systemctl enable {unit}", f"systemctl is-active {unit}", f"systemctl start {unit}"
+        ], name  # fmt: skip
         assert f"k3s {FLASHED} already runs on {name}" in second[f"ainur-{name}-k3s"].stderr
     server = k3s.server_url(lab.pis.stack)
     made = [credentials_plan.kubeconfig(run["ainur-credentials"].stdout, server, "ainur") for run in (first, second)]
@@ -403,18 +420,128 @@ def test_a_k3s_version_change_upgrades_one_pi_at_a_time_servers_first(lab: Lab, 
     assert all(f"k3s {UPGRADE} already runs" in s.stderr for s in again.values())
 
 
-def test_a_config_change_restarts_k3s_and_only_where_it_changed(lab: Lab, brought_up: BroughtUp) -> None:
+def etcd_problems(events: list[tuple[float, str, str]], members: set[str]) -> list[str]:
+    """What the Ainur's etcd went through that a roll must never cause: two members down at once, or no quorum."""
+    problems, down = [], set()
+    for when, what, name in events:
+        if what == "down":
+            down.add(name)
+        else:
+            down.discard(name)
+        if len(down) > 1:
+            problems.append(f"{', '.join(sorted(down))} down at once at {when:.2f}")
+        if 2 * len(members - down) <= len(members):
+            problems.append(f"etcd without quorum at {when:.2f}: {len(members - down)} of {len(members)} members up")
+    return problems
+
+
+def roll_problems(lab: Lab, runs: dict[str, Step], order: list[str], since: float) -> list[str]:
+    """What is wrong with a roll of k3s restarts: a Pi restarted twice or not at all, one restarted before the Pi before it
+    had finished its join, a join that ended before its Node reported again or (a valar's) before its etcd member was
+    back, and etcd's own problems."""
+    events = [e for e in lab.pis.etcd_log() if e[0] >= since]
+    problems = etcd_problems(events, lab.pis.etcd_members())
+    previous: str | None = None
+    for name in order:
+        step = runs[f"ainur-{name}-join"]
+        unit = k3s.service(lab.pis.pis[name].node)
+        restarts = [t for t, a in lab.pis.pis[name].log() if a == f"systemctl restart {unit}" and t >= since]
+        if len(restarts) != 1:
+            problems.append(f"{name}: restarted {len(restarts)} times")
+            continue
+        if previous is not None and restarts[0] < runs[f"ainur-{previous}-join"].end:
+            problems.append(f"{name}: restarted at {restarts[0]:.2f}, before {previous}'s join ended at {runs[f'ainur-{previous}-join'].end:.2f}")
+        # Its Node Ready again, by a report from after the restart, before its join ended (the watcher polls: SLACK).
+        reported = [t for t in lab.beats.get(name, []) if t > restarts[0]]
+        if not reported or reported[0] > step.end + SLACK:
+            problems.append(f"{name}: its join ended at {step.end:.2f}, its Node reported after the restart at {reported[0] if reported else None}")
+        if name in VALAR:
+            back = [t for t, what, who in events if who == name and what == "up"]
+            if not back or back[-1] > step.end:
+                problems.append(f"{name}: its join ended at {step.end:.2f}, its etcd member up again at {back[-1] if back else None}")
+        previous = name
+    return problems
+
+
+def test_a_shared_setting_restarts_one_pi_at_a_time_with_etcd_healthy_in_between(lab: Lab, brought_up: BroughtUp) -> None:
+    """The domain is in every valar's tls-san (a key every server's config carries): each valar restarts k3s in turn,
+    once the one before it is back (its Node Ready, etcd healthy with every member), so etcd keeps its quorum. With the
+    joins side by side, two of the three valar restart at once and etcd goes without quorum."""
     before, after = lab.sims["upgrade"], lab.sims["domain"]
     steps = [s for s in changed(before, after) if s.name.endswith("-join")]
     # The domain is in each server's tls-san; an agent's config does not carry it.
     assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-join" for n in SERVERS_FIRST[:3])
     marks = {n: len(p.log()) for n, p in lab.pis.pis.items()}
-    ok(run_like_the_engine(lab.pis, Graph.of(after), steps))
+    since = time.time()
+    runs = run_like_the_engine(lab.pis, Graph.of(after), steps)
+    ok(runs)
+    assert roll_problems(lab, runs, VALAR, since) == []
+    # Every member went down once and came back, each while the other two were up.
+    assert [(what, who) for _, what, who in lab.pis.etcd_log() if _ >= since] == [(w, n) for n in VALAR for w in ("down", "up")]
     for name in SERVERS_FIRST[:3]:
         actions = [a for _, a in lab.pis.pis[name].log()[marks[name] :]]
         assert "systemctl restart k3s" in actions and "systemctl start k3s" not in actions, actions
         assert "lab.home.arpa" in (lab.pis.pis[name].root / "etc-rancher" / "k3s" / "config.yaml").read_text()
     assert not any(a.startswith("systemctl") for _, a in lab.pis.pis["varda"].log()[marks["varda"] :])
+
+
+def test_a_valar_does_not_restart_while_another_etcd_member_is_down(lab: Lab, brought_up: BroughtUp) -> None:
+    """ilmare's k3s stopped: eonwe's join with a changed config waits (here 2 s, the program's 300 s) for etcd healthy with
+    every member, says which member is not, and neither installs the config nor restarts k3s. Then ilmare comes back."""
+    eonwe = lab.pis.pis["eonwe"]
+    join = lab.sims["domain"].named()["ainur-eonwe-join"]
+    connection = secret(join.inputs["connection"])
+    assert lab.pis.ssh(secret(lab.sims["domain"].named()["ainur-ilmare-join"].inputs["connection"]), "sudo systemctl stop k3s", None).returncode == 0
+    config = eonwe.root / "etc-rancher" / "k3s" / "config.yaml"
+    was, mark = config.read_bytes(), len(eonwe.log())
+    script = k3s.join_script(eonwe.node, etcd_timeout=2)
+    assert script == join.inputs["create"].replace(f"wait_for {k3s.ETCD_TIMEOUT_SECONDS} ", "wait_for 2 ")
+    try:
+        start = time.monotonic()
+        result = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
+        took = time.monotonic() - start
+    finally:
+        assert (
+            lab.pis.ssh(secret(lab.sims["domain"].named()["ainur-ilmare-join"].inputs["connection"]), "sudo systemctl start k3s", None).returncode
+            == 0
+        )
+    assert result.returncode == 1
+    assert took < 2 + k3s.GATE_POLL_SECONDS + 5, took  # the bound, one poll, SSH and the curls
+    assert result.stderr.strip() == (
+        "iluvatar: eonwe: waited 2 s for etcd healthy with every member before k3s restarts; "
+        "still: etcd member ilmare (https://192.168.0.13:2379) is not healthy; look with: sudo journalctl -u k3s"
+    )
+    assert config.read_bytes() == was
+    assert [a for _, a in eonwe.log()[mark:] if a.startswith("systemctl")] == ["systemctl enable k3s", "systemctl is-active k3s"]
+    # ilmare down alone: etcd kept its quorum throughout.
+    assert not [p for p in etcd_problems(lab.pis.etcd_log(), set(VALAR)) if "without quorum" in p]
+
+
+def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_its_join_within_the_bound(lab: Lab, brought_up: BroughtUp) -> None:
+    """k3s's unit is Type=notify with TimeoutStartSec=0: `systemctl restart` would wait for ever, and pulumi-command would
+    not cancel it. The join bounds it itself (here 2 s, the program's 600 s) and says so; systemd goes on starting it."""
+    varda = lab.pis.pis["varda"]
+    join = lab.sims["domain"].named()["ainur-varda-join"]
+    script = k3s.join_script(varda.node, restart_timeout=2)
+    bound = k3s.RESTART_TIMEOUT_SECONDS
+    assert script == join.inputs["create"].replace(f"timeout {bound} systemctl", "timeout 2 systemctl").replace(
+        f"within {bound} s of", "within 2 s of"
+    )
+    (varda.state / "never-ready").write_text("")
+    try:
+        start = time.monotonic()
+        result = lab.pis.ssh(secret(join.inputs["connection"]), script, secret(join.inputs["stdin"]) + "# a change\n")
+        took = time.monotonic() - start
+    finally:
+        (varda.state / "never-ready").unlink()
+    assert result.returncode == 1
+    assert took < 2 + 5, took
+    assert result.stderr.strip() == (
+        "iluvatar: varda: systemd did not see k3s-agent start within 2 s of its restart "
+        "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
+    )
+    # systemd's job went on: the agent is up once it says it is ready, and the program's own join puts its config back.
+    ok(run_like_the_engine(lab.pis, Graph.of(lab.sims["domain"]), [join]))
 
 
 def without_ready_wait(script: str) -> str:
@@ -462,12 +589,13 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
 
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
-    """The join's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
+    """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
     varda = lab.pis.pis["varda"]
-    join = next(s for s in remote_steps(lab.sims["upgrade"]) if s.name == "ainur-varda-join")
+    uninstall = lab.sims["upgrade"].named()["ainur-varda-uninstall"]
+    assert "create" not in uninstall.inputs  # nothing runs when it is created
     mark = len(varda.log())
     for _ in range(2):
-        result = lab.pis.ssh(secret(join.inputs["connection"]), join.inputs["delete"], None)
+        result = lab.pis.ssh(secret(uninstall.inputs["connection"]), uninstall.inputs["delete"], None)
         assert result.returncode == 0, result.stderr
     # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
     assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]

@@ -1,10 +1,12 @@
 """Power-on on a LAN of network namespaces, with the exact commands the program renders.
 
-- Wake-on-LAN: the first valar's namespace runs the remote command `arda-power-gandalf` would run
-  over SSH (the program's `create`, through `sh -c` as sshd runs it, with this machine's python3);
-  gandalf's namespace, its NIC at the inventory's MAC and no address (a machine that is off has
-  none), captures every frame with a raw socket. The packet must be a broadcast to the LAN's
-  broadcast address, UDP port 9, carrying 6 x 0xff then the MAC 16 times.
+- Wake-on-LAN: a Pi's namespace holding the Ainur's service address (as kube-vip gives it to the Pi
+  running the netboot pod) and not the first valar's address (that Pi is down) runs the remote
+  command `arda-power-gandalf` would run over SSH there (the program's `create`, through `sh -c` as
+  sshd runs it, with this machine's python3); gandalf's namespace, its NIC at the inventory's MAC,
+  captures every frame with a raw socket. Off, it has no address: the step finds nothing answering at
+  its Talos API and sends the packet, a broadcast to the LAN's broadcast address, UDP port 9,
+  carrying 6 x 0xff then the MAC 16 times. On (its address, Talos's API port listening), it gets none.
 - The BMC: a stand-in Turing Pi 2 BMC (tests/bmc_standin.py) listens at the inventory's BMC address
   on port 443 in its own namespace; the operator's namespace runs the local command
   `arda-power-saruman` would run, from the project folder, password on stdin.
@@ -20,12 +22,13 @@ import os
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from iluvatar.simulate import Simulation, simulate
+from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans import power as plan
 from stacks import read_stack_file
 from tests.bmc_standin import StandInBmc, serve
@@ -35,6 +38,8 @@ from tests.netns.lan import in_ns, require_root, sh, stop
 require_root()
 
 GANDALF_MAC, MANWE_IP, BMC_IP, OPERATOR_IP = "28:d2:44:30:00:01", "192.168.0.11", "192.168.0.5", "192.168.0.50"
+# The Ainur's service address (ainur.serviceIp) and gandalf's inventory address.
+SERVICE_IP, GANDALF_IP = "192.168.0.14", "192.168.0.31"
 PASSWORD = "turing-netns-4c1e"
 
 # Every frame on the NIC, as a machine's NIC sees it while the machine is off: 'frame <hex>' a line.
@@ -96,31 +101,51 @@ def plug(prefix: str, made: list[str], name: str, mac: str | None = None, ip: st
     return ns
 
 
-def test_the_rendered_wake_command_broadcasts_the_magic_packet_to_the_machine(sim: Simulation, switch: tuple[str, list[str]]) -> None:
+def wake_frames(capture: subprocess.Popen[str], until: float) -> list[bytes]:
+    """The Wake-on-LAN frames the capture saw (UDP to port 9), until `until` (monotonic) or three of them."""
+    frames: list[bytes] = []
+    assert capture.stdout is not None
+    while time.monotonic() < until and len(frames) < plan.WOL_REPEAT:
+        line = capture.stdout.readline()
+        if not line:
+            break
+        if line.startswith("frame "):
+            frame = bytes.fromhex(line.split()[1])
+            if frame[12:14] == b"\x08\x00" and frame[23] == 17 and struct.unpack("!H", frame[36:38])[0] == plan.WOL_PORT:
+                frames.append(frame)
+    return frames
+
+
+def sender_of(sim: Simulation) -> tuple[str, str]:
     step = sim.named()["arda-power-gandalf"]
     assert step.type == "command:remote:Command"
-    command = step.inputs["create"]
+    connection = step.inputs["connection"]
+    connection = connection.value if isinstance(connection, SecretValue) else connection
+    return str(connection["host"]), str(step.inputs["create"])
+
+
+def test_the_rendered_wake_command_broadcasts_the_magic_packet_to_a_machine_that_is_off(sim: Simulation, switch: tuple[str, list[str]]) -> None:
+    host, command = sender_of(sim)
+    # Not the first valar: the Pi that holds the service address, whichever it is.
+    assert host == SERVICE_IP != MANWE_IP
     prefix, made = switch
-    pi = plug(prefix, made, "p", ip=MANWE_IP)
+    pi = plug(prefix, made, "p", ip=SERVICE_IP)
     machine = plug(prefix, made, "m", mac=GANDALF_MAC)
     pi_mac = in_ns(pi, "cat", "/sys/class/net/eth0/address").stdout.strip()
-    capture = subprocess.Popen(["ip", "netns", "exec", machine, "python3", "-c", CAPTURE, "20"], stdout=subprocess.PIPE, text=True)
+    capture = subprocess.Popen(["ip", "netns", "exec", machine, "python3", "-c", CAPTURE, "40"], stdout=subprocess.PIPE, text=True)
     try:
         assert capture.stdout is not None
         assert capture.stdout.readline().strip() == "ready"
-        # As sshd runs a command: the user's shell, `sh -c`, in the Pi's namespace.
-        sent = in_ns(pi, "sh", "-c", command, timeout=30)
-        assert sent.stdout == f"magic packet for {GANDALF_MAC} sent to 192.168.0.255:9 (3 times)\n"
-        frames: list[bytes] = []
-        for line in capture.stdout:
-            if line.startswith("frame "):
-                frame = bytes.fromhex(line.split()[1])
-                if frame[12:14] == b"\x08\x00" and frame[23] == 17 and struct.unpack("!H", frame[36:38])[0] == plan.WOL_PORT:
-                    frames.append(frame)
-            if len(frames) == plan.WOL_REPEAT:
-                break
+        # As sshd runs a command: the user's shell, `sh -c`, in the Pi's namespace. It asks first (nothing answers: off).
+        start = time.monotonic()
+        sent = in_ns(pi, "sh", "-c", command, timeout=60)
+        took = time.monotonic() - start
+        assert sent.stdout == f"gandalf does not answer at {GANDALF_IP}:50000: magic packet for {GANDALF_MAC} sent to 192.168.0.255:9 (3 times)\n"
+        frames = wake_frames(capture, time.monotonic() + 20)
     finally:
         stop(capture)  # type: ignore[arg-type]
+    # Asking is bounded: three tries of at most ASK_SECONDS, a second apart.
+    assert took < plan.ASK_TRIES * (plan.ASK_SECONDS + 1) + 2, took
     assert len(frames) == plan.WOL_REPEAT == 3
     expected = b"\xff" * 6 + bytes.fromhex(GANDALF_MAC.replace(":", "")) * 16
     assert plan.magic_packet(GANDALF_MAC) == expected
@@ -129,9 +154,41 @@ def test_the_rendered_wake_command_broadcasts_the_magic_packet_to_the_machine(si
         udp = 14 + ihl
         assert frame[0:6] == b"\xff" * 6, "not an Ethernet broadcast"
         assert frame[6:12] == bytes.fromhex(pi_mac.replace(":", ""))
-        assert (".".join(map(str, frame[26:30])), ".".join(map(str, frame[30:34]))) == (MANWE_IP, "192.168.0.255")
+        assert (".".join(map(str, frame[26:30])), ".".join(map(str, frame[30:34]))) == (SERVICE_IP, "192.168.0.255")
         assert struct.unpack("!H", frame[udp + 2 : udp + 4])[0] == 9
         assert frame[udp + 8 :] == expected
+
+
+# A machine that is on: Talos's API answers at its address (a listener on the port, as apid's).
+LISTEN = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 50000))
+s.listen(8)
+print("listening", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+
+
+def test_a_machine_that_answers_gets_no_packet(sim: Simulation, switch: tuple[str, list[str]]) -> None:
+    _, command = sender_of(sim)
+    prefix, made = switch
+    pi = plug(prefix, made, "p", ip=SERVICE_IP)
+    machine = plug(prefix, made, "m", mac=GANDALF_MAC, ip=GANDALF_IP)
+    talos = subprocess.Popen(["ip", "netns", "exec", machine, "python3", "-c", LISTEN, GANDALF_IP], stdout=subprocess.PIPE, text=True)
+    capture = subprocess.Popen(["ip", "netns", "exec", machine, "python3", "-c", CAPTURE, "15"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert talos.stdout is not None and talos.stdout.readline().strip() == "listening"
+        assert capture.stdout is not None and capture.stdout.readline().strip() == "ready"
+        answered = in_ns(pi, "sh", "-c", command, timeout=60)
+        assert answered.stdout == f"gandalf answers at {GANDALF_IP}:50000: it is on, no magic packet sent\n"
+        frames = wake_frames(capture, time.monotonic() + 3)
+    finally:
+        stop(capture)  # type: ignore[arg-type]
+        stop(talos)  # type: ignore[arg-type]
+    assert frames == []
 
 
 CLONE_NEWNET = 0x40000000

@@ -6,9 +6,11 @@ Pi joins through the VIP), how fast a dead Pi is noticed (the netboot takeover),
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -97,27 +99,69 @@ STAND_INS = {
     "cloud-init": 'echo "cloud-init $*" >> "$LOG"; exit "${CLOUD_INIT_STATUS:-0}"',
     "sudo": 'exec "$@"',
     "test": 'exec /usr/bin/test "$@"',
-    "systemctl": 'echo "systemctl $*" >> "$LOG"',
-    "k3s": 'echo "k3s $*" >> "$LOG"; [ -e "$READY" ]',
-    "curl": 'echo "curl $*" >> "$LOG"; case "$*" in *cacerts*) [ "${CACERTS:-yes}" = yes ];; *) [ -e "$READY" ];; esac',
+    # `is-active` answers from a file; `start|restart` never returns while $NEVER_READY exists (Type=notify, TimeoutStartSec=0).
+    "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
+    # `k3s kubectl get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
+    "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
+case "$*" in *"get node"*) echo "True $(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)" ;; esac""",
+    # etcd's member list and /health from files ($ETCD, $HEALTH), as the gate asks with k3s's client certificate.
+    "curl": """case "$*" in
+  *cacerts*) echo "curl $*" >> "$LOG"; [ "${CACERTS:-yes}" = yes ] ;;
+  *member/list*) echo "etcd member list" >> "$LOG"; cat "$ETCD" ;;
+  *:2379/health*) echo "etcd health ${@: -1}" >> "$LOG"; grep -q "${@: -1}" "$HEALTHY" && echo '{"health":"true","reason":""}' ;;
+  *) echo "curl $*" >> "$LOG"; [ -e "$READY" ] ;;
+esac""",
+}
+# Three members, all started: the first valar's and two more.
+MEMBERS = {
+    "members": [
+        {"ID": str(i), "name": f"{name}-0a1b2c", "peerURLs": [f"https://{ip}:2380"], "clientURLs": [f"https://{ip}:2379"]}
+        for i, (name, ip) in enumerate((("manwe", "192.168.0.11"), ("eonwe", "192.168.0.12"), ("ilmare", "192.168.0.13")))
+    ]
 }
 
 
 def _join(
-    tmp_path: Path, node_index: int, config: str, rejoin: str | None = None, **env: str
+    tmp_path: Path, node_index: int, config: str, rejoin: str | None = None, members: dict[str, Any] | None = None, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in STAND_INS.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
     log, target = tmp_path / "log", tmp_path / "etc" / "config.yaml"
     log.unlink(missing_ok=True)
-    script = k3s.join_script(stack.nodes[node_index], config_path=str(target), ready_timeout=3, rejoin=rejoin, datastore=str(tmp_path / "datastore"))
-    environment = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "READY": str(tmp_path / "ready"), **env}
+    (tmp_path / "members.json").write_text(json.dumps(MEMBERS if members is None else members))
+    healthy = tmp_path / "healthy"
+    if not healthy.exists():
+        healthy.write_text("".join(f"{m['clientURLs'][0]}/health\n" for m in MEMBERS["members"]))
+    script = k3s.join_script(
+        stack.nodes[node_index],
+        config_path=str(target),
+        ready_timeout=3,
+        rejoin=rejoin,
+        datastore=str(tmp_path / "datastore"),
+        restart_timeout=2,
+        node_timeout=3,
+        etcd_timeout=3,
+    )
+    environment = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LOG": str(log),
+        "READY": str(tmp_path / "ready"),
+        "ACTIVE": str(tmp_path / "active"),
+        "NEVER_READY": str(tmp_path / "never-ready"),
+        "ETCD": str(tmp_path / "members.json"),
+        "HEALTHY": str(healthy),
+        **env,
+    }
     result = subprocess.run(["bash", "-c", script], input=config, capture_output=True, text=True, env=environment, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else [], target
+
+
+NODE_READY = 'k3s kubectl get node {} -o jsonpath={{.status.conditions[?(@.type=="Ready")].status}} {{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}}'
+ETCD_GATE = ["etcd member list", *(f"etcd health https://192.168.0.1{i}:2379/health" for i in (1, 2, 3))]
 
 
 def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_path: Path) -> None:
@@ -127,8 +171,12 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
     assert calls == [
         "cloud-init status --wait",
         "systemctl enable k3s",
+        "systemctl is-active --quiet k3s",
         "systemctl restart k3s",  # a new config: restarted, since `enable --now` would leave a running k3s as it was
         "k3s kubectl get --raw /readyz",
+        # Started: its Node Ready with a heartbeat from after the start, then etcd healthy with every member.
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
     ]
     assert target.read_text() == "token: T0K3N\n"
     assert oct(target.stat().st_mode & 0o777) == "0o600"  # the config holds the join token
@@ -137,11 +185,81 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
 def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> None:
     (tmp_path / "ready").touch()
     assert _join(tmp_path, 0, "token: T0K3N\n")[0].returncode == 0
+    (tmp_path / "active").touch()
     result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n")
     assert result.returncode == 0
-    assert calls[1:3] == ["systemctl enable k3s", "systemctl start k3s"]
-    # A changed config restarts it.
-    assert _join(tmp_path, 0, "token: OTHER\n")[1][2] == "systemctl restart k3s"
+    # Running and unchanged: `start` is a no-op, and no Node wait (nothing restarted); etcd checked all the same.
+    assert calls[1:] == [
+        "systemctl enable k3s",
+        "systemctl is-active --quiet k3s",
+        "systemctl start k3s",
+        "k3s kubectl get --raw /readyz",
+        *ETCD_GATE,
+    ]
+    # A changed config restarts it, once etcd is healthy with every member.
+    calls = _join(tmp_path, 0, "token: OTHER\n")[1]
+    assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
+
+
+def test_a_running_valar_does_not_restart_while_an_etcd_member_is_unhealthy(tmp_path: Path) -> None:
+    """A member down already (ilmare) and this one restarting would leave etcd without quorum: the join waits for it,
+    within its bound, names the member, and neither installs the config nor restarts k3s."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "config.yaml").write_text("token: T0K3N\n")
+    (tmp_path / "healthy").write_text("https://192.168.0.11:2379/health\nhttps://192.168.0.12:2379/health\n")
+    result, calls, target = _join(tmp_path, 0, "token: OTHER\n")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"iluvatar: {socket.gethostname()}: waited 3 s for etcd healthy with every member before k3s restarts; "
+        "still: etcd member ilmare-0a1b2c (https://192.168.0.13:2379) is not healthy; look with: sudo journalctl -u k3s"
+    )
+    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert target.read_text() == "token: T0K3N\n"
+
+
+def test_a_learner_or_a_member_not_started_is_not_healthy(tmp_path: Path) -> None:
+    (tmp_path / "ready").touch()
+    learner = {"members": [*MEMBERS["members"][:2], {**MEMBERS["members"][2], "isLearner": True}]}
+    result, _, _ = _join(tmp_path, 0, "token: T0K3N\n", members=learner)
+    assert result.returncode == 1
+    assert "still: etcd member ilmare-0a1b2c is still a learner;" in result.stderr
+    unstarted = {"members": [*MEMBERS["members"][:2], {"ID": "7", "peerURLs": ["https://192.168.0.13:2380"]}]}
+    result, _, _ = _join(tmp_path, 0, "token: T0K3N\n", members=unstarted)
+    assert "still: etcd member 7 (https://192.168.0.13:2380) has not started;" in result.stderr
+
+
+def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_the_join_within_its_bound(tmp_path: Path) -> None:
+    """`systemctl restart` of a Type=notify unit with TimeoutStartSec=0 waits for ever: the script bounds it itself."""
+    (tmp_path / "ready").touch()
+    (tmp_path / "never-ready").touch()
+    result, calls, _ = _join(tmp_path, 1, "server: https://192.168.0.10:6443\n")
+    assert result.returncode == 1
+    assert calls[-1] == "systemctl restart k3s-agent"
+    assert result.stderr.strip() == (
+        f"iluvatar: {socket.gethostname()}: systemd did not see k3s-agent start within 2 s of its restart "
+        "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
+    )
+
+
+def test_a_node_that_does_not_report_after_the_restart_fails_the_join_naming_why(tmp_path: Path) -> None:
+    """A Node Ready from before the restart is not the restarted Pi: its heartbeat must be from after it."""
+    (tmp_path / "ready").touch()
+    stale = 'case "$*" in *"get node"*) echo "True 2020-01-01T00:00:00Z" ;; esac'
+    result, _, _ = _join(tmp_path, 1, "server: https://192.168.0.10:6443\n")
+    assert result.returncode == 0, result.stderr
+    bin_dir = tmp_path / "bin"
+    (bin_dir / "k3s").write_text(f'#!/bin/bash\necho "k3s $*" >> "$LOG"\n{stale}\n')
+    (bin_dir / "curl").write_text("#!/bin/bash\nexit 0\n")
+    script = k3s.join_script(load_stack_file(HOMELAB).nodes[1], config_path=str(tmp_path / "other.yaml"), ready_timeout=3, node_timeout=2)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "ACTIVE": str(tmp_path / "active"), "NEVER_READY": str(tmp_path / "x")}
+    result = subprocess.run(["bash", "-c", script], input="x\n", capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"iluvatar: {socket.gethostname()}: waited 2 s for its Node Ready again after k3s's restart; still: its Node has not "
+        "reported since the restart (last at 2020-01-01T00:00:00Z); look with: sudo journalctl -u k3s-agent"
+    )
 
 
 FIRST = "cluster-init: true\nnode-ip: 192.168.0.11\ntoken: T0K3N\n"
@@ -165,6 +283,7 @@ def test_a_rebuilt_first_valar_joins_the_running_cluster_instead_of_starting_ano
     assert f"has no datastore and a cluster answers at {SERVER_URL}: joining it, not starting another" in result.stderr
     # Joined that way, it stays so: the next run (its datastore now there) changes nothing and restarts nothing.
     (tmp_path / "datastore").mkdir()
+    (tmp_path / "active").touch()
     result, calls, target = _join(tmp_path, 0, FIRST, rejoin=SERVER_URL)
     assert result.returncode == 0, result.stderr
     assert target.read_text().startswith(f"server: {SERVER_URL}\n")
@@ -188,11 +307,18 @@ def test_the_program_guards_only_the_first_valar() -> None:
     assert len(joins) == len(stack.ainur_nodes) > 1
 
 
-def test_an_agent_waits_for_its_kubelet(tmp_path: Path) -> None:
+def test_an_agent_waits_for_its_kubelet_and_its_node_and_asks_no_etcd(tmp_path: Path) -> None:
     (tmp_path / "ready").touch()
     result, calls, _ = _join(tmp_path, 1, "server: https://192.168.0.10:6443\n")
     assert result.returncode == 0
-    assert calls[1:] == ["systemctl enable k3s-agent", "systemctl restart k3s-agent", "curl -sf http://127.0.0.1:10248/healthz"]
+    assert calls[1:] == [
+        "systemctl enable k3s-agent",
+        "systemctl is-active --quiet k3s-agent",
+        "systemctl restart k3s-agent",
+        "curl -sf http://127.0.0.1:10248/healthz",
+        # With its kubelet's own credentials (a kubelet may read its own Node); an agent has no etcd to ask.
+        NODE_READY.format("eonwe").replace("kubectl get", f"kubectl --kubeconfig {k3s.AGENT_KUBECONFIG} get"),
+    ]
 
 
 def test_cloud_init_degraded_is_done_and_failed_is_not(tmp_path: Path) -> None:
@@ -284,8 +410,13 @@ case "$1" in
   kubectl) [ -e "$READY" ] && echo "$(cat "$VERSION") True" ;;
 esac""",
     "sudo": 'exec env "$@"',
-    # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version.
-    "curl": """echo "curl $*" >> "$LOG"
+    # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version;
+    # etcd's member list and /health as in the join's tests (STAND_INS).
+    "curl": """case "$*" in
+  *member/list*) echo "etcd member list" >> "$LOG"; cat "$ETCD"; exit ;;
+  *:2379/health*) echo "etcd health ${@: -1}" >> "$LOG"; grep -q "${@: -1}" "$HEALTHY" && echo '{"health":"true","reason":""}'; exit ;;
+esac
+echo "curl $*" >> "$LOG"
 echo 'echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"'""",
 }
 
@@ -295,15 +426,24 @@ def _upgrade(tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in UPGRADE_STAND_INS.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
     log, version = tmp_path / "log", tmp_path / "version"
     log.unlink(missing_ok=True)
     version.write_text(have)
     if ready:
         (tmp_path / "ready").touch()
-    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "VERSION": str(version), "READY": str(tmp_path / "ready")}
+    (tmp_path / "members.json").write_text(json.dumps(MEMBERS))
+    (tmp_path / "healthy").write_text("".join(f"{m['clientURLs'][0]}/health\n" for m in MEMBERS["members"]))
+    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3, etcd_timeout=3)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LOG": str(log),
+        "VERSION": str(version),
+        "READY": str(tmp_path / "ready"),
+        "ETCD": str(tmp_path / "members.json"),
+        "HEALTHY": str(tmp_path / "healthy"),
+    }
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else []
 
@@ -320,10 +460,13 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
     assert result.returncode == 0, result.stderr
     assert calls == [
         "k3s --version",
+        # A valar restarts a member of etcd: only with every member healthy, before and after.
+        *ETCD_GATE,
         "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
         "curl -sfL https://get.k3s.io",
         "install v1.33.6+k3s1 server ",
         'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+        *ETCD_GATE,
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
 

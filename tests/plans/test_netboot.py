@@ -403,7 +403,8 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
 
 def test_cache_daemonset_fills_every_pi() -> None:
     pod = objects(load_stack_file(HOMELAB))["DaemonSet/netboot-cache"]["spec"]["template"]["spec"]
-    assert pod["tolerations"] == [{"operator": "Exists"}]
+    # Kept on a Pi the control plane cannot reach (NoExecute), not owed to a dead one (unreachable:NoSchedule).
+    assert pod["tolerations"] == [{"operator": "Exists", "effect": "NoExecute"}]
     assert [c["name"] for c in pod["initContainers"]] == ["ipxe", "assets", "pull-dnsmasq", "pull-nginx"]
     assert pod["initContainers"][0]["image"] == "docker.io/library/debian:trixie-20250908-slim"
     assert pod["initContainers"][1]["securityContext"] == {"runAsUser": 0}  # writes the root-owned host cache
@@ -682,7 +683,7 @@ def test_the_cache_pod_whole() -> None:
     cache = {"name": "cache", "mountPath": "/var/lib/iluvatar/netboot"}
     curl = "docker.io/curlimages/curl:8.11.1"
     assert netboot.cache_pod() == {
-        "tolerations": [{"operator": "Exists"}],
+        "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
         "initContainers": [
             {
                 "name": "ipxe",

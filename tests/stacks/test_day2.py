@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from stacks import day2, load_stack_file
+from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
 from stacks.rules import TALOS_KUBERNETES
-from tests.edit import edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tools import talos_check
 
 TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14) for patch in (0, 4)]
@@ -97,3 +98,16 @@ def test_a_first_deployment_has_nothing_to_compare_with(tmp_path: Path) -> None:
 def test_a_malformed_output_is_no_config_problem() -> None:
     with pytest.raises(TypeError, match="nodes = 'x', not a mapping"):
         day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": "x"})
+
+
+def test_a_machine_is_installed_when_the_last_deployment_had_it_with_its_mac() -> None:
+    """What decides whether a machine's change needs netboot and a power-on (components.arda, components.power)."""
+    stack = load_stack_file(HOMELAB)
+    gandalf = next(n for n in stack.nodes if n.name == "gandalf")
+    deployed = DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": {"gandalf": {"mac": gandalf.mac}, "mithrandir": {"mac": gandalf.mac}}})
+    assert installed(gandalf, deployed)
+    assert installed(gandalf, deployed, former="mithrandir")  # renamed since: its former name
+    assert not installed(gandalf, DeployedArda())  # a first deployment
+    assert not installed(gandalf, DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": {}}))  # new to the inventory
+    replaced = DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": {"gandalf": {"mac": "28:d2:44:30:00:99"}}})
+    assert not installed(gandalf, replaced)  # another machine in its place

@@ -1,0 +1,100 @@
+"""The docs' runbooks, run against the engine's rules: what their `pulumi` commands do to a stack's state.
+
+A runbook's commands are read from its section of a page under docs/ (its ```sh blocks), with `<pi>`
+put in for the machine, and each `pulumi` command is worked out with iluvatar.graph's model of engine
+v3.259 (`state delete`, `up --replace`); `$(pulumi stack --show-urns | grep -o 'REGEX')` is answered as
+the CLI prints URNs (pkg/cmd/pulumi/stack/stack.go:383-384, a line `URN: <urn>` each) and grep -o
+matches them. Anything else in the block (kubectl) is outside the engine and left out.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iluvatar.graph import Replacement, StateEntry, state_delete, up_replace
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBSHELL = re.compile(r"\"?\$\(pulumi stack --show-urns \| grep -o '([^']*)'\)\"?")
+
+
+def commands(page: str, heading: str, **names: str) -> list[str]:
+    """The shell commands in the ```sh blocks of one section (`heading` to the next heading of its level or above)."""
+    text = (ROOT / page).read_text()
+    level = heading.split(" ", 1)[0]
+    start = text.index(f"\n{heading}\n")
+    rest = text[start + len(heading) + 2 :]
+    stop = re.search(rf"^#{{1,{len(level)}}} ", rest, re.MULTILINE)
+    section = rest[: stop.start()] if stop else rest
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
+        for line in block.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                for key, value in names.items():
+                    line = line.replace(f"<{key}>", value)
+                found.append(line)
+    if not found:
+        raise LookupError(f"no ```sh block in {page}, section {heading!r}")
+    return found
+
+
+def show_urns(entries: Sequence[StateEntry]) -> str:
+    """What `pulumi stack --show-urns` prints that a grep can find: each resource's `URN: <urn>` line."""
+    return "".join(f"        URN: {e.urn}\n" for e in entries)
+
+
+def _expand(line: str, entries: Sequence[StateEntry]) -> str:
+    def answer(match: re.Match[str]) -> str:
+        pattern = match.group(1)
+        # grep's basic regular expression, as the runbooks use it: `[^ ]*` and a final `$` mean the same in Python's.
+        urns = [m.group(0) for text in show_urns(entries).splitlines() for m in [re.search(pattern, text)] if m]
+        return " ".join(shlex.quote(u) for u in urns)
+
+    return SUBSHELL.sub(answer, line)
+
+
+@dataclass
+class Outcome:
+    """What a runbook's commands did: the state after them, what left it, what was replaced, which deletes ran."""
+
+    state: tuple[StateEntry, ...]
+    removed: list[StateEntry] = field(default_factory=list)
+    replaced: list[StateEntry] = field(default_factory=list)
+    deletes: list[StateEntry] = field(default_factory=list)
+
+
+def run(lines: Sequence[str], entries: Sequence[StateEntry]) -> Outcome:
+    """Work out each `pulumi` command of `lines` on the state `entries` (the program unchanged between them)."""
+    outcome = Outcome(tuple(entries))
+    for line in lines:
+        words = shlex.split(_expand(line, outcome.state))
+        if words[:1] != ["pulumi"]:
+            continue
+        if words[1:3] == ["state", "delete"] or words[1:3] == ["state", "rm"]:
+            args = words[3:]
+            flags = {a for a in args if a.startswith("--")}
+            if flags - {"--target-dependents", "--force", "--yes"}:
+                raise ValueError(f"a flag the model does not know: {line}")
+            urns = [a for a in args if not a.startswith("--")]
+            if not urns:
+                raise ValueError(f"no URN given (the grep found nothing?): {line}")
+            outcome.state, removed = state_delete(outcome.state, urns, "--target-dependents" in flags, "--force" in flags)
+            outcome.removed += removed
+        elif words[1:2] == ["up"]:
+            patterns, rest = [], words[2:]
+            while rest:
+                flag = rest.pop(0)
+                if flag == "--replace":
+                    patterns.append(rest.pop(0))
+                elif flag not in ("--yes", "-y"):
+                    raise ValueError(f"a flag the model does not know: {line}")
+            done: Replacement = up_replace(outcome.state, patterns)
+            outcome.replaced += done.replaced
+            outcome.deletes += done.deletes
+        else:
+            raise ValueError(f"a pulumi command the model does not know: {line}")
+    return outcome
