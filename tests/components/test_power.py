@@ -307,7 +307,7 @@ def test_render_with_power_is_offline_and_byte_identical(tmp_path: Path) -> None
     step = next(line for line in lines if line.startswith("    arda-power-talos-4  (command:local:Command)"))
     # It flashes the board's disk image, which the factory serves once it was sent the schematic: after it, by name.
     assert "[timeouts: create 50m, update 10m] [after: arda-config-schematic-rk1] [provider: arda-power-command]" in step
-    assert "[after: arda-power-talos-2, arda-talos-1-apply]" in next(line for line in lines if line.strip().startswith("arda-talos-2-apply"))
+    assert "[after: arda-config-schematic-rk1, arda-power-talos-2, arda-talos-1-apply]" in next(line for line in lines if line.strip().startswith("arda-talos-2-apply"))
 
 
 def test_the_power_step_is_a_step_of_plans_power() -> None:
