@@ -1,42 +1,57 @@
-"""MkDocs hook: the stack reference's tables, generated from the config model at every build.
+"""The stack reference (docs/reference/stack.md): its key tables and its version ranges, generated from the model.
 
-`docs/reference/stack.md` holds the prose and one marker per config key, a line
-`<!-- stack-reference KEY -->` (`iluvatar:network`, ..., `secrets` for every secret key,
-`pulumi:disable-default-providers`). Each marker becomes a heading and a table of every key
-under it: its type, example and default read from the JSON Schema the model generates
-(`stacks.schema.stack_schema()`, the same one editors read), what it means from
-`docs/reference/keys.yaml` (one line per model field, by model and key).
+The page is committed as Markdown, generated, so it reads the same on GitHub as on the site. It holds the prose and,
+for each config key, a generated section between `<!-- stack-reference KEY -->` and `<!-- /stack-reference -->`
+(`iluvatar:network`, ..., `secrets` for every secret key, `versions` for the releases each versioned part takes,
+`pulumi:disable-default-providers`). `iluvatar reference --out docs/reference/stack.md` rewrites every section;
+`--check` (and tests/test_docs.py, and the site's build through docs/hooks/stack_reference.py) fails while the
+committed page is not what it would write.
 
-It cannot drift: the build stops when a config key has no marker, a field has no line in
-keys.yaml, or keys.yaml names a field the model does not have.
+A key's section is a heading and a table of every key under it: its type, example and default read from the JSON
+Schema the model generates (`stacks.schema.stack_schema()`, the same one editors read), what it means from
+`docs/reference/keys.yaml` (one line per model field, by model and key). The version ranges come from the tables
+validation checks against (`stacks.rules.TALOS_KUBERNETES`, `stacks.day2.TALOS_UPGRADES`, `stacks.boards`,
+`stacks.storage`), and the releases a new stack starts from from `stacks.releases`: what the page says a stack may
+name is what validation takes.
+
+It cannot drift: generating stops when a config key has no marker, a field has no line in keys.yaml, or keys.yaml
+names a field the model does not have.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from mkdocs.config.defaults import MkDocsConfig
-from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import Files
-from mkdocs.structure.pages import Page
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from stacks import releases
+from stacks.boards import BOARDS
+from stacks.day2 import TALOS_UPGRADES
+from stacks.load import NAMESPACE, SECRETS, SECTIONS
+from stacks.rules import TALOS_KUBERNETES
+from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
+from stacks.storage import LONGHORN_MIN_KUBERNETES, ROOK_MIN_KUBERNETES
 
-from stacks.load import NAMESPACE, SECRETS, SECTIONS  # noqa: E402 - after the checkout is on the path
-from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema  # noqa: E402
-
-PAGE = "reference/stack.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "reference" / "stack.md"
 NOTES = ROOT / "docs" / "reference" / "keys.yaml"
-MARKER = re.compile(r"^<!-- stack-reference (\S+) -->$", re.MULTILINE)
+REGENERATE = "iluvatar reference --out docs/reference/stack.md"
+END = "<!-- /stack-reference -->"
+# A marker and what was generated after it last time (nothing, the first time), up to its end.
+MARKER = re.compile(r"^<!-- stack-reference (\S+) -->\n(?:.*?\n)??" + re.escape(END) + r"$", re.MULTILINE | re.DOTALL)
+OPENING = re.compile(r"^<!-- stack-reference (\S+) -->$", re.MULTILINE)
 SECRETS_MARKER = "secrets"
+VERSIONS_MARKER = "versions"
+
+
+class ReferenceError(Exception):
+    """The page or keys.yaml does not match the model: one line saying which key and what to do."""
+
+
 # Where a model's keys are described in keys.yaml: config keys that are no model's field.
 CONFIG = "config"
 
@@ -144,7 +159,7 @@ def _rows(model: str, prefix: str, defs: Mapping[str, Any], notes: Mapping[str, 
         seen.add((model, key))
         meaning = notes.get(model, {}).get(key)
         if meaning is None:
-            raise PluginError(f"{NOTES.relative_to(ROOT)}: {model}.{key} has no line; say what it means under {model}:")
+            raise ReferenceError(f"{NOTES.relative_to(ROOT)}: {model}.{key} has no line; say what it means under {model}:")
         yield Row(prefix + key, _kind(schema, defs), _default(schema, key in required), meaning.strip())
         below = _nested(schema)
         if below is not None:
@@ -166,12 +181,13 @@ def _section(key: str, config: Mapping[str, Any], defs: Mapping[str, Any], notes
     name = key.split(":", 1)[1]
     section = SECTIONS.get(name) if key.startswith(f"{NAMESPACE}:") else None
     required = "Required" if (section is not None and section.required) or key == DISABLE_DEFAULT_PROVIDERS else "Optional"
-    heading = f"## `{key}` {{#{_anchor(key)}}}"
+    # GitHub shows `{#id}` after a heading as text: the short anchor (`#network`) is an element of its own.
+    heading = f'<a id="{_anchor(key)}"></a>\n\n## `{key}`'
     if section is None:
         # A key that is no model (Pulumi's own): one row, described by the schema and keys.yaml.
         meaning = notes.get(CONFIG, {}).get(key)
         if meaning is None:
-            raise PluginError(f"{NOTES.relative_to(ROOT)}: {key} has no line; say what it means under {CONFIG}:")
+            raise ReferenceError(f"{NOTES.relative_to(ROOT)}: {key} has no line; say what it means under {CONFIG}:")
         seen.add((CONFIG, key))
         row = Row(key, _kind(schema, defs), "**required**" if required == "Required" else "unset", meaning.strip())
         return f"{heading}\n\n**{required}**; a setting of Pulumi's own, not in the `{NAMESPACE}:` namespace.\n\n{_table([row])}\n"
@@ -192,7 +208,7 @@ def _secrets(config: Mapping[str, Any], notes: Mapping[str, Any], seen: set[tupl
         key = f"{NAMESPACE}:{secret}"
         meaning = notes.get(CONFIG, {}).get(key)
         if meaning is None:
-            raise PluginError(f"{NOTES.relative_to(ROOT)}: {key} has no line; say what it means under {CONFIG}:")
+            raise ReferenceError(f"{NOTES.relative_to(ROOT)}: {key} has no line; say what it means under {CONFIG}:")
         seen.add((CONFIG, key))
         assert key in config, f"{key} is not in the schema"
         rows.append(Row(key, "secret", "unset", meaning.strip()))
@@ -200,11 +216,59 @@ def _secrets(config: Mapping[str, Any], notes: Mapping[str, Any], seen: set[tupl
         "Set only with `pulumi config set --secret KEY VALUE`, so the stack file holds ciphertext "
         "(`secure: v1:...`), never the value; a secret written in plain text is refused, and never echoed."
     )
-    return f"## Secrets {{#secrets}}\n\n{intro}\n\n{_table(rows)}\n"
+    return f"## Secrets\n\n{intro}\n\n{_table(rows)}\n"
+
+
+def _minor(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version[:2])
+
+
+def versions() -> str:
+    """The releases each versioned key takes, from the tables validation checks them against."""
+    talos = sorted(TALOS_KUBERNETES)
+    kubernetes = "; ".join(f"on Talos {_minor(t)}: 1.{low} to 1.{high}" for t, (low, high) in sorted(TALOS_KUBERNETES.items()))
+    rows = [
+        ("Talos", "iluvatar:arda.talosVersion", releases.TALOS, ", ".join(_minor(t) for t in talos)),
+        (
+            "Kubernetes",
+            "iluvatar:arda.kubernetesVersion",
+            releases.KUBERNETES,
+            f"{kubernetes}; {_minor(ROOK_MIN_KUBERNETES)} or later with Ceph on Arda's data disks (Rook v1.20)",
+        ),
+        (
+            "k3s",
+            "iluvatar:ainur.k3sVersion",
+            releases.K3S,
+            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks",
+        ),
+    ]
+    lines = [
+        "## Versions",
+        "",
+        "The releases each versioned key takes, generated from the tables validation checks it against (`stacks.rules`,",
+        "`stacks.day2`, `stacks.boards`, `stacks.storage`). A new stack (`iluvatar init`) starts from the releases under",
+        '"a new stack", the ones the shipped stacks run and the tests check the program against.',
+        "",
+        "| part | key | a new stack | validation takes |",
+        "|---|---|---|---|",
+        *(f"| {part} | `{key}` | `{new}` | {takes} |" for part, key, new, takes in rows),
+        "",
+        "A running Arda moves only along Talos's own upgrade paths, checked at preview against the last deployment",
+        "([Upgrading Talos](../day2.md#upgrading-talos)), and Kubernetes one minor at a time, after Talos, never with it:",
+        "",
+        "| to Talos | upgrades machines running | not over machines running |",
+        "|---|---|---|",
+        *(f"| {_minor(t)} | {'.'.join(map(str, low))} or later | {_minor(high)} or later |" for t, (low, high) in sorted(TALOS_UPGRADES.items())),
+        "",
+        "Boards with a first Talos release (older ones have no image for them): "
+        + ", ".join(f"{b.description} (`{b.name}`) from {b.talos_since}" for b in BOARDS.values() if b.talos_since != "v1.0.0")
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def reference(markdown: str) -> str:
-    """The page with each marker replaced by its generated section; every config key once."""
+    """The page with each marker's section generated anew; every config key once."""
     schema = stack_schema()
     config: Mapping[str, Any] = schema["properties"]["config"]["properties"]
     defs = schema["$defs"]
@@ -212,26 +276,34 @@ def reference(markdown: str) -> str:
     seen: set[tuple[str, str]] = set()
     placed: list[str] = []
 
-    def replace(match: re.Match[str]) -> str:
-        key = match.group(1)
+    def section(key: str) -> str:
         if key == SECRETS_MARKER:
             placed.extend(f"{NAMESPACE}:{s}" for s in SECRETS)
             return _secrets(config, notes, seen)
+        if key == VERSIONS_MARKER:
+            return versions()
         if key not in config:
-            raise PluginError(f"{PAGE}: <!-- stack-reference {key} --> names no config key (known: {', '.join(config)})")
+            raise ReferenceError(f"{PAGE.name}: <!-- stack-reference {key} --> names no config key (known: {', '.join(config)})")
         placed.append(key)
         return _section(key, config, defs, notes, seen)
 
+    def replace(match: re.Match[str]) -> str:
+        # Blank lines around the section: Python-Markdown (the site) ends a raw HTML block, the marker, only at one.
+        return f"<!-- stack-reference {match.group(1)} -->\n\n{section(match.group(1))}\n{END}"
+
     out = MARKER.sub(replace, markdown)
+    if len(OPENING.findall(markdown)) != len(MARKER.findall(markdown)):
+        raise ReferenceError(f"{PAGE.name}: every <!-- stack-reference KEY --> needs its {END}, on a line of its own below it")
     missing = [k for k in config if k not in placed]
     twice = sorted({k for k in placed if placed.count(k) > 1})
     if missing or twice:
-        raise PluginError(f"{PAGE}: every config key needs one marker; missing: {missing or 'none'}, twice: {twice or 'none'}")
+        raise ReferenceError(f"{PAGE.name}: every config key needs one marker; missing: {missing or 'none'}, twice: {twice or 'none'}")
     stale = sorted(f"{m}.{k}" for m, keys in notes.items() for k in keys if (m, k) not in seen)
     if stale:
-        raise PluginError(f"{NOTES.relative_to(ROOT)}: no such key in the model: {', '.join(stale)}; remove or rename them")
+        raise ReferenceError(f"{NOTES.relative_to(ROOT)}: no such key in the model: {', '.join(stale)}; remove or rename them")
     return out
 
 
-def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
-    return reference(markdown) if page.file.src_uri == PAGE else markdown
+def page() -> str:
+    """docs/reference/stack.md as it should be: the committed page with every section generated anew."""
+    return reference(PAGE.read_text(encoding="utf-8"))

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from iluvatar import reference
+from stacks import day2, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
 
@@ -106,6 +108,46 @@ def test_the_stack_reference_has_every_key_of_the_model(site: Path) -> None:
     assert {"iluvatar:nodes.installDisk.size", "iluvatar:network.vlans[].gateway", "iluvatar:storage.arda.ceph.replicas"} <= expected
     assert sorted(expected - documented) == []
     assert sorted(documented - expected) == []
+
+
+def test_the_committed_stack_reference_is_what_the_generator_writes() -> None:
+    """docs/reference/stack.md is read on GitHub as committed: it must be the model's, not a build's."""
+    assert reference.PAGE.read_text() == reference.page(), f"docs/reference/stack.md is stale; regenerate it: .venv/bin/{reference.REGENERATE}"
+    assert '<!-- stack-reference iluvatar:network -->\n\n<a id="network"></a>\n\n## `iluvatar:network`\n' in reference.PAGE.read_text()
+
+
+def test_the_reference_command_checks_and_writes(tmp_path: Path) -> None:
+    out = tmp_path / "stack.md"
+
+    def iluvatar(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "iluvatar", "reference", "--out", str(out), *args], capture_output=True, text=True, timeout=60)
+
+    stale = reference.PAGE.read_text().replace("| `lan` | IPv4 network", "| `lan` | an IPv4 network", 1)
+    out.write_text(stale)
+    checked = iluvatar("--check")
+    assert (checked.returncode, checked.stderr) == (2, f"error: {out} is stale; regenerate it with `iluvatar reference --out {out}`\n")
+    assert (iluvatar().returncode, out.read_text()) == (0, reference.PAGE.read_text())
+    assert iluvatar("--check").stdout == f"{out} is current\n"
+    out.write_text("# A page\n\n<!-- stack-reference iluvatar:network -->\n")
+    assert (
+        iluvatar().stderr
+        == "error: stack.md: every <!-- stack-reference KEY --> needs its <!-- /stack-reference -->, on a line of its own below it\n"
+    )
+
+
+def test_the_version_ranges_the_reference_gives_are_the_tables_validation_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docs and validator from one source: a release the table adds is one the page says, in both of its tables."""
+    page = reference.versions()
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13 |" in page
+    assert "on Talos 1.12: 1.30 to 1.35; on Talos 1.13: 1.31 to 1.36; 1.31 or later with Ceph" in page
+    assert "| 1.13 | 1.11.0 or later | 1.15 or later |" in page and "Raspberry Pi 5 (`rpi5`) from v1.12.3." in page
+    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 14), (32, 37))
+    monkeypatch.setitem(day2.TALOS_UPGRADES, (1, 14), ((1, 12, 0), (1, 16, 0)))
+    page = reference.versions()
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13, 1.14 |" in page
+    assert "on Talos 1.14: 1.32 to 1.37" in page and "| 1.14 | 1.12.0 or later | 1.16 or later |" in page
+    # What the page used to say by hand, and validation no longer meant.
+    assert "1.12 only" not in (ROOT / "docs" / "reference" / "keys.yaml").read_text() + reference.PAGE.read_text()
 
 
 def _commands(lines: list[str]) -> list[list[str]]:
