@@ -107,13 +107,13 @@ def dot(stack: StackConfig, plan: NetworkPlan) -> str:
             gateways.append(_box("resolver", "LAN resolver", str(resolver), indent=6, shape="hexagon", fillcolor="#e1bee7"))
         lines += _column("cluster_gateways", f"{title}\n(Cilium L2 address)", 'style="rounded,dashed";', gateways, [], 4)
     named = devices(stack)
-    on_lan = [d.box for d in named if d.on_lan]
-    if on_lan:
-        lines += _column("cluster_devices", "on the LAN", 'style="rounded,dashed";', on_lan, [], 4)
+    lan_devices = [d.box for d in named if d.on_lan]
+    if lan_devices:
+        lines += _column("cluster_devices", "on the LAN", 'style="rounded,dashed";', lan_devices, [], 4)
         if shown:
             # Under the gateways, not beside them: one more column would shrink every label where the picture is shown.
             last = gateways[-1].split('"')[1]
-            lines.append(f"    {_q(last)} -> {_q(on_lan[0].split(chr(34))[1])} [style=invis];")
+            lines.append(f"    {_q(last)} -> {_q(lan_devices[0].split(chr(34))[1])} [style=invis];")
     lines.append("  }")
     lines += [f"  {d.box.strip()}" for d in named if not d.on_lan]
     lines += ["  internet -> router [dir=none];", "  router -> arda_vip [lhead=cluster_arda, dir=none];"]

@@ -243,7 +243,7 @@ def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
 def test_a_resource_line_wraps_at_its_flags_then_between_words() -> None:
     head = "  r  (t:m:T)"
     assert render.wrap_entry(head, ["protected", "after: a, b"], 2, width=40) == ["  r  (t:m:T) [protected] [after: a, b]"]
-    assert render.wrap_entry(head, ["protected", "after: " + "x" * 30], 2, width=40) == [
+    assert render.wrap_entry(head, ["protected", "after: " + "x" * 30], 2, width=45) == [
         "  r  (t:m:T) [protected]",
         "      [after: " + "x" * 30 + "]",
     ]
