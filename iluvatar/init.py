@@ -570,9 +570,14 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
     """Ask for what the flags left out, each with the default init would take (Enter takes it; `-` leaves a layer off).
 
     The answers take the flags' own forms (a machine as `--machine` takes it, a receiver as `--monitoring`), so what
-    is asked and what is given are checked the same way.
+    is asked and what is given are checked the same way. Flags that name the LAN and the machines say the user wants
+    no questions: then only what a stack cannot do without (the Pis' SSH key) is asked, and every default is taken.
     """
     a = answers
+    if a.lan is not None and a.machines:
+        if any(m.role in AINUR_ROLES for m in a.machines) and a.ssh_key is None:
+            a = replace(a, ssh_key=ask("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
+        return a
     if a.lan is None:
         a = replace(a, lan=ask("LAN, in CIDR form (e.g. 192.168.0.0/24)", None))
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -501,7 +502,11 @@ def _terminal(args: list[str], cwd: Path, answers: list[str], timeout: float = 6
             out += chunk
             if out.rstrip(b" ").endswith(b":") and pending and out.endswith(b": "):
                 os.write(fd, pending.pop(0).encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:  # still asking, with nothing left to type: the test has seen what it needs
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\r\n", "\n")
 
 
@@ -541,3 +546,24 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
     assert (tmp_path / "render/mylab/ainur/pi-1.user-data").is_file() and (tmp_path / "render/mylab/talos/node-1.patch.yaml").is_file()
     # The machine's share of the README's five minutes; the rest is the reader's typing.
     assert time.monotonic() - started < 60
+
+
+def test_flags_that_name_the_lan_and_the_machines_ask_only_what_the_stack_needs() -> None:
+    """Getting started's session, typed at a terminal, is the same session: no question it does not show."""
+    asked: list[str] = []
+
+    def ask(question: str, default: str | None) -> str:
+        asked.append(question)
+        return KEY
+
+    given = answers(ssh_key=None)
+    assert init.ask_missing(given, ask, print).ssh_key == KEY and asked == ["SSH public key the Pis let in (a key, or its .pub file)"]
+    assert init.ask_missing(answers(), ask, print) == answers() and len(asked) == 1
+
+
+def test_the_flags_of_getting_started_typed_at_a_terminal_ask_nothing(tmp_path: Path) -> None:
+    code, shown = _terminal(["init", "lab", *MINIMAL_FLAGS], tmp_path, [], timeout=20)
+    assert (code, shown.splitlines()[0]) == (
+        0,
+        "wrote Pulumi.lab.yaml: 2 machines (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari) on 192.168.1.0/24",
+    )
