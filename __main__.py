@@ -1,6 +1,6 @@
 """Iluvatar: the Pulumi program. Load the stack config once, build each layer in order, export.
 
-The order is the bring-up's (README, "Bring-up"): the Ainur join k3s and serve netboot; Arda's
+The order is the bring-up's (docs/bring-up.md): the Ainur join k3s and serve netboot; Arda's
 machines, handed the configs the Ainur serve, install, bootstrap and pass their gates; then the
 edge, GitOps and storage on both clusters, and the Git mirror once its storage class serves.
 """

@@ -59,7 +59,7 @@ class Storage(pulumi.ComponentResource):
             if facts.osd_hosts(stack.nodes) or facts.longhorn_pis(stack.nodes):
                 pulumi.log.warn(
                     "storage: the data disks stay as they are: Ceph and Longhorn are installed as Argo CD platform "
-                    "Applications, and this stack has no iluvatar:gitops (README, Storage)",
+                    "Applications, and this stack has no iluvatar:gitops (docs/layers/storage.md)",
                     resource=self,
                 )
             self.register_outputs({"state": self.state})

@@ -1,9 +1,10 @@
-"""The `iluvatar` command (also `python -m iluvatar`): offline checks of a stack, no Pulumi CLI or network.
+"""The `iluvatar` command (also `python -m iluvatar`): write, check, render and draw a stack, offline (no Pulumi CLI or network).
 
-Every command takes the stack the same way: a stack name (`homelab`), found as
-`Pulumi.<name>.yaml` in the project folder, or the path of a stack file (`Pulumi.homelab.yaml`,
-`../lab/Pulumi.test.yaml`). The project folder is `--project`, else the nearest folder at or above
-the current one holding a `Pulumi.yaml` (as `pulumi` finds it), else this checkout.
+Every command takes the stack the same way: a stack name (`homelab`), found as `Pulumi.<name>.yaml`,
+or the path of a stack file (`Pulumi.homelab.yaml`, `../lab/Pulumi.test.yaml`). A name is looked up in
+`--project` when given; else in the current folder first, then in the project folder (the nearest folder
+at or above the current one holding a `Pulumi.yaml`, as `pulumi` finds it), and outside any project in
+this checkout.
 
 Exit codes: 0 success; 1 the stack config is invalid (every problem listed, one a line);
 2 the command could not run (unknown stack, missing file, not YAML, bad arguments).
@@ -20,8 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +30,7 @@ from stacks.load import StackFileError, load_stack_file, read_stack_file, valida
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILE = "Pulumi.yaml"
+DEFAULT_DOMAIN = "lab.home.arpa"  # iluvatar.init.DOMAIN (that module loads only when init runs)
 
 
 class CommandError(Exception):
@@ -50,17 +51,40 @@ def is_path(stack: str) -> bool:
     return stack.endswith((".yaml", ".yml")) or "/" in stack or os.sep in stack
 
 
+def search_folders(project: Path | None = None) -> list[Path]:
+    """Where a stack name is looked for, in order: `--project` alone when given; else the current folder, then the
+    project folder (`find_project`: the nearest `Pulumi.yaml`, else this checkout). Each folder once."""
+    if project is not None:
+        return [project]
+    here = Path.cwd().resolve()
+    folders = [here]
+    found = find_project(here)
+    if found.resolve() != here:
+        folders.append(found)
+    return folders
+
+
+def _stacks_in(folder: Path) -> str:
+    return ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in folder.glob("Pulumi.*.yaml"))) or "none"
+
+
 def stack_file(name: str, project: Path | None = None) -> Path:
     """The stack file for a stack name or a stack file path (relative to the current folder)."""
     if is_path(name):
         return Path(name)
-    folder = project if project is not None else find_project()
-    path = folder / f"Pulumi.{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in folder.glob("Pulumi.*.yaml"))) or "none"
-        where = "here" if folder.resolve() == Path.cwd().resolve() else f"in {shown(folder)}"
-        raise CommandError(f"no stack {name!r}: {shown(path)} does not exist (stacks {where}: {known})")
-    return path
+    folders = search_folders(project)
+    for folder in folders:
+        path = folder / f"Pulumi.{name}.yaml"
+        if path.is_file():
+            return path
+    here = Path.cwd().resolve()
+    where = [("here" if f.resolve() == here else f"in {shown(f)}", f) for f in folders]
+    if len(where) == 1:
+        label, folder = where[0]
+        raise CommandError(f"no stack {name!r}: {shown(folder / f'Pulumi.{name}.yaml')} does not exist (stacks {label}: {_stacks_in(folder)})")
+    looked = " nor ".join(label for label, _ in where)
+    known = "; ".join(f"{label}: {_stacks_in(f)}" for label, f in where)
+    raise CommandError(f"no stack {name!r}: Pulumi.{name}.yaml is neither {looked} (stacks {known})")
 
 
 def shown(path: Path) -> str:
@@ -129,12 +153,14 @@ GC_THRESHOLDS = (200_000, 30, 30)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from iluvatar.summary import summary
+
     path = _resolve(args)
     # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
     stack = load_stack_file(path, require_secrets=True)
-    roles = Counter(n.role for n in stack.nodes)
-    ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
-    print(f"{path}: valid: {len(stack.nodes)} nodes ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari) on {stack.network.lan}")
+    print(f"{path}: valid")
+    for line in summary(stack):
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -168,7 +194,33 @@ def _render(args: argparse.Namespace) -> int:
             print(f"  {secret.command}")
     if "rollout.txt" in files:
         print(files["rollout.txt"], end="")
+    print("next:")
+    for step in next_steps(sf.stack, out, files, change=previous is not None, secrets=bool(unset)):
+        print(f"  {step}")
     return EXIT_OK
+
+
+def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool, secrets: bool) -> list[str]:
+    """What to do with a render, in order: read the plan, flash what boots from its own card, then Pulumi."""
+    steps = [f"read {out / 'plan.txt'}: every resource `pulumi up` would create, and what each waits for"]
+    if change:
+        steps[0] = f"read {out / 'rollout.txt'} (above) and {out / 'plan.txt'}: what this change does to each machine"
+        return [*steps, "then: `pulumi preview`, and `pulumi up` (docs/day2.md#what-a-change-to-arda-does)"]
+    pis = sorted(f.removeprefix("ainur/").removesuffix(".user-data") for f in files if f.startswith("ainur/") and f.endswith(".user-data"))
+    if pis:
+        steps.append(
+            f"flash each Pi ({', '.join(pis)}) with Ubuntu Server, then its {out / 'ainur'}/<pi>.user-data and .network-config "
+            "(docs/layers/ainur.md#flashing-the-pis)"
+        )
+    if "flash/disk-images.csv" in files:
+        boards = sorted(f.removeprefix("flash/schematic-").removesuffix(".yaml") for f in files if f.startswith("flash/schematic-"))
+        steps.append(
+            f"flash each SBC with its Talos disk image in {out / 'flash' / 'disk-images.csv'}, after sending its schematic "
+            f"({', '.join(str(out / 'flash' / f'schematic-{b}.yaml') for b in boards)}) to Image Factory (docs/bring-up.md#1-render)"
+        )
+    then = f"then: `pulumi stack init {stack}` (once), {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
+    steps.append(then)
+    return steps
 
 
 def _previous_outputs(path: Path) -> dict[str, Any]:
@@ -182,6 +234,80 @@ def _previous_outputs(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
     return doc
+
+
+def _command_name() -> str:
+    """How to run this command again, as the user can type it: `iluvatar` when it is on PATH, else its path."""
+    arg0 = Path(sys.argv[0])
+    if arg0.name != "iluvatar":
+        return "python -m iluvatar"
+    found = shutil.which("iluvatar")
+    if found is not None and Path(found).resolve() == arg0.resolve():
+        return "iluvatar"
+    # As typed (.venv/bin/iluvatar) when under the current folder, without resolving a link; else its whole path.
+    rel = os.path.relpath(os.path.abspath(arg0))
+    return os.path.abspath(arg0) if rel.startswith("..") else rel
+
+
+def _prompt(question: str, default: str | None) -> str:
+    """One question at the terminal; Enter takes the default, and a question with none is asked again."""
+    while True:
+        try:
+            answer = input(f"{question}{f' [{default}]' if default else ''}: ").strip()
+        except EOFError:
+            raise CommandError(f"init: the input ended at {question!r}; give the rest as flags (iluvatar init --help)") from None
+        if answer or default is not None:
+            return answer or default or ""
+        print("  an answer is needed here")
+
+
+def _init(args: argparse.Namespace) -> int:
+    from iluvatar import init
+
+    interactive = sys.stdin.isatty() and not args.yes
+    stack = args.stack
+    if stack is None:
+        if not interactive:
+            raise CommandError("init: which stack? give its name (e.g. iluvatar init mylab): the file is Pulumi.<name>.yaml")
+        stack = _prompt("stack name (the file is Pulumi.<name>.yaml)", "homelab")
+    out = Path(args.out) if args.out is not None else Path(f"Pulumi.{stack}.yaml")
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists; pass --force to replace it, or pick another stack name")
+    try:
+        answers = init.Answers(
+            stack=stack,
+            machines=tuple(init.parse_machine(m) for m in args.machine or ()),
+            **{name: getattr(args, name) for name in init.FLAGS},
+        )
+        if interactive:
+            answers = init.ask_missing(answers, _prompt, print)
+        text, sf = init.build(answers, out)
+    except init.FlagError as e:
+        for line in e.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    _write_file(out, text.encode())
+    stack_config = sf.parse()
+    unset = sf.unset_secrets()
+    from iluvatar.summary import nodes
+
+    print(f"wrote {out}: {nodes(stack_config).removeprefix('nodes: ').replace(' (', ' machines (', 1)} on {stack_config.network.lan}")
+    me = _command_name()
+    name = stack if out.resolve() == (Path.cwd() / f"Pulumi.{stack}.yaml").resolve() else str(out)
+    render = f"{me} render {name} --out render/{stack}"
+    steps = [] if unset else [f"{me} validate {name}"]
+    steps.append(f"{render}, then read render/{stack}/plan.txt")
+    if not (out.resolve().parent / PROJECT_FILE).is_file():
+        steps.append(f"cp {out} {shown(ROOT)}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml")
+    steps.append(f"pulumi stack init {stack}")
+    steps += [secret.command for secret in unset]
+    if unset:
+        steps.append(f"{me} validate {name}")
+    steps.append("pulumi preview")
+    print("next:")
+    for step in steps:
+        print(f"  {step}")
+    return EXIT_OK
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -232,6 +358,28 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from iluvatar.reference import REGENERATE, ReferenceError, reference
+
+    out = Path(args.out)
+    try:
+        current = out.read_text(encoding="utf-8")
+    except OSError as e:
+        raise CommandError(f"{out}: {e.strerror or e}: the page's prose and markers are kept there") from None
+    try:
+        text = reference(current)
+    except ReferenceError as e:
+        raise CommandError(str(e)) from None
+    if args.check:
+        if text != current:
+            raise CommandError(f"{out} is stale; regenerate it with `{REGENERATE.replace('docs/reference/stack.md', str(out))}`")
+        print(f"{out} is current")
+        return EXIT_OK
+    _write_file(out, text.encode())
+    print(f"wrote the stack reference's tables to {out}")
+    return EXIT_OK
+
+
 def _scaffold(args: argparse.Namespace) -> int:
     from iluvatar import scaffold
 
@@ -251,12 +399,109 @@ def _scaffold(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-STACK_HELP = "a stack name (homelab: reads Pulumi.homelab.yaml in the project folder) or a stack file path"
+STACK_HELP = "a stack name (homelab: Pulumi.homelab.yaml, looked up as below) or a stack file path"
+STACK_EPILOG = """\
+STACK, for the commands that take one: a stack file path (anything ending in .yaml or holding a /), or a
+stack name, homelab for Pulumi.homelab.yaml, looked up in the current folder first, then in the project
+folder (the nearest folder at or above it holding a Pulumi.yaml, as pulumi finds it) and, outside any
+project, in this checkout; --project DIR looks in DIR alone. docs/cli.md has every command.
+"""
+
+
+def version() -> str:
+    """`iluvatar --version`: the installed package, the releases a new stack starts from, the range the rules take."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from stacks import releases
+    from stacks.rules import TALOS_KUBERNETES
+
+    try:
+        package = installed("iluvatar")
+    except PackageNotFoundError:  # a checkout run as `python -m iluvatar` without `uv sync`
+        package = "(not installed)"
+    takes = ", ".join(f"{t[0]}.{t[1]} (Kubernetes 1.{low} to 1.{high})" for t, (low, high) in sorted(TALOS_KUBERNETES.items()))
+    return (
+        f"iluvatar {package}\n"
+        f"new stacks start from Talos {releases.TALOS}, Kubernetes {releases.KUBERNETES}, k3s {releases.K3S}\n"
+        f"validation takes Talos {takes} (docs/reference/stack.md#versions)"
+    )
+
+
+class _Version(argparse.Action):
+    """argparse's own `version` action reflows the text into one paragraph; these lines are printed as they are."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        print(version())
+        parser.exit()
+
+
+INIT_HELP = "write a new stack file from your LAN, machines and the layers you want (asks at a terminal what the flags leave out)"
+INIT_EPILOG = """\
+Each value left out is asked for at a terminal (Enter takes the default shown) and derived otherwise: the gateway
+is the LAN's first address, DNS the gateway, the DHCP range and load-balancer pool the LAN's .100-.199 and
+.220-.239 (the same shares of a smaller LAN), each VIP and machine address the next free static one from .10.
+A machine with role valar or maiar is a Pi of the Ainur, which then run DHCP, DNS and netboot for the LAN.
+
+example:
+  iluvatar init mylab --lan 192.168.1.0/24 \\
+    --machine name=pi-1,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5 \\
+    --machine name=node-1,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86 \\
+    --ssh-key ~/.ssh/id_ed25519.pub
+"""
+
+
+def _init_parser(sub: Any) -> None:
+    c = sub.add_parser("init", help=INIT_HELP, description=INIT_HELP, epilog=INIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("stack", nargs="?", metavar="STACK", help="the new stack's name: writes Pulumi.STACK.yaml in the current folder")
+    c.add_argument("--out", metavar="FILE", help="write the stack file here instead (e.g. ../lab/Pulumi.STACK.yaml)")
+    c.add_argument("--force", action="store_true", help="replace an existing stack file")
+    c.add_argument("--yes", "-y", action="store_true", help="ask nothing: take every default, leave every layer not given off")
+    lan = c.add_argument_group("the LAN")
+    lan.add_argument("--lan", metavar="CIDR", help="the LAN the machines are on, e.g. 192.168.1.0/24 (required)")
+    lan.add_argument("--gateway", metavar="IP", help="its router (default: the LAN's first address)")
+    lan.add_argument("--dns", metavar="IP[,IP]", help="the DNS servers the LAN forwards to (default: the gateway)")
+    lan.add_argument("--domain", metavar="NAME", help=f"the LAN's internal zone (default: {DEFAULT_DOMAIN})")
+    lan.add_argument("--dhcp-range", metavar="START-END", help="the addresses DHCP hands out (default: derived from the LAN)")
+    lan.add_argument("--lb-pool", metavar="START-END", help="the addresses Cilium gives Services (default: derived from the LAN)")
+    machines = c.add_argument_group("the machines")
+    machines.add_argument(
+        "--machine",
+        action="append",
+        metavar="name=..,mac=..,role=..,board=..",
+        help="one machine (repeat the flag for each): role valar, maiar (a Pi of the Ainur), valinor (a control plane) or istari "
+        "(a worker); board rpi4, rpi5, rk1, generic-x86 or generic-arm64; optionally ip=, disk= (where Talos or Ubuntu installs) "
+        "and data=/dev/a+/dev/b (data disks)",
+    )
+    machines.add_argument("--ssh-key", metavar="KEY|FILE", help="the SSH public key the Pis let in, or its .pub file (with the Ainur)")
+    layers = c.add_argument_group("the layers (each off unless given)")
+    layers.add_argument("--gitops", metavar="URL", help="the Git repository Argo CD deploys your apps from")
+    layers.add_argument(
+        "--monitoring", metavar="RECEIVER", help="Prometheus and Grafana, alerts to ntfy=URL, webhook=URL or email=TO,from=..,smarthost=.."
+    )
+    layers.add_argument("--identity", metavar="CONNECTOR", help="one sign-in (Dex on the Ainur): github=ORG,client-id=ID[,team=SLUG] or static=EMAIL")
+    layers.add_argument("--backup", metavar="URL", help="etcd snapshots and app backups to nfs://SERVER/EXPORT or s3://HOST/BUCKET")
+    layers.add_argument(
+        "--cloudflare", metavar="ACCOUNT_ID", help="publish apps through a Cloudflare tunnel (with --external-domain and --acme-email)"
+    )
+    layers.add_argument("--external-domain", metavar="NAME", help="the public zone Cloudflare serves, e.g. example.com")
+    layers.add_argument("--acme-email", metavar="EMAIL", help="Let's Encrypt's account e-mail for the public certificate")
+    c.set_defaults(run=_init)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iluvatar", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="iluvatar",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=STACK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action=_Version, help="print the version and the releases a new stack starts from, then exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _init_parser(sub)  # first: a newcomer's first command
     commands: list[tuple[str, Callable[[argparse.Namespace], int], str]] = [
         ("validate", _validate, "check a stack with the same rules as `pulumi preview`"),
         ("render", _render, "write everything the stack would create, as files, offline"),
@@ -268,13 +513,11 @@ def parser() -> argparse.ArgumentParser:
         "diagram": ("picture file, .svg or .png", "replace an existing picture"),
     }
     for name, run, help_ in commands:
-        c = sub.add_parser(name, help=help_, description=help_)
+        c = sub.add_parser(name, help=help_, description=help_, epilog=STACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         c.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
         # The older spelling, kept so existing scripts run; STACK is the one way to write it.
         c.add_argument("--stack", dest="stack_option", metavar="NAME", help=argparse.SUPPRESS)
-        c.add_argument(
-            "--project", metavar="DIR", help="folder holding the stack files (default: the nearest with a Pulumi.yaml, else this checkout)"
-        )
+        c.add_argument("--project", metavar="DIR", help="look the stack name up in this folder alone (default: here, then the project folder)")
         if name in outputs:
             out_help, force_help = outputs[name]
             c.add_argument("--out", required=True, help=out_help)
@@ -294,6 +537,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the schema file, e.g. schema/stack.schema.json")
     s.add_argument("--check", action="store_true", help="do not write: exit 2 unless the file is already current")
     s.set_defaults(run=_schema)
+    r = sub.add_parser("reference", help="write the stack reference's generated tables (docs/reference/stack.md) from the model")
+    r.add_argument("--out", required=True, help="the page, e.g. docs/reference/stack.md: its sections between markers are rewritten")
+    r.add_argument("--check", action="store_true", help="do not write: exit 2 unless the page is already current")
+    r.set_defaults(run=_reference)
     from iluvatar import power  # `iluvatar power ...`: the power-on steps pulumi up runs (plans.power)
 
     power.add_parser(sub)

@@ -7,7 +7,7 @@ with the standard library.
 
 The BMC (bmcd, firmware 2.x) serves its API over HTTPS with a self-signed certificate that the
 firmware generates, as the Turing Pi docs say, so the certificate is not checked (the `tpi` tool
-does the same); the provisioning LAN is trusted (README, "Netboot"). Every wait is bounded by
+does the same); the provisioning LAN is trusted (docs/layers/netboot.md). Every wait is bounded by
 `--timeout`; a BMC that does not answer yet (booting, busy) is asked again until then, but a
 refused password is not: bmcd bans the caller's address after 5 wrong attempts.
 

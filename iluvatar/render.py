@@ -26,7 +26,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +260,7 @@ def plan_text(sim: Simulation) -> str:
 
     def walk(regs: list[Registration], depth: int) -> None:
         for reg in sorted(regs, key=lambda r: (r.name, r.type)):
-            lines.append(f"{'  ' * depth}{reg.name}  ({reg.type}){_flags(reg, names)}")
+            lines.extend(wrap_entry(f"{'  ' * depth}{reg.name}  ({reg.type})", _flags(reg, names), 2 * depth))
             walk(children.get(reg.urn, []), depth + 1)
 
     walk(roots, 1)
@@ -270,12 +272,68 @@ def plan_text(sim: Simulation) -> str:
         lines.append(f"  {key}: {shown}")
     lines.append("")
     counts = Counter(r.type for r in sim.registrations)
-    lines.append("resources: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) + f"; total {len(sim.registrations)}")
+    lines.append("resources")
+    lines += [f"  {t}: {n}" for t, n in sorted(counts.items())]
+    lines.append(f"  total: {len(sim.registrations)}")
     return "\n".join(lines) + "\n"
 
 
-def _flags(reg: Registration, names: dict[str, str]) -> str:
-    """The options that change what the engine does with a resource, as `[...]` after its line."""
+# No line of plan.txt is longer: a resource's options that do not fit go on lines of their own below it.
+WIDTH = 160
+
+
+def wrap_entry(head: str, flags: Sequence[str], indent: int, width: int = WIDTH) -> list[str]:
+    """A resource's line (`head`), with each flag `[...]` after it while the line stays within `width`, and the rest on
+    lines below it, indented four past the resource (two past its children, whose lines never start with `[`). A flag
+    too long for a line of its own breaks between words, its later lines two further in: joined with single spaces,
+    an entry's lines give back the one line it would be unwrapped, unless a word alone is wider than a line (then cut)."""
+    lines = [head]
+    below = " " * (indent + 4)
+    for flag in flags:
+        text = f"[{flag}]"
+        if len(lines[-1]) + 1 + len(text) <= width:
+            lines[-1] += " " + text
+        elif len(below) + len(text) <= width:
+            lines.append(below + text)
+        else:
+            lines.extend(_break(text, below, width))
+    return lines
+
+
+RESOURCE_LINE = re.compile(r"^ *\S+  \(\S+\)")
+
+
+def plan_entries(text: str) -> list[str]:
+    """plan.txt's tree read back, each resource one line again: a line that is no resource's own (`name  (type)`)
+    continues the one above it (wrap_entry), and joined with single spaces gives back the unwrapped line."""
+    entries: list[str] = []
+    for line in text.split("\n\noutputs\n", 1)[0].splitlines():
+        if RESOURCE_LINE.match(line) or not entries:
+            entries.append(line)
+        else:
+            entries[-1] += " " + line.strip()
+    return entries
+
+
+def _break(text: str, indent: str, width: int) -> list[str]:
+    lines = [indent]
+    for word in text.split(" "):
+        room = width - len(lines[-1]) - (0 if lines[-1].isspace() else 1)
+        if len(word) <= room:
+            lines[-1] += word if lines[-1].isspace() else " " + word
+            continue
+        lines.append(indent + "  ")
+        while len(word) > width - len(lines[-1]):
+            cut = width - len(lines[-1])
+            lines[-1] += word[:cut]
+            word = word[cut:]
+            lines.append(indent + "  ")
+        lines[-1] += word
+    return [line for line in lines if not line.isspace()]
+
+
+def _flags(reg: Registration, names: dict[str, str]) -> list[str]:
+    """The options that change what the engine does with a resource, each shown as `[...]` after its line."""
     flags = []
     if reg.protect:
         flags.append("protected")
@@ -311,7 +369,7 @@ def _flags(reg: Registration, names: dict[str, str]) -> str:
     provider = provider_urn(reg.provider)
     if provider:
         flags.append(f"provider: {names.get(provider, provider)}")
-    return "".join(f" [{f}]" for f in flags)
+    return flags
 
 
 def _summary(value: Any) -> str:

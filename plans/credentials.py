@@ -7,7 +7,7 @@ that, on that Pi, with k3s's own admin access, makes a ServiceAccount bound to c
 a token Secret for it (Kubernetes fills in the token and the cluster's CA), and prints both as
 JSON; the program builds the kubeconfig from them (`kubeconfig`). The step is safe to run again (it
 applies the same objects and prints the same token), and the token is revoked by deleting its
-Secret (README, "Credentials").
+Secret (docs/bring-up.md#credentials).
 
 Arda's kubeconfig is Talos's: the Talos provider renews it 30 days before its certificate ends.
 Both clusters' Kubernetes providers carry a `clusterIdentifier`, so a renewed kubeconfig updates

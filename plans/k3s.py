@@ -15,14 +15,14 @@ from plans import apiserver, backup, storage
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
-# Failure detection for the netboot pod's takeover (README, "Power cuts and failover"): kubelets
+# Failure detection for the netboot pod's takeover (docs/layers/ainur.md#failover): kubelets
 # report every 4 s and a node missing for 16 s is marked unreachable, instead of 10 s and 40 s.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
 KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
 # kube-vip's leader election, for the API VIP and the service address alike: a lease of 5 s renewed
 # every 3 s, retried every second, so an address moves within seconds of its holder dying (the
-# failover bound in the README adds these to the kubelet's eviction of the netboot pod).
+# failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).
 KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
 STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
@@ -200,7 +200,7 @@ def upgrade_script(
     A Pi already at the version is left alone (a fresh Pi was installed at it by cloud-init; an
     interrupted upgrade resumes on the Pi it stopped at). `snapshot` (the first valar, which goes
     first) saves a k3s etcd snapshot before anything changes, to restore from if the upgrade goes
-    wrong (README, Runbook). k3s's installer replaces the binary and restarts the service itself.
+    wrong (docs/day2.md#runbooks). k3s's installer replaces the binary and restarts the service itself.
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version

@@ -407,7 +407,7 @@ def retire_script(host: str, disks: tuple[str, ...], every_disk: bool) -> str:
 
     Out OSDs keep serving while Ceph copies their data to the other hosts; `ceph osd safe-to-destroy`
     answers yes only once no placement group needs them. The script purges nothing: the runbook
-    does, after this Job completes (README, "Retiring a disk or a machine").
+    does, after this Job completes (docs/day2.md#retiring-a-disk-or-a-machine).
     """
     pick = (
         'ids=$(ceph osd ls-tree "$host")\n'

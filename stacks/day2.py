@@ -116,7 +116,7 @@ def check(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     problems: list[Problem] = []
     talos_moves = arda.talos_version != deployed.talos_version
     if talos_moves and (why := talos_upgrade_problem(arda.talos_version, deployed.talos_version)) is not None:
-        problems.append(Problem(TALOS, f"{arda.talos_version} cannot be rolled out: {why} (README, Upgrades)"))
+        problems.append(Problem(TALOS, f"{arda.talos_version} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)"))
     before = deployed.kubernetes_version
     if before is not None and arda.kubernetes_version != before:
         new, old = release(arda.kubernetes_version), release(before)
@@ -136,7 +136,7 @@ def check(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 Problem(
                     KUBERNETES,
                     f"changes from {before} to {arda.kubernetes_version} in the same run as arda.talosVersion ({deployed.talos_version} to "
-                    f"{arda.talos_version}); upgrade Talos first, then Kubernetes (README, Upgrades)",
+                    f"{arda.talos_version}); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
                 )
             )
     return problems

@@ -415,7 +415,7 @@ class Node(Model):
     talos_patches: tuple[TalosPatch, ...] = ()
     boot: Literal["netboot", "disk"] | None = None
     # Take this machine's Ceph OSDs out (true: all of them; a list: those data disks) before it or
-    # they leave the inventory (stacks.storage, README "Retiring a disk or a machine").
+    # they leave the inventory (stacks.storage, docs/day2.md#retiring-a-disk-or-a-machine).
     retire: Annotated[bool | tuple[DiskPath, ...], BeforeValidator(_retire)] = False
     # How Pulumi powers this Arda machine on when it needs it (components.power); unset: by hand.
     power: Power | None = None

@@ -35,7 +35,7 @@ DEFAULT_REPLICAS = 3
 # Rook v1.20 needs Kubernetes 1.31 (its CSI moved to ceph-csi-operator); Longhorn 1.10 needs 1.25.
 ROOK_MIN_KUBERNETES = (1, 31)
 LONGHORN_MIN_KUBERNETES = (1, 25)
-RUNBOOK = 'README, "Retiring a disk or a machine"'
+RUNBOOK = "docs/day2.md#retiring-a-disk-or-a-machine"
 
 
 @dataclass(frozen=True)

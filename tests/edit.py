@@ -17,6 +17,8 @@ from stacks.load import StackFile, read_stack_file
 ROOT = Path(__file__).resolve().parent.parent
 HOMELAB = ROOT / "Pulumi.homelab.yaml"
 RK1 = ROOT / "Pulumi.rk1.yaml"
+# The smallest useful homelab (one Pi, one machine that also runs the workloads), as `iluvatar init` writes it.
+MINIMAL = ROOT / "examples" / "Pulumi.minimal.yaml"
 
 _STEP = re.compile(r"\.?([A-Za-z0-9_-]+)|\[(\d+)\]")
 

@@ -1,7 +1,7 @@
 """The real upstream schemas the program's artifacts are checked against, at the versions it pins.
 
 Schemas and charts come from `tools.upstream`: the upstream projects' Go modules, fetched through
-the Go module proxy and checked against `tools/upstream/modules.sum` (README, "Schemas"). This module
+the Go module proxy and checked against `tools/upstream/modules.sum` (docs/proof/upstream.md). This module
 only says which upstream version each artifact is checked at: the version the program itself
 installs, read from the program (a stack's `talosVersion` for Talos configs; the Cilium chart
 version, `arda.cilium.version`, for Cilium's chart and CRDs).

@@ -3,6 +3,7 @@ every key of the config model, and the README stays short and runs exactly what 
 
 from __future__ import annotations
 
+import ast
 import html
 import os
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from iluvatar import reference
+from stacks import day2, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
 
@@ -106,6 +109,125 @@ def test_the_stack_reference_has_every_key_of_the_model(site: Path) -> None:
     assert {"iluvatar:nodes.installDisk.size", "iluvatar:network.vlans[].gateway", "iluvatar:storage.arda.ceph.replicas"} <= expected
     assert sorted(expected - documented) == []
     assert sorted(documented - expected) == []
+
+
+def test_the_committed_stack_reference_is_what_the_generator_writes() -> None:
+    """docs/reference/stack.md is read on GitHub as committed: it must be the model's, not a build's."""
+    assert reference.PAGE.read_text() == reference.page(), f"docs/reference/stack.md is stale; regenerate it: .venv/bin/{reference.REGENERATE}"
+    assert '<!-- stack-reference iluvatar:network -->\n\n<a id="network"></a>\n\n## `iluvatar:network`\n' in reference.PAGE.read_text()
+
+
+def test_the_reference_command_checks_and_writes(tmp_path: Path) -> None:
+    out = tmp_path / "stack.md"
+
+    def iluvatar(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "iluvatar", "reference", "--out", str(out), *args], capture_output=True, text=True, timeout=60)
+
+    stale = reference.PAGE.read_text().replace("| `lan` | IPv4 network", "| `lan` | an IPv4 network", 1)
+    out.write_text(stale)
+    checked = iluvatar("--check")
+    assert (checked.returncode, checked.stderr) == (2, f"error: {out} is stale; regenerate it with `iluvatar reference --out {out}`\n")
+    assert (iluvatar().returncode, out.read_text()) == (0, reference.PAGE.read_text())
+    assert iluvatar("--check").stdout == f"{out} is current\n"
+    out.write_text("# A page\n\n<!-- stack-reference iluvatar:network -->\n")
+    assert (
+        iluvatar().stderr
+        == "error: stack.md: every <!-- stack-reference KEY --> needs its <!-- /stack-reference -->, on a line of its own below it\n"
+    )
+
+
+def test_the_version_ranges_the_reference_gives_are_the_tables_validation_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docs and validator from one source: a release the table adds is one the page says, in both of its tables."""
+    page = reference.versions()
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13 |" in page
+    assert "on Talos 1.12: 1.30 to 1.35; on Talos 1.13: 1.31 to 1.36; 1.31 or later with Ceph" in page
+    assert "| 1.13 | 1.11.0 or later | 1.15 or later |" in page and "Raspberry Pi 5 (`rpi5`) from v1.12.3." in page
+    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 14), (32, 37))
+    monkeypatch.setitem(day2.TALOS_UPGRADES, (1, 14), ((1, 12, 0), (1, 16, 0)))
+    page = reference.versions()
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13, 1.14 |" in page
+    assert "on Talos 1.14: 1.32 to 1.37" in page and "| 1.14 | 1.12.0 or later | 1.16 or later |" in page
+    # What the page used to say by hand, and validation no longer meant.
+    assert "1.12 only" not in (ROOT / "docs" / "reference" / "keys.yaml").read_text() + reference.PAGE.read_text()
+
+
+CODE = ("stacks", "plans", "components", "iluvatar", "__main__.py")
+DOCS_LINK = re.compile(r"\bdocs/([a-z0-9/_-]+\.md)(?:#([a-z0-9-]+))?")
+
+
+def _strings(path: Path) -> Iterator[str]:
+    """Every string the code can print or raise: its string constants, docstrings aside (a reader of the code sees those)."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.value
+
+
+def code_strings() -> dict[str, list[str]]:
+    files = [p for name in CODE for p in ((ROOT / name).rglob("*.py") if (ROOT / name).is_dir() else [ROOT / name])]
+    return {str(p.relative_to(ROOT)): list(_strings(p)) for p in sorted(files)}
+
+
+def test_messages_link_the_docs_page_that_says_more_never_a_readme_section(site: Path) -> None:
+    """The README is a newcomer's page, not a manual: a message sends its reader to the docs page, by a path that is
+    the page's in the repository (GitHub) and an anchor the site's page has."""
+    strings = code_strings()
+    said = {path: [s for s in found if re.search(r"README(?!\.md)", s)] for path, found in strings.items()}
+    assert {path: found for path, found in said.items() if found} == {}
+    links = {(page, anchor) for found in strings.values() for s in found for page, anchor in DOCS_LINK.findall(s)}
+    assert ("day2.md", "upgrading-talos") in links and ("day2.md", "retiring-a-disk-or-a-machine") in links
+    for page, anchor in sorted(links):
+        assert (ROOT / "docs" / page).is_file(), page
+        if anchor:
+            built = site / page.removesuffix(".md") / "index.html"
+            assert f'id="{anchor}"' in built.read_text(), f"docs/{page}#{anchor}: the page has no such anchor"
+
+
+GETTING_STARTED = ROOT / "docs" / "getting-started.md"
+ILUVATAR = Path(sys.executable).parent / "iluvatar"
+
+
+def session(page: str) -> list[tuple[str, list[str]]]:
+    """The first console block of Getting started's "Your own homelab": each command (`$ ...`) with the lines it printed."""
+    section = page.split("\n## Your own homelab\n", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```console\n(.*?)```", section, re.DOTALL)
+    assert found is not None
+    steps: list[tuple[str, list[str]]] = []
+    for line in found.group(1).splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+def test_the_getting_started_session_is_what_the_commands_print(tmp_path: Path) -> None:
+    """A newcomer's whole session, as the page writes it down: run again here, in a clone's layout, it prints the same."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q you@laptop\n")
+    clone = tmp_path / "clone"
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    (clone / ".venv" / "bin" / "iluvatar").symlink_to(ILUVATAR)
+    (clone / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p).resolve() != ILUVATAR.parent.resolve())
+    steps = session(GETTING_STARTED.read_text())
+    assert [command.split()[:2] for command, _ in steps] == [[".venv/bin/iluvatar", c] for c in ("init", "validate", "render")]
+    for command, printed in steps:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=clone, env={**os.environ, "HOME": str(home), "PATH": path}, capture_output=True, text=True, timeout=120
+        )
+        assert (done.returncode, done.stderr) == (0, ""), command
+        assert done.stdout.splitlines() == printed, command
+    assert (clone / "render" / "mylab" / "ainur" / "pi-1.user-data").is_file()
 
 
 def _commands(lines: list[str]) -> list[list[str]]:

@@ -109,7 +109,7 @@ GIT_CHARTS = {
     ("https://github.com/rancher/local-path-provisioner.git", "deploy/chart/local-path-provisioner"): "local-path-provisioner",
     ("https://github.com/kubernetes-sigs/headlamp.git", "charts/headlamp"): "headlamp",
 }
-# Charts the platform Applications install that no Go module the proxy serves holds (README, storage).
+# Charts the platform Applications install that no Go module the proxy serves holds (docs/layers/storage.md).
 UNRENDERABLE = {
     "longhorn": "Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
     "csi-driver-nfs": "csi-driver-nfs's chart is in no Go module the proxy serves (its v4 tags have no /v4 module path; 403)",

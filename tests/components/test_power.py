@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iluvatar.graph import Graph, provider_urn
-from iluvatar.render import redact, render_files
+from iluvatar.render import plan_entries, redact, render_files
 from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
 from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
@@ -301,13 +301,15 @@ def test_render_with_power_is_offline_and_byte_identical(tmp_path: Path) -> None
         trees.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert trees[0] == trees[1]
     plan_txt = trees[0]["plan.txt"].decode()
-    lines = plan_txt.splitlines()
+    lines = plan_entries(plan_txt)
     assert "  arda-power  (iluvatar:arda:Power)" in lines
     # Flashing may take its 45 minutes on the first run; a later run only powers on.
     step = next(line for line in lines if line.startswith("    arda-power-talos-4  (command:local:Command)"))
     # It flashes the board's disk image, which the factory serves once it was sent the schematic: after it, by name.
     assert "[timeouts: create 50m, update 10m] [after: arda-config-schematic-rk1] [provider: arda-power-command]" in step
-    assert "[after: arda-config-schematic-rk1, arda-power-talos-2, arda-talos-1-apply]" in next(line for line in lines if line.strip().startswith("arda-talos-2-apply"))
+    assert "[after: arda-config-schematic-rk1, arda-power-talos-2, arda-talos-1-apply]" in next(
+        line for line in lines if line.strip().startswith("arda-talos-2-apply")
+    )
 
 
 def test_the_power_step_is_a_step_of_plans_power() -> None:

@@ -105,7 +105,7 @@ def test_an_unretired_removal_is_refused_before_any_resource(tmp_path: Path) -> 
         "stack homelab: 1 problem:",
         "  iluvatar:nodes[4].dataDisks: /dev/nvme0n1 left tirion's dataDisks, but it ran a Ceph OSD at the last deployment; removing it now "
         "takes its copies with it. Put it back, set retire: [/dev/nvme0n1] on tirion, run `pulumi up`, wait for the Job osd-retire-tirion "
-        'to complete, then remove it (README, "Retiring a disk or a machine")',
+        "to complete, then remove it (docs/day2.md#retiring-a-disk-or-a-machine)",
     ]
 
 

@@ -3,7 +3,9 @@ a stack name or a stack file path, exit codes and messages, no traceback."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,14 +14,57 @@ from pathlib import Path
 
 import pytest
 
-from stacks import read_stack_file
-from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from iluvatar import cli
+from stacks import read_stack_file, releases, rules
+from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.stacks.test_secrets import HOMELAB_COMMANDS
 
 # The console script pyproject.toml declares, as `uv sync` installs it beside this Python.
 ILUVATAR = Path(sys.executable).parent / "iluvatar"
-HOMELAB_SUMMARY = "8 nodes (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari) on 192.168.0.0/24"
-RK1_SUMMARY = "4 nodes (no Ainur; Arda 3 valinor + 1 istari) on 10.10.0.0/24"
+# What `validate` says of each shipped stack after its first line (`<path>: valid`): a line per section it has.
+HOMELAB_SUMMARY = """\
+  network: LAN 192.168.0.0/24 (iluvatar.home.arpa), gateway 192.168.0.1, DNS 192.168.0.1; DHCP 192.168.0.100-192.168.0.199; load balancers 192.168.0.220-192.168.0.239; 1 VLAN: iot 192.168.20.0/24 (id 20); public zone example.com
+  nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
+  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
+  Arda: arda, Talos v1.12.4, Kubernetes v1.34.1, API VIP 192.168.0.20
+  apps: 5 (home-assistant, jellyfin, blog, grafana, headlamp); 1 external
+  edge: public ingress cloudflare-tunnel, public DNS cloudflare; envoy-internal 192.168.0.238, envoy-external 192.168.0.239
+  GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
+  storage: Arda ceph-block (default), ceph-filesystem, local-path; Ainur longhorn (default)
+  monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
+  identity: sign-in through github (Dex at 192.168.0.16), 2 groups bound to cluster roles
+  backup: to S3 s3+http://192.168.0.40:9000/homelab; etcd snapshots of Arda and the Ainur (0 */6 * * *); 2 app volumes
+"""
+RK1_SUMMARY = """\
+  network: LAN 10.10.0.0/24 (turing.home.arpa), gateway 10.10.0.1, DNS 10.10.0.1, 9.9.9.9; DHCP 10.10.0.100-10.10.0.199; load balancers 10.10.0.200-10.10.0.219
+  nodes: 4 (no Ainur; Arda 3 valinor + 1 istari)
+  Arda: turing, Talos v1.12.4, Kubernetes v1.34.1, API VIP 10.10.0.10; the control planes run workloads too
+  apps: 2 (grafana, home-assistant); 0 external
+  edge: public ingress none, public DNS none; envoy-internal 10.10.0.218, LAN resolver 10.10.0.217
+  GitOps: https://github.com/example/turing-pi.git at main, apps under apps/
+  storage: Arda ceph-block (default), local-path
+  monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts
+"""
+
+
+def rendered(stack: str, out: str, files: int, sbc: str | None = None, pis: str | None = None) -> str:
+    """What `render` prints for a stack with no secret to set: the count, then the next steps."""
+    lines = [
+        f"rendered stack {stack} to {out}: {files} files",
+        "next:",
+        f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
+    ]
+    if pis is not None:
+        lines.append(
+            f"  flash each Pi ({pis}) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config (docs/layers/ainur.md#flashing-the-pis)"
+        )
+    if sbc is not None:
+        lines.append(
+            f"  flash each SBC with its Talos disk image in {out}/flash/disk-images.csv, after sending its schematic "
+            f"({out}/flash/schematic-{sbc}.yaml) to Image Factory (docs/bring-up.md#1-render)"
+        )
+    lines.append(f"  then: `pulumi stack init {stack}` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)")
+    return "\n".join(lines) + "\n"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,7 +84,7 @@ def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> None:
     result = run("validate", RK1.name)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{RK1.name}: valid: {RK1_SUMMARY}"
+    assert result.stdout == f"{RK1.name}: valid\n{RK1_SUMMARY}"
     # The homelab ships without its secrets (no user could open another's ciphertext): validate names each to set.
     shipped = run("validate", HOMELAB.name)
     assert (shipped.returncode, shipped.stdout) == (1, "")
@@ -48,7 +93,20 @@ def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> Non
     set_ = write_stack(tmp_path, homelab_doc(), stack="homelab")
     result = run("validate", str(set_))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{set_}: valid: {HOMELAB_SUMMARY}"
+    assert result.stdout == f"{set_}: valid\n{HOMELAB_SUMMARY}"
+
+
+def test_the_minimal_example_is_valid_as_it_ships() -> None:
+    """It needs no secret: one Pi and one machine, no layer that takes a credential."""
+    result = run("validate", str(MINIMAL.relative_to(ROOT)))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "examples/Pulumi.minimal.yaml: valid\n"
+        "  network: LAN 192.168.1.0/24 (lab.home.arpa), gateway 192.168.1.1, DNS 192.168.1.1; DHCP 192.168.1.100-192.168.1.199; load balancers 192.168.1.220-192.168.1.239\n"
+        "  nodes: 2 (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari)\n"
+        "  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
+        "  Arda: arda, Talos v1.12.4, Kubernetes v1.34.1, API VIP 192.168.1.13; the control planes run workloads too\n"
+    )
 
 
 def test_invalid_stack_exits_1_with_every_problem(tmp_path: Path) -> None:
@@ -82,21 +140,60 @@ def test_bad_arguments_exit_2() -> None:
     assert run("frobnicate").returncode == 2
 
 
-def test_console_script_is_installed() -> None:
+def helped_commands(text: str) -> list[str]:
+    """The commands `iluvatar --help` lists, in its order (the `COMMAND` block: one indented name a command)."""
+    block = text.split("\n  COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if re.match(r"^    \S", line)]
+
+
+def documented_commands(text: str) -> list[str]:
+    """The commands docs/cli.md's table lists: a row a command, `iluvatar NAME ...` in its first cell."""
+    return re.findall(r"^\| `iluvatar ([a-z]+)\b", text, re.MULTILINE)
+
+
+def test_console_script_is_installed_and_its_help_lists_the_commands_the_cli_page_does() -> None:
     result = subprocess.run([str(ILUVATAR), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: iluvatar [-h] COMMAND ...")
-    for command in ("validate", "render", "diagram", "schema"):
-        assert command in result.stdout
+    assert result.stdout.startswith("usage: iluvatar [-h] [--version] COMMAND ...")
+    listed = helped_commands(result.stdout)
+    assert listed == ["init", "validate", "render", "diagram", "scaffold", "upgrader", "schema", "reference", "power"]
+    assert sorted(documented_commands((ROOT / "docs" / "cli.md").read_text())) == sorted(listed)
+    # The lookup of a stack name is said where every command's help ends.
+    assert "looked up in the current folder first, then in the project" in result.stdout
+
+
+def test_the_command_lists_are_read_as_written() -> None:
+    assert helped_commands("usage\n\npositional arguments:\n  COMMAND\n    a     x\n          more\n    bb    y\n\noptions:") == ["a", "bb"]
+    assert documented_commands("| command | what |\n|---|---|\n| `iluvatar a STACK` | x |\n| `iluvatar bb` | y |\n`iluvatar c`") == ["a", "bb"]
+
+
+def test_version_names_the_package_and_the_releases_from_the_tables() -> None:
+    result = run("--version")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        f"iluvatar {importlib.metadata.version('iluvatar')}",
+        "new stacks start from Talos v1.12.4, Kubernetes v1.34.1, k3s v1.33.6+k3s1",
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36) (docs/reference/stack.md#versions)",
+    ]
+
+
+def test_the_version_follows_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 14), (32, 37))
+    monkeypatch.setattr(releases, "TALOS", "v1.14.0")
+    assert cli.version().splitlines()[1:] == [
+        "new stacks start from Talos v1.14.0, Kubernetes v1.34.1, k3s v1.33.6+k3s1",
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37)"
+        " (docs/reference/stack.md#versions)",
+    ]
 
 
 def test_a_stack_name_works_from_any_folder(tmp_path: Path) -> None:
     """Outside any Pulumi project, a stack name means a stack of this checkout; paths stay relative to the folder."""
     assert not any((folder / "Pulumi.yaml").exists() for folder in (tmp_path, *tmp_path.parents))
     validated = iluvatar("validate", "rk1", cwd=tmp_path)
-    assert (validated.returncode, validated.stdout) == (0, f"{RK1}: valid: {RK1_SUMMARY}\n"), validated.stderr
-    rendered = iluvatar("render", "rk1", "--out", "out", cwd=tmp_path)
-    assert (rendered.returncode, rendered.stdout) == (0, f"rendered stack rk1 to out: {files_in(tmp_path / 'out')} files\n"), rendered.stderr
+    assert (validated.returncode, validated.stdout) == (0, f"{RK1}: valid\n{RK1_SUMMARY}"), validated.stderr
+    result = iluvatar("render", "rk1", "--out", "out", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, rendered("rk1", "out", files_in(tmp_path / "out"), sbc="rk1")), result.stderr
     assert (tmp_path / "out" / "talos" / "talos-1.patch.yaml").is_file()
     drawn = iluvatar("diagram", "rk1", "--out", "rk1.svg", cwd=tmp_path)
     assert (drawn.returncode, drawn.stdout) == (0, "drew stack rk1 to rk1.svg\n"), drawn.stderr
@@ -107,11 +204,11 @@ def test_every_command_takes_a_stack_file_path(tmp_path: Path) -> None:
     copy = tmp_path / "Pulumi.lab.yaml"
     shutil.copy(RK1, copy)
     validated = iluvatar("validate", "Pulumi.lab.yaml", cwd=tmp_path)
-    assert (validated.returncode, validated.stdout) == (0, f"Pulumi.lab.yaml: valid: {RK1_SUMMARY}\n")
+    assert (validated.returncode, validated.stdout) == (0, f"Pulumi.lab.yaml: valid\n{RK1_SUMMARY}")
     absolute = iluvatar("validate", str(copy), cwd=ROOT)
-    assert (absolute.returncode, absolute.stdout) == (0, f"{copy}: valid: {RK1_SUMMARY}\n")
-    rendered = iluvatar("render", "./Pulumi.lab.yaml", "--out", "out", cwd=tmp_path)
-    assert (rendered.returncode, rendered.stdout) == (0, f"rendered stack lab to out: {files_in(tmp_path / 'out')} files\n"), rendered.stderr
+    assert (absolute.returncode, absolute.stdout) == (0, f"{copy}: valid\n{RK1_SUMMARY}")
+    result = iluvatar("render", "./Pulumi.lab.yaml", "--out", "out", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, rendered("lab", "out", files_in(tmp_path / "out"), sbc="rk1")), result.stderr
     drawn = iluvatar("diagram", "Pulumi.lab.yaml", "--out", "lab.svg", cwd=tmp_path)
     assert drawn.returncode == 0, drawn.stderr
 
@@ -123,13 +220,37 @@ def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> No
     (project / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
     shutil.copy(RK1, project / "Pulumi.garage.yaml")
     found = iluvatar("validate", "garage", cwd=project / "docs")
-    assert (found.returncode, found.stdout) == (0, f"{project / 'Pulumi.garage.yaml'}: valid: {RK1_SUMMARY}\n"), found.stderr
+    assert (found.returncode, found.stdout) == (0, f"{project / 'Pulumi.garage.yaml'}: valid\n{RK1_SUMMARY}"), found.stderr
     here = iluvatar("validate", "garage", cwd=project)
-    assert here.stdout == f"Pulumi.garage.yaml: valid: {RK1_SUMMARY}\n"
+    assert here.stdout == f"Pulumi.garage.yaml: valid\n{RK1_SUMMARY}"
     missing = iluvatar("validate", "homelab", cwd=project)
     assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
     explicit = iluvatar("validate", "rk1", "--project", str(ROOT), cwd=project)
-    assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid: {RK1_SUMMARY}\n")
+    assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid\n{RK1_SUMMARY}")
+
+
+def test_a_stack_name_is_looked_up_in_the_current_folder_first(tmp_path: Path) -> None:
+    """`init mylab` writes Pulumi.mylab.yaml here, with no Pulumi.yaml: `validate mylab` finds it, not the checkout's."""
+    assert not any((folder / "Pulumi.yaml").exists() for folder in (tmp_path, *tmp_path.parents))
+    shutil.copy(RK1, tmp_path / "Pulumi.mylab.yaml")
+    found = iluvatar("validate", "mylab", cwd=tmp_path)
+    assert (found.returncode, found.stdout) == (0, f"Pulumi.mylab.yaml: valid\n{RK1_SUMMARY}"), found.stderr
+    # Here first: a stack of this folder named as one of the checkout's is this folder's.
+    (tmp_path / "Pulumi.homelab.yaml").write_text(RK1.read_text())
+    mine = iluvatar("validate", "homelab", cwd=tmp_path)
+    assert (mine.returncode, mine.stdout) == (0, f"Pulumi.homelab.yaml: valid\n{RK1_SUMMARY}"), mine.stderr
+    # Inside a project, here and then the project folder; neither has it: both are named, with what each has.
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    shutil.copy(RK1, project / "Pulumi.garage.yaml")
+    shutil.copy(RK1, project / "sub" / "Pulumi.here.yaml")
+    assert iluvatar("validate", "here", cwd=project / "sub").stdout == f"Pulumi.here.yaml: valid\n{RK1_SUMMARY}"
+    missing = iluvatar("validate", "nope", cwd=project / "sub")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"error: no stack 'nope': Pulumi.nope.yaml is neither here nor in {project} (stacks here: here; in {project}: garage)\n",
+    )
 
 
 @pytest.mark.parametrize("command", [["validate"], ["render", "--out", "out"], ["diagram", "--out", "x.svg"]], ids=lambda c: c[0])
@@ -148,7 +269,7 @@ def test_stack_argument_errors_are_one_line(command: list[str], tmp_path: Path) 
 
 def test_the_older_stack_option_still_works(tmp_path: Path) -> None:
     result = iluvatar("render", "--stack", "rk1", "--out", str(tmp_path / "out"), cwd=ROOT)
-    assert (result.returncode, result.stdout) == (0, f"rendered stack rk1 to {tmp_path / 'out'}: {files_in(tmp_path / 'out')} files\n")
+    assert (result.returncode, result.stdout) == (0, rendered("rk1", str(tmp_path / "out"), files_in(tmp_path / "out"), sbc="rk1"))
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "PYTHONUNBUFFERED"])
@@ -160,7 +281,7 @@ def test_output_is_whole_in_a_file_and_a_reader_that_leaves_ends_the_command_qui
     with out.open("w") as sink:
         done = subprocess.run([str(ILUVATAR), "validate", "rk1"], cwd=ROOT, stdout=sink, env=env, timeout=60, check=False)
     assert done.returncode == 0
-    assert out.read_text() == f"{RK1.name}: valid: {RK1_SUMMARY}\n"
+    assert out.read_text() == f"{RK1.name}: valid\n{RK1_SUMMARY}"
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the command writes a byte
     try:

@@ -15,7 +15,7 @@ import pytest
 from plans.diagram import dot
 from plans.network import plan_network
 from stacks import load_stack_file
-from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, RK1, ROOT, edit, homelab_doc, secure, write_stack
 
 SVG = "{http://www.w3.org/2000/svg}"
 # GitHub shows a README in a column about 830 px wide and scales a wider picture down to fit.
@@ -85,6 +85,26 @@ def test_homelab_shows_every_machine_vip_and_its_gateway(tmp_path: Path) -> None
     for text in ("Cloudflare", "*.example.com", "tunnel", "envoy-external", "192.168.0.239"):
         assert text in svg, text
     assert "LAN resolver" not in svg
+
+
+def test_homelab_draws_every_box_its_stack_names_where_it_is(tmp_path: Path) -> None:
+    """The Ainur's service address, their Git mirror and the sign-in front door in the Ainur's column; the NAS's S3,
+    which backups go to, on the LAN (and a BMC, in a stack that names one)."""
+    svg = draw(HOMELAB, tmp_path)
+    drawn, shown = boxes(svg), texts(svg)
+    for text in ("DHCP · DNS · netboot", "192.168.0.14", "Git mirror", "192.168.0.15", "dex: sign-in (Dex)", "ca: the CA's page", "192.168.0.16"):
+        assert text in shown, text
+    for name in ("netboot", "git_mirror", "front_door"):
+        assert inside(drawn[name], drawn["cluster_ainur"]), name
+    assert "backups · S3" in shown and "192.168.0.40:9000/homelab" in shown
+    assert inside(drawn["backup"], drawn["cluster_devices"]) and inside(drawn["backup"], drawn["cluster_lan"])
+    assert "arda_vip->backup" in shown and "netboot->taniquetil" in shown
+    doc = edit(
+        homelab_doc(), {"iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}}, "iluvatar:bmcPasswords": {"192.168.0.5": secure()}}
+    )
+    with_bmc = draw(write_stack(tmp_path, doc, stack="bmc"), tmp_path)
+    assert inside(boxes(with_bmc)["bmc-192.168.0.5"], boxes(with_bmc)["cluster_lan"])
+    assert "BMC (Turing Pi 2)" in texts(with_bmc) and "bmc-192.168.0.5->saruman" in texts(with_bmc) and "slot 2" in texts(with_bmc)
 
 
 def test_a_stack_without_cloudflare_draws_no_public_path(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iluvatar import cli, simulate
+from iluvatar import cli, render, simulate
 from iluvatar.render import render_files
 from plans import monitoring, netboot
 from stacks import read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
-from tests.edit import HOMELAB, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
 from tests.iluvatar.test_render_edge import _edge_kubernetes
 from tests.schemas import talos_errors
 from tests.sims import simulated
@@ -44,6 +44,11 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"rendered stack homelab to {out}: 198 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
+        "next:",
+        f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
+        f"  flash each Pi (eonwe, ilmare, manwe) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config"
+        " (docs/layers/ainur.md#flashing-the-pis)",
+        "  then: `pulumi stack init homelab` (once), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     return out
 
@@ -199,7 +204,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
 
 
 def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
-    lines = (homelab / "plan.txt").read_text().splitlines()
+    text = (homelab / "plan.txt").read_text()
+    lines = render.plan_entries(text)
     assert lines[0] == "stack homelab"
     assert "  arda  (iluvatar:arda:TalosCluster)" in lines
     assert "    arda-tirion  (iluvatar:arda:TalosNode)" in lines
@@ -216,11 +222,45 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         " [secret outputs: clientConfiguration, machineSecrets] [provider: arda-config-talos]"
     ) in lines
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
-    assert "  ardaKubeconfig: [secret]" in lines and "  ainurKubeconfig: [secret]" in lines
-    assert lines[-1].startswith("resources: ") and lines[-1].endswith("; total 272")
+    outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
+    assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
+    assert counts.splitlines()[-1] == "  total: 272"
     # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
     # and monitoring's CRD gate. 11 remote: each Pi's join, k3s and uninstall steps, the credentials, and the valar's sign-in config.
-    assert "command:local:Command 16" in lines[-1] and "command:remote:Command 11" in lines[-1]
+    assert {"  command:local:Command: 16", "  command:remote:Command: 11"} <= set(counts.splitlines())
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 272
+
+
+def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
+    """The homelab's longest line was 3,042 characters (the counts) and its longest resource 1,022 (a gate's `after`)."""
+    text = (homelab / "plan.txt").read_text()
+    assert max(len(line) for line in text.splitlines()) <= render.WIDTH == 160
+    # Wrapped, not cut: the gate's whole `after` list is there, one dependency a line.
+    gate = next(e for e in render.plan_entries(text) if e.startswith("    arda-monitoring-gate-crds  "))
+    assert gate.count("arda-monitoring-crds-customresourcedefinition-") == 10
+    assert "        [after: arda-monitoring-crds-customresourcedefinition-alertmanagerconfigs.monitoring.coreos.com," in text.splitlines()
+
+
+def test_a_resource_line_wraps_at_its_flags_then_between_words() -> None:
+    head = "  r  (t:m:T)"
+    assert render.wrap_entry(head, ["protected", "after: a, b"], 2, width=40) == ["  r  (t:m:T) [protected] [after: a, b]"]
+    assert render.wrap_entry(head, ["protected", "after: " + "x" * 30], 2, width=45) == [
+        "  r  (t:m:T) [protected]",
+        "      [after: " + "x" * 30 + "]",
+    ]
+    assert render.wrap_entry(head, ["after: aaaa, bbbb, cccc, dddd, eeee, ffff"], 2, width=30) == [
+        "  r  (t:m:T)",
+        "      [after: aaaa, bbbb,",
+        "        cccc, dddd, eeee,",
+        "        ffff]",
+    ]
+    # A word wider than a line is cut, so that no line is wider than the width.
+    assert render.wrap_entry(head, ["aliases: " + "u" * 30], 2, width=24) == [
+        "  r  (t:m:T)",
+        "      [aliases:",
+        "        uuuuuuuuuuuuuuuu",
+        "        uuuuuuuuuuuuuu]",
+    ]
 
 
 def test_rendering_twice_is_byte_identical(homelab: Path, tmp_path: Path) -> None:
@@ -378,6 +418,33 @@ def test_numbers_render_as_written(homelab: Path, tmp_path: Path) -> None:
     assert (type(values["bpf"]["mapDynamicSizeRatio"]), type(values["operator"]["replicas"])) == (float, int)
 
 
+def test_the_minimal_example_renders_and_its_artifacts_pass_the_real_tools(tmp_path: Path) -> None:
+    """examples/Pulumi.minimal.yaml, the smallest useful homelab: one Pi serving the LAN, one machine netbooting from it."""
+    out = tmp_path / "minimal"
+    result = run("render", str(MINIMAL), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"rendered stack minimal to {out}: {len(tree(out))} files",
+        "next:",
+        f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
+        f"  flash each Pi (pi) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config (docs/layers/ainur.md#flashing-the-pis)",
+        "  then: `pulumi stack init minimal` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+    ]
+    files = tree(out)
+    assert sorted(f for f in files if f.startswith(("ainur/", "talos/", "netboot/ipxe/"))) == [
+        "ainur/pi.network-config",
+        "ainur/pi.user-data",
+        "netboot/ipxe/a8-b8-e0-20-00-01.ipxe",
+        "netboot/ipxe/boot.ipxe",
+        "talos/node.patch.yaml",
+    ]
+    assert max(len(line) for line in files["plan.txt"].decode().splitlines()) <= render.WIDTH
+    assert dnsmasq_test(files["netboot/dnsmasq.conf"].decode(), tmp_path).returncode == 0
+    checked = cloud_init_schema(files["ainur/pi.user-data"].decode(), tmp_path, "pi.user-data")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert cloud_init_network_schema(files["ainur/pi.network-config"].decode(), tmp_path, "pi.network-config").returncode == 0
+
+
 def test_outputs_json_is_what_pulumi_stack_output_json_prints(homelab: Path) -> None:
     outputs = json.loads((homelab / "outputs.json").read_text())
     assert outputs["ardaKubeconfig"] == "[secret]" and outputs["ainurKubeconfig"] == "[secret]"
@@ -389,7 +456,13 @@ def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_pat
     result = run("render", "homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "again" / "rollout.txt").read_text() == "Arda: no change on any machine\n"
-    assert result.stdout.splitlines()[-1] == "Arda: no change on any machine"
+    lines, out = result.stdout.splitlines(), tmp_path / "again"
+    assert lines[lines.index("next:") - 1 :] == [
+        "Arda: no change on any machine",
+        "next:",
+        f"  read {out}/rollout.txt (above) and {out}/plan.txt: what this change does to each machine",
+        "  then: `pulumi preview`, and `pulumi up` (docs/day2.md#what-a-change-to-arda-does)",
+    ]
 
 
 def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab: Path, tmp_path: Path) -> None:

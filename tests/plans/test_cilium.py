@@ -1,7 +1,7 @@
 """Cilium values and custom resources, checked by the real chart, real Helm and real kubeconform.
 
 The chart, its values schema and the CRDs are Cilium's own, from github.com/cilium/cilium at the
-chart version each stack installs (tools.upstream; README, "Schemas").
+chart version each stack installs (tools.upstream; docs/proof/upstream.md).
 """
 
 from __future__ import annotations

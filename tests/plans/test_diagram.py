@@ -2,15 +2,16 @@
 
 tests/iluvatar/test_diagram.py draws the homelab stack (its SVG is the README's) and reads the drawing
 back through the CLI; here `dot` is called directly, so mutation testing sees which lines pin what:
-a stack without the Ainur (the LAN resolver, one gateway) and a machine on a VLAN.
+a stack without the Ainur (the LAN resolver, one gateway), a machine on a VLAN, and every other box a stack
+names (the Ainur's service address, mirror and front door; the backup target, the NFS server and the BMCs).
 """
 
 from __future__ import annotations
 
 from plans.diagram import dot
 from plans.network import plan_network
-from stacks import load_stack_file, parse_stack, read_stack_file
-from tests.edit import HOMELAB, RK1
+from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from tests.edit import HOMELAB, RK1, homelab_stack_file
 
 RK1_DOT = [
     "digraph iluvatar {",
@@ -77,3 +78,68 @@ def test_a_vlan_machine_is_drawn_in_its_vlan_only() -> None:
         '  router -> "vlan-iot" [lhead=cluster_vlan_iot, dir=none, style=dashed];',
     ]
     assert [line for line in lines if "saruman" in line] == lines[start + 4 : start + 6]
+
+
+def rk1_with_devices(backup: str) -> list[str]:
+    """rk1 with a BMC powering its four machines, NFS volumes on a NAS, and backups to `backup`."""
+    raw = dict(read_stack_file(RK1).config)
+    raw["iluvatar:nodes"] = [{**n, "power": {"bmc": {"address": "10.10.0.5", "slot": i + 1}}} for i, n in enumerate(raw["iluvatar:nodes"])]
+    raw["iluvatar:storage"] = {"nfs": {"server": "10.10.0.40", "share": "/volume1/kubernetes"}}
+    raw["iluvatar:backup"] = {"target": backup, "etcd": {"arda": backup.startswith("s3")}}
+    stack = parse_stack(raw)
+    return dot(stack, plan_network(stack)).splitlines()
+
+
+def test_every_device_the_stack_names_is_a_box_on_the_lan_with_its_edges() -> None:
+    lines = rk1_with_devices("nfs://10.10.0.40/volume1/backups")
+    start = lines.index("    subgraph cluster_devices {")
+    assert lines[start : start + 10] == [
+        "    subgraph cluster_devices {",
+        '      label="on the LAN";',
+        '      style="rounded,dashed";',
+        '      "backup" [label="backups · NFS\\n10.10.0.40/volume1/backups", shape="cylinder", fillcolor="#eceff1"];',
+        '      "nfs" [label="NFS volumes\\n10.10.0.40:/volume1/kubernetes", shape="cylinder", fillcolor="#eceff1"];',
+        '      "bmc-10.10.0.5" [label="BMC (Turing Pi 2)\\n10.10.0.5", shape="box", fillcolor="#eceff1"];',
+        '      "backup" -> "nfs" [style=invis];',
+        '      "nfs" -> "bmc-10.10.0.5" [style=invis];',
+        "    }",
+        # Below the gateways' column, not a column of its own.
+        '    "resolver" -> "backup" [style=invis];',
+    ]
+    assert lines[-8:] == [
+        '  router -> resolver [xlabel="DNS", style=dashed];',
+        '  arda_vip -> backup [style=dashed, constraint=false, xlabel="backups"];',
+        '  arda_vip -> nfs [style=dashed, constraint=false, xlabel="volumes"];',
+        *(f'  "bmc-10.10.0.5" -> "talos-{i}" [style=dotted, constraint=false, xlabel="slot {i}"];' for i in range(1, 5)),
+        "}",
+    ]
+
+
+def test_an_s3_target_off_the_lan_is_drawn_outside_it() -> None:
+    lines = rk1_with_devices("s3://s3.eu-west-1.amazonaws.com/homelab-backups/rk1")
+    box = '"backup" [label="backups · S3\\ns3.eu-west-1.amazonaws.com/homelab-backups/rk1", shape="cylinder", fillcolor="#eceff1"];'
+    assert f"  {box}" in lines and f"      {box}" not in lines
+    start = lines.index("    subgraph cluster_devices {")
+    assert lines[start + 3].startswith('      "nfs" [') and lines[start + 7] == '    "resolver" -> "nfs" [style=invis];'
+    # An S3 endpoint named in the internal zone is on the LAN.
+    assert '      "backup" [label="backups · S3\\nnas.turing.home.arpa:9000/backups", shape="cylinder", fillcolor="#eceff1"];' in rk1_with_devices(
+        "s3+http://nas.turing.home.arpa:9000/backups"
+    )
+
+
+def test_the_ainur_column_holds_their_service_address_mirror_and_front_door() -> None:
+    stack = load_stack_file_with_secrets()
+    lines = dot(stack, plan_network(stack)).splitlines()
+    start = lines.index("    subgraph cluster_ainur {")
+    assert lines[start + 3 : start + 7] == [
+        '    "ainur_vip" [label="k3s API VIP\\n192.168.0.10", shape="box", fillcolor="#ffe082"];',
+        '    "netboot" [label="DHCP · DNS · netboot\\n192.168.0.14", shape="box", fillcolor="#ffe082"];',
+        '    "git_mirror" [label="Git mirror\\n192.168.0.15", shape="box", fillcolor="#ffe082"];',
+        '    "front_door" [label="dex: sign-in (Dex)\\nca: the CA\'s page\\n192.168.0.16", shape="box", fillcolor="#ffe082"];',
+    ]
+    # The netboot arrow leaves the address that serves it, not the k3s API's.
+    assert '  netboot -> "taniquetil" [style=dotted, constraint=false, xlabel="netboot"];' in lines
+
+
+def load_stack_file_with_secrets() -> StackConfig:
+    return homelab_stack_file().parse()

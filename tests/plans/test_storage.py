@@ -1,7 +1,7 @@
 """The storage plan, checked by its real consumers: Helm with the pinned Rook and local-path-provisioner
 charts, kubeconform against Rook's CRDs (v1.20.4), Argo CD's and Kubernetes' own schemas.
 
-Longhorn's and csi-driver-nfs's charts are not served by the Go module proxy (README, Storage):
+Longhorn's and csi-driver-nfs's charts are not served by the Go module proxy (docs/layers/storage.md):
 their values are pinned here by value, and what Pulumi itself creates for them (the nfs
 StorageClass, the Applications, the namespaces) goes through kubeconform like everything else.
 """

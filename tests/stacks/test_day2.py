@@ -70,7 +70,7 @@ RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesV
             [
                 (
                     "iluvatar:arda.kubernetesVersion",
-                    "changes from v1.34.1 to v1.35.0 in the same run as arda.talosVersion (v1.12.4 to v1.12.5); upgrade Talos first, then Kubernetes (README, Upgrades)",
+                    "changes from v1.34.1 to v1.35.0 in the same run as arda.talosVersion (v1.12.4 to v1.12.5); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
                 )
             ],
         ),
@@ -85,7 +85,7 @@ def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) ->
     assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.0"), old)] == [
         (
             "iluvatar:arda.talosVersion",
-            "v1.13.0 cannot be rolled out: Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4 (README, Upgrades)",
+            "v1.13.0 cannot be rolled out: Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4 (docs/day2.md#upgrading-talos)",
         )
     ]
 

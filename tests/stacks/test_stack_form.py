@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.edit import HOMELAB, RK1
+from tests.edit import HOMELAB, MINIMAL, RK1, ROOT
 from tools.gotools import build
 
 SALT_LINE = "encryptionsalt: v1:c2FsdHNhbHQ=:v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHRjaXBoZXJ0ZXh0\n"
-STACKS = [HOMELAB, RK1]
+STACKS = [HOMELAB, RK1, MINIMAL]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def changed(before: str, after: str) -> list[str]:
 def test_stack_init_only_appends_the_salt(stackfile: Path, path: Path) -> None:
     text = path.read_text()
     assert pulumi_writes(stackfile, "init", str(path)) == text + SALT_LINE
-    assert text.startswith("# yaml-language-server: $schema=./stacks/stack.schema.json\n"), "Pulumi keeps the editor header"
+    schema = "./stacks/stack.schema.json" if path.parent == ROOT else "../stacks/stack.schema.json"
+    assert text.startswith(f"# yaml-language-server: $schema={schema}\n"), "Pulumi keeps the editor header"
 
 
 @pytest.mark.parametrize(

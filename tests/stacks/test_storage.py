@@ -53,7 +53,7 @@ def test_a_retired_disk_may_leave_and_an_unretired_one_may_not(tmp_path: Path) -
     stack = _stack(tmp_path, delete=["iluvatar:nodes[4].dataDisks"], set_={"iluvatar:storage.arda.ceph.replicas": 2})
     refused = facts.check_removals(stack, facts.Deployed(OSDS, {}))
     assert [p.path for p in refused] == ["iluvatar:nodes[4].dataDisks"]
-    assert "set retire: [/dev/nvme0n1] on tirion" in str(refused[0]) and 'README, "Retiring a disk or a machine"' in str(refused[0])
+    assert "set retire: [/dev/nvme0n1] on tirion" in str(refused[0]) and "docs/day2.md#retiring-a-disk-or-a-machine" in str(refused[0])
     assert facts.check_removals(stack, facts.Deployed(OSDS, {"tirion": ("/dev/nvme0n1",)})) == []
 
 

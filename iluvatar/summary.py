@@ -1,0 +1,136 @@
+"""What `iluvatar validate` says of a valid stack: one line for each section it checked, only those the stack has.
+
+A newcomer reads it to see that the stack means what they meant (the LAN they wrote, the machines in the clusters
+they meant, each layer they turned on), so each line names the values a later step relies on, not a count alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from plans.backup import arda_etcd
+from plans.storage import storage_classes
+from stacks.data import target_of
+from stacks.edge import edge_addresses
+from stacks.model import StackConfig
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _joined(items: Iterable[object]) -> str:
+    return ", ".join(str(i) for i in items)
+
+
+def network(stack: StackConfig) -> str:
+    net = stack.network
+    line = f"network: LAN {net.lan} ({net.domain}), gateway {net.gateway}, DNS {_joined(net.dns)}; DHCP {net.dhcp_range}; load balancers {net.load_balancer_pool}"
+    if net.vlans:
+        line += f"; {_plural(len(net.vlans), 'VLAN')}: {_joined(f'{v.name} {v.cidr} (id {v.id})' for v in net.vlans)}"
+    if net.external_domain is not None:
+        line += f"; public zone {net.external_domain}"
+    return line
+
+
+def nodes(stack: StackConfig) -> str:
+    roles = Counter(n.role for n in stack.nodes)
+    ainur = f"Ainur {roles['valar']} valar + {roles['maiar']} maiar" if stack.ainur else "no Ainur"
+    return f"nodes: {len(stack.nodes)} ({ainur}; Arda {roles['valinor']} valinor + {roles['istari']} istari)"
+
+
+def ainur(stack: StackConfig) -> str | None:
+    if stack.ainur is None:
+        return None
+    a = stack.ainur
+    line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {a.netboot.mode})"
+    if a.git_mirror is not None:
+        line += f", Git mirror at {a.git_mirror.ip}"
+    return line
+
+
+def arda(stack: StackConfig) -> str:
+    a = stack.arda
+    line = f"Arda: {a.cluster_name}, Talos {a.talos_version}, Kubernetes {a.kubernetes_version}, API VIP {a.vip}"
+    return line + ("; the control planes run workloads too" if a.allow_scheduling_on_control_planes else "")
+
+
+def apps(stack: StackConfig) -> str | None:
+    if not stack.apps:
+        return None
+    external = sum(1 for a in stack.apps if a.audience == "external")
+    return f"apps: {len(stack.apps)} ({_joined(a.name for a in stack.apps)}); {external} external"
+
+
+def edge(stack: StackConfig) -> str | None:
+    """The edge matters once there is an app to route or a Cloudflare zone to serve."""
+    if not stack.apps and not stack.uses_cloudflare:
+        return None
+    addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
+    shown = ["envoy-internal"]
+    if stack.public_ingress == "cloudflare-tunnel":
+        shown.append("envoy-external")
+    if stack.has_lan_resolver:
+        shown.append("resolver")
+    names = {"resolver": "LAN resolver"}
+    where = _joined(f"{names.get(k, k)} {addresses[k]}" for k in shown)
+    return f"edge: public ingress {stack.public_ingress}, public DNS {stack.public_dns}; {where}"
+
+
+def gitops(stack: StackConfig) -> str | None:
+    if stack.gitops is None:
+        return None
+    g = stack.gitops
+    return f"GitOps: {g.repo_url} at {g.revision}, apps under {g.apps_path}/{' (private)' if g.private else ''}"
+
+
+def storage(stack: StackConfig) -> str | None:
+    """Each cluster's StorageClasses, the default first marked: storage runs only with GitOps."""
+    classes = storage_classes(stack)
+    if not classes:
+        return None
+    parts = []
+    for cluster, named in classes.items():
+        listed = _joined(f"{name} (default)" if default else name for name, default in sorted(named.items(), key=lambda kv: not kv[1]))
+        parts.append(f"{'Arda' if cluster == 'arda' else 'Ainur'} {listed or 'none'}")
+    return "storage: " + "; ".join(parts)
+
+
+def monitoring(stack: StackConfig) -> str | None:
+    if stack.monitoring is None:
+        return None
+    m = stack.monitoring
+    line = f"monitoring: Prometheus keeps {m.prometheus.retention} on {m.prometheus.size}"
+    receiver = m.receiver.kind if m.receiver is not None else None
+    if receiver is None:
+        return line + "; alerts go nowhere (no receiver)"
+    settings = getattr(m.receiver, receiver)
+    to = settings.to if receiver == "email" else settings.url
+    return line + f"; alerts by {receiver} to {to}"
+
+
+def identity(stack: StackConfig) -> str | None:
+    if stack.identity is None:
+        return None
+    i = stack.identity
+    return f"identity: sign-in through {i.connector.type} (Dex at {i.ip}), {_plural(len(i.groups), 'group')} bound to cluster roles"
+
+
+def backup(stack: StackConfig) -> str | None:
+    if stack.backup is None:
+        return None
+    b = stack.backup
+    target = target_of(b)
+    volumes = sum(len(a.backup.volumes) for a in stack.apps if a.backup is not None)
+    clusters = [name for name, on in (("Arda", arda_etcd(stack)), ("the Ainur", stack.ainur is not None)) if on]
+    etcd = f"etcd snapshots of {' and '.join(clusters)} ({b.etcd.schedule})" if clusters else "no etcd snapshots"
+    return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}"
+
+
+SECTIONS = (network, nodes, ainur, arda, apps, edge, gitops, storage, monitoring, identity, backup)
+
+
+def summary(stack: StackConfig) -> list[str]:
+    """One line per section the stack has, in the stack file's order."""
+    return [line for section in SECTIONS if (line := section(stack)) is not None]

@@ -1,0 +1,45 @@
+"""What `validate` says of each section: the lines the shipped stacks do not reach (tests/iluvatar/test_cli.py pins theirs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iluvatar.summary import summary
+from stacks import parse_stack, read_stack_file
+from stacks.secrets import Secure
+from tests.edit import RK1
+
+
+def rk1(**config: Any) -> list[str]:
+    raw = {**read_stack_file(RK1).config, **config}
+    return summary(parse_stack({k: v for k, v in raw.items() if v is not None}))
+
+
+def test_a_monitoring_without_a_receiver_says_where_alerts_go() -> None:
+    assert (
+        rk1(**{"iluvatar:monitoring": {"grafana": {"app": "grafana"}}})[-1]
+        == "monitoring: Prometheus keeps 15d on 20Gi; alerts go nowhere (no receiver)"
+    )
+    email = {"to": "you@example.org", "from": "lab@example.org", "smarthost": "smtp.example.org:587"}
+    assert (
+        rk1(**{"iluvatar:monitoring": {"receiver": {"email": email}}})[-1]
+        == "monitoring: Prometheus keeps 15d on 20Gi; alerts by email to you@example.org"
+    )
+
+
+def test_backups_say_which_cluster_s_etcd_they_keep() -> None:
+    nfs = {"target": "nfs://10.10.0.40/volume1/backups", "etcd": {"arda": False}}
+    assert rk1(**{"iluvatar:backup": nfs})[-1] == "backup: to NFS nfs://10.10.0.40/volume1/backups; no etcd snapshots; 0 app volumes"
+    s3 = {
+        "iluvatar:backup": {"target": "s3://s3.example.org/rk1"},
+        "iluvatar:backupS3AccessKeyId": Secure(),
+        "iluvatar:backupS3SecretAccessKey": Secure(),
+    }
+    assert rk1(**s3)[-1] == "backup: to S3 s3://s3.example.org/rk1; etcd snapshots of Arda (0 */6 * * *); 0 app volumes"
+
+
+def test_sections_the_stack_lacks_get_no_line() -> None:
+    lines = rk1(**{"iluvatar:apps": None, "iluvatar:monitoring": None, "iluvatar:gitops": None})
+    assert [line.split(":")[0] for line in lines] == ["network", "nodes", "Arda"]
+    private = rk1(**{"iluvatar:gitops": {"repoUrl": "https://github.com/example/turing-pi.git", "private": True}, "iluvatar:gitopsToken": Secure()})
+    assert "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/ (private)" in private
