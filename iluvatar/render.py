@@ -332,6 +332,9 @@ def _break(text: str, indent: str, width: int) -> list[str]:
     return [line for line in lines if not line.isspace()]
 
 
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
 def _flags(reg: Registration, names: dict[str, str]) -> list[str]:
     """The options that change what the engine does with a resource, each shown as `[...]` after its line."""
     flags = []
@@ -350,6 +353,11 @@ def _flags(reg: Registration, names: dict[str, str]) -> list[str]:
             flags.append(f"{label}: {', '.join(sorted(values))}")
     if reg.deleted_with:
         flags.append(f"deleted with: {names.get(reg.deleted_with, reg.deleted_with)}")
+    if reg.type == HELM_RELEASE:
+        # Helm knows a release by its namespace and name, not by the resource's: Helm's "cannot re-use a name that is
+        # still in use" names neither (helm v3.20.2 pkg/action/install.go, availableName), and docs/bring-up.md's
+        # recovery of a stopped run's release looks the pair up here.
+        flags.append(f"helm release: {reg.inputs.get('namespace', 'default')}/{reg.inputs.get('name', reg.name)}")
     # The program's own aliases (a renamed machine's); the SDK's type aliases of its own classes are noise here.
     if own := [a for a in reg.aliases if not a.startswith("type=")]:
         flags.append(f"aliases: {', '.join(sorted(own))}")

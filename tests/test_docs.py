@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import html
+import json
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from iluvatar import reference
+from iluvatar import reference, render
 from stacks import day2, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
@@ -289,3 +290,68 @@ def test_the_key_walk_reads_lists_and_unions() -> None:
 
     assert list(_keys(Outer)) == ["one", "one.leaf", "many", "many[].leaf", "either", "either.leaf"]
     assert isinstance(Outer.model_fields["either"].annotation, types.UnionType)
+
+
+# The recovery of a stopped run's Helm release (docs/bring-up.md, "When a `pulumi up` stops half-way"): its `pulumi stack
+# export` lines, run with real jq on a state as Pulumi v3.259.0 serialises it. A secret is written as an object carrying
+# the secret signature and, with --show-secrets, `plaintext`: the value as JSON (pkg/resource/stack/deployment.go:844-866,
+# sdk/go/common/apitype/core.go:603-606 SecretV1, resource.SecretSig).
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://192.168.0.5:6443\n  name: arda\n"
+
+
+def _exported(releases: dict[str, str]) -> str:
+    """`pulumi stack export --show-secrets` of a stack with Arda's kubeconfig and these releases (name -> namespace)."""
+    secret = {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(KUBECONFIG)}
+    resources: list[dict[str, object]] = [
+        {
+            "urn": "urn:pulumi:lab::iluvatar::talos:cluster/kubeconfig:Kubeconfig::arda-kubeconfig",
+            "type": "talos:cluster/kubeconfig:Kubeconfig",
+            "outputs": {"kubeconfigRaw": secret, "node": "192.168.0.11"},
+        },
+        *(
+            {
+                "urn": f"urn:pulumi:lab::iluvatar::kubernetes:helm.sh/v3:Release::{n}",
+                "type": "kubernetes:helm.sh/v3:Release",
+                "outputs": {"name": n, "namespace": ns},
+            }
+            for n, ns in releases.items()
+        ),
+    ]
+    return json.dumps({"version": 3, "deployment": {"resources": resources}})
+
+
+def _recovery_lines() -> list[str]:
+    page = (ROOT / "docs" / "bring-up.md").read_text()
+    return [line.strip() for line in page.splitlines() if line.strip().startswith("pulumi stack export")]
+
+
+def test_the_stopped_release_recovery_reads_the_state_as_the_engine_writes_it(tmp_path: Path) -> None:
+    lines = _recovery_lines()
+    assert len(lines) == 2, lines
+    guard, kubeconfig = lines
+    assert kubeconfig.endswith("> arda.kubeconfig"), kubeconfig
+
+    def run(line: str, export: str) -> str:
+        (tmp_path / "export.json").write_text(export)
+        # The same pipeline, the export read from a file instead of the engine (`pulumi` is not installed here).
+        pipeline = line.replace("pulumi stack export --show-secrets", "cat export.json").replace("pulumi stack export", "cat export.json")
+        done = subprocess.run(["sh", "-c", pipeline.replace("<release>", "cert-manager")], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    # The kubeconfig written is the kubeconfig, not the secret's envelope.
+    run(kubeconfig, _exported({}))
+    assert (tmp_path / "arda.kubeconfig").read_text() == KUBECONFIG + "\n"
+    # The guard prints nothing when no release of that name is in the state, and its namespace when one is.
+    assert run(guard, _exported({"trust-manager": "cert-manager"})) == ""
+    assert run(guard, _exported({"cert-manager": "cert-manager"})) == '"cert-manager"\n'
+
+
+def test_the_plan_names_each_helm_release_as_helm_knows_it(tmp_path: Path) -> None:
+    # Helm's refusal names no release; the recovery finds the Helm namespace and name of the resource Pulumi names.
+    out = tmp_path / "render"
+    subprocess.run([sys.executable, "-m", "iluvatar", "render", "rk1", "--out", str(out), "--force"], cwd=ROOT, check=True, capture_output=True)
+    entries = [e.strip() for e in render.plan_entries((out / "plan.txt").read_text()) if "(kubernetes:helm.sh/v3:Release)" in e]
+    assert entries and all("[helm release: " in e for e in entries), entries
+    assert any(e.startswith("edge-certificates-cert-manager ") and "[helm release: cert-manager/cert-manager]" in e for e in entries), entries
