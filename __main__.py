@@ -66,6 +66,7 @@ if ainur is not None:
             stack,
             configs=arda_config.netboot_configs,
             boot_assets=arda_config.boot_assets,
+            schematics=list(arda_config.schematics.values()),
             # The app hosts, and with identity Dex, the CA page and each Argo CD (plans.identity).
             dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
         ),

@@ -27,12 +27,19 @@ SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service"
 @dataclass(frozen=True)
 class NetbootArgs:
     """What the Ainur serve: per-MAC Talos configs (secret), each board's kernel and initramfs URLs,
-    and extra (name, address) records for the internal DNS zone (the edge layer's app hosts)."""
+    and extra (name, address) records for the internal DNS zone (the edge layer's app hosts).
+
+    `schematics`: each board's Image Factory schematic as sent to the factory. The configs and asset URLs name the
+    schematic ID the program computes (known at preview), which carries no dependency on the resource that sends it;
+    Image Factory serves a schematic's images only once it was sent, so the served objects wait for it (a cache
+    fetching a kernel the factory does not know yet gets a 404, which `curl --retry` does not retry).
+    """
 
     stack: StackConfig
     configs: dict[str, pulumi.Output[str]]
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     dns_records: Sequence[tuple[str, IPv4Address]] = ()
+    schematics: Sequence[pulumi.Resource] = ()
 
 
 class Netboot(pulumi.ComponentResource):
@@ -57,7 +64,7 @@ class Netboot(pulumi.ComponentResource):
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
         self.objects[kube.resource_name(name, namespace)] = ns
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.schematics])
         fetch = pulumi.Output.all(*args.boot_assets.values()).apply(
             lambda urls: plan.fetch_assets_script(dict(zip(args.boot_assets, urls, strict=True)))
         )
@@ -87,6 +94,6 @@ class Netboot(pulumi.ComponentResource):
             rest.append(manifest)
         # Each workload after the account, ConfigMaps and Secrets it names (plans.references).
         existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
-        self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self), existing))
+        self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

@@ -300,3 +300,14 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
         "arda-taniquetil-apply",
         "netboot-deployment-netboot",
     }
+
+
+def test_what_netboot_serves_waits_for_each_schematic_to_be_sent(homelab: Simulation) -> None:
+    # The served configs and asset URLs name the computed schematic ID, which carries no dependency on the Schematic that
+    # sends it to Image Factory (review of #38): each served object waits for every board's Schematic explicitly.
+    regs = homelab.named()
+    schematics = {r.urn for r in homelab.registrations if r.type == "talos:imageFactory/schematic:Schematic"}
+    assert {urn.rsplit("::", 1)[1] for urn in schematics} == {"arda-config-schematic-generic-x86"}  # the homelab's one board
+    for name in ("netboot-secret-talos-configs", "netboot-configmap-netboot", "netboot-daemonset-netboot-cache", "netboot-deployment-netboot"):
+        assert schematics <= set(regs[name].dependencies), name
+    assert not schematics & set(regs["netboot-namespace-netboot"].dependencies)
