@@ -631,7 +631,12 @@ def load_stack_file(path: str | Path, *, require_secrets: bool = False) -> Stack
 
 def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> StackConfig:
     """Check a stack file already read: engine settings, its secrets' ciphertext, and the whole iluvatar config."""
-    settings = [*check_stack_settings(sf), *secrets_rules.check_ciphertexts(sf.config, sf.secrets_manager, secrets_rules.current_backend())]
+    manager = sf.secrets_manager
+    # A file with no secrets manager of its own may be read with the state's (PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER),
+    # which nothing here can see: its values are then not judged.
+    unknown_manager = not manager.symmetric and secrets_rules.falls_back_to_state_manager()
+    backend = secrets_rules.current_backend(project=sf.path.parent / "Pulumi.yaml")
+    settings = [*check_stack_settings(sf), *([] if unknown_manager else secrets_rules.check_ciphertexts(sf.config, manager, backend))]
     try:
         # A stack that imports a Pulumi ESC environment may get its secrets from there: nothing here can tell which.
         config = sf.parse(require_secrets=require_secrets and not sf.imports_environment)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from stacks.errors import Problem
 
 NONCE_BYTES = 12  # AES-GCM's standard nonce, as encryptAES256GCGM makes it
@@ -123,18 +125,36 @@ def _symmetric_problem(ciphertext: str) -> str | None:
     return None
 
 
-def current_backend(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str:
-    """The backend `pulumi` uses now: $PULUMI_BACKEND_URL, else `current` in ~/.pulumi/credentials.json (what
-    `pulumi login` writes, pkg/workspace/creds.go), else "" (not logged in: the CLI's default is the Pulumi Cloud)."""
+def current_backend(environ: Mapping[str, str] | None = None, home: Path | None = None, project: Path | None = None) -> str:
+    """The backend `pulumi` uses now for the project whose `Pulumi.yaml` is `project`, in the engine's order (v3.259.0
+    pkg/workspace/creds.go, GetCurrentCloudURLWithSource): $PULUMI_BACKEND_URL; else the project's `backend.url`; else
+    `current` in the credentials `pulumi login` wrote (sdk/go/common/workspace/creds.go, getCredsFilePath:
+    $PULUMI_CREDENTIALS_PATH, else $PULUMI_HOME, else ~/.pulumi: util/pulumihome); else "" (not logged in: the CLI's
+    default is the Pulumi Cloud)."""
     env = os.environ if environ is None else environ
     if env.get("PULUMI_BACKEND_URL"):
         return env["PULUMI_BACKEND_URL"]
-    credentials = (home if home is not None else Path.home()) / ".pulumi" / "credentials.json"
+    if project is not None:
+        try:
+            backend = yaml.safe_load(project.read_text()).get("backend") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            backend = {}
+        if isinstance(backend, dict) and isinstance(backend.get("url"), str) and backend["url"]:
+            return str(backend["url"])
+    folder = env.get("PULUMI_CREDENTIALS_PATH") or env.get("PULUMI_HOME")
+    credentials = Path(folder) if folder else (home if home is not None else Path.home()) / ".pulumi"
     try:
-        current = json.loads(credentials.read_text()).get("current")
+        current = json.loads((credentials / "credentials.json").read_text()).get("current")
     except (OSError, ValueError, AttributeError):
         return ""
     return current if isinstance(current, str) else ""
+
+
+def falls_back_to_state_manager(environ: Mapping[str, str] | None = None) -> bool:
+    """$PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (sdk/go/common/env/env.go:132): a stack file with no secrets manager of
+    its own takes the state's, which nothing here can read, so its values cannot be judged by the file alone."""
+    value = (os.environ if environ is None else environ).get("PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER", "")
+    return value.lower() in {"1", "true"}
 
 
 def opens_with_passphrase(backend: str) -> bool:

@@ -157,6 +157,34 @@ def test_the_backend_is_the_one_pulumi_uses_now(tmp_path: Path) -> None:
     assert current_backend({}, tmp_path) == ""
 
 
+def test_the_backend_is_looked_up_where_and_in_the_order_the_engine_does(tmp_path: Path) -> None:
+    # v3.259.0 pkg/workspace/creds.go: $PULUMI_BACKEND_URL, then the project's backend.url, then the credentials file,
+    # which $PULUMI_CREDENTIALS_PATH or else $PULUMI_HOME moves (sdk/go/common/workspace/creds.go, util/pulumihome).
+    elsewhere = tmp_path / "creds"
+    elsewhere.mkdir()
+    (elsewhere / "credentials.json").write_text(json.dumps({"current": "s3://bucket"}))
+    project = tmp_path / "Pulumi.yaml"
+    project.write_text("name: iluvatar\nruntime: python\n")
+    assert current_backend({"PULUMI_HOME": str(elsewhere)}, tmp_path, project) == "s3://bucket"
+    assert current_backend({"PULUMI_CREDENTIALS_PATH": str(elsewhere), "PULUMI_HOME": str(tmp_path)}, tmp_path, project) == "s3://bucket"
+    project.write_text("name: iluvatar\nruntime: python\nbackend:\n  url: file://~/state\n")
+    assert current_backend({"PULUMI_HOME": str(elsewhere)}, tmp_path, project) == "file://~/state"
+    assert current_backend({"PULUMI_BACKEND_URL": "gs://b", "PULUMI_HOME": str(elsewhere)}, tmp_path, project) == "gs://b"
+
+
+def test_a_file_that_may_take_the_states_secrets_manager_is_not_judged_by_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER a salt-less file's v1: values may be the state's passphrase's.
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    path = tmp_path / "Pulumi.lab.yaml"
+    value = "  iluvatar:cloudflareApiToken:\n    secure: v1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    path.write_text(HOMELAB.read_text().replace("config:\n", "config:\n" + value, 1))
+    with pytest.raises(StackConfigError) as refused:
+        load_stack_file(path)
+    assert [str(p).split(":", 2)[:2] for p in refused.value.problems] == [["iluvatar", "cloudflareApiToken"]]
+    monkeypatch.setenv("PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER", "true")
+    assert load_stack_file(path).cloudflare is not None
+
+
 def test_a_stack_importing_an_esc_environment_may_leave_its_secrets_to_it(tmp_path: Path) -> None:
     doc = yaml.safe_load(HOMELAB.read_text())
     doc["environment"] = ["homelab/secrets"]
