@@ -24,7 +24,7 @@ from iluvatar.render import redact
 from iluvatar.simulate import SecretValue, Simulation, simulate
 from plans.bringup import UPGRADER
 from stacks import read_stack_file
-from tests.edit import HOMELAB, RK1
+from tests.edit import HOMELAB, MINIMAL, RK1
 from tests.sims import simulated
 from tests.upgrader.run import binary
 
@@ -118,6 +118,8 @@ def _runs() -> dict[str, Simulation]:
     return {
         "homelab": homelab,
         "rk1": simulated(RK1),
+        # The stack `iluvatar init` writes for a newcomer: one control plane that runs the workloads, no GitOps (no --pause).
+        "minimal": simulated(MINIMAL),
         "homelab day 2": simulate(read_stack_file(HOMELAB), previous=previous),
         "homelab Kubernetes upgrade": simulate(read_stack_file(HOMELAB), previous=older),
     }
@@ -142,3 +144,19 @@ def test_the_upgrader_reads_every_command_line_and_stdin_the_program_makes(every
     assert hooked and {c.where.split(": ")[1] for c in hooked} >= {"arda-tirion-apply (create)"}
     # A delete runs with its create's stdin, hooks and all: reset reads it too.
     assert any(c.args[0] == "reset" and "hooks" in json.loads(c.stdin) for c in every)
+    assert "apply" in kinds["minimal"] and not any("--pause" in c.args for c in calls("minimal", _runs()["minimal"]))
+
+
+def test_a_delete_reads_the_stdin_an_earlier_program_left_in_the_state(every: list[Call]) -> None:
+    """pulumi-command v1.2.1 runs a delete with the state's stdin (local/commandController.go, Delete: req.State), which
+    an earlier program wrote: until issue #38 each Ceph hook was one Job, and a step whose create failed keeps that stdin.
+    A machine removed since is still reset with it."""
+    resets = [c for c in every if c.args[0] == "reset" and "hooks" in json.loads(c.stdin)]
+    assert resets
+    older = []
+    for c in resets:
+        stdin = json.loads(c.stdin)
+        stdin["hooks"] = {key: jobs[0] for key, jobs in stdin["hooks"].items()}
+        older.append(Call(c.where + " (an earlier program's stdin)", c.args, json.dumps(stdin)))
+    answers = check(older)
+    assert [a for a in answers.values() if a["exit"] != 0] == []

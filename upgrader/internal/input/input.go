@@ -164,14 +164,37 @@ type Secrets struct {
 	MachineConfig string            `json:"machineConfig"`
 	Manifests     []json.RawMessage `json:"manifests"` // each a JSON object or a YAML string
 	Hooks         struct {
-		Before []json.RawMessage `json:"before"` // each a Job, as a JSON object or a YAML string
-		After  []json.RawMessage `json:"after"`
+		Before hookList `json:"before"` // each a Job, as a JSON object or a YAML string
+		After  hookList `json:"after"`
 	} `json:"hooks"`
 
 	// What ReadSecrets decoded the manifests and hooks into: a command never meets one it cannot use.
 	Objects []map[string]any `json:"-"`
 	Before  []batchv1.Job    `json:"-"`
 	After   []batchv1.Job    `json:"-"`
+}
+
+// hookList is a list of hooks; one Job object alone is read as a list of one. The program sent each
+// hook as one Job until 2026-11-25 (issue #38), and a step whose create failed keeps that stdin in
+// Pulumi's state: pulumi-command v1.2.1 runs a delete with the state's stdin (local/commandController.go,
+// Delete reads req.State), so a machine removed since must still be reset with it.
+type hookList []json.RawMessage
+
+func (l *hookList) UnmarshalJSON(raw []byte) error {
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && trimmed[0] == '{' {
+		*l = hookList{json.RawMessage(trimmed)}
+
+		return nil
+	}
+
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return err
+	}
+
+	*l = list
+
+	return nil
 }
 
 // ReadSecrets reads stdin; an empty stdin is an empty object. Unknown keys are a usage error (a typo
@@ -207,7 +230,7 @@ func ReadSecrets(stdin io.Reader) (*Secrets, error) {
 
 	for _, hooks := range []struct {
 		key  string
-		raw  []json.RawMessage
+		raw  hookList
 		jobs *[]batchv1.Job
 	}{{"before", s.Hooks.Before, &s.Before}, {"after", s.Hooks.After, &s.After}} {
 		for i, raw := range hooks.raw {

@@ -3,6 +3,7 @@ package input
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -86,10 +87,13 @@ func TestSecretsOnStdin(t *testing.T) {
 		{name: "every key", stdin: `{"talosconfig": "t", "kubeconfig": "k", "machineConfig": "m", "manifests": [{"kind": "Namespace"}], "hooks": {"before": [` + job + `], "after": ["kind: Job\nmetadata: {name: b}"]}}`},
 		{name: "keys match case-insensitively", stdin: `{"TalosConfig": "t"}`},
 		{name: "an unknown key", stdin: `{"talosconfig": "t", "kubeconfg": "k"}`, err: `stdin is not the secrets JSON object: json: unknown field "kubeconfg"`},
+		// The form the program sent until issue #38, which a delete still reads from Pulumi's state: a list of one.
+		{name: "one hook Job alone", stdin: `{"hooks": {"before": ` + job + `, "after": [` + job + `]}}`},
+		{name: "one hook alone that is no Job", stdin: `{"hooks": {"before": {"kind": "Job"}}}`, err: "stdin: hooks.before[0] must be a batch/v1 Job with a name"},
 		{
-			name:  "a hook that is no list",
-			stdin: `{"hooks": {"before": {"kind": "Job"}}}`,
-			err:   "stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.before of type []json.RawMessage",
+			name:  "a hook that is neither a list nor an object",
+			stdin: `{"hooks": {"before": "kind: Job"}}`,
+			err:   "stdin is not the secrets JSON object: json: cannot unmarshal string into Go struct field .hooks.before of type []json.RawMessage",
 		},
 		{name: "not an object", stdin: `["talosconfig"]`, err: "stdin is not the secrets JSON object: json: cannot unmarshal array into Go value of type input.Secrets"},
 		{name: "a decoded field is no key", stdin: `{"Objects": []}`, err: `stdin is not the secrets JSON object: json: unknown field "Objects"`},
@@ -155,5 +159,23 @@ func TestManifestsAndHooksDecoded(t *testing.T) {
 
 	if len(s.After) != 1 || s.After[0].Name != "ceph-noout-unset" || s.After[0].Namespace != "" {
 		t.Fatalf("After = %+v: a YAML string is a Job too", s.After)
+	}
+}
+
+// A hook given as one Job object (the program's form before issue #38, which a delete reads from Pulumi's state) is
+// that Job, as the list of one the program sends now.
+func TestOneHookAloneIsAListOfOne(t *testing.T) {
+	alone, err := ReadSecrets(strings.NewReader(`{"hooks": {"before": ` + job + `, "after": ` + job + `}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	listed, err := ReadSecrets(strings.NewReader(`{"hooks": {"before": [` + job + `], "after": [` + job + `]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if !reflect.DeepEqual(alone.Before, listed.Before) || !reflect.DeepEqual(alone.After, listed.After) || len(alone.Before) != 1 || alone.Before[0].Name != "ceph-noout-set" {
+		t.Fatalf("alone = %v %v; listed = %v %v", alone.Before, alone.After, listed.Before, listed.After)
 	}
 }
