@@ -191,9 +191,12 @@ class TalosConfig(pulumi.ComponentResource):
         self.installer_images, self.pxe_urls, self.boot_assets, self.schematics = {}, {}, {}, {}
         board_disk_images: dict[str, pulumi.Output[str]] = {}
         for board in plan.schematic_boards(stack):
+            # The board's kernel arguments are part of its schematic (plans.talos.schematic): a change is a new installer.
+            kernel_args = plan.kernel_args(stack, board)
+            schematic_id = plan.schematic_id(board, kernel_args)
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
-                schematic=plan.schematic_yaml(board),
+                schematic=plan.schematic_yaml(board, kernel_args),
                 # A changed schematic has another ID, which the provider's Update returns but the engine drops (an
                 # update keeps the resource's ID: pulumi v3.259.0 pkg/resource/deploy/step.go:963, UpdateStep.Apply), so
                 # the images would stay the old schematic's. A replacement is a Create: POST /schematics, its new ID.
@@ -204,12 +207,12 @@ class TalosConfig(pulumi.ComponentResource):
             # preview: a changed schematic shows as the machines' new installer there, and the render, the preview and
             # the up name the same images. Image Factory's own answer is checked against it at `pulumi up`; the
             # machines' steps wait for the Schematic (the factory serves an image only once it was sent the schematic).
-            schematic.id.apply(functools.partial(warn_schematic_drift, board.name, plan.schematic_id(board), resource=self))
+            schematic.id.apply(functools.partial(warn_schematic_drift, board.name, schematic_id, resource=self))
             urls = talos.imagefactory.get_urls_output(
                 architecture=board.arch,
                 platform=None if board.talos_overlay else "metal",
                 sbc=board.talos_overlay.name if board.talos_overlay else None,
-                schematic_id=plan.schematic_id(board),
+                schematic_id=schematic_id,
                 talos_version=arda.talos_version,
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
