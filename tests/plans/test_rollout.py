@@ -65,7 +65,7 @@ def test_kubernetes_config_address_schematic_new_and_removed_machines() -> None:
     after["nodes"]["gandalf"]["installer"] = "factory.talos.dev/metal-installer/def:v1.12.4"
     assert [(c.node, c.what, c.disruptive) for c in rollout.changes(before, after)] == [
         ("tirion", ("address 192.168.0.22 -> 192.168.0.42",), False),
-        ("gandalf", ("Talos extensions (a new schematic)",), True),
+        ("gandalf", ("Talos schematic (extensions, kernel arguments): an upgrade to its new installer",), True),
         ("saruman", ("machine config (a reboot only if Talos needs one for it)",), False),
     ]
     shrunk, grown = copy.deepcopy(before), copy.deepcopy(before)
