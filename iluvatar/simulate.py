@@ -209,7 +209,7 @@ def _zone(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "id": hashlib.sha256(f"zone/{name}".encode()).hexdigest()[:32], "name": name, "status": "active"}
 
 
-# What `upgrader probe` prints at `pulumi up` when every machine answers as a running node.
+# What `upgrader probe` prints (at `pulumi preview` and `pulumi up`) when every machine answers as a running node.
 PROBE = "command:local:run"
 
 

@@ -7,6 +7,11 @@ rollout order (`plans.bringup.rollout_order`), each machine whose step will run 
 up` prints that list before it starts, and `iluvatar render STACK --previous OUTPUTS.json` writes
 it to rollout.txt, so the day-2 plan can be read offline. A machine whose state is the same is not
 listed: rendering a stack against its own outputs shows no change.
+
+`plan` is the whole of it: besides each machine's change, every Arda step when the talosconfig they all read
+changes (a control plane's address; the client certificate the Talos provider renews, foreseen from the
+expiry the last `up` exported), and the Ainur's Pis whose join or k3s step runs (the output `ainur`,
+`ainur_state`), each line saying why.
 """
 
 from __future__ import annotations
