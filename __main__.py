@@ -44,7 +44,10 @@ pulumi.export("loadBalancerPool", ea.load_balancer_pool)
 ainur = None
 if stack.ainur is not None:
     ainur = BootstrapCluster(
-        "ainur", BootstrapClusterArgs(stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca)
+        "ainur",
+        BootstrapClusterArgs(
+            stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca, previous=loaded.ainur_output
+        ),
     )
     pulumi.export("ainurUserData", ainur.user_data)
     pulumi.export("ainurNetworkConfig", ainur.network_config)

@@ -30,7 +30,7 @@ import pulumi_random as random
 
 from components import kube, steps
 from components.steps import ClusterAccess
-from plans import apiserver, bringup, cloudinit, k3s
+from plans import apiserver, bringup, cloudinit, k3s, rollout
 from plans import credentials as credentials_plan
 from stacks import day2
 from stacks.model import Node, StackConfig
@@ -46,6 +46,8 @@ class BootstrapClusterArgs:
     deployed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The local CA the valar's API servers trust Dex through (with iluvatar:identity, plans.apiserver).
     ca_certificate: pulumi.Output[str] | None = None
+    # The last deployment's output `ainur` (empty on the first one): the day-2 plan compares against it.
+    previous: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,9 +256,9 @@ class BootstrapCluster(pulumi.ComponentResource):
         self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, name, self, after=[self.ready])
         # The Ainur's objects go with the cluster: its join token is deleted only when the cluster is.
         self.access = ClusterAccess(name, self.kubeconfig, command_provider, anchor=token, identifier=name)
-        assert stack.ainur is not None
-        self.state = {
-            "k3sVersion": stack.ainur.k3s_version,
-            "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role} for n in stack.ainur_nodes},
-        }
+        # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
+        self.state = rollout.ainur_state(stack, order)
+        if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
+            # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
+            pulumi.log.info(plan, resource=self)
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config, "kubeconfig": self.kubeconfig})

@@ -22,6 +22,7 @@ checked before the next machine starts; a new Talos version upgrades it the same
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import sys
@@ -191,9 +192,12 @@ class TalosConfig(pulumi.ComponentResource):
         self.installer_images, self.pxe_urls, self.boot_assets, self.schematics = {}, {}, {}, {}
         board_disk_images: dict[str, pulumi.Output[str]] = {}
         for board in plan.schematic_boards(stack):
+            # The board's kernel arguments are part of its schematic (plans.talos.schematic): a change is a new installer.
+            kernel_args = plan.kernel_args(stack, board)
+            schematic_id = plan.schematic_id(board, kernel_args)
             schematic = talos.imagefactory.Schematic(
                 f"{name}-schematic-{board.name}",
-                schematic=plan.schematic_yaml(board),
+                schematic=plan.schematic_yaml(board, kernel_args),
                 # A changed schematic has another ID, which the provider's Update returns but the engine drops (an
                 # update keeps the resource's ID: pulumi v3.259.0 pkg/resource/deploy/step.go:963, UpdateStep.Apply), so
                 # the images would stay the old schematic's. A replacement is a Create: POST /schematics, its new ID.
@@ -204,12 +208,12 @@ class TalosConfig(pulumi.ComponentResource):
             # preview: a changed schematic shows as the machines' new installer there, and the render, the preview and
             # the up name the same images. Image Factory's own answer is checked against it at `pulumi up`; the
             # machines' steps wait for the Schematic (the factory serves an image only once it was sent the schematic).
-            schematic.id.apply(functools.partial(warn_schematic_drift, board.name, plan.schematic_id(board), resource=self))
+            schematic.id.apply(functools.partial(warn_schematic_drift, board.name, schematic_id, resource=self))
             urls = talos.imagefactory.get_urls_output(
                 architecture=board.arch,
                 platform=None if board.talos_overlay else "metal",
                 sbc=board.talos_overlay.name if board.talos_overlay else None,
-                schematic_id=plan.schematic_id(board),
+                schematic_id=schematic_id,
                 talos_version=arda.talos_version,
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
@@ -352,6 +356,19 @@ class TalosNode(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+def today() -> datetime.datetime:
+    """The moment this run happens: the Talos provider renews the client certificate against its own clock (time.Now in
+    ModifyPlan), so the plan does too. iluvatar.simulate sets it, so a simulated run is the same on any day."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+# What the day-2 plan says when a preview could not probe the machines (TalosCluster._unprobed).
+UNPROBED = (
+    "the machines are not probed for maintenance mode at this preview (their talosconfig is renewed in this run); every "
+    "machine's step runs anyway, and one it finds in maintenance mode is handed its config and installs"
+)
+
+
 # Python frames for what runs around the roll's chain of dependencies, and for each link of it (see TalosCluster).
 CHAIN_FRAMES = 1_000
 FRAMES_PER_MACHINE = 2
@@ -472,21 +489,34 @@ class TalosCluster(pulumi.ComponentResource):
         installers = pulumi.Output.all(**{n.name: config.installer_images[n.board] for n in stack.arda_nodes})
         digests = {n.name: patches_digest(stack, n) for n in stack.arda_nodes}
         counts = pulumi.Output.all(**generations)
-        self.state = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1]))
+        # The talosconfig's client certificate's end, for the next run to foresee the provider's renewal (plans.rollout):
+        # not secret, though the certificate's output is. Unknown at a preview that renews it, so the plan below goes without.
+        expires = pulumi.Output.unsecret(config.secrets.client_configuration).apply(lambda c: rollout.certificate_expiry(c.client_certificate))
+        self.state = pulumi.Output.all(installers, counts, expires).apply(lambda v: rollout.state(stack, v[0], digests, v[1], v[2]))
         if args.deployed.deployed:
-            # The day-2 plan, before anything runs: which machines change, how, and in what order.
-            deployed = args.deployed.output
-            self.state.apply(lambda now: pulumi.log.info(rollout.describe(deployed, now), resource=self))
+            # The day-2 plan, before anything runs: every step that runs, in what order, and why.
+            deployed, day = args.deployed.output, today()
+            probe = None if not self._unprobed(args.deployed, day) else UNPROBED
+            planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1]))
+            planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
+
+    @staticmethod
+    def _unprobed(deployed: DeployedArda, day: datetime.datetime) -> bool:
+        """Whether this preview cannot ask the machines: the provider renews the client certificate in this run, so the
+        talosconfig the probe needs is unknown until `up` (plans.rollout.renewal)."""
+        return pulumi.runtime.is_dry_run() and rollout.renewal(deployed.output, day) is not None
 
     def _generations(self, stack: StackConfig, deployed: DeployedArda, commands: command.Provider) -> dict[str, pulumi.Output[int]]:
         """Each machine's generation: the last deployment's, one more for a machine found in maintenance mode now.
 
-        Asked only at `pulumi up` on a deployed cluster (a preview asks no machine anything, so a cluster
-        that is down blocks no preview); the probe never fails, and a machine it cannot reach keeps its generation.
+        Asked on a deployed cluster at `pulumi preview` as at `pulumi up`, so the preview shows the re-apply `up` will
+        run. The probe never fails, asks every machine at once and gives each at most its deadline (3 s), so a cluster
+        that is down blocks no preview: a machine it cannot reach keeps its generation. Not at a preview that renews the
+        client certificate, whose talosconfig is unknown until `up` (every machine's step runs then anyway).
         """
         before = {n.name: int(deployed.nodes.get(n.name, {}).get("generation", 0)) for n in stack.arda_nodes}
-        if not deployed.deployed or pulumi.runtime.is_dry_run():
+        if not deployed.deployed or self._unprobed(deployed, today()):
             return {name: pulumi.Output.from_input(count) for name, count in before.items()}
         config = self._config
         printed = command.local.run_output(

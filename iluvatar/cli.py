@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import gc
 import json
 import os
@@ -180,7 +181,8 @@ def _render(args: argparse.Namespace) -> int:
     import pulumi
 
     try:
-        files = render_files(simulate(sf, previous=previous), previous)
+        now = args.on if args.on is not None else datetime.datetime.now(datetime.UTC)
+        files = render_files(simulate(sf, previous=previous, now=now), previous)
     except pulumi.RunError as e:
         # The program's own refusals against the previous deployment (a version change no machine could make).
         print(str(e), file=sys.stderr)
@@ -221,6 +223,14 @@ def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool,
     then = f"then: `pulumi stack init {stack}` (once), {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
     steps.append(then)
     return steps
+
+
+def _day(text: str) -> datetime.datetime:
+    """`--on 2027-10-30`: that day at 00:00 UTC."""
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a day as YYYY-MM-DD (e.g. 2027-10-30)") from None
 
 
 def _previous_outputs(path: Path) -> dict[str, Any]:
@@ -527,6 +537,12 @@ def parser() -> argparse.ArgumentParser:
                 "--previous",
                 metavar="OUTPUTS.json",
                 help="render as a change against a deployment whose outputs this file holds (`pulumi stack output --json`, or a render's outputs.json): writes its day-2 plan to rollout.txt",
+            )
+            c.add_argument(
+                "--on",
+                metavar="YYYY-MM-DD",
+                type=_day,
+                help="with --previous: the day `pulumi up` will run (default: now), which decides whether the Talos provider renews the talosconfig's client certificate then",
             )
         if name == "scaffold":
             c.add_argument("--out", required=True, metavar="DIR", help="the GitOps repository's folder (created if absent)")

@@ -395,8 +395,9 @@ def outputs_json(sim: Simulation) -> str:
 
 
 def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
-    """The day-2 plan against a previous deployment's outputs: which Arda machines change, how, and in what order."""
-    return rollout.describe(previous.get("arda"), sim.outputs["arda"])
+    """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
+    step that runs on Arda and the Ainur, in order, and why."""
+    return rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(previous.get("ainur"), sim.outputs.get("ainur")))
 
 
 def render_files(sim: Simulation, previous: dict[str, Any] | None = None) -> dict[str, str]:

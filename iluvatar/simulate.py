@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import json
 import runpy
@@ -33,6 +34,8 @@ from stacks.secrets import Secure
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 PLACEHOLDER = "[secret]"
+# The moment a simulated run happens (components.arda.today), unless the caller says: the same on any day.
+MOCK_NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class Simulation:
     invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by URN, as registered
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The moment the run happened (components.arda.today): the day-2 plan foresees the certificate's renewal against it.
+    now: datetime.datetime = MOCK_NOW
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -204,7 +209,7 @@ def _zone(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "id": hashlib.sha256(f"zone/{name}".encode()).hexdigest()[:32], "name": name, "status": "active"}
 
 
-# What `upgrader probe` prints at `pulumi up` when every machine answers as a running node.
+# What `upgrader probe` prints (at `pulumi preview` and `pulumi up`) when every machine answers as a running node.
 PROBE = "command:local:run"
 
 
@@ -227,6 +232,18 @@ MOCK_CA_PEM = "-----BEGIN CERTIFICATE-----\n(the root CA certificate pulumi-tls 
 # A server certificate the local CA signs at pulumi up (components.local_ca.LocalCa.issue: Dex's, the Ainur's Argo CD's).
 MOCK_LEAF_PEM = "-----BEGIN CERTIFICATE-----\n(a server certificate the local CA signs at pulumi up)\n-----END CERTIFICATE-----\n"
 _CERT = {"cert": PLACEHOLDER, "key": PLACEHOLDER}
+# The talosconfig's client certificate the Talos provider keeps (base64 of its PEM: terraform-provider-talos v0.11.0
+# pkg/talos/util.go:183-205): a real one, made by machinery's secrets bundle (through tools/talos-api) with a throwaway
+# CA, so the program reads its NotAfter as it does at `pulumi up` (plans.rollout.certificate_expiry). Not a secret.
+MOCK_CLIENT_CERTIFICATE = (
+    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJLRENCMjZBREFnRUNBaEJOS29BZDBWbi94aGozMjVFbHJYRUtNQVVHQXl0"
+    "bGNEQVFNUTR3REFZRFZRUUsKRXdWMFlXeHZjekFlRncweU5qRXhNalV4TWpBM016TmFGdzB5TnpFeE1qVXhNakEzTXpOYU1CTXhF"
+    "VEFQQmdOVgpCQW9UQ0c5ek9tRmtiV2x1TUNvd0JRWURLMlZ3QXlFQWlrL0t1UUVtNWdGMDB3WkRzRW9ESTlCU1ZhbGU0ZnpUCmhQ"
+    "ejF2UDZwTXR1alNEQkdNQTRHQTFVZER3RUIvd1FFQXdJSGdEQVRCZ05WSFNVRUREQUtCZ2dyQmdFRkJRY0QKQWpBZkJnTlZIU01F"
+    "R0RBV2dCUU5lRk0vbFNNV2h0L24rckw5WWMzSGdCcUFNREFGQmdNclpYQURRUUFnbkFYegpmL1VaYkNjUk1YaHVJcFE3TExFQkpG"
+    "U0gvaW9iVFdVS2UrMmJWZVVvYW12dG5FdHFmRXJaUXdRbmRySnFFaXhqCmwrTGMvTk1ybHg1TndTc0kKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
+)
+MOCK_CLIENT_CERTIFICATE_EXPIRES = "2027-11-25T12:07:33Z"
 # What k3s writes to /etc/rancher/k3s/k3s.yaml, with its credentials replaced.
 _K3S_KUBECONFIG = f"""apiVersion: v1
 clusters:
@@ -265,7 +282,7 @@ def _mock_bytes(length: int) -> dict[str, str]:
 
 RESOURCE_STATE: dict[str, Any] = {
     "talos:machine/secrets:Secrets": lambda a: {
-        "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": PLACEHOLDER, "clientKey": PLACEHOLDER},
+        "clientConfiguration": {"caCertificate": PLACEHOLDER, "clientCertificate": MOCK_CLIENT_CERTIFICATE, "clientKey": PLACEHOLDER},
         "machineSecrets": {
             "certs": {"etcd": _CERT, "k8s": _CERT, "k8sAggregator": _CERT, "k8sServiceaccount": {"key": PLACEHOLDER}, "os": _CERT},
             "cluster": {"id": PLACEHOLDER, "secret": PLACEHOLDER},
@@ -443,6 +460,19 @@ def _no_source_positions() -> Iterator[None]:
         pulumi_resource._get_stack_trace = original
 
 
+@contextlib.contextmanager
+def _clock(now: datetime.datetime) -> Iterator[None]:
+    """The program's clock (components.arda.today) stopped at `now` for the run."""
+    from components import arda
+
+    original = arda.today
+    arda.today = lambda: now
+    try:
+        yield
+    finally:
+        arda.today = original
+
+
 def _empty_stack_trace() -> source_pb2.StackTrace:
     return source_pb2.StackTrace()
 
@@ -456,6 +486,7 @@ def simulate(
     answers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     preview: bool = False,
     unset_secrets: Literal["placeholder", "refuse"] = "placeholder",
+    now: datetime.datetime | None = None,
 ) -> Simulation:
     """Run `program` for the stack file under mocks and record what it does (`pulumi up`, or `preview`).
 
@@ -465,10 +496,12 @@ def simulate(
     `answers` replaces the offline answer of invokes, by token (what a machine would say at run time).
     A secret the stack needs and does not set gets the placeholder every secret gets offline (`placeholder`, what a
     render shows), or is left unset (`refuse`): the program then refuses the stack, as `pulumi preview` does.
+    `now` is the moment the run happens (default MOCK_NOW, so a simulation is the same on any day).
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
     sim = record if record is not None else Simulation(stack=sf.stack)
+    sim.now = now if now is not None else MOCK_NOW
     if unset_secrets == "placeholder":
         with contextlib.suppress(StackConfigError):  # an invalid stack: the program reports every problem itself
             sf = sf.with_placeholders(sf.unset_secrets())
@@ -478,7 +511,7 @@ def simulate(
     def run() -> None:
         runpy.run_path(str(program), run_name="__main__")
 
-    with _no_source_positions():  # set_mocks registers the root Stack
+    with _no_source_positions(), _clock(sim.now):  # set_mocks registers the root Stack
         pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=_RecordingMonitor(mocks, sim))
         config, secret_keys = pulumi_config(sf)
         pulumi.runtime.set_all_config(config, secret_keys)

@@ -123,7 +123,7 @@ PROBE_DEADLINE = "3s"
 
 
 def probe_command(stack: StackConfig) -> str:
-    """At `pulumi up` (never at preview), how each Arda machine answers: `running`, `maintenance` or `unreachable`.
+    """At `pulumi preview` and `pulumi up`, how each Arda machine answers: `running`, `maintenance` or `unreachable`.
 
     It never fails and takes at most PROBE_DEADLINE per machine, all at once. A machine found in
     maintenance mode was reset or reflashed since its config was applied: the program raises its

@@ -7,17 +7,26 @@ rollout order (`plans.bringup.rollout_order`), each machine whose step will run 
 up` prints that list before it starts, and `iluvatar render STACK --previous OUTPUTS.json` writes
 it to rollout.txt, so the day-2 plan can be read offline. A machine whose state is the same is not
 listed: rendering a stack against its own outputs shows no change.
+
+`plan` is the whole of it: besides each machine's change, every Arda step when the talosconfig they all read
+changes (a control plane's address; the client certificate the Talos provider renews, foreseen from the
+expiry the last `up` exported), and the Ainur's Pis whose join or k3s step runs (the output `ainur`,
+`ainur_state`), each line saying why.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import bringup
-from stacks.model import StackConfig
+from plans import bringup, k3s
+from stacks.model import Node, StackConfig
 
 
 def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0) -> dict[str, Any]:
@@ -25,18 +34,33 @@ def node_state(stack: StackConfig, installer: str, patches: str, name: str, gene
     return {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches, "generation": generation}
 
 
+def endpoints(stack: StackConfig) -> list[str]:
+    """The talosconfig's endpoints: the control planes' addresses (components.arda.TalosConfig.credentials)."""
+    return [str(n.ip) for n in bringup.control_planes(stack)]
+
+
 def state(
-    stack: StackConfig, installers: Mapping[str, str], patches: Mapping[str, str], generations: Mapping[str, int] | None = None
+    stack: StackConfig,
+    installers: Mapping[str, str],
+    patches: Mapping[str, str],
+    generations: Mapping[str, int] | None = None,
+    client_certificate_expires: str | None = None,
 ) -> dict[str, Any]:
-    """What Arda runs after this deployment: the stack output `arda` (no secret in it)."""
+    """What Arda runs after this deployment: the stack output `arda` (no secret in it). `endpoints` and the
+    client certificate's expiry are what every step's talosconfig is made of, so the next run can tell that
+    every step re-runs, and why (`talosconfig_changes`)."""
     order = [n.name for n in bringup.rollout_order(stack)]
     counts = generations or {}
-    return {
+    out: dict[str, Any] = {
         "talosVersion": stack.arda.talos_version,
         "kubernetesVersion": stack.arda.kubernetes_version,
         "order": order,
         "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
+        "endpoints": endpoints(stack),
     }
+    if client_certificate_expires is not None:
+        out["clientCertificateExpires"] = client_certificate_expires
+    return out
 
 
 def probed(printed: str) -> dict[str, str]:
@@ -59,6 +83,10 @@ class Change:
     def disruptive(self) -> bool:
         """Whether the machine is drained and rebooted for certain (an upgrade); a config change may need it too."""
         return any(w.startswith("Talos ") for w in self.what)
+
+
+# A new installer of the same version: its board's schematic changed (extensions, or arda.kernelArgs: plans.talos).
+SCHEMATIC = "Talos schematic (extensions, kernel arguments): an upgrade to its new installer"
 
 
 def _tag(image: str) -> str:
@@ -84,9 +112,9 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
         if was.get("installer") != now["installer"]:
             old, new = _tag(str(was.get("installer"))), _tag(now["installer"])
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
-            what.append(f"Talos {old} -> {new}" if old != new else "Talos extensions (a new schematic)")
+            what.append(f"Talos {old} -> {new}" if old != new else SCHEMATIC)
             if old != new and schematic:
-                what.append("Talos extensions (a new schematic)")
+                what.append(SCHEMATIC)
         if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
             what.append(f"Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']}")
         if was.get("ip") != now["ip"]:
@@ -120,3 +148,192 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     if removed:
         lines.append(f"Arda: leaving the inventory: {', '.join(removed)}")
     return "\n".join(lines) + "\n"
+
+
+# --- The talosconfig every Arda step reads on stdin ------------------------------------------------------------
+#
+# Every Arda step (each machine's apply, the bootstrap, the gates) gets the same talosconfig on stdin, a secret: the
+# client certificate the Talos provider keeps, and the control planes as endpoints. When it changes, pulumi-command
+# sees a new stdin on every one of them and re-runs them all (a step whose machine is as configured only checks its
+# health: upgrader/README.md, `apply`). Two things change it: a control plane's address (the endpoints), and the
+# provider's renewal of the client certificate. terraform-provider-talos v0.11.0 renews it when it ends within a
+# month: ModifyPlan marks client_configuration's ca_certificate, client_certificate and client_key unknown when
+# NotAfter is before now.AddDate(0, 1, 0) (pkg/talos/talos_machine_secrets_resource.go:372-378), and Update issues a
+# new one valid for a year from then (:453-500; pkg/talos/util.go:183, machinery's
+# TalosAPIDefaultCertificateValidityDuration, 365 days at v1.13.0 constants.go:1224). A preview cannot read the new
+# certificate (unknown), nor even the old one, so each `up` exports the certificate's NotAfter in the `arda` output and
+# the next run decides with the provider's own rule, against the day it runs.
+
+# Arda's steps besides the machines' that read the talosconfig, in the order they run after them (components.arda).
+TALOSCONFIG_STEPS = (
+    ("bootstrap", "etcd is bootstrapped already: it only checks that"),
+    ("gate-api", "waits for etcd, the API servers and the VIP again"),
+    ("gate-nodes", "waits for every machine Ready again"),
+)
+
+
+def _der(data: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at `at`: its tag, where its content starts and where it ends (X.690 8.1)."""
+    tag, length, at = data[at], data[at + 1], at + 2
+    if length & 0x80:
+        size = length & 0x7F
+        length, at = int.from_bytes(data[at : at + size], "big"), at + size
+    return tag, at, at + length
+
+
+def _asn1_time(tag: int, text: str) -> datetime.datetime:
+    """UTCTime (YYMMDDHHMMSSZ, years 1950-2049) or GeneralizedTime (YYYYMMDDHHMMSSZ), as RFC 5280 4.1.2.5 has them."""
+    if tag == 0x17:
+        year = int(text[:2])
+        text = f"{year + (1900 if year >= 50 else 2000)}{text[2:]}"
+    return datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=datetime.UTC)
+
+
+def certificate_expiry(client_certificate: str) -> str | None:
+    """NotAfter of the client certificate as the Talos provider stores it (base64 of a PEM certificate: util.go
+    bytesToBase64), as `2027-11-25T12:07:33Z`; None when it is not such a certificate (offline, a placeholder)."""
+    try:
+        pem = base64.b64decode(client_certificate, validate=True).decode("ascii")
+        body = pem.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
+        der = base64.b64decode("".join(body.split()))
+        _, start, _ = _der(der, 0)  # Certificate
+        _, at, _ = _der(der, start)  # tbsCertificate
+        if der[at] == 0xA0:  # [0] version
+            at = _der(der, at)[2]
+        for _ in range(3):  # serialNumber, signature, issuer
+            at = _der(der, at)[2]
+        _, at, _ = _der(der, at)  # validity
+        at = _der(der, at)[2]  # notBefore
+        tag, start, end = _der(der, at)  # notAfter
+        return _asn1_time(tag, der[start:end].decode("ascii")).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
+        return None
+
+
+def add_month(now: datetime.datetime) -> datetime.datetime:
+    """Go's time.AddDate(0, 1, 0): the same day of the next month, normalised (January 31 + 1 month = March 3, or 2)."""
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return now.replace(year=year, month=month, day=1) + datetime.timedelta(days=now.day - 1)
+
+
+def renewal_due(expires: str, now: datetime.datetime) -> bool:
+    """Whether the Talos provider renews the client certificate at a run on `now` (talos_machine_secrets_resource.go:373)."""
+    return datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC) < add_month(now)
+
+
+def renewal(previous: Mapping[str, Any] | None, now: datetime.datetime | None) -> str | None:
+    """Why the talosconfig changes for the certificate, when the provider renews it in a run on `now`."""
+    expires = str((previous or {}).get("clientCertificateExpires") or "")
+    if not expires or now is None or not renewal_due(expires, now):
+        return None
+    return f"the Talos client certificate expires on {expires[:10]}, within a month of {now:%Y-%m-%d}: the Talos provider renews it in this run"
+
+
+def talosconfig_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any], now: datetime.datetime | None = None) -> list[str]:
+    """Why every Arda step's talosconfig (its stdin) changes in this run; empty when it does not."""
+    if not previous:
+        return []
+    why: list[str] = []
+    was = previous.get("endpoints")
+    if was is None:
+        # An output from before `endpoints` was exported: the control planes' addresses then.
+        nodes = previous.get("nodes") or {}
+        was = [str(v.get("ip")) for n, v in nodes.items() if v.get("role") == "valinor"]
+    if list(was) != list(current.get("endpoints") or []):
+        why.append(f"its endpoints, the control planes' addresses, change from {', '.join(was)} to {', '.join(current['endpoints'])}")
+    if (renewed := renewal(previous, now)) is not None:
+        why.append(renewed)
+    return why
+
+
+# --- The Ainur: each Pi's join (its k3s config) and k3s step (its version), one Pi at a time --------------------
+
+
+def k3s_config_digest(stack: StackConfig, node: Node) -> str:
+    """A digest of a Pi's k3s config without its token (secret, and the same every run): what its join's stdin is
+    made of, so the next run can tell whose join re-runs (and restarts k3s), as patches_digest does for Arda."""
+    return hashlib.sha256(k3s.config(stack, node, "(the join token)").encode()).hexdigest()[:16]
+
+
+def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
+    """What the Ainur run after this deployment: the stack output `ainur` (no secret in it), `order` the Pis' roll."""
+    assert stack.ainur is not None
+    return {
+        "k3sVersion": stack.ainur.k3s_version,
+        "order": [n.name for n in order],
+        "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)} for n in stack.ainur_nodes},
+    }
+
+
+def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[Change]:
+    """The Pis whose join or k3s step runs, in the order they roll (components.ainur), each with why."""
+    if not previous or not current or not previous.get("k3sVersion"):
+        return []
+    before = dict(previous.get("nodes") or {})
+    old, new = previous.get("k3sVersion"), current["k3sVersion"]
+    out: list[Change] = []
+    for name in current.get("order") or list(current["nodes"]):
+        now, was = current["nodes"][name], before.get(name)
+        if was is None:
+            out.append(Change(name, ("new: joins k3s",)))
+            continue
+        what: list[str] = []
+        if was.get("config") is not None and was.get("config") != now.get("config"):
+            what.append("its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)")
+        if old != new:
+            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
+        if what:
+            out.append(Change(name, tuple(what)))
+    return out
+
+
+def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> str:
+    """The Ainur's part of the day-2 plan: every Pi step that runs, in order, and why; empty when none does."""
+    found = ainur_changes(previous, current)
+    if not found:
+        return ""
+    shared = ""
+    if current is not None and len([c for c in found if any("k3s config" in w for w in c.what)]) == len(current["nodes"]) > 1:
+        shared = " (a setting every Pi's config carries)"
+    lines = [f"Ainur: {len(found)} Pi(s) change{shared}, one at a time in this order, each back and healthy before the next:"]
+    lines += [f"  {i}. {c.node}: {'; '.join(c.what)}" for i, c in enumerate(found, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def plan(
+    previous: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    now: datetime.datetime | None = None,
+    probe: str | None = None,
+    ainur: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+) -> str:
+    """The whole day-2 plan, as `pulumi preview` logs it and rollout.txt holds it: every step `up` runs, in order,
+    and why. `now` is the day of the run (the client certificate's renewal); `probe` says what the maintenance-mode
+    probe did, when it did not run."""
+    why = talosconfig_changes(previous, current, now)
+    found = {c.node: c for c in changes(previous, current)}
+    lines: list[str] = []
+    if why and previous:
+        steps = len(current["order"]) + len(TALOSCONFIG_STEPS)
+        lines.append(
+            f"Arda: the talosconfig every step reads on stdin changes ({'; and '.join(why)}), so all {steps} Arda steps run, "
+            "one at a time in this order (a machine as configured only checks its health; an upgrade, or a change Talos "
+            "must reboot for, drains and reboots its machine):"
+        )
+        for i, name in enumerate(current["order"], 1):
+            what = found[name].what if name in found else ("as configured: checks its health",)
+            lines.append(f"  {i}. {name}: {'; '.join(what)}")
+        first = current["order"][0] if current["order"] else ""
+        for i, (step, does) in enumerate(TALOSCONFIG_STEPS, len(current["order"]) + 1):
+            # The bootstrap waits only for the first control plane's step (components.arda), the gates for every one.
+            lines.append(f"  {i}. {step}{f' (on {first}, once its step is done)' if step == 'bootstrap' else ''}: {does}")
+        removed = sorted(set((previous or {}).get("nodes") or {}) - set(current["nodes"]))
+        if removed:
+            lines.append(f"Arda: leaving the inventory: {', '.join(removed)}")
+        text = "\n".join(lines) + "\n"
+    else:
+        text = describe(previous, current)
+    if probe:
+        text += f"Arda: {probe}\n"
+    # The Ainur's part first, as the program logs it (their component comes first); the two chains do not wait for each other.
+    return describe_ainur(*ainur) + text

@@ -13,6 +13,7 @@ same with Talos's own code and validates the result as a node would).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from plans import apiserver, backup, imagefactory, local_volumes, power, yamltext
@@ -50,21 +51,36 @@ def config_path(mac: str) -> str:
     return f"/configs/{mac.replace(':', '-')}.yaml"
 
 
-def schematic(board: Board) -> dict[str, Any]:
-    """The Image Factory schematic for a board: storage extensions, and the SBC overlay if any."""
-    customization: dict[str, Any] = {"systemExtensions": {"officialExtensions": list(STORAGE_EXTENSIONS)}}
+def schematic(board: Board, kernel_args: Sequence[str] = ()) -> dict[str, Any]:
+    """The Image Factory schematic for a board: its kernel arguments, the storage extensions, and the SBC overlay if any.
+
+    Kernel arguments belong here, not in `machine.install.extraKernelArgs` (deprecated, and read only when an installer
+    runs: Talos v1.12.4 v1alpha1_types.go:775-778, v1alpha1_sequencer_tasks.go:1543): the factory builds them into the
+    schematic's installer (image-factory v1.0.3 internal/profile/profile.go:459-462, for a Talos with the unified
+    installer) and its disk images (profile.go:474-485), and a new schematic is a new ID, so the machines upgrade to
+    it one at a time. Its bare kernel and initramfs carry none (profile.go:457): the Ainur's iPXE scripts add them.
+    """
+    customization: dict[str, Any] = {}
+    if kernel_args:
+        customization["extraKernelArgs"] = list(kernel_args)
+    customization["systemExtensions"] = {"officialExtensions": list(STORAGE_EXTENSIONS)}
     doc: dict[str, Any] = {"customization": customization}
     if board.talos_overlay is not None:
         doc["overlay"] = {"image": board.talos_overlay.image, "name": board.talos_overlay.name}
     return doc
 
 
-def schematic_yaml(board: Board) -> str:
+def kernel_args(stack: StackConfig, board: str | Board) -> tuple[str, ...]:
+    """The board's kernel arguments (`arda.kernelArgs`), in the order written."""
+    return stack.arda.kernel_args.get(board if isinstance(board, str) else board.name, ())
+
+
+def schematic_yaml(board: Board, kernel_args: Sequence[str] = ()) -> str:
     """The schematic as the program hands it to the Talos provider's `talos_image_factory_schematic`."""
-    return yamltext.dump(schematic(board))
+    return yamltext.dump(schematic(board, kernel_args))
 
 
-def schematic_id(board: str | Board) -> str:
+def schematic_id(board: str | Board, kernel_args: Sequence[str] = ()) -> str:
     """The ID Image Factory gives the board's schematic: what its disk and installer images are named by.
 
     Not a hash of schematic_yaml: the provider decodes that text and POSTs Go's canonical YAML of it, and
@@ -72,7 +88,7 @@ def schematic_id(board: str | Board) -> str:
     factory's answer (the Schematic resource's id); `iluvatar render` and the docs name images before any
     `pulumi up`, so they compute it here, and the tests hold this equal to Image Factory's own code.
     """
-    return imagefactory.schematic_id(schematic_yaml(BOARDS[board] if isinstance(board, str) else board))
+    return imagefactory.schematic_id(schematic_yaml(BOARDS[board] if isinstance(board, str) else board, kernel_args))
 
 
 def schematic_boards(stack: StackConfig) -> list[Board]:

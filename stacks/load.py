@@ -313,8 +313,9 @@ def _translate(model: type[BaseModel], error: ValidationError, base: str) -> lis
 
 
 def _config_loc(err: Any) -> tuple[Any, ...]:
-    """An error's location as config keys: union tags such as `<selector>` (stacks.model.InstallDisk) are not keys."""
-    return tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))
+    """An error's location as config keys: union tags such as `<selector>` (stacks.model.InstallDisk) are not keys,
+    nor pydantic's `[key]` after a mapping's key that failed (arda.kernelArgs: the path names the key already)."""
+    return tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("<") or p == "[key]")))
 
 
 def _plain(model: type[BaseModel], err: Any) -> str:

@@ -189,6 +189,10 @@ class Ainur(Model):
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 TalosPatch = dict[str, Any]
+# One kernel argument as Image Factory takes it in a schematic's customization.extraKernelArgs: a word, `key` or
+# `key=value`, or `-key` to drop a default (Talos procfs.WithDeleteNegatedArgs, pkg/imager/imager.go:413-418 at v1.12.4).
+_KERNEL_ARG = re.compile(r"^\S+$")
+KernelArg = Annotated[str, _pattern(_KERNEL_ARG, "console=ttyS2,1500000", "kernel argument (one word, no spaces)")]
 
 
 class Cilium(Model):
@@ -210,6 +214,8 @@ class Arda(Model):
     allow_scheduling_on_control_planes: bool = False
     cilium: Cilium = Field(default_factory=Cilium)
     patches: tuple[TalosPatch, ...] = ()
+    # By board: its schematic's extraKernelArgs, so its installer (and disk and PXE images) boot with them (plans.talos).
+    kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
 
 
 class ArgoCd(Model):

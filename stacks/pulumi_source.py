@@ -66,6 +66,8 @@ class LoadedStack:
     arda: day2.DeployedArda = field(default_factory=day2.DeployedArda)
     # The Ainur's machines at the last deployment, by name (the output `ainur`; empty on the first one).
     ainur: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The output `ainur` itself (k3sVersion, order, nodes), for the day-2 plan (plans.rollout.describe_ainur).
+    ainur_output: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _config_keys() -> set[str]:
@@ -150,6 +152,7 @@ def load() -> LoadedStack:
         deployed,
         arda,
         ainur,
+        dict(outputs[AINUR_OUTPUT]) if isinstance(outputs.get(AINUR_OUTPUT), Mapping) else {},
     )
 
 

@@ -7,6 +7,7 @@ maintenance mode for Pulumi's `ConfigurationApply`, so the cluster's CA keys nev
 
 from __future__ import annotations
 
+from plans import talos
 from plans.netboot.base import GENERIC_WORKER, base_url, config_nodes, mac_name, netboot_nodes, service_ip
 from stacks.model import StackConfig
 
@@ -61,6 +62,10 @@ def kernel_line(stack: StackConfig, board: str, config_name: str | None) -> str:
     without it; `talos.config=` only for machines that are served a config."""
     base = base_url(stack)
     line = f"kernel {base}{asset_dir(board)}/vmlinuz initrd=initramfs.xz {TALOS_KERNEL_ARGS}"
+    # The board's own (arda.kernelArgs): Image Factory's bare kernel carries none of its schematic's
+    # (image-factory v1.0.3 internal/profile/profile.go:457), and the installed system has them from its installer.
+    if extra := talos.kernel_args(stack, board):
+        line += " " + " ".join(extra)
     if config_name is not None:
         line += f" talos.config={base}/configs/{config_name}.yaml"
     return line

@@ -26,7 +26,7 @@ SEED_NAMESPACE = "argocd"
 
 def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> str:
     """Changes whenever anything the netboot pod serves changes, so the pod is replaced."""
-    boards = [f"{b}:{talos.schematic_yaml(BOARDS[b])}" for b in asset_boards(stack)]
+    boards = [f"{b}:{talos.schematic_yaml(BOARDS[b], talos.kernel_args(stack, b))}" for b in asset_boards(stack)]
     parts = [
         dnsmasq_conf(stack, extra_records=extra_records),
         nginx_conf(stack),

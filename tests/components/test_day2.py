@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from iluvatar import simulate as simulate_module
 from iluvatar.graph import Graph
-from iluvatar.render import redact
+from iluvatar.render import redact, render_files
 from iluvatar.simulate import Registration, Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
@@ -107,15 +109,17 @@ def test_a_machine_found_in_maintenance_mode_is_configured_again(tmp_path: Path,
     # The next run keeps it, whatever the probe says then: nothing re-runs again.
     again = simulate(homelab_stack_file(), previous=outputs_of(reflashed))
     assert again.named()["arda-gandalf-apply"].inputs == after["arda-gandalf-apply"].inputs
-    # The probe runs only at `pulumi up` on a deployed cluster, with the Talos credentials on stdin (a secret).
-    probes = [a for t, a in reflashed.invocations if t == "command:local:run"]
-    assert [p["command"] for p in probes] == [
+    # The probe runs on a deployed cluster, with the Talos credentials on stdin, at `pulumi up` and at
+    # `pulumi preview` alike (what the preview shows: test_a_preview_lists_every_machine_step_that_will_run_and_why).
+    probe = (
         ".venv/bin/iluvatar upgrader probe --node taniquetil=192.168.0.21 --node tirion=192.168.0.22 --node alqualonde=192.168.0.23"
         " --node gandalf=192.168.0.31 --node saruman=192.168.0.32 --deadline 3s"
-    ]
+    )
+    probes = [a for t, a in reflashed.invocations if t == "command:local:run"]
+    assert [p["command"] for p in probes] == [probe]
     assert not [t for t, _ in homelab.invocations if t == "command:local:run"]
     preview = simulate(homelab_stack_file(), previous=previous, preview=True)
-    assert not [t for t, _ in preview.invocations if t == "command:local:run"]
+    assert [a["command"] for t, a in preview.invocations if t == "command:local:run"] == [probe]
 
 
 def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(monkeypatch: pytest.MonkeyPatch, homelab: Simulation) -> None:
@@ -166,3 +170,103 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     # No Kubernetes change, no check: a run against its own outputs has no such step.
     assert "arda-kubernetes-preflight" not in homelab.named()
     assert "arda-kubernetes-preflight" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
+
+
+# --- The day-2 plan a preview logs (plans.rollout.plan): every step `up` runs, in order, and why ----------------------
+
+ARDA_STEPS = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+
+
+def _plan(caplog: pytest.LogCaptureFixture, sim: Simulation, previous: dict[str, object]) -> list[str]:
+    """The day-2 plan the run logged, as lines; the same text rollout.txt holds for the same change."""
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Arda:", "Ainur:"))]
+    caplog.clear()
+    # rollout.txt is what `up` would do (a render simulates an up, which probes whatever the talosconfig): the same.
+    lines = "".join(logged).splitlines(keepends=True)
+    assert "".join(line for line in lines if not line.startswith("Arda: the machines are not probed")) == render_files(sim, previous)["rollout.txt"]
+    return "".join(logged).splitlines()
+
+
+def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    arda = previous["arda"]
+    assert isinstance(arda, dict)
+    # The last `up` exported the talosconfig's endpoints and its client certificate's end, for this run to foresee.
+    assert (arda["endpoints"], arda["clientCertificateExpires"]) == (["192.168.0.21", "192.168.0.22", "192.168.0.23"], "2027-11-25T12:07:33Z")
+
+    # Nothing changed: the preview says so, and asks the machines (nothing found).
+    same = simulate(homelab_stack_file(), previous=previous, preview=True)
+    assert _plan(caplog, same, previous) == ["Arda: no change on any machine"]
+
+    # A machine reflashed since: the probe finds it at preview, and the plan names the one step that runs.
+    reflashed = simulate(homelab_stack_file(), previous=previous, preview=True, answers=_probe_says({"gandalf": "maintenance"}))  # type: ignore[arg-type]
+    assert _plan(caplog, reflashed, previous)[1:] == ["  1. gandalf: found in maintenance mode (reset or reflashed): configured again"]
+
+    # A control plane's new address: every step's talosconfig (its endpoints) changes, so every Arda step runs, in order.
+    moved = simulate(
+        read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[4].ip": "192.168.0.24"}), stack="homelab")),
+        previous=previous,
+        preview=True,
+    )
+    assert _plan(caplog, moved, previous) == [
+        "Arda: the talosconfig every step reads on stdin changes (its endpoints, the control planes' addresses, change from "
+        "192.168.0.21, 192.168.0.22, 192.168.0.23 to 192.168.0.21, 192.168.0.24, 192.168.0.23), so all 8 Arda steps run, one at a "
+        "time in this order (a machine as configured only checks its health; an upgrade, or a change Talos must reboot for, "
+        "drains and reboots its machine):",
+        "  1. taniquetil: as configured: checks its health",
+        "  2. tirion: address 192.168.0.22 -> 192.168.0.24; machine config",
+        "  3. alqualonde: as configured: checks its health",
+        "  4. gandalf: as configured: checks its health",
+        "  5. saruman: as configured: checks its health",
+        "  6. bootstrap (on taniquetil, once its step is done): etcd is bootstrapped already: it only checks that",
+        "  7. gate-api: waits for etcd, the API servers and the VIP again",
+        "  8. gate-nodes: waits for every machine Ready again",
+    ]
+
+    # Within a month of the client certificate's end, the Talos provider renews it: the same, for that reason. The
+    # talosconfig is unknown at that preview, so the machines are not probed then (and the plan says so).
+    renewing = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 10, 26, tzinfo=datetime.UTC))
+    plan = _plan(caplog, renewing, previous)
+    assert plan[0] == (
+        "Arda: the talosconfig every step reads on stdin changes (the Talos client certificate expires on 2027-11-25, within a "
+        "month of 2027-10-26: the Talos provider renews it in this run), so all 8 Arda steps run, one at a time in this order "
+        "(a machine as configured only checks its health; an upgrade, or a change Talos must reboot for, drains and reboots its machine):"
+    )
+    assert [line.split(":")[0].strip() for line in plan[1:9]] == [
+        f"{i}. {n}" for i, n in enumerate([*ARDA_STEPS, "bootstrap (on taniquetil, once its step is done)", "gate-api", "gate-nodes"], 1)
+    ]
+    assert plan[9:] == [
+        "Arda: the machines are not probed for maintenance mode at this preview (their talosconfig is renewed in this run); every "
+        "machine's step runs anyway, and one it finds in maintenance mode is handed its config and installs"
+    ]
+    assert not [t for t, _ in renewing.invocations if t == "command:local:run"]
+    # The day before that window (Go's AddDate(0, 1, 0) from October 25 is November 25, not before the end): nothing.
+    assert _plan(
+        caplog, simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 10, 25, tzinfo=datetime.UTC)), previous
+    ) == ["Arda: no change on any machine"]
+
+    # A k3s version bump: every Pi's k3s step, the first valar first, then the other valar, then the maiar.
+    ainur = previous["ainur"]
+    assert isinstance(ainur, dict)
+    older = {**previous, "ainur": {**ainur, "k3sVersion": "v1.32.9+k3s1"}}
+    bumped = simulate(homelab_stack_file(), previous=older, preview=True)
+    assert _plan(caplog, bumped, older) == [
+        "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:",
+        *(
+            f"  {i}. {pi}: k3s v1.32.9+k3s1 -> v1.33.6+k3s1: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)"
+            for i, pi in enumerate(["manwe", "eonwe", "ilmare"], 1)
+        ),
+        "Arda: no change on any machine",
+    ]
+    # A setting every Pi's config carries (the Ainur's VIP: the valar's tls-san, the others' server URL): every Pi's join
+    # re-runs and restarts k3s, in the same order.
+    moved_vip = edit(homelab_doc(), {"iluvatar:ainur.vip": "192.168.0.9"})
+    shared = simulate(read_stack_file(write_stack(tmp_path, moved_vip, stack="homelab")), previous=previous, preview=True)
+    assert _plan(caplog, shared, previous)[:4] == [
+        "Ainur: 3 Pi(s) change (a setting every Pi's config carries), one at a time in this order, each back and healthy before the next:",
+        *(
+            f"  {i}. {pi}: its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)"
+            for i, pi in enumerate(["manwe", "eonwe", "ilmare"], 1)
+        ),
+    ]

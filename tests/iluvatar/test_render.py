@@ -453,7 +453,7 @@ def test_outputs_json_is_what_pulumi_stack_output_json_prints(homelab: Path) -> 
 
 
 def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_path: Path) -> None:
-    result = run("render", "homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"))
+    result = run("render", "homelab", "--out", str(tmp_path / "again"), "--previous", str(homelab / "outputs.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "again" / "rollout.txt").read_text() == "Arda: no change on any machine\n"
     lines, out = result.stdout.splitlines(), tmp_path / "again"
@@ -471,7 +471,7 @@ def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab
         node["installer"] = node["installer"].replace(":v1.12.4", ":v1.12.3")
     previous["arda"]["talosVersion"] = "v1.12.3"
     (tmp_path / "old.json").write_text(json.dumps(previous))
-    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines()[1:] == [
         f"  {i}. {n}: Talos v1.12.3 -> v1.12.4" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)

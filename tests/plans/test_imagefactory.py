@@ -69,6 +69,12 @@ VECTORS: dict[str, tuple[str, str, str]] = {
         "customization: {}\n",
         "2f39654cc73c055b38ab4362477687c053a33334063076c00ea4e7a7f6e5eb29",
     ),
+    # A board's schematic as plans.talos writes it with arda.kernelArgs: a negated default, a URL, a `#` that needs quotes.
+    "boardKernelArgs": (
+        "customization:\n  extraKernelArgs:\n  - console=ttyS2,1500000\n  - -talos.halt_if_installed\n  - talos.logging.kernel=udp://192.168.0.5:5140/\n  - '#x'\n  systemExtensions:\n    officialExtensions:\n    - siderolabs/iscsi-tools\n    - siderolabs/util-linux-tools\noverlay:\n  image: siderolabs/sbc-rockchip\n  name: turingrk1\n",
+        "overlay:\n    image: siderolabs/sbc-rockchip\n    name: turingrk1\ncustomization:\n    extraKernelArgs:\n        - console=ttyS2,1500000\n        - -talos.halt_if_installed\n        - talos.logging.kernel=udp://192.168.0.5:5140/\n        - '#x'\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/iscsi-tools\n            - siderolabs/util-linux-tools\n",
+        "6f1690743435ee05662ae92b878dcf4d9d8ba2babd13b96302cd67b908398e8b",
+    ),
     "everything": (
         "unknown: dropped by the provider\ncustomization:\n  secureboot: {includeWellKnownCertificates: true}\n  bootloader: grub\n"
         "  systemExtensions: {officialExtensions: [siderolabs/iscsi-tools]}\n  meta: [{value: x, key: 255}]\n  extraKernelArgs: [quiet]\n"

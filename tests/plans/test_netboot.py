@@ -239,6 +239,17 @@ def test_the_whole_kernel_line() -> None:
     assert generic.splitlines()[2] == f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml || goto kernel"
 
 
+def test_a_boards_kernel_arguments_end_its_kernel_line() -> None:
+    """Image Factory's bare kernel carries none of the schematic's arguments, so the Ainur's script adds the board's."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "kernelArgs": {"generic-x86": ["console=ttyS0,115200", "net.ifnames=0"]}}
+    scripts = netboot.scripts(parse_stack(raw))
+    mac = "28-d2-44-30-00-01"
+    assert scripts[f"{mac}.ipxe"].splitlines()[2] == (
+        f"{KERNEL} console=ttyS0,115200 net.ifnames=0 talos.config=http://{SVC}/configs/{mac}.yaml || goto kernel"
+    )
+
+
 def test_node_script_loads_the_initramfs_and_says_what_failed() -> None:
     script = netboot.scripts(load_stack_file(HOMELAB))["28-d2-44-30-00-01.ipxe"].splitlines()
     assert script[3:6] == [

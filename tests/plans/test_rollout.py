@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime
 from typing import Any
 
+from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
 from plans import rollout
 from stacks import load_stack_file
+from tests import talos_provider
 from tests.edit import HOMELAB
 
 IMAGE = "factory.talos.dev/metal-installer/abc"
@@ -65,7 +69,7 @@ def test_kubernetes_config_address_schematic_new_and_removed_machines() -> None:
     after["nodes"]["gandalf"]["installer"] = "factory.talos.dev/metal-installer/def:v1.12.4"
     assert [(c.node, c.what, c.disruptive) for c in rollout.changes(before, after)] == [
         ("tirion", ("address 192.168.0.22 -> 192.168.0.42",), False),
-        ("gandalf", ("Talos extensions (a new schematic)",), True),
+        ("gandalf", ("Talos schematic (extensions, kernel arguments): an upgrade to its new installer",), True),
         ("saruman", ("machine config (a reboot only if Talos needs one for it)",), False),
     ]
     shrunk, grown = copy.deepcopy(before), copy.deepcopy(before)
@@ -87,3 +91,43 @@ def test_the_plan_reads_as_numbered_lines() -> None:
         "  4. gandalf: Talos v1.12.4 -> v1.12.5",
         "  5. saruman: Talos v1.12.4 -> v1.12.5",
     ]
+
+
+def test_the_client_certificates_end_is_read_as_the_talos_provider_reads_it() -> None:
+    """The expiry each `up` exports is the NotAfter the provider's ModifyPlan decodes (tests/talos_provider.py, its port,
+    through OpenSSL), and the renewal the plan foresees is the provider's own rule, to the second."""
+    expires = rollout.certificate_expiry(MOCK_CLIENT_CERTIFICATE)
+    not_after = talos_provider.client_certificate_not_after(MOCK_CLIENT_CERTIFICATE, "client certificate", "failed to parse PEM block")
+    assert expires == not_after.strftime("%Y-%m-%dT%H:%M:%SZ") == "2027-11-25T12:07:33Z"
+    # A month before, to the second: Go's AddDate(0, 1, 0), and January 31 + 1 month = March 3 (2, in a leap year).
+    for now in (
+        datetime.datetime(2027, 10, 25, 12, 7, 33, tzinfo=datetime.UTC),
+        datetime.datetime(2027, 10, 25, 12, 7, 34, tzinfo=datetime.UTC),
+        datetime.datetime(2027, 10, 24, tzinfo=datetime.UTC),
+        datetime.datetime(2027, 11, 30, tzinfo=datetime.UTC),
+    ):
+        assert rollout.renewal_due(str(expires), now) == talos_provider.talos_client_needs_renewal(MOCK_CLIENT_CERTIFICATE, now)
+    assert [rollout.renewal_due(str(expires), datetime.datetime(2027, 10, 25, 12, 7, s, tzinfo=datetime.UTC)) for s in (33, 34)] == [False, True]
+    assert rollout.add_month(datetime.datetime(2027, 1, 31, tzinfo=datetime.UTC)) == datetime.datetime(2027, 3, 3, tzinfo=datetime.UTC)
+    assert rollout.add_month(datetime.datetime(2028, 1, 31, tzinfo=datetime.UTC)) == datetime.datetime(2028, 3, 2, tzinfo=datetime.UTC)
+    # Offline the certificate is a placeholder, or not one at all: no expiry, so nothing is foreseen.
+    assert [rollout.certificate_expiry(t) for t in ("[secret]", "", base64.b64encode(b"not a certificate").decode())] == [None, None, None]
+
+
+def test_the_talosconfig_changes_for_a_control_planes_address_or_the_renewal() -> None:
+    before, after = current(), current()
+    assert rollout.talosconfig_changes(before, after) == []
+    # An output from before `endpoints` was exported: the control planes' addresses stand in.
+    del before["endpoints"]
+    assert rollout.talosconfig_changes(before, after) == []
+    after["endpoints"] = ["192.168.0.21", "192.168.0.22"]
+    assert rollout.talosconfig_changes(before, after) == [
+        "its endpoints, the control planes' addresses, change from 192.168.0.21, 192.168.0.22, 192.168.0.23 to 192.168.0.21, 192.168.0.22"
+    ]
+    before, after = {**current(), "clientCertificateExpires": "2027-11-25T12:07:33Z"}, current()
+    assert rollout.talosconfig_changes(before, after, datetime.datetime(2027, 10, 1, tzinfo=datetime.UTC)) == []
+    assert rollout.talosconfig_changes(before, after, datetime.datetime(2027, 11, 1, tzinfo=datetime.UTC)) == [
+        "the Talos client certificate expires on 2027-11-25, within a month of 2027-11-01: the Talos provider renews it in this run"
+    ]
+    # Without the day of the run, nothing can be foreseen.
+    assert rollout.talosconfig_changes(before, after) == []

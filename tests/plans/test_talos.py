@@ -165,6 +165,26 @@ def test_schematics_carry_storage_extensions_and_sbc_overlays() -> None:
     assert [b.name for b in talos.schematic_boards(load_stack_file(HOMELAB))] == ["generic-x86"]
 
 
+def test_kernel_arguments_go_into_their_boards_schematic_only() -> None:
+    """arda.kernelArgs, by board: the schematic's customization.extraKernelArgs (what Image Factory builds into the
+    installer), so the board's ID and every one of its machines' installer change; another board's stay as they were."""
+    raw = dict(__import__("stacks").read_stack_file(RK1).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "kernelArgs": {"rk1": ["console=ttyS2,1500000", "-talos.halt_if_installed"]}}
+    stack = parse_stack(raw)
+    assert talos.kernel_args(stack, "rk1") == ("console=ttyS2,1500000", "-talos.halt_if_installed")
+    assert talos.kernel_args(stack, BOARDS["generic-arm64"]) == ()
+    assert talos.schematic(BOARDS["rk1"], talos.kernel_args(stack, "rk1")) == {
+        "customization": {
+            "extraKernelArgs": ["console=ttyS2,1500000", "-talos.halt_if_installed"],
+            "systemExtensions": {"officialExtensions": ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]},
+        },
+        "overlay": {"image": "siderolabs/sbc-rockchip", "name": "turingrk1"},
+    }
+    changed = talos.schematic_id("rk1", talos.kernel_args(stack, "rk1"))
+    assert changed != BOARD_IDS["rk1"]
+    assert talos.schematic_id("generic-arm64", talos.kernel_args(stack, "generic-arm64")) == BOARD_IDS["generic-arm64"]
+
+
 def test_config_path_is_what_ipxe_expands_the_mac_to() -> None:
     assert talos.config_path("a8:b8:e0:20:00:02") == "/configs/a8-b8-e0-20-00-02.yaml"
 

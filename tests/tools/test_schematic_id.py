@@ -25,6 +25,8 @@ from tools import schematic_id
 from tools.schematic_id import MODULES, Named
 
 SCHEMATIC = "talos:imageFactory/schematic:Schematic"
+# Kernel arguments as arda.kernelArgs takes them: a console with a comma, a negated default, a URL, a quoted `#`.
+KERNEL_ARGS = ("console=ttyS2,1500000", "-talos.halt_if_installed", "talos.logging.kernel=udp://192.168.0.5:5140/", "#x", "net.ifnames=0")
 
 
 def _python(text: str) -> Named:
@@ -68,14 +70,18 @@ def test_the_pinned_vectors_are_image_factorys() -> None:
 
 
 def test_every_schematic_a_board_can_have() -> None:
-    """Each board's schematic as the program writes it, and with each part of it left out."""
+    """Each board's schematic as the program writes it, and with each part of it left out; with and without kernel
+    arguments (arda.kernelArgs), whose ID must be the factory's too: its installer is what the machines upgrade to."""
     texts = []
     for board in BOARDS.values():
-        doc = talos.schematic(board)
-        parts = [("customization", doc["customization"]), ("overlay", doc.get("overlay"))]
-        for keep in itertools.product((True, False), repeat=len(parts)):
-            texts.append(yamltext.dump({k: v for (k, v), kept in zip(parts, keep, strict=True) if kept and v is not None}))
+        for args in ((), KERNEL_ARGS):
+            doc = talos.schematic(board, args)
+            parts = [("customization", doc["customization"]), ("overlay", doc.get("overlay"))]
+            for keep in itertools.product((True, False), repeat=len(parts)):
+                texts.append(yamltext.dump({k: v for (k, v), kept in zip(parts, keep, strict=True) if kept and v is not None}))
     assert texts[0] == talos.schematic_yaml(BOARDS["rpi4"])
+    assert texts[4] == talos.schematic_yaml(BOARDS["rpi4"], KERNEL_ARGS)
+    assert "extraKernelArgs:\n  - console=ttyS2,1500000\n" in texts[4]
     _same(texts)
 
 

@@ -802,3 +802,46 @@ def test_reset_leaves_alone_a_machine_the_inventory_renamed() -> None:
 def test_reset_auto_refuses_a_dead_after_that_is_not_well_under_the_timeout() -> None:
     result = upgrader(["reset", "--node", "a=127.0.0.1", "--mode", "auto", "--timeout", "1m", "--dead-after", "2m"], {})
     assert (result.code, result.last) == (2, "upgrader: reset: --dead-after must be positive and shorter than --timeout")
+
+
+KERNEL_ARG = "console=ttyS0,115200"
+
+
+def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_path: Path) -> None:
+    """arda.kernelArgs goes into the board's schematic: a new ID, so the machine's installer changes, and the upgrader
+    upgrades it to that installer, which boots with the argument (Image Factory builds the schematic's arguments into
+    it). The same argument in machine.install.extraKernelArgs, which validation now refuses, is applied without a
+    reboot and never reaches the kernel (tools/talos-api/cmdline.go follows Talos and Image Factory there)."""
+    from iluvatar.simulate import simulate
+    from plans import talos
+    from stacks import read_stack_file
+    from tests.edit import edit, homelab_doc, write_stack
+
+    doc = edit(homelab_doc(), {"iluvatar:arda.kernelArgs": {"generic-x86": [KERNEL_ARG]}})
+    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    image = sim.outputs["ardaInstallerImages"]["generic-x86"]
+    schematic = talos.schematic_id("generic-x86", [KERNEL_ARG])
+    assert image == installer(schematic, OLD)
+    assert schematic != STORAGE  # the board's schematic without the argument, which the machines run
+    factory = {schematic: {"extraKernelArgs": [KERNEL_ARG]}, STORAGE: {}}
+    upgrade = {"upgrade": {"downMs": 100}}
+    spec = scenario([node("istari-1", ip, "worker", OLD, STORAGE, **upgrade) for ip in addresses(1)], factory=factory)
+    with talos_api(spec) as api:
+        before = api.state()["istari-1"]["cmdline"]
+        assert KERNEL_ARG not in before.split()
+        # The old way: the argument in machine.install, the installer unchanged. Talos applies it without a reboot.
+        patch = json.dumps({"machine": {"install": {"extraKernelArgs": [KERNEL_ARG]}}})
+        ignored = apply(api, "istari-1", api.config("worker", installer(STORAGE, OLD), patches=[patch]))
+        assert ignored.code == 0, ignored.stderr
+        assert mutations(api) == [
+            ("istari-1", "MachineService/ApplyConfiguration dry-run"),
+            ("istari-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+        assert api.state()["istari-1"]["cmdline"] == before
+        # The program's way: the config names the new schematic's installer, and the machine upgrades to it.
+        result = apply(api, "istari-1", api.config("worker", image))
+        assert result.code == 0, result.stderr
+        state = api.state()["istari-1"]
+        assert (state["version"], state["schematic"]) == (OLD, schematic)
+        assert state["cmdline"] == f"{before} {KERNEL_ARG}"
+        assert [m for _, m in mutations(api)][2:] == LEGACY_UPGRADE

@@ -31,6 +31,7 @@ type NodeState struct {
 	EtcdMember   bool   `json:"etcdMember"`
 	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
 	EtcdJoinErr  string `json:"etcdJoinError"`
+	Cmdline      string `json:"cmdline"` // the kernel command line it booted with (cmdline.go)
 }
 
 func (c *Cluster) controlHandler() http.Handler {
@@ -50,7 +51,7 @@ func (c *Cluster) controlHandler() http.Handler {
 			s := NodeState{
 				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
 				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
-				EtcdJoinErr: n.etcdJoinErr,
+				EtcdJoinErr: n.etcdJoinErr, Cmdline: n.c.cmdline(n),
 			}
 			if m := c.member(n.name); m != nil {
 				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)

@@ -609,6 +609,10 @@ func (n *Node) writeResources() error {
 		return err
 	}
 
+	if err := n.writeCmdline(); err != nil {
+		return err
+	}
+
 	return n.writeHardware()
 }
 

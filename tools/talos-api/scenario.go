@@ -19,6 +19,9 @@ type Scenario struct {
 	Cluster ClusterSpec `json:"cluster"`
 	Etcd    EtcdSpec    `json:"etcd"`
 	Nodes   []*NodeSpec `json:"nodes"`
+	// Factory: Image Factory's schematics by ID, for what an installer carries (cmdline.go); a schematic
+	// left out carries nothing a test looks at.
+	Factory map[string]SchematicSpec `json:"factory,omitempty"`
 }
 
 // ClusterSpec is what the nodes' configs are generated from.
