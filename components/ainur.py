@@ -59,7 +59,7 @@ class PiArgs:
     token: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     command_provider: command.Provider
-    # The previous Pi's join: a config change restarts k3s, one Pi at a time (each join waits for its Pi healthy).
+    # The previous Pi's join and k3s step: a config change or an upgrade restarts k3s, one Pi at a time (each waits for its Pi healthy).
     after: Sequence[pulumi.Resource]
     # The name the last deployment knew this Pi by, when it was renamed since.
     former: str | None = None
@@ -204,10 +204,13 @@ class BootstrapCluster(pulumi.ComponentResource):
         # once leave etcd without quorum, and the Ainur's API, VIP and netboot down. Each join returns only once
         # its Pi is back and, on a valar, etcd is healthy with every member (plans.k3s.join_script).
         order = [first, *(n for n in stack.by_role("valar") if n.name != first.name), *stack.by_role("maiar")]
+        # One chain for both kinds of restart: a Pi's join waits for the previous Pi's k3s step too, so a run that
+        # bumps the k3s version and changes a shared setting never restarts two Pis at once (each join and each
+        # upgrade returns only once its Pi is back): join, k3s of one Pi, then the next Pi's.
         previous: list[pulumi.Resource] = []
         joined: list[pulumi.Resource] = []
         for node in order:
-            after = list(joined)
+            after = [*joined, *previous]
             aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
             self.pis[node.name] = Pi(
                 f"{name}-{node.name}",

@@ -48,6 +48,11 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     # One Pi after the other: the first valar, then each Pi after the one before it (a restart at a time).
     assert first in regs["ainur-eonwe-join"].dependencies
     assert regs["ainur-eonwe-join"].urn in regs["ainur-ilmare-join"].dependencies
+    # One chain for joins and upgrades: a Pi's join waits for the previous Pi's k3s step, which waits for that Pi's join,
+    # so a run with a k3s bump and a shared setting never restarts two Pis at once.
+    for pi, before in (("eonwe", "manwe"), ("ilmare", "eonwe")):
+        assert regs[f"ainur-{before}-k3s"].urn in regs[f"ainur-{pi}-join"].dependencies, pi
+        assert {regs[f"ainur-{pi}-join"].urn, regs[f"ainur-{before}-k3s"].urn} <= set(regs[f"ainur-{pi}-k3s"].dependencies), pi
     assert first in regs["ainur-credentials"].dependencies
     connection = regs["ainur-credentials"].inputs["connection"]
     assert isinstance(connection, SecretValue)  # pulumi-command keeps the whole connection secret
