@@ -272,6 +272,9 @@ def test_a_bootstrap_of_a_control_plane_still_pulling_etcd_starts_a_second_clust
         assert api.talosctl_bootstrap("valinor-1") == "OK:"
         assert api.etcd_clusters() == [cluster, {"members": ["valinor-1"], "holders": ["valinor-1"]}]
         assert api.talosctl_bootstrap("valinor-1") == "AlreadyExists: etcd data directory is not empty"
+        # Its member list answers its own one-member cluster.
+        result = upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "10s"], secrets(api))
+        assert result.last == "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-1): not bootstrapping"
 
 
 def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
