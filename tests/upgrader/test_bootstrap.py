@@ -186,7 +186,7 @@ def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by
         assert update.last == (
             f"upgrader: FAILED: valinor-1: bootstrap: every control plane waits for a bootstrap ({'; '.join(f'{n} {waiting}' for n in ['valinor-1', *ips[1:]])}), "
             "and --no-new-cluster starts no etcd: this cluster's etcd data is gone with their disks; restore it from a snapshot "
-            f'(talosctl -n {ips[0]} bootstrap --recover-from=SNAPSHOT), see docs/day2.md, "Every control plane reflashed"; look with: {LOOK.format(ips=",".join(ips))}'
+            f"(talosctl -n {ips[0]} bootstrap --recover-from=SNAPSHOT), see docs/day2.md#every-control-plane-reflashed; look with: {LOOK.format(ips=','.join(ips))}"
         )
         assert bootstraps(api) == []
 

@@ -233,7 +233,7 @@ func decideBootstrap(target etcdSeen, others []etcdSeen, noNew bool) bootstrapVe
 	if noNew {
 		return bootstrapVerdict{
 			refuse: fmt.Errorf("every control plane waits for a bootstrap (%s), and --no-new-cluster starts no etcd: this cluster's etcd data is gone with "+
-				"their disks; restore it from a snapshot (talosctl -n %s bootstrap --recover-from=SNAPSHOT), see docs/day2.md, \"Every control plane reflashed\"",
+				"their disks; restore it from a snapshot (talosctl -n %s bootstrap --recover-from=SNAPSHOT), see docs/day2.md#every-control-plane-reflashed",
 				describe(all), target.node.IP),
 			look: everyone,
 		}

@@ -36,7 +36,7 @@ func TestDecideBootstrap(t *testing.T) {
 
 	const everyoneWaits = `every control plane waits for a bootstrap (cp1 waits; cp2 waits; cp3 is in maintenance mode), and --no-new-cluster starts no etcd: ` +
 		`this cluster's etcd data is gone with their disks; restore it from a snapshot (talosctl -n 10.0.0.1 bootstrap --recover-from=SNAPSHOT), ` +
-		`see docs/day2.md, "Every control plane reflashed"`
+		`see docs/day2.md#every-control-plane-reflashed`
 
 	for _, tc := range []struct {
 		name   string
