@@ -238,6 +238,10 @@ func (s *machineService) applyInMaintenance(ctx context.Context, in *machineapi.
 	return reply, nil
 }
 
+// Bootstrap is Talos's (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:417-450 at
+// v1.12.4, :423-456 at v1.13.0): the CRI up (IsBootstrapAllowed; bootstrapAllowedAfterMs here), a control
+// plane, time in sync (not modelled), this node's own data directory empty; then BootstrapEtcd (etcd.go).
+// Nothing asks whether another control plane runs etcd.
 func (s *machineService) Bootstrap(ctx context.Context, in *machineapi.BootstrapRequest) (*machineapi.BootstrapResponse, error) {
 	n := s.n
 	c := n.c
