@@ -2,9 +2,9 @@
 
 A step runs the upgrader from the project folder on `pulumi up` (never at preview), with its secrets
 on stdin (a Pulumi secret, so the state keeps them encrypted). Its bound is the upgrader's own
-`--timeout`, with the engine's a little over it. `update` is the same command as `create`, so a
-change of what the step is about re-runs it and `pulumi preview` shows an update with the old and new
-values: `about` (a version, an installer image, a patch digest) goes into the step's environment as
+`--timeout`, with the engine's a little over it. `update` is the same command as `create` (unless the
+step names another: Arda's bootstrap never starts a new etcd on an update), so a change of what the
+step is about re-runs it and `pulumi preview` shows an update with the old and new values: `about` (a version, an installer image, a patch digest) goes into the step's environment as
 `ILUVATAR_*` variables, which pulumi-command diffs as an update (its `triggers` would replace).
 """
 
@@ -43,7 +43,7 @@ def run(
     return command.local.Command(
         name,
         create=step.command,
-        update=step.command,
+        update=step.update_command,
         delete=delete.command if delete is not None else None,
         stdin=stdin,
         environment={f"ILUVATAR_{k}": v for k, v in sorted(about.items())} if about else None,

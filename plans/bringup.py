@@ -2,7 +2,8 @@
 
 The providers cannot sequence a homelab on their own: pulumi-kubernetes checks its cluster once,
 when it is configured, and refuses every create of the run if it did not answer then; Talos
-answers a second bootstrap with AlreadyExists; custom resources are refused until their operator
+bootstraps any control plane whose own etcd data directory is empty, beside a cluster the others
+run (`talos_bootstrap`); custom resources are refused until their operator
 has registered the CRD or their webhook answers. So the program puts an explicit step in between,
 a `command.local.Command` that runs the upgrader (`upgrader/`, a Go program on Talos's machinery
 and client-go, built on first need) and returns only when what comes next can succeed.
@@ -18,7 +19,8 @@ Bounds, and why (the figures behind them are in docs/bring-up.md):
   5 s, Talos to maintenance mode 30-60 s); on a running cluster it bounds one node's reboot or
   upgrade (drain up to DRAIN_TIMEOUT, installer pull 1-5 minutes, reboot 1-3 minutes);
 - the bootstrap waits for the first control plane to finish installing (the installer image, about
-  300 MB from Image Factory, then a reboot from disk): 5 to 15 minutes on a home connection;
+  300 MB from Image Factory, then a reboot from disk): 5 to 15 minutes on a home connection; and for
+  every other control plane to answer (they install in parallel);
 - the API gate waits for etcd to form on every control plane (each installs in parallel) and the VIP;
 - the CRD, webhook and storage gates wait for an operator's pods to pull their images and start.
 """
@@ -54,10 +56,16 @@ class Step:
     args: tuple[str, ...]
     timeout: str
     waits_for: str
+    # What the step's update runs, when not `args` (its create's): a change re-runs it as an update.
+    update_args: tuple[str, ...] | None = None
 
     @property
     def command(self) -> str:
         return shlex.join([*UPGRADER, *self.args, "--timeout", self.timeout])
+
+    @property
+    def update_command(self) -> str:
+        return shlex.join([*UPGRADER, *(self.args if self.update_args is None else self.update_args), "--timeout", self.timeout])
 
     @property
     def engine_timeout(self) -> str:
@@ -134,9 +142,21 @@ def probe_command(stack: StackConfig) -> str:
 
 
 def talos_bootstrap(stack: StackConfig) -> Step:
-    """Bootstrap etcd once, on the first valinor; a cluster already bootstrapped is success (stdin: talosconfig)."""
+    """Bootstrap etcd on the first valinor, only when no etcd cluster can exist (stdin: talosconfig, whose endpoints are
+    every valinor).
+
+    Talos bootstraps any control plane whose own data directory is empty, a reflashed one still pulling etcd's image
+    or joining included, beside the cluster the others run. So the upgrader asks every valinor first, right before
+    each Bootstrap call: a member list that answers, or etcd data anywhere, is a cluster, and success without a
+    bootstrap; a valinor that does not answer is waited for (within the bound), never taken for empty. The create
+    bootstraps once every valinor is in maintenance mode or waits with an empty data directory (a new cluster). The
+    update (the step's inputs changed: a valinor added, removed or moved, the first one replaced, the talosconfig
+    renewed) runs with `--no-new-cluster`: this stack bootstrapped etcd before, so every valinor waiting means its
+    data went with their disks, which only a restore brings back (docs/day2.md): it fails and says so.
+    """
     first = control_planes(stack)[0]
-    return Step(("bootstrap", "--node", node_arg(first)), BOOTSTRAP_TIMEOUT, f"{first.name} ({first.ip}) to install and bootstrap etcd")
+    args = ("bootstrap", "--node", node_arg(first))
+    return Step(args, BOOTSTRAP_TIMEOUT, f"{first.name} ({first.ip}) to install and bootstrap etcd", update_args=(*args, "--no-new-cluster"))
 
 
 def _cluster_args(stack: StackConfig) -> tuple[str, ...]:

@@ -117,6 +117,12 @@ class TalosAPI:
         answer: dict[str, Any] = self._request("GET", "/etcd")
         return answer
 
+    def etcd_clusters(self) -> list[dict[str, list[str]]]:
+        """Every etcd cluster a node's data directory holds: {members (as etcd lists them), holders}, each sorted.
+        The cluster the others join comes first; a second entry is a split etcd (tools/talos-api/etcd.go)."""
+        answer: dict[str, list[dict[str, list[str]]]] = self._request("GET", "/etcd/clusters")
+        return answer["clusters"]
+
     def script(self, node: str, **changes: Any) -> None:
         """Change a node's script while it runs (keys as in the scenario's node)."""
         self._request("POST", f"/nodes/{node}", changes)
@@ -147,6 +153,14 @@ class TalosAPI:
 
     def talosconfig_text(self) -> str:
         return self.talosconfig.read_text()
+
+    def talosctl_bootstrap(self, node: str) -> str:
+        """One Bootstrap call, as `talosctl bootstrap` makes it (no check of its own): its answer, "CODE: message"."""
+        command = [str(self.binary), "bootstrap", "--talosconfig", str(self.talosconfig), "--node", self.ip(node)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)  # noqa: S603
+        if result.returncode != 0:
+            raise TalosAPIError(f"talos-api bootstrap --node {self.ip(node)} failed: {result.stderr.strip()}")
+        return result.stdout.strip()
 
     def kubeconfig(self, node: str) -> str:
         """The admin kubeconfig the node's MachineService.Kubeconfig hands out, fetched by machinery's own client

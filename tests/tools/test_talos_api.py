@@ -176,9 +176,9 @@ def test_alarms_raised_at_run_time_stop_the_next_change() -> None:
 def test_the_call_log_records_each_answer_and_its_code() -> None:
     ips = addresses(1)
     with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], bootstrapped=False)) as api:
-        args = ["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "10s"]
-        assert upgrader(args, secrets(api)).code == 0
-        assert upgrader(args, secrets(api)).code == 0
+        # As `talosctl bootstrap` asks: one call each.
+        assert api.talosctl_bootstrap("valinor-1") == "OK:"
+        assert api.talosctl_bootstrap("valinor-1") == "AlreadyExists: etcd data directory is not empty"
         calls = api.calls("valinor-1")
         assert [(c["seq"], c["node"], c["method"], c["args"], c["code"]) for c in calls] == [
             (1, "valinor-1", "MachineService/Bootstrap", {"recoverEtcd": False}, "OK"),
@@ -252,6 +252,29 @@ def test_a_reflashed_control_plane_removes_its_own_stale_member_when_it_joins_as
             time.sleep(0.05)
         assert (s["etcdMemberId"] != stale, s["etcdJoinError"]) == (True, "")
         assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+
+
+def test_a_bootstrap_of_a_control_plane_still_pulling_etcd_starts_a_second_cluster_as_talos_does() -> None:
+    ips = addresses(3)
+    # Reflashed: maintenance mode, its old member still listed; once configured, etcd pulls its image for a minute.
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "joinAfterMs": 60_000}, "install": {"downMs": 200}}
+    nodes = [node(f"valinor-{i + 1}", ip, "controlplane", NEW, **(reflashed if i == 0 else {})) for i, ip in enumerate(ips)]
+    with talos_api(scenario(nodes)) as api:
+        args = ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        deadline = time.monotonic() + 20
+        while not (s := api.state()["valinor-1"])["up"] or s["maintenance"]:
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        cluster = {"members": ["valinor-1", "valinor-2", "valinor-3"], "holders": ["valinor-2", "valinor-3"]}  # its old member, down
+        assert api.etcd_clusters() == [cluster]
+        # Talos checks only its own data directory, which is empty, and BootstrapEtcd stops the etcd still pulling.
+        assert api.talosctl_bootstrap("valinor-1") == "OK:"
+        assert api.etcd_clusters() == [cluster, {"members": ["valinor-1"], "holders": ["valinor-1"]}]
+        assert api.talosctl_bootstrap("valinor-1") == "AlreadyExists: etcd data directory is not empty"
+        # Its member list answers its own one-member cluster.
+        result = upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "10s"], secrets(api))
+        assert result.last == "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-1): not bootstrapping"
 
 
 def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:

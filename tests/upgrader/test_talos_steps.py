@@ -239,41 +239,6 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run() -> None:
         assert [m for _, m in mutations(api)] == LIFECYCLE_UPGRADE
 
 
-def test_bootstrap_twice_succeeds_both_times() -> None:
-    ips = addresses(1)
-    cp = node("valinor-1", ips[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=2000)
-    with talos_api(scenario([cp], bootstrapped=False)) as api:
-        args = ["bootstrap", "--node", api.node_arg("valinor-1"), "--timeout", "30s"]
-        first = upgrader(args, secrets(api))
-        assert first.code == 0, first.stderr
-        assert first.lines[0] == "upgrader: valinor-1: bootstrap: waiting for the node to answer with the client certificate"
-        assert first.lines[-1] == "upgrader: valinor-1: etcd bootstrapped"
-        assert "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet" in first.lines
-
-        second = upgrader(args, secrets(api))
-        assert second.code == 0, second.stderr
-        assert second.lines == [
-            "upgrader: valinor-1: bootstrap: waiting for the node to answer with the client certificate",
-            "upgrader: valinor-1: already bootstrapped (etcd data directory is not empty): nothing to do",
-        ]
-        codes = [c["code"] for c in api.calls("valinor-1") if c["method"] == "MachineService/Bootstrap"]
-        assert codes[-2:] == ["OK", "AlreadyExists"]
-        assert set(codes[:-2]) == {"FailedPrecondition"}
-        assert api.etcd() == {"bootstrapped": True, "members": ["valinor-1"]}
-
-
-def test_bootstrap_of_a_worker_fails_at_once() -> None:
-    with talos_api(scenario([node("istari-1", addresses(1)[0], "worker", NEW)], bootstrapped=False)) as api:
-        result = upgrader(["bootstrap", "--node", api.node_arg("istari-1"), "--timeout", "60s"], secrets(api))
-        ip = api.ip("istari-1")
-        assert result.code == 1
-        assert result.last == (
-            "upgrader: FAILED: istari-1: bootstrap: Unimplemented: bootstrap is only available on control plane nodes (is istari-1 a control plane?); "
-            f"look with: talosctl -n {ip} service etcd; talosctl -n {ip} logs etcd; talosctl -n {ip} dmesg"
-        )
-        assert result.seconds < 10
-
-
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_apply_hands_a_maintenance_mode_node_its_config_and_does_not_wait_for_the_install(version: str) -> None:
     script = {"istari-1": {"maintenance": True, "install": {"downMs": 3000}}}

@@ -83,6 +83,7 @@ var rules = map[string]role.Set{
 	"/machine.MachineService/ImageList":            role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/machine.MachineService/ImagePull":            role.MakeSet(role.Admin, role.Operator),
 	"/machine.MachineService/Kubeconfig":           role.MakeSet(role.Admin),
+	"/machine.MachineService/List":                 role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/machine.MachineService/Read":                 role.MakeSet(role.Admin),
 	"/machine.MachineService/Reboot":               role.MakeSet(role.Admin, role.Operator),
 	"/machine.MachineService/Reset":                role.MakeSet(role.Admin),
@@ -269,6 +270,8 @@ func callArgs(req any) map[string]any {
 		return map[string]any{"queryLocal": r.GetQueryLocal()}
 	case *machineapi.ReadRequest:
 		return map[string]any{"path": r.GetPath()}
+	case *machineapi.ListRequest:
+		return map[string]any{"root": r.GetRoot()}
 	case *cosiv1alpha1.GetRequest:
 		return map[string]any{"type": r.GetType(), "id": r.GetId()}
 	case *cosiv1alpha1.ListRequest:

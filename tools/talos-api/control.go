@@ -79,6 +79,9 @@ func (c *Cluster) controlHandler() http.Handler {
 		writeJSON(w, map[string]any{"bootstrapped": c.bootstrapped, "members": names})
 	})
 
+	// GET /etcd/clusters: every etcd cluster a data directory holds (etcd.go).
+	c.etcdControl(mux)
+
 	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down.
 	mux.HandleFunc("POST /nodes/", func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/nodes/")

@@ -238,6 +238,10 @@ func (s *machineService) applyInMaintenance(ctx context.Context, in *machineapi.
 	return reply, nil
 }
 
+// Bootstrap is Talos's (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:417-450 at
+// v1.12.4, :423-456 at v1.13.0): the CRI up (IsBootstrapAllowed; bootstrapAllowedAfterMs here), a control
+// plane, time in sync (not modelled), this node's own data directory empty; then BootstrapEtcd (etcd.go).
+// Nothing asks whether another control plane runs etcd.
 func (s *machineService) Bootstrap(ctx context.Context, in *machineapi.BootstrapRequest) (*machineapi.BootstrapResponse, error) {
 	n := s.n
 	c := n.c
@@ -266,16 +270,8 @@ func (s *machineService) Bootstrap(ctx context.Context, in *machineapi.Bootstrap
 
 	log.Printf("%s: bootstrap", n.name)
 
-	c.bootstrapped = true
-	c.members = nil
-
-	// The bootstrapped node starts etcd; every other running control plane joins it.
-	for _, other := range append([]*Node{n}, c.nodes...) {
-		if other.controlPlane() && other.up && !other.maintenance && c.member(other.name) == nil {
-			other.etcdData = true
-			c.join(other)
-		}
-	}
+	// BootstrapEtcd (etcd.go): its etcd, joining or not, stopped, and a new cluster started.
+	c.bootstrapEtcd(n)
 
 	return &machineapi.BootstrapResponse{Messages: []*machineapi.Bootstrap{{}}}, nil
 }
@@ -406,7 +402,8 @@ func (c *Cluster) validateForUpgrade() error {
 	return nil
 }
 
-func (n *Node) etcdRunning() bool { return n.up && !n.maintenance && n.etcdData }
+// etcdRunning: the node's etcd runs as its member of the cluster (not one of its own: etcd.go).
+func (n *Node) etcdRunning() bool { return n.up && !n.maintenance && n.etcdData && n.etcdOwn == nil }
 
 // quorum: enough members whose etcd runs, healthy and started, to elect a leader.
 func (c *Cluster) quorum() bool {
@@ -442,6 +439,10 @@ func (s *machineService) EtcdMemberList(ctx context.Context, in *machineapi.Etcd
 
 	if err := s.controlPlaneOnly("member list"); err != nil {
 		return nil, err
+	}
+
+	if own := n.ownEtcd(); own != nil {
+		return ownMemberList(own), nil
 	}
 
 	if !c.bootstrapped || (in.GetQueryLocal() && !n.etcdRunning()) {
@@ -485,14 +486,19 @@ func (s *machineService) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*mac
 		return nil, err
 	}
 
-	m := c.member(n.name)
-	if !n.etcdRunning() || m == nil {
-		return nil, fmt.Errorf("failed to query etcd status: context deadline exceeded")
-	}
+	m, running := c.member(n.name), n.etcdRunning()
 
 	var leader uint64
 	if len(c.members) > 0 && c.quorum() {
 		leader = c.members[0].id
+	}
+
+	if own := n.ownEtcd(); own != nil { // the only member, and so the leader, of its own cluster
+		m, running, leader = own, true, own.id
+	}
+
+	if !running || m == nil {
+		return nil, fmt.Errorf("failed to query etcd status: context deadline exceeded")
 	}
 
 	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{MemberStatus: &machineapi.EtcdMemberStatus{

@@ -11,13 +11,16 @@
 //	    once every node is listening, ready.json ({"control": URL, "nodes": {NAME: ADDRESS}}).
 //	    The control URL (loopback HTTP) answers GET /calls, GET /nodes, POST /nodes/NAME (a partial
 //	    node script merged into the running one), POST /nodes/NAME/crash (an Outcome: the node
-//	    drops off at once), GET /etcd (bootstrapped, members) and POST /etcd ({"alarms": [...]}, the raised
-//	    alarms replaced). SIGTERM stops it.
+//	    drops off at once), GET /etcd (bootstrapped, members), GET /etcd/clusters (every etcd cluster
+//	    a data directory holds: its members and holders; two are a split etcd) and POST /etcd
+//	    ({"alarms": [...]}, the raised alarms replaced). SIGTERM stops it.
 //	talos-api config --dir DIR --scenario FILE --type controlplane|worker --install-image IMAGE [--kubernetes-version V] [--patch YAML]...
 //	    Prints a machine config generated with DIR's secrets, as the nodes' own configs are.
 //	talos-api kubeconfig --talosconfig FILE --node IP
 //	    Prints the admin kubeconfig a node's MachineService.Kubeconfig hands out, fetched with
 //	    machinery's client as the Talos provider and `talosctl kubeconfig` fetch it.
+//	talos-api bootstrap --talosconfig FILE --node IP
+//	    One MachineService.Bootstrap call, as `talosctl bootstrap` makes it; prints "CODE: message".
 package main
 
 import (
@@ -52,7 +55,7 @@ func main() {
 	log.SetPrefix("talos-api: ")
 
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config|kubeconfig ...")
+		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config|kubeconfig|bootstrap ...")
 		os.Exit(2)
 	}
 
@@ -65,8 +68,10 @@ func main() {
 		err = printConfig(os.Args[2:])
 	case "kubeconfig":
 		err = printKubeconfig(os.Args[2:])
+	case "bootstrap":
+		err = printBootstrap(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (serve, config, kubeconfig)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (serve, config, kubeconfig, bootstrap)", os.Args[1])
 	}
 
 	if err != nil {

@@ -97,6 +97,11 @@ type Node struct {
 	etcdData   bool
 	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
 	etcdJoinErr string
+	// etcdPulling: etcd is Preparing, pulling its image, before it asks to join (etcd.go).
+	etcdPulling bool
+	// etcdOwn: its data directory holds a cluster of its own, not the one the others are members of:
+	// the member it is there (a Bootstrap while another cluster existed; etcd.go). Only with etcdData.
+	etcdOwn *member
 
 	st  state.State
 	srv *grpc.Server
@@ -117,14 +122,18 @@ func memberID(name string) uint64 {
 
 // join adds a node as a new member: etcd gives every join a new ID (the first is memberID(name)).
 func (c *Cluster) join(n *Node) {
-	c.joins[n.name]++
+	c.members = append(c.members, &member{name: n.name, id: c.nextMemberID(n.name), ip: n.ip})
+}
 
-	id := memberID(n.name)
-	if k := c.joins[n.name]; k > 1 {
-		id = memberID(fmt.Sprintf("%s#%d", n.name, k))
+// nextMemberID is the ID etcd gives the node's next member (a join, or a new cluster it starts).
+func (c *Cluster) nextMemberID(name string) uint64 {
+	c.joins[name]++
+
+	if k := c.joins[name]; k > 1 {
+		return memberID(fmt.Sprintf("%s#%d", name, k))
 	}
 
-	c.members = append(c.members, &member{name: n.name, id: id, ip: n.ip})
+	return memberID(name)
 }
 
 // joinEtcd is Talos's addMember for a control plane whose etcd data directory is empty: it
@@ -152,7 +161,7 @@ func (c *Cluster) joinEtcd(n *Node) {
 	}
 
 	c.join(n)
-	n.etcdData = true
+	n.etcdData, n.etcdOwn = true, nil
 	n.etcdJoinErr = ""
 
 	log.Printf("%s: joined etcd as member %016x", n.name, c.member(n.name).id)
@@ -445,16 +454,12 @@ func (n *Node) boot(result string) error {
 	n.gen++
 	gen := n.gen
 
-	// A control plane that boots with a config into a bootstrapped cluster runs etcd: as the member
-	// it is when its data directory holds one, else it joins (a fresh install, or a wiped disk).
+	// A control plane that boots with a config starts etcd (etcd.go, startEtcd): as the member its
+	// data directory holds, else it joins a bootstrapped cluster (a fresh install, or a wiped disk).
 	n.etcdJoinErr = ""
 
-	if c.bootstrapped && n.controlPlane() && !n.maintenance {
-		if !n.etcdData {
-			c.joinEtcd(n)
-		} else if c.member(n.name) == nil {
-			c.join(n)
-		}
+	if n.controlPlane() && !n.maintenance {
+		c.startEtcd(n, gen)
 	}
 
 	n.st = state.WrapCore(namespaced.NewState(inmem.Build))

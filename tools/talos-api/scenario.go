@@ -101,6 +101,9 @@ type MemberSpec struct {
 	// Stale: the node was reflashed (it is in maintenance mode) and etcd still lists the member it
 	// was, down, as etcd lists a member that never left.
 	Stale bool `json:"stale,omitempty"`
+	// JoinAfterMs: after each boot with an empty data directory, etcd is Preparing this long before
+	// it asks to join (pulling its image, which a reflashed node has not got: etcd.go, startEtcd).
+	JoinAfterMs int `json:"joinAfterMs,omitempty"`
 }
 
 // Outcome is what happens when the node goes down: it comes back after DownMs, and how.
@@ -222,6 +225,10 @@ func (n *NodeSpec) validate() error {
 		if _, err := uuid.Parse(n.UUID); err != nil {
 			return fmt.Errorf("uuid %q is not a UUID", n.UUID)
 		}
+	}
+
+	if n.Etcd.JoinAfterMs < 0 {
+		return fmt.Errorf("etcd joinAfterMs %d is negative", n.Etcd.JoinAfterMs)
 	}
 
 	if n.Etcd.Stale && (n.Role != "controlplane" || !n.Maintenance) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,102 +33,6 @@ func ReadStdin(stdin io.Reader) (*input.Secrets, error) {
 	}
 
 	return s, nil
-}
-
-// ParseBootstrap reads bootstrap's arguments and stdin, contacting nothing; what it returns runs it.
-//
-// bootstrap bootstraps etcd on a control plane once. It waits (bounded) until the node answers
-// the talosconfig's client certificate, retries what Talos answers while it is not ready, and
-// takes "already bootstrapped" as success, so an interrupted `pulumi up` can always run it again.
-func ParseBootstrap(args []string, stdin io.Reader) (func(context.Context) error, error) {
-	f := input.NewFlags("bootstrap")
-
-	var nodes input.NodeList
-
-	f.Var(&nodes, "node", "NAME=IP of the control plane to bootstrap")
-	timeout := f.Timeout()
-
-	if err := f.ParseArgs(args); err != nil {
-		return nil, err
-	}
-
-	if err := input.RequireTimeout(*timeout); err != nil {
-		return nil, err
-	}
-
-	n, err := input.RequireOne(nodes, "--node")
-	if err != nil {
-		return nil, err
-	}
-
-	s, err := ReadStdin(stdin)
-	if err != nil {
-		return nil, err
-	}
-
-	return func(ctx context.Context) error { return runBootstrap(ctx, s, n, *timeout) }, nil
-}
-
-// runBootstrap is bootstrap: the talosconfig read, then the node.
-func runBootstrap(ctx context.Context, s *input.Secrets, n input.Node, timeout time.Duration) error {
-	t, err := New(s)
-	if err != nil {
-		return err
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	c, err := t.Connect(ctx, n)
-	if err != nil {
-		return err
-	}
-
-	defer c.Close() //nolint:errcheck
-
-	look := fmt.Sprintf("talosctl -n %s service etcd; talosctl -n %s logs etcd; talosctl -n %s dmesg", n.IP, n.IP, n.IP)
-	report.Progress(n.Name, "bootstrap: waiting for the node to answer with the client certificate")
-
-	said := ""
-
-	err = wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
-		cctx, cancel := wait.Call(ctx)
-		defer cancel()
-
-		err := c.Bootstrap(cctx, &machineapi.BootstrapRequest{})
-		code := status.Code(err)
-
-		switch {
-		case err == nil:
-			report.Progress(n.Name, "etcd bootstrapped")
-
-			return nil
-		case code == codes.AlreadyExists || strings.Contains(err.Error(), "etcd data directory is not empty"):
-			report.Progress(n.Name, "already bootstrapped (%s): nothing to do", status.Convert(err).Message())
-
-			return nil
-		case code == codes.InvalidArgument || code == codes.PermissionDenied || code == codes.Unauthenticated:
-			return wait.Stop(report.Checkf("bootstrap", look, "%s", Message(err)))
-		case code == codes.Unimplemented && strings.Contains(err.Error(), "control plane"):
-			return wait.Stop(report.Checkf("bootstrap", look, "%s (is %s a control plane?)", Message(err), n.Name))
-		}
-
-		// Unavailable and DeadlineExceeded (down, installing, or still in maintenance mode, which
-		// trusts no client certificate), and FailedPrecondition (Talos: "bootstrap is not available
-		// yet", "time is not in sync yet"): the node is not ready for it yet.
-		if msg := Message(err); msg != said {
-			report.Progress(n.Name, "not ready for the bootstrap yet: %s", msg)
-
-			said = msg
-		}
-
-		return report.Checkf("bootstrap", look, "%s", Message(err))
-	})
-	if err != nil {
-		return report.From(n.Name, "bootstrap", look, err)
-	}
-
-	return nil
 }
 
 // ParseProbe reads probe's arguments and stdin, contacting nothing; what it returns runs it.

@@ -1,0 +1,235 @@
+"""`upgrader bootstrap` against the scripted Talos API: etcd is bootstrapped once, never beside a cluster that exists.
+
+Talos bootstraps any control plane whose own etcd data directory is empty, and BootstrapEtcd stops an etcd that
+is still pulling its image or joining and starts a new one-member cluster (tools/talos-api/etcd.go follows the
+source). The stand-in keeps each node's data directory and the cluster it holds, so a second cluster shows as a
+second entry of `api.etcd_clusters()`. The step's create runs `bootstrap --node ...`, its update
+`bootstrap --node ... --no-new-cluster` (plans.bringup.talos_bootstrap).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.upgrader.run import Result, apply_args, secrets, upgrader
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+
+NEW = "v1.13.0"
+CREATE: tuple[str, ...] = ()
+UPDATE = ("--no-new-cluster",)
+LOOK = "talosctl -n {ips} service etcd; talosctl -n {ips} ls /var/lib/etcd; talosctl -n {ips} etcd members"
+# A reflashed control plane: maintenance mode, its old member still listed, and once configured, etcd Preparing
+# while it pulls etcd's image (tens of seconds on a real machine) before it asks to join.
+REFLASHED: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True, "joinAfterMs": 6000}, "install": {"downMs": 300}}
+
+
+def bootstrap(api: TalosAPI, form: tuple[str, ...], timeout: str = "30s") -> Result:
+    return upgrader(["bootstrap", "--node", api.node_arg("valinor-1"), *form, "--timeout", timeout], secrets(api))
+
+
+def bootstraps(api: TalosAPI) -> list[tuple[str, str]]:
+    """(node, code) of every Bootstrap call any node answered, in order."""
+    return [(c["node"], c["code"]) for c in api.calls() if c["method"] == "MachineService/Bootstrap"]
+
+
+def control_planes(count: int, scripts: Mapping[str, dict[str, Any]] | None = None, bootstrapped: bool = True) -> dict[str, Any]:
+    """valinor-1 .. valinor-<count>, each with its script (keys as in tools/talos-api/scenario.go's nodes)."""
+    names = [f"valinor-{i + 1}" for i in range(count)]
+    scripts = scripts or {}
+    return scenario([node(n, ip, "controlplane", NEW, **scripts.get(n, {})) for n, ip in zip(names, addresses(count), strict=True)], bootstrapped)
+
+
+def wait_for(api: TalosAPI, done: Any, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not done(api):
+        assert time.monotonic() < deadline, f"{what}: {api.state()} {api.etcd_clusters()}"
+        time.sleep(0.05)
+
+
+def configured(*names: str) -> Any:
+    return lambda api: all((s := api.state()[n])["up"] and not s["maintenance"] for n in names)
+
+
+def hand_over(api: TalosAPI, name: str, with_record: bool = True) -> None:
+    """What the chain's apply step does for a reflashed control plane: its old member removed through another
+    (with its record), its config handed over; then the machine installs and boots configured."""
+    config = api.config("controlplane", installer(VANILLA, NEW))
+    last = {"node": name, "ip": api.ip(name), "etcdMember": api.state()[name]["etcdMemberId"]} if with_record else None
+    result = upgrader(apply_args(api, name, "controlplane", "30s"), secrets(api, config), record=last)
+    assert result.code == 0, result.stderr
+
+
+# --- A reflashed first valinor during a control-plane change ----------------------------------------------------
+
+
+@pytest.mark.parametrize("form", [CREATE, UPDATE], ids=["create", "update"])
+def test_a_reflashed_first_valinor_joining_late_never_gets_a_second_etcd(form: tuple[str, ...]) -> None:
+    with talos_api(control_planes(3, {"valinor-1": REFLASHED})) as api:
+        hand_over(api, "valinor-1")
+        wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
+        healthy = [{"members": ["valinor-2", "valinor-3"], "holders": ["valinor-2", "valinor-3"]}]
+        assert api.etcd_clusters() == healthy
+        # What Talos would do with a bootstrap now: valinor-1's data directory is empty, and it is accepted.
+        result = bootstrap(api, form)
+        assert result.code == 0, result.stderr
+        assert (api.etcd_clusters(), bootstraps(api)) == (healthy, [])
+        # Its own member list already reaches the cluster (through the control planes it discovered).
+        assert result.lines == [
+            f"upgrader: valinor-1: bootstrap: asking every control plane about etcd first (valinor-1, {api.ip('valinor-2')}, {api.ip('valinor-3')})",
+            "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-2, valinor-3): not bootstrapping",
+        ]
+        # Once its image is pulled it joins the one cluster.
+        everyone = [{"members": ["valinor-1", "valinor-2", "valinor-3"], "holders": ["valinor-1", "valinor-2", "valinor-3"]}]
+        wait_for(api, lambda api: api.etcd_clusters() == everyone, "valinor-1 to join")
+
+
+def test_a_control_plane_that_holds_etcd_without_a_leader_is_a_cluster_too() -> None:
+    with talos_api(control_planes(3, {"valinor-1": REFLASHED})) as api:
+        hand_over(api, "valinor-1")
+        # valinor-3 goes down for good during the change: two members, one running, no leader; no member list answers.
+        api.crash("valinor-3", result="never")
+        wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
+        result = bootstrap(api, CREATE)
+        assert result.code == 0, result.stderr
+        assert (api.etcd_clusters(), bootstraps(api)) == ([{"members": ["valinor-2", "valinor-3"], "holders": ["valinor-2", "valinor-3"]}], [])
+        assert result.last == (
+            f"upgrader: valinor-1: a cluster exists: {api.ip('valinor-2')} holds etcd data (/var/lib/etcd is not empty; etcd Running; "
+            "its member list: Unavailable: etcdserver: no leader): not bootstrapping"
+        )
+
+
+@pytest.mark.parametrize("form", [CREATE, UPDATE], ids=["create", "update"])
+def test_control_planes_that_do_not_answer_are_waited_for_and_named_never_taken_for_empty(form: tuple[str, ...]) -> None:
+    with talos_api(control_planes(3, {"valinor-1": REFLASHED})) as api:
+        hand_over(api, "valinor-1")
+        api.crash("valinor-2", result="never")
+        api.crash("valinor-3", result="never")
+        wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
+        result = bootstrap(api, form, timeout="4s")
+        ip2, ip3 = api.ip("valinor-2"), api.ip("valinor-3")
+        assert (api.etcd_clusters(), bootstraps(api)) == ([{"members": ["valinor-2", "valinor-3"], "holders": ["valinor-2", "valinor-3"]}], [])
+        assert result.code == 1
+        assert result.last.startswith(
+            "upgrader: FAILED: valinor-1: bootstrap: timed out; last seen: not bootstrapping while a control plane could hold etcd: "
+            f"{ip2} does not answer (Unavailable: "
+        )
+        assert f"; {ip3} does not answer (Unavailable: " in result.last
+        assert result.last.endswith(f"; look with: {LOOK.format(ips=f'{ip2},{ip3}')}")
+
+
+# --- A fresh cluster, and one whose every control plane lost its disk -------------------------------------------
+
+
+def test_a_fresh_cluster_is_bootstrapped_once_when_every_control_plane_answers() -> None:
+    # valinor-2 has not had its config yet (maintenance mode: no etcd); valinor-3 is still installing (it does not
+    # answer) until the test boots it; valinor-1's CRI is up 5 s after its boot (Talos: "bootstrap is not available yet").
+    scripts: dict[str, dict[str, Any]] = {
+        "valinor-1": {"bootstrapAllowedAfterMs": 5000},
+        "valinor-2": {"maintenance": True},
+        "valinor-3": {"bootDelayMs": 600_000},
+    }
+    with talos_api(control_planes(3, scripts, bootstrapped=False)) as api:
+        ip3 = api.ip("valinor-3")
+        early = bootstrap(api, CREATE, timeout="3s")
+        assert (early.code, bootstraps(api)) == (1, [])
+        assert early.last.startswith(
+            f"upgrader: FAILED: valinor-1: bootstrap: timed out; last seen: not bootstrapping while a control plane could hold etcd: {ip3} does not answer ("
+        )
+
+        api.crash("valinor-3")  # it boots now, configured, and waits for etcd
+        start = len(api.calls())
+        result = bootstrap(api, CREATE)
+        assert result.code == 0, result.stderr
+        assert result.last == "upgrader: valinor-1: etcd bootstrapped"
+        assert {code for _, code in bootstraps(api)[:-1]} <= {"FailedPrecondition"}
+        assert bootstraps(api)[-1] == ("valinor-1", "OK")
+        everyone = [{"members": ["valinor-1", "valinor-3"], "holders": ["valinor-1", "valinor-3"]}]
+        assert api.etcd_clusters() == everyone
+        # Every Bootstrap call came right after every other control plane was asked again.
+        since = start
+        for i, call in enumerate(api.calls()[start:], start):
+            if call["method"] == "MachineService/Bootstrap":
+                assert {c["node"] for c in api.calls()[since:i]} >= {"valinor-2", "valinor-3"}, (since, i)
+                since = i + 1
+
+        # Run again, as create or as update: a cluster exists.
+        for form in (CREATE, UPDATE):
+            again = bootstrap(api, form)
+            assert again.code == 0, again.stderr
+            assert (
+                again.last == "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-1, valinor-3): not bootstrapping"
+            )
+        assert bootstraps(api)[-1] == ("valinor-1", "OK")
+        assert [code for _, code in bootstraps(api)].count("OK") == 1
+        assert api.etcd_clusters() == everyone
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["the-only-control-plane", "every-control-plane"])
+def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by_a_create(count: int) -> None:
+    names = [f"valinor-{i + 1}" for i in range(count)]
+    # Long enough a pull that the others still wait when the bootstrap comes.
+    reflashed = {**REFLASHED, "etcd": {"stale": True, "joinAfterMs": 10_000}}
+    with talos_api(control_planes(count, dict.fromkeys(names, reflashed))) as api:
+        for name in names:
+            hand_over(api, name, with_record=False)
+        wait_for(api, configured(*names), "every control plane to boot configured")
+        ips = [api.ip(n) for n in names]
+        waiting = "waits to join or for a bootstrap (etcd Preparing, /var/lib/etcd empty)"
+
+        # The step's update: this stack bootstrapped etcd before; its data went with the disks.
+        update = bootstrap(api, UPDATE)
+        assert update.code == 1
+        assert update.last == (
+            f"upgrader: FAILED: valinor-1: bootstrap: every control plane waits for a bootstrap ({'; '.join(f'{n} {waiting}' for n in ['valinor-1', *ips[1:]])}), "
+            "and --no-new-cluster starts no etcd: this cluster's etcd data is gone with their disks; restore it from a snapshot "
+            f"(talosctl -n {ips[0]} bootstrap --recover-from=SNAPSHOT), see docs/day2.md#every-control-plane-reflashed; look with: {LOOK.format(ips=','.join(ips))}"
+        )
+        assert bootstraps(api) == []
+
+        # A create (the step made anew) starts a new, empty cluster, once; the others join it when their image is in.
+        create = bootstrap(api, CREATE)
+        assert create.code == 0, create.stderr
+        assert create.last == "upgrader: valinor-1: etcd bootstrapped"
+        assert bootstraps(api) == [("valinor-1", "OK")]
+        assert api.etcd_clusters() == [{"members": ["valinor-1"], "holders": ["valinor-1"]}]
+        wait_for(api, lambda api: api.etcd_clusters() == [{"members": names, "holders": names}], "the others to join")
+
+
+# --- One node -------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_twice_succeeds_both_times() -> None:
+    cp = node("valinor-1", addresses(1)[0], "controlplane", NEW, bootDelayMs=300, bootstrapAllowedAfterMs=2000)
+    with talos_api(scenario([cp], bootstrapped=False)) as api:
+        first = bootstrap(api, CREATE)
+        assert first.code == 0, first.stderr
+        assert first.lines[0] == "upgrader: valinor-1: bootstrap: asking every control plane about etcd first (valinor-1)"
+        assert first.lines[-1] == "upgrader: valinor-1: etcd bootstrapped"
+        assert "upgrader: valinor-1: not ready for the bootstrap yet: FailedPrecondition: bootstrap is not available yet" in first.lines
+
+        second = bootstrap(api, CREATE)
+        assert second.code == 0, second.stderr
+        assert second.lines == [
+            "upgrader: valinor-1: bootstrap: asking every control plane about etcd first (valinor-1)",
+            "upgrader: valinor-1: a cluster exists: valinor-1 answered etcd's member list (valinor-1): not bootstrapping",
+        ]
+        codes = [code for _, code in bootstraps(api)]
+        assert codes[-1] == "OK"
+        assert set(codes[:-1]) == {"FailedPrecondition"}
+        assert api.etcd() == {"bootstrapped": True, "members": ["valinor-1"]}
+
+
+def test_bootstrap_of_a_worker_fails_at_once() -> None:
+    with talos_api(scenario([node("istari-1", addresses(1)[0], "worker", NEW)], bootstrapped=False)) as api:
+        result = upgrader(["bootstrap", "--node", api.node_arg("istari-1"), "--timeout", "60s"], secrets(api))
+        ip = api.ip("istari-1")
+        assert result.code == 1
+        assert result.last == (
+            "upgrader: FAILED: istari-1: bootstrap: Unimplemented: member list is only available on control plane nodes (is istari-1 a control plane?); "
+            f"look with: {LOOK.format(ips=ip)}"
+        )
+        assert bootstraps(api) == []
