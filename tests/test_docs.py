@@ -310,11 +310,13 @@ def _exported(releases: dict[str, str]) -> str:
             "outputs": {"kubeconfigRaw": secret, "node": "192.168.0.11"},
         },
         *(
-            {
-                "urn": f"urn:pulumi:lab::iluvatar::kubernetes:helm.sh/v3:Release::{n}",
-                "type": "kubernetes:helm.sh/v3:Release",
-                "outputs": {"name": n, "namespace": ns},
-            }
+            dict[str, object](
+                {
+                    "urn": f"urn:pulumi:lab::iluvatar::kubernetes:helm.sh/v3:Release::{n}",
+                    "type": "kubernetes:helm.sh/v3:Release",
+                    "outputs": {"name": n, "namespace": ns},
+                }
+            )
             for n, ns in releases.items()
         ),
     ]
