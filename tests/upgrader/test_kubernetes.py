@@ -23,7 +23,7 @@ import yaml
 
 from plans import storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
-from tests.upgrader.run import Result, mutations, upgrader
+from tests.upgrader.run import Result, mutations, upgrader, upgrader_watched
 from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
 
@@ -252,6 +252,122 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     paused = client.get("apps/v1", "Deployment", "paused", ns)
     assert paused is not None
     assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
+    running(kube_talos, ns, "guarded", 1)
+
+
+AFTER_HOOKS = "iluvatar.dev/after-hooks"
+
+
+def _annotations(cluster: Cluster, name: str) -> dict[str, str]:
+    found = cluster.client.get("v1", "Node", name)
+    assert found is not None
+    annotations: dict[str, str] = found["metadata"].get("annotations") or {}
+    return annotations
+
+
+def _job_states(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """Each hook Job in the namespace, and its last true condition ("" while it runs)."""
+    jobs = cluster.client.list("batch/v1", "Job", namespace)
+    return {
+        j["metadata"]["name"]: ([c["type"] for c in (j.get("status") or {}).get("conditions") or [] if c["status"] == "True"] or [""])[-1]
+        for j in jobs
+    }
+
+
+def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    # The machine comes back from its reboot, but never ready: the run fails after the reboot.
+    ip = addresses(1)[0]
+    spec = scenario([node(name, ip, "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300, "result": "not-ready"})])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        hooks = program_hooks(ns)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "45s"]
+        failed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        assert failed.code == 1
+        assert f"upgrader: {name}: rebooting" in failed.lines
+        assert failed.last == (
+            f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready '
+            f"(the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, named in the Node's {AFTER_HOOKS} annotation; "
+            f"the next run of this step runs them); look with: talosctl -n {ip} get machinestatus"
+        )
+        # noout is set, and the Node says who unsets it.
+        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+
+        # A person power-cycles it; it comes back ready, with its new config. The next run has nothing to do on the machine,
+        # and finishes what the failed one left: uncordon, and noout unset (and the wait for the data to be whole).
+        api.crash(name, down_ms=100)
+        resumed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        assert resumed.code == 0, resumed.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in resumed.lines]
+        assert [
+            s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
+        ] == [
+            "config unchanged and Talos as configured: checking health only",
+            "healthy",
+            "uncordoned (an earlier run left it cordoned)",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+        ]
+        assert mutations(api) == [
+            (name, "MachineService/ApplyConfiguration dry-run"),
+            (name, "MachineService/ApplyConfiguration STAGED"),
+            (name, "MachineService/Reboot"),
+        ]
+    assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
+    assert AFTER_HOOKS not in _annotations(kube_talos, name)
+    node_now = kube_talos.client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+
+
+def test_a_run_killed_while_draining_leaves_noout_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    # A PodDisruptionBudget holds the drain, so the run is surely draining when it is killed.
+    client.create(deployment(ns, "guarded", 1, on=name))
+    client.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded", "namespace": ns},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        }
+    )
+    running(kube_talos, ns, "guarded", 1)
+
+    with talos_api(scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])) as api:
+        hooks = program_hooks(ns)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "hooks": hooks}
+        changed = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        killed = upgrader_watched(args, {**stdin, "machineConfig": changed}, lambda line: line == f"upgrader: {name}: drain")
+        assert killed.lines[-1] == f"upgrader: {name}: drain"
+        # What the kill left: noout set, the Node cordoned, and marked with what it is owed.
+        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+
+        # The change is called off (the inventory put back): the machine needs nothing, and noout is unset all the same.
+        resumed = upgrader(args, {**stdin, "machineConfig": api.node_config(name)})
+        assert resumed.code == 0, resumed.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in resumed.lines]
+        assert [
+            s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
+        ] == [
+            "config unchanged and Talos as configured: checking health only",
+            "healthy",
+            "uncordoned (an earlier run left it cordoned)",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+        ]
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+    assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
+    assert AFTER_HOOKS not in _annotations(kube_talos, name)
     running(kube_talos, ns, "guarded", 1)
 
 

@@ -855,6 +855,10 @@ func (r *applyRun) resumeLeftovers(ctx context.Context) error {
 		report.Progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
 	}
 
+	if err := r.runAfterHooks(ctx, false); err != nil {
+		return err
+	}
+
 	for _, w := range r.pauses {
 		if err := r.kube.Resume(ctx, r.n.Name, w); err != nil {
 			return &report.Failure{Node: r.n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, report.FirstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
@@ -888,9 +892,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	// From here on a failure before the reboot puts Kubernetes back as it was.
 	prepared, err := r.prepareKube(ctx)
 	if err != nil {
-		r.unprepareKube(prepared)
-
-		return err
+		return r.unprepareKube(prepared, err)
 	}
 
 	if stage {
@@ -900,9 +902,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		cancel()
 
 		if err != nil {
-			r.unprepareKube(prepared)
-
-			return &report.Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")}
+			return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")})
 		}
 
 		report.Progress(n.Name, "config staged for the next boot")
@@ -910,24 +910,18 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 
 	before, err := talos.BootID(ctx, r.c)
 	if err != nil {
-		r.unprepareKube(prepared)
-
-		return &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")}
+		return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
 	}
 
 	if upgrade {
 		if err := r.upgrade(ctx); err != nil {
-			r.unprepareKube(prepared)
-
-			return err
+			return r.unprepareKube(prepared, err)
 		}
 	} else {
 		report.Progress(n.Name, "rebooting")
 
 		if err := r.reboot(ctx); err != nil {
-			r.unprepareKube(prepared)
-
-			return err
+			return r.unprepareKube(prepared, err)
 		}
 	}
 
@@ -987,9 +981,10 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 
 // prepared is what prepareKube did, so it can be undone.
 type prepared struct {
-	hooks    bool
-	paused   []kube.Workload
-	cordoned bool
+	hooks     bool
+	afterOwed []string // the after hooks the Node's mark names, until they ran
+	paused    []kube.Workload
+	cordoned  bool
 }
 
 func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
@@ -1000,6 +995,13 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	}
 
 	n := r.n
+
+	owed, err := r.markAfterHooks(ctx)
+	if err != nil {
+		return p, err
+	}
+
+	p.afterOwed = owed
 
 	for _, job := range r.secrets.Before {
 		p.hooks = true
@@ -1036,19 +1038,40 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	return p, nil
 }
 
-// unprepareKube undoes prepareKube after a failure before the reboot (best effort: the failure
-// being reported matters more).
-func (r *applyRun) unprepareKube(p prepared) {
+// unprepareKube undoes prepareKube after a failure before the reboot, and returns that failure
+// (best effort: the failure being reported matters more; what the undo could not put back, it names).
+func (r *applyRun) unprepareKube(p prepared, cause error) error {
 	if r.kube == nil {
-		return
+		return cause
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if err := r.undo(ctx, p); err != nil {
-		report.Progress(r.n.Name, "could not undo: %s", err)
+	err := r.undo(ctx, p)
+	if err == nil {
+		return cause
 	}
+
+	report.Progress(r.n.Name, "could not undo: %s", err)
+
+	var f *report.Failure
+	if !errors.As(cause, &f) {
+		return cause
+	}
+
+	// What is left: the after hooks still owed (read afresh: the undo may have used up its minute).
+	rctx, rcancel := context.WithTimeout(context.Background(), wait.CallTimeout)
+	defer rcancel()
+
+	left := "the next run of this step finishes it"
+	if owed, _ := r.kube.OwedAfterHooks(rctx, r.n.Name); len(owed) > 0 { //nolint:errcheck // a note on a failure
+		left = owedNote(owed)
+	}
+
+	f.Detail += fmt.Sprintf(" (and putting Kubernetes back failed: %s; %s)", report.FirstLine(err), left)
+
+	return cause
 }
 
 func (r *applyRun) unprepareKubeChecked(ctx context.Context, p prepared) error {
@@ -1070,12 +1093,9 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 		report.Progress(n.Name, "uncordoned")
 	}
 
-	if p.hooks {
-		for _, job := range r.secrets.After {
-			if err := r.kube.RunJob(ctx, n.Name, job); err != nil {
-				return report.From(n.Name, "hook", "kubectl get jobs -A", report.Wrap("hook", "kubectl get jobs -A", err))
-			}
-		}
+	// This disruption's own, and any an earlier run left owed on the Node.
+	if err := r.runAfterHooks(ctx, p.hooks); err != nil {
+		return err
 	}
 
 	for _, w := range p.paused {
@@ -1101,6 +1121,10 @@ func withLeftovers(err error, p prepared) error {
 
 	for _, w := range p.paused {
 		left = append(left, fmt.Sprintf("%s is left scaled to 0 (replicas in its %s annotation)", w, kube.PausedAnnotation))
+	}
+
+	if len(p.afterOwed) > 0 {
+		left = append(left, owedNote(p.afterOwed))
 	}
 
 	if len(left) > 0 {
