@@ -637,6 +637,41 @@ def test_a_reflashed_control_planes_stale_member_is_removed_before_it_gets_its_c
         assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
 
 
+NAMED = "d8:3a:dd:10:00:01"
+
+
+@pytest.mark.parametrize("version", [OLD, NEW])
+@pytest.mark.parametrize("answers", ["d8:3a:dd:10:00:99", "none", NAMED], ids=["another-mac", "no-permanent-mac", "the-named-mac"])
+def test_a_machine_in_maintenance_mode_with_another_mac_is_refused_and_gets_nothing(version: str, answers: str) -> None:
+    # Maintenance mode answers anyone and takes any config (Talos checks no LinkAliasConfig selector against its
+    # links): the config names the machine's MAC, which the machine tells an insecure client (LinkStatus).
+    with talos_api(arda({"istari-1": version}, **{"istari-1": {"maintenance": True, "mac": answers, "install": {"downMs": 200}}})) as api:
+        ip = api.ip("istari-1")
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(NAMED))
+        result = apply(api, "istari-1", config)
+        applied = [c for c in api.calls() if c["method"] == "MachineService/ApplyConfiguration"]
+        if answers == NAMED:
+            assert result.code == 0, result.stderr
+            assert f"upgrader: istari-1: in maintenance mode: a link's permanent MAC is {NAMED}, the one the config names" in result.lines
+            assert [c["args"]["mode"] for c in applied] == ["AUTO"]
+            return
+        seen = (
+            f"is not the one the config is for: its links' permanent MACs are {answers}, the config names {NAMED}; "
+            "nothing was handed over (the config holds the cluster's keys)"
+            if answers != "none"
+            else f"reports no permanent MAC on any link, and the config names {NAMED}: which machine it is cannot be told, "
+            "so nothing was handed over (the config holds the cluster's keys; its network would not come up there either)"
+        )
+        assert result.code == 1
+        assert result.last == (
+            f"upgrader: FAILED: istari-1: machine: the machine in maintenance mode at {ip} {seen}; "
+            f"look with: talosctl -n {ip} get links --insecure; the DHCP leases for {ip}; the MAC the inventory gives istari-1"
+        )
+        # Nothing reached the machine: no ApplyConfiguration at all, not even a dry run, and it is still in maintenance mode.
+        assert (applied, mutations(api), result.stdout) == ([], [], "")
+        assert api.state()["istari-1"]["maintenance"] is True
+
+
 @pytest.mark.parametrize("inventory_moved", [False, True], ids=["same-inventory", "machine-replaced-in-the-inventory"])
 def test_another_machine_at_the_address_is_refused_unless_the_inventory_names_it(inventory_moved: bool) -> None:
     last_seen, other = "d8:3a:dd:10:00:01", "d8:3a:dd:10:00:99"

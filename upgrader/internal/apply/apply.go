@@ -199,6 +199,10 @@ func (r *applyRun) steps(ctx context.Context) error {
 	}
 
 	if state == talos.Maintenance {
+		if err := r.checkMaintenanceMachine(ctx); err != nil {
+			return err
+		}
+
 		if err := r.clearReflashed(ctx); err != nil {
 			return err
 		}
