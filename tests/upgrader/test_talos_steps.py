@@ -276,11 +276,22 @@ def test_bootstrap_of_a_worker_fails_at_once() -> None:
 
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_apply_hands_a_maintenance_mode_node_its_config_and_does_not_wait_for_the_install(version: str) -> None:
-    script = {"istari-1": {"maintenance": True, "install": {"downMs": 3000}}}
-    with talos_api(arda({"istari-1": version}, **script)) as api:
+    # A fresh bring-up: the control plane is in maintenance mode too, and etcd is not bootstrapped.
+    ips = addresses(2)
+    spec = scenario(
+        [
+            node("valinor-1", ips[0], "controlplane", version, maintenance=True),
+            node("istari-1", ips[1], "worker", version, maintenance=True, install={"downMs": 3000}),
+        ],
+        bootstrapped=False,
+    )
+    with talos_api(spec) as api:
         result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW)))
         assert result.code == 0, result.stderr
-        assert result.lines[-1] == f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own"
+        assert result.lines[-1] == (
+            f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own "
+            f"(etcd is not bootstrapped: {ips[0]} maintenance; a fresh bring-up does not wait)"
+        )
         assert [(c["method"], c["args"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration"}] == [
             ("MachineService/ApplyConfiguration", {"mode": "AUTO", "dryRun": False, "installImage": installer(VANILLA, NEW), "installs": NEW})
         ]
@@ -614,27 +625,33 @@ def test_a_reflashed_control_planes_stale_member_is_removed_before_it_gets_its_c
         # The stale member went through another control plane first; only then the config.
         assert mutations(api) == [("valinor-1", "MachineService/EtcdRemoveMemberByID"), ("valinor-3", "MachineService/ApplyConfiguration AUTO")]
         assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [stale]
+        # etcd is bootstrapped: the step returns only once the machine installed, rebooted, joined etcd afresh and is healthy,
+        # so the next machine's step does not start before it.
+        joined = api.state()["valinor-3"]["etcdMemberId"]
+        assert (api.state()["valinor-3"]["maintenance"], joined != stale) == (False, True)
         steps = [line.removeprefix("upgrader: valinor-3: ") for line in result.lines]
-        assert steps[steps.index("answers: maintenance") :] == [
+        assert [s for s in steps[steps.index("answers: maintenance") :] if not s.startswith("waiting: ")] == [
             "answers: maintenance",
+            "the config names no MAC (no LinkAliasConfig selects its NIC by mac(link.permanent_addr)): which machine takes it cannot be checked",
             f"in maintenance mode, but it was etcd member {stale} when last reached: reflashed or replaced, so that member and its old Node go before the hand-over",
             f"etcd member {stale} removed through {api.ip('valinor-1')}",
             "--no-kubernetes: its old Node object is left",
-            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+            f"was in maintenance mode: config handed over; etcd is bootstrapped ({api.ip('valinor-1')} runs it), "
+            f"so the step waits until it has installed {NEW}, rebooted and is healthy",
+            f"back: it answers at {api.ip('valinor-3')} with the cluster's client certificate",
+            "running and ready",
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            "healthy",
         ]
-        assert record(result) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3")}
+        assert record(result) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": joined}
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
 
-        # It installs and joins etcd as a new member, which the next update records.
-        deadline = time.monotonic() + 30
-        while not (s := api.state()["valinor-3"])["etcdMemberId"] or s["maintenance"]:
-            assert time.monotonic() < deadline, s
-            time.sleep(0.05)
+        # The next update finds it as configured.
         again = upgrader(apply_args(api, "valinor-3", "controlplane"), secrets(api, config), record=record(result))
         assert again.code == 0, again.stderr
-        joined = api.state()["valinor-3"]["etcdMemberId"]
-        assert joined != stale
-        assert record(again) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": joined}
-        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+        assert "upgrader: valinor-3: config unchanged and Talos as configured: checking health only" in again.lines
+        assert record(again) == record(result)
+        assert len(mutations(api)) == 2
 
 
 NAMED = "d8:3a:dd:10:00:01"

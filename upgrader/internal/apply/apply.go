@@ -568,10 +568,14 @@ func (r *applyRun) clearReflashed(ctx context.Context) error {
 	return nil
 }
 
-// handOver gives a node in maintenance mode its config: Talos installs it and reboots on its own,
-// so a fresh bring-up is not serialized node by node.
+// handOver gives a node in maintenance mode its config: Talos installs it and reboots on its own.
+// On a fresh bring-up (no other control plane runs a bootstrapped etcd) it returns then, so the
+// machines install side by side; on a bootstrapped cluster it waits until the machine is back and
+// healthy (waitBack), as any changed node.
 func (r *applyRun) handOver(ctx context.Context) error {
 	look := fmt.Sprintf("talosctl -n %s apply-config --insecure --dry-run --file CONFIG; talosctl -n %s get machinestatus --insecure", r.at.IP, r.at.IP)
+
+	bootstrapped, seen := r.bootstrappedElsewhere(ctx)
 
 	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		c, err := talos.ConnectInsecure(ctx, r.at)
@@ -599,9 +603,15 @@ func (r *applyRun) handOver(ctx context.Context) error {
 		return report.From(r.n.Name, "apply", look, err)
 	}
 
-	report.Progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own", r.version)
+	if !bootstrapped {
+		report.Progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own (etcd is not bootstrapped: %s; a fresh bring-up does not wait)", r.version, seen)
 
-	return nil
+		return nil
+	}
+
+	report.Progress(r.n.Name, "was in maintenance mode: config handed over; etcd is bootstrapped (%s), so the step waits until it has installed %s, rebooted and is healthy", seen, r.version)
+
+	return r.waitBack(ctx)
 }
 
 // clusterBootstrapped: a control plane answers etcd's member list, or etcd is past waiting for
