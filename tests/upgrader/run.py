@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,38 @@ def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: 
         [str(binary()), *args], input="" if stdin is None else json.dumps(stdin), capture_output=True, text=True, timeout=timeout, env=env
     )
     return Result(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
+
+
+def upgrader_watched(
+    args: Iterable[str], stdin: dict[str, Any], on_line: Callable[[str], bool], timeout: float = 300, record: dict[str, Any] | None = None
+) -> Result:
+    """Run the upgrader as `upgrader` does, handing `on_line` each progress line as it is written: the test acts at a
+    step (as a kubelet or a person would then), and a True answer kills the upgrader there (SIGKILL: no undo, no last
+    line, as a power cut of the machine running `pulumi up` leaves it)."""
+    env = {k: v for k, v in os.environ.items() if k != RECORD}
+    if record is not None:
+        env[RECORD] = json.dumps(record) + "\n"
+    start = time.monotonic()
+    process = subprocess.Popen([str(binary()), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    process.stdin.write(json.dumps(stdin))
+    process.stdin.close()
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    lines: list[str] = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if on_line(line.rstrip("\n")):
+                process.kill()
+                break
+        stdout = process.stdout.read()
+        code = process.wait(timeout=30)
+    finally:
+        killer.cancel()
+        process.stderr.close()
+        process.stdout.close()
+    return Result(code, stdout, "".join(lines), time.monotonic() - start)
 
 
 def record(result: Result) -> dict[str, Any]:

@@ -23,9 +23,9 @@ import yaml
 
 from plans import storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
-from tests.upgrader.run import Result, mutations, upgrader
+from tests.upgrader.run import Result, mutations, upgrader, upgrader_watched
 from tools.kube_cluster import TALOS, Cluster
-from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
 
@@ -252,6 +252,122 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     paused = client.get("apps/v1", "Deployment", "paused", ns)
     assert paused is not None
     assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
+    running(kube_talos, ns, "guarded", 1)
+
+
+AFTER_HOOKS = "iluvatar.dev/after-hooks"
+
+
+def _annotations(cluster: Cluster, name: str) -> dict[str, str]:
+    found = cluster.client.get("v1", "Node", name)
+    assert found is not None
+    annotations: dict[str, str] = found["metadata"].get("annotations") or {}
+    return annotations
+
+
+def _job_states(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """Each hook Job in the namespace, and its last true condition ("" while it runs)."""
+    jobs = cluster.client.list("batch/v1", "Job", namespace)
+    return {
+        j["metadata"]["name"]: ([c["type"] for c in (j.get("status") or {}).get("conditions") or [] if c["status"] == "True"] or [""])[-1]
+        for j in jobs
+    }
+
+
+def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    # The machine comes back from its reboot, but never ready: the run fails after the reboot.
+    ip = addresses(1)[0]
+    spec = scenario([node(name, ip, "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300, "result": "not-ready"})])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        hooks = program_hooks(ns)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "45s"]
+        failed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        assert failed.code == 1
+        assert f"upgrader: {name}: rebooting" in failed.lines
+        assert failed.last == (
+            f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready '
+            f"(the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, named in the Node's {AFTER_HOOKS} annotation; "
+            f"the next run of this step runs them); look with: talosctl -n {ip} get machinestatus"
+        )
+        # noout is set, and the Node says who unsets it.
+        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+
+        # A person power-cycles it; it comes back ready, with its new config. The next run has nothing to do on the machine,
+        # and finishes what the failed one left: uncordon, and noout unset (and the wait for the data to be whole).
+        api.crash(name, down_ms=100)
+        resumed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
+        assert resumed.code == 0, resumed.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in resumed.lines]
+        assert [
+            s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
+        ] == [
+            "config unchanged and Talos as configured: checking health only",
+            "healthy",
+            "uncordoned (an earlier run left it cordoned)",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+        ]
+        assert mutations(api) == [
+            (name, "MachineService/ApplyConfiguration dry-run"),
+            (name, "MachineService/ApplyConfiguration STAGED"),
+            (name, "MachineService/Reboot"),
+        ]
+    assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
+    assert AFTER_HOOKS not in _annotations(kube_talos, name)
+    node_now = kube_talos.client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+
+
+def test_a_run_killed_while_draining_leaves_noout_owed_and_the_next_run_unsets_it(kube_talos: Cluster, kube_namespace: Any) -> None:
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    # A PodDisruptionBudget holds the drain, so the run is surely draining when it is killed.
+    client.create(deployment(ns, "guarded", 1, on=name))
+    client.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded", "namespace": ns},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        }
+    )
+    running(kube_talos, ns, "guarded", 1)
+
+    with talos_api(scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])) as api:
+        hooks = program_hooks(ns)
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "120s"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "hooks": hooks}
+        changed = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        killed = upgrader_watched(args, {**stdin, "machineConfig": changed}, lambda line: line == f"upgrader: {name}: drain")
+        assert killed.lines[-1] == f"upgrader: {name}: drain"
+        # What the kill left: noout set, the Node cordoned, and marked with what it is owed.
+        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+
+        # The change is called off (the inventory put back): the machine needs nothing, and noout is unset all the same.
+        resumed = upgrader(args, {**stdin, "machineConfig": api.node_config(name)})
+        assert resumed.code == 0, resumed.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in resumed.lines]
+        assert [
+            s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
+        ] == [
+            "config unchanged and Talos as configured: checking health only",
+            "healthy",
+            "uncordoned (an earlier run left it cordoned)",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+        ]
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+    assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
+    assert AFTER_HOOKS not in _annotations(kube_talos, name)
     running(kube_talos, ns, "guarded", 1)
 
 
@@ -623,7 +739,14 @@ def test_a_dead_machines_etcd_member_and_node_object_go_and_a_second_delete_find
         assert len(mutations(api)) == 1
 
 
-def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_config_back(kube_talos: Cluster) -> None:
+def _kubelet_reports(api: TalosAPI, cluster: Cluster, name: str, control_plane: bool = False) -> dict[str, Any]:
+    """What the kubelet of the machine's current boot reports: its Node, with the boot ID the machine booted (kwok plays the rest)."""
+    reported = kwok_node(name, control_plane)
+    reported["status"]["nodeInfo"]["bootID"] = api.state()[name]["bootId"]
+    return reported
+
+
+def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_config_back(kube_talos: Cluster, static_pods: Any) -> None:
     cps = [unique("valinor") for _ in range(3)]
     kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
     # The old Node carries what the machine left behind, e.g. the cordon of a run that died.
@@ -636,15 +759,76 @@ def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_conf
         config = api.config("controlplane", installer(VANILLA, NEW))
         args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "60s"]
         last = {**_last(api, cps[2]), "etcdMember": stale}
-        result = upgrader(
-            args, {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}, record=last
-        )
+        old_node_then: list[Any] = []
+
+        def kubelet(line: str) -> bool:
+            # Once the machine is back, its new kubelet registers the Node afresh and runs its static pods.
+            if line.startswith(f"upgrader: {cps[2]}: waiting: for its kubelet to report the Node from this boot"):
+                old_node_then.append(kube_talos.client.get("v1", "Node", cps[2]))
+                kube_talos.create_nodes([_kubelet_reports(api, kube_talos, cps[2], control_plane=True)])
+                static_pods(cps[2], control_plane_images(config))
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, kubelet, record=last)
         assert result.code == 0, result.stderr
         steps = [line.removeprefix(f"upgrader: {cps[2]}: ") for line in result.lines]
-        assert steps[-3:] == [
+        assert [s for s in steps[steps.index(f"etcd member {stale} removed through {api.ip(cps[0])}") :] if not s.startswith("waiting: ")] == [
             f"etcd member {stale} removed through {api.ip(cps[0])}",
             f"Node {cps[2]} deleted from Kubernetes",
-            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+            f"was in maintenance mode: config handed over; etcd is bootstrapped ({api.ip(cps[0])} runs it), "
+            f"so the step waits until it has installed {NEW}, rebooted and is healthy",
+            f"back: it answers at {api.ip(cps[2])} with the cluster's client certificate",
+            "running and ready",
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            "healthy",
         ]
         assert mutations(api) == [(cps[0], "MachineService/EtcdRemoveMemberByID"), (cps[2], "MachineService/ApplyConfiguration AUTO")]
-        assert kube_talos.client.get("v1", "Node", cps[2]) is None
+        # The old Node was gone before the new kubelet registered; the new one carries nothing of it.
+        assert old_node_then == [None]
+        new = kube_talos.client.get("v1", "Node", cps[2])
+        assert new is not None
+        assert new["spec"].get("unschedulable") is None
+
+
+def test_a_day_2_apply_of_a_reflashed_machine_waits_for_it_to_be_ready(kube_talos: Cluster) -> None:
+    cp, worker = unique("valinor"), unique("istari")
+    # The reflashed worker's Node is still there and still Ready, as the kubelet of the machine's last boot left it:
+    # the node lifecycle controller marks it only after its grace period.
+    before = kwok_node(worker)
+    before["status"]["nodeInfo"]["bootID"] = "a-boot-before-the-reflash"
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True), before])
+    ips = addresses(2)
+    spec = scenario([node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, maintenance=True, install={"downMs": 300})])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(mac(worker)))
+        args = ["apply", "--node", api.node_arg(worker), "--role", "worker", "--timeout", "60s"]
+        reported: list[str] = []
+
+        def kubelet(line: str) -> bool:
+            # The new kubelet reports the Node only once the step is already waiting for it.
+            if line.startswith(f"upgrader: {worker}: waiting: for its kubelet to report the Node from this boot"):
+                boot = api.state()[worker]["bootId"]
+                kube_talos.client.merge_patch(kwok_node(worker), {"status": {"nodeInfo": {"bootID": boot}}}, subresource="status")
+                reported.append(boot)
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, kubelet)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {worker}: ") for line in result.lines]
+        assert reported == [api.state()[worker]["bootId"]]
+        assert steps[steps.index("answers: maintenance") :] == [
+            "answers: maintenance",
+            f"in maintenance mode: a link's permanent MAC is {mac(worker)}, the one the config names",
+            f"was in maintenance mode: config handed over; etcd is bootstrapped ({api.ip(cp)} runs it), "
+            f"so the step waits until it has installed {NEW}, rebooted and is healthy",
+            *[s for s in steps if s in {"waiting: it answers in maintenance mode still", "waiting: it does not answer (installing or rebooting)"}],
+            f"back: it answers at {api.ip(worker)} with the cluster's client certificate",
+            "running and ready",
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            f"waiting: for its kubelet to report the Node from this boot ({reported[0]})",
+            "healthy",
+        ]
+        assert mutations(api) == [(worker, "MachineService/ApplyConfiguration AUTO")]
+        assert api.state()[worker]["maintenance"] is False

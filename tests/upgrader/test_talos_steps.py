@@ -241,11 +241,22 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run() -> None:
 
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_apply_hands_a_maintenance_mode_node_its_config_and_does_not_wait_for_the_install(version: str) -> None:
-    script = {"istari-1": {"maintenance": True, "install": {"downMs": 3000}}}
-    with talos_api(arda({"istari-1": version}, **script)) as api:
+    # A fresh bring-up: the control plane is in maintenance mode too, and etcd is not bootstrapped.
+    ips = addresses(2)
+    spec = scenario(
+        [
+            node("valinor-1", ips[0], "controlplane", version, maintenance=True),
+            node("istari-1", ips[1], "worker", version, maintenance=True, install={"downMs": 3000}),
+        ],
+        bootstrapped=False,
+    )
+    with talos_api(spec) as api:
         result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW)))
         assert result.code == 0, result.stderr
-        assert result.lines[-1] == f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own"
+        assert result.lines[-1] == (
+            f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own "
+            f"(etcd is not bootstrapped: {ips[0]} maintenance; a fresh bring-up does not wait)"
+        )
         assert [(c["method"], c["args"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration"}] == [
             ("MachineService/ApplyConfiguration", {"mode": "AUTO", "dryRun": False, "installImage": installer(VANILLA, NEW), "installs": NEW})
         ]
@@ -579,27 +590,71 @@ def test_a_reflashed_control_planes_stale_member_is_removed_before_it_gets_its_c
         # The stale member went through another control plane first; only then the config.
         assert mutations(api) == [("valinor-1", "MachineService/EtcdRemoveMemberByID"), ("valinor-3", "MachineService/ApplyConfiguration AUTO")]
         assert [c["args"]["memberId"] for c in api.calls() if c["method"] == "MachineService/EtcdRemoveMemberByID"] == [stale]
+        # etcd is bootstrapped: the step returns only once the machine installed, rebooted, joined etcd afresh and is healthy,
+        # so the next machine's step does not start before it.
+        joined = api.state()["valinor-3"]["etcdMemberId"]
+        assert (api.state()["valinor-3"]["maintenance"], joined != stale) == (False, True)
         steps = [line.removeprefix("upgrader: valinor-3: ") for line in result.lines]
-        assert steps[steps.index("answers: maintenance") :] == [
+        assert [s for s in steps[steps.index("answers: maintenance") :] if not s.startswith("waiting: ")] == [
             "answers: maintenance",
+            "the config names no MAC (no LinkAliasConfig selects its NIC by mac(link.permanent_addr)): which machine takes it cannot be checked",
             f"in maintenance mode, but it was etcd member {stale} when last reached: reflashed or replaced, so that member and its old Node go before the hand-over",
             f"etcd member {stale} removed through {api.ip('valinor-1')}",
             "--no-kubernetes: its old Node object is left",
-            f"was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own",
+            f"was in maintenance mode: config handed over; etcd is bootstrapped ({api.ip('valinor-1')} runs it), "
+            f"so the step waits until it has installed {NEW}, rebooted and is healthy",
+            f"back: it answers at {api.ip('valinor-3')} with the cluster's client certificate",
+            "running and ready",
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            "healthy",
         ]
-        assert record(result) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3")}
+        assert record(result) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": joined}
+        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
 
-        # It installs and joins etcd as a new member, which the next update records.
-        deadline = time.monotonic() + 30
-        while not (s := api.state()["valinor-3"])["etcdMemberId"] or s["maintenance"]:
-            assert time.monotonic() < deadline, s
-            time.sleep(0.05)
+        # The next update finds it as configured.
         again = upgrader(apply_args(api, "valinor-3", "controlplane"), secrets(api, config), record=record(result))
         assert again.code == 0, again.stderr
-        joined = api.state()["valinor-3"]["etcdMemberId"]
-        assert joined != stale
-        assert record(again) == {"node": "valinor-3", "ip": api.ip("valinor-3"), "machine": mac("valinor-3"), "etcdMember": joined}
-        assert api.etcd()["members"] == ["valinor-1", "valinor-2", "valinor-3"]
+        assert "upgrader: valinor-3: config unchanged and Talos as configured: checking health only" in again.lines
+        assert record(again) == record(result)
+        assert len(mutations(api)) == 2
+
+
+NAMED = "d8:3a:dd:10:00:01"
+
+
+@pytest.mark.parametrize("version", [OLD, NEW])
+@pytest.mark.parametrize("answers", ["d8:3a:dd:10:00:99", "none", NAMED], ids=["another-mac", "no-permanent-mac", "the-named-mac"])
+def test_a_machine_in_maintenance_mode_with_another_mac_is_refused_and_gets_nothing(version: str, answers: str) -> None:
+    # Maintenance mode answers anyone and takes any config (Talos checks no LinkAliasConfig selector against its
+    # links): the config names the machine's MAC, which the machine tells an insecure client (LinkStatus).
+    with talos_api(arda({"istari-1": version}, **{"istari-1": {"maintenance": True, "mac": answers, "install": {"downMs": 200}}})) as api:
+        ip = api.ip("istari-1")
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(NAMED))
+        result = apply(api, "istari-1", config)
+        applied = [c for c in api.calls() if c["method"] == "MachineService/ApplyConfiguration"]
+        # The MACs came from the machine's links, which maintenance mode lets a client without a certificate list.
+        listed = {(c["args"]["type"], c["code"]) for c in api.calls("istari-1") if c["method"] == "State/List"}
+        assert ("LinkStatuses.net.talos.dev", "OK") in listed
+        if answers == NAMED:
+            assert result.code == 0, result.stderr
+            assert f"upgrader: istari-1: in maintenance mode: a link's permanent MAC is {NAMED}, the one the config names" in result.lines
+            assert [c["args"]["mode"] for c in applied] == ["AUTO"]
+            return
+        seen = (
+            f"is not the one the config is for: its links' permanent MACs are {answers}, the config names {NAMED}; "
+            "nothing was handed over (the config holds the cluster's keys)"
+            if answers != "none"
+            else f"reports no permanent MAC on any link, and the config names {NAMED}: which machine it is cannot be told, "
+            "so nothing was handed over (the config holds the cluster's keys; its network would not come up there either)"
+        )
+        assert result.code == 1
+        assert result.last == (
+            f"upgrader: FAILED: istari-1: machine: the machine in maintenance mode at {ip} {seen}; "
+            f"look with: talosctl -n {ip} get links --insecure; the DHCP leases for {ip}; the MAC the inventory gives istari-1"
+        )
+        # Nothing reached the machine: no ApplyConfiguration at all, not even a dry run, and it is still in maintenance mode.
+        assert (applied, mutations(api), result.stdout) == ([], [], "")
+        assert api.state()["istari-1"]["maintenance"] is True
 
 
 @pytest.mark.parametrize("inventory_moved", [False, True], ids=["same-inventory", "machine-replaced-in-the-inventory"])

@@ -187,6 +187,11 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.
 }
 
 // applyInMaintenance takes a node's first config: it validates it, then installs and boots it.
+// Whatever machine the config is for: Talos checks no selector of it (a LinkAliasConfig's
+// mac(link.permanent_addr)) against the machine's links before taking it, from any client
+// (internal/app/maintenance/server.go:85-135 at v1.12.4; internal/app/machined/internal/server/
+// v1alpha1/v1alpha1_server.go:173-224 at v1.13.0, a reader allowed while the machine has no config
+// at 178-183; RuntimeValidate checks the v1alpha1 document and PCI driver rebinds only).
 func (s *machineService) applyInMaintenance(ctx context.Context, in *machineapi.ApplyConfigurationRequest) (*machineapi.ApplyConfigurationResponse, error) {
 	n := s.n
 

@@ -758,7 +758,20 @@ func (n *Node) newServer() *grpc.Server {
 	return s
 }
 
-// cosiAccess is Talos's access policy for the one sensitive resource the stand-in holds.
+// cosiAccess is Talos's access policy for the resource API (internal/app/resources/access.go:25-65 at
+// v1.12.4 and v1.13.0): a sensitive resource needs the admin role (lines 44-47), a non-sensitive one
+// any role (48-49). Of what the stand-in holds only MachineConfig is sensitive: LinkStatus, with the
+// permanent MAC a machine is told by, is NonSensitive (pkg/machinery/resources/network/
+// link_status.go:146 at v1.12.4, :147 at v1.13.0), and AddressStatus, MachineStatus, Version and
+// SystemInformation declare no sensitivity, which is NonSensitive too (cosi-project/runtime v1.14.1
+// pkg/resource/meta/spec/sensitivity.go:13).
+// Maintenance mode serves the same policy (v1.12.4: internal/app/maintenance/server.go:71-72; v1.13.0:
+// internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:145-146) to clients that all get
+// the reader role (v1.12.4: internal/app/machined/pkg/controllers/runtime/maintenance_service.go:129-132
+// and pkg/grpc/middleware/authz/injector.go:89-101; v1.13.0: apid in ReadonlyRoleMode,
+// internal/app/machined/pkg/controllers/runtime/api_service_config.go:110-118 and
+// internal/app/apid/service.go:119-121): a machine in maintenance mode tells anyone its links' MACs,
+// and authenticates no one.
 func cosiAccess(ctx context.Context, access state.Access) error {
 	if access.ResourceType == configres.MachineConfigType && !rolesOf(ctx).Includes(role.Admin) {
 		return status.Error(codes.PermissionDenied, "not authorized")

@@ -199,6 +199,10 @@ func (r *applyRun) steps(ctx context.Context) error {
 	}
 
 	if state == talos.Maintenance {
+		if err := r.checkMaintenanceMachine(ctx); err != nil {
+			return err
+		}
+
 		if err := r.clearReflashed(ctx); err != nil {
 			return err
 		}
@@ -564,10 +568,14 @@ func (r *applyRun) clearReflashed(ctx context.Context) error {
 	return nil
 }
 
-// handOver gives a node in maintenance mode its config: Talos installs it and reboots on its own,
-// so a fresh bring-up is not serialized node by node.
+// handOver gives a node in maintenance mode its config: Talos installs it and reboots on its own.
+// On a fresh bring-up (no other control plane runs a bootstrapped etcd) it returns then, so the
+// machines install side by side; on a bootstrapped cluster it waits until the machine is back and
+// healthy (waitBack), as any changed node.
 func (r *applyRun) handOver(ctx context.Context) error {
 	look := fmt.Sprintf("talosctl -n %s apply-config --insecure --dry-run --file CONFIG; talosctl -n %s get machinestatus --insecure", r.at.IP, r.at.IP)
+
+	bootstrapped, seen := r.bootstrappedElsewhere(ctx)
 
 	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		c, err := talos.ConnectInsecure(ctx, r.at)
@@ -595,9 +603,15 @@ func (r *applyRun) handOver(ctx context.Context) error {
 		return report.From(r.n.Name, "apply", look, err)
 	}
 
-	report.Progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own", r.version)
+	if !bootstrapped {
+		report.Progress(r.n.Name, "was in maintenance mode: config handed over; Talos installs %s and reboots on its own (etcd is not bootstrapped: %s; a fresh bring-up does not wait)", r.version, seen)
 
-	return nil
+		return nil
+	}
+
+	report.Progress(r.n.Name, "was in maintenance mode: config handed over; etcd is bootstrapped (%s), so the step waits until it has installed %s, rebooted and is healthy", seen, r.version)
+
+	return r.waitBack(ctx)
 }
 
 // clusterBootstrapped: a control plane answers etcd's member list, or etcd is past waiting for
@@ -855,6 +869,10 @@ func (r *applyRun) resumeLeftovers(ctx context.Context) error {
 		report.Progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
 	}
 
+	if err := r.runAfterHooks(ctx, false); err != nil {
+		return err
+	}
+
 	for _, w := range r.pauses {
 		if err := r.kube.Resume(ctx, r.n.Name, w); err != nil {
 			return &report.Failure{Node: r.n.Name, Check: "resume", Detail: fmt.Sprintf("%s: %s", w, report.FirstLine(err)), Look: fmt.Sprintf("kubectl -n %s get %s %s -o yaml", w.Namespace, strings.ToLower(w.Kind), w.Name)}
@@ -888,9 +906,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	// From here on a failure before the reboot puts Kubernetes back as it was.
 	prepared, err := r.prepareKube(ctx)
 	if err != nil {
-		r.unprepareKube(prepared)
-
-		return err
+		return r.unprepareKube(prepared, err)
 	}
 
 	if stage {
@@ -900,9 +916,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		cancel()
 
 		if err != nil {
-			r.unprepareKube(prepared)
-
-			return &report.Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")}
+			return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "apply", Detail: "Talos refused the config: " + talos.Message(err), Look: r.talosLook("apply-config --mode staged --dry-run --file CONFIG")})
 		}
 
 		report.Progress(n.Name, "config staged for the next boot")
@@ -910,24 +924,18 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 
 	before, err := talos.BootID(ctx, r.c)
 	if err != nil {
-		r.unprepareKube(prepared)
-
-		return &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")}
+		return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
 	}
 
 	if upgrade {
 		if err := r.upgrade(ctx); err != nil {
-			r.unprepareKube(prepared)
-
-			return err
+			return r.unprepareKube(prepared, err)
 		}
 	} else {
 		report.Progress(n.Name, "rebooting")
 
 		if err := r.reboot(ctx); err != nil {
-			r.unprepareKube(prepared)
-
-			return err
+			return r.unprepareKube(prepared, err)
 		}
 	}
 
@@ -987,9 +995,10 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 
 // prepared is what prepareKube did, so it can be undone.
 type prepared struct {
-	hooks    bool
-	paused   []kube.Workload
-	cordoned bool
+	hooks     bool
+	afterOwed []string // the after hooks the Node's mark names, until they ran
+	paused    []kube.Workload
+	cordoned  bool
 }
 
 func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
@@ -1000,6 +1009,13 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	}
 
 	n := r.n
+
+	owed, err := r.markAfterHooks(ctx)
+	if err != nil {
+		return p, err
+	}
+
+	p.afterOwed = owed
 
 	for _, job := range r.secrets.Before {
 		p.hooks = true
@@ -1036,19 +1052,40 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	return p, nil
 }
 
-// unprepareKube undoes prepareKube after a failure before the reboot (best effort: the failure
-// being reported matters more).
-func (r *applyRun) unprepareKube(p prepared) {
+// unprepareKube undoes prepareKube after a failure before the reboot, and returns that failure
+// (best effort: the failure being reported matters more; what the undo could not put back, it names).
+func (r *applyRun) unprepareKube(p prepared, cause error) error {
 	if r.kube == nil {
-		return
+		return cause
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if err := r.undo(ctx, p); err != nil {
-		report.Progress(r.n.Name, "could not undo: %s", err)
+	err := r.undo(ctx, p)
+	if err == nil {
+		return cause
 	}
+
+	report.Progress(r.n.Name, "could not undo: %s", err)
+
+	var f *report.Failure
+	if !errors.As(cause, &f) {
+		return cause
+	}
+
+	// What is left: the after hooks still owed (read afresh: the undo may have used up its minute).
+	rctx, rcancel := context.WithTimeout(context.Background(), wait.CallTimeout)
+	defer rcancel()
+
+	left := "the next run of this step finishes it"
+	if owed, _ := r.kube.OwedAfterHooks(rctx, r.n.Name); len(owed) > 0 { //nolint:errcheck // a note on a failure
+		left = owedNote(owed)
+	}
+
+	f.Detail += fmt.Sprintf(" (and putting Kubernetes back failed: %s; %s)", report.FirstLine(err), left)
+
+	return cause
 }
 
 func (r *applyRun) unprepareKubeChecked(ctx context.Context, p prepared) error {
@@ -1070,12 +1107,9 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 		report.Progress(n.Name, "uncordoned")
 	}
 
-	if p.hooks {
-		for _, job := range r.secrets.After {
-			if err := r.kube.RunJob(ctx, n.Name, job); err != nil {
-				return report.From(n.Name, "hook", "kubectl get jobs -A", report.Wrap("hook", "kubectl get jobs -A", err))
-			}
-		}
+	// This disruption's own, and any an earlier run left owed on the Node.
+	if err := r.runAfterHooks(ctx, p.hooks); err != nil {
+		return err
 	}
 
 	for _, w := range p.paused {
@@ -1101,6 +1135,10 @@ func withLeftovers(err error, p prepared) error {
 
 	for _, w := range p.paused {
 		left = append(left, fmt.Sprintf("%s is left scaled to 0 (replicas in its %s annotation)", w, kube.PausedAnnotation))
+	}
+
+	if len(p.afterOwed) > 0 {
+		left = append(left, owedNote(p.afterOwed))
 	}
 
 	if len(left) > 0 {

@@ -211,8 +211,16 @@ func (k *Client) drainer(ctx context.Context, node string, timeout time.Duration
 // cordoned carries no mark and is left as it is.
 const cordonedAnnotation = "iluvatar.dev/cordoned"
 
-// Cordon cordons a Node and marks it ours, or uncordons it and removes the mark.
+// Cordon cordons a Node and marks it ours, or uncordons it and removes the mark. The mark goes on
+// before the cordon and comes off after the uncordon, so a run killed in between leaves a Node the
+// next run uncordons, never one cordoned without the mark.
 func (k *Client) Cordon(ctx context.Context, node string, on bool) error {
+	if on {
+		if err := k.markCordoned(ctx, node, "true"); err != nil {
+			return err
+		}
+	}
+
 	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -222,11 +230,15 @@ func (k *Client) Cordon(ctx context.Context, node string, on bool) error {
 		return err
 	}
 
-	var mark any // null removes the annotation
 	if on {
-		mark = "true"
+		return nil
 	}
 
+	return k.markCordoned(ctx, node, nil)
+}
+
+// markCordoned sets the cordon mark, or removes it (nil: a merge patch's null).
+func (k *Client) markCordoned(ctx context.Context, node string, mark any) error {
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{cordonedAnnotation: mark}}})
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package kube
 import (
 	"fmt"
 	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
 )
 
 func TestPauseArgument(t *testing.T) {
@@ -71,5 +73,25 @@ apiserver_request_total{code="200"} 5
 				t.Fatalf("removed %q, later %q; want %q, %q", removed, later, tc.removed, tc.later)
 			}
 		})
+	}
+}
+
+func TestAfterHooksMark(t *testing.T) {
+	for mark, want := range map[string]string{
+		"":                           "[]",
+		"rook-ceph/ceph-noout-unset": "[rook-ceph/ceph-noout-unset]",
+		"rook-ceph/ceph-noout-unset, default/after": "[rook-ceph/ceph-noout-unset default/after]",
+		"a/b,,a/b": "[a/b]", // each Job once, whatever wrote the mark
+	} {
+		if got := fmt.Sprint(ParseAfterHooks(mark)); got != want {
+			t.Errorf("ParseAfterHooks(%q) = %s; want %s", mark, got, want)
+		}
+	}
+
+	job := batchv1.Job{}
+	job.Name = "after"
+
+	if got := JobRef(job); got != "default/after" {
+		t.Errorf("JobRef of a Job without a namespace = %q; want default/after (where RunJob runs it)", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/safe"
@@ -86,6 +87,38 @@ func MachineIdentity(ctx context.Context, c *client.Client, ip string) (string, 
 	}
 
 	return "", nil
+}
+
+// PermanentMACs are the permanent MACs of every link the machine reports (sorted, lower case, each
+// once): what a LinkAliasConfig's `mac(link.permanent_addr)` selector is matched against, on any
+// link. Talos lets a client without a certificate read them in maintenance mode: LinkStatus is a
+// non-sensitive resource (pkg/machinery/resources/network/link_status.go:146 at v1.12.4, :147 at
+// v1.13.0), which the resource API's access policy serves to the reader role
+// (internal/app/resources/access.go:44-49 at both), the role maintenance mode gives every client
+// (v1.12.4: the maintenance service's injector, internal/app/machined/pkg/controllers/runtime/
+// maintenance_service.go:129-132, with pkg/grpc/middleware/authz/injector.go:89-101; v1.13.0: apid
+// in ReadonlyRoleMode, internal/app/machined/pkg/controllers/runtime/api_service_config.go:110-118
+// and internal/app/apid/service.go:119-121).
+func PermanentMACs(ctx context.Context, c *client.Client) ([]string, error) {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	links, err := safe.StateListAll[*network.LinkStatus](ctx, c.COSI)
+	if err != nil {
+		return nil, err
+	}
+
+	var macs []string
+
+	for l := range links.All() {
+		if mac := permanentMAC(l.TypedSpec()); mac != "" && !slices.Contains(macs, mac) {
+			macs = append(macs, mac)
+		}
+	}
+
+	slices.Sort(macs)
+
+	return macs, nil
 }
 
 // HostnameAt is the hostname the running machine at a node's address goes by ("" when it cannot be read).

@@ -1,0 +1,210 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/kube"
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/talos"
+	"github.com/iluvatar/upgrader/internal/wait"
+)
+
+// bootstrappedElsewhere: another control plane (the talosconfig's endpoints but this node's own
+// addresses) runs a bootstrapped etcd, as clusterBootstrapped tells on one (its member list
+// answers, or its etcd is past waiting for a bootstrap). It says which; with none (a fresh
+// bring-up: the others in maintenance mode, installing, or waiting for the bootstrap) it says
+// what each was seen as.
+func (r *applyRun) bootstrappedElsewhere(ctx context.Context) (bool, string) {
+	also := []string{r.at.IP}
+	if r.rec != nil {
+		also = append(also, r.rec.IP)
+	}
+
+	others := r.t.OtherControlPlanes(r.n, also...)
+	if len(others) == 0 {
+		return false, "no other control plane in the talosconfig"
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+
+	seen := make([]string, len(others))
+
+	var wg sync.WaitGroup
+
+	for i, cp := range others {
+		wg.Add(1)
+
+		go func() {
+			defer wg.Done()
+
+			seen[i] = r.etcdAt(ctx, cp)
+		}()
+	}
+
+	wg.Wait()
+
+	for i, cp := range others {
+		if seen[i] == "bootstrapped" {
+			return true, cp.IP + " runs it"
+		}
+	}
+
+	described := make([]string, len(others))
+	for i, cp := range others {
+		described[i] = cp.IP + " " + seen[i]
+	}
+
+	return false, strings.Join(described, ", ")
+}
+
+// etcdAt is how a control plane's etcd looks: "bootstrapped", or the control plane's state.
+func (r *applyRun) etcdAt(ctx context.Context, cp input.Node) string {
+	state, _ := r.t.Classify(ctx, cp) //nolint:errcheck
+	if state != talos.Running {
+		return state
+	}
+
+	c, err := r.t.Connect(ctx, cp)
+	if err != nil {
+		return talos.Unreachable
+	}
+
+	defer c.Close() //nolint:errcheck
+
+	if _, err := talos.EtcdMembers(ctx, c); err == nil {
+		return "bootstrapped"
+	}
+
+	// etcd waits in "Preparing" until it is bootstrapped or joins; any other state means it ran
+	// (a cluster that lost quorum is bootstrapped).
+	switch s := talos.EtcdServiceState(ctx, c); s {
+	case "Preparing":
+		return "waiting for the bootstrap"
+	case "":
+		return "running (its etcd cannot be read)"
+	default:
+		return "bootstrapped"
+	}
+}
+
+// waitBack: on a bootstrapped cluster a machine handed its config in maintenance mode (reflashed,
+// replaced, or new) is a change to a running cluster like any other: the chain moves on only once
+// it is back and healthy. Talos installs (when the disk holds no installation), reboots into it and
+// boots; MachineStatus is running only once the Boot sequence ended
+// (internal/app/machined/pkg/controllers/runtime/machine_status.go:429-432 at v1.12.4, 431-434 at
+// v1.13.0), after the install's reboot (the Install sequence, internal/app/machined/pkg/runtime/
+// v1alpha1/v1alpha1_sequencer.go:151-188 at v1.12.4, 153-190 at v1.13.0). So the wait (within --timeout) is for the node to answer at its
+// address with the cluster's client certificate, then running and ready; then the checks of any
+// changed node: the version it was given, its Node reported by the kubelet of this boot, health.
+func (r *applyRun) waitBack(ctx context.Context) error {
+	n := r.n
+	look := fmt.Sprintf("talosctl -n %s dmesg; talosctl -n %s get machinestatus; the machine's console", n.IP, n.IP)
+	last := ""
+
+	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		s, err := r.t.Classify(ctx, n)
+		if s != last {
+			switch s {
+			case talos.Maintenance:
+				report.Progress(n.Name, "waiting: it answers in maintenance mode still")
+			case talos.Unreachable:
+				report.Progress(n.Name, "waiting: it does not answer (installing or rebooting)")
+			}
+
+			last = s
+		}
+
+		switch s {
+		case talos.Running:
+			return nil
+		case talos.Maintenance:
+			return report.Checkf("install", look, "it answers in maintenance mode at %s still (installing, or the install failed and it booted without a config)", n.IP)
+		}
+
+		return report.Checkf("install", look, "it does not answer at %s: %s", n.IP, talos.Message(err))
+	})
+	if err != nil {
+		return report.From(n.Name, "install", look, err)
+	}
+
+	if id := talos.IdentityAt(ctx, r.t, n); r.machine != "" && id != "" && id != r.machine {
+		return &report.Failure{Node: n.Name, Check: "machine", Detail: fmt.Sprintf("another machine (%s) answers at %s than the one the config went to (%s)", id, n.IP, r.machine), Look: look}
+	}
+
+	if r.c, err = r.t.Connect(ctx, n); err != nil {
+		return err
+	}
+
+	r.at, r.bootstrapped = n, true
+
+	report.Progress(n.Name, "back: it answers at %s with the cluster's client certificate", n.IP)
+
+	if err := r.waitRunning(ctx); err != nil {
+		return err
+	}
+
+	if err := r.checkVersion(ctx); err != nil {
+		return err
+	}
+
+	if !r.noKube {
+		if err := r.connectKube(ctx); err != nil {
+			return err
+		}
+
+		if err := r.waitNodeOfThisBoot(ctx); err != nil {
+			return err
+		}
+	}
+
+	if err := r.healthy(ctx); err != nil {
+		return err
+	}
+
+	return r.resumeLeftovers(ctx)
+}
+
+// waitNodeOfThisBoot waits until the Node is the one the kubelet of this boot reports (its boot ID
+// the machine's): a replaced or reflashed worker's old Node object stays, and still reads Ready
+// until the node lifecycle controller notices its kubelet stopped.
+func (r *applyRun) waitNodeOfThisBoot(ctx context.Context) error {
+	n := r.n
+	look := kube.NodeLook(n.Name)
+
+	boot, err := talos.BootID(ctx, r.c)
+	if err != nil {
+		return &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")}
+	}
+
+	said := false
+
+	err = wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		got, err := r.kube.NodeBootID(ctx, n.Name)
+
+		switch {
+		case err == nil && got == boot:
+			return nil
+		case !said:
+			report.Progress(n.Name, "waiting: for its kubelet to report the Node from this boot (%s)", boot)
+
+			said = true
+		}
+
+		if err != nil {
+			return report.Checkf("node", look, "%s", report.FirstLine(err))
+		}
+
+		return report.Checkf("node", look, "the Node %s reports boot %s, the machine booted %s: its kubelet has not reported since it came back", n.Name, orNone(got), boot)
+	})
+	if err != nil {
+		return report.From(n.Name, "node", look, err)
+	}
+
+	return nil
+}
