@@ -23,7 +23,7 @@ import yaml
 
 from plans import imagefactory, talos
 from tests import talos_provider
-from tests.upgrader.run import secrets, upgrader
+from tests.upgrader.run import secrets, upgrader, upgrader_watched
 from tools import gotools
 from tools.kube_cluster import Cluster, KubeClient
 from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, TalosAPIError, addresses, installer, link, node, scenario, talos_api
@@ -261,7 +261,9 @@ def test_a_bootstrap_of_a_control_plane_still_pulling_etcd_starts_a_second_clust
     nodes = [node(f"valinor-{i + 1}", ip, "controlplane", NEW, **(reflashed if i == 0 else {})) for i, ip in enumerate(ips)]
     with talos_api(scenario(nodes)) as api:
         args = ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
-        assert upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW)))).code == 0
+        # The step waits for the machine to join once it handed the config over (a running cluster): stopped there.
+        handed = upgrader_watched(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW))), lambda line: "config handed over" in line)
+        assert "config handed over" in handed.stderr, handed.stderr
         deadline = time.monotonic() + 20
         while not (s := api.state()["valinor-1"])["up"] or s["maintenance"]:
             assert time.monotonic() < deadline, s

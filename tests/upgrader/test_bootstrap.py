@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.upgrader.run import Result, apply_args, secrets, upgrader
+from tests.upgrader.run import Result, apply_args, secrets, upgrader, upgrader_watched
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 NEW = "v1.13.0"
@@ -56,11 +56,16 @@ def configured(*names: str) -> Any:
 
 def hand_over(api: TalosAPI, name: str, with_record: bool = True) -> None:
     """What the chain's apply step does for a reflashed control plane: its old member removed through another
-    (with its record), its config handed over; then the machine installs and boots configured."""
+    (with its record), its config handed over; then the machine installs and boots configured. On a running cluster
+    the step then waits for the machine to join etcd and be healthy (which closes the window a bootstrap lands in
+    after it): these tests stop it there, SIGKILL as pulumi-command kills a step, to play what a bootstrap meets while
+    the machine still joins (a stopped run, then a bootstrap re-run by an update)."""
     config = api.config("controlplane", installer(VANILLA, NEW))
     last = {"node": name, "ip": api.ip(name), "etcdMember": api.state()[name]["etcdMemberId"]} if with_record else None
-    result = upgrader(apply_args(api, name, "controlplane", "30s"), secrets(api, config), record=last)
-    assert result.code == 0, result.stderr
+    result = upgrader_watched(
+        apply_args(api, name, "controlplane", "30s"), secrets(api, config), lambda line: "config handed over" in line, record=last
+    )
+    assert "config handed over" in result.stderr, result.stderr
 
 
 # --- A reflashed first valinor during a control-plane change ----------------------------------------------------
@@ -233,3 +238,31 @@ def test_bootstrap_of_a_worker_fails_at_once() -> None:
             f"look with: {LOOK.format(ips=ip)}"
         )
         assert bootstraps(api) == []
+
+
+# --- An apply meets a control plane still joining: the cluster exists ---------------------------------------------
+
+
+def test_an_apply_never_takes_a_control_plane_still_joining_for_a_cluster_before_its_bootstrap() -> None:
+    # valinor-3 is down for good: two members, one running, no leader, so no member list answers anywhere and the
+    # reflashed valinor-1's join is refused: Talos keeps its etcd Preparing and retries (etcd.go, buildInitialCluster).
+    # Preparing is also what etcd waits in before a bootstrap; taken for that, the step would skip every etcd check and
+    # reboot a control plane of a cluster with no quorum to spare. Another control plane's etcd ran: the cluster exists.
+    with talos_api(control_planes(3, {"valinor-1": {**REFLASHED, "applyNeedsReboot": True, "reboot": {"downMs": 200}}})) as api:
+        api.crash("valinor-3", result="never")
+        hand_over(api, "valinor-1", with_record=False)
+        wait_for(api, configured("valinor-1"), "valinor-1 to boot configured")
+        before = len(api.calls())
+        changed = api.config("controlplane", installer(VANILLA, NEW), patches=['{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}'])
+        result = upgrader(apply_args(api, "valinor-1", "controlplane", "5s", "--no-kubernetes"), secrets(api, changed))
+        assert result.code == 1, result.stderr
+        assert "etcd is not bootstrapped yet" not in result.stderr
+        assert result.last.startswith("upgrader: FAILED: valinor-1: etcd: etcd is not healthy, so this control plane is left untouched: "), (
+            result.last
+        )
+        touched = [
+            c["method"]
+            for c in api.calls()[before:]
+            if c["node"] == "valinor-1" and c["method"] in ("MachineService/ApplyConfiguration", "MachineService/Reboot")
+        ]
+        assert touched == []

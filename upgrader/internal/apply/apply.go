@@ -645,8 +645,17 @@ func (r *applyRun) clusterBootstrapped(ctx context.Context) bool {
 
 	for _, m := range services.GetMessages() {
 		for _, s := range m.GetServices() {
-			if s.GetId() == "etcd" {
-				return s.GetState() != "Preparing"
+			if s.GetId() == "etcd" && s.GetState() == "Preparing" {
+				// A control plane still joining (pulling etcd's image, or refused for want of a leader: Talos keeps
+				// it Preparing and retries, v1.12.4 internal/app/machined/pkg/system/services/etcd.go) waits there
+				// too, on a cluster the others run: only when none does is this a bring-up before the bootstrap.
+				if r.controlPlane() {
+					elsewhere, _ := r.bootstrappedElsewhere(ctx)
+
+					return elsewhere
+				}
+
+				return false
 			}
 		}
 	}
