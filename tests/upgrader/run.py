@@ -67,6 +67,17 @@ def upgrader(args: Iterable[str], stdin: dict[str, Any] | None = None, timeout: 
     return Result(result.returncode, result.stdout, result.stderr, time.monotonic() - start)
 
 
+def started(args: Iterable[str], stdin: dict[str, Any] | None = None) -> subprocess.Popen[str]:
+    """The upgrader started and left running (its stdin given and closed), for a test that acts while it runs."""
+    env = {k: v for k, v in os.environ.items() if k != RECORD}
+    process = subprocess.Popen([str(binary()), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdin is not None
+    process.stdin.write("" if stdin is None else json.dumps(stdin))
+    process.stdin.close()
+    process.stdin = None  # written and closed: communicate() reads the rest
+    return process
+
+
 def record(result: Result) -> dict[str, Any]:
     """apply's record: its one stdout line, which the next update or delete of its Pulumi step reads back."""
     lines = result.stdout.splitlines()
