@@ -1043,7 +1043,7 @@ func (r *applyRun) unprepareKube(p prepared) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.UndoTimeout)
 	defer cancel()
 
 	if err := r.undo(ctx, p); err != nil {
