@@ -6,7 +6,9 @@ first need by `iluvatar.golang` with the project's pinned Go, into the cache, so
 `pulumi up` needs nothing installed beyond the project's own first command. Pulumi runs it as
 `.venv/bin/iluvatar upgrader COMMAND ...` from the project folder: the process becomes the
 upgrader (stdin, stdout, stderr and the exit code are its own), and every argument after
-`upgrader` reaches it untouched. Its interface is `upgrader/README.md`.
+`upgrader` reaches it untouched, but `--timeout` after a build, which is part of the step: the
+upgrader gets what the build left of it. First it asks to die with the shell pulumi-command runs
+it in (iluvatar.lifeline). Its interface is `upgrader/README.md`.
 """
 
 from __future__ import annotations
