@@ -26,13 +26,17 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from iluvatar import lifeline
 
 PROXY = "https://proxy.golang.org"
 
@@ -47,6 +51,10 @@ MIN_GO = (1, 21)
 
 class GoBuildError(Exception):
     """A Go program could not be built: no Go, no proxy, or a compile error (the message says which)."""
+
+
+class GoBuildTimeoutError(GoBuildError):
+    """A build did not finish within its bound (the wait for another build of the program included), and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -160,12 +168,24 @@ def go_binary() -> str:
 
 
 @contextlib.contextmanager
-def _locked(name: str) -> Iterator[None]:
-    """One build of a program at a time, across processes (two test runs, two worktrees, two `pulumi up`s)."""
+def _locked(name: str, deadline: float) -> Iterator[None]:
+    """One build of a program at a time, across processes (two test runs, two worktrees, two `pulumi up`s).
+
+    The wait for another build is part of this one's bound (`deadline`, time.monotonic()).
+    """
     locks = cache_dir() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     with open(locks / f"{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise GoBuildTimeoutError(
+                        f"another build of {name} (another step, test run or worktree) held its lock past this build's bound"
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -185,17 +205,57 @@ def _ldflags(program: Program) -> str:
     return " ".join((LDFLAGS, *program.ldflags))
 
 
-def build(program: Program) -> Path:
-    """The program's binary, built if its sources changed since the last build."""
+# A build's own bound when its caller gives none: the slowest cold build here, the test control plane's, takes
+# 10+ minutes on 2 cores (docs/proof/performance.md).
+BUILD_TIMEOUT = 3600.0
+
+
+def _leftover(name: str) -> re.Pattern[str]:
+    """A build's temporary binary and work folder (`.NAME-KEY.PID`, `.NAME-KEY.PID.work`), as `build` names them."""
+    return re.compile(rf"\.{re.escape(name)}-[0-9a-f]{{16}}\.\d+(\.work)?")
+
+
+def _sweep(folder: Path, name: str) -> None:
+    """What a build of `name` killed outright (SIGKILL: no `finally`) left; under the program's lock nothing else writes them."""
+    pattern = _leftover(name)
+    for path in folder.iterdir():
+        if pattern.fullmatch(path.name):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """The go command and everything it started (compile, link, a toolchain download): its own process group, killed."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def build(program: Program, timeout: float = BUILD_TIMEOUT, building: Callable[[], None] | None = None) -> Path:
+    """The program's binary, built if its sources changed since the last build.
+
+    `timeout` (seconds) bounds it all, the wait for another build of the program included: past it the build
+    is stopped and GoBuildError says so. `building` is called once a build starts (the binary is not in the
+    cache), e.g. to say so. However a build ends short (its bound, a compile error, a signal its caller
+    turned into an exception: iluvatar.lifeline), it leaves nothing: the go command and every process it
+    started are killed (its own process group), its temporary binary and work folder removed; the binary
+    itself appears only by a rename, whole. A build killed outright (SIGKILL of this process) leaves its
+    temporary files, which the next build of the program removes.
+    """
+    deadline = time.monotonic() + timeout
     go = go_binary()
     out = cache_dir() / "bin" / f"{program.name}-{_source_key(program, go)}"
     if out.exists():
         return out
-    with _locked(program.name):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(program.name, deadline):
         if out.exists():
             return out
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(out.parent, program.name)
+        if building is not None:
+            building()
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        work = tmp.with_name(f"{tmp.name}.work")
         tags = [f"-tags={','.join(program.tags)}"] if program.tags else []
         command = [
             go,
@@ -208,9 +268,35 @@ def build(program: Program) -> Path:
             str(tmp),
             program.package,
         ]
-        result = subprocess.run(command, cwd=program.folder, env=go_env(), capture_output=True, text=True, timeout=3600)  # noqa: S603
-        if result.returncode != 0:
+        # GOTMPDIR: go's own work folder ($WORK) next to the binary, removed with it however the build ends.
+        env = {**go_env(), "GOTMPDIR": str(work)}
+        process: subprocess.Popen[str] | None = None
+        try:
+            work.mkdir()
+            process = subprocess.Popen(  # noqa: S603
+                command,
+                cwd=program.folder,
+                env=env,
+                stdin=subprocess.DEVNULL,  # never a step's stdin (its secrets), which pulumi-command waits to have written
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                # The go command dies with this process even when it is killed outright (a parent with threads cannot ask).
+                preexec_fn=lifeline.die_with_parent if lifeline.single_threaded() else None,
+            )
+            try:
+                _, stderr = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise GoBuildTimeoutError(
+                    f"building {program.name} ({program.folder.name}/) did not finish within {timeout:.0f} s: stopped"
+                ) from None
+            if process.returncode != 0:
+                raise GoBuildError(f"building {program.name} ({program.folder.name}/, {' '.join(command[1:])}) failed:\n{stderr.strip()}")
+            tmp.rename(out)
+        finally:
+            if process is not None:
+                _stop(process)
             tmp.unlink(missing_ok=True)
-            raise GoBuildError(f"building {program.name} ({program.folder.name}/, {' '.join(command[1:])}) failed:\n{result.stderr.strip()}")
-        tmp.rename(out)
+            shutil.rmtree(work, ignore_errors=True)
     return out

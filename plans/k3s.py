@@ -166,6 +166,14 @@ wait_for() {{
 
 INSTALLER = "https://get.k3s.io"
 UPGRADE_TIMEOUT_SECONDS = 900
+# k3s's installer, fetched, then run, each under its own bound: pulumi-command never cancels a remote command once
+# it runs (see above), and neither has one of its own. The fetch is one small script; the install downloads k3s
+# (about 70 MB) with `curl -o $1 -sfL $2` (install.sh download(): no time limit) and ends with `systemctl restart`
+# of a unit with TimeoutStartSec=0 (systemd_start, create_systemd_service_file), so it runs under `timeout`, which
+# stops the installer and everything it started (its own process group); systemd goes on starting k3s.
+FETCH_CONNECT_SECONDS = 10
+FETCH_SECONDS = 120
+INSTALL_SECONDS = 1200  # the download on a slow home connection, and k3s's restart (as the join's RESTART_TIMEOUT_SECONDS)
 AGENT_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
 
 
@@ -192,8 +200,40 @@ def node_ready(node: Node, version: str) -> str:
     return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
+def install_k3s(stack: StackConfig, node: Node, installer: str, fetch_timeout: int, install_timeout: int) -> str:
+    """Fetch k3s's installer to a file and run it, each bounded, each failure naming what did not finish.
+
+    Not `curl | sh`: a fetch that failed there ran an empty script, which succeeds."""
+    svc = service(node)
+    return f"""installer=$(mktemp)
+trap 'rm -f "$installer"' EXIT
+status=0
+curl -sfL --connect-timeout {FETCH_CONNECT_SECONDS} --max-time {fetch_timeout} -o "$installer" {installer} || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "iluvatar: {node.name}: k3s's installer was not fetched from {installer} within {fetch_timeout} s (curl's exit status $status; 28: the time ran out), so nothing was installed; look with: curl -sSfL -o /dev/null {installer}" >&2
+  exit 1
+fi
+status=0
+sudo {install_env(stack, node)} timeout {install_timeout} sh "$installer" >&2 || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "iluvatar: {node.name}: k3s's installer did not finish within {install_timeout} s (it downloads k3s, then restarts {svc}, whose unit has no start timeout): stopped; look with: sudo journalctl -u {svc}" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  echo "iluvatar: {node.name}: k3s's installer failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+fi
+"""
+
+
 def upgrade_script(
-    stack: StackConfig, node: Node, snapshot: bool, timeout: int = UPGRADE_TIMEOUT_SECONDS, etcd_timeout: int = ETCD_TIMEOUT_SECONDS
+    stack: StackConfig,
+    node: Node,
+    snapshot: bool,
+    timeout: int = UPGRADE_TIMEOUT_SECONDS,
+    etcd_timeout: int = ETCD_TIMEOUT_SECONDS,
+    installer: str = INSTALLER,
+    fetch_timeout: int = FETCH_SECONDS,
+    install_timeout: int = INSTALL_SECONDS,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -219,8 +259,7 @@ if [ "$have" = "{want}" ]; then
   exit 0
 fi
 echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{gates}{before}{save}curl -sfL {INSTALLER} | sudo {install_env(stack, node)} sh - >&2
-deadline=$(( $(date +%s) + {timeout} ))
+{gates}{before}{save}{install_k3s(stack, node, installer, fetch_timeout, install_timeout)}deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "iluvatar: {node.name} was not Ready at {want} within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2

@@ -67,6 +67,9 @@ _ALL: tuple[Tool, ...] = (
     Tool("cloudflared-check", "cloudflared-check"),
     # A scripted Talos API stand-in on machinery v1.13.0's real gRPC services (tools.talos_api): the upgrader's tests.
     Tool("talos-api", "talos-api"),
+    # pulumi-command v1.2.1's local Command as the engine cancels it (Go's standard library only): a step killed as it
+    # kills one (tests/upgrader/test_cancel.py).
+    Tool("pulumi-command-local", "pulumi-command-local"),
     # The tests' real control plane (tools.kube_cluster): kube-apiserver, controller-manager and scheduler at Kubernetes
     # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
     Tool("kube-control-plane", "kube-control-plane", kubernetes="k8s.io/kubernetes"),

@@ -7,6 +7,7 @@ folder; Go's module and build caches stay the project's, so the standard library
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 from pathlib import Path
 
@@ -107,3 +108,61 @@ def test_a_command_in_a_package_of_its_module_is_built_from_the_modules_folder(c
     # The module's folder has no command of its own: its default package builds nothing.
     with pytest.raises(golang.GoBuildError, match="no Go files"):
         golang.build(golang.Program("hello", folder))
+
+
+def _alive_mentioning(text: str) -> list[str]:
+    """The live processes whose command line names `text` (a build's folder): what a stopped build must not leave."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or text.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state not in ("Z", "X"):
+            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def test_a_build_past_its_bound_is_stopped_and_leaves_nothing(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty build cache: the standard library is compiled first, far longer than the 1 s bound. The go command and
+    every compiler it started are killed, its partial output and work folder removed."""
+    with_project_caches = golang.go_env
+    monkeypatch.setattr(golang, "go_env", lambda: {**with_project_caches(), "GOCACHE": str(tmp_path / "empty-gocache")})
+    started = []
+    with pytest.raises(golang.GoBuildTimeoutError, match=r"^building hello \(hello/\) did not finish within 1 s: stopped$"):
+        golang.build(_program(tmp_path / "hello"), timeout=1, building=lambda: started.append(True))
+    assert started == [True]
+    assert [p.name for p in (cache / "bin").iterdir()] == []
+    assert _alive_mentioning(str(cache / "bin")) == []
+
+
+def test_what_a_build_killed_outright_left_is_removed_by_the_next_build_of_that_program(cache: Path, tmp_path: Path) -> None:
+    """A build whose process was SIGKILLed runs no cleanup: its temporary binary and work folder stay, until the next
+    build of the program (under its lock, so never another build's files). Another program's are left alone."""
+    bin_dir = cache / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / ".hello-0123456789abcdef.4242").write_bytes(b"\x7fELF half a binary")
+    (bin_dir / ".hello-0123456789abcdef.4242.work" / "b001").mkdir(parents=True)
+    (bin_dir / ".hello-node-0123456789abcdef.4242").write_bytes(b"another program's")
+    binary = golang.build(_program(tmp_path / "hello"))
+    assert sorted(p.name for p in bin_dir.iterdir()) == sorted([binary.name, ".hello-node-0123456789abcdef.4242"])
+
+
+def test_the_wait_for_another_build_is_part_of_the_bound(cache: Path, tmp_path: Path) -> None:
+    locks = cache / "locks"
+    locks.mkdir(parents=True)
+    with open(locks / "hello.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process building hello
+        with pytest.raises(golang.GoBuildTimeoutError, match=r"^another build of hello \(another step, test run or worktree\) held its lock past"):
+            golang.build(_program(tmp_path / "hello"), timeout=0.5)
+    assert not (cache / "bin").exists() or [p.name for p in (cache / "bin").iterdir()] == []
+
+
+def test_a_build_is_announced_only_when_it_builds(cache: Path, tmp_path: Path) -> None:
+    said: list[str] = []
+    program = _program(tmp_path / "hello")
+    golang.build(program, building=lambda: said.append("building"))
+    golang.build(program, building=lambda: said.append("building again"))
+    assert said == ["building"]

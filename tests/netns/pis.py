@@ -17,7 +17,8 @@ What is real:
 What stands in (STAND-IN in each script's first lines), because k3s and systemd cannot run here:
 - `k3s` (its `--version`, `etcd-snapshot`, and `kubectl`, which runs the real kubectl with k3s's
   default kubeconfig), `systemctl` (k3s's units only), `cloud-init` (`status --wait`: done), and
-  the installer `curl -sfL https://get.k3s.io` fetches; each records what it did, with the time;
+  the installer `curl ... https://get.k3s.io` fetches (a Pi with an `installer-hangs` file: its
+  download never ends); each records what it did, with the time;
 - k3s's service starting (`STANDIN_SERVICE`): after `KUBELET_DELAY` seconds, as a restarted kubelet
   does, it registers the Pi's Node or reports it at the installed version (Ready False: kwok makes it
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
@@ -161,12 +162,17 @@ echo "status: done"
 """
 
 STANDIN_CURL = """#!/bin/bash
-# STAND-IN for k3s's installer and for etcd's client port only: `curl -sfL https://get.k3s.io` prints the
-# stand-in installer, a request to port 2379 goes to the lab's etcd (STANDIN_ETCD); any other address goes to
-# the real curl.
+# STAND-IN for k3s's installer and for etcd's client port only: `curl ... https://get.k3s.io` gives the stand-in
+# installer (into -o's file, as curl writes it there), a request to port 2379 goes to the lab's etcd (STANDIN_ETCD);
+# any other address goes to the real curl.
+out= prev=
+for arg in "$@"; do
+  [ "$prev" = -o ] && out=$arg
+  prev=$arg
+done
 for arg in "$@"; do
   case $arg in
-    https://get.k3s.io|https://get.k3s.io/) cat /var/lib/rancher/standin/install.sh; exit 0 ;;
+    https://get.k3s.io|https://get.k3s.io/) if [ -n "$out" ]; then cat /var/lib/rancher/standin/install.sh > "$out"; else cat /var/lib/rancher/standin/install.sh; fi; exit 0 ;;
     https://*:2379/*) exec python3 /var/lib/rancher/standin/etcd.py "$@" ;;
   esac
 done
@@ -210,9 +216,15 @@ else:
 
 STANDIN_INSTALLER = """#!/bin/sh
 # STAND-IN for https://get.k3s.io: "installs" k3s at INSTALL_K3S_VERSION and restarts it, as the installer does.
+# With an `installer-hangs` file its download never ends (install.sh's download() runs `curl -o $1 -sfL $2`, with
+# no time limit): a child that waits for ever, as that curl would.
 set -eu
 S=/var/lib/rancher/standin
 [ "$(id -u)" = 0 ] || { echo "stand-in installer: needs root" >&2; exit 1; }
+if [ -e $S/installer-hangs ]; then
+  echo "$(date +%s.%N) installer downloading" >> $S/log
+  sleep 3600
+fi
 echo "$(date +%s.%N) install ${INSTALL_K3S_VERSION} ${INSTALL_K3S_EXEC} ${K3S_URL:-}" >> $S/log
 echo "$INSTALL_K3S_VERSION" > $S/version
 case $INSTALL_K3S_EXEC in agent*) unit=k3s-agent ;; *) unit=k3s ;; esac

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from iluvatar import upgrader
 from iluvatar.graph import Graph
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
 from plans import apiserver, k3s
@@ -41,7 +42,7 @@ from plans import credentials as credentials_plan
 from stacks import load_stack_file, read_stack_file
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
-from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, Pi, Pis, Step, pis, run_like_the_engine, secret
+from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -588,6 +589,75 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
     assert "sudo journalctl -u k3s-agent" in result.stderr
 
 
+# Answers a TCP connection and never a request: a download that stalls (a CDN that hangs, a link that drops packets).
+STALLED_SERVER = """import socket
+s = socket.create_server(("0.0.0.0", 18080))
+held = []
+while True:
+    held.append(s.accept())
+"""
+
+
+def test_a_k3s_installer_not_fetched_or_not_finished_fails_its_step_within_its_bounds_naming_which(lab: Lab, brought_up: BroughtUp) -> None:
+    """pulumi-command never cancels a remote command once it runs, so the upgrade bounds its own fetch of k3s's installer
+    (the real curl's --max-time, against a server that accepts and never answers) and the install (`timeout`, around an
+    installer whose download never ends). Here 2 s each, the program's 120 s and 1200 s. Nothing is installed."""
+    varda = lab.pis.pis["varda"]
+    sim = lab.sims["flashed" if varda.version() == UPGRADE else "upgrade"]
+    step = next(s for s in remote_steps(sim) if s.name == "ainur-varda-k3s")
+    assert lab.pis.stack.ainur is not None
+    want = FLASHED if varda.version() == UPGRADE else UPGRADE
+    stack = load_stack_file(write_stack(lab.pis.root, stack_doc(lab.pis.stack.ainur.ssh_authorized_keys[0], want), stack="installer"))
+    stalled = f"http://{OPERATOR_IP}:18080/"
+    fetch = k3s.upgrade_script(stack, varda.node, snapshot=False, installer=stalled, fetch_timeout=2)
+    assert fetch == step.inputs["create"].replace(k3s.INSTALLER, stalled).replace(f"{k3s.FETCH_SECONDS} ", "2 ")
+    server = subprocess.Popen(["ip", "netns", "exec", lab.pis.operator, "python3", "-c", STALLED_SERVER])
+    mark = len(varda.log())
+    try:
+        time.sleep(0.5)  # listening
+        start = time.monotonic()
+        fetched = lab.pis.ssh(secret(step.inputs["connection"]), fetch, None)
+        took = time.monotonic() - start
+    finally:
+        server.kill()
+        server.wait()
+    assert fetched.returncode == 1
+    assert took < 2 + 5, took  # the bound, SSH
+    assert fetched.stderr.splitlines()[-1] == (
+        f"iluvatar: varda: k3s's installer was not fetched from {stalled} within 2 s (curl's exit status 28; 28: the time ran out), "
+        f"so nothing was installed; look with: curl -sSfL -o /dev/null {stalled}"
+    )
+
+    install = k3s.upgrade_script(stack, varda.node, snapshot=False, install_timeout=2)
+    assert install == step.inputs["create"].replace(f"timeout {k3s.INSTALL_SECONDS} ", "timeout 2 ").replace(
+        f"within {k3s.INSTALL_SECONDS} s", "within 2 s"
+    )
+    (varda.state / "installer-hangs").write_text("")
+    try:
+        start = time.monotonic()
+        installed = lab.pis.ssh(secret(step.inputs["connection"]), install, None)
+        took = time.monotonic() - start
+    finally:
+        (varda.state / "installer-hangs").unlink()
+    assert installed.returncode == 1
+    assert took < 2 + 5, took
+    assert installed.stderr.splitlines()[-1] == (
+        "iluvatar: varda: k3s's installer did not finish within 2 s (it downloads k3s, then restarts k3s-agent, whose unit has no start "
+        "timeout): stopped; look with: sudo journalctl -u k3s-agent"
+    )
+    # The installer started its download, and `timeout` stopped it with what it started (its process group).
+    assert [a for _, a in varda.log()[mark:] if a.startswith("install")] == ["installer downloading"]
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == b"sleep\x003600\x00"]
+    assert varda.version() != want
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
     """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
     varda = lab.pis.pis["varda"]
@@ -613,6 +683,7 @@ def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(l
     assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
         k3s.server_url(lab.pis.stack), lab.pis.cluster.server
     )
+    upgrader.build()  # a step that builds it says so first (upgrader/README.md): this test is about what the gate says
     for _ in range(2):
         result = subprocess.run(
             ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT

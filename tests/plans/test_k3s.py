@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -410,18 +411,30 @@ case "$1" in
   kubectl) [ -e "$READY" ] && echo "$(cat "$VERSION") True" ;;
 esac""",
     "sudo": 'exec env "$@"',
-    # A stand-in for curl | sh against get.k3s.io: the "installer" it prints records its environment and sets the version;
-    # etcd's member list and /health as in the join's tests (STAND_INS).
+    # A stand-in for curl against get.k3s.io: the "installer" it writes (to -o's file, as curl does) records its
+    # environment and sets the version; with $FETCH_FAILS it writes nothing and exits with that code, as curl does when
+    # its --max-time runs out (28); the installer sleeps for ever with $INSTALL_HANGS. etcd's member list and /health
+    # as in the join's tests (STAND_INS).
     "curl": """case "$*" in
   *member/list*) echo "etcd member list" >> "$LOG"; cat "$ETCD"; exit ;;
   *:2379/health*) echo "etcd health ${@: -1}" >> "$LOG"; grep -q "${@: -1}" "$HEALTHY" && echo '{"health":"true","reason":""}'; exit ;;
 esac
-echo "curl $*" >> "$LOG"
-echo 'echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"'""",
+out= args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -o ]; then out=$2; args+=(-o FILE); shift 2; else args+=("$1"); shift; fi
+done
+echo "curl ${args[*]}" >> "$LOG"
+[ -n "${FETCH_FAILS:-}" ] && exit "$FETCH_FAILS"
+script='[ -n "${INSTALL_HANGS:-}" ] && { echo "installer started" >> "$LOG"; sleep 600; }
+echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"'
+if [ -n "$out" ]; then printf '%s\\n' "$script" > "$out"; else printf '%s\\n' "$script"; fi""",
 }
+FETCH = "curl -sfL --connect-timeout 10 --max-time 120 -o FILE https://get.k3s.io"
 
 
-def _upgrade(tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: bool = True) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def _upgrade(
+    tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: bool = True, install_timeout: int = k3s.INSTALL_SECONDS, **more_env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -435,7 +448,7 @@ def _upgrade(tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: 
         (tmp_path / "ready").touch()
     (tmp_path / "members.json").write_text(json.dumps(MEMBERS))
     (tmp_path / "healthy").write_text("".join(f"{m['clientURLs'][0]}/health\n" for m in MEMBERS["members"]))
-    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3, etcd_timeout=3)
+    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3, etcd_timeout=3, install_timeout=install_timeout)
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "LOG": str(log),
@@ -443,6 +456,7 @@ def _upgrade(tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: 
         "READY": str(tmp_path / "ready"),
         "ETCD": str(tmp_path / "members.json"),
         "HEALTHY": str(tmp_path / "healthy"),
+        **more_env,
     }
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else []
@@ -463,7 +477,7 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         # A valar restarts a member of etcd: only with every member healthy, before and after.
         *ETCD_GATE,
         "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
-        "curl -sfL https://get.k3s.io",
+        FETCH,
         "install v1.33.6+k3s1 server ",
         'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
         *ETCD_GATE,
@@ -475,10 +489,46 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
     result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False)
     assert result.returncode == 0, result.stderr
     assert calls[1:] == [
-        "curl -sfL https://get.k3s.io",
+        FETCH,
         "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
         'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
+
+
+def test_an_installer_not_fetched_in_time_installs_nothing_and_says_so(tmp_path: Path) -> None:
+    """`curl | sh` ran an empty script, which succeeds, when curl failed: the fetch is its own step."""
+    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, FETCH_FAILS="28")
+    assert result.returncode == 1
+    assert calls[1:] == [FETCH]
+    assert result.stderr.splitlines()[-1] == (
+        "iluvatar: eonwe: k3s's installer was not fetched from https://get.k3s.io within 120 s (curl's exit status 28; 28: the time ran out), "
+        "so nothing was installed; look with: curl -sSfL -o /dev/null https://get.k3s.io"
+    )
+    assert (tmp_path / "version").read_text() == "v1.32.9+k3s1"
+
+
+def test_an_installer_that_does_not_finish_is_stopped_at_its_bound_and_says_so(tmp_path: Path) -> None:
+    """Here a 1 s bound (the program's is INSTALL_SECONDS); `timeout` stops the installer and what it started."""
+    start = time.monotonic()
+    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, install_timeout=1, INSTALL_HANGS="1")
+    assert time.monotonic() - start < 30  # the installer's own 600 s sleep did not run out
+    assert result.returncode == 1
+    assert calls[1:] == [FETCH, "installer started"]
+    assert result.stderr.splitlines()[-1] == (
+        "iluvatar: eonwe: k3s's installer did not finish within 1 s (it downloads k3s, then restarts k3s-agent, whose unit has no start "
+        "timeout): stopped; look with: sudo journalctl -u k3s-agent"
+    )
+
+
+def test_the_program_bounds_the_fetch_and_the_install() -> None:
+    stack = load_stack_file(HOMELAB)
+    script = k3s.upgrade_script(stack, stack.nodes[1], snapshot=False)
+    assert 'curl -sfL --connect-timeout 10 --max-time 120 -o "$installer" https://get.k3s.io || status=$?' in script.splitlines()
+    install = (
+        'sudo INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_EXEC=agent K3S_URL=https://192.168.0.10:6443 timeout 1200 sh "$installer" >&2 || status=$?'
+    )
+    assert install in script.splitlines()
+    assert "| sh" not in script
 
 
 def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:

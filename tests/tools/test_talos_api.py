@@ -197,8 +197,12 @@ def test_the_call_log_records_each_answer_and_its_code() -> None:
             'node "istari-1": reboot result "sideways" is not one of up, never, old-version, maintenance, not-ready',
         ),
         ({"schematic": "abc"}, 'node "istari-1": schematic "abc" is not an Image Factory schematic ID'),
+        (
+            {"hang": ["MachineService/Versions"]},
+            'node "istari-1": hang: "MachineService/Versions" is not a method the stand-in serves (e.g. MachineService/Version)',
+        ),
     ],
-    ids=["version", "role", "outcome", "schematic"],
+    ids=["version", "role", "outcome", "schematic", "hang"],
 )
 def test_a_bad_scenario_is_refused_with_its_reason(spec: dict[str, object], message: str) -> None:
     bad = scenario([{**node("istari-1", addresses(1)[0], "worker", NEW), **spec}])

@@ -1,20 +1,35 @@
-"""Run the upgrader as Pulumi's command resources run it: arguments, secrets as JSON on stdin, exit code."""
+"""Run the upgrader as Pulumi's command resources run it: arguments, secrets as JSON on stdin, exit code.
+
+`step` runs a step's whole command line as pulumi-command runs a local Command, under `tools/pulumi-command-local`
+(a stand-in for the provider that follows its source: exec.CommandContext of `/bin/sh -c`, no process group, Go's
+default cancel, SIGKILL to the shell alone; stdout and stderr through pipes, so Wait waits for every holder of
+them), with Debian's /bin/sh, dash, which forks for the command rather than replacing itself. The engine's Cancel
+(Ctrl-C) is `Step.cancel`: what pulumi-go-provider's cancel middleware does with it, the step's context cancelled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iluvatar import upgrader as product
+from tests.edit import ROOT
+from tools import gotools
 from tools.talos_api import TalosAPI
 
+GRACE_S = 75  # upgrader/internal/stop: Grace, how long the upgrader may take to end once a signal came
 # pulumi-command sets this for an update or a delete to the stdout of the resource's last run.
 RECORD = "PULUMI_COMMAND_STDOUT"
 
@@ -100,6 +115,17 @@ def upgrader_watched(
     return Result(code, stdout, "".join(lines), time.monotonic() - start)
 
 
+def started(args: Iterable[str], stdin: dict[str, Any] | None = None) -> subprocess.Popen[str]:
+    """The upgrader started and left running (its stdin given and closed), for a test that acts while it runs."""
+    env = {k: v for k, v in os.environ.items() if k != RECORD}
+    process = subprocess.Popen([str(binary()), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdin is not None
+    process.stdin.write("" if stdin is None else json.dumps(stdin))
+    process.stdin.close()
+    process.stdin = None  # written and closed: communicate() reads the rest
+    return process
+
+
 def record(result: Result) -> dict[str, Any]:
     """apply's record: its one stdout line, which the next update or delete of its Pulumi step reads back."""
     lines = result.stdout.splitlines()
@@ -130,3 +156,110 @@ def secrets(api: TalosAPI, machine_config: str | None = None, **more: Any) -> di
     if machine_config is not None:
         out["machineConfig"] = machine_config
     return out
+
+
+# --- A step run as pulumi-command runs a local Command, and stopped as the engine stops one -----------------------
+
+
+def dash() -> str:
+    """Debian's /bin/sh, what pulumi-command runs a step with there (named here, whatever /bin/sh is on this machine).
+
+    It forks for `sh -c 'iluvatar upgrader ...'` rather than exec'ing the command: the premise the tests below
+    check, since a shell that exec'd its command would be killed in the upgrader's place."""
+    found = shutil.which("dash")
+    assert found is not None, "dash (Debian's /bin/sh, Essential on Debian) is missing: bash scripts/prerequisites.sh"
+    return found
+
+
+@dataclass
+class Step:
+    """One run of a step under the stand-in: its process, and the shell's pid once it started."""
+
+    process: subprocess.Popen[str]
+    pid_file: Path
+
+    def shell(self, within: float = 30) -> int:
+        deadline = time.monotonic() + within
+        while not self.pid_file.exists() or not self.pid_file.read_text().endswith("\n"):
+            assert self.process.poll() is None, self.process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return int(self.pid_file.read_text())
+
+    def cancel(self) -> None:
+        """The engine's Cancel (Ctrl-C): the step's context cancelled, and the shell killed by Go's exec."""
+        self.process.send_signal(signal.SIGUSR1)
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """What pulumi-command's run() returned, once its Wait did (the stand-in's JSON)."""
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise AssertionError(f"the step's Wait did not return within {timeout:.0f} s: something still holds its pipes") from None
+        assert self.process.returncode == 0, err
+        found: dict[str, Any] = json.loads(out)
+        return found
+
+
+@contextmanager
+def step(command: str, stdin: str, env: dict[str, str] | None = None) -> Iterator[Step]:
+    """The step's command run as pulumi-command runs a local Command, from the project folder (its `dir`)."""
+    with tempfile.TemporaryDirectory(prefix="step-") as tmp:
+        (Path(tmp) / "stdin").write_text(stdin)
+        harness = gotools.build("pulumi-command-local")
+        args = [str(harness), "--shell", dash(), "--stdin", str(Path(tmp) / "stdin"), "--pid-file", str(Path(tmp) / "pid"), "--", command]
+        environment = {k: v for k, v in (env or os.environ).items() if not k.startswith("PULUMI_COMMAND_")}
+        # In a process group of its own, as the engine starts a provider (sdk/go/common/resource/plugin/plugin.go:598 at
+        # v3.259.0, Setpgid), which the step's processes share.
+        process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, process_group=0)
+        try:
+            yield Step(process, Path(tmp) / "pid")
+        finally:
+            # What a failed test leaves: killed as the engine kills a provider's group at its end (cmdutil.KillChildren).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def only_child(pid: int, within: float = 30) -> int:
+    """The one child of a process, once it has one."""
+    until(f"a child of {pid}", lambda: bool(children(pid)), within)
+    (child,) = children(pid)
+    return child
+
+
+def running(pid: int) -> bool:
+    """The process is alive (a zombie, dead and not yet reaped by whoever inherited it, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def group(pgid: int) -> list[int]:
+    """The live processes of a process group."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
+
+
+def until(what: str, check: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
+        time.sleep(0.05)

@@ -7,11 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from iluvatar import upgrader as product
 from plans import storage
 from tools.talos_api import addresses, node, scenario, talos_api
 
 ILUVATAR = Path(sys.executable).parent / "iluvatar"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _built() -> None:
+    """The upgrader built before these run: a run that builds it says so first (tests/upgrader/test_cancel.py)."""
+    product.build()
 
 
 def _iluvatar(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

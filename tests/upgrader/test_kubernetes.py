@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from plans import storage
+from iluvatar import upgrader as product
+from plans import bringup, storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
-from tests.upgrader.run import Result, mutations, upgrader, upgrader_watched
+from tests.upgrader.run import GRACE_S, Result, mutations, step, until, upgrader, upgrader_watched
 from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
@@ -369,6 +370,72 @@ def test_a_run_killed_while_draining_leaves_noout_owed_and_the_next_run_unsets_i
     assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
     assert AFTER_HOOKS not in _annotations(kube_talos, name)
     running(kube_talos, ns, "guarded", 1)
+
+
+def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it_ends(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """Ctrl-C while a PodDisruptionBudget holds the drain: pulumi-command kills the step's shell (tests/upgrader/run.py
+    `step`), the upgrader gets SIGTERM, ends the drain and, before it ends, puts back what it did before the reboot:
+    the Node uncordoned, the `after` hook (Ceph's noout unset) run, the paused workload resumed. Nothing is staged or
+    rebooted. Unstopped, it drained on until its --timeout while Pulumi waited on it."""
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    client.create(deployment(ns, "guarded", 1, on=name))
+    client.create(deployment(ns, "paused", 2, on=name))
+    budget = {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}
+    client.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded", "namespace": ns}, "spec": budget})
+    running(kube_talos, ns, "guarded", 1)
+    running(kube_talos, ns, "paused", 2)
+
+    spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        # The step as the program writes one (plans.bringup.Step: the entry point, the arguments, --timeout).
+        command = bringup.Step(("apply", "--node", api.node_arg(name), "--role", "worker", "--pause", f"Deployment/{ns}/paused"), "10m", "").command
+        stdin = {
+            "talosconfig": api.talosconfig_text(),
+            "kubeconfig": kube_talos.kubeconfig.read_text(),
+            "machineConfig": config,
+            "hooks": program_hooks(ns),
+        }
+
+        def draining() -> bool:
+            got, paused = client.get("v1", "Node", name), client.get("apps/v1", "Deployment", "paused", ns)
+            return bool(got and got["spec"].get("unschedulable")) and paused is not None and paused["spec"]["replicas"] == 0
+
+        product.build()  # not this test's: a step stopped while it builds is tests/upgrader/test_cancel.py's
+        with step(command, json.dumps(stdin, sort_keys=True)) as first:
+            until("the drain held by the budget", draining, 120)
+            first.cancel()
+            stopped = first.result(timeout=GRACE_S + 30)
+        assert (stopped["signaled"], stopped["stdout"]) == (True, "")
+        assert 0 <= stopped["waitedAfterCancelMs"] < GRACE_S * 1000
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in stopped["stderr"].splitlines()]
+        after = steps[
+            steps.index(
+                "upgrader: -: SIGTERM: stopping: every wait ends now, as a failure; putting back a drain before a reboot may take up to 1m0s, and the upgrader ends within 1m15s"
+            ) :
+        ]
+        assert [s for s in after if not s.startswith("drain: ")][1:] == [
+            "uncordoned",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+            f"resume: Deployment/{ns}/paused scaled back to 2",
+            after[-1],
+        ]
+        assert after[-1].startswith(f"upgrader: FAILED: {name}: drain: "), after[-1]
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+
+    node_now = client.get("v1", "Node", name)
+    assert node_now is not None
+    assert node_now["spec"].get("unschedulable") is None
+    paused = client.get("apps/v1", "Deployment", "paused", ns)
+    assert paused is not None
+    assert (paused["spec"]["replicas"], (paused["metadata"].get("annotations") or {}).get("iluvatar.dev/paused-replicas")) == (2, None)
+    unset = client.get("batch/v1", "Job", NOOUT_UNSET, ns)
+    assert unset is not None
+    assert [c["type"] for c in unset["status"]["conditions"] if c["status"] == "True"][-1] == "Complete"
 
 
 def test_a_later_run_restores_what_a_dead_run_left_paused(kube_talos: Cluster, kube_namespace: Any) -> None:

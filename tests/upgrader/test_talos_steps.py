@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.upgrader.run import Result, apply_args, mutations, record, secrets, upgrader
+from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, upgrader
 from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 OLD, NEW, NEWER = "v1.12.4", "v1.13.0", "v1.13.1"
+CALL_TIMEOUT_MS = 15_000  # the bound on one API call (upgrader/internal/wait: CallTimeout)
 ROLE = {"valinor": "controlplane", "istari": "worker"}
 
 
@@ -237,6 +238,30 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run() -> None:
         assert second.code == 0, second.stderr
         assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in second.lines
         assert [m for _, m in mutations(api)] == LIFECYCLE_UPGRADE
+
+
+def test_a_call_the_node_never_answers_is_given_up_at_its_bound_and_asked_again() -> None:
+    """istari-1's API accepts Version and never answers it (tools/talos-api/hang.go: apid holds a call machined does not
+    answer until the caller gives up). Once it answers again, the apply goes on: the hung call was given up after
+    wait.CallTimeout (15 s) and asked again. Unbounded, the hung call held the whole --timeout and the apply failed."""
+    with talos_api(arda({"istari-1": NEW}, **{"istari-1": {"hang": ["MachineService/Version"]}})) as api:
+        process = started(apply_args(api, "istari-1", "worker", "60s"), secrets(api, api.node_config("istari-1")))
+        try:
+            deadline = time.monotonic() + 30
+            while not any(c["method"] == "MachineService/Version" for c in api.calls("istari-1")):
+                assert time.monotonic() < deadline, api.calls()
+                time.sleep(0.05)
+            api.script("istari-1", hang=[])
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+        assert process.returncode == 0, stderr
+        assert stderr.splitlines()[-1] == "upgrader: istari-1: healthy"
+        hung, answered = [c for c in api.calls("istari-1") if c["method"] == "MachineService/Version"][:2]
+        # The hung call ended when the caller gave up (its RST_STREAM, or its grpc-timeout on the server: either code),
+        # at its bound (wait.CallTimeout) and not before; the next poll's call was answered.
+        assert (hung["code"] in {"Canceled", "DeadlineExceeded"}, answered["code"]) == (True, "OK"), (hung, answered)
+        assert answered["ms"] - hung["ms"] >= CALL_TIMEOUT_MS, (hung, answered)
 
 
 @pytest.mark.parametrize("version", [OLD, NEW])

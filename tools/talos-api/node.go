@@ -742,8 +742,8 @@ func (n *Node) newServer() *grpc.Server {
 
 	s := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsConfig)),
-		grpc.ChainUnaryInterceptor(n.unaryInterceptor),
-		grpc.ChainStreamInterceptor(n.streamInterceptor),
+		grpc.ChainUnaryInterceptor(n.unaryInterceptor, n.hangUnary),
+		grpc.ChainStreamInterceptor(n.streamInterceptor, n.hangStream),
 	)
 
 	machineapi.RegisterMachineServiceServer(s, &machineService{n: n})

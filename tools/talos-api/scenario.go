@@ -91,6 +91,8 @@ type NodeSpec struct {
 	Upgrade UpgradeOutcome `json:"upgrade"`
 	Install Outcome        `json:"install"` // after a maintenance-mode ApplyConfiguration
 	Reset   Outcome        `json:"reset"`
+	// Hang: these methods (as the call log names them) accept the call and never answer it (hang.go).
+	Hang []string `json:"hang,omitempty"`
 }
 
 // MemberSpec is one control plane's etcd member.
@@ -233,6 +235,10 @@ func (n *NodeSpec) validate() error {
 
 	if n.Etcd.Stale && (n.Role != "controlplane" || !n.Maintenance) {
 		return fmt.Errorf("a stale etcd member is what a reflashed control plane leaves: role controlplane and maintenance mode")
+	}
+
+	if err := validateHang(n.Hang); err != nil {
+		return err
 	}
 
 	for what, r := range map[string]string{"reboot": n.Reboot.Result, "upgrade": n.Upgrade.Result, "install": n.Install.Result, "reset": n.Reset.Result} {

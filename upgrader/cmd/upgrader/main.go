@@ -7,7 +7,7 @@
 // progress goes to stderr as `upgrader: <node>: <what>`; exit 0 is success, 1 a failed check
 // (last line `upgrader: FAILED: <node>: <check>: <detail>; look with: <command>`), 2 bad arguments.
 //
-// This file is the wiring only: the command table, the signal that ends every wait, and the exit
+// This file is the wiring only: the command table, the signals that end every wait, and the exit
 // code each outcome maps to. Each concern is a package under internal/.
 package main
 
@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/iluvatar/upgrader/internal/kube"
 	"github.com/iluvatar/upgrader/internal/report"
 	"github.com/iluvatar/upgrader/internal/reset"
+	"github.com/iluvatar/upgrader/internal/stop"
 	"github.com/iluvatar/upgrader/internal/talos"
 )
 
@@ -94,9 +94,10 @@ func run(argv []string) int {
 		return exitUsage
 	}
 
-	// SIGTERM/SIGINT (pulumi cancelled) ends every wait at once, as a failure.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// SIGTERM (the shell pulumi-command ran it in was killed: Pulumi cancelled the step) or SIGINT ends
+	// every wait at once, as a failure; the process then ends within stop.Grace (internal/stop).
+	ctx, done := stop.On(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer done()
 
 	start, err := cmd.parse(argv[1:], os.Stdin)
 	if err == nil {

@@ -1068,7 +1068,7 @@ func (r *applyRun) unprepareKube(p prepared, cause error) error {
 		return cause
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.UndoTimeout)
 	defer cancel()
 
 	err := r.undo(ctx, p)

@@ -136,7 +136,7 @@ func (t *Talosconfig) Classify(ctx context.Context, n input.Node) (string, error
 		if err == nil {
 			defer c.Close() //nolint:errcheck
 
-			_, err = c.Version(ctx)
+			err = answers(ctx, c)
 		}
 
 		secureErr = err
@@ -149,7 +149,7 @@ func (t *Talosconfig) Classify(ctx context.Context, n input.Node) (string, error
 		if err == nil {
 			defer c.Close() //nolint:errcheck
 
-			_, err = c.Version(ctx)
+			err = answers(ctx, c)
 		}
 
 		insecureErr = err
@@ -169,6 +169,20 @@ func (t *Talosconfig) Classify(ctx context.Context, n input.Node) (string, error
 	}
 
 	return Unreachable, secureErr
+}
+
+// answers is one Version call, bounded like every call (wait.Call). Nothing on the node ends a call
+// it does not answer: apid proxies each call to machined (internal/app/apid/service.go:127-145 at
+// v1.13.0) in a context that is the caller's own (grpc-proxy v0.5.1 proxy/handler.go:58), so a
+// machined that does not answer holds the call open until the caller gives up; unbounded, the first
+// such call held the whole command's --timeout, and the node was never asked again.
+func answers(ctx context.Context, c *client.Client) error {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	_, err := c.Version(ctx)
+
+	return err
 }
 
 // Version is the Talos version tag a node runs.

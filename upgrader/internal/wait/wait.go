@@ -16,6 +16,11 @@ const Every = 500 * time.Millisecond
 // up a whole command's --timeout in one call.
 const CallTimeout = 15 * time.Second
 
+// UndoTimeout bounds putting back what a step changed before it failed short of a reboot (the Node
+// uncordoned, the after-hooks, the paused workloads resumed). It runs on a context of its own: the
+// command's has ended (its --timeout, or a signal), and what it put back matters more than its end.
+const UndoTimeout = time.Minute
+
 // Call is ctx bounded for one API call.
 func Call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, CallTimeout)
@@ -30,15 +35,21 @@ func (p *permanent) Unwrap() error { return p.err }
 // Stop is err as a poll's last answer: retrying cannot make it pass, so the poll returns err at once.
 func Stop(err error) error { return &permanent{err} }
 
-// stillFailing is a poll that ran out of time: the last thing it saw.
-type stillFailing struct{ last error }
+// stillFailing is a poll that ran out of time, or was stopped (why: ctx's cause, e.g. a signal): the
+// last thing it saw.
+type stillFailing struct{ last, stopped error }
 
 func (s *stillFailing) Error() string {
-	if s.last == nil {
-		return "timed out"
+	ended := "timed out"
+	if s.stopped != nil {
+		ended = "stopped: " + s.stopped.Error()
 	}
 
-	return fmt.Sprintf("timed out; last seen: %s", s.last)
+	if s.last == nil {
+		return ended
+	}
+
+	return fmt.Sprintf("%s; last seen: %s", ended, s.last)
 }
 
 func (s *stillFailing) Unwrap() error { return s.last }
@@ -65,7 +76,7 @@ func Poll(ctx context.Context, every time.Duration, f func(ctx context.Context) 
 
 		select {
 		case <-ctx.Done():
-			return &stillFailing{last: last}
+			return &stillFailing{last: last, stopped: stoppedBy(ctx)}
 		case <-time.After(every):
 		}
 	}
@@ -78,4 +89,15 @@ func Remaining(ctx context.Context) time.Duration {
 	}
 
 	return time.Hour
+}
+
+// stoppedBy is why ctx ended when it was not its deadline nor a plain cancel: the cause a stop gave
+// (context.WithCancelCause), e.g. the signal that ended the command; nil otherwise.
+func stoppedBy(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) {
+		return nil
+	}
+
+	return cause
 }

@@ -1,0 +1,164 @@
+// Command pulumi-command-local runs a command as pulumi-command v1.2.1's local Command runs one, and
+// ends its context as the engine does: a stand-in for the provider (the engine and the provider
+// cannot run here), following its source line by line.
+//
+//	pulumi-command-local [--timeout SECONDS] [--stdin FILE] [--pid-file FILE] [--shell PATH] -- COMMAND
+//
+// What it follows (pulumi-command provider/pkg/provider/local/commandOutputs.go at v1.2.1):
+//   - :44-51  the command runs as `/bin/sh -c COMMAND` (--shell: Debian's /bin/sh is dash; a test may
+//     name it where /bin/sh is another shell);
+//   - :59     exec.CommandContext(ctx, ...), with no Cancel, no WaitDelay and no SysProcAttr: when ctx
+//     ends, Go kills the shell alone with SIGKILL (Process.Kill) and Wait waits as long as it takes;
+//   - :61-71  stdout and stderr are io.MultiWriters (not files), so Go copies each from a pipe and Wait
+//     returns only once every holder of the pipes' write ends has closed them;
+//   - :76, 81 the working folder is the provider's (the project folder), the environment its own;
+//   - :97-98  stdin, when the resource has one, is a strings.Reader: copied into a pipe, then closed;
+//   - :104-113 Start, Wait, and an error `<err>: running "<command>":\n<stdout and stderr>`.
+//
+// The context ends as pulumi-go-provider v1.3.0's middleware/cancel/cancel.go ends it: at the
+// resource's custom timeout (--timeout, :49 context.WithTimeout), or when the engine calls Cancel
+// (:56-57, every in-flight call's context cancelled), which here is SIGUSR1: the engine's Ctrl-C
+// (pkg/resource/deploy/deployment_executor.go:144 at v3.259.0, Host.SignalCancellation).
+//
+// Its stdout is one JSON object once Wait returned: the error (as the engine would report it, ""
+// for none), the step's stdout and stderr, the shell's exit code (-1 when a signal ended it), and
+// how long Wait took after the context ended (ms, -1 when it did not end).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// lockedBuffer is what pulumi-command's util.ConcurrentWriter is: one buffer both streams write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return l.b.Write(p)
+}
+
+type result struct {
+	Error    string `json:"error"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	Exit     int    `json:"exit"`
+	Signaled bool   `json:"signaled"`
+	WaitedMs int64  `json:"waitedAfterCancelMs"`
+}
+
+func main() {
+	timeout := flag.Float64("timeout", 0, "the resource's custom timeout, seconds (0: none)")
+	stdinFile := flag.String("stdin", "", "a file holding the resource's stdin")
+	pidFile := flag.String("pid-file", "", "write the shell's pid here once it started")
+	shell := flag.String("shell", "/bin/sh", "the shell pulumi-command runs the command with")
+
+	flag.Parse()
+
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: pulumi-command-local [flags] -- COMMAND")
+		os.Exit(2)
+	}
+
+	command := flag.Arg(0)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	if *timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), time.Duration(*timeout*float64(time.Second)))
+	}
+
+	defer cancel()
+
+	ended := make(chan time.Time, 1)
+	context.AfterFunc(ctx, func() { ended <- time.Now() })
+
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+
+	go func() {
+		<-usr1
+		cancel()
+	}()
+
+	var stdoutbuf, stderrbuf bytes.Buffer
+
+	stdouterr := &lockedBuffer{}
+
+	//nolint:gosec // the command is the test's
+	cmd := exec.CommandContext(ctx, *shell, "-c", command)
+	cmd.Stdout = io.MultiWriter(&stdoutbuf, stdouterr)
+	cmd.Stderr = io.MultiWriter(&stderrbuf, stdouterr)
+
+	dir, err := os.Getwd()
+	if err != nil {
+		fail(err)
+	}
+
+	cmd.Dir = dir
+	cmd.Env = os.Environ()
+
+	if *stdinFile != "" {
+		raw, err := os.ReadFile(*stdinFile)
+		if err != nil {
+			fail(err)
+		}
+
+		if len(raw) > 0 {
+			cmd.Stdin = strings.NewReader(string(raw))
+		}
+	}
+
+	err = cmd.Start()
+	if err == nil {
+		if *pidFile != "" {
+			if werr := os.WriteFile(*pidFile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); werr != nil {
+				fail(werr)
+			}
+		}
+
+		err = cmd.Wait()
+	}
+
+	out := result{Stdout: stdoutbuf.String(), Stderr: stderrbuf.String(), Exit: -1, WaitedMs: -1}
+
+	if ctx.Err() != nil {
+		// Wait returned now, however long after the context ended.
+		out.WaitedMs = time.Since(<-ended).Milliseconds()
+	}
+
+	if cmd.ProcessState != nil {
+		out.Exit = cmd.ProcessState.ExitCode()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+			out.Signaled = ws.Signaled()
+		}
+	}
+
+	if err != nil {
+		out.Error = fmt.Errorf("%w: running %q:\n%s", err, command, stdouterr.b.String()).Error()
+	}
+
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "pulumi-command-local:", err)
+	os.Exit(1)
+}
