@@ -23,11 +23,17 @@ func TestCheckInputIsTheCommandsOwnReading(t *testing.T) {
 	}{
 		{name: "apply as the program runs it", argv: apply, stdin: applyStdin},
 		{
+			// The program's form before issue #38, which a delete still reads from the state: a list of one.
 			name:  "a hook as one Job, not a list (issue #38)",
+			argv:  apply,
+			stdin: strings.Replace(applyStdin, `"after": [{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ceph-noout-unset"}}]`, `"after": {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ceph-noout-unset"}}`, 1),
+		},
+		{
+			name:  "a hook as one object that is no Job",
 			argv:  apply,
 			stdin: strings.Replace(applyStdin, `"after": [{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ceph-noout-unset"}}]`, `"after": {"kind": "Job"}`, 1),
 			code:  exitUsage,
-			line:  "upgrader: apply: stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.after of type []json.RawMessage",
+			line:  "upgrader: apply: stdin: hooks.after[0] must be a batch/v1 Job with a name",
 		},
 		{name: "apply's delete reads the same stdin", argv: []string{"reset", "--node", "tirion=192.168.0.22", "--mode", "auto", "--timeout", "20m"}, stdin: applyStdin},
 		{name: "a required key", argv: apply, stdin: `{"talosconfig": "t"}`, code: exitUsage, line: `upgrader: apply: stdin: "machineConfig" is required`},
