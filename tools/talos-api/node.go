@@ -97,6 +97,8 @@ type Node struct {
 	etcdData   bool
 	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
 	etcdJoinErr string
+	// kubeletRestarts counts the control API's kubelet restarts (kubelet.go).
+	kubeletRestarts int
 
 	st  state.State
 	srv *grpc.Server
@@ -468,6 +470,8 @@ func (n *Node) boot(result string) error {
 	n.up = true
 	srv := n.srv
 
+	n.startKubelet()
+
 	go func() {
 		if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
 			log.Printf("%s: serve: %s", n.name, err)
@@ -711,6 +715,8 @@ func (n *Node) writeConfigs() error {
 			return err
 		}
 	}
+
+	n.renderControlPlane()
 
 	return nil
 }
