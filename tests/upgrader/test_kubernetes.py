@@ -99,10 +99,13 @@ def running(cluster: Cluster, namespace: str, app: str, count: int) -> None:
 
 @pytest.fixture
 def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]], None]]:
-    """Talos's control plane pods on a node, removed after the test.
+    """Talos's control plane pods on a node, written by the test, removed after it.
 
-    The kubelet runs them from files Talos writes and mirrors each into the API (kube-system, label
-    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone.
+    The kubelet runs them from what Talos serves and mirrors each into the API (kube-system, label
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries
+    talos.dev/config-version 1, the version of a config resource Talos has rendered once since the
+    node booted (the stand-in's state is new at each boot, as Talos's is). A test of what the kubelet
+    does runs the stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
     """
     made: list[dict[str, Any]] = []
 
@@ -115,7 +118,11 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
                     "name": f"{app}-{node_name}",
                     "namespace": "kube-system",
                     "labels": {"k8s-app": app, "tier": "control-plane"},
-                    "annotations": {"kubernetes.io/config.mirror": f"{app}-{node_name}", "kubernetes.io/config.source": "file"},
+                    "annotations": {
+                        "kubernetes.io/config.mirror": f"{app}-{node_name}",
+                        "kubernetes.io/config.source": "file",
+                        "talos.dev/config-version": "1",
+                    },
                 },
                 "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
             }
@@ -325,6 +332,120 @@ def test_a_control_planes_health_includes_its_static_pods_on_the_configured_imag
         current = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=config)
         assert current.code == 0, current.stderr
         assert current.last == f"upgrader: {name}: healthy"
+
+
+# Talos renders a control plane's pods and serves them at its static pod URL; the kubelet reads that URL when it starts, then
+# every httpCheckFrequency (20 s by default; Talos leaves it so), and replaces a mirror pod only once what it read changed. The
+# stand-in's kubelet (tools/talos-api/kubelet.go) plays that against the real API server, so the old pod stays, Ready on the
+# same image, until the kubelet's next poll.
+APPS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CONFIG_VERSION = "talos.dev/config-version"
+
+
+def mirror_pods(cluster: Cluster, node_name: str) -> dict[str, dict[str, Any]]:
+    """The control plane's mirror pods on a node now, by component (one on its way out does not count)."""
+    found = cluster.client.list("v1", "Pod", "kube-system", fieldSelector=f"spec.nodeName={node_name}")
+    return {
+        p["metadata"]["labels"]["k8s-app"]: p
+        for p in found
+        if (p["metadata"].get("labels") or {}).get("k8s-app") in APPS and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def config_versions(cluster: Cluster, node_name: str) -> dict[str, str]:
+    """Each mirror pod's talos.dev/config-version, for those that are Ready."""
+    return {app: p["metadata"]["annotations"].get(CONFIG_VERSION, "") for app, p in mirror_pods(cluster, node_name).items() if _pod_ready(p)}
+
+
+def api_server_flags(cluster: Cluster, node_name: str) -> list[str]:
+    command: list[str] = mirror_pods(cluster, node_name)["kube-apiserver"]["spec"]["containers"][0]["command"]
+    return command[1:]
+
+
+def kubelet_scenario(cluster: Cluster, nodes: list[dict[str, Any]], poll_ms: int) -> dict[str, Any]:
+    """Nodes whose kubelets sign in to the test control plane and poll Talos's static pods every `poll_ms`."""
+    return scenario(nodes, endpoint=cluster.server, kubernetes_ca=cluster.ca, kubelet_poll_ms=poll_ms)
+
+
+def first_pods(cluster: Cluster, names: list[str]) -> None:
+    """The mirror pods each kubelet made when it started, Ready, of the config Talos rendered at boot (version 1)."""
+    cluster.wait_for("the kubelets' first mirror pods", lambda: all(config_versions(cluster, n) == dict.fromkeys(APPS, "1") for n in names))
+
+
+def _flag(value: str) -> str:
+    """A change of the API server's flags, as an OIDC setting or a user's extraArgs is: Talos applies it without a reboot."""
+    return json.dumps({"cluster": {"apiServer": {"extraArgs": {"audit-log-maxage": value}}}})
+
+
+def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(kube_talos: Cluster) -> None:
+    name = unique("valinor")
+    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    # The kubelet reads Talos's static pods when it starts, and then not within this test (an hour between polls).
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
+        first_pods(kube_talos, [name])
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "6s"]
+        stale = run(api, kube_talos, args, machineConfig=config)
+        assert stale.code == 1
+        assert f"upgrader: {name}: the change renders kube-apiserver anew: waiting for the new pods after it" in stale.lines
+        # The old API server is still there, Ready on the same image: only its talos.dev/config-version tells.
+        assert stale.last == (
+            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 "
+            "(the version of the config Talos renders now): the kubelet has not run the new static pod yet; "
+            f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+        )
+        assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
+        assert "--audit-log-maxage=31" not in api_server_flags(kube_talos, name)
+
+        # A new kubelet reads the static pod URL at once: the next run finds the new API server and is done.
+        api.restart_kubelet(name)
+        done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
+        assert done.code == 0, done.stderr
+        assert done.lines[-2:] == [
+            f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
+            f"upgrader: {name}: healthy",
+        ]
+        assert config_versions(kube_talos, name) == {"kube-apiserver": "2", "kube-controller-manager": "1", "kube-scheduler": "1"}
+        assert "--audit-log-maxage=31" in api_server_flags(kube_talos, name)
+
+
+def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_read_after_it(kube_talos: Cluster) -> None:
+    # Talos renders the API server's config resource after ApplyConfiguration answers (here: not within the test). Read after
+    # the apply, the version is still the old one, and the old pod carries it: only the version read before tells them apart.
+    name = unique("valinor")
+    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 200)) as api:
+        first_pods(kube_talos, [name])
+        api.script(name, renderDelayMs=3_600_000)
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        result = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "5s"], machineConfig=config)
+        assert result.code == 1
+        ip = api.ip(name)
+        assert result.last == (
+            f"upgrader: FAILED: {name}: control-plane-config: timed out; last seen: Talos has not rendered kube-apiserver's new config yet "
+            f"(its config resource is still at version 1); look with: talosctl -n {ip} get apiserverconfigs -o yaml; talosctl -n {ip} get staticpodstatus"
+        )
+
+
+def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_config(kube_talos: Cluster) -> None:
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, addresses(3), strict=True)]
+    with talos_api(kubelet_scenario(kube_talos, nodes, 2_000)) as api:
+        first_pods(kube_talos, cps)
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        for cp in cps:  # the chain of apply steps, one control plane after the other
+            result = run(api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", "--timeout", "60s"], machineConfig=config)
+            assert result.code == 0, result.stderr
+        # Each control plane's change, then its kubelet taking the new API server (version 2), before the next one changes.
+        seen = []
+        for call in api.calls():
+            args = call.get("args") or {}
+            if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
+                seen.append((call["node"], "config applied"))
+            elif call["method"] == "kubelet/StaticPods" and args["configVersions"].get("kube-apiserver") == "2":
+                seen.append((call["node"], "new API server running"))
+        assert seen == [(cp, what) for cp in cps for what in ("config applied", "new API server running")]
 
 
 def test_the_health_gate_waits_for_etcd_the_control_plane_the_api_and_every_node(kube_talos: Cluster, static_pods: Any) -> None:
