@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +24,7 @@ import yaml
 
 from plans import storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
-from tests.upgrader.run import Result, mutations, upgrader
+from tests.upgrader.run import Result, binary, mutations, upgrader
 from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, mac, node, scenario, talos_api
 
@@ -446,6 +447,173 @@ def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_confi
             elif call["method"] == "kubelet/StaticPods" and args["configVersions"].get("kube-apiserver") == "2":
                 seen.append((call["node"], "new API server running"))
         assert seen == [(cp, what) for cp in cps for what in ("config applied", "new API server running")]
+
+
+# A Kubernetes version bump: `kubernetes-upgrade` rolls it as `talosctl upgrade-k8s` does, component by component, before the
+# per-node apply steps run with the new configs.
+TO = "v1.35.0"
+
+
+def _kubernetes_upgrade(api: TalosAPI, cps: list[str], workers: list[str], timeout: str = "120s") -> list[str]:
+    args = ["kubernetes-upgrade", "--to", TO, *(a for cp in cps for a in ("--control-plane", api.node_arg(cp)))]
+    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), "--timeout", timeout]
+    return args
+
+
+def _events(api: TalosAPI) -> list[tuple[str, str]]:
+    """Each config change applied without a reboot, and each static pod a kubelet took at a new config version, in order."""
+    seen: list[tuple[str, str]] = []
+    versions: dict[str, dict[str, str]] = {}
+    for call in api.calls():
+        args = call.get("args") or {}
+        if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
+            seen.append((call["node"], "config applied"))
+        elif call["method"] == "kubelet/StaticPods":
+            before = versions.setdefault(call["node"], args["configVersions"])
+            seen += [(call["node"], f"new {app} running") for app in APPS if args["configVersions"][app] != before[app]]
+            versions[call["node"]] = args["configVersions"]
+    return seen
+
+
+def _upgrade_cluster(cluster: Cluster) -> tuple[list[str], list[str]]:
+    cps, workers = [unique("valinor") for _ in range(2)], [unique("istari")]
+    cluster.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), *(kwok_node(w) for w in workers)])
+    return cps, workers
+
+
+def _upgrade_spec(cluster: Cluster, cps: list[str], workers: list[str]) -> dict[str, Any]:
+    ips = addresses(len(cps) + len(workers))
+    nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=False)]
+    nodes += [node(w, ip, "worker", NEW) for w, ip in zip(workers, ips[len(cps) :], strict=True)]
+    return kubelet_scenario(cluster, nodes, 1_000)
+
+
+def _new_configs(api: TalosAPI, cps: list[str], workers: list[str], worker_patches: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each node's config at the new Kubernetes version, as the program's next run hands them out."""
+    cp_config = api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO)
+    worker_config = api.config("worker", installer(VANILLA, NEW), kubernetes_version=TO, patches=worker_patches)
+    return {**dict.fromkeys(cps, cp_config), **dict.fromkeys(workers, worker_config)}
+
+
+def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_find_it_done(kube_talos: Cluster) -> None:
+    cps, workers = _upgrade_cluster(kube_talos)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers)
+        result = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert result.code == 0, result.stderr
+        patched = [
+            line.removeprefix("upgrader: ").removesuffix(": config patched and applied without a reboot")
+            for line in result.lines
+            if line.endswith(": config patched and applied without a reboot")
+        ]
+        assert patched == [
+            *(f"{cp}: {app} v1.34.1 -> {TO}" for app in APPS for cp in cps),
+            *(f"{cp}: kube-proxy v1.34.1 -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
+            *(f"{n}: kubelet v1.34.1 -> {TO}" for n in [*cps, *workers]),
+        ]
+        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes.
+        assert _events(api) == [
+            *((cp, what) for app in APPS for cp in cps for what in ("config applied", f"new {app} running")),
+            *((n, "config applied") for n in [*cps, *cps, *workers]),
+        ]
+        assert (
+            result.last
+            == f"upgrader: {TO}: Kubernetes {TO} on {', '.join([*cps, *workers])}: API servers, controller-managers, schedulers, then kubelets"
+        )
+        for cp in cps:
+            assert {app: p["spec"]["containers"][0]["image"] for app, p in mirror_pods(kube_talos, cp).items()} == {
+                app: f"registry.k8s.io/{app}:{TO}" for app in APPS
+            }
+        for name in [*cps, *workers]:
+            found = kube_talos.client.get("v1", "Node", name)
+            assert found is not None
+            assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
+
+        # The per-node step with the whole new config finds the Kubernetes part done: nothing is left to change.
+        before = len(mutations(api))
+        for name in [*cps, *workers]:
+            role = "controlplane" if name in cps else "worker"
+            step = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, "--timeout", "60s"], machineConfig=configs[name])
+            assert step.code == 0, step.stderr
+            assert step.lines[-2:] == [
+                f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
+                f"upgrader: {name}: healthy",
+            ]
+        # And a second run of the upgrade (the next `pulumi up`, had this one died at its end) checks and changes nothing.
+        again = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert again.code == 0, again.stderr
+        assert len(mutations(api)) == before
+        assert [line for line in again.lines if "already" in line] == [
+            *(f"upgrader: {cp}: {app}: already {TO} (checking its pod)" for app in APPS for cp in cps),
+            *(f"upgrader: {n}: kubelet: already {TO} (checking its Node)" for n in [*cps, *workers]),
+        ]
+
+
+def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_talos: Cluster) -> None:
+    cps, workers = _upgrade_cluster(kube_talos)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers)
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfigs": configs}
+        # Killed (a power cut, Ctrl-C twice) right after the first API server's config went in, before its pod is checked.
+        process = subprocess.Popen(
+            [str(binary()), *_kubernetes_upgrade(api, cps, workers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(stdin))
+        process.stdin.close()
+        kube_talos.wait_for("the first API server's change", lambda: ("config applied" in [w for _, w in _events(api)]) or process.poll() is not None)
+        process.kill()
+        process.wait(timeout=10)
+        assert _events(api)[0] == (cps[0], "config applied")
+
+        finished = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert finished.code == 0, finished.stderr
+        assert f"upgrader: {cps[0]}: kube-apiserver: already {TO} (checking its pod)" in finished.lines
+        # Every change went in once, over both runs: five on each control plane, the kubelet on the worker.
+        assert len([m for m in mutations(api) if m[1] == "MachineService/ApplyConfiguration NO_REBOOT"]) == 5 * len(cps) + len(workers)
+        for name in [*cps, *workers]:
+            found = kube_talos.client.get("v1", "Node", name)
+            assert found is not None
+            assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
+
+
+def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster) -> None:
+    cps, workers = _upgrade_cluster(kube_talos)
+    flag = json.dumps({"machine": {"kubelet": {"extraArgs": {"pod-infra-container-image": "registry.k8s.io/pause:3.10"}}}})
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        w, look = workers[0], f"look with: talosctl -n {api.ip(workers[0])} get machineconfig -o yaml"
+        # Kubernetes 1.35 removed the kubelet's --pod-infra-container-image: a kubelet given it would not start.
+        configs = _new_configs(api, cps, workers, worker_patches=(flag,))
+        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {w}: removed-flag: the new config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35): "
+            f"kubelet would not start at {TO}; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed; {look}"
+        )
+        assert mutations(api) == []
+
+        # Set at the running version, and dropped by the new config: this step changes images only, so it must go first.
+        at_134 = api.config("worker", installer(VANILLA, NEW), patches=[flag])
+        step = run(api, kube_talos, ["apply", "--node", api.node_arg(w), "--role", "worker", "--timeout", "60s"], machineConfig=at_134)
+        assert step.code == 0, step.stderr
+        configs = _new_configs(api, cps, workers)
+        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {w}: removed-flag: its running config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35); "
+            f"the new config drops it, but this step changes only images, so kubelet would start with it at {TO}: roll the change out at the running "
+            f"version first (arda.kubernetesVersion v1.34.1 for one pulumi up), then upgrade; nothing was changed; {look}"
+        )
+        assert [m for m in mutations(api) if m[1] != "MachineService/ApplyConfiguration dry-run"] == [
+            (w, "MachineService/ApplyConfiguration NO_REBOOT")
+        ]
 
 
 def test_the_health_gate_waits_for_etcd_the_control_plane_the_api_and_every_node(kube_talos: Cluster, static_pods: Any) -> None:
