@@ -363,6 +363,25 @@ def api_server_flags(cluster: Cluster, node_name: str) -> list[str]:
     return command[1:]
 
 
+@pytest.fixture
+def kubelet_nodes(kube_talos: Cluster) -> Iterator[Callable[..., tuple[list[str], list[str]]]]:
+    """kwok Nodes for machines whose kubelet the stand-in plays: `make(control_planes, workers)` names them. Their mirror
+    pods go after the test (the stand-in, and its kubelets, have stopped by then), so no other test of the shared
+    cluster finds an API server of theirs."""
+    made: list[str] = []
+
+    def make(control_planes: int = 0, workers: int = 0) -> tuple[list[str], list[str]]:
+        cps, ws = [unique("valinor") for _ in range(control_planes)], [unique("istari") for _ in range(workers)]
+        kube_talos.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), *(kwok_node(w) for w in ws)])
+        made.extend([*cps, *ws])
+        return cps, ws
+
+    yield make
+    for name in made:
+        for pod in kube_talos.client.list("v1", "Pod", "kube-system", fieldSelector=f"spec.nodeName={name}"):
+            kube_talos.client.delete(pod)
+
+
 def kubelet_scenario(cluster: Cluster, nodes: list[dict[str, Any]], poll_ms: int) -> dict[str, Any]:
     """Nodes whose kubelets sign in to the test control plane and poll Talos's static pods every `poll_ms`."""
     return scenario(nodes, endpoint=cluster.server, kubernetes_ca=cluster.ca, kubelet_poll_ms=poll_ms)
@@ -378,9 +397,8 @@ def _flag(value: str) -> str:
     return json.dumps({"cluster": {"apiServer": {"extraArgs": {"audit-log-maxage": value}}}})
 
 
-def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(kube_talos: Cluster) -> None:
-    name = unique("valinor")
-    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    [name], _ = kubelet_nodes(1)
     # The kubelet reads Talos's static pods when it starts, and then not within this test (an hour between polls).
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
         first_pods(kube_talos, [name])
@@ -410,11 +428,10 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
         assert "--audit-log-maxage=31" in api_server_flags(kube_talos, name)
 
 
-def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_read_after_it(kube_talos: Cluster) -> None:
+def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_read_after_it(kube_talos: Cluster, kubelet_nodes: Any) -> None:
     # Talos renders the API server's config resource after ApplyConfiguration answers (here: not within the test). Read after
     # the apply, the version is still the old one, and the old pod carries it: only the version read before tells them apart.
-    name = unique("valinor")
-    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
+    [name], _ = kubelet_nodes(1)
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 200)) as api:
         first_pods(kube_talos, [name])
         api.script(name, renderDelayMs=3_600_000)
@@ -428,9 +445,8 @@ def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_re
         )
 
 
-def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_config(kube_talos: Cluster) -> None:
-    cps = [unique("valinor") for _ in range(3)]
-    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_config(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, _ = kubelet_nodes(3)
     nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, addresses(3), strict=True)]
     with talos_api(kubelet_scenario(kube_talos, nodes, 2_000)) as api:
         first_pods(kube_talos, cps)
@@ -475,16 +491,11 @@ def _events(api: TalosAPI) -> list[tuple[str, str]]:
     return seen
 
 
-def _upgrade_cluster(cluster: Cluster) -> tuple[list[str], list[str]]:
-    cps, workers = [unique("valinor") for _ in range(2)], [unique("istari")]
-    cluster.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), *(kwok_node(w) for w in workers)])
-    return cps, workers
-
-
-def _upgrade_spec(cluster: Cluster, cps: list[str], workers: list[str]) -> dict[str, Any]:
+def _upgrade_spec(cluster: Cluster, cps: list[str], workers: list[str], maintenance: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`maintenance`: workers found in maintenance mode (reset or reflashed since the last deployment)."""
     ips = addresses(len(cps) + len(workers))
     nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=False)]
-    nodes += [node(w, ip, "worker", NEW) for w, ip in zip(workers, ips[len(cps) :], strict=True)]
+    nodes += [node(w, ip, "worker", NEW, maintenance=w in maintenance) for w, ip in zip(workers, ips[len(cps) :], strict=True)]
     return kubelet_scenario(cluster, nodes, 1_000)
 
 
@@ -495,8 +506,8 @@ def _new_configs(api: TalosAPI, cps: list[str], workers: list[str], worker_patch
     return {**dict.fromkeys(cps, cp_config), **dict.fromkeys(workers, worker_config)}
 
 
-def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_find_it_done(kube_talos: Cluster) -> None:
-    cps, workers = _upgrade_cluster(kube_talos)
+def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_find_it_done(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
         configs = _new_configs(api, cps, workers)
@@ -550,9 +561,11 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
         ]
 
 
-def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_talos: Cluster) -> None:
-    cps, workers = _upgrade_cluster(kube_talos)
-    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
+    reflashed = unique("istari")  # found in maintenance mode: its own apply installs the new config
+    workers.append(reflashed)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers, maintenance=(reflashed,))) as api:
         first_pods(kube_talos, cps)
         configs = _new_configs(api, cps, workers)
         stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfigs": configs}
@@ -575,16 +588,18 @@ def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_ta
         finished = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
         assert finished.code == 0, finished.stderr
         assert f"upgrader: {cps[0]}: kube-apiserver: already {TO} (checking its pod)" in finished.lines
-        # Every change went in once, over both runs: five on each control plane, the kubelet on the worker.
-        assert len([m for m in mutations(api) if m[1] == "MachineService/ApplyConfiguration NO_REBOOT"]) == 5 * len(cps) + len(workers)
-        for name in [*cps, *workers]:
+        assert f"upgrader: {reflashed}: in maintenance mode: skipped (its own apply installs the new config, images and all)" in finished.lines
+        # Every change went in once, over both runs: five on each control plane, the kubelet on the running worker.
+        assert len([m for m in mutations(api) if m[1] == "MachineService/ApplyConfiguration NO_REBOOT"]) == 5 * len(cps) + 1
+        assert not api.calls(reflashed) or {c["method"] for c in api.calls(reflashed)} <= {"MachineService/Version"}
+        for name in [*cps, *workers[:-1]]:
             found = kube_talos.client.get("v1", "Node", name)
             assert found is not None
             assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
 
 
-def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster) -> None:
-    cps, workers = _upgrade_cluster(kube_talos)
+def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
     flag = json.dumps({"machine": {"kubelet": {"extraArgs": {"pod-infra-container-image": "registry.k8s.io/pause:3.10"}}}})
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
