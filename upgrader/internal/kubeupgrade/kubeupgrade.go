@@ -13,6 +13,7 @@ package kubeupgrade
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -613,7 +614,9 @@ func (r *run) wait(ctx context.Context, n *node, check func(context.Context) err
 
 	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		err := check(ctx)
-		if c, ok := err.(*report.Check); ok && c.Err.Error() != said { //nolint:errorlint
+
+		var c *report.Check
+		if errors.As(err, &c) && c.Err.Error() != said {
 			report.Progress(n.n.Name, "waiting: %s: %s", c.Name, c.Err)
 
 			said = c.Err.Error()
