@@ -53,7 +53,7 @@ var removedIn = map[int]removed{
 	},
 }
 
-// Admission plugins removed, by minor: checks.go's last is SecurityContextDeny, in 1.30 (line 224);
+// Admission plugins removed, by minor: checks.go's last is SecurityContextDeny, in 1.30 (line 225);
 // none from 1.31 to 1.36.
 var removedAdmissionPlugins = map[int][]string{30: {"SecurityContextDeny"}}
 
