@@ -413,7 +413,15 @@ class TalosCluster(pulumi.ComponentResource):
         if deployed_kubernetes is not None and deployed_kubernetes != stack.arda.kubernetes_version:
             # A Kubernetes upgrade: checked against the running cluster before the first machine changes,
             # and only then (a step that exists for one run: the next run deletes it, which runs nothing).
-            previous = [steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)]
+            preflight = steps.run(f"{name}-kubernetes-preflight", bringup.kubernetes_preflight(stack), commands, self, stdin=talosconfig)
+            previous = [preflight]
+            # Then the new version itself, component by component across the running machines, before any machine's apply:
+            # each apply then finds the Kubernetes part of its new config done.
+            if running := bringup.running_machines(stack, args.deployed, renamed):
+                upgrade = bringup.kubernetes_upgrade(stack, [(then, ip, plan.machine_type(node) == "controlplane") for node, then, ip in running])
+                configs = pulumi.Output.all(**{then: config.machine_configs[node.name] for node, then, _ in running})
+                stdin = steps.secret_stdin({"talosconfig": config.credentials, "machineConfigs": configs})
+                previous = [steps.run(f"{name}-kubernetes-upgrade", upgrade, commands, self, stdin=stdin, after=[preflight])]
         for node in bringup.rollout_order(stack):
             after = [*previous, config.schematics[node.board], *([args.power_on[node.name]] if node.name in args.power_on else [])]
             # Netboot only for a machine that will boot it: one the last deployment installed boots from its disk, and a

@@ -28,11 +28,13 @@ Bounds, and why (the figures behind them are in docs/bring-up.md):
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from plans import talos
 from plans.timeouts import engine_timeout
+from stacks import day2
+from stacks.day2 import DeployedArda
 from stacks.model import Node, StackConfig
 
 # Pulumi runs local commands in the project folder; Pulumi.yaml names `.venv` as the program's
@@ -178,6 +180,43 @@ def kubernetes_preflight(stack: StackConfig) -> Step:
         ("kubernetes-preflight", "--to", stack.arda.kubernetes_version),
         KUBERNETES_PREFLIGHT_TIMEOUT,
         f"Arda's API servers to allow Kubernetes {stack.arda.kubernetes_version} (version skew, removed APIs still requested)",
+    )
+
+
+# The Kubernetes upgrade's bound, per machine it goes through: a control plane pulls three images (1 to 5 minutes each on a
+# home connection) and restarts three components (each waited for until the kubelet's next poll, up to 20 s, runs it), a
+# worker pulls and restarts its kubelet.
+KUBERNETES_UPGRADE_MINUTES_PER_MACHINE = 15
+
+
+def running_machines(stack: StackConfig, deployed: DeployedArda, renamed: Mapping[str, str]) -> list[tuple[Node, str, str]]:
+    """The machines the last deployment installed, in rollout order, each with the name its Node has in Kubernetes and the
+    address it answers at until its own apply moves it (both as that deployment left them; `renamed`: former names)."""
+    out = []
+    for node in rollout_order(stack):
+        former = renamed.get(node.name)
+        if day2.installed(node, deployed, former):
+            then = former or node.name
+            out.append((node, then, str(deployed.nodes[then].get("ip") or node.ip)))
+    return out
+
+
+def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, bool]]) -> Step:
+    """Between the preflight and the first machine's apply: the new Kubernetes version rolled component by component, as
+    `talosctl upgrade-k8s` rolls it (each control plane's API server, then the controller-managers, then the schedulers, then
+    every kubelet, control planes first), each change waited for before the next. `running` are the machines the last
+    deployment left running, (the name their Node has, where they answer, control plane or not), in rollout order (stdin:
+    the talosconfig and each machine's new config, by that name, whose images it puts in the running configs)."""
+    args: list[str] = ["kubernetes-upgrade", "--to", stack.arda.kubernetes_version]
+    for name, ip, control_plane in running:
+        args += ["--control-plane" if control_plane else "--worker", f"{name}={ip}"]
+    cps = [name for name, _, control_plane in running if control_plane]
+    return Step(
+        tuple(args),
+        f"{KUBERNETES_UPGRADE_MINUTES_PER_MACHINE * max(len(running), 1)}m",
+        f"Kubernetes {stack.arda.kubernetes_version} component by component: kube-apiserver, then kube-controller-manager, then "
+        f"kube-scheduler, each on {', '.join(cps)} one at a time, then the kubelets of {', '.join(name for name, _, _ in running)}; "
+        "each change running before the next",
     )
 
 

@@ -139,6 +139,13 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     if not found and not removed:
         return "Arda: no change on any machine\n"
     lines: list[str] = []
+    if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
+        # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
+        lines.append(
+            f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: "
+            "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
+            "(control planes, then workers), each running before the next changes"
+        )
     if found:
         lines.append(
             f"Arda: {len(found)} machine(s) change, one at a time in this order, each checked healthy before the next "

@@ -131,6 +131,10 @@ class TalosAPI:
         """Take a node off the network at once (a power cut); it comes back after `down_ms` as `result` says."""
         self._request("POST", f"/nodes/{node}/crash", {"downMs": down_ms, "result": result})
 
+    def restart_kubelet(self, node: str) -> None:
+        """Restart a node's kubelet (`talosctl service kubelet restart`): the new one reads Talos's static pod URL at once."""
+        self._request("POST", f"/nodes/{node}/kubelet-restart", {})
+
     def set_alarms(self, alarms: list[dict[str, str]]) -> None:
         self._request("POST", "/etcd", {"alarms": alarms})
 
@@ -201,13 +205,18 @@ def scenario(
     bootstrapped: bool = True,
     endpoint: str = "https://127.0.0.1:6443",
     kubernetes_ca: tuple[str, str] | None = None,
+    kubelet_poll_ms: int | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A scenario of cluster `arda`. `endpoint` is its Kubernetes API; `kubernetes_ca` (PEM certificate and key) its
-    Kubernetes CA, e.g. a test control plane's (`Cluster.ca`): the admin kubeconfig the nodes hand out then signs in there."""
+    Kubernetes CA, e.g. a test control plane's (`Cluster.ca`): the admin kubeconfig the nodes hand out then signs in there.
+    `kubelet_poll_ms`: every configured node runs a kubelet there (tools/talos-api/kubelet.go), which takes the static
+    pods Talos renders on its next poll of the static pod URL, this often (a real kubelet's default: 20 s)."""
     cluster: dict[str, Any] = {"name": "arda", "endpoint": endpoint, "kubernetesVersion": "1.34.1", "configVersion": "v1.12"}
     if kubernetes_ca is not None:
         cluster["kubernetesCA"] = {"crt": kubernetes_ca[0], "key": kubernetes_ca[1]}
+    if kubelet_poll_ms is not None:
+        cluster["kubelet"] = {"httpCheckFrequencyMs": kubelet_poll_ms}
     return {"cluster": cluster, "etcd": {"bootstrapped": bootstrapped}, "nodes": nodes, **extra}
 
 

@@ -270,3 +270,28 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
             for i, pi in enumerate(["manwe", "eonwe", "ilmare"], 1)
         ),
     ]
+
+
+def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_and_before_the_first_machine(homelab: Simulation) -> None:
+    previous = outputs_of(homelab)
+    arda = previous["arda"]
+    assert isinstance(arda, dict)
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    after = simulate(homelab_stack_file(), previous=previous)
+    named = after.named()
+    upgrade = named["arda-kubernetes-upgrade"]
+    # Every machine the last deployment installed, control planes then workers, where they answer now (`talosctl upgrade-k8s`'s order).
+    assert upgrade.inputs["create"] == (
+        ".venv/bin/iluvatar upgrader kubernetes-upgrade --to v1.34.1 --control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 "
+        "--control-plane alqualonde=192.168.0.23 --worker gandalf=192.168.0.31 --worker saruman=192.168.0.32 --timeout 75m"
+    )
+    stdin = upgrade.inputs["stdin"]
+    assert type(stdin).__name__ == "SecretValue"  # the talosconfig and the machine configs are secrets
+    given = json.loads(stdin.value)
+    assert sorted(given) == ["machineConfigs", "talosconfig"]
+    assert sorted(given["machineConfigs"]) == ["alqualonde", "gandalf", "saruman", "taniquetil", "tirion"]
+    graph = Graph.of(after)
+    assert graph.after(upgrade, named["arda-kubernetes-preflight"])
+    assert graph.after(named["arda-taniquetil-apply"], upgrade)
+    # No Kubernetes change, no upgrade step.
+    assert "arda-kubernetes-upgrade" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()

@@ -131,3 +131,16 @@ def test_the_talosconfig_changes_for_a_control_planes_address_or_the_renewal() -
     ]
     # Without the day of the run, nothing can be foreseen.
     assert rollout.talosconfig_changes(before, after) == []
+
+
+def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_the_machines() -> None:
+    before, after = current(), current()
+    after["kubernetesVersion"] = "v1.35.0"
+    lines = rollout.describe(before, after).splitlines()
+    assert lines[0] == (
+        "Arda: Kubernetes v1.34.1 -> v1.35.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
+        "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes"
+    )
+    assert lines[2:] == [
+        f"  {i}. {n}: Kubernetes v1.34.1 -> v1.35.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+    ]

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +25,7 @@ import yaml
 from iluvatar import upgrader as product
 from plans import bringup, storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
-from tests.upgrader.run import GRACE_S, Result, mutations, step, until, upgrader, upgrader_watched
+from tests.upgrader.run import GRACE_S, Result, binary, mutations, step, until, upgrader, upgrader_watched
 from tools.kube_cluster import TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
@@ -100,10 +101,13 @@ def running(cluster: Cluster, namespace: str, app: str, count: int) -> None:
 
 @pytest.fixture
 def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]], None]]:
-    """Talos's control plane pods on a node, removed after the test.
+    """Talos's control plane pods on a node, written by the test, removed after it.
 
-    The kubelet runs them from files Talos writes and mirrors each into the API (kube-system, label
-    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone.
+    The kubelet runs them from what Talos serves and mirrors each into the API (kube-system, label
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries
+    talos.dev/config-version 1, the version of a config resource Talos has rendered once since the
+    node booted (the stand-in's state is new at each boot, as Talos's is). A test of what the kubelet
+    does runs the stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
     """
     made: list[dict[str, Any]] = []
 
@@ -116,7 +120,11 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
                     "name": f"{app}-{node_name}",
                     "namespace": "kube-system",
                     "labels": {"k8s-app": app, "tier": "control-plane"},
-                    "annotations": {"kubernetes.io/config.mirror": f"{app}-{node_name}", "kubernetes.io/config.source": "file"},
+                    "annotations": {
+                        "kubernetes.io/config.mirror": f"{app}-{node_name}",
+                        "kubernetes.io/config.source": "file",
+                        "talos.dev/config-version": "1",
+                    },
                 },
                 "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
             }
@@ -508,6 +516,302 @@ def test_a_control_planes_health_includes_its_static_pods_on_the_configured_imag
         current = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=config)
         assert current.code == 0, current.stderr
         assert current.last == f"upgrader: {name}: healthy"
+
+
+# Talos renders a control plane's pods and serves them at its static pod URL; the kubelet reads that URL when it starts, then
+# every httpCheckFrequency (20 s by default; Talos leaves it so), and replaces a mirror pod only once what it read changed. The
+# stand-in's kubelet (tools/talos-api/kubelet.go) plays that against the real API server, so the old pod stays, Ready on the
+# same image, until the kubelet's next poll.
+APPS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CONFIG_VERSION = "talos.dev/config-version"
+
+
+def mirror_pods(cluster: Cluster, node_name: str) -> dict[str, dict[str, Any]]:
+    """The control plane's mirror pods on a node now, by component (one on its way out does not count)."""
+    found = cluster.client.list("v1", "Pod", "kube-system", fieldSelector=f"spec.nodeName={node_name}")
+    return {
+        p["metadata"]["labels"]["k8s-app"]: p
+        for p in found
+        if (p["metadata"].get("labels") or {}).get("k8s-app") in APPS and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def config_versions(cluster: Cluster, node_name: str) -> dict[str, str]:
+    """Each mirror pod's talos.dev/config-version, for those that are Ready."""
+    return {app: p["metadata"]["annotations"].get(CONFIG_VERSION, "") for app, p in mirror_pods(cluster, node_name).items() if _pod_ready(p)}
+
+
+def api_server_flags(cluster: Cluster, node_name: str) -> list[str]:
+    command: list[str] = mirror_pods(cluster, node_name)["kube-apiserver"]["spec"]["containers"][0]["command"]
+    return command[1:]
+
+
+@pytest.fixture
+def kubelet_nodes(kube_talos: Cluster) -> Iterator[Callable[..., tuple[list[str], list[str]]]]:
+    """kwok Nodes for machines whose kubelet the stand-in plays: `make(control_planes, workers)` names them. Their mirror
+    pods go after the test (the stand-in, and its kubelets, have stopped by then), so no other test of the shared
+    cluster finds an API server of theirs."""
+    made: list[str] = []
+
+    def make(control_planes: int = 0, workers: int = 0) -> tuple[list[str], list[str]]:
+        cps, ws = [unique("valinor") for _ in range(control_planes)], [unique("istari") for _ in range(workers)]
+        kube_talos.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), *(kwok_node(w) for w in ws)])
+        made.extend([*cps, *ws])
+        return cps, ws
+
+    yield make
+    for name in made:
+        for pod in kube_talos.client.list("v1", "Pod", "kube-system", fieldSelector=f"spec.nodeName={name}"):
+            kube_talos.client.delete(pod)
+
+
+def kubelet_scenario(cluster: Cluster, nodes: list[dict[str, Any]], poll_ms: int) -> dict[str, Any]:
+    """Nodes whose kubelets sign in to the test control plane and poll Talos's static pods every `poll_ms`."""
+    return scenario(nodes, endpoint=cluster.server, kubernetes_ca=cluster.ca, kubelet_poll_ms=poll_ms)
+
+
+def first_pods(cluster: Cluster, names: list[str]) -> None:
+    """The mirror pods each kubelet made when it started, Ready, of the config Talos rendered at boot (version 1)."""
+    cluster.wait_for("the kubelets' first mirror pods", lambda: all(config_versions(cluster, n) == dict.fromkeys(APPS, "1") for n in names))
+
+
+def _flag(value: str) -> str:
+    """A change of the API server's flags, as an OIDC setting or a user's extraArgs is: Talos applies it without a reboot."""
+    return json.dumps({"cluster": {"apiServer": {"extraArgs": {"audit-log-maxage": value}}}})
+
+
+def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    [name], _ = kubelet_nodes(1)
+    # The kubelet reads Talos's static pods when it starts, and then not within this test (an hour between polls).
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
+        first_pods(kube_talos, [name])
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "6s"]
+        stale = run(api, kube_talos, args, machineConfig=config)
+        assert stale.code == 1
+        assert f"upgrader: {name}: the change renders kube-apiserver anew: waiting for the new pods after it" in stale.lines
+        # The old API server is still there, Ready on the same image: only its talos.dev/config-version tells.
+        assert stale.last == (
+            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 "
+            "(the version of the config Talos renders now): the kubelet has not run the new static pod yet; "
+            f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+        )
+        assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
+        assert "--audit-log-maxage=31" not in api_server_flags(kube_talos, name)
+
+        # A new kubelet reads the static pod URL at once: the next run finds the new API server and is done.
+        api.restart_kubelet(name)
+        done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
+        assert done.code == 0, done.stderr
+        assert done.lines[-2:] == [
+            f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
+            f"upgrader: {name}: healthy",
+        ]
+        assert config_versions(kube_talos, name) == {"kube-apiserver": "2", "kube-controller-manager": "1", "kube-scheduler": "1"}
+        assert "--audit-log-maxage=31" in api_server_flags(kube_talos, name)
+
+
+def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_read_after_it(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    # Talos renders the API server's config resource after ApplyConfiguration answers (here: not within the test). Read after
+    # the apply, the version is still the old one, and the old pod carries it: only the version read before tells them apart.
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 200)) as api:
+        first_pods(kube_talos, [name])
+        api.script(name, renderDelayMs=3_600_000)
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        result = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "5s"], machineConfig=config)
+        assert result.code == 1
+        ip = api.ip(name)
+        assert result.last == (
+            f"upgrader: FAILED: {name}: control-plane-config: timed out; last seen: Talos has not rendered kube-apiserver's new config yet "
+            f"(its config resource is still at version 1); look with: talosctl -n {ip} get apiserverconfigs -o yaml; talosctl -n {ip} get staticpodstatus"
+        )
+
+
+def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_config(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, _ = kubelet_nodes(3)
+    nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, addresses(3), strict=True)]
+    with talos_api(kubelet_scenario(kube_talos, nodes, 2_000)) as api:
+        first_pods(kube_talos, cps)
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        for cp in cps:  # the chain of apply steps, one control plane after the other
+            result = run(api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", "--timeout", "60s"], machineConfig=config)
+            assert result.code == 0, result.stderr
+        # Each control plane's change, then its kubelet taking the new API server (version 2), before the next one changes.
+        seen = []
+        for call in api.calls():
+            args = call.get("args") or {}
+            if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
+                seen.append((call["node"], "config applied"))
+            elif call["method"] == "kubelet/StaticPods" and args["configVersions"].get("kube-apiserver") == "2":
+                seen.append((call["node"], "new API server running"))
+        assert seen == [(cp, what) for cp in cps for what in ("config applied", "new API server running")]
+
+
+# A Kubernetes version bump: `kubernetes-upgrade` rolls it as `talosctl upgrade-k8s` does, component by component, before the
+# per-node apply steps run with the new configs.
+TO = "v1.35.0"
+
+
+def _kubernetes_upgrade(api: TalosAPI, cps: list[str], workers: list[str], timeout: str = "120s") -> list[str]:
+    args = ["kubernetes-upgrade", "--to", TO, *(a for cp in cps for a in ("--control-plane", api.node_arg(cp)))]
+    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), "--timeout", timeout]
+    return args
+
+
+def _events(api: TalosAPI) -> list[tuple[str, str]]:
+    """Each config change applied without a reboot, and each static pod a kubelet took at a new config version, in order."""
+    seen: list[tuple[str, str]] = []
+    versions: dict[str, dict[str, str]] = {}
+    for call in api.calls():
+        args = call.get("args") or {}
+        if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
+            seen.append((call["node"], "config applied"))
+        elif call["method"] == "kubelet/StaticPods":
+            before = versions.setdefault(call["node"], args["configVersions"])
+            seen += [(call["node"], f"new {app} running") for app in APPS if args["configVersions"][app] != before[app]]
+            versions[call["node"]] = args["configVersions"]
+    return seen
+
+
+def _upgrade_spec(cluster: Cluster, cps: list[str], workers: list[str], maintenance: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`maintenance`: workers found in maintenance mode (reset or reflashed since the last deployment)."""
+    ips = addresses(len(cps) + len(workers))
+    nodes = [node(cp, ip, "controlplane", NEW) for cp, ip in zip(cps, ips, strict=False)]
+    nodes += [node(w, ip, "worker", NEW, maintenance=w in maintenance) for w, ip in zip(workers, ips[len(cps) :], strict=True)]
+    return kubelet_scenario(cluster, nodes, 1_000)
+
+
+def _new_configs(api: TalosAPI, cps: list[str], workers: list[str], worker_patches: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each node's config at the new Kubernetes version, as the program's next run hands them out."""
+    cp_config = api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO)
+    worker_config = api.config("worker", installer(VANILLA, NEW), kubernetes_version=TO, patches=worker_patches)
+    return {**dict.fromkeys(cps, cp_config), **dict.fromkeys(workers, worker_config)}
+
+
+def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_find_it_done(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers)
+        result = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert result.code == 0, result.stderr
+        patched = [
+            line.removeprefix("upgrader: ").removesuffix(": config patched and applied without a reboot")
+            for line in result.lines
+            if line.endswith(": config patched and applied without a reboot")
+        ]
+        assert patched == [
+            *(f"{cp}: {app} v1.34.1 -> {TO}" for app in APPS for cp in cps),
+            *(f"{cp}: kube-proxy v1.34.1 -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
+            *(f"{n}: kubelet v1.34.1 -> {TO}" for n in [*cps, *workers]),
+        ]
+        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes.
+        assert _events(api) == [
+            *((cp, what) for app in APPS for cp in cps for what in ("config applied", f"new {app} running")),
+            *((n, "config applied") for n in [*cps, *cps, *workers]),
+        ]
+        assert (
+            result.last
+            == f"upgrader: {TO}: Kubernetes {TO} on {', '.join([*cps, *workers])}: API servers, controller-managers, schedulers, then kubelets"
+        )
+        for cp in cps:
+            assert {app: p["spec"]["containers"][0]["image"] for app, p in mirror_pods(kube_talos, cp).items()} == {
+                app: f"registry.k8s.io/{app}:{TO}" for app in APPS
+            }
+        for name in [*cps, *workers]:
+            found = kube_talos.client.get("v1", "Node", name)
+            assert found is not None
+            assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
+
+        # The per-node step with the whole new config finds the Kubernetes part done: nothing is left to change.
+        before = len(mutations(api))
+        for name in [*cps, *workers]:
+            role = "controlplane" if name in cps else "worker"
+            step = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, "--timeout", "60s"], machineConfig=configs[name])
+            assert step.code == 0, step.stderr
+            assert step.lines[-2:] == [
+                f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
+                f"upgrader: {name}: healthy",
+            ]
+        # And a second run of the upgrade (the next `pulumi up`, had this one died at its end) checks and changes nothing.
+        again = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert again.code == 0, again.stderr
+        assert len(mutations(api)) == before
+        assert [line for line in again.lines if "already" in line] == [
+            *(f"upgrader: {cp}: {app}: already {TO} (checking its pod)" for app in APPS for cp in cps),
+            *(f"upgrader: {n}: kubelet: already {TO} (checking its Node)" for n in [*cps, *workers]),
+        ]
+
+
+def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
+    reflashed = unique("istari")  # found in maintenance mode: its own apply installs the new config
+    workers.append(reflashed)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers, maintenance=(reflashed,))) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers)
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfigs": configs}
+        # Killed (a power cut, Ctrl-C twice) right after the first API server's config went in, before its pod is checked.
+        process = subprocess.Popen(
+            [str(binary()), *_kubernetes_upgrade(api, cps, workers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(stdin))
+        process.stdin.close()
+        kube_talos.wait_for("the first API server's change", lambda: ("config applied" in [w for _, w in _events(api)]) or process.poll() is not None)
+        process.kill()
+        process.wait(timeout=10)
+        assert _events(api)[0] == (cps[0], "config applied")
+
+        finished = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert finished.code == 0, finished.stderr
+        assert f"upgrader: {cps[0]}: kube-apiserver: already {TO} (checking its pod)" in finished.lines
+        assert f"upgrader: {reflashed}: in maintenance mode: skipped (its own apply installs the new config, images and all)" in finished.lines
+        # Every change went in once, over both runs: five on each control plane, the kubelet on the running worker.
+        assert len([m for m in mutations(api) if m[1] == "MachineService/ApplyConfiguration NO_REBOOT"]) == 5 * len(cps) + 1
+        assert not api.calls(reflashed) or {c["method"] for c in api.calls(reflashed)} <= {"MachineService/Version"}
+        for name in [*cps, *workers[:-1]]:
+            found = kube_talos.client.get("v1", "Node", name)
+            assert found is not None
+            assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
+
+
+def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    cps, workers = kubelet_nodes(2, 1)
+    flag = json.dumps({"machine": {"kubelet": {"extraArgs": {"pod-infra-container-image": "registry.k8s.io/pause:3.10"}}}})
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        w, look = workers[0], f"look with: talosctl -n {api.ip(workers[0])} get machineconfig -o yaml"
+        # Kubernetes 1.35 removed the kubelet's --pod-infra-container-image: a kubelet given it would not start.
+        configs = _new_configs(api, cps, workers, worker_patches=(flag,))
+        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {w}: removed-flag: the new config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35): "
+            f"kubelet would not start at {TO}; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed; {look}"
+        )
+        assert mutations(api) == []
+
+        # Set at the running version, and dropped by the new config: this step changes images only, so it must go first.
+        at_134 = api.config("worker", installer(VANILLA, NEW), patches=[flag])
+        step = run(api, kube_talos, ["apply", "--node", api.node_arg(w), "--role", "worker", "--timeout", "60s"], machineConfig=at_134)
+        assert step.code == 0, step.stderr
+        configs = _new_configs(api, cps, workers)
+        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {w}: removed-flag: its running config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35); "
+            f"the new config drops it, but this step changes only images, so kubelet would start with it at {TO}: roll the change out at the running "
+            f"version first (arda.kubernetesVersion v1.34.1 for one pulumi up), then upgrade; nothing was changed; {look}"
+        )
+        assert [m for m in mutations(api) if m[1] != "MachineService/ApplyConfiguration dry-run"] == [
+            (w, "MachineService/ApplyConfiguration NO_REBOOT")
+        ]
 
 
 def test_the_health_gate_waits_for_etcd_the_control_plane_the_api_and_every_node(kube_talos: Cluster, static_pods: Any) -> None:

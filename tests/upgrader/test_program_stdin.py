@@ -5,7 +5,7 @@ its required keys, nothing contacted).
 The simulation's secrets are placeholders ("[secret]", "# talosconfig for arda"), but the structure around them (which
 keys, lists or objects, each manifest and hook) is what the real program sends, and the check reads only that. Both
 shipped stacks run as a first deployment; the homelab also as a day-2 run (a previous deployment: the probe runs) and as
-a Kubernetes upgrade (the preflight runs). Issue #38: the program sent each Ceph hook as one Job where the upgrader reads
+a Kubernetes upgrade (the preflight and the component-by-component upgrade run). Issue #38: the program sent each Ceph hook as one Job where the upgrader reads
 a list, and every Ceph host's apply failed at its first `pulumi up`, while the upgrader's tests wrote the list form.
 """
 
@@ -36,6 +36,7 @@ KINDS = {
     "health --stage api",
     "health --stage nodes",
     "kubernetes-preflight",
+    "kubernetes-upgrade",
     "probe",
     "reset",
     "wait-kube --admits",
@@ -139,6 +140,7 @@ def test_the_upgrader_reads_every_command_line_and_stdin_the_program_makes(every
     kinds = {label: {c.kind for c in calls(label, sim)} for label, sim in _runs().items()}
     assert "probe" in kinds["homelab day 2"] and "probe" not in kinds["homelab"]
     assert "kubernetes-preflight" in kinds["homelab Kubernetes upgrade"] and "kubernetes-preflight" not in kinds["homelab day 2"]
+    assert "kubernetes-upgrade" in kinds["homelab Kubernetes upgrade"] and "kubernetes-upgrade" not in kinds["homelab day 2"]
     assert "wait-kube --api" in kinds["homelab"]  # the Ainur's API gate
     hooked = [c for c in every if c.args[0] == "apply" and "hooks" in json.loads(c.stdin)]
     assert hooked and {c.where.split(": ")[1] for c in hooked} >= {"arda-tirion-apply (create)"}

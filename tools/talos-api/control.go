@@ -82,7 +82,8 @@ func (c *Cluster) controlHandler() http.Handler {
 	// GET /etcd/clusters: every etcd cluster a data directory holds (etcd.go).
 	c.etcdControl(mux)
 
-	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down.
+	// POST /nodes/NAME merges a partial NodeSpec into the node's script; /nodes/NAME/crash takes it down;
+	// /nodes/NAME/kubelet-restart restarts its kubelet.
 	mux.HandleFunc("POST /nodes/", func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/nodes/")
 		name, action, _ := strings.Cut(rest, "/")
@@ -126,6 +127,11 @@ func (c *Cluster) controlHandler() http.Handler {
 			}
 
 			n.powerCycle(o)
+		case "kubelet-restart":
+			// `talosctl service kubelet restart`: a new kubelet, which reads the static pod URL at once.
+			c.mu.Lock()
+			n.kubeletRestarts++
+			c.mu.Unlock()
 		default:
 			http.Error(w, "unknown action "+action, http.StatusNotFound)
 

@@ -11,9 +11,10 @@
 //	    once every node is listening, ready.json ({"control": URL, "nodes": {NAME: ADDRESS}}).
 //	    The control URL (loopback HTTP) answers GET /calls, GET /nodes, POST /nodes/NAME (a partial
 //	    node script merged into the running one), POST /nodes/NAME/crash (an Outcome: the node
-//	    drops off at once), GET /etcd (bootstrapped, members), GET /etcd/clusters (every etcd cluster
-//	    a data directory holds: its members and holders; two are a split etcd) and POST /etcd
-//	    ({"alarms": [...]}, the raised alarms replaced). SIGTERM stops it.
+//	    drops off at once), POST /nodes/NAME/kubelet-restart (its kubelet restarts), GET /etcd
+//	    (bootstrapped, members), GET /etcd/clusters (every etcd cluster a data directory holds: its
+//	    members and holders; two are a split etcd) and POST /etcd ({"alarms": [...]}, the raised
+//	    alarms replaced). SIGTERM stops it.
 //	talos-api config --dir DIR --scenario FILE --type controlplane|worker --install-image IMAGE [--kubernetes-version V] [--patch YAML]...
 //	    Prints a machine config generated with DIR's secrets, as the nodes' own configs are.
 //	talos-api kubeconfig --talosconfig FILE --node IP

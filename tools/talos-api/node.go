@@ -102,6 +102,8 @@ type Node struct {
 	// etcdOwn: its data directory holds a cluster of its own, not the one the others are members of:
 	// the member it is there (a Bootstrap while another cluster existed; etcd.go). Only with etcdData.
 	etcdOwn *member
+	// kubeletRestarts counts the control API's kubelet restarts (kubelet.go).
+	kubeletRestarts int
 
 	st  state.State
 	srv *grpc.Server
@@ -473,6 +475,8 @@ func (n *Node) boot(result string) error {
 	n.up = true
 	srv := n.srv
 
+	n.startKubelet()
+
 	go func() {
 		if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
 			log.Printf("%s: serve: %s", n.name, err)
@@ -720,6 +724,8 @@ func (n *Node) writeConfigs() error {
 			return err
 		}
 	}
+
+	n.renderControlPlane()
 
 	return nil
 }

@@ -38,6 +38,9 @@ type ClusterSpec struct {
 	// sign with it signs in there, as a Talos cluster's kube-apiserver trusts its bundle's CA. Empty:
 	// the one the bundle makes.
 	KubernetesCA *KeyPairSpec `json:"kubernetesCA,omitempty"`
+	// Kubelet: every configured node runs a kubelet against the cluster's Kubernetes API (kubelet.go);
+	// none when absent.
+	Kubelet *KubeletSpec `json:"kubelet,omitempty"`
 }
 
 // KeyPairSpec is a PEM certificate and its key.
@@ -84,6 +87,9 @@ type NodeSpec struct {
 	BootstrapAllowedAfterMs int `json:"bootstrapAllowedAfterMs,omitempty"`
 	// Etcd is this control plane's own member state.
 	Etcd MemberSpec `json:"etcd"`
+	// RenderDelayMs: Talos's controllers render the control plane's config resources this long after
+	// a config goes active (controlplane.go); 0 at once.
+	RenderDelayMs int `json:"renderDelayMs,omitempty"`
 	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT).
 	ApplyNeedsReboot bool `json:"applyNeedsReboot,omitempty"`
 	// Reboot, Upgrade, Install, Reset: what each disruptive call does to the node.
@@ -166,6 +172,10 @@ func (sc *Scenario) validate() error {
 		if _, err := caFrom([]byte(ca.Crt), []byte(ca.Key)); err != nil {
 			return fmt.Errorf("cluster: kubernetesCA: %w", err)
 		}
+	}
+
+	if k := sc.Cluster.Kubelet; k != nil && (sc.Cluster.KubernetesCA == nil || k.HTTPCheckFrequencyMs <= 0) {
+		return fmt.Errorf("cluster: kubelet needs kubernetesCA (it signs in to the API server at endpoint) and httpCheckFrequencyMs > 0")
 	}
 
 	if len(sc.Nodes) == 0 {

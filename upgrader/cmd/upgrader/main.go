@@ -26,6 +26,7 @@ import (
 	"github.com/iluvatar/upgrader/internal/health"
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
+	"github.com/iluvatar/upgrader/internal/kubeupgrade"
 	"github.com/iluvatar/upgrader/internal/report"
 	"github.com/iluvatar/upgrader/internal/reset"
 	"github.com/iluvatar/upgrader/internal/stop"
@@ -55,9 +56,10 @@ var commands = map[string]command{
 	"remove-member":        {"remove a gone node's etcd member through the remaining control planes", talos.ParseRemoveMember},
 	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", talos.ParseEtcdSnapshot},
 	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", kube.ParsePreflight},
+	"kubernetes-upgrade":   {"roll a Kubernetes version component by component: API servers, controller-managers, schedulers, kubelets", kubeupgrade.Parse},
 }
 
-var order = []string{"bootstrap", "health", "wait-kube", "apply", "probe", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight"}
+var order = []string{"bootstrap", "health", "wait-kube", "apply", "probe", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight", "kubernetes-upgrade"}
 
 const checkInput = "check-input"
 

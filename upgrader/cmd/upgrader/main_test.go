@@ -41,6 +41,18 @@ func TestCheckInputIsTheCommandsOwnReading(t *testing.T) {
 		{name: "a flag's value", argv: []string{"wait-kube", "--nodes", "gandalf,Saruman", "--timeout", "1m"}, stdin: `{"kubeconfig": "k"}`, code: exitUsage, line: `upgrader: wait-kube: --nodes: "Saruman" is not a node name`},
 		{name: "a gate's manifests", argv: []string{"wait-kube", "--admits", "--timeout", "10m"}, stdin: `{"kubeconfig": "k"}`, code: exitUsage, line: `upgrader: wait-kube: stdin: "manifests" is required`},
 		{name: "one of two keys", argv: []string{"kubernetes-preflight", "--to", "v1.34.1", "--timeout", "5m"}, code: exitUsage, line: "upgrader: kubernetes-preflight: stdin: give a kubeconfig, or a talosconfig to fetch one with"},
+		{
+			name:  "kubernetes-upgrade: a config for every node named",
+			argv:  []string{"kubernetes-upgrade", "--to", "v1.35.0", "--control-plane", "taniquetil=192.168.0.21", "--worker", "tirion=192.168.0.22", "--timeout", "60m"},
+			stdin: `{"talosconfig": "t", "machineConfigs": {"taniquetil": "# controlplane config for arda", "tirion": "# worker config for arda"}}`,
+		},
+		{
+			name:  "kubernetes-upgrade: a node without its config",
+			argv:  []string{"kubernetes-upgrade", "--to", "v1.35.0", "--control-plane", "taniquetil=192.168.0.21", "--worker", "tirion=192.168.0.22", "--timeout", "60m"},
+			stdin: `{"talosconfig": "t", "machineConfigs": {"taniquetil": "# controlplane config for arda"}}`,
+			code:  exitUsage,
+			line:  "upgrader: kubernetes-upgrade: stdin: machineConfigs.tirion is required (the node's new machine config)",
+		},
 		{name: "the content is the command's to check", argv: []string{"probe", "--node", "tirion=192.168.0.22"}, stdin: `{"talosconfig": "[secret]"}`},
 		{name: "no command", code: exitUsage, line: "upgrader: check-input: give the command to check: check-input -- COMMAND [flags]"},
 		{name: "not a command", argv: []string{"check-input", "--batch"}, code: exitUsage, line: `upgrader: check-input: unknown command "check-input"`},

@@ -44,6 +44,9 @@ type applyRun struct {
 	lifecycle    bool
 	bootstrapped bool
 	kube         *kube.Client
+	// changing: the control plane components this run's change rewrites, by their config version
+	// before it (their pods must carry a new one; staticpods.go).
+	changing map[string]string
 
 	rec     *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
 	at      input.Node     // where the node answers: n, or where the record last reached it
@@ -754,6 +757,12 @@ func (r *applyRun) applyNow(ctx context.Context, active coreconfig.Provider) err
 		}
 	}
 
+	if r.controlPlane() && r.bootstrapped && r.kube != nil {
+		if err := r.noteChanging(ctx, active); err != nil {
+			return err
+		}
+	}
+
 	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
@@ -850,7 +859,12 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 	}
 
 	if r.controlPlane() {
-		if err := r.kube.StaticPods(ctx, r.n.Name, images); err != nil {
+		want, err := r.staticPodsWanted(ctx, images)
+		if err != nil {
+			return err
+		}
+
+		if err := r.kube.StaticPods(ctx, r.n.Name, want); err != nil {
 			return report.Checkf("control-plane-pods", fmt.Sprintf("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=%s", r.n.Name), "%s", report.FirstLine(err))
 		}
 	}
@@ -998,6 +1012,8 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	if err := r.unprepareKubeChecked(ctx, prepared); err != nil {
 		return err
 	}
+
+	r.changing = nil // a boot renders every config resource anew: its current versions are the ones
 
 	return r.healthy(ctx)
 }

@@ -167,6 +167,8 @@ type Secrets struct {
 		Before hookList `json:"before"` // each a Job, as a JSON object or a YAML string
 		After  hookList `json:"after"`
 	} `json:"hooks"`
+	// MachineConfigs are several nodes' configs, by node name (kubernetes-upgrade).
+	MachineConfigs map[string]string `json:"machineConfigs"`
 
 	// What ReadSecrets decoded the manifests and hooks into: a command never meets one it cannot use.
 	Objects []map[string]any `json:"-"`
@@ -260,6 +262,8 @@ func (s *Secrets) Require(what ...string) error {
 			empty = s.MachineConfig == ""
 		case "manifests":
 			empty = len(s.Manifests) == 0
+		case "machineConfigs":
+			empty = len(s.MachineConfigs) == 0
 		}
 
 		if empty {

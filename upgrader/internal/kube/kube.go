@@ -103,9 +103,23 @@ func (k *Client) KubeletVersion(ctx context.Context, name string) (string, error
 // controlPlaneApps are Talos's static pods on a control plane (the k8s-app label they carry).
 var controlPlaneApps = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
-// StaticPods checks each control plane component's pod on the node: present, Ready, and (when
-// images names them) running that image.
-func (k *Client) StaticPods(ctx context.Context, node string, images map[string]string) error {
+// ConfigVersionAnnotation is the config version Talos stamps on a control plane static pod, and the
+// kubelet copies onto its mirror pod (talos.ConfigVersionAnnotation).
+const ConfigVersionAnnotation = "talos.dev/config-version"
+
+// PodWant is what a control plane component's pod must be: "" checks nothing.
+type PodWant struct {
+	Image string
+	// ConfigVersion is the version of the component's config resource on the node: the pod carries
+	// it as talos.dev/config-version once the kubelet runs what Talos renders from it now.
+	ConfigVersion string
+	// Disabled: the config turns the component off, so Talos renders no pod for it.
+	Disabled bool
+}
+
+// StaticPods checks each control plane component's pod on the node: present, Ready, and (when want
+// names them) rendered from the config version and running the image.
+func (k *Client) StaticPods(ctx context.Context, node string, want map[string]PodWant) error {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
@@ -118,30 +132,74 @@ func (k *Client) StaticPods(ctx context.Context, node string, images map[string]
 	}
 
 	for _, app := range controlPlaneApps {
-		var found *corev1.Pod
-
-		for i := range pods.Items {
-			if pods.Items[i].Labels["k8s-app"] == app {
-				found = &pods.Items[i]
-			}
+		if want[app].Disabled {
+			continue
 		}
 
-		if found == nil {
-			return fmt.Errorf("no %s pod on %s", app, node)
-		}
-
-		if want := images[app]; want != "" {
-			if got := podImage(found, app); got != want {
-				return fmt.Errorf("%s runs %s, not %s", found.Name, got, want)
-			}
-		}
-
-		if !podReady(found) {
-			return fmt.Errorf("%s is not Ready (phase %s)", found.Name, found.Status.Phase)
+		if err := checkStaticPod(pods.Items, node, app, want[app]); err != nil {
+			return err
 		}
 	}
 
 	return nil
+}
+
+// StaticPod checks one component's pod on the node, as StaticPods does.
+func (k *Client) StaticPod(ctx context.Context, node, app string, want PodWant) error {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	pods, err := k.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=" + app, FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return err
+	}
+
+	return checkStaticPod(pods.Items, node, app, want)
+}
+
+// checkStaticPod is talosctl upgrade-k8s's checkPodStatus (pkg/cluster/kubernetes/talos_managed.go:
+// 584-666 at v1.13.0): a pod whose talos.dev/config-version is not the one expected is still the old
+// one (waiting), else it must be Ready. A pod on its way out (the old mirror pod being replaced)
+// counts as absent.
+func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant) error {
+	var found *corev1.Pod
+
+	for i := range pods {
+		if pods[i].Labels["k8s-app"] == app && pods[i].DeletionTimestamp == nil {
+			found = &pods[i]
+		}
+	}
+
+	if found == nil {
+		return fmt.Errorf("no %s pod on %s", app, node)
+	}
+
+	if want.ConfigVersion != "" {
+		if got := found.Annotations[ConfigVersionAnnotation]; got != want.ConfigVersion {
+			return fmt.Errorf("%s carries %s %s, not %s (the version of the config Talos renders now): the kubelet has not run the new static pod yet",
+				found.Name, ConfigVersionAnnotation, orNone(got), want.ConfigVersion)
+		}
+	}
+
+	if want.Image != "" {
+		if got := podImage(found, app); got != want.Image {
+			return fmt.Errorf("%s runs %s, not %s", found.Name, got, want.Image)
+		}
+	}
+
+	if !podReady(found) {
+		return fmt.Errorf("%s is not Ready (phase %s)", found.Name, found.Status.Phase)
+	}
+
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+
+	return s
 }
 
 func podImage(p *corev1.Pod, container string) string {

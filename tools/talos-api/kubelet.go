@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	stdtls "crypto/tls"
+	stdx509 "crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/siderolabs/crypto/x509"
+)
+
+// KubeletSpec scripts the nodes' kubelets. Without it no kubelet plays: a test writes the mirror
+// pods itself. With it every configured node runs one, against the scenario's Kubernetes API
+// (cluster.endpoint, signed in with a node client certificate from cluster.kubernetesCA, as a
+// kubelet signs in: CN system:node:NAME, O system:nodes, so the API server's Node authorizer and
+// NodeRestriction admission judge what it writes, as they judge a real kubelet).
+type KubeletSpec struct {
+	// HTTPCheckFrequencyMs is how often a kubelet polls Talos's static pod URL. Talos sets only the
+	// URL (internal/app/machined/pkg/controllers/k8s/kubelet_spec.go:284 at v1.13.0 and v1.12.4,
+	// config.StaticPodURL) and leaves the frequency to the kubelet's default, 20 s (Kubernetes
+	// v1.34.1 pkg/kubelet/apis/config/v1beta1/defaults.go:83-84); a test scales it down.
+	HTTPCheckFrequencyMs int `json:"httpCheckFrequencyMs"`
+}
+
+// What a kubelet does that the upgrader relies on, as Kubernetes v1.34.1 does it:
+//
+//   - it reads the static pod URL at start and then every HTTPCheckFrequency (pkg/kubelet/config/
+//     http.go:58, wait.Until), and does nothing when the answer is the bytes it read last
+//     (http.go:108-111): a pod Talos renders anew runs only from the next poll on;
+//   - a static pod's UID and kubernetes.io/config.hash are a hash of the pod and the URL
+//     (pkg/kubelet/config/common.go:60-91), its name is NAME-NODENAME (line 57);
+//   - its mirror pod in the API is the pod with kubernetes.io/config.mirror set to that hash and the
+//     Node as its controlling owner (pkg/kubelet/pod/mirror_client.go:69-107); a mirror pod whose hash
+//     is not the static pod's is deleted (with its UID as precondition) and created anew
+//     (pkg/kubelet/kubelet.go:3193-3224, tryReconcileMirrorPods), and none is made while the Node
+//     does not exist (line 3214);
+//   - a kubelet that starts reports its version in the Node's status.nodeInfo.kubeletVersion. Talos
+//     restarts the kubelet when its spec changes (machine.kubelet.image, KubeletSpec), as at a boot.
+//
+// Running containers, readiness and the Node's conditions are kwok's (tools/kube_cluster.py).
+
+// kubeletTick is how often a running kubelet looks whether its poll is due or Talos restarted it;
+// mirrorSync how often it makes sure its mirror pods are there (a real kubelet reacts to its watch).
+const (
+	kubeletTick = 50 * time.Millisecond
+	mirrorSync  = 250 * time.Millisecond
+)
+
+// startKubelet runs the node's kubelet for this boot (called with the cluster's lock held).
+func (n *Node) startKubelet() {
+	k := n.c.sc.Cluster.Kubelet
+	if k == nil || n.maintenance || n.active == nil {
+		return
+	}
+
+	api, err := n.c.kubeClient(n.name)
+	if err != nil {
+		log.Printf("%s: kubelet: %s", n.name, err)
+
+		return
+	}
+
+	gen := n.gen
+	period := time.Duration(k.HTTPCheckFrequencyMs) * time.Millisecond
+
+	go func() {
+		var (
+			image    string                    // the kubelet image it runs (a new one: Talos restarted it)
+			restarts int                       // the control API's restarts it has seen
+			data     []byte                    // what the last poll read
+			taken    map[string]map[string]any // the static pods it runs: what it read then
+			fresh    bool                      // taken from the last poll, not yet mirrored
+			lastPoll time.Time                 // zero: a kubelet that starts polls at once (wait.Until)
+			lastSync time.Time
+		)
+
+		for {
+			n.c.mu.Lock()
+			if n.gen != gen || !n.up {
+				n.c.mu.Unlock()
+
+				return
+			}
+
+			want, restarted := n.active.Machine().Kubelet().Image(), n.kubeletRestarts
+			pods := n.staticPods()
+			n.c.mu.Unlock()
+
+			if want != image || restarted != restarts {
+				image, restarts, data, lastPoll = want, restarted, nil, time.Time{}
+				api.reportVersion(n.name, imageTag(image))
+			}
+
+			if time.Since(lastPoll) >= period {
+				lastPoll = time.Now()
+
+				if raw, _ := json.Marshal(pods); !bytes.Equal(raw, data) { //nolint:errcheck
+					data, taken, fresh = raw, pods, true
+				}
+			}
+
+			// The kubelet syncs a static pod when it takes it, and again whenever its mirror pod goes
+			// (HandlePodRemoves, handleMirrorPod): kwok, which deletes a deleted pod by name once more,
+			// may take the new mirror pod with the old one.
+			if fresh || time.Since(lastSync) >= mirrorSync {
+				lastSync = time.Now()
+
+				if api.takeStaticPods(n, taken) && fresh {
+					fresh = false
+
+					versions := map[string]any{}
+					for name, pod := range taken {
+						versions[name] = pod["metadata"].(map[string]any)["annotations"].(map[string]any)[configVersionKey]
+					}
+
+					if len(taken) > 0 {
+						i := n.c.calls.begin(context.Background(), n.name, "kubelet/StaticPods")
+						n.c.calls.finish(i, map[string]any{"configVersions": versions}, "OK")
+					}
+				}
+			}
+
+			time.Sleep(kubeletTick)
+		}
+	}()
+}
+
+func imageTag(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[i+1:]
+	}
+
+	return ""
+}
+
+// kubeAPI is a kubelet's client of the Kubernetes API.
+type kubeAPI struct {
+	server string
+	client *http.Client
+}
+
+// kubeClient signs a node client certificate with the cluster's Kubernetes CA.
+func (c *Cluster) kubeClient(node string) (*kubeAPI, error) {
+	if c.sc.Cluster.KubernetesCA == nil {
+		return nil, fmt.Errorf("cluster.kubelet needs cluster.kubernetesCA (the API server's client CA)")
+	}
+
+	ca, err := x509.NewCertificateAuthorityFromCertificateAndKey(c.bundle.Certs.K8s)
+	if err != nil {
+		return nil, err
+	}
+
+	kp, err := x509.NewKeyPair(ca,
+		x509.CommonName("system:node:"+node),
+		x509.Organization("system:nodes"),
+		x509.NotAfter(time.Now().Add(24*time.Hour)),
+		x509.KeyUsage(stdx509.KeyUsageDigitalSignature|stdx509.KeyUsageKeyEncipherment),
+		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth}),
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	pool := stdx509.NewCertPool()
+	pool.AppendCertsFromPEM(c.bundle.Certs.K8s.Crt)
+
+	tlsConfig := &stdtls.Config{MinVersion: stdtls.VersionTLS12, RootCAs: pool, Certificates: []stdtls.Certificate{*kp.Certificate}}
+
+	return &kubeAPI{
+		server: strings.TrimSuffix(c.sc.Cluster.Endpoint, "/"),
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}},
+	}, nil
+}
+
+func (k *kubeAPI) do(method, path, contentType string, body any, out any) (int, error) {
+	var reader io.Reader
+
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+
+		reader = bytes.NewReader(raw)
+	}
+
+	req, err := http.NewRequest(method, k.server+path, reader)
+	if err != nil {
+		return 0, err
+	}
+
+	req.Header.Set("Accept", "application/json")
+
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+
+	defer resp.Body.Close() //nolint:errcheck
+
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(raw, out)
+	}
+
+	return resp.StatusCode, nil
+}
+
+// reportVersion is a starting kubelet's Node status update: the version it runs.
+func (k *kubeAPI) reportVersion(node, version string) {
+	body := map[string]any{"status": map[string]any{"nodeInfo": map[string]any{"kubeletVersion": version}}}
+
+	if _, err := k.do(http.MethodPatch, "/api/v1/nodes/"+node+"/status", "application/merge-patch+json", body, nil); err != nil {
+		log.Printf("%s: kubelet: reporting version %s: %s", node, version, err)
+
+		return
+	}
+
+	log.Printf("%s: kubelet %s started", node, version)
+}
+
+type objectMeta struct {
+	Metadata struct {
+		UID         string            `json:"uid"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+}
+
+// takeStaticPods reconciles the mirror pods with the static pods the kubelet runs; false when the API
+// could not be written (it tries again).
+func (k *kubeAPI) takeStaticPods(n *Node, pods map[string]map[string]any) bool {
+	var node objectMeta
+
+	if code, err := k.do(http.MethodGet, "/api/v1/nodes/"+n.name, "", nil, &node); err != nil {
+		if code != http.StatusNotFound {
+			log.Printf("%s: kubelet: %s", n.name, err)
+		}
+
+		return false
+	}
+
+	// The kubelet knows its pods from a watch of those bound to it (the Node authorizer lets a node
+	// list pods only with that field selector, AuthorizeNodeWithSelectors).
+	var bound struct {
+		Items []struct {
+			Metadata struct {
+				Name        string            `json:"name"`
+				Namespace   string            `json:"namespace"`
+				UID         string            `json:"uid"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+
+	if _, err := k.do(http.MethodGet, "/api/v1/pods?fieldSelector=spec.nodeName%3D"+n.name, "", nil, &bound); err != nil {
+		log.Printf("%s: kubelet: %s", n.name, err)
+
+		return false
+	}
+
+	mirrors := map[string]objectMeta{}
+
+	for _, p := range bound.Items {
+		if p.Metadata.Namespace == "kube-system" {
+			var m objectMeta
+			m.Metadata.UID, m.Metadata.Annotations = p.Metadata.UID, p.Metadata.Annotations
+			mirrors[p.Metadata.Name] = m
+		}
+	}
+
+	ok := true
+
+	for name, pod := range pods {
+		if err := k.mirror(n.name, node.Metadata.UID, name, pod, mirrors); err != nil {
+			log.Printf("%s: kubelet: %s", n.name, err)
+
+			ok = false
+		}
+	}
+
+	return ok
+}
+
+// mirror is tryReconcileMirrorPods for one static pod: keep a mirror pod of its hash, else replace it.
+func (k *kubeAPI) mirror(node, nodeUID, name string, pod map[string]any, mirrors map[string]objectMeta) error {
+	const source = "http://127.0.0.1:50001/static-pods" // Talos's static pod URL (the hash covers it, common.go:70)
+
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return err
+	}
+
+	sum := sha256.Sum256(append(raw, []byte("url:"+source)...))
+	hash := hex.EncodeToString(sum[:16])
+	podName := name + "-" + strings.ToLower(node)
+	path := "/api/v1/namespaces/kube-system/pods/" + podName
+
+	existing, found := mirrors[podName]
+
+	switch {
+	case !found:
+	case existing.Metadata.Annotations["kubernetes.io/config.mirror"] == hash:
+		return nil
+	default:
+		zero := 0
+		del := map[string]any{"gracePeriodSeconds": zero, "preconditions": map[string]any{"uid": existing.Metadata.UID}}
+
+		if code, err := k.do(http.MethodDelete, path, "application/json", del, nil); err != nil && code != http.StatusNotFound && code != http.StatusConflict {
+			return err
+		}
+	}
+
+	var mirror map[string]any
+	if err := json.Unmarshal(raw, &mirror); err != nil {
+		return err
+	}
+
+	meta := mirror["metadata"].(map[string]any)
+	annotations := meta["annotations"].(map[string]any)
+	annotations["kubernetes.io/config.hash"] = hash
+	annotations["kubernetes.io/config.mirror"] = hash
+	annotations["kubernetes.io/config.source"] = "http"
+	annotations["kubernetes.io/config.seen"] = time.Now().UTC().Format(time.RFC3339Nano)
+	meta["name"] = podName
+	meta["ownerReferences"] = []any{map[string]any{"apiVersion": "v1", "kind": "Node", "name": node, "uid": nodeUID, "controller": true}}
+	mirror["spec"].(map[string]any)["nodeName"] = node
+
+	// The old mirror pod may still be going: create until the name is free.
+	for range 100 {
+		code, err := k.do(http.MethodPost, "/api/v1/namespaces/kube-system/pods", "application/json", mirror, nil)
+		if code != http.StatusConflict {
+			return err
+		}
+
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	return fmt.Errorf("%s: the old mirror pod never went", podName)
+}

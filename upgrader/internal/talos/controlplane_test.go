@@ -1,0 +1,111 @@
+package talos
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+)
+
+// base is the part of a control plane's config the transform controllers read.
+const base = `version: v1alpha1
+machine:
+  type: controlplane
+  kubelet:
+    image: ghcr.io/siderolabs/kubelet:v1.34.1
+  install:
+    image: ghcr.io/siderolabs/installer:v1.13.0
+cluster:
+  controlPlane:
+    endpoint: https://10.0.0.10:6443
+  network:
+    podSubnets: [10.244.0.0/16]
+    serviceSubnets: [10.96.0.0/12]
+  apiServer:
+    image: registry.k8s.io/kube-apiserver:v1.34.1
+    extraArgs:
+      bind-address: 0.0.0.0
+  controllerManager:
+    image: registry.k8s.io/kube-controller-manager:v1.34.1
+  scheduler:
+    image: registry.k8s.io/kube-scheduler:v1.34.1
+  proxy:
+    image: registry.k8s.io/kube-proxy:v1.34.1
+`
+
+// edit replaces each old text of a config with the new, all of it once at least.
+func edit(t *testing.T, config string, pairs ...string) string {
+	t.Helper()
+
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(config, pairs[i]) {
+			t.Fatalf("%q is not in the config", pairs[i])
+		}
+
+		config = strings.ReplaceAll(config, pairs[i], pairs[i+1])
+	}
+
+	return config
+}
+
+func TestChangedComponents(t *testing.T) {
+	worker := func(t *testing.T) string { return edit(t, base, "type: controlplane", "type: worker") }
+
+	for _, tc := range []struct {
+		name          string
+		before, after func(t *testing.T) string // nil: the base
+		want          []string
+	}{
+		{name: "nothing", want: nil},
+		{
+			name: "a flag of the API server",
+			after: func(t *testing.T) string {
+				return edit(t, base, "bind-address: 0.0.0.0", "bind-address: 0.0.0.0\n      audit-log-maxage: \"31\"")
+			},
+			want: []string{APIServer},
+		},
+		{name: "the scheduler's image", after: func(t *testing.T) string { return edit(t, base, "kube-scheduler:v1.34.1", "kube-scheduler:v1.35.0") }, want: []string{Scheduler}},
+		{name: "every image", after: func(t *testing.T) string { return edit(t, base, "v1.34.1", "v1.35.0") }, want: []string{APIServer, ControllerManager, Scheduler}},
+		// The service subnets feed the API server and the controller-manager (control_plane.go:202, 244).
+		{name: "the service subnets", after: func(t *testing.T) string { return edit(t, base, "10.96.0.0/12", "10.97.0.0/16") }, want: []string{APIServer, ControllerManager}},
+		// The endpoint is the API server's alone (its service-account issuer, control_plane.go:199).
+		{name: "the endpoint", after: func(t *testing.T) string { return edit(t, base, "10.0.0.10:6443", "10.0.0.11:6443") }, want: []string{APIServer}},
+		// The kubelet, the installer and kube-proxy are no static pod's.
+		{
+			name: "the kubelet, installer and proxy images",
+			after: func(t *testing.T) string {
+				return edit(t, base, "kubelet:v1.34.1", "kubelet:v1.35.0", "installer:v1.13.0", "installer:v1.13.1", "kube-proxy:v1.34.1", "kube-proxy:v1.35.0")
+			},
+			want: nil,
+		},
+		{name: "a worker has none", before: worker, after: func(t *testing.T) string { return edit(t, worker(t), "v1.34.1", "v1.35.0") }, want: nil},
+		{name: "from no config, every one is new", before: func(*testing.T) string { return "" }, want: []string{APIServer, ControllerManager, Scheduler}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			load := func(f func(*testing.T) string) *configOrNil {
+				text := base
+				if f != nil {
+					text = f(t)
+				}
+
+				if text == "" {
+					return &configOrNil{}
+				}
+
+				cfg, err := LoadConfig(text)
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				return &configOrNil{cfg}
+			}
+
+			if got := ChangedComponents(load(tc.before).Provider, load(tc.after).Provider); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("ChangedComponents = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+type configOrNil struct{ coreconfig.Provider }
