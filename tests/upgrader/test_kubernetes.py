@@ -1203,3 +1203,40 @@ def test_a_day_2_apply_of_a_reflashed_machine_waits_for_it_to_be_ready(kube_talo
         ]
         assert mutations(api) == [(worker, "MachineService/ApplyConfiguration AUTO")]
         assert api.state()[worker]["maintenance"] is False
+
+
+def test_a_rebooted_machine_counts_as_back_only_once_the_kubelet_of_its_new_boot_reports_it(kube_talos: Cluster) -> None:
+    """After a reboot the Node still reads Ready, as the kubelet of the boot before left it, until the node lifecycle
+    controller's grace ends: the step waits for the Node to report the machine's new boot (status.nodeInfo.bootID, which
+    every kubelet reports), before it uncordons the machine and moves on. Before, the old Ready passed at once."""
+    name = unique("istari")
+    ip = addresses(1)[0]
+    spec = scenario([node(name, ip, "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 200})])
+    with talos_api(spec) as api:
+        before = kwok_node(name)
+        before["status"]["nodeInfo"]["bootID"] = api.state()[name]["bootId"]
+        kube_talos.create_nodes([before])
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "60s"]
+        reported: list[str] = []
+
+        def kubelet(line: str) -> bool:
+            # The kubelet of the new boot reports the Node only once the step is already waiting for it.
+            if line.startswith(f"upgrader: {name}: waiting: for its kubelet to report the Node from this boot"):
+                boot = api.state()[name]["bootId"]
+                kube_talos.client.merge_patch(kwok_node(name), {"status": {"nodeInfo": {"bootID": boot}}}, subresource="status")
+                reported.append(boot)
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, kubelet)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        assert reported == [api.state()[name]["bootId"]] and reported[0] != before["status"]["nodeInfo"]["bootID"]
+        back = steps.index("running and ready")
+        assert steps[back + 1 : steps.index("uncordoned")] == [f"waiting: for its kubelet to report the Node from this boot ({reported[0]})"]
+        assert mutations(api) == [
+            (name, "MachineService/ApplyConfiguration dry-run"),
+            (name, "MachineService/ApplyConfiguration STAGED"),
+            (name, "MachineService/Reboot"),
+        ]

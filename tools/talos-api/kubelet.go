@@ -43,7 +43,8 @@ type KubeletSpec struct {
 //     is not the static pod's is deleted (with its UID as precondition) and created anew
 //     (pkg/kubelet/kubelet.go:3193-3224, tryReconcileMirrorPods), and none is made while the Node
 //     does not exist (line 3214);
-//   - a kubelet that starts reports its version in the Node's status.nodeInfo.kubeletVersion. Talos
+//   - a kubelet that starts reports its version and boot in the Node's status.nodeInfo (kubeletVersion,
+//     bootID). Talos
 //     restarts the kubelet when its spec changes (machine.kubelet.image, KubeletSpec), as at a boot.
 //
 // Running containers, readiness and the Node's conditions are kwok's (tools/kube_cluster.py).
@@ -91,13 +92,13 @@ func (n *Node) startKubelet() {
 				return
 			}
 
-			want, restarted := n.active.Machine().Kubelet().Image(), n.kubeletRestarts
+			want, restarted, boot := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID
 			pods := n.staticPods()
 			n.c.mu.Unlock()
 
 			if want != image || restarted != restarts {
 				image, restarts, data, lastPoll = want, restarted, nil, time.Time{}
-				api.reportVersion(n.name, imageTag(image))
+				api.reportVersion(n.name, imageTag(image), boot)
 			}
 
 			if time.Since(lastPoll) >= period {
@@ -231,9 +232,11 @@ func (k *kubeAPI) do(method, path, contentType string, body any, out any) (int, 
 	return resp.StatusCode, nil
 }
 
-// reportVersion is a starting kubelet's Node status update: the version it runs.
-func (k *kubeAPI) reportVersion(node, version string) {
-	body := map[string]any{"status": map[string]any{"nodeInfo": map[string]any{"kubeletVersion": version}}}
+// reportVersion is a starting kubelet's Node status update: the version it runs, and the boot it runs in
+// (status.nodeInfo.bootID: k8s.io/kubernetes v1.34.1 pkg/kubelet/nodestatus/setters.go:241-252, from
+// cadvisor's MachineInfo.BootID, /proc/sys/kernel/random/boot_id, which Talos's boot ID is too).
+func (k *kubeAPI) reportVersion(node, version, boot string) {
+	body := map[string]any{"status": map[string]any{"nodeInfo": map[string]any{"kubeletVersion": version, "bootID": boot}}}
 
 	if _, err := k.do(http.MethodPatch, "/api/v1/nodes/"+node+"/status", "application/merge-patch+json", body, nil); err != nil {
 		log.Printf("%s: kubelet: reporting version %s: %s", node, version, err)

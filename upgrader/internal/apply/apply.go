@@ -950,6 +950,15 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
 	}
 
+	// Whether the Node's kubelet reports its boot (every kubelet does: waitNodeOfThisBoot): after the reboot the
+	// Node must be the new boot's, since the old one's Ready stays until the node lifecycle controller's grace ends.
+	reportsBoot := false
+	if r.kube != nil {
+		if id, err := r.kube.NodeBootID(ctx, n.Name); err == nil && id != "" {
+			reportsBoot = true
+		}
+	}
+
 	if upgrade {
 		if err := r.upgrade(ctx); err != nil {
 			return r.unprepareKube(prepared, err)
@@ -994,6 +1003,12 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 
 		if err != nil {
 			return withLeftovers(&report.Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
+		}
+	}
+
+	if reportsBoot {
+		if err := r.waitNodeOfThisBoot(ctx); err != nil {
+			return withLeftovers(err, prepared)
 		}
 	}
 
