@@ -174,6 +174,8 @@ func (t *Talosconfig) FetchKubeconfig(ctx context.Context, n input.Node, control
 		if ok {
 			return text, nil
 		}
+	} else {
+		errs = append(errs, fmt.Errorf("the control planes: %w", err))
 	}
 
 	if controlPlane {
@@ -184,6 +186,8 @@ func (t *Talosconfig) FetchKubeconfig(ctx context.Context, n input.Node, control
 			if ok {
 				return text, nil
 			}
+		} else {
+			errs = append(errs, fmt.Errorf("%s: %w", n.IP, err))
 		}
 	}
 

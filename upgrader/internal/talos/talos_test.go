@@ -1,6 +1,12 @@
 package talos
 
-import "testing"
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/iluvatar/upgrader/internal/input"
+)
 
 func TestInstallerImage(t *testing.T) {
 	const schematic = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -32,5 +38,21 @@ func TestMachineUUID(t *testing.T) {
 		if usableUUID(id) != usable {
 			t.Errorf("usableUUID(%q) = %v", id, !usable)
 		}
+	}
+}
+
+// A worker's step with no kubeconfig on stdin and no control plane to ask says why, never `%!w(<nil>)`: a
+// talosconfig without endpoints is one no client can be made for.
+func TestFetchKubeconfigSaysWhyNoneCameBack(t *testing.T) {
+	talosconfig := "context: arda\ncontexts:\n    arda:\n        endpoints: []\n        ca: \"\"\n        crt: \"\"\n        key: \"\"\n"
+
+	tc, err := New(&input.Secrets{Talosconfig: talosconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = tc.FetchKubeconfig(context.Background(), input.Node{Name: "istari-1", IP: "192.0.2.1", Addr: "192.0.2.1:50000"}, false)
+	if err == nil || strings.Contains(err.Error(), "%!") || !strings.Contains(err.Error(), "the control planes: ") {
+		t.Fatalf("FetchKubeconfig = %v", err)
 	}
 }
