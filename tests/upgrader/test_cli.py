@@ -76,11 +76,11 @@ def test_check_input_reads_a_command_line_and_its_stdin_as_the_command_does_and_
         "",
         "upgrader: check-input: apply: the arguments and stdin are as it reads them (nothing was contacted)\n",
     )
-    # Each hook as one Job, not a list of them: what the program sent before issue #38, as the upgrader itself refuses it.
-    one_each = {**stdin, "hooks": {side: jobs[0] for side, jobs in storage.noout_jobs().items()}}
-    refused = _iluvatar("upgrader", "check-input", "--", *apply, stdin=json.dumps(one_each, sort_keys=True))
-    message = "upgrader: apply: stdin is not the secrets JSON object: json: cannot unmarshal object into Go struct field .hooks.after of type []json.RawMessage\n"
+    # A hook that is no Job (a Pod): refused by the check as by the command, before it contacts anything.
+    pod = {**stdin, "hooks": {"before": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}]}}
+    refused = _iluvatar("upgrader", "check-input", "--", *apply, stdin=json.dumps(pod, sort_keys=True))
+    message = "upgrader: apply: stdin: hooks.before[0] must be a batch/v1 Job with a name\n"
     assert (refused.returncode, refused.stdout, refused.stderr) == (product.EXIT_USAGE, "", message)
     # The real command says the same, before it contacts anything.
-    real = _iluvatar("upgrader", *apply, stdin=json.dumps(one_each, sort_keys=True))
+    real = _iluvatar("upgrader", *apply, stdin=json.dumps(pod, sort_keys=True))
     assert (real.returncode, real.stdout, real.stderr) == (product.EXIT_USAGE, "", message)
