@@ -104,10 +104,10 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
     """Talos's control plane pods on a node, written by the test, removed after it.
 
     The kubelet runs them from what Talos serves and mirrors each into the API (kube-system, label
-    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries
-    talos.dev/config-version 1, the version of a config resource Talos has rendered once since the
-    node booted (the stand-in's state is new at each boot, as Talos's is). A test of what the kubelet
-    does runs the stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries the
+    talos.dev/* annotations of a pod Talos has rendered once since the node booted (`FIRST_RENDER`: the
+    stand-in's state is new at each boot, as Talos's is). A test of what the kubelet does runs the
+    stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
     """
     made: list[dict[str, Any]] = []
 
@@ -123,7 +123,7 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
                     "annotations": {
                         "kubernetes.io/config.mirror": f"{app}-{node_name}",
                         "kubernetes.io/config.source": "file",
-                        "talos.dev/config-version": "1",
+                        **FIRST_RENDER[app],
                     },
                 },
                 "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
@@ -138,6 +138,17 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
     yield make
     for pod in made:
         kube_talos.client.delete(pod)
+
+
+# What a control plane pod Talos rendered once since its boot carries: every resource it is rendered from at version 1, so
+# the API server's config files (four resources' versions strung together) at 1111 (tools/talos-api/controlplane.go).
+FIRST_RENDER = {
+    "kube-apiserver": {"talos.dev/config-version": "1", "talos.dev/config-file-version": "1111", "talos.dev/secrets-version": "1"},
+    "kube-controller-manager": {"talos.dev/config-version": "1", "talos.dev/secrets-version": "1"},
+    "kube-scheduler": {"talos.dev/config-version": "1", "talos.dev/secrets-version": "1"},
+}
+# How long a restarted control plane pod must run untouched before the steps count it (the upgrader's default is 30 s).
+STABLE = ["--pods-stable", "1s"]
 
 
 def _pod_ready(pod: dict[str, Any] | None) -> bool:
@@ -500,11 +511,12 @@ def test_a_later_run_uncordons_what_a_dead_run_left_cordoned_and_leaves_a_person
 def test_a_control_planes_health_includes_its_static_pods_on_the_configured_images(kube_talos: Cluster, static_pods: Any) -> None:
     name = unique("valinor")
     kube_talos.create_nodes([kwok_node(name, control_plane=True)])
-    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW)])) as api:
+    spec = scenario([node(name, addresses(1)[0], "controlplane", NEW)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)
+    with talos_api(spec) as api:
         config = api.node_config(name)
         images = control_plane_images(config)
         static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(":v1.34.1", ":v1.33.0")})
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "4s"]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "4s"]
         stale = run(api, kube_talos, args, machineConfig=config)
         assert stale.code == 1
         assert stale.last == (
@@ -586,14 +598,14 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
         first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "6s"]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "6s"]
         stale = run(api, kube_talos, args, machineConfig=config)
         assert stale.code == 1
-        assert f"upgrader: {name}: the change renders kube-apiserver anew: waiting for the new pods after it" in stale.lines
+        assert f"upgrader: {name}: the change renders kube-apiserver ({CONFIG_VERSION}) anew: waiting for the new pods after it" in stale.lines
         # The old API server is still there, Ready on the same image: only its talos.dev/config-version tells.
         assert stale.last == (
             f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 "
-            "(the version of the config Talos renders now): the kubelet has not run the new static pod yet; "
+            "(what Talos serves now): the kubelet has not run the new static pod yet; "
             f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
         assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
@@ -603,7 +615,7 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
         api.restart_kubelet(name)
         done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
         assert done.code == 0, done.stderr
-        assert done.lines[-2:] == [
+        assert [line for line in done.lines if ": waiting: " not in line][-2:] == [
             f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
             f"upgrader: {name}: healthy",
         ]
@@ -619,12 +631,12 @@ def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_re
         first_pods(kube_talos, [name])
         api.script(name, renderDelayMs=3_600_000)
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        result = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "5s"], machineConfig=config)
+        result = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "5s"], machineConfig=config)
         assert result.code == 1
         ip = api.ip(name)
         assert result.last == (
-            f"upgrader: FAILED: {name}: control-plane-config: timed out; last seen: Talos has not rendered kube-apiserver's new config yet "
-            f"(its config resource is still at version 1); look with: talosctl -n {ip} get apiserverconfigs -o yaml; talosctl -n {ip} get staticpodstatus"
+            f"upgrader: FAILED: {name}: static-pods: timed out; last seen: Talos has not rendered kube-apiserver's new pod yet "
+            f"(its {CONFIG_VERSION} is still 1); look with: talosctl -n {ip} get staticpods -o yaml; talosctl -n {ip} get staticpodstatus"
         )
 
 
@@ -635,7 +647,7 @@ def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_confi
         first_pods(kube_talos, cps)
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
         for cp in cps:  # the chain of apply steps, one control plane after the other
-            result = run(api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", "--timeout", "60s"], machineConfig=config)
+            result = run(api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", *STABLE, "--timeout", "60s"], machineConfig=config)
             assert result.code == 0, result.stderr
         # Each control plane's change, then its kubelet taking the new API server (version 2), before the next one changes.
         seen = []
@@ -655,22 +667,23 @@ TO = "v1.35.0"
 
 def _kubernetes_upgrade(api: TalosAPI, cps: list[str], workers: list[str], timeout: str = "120s") -> list[str]:
     args = ["kubernetes-upgrade", "--to", TO, *(a for cp in cps for a in ("--control-plane", api.node_arg(cp)))]
-    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), "--timeout", timeout]
+    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), *STABLE, "--timeout", timeout]
     return args
 
 
 def _events(api: TalosAPI) -> list[tuple[str, str]]:
-    """Each config change applied without a reboot, and each static pod a kubelet took at a new config version, in order."""
+    """Each config change applied without a reboot, and each static pod a kubelet took anew (any of its talos.dev/*
+    annotations moved: a new pod, a restart), in order."""
     seen: list[tuple[str, str]] = []
-    versions: dict[str, dict[str, str]] = {}
+    taken: dict[str, dict[str, Any]] = {}
     for call in api.calls():
         args = call.get("args") or {}
         if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
             seen.append((call["node"], "config applied"))
         elif call["method"] == "kubelet/StaticPods":
-            before = versions.setdefault(call["node"], args["configVersions"])
-            seen += [(call["node"], f"new {app} running") for app in APPS if args["configVersions"][app] != before[app]]
-            versions[call["node"]] = args["configVersions"]
+            before = taken.setdefault(call["node"], args["annotations"])
+            seen += [(call["node"], f"new {app} running") for app in APPS if args["annotations"][app] != before[app]]
+            taken[call["node"]] = args["annotations"]
     return seen
 
 
@@ -706,9 +719,16 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
             *(f"{cp}: kube-proxy v1.34.1 -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
             *(f"{n}: kubelet v1.34.1 -> {TO}" for n in [*cps, *workers]),
         ]
-        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes.
+        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes. The
+        # scheduler's new config is one of the API server's config files (talos.dev/config-file-version): its change restarts
+        # that node's API server too, and both run before the next control plane changes.
+        restarted = {
+            "kube-apiserver": ["kube-apiserver"],
+            "kube-controller-manager": ["kube-controller-manager"],
+            "kube-scheduler": ["kube-apiserver", "kube-scheduler"],
+        }
         assert _events(api) == [
-            *((cp, what) for app in APPS for cp in cps for what in ("config applied", f"new {app} running")),
+            *((cp, what) for app in APPS for cp in cps for what in ("config applied", *(f"new {r} running" for r in restarted[app]))),
             *((n, "config applied") for n in [*cps, *cps, *workers]),
         ]
         assert (
@@ -728,9 +748,9 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
         before = len(mutations(api))
         for name in [*cps, *workers]:
             role = "controlplane" if name in cps else "worker"
-            step = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, "--timeout", "60s"], machineConfig=configs[name])
+            step = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, *STABLE, "--timeout", "60s"], machineConfig=configs[name])
             assert step.code == 0, step.stderr
-            assert step.lines[-2:] == [
+            assert [line for line in step.lines if ": waiting: " not in line][-2:] == [
                 f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
                 f"upgrader: {name}: healthy",
             ]
@@ -999,14 +1019,13 @@ def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callab
     assert set(deprecated(requested)) <= {"networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)", "v1 endpoints (no removal release named)"}
 
 
-def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(kube_talos: Cluster, static_pods: Any, tmp_path: Any) -> None:
-    name = unique("valinor")
-    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
-    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 300})])) as api:
+def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(kube_talos: Cluster, kubelet_nodes: Any, tmp_path: Any) -> None:
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 1500})], 1_000)) as api:
+        first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
-        static_pods(name, control_plane_images(config))
         snapshot = tmp_path / "etcd.snapshot"
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
         result = run(api, kube_talos, args, machineConfig=config)
         assert result.code == 0, result.stderr
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
@@ -1125,10 +1144,10 @@ def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_conf
     ips = addresses(3)
     reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 300}}
     nodes = [node(cp, ip, "controlplane", NEW, **(reflashed if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)]
-    with talos_api(scenario(nodes)) as api:
+    with talos_api(scenario(nodes, endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
         stale = api.state()[cps[2]]["etcdMemberId"]
         config = api.config("controlplane", installer(VANILLA, NEW))
-        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "60s"]
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", *STABLE, "--timeout", "60s"]
         last = {**_last(api, cps[2]), "etcdMember": stale}
         old_node_then: list[Any] = []
 
