@@ -123,7 +123,7 @@ func (n *Node) startKubelet() {
 				return
 			}
 
-			want, restarted, boot := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID
+			want, restarted, boot, ip := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID, n.ip
 			pods := n.staticPods()
 			crashing := map[string]bool{}
 
@@ -187,7 +187,7 @@ func (n *Node) startKubelet() {
 
 				for name := range taken {
 					if loops[name] == nil {
-						api.reportContainer(n.name, name, true, time.Now(), 0)
+						api.reportContainer(n.name, ip, name, true, time.Now(), 0)
 					}
 				}
 			}
@@ -197,10 +197,10 @@ func (n *Node) startKubelet() {
 				case l.running && time.Since(l.since) >= crashRun:
 					l.running, l.since = false, time.Now()
 					l.restarts++
-					api.reportContainer(n.name, name, false, time.Time{}, l.restarts)
+					api.reportContainer(n.name, ip, name, false, time.Time{}, l.restarts)
 				case !l.running && time.Since(l.since) >= crashBackOff:
 					l.running, l.since = true, time.Now()
-					api.reportContainer(n.name, name, true, l.since, l.restarts)
+					api.reportContainer(n.name, ip, name, true, l.since, l.restarts)
 				}
 			}
 
@@ -221,7 +221,7 @@ func (n *Node) startKubelet() {
 // reportContainer writes a static pod's container status to its mirror pod, as the kubelet's status
 // manager does: running since `started` and Ready (no readiness probe), or waiting in CrashLoopBackOff
 // after its last run; restartCount as counted.
-func (k *kubeAPI) reportContainer(node, component string, running bool, started time.Time, restarts int) {
+func (k *kubeAPI) reportContainer(node, ip, component string, running bool, started time.Time, restarts int) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	ready := "False"
 	state := map[string]any{"waiting": map[string]any{"reason": "CrashLoopBackOff", "message": "back-off restarting failed container " + component}}
@@ -233,6 +233,9 @@ func (k *kubeAPI) reportContainer(node, component string, running bool, started 
 
 	status := map[string]any{
 		"phase": "Running",
+		// A host-network pod's address is the node's (kwok's pod-ready stage, which matches a pod without
+		// one, then leaves the pod to this kubelet).
+		"hostIP": ip, "podIP": ip, "hostIPs": []any{map[string]any{"ip": ip}}, "podIPs": []any{map[string]any{"ip": ip}},
 		"conditions": []any{
 			map[string]any{"type": "Initialized", "status": "True", "lastTransitionTime": now},
 			map[string]any{"type": "Ready", "status": ready, "lastTransitionTime": now},

@@ -246,6 +246,12 @@ func (r *applyRun) steps(ctx context.Context) error {
 		return err
 	}
 
+	if !same {
+		if err := r.refuseDowngrade(active); err != nil {
+			return err
+		}
+	}
+
 	// A config staged by an earlier run that never rebooted: only the reboot is missing.
 	staged := false
 	if !same {

@@ -205,6 +205,8 @@ func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant, now time.
 			found.Name, started.UTC().Format(time.RFC3339), want.Since.UTC().Format(time.RFC3339))
 	}
 
+	// startedAt is in whole seconds (metav1.Time, RFC 3339), by the node's clock (Talos keeps it in time):
+	// the run is known to within a second, which Stable (30 s) dwarfs.
 	if ran := now.Sub(started); want.Stable > 0 && ran < want.Stable {
 		return fmt.Errorf("%s has run %s since it last started (%s): it counts once it has run %s untouched",
 			found.Name, ran.Truncate(100*time.Millisecond), restarts(c), want.Stable)

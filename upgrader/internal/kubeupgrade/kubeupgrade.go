@@ -50,6 +50,7 @@ type target struct {
 	controlPlane bool
 	images       map[string]string // component -> image
 	newArgs      map[string]map[string][]string
+	newGates     []string // machine.kubelet.extraConfig.featureGates
 }
 
 type run struct {
@@ -168,7 +169,7 @@ func newTarget(n input.Node, controlPlane bool, raw, to string) (*target, error)
 		return nil, input.Usagef("%s is a %s config, but the node is given as a %s", where, cfg.Machine().Type(), map[bool]string{true: "--control-plane", false: "--worker"}[controlPlane])
 	}
 
-	t := &target{n: n, controlPlane: controlPlane, images: configImages(cfg), newArgs: extraArgs(cfg)}
+	t := &target{n: n, controlPlane: controlPlane, images: configImages(cfg), newArgs: extraArgs(cfg), newGates: featureGatesOf(cfg.Machine().Kubelet().ExtraConfig())}
 
 	for _, c := range components(controlPlane) {
 		if tag := kube.TagOf(t.images[c]); tag != to && !strings.HasPrefix(tag, to+"-") {
@@ -513,9 +514,38 @@ func (r *run) checkRemoved(nodes []*node) error {
 					path, joinFindings(found), c, r.to, "v"+strings.TrimPrefix(kube.TagOf(runningImages[c]), "v"))}
 			}
 		}
+
+		if err := r.checkKubeletGates(n, runningImages); err != nil {
+			return err
+		}
 	}
 
 	report.Progress(r.to, "no flag, feature gate or admission plugin %s removed is set on any node", r.to)
+
+	return nil
+}
+
+// checkKubeletGates is checkRemoved for the kubelet's machine.kubelet.extraConfig.featureGates.
+func (r *run) checkKubeletGates(n *node, runningImages map[string]string) error {
+	from, ok := minorOf(kube.TagOf(runningImages[Kubelet]))
+	if !ok {
+		from = r.minor - 1
+	}
+
+	look := talosLook(n.n, "get machineconfig -o yaml")
+	path := configPath(Kubelet) + ".extraConfig.featureGates"
+
+	if found := gatesRemovedBy(n.newGates, from, r.minor); len(found) > 0 {
+		return &report.Failure{Node: n.n.Name, Check: "removed-flag", Look: look, Detail: fmt.Sprintf(
+			"the new config's %s sets %s: kubelet would not start at %s; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed",
+			path, joinFindings(found), r.to)}
+	}
+
+	if found := gatesRemovedBy(featureGatesOf(n.running.Machine().Kubelet().ExtraConfig()), from, r.minor); len(found) > 0 {
+		return &report.Failure{Node: n.n.Name, Check: "removed-flag", Look: look, Detail: fmt.Sprintf(
+			"its running config's %s sets %s; the new config drops it, but this step changes only images, so kubelet would start with it at %s: roll the change out at the running version first (arda.kubernetesVersion %s for one pulumi up), then upgrade; nothing was changed",
+			path, joinFindings(found), r.to, "v"+strings.TrimPrefix(kube.TagOf(runningImages[Kubelet]), "v"))}
+	}
 
 	return nil
 }

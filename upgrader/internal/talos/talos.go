@@ -559,7 +559,7 @@ func pullRetrying(ctx context.Context, image string, pullOnce func(context.Conte
 		}
 	}
 
-	return fmt.Errorf("%w (asked %d times: the call to the node broke each time)", err, PullTries)
+	return status.Errorf(codes.Unavailable, "%s (asked %d times: the call to the node broke each time)", status.Convert(err).Message(), PullTries)
 }
 
 // PullImage pulls an image into the system containerd, where the installer runs from, as
