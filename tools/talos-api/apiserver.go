@@ -14,9 +14,10 @@ import (
 )
 
 // A control plane's own kube-apiserver, as far as the upgrader asks it: /readyz at the node's address
-// and its local port (the pod's --secure-port is APIServerConfig.LocalPort, cluster.apiServer's
-// localAPIServerPort, default 6443, and --bind-address 0.0.0.0: control_plane_static_pod.go:357-393 at
-// v1.13.0). It answers only while the node runs a kube-apiserver: Talos serves its pod and, with the
+// and its local port (the pod's --secure-port is APIServerConfig.LocalPort, the config's
+// cluster.controlPlane.localAPIServerPort, 6443 by default: machinery v1.13.0
+// v1alpha1_clusterconfig.go:130-136; and --bind-address 0.0.0.0: control_plane_static_pod.go:357-393
+// at v1.13.0). It answers only while the node runs a kube-apiserver: Talos serves its pod and, with the
 // kubelet played, the kubelet runs it and it is not in a crash loop's back-off (kubelet.go). Like a
 // Talos cluster's API server it asks for a client certificate from the Kubernetes CA (anonymous-auth
 // false, line 358) and serves one from it with the node's addresses and 127.0.0.1 in it
