@@ -184,8 +184,9 @@ def kubernetes_preflight(stack: StackConfig) -> Step:
 
 
 # The Kubernetes upgrade's bound, per machine it goes through: a control plane pulls three images (1 to 5 minutes each on a
-# home connection) and restarts three components (each waited for until the kubelet's next poll, up to 20 s, runs it), a
-# worker pulls and restarts its kubelet.
+# home connection) and restarts three components (each waited for until the kubelet's next poll, up to 20 s, runs it, and it
+# has run 30 s: the upgrader's --pods-stable), a worker pulls and restarts its kubelet; a machine that does not answer takes
+# its 5 minutes (the upgrader's --reach-timeout) before it is left to its own apply.
 KUBERNETES_UPGRADE_MINUTES_PER_MACHINE = 15
 
 
@@ -216,7 +217,7 @@ def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, boo
         f"{KUBERNETES_UPGRADE_MINUTES_PER_MACHINE * max(len(running), 1)}m",
         f"Kubernetes {stack.arda.kubernetes_version} component by component: kube-apiserver, then kube-controller-manager, then "
         f"kube-scheduler, each on {', '.join(cps)} one at a time, then the kubelets of {', '.join(name for name, _, _ in running)}; "
-        "each change running before the next",
+        "each change running before the next (every control plane pod it restarts up 30 s, the machine's API server ready)",
     )
 
 

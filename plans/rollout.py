@@ -144,7 +144,8 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         lines.append(
             f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: "
             "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
-            "(control planes, then workers), each running before the next changes"
+            "(control planes, then workers), each running before the next changes: every control plane pod its change restarts (the "
+            "scheduler's restarts that machine's API server too) up 30 s and the machine's API server ready"
         )
     if found:
         lines.append(

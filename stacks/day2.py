@@ -3,9 +3,13 @@
 The program reads back what the last deployment ran (its own stack output `arda`, written by
 `plans.rollout.state`) before the first resource is registered, and refuses a change no machine
 could make: a Talos version Talos cannot upgrade a node to from the version it runs, a Kubernetes
-version more than one minor ahead or behind what runs, or Talos and Kubernetes moving in the
+version more than one minor ahead or behind what runs, Talos and Kubernetes moving in the
 same run (upgrade Talos, then Kubernetes: each is rolled and checked machine by machine, and
-one failure must name one cause). The Talos upgrade paths are machinery's own
+one failure must name one cause), or Kubernetes moving in the run a control plane leaves the
+inventory (it would keep the old API server while the kubelets move past it). What the last
+deployment exported is what it knows: a Kubernetes upgrade that failed halfway leaves the old
+version there, and setting the version back is refused by each machine's apply, against what the
+machine runs (upgrader/README.md, `apply`). The Talos upgrade paths are machinery's own
 (`compatibility.TalosVersion.UpgradeableFrom`); tests/stacks/test_day2.py asks machinery about every
 pair this table decides.
 """
@@ -139,4 +143,25 @@ def check(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                     f"{arda.talos_version}); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
                 )
             )
+        elif leaving := leaving_control_planes(stack, deployed):
+            # The upgrade moves the machines in the inventory only (plans.bringup.running_machines): a control plane leaving
+            # in the same run keeps the old API server, in the cluster until its reset, while every kubelet goes past it.
+            names = ", ".join(leaving)
+            problems.append(
+                Problem(
+                    KUBERNETES,
+                    f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
+                    f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
+                    f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
+                )
+            )
     return problems
+
+
+def leaving_control_planes(stack: StackConfig, deployed: DeployedArda) -> list[str]:
+    """The control planes the last deployment ran that this inventory no longer has (a renamed one, same MAC, stays)."""
+    macs = {n.mac for n in stack.nodes}
+    names = {n.name for n in stack.nodes}
+    return sorted(
+        name for name, entry in deployed.nodes.items() if entry.get("role") == "valinor" and name not in names and str(entry.get("mac")) not in macs
+    )

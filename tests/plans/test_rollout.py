@@ -139,7 +139,9 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     lines = rollout.describe(before, after).splitlines()
     assert lines[0] == (
         "Arda: Kubernetes v1.34.1 -> v1.35.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
-        "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes"
+        "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes: "
+        "every control plane pod its change restarts (the scheduler's restarts that machine's API server too) up 30 s and the machine's API "
+        "server ready"
     )
     assert lines[2:] == [
         f"  {i}. {n}: Kubernetes v1.34.1 -> v1.35.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)

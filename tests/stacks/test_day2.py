@@ -80,6 +80,32 @@ def test_version_changes_against_what_runs(tmp_path: Path, changes: dict[str, st
     assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), RUNNING)] == problems
 
 
+def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_path: Path) -> None:
+    """The upgrade moves the machines in the inventory only: a control plane leaving in the same run would keep its old
+    API server, in the cluster until its reset, while the kubelets went past it."""
+    stack = _stack(tmp_path, kubernetesVersion="v1.35.0")
+    valinor = [n for n in stack.nodes if n.role == "valinor"]
+    nodes = {n.name: {"mac": n.mac, "role": n.role} for n in stack.nodes}
+    gone = {**nodes, "formenos": {"mac": "02:00:00:00:00:99", "role": "valinor"}, "bree": {"mac": "02:00:00:00:00:98", "role": "istari"}}
+    leaving = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": gone})
+    assert [(p.path, p.message) for p in day2.check(stack, leaving)] == [
+        (
+            "iluvatar:arda.kubernetesVersion",
+            "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
+            "machines in it, so formenos would serve the API at v1.34.1 while the kubelets go to v1.35.0; take formenos out first (one "
+            "pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
+        )
+    ]
+    # A worker leaving, a control plane renamed (the same MAC), or no Kubernetes change: nothing to refuse.
+    renamed = {**{k: v for k, v in nodes.items() if k != valinor[0].name}, "mindon": nodes[valinor[0].name]}
+    for output in (
+        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {**nodes, "bree": gone["bree"]}},
+        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": renamed},
+    ):
+        assert day2.check(stack, day2.DeployedArda.from_output(output)) == []
+    assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.34.1"})) == []
+
+
 def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) -> None:
     old = day2.DeployedArda.from_output({"talosVersion": "v1.10.4", "kubernetesVersion": "v1.33.0", "nodes": {}})
     assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.0"), old)] == [

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -104,10 +105,10 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
     """Talos's control plane pods on a node, written by the test, removed after it.
 
     The kubelet runs them from what Talos serves and mirrors each into the API (kube-system, label
-    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries
-    talos.dev/config-version 1, the version of a config resource Talos has rendered once since the
-    node booted (the stand-in's state is new at each boot, as Talos's is). A test of what the kubelet
-    does runs the stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
+    k8s-app, the mirror annotation), as kwok cannot: a drain leaves mirror pods alone. Each carries the
+    talos.dev/* annotations of a pod Talos has rendered once since the node booted (`FIRST_RENDER`: the
+    stand-in's state is new at each boot, as Talos's is). A test of what the kubelet does runs the
+    stand-in's kubelet instead (`scenario(..., kubelet_poll_ms=...)`).
     """
     made: list[dict[str, Any]] = []
 
@@ -123,7 +124,7 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
                     "annotations": {
                         "kubernetes.io/config.mirror": f"{app}-{node_name}",
                         "kubernetes.io/config.source": "file",
-                        "talos.dev/config-version": "1",
+                        **FIRST_RENDER[app],
                     },
                 },
                 "spec": {"nodeName": node_name, "containers": [{"name": app, "image": image}]},
@@ -138,6 +139,17 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
     yield make
     for pod in made:
         kube_talos.client.delete(pod)
+
+
+# What a control plane pod Talos rendered once since its boot carries: every resource it is rendered from at version 1, so
+# the API server's config files (four resources' versions strung together) at 1111 (tools/talos-api/controlplane.go).
+FIRST_RENDER = {
+    "kube-apiserver": {"talos.dev/config-version": "1", "talos.dev/config-file-version": "1111", "talos.dev/secrets-version": "1"},
+    "kube-controller-manager": {"talos.dev/config-version": "1", "talos.dev/secrets-version": "1"},
+    "kube-scheduler": {"talos.dev/config-version": "1", "talos.dev/secrets-version": "1"},
+}
+# How long a restarted control plane pod must run untouched before the steps count it (the upgrader's default is 30 s).
+STABLE = ["--pods-stable", "1s"]
 
 
 def _pod_ready(pod: dict[str, Any] | None) -> bool:
@@ -500,11 +512,12 @@ def test_a_later_run_uncordons_what_a_dead_run_left_cordoned_and_leaves_a_person
 def test_a_control_planes_health_includes_its_static_pods_on_the_configured_images(kube_talos: Cluster, static_pods: Any) -> None:
     name = unique("valinor")
     kube_talos.create_nodes([kwok_node(name, control_plane=True)])
-    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW)])) as api:
+    spec = scenario([node(name, addresses(1)[0], "controlplane", NEW)], endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)
+    with talos_api(spec) as api:
         config = api.node_config(name)
         images = control_plane_images(config)
         static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(":v1.34.1", ":v1.33.0")})
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "4s"]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "4s"]
         stale = run(api, kube_talos, args, machineConfig=config)
         assert stale.code == 1
         assert stale.last == (
@@ -586,14 +599,14 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
     with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
         first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "6s"]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "6s"]
         stale = run(api, kube_talos, args, machineConfig=config)
         assert stale.code == 1
-        assert f"upgrader: {name}: the change renders kube-apiserver anew: waiting for the new pods after it" in stale.lines
+        assert f"upgrader: {name}: the change renders kube-apiserver ({CONFIG_VERSION}) anew: waiting for the new pods after it" in stale.lines
         # The old API server is still there, Ready on the same image: only its talos.dev/config-version tells.
         assert stale.last == (
             f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {CONFIG_VERSION} 1, not 2 "
-            "(the version of the config Talos renders now): the kubelet has not run the new static pod yet; "
+            "(what Talos serves now): the kubelet has not run the new static pod yet; "
             f"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
         assert [m for _, m in mutations(api)] == ["MachineService/ApplyConfiguration dry-run", "MachineService/ApplyConfiguration NO_REBOOT"]
@@ -603,7 +616,7 @@ def test_a_flag_change_is_healthy_only_once_the_kubelet_runs_the_new_api_server(
         api.restart_kubelet(name)
         done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
         assert done.code == 0, done.stderr
-        assert done.lines[-2:] == [
+        assert [line for line in done.lines if ": waiting: " not in line][-2:] == [
             f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
             f"upgrader: {name}: healthy",
         ]
@@ -619,12 +632,14 @@ def test_the_wait_takes_the_config_version_from_before_the_change_not_the_one_re
         first_pods(kube_talos, [name])
         api.script(name, renderDelayMs=3_600_000)
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
-        result = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "5s"], machineConfig=config)
+        result = run(
+            api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "5s"], machineConfig=config
+        )
         assert result.code == 1
         ip = api.ip(name)
         assert result.last == (
-            f"upgrader: FAILED: {name}: control-plane-config: timed out; last seen: Talos has not rendered kube-apiserver's new config yet "
-            f"(its config resource is still at version 1); look with: talosctl -n {ip} get apiserverconfigs -o yaml; talosctl -n {ip} get staticpodstatus"
+            f"upgrader: FAILED: {name}: static-pods: timed out; last seen: Talos has not rendered kube-apiserver's new pod yet "
+            f"(its {CONFIG_VERSION} is still 1); look with: talosctl -n {ip} get staticpods -o yaml; talosctl -n {ip} get staticpodstatus"
         )
 
 
@@ -635,7 +650,9 @@ def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_confi
         first_pods(kube_talos, cps)
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
         for cp in cps:  # the chain of apply steps, one control plane after the other
-            result = run(api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", "--timeout", "60s"], machineConfig=config)
+            result = run(
+                api, kube_talos, ["apply", "--node", api.node_arg(cp), "--role", "controlplane", *STABLE, "--timeout", "60s"], machineConfig=config
+            )
             assert result.code == 0, result.stderr
         # Each control plane's change, then its kubelet taking the new API server (version 2), before the next one changes.
         seen = []
@@ -648,6 +665,163 @@ def test_each_api_server_restarts_only_after_the_previous_one_runs_its_new_confi
         assert seen == [(cp, what) for cp in cps for what in ("config applied", "new API server running")]
 
 
+# Talos stamps three annotations on a control plane pod, and the kubelet's pod hash covers them all: talos.dev/config-version
+# (its config resource), talos.dev/config-file-version (the API server's: its admission, audit and authorization configs and
+# the scheduler's, strung together) and talos.dev/secrets-version (the Kubernetes secrets, on all three). A change that moves
+# only the latter two restarts the API server all the same, its config-version unchanged.
+# The scheduler's flag as monitoring sets it (plans/apiserver.py, talos_documents).
+SCHEDULER_FLAG = json.dumps({"cluster": {"scheduler": {"extraArgs": {"bind-address": "0.0.0.0"}}}})  # noqa: S104
+CERT_SAN = json.dumps({"cluster": {"apiServer": {"certSANs": ["api.arda.example"]}}})
+
+
+@pytest.mark.parametrize(
+    ("change", "renders", "stale", "after"),
+    [
+        (
+            SCHEDULER_FLAG,
+            "kube-apiserver (talos.dev/config-file-version), kube-scheduler (talos.dev/config-version)",
+            "talos.dev/config-file-version 1111, not 1112",
+            {**FIRST_RENDER, "kube-apiserver": {**FIRST_RENDER["kube-apiserver"], "talos.dev/config-file-version": "1112"},
+             "kube-scheduler": {**FIRST_RENDER["kube-scheduler"], "talos.dev/config-version": "2"}},
+        ),
+        (
+            CERT_SAN,
+            "kube-apiserver (talos.dev/secrets-version), kube-controller-manager (talos.dev/secrets-version), kube-scheduler (talos.dev/secrets-version)",
+            "talos.dev/secrets-version 1, not 2",
+            {app: {**FIRST_RENDER[app], "talos.dev/secrets-version": "2"} for app in APPS},
+        ),
+    ],
+    ids=["scheduler-flag", "cert-san"],
+)  # fmt: skip
+def test_a_change_that_restarts_the_api_server_under_another_annotation_waits_for_it(
+    kube_talos: Cluster, kubelet_nodes: Any, change: str, renders: str, stale: str, after: dict[str, dict[str, str]]
+) -> None:
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
+        first_pods(kube_talos, [name])
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[change])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "6s"]
+        waited = run(api, kube_talos, args, machineConfig=config)
+        assert waited.code == 1
+        assert f"upgrader: {name}: the change renders {renders} anew: waiting for the new pods after it" in waited.lines
+        # The API server's config-version did not move; another of its annotations did, and the old pod is still there.
+        assert waited.last == (
+            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} carries {stale} (what Talos serves now): "
+            f"the kubelet has not run the new static pod yet; look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
+        )
+        assert config_versions(kube_talos, name) == dict.fromkeys(APPS, "1")
+
+        api.restart_kubelet(name)
+        done = run(api, kube_talos, [*args[:-1], "60s"], machineConfig=config)
+        assert done.code == 0, done.stderr
+        assert done.last == f"upgrader: {name}: healthy"
+        pods = mirror_pods(kube_talos, name)
+        assert {app: {k: v for k, v in p["metadata"]["annotations"].items() if k.startswith("talos.dev/")} for app, p in pods.items()} == after
+
+
+CRASH_LOOP = re.compile(
+    r"upgrader: FAILED: (?P<node>\S+): control-plane-pods: timed out; last seen: kube-apiserver-(?P=node) "
+    r"(is not Ready \(CrashLoopBackOff, restarted (once|\d+ times)\)"
+    r"|has run \d+(\.\d)?m?s since it last started \(restarted (once|\d+ times)\): it counts once it has run 2s untouched); "
+    r"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=(?P=node)"
+)
+
+
+def test_an_api_server_that_crash_loops_never_counts_though_it_shows_ready_each_time_it_starts(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """Talos gives kube-apiserver no readiness probe, so the kubelet counts it Ready as soon as it runs: one that crash-loops
+    shows Ready at each start. The step counts a container only once it has run --pods-stable since it last started, and the
+    node's own API server only once its /readyz says ready; before, a Ready window passed."""
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 200)) as api:
+        first_pods(kube_talos, [name])
+        api.script(name, crashLoop=["kube-apiserver"])  # the new API server (its new flag) crash-loops
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--pods-stable", "2s", "--timeout", "10s"]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 1
+        assert CRASH_LOOP.fullmatch(result.last), result.last
+        assert f"upgrader: {name}: healthy" not in result.lines
+        status = mirror_pods(kube_talos, name)["kube-apiserver"]["status"]
+        assert status["containerStatuses"][0]["restartCount"] >= 3
+
+
+def test_an_api_server_that_runs_but_is_not_ready_stops_the_step(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """Its pod Running and Ready (no probe), its own /readyz failing (etcd, here): the step asks the node's API server itself."""
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 200)) as api:
+        first_pods(kube_talos, [name])
+        api.script(name, apiServerNotReady=True)
+        ip = api.ip(name)
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "5s"]
+        result = run(api, kube_talos, args, machineConfig=api.node_config(name))
+        assert result.code == 1
+        body = "[+]ping ok\\n[+]log ok\\n[-]etcd failed: reason withheld\\n[+]poststarthook/start-apiserver-admission-initializer ok\\nreadyz check failed"
+        assert result.last == (
+            f"upgrader: FAILED: {name}: api-server: timed out; last seen: kube-apiserver on {name} ({ip}:6443): /readyz: an error on the server "
+            f"(\"{body}\") has prevented the request from succeeding; look with: kubectl --server https://{ip}:6443 get --raw '/readyz?verbose'"
+        )
+        api.script(name, apiServerNotReady=False)
+        ready = run(api, kube_talos, [*args[:-1], "30s"], machineConfig=api.node_config(name))
+        assert ready.code == 0, ready.stderr
+
+
+def test_a_reboot_while_the_new_pods_are_awaited_drops_the_versions_read_before_it(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """Talos keeps its resources in memory: after a boot every version starts at 1 again, so the API server's config-version
+    read before the change (1) is what the new boot's pod carries. The step drops what it read before when the boot changes;
+    before, it waited for a version to move that never would."""
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 3_600_000)) as api:
+        first_pods(kube_talos, [name])
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_flag("31")])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        boots: list[str] = []
+
+        def power_cut(line: str) -> bool:
+            # The new pod rendered, the kubelet not polling yet: the machine loses power and boots again.
+            if not boots and ": waiting: control-plane-pods: " in line and "the kubelet has not run the new static pod yet" in line:
+                boots.append(api.state()[name]["bootId"])
+                api.crash(name, down_ms=1500)
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, power_cut)
+        assert result.code == 0, result.stderr
+        boot = api.state()[name]["bootId"]
+        assert boots and boots[0] != boot
+        assert (
+            f"upgrader: {name}: booted anew (boot {boot}) while its pods were awaited: Talos renders every pod anew at a boot, "
+            "so the pods it serves now are the ones"
+        ) in result.lines
+        assert result.last == f"upgrader: {name}: healthy"
+        assert config_versions(kube_talos, name) == dict.fromkeys(APPS, "1")
+        assert "--audit-log-maxage=31" in api_server_flags(kube_talos, name)
+
+
+def test_after_a_reboot_a_mirror_pod_left_from_the_boot_before_does_not_count(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """A reboot that changes no pod: Talos renders the same pods (every version 1 again), the kubelet keeps their mirror pods
+    (the same hash), and until it reports their containers started in the new boot those still say Ready, as the boot before
+    left them. The step waits for containers started after the boot; before, the stale Ready passed."""
+    [name], _ = kubelet_nodes(1)
+    spec = kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW, applyNeedsReboot=True, reboot={"downMs": 1500})], 1_000)
+    spec["cluster"]["kubelet"]["podStartMs"] = 4_000  # the containers start 4 s into the boot
+    with talos_api(spec) as api:
+        first_pods(kube_talos, [name])
+        uids = {app: p["metadata"]["uid"] for app, p in mirror_pods(kube_talos, name).items()}
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        stale = [s for s in steps if s.startswith("waiting: control-plane-pods: ") and "before the node's boot" in s]
+        assert len(stale) == 1 and stale[0].startswith(f"waiting: control-plane-pods: kube-apiserver-{name} reports a container started "), steps
+        assert steps[-1] == "healthy"
+        pods = mirror_pods(kube_talos, name)
+        assert {app: p["metadata"]["uid"] for app, p in pods.items()} == uids  # the same mirror pods, their status new
+        assert all(
+            p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] > stale[0].split("started ")[1].split(",")[0] for p in pods.values()
+        )
+
+
 # A Kubernetes version bump: `kubernetes-upgrade` rolls it as `talosctl upgrade-k8s` does, component by component, before the
 # per-node apply steps run with the new configs.
 TO = "v1.35.0"
@@ -655,22 +829,23 @@ TO = "v1.35.0"
 
 def _kubernetes_upgrade(api: TalosAPI, cps: list[str], workers: list[str], timeout: str = "120s") -> list[str]:
     args = ["kubernetes-upgrade", "--to", TO, *(a for cp in cps for a in ("--control-plane", api.node_arg(cp)))]
-    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), "--timeout", timeout]
+    args += [*(a for w in workers for a in ("--worker", api.node_arg(w))), *STABLE, "--timeout", timeout]
     return args
 
 
 def _events(api: TalosAPI) -> list[tuple[str, str]]:
-    """Each config change applied without a reboot, and each static pod a kubelet took at a new config version, in order."""
+    """Each config change applied without a reboot, and each static pod a kubelet took anew (any of its talos.dev/*
+    annotations moved: a new pod, a restart), in order."""
     seen: list[tuple[str, str]] = []
-    versions: dict[str, dict[str, str]] = {}
+    taken: dict[str, dict[str, Any]] = {}
     for call in api.calls():
         args = call.get("args") or {}
         if call["method"] == "MachineService/ApplyConfiguration" and args.get("mode") == "NO_REBOOT" and not args.get("dryRun"):
             seen.append((call["node"], "config applied"))
         elif call["method"] == "kubelet/StaticPods":
-            before = versions.setdefault(call["node"], args["configVersions"])
-            seen += [(call["node"], f"new {app} running") for app in APPS if args["configVersions"][app] != before[app]]
-            versions[call["node"]] = args["configVersions"]
+            before = taken.setdefault(call["node"], args["annotations"])
+            seen += [(call["node"], f"new {app} running") for app in APPS if args["annotations"][app] != before[app]]
+            taken[call["node"]] = args["annotations"]
     return seen
 
 
@@ -706,9 +881,16 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
             *(f"{cp}: kube-proxy v1.34.1 -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
             *(f"{n}: kubelet v1.34.1 -> {TO}" for n in [*cps, *workers]),
         ]
-        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes.
+        # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes. The
+        # scheduler's new config is one of the API server's config files (talos.dev/config-file-version): its change restarts
+        # that node's API server too, and both run before the next control plane changes.
+        restarted = {
+            "kube-apiserver": ["kube-apiserver"],
+            "kube-controller-manager": ["kube-controller-manager"],
+            "kube-scheduler": ["kube-apiserver", "kube-scheduler"],
+        }
         assert _events(api) == [
-            *((cp, what) for app in APPS for cp in cps for what in ("config applied", f"new {app} running")),
+            *((cp, what) for app in APPS for cp in cps for what in ("config applied", *(f"new {r} running" for r in restarted[app]))),
             *((n, "config applied") for n in [*cps, *cps, *workers]),
         ]
         assert (
@@ -728,9 +910,11 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
         before = len(mutations(api))
         for name in [*cps, *workers]:
             role = "controlplane" if name in cps else "worker"
-            step = run(api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, "--timeout", "60s"], machineConfig=configs[name])
+            step = run(
+                api, kube_talos, ["apply", "--node", api.node_arg(name), "--role", role, *STABLE, "--timeout", "60s"], machineConfig=configs[name]
+            )
             assert step.code == 0, step.stderr
-            assert step.lines[-2:] == [
+            assert [line for line in step.lines if ": waiting: " not in line][-2:] == [
                 f"upgrader: {name}: config unchanged and Talos as configured: checking health only",
                 f"upgrader: {name}: healthy",
             ]
@@ -779,6 +963,170 @@ def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_ta
             found = kube_talos.client.get("v1", "Node", name)
             assert found is not None
             assert found["status"]["nodeInfo"]["kubeletVersion"] == TO
+
+
+def test_a_kubernetes_upgrade_waits_for_the_api_server_the_schedulers_change_restarts(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """The scheduler's config is one of the API server's config files: the scheduler's new image restarts that node's API
+    server too (talos.dev/config-file-version). The step checks every control plane pod on the node after each change; before,
+    it checked the scheduler alone and went on while the API server it had restarted crash-looped."""
+    cps, _ = kubelet_nodes(1)
+    with talos_api(_upgrade_spec(kube_talos, cps, [])) as api:
+        first_pods(kube_talos, cps)
+        # An earlier run went as far as the controller-managers: the API server and the controller-manager run the target.
+        at_134 = json.dumps({"cluster": {"scheduler": {"image": "registry.k8s.io/kube-scheduler:v1.34.1"}}})
+        halfway = api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO, patches=[at_134])
+        step = run(
+            api, kube_talos, ["apply", "--node", api.node_arg(cps[0]), "--role", "controlplane", *STABLE, "--timeout", "60s"], machineConfig=halfway
+        )
+        assert step.code == 0, step.stderr
+        api.script(cps[0], crashLoop=["kube-apiserver"])  # the API server crash-loops from its next start on
+        configs = _new_configs(api, cps, [])
+        result = run(api, kube_talos, _kubernetes_upgrade(api, cps, [], timeout="15s"), machineConfigs=configs)
+        assert result.code == 1
+        assert [line.removeprefix(f"upgrader: {cps[0]}: ") for line in result.lines if "already" in line or "config patched" in line] == [
+            f"kube-apiserver: already {TO} (checking its pod)",
+            f"kube-controller-manager: already {TO} (checking its pod)",
+            f"kube-scheduler v1.34.1 -> {TO}: config patched and applied without a reboot",
+        ]
+        assert (
+            f"upgrader: {cps[0]}: the change renders kube-apiserver (talos.dev/config-file-version), kube-scheduler (talos.dev/config-version) anew: "
+            "waiting for the new pods after it"
+        ) in result.lines
+        assert re.fullmatch(CRASH_LOOP.pattern.replace("2s untouched", "1s untouched"), result.last), result.last
+        # No kubelet moved: the API server the change restarted never ran.
+        assert [m for m in mutations(api) if m[1] == "MachineService/ApplyConfiguration NO_REBOOT"] == [
+            (cps[0], "MachineService/ApplyConfiguration NO_REBOOT")
+        ] * 2
+
+
+def test_a_kubernetes_upgrade_leaves_a_worker_that_does_not_answer_and_stops_at_a_control_plane_that_does_not(
+    kube_talos: Cluster, kubelet_nodes: Any
+) -> None:
+    """Each node gets --reach-timeout to answer, saying it waits. A worker that does not is left to its own apply (its kubelet
+    may stay up to three minors behind the API servers); a control plane that does not stops the step before anything changes.
+    Before, the step waited for the first node that did not answer until its whole bound, and said nothing."""
+    cps, workers = kubelet_nodes(1, 1)
+    ips = addresses(2)
+    down = node(workers[0], ips[1], "worker", NEW, bootDelayMs=3_600_000)  # off, or on its way back
+    with talos_api(kubelet_scenario(kube_talos, [node(cps[0], ips[0], "controlplane", NEW), down], 1_000)) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers)
+        args = [*_kubernetes_upgrade(api, cps, workers, timeout="120s")[:-2], "--reach-timeout", "2s", "--timeout", "120s"]
+        # Its Node says its kubelet runs 1.31: three minors and more behind 1.35 once the API servers move.
+        kube_talos.client.merge_patch(kwok_node(workers[0]), {"status": {"nodeInfo": {"kubeletVersion": "v1.31.0"}}}, subresource="status")
+        refused = run(api, kube_talos, args, machineConfigs=configs)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {workers[0]}: reach: does not answer, and its kubelet runs v1.31.0: with the API servers at {TO} it would be more "
+            "than 3 minors behind, which Kubernetes does not support; bring it back (or take it out of the inventory), then run again; nothing "
+            f"was changed; look with: kubectl get node {workers[0]} -o wide; kubectl describe node {workers[0]}"
+        )
+        assert mutations(api) == []
+
+        kube_talos.client.merge_patch(kwok_node(workers[0]), {"status": {"nodeInfo": {"kubeletVersion": KUBELET}}}, subresource="status")
+        result = run(api, kube_talos, args, machineConfigs=configs)
+        assert result.code == 0, result.stderr
+        assert [line for line in result.lines if line.startswith(f"upgrader: {workers[0]}: ")] == [
+            f"upgrader: {workers[0]}: does not answer at {api.ip(workers[0])}: waiting up to 2s for it",
+            f"upgrader: {workers[0]}: WARNING: does not answer within 2s: skipped; its kubelet stays at its version until its own apply installs the new config",
+            f"upgrader: {workers[0]}: its kubelet runs {KUBELET}: within 3 minors of {TO}, so the upgrade goes on without it",
+        ]
+        assert result.last == f"upgrader: {TO}: Kubernetes {TO} on {cps[0]}: API servers, controller-managers, schedulers, then kubelets"
+
+    cps, workers = kubelet_nodes(2, 0)
+    ips = addresses(2)
+    with talos_api(
+        kubelet_scenario(
+            kube_talos, [node(cps[0], ips[0], "controlplane", NEW), node(cps[1], ips[1], "controlplane", NEW, bootDelayMs=3_600_000)], 1_000
+        )
+    ) as api:
+        # (With one of its two etcd members down, etcd has no quorum: Talos renders no pod, there is nothing to wait for.)
+        args = [*_kubernetes_upgrade(api, cps, [], timeout="120s")[:-2], "--reach-timeout", "2s", "--timeout", "120s"]
+        stopped = run(api, kube_talos, args, machineConfigs=_new_configs(api, cps, []))
+        assert stopped.code == 1
+        assert stopped.last.startswith(
+            f"upgrader: FAILED: {cps[1]}: reach: a control plane that does not answer within 2s: every API server must go to {TO} before any "
+            "kubelet does, so nothing was changed (timed out; last seen: the node does not answer: "
+        ), stopped.last
+        assert stopped.seconds < 60
+        assert mutations(api) == []
+
+
+@pytest.mark.parametrize(
+    ("patch", "path"),
+    [
+        ({"extraArgs": {"feature-gates": "SizeMemoryBackedVolumes=true"}}, "machine.kubelet.extraArgs"),
+        ({"extraConfig": {"featureGates": {"SizeMemoryBackedVolumes": True}}}, "machine.kubelet.extraConfig.featureGates"),
+    ],
+    ids=["extra-args", "extra-config"],
+)
+def test_a_kubernetes_upgrade_refuses_a_kubelet_feature_gate_the_target_removed(
+    kube_talos: Cluster, kubelet_nodes: Any, patch: dict[str, Any], path: str
+) -> None:
+    """Kubernetes 1.35 removed SizeMemoryBackedVolumes, a kubelet gate: a kubelet given a gate it does not know refuses to start
+    (cmd/kubelet/app/server.go:203). talosctl checks only the kubelet's flags; before, so did the step."""
+    cps, workers = kubelet_nodes(1, 1)
+    with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
+        first_pods(kube_talos, cps)
+        configs = _new_configs(api, cps, workers, worker_patches=(json.dumps({"machine": {"kubelet": patch}}),))
+        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
+        assert refused.code == 1
+        w = workers[0]
+        assert refused.last == (
+            f"upgrader: FAILED: {w}: removed-flag: the new config's {path} sets feature gate SizeMemoryBackedVolumes (removed in 1.35): kubelet would "
+            f"not start at {TO}; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed; "
+            f"look with: talosctl -n {api.ip(w)} get machineconfig -o yaml"
+        )
+        assert mutations(api) == []
+
+
+def test_setting_kubernetes_back_below_what_a_node_runs_is_refused_by_its_apply(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """A Kubernetes upgrade that failed halfway leaves the last deployment's output at the old version, so the program's own
+    check lets arda.kubernetesVersion go back to it; the node's apply compares with what the node runs and refuses. Before, it
+    put the old images over the new ones."""
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW)], 1_000)) as api:
+        first_pods(kube_talos, [name])
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "60s"]
+        upgraded = run(api, kube_talos, args, machineConfig=api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO))
+        assert upgraded.code == 0, upgraded.stderr
+        before = mutations(api)
+        back = run(api, kube_talos, args, machineConfig=api.config("controlplane", installer(VANILLA, NEW)))
+        assert back.code == 1
+        assert back.last == (
+            f"upgrader: FAILED: {name}: kubernetes-version: the config names kube-apiserver {KUBELET}, but the node runs {TO} (a Kubernetes upgrade "
+            f"went this far): Kubernetes does not go back a minor; set iluvatar:arda.kubernetesVersion to {TO} and run pulumi up to finish the "
+            f"upgrade; nothing was changed; look with: talosctl -n {api.ip(name)} get machineconfig -o yaml"
+        )
+        assert mutations(api) == before
+
+
+def test_a_pull_whose_call_breaks_is_asked_again(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+    """The connection to the node drops during a pull (apid restarts, the network): the pull is asked again, up to three times.
+    A registry's own failures Talos retries itself, inside the call. Before, one broken call failed the step."""
+    cps, _ = kubelet_nodes(1)
+    with talos_api(_upgrade_spec(kube_talos, cps, [])) as api:
+        first_pods(kube_talos, cps)
+        api.script(cps[0], pullBreaks=1)
+        result = run(api, kube_talos, _kubernetes_upgrade(api, cps, []), machineConfigs=_new_configs(api, cps, []))
+        assert result.code == 0, result.stderr
+        image = f"registry.k8s.io/kube-apiserver:{TO}"
+        assert [line for line in result.lines if line.startswith(f"upgrader: {image}: ")] == [
+            f'upgrader: {image}: the pull\'s call to the node broke (Unavailable: connection error: desc = "transport is closing"): asking again (2 of 3)'
+        ]
+        assert [c["method"] for c in api.calls(cps[0]) if c["method"] in {"ImageService/Pull", "MachineService/ImagePull"}][:2] == [
+            "ImageService/Pull"
+        ] * 2
+        api.script(cps[0], pullBreaks=3)
+        at_136 = {cp: config.replace(TO, "v1.36.0") for cp, config in _new_configs(api, cps, []).items()}
+        broken = run(
+            api, kube_talos, [*_kubernetes_upgrade(api, cps, [])[:2], "v1.36.0", *_kubernetes_upgrade(api, cps, [])[3:]], machineConfigs=at_136
+        )
+        assert broken.code == 1
+        assert broken.last == (
+            f'upgrader: FAILED: {cps[0]}: pull: registry.k8s.io/kube-apiserver:v1.36.0: Unavailable: connection error: desc = "transport is closing" (asked 3 times: '
+            f"the call to the node broke each time); look with: talosctl -n {api.ip(cps[0])} image pull registry.k8s.io/kube-apiserver:v1.36.0"
+        )
 
 
 def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster, kubelet_nodes: Any) -> None:
@@ -948,7 +1296,11 @@ APISERVER = "registry.k8s.io/kube-apiserver:v1.34.1"
     ("to", "detail"),
     [
         ("v1.36.0", "runs v1.34.1; v1.36.0 skips a minor version: upgrade to v1.35 first"),
-        ("v1.34.0", "runs v1.34.1; v1.34.0 would be a downgrade, which Kubernetes does not support"),
+        (
+            "v1.34.0",
+            "runs v1.34.1; v1.34.0 would be a downgrade, which Kubernetes does not support: set iluvatar:arda.kubernetesVersion to v1.34.1 "
+            "(what runs; a failed upgrade leaves it running) and run pulumi up again",
+        ),
         ("v2.0.0", "runs v1.34.1; v2.0.0 is another major version"),
     ],
     ids=["skips-a-minor", "downgrade", "major"],
@@ -999,14 +1351,15 @@ def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callab
     assert set(deprecated(requested)) <= {"networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)", "v1 endpoints (no removal release named)"}
 
 
-def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(kube_talos: Cluster, static_pods: Any, tmp_path: Any) -> None:
-    name = unique("valinor")
-    kube_talos.create_nodes([kwok_node(name, control_plane=True)])
-    with talos_api(scenario([node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 300})])) as api:
+def test_a_control_plane_upgrade_drains_checks_the_version_and_its_pods_then_uncordons(
+    kube_talos: Cluster, kubelet_nodes: Any, tmp_path: Any
+) -> None:
+    [name], _ = kubelet_nodes(1)
+    with talos_api(kubelet_scenario(kube_talos, [node(name, addresses(1)[0], "controlplane", NEW, upgrade={"downMs": 1500})], 1_000)) as api:
+        first_pods(kube_talos, [name])
         config = api.config("controlplane", installer(VANILLA, "v1.13.1"))
-        static_pods(name, control_plane_images(config))
         snapshot = tmp_path / "etcd.snapshot"
-        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
+        args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "120s", "--etcd-snapshot", str(snapshot)]
         result = run(api, kube_talos, args, machineConfig=config)
         assert result.code == 0, result.stderr
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
@@ -1125,10 +1478,10 @@ def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_conf
     ips = addresses(3)
     reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 300}}
     nodes = [node(cp, ip, "controlplane", NEW, **(reflashed if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)]
-    with talos_api(scenario(nodes)) as api:
+    with talos_api(scenario(nodes, endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
         stale = api.state()[cps[2]]["etcdMemberId"]
         config = api.config("controlplane", installer(VANILLA, NEW))
-        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "60s"]
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", *STABLE, "--timeout", "60s"]
         last = {**_last(api, cps[2]), "etcdMember": stale}
         old_node_then: list[Any] = []
 

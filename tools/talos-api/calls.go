@@ -88,6 +88,7 @@ var rules = map[string]role.Set{
 	"/machine.MachineService/Reboot":               role.MakeSet(role.Admin, role.Operator),
 	"/machine.MachineService/Reset":                role.MakeSet(role.Admin),
 	"/machine.MachineService/ServiceList":          role.MakeSet(role.Admin, role.Operator, role.Reader),
+	"/machine.MachineService/SystemStat":           role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/machine.MachineService/Upgrade":              role.MakeSet(role.Admin),
 	"/machine.MachineService/Version":              role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/Get":                     role.MakeSet(role.Admin, role.Operator, role.Reader),

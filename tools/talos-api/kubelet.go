@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -29,6 +30,12 @@ type KubeletSpec struct {
 	// config.StaticPodURL) and leaves the frequency to the kubelet's default, 20 s (Kubernetes
 	// v1.34.1 pkg/kubelet/apis/config/v1beta1/defaults.go:83-84); a test scales it down.
 	HTTPCheckFrequencyMs int `json:"httpCheckFrequencyMs"`
+	// PodStartMs is how long after a boot the kubelet reports the containers of its static pods
+	// started. Until then a mirror pod left from the boot before (the same pod: the same hash) keeps the
+	// status that boot left it, Ready: nothing else writes a mirror pod's status, and the node
+	// lifecycle controller marks pods not Ready only once the Node has been NotReady for its grace
+	// (Kubernetes v1.34.1 pkg/controller/nodelifecycle/node_lifecycle_controller.go, MarkPodsNotReady).
+	PodStartMs int `json:"podStartMs,omitempty"`
 }
 
 // What a kubelet does that the upgrader relies on, as Kubernetes v1.34.1 does it:
@@ -45,16 +52,35 @@ type KubeletSpec struct {
 //     does not exist (line 3214);
 //   - a kubelet that starts reports its version and boot in the Node's status.nodeInfo (kubeletVersion,
 //     bootID). Talos
-//     restarts the kubelet when its spec changes (machine.kubelet.image, KubeletSpec), as at a boot.
+//     restarts the kubelet when its spec changes (machine.kubelet.image, KubeletSpec), as at a boot;
+//   - a container without a readiness probe counts as ready as soon as it runs (pkg/kubelet/prober/
+//     prober_manager.go:298-306), and Talos gives kube-apiserver none (control_plane_static_pod.go:
+//     455-566 at v1.13.0): a container that crash-loops (NodeSpec.CrashLoop) shows Ready each time it
+//     starts, Waiting (CrashLoopBackOff) in between, its restartCount rising; the kubelet's back-off
+//     (10 s, doubling: pkg/kubelet/kubelet.go:216) is scaled down here (crashRun, crashBackOff);
+//   - after a boot it reports its static pods' containers started (PodStartMs), with the new start time.
 //
-// Running containers, readiness and the Node's conditions are kwok's (tools/kube_cluster.py).
+// A new mirror pod's first status (Running, Ready) is kwok's (tools/kube_cluster.py: kwok's pod-ready
+// stage, once per pod); every status after it is this kubelet's, written to pods/status as a kubelet
+// writes it (the Node authorizer lets a node write its own pods' status).
 
 // kubeletTick is how often a running kubelet looks whether its poll is due or Talos restarted it;
 // mirrorSync how often it makes sure its mirror pods are there (a real kubelet reacts to its watch).
 const (
 	kubeletTick = 50 * time.Millisecond
 	mirrorSync  = 250 * time.Millisecond
+	// crashRun is how long a crash-looping container runs before it dies, crashBackOff how long the
+	// kubelet waits before it starts it again.
+	crashRun     = 400 * time.Millisecond
+	crashBackOff = 600 * time.Millisecond
 )
+
+// crashLoop is one container's crash loop as the kubelet plays it.
+type crashLoop struct {
+	running  bool
+	since    time.Time
+	restarts int
+}
 
 // startKubelet runs the node's kubelet for this boot (called with the cluster's lock held).
 func (n *Node) startKubelet() {
@@ -72,6 +98,8 @@ func (n *Node) startKubelet() {
 
 	gen := n.gen
 	period := time.Duration(k.HTTPCheckFrequencyMs) * time.Millisecond
+	podStart := time.Duration(k.PodStartMs) * time.Millisecond
+	n.kubeletRuns = map[string]bool{}
 
 	go func() {
 		var (
@@ -82,6 +110,9 @@ func (n *Node) startKubelet() {
 			fresh    bool                      // taken from the last poll, not yet mirrored
 			lastPoll time.Time                 // zero: a kubelet that starts polls at once (wait.Until)
 			lastSync time.Time
+			booted   = time.Now()
+			started  bool                      // this boot's containers reported started
+			loops    = map[string]*crashLoop{} // the containers that crash-loop, by component
 		)
 
 		for {
@@ -92,8 +123,13 @@ func (n *Node) startKubelet() {
 				return
 			}
 
-			want, restarted, boot := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID
+			want, restarted, boot, ip := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID, n.ip
 			pods := n.staticPods()
+			crashing := map[string]bool{}
+
+			for _, name := range n.spec.CrashLoop {
+				crashing[name] = true
+			}
 			n.c.mu.Unlock()
 
 			if want != image || restarted != restarts {
@@ -105,6 +141,20 @@ func (n *Node) startKubelet() {
 				lastPoll = time.Now()
 
 				if raw, _ := json.Marshal(pods); !bytes.Equal(raw, data) { //nolint:errcheck
+					// A container started anew (a pod taken for the first time, or changed) crash-loops
+					// when its component is scripted to.
+					for name, pod := range pods {
+						if old, ok := taken[name]; ok && reflect.DeepEqual(old, pod) {
+							continue
+						}
+
+						delete(loops, name)
+
+						if crashing[name] {
+							loops[name] = &crashLoop{running: true, since: time.Now()}
+						}
+					}
+
 					data, taken, fresh = raw, pods, true
 				}
 			}
@@ -118,21 +168,108 @@ func (n *Node) startKubelet() {
 				if api.takeStaticPods(n, taken) && fresh {
 					fresh = false
 
-					versions := map[string]any{}
+					versions, annotations := map[string]any{}, map[string]any{}
 					for name, pod := range taken {
-						versions[name] = pod["metadata"].(map[string]any)["annotations"].(map[string]any)[configVersionKey]
+						a := pod["metadata"].(map[string]any)["annotations"].(map[string]any)
+						versions[name], annotations[name] = a[configVersionKey], a
 					}
 
 					if len(taken) > 0 {
 						i := n.c.calls.begin(context.Background(), n.name, "kubelet/StaticPods")
-						n.c.calls.finish(i, map[string]any{"configVersions": versions}, "OK")
+						n.c.calls.finish(i, map[string]any{"configVersions": versions, "annotations": annotations}, "OK")
 					}
 				}
 			}
 
+			// After a boot, once the containers have started: their status, the new start time.
+			if !started && len(taken) > 0 && time.Since(booted) >= podStart {
+				started = true
+
+				for name := range taken {
+					if loops[name] == nil {
+						api.reportContainer(n.name, ip, name, true, time.Now(), 0)
+					}
+				}
+			}
+
+			for name, l := range loops {
+				switch {
+				case l.running && time.Since(l.since) >= crashRun:
+					l.running, l.since = false, time.Now()
+					l.restarts++
+					api.reportContainer(n.name, ip, name, false, time.Time{}, l.restarts)
+				case !l.running && time.Since(l.since) >= crashBackOff:
+					l.running, l.since = true, time.Now()
+					api.reportContainer(n.name, ip, name, true, l.since, l.restarts)
+				}
+			}
+
+			n.c.mu.Lock()
+			if n.gen == gen {
+				for _, name := range controlPlaneComponents {
+					_, runs := taken[name]
+					n.kubeletRuns[name] = runs && (loops[name] == nil)
+				}
+			}
+			n.c.mu.Unlock()
+
 			time.Sleep(kubeletTick)
 		}
 	}()
+}
+
+// reportContainer writes a static pod's container status to its mirror pod, as the kubelet's status
+// manager does: running since `started` and Ready (no readiness probe), or waiting in CrashLoopBackOff
+// after its last run; restartCount as counted.
+func (k *kubeAPI) reportContainer(node, ip, component string, running bool, started time.Time, restarts int) {
+	now := time.Now().UTC().Format(time.RFC3339)
+	ready := "False"
+	state := map[string]any{"waiting": map[string]any{"reason": "CrashLoopBackOff", "message": "back-off restarting failed container " + component}}
+
+	if running {
+		ready = "True"
+		state = map[string]any{"running": map[string]any{"startedAt": started.UTC().Format(time.RFC3339)}}
+	}
+
+	status := map[string]any{
+		"phase": "Running",
+		// A host-network pod's address is the node's (kwok's pod-ready stage, which matches a pod without
+		// one, then leaves the pod to this kubelet).
+		"hostIP": ip, "podIP": ip, "hostIPs": []any{map[string]any{"ip": ip}}, "podIPs": []any{map[string]any{"ip": ip}},
+		"conditions": []any{
+			map[string]any{"type": "Initialized", "status": "True", "lastTransitionTime": now},
+			map[string]any{"type": "Ready", "status": ready, "lastTransitionTime": now},
+			map[string]any{"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+			map[string]any{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+		},
+		"containerStatuses": []any{map[string]any{
+			"name": component, "image": "", "imageID": "", "ready": running, "started": running, "restartCount": restarts, "state": state,
+		}},
+	}
+
+	path := "/api/v1/namespaces/kube-system/pods/" + component + "-" + strings.ToLower(node) + "/status"
+
+	// The image is the pod's: read it, as the kubelet knows it.
+	var pod struct {
+		Spec struct {
+			Containers []struct {
+				Image string `json:"image"`
+			} `json:"containers"`
+		} `json:"spec"`
+	}
+
+	if _, err := k.do(http.MethodGet, strings.TrimSuffix(path, "/status"), "", nil, &pod); err != nil {
+		return
+	}
+
+	if len(pod.Spec.Containers) > 0 {
+		cs := status["containerStatuses"].([]any)[0].(map[string]any)
+		cs["image"], cs["imageID"] = pod.Spec.Containers[0].Image, pod.Spec.Containers[0].Image
+	}
+
+	if _, err := k.do(http.MethodPatch, path, "application/merge-patch+json", map[string]any{"status": status}, nil); err != nil {
+		log.Printf("%s: kubelet: reporting %s: %s", node, component, err)
+	}
 }
 
 func imageTag(image string) string {

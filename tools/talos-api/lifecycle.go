@@ -99,10 +99,15 @@ func (s *imageService) Pull(req *machineapi.ImageServicePullRequest, ss grpc.Ser
 
 	c.mu.Lock()
 	pullErr := n.spec.Upgrade.PullError
+	broken := n.pullBroken()
 	c.mu.Unlock()
 
 	if pullErr != "" && isInstaller(ref) {
 		return status.Errorf(codes.NotFound, "error pulling image: %s", pullErr)
+	}
+
+	if broken {
+		return errPullBroken
 	}
 
 	digest := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(ref)))

@@ -693,6 +693,35 @@ func (s *machineService) Read(in *machineapi.ReadRequest, srv machineapi.Machine
 	return srv.Send(&common.Data{Bytes: []byte(bootID + "\n")})
 }
 
+// SystemStat answers the boot time, /proc/stat's btime in whole seconds (internal/app/machined/internal/
+// server/v1alpha1/v1alpha1_monitoring.go:127 at v1.13.0); the CPU counters nothing reads are left out.
+func (s *machineService) SystemStat(ctx context.Context, _ *emptypb.Empty) (*machineapi.SystemStatResponse, error) {
+	n := s.n
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+
+	if s.legacyMaintenance() {
+		return nil, s.unimplemented("SystemStat")
+	}
+
+	return &machineapi.SystemStatResponse{Messages: []*machineapi.SystemStat{{BootTime: uint64(n.bootedAt.Unix())}}}, nil //nolint:gosec
+}
+
+// pullBroken: the node's script breaks this pull off (called with the cluster's lock held).
+func (n *Node) pullBroken() bool {
+	if n.spec.PullBreaks > 0 {
+		n.spec.PullBreaks--
+
+		return true
+	}
+
+	return false
+}
+
+// errPullBroken is a pull whose call broke off: what the client sees when apid restarts or the
+// connection drops (grpc-go: codes.Unavailable, "transport is closing").
+var errPullBroken = status.Error(codes.Unavailable, "connection error: desc = \"transport is closing\"")
+
 func (s *machineService) ServiceList(ctx context.Context, _ *emptypb.Empty) (*machineapi.ServiceListResponse, error) {
 	n := s.n
 	n.c.mu.Lock()
@@ -740,6 +769,10 @@ func (s *machineService) ImagePull(ctx context.Context, in *machineapi.ImagePull
 
 	if n.spec.Upgrade.PullError != "" && isInstaller(in.GetReference()) {
 		return nil, status.Errorf(codes.NotFound, "error pulling image: %s", n.spec.Upgrade.PullError)
+	}
+
+	if n.pullBroken() {
+		return nil, errPullBroken
 	}
 
 	n.pulled["CRI/"+in.GetNamespace().String()+"/"+in.GetReference()] = true

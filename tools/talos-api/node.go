@@ -104,6 +104,9 @@ type Node struct {
 	etcdOwn *member
 	// kubeletRestarts counts the control API's kubelet restarts (kubelet.go).
 	kubeletRestarts int
+	// kubeletRuns: the control plane containers the kubelet runs now, out of a crash loop's back-off
+	// (kubelet.go), by component: the node's API server answers only while it runs (apiserver.go).
+	kubeletRuns map[string]bool
 
 	st  state.State
 	srv *grpc.Server
@@ -475,7 +478,17 @@ func (n *Node) boot(result string) error {
 	n.up = true
 	srv := n.srv
 
+	// When etcd is healthy at the boot the pods are rendered before the kubelet's first poll. A kindness,
+	// so a test's kubelet that polls rarely starts with its pods: Talos's kubelet depends on cri alone
+	// (internal/app/machined/pkg/system/services/kubelet.go:111-113 at v1.13.0), may first poll before
+	// they are rendered, and then takes them at its next poll (20 s later). The upgrader waits either way.
+	if n.controlPlane() && !n.maintenance && n.etcdData && c.quorum() {
+		n.renderStaticPods()
+	}
+
 	n.startKubelet()
+	n.startStaticPodController()
+	n.startAPIServer()
 
 	go func() {
 		if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -99,6 +100,14 @@ type NodeSpec struct {
 	Reset   Outcome        `json:"reset"`
 	// Hang: these methods (as the call log names them) accept the call and never answer it (hang.go).
 	Hang []string `json:"hang,omitempty"`
+	// CrashLoop: these control plane components (kube-apiserver, ...) crash-loop each time the kubelet
+	// starts their container from now on (kubelet.go); the API server then never answers.
+	CrashLoop []string `json:"crashLoop,omitempty"`
+	// APIServerNotReady: the node's kube-apiserver runs and answers /readyz not ready (apiserver.go).
+	APIServerNotReady bool `json:"apiServerNotReady,omitempty"`
+	// PullBreaks: the next this many image pulls on the node break off Unavailable (the connection to
+	// the node dropped), as a call does when apid restarts or the network drops (machine.go).
+	PullBreaks int `json:"pullBreaks,omitempty"`
 }
 
 // MemberSpec is one control plane's etcd member.
@@ -249,6 +258,16 @@ func (n *NodeSpec) validate() error {
 
 	if err := validateHang(n.Hang); err != nil {
 		return err
+	}
+
+	for _, c := range n.CrashLoop {
+		if !slices.Contains(controlPlaneComponents, c) || n.Role != "controlplane" {
+			return fmt.Errorf("crashLoop %q is not a control plane component of a control plane", c)
+		}
+	}
+
+	if n.PullBreaks < 0 {
+		return fmt.Errorf("pullBreaks %d is negative", n.PullBreaks)
 	}
 
 	for what, r := range map[string]string{"reboot": n.Reboot.Result, "upgrade": n.Upgrade.Result, "install": n.Install.Result, "reset": n.Reset.Result} {

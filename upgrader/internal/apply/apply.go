@@ -22,6 +22,7 @@ import (
 	"github.com/iluvatar/upgrader/internal/kube"
 	"github.com/iluvatar/upgrader/internal/record"
 	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/staticpods"
 	"github.com/iluvatar/upgrader/internal/talos"
 	"github.com/iluvatar/upgrader/internal/wait"
 )
@@ -44,9 +45,10 @@ type applyRun struct {
 	lifecycle    bool
 	bootstrapped bool
 	kube         *kube.Client
-	// changing: the control plane components this run's change rewrites, by their config version
-	// before it (their pods must carry a new one; staticpods.go).
-	changing map[string]string
+	// pods: the control plane's static pods as this run's change leaves them (staticpods.go); stable:
+	// how long a restarted one must run untouched (--pods-stable).
+	pods   *staticpods.Watch
+	stable time.Duration
 
 	rec     *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
 	at      input.Node     // where the node answers: n, or where the record last reached it
@@ -75,6 +77,7 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 	snapshot := f.String("etcd-snapshot", "", "save an etcd snapshot here before anything changes (the chain's first control plane)")
 	f.Var(&pauses, "pause", "KIND/NAMESPACE/NAME of a Deployment or StatefulSet to scale to 0 around a disruption (repeatable)")
 	noKube := f.Bool("no-kubernetes", false, "Talos steps only: no drain, pause, hooks or Kubernetes checks")
+	stable := f.Duration("pods-stable", staticpods.DefaultStable, "how long a control plane's restarted static pod must run untouched (and the pods Talos serves stay unchanged after a change) before they count")
 
 	if err := f.ParseArgs(args); err != nil {
 		return nil, err
@@ -93,7 +96,11 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 		return nil, input.Usagef("--role must be controlplane or worker")
 	}
 
-	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube}
+	if *stable <= 0 {
+		return nil, input.Usagef("--pods-stable must be positive")
+	}
+
+	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube, stable: *stable}
 
 	for _, p := range pauses {
 		w, err := kube.ParseWorkload(p)
@@ -237,6 +244,12 @@ func (r *applyRun) steps(ctx context.Context) error {
 	same, err := talos.SameConfig(active, r.cfg)
 	if err != nil {
 		return err
+	}
+
+	if !same {
+		if err := r.refuseDowngrade(active); err != nil {
+			return err
+		}
 	}
 
 	// A config staged by an earlier run that never rebooted: only the reboot is missing.
@@ -859,13 +872,8 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 	}
 
 	if r.controlPlane() {
-		want, err := r.staticPodsWanted(ctx, images)
-		if err != nil {
+		if err := r.podsHealthy(ctx); err != nil {
 			return err
-		}
-
-		if err := r.kube.StaticPods(ctx, r.n.Name, want); err != nil {
-			return report.Checkf("control-plane-pods", fmt.Sprintf("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=%s", r.n.Name), "%s", report.FirstLine(err))
 		}
 	}
 
@@ -1028,7 +1036,7 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		return err
 	}
 
-	r.changing = nil // a boot renders every config resource anew: its current versions are the ones
+	r.pods = nil // a boot renders every pod anew: the ones Talos serves now are the ones
 
 	return r.healthy(ctx)
 }

@@ -8,8 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
@@ -33,6 +37,9 @@ import (
 type Client struct {
 	rest *rest.Config
 	cs   *kubernetes.Clientset
+
+	mu sync.Mutex
+	at map[string]*kubernetes.Clientset // by https://IP:PORT, for ReadyzAt
 }
 
 // New reads a kubeconfig; server, when given, replaces its API address (the VIP endpoint).
@@ -103,22 +110,21 @@ func (k *Client) KubeletVersion(ctx context.Context, name string) (string, error
 // controlPlaneApps are Talos's static pods on a control plane (the k8s-app label they carry).
 var controlPlaneApps = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
-// ConfigVersionAnnotation is the config version Talos stamps on a control plane static pod, and the
-// kubelet copies onto its mirror pod (talos.ConfigVersionAnnotation).
-const ConfigVersionAnnotation = "talos.dev/config-version"
-
-// PodWant is what a control plane component's pod must be: "" checks nothing.
+// PodWant is what a control plane component's pod must be: "" and nil check nothing.
 type PodWant struct {
 	Image string
-	// ConfigVersion is the version of the component's config resource on the node: the pod carries
-	// it as talos.dev/config-version once the kubelet runs what Talos renders from it now.
-	ConfigVersion string
-	// Disabled: the config turns the component off, so Talos renders no pod for it.
-	Disabled bool
+	// Annotations are the talos.dev/* annotations of the pod Talos serves now: the mirror pod carries
+	// them once the kubelet runs that pod (its pod hash covers them all).
+	Annotations map[string]string
+	// Since: the container must have started at or after it (the node's boot: a mirror pod left from
+	// the boot before keeps that boot's status until the kubelet of this one reports).
+	Since time.Time
+	// Stable: the container must have run this long since it last started (0: Ready is enough).
+	Stable time.Duration
 }
 
-// StaticPods checks each control plane component's pod on the node: present, Ready, and (when want
-// names them) rendered from the config version and running the image.
+// StaticPods checks each control plane component's pod on the node: present and Ready, and as want
+// says for those it names (nil: all three, as they are; a component want leaves out is not checked).
 func (k *Client) StaticPods(ctx context.Context, node string, want map[string]PodWant) error {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
@@ -132,11 +138,12 @@ func (k *Client) StaticPods(ctx context.Context, node string, want map[string]Po
 	}
 
 	for _, app := range controlPlaneApps {
-		if want[app].Disabled {
+		w, named := want[app]
+		if want != nil && !named {
 			continue
 		}
 
-		if err := checkStaticPod(pods.Items, node, app, want[app]); err != nil {
+		if err := checkStaticPod(pods.Items, node, app, w, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -144,24 +151,15 @@ func (k *Client) StaticPods(ctx context.Context, node string, want map[string]Po
 	return nil
 }
 
-// StaticPod checks one component's pod on the node, as StaticPods does.
-func (k *Client) StaticPod(ctx context.Context, node, app string, want PodWant) error {
-	ctx, cancel := wait.Call(ctx)
-	defer cancel()
-
-	pods, err := k.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=" + app, FieldSelector: "spec.nodeName=" + node})
-	if err != nil {
-		return err
-	}
-
-	return checkStaticPod(pods.Items, node, app, want)
-}
-
 // checkStaticPod is talosctl upgrade-k8s's checkPodStatus (pkg/cluster/kubernetes/talos_managed.go:
-// 584-666 at v1.13.0): a pod whose talos.dev/config-version is not the one expected is still the old
-// one (waiting), else it must be Ready. A pod on its way out (the old mirror pod being replaced)
-// counts as absent.
-func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant) error {
+// 584-666 at v1.13.0), made stricter: a pod whose talos.dev/* annotations are not the ones Talos
+// serves is still the old one (waiting); else it must be Ready, and its container running since the
+// boot and for want.Stable. Ready alone says little: Talos gives kube-apiserver no readiness probe
+// (control_plane_static_pod.go:455-566 at v1.13.0), and the kubelet counts a container without one
+// ready as soon as it runs (Kubernetes v1.34.1 pkg/kubelet/prober/prober_manager.go:298-306), so an API
+// server that crash-loops shows Ready each time it starts. A pod on its way out (the old mirror pod being
+// replaced) counts as absent.
+func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant, now time.Time) error {
 	var found *corev1.Pod
 
 	for i := range pods {
@@ -174,10 +172,17 @@ func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant) error {
 		return fmt.Errorf("no %s pod on %s", app, node)
 	}
 
-	if want.ConfigVersion != "" {
-		if got := found.Annotations[ConfigVersionAnnotation]; got != want.ConfigVersion {
-			return fmt.Errorf("%s carries %s %s, not %s (the version of the config Talos renders now): the kubelet has not run the new static pod yet",
-				found.Name, ConfigVersionAnnotation, orNone(got), want.ConfigVersion)
+	keys := make([]string, 0, len(want.Annotations))
+	for k := range want.Annotations {
+		keys = append(keys, k)
+	}
+
+	sort.Strings(keys)
+
+	for _, k := range keys {
+		if got := found.Annotations[k]; got != want.Annotations[k] {
+			return fmt.Errorf("%s carries %s %s, not %s (what Talos serves now): the kubelet has not run the new static pod yet",
+				found.Name, k, orNone(got), want.Annotations[k])
 		}
 	}
 
@@ -187,8 +192,66 @@ func checkStaticPod(pods []corev1.Pod, node, app string, want PodWant) error {
 		}
 	}
 
-	if !podReady(found) {
-		return fmt.Errorf("%s is not Ready (phase %s)", found.Name, found.Status.Phase)
+	c := containerStatus(found, app)
+
+	if !podReady(found) || c == nil || c.State.Running == nil {
+		return fmt.Errorf("%s is not Ready (%s)", found.Name, containerState(found, c))
+	}
+
+	started := c.State.Running.StartedAt.Time
+
+	if !want.Since.IsZero() && started.Before(want.Since) {
+		return fmt.Errorf("%s reports a container started %s, before the node's boot (%s): the kubelet of this boot has not reported it yet",
+			found.Name, started.UTC().Format(time.RFC3339), want.Since.UTC().Format(time.RFC3339))
+	}
+
+	// startedAt is in whole seconds (metav1.Time, RFC 3339), by the node's clock (Talos keeps it in time):
+	// the run is known to within a second, which Stable (30 s) dwarfs.
+	if ran := now.Sub(started); want.Stable > 0 && ran < want.Stable {
+		return fmt.Errorf("%s has run %s since it last started (%s): it counts once it has run %s untouched",
+			found.Name, ran.Truncate(100*time.Millisecond), restarts(c), want.Stable)
+	}
+
+	return nil
+}
+
+func restarts(c *corev1.ContainerStatus) string {
+	if c.RestartCount == 1 {
+		return "restarted once"
+	}
+
+	if c.RestartCount > 0 {
+		return fmt.Sprintf("restarted %d times", c.RestartCount)
+	}
+
+	return "never restarted"
+}
+
+// containerState says why a pod's container is not running and ready: what the kubelet reports.
+func containerState(p *corev1.Pod, c *corev1.ContainerStatus) string {
+	if c == nil {
+		return "phase " + string(p.Status.Phase)
+	}
+
+	switch {
+	case c.State.Waiting != nil:
+		return fmt.Sprintf("%s, %s", c.State.Waiting.Reason, restarts(c))
+	case c.State.Terminated != nil:
+		return fmt.Sprintf("terminated: %s, %s", c.State.Terminated.Reason, restarts(c))
+	}
+
+	return fmt.Sprintf("running, not ready, %s", restarts(c))
+}
+
+func containerStatus(p *corev1.Pod, name string) *corev1.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == name {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+
+	if len(p.Status.ContainerStatuses) > 0 {
+		return &p.Status.ContainerStatuses[0]
 	}
 
 	return nil
@@ -228,10 +291,50 @@ func podReady(p *corev1.Pod) bool {
 
 // Readyz asks the API server (through whatever address the client dials) whether it is ready.
 func (k *Client) Readyz(ctx context.Context) error {
+	return readyz(ctx, k.cs)
+}
+
+// ReadyzAt asks one control plane's own API server, at its address and local port, whether it is
+// ready: the endpoint (a VIP, a load balancer) answers from whichever API server it reaches. The
+// certificate is checked for the endpoint's name, which Talos puts in every API server's certificate
+// (secrets/kubernetes_cert_sans.go:123 at v1.13.0).
+func (k *Client) ReadyzAt(ctx context.Context, ip string, port int) error {
+	at := "https://" + net.JoinHostPort(ip, strconv.Itoa(port))
+
+	k.mu.Lock()
+	cs, ok := k.at[at]
+
+	if !ok {
+		cfg := rest.CopyConfig(k.rest)
+		if u, err := url.Parse(cfg.Host); err == nil && cfg.TLSClientConfig.ServerName == "" {
+			cfg.TLSClientConfig.ServerName = u.Hostname()
+		}
+
+		cfg.Host = at
+
+		var err error
+		if cs, err = kubernetes.NewForConfig(cfg); err != nil {
+			k.mu.Unlock()
+
+			return err
+		}
+
+		if k.at == nil {
+			k.at = map[string]*kubernetes.Clientset{}
+		}
+
+		k.at[at] = cs
+	}
+	k.mu.Unlock()
+
+	return readyz(ctx, cs)
+}
+
+func readyz(ctx context.Context, cs *kubernetes.Clientset) error {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
-	body, err := k.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
 		return fmt.Errorf("/readyz: %s", report.FirstLine(err))
 	}

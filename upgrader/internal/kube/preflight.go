@@ -146,7 +146,8 @@ func preflight(ctx context.Context, s *input.Secrets, target kversion, timeout t
 		case target.major != v.major:
 			return &report.Failure{Node: w, Check: "version-skew", Detail: fmt.Sprintf("runs %s; %s is another major version", v, target), Look: "kubectl version"}
 		case target.less(v):
-			return &report.Failure{Node: w, Check: "version-skew", Detail: fmt.Sprintf("runs %s; %s would be a downgrade, which Kubernetes does not support", v, target), Look: "kubectl version"}
+			return &report.Failure{Node: w, Check: "version-skew", Detail: fmt.Sprintf(
+				"runs %s; %s would be a downgrade, which Kubernetes does not support: set iluvatar:arda.kubernetesVersion to %s (what runs; a failed upgrade leaves it running) and run pulumi up again", v, target, v), Look: "kubectl version"}
 		case target.minor > v.minor+1:
 			return &report.Failure{Node: w, Check: "version-skew", Detail: fmt.Sprintf("runs %s; %s skips a minor version: upgrade to v%d.%d first", v, target, v.major, v.minor+1), Look: "kubectl version"}
 		}

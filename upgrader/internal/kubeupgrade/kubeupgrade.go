@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
@@ -31,6 +32,7 @@ import (
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
 	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/staticpods"
 	"github.com/iluvatar/upgrader/internal/talos"
 	"github.com/iluvatar/upgrader/internal/wait"
 )
@@ -48,6 +50,7 @@ type target struct {
 	controlPlane bool
 	images       map[string]string // component -> image
 	newArgs      map[string]map[string][]string
+	newGates     []string // machine.kubelet.extraConfig.featureGates
 }
 
 type run struct {
@@ -58,6 +61,9 @@ type run struct {
 	targets      []*target
 	t            *talos.Talosconfig
 	k            *kube.Client
+	stable       time.Duration // --pods-stable
+	reachBound   time.Duration // --reach-timeout: how long each node gets to answer
+	skipped      []*target     // workers that did not answer (their own apply takes the new config)
 }
 
 // Parse reads kubernetes-upgrade's arguments and stdin, contacting nothing.
@@ -70,6 +76,8 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 	f.Var(&workers, "worker", "NAME=IP of a worker (repeatable, in rollout order)")
 	to := f.String("to", "", "the target Kubernetes version, vX.Y.Z")
 	timeout := f.Timeout()
+	stable := f.Duration("pods-stable", staticpods.DefaultStable, "how long a control plane's restarted static pod must run untouched (and the pods Talos serves stay unchanged after a change) before they count")
+	reachBound := f.Duration("reach-timeout", ReachBound, "how long each node gets to answer before a worker is left to its own apply and a control plane fails the step")
 
 	if err := f.ParseArgs(args); err != nil {
 		return nil, err
@@ -88,6 +96,10 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 		return nil, input.Usagef("give at least one --control-plane NAME=IP")
 	}
 
+	if *stable <= 0 || *reachBound <= 0 {
+		return nil, input.Usagef("--pods-stable and --reach-timeout must be positive")
+	}
+
 	s, err := input.ReadSecrets(stdin)
 	if err != nil {
 		return nil, err
@@ -97,7 +109,7 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 		return nil, err
 	}
 
-	r := &run{s: s, to: *to, minor: minor, cps: cps, workers: workers}
+	r := &run{s: s, to: *to, minor: minor, cps: cps, workers: workers, stable: *stable, reachBound: *reachBound}
 	named := map[string]bool{}
 
 	for _, n := range append(append(input.NodeList{}, cps...), workers...) {
@@ -157,7 +169,7 @@ func newTarget(n input.Node, controlPlane bool, raw, to string) (*target, error)
 		return nil, input.Usagef("%s is a %s config, but the node is given as a %s", where, cfg.Machine().Type(), map[bool]string{true: "--control-plane", false: "--worker"}[controlPlane])
 	}
 
-	t := &target{n: n, controlPlane: controlPlane, images: configImages(cfg), newArgs: extraArgs(cfg)}
+	t := &target{n: n, controlPlane: controlPlane, images: configImages(cfg), newArgs: extraArgs(cfg), newGates: featureGatesOf(cfg.Machine().Kubelet().ExtraConfig())}
 
 	for _, c := range components(controlPlane) {
 		if tag := kube.TagOf(t.images[c]); tag != to && !strings.HasPrefix(tag, to+"-") {
@@ -239,6 +251,7 @@ type node struct {
 	c         *client.Client
 	lifecycle bool
 	running   coreconfig.Provider
+	pods      *staticpods.Watch // a control plane's static pods (staticPod)
 }
 
 func (r *run) start(ctx context.Context, timeout time.Duration) error {
@@ -268,6 +281,10 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	}
 
 	if err := r.connectKube(ctx, nodes); err != nil {
+		return err
+	}
+
+	if err := r.checkSkipped(ctx); err != nil {
 		return err
 	}
 
@@ -318,26 +335,61 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
+// ReachBound is how long each node gets to answer: as long as Talos gets to answer after a power-on
+// (plans/power.py, PROBE_SECONDS: an RK1 boots Talos in about a minute), so a node that is rebooting
+// is waited for, and one that is off or gone is found out in minutes, not at the end of the step's
+// bound (which counts every machine's pulls and restarts).
+const ReachBound = 5 * time.Minute
+
 // reach connects to every node and reads its running config. A node in maintenance mode is skipped:
-// it takes its new config, images and all, at its own apply.
+// it takes its new config, images and all, at its own apply. So is a worker that does not answer
+// within the reach bound, with a warning (checkSkipped: its kubelet may stay behind the API servers);
+// a control plane that does not answer fails the step before anything changes: its API server would
+// stay at the old version while the kubelets move past it.
 func (r *run) reach(ctx context.Context) ([]*node, error) {
 	var out []*node
 
 	for _, t := range r.targets {
 		state := ""
 		look := fmt.Sprintf("talosctl -n %s version; the machine's console", t.n.IP)
+		said := false
 
-		if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+		nctx, cancel := context.WithTimeout(ctx, r.reachBound)
+		err := wait.Poll(nctx, wait.Every, func(ctx context.Context) error {
 			s, err := r.t.Classify(ctx, t.n)
 			if s == talos.Unreachable {
+				if !said {
+					report.Progress(t.n.Name, "does not answer at %s: waiting up to %s for it", t.n.IP, r.reachBound)
+
+					said = true
+				}
+
 				return report.Checkf("reach", look, "the node does not answer: %s", talos.Message(err))
 			}
 
 			state = s
 
 			return nil
-		}); err != nil {
+		})
+
+		cancel()
+
+		if err != nil && ctx.Err() != nil {
 			return out, report.From(t.n.Name, "reach", look, err)
+		}
+
+		if err != nil && t.controlPlane {
+			f := report.From(t.n.Name, "reach", look, err)
+			f.Detail = fmt.Sprintf("a control plane that does not answer within %s: every API server must go to %s before any kubelet does, so nothing was changed (%s)", r.reachBound, r.to, f.Detail)
+
+			return out, f
+		}
+
+		if err != nil {
+			report.Progress(t.n.Name, "WARNING: does not answer within %s: skipped; its kubelet stays at its version until its own apply installs the new config", r.reachBound)
+			r.skipped = append(r.skipped, t)
+
+			continue
 		}
 
 		if state == talos.Maintenance {
@@ -372,6 +424,34 @@ func (r *run) reach(ctx context.Context) ([]*node, error) {
 	}
 
 	return out, nil
+}
+
+// KubeletSkew is how many minors a kubelet may be older than the API servers (Kubernetes' version
+// skew policy, https://kubernetes.io/releases/version-skew-policy/#kubelet: since 1.28 up to three,
+// and never newer).
+const KubeletSkew = 3
+
+// checkSkipped refuses, before anything changes, to leave a worker behind whose kubelet would then be
+// more than KubeletSkew minors older than the API servers (its Node says what it runs).
+func (r *run) checkSkipped(ctx context.Context) error {
+	for _, t := range r.skipped {
+		got, err := r.k.KubeletVersion(ctx, t.n.Name)
+		if err != nil {
+			report.Progress(t.n.Name, "its Node cannot be read (%s): its kubelet's version is not known", report.FirstLine(err))
+
+			continue
+		}
+
+		if minor, ok := minorOf(got); ok && r.minor-minor > KubeletSkew {
+			return &report.Failure{Node: t.n.Name, Check: "reach", Look: kube.NodeLook(t.n.Name), Detail: fmt.Sprintf(
+				"does not answer, and its kubelet runs %s: with the API servers at %s it would be more than %d minors behind, which Kubernetes does not support; bring it back (or take it out of the inventory), then run again; nothing was changed",
+				got, r.to, KubeletSkew)}
+		}
+
+		report.Progress(t.n.Name, "its kubelet runs %s: within %d minors of %s, so the upgrade goes on without it", got, KubeletSkew, r.to)
+	}
+
+	return nil
 }
 
 func talosLook(n input.Node, what string) string { return fmt.Sprintf("talosctl -n %s %s", n.IP, what) }
@@ -434,9 +514,38 @@ func (r *run) checkRemoved(nodes []*node) error {
 					path, joinFindings(found), c, r.to, "v"+strings.TrimPrefix(kube.TagOf(runningImages[c]), "v"))}
 			}
 		}
+
+		if err := r.checkKubeletGates(n, runningImages); err != nil {
+			return err
+		}
 	}
 
 	report.Progress(r.to, "no flag, feature gate or admission plugin %s removed is set on any node", r.to)
+
+	return nil
+}
+
+// checkKubeletGates is checkRemoved for the kubelet's machine.kubelet.extraConfig.featureGates.
+func (r *run) checkKubeletGates(n *node, runningImages map[string]string) error {
+	from, ok := minorOf(kube.TagOf(runningImages[Kubelet]))
+	if !ok {
+		from = r.minor - 1
+	}
+
+	look := talosLook(n.n, "get machineconfig -o yaml")
+	path := configPath(Kubelet) + ".extraConfig.featureGates"
+
+	if found := gatesRemovedBy(n.newGates, from, r.minor); len(found) > 0 {
+		return &report.Failure{Node: n.n.Name, Check: "removed-flag", Look: look, Detail: fmt.Sprintf(
+			"the new config's %s sets %s: kubelet would not start at %s; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed",
+			path, joinFindings(found), r.to)}
+	}
+
+	if found := gatesRemovedBy(featureGatesOf(n.running.Machine().Kubelet().ExtraConfig()), from, r.minor); len(found) > 0 {
+		return &report.Failure{Node: n.n.Name, Check: "removed-flag", Look: look, Detail: fmt.Sprintf(
+			"its running config's %s sets %s; the new config drops it, but this step changes only images, so kubelet would start with it at %s: roll the change out at the running version first (arda.kubernetesVersion %s for one pulumi up), then upgrade; nothing was changed",
+			path, joinFindings(found), r.to, "v"+strings.TrimPrefix(kube.TagOf(runningImages[Kubelet]), "v"))}
+	}
 
 	return nil
 }
@@ -454,7 +563,7 @@ func joinFindings(found []finding) string {
 
 // apply is patchNodeConfig (patch.go:21-55): the node's running config with one change, applied
 // without a reboot. The running config is read again first (an earlier change may have gone in).
-func (r *run) apply(ctx context.Context, n *node, what string, patch func(*v1alpha1.Config)) error {
+func (r *run) apply(ctx context.Context, n *node, what string, patch func(*v1alpha1.Config), before func(active, patched coreconfig.Provider) error) error {
 	look := talosLook(n.n, "get machineconfig -o yaml")
 
 	active, _, err := talos.MachineConfigs(ctx, n.c)
@@ -469,6 +578,12 @@ func (r *run) apply(ctx context.Context, n *node, what string, patch func(*v1alp
 	})
 	if err != nil {
 		return &report.Failure{Node: n.n.Name, Check: "config", Detail: "patching the running config: " + err.Error(), Look: look}
+	}
+
+	if before != nil {
+		if err := before(active, patched); err != nil {
+			return err
+		}
 	}
 
 	raw, err := patched.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
@@ -489,27 +604,33 @@ func (r *run) apply(ctx context.Context, n *node, what string, patch func(*v1alp
 	return nil
 }
 
-// staticPod is upgradeStaticPodOnNode (talos_managed.go:280-354): the component's config version,
-// the image patched unless the running config names it already, then the new config version
-// rendered and the pod carrying it Ready (checkPodStatus, lines 584-666).
+// staticPod is upgradeStaticPodOnNode (talos_managed.go:280-354): the image patched unless the running
+// config names it already, then, unlike talosctl, every control plane pod on the node waited for as
+// Talos serves it (staticpods.Watch): a change of one component's config can restart another (the
+// scheduler's config is in the API server's talos.dev/config-file-version), and each restarted pod
+// must run, untouched, and the node's API server answer /readyz, before the next change.
 func (r *run) staticPod(ctx context.Context, n *node, component string) error {
 	image := n.images[component]
 
-	before, err := talos.ControlPlaneConfigs(ctx, n.c)
-	if err != nil {
-		return &report.Failure{Node: n.n.Name, Check: "control-plane-config", Detail: talos.Message(err), Look: talos.ConfigLook(n.n.IP, component)}
+	if n.pods == nil {
+		n.pods = staticpods.Now(n.c, r.k, n.n.Name, n.n.IP, r.stable)
 	}
 
 	old := configImages(n.running)[component]
-	patched := old != image
 
-	if patched {
-		if err := talos.PullTo(ctx, n.c, n.lifecycle, talos.CRIContainerd(), image); err != nil {
-			return &report.Failure{Node: n.n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", image, talos.Message(err)), Look: talosLook(n.n, "image pull "+image)}
+	if old != image {
+		if err := pull(ctx, n, talos.CRIContainerd(), image, "image pull "+image); err != nil {
+			return err
 		}
 
 		if err := r.apply(ctx, n, fmt.Sprintf("%s %s -> %s", component, tagOr(old), tagOr(image)), func(c *v1alpha1.Config) {
 			setImage(c, component, image)
+		}, func(active, patched coreconfig.Provider) error {
+			if err := n.pods.Before(ctx, active, patched); err != nil {
+				return report.From(n.n.Name, "static-pods", "", err)
+			}
+
+			return nil
 		}); err != nil {
 			return err
 		}
@@ -517,36 +638,20 @@ func (r *run) staticPod(ctx context.Context, n *node, component string) error {
 		report.Progress(n.n.Name, "%s: already %s (checking its pod)", component, tagOr(image))
 	}
 
-	version := ""
-	look := talos.ConfigLook(n.n.IP, component)
-
-	if err := r.wait(ctx, n, func(ctx context.Context) error {
-		now, err := talos.ControlPlaneConfigs(ctx, n.c)
-		if err != nil {
-			return report.Checkf("control-plane-config", look, "%s", talos.Message(err))
-		}
-
-		cc, ok := now[component]
-		if !ok || cc.Image != image || (patched && cc.Version == before[component].Version) {
-			return report.Checkf("control-plane-config", look, "Talos has not rendered %s's new config yet", component)
-		}
-
-		version = cc.Version
-
-		if !cc.Enabled {
-			return nil
-		}
-
-		if err := r.k.StaticPod(ctx, n.n.Name, component, kube.PodWant{Image: image, ConfigVersion: version}); err != nil {
-			return report.Checkf("control-plane-pods", fmt.Sprintf("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=%s", n.n.Name), "%s", report.FirstLine(err))
-		}
-
-		return nil
-	}); err != nil {
+	if err := r.wait(ctx, n, func(ctx context.Context) error { return n.pods.Check(ctx, n.running) }); err != nil {
 		return err
 	}
 
-	report.Progress(n.n.Name, "%s %s running (config version %s)", component, tagOr(image), version)
+	report.Progress(n.n.Name, "%s %s running, and every control plane pod on the node as Talos serves it", component, tagOr(image))
+
+	return nil
+}
+
+// pull pulls an image onto the node (talos.PullTo, which tries again when the call itself breaks).
+func pull(ctx context.Context, n *node, ci *common.ContainerdInstance, image, what string) error {
+	if err := talos.PullTo(ctx, n.c, n.lifecycle, ci, image); err != nil {
+		return &report.Failure{Node: n.n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", image, talos.Message(err)), Look: talosLook(n.n, what)}
+	}
 
 	return nil
 }
@@ -559,7 +664,7 @@ func (r *run) proxy(ctx context.Context, n *node) error {
 	if old := configImages(n.running)[Proxy]; old != image {
 		return r.apply(ctx, n, fmt.Sprintf("%s %s -> %s (config only: Iluvatar runs no kube-proxy)", Proxy, tagOr(old), tagOr(image)), func(c *v1alpha1.Config) {
 			setImage(c, Proxy, image)
-		})
+		}, nil)
 	}
 
 	return nil
@@ -571,13 +676,13 @@ func (r *run) kubelet(ctx context.Context, n *node) error {
 	image := n.images[Kubelet]
 
 	if old := configImages(n.running)[Kubelet]; old != image {
-		if err := talos.PullTo(ctx, n.c, n.lifecycle, talos.SystemContainerd(), image); err != nil {
-			return &report.Failure{Node: n.n.Name, Check: "pull", Detail: fmt.Sprintf("%s: %s", image, talos.Message(err)), Look: talosLook(n.n, "image pull --namespace system "+image)}
+		if err := pull(ctx, n, talos.SystemContainerd(), image, "image pull --namespace system "+image); err != nil {
+			return err
 		}
 
 		if err := r.apply(ctx, n, fmt.Sprintf("%s %s -> %s", Kubelet, tagOr(old), tagOr(image)), func(c *v1alpha1.Config) {
 			setImage(c, Kubelet, image)
-		}); err != nil {
+		}, nil); err != nil {
 			return err
 		}
 	} else {

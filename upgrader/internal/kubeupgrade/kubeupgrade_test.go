@@ -22,7 +22,11 @@ func TestRemovedBy(t *testing.T) {
 			name: "a feature gate among others", component: "kube-controller-manager", args: map[string][]string{"feature-gates": {"A=true,SizeMemoryBackedVolumes=false"}},
 			from: 34, to: 35, want: []string{"feature gate SizeMemoryBackedVolumes (removed in 1.35)"},
 		},
-		{name: "feature gates are not the kubelet's flags here", component: "kubelet", args: map[string][]string{"feature-gates": {"SizeMemoryBackedVolumes=true"}}, from: 34, to: 35},
+		// A kubelet given a gate it does not know refuses to start (cmd/kubelet/app/server.go:203): 1.35's are the kubelet's.
+		{
+			name: "a kubelet feature gate 1.35 removed", component: "kubelet", args: map[string][]string{"feature-gates": {"SizeMemoryBackedVolumes=true,UserNamespacesHostNetworkSupport=true"}},
+			from: 34, to: 35, want: []string{"feature gate SizeMemoryBackedVolumes (removed in 1.35)", "feature gate UserNamespacesHostNetworkSupport (removed in 1.35)"},
+		},
 		{name: "the API server's cloud-config in 1.33", component: "kube-apiserver", args: map[string][]string{"cloud-config": {"/x"}}, from: 32, to: 33, want: []string{"--cloud-config (removed in 1.33)"}},
 		{name: "an admission plugin", component: "kube-apiserver", args: map[string][]string{"enable-admission-plugins": {"NodeRestriction,SecurityContextDeny"}}, from: 29, to: 30, want: []string{"admission plugin SecurityContextDeny (removed in 1.30)"}},
 		{name: "nothing removed", component: "kube-apiserver", args: map[string][]string{"audit-log-maxage": {"31"}}, from: 34, to: 35},
@@ -35,6 +39,31 @@ func TestRemovedBy(t *testing.T) {
 
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("removedBy = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGatesRemovedBy(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		extraConfig map[string]any
+		from, to    int
+		want        []string
+	}{
+		{name: "a kubelet's extraConfig gate 1.35 removed", extraConfig: map[string]any{"featureGates": map[string]any{"SizeMemoryBackedVolumes": true, "Other": false}}, from: 34, to: 35, want: []string{"feature gate SizeMemoryBackedVolumes (removed in 1.35)"}},
+		{name: "already past it", extraConfig: map[string]any{"featureGates": map[string]any{"SizeMemoryBackedVolumes": true}}, from: 35, to: 35},
+		{name: "no gates", extraConfig: map[string]any{"serializeImagePulls": false}, from: 34, to: 35},
+		{name: "no extraConfig", from: 34, to: 35},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, f := range gatesRemovedBy(featureGatesOf(tc.extraConfig), tc.from, tc.to) {
+				got = append(got, f.String())
+			}
+
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("gatesRemovedBy = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -11,8 +11,13 @@ import (
 // `talosctl upgrade-k8s` checks it before it changes anything (upgrade.NewChecks: go-kubernetes
 // v0.2.36, the version Talos v1.13.0 pins, kubernetes/upgrade/checks.go:229-336, the paths from
 // 1.30->1.31 to 1.35->1.36: the Kubernetes versions Talos v1.12 and v1.13 run). Feature gates count
-// for the API server, the controller-manager and the scheduler (checks.go:394); the kubelet's own
-// flags for the kubelet (checks.go:413).
+// for the API server, the controller-manager and the scheduler (checks.go:394), and, beyond talosctl,
+// which checks only the kubelet's flags (checks.go:413), for the kubelet too: in its --feature-gates
+// and in machine.kubelet.extraConfig.featureGates (featureGatesOf), which Talos merges into its
+// KubeletConfiguration. Each component registers every Kubernetes gate, and a kubelet given one it does
+// not know refuses to start (Kubernetes v1.34.1 cmd/kubelet/app/server.go:203, SetFromMap:
+// component-base v0.34.1 featuregate/feature_gate.go:324-329, "unrecognized feature gate"): the gates
+// 1.35 removed, SizeMemoryBackedVolumes and UserNamespacesHostNetworkSupport, are the kubelet's own.
 var removedIn = map[int]removed{
 	31: {
 		featureGates: []string{
@@ -97,11 +102,9 @@ func removedBy(component string, args map[string][]string, from, to int) []findi
 			}
 		}
 
-		if component != "kubelet" {
-			for _, gate := range listed(args["feature-gates"], true) {
-				if slices.Contains(r.featureGates, gate) {
-					out = append(out, finding{"feature gate", gate, minor})
-				}
+		for _, gate := range listed(args["feature-gates"], true) {
+			if slices.Contains(r.featureGates, gate) {
+				out = append(out, finding{"feature gate", gate, minor})
 			}
 		}
 
@@ -131,6 +134,38 @@ func listed(values []string, gates bool) []string {
 				out = append(out, item)
 			}
 		}
+	}
+
+	return out
+}
+
+// gatesRemovedBy are the feature gates of a map (machine.kubelet.extraConfig.featureGates) Kubernetes
+// removed after minor `from` up to and including `to`.
+func gatesRemovedBy(gates []string, from, to int) []finding {
+	var out []finding
+
+	sorted := slices.Clone(gates)
+	sort.Strings(sorted)
+
+	for minor := from + 1; minor <= to; minor++ {
+		for _, gate := range sorted {
+			if slices.Contains(removedIn[minor].featureGates, gate) {
+				out = append(out, finding{"feature gate", gate, minor})
+			}
+		}
+	}
+
+	return out
+}
+
+// featureGatesOf are the gates a kubelet's extraConfig sets (its featureGates map, the
+// KubeletConfiguration field Talos merges it into).
+func featureGatesOf(extraConfig map[string]any) []string {
+	gates, _ := extraConfig["featureGates"].(map[string]any) //nolint:errcheck
+
+	out := make([]string, 0, len(gates))
+	for gate := range gates {
+		out = append(out, gate)
 	}
 
 	return out

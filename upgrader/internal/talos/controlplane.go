@@ -3,16 +3,20 @@ package talos
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 
-	"github.com/cosi-project/runtime/pkg/resource"
-	"github.com/cosi-project/runtime/pkg/state"
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	configapi "github.com/siderolabs/talos/pkg/machinery/config/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/siderolabs/talos/pkg/machinery/resources/secrets"
 
 	"github.com/iluvatar/upgrader/internal/wait"
 )
@@ -28,70 +32,104 @@ const (
 // ControlPlaneComponents are the static pods in that order.
 var ControlPlaneComponents = []string{APIServer, ControllerManager, Scheduler}
 
-// ConfigVersionAnnotation is what Talos stamps on each control plane static pod: the version of the
-// component's config resource it was rendered from (internal/app/machined/pkg/controllers/k8s/
-// control_plane_static_pod.go:467, 652 and 847 at v1.13.0; 462, 642 and 832 at v1.12.4;
-// constants.AnnotationStaticPodConfigVersion). The kubelet copies it onto the mirror pod.
-const ConfigVersionAnnotation = "talos.dev/config-version"
+// The annotations Talos stamps on each control plane static pod (ControlPlaneStaticPodController,
+// internal/app/machined/pkg/controllers/k8s/control_plane_static_pod.go:464-468, 650-653 and 845-848 at
+// v1.13.0; 459-462, 640-642 and 830-832 at v1.12.4). The kubelet copies them onto the mirror pod, and
+// its pod hash covers every annotation (Kubernetes v1.34.1 pkg/kubelet/config/common.go:60-91): a new
+// value of any of them is a new pod, a restart.
+const (
+	// ConfigVersionAnnotation is the version of the component's config resource (APIServerConfig and
+	// its siblings) the pod was rendered from.
+	ConfigVersionAnnotation = "talos.dev/config-version"
+	// SecretsVersionAnnotation is the version of the secrets.Kubernetes resource (SecretsStatus.Version,
+	// render_secrets_static_pod.go:330 at both tags): on all three pods.
+	SecretsVersionAnnotation = "talos.dev/secrets-version"
+	// ConfigFileVersionAnnotation is ConfigStatus.Version, the versions of AdmissionControlConfig,
+	// AuditPolicyConfig, AuthorizationConfig and SchedulerConfig strung together
+	// (render_config_static_pods.go:221-227 at v1.13.0, 223-226 at v1.12.4): on the API server's pod
+	// alone, so a change of the scheduler's config restarts the API server too.
+	ConfigFileVersionAnnotation = "talos.dev/config-file-version"
+)
 
-// ComponentConfig is a control plane component's config resource on a node
-// (APIServerConfigs.kubernetes.talos.dev and its siblings, namespace controlplane).
-type ComponentConfig struct {
-	// Version is the resource's version: what the static pod rendered from it carries as
-	// talos.dev/config-version.
-	Version string
-	Image   string
-	// Enabled: false when the machine config disables the component (Talos renders no pod for it,
-	// control_plane_static_pod.go's manageControllerManager and manageScheduler).
-	Enabled bool
+// annotationOrder is how messages list a pod's annotations.
+var annotationOrder = []string{ConfigVersionAnnotation, ConfigFileVersionAnnotation, SecretsVersionAnnotation}
+
+// ServedPod is a control plane static pod as Talos serves it to the kubelet now: the
+// StaticPods.kubernetes.talos.dev resource of that ID (namespace k8s) ControlPlaneStaticPodController
+// writes (control_plane_static_pod.go:455-460 at v1.13.0), and removes when the component is disabled.
+type ServedPod struct {
+	Image string
+	// Annotations are its talos.dev/* annotations: what its mirror pod carries once the kubelet runs it.
+	Annotations map[string]string
 }
 
-// ControlPlaneConfigs reads each component's config resource, as `talosctl upgrade-k8s` watches it
-// (talos_managed.go:295-314: the version of the resource is the version the pod must carry). A
-// component whose resource is absent (Talos has not rendered it yet) is missing from the map.
-func ControlPlaneConfigs(ctx context.Context, c *client.Client) (map[string]ComponentConfig, error) {
+// Same: the same pod (the annotations name every input it is rendered from).
+func (p ServedPod) Same(o ServedPod) bool {
+	return p.Image == o.Image && reflect.DeepEqual(p.Annotations, o.Annotations)
+}
+
+// Describe lists the annotations in a fixed order, as messages show them.
+func (p ServedPod) Describe() string {
+	var parts []string
+
+	for _, k := range annotationOrder {
+		if v, ok := p.Annotations[k]; ok {
+			parts = append(parts, k+"="+v)
+		}
+	}
+
+	return strings.Join(parts, ", ")
+}
+
+// ServedPods are the control plane static pods Talos serves on the node now, by component: exactly
+// the ones the kubelet runs from its static pod URL (none before etcd is healthy, none for a
+// disabled component).
+func ServedPods(ctx context.Context, c *client.Client) (map[string]ServedPod, error) {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
-	out := map[string]ComponentConfig{}
+	list, err := safe.StateListAll[*k8s.StaticPod](ctx, c.COSI)
+	if err != nil {
+		return nil, err
+	}
 
-	get := func(md *resource.Metadata) (resource.Resource, error) {
-		r, err := c.COSI.Get(ctx, *md)
-		if state.IsNotFoundError(err) || status.Code(err) == codes.NotFound {
-			return nil, nil
+	out := map[string]ServedPod{}
+
+	for r := range list.All() {
+		id := r.Metadata().ID()
+		if !slices.Contains(ControlPlaneComponents, id) {
+			continue // a pod of machine.pods, not the control plane's
 		}
 
-		return r, err
-	}
-
-	api, err := get(k8s.NewAPIServerConfig().Metadata())
-	if err != nil {
-		return nil, err
-	}
-
-	if r, ok := api.(*k8s.APIServerConfig); ok {
-		out[APIServer] = ComponentConfig{Version: r.Metadata().Version().String(), Image: r.TypedSpec().Image, Enabled: true}
-	}
-
-	cm, err := get(k8s.NewControllerManagerConfig().Metadata())
-	if err != nil {
-		return nil, err
-	}
-
-	if r, ok := cm.(*k8s.ControllerManagerConfig); ok {
-		out[ControllerManager] = ComponentConfig{Version: r.Metadata().Version().String(), Image: r.TypedSpec().Image, Enabled: r.TypedSpec().Enabled}
-	}
-
-	sch, err := get(k8s.NewSchedulerConfig().Metadata())
-	if err != nil {
-		return nil, err
-	}
-
-	if r, ok := sch.(*k8s.SchedulerConfig); ok {
-		out[Scheduler] = ComponentConfig{Version: r.Metadata().Version().String(), Image: r.TypedSpec().Image, Enabled: r.TypedSpec().Enabled}
+		out[id] = servedPod(r.TypedSpec().Pod)
 	}
 
 	return out, nil
+}
+
+// servedPod reads the fields of a static pod's definition (a marshalled v1.Pod, as a map) the waits use.
+func servedPod(pod map[string]any) ServedPod {
+	out := ServedPod{Annotations: map[string]string{}}
+
+	if meta, ok := pod["metadata"].(map[string]any); ok {
+		if annotations, ok := meta["annotations"].(map[string]any); ok {
+			for k, v := range annotations {
+				if s, ok := v.(string); ok && strings.HasPrefix(k, "talos.dev/") {
+					out.Annotations[k] = s
+				}
+			}
+		}
+	}
+
+	if spec, ok := pod["spec"].(map[string]any); ok {
+		if containers, ok := spec["containers"].([]any); ok && len(containers) > 0 {
+			if c, ok := containers[0].(map[string]any); ok {
+				out.Image, _ = c["image"].(string) //nolint:errcheck
+			}
+		}
+	}
+
+	return out
 }
 
 // componentSpecs are the specs Talos's transform controllers render from a control plane's machine
@@ -187,23 +225,164 @@ func componentSpecs(cfg coreconfig.Provider) map[string]any {
 	}
 }
 
-// ChangedComponents are the control plane components whose config resource Talos rewrites (and
-// whose static pod it renders anew, under a new talos.dev/config-version) when the node's config goes
-// from before to after. The fields compared are the ones the transform controllers read; a change
-// elsewhere (the admission control or audit policy files, certificates) restarts the API server
-// under other annotations (talos.dev/config-file-version, talos.dev/secrets-version), which no wait
-// here reads.
-func ChangedComponents(before, after coreconfig.Provider) []string {
-	a, b := componentSpecs(before), componentSpecs(after)
+// fileSpecs are the specs ConfigStatus.Version strings together (the API server's config files and
+// the scheduler's), as the transform controllers render them (control_plane.go:58-160 at v1.13.0, the
+// same at v1.12.4; the scheduler's from componentSpecs).
+func fileSpecs(cfg coreconfig.Provider, specs map[string]any) []any {
+	api := cfg.Cluster().APIServer()
 
+	admission := k8s.AdmissionControlConfigSpec{}
+	for _, p := range api.AdmissionControl() {
+		admission.Config = append(admission.Config, k8s.AdmissionPluginSpec{Name: p.Name(), Configuration: p.Configuration()})
+	}
+
+	authorization := k8s.AuthorizationConfigSpec{Image: api.Image()}
+
+	// control_plane.go:120-157: the authorizers only from Kubernetes 1.29 on (compatibility's
+	// KubeAPIServerSupportsAuthorizationConfigFile), the default ones when none is set, else the ones set
+	// with Node and RBAC put first when missing.
+	if authorizationFile(api.Image()) {
+		if api.AuthorizationConfig() == nil {
+			authorization.Config = v1alpha1.APIServerDefaultAuthorizationConfigAuthorizers
+		} else {
+			var authorizers []k8s.AuthorizationAuthorizersSpec
+			for _, a := range api.AuthorizationConfig() {
+				authorizers = append(authorizers, k8s.AuthorizationAuthorizersSpec{Type: a.Type(), Name: a.Name(), Webhook: a.Webhook()})
+			}
+
+			has := func(kind string) bool {
+				return slices.ContainsFunc(authorizers, func(a k8s.AuthorizationAuthorizersSpec) bool { return a.Type == kind })
+			}
+
+			if !has("Node") {
+				authorizers = slices.Insert(authorizers, 0, k8s.AuthorizationAuthorizersSpec{Type: "Node", Name: "node"})
+			}
+
+			if !has("RBAC") {
+				authorizers = slices.Insert(authorizers, 1, k8s.AuthorizationAuthorizersSpec{Type: "RBAC", Name: "rbac"})
+			}
+
+			authorization.Config = authorizers
+		}
+	}
+
+	return []any{admission, k8s.AuditPolicyConfigSpec{Config: api.AuditPolicy()}, authorization, specs[Scheduler]}
+}
+
+// authorizationFile: go-kubernetes v0.2.36 compatibility.Version.KubeAPIServerSupportsAuthorizationConfigFile
+// (features.go:59-63), 1.29 or later; an image without a version tag counts as recent.
+func authorizationFile(image string) bool {
+	tag := image
+	if i := strings.Index(tag, "@"); i >= 0 {
+		tag = tag[:i]
+	}
+
+	i := strings.LastIndex(tag, ":")
+	if i <= strings.LastIndex(tag, "/") {
+		return true
+	}
+
+	parts := strings.SplitN(strings.TrimPrefix(tag[i+1:], "v"), ".", 3)
+	if len(parts) < 2 {
+		return true
+	}
+
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+
+	return err1 != nil || err2 != nil || major > 1 || (major == 1 && minor >= 29)
+}
+
+// kubernetesRoot is the secrets.KubernetesRoot spec RootKubernetesController renders from a control
+// plane's config (internal/app/machined/pkg/controllers/secrets/root.go:78-145 at v1.13.0, the same at
+// v1.12.4). KubernetesController regenerates secrets.Kubernetes (new certificates: a new version) each
+// time it changes (secrets/kubernetes.go:75-115), and that version is every pod's
+// talos.dev/secrets-version.
+func kubernetesRoot(cfg coreconfig.Provider) secrets.KubernetesRootSpec {
+	cl, m := cfg.Cluster(), cfg.Machine()
+
+	local := fmt.Sprintf("https://localhost:%d", cl.LocalAPIServerPort())
+	if m.Features().KubePrism().Enabled() {
+		local = fmt.Sprintf("https://127.0.0.1:%d", m.Features().KubePrism().Port())
+	}
+
+	localEndpoint, _ := url.Parse(local)           //nolint:errcheck // a URL made here
+	apiServerIPs, _ := cl.Network().APIServerIPs() //nolint:errcheck // the same error for both configs compares equal
+
+	root := secrets.KubernetesRootSpec{
+		Name:                      cl.Name(),
+		Endpoint:                  cl.Endpoint(),
+		LocalEndpoint:             localEndpoint,
+		CertSANs:                  cl.CertSANs(),
+		DNSDomain:                 cl.Network().DNSDomain(),
+		APIServerIPs:              apiServerIPs,
+		AggregatorCA:              cl.AggregatorCA(),
+		IssuingCA:                 cl.IssuingCA(),
+		AcceptedCAs:               cl.AcceptedCAs(),
+		ServiceAccount:            cl.ServiceAccount(),
+		AESCBCEncryptionSecret:    cl.AESCBCEncryptionSecret(),
+		SecretboxEncryptionSecret: cl.SecretboxEncryptionSecret(),
+		BootstrapTokenID:          cl.Token().ID(),
+		BootstrapTokenSecret:      cl.Token().Secret(),
+	}
+
+	if root.IssuingCA != nil {
+		root.AcceptedCAs = append(slices.Clone(root.AcceptedCAs), &x509.PEMEncodedCertificate{Crt: root.IssuingCA.Crt})
+
+		if len(root.IssuingCA.Key) == 0 {
+			root.IssuingCA = nil
+		}
+	}
+
+	return root
+}
+
+// Restarts are the control plane pods Talos renders anew when the node's config goes from before to
+// after, each with the annotations that move: its config resource's version (config-version), the
+// API server's config files (config-file-version: the admission, audit and authorization configs, and
+// the scheduler's), the Kubernetes secrets (secrets-version, all three). The specs compared are the
+// ones the transform controllers read, each as Talos renders it, and COSI bumps a resource's version
+// only when its spec changes (cosi-project/runtime v1.14.1 pkg/state/wrap.go:52): a pod named here is
+// sure to restart. A pod's restart that this misses (a change Talos renders from an input not modelled
+// here) is still waited for: the health wait takes the pods Talos serves once they stop changing.
+func Restarts(before, after coreconfig.Provider) map[string][]string {
+	b := componentSpecs(after)
+	if b == nil {
+		return nil
+	}
+
+	out := map[string][]string{}
+	a := componentSpecs(before)
+
+	for _, name := range ControlPlaneComponents {
+		if a == nil || !reflect.DeepEqual(a[name], b[name]) {
+			out[name] = append(out[name], ConfigVersionAnnotation)
+		}
+	}
+
+	if a == nil || !reflect.DeepEqual(fileSpecs(before, a), fileSpecs(after, b)) {
+		out[APIServer] = append(out[APIServer], ConfigFileVersionAnnotation)
+	}
+
+	if a == nil || !reflect.DeepEqual(kubernetesRoot(before), kubernetesRoot(after)) {
+		for _, name := range ControlPlaneComponents {
+			out[name] = append(out[name], SecretsVersionAnnotation)
+		}
+	}
+
+	if len(out) == 0 {
+		return nil
+	}
+
+	return out
+}
+
+// RestartNames are the components Restarts names, in rollout order.
+func RestartNames(restarts map[string][]string) []string {
 	var out []string
 
 	for _, name := range ControlPlaneComponents {
-		if b == nil {
-			continue
-		}
-
-		if a == nil || !reflect.DeepEqual(a[name], b[name]) {
+		if _, ok := restarts[name]; ok {
 			out = append(out, name)
 		}
 	}
@@ -211,18 +390,8 @@ func ChangedComponents(before, after coreconfig.Provider) []string {
 	return out
 }
 
-// ConfigLook is how a person looks at a component's config resource and its static pod.
-func ConfigLook(ip, component string) string {
-	return fmt.Sprintf("talosctl -n %s get %s -o yaml; talosctl -n %s get staticpodstatus", ip, configType(component), ip)
-}
-
-func configType(component string) string {
-	switch component {
-	case ControllerManager:
-		return "controllermanagerconfigs"
-	case Scheduler:
-		return "schedulerconfigs"
-	}
-
-	return "apiserverconfigs"
+// ServedLook is how a person looks at the static pods Talos serves on a node, and what the kubelet
+// reports of them.
+func ServedLook(ip string) string {
+	return fmt.Sprintf("talosctl -n %s get staticpods -o yaml; talosctl -n %s get staticpodstatus", ip, ip)
 }

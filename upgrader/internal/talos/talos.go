@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/report"
@@ -220,6 +221,27 @@ func BootID(ctx context.Context, c *client.Client) (string, error) {
 	}
 
 	return strings.TrimSpace(string(body)), nil
+}
+
+// BootTime is when the node booted, by its own clock (MachineService/SystemStat's boot_time, /proc/stat's
+// btime: internal/app/machined/internal/server/v1alpha1/v1alpha1_monitoring.go:127 at v1.13.0), the
+// clock the kubelet stamps a container's start with.
+func BootTime(ctx context.Context, c *client.Client) (time.Time, error) {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	resp, err := c.MachineClient.SystemStat(ctx, &emptypb.Empty{})
+	if err != nil {
+		return time.Time{}, err
+	}
+
+	for _, m := range resp.GetMessages() {
+		if m.GetBootTime() > 0 {
+			return time.Unix(int64(m.GetBootTime()), 0), nil //nolint:gosec // seconds since 1970 fit
+		}
+	}
+
+	return time.Time{}, errors.New("SystemStat names no boot time")
 }
 
 // Status is a node's MachineStatus: its stage, and whether it is ready (what is unmet when not).
@@ -499,35 +521,75 @@ func MemberNames(members []*machineapi.EtcdMember) []string {
 	return names
 }
 
+// PullBound bounds one pull, every try of it: a Kubernetes image or the installer takes 1 to 5 minutes
+// on a home connection.
+const PullBound = 10 * time.Minute
+
+// PullTries: a pull whose call to the node breaks (Unavailable: the connection dropped, apid
+// restarted) is asked again, this many times in all, within PullBound. A registry's own failures
+// Talos retries itself, inside one call, until the call's context ends (internal/pkg/containers/image/
+// image.go:167-260 at v1.13.0, :112 at v1.12.4: retry.Exponential, 5 s units, up to 20 minutes),
+// except an image that is not there (NotFound, WithMaxNotFoundRetries(0)) or one its verification
+// refuses (PermissionDenied): those fail at once, and retrying them here would change nothing.
+const PullTries = 3
+
+// pullPause is the wait before asking again: the node's API comes back within seconds after apid restarts.
+const pullPause = 2 * time.Second
+
+// pullRetrying runs one pull (pullOnce) until it passes, fails for good, PullTries are used, or ctx ends.
+func pullRetrying(ctx context.Context, image string, pullOnce func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, PullBound)
+	defer cancel()
+
+	var err error
+
+	for try := 1; try <= PullTries; try++ {
+		if err = pullOnce(ctx); err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+
+		if try < PullTries {
+			report.Progress(image, "the pull's call to the node broke (%s): asking again (%d of %d)", Message(err), try+1, PullTries)
+
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(pullPause):
+			}
+		}
+	}
+
+	return status.Errorf(codes.Unavailable, "%s (asked %d times: the call to the node broke each time)", status.Convert(err).Message(), PullTries)
+}
+
 // PullImage pulls an image into the system containerd, where the installer runs from, as
 // `talosctl upgrade` does (--namespace system): ImageService on Talos 1.13+, MachineService before.
 func PullImage(ctx context.Context, c *client.Client, lifecycle bool, image string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-
-	if !lifecycle {
-		return c.ImagePull(ctx, common.ContainerdNamespace_NS_SYSTEM, image) //nolint:staticcheck // the Talos 1.12 API
-	}
-
-	stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: SystemContainerd(), ImageRef: image})
-	if err != nil {
-		return err
-	}
-
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return errors.New("the pull ended without naming the image pulled")
+	return pullRetrying(ctx, image, func(ctx context.Context) error {
+		if !lifecycle {
+			return c.ImagePull(ctx, common.ContainerdNamespace_NS_SYSTEM, image) //nolint:staticcheck // the Talos 1.12 API
 		}
 
+		stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: SystemContainerd(), ImageRef: image})
 		if err != nil {
 			return err
 		}
 
-		if msg.GetName() != "" {
-			return nil
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return errors.New("the pull ended without naming the image pulled")
+			}
+
+			if err != nil {
+				return err
+			}
+
+			if msg.GetName() != "" {
+				return nil
+			}
 		}
-	}
+	})
 }
 
 // SystemContainerd is talosctl's "system" namespace: the CRI containerd's system namespace.
@@ -540,35 +602,32 @@ func CRIContainerd() *common.ContainerdInstance {
 	return &common.ContainerdInstance{Driver: common.ContainerDriver_CRI, Namespace: common.ContainerdNamespace_NS_CRI}
 }
 
-// PullTo pulls an image into a given containerd namespace (Kubernetes images before a config change).
+// PullTo pulls an image into a given containerd namespace (Kubernetes images before a config change),
+// asking again as PullImage does.
 func PullTo(ctx context.Context, c *client.Client, lifecycle bool, ci *common.ContainerdInstance, image string) error {
-	if !lifecycle {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		defer cancel()
-
-		return c.ImagePull(ctx, ci.GetNamespace(), image) //nolint:staticcheck // the Talos 1.12 API
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-
-	stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: ci, ImageRef: image})
-	if err != nil {
-		return err
-	}
-
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	return pullRetrying(ctx, image, func(ctx context.Context) error {
+		if !lifecycle {
+			return c.ImagePull(ctx, ci.GetNamespace(), image) //nolint:staticcheck // the Talos 1.12 API
 		}
 
+		stream, err := c.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: ci, ImageRef: image})
 		if err != nil {
 			return err
 		}
 
-		if msg.GetName() != "" {
-			return nil
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+
+			if err != nil {
+				return err
+			}
+
+			if msg.GetName() != "" {
+				return nil
+			}
 		}
-	}
+	})
 }
