@@ -55,9 +55,10 @@ import yaml
 from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# The label of a Node whose status kwok leaves alone (kwok v0.7.0 --disregard-status-with-label-selector,
-# pkg/kwok/controllers/node_controller.go:152-165): Ready or not as the test writes it; kwok takes it over, and
-# makes it Ready, once the label goes (a CNI came up).
+# The label of a Node kwok leaves alone (kwok v0.7.0 --disregard-status-with-label-selector,
+# pkg/kwok/controllers/node_controller.go:152-165): it writes none of its status and holds no lease for it (it
+# takes a Node on only as it is added, line 197), so the test posts its status as its kubelet would, Ready or
+# not (tests/upgrader/test_kubernetes.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
 
 
@@ -781,8 +782,8 @@ class Cluster:
                 [
                     f"--kubeconfig={config}",
                     "--manage-all-nodes=true",
-                    # A Node labelled NO_CNI is left to the test (kwok writes none of its status): a kubelet on a
-                    # machine where no CNI runs yet, whose Ready condition the test writes as the kubelet would.
+                    # A Node labelled NO_CNI is left to the test: a kubelet on a machine where no CNI runs yet,
+                    # whose Ready condition the test writes as that kubelet would.
                     f"--disregard-status-with-label-selector={NO_CNI}",
                     # Node leases, as kubelets renew them; the node lifecycle controller watches them.
                     "--node-lease-duration-seconds=40",

@@ -689,8 +689,11 @@ func (n *Node) writeHardware() error {
 	}
 
 	// The address goes on the link the config puts it on: the physical one (or its alias), or a VLAN or
-	// bond a user patch makes (Talos's LinkSpec and AddressSpec controllers create the logical link and set
-	// the address on it): a logical link has no permanent address of its own (Physical() is false).
+	// bond a user patch makes, where Talos's network controllers create the logical link and put the address.
+	// Its LinkStatus.PermanentAddr is what the ETHTOOL_GPERMADDR ioctl answers for it
+	// (internal/app/machined/pkg/controllers/network/link_status.go:207-211, 234 at v1.12.4 and v1.13.0): the
+	// kernel's perm_addr, which only a NIC driver sets, so a VLAN or a bond reports none (the kernel side is
+	// an assumption, not checked against its source here). Physical() is false for it (a Kind).
 	carrier, index := linkName, uint32(2)
 
 	if name, kind := n.logicalLink(); name != "" {
