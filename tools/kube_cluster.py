@@ -19,7 +19,8 @@ from the first and kwok from the second), and configured as the cluster it stand
         cluster.kubeconfig            # an admin kubeconfig for anything else
 
 Nothing else runs: no kubelet, no container, no CNI, no operator. `kwok` marks nodes Ready and
-pods Running (Job pods Succeeded) as soon as they are scheduled. Processes run in their own
+pods Running (Job pods Succeeded) as soon as they are scheduled, but for a Node labelled `NO_CNI`, whose
+status the test writes (a kubelet on a machine where no CNI runs yet). Processes run in their own
 session (Ctrl-C reaches pytest, which stops them in order) and die with the test process if it is
 killed (`setpriv --pdeathsig`).
 """
@@ -54,6 +55,11 @@ import yaml
 from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# The label of a Node kwok leaves alone (kwok v0.7.0 --disregard-status-with-label-selector,
+# pkg/kwok/controllers/node_controller.go:152-165): it writes none of its status and holds no lease for it (it
+# takes a Node on only as it is added, line 197), so the test posts its status as its kubelet would, Ready or
+# not (tests/upgrader/test_kubernetes.py, Kubelet).
+NO_CNI = "iluvatar.test/no-cni"
 
 
 def minor_of(version: str) -> str:
@@ -776,6 +782,9 @@ class Cluster:
                 [
                     f"--kubeconfig={config}",
                     "--manage-all-nodes=true",
+                    # A Node labelled NO_CNI is left to the test: a kubelet on a machine where no CNI runs yet,
+                    # whose Ready condition the test writes as that kubelet would.
+                    f"--disregard-status-with-label-selector={NO_CNI}",
                     # Node leases, as kubelets renew them; the node lifecycle controller watches them.
                     "--node-lease-duration-seconds=40",
                     f"--cidr={flavor.pod_cidr.split('/')[0].rsplit('.', 2)[0]}.0.1/16",

@@ -288,17 +288,59 @@ def test_a_control_plane_cannot_join_etcd_without_a_leader() -> None:
     reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 200}}
     nodes = [node("valinor-1", ips[0], "controlplane", NEW), node("valinor-2", ips[1], "controlplane", NEW, **reflashed)]
     with talos_api(scenario(nodes)) as api:
-        # Two members, one of them the wiped node's: no quorum, so etcd refuses the join, and Talos is not ready.
+        # Two members, one of them the wiped node's: no quorum, so etcd refuses the join. Talos keeps etcd Preparing and
+        # asks again (until EtcdJoinTimeout), and its Boot sequence, which waits for etcd, has not ended: "booting".
         # The apply hands it its config (valinor-1's etcd ran: a bootstrapped cluster), then waits for it in vain.
         args = ["apply", "--node", api.node_arg("valinor-2"), "--role", "controlplane", "--timeout", "10s", "--no-kubernetes"]
         result = upgrader(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW))))
         assert result.code == 1
-        assert result.last.startswith(
-            "upgrader: FAILED: valinor-2: machine-status: timed out; last seen: running, not ready: "
-            'serviceReady: service "etcd" not healthy: error getting etcd member list: etcdserver: no leader; look with: '
+        ip = api.ip("valinor-2")
+        assert result.last == (
+            "upgrader: FAILED: valinor-2: machine-status: timed out; last seen: booting, not ready: services: etcd not running "
+            f"(etcd Preparing: error getting etcd member list: etcdserver: no leader); look with: talosctl -n {ip} get machinestatus; "
+            f"talosctl -n {ip} service etcd"
         )
         s = api.state()["valinor-2"]
-        assert (s["up"], s["maintenance"], s["etcdJoinError"]) == (True, False, "error getting etcd member list: etcdserver: no leader")
+        assert (s["up"], s["maintenance"], s["stage"], s["etcdService"], s["etcdJoinError"]) == (
+            True,
+            False,
+            "booting",
+            "Preparing",
+            "error getting etcd member list: etcdserver: no leader",
+        )
+
+
+def _until(api: TalosAPI, name: str, done: Any, what: str, seconds: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while not done(state := api.state()[name]):
+        assert time.monotonic() < deadline, f"{what}: {state}"
+        time.sleep(0.05)
+    return state
+
+
+def test_a_refused_join_keeps_etcd_preparing_then_it_gives_up_and_the_boot_timeout_reboots_the_machine() -> None:
+    """Talos asks to join for EtcdJoinTimeout (30 minutes), keeping etcd Preparing; then PreFunc fails, the service is
+    Failed and never restarted; the Boot sequence, which waits for etcd, times out at BootTimeout (70 minutes) and machined
+    reboots the machine, whose etcd asks again. Scaled down here (joinTimeoutMs, bootTimeoutMs). Before, a refused join
+    showed Failed at once, and stayed so."""
+    ips = addresses(2)
+    reflashed: dict[str, Any] = {"maintenance": True, "etcd": {"stale": True}, "install": {"downMs": 100}, "reboot": {"downMs": 100}}
+    nodes = [node("valinor-1", ips[0], "controlplane", NEW), node("valinor-2", ips[1], "controlplane", NEW, **reflashed)]
+    spec = scenario(nodes)
+    spec["etcd"].update(joinTimeoutMs=1500, bootTimeoutMs=4000)
+    with talos_api(spec) as api:
+        args = ["apply", "--node", api.node_arg("valinor-2"), "--role", "controlplane", "--timeout", "30s", "--no-kubernetes"]
+        handed = upgrader_watched(args, secrets(api, api.config("controlplane", installer(VANILLA, NEW))), lambda line: "config handed over" in line)
+        assert "config handed over" in handed.stderr, handed.stderr
+        # Two members, one of them the wiped node's: no leader, so the join is refused, and asked again.
+        first = _until(api, "valinor-2", lambda s: s["up"] and not s["maintenance"], "valinor-2 to boot configured")
+        no_leader = "error getting etcd member list: etcdserver: no leader"
+        assert (first["stage"], first["etcdService"], first["etcdJoinError"]) == ("booting", "Preparing", no_leader)
+        gave_up = _until(api, "valinor-2", lambda s: s["etcdService"] != "Preparing", "etcd to give up")
+        assert (gave_up["bootId"], gave_up["stage"], gave_up["etcdService"], gave_up["etcdJoinError"]) == (first["bootId"], "booting", "Failed", "")
+        # The boot times out: machined reboots it, and its etcd asks to join again.
+        again = _until(api, "valinor-2", lambda s: s["up"] and s["bootId"] != first["bootId"], "the boot timeout's reboot")
+        assert (again["stage"], again["etcdService"], again["etcdJoinError"]) == ("booting", "Preparing", no_leader)
 
 
 # --- What a control plane hands out, and for how long --------------------------------------------------------

@@ -173,6 +173,38 @@ def test_a_fresh_cluster_is_bootstrapped_once_when_every_control_plane_answers()
         assert api.etcd_clusters() == everyone
 
 
+def test_control_planes_whose_etcd_gave_up_waiting_hold_no_etcd_and_the_bootstrap_goes_ahead() -> None:
+    """Talos's etcd asks to join (or waits for a bootstrap) for EtcdJoinTimeout, 30 minutes, then is Failed with no restart
+    until BootTimeout reboots the machine, 70 minutes after its boot (tools/talos-api/etcd.go follows the source; scaled
+    down here). A first bootstrap that comes after that (a valinor powered on late) meets Failed over empty data
+    directories: no etcd data anywhere. Before, Failed counted as unknown, and the bootstrap waited until its bound, on
+    every run, while the valinor cycled Preparing, Failed and a reboot out of phase with it."""
+    spec = control_planes(3, bootstrapped=False)
+    spec["etcd"]["joinTimeoutMs"] = 1000
+    with talos_api(spec) as api:
+        names = ["valinor-1", "valinor-2", "valinor-3"]
+        wait_for(api, lambda api: all(api.state()[n]["etcdService"] == "Failed" for n in names), "every etcd to give up")
+        ips = [api.ip(n) for n in names]
+        gave_up = "gave up joining (etcd Failed, /var/lib/etcd empty: no etcd data; Talos asks again at its next boot)"
+
+        update = bootstrap(api, UPDATE, timeout="10s")
+        assert update.code == 1
+        assert update.last == (
+            f"upgrader: FAILED: valinor-1: bootstrap: every control plane waits for a bootstrap ({'; '.join(f'{n} {gave_up}' for n in ['valinor-1', *ips[1:]])}), "
+            "and --no-new-cluster starts no etcd: this cluster's etcd data is gone with their disks; restore it from a snapshot "
+            f"(talosctl -n {ips[0]} bootstrap --recover-from=SNAPSHOT), see docs/day2.md#every-control-plane-reflashed; look with: {LOOK.format(ips=','.join(ips))}"
+        )
+
+        create = bootstrap(api, CREATE, timeout="10s")
+        assert create.code == 0, create.stderr
+        assert create.last == "upgrader: valinor-1: etcd bootstrapped"
+        assert (bootstraps(api), api.etcd_clusters()) == ([("valinor-1", "OK")], [{"members": ["valinor-1"], "holders": ["valinor-1"]}])
+        # The others ask again at their next boot (BootTimeout's reboot, or a person's), and join it.
+        api.crash("valinor-2", down_ms=100)
+        api.crash("valinor-3", down_ms=100)
+        wait_for(api, lambda api: api.etcd_clusters() == [{"members": names, "holders": names}], "the others to join")
+
+
 @pytest.mark.parametrize("count", [1, 3], ids=["the-only-control-plane", "every-control-plane"])
 def test_control_planes_that_all_lost_their_disks_are_bootstrapped_again_only_by_a_create(count: int) -> None:
     names = [f"valinor-{i + 1}" for i in range(count)]

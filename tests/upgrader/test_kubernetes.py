@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import itertools
 import json
 import os
@@ -27,7 +28,7 @@ from iluvatar import upgrader as product
 from plans import bringup, storage
 from plans.storage import NOOUT_SET, NOOUT_UNSET
 from tests.upgrader.run import GRACE_S, Result, binary, mutations, step, until, upgrader, upgrader_watched
-from tools.kube_cluster import TALOS, Cluster
+from tools.kube_cluster import NO_CNI, TALOS, Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 pytestmark = pytest.mark.kube
@@ -276,14 +277,25 @@ def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kub
     running(kube_talos, ns, "guarded", 1)
 
 
-AFTER_HOOKS = "iluvatar.dev/after-hooks"
+# Where the after hooks a node's disruption still owes are kept (upgrader/internal/kube/hookmark.go): a ConfigMap,
+# a key per node, which outlives the Node object.
+OWED = "kube-system/iluvatar-after-hooks"
 
 
-def _annotations(cluster: Cluster, name: str) -> dict[str, str]:
-    found = cluster.client.get("v1", "Node", name)
-    assert found is not None
-    annotations: dict[str, str] = found["metadata"].get("annotations") or {}
-    return annotations
+def _owed(cluster: Cluster, name: str) -> str | None:
+    """What the node is owed, as the upgrader keeps it (None: nothing)."""
+    found = cluster.client.get("v1", "ConfigMap", "iluvatar-after-hooks", "kube-system")
+    data: dict[str, str] = (found or {}).get("data") or {}
+    return data.get(name)
+
+
+def _owe(cluster: Cluster, name: str, refs: str) -> None:
+    """Write what a node is owed, as a run that died after its before hooks left it."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "iluvatar-after-hooks", "namespace": "kube-system"}}
+    if cluster.client.get("v1", "ConfigMap", "iluvatar-after-hooks", "kube-system") is None:
+        cluster.client.create({**cm, "data": {name: refs}})
+    else:
+        cluster.client.merge_patch(cm, {"data": {name: refs}})
 
 
 def _job_states(cluster: Cluster, namespace: str) -> dict[str, str]:
@@ -311,35 +323,56 @@ def test_a_failure_after_the_reboot_says_noout_is_still_owed_and_the_next_run_un
         assert f"upgrader: {name}: rebooting" in failed.lines
         assert failed.last == (
             f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready '
-            f"(the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, named in the Node's {AFTER_HOOKS} annotation; "
+            f"(the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, kept in ConfigMap {OWED} under {name}; "
             f"the next run of this step runs them); look with: talosctl -n {ip} get machinestatus"
         )
-        # noout is set, and the Node says who unsets it.
-        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+        # noout is set, and what unsets it is written down.
+        assert (_owed(kube_talos, name), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
 
-        # A person power-cycles it; it comes back ready, with its new config. The next run has nothing to do on the machine,
-        # and finishes what the failed one left: uncordon, and noout unset (and the wait for the data to be whole).
+        # It goes down for a while: a run that finds no machine says noout is still owed (every failure does).
+        api.crash(name, down_ms=30_000, result="not-ready")
+        unreachable = run(api, kube_talos, [*args[:-1], "3s"], machineConfig=config, hooks=hooks)
+        assert unreachable.code == 1
+        assert unreachable.last.startswith(f"upgrader: FAILED: {name}: reach: timed out; last seen: the node does not answer: ")
+        assert (
+            f"(the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, kept in ConfigMap {OWED} under {name}; the next run of this step runs them)"
+            in unreachable.last
+        )
+
+        # It comes back, not ready still. The next run runs what is owed as soon as the machine is back, before the health
+        # check that fails: noout is unset, and the failure says nothing is owed any more.
+        api.crash(name, down_ms=100, result="not-ready")
+        unhealthy = run(api, kube_talos, [*args[:-1], "8s"], machineConfig=config, hooks=hooks)
+        assert unhealthy.code == 1
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in unhealthy.lines]
+        assert [
+            s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
+        ] == [
+            "config unchanged and Talos as configured: checking health only",
+            "uncordoned (an earlier run left it cordoned)",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+            f'upgrader: FAILED: {name}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{name}" is not ready; '
+            f"look with: talosctl -n {ip} get machinestatus",
+        ]
+        assert _owed(kube_talos, name) is None
+
+        # A person power-cycles it; it comes back ready, with its new config. The next run has nothing left to do.
         api.crash(name, down_ms=100)
         resumed = run(api, kube_talos, args, machineConfig=config, hooks=hooks)
         assert resumed.code == 0, resumed.stderr
         steps = [line.removeprefix(f"upgrader: {name}: ") for line in resumed.lines]
         assert [
             s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
-        ] == [
-            "config unchanged and Talos as configured: checking health only",
-            "healthy",
-            "uncordoned (an earlier run left it cordoned)",
-            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
-            f"hook: Job {ns}/{NOOUT_UNSET} started",
-            f"hook: Job {ns}/{NOOUT_UNSET} completed",
-        ]
+        ] == ["config unchanged and Talos as configured: checking health only", "healthy"]
         assert mutations(api) == [
             (name, "MachineService/ApplyConfiguration dry-run"),
             (name, "MachineService/ApplyConfiguration STAGED"),
             (name, "MachineService/Reboot"),
         ]
     assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
-    assert AFTER_HOOKS not in _annotations(kube_talos, name)
+    assert _owed(kube_talos, name) is None
     node_now = kube_talos.client.get("v1", "Node", name)
     assert node_now is not None
     assert node_now["spec"].get("unschedulable") is None
@@ -369,8 +402,8 @@ def test_a_run_killed_while_draining_leaves_noout_owed_and_the_next_run_unsets_i
         changed = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
         killed = upgrader_watched(args, {**stdin, "machineConfig": changed}, lambda line: line == f"upgrader: {name}: drain")
         assert killed.lines[-1] == f"upgrader: {name}: drain"
-        # What the kill left: noout set, the Node cordoned, and marked with what it is owed.
-        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+        # What the kill left: noout set, the Node cordoned, and what it is owed written down.
+        assert (_owed(kube_talos, name), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
 
         # The change is called off (the inventory put back): the machine needs nothing, and noout is unset all the same.
         resumed = upgrader(args, {**stdin, "machineConfig": api.node_config(name)})
@@ -380,15 +413,15 @@ def test_a_run_killed_while_draining_leaves_noout_owed_and_the_next_run_unsets_i
             s for s in steps[steps.index("config unchanged and Talos as configured: checking health only") :] if not s.startswith("waiting: ")
         ] == [
             "config unchanged and Talos as configured: checking health only",
-            "healthy",
             "uncordoned (an earlier run left it cordoned)",
             f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
             f"hook: Job {ns}/{NOOUT_UNSET} started",
             f"hook: Job {ns}/{NOOUT_UNSET} completed",
+            "healthy",
         ]
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
     assert _job_states(kube_talos, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
-    assert AFTER_HOOKS not in _annotations(kube_talos, name)
+    assert _owed(kube_talos, name) is None
     running(kube_talos, ns, "guarded", 1)
 
 
@@ -456,6 +489,139 @@ def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it
     unset = client.get("batch/v1", "Job", NOOUT_UNSET, ns)
     assert unset is not None
     assert [c["type"] for c in unset["status"]["conditions"] if c["status"] == "True"][-1] == "Complete"
+
+
+def test_a_before_hook_still_pending_is_gone_before_the_after_hook_runs(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """A step stopped while `ceph osd set noout` waits for its pod (here: a pod no node can take) runs the after hook
+    in its undo. RunJob replaces only a Job of its own name: the set Job's pod, started late, would set noout after
+    the unset ran, and nothing would unset it again. The set Job and its pods are gone before the unset starts."""
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    client = kube_talos.client
+    hooks = program_hooks(ns)
+    hooks["before"][0]["spec"]["template"]["spec"]["nodeSelector"] = {"iluvatar.test/nowhere": "true"}
+    with talos_api(scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "6s"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": config, "hooks": hooks}
+        at_unset: list[tuple[Any, list[dict[str, Any]]]] = []
+
+        def unset_starts(line: str) -> bool:
+            if line == f"upgrader: {name}: hook: Job {ns}/{NOOUT_UNSET} started":
+                at_unset.append((client.get("batch/v1", "Job", NOOUT_SET, ns), client.list("v1", "Pod", ns, labelSelector=f"job-name={NOOUT_SET}")))
+            return False
+
+        result = upgrader_watched(args, stdin, unset_starts)
+        assert result.code == 1
+        steps = [line.removeprefix(f"upgrader: {name}: ") for line in result.lines]
+        assert [s for s in steps if s.startswith("hook: ")] == [
+            f"hook: Job {ns}/{NOOUT_SET} started",
+            f"hook: Job {ns}/{NOOUT_SET} has not finished: deleting it and its pods before the after hooks run (it could still do what they undo)",
+            f"hook: Job {ns}/{NOOUT_SET} and its pods are gone",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+        ]
+        assert at_unset == [(None, [])]
+        assert result.last.startswith(f"upgrader: FAILED: {name}: hook: timed out; last seen: Job {ns}/{NOOUT_SET} has not completed")
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+    assert (_job_states(kube_talos, ns), _owed(kube_talos, name)) == ({NOOUT_UNSET: "Complete"}, None)
+
+
+def test_a_reflashed_ceph_host_keeps_what_a_killed_run_left_owed_and_runs_it_once_back(
+    kube_talos: Cluster, kube_namespace: Any, static_pods: Any
+) -> None:
+    """A run killed while it drained a Ceph host left noout owed; then the machine's disk was wiped. Its apply deletes its
+    old Node before the hand-over (a control plane's: it joins etcd and Kubernetes afresh). What it owes outlives the
+    Node, and runs once the machine is back. Before, it was an annotation on the Node, which went with it: noout stayed
+    set for good."""
+    ns = kube_namespace(kube_talos)
+    client = kube_talos.client
+    cps = [unique("valinor") for _ in range(3)]
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True) for cp in cps])
+    client.create(deployment(ns, "guarded", 1, on=cps[2]))
+    budget = {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}
+    client.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded", "namespace": ns}, "spec": budget})
+    running(kube_talos, ns, "guarded", 1)
+    ips = addresses(3)
+    host: dict[str, Any] = {"applyNeedsReboot": True, "install": {"downMs": 300}}
+    with talos_api(scenario([node(cp, ip, "controlplane", NEW, **(host if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)])) as api:
+        member = api.state()[cps[2]]["etcdMemberId"]
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "120s"]
+        stdin = {
+            "talosconfig": api.talosconfig_text(),
+            "kubeconfig": kube_talos.kubeconfig.read_text(),
+            "machineConfig": config,
+            "hooks": program_hooks(ns),
+        }
+        killed = upgrader_watched(args, stdin, lambda line: line == f"upgrader: {cps[2]}: drain")
+        assert killed.lines[-1] == f"upgrader: {cps[2]}: drain"
+        assert _owed(kube_talos, cps[2]) == f"{ns}/{NOOUT_UNSET}"
+
+        # Its disk is wiped: it boots from the network into maintenance mode.
+        api.crash(cps[2], down_ms=100, result="maintenance")
+        kube_talos.wait_for("the wiped machine in maintenance mode", lambda: (s := api.state()[cps[2]])["up"] and s["maintenance"])
+
+        def kubelet(line: str) -> bool:
+            if line.startswith(f"upgrader: {cps[2]}: waiting: for its kubelet to report the Node from this boot"):
+                kube_talos.create_nodes([_kubelet_reports(api, kube_talos, cps[2], control_plane=True)])
+                static_pods(cps[2], control_plane_images(config))
+            return False
+
+        result = upgrader_watched(args, stdin, kubelet, record={**_last(api, cps[2]), "etcdMember": member})
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {cps[2]}: ") for line in result.lines]
+        assert f"Node {cps[2]} deleted from Kubernetes" in steps
+        back = steps.index(f"runs Talos {NEW}, schematic {VANILLA}, as configured")
+        assert [s for s in steps[back:] if not s.startswith("waiting: ")] == [
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            f"an earlier run left after hooks owed ({ns}/{NOOUT_UNSET}): running them",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+            "healthy",
+        ]
+    assert (_job_states(kube_talos, ns), _owed(kube_talos, cps[2])) == ({NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}, None)
+
+
+def test_a_ceph_host_removed_from_the_inventory_runs_what_it_still_owes_before_its_node_goes(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """A run killed while it drained a Ceph host left noout owed; then the host left the inventory. Its step's delete
+    (`reset --mode auto`, with the apply's stdin) runs what it owes before its Node object goes: nothing else ever would.
+    Before, the mark was an annotation on the Node, deleted with it."""
+    ns = kube_namespace(kube_talos)
+    client = kube_talos.client
+    cp, worker = unique("valinor"), unique("istari")
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True), kwok_node(worker)])
+    client.create(deployment(ns, "guarded", 1, on=worker))
+    budget = {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}
+    client.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded", "namespace": ns}, "spec": budget})
+    running(kube_talos, ns, "guarded", 1)
+    ips = addresses(2)
+    nodes = [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, applyNeedsReboot=True, reset={"downMs": 200})]
+    with talos_api(scenario(nodes, endpoint=kube_talos.server, kubernetes_ca=kube_talos.ca)) as api:
+        hooks = program_hooks(ns)
+        args = ["apply", "--node", api.node_arg(worker), "--role", "worker", "--timeout", "120s"]
+        changed = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfig": changed, "hooks": hooks}
+        killed = upgrader_watched(args, stdin, lambda line: line == f"upgrader: {worker}: drain")
+        assert killed.lines[-1] == f"upgrader: {worker}: drain"
+        assert _owed(kube_talos, worker) == f"{ns}/{NOOUT_UNSET}"
+
+        delete = ["reset", "--node", api.node_arg(worker), "--mode", "auto", "--timeout", "60s", "--dead-after", "10s"]
+        result = upgrader(delete, {"talosconfig": api.talosconfig_text(), "machineConfig": changed, "hooks": hooks}, record=_last(api, worker))
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {worker}: ") for line in result.lines]
+        assert steps[-4:] == [
+            f"a disruption of it left after hooks owed ({ns}/{NOOUT_UNSET}): running them before it leaves",
+            f"hook: Job {ns}/{NOOUT_UNSET} started",
+            f"hook: Job {ns}/{NOOUT_UNSET} completed",
+            f"Node {worker} deleted from Kubernetes",
+        ]
+    assert (_job_states(kube_talos, ns), _owed(kube_talos, worker), client.get("v1", "Node", worker)) == (
+        {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"},
+        None,
+        None,
+    )
 
 
 def test_a_later_run_restores_what_a_dead_run_left_paused(kube_talos: Cluster, kube_namespace: Any) -> None:
@@ -1592,4 +1758,187 @@ def test_a_rebooted_machine_counts_as_back_only_once_the_kubelet_of_its_new_boot
             (name, "MachineService/ApplyConfiguration dry-run"),
             (name, "MachineService/ApplyConfiguration STAGED"),
             (name, "MachineService/Reboot"),
+        ]
+
+
+# --- Before a CNI runs: no Node is Ready, and no machine is either -------------------------------------------------
+#
+# Talos's MachineStatus is ready only once the machine's Node is (its nodeReady check), and no Node is Ready before a
+# CNI runs: Arda's configs install none, and Cilium comes after every machine's apply. The stand-in reads the Node as
+# Talos's NodeStatusController does (tools/talos-api/nodestatus.go, with the scenario's kubernetesCA). kwok leaves a
+# Node labelled NO_CNI to the test, whose Kubelet posts what the kubelet of a machine without a CNI reports. Each test
+# has a cluster of its own: the rule is about every Node of the cluster, and the shared one holds other tests' Nodes.
+
+NETWORK_NOT_READY = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"
+
+
+class Kubelet:
+    """The kubelet of one machine, as far as its Node goes: it registers the Node (with the boot it runs in) and posts
+    its Ready condition every second, as a kubelet posts its status, so the node lifecycle controller keeps hearing from
+    it. Without a CNI it is Ready False, reason KubeletNotReady, its container runtime's network not ready
+    (k8s.io/kubernetes v1.34.1 pkg/kubelet/kubelet.go:3009-3013, nodestatus/setters.go:467-510); `message` says
+    another reason; `cni` makes it Ready."""
+
+    def __init__(self, cluster: Cluster, name: str, control_plane: bool = False, boot: str = "", message: str = NETWORK_NOT_READY) -> None:
+        self.cluster, self.name, self.message, self.cni = cluster, name, message, False
+        registered = kwok_node(name, control_plane)
+        registered["metadata"]["labels"][NO_CNI] = ""
+        registered["status"]["nodeInfo"]["bootID"] = boot
+        registered["status"]["conditions"] = self.conditions()
+        cluster.client.create(registered)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.post, daemon=True)
+        self.thread.start()
+
+    def conditions(self) -> list[dict[str, str]]:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.cni:
+            ready = {"status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+        else:
+            ready = {"status": "False", "reason": "KubeletNotReady", "message": self.message}
+        return [{"type": "Ready", **ready, "lastHeartbeatTime": now, "lastTransitionTime": now}]
+
+    def post(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.cluster.client.merge_patch(kwok_node(self.name), {"status": {"conditions": self.conditions()}}, subresource="status")
+
+    def report(self, *, cni: bool = False, message: str = NETWORK_NOT_READY, boot: str | None = None) -> None:
+        """What it reports from now on: a CNI runs, or not and why; the boot it runs in (a new kubelet's)."""
+        self.cni, self.message = cni, message
+        status: dict[str, Any] = {"conditions": self.conditions()}
+        if boot is not None:
+            status["nodeInfo"] = {"bootID": boot}
+        self.cluster.client.merge_patch(kwok_node(self.name), {"status": status}, subresource="status")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+@pytest.fixture
+def kubelets() -> Iterator[Callable[..., Kubelet]]:
+    """`kubelets(cluster, name, ...)`: a Kubelet, stopped after the test."""
+    made: list[Kubelet] = []
+
+    def make(*args: Any, **kwargs: Any) -> Kubelet:
+        made.append(Kubelet(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for kubelet in made:
+        kubelet.stop()
+
+
+def test_a_machine_handed_its_config_after_the_bootstrap_and_before_a_cni_is_not_waited_for_its_node(
+    kube_fresh: Callable[..., Cluster], kubelets: Callable[..., Kubelet]
+) -> None:
+    """The bootstrap runs beside the applies: a machine slow to reach maintenance mode gets its config after it, and its
+    step waits until the machine is back and healthy. Before Cilium, healthy asks everything but the Node's readiness.
+    Before, the step waited for a ready machine, which needs a Ready Node, which needs Cilium, which comes after every
+    apply: it failed at its bound, and every later run the same way."""
+    cluster = kube_fresh(TALOS)
+    cp, worker = unique("valinor"), unique("istari")
+    ips = addresses(2)
+    nodes = [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, maintenance=True, install={"downMs": 300})]
+    with talos_api(scenario(nodes, endpoint=cluster.server, kubernetes_ca=cluster.ca)) as api:
+        cp_kubelet = kubelets(cluster, cp, control_plane=True, boot=api.state()[cp]["bootId"])
+        # Talos is not ready while its Node is not (the stand-in reads it as Talos does).
+        cluster.wait_for(f"{cp} not ready for its Node", lambda: api.state()[cp]["ready"] is False)
+        config = api.config("worker", installer(VANILLA, NEW), patches=link(mac(worker)))
+        args = ["apply", "--node", api.node_arg(worker), "--role", "worker", "--timeout", "60s"]
+        started: list[Kubelet] = []
+
+        def kubelet(line: str) -> bool:
+            # The new kubelet registers its Node, NotReady: no CNI.
+            if line.startswith(f"upgrader: {worker}: waiting: for its kubelet to report the Node from this boot") and not started:
+                started.append(kubelets(cluster, worker, boot=api.state()[worker]["bootId"]))
+            return False
+
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": cluster.kubeconfig.read_text(), "machineConfig": config}
+        result = upgrader_watched(args, stdin, kubelet)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {worker}: ") for line in result.lines]
+        back = steps.index(f"back: it answers at {api.ip(worker)} with the cluster's client certificate")
+        assert [s for s in steps[back:] if not s.startswith("waiting: ")] == [
+            f"back: it answers at {api.ip(worker)} with the cluster's client certificate",
+            f'no Node in the cluster is Ready, and the kubelet of {cp} reports "container runtime network not ready": no CNI runs yet (before Cilium): '
+            "its Node's readiness is not waited for, the rest is",
+            "running, and ready but for its Node (no CNI yet)",
+            f"runs Talos {NEW}, schematic {VANILLA}, as configured",
+            "healthy",
+        ]
+        assert api.state()[worker]["ready"] is False
+
+        # Cilium comes up on the control plane only: the cluster serves pods, and the worker's Node must be Ready now.
+        cp_kubelet.report(cni=True)
+        again = upgrader([*args[:-1], "5s"], stdin)
+        assert again.code == 1
+        assert again.last == (
+            f'upgrader: FAILED: {worker}: machine-status: timed out; last seen: running, not ready: nodeReady: node "{worker}" is not ready; '
+            f"look with: talosctl -n {api.ip(worker)} get machinestatus"
+        )
+        started[0].report(cni=True)
+        ready = upgrader(args, stdin)
+        assert ready.code == 0, ready.stderr
+        assert [line for line in ready.lines if ": waiting: " not in line][-2:] == [
+            f"upgrader: {worker}: config unchanged and Talos as configured: checking health only",
+            f"upgrader: {worker}: healthy",
+        ]
+        assert mutations(api) == [(worker, "MachineService/ApplyConfiguration AUTO")]
+
+
+def test_a_change_that_reboots_a_machine_before_a_cni_goes_ahead_behind_etcd_and_a_broken_cluster_is_not_rolled(
+    kube_fresh: Callable[..., Cluster], kubelets: Callable[..., Kubelet]
+) -> None:
+    """A second `pulumi up` after a first that stopped before Cilium, with a change that needs a reboot: no Node is Ready,
+    for want of a CNI. The change goes ahead behind the etcd checks; after the reboot everything but the Node's
+    readiness is checked. Before, the step failed after the reboot, waiting for a ready machine. A cluster whose Nodes
+    are NotReady for another reason is not rolled at all."""
+    cluster = kube_fresh(TALOS)
+    cp, worker = unique("valinor"), unique("istari")
+    ips = addresses(2)
+    nodes = [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})]
+    with talos_api(scenario(nodes, endpoint=cluster.server, kubernetes_ca=cluster.ca)) as api:
+        broken = "PLEG is not healthy: pleg was last seen active 3m0s ago"
+        machines = [
+            kubelets(cluster, cp, control_plane=True, boot=api.state()[cp]["bootId"], message=broken),
+            kubelets(cluster, worker, boot=api.state()[worker]["bootId"], message=broken),
+        ]
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(worker), "--role", "worker", "--timeout", "60s"]
+        stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": cluster.kubeconfig.read_text(), "machineConfig": config}
+
+        refused = upgrader(args, stdin)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {worker}: nodes: no Node in the cluster is Ready, and no kubelet says it is for want of a CNI: the cluster serves no pods, "
+            "so nothing is taken down (its health after could not be told from the cluster's); nothing was changed; "
+            "look with: kubectl get nodes; kubectl describe nodes"
+        )
+        assert mutations(api) == [(worker, "MachineService/ApplyConfiguration dry-run")]
+
+        for machine in machines:
+            machine.report()  # no CNI
+
+        def kubelet(line: str) -> bool:
+            if line.startswith(f"upgrader: {worker}: waiting: for its kubelet to report the Node from this boot"):
+                machines[1].report(boot=api.state()[worker]["bootId"])
+            return False
+
+        result = upgrader_watched(args, stdin, kubelet)
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix(f"upgrader: {worker}: ") for line in result.lines]
+        assert [s for s in steps if s.startswith(("no Node", "rebooting", "running", "uncordoned", "healthy"))] == [
+            f'no Node in the cluster is Ready, and the kubelet of {", ".join(sorted([cp, worker]))} reports "container runtime network not ready": '
+            "no CNI runs yet (before Cilium): the change goes ahead behind the etcd checks, and after it everything but its Node's readiness is checked",
+            "rebooting",
+            "running, and ready but for its Node (no CNI yet)",
+            "uncordoned",
+            "healthy",
+        ]
+        assert [m for _, m in mutations(api)] == [
+            "MachineService/ApplyConfiguration dry-run",
+            "MachineService/ApplyConfiguration dry-run",
+            "MachineService/ApplyConfiguration STAGED",
+            "MachineService/Reboot",
         ]

@@ -280,7 +280,7 @@ def test_apply_hands_a_maintenance_mode_node_its_config_and_does_not_wait_for_th
         assert result.code == 0, result.stderr
         assert result.lines[-1] == (
             f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own "
-            f"(etcd is not bootstrapped: {ips[0]} maintenance; a fresh bring-up does not wait)"
+            f"(etcd is not bootstrapped: {ips[0]} is in maintenance mode (no config: no etcd); a fresh bring-up does not wait)"
         )
         assert [(c["method"], c["args"]) for c in api.calls() if c["method"] in {"MachineService/ApplyConfiguration"}] == [
             ("MachineService/ApplyConfiguration", {"mode": "AUTO", "dryRun": False, "installImage": installer(VANILLA, NEW), "installs": NEW})
@@ -890,3 +890,119 @@ def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_
         assert (state["version"], state["schematic"]) == (OLD, schematic)
         assert state["cmdline"] == f"{before} {KERNEL_ARG}"
         assert [m for _, m in mutations(api)][2:] == LEGACY_UPGRADE
+
+
+# --- What a machine says after its hand-over, and an etcd that gave up joining -------------------------------------
+
+
+def test_an_etcd_that_gave_up_waiting_for_the_bootstrap_is_no_bootstrapped_cluster() -> None:
+    """A valinor whose etcd waited for a bootstrap longer than Talos's EtcdJoinTimeout is Failed (no restart until its
+    next boot), over an empty data directory: it holds no etcd data, as the bootstrap counts it (talos.AskEtcdOf). Before,
+    any state but Preparing was "bootstrapped": its own apply ran the etcd checks of a running cluster and waited for a
+    ready machine, and a machine handed its config beside it waited for its install as on a running cluster. A control
+    plane before the bootstrap is "booting" (its Boot sequence waits for etcd), which its health accepts."""
+    ips = addresses(2)
+    spec = scenario(
+        [node("valinor-1", ips[0], "controlplane", NEW), node("istari-1", ips[1], "worker", NEW, maintenance=True, install={"downMs": 3000})],
+        bootstrapped=False,
+    )
+    spec["etcd"]["joinTimeoutMs"] = 1000
+    with talos_api(spec) as api:
+        deadline = time.monotonic() + 20
+        while api.state()["valinor-1"]["etcdService"] != "Failed":
+            assert time.monotonic() < deadline, api.state()["valinor-1"]
+            time.sleep(0.05)
+        assert api.state()["valinor-1"]["stage"] == "booting"
+
+        own = apply(api, "valinor-1", api.node_config("valinor-1"), "20s")
+        assert own.code == 0, own.stderr
+        assert own.lines[-3:] == [
+            "upgrader: valinor-1: etcd is not bootstrapped yet: Talos steps only (no etcd, drain or Kubernetes checks until the bootstrap)",
+            "upgrader: valinor-1: config unchanged and Talos as configured: checking health only",
+            "upgrader: valinor-1: healthy",
+        ]
+
+        handed = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW)), "20s")
+        assert handed.code == 0, handed.stderr
+        assert handed.last == (
+            f"upgrader: istari-1: was in maintenance mode: config handed over; Talos installs {NEW} and reboots on its own (etcd is not bootstrapped: "
+            f"{ips[0]} gave up joining (etcd Failed, /var/lib/etcd empty: no etcd data; Talos asks again at its next boot); a fresh bring-up does not wait)"
+        )
+        assert (s := api.state()["istari-1"])["maintenance"] or not s["up"], s  # still installing: the step did not wait for it
+        assert mutations(api) == [("istari-1", "MachineService/ApplyConfiguration AUTO")]
+
+
+def test_a_machine_that_booted_the_talos_its_disk_held_is_upgraded_after_its_hand_over() -> None:
+    """A machine reset to maintenance mode from its own disk keeps META, so Talos skips the install and boots the Talos
+    the disk holds (here: the stand-in's install result "old-version"). Back with the cluster's certificate, it is a
+    running machine: the step upgrades it. Before, the step failed "the new image did not boot", and left the upgrade
+    to the next run."""
+    reset_from_disk: dict[str, Any] = {"maintenance": True, "install": {"downMs": 300, "result": "old-version"}, "upgrade": {"downMs": 300}}
+    with talos_api(arda({"valinor-1": NEW, "istari-1": OLD}, **{"istari-1": reset_from_disk})) as api:
+        result = apply(api, "istari-1", api.config("worker", installer(VANILLA, NEW)))
+        assert result.code == 0, result.stderr
+        steps = [line.removeprefix("upgrader: istari-1: ") for line in result.lines]
+        back = steps.index(f"back: it answers at {api.ip('istari-1')} with the cluster's client certificate")
+        assert steps[back + 1 : back + 4] == [
+            "running and ready",
+            f"it booted the Talos its disk held, {OLD} (schematic {VANILLA}), not {NEW} (schematic {VANILLA}): "
+            "Talos skipped the install (a disk that was installed before), so it is upgraded as a running machine",
+            f"runs Talos {OLD} (schematic {VANILLA}); the config installs {NEW} (schematic {VANILLA})",
+        ]
+        assert steps[-2:] == [f"runs Talos {NEW}, schematic {VANILLA}, as configured", "healthy"]
+        assert mutations(api) == [
+            ("istari-1", "MachineService/ApplyConfiguration AUTO"),
+            ("istari-1", "MachineService/ImagePull"),
+            ("istari-1", "MachineService/Upgrade"),
+        ]
+        assert versions(api) == {"istari-1": NEW, "valinor-1": NEW}
+
+
+def test_a_machine_whose_address_goes_on_a_vlan_is_still_the_one_handed_its_config() -> None:
+    """A user patch puts the node's address on a VLAN (or a bond): after the install the address's link has no permanent
+    MAC, and the machine's identity falls back to its SMBIOS UUID. The machine is still told by its links' permanent
+    MACs, as the maintenance-mode check tells it. Before, the step reported "another machine answers" for the right one."""
+    with talos_api(arda({"valinor-1": NEW, "istari-1": NEW}, **{"istari-1": {"maintenance": True, "mac": NAMED, "install": {"downMs": 300}}})) as api:
+        ip = api.ip("istari-1")
+        vlan = {
+            "apiVersion": "v1alpha1",
+            "kind": "VLANConfig",
+            "name": "lan0.10",
+            "vlanID": 10,
+            "parent": "lan0",
+            "up": True,
+            "addresses": [{"address": f"{ip}/32"}],
+        }
+        config = api.config("worker", installer(VANILLA, NEW), patches=[*link(NAMED), json.dumps(vlan)])
+        result = apply(api, "istari-1", config)
+        assert result.code == 0, result.stderr
+        assert result.last == "upgrader: istari-1: healthy"
+        assert f"upgrader: istari-1: in maintenance mode: a link's permanent MAC is {NAMED}, the one the config names" in result.lines
+        # It is recorded as the machine it was handed its config as, and the next run finds it the same machine,
+        # though MachineIdentity alone now tells it by its SMBIOS UUID.
+        assert record(result) == {"node": "istari-1", "ip": ip, "machine": NAMED}
+        again = upgrader(apply_args(api, "istari-1", "worker"), secrets(api, config), record=record(result))
+        assert again.code == 0, again.stderr
+        assert again.lines[-2:] == [
+            "upgrader: istari-1: config unchanged and Talos as configured: checking health only",
+            "upgrader: istari-1: healthy",
+        ]
+        assert mutations(api) == [("istari-1", "MachineService/ApplyConfiguration AUTO")]
+
+
+def test_a_valinor_off_for_good_during_a_bring_up_can_be_taken_out_of_the_inventory() -> None:
+    """A valinor that never comes back holds the first bootstrap back (it could hold etcd): the way out is to take it out
+    of the inventory. Its step's delete finds it dead, and no etcd anywhere: no member to remove. Before, removing its
+    member through a valinor that waits for the bootstrap failed (no member list answers), and so did the delete."""
+    spec = scenario([node(f"valinor-{i + 1}", ip, "controlplane", NEW) for i, ip in enumerate(addresses(2))], bootstrapped=False)
+    with talos_api(spec) as api:
+        api.crash("valinor-2", result="never")
+        result = _reset(api, "valinor-2", "2s", last={"node": "valinor-2", "ip": api.ip("valinor-2"), "machine": mac("valinor-2")})
+        assert result.code == 0, result.stderr
+        assert [line.removeprefix("upgrader: valinor-2: ") for line in result.lines][-3:] == [
+            "etcd is not bootstrapped (no other control plane holds etcd data): no member to remove",
+            "--no-kubernetes: its Node object is left",
+            "removed from the cluster without a reset: nothing on the machine was wiped "
+            "(if it comes back it still holds its Talos config and data: wipe it before reusing it)",
+        ]
+        assert mutations(api) == []

@@ -24,14 +24,16 @@ type NodeState struct {
 	Version      string `json:"version"`
 	Schematic    string `json:"schematic"`
 	BootID       string `json:"bootId"`
-	Ready        bool   `json:"ready"`
+	Ready        bool   `json:"ready"`          // MachineStatus's readiness (writeMachineStatus)
 	InstallImage string `json:"installImage"`   // the active config's machine.install.image
 	Staged       bool   `json:"staged"`         // a staged config waits for the next reboot
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
 	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
 	EtcdJoinErr  string `json:"etcdJoinError"`
-	Cmdline      string `json:"cmdline"` // the kernel command line it booted with (cmdline.go)
+	EtcdService  string `json:"etcdService"` // the etcd service's state, as ServiceList names it ("" on a worker)
+	Stage        string `json:"stage"`       // MachineStatus's stage (booting, running, maintenance)
+	Cmdline      string `json:"cmdline"`     // the kernel command line it booted with (cmdline.go)
 }
 
 func (c *Cluster) controlHandler() http.Handler {
@@ -50,8 +52,8 @@ func (c *Cluster) controlHandler() http.Handler {
 		for _, n := range c.nodes {
 			s := NodeState{
 				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
-				BootID: n.bootID, Ready: n.ready, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
-				EtcdJoinErr: n.etcdJoinErr, Cmdline: n.c.cmdline(n),
+				BootID: n.bootID, Ready: n.maintenance || len(n.unmet()) == 0, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
+				EtcdJoinErr: n.etcdJoinErr, EtcdService: n.etcdServiceState(), Stage: n.stage(), Cmdline: n.c.cmdline(n),
 			}
 			if m := c.member(n.name); m != nil {
 				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)

@@ -34,8 +34,8 @@ const (
 // until it runs: PreFunc pulls etcd's image (etcd.go:103, :105; a reflashed node has none, and pulls
 // it for tens of seconds: JoinAfterMs), then, with an empty data directory, joins
 // (argsForControlPlane: 493-517, 509-534, through buildInitialCluster: 305-374, 314-383, which asks
-// every 3 s for up to EtcdJoinTimeout, 30 minutes, constants.go:964, :920). With a filled data
-// directory it runs as the member that directory holds, whichever cluster that is.
+// every 3 s for up to EtcdJoinTimeout, 30 minutes, constants.go:964, :920: waitToJoin). With a filled
+// data directory it runs as the member that directory holds, whichever cluster that is.
 func (c *Cluster) startEtcd(n *Node, gen int) {
 	n.etcdPulling = false
 
@@ -59,15 +59,103 @@ func (c *Cluster) startEtcd(n *Node, gen int) {
 
 			n.etcdPulling = false
 
-			// Without a cluster yet it keeps waiting to join, as buildInitialCluster does (a Bootstrap joins it).
-			if c.bootstrapped {
-				c.joinEtcd(n)
-				n.writeMachineStatus() //nolint:errcheck
-			}
+			c.waitToJoin(n, gen)
+			n.writeMachineStatus() //nolint:errcheck
 		})
-	case c.bootstrapped:
+	default:
+		c.waitToJoin(n, gen)
+	}
+}
+
+// waitToJoin is buildInitialCluster (etcd.go:305-374 at v1.12.4, 314-383 at v1.13.0): with an empty data
+// directory etcd asks to join (addMember) until it is let in, as long as the cluster is bootstrapped (a
+// Bootstrap joins the ones waiting meanwhile: bootstrapEtcd), and keeps the service Preparing while it
+// asks. It asks for EtcdJoinTimeout (retry.Constant(constants.EtcdJoinTimeout), the scenario's
+// etcd.joinTimeoutMs), then PreFunc fails, and the service is Failed (service_runner.go:261, :265;
+// system.go:200, the same at both tags): no restart until the next boot, or a Bootstrap.
+func (c *Cluster) waitToJoin(n *Node, gen int) {
+	if c.bootstrapped {
 		c.joinEtcd(n)
 	}
+
+	time.AfterFunc(time.Duration(c.sc.Etcd.JoinTimeoutMs)*time.Millisecond, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		if n.gen != gen || !n.up || n.etcdData || n.etcdFailed != "" {
+			return
+		}
+
+		last := n.etcdJoinErr
+		if last == "" { // nothing to join: no etcd answers the node's discovered control planes
+			last = "error getting etcd member list: context deadline exceeded"
+		}
+
+		n.etcdFailed = "Failed to run pre stage: failed to build cluster arguments: " + last
+		n.etcdJoinErr = ""
+
+		log.Printf("%s: etcd gave up joining after %d ms: Failed", n.name, c.sc.Etcd.JoinTimeoutMs)
+		n.writeMachineStatus() //nolint:errcheck
+	})
+}
+
+// etcdServiceState is the etcd service's state as ServiceList names it ("" where there is none).
+func (n *Node) etcdServiceState() string {
+	switch {
+	case !n.controlPlane() || n.maintenance:
+		return ""
+	case n.etcdFailed != "":
+		return "Failed"
+	case !n.etcdData:
+		return "Preparing"
+	}
+
+	return "Running"
+}
+
+// stage is MachineStatus's stage (writeMachineStatus).
+func (n *Node) stage() string {
+	switch {
+	case n.maintenance:
+		return "maintenance"
+	case n.booted:
+		return "running"
+	}
+
+	return "booting"
+}
+
+// bootDone: the node's Boot sequence has ended. Its last phase, StartAllServices, waits until every
+// service it started is up, etcd on a control plane (internal/app/machined/pkg/runtime/v1alpha1/
+// v1alpha1_sequencer_tasks.go:419-497 at v1.12.4, 428-506 at v1.13.0; a service is up when running and healthy,
+// service_runner.go:444-458), so a control plane's MachineStatus is "booting" until its etcd runs
+// (a worker's at once, the kubelet not modelled). Once ended, the stage stays "running" this boot.
+func (c *Cluster) bootDone(n *Node) bool {
+	etcdUp := !n.controlPlane() || (n.etcdData && n.etcdFailed == "")
+	if etcdUp {
+		n.booted = true
+	}
+
+	return etcdUp
+}
+
+// bootTimeout is StartAllServices' bound, BootTimeout, 70 minutes (v1alpha1_sequencer_tasks.go:475 at
+// v1.12.4, :484 at v1.13.0; constants.go:956, :909; the scenario's etcd.bootTimeoutMs): a control plane
+// whose etcd is not up by then fails its Boot sequence, machined's run() returns that error
+// (internal/app/machined/main.go:273-275 at v1.12.4) and handle() reboots the machine (main.go:100-150,
+// 345); the next boot starts etcd's join anew.
+func (c *Cluster) bootTimeout(n *Node, gen int) {
+	time.AfterFunc(time.Duration(c.sc.Etcd.BootTimeoutMs)*time.Millisecond, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		if n.gen != gen || !n.up || n.booted || c.bootDone(n) {
+			return
+		}
+
+		log.Printf("%s: boot sequence timed out after %d ms (etcd not up): rebooting", n.name, c.sc.Etcd.BootTimeoutMs)
+		n.disrupt(n.spec.Reboot, nil)
+	})
 }
 
 // bootstrapEtcd is BootstrapEtcd (etcd.go:650-689, :669-705), which Bootstrap runs once its own
@@ -81,7 +169,9 @@ func (c *Cluster) startEtcd(n *Node, gen int) {
 // control plane lost its data; a member etcd still listed from before goes with the old cluster).
 func (c *Cluster) bootstrapEtcd(n *Node) {
 	holders := c.holders() // Bootstrap refused a node that holds one: n holds none
-	n.etcdPulling, n.etcdJoinErr, n.etcdData = false, "", true
+	n.etcdPulling, n.etcdJoinErr, n.etcdFailed, n.etcdData = false, "", "", true
+
+	defer n.writeMachineStatus() //nolint:errcheck
 
 	if c.bootstrapped && len(holders) > 0 {
 		n.etcdOwn = &member{name: n.name, id: c.nextMemberID(n.name), ip: n.ip}
@@ -93,9 +183,9 @@ func (c *Cluster) bootstrapEtcd(n *Node) {
 	c.bootstrapped, c.members, n.etcdOwn = true, nil, nil
 	c.join(n)
 
-	// Every other control plane waiting to join (its image pulled) joins it.
+	// Every other control plane waiting to join (its image pulled, not given up) joins it.
 	for _, other := range c.nodes {
-		if other != n && other.controlPlane() && other.up && !other.maintenance && !other.etcdData && !other.etcdPulling {
+		if other != n && other.controlPlane() && other.up && !other.maintenance && !other.etcdData && !other.etcdPulling && other.etcdFailed == "" {
 			other.etcdData, other.etcdOwn, other.etcdJoinErr = true, nil, ""
 			c.join(other)
 			other.writeMachineStatus() //nolint:errcheck

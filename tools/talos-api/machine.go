@@ -743,11 +743,13 @@ func (s *machineService) ServiceList(ctx context.Context, _ *emptypb.Empty) (*ma
 		if n.controlPlane() {
 			etcd := running("etcd")
 
-			switch {
-			case n.etcdJoinErr != "": // its join failed (Talos restarts it, and it fails again until etcd lets it in)
-				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Failed", Health: &machineapi.ServiceHealth{Healthy: false, LastMessage: n.etcdJoinErr}}
-			case !n.etcdData: // waiting for a bootstrap
-				etcd = &machineapi.ServiceInfo{Id: "etcd", State: "Preparing", Health: &machineapi.ServiceHealth{Unknown: true}}
+			// Preparing while PreFunc pulls the image and asks to join (or waits for a bootstrap), retrying a
+			// refused join; Failed once it gave up, EtcdJoinTimeout later (etcd.go, waitToJoin).
+			switch state := n.etcdServiceState(); state {
+			case "Failed":
+				etcd = &machineapi.ServiceInfo{Id: "etcd", State: state, Health: &machineapi.ServiceHealth{Unknown: true, LastMessage: n.etcdFailed}}
+			case "Preparing":
+				etcd = &machineapi.ServiceInfo{Id: "etcd", State: state, Health: &machineapi.ServiceHealth{Unknown: true, LastMessage: n.etcdJoinErr}}
 			}
 
 			services = append(services, etcd, running("trustd"))

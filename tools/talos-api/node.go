@@ -25,6 +25,7 @@ import (
 	"github.com/siderolabs/crypto/x509"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	cfgiface "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/extensions"
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
@@ -97,6 +98,17 @@ type Node struct {
 	etcdData   bool
 	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
 	etcdJoinErr string
+	// etcdFailed: etcd gave up joining (EtcdJoinTimeout) and is Failed, with no restart until the next boot
+	// (etcd.go, waitToJoin); its message.
+	etcdFailed string
+	// booted: this boot's Boot sequence ended (a control plane's only once etcd runs: etcd.go, bootDone);
+	// MachineStatus is "booting" until then.
+	booted bool
+	// nodeWatched: Talos's NodeStatusController reads this node's Node from the scenario's Kubernetes API
+	// (nodestatus.go); nodeReady and nodeReason are what it last read.
+	nodeWatched bool
+	nodeReady   bool
+	nodeReason  string
 	// etcdPulling: etcd is Preparing, pulling its image, before it asks to join (etcd.go).
 	etcdPulling bool
 	// etcdOwn: its data directory holds a cluster of its own, not the one the others are members of:
@@ -143,8 +155,9 @@ func (c *Cluster) nextMemberID(name string) uint64 {
 
 // joinEtcd is Talos's addMember for a control plane whose etcd data directory is empty: it
 // removes a member of its own name first (a reflashed node's old one), then joins; etcd refuses
-// while it has no leader, or while another member holds this node's peer URL. A refused join is
-// retried when the membership changes, as Talos restarts etcd until it joins.
+// while it has no leader, or while another member holds this node's peer URL. A refused join keeps
+// etcd Preparing: Talos's PreFunc asks again every 3 s (buildInitialCluster, etcd.go), which the
+// stand-in does when the membership changes or a node boots, until EtcdJoinTimeout (waitToJoin).
 func (c *Cluster) joinEtcd(n *Node) {
 	if !c.quorum() {
 		n.etcdJoinErr = "error getting etcd member list: etcdserver: no leader"
@@ -175,7 +188,7 @@ func (c *Cluster) joinEtcd(n *Node) {
 // retryJoins lets every control plane whose join was refused try again (after a membership change).
 func (c *Cluster) retryJoins() {
 	for _, n := range c.nodes {
-		if n.up && n.etcdJoinErr != "" {
+		if n.up && n.etcdJoinErr != "" && n.etcdFailed == "" {
 			c.joinEtcd(n)
 			n.writeMachineStatus() //nolint:errcheck
 		}
@@ -461,10 +474,11 @@ func (n *Node) boot(result string) error {
 
 	// A control plane that boots with a config starts etcd (etcd.go, startEtcd): as the member its
 	// data directory holds, else it joins a bootstrapped cluster (a fresh install, or a wiped disk).
-	n.etcdJoinErr = ""
+	n.etcdJoinErr, n.etcdFailed, n.booted = "", "", false
 
 	if n.controlPlane() && !n.maintenance {
 		c.startEtcd(n, gen)
+		c.bootTimeout(n, gen)
 	}
 
 	n.st = state.WrapCore(namespaced.NewState(inmem.Build))
@@ -489,6 +503,7 @@ func (n *Node) boot(result string) error {
 	n.startKubelet()
 	n.startStaticPodController()
 	n.startAPIServer()
+	n.watchNodeStatus()
 
 	go func() {
 		if err := srv.Serve(lis); err != nil && err != grpc.ErrServerStopped {
@@ -686,33 +701,108 @@ func (n *Node) writeHardware() error {
 		}
 	}
 
+	// The address goes on the link the config puts it on: the physical one (or its alias), or a VLAN or
+	// bond a user patch makes, where Talos's network controllers create the logical link and put the address.
+	// Its LinkStatus.PermanentAddr is what the ETHTOOL_GPERMADDR ioctl answers for it
+	// (internal/app/machined/pkg/controllers/network/link_status.go:207-211, 234 at v1.12.4 and v1.13.0): the
+	// kernel's perm_addr, which only a NIC driver sets, so a VLAN or a bond reports none (the kernel side is
+	// an assumption, not checked against its source here). Physical() is false for it (a Kind).
+	carrier, index := linkName, uint32(2)
+
+	if name, kind := n.logicalLink(); name != "" {
+		logical := network.NewLinkStatus(network.NamespaceName, name)
+		*logical.TypedSpec() = network.LinkStatusSpec{
+			Index: 3, Type: nethelpers.LinkEther, Kind: kind, OperationalState: nethelpers.OperStateUp, MTU: 1500, LinkState: true,
+			HardwareAddr: nethelpers.HardwareAddr(hw), BroadcastAddr: nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		}
+
+		if err := put(n.st, logical); err != nil {
+			return err
+		}
+
+		carrier, index = name, 3
+	}
+
 	ip := netip.MustParseAddr(n.ip)
-	addr := network.NewAddressStatus(network.NamespaceName, fmt.Sprintf("%s/%s/32", linkName, ip))
-	*addr.TypedSpec() = network.AddressStatusSpec{Address: netip.PrefixFrom(ip, 32), Local: ip, LinkIndex: 2, LinkName: linkName, Family: nethelpers.FamilyInet4, Scope: nethelpers.ScopeGlobal}
+	addr := network.NewAddressStatus(network.NamespaceName, fmt.Sprintf("%s/%s/32", carrier, ip))
+	*addr.TypedSpec() = network.AddressStatusSpec{Address: netip.PrefixFrom(ip, 32), Local: ip, LinkIndex: index, LinkName: carrier, Family: nethelpers.FamilyInet4, Scope: nethelpers.ScopeGlobal}
 
 	return put(n.st, addr)
 }
 
-func (n *Node) writeMachineStatus() error {
-	ms := runtime.NewMachineStatus()
+// logicalLink is the VLAN or bond the active config puts the node's address on, and its kind ("" when the
+// address is on the physical link or its alias).
+func (n *Node) logicalLink() (string, string) {
+	if n.active == nil {
+		return "", ""
+	}
 
-	switch {
-	case n.maintenance:
-		ms.TypedSpec().Stage = runtime.MachineStageMaintenance
-		ms.TypedSpec().Status.Ready = true
-	case n.etcdJoinErr != "":
-		ms.TypedSpec().Stage = runtime.MachineStageRunning
-		ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "serviceReady", Reason: "service \"etcd\" not healthy: " + n.etcdJoinErr}}
-	default:
-		ms.TypedSpec().Stage = runtime.MachineStageRunning
-		ms.TypedSpec().Status.Ready = n.ready
+	for _, link := range n.active.NetworkCommonLinkConfigs() {
+		for _, a := range link.Addresses() {
+			if a.Address().Addr().String() != n.ip {
+				continue
+			}
 
-		if !n.ready {
-			ms.TypedSpec().Status.UnmetConditions = []runtime.UnmetCondition{{Name: "nodeReady", Reason: fmt.Sprintf("node %q is not ready", n.name)}}
+			switch link.(type) {
+			case cfgiface.NetworkVLANConfig:
+				return link.Name(), "vlan"
+			case cfgiface.NetworkBondConfig:
+				return link.Name(), "bond"
+			}
+
+			return "", ""
 		}
 	}
 
+	return "", ""
+}
+
+// writeMachineStatus is MachineStatusController's resource (internal/app/machined/pkg/controllers/runtime/
+// machine_status.go at v1.12.4 and v1.13.0): the stage, "booting" until the Boot sequence ends and "running"
+// after (lines 405-432), which for a control plane is only once etcd is up (etcd.go, bootDone); and ready only
+// when every readiness check passes, each failing one an unmet condition (lines 143-162): "services" (a
+// required service, etcd on a control plane, not running: 270-302) and "nodeReady" (the Node's Ready
+// condition as NodeStatusController read it: 354-385; nodestatus.go). A scenario without the test's
+// Kubernetes API has no Node to read: there readyAfterMs (or a not-ready result) stands for its readiness.
+func (n *Node) writeMachineStatus() error {
+	ms := runtime.NewMachineStatus()
+
+	if n.maintenance {
+		ms.TypedSpec().Stage = runtime.MachineStageMaintenance
+		ms.TypedSpec().Status.Ready = true
+
+		return put(n.st, ms)
+	}
+
+	unmet := n.unmet()
+
+	ms.TypedSpec().Stage = runtime.MachineStageRunning
+	if !n.booted {
+		ms.TypedSpec().Stage = runtime.MachineStageBooting
+	}
+
+	ms.TypedSpec().Status.Ready = len(unmet) == 0
+	ms.TypedSpec().Status.UnmetConditions = unmet
+
 	return put(n.st, ms)
+}
+
+// unmet are the readiness checks that fail now (writeMachineStatus), of a configured node.
+func (n *Node) unmet() []runtime.UnmetCondition {
+	var unmet []runtime.UnmetCondition
+
+	if !n.c.bootDone(n) {
+		unmet = append(unmet, runtime.UnmetCondition{Name: "services", Reason: "etcd not running"})
+	}
+
+	switch {
+	case n.nodeWatched && !n.nodeReady:
+		unmet = append(unmet, runtime.UnmetCondition{Name: "nodeReady", Reason: n.nodeReason})
+	case !n.ready:
+		unmet = append(unmet, runtime.UnmetCondition{Name: "nodeReady", Reason: fmt.Sprintf("node %q is not ready", n.name)})
+	}
+
+	return unmet
 }
 
 func (n *Node) writeConfigs() error {

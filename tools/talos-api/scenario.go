@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -55,6 +56,12 @@ type EtcdSpec struct {
 	// Bootstrapped: every running control plane is a started member with its data directory filled.
 	Bootstrapped bool        `json:"bootstrapped"`
 	Alarms       []AlarmSpec `json:"alarms,omitempty"`
+	// JoinTimeoutMs: how long a control plane's etcd asks to join (or waits for a bootstrap) before it gives
+	// up, Failed (etcd.go, waitToJoin): Talos's EtcdJoinTimeout, 30 minutes, when left out; a test scales it down.
+	JoinTimeoutMs int `json:"joinTimeoutMs,omitempty"`
+	// BootTimeoutMs: how long a control plane's Boot sequence waits for etcd before machined reboots it
+	// (etcd.go, bootTimeout): Talos's BootTimeout, 70 minutes, when left out.
+	BootTimeoutMs int `json:"bootTimeoutMs,omitempty"`
 }
 
 // AlarmSpec is one etcd alarm raised by a member (NOSPACE, CORRUPT).
@@ -175,6 +182,20 @@ func (sc *Scenario) validate() error {
 
 	if sc.Cluster.ConfigVersion == "" {
 		sc.Cluster.ConfigVersion = "v1.12"
+	}
+
+	// Talos's constants.EtcdJoinTimeout and constants.BootTimeout (pkg/machinery/constants/constants.go:964
+	// and :956 at v1.12.4, :920 and :909 at v1.13.0).
+	if sc.Etcd.JoinTimeoutMs == 0 {
+		sc.Etcd.JoinTimeoutMs = int((30 * time.Minute).Milliseconds())
+	}
+
+	if sc.Etcd.BootTimeoutMs == 0 {
+		sc.Etcd.BootTimeoutMs = int((70 * time.Minute).Milliseconds())
+	}
+
+	if sc.Etcd.JoinTimeoutMs < 0 || sc.Etcd.BootTimeoutMs < 0 {
+		return fmt.Errorf("etcd: joinTimeoutMs and bootTimeoutMs must not be negative")
 	}
 
 	if ca := sc.Cluster.KubernetesCA; ca != nil {

@@ -49,6 +49,8 @@ type applyRun struct {
 	// how long a restarted one must run untouched (--pods-stable).
 	pods   *staticpods.Watch
 	stable time.Duration
+	// servedPods: some Node was Ready during this run (readiness.go); saidNoCNI: the step said none is, for want of a CNI.
+	servedPods, saidNoCNI bool
 
 	rec     *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
 	at      input.Node     // where the node answers: n, or where the record last reached it
@@ -166,7 +168,7 @@ func (r *applyRun) run(ctx context.Context) error {
 	}()
 
 	if err := r.steps(ctx); err != nil {
-		return err
+		return r.noteOwed(err)
 	}
 
 	rec := record.Record{Node: r.n.Name, IP: r.at.IP, Machine: r.machine}
@@ -201,8 +203,6 @@ func (r *applyRun) memberID(ctx context.Context) uint64 {
 }
 
 func (r *applyRun) steps(ctx context.Context) error {
-	n := r.n
-
 	state, err := r.reach(ctx)
 	if err != nil {
 		return err
@@ -223,6 +223,16 @@ func (r *applyRun) steps(ctx context.Context) error {
 	if r.c, err = r.t.Connect(ctx, r.at); err != nil {
 		return err
 	}
+
+	return r.onRunning(ctx)
+}
+
+// onRunning is the step for a machine running with the cluster's client certificate (r.c): its version,
+// schematic and config read, and whatever differs rolled, or its health checked.
+//
+//nolint:gocyclo,cyclop
+func (r *applyRun) onRunning(ctx context.Context) error {
+	n := r.n
 
 	running, err := talos.Version(ctx, r.c)
 	if err != nil {
@@ -286,6 +296,11 @@ func (r *applyRun) steps(ctx context.Context) error {
 	if same && !upgrade {
 		report.Progress(n.Name, "config unchanged and Talos as configured: checking health only")
 
+		// What an earlier run left owed goes first: a health check that fails must not leave noout set.
+		if err := r.runOwedHooks(ctx); err != nil {
+			return err
+		}
+
 		if err := r.healthy(ctx); err != nil {
 			return err
 		}
@@ -320,6 +335,10 @@ func (r *applyRun) steps(ctx context.Context) error {
 
 	if !same && !reboot {
 		if err := r.applyNow(ctx, active); err != nil {
+			return err
+		}
+
+		if err := r.runOwedHooks(ctx); err != nil {
 			return err
 		}
 
@@ -429,7 +448,8 @@ func (r *applyRun) reach(ctx context.Context) (string, error) {
 // moving: the node answers at its old address, and the config moves it to its new one.
 func (r *applyRun) moving() bool { return r.at.IP != r.n.IP }
 
-// identify reads which machine answers at an address ("" when it cannot be told, and says why).
+// identify reads which machine answers at an address ("" when it cannot be told, and says why): the machine
+// last reached, when one of its links' permanent MACs is the one recorded (talos.MachineIdentityAs).
 func (r *applyRun) identify(ctx context.Context, at input.Node, state string) string {
 	connect := func(ctx context.Context, n input.Node) (*client.Client, error) { return r.t.Connect(ctx, n) }
 	if state == talos.Maintenance {
@@ -443,7 +463,12 @@ func (r *applyRun) identify(ctx context.Context, at input.Node, state string) st
 
 	defer c.Close() //nolint:errcheck
 
-	id, err := talos.MachineIdentity(ctx, c, at.IP)
+	known := ""
+	if r.rec != nil {
+		known = r.rec.Machine
+	}
+
+	id, err := talos.MachineIdentityAs(ctx, c, at.IP, known)
 	if err != nil {
 		report.Progress(r.n.Name, "which machine it is cannot be read: %s", talos.Message(err))
 	}
@@ -509,8 +534,8 @@ func (r *applyRun) follow(ctx context.Context) error {
 		return report.From(n.Name, "move", look, err)
 	}
 
-	if id := talos.IdentityAt(ctx, r.t, n); r.machine != "" && id != "" && id != r.machine {
-		return &report.Failure{Node: n.Name, Check: "machine", Detail: fmt.Sprintf("another machine (%s) answers at %s than the one the config went to (%s)", id, n.IP, r.machine), Look: look}
+	if err := r.sameMachine(ctx, n, look); err != nil {
+		return err
 	}
 
 	c, err := r.t.Connect(ctx, n)
@@ -531,7 +556,8 @@ const otherCPWait = 2 * time.Minute
 
 // clearReflashed: a machine in maintenance mode whose last apply recorded an etcd member was
 // reflashed or replaced. Before it gets its config, its stale member is removed through another
-// control plane and its old Node object deleted, so it joins etcd and Kubernetes afresh.
+// control plane and its old Node object deleted, so it joins etcd and Kubernetes afresh. What a
+// disruption of it still owes is not on the Node (kube: OwedConfigMap), and runs once it is back.
 func (r *applyRun) clearReflashed(ctx context.Context) error {
 	n := r.n
 
@@ -630,53 +656,34 @@ func (r *applyRun) handOver(ctx context.Context) error {
 	return r.waitBack(ctx)
 }
 
-// clusterBootstrapped: a control plane answers etcd's member list, or etcd is past waiting for
-// a bootstrap (a cluster that lost quorum is bootstrapped, and must fail the etcd checks).
+// clusterBootstrapped: etcd is bootstrapped somewhere, as the bootstrap tells (talos.AskEtcdOf: a member
+// list that answers, or etcd data held; a cluster that lost quorum is bootstrapped, and must fail the etcd
+// checks). An etcd that does not run over an empty data directory holds none, Preparing (pulling its image,
+// waiting to join or for the bootstrap) or Failed (it gave up joining after Talos's EtcdJoinTimeout): a
+// control plane seen so asks the others, since it may be joining a cluster they run. What cannot be told
+// (a control plane that does not answer or cannot be read) counts as bootstrapped: the checks that follow
+// then say what is wrong, rather than skipped.
 func (r *applyRun) clusterBootstrapped(ctx context.Context) bool {
-	c := r.c
-
-	if !r.controlPlane() {
-		ec, err := r.t.ConnectEndpoints(ctx)
-		if err != nil {
+	if r.controlPlane() {
+		if self := r.surveyEtcd(ctx, []input.Node{r.at})[0]; !self.Empty {
 			return true
 		}
 
-		defer ec.Close() //nolint:errcheck
+		elsewhere, _ := r.bootstrappedElsewhere(ctx)
 
-		c = ec
+		return elsewhere
 	}
 
-	probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	cps := r.t.OtherControlPlanes(r.n)
+	seen := r.surveyEtcd(ctx, cps)
 
-	if _, err := talos.EtcdMembers(probeCtx, c); err == nil {
-		return true
-	}
-
-	// etcd waits in "Preparing" until it is bootstrapped or joins; any other state means it ran.
-	services, err := c.ServiceList(probeCtx)
-	if err != nil {
-		return true
-	}
-
-	for _, m := range services.GetMessages() {
-		for _, s := range m.GetServices() {
-			if s.GetId() == "etcd" && s.GetState() == "Preparing" {
-				// A control plane still joining (pulling etcd's image, or refused for want of a leader: Talos keeps
-				// it Preparing and retries, v1.12.4 internal/app/machined/pkg/system/services/etcd.go) waits there
-				// too, on a cluster the others run: only when none does is this a bring-up before the bootstrap.
-				if r.controlPlane() {
-					elsewhere, _ := r.bootstrappedElsewhere(ctx)
-
-					return elsewhere
-				}
-
-				return false
-			}
+	for _, s := range seen {
+		if !s.Empty {
+			return true
 		}
 	}
 
-	return true
+	return len(cps) == 0
 }
 
 // connectKube is the kubeconfig from stdin, else the admin kubeconfig a control plane hands out
@@ -827,9 +834,8 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 		return report.Checkf("machine-status", r.talosLook("get machinestatus"), "%s", talos.Message(err))
 	}
 
-	// Before the bootstrap Talos cannot be ready (its readiness waits for etcd and the Node).
-	if ms.Stage != "running" || (r.bootstrapped && !ms.Ready) {
-		return report.Checkf("machine-status", r.talosLook("get machinestatus"), "%s", ms)
+	if _, err := r.machineReady(ctx, ms); err != nil {
+		return err
 	}
 
 	if !r.bootstrapped {
@@ -856,8 +862,8 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 		return nil
 	}
 
-	if err := r.kube.NodeReady(ctx, r.n.Name); err != nil {
-		return report.Checkf("node-ready", kube.NodeLook(r.n.Name), "%s", report.FirstLine(err))
+	if err := r.nodeCheck(ctx); err != nil {
+		return err
 	}
 
 	if want := kube.TagOf(images["kubelet"]); want != "" {
@@ -880,13 +886,9 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 	return nil
 }
 
-// resumeLeftovers uncordons the Node and restores the workloads an earlier, interrupted run left
-// cordoned and paused (it failed, or was stopped, after the reboot).
-func (r *applyRun) resumeLeftovers(ctx context.Context) error {
-	if r.kube == nil {
-		return nil
-	}
-
+// uncordonLeft uncordons the Node an earlier, interrupted run left cordoned (it failed, or was stopped,
+// after the reboot).
+func (r *applyRun) uncordonLeft(ctx context.Context) error {
 	left, err := r.kube.LeftCordoned(ctx, r.n.Name)
 	if err != nil {
 		return &report.Failure{Node: r.n.Name, Check: "uncordon", Detail: report.FirstLine(err), Look: kube.NodeLook(r.n.Name)}
@@ -898,6 +900,20 @@ func (r *applyRun) resumeLeftovers(ctx context.Context) error {
 		}
 
 		report.Progress(r.n.Name, "uncordoned (an earlier run left it cordoned)")
+	}
+
+	return nil
+}
+
+// resumeLeftovers uncordons the Node, runs the after hooks owed, and restores the workloads an earlier,
+// interrupted run left cordoned, owed and paused (the first two are done already when runOwedHooks ran).
+func (r *applyRun) resumeLeftovers(ctx context.Context) error {
+	if r.kube == nil {
+		return nil
+	}
+
+	if err := r.uncordonLeft(ctx); err != nil {
+		return err
 	}
 
 	if err := r.runAfterHooks(ctx, false); err != nil {
@@ -934,6 +950,20 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 	}
 
+	if err := r.disruptionAllowed(ctx); err != nil {
+		return err
+	}
+
+	// Whether the Node's kubelet reports its boot (every kubelet does: waitNodeOfThisBoot): after the reboot the
+	// Node must be the new boot's, since the old one's Ready stays until the node lifecycle controller's grace ends.
+	reportsBoot := false
+	if r.kube != nil {
+		var err error
+		if reportsBoot, err = bootReported(ctx, wait.Every, func(ctx context.Context) (string, error) { return r.kube.NodeBootID(ctx, n.Name) }); err != nil {
+			return &report.Failure{Node: n.Name, Check: "node", Detail: "whether the Node reports its boot cannot be read, so nothing was changed: " + report.FirstLine(err), Look: kube.NodeLook(n.Name)}
+		}
+	}
+
 	// From here on a failure before the reboot puts Kubernetes back as it was.
 	prepared, err := r.prepareKube(ctx)
 	if err != nil {
@@ -958,15 +988,6 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
 	}
 
-	// Whether the Node's kubelet reports its boot (every kubelet does: waitNodeOfThisBoot): after the reboot the
-	// Node must be the new boot's, since the old one's Ready stays until the node lifecycle controller's grace ends.
-	reportsBoot := false
-	if r.kube != nil {
-		if id, err := r.kube.NodeBootID(ctx, n.Name); err == nil && id != "" {
-			reportsBoot = true
-		}
-	}
-
 	if upgrade {
 		if err := r.upgrade(ctx); err != nil {
 			return r.unprepareKube(prepared, err)
@@ -982,21 +1003,21 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	// The node is going down: a failure from here on leaves it cordoned, for a person to look at.
 	if r.moving() {
 		if err := r.follow(ctx); err != nil {
-			return withLeftovers(err, prepared)
+			return r.withLeftovers(err, prepared)
 		}
 	}
 
 	if err := r.waitReboot(ctx, before); err != nil {
-		return withLeftovers(err, prepared)
+		return r.withLeftovers(err, prepared)
 	}
 
 	if err := r.waitRunning(ctx); err != nil {
-		return withLeftovers(err, prepared)
+		return r.withLeftovers(err, prepared)
 	}
 
 	if upgrade {
 		if err := r.checkVersion(ctx); err != nil {
-			return withLeftovers(err, prepared)
+			return r.withLeftovers(err, prepared)
 		}
 	}
 
@@ -1010,25 +1031,19 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 
 		if err != nil {
-			return withLeftovers(&report.Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
+			return r.withLeftovers(&report.Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
 		}
 	}
 
 	if reportsBoot {
 		if err := r.waitNodeOfThisBoot(ctx); err != nil {
-			return withLeftovers(err, prepared)
+			return r.withLeftovers(err, prepared)
 		}
 	}
 
 	if r.kube != nil {
-		if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
-			if err := r.kube.NodeReady(ctx, n.Name); err != nil {
-				return report.Checkf("node-ready", kube.NodeLook(n.Name), "%s", report.FirstLine(err))
-			}
-
-			return nil
-		}); err != nil {
-			return withLeftovers(report.From(n.Name, "node-ready", kube.NodeLook(n.Name), err), prepared)
+		if err := wait.Poll(ctx, wait.Every, r.nodeCheck); err != nil {
+			return r.withLeftovers(report.From(n.Name, "node-ready", kube.NodeLook(n.Name), err), prepared)
 		}
 	}
 
@@ -1127,8 +1142,8 @@ func (r *applyRun) unprepareKube(p prepared, cause error) error {
 	defer rcancel()
 
 	left := "the next run of this step finishes it"
-	if owed, _ := r.kube.OwedAfterHooks(rctx, r.n.Name); len(owed) > 0 { //nolint:errcheck // a note on a failure
-		left = owedNote(owed)
+	if owed, _ := r.owed(rctx); len(owed) > 0 { //nolint:errcheck // a note on a failure
+		left = owedNote(r.n.Name, owed)
 	}
 
 	f.Detail += fmt.Sprintf(" (and putting Kubernetes back failed: %s; %s)", report.FirstLine(err), left)
@@ -1155,7 +1170,7 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 		report.Progress(n.Name, "uncordoned")
 	}
 
-	// This disruption's own, and any an earlier run left owed on the Node.
+	// This disruption's own, and any an earlier run left owed.
 	if err := r.runAfterHooks(ctx, p.hooks); err != nil {
 		return err
 	}
@@ -1170,7 +1185,7 @@ func (r *applyRun) undo(ctx context.Context, p prepared) error {
 }
 
 // withLeftovers says what a failure after the reboot leaves behind for a person.
-func withLeftovers(err error, p prepared) error {
+func (r *applyRun) withLeftovers(err error, p prepared) error {
 	var f *report.Failure
 	if !errors.As(err, &f) {
 		return err
@@ -1186,7 +1201,7 @@ func withLeftovers(err error, p prepared) error {
 	}
 
 	if len(p.afterOwed) > 0 {
-		left = append(left, owedNote(p.afterOwed))
+		left = append(left, owedNote(r.n.Name, p.afterOwed))
 	}
 
 	if len(left) > 0 {
@@ -1373,9 +1388,11 @@ func (r *applyRun) waitReboot(ctx context.Context, before string) error {
 	return nil
 }
 
-// waitRunning waits for MachineStatus running (and ready, once etcd is bootstrapped).
+// waitRunning waits for MachineStatus running and ready once etcd is bootstrapped (ready in all but its
+// Node while no CNI runs: machineReady).
 func (r *applyRun) waitRunning(ctx context.Context) error {
 	look := r.talosLook("get machinestatus")
+	butNode := false
 
 	err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		ms, err := talos.MachineStatus(ctx, r.c)
@@ -1383,17 +1400,19 @@ func (r *applyRun) waitRunning(ctx context.Context) error {
 			return report.Checkf("machine-status", look, "%s", talos.Message(err))
 		}
 
-		if ms.Stage != "running" || (r.bootstrapped && !ms.Ready) {
-			return report.Checkf("machine-status", look, "%s", ms)
-		}
+		butNode, err = r.machineReady(ctx, ms)
 
-		return nil
+		return err
 	})
 	if err != nil {
 		return report.From(r.n.Name, "machine-status", look, err)
 	}
 
-	report.Progress(r.n.Name, "running and ready")
+	if butNode {
+		report.Progress(r.n.Name, "running, and ready but for its Node (no CNI yet)")
+	} else {
+		report.Progress(r.n.Name, "running and ready")
+	}
 
 	return nil
 }

@@ -3,21 +3,43 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// AfterHooksAnnotation names, on a Node, the after hooks a disruption of it still owes (NAMESPACE/NAME
-// of each Job, comma-separated). It is written before the first before hook runs and removed only
-// once every after hook completed, so a run that fails or is killed anywhere in between (a before
-// hook running, cordoned, draining, rebooting, back, an after hook running) leaves it, and the next
-// run of the node's step runs them: Ceph's noout is cluster-wide, and left set it would let the
-// next Ceph host go down while the data is still degraded.
-const AfterHooksAnnotation = "iluvatar.dev/after-hooks"
+// The after hooks a disruption of a node still owes are kept in one ConfigMap, a key per node (its name),
+// NAMESPACE/NAME of each Job, comma-separated. A node's entry is written before the first before hook runs
+// and removed only once every after hook completed, so a run that fails or is killed anywhere in between (a
+// before hook running, cordoned, draining, rebooting, back, an after hook running) leaves it, and the next
+// run of the node's step runs them: Ceph's noout is cluster-wide, and left set it would let the next Ceph
+// host go down while the data is still degraded.
+//
+// Not on the Node object: a Node goes with the machine's disk (a reflashed control plane's apply deletes its
+// old Node before the hand-over, a reset's delete removes it, a renamed machine registers a new one), and a
+// mark on it went with it, leaving noout set for good. The ConfigMap outlives every Node.
+const (
+	OwedNamespace = "kube-system"
+	OwedConfigMap = "iluvatar-after-hooks"
+)
+
+// OwedLook is how a person sees the after hooks the nodes are owed.
+func OwedLook() string {
+	return fmt.Sprintf("kubectl -n %s get configmap %s -o yaml; kubectl get jobs -A", OwedNamespace, OwedConfigMap)
+}
+
+// OwedForget is how a person removes a node's entry, once they did by hand what its hooks do.
+func OwedForget(node string) string {
+	return fmt.Sprintf(`kubectl -n %s patch configmap %s --type=json -p '[{"op":"remove","path":"/data/%s"}]'`, OwedNamespace, OwedConfigMap, node)
+}
 
 // JobRef is how the mark names a hook Job: NAMESPACE/NAME (an empty namespace is RunJob's default).
 func JobRef(job batchv1.Job) string {
@@ -42,17 +64,24 @@ func ParseAfterHooks(mark string) []string {
 	return refs
 }
 
-// OwedAfterHooks are the after hooks the Node's mark says a disruption still owes.
+// OwedAfterHooks are the after hooks a disruption of the node still owes.
 func (k *Client) OwedAfterHooks(ctx context.Context, node string) ([]string, error) {
-	n, err := k.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	cm, err := k.cs.CoreV1().ConfigMaps(OwedNamespace).Get(ctx, OwedConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+
 	if err != nil {
 		return nil, err
 	}
 
-	return ParseAfterHooks(n.Annotations[AfterHooksAnnotation]), nil
+	return ParseAfterHooks(cm.Data[node]), nil
 }
 
-// MarkAfterHooks adds jobs to the Node's mark (an earlier run's owed hooks stay named).
+// MarkAfterHooks adds jobs to the node's entry (an earlier run's owed hooks stay named).
 func (k *Client) MarkAfterHooks(ctx context.Context, node string, jobs []string) error {
 	owed, err := k.OwedAfterHooks(ctx, node)
 	if err != nil {
@@ -67,22 +96,45 @@ func (k *Client) MarkAfterHooks(ctx context.Context, node string, jobs []string)
 
 	mark := strings.Join(owed, ",")
 
-	return k.annotateNode(ctx, node, &mark)
+	return k.setOwed(ctx, node, &mark)
 }
 
-// ClearAfterHooks removes the mark: every hook it named completed.
+// ClearAfterHooks removes the node's entry: every hook it named completed.
 func (k *Client) ClearAfterHooks(ctx context.Context, node string) error {
-	return k.annotateNode(ctx, node, nil)
+	return k.setOwed(ctx, node, nil)
 }
 
-// annotateNode sets the mark, or removes it (nil: a merge patch's null).
-func (k *Client) annotateNode(ctx context.Context, node string, mark *string) error {
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AfterHooksAnnotation: mark}}})
+// setOwed sets the node's entry, or removes it (nil: a merge patch's null), making the ConfigMap when it
+// is not there yet. A merge patch of one key leaves the other nodes' entries alone.
+func (k *Client) setOwed(ctx context.Context, node string, mark *string) error {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	cms := k.cs.CoreV1().ConfigMaps(OwedNamespace)
+
+	body, err := json.Marshal(map[string]any{"data": map[string]any{node: mark}})
 	if err != nil {
 		return err
 	}
 
-	_, err = k.cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "iluvatar-upgrader"})
+	for range 3 {
+		_, err = cms.Patch(ctx, OwedConfigMap, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "iluvatar-upgrader"})
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+
+		if mark == nil {
+			return nil // nothing owed anywhere
+		}
+
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: OwedConfigMap, Namespace: OwedNamespace}, Data: map[string]string{node: *mark}}
+
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: "iluvatar-upgrader"})
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		// made meanwhile (another node's step): patch it
+	}
 
 	return err
 }

@@ -312,7 +312,7 @@ func (r *resetRun) isThisNode(ctx context.Context, at input.Node, warned *bool) 
 
 	id, known := "", r.rec != nil && r.rec.Machine != ""
 	if known {
-		id = talos.IdentityAt(ctx, r.t, at)
+		id = talos.IdentityAt(ctx, r.t, at, r.rec.Machine)
 	}
 
 	other := known && id != "" && id != r.rec.Machine
@@ -360,11 +360,15 @@ func (r *resetRun) chooseMode(ctx context.Context, at input.Node, c *client.Clie
 		report.Progress(n.Name, "a worker: graceful reset (Talos cordons and drains it first)")
 
 		return "graceful", nil
-	case err != nil && talos.EtcdServiceState(ctx, c) == "Preparing":
-		report.Progress(n.Name, "a control plane whose etcd never started: nothing to leave, reset without leaving etcd")
-
-		return "last", nil
 	case err != nil:
+		// Its etcd holds no data (not running over an empty data directory: Preparing, or Failed once it gave
+		// up joining; talos.AskEtcdOf): nothing to leave. Anything else cannot be told.
+		if self := r.t.AskEtcdOf(ctx, at); self.Empty {
+			report.Progress(n.Name, "a control plane whose etcd never started (it %s): nothing to leave, reset without leaving etcd", self.Detail)
+
+			return "last", nil
+		}
+
 		return "", &report.Failure{Node: n.Name, Check: "etcd", Detail: fmt.Sprintf("etcd's member list does not answer (%s): whether it may leave etcd cannot be told, so nothing was reset", talos.Message(err)), Look: talos.EtcdLook(at)}
 	case len(members) == 1 && members[0].GetHostname() == n.Name:
 		report.Progress(n.Name, "etcd's last member, which cannot leave: reset without leaving etcd (the cluster's etcd ends with it)")
@@ -437,6 +441,14 @@ func (r *resetRun) forget(ctx context.Context, member bool) error {
 
 	defer c.Close() //nolint:errcheck
 
+	// Before the first bootstrap (every other control plane holds no etcd data: bootstrap's rule) there is no
+	// member to remove: a valinor off for good, taken out of the inventory during a bring-up.
+	if member && r.noEtcdYet(ctx, others) {
+		report.Progress(n.Name, "etcd is not bootstrapped (no other control plane holds etcd data): no member to remove")
+
+		member = false
+	}
+
 	if member {
 		if err := talos.RemoveStaleMember(ctx, c, n.Name, r.rec.MemberID(), cp); err != nil {
 			return &report.Failure{Node: n.Name, Check: "etcd", Detail: "its etcd member cannot be removed: " + err.Error(), Look: talos.EtcdLook(cp)}
@@ -452,6 +464,10 @@ func (r *resetRun) forget(ctx context.Context, member bool) error {
 	k, err := kube.From(ctx, r.s, c)
 	if err != nil {
 		return &report.Failure{Node: n.Name, Check: "kubeconfig", Detail: err.Error(), Look: "talosctl -n " + cp.IP + " kubeconfig"}
+	}
+
+	if err := runOwed(ctx, k, n.Name, r.s); err != nil {
+		return err
 	}
 
 	if err := kube.DeleteNode(ctx, k, n.Name); err != nil {

@@ -70,8 +70,9 @@ type etcdKind int
 const (
 	// etcdUnknown: it does not answer, or nothing it says tells.
 	etcdUnknown etcdKind = iota
-	// etcdNone: no etcd data: maintenance mode (no config), or etcd Preparing (pulling its image, or
-	// waiting to join or for a bootstrap) over an empty data directory.
+	// etcdNone: no etcd data: maintenance mode (no config), or an etcd that does not run (Preparing:
+	// pulling its image, waiting to join or for a bootstrap; Failed: it gave up joining) over an empty
+	// data directory (classifyEtcd).
 	etcdNone
 	// etcdHeld: its etcd runs, or its data directory is not empty: it holds a cluster's data.
 	etcdHeld
@@ -309,7 +310,8 @@ func (t *Talosconfig) surveyEtcd(ctx context.Context, nodes []input.Node) []etcd
 //   - EtcdMemberList answers only once an etcd it reaches (its own, or through the control planes it
 //     discovered) has a leader;
 //   - the etcd service is "Preparing" from the start of its PreFunc, through pulling its image and
-//     waiting to join or for a bootstrap, until it runs (service_runner.go, Run);
+//     waiting to join or for a bootstrap, until it runs (service_runner.go, Run), and "Failed" once it
+//     gave up joining (classifyEtcd);
 //   - its data directory, listed (MachineService.List), is what Bootstrap itself checks.
 func (t *Talosconfig) askEtcd(ctx context.Context, n input.Node) etcdSeen {
 	s := etcdSeen{node: n}
@@ -358,8 +360,6 @@ func (t *Talosconfig) askEtcd(ctx context.Context, n input.Node) etcdSeen {
 		return s
 	}
 
-	listErr := Message(err)
-
 	sctx, cancel := context.WithTimeout(ctx, surveyCall)
 	service, serr := etcdService(sctx, c)
 
@@ -370,22 +370,7 @@ func (t *Talosconfig) askEtcd(ctx context.Context, n input.Node) etcdSeen {
 
 	cancel()
 
-	if serr != nil {
-		service = "unread (" + Message(serr) + ")"
-	}
-
-	switch {
-	case derr == nil && !empty:
-		s.kind, s.detail = etcdHeld, fmt.Sprintf("holds etcd data (%s is not empty; etcd %s; its member list: %s)", EtcdDataPath, service, listErr)
-	case service == "Running":
-		s.kind, s.detail = etcdHeld, fmt.Sprintf("runs etcd (its member list: %s)", listErr)
-	case derr == nil && service == "Preparing":
-		s.kind, s.detail = etcdNone, fmt.Sprintf("waits to join or for a bootstrap (etcd Preparing, %s empty)", EtcdDataPath)
-	case derr == nil:
-		s.detail = fmt.Sprintf("has etcd %s, %s empty (its member list: %s)", service, EtcdDataPath, listErr)
-	default:
-		s.detail = fmt.Sprintf("has etcd %s, %s unread: %s (its member list: %s)", service, EtcdDataPath, Message(derr), listErr)
-	}
+	s.kind, s.detail = classifyEtcd(service, serr, empty, derr, Message(err))
 
 	return s
 }

@@ -193,24 +193,3 @@ func (t *Talosconfig) FetchKubeconfig(ctx context.Context, n input.Node, control
 
 	return "", fmt.Errorf("no kubeconfig on stdin, and the Talos API hands none out: %w", errors.Join(errs...))
 }
-
-// EtcdServiceState is the etcd service's state on a control plane ("" when it cannot be read).
-func EtcdServiceState(ctx context.Context, c *client.Client) string {
-	cctx, cancel := wait.Call(ctx)
-	defer cancel()
-
-	services, err := c.ServiceList(cctx)
-	if err != nil {
-		return ""
-	}
-
-	for _, m := range services.GetMessages() {
-		for _, s := range m.GetServices() {
-			if s.GetId() == "etcd" {
-				return s.GetState()
-			}
-		}
-	}
-
-	return ""
-}

@@ -141,8 +141,9 @@ func HostnameAt(ctx context.Context, t *Talosconfig, n input.Node) string {
 	return h.TypedSpec().Hostname
 }
 
-// IdentityAt is the identity of the running machine at a node's address ("" when it cannot be told).
-func IdentityAt(ctx context.Context, t *Talosconfig, n input.Node) string {
+// IdentityAt is the identity of the running machine at a node's address ("" when it cannot be told), as
+// MachineIdentityAs tells it against known.
+func IdentityAt(ctx context.Context, t *Talosconfig, n input.Node, known string) string {
 	c, err := t.Connect(ctx, n)
 	if err != nil {
 		return ""
@@ -150,9 +151,25 @@ func IdentityAt(ctx context.Context, t *Talosconfig, n input.Node) string {
 
 	defer c.Close() //nolint:errcheck
 
-	id, _ := MachineIdentity(ctx, c, n.IP) //nolint:errcheck
+	id, _ := MachineIdentityAs(ctx, c, n.IP, known) //nolint:errcheck
 
 	return id
+}
+
+// MachineIdentityAs is MachineIdentity, except that a machine one of whose links' permanent MACs is known (the
+// identity a step last recorded, or read in maintenance mode) is that machine, and answers known. In
+// maintenance mode the address sits on the physical link, so the identity read there is its MAC; a config that
+// puts the address on a bond or a VLAN leaves no permanent MAC on the address's link once installed, and
+// MachineIdentity falls back to the SMBIOS UUID, which would tell the same machine for another. The maintenance
+// check matches the config's MAC against every link's the same way (PermanentMACs).
+func MachineIdentityAs(ctx context.Context, c *client.Client, ip, known string) (string, error) {
+	if known != "" {
+		if macs, err := PermanentMACs(ctx, c); err == nil && slices.Contains(macs, known) {
+			return known, nil
+		}
+	}
+
+	return MachineIdentity(ctx, c, ip)
 }
 
 func permanentMAC(l *network.LinkStatusSpec) string {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -249,6 +250,14 @@ type Status struct {
 	Stage string
 	Ready bool
 	unmet []string
+	names []string // the unmet conditions' names (Talos's readiness checks: time, network, services, staticPods, nodeReady)
+}
+
+// ReadyButNode: every readiness check passes but nodeReady, the Node's Ready condition
+// (internal/app/machined/pkg/controllers/runtime/machine_status.go:354-385 at v1.12.4 and v1.13.0),
+// which no Node has before a CNI runs.
+func (m Status) ReadyButNode() bool {
+	return !m.Ready && len(m.names) > 0 && !slices.ContainsFunc(m.names, func(n string) bool { return n != "nodeReady" })
 }
 
 func (m Status) String() string {
@@ -276,6 +285,7 @@ func MachineStatus(ctx context.Context, c *client.Client) (Status, error) {
 	out := Status{Stage: ms.TypedSpec().Stage.String(), Ready: ms.TypedSpec().Status.Ready}
 	for _, u := range ms.TypedSpec().Status.UnmetConditions {
 		out.unmet = append(out.unmet, fmt.Sprintf("%s: %s", u.Name, u.Reason))
+		out.names = append(out.names, u.Name)
 	}
 
 	return out, nil
