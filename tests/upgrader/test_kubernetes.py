@@ -545,10 +545,15 @@ def test_a_reflashed_ceph_host_keeps_what_a_killed_run_left_owed_and_runs_it_onc
     running(kube_talos, ns, "guarded", 1)
     ips = addresses(3)
     host: dict[str, Any] = {"applyNeedsReboot": True, "install": {"downMs": 300}}
-    with talos_api(scenario([node(cp, ip, "controlplane", NEW, **(host if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)])) as api:
+    spec = scenario(
+        [node(cp, ip, "controlplane", NEW, **(host if cp == cps[2] else {})) for cp, ip in zip(cps, ips, strict=True)],
+        endpoint=kube_talos.server,
+        kubernetes_ca=kube_talos.ca,
+    )
+    with talos_api(spec) as api:
         member = api.state()[cps[2]]["etcdMemberId"]
         config = api.config("controlplane", installer(VANILLA, NEW), patches=[_sysctl()])
-        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", "--timeout", "120s"]
+        args = ["apply", "--node", api.node_arg(cps[2]), "--role", "controlplane", *STABLE, "--timeout", "120s"]
         stdin = {
             "talosconfig": api.talosconfig_text(),
             "kubeconfig": kube_talos.kubeconfig.read_text(),
@@ -564,7 +569,8 @@ def test_a_reflashed_ceph_host_keeps_what_a_killed_run_left_owed_and_runs_it_onc
         kube_talos.wait_for("the wiped machine in maintenance mode", lambda: (s := api.state()[cps[2]])["up"] and s["maintenance"])
 
         def kubelet(line: str) -> bool:
-            if line.startswith(f"upgrader: {cps[2]}: waiting: for its kubelet to report the Node from this boot"):
+            # Its kubelet registers the Node once the machine is back: Talos's MachineStatus is ready only then.
+            if line.startswith(f"upgrader: {cps[2]}: back: it answers at "):
                 kube_talos.create_nodes([_kubelet_reports(api, kube_talos, cps[2], control_plane=True)])
                 static_pods(cps[2], control_plane_images(config))
             return False
@@ -1653,7 +1659,7 @@ def test_a_reflashed_control_planes_old_node_object_goes_before_it_gets_its_conf
 
         def kubelet(line: str) -> bool:
             # Once the machine is back, its new kubelet registers the Node afresh and runs its static pods.
-            if line.startswith(f"upgrader: {cps[2]}: waiting: for its kubelet to report the Node from this boot"):
+            if line.startswith(f"upgrader: {cps[2]}: back: it answers at "):
                 old_node_then.append(kube_talos.client.get("v1", "Node", cps[2]))
                 kube_talos.create_nodes([_kubelet_reports(api, kube_talos, cps[2], control_plane=True)])
                 static_pods(cps[2], control_plane_images(config))
