@@ -21,12 +21,12 @@ def test_a_probe_that_cannot_build_the_upgrader_finds_nothing_and_fails_no_run(
     preview. It finds nothing (every machine keeps its generation), and says why on stderr, which Pulumi shows."""
     monkeypatch.setattr(upgrader, "build", _cannot_build)
     with pytest.raises(SystemExit) as exited:
-        upgrader.exec_(["probe", "--node", "gandalf=192.168.0.31", "--deadline", "3s"])
+        upgrader.become(["probe", "--node", "gandalf=192.168.0.31", "--deadline", "3s"])
     out, err = capsys.readouterr()
     assert (exited.value.code, json.loads(out), rollout.probed(out)) == (upgrader.EXIT_OK, {"nodes": {}}, {})
     assert err.startswith("upgrader: cannot build the upgrader: building upgrader (upgrader/, build ./cmd/upgrader) failed:")
     # Any other command fails: its step cannot run.
     with pytest.raises(SystemExit) as exited:
-        upgrader.exec_(["apply", "--node", "gandalf=192.168.0.31"])
+        upgrader.become(["apply", "--node", "gandalf=192.168.0.31"])
     out, _ = capsys.readouterr()
     assert (exited.value.code, out) == (upgrader.EXIT_FAILED, "")
