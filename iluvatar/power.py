@@ -14,8 +14,8 @@ refused password is not: bmcd bans the caller's address after 5 wrong attempts.
 Like `iluvatar upgrader`, it asks the kernel for SIGTERM when the shell pulumi-command runs it in dies
 (iluvatar.lifeline: Ctrl-C, or the step's custom timeout): it stops at once, sends nothing more, and
 says what it leaves. A flash it asked for goes on in the BMC (bmcd runs the transfer on its own; nothing
-here can stop it): `pulumi up` run before it ends finds the BMC busy with a transfer not its own and fails
-saying so. Where `/bin/sh` runs the command in its own place (bash, busybox's ash), the SIGKILL is this
+here can stop it): `pulumi up` run before it ends asks for the flash again (Talos does not answer yet), and
+what bmcd does with a second flash while one runs was not checked against its source. Where `/bin/sh` runs the command in its own place (bash, busybox's ash), the SIGKILL is this
 process's: it ends at once, silently, with the same effect on the BMC.
 
 Exit codes: 0 the machine is on; 1 it is not (the message says which machine, which BMC and what
@@ -267,8 +267,7 @@ def run_bmc(args: argparse.Namespace, password: str, out: Callable[[str], None] 
     except lifeline.Stopped as e:
         raise PowerError(
             f"{bmc.where}: stopped by {e} while the BMC flashes {args.flash}: the flash goes on in the BMC, which runs it on "
-            "its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise fails on it as another "
-            "transfer, then powers the machine on"
+            "its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise asks for the flash again"
         ) from None
     # bmcd leaves a slot it flashed off.
     bmc.power_on()

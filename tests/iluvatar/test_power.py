@@ -269,7 +269,7 @@ def test_a_flash_stopped_as_pulumi_stops_a_step_ends_the_command_at_once_and_say
     assert out == ""
     assert err == (
         f"error: talos-2: the BMC at {url} (slot 2): stopped by SIGTERM while the BMC flashes {image}: the flash goes on in the "
-        "BMC, which runs it on its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise fails "
-        "on it as another transfer, then powers the machine on\n"
+        "BMC, which runs it on its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise asks "
+        "for the flash again\n"
     )
     assert isinstance(state.flash_state, dict) and "Transferring" in state.flash_state  # the BMC flashes on
