@@ -566,7 +566,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["upgrader"]:
-        # Every argument after `upgrader` is the upgrader's, untouched; the process becomes it.
+        # Every argument after `upgrader` is the upgrader's, untouched; it runs under this process, which ends as it ends.
         from iluvatar import upgrader
 
         upgrader.exec_(given[1:])

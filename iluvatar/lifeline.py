@@ -7,20 +7,28 @@ It ends when the engine cancels the run (Ctrl-C: pkg/resource/deploy/deployment_
 Pulumi v3.259.0 calls every provider's Cancel, which pulumi-go-provider v1.3.0's
 middleware/cancel/cancel.go:56-57 turns into every running Create, Update and Delete's context
 cancelled) or the step's custom timeout (the same middleware's context deadline, cancel.go:49).
-Debian's `/bin/sh` is dash, and dash 0.5.12 forks for `sh -c 'iluvatar upgrader ...'` rather than
-replacing itself, so the upgrader went on, orphaned: draining, rebooting, waiting up to its
-`--timeout`, while `cmd.Wait` waited for it, since the step's stdout and stderr are pipes whose
-reader ends only when every holder of their write ends has closed them (commandOutputs.go:61-71,
-106). A terminal's Ctrl-C never reached it either: the engine starts each provider in a process
-group of its own (sdk/go/common/resource/plugin/plugin.go:598), which the step's processes share.
+Whether the shell forks for `sh -c 'iluvatar upgrader ...'` depends on the shell: dash 0.5.12 (Debian's and
+Ubuntu's /bin/sh) forks, so the kill hits the shell and the command runs on, orphaned, while `cmd.Wait`
+waits for it, since the step's stdout and stderr are pipes whose reader ends only when every holder of
+their write ends has closed them (commandOutputs.go:61-71, 106); bash (/bin/sh on Fedora, Arch, RHEL, and
+wherever it was made /bin/sh) execs a lone simple command in place of itself, so the kill hits the
+command itself. A terminal's Ctrl-C never reached it either: the engine starts each provider in a
+process group of its own (sdk/go/common/resource/plugin/plugin.go:598), which the step's processes share.
 
-So `iluvatar upgrader` asks the kernel, before anything else, for SIGTERM when its parent dies
-(`prctl(PR_SET_PDEATHSIG)`, which the exec into the Go binary keeps): the shell killed, the upgrader
-gets SIGTERM at once, its own handling runs (every wait ends as a failure, what it put back before a
-reboot is undone, `upgrader/internal/stop` bounds the end) and its end closes the pipes, so the step
-ends. Why not `exec` in front of the step's command, which would make pulumi-command's SIGKILL hit
-the upgrader itself: it would be killed outright at every Ctrl-C, a drain half done and Ceph's
-`noout` left set; and every step's command would change, so the next `pulumi up` would run every
+So `iluvatar upgrader` splits in two before anything else (`supervised`): a supervisor that only
+waits, and a worker that builds the upgrader and becomes it (the exec into the Go binary keeps what the
+kernel was asked). Each asks the kernel for SIGTERM when its parent dies (`prctl(PR_SET_PDEATHSIG)`),
+the supervisor of the shell and the worker of the supervisor, and the supervisor passes on the SIGTERM
+it gets. Whichever the SIGKILL hits, the shell (dash) or the supervisor (bash), the worker gets one
+SIGTERM at once: its own handling runs (every wait ends as a failure, what it put back before a reboot
+is undone, `upgrader/internal/stop` bounds the end; during a build, the build is stopped and removed)
+and its end closes the pipes, so the step ends. SIGINT is not passed on: it comes to the whole process
+group (the engine's terminate, kill(-pid, SIGINT); a terminal's Ctrl-C), which the worker is in, and a
+second one would end the upgrader at once (`upgrader/internal/stop`); the supervisor only outlives it.
+
+Why not `exec` in front of the step's command, which would make pulumi-command's SIGKILL hit the
+upgrader itself on every shell: it would be killed outright at every Ctrl-C, a drain half done and
+Ceph's `noout` left set; and every step's command would change, so the next `pulumi up` would run every
 step again (pulumi-command diffs `create` and `update` as inputs).
 
 The one window left: the shell killed in the few milliseconds before Python runs `iluvatar`'s first
@@ -69,6 +77,47 @@ def arm(parent: int, signum: int = signal.SIGTERM) -> bool:
     """
     _prctl_pdeathsig(signum)
     return os.getppid() == parent
+
+
+def supervised() -> None:
+    """Fork: return in the worker, armed with SIGTERM at the supervisor's death; the supervisor never returns.
+
+    The supervisor passes SIGTERM on to the worker, outlives SIGINT (the worker gets its own: see above),
+    and ends as the worker ended: its exit code, or the same signal. Both signals are blocked across the
+    fork, so none is lost or handled by the wrong process in between. The caller must have one thread
+    (os.fork copies only the calling one).
+    """
+    both = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, both)
+    supervisor = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    worker = os.fork()
+    if worker == 0:
+        for s in both:
+            signal.signal(s, signal.SIG_DFL)
+        armed = arm(supervisor)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+        if not armed:
+            # The supervisor was killed before the request: nothing would tell this process to stop.
+            print(f"upgrader: its supervisor (pid {supervisor}) ended before it started: nothing ran", file=sys.stderr, flush=True)
+            os._exit(1)
+        return
+
+    def pass_on(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signum)
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+    _, status = os.waitpid(worker, 0)  # retried after each handler (PEP 475)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP keep their default anyway
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
 
 
 def die_with_parent() -> None:

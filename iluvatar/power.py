@@ -11,6 +11,13 @@ does the same); the provisioning LAN is trusted (docs/layers/netboot.md). Every 
 `--timeout`; a BMC that does not answer yet (booting, busy) is asked again until then, but a
 refused password is not: bmcd bans the caller's address after 5 wrong attempts.
 
+Like `iluvatar upgrader`, it asks the kernel for SIGTERM when the shell pulumi-command runs it in dies
+(iluvatar.lifeline: Ctrl-C, or the step's custom timeout): it stops at once, sends nothing more, and
+says what it leaves. A flash it asked for goes on in the BMC (bmcd runs the transfer on its own; nothing
+here can stop it): `pulumi up` run before it ends asks for the flash again (Talos does not answer yet), and
+what bmcd does with a second flash while one runs was not checked against its source. Where `/bin/sh` runs the command in its own place (bash, busybox's ash), the SIGKILL is this
+process's: it ends at once, silently, with the same effect on the BMC.
+
 Exit codes: 0 the machine is on; 1 it is not (the message says which machine, which BMC and what
 to check); 2 the command line or stdin is wrong.
 """
@@ -29,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import iluvatar
+from iluvatar import lifeline
 from plans import power as plan
 
 REQUEST_SECONDS = 30.0  # one request's bound (connect, send, read)
@@ -253,7 +262,13 @@ def run_bmc(args: argparse.Namespace, password: str, out: Callable[[str], None] 
         out(f"{args.machine}: Talos answers at {args.talos}; not flashing")
         return
     out(f"{args.machine}: Talos does not answer at {args.talos} after {int(probe)} s on; flashing")
-    bmc.flash(args.flash)
+    try:
+        bmc.flash(args.flash)
+    except lifeline.Stopped as e:
+        raise PowerError(
+            f"{bmc.where}: stopped by {e} while the BMC flashes {args.flash}: the flash goes on in the BMC, which runs it on "
+            "its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise asks for the flash again"
+        ) from None
     # bmcd leaves a slot it flashed off.
     bmc.power_on()
 
@@ -293,8 +308,15 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {args.machine}: {e}", file=sys.stderr)
         return 2
+    if not lifeline.arm(iluvatar.PARENT):
+        print(f"error: {args.machine}: its parent (pid {iluvatar.PARENT}) ended before it started: nothing sent to the BMC", file=sys.stderr)
+        return 1
     try:
-        run_bmc(args, password, out=lambda line: print(line, flush=True))
+        with lifeline.signals_raise():
+            run_bmc(args, password, out=lambda line: print(line, flush=True))
+    except lifeline.Stopped as e:
+        print(f"error: {args.machine}: stopped by {e}: nothing more sent to the BMC; the next `pulumi up` runs the step again", file=sys.stderr)
+        return 1
     except PowerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -4,11 +4,12 @@ It lives in `upgrader/` (its own go.mod and go.sum: machinery v1.13.0, client-go
 v0.34.1; the command is `cmd/upgrader`, each concern a package under `internal/`) and is built on
 first need by `iluvatar.golang` with the project's pinned Go, into the cache, so a user's
 `pulumi up` needs nothing installed beyond the project's own first command. Pulumi runs it as
-`.venv/bin/iluvatar upgrader COMMAND ...` from the project folder: the process becomes the
-upgrader (stdin, stdout, stderr and the exit code are its own), and every argument after
+`.venv/bin/iluvatar upgrader COMMAND ...` from the project folder: the upgrader's stdin, stdout
+and stderr are the step's, and its exit code the step's, and every argument after
 `upgrader` reaches it untouched, but `--timeout` after a build, which is part of the step: the
 upgrader gets what the build left of it. First it asks to die with the shell pulumi-command runs
-it in (iluvatar.lifeline). Its interface is `upgrader/README.md`.
+it in, and the upgrader runs in a child it supervises, so a SIGKILL of either the shell or this
+process reaches the upgrader as SIGTERM (iluvatar.lifeline). Its interface is `upgrader/README.md`.
 """
 
 from __future__ import annotations
@@ -101,15 +102,26 @@ AHEAD = "; build it once outside any step (`.venv/bin/iluvatar upgrader --help` 
 
 
 def exec_(argv: Sequence[str]) -> NoReturn:
-    """Replace this process with the upgrader, `argv` passed through untouched but for what a build took.
+    """Run the upgrader, `argv` passed through untouched but for what a build took, and end as it ends.
 
     First it asks to die with its parent (iluvatar.lifeline): under Pulumi, the shell pulumi-command ran the
-    step in. A build (the sources are new to this machine's cache) is part of the step: it is said on stderr,
-    bounded by the command's `--timeout`, and the upgrader gets only what is left of it.
+    step in. Then it splits into a supervisor and the worker that becomes the upgrader (`become`), so the
+    upgrader gets SIGTERM whether the shell's SIGKILL hits the shell (dash forks) or this process (bash
+    execs a lone command in place of itself).
     """
     if not lifeline.arm(iluvatar.PARENT):
         print(f"upgrader: its parent (pid {iluvatar.PARENT}) ended before it started: nothing ran", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+    lifeline.supervised()
+    become(argv)
+
+
+def become(argv: Sequence[str]) -> NoReturn:
+    """Replace this process with the upgrader, built first if need be.
+
+    A build (the sources are new to this machine's cache) is part of the step: it is said on stderr,
+    bounded by the command's `--timeout`, and the upgrader gets only what is left of it.
+    """
     start = time.monotonic()
     bound = timeout_of(argv)
     within = f"this step's --timeout {bound[1]}" if bound else f"the build's own bound, {golang.BUILD_TIMEOUT:.0f} s"

@@ -7,6 +7,7 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 from __future__ import annotations
 
 import shlex
+import textwrap
 from typing import Any
 
 import yaml
@@ -97,6 +98,15 @@ KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 # engine's timeout reaches it), and the join returns only once the new state is seen: k3s back, the Pi's
 # Node Ready with a heartbeat from after the restart, and on a valar etcd healthy with every member.
 
+# A restart owed: a Pi's step writes this file before it changes what runs (a config it installs, k3s's binary the
+# installer replaces) and removes it only once its gates have passed. pulumi-command reports a step that failed or was
+# cut short as failed, and the next `pulumi up` runs it again; without the mark that run would find nothing to change
+# (the config already installed, the binary already at its version: k3s's installer re-run at the same version skips
+# the restart too, install.sh service_enable_and_start "No change detected so skipping service start") and pass at
+# once, and the next Pi would restart beside one that never came back. With it, the step restarts k3s again and waits
+# for the gates.
+RESTART_OWED = "/var/lib/rancher/iluvatar/restart-owed"
+
 # Bounds of the gate's waits, in the remote script itself.
 RESTART_TIMEOUT_SECONDS = 600  # systemd reporting k3s started (a Pi's k3s server: 30 to 90 s; an etcd rejoin more)
 NODE_TIMEOUT_SECONDS = 600  # the restarted kubelet's first status (it posts at once: kubelet_node_status.go)
@@ -130,8 +140,9 @@ print(" ".join(m["name"] + "=" + m["clientURLs"][0] for m in members))
 def gate_functions(node: Node) -> str:
     """The shell functions the gates use: `etcd_healthy` (every member started, a voter, and answering etcd's
     /health with "true": server etcdhttp/health.go:60-69 and 153-154 at v3.6.5, alarms, a leader and a quorum read),
-    `node_ready_since EPOCH` (its Node Ready, heartbeat after EPOCH), and `wait_for SECONDS WHAT CHECK...`, which
-    stops the script naming what it waited for. A failed check says why in `$why`."""
+    `node_ready_since EPOCH` (its Node Ready, heartbeat after EPOCH), `node_version` (its Node's kubelet version:
+    the running k3s's, whose kubelet is built in), and `wait_for SECONDS WHAT CHECK...`, which stops the script
+    naming what it waited for. A failed check says why in `$why`."""
     svc = service(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
     ready = '{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}'
@@ -143,6 +154,9 @@ etcd_healthy() {{
   for member in $members; do
     {curl} "${{member#*=}}/health" 2>/dev/null | grep -q '"health":"true"' || {{ why="etcd member ${{member%%=*}} (${{member#*=}}) is not healthy"; return 1; }}
   done
+}}
+node_version() {{
+  sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null || true
 }}
 node_ready_since() {{
   got=$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
@@ -200,6 +214,33 @@ def node_ready(node: Node, version: str) -> str:
     return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
+def bounded_start(node: Node, verb: str, restart_timeout: int) -> str:
+    """`systemctl VERB` of k3s's unit under `timeout`: it returns when k3s tells systemd it is ready (`Type=notify`) and
+    the unit has no bound of its own (`TimeoutStartSec=0`, k3s's install.sh create_systemd_service_file). `verb` may be
+    a shell expansion (`$verb`)."""
+    svc = service(node)
+    return f"""status=0
+sudo timeout {restart_timeout} systemctl {verb} {svc} || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "iluvatar: $(hostname): systemd did not see {svc} start within {restart_timeout} s of its {verb} (its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  echo "iluvatar: $(hostname): systemctl {verb} {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
+  exit 1
+fi
+"""
+
+
+def seen_by(node: Node) -> str:
+    """What a restart is seen through by: the gates after it."""
+    return "its Node Ready, etcd healthy" if node.role == "valar" else "its Node Ready"
+
+
+def owe_restart(owed: str) -> str:
+    """The mark of a restart owed (RESTART_OWED), written before what would need one."""
+    return f'sudo mkdir -p "$(dirname {owed})" && sudo touch {owed}\n'
+
+
 def install_k3s(stack: StackConfig, node: Node, installer: str, fetch_timeout: int, install_timeout: int) -> str:
     """Fetch k3s's installer to a file and run it, each bounded, each failure naming what did not finish.
 
@@ -234,32 +275,53 @@ def upgrade_script(
     installer: str = INSTALLER,
     fetch_timeout: int = FETCH_SECONDS,
     install_timeout: int = INSTALL_SECONDS,
+    restart_timeout: int = RESTART_TIMEOUT_SECONDS,
+    owed: str = RESTART_OWED,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
-    A Pi already at the version is left alone (a fresh Pi was installed at it by cloud-init; an
-    interrupted upgrade resumes on the Pi it stopped at). `snapshot` (the first valar, which goes
-    first) saves a k3s etcd snapshot before anything changes, to restore from if the upgrade goes
-    wrong (docs/day2.md#runbooks). k3s's installer replaces the binary and restarts the service itself.
+    `snapshot` (the first valar, which goes first) saves a k3s etcd snapshot before anything changes, to
+    restore from if the upgrade goes wrong (docs/day2.md#runbooks). k3s's installer replaces the binary
+    (install.sh setup_binary, `mv -f`) and only then restarts the service (systemd_start), so a binary at the
+    version is not a k3s running it. A Pi whose binary is at the version is restarted when a restart is owed
+    (RESTART_OWED: an earlier run of this step or of the join did not see its gates pass), when k3s is not
+    active, or when its Node's kubelet (built into k3s) is at another version (the running k3s is older than
+    its binary); a fresh Pi, installed at the version by cloud-init and running, is left alone. Either way the
+    gates run: its Node Ready at the version and, on a valar, etcd healthy with every member.
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
+    svc = service(node)
     save = f"sudo k3s etcd-snapshot save --name iluvatar-before-{want.replace('+', '-')} >&2\n" if snapshot else ""
     # A valar's upgrade restarts a member of etcd: only with every member healthy, and the next Pi only once it is again.
-    gates = before = after = ""
+    before = after = restarted_before = ""
     if node.role == "valar":
-        gates = gate_functions(node)
         before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
+        # A member already down cannot cost quorum by restarting: the gate waits only for a running one.
+        restarted_before = f'[ "$active" = 1 ] && {before}'
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
+    seen = seen_by(node)
+    restart = textwrap.indent(restarted_before + owe_restart(owed) + bounded_start(node, "restart", restart_timeout), "    ")
 
     return f"""set -eu
-have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
+{gate_functions(node)}have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
-  echo "iluvatar: k3s {want} already runs on {node.name}" >&2
-  exit 0
-fi
-echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{gates}{before}{save}{install_k3s(stack, node, installer, fetch_timeout, install_timeout)}deadline=$(( $(date +%s) + {timeout} ))
+  active=0
+  if sudo systemctl is-active --quiet {svc}; then active=1; fi
+  why=""
+  if sudo test -e {owed}; then why="an earlier run's restart was not seen through ({seen})"
+  elif [ "$active" = 0 ]; then why="{svc} is not running"
+  elif [ "$(node_version)" != "{want}" ]; then why="its Node's kubelet runs $(node_version), not the installed {want}"
+  fi
+  if [ -z "$why" ]; then
+    echo "iluvatar: k3s {want} already runs on {node.name}" >&2
+  else
+    echo "iluvatar: {node.name}: k3s {want} is installed, but $why: restarting {svc}" >&2
+{restart}  fi
+else
+  echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
+{before}{save}{owe_restart(owed)}{install_k3s(stack, node, installer, fetch_timeout, install_timeout)}fi
+deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "iluvatar: {node.name} was not Ready at {want} within {timeout} s of its k3s upgrade; look with: sudo journalctl -u {service(node)}" >&2
@@ -267,7 +329,8 @@ until {node_ready(node, want)}; do
   fi
   sleep 3
 done
-{after}"""
+{after}sudo rm -f {owed}
+"""
 
 
 # What k3s's installer leaves for removing it (a server's script, or an agent's), run when a Pi leaves.
@@ -320,6 +383,7 @@ def join_script(
     restart_timeout: int = RESTART_TIMEOUT_SECONDS,
     node_timeout: int = NODE_TIMEOUT_SECONDS,
     etcd_timeout: int = ETCD_TIMEOUT_SECONDS,
+    owed: str = RESTART_OWED,
 ) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
@@ -342,6 +406,10 @@ def join_script(
       posts its status at once: kubelet_node_status.go tryUpdateNodeStatus, lastStatusReportTime zero; the
       Node stays Ready from before until the node lifecycle controller notices, 16 s on the Ainur);
     - a valar then waits for etcd healthy with every member again, so the next Pi's join starts on a whole cluster.
+
+    A restart is owed (RESTART_OWED) from before the config is installed until these gates pass: a join that failed
+    or was cut short after it installed the config is run again by the next `pulumi up` with the config unchanged,
+    and restarts k3s again and waits again, rather than passing on a Pi that never came back.
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
@@ -365,21 +433,16 @@ cat > "$new"
 sudo systemctl enable {svc} >/dev/null 2>&1
 active=0
 if sudo systemctl is-active --quiet {svc}; then active=1; fi
+if sudo test -e {owed}; then
+  [ "$changed" = 1 ] || echo "iluvatar: $(hostname): an earlier run's restart of {svc} was not seen through ({seen_by(node)}): restarting it again" >&2
+  changed=1
+fi
 if [ "$changed" = 1 ]; then
-{before}  sudo install -D -m 0600 "$new" {config_path}
+{before}  {owe_restart(owed)}  sudo install -D -m 0600 "$new" {config_path}
 fi
 since=$(date +%s)
 if [ "$changed" = 1 ]; then verb=restart; else verb=start; fi
-status=0
-sudo timeout {restart_timeout} systemctl $verb {svc} || status=$?
-if [ "$status" -eq 124 ]; then
-  echo "iluvatar: $(hostname): systemd did not see {svc} start within {restart_timeout} s of its $verb (its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u {svc}" >&2
-  exit 1
-elif [ "$status" -ne 0 ]; then
-  echo "iluvatar: $(hostname): systemctl $verb {svc} failed (status $status); look with: sudo journalctl -u {svc}" >&2
-  exit 1
-fi
-deadline=$(( $(date +%s) + {ready_timeout} ))
+{bounded_start(node, "$verb", restart_timeout)}deadline=$(( $(date +%s) + {ready_timeout} ))
 until {ready_check(node)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "iluvatar: {svc} on $(hostname) did not serve within {ready_timeout} s; look with: sudo journalctl -u {svc}" >&2
@@ -390,7 +453,8 @@ done
 if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
-{etcd_after}"""
+{etcd_after}sudo rm -f {owed}
+"""
 
 
 def kube_vip_container(env: dict[str, str]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ listed: rendering a stack against its own outputs shows no change.
 
 `plan` is the whole of it: besides each machine's change, every Arda step when the talosconfig they all read
 changes (a control plane's address; the client certificate the Talos provider renews, foreseen from the
-expiry the last `up` exported), and the Ainur's Pis whose join or k3s step runs (the output `ainur`,
-`ainur_state`), each line saying why.
+expiry the last `up` exported), the Ainur's Pis whose join or k3s step runs (the output `ainur`,
+`ainur_state`), and the steps whose commands changed (a digest of each exported as `commands`), each line
+saying why.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import binascii
 import datetime
 import hashlib
 import json
+import os
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import bringup, k3s
+from plans import apiserver, bringup, k3s
+from plans import credentials as credentials_plan
 from stacks.model import Node, StackConfig
 
 
@@ -37,6 +41,65 @@ def node_state(stack: StackConfig, installer: str, patches: str, name: str, gene
 def endpoints(stack: StackConfig) -> list[str]:
     """The talosconfig's endpoints: the control planes' addresses (components.arda.TalosConfig.credentials)."""
     return [str(n.ip) for n in bringup.control_planes(stack)]
+
+
+# --- Iluvatar's own steps: a digest of each step's commands ---------------------------------------------------------
+#
+# pulumi-command diffs a Command's `create`, `update` and `delete` like any input: a new Iluvatar whose program writes a
+# step's command differently (a new gate in a join's script, a new flag of the upgrader) re-runs that step at the next
+# `up`, whatever the stack says. Each deployment exports a digest of every step's commands (`commands` in the `arda`
+# and `ainur` outputs), and the next run's plan names the steps whose commands changed.
+
+CHANGED_STEP = "Iluvatar's step changed (its command: a new version of Iluvatar, or a setting the command is made from): it runs again"
+UNRECORDED = (
+    "the last deployment did not record its steps' commands (an older Iluvatar): a step whose command this version of "
+    "Iluvatar writes differently runs again, which this plan cannot name"
+)
+
+
+def command_digest(*commands: str | None) -> str:
+    """A short digest of a step's commands, in the order create, update, delete (None: none)."""
+    return hashlib.sha256(json.dumps(list(commands)).encode()).hexdigest()[:16]
+
+
+def step_digest(step: bringup.Step, delete: bringup.Step | None = None) -> str:
+    """A local step's commands (components.steps.run): create, update and delete."""
+    return command_digest(step.command, step.update_command, delete.command if delete is not None else None)
+
+
+def arda_commands(stack: StackConfig) -> dict[str, str]:
+    """Each Arda step's digest, by its resource's name under the cluster (`<machine>-apply`, `bootstrap`, ...), as
+    components.arda makes them. The Kubernetes preflight and upgrade exist for one run only: not listed."""
+    out = {f"{n.name}-apply": step_digest(bringup.talos_apply(stack, n), bringup.talos_reset(n)) for n in bringup.rollout_order(stack)}
+    out["bootstrap"] = step_digest(bringup.talos_bootstrap(stack))
+    out["gate-api"] = step_digest(bringup.arda_api_gate(stack))
+    out["gate-nodes"] = step_digest(bringup.arda_nodes_gate(stack))
+    return out
+
+
+def ainur_commands(stack: StackConfig) -> dict[str, str]:
+    """Each of the Ainur's steps' digest, by its resource's name under the Ainur, as components.ainur makes them."""
+    assert stack.ainur is not None
+    out: dict[str, str] = {}
+    for node in stack.ainur_nodes:
+        if stack.identity is not None and node.role == "valar":
+            out[f"{node.name}-oidc"] = command_digest(apiserver.k3s_authentication_script(stack), None, None)
+        rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
+        out[f"{node.name}-join"] = command_digest(k3s.join_script(node, rejoin=rejoin), None, None)
+        out[f"{node.name}-k3s"] = command_digest(k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)), None, None)
+        out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
+    out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
+    out["gate-api"] = step_digest(bringup.kube_api_gate("ainur", k3s.server_url(stack)))
+    return out
+
+
+def changed_commands(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> set[str] | None:
+    """The steps (as `commands` names them) whose commands changed since the last deployment, of those it had; None
+    when it recorded none."""
+    was = (previous or {}).get("commands")
+    if not isinstance(was, Mapping):
+        return None
+    return {step for step, digest in (current.get("commands") or {}).items() if step in was and was[step] != digest}
 
 
 def state(
@@ -57,6 +120,7 @@ def state(
         "order": order,
         "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
         "endpoints": endpoints(stack),
+        "commands": arda_commands(stack),
     }
     if client_certificate_expires is not None:
         out["clientCertificateExpires"] = client_certificate_expires
@@ -97,6 +161,7 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
     """The machines whose step runs, in rollout order, each with what changes on it."""
     before = dict((previous or {}).get("nodes") or {})
     by_mac = {str(v.get("mac")): n for n, v in before.items()}
+    rewritten = changed_commands(previous, current) or set()
     out: list[Change] = []
     for name in current["order"]:
         now = current["nodes"][name]
@@ -127,6 +192,9 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             what.append("machine config (a reboot only if Talos needs one for it)")
         elif was.get("patches") != now["patches"]:
             what.append("machine config")
+        if f"{name}-apply" in rewritten and not what:
+            # Only when nothing above runs it already (an address is in its command, for one).
+            what.append(f"{CHANGED_STEP} (as configured, it only checks its health)")
         if what:
             out.append(Change(name, tuple(what)))
     return out
@@ -136,7 +204,8 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     """The plan as a person reads it: one numbered line per machine, or that nothing changes."""
     found = changes(previous, current)
     removed = sorted(set((previous or {}).get("nodes") or {}) - set(current["nodes"]))
-    if not found and not removed:
+    own = own_steps(previous, current)
+    if not found and not removed and not own:
         return "Arda: no change on any machine\n"
     lines: list[str] = []
     if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
@@ -155,7 +224,21 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         lines += [f"  {i}. {c.node}: {'; '.join(c.what)}" for i, c in enumerate(found, 1)]
     if removed:
         lines.append(f"Arda: leaving the inventory: {', '.join(removed)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + own) + "\n"
+
+
+def own_steps(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """Arda's steps besides the machines' whose commands changed (they run again, after the machines'), or that the
+    last deployment recorded none."""
+    if not previous:
+        return []
+    rewritten = changed_commands(previous, current)
+    if rewritten is None:
+        return [f"Arda: {UNRECORDED}"]
+    names = [step for step, _ in TALOSCONFIG_STEPS if step in rewritten]
+    if not names:
+        return []
+    return [f"Arda: {', '.join(names)}: {CHANGED_STEP}, after the machines' steps ({'; '.join(dict(TALOSCONFIG_STEPS)[n] for n in names)})"]
 
 
 # --- The talosconfig every Arda step reads on stdin ------------------------------------------------------------
@@ -219,14 +302,41 @@ def certificate_expiry(client_certificate: str) -> str | None:
 
 
 def add_month(now: datetime.datetime) -> datetime.datetime:
-    """Go's time.AddDate(0, 1, 0): the same day of the next month, normalised (January 31 + 1 month = March 3, or 2)."""
+    """Go's time.AddDate(0, 1, 0): the same day of the next month, normalised (January 31 + 1 month = March 3, or 2), on
+    the wall clock of `now`'s zone (Go's Date in its Location: the offset is the one in force on the day it lands on)."""
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     return now.replace(year=year, month=month, day=1) + datetime.timedelta(days=now.day - 1)
 
 
-def renewal_due(expires: str, now: datetime.datetime) -> bool:
-    """Whether the Talos provider renews the client certificate at a run on `now` (talos_machine_secrets_resource.go:373)."""
-    return datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC) < add_month(now)
+def local_zone(environ: Mapping[str, str] | None = None) -> datetime.tzinfo:
+    """Go's time.Local, as the Talos provider's process has it (it inherits the environment `pulumi` runs in, as this
+    program does): Go 1.26 src/time/zoneinfo_unix.go:28-68, initLocal. No $TZ: /etc/localtime; $TZ empty: UTC; $TZ
+    `name` or `:name`: the file at that absolute path, or that zone of the system's database; one that cannot be read,
+    or `UTC`: UTC."""
+    env = os.environ if environ is None else environ
+    tz = env.get("TZ")
+    try:
+        if tz is None:
+            with open("/etc/localtime", "rb") as f:
+                return zoneinfo.ZoneInfo.from_file(f, key="Local")
+        name = tz.removeprefix(":")
+        if name.startswith("/"):
+            with open(name, "rb") as f:
+                return zoneinfo.ZoneInfo.from_file(f, key=name)
+        if name and name != "UTC":
+            return zoneinfo.ZoneInfo(name)
+    except (OSError, ValueError, zoneinfo.ZoneInfoNotFoundError):
+        pass
+    return datetime.UTC
+
+
+def renewal_due(expires: str, now: datetime.datetime, zone: datetime.tzinfo | None = None) -> bool:
+    """Whether the Talos provider renews the client certificate at a run on `now` (talos_machine_secrets_resource.go:373:
+    NotAfter.Before(time.Now().AddDate(0, 1, 0)), :41 time.Now, in the provider's local zone: `zone`, local_zone()
+    when not given). The month is added on that zone's calendar, so the threshold's instant depends on it: 23:30 UTC on
+    January 30 is January 31 in Paris, whose month later is March 3 (March 2 in UTC)."""
+    local = now.astimezone(local_zone() if zone is None else zone)
+    return datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC) < add_month(local)
 
 
 def renewal(previous: Mapping[str, Any] | None, now: datetime.datetime | None) -> str | None:
@@ -243,12 +353,16 @@ def talosconfig_changes(previous: Mapping[str, Any] | None, current: Mapping[str
         return []
     why: list[str] = []
     was = previous.get("endpoints")
+    endpoints_now = list(current.get("endpoints") or [])
     if was is None:
-        # An output from before `endpoints` was exported: the control planes' addresses then.
+        # An output from before `endpoints` was exported: the control planes' addresses then, from the `nodes` map,
+        # whose order the engine does not keep (a stack output is a protobuf Struct, whose map has none): compared as a set.
         nodes = previous.get("nodes") or {}
-        was = [str(v.get("ip")) for n, v in nodes.items() if v.get("role") == "valinor"]
-    if list(was) != list(current.get("endpoints") or []):
-        why.append(f"its endpoints, the control planes' addresses, change from {', '.join(was)} to {', '.join(current['endpoints'])}")
+        addresses = sorted(str(v.get("ip")) for v in nodes.values() if v.get("role") == "valinor")
+        if set(addresses) != set(endpoints_now):
+            why.append(f"its endpoints, the control planes' addresses, change from {', '.join(addresses)} to {', '.join(endpoints_now)}")
+    elif list(was) != endpoints_now:
+        why.append(f"its endpoints, the control planes' addresses, change from {', '.join(was)} to {', '.join(endpoints_now)}")
     if (renewed := renewal(previous, now)) is not None:
         why.append(renewed)
     return why
@@ -270,6 +384,7 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "k3sVersion": stack.ainur.k3s_version,
         "order": [n.name for n in order],
         "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)} for n in stack.ainur_nodes},
+        "commands": ainur_commands(stack),
     }
 
 
@@ -279,6 +394,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         return []
     before = dict(previous.get("nodes") or {})
     old, new = previous.get("k3sVersion"), current["k3sVersion"]
+    rewritten = changed_commands(previous, current) or set()
     out: list[Change] = []
     for name in current.get("order") or list(current["nodes"]):
         now, was = current["nodes"][name], before.get(name)
@@ -286,10 +402,20 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             out.append(Change(name, ("new: joins k3s",)))
             continue
         what: list[str] = []
-        if was.get("config") is not None and was.get("config") != now.get("config"):
+        if was.get("config") is None:
+            what.append("its k3s config: unknown: the last deployment did not record it (its join writes it and restarts k3s only if it changed)")
+        elif was.get("config") != now.get("config"):
             what.append("its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)")
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
+        # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
+        for step, does, explained in (
+            ("oidc", "its API server's sign-in file and Dex's name, written again", False),
+            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config")),
+            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new),
+        ):
+            if f"{name}-{step}" in rewritten and not explained:
+                what.append(f"its {step} step: {CHANGED_STEP} ({does})")
         if what:
             out.append(Change(name, tuple(what)))
     return out
@@ -298,14 +424,17 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
 def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> str:
     """The Ainur's part of the day-2 plan: every Pi step that runs, in order, and why; empty when none does."""
     found = ainur_changes(previous, current)
+    rewritten = changed_commands(previous, current) if previous and current and previous.get("k3sVersion") else set()
+    tail = [f"Ainur: {UNRECORDED}"] if rewritten is None else []
+    tail += [f"Ainur: {step}: {CHANGED_STEP}" for step in ("credentials", "gate-api") if step in (rewritten or set())]
     if not found:
-        return ""
+        return "\n".join(tail) + "\n" if tail else ""
     shared = ""
-    if current is not None and len([c for c in found if any("k3s config" in w for w in c.what)]) == len(current["nodes"]) > 1:
+    if current is not None and len([c for c in found if any("k3s config changes" in w for w in c.what)]) == len(current["nodes"]) > 1:
         shared = " (a setting every Pi's config carries)"
     lines = [f"Ainur: {len(found)} Pi(s) change{shared}, one at a time in this order, each back and healthy before the next:"]
     lines += [f"  {i}. {c.node}: {'; '.join(c.what)}" for i, c in enumerate(found, 1)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 def plan(
@@ -338,6 +467,8 @@ def plan(
         removed = sorted(set((previous or {}).get("nodes") or {}) - set(current["nodes"]))
         if removed:
             lines.append(f"Arda: leaving the inventory: {', '.join(removed)}")
+        if changed_commands(previous, current) is None:
+            lines.append(f"Arda: {UNRECORDED}")
         text = "\n".join(lines) + "\n"
     else:
         text = describe(previous, current)

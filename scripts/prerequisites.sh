@@ -27,9 +27,11 @@ fi
 # jq: docs/bring-up.md's recovery of a stopped run reads the state with it, and tests/test_docs.py runs those lines.
 # dash: Debian's /bin/sh, which pulumi-command runs every local step with; a step stopped as Pulumi stops one runs
 # under it (tests/upgrader/test_cancel.py). Essential on Debian: named so a machine whose /bin/sh is another has it.
+# busybox (its ash, Alpine's /bin/sh) and bash (Essential): the /bin/sh of other systems, which exec a lone command
+# in their own place; the same stopped step runs under each too.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
-  openssh-server openssh-client sudo restic jq dash)
+  openssh-server openssh-client sudo restic jq dash busybox bash)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)

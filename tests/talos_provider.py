@@ -131,7 +131,9 @@ def add_month(now: datetime.datetime) -> datetime.datetime:
     return now.replace(year=year, month=month, day=1) + datetime.timedelta(days=now.day - 1)
 
 
-def talos_client_needs_renewal(client_certificate: str, now: datetime.datetime) -> bool:
-    """talos_machine_secrets_resource.go:346-369: the talosconfig's client certificate, decoded the same way, renewed
-    when NotAfter is before now.AddDate(0, 1, 0), with its own words for a certificate it cannot decode."""
-    return client_certificate_not_after(client_certificate, "client certificate", "failed to parse PEM block") < add_month(now)
+def talos_client_needs_renewal(client_certificate: str, now: datetime.datetime, local: datetime.tzinfo = datetime.UTC) -> bool:
+    """talos_machine_secrets_resource.go:346-373: the talosconfig's client certificate, decoded the same way, renewed
+    when NotAfter is before time.Now().AddDate(0, 1, 0) (:41), with its own words for a certificate it cannot decode.
+    time.Now() is in the provider's local zone (`local`: Go's time.Local), on whose calendar the month is added."""
+    not_after = client_certificate_not_after(client_certificate, "client certificate", "failed to parse PEM block")
+    return not_after < add_month(now.astimezone(local))

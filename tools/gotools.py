@@ -51,6 +51,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
     # The schematic IDs a `pulumi up` gets: the Talos provider's decode, image-factory's client and its Schematic.ID (plans.imagefactory).
     Tool("schematic-id", "talos-check", package="./schematic-id"),
+    # go-procfs v0.1.2's Cmdline, as Talos's imager merges a schematic's extra kernel arguments (plans.netboot.cmdline).
+    Tool("kernel-cmdline", "kernel-cmdline"),
     # Helm itself renders the charts the program installs (tools.upstream.helm_template).
     Tool("helm", "helm", package="helm.sh/helm/v3/cmd/helm"),
     # kubeconform validates every rendered object against the pinned schemas (tools.upstream.kubeconform).

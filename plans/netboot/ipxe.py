@@ -8,6 +8,7 @@ maintenance mode for Pulumi's `ConfigurationApply`, so the cluster's CA keys nev
 from __future__ import annotations
 
 from plans import talos
+from plans.netboot import cmdline
 from plans.netboot.base import GENERIC_WORKER, base_url, config_nodes, mac_name, netboot_nodes, service_ip
 from stacks.model import StackConfig
 
@@ -61,11 +62,12 @@ def kernel_line(stack: StackConfig, board: str, config_name: str | None) -> str:
     """The iPXE `kernel` line. `initrd=` names the initramfs for UEFI's EFI stub, which boots
     without it; `talos.config=` only for machines that are served a config."""
     base = base_url(stack)
-    line = f"kernel {base}{asset_dir(board)}/vmlinuz initrd=initramfs.xz {TALOS_KERNEL_ARGS}"
     # The board's own (arda.kernelArgs): Image Factory's bare kernel carries none of its schematic's
-    # (image-factory v1.0.3 internal/profile/profile.go:457), and the installed system has them from its installer.
-    if extra := talos.kernel_args(stack, board):
-        line += " " + " ".join(extra)
+    # (image-factory v1.0.3 internal/profile/profile.go:457), and the installed system has them from its installer,
+    # merged into the defaults by Talos's imager: merged here the same way (plans.netboot.cmdline), so `console=`
+    # replaces the default console and `-key` removes a default, whichever way the machine boots.
+    args = cmdline.merge(TALOS_KERNEL_ARGS, talos.kernel_args(stack, board))
+    line = f"kernel {base}{asset_dir(board)}/vmlinuz initrd=initramfs.xz {args}"
     if config_name is not None:
         line += f" talos.config={base}/configs/{config_name}.yaml"
     return line

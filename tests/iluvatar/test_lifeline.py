@@ -7,6 +7,7 @@ tests/upgrader/test_cancel.py.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -68,3 +69,47 @@ print(child.stdout, end="")
 """
     result = _python(code)
     assert (result.returncode, result.stdout, result.stderr) == (0, "9\n", "")
+
+
+# A worker under lifeline.supervised that says which signals reach it, and ends with 3 at SIGTERM.
+SUPERVISED = """
+import os, signal, sys
+from iluvatar import lifeline
+lifeline.supervised()
+def said(signum, _frame):
+    print(signal.Signals(signum).name, flush=True)
+    if signum == signal.SIGTERM:
+        os._exit(3)
+signal.signal(signal.SIGTERM, said)
+signal.signal(signal.SIGINT, said)
+print(os.getpid(), flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def _supervised() -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen([sys.executable, "-c", SUPERVISED], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    worker = int(process.stdout.readline())
+    assert worker != process.pid
+    return process, worker
+
+
+def test_the_worker_gets_sigterm_when_its_supervisor_is_killed_outright() -> None:
+    """bash and busybox's ash exec `iluvatar` in place of the shell, so pulumi-command's SIGKILL hits the supervisor:
+    the worker (the upgrader) gets SIGTERM from the kernel."""
+    process, _ = _supervised()
+    process.kill()
+    out, _ = process.communicate(timeout=60)
+    assert out == "SIGTERM\n"
+
+
+def test_the_supervisor_passes_sigterm_on_and_ends_as_the_worker_ends() -> None:
+    """dash forks: the shell killed, the supervisor gets SIGTERM (its own request to the kernel) and passes it on; it
+    passes no SIGINT on, which reaches the worker from the whole process group, so the upgrader never counts two."""
+    process, _ = _supervised()
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert (out, process.returncode) == ("SIGTERM\n", 3)

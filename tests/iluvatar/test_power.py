@@ -6,9 +6,14 @@ test pins exactly what reaches the BMC, in order (plans.power's sequences), and 
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import lzma
+import os
+import shlex
+import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -222,3 +227,49 @@ def test_a_failed_flash_says_what_the_bmc_said(bmc: tuple[StandInBmc, str], tmp_
     assert result.stderr.startswith(f"error: talos-2: the BMC at {url} (slot 1) failed to flash {missing}: http file request error: HTTP Error 404")
     assert result.stderr.rstrip().endswith("check the BMC reaches that URL (DNS, internet) and its log")
     assert state.disks[0] == b""
+
+
+def test_a_flash_stopped_as_pulumi_stops_a_step_ends_the_command_at_once_and_says_the_bmc_goes_on(
+    bmc: tuple[StandInBmc, str], tmp_path: Path
+) -> None:
+    """Ctrl-C (or the step's custom timeout) during a flash: pulumi-command SIGKILLs the step's shell alone (dash, which
+    forks for the command; tests/upgrader/test_cancel.py has the stand-in of the provider) and waits until its output
+    closes. The command asked for SIGTERM at the shell's death: it stops polling at once rather than at its 45-minute
+    bound, and says the BMC goes on flashing."""
+    state, url = bmc
+    state.flash_seconds = 3600  # a flash that outlasts the test: only the signal can end the command in time
+    (tmp_path / "stdin").write_text(json.dumps({"password": PASSWORD}))
+    with image_server(tmp_path) as image, (tmp_path / "stdin").open() as stdin:
+        talos = f"127.0.0.1:{free_port()}"
+        args = [ILUVATAR, "power", "bmc", "--machine", "talos-2", "--bmc", url, "--slot", "2", "--user", "root"]
+        args += ["--flash", image, "--talos", talos, "--probe", "1s", "--timeout", "45m"]
+        dash = shutil.which("dash")
+        assert dash is not None
+        shell = subprocess.Popen(
+            [dash, "-c", shlex.join(args)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            process_group=0,
+        )
+        try:
+            assert shell.stdout is not None
+            while "is flashing" not in (line := shell.stdout.readline()):
+                assert line, "the command ended before it flashed"
+            shell.kill()  # the shell alone, as Go's exec.CommandContext kills it
+            try:
+                out, err = shell.communicate(timeout=60)  # returns once every holder of the pipes closed them
+            except subprocess.TimeoutExpired:
+                raise AssertionError("the command still polls the flash after its shell was killed") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGKILL)
+    assert out == ""
+    assert err == (
+        f"error: talos-2: the BMC at {url} (slot 2): stopped by SIGTERM while the BMC flashes {image}: the flash goes on in the "
+        "BMC, which runs it on its own (its web UI shows it); let it finish before the next `pulumi up`, which otherwise asks "
+        "for the flash again\n"
+    )
+    assert isinstance(state.flash_state, dict) and "Transferring" in state.flash_state  # the BMC flashes on

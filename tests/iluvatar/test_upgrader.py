@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -10,8 +11,12 @@ from iluvatar import golang, upgrader
 from plans import rollout
 
 
-def _cannot_build() -> None:
+def _cannot_build(*_args: object, **_kwargs: object) -> None:
     raise golang.GoBuildError("building upgrader (upgrader/, build ./cmd/upgrader) failed:\nno Go toolchain")
+
+
+def _no_exec(*args: object) -> None:
+    raise AssertionError(f"the launcher went on to exec {args}: in a test, that replaces the test runner itself")
 
 
 def test_a_probe_that_cannot_build_the_upgrader_finds_nothing_and_fails_no_run(
@@ -19,14 +24,18 @@ def test_a_probe_that_cannot_build_the_upgrader_finds_nothing_and_fails_no_run(
 ) -> None:
     """The probe runs at `pulumi preview` too (components.arda): an upgrader that cannot be built yet must not fail the
     preview. It finds nothing (every machine keeps its generation), and says why on stderr, which Pulumi shows."""
-    monkeypatch.setattr(upgrader, "build", _cannot_build)
+    # The build the launcher runs (golang.build, looked up when it runs); and never an exec, which would replace pytest.
+    monkeypatch.setattr(golang, "build", _cannot_build)
+    monkeypatch.setattr(os, "execv", _no_exec)
     with pytest.raises(SystemExit) as exited:
-        upgrader.exec_(["probe", "--node", "gandalf=192.168.0.31", "--deadline", "3s"])
+        upgrader.become(["probe", "--node", "gandalf=192.168.0.31", "--deadline", "3s"])
     out, err = capsys.readouterr()
     assert (exited.value.code, json.loads(out), rollout.probed(out)) == (upgrader.EXIT_OK, {"nodes": {}}, {})
-    assert err.startswith("upgrader: cannot build the upgrader: building upgrader (upgrader/, build ./cmd/upgrader) failed:")
+    assert err.startswith(
+        "upgrader: cannot build the upgrader within the build's own bound, 3600 s: building upgrader (upgrader/, build ./cmd/upgrader) failed:"
+    ), err
     # Any other command fails: its step cannot run.
     with pytest.raises(SystemExit) as exited:
-        upgrader.exec_(["apply", "--node", "gandalf=192.168.0.31"])
+        upgrader.become(["apply", "--node", "gandalf=192.168.0.31"])
     out, _ = capsys.readouterr()
     assert (exited.value.code, out) == (upgrader.EXIT_FAILED, "")

@@ -215,7 +215,8 @@ else:
 """
 
 STANDIN_INSTALLER = """#!/bin/sh
-# STAND-IN for https://get.k3s.io: "installs" k3s at INSTALL_K3S_VERSION and restarts it, as the installer does.
+# STAND-IN for https://get.k3s.io (k3s's install.sh): "installs" k3s at INSTALL_K3S_VERSION and restarts it, as the
+# installer does (download_and_verify, then service_enable_and_start's systemd_start: `systemctl restart`).
 # With an `installer-hangs` file its download never ends (install.sh's download() runs `curl -o $1 -sfL $2`, with
 # no time limit): a child that waits for ever, as that curl would.
 set -eu
@@ -225,7 +226,16 @@ if [ -e $S/installer-hangs ]; then
   echo "$(date +%s.%N) installer downloading" >> $S/log
   sleep 3600
 fi
+# Run again at the version it installed: install.sh's binary and unit hashes are unchanged (installed_hash_matches skips
+# the download; service_enable_and_start compares PRE_ and POST_INSTALL_HASHES): "No change detected so skipping
+# service start", whatever runs.
+if [ "$(cat $S/version 2>/dev/null)" = "$INSTALL_K3S_VERSION" ]; then
+  echo "$(date +%s.%N) install ${INSTALL_K3S_VERSION}: no change detected, no restart" >> $S/log
+  exit 0
+fi
 echo "$(date +%s.%N) install ${INSTALL_K3S_VERSION} ${INSTALL_K3S_EXEC} ${K3S_URL:-}" >> $S/log
+# setup_binary's `mv -f` of the new binary, then systemd_start's restart: a run stopped in between leaves the binary
+# at the new version and the old k3s running.
 echo "$INSTALL_K3S_VERSION" > $S/version
 case $INSTALL_K3S_EXEC in agent*) unit=k3s-agent ;; *) unit=k3s ;; esac
 printf '#!/bin/sh\\n# STAND-IN for k3s uninstall\\necho "$(date +%%s.%%N) uninstall" >> %s/log\\n/usr/local/bin/systemctl stop %s\\nrm -f %s/version "$0"\\n' \\

@@ -289,11 +289,13 @@ def test_the_first_up_joins_every_pi_and_a_second_changes_nothing(lab: Lab, brou
     assert {n: nodes[n]["metadata"]["labels"]["iluvatar/role"] for n in SERVERS_FIRST} == {
         "manwe": "valar", "eonwe": "valar", "ilmare": "valar", "varda": "maiar"
     }  # fmt: skip
-    # The second run: no install, no restart, the same token and kubeconfig.
+    # The second run: no install, no restart, the same token and kubeconfig. The join starts k3s (a no-op); the k3s step
+    # finds it running the version of its binary (and its Node at it), then checks the gates.
     for name, actions in again.items():
         unit = k3s.service(lab.pis.pis[name].node)
         assert [a for _, a in actions] == [
-            "cloud-init status --wait", f"systemctl enable {unit}", f"systemctl is-active {unit}", f"systemctl start {unit}"
+            "cloud-init status --wait", f"systemctl enable {unit}", f"systemctl is-active {unit}", f"systemctl start {unit}",
+            f"systemctl is-active {unit}",
         ], name  # fmt: skip
         assert f"k3s {FLASHED} already runs on {name}" in second[f"ainur-{name}-k3s"].stderr
     server = k3s.server_url(lab.pis.stack)
@@ -545,6 +547,44 @@ def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_its_join_within_the_bo
     ok(run_like_the_engine(lab.pis, Graph.of(lab.sims["domain"]), [join]))
 
 
+def owed(pi: Pi) -> Path:
+    """The Pi's mark of a restart owed (plans.k3s.RESTART_OWED), as this machine sees it."""
+    return pi.root / "var-lib-rancher" / Path(k3s.RESTART_OWED).relative_to("/var/lib/rancher")
+
+
+def test_a_join_whose_pi_never_came_back_fails_again_on_the_next_run_rather_than_rolling_on(lab: Lab, brought_up: BroughtUp) -> None:
+    """A shared setting restarts ilmare, whose Node then never reports: its join fails (here a 2 s bound, the program's
+    600 s). The next `pulumi up` runs the same join, the config now unchanged on the Pi and k3s running, its API server
+    answering: it must restart and wait again, and fail again, so the chain never restarts the next Pi beside a broken
+    one. Unfixed, the retry found nothing to change and passed at once."""
+    ilmare = lab.pis.pis["ilmare"]
+    join = lab.sims["domain"].named()["ainur-ilmare-join"]
+    connection, changed_config = secret(join.inputs["connection"]), secret(join.inputs["stdin"]) + "# a change\n"
+    script = k3s.join_script(ilmare.node, node_timeout=2)
+    assert script == join.inputs["create"].replace(f'wait_for {k3s.NODE_TIMEOUT_SECONDS} "its Node', 'wait_for 2 "its Node')
+    mark = len(ilmare.log())
+    (ilmare.state / "broken").write_text("")
+    try:
+        results = [lab.pis.ssh(connection, script, changed_config) for _ in range(2)]
+        marked = owed(ilmare).exists()
+    finally:
+        (ilmare.state / "broken").unlink()
+    for result in results:
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines()[-1].startswith(
+            "iluvatar: ilmare: waited 2 s for its Node Ready again after k3s's restart; still: its Node has not reported since the restart"
+        ), result.stderr
+    assert results[1].stderr.splitlines()[0] == (
+        "iluvatar: ilmare: an earlier run's restart of k3s was not seen through (its Node Ready, etcd healthy): restarting it again"
+    )
+    assert [a for _, a in ilmare.log()[mark:] if a.startswith("systemctl restart")] == ["systemctl restart k3s"] * 2
+    assert marked
+    # Mended, the program's own join (its config back) restarts it once more, sees it through, and owes nothing.
+    ok(run_like_the_engine(lab.pis, Graph.of(lab.sims["domain"]), [join]))
+    assert not owed(ilmare).exists()
+    assert etcd_problems(lab.pis.etcd_log(), set(VALAR)) == []
+
+
 def without_ready_wait(script: str) -> str:
     """The deliberate break: the upgrade script with its wait for the Node cut out."""
     head, _, _ = script.partition("deadline=")
@@ -561,6 +601,9 @@ def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_
     ok(runs)
     problems = upgrade_problems(lab, runs, FLASHED, SERVERS_FIRST, since=min(r.start for r in runs.values()))
     assert [p.split(":")[0] for p in problems if "its Node Ready" in p] == SERVERS_FIRST, problems
+    # The cut scripts never reached the end that clears their mark of a restart owed: clear it, as their gates would have.
+    for pi in lab.pis.pis.values():
+        owed(pi).unlink()
     # Let the stand-in kubelets catch up before the next test.
     deadline = time.monotonic() + 10 * KUBELET_DELAY
     while not all((n, FLASHED) in lab.ready for n in SERVERS_FIRST):
@@ -656,6 +699,66 @@ def _cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return b""
+
+
+def test_an_upgrade_cut_during_its_restart_is_finished_by_the_next_run(lab: Lab, brought_up: BroughtUp) -> None:
+    """k3s's installer moves the new binary into place, then restarts k3s (setup_binary, then systemd_start); cut during
+    the restart (here its 2 s bound, the program's 1200 s, around a k3s that does not tell systemd it is ready), the
+    step fails with the binary at the new version. The next `pulumi up` runs it again: the binary says the version, but
+    the restart was never seen through, so it restarts k3s and waits for its Node at the version. Unfixed, it said
+    `already runs` and passed at once, its Node never waited for."""
+    varda = lab.pis.pis["varda"]
+    want = FLASHED if varda.version() == UPGRADE else UPGRADE
+    step = next(s for s in remote_steps(lab.sims["flashed" if want == FLASHED else "upgrade"]) if s.name == "ainur-varda-k3s")
+    assert lab.pis.stack.ainur is not None
+    stack = load_stack_file(write_stack(lab.pis.root, stack_doc(lab.pis.stack.ainur.ssh_authorized_keys[0], want), stack="cut"))
+    cut = k3s.upgrade_script(stack, varda.node, snapshot=False, install_timeout=2)
+    assert cut == step.inputs["create"].replace(f"timeout {k3s.INSTALL_SECONDS} ", "timeout 2 ").replace(
+        f"within {k3s.INSTALL_SECONDS} s", "within 2 s"
+    )
+    connection = secret(step.inputs["connection"])
+    (varda.state / "never-ready").write_text("")
+    try:
+        first = lab.pis.ssh(connection, cut, None)
+    finally:
+        (varda.state / "never-ready").unlink()
+    assert first.returncode == 1
+    assert first.stderr.splitlines()[-1].startswith("iluvatar: varda: k3s's installer did not finish within 2 s"), first.stderr
+    assert varda.version() == want  # the binary replaced, before the restart
+    mark = len(varda.log())
+    start = time.time()
+    again = lab.pis.ssh(connection, step.inputs["create"], None)
+    end = time.time()
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[0] == (
+        f"iluvatar: varda: k3s {want} is installed, but an earlier run's restart was not seen through (its Node Ready): restarting k3s-agent"
+    )
+    assert [a for _, a in varda.log()[mark:] if a.startswith(("systemctl restart", "install"))] == ["systemctl restart k3s-agent"]
+    ready = lab.ready.get(("varda", want))
+    assert ready is not None and start < ready <= end + SLACK
+    assert not owed(varda).exists()
+
+
+def test_a_k3s_whose_binary_was_replaced_but_not_restarted_is_restarted_by_the_next_run(lab: Lab, brought_up: BroughtUp) -> None:
+    """The installer stopped between its `mv -f` of the binary and its restart, before this change (no mark left): the
+    binary says the version, the running k3s (its kubelet, on the Node) the old one. The step restarts it."""
+    varda = lab.pis.pis["varda"]
+    have = varda.version()
+    want = FLASHED if have == UPGRADE else UPGRADE
+    step = next(s for s in remote_steps(lab.sims["flashed" if want == FLASHED else "upgrade"]) if s.name == "ainur-varda-k3s")
+    assert lab.ready.get(("varda", have)) is not None and not owed(varda).exists()
+    (varda.state / "version").write_text(want + "\n")  # setup_binary, and nothing after
+    mark = len(varda.log())
+    again = lab.pis.ssh(secret(step.inputs["connection"]), step.inputs["create"], None)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[0] == (
+        f"iluvatar: varda: k3s {want} is installed, but its Node's kubelet runs {have}, not the installed {want}: restarting k3s-agent"
+    )
+    assert [a for _, a in varda.log()[mark:] if a.startswith(("systemctl restart", "install", "started"))] == [
+        "systemctl restart k3s-agent",
+        f"started {want}",
+    ]
+    assert ("varda", want) in lab.ready
 
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:

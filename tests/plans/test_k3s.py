@@ -146,6 +146,7 @@ def _join(
         restart_timeout=2,
         node_timeout=3,
         etcd_timeout=3,
+        owed=str(tmp_path / "owed"),
     )
     environment = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -202,6 +203,35 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
     assert calls[3:8] == [*ETCD_GATE, "systemctl restart k3s"]
 
 
+def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_run(tmp_path: Path) -> None:
+    """A changed config restarted k3s and the Pi never came back: the join failed, its config installed. The next run
+    finds the config unchanged and k3s running, but the restart still owed: it restarts and waits again, and passes only
+    then (without the mark it passed at once, and the chain restarted the next Pi beside a broken one)."""
+    result, _, _ = _join(tmp_path, 0, "token: T0K3N\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("did not serve within 3 s; look with: sudo journalctl -u k3s")
+    assert (tmp_path / "owed").exists()
+    (tmp_path / "ready").touch()
+    (tmp_path / "active").touch()
+    result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        f"iluvatar: {socket.gethostname()}: an earlier run's restart of k3s was not seen through (its Node Ready, etcd healthy): restarting it again"
+    )
+    assert calls[1:] == [
+        "systemctl enable k3s",
+        "systemctl is-active --quiet k3s",
+        *ETCD_GATE,
+        "systemctl restart k3s",
+        "k3s kubectl get --raw /readyz",
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
+    ]
+    assert not (tmp_path / "owed").exists()
+    # Seen through: the run after changes nothing.
+    assert "systemctl restart k3s" not in _join(tmp_path, 0, "token: T0K3N\n")[1]
+
+
 def test_a_running_valar_does_not_restart_while_an_etcd_member_is_unhealthy(tmp_path: Path) -> None:
     """A member down already (ilmare) and this one restarting would leave etcd without quorum: the join waits for it,
     within its bound, names the member, and neither installs the config nor restarts k3s."""
@@ -253,7 +283,9 @@ def test_a_node_that_does_not_report_after_the_restart_fails_the_join_naming_why
     bin_dir = tmp_path / "bin"
     (bin_dir / "k3s").write_text(f'#!/bin/bash\necho "k3s $*" >> "$LOG"\n{stale}\n')
     (bin_dir / "curl").write_text("#!/bin/bash\nexit 0\n")
-    script = k3s.join_script(load_stack_file(HOMELAB).nodes[1], config_path=str(tmp_path / "other.yaml"), ready_timeout=3, node_timeout=2)
+    script = k3s.join_script(
+        load_stack_file(HOMELAB).nodes[1], config_path=str(tmp_path / "other.yaml"), ready_timeout=3, node_timeout=2, owed=str(tmp_path / "owed")
+    )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "ACTIVE": str(tmp_path / "active"), "NEVER_READY": str(tmp_path / "x")}
     result = subprocess.run(["bash", "-c", script], input="x\n", capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1
@@ -405,12 +437,22 @@ def test_no_kubeconfig_is_one_clear_error(empty: str) -> None:
 
 UPGRADE_STAND_INS = {
     # A stand-in k3s: its version is a file; `etcd-snapshot` and `kubectl` log and answer from files.
+    # The binary's version ($VERSION) and the running k3s's ($RUNNING: what its kubelet reports on the Node) apart, as
+    # k3s's install.sh makes them between setup_binary's `mv -f` and systemd_start's restart.
     "k3s": """echo "k3s $*" >> "$LOG"
 case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
-  kubectl) [ -e "$READY" ] && echo "$(cat "$VERSION") True" ;;
+  kubectl) [ -e "$READY" ] || exit 1
+    case "$*" in *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;; *kubeletVersion*) cat "$RUNNING" ;; esac ;;
 esac""",
     "sudo": 'exec env "$@"',
+    "test": 'exec /usr/bin/test "$@"',
+    # `is-active` answers from a file; `restart` starts the binary's version, unless $NEVER_READY exists (then it never returns).
+    "systemctl": """echo "systemctl $*" >> "$LOG"
+case "$1" in
+  is-active) [ -e "$ACTIVE" ] ;;
+  restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE" ;;
+esac""",
     # A stand-in for curl against get.k3s.io: the "installer" it writes (to -o's file, as curl does) records its
     # environment and sets the version; with $FETCH_FAILS it writes nothing and exits with that code, as curl does when
     # its --max-time runs out (28); the installer sleeps for ever with $INSTALL_HANGS. etcd's member list and /health
@@ -426,15 +468,24 @@ done
 echo "curl ${args[*]}" >> "$LOG"
 [ -n "${FETCH_FAILS:-}" ] && exit "$FETCH_FAILS"
 script='[ -n "${INSTALL_HANGS:-}" ] && { echo "installer started" >> "$LOG"; sleep 600; }
-echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"'
+echo "install $INSTALL_K3S_VERSION $INSTALL_K3S_EXEC ${K3S_URL:-}" >> "$LOG"; echo "$INSTALL_K3S_VERSION" > "$VERSION"; cp "$VERSION" "$RUNNING"'
 if [ -n "$out" ]; then printf '%s\\n' "$script" > "$out"; else printf '%s\\n' "$script"; fi""",
 }
 FETCH = "curl -sfL --connect-timeout 10 --max-time 120 -o FILE https://get.k3s.io"
 
 
 def _upgrade(
-    tmp_path: Path, node_index: int, have: str, snapshot: bool, ready: bool = True, install_timeout: int = k3s.INSTALL_SECONDS, **more_env: str
+    tmp_path: Path,
+    node_index: int,
+    have: str,
+    snapshot: bool,
+    ready: bool = True,
+    install_timeout: int = k3s.INSTALL_SECONDS,
+    running: str | None = None,
+    active: bool = True,
+    **more_env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The upgrade with k3s's binary at `have`, running `running` (the same by default), active or not."""
     stack = load_stack_file(HOMELAB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -444,15 +495,31 @@ def _upgrade(
     log, version = tmp_path / "log", tmp_path / "version"
     log.unlink(missing_ok=True)
     version.write_text(have)
+    (tmp_path / "running").write_text(have if running is None else running)
+    (tmp_path / "active").unlink(missing_ok=True)
+    if active:
+        (tmp_path / "active").touch()
     if ready:
         (tmp_path / "ready").touch()
     (tmp_path / "members.json").write_text(json.dumps(MEMBERS))
     (tmp_path / "healthy").write_text("".join(f"{m['clientURLs'][0]}/health\n" for m in MEMBERS["members"]))
-    script = k3s.upgrade_script(stack, stack.nodes[node_index], snapshot=snapshot, timeout=3, etcd_timeout=3, install_timeout=install_timeout)
+    script = k3s.upgrade_script(
+        stack,
+        stack.nodes[node_index],
+        snapshot=snapshot,
+        timeout=3,
+        etcd_timeout=3,
+        install_timeout=install_timeout,
+        restart_timeout=2,
+        owed=str(tmp_path / "owed"),
+    )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "LOG": str(log),
         "VERSION": str(version),
+        "RUNNING": str(tmp_path / "running"),
+        "ACTIVE": str(tmp_path / "active"),
+        "NEVER_READY": str(tmp_path / "never-ready"),
         "READY": str(tmp_path / "ready"),
         "ETCD": str(tmp_path / "members.json"),
         "HEALTHY": str(tmp_path / "healthy"),
@@ -462,11 +529,66 @@ def _upgrade(
     return result, log.read_text().splitlines() if log.exists() else []
 
 
-def test_a_pi_already_at_the_version_is_left_alone(tmp_path: Path) -> None:
+NODE_VERSION = "k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion}"
+NODE_AT = 'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
+
+
+def test_a_pi_already_at_the_version_and_running_it_is_not_restarted_but_still_gated(tmp_path: Path) -> None:
+    """k3s running the version its binary has, its Node Ready at it: nothing restarts, and the gates pass at once."""
     result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=True)
-    assert result.returncode == 0
-    assert calls == ["k3s --version"]
+    assert result.returncode == 0, result.stderr
+    assert calls == ["k3s --version", "systemctl is-active --quiet k3s", NODE_VERSION, NODE_AT, *ETCD_GATE]
     assert result.stderr.strip() == "iluvatar: k3s v1.33.6+k3s1 already runs on manwe"
+
+
+@pytest.mark.parametrize(
+    ("running", "active", "why"),
+    [
+        # install.sh moved the new binary into place (setup_binary) and was stopped before its restart (systemd_start).
+        ("v1.32.9+k3s1", True, "its Node's kubelet runs v1.32.9+k3s1, not the installed v1.33.6+k3s1"),
+        # Its restart failed, or was cut (`timeout` around the installer), and k3s is not running.
+        ("v1.33.6+k3s1", False, "k3s is not running"),
+    ],
+)
+def test_a_binary_at_the_version_that_does_not_run_is_restarted_then_gated(tmp_path: Path, running: str, active: bool, why: str) -> None:
+    """The binary on disk is not the running k3s: a run stopped after the installer replaced it is finished by the next
+    one, which restarts k3s (bounded) and waits for its Node at the version and for etcd, rather than passing at once."""
+    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=True, running=running, active=active)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == f"iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but {why}: restarting k3s"
+    # A running member restarts only with every member healthy; one not running cannot cost quorum.
+    before = ETCD_GATE if active else []
+    asked = [NODE_VERSION] * 2 if active else []  # the check, and the message's
+    assert calls == ["k3s --version", "systemctl is-active --quiet k3s", *asked, *before, "systemctl restart k3s", NODE_AT, *ETCD_GATE]
+    assert not (tmp_path / "owed").exists()
+
+
+def test_a_restart_owed_is_made_again_and_its_mark_goes_only_once_the_gates_pass(tmp_path: Path) -> None:
+    """A first run that restarted k3s and saw its Node never Ready: the mark stays, and the next run restarts and waits
+    again (its Node may be Ready at the version by then, from a restart that came back late: that is no proof)."""
+    result, _ = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=False, ready=False)
+    assert result.returncode == 1
+    assert (tmp_path / "owed").exists()
+    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but an earlier run's restart was not seen through (its Node Ready, etcd healthy): "
+        "restarting k3s"
+    )
+    assert calls == ["k3s --version", "systemctl is-active --quiet k3s", *ETCD_GATE, "systemctl restart k3s", NODE_AT, *ETCD_GATE]
+    assert not (tmp_path / "owed").exists()
+
+
+def test_a_restart_that_never_finishes_on_a_retry_fails_within_its_bound_and_stays_owed(tmp_path: Path) -> None:
+    (tmp_path / "never-ready").touch()
+    result, calls = _upgrade(tmp_path, 1, "v1.33.6+k3s1", snapshot=False, active=False)
+    assert result.returncode == 1
+    assert calls[-1] == "systemctl restart k3s-agent"
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: systemd did not see k3s-agent start within 2 s of its restart "
+        "(its unit has no bound of its own: TimeoutStartSec=0); look with: sudo journalctl -u k3s-agent"
+    )
+    assert (tmp_path / "owed").exists()
 
 
 def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp_path: Path) -> None:

@@ -239,15 +239,53 @@ def test_the_whole_kernel_line() -> None:
     assert generic.splitlines()[2] == f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml || goto kernel"
 
 
-def test_a_boards_kernel_arguments_end_its_kernel_line() -> None:
-    """Image Factory's bare kernel carries none of the schematic's arguments, so the Ainur's script adds the board's."""
+def _kernel_line(args: list[str]) -> str:
     raw = dict(read_stack_file(HOMELAB).config)
-    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "kernelArgs": {"generic-x86": ["console=ttyS0,115200", "net.ifnames=0"]}}
-    scripts = netboot.scripts(parse_stack(raw))
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "kernelArgs": {"generic-x86": args}}
     mac = "28-d2-44-30-00-01"
-    assert scripts[f"{mac}.ipxe"].splitlines()[2] == (
-        f"{KERNEL} console=ttyS0,115200 net.ifnames=0 talos.config=http://{SVC}/configs/{mac}.yaml || goto kernel"
+    line = netboot.scripts(parse_stack(raw))[f"{mac}.ipxe"].splitlines()[2]
+    suffix = f" talos.config=http://{SVC}/configs/{mac}.yaml || goto kernel"
+    assert line.startswith(f"kernel http://{SVC}/assets/generic-x86/vmlinuz initrd=initramfs.xz ") and line.endswith(suffix), line
+    return line.removeprefix(f"kernel http://{SVC}/assets/generic-x86/vmlinuz initrd=initramfs.xz ").removesuffix(suffix)
+
+
+def test_a_boards_kernel_arguments_are_merged_into_its_kernel_line_as_talos_imager_merges_them() -> None:
+    """Image Factory's bare kernel carries none of the schematic's arguments, so the Ainur's script adds the board's, merged
+    into the defaults as the imager merges them into the installed system's (pkg/imager/imager.go:413-418 at v1.12.4): a
+    console replaces the default one where it stood, a new argument comes last, `-key` removes a default. Appended as
+    written, the netbooted kernel had two consoles (the last one wins) and kept what `-key` meant to remove."""
+    assert netboot.TALOS_KERNEL_ARGS.split()[:2] == ["talos.platform=metal", "console=tty0"]
+    assert (
+        _kernel_line(["console=ttyS0,115200", "net.ifnames=0"])
+        == netboot.TALOS_KERNEL_ARGS.replace("console=tty0", "console=ttyS0,115200") + " net.ifnames=0"
     )
+    assert _kernel_line(["-pti", "-ima_hash=sha512"]) == netboot.TALOS_KERNEL_ARGS.replace(" pti=on", "").replace(" ima_hash=sha512", "")
+
+
+# Each case: the imager's merge of extra arguments into a command line, by go-procfs itself and by the port.
+CMDLINE_CASES = [
+    (netboot.TALOS_KERNEL_ARGS, ["console=ttyS0,115200", "net.ifnames=0"]),
+    (netboot.TALOS_KERNEL_ARGS, ["console=ttyS0", "console=tty1"]),  # both replace the default, in order
+    (netboot.TALOS_KERNEL_ARGS, ["-console"]),
+    (netboot.TALOS_KERNEL_ARGS, ["-pti", "-ima_hash=sha512", "-ima_hash=sha256", "-nothere"]),
+    (netboot.TALOS_KERNEL_ARGS, ["talos.platform=nocloud", "slab_nomerge", "init_on_alloc=0"]),  # a second value, not a replacement
+    (netboot.TALOS_KERNEL_ARGS, ["-foo", "-foo=bar", "foo=baz", "-", "key=", "a=b=c"]),
+    ("talos.platform=metal console=tty0 console=ttyS0 x", ["-console=tty0", "x=1"]),
+    ("", ["console=ttyS2,1500000", "-x"]),
+]
+
+
+def test_the_merge_is_go_procfs_own() -> None:
+    """plans.netboot.cmdline is a port of go-procfs v0.1.2's Cmdline (what Talos v1.12.4's imager runs): tools/kernel-cmdline
+    runs go-procfs itself on the same cases."""
+    from plans.netboot import cmdline
+    from tools import gotools
+
+    request = {"cases": [{"base": base, "extra": extra} for base, extra in CMDLINE_CASES]}
+    answer = subprocess.run(
+        [str(gotools.build("kernel-cmdline"))], input=json.dumps(request), capture_output=True, text=True, timeout=300, check=True
+    )
+    assert [cmdline.merge(base, extra) for base, extra in CMDLINE_CASES] == json.loads(answer.stdout)["lines"]
 
 
 def test_node_script_loads_the_initramfs_and_says_what_failed() -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from iluvatar import golang
 from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
 from plans import rollout
 from stacks import load_stack_file
@@ -114,11 +120,86 @@ def test_the_client_certificates_end_is_read_as_the_talos_provider_reads_it() ->
     assert [rollout.certificate_expiry(t) for t in ("[secret]", "", base64.b64encode(b"not a certificate").decode())] == [None, None, None]
 
 
+# The provider's rule as Go computes it (talos_machine_secrets_resource.go:373, time.Now at :41): the time given stands for
+# time.Now(), which is in time.Local (`.Local()`); the month is added there. Run by the project's Go, with the case's TZ.
+GO_RULE = """package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	now, _ := time.Parse(time.RFC3339, os.Args[1])
+	notAfter, _ := time.Parse(time.RFC3339, os.Args[2])
+	fmt.Println(notAfter.Before(now.Local().AddDate(0, 1, 0)))
+}
+"""
+
+
+def go_rule(tmp_path: Path, tz: str | None, now: datetime.datetime, expires: str) -> bool:
+    (tmp_path / "rule.go").write_text(GO_RULE)
+    env = {k: v for k, v in {**os.environ, **golang.go_env()}.items() if k != "TZ"}
+    if tz is not None:
+        env["TZ"] = tz
+    result = subprocess.run(
+        [golang.go_binary(), "run", "rule.go", now.strftime("%Y-%m-%dT%H:%M:%SZ"), expires],
+        cwd=tmp_path,
+        env={**env, "GO111MODULE": "off"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return {"true": True, "false": False}[result.stdout.strip()]
+
+
+@pytest.mark.parametrize(
+    ("tz", "now", "expires", "due"),
+    [
+        # 23:30 UTC on January 31 is February 1 in Paris: a month later is March 1 there (February 28, 23:30 UTC), where
+        # UTC's calendar gives March 3 (31 + 1 month, normalised): a certificate ending on March 2 is not due yet.
+        ("Europe/Paris", datetime.datetime(2027, 1, 31, 23, 30, tzinfo=datetime.UTC), "2027-03-02T00:00:00Z", False),
+        (None, datetime.datetime(2027, 1, 31, 23, 30, tzinfo=datetime.UTC), "2027-03-02T00:00:00Z", True),  # /etc/localtime: UTC here
+        ("", datetime.datetime(2027, 1, 31, 23, 30, tzinfo=datetime.UTC), "2027-03-02T00:00:00Z", True),  # TZ empty: UTC
+        # Across the spring change: noon in Paris on March 10 (UTC+1) plus a month is noon on April 10 (UTC+2), 10:00 UTC.
+        ("Europe/Paris", datetime.datetime(2027, 3, 10, 11, tzinfo=datetime.UTC), "2027-04-10T10:30:00Z", False),
+        ("UTC", datetime.datetime(2027, 3, 10, 11, tzinfo=datetime.UTC), "2027-04-10T10:30:00Z", True),
+        # 07:00 UTC on February 1 is January 31 in Los Angeles: a month later is March 3 there (March 4, 07:00 UTC), where UTC's
+        # calendar gives March 1: due there, not in UTC.
+        ("America/Los_Angeles", datetime.datetime(2027, 2, 1, 7, tzinfo=datetime.UTC), "2027-03-02T00:00:00Z", True),
+        ("UTC", datetime.datetime(2027, 2, 1, 7, tzinfo=datetime.UTC), "2027-03-02T00:00:00Z", False),
+    ],
+)
+def test_the_renewal_is_foreseen_on_the_providers_local_calendar(
+    tmp_path: Path, tz: str | None, now: datetime.datetime, expires: str, due: bool
+) -> None:
+    """The provider adds the month to time.Now() in its local zone (Go's time.Local: $TZ, else /etc/localtime), whose
+    calendar moves the threshold by days at a month's end and by an hour across a change of the clocks; the plan does
+    the same, and Go itself agrees."""
+    zone = rollout.local_zone({} if tz is None else {"TZ": tz})
+    assert rollout.renewal_due(expires, now, zone) is due
+    assert go_rule(tmp_path, tz, now, expires) is due
+
+
+def test_the_local_zone_is_gos() -> None:
+    """initLocal's cases (Go 1.26 src/time/zoneinfo_unix.go:28-68)."""
+    assert str(rollout.local_zone({"TZ": ""})) == "UTC"
+    assert str(rollout.local_zone({"TZ": "UTC"})) == "UTC"
+    assert str(rollout.local_zone({"TZ": "Nowhere/Atlantis"})) == "UTC"  # a zone it cannot load
+    assert str(rollout.local_zone({"TZ": ":Europe/Paris"})) == "Europe/Paris"
+    assert str(rollout.local_zone({"TZ": "/usr/share/zoneinfo/Europe/Paris"})) == "/usr/share/zoneinfo/Europe/Paris"
+    assert str(rollout.local_zone({})) == "Local"  # /etc/localtime
+
+
 def test_the_talosconfig_changes_for_a_control_planes_address_or_the_renewal() -> None:
     before, after = current(), current()
     assert rollout.talosconfig_changes(before, after) == []
-    # An output from before `endpoints` was exported: the control planes' addresses stand in.
+    # An output from before `endpoints` was exported: the control planes' addresses stand in, as a set: the engine gives
+    # the `nodes` map back in no particular order (a protobuf Struct), here the reverse of the rollout order.
     del before["endpoints"]
+    before["nodes"] = dict(reversed(list(before["nodes"].items())))
     assert rollout.talosconfig_changes(before, after) == []
     after["endpoints"] = ["192.168.0.21", "192.168.0.22"]
     assert rollout.talosconfig_changes(before, after) == [

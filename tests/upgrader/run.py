@@ -3,7 +3,7 @@
 `step` runs a step's whole command line as pulumi-command runs a local Command, under `tools/pulumi-command-local`
 (a stand-in for the provider that follows its source: exec.CommandContext of `/bin/sh -c`, no process group, Go's
 default cancel, SIGKILL to the shell alone; stdout and stderr through pipes, so Wait waits for every holder of
-them), with Debian's /bin/sh, dash, which forks for the command rather than replacing itself. The engine's Cancel
+them), with Debian's /bin/sh, dash, which forks for the command rather than replacing itself (or a shell named). The engine's Cancel
 (Ctrl-C) is `Step.cancel`: what pulumi-go-provider's cancel middleware does with it, the step's context cancelled.
 """
 
@@ -164,11 +164,29 @@ def secrets(api: TalosAPI, machine_config: str | None = None, **more: Any) -> di
 def dash() -> str:
     """Debian's /bin/sh, what pulumi-command runs a step with there (named here, whatever /bin/sh is on this machine).
 
-    It forks for `sh -c 'iluvatar upgrader ...'` rather than exec'ing the command: the premise the tests below
-    check, since a shell that exec'd its command would be killed in the upgrader's place."""
-    found = shutil.which("dash")
-    assert found is not None, "dash (Debian's /bin/sh, Essential on Debian) is missing: bash scripts/prerequisites.sh"
-    return found
+    It forks for `sh -c 'iluvatar upgrader ...'`: pulumi-command's SIGKILL hits the shell, not `iluvatar`."""
+    return shell("dash")
+
+
+# What /bin/sh is elsewhere, and how each runs `sh -c 'iluvatar upgrader ...'`: dash forks; bash (/bin/sh on
+# Fedora, Arch, RHEL) and busybox's ash (Alpine's) exec a lone simple command in place of themselves, so the
+# SIGKILL meant for the shell hits `iluvatar` itself (tests/upgrader/test_cancel.py checks which).
+SHELLS = {"dash": ["dash"], "bash": ["bash"], "busybox": ["busybox", "sh"]}
+
+
+def shell(name: str) -> str:
+    """The shell's program, as `--shell` takes it (busybox as `sh`: a link to it, as Alpine's /bin/sh is)."""
+    program, *applet = SHELLS[name]
+    found = shutil.which(program)
+    assert found is not None, f"{program} is missing: bash scripts/prerequisites.sh"
+    if not applet:
+        return found
+    link = Path(tempfile.gettempdir()) / "iluvatar-shells" / applet[0]
+    link.parent.mkdir(exist_ok=True)
+    if not link.is_symlink():
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(found)
+    return str(link)
 
 
 @dataclass
@@ -204,12 +222,13 @@ class Step:
 
 
 @contextmanager
-def step(command: str, stdin: str, env: dict[str, str] | None = None) -> Iterator[Step]:
-    """The step's command run as pulumi-command runs a local Command, from the project folder (its `dir`)."""
+def step(command: str, stdin: str, env: dict[str, str] | None = None, sh: str | None = None) -> Iterator[Step]:
+    """The step's command run as pulumi-command runs a local Command, from the project folder (its `dir`), with `sh`
+    as /bin/sh (dash unless named)."""
     with tempfile.TemporaryDirectory(prefix="step-") as tmp:
         (Path(tmp) / "stdin").write_text(stdin)
         harness = gotools.build("pulumi-command-local")
-        args = [str(harness), "--shell", dash(), "--stdin", str(Path(tmp) / "stdin"), "--pid-file", str(Path(tmp) / "pid"), "--", command]
+        args = [str(harness), "--shell", sh or dash(), "--stdin", str(Path(tmp) / "stdin"), "--pid-file", str(Path(tmp) / "pid"), "--", command]
         environment = {k: v for k, v in (env or os.environ).items() if not k.startswith("PULUMI_COMMAND_")}
         # In a process group of its own, as the engine starts a provider (sdk/go/common/resource/plugin/plugin.go:598 at
         # v3.259.0, Setpgid), which the step's processes share.
@@ -225,6 +244,16 @@ def step(command: str, stdin: str, env: dict[str, str] | None = None) -> Iterato
 
 def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and every process under it, parents first."""
+    out, at = [pid], 0
+    while at < len(out):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out.extend(children(out[at]))
+        at += 1
+    return out
 
 
 def only_child(pid: int, within: float = 30) -> int:

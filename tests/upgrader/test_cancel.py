@@ -2,7 +2,9 @@
 
 The step is the program's own (`plans.bringup.talos_apply`'s command, run from the project folder, its stdin
 what the component sends), run as pulumi-command v1.2.1 runs a local Command and stopped as the engine stops
-one (tests/upgrader/run.py `step`: `tools/pulumi-command-local`, with dash as /bin/sh). The node is the scripted
+one (tests/upgrader/run.py `step`: `tools/pulumi-command-local`), with each /bin/sh a user may have: dash (Debian's,
+Ubuntu's), which forks for the command, and bash (Fedora's, Arch's, RHEL's) and busybox's ash (Alpine's), which exec
+a lone command in place of themselves, so the SIGKILL hits `iluvatar` itself. The node is the scripted
 Talos API (tools/talos-api); a drain stopped this way is tests/upgrader/test_kubernetes.py's.
 """
 
@@ -20,7 +22,7 @@ from iluvatar import upgrader as product
 from plans import bringup
 from stacks import load_stack_file
 from tests.edit import HOMELAB
-from tests.upgrader.run import GRACE_S, children, group, mutations, only_child, running, step, until
+from tests.upgrader.run import GRACE_S, SHELLS, children, descendants, group, mutations, running, shell, step, until
 from tools.talos_api import VANILLA, addresses, installer, node, scenario, talos_api
 
 NEW, NEWER = "v1.13.0", "v1.13.1"
@@ -37,7 +39,13 @@ def worker_step(address: str) -> tuple[str, str]:
     return machine.name, command
 
 
-def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and_the_next_run_finishes_it() -> None:
+def forks(sh: str, top: int) -> bool:
+    """The shell forked for the command (the step's top process is still the shell), rather than exec'ing it."""
+    return Path(f"/proc/{top}/exe").resolve() == Path(sh).resolve()
+
+
+@pytest.mark.parametrize("sh_name", list(SHELLS))
+def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and_the_next_run_finishes_it(sh_name: str) -> None:
     control_plane, ip = addresses(2)
     name, command = worker_step(ip)
     assert command.startswith(".venv/bin/iluvatar upgrader apply ") and command.endswith(" --timeout 45m"), command
@@ -46,23 +54,26 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
     nodes = [node("valinor-1", control_plane, "controlplane", NEW), node(name, ip, "worker", NEW, upgrade={"downMs": DOWN_MS})]
     with talos_api(scenario(nodes, bootstrapped=False)) as api:
         stdin = json.dumps({"machineConfig": api.config("worker", installer(VANILLA, NEWER)), "talosconfig": api.talosconfig_text()}, sort_keys=True)
-        with step(command, stdin) as first:
-            shell = first.shell()
+        sh = shell(sh_name)
+        with step(command, stdin, sh=sh) as first:
+            top = first.shell()
             # The apply upgraded the node and waits for it to come back from its reboot.
             until(
                 "the node down for its upgrade",
                 lambda: ("LifecycleService/Upgrade" in [m for _, m in mutations(api)]) and not api.state()[name]["up"],
                 120,
             )
-            # dash forked: the shell's one child is the upgrader itself (the Python entry point exec'd the binary).
-            upgrader = only_child(shell)
-            assert Path(f"/proc/{upgrader}/exe").resolve() == product.build().resolve()
+            # Which process pulumi-command's SIGKILL hits: the shell (dash forks) or `iluvatar` (bash and busybox exec it).
+            assert forks(sh, top) is (sh_name == "dash")
+            tree = descendants(top)
+            (upgrader,) = [p for p in tree if Path(f"/proc/{p}/exe").resolve() == product.build().resolve()]
+            assert upgrader != top
             first.cancel()
             stopped = first.result(timeout=DOWN_MS / 1000 + 120)
             # Wait returned while the node was still down: nothing held the pipes but the upgrader, which stopped.
             assert api.state()[name]["up"] is False
-        assert not running(shell) and not running(upgrader)
-        assert (stopped["signaled"], stopped["exit"]) == (True, -1)  # the shell, SIGKILLed by Go's exec
+        assert [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:150], Path(f"/proc/{p}/stat").read_text()[:80]) for p in tree if running(p)] == []
+        assert (stopped["signaled"], stopped["exit"]) == (True, -1)  # the shell (or `iluvatar`), SIGKILLed by Go's exec
         assert stopped["error"].startswith(f"signal: killed: running {json.dumps(command)}:\n")
         assert 0 <= stopped["waitedAfterCancelMs"] < GRACE_S * 1000
         lines = stopped["stderr"].splitlines()
@@ -78,7 +89,7 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
         # The node comes back on its own; the next `pulumi up` runs the same step, which finds the upgrade done.
         until("the node back", lambda: api.state()[name]["up"], DOWN_MS / 1000 + 30)
         upgrades = mutations(api)
-        with step(command, stdin) as second:
+        with step(command, stdin, sh=sh) as second:
             finished = second.result(timeout=300)
         assert (finished["error"], finished["exit"]) == ("", 0)
         assert f"upgrader: {name}: config unchanged and Talos as configured: checking health only" in finished["stderr"].splitlines()
@@ -87,9 +98,11 @@ def test_a_step_killed_as_pulumi_command_kills_it_leaves_no_upgrader_running_and
         assert api.state()[name]["version"] == NEWER
 
 
-def test_a_step_killed_while_the_upgrader_builds_leaves_no_build_running_and_nothing_half_written(tmp_path: Path) -> None:
-    """The first step after the upgrader's sources changed builds it: the shell killed meanwhile, the wrapper gets
-    SIGTERM, kills the go command with every compiler it started, and removes what the build had written."""
+@pytest.mark.parametrize("sh_name", list(SHELLS))
+def test_a_step_killed_while_the_upgrader_builds_leaves_no_build_running_and_nothing_half_written(tmp_path: Path, sh_name: str) -> None:
+    """The first step after the upgrader's sources changed builds it: the shell (or `iluvatar`) killed meanwhile, the
+    process building gets SIGTERM, kills the go command with every compiler it started, and removes what the build
+    had written."""
     cache = tmp_path / "cache"
     (cache / "go").mkdir(parents=True)
     # The project's modules (nothing fetched), an empty build cache: the standard library and every module compiled
@@ -98,20 +111,25 @@ def test_a_step_killed_while_the_upgrader_builds_leaves_no_build_running_and_not
     env = {**os.environ, "ILUVATAR_CACHE": str(cache)}
     ip = addresses(1)[0]
     _, command = worker_step(ip)
-    with step(command, json.dumps({"talosconfig": "(not read: the step is stopped first)", "machineConfig": "-"}), env) as building:
-        shell = building.shell()
-        wrapper = only_child(shell)
+    sh = shell(sh_name)
+    with step(command, json.dumps({"talosconfig": "(not read: the step is stopped first)", "machineConfig": "-"}), env, sh=sh) as building:
+        top = building.shell()
+
+        def go_build() -> list[int]:
+            return [p for p in descendants(top) if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2] == [b"build"]]
 
         def compiling() -> bool:
-            go = [p for p in children(wrapper) if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2] == [b"build"]]
+            go = go_build()
             return bool(go) and any(Path(f"/proc/{c}/comm").read_text().strip() == "compile" for c in children(go[0]))
 
         until("the go command compiling", compiling, 300)
-        (go,) = children(wrapper)
+        assert forks(sh, top) is (sh_name == "dash")
+        (go,) = go_build()
+        tree = [p for p in descendants(top) if p not in group(go)]  # the shell or not, `iluvatar`'s processes
         building.cancel()
         stopped = building.result(timeout=60)
     assert group(go) == []  # the go command and every compiler it started
-    assert not running(wrapper)
+    assert [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:150], Path(f"/proc/{p}/stat").read_text()[:80]) for p in tree if running(p)] == []
     lines = stopped["stderr"].splitlines()
     assert lines[0] == (
         "upgrader: building the upgrader first: its sources (upgrader/) are not built in this machine's cache yet "

@@ -22,6 +22,20 @@ type lifecycleService struct {
 	n *Node
 }
 
+// Upgrade follows Talos v1.13.0's Service.Upgrade and runInstallerContainer:
+//   - one installer at a time: the service's lock, taken with TryLock and held until the installer has
+//     ended (internal/app/lifecycle/lifecycle.go:156-159), else FailedPrecondition;
+//   - the installer starts on the stream's context (container.go:165, task.Start(ctx)): a stream already
+//     gone starts nothing;
+//   - once started it is waited for on a detached context (container.go:181, task.Wait(detachedCtx);
+//     ctrhelper.go:24 "detached (context.Background())"): a stream cancelled or broken afterwards only
+//     stops the output (streamOutput returns on the failed Send, container.go:186-197), and the
+//     installer runs to its end, its new Talos then the next boot's (sd-boot's default entry,
+//     bootloader/sdboot/sdboot.go:399-400) with no reboot;
+//   - the exit code is the answer, never a gRPC error (container.go:211-214).
+//
+// Not modelled: a real installer whose output fills the pipe no one reads any more would block on it
+// (io.Pipe, container.go:125); Talos's installer writes a few kilobytes, which the FIFO takes.
 func (s *lifecycleService) Upgrade(req *machineapi.LifecycleServiceUpgradeRequest, ss grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
 	n := s.n
 	c := n.c
@@ -46,43 +60,54 @@ func (s *lifecycleService) Upgrade(req *machineapi.LifecycleServiceUpgradeReques
 		return status.Error(codes.Internal, fmt.Sprintf("upgrade failed: installer image %q not found in containerd store: not found", image))
 	}
 
+	if err := ss.Context().Err(); err != nil { // task.Start(ctx): nothing started
+		c.mu.Unlock()
+
+		return status.FromContextError(err).Err()
+	}
+
 	n.upgrading = true
 	gen := n.gen
 	exitCode := n.spec.Upgrade.ExitCode
+	installFor := time.Duration(n.spec.Upgrade.InstallMs) * time.Millisecond
 	c.mu.Unlock()
 
-	defer func() {
+	// The installer, started: it runs to its end on its own, whatever the stream does.
+	ended := make(chan int32, 1)
+
+	go func() {
+		time.Sleep(20*time.Millisecond + installFor)
+
+		version, schematic := parseInstaller(image)
+
 		c.mu.Lock()
-		n.upgrading = false
+		if exitCode == 0 && n.gen == gen {
+			n.pendingVer, n.pendingSch = version, schematic
+
+			log.Printf("%s: upgrade to %s installed, boots on the next reboot", n.name, version)
+		}
+		n.upgrading = false // the lock, released once runInstallerContainer returns
 		c.mu.Unlock()
+
+		ended <- exitCode
 	}()
 
 	send := func(p *machineapi.LifecycleServiceInstallProgress) error {
 		return ss.Send(&machineapi.LifecycleServiceUpgradeResponse{Progress: p})
 	}
 
+	// The output, while the stream takes it; a failed Send stops the output only.
 	for _, msg := range []string{"running the installer from " + image, "installing the bootloader and the new Talos image"} {
 		if err := send(&machineapi.LifecycleServiceInstallProgress{Response: &machineapi.LifecycleServiceInstallProgress_Message{Message: msg}}); err != nil {
-			return err
+			break
 		}
 
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if exitCode == 0 {
-		version, schematic := parseInstaller(image)
+	code := <-ended
 
-		c.mu.Lock()
-		if n.gen == gen {
-			n.pendingVer, n.pendingSch = version, schematic
-		}
-		c.mu.Unlock()
-
-		log.Printf("%s: upgrade to %s installed, boots on the next reboot", n.name, version)
-	}
-
-	// The exit code is the answer, never a gRPC error (the client judges it).
-	return send(&machineapi.LifecycleServiceInstallProgress{Response: &machineapi.LifecycleServiceInstallProgress_ExitCode{ExitCode: exitCode}})
+	return send(&machineapi.LifecycleServiceInstallProgress{Response: &machineapi.LifecycleServiceInstallProgress_ExitCode{ExitCode: code}})
 }
 
 // imageService is Talos 1.13's machine.ImageService Pull (internal/app/images).

@@ -145,6 +145,9 @@ type UpgradeOutcome struct {
 
 	ExitCode  int32  `json:"exitCode,omitempty"`  // the installer's exit code (non-zero: the upgrade failed, nothing staged)
 	PullError string `json:"pullError,omitempty"` // pulling the installer image fails with this (NotFound)
+	// InstallMs: how long LifecycleService.Upgrade's installer runs (a real one writes the disk and the
+	// bootloader: minutes); it runs to its end whatever happens to the stream (lifecycle.go).
+	InstallMs int `json:"installMs,omitempty"`
 }
 
 var (

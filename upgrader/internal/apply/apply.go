@@ -964,11 +964,14 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 	}
 
-	// From here on a failure before the reboot puts Kubernetes back as it was.
+	// From here on a failure before the reboot puts Kubernetes back as it was, unless the machine's next
+	// boot already brings a change (pending): then it stays drained, whatever reboots it.
 	prepared, err := r.prepareKube(ctx)
 	if err != nil {
 		return r.unprepareKube(prepared, err)
 	}
+
+	pending := ""
 
 	if stage {
 		cctx, cancel := wait.Call(ctx)
@@ -981,22 +984,28 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 
 		report.Progress(n.Name, "config staged for the next boot")
+
+		pending = "the staged config"
 	}
 
 	before, err := talos.BootID(ctx, r.c)
 	if err != nil {
-		return r.unprepareKube(prepared, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
+		return r.notRebooted(prepared, pending, &report.Failure{Node: n.Name, Check: "boot-id", Detail: talos.Message(err), Look: r.talosLook("read /proc/sys/kernel/random/boot_id")})
 	}
 
 	if upgrade {
-		if err := r.upgrade(ctx); err != nil {
-			return r.unprepareKube(prepared, err)
+		if installed, err := r.upgrade(ctx); err != nil {
+			if installed != "" {
+				pending = joinPending(installed, pending)
+			}
+
+			return r.notRebooted(prepared, pending, err)
 		}
 	} else {
 		report.Progress(n.Name, "rebooting")
 
 		if err := r.reboot(ctx); err != nil {
-			return r.unprepareKube(prepared, err)
+			return r.notRebooted(prepared, pending, err)
 		}
 	}
 
@@ -1054,6 +1063,34 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 	r.pods = nil // a boot renders every pod anew: the ones Talos serves now are the ones
 
 	return r.healthy(ctx)
+}
+
+// notRebooted is a failure before the machine was asked to reboot. With nothing pending, Kubernetes is put back
+// (unprepareKube). With a change the machine's next boot brings (a staged config, a Talos installed or being
+// installed), the drain stays as it is: that boot may come from anything (a power cut, a person's reboot), and
+// it must find the node drained, Ceph's noout set and Argo CD paused, as our own reboot would. The next run of
+// the step finds the machine not yet as configured and goes through the disruption again (a Node it left
+// cordoned is its own: the mark), or, if that boot came first, finds it done and puts Kubernetes back.
+func (r *applyRun) notRebooted(p prepared, pending string, cause error) error {
+	if pending == "" {
+		return r.unprepareKube(p, cause)
+	}
+
+	var f *report.Failure
+	if errors.As(cause, &f) {
+		f.Detail += fmt.Sprintf("; %s takes effect at the machine's next boot, whatever reboots it, so it is left drained until `pulumi up` reboots it", pending)
+	}
+
+	return r.withLeftovers(cause, p)
+}
+
+// joinPending is what the next boot brings, the installed Talos first.
+func joinPending(a, b string) string {
+	if b == "" {
+		return a
+	}
+
+	return a + " and " + b
 }
 
 // prepared is what prepareKube did, so it can be undone.
@@ -1261,23 +1298,29 @@ func (r *applyRun) etcdPreflight(ctx context.Context, down bool) error {
 }
 
 // upgrade installs the new Talos: LifecycleService on Talos 1.13+ (install only, then our reboot),
-// the legacy MachineService.Upgrade before (which reboots by itself).
-func (r *applyRun) upgrade(ctx context.Context) error {
+// the legacy MachineService.Upgrade before (which reboots by itself). On a failure, installed names
+// the Talos the machine's next boot may bring ("" when none: the installer said it failed, or never ran).
+func (r *applyRun) upgrade(ctx context.Context) (installed string, err error) {
 	n := r.n
 	look := r.talosLook("upgrade --image " + r.image)
 
 	if r.lifecycle {
 		report.Progress(n.Name, "upgrading to %s (LifecycleService)", r.version)
 
-		err := r.lifecycleUpgrade(ctx)
+		running, err := r.lifecycleUpgrade(ctx)
 		if status.Code(err) != codes.Unimplemented {
 			if err != nil {
-				return &report.Failure{Node: n.Name, Check: "upgrade", Detail: err.Error(), Look: look}
+				f := &report.Failure{Node: n.Name, Check: "upgrade", Detail: err.Error(), Look: look}
+				if running {
+					return fmt.Sprintf("Talos %s (if the installer finishes)", r.version), f
+				}
+
+				return "", f
 			}
 
 			report.Progress(n.Name, "installed; rebooting into %s", r.version)
 
-			return r.reboot(ctx)
+			return fmt.Sprintf("Talos %s (installed)", r.version), r.reboot(ctx)
 		}
 
 		report.Progress(n.Name, "LifecycleService is not served: the legacy upgrade API then")
@@ -1289,58 +1332,109 @@ func (r *applyRun) upgrade(ctx context.Context) error {
 	defer cancel()
 
 	if _, err := r.c.UpgradeWithOptions(cctx, client.WithUpgradeImage(r.image), client.WithUpgradeRebootMode(machineapi.UpgradeRequest_DEFAULT)); err != nil { //nolint:staticcheck // the Talos 1.12 API
-		return &report.Failure{Node: n.Name, Check: "upgrade", Detail: talos.Message(err), Look: look}
+		return "", &report.Failure{Node: n.Name, Check: "upgrade", Detail: talos.Message(err), Look: look}
 	}
 
-	return nil
+	return "", nil
 }
 
-func (r *applyRun) lifecycleUpgrade(ctx context.Context) error {
+// installing is Talos 1.13's answer while another Upgrade or Install holds LifecycleService's lock
+// (internal/app/lifecycle/lifecycle.go:156-157 at v1.13.0): a stopped run's installer, still running.
+const installing = "another installation/upgrade is already in progress"
+
+// lifecycleUpgrade runs the installer through LifecycleService.Upgrade. running says, on a failure, that
+// the installer may still run on the machine and finish: Talos runs it on the stream's context only until
+// task.Start, then waits for it on a context of its own (internal/app/lifecycle/container.go:165,181 at
+// v1.13.0), so a stream that ends without the installer's exit code (our signal or --timeout, the
+// connection lost) leaves it running, and an installer that finishes makes the new Talos the next boot's
+// (sd-boot's default entry: internal/app/machined/pkg/runtime/v1alpha1/bootloader/sdboot/sdboot.go:399-400). An installer already
+// running (a stopped run's) is waited for, then run again: it installs the same image.
+func (r *applyRun) lifecycleUpgrade(ctx context.Context) (running bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
 
-	stream, err := r.c.LifecycleClient.Upgrade(cctx, &machineapi.LifecycleServiceUpgradeRequest{
+	waited := false
+
+	for {
+		exit, err := r.runInstaller(cctx)
+		if err == nil {
+			if exit != 0 {
+				return false, fmt.Errorf("the installer exited with %d; nothing is staged, the node keeps running %s", exit, r.version)
+			}
+
+			return false, nil
+		}
+
+		switch st := status.Code(err); {
+		case st == codes.Unimplemented:
+			return false, err
+		case st == codes.FailedPrecondition && strings.Contains(talos.Message(err), installing):
+			if !waited {
+				report.Progress(r.n.Name, "an installer is already running on the machine (a stopped run's): waiting for it to end, then installing again")
+
+				waited = true
+			}
+
+			select {
+			case <-cctx.Done():
+				return true, fmt.Errorf("stopped while an earlier installer still ran on the machine: %w", context.Cause(cctx))
+			case <-time.After(wait.Every):
+			}
+		case talos.Transient(err) || cctx.Err() != nil:
+			why := talos.Message(err)
+			if cctx.Err() != nil {
+				why = "stopped: " + context.Cause(cctx).Error()
+			}
+
+			return true, fmt.Errorf("%s, before the installer's exit code: it may be running on the machine, which runs an installer it started to its end whatever the client does", why)
+		default:
+			return false, errors.New(talos.Message(err))
+		}
+	}
+}
+
+// runInstaller is one LifecycleService.Upgrade stream: the installer's exit code, or why there is none.
+func (r *applyRun) runInstaller(ctx context.Context) (int32, error) {
+	stream, err := r.c.LifecycleClient.Upgrade(ctx, &machineapi.LifecycleServiceUpgradeRequest{
 		Containerd: talos.SystemContainerd(),
 		Source:     &machineapi.InstallArtifactsSource{ImageName: r.image},
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return errors.New("the installer ended without an exit code")
+			return 0, status.Error(codes.Unavailable, "the installer's stream ended without an exit code")
 		}
 
 		if err != nil {
-			if status.Code(err) == codes.Unimplemented {
-				return err
-			}
-
-			return errors.New(talos.Message(err))
+			return 0, err
 		}
 
 		switch p := msg.GetProgress().GetResponse().(type) {
 		case *machineapi.LifecycleServiceInstallProgress_Message:
 			report.Progress(r.n.Name, "installer: %s", strings.TrimSpace(p.Message))
 		case *machineapi.LifecycleServiceInstallProgress_ExitCode:
-			if p.ExitCode != 0 {
-				return fmt.Errorf("the installer exited with %d; nothing is staged, the node keeps running %s", p.ExitCode, r.version)
-			}
-
-			return nil
+			return p.ExitCode, nil
 		}
 	}
 }
 
 // reboot asks for a reboot; an answer lost because the node went down at once is no failure
-// (the boot ID tells).
+// (the boot ID tells). A call ended by our own stop (a signal, the step's --timeout) is one: Talos
+// may never have been asked.
 func (r *applyRun) reboot(ctx context.Context) error {
 	cctx, cancel := wait.Call(ctx)
 	defer cancel()
 
-	if err := r.c.Reboot(cctx); err != nil && !talos.Transient(err) {
+	err := r.c.Reboot(cctx)
+	if err != nil && ctx.Err() != nil {
+		return &report.Failure{Node: r.n.Name, Check: "reboot", Detail: fmt.Sprintf("stopped (%s) before Talos answered the reboot: it may never have been asked", context.Cause(ctx)), Look: r.talosLook("reboot")}
+	}
+
+	if err != nil && !talos.Transient(err) {
 		return &report.Failure{Node: r.n.Name, Check: "reboot", Detail: talos.Message(err), Look: r.talosLook("reboot")}
 	}
 

@@ -1,0 +1,135 @@
+"""A Talos upgrade stopped as Pulumi stops a step (Ctrl-C, or the step's custom timeout) once its installer runs.
+
+Talos 1.13's LifecycleService.Upgrade starts the installer on the stream's context and then waits for it on a
+detached one (internal/app/lifecycle/container.go:165,181 at v1.13.0): the installer runs on after the client is
+gone, and once it ends the new Talos is the next boot's (sd-boot's default entry). The stand-in does the same
+(tools/talos-api/lifecycle.go). So a stop after the installer started, or after it ended and before the reboot,
+leaves a change the machine's next boot brings, whatever reboots it: the node stays drained (cordoned, Ceph's noout
+set, Argo CD paused) and the next `pulumi up` reboots it through the whole disruption. The step is the program's
+own, run as pulumi-command runs it (tests/upgrader/run.py `step`); Kubernetes is the test control plane.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from iluvatar import upgrader as product
+from plans import bringup
+from plans.storage import NOOUT_SET, NOOUT_UNSET
+from tests.upgrader.run import GRACE_S, mutations, step, until
+from tests.upgrader.test_kubernetes import AFTER_HOOKS, NEW, _annotations, _job_states, kwok_node, program_hooks, unique
+from tools.kube_cluster import Cluster
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+
+pytestmark = pytest.mark.kube
+
+NEWER = "v1.13.1"
+INSTALL_MS = 4_000  # the stand-in's installer: long enough to be stopped in the middle of
+
+
+def _nodes(cluster: Cluster) -> str:
+    """The machine's Node, and another where the hook Jobs' pods run while it is cordoned (the next run sets noout again)."""
+    name = unique("istari")
+    cluster.create_nodes([kwok_node(name), kwok_node(unique("bystander"))])
+    return name
+
+
+def _cordoned(cluster: Cluster, name: str) -> bool:
+    found = cluster.client.get("v1", "Node", name)
+    assert found is not None
+    return bool(found["spec"].get("unschedulable"))
+
+
+def _first_run(api: TalosAPI, cluster: Cluster, name: str, ns: str, when: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The upgrade's step, stopped as Pulumi stops one once `when` happened; its command, stdin and what it returned."""
+    command = bringup.Step(("apply", "--node", api.node_arg(name), "--role", "worker"), "90s", "").command
+    stdin = {
+        "talosconfig": api.talosconfig_text(),
+        "kubeconfig": cluster.kubeconfig.read_text(),
+        "machineConfig": api.config("worker", installer(VANILLA, NEWER)),
+        "hooks": program_hooks(ns),
+    }
+    product.build()  # not this test's: a step stopped while it builds is tests/upgrader/test_cancel.py's
+    with step(command, json.dumps(stdin, sort_keys=True)) as first:
+        # The call log, not mutations(): a call still running has no arguments yet (an ApplyConfiguration's mode).
+        until(when, lambda: when in [c["method"] for c in api.calls(name)], 180)
+        first.cancel()
+        stopped = first.result(timeout=GRACE_S + 30)
+    assert (stopped["signaled"], stopped["stdout"]) == (True, "")
+    return command, stdin, stopped
+
+
+def _second_run_finishes_it(api: TalosAPI, cluster: Cluster, name: str, ns: str, command: str, stdin: dict[str, Any]) -> list[str]:
+    """The next `pulumi up`: the same step installs again, reboots through the disruption, and puts Kubernetes back."""
+    with step(command, json.dumps(stdin, sort_keys=True)) as second:
+        finished = second.result(timeout=200)
+    assert (finished["error"], finished["exit"]) == ("", 0), finished["stderr"]
+    assert api.state()[name]["version"] == NEWER
+    assert not _cordoned(cluster, name)
+    assert AFTER_HOOKS not in _annotations(cluster, name)
+    assert _job_states(cluster, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
+    lines: list[str] = finished["stderr"].splitlines()
+    return lines
+
+
+def test_a_stop_while_the_installer_runs_leaves_the_node_drained_and_the_next_run_reboots_it(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """Unfixed, the upgrader took the failed stream for an upgrade that did not happen and put Kubernetes back: the
+    Node uncordoned and noout unset while the new Talos waited for the machine's next boot (a power cut), undrained."""
+    ns = kube_namespace(kube_talos)
+    name = _nodes(kube_talos)
+    ip = addresses(1)[0]
+    spec = scenario([node(name, ip, "worker", NEW, upgrade={"installMs": INSTALL_MS, "downMs": 300})])
+    with talos_api(spec) as api:
+        command, stdin, stopped = _first_run(api, kube_talos, name, ns, "LifecycleService/Upgrade")
+        last = stopped["stderr"].splitlines()[-1]
+        assert last == (
+            f"upgrader: FAILED: {name}: upgrade: stopped: SIGTERM, before the installer's exit code: it may be running on the machine, "
+            "which runs an installer it started to its end whatever the client does; "
+            f"Talos {NEWER} (if the installer finishes) takes effect at the machine's next boot, whatever reboots it, so it is left "
+            f"drained until `pulumi up` reboots it (the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, "
+            f"named in the Node's {AFTER_HOOKS} annotation; the next run of this step runs them); "
+            f"look with: talosctl -n {ip} upgrade --image {installer(VANILLA, NEWER)}"
+        ), last
+        # The machine's installer ran on without the client, and its Talos waits for the next boot; the node stays drained.
+        until("the installer's end", lambda: api.state()[name]["pendingVersion"] == NEWER, INSTALL_MS / 1000 + 30)
+        assert _cordoned(kube_talos, name)
+        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+        assert api.state()[name]["version"] == NEW
+
+        lines = _second_run_finishes_it(api, kube_talos, name, ns, command, stdin)
+        assert f"upgrader: {name}: installed; rebooting into {NEWER}" in lines
+        assert [m for m in mutations(api) if m[1] != "MachineService/ApplyConfiguration dry-run"] == [
+            (name, "MachineService/ApplyConfiguration NO_REBOOT"),  # the config's new installer image: no reboot for it
+            (name, "ImageService/Pull"),
+            (name, "LifecycleService/Upgrade"),
+            (name, "ImageService/Pull"),
+            (name, "LifecycleService/Upgrade"),
+            (name, "MachineService/Reboot"),
+        ]
+
+
+def test_a_stop_between_the_install_and_the_reboot_is_no_reboot_and_leaves_the_node_drained(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """The signal while the Reboot call is out: unfixed, its Canceled counted as the answer a node going down loses, and
+    the run ended on a reboot wait that said the node did not come back, though nothing rebooted it."""
+    ns = kube_namespace(kube_talos)
+    name = _nodes(kube_talos)
+    ip = addresses(1)[0]
+    # The Reboot call accepted and never answered: the window between the install and the reboot, held open.
+    spec = scenario([node(name, ip, "worker", NEW, upgrade={"downMs": 300}, reboot={"downMs": 300}, hang=["MachineService/Reboot"])])
+    with talos_api(spec) as api:
+        command, stdin, stopped = _first_run(api, kube_talos, name, ns, "MachineService/Reboot")
+        last = stopped["stderr"].splitlines()[-1]
+        assert last == (
+            f"upgrader: FAILED: {name}: reboot: stopped (SIGTERM) before Talos answered the reboot: it may never have been asked; "
+            f"Talos {NEWER} (installed) takes effect at the machine's next boot, whatever reboots it, so it is left drained until "
+            f"`pulumi up` reboots it (the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, named in the "
+            f"Node's {AFTER_HOOKS} annotation; the next run of this step runs them); look with: talosctl -n {ip} reboot"
+        ), last
+        assert api.state()[name]["pendingVersion"] == NEWER
+        assert _cordoned(kube_talos, name)
+
+        api.script(name, hang=[])
+        _second_run_finishes_it(api, kube_talos, name, ns, command, stdin)
