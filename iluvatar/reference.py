@@ -214,7 +214,10 @@ def _secrets(config: Mapping[str, Any], notes: Mapping[str, Any], seen: set[tupl
         rows.append(Row(key, "secret", "unset", meaning.strip()))
     intro = (
         "Set only with `pulumi config set --secret KEY VALUE`, so the stack file holds ciphertext "
-        "(`secure: v1:...`), never the value; a secret written in plain text is refused, and never echoed."
+        "(`secure: v1:...`), never the value; a secret written in plain text is refused, and never echoed. A credential written "
+        "where a service's own docs put it (`ntfy.token`, `email.password`, a connector's `clientSecret` or `bindPW`, "
+        "`bmc.password`, an app secret's `value`, a URL's `user:password@` or `?token=`) is refused with the command that "
+        "sets it in the key below it belongs in; a placeholder (`<value>`, `changeme`) is refused as one."
     )
     return f"## Secrets\n\n{intro}\n\n{_table(rows)}\n"
 

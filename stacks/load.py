@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import credentials
 from stacks import data as data_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
@@ -79,6 +80,8 @@ SECRETS: tuple[str, ...] = (
 )
 
 ORDER = [*SECTIONS, *SECRETS]
+# The model of each top-level key's value (of each item, for the lists).
+MODELS: dict[str, type[BaseModel]] = {**{k: s.model for k, s in SECTIONS.items() if s.model is not None}, "nodes": Node, "apps": App}
 
 
 # --- Parsing -------------------------------------------------------------------------------
@@ -96,6 +99,8 @@ def parse_stack(
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     meant: set[str] = set()  # keys a misspelled key stands for: "did you mean" says it, not also "is required"
+    # Credentials written where a service's docs put them, each sent to its secret key (stacks.credentials).
+    raw, found = credentials.strip(raw, MODELS, SECRETS)
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
@@ -107,8 +112,17 @@ def parse_stack(
                 continue  # one password per BMC address: stacks.power checks each entry
             # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
             if full_key not in secret_keys and not isinstance(value, Secure):
-                # Never echo the value: it is the secret the user just leaked into a file.
-                problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
+                if credentials.placeholder(value):
+                    # The `<value>` of a command copied whole, or a word for "change me": no secret to keep from the screen.
+                    problems.append(
+                        Problem(
+                            full_key,
+                            f"is a placeholder ({show(value)}), in plain text; run `pulumi config set --secret {full_key} <value>` with the real one",
+                        )
+                    )
+                else:
+                    # Never echo the value: it is the secret the user just leaked into a file.
+                    problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
             continue
         if key not in SECTIONS:
             closest = _closest(key, ORDER)
@@ -116,7 +130,8 @@ def parse_stack(
                 meant.add(closest)
             problems.append(Problem(full_key, f"is not a known key{_did_you_mean(closest)} (known: {', '.join(ORDER)})"))
             continue
-        if full_key in secret_keys:
+        # A section made secret by a credential set in it (`config set --secret --path`) is read without it: its message says so.
+        if full_key in secret_keys and not any(f.problem.path.startswith((f"{full_key}.", f"{full_key}[")) for f in found):
             problems.append(Problem(full_key, "is encrypted, but it is plain configuration that every layer must read; set it without --secret"))
             continue
         values[key] = value
@@ -220,6 +235,12 @@ def parse_stack(
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
     )
+    # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
+    # says of the value that holds it (a URL with a password in it) is said again.
+    given = set(credentials.given(found))
+    said = {f.problem.path for f in found}
+    problems = [p for p in problems if p.path not in said and not (isinstance(p, UnsetSecret) and p.where in given)]
+    problems += [f.problem for f in found]
     if not require_secrets:
         problems = [p for p in problems if not isinstance(p, UnsetSecret)]
     if problems:
@@ -298,9 +319,9 @@ def _translate(model: type[BaseModel], error: ValidationError, base: str) -> lis
     for err in errors:
         if err["type"] == "extra_forbidden":
             loc = _config_loc(err)
-            closest = _closest(str(loc[-1]), _allowed_keys(model, loc[:-1]))
+            closest = _suggest(model, loc)
             if closest is not None:
-                meant.add((*loc[:-1], closest))
+                meant.add((*loc[:-1], *closest.split(".")[:1]))
     for err in errors:
         loc = _config_loc(err)
         if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in inner):
@@ -327,7 +348,7 @@ def _plain(model: type[BaseModel], err: Any) -> str:
         return "is required"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        return f"is not a known key{_did_you_mean(_closest(str(loc[-1]), allowed))} (known: {', '.join(allowed)})"
+        return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
     if kind == "literal_error":
         expected = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
         return f"{show(value)} is not one of: {expected}"
@@ -382,6 +403,20 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
+
+
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The key an unknown key at `loc` stands for: one of a key's own keys by that name (`bmc` on a machine is
+    `power.bmc`), else the closest known key."""
+    word = str(loc[-1])
+    allowed = _allowed_keys(model, loc[:-1])
+    if word in allowed:
+        return None
+    for key in allowed:
+        inner = _allowed_keys(model, (*loc[:-1], key))
+        if word in inner or word.lower() in (k.lower() for k in inner):
+            return f"{key}.{next(k for k in inner if k.lower() == word.lower())}"
+    return _closest(word, allowed)
 
 
 def _innermost_model(annotation: Any) -> Any:
