@@ -575,7 +575,7 @@ def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key)}", key_node.start_mark)
         seen.add(key)
     mapping: dict[Any, Any] = loader.construct_mapping(node)
     return mapping
