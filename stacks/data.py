@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
-from stacks.data_model import AppBackup, Backup
+from stacks.data_model import AppBackup, Backup, CopyMethod
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 
@@ -242,11 +242,11 @@ def _target(ctx: Context) -> Iterator[Problem]:
             yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         for key in s3_keys:
             yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP}.target is NFS ({backup.target}); remove it")
-        if backup.etcd.arda:
+        if backup.etcd.arda is True:
             yield Problem(
                 f"{BACKUP}.etcd.arda",
                 f"true, but talos-backup uploads Arda's etcd snapshots only to S3 and the target is NFS ({backup.target}); "
-                "use an S3 target (most NAS serve S3), or set arda: false to leave Arda's etcd without backups",
+                "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
         for key in (S3_KEY_ID, S3_SECRET_KEY):
@@ -294,14 +294,31 @@ def _volumes(
             continue  # no classes known, or a default class Arda lacks (stacks.storage says so)
         if chosen not in classes:
             yield Problem(f"{path}.class", f"{chosen} is not a StorageClass Arda has (it has: {', '.join(classes) or 'none'})")
-        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method != "Direct":
+        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method not in (None, "Direct"):
             said = "its class" if volume.storage_class is not None else "Arda's default class"
             yield Problem(
                 app_path(i, "backup.copyMethod"),
                 f"{backup.copy_method} needs CSI snapshots, and volumes[{k}] ({volume.claim}) is on {said} {chosen}, which has none; "
-                "set copyMethod: Direct (VolSync then reads the live volume: a crash-consistent copy) or put the claim on "
-                f"{' or '.join(sorted(SNAPSHOT_CLASSES))}",
+                "leave copyMethod out (each volume then takes what its class allows: here Direct, VolSync reading the live volume, "
+                f"a crash-consistent copy) or put the claim on {' or '.join(sorted(SNAPSHOT_CLASSES))}",
             )
+
+
+def copy_method(backup: AppBackup, storage_class: str) -> CopyMethod:
+    """How VolSync copies a volume on `storage_class`: the backup's copyMethod, else what the class allows (a CSI
+    snapshot on a class with snapshots, the live volume on one without)."""
+    if backup.copy_method is not None:
+        return backup.copy_method
+    return "Snapshot" if storage_class in SNAPSHOT_CLASSES else "Direct"
+
+
+def arda_etcd_backup(backup: Backup) -> bool:
+    """Whether talos-backup takes Arda's etcd snapshots: `etcd.arda`, else whether the target is S3 (the only one it
+    uploads to)."""
+    if backup.etcd.arda is not None:
+        return backup.etcd.arda
+    found = parse_target(backup.target)
+    return isinstance(found, Target) and found.kind == "s3"
 
 
 def read_values(value: Any, secure: type) -> tuple[dict[str, dict[str, bool]] | None, str | None]:
