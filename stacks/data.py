@@ -72,10 +72,41 @@ def parse_target(text: str) -> Target | str:
         return Target("nfs", parts.netloc, parts.path.rstrip("/") or "/")
     if parts.scheme in ("s3", "s3+http"):
         bucket, _, prefix = parts.path.lstrip("/").partition("/")
+        if (why := _s3_form(text, parts.hostname or "", parts.port, bucket, prefix)) is not None:
+            return why
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
+    if parts.scheme in ("https", "http") and parts.hostname:
+        scheme = "s3" if parts.scheme == "https" else "s3+http"
+        return (
+            f"{text} is an {parts.scheme} URL; an S3 target is written {scheme}://<host>[:port]/<bucket>[/<folder>] "
+            f"({'https' if scheme == 's3' else 'plain http'}), e.g. {scheme}://{parts.netloc}{parts.path or '/<bucket>'}"
+        )
     return f"{text} is neither an NFS export nor an S3 URL (e.g. {example})"
+
+
+# A bucket's virtual-hosted address: <bucket>.s3.amazonaws.com, <bucket>.s3.<region>.amazonaws.com, <bucket>.s3-<region>...
+_VIRTUAL_HOSTED = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<endpoint>s3[.-][a-z0-9.-]*amazonaws\.com)$")
+
+
+def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -> str | None:
+    """Why an S3 URL is in another tool's form, which this one reads differently, or None.
+
+    The AWS CLI writes `s3://<bucket>/<folder>`, with no endpoint: read here, the bucket would be the host and the folder
+    the bucket. A first part with no dot and no port is read as that form (an endpoint has a domain, an address or a
+    port); a virtual-hosted address (`<bucket>.s3.<region>.amazonaws.com`) with no bucket after it, likewise."""
+    hosted = _VIRTUAL_HOSTED.match(host)
+    if hosted is not None and not bucket:
+        return f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}"
+    if host and "." not in host and port is None and host != "localhost":
+        folder = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
+        return (
+            f"{text} names no S3 endpoint: {host} reads as a bucket, as the AWS CLI writes it (s3://<bucket>/<folder>), and "
+            f"Iluvatar reads the endpoint first, s3://<host>[:port]/<bucket>[/<folder>]; for AWS write "
+            f"s3://s3.<region>.amazonaws.com/{host}{folder}, for a NAS its address and port (e.g. s3+http://192.168.0.40:9000/{host})"
+        )
+    return None
 
 
 def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Network | None) -> str | None:
