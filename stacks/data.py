@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
-from stacks.data_model import AppBackup, Backup, CopyMethod
+from stacks.data_model import AppBackup, Backup, CopyMethod, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 
@@ -243,12 +243,29 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
                     (key, app.name, secret.name),
                 )
-    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused.
+    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused, and
+    # one beside `generate` or `from`, which silently win over it.
+    declared = {app.name: (i, {s.name: (j, s) for j, s in enumerate(app.secrets)}) for i, app in ctx.apps}
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
             if not encrypted:
                 # Never echo the value: it is the secret the user just leaked into a file.
                 yield Problem(f"{key}.{app_name}.{name}", f"is in plain text; remove it and run `{set_command(app_name, name)}`")
+                continue
+            i, secrets = declared.get(app_name, (0, {}))
+            j, source = secrets[name] if name in secrets else (0, None)
+            if source is not None and source.generate is not None:
+                yield Problem(
+                    f"{key}.{app_name}.{name}",
+                    f"is set, but apps[{i}].secrets[{j}] ({name}) is generated (generate: {source.generate}), which wins over it: this "
+                    f"value is never read; remove it, or remove generate to use it",
+                )
+            elif source is not None and source.from_app is not None:
+                yield Problem(
+                    f"{key}.{app_name}.{name}",
+                    f"is set, but apps[{i}].secrets[{j}] ({name}) is {source.from_app}'s (from: {source.from_app}), which wins over it: "
+                    "this value is never read; remove it, or remove from to use it",
+                )
 
 
 def _target(ctx: Context) -> Iterator[Problem]:
@@ -307,7 +324,24 @@ def _backups(ctx: Context) -> Iterator[Problem]:
         problem = cron_problem(app.backup.schedule)
         if problem is not None:
             yield Problem(app_path(i, "backup.schedule"), problem)
+        if (merged := _merged_keep(app.backup)) is not None:
+            yield Problem(app_path(i, "backup.keep"), merged)
         yield from _volumes(i, app, app.backup, classes, default, claims)
+
+
+def _merged_keep(backup: AppBackup) -> str | None:
+    """Why a `keep` the user wrote keeps more than it says (the defaults of the keys it leaves out), or None."""
+    keep = backup.keep
+    if "keep" not in backup.model_fields_set or not keep.model_fields_set:
+        return None
+    given = {f: getattr(keep, f) for f in Keep.model_fields if f in keep.model_fields_set}
+    added = {f: getattr(keep, f) for f in Keep.model_fields if f not in keep.model_fields_set and getattr(keep, f) is not None}
+    if not added:
+        return None
+    return (
+        f"{show(given)} also keeps {show(added)}, the defaults of the keys it leaves out; write every one you mean, a key set to null "
+        f"keeping none (e.g. {show({**given, **dict.fromkeys(added)})} keeps only what it names)"
+    )
 
 
 def _volumes(
