@@ -35,6 +35,7 @@ from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.rules import TALOS_KUBERNETES
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
 from stacks.storage import LONGHORN_MIN_KUBERNETES, ROOK_MIN_KUBERNETES
+from stacks.versions import K3S_S3_CONFIG_SECRET, SIGN_IN_MIN_KUBERNETES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "stack.md"
@@ -242,14 +243,16 @@ def versions() -> str:
             "k3s",
             "iluvatar:ainur.k3sVersion",
             releases.K3S,
-            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks",
+            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks; "
+            f"{_minor(SIGN_IN_MIN_KUBERNETES)} or later with sign-in (`iluvatar:identity`); "
+            f"v{'.'.join(map(str, K3S_S3_CONFIG_SECRET))}+k3s1 or later with etcd snapshots to an S3 target",
         ),
     ]
     lines = [
         "## Versions",
         "",
         "The releases each versioned key takes, generated from the tables validation checks it against (`stacks.rules`,",
-        "`stacks.day2`, `stacks.boards`, `stacks.storage`). A new stack (`iluvatar init`) starts from the releases under",
+        "`stacks.day2`, `stacks.boards`, `stacks.storage`, `stacks.versions`). A new stack (`iluvatar init`) starts from the releases under",
         '"a new stack", the ones the shipped stacks run and the tests check the program against.',
         "",
         "| part | key | a new stack | validation takes |",

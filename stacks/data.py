@@ -253,7 +253,7 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 yield Problem(f"{key}.{app_name}.{name}", f"is in plain text; remove it and run `{set_command(app_name, name)}`")
                 continue
             i, secrets = declared.get(app_name, (0, {}))
-            j, source = secrets[name] if name in secrets else (0, None)
+            j, source = secrets.get(name, (0, None))
             if source is not None and source.generate is not None:
                 yield Problem(
                     f"{key}.{app_name}.{name}",

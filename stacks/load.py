@@ -24,6 +24,7 @@ from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
 from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
+from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
@@ -227,6 +228,7 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
         )
     )
+    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
         nodes_complete and "nodes" in values,
