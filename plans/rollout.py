@@ -36,6 +36,8 @@ def state(
         "kubernetesVersion": stack.arda.kubernetes_version,
         "order": order,
         "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
+        # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
+        "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
     }
 
 
