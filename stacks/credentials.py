@@ -276,6 +276,12 @@ def _bmc_holder(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
+def top_level(key: str, config: Mapping[str, Any]) -> Destination | None:
+    """Where a credential under a top-level key Iluvatar does not read (`ntfyToken`, `cloudflareApiKey`) belongs, by the
+    words in its name, or None when they name no service here."""
+    return _top_level(key, config)
+
+
 def _top_level(key: str, config: Mapping[str, Any]) -> Destination | None:
     said = set(words(key))
     for names, parts in _TOP_LEVEL:

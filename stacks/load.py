@@ -105,6 +105,10 @@ def parse_stack(
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
+            elsewhere = _other_namespace(full_key, ns, key)
+            if elsewhere and key in SECTIONS:
+                meant.add(key)  # said once, as "did you mean", not also as "is required"
+            found += elsewhere
             continue
         if key == data_rules.APP_SECRETS:
             continue  # encrypted value by value (`config set --secret --path`): stacks.data checks each
@@ -263,6 +267,35 @@ def parse_stack(
             "backup": values.get("backup"),
         }
     )
+
+
+# The providers the program registers, each explicitly (pulumi:disable-default-providers): their own config namespaces
+# configure only default providers, so nothing reads a key there.
+PROVIDER_NAMESPACES = frozenset({"cloudflare", "kubernetes", "talos", "command", "random", "tls"})
+
+
+def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found]:
+    """A key outside `iluvatar:` that nothing reads and the user meant for Iluvatar: a misspelt namespace (`iluvatr:`,
+    `Ilúvatar:`), or a credential in a provider's own namespace (`cloudflare:apiToken`). Pulumi's own keys and other
+    programs' namespaces are left to Pulumi."""
+    close = ns.lower() == NAMESPACE or difflib.SequenceMatcher(None, ns.lower(), NAMESPACE).ratio() >= 0.75
+    if close and ns != NAMESPACE:
+        known = f"; did you mean {NAMESPACE}:{key}?" if key in ORDER else f" (its keys: {', '.join(ORDER)})"
+        return [credentials.Found(Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped{known}"), None)]
+    if ns in PROVIDER_NAMESPACES and credentials.credential_key(key):
+        dest = credentials.top_level(f"{ns}{key[:1].upper()}{key[1:]}", {})
+        where = f"; {dest.what} goes in the secret {dest.path}: remove it and run {dest.commands}" if dest is not None else "; remove it"
+        return [
+            credentials.Found(
+                Problem(
+                    full_key,
+                    f"is the {ns} provider's own key, which only a default provider reads, and every provider here is explicit "
+                    f"(pulumi:disable-default-providers){where}",
+                ),
+                dest,
+            )
+        ]
+    return []
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:
