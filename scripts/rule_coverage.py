@@ -18,6 +18,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/secrets.py` (each `secure:` value's form, and the passphrase salt's): its rules;
 - `stacks/credentials.py` (a credential written beside the rest, or inside a value): its rules;
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
+- `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py` and `stacks/identity.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
@@ -62,6 +63,7 @@ RULE_FILES = (
     "stacks/secrets.py",
     "stacks/credentials.py",
     "stacks/versions.py",
+    "stacks/chart_values.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -186,7 +188,14 @@ def discover() -> list[Rule]:
     rules: list[Rule] = []
     for file in RULE_FILES:
         source = (ROOT / file).read_text()
-        if file in ("stacks/rules.py", "stacks/load.py", "stacks/secrets.py", "stacks/credentials.py", "stacks/versions.py"):
+        if file in (
+            "stacks/rules.py",
+            "stacks/load.py",
+            "stacks/secrets.py",
+            "stacks/credentials.py",
+            "stacks/versions.py",
+            "stacks/chart_values.py",
+        ):
             rules += _statement_rules(file, source)
         elif file == "stacks/data.py":
             # Its rules only: its field checks live in stacks/data_model.py (Target's Literal is a parsed value's type).

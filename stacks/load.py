@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import chart_values as chart_rules
 from stacks import credentials
 from stacks import data as data_rules
 from stacks import gitops as gitops_rules
@@ -232,6 +233,7 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
         )
     )
+    problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
