@@ -26,6 +26,10 @@ def test_report_counts_the_problems_under_the_source() -> None:
         (5, "5"),
         (1.5, "1.5"),
         (float("inf"), ".inf"),
+        (float("-inf"), "-.inf"),
+        (float("nan"), ".nan"),
+        (["Ilúvatar: Eä"], '["Ilúvatar: Eä"]'),  # quoted as written, not as \u escapes
+        (["@home", "x"], '["@home", x]'),  # YAML refuses @ to start a plain value
         (["a", "b"], "[a, b]"),
         (("a",), "[a]"),
         ({"k": True, "n": None}, "{k: true, n: null}"),
