@@ -90,6 +90,14 @@ CHAT_WEBHOOKS: tuple[tuple[re.Pattern[str], str], ...] = (
 PLACEHOLDER = re.compile(r"<[A-Za-z][^<>]*>|^(changeme|change-me|change_me|replaceme|replace-me|replace_me|your[-_].*|xxx+)$", re.IGNORECASE)
 
 
+def looks_like_token(text: str) -> bool:
+    """Whether a URL's user is a token: one of the forms above, or 20 and more letters and digits with both in it (a
+    person's login is shorter, or all letters)."""
+    if any(form.search(text) for form, _ in TOKEN_FORMS):
+        return True
+    return len(text) >= 20 and re.fullmatch(r"[A-Za-z0-9_-]+", text) is not None and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
 def placeholder(value: object) -> bool:
     return isinstance(value, str) and bool(PLACEHOLDER.search(value.strip()))
 
@@ -435,8 +443,9 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
             return True
     creds = [k for k, _ in parse_qsl(url.query, keep_blank_values=True) if k.lower() in _QUERY_CREDENTIALS]
     userinfo = url.netloc.rpartition("@")[0] if "@" in url.netloc else ""
-    # A user alone is how SSH names its login (git@host); over http(s), S3 or anything else it is a token.
-    leaks = bool(userinfo) and (":" in userinfo or url.scheme not in ("ssh", "git+ssh"))
+    # A user and a password are a credential; a user alone only when it is a token (GitHub takes one as the user of an
+    # https URL): SSH names its login so (git@host), and Bitbucket's clone URLs carry the user's name.
+    leaks = ":" in userinfo or (bool(userinfo) and looks_like_token(userinfo))
     if not creds and not leaks:
         return False
     netloc = url.netloc.rpartition("@")[2] if leaks else url.netloc

@@ -80,3 +80,18 @@ def test_a_value_in_chart_values_is_kept_unless_its_key_is_a_credential() -> Non
     # An empty value in chart values holds no credential (a chart's default); a Secret's name is no credential.
     assert cleaned == raw
     assert found == []
+
+
+@pytest.mark.parametrize(
+    ("url", "leaks"),
+    [
+        ("https://alice@bitbucket.org/team/homelab.git", False),  # Bitbucket's clone URL names the user: no secret
+        ("ssh://git@github.com/you/homelab.git", False),
+        ("https://ghp_" + "a1" * 18 + "@github.com/you/homelab.git", True),
+        ("https://0123456789abcdef0123456789abcdef@git.example.org/homelab.git", True),  # a token without a known form
+        ("https://alice:hunter2@git.example.org/homelab.git", True),
+    ],
+)
+def test_a_user_alone_in_a_url_is_a_credential_only_when_it_is_a_token(url: str, leaks: bool) -> None:
+    _, found = strip({"iluvatar:ainur": {"gitMirror": {"url": url, "ip": "192.168.0.15"}}}, MODELS, SECRETS)
+    assert bool(found) is leaks
