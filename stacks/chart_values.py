@@ -139,7 +139,7 @@ def one_typo(word: str, known: str) -> bool:
 
 
 def _typos(values: Mapping[str, Any], known: frozenset[tuple[str, ...]], base: str, under: tuple[str, ...] = ()) -> Iterator[Problem]:
-    siblings = sorted(p[-1] for p in known if len(p) == len(under) + 1 and p[:-1] == under)
+    siblings = sorted(p[-1] for p in known if p[:-1] == under)
     for key, value in values.items():
         here = (*under, str(key))
         meant = next((s for s in siblings if one_typo(str(key), s)), None)

@@ -85,3 +85,9 @@ def test_no_key_the_pinned_chart_takes_is_one_typo_from_ours(
 )
 def test_one_typo(word: str, known: str, typo: bool) -> None:
     assert one_typo(word, known) is typo
+
+
+def test_a_typo_is_of_a_key_at_the_same_place_only() -> None:
+    # `enabled` is a key Iluvatar sets under hubble, not under ipam: there `enabeld` is the chart's to judge.
+    assert list(chart_values._typos({"ipam": {"enabeld": True}}, chart_values.CILIUM, "v")) == []
+    assert [p.path for p in chart_values._typos({"hubble": {"enabeld": True}}, chart_values.CILIUM, "v")] == ["v.hubble.enabeld"]
