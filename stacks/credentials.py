@@ -117,6 +117,9 @@ class Destination:
 
     @property
     def path(self) -> str:
+        if self.key == BMC_PASSWORDS:
+            # One password per BMC address, always quoted, as stacks.power spells it (an address has dots).
+            return f"{NAMESPACE}:{self.key}" + "".join(f'["{u}"]' for u in self.under)
         return config_path(f"{NAMESPACE}:{self.key}", self.under)
 
     @property
@@ -162,6 +165,7 @@ def _get(config: Mapping[str, Any], section: str, *steps: str | int) -> Any:
     return value
 
 
+BMC_PASSWORDS = "bmcPasswords"
 _ALERT_SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
 _IDENTITY_SECRET = "identityConnectorSecret"  # noqa: S105 - the secret's config key, not a secret
 _BCRYPT = "\"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
@@ -185,8 +189,9 @@ def _monitoring(parts: tuple[str | int, ...]) -> Destination:
     return Destination(_ALERT_SECRET, what="the alert receiver's password or token", value="<value>")
 
 
-def _identity(config: Mapping[str, Any]) -> Destination:
-    kind = _get(config, "identity", "connector", "type")
+def _identity(config: Mapping[str, Any], named: str | None = None) -> Destination:
+    """The connector's secret: of the connector the stack has, or (a made-up top-level key) the one its name says."""
+    kind = named or _get(config, "identity", "connector", "type")
     what, value = _CONNECTOR_SECRETS.get(kind if isinstance(kind, str) else "", ("the sign-in connector's secret", "<value>"))
     return Destination(_IDENTITY_SECRET, what=what, value=value)
 
@@ -194,7 +199,7 @@ def _identity(config: Mapping[str, Any]) -> Destination:
 def _node(parts: tuple[str | int, ...], holder: Mapping[str, Any]) -> Destination | str:
     if "bmc" in parts or "power" in parts:
         address = _text(holder.get("address"), "<BMC address>")
-        return Destination("bmcPasswords", (address,), what="the BMC's password", value="<password>")
+        return Destination(BMC_PASSWORDS, (address,), what="the BMC's password", value="<password>")
     return (
         "a machine takes no password here: Talos has no login, and Pulumi reaches the Pis with SSH keys "
         "(ainur.sshAuthorizedKeys, and the secret iluvatar:ainurSshPrivateKey); remove it"
@@ -260,7 +265,7 @@ _TOP_LEVEL: tuple[tuple[frozenset[str], tuple[str | int, ...]], ...] = (
     (frozenset({"ntfy"}), ("monitoring", "receiver", "ntfy")),
     (frozenset({"smtp", "email", "mail"}), ("monitoring", "receiver", "email")),
     (frozenset({"webhook", "alert", "alerts", "alertmanager"}), ("monitoring", "receiver", "webhook")),
-    (frozenset({"oauth", "client", "dex", "ldap", "bind", "connector", "identity", "oidc", "sso"}), ("identity", "connector")),
+    (frozenset({"oauth", "client", "dex", "ldap", "bind", "connector", "identity", "oidc", "sso", "static"}), ("identity", "connector")),
     (frozenset({"bmc", "turing"}), ("nodes", "power", "bmc")),
     (frozenset({"s3", "backup", "backups", "aws", "minio", "restic"}), ("backup",)),
     (frozenset({"cloudflare", "cf"}), ("cloudflare",)),
@@ -293,6 +298,8 @@ def top_level(key: str, config: Mapping[str, Any]) -> Destination | None:
 def _top_level(key: str, config: Mapping[str, Any]) -> Destination | None:
     said = set(words(key))
     for names, parts in _TOP_LEVEL:
+        if said & names and parts[0] == "identity":
+            return _identity(config, next((k for k in ("github", "ldap", "static") if k in said), None))
         if said & names:
             holder = _bmc_holder(config) if parts[0] == "nodes" else {}
             found = destination(parts, key, holder, config)
