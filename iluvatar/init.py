@@ -323,8 +323,8 @@ def backup(answers: Answers) -> dict[str, Any]:
     target = parse_target(text)
     if isinstance(target, str):
         raise FlagError([f"--backup {answers.backup}: {target}"])
-    # talos-backup uploads Arda's etcd snapshots only to S3: with an NFS target they are off (stacks.data says why).
-    return {"target": text} if target.kind == "s3" else {"target": text, "etcd": {"arda": False}}
+    # Arda's etcd snapshots follow the target (talos-backup uploads only to S3: off with NFS, stacks.data.arda_etcd_backup).
+    return {"target": text}
 
 
 def _before(answers: Answers) -> list[str]:

@@ -35,6 +35,7 @@ from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.rules import TALOS_KUBERNETES
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
 from stacks.storage import LONGHORN_MIN_KUBERNETES, ROOK_MIN_KUBERNETES
+from stacks.versions import K3S_S3_CONFIG_SECRET, SIGN_IN_MIN_KUBERNETES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "stack.md"
@@ -214,7 +215,10 @@ def _secrets(config: Mapping[str, Any], notes: Mapping[str, Any], seen: set[tupl
         rows.append(Row(key, "secret", "unset", meaning.strip()))
     intro = (
         "Set only with `pulumi config set --secret KEY VALUE`, so the stack file holds ciphertext "
-        "(`secure: v1:...`), never the value; a secret written in plain text is refused, and never echoed."
+        "(`secure: v1:...`), never the value; a secret written in plain text is refused, and never echoed. A credential written "
+        "where a service's own docs put it (`ntfy.token`, `email.password`, a connector's `clientSecret` or `bindPW`, "
+        "`bmc.password`, an app secret's `value`, a URL's `user:password@` or `?token=`) is refused with the command that "
+        "sets it in the key below it belongs in; a placeholder (`<value>`, `changeme`) is refused as one."
     )
     return f"## Secrets\n\n{intro}\n\n{_table(rows)}\n"
 
@@ -239,14 +243,16 @@ def versions() -> str:
             "k3s",
             "iluvatar:ainur.k3sVersion",
             releases.K3S,
-            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks",
+            f"Kubernetes {_minor(LONGHORN_MIN_KUBERNETES)} or later with Longhorn on the Pis' data disks; "
+            f"{_minor(SIGN_IN_MIN_KUBERNETES)} or later with sign-in (`iluvatar:identity`); "
+            f"v{'.'.join(map(str, K3S_S3_CONFIG_SECRET))}+k3s1 or later with etcd snapshots to an S3 target",
         ),
     ]
     lines = [
         "## Versions",
         "",
         "The releases each versioned key takes, generated from the tables validation checks it against (`stacks.rules`,",
-        "`stacks.day2`, `stacks.boards`, `stacks.storage`). A new stack (`iluvatar init`) starts from the releases under",
+        "`stacks.day2`, `stacks.boards`, `stacks.storage`, `stacks.versions`). A new stack (`iluvatar init`) starts from the releases under",
         '"a new stack", the ones the shipped stacks run and the tests check the program against.',
         "",
         "| part | key | a new stack | validation takes |",

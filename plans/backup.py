@@ -148,17 +148,23 @@ def _mover(stack: StackConfig, claim: str) -> dict[str, Any]:
     return mover
 
 
+def copy_method(stack: StackConfig, backup: AppBackup, volume: BackupVolume) -> str:
+    """The volume's copy method: the backup's, else what its class allows (stacks.data.copy_method)."""
+    return data.copy_method(backup, volume_class(stack, volume))
+
+
 def replication_source(stack: StackConfig, app: App, backup: AppBackup, volume: BackupVolume) -> dict[str, Any]:
     """The claim's scheduled backup (in the app's folder in Git)."""
+    method = copy_method(stack, backup, volume)
     restic: dict[str, Any] = {
         **_mover(stack, volume.claim),
-        "copyMethod": backup.copy_method,
+        "copyMethod": method,
         "pruneIntervalDays": PRUNE_INTERVAL_DAYS,
         "retain": retain(backup.keep),
         "cacheCapacity": CACHE,
     }
     cls = volume_class(stack, volume)
-    if backup.copy_method == "Snapshot" and cls in SNAPSHOT_CLASSES:
+    if method == "Snapshot" and cls in SNAPSHOT_CLASSES:
         restic["volumeSnapshotClassName"] = SNAPSHOT_CLASSES[cls]
     return {
         "apiVersion": API,
@@ -176,7 +182,7 @@ def replication_destination(stack: StackConfig, backup: AppBackup, volume: Backu
     """The claim's restore, once: into a snapshot the claim is populated from, or (Direct) into the claim itself."""
     cls = volume_class(stack, volume)
     restic: dict[str, Any] = {**_mover(stack, volume.claim), "cacheCapacity": CACHE}
-    if backup.copy_method == "Direct":
+    if copy_method(stack, backup, volume) == "Direct":
         restic |= {"copyMethod": "Direct", "destinationPVC": volume.claim}
     else:
         restic |= {
@@ -201,7 +207,7 @@ def claim(stack: StackConfig, backup: AppBackup, volume: BackupVolume) -> dict[s
         "storageClassName": volume_class(stack, volume),
         "resources": {"requests": {"storage": volume.size}},
     }
-    if backup.copy_method != "Direct":
+    if copy_method(stack, backup, volume) != "Direct":
         spec["dataSourceRef"] = {"kind": "ReplicationDestination", "apiGroup": "volsync.backube", "name": restore_name(volume.claim)}
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": volume.claim}, "spec": spec}
 
@@ -257,7 +263,7 @@ def rook_snapshot_values(stack: StackConfig) -> dict[str, Any]:
 
 
 def arda_etcd(stack: StackConfig) -> bool:
-    return stack.backup is not None and stack.backup.etcd.arda and target(stack).kind == "s3"
+    return stack.backup is not None and data.arda_etcd_backup(stack.backup) and target(stack).kind == "s3"
 
 
 def talos_features(stack: StackConfig, control_plane: bool) -> dict[str, Any]:

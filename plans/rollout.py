@@ -121,6 +121,8 @@ def state(
         "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
         "endpoints": endpoints(stack),
         "commands": arda_commands(stack),
+        # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
+        "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
     }
     if client_certificate_expires is not None:
         out["clientCertificateExpires"] = client_certificate_expires

@@ -16,6 +16,9 @@ What counts as a rule, and how it is neutralised:
 - `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
 - `stacks/data_model.py` (the data-safety keys' models): as `model.py`; `stacks/data.py`: its rules;
 - `stacks/secrets.py` (each `secure:` value's form, and the passphrase salt's): its rules;
+- `stacks/credentials.py` (a credential written beside the rest, or inside a value): its rules;
+- `stacks/versions.py` (the release each feature of the stack needs): its rules;
+- `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py` and `stacks/identity.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
@@ -58,6 +61,9 @@ RULE_FILES = (
     "stacks/monitoring.py",
     "stacks/identity.py",
     "stacks/secrets.py",
+    "stacks/credentials.py",
+    "stacks/versions.py",
+    "stacks/chart_values.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -182,7 +188,14 @@ def discover() -> list[Rule]:
     rules: list[Rule] = []
     for file in RULE_FILES:
         source = (ROOT / file).read_text()
-        if file in ("stacks/rules.py", "stacks/load.py", "stacks/secrets.py"):
+        if file in (
+            "stacks/rules.py",
+            "stacks/load.py",
+            "stacks/secrets.py",
+            "stacks/credentials.py",
+            "stacks/versions.py",
+            "stacks/chart_values.py",
+        ):
             rules += _statement_rules(file, source)
         elif file == "stacks/data.py":
             # Its rules only: its field checks live in stacks/data_model.py (Target's Literal is a parsed value's type).

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
-from stacks.data_model import AppBackup, Backup
+from stacks.data_model import AppBackup, Backup, CopyMethod, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 
@@ -72,10 +72,41 @@ def parse_target(text: str) -> Target | str:
         return Target("nfs", parts.netloc, parts.path.rstrip("/") or "/")
     if parts.scheme in ("s3", "s3+http"):
         bucket, _, prefix = parts.path.lstrip("/").partition("/")
+        if (why := _s3_form(text, parts.hostname or "", parts.port, bucket, prefix)) is not None:
+            return why
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
+    if parts.scheme in ("https", "http") and parts.hostname:
+        scheme = "s3" if parts.scheme == "https" else "s3+http"
+        return (
+            f"{text} is an {parts.scheme} URL; an S3 target is written {scheme}://<host>[:port]/<bucket>[/<folder>] "
+            f"({'https' if scheme == 's3' else 'plain http'}), e.g. {scheme}://{parts.netloc}{parts.path or '/<bucket>'}"
+        )
     return f"{text} is neither an NFS export nor an S3 URL (e.g. {example})"
+
+
+# A bucket's virtual-hosted address: <bucket>.s3.amazonaws.com, <bucket>.s3.<region>.amazonaws.com, <bucket>.s3-<region>...
+_VIRTUAL_HOSTED = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<endpoint>s3[.-][a-z0-9.-]*amazonaws\.com)$")
+
+
+def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -> str | None:
+    """Why an S3 URL is in another tool's form, which this one reads differently, or None.
+
+    The AWS CLI writes `s3://<bucket>/<folder>`, with no endpoint: read here, the bucket would be the host and the folder
+    the bucket. A first part with no dot and no port is read as that form (an endpoint has a domain, an address or a
+    port); a virtual-hosted address (`<bucket>.s3.<region>.amazonaws.com`) with no bucket after it, likewise."""
+    hosted = _VIRTUAL_HOSTED.match(host)
+    if hosted is not None and not bucket:
+        return f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}"
+    if host and "." not in host and port is None and host != "localhost":
+        folder = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
+        return (
+            f"{text} names no S3 endpoint: {host} reads as a bucket, as the AWS CLI writes it (s3://<bucket>/<folder>), and "
+            f"Iluvatar reads the endpoint first, s3://<host>[:port]/<bucket>[/<folder>]; for AWS write "
+            f"s3://s3.<region>.amazonaws.com/{host}{folder}, for a NAS its address and port (e.g. s3+http://192.168.0.40:9000/{host})"
+        )
+    return None
 
 
 def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Network | None) -> str | None:
@@ -212,12 +243,29 @@ def _values(ctx: Context) -> Iterator[Problem]:
                     f"is required: apps {app.name} declares it, set by you; run `{set_command(app.name, secret.name)}`",
                     (key, app.name, secret.name),
                 )
-    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused.
+    # A value no declared secret uses (an app renamed or removed) is never read; only a value left in clear is refused, and
+    # one beside `generate` or `from`, which silently win over it.
+    declared = {app.name: (i, {s.name: (j, s) for j, s in enumerate(app.secrets)}) for i, app in ctx.apps}
     for app_name, entries in values.items():
         for name, encrypted in entries.items():
             if not encrypted:
                 # Never echo the value: it is the secret the user just leaked into a file.
                 yield Problem(f"{key}.{app_name}.{name}", f"is in plain text; remove it and run `{set_command(app_name, name)}`")
+                continue
+            i, secrets = declared.get(app_name, (0, {}))
+            j, source = secrets.get(name, (0, None))
+            if source is not None and source.generate is not None:
+                yield Problem(
+                    f"{key}.{app_name}.{name}",
+                    f"is set, but apps[{i}].secrets[{j}] ({name}) is generated (generate: {source.generate}), which wins over it: this "
+                    f"value is never read; remove it, or remove generate to use it",
+                )
+            elif source is not None and source.from_app is not None:
+                yield Problem(
+                    f"{key}.{app_name}.{name}",
+                    f"is set, but apps[{i}].secrets[{j}] ({name}) is {source.from_app}'s (from: {source.from_app}), which wins over it: "
+                    "this value is never read; remove it, or remove from to use it",
+                )
 
 
 def _target(ctx: Context) -> Iterator[Problem]:
@@ -242,11 +290,11 @@ def _target(ctx: Context) -> Iterator[Problem]:
             yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
         for key in s3_keys:
             yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP}.target is NFS ({backup.target}); remove it")
-        if backup.etcd.arda:
+        if backup.etcd.arda is True:
             yield Problem(
                 f"{BACKUP}.etcd.arda",
                 f"true, but talos-backup uploads Arda's etcd snapshots only to S3 and the target is NFS ({backup.target}); "
-                "use an S3 target (most NAS serve S3), or set arda: false to leave Arda's etcd without backups",
+                "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
         for key in (S3_KEY_ID, S3_SECRET_KEY):
@@ -276,7 +324,24 @@ def _backups(ctx: Context) -> Iterator[Problem]:
         problem = cron_problem(app.backup.schedule)
         if problem is not None:
             yield Problem(app_path(i, "backup.schedule"), problem)
+        if (merged := _merged_keep(app.backup)) is not None:
+            yield Problem(app_path(i, "backup.keep"), merged)
         yield from _volumes(i, app, app.backup, classes, default, claims)
+
+
+def _merged_keep(backup: AppBackup) -> str | None:
+    """Why a `keep` the user wrote keeps more than it says (the defaults of the keys it leaves out), or None."""
+    keep = backup.keep
+    if "keep" not in backup.model_fields_set or not keep.model_fields_set:
+        return None
+    given = {f: getattr(keep, f) for f in Keep.model_fields if f in keep.model_fields_set}
+    added = {f: getattr(keep, f) for f in Keep.model_fields if f not in keep.model_fields_set and getattr(keep, f) is not None}
+    if not added:
+        return None
+    return (
+        f"{show(given)} also keeps {show(added)}, the defaults of the keys it leaves out; write every one you mean, a key set to null "
+        f"keeping none (e.g. {show({**given, **dict.fromkeys(added)})} keeps only what it names)"
+    )
 
 
 def _volumes(
@@ -294,14 +359,31 @@ def _volumes(
             continue  # no classes known, or a default class Arda lacks (stacks.storage says so)
         if chosen not in classes:
             yield Problem(f"{path}.class", f"{chosen} is not a StorageClass Arda has (it has: {', '.join(classes) or 'none'})")
-        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method != "Direct":
+        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method not in (None, "Direct"):
             said = "its class" if volume.storage_class is not None else "Arda's default class"
             yield Problem(
                 app_path(i, "backup.copyMethod"),
                 f"{backup.copy_method} needs CSI snapshots, and volumes[{k}] ({volume.claim}) is on {said} {chosen}, which has none; "
-                "set copyMethod: Direct (VolSync then reads the live volume: a crash-consistent copy) or put the claim on "
-                f"{' or '.join(sorted(SNAPSHOT_CLASSES))}",
+                "leave copyMethod out (each volume then takes what its class allows: here Direct, VolSync reading the live volume, "
+                f"a crash-consistent copy) or put the claim on {' or '.join(sorted(SNAPSHOT_CLASSES))}",
             )
+
+
+def copy_method(backup: AppBackup, storage_class: str) -> CopyMethod:
+    """How VolSync copies a volume on `storage_class`: the backup's copyMethod, else what the class allows (a CSI
+    snapshot on a class with snapshots, the live volume on one without)."""
+    if backup.copy_method is not None:
+        return backup.copy_method
+    return "Snapshot" if storage_class in SNAPSHOT_CLASSES else "Direct"
+
+
+def arda_etcd_backup(backup: Backup) -> bool:
+    """Whether talos-backup takes Arda's etcd snapshots: `etcd.arda`, else whether the target is S3 (the only one it
+    uploads to)."""
+    if backup.etcd.arda is not None:
+        return backup.etcd.arda
+    found = parse_target(backup.target)
+    return isinstance(found, Target) and found.kind == "s3"
 
 
 def read_values(value: Any, secure: type) -> tuple[dict[str, dict[str, bool]] | None, str | None]:

@@ -78,8 +78,9 @@ class AppBackup(Model):
     # Cron, five fields (minute hour day-of-month month day-of-week), or @hourly/@daily/@weekly/@monthly/@yearly.
     schedule: str = Field(min_length=1)
     keep: Keep = Field(default_factory=Keep)
-    # Snapshot (a CSI snapshot, the default) needs a class with CSI snapshots; Direct backs up the live volume.
-    copy_method: CopyMethod = "Snapshot"
+    # Snapshot (a CSI snapshot) needs a class with CSI snapshots; Direct backs up the live volume. Unset: each volume
+    # takes what its class allows, Snapshot on a class with snapshots, Direct on one without (stacks.data.copy_method).
+    copy_method: CopyMethod | None = None
     volumes: tuple[BackupVolume, ...] = Field(min_length=1)
 
 
@@ -89,8 +90,9 @@ class EtcdBackup(Model):
     schedule: str = Field(default="0 */6 * * *", min_length=1)
     # How many snapshots k3s keeps per server (etcd-snapshot-retention); talos-backup never deletes (the bucket's lifecycle does).
     keep: int = Field(default=28, ge=1, le=1000)
-    # Arda's snapshots go through talos-backup, which uploads only to S3: with an NFS target, set false.
-    arda: bool = True
+    # Arda's snapshots go through talos-backup, which uploads only to S3. Unset: on with an S3 target, off with an NFS one
+    # (stacks.data.arda_etcd_backup).
+    arda: bool | None = None
 
 
 class Backup(Model):

@@ -111,10 +111,86 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
     return None
 
 
-def check(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
-    """The version changes refused against what the last deployment runs."""
+def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list[Problem]:
+    """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the output
+    `ainur`, as read back)."""
+    problems = _k3s(stack, ainur)
     if not deployed.deployed:
+        return problems
+    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed)
+    return problems + _arda_versions(stack, deployed)
+
+
+K3S = "iluvatar:ainur.k3sVersion"
+
+
+def k3s_release(version: str) -> tuple[int, int, int]:
+    """`v1.33.6+k3s1` as (1, 33, 6)."""
+    return release(version.split("+", 1)[0])
+
+
+def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """k3s moves forward one minor at a time, as Kubernetes does (its API server's version skew), and never back."""
+    before = ainur.get("k3sVersion") if isinstance(ainur, Mapping) else None
+    if stack.ainur is None or not isinstance(before, str) or before == stack.ainur.k3s_version:
         return []
+    now = stack.ainur.k3s_version
+    new, old = k3s_release(now), k3s_release(before)
+    if new < old:
+        return [
+            Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
+        ]
+    if new[:2] > (old[0], old[1] + 1):
+        return [
+            Problem(
+                K3S,
+                f"{now} skips a minor: the Ainur run {before}, and k3s upgrades one minor at a time, as Kubernetes does "
+                f"(v{old[0]}.{old[1] + 1} first; docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
+    return []
+
+
+# Each chart's version key, by its name in the output's `charts`.
+CHARTS = {"cilium": ("iluvatar:arda.cilium.version", "Cilium"), "argocd": ("iluvatar:gitops.argocd.version", "Argo CD")}
+
+
+def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """A chart Iluvatar installs does not go back to an older version: neither chart's upgrade path runs backwards
+    (Cilium's CRDs and agent state, Argo CD's CRDs are left as the newer release wrote them)."""
+    before = deployed.output.get("charts")
+    now = {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})}
+    if not isinstance(before, Mapping):
+        return []
+    out: list[Problem] = []
+    for chart, version in now.items():
+        was = before.get(chart)
+        if isinstance(was, str) and release(version) < release(was):
+            key, name = CHARTS[chart]
+            out.append(Problem(key, f"{version} is older than {was}, which runs; {name}'s chart is not rolled back: keep {was} or a newer one"))
+    return out
+
+
+def _control_plane_addresses(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """One control plane's address per run (docs/day2.md#a-changed-address): each one's etcd member follows it, and
+    two moving at once leave etcd without the quorum that lets a member's address change."""
+    by_mac = {str(v.get("mac")): v for v in deployed.nodes.values() if v.get("role") == "valinor"}
+    moved = [(i, n) for i, n in enumerate(stack.nodes) if n.role == "valinor" and n.mac in by_mac and str(by_mac[n.mac].get("ip")) != str(n.ip)]
+    if len(moved) < 2:
+        return []
+    j, first = moved[0]
+    return [
+        Problem(
+            f"iluvatar:nodes[{i}].ip",
+            f"{node.ip}: a second control plane's address change in one run (nodes[{j}] {first.name} moves too); change "
+            "one control plane's address per run (docs/day2.md#a-changed-address)",
+        )
+        for i, node in moved[1:]
+    ]
+
+
+def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Talos along its upgrade paths; Kubernetes one minor at a time, never back, and not in Talos's run."""
     assert deployed.talos_version is not None
     arda = stack.arda
     problems: list[Problem] = []

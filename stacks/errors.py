@@ -6,8 +6,12 @@ stack file in one pass instead of one error per `pulumi preview`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import yaml
 
 
 @dataclass(frozen=True, order=True)
@@ -42,11 +46,42 @@ class UnsetSecret(Problem):
 
 
 def show(value: object) -> str:
-    """A value as the user wrote it, for error messages: strings bare (an empty one as "", a blank one
-    as its repr, so it shows), the rest as repr."""
+    """A value as the user wrote it, for error messages, in the stack file's own spelling (YAML's flow style, as one
+    line): a string bare (an empty one as "", a blank one quoted, so it shows), true/false, null, [a, b], {k: v}; a
+    string inside a list or a mapping quoted where YAML would read it back as something else."""
     if isinstance(value, str):
         return value if value.strip() else (repr(value) if value else '""')
-    return repr(value)
+    return _flow(value)
+
+
+def _flow(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        return (".inf" if value > 0 else "-.inf") if math.isinf(value) else repr(value)
+    if isinstance(value, str):
+        return value if _reads_back(value) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)  # an address, a network, a secret's placeholder: their own text
+
+
+def _reads_back(text: str) -> bool:
+    """Whether a string inside a flow list reads back as itself, unquoted (not a number, true, null, nor a mapping)."""
+    if not text.strip() or text != text.strip():
+        return False
+    try:
+        return bool(yaml.safe_load(f"[{text}]") == [text])
+    except yaml.YAMLError:
+        return False
 
 
 class StackConfigError(Exception):

@@ -10,6 +10,7 @@ binds gets a ClusterRole on both clusters and the matching Argo CD role. The mod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
@@ -122,6 +123,8 @@ def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem
     for field, key in others.items():
         if getattr(connector, field):
             yield Problem(f"{path}.{key}", f"is set, but type is {connector.type}, which does not use it")
+    if connector.type == "ldap" and connector.host is not None:
+        yield from _ldap_host(f"{path}.host", connector.host)
     if connector.groups and connector.type != "static":
         yield Problem(f"{path}.groups", f"is set, but type is {connector.type}, whose groups come from {connector.type} itself")
     if SECRET not in secrets:
@@ -138,6 +141,8 @@ def _groups(identity: Identity) -> Iterator[Problem]:
     static = identity.connector.groups if identity.connector.type == "static" else None
     for i, binding in enumerate(identity.groups):
         path = f"{IDENTITY}.groups[{i}]"
+        if identity.connector.type == "github" and identity.connector.orgs:
+            yield from _github_group(f"{path}.group", binding.group, identity.connector.orgs)
         if binding.cluster_role not in CLUSTER_ROLES:
             yield Problem(
                 f"{path}.clusterRole",
@@ -150,6 +155,52 @@ def _groups(identity: Identity) -> Iterator[Problem]:
             yield Problem(
                 f"{path}.group", f"{binding.group} is not one of the static admin's groups (connector.groups: {', '.join(static) or 'none'})"
             )
+
+
+def team_slug(name: str) -> str:
+    """A GitHub team's slug from its name, as GitHub makes it: lower-case, each run of other characters one '-'."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")
+
+
+def _github_group(path: str, group: str, orgs: Sequence[str]) -> Iterator[Problem]:
+    """A group Dex's GitHub connector never gives: with `orgs` listed (as plans.identity renders it, teamNameField: slug),
+    a user's groups are `<org>:<team slug>` for each of their teams in those orgs, the org as the config spells it
+    (dex v2.45.1, connector/github/github.go:331 formatTeamName, :343-376 groupsForOrgs, :722-733 teamGroupClaims);
+    never the organisation alone, nor a team's display name, nor an org the connector does not list."""
+    org, colon, team = group.partition(":")
+    listed = ", ".join(orgs)
+    if not colon:
+        yield Problem(
+            path,
+            f"{group} is not a group Dex gives a GitHub user: their groups are <org>:<team slug>, one for each of their teams in "
+            f"connector.orgs ({listed}), never an organisation alone; bind a team, e.g. {orgs[0]}:<team slug>",
+        )
+    elif org not in orgs:
+        near = next((o for o in orgs if o.lower() == org.lower()), None)
+        hint = f"; write it as connector.orgs spells it: {near}:{team}" if near else f"; add {org} to connector.orgs, or bind a team of {listed}"
+        yield Problem(path, f"{group}: {org} is not one of connector.orgs ({listed}), and Dex reads the teams of those orgs only{hint}")
+    elif team != team_slug(team) or not team:
+        fix = f"write {org}:{team_slug(team)}" if team_slug(team) else "name the team by its slug"
+        yield Problem(
+            path,
+            f"{group}: {team or '(nothing)'} is not a team's slug, and Dex names each team by its slug (lower-case letters, digits, "
+            f"'-' and '_': github.com/orgs/{org}/teams/<slug>); {fix}",
+        )
+
+
+# LDAP's plain ports and the TLS port of each: Dex dials the host with TLS (LDAPS) when the connector sets neither
+# insecureNoSSL nor startTLS, as plans.identity renders it (dex v2.45.1, connector/ldap/ldap.go:258-264 and :323-346).
+LDAP_PLAIN_PORTS = {389: 636, 3268: 3269}
+
+
+def _ldap_host(path: str, host: str) -> Iterator[Problem]:
+    name, _, port = host.rpartition(":")
+    if port.isdigit() and int(port) in LDAP_PLAIN_PORTS:
+        yield Problem(
+            path,
+            f"{host}: {port} is LDAP's plain port, and Dex dials the directory with TLS (LDAPS), which no server answers there; "
+            f"use its LDAPS port, {name}:{LDAP_PLAIN_PORTS[int(port)]}",
+        )
 
 
 def _headlamp(identity: Identity, gitops_set: bool, apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import chart_values as chart_rules
+from stacks import credentials
 from stacks import data as data_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
@@ -23,6 +25,7 @@ from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
 from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
+from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
@@ -79,6 +82,8 @@ SECRETS: tuple[str, ...] = (
 )
 
 ORDER = [*SECTIONS, *SECRETS]
+# The model of each top-level key's value (of each item, for the lists).
+MODELS: dict[str, type[BaseModel]] = {**{k: s.model for k, s in SECTIONS.items() if s.model is not None}, "nodes": Node, "apps": App}
 
 
 # --- Parsing -------------------------------------------------------------------------------
@@ -96,9 +101,15 @@ def parse_stack(
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     meant: set[str] = set()  # keys a misspelled key stands for: "did you mean" says it, not also "is required"
+    # Credentials written where a service's docs put them, each sent to its secret key (stacks.credentials).
+    raw, found = credentials.strip(raw, MODELS, SECRETS)
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
+            elsewhere = _other_namespace(full_key, ns, key)
+            if elsewhere and key in SECTIONS:
+                meant.add(key)  # said once, as "did you mean", not also as "is required"
+            found += elsewhere
             continue
         if key == data_rules.APP_SECRETS:
             continue  # encrypted value by value (`config set --secret --path`): stacks.data checks each
@@ -107,8 +118,17 @@ def parse_stack(
                 continue  # one password per BMC address: stacks.power checks each entry
             # A `secure:` value read from a stack file (Secure) is ciphertext whoever passes it on.
             if full_key not in secret_keys and not isinstance(value, Secure):
-                # Never echo the value: it is the secret the user just leaked into a file.
-                problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
+                if credentials.placeholder(value):
+                    # The `<value>` of a command copied whole, or a word for "change me": no secret to keep from the screen.
+                    problems.append(
+                        Problem(
+                            full_key,
+                            f"is a placeholder ({show(value)}), in plain text; run `pulumi config set --secret {full_key} <value>` with the real one",
+                        )
+                    )
+                else:
+                    # Never echo the value: it is the secret the user just leaked into a file.
+                    problems.append(Problem(full_key, f"is in plain text; remove it and run `pulumi config set --secret {full_key} <value>`"))
             continue
         if key not in SECTIONS:
             closest = _closest(key, ORDER)
@@ -116,7 +136,8 @@ def parse_stack(
                 meant.add(closest)
             problems.append(Problem(full_key, f"is not a known key{_did_you_mean(closest)} (known: {', '.join(ORDER)})"))
             continue
-        if full_key in secret_keys:
+        # A section made secret by a credential set in it (`config set --secret --path`) is read without it: its message says so.
+        if full_key in secret_keys and not any(f.problem.path.startswith((f"{full_key}.", f"{full_key}[")) for f in found):
             problems.append(Problem(full_key, "is encrypted, but it is plain configuration that every layer must read; set it without --secret"))
             continue
         values[key] = value
@@ -212,6 +233,8 @@ def parse_stack(
             app_secrets_broken=app_values_broken,
         )
     )
+    problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
+    problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
         nodes,
         nodes_complete and "nodes" in values,
@@ -220,6 +243,12 @@ def parse_stack(
         f"{NAMESPACE}:{power_rules.PASSWORDS}" in raw,
         Secure,
     )
+    # A credential in the wrong place says where it goes: neither its secret's "is required" nor what the model or a rule
+    # says of the value that holds it (a URL with a password in it) is said again.
+    given = set(credentials.given(found))
+    said = {f.problem.path for f in found}
+    problems = [p for p in problems if p.path not in said and not (isinstance(p, UnsetSecret) and p.where in given)]
+    problems += [f.problem for f in found]
     if not require_secrets:
         problems = [p for p in problems if not isinstance(p, UnsetSecret)]
     if problems:
@@ -240,6 +269,35 @@ def parse_stack(
             "backup": values.get("backup"),
         }
     )
+
+
+# The providers the program registers, each explicitly (pulumi:disable-default-providers): their own config namespaces
+# configure only default providers, so nothing reads a key there.
+PROVIDER_NAMESPACES = frozenset({"cloudflare", "kubernetes", "talos", "command", "random", "tls"})
+
+
+def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found]:
+    """A key outside `iluvatar:` that nothing reads and the user meant for Iluvatar: a misspelt namespace (`iluvatr:`,
+    `Ilúvatar:`), or a credential in a provider's own namespace (`cloudflare:apiToken`). Pulumi's own keys and other
+    programs' namespaces are left to Pulumi."""
+    close = ns.lower() == NAMESPACE or difflib.SequenceMatcher(None, ns.lower(), NAMESPACE).ratio() >= 0.75
+    if close and ns != NAMESPACE:
+        known = f"; did you mean {NAMESPACE}:{key}?" if key in ORDER else f" (its keys: {', '.join(ORDER)})"
+        return [credentials.Found(Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped{known}"), None)]
+    if ns in PROVIDER_NAMESPACES and credentials.credential_key(key):
+        dest = credentials.top_level(f"{ns}{key[:1].upper()}{key[1:]}", {})
+        where = f"; {dest.what} goes in the secret {dest.path}: remove it and run {dest.commands}" if dest is not None else "; remove it"
+        return [
+            credentials.Found(
+                Problem(
+                    full_key,
+                    f"is the {ns} provider's own key, which only a default provider reads, and every provider here is explicit "
+                    f"(pulumi:disable-default-providers){where}",
+                ),
+                dest,
+            )
+        ]
+    return []
 
 
 def _section(values: Mapping[str, Any], key: str, problems: list[Problem]) -> BaseModel | None:
@@ -298,9 +356,9 @@ def _translate(model: type[BaseModel], error: ValidationError, base: str) -> lis
     for err in errors:
         if err["type"] == "extra_forbidden":
             loc = _config_loc(err)
-            closest = _closest(str(loc[-1]), _allowed_keys(model, loc[:-1]))
+            closest = _suggest(model, loc)
             if closest is not None:
-                meant.add((*loc[:-1], closest))
+                meant.add((*loc[:-1], *closest.split(".")[:1]))
     for err in errors:
         loc = _config_loc(err)
         if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in inner):
@@ -328,7 +386,7 @@ def _plain(model: type[BaseModel], err: Any) -> str:
         return "is required"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
-        return f"is not a known key{_did_you_mean(_closest(str(loc[-1]), allowed))} (known: {', '.join(allowed)})"
+        return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
     if kind == "literal_error":
         expected = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
         return f"{show(value)} is not one of: {expected}"
@@ -383,6 +441,20 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
+
+
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The key an unknown key at `loc` stands for: one of a key's own keys by that name (`bmc` on a machine is
+    `power.bmc`), else the closest known key."""
+    word = str(loc[-1])
+    allowed = _allowed_keys(model, loc[:-1])
+    if word in allowed:
+        return None
+    for key in allowed:
+        inner = _allowed_keys(model, (*loc[:-1], key))
+        if word in inner or word.lower() in (k.lower() for k in inner):
+            return f"{key}.{next(k for k in inner if k.lower() == word.lower())}"
+    return _closest(word, allowed)
 
 
 def _innermost_model(annotation: Any) -> Any:
@@ -541,7 +613,7 @@ def _no_duplicates(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key)}", key_node.start_mark)
         seen.add(key)
     mapping: dict[Any, Any] = loader.construct_mapping(node)
     return mapping

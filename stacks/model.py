@@ -481,7 +481,19 @@ class App(Model):
         return self.service.name or self.name
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+
+
+def _email(value: object) -> object:
+    """An e-mail address; its domain, which DNS reads in any case, in lower case (the part before @ as written: only
+    its own server may tell cases apart)."""
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise ValueError(f"{show(value)} is not a well-formed e-mail address (e.g. you@example.org)")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+EmailAddress = Annotated[str, BeforeValidator(_email, json_schema_input_type=_text(_EMAIL.pattern, "you@example.org", "an e-mail address"))]
 
 
 class EdgeAddresses(Model):
@@ -504,7 +516,7 @@ class Edge(Model):
     public_ingress: Literal["cloudflare-tunnel", "none"] | None = None
     public_dns: Literal["cloudflare", "none"] | None = None
     # Let's Encrypt registers the ACME account for the public wildcard certificate with it.
-    acme_email: Annotated[str, _pattern(_EMAIL, "you@example.org", "e-mail address")] | None = None
+    acme_email: EmailAddress | None = None
     addresses: EdgeAddresses = Field(default_factory=EdgeAddresses)
 
     def ingress(self, cloudflare_set: bool) -> str:
@@ -520,7 +532,6 @@ _RETENTION = re.compile(r"^[1-9]\d*[hdwy]$")
 _VOLUME_SIZE = re.compile(r"^[1-9]\d*Gi$")
 _SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 _HTTPS_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-EmailAddress = Annotated[str, _pattern(_EMAIL, "you@example.org", "e-mail address")]
 HttpUrl = Annotated[str, _pattern(_HTTPS_URL, "https://ntfy.sh/iluvatar-alerts", "http(s) URL")]
 
 

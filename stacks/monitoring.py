@@ -9,7 +9,9 @@ The model is `stacks.model.Monitoring`; this module holds its rules, each naming
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
+from urllib.parse import urlsplit
 
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Monitoring, Node, Storage
@@ -97,6 +99,23 @@ def _grafana(monitoring: Monitoring, apps: Sequence[tuple[int, App]]) -> Iterato
         yield Problem(f"iluvatar:apps[{i}].service.name", f"{app.service_name}: Grafana's Service is {GRAFANA_SERVICE}; remove name")
 
 
+# ntfy publishes to one topic, the URL's one path segment (ntfy server/server.go: topicRegex `^/[-_A-Za-z0-9]{1,64}$`).
+NTFY_TOPIC = re.compile(r"^/[-_A-Za-z0-9]{1,64}$")
+NTFY_HOSTS = frozenset({"ntfy.sh"})
+
+
+def _ntfy_url(path: str, url: str) -> Iterator[Problem]:
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        yield Problem(path, f"{url} names no topic: ntfy publishes to https://<server>/<topic>, e.g. {url.rstrip('/')}/iluvatar-alerts")
+    elif not NTFY_TOPIC.match(parts.path):
+        yield Problem(
+            path,
+            f"{url}: {parts.path.lstrip('/')} is not an ntfy topic, which is one path segment of 1 to 64 letters, digits, '-' and '_' "
+            f"(https://<server>/<topic>)",
+        )
+
+
 def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Problem]:
     secret = f"iluvatar:{SECRET}"
     receiver = monitoring.receiver
@@ -114,6 +133,14 @@ def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Prob
     for field, what in ADDRESSES[kind]:
         if getattr(settings, field) is None:
             yield Problem(f"{path}.{kind}.{KEYS.get(field, field)}", f"is required: {what}")
+    if kind == "ntfy" and settings.url is not None:
+        yield from _ntfy_url(f"{path}.ntfy.url", settings.url)
+    if kind == "webhook" and settings.url is not None and (urlsplit(settings.url).hostname or "").lower() in NTFY_HOSTS:
+        yield Problem(
+            f"{path}.webhook.url",
+            f"{settings.url} is ntfy's, which would show the JSON Alertmanager posts to a webhook as the message; "
+            f"move it to {path}.ntfy.url (ntfy's templates then make each alert a readable line)",
+        )
     if kind == "email" and settings.username is not None and SECRET not in secrets:
         yield UnsetSecret(
             secret,

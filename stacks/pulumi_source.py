@@ -125,7 +125,7 @@ def load() -> LoadedStack:
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
-    if problems := storage.check_removals(stack, deployed) + day2.check(stack, arda):
+    if problems := storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT)):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None

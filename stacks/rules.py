@@ -16,7 +16,7 @@ from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
-from stacks.errors import Problem
+from stacks.errors import Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
 
 NET = "iluvatar:network"
@@ -62,6 +62,7 @@ def check(p: Parsed) -> list[Problem]:
     problems += _nodes(p)
     if p.arda is not None:
         problems += _arda_versions(p.arda)
+        problems += _cilium_values(p.arda)
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
@@ -319,6 +320,37 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             )
         ]
     return []
+
+
+# The chart values a typed key of arda.cilium sets (plans.cilium.helm_values); `values` are merged over them, so one
+# given in both silently wins over the typed key.
+CILIUM_TYPED = {
+    ("loadBalancer", "algorithm"): "loadBalancerAlgorithm",
+    ("hubble", "enabled"): "hubble",
+    ("hubble", "relay", "enabled"): "hubble",
+    ("hubble", "ui", "enabled"): "hubble",
+}
+
+
+def _cilium_values(arda: Arda) -> list[Problem]:
+    out: list[Problem] = []
+    for keys, typed in CILIUM_TYPED.items():
+        value: object = arda.cilium.values
+        for key in keys:
+            value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
+        if value is not _ABSENT:
+            out.append(
+                Problem(
+                    f"iluvatar:arda.cilium.values.{'.'.join(keys)}",
+                    f"{show(value)}: arda.cilium.{typed} sets this ({show(getattr(arda.cilium, _SNAKE[typed]))}), and values win over it "
+                    f"without a word; set arda.cilium.{typed} and remove this one",
+                )
+            )
+    return out
+
+
+_ABSENT = object()
+_SNAKE = {"loadBalancerAlgorithm": "load_balancer_algorithm", "hubble": "hubble"}
 
 
 def _counts(p: Parsed) -> list[Problem]:

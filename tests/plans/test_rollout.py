@@ -32,6 +32,7 @@ def test_the_state_lists_every_machine_in_rollout_order() -> None:
     state = current()
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.12.4", "v1.34.1")
+    assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
         "ip": "192.168.0.31",

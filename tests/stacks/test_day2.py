@@ -137,3 +137,72 @@ def test_a_machine_is_installed_when_the_last_deployment_had_it_with_its_mac() -
     assert not installed(gandalf, DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": {}}))  # new to the inventory
     replaced = DeployedArda.from_output({"talosVersion": "v1.12.4", "nodes": {"gandalf": {"mac": "28:d2:44:30:00:99"}}})
     assert not installed(gandalf, replaced)  # another machine in its place
+
+
+def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
+    return load_stack_file(write_stack(tmp_path, edit(homelab_doc(), set_), stack="homelab"))
+
+
+@pytest.mark.parametrize(
+    ("k3s", "problems"),
+    [
+        ("v1.33.6+k3s1", []),
+        ("v1.33.7+k3s1", []),
+        ("v1.34.2+k3s1", []),
+        (
+            "v1.33.5+k3s1",
+            [
+                (
+                    day2.K3S,
+                    "v1.33.5+k3s1 is older than v1.33.6+k3s1, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)",
+                )
+            ],
+        ),
+        (
+            "v1.35.0+k3s1",
+            [
+                (
+                    day2.K3S,
+                    "v1.35.0+k3s1 skips a minor: the Ainur run v1.33.6+k3s1, and k3s upgrades one minor at a time, as Kubernetes does "
+                    "(v1.34 first; docs/day2.md#upgrading-k3s-on-the-ainur)",
+                )
+            ],
+        ),
+    ],
+)
+def test_k3s_moves_forward_one_minor_at_a_time_against_what_the_ainur_run(tmp_path: Path, k3s: str, problems: list[tuple[str, str]]) -> None:
+    ainur = {"k3sVersion": "v1.33.6+k3s1", "nodes": {}}
+    stack = _edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s})
+    assert [(p.path, p.message) for p in day2.check(stack, day2.DeployedArda(), ainur)] == problems
+    assert day2.check(stack, day2.DeployedArda(), None) == []  # a first deployment of the Ainur
+
+
+def test_a_chart_going_backwards_is_refused(tmp_path: Path) -> None:
+    running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "10.8.0"}})
+    older = _edited(tmp_path, {"iluvatar:arda.cilium": {"version": "1.18.3"}, "iluvatar:gitops.argocd": {"version": "9.4.0"}})
+    assert [(p.path, p.message) for p in day2.check(older, running)] == [
+        ("iluvatar:arda.cilium.version", "1.18.3 is older than 1.18.4, which runs; Cilium's chart is not rolled back: keep 1.18.4 or a newer one"),
+        ("iluvatar:gitops.argocd.version", "9.4.0 is older than 10.8.0, which runs; Argo CD's chart is not rolled back: keep 10.8.0 or a newer one"),
+    ]
+    (tmp_path / "newer").mkdir()
+    assert day2.check(_edited(tmp_path / "newer", {"iluvatar:arda.cilium": {"version": "1.18.5"}}), running) == []
+    assert day2.check(older, RUNNING) == []  # a deployment from before the output had `charts`
+
+
+def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
+    stack = load_stack_file(HOMELAB)
+    running = day2.DeployedArda.from_output(
+        {**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role} for n in stack.arda_nodes}}
+    )
+    # taniquetil (nodes[3]) and tirion (nodes[4]) are control planes; gandalf (nodes[6]) a worker.
+    one = _edited(tmp_path, {"iluvatar:nodes[3].ip": "192.168.0.24", "iluvatar:nodes[6].ip": "192.168.0.33"})
+    assert day2.check(one, running) == []
+    (tmp_path / "two").mkdir()
+    two = _edited(tmp_path / "two", {"iluvatar:nodes[3].ip": "192.168.0.24", "iluvatar:nodes[4].ip": "192.168.0.25"})
+    assert [(p.path, p.message) for p in day2.check(two, running)] == [
+        (
+            "iluvatar:nodes[4].ip",
+            "192.168.0.25: a second control plane's address change in one run (nodes[3] taniquetil moves too); change one control "
+            "plane's address per run (docs/day2.md#a-changed-address)",
+        )
+    ]

@@ -52,6 +52,16 @@ def test_an_app_secret_in_plain_text_is_never_echoed(tmp_path: Path) -> None:
     assert "wx-PLAINTEXT-987" not in err.value.report()
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c["name"].startswith("credential-")], ids=lambda c: c["name"])
+def test_a_credential_in_the_wrong_place_is_never_echoed(case: dict[str, Any], tmp_path: Path) -> None:
+    # Every such case's credential carries PLAINTEXT; the message names its path and where it goes, never the value.
+    assert "PLAINTEXT" in str(case.get("set")) or case["name"].startswith("credential-encrypted")
+    path = write_stack(tmp_path, edit(homelab_doc(), case["set"], case.get("delete")))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(path, require_secrets=True)
+    assert "PLAINTEXT" not in err.value.report()
+
+
 def test_problems_from_every_section_are_reported_together(tmp_path: Path) -> None:
     doc = edit(
         homelab_doc(),

@@ -33,7 +33,7 @@ def test_unquoted_sexagesimal_looking_mac_still_validates(tmp_path: Path) -> Non
 def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.dup.yaml"
     path.write_text("config:\n  iluvatar:arda: {}\n  iluvatar:arda: {}\n")
-    with pytest.raises(StackFileError, match=r"line 3.*duplicate key 'iluvatar:arda'"):
+    with pytest.raises(StackFileError, match=r"line 3.*duplicate key iluvatar:arda"):
         read_stack_file(path)
 
 
@@ -96,7 +96,7 @@ def test_section_of_wrong_shape_is_reported_not_raised() -> None:
         parse_stack(raw)
     assert [str(p) for p in err.value.problems] == [
         "iluvatar:network: 192.168.0.0/24 is not a mapping of keys to values",
-        "iluvatar:nodes: {'manwe': {}} is not a list of machines",
+        "iluvatar:nodes: {manwe: {}} is not a list of machines",
     ]
 
 

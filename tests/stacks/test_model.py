@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from stacks import load_stack_file
 from stacks.fields import normalise_mac
-from stacks.model import AddressRange, Arda, DiskSelector, Network, Node
+from stacks.model import AddressRange, Arda, Connector, DiskSelector, Edge, EmailReceiver, Network, Node
 from tests.edit import HOMELAB, RK1
 
 NODE = {
@@ -183,3 +183,14 @@ def test_domain_names_drop_a_trailing_dot_and_stop_at_253_characters() -> None:
     for bad in (longest + "b", "home.arpaX", "home..arpa"):
         with pytest.raises(ValidationError, match="is not a DNS domain name"):
             Network.model_validate(_network(bad))
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("Admin@Example.COM", "Admin@example.com"), ("alerts@Mail.Example.org", "alerts@mail.example.org"), ("you@example.org", "you@example.org")],
+)
+def test_an_e_mail_domain_in_capitals_is_taken_in_lower_case(written: str, read: str) -> None:
+    # DNS reads a domain in any case; the part before @ is its server's to compare, so it stays as written.
+    assert Edge.model_validate({"acmeEmail": written}).acme_email == read
+    assert EmailReceiver.model_validate({"to": written, "from": written}).sender == read
+    assert Connector.model_validate({"type": "static", "email": written}).email == read

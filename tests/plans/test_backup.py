@@ -1,0 +1,62 @@
+"""plans.backup: defaults that follow the stack (a copy method each volume's class supports, Arda's etcd backup only
+to a target talos-backup can upload to)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from plans import backup
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import edit, homelab_doc, write_stack
+
+
+def _stack(tmp_path: Path, set_: dict[str, Any] | None = None, delete: list[str] | None = None) -> StackConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return load_stack_file(write_stack(tmp_path, edit(homelab_doc(), set_, delete)), require_secrets=True)
+
+
+def test_an_unset_copy_method_is_what_each_volumes_class_allows(tmp_path: Path) -> None:
+    # jellyfin backs up one volume on Ceph (Arda's default class, with snapshots) and one on local-path (none).
+    stack = _stack(
+        tmp_path,
+        {
+            "iluvatar:apps[1].backup.volumes": [
+                {"claim": "jellyfin-config", "size": "10Gi"},
+                {"claim": "jellyfin-cache", "size": "1Gi", "class": "local-path"},
+            ]
+        },
+    )
+    app = stack.apps[1]
+    assert app.backup is not None and app.backup.copy_method is None
+    files = backup.app_manifests(stack, app)
+    on_ceph, on_local = files["jellyfin-config-backup.yaml"], files["jellyfin-cache-backup.yaml"]
+    assert on_ceph["spec"]["restic"]["copyMethod"] == "Snapshot"
+    assert on_ceph["spec"]["restic"]["volumeSnapshotClassName"] == "ceph-block"
+    assert on_local["spec"]["restic"]["copyMethod"] == "Direct"
+    assert "volumeSnapshotClassName" not in on_local["spec"]["restic"]
+    # Direct restores into the claim itself; a snapshot restore fills the claim through its dataSourceRef.
+    assert files["jellyfin-cache-restore.yaml"]["spec"]["restic"] | {} == {
+        "repository": "jellyfin-cache-restic",
+        "cacheCapacity": backup.CACHE,
+        "copyMethod": "Direct",
+        "destinationPVC": "jellyfin-cache",
+    }
+    assert "dataSourceRef" not in files["jellyfin-cache-pvc.yaml"]["spec"]
+    assert files["jellyfin-config-pvc.yaml"]["spec"]["dataSourceRef"]["name"] == "jellyfin-config-restore"
+
+
+def test_a_copy_method_given_is_kept(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, {"iluvatar:apps[1].backup.copyMethod": "Direct"})
+    files = backup.app_manifests(stack, stack.apps[1])
+    assert files["jellyfin-config-backup.yaml"]["spec"]["restic"]["copyMethod"] == "Direct"
+
+
+def test_arda_etcd_backup_follows_the_target_when_unset(tmp_path: Path) -> None:
+    assert backup.arda_etcd(_stack(tmp_path / "s3")) is True  # the homelab's target is S3, etcd.arda unset
+    nfs = {"iluvatar:backup.target": "nfs://192.168.0.40/volume1/backups"}
+    no_s3 = ["iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey"]
+    assert backup.arda_etcd(_stack(tmp_path / "nfs", nfs, no_s3)) is False
+    assert backup.talos_features(_stack(tmp_path / "nfs2", nfs, no_s3), control_plane=True) == {}
+    assert backup.arda_etcd(_stack(tmp_path / "off", {"iluvatar:backup.etcd.arda": False})) is False

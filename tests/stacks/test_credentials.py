@@ -1,0 +1,319 @@
+"""stacks.credentials: which keys and values are credentials, and the command that sends each where it belongs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.credentials import TOKEN_FORMS, Destination, _bmc_holder, credential_key, destination, given, placeholder, strip, top_level, words
+from stacks.load import MODELS, SECRETS
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["token", "password", "clientSecret", "bindPW", "bindPassword", "apiKey", "api_key", "secretAccessKey", "accessKeyId", "sshPrivateKey", "pass"],
+)
+def test_a_key_a_service_holds_a_credential_under_is_one(key: str) -> None:
+    assert credential_key(key)
+
+
+# Keys that name a Secret, a file or a switch: the chart values Iluvatar passes through are full of them.
+@pytest.mark.parametrize(
+    "key", ["existingSecret", "secretName", "tokenFile", "passwordFile", "createSecret", "secretKeyRef", "tokenTtl", "clientId", "bindDn", "url", ""]
+)
+def test_a_key_that_points_at_a_credential_is_not_one(key: str) -> None:
+    assert not credential_key(key)
+
+
+@pytest.mark.parametrize("value", ["<value>", "https://ntfy.sh/<topic>", "changeme", "CHANGE_ME", "your-token", "xxxx"])
+def test_placeholders(value: str) -> None:
+    assert placeholder(value)
+
+
+@pytest.mark.parametrize("value", ["https://ntfy.sh/alerts", "admin@example.org", "a < b", "xx", 5])
+def test_not_placeholders(value: object) -> None:
+    assert not placeholder(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ("ghp_" + "a" * 36, "a GitHub token"),
+        ("github_pat_" + "A1_" * 10, "a GitHub token"),
+        ("xoxb-1234567890-abcdef", "a Slack token"),
+        ("AKIAIOSFODNN7EXAMPLE", "an AWS access key id"),
+        ("tk_" + "a1" * 14 + "b", "an ntfy access token"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n", "a private key"),
+        ("$2y$10$" + "a" * 53, "a bcrypt password hash"),
+    ],
+)
+def test_token_forms(value: str, what: str) -> None:
+    assert [w for form, w in TOKEN_FORMS if form.search(value)] == [what]
+
+
+def test_words_of_a_key() -> None:
+    assert words("githubClientSecret") == ["github", "client", "secret"]
+    assert words("s3_secret-key") == ["s3", "secret", "key"]
+
+
+def test_a_secret_under_a_path_is_set_with_path_and_quoted() -> None:
+    dest = Destination("bmcPasswords", ("10.10.0.5",), value="<password>")
+    assert dest.command == "pulumi config set --secret --path 'iluvatar:bmcPasswords[\"10.10.0.5\"]' <password>"
+    assert Destination("alertReceiverSecret").command == "pulumi config set --secret iluvatar:alertReceiverSecret <value>"
+
+
+def test_the_config_keeps_all_but_the_credential() -> None:
+    raw = {
+        "iluvatar:monitoring": {"receiver": {"ntfy": {"url": "https://ntfy.sh/alerts", "token": "tk_x"}}},
+        "iluvatar:alertReceiverSecret": "kept: a secret key is not walked",
+        "pulumi:disable-default-providers": ["*"],
+    }
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == {**raw, "iluvatar:monitoring": {"receiver": {"ntfy": {"url": "https://ntfy.sh/alerts"}}}}
+    assert [f.problem.path for f in found] == ["iluvatar:monitoring.receiver.ntfy.token"]
+    assert [f.destination.where for f in found if f.destination is not None] == [("iluvatar:alertReceiverSecret",)]
+
+
+def test_a_value_in_chart_values_is_kept_unless_its_key_is_a_credential() -> None:
+    values = {"hubble": {"tls": {"auto": {"method": "cronJob"}}, "existingSecret": "hubble-ca", "password": ""}}
+    raw = {"iluvatar:arda": {"cilium": {"values": values}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    # An empty value in chart values holds no credential (a chart's default); a Secret's name is no credential.
+    assert cleaned == raw
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("url", "leaks"),
+    [
+        ("https://alice@bitbucket.org/team/homelab.git", False),  # Bitbucket's clone URL names the user: no secret
+        ("ssh://git@github.com/you/homelab.git", False),
+        ("https://ghp_" + "a1" * 18 + "@github.com/you/homelab.git", True),
+        ("https://0123456789abcdef0123456789abcdef@git.example.org/homelab.git", True),  # a token without a known form
+        ("https://alice:hunter2@git.example.org/homelab.git", True),
+    ],
+)
+def test_a_user_alone_in_a_url_is_a_credential_only_when_it_is_a_token(url: str, leaks: bool) -> None:
+    _, found = strip({"iluvatar:ainur": {"gitMirror": {"url": url, "ip": "192.168.0.15"}}}, MODELS, SECRETS)
+    assert bool(found) is leaks
+
+
+# Where each credential goes, by where it was written: (path under iluvatar:, key, the mapping holding it) -> the secret's
+# path, what it is, and what the command's value stands for (with any note), or why no secret key takes it.
+CONFIG = {
+    "iluvatar:apps": [{"name": "hass", "secrets": [{"name": "API_KEY"}, {}]}],
+    "iluvatar:identity": {"connector": {"type": "ldap"}},
+    "iluvatar:nodes": [{"name": "a"}, {"name": "b", "power": {"wakeOnLan": {}}}, {"name": "c", "power": {"bmc": {"address": "10.0.0.5"}}}],
+}
+NTFY = ("iluvatar:alertReceiverSecret", "ntfy's access token (sent as a bearer token; `ntfy token add <user>` makes one for a user)", "<tk_...>", "")
+GIT_TOKEN = ("iluvatar:gitopsToken", "a private repository's access token", "<token>", "set gitops.private: true")
+PIS = ("iluvatar:ainurSshPrivateKey", "the SSH key Pulumi logs in to the Pis with", "< ~/.ssh/id_ed25519")
+
+
+@pytest.mark.parametrize(
+    ("parts", "key", "holder", "goes"),
+    [
+        (("monitoring", "receiver", "email", "password"), "password", {}, ("iluvatar:alertReceiverSecret", "the SMTP password", "<password>", "")),
+        (("monitoring", "receiver", "ntfy", "token"), "token", {}, NTFY),
+        (("monitoring", "receiver", "webhook", "token"), "token", {}, ("iluvatar:alertReceiverSecret", "the webhook's bearer token", "<token>", "")),
+        (("monitoring", "receiver"), "token", {}, ("iluvatar:alertReceiverSecret", "the alert receiver's password or token", "<value>", "")),
+        (("monitoring", "token"), "token", {}, ("iluvatar:alertReceiverSecret", "the alert receiver's password or token", "<value>", "")),
+        (
+            ("identity", "connector", "clientSecret"),
+            "clientSecret",
+            {},
+            ("iluvatar:identityConnectorSecret", "the LDAP bind password", "<bind password>", ""),
+        ),
+        (
+            ("nodes", 2, "power", "bmc", "password"),
+            "password",
+            {"address": "10.0.0.5"},
+            ('iluvatar:bmcPasswords["10.0.0.5"]', "the BMC's password", "<password>", ""),
+        ),
+        (("nodes", 2, "bmc", "password"), "password", {}, ('iluvatar:bmcPasswords["<BMC address>"]', "the BMC's password", "<password>", "")),
+        (
+            ("nodes", 2, "power", "password"),
+            "password",
+            {"address": ""},
+            ('iluvatar:bmcPasswords["<BMC address>"]', "the BMC's password", "<password>", ""),
+        ),
+        (
+            ("nodes", 2, "password"),
+            "password",
+            {},
+            "a machine takes no password here: Talos has no login, and Pulumi reaches the Pis with SSH keys (ainur.sshAuthorizedKeys, "
+            "and the secret iluvatar:ainurSshPrivateKey); remove it",
+        ),
+        (("apps", 0, "secrets", 0, "value"), "value", {}, ("iluvatar:appSecrets.hass.API_KEY", "the value of hass's secret API_KEY", "<value>", "")),
+        (("apps", 0, "secrets", 1, "value"), "value", {}, ("iluvatar:appSecrets.hass.<name>", "the value of hass's secret <name>", "<value>", "")),
+        (
+            ("apps", 3, "secrets", 0, "value"),
+            "value",
+            {},
+            ("iluvatar:appSecrets.<app>.<name>", "the value of <app>'s secret <name>", "<value>", ""),
+        ),
+        (
+            ("apps", 0, "apiKey"),
+            "apiKey",
+            {},
+            ("iluvatar:appSecrets.hass.apiKey", "a secret of hass", "<value>", "declare it in apps[0].secrets as {name: apiKey}"),
+        ),
+        (
+            ("apps", 0, "backup", "password"),
+            "password",
+            {},
+            ("iluvatar:appSecrets.hass.password", "a secret of hass", "<value>", "declare it in apps[0].secrets as {name: password}"),
+        ),
+        (("backup", "accessKeyId"), "accessKeyId", {}, ("iluvatar:backupS3AccessKeyId", "the S3 access key id", "<access key id>", "")),
+        (("backup", "accessKey"), "accessKey", {}, ("iluvatar:backupS3AccessKeyId", "the S3 access key id", "<access key id>", "")),
+        (("backup", "secretKeyId"), "secretKeyId", {}, ("iluvatar:backupS3SecretAccessKey", "the S3 secret access key", "<secret access key>", "")),
+        (("backup", "secretKey"), "secretKey", {}, ("iluvatar:backupS3SecretAccessKey", "the S3 secret access key", "<secret access key>", "")),
+        (
+            ("backup", "resticPassword"),
+            "resticPassword",
+            {},
+            "Pulumi generates each restic repository's password (kept in its state, encrypted); remove it",
+        ),
+        (("backup", "passphrase"), "passphrase", {}, "Pulumi generates each restic repository's password (kept in its state, encrypted); remove it"),
+        (("gitops", "token"), "token", {}, GIT_TOKEN),
+        (("gitops", "apiKey"), "apiKey", {}, GIT_TOKEN),
+        (("gitops", "sshPrivateKey"), "sshPrivateKey", {}, ("iluvatar:gitopsSshPrivateKey", "the repository's SSH deploy key", "< deploy_key", "")),
+        (("ainur", "gitMirror", "password"), "password", {}, GIT_TOKEN),
+        (("ainur", "sshPrivateKey"), "sshPrivateKey", {}, (*PIS, "")),
+        (("ainur", "sshAuthorizedKeys", 0), "sshAuthorizedKeys", {}, (*PIS, "sshAuthorizedKeys takes its public half (the .pub file)")),
+        (
+            ("ainur", "password"),
+            "password",
+            {},
+            "the Pis take no password: Pulumi logs in with an SSH key (iluvatar:ainurSshPrivateKey, or your SSH agent); remove it",
+        ),
+        (("edge", "apiToken"), "apiToken", {}, ("iluvatar:cloudflareApiToken", "the Cloudflare API token", "<token>", "")),
+        (("cloudflare", "apiToken"), "apiToken", {}, ("iluvatar:cloudflareApiToken", "the Cloudflare API token", "<token>", "")),
+        (
+            ("storage", "nfs", "password"),
+            "password",
+            {},
+            "NFS takes no password: the server lets in the client addresses its export allows (Arda's machines); remove it",
+        ),
+        (("storage", "password"), "password", {}, "Iluvatar reads no credential at storage, and no secret key takes it; remove it"),
+        ((), "password", {}, "Iluvatar reads no credential at this key, and no secret key takes it; remove it"),
+    ],
+)
+def test_where_each_credential_goes(parts: tuple[str | int, ...], key: str, holder: dict[str, Any], goes: object) -> None:
+    found = destination(parts, key, holder, CONFIG)
+    assert (found if isinstance(found, str) else (found.path, found.what, found.value, found.note)) == goes
+
+
+@pytest.mark.parametrize(
+    ("key", "goes"),
+    [
+        ("ntfyToken", NTFY[:3]),
+        ("smtpPassword", ("iluvatar:alertReceiverSecret", "the SMTP password", "<password>")),
+        ("alertmanagerWebhookSecret", ("iluvatar:alertReceiverSecret", "the webhook's bearer token", "<token>")),
+        ("githubClientSecret", ("iluvatar:identityConnectorSecret", "the GitHub OAuth app's client secret", "<client secret>")),
+        ("ldapBindPassword", ("iluvatar:identityConnectorSecret", "the LDAP bind password", "<bind password>")),
+        ("dexClientSecret", ("iluvatar:identityConnectorSecret", "the LDAP bind password", "<bind password>")),  # the stack's connector
+        ("githubToken", GIT_TOKEN[:3]),
+        ("bmcPassword", ('iluvatar:bmcPasswords["10.0.0.5"]', "the BMC's password", "<password>")),  # the first BMC of the inventory
+        ("s3SecretKey", ("iluvatar:backupS3SecretAccessKey", "the S3 secret access key", "<secret access key>")),
+        ("minioAccessKeyId", ("iluvatar:backupS3AccessKeyId", "the S3 access key id", "<access key id>")),
+        ("cloudflareApiKey", ("iluvatar:cloudflareApiToken", "the Cloudflare API token", "<token>")),
+        ("sshPrivateKey", PIS),
+        ("fooToken", None),
+        ("storagePassword", None),  # NFS takes none: no secret to send it to
+    ],
+)
+def test_where_a_made_up_top_level_credential_goes(key: str, goes: object) -> None:
+    found = top_level(key, CONFIG)
+    assert (None if found is None else (found.path, found.what, found.value)) == goes
+
+
+def test_the_first_bmc_of_the_inventory() -> None:
+    assert _bmc_holder(CONFIG) == {"address": "10.0.0.5"}
+    assert _bmc_holder({}) == {} and _bmc_holder({"iluvatar:nodes": "x"}) == {}
+    assert _bmc_holder({"iluvatar:nodes": [1, {"power": "x"}, {"power": {"bmc": "x"}}]}) == {}
+
+
+def _url(value: str, section: str = "monitoring") -> tuple[str, tuple[str, ...] | None]:
+    where = {"monitoring": ("receiver", "webhook", "url"), "backup": ("target",), "gitops": ("repoUrl",)}[section]
+    raw: dict[str, Any] = {}
+    node: dict[str, Any] = {}
+    raw[f"iluvatar:{section}"] = node
+    for step in where[:-1]:
+        node = node.setdefault(step, {})
+    node[where[-1]] = value
+    _, found = strip(raw, MODELS, SECRETS)
+    [one] = found
+    return one.problem.message, one.destination.where if one.destination is not None else None
+
+
+@pytest.mark.parametrize(
+    ("value", "section", "message", "where"),
+    [
+        (
+            "https://hooks.example.org/x?token=",  # even empty, the parameter says where a token goes
+            "monitoring",
+            "https://hooks.example.org/x?token=***: the token parameter in it is a credential, in plain text; it is the webhook's bearer "
+            "token, which goes in the secret iluvatar:alertReceiverSecret: remove it and run `pulumi config set --secret "
+            "iluvatar:alertReceiverSecret <token>`",
+            ("iluvatar:alertReceiverSecret",),
+        ),
+        (
+            "https://u:p@ss@hooks.example.org/x?a=1&key=k&sig=s",  # the host is after the last @
+            "monitoring",
+            "https://***@hooks.example.org/x?key=***&sig=***: the user and password and key parameter and sig parameter in it are a "
+            "credential, in plain text; it is the webhook's bearer token, which goes in the secret iluvatar:alertReceiverSecret: remove "
+            "it and run `pulumi config set --secret iluvatar:alertReceiverSecret <token>`",
+            ("iluvatar:alertReceiverSecret",),
+        ),
+        (
+            "https://0123456789abcdef0123456789abcdef@hooks.example.org/x",
+            "monitoring",
+            "https://***@hooks.example.org/x: the user in it is a credential, in plain text; it is the webhook's bearer token, which goes "
+            "in the secret iluvatar:alertReceiverSecret: remove it and run `pulumi config set --secret iluvatar:alertReceiverSecret <token>`",
+            ("iluvatar:alertReceiverSecret",),
+        ),
+        (
+            "s3://id:secret@s3.example.org/bucket",
+            "backup",
+            "s3://***@s3.example.org/bucket: the user and password in it are a credential, in plain text; it is the S3 secret access key "
+            "(and its id), which goes in the secret iluvatar:backupS3SecretAccessKey: remove it and run `pulumi config set --secret "
+            "iluvatar:backupS3SecretAccessKey <secret access key>` and `pulumi config set --secret iluvatar:backupS3AccessKeyId <access key id>`",
+            ("iluvatar:backupS3SecretAccessKey",),
+        ),
+        (
+            "https://user:pw@git.example.org/homelab.git",
+            "gitops",
+            "https://***@git.example.org/homelab.git: the user and password in it are a credential, in plain text; it is a private "
+            "repository's access token, which goes in the secret iluvatar:gitopsToken: remove it and run `pulumi config set --secret "
+            "iluvatar:gitopsToken <token>`; set gitops.private: true",
+            ("iluvatar:gitopsToken",),
+        ),
+    ],
+)
+def test_a_credential_in_a_url(value: str, section: str, message: str, where: tuple[str, ...]) -> None:
+    assert _url(value, section) == (message, where)
+
+
+@pytest.mark.parametrize(
+    ("host", "service"),
+    [
+        ("hooks.slack.com", "Slack"),
+        ("discord.com", "Discord"),
+        ("ptb.discordapp.com", "Discord"),
+        ("example.webhook.office.com", "Microsoft Teams"),
+        ("prod-01.westeurope.logic.azure.com", "Microsoft Teams"),
+        ("chat.googleapis.com", "Google Chat"),
+        ("api.telegram.org", "Telegram"),
+    ],
+)
+def test_a_chat_services_own_webhook(host: str, service: str) -> None:
+    message, where = _url(f"https://{host}/some/path")
+    assert message.startswith(f"https://{host}/... is {service}'s incoming webhook: its URL is itself the credential")
+    assert where is None  # no secret key takes it: the fix is another receiver
+
+
+def test_the_secrets_given_elsewhere_are_not_also_required() -> None:
+    _, found = strip({"iluvatar:backup": {"target": "s3://id:secret@s3.example.org/bucket"}}, MODELS, SECRETS)
+    assert list(given(found)) == [("iluvatar:backupS3SecretAccessKey",), ("iluvatar:backupS3AccessKeyId",)]
