@@ -20,7 +20,7 @@ from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
 from tests.upgrader.run import GRACE_S, mutations, step, until
-from tests.upgrader.test_kubernetes import AFTER_HOOKS, NEW, _annotations, _job_states, kwok_node, program_hooks, unique
+from tests.upgrader.test_kubernetes import NEW, OWED, _job_states, _owed, kwok_node, program_hooks, unique
 from tools.kube_cluster import Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
@@ -69,7 +69,7 @@ def _second_run_finishes_it(api: TalosAPI, cluster: Cluster, name: str, ns: str,
     assert (finished["error"], finished["exit"]) == ("", 0), finished["stderr"]
     assert api.state()[name]["version"] == NEWER
     assert not _cordoned(cluster, name)
-    assert AFTER_HOOKS not in _annotations(cluster, name)
+    assert _owed(cluster, name) is None
     assert _job_states(cluster, ns) == {NOOUT_SET: "Complete", NOOUT_UNSET: "Complete"}
     lines: list[str] = finished["stderr"].splitlines()
     return lines
@@ -90,13 +90,13 @@ def test_a_stop_while_the_installer_runs_leaves_the_node_drained_and_the_next_ru
             "which runs an installer it started to its end whatever the client does; "
             f"Talos {NEWER} (if the installer finishes) takes effect at the machine's next boot, whatever reboots it, so it is left "
             f"drained until `pulumi up` reboots it (the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, "
-            f"named in the Node's {AFTER_HOOKS} annotation; the next run of this step runs them); "
+            f"kept in ConfigMap {OWED} under {name}; the next run of this step runs them); "
             f"look with: talosctl -n {ip} upgrade --image {installer(VANILLA, NEWER)}"
         ), last
         # The machine's installer ran on without the client, and its Talos waits for the next boot; the node stays drained.
         until("the installer's end", lambda: api.state()[name]["pendingVersion"] == NEWER, INSTALL_MS / 1000 + 30)
         assert _cordoned(kube_talos, name)
-        assert (_annotations(kube_talos, name).get(AFTER_HOOKS), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
+        assert (_owed(kube_talos, name), _job_states(kube_talos, ns)) == (f"{ns}/{NOOUT_UNSET}", {NOOUT_SET: "Complete"})
         assert api.state()[name]["version"] == NEW
 
         lines = _second_run_finishes_it(api, kube_talos, name, ns, command, stdin)
@@ -125,8 +125,8 @@ def test_a_stop_between_the_install_and_the_reboot_is_no_reboot_and_leaves_the_n
         assert last == (
             f"upgrader: FAILED: {name}: reboot: stopped (SIGTERM) before Talos answered the reboot: it may never have been asked; "
             f"Talos {NEWER} (installed) takes effect at the machine's next boot, whatever reboots it, so it is left drained until "
-            f"`pulumi up` reboots it (the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, named in the "
-            f"Node's {AFTER_HOOKS} annotation; the next run of this step runs them); look with: talosctl -n {ip} reboot"
+            f"`pulumi up` reboots it (the Node is left cordoned; the after hooks are still owed: Job {ns}/{NOOUT_UNSET}, kept in "
+            f"ConfigMap {OWED} under {name}; the next run of this step runs them); look with: talosctl -n {ip} reboot"
         ), last
         assert api.state()[name]["pendingVersion"] == NEWER
         assert _cordoned(kube_talos, name)
