@@ -173,9 +173,10 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
 
 def _control_plane_addresses(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """One control plane's address per run (docs/day2.md#a-changed-address): each one's etcd member follows it, and
-    two moving at once leave etcd without the quorum that lets a member's address change."""
-    by_mac = {str(v.get("mac")): v for v in deployed.nodes.values() if v.get("role") == "valinor"}
-    moved = [(i, n) for i, n in enumerate(stack.nodes) if n.role == "valinor" and n.mac in by_mac and str(by_mac[n.mac].get("ip")) != str(n.ip)]
+    two moving at once leave etcd without the quorum that lets a member's address change. A node the output records
+    without an address (an output written before addresses were kept) is not read as moved: nothing says it did."""
+    was = {str(v.get("mac")): str(v["ip"]) for v in deployed.nodes.values() if v.get("role") == "valinor" and v.get("ip")}
+    moved = [(i, n) for i, n in enumerate(stack.nodes) if n.role == "valinor" and n.mac in was and was[n.mac] != str(n.ip)]
     if len(moved) < 2:
         return []
     j, first = moved[0]

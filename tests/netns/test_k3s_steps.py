@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
 from tools import gotools
-from tools.kube_cluster import K3S, Cluster
+from tools.kube_cluster import K3S, NO_CNI, Cluster
 
 require_root()
 
@@ -552,6 +553,37 @@ def owed(pi: Pi) -> Path:
     return pi.root / "var-lib-rancher" / Path(k3s.RESTART_OWED).relative_to("/var/lib/rancher")
 
 
+def _recreate_node(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
+    """The Node again, as it stood, with these labels: kwok v0.7.0 takes a Node on (or leaves it alone, NO_CNI)
+    only as it is added (pkg/kwok/controllers/node_controller.go:197), so a label changed later would not tell it."""
+    node = cluster.client.get("v1", "Node", name)
+    assert node is not None, name
+    cluster.client.delete(node)
+    deadline = time.monotonic() + 30
+    while cluster.client.get("v1", "Node", name) is not None:
+        assert time.monotonic() < deadline, f"Node {name} still there 30 s after its delete"
+        time.sleep(0.05)
+    meta = {"name": name, "labels": labels}
+    cluster.client.create({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": node.get("spec", {}), "status": node["status"]})
+
+
+@contextmanager
+def kubelet_gone(cluster: Cluster, name: str) -> Iterator[None]:
+    """A Pi whose kubelet never reports: nothing writes its Node's status. kwok plays every other Pi's kubelet and
+    heartbeats a Ready Node's status on its own (its node-heartbeat-with-lease Stage, every 600-610 s), which a dead
+    kubelet never would: a heartbeat landing in the 2 s a test waits passed the wait (a CI run did). So the Node is
+    left to no one (NO_CNI) while the Pi is broken, its Ready status and heartbeat as they were, and handed back to
+    kwok after."""
+    node = cluster.client.get("v1", "Node", name)
+    assert node is not None, name
+    labels = dict(node["metadata"].get("labels") or {})
+    _recreate_node(cluster, name, {**labels, NO_CNI: ""})
+    try:
+        yield
+    finally:
+        _recreate_node(cluster, name, labels)
+
+
 def test_a_join_whose_pi_never_came_back_fails_again_on_the_next_run_rather_than_rolling_on(lab: Lab, brought_up: BroughtUp) -> None:
     """A shared setting restarts ilmare, whose Node then never reports: its join fails (here a 2 s bound, the program's
     600 s). The next `pulumi up` runs the same join, the config now unchanged on the Pi and k3s running, its API server
@@ -565,8 +597,9 @@ def test_a_join_whose_pi_never_came_back_fails_again_on_the_next_run_rather_than
     mark = len(ilmare.log())
     (ilmare.state / "broken").write_text("")
     try:
-        results = [lab.pis.ssh(connection, script, changed_config) for _ in range(2)]
-        marked = owed(ilmare).exists()
+        with kubelet_gone(lab.pis.cluster, "ilmare"):
+            results = [lab.pis.ssh(connection, script, changed_config) for _ in range(2)]
+            marked = owed(ilmare).exists()
     finally:
         (ilmare.state / "broken").unlink()
     for result in results:
