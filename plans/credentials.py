@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from plans.k3s import KUBECTL
+
 NAME = "iluvatar-pulumi"
 NAMESPACE = "kube-system"
 TOKEN_SECRET = f"{NAME}-token"
@@ -51,7 +53,7 @@ def manifests() -> list[dict[str, Any]]:
     ]
 
 
-def k3s_script(kubectl: str = "sudo k3s kubectl", wait_seconds: int = TOKEN_WAIT_SECONDS) -> str:
+def k3s_script(kubectl: str = f"sudo {KUBECTL}", wait_seconds: int = TOKEN_WAIT_SECONDS) -> str:
     """Run over SSH on a k3s server: apply the manifests, wait for the token, print {"ca", "token"} (base64) as JSON.
 
     Only JSON reaches stdout (the step keeps it secret and never logs it); k3s's own messages go to stderr.

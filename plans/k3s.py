@@ -112,6 +112,16 @@ RESTART_TIMEOUT_SECONDS = 600  # systemd reporting k3s started (a Pi's k3s serve
 NODE_TIMEOUT_SECONDS = 600  # the restarted kubelet's first status (it posts at once: kubelet_node_status.go)
 ETCD_TIMEOUT_SECONDS = 300  # every etcd member started, a voter and healthy
 GATE_POLL_SECONDS = 2
+# Each call a gate makes is bounded on its own, so `wait_for`'s bound holds: it checks its deadline only between
+# calls, and an API server or kubelet that accepts a connection and never answers would hold one call for ever
+# (kubectl has no request timeout by default: k8s.io/client-go rest.Config.Timeout zero; curl none without
+# --max-time).
+REQUEST_TIMEOUT_SECONDS = 10
+KUBECTL = f"k3s kubectl --request-timeout={REQUEST_TIMEOUT_SECONDS}s"
+# k3s's etcd snapshot before an upgrade (a Pi's datastore: tens of MB, seconds) and its uninstall script (stops
+# k3s, removes its files): neither has a bound of its own.
+SNAPSHOT_SECONDS = 300
+UNINSTALL_SECONDS = 600
 
 # k3s's etcd client certificates and its client URL on a server (k3s pkg/daemons/control/deps/deps.go:
 # runtime.ClientETCDCert/Key and ETCDServerCA under <data-dir>/server/tls/etcd; etcd listens on 127.0.0.1:2379).
@@ -156,10 +166,10 @@ etcd_healthy() {{
   done
 }}
 node_version() {{
-  sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null || true
+  sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null || true
 }}
 node_ready_since() {{
-  got=$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
+  got=$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
   [ "${{got%% *}}" = True ] || {{ why="its Node is not Ready (${{got%% *}})"; return 1; }}
   [ "$(date -d "${{got#* }}" +%s 2>/dev/null || echo 0)" -gt "$1" ] || {{ why="its Node has not reported since the restart (last at ${{got#* }})"; return 1; }}
 }}
@@ -211,7 +221,7 @@ def node_ready(node: Node, version: str) -> str:
     alone returns at once and the next Pi goes down while this one is still coming back."""
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
     wanted = '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
-    return f"[ \"$(sudo k3s kubectl{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
+    return f"[ \"$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{wanted}' 2>/dev/null)\" = '{version} True' ]"
 
 
 def bounded_start(node: Node, verb: str, restart_timeout: int) -> str:
@@ -277,6 +287,7 @@ def upgrade_script(
     install_timeout: int = INSTALL_SECONDS,
     restart_timeout: int = RESTART_TIMEOUT_SECONDS,
     owed: str = RESTART_OWED,
+    snapshot_timeout: int = SNAPSHOT_SECONDS,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -292,7 +303,13 @@ def upgrade_script(
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
     svc = service(node)
-    save = f"sudo k3s etcd-snapshot save --name iluvatar-before-{want.replace('+', '-')} >&2\n" if snapshot else ""
+    save = (
+        f"sudo timeout {snapshot_timeout} k3s etcd-snapshot save --name iluvatar-before-{want.replace('+', '-')} >&2 || "
+        f'{{ status=$?; echo "iluvatar: $(hostname): the etcd snapshot before the upgrade failed or did not finish within {snapshot_timeout} s '
+        '(status $status); look with: sudo journalctl -u k3s" >&2; exit 1; }\n'
+        if snapshot
+        else ""
+    )
     # A valar's upgrade restarts a member of etcd: only with every member healthy, and the next Pi only once it is again.
     before = after = restarted_before = ""
     if node.role == "valar":
@@ -334,9 +351,11 @@ done
 
 
 # What k3s's installer leaves for removing it (a server's script, or an agent's), run when a Pi leaves.
-UNINSTALL_SCRIPT = """set -eu
+UNINSTALL_SCRIPT = f"""set -eu
 for script in /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh; do
-  if [ -x "$script" ]; then sudo "$script"; fi
+  if [ -x "$script" ]; then
+    sudo timeout {UNINSTALL_SECONDS} "$script" || {{ status=$?; echo "iluvatar: $(hostname): $script failed or did not finish within {UNINSTALL_SECONDS} s (status $status)" >&2; exit 1; }}
+  fi
 done
 """
 
@@ -345,8 +364,8 @@ def ready_check(node: Node) -> str:
     """A shell test that passes once k3s on this Pi serves: a server's API answers /readyz locally,
     an agent's kubelet answers its health check (it has no credentials for the API)."""
     if node.role == "valar":
-        return "sudo k3s kubectl get --raw /readyz >/dev/null 2>&1"
-    return f"curl -sf {KUBELET_HEALTHZ} >/dev/null 2>&1"
+        return f"sudo {KUBECTL} get --raw /readyz >/dev/null 2>&1"
+    return f"curl -sf --max-time {REQUEST_TIMEOUT_SECONDS} {KUBELET_HEALTHZ} >/dev/null 2>&1"
 
 
 # Where a k3s server keeps its embedded etcd: absent on a Pi whose disk is new or reflashed.

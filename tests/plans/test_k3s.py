@@ -7,6 +7,7 @@ Pi joins through the VIP), how fast a dead Pi is noticed (the netboot takeover),
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from plans import credentials as credentials_plan
 from plans import k3s
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
@@ -102,7 +104,7 @@ STAND_INS = {
     "test": 'exec /usr/bin/test "$@"',
     # `is-active` answers from a file; `start|restart` never returns while $NEVER_READY exists (Type=notify, TimeoutStartSec=0).
     "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
-    # `k3s kubectl get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
+    # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
     "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
 case "$*" in *"get node"*) echo "True $(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)" ;; esac""",
     # etcd's member list and /health from files ($ETCD, $HEALTH), as the gate asks with k3s's client certificate.
@@ -162,7 +164,7 @@ def _join(
     return result, log.read_text().splitlines() if log.exists() else [], target
 
 
-NODE_READY = 'k3s kubectl get node {} -o jsonpath={{.status.conditions[?(@.type=="Ready")].status}} {{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}}'
+NODE_READY = 'k3s kubectl --request-timeout=10s get node {} -o jsonpath={{.status.conditions[?(@.type=="Ready")].status}} {{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}}'
 ETCD_GATE = ["etcd member list", *(f"etcd health https://192.168.0.1{i}:2379/health" for i in (1, 2, 3))]
 
 
@@ -175,7 +177,7 @@ def test_join_waits_for_cloud_init_then_installs_the_config_and_starts_k3s(tmp_p
         "systemctl enable k3s",
         "systemctl is-active --quiet k3s",
         "systemctl restart k3s",  # a new config: restarted, since `enable --now` would leave a running k3s as it was
-        "k3s kubectl get --raw /readyz",
+        "k3s kubectl --request-timeout=10s get --raw /readyz",
         # Started: its Node Ready with a heartbeat from after the start, then etcd healthy with every member.
         NODE_READY.format("manwe"),
         *ETCD_GATE,
@@ -195,7 +197,7 @@ def test_join_again_with_the_same_config_leaves_k3s_running(tmp_path: Path) -> N
         "systemctl enable k3s",
         "systemctl is-active --quiet k3s",
         "systemctl start k3s",
-        "k3s kubectl get --raw /readyz",
+        "k3s kubectl --request-timeout=10s get --raw /readyz",
         *ETCD_GATE,
     ]
     # A changed config restarts it, once etcd is healthy with every member.
@@ -223,7 +225,7 @@ def test_a_join_whose_restart_was_not_seen_through_restarts_again_on_the_next_ru
         "systemctl is-active --quiet k3s",
         *ETCD_GATE,
         "systemctl restart k3s",
-        "k3s kubectl get --raw /readyz",
+        "k3s kubectl --request-timeout=10s get --raw /readyz",
         NODE_READY.format("manwe"),
         *ETCD_GATE,
     ]
@@ -348,9 +350,9 @@ def test_an_agent_waits_for_its_kubelet_and_its_node_and_asks_no_etcd(tmp_path: 
         "systemctl enable k3s-agent",
         "systemctl is-active --quiet k3s-agent",
         "systemctl restart k3s-agent",
-        "curl -sf http://127.0.0.1:10248/healthz",
+        "curl -sf --max-time 10 http://127.0.0.1:10248/healthz",
         # With its kubelet's own credentials (a kubelet may read its own Node); an agent has no etcd to ask.
-        NODE_READY.format("eonwe").replace("kubectl get", f"kubectl --kubeconfig {k3s.AGENT_KUBECONFIG} get"),
+        NODE_READY.format("eonwe").replace("--request-timeout=10s get", f"--request-timeout=10s --kubeconfig {k3s.AGENT_KUBECONFIG} get"),
     ]
 
 
@@ -369,7 +371,7 @@ def test_cloud_init_degraded_is_done_and_failed_is_not(tmp_path: Path) -> None:
 def test_a_k3s_that_never_serves_fails_after_the_bound_saying_where_to_look(tmp_path: Path) -> None:
     result, calls, _ = _join(tmp_path, 0, "token: T0K3N\n")
     assert result.returncode == 1
-    assert calls.count("k3s kubectl get --raw /readyz") >= 2
+    assert calls.count("k3s kubectl --request-timeout=10s get --raw /readyz") >= 2
     assert result.stderr.strip() == f"iluvatar: k3s on {socket.gethostname()} did not serve within 3 s; look with: sudo journalctl -u k3s"
 
 
@@ -442,6 +444,7 @@ UPGRADE_STAND_INS = {
     "k3s": """echo "k3s $*" >> "$LOG"
 case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
+  etcd-snapshot) [ -z "${SNAPSHOT_HANGS:-}" ] || exec sleep 600 ;;  # a snapshot that never ends, with $SNAPSHOT_HANGS
   kubectl) [ -e "$READY" ] || exit 1
     case "$*" in *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;; *kubeletVersion*) cat "$RUNNING" ;; esac ;;
 esac""",
@@ -483,6 +486,7 @@ def _upgrade(
     install_timeout: int = k3s.INSTALL_SECONDS,
     running: str | None = None,
     active: bool = True,
+    snapshot_timeout: int = k3s.SNAPSHOT_SECONDS,
     **more_env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The upgrade with k3s's binary at `have`, running `running` (the same by default), active or not."""
@@ -512,6 +516,7 @@ def _upgrade(
         install_timeout=install_timeout,
         restart_timeout=2,
         owed=str(tmp_path / "owed"),
+        snapshot_timeout=snapshot_timeout,
     )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -529,8 +534,10 @@ def _upgrade(
     return result, log.read_text().splitlines() if log.exists() else []
 
 
-NODE_VERSION = "k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion}"
-NODE_AT = 'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
+NODE_VERSION = "k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion}"
+NODE_AT = (
+    'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
+)
 
 
 def test_a_pi_already_at_the_version_and_running_it_is_not_restarted_but_still_gated(tmp_path: Path) -> None:
@@ -601,7 +608,7 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
         FETCH,
         "install v1.33.6+k3s1 server ",
-        'k3s kubectl get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
         *ETCD_GATE,
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
@@ -613,7 +620,7 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
     assert calls[1:] == [
         FETCH,
         "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
-        'k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+        'k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
 
 
@@ -660,3 +667,47 @@ def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path:
         result.stderr.splitlines()[-1]
         == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
     )
+
+
+def test_a_snapshot_that_never_ends_fails_the_upgrade_within_its_bound_before_anything_changes(tmp_path: Path) -> None:
+    """k3s's etcd-snapshot has no bound of its own, and pulumi-command never cancels a remote command once it runs."""
+    result, calls = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=True, snapshot_timeout=1, SNAPSHOT_HANGS="1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: the etcd snapshot before the upgrade failed or did not finish within 1 s (status 124); "
+        "look with: sudo journalctl -u k3s"
+    )
+    assert calls[-1] == "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1"
+    assert (tmp_path / "version").read_text() == "v1.32.9+k3s1"  # nothing installed
+
+
+def _every_script(stack_path: Path = HOMELAB) -> dict[str, str]:
+    """Every script the program runs on a Pi over SSH, by what it is."""
+    stack = load_stack_file(stack_path)
+    scripts = {"uninstall": k3s.UNINSTALL_SCRIPT, "credentials": credentials_plan.k3s_script()}
+    for node in stack.ainur_nodes:
+        scripts[f"{node.name} join"] = k3s.join_script(node)
+        scripts[f"{node.name} upgrade"] = k3s.upgrade_script(stack, node, snapshot=node.role == "valar")
+    return scripts
+
+
+def test_every_call_a_pi_script_makes_to_an_api_kubelet_or_etcd_is_bounded_on_its_own() -> None:
+    """A gate's `wait_for` checks its deadline only between calls: one call that hangs (a server that accepts and never
+    answers) would hold the step for ever. Every kubectl carries a request timeout, every curl a --max-time, and k3s's
+    snapshot and uninstall run under `timeout`."""
+    seen = {"kubectl": 0, "curl": 0, "snapshot": 0}
+    for what, script in _every_script().items():
+        # Each command of the script: split where a command starts (a line, a pipe, `;`, `&&`, `||`, `$(`).
+        for call in (c.strip() for c in re.split(r"\$\(|[|;&\n]", script)):
+            if re.match(r"(sudo )?k3s kubectl\b", call):
+                seen["kubectl"] += 1
+                assert call.startswith(f"{'sudo ' if call.startswith('sudo') else ''}k3s kubectl --request-timeout=10s "), (what, call)
+            if re.match(r"(sudo )?curl ", call):
+                seen["curl"] += 1
+                assert re.search(r" --max-time \d+ ", call), (what, call)
+            if "etcd-snapshot save" in call:
+                seen["snapshot"] += 1
+                assert call.startswith(f"sudo timeout {k3s.SNAPSHOT_SECONDS} k3s etcd-snapshot save "), (what, call)
+    assert f'sudo timeout {k3s.UNINSTALL_SECONDS} "$script"' in k3s.UNINSTALL_SCRIPT
+    # Every kind of call is there to check (the homelab's 5 Pis: joins, upgrades, the first valar's snapshot).
+    assert seen == {"kubectl": 18, "curl": 15, "snapshot": 1}
