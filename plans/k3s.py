@@ -166,7 +166,7 @@ etcd_healthy() {{
   done
 }}
 node_version() {{
-  sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null || true
+  sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null
 }}
 node_ready_since() {{
   got=$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
@@ -318,22 +318,28 @@ def upgrade_script(
         restarted_before = f'[ "$active" = 1 ] && {before}'
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
+    kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
     restart = textwrap.indent(restarted_before + owe_restart(owed) + bounded_start(node, "restart", restart_timeout), "    ")
 
     return f"""set -eu
-{gate_functions(node)}have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
+{gate_functions(node)}since=""
+have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
   active=0
   if sudo systemctl is-active --quiet {svc}; then active=1; fi
   why=""
   if sudo test -e {owed}; then why="an earlier run's restart was not seen through ({seen})"
   elif [ "$active" = 0 ]; then why="{svc} is not running"
-  elif [ "$(node_version)" != "{want}" ]; then why="its Node's kubelet runs $(node_version), not the installed {want}"
+  elif ! running=$(node_version); then
+    echo "iluvatar: {node.name}: its Node cannot be read, so whether the running k3s is {want} is not known and it is left as it is; look with: sudo {KUBECTL}{kubeconfig} get node {node.name}" >&2
+    exit 1
+  elif [ "$running" != "{want}" ]; then why="its Node's kubelet runs $running, not the installed {want}"
   fi
   if [ -z "$why" ]; then
     echo "iluvatar: k3s {want} already runs on {node.name}" >&2
   else
     echo "iluvatar: {node.name}: k3s {want} is installed, but $why: restarting {svc}" >&2
+    since=$(date +%s)
 {restart}  fi
 else
   echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
@@ -346,6 +352,11 @@ until {node_ready(node, want)}; do
   fi
   sleep 3
 done
+# A restart at the version it ran already: the Node was Ready at that version before it, and stays so until the node
+# lifecycle controller notices the silence, so only a report from after the restart says k3s came back.
+if [ -n "$since" ]; then
+  wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
+fi
 {after}sudo rm -f {owed}
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from plans import rollout
 from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, upgrader
 from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
@@ -394,6 +395,14 @@ def test_probe_classifies_each_node() -> None:
         assert result.code == 0, result.stderr
         assert json.loads(result.stdout) == {
             "nodes": {"valinor-1": "running", "istari-1": "maintenance", "istari-2": "maintenance", "istari-3": "unreachable"}
+        }
+        # The program reads exactly this at preview (plans.rollout.probed; components/arda.py counts "maintenance"):
+        # the upgrader's own output, not a hand-written copy of its shape.
+        assert rollout.probed(result.stdout) == {
+            "valinor-1": "running",
+            "istari-1": "maintenance",
+            "istari-2": "maintenance",
+            "istari-3": "unreachable",
         }
         assert result.seconds < 10
 
