@@ -1948,3 +1948,50 @@ def test_a_change_that_reboots_a_machine_before_a_cni_goes_ahead_behind_etcd_and
             "MachineService/ApplyConfiguration STAGED",
             "MachineService/Reboot",
         ]
+
+
+def test_no_machine_is_taken_down_while_a_stopped_run_left_another_drained(kube_fresh: Callable[..., Cluster]) -> None:
+    """A run stopped after a machine's next boot was made to bring a change leaves that machine drained on purpose
+    (cordoned with the upgrader's mark, its after hooks owed: Ceph's noout set). A later run with a change for another
+    machine must not take that one down beside it (two Ceph hosts' OSDs down, and its after hooks would unset noout
+    while the first is still down); it refuses, naming the machine and how to finish it, and goes ahead once it is."""
+    cluster = kube_fresh(TALOS)
+    client = cluster.client
+    name, left = unique("istari"), unique("istari")
+    cluster.create_nodes([kwok_node(name), kwok_node(left)])
+    mark = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": left}}
+    client.merge_patch(mark, {"metadata": {"annotations": {"iluvatar.dev/cordoned": "true"}}, "spec": {"unschedulable": True}})
+    look = "look with: kubectl get nodes; kubectl -n kube-system get configmap iluvatar-after-hooks -o yaml; kubectl get jobs -A"
+    finish = (
+        f"taking {name} down beside it would put two machines down at once, so nothing was changed: finish that one first (a `pulumi up` in "
+        "which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`), then run this again"
+    )
+
+    spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "60s"]
+
+        refused = run(api, cluster, args, machineConfig=config)
+        assert refused.code == 1
+        assert (
+            refused.last
+            == f"upgrader: FAILED: {name}: one-at-a-time: an earlier run that stopped left {left}: cordoned by the upgrader; {finish}; {look}"
+        )
+
+        # Uncordoned by hand, but its after hooks still owed: refused all the same.
+        client.merge_patch(mark, {"metadata": {"annotations": {"iluvatar.dev/cordoned": None}}, "spec": {"unschedulable": None}})
+        owed = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "iluvatar-after-hooks", "namespace": "kube-system"}}
+        client.create({**owed, "data": {left: "rook-ceph/noout-unset"}})
+        refused = run(api, cluster, args, machineConfig=config)
+        assert refused.code == 1
+        assert refused.last == (
+            f"upgrader: FAILED: {name}: one-at-a-time: an earlier run that stopped left {left}: owes its after hooks (rook-ceph/noout-unset); {finish}; {look}"
+        )
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")] * 2
+
+        # Finished (its step ran, or its entry was forgotten as the docs say): the change goes ahead.
+        client.merge_patch(owed, {"data": {left: None}})
+        result = run(api, cluster, args, machineConfig=config)
+        assert result.code == 0, result.stderr
+        assert mutations(api)[-2:] == [(name, "MachineService/ApplyConfiguration STAGED"), (name, "MachineService/Reboot")]

@@ -141,6 +141,24 @@ func (r *applyRun) disruptionAllowed(ctx context.Context) error {
 
 	n := r.n
 
+	// One machine down at a time, across runs too: a run that stopped may have left another node drained on
+	// purpose (its next boot brings a change); it is finished first, by its own step.
+	left, err := r.kube.LeftDrained(ctx, n.Name)
+	if err != nil {
+		return &report.Failure{Node: n.Name, Check: "nodes", Detail: "whether an earlier run left another node drained cannot be read, so nothing was changed: " + report.FirstLine(err), Look: kube.OwedLook()}
+	}
+
+	if len(left) > 0 {
+		return &report.Failure{
+			Node:  n.Name,
+			Check: "one-at-a-time",
+			Detail: fmt.Sprintf("an earlier run that stopped left %s; taking %s down beside it would put two machines down at once, so nothing was changed: "+
+				"finish that one first (a `pulumi up` in which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`), then run this again",
+				strings.Join(left, "; "), n.Name),
+			Look: "kubectl get nodes; " + kube.OwedLook(),
+		}
+	}
+
 	pods, names, err := r.kube.ServesPods(ctx)
 	if err != nil {
 		return &report.Failure{Node: n.Name, Check: "nodes", Detail: "the Nodes cannot be read, so nothing was changed: " + report.FirstLine(err), Look: "kubectl get nodes"}

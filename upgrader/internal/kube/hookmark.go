@@ -138,3 +138,53 @@ func (k *Client) setOwed(ctx context.Context, node string, mark *string) error {
 
 	return err
 }
+
+// LeftDrained names the other nodes an earlier run left down or owing: a Node the upgrader cordoned and
+// never uncordoned (its mark), or a node whose disruption still owes its after hooks (Ceph's noout set,
+// Argo CD paused). A stopped run leaves them so on purpose (the machine's next boot brings a change), and
+// taking a second machine down beside one would put two Ceph hosts' OSDs down at once, and its after hooks
+// would unset noout, cluster-wide, while the first is still down. Sorted; except is left out.
+func (k *Client) LeftDrained(ctx context.Context, except string) ([]string, error) {
+	ctx, cancel := wait.Call(ctx)
+	defer cancel()
+
+	found := map[string][]string{}
+
+	nodes, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+
+	for _, n := range nodes.Items {
+		if n.Name != except && n.Annotations[cordonedAnnotation] == "true" {
+			found[n.Name] = append(found[n.Name], "cordoned by the upgrader")
+		}
+	}
+
+	cm, err := k.cs.CoreV1().ConfigMaps(OwedNamespace).Get(ctx, OwedConfigMap, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+
+	if err == nil {
+		for name, mark := range cm.Data {
+			if name != except && len(ParseAfterHooks(mark)) > 0 {
+				found[name] = append(found[name], "owes its after hooks ("+mark+")")
+			}
+		}
+	}
+
+	names := make([]string, 0, len(found))
+	for name := range found {
+		names = append(names, name)
+	}
+
+	slices.Sort(names)
+
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		out = append(out, name+": "+strings.Join(found[name], ", "))
+	}
+
+	return out, nil
+}
