@@ -53,6 +53,15 @@ func (l *callLog) begin(ctx context.Context, node, method string) int {
 	return len(l.calls) - 1
 }
 
+// arguments records a unary call's arguments as it arrives, so a test that reads the log while the call still
+// runs (an ApplyConfiguration that waits, say) sees what it was asked; finish records them again with its notes.
+func (l *callLog) arguments(i int, args map[string]any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	l.calls[i].Args = args
+}
+
 func (l *callLog) finish(i int, args map[string]any, code string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -161,6 +170,7 @@ func shortMethod(full string) string {
 
 func (n *Node) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	i := n.c.calls.begin(ctx, n.name, shortMethod(info.FullMethod))
+	n.c.calls.arguments(i, callArgs(req))
 	notes := map[string]any{}
 	ctx = context.WithValue(ctx, notesKey{}, notes)
 
