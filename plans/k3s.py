@@ -166,7 +166,7 @@ etcd_healthy() {{
   done
 }}
 node_version() {{
-  sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null
+  sudo {KUBECTL}{kubeconfig} get node {node.name} --ignore-not-found -o jsonpath='{{.status.nodeInfo.kubeletVersion}}' 2>/dev/null
 }}
 node_ready_since() {{
   got=$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
@@ -319,7 +319,8 @@ def upgrade_script(
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
-    restart = textwrap.indent(restarted_before + owe_restart(owed) + bounded_start(node, "restart", restart_timeout), "    ")
+    # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
+    restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
 
     return f"""set -eu
 {gate_functions(node)}since=""
@@ -333,13 +334,13 @@ if [ "$have" = "{want}" ]; then
   elif ! running=$(node_version); then
     echo "iluvatar: {node.name}: its Node cannot be read, so whether the running k3s is {want} is not known and it is left as it is; look with: sudo {KUBECTL}{kubeconfig} get node {node.name}" >&2
     exit 1
+  elif [ -z "$running" ]; then why="its Node is not registered (a kubelet registers it only as it starts)"
   elif [ "$running" != "{want}" ]; then why="its Node's kubelet runs $running, not the installed {want}"
   fi
   if [ -z "$why" ]; then
     echo "iluvatar: k3s {want} already runs on {node.name}" >&2
   else
     echo "iluvatar: {node.name}: k3s {want} is installed, but $why: restarting {svc}" >&2
-    since=$(date +%s)
 {restart}  fi
 else
   echo "iluvatar: {node.name}: k3s $have -> {want}" >&2

@@ -446,12 +446,13 @@ case "$1" in
   --version) echo "k3s version $(cat "$VERSION") (stand-in)" ;;
   etcd-snapshot) [ -z "${SNAPSHOT_HANGS:-}" ] || exec sleep 600 ;;  # a snapshot that never ends, with $SNAPSHOT_HANGS
   kubectl) [ -e "$READY" ] || exit 1
-    # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart.
+    # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart; with
+    # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
     [ -z "${UNREADABLE:-}" ] || exit 1
     case "$*" in
       *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True $(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)"; fi ;;
       *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;;
-      *kubeletVersion*) cat "$RUNNING" ;;
+      *kubeletVersion*) [ -n "${NOT_REGISTERED:-}" ] || cat "$RUNNING" ;;
     esac ;;
 esac""",
     "sudo": 'exec env "$@"',
@@ -540,7 +541,7 @@ def _upgrade(
     return result, log.read_text().splitlines() if log.exists() else []
 
 
-NODE_VERSION = "k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion}"
+NODE_VERSION = "k3s kubectl --request-timeout=10s get node manwe --ignore-not-found -o jsonpath={.status.nodeInfo.kubeletVersion}"
 NODE_AT = (
     'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
 )
@@ -764,3 +765,14 @@ def test_a_node_that_cannot_be_read_leaves_a_running_k3s_alone_and_fails(tmp_pat
     )
     assert not [c for c in calls if c.startswith("systemctl restart")]
     assert not (tmp_path / "owed").exists()
+
+
+def test_a_node_not_registered_restarts_k3s_which_registers_it(tmp_path: Path) -> None:
+    """A Node deleted under a running kubelet is registered again only when the kubelet starts (it registers once): the
+    step restarts k3s and waits for its Node (a read that fails is no such answer: the test above)."""
+    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=False, NOT_REGISTERED="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
+    )
+    assert "systemctl restart k3s" in calls

@@ -1964,7 +1964,11 @@ def test_no_machine_is_taken_down_while_a_stopped_run_left_another_drained(kube_
     look = "look with: kubectl get nodes; kubectl -n kube-system get configmap iluvatar-after-hooks -o yaml; kubectl get jobs -A"
     finish = (
         f"taking {name} down beside it would put two machines down at once, so nothing was changed: finish that one first (a `pulumi up` in "
-        "which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`), then run this again"
+        "which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`; if that shows no change, its "
+        "settings were set back: put them as the stopped run had them), then run this again. A machine gone for good (renamed, out of the "
+        "inventory) is released by hand, once Ceph's noout is unset (`ceph osd unset noout`) and what its hooks paused is resumed: "
+        f"kubectl uncordon {left} && kubectl annotate node {left} iluvatar.dev/cordoned-; kubectl -n kube-system patch configmap "
+        f'iluvatar-after-hooks --type=json -p \'[{{"op":"remove","path":"/data/{left}"}}]\''
     )
 
     spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})])
@@ -1990,8 +1994,12 @@ def test_no_machine_is_taken_down_while_a_stopped_run_left_another_drained(kube_
         )
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")] * 2
 
-        # Finished (its step ran, or its entry was forgotten as the docs say): the change goes ahead.
-        client.merge_patch(owed, {"data": {left: None}})
+        # This machine left so too (both, from before the check): its own step finishes its own disruption, which
+        # puts no second machine down; each waiting on the other would hold both for good.
+        client.merge_patch(
+            {**mark, "metadata": {"name": name}}, {"metadata": {"annotations": {"iluvatar.dev/cordoned": "true"}}, "spec": {"unschedulable": True}}
+        )
         result = run(api, cluster, args, machineConfig=config)
         assert result.code == 0, result.stderr
         assert mutations(api)[-2:] == [(name, "MachineService/ApplyConfiguration STAGED"), (name, "MachineService/Reboot")]
+        assert "iluvatar.dev/cordoned" not in (client.get("v1", "Node", name) or {})["metadata"].get("annotations", {})

@@ -326,7 +326,14 @@ func (r *applyRun) onRunning(ctx context.Context) error {
 		}
 	}
 
-	// A reboot or an upgrade is coming: refuse now, before the config changes, if it would cost quorum.
+	// A reboot or an upgrade is coming: refuse now, before the config changes, if another machine is left down
+	// (one at a time) or if it would cost quorum.
+	if reboot || upgrade {
+		if err := r.oneAtATime(ctx); err != nil {
+			return err
+		}
+	}
+
 	if (reboot || upgrade) && r.controlPlane() && r.bootstrapped {
 		if err := r.etcdPreflight(ctx, true); err != nil {
 			return err

@@ -141,22 +141,8 @@ func (r *applyRun) disruptionAllowed(ctx context.Context) error {
 
 	n := r.n
 
-	// One machine down at a time, across runs too: a run that stopped may have left another node drained on
-	// purpose (its next boot brings a change); it is finished first, by its own step.
-	left, err := r.kube.LeftDrained(ctx, n.Name)
-	if err != nil {
-		return &report.Failure{Node: n.Name, Check: "nodes", Detail: "whether an earlier run left another node drained cannot be read, so nothing was changed: " + report.FirstLine(err), Look: kube.OwedLook()}
-	}
-
-	if len(left) > 0 {
-		return &report.Failure{
-			Node:  n.Name,
-			Check: "one-at-a-time",
-			Detail: fmt.Sprintf("an earlier run that stopped left %s; taking %s down beside it would put two machines down at once, so nothing was changed: "+
-				"finish that one first (a `pulumi up` in which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`), then run this again",
-				strings.Join(left, "; "), n.Name),
-			Look: "kubectl get nodes; " + kube.OwedLook(),
-		}
+	if err := r.oneAtATime(ctx); err != nil {
+		return err
 	}
 
 	pods, names, err := r.kube.ServesPods(ctx)
@@ -183,4 +169,50 @@ func (r *applyRun) disruptionAllowed(ctx context.Context) error {
 	}
 
 	return nil
+}
+
+// oneAtATime: one machine down at a time, across runs too. A run that stopped may have left another node drained
+// on purpose (its next boot brings a change: kube.LeftDrained); that one is finished first, by its own step. A
+// node that is itself left so is finishing its own disruption (already drained, its OSDs already down), which
+// puts no second machine down: two left so (state from before this check) would otherwise each wait on the
+// other for good. Asked before anything changes on the machine (onRunning) and again before the drain.
+func (r *applyRun) oneAtATime(ctx context.Context) error {
+	if r.kube == nil {
+		return nil
+	}
+
+	n := r.n
+
+	left, err := r.kube.LeftDrained(ctx, "")
+	if err != nil {
+		return &report.Failure{Node: n.Name, Check: "nodes", Detail: "whether an earlier run left another node drained cannot be read, so nothing was changed: " + report.FirstLine(err), Look: kube.OwedLook()}
+	}
+
+	others := make([]string, 0, len(left))
+	release := make([]string, 0, 2*len(left))
+
+	for _, l := range left {
+		if l.Node == n.Name {
+			return nil
+		}
+
+		others = append(others, l.Node+": "+l.Why)
+		release = append(release, "kubectl uncordon "+l.Node+" && kubectl annotate node "+l.Node+" iluvatar.dev/cordoned-", kube.OwedForget(l.Node))
+	}
+
+	if len(others) == 0 {
+		return nil
+	}
+
+	return &report.Failure{
+		Node:  n.Name,
+		Check: "one-at-a-time",
+		Detail: fmt.Sprintf("an earlier run that stopped left %s; taking %s down beside it would put two machines down at once, so nothing was changed: "+
+			"finish that one first (a `pulumi up` in which only its step runs: `pulumi up --target` its -apply step's URN, from `pulumi stack --show-urns`; "+
+			"if that shows no change, its settings were set back: put them as the stopped run had them), then run this again. "+
+			"A machine gone for good (renamed, out of the inventory) is released by hand, once Ceph's noout is unset (`ceph osd unset noout`) and what its "+
+			"hooks paused is resumed: %s",
+			strings.Join(others, "; "), n.Name, strings.Join(release, "; ")),
+		Look: "kubectl get nodes; " + kube.OwedLook(),
+	}
 }

@@ -139,12 +139,18 @@ func (k *Client) setOwed(ctx context.Context, node string, mark *string) error {
 	return err
 }
 
-// LeftDrained names the other nodes an earlier run left down or owing: a Node the upgrader cordoned and
-// never uncordoned (its mark), or a node whose disruption still owes its after hooks (Ceph's noout set,
-// Argo CD paused). A stopped run leaves them so on purpose (the machine's next boot brings a change), and
-// taking a second machine down beside one would put two Ceph hosts' OSDs down at once, and its after hooks
-// would unset noout, cluster-wide, while the first is still down. Sorted; except is left out.
-func (k *Client) LeftDrained(ctx context.Context, except string) ([]string, error) {
+// Left is a node an earlier run left down or owing, and why.
+type Left struct {
+	Node string
+	Why  string
+}
+
+// LeftDrained lists the nodes an earlier run left down or owing: a Node the upgrader cordoned and never
+// uncordoned (its mark), or a node whose disruption still owes its after hooks (Ceph's noout set, Argo CD
+// paused). A stopped run leaves them so on purpose (the machine's next boot brings a change), and taking a
+// second machine down beside one would put two Ceph hosts' OSDs down at once, and its after hooks would unset
+// noout, cluster-wide, while the first is still down. Sorted by node; except is left out.
+func (k *Client) LeftDrained(ctx context.Context, except string) ([]Left, error) {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
@@ -181,9 +187,9 @@ func (k *Client) LeftDrained(ctx context.Context, except string) ([]string, erro
 
 	slices.Sort(names)
 
-	out := make([]string, 0, len(names))
+	out := make([]Left, 0, len(names))
 	for _, name := range names {
-		out = append(out, name+": "+strings.Join(found[name], ", "))
+		out = append(out, Left{Node: name, Why: strings.Join(found[name], ", ")})
 	}
 
 	return out, nil
