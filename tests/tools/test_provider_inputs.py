@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from iluvatar.render import redact
 from iluvatar.simulate import SecretValue, simulate
 from stacks import read_stack_file
 from tests.bringup import edited
@@ -222,3 +223,20 @@ def test_nested_invoke_arguments_have_their_input_types() -> None:
     keys: dict[str, Any] = dict(invoke_keys(MACHINE_CONFIG).fields)
     assert keys["machineSecrets"] == Obj(__import__("pulumiverse_talos").machine.MachineSecretsArgs)
     assert keys["configPatches"] == ListOf(provider_inputs.SCALAR)
+
+
+def test_a_day_2_run_sends_its_providers_only_keys_they_read() -> None:
+    """Calls only a deployed stack makes (the probe's `command:local:run` invoke at preview, the Kubernetes upgrade's
+    steps): the homelab simulated again on its own outputs, and again with Arda one Kubernetes minor behind."""
+    homelab = simulated(HOMELAB)
+    previous = json.loads(json.dumps(redact(homelab.outputs)))
+    older = {**previous, "arda": {**previous["arda"], "kubernetesVersion": "v1.33.5"}}
+    for label, sim in (
+        ("day 2", simulate(read_stack_file(HOMELAB), previous=previous)),
+        ("upgrade", simulate(read_stack_file(HOMELAB), previous=older)),
+    ):
+        assert _shown(provider_inputs.problems(sim)) == [], label
+        invoked = {t for t, _ in sim.invocations}
+        assert "command:local:run" in invoked, label
+        names = {r.name for r in sim.registrations}
+        assert label != "upgrade" or any(n.endswith("kubernetes-upgrade") for n in names), sorted(names)
