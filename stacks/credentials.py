@@ -334,14 +334,15 @@ def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _innermost(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's annotation holds, through lists, unions and `Annotated` (whose `__args__` start with the
+    annotated type), or None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):
         found = _innermost(arg)
         if found is not None:
             return found
-    origin = getattr(annotation, "__origin__", None)
-    return origin if isinstance(origin, type) and issubclass(origin, BaseModel) else None
+    return None
 
 
 # The free-form mappings a stack passes through (Talos patches, Helm values): what each is, for the message.
@@ -476,8 +477,6 @@ def _url_destination(parts: tuple[str | int, ...], key: str, scheme: str, config
             value="<secret access key>",
             also=("backupS3AccessKeyId", "<access key id>"),
         )
-    if (parts and parts[0] == "gitops") or "gitMirror" in parts:
-        return _git("token")
     return destination(parts, key, {}, config)
 
 

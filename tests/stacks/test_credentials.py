@@ -6,7 +6,19 @@ from typing import Any
 
 import pytest
 
-from stacks.credentials import TOKEN_FORMS, Destination, _bmc_holder, credential_key, destination, given, placeholder, strip, top_level, words
+from stacks.credentials import (
+    TOKEN_FORMS,
+    Destination,
+    _bmc_holder,
+    credential_key,
+    destination,
+    given,
+    looks_like_token,
+    placeholder,
+    strip,
+    top_level,
+    words,
+)
 from stacks.load import MODELS, SECRETS
 
 
@@ -317,3 +329,128 @@ def test_a_chat_services_own_webhook(host: str, service: str) -> None:
 def test_the_secrets_given_elsewhere_are_not_also_required() -> None:
     _, found = strip({"iluvatar:backup": {"target": "s3://id:secret@s3.example.org/bucket"}}, MODELS, SECRETS)
     assert list(given(found)) == [("iluvatar:backupS3SecretAccessKey",), ("iluvatar:backupS3AccessKeyId",)]
+
+
+@pytest.mark.parametrize(
+    ("user", "token"),
+    [
+        ("a1" * 10, True),  # 20 letters and digits: the shortest token
+        ("A1" * 10, True),  # capitals too
+        ("a1" * 9 + "a", False),  # 19: a login
+        ("a" * 25, False),  # letters only: a login, however long
+        ("1" * 25, False),  # digits only: a number
+        ("a1!" * 8, False),  # punctuation: not a token's alphabet
+    ],
+)
+def test_a_urls_user_is_a_token_from_twenty_letters_and_digits(user: str, token: bool) -> None:
+    assert looks_like_token(user) is token
+
+
+def _found(raw: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    _, found = strip(raw, MODELS, SECRETS)
+    return [(f.problem.path, f.problem.message, f.destination.where if f.destination is not None else None) for f in found]
+
+
+def test_a_url_with_a_credential_goes_where_its_place_says() -> None:
+    """The Git mirror's URL is the GitOps repository's (its token), an app's value its app's secret under its own key,
+    and an s3:// URL outside the backup target is no S3 key."""
+    assert _found({"iluvatar:ainur": {"gitMirror": {"url": "https://user:pw@git.example.org/homelab.git"}}}) == [
+        (
+            "iluvatar:ainur.gitMirror.url",
+            "https://***@git.example.org/homelab.git: the user and password in it are a credential, in plain text; it is a private "
+            "repository's access token, which goes in the secret iluvatar:gitopsToken: remove it and run `pulumi config set --secret "
+            "iluvatar:gitopsToken <token>`; set gitops.private: true",
+            ("iluvatar:gitopsToken",),
+        )
+    ]
+    assert _found({"iluvatar:apps": [{"name": "wiki", "env": {"DATABASE_URL": "postgres://wiki:pw@db.example.org/wiki"}}]}) == [
+        (
+            "iluvatar:apps[0].env.DATABASE_URL",
+            "postgres://***@db.example.org/wiki: the user and password in it are a credential, in plain text; it is a secret of wiki, "
+            "which goes in the secret iluvatar:appSecrets.wiki.DATABASE_URL: remove it and run `pulumi config set --secret --path "
+            "'iluvatar:appSecrets.wiki.DATABASE_URL' <value>`; declare it in apps[0].secrets as {name: DATABASE_URL}",
+            ("iluvatar:appSecrets", "wiki", "DATABASE_URL"),
+        )
+    ]
+    assert _found({"iluvatar:monitoring": {"receiver": {"webhook": {"url": "s3://id:secret@hooks.example.org/x"}}}}) == [
+        (
+            "iluvatar:monitoring.receiver.webhook.url",
+            "s3://***@hooks.example.org/x: the user and password in it are a credential, in plain text; it is the webhook's bearer "
+            "token, which goes in the secret iluvatar:alertReceiverSecret: remove it and run `pulumi config set --secret "
+            "iluvatar:alertReceiverSecret <token>`",
+            ("iluvatar:alertReceiverSecret",),
+        )
+    ]
+
+
+def test_a_token_in_an_apps_value_goes_to_that_apps_secret_under_its_key() -> None:
+    assert _found({"iluvatar:apps": [{"name": "wiki", "env": {"GH": "ghp_" + "a" * 36}}]}) == [
+        (
+            "iluvatar:apps[0].env.GH",
+            "holds a GitHub token, in plain text; it is a secret of wiki, which goes in the secret iluvatar:appSecrets.wiki.GH: remove it "
+            "and run `pulumi config set --secret --path 'iluvatar:appSecrets.wiki.GH' <value>`; declare it in apps[0].secrets as {name: GH}",
+            ("iluvatar:appSecrets", "wiki", "GH"),
+        )
+    ]
+
+
+def test_made_up_top_level_keys_whole() -> None:
+    """strip on made-up keys: the connector the key's name says (static, or none: the generic secret), a placeholder
+    said to be one, and the keys after a made-up one still kept."""
+    cleaned, found = strip(
+        {
+            "iluvatar:staticAdminPassword": "hunter2",
+            "iluvatar:oidcClientSecret": "hunter2",
+            "iluvatar:ntfyToken": "changeme",
+            "iluvatar:network": {"lan": "10.0.0.0/24"},
+        },
+        MODELS,
+        SECRETS,
+    )
+    assert cleaned == {"iluvatar:network": {"lan": "10.0.0.0/24"}}
+    assert [(f.problem.path, f.problem.message, f.destination.where if f.destination else None) for f in found] == [
+        (
+            "iluvatar:staticAdminPassword",
+            "is a credential, in plain text, under a key Iluvatar does not read; it is the static admin's bcrypt hash (never the "
+            "password itself), which goes in the secret iluvatar:identityConnectorSecret: remove it and run `pulumi config set --secret "
+            "iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\"`",
+            ("iluvatar:identityConnectorSecret",),
+        ),
+        (
+            "iluvatar:oidcClientSecret",
+            "is a credential, in plain text, under a key Iluvatar does not read; it is the sign-in connector's secret, which goes in the "
+            "secret iluvatar:identityConnectorSecret: remove it and run `pulumi config set --secret iluvatar:identityConnectorSecret <value>`",
+            ("iluvatar:identityConnectorSecret",),
+        ),
+        (
+            "iluvatar:ntfyToken",
+            "is a placeholder (changeme) for a credential, under a key Iluvatar does not read; it is ntfy's access token (sent as a "
+            "bearer token; `ntfy token add <user>` makes one for a user), which goes in the secret iluvatar:alertReceiverSecret: remove "
+            "it and run `pulumi config set --secret iluvatar:alertReceiverSecret <tk_...>`",
+            ("iluvatar:alertReceiverSecret",),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("key", ["restic-passwd", "RESTIC_PASSPHRASE", "resticPassword"])
+def test_a_restic_password_is_pulumis_to_make(key: str) -> None:
+    assert destination(("backup",), key, {}, {}) == "Pulumi generates each restic repository's password (kept in its state, encrypted); remove it"
+
+
+@pytest.mark.parametrize(
+    ("key", "goes"), [("deploy-key", "iluvatar:gitopsSshPrivateKey"), ("api_key", "iluvatar:gitopsToken"), ("token", "iluvatar:gitopsToken")]
+)
+def test_a_gitops_credential_by_its_keys_words(key: str, goes: str) -> None:
+    found = destination(("gitops",), key, {}, {})
+    assert isinstance(found, Destination) and found.path == goes
+
+
+def test_a_second_apps_secret_value_goes_under_that_apps_name() -> None:
+    assert _found({"iluvatar:apps": [{"name": "wiki"}, {"name": "blog", "secrets": [{"name": "DB", "value": "hunter2"}]}]}) == [
+        (
+            "iluvatar:apps[1].secrets[0].value",
+            "is a credential, in plain text; it is the value of blog's secret DB, which goes in the secret iluvatar:appSecrets.blog.DB: "
+            "remove it and run `pulumi config set --secret --path 'iluvatar:appSecrets.blog.DB' <value>`",
+            ("iluvatar:appSecrets", "blog", "DB"),
+        )
+    ]
