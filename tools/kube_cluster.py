@@ -56,9 +56,9 @@ from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 # The label of a Node kwok leaves alone (kwok v0.7.0 --disregard-status-with-label-selector,
-# pkg/kwok/controllers/node_controller.go:152-165): it writes none of its status and holds no lease for it (it
-# takes a Node on only as it is added, line 197), so the test posts its status as its kubelet would, Ready or
-# not (tests/upgrader/test_kubernetes.py, Kubelet).
+# pkg/kwok/controllers/node_controller.go:152-165, `need`, asked at each Added, Modified and Sync event): it writes
+# none of its status and holds no lease for it, so the test posts its status as its kubelet would, Ready or not
+# (tests/upgrader/test_kubernetes.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
 
 

@@ -896,6 +896,10 @@ CRASH_LOOP = re.compile(
     r"(is not Ready \(CrashLoopBackOff, restarted (once|\d+ times)\)"
     r"|has run \d+(\.\d)?m?s since it last started \(restarted (once|\d+ times)\): it counts once it has run 2s untouched); "
     r"look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=(?P=node)"
+    # Or, when the step's bound ends while it asks the node's own API server (between two of its crashes) rather than
+    # its pods: the same API server, seen from its /readyz. Which wait the bound ends in depends on the machine's load.
+    r"|upgrader: FAILED: (?P<at>\S+): api-server: timed out; last seen: kube-apiserver on (?P=at) \((?P<ip>[\d.]+):6443\): /readyz: "
+    r"the server is currently unable to handle the request; look with: kubectl --server https://(?P=ip):6443 get --raw '/readyz\?verbose'"
 )
 
 
