@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from pathlib import Path
+from typing import Any
 
+from iluvatar.render import redact
 from iluvatar.simulate import Simulation, simulate
 from stacks import read_stack_file
 from tests.edit import HOMELAB, homelab_stack_file
@@ -29,3 +32,24 @@ def simulated(path: Path) -> Simulation:
     """The stack file's run (`simulate(read_stack_file(path))`), made once per file content in this process; the homelab
     stack's with its secrets set, as every deployment of it has them."""
     return copy.deepcopy(_run(path, path.read_text()))
+
+
+def outputs_of(sim: Simulation) -> dict[str, Any]:
+    """The outputs the next run reads back, as the engine keeps them (secrets redacted: no rule reads them)."""
+    result = json.loads(json.dumps(redact(sim.outputs)))
+    assert isinstance(result, dict)
+    return result
+
+
+@functools.cache
+def _again(kubernetes: str | None) -> Simulation:
+    previous = outputs_of(simulated(HOMELAB))
+    if kubernetes is not None:
+        previous = {**previous, "arda": {**previous["arda"], "kubernetesVersion": kubernetes}}
+    return simulate(read_stack_file(HOMELAB), previous=previous)
+
+
+def homelab_again(kubernetes: str | None = None) -> Simulation:
+    """The homelab's next run on what its first run exported: a day-2 run (the probe runs), or, with `kubernetes` as
+    the version Arda ran before, a Kubernetes upgrade. Made once per process, a deep copy each."""
+    return copy.deepcopy(_again(kubernetes))

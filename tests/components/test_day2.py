@@ -13,18 +13,12 @@ import pytest
 
 from iluvatar import simulate as simulate_module
 from iluvatar.graph import Graph
-from iluvatar.render import redact, render_files
+from iluvatar.render import render_files
 from iluvatar.simulate import Registration, Simulation, simulate
 from plans import rollout
 from stacks import read_stack_file
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
-
-
-def outputs_of(sim: Simulation) -> dict[str, object]:
-    """The outputs the next run reads back, as the engine keeps them (secrets redacted: no rule reads them)."""
-    result = json.loads(json.dumps(redact(sim.outputs)))
-    assert isinstance(result, dict)
-    return result
+from tests.sims import outputs_of
 
 
 def identities(reg: Registration) -> set[str]:

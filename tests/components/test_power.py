@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iluvatar.graph import Graph, provider_urn
-from iluvatar.render import plan_entries, redact, render_files
+from iluvatar.render import plan_entries, render_files
 from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
 from plans import power as plan
 from stacks import StackConfig, load_stack_file, read_stack_file
 from stacks.load import StackFile
 from tests.bringup import upgrader_args, violations
 from tests.edit import HOMELAB, RK1, ROOT, SALT, edit, homelab_doc, write_stack
-from tests.sims import simulated
+from tests.sims import outputs_of, simulated
 from tests.strategies import raw_stacks
 
 LOCAL, REMOTE = "command:local:Command", "command:remote:Command"
@@ -226,7 +226,7 @@ def test_a_roll_of_machines_already_on_waits_on_no_pi(tmp_path: Path, change: di
     the roll, for the machines that boot from the network later; the power steps do not run at all."""
     path = homelab_variant(tmp_path)
     before = simulate(read_stack_file(path))
-    previous = json.loads(json.dumps(redact(before.outputs)))
+    previous = outputs_of(before)
     doc = edit(yaml.safe_load(path.read_text()), change)
     (tmp_path / "after").mkdir()
     after = simulate(read_stack_file(write_stack(tmp_path / "after", doc, stack="homelab")), previous=previous)

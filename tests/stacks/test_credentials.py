@@ -255,9 +255,8 @@ def _url(value: str, section: str = "monitoring") -> tuple[str, tuple[str, ...] 
     for step in where[:-1]:
         node = node.setdefault(step, {})
     node[where[-1]] = value
-    _, found = strip(raw, MODELS, SECRETS)
-    [one] = found
-    return one.problem.message, one.destination.where if one.destination is not None else None
+    [(_, message, where_to)] = _found(raw)
+    return message, where_to
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,11 @@ import pulumi_kubernetes as k8s
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from iluvatar.render import redact
 from iluvatar.simulate import SecretValue, simulate
 from stacks import read_stack_file
 from tests.bringup import edited
 from tests.edit import HOMELAB, RK1
-from tests.sims import simulated
+from tests.sims import homelab_again, simulated
 from tests.strategies import raw_stacks
 from tools import provider_inputs
 from tools.provider_inputs import FREE, Keys, ListOf, MapOf, Obj, invoke_keys, invoke_problems, registration_problems, resource_keys
@@ -228,13 +227,7 @@ def test_nested_invoke_arguments_have_their_input_types() -> None:
 def test_a_day_2_run_sends_its_providers_only_keys_they_read() -> None:
     """Calls only a deployed stack makes (the probe's `command:local:run` invoke at preview, the Kubernetes upgrade's
     steps): the homelab simulated again on its own outputs, and again with Arda one Kubernetes minor behind."""
-    homelab = simulated(HOMELAB)
-    previous = json.loads(json.dumps(redact(homelab.outputs)))
-    older = {**previous, "arda": {**previous["arda"], "kubernetesVersion": "v1.33.5"}}
-    for label, sim in (
-        ("day 2", simulate(read_stack_file(HOMELAB), previous=previous)),
-        ("upgrade", simulate(read_stack_file(HOMELAB), previous=older)),
-    ):
+    for label, sim in (("day 2", homelab_again()), ("upgrade", homelab_again(kubernetes="v1.33.5"))):
         assert _shown(provider_inputs.problems(sim)) == [], label
         invoked = {t for t, _ in sim.invocations}
         assert "command:local:run" in invoked, label

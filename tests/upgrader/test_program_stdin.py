@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 
 from iluvatar.render import redact
-from iluvatar.simulate import SecretValue, Simulation, simulate
+from iluvatar.simulate import SecretValue, Simulation
 from plans.bringup import UPGRADER
-from stacks import read_stack_file
 from tests.edit import HOMELAB, MINIMAL, RK1
-from tests.sims import simulated
+from tests.sims import homelab_again, simulated
 from tests.upgrader.run import binary
 
 PREFIX = shlex.join(UPGRADER) + " "
@@ -105,24 +104,15 @@ def check(every: list[Call]) -> dict[Call, dict[str, Any]]:
     return {c: by_call[c.args, c.stdin] for c in every}
 
 
-def _outputs(sim: Simulation) -> dict[str, Any]:
-    """The outputs the next run reads back (tests/components/test_day2.py: secrets redacted, no rule reads them)."""
-    out: dict[str, Any] = json.loads(json.dumps(redact(sim.outputs)))
-    return out
-
-
 @functools.cache
 def _runs() -> dict[str, Simulation]:
-    homelab = simulated(HOMELAB)
-    previous = _outputs(homelab)
-    older = {**previous, "arda": {**previous["arda"], "kubernetesVersion": "v1.33.5"}}
     return {
-        "homelab": homelab,
+        "homelab": simulated(HOMELAB),
         "rk1": simulated(RK1),
         # The stack `iluvatar init` writes for a newcomer: one control plane that runs the workloads, no GitOps (no --pause).
         "minimal": simulated(MINIMAL),
-        "homelab day 2": simulate(read_stack_file(HOMELAB), previous=previous),
-        "homelab Kubernetes upgrade": simulate(read_stack_file(HOMELAB), previous=older),
+        "homelab day 2": homelab_again(),
+        "homelab Kubernetes upgrade": homelab_again(kubernetes="v1.33.5"),
     }
 
 

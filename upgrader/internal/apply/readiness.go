@@ -141,10 +141,6 @@ func (r *applyRun) disruptionAllowed(ctx context.Context) error {
 
 	n := r.n
 
-	if err := r.oneAtATime(ctx); err != nil {
-		return err
-	}
-
 	pods, names, err := r.kube.ServesPods(ctx)
 	if err != nil {
 		return &report.Failure{Node: n.Name, Check: "nodes", Detail: "the Nodes cannot be read, so nothing was changed: " + report.FirstLine(err), Look: "kubectl get nodes"}
@@ -175,7 +171,8 @@ func (r *applyRun) disruptionAllowed(ctx context.Context) error {
 // on purpose (its next boot brings a change: kube.LeftDrained); that one is finished first, by its own step. A
 // node that is itself left so is finishing its own disruption (already drained, its OSDs already down), which
 // puts no second machine down: two left so (state from before this check) would otherwise each wait on the
-// other for good. Asked before anything changes on the machine (onRunning) and again before the drain.
+// other for good. Asked in onRunning before anything changes on the machine, whenever a reboot or an upgrade
+// is coming: the only way to disrupt, so the drain needs no second ask.
 func (r *applyRun) oneAtATime(ctx context.Context) error {
 	if r.kube == nil {
 		return nil

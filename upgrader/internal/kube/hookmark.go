@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -180,15 +181,8 @@ func (k *Client) LeftDrained(ctx context.Context, except string) ([]Left, error)
 		}
 	}
 
-	names := make([]string, 0, len(found))
-	for name := range found {
-		names = append(names, name)
-	}
-
-	slices.Sort(names)
-
-	out := make([]Left, 0, len(names))
-	for _, name := range names {
+	out := make([]Left, 0, len(found))
+	for _, name := range slices.Sorted(maps.Keys(found)) {
 		out = append(out, Left{Node: name, Why: strings.Join(found[name], ", ")})
 	}
 
