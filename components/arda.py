@@ -422,6 +422,30 @@ class TalosCluster(pulumi.ComponentResource):
                 configs = pulumi.Output.all(**{then: config.machine_configs[node.name] for node, then, _ in running})
                 stdin = steps.secret_stdin({"talosconfig": config.credentials, "machineConfigs": configs})
                 previous = [steps.run(f"{name}-kubernetes-upgrade", upgrade, commands, self, stdin=stdin, after=[preflight])]
+        # A path across Talos minors (stacks.day2.path_of): before the machines' own steps, which install the stack's
+        # Talos, every machine the last deployment installed is rolled to each intermediate minor's newest release, one
+        # machine after another, each behind its own step's checks. Steps that exist for this run only (the next run,
+        # with nothing to roll, deletes them, which runs nothing); a run stopped on the way registers the same steps
+        # again, and Pulumi runs only those that did not finish (a roll finds its machine there already).
+        for version in [hop.talos for hop in day2.path_of(stack, args.deployed)[:-1] if hop.talos is not None]:
+            for node in bringup.rollout_order(stack):
+                if not day2.installed(node, args.deployed, renamed.get(node.name)):
+                    continue  # new to the inventory: it installs the stack's Talos from maintenance mode
+                roll = steps.run(
+                    f"{name}-{node.name}-talos-{version}",
+                    bringup.talos_roll(stack, node, version),
+                    commands,
+                    self,
+                    stdin=steps.secret_stdin(
+                        {
+                            "talosconfig": config.credentials,
+                            "machineConfig": config.machine_configs[node.name],
+                            **({"hooks": storage_plan.noout_jobs()} if node.name in ceph_hosts(stack) else {}),
+                        }
+                    ),
+                    after=[*previous, config.schematics[node.board]],
+                )
+                previous = [roll]
         for node in bringup.rollout_order(stack):
             after = [*previous, config.schematics[node.board], *([args.power_on[node.name]] if node.name in args.power_on else [])]
             # Netboot only for a machine that will boot it: one the last deployment installed boots from its disk, and a

@@ -115,6 +115,20 @@ def talos_apply(stack: StackConfig, node: Node) -> Step:
     )
 
 
+def talos_roll(stack: StackConfig, node: Node, version: str) -> Step:
+    """One machine's roll of a path across Talos minors (stacks.releases.talos_path): upgraded to `version` from its
+    board's schematic's installer (plans.talos.installer_image), its config left as it runs, behind the same etcd,
+    drain and health checks as its own step (stdin: talosconfig, machineConfig, and a Ceph host's hooks). A machine at
+    that version or a newer one is only checked healthy."""
+    extra = ["--pause", ARGOCD_CONTROLLER] if stack.gitops is not None else []
+    image = talos.installer_image(node.board, version, talos.kernel_args(stack, node.board))
+    return Step(
+        ("apply", "--node", node_arg(node), "--role", talos.machine_type(node), "--installer", image, *extra),
+        APPLY_TIMEOUT,
+        f"{node.name} ({node.ip}) to run Talos {version}: drained, upgraded and rebooted, then healthy, before the next machine",
+    )
+
+
 RESET_TIMEOUT = "20m"
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from plans import apiserver, bringup, k3s
 from plans import credentials as credentials_plan
+from stacks import releases
 from stacks.model import Node, StackConfig
 
 
@@ -159,9 +160,53 @@ def _tag(image: str) -> str:
     return image.rsplit(":", 1)[-1]
 
 
+def path_rolls(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The Talos releases a path across minors rolls every installed machine to before its own step (stacks.releases.
+    talos_path, as components.arda registers them); empty when Talos moves within a minor or one minor, or not at all.
+    A path that needs Kubernetes on the way is refused at preview (stacks.day2), so it has no rolls here."""
+    was, now = str((previous or {}).get("talosVersion") or ""), str(current.get("talosVersion") or "")
+    if not was or not now or was == now:
+        return []
+    kube = str((previous or {}).get("kubernetesVersion") or current.get("kubernetesVersion") or "")
+    try:
+        hops = releases.talos_path(was, kube, now, str(current.get("kubernetesVersion") or kube))
+    except (releases.PathError, ValueError):
+        return []
+    if any(h.talos is None for h in hops):
+        return []
+    return [str(h.talos) for h in hops[:-1]]
+
+
+def installed_machines(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The machines of this run that the last deployment had (by name, or by MAC under another): those a path rolls."""
+    before = dict((previous or {}).get("nodes") or {})
+    macs = {str(v.get("mac")) for v in before.values()}
+    return [n for n in current["order"] if n in before or str(current["nodes"][n].get("mac")) in macs]
+
+
+def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The path's rolls as `pulumi preview` logs them and rollout.txt holds them: every machine of each, in order."""
+    rolls = path_rolls(previous, current)
+    if not rolls:
+        return []
+    machines = installed_machines(previous, current)
+    total = len(rolls) + 1
+    lines = [
+        f"Arda: Talos {(previous or {}).get('talosVersion')} -> {current['talosVersion']} is a path of {total} rolls, one minor at a time "
+        f"(Talos migrates a machine between adjacent minors only), every machine rolled and checked healthy before the next, "
+        f"each roll done on every machine before the next begins:"
+    ]
+    for i, version in enumerate(rolls, 1):
+        lines.append(f"  roll {i} of {total}: Talos {version} (its minor's newest release), {len(machines)} machine(s):")
+        lines += [f"    {j}. {name}: Talos -> {version}" for j, name in enumerate(machines, 1)]
+    lines.append(f"  roll {total} of {total}: Talos {current['talosVersion']}, with each machine's own step below")
+    return lines
+
+
 def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Change]:
     """The machines whose step runs, in rollout order, each with what changes on it."""
     before = dict((previous or {}).get("nodes") or {})
+    rolled = path_rolls(previous, current)
     by_mac = {str(v.get("mac")): n for n, v in before.items()}
     rewritten = changed_commands(previous, current) or set()
     out: list[Change] = []
@@ -178,6 +223,8 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             continue
         if was.get("installer") != now["installer"]:
             old, new = _tag(str(was.get("installer"))), _tag(now["installer"])
+            if rolled and old != new:
+                old = f"{rolled[-1]} (after the path's rolls)"
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
             what.append(f"Talos {old} -> {new}" if old != new else SCHEMATIC)
             if old != new and schematic:
@@ -207,9 +254,9 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     found = changes(previous, current)
     removed = sorted(set((previous or {}).get("nodes") or {}) - set(current["nodes"]))
     own = own_steps(previous, current)
-    if not found and not removed and not own:
+    if not found and not removed and not own and not path_rolls(previous, current):
         return "Arda: no change on any machine\n"
-    lines: list[str] = []
+    lines: list[str] = describe_path(previous, current)
     if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(
@@ -453,6 +500,7 @@ def plan(
     found = {c.node: c for c in changes(previous, current)}
     lines: list[str] = []
     if why and previous:
+        lines += describe_path(previous, current)
         steps = len(current["order"]) + len(TALOSCONFIG_STEPS)
         lines.append(
             f"Arda: the talosconfig every step reads on stdin changes ({'; and '.join(why)}), so all {steps} Arda steps run, "

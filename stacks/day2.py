@@ -11,7 +11,10 @@ deployment exported is what it knows: a Kubernetes upgrade that failed halfway l
 version there, and setting the version back is refused by each machine's apply, against what the
 machine runs (upgrader/README.md, `apply`). The Talos upgrade paths are machinery's own
 (`compatibility.TalosVersion.UpgradeableFrom`); tests/stacks/test_day2.py asks machinery about every
-pair this table decides.
+pair this table decides. A Talos version two or more minors ahead of what runs is a path
+(stacks.releases.talos_path): every machine rolled to each intermediate minor's newest release in
+turn, then to the version asked for, in one run; a path that needs Kubernetes to move on the way
+is refused here with the runs that would take it (a Kubernetes step is a run of its own).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stacks import releases
 from stacks.errors import Problem
 from stacks.model import Node, StackConfig
 
@@ -28,10 +32,9 @@ TALOS = f"{ARDA}.talosVersion"
 KUBERNETES = f"{ARDA}.kubernetesVersion"
 
 # Talos minor -> (the oldest release it upgrades, the release from which on it is a downgrade no
-# more allowed), as machinery v1.13.0's compatibility/talos1NN packages state them.
+# more allowed): stacks.releases.TALOS_MINORS, as machinery v1.14.1's compatibility/talos1NN packages state them.
 TALOS_UPGRADES: dict[tuple[int, int], tuple[tuple[int, int, int], tuple[int, int, int]]] = {
-    (1, 12): ((1, 10, 0), (1, 14, 0)),
-    (1, 13): ((1, 11, 0), (1, 15, 0)),
+    row.minor: (row.upgrades_from, row.downgrades_below) for row in releases.TALOS_MINORS
 }
 
 
@@ -196,8 +199,8 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     arda = stack.arda
     problems: list[Problem] = []
     talos_moves = arda.talos_version != deployed.talos_version
-    if talos_moves and (why := talos_upgrade_problem(arda.talos_version, deployed.talos_version)) is not None:
-        problems.append(Problem(TALOS, f"{arda.talos_version} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)"))
+    if talos_moves:
+        problems += _talos_path(arda.talos_version, arda.kubernetes_version, deployed)
     before = deployed.kubernetes_version
     if before is not None and arda.kubernetes_version != before:
         new, old = release(arda.kubernetes_version), release(before)
@@ -233,6 +236,59 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 )
             )
     return problems
+
+
+def path_of(stack: StackConfig, deployed: DeployedArda) -> list[releases.Hop]:
+    """The Talos rolls this run makes (one per minor: stacks.releases.talos_path); empty when Talos does not move or the
+    path is refused (check says why)."""
+    if not deployed.deployed or deployed.talos_version in (None, stack.arda.talos_version):
+        return []
+    assert deployed.talos_version is not None
+    try:
+        hops = releases.talos_path(
+            deployed.talos_version,
+            deployed.kubernetes_version or stack.arda.kubernetes_version,
+            stack.arda.talos_version,
+            stack.arda.kubernetes_version,
+        )
+    except releases.PathError:
+        return []
+    return hops if all(h.talos is not None for h in hops) else []
+
+
+def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> list[Problem]:
+    """A Talos change as a path of rolls, each one machinery allows; refused when there is none, or when it needs
+    Kubernetes to move on the way (a run of its own: the runs that take the path are named)."""
+    assert deployed.talos_version is not None
+    running_kubernetes = deployed.kubernetes_version or kubernetes
+    try:
+        hops = releases.talos_path(deployed.talos_version, running_kubernetes, target, kubernetes)
+    except releases.PathError as e:
+        return [Problem(TALOS, f"{target} cannot be rolled out: {e} (docs/day2.md#across-talos-minors)")]
+    host = deployed.talos_version
+    for hop in hops:
+        if hop.talos is None:
+            continue
+        if (why := talos_upgrade_problem(hop.talos, host)) is not None:
+            return [Problem(TALOS, f"{target} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)")]
+        host = hop.talos
+    steps = [h for h in hops if h.kubernetes is not None]
+    if not steps:
+        return []
+    first = steps[0].kubernetes
+    runs = "; ".join(
+        f"{i}. {'arda.kubernetesVersion ' + str(h.kubernetes) + '.x' if h.kubernetes else 'arda.talosVersion ' + str(h.talos)}"
+        for i, h in enumerate(hops, 1)
+    )
+    return [
+        Problem(
+            KUBERNETES,
+            f"{kubernetes}: the path from Talos {deployed.talos_version} to {target} needs Kubernetes to move on the way "
+            f"({releases.describe_path(hops)}), and Arda runs {running_kubernetes}; Iluvatar moves Kubernetes in a run of its own: "
+            f"take the path one `pulumi up` per step ({runs}), starting with arda.kubernetesVersion {first}.x and arda.talosVersion "
+            f"kept at {deployed.talos_version} (docs/day2.md#across-talos-minors)",
+        )
+    ]
 
 
 def leaving_control_planes(stack: StackConfig, deployed: DeployedArda) -> list[str]:

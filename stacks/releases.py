@@ -1,13 +1,141 @@
-"""The releases a new stack starts from: what `iluvatar init` writes, the shipped stacks run and `iluvatar --version` names.
+"""The releases Iluvatar knows: what a new stack starts from, what each Talos minor allows, and the path across minors.
 
-Each is a release the tests check the program against (the Talos check's 1.12.4 node, the control planes at Kubernetes
-1.34 and the k3s minor in tests/kube); a stack may name any other release the rules accept (stacks.rules.TALOS_KUBERNETES),
-and `pulumi up` rolls a change to it one machine at a time (docs/day2.md). tests/stacks/test_releases.py holds the
-shipped stacks and the examples to these.
+`TALOS`, `KUBERNETES` and `K3S` are what `iluvatar init` writes, the shipped stacks run and `iluvatar --version` names,
+each a release the tests check the program against (the Talos check's machinery v1.14.1 node, the control planes at
+Kubernetes 1.35 and the k3s minor in tests/kube); a stack may name any other release the rules accept, and `pulumi up`
+rolls a change to it one machine at a time (docs/day2.md). tests/stacks/test_releases.py holds the shipped stacks and
+the examples to these.
+
+`TALOS_MINORS` is the Talos compatibility table, one row per minor, as Talos machinery v1.14.1's own
+`compatibility/talos1NN` packages state it (MinimumHostUpgradeVersion, MaximumHostDowngradeVersion,
+Minimum/MaximumKubernetesVersion); tests/stacks/test_releases.py reads those files and asks the machinery itself, so
+the next minor is one row here (and its machinery pinned in tools/upstream/modules.sum).
 """
 
 from __future__ import annotations
 
-TALOS = "v1.12.4"
-KUBERNETES = "v1.34.1"
+from dataclasses import dataclass
+
+TALOS = "v1.14.1"
+KUBERNETES = "v1.35.1"
 K3S = "v1.33.6+k3s1"
+
+Minor = tuple[int, int]
+Release = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class TalosMinor:
+    """One Talos minor: the Kubernetes minors it runs, whom it upgrades, and the release a path goes through."""
+
+    minor: Minor
+    # Minimum/MaximumKubernetesVersion: the lowest and highest Kubernetes minor it runs.
+    kubernetes: Minor
+    # MinimumHostUpgradeVersion: the oldest release it installs over.
+    upgrades_from: Release
+    # MaximumHostDowngradeVersion (not inclusive): from this release on, installing it would be a downgrade Talos refuses.
+    downgrades_below: Release
+    # The release a path across minors installs of this minor: its newest patch the Go module proxy serves whole
+    # (Talos's own advice: "upgrade to the latest patch release of all intermediate minor releases").
+    newest: str
+    # Whether a stack may ask for it (arda.talosVersion). A minor that is not a target is only where a path starts:
+    # the Talos acceptance check validates configs for the targets alone (tools/talos-check: machinery v1.13.0, the
+    # provider's, and v1.14.1, a node's).
+    target: bool
+
+
+TALOS_MINORS: tuple[TalosMinor, ...] = (
+    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28
+    TalosMinor((1, 12), (30, 35), (1, 10, 0), (1, 14, 0), "v1.12.11", target=False),
+    # compatibility/talos113/talos113.go:16-28
+    TalosMinor((1, 13), (31, 36), (1, 11, 0), (1, 15, 0), "v1.13.9", target=True),
+    # compatibility/talos114/talos114.go:16-28
+    TalosMinor((1, 14), (32, 37), (1, 12, 0), (1, 16, 0), "v1.14.1", target=True),
+)
+BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
+
+
+def release(version: str) -> Release:
+    """`v1.12.4` (or `v1.33.6+k3s1`) as (1, 12, 4)."""
+    major, minor, patch = (int(x) for x in version.removeprefix("v").split("+", 1)[0].split("-", 1)[0].split(".")[:3])
+    return major, minor, patch
+
+
+def minor_of(version: str) -> Minor:
+    major, minor, _ = release(version)
+    return major, minor
+
+
+def show(minor: Minor) -> str:
+    return f"v{minor[0]}.{minor[1]}"
+
+
+def targets() -> list[Minor]:
+    """The Talos minors a stack may ask for, oldest first."""
+    return [row.minor for row in TALOS_MINORS if row.target]
+
+
+def target_span() -> str:
+    """The supported Talos minors as a person reads them: `v1.13 to v1.14`."""
+    known = targets()
+    first, last = show(known[0]), show(known[-1])
+    return f"{first} only" if first == last else f"{first} to {last}"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a path across Talos minors: every machine rolled to `talos` (a Talos roll), or Arda's Kubernetes
+    moved to `kubernetes` (a Kubernetes upgrade), one minor at a time."""
+
+    talos: str | None = None
+    kubernetes: str | None = None
+
+    def __str__(self) -> str:
+        return f"Talos {self.talos}" if self.talos is not None else f"Kubernetes {self.kubernetes}"
+
+
+class PathError(ValueError):
+    """No path Talos supports leads from what runs to what the stack asks for; the message says why."""
+
+
+def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernetes: str) -> list[Hop]:
+    """The steps from what Arda runs to what the stack asks for: each intermediate Talos minor's `newest` release, then
+    `talos`, every machine rolled to one before the next; before a roll to a minor whose Kubernetes floor is above what
+    runs, Kubernetes one minor at a time up to that floor. A Kubernetes change the stack asks for beyond those is not
+    part of it (stacks.day2: Talos first, then Kubernetes). Raises PathError when no such path exists (a minor no row
+    knows, a downgrade, a Kubernetes version that no Talos on the way runs)."""
+    start, goal = release(running_talos), release(talos)
+    if goal[:2] not in BY_MINOR:
+        raise PathError(
+            f"Talos {show(goal[:2])} is not in this version of Iluvatar's table (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+        )
+    if start[:2] not in BY_MINOR:
+        raise PathError(
+            f"Arda runs Talos {running_talos}, which this version of Iluvatar's table does not know (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+        )
+    if goal[:2] < start[:2]:
+        raise PathError(f"Talos {show(goal[:2])} is older than {running_talos}, which Arda runs; a minor is not rolled back")
+    kube = release(running_kubernetes)
+    hops: list[Hop] = []
+    for minor in range(start[1] + 1, goal[1] + 1):
+        row = BY_MINOR[(1, minor)]
+        low, high = row.kubernetes
+        while kube[1] < low:
+            kube = (1, kube[1] + 1, 0)
+            hops.append(Hop(kubernetes=f"v1.{kube[1]}"))
+        if kube[1] > high:
+            raise PathError(f"Kubernetes {running_kubernetes} runs on no Talos {show(row.minor)} (it runs Kubernetes 1.{low} to 1.{high})")
+        hops.append(Hop(talos=talos if minor == goal[1] else row.newest))
+    if goal[:2] == start[:2] and goal != start:
+        # Within a minor: one roll (a patch back too, which machinery allows below MaximumHostDowngradeVersion).
+        hops.append(Hop(talos=talos))
+    wanted = release(kubernetes)
+    low, high = BY_MINOR[goal[:2]].kubernetes
+    if not low <= wanted[1] <= high:
+        raise PathError(f"Talos {show(goal[:2])} runs Kubernetes 1.{low} to 1.{high}, not {kubernetes}")
+    return hops
+
+
+def describe_path(hops: list[Hop]) -> str:
+    """`Talos v1.13.9, then Talos v1.14.1` (a Kubernetes step names its minor: `Kubernetes v1.32`)."""
+    return ", then ".join(str(h) for h in hops)

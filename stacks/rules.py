@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import yaml
 
+from stacks import releases
 from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
 from stacks.categories import known_categories
@@ -22,14 +23,11 @@ from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelecto
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
 
-# Kubernetes minors each Talos minor supports (machinery's compatibility package; tests/stacks/test_day2.py
-# asks it). Talos 1.12 and 1.13: the network documents Iluvatar generates (HostnameConfig, LinkConfig,
-# ...) need 1.12, and the Talos acceptance check (tools/talos-check) validates every config with the
-# provider's machinery (v1.13.0) and a 1.12.4 node's.
-TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {
-    (1, 12): (30, 35),
-    (1, 13): (31, 36),
-}
+# Kubernetes minors each Talos minor a stack may ask for supports (stacks.releases.TALOS_MINORS: machinery's
+# compatibility packages; tests/stacks/test_releases.py reads them). Talos 1.13 and 1.14: the Talos acceptance check
+# (tools/talos-check) validates every config with the provider's machinery (v1.13.0) and a 1.14.1 node's; Talos 1.12
+# is only where a path starts (stacks.day2).
+TALOS_KUBERNETES: dict[tuple[int, int], tuple[int, int]] = {row.minor: row.kubernetes for row in releases.TALOS_MINORS if row.target}
 
 
 @dataclass(frozen=True)
@@ -306,11 +304,13 @@ def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
 def _arda_versions(arda: Arda) -> list[Problem]:
     talos = tuple(int(x) for x in arda.talos_version[1:].split(".")[:2])
     kube = tuple(int(x) for x in arda.kubernetes_version[1:].split(".")[:2])
-    known = sorted(TALOS_KUBERNETES)
     if (talos[0], talos[1]) not in TALOS_KUBERNETES:
-        first, last = f"v{known[0][0]}.{known[0][1]}", f"v{known[-1][0]}.{known[-1][1]}"
-        span = f"{first} only" if first == last else f"{first} to {last}"
-        return [Problem("iluvatar:arda.talosVersion", f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({span})")]
+        return [
+            Problem(
+                "iluvatar:arda.talosVersion",
+                f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({releases.target_span()}){_talos_hint(talos)}",
+            )
+        ]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
         return [
@@ -320,6 +320,21 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             )
         ]
     return []
+
+
+def _talos_hint(talos: tuple[int, ...]) -> str:
+    """The path that would work for a Talos minor no stack may ask for."""
+    last = releases.targets()[-1]
+    newest = releases.BY_MINOR[last].newest
+    if talos[:2] in releases.BY_MINOR:
+        rolls = ", then ".join(f"Talos {releases.BY_MINOR[(last[0], m)].newest}" for m in range(talos[1] + 1, last[1] + 1))
+        return (
+            f"; Talos {releases.show((talos[0], talos[1]))} is only where a path starts: set {newest}, and `pulumi up` rolls every "
+            f"machine one minor at a time ({rolls}; docs/day2.md#across-talos-minors)"
+        )
+    if talos[:2] > releases.targets()[-1]:
+        return f"; the newest it knows is {newest}"
+    return f"; a cluster on it first goes to Talos {releases.show(releases.TALOS_MINORS[0].minor)} with an Iluvatar that knows both"
 
 
 # The chart values a typed key of arda.cilium sets (plans.cilium.helm_values); `values` are merged over them, so one

@@ -46,7 +46,7 @@ class Tool:
 
 # Every tool the tests use, by name. Each folder's go.mod/go.sum pins its modules.
 _ALL: tuple[Tool, ...] = (
-    # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
+    # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.14.1 (a 1.14 node's).
     Tool("talos-check", "talos-check"),
     Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
     # The schematic IDs a `pulumi up` gets: the Talos provider's decode, image-factory's client and its Schematic.ID (plans.imagefactory).

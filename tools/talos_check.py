@@ -8,8 +8,11 @@ to `tools/talos-check` built twice:
 1. against machinery v1.13.0, the version terraform-provider-talos v0.11.0 (pulumiverse-talos
    0.8.1) generates with: it generates each config as the provider does, then validates it as a
    node applying it does and as `talosctl validate --mode metal --strict` does;
-2. against machinery v1.12.4, the nodes' version: it loads each generated config as such a
-   node receives it and validates it the same way.
+2. against machinery v1.14.1, the newest Talos a stack may run (stacks.releases): it loads each
+   generated config as such a node receives it and validates it the same way. The oldest Talos a
+   stack may run, 1.13, is the provider's own machinery's: the first build's node validation is it.
+   Talos 1.12 is only where a path starts (stacks.day2): its machines are upgraded, never handed a
+   new config, so no 1.12 build is needed (it was this build until issue #42).
 
 A machine passes only with no error and no warning from either build ("strict, no warnings").
 The secrets in the generated configs are the checker's own throwaway bundle, never a cluster's.
@@ -33,9 +36,9 @@ import yaml
 from tools import gotools
 
 PROVIDER_TOOL = "talos-check"  # built with go.mod: machinery v1.13.0, as the Talos provider
-NODE_TOOL = "talos-check-node"  # built with node.go.mod: machinery v1.12.4, as the nodes
+NODE_TOOL = "talos-check-node"  # built with node.go.mod: machinery v1.14.1, as a 1.14 node
 PROVIDER_VERSION = "v1.13.0"
-NODE_VERSION = "v1.12.4"
+NODE_VERSION = "v1.14.1"
 INVOKE = "talos:machine/getConfiguration:getConfiguration"
 # The invoke's arguments the provider reads to generate a config (machineSecrets aside: the
 # checker makes its own bundle as talos_machine_secrets would).
@@ -142,9 +145,10 @@ def check(batch: Sequence[Machine]) -> list[Verdict]:
 
 
 def compatibility(pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    """Machinery's own answer (the provider's build, v1.13.0) for each (talos, host, kubernetes): why Talos `talos` cannot
+    """Machinery's own answer (the node build, v1.14.1: the newest, whose compatibility packages know every minor of
+    stacks.releases) for each (talos, host, kubernetes): why Talos `talos` cannot
     be installed over a node running `host`, and why it cannot run Kubernetes `kubernetes`; "" where it can."""
-    binary = gotools.build(PROVIDER_TOOL)
+    binary = gotools.build(NODE_TOOL)
     request = {"mode": "compat", "pairs": [{"talos": t, "host": h, "kubernetes": k} for t, h, k in pairs]}
     result = subprocess.run([str(binary)], input=json.dumps(request), capture_output=True, text=True, timeout=600)  # noqa: S603
     if result.returncode != 0:

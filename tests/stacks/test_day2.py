@@ -14,12 +14,12 @@ from stacks.rules import TALOS_KUBERNETES
 from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 from tools import talos_check
 
-TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14) for patch in (0, 4)]
+TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14, 15) for patch in (0, 4)]
 KUBERNETES = [f"v1.{minor}.0" for minor in range(28, 38)]
 
 
 def test_the_upgrade_table_is_machinerys() -> None:
-    """Every (target, host) pair our table decides, asked of Talos's own compatibility package (machinery v1.13.0)."""
+    """Every (target, host) pair our table decides, asked of Talos's own compatibility package (machinery v1.14.1)."""
     pairs = [(t, h, "") for t, h in itertools.product(TALOS, TALOS) if (day2.release(t)[0], day2.release(t)[1]) in day2.TALOS_UPGRADES]
     answers = talos_check.compatibility(pairs)
     ours = [day2.talos_upgrade_problem(t, h) for t, h, _ in pairs]
@@ -41,84 +41,146 @@ def _stack(tmp_path: Path, **changes: str) -> StackConfig:
     return load_stack_file(write_stack(tmp_path, doc, stack="homelab"))
 
 
-RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {}})
+RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {}})
+SAME_RUN = (
+    "iluvatar:arda.kubernetesVersion",
+    "changes from v1.35.1 to v1.36.0 in the same run as arda.talosVersion (v1.13.0 to v1.14.1); upgrade Talos first, then Kubernetes "
+    "(docs/day2.md#upgrading-kubernetes)",
+)
 
 
 @pytest.mark.parametrize(
     ("changes", "problems"),
     [
         ({}, []),
-        ({"talosVersion": "v1.12.5"}, []),
-        ({"talosVersion": "v1.13.0"}, []),
-        ({"kubernetesVersion": "v1.35.0"}, []),
-        ({"kubernetesVersion": "v1.34.2"}, []),
+        ({"talosVersion": "v1.13.5"}, []),
+        ({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.36.0"}, []),
+        ({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.2"}, []),
         (
-            {"kubernetesVersion": "v1.34.0"},
-            [("iluvatar:arda.kubernetesVersion", "v1.34.0 is older than v1.34.1, which Arda runs; Kubernetes cannot be downgraded")],
+            {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.0"},
+            [("iluvatar:arda.kubernetesVersion", "v1.35.0 is older than v1.35.1, which Arda runs; Kubernetes cannot be downgraded")],
         ),
         (
-            {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.36.0"},
+            {"kubernetesVersion": "v1.37.0"},
             [
                 (
                     "iluvatar:arda.kubernetesVersion",
-                    "v1.36.0 skips a minor: Arda runs v1.34.1, and Kubernetes upgrades one minor at a time (v1.35 first)",
+                    "v1.37.0 skips a minor: Arda runs v1.35.1, and Kubernetes upgrades one minor at a time (v1.36 first)",
                 )
             ],
         ),
-        (
-            {"talosVersion": "v1.12.5", "kubernetesVersion": "v1.35.0"},
-            [
-                (
-                    "iluvatar:arda.kubernetesVersion",
-                    "changes from v1.34.1 to v1.35.0 in the same run as arda.talosVersion (v1.12.4 to v1.12.5); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
-                )
-            ],
-        ),
+        ({"kubernetesVersion": "v1.36.0"}, [SAME_RUN]),
     ],
 )
 def test_version_changes_against_what_runs(tmp_path: Path, changes: dict[str, str], problems: list[tuple[str, str]]) -> None:
     assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), RUNNING)] == problems
 
 
+def _running(talos: str, kubernetes: str) -> DeployedArda:
+    return DeployedArda.from_output({"talosVersion": talos, "kubernetesVersion": kubernetes, "nodes": {}})
+
+
+def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, kubernetesVersion="v1.34.1")
+    running = _running("v1.12.4", "v1.34.1")
+    assert day2.check(stack, running) == []
+    assert [str(h) for h in day2.path_of(stack, running)] == ["Talos v1.13.9", "Talos v1.14.1"]
+    # One minor, or none: no path of rolls beyond the machines' own steps.
+    assert [str(h) for h in day2.path_of(stack, _running("v1.13.9", "v1.34.1"))] == ["Talos v1.14.1"]
+    assert day2.path_of(stack, _running("v1.14.1", "v1.34.1")) == []
+
+
+@pytest.mark.parametrize(
+    ("running", "changes", "problems"),
+    [
+        # The path needs Kubernetes on the way (1.14 runs 1.32 and later): the runs that take it, one `pulumi up` each.
+        (
+            ("v1.12.4", "v1.30.5"),
+            {"kubernetesVersion": "v1.32.0"},
+            [
+                (
+                    "iluvatar:arda.kubernetesVersion",
+                    "v1.32.0: the path from Talos v1.12.4 to v1.14.1 needs Kubernetes to move on the way (Kubernetes v1.31, then Talos v1.13.9, "
+                    "then Kubernetes v1.32, then Talos v1.14.1), and Arda runs v1.30.5; Iluvatar moves Kubernetes in a run of its own: take the "
+                    "path one `pulumi up` per step (1. arda.kubernetesVersion v1.31.x; 2. arda.talosVersion v1.13.9; 3. arda.kubernetesVersion "
+                    "v1.32.x; 4. arda.talosVersion v1.14.1), starting with arda.kubernetesVersion v1.31.x and arda.talosVersion kept at v1.12.4 "
+                    "(docs/day2.md#across-talos-minors)",
+                ),
+                (
+                    "iluvatar:arda.kubernetesVersion",
+                    "v1.32.0 skips a minor: Arda runs v1.30.5, and Kubernetes upgrades one minor at a time (v1.31 first)",
+                ),
+            ],
+        ),
+        # A Talos no row knows runs: no path.
+        (
+            ("v1.11.3", "v1.33.0"),
+            {"kubernetesVersion": "v1.33.0"},
+            [
+                (
+                    "iluvatar:arda.talosVersion",
+                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 "
+                    "to v1.14) (docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+        # Back a minor.
+        (
+            ("v1.14.1", "v1.35.1"),
+            {"talosVersion": "v1.13.9"},
+            [
+                (
+                    "iluvatar:arda.talosVersion",
+                    "v1.13.9 cannot be rolled out: Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back "
+                    "(docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+    ],
+)
+def test_a_path_that_cannot_be_taken_in_one_run_is_refused_with_the_one_that_can(
+    tmp_path: Path, running: tuple[str, str], changes: dict[str, str], problems: list[tuple[str, str]]
+) -> None:
+    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), _running(*running))] == problems
+
+
 def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_path: Path) -> None:
     """The upgrade moves the machines in the inventory only: a control plane leaving in the same run would keep its old
     API server, in the cluster until its reset, while the kubelets went past it."""
-    stack = _stack(tmp_path, kubernetesVersion="v1.35.0")
+    stack = _stack(tmp_path, kubernetesVersion="v1.36.0")
     valinor = [n for n in stack.nodes if n.role == "valinor"]
     nodes = {n.name: {"mac": n.mac, "role": n.role} for n in stack.nodes}
     gone = {**nodes, "formenos": {"mac": "02:00:00:00:00:99", "role": "valinor"}, "bree": {"mac": "02:00:00:00:00:98", "role": "istari"}}
-    leaving = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": gone})
+    leaving = day2.DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": gone})
     assert [(p.path, p.message) for p in day2.check(stack, leaving)] == [
         (
             "iluvatar:arda.kubernetesVersion",
-            "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
-            "machines in it, so formenos would serve the API at v1.34.1 while the kubelets go to v1.35.0; take formenos out first (one "
+            "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
+            "machines in it, so formenos would serve the API at v1.35.1 while the kubelets go to v1.36.0; take formenos out first (one "
             "pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
         )
     ]
     # A worker leaving, a control plane renamed (the same MAC), or no Kubernetes change: nothing to refuse.
     renamed = {**{k: v for k, v in nodes.items() if k != valinor[0].name}, "mindon": nodes[valinor[0].name]}
     for output in (
-        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {**nodes, "bree": gone["bree"]}},
-        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": renamed},
+        {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {**nodes, "bree": gone["bree"]}},
+        {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": renamed},
     ):
         assert day2.check(stack, day2.DeployedArda.from_output(output)) == []
-    assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.34.1"})) == []
+    assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.35.1"})) == []
 
 
 def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) -> None:
-    old = day2.DeployedArda.from_output({"talosVersion": "v1.10.4", "kubernetesVersion": "v1.33.0", "nodes": {}})
-    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.0"), old)] == [
-        (
-            "iluvatar:arda.talosVersion",
-            "v1.13.0 cannot be rolled out: Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4 (docs/day2.md#upgrading-talos)",
-        )
-    ]
+    """Machinery's own rule, as day2.talos_upgrade_problem applies it to each roll of a path (here a table that let a
+    minor upgrade from too new a release: the roll is refused, not the path's arithmetic)."""
+    assert day2.talos_upgrade_problem("v1.13.0", "v1.10.4") == "Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4"
+    assert day2.talos_upgrade_problem("v1.13.0", "v1.15.0") == "Talos 1.13 cannot be installed over v1.15.0, which is 1.15 or newer"
+    assert day2.talos_upgrade_problem("v1.14.1", "v1.12.4") is None
 
 
 def test_a_first_deployment_has_nothing_to_compare_with(tmp_path: Path) -> None:
-    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output(None)) == []
-    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output({})) == []
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.32.0"), day2.DeployedArda.from_output(None)) == []
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.32.0"), day2.DeployedArda.from_output({})) == []
 
 
 def test_a_malformed_output_is_no_config_problem() -> None:

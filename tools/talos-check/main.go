@@ -2,7 +2,10 @@
 //
 // It is built twice from this folder: against machinery v1.13.0 (go.mod), the version
 // terraform-provider-talos v0.11.0 (pulumiverse-talos 0.8.1) generates configs with, and
-// against v1.12.4 (node.go.mod), the version the nodes run. The request comes as JSON on
+// against v1.14.1 (node.go.mod), the newest version the nodes run. The same calls serve both:
+// v1.14.1 keeps Validate and RuntimeValidate, which its ValidateAtRuntime (what a 1.14 node's
+// ApplyConfiguration calls: v1alpha1_server.go:232 at v1.14.0-rc.1) joins
+// (config/container/validate.go:38-56, 363-372 at machinery v1.14.1). The request comes as JSON on
 // stdin and the answer goes as JSON to stdout, so one process checks a whole batch.
 //
 //	{"mode": "generate", "machines": [{"name", "clusterName", "clusterEndpoint", "machineType",
