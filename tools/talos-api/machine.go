@@ -115,9 +115,13 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.
 		return nil, fmt.Errorf("failed to generate diff: %w", err)
 	}
 
-	// CanApplyImmediate: what the scenario says about this node's changes.
+	if n.liveConfig() && in.GetMode() == machineapi.ApplyConfigurationRequest_REBOOT { //nolint:staticcheck // the deprecated mode, refused as 1.14 does
+		return nil, status.Error(codes.Unimplemented, "the REBOOT mode is not supported, please use AUTO or NO_REBOOT modes instead")
+	}
+
+	// CanApplyImmediate: what the scenario says about this node's changes (Talos 1.12 and 1.13; 1.14 asks it no more).
 	var immediateErr error
-	if diff != "" && n.spec.ApplyNeedsReboot {
+	if diff != "" && n.spec.ApplyNeedsReboot && !n.liveConfig() {
 		immediateErr = fmt.Errorf("this config change can't be applied in immediate mode\ndiff:\n%s", diff)
 	}
 

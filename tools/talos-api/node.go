@@ -131,6 +131,21 @@ func (n *Node) lifecycleAPI() bool {
 	return !strings.HasPrefix(n.version, "v1.12.") && !strings.HasPrefix(n.version, "v1.11.")
 }
 
+// liveConfig: Talos 1.14 applies every config change without a reboot. Its ApplyConfiguration no longer asks
+// CanApplyImmediate: AUTO is NO_REBOOT, NO_REBOOT and TRY are never refused for a change, and REBOOT is refused on a
+// configured machine (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:217-255 at v1.14.0-rc.1,
+// against :202-252 at v1.13.0, which decided AUTO with CanApplyImmediate). The wire API is the same
+// (api/machine/machine.proto: REBOOT only marked deprecated).
+func (n *Node) liveConfig() bool {
+	var major, minor int
+
+	if _, err := fmt.Sscanf(n.version, "v%d.%d.", &major, &minor); err != nil {
+		return false
+	}
+
+	return major > 1 || (major == 1 && minor >= 14)
+}
+
 func memberID(name string) uint64 {
 	sum := sha256.Sum256([]byte("etcd member " + name))
 

@@ -98,7 +98,8 @@ type NodeSpec struct {
 	// RenderDelayMs: Talos's controllers render the control plane's config resources this long after
 	// a config goes active (controlplane.go); 0 at once.
 	RenderDelayMs int `json:"renderDelayMs,omitempty"`
-	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT).
+	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT); Talos 1.12 and
+	// 1.13 only: 1.14 applies every change live (node.go, liveConfig).
 	ApplyNeedsReboot bool `json:"applyNeedsReboot,omitempty"`
 	// Reboot, Upgrade, Install, Reset: what each disruptive call does to the node.
 	Reboot  Outcome        `json:"reboot"`

@@ -1,0 +1,159 @@
+"""A path across Talos minors: what the program registers for a 1.12 -> 1.14 bump, run by the upgrader against the
+Talos API stand-in (tools/talos-api), to the end and again after a kill on the way.
+
+The program (components.arda, stacks.day2.path_of) registers one roll step per installed machine for each intermediate
+minor (`<machine>-talos-v1.13.9`, `upgrader apply --installer ...`), chained in the rollout order before the machines'
+own steps, which install the stack's Talos. Here those steps' arguments are the program's own, with each machine's
+address the stand-in's; they run one after the other as Pulumi's chained Commands run them. A step killed on the way is
+run again by the next `pulumi up` (its create never finished); the steps that finished are not (their inputs are
+unchanged). Kubernetes is left out (`--no-kubernetes`): tests/upgrader/test_kubernetes.py drains through a real API
+server, with the same code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from iluvatar.simulate import Registration, simulate
+from stacks import releases
+from tests.edit import HOMELAB, homelab_stack_file
+from tests.sims import outputs_of, simulated
+from tests.upgrader.run import Result, mutations, secrets, started, upgrader
+from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
+
+OLD, HOP, NEW = "v1.12.4", "v1.13.9", releases.TALOS
+COMMAND = "command:local:Command"
+
+
+def _bumped() -> list[Registration]:
+    """The Arda steps of the homelab's run on outputs recording Talos v1.12.4: a bump of two minors."""
+    previous = outputs_of(simulated(HOMELAB))
+    arda = previous["arda"]
+    nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{OLD}"} for name, n in arda["nodes"].items()}
+    previous = {**previous, "arda": {**arda, "talosVersion": OLD, "nodes": nodes}}
+    sim = simulate(homelab_stack_file(), previous=previous)
+    return [r for r in sim.by_type(COMMAND) if r.name.startswith("arda-") and ("-talos-" in r.name or r.name.endswith("-apply"))]
+
+
+@pytest.fixture(scope="module")
+def bumped() -> list[Registration]:
+    return _bumped()
+
+
+def test_the_program_rolls_every_machine_to_the_next_minor_before_their_own_steps(bumped: list[Registration]) -> None:
+    order = outputs_of(simulated(HOMELAB))["arda"]["order"]
+    assert [r.name for r in bumped] == [f"arda-{m}-talos-{HOP}" for m in order] + [f"arda-{m}-apply" for m in order]
+    # Each step waits for the one before it: one machine at a time, the roll done everywhere before the last minor.
+    by_urn = {r.urn: r.name for r in bumped}
+    for before, after in itertools.pairwise(bumped):
+        assert before.urn in after.dependencies, (before.name, after.name, [by_urn.get(u) for u in after.dependencies])
+    roll = shlex.split(bumped[0].inputs["create"])
+    image = roll[roll.index("--installer") + 1]
+    assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(f":{HOP}")
+    assert "--installer" not in bumped[len(order)].inputs["create"]
+
+
+def _cluster(names: list[str]) -> dict[str, Any]:
+    ips = addresses(len(names))
+    role = {"valinor": "controlplane", "istari": "worker"}
+    return scenario([node(n, ip, role[n.split("-")[0]], OLD, upgrade={"downMs": 1500}) for n, ip in zip(names, ips, strict=True)])
+
+
+def _versions(api: TalosAPI) -> dict[str, str]:
+    return {name: s["version"] for name, s in sorted(api.state().items())}
+
+
+def _chain(order: list[str], api: TalosAPI) -> list[tuple[str, list[str], str]]:
+    """The path's steps for the stand-in's machines, as the program chains them: (name, arguments, machine config)."""
+    configs = {r: api.config(r, installer(VANILLA, NEW)) for r in ("controlplane", "worker")}
+    role = {"valinor": "controlplane", "istari": "worker"}
+    steps = []
+    for version in [HOP]:
+        for m in order:
+            steps.append(
+                (
+                    f"{m}-talos-{version}",
+                    ["apply", "--node", api.node_arg(m), "--role", role[m.split("-")[0]], "--installer", installer(VANILLA, version)],
+                    configs[role[m.split("-")[0]]],
+                )
+            )
+    for m in order:
+        steps.append((f"{m}-apply", ["apply", "--node", api.node_arg(m), "--role", role[m.split("-")[0]]], configs[role[m.split("-")[0]]]))
+    return steps
+
+
+def _run(step: tuple[str, list[str], str], api: TalosAPI) -> Result:
+    _, args, config = step
+    return upgrader([*args, "--timeout", "90s", "--no-kubernetes"], secrets(api, config))
+
+
+ORDER = ["valinor-1", "istari-1", "istari-2"]
+
+
+def test_the_programs_roll_step_is_the_upgraders_hop(bumped: list[Registration]) -> None:
+    """The arguments the program gives a roll are what _chain runs: apply, the machine, its role, --installer."""
+    words = shlex.split(bumped[0].inputs["create"])
+    after = words[words.index("apply") :]
+    assert after[:1] == ["apply"] and after[1] == "--node" and after[3] == "--role" and after[5] == "--installer"
+
+
+def test_a_two_minor_bump_runs_to_the_end_one_minor_and_one_machine_at_a_time() -> None:
+    with talos_api(_cluster(ORDER)) as api:
+        for step in _chain(ORDER, api):
+            result = _run(step, api)
+            assert result.code == 0, (step[0], result.stderr)
+            if "-talos-" in step[0]:
+                assert _versions(api)[step[0].split("-talos-")[0]] == HOP
+        assert _versions(api) == dict.fromkeys(sorted(ORDER), NEW)
+        # Every machine at 1.13.9 before any at 1.14.1: the legacy Upgrade on 1.12, the LifecycleService on 1.13.
+        upgrades = [(n, m) for n, m in mutations(api) if m in ("MachineService/Upgrade", "LifecycleService/Upgrade")]
+        assert upgrades == [(m, "MachineService/Upgrade") for m in ORDER] + [(m, "LifecycleService/Upgrade") for m in ORDER]
+        # A roll changes no config: the rolls' calls are the upgrade alone (1.12's legacy API: pull, then upgrade).
+        first = [m for n, m in mutations(api) if n == "valinor-1"]
+        assert first[:2] == ["MachineService/ImagePull", "MachineService/Upgrade"]
+
+
+def test_a_path_stopped_on_the_way_resumes_where_it_stopped() -> None:
+    with talos_api(_cluster(ORDER)) as api:
+        chain = _chain(ORDER, api)
+        assert _run(chain[0], api).code == 0
+        # The second roll is killed while its machine is down for the upgrade (SIGKILL: a power cut of the runner).
+        _, args, config = chain[1]
+        process = started([*args, "--timeout", "90s", "--no-kubernetes"], secrets(api, config))
+        deadline = time.monotonic() + 60
+        while not any(m == "MachineService/Upgrade" for n, m in mutations(api) if n == "istari-1"):
+            assert time.monotonic() < deadline, "the roll never reached the upgrade"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        assert _versions(api)["valinor-1"] == HOP
+        # The next `pulumi up`: the killed step runs again, then the rest; valinor-1's finished roll does not.
+        for step in chain[1:]:
+            result = _run(step, api)
+            assert result.code == 0, (step[0], result.stderr)
+        assert _versions(api) == dict.fromkeys(sorted(ORDER), NEW)
+        assert [m for n, m in mutations(api) if n == "valinor-1" and m.endswith("Upgrade")] == ["MachineService/Upgrade", "LifecycleService/Upgrade"]
+        # Run again whole (an output that recorded the old version, say): every roll finds its machine past it.
+        again = _run(chain[0], api)
+        assert again.code == 0
+        assert f"upgrader: valinor-1: a roll of the path to Talos {HOP}: it runs {NEW} already, which this roll leaves as it is" in again.lines
+
+
+def test_a_machine_two_minors_behind_its_own_step_is_refused_and_left_as_it_is() -> None:
+    """A machine that runs 1.12 when its own step would install 1.14 (the path not recorded): the step refuses, and
+    says how to take the minor between; nothing changes on the machine."""
+    with talos_api(_cluster(["istari-1"])) as api:
+        result = _run(_chain(["istari-1"], api)[-1], api)
+        assert result.code == 1
+        assert result.last.startswith(
+            f"upgrader: FAILED: istari-1: path: the node runs Talos {OLD}, and Talos {NEW} is 2 minors ahead: Talos upgrades one minor at a "
+            "time, so it goes to the newest v1.13 first"
+        )
+        assert mutations(api) == []
+        assert _versions(api) == {"istari-1": OLD}
