@@ -31,7 +31,7 @@ def current() -> dict[str, Any]:
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
     state = current()
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
-    assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.12.4", "v1.34.1")
+    assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
@@ -58,6 +58,34 @@ def test_a_talos_upgrade_lists_every_machine_control_planes_first() -> None:
     ]
 
 
+def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() -> None:
+    before, after = current(), current()
+    before["talosVersion"] = "v1.12.4"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    # A machine new in this run installs from maintenance mode: no roll for it.
+    after["order"].append("lorien")
+    after["nodes"]["lorien"] = {**after["nodes"]["saruman"], "mac": "02:00:00:00:00:42", "ip": "192.168.0.99"}
+    assert rollout.path_rolls(before, after) == ["v1.13.9"]
+    machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    assert rollout.describe(before, after).splitlines() == [
+        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 2 rolls, one minor at a time (Talos migrates a machine between adjacent minors only), "
+        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins:",
+        "  roll 1 of 2: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
+        "  roll 2 of 2: Talos v1.14.1, with each machine's own step below",
+        "Arda: 6 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
+        "reboot for, drains and reboots its machine):",
+        *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
+        "  6. lorien: new: installs from maintenance mode",
+    ]
+    # One minor ahead, or a path that needs Kubernetes on the way (refused at preview): no rolls.
+    before["talosVersion"] = "v1.13.0"
+    assert rollout.path_rolls(before, after) == []
+    before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
+    assert rollout.path_rolls(before, after) == []
+
+
 def test_a_half_done_upgrade_lists_only_the_machines_still_behind() -> None:
     before, after = current(), current()
     for node in after["nodes"].values():
@@ -68,8 +96,8 @@ def test_a_half_done_upgrade_lists_only_the_machines_still_behind() -> None:
 
 def test_kubernetes_config_address_schematic_new_and_removed_machines() -> None:
     before, after = current(), current()
-    after["kubernetesVersion"] = "v1.35.0"
-    assert {c.what for c in rollout.changes(before, after)} == {("Kubernetes v1.34.1 -> v1.35.0",)}
+    after["kubernetesVersion"] = "v1.36.0"
+    assert {c.what for c in rollout.changes(before, after)} == {("Kubernetes v1.35.1 -> v1.36.0",)}
     after = current()
     after["nodes"]["saruman"]["patches"] = "d2"
     after["nodes"]["tirion"]["ip"] = "192.168.0.42"
@@ -217,14 +245,14 @@ def test_the_talosconfig_changes_for_a_control_planes_address_or_the_renewal() -
 
 def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_the_machines() -> None:
     before, after = current(), current()
-    after["kubernetesVersion"] = "v1.35.0"
+    after["kubernetesVersion"] = "v1.36.0"
     lines = rollout.describe(before, after).splitlines()
     assert lines[0] == (
-        "Arda: Kubernetes v1.34.1 -> v1.35.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
+        "Arda: Kubernetes v1.35.1 -> v1.36.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
         "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes: "
         "every control plane pod its change restarts (the scheduler's restarts that machine's API server too) up 30 s and the machine's API "
         "server ready"
     )
     assert lines[2:] == [
-        f"  {i}. {n}: Kubernetes v1.34.1 -> v1.35.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+        f"  {i}. {n}: Kubernetes v1.35.1 -> v1.36.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
     ]
