@@ -6,6 +6,8 @@
                                             but Grafana and Headlamp (their platform Applications deploy them)
         kustomization.yaml, README.md
     <ainurPath>/README.md                   the Ainur's add-ons, one folder each
+    .renovaterc.json                        Renovate: pull requests that raise the images and charts the repository holds
+                                            (plans.renovate)
 
 Argo CD turns every folder `<appsPath>/<category>/<app>/` into the Application `<category>-<app>`,
 deployed into the namespace `<category>`, and every folder `<ainurPath>/<addon>/` into `ainur-<addon>`
@@ -24,6 +26,7 @@ from plans import backup as backup_plan
 from plans import gitops as plan
 from plans import identity as identity_plan
 from plans import monitoring as monitoring_plan
+from plans import renovate
 from plans import secrets as secrets_plan
 from plans import yamltext
 from stacks import gitops as rules
@@ -147,6 +150,7 @@ def files(stack: StackConfig, apps: Sequence[tuple[str, str]] | None = None) -> 
             out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category)
     if stack.ainur is not None:
         out[_join(gitops.ainur_path, "README.md")] = _ainur_readme(stack)
+    out[renovate.FILE] = renovate.text(stack)
     return dict(sorted(out.items()))
 
 

@@ -4,19 +4,15 @@ package apply
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
 
-	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
@@ -24,7 +20,6 @@ import (
 	"github.com/iluvatar/upgrader/internal/report"
 	"github.com/iluvatar/upgrader/internal/staticpods"
 	"github.com/iluvatar/upgrader/internal/talos"
-	"github.com/iluvatar/upgrader/internal/wait"
 )
 
 // applyRun is one `apply`: a node, the config it must end up with, and what the command may use.
@@ -40,6 +35,8 @@ type applyRun struct {
 	pauses   []kube.Workload
 	snapshot string
 	noKube   bool
+	// hop: a roll of a path across Talos minors (--installer, path.go): this Talos installed, the config left as it is.
+	hop bool
 
 	c            *client.Client
 	lifecycle    bool
@@ -79,6 +76,7 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 	snapshot := f.String("etcd-snapshot", "", "save an etcd snapshot here before anything changes (the chain's first control plane)")
 	f.Var(&pauses, "pause", "KIND/NAMESPACE/NAME of a Deployment or StatefulSet to scale to 0 around a disruption (repeatable)")
 	noKube := f.Bool("no-kubernetes", false, "Talos steps only: no drain, pause, hooks or Kubernetes checks")
+	installer := f.String("installer", "", "a path's roll: upgrade the node to this installer's Talos, its config left as it is (path.go)")
 	stable := f.Duration("pods-stable", staticpods.DefaultStable, "how long a control plane's restarted static pod must run untouched (and the pods Talos serves stay unchanged after a change) before they count")
 
 	if err := f.ParseArgs(args); err != nil {
@@ -102,7 +100,14 @@ func Parse(args []string, stdin io.Reader) (func(context.Context) error, error) 
 		return nil, input.Usagef("--pods-stable must be positive")
 	}
 
-	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube, stable: *stable}
+	r := &applyRun{n: n, role: *role, snapshot: *snapshot, noKube: *noKube, stable: *stable, hop: *installer != ""}
+	if r.hop {
+		if r.version, r.schema = talos.ParseInstaller(*installer); r.version == "" {
+			return nil, input.Usagef("--installer %q has no version tag", *installer)
+		}
+
+		r.image = *installer
+	}
 
 	for _, p := range pauses {
 		w, err := kube.ParseWorkload(p)
@@ -146,9 +151,11 @@ func (r *applyRun) start(ctx context.Context, timeout time.Duration) error {
 		return input.Usagef("--role %s, but the machine config is for a %s", r.role, r.cfg.Machine().Type())
 	}
 
-	r.image = r.cfg.Machine().Install().Image()
-	if r.version, r.schema = talos.ParseInstaller(r.image); r.version == "" {
-		return input.Usagef("the machine config's machine.install.image %q has no version tag", r.image)
+	if !r.hop {
+		r.image = r.cfg.Machine().Install().Image()
+		if r.version, r.schema = talos.ParseInstaller(r.image); r.version == "" {
+			return input.Usagef("the machine config's machine.install.image %q has no version tag", r.image)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -6,23 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strconv"
 	"strings"
-	"time"
 
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
-	"github.com/siderolabs/talos/pkg/machinery/client"
-	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/machine"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
-	"github.com/iluvatar/upgrader/internal/record"
 	"github.com/iluvatar/upgrader/internal/report"
-	"github.com/iluvatar/upgrader/internal/staticpods"
 	"github.com/iluvatar/upgrader/internal/talos"
 	"github.com/iluvatar/upgrader/internal/wait"
 )

@@ -36,8 +36,10 @@ func (r *applyRun) hopNeeded(running string) bool {
 // last recorded is not what the machine runs (a machine that booted an older Talos from its disk, a run stopped
 // before it recorded the path's end); nothing changes on the machine.
 func (r *applyRun) checkPath(running string) error {
-	from, to := minorOf(running), minorOf(r.version)
-	if from < 0 || to < 0 || to <= from+1 {
+	from, okFrom := minorOf(running)
+	to, okTo := minorOf(r.version)
+
+	if !okFrom || !okTo || to <= from+1 {
 		return nil
 	}
 
@@ -74,16 +76,6 @@ func release(version string) []int {
 	}
 
 	return out
-}
-
-// minorOf is a 1.x release's minor (-1 when the version is not one).
-func minorOf(version string) int {
-	v := release(version)
-	if v == nil || v[0] != 1 {
-		return -1
-	}
-
-	return v[1]
 }
 
 // older: release a comes before release b (false when either is not a release).
