@@ -128,11 +128,11 @@ def check(batch: Sequence[Machine]) -> list[Verdict]:
         return []
     provider_bin, node_bin = build()
     generated = _run(provider_bin, PROVIDER_VERSION, {"mode": "generate", "machines": [{"name": m.name, **m.arguments} for m in batch]})
-    # Each config as a node of its cluster's Talos minor receives it: 1.12 nodes run the node build,
+    # Each config as a node of its cluster's Talos minor receives it: 1.14 nodes run the node build,
     # 1.13 nodes the provider's own machinery (v1.13.0).
     minors = {m.name: str(m.arguments.get("talosVersion", "")).removeprefix("v").rsplit(".", 1)[0] for m in batch}
     received: dict[str, dict[str, Any]] = {}
-    for binary, version, minor in ((node_bin, NODE_VERSION, "1.12"), (provider_bin, PROVIDER_VERSION, "1.13")):
+    for binary, version, minor in ((node_bin, NODE_VERSION, "1.14"), (provider_bin, PROVIDER_VERSION, "1.13")):
         configs = [r for r in generated if r.get("config") and minors[r["name"]] == minor]
         if configs:
             request = {"mode": "node", "machines": [{"name": r["name"], "config": r["config"]} for r in configs]}
@@ -142,6 +142,15 @@ def check(batch: Sequence[Machine]) -> list[Verdict]:
         node = received.get(m.name)
         verdicts.append(Verdict(m.name, _problems(r), _problems(node) if node else (), r.get("config") or ""))
     return verdicts
+
+
+def generated_by_newest(batch: Sequence[Machine]) -> list[Verdict]:
+    """Each machine as machinery v1.14.1 (the node build) generates and validates it: what a Talos provider built on
+    machinery 1.14 would do (talosctl gen config does the same). Not what `pulumi up` runs (the provider's machinery is
+    v1.13.0, `check`): it shows what a provider upgrade would change (plans.talos.PROVIDER_MACHINERY)."""
+    node_bin = gotools.build(NODE_TOOL)
+    generated = _run(node_bin, NODE_VERSION, {"mode": "generate", "machines": [{"name": m.name, **m.arguments} for m in batch]})
+    return [Verdict(m.name, _problems(r), (), r.get("config") or "") for m, r in zip(batch, generated, strict=True)]
 
 
 def compatibility(pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:

@@ -72,7 +72,10 @@ def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("v1.11.3", "v1.33.0", "v1.14.1", "v1.33.0"), "Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 to v1.14)"),
+        (
+            ("v1.11.3", "v1.33.0", "v1.14.1", "v1.33.0"),
+            "Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 to v1.14)",
+        ),
         (("v1.13.0", "v1.35.0", "v1.15.0", "v1.35.0"), "Talos v1.15 is not in this version of Iluvatar's table (it knows v1.12 to v1.14)"),
         (("v1.14.1", "v1.35.0", "v1.13.9", "v1.35.0"), "Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back"),
         (("v1.13.0", "v1.34.0", "v1.14.1", "v1.31.0"), "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.31.0"),

@@ -868,24 +868,24 @@ def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_
     reboot and never reaches the kernel (tools/talos-api/cmdline.go follows Talos and Image Factory there)."""
     from iluvatar.simulate import simulate
     from plans import talos
-    from stacks import read_stack_file
+    from stacks import read_stack_file, releases
     from tests.edit import edit, homelab_doc, write_stack
 
     doc = edit(homelab_doc(), {"iluvatar:arda.kernelArgs": {"generic-x86": [KERNEL_ARG]}})
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     image = sim.outputs["ardaInstallerImages"]["generic-x86"]
     schematic = talos.schematic_id("generic-x86", [KERNEL_ARG])
-    assert image == installer(schematic, OLD)
+    assert image == installer(schematic, releases.TALOS)
     assert schematic != STORAGE  # the board's schematic without the argument, which the machines run
     factory = {schematic: {"extraKernelArgs": [KERNEL_ARG]}, STORAGE: {}}
     upgrade = {"upgrade": {"downMs": 100}}
-    spec = scenario([node("istari-1", ip, "worker", OLD, STORAGE, **upgrade) for ip in addresses(1)], factory=factory)
+    spec = scenario([node("istari-1", ip, "worker", releases.TALOS, STORAGE, **upgrade) for ip in addresses(1)], factory=factory)
     with talos_api(spec) as api:
         before = api.state()["istari-1"]["cmdline"]
         assert KERNEL_ARG not in before.split()
         # The old way: the argument in machine.install, the installer unchanged. Talos applies it without a reboot.
         patch = json.dumps({"machine": {"install": {"extraKernelArgs": [KERNEL_ARG]}}})
-        ignored = apply(api, "istari-1", api.config("worker", installer(STORAGE, OLD), patches=[patch]))
+        ignored = apply(api, "istari-1", api.config("worker", installer(STORAGE, releases.TALOS), patches=[patch]))
         assert ignored.code == 0, ignored.stderr
         assert mutations(api) == [
             ("istari-1", "MachineService/ApplyConfiguration dry-run"),
@@ -896,9 +896,9 @@ def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_
         result = apply(api, "istari-1", api.config("worker", image))
         assert result.code == 0, result.stderr
         state = api.state()["istari-1"]
-        assert (state["version"], state["schematic"]) == (OLD, schematic)
+        assert (state["version"], state["schematic"]) == (releases.TALOS, schematic)
         assert state["cmdline"] == f"{before} {KERNEL_ARG}"
-        assert [m for _, m in mutations(api)][2:] == LEGACY_UPGRADE
+        assert [m for _, m in mutations(api)][2:] == LIFECYCLE_UPGRADE
 
 
 # --- What a machine says after its hand-over, and an etcd that gave up joining -------------------------------------

@@ -161,7 +161,12 @@ func (r *Result) warn(stage string, warnings []string) {
 	}
 }
 
-// planChecks are the data source's ValidateConfig: endpoint, patches parse, Kubernetes supported by Talos.
+// planChecks are the data source's ValidateConfig (terraform-provider-talos v0.11.0
+// pkg/talos/talos_machine_configuration_data_source.go:215-275): the machine type, the endpoint, and the patches
+// parse. It does not ask whether the Talos version runs the Kubernetes version (nothing in v0.11.0 calls
+// compatibility's SupportedWith): machinery v1.13.0 knows no Talos 1.14 and would refuse every 1.14 pair, which the
+// provider does not. Iluvatar's own rules decide that (stacks.releases, read from machinery v1.14.1's tables), and
+// the versions must still parse, as generate() parses them (util.go:67, validateVersionContract).
 func planChecks(m Machine) error {
 	var errs []error
 
@@ -177,18 +182,12 @@ func planChecks(m Machine) error {
 		errs = append(errs, fmt.Errorf("config_patches are invalid: %w", err))
 	}
 
-	kube, err := compatibility.ParseKubernetesVersion(strings.TrimPrefix(m.KubernetesVersion, "v"))
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("kubernetes_version is invalid: %w", err))...)
+	if _, err := compatibility.ParseKubernetesVersion(strings.TrimPrefix(m.KubernetesVersion, "v")); err != nil {
+		errs = append(errs, fmt.Errorf("kubernetes_version is invalid: %w", err))
 	}
 
-	talos, err := compatibility.ParseTalosVersion(&machineapi.VersionInfo{Tag: m.TalosVersion})
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("talos_version is invalid: %w", err))...)
-	}
-
-	if err := kube.SupportedWith(talos); err != nil {
-		errs = append(errs, fmt.Errorf("talos_version is not compatible with kubernetes_version: %w", err))
+	if _, err := config.ParseContractFromVersion(m.TalosVersion); err != nil {
+		errs = append(errs, fmt.Errorf("talos_version is invalid: %w", err))
 	}
 
 	return errors.Join(errs...)
