@@ -169,8 +169,8 @@ def raw_stacks(
         "iluvatar:arda": {
             "clusterName": "arda",
             "vip": at(arda_vip),
-            "talosVersion": "v1.12.4",
-            "kubernetesVersion": "v1.34.1",
+            "talosVersion": "v1.14.1",
+            "kubernetesVersion": "v1.35.1",
             "allowSchedulingOnControlPlanes": "istari" not in roles,
         },
         "iluvatar:nodes": list(nodes),

@@ -117,9 +117,19 @@ def _run(binary: Path, version: str, request: dict[str, Any]) -> list[dict[str, 
     return results
 
 
-def _problems(result: dict[str, Any]) -> tuple[str, ...]:
-    # Strict: a warning is as fatal as an error.
-    return (*result["errors"], *(f"warning: {w}" for w in result["warnings"]))
+# The one warning a Talos 1.14 node gives that no config the provider can generate avoids: sign-in writes the API
+# server's AuthenticationConfiguration with machine.files (plans.apiserver), which machinery v1.14.1 calls deprecated
+# (config/types/v1alpha1/v1alpha1_validation.go:95-97) in favour of its KubeAuthenticationConfig document, which the
+# provider's machinery (v1.13.0) does not know (a patch with it is refused: TALOS_KINDS). Talos 1.14 still applies
+# machine.files. Accepted on a 1.14 node only, by its exact words; anything else still fails (tests/test_talos_check.py).
+ACCEPTED_ON_NODE = (".machine.files is deprecated; use dedicated configuration documents instead",)
+
+
+def _problems(result: dict[str, Any], accepted: tuple[str, ...] = ()) -> tuple[str, ...]:
+    # Strict: a warning is as fatal as an error (but one `accepted` names, in its exact words).
+    warnings = [w for w in result["warnings"] if w.split(": ", 1)[-1] not in accepted]  # each is `<stage>: <warning>`
+    errors = [e for e in result["errors"] if not any(e.endswith(f"* v1alpha1.Config: 1 error occurred:\n\t* warning: {a}") for a in accepted)]
+    return (*errors, *(f"warning: {w}" for w in warnings))
 
 
 def check(batch: Sequence[Machine]) -> list[Verdict]:
@@ -140,7 +150,8 @@ def check(batch: Sequence[Machine]) -> list[Verdict]:
     verdicts = []
     for m, r in zip(batch, generated, strict=True):
         node = received.get(m.name)
-        verdicts.append(Verdict(m.name, _problems(r), _problems(node) if node else (), r.get("config") or ""))
+        accepted = ACCEPTED_ON_NODE if minors[m.name] == "1.14" else ()
+        verdicts.append(Verdict(m.name, _problems(r), _problems(node, accepted) if node else (), r.get("config") or ""))
     return verdicts
 
 
