@@ -101,7 +101,7 @@ def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
     (out / "apps/system/README.md").unlink()
     result = run("scaffold", "rk1", "--out", str(out))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 11 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 12 kept as they were"
     assert mine.read_text() == "my notes\n"
     assert (out / "apps/system/README.md").exists()
     assert not [p for p in out.rglob(".*")], "no temporary file left behind"
