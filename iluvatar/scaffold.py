@@ -6,7 +6,7 @@
                                             but Grafana and Headlamp (their platform Applications deploy them)
         kustomization.yaml, README.md
     <ainurPath>/README.md                   the Ainur's add-ons, one folder each
-    .renovaterc.json                        Renovate: pull requests that raise the images and charts the repository holds
+    renovate.json                        Renovate: pull requests that raise the images and charts the repository holds
                                             (plans.renovate)
 
 Argo CD turns every folder `<appsPath>/<category>/<app>/` into the Application `<category>-<app>`,

@@ -21,7 +21,7 @@ from typing import Any
 from plans import gitops as gitops_plan
 from stacks.model import StackConfig
 
-FILE = ".renovaterc.json"
+FILE = "renovate.json"  # one of the names Renovate looks for at a repository's root
 # The renovate release whose validator checks this configuration (tests/plans/test_renovate.py installs it).
 RENOVATE_VERSION = "44.121.2"
 

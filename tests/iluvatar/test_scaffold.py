@@ -51,7 +51,7 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     ]
     assert tree(out) == sorted(
         [
-            ".renovaterc.json",  # plans.renovate: updates that reach the repository
+            "renovate.json",  # plans.renovate: updates that reach the repository
             "ainur/README.md",
             "kubernetes/apps/README.md",
             *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES),
@@ -71,7 +71,7 @@ def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
     assert run("scaffold", "rk1", "--out", str(tmp_path / "r")).returncode == 0
     # rk1's Grafana is an app of its registry, but kube-prometheus's platform Application deploys it: no folder of its own.
     examples = [f"apps/home-automation/home-assistant/{f}" for f in ("README.md", "kustomization.yaml")]
-    assert tree(tmp_path / "r") == sorted([".renovaterc.json", "apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
+    assert tree(tmp_path / "r") == sorted(["renovate.json", "apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
 
 
 def test_an_example_app_per_app_the_registry_names() -> None:
