@@ -26,9 +26,8 @@ from plans import backup as backup_plan
 from plans import gitops as plan
 from plans import identity as identity_plan
 from plans import monitoring as monitoring_plan
-from plans import renovate
+from plans import renovate, yamltext
 from plans import secrets as secrets_plan
-from plans import yamltext
 from stacks import gitops as rules
 from stacks.categories import DEFAULT_CATEGORIES
 from stacks.model import StackConfig

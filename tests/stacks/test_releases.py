@@ -137,5 +137,5 @@ def test_the_shipped_stacks_run_the_releases_iluvatar_names(path: Path) -> None:
         assert config["iluvatar:ainur"]["k3sVersion"] == releases.K3S
     # The newest each part supports: the last row's newest Talos, a Kubernetes it runs.
     last = releases.TALOS_MINORS[-1]
-    assert releases.TALOS == last.newest
+    assert last.newest == releases.TALOS
     assert last.kubernetes[0] <= releases.minor_of(releases.KUBERNETES)[1] <= last.kubernetes[1]
