@@ -156,7 +156,7 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
     after = simulate(homelab_stack_file(), previous=previous)
     preflight = after.named()["arda-kubernetes-preflight"]
-    assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.34.1 --timeout 5m"
+    assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.35.1 --timeout 5m"
     stdin = preflight.inputs["stdin"]
     assert type(stdin).__name__ == "SecretValue"  # the talosconfig is a secret
     assert sorted(json.loads(stdin.value)) == ["talosconfig"]
@@ -280,7 +280,7 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     upgrade = named["arda-kubernetes-upgrade"]
     # Every machine the last deployment installed, control planes then workers, where they answer now (`talosctl upgrade-k8s`'s order).
     assert upgrade.inputs["create"] == (
-        ".venv/bin/iluvatar upgrader kubernetes-upgrade --to v1.34.1 --control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 "
+        ".venv/bin/iluvatar upgrader kubernetes-upgrade --to v1.35.1 --control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 "
         "--control-plane alqualonde=192.168.0.23 --worker gandalf=192.168.0.31 --worker saruman=192.168.0.32 --timeout 75m"
     )
     stdin = upgrade.inputs["stdin"]

@@ -259,7 +259,7 @@ def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, 
         ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root "
         f"--flash {images['talos-4']} --talos 10.10.0.14:50000 --probe 300s --timeout 45m"
     )
-    assert images["talos-4"].endswith("/v1.12.4/metal-arm64.raw.xz")
+    assert images["talos-4"].endswith("/v1.14.1/metal-arm64.raw.xz")
     assert flash.inputs["update"] == ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root --timeout 5m"
     assert flash.custom_timeouts == {"create": "50m", "update": "10m"}
 

@@ -251,7 +251,7 @@ def _kernel_line(args: list[str]) -> str:
 
 def test_a_boards_kernel_arguments_are_merged_into_its_kernel_line_as_talos_imager_merges_them() -> None:
     """Image Factory's bare kernel carries none of the schematic's arguments, so the Ainur's script adds the board's, merged
-    into the defaults as the imager merges them into the installed system's (pkg/imager/imager.go:413-418 at v1.12.4): a
+    into the defaults as the imager merges them into the installed system's (pkg/imager/imager.go:413-418 at v1.14.1): a
     console replaces the default one where it stood, a new argument comes last, `-key` removes a default. Appended as
     written, the netbooted kernel had two consoles (the last one wins) and kept what `-key` meant to remove."""
     assert netboot.TALOS_KERNEL_ARGS.split()[:2] == ["talos.platform=metal", "console=tty0"]
@@ -276,7 +276,7 @@ CMDLINE_CASES = [
 
 
 def test_the_merge_is_go_procfs_own() -> None:
-    """plans.netboot.cmdline is a port of go-procfs v0.1.2's Cmdline (what Talos v1.12.4's imager runs): tools/kernel-cmdline
+    """plans.netboot.cmdline is a port of go-procfs v0.1.2's Cmdline (what Talos v1.14.1's imager runs): tools/kernel-cmdline
     runs go-procfs itself on the same cases."""
     from plans.netboot import cmdline
     from tools import gotools
@@ -879,13 +879,13 @@ def test_the_whole_node_scripts() -> None:
         )
 
     scripts = netboot.scripts(load_stack_file(HOMELAB))
-    assert scripts["a8-b8-e0-20-00-01.ipxe"] == script("taniquetil (valinor): Talos v1.12.4, maintenance mode; Pulumi applies its config", KERNEL)
+    assert scripts["a8-b8-e0-20-00-01.ipxe"] == script("taniquetil (valinor): Talos v1.14.1, maintenance mode; Pulumi applies its config", KERNEL)
     assert scripts["28-d2-44-30-00-01.ipxe"] == script(
-        "gandalf (istari): Talos v1.12.4, its machine config at talos.config", f"{KERNEL} talos.config=http://{SVC}/configs/28-d2-44-30-00-01.yaml"
+        "gandalf (istari): Talos v1.14.1, its machine config at talos.config", f"{KERNEL} talos.config=http://{SVC}/configs/28-d2-44-30-00-01.yaml"
     )
     generic = netboot.scripts(VARIANTS["dhcp-generic-worker"]())["generic-worker.ipxe"]
     assert generic == script(
-        "an unknown machine, as a generic worker: Talos v1.12.4, its machine config at talos.config",
+        "an unknown machine, as a generic worker: Talos v1.14.1, its machine config at talos.config",
         f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml",
     )
 

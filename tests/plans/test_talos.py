@@ -15,7 +15,7 @@ from tests.plans.test_imagefactory import BOARD_IDS, TEXT_HASH_RK1
 from tests.schemas import talos_errors
 from tests.strategies import raw_stacks
 
-IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.4"
+IMAGE = "factory.talos.dev/metal-installer/abc123:v1.14.1"
 
 
 def _docs(stack: StackConfig, name: str) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ def test_an_unpinned_version_is_refused_before_any_fetch() -> None:
 
 def test_every_version_the_program_installs_is_pinned_and_fetched() -> None:
     versions = program_versions()
-    assert versions == {"talos": {"v1.12.4"}, "cilium": {"1.18.4"}, "argo-cd": {"10.8.0"}}
+    assert versions == {"talos": {"v1.14.1"}, "cilium": {"1.18.4"}, "argo-cd": {"10.8.0"}}
     for chart_version in versions["argo-cd"]:
         assert yaml.safe_load((upstream.chart("argo-cd", chart_version) / "Chart.yaml").read_text())["version"] == chart_version
     for talos in versions["talos"]:
