@@ -43,7 +43,7 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
         control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None)
         assert len(docs) == control_plane * len(stack.by_role("valinor")) + 7 * len(stack.by_role("istari"))
         for doc in docs:
-            assert talos_errors(doc, stack.arda.talos_version) == [], (path.name, doc)
+            assert talos_errors(doc) == [], (path.name, doc)
 
 
 @settings(max_examples=60, deadline=None)
@@ -51,7 +51,7 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
 def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
     stack = parse_stack(raw)
     for doc in _all_documents(stack):
-        assert talos_errors(doc, stack.arda.talos_version) == [], doc
+        assert talos_errors(doc) == [], doc
 
 
 def test_control_plane_patch_content() -> None:
@@ -127,7 +127,7 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
     assert yaml.safe_load(patches[3])["kind"] == "RawVolumeConfig"
     for p in patches:
         for doc in yaml.safe_load_all(p):
-            assert talos_errors(doc, stack.arda.talos_version) == []
+            assert talos_errors(doc) == []
 
 
 def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
@@ -142,7 +142,7 @@ def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
         "image": IMAGE,
         "wipe": False,
     }
-    assert talos_errors(config, stack.arda.talos_version) == []
+    assert talos_errors(config) == []
 
 
 def test_vlan_machine_gets_its_vlans_address_and_route() -> None:
