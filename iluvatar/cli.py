@@ -560,6 +560,9 @@ def parser() -> argparse.ArgumentParser:
     from iluvatar import power  # `iluvatar power ...`: the power-on steps pulumi up runs (plans.power)
 
     power.add_parser(sub)
+    from iluvatar import discover  # `iluvatar discover STACK`: the machines waiting in maintenance mode (plans.discovery)
+
+    discover.add_parser(sub)
     return p
 
 
