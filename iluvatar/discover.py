@@ -136,7 +136,7 @@ def describe(m: plan.Machine) -> list[str]:
         if link.get("physical")
     ]
     if links:
-        lines.append("links: " + "; ".join(links))
+        lines.append("  links: " + "; ".join(links))
     return lines
 
 
@@ -185,9 +185,12 @@ def insert_entries(text: str, path: Path, block: list[str] | None = None) -> tup
         indent = " " * max(0, last.start_mark.column - 2)
     if block is None:
         return text, indent
-    at = _last_line(last) + 1
-    if at > len(lines):
-        at = len(lines)
+    at = min(_last_line(last) + 1, len(lines))
+    # After the list's own trailing comments too, so a new entry is the list's last line: a flow mapping that ends in a
+    # flow collection and is followed by a comment of the list is re-encoded by Pulumi's marshaler (gopkg.in/yaml.v3)
+    # with a trailing comma (`[...],}`), which tests/iluvatar/test_discover.py's round trip would show.
+    while at < len(lines) and lines[at].lstrip().startswith("#") and len(lines[at]) - len(lines[at].lstrip()) >= len(indent):
+        at += 1
     if at and not lines[at - 1].endswith("\n"):
         lines[at - 1] += "\n"
     return "".join(lines[:at] + [line + "\n" for line in block] + lines[at:]), indent
@@ -197,7 +200,8 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
     """Add the entries to the stack file: validated after, written whole or not at all. The number of machines added."""
     text = path.read_text(encoding="utf-8")
     _, indent = insert_entries(text, path)
-    block = [line for e in entries for line in entry_lines(e, indent)]
+    # The machines that get no entry first (their comments), the entries last: see insert_entries.
+    block = [line for e in sorted(entries, key=lambda e: e.node is not None) for line in entry_lines(e, indent)]
     new, _ = insert_entries(text, path, block)
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / path.name

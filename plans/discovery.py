@@ -299,15 +299,13 @@ def entry(stack: StackConfig, machine: Machine, address: IPv4Address, names: set
     return Entry(machine, node, tuple(notes))
 
 
-def next_addresses(stack: StackConfig, count: int, also_taken: Iterable[IPv4Address] = ()) -> list[IPv4Address]:
-    """The next `count` free static addresses of network.lan (plans.ipam), lowest first."""
-    free = free_static(stack.network.lan, taken_addresses(stack) | set(also_taken), pools(stack))
-    out: list[IPv4Address] = []
-    for ip in free:
-        if len(out) == count:
-            break
-        out.append(ip)
-    return out
+def next_addresses(stack: StackConfig, count: int, also_taken: Iterable[IPv4Address] = (), role: str = "istari") -> list[IPv4Address]:
+    """The next `count` free static addresses of network.lan (plans.ipam): after the last machine of the role (else of
+    Arda), as a homelab numbers its machines by kind (.2x control planes, .3x workers), then from the lowest."""
+    free = list(free_static(stack.network.lan, taken_addresses(stack) | set(also_taken), pools(stack)))
+    peers = [n.ip for n in stack.nodes if n.role == role and n.vlan is None] or [n.ip for n in stack.arda_nodes if n.vlan is None]
+    after = max(peers, default=IPv4Address(0))
+    return ([ip for ip in free if ip > after] + [ip for ip in free if ip < after])[:count]
 
 
 @dataclass
@@ -326,7 +324,7 @@ def plan(stack: StackConfig, machines: Sequence[Machine], role: str = "istari") 
     for m in machines:
         if m.mac in known:
             continue
-        free = next_addresses(stack, 1, used)
+        free = next_addresses(stack, 1, used, role)
         if not free:
             out.entries.append(Entry(m, None, problem=f"network.lan {stack.network.lan} has no free static address left outside the pools"))
             continue

@@ -8,7 +8,7 @@ import (
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/cosi-project/runtime/pkg/resource/meta"
-	"github.com/cosi-project/runtime/pkg/resource/protobuf"
+	"github.com/cosi-project/runtime/pkg/resource/meta/spec"
 	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
@@ -21,6 +21,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/resources/kubespan"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/perf"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/resources/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/resources/security"
 	"github.com/siderolabs/talos/pkg/machinery/resources/v1alpha1"
@@ -157,6 +158,26 @@ func (n *Node) writeDisks() error {
 	return nil
 }
 
+// talosTypes are the resource types Talos registers a definition for (internal/app/machined/pkg/runtime/v1alpha2/
+// v1alpha2_state.go:97- at v1.12.4 and v1.13.0) that the stand-in holds or a test reads, each with the sensitivity
+// its own definition declares (the definition Talos registers is the type's ResourceDefinition()).
+func talosTypes() map[resource.Type]spec.Sensitivity {
+	out := map[resource.Type]spec.Sensitivity{}
+
+	for _, r := range []meta.ResourceDefinitionProvider{
+		&block.Disk{}, &block.DiscoveredVolume{}, &block.SystemDisk{}, &configres.MachineConfig{}, &hardware.SystemInformation{},
+		&hardware.Processor{}, &hardware.MemoryModule{}, &k8s.APIServerConfig{}, &k8s.AdmissionControlConfig{}, &k8s.AuditPolicyConfig{},
+		&k8s.AuthorizationConfig{}, &k8s.ConfigStatus{}, &k8s.ControllerManagerConfig{}, &k8s.SchedulerConfig{}, &k8s.SecretsStatus{},
+		&k8s.StaticPod{}, &network.AddressStatus{}, &network.HostnameStatus{}, &network.LinkStatus{}, &runtime.ExtensionStatus{},
+		&runtime.KernelCmdline{}, &runtime.MachineStatus{}, &runtime.Version{}, &secrets.Kubernetes{}, &secrets.KubernetesRoot{},
+	} {
+		rd := r.ResourceDefinition()
+		out[rd.Type] = rd.Sensitivity
+	}
+
+	return out
+}
+
 // talosNamespaces are the namespaces Talos registers (internal/app/machined/pkg/runtime/v1alpha2/v1alpha2_state.go:
 // 72-95 at v1.12.4, and security's from v1.13.0: :72-96), with meta's own (cosi-project/runtime's
 // registry.NamespaceRegistry.RegisterDefault).
@@ -181,9 +202,8 @@ func (n *Node) talosNamespaces() []resource.Namespace {
 //   - a write is refused, whoever asks: PermissionDenied "write access is not allowed" (lines 27-29; on a Talos 1.13
 //     node or a configured one a reader is refused first by the authorizer: authorize, calls.go);
 //   - a type with no resource definition: PermissionDenied "resource type %q is not supported" (31-35). Talos
-//     registers a definition for every type it has (v1alpha2_state.go:97-); here a type is known when machinery
-//     registered it for protobuf in this binary, which its package's init does (disk.go:112-119), so a real type of
-//     a package the stand-in does not import is refused where Talos would list it (none that a test reads);
+//     registers a definition for every type it has (v1alpha2_state.go:97-); here only talosTypes, so a real type
+//     the stand-in does not hold is refused where Talos would list it empty (none that a test reads);
 //   - a sensitive type (its definition's Sensitivity, as the type itself declares it) needs the admin role: else
 //     authz.ErrNotAuthorized, PermissionDenied "not authorized" (43-47); a non-sensitive one any role (48-49).
 //     Disk, DiscoveredVolume, LinkStatus, SystemInformation, HostnameStatus, Version and KernelCmdline are not
@@ -197,14 +217,9 @@ func (n *Node) accessPolicy(ctx context.Context, access state.Access) error {
 		return status.Error(codes.PermissionDenied, "write access is not allowed")
 	}
 
-	r, err := protobuf.CreateResource(access.ResourceType)
-	if err != nil {
+	sensitivity, known := talosTypes()[access.ResourceType]
+	if !known {
 		return status.Error(codes.PermissionDenied, fmt.Sprintf("resource type %q is not supported", access.ResourceType))
-	}
-
-	sensitivity := meta.NonSensitive
-	if rd, ok := r.(meta.ResourceDefinitionProvider); ok && rd.ResourceDefinition().Sensitivity != "" {
-		sensitivity = rd.ResourceDefinition().Sensitivity
 	}
 
 	if sensitivity == meta.Sensitive && !rolesOf(ctx).Includes(role.Admin) {
