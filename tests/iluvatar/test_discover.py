@@ -227,7 +227,7 @@ def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_
         "istari",
         "generic-x86",
         f"{block}.33",
-        tuple(WD["symlinks"][:1]),
+        ("/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123",),
     )
     init = subprocess.run([str(build("stackfile")), "init", str(stack)], capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
