@@ -105,7 +105,7 @@ def scalar(value: object) -> str:
             plain = yaml.safe_load(f"{{k: {text}}}") == {"k": text}
         except yaml.YAMLError:
             plain = False
-    return text if plain else json.dumps(text)
+    return text if plain else json.dumps(text, ensure_ascii=False)
 
 
 def flow(node: dict[str, Any]) -> str:
