@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from plans import discovery as plan
-from stacks.boards import ARDA_ROLES, DISCOVERY_BOARDS
+from stacks.boards import ARDA_ROLES
 from stacks.errors import StackConfigError
 from stacks.load import load_stack_file
 from stacks.model import StackConfig
@@ -214,9 +214,11 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
                 + "\n".join(f"  {p}" for p in e.problems)
                 + "\n  (a role, name or address of yours? give --role, or write the entries above by hand)"
             ) from None
-    from iluvatar.cli import _write_file
-
-    _write_file(path, new.encode())
+    # Beside the file, then renamed over it: a failure leaves the old file whole.
+    with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}.", delete=False) as staged:
+        staged.write(new.encode())
+    Path(staged.name).chmod(path.stat().st_mode & 0o777)
+    Path(staged.name).replace(path)
     return sum(1 for e in entries if e.node is not None)
 
 
@@ -253,29 +255,25 @@ def not_seen(stack: StackConfig, leases: Sequence[dict[str, Any]], now: float | 
 # --- the command --------------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, path: Path) -> int:
-    from iluvatar.cli import EXIT_OK, CommandError
-
+def run(args: argparse.Namespace, path: Path) -> None:
+    """The command, on the stack file at `path`; a DiscoverError says why it cannot (the CLI prints it, exit 2)."""
     try:
         stack = load_stack_file(path)
     except StackConfigError as e:
         if args.write:
-            raise CommandError(
+            raise DiscoverError(
                 f"{path} does not validate, and --write adds machines only to a stack that does; fix it first "
                 f"(`iluvatar validate {path}` lists all {len(e.problems)} problems): {e.problems[0]}"
             ) from None
         raise
     if stack.discovery is None and not args.address:
-        raise CommandError(
+        raise DiscoverError(
             f"{path}: iluvatar:arda.discovery is not set, so no unknown machine is booted to be discovered; "
             "add `discovery: {}` under iluvatar:arda and run `pulumi up`, or give --address IP of a machine you booted in maintenance mode yourself"
         )
     if args.role not in ARDA_ROLES:
-        raise CommandError(f"--role {args.role}: a new Arda machine is istari (a worker) or valinor (a control plane)")
-    try:
-        found = ask(args.kubeconfig, args.context, args.address or [], leases=not args.no_leases, deadline=args.deadline)
-    except DiscoverError as e:
-        raise CommandError(str(e)) from None
+        raise DiscoverError(f"--role {args.role}: a new Arda machine is istari (a worker) or valinor (a control plane)")
+    found = ask(args.kubeconfig, args.context, args.address or [], leases=not args.no_leases, deadline=args.deadline)
     if found.leases_error:
         print(f"# the leases could not be read ({found.leases_error}); only the --address machines were asked")
     machines = [dataclasses.replace(m, arch=args.arch) if m.arch is None and args.arch else m for m in machines_of(found)]
@@ -292,38 +290,9 @@ def run(args: argparse.Namespace, path: Path) -> int:
     for line in not_seen(stack, found.leases):
         print(f"# not seen: {line}; if it is gone for good, retire it (docs/day2.md#retiring-a-disk-or-a-machine)")
     if args.write:
-        try:
-            added = write(path, stack, result.entries)
-        except DiscoverError as e:
-            raise CommandError(str(e)) from None
+        added = write(path, stack, result.entries)
         skipped = sum(1 for entry in result.entries if entry.node is None)
         print(f"wrote {added} machine{'s' if added != 1 else ''} to {path}" + (f" ({skipped} as comments: see why above)" if skipped else ""))
         print(f"next: read the entries (name, role), then `iluvatar validate {path}` and `pulumi up`")
     elif any(entry.node is not None for entry in result.entries):
         print(f"# add them with: iluvatar discover {path} --write")
-    return EXIT_OK
-
-
-def add_parser(sub: Any) -> None:
-    from iluvatar.cli import STACK_EPILOG, STACK_HELP
-
-    help_ = "list the machines waiting in maintenance mode (arda.discovery) as ready inventory entries; --write adds them"
-    c = sub.add_parser("discover", help=help_, description=help_, epilog=STACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
-    c.add_argument("--stack", dest="stack_option", metavar="NAME", help=argparse.SUPPRESS)
-    c.add_argument("--project", metavar="DIR", help="look the stack name up in this folder alone")
-    c.add_argument("--write", action="store_true", help="add the entries to the stack file (validated before and after; comments and order kept)")
-    c.add_argument("--kubeconfig", metavar="FILE", help="the Ainur's kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
-    c.add_argument("--context", metavar="NAME", help="the kubeconfig's context to use (default: its current one)")
-    c.add_argument("--address", action="append", metavar="IP[:PORT]", help="also ask the machine at this address (repeatable)")
-    c.add_argument("--no-leases", action="store_true", help="ask only the --address machines (in proxy mode the Ainur hold no leases)")
-    c.add_argument("--role", default="istari", help="the new machines' role: istari (default) or valinor")
-    c.add_argument("--arch", choices=sorted(DISCOVERY_BOARDS), help="the architecture of an --address machine that does not say")
-    c.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS", help="how long each machine and the API server have to answer")
-    c.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from iluvatar.cli import _resolve
-
-    return run(args, _resolve(args))
