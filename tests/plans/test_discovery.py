@@ -125,7 +125,11 @@ def test_a_scalar_reads_back_as_written_in_a_flow_mapping(text: str) -> None:
 
 
 def test_a_mac_and_numbers_are_quoted_a_model_is_not() -> None:
-    node: dict[str, Any] = {"mac": "02:00:5e:00:0d:01", "installDisk": {"model": "Samsung SSD 860", "serial": "12345"}, "dataDisks": ["/dev/disk/by-id/a"]}
+    node: dict[str, Any] = {
+        "mac": "02:00:5e:00:0d:01",
+        "installDisk": {"model": "Samsung SSD 860", "serial": "12345"},
+        "dataDisks": ["/dev/disk/by-id/a"],
+    }
     assert flow(node) == '{mac: "02:00:5e:00:0d:01", installDisk: {model: Samsung SSD 860, serial: "12345"}, dataDisks: [/dev/disk/by-id/a]}'
     assert DiskSelector(**load_yaml(f"x: {flow(node['installDisk'])}")["x"]).serial == "12345"
 
