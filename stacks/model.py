@@ -204,6 +204,16 @@ class Cilium(Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class Discovery(Model):
+    """`iluvatar:arda.discovery`: a machine the inventory does not know that PXE-boots from the Ainur boots Talos
+    into maintenance mode (no config, no secret), so `iluvatar discover` can ask it what it is (stacks.discovery)."""
+
+    # The addresses the Ainur's DHCP lends such machines while they wait (netboot mode dhcp); unset: the DHCP range's.
+    pool: OrderedRange | None = None
+    # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
+    vlan: Label | None = None
+
+
 class Arda(Model):
     """Arda: the Talos Linux workload cluster."""
 
@@ -216,6 +226,8 @@ class Arda(Model):
     patches: tuple[TalosPatch, ...] = ()
     # By board: its schematic's extraKernelArgs, so its installer (and disk and PXE images) boot with them (plans.talos).
     kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
+    # Unknown machines boot into maintenance mode to be discovered; unset: they are not booted at all.
+    discovery: Discovery | None = None
 
 
 class ArgoCd(Model):
@@ -690,6 +702,11 @@ class StackConfig(Model):
         if self.ainur is None or self.ainur.netboot.unknown_macs != "generic-worker":
             return None
         return self.ainur.netboot.generic_worker
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
+        return self.arda.discovery if self.ainur is not None else None
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""

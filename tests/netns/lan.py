@@ -176,12 +176,16 @@ class Lan:
         self.taps.append(name)
         return name
 
-    def lease(self, mac: str, firmware: str = "bios", ipxe: bool = False, pxe: bool = False, tries: int = 6) -> dict[str, str]:
-        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered."""
+    def lease(
+        self, mac: str, firmware: str | None = "bios", ipxe: bool = False, pxe: bool = False, tries: int = 6, hostname: str | None = None
+    ) -> dict[str, str]:
+        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered. Without a firmware, as an OS's
+        DHCP client asks (Talos's: a client identifier 01:<mac>, as udhcpc sends, and its name when it has one)."""
         ns = self.client(mac)
         lease_file = self.root / f"lease-{mac.replace(':', '')}-{firmware}-{int(ipxe)}"
         lease_file.unlink(missing_ok=True)
-        options = ["-x", ARCH_OPTION[firmware]] + (["-x", IPXE_USERCLASS] if ipxe else []) + (["-V", PXE_VENDOR] if pxe else [])
+        options = (["-x", ARCH_OPTION[firmware]] if firmware else []) + (["-x", IPXE_USERCLASS] if ipxe else []) + (["-V", PXE_VENDOR] if pxe else [])
+        options += ["-x", f"hostname:{hostname}"] if hostname else []
         cmd = ["env", f"LEASE_FILE={lease_file}", require("udhcpc"), "-i", "eth0", "-f", "-q", "-n", "-t", str(tries), "-T", "1", "-A", "1"]
         in_ns(ns, *cmd, "-s", str(self.root / "udhcpc.sh"), "-O", "hostname", "-O", "dns", *options, check=False, timeout=60)
         if not lease_file.exists():
