@@ -1,0 +1,257 @@
+"""The netbooting maiar's roots: the real NFS-Ganesha runs the generated config and the program's own serve script in a
+network namespace (as the NFS container runs them on a Pi), and Pis' namespaces mount their roots with libnfs.
+
+What this sandbox's kernel allows, found before this test was written: no NFS client and no nfsd (CONFIG_NFS_FS and
+CONFIG_NFSD are not set, CONFIG_MODULES is not set, /proc/filesystems has no nfs; /proc/fs/nfsd is an empty folder),
+so neither `mount -t nfs` nor the kernel's server can run; overlayfs, ext4 and loop devices are built in. The server is
+therefore the userspace NFS-Ganesha the pod runs, and the client libnfs's (tests/netns/nfs_client.py, nfs-cat, nfs-cp,
+nfs-ls), which speaks the same NFSv3 over TCP as klibc's nfsmount and the kernel client. The Pi host's rpcbind (Ubuntu's
+nfs-common brings it to every Pi) is Debian's rpcbind in the server's namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plans.netboot import nfs, pis
+from stacks import StackConfig
+from tests.netns.lan import REPO, Lan, in_ns, require_root, sh, stop
+from tests.netns.test_pi_netboot import stack_for
+from tests.tools import require
+
+require_root()
+
+SVC = "192.168.0.14"
+EONWE_IP, ILMARE_IP, STRANGER_IP = "192.168.0.12", "192.168.0.13", "192.168.0.150"
+OTHER_PI = "192.168.0.15"  # a second disk-booting Pi that takes the service address over
+
+
+def make_root_image(path: Path, files: dict[str, str]) -> None:
+    """An ext4 root with `files` in it, built by mke2fs itself (-d), nothing mounted."""
+    src = path.parent / f"{path.name}.src"
+    for name, text in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    sh(require("mkfs.ext4"), "-q", "-L", "writable", "-d", str(src), str(path), "16M")
+    shutil.rmtree(src)
+
+
+UBUNTU_ROOT = {
+    "etc/issue": "Ubuntu 24.04.3 LTS \\n \\l\n",
+    "etc/fstab": "LABEL=writable\t/\text4\tdiscard,errors=remount-ro\t0 1\nLABEL=system-boot\t/boot/firmware\tvfat\tdefaults\t0 1\n",
+    "etc/hostname": "ubuntu\n",
+    "usr/lib/os-release": "NAME=Ubuntu\nVERSION_ID=24.04\n",
+}
+
+
+@dataclass
+class Server:
+    """One Pi's NFS container: its namespace, the program's serve script under a mount namespace of its own."""
+
+    net: Lan
+    ns: str
+    root: Path
+    stack: StackConfig
+    image: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        pis_dir, conf = self.root / "pis", self.root / "ganesha.conf"
+        shutil.rmtree(pis_dir, ignore_errors=True)
+        for node in pis.netboot_pis(self.stack):
+            for path, text in pis.seed_files(self.stack, node).items():
+                target = pis_dir / node.name / "files" / path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        (self.root / "exports").mkdir(exist_ok=True)
+        conf.write_text(nfs.ganesha_conf(self.stack, exports=str(self.root / "exports")))
+        script = self.root / "serve.sh"
+        script.write_text(nfs.serve_script())
+        env = {"IMAGE": str(self.image), "ROOTS": str(self.root.parent / "roots"), "PIS": str(pis_dir), "EXPORTS": str(self.root / "exports"), "CONF": str(conf)}
+        # The Pi host's rpcbind, then the container's script, in one mount namespace whose /run is its own.
+        wrapped = f"mount -t tmpfs none /run && mkdir -p /run/rpcbind && {require('rpcbind')} -w -f & sleep 0.3; exec sh {script}"
+        log = (self.root / "ganesha.log").open("ab")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapped],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        wait_for(lambda: "NFS SERVER INITIALIZED" in (self.root / "ganesha.log").read_text(), 20, f"Ganesha in {self.ns}", self.root / "ganesha.log")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # a Pi that dies: its namespace's processes with it
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+
+def wait_for(check: Any, seconds: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not come within {seconds} s" + (f": {log.read_text()[-2000:]}" if log else ""))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lan, Server]]:
+    for tool in ("ganesha.nfsd", "rpcbind", "nfs-cat", "nfs-cp", "nfs-ls", "mkfs.ext4"):
+        require(tool)
+    root = tmp_path_factory.mktemp("pi-nfs")
+    root.chmod(0o755)
+    stack = stack_for("dhcp")
+    net = Lan(stack=stack, root=root, prefix=f"ilv{os.getpid() % 10000}n", pi_ip="192.168.0.11")
+    image = root / "images" / pis.image_id(stack)
+    image.mkdir(parents=True)
+    make_root_image(image / "root.img", UBUNTU_ROOT)
+    (image / ".complete").write_text("test\n")
+    (root / "a").mkdir()
+    server = Server(net, net.pi, root / "a", stack, image)
+    try:
+        net.build()
+        for ip in (EONWE_IP, ILMARE_IP, STRANGER_IP):
+            client_ns(net, ip)
+        server.start()
+        yield net, server
+    finally:
+        server.stop()
+        net.teardown()
+
+
+def client_ns(net: Lan, ip: str) -> str:
+    return net.host(f"c{ip.rsplit('.', 1)[1]}", ip)
+
+
+def url(path: str, pi: str = "ilmare") -> str:
+    # The options of cmdline.txt as libnfs spells them: NFSv3 over TCP to port 2049.
+    return f"nfs://{SVC}{pis.EXPORT_ROOT}/{pi}{path}?version=3&nfsport={pis.NFS_PORT}"
+
+
+def nfs_cat(net: Lan, ip: str, path: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
+    return in_ns(client_ns(net, ip), require("nfs-cat"), url(path, pi), check=False)
+
+
+def write(net: Lan, ip: str, path: str, text: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
+    args = ["python3", "-m", "tests.netns.nfs_client", "--server", SVC, "--export", f"{pis.EXPORT_ROOT}/{pi}", "--path", path, "--write", text]
+    return subprocess.run(["ip", "netns", "exec", client_ns(net, ip), *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_each_pi_reads_its_cloud_init_seed_and_fstab_from_its_root(served: tuple[Lan, Server]) -> None:
+    net, server = served
+    for name, ip in (("ilmare", ILMARE_IP), ("eonwe", EONWE_IP)):
+        node = next(n for n in server.stack.nodes if n.name == name)
+        for path, text in pis.seed_files(server.stack, node).items():
+            got = nfs_cat(net, ip, path, name)
+            assert (got.returncode, got.stdout) == (0, text), (name, path, got.stderr)
+        # The image's own files, through the Pi's overlay.
+        assert nfs_cat(net, ip, "/etc/issue", name).stdout == UBUNTU_ROOT["etc/issue"]
+
+
+def test_a_pi_writes_its_own_root_and_the_image_is_untouched(served: tuple[Lan, Server]) -> None:
+    net, server = served
+    before = hashlib.sha256((server.image / "root.img").read_bytes()).hexdigest()
+    ns = client_ns(net, ILMARE_IP)
+    # Over a file of the image (a copy-up), and a new file.
+    done = write(net, ILMARE_IP, "/etc/hostname", "ilmare\n")
+    assert done.returncode == 0, done.stdout
+    new = server.root / "motd"
+    new.write_text("hello\n")
+    done = in_ns(ns, require("nfs-cp"), str(new), url("/etc/motd"), check=False)
+    assert done.returncode == 0, done.stderr
+    assert nfs_cat(net, ILMARE_IP, "/etc/motd").stdout == "hello\n"
+    assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "ilmare\n"
+    # Copy-on-write: the write is in ilmare's layer; eonwe still sees the image's file; the image is as it was.
+    layer = server.root.parent / "roots" / "ilmare" / pis.image_id(server.stack) / "upper"
+    assert (layer / "etc" / "hostname").read_text() == "ilmare\n"
+    assert nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe").stdout == "ubuntu\n"
+    assert hashlib.sha256((server.image / "root.img").read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize(("ip", "who"), [(EONWE_IP, "another Pi"), (STRANGER_IP, "a machine nobody listed")])
+def test_no_one_else_can_mount_or_write_a_pis_root(served: tuple[Lan, Server], ip: str, who: str) -> None:
+    net, server = served
+    layer = server.root.parent / "roots" / "ilmare" / pis.image_id(server.stack) / "upper"
+    before = sorted(str(p.relative_to(layer)) for p in layer.rglob("*"))
+    wrote = write(net, ip, "/etc/hostname", "not mine\n")
+    read = nfs_cat(net, ip, "/etc/issue")
+    assert wrote.returncode != 0 and read.returncode != 0, who
+    assert "MNT3ERR_ACCES(13)" in wrote.stdout, (who, wrote.stdout)
+    assert "MNT3ERR_ACCES(13) Permission denied" in read.stderr, (who, read.stderr)
+    assert sorted(str(p.relative_to(layer)) for p in layer.rglob("*")) == before
+    assert "not mine" not in (layer / "etc" / "hostname").read_text()
+
+
+def test_the_roots_are_served_on_the_service_address_only(served: tuple[Lan, Server]) -> None:
+    net, _ = served
+    ns = client_ns(net, ILMARE_IP)
+    on_pi = in_ns(ns, require("nfs-ls"), f"nfs://192.168.0.11{pis.EXPORT_ROOT}/ilmare/?version=3&nfsport={pis.NFS_PORT}", check=False)
+    assert on_pi.returncode != 0
+    listing = in_ns(ns, require("nfs-ls"), url("/etc"), check=False)
+    assert listing.returncode == 0 and "issue" in listing.stdout, listing.stderr
+
+
+def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Server]) -> None:
+    """The netboot pods move (a Pi dies): the service address goes to another Pi, whose NFS container mounts the same
+    image and the same layers (the volume that follows it) and serves again. What a Pi holding its root sees, measured."""
+    net, server = served
+    # A file of the image (the shared lower layer) and one the Pi wrote (its own layer), each held open.
+    (server.root / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    made = in_ns(client_ns(net, ILMARE_IP), require("nfs-cp"), str(server.root / "machine-id"), url("/etc/machine-id"), check=False)
+    assert made.returncode == 0, made.stderr
+    holds = {
+        path: subprocess.Popen(
+            ["ip", "netns", "exec", client_ns(net, ILMARE_IP), "python3", "-m", "tests.netns.nfs_client", "--server", SVC,
+             "--export", f"{pis.EXPORT_ROOT}/ilmare", "--path", path, "--seconds", "25", "--interval", "0.25"],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for path in ("/etc/issue", "/etc/machine-id")
+    }
+    time.sleep(2)
+    killed = time.monotonic()
+    server.stop()
+    in_ns(net.pi, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
+    other = Server(net, net.host("p2", OTHER_PI), server.root.parent / "b", server.stack, server.image)
+    other.root.mkdir(exist_ok=True)
+    try:
+        time.sleep(3)  # the time kube-vip and the scheduler take is measured elsewhere (docs/layers/ainur.md#failover)
+        in_ns(other.ns, "ip", "addr", "add", f"{SVC}/32", "dev", "eth0")
+        net.announce(other.ns, SVC)
+        other.start()
+        served_again = time.monotonic() - killed
+        outs = {path: hold.communicate(timeout=60)[0] for path, hold in holds.items()}
+    finally:
+        other.stop()
+        for hold in holds.values():
+            stop(hold)
+        server.ns = net.pi
+        in_ns(net.pi, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
+        server.start()
+    expected = {"/etc/issue": UBUNTU_ROOT["etc/issue"], "/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
+    for path, out in outs.items():
+        reads = [json.loads(line) for line in out.splitlines()]
+        errors = [r for r in reads if "error" in r]
+        first_error = errors[0]["t"] if errors else float("inf")
+        ok_before = [r for r in reads if "ok" in r and r["t"] < first_error]
+        after = [r for r in reads if "ok" in r and r["t"] > first_error]
+        # What the Pi sees: its reads stall from the last one served by the old server to the first served by the new.
+        stall = round(after[0]["t"] - ok_before[-1]["t"], 2) if after and ok_before else None
+        report = {"path": path, "server_down_s": round(served_again, 1), "reads_stalled_s": stall, "errors": errors}
+        print("failover:", json.dumps(report))
+        assert ok_before, reads
+        assert after, f"the held file handle never read again: {report}"
+        assert all(r["data"] == expected[path] for r in after), report
+        assert not any("STALE" in r["error"] for r in errors), report
