@@ -103,18 +103,6 @@ def write_served_tree(root: Path, stack: StackConfig) -> None:
         (http / "assets" / board / "initramfs.xz").write_bytes(b"stand-in initramfs for " + board.encode())
 
 
-# A stand-in of Ubuntu Server for Raspberry Pi's boot partition (24.04: flash-kernel's flat layout), each file's
-# content naming itself, so a test can tell whose file it was served. tests/netns/pi_image.py builds a whole image.
-PI_BOOT_FILES = ("start4.elf", "fixup4.dat", "config.txt", "vmlinuz", "initrd.img", "bcm2711-rpi-4-b.dtb", "bcm2712-rpi-5-b.dtb", "overlays/README")
-
-
-def write_pi_boot_tree(image: Path) -> None:
-    for name in PI_BOOT_FILES:
-        (image / "boot" / name).parent.mkdir(parents=True, exist_ok=True)
-        (image / "boot" / name).write_text(f"image {image.name}: {name}\n")
-    (image / ".complete").write_text("stand-in\n")
-
-
 def write_pi_tftp(root: Path, stack: StackConfig, image: Path) -> None:
     """The netbooting Pis' TFTP folders, made by the program's own script (plans.netboot.pis.tftp_script) from the
     image's boot tree and each Pi's files, as the netboot pod's cache does it."""

@@ -21,6 +21,7 @@ import sys
 import time
 
 LIBNFS = "libnfs.so.13"
+NFS_PORT, MOUNT_PORT = 2049, 627  # plans.netboot.pis
 
 
 def _lib() -> ctypes.CDLL:
@@ -37,7 +38,16 @@ def _lib() -> ctypes.CDLL:
     lib.nfs_set_autoreconnect.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.nfs_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.nfs_set_version.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.nfs_destroy_context.argtypes = [ctypes.c_void_p]
+    lib.nfs_parse_url_dir.restype = ctypes.POINTER(NfsUrl)
+    lib.nfs_parse_url_dir.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     return lib
+
+
+class NfsUrl(ctypes.Structure):
+    """libnfs's struct nfs_url (nfsc/libnfs.h): the server, the export, the file."""
+
+    _fields_ = [("server", ctypes.c_char_p), ("path", ctypes.c_char_p), ("file", ctypes.c_char_p)]
 
 
 def main(argv: list[str]) -> int:
@@ -50,15 +60,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--write", help="write this text over the file (truncating it), once, and stop")
     args = parser.parse_args(argv)
     lib = _lib()
-    nfs = lib.nfs_init_context()
-    lib.nfs_set_version(nfs, 3)
-    lib.nfs_set_autoreconnect(nfs, -1)
-    # Each call gives up after 2 s (the read is retried by this loop), so a read's wait shows in the timeline.
-    lib.nfs_set_timeout(nfs, 2000)
     start = time.monotonic()
-    if lib.nfs_mount(nfs, args.server.encode(), args.export.encode()) != 0:
-        print(json.dumps({"t": 0, "error": f"mount: {lib.nfs_get_error(nfs).decode()}"}), flush=True)
-        return 1
+    # Mount as the initramfs does: again, until it works (scripts/nfs retries nfsmount every second for ROOTDELAY).
+    for attempt in range(10):
+        nfs = lib.nfs_init_context()
+        lib.nfs_set_version(nfs, 3)
+        lib.nfs_set_autoreconnect(nfs, -1)
+        # Each call gives up after 2 s (the read is retried by this loop), so a read's wait shows in the timeline.
+        lib.nfs_set_timeout(nfs, 2000)
+        # The ports as cmdline.txt gives them (port=2049) and the MOUNT port klibc falls back to: no portmapper asked.
+        url = lib.nfs_parse_url_dir(nfs, f"nfs://{args.server}{args.export}?version=3&nfsport={NFS_PORT}&mountport={MOUNT_PORT}".encode())
+        if url and lib.nfs_mount(nfs, url.contents.server, url.contents.path) == 0:
+            break
+        error = lib.nfs_get_error(nfs).decode()
+        lib.nfs_destroy_context(nfs)
+        if attempt == 9:
+            print(json.dumps({"t": 0, "error": f"mount: {error}"}), flush=True)
+            return 1
+        time.sleep(0.5)
     fh = ctypes.c_void_p()
     if args.write is not None:
         data = args.write.encode()

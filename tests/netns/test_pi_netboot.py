@@ -3,7 +3,7 @@
 A scripted Raspberry Pi 4 and Pi 5 bootloader (tests/netns/pi_bootloader.py: what each sends, with its sources) asks
 the LAN of tests/netns/lan.py: in `dhcp` mode dnsmasq on the Pi is the DHCP server; in `proxy` mode the router
 (another dnsmasq) gives addresses and the Ainur's answers are ProxyDHCP. The TFTP folders are made by the program's
-own script (plans.netboot.pis.tftp_script) over a stand-in of Ubuntu's boot partition.
+own script (plans.netboot.pis.tftp_script) over an Ubuntu-shaped image the program's builder extracted (tests/pi_image.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from plans import netboot
 from plans.netboot import pis
 from stacks import StackConfig, parse_stack, read_stack_file
 from tests.edit import HOMELAB
-from tests.netns.lan import Lan, lan, require_root, write_pi_boot_tree, write_pi_tftp
+from tests import pi_image
+from tests.netns.lan import Lan, lan, require_root, write_pi_tftp
 
 require_root()
 
@@ -57,8 +58,8 @@ def lans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Lan]]:
             root = tmp_path_factory.mktemp(f"pi-{mode}")
             # The netboot pod runs on manwe, a Pi that boots from its card (never on a netbooting one).
             net = stack.enter_context(lan(stack_for(mode), root, f"{tag}{letter}", pi_ip="192.168.0.11"))
-            image = root / "image"
-            write_pi_boot_tree(image)
+            # The image as the program's builder leaves it on a Pi (tests/pi_image.py makes an Ubuntu-shaped one).
+            image = pi_image.built(root, pis.image_id(net.stack))
             write_pi_tftp(root, net.stack, image)
             out[mode] = net
         yield out
@@ -73,7 +74,7 @@ def sha(text: str | bytes) -> str:
 
 
 def image_file(net: Lan, name: str) -> dict[str, Any]:
-    data = (net.root / "image" / "boot" / name).read_bytes()
+    data = (net.root / "images" / pis.image_id(net.stack) / "boot" / name).read_bytes()
     return {"size": len(data), "sha256": sha(data)}
 
 

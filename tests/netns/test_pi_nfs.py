@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import pytest
 
 from plans.netboot import nfs, pis
 from stacks import StackConfig
+from tests import pi_image
 from tests.netns.lan import REPO, Lan, in_ns, require_root, sh, stop
 from tests.netns.test_pi_netboot import stack_for
 from tests.tools import require
@@ -38,22 +40,7 @@ EONWE_IP, ILMARE_IP, STRANGER_IP = "192.168.0.12", "192.168.0.13", "192.168.0.15
 OTHER_PI = "192.168.0.15"  # a second disk-booting Pi that takes the service address over
 
 
-def make_root_image(path: Path, files: dict[str, str]) -> None:
-    """An ext4 root with `files` in it, built by mke2fs itself (-d), nothing mounted."""
-    src = path.parent / f"{path.name}.src"
-    for name, text in files.items():
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        (src / name).write_text(text)
-    sh(require("mkfs.ext4"), "-q", "-L", "writable", "-d", str(src), str(path), "16M")
-    shutil.rmtree(src)
-
-
-UBUNTU_ROOT = {
-    "etc/issue": "Ubuntu 24.04.3 LTS \\n \\l\n",
-    "etc/fstab": "LABEL=writable\t/\text4\tdiscard,errors=remount-ro\t0 1\nLABEL=system-boot\t/boot/firmware\tvfat\tdefaults\t0 1\n",
-    "etc/hostname": "ubuntu\n",
-    "usr/lib/os-release": "NAME=Ubuntu\nVERSION_ID=24.04\n",
-}
+UBUNTU_ROOT = pi_image.ROOT
 
 
 @dataclass
@@ -109,16 +96,14 @@ def wait_for(check: Any, seconds: float, what: str, log: Path | None = None) -> 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lan, Server]]:
-    for tool in ("ganesha.nfsd", "rpcbind", "nfs-cat", "nfs-cp", "nfs-ls", "mkfs.ext4"):
+    for tool in ("ganesha.nfsd", "rpcbind", "nfs-cat", "nfs-cp", "nfs-ls"):
         require(tool)
     root = tmp_path_factory.mktemp("pi-nfs")
     root.chmod(0o755)
     stack = stack_for("dhcp")
     net = Lan(stack=stack, root=root, prefix=f"ilv{os.getpid() % 10000}n", pi_ip="192.168.0.11")
-    image = root / "images" / pis.image_id(stack)
-    image.mkdir(parents=True)
-    make_root_image(image / "root.img", UBUNTU_ROOT)
-    (image / ".complete").write_text("test\n")
+    # The root as the program's builder cuts it out of an Ubuntu-shaped image (tests/pi_image.py).
+    image = pi_image.built(root, pis.image_id(stack))
     (root / "a").mkdir()
     server = Server(net, net.pi, root / "a", stack, image)
     try:
@@ -220,7 +205,18 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         )  # fmt: skip
         for path in ("/etc/issue", "/etc/machine-id")
     }
-    time.sleep(2)
+    lines: dict[str, list[str]] = {path: [] for path in holds}
+
+    def collect(path: str) -> None:
+        assert holds[path].stdout is not None
+        for line in holds[path].stdout:
+            lines[path].append(line)
+
+    readers = [threading.Thread(target=collect, args=(path,), daemon=True) for path in holds]
+    for reader in readers:
+        reader.start()
+    # Both hold their file and read it before the server goes.
+    wait_for(lambda: all(sum('"ok"' in line for line in got) >= 3 for got in lines.values()), 30, "both readers", server.root / "ganesha.log")
     killed = time.monotonic()
     server.stop()
     in_ns(net.pi, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
@@ -232,7 +228,10 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         net.announce(other.ns, SVC)
         other.start()
         served_again = time.monotonic() - killed
-        outs = {path: hold.communicate(timeout=60)[0] for path, hold in holds.items()}
+        for path, hold in holds.items():
+            hold.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=10)
     finally:
         other.stop()
         for hold in holds.values():
@@ -241,17 +240,15 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         in_ns(net.pi, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
         server.start()
     expected = {"/etc/issue": UBUNTU_ROOT["etc/issue"], "/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
-    for path, out in outs.items():
-        reads = [json.loads(line) for line in out.splitlines()]
+    for path, got in lines.items():
+        reads = [json.loads(line) for line in got]
         errors = [r for r in reads if "error" in r]
-        first_error = errors[0]["t"] if errors else float("inf")
-        ok_before = [r for r in reads if "ok" in r and r["t"] < first_error]
-        after = [r for r in reads if "ok" in r and r["t"] > first_error]
-        # What the Pi sees: its reads stall from the last one served by the old server to the first served by the new.
-        stall = round(after[0]["t"] - ok_before[-1]["t"], 2) if after and ok_before else None
+        oks = [r["t"] for r in reads if "ok" in r]
+        # What the Pi sees: its reads stall from the last one the old server answered to the first the new one did.
+        stall = round(max(b - a for a, b in zip(oks, oks[1:], strict=False)), 2) if len(oks) > 1 else None
         report = {"path": path, "server_down_s": round(served_again, 1), "reads_stalled_s": stall, "errors": errors}
         print("failover:", json.dumps(report))
-        assert ok_before, reads
-        assert after, f"the held file handle never read again: {report}"
-        assert all(r["data"] == expected[path] for r in after), report
+        assert stall is not None and stall > 3, f"the reads never stalled, so the server never went: {report}"
+        assert oks[-1] > oks[0] + stall, f"the held file handle never read again: {report}"
+        assert all(r["data"] == expected[path] for r in reads if "ok" in r), report
         assert not any("STALE" in r["error"] for r in errors), report
