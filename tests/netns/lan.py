@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from plans import netboot
+from plans.netboot import pi_pods
 from plans.netboot import pis as pis_plan
 from stacks import StackConfig
 from tests.tools import require
@@ -107,7 +108,8 @@ def write_pi_tftp(root: Path, stack: StackConfig, image: Path) -> None:
     """The netbooting Pis' TFTP folders, made by the program's own script (plans.netboot.pis.tftp_script) from the
     image's boot tree and each Pi's files, as the netboot pod's cache does it."""
     pis = root / "pi-files"
-    for rel, text in pis_plan.pi_files(stack).items():
+    # Laid out as the kubelet projects the pi-netboot ConfigMap's items into the cache pod (plans.netboot.pi_pods).
+    for rel, text in pi_pods.project(stack, "boot").items():
         (pis / rel).parent.mkdir(parents=True, exist_ok=True)
         (pis / rel).write_text(text)
     pis.mkdir(exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from plans.netboot import nfs, pis
+from plans.netboot import nfs, pi_pods, pis
 from stacks import StackConfig
 from tests import pi_image
 from tests.netns.lan import REPO, Lan, in_ns, require_root, sh, stop
@@ -57,11 +57,10 @@ class Server:
     def start(self) -> None:
         pis_dir, conf = self.root / "pis", self.root / "ganesha.conf"
         shutil.rmtree(pis_dir, ignore_errors=True)
-        for node in pis.netboot_pis(self.stack):
-            for path, text in pis.seed_files(self.stack, node).items():
-                target = pis_dir / node.name / "files" / path.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
+        # Laid out as the kubelet projects the pi-netboot ConfigMap's items into the NFS container (plans.netboot.pi_pods).
+        for rel, text in pi_pods.project(self.stack, "root").items():
+            (pis_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pis_dir / rel).write_text(text)
         (self.root / "exports").mkdir(exist_ok=True)
         conf.write_text(nfs.ganesha_conf(self.stack, exports=str(self.root / "exports")))
         script = self.root / "serve.sh"
