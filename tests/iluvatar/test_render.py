@@ -509,8 +509,18 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     boot = {"iluvatar:nodes[1].board": "rpi4", "iluvatar:nodes[1].boot": "netboot", "iluvatar:nodes[1].serial": "9ffefdef",
             "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}  # fmt: skip
     stack_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), boot), stack="homelab"))
-    files = render_files(simulate.simulate(stack_file))
+    sim = simulate.simulate(stack_file)
+    files = render_files(sim)
     from stacks import parse_stack
+
+    # Each netbooting maia joins only once the NFS server of its root (and the rest of netboot) serves, after the Pis
+    # with cards, one after the other in inventory order.
+    joins = {r.name: r for r in sim.registrations if r.name.endswith("-join")}
+    assert [n for n in joins] == ["ainur-manwe-join", "ainur-eonwe-join", "ainur-ilmare-join"]
+    by_urn = {r.urn: r.name for r in sim.registrations}
+    eonwe_after = {by_urn.get(u, u) for u in joins["ainur-eonwe-join"].dependencies}
+    assert {"netboot-deployment-pi-nfs", "netboot-deployment-netboot", "netboot-daemonset-netboot-cache", "ainur-manwe-join", "ainur-manwe-k3s"} <= eonwe_after
+    assert {"ainur-eonwe-join", "ainur-eonwe-k3s"} <= {by_urn.get(u, u) for u in joins["ainur-ilmare-join"].dependencies}
 
     stack = parse_stack(dict(stack_file.config))
     eonwe, ilmare = stack.nodes[1], stack.nodes[2]
