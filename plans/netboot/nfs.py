@@ -97,15 +97,27 @@ set -eu
 : "${{IMAGE:?}}" "${{ROOTS:?}}" "${{PIS:?}}" "${{EXPORTS:?}}" "${{CONF:?}}"
 [ -f "$IMAGE/.complete" ] || {{ echo "iluvatar: the Pi image at $IMAGE is not built yet (no .complete)" >&2; exit 1; }}
 image_id=$(basename "$IMAGE")
-lower=/run/iluvatar/lower/$image_id
-mkdir -p "$lower"
-mountpoint -q "$lower" || mount -o ro,noload,loop "$IMAGE/root.img" "$lower"
+images=$(dirname "$IMAGE")
+lower() {{
+  # The read-only root of image $1, loop-mounted once.
+  dir=/run/iluvatar/lower/$1
+  mkdir -p "$dir"
+  mountpoint -q "$dir" || mount -o ro,noload,loop "$images/$1/root.img" "$dir"
+  echo "$dir"
+}}
 for pi in "$PIS"/*; do
   [ -d "$pi" ] || continue
   name=$(basename "$pi")
-  layer="$ROOTS/$name/$image_id"
+  mkdir -p "$ROOTS/$name"
+  # A Pi stays on the image it runs, even when a new one is built: its root never changes under it. It moves to the
+  # new image only when told, one Pi at a time (`touch $ROOTS/<pi>/next`, docs/layers/ainur.md#a-new-image), and
+  # takes along what must outlive an image.
+  use=$image_id
+  if [ -L "$ROOTS/$name/current" ] && [ ! -e "$ROOTS/$name/next" ] && [ -f "$images/$(readlink "$ROOTS/$name/current")/root.img" ]; then
+    use=$(readlink "$ROOTS/$name/current")
+  fi
+  layer="$ROOTS/$name/$use"
   if [ ! -d "$layer/upper" ]; then
-    # A new image under this Pi (or its first): a fresh writable layer, with what must outlive an image carried over.
     mkdir -p "$layer.new/upper" "$layer.new/work"
     if [ -L "$ROOTS/$name/current" ]; then
       old="$ROOTS/$name/$(readlink "$ROOTS/$name/current")/upper"
@@ -117,10 +129,11 @@ for pi in "$PIS"/*; do
     fi
     mv "$layer.new" "$layer"
   fi
-  ln -sfn "$image_id" "$ROOTS/$name/current.new" && mv -T "$ROOTS/$name/current.new" "$ROOTS/$name/current"
-  # Layers of older images go once the new one is in place (the Pi is rebooted onto it by the roll).
+  ln -sfn "$use" "$ROOTS/$name/current.new" && mv -T "$ROOTS/$name/current.new" "$ROOTS/$name/current"
+  rm -f "$ROOTS/$name/next"
+  # Layers of images the Pi left go once it runs on the new one.
   for old in "$ROOTS/$name"/*; do
-    case "$(basename "$old")" in current|"$image_id") ;; *) rm -rf "$old" ;; esac
+    case "$(basename "$old")" in current|"$use") ;; *) rm -rf "$old" ;; esac
   done
   # The Pi's own files (its NoCloud seed, its fstab), written over whatever its layer had.
   (cd "$pi/files" && find . -type f) | while read -r f; do
@@ -129,7 +142,7 @@ for pi in "$PIS"/*; do
   done
   mkdir -p "$EXPORTS/$name"
   mountpoint -q "$EXPORTS/$name" || mount -t overlay overlay \
-    -o "lowerdir=$lower,upperdir=$layer/upper,workdir=$layer/work,{OVERLAY_OPTIONS}" "$EXPORTS/$name"
+    -o "lowerdir=$(lower "$use"),upperdir=$layer/upper,workdir=$layer/work,{OVERLAY_OPTIONS}" "$EXPORTS/$name"
 done
 mkdir -p /run/ganesha /var/lib/nfs/ganesha
 exec ganesha.nfsd -F -f "$CONF" -L /dev/stdout -p /run/ganesha/ganesha.pid -N NIV_EVENT

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,6 +83,8 @@ class Server:
                 os.killpg(proc.pid, signal.SIGKILL)  # a Pi that dies: its namespace's processes with it
                 proc.wait(timeout=10)
         self.procs.clear()
+        # Every process of the group gone: its ports free for the next start in this namespace.
+        wait_for(lambda: not re.search(r":(111|2049|627)\s", in_ns(self.ns, "ss", "-ltnH", check=False).stdout), 15, f"the ports of {self.ns} to close")
 
 
 def wait_for(check: Any, seconds: float, what: str, log: Path | None = None) -> None:
@@ -126,7 +129,14 @@ def url(path: str, pi: str = "ilmare") -> str:
 
 
 def nfs_cat(net: Lan, ip: str, path: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
-    return in_ns(client_ns(net, ip), require("nfs-cat"), url(path, pi), check=False)
+    # A mount just after the server (re)started can fail at its NFS connection ("nfs_service failed"); the initramfs
+    # retries nfsmount every second (scripts/nfs), and so does this, a few times.
+    for _ in range(5):
+        got = in_ns(client_ns(net, ip), require("nfs-cat"), url(path, pi), check=False)
+        if "nfs_service failed" not in got.stderr and "Program is not available" not in got.stderr:
+            return got
+        time.sleep(1)
+    return got
 
 
 def write(net: Lan, ip: str, path: str, text: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
@@ -236,7 +246,9 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         for hold in holds.values():
             stop(hold)
         server.ns = net.pi
+        in_ns(other.ns, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
         in_ns(net.pi, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
+        net.announce(net.pi, SVC)
         server.start()
     expected = {"/etc/issue": UBUNTU_ROOT["etc/issue"], "/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
     for path, got in lines.items():
@@ -251,3 +263,42 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         assert oks[-1] > oks[0] + stall, f"the held file handle never read again: {report}"
         assert all(r["data"] == expected[path] for r in reads if "ok" in r), report
         assert not any("STALE" in r["error"] for r in errors), report
+
+
+def test_a_new_image_reaches_a_pi_only_when_told_and_keeps_its_node_password_and_host_keys(served: tuple[Lan, Server]) -> None:
+    """Day 2: a new image is built beside the old; the server restarts on it; each Pi stays on its image until it is told
+    to move (`next`), then boots a fresh root of the new image that carries its k3s node password and SSH host keys."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    node_password = roots / "ilmare" / pis.image_id(server.stack) / "upper" / "etc" / "rancher" / "node" / "password"
+    node_password.parent.mkdir(parents=True, exist_ok=True)
+    node_password.write_text("k3s-node-password\n")
+    (node_password.parents[3] / "etc" / "ssh").mkdir(parents=True, exist_ok=True)
+    (node_password.parents[3] / "etc" / "ssh" / "ssh_host_ed25519_key").write_text("host key\n")
+    assert write(net, ILMARE_IP, "/etc/hostname", "written on the old image\n").returncode == 0
+    new_root = {**pi_image.ROOT, "etc/issue": "Ubuntu 24.04.4 LTS \\n \\l\n"}
+    xz, sha, _ = pi_image.make(server.root.parent / "newer-src", root=new_root)
+    newer = server.root.parent / "images" / "ubuntu-24.04.4-newer"
+    assert pi_image.build(__import__("plans.netboot.pi_image", fromlist=["x"]).build_script(), xz, sha, newer).returncode == 0
+    server.stop()
+    old_image, server.image = server.image, newer
+    try:
+        server.start()
+        # Not told: both Pis stay on the image they run.
+        got = nfs_cat(net, ILMARE_IP, "/etc/issue")
+        assert got.stdout == UBUNTU_ROOT["etc/issue"], (got.stderr, (server.root / "ganesha.log").read_text()[-1500:])
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "written on the old image\n"
+        # Told, ilmare alone: a fresh root of the new image with what must outlive an image; eonwe as it was.
+        server.stop()
+        (roots / "ilmare" / "next").touch()
+        server.start()
+        got = nfs_cat(net, ILMARE_IP, "/etc/issue")
+        assert got.stdout == new_root["etc/issue"], (got.stderr, [line for line in (server.root / "ganesha.log").read_text().splitlines() if "ganesha" not in line][-10:])
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "ubuntu\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/rancher/node/password").stdout == "k3s-node-password\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/ssh/ssh_host_ed25519_key").stdout == "host key\n"
+        assert nfs_cat(net, EONWE_IP, "/etc/issue", "eonwe").stdout == UBUNTU_ROOT["etc/issue"]
+        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == ["current", "ubuntu-24.04.4-newer"]
+    finally:
+        server.stop()
+        server.image = old_image
