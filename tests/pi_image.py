@@ -76,7 +76,12 @@ def make(folder: Path, boot: dict[str, str] | None = None, root: dict[str, str] 
     disk = folder / "ubuntu.img"
     with disk.open("wb") as out:
         out.truncate((root_start * 512) + ext4.stat().st_size)
-    _run(require("sfdisk"), "--quiet", str(disk), stdin=f"label: dos\nstart={start}, size={fat_size}, type=c, bootable\nstart={root_start}, type={root_type}\n".encode())
+    _run(
+        require("sfdisk"),
+        "--quiet",
+        str(disk),
+        stdin=f"label: dos\nstart={start}, size={fat_size}, type=c, bootable\nstart={root_start}, type={root_type}\n".encode(),
+    )
     with disk.open("r+b") as out:
         out.seek(start * 512)
         out.write(fat.read_bytes())

@@ -14,8 +14,8 @@ without it Ganesha sees a lower file on another device and answers NFS3ERR_XDEV 
 
 from __future__ import annotations
 
-from plans.netboot.pis import EXPORT_ROOT, MOUNT_PORT, NFS_PORT, export_path, netboot_pis
 from plans.netboot.base import service_ip
+from plans.netboot.pis import EXPORT_ROOT, MOUNT_PORT, NFS_PORT, export_path, netboot_pis
 from stacks.model import Node, StackConfig
 
 # Where the NFS container mounts each Pi's root (Ganesha's Path); Pis mount it by its pseudo path, /pis/<name>.

@@ -125,7 +125,11 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
         "affinity": {
             "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [NOT_NETBOOTED]}]}},
             # The service address is on the Pi that runs the netboot pod (kube-vip, externalTrafficPolicy: Local).
-            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": _labels("netboot")}, "topologyKey": "kubernetes.io/hostname"}]},
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": _labels("netboot")}, "topologyKey": "kubernetes.io/hostname"}
+                ]
+            },
         },
         "tolerations": [
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
@@ -198,11 +202,28 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "metadata": _meta("pi-roots", labels),
             # Longhorn when it runs on the Ainur (replicated: the roots follow the NFS server to another Pi), else k3s's
             # local-path (on one Pi: the NFS server, and so the netboot pod, cannot leave it). As the Git mirror's.
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage.git_mirror_class(stack), "resources": {"requests": {"storage": f"{size}Gi"}}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage.git_mirror_class(stack),
+                "resources": {"requests": {"storage": f"{size}Gi"}},
+            },
         },
         # Replaced whenever what it serves changes (its config, a Pi's seed, the image).
         _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": _digest(pi_config(stack))}),
     ]
 
 
-__all__ = ["BOOKWORM_IMAGE", "GANESHA_VERSION", "NAMESPACE", "NOT_NETBOOTED", "TFTP_ROOT", "cache_steps", "cache_volumes", "manifests", "nfs_pod", "pi_config", "project", "with_pis"]
+__all__ = [
+    "BOOKWORM_IMAGE",
+    "GANESHA_VERSION",
+    "NAMESPACE",
+    "NOT_NETBOOTED",
+    "TFTP_ROOT",
+    "cache_steps",
+    "cache_volumes",
+    "manifests",
+    "nfs_pod",
+    "pi_config",
+    "project",
+    "with_pis",
+]

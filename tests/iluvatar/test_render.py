@@ -519,7 +519,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     assert [n for n in joins] == ["ainur-manwe-join", "ainur-eonwe-join", "ainur-ilmare-join"]
     by_urn = {r.urn: r.name for r in sim.registrations}
     eonwe_after = {by_urn.get(u, u) for u in joins["ainur-eonwe-join"].dependencies}
-    assert {"netboot-deployment-pi-nfs", "netboot-deployment-netboot", "netboot-daemonset-netboot-cache", "ainur-manwe-join", "ainur-manwe-k3s"} <= eonwe_after
+    assert {
+        "netboot-deployment-pi-nfs",
+        "netboot-deployment-netboot",
+        "netboot-daemonset-netboot-cache",
+        "ainur-manwe-join",
+        "ainur-manwe-k3s",
+    } <= eonwe_after
     assert {"ainur-eonwe-join", "ainur-eonwe-k3s"} <= {by_urn.get(u, u) for u in joins["ainur-ilmare-join"].dependencies}
 
     stack = parse_stack(dict(stack_file.config))
@@ -532,7 +538,10 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     )
     assert files["netboot/pis/eonwe/bootconf.txt"] == pis.eeprom_config(stack, eonwe)
     assert files["netboot/pis/ilmare/boot.cmdline.txt"] == pis.cmdline(stack, ilmare)
-    assert files["netboot/pis/ilmare/root.var.lib.cloud.seed.nocloud.user-data"] == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]
+    assert (
+        files["netboot/pis/ilmare/root.var.lib.cloud.seed.nocloud.user-data"]
+        == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]
+    )
     assert files["netboot/pis/ganesha.conf"] == nfs.ganesha_conf(stack)
     privileged = sorted(
         f"{path.rsplit('/', 1)[1]}:{c['name']}"

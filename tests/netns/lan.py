@@ -220,7 +220,9 @@ class Lan:
         self.taps.append(name)
         return name
 
-    def pi_boot(self, mac: str, serial: str, model: int, *files: str, server: str | None = None, address: str | None = None, wait: float = 2) -> dict[str, Any]:
+    def pi_boot(
+        self, mac: str, serial: str, model: int, *files: str, server: str | None = None, address: str | None = None, wait: float = 2
+    ) -> dict[str, Any]:
         """Netboot as a Raspberry Pi's bootloader does (tests/netns/pi_bootloader.py): its DHCP answers, then a TFTP
         read of each file (from `server`, as its EEPROM's TFTP_IP says, or the answer's server). `address`: one the
         client already has (a machine reading TFTP that no DHCP answer booted)."""

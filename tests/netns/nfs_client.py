@@ -81,7 +81,9 @@ def main(argv: list[str]) -> int:
     fh = ctypes.c_void_p()
     if args.write is not None:
         data = args.write.encode()
-        if lib.nfs_open(nfs, args.path.encode(), os.O_WRONLY | os.O_TRUNC, ctypes.byref(fh)) != 0 or lib.nfs_pwrite(nfs, fh, 0, len(data), data) != len(data):
+        if lib.nfs_open(nfs, args.path.encode(), os.O_WRONLY | os.O_TRUNC, ctypes.byref(fh)) != 0 or lib.nfs_pwrite(
+            nfs, fh, 0, len(data), data
+        ) != len(data):
             print(json.dumps({"t": 0, "error": f"write: {lib.nfs_get_error(nfs).decode()}"}), flush=True)
             return 1
         lib.nfs_close(nfs, fh)

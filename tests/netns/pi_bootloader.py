@@ -37,6 +37,7 @@ from typing import Any
 PXE_VENDOR = b"PXEClient:Arch:00000:UNDI:002001"
 RPI_BOOT = b"Raspberry Pi Boot"
 FOURCC = {4: 0x34695052, 5: 0x35695052}
+NO_ADDRESS = "0.0.0.0"  # noqa: S104 - BOOTP's empty address field, not a socket
 # Board revisions as eeprom-bootloader.adoc's DHCP_OPTION97 examples give them (a Pi 4 Model B, a Pi 5).
 REVISION = {4: 0x00C03111, 5: 0x00D04170}
 PARAMS = bytes([43, 60, 67, 128, 129, 130, 131, 132, 133, 134, 135, 66])
@@ -45,7 +46,7 @@ PARAMS = bytes([43, 60, 67, 128, 129, 130, 131, 132, 133, 134, 135, 66])
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -162,7 +163,7 @@ def dhcp(iface: str, mac: str, serial: str, model: int, wait: float) -> dict[str
             offers.append(reply)
     result: dict[str, Any] = {"offers": [_describe(o) for o in offers]}
     boot = [o for o in offers if RPI_BOOT in o["options"].get(43, b"")]
-    address = [o for o in offers if o["yiaddr"] != "0.0.0.0"]
+    address = [o for o in offers if o["yiaddr"] != NO_ADDRESS]
     if not boot or not address:
         return result  # the bootloader retries after DHCP_REQ_TIMEOUT; for the test, nothing usable came
     chosen = address[0]
@@ -180,7 +181,7 @@ def dhcp(iface: str, mac: str, serial: str, model: int, wait: float) -> dict[str
     if ack is None:
         return result
     result["ack"] = _describe(ack)
-    tftp = boot[0]["siaddr"] if boot[0]["siaddr"] != "0.0.0.0" else boot[0]["options"].get(66, b"").decode()
+    tftp = boot[0]["siaddr"] if boot[0]["siaddr"] != NO_ADDRESS else boot[0]["options"].get(66, b"").decode()
     result["tftp_server"] = tftp
     mask = ack["options"].get(1, b"\xff\xff\xff\x00")
     prefix = bin(int.from_bytes(mask, "big")).count("1")

@@ -12,7 +12,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ import pytest
 from plans import netboot
 from plans.netboot import pis
 from stacks import StackConfig, parse_stack, read_stack_file
-from tests.edit import HOMELAB
 from tests import pi_image
+from tests.edit import HOMELAB
 from tests.netns.lan import Lan, lan, require_root, write_pi_tftp
 
 require_root()
@@ -79,10 +78,19 @@ def image_file(net: Lan, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", ["dhcp", "proxy"])
-@pytest.mark.parametrize(("name", "mac", "serial", "model", "first"), [("eonwe", EONWE, EONWE_SERIAL, 4, "start4.elf"), ("ilmare", ILMARE, ILMARE_SERIAL, 5, "config.txt")])
+@pytest.mark.parametrize(
+    ("name", "mac", "serial", "model", "first"), [("eonwe", EONWE, EONWE_SERIAL, 4, "start4.elf"), ("ilmare", ILMARE, ILMARE_SERIAL, 5, "config.txt")]
+)
 def test_a_pi_boots_its_own_files_under_its_serial(lans: dict[str, Lan], mode: str, name: str, mac: str, serial: str, model: int, first: str) -> None:
     net = lans[mode]
-    files = [f"{serial}/{first}", f"{serial}/config.txt", f"{serial}/vmlinuz", f"{serial}/initrd.img", f"{serial}/cmdline.txt", f"{serial}/overlays/README"]
+    files = [
+        f"{serial}/{first}",
+        f"{serial}/config.txt",
+        f"{serial}/vmlinuz",
+        f"{serial}/initrd.img",
+        f"{serial}/cmdline.txt",
+        f"{serial}/overlays/README",
+    ]
     got = net.pi_boot(mac, serial, model, *files)
     boot = [o for o in got["offers"] if o["raspberry_pi_boot"]]
     assert len(boot) == 1, got["offers"]
@@ -91,7 +99,7 @@ def test_a_pi_boots_its_own_files_under_its_serial(lans: dict[str, Lan], mode: s
     if mode == "dhcp":
         assert boot[0]["yiaddr"] == str(node(net, name).ip)  # its reserved address, in the same answer
     else:
-        assert boot[0]["yiaddr"] == "0.0.0.0"  # a ProxyDHCP answer: the address is the router's
+        assert boot[0]["yiaddr"] == "0.0.0.0"  # noqa: S104 - a ProxyDHCP answer: the address is the router's
         assert [o["from"] for o in got["offers"] if not o["raspberry_pi_boot"]] == ["192.168.0.1"]
     assert (got["address"], got["tftp_server"]) == (str(node(net, name).ip), SVC)
     expected = {f: image_file(net, f.split("/", 1)[1]) for f in files if not f.endswith("cmdline.txt")}
@@ -104,7 +112,9 @@ def test_a_pi_never_reads_another_pis_files(lans: dict[str, Lan], mode: str) -> 
     """By its serial, by the other's whole path, or up out of its own folder: dnsmasq serves it from its MAC's folder."""
     net = lans[mode]
     theirs = f"{ILMARE_SERIAL}/cmdline.txt"
-    got = net.pi_boot(EONWE, EONWE_SERIAL, 4, theirs, f"{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt", f"../{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt")
+    got = net.pi_boot(
+        EONWE, EONWE_SERIAL, 4, theirs, f"{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt", f"../{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt"
+    )
     assert got["address"] == "192.168.0.12"
     errors = {name: result.get("error", "") for name, result in got["tftp"].items()}
     mine = net.root / "tftp" / "d8-3a-dd-10-00-02"

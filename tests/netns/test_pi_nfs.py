@@ -12,6 +12,7 @@ nfs-common brings it to every Pi) is Debian's rpcbind in the server's namespace.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import pytest
 from plans.netboot import nfs, pi_pods, pis
 from stacks import StackConfig
 from tests import pi_image
-from tests.netns.lan import REPO, Lan, in_ns, require_root, sh, stop
+from tests.netns.lan import REPO, Lan, in_ns, require_root
 from tests.netns.test_pi_netboot import stack_for
 from tests.tools import require
 
@@ -66,7 +67,13 @@ class Server:
         conf.write_text(nfs.ganesha_conf(self.stack, exports=str(self.root / "exports")))
         script = self.root / "serve.sh"
         script.write_text(nfs.serve_script())
-        env = {"IMAGE": str(self.image), "ROOTS": str(self.root.parent / "roots"), "PIS": str(pis_dir), "EXPORTS": str(self.root / "exports"), "CONF": str(conf)}
+        env = {
+            "IMAGE": str(self.image),
+            "ROOTS": str(self.root.parent / "roots"),
+            "PIS": str(pis_dir),
+            "EXPORTS": str(self.root / "exports"),
+            "CONF": str(conf),
+        }
         # The Pi host's rpcbind, then the container's script, in one mount namespace whose /run is its own.
         wrapped = f"mount -t tmpfs none /run && mkdir -p /run/rpcbind && {require('rpcbind')} -w -f & sleep 0.3; exec sh {script}"
         log = (self.root / "ganesha.log").open("ab")
@@ -84,7 +91,9 @@ class Server:
                 proc.wait(timeout=10)
         self.procs.clear()
         # Every process of the group gone: its ports free for the next start in this namespace.
-        wait_for(lambda: not re.search(r":(111|2049|627)\s", in_ns(self.ns, "ss", "-ltnH", check=False).stdout), 15, f"the ports of {self.ns} to close")
+        wait_for(
+            lambda: not re.search(r":(111|2049|627)\s", in_ns(self.ns, "ss", "-ltnH", check=False).stdout), 15, f"the ports of {self.ns} to close"
+        )
 
 
 def wait_for(check: Any, seconds: float, what: str, log: Path | None = None) -> None:
@@ -208,17 +217,37 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
     assert made.returncode == 0, made.stderr
     holds = {
         path: subprocess.Popen(
-            ["ip", "netns", "exec", client_ns(net, ILMARE_IP), "python3", "-m", "tests.netns.nfs_client", "--server", SVC,
-             "--export", f"{pis.EXPORT_ROOT}/ilmare", "--path", path, "--seconds", "25", "--interval", "0.25"],
-            cwd=REPO, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                client_ns(net, ILMARE_IP),
+                "python3",
+                "-m",
+                "tests.netns.nfs_client",
+                "--server",
+                SVC,
+                "--export",
+                f"{pis.EXPORT_ROOT}/ilmare",
+                "--path",
+                path,
+                "--seconds",
+                "25",
+                "--interval",
+                "0.25",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for path in ("/etc/issue", "/etc/machine-id")
     }
     lines: dict[str, list[str]] = {path: [] for path in holds}
 
     def collect(path: str) -> None:
-        assert holds[path].stdout is not None
-        for line in holds[path].stdout:
+        out = holds[path].stdout
+        assert out is not None
+        for line in out:
             lines[path].append(line)
 
     readers = [threading.Thread(target=collect, args=(path,), daemon=True) for path in holds]
@@ -237,14 +266,16 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         net.announce(other.ns, SVC)
         other.start()
         served_again = time.monotonic() - killed
-        for path, hold in holds.items():
+        for hold in holds.values():
             hold.wait(timeout=60)
         for reader in readers:
             reader.join(timeout=10)
     finally:
         other.stop()
         for hold in holds.values():
-            stop(hold)
+            if hold.poll() is None:
+                hold.kill()
+                hold.wait(timeout=10)
         server.ns = net.pi
         in_ns(other.ns, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
         in_ns(net.pi, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
@@ -256,7 +287,7 @@ def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Serve
         errors = [r for r in reads if "error" in r]
         oks = [r["t"] for r in reads if "ok" in r]
         # What the Pi sees: its reads stall from the last one the old server answered to the first the new one did.
-        stall = round(max(b - a for a, b in zip(oks, oks[1:], strict=False)), 2) if len(oks) > 1 else None
+        stall = round(max(b - a for a, b in itertools.pairwise(oks)), 2) if len(oks) > 1 else None
         report = {"path": path, "server_down_s": round(served_again, 1), "reads_stalled_s": stall, "errors": errors}
         print("failover:", json.dumps(report))
         assert stall is not None and stall > 3, f"the reads never stalled, so the server never went: {report}"
@@ -293,7 +324,10 @@ def test_a_new_image_reaches_a_pi_only_when_told_and_keeps_its_node_password_and
         (roots / "ilmare" / "next").touch()
         server.start()
         got = nfs_cat(net, ILMARE_IP, "/etc/issue")
-        assert got.stdout == new_root["etc/issue"], (got.stderr, [line for line in (server.root / "ganesha.log").read_text().splitlines() if "ganesha" not in line][-10:])
+        assert got.stdout == new_root["etc/issue"], (
+            got.stderr,
+            [line for line in (server.root / "ganesha.log").read_text().splitlines() if "ganesha" not in line][-10:],
+        )
         assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "ubuntu\n"
         assert nfs_cat(net, ILMARE_IP, "/etc/rancher/node/password").stdout == "k3s-node-password\n"
         assert nfs_cat(net, ILMARE_IP, "/etc/ssh/ssh_host_ed25519_key").stdout == "host key\n"

@@ -94,7 +94,16 @@ def test_a_build_killed_halfway_is_finished_by_the_next(ubuntu: tuple[Path, str,
 
 def test_the_tools_it_needs_are_the_ones_its_image_installs() -> None:
     script = plan.build_script()
-    used = {"curl": "curl", "xz": "xz-utils", "sfdisk": "fdisk", "mcopy": "mtools", "e2fsck": "e2fsprogs", "e2label": "e2fsprogs", "cpio": "cpio", "zstd": "zstd"}
+    used = {
+        "curl": "curl",
+        "xz": "xz-utils",
+        "sfdisk": "fdisk",
+        "mcopy": "mtools",
+        "e2fsck": "e2fsprogs",
+        "e2label": "e2fsprogs",
+        "cpio": "cpio",
+        "zstd": "zstd",
+    }
     for tool, package in used.items():
         assert f"{tool} " in script and package in plan.BUILDER_PACKAGES, tool
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0

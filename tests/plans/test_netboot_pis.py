@@ -26,14 +26,15 @@ def netbooting(mode: str = "dhcp", **extra: dict[str, object]) -> StackConfig:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
     boot = {"eonwe": ("rpi4", "9ffefdef"), "ilmare": ("rpi5", "1a2b3c4d")}
-    raw["iluvatar:nodes"] = [{**n, "board": boot[n["name"]][0], "boot": "netboot", "serial": boot[n["name"]][1], **extra.get(n["name"], {})} if n["name"] in boot else n for n in raw["iluvatar:nodes"]]
+    raw["iluvatar:nodes"] = [
+        {**n, "board": boot[n["name"]][0], "boot": "netboot", "serial": boot[n["name"]][1], **extra.get(n["name"], {})} if n["name"] in boot else n
+        for n in raw["iluvatar:nodes"]
+    ]
     return parse_stack(raw)
 
 
 def node(stack: StackConfig, name: str):  # type: ignore[no-untyped-def]
     return next(n for n in stack.nodes if n.name == name)
-
-
 
 
 def test_a_pi_4s_cmdline_txt_whole() -> None:
@@ -55,7 +56,9 @@ def test_the_network_config_on_the_command_line_is_the_pis_netplan_as_cloud_init
     root = debian.path("cloud-init") / "usr/lib/python3/dist-packages"
     code = "import json,sys; from cloudinit.net import cmdline; print(json.dumps(cmdline.read_kernel_cmdline_config(sys.argv[1])))"
     env = {**os.environ, "PYTHONPATH": str(root)}
-    read = subprocess.run(["/usr/bin/python3", "-c", code, pis.cmdline(stack, eonwe)], capture_output=True, text=True, check=True, env=env, timeout=60)
+    read = subprocess.run(
+        ["/usr/bin/python3", "-c", code, pis.cmdline(stack, eonwe)], capture_output=True, text=True, check=True, env=env, timeout=60
+    )
     assert json.loads(read.stdout) == {
         "version": 2,
         "ethernets": {
@@ -89,12 +92,21 @@ def test_netbooting_pis_pass_cloud_init_schema(tmp_path: Path) -> None:
 def test_a_netbooted_pi_holds_its_kernel_and_keeps_its_link() -> None:
     stack = netbooting()
     doc = cloudinit.user_data_document(stack, node(stack, "eonwe"))
-    assert doc["runcmd"][0] == ["apt-mark", "hold", "linux-raspi", "linux-image-raspi", "linux-headers-raspi", "linux-modules-extra-raspi", "flash-kernel"]
+    assert doc["runcmd"][0] == [
+        "apt-mark",
+        "hold",
+        "linux-raspi",
+        "linux-image-raspi",
+        "linux-headers-raspi",
+        "linux-modules-extra-raspi",
+        "flash-kernel",
+    ]
     assert cloudinit.network_config_document(stack, node(stack, "eonwe"))["network"]["ethernets"]["lan"]["critical"] is True
     # A Pi that boots from its card is as it was.
     disk = load_stack_file(HOMELAB)
     assert cloudinit.user_data(disk, node(disk, "eonwe")) == cloudinit.user_data(stack, node(stack, "eonwe")).replace(
-        '- - apt-mark\n  - hold\n  - linux-raspi\n  - linux-image-raspi\n  - linux-headers-raspi\n  - linux-modules-extra-raspi\n  - flash-kernel\n', ""
+        "- - apt-mark\n  - hold\n  - linux-raspi\n  - linux-image-raspi\n  - linux-headers-raspi\n  - linux-modules-extra-raspi\n  - flash-kernel\n",
+        "",
     )
     assert "critical" not in cloudinit.network_config(disk, node(disk, "eonwe"))
 
@@ -119,13 +131,20 @@ def test_the_eeprom_lines_of_each_pi() -> None:
 def test_the_root_files_of_a_pi() -> None:
     stack = netbooting()
     files = pis.seed_files(stack, node(stack, "eonwe"))
-    assert sorted(files) == ["/etc/fstab", "/var/lib/cloud/seed/nocloud/meta-data", "/var/lib/cloud/seed/nocloud/network-config", "/var/lib/cloud/seed/nocloud/user-data"]
+    assert sorted(files) == [
+        "/etc/fstab",
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "/var/lib/cloud/seed/nocloud/network-config",
+        "/var/lib/cloud/seed/nocloud/user-data",
+    ]
     assert files["/etc/fstab"] == "# Written by Iluvatar: eonwe's root is NFS (192.168.0.14:/pis/eonwe), mounted by the initramfs; it has no card.\n"
     meta = yaml.safe_load(files["/var/lib/cloud/seed/nocloud/meta-data"])
     assert meta["local-hostname"] == "eonwe" and meta["instance-id"].startswith("iluvatar-eonwe-")
     # A changed user-data is a new instance: cloud-init runs its once-per-instance modules again.
     changed = netbooting(eonwe={"dataDisks": []})
-    assert yaml.safe_load(pis.seed_files(changed, node(changed, "eonwe"))["/var/lib/cloud/seed/nocloud/meta-data"])["instance-id"] != meta["instance-id"]
+    assert (
+        yaml.safe_load(pis.seed_files(changed, node(changed, "eonwe"))["/var/lib/cloud/seed/nocloud/meta-data"])["instance-id"] != meta["instance-id"]
+    )
 
 
 def test_a_cmdline_over_the_limit_names_the_pi(monkeypatch: pytest.MonkeyPatch) -> None:
