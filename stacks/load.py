@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from stacks import chart_values as chart_rules
 from stacks import credentials
 from stacks import data as data_rules
+from stacks import discovery as discovery_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import monitoring as monitoring_rules
@@ -209,6 +210,15 @@ def parse_stack(
         apps,
         _zone_names(parsed),
         present,
+    )
+    if isinstance(identity, Identity):
+        taken.setdefault(identity.ip, "identity.ip (the Ainur's front door)")
+    problems += discovery_rules.check(
+        arda if isinstance(arda, Arda) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        "ainur" in values,
+        network if isinstance(network, Network) else None,
+        taken,
     )
     backup = _section(values, "backup", problems)
     app_values, app_values_broken = (

@@ -163,6 +163,64 @@ class Netboot(Model):
     lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
 
 
+# A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the
+# low 8 hex digits, lower case (raspberrypi/documentation eeprom-bootloader.adoc, TFTP_PREFIX: "9ffefdef/";
+# a Pi 5's 16-digit serial is cut to its low 8 too, rpi-eeprom#563). Upper case is accepted and lowered:
+# /proc/cpuinfo and the HDMI diagnostics screen print it in lower case, and dnsmasq's TFTP is case-sensitive.
+_PI_SERIAL = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+def _pi_serial(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if not isinstance(value, str) or not _PI_SERIAL.match(value):
+        raise ValueError(
+            f"{show(value)} is not a Raspberry Pi serial as its bootloader asks TFTP under it: 8 hex digits, the last 8 of "
+            "`grep Serial /proc/cpuinfo` (e.g. 9ffefdef)"
+        )
+    return value.lower()
+
+
+PiSerial = Annotated[
+    str, BeforeValidator(_pi_serial, json_schema_input_type=_text(_PI_SERIAL.pattern, "9ffefdef", "a Raspberry Pi serial (8 hex digits)"))
+]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
+
+
+class PiImage(Model):
+    """The Ubuntu Server for Raspberry Pi image the netbooting maiar boot: its release, where it is, its SHA-256.
+
+    The default is Ubuntu 24.04.3 LTS (noble), whose boot partition keeps flash-kernel's flat layout (vmlinuz,
+    initrd.img and the device trees at its root; the A/B `current/` layout arrived in 25.10). The checksum is of
+    the `.img.xz` as cdimage.ubuntu.com's SHA256SUMS lists it; the builder refuses an image that does not match.
+    """
+
+    release: Annotated[str, _pattern(re.compile(r"^\d{2}\.\d{2}(\.\d+)?$"), "24.04.3", "Ubuntu release")] = "24.04.3"
+    url: Annotated[
+        str,
+        _pattern(
+            _IMAGE_URL,
+            "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz",
+            "image URL (.img.xz)",
+        ),
+    ] = "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+    sha256: Annotated[
+        str, _pattern(_SHA256, "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56", "SHA-256 (64 lower-case hex digits)")
+    ] = "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checksum_with_url(cls, data: object) -> object:
+        # The default checksum is the default image's: another URL with it would be refused by the builder only
+        # on the Pis, after `pulumi up` had started. Say so at preview.
+        if isinstance(data, dict) and "url" in data and "sha256" not in data:
+            raise ValueError(
+                "sets url without sha256: give the image's SHA-256 from the SHA256SUMS beside it, so the builder can check what it downloads"
+            )
+        return data
+
+
 class GitMirror(Model):
     """A mirror of the GitOps repository on the Ainur, so Arda can rebuild without the internet."""
 
@@ -184,6 +242,8 @@ class Ainur(Model):
     ssh_authorized_keys: tuple[Annotated[str, _pattern(_SSH_KEY, "ssh-ed25519 AAAAC3Nz... you@laptop", "SSH public key")], ...] = Field(min_length=1)
     netboot: Netboot = Field(default_factory=Netboot)
     git_mirror: GitMirror | None = None
+    # The image the netbooting maiar (nodes with boot: netboot) boot from the Ainur.
+    pi_image: PiImage = Field(default_factory=PiImage)
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -204,6 +264,16 @@ class Cilium(Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class Discovery(Model):
+    """`iluvatar:arda.discovery`: a machine the inventory does not know that PXE-boots from the Ainur boots Talos
+    into maintenance mode (no config, no secret), so `iluvatar discover` can ask it what it is (stacks.discovery)."""
+
+    # The addresses the Ainur's DHCP lends such machines while they wait (netboot mode dhcp); unset: the DHCP range's.
+    pool: OrderedRange | None = None
+    # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
+    vlan: Label | None = None
+
+
 class Arda(Model):
     """Arda: the Talos Linux workload cluster."""
 
@@ -216,6 +286,8 @@ class Arda(Model):
     patches: tuple[TalosPatch, ...] = ()
     # By board: its schematic's extraKernelArgs, so its installer (and disk and PXE images) boot with them (plans.talos).
     kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
+    # Unknown machines boot into maintenance mode to be discovered; unset: they are not booted at all.
+    discovery: Discovery | None = None
 
 
 class ArgoCd(Model):
@@ -425,6 +497,8 @@ class Node(Model):
     retire: Annotated[bool | tuple[DiskPath, ...], BeforeValidator(_retire)] = False
     # How Pulumi powers this Arda machine on when it needs it (components.power); unset: by hand.
     power: Power | None = None
+    # A netbooting Pi's serial number: its bootloader asks TFTP for its files under it (plans.netboot.pis).
+    serial: PiSerial | None = None
 
     @property
     def retired_disks(self) -> tuple[str, ...]:
@@ -690,6 +764,11 @@ class StackConfig(Model):
         if self.ainur is None or self.ainur.netboot.unknown_macs != "generic-worker":
             return None
         return self.ainur.netboot.generic_worker
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
+        return self.arda.discovery if self.ainur is not None else None
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""
