@@ -284,11 +284,11 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
 
 def test_the_config_keeps_the_version_contract_the_cluster_was_installed_with(tmp_path: Path) -> None:
     """A new talosVersion upgrades the machines (their installer image); the configs stay shaped for the install's Talos."""
-    doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.12.5"})
-    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.12.4"}})
-    assert {a["talosVersion"] for a in _config_invokes(sim).values()} == {"v1.12.4"}
+    # Installed at Talos v1.13.0 (the secrets' version), the stack now at the shipped v1.14.1.
+    sim = simulate(read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.13.0"}})
+    assert {a["talosVersion"] for a in _config_invokes(sim).values()} == {"v1.13.0"}
     installer = sim.outputs["ardaInstallerImages"]["generic-x86"]
-    assert installer.endswith(":v1.12.5")
+    assert installer.endswith(":v1.14.1")
     assert f"image: {installer}" in json.loads(sim.named()["arda-tirion-apply"].inputs["stdin"].value)["machineConfig"]
 
 
@@ -330,7 +330,7 @@ def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulatio
     for args in invokes.values():
         assert args["clusterName"] == "arda"
         assert args["clusterEndpoint"] == "https://192.168.0.20:6443"
-        assert args["kubernetesVersion"] == "1.34.1"
+        assert args["kubernetesVersion"] == "1.35.1"
         assert args["talosVersion"] == "v1.14.1"
         assert (args["docs"], args["examples"]) == (False, False)
         assert args["machineSecrets"] == MOCK_STATE["machineSecrets"]
@@ -387,7 +387,7 @@ def test_image_urls_are_the_providers(homelab: Simulation) -> None:
 
 def test_factory_urls_match_terraform_provider_talos() -> None:
     """The offline answer has the shape talos_image_factory_urls (provider v0.11.0) returns."""
-    metal = _talos_urls({"schematicId": "abc", "talosVersion": "1.12.4", "architecture": "arm64", "platform": "metal"})["urls"]
+    metal = _talos_urls({"schematicId": "abc", "talosVersion": "1.14.1", "architecture": "arm64", "platform": "metal"})["urls"]
     image = "https://factory.talos.dev/image/abc/v1.14.1"
     assert metal == {
         "installer": "factory.talos.dev/metal-installer/abc:v1.14.1",

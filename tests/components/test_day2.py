@@ -153,7 +153,7 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     previous = outputs_of(homelab)
     arda = previous["arda"]
     assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
     after = simulate(homelab_stack_file(), previous=previous)
     preflight = after.named()["arda-kubernetes-preflight"]
     assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.35.1 --timeout 5m"
@@ -274,7 +274,7 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     previous = outputs_of(homelab)
     arda = previous["arda"]
     assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
     after = simulate(homelab_stack_file(), previous=previous)
     named = after.named()
     upgrade = named["arda-kubernetes-upgrade"]

@@ -468,13 +468,13 @@ def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_pat
 def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab: Path, tmp_path: Path) -> None:
     previous = json.loads((homelab / "outputs.json").read_text())
     for node in previous["arda"]["nodes"].values():
-        node["installer"] = node["installer"].replace(":v1.14.1", ":v1.12.3")
-    previous["arda"]["talosVersion"] = "v1.12.3"
+        node["installer"] = node["installer"].replace(":v1.14.1", ":v1.13.9")
+    previous["arda"]["talosVersion"] = "v1.13.9"
     (tmp_path / "old.json").write_text(json.dumps(previous))
     result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines()[1:] == [
-        f"  {i}. {n}: Talos v1.12.3 -> v1.14.1" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+        f"  {i}. {n}: Talos v1.13.9 -> v1.14.1" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
     ]
 
 

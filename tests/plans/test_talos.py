@@ -197,7 +197,7 @@ def test_patches_are_deterministic() -> None:
 def test_the_talos_invokes_inputs() -> None:
     """What the Talos provider is given: the bare Kubernetes version, the VIP's API endpoint, a machine type per role."""
     stack = load_stack_file(HOMELAB)
-    assert (talos.kubernetes_version(stack), talos.cluster_endpoint(stack)) == ("1.34.1", "https://192.168.0.20:6443")
+    assert (talos.kubernetes_version(stack), talos.cluster_endpoint(stack)) == ("1.35.1", "https://192.168.0.20:6443")
     # A control plane generated as a worker would never start etcd; a worker as a control plane would join etcd.
     assert {n.name: talos.machine_type(n) for n in stack.arda_nodes} == {
         "taniquetil": "controlplane",
