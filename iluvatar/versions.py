@@ -16,7 +16,8 @@ from stacks.model import StackConfig
 
 
 def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> list[str]:
-    """Each `pulumi up` of the way, Talos's rolls first (one run: stacks.day2), then Kubernetes a minor a run."""
+    """Each `pulumi up` of the way: Talos's rolls in one (with Kubernetes moved on the way where a minor needs it:
+    stacks.day2), then Kubernetes a minor a run."""
     if releases.release(to_talos) < releases.release(talos):
         return [f"none: Talos {talos} is newer than {to_talos}"]
     runs: list[str] = []
@@ -24,18 +25,15 @@ def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> lis
         hops = releases.talos_path(talos, kubernetes, to_talos, to_kubernetes) if to_talos != talos else []
     except releases.PathError as e:
         return [f"none: {e}"]
-    talos_rolls: list[str] = []
-    for hop in hops:
-        if hop.talos is not None:
-            talos_rolls.append(hop.talos)
-            continue
-        if talos_rolls:
-            runs.append(f"arda.talosVersion {talos_rolls[-1]}: {len(talos_rolls)} roll(s) of every machine ({', '.join(talos_rolls)})")
-            talos_rolls = []
-        runs.append(f"arda.kubernetesVersion {hop.kubernetes}.x")
-        kubernetes = f"{hop.kubernetes}.0"
-    if talos_rolls:
-        runs.append(f"arda.talosVersion {talos_rolls[-1]}: {len(talos_rolls)} roll(s) of every machine ({', '.join(talos_rolls)})")
+    rolls = [str(h.talos) for h in hops if h.talos is not None]
+    if steps := releases.kubernetes_steps(hops):
+        kubernetes = steps[-1]
+        runs.append(
+            f"arda.talosVersion {rolls[-1]} with arda.kubernetesVersion {kubernetes}: {len(rolls)} roll(s) of every machine "
+            f"({', '.join(rolls)}), Kubernetes moved before the rolls that need it ({', '.join(steps)})"
+        )
+    elif rolls:
+        runs.append(f"arda.talosVersion {rolls[-1]}: {len(rolls)} roll(s) of every machine ({', '.join(rolls)})")
     have, want = releases.minor_of(kubernetes), releases.minor_of(to_kubernetes)
     for minor in range(have[1] + 1, want[1] + 1):
         runs.append(f"arda.kubernetesVersion v1.{minor}.x" if minor < want[1] else f"arda.kubernetesVersion {to_kubernetes}")

@@ -187,13 +187,15 @@ def _cluster_args(stack: StackConfig) -> tuple[str, ...]:
 KUBERNETES_PREFLIGHT_TIMEOUT = "5m"
 
 
-def kubernetes_preflight(stack: StackConfig) -> Step:
+def kubernetes_preflight(stack: StackConfig, version: str | None = None) -> Step:
     """Before a Kubernetes upgrade's first machine: the version skew and the APIs the target removes
-    that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig)."""
+    that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig). `version`: a path's
+    Kubernetes step on the way (stacks.releases.talos_path), else the stack's."""
+    to = version or stack.arda.kubernetes_version
     return Step(
-        ("kubernetes-preflight", "--to", stack.arda.kubernetes_version),
+        ("kubernetes-preflight", "--to", to),
         KUBERNETES_PREFLIGHT_TIMEOUT,
-        f"Arda's API servers to allow Kubernetes {stack.arda.kubernetes_version} (version skew, removed APIs still requested)",
+        f"Arda's API servers to allow Kubernetes {to} (version skew, removed APIs still requested)",
     )
 
 
@@ -216,20 +218,22 @@ def running_machines(stack: StackConfig, deployed: DeployedArda, renamed: Mappin
     return out
 
 
-def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, bool]]) -> Step:
+def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, bool]], version: str | None = None) -> Step:
     """Between the preflight and the first machine's apply: the new Kubernetes version rolled component by component, as
     `talosctl upgrade-k8s` rolls it (each control plane's API server, then the controller-managers, then the schedulers, then
     every kubelet, control planes first), each change waited for before the next. `running` are the machines the last
     deployment left running, (the name their Node has, where they answer, control plane or not), in rollout order (stdin:
-    the talosconfig and each machine's new config, by that name, whose images it puts in the running configs)."""
-    args: list[str] = ["kubernetes-upgrade", "--to", stack.arda.kubernetes_version]
+    the talosconfig and each machine's new config, by that name, whose images it puts in the running configs). `version`:
+    a path's Kubernetes step on the way (its configs generated at that version), else the stack's."""
+    to = version or stack.arda.kubernetes_version
+    args: list[str] = ["kubernetes-upgrade", "--to", to]
     for name, ip, control_plane in running:
         args += ["--control-plane" if control_plane else "--worker", f"{name}={ip}"]
     cps = [name for name, _, control_plane in running if control_plane]
     return Step(
         tuple(args),
         f"{KUBERNETES_UPGRADE_MINUTES_PER_MACHINE * max(len(running), 1)}m",
-        f"Kubernetes {stack.arda.kubernetes_version} component by component: kube-apiserver, then kube-controller-manager, then "
+        f"Kubernetes {to} component by component: kube-apiserver, then kube-controller-manager, then "
         f"kube-scheduler, each on {', '.join(cps)} one at a time, then the kubelets of {', '.join(name for name, _, _ in running)}; "
         "each change running before the next (every control plane pod it restarts up 30 s, the machine's API server ready)",
     )

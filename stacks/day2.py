@@ -13,8 +13,9 @@ machine runs (upgrader/README.md, `apply`). The Talos upgrade paths are machiner
 (`compatibility.TalosVersion.UpgradeableFrom`); tests/stacks/test_day2.py asks machinery about every
 pair this table decides. A Talos version two or more minors ahead of what runs is a path
 (stacks.releases.talos_path): every machine rolled to each intermediate minor's newest release in
-turn, then to the version asked for, in one run; a path that needs Kubernetes to move on the way
-is refused here with the runs that would take it (a Kubernetes step is a run of its own).
+turn, then to the version asked for, in one run; where a minor needs a newer Kubernetes than runs,
+the same run moves Kubernetes one minor at a time before that roll, to the stack's
+`kubernetesVersion` in the end (stacks.releases.talos_path): each a step of its own in the chain.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ K3S = "iluvatar:ainur.k3sVersion"
 
 
 def k3s_release(version: str) -> tuple[int, int, int]:
-    """`v1.33.6+k3s1` as (1, 33, 6)."""
+    """`v1.35.8+k3s1` as (1, 35, 8)."""
     return release(version.split("+", 1)[0])
 
 
@@ -194,15 +195,21 @@ def _control_plane_addresses(stack: StackConfig, deployed: DeployedArda) -> list
 
 
 def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
-    """Talos along its upgrade paths; Kubernetes one minor at a time, never back, and not in Talos's run."""
+    """Talos along its upgrade paths; Kubernetes one minor at a time, never back, and not in Talos's run unless the path
+    across Talos minors moves it (its Kubernetes steps, each a step of its own in the chain)."""
     assert deployed.talos_version is not None
     arda = stack.arda
     problems: list[Problem] = []
     talos_moves = arda.talos_version != deployed.talos_version
+    on_the_path = False
     if talos_moves:
-        problems += _talos_path(arda.talos_version, arda.kubernetes_version, deployed)
+        found, on_the_path = _talos_path(arda.talos_version, arda.kubernetes_version, deployed)
+        problems += found
     before = deployed.kubernetes_version
-    if before is not None and arda.kubernetes_version != before:
+    if before is None or arda.kubernetes_version == before:
+        return problems
+    ruled = len(problems)
+    if not on_the_path:
         new, old = release(arda.kubernetes_version), release(before)
         if new < old:
             problems.append(
@@ -223,72 +230,68 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                     f"{arda.talos_version}); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
                 )
             )
-        elif leaving := leaving_control_planes(stack, deployed):
-            # The upgrade moves the machines in the inventory only (plans.bringup.running_machines): a control plane leaving
-            # in the same run keeps the old API server, in the cluster until its reset, while every kubelet goes past it.
-            names = ", ".join(leaving)
-            problems.append(
-                Problem(
-                    KUBERNETES,
-                    f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
-                    f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
-                    f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
-                )
+    kubernetes_refused = len(problems) > ruled
+    if not kubernetes_refused and (leaving := leaving_control_planes(stack, deployed)):
+        # The upgrade moves the machines in the inventory only (plans.bringup.running_machines): a control plane leaving
+        # in the same run keeps the old API server, in the cluster until its reset, while every kubelet goes past it.
+        names = ", ".join(leaving)
+        problems.append(
+            Problem(
+                KUBERNETES,
+                f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
+                f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
+                f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
             )
+        )
     return problems
 
 
 def path_of(stack: StackConfig, deployed: DeployedArda) -> list[releases.Hop]:
-    """The Talos rolls this run makes (one per minor: stacks.releases.talos_path); empty when Talos does not move or the
-    path is refused (check says why)."""
+    """The steps this run takes across Talos minors (stacks.releases.talos_path): the Talos rolls, and the Kubernetes
+    upgrades between them where a minor needs one; the last is the machines' own steps. Empty when Talos does not move
+    or the path is refused (check says why)."""
     if not deployed.deployed or deployed.talos_version in (None, stack.arda.talos_version):
         return []
     assert deployed.talos_version is not None
-    try:
-        hops = releases.talos_path(
-            deployed.talos_version,
-            deployed.kubernetes_version or stack.arda.kubernetes_version,
-            stack.arda.talos_version,
-            stack.arda.kubernetes_version,
-        )
-    except releases.PathError:
+    found, _ = _talos_path(stack.arda.talos_version, stack.arda.kubernetes_version, deployed)
+    if found:
         return []
-    return hops if all(h.talos is not None for h in hops) else []
+    return releases.talos_path(
+        deployed.talos_version, deployed.kubernetes_version or stack.arda.kubernetes_version, stack.arda.talos_version, stack.arda.kubernetes_version
+    )
 
 
-def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> list[Problem]:
-    """A Talos change as a path of rolls, each one machinery allows; refused when there is none, or when it needs
-    Kubernetes to move on the way (a run of its own: the runs that take the path are named)."""
+def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[list[Problem], bool]:
+    """A Talos change as a path of rolls, each one machinery allows, with Kubernetes moved on the way where a minor
+    needs it; refused when there is none, or when the stack's Kubernetes is not where the path's Kubernetes steps end
+    (a minor beyond is a run of its own, after the path). Also whether the path moves Kubernetes (the stack's
+    Kubernetes change is then its last Kubernetes step, not a run of its own)."""
     assert deployed.talos_version is not None
     running_kubernetes = deployed.kubernetes_version or kubernetes
     try:
         hops = releases.talos_path(deployed.talos_version, running_kubernetes, target, kubernetes)
     except releases.PathError as e:
-        return [Problem(TALOS, f"{target} cannot be rolled out: {e} (docs/day2.md#across-talos-minors)")]
+        return [Problem(TALOS, f"{target} cannot be rolled out: {e} (docs/day2.md#across-talos-minors)")], False
     host = deployed.talos_version
     for hop in hops:
         if hop.talos is None:
             continue
         if (why := talos_upgrade_problem(hop.talos, host)) is not None:
-            return [Problem(TALOS, f"{target} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)")]
+            return [Problem(TALOS, f"{target} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)")], False
         host = hop.talos
-    steps = [h for h in hops if h.kubernetes is not None]
-    if not steps:
-        return []
-    first = steps[0].kubernetes
-    runs = "; ".join(
-        f"{i}. {'arda.kubernetesVersion ' + str(h.kubernetes) + '.x' if h.kubernetes else 'arda.talosVersion ' + str(h.talos)}"
-        for i, h in enumerate(hops, 1)
-    )
+    steps = releases.kubernetes_steps(hops)
+    if not steps or steps[-1] == kubernetes:
+        return [], bool(steps)
+    last = releases.show(releases.minor_of(steps[-1]))
     return [
         Problem(
             KUBERNETES,
-            f"{kubernetes}: the path from Talos {deployed.talos_version} to {target} needs Kubernetes to move on the way "
-            f"({releases.describe_path(hops)}), and Arda runs {running_kubernetes}; Iluvatar moves Kubernetes in a run of its own: "
-            f"take the path one `pulumi up` per step ({runs}), starting with arda.kubernetesVersion {first}.x and arda.talosVersion "
-            f"kept at {deployed.talos_version} (docs/day2.md#across-talos-minors)",
+            f"{kubernetes}: the path from Talos {deployed.talos_version} to {target} moves Kubernetes to {last} on the way "
+            f"({releases.describe_path(hops)}), and a minor past what the path needs is a run of its own, after it (Talos first, "
+            f"then Kubernetes): set arda.kubernetesVersion to a {last} release for this run (e.g. {steps[-1]}), then {kubernetes} "
+            "in the next (docs/day2.md#across-talos-minors)",
         )
-    ]
+    ], True
 
 
 def leaving_control_planes(stack: StackConfig, deployed: DeployedArda) -> list[str]:

@@ -124,9 +124,9 @@ Label = Annotated[str, BeforeValidator(_label, json_schema_input_type=_text(_LAB
 _DNS = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$"
 DnsName = Annotated[str, BeforeValidator(_dns_name, json_schema_input_type=_text(_DNS, "home.arpa", "a DNS domain name"))]
 DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
-K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.33.6+k3s1", "k3s version")]
-TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.12.4", "Talos version")]
-KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.34.1", "Kubernetes version")]
+K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.35.8+k3s1", "k3s version")]
+TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.14.1", "Talos version")]
+KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.35.1", "Kubernetes version")]
 BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 
 

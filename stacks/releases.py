@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 TALOS = "v1.14.1"
 KUBERNETES = "v1.35.1"
-K3S = "v1.33.6+k3s1"
+K3S = "v1.35.8+k3s1"
 
 Minor = tuple[int, int]
 Release = tuple[int, int, int]
@@ -56,7 +56,7 @@ BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
 
 
 def release(version: str) -> Release:
-    """`v1.12.4` (or `v1.33.6+k3s1`) as (1, 12, 4)."""
+    """`v1.12.4` (or `v1.35.8+k3s1`) as (1, 12, 4)."""
     major, minor, patch = (int(x) for x in version.removeprefix("v").split("+", 1)[0].split("-", 1)[0].split(".")[:3])
     return major, minor, patch
 
@@ -82,10 +82,27 @@ def target_span() -> str:
     return f"{first} only" if first == last else f"{first} to {last}"
 
 
+# The release a path's Kubernetes step installs of a minor it only passes through (the stack's own minor is the stack's
+# `kubernetesVersion`): that minor's newest patch release the Go module proxy serves as k8s.io/kubernetes (its
+# `@v/vX.Y.Z.info`, asked on 2026-11-25; 1.30 to 1.33 are past their end of life, so these are their last releases).
+# registry.k8s.io publishes every release's component images, which the Kubernetes step's configs name (Talos
+# machinery's generate package: `registry.k8s.io/kube-apiserver:v<version>`, constants.go KubernetesAPIServerImage).
+# tests/stacks/test_releases.py holds each to its minor; a new Talos row whose floor is above these is one more entry.
+KUBERNETES_NEWEST: dict[int, str] = {
+    30: "v1.30.14",
+    31: "v1.31.14",
+    32: "v1.32.13",
+    33: "v1.33.13",
+    34: "v1.34.12",
+    35: "v1.35.8",
+    36: "v1.36.3",
+}
+
+
 @dataclass(frozen=True)
 class Hop:
     """One step of a path across Talos minors: every machine rolled to `talos` (a Talos roll), or Arda's Kubernetes
-    moved to `kubernetes` (a Kubernetes upgrade), one minor at a time."""
+    moved to `kubernetes` (a Kubernetes upgrade, component by component), one minor at a time."""
 
     talos: str | None = None
     kubernetes: str | None = None
@@ -101,9 +118,11 @@ class PathError(ValueError):
 def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernetes: str) -> list[Hop]:
     """The steps from what Arda runs to what the stack asks for: each intermediate Talos minor's `newest` release, then
     `talos`, every machine rolled to one before the next; before a roll to a minor whose Kubernetes floor is above what
-    runs, Kubernetes one minor at a time up to that floor. A Kubernetes change the stack asks for beyond those is not
-    part of it (stacks.day2: Talos first, then Kubernetes). Raises PathError when no such path exists (a minor no row
-    knows, a downgrade, a Kubernetes version that no Talos on the way runs)."""
+    runs, Kubernetes one minor at a time up to that floor, each step at its minor's KUBERNETES_NEWEST release but one in
+    the stack's own minor, which is `kubernetes`. A Kubernetes minor beyond the floors is not part of it (stacks.day2
+    says when it may be). Raises PathError when no such path exists (a minor no row knows, a downgrade, a Kubernetes
+    version that no Talos on the way runs, or one the target Talos does not run: the message names the path that
+    would work)."""
     start, goal = release(running_talos), release(talos)
     if goal[:2] not in BY_MINOR:
         raise PathError(
@@ -115,27 +134,44 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
         )
     if goal[:2] < start[:2]:
         raise PathError(f"Talos {show(goal[:2])} is older than {running_talos}, which Arda runs; a minor is not rolled back")
-    kube = release(running_kubernetes)
+    wanted = release(kubernetes)
+    kube = release(running_kubernetes)[1]
     hops: list[Hop] = []
+    on = BY_MINOR[start[:2]]
     for minor in range(start[1] + 1, goal[1] + 1):
         row = BY_MINOR[(1, minor)]
         low, high = row.kubernetes
-        while kube[1] < low:
-            kube = (1, kube[1] + 1, 0)
-            hops.append(Hop(kubernetes=f"v1.{kube[1]}"))
-        if kube[1] > high:
+        while kube < low:
+            kube += 1
+            if kube > on.kubernetes[1]:
+                raise PathError(f"Talos {show(on.minor)} runs Kubernetes up to 1.{on.kubernetes[1]}, and Talos {show(row.minor)} needs 1.{low}")
+            hops.append(Hop(kubernetes=kubernetes if kube == wanted[1] else KUBERNETES_NEWEST[kube]))
+        if kube > high:
             raise PathError(f"Kubernetes {running_kubernetes} runs on no Talos {show(row.minor)} (it runs Kubernetes 1.{low} to 1.{high})")
         hops.append(Hop(talos=talos if minor == goal[1] else row.newest))
+        on = row
     if goal[:2] == start[:2] and goal != start:
         # Within a minor: one roll (a patch back too, which machinery allows below MaximumHostDowngradeVersion).
         hops.append(Hop(talos=talos))
-    wanted = release(kubernetes)
     low, high = BY_MINOR[goal[:2]].kubernetes
     if not low <= wanted[1] <= high:
-        raise PathError(f"Talos {show(goal[:2])} runs Kubernetes 1.{low} to 1.{high}, not {kubernetes}")
+        steps = kubernetes_steps(hops)
+        works = ""
+        if steps:
+            # The path's own last Kubernetes step is the stack's version: name a release of that minor that works.
+            works = (
+                f": the path that works moves Kubernetes on the way ({describe_path(hops)}), with arda.kubernetesVersion a "
+                f"{show(minor_of(steps[-1]))} release such as {steps[-1]}"
+            )
+        raise PathError(f"Talos {show(goal[:2])} runs Kubernetes 1.{low} to 1.{high}, not {kubernetes}{works}")
     return hops
 
 
+def kubernetes_steps(hops: list[Hop]) -> list[str]:
+    """The Kubernetes versions a path moves to on the way, in order."""
+    return [h.kubernetes for h in hops if h.kubernetes is not None]
+
+
 def describe_path(hops: list[Hop]) -> str:
-    """`Talos v1.13.9, then Talos v1.14.1` (a Kubernetes step names its minor: `Kubernetes v1.32`)."""
+    """`Talos v1.13.9, then Talos v1.14.1` (a Kubernetes step names its release: `Kubernetes v1.31.14`)."""
     return ", then ".join(str(h) for h in hops)

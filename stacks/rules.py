@@ -313,10 +313,17 @@ def _arda_versions(arda: Arda) -> list[Problem]:
         ]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
+        # Below the range: a cluster on that Kubernetes is moved on the way by the Talos upgrade's own run (stacks.releases).
+        older = (
+            f"; a cluster on an older Kubernetes is moved on the way, one minor at a time, in the run that upgrades Talos: set a "
+            f"1.{low} release (`iluvatar versions STACK --previous OUTPUTS.json` lists the path from what runs; docs/day2.md#across-talos-minors)"
+            if kube[0] == 1 and kube[1] < low
+            else ""
+        )
         return [
             Problem(
                 "iluvatar:arda.kubernetesVersion",
-                f"{arda.kubernetes_version} is not supported by Talos {arda.talos_version} (it supports Kubernetes 1.{low} to 1.{high})",
+                f"{arda.kubernetes_version} is not supported by Talos {arda.talos_version} (it supports Kubernetes 1.{low} to 1.{high}){older}",
             )
         ]
     return []

@@ -245,12 +245,12 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
     # A k3s version bump: every Pi's k3s step, the first valar first, then the other valar, then the maiar.
     ainur = previous["ainur"]
     assert isinstance(ainur, dict)
-    older = {**previous, "ainur": {**ainur, "k3sVersion": "v1.32.9+k3s1"}}
+    older = {**previous, "ainur": {**ainur, "k3sVersion": "v1.34.9+k3s1"}}
     bumped = simulate(homelab_stack_file(), previous=older, preview=True)
     assert _plan(caplog, bumped, older) == [
         "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:",
         *(
-            f"  {i}. {pi}: k3s v1.32.9+k3s1 -> v1.33.6+k3s1: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)"
+            f"  {i}. {pi}: k3s v1.34.9+k3s1 -> v1.35.8+k3s1: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)"
             for i, pi in enumerate(["manwe", "eonwe", "ilmare"], 1)
         ),
         "Arda: no change on any machine",

@@ -25,7 +25,7 @@ ILUVATAR = Path(sys.executable).parent / "iluvatar"
 HOMELAB_SUMMARY = """\
   network: LAN 192.168.0.0/24 (iluvatar.home.arpa), gateway 192.168.0.1, DNS 192.168.0.1; DHCP 192.168.0.100-192.168.0.199; load balancers 192.168.0.220-192.168.0.239; 1 VLAN: iot 192.168.20.0/24 (id 20); public zone example.com
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
-  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
+  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
   Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20
   apps: 5 (home-assistant, jellyfin, blog, grafana, headlamp); 1 external
   edge: public ingress cloudflare-tunnel, public DNS cloudflare; envoy-internal 192.168.0.238, envoy-external 192.168.0.239
@@ -104,7 +104,7 @@ def test_the_minimal_example_is_valid_as_it_ships() -> None:
         "examples/Pulumi.minimal.yaml: valid\n"
         "  network: LAN 192.168.1.0/24 (lab.home.arpa), gateway 192.168.1.1, DNS 192.168.1.1; DHCP 192.168.1.100-192.168.1.199; load balancers 192.168.1.220-192.168.1.239\n"
         "  nodes: 2 (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari)\n"
-        "  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
+        "  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
         "  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.1.13; the control planes run workloads too\n"
     )
 
@@ -172,7 +172,7 @@ def test_version_names_the_package_and_the_releases_from_the_tables() -> None:
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines() == [
         f"iluvatar {importlib.metadata.version('iluvatar')}",
-        "new stacks start from Talos v1.14.1, Kubernetes v1.35.1, k3s v1.33.6+k3s1",
+        "new stacks start from Talos v1.14.1, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
         "validation takes Talos 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37) (docs/reference/stack.md#versions)",
     ]
 
@@ -181,7 +181,7 @@ def test_the_version_follows_the_tables(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 15), (33, 38))
     monkeypatch.setattr(releases, "TALOS", "v1.15.0")
     assert cli.version().splitlines()[1:] == [
-        "new stacks start from Talos v1.15.0, Kubernetes v1.35.1, k3s v1.33.6+k3s1",
+        "new stacks start from Talos v1.15.0, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
         "validation takes Talos 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37), 1.15 (Kubernetes 1.33 to 1.38)"
         " (docs/reference/stack.md#versions)",
     ]

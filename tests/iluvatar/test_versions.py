@@ -48,10 +48,18 @@ def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, ca
         "    2. arda.kubernetesVersion v1.35.1",
     ]
     outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.30.2", "nodes": {}}}))
+    # Kubernetes moved on the way where a minor needs it: one run, its last Kubernetes step the stack's own version.
     lines = _lines(capsys, str(_stack(tmp_path, kubernetesVersion="v1.32.0")), "--previous", str(outputs))
-    assert lines[-4:] == [
-        "    1. arda.kubernetesVersion v1.31.x",
-        "    2. arda.talosVersion v1.13.9: 1 roll(s) of every machine (v1.13.9)",
-        "    3. arda.kubernetesVersion v1.32.x",
-        "    4. arda.talosVersion v1.14.1: 1 roll(s) of every machine (v1.14.1)",
+    assert lines[-2:] == [
+        "  path to this stack's versions, one `pulumi up` each:",
+        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.0: 2 roll(s) of every machine (v1.13.9, v1.14.1), "
+        "Kubernetes moved before the rolls that need it (v1.31.14, v1.32.0)",
+    ]
+    # Past the floors: the path's run at that minor's newest, then a minor a run.
+    lines = _lines(capsys, str(_stack(tmp_path, kubernetesVersion="v1.34.2")), "--previous", str(outputs))
+    assert lines[-3:] == [
+        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.13: 2 roll(s) of every machine (v1.13.9, v1.14.1), "
+        "Kubernetes moved before the rolls that need it (v1.31.14, v1.32.13)",
+        "    2. arda.kubernetesVersion v1.33.x",
+        "    3. arda.kubernetesVersion v1.34.2",
     ]

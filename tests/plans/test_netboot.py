@@ -23,7 +23,7 @@ from tests.strategies import raw_stacks
 from tests.tools import dnsmasq_test, require
 from tools.kube_cluster import Cluster
 
-K3S_KUBERNETES = "1.33"  # the minor of the pinned k3s (v1.33.6+k3s1)
+K3S_KUBERNETES = "1.35"  # the minor of the pinned k3s (v1.35.8+k3s1)
 SVC = "192.168.0.14"
 WORKERS = {"28-d2-44-30-00-01": "192.168.0.31", "28-d2-44-30-00-02": "192.168.0.32"}
 CONTROL_PLANES = ("a8-b8-e0-20-00-01", "a8-b8-e0-20-00-02", "a8-b8-e0-20-00-03")
@@ -218,7 +218,7 @@ def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config(
         script = scripts[netboot.discovery_script(arch)].splitlines()
         assert (
             script[1]
-            == f"# an unknown {arch} machine, to be discovered (arda.discovery): Talos v1.12.4, maintenance mode, no config: `iluvatar discover` reads what it is"
+            == f"# an unknown {arch} machine, to be discovered (arda.discovery): Talos v1.14.1, maintenance mode, no config: `iluvatar discover` reads what it is"
         )
         assert script[2] == f"{netboot.kernel_line(stack, board, None)} talos.hostname=discovery-{arch}-${{mac:hexhyp}} || goto kernel"
         assert script[3] == f"initrd --name initramfs.xz http://{SVC}/assets/{board}/initramfs.xz || goto initrd"

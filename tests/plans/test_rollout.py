@@ -79,11 +79,50 @@ def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() 
         *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
         "  6. lorien: new: installs from maintenance mode",
     ]
-    # One minor ahead, or a path that needs Kubernetes on the way (refused at preview): no rolls.
+    # One minor ahead: no rolls before the machines' own steps.
     before["talosVersion"] = "v1.13.0"
     assert rollout.path_rolls(before, after) == []
+    # A Kubernetes the stack asks for past where the path's Kubernetes steps end (refused at preview): no path.
     before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
-    assert rollout.path_rolls(before, after) == []
+    assert rollout.path_hops(before, after) == []
+
+
+def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_roll_that_needs_it() -> None:
+    before, after = current(), current()
+    before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
+    after["kubernetesVersion"] = "v1.32.4"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    assert [str(h) for h in rollout.path_hops(before, after)] == ["Kubernetes v1.31.14", "Talos v1.13.9", "Kubernetes v1.32.4", "Talos v1.14.1"]
+    assert (rollout.path_rolls(before, after), rollout.path_kubernetes(before, after)) == (["v1.13.9"], ["v1.31.14", "v1.32.4"])
+    machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    upgrade = (
+        "after its preflight, component by component over 5 machine(s): the API servers, controller-managers and schedulers one "
+        "control plane at a time, then every kubelet, each running before the next changes"
+    )
+    assert rollout.describe(before, after).splitlines() == [
+        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 2 rolls, one minor at a time (Talos migrates a machine between adjacent minors only), "
+        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins; Kubernetes "
+        "v1.30.1 -> v1.32.4 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        f"  Kubernetes v1.31.14 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
+        "  roll 1 of 2: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
+        f"  Kubernetes v1.32.4 first (Talos v1.14 runs Kubernetes 1.32 and later), {upgrade}",
+        "  roll 2 of 2: Talos v1.14.1, with each machine's own step below",
+        "Arda: 5 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
+        "reboot for, drains and reboots its machine):",
+        # The Kubernetes part of each machine's config is done by the path's steps: its own step is the Talos upgrade.
+        *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
+    ]
+    # One Talos minor that needs Kubernetes first: a path of one roll, the Kubernetes step before it.
+    after["talosVersion"], after["kubernetesVersion"] = "v1.13.9", "v1.31.2"
+    assert [str(h) for h in rollout.path_hops(before, after)] == ["Kubernetes v1.31.2", "Talos v1.13.9"]
+    assert rollout.describe_path(before, after)[:2] == [
+        "Arda: Talos v1.12.4 -> v1.13.9 is a path of 1 roll, one minor at a time (Talos migrates a machine between adjacent minors only), "
+        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins; Kubernetes "
+        "v1.30.1 -> v1.31.2 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        f"  Kubernetes v1.31.2 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
+    ]
 
 
 def test_a_half_done_upgrade_lists_only_the_machines_still_behind() -> None:

@@ -85,6 +85,15 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
     running = _running("v1.12.4", "v1.34.1")
     assert day2.check(stack, running) == []
     assert [str(h) for h in day2.path_of(stack, running)] == ["Talos v1.13.9", "Talos v1.14.1"]
+    # Kubernetes on the way where a minor needs it, in the same run: the stack's own version in its minor.
+    needs = _stack(tmp_path, kubernetesVersion="v1.32.4")
+    assert day2.check(needs, _running("v1.12.4", "v1.30.5")) == []
+    assert [str(h) for h in day2.path_of(needs, _running("v1.12.4", "v1.30.5"))] == [
+        "Kubernetes v1.31.14",
+        "Talos v1.13.9",
+        "Kubernetes v1.32.4",
+        "Talos v1.14.1",
+    ]
     # One minor, or none: no path of rolls beyond the machines' own steps.
     assert [str(h) for h in day2.path_of(stack, _running("v1.13.9", "v1.34.1"))] == ["Talos v1.14.1"]
     assert day2.path_of(stack, _running("v1.14.1", "v1.34.1")) == []
@@ -93,23 +102,18 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("running", "changes", "problems"),
     [
-        # The path needs Kubernetes on the way (1.14 runs 1.32 and later): the runs that take it, one `pulumi up` each.
+        # Kubernetes asked past where the path's steps end: a run of its own, after the path.
         (
-            ("v1.12.4", "v1.30.5"),
-            {"kubernetesVersion": "v1.32.0"},
+            ("v1.12.4", "v1.31.0"),
+            {"kubernetesVersion": "v1.33.2"},
             [
                 (
                     "iluvatar:arda.kubernetesVersion",
-                    "v1.32.0: the path from Talos v1.12.4 to v1.14.1 needs Kubernetes to move on the way (Kubernetes v1.31, then Talos v1.13.9, "
-                    "then Kubernetes v1.32, then Talos v1.14.1), and Arda runs v1.30.5; Iluvatar moves Kubernetes in a run of its own: take the "
-                    "path one `pulumi up` per step (1. arda.kubernetesVersion v1.31.x; 2. arda.talosVersion v1.13.9; 3. arda.kubernetesVersion "
-                    "v1.32.x; 4. arda.talosVersion v1.14.1), starting with arda.kubernetesVersion v1.31.x and arda.talosVersion kept at v1.12.4 "
+                    "v1.33.2: the path from Talos v1.12.4 to v1.14.1 moves Kubernetes to v1.32 on the way (Talos v1.13.9, then Kubernetes "
+                    "v1.32.13, then Talos v1.14.1), and a minor past what the path needs is a run of its own, after it (Talos first, then "
+                    "Kubernetes): set arda.kubernetesVersion to a v1.32 release for this run (e.g. v1.32.13), then v1.33.2 in the next "
                     "(docs/day2.md#across-talos-minors)",
-                ),
-                (
-                    "iluvatar:arda.kubernetesVersion",
-                    "v1.32.0 skips a minor: Arda runs v1.30.5, and Kubernetes upgrades one minor at a time (v1.31 first)",
-                ),
+                )
             ],
         ),
         # A Talos no row knows runs: no path.

@@ -59,8 +59,12 @@ def test_the_table_covers_every_minor_machinery_knows_from_its_first_row_on() ->
         ("v1.13.0", "v1.34.1", "v1.13.9", "v1.34.1", ["Talos v1.13.9"]),
         ("v1.14.1", "v1.35.1", "v1.14.1", "v1.35.1", []),
         ("v1.13.9", "v1.35.1", "v1.13.5", "v1.35.1", ["Talos v1.13.5"]),  # a patch back: one roll, machinery allows it
-        ("v1.12.4", "v1.30.2", "v1.14.1", "v1.32.0", ["Kubernetes v1.31", "Talos v1.13.9", "Kubernetes v1.32", "Talos v1.14.1"]),
-        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.32.0", ["Talos v1.13.9", "Kubernetes v1.32", "Talos v1.14.1"]),
+        # Kubernetes on the way: a minor it passes through at that minor's newest release, the stack's own minor at the stack's.
+        ("v1.12.4", "v1.30.2", "v1.14.1", "v1.32.0", ["Kubernetes v1.31.14", "Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"]),
+        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.32.0", ["Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"]),
+        ("v1.12.4", "v1.30.2", "v1.13.9", "v1.31.5", ["Kubernetes v1.31.5", "Talos v1.13.9"]),
+        # The stack's minor past the floors: the path's last step is its minor's newest (stacks.day2 refuses the stack).
+        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.33.2", ["Talos v1.13.9", "Kubernetes v1.32.13", "Talos v1.14.1"]),
     ],
 )
 def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it(
@@ -79,6 +83,13 @@ def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it
         (("v1.13.0", "v1.35.0", "v1.15.0", "v1.35.0"), "Talos v1.15 is not in this version of Iluvatar's table (it knows v1.12 to v1.14)"),
         (("v1.14.1", "v1.35.0", "v1.13.9", "v1.35.0"), "Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back"),
         (("v1.13.0", "v1.34.0", "v1.14.1", "v1.31.0"), "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.31.0"),
+        # Kubernetes pinned where the path needs it to move: the path that would work, and the minor to set.
+        (
+            ("v1.12.4", "v1.30.5", "v1.14.1", "v1.30.5"),
+            "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.30.5: the path that works moves Kubernetes on the way (Kubernetes "
+            "v1.31.14, then Talos v1.13.9, then Kubernetes v1.32.13, then Talos v1.14.1), with arda.kubernetesVersion a v1.32 release "
+            "such as v1.32.13",
+        ),
     ],
 )
 def test_no_path_says_why(args: tuple[str, str, str, str], message: str) -> None:
@@ -118,13 +129,25 @@ def test_every_path_steps_one_minor_at_a_time_within_what_each_talos_runs(start:
             low, high = releases.BY_MINOR[(1, talos)].kubernetes
             assert low <= running <= high  # each roll lands on a Talos that runs what runs
         else:
-            assert hop.kubernetes == f"v1.{running + 1}"
             running += 1
+            # One minor at a time, at that minor's newest release, or the stack's own in the stack's minor.
+            assert hop.kubernetes == (f"v1.{wanted}.0" if running == wanted else releases.KUBERNETES_NEWEST[running])
+            assert running <= releases.BY_MINOR[(1, talos)].kubernetes[1]  # the Talos that runs then runs it
     assert talos == goal or (not hops and goal == start)
 
 
+def test_each_kubernetes_step_on_the_way_is_a_release_of_its_minor() -> None:
+    """A path's Kubernetes step through a minor installs that minor's newest release (the Go module proxy's, asked for
+    each exactly on 2026-11-25); every minor a target Talos's floor can put on the way is there."""
+    assert all(releases.minor_of(v) == (1, m) and releases.release(v)[2] > 0 for m, v in releases.KUBERNETES_NEWEST.items())
+    floors = {row.kubernetes[0] for row in releases.TALOS_MINORS if row.target}
+    lowest = releases.TALOS_MINORS[0].kubernetes[0]
+    assert set(range(lowest, max(floors) + 1)) <= set(releases.KUBERNETES_NEWEST)
+    assert releases.KUBERNETES_NEWEST[31] == "v1.31.14"  # 1.31's last release (end of life)
+
+
 def test_a_hop_reads_as_what_it_moves() -> None:
-    assert [str(Hop(talos="v1.13.9")), str(Hop(kubernetes="v1.32"))] == ["Talos v1.13.9", "Kubernetes v1.32"]
+    assert [str(Hop(talos="v1.13.9")), str(Hop(kubernetes="v1.32.13"))] == ["Talos v1.13.9", "Kubernetes v1.32.13"]
     assert releases.describe_path([Hop(talos="v1.13.9"), Hop(talos="v1.14.1")]) == "Talos v1.13.9, then Talos v1.14.1"
 
 

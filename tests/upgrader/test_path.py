@@ -13,18 +13,21 @@ server, with the same code.
 from __future__ import annotations
 
 import itertools
+import json
 import shlex
 import signal
 import time
 from typing import Any
 
 import pytest
+import yaml
 
 from iluvatar.simulate import Registration, simulate
-from stacks import releases
-from tests.edit import HOMELAB, homelab_stack_file
+from stacks import read_stack_file, releases
+from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import outputs_of, simulated
 from tests.upgrader.run import Result, mutations, secrets, started, upgrader
+from tools import talos_check
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 OLD, HOP, NEW = "v1.12.4", "v1.13.9", releases.TALOS
@@ -157,3 +160,78 @@ def test_a_machine_two_minors_behind_its_own_step_is_refused_and_left_as_it_is()
         )
         assert mutations(api) == []
         assert _versions(api) == {"istari-1": OLD}
+
+
+# --- A path that needs Kubernetes on the way ------------------------------------------------------------------------
+#
+# Talos 1.13 runs Kubernetes 1.31 and later, 1.14 runs 1.32 and later (stacks.releases, machinery v1.14.1's compatibility
+# packages): a cluster on Talos 1.12 and Kubernetes 1.30 goes to 1.14 with Kubernetes moved on the way, in the same run:
+# Kubernetes v1.31.14 (1.31's newest), every machine to Talos v1.13.9, Kubernetes at the stack's v1.32.4, then every
+# machine's own step installs v1.14.1. Installed at Talos v1.12.4 (the secrets' version contract, kept by ignore_changes).
+
+KUBE_START, KUBE_ON_THE_WAY, KUBE_STACK = "v1.30.5", "v1.31.14", "v1.32.4"
+
+
+def _kubernetes_path(tmp_path: Any) -> Any:
+    previous = outputs_of(simulated(HOMELAB))
+    arda = previous["arda"]
+    nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{OLD}"} for name, n in arda["nodes"].items()}
+    previous = {**previous, "arda": {**arda, "talosVersion": OLD, "kubernetesVersion": KUBE_START, "nodes": nodes}}
+    doc = edit(homelab_doc(), {"iluvatar:arda.kubernetesVersion": KUBE_STACK})
+    stack = read_stack_file(write_stack(tmp_path, doc, stack="homelab"))
+    return simulate(stack, previous=previous, prior={"arda-config-secrets": {"talosVersion": OLD}})
+
+
+def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_the_same_chain(tmp_path: Any) -> None:
+    sim = _kubernetes_path(tmp_path)
+    order = outputs_of(simulated(HOMELAB))["arda"]["order"]
+    chain = [
+        r
+        for r in sim.by_type(COMMAND)
+        if r.name.startswith("arda-") and ("-talos-" in r.name or "-kubernetes" in r.name or r.name.endswith("-apply"))
+    ]
+    assert [r.name for r in chain] == [
+        f"arda-kubernetes-{KUBE_ON_THE_WAY}-preflight",
+        f"arda-kubernetes-{KUBE_ON_THE_WAY}-upgrade",
+        *(f"arda-{m}-talos-{HOP}" for m in order),
+        "arda-kubernetes-preflight",
+        "arda-kubernetes-upgrade",
+        *(f"arda-{m}-apply" for m in order),
+    ]
+    # One chain: each step waits for the one before it (Pulumi runs them in this order, and a run stopped on the way
+    # registers the same steps again: only those that did not finish run).
+    for before, after in itertools.pairwise(chain):
+        assert before.urn in after.dependencies, (before.name, after.name)
+    commands = {r.name: shlex.split(r.inputs["create"]) for r in chain}
+    machines = [a for m in order for a in ("--control-plane" if m in ("taniquetil", "tirion", "alqualonde") else "--worker", f"{m}=")]
+    for name, to in ((f"arda-kubernetes-{KUBE_ON_THE_WAY}", KUBE_ON_THE_WAY), ("arda-kubernetes", KUBE_STACK)):
+        assert commands[f"{name}-preflight"][-5:] == ["kubernetes-preflight", "--to", to, "--timeout", "5m"]
+        upgrade = commands[f"{name}-upgrade"]
+        assert upgrade[upgrade.index("kubernetes-upgrade") : upgrade.index("kubernetes-upgrade") + 3] == ["kubernetes-upgrade", "--to", to]
+        assert [w.split("=")[0] + "=" if "=" in w else w for w in upgrade[upgrade.index("--to") + 2 : -2]] == machines
+    # The step on the way hands the upgrader configs the provider generates at that version, with the install's contract.
+    at = [a for t, a in sim.invocations if t == talos_check.INVOKE and a["kubernetesVersion"] == KUBE_ON_THE_WAY.removeprefix("v")]
+    assert sorted(talos_check.machine_name(a) for a in at) == sorted(order)
+    assert {a["talosVersion"] for a in at} == {OLD}
+    given = json.loads(sim.named()[f"arda-kubernetes-{KUBE_ON_THE_WAY}-upgrade"].inputs["stdin"].value)
+    assert sorted(given) == ["machineConfigs", "talosconfig"] and sorted(given["machineConfigs"]) == sorted(order)
+
+
+def test_the_configs_on_the_way_name_that_versions_images_as_talos_generates_them(tmp_path: Any) -> None:
+    """The provider's machinery (v1.13.0, tools/talos-check) generates the step-on-the-way configs from the program's own
+    invocations: every Kubernetes image at v1.31.14, which is what the upgrader's kubernetes-upgrade --to v1.31.14 takes
+    (it refuses a config whose images are at another version: upgrader/internal/kubeupgrade, newTarget)."""
+    sim = _kubernetes_path(tmp_path)
+    batch = [m for m in talos_check.machines(sim.invocations) if m.arguments["kubernetesVersion"] == KUBE_ON_THE_WAY.removeprefix("v")]
+    verdicts = talos_check.check(batch)
+    assert [v.provider for v in verdicts] == [()] * len(batch)
+    for verdict in verdicts:
+        (config,) = [d for d in yaml.safe_load_all(verdict.config) if isinstance(d, dict) and "machine" in d]
+        assert config["machine"]["kubelet"]["image"] == f"ghcr.io/siderolabs/kubelet:{KUBE_ON_THE_WAY}", verdict.name
+        if config["machine"]["type"] == "controlplane":
+            images = {k: config["cluster"][k]["image"] for k in ("apiServer", "controllerManager", "scheduler")}
+            assert images == {
+                "apiServer": f"registry.k8s.io/kube-apiserver:{KUBE_ON_THE_WAY}",
+                "controllerManager": f"registry.k8s.io/kube-controller-manager:{KUBE_ON_THE_WAY}",
+                "scheduler": f"registry.k8s.io/kube-scheduler:{KUBE_ON_THE_WAY}",
+            }, verdict.name
