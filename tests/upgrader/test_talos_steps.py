@@ -339,7 +339,7 @@ def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_n
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_a_kubernetes_version_change_pulls_the_new_images_first_then_applies_without_a_reboot(version: str) -> None:
     with talos_api(arda({"valinor-1": version})) as api:
-        config = api.config("controlplane", installer(VANILLA, version), kubernetes_version="1.34.2")
+        config = api.config("controlplane", installer(VANILLA, version), kubernetes_version="1.35.2")
         result = apply(api, "valinor-1", config)
         assert result.code == 0, result.stderr
         pulled = [
@@ -348,10 +348,10 @@ def test_a_kubernetes_version_change_pulls_the_new_images_first_then_applies_wit
             if c["method"] in {"ImageService/Pull", "MachineService/ImagePull"}
         ]
         assert pulled == [
-            ("ghcr.io/siderolabs/kubelet:v1.34.2", "CRI/NS_SYSTEM"),
-            ("registry.k8s.io/kube-apiserver:v1.34.2", "CRI/NS_CRI"),
-            ("registry.k8s.io/kube-controller-manager:v1.34.2", "CRI/NS_CRI"),
-            ("registry.k8s.io/kube-scheduler:v1.34.2", "CRI/NS_CRI"),
+            ("ghcr.io/siderolabs/kubelet:v1.35.2", "CRI/NS_SYSTEM"),
+            ("registry.k8s.io/kube-apiserver:v1.35.2", "CRI/NS_CRI"),
+            ("registry.k8s.io/kube-controller-manager:v1.35.2", "CRI/NS_CRI"),
+            ("registry.k8s.io/kube-scheduler:v1.35.2", "CRI/NS_CRI"),
         ]
         pull = "ImageService/Pull" if version == NEW else "MachineService/ImagePull"
         assert [m for _, m in mutations(api)] == [
