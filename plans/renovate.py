@@ -9,7 +9,7 @@ have no default file patterns (Renovate's docs, "Automated Dependency Updates fo
 names. So the patterns name the stack's own folders (`gitops.appsPath`, `gitops.ainurPath`).
 
 Checked by Renovate's own validator, `renovate-config-validator` from the npm package `renovate` at RENOVATE_VERSION
-(tests/plans/test_renovate.py, which says what it costs), with `--strict`: no deprecated or migrated option.
+(tools.renovate_check, run by tests/plans/test_renovate.py), with `--strict`: no deprecated or migrated option.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from plans import gitops as gitops_plan
 from stacks.model import StackConfig
 
 FILE = "renovate.json"  # one of the names Renovate looks for at a repository's root
-# The renovate release whose validator checks this configuration (tests/plans/test_renovate.py installs it).
+# The renovate release whose validator checks this configuration (tools/renovate/package.json installs it; the test holds
+# the two equal).
 RENOVATE_VERSION = "44.121.2"
 
 

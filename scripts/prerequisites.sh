@@ -34,7 +34,8 @@ fi
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl nfs-ganesha nfs-ganesha-vfs libnfs-utils mtools dosfstools cpio
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
   openssh-server openssh-client sudo restic jq dash busybox bash)
-# Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
+# Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py); its npm installs
+# Renovate's config validator and the Node 24 it asks for, from the npm registry (tools/renovate_check.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)
 fi

@@ -1,11 +1,11 @@
-"""The scaffold's Renovate configuration (plans.renovate), checked against Renovate's own option schema.
+"""The scaffold's Renovate configuration (plans.renovate), checked by Renovate's own config validator.
 
-Renovate's validator, `renovate-config-validator`, is the `renovate` npm package's: at RENOVATE_VERSION it needs Node
-^24.11 (its package.json `engines`; this machine has Node 20) and a dependency tree whose install failed here on a
-download from outside the registry after 32 minutes (docs/proof/performance.md, issue #42), so it does not run in the
-tests. What does: `renovate-schema.json`, the JSON schema Renovate generates from its own option definitions
-(dist/config/options/index.js) and ships in the same package, taken from the package's tarball alone (`npm pack`, 3 MB,
-no dependencies) and checked with jsonschema; and every key the configuration writes is one of Renovate's options.
+`renovate-config-validator`, the `renovate` npm package's (RENOVATE_VERSION, tools/renovate: pinned with the Node 24.11.1
+it asks for, both from the npm registry; tools.renovate_check), validates it as a repository's renovate.json, `--strict`.
+Also, cheaper and with the schema's own words: `renovate-schema.json`, the JSON schema Renovate generates from its option
+definitions (dist/config/options/index.js) and ships in the same package, taken from the package's tarball alone
+(`npm pack`, 3 MB, no dependencies) and checked with jsonschema; and every key the configuration writes is one of
+Renovate's options.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from iluvatar.golang import cache_dir
 from plans import renovate
 from stacks import load_stack_file
 from tests.edit import HOMELAB, RK1
+from tools import renovate_check
 
 
 def _schema() -> dict[str, Any]:
@@ -88,3 +89,28 @@ def test_the_managers_read_the_stacks_own_folders() -> None:
     assert config["kubernetes"]["managerFilePatterns"] == ["/^kubernetes/apps/.+\\.ya?ml$/", "/^ainur/.+\\.ya?ml$/"]
     assert config["baseBranchPatterns"] == ["main"]
     assert renovate.text(load_stack_file(HOMELAB)) == json.dumps(config, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("path", [HOMELAB, RK1], ids=lambda p: p.name)
+def test_renovates_validator_accepts_the_configuration(path: Path) -> None:
+    package = json.loads((renovate_check.PACKAGE_DIR / "package.json").read_text())
+    assert package["dependencies"]["renovate"] == renovate.RENOVATE_VERSION  # the validator is the release the plan names
+    checked = renovate_check.validate(renovate.text(load_stack_file(path)))
+    assert (checked.code, checked.output.splitlines()) == (
+        0,
+        [" INFO: Validating renovate.json", " INFO: Config validated successfully against 1 file(s)"],
+    )
+
+
+def test_renovates_validator_refuses_a_misspelt_option_a_wrong_type_and_an_older_name() -> None:
+    config = renovate.config(load_stack_file(HOMELAB))
+    misspelt = renovate_check.validate(json.dumps({**config, "dependencyDashbord": True}))
+    assert misspelt.code == 1
+    assert '"message": "Invalid configuration option: dependencyDashbord"' in misspelt.output
+    typed = renovate_check.validate(json.dumps({**config, "dependencyDashboard": "yes"}))
+    assert typed.code == 1
+    assert '"message": "Configuration option `dependencyDashboard` should be boolean. Found: \\"yes\\" (string)"' in typed.output
+    # fileMatch, managerFilePatterns' name before Renovate 41: Renovate migrates it, and --strict refuses a config that needs it.
+    older = renovate_check.validate(json.dumps({**config, "kubernetes": {"fileMatch": ["^kubernetes/apps/.+\\.ya?ml$"]}}))
+    assert older.code == 1
+    assert " WARN: Config migration necessary" in older.output.splitlines()
