@@ -177,6 +177,24 @@ def test_k3s_moves_forward_one_minor_at_a_time_against_what_the_ainur_run(tmp_pa
     assert day2.check(stack, day2.DeployedArda(), None) == []  # a first deployment of the Ainur
 
 
+@pytest.mark.parametrize(
+    ("k3s", "refused"),
+    [("v1.33.6+k3s1", True), ("v1.33.6+k3s2", False), ("v1.33.6+k3s3", False), ("v1.33.7+k3s1", False), ("v1.33.5+k3s9", True)],
+)
+def test_k3s_own_revision_of_a_release_does_not_go_back(tmp_path: Path, k3s: str, refused: bool) -> None:
+    # +k3s2 is k3s's second build of Kubernetes v1.33.6: going back to +k3s1 is a downgrade, a newer release with +k3s1 is not.
+    ainur = {"k3sVersion": "v1.33.6+k3s2", "nodes": {}}
+    problems = day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), ainur)
+    expected = f"{k3s} is older than v1.33.6+k3s2, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
+    assert [(p.path, p.message) for p in problems] == ([(day2.K3S, expected)] if refused else [])
+
+
+def test_k3s_build_orders_the_release_then_k3s_own_revision() -> None:
+    assert day2.k3s_build("v1.33.6+k3s2") == (1, 33, 6, 2)
+    assert day2.k3s_build("v1.33.6+k3s12") == (1, 33, 6, 12)
+    assert day2.k3s_build("v1.33.6") == (1, 33, 6, 0)
+
+
 def test_a_chart_going_backwards_is_refused(tmp_path: Path) -> None:
     running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "10.8.0"}})
     older = _edited(tmp_path, {"iluvatar:arda.cilium": {"version": "1.18.3"}, "iluvatar:gitops.argocd": {"version": "9.4.0"}})
