@@ -32,6 +32,8 @@ READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
 AINUR_OUTPUT = "ainur"
+# What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
+PLAIN = "[plain text]"
 
 
 @dataclass(frozen=True)
@@ -86,17 +88,17 @@ def _decode(key: str, value: Any, secret: bool = True) -> Any:
         try:
             decoded = json.loads(value) if isinstance(value, str) else value
         except json.JSONDecodeError:
-            return Secure() if secret else "[plain text]"
+            return Secure() if secret else PLAIN
         if not isinstance(decoded, dict):
-            return Secure() if secret else "[plain text]"
+            return Secure() if secret else PLAIN
         return {
-            app: {name: (Secure() if secret else "[plain text]") for name in entries} if isinstance(entries, dict) else entries
+            app: {name: (Secure() if secret else PLAIN) for name in entries} if isinstance(entries, dict) else entries
             for app, entries in decoded.items()
         }
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
         # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
         # value is ciphertext wherever it comes from); the value itself is never decoded.
-        return Secure() if secret else "[plain text]"
+        return Secure() if secret else PLAIN
     if isinstance(value, str):
         try:
             return json.loads(value)
