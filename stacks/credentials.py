@@ -103,7 +103,9 @@ CHAT_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 # Values left where a real one goes: the `<value>` of a command copied whole, or a word meaning "change me" (an address in
 # brackets, `Me <me@example.org>`, is a display name's, not a placeholder).
-PLACEHOLDER = re.compile(r"<(?![^<>@\s]+@[^<>@\s]+>)[A-Za-z][^<>]*>|^(changeme|change-me|change_me|replaceme|replace-me|replace_me|your[-_].*|xxx+)$", re.IGNORECASE)
+PLACEHOLDER = re.compile(
+    r"<(?![^<>@\s]+@[^<>@\s]+>)[A-Za-z][^<>]*>|^(changeme|change-me|change_me|replaceme|replace-me|replace_me|your[-_].*|xxx+)$", re.IGNORECASE
+)
 
 
 def looks_like_token(text: str) -> bool:

@@ -131,7 +131,9 @@ def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -
     if hosted is not None:
         # With a path after it the path would be read as the bucket: the endpoint is never a bucket's own address.
         rest = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
-        return f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}{rest}"
+        return (
+            f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}{rest}"
+        )
     if host and "." not in host and port is None and host != "localhost":
         folder = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
         return (

@@ -297,11 +297,19 @@ def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found
     close = ns.lower() == NAMESPACE or difflib.SequenceMatcher(None, ns.lower(), NAMESPACE).ratio() >= 0.75
     if not close and ns not in PROVIDER_NAMESPACES and ns != "pulumi" and (key in ORDER or key in SECRETS):
         # Iluvatar's own key under another namespace (the stack's or the project's name, `homelab:monitoring`).
-        return [credentials.Found(Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped; did you mean {NAMESPACE}:{key}?"), None)]
+        return [
+            credentials.Found(
+                Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped; did you mean {NAMESPACE}:{key}?"),
+                None,
+            )
+        ]
     if ns == "pulumi" and key != DISABLE_DEFAULT_PROVIDERS and difflib.SequenceMatcher(None, key, DISABLE_DEFAULT_PROVIDERS).ratio() >= 0.8:
         return [
             credentials.Found(
-                Problem(full_key, f"is not a key the engine reads, so it is dropped and default providers stay on; did you mean pulumi:{DISABLE_DEFAULT_PROVIDERS}?"),
+                Problem(
+                    full_key,
+                    f"is not a key the engine reads, so it is dropped and default providers stay on; did you mean pulumi:{DISABLE_DEFAULT_PROVIDERS}?",
+                ),
                 None,
             )
         ]

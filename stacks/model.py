@@ -561,6 +561,7 @@ def _host_port(what: str, port: int, example: str) -> Any:
 
     return BeforeValidator(check, json_schema_input_type=_text(_SMARTHOST.pattern, example, f"a {what}"))
 
+
 _HTTPS_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 HttpUrl = Annotated[str, _pattern(_HTTPS_URL, "https://ntfy.sh/iluvatar-alerts", "http(s) URL")]
 

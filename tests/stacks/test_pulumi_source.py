@@ -11,8 +11,8 @@ import pytest
 from stacks.day2 import DeployedArda, machines_of
 from stacks.load import ORDER
 from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, _decode, last_outputs, load
-from stacks.storage import Deployed
 from stacks.secrets import Secure
+from stacks.storage import Deployed
 from tests.edit import homelab_stack_file
 
 
@@ -174,7 +174,8 @@ class OutputsMocks(Mocks):
     """The engine answering `pulumi:pulumi:readStackOutputs` with the given outputs (or failing), each call recorded."""
 
     def __init__(self, outputs: dict[str, Any] | None, fail: bool = False) -> None:
-        self.outputs, self.fail, self.calls = outputs, fail, []
+        self.outputs, self.fail = outputs, fail
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.calls.append((args.token, dict(args.args)))
@@ -217,7 +218,7 @@ def test_outputs_that_cannot_be_read_stop_the_program_saying_why() -> None:
 
 
 def test_load_reads_back_what_the_last_deployment_ran() -> None:
-    storage_output = {"osdHosts": {}}
+    storage_output: dict[str, Any] = {"osdHosts": {}}
     _answering({"storage": storage_output, "arda": RUNNING, "ainur": AINUR_RAN})
     pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
     loaded = load()
@@ -293,7 +294,7 @@ def test_each_secret_is_its_own_key_s_value_and_stays_secret() -> None:
         keys = list(fields)
         outputs = [o for o in fields.values() if o is not None]
         assert len(outputs) == len(keys), [k for k, o in fields.items() if o is None]
-        flags = [pulumi.Output.from_input(o.is_secret()) for o in outputs]
+        flags: list[pulumi.Output[bool]] = [pulumi.Output.from_input(o.is_secret()) for o in outputs]
 
         def record(values: list[Any]) -> None:
             seen.update(zip(keys, zip(values[: len(keys)], values[len(keys) :], strict=True), strict=True))
@@ -317,7 +318,7 @@ def test_an_ssh_repository_s_deploy_key_is_its_secret() -> None:
     def check() -> pulumi.Output[Any]:
         s = load().secrets
         assert s.gitops_token is None and s.gitops_ssh_private_key is not None
-        secret = pulumi.Output.from_input(s.gitops_ssh_private_key.is_secret())
+        secret: pulumi.Output[bool] = pulumi.Output.from_input(s.gitops_ssh_private_key.is_secret())
         return pulumi.Output.all(s.gitops_ssh_private_key, secret).apply(seen.extend)
 
     check()
