@@ -187,7 +187,8 @@ BMC_PASSWORDS = "bmcPasswords"
 _ALERT_SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
 _IDENTITY_SECRET = "identityConnectorSecret"  # noqa: S105 - the secret's config key, not a secret
 _BCRYPT = "\"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
-_CONNECTOR_SECRETS = {
+# Each connector's secret, and the value its `pulumi config set --secret` command takes (stacks.identity says the same).
+CONNECTOR_SECRETS = {
     "github": ("the GitHub OAuth app's client secret", "<client secret>"),
     "ldap": ("the LDAP bind password", "<bind password>"),
     "static": ("the static admin's bcrypt hash (never the password itself)", _BCRYPT),
@@ -210,7 +211,7 @@ def _monitoring(parts: tuple[str | int, ...]) -> Destination:
 def _identity(config: Mapping[str, Any], named: str | None = None) -> Destination:
     """The connector's secret: of the connector the stack has, or (a made-up top-level key) the one its name says."""
     kind = named or _get(config, "identity", "connector", "type")
-    what, value = _CONNECTOR_SECRETS.get(kind if isinstance(kind, str) else "", ("the sign-in connector's secret", "<value>"))
+    what, value = CONNECTOR_SECRETS.get(kind if isinstance(kind, str) else "", ("the sign-in connector's secret", "<value>"))
     return Destination(_IDENTITY_SECRET, what=what, value=value)
 
 

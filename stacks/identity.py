@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from stacks.apps import under
+from stacks.credentials import CONNECTOR_SECRETS
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Identity, Network
 from stacks.rules import _static_address
@@ -40,7 +41,8 @@ NEEDS = {
 SECRET_IS = {
     "github": "the OAuth app's client secret",
     "ldap": "the bind password",
-    "static": "the admin's bcrypt password hash (htpasswd -nbBC 10 '' <password>)",
+    # htpasswd prints `:<hash>` (an empty user name, then the hash): the command that sets it keeps the hash alone.
+    "static": "the admin's bcrypt password hash, never the password itself",
 }
 
 
@@ -136,7 +138,8 @@ def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem
         secret = f"iluvatar:{SECRET}"
         yield UnsetSecret(
             secret,
-            f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} <value>`",
+            f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} "
+            f"{CONNECTOR_SECRETS[connector.type][1]}`",
             (secret,),
         )
 

@@ -86,7 +86,7 @@ def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
         f"  {ILUVATAR} render lab --out render/lab, then read render/lab/plan.txt",
         f"  cp Pulumi.lab.yaml {ROOT}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml",
         "  pulumi stack init lab",
-        "  pulumi config set --secret iluvatar:identityConnectorSecret <value>",
+        "  pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\"",
         "  pulumi config set --secret iluvatar:backupS3AccessKeyId <value>",
         "  pulumi config set --secret iluvatar:backupS3SecretAccessKey <value>",
         f"  {ILUVATAR} validate lab",
