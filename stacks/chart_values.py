@@ -236,22 +236,28 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _wanted(error: jsonschema.ValidationError) -> list[str]:
+    """What the schema takes where the value failed, in words: its types, its allowed values, each alternative's."""
+    if error.validator == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return [_TYPES.get(str(t), str(t)) for t in types]
+    if error.validator == "enum":
+        return [f"one of {', '.join(show(v) for v in error.validator_value)}"]
+    # anyOf, oneOf: every alternative's own failure at this place (Cilium's schema uses no other keyword).
+    return [w for sub in error.context or () if sub.absolute_path == error.absolute_path for w in _wanted(sub)] or [error.message]
+
+
 def _schema_errors(chart: ChartSchema, values: Mapping[str, Any], base: str) -> Iterator[Problem]:
     """What Helm's check of the values schema would refuse in the middle of `pulumi up`, each at its config path."""
     for error in jsonschema.Draft7Validator(chart.schema).iter_errors(_without_nulls(values)):
-        # Of a failed anyOf, the branch that went deepest says the most (jsonschema's own best_match).
-        error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
-        value, where = error.instance, config_path(base, tuple(error.absolute_path))
-        if error.validator == "type":
-            wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-            said = " or ".join(_TYPES.get(str(t), str(t)) for t in wanted)
-            yield Problem(
-                where, f"{show(value)} is not {said}, which {chart.name}'s values schema takes here; Helm would refuse it in the middle of pulumi up"
-            )
-        elif error.validator == "enum":
-            yield Problem(where, f"{show(value)} is not one of {', '.join(show(v) for v in error.validator_value)} ({chart.name}'s values schema)")
-        else:
-            yield Problem(where, f"{show(value)} does not match {chart.name}'s values schema here ({error.validator}: {show(error.validator_value)})")
+        # An alternative that failed deeper (a list item's own key) is said where it failed.
+        deeper = [sub for sub in error.context or () if len(sub.absolute_path) > len(error.absolute_path)]
+        error = jsonschema.exceptions.best_match(deeper) if deeper else error
+        said = " or ".join(dict.fromkeys(_wanted(error)))
+        yield Problem(
+            config_path(base, tuple(error.absolute_path)),
+            f"{show(error.instance)} is not {said}, which {chart.name}'s values schema takes here; Helm would refuse it in the middle of pulumi up",
+        )
 
 
 def _schema_typos(chart: ChartSchema, values: Any, base: str, under: tuple[str | int, ...] = ()) -> Iterator[Problem]:

@@ -521,11 +521,14 @@ def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> Non
         "  ~/no-such-key.pub: is neither an OpenSSH public key (ssh-ed25519 AAAA...) nor a .pub file that exists; asked again",
         "  https://ntfy.sh/lab-alerts: write it as ntfy=https://ntfy.sh/<topic>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port>; asked again",
         "  admin@example.org: write it as github=<org>,client-id=<OAuth app client id>[,team=<team slug>] or static=<admin e-mail>; asked again",
-        "  10.20.0.5:/volume1/backups is mount's form (server:/export); Iluvatar reads a URL: write nfs://10.20.0.5/volume1/backups; "
-        "asked again",
+        "  10.20.0.5:/volume1/backups is mount's form (server:/export); Iluvatar reads a URL: write nfs://10.20.0.5/volume1/backups; asked again",
     ]
     assert (got.lan, got.gateway, got.dhcp_range, got.ssh_key) == ("10.20.0.0/24", "10.20.0.1", "10.20.0.100-10.20.0.199", KEY)
-    assert (got.monitoring, got.identity, got.backup) == ("ntfy=https://ntfy.sh/lab-alerts", "static=admin@example.org", "nfs://10.20.0.5/volume1/backups")
+    assert (got.monitoring, got.identity, got.backup) == (
+        "ntfy=https://ntfy.sh/lab-alerts",
+        "static=admin@example.org",
+        "nfs://10.20.0.5/volume1/backups",
+    )
     init.build(got, Path("Pulumi.lab.yaml"))  # and the whole session makes a stack that validates
 
 

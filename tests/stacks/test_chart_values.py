@@ -192,6 +192,36 @@ BASE = "iluvatar:arda.cilium.values"
                 )
             ],
         ),
+        # A value its enum does not list; one that no alternative of a oneOf takes; a list item's own key of the wrong type.
+        (
+            {"identityManagementMode": "both-ways"},
+            [
+                (
+                    f"{BASE}.identityManagementMode",
+                    "both-ways is not one of agent, operator, both, which Cilium 1.18.4's values schema takes here; Helm would refuse it "
+                    "in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"envoy": {"log": {"defaultLevel": "verbose"}}},
+            [
+                (
+                    f"{BASE}.envoy.log.defaultLevel",
+                    "verbose is not null or one of trace, debug, info, warning, error, critical, off, which Cilium 1.18.4's values schema "
+                    "takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"tolerations": [{"operator": 5}]},
+            [
+                (
+                    f"{BASE}.tolerations[0].operator",
+                    "5 is not text, which Cilium 1.18.4's values schema takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
         # Valid: Kubernetes fields the item schema does not list, a free-form map, a key set to null (Helm's way to drop a
         # default), a key near none the chart names (the chart's to judge).
         ({"tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}]}, []),
