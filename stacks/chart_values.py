@@ -242,7 +242,8 @@ def _wanted(error: jsonschema.ValidationError) -> list[str]:
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return [_TYPES.get(str(t), str(t)) for t in types]
     if error.validator == "enum":
-        return [f"one of {', '.join(show(v) for v in error.validator_value)}"]
+        allowed: list[Any] = list(error.validator_value) if isinstance(error.validator_value, list) else []
+        return [f"one of {', '.join(show(v) for v in allowed)}"]
     # anyOf, oneOf: every alternative's own failure at this place (Cilium's schema uses no other keyword).
     return [w for sub in error.context or () if sub.absolute_path == error.absolute_path for w in _wanted(sub)] or [error.message]
 

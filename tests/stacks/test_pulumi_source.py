@@ -323,3 +323,37 @@ def test_an_ssh_repository_s_deploy_key_is_its_secret() -> None:
 
     check()
     assert seen == ["deploy-key-canary", True]
+
+
+STATIC = json.dumps(
+    {
+        "ip": "192.168.0.16",
+        "connector": {"type": "static", "email": "admin@example.org", "groups": ["admins"]},
+        "groups": [{"group": "admins", "clusterRole": "cluster-admin"}],
+        "headlamp": {"app": "headlamp"},
+    }
+)
+HASH = "$2y$10$" + "abcdefghijklmnopqrstuv" + "0123456789ABCDEFGHIJKLMNOPQRSTU"  # the form htpasswd -B writes
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (HASH, None),
+        (HASH.replace("$10$", "$16$"), None),
+        (":" + HASH, "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"),
+        ("hunter2", "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"),
+        (HASH.replace("$10$", "$09$"), "is a bcrypt hash of cost 09, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),
+        (HASH.replace("$10$", "$17$"), "is a bcrypt hash of cost 17, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),
+    ],
+)
+def test_the_static_admins_hash_is_checked_as_the_engine_decrypted_it(secret: str, problem: str | None) -> None:
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:identity": STATIC, "iluvatar:identityConnectorSecret": secret}), SECRET_KEYS)
+    if problem is None:
+        assert load().config.identity is not None
+        return
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    command = "pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
+    assert str(err.value).splitlines() == ["stack test: 1 problem:", f"  iluvatar:identityConnectorSecret: {problem}; set it again with `{command}`"]
+    assert secret not in str(err.value)  # never the value
