@@ -140,7 +140,8 @@ def load() -> LoadedStack:
     receiver = cfg.get_secret(monitoring.SECRET)
     connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
     app_secrets = cfg.get_secret_object(data.APP_SECRETS)
-    bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
+    # Set only where a machine is powered on by a BMC (stacks.power refuses a password for no BMC).
+    bmc_passwords = cfg.get_secret_object(power.PASSWORDS)
     return LoadedStack(
         stack,
         StackSecrets(
