@@ -240,7 +240,7 @@ def _wanted(error: jsonschema.ValidationError) -> list[str]:
     """What the schema takes where the value failed, in words: its types, its allowed values, each alternative's."""
     if error.validator == "type":
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return [_TYPES.get(str(t), str(t)) for t in types]
+        return [_TYPES[str(t)] for t in types]  # JSON Schema's seven types, each in _TYPES
     if error.validator == "enum":
         allowed: list[Any] = list(error.validator_value) if isinstance(error.validator_value, list) else []
         return [f"one of {', '.join(show(v) for v in allowed)}"]

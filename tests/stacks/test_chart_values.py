@@ -248,3 +248,14 @@ def test_the_values_iluvatar_sets_pass_the_charts_schema() -> None:
     # Given as a user's values, the program's own (every stack it ships) are all the chart takes: the check refuses none.
     for path in (HOMELAB, RK1, MINIMAL):
         assert _cilium(cilium.helm_values(load_stack_file(path))) == []
+
+
+def test_the_keys_known_at_a_place_are_the_schemas_and_the_templates_together() -> None:
+    chart = chart_values.chart_schema("cilium", "1.18.4")
+    assert chart is not None
+    schema_only = set(chart.schema["properties"]["loadBalancer"]["properties"])
+    assert "algorithm" not in schema_only and "acceleration" in schema_only  # values.yaml only comments `algorithm`
+    read = {path[1] for path in chart.read if len(path) > 1 and path[0] == "loadBalancer"}
+    assert "algorithm" in read and chart.known(("loadBalancer",)) == schema_only | read
+    assert chart.known(("tolerations", 0)) == {"operator"}  # a list's items, through the item schema's anyOf
+    assert chart_values.chart_schema("cilium", "1.18.5") is None
