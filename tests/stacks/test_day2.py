@@ -336,7 +336,7 @@ def test_talos_past_its_ceiling_names_the_ceiling() -> None:
 def test_every_day2_problem_is_said_together(tmp_path: Path) -> None:
     # The Ainur's k3s going back and a chart going back, in one run: both, k3s's first.
     running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.5"}})
-    problems = day2.check(_edited(tmp_path, {}), running, {"k3sVersion": "v1.34.1+k3s1"})
+    problems = day2.check(_edited(tmp_path, {}), running, {"k3sVersion": "v1.35.9+k3s1"})
     assert [p.path for p in problems] == [day2.K3S, "iluvatar:arda.cilium.version"]
 
 
@@ -354,15 +354,16 @@ def test_two_control_planes_leaving_are_named_together(tmp_path: Path) -> None:
     running = day2.DeployedArda.from_output(
         {
             **RUNNING.output,
+            "talosVersion": "v1.14.1",  # the stack's: Kubernetes alone moves
             "nodes": {
                 "eressea": {"role": "valinor", "mac": "aa:00:00:00:00:01"},
                 "numenor": {"role": "valinor", "mac": "aa:00:00:00:00:02"},
             },
         }
     )
-    problems = day2.check(_edited(tmp_path, {"iluvatar:arda.kubernetesVersion": "v1.35.0"}), running)
+    problems = day2.check(_edited(tmp_path, {"iluvatar:arda.kubernetesVersion": "v1.36.0"}), running)
     assert [p.message for p in problems] == [
-        "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
-        "only the machines in it, so eressea, numenor would serve the API at v1.34.1 while the kubelets go to v1.35.0; take eressea, "
+        "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
+        "only the machines in it, so eressea, numenor would serve the API at v1.35.1 while the kubelets go to v1.36.0; take eressea, "
         "numenor out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)"
     ]
