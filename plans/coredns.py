@@ -35,6 +35,7 @@ IMAGE = "registry.k8s.io/coredns/coredns"  # constants.CoreDNSImage
 # (stacks.rules.TALOS_KUBERNETES); tests/plans/test_coredns.py reads them from the pinned modules.
 # Talos picks CoreDNS by its own version, for every Kubernetes version it supports.
 TALOS_COREDNS = {
+    (1, 12): "v1.13.2",  # machinery v1.12.4, constants.go:432
     (1, 13): "v1.14.2",  # machinery v1.13.0, constants.go:394
     (1, 14): "v1.14.7",  # machinery v1.14.1, constants.go:409
 }

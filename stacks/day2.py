@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks import releases
+from stacks import releases, rules
 from stacks.errors import Problem
 from stacks.model import Node, StackConfig
 
@@ -123,7 +123,18 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed)
-    return problems + _arda_versions(stack, deployed)
+    return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
+
+
+def _kinds_on_the_way(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """A move from Talos 1.12 to 1.13 is no roll: each machine's own step stages its new config on the running 1.12
+    (upgrader/internal/apply: the dry run, then the staged config), whose decoder refuses a kind 1.13 added. The static
+    rule covers a stack on 1.12 itself (stacks.rules.kinds_1_12_refuses); a path through 1.13.9 leaves configs alone."""
+    running = deployed.output.get("talosVersion")
+    if not isinstance(running, str) or releases.minor_of(running) != (1, 12) or releases.minor_of(stack.arda.talos_version) != (1, 13):
+        return []
+    patches = rules.talos_patches_of(stack.arda, list(enumerate(stack.nodes)))
+    return rules.kinds_1_12_refuses(patches, f"Talos {running}, on which each machine stages its new config,")
 
 
 K3S = "iluvatar:ainur.k3sVersion"
@@ -151,6 +162,17 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
         return [
             Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
         ]
+    if k3s_etcd_3_6(now) and not k3s_etcd_3_6(before) and k3s_release(before) < K3S_ETCD_STOP:
+        # Checked before the minor rule: its "v1.34 first" would lead across the same unsafe move.
+        return [
+            Problem(
+                K3S,
+                f"{now} embeds etcd 3.6, and the Ainur run {before}, whose etcd 3.5 is older than v3.5.26: etcd moves to 3.6 "
+                f"safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); "
+                f"set {K3S_ETCD_STOP_RELEASE} first (etcd 3.5.26 or later), then v1.34, then {now} "
+                f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
     if new[:2] > (old[0], old[1] + 1):
         return [
             Problem(
@@ -160,6 +182,25 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+# The etcd k3s embeds, where the move from 3.5 to 3.6 is safe only from etcd v3.5.26 ("if you are upgrading, make
+# sure to update to v3.5.26 or later first", etcd.io/blog/2025/zombie_members_upgrade, quoted in k3s-io/k3s#13493):
+# - release-1.33 took etcd v3.5.26 in k3s-io/k3s#13493 (merged 2026-01-23), after v1.33.6+k3s1, which runs an older
+#   3.5 (k3s-io/k3s#13271), and moved to etcd v3.6.12 in k3s-io/k3s#14183 (opened 2026-06-03, verified on
+#   v1.33.13-rc1+k3s1: "etcd-version":"3.6.12"). So v1.33.13 and later embed 3.6.
+# - release-1.34 and later are on etcd 3.6 (k3s-io/k3s#13496 and #13497 bump them from 3.6.x to v3.6.7).
+# - The stop: v1.33.12+k3s1, the last 1.33 release before #14183, cut after #13493. Which tag first carried v3.5.26
+#   (v1.33.8 to v1.33.12) is not established here (no k3s source or release notes were readable), so the rule asks for
+#   v1.33.12 from every older release; its etcd being v3.5.26 or later is inferred from those two PRs' dates, not read
+#   from its go.mod.
+K3S_ETCD_STOP = (1, 33, 12)
+K3S_ETCD_STOP_RELEASE = "v1.33.12+k3s1"
+
+
+def k3s_etcd_3_6(version: str) -> bool:
+    """Whether a k3s release embeds etcd 3.6 (above): v1.33.13 and later."""
+    return k3s_release(version) >= (1, 33, 13)
 
 
 # Each chart's version key, by its name in the output's `charts`.

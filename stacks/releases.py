@@ -40,13 +40,14 @@ class TalosMinor:
     newest: str
     # Whether a stack may ask for it (arda.talosVersion). A minor that is not a target is only where a path starts:
     # the Talos acceptance check validates configs for the targets alone (tools/talos-check: machinery v1.13.0, the
-    # provider's, and v1.14.1, a node's).
+    # provider's, for 1.12 and 1.13, and v1.14.1, a node's, for 1.14).
     target: bool
 
 
 TALOS_MINORS: tuple[TalosMinor, ...] = (
-    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28
-    TalosMinor((1, 12), (30, 35), (1, 10, 0), (1, 14, 0), "v1.12.11", target=False),
+    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28. Still a target (review H3 of issue #42): main shipped
+    # v1.12.4, and updating Iluvatar must never force a stack that keeps its talosVersion to roll two minors.
+    TalosMinor((1, 12), (30, 35), (1, 10, 0), (1, 14, 0), "v1.12.11", target=True),
     # compatibility/talos113/talos113.go:16-28
     TalosMinor((1, 13), (31, 36), (1, 11, 0), (1, 15, 0), "v1.13.9", target=True),
     # compatibility/talos114/talos114.go:16-28

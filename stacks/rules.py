@@ -453,6 +453,26 @@ TALOS_KINDS = frozenset(
         "ZswapConfig",
     }
 )  # fmt: skip
+# The kinds of TALOS_KINDS a Talos 1.12 node does not register (machinery v1.12.4's config.schema.json against
+# v1.13.0's; tests/test_talos_check.py reads both). Its decoder refuses the whole config for one of them ("... not
+# registered", pkg/machinery/config/configloader/internal/decoder at v1.12.4), so a stack that runs Talos 1.12, or
+# moves to 1.13 in one step (the new config is staged on the running 1.12, stacks.day2), may not use them.
+TALOS_KINDS_SINCE_1_13 = frozenset(
+    {"BlackholeRouteConfig", "EnvironmentConfig", "ExternalVolumeConfig", "KubeSpanConfig", "RoutingRuleConfig", "TCPProbeConfig", "VRFConfig"}
+)
+
+
+def kinds_1_12_refuses(patches: Sequence[tuple[str, dict[str, object]]], running: str) -> list[Problem]:
+    """A document kind a Talos 1.12 node refuses, in a patch for machines that run (or stage their config on) 1.12."""
+    return [
+        Problem(
+            path,
+            f"{patch['kind']} is a config document Talos v1.13 added, and {running} refuses the whole config for it; remove it, "
+            f"or use it once Arda runs Talos v1.13",
+        )
+        for path, patch in patches
+        if patch.get("kind") in TALOS_KINDS_SINCE_1_13
+    ]
 
 
 def _has(patch: dict[str, object], keys: tuple[str, ...]) -> bool:
@@ -542,7 +562,21 @@ def _talos_patches(p: Parsed) -> list[Problem]:
         shared = set.intersection(*(_paths(n) for _, n in arda_nodes)) if arda_nodes else set()
         for k, patch in enumerate(p.arda.patches):
             out += _patch(f"iluvatar:arda.patches[{k}]", patch, shared, "every Arda node", [n.board for _, n in arda_nodes])
+    if p.arda is not None and releases.minor_of(p.arda.talos_version) == (1, 12):
+        out += kinds_1_12_refuses(talos_patch_paths(p), f"Talos {p.arda.talos_version}")
     return out
+
+
+def talos_patches_of(arda: Arda | None, nodes: Sequence[tuple[int, Node]]) -> list[tuple[str, dict[str, object]]]:
+    """Every Talos patch of Arda, with the config path it was written at."""
+    out = [(node_path(i, f"talosPatches[{k}]"), patch) for i, n in nodes if n.role in ARDA_ROLES for k, patch in enumerate(n.talos_patches)]
+    if arda is not None:
+        out += [(f"iluvatar:arda.patches[{k}]", patch) for k, patch in enumerate(arda.patches)]
+    return out
+
+
+def talos_patch_paths(p: Parsed) -> list[tuple[str, dict[str, object]]]:
+    return talos_patches_of(p.arda, p.nodes)
 
 
 def _kernel_args(p: Parsed) -> list[Problem]:

@@ -21,7 +21,7 @@ from plans import backup as backup_plan
 from plans import coredns
 from plans import talos as talos_plan
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
-from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
+from stacks.rules import TALOS_KINDS, TALOS_KINDS_SINCE_1_13, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.sims import simulated
 from tests.strategies import raw_stacks
@@ -395,6 +395,15 @@ def test_pre_flight_knows_exactly_the_kinds_the_provider_and_a_v114_node_both_kn
 
     assert kinds(NODE_VERSION) & kinds(PROVIDER_VERSION) == TALOS_KINDS
     assert {"UnattendedInstallConfig", "KubeAPIServerConfig"} <= kinds(NODE_VERSION) - TALOS_KINDS
+    # What a Talos 1.12 node lacks of them (stacks.rules refuses these on a stack on 1.12, and on a 1.12 to 1.13 move).
+    from tools import upstream
+
+    v1_12 = upstream.module_dir(upstream.TALOS_MACHINERY, "v1.12.4") / "config" / "schemas" / "config.schema.json"
+    schema = json.loads(v1_12.read_text())
+    old = {
+        k for ref in schema["oneOf"] for k in schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]].get("properties", {}).get("kind", {}).get("enum", [])
+    }
+    assert TALOS_KINDS - old == TALOS_KINDS_SINCE_1_13
 
 
 def test_the_install_settings_go_where_each_generator_expects_them(accepted: dict[str, Verdict]) -> None:

@@ -22,7 +22,7 @@ def _lines(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
 
 def test_a_stack_on_the_newest_has_no_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = _lines(capsys, str(_stack(tmp_path)))
-    assert lines[1] == "  Talos       v1.14.1        newest this Iluvatar knows: v1.14.1 (a stack may run v1.13 to v1.14)"
+    assert lines[1] == "  Talos       v1.14.1        newest this Iluvatar knows: v1.14.1 (a stack may run v1.12 to v1.14)"
     assert lines[2] == "  Kubernetes  v1.35.1        Talos v1.14 runs 1.32 to 1.37; the release Iluvatar is tested with: v1.35.1"
     assert lines[-1] == "  path to the newest: none, the stack names it"
 

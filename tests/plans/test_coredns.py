@@ -20,7 +20,7 @@ from tests.edit import HOMELAB, RK1
 from tools import upstream
 
 # The machinery module of each Talos minor, as pinned in tools/upstream/modules.sum.
-MACHINERY = {(1, 13): "v1.13.0", (1, 14): "v1.14.1"}
+MACHINERY = {(1, 12): "v1.12.4", (1, 13): "v1.13.0", (1, 14): "v1.14.1"}
 
 
 def _constant(version: str, name: str) -> str:

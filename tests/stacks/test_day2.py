@@ -215,7 +215,7 @@ def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
     [
         ("v1.33.6+k3s1", []),
         ("v1.33.7+k3s1", []),
-        ("v1.34.2+k3s1", []),
+        ("v1.33.12+k3s1", []),
         (
             "v1.33.5+k3s1",
             [
@@ -225,15 +225,20 @@ def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
                 )
             ],
         ),
-        (
-            "v1.35.0+k3s1",
-            [
-                (
-                    day2.K3S,
-                    "v1.35.0+k3s1 skips a minor: the Ainur run v1.33.6+k3s1, and k3s upgrades one minor at a time, as Kubernetes does "
-                    "(v1.34 first; docs/day2.md#upgrading-k3s-on-the-ainur)",
-                )
-            ],
+        *(
+            (
+                k3s,
+                [
+                    (
+                        day2.K3S,
+                        f"{k3s} embeds etcd 3.6, and the Ainur run v1.33.6+k3s1, whose etcd 3.5 is older than v3.5.26: etcd moves to "
+                        "3.6 safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); set "
+                        f"v1.33.12+k3s1 first (etcd 3.5.26 or later), then v1.34, then {k3s} (docs/day2.md#upgrading-k3s-on-the-ainur)",
+                    )
+                ],
+            )
+            # A patch within 1.33 that crosses to etcd 3.6, the next minor, and a minor skip: the stop named, not "v1.34 first".
+            for k3s in ("v1.33.13+k3s1", "v1.34.2+k3s1", "v1.35.0+k3s1")
         ),
     ],
 )
@@ -242,6 +247,27 @@ def test_k3s_moves_forward_one_minor_at_a_time_against_what_the_ainur_run(tmp_pa
     stack = _edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s})
     assert [(p.path, p.message) for p in day2.check(stack, day2.DeployedArda(), ainur)] == problems
     assert day2.check(stack, day2.DeployedArda(), None) == []  # a first deployment of the Ainur
+
+
+@pytest.mark.parametrize(
+    ("before", "k3s", "refused"),
+    [
+        ("v1.33.12+k3s1", "v1.34.2+k3s1", None),  # the stop's etcd 3.5.26 moves to 3.6
+        ("v1.33.13+k3s1", "v1.34.2+k3s1", None),  # already on 3.6
+        ("v1.34.2+k3s1", "v1.35.8+k3s1", None),
+        ("v1.32.9+k3s1", "v1.33.12+k3s1", None),  # 3.5 to 3.5
+        ("v1.32.9+k3s1", "v1.33.13+k3s1", "etcd"),
+        ("v1.33.11+k3s1", "v1.34.2+k3s1", "etcd"),  # which 1.33 patch first took v3.5.26 is not established: the stop asked
+        ("v1.34.2+k3s1", "v1.36.0+k3s1", "skips a minor"),
+    ],
+)
+def test_k3s_crosses_to_etcd_3_6_only_from_the_stop(tmp_path: Path, before: str, k3s: str, refused: str | None) -> None:
+    problems = [p.message for p in day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), {"k3sVersion": before})]
+    if refused is None:
+        assert problems == []
+    else:
+        [message] = problems
+        assert (f"embeds etcd 3.6, and the Ainur run {before}" in message) if refused == "etcd" else (refused in message)
 
 
 @pytest.mark.parametrize(
@@ -367,3 +393,25 @@ def test_two_control_planes_leaving_are_named_together(tmp_path: Path) -> None:
         "only the machines in it, so eressea, numenor would serve the API at v1.35.1 while the kubelets go to v1.36.0; take eressea, "
         "numenor out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)"
     ]
+
+
+def test_a_deployment_on_main_shipped_talos_keeps_working(tmp_path: Path) -> None:
+    # Review H3 of issue #42: a stack that keeps Talos v1.12.4 (main's shipped release) validates and plans no roll.
+    stack = _stack(tmp_path, talosVersion="v1.12.4", kubernetesVersion="v1.34.1")
+    running = _running("v1.12.4", "v1.34.1")
+    assert day2.check(stack, running) == []
+    assert day2.path_of(stack, running) == []
+
+
+def test_a_kind_talos_1_13_added_is_refused_on_a_one_minor_move_from_1_12(tmp_path: Path) -> None:
+    # Review M3: a 1.12 to 1.13 move is no roll; each machine stages its new config on the running 1.12, which refuses it.
+    probe = [{"apiVersion": "v1alpha1", "kind": "TCPProbeConfig", "name": "x", "endpoint": "192.168.0.1:80"}]
+    stack = _edited(tmp_path, {"iluvatar:arda.talosVersion": "v1.13.9", "iluvatar:arda.kubernetesVersion": "v1.34.1", "iluvatar:arda.patches": probe})
+    assert [(p.path, p.message) for p in day2.check(stack, _running("v1.12.4", "v1.34.1"))] == [
+        (
+            "iluvatar:arda.patches[0]",
+            "TCPProbeConfig is a config document Talos v1.13 added, and Talos v1.12.4, on which each machine stages its new config, "
+            "refuses the whole config for it; remove it, or use it once Arda runs Talos v1.13",
+        )
+    ]
+    assert day2.check(stack, _running("v1.13.0", "v1.34.1")) == []  # on 1.13 already
