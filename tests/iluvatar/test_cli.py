@@ -173,7 +173,7 @@ def test_version_names_the_package_and_the_releases_from_the_tables() -> None:
     assert result.stdout.splitlines() == [
         f"iluvatar {importlib.metadata.version('iluvatar')}",
         "new stacks start from Talos v1.14.1, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
-        "validation takes Talos 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37) (docs/reference/stack.md#versions)",
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37) (docs/reference/stack.md#versions)",
     ]
 
 
@@ -182,7 +182,7 @@ def test_the_version_follows_the_tables(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(releases, "TALOS", "v1.15.0")
     assert cli.version().splitlines()[1:] == [
         "new stacks start from Talos v1.15.0, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
-        "validation takes Talos 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37), 1.15 (Kubernetes 1.33 to 1.38)"
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37), 1.15 (Kubernetes 1.33 to 1.38)"
         " (docs/reference/stack.md#versions)",
     ]
 
