@@ -192,8 +192,10 @@ def kubernetes_preflight(stack: StackConfig, version: str | None = None) -> Step
     that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig). `version`: a path's
     Kubernetes step on the way (stacks.releases.talos_path), else the stack's."""
     to = version or stack.arda.kubernetes_version
+    # A step on the way, run again once the cluster is past it (its stdin changed), is done, not a downgrade (H2).
+    on_the_way = ("--on-the-way",) if version not in (None, stack.arda.kubernetes_version) else ()
     return Step(
-        ("kubernetes-preflight", "--to", to),
+        ("kubernetes-preflight", "--to", to, *on_the_way),
         KUBERNETES_PREFLIGHT_TIMEOUT,
         f"Arda's API servers to allow Kubernetes {to} (version skew, removed APIs still requested)",
     )

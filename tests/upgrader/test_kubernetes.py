@@ -1102,6 +1102,30 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
             *(f"upgrader: {cp}: {app}: already {TO} (checking its pod)" for app in APPS for cp in cps),
             *(f"upgrader: {n}: kubelet: already {TO} (checking its Node)" for n in [*cps, *workers]),
         ]
+        # A path's earlier step run again after the cluster moved past it (Pulumi re-runs a finished step whose stdin
+        # changed): nothing goes backwards, every component past it counts as done (review H2 of issue #42). Before, every
+        # component was patched back to v1.35.8.
+        earlier = "v1.35.8"
+        at_earlier = {name: config.replace(TO, earlier) for name, config in configs.items()}
+        args = _kubernetes_upgrade(api, cps, workers)
+        back = run(api, kube_talos, [*args[:2], earlier, *args[3:]], machineConfigs=at_earlier)
+        assert back.code == 0, back.stderr
+        assert len(mutations(api)) == before
+        assert [line for line in back.lines if "past" in line] == [
+            *(
+                f"upgrader: {cp}: {app}: already {TO}, past {earlier}: left alone (a step on the way run again, never backwards)"
+                for app in APPS
+                for cp in cps
+            ),
+            *(
+                line
+                for n in [*cps, *workers]
+                for line in (
+                    f"upgrader: {n}: kubelet: already {TO}, past {earlier}: left alone (a step on the way run again, never backwards)",
+                    f"upgrader: {n}: kubelet {TO} (past {earlier}) running, Node Ready",
+                )
+            ),
+        ]
 
 
 def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_talos: Cluster, kubelet_nodes: Any) -> None:
@@ -1485,6 +1509,20 @@ def test_kubernetes_preflight_refuses_version_skew(kube_talos: Cluster, static_p
     result = _kube(kube_talos, ["kubernetes-preflight", "--to", to, "--timeout", "30s"])
     assert result.code == 1
     assert result.last == f"upgrader: FAILED: {cp}: version-skew: {detail}; look with: kubectl version"
+
+
+def test_kubernetes_preflight_on_the_way_past_it_is_done_not_a_downgrade(kube_talos: Cluster, static_pods: Any) -> None:
+    # A path's step on the way run again after the cluster moved past it (its stdin changed, the talosconfig renewed):
+    # before, refused as a downgrade on every later run, with advice the stack already followed (review H2 of issue #42).
+    cp = unique("valinor")
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True)])
+    static_pods(cp, {"kube-apiserver": APISERVER})
+    done = _kube(kube_talos, ["kubernetes-preflight", "--to", "v1.34.12", "--on-the-way", "--timeout", "30s"])
+    assert done.code == 0, done.stderr
+    assert done.last.endswith(", past v1.34.12: a step on the way the cluster already took, nothing to check")
+    # Not on the way (the stack's own version): still the downgrade it is.
+    refused = _kube(kube_talos, ["kubernetes-preflight", "--to", "v1.34.12", "--timeout", "30s"])
+    assert refused.code == 1 and "v1.34.12 would be a downgrade" in refused.last
 
 
 def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callable[..., Cluster]) -> None:
