@@ -33,6 +33,20 @@ def _under(folder: str) -> str:
     return f"/^{root}.+\\.ya?ml$/"
 
 
+def _base_branch(revision: str) -> dict[str, list[str]]:
+    """The branch Renovate opens pull requests against: the one Argo CD reads. Renovate 44.121.2 keeps a plain pattern as
+    a branch name and skips one that is no branch ("Base branch does not exist - skipping",
+    dist/workers/repository/process/index.js:95-100), so `HEAD`, Argo CD's default, is Renovate's `$default` keyword
+    (:71-73: the repository's default branch, which HEAD names), and a commit SHA, no branch at all, leaves the key out
+    (the default branch). A tag is not told apart from a branch by its name: it is written as it is, and Renovate
+    skips it."""
+    if revision == "HEAD":
+        return {"baseBranchPatterns": ["$default"]}
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return {}
+    return {"baseBranchPatterns": [revision]}
+
+
 def config(stack: StackConfig) -> dict[str, Any]:
     """The configuration, as Renovate reads it."""
     gitops = gitops_plan.gitops_of(stack)
@@ -42,7 +56,7 @@ def config(stack: StackConfig) -> dict[str, Any]:
         "$schema": "https://docs.renovatebot.com/renovate-schema.json",
         "extends": ["config:recommended"],
         # Argo CD deploys the branch it reads: updates come as pull requests against it, never pushed.
-        "baseBranchPatterns": [gitops.revision],
+        **_base_branch(gitops.revision),
         "dependencyDashboard": True,
         "kubernetes": {"managerFilePatterns": patterns},
         "argocd": {"managerFilePatterns": patterns},

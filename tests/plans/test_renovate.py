@@ -114,3 +114,26 @@ def test_renovates_validator_refuses_a_misspelt_option_a_wrong_type_and_an_older
     older = renovate_check.validate(json.dumps({**config, "kubernetes": {"fileMatch": ["^kubernetes/apps/.+\\.ya?ml$"]}}))
     assert older.code == 1
     assert " WARN: Config migration necessary" in older.output.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("revision", "patterns"),
+    [
+        # Argo CD's default: before, ["HEAD"], which Renovate 44.121.2 skips as no branch (review M4 of issue #42).
+        (None, ["$default"]),
+        ("HEAD", ["$default"]),
+        ("main", ["main"]),
+        ("0123456789abcdef0123456789abcdef01234567", None),  # a commit: no branch, so Renovate's default branch
+    ],
+)
+def test_renovate_opens_pull_requests_against_a_branch_that_exists(tmp_path: Path, revision: str | None, patterns: list[str] | None) -> None:
+    from tests.edit import edit, homelab_doc, write_stack
+
+    doc = edit(homelab_doc(), {"iluvatar:gitops.revision": revision} if revision is not None else {})
+    if revision is None:
+        doc["config"]["iluvatar:gitops"].pop("revision", None)
+    config = renovate.config(load_stack_file(write_stack(tmp_path, doc, stack="homelab")))
+    assert config.get("baseBranchPatterns") == patterns
+    if revision is None:  # Renovate's own validator takes the keyword
+        checked = renovate_check.validate(renovate.text(load_stack_file(write_stack(tmp_path, doc, stack="homelab"))))
+        assert checked.code == 0, checked.output
