@@ -39,6 +39,20 @@ func (r *applyRun) checkPath(running string) error {
 	from, okFrom := minorOf(running)
 	to, okTo := minorOf(r.version)
 
+	if okFrom && okTo && to < from {
+		// Review M5 of issue #42: a path given up by setting talosVersion back leaves what the program recorded behind
+		// what some machines run, and machinery installs a lower minor without a word (talos112.go:
+		// MaximumHostDowngradeVersion 1.14.0). A minor is never rolled back here; nothing changes on the machine.
+		return &report.Failure{
+			Node:  r.n.Name,
+			Check: "path",
+			Detail: fmt.Sprintf("the node runs Talos %s, and its config installs %s, a lower minor: Iluvatar never rolls a minor back "+
+				"(set arda.talosVersion to a v1.%d release, or later, and `pulumi up` takes every other machine forward to it); nothing was changed",
+				running, r.version, from),
+			Look: fmt.Sprintf("talosctl -n %s version", r.n.IP),
+		}
+	}
+
 	if !okFrom || !okTo || to <= from+1 {
 		return nil
 	}
