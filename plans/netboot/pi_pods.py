@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from plans import storage
-from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT
+from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
 from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
@@ -182,6 +182,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                 "image": BOOKWORM_IMAGE,
                 "command": ["sh", "-c", f"dpkg -i {GANESHA_DEBS}/*.deb >/dev/null && exec sh /etc/iluvatar/serve-pis.sh"],
                 "env": [
+                    {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
@@ -194,7 +195,12 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                 # handle (open_by_handle_at: CAP_DAC_READ_SEARCH) as every owner of the roots' files.
                 "securityContext": {"privileged": True},
                 "ports": [{"name": "nfs", "containerPort": NFS_PORT, "protocol": "TCP"}],
-                "readinessProbe": {"tcpSocket": {"port": NFS_PORT}, "periodSeconds": 5},
+                # Ganesha listens on the service address alone (ganesha.conf's Bind_addr), and the kubelet dials a
+                # tcpSocket probe's host, or else the Pod's IP, which for a host-network Pod is the Pi's own address,
+                # where nothing listens (Kubernetes v1.33 pkg/kubelet/prober/prober.go, runProbe): the probe names the
+                # service address, where the Pis mount their roots. pi-nfs is no Service's endpoint, so its readiness
+                # does not decide where kube-vip puts that address (the netboot pod's does).
+                "readinessProbe": {"tcpSocket": {"host": str(service_ip(stack)), "port": NFS_PORT}, "periodSeconds": 5},
                 "volumeMounts": [
                     etc,
                     {"name": "pis", "mountPath": "/etc/iluvatar-pis"},

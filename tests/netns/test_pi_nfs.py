@@ -75,6 +75,7 @@ class Server:
         script = self.root / "serve.sh"
         script.write_text(nfs.serve_script())
         env = {
+            "ADDRESS": SVC,
             "IMAGE": str(self.image),
             "ROOTS": str(self.root.parent / "roots"),
             "PIS": str(pis_dir),
@@ -230,6 +231,30 @@ def test_the_roots_are_served_on_the_service_address_only(served: tuple[Lan, Ser
     assert listing.returncode == 0 and "issue" in listing.stdout, listing.stderr
 
 
+def probe(ns: str, spec: dict[str, Any], container: str, pod_ip: str) -> subprocess.CompletedProcess[str]:
+    """The kubelet's readiness probe of `container`, dialled from `ns` (the Pi's: the kubelet of a host-network Pod
+    shares it) as pkg/kubelet/prober does it (tools/kubelet_probe.py)."""
+    args = ["python3", "-m", "tools.kubelet_probe", "--pod-ip", pod_ip, "--container", container]
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *args], input=json.dumps(spec), cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_the_kubelets_readiness_probe_of_pi_nfs_passes_where_ganesha_serves(served: tuple[Lan, Server]) -> None:
+    """pi-nfs is Ready once Ganesha serves: the probe as the kubelet runs it, from the Pi, at the address it dials. The
+    Pod's IP is the Pi's own (host network), where Ganesha does not listen; a probe with no host (the first version)
+    failed there for ever, and `pulumi up`'s wait for pi-nfs with it."""
+    net, server = served
+    spec = pi_pods.nfs_pod(server.stack)
+    got = probe(net.pi, spec, "nfs", net.pi_ip)
+    assert got.returncode == 0, got.stderr
+    assert got.stderr.strip() == f"{SVC}:{pis.NFS_PORT} open"
+    # What the probe with no host would have dialled: the Pi's own address, refused.
+    del spec["containers"][0]["readinessProbe"]["tcpSocket"]["host"]
+    bare = probe(net.pi, spec, "nfs", net.pi_ip)
+    assert bare.returncode == 1 and f"{net.pi_ip}:{pis.NFS_PORT}" in bare.stderr and "refused" in bare.stderr, bare.stderr
+
+
 def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Server]) -> None:
     """The netboot pods move (a Pi dies): the service address goes to another Pi, whose NFS container mounts the same
     image and the same layers (the volume that follows it) and serves again. What a Pi holding its root sees, measured."""
@@ -365,7 +390,8 @@ def test_a_new_image_gives_each_pi_a_root_beside_the_one_it_runs_which_never_cha
         assert hold.stdout is not None
         reads = [json.loads(line) for line in hold.stdout]
         # The running root never changed under the Pi: its held handle read the same file before and after the restart.
-        assert [r["data"] for r in reads if "ok" in r][0] == [r["data"] for r in reads if "ok" in r][-1] == "written on the old image\n"
+        data = [r["data"] for r in reads if "ok" in r]
+        assert data[:1] == data[-1:] == ["written on the old image\n"]
         assert not [r for r in reads if "STALE" in r.get("error", "")], reads
         assert reads[-1]["t"] > 10, reads
         # Both roots of each Pi served, the old at its id, the new at the next slot's.
