@@ -188,6 +188,26 @@ def test_each_pi_reads_its_cloud_init_seed_and_fstab_from_its_root(served: tuple
         assert nfs_cat(net, ip, "/etc/issue", name).stdout == UBUNTU_ROOT["etc/issue"]
 
 
+def test_a_pis_fstab_keeps_what_cloud_init_added_across_a_restart_of_the_server(served: tuple[Lan, Server]) -> None:
+    """cloud-init's mounts module adds the Longhorn disk's line to the Pi's fstab once per instance: the server writes
+    the Pi's fstab into its root only when the root has none, so a restart (a move, a new config) keeps the line. The
+    first version wrote it over at each start, and the Pi lost its Longhorn disk at its next reboot."""
+    net, server = served
+    first = nfs_cat(net, EONWE_IP, "/etc/fstab", "eonwe")
+    line = "LABEL=longhorn /var/lib/longhorn xfs defaults,nofail,discard,comment=cloudconfig 0 2\n"
+    done = write(net, EONWE_IP, "/etc/fstab", first.stdout + line, "eonwe")
+    assert done.returncode == 0, done.stdout
+    server.stop()
+    server.start()
+    assert nfs_cat(net, EONWE_IP, "/etc/fstab", "eonwe").stdout == first.stdout + line
+    # The seed, though, is the stack's again at each start.
+    node = next(n for n in server.stack.nodes if n.name == "eonwe")
+    assert (
+        nfs_cat(net, EONWE_IP, "/var/lib/cloud/seed/nocloud/user-data", "eonwe").stdout
+        == pis.seed_files(server.stack, node)["/var/lib/cloud/seed/nocloud/user-data"]
+    )
+
+
 def test_a_pi_writes_its_own_root_and_the_image_is_untouched(served: tuple[Lan, Server]) -> None:
     net, server = served
     before = hashlib.sha256((server.image / "root.img").read_bytes()).hexdigest()
