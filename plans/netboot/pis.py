@@ -33,16 +33,16 @@ import yaml
 
 from plans import cloudinit
 from plans.netboot.base import HOST_CACHE, mac_name, service_ip
+
+# NFS's ports as klibc's nfsmount speaks them, kept in the leaf module a netbooted Pi's guard of them reads (plans.nfs_guard).
+from plans.nfs_guard import MOUNT_PORT as MOUNT_PORT
+from plans.nfs_guard import NFS_PORT as NFS_PORT
 from stacks.model import Node, StackConfig
 
 # The Pi's bootloader: the vendor class its DISCOVER carries, the string its answer's option 43 must hold.
 PI_VENDOR_CLASS = "PXEClient:Arch:00000:UNDI:002001"
 PI_OPTION43 = "Raspberry Pi Boot"
-# NFS, as klibc's nfsmount speaks it (usr/kinit/nfsmount/main.c and mount.c): NFSv3 over TCP by default, no lock
-# manager, and the MOUNT protocol's port asked of the portmapper, or 627 (sunrpc.h's MOUNT_PORT) when none answers.
-# The server listens on both fixed ports, so a Pi needs no portmapper on the service address.
-NFS_PORT = 2049
-MOUNT_PORT = 627
+
 # Where each Pi's root is exported, and the mount options its cmdline.txt gives nfsmount (its own spellings:
 # `v3` and `tcp`, not the kernel's `vers=3`: nfsmount refuses an option it does not know). `hard`: a server that
 # moves (a failover) makes I/O wait, never fail; timeo in tenths of a second, as the kernel's NFS client reads it.
