@@ -90,12 +90,23 @@ class Netboot(pulumi.ComponentResource):
                 # Refill every Pi's cache when the boot assets change (a Talos upgrade, a new board).
                 template = manifest["spec"]["template"]
                 digest = fetch.apply(lambda script: hashlib.sha256(script.encode()).hexdigest()[:16])
-                template = {**template, "metadata": {**template["metadata"], "annotations": {"iluvatar/assets-digest": digest}}}
+                # Beside the plan's own annotations (the Pis' pi-digest), which a bare replacement dropped.
+                annotations = {**template["metadata"].get("annotations", {}), "iluvatar/assets-digest": digest}
+                template = {**template, "metadata": {**template["metadata"], "annotations": annotations}}
                 manifest = {**manifest, "spec": {**manifest["spec"], "template": template}}
             rest.append(manifest)
         # Each workload after the account, ConfigMaps and Secrets it names (plans.references).
         existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
+        # The NFS server of the maiar's roots after netboot-cache (review 41-1 H2): pulumi-kubernetes awaits the DaemonSet
+        # until every Pi's pod is ready, past its init steps, so a new image is built on every Pi that boots from its
+        # card before the server is replaced to serve a root of it.
+        nfs = [m for m in rest if m["kind"] == "Deployment" and m["metadata"]["name"] == "pi-nfs"]
+        rest = [m for m in rest if m not in nfs]
         self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
+        if nfs:
+            made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
+            after_cache = pulumi.ResourceOptions(parent=self, depends_on=[*args.schematics, self.objects[f"{name}-daemonset-netboot-cache"]])
+            self.objects.update(kube.create_all(name, nfs, after_cache, made))
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (whose pod
         # starts only once the cache built the image and the roots' volume is bound).

@@ -228,6 +228,24 @@ def _digest(data: dict[str, str]) -> str:
     return hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(data.items())).encode()).hexdigest()[:16]
 
 
+# What each pod reads of the pi-netboot ConfigMap at its start, and so what restarts it when it changes (review 41-1
+# H5). The cache's steps: the builder, pi-tftp and the image. The NFS server: its script, ganesha.conf and each Pi's
+# exports; not the Pis' seeds (a user-data change, a k3s upgrade's among them, restarted it and stalled every root at
+# once): the server writes a seed into a root at its next start, and cloud-init reads it only when a root is new.
+CACHE_KEYS = ("build-pi-image.sh", "pi-tftp.sh", "image.txt")
+
+
+def cache_digest(stack: StackConfig) -> str:
+    """The netboot-cache DaemonSet's pi-digest: a change runs its steps again on every Pi that boots from its card."""
+    return _digest({k: v for k, v in pi_config(stack).items() if k in CACHE_KEYS})
+
+
+def nfs_digest(stack: StackConfig) -> str:
+    """pi-nfs's config digest: a change replaces the NFS server of every root."""
+    keep = ("serve-pis.sh", "ganesha.conf")
+    return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
+
+
 def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any]) -> None:
     """Add the netbooting Pis' steps to the netboot-cache pod spec and keep both pods off netbooting Pis (in place)."""
     if not netboot_pis(stack):
@@ -264,8 +282,8 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "resources": {"requests": {"storage": f"{size}Gi"}},
             },
         },
-        # Replaced whenever what it serves changes (its config, a Pi's seed, the image).
-        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": _digest(pi_config(stack))}),
+        # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
+        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
 
 
@@ -279,9 +297,11 @@ __all__ = [
     "boot_configmap",
     "boot_name",
     "boot_projection",
+    "cache_digest",
     "cache_steps",
     "cache_volumes",
     "manifests",
+    "nfs_digest",
     "nfs_pod",
     "pi_config",
     "project",

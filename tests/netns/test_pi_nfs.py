@@ -275,6 +275,27 @@ def test_the_kubelets_readiness_probe_of_pi_nfs_passes_where_ganesha_serves(serv
     assert bare.returncode == 1 and f"{net.pi_ip}:{pis.NFS_PORT}" in bare.stderr and "refused" in bare.stderr, bare.stderr
 
 
+def test_a_new_image_not_built_yet_takes_no_pis_root_away(served: tuple[Lan, Server]) -> None:
+    """Review 41-1 H2: the server started for a new image (its IMAGE) that this Pi has not built yet still serves every
+    Pi the root its pointer boots, and makes no root of the new one; the first version exited, and every root was gone
+    until the build ended."""
+    net, server = served
+    old = server.image
+    try:
+        server.stop()
+        server.image = old.parent / "ubuntu-24.04.9-notbuilt"
+        server.start()
+        assert "the Pi image at" in (server.root / "ganesha.log").read_text()
+        assert sorted(exports_of(server.conf)) == [export("eonwe"), export("ilmare")]
+        got = nfs_cat(net, ILMARE_IP, "/etc/issue")
+        assert (got.returncode, got.stdout) == (0, UBUNTU_ROOT["etc/issue"]), got.stderr
+        assert not (server.root.parent / "roots" / "ilmare" / "ubuntu-24.04.9-notbuilt").exists()
+    finally:
+        server.stop()
+        server.image = old
+        server.start()
+
+
 def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Server]) -> None:
     """The netboot pods move (a Pi dies): the service address goes to another Pi, whose NFS container mounts the same
     image and the same layers (the volume that follows it) and serves again. What a Pi holding its root sees, measured."""
