@@ -334,3 +334,19 @@ def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_ever
 
     assert regs["netboot-configmap-pi-netboot"].inputs["data"] != again["netboot-configmap-pi-netboot"].inputs["data"]
     assert digests(regs) == digests(again)
+
+
+def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(tmp_path: Path) -> None:
+    """Review 41-1 H7: pi-roots is a Longhorn volume, and Longhorn is an Argo CD Application of the storage layer, long
+    after the Ainur: the volume, its server and the netbooting maia's steps wait for it (the first version's PVC stayed
+    Pending and its 10-minute wait failed a fresh install); the maia's Longhorn labels come after its join."""
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    # The Argo CD Application that installs Longhorn (the PlatformApplication's resource).
+    longhorn = regs["storage-ainur-longhorn-application-longhorn"].urn
+    for name in ("netboot-persistentvolumeclaim-pi-roots", "netboot-deployment-pi-nfs"):
+        assert longhorn in regs[name].dependencies, name
+    assert regs["netboot-persistentvolumeclaim-pi-roots"].urn in regs["netboot-deployment-pi-nfs"].dependencies
+    join = regs["ainur-ilmare-join"]
+    assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
+    assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
