@@ -105,6 +105,12 @@ def parse_stack(
     # Credentials written where a service's docs put them, each sent to its secret key (stacks.credentials).
     raw, found = credentials.strip(raw, MODELS, SECRETS)
     for full_key, value in raw.items():
+        nested = _nested(full_key, value)
+        if nested is not None:
+            problem, inner = nested
+            found.append(credentials.Found(problem, None))
+            meant.update(inner)  # said once, where the user wrote it, not also as "is required"
+            continue
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
             elsewhere = _other_namespace(full_key, ns, key)
@@ -296,6 +302,42 @@ def _no_namespace(full_key: str) -> str:
     meant = bare if bare in ORDER or bare in SECRETS else _closest(bare, ORDER)
     fix = f"write {NAMESPACE}:{meant}" if meant is not None else f"write it as {NAMESPACE}:<key> (its keys: {', '.join(ORDER)})"
     return f"has no namespace, and Pulumi refuses a stack file with a config key not written <namespace>:<name>; {fix}"
+
+
+def _nested(full_key: str, value: Any) -> tuple[Problem, set[str]] | None:
+    """Iluvatar's keys nested a level too deep, where Pulumi reads none of them (its stack file's config is one mapping
+    of `<namespace>:<name>` keys, sdk v3.272.0 go/common/resource/config/key.go ParseKey): a `config:` inside `config:`
+    (the project file's spelling pasted in), or the namespace as a key of its own (`iluvatar:` then `network:` under it).
+    The problem, with the fix for this form, and the sections the user meant."""
+    if ":" in full_key or not isinstance(value, Mapping) or not value:
+        return None
+    keys = [str(k) for k in value]
+    if full_key == "config":
+        ours = [k for k in keys if k.partition(":")[0] == NAMESPACE]
+        listed = ", ".join(ours or keys)
+        return (
+            Problem(
+                full_key,
+                f"is a config: inside config:, and Pulumi reads only the stack file's top config:, so nothing under it is read; "
+                f"move its keys ({listed}) one level up, under the first config:",
+            ),
+            {k.partition(":")[2] for k in ours},
+        )
+    if full_key in ORDER:
+        return None  # a section without its namespace (`storage:`): the generic message says `iluvatar:storage`
+    ours = [k for k in keys if k in ORDER]
+    # The namespace as written, or misspelt (`Iluvatar`, `iluvatr`), or another name holding only Iluvatar's sections.
+    if difflib.SequenceMatcher(None, full_key.lower(), NAMESPACE).ratio() >= 0.75 or len(ours) == len(keys):
+        written = ", ".join(f"{NAMESPACE}:{k}" for k in keys)
+        return (
+            Problem(
+                full_key,
+                f"holds its keys nested under the namespace, and Pulumi reads a config key only as <namespace>:<name> on one line; "
+                f"write {written} at the top of config:",
+            ),
+            set(ours),
+        )
+    return None
 
 
 def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found]:
