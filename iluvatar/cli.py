@@ -220,7 +220,10 @@ def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool,
             f"flash each SBC with its Talos disk image in {out / 'flash' / 'disk-images.csv'}, after sending its schematic "
             f"({', '.join(str(out / 'flash' / f'schematic-{b}.yaml') for b in boards)}) to Image Factory (docs/bring-up.md#1-render)"
         )
-    then = f"then: `pulumi stack init {stack}` (once), {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
+    # Whether the stack exists lives in the backend (`pulumi stack ls`), which a render does not ask: `select --create`
+    # selects it when it exists and makes it when it does not, so the step is right either way.
+    stack_step = f"`pulumi stack select --create {stack}` (makes the stack the first time)"
+    then = f"then: {stack_step}, {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
     steps.append(then)
     return steps
 

@@ -63,7 +63,7 @@ def rendered(stack: str, out: str, files: int, sbc: str | None = None, pis: str 
             f"  flash each SBC with its Talos disk image in {out}/flash/disk-images.csv, after sending its schematic "
             f"({out}/flash/schematic-{sbc}.yaml) to Image Factory (docs/bring-up.md#1-render)"
         )
-    lines.append(f"  then: `pulumi stack init {stack}` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)")
+    lines.append(f"  then: `pulumi stack select --create {stack}` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)")
     return "\n".join(lines) + "\n"
 
 
