@@ -29,11 +29,11 @@ from pulumi.runtime.sync_await import _sync_await
 from plans import imagefactory
 from stacks.errors import StackConfigError
 from stacks.load import StackFile
-from stacks.secrets import Secure
+from stacks.secrets import OFFLINE, Secure
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
-PLACEHOLDER = "[secret]"
+PLACEHOLDER = OFFLINE
 # The moment a simulated run happens (components.arda.today), unless the caller says: the same on any day.
 MOCK_NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 

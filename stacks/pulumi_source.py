@@ -25,7 +25,7 @@ from stacks import credentials, data, day2, identity, monitoring, power, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
-from stacks.secrets import Secure
+from stacks.secrets import OFFLINE, Secure
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
@@ -201,7 +201,8 @@ def static_hash_problem(config: Identity | None, secret: str | None) -> list[Pro
     """The static admin's secret as the engine decrypted it at preview: a bcrypt hash Dex takes, or the problem (never
     the value). htpasswd prints `:<hash>`; a password set in its place would keep Dex from starting. Only here, where the
     engine has decrypted it: `iluvatar validate` sees ciphertext."""
-    if config is None or config.connector.type != "static" or secret is None:
+    # OFFLINE: an offline render, where no secrets manager opened it (a real hash never reads so).
+    if config is None or config.connector.type != "static" or secret is None or secret == OFFLINE:
         return []
     path = f"{NAMESPACE}:{identity.SECRET}"
     command = f"`pulumi config set --secret {path} {credentials.CONNECTOR_SECRETS['static'][1]}`"
