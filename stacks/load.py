@@ -460,6 +460,26 @@ def _config_loc(err: Any) -> tuple[Any, ...]:
     return tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("<") or p == "[key]")))
 
 
+# What each Tolkien role is, said beside it where a role is refused (a newcomer knows the words, not the names).
+ROLE_MEANINGS = {
+    "valar": "an Ainur Pi, k3s server",
+    "maiar": "an Ainur Pi, k3s agent",
+    "valinor": "an Arda control plane",
+    "istari": "an Arda worker",
+}
+# The words other tools use for a value these keys name otherwise (uname's machine names; Kubernetes' and Talos's
+# roles): the fix is the name here.
+OTHER_NAMES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "master": "valinor",
+    "controlplane": "valinor",
+    "control-plane": "valinor",
+    "worker": "istari",
+}
+
+
 def _plain(model: type[BaseModel], err: Any) -> str:
     """One pydantic error in the user's words: what was written, and what the key takes instead."""
     kind, value, msg, ctx = err["type"], err.get("input"), err["msg"], err.get("ctx") or {}
@@ -472,8 +492,10 @@ def _plain(model: type[BaseModel], err: Any) -> str:
         allowed = _allowed_keys(model, loc[:-1])
         return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
     if kind == "literal_error":
-        expected = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
-        return f"{show(value)} is not one of: {expected}"
+        options = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ").split(", ")
+        expected = ", ".join(f"{o} ({ROLE_MEANINGS[o]})" if o in ROLE_MEANINGS else o for o in options)
+        meant = OTHER_NAMES.get(value.lower()) if isinstance(value, str) else None
+        return f"{show(value)} is not one of: {expected}" + (f"; write {meant}, its name here" if meant in options else "")
     if kind in ("tuple_type", "list_type", "set_type"):
         if isinstance(value, Mapping):
             return f"{show(value)} is a mapping, but this key takes a list"
@@ -481,6 +503,10 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
         keys = _allowed_keys(model, loc)
         expected = f" (keys: {', '.join(keys)})" if keys else ""
+        if keys == ["start", "end"] and isinstance(value, str) and value.count("-") == 1:
+            # A range as a router's page writes it (`a-b`): the fix is the same range in this key's form.
+            start, end = (part.strip() for part in value.split("-"))
+            expected += f": write {{start: {start}, end: {end}}}"
         return f"{show(value)} is not a mapping of keys to values{expected}"
     if kind == "too_short":
         least = ctx.get("min_length", 1)
