@@ -7,6 +7,7 @@ There is one parse path for both sources, so `python -m iluvatar validate` and
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -487,7 +488,17 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     if kind == "value_error":
         return str(msg).removeprefix("Value error, ")
     if kind == "missing":
-        return "is required"
+        # What the key takes, from the schema editors complete it with (its description and example), so the fix is here.
+        what = _field_schema(model, loc)
+        listed = "description" not in what and isinstance(what.get("items"), dict)
+        what = what["items"] if listed else what
+        example = (what.get("examples") or [None])[0]
+        example = [example] if listed and example is not None else example
+        described = str(what.get("description", "")).rstrip(".")
+        # A model's docstring starts with a capital; in the message it follows a colon.
+        described = described[:1].lower() + described[1:] if described[1:2].islower() else described
+        said = ("a list, each " if listed and described else "") + described
+        return "is required" + (f": {said}" if said and example is None else f": {said}, e.g. {show(example)}" if said else "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
@@ -507,6 +518,9 @@ def _plain(model: type[BaseModel], err: Any) -> str:
             # A range as a router's page writes it (`a-b`): the fix is the same range in this key's form.
             start, end = (part.strip() for part in value.split("-"))
             expected += f": write {{start: {start}, end: {end}}}"
+        elif len(keys) == 1 and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            # A value where its one key goes (`ntfy: <url>` for `ntfy: {url: <url>}`): the fix is that key around it.
+            expected += f": write {{{keys[0]}: {show(value)}}}"
         return f"{show(value)} is not a mapping of keys to values{expected}"
     if kind == "too_short":
         least = ctx.get("min_length", 1)
@@ -536,6 +550,39 @@ def _plain(model: type[BaseModel], err: Any) -> str:
             f"{show(value)} is too large: the largest allowed is {bound}" if kind == "less_than_equal" else f"{show(value)} must be less than {bound}"
         )
     return f"{show(value)}: {str(msg)[0].lower()}{str(msg)[1:]}"
+
+
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True)
+
+
+def _field_schema(model: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """The JSON schema of the key at `loc` inside `model` (through lists, references and a union's first form), or {}."""
+    root = _schema(model)
+    defs = root.get("$defs", {})
+    current: Any = root
+    for part in loc:
+        while isinstance(current, dict) and ("$ref" in current or "anyOf" in current or "oneOf" in current or "items" in current):
+            if "$ref" in current:
+                current = defs.get(str(current["$ref"]).rsplit("/", 1)[-1], {})
+            elif isinstance(part, int) and "items" in current:
+                break
+            elif "items" in current:
+                current = current["items"]
+            else:
+                forms: list[Any] = current.get("anyOf") or current.get("oneOf") or []
+                current = next((o for o in forms if o.get("type") != "null"), {})
+        if isinstance(part, int):
+            current = current.get("items", {}) if isinstance(current, dict) else {}
+            continue
+        current = current.get("properties", {}).get(part, {}) if isinstance(current, dict) else {}
+    while isinstance(current, dict) and "$ref" in current:
+        current = defs.get(str(current["$ref"]).rsplit("/", 1)[-1], {})
+    if isinstance(current, dict) and "description" not in current:
+        alternatives: list[Any] = current.get("anyOf") or current.get("oneOf") or []
+        current = next((o for o in alternatives if o.get("type") != "null"), current)
+    return current if isinstance(current, dict) else {}
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
