@@ -225,6 +225,18 @@ def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> No
     assert here.stdout == f"Pulumi.garage.yaml: valid\n{RK1_SUMMARY}"
     missing = iluvatar("validate", "homelab", cwd=project)
     assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
+    typo = iluvatar("validate", "garge", cwd=project)
+    assert (typo.returncode, typo.stderr) == (
+        2,
+        "error: no stack 'garge': Pulumi.garge.yaml does not exist (stacks here: garage); did you mean garage?\n",
+    )
+    (project / "Pulumi.garage.yaml").unlink()
+    none = iluvatar("validate", "garage", cwd=project)
+    assert (none.returncode, none.stderr) == (
+        2,
+        f"error: no stack 'garage': Pulumi.garage.yaml does not exist (stacks here: none); write it with `{ILUVATAR} init garage`\n",
+    )
+    shutil.copy(RK1, project / "Pulumi.garage.yaml")
     explicit = iluvatar("validate", "rk1", "--project", str(ROOT), cwd=project)
     assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid\n{RK1_SUMMARY}")
 
