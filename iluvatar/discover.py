@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
+import re
 import socket
 import subprocess
 import tempfile
@@ -73,6 +74,41 @@ def ask(kubeconfig: str | None, context: str | None, addresses: Sequence[str], l
         raise DiscoverError(last[0].removeprefix("upgrader: FAILED: - : ").removeprefix("upgrader: "))
     doc = json.loads(result.stdout)
     return Found(doc["leases"], doc["machines"], doc.get("leasesError", ""))
+
+
+WINDOW_DURATION = re.compile(r"^([0-9]+)(m|h)$")
+MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 60, 12 * 3600  # upgrader's discovery.MinWindow and MaxWindow
+
+
+def window_seconds(text: str) -> int:
+    """`--arm`'s duration (`30m`, `2h`) in seconds, within the window's bounds."""
+    m = WINDOW_DURATION.match(text)
+    seconds = int(m.group(1)) * (60 if m.group(2) == "m" else 3600) if m else 0
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise DiscoverError(f"--arm {text}: give minutes or hours, from 1m to 12h (e.g. --arm 30m)")
+    return seconds
+
+
+def arm(kubeconfig: str | None, context: str | None, seconds: int, deadline: float) -> dict[str, Any]:
+    """Open (seconds > 0) or close (0) the discovery window: `upgrader discover --arm/--disarm` writes the ConfigMap
+    the netboot pod's discovery-window loop reads (plans.netboot.window)."""
+    from iluvatar import upgrader
+
+    try:
+        binary = upgrader.build()
+    except Exception as e:  # a build failure is the command's to report, in one line
+        raise DiscoverError(f"the upgrader (which writes the window) could not be built: {str(e).splitlines()[0]}") from None
+    args = [str(binary), "discover", f"--deadline={int(deadline)}s", f"--arm={seconds}s" if seconds else "--disarm"]
+    if kubeconfig:
+        args.append(f"--kubeconfig={kubeconfig}")
+    if context:
+        args.append(f"--context={context}")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=deadline * 3 + 60, stdin=subprocess.DEVNULL)  # noqa: S603
+    if result.returncode != 0:
+        last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["(no message)"]
+        raise DiscoverError(last[0].removeprefix("upgrader: FAILED: - : ").removeprefix("upgrader: "))
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
 
 
 def machines_of(found: Found) -> list[plan.Machine]:
@@ -271,19 +307,38 @@ def run(args: argparse.Namespace, path: Path) -> None:
             f"{path}: iluvatar:arda.discovery is not set, so no unknown machine is booted to be discovered; "
             "add `discovery: {}` under iluvatar:arda and run `pulumi up`, or give --address IP of a machine you booted in maintenance mode yourself"
         )
+    if args.arm or args.disarm:
+        if stack.discovery is None:
+            raise DiscoverError(
+                f"{path}: iluvatar:arda.discovery is not set, so there is no discovery window to open; add `discovery: {{}}` under iluvatar:arda and run `pulumi up`"
+            )
+        seconds = 0 if args.disarm else window_seconds(args.arm)
+        window = arm(args.kubeconfig, args.context, seconds, args.deadline)
+        if seconds:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(window["until"]))
+            print(f"discovery window open until {until} ({window['configMap']} at {window['apiServer']}): power on the new machines now")
+            print(f"then: iluvatar discover {path}; close it sooner with --disarm")
+        else:
+            print(f"discovery window closed ({window['configMap']} at {window['apiServer']}): unknown machines boot their own disks again")
+        return
     if args.role not in ARDA_ROLES:
         raise DiscoverError(f"--role {args.role}: a new Arda machine is istari (a worker) or valinor (a control plane)")
     found = ask(args.kubeconfig, args.context, args.address or [], leases=not args.no_leases, deadline=args.deadline)
     if found.leases_error:
         print(f"# the leases could not be read ({found.leases_error}); only the --address machines were asked")
     machines = [dataclasses.replace(m, arch=args.arch) if m.arch is None and args.arch else m for m in machines_of(found)]
-    result = plan.plan(stack, machines, role=args.role)
-    known = {n.mac: n.name for n in stack.nodes}
-    waiting = [m for m in machines if m.mac not in known]
-    already = [f"{known[m.mac]} ({m.mac}) at {m.address}" for m in machines if m.mac in known]
-    print(f"# {len(waiting)} machine{'s' if len(waiting) != 1 else ''} waiting to be added to {path}")
-    for line in already:
-        print(f"# already in the inventory, still in maintenance mode: {line} (pulumi up applies its config)")
+    for mac in args.wipe:
+        if not plan.MAC.match(mac.lower()):
+            raise DiscoverError(f"--wipe {mac}: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01")
+    result = plan.plan(stack, machines, role=args.role, wipe=args.wipe)
+    print(f"# {len(result.entries)} machine{'s' if len(result.entries) != 1 else ''} waiting to be added to {path}")
+    for m, name in result.known:
+        print(f"# already in the inventory, still in maintenance mode: {name} ({m.mac}) at {m.address} (pulumi up applies its config)")
+    if not machines and (args.no_leases or stack.ainur is None or stack.ainur.netboot.mode == "proxy"):
+        print(
+            "# no machine was asked: in proxy DHCP mode the Ainur hand out no addresses, so they hold no leases; "
+            "give --address IP of each machine (your router's lease table shows it: a discovery-<arch>-<mac> hostname)"
+        )
     _, indent = insert_entries(path.read_text(encoding="utf-8"), path)
     for entry in result.entries:
         print("\n".join(line.removeprefix(indent) for line in entry_lines(entry, indent)))
