@@ -120,6 +120,16 @@ def machines_of(found: Found) -> list[plan.Machine]:
 # --- printing ---------------------------------------------------------------------------------------------------
 
 _PLAIN_UNSAFE = set(",[]{}#&*!|>'\"%@`")
+# What Pulumi's YAML (gopkg.in/yaml.v3, YAML 1.2's core schema) reads as no string where PyYAML (YAML 1.1) may read
+# a string (resolve.go:124, 169-205 at v3.0.1): a timestamp, an int (strconv.ParseInt base 0 after dropping `_`: 0o17,
+# 0b1, 0x1f), a yamlStyleFloat (12e3, with no dot, which 1.1 reads as a string), the special floats, nulls and bools.
+# Such a value is double-quoted, so both read the serial or model the disk reported (review 1 LOW 9).
+_YAML12_NOT_STRING = re.compile(
+    r"^(?:[-+]?(?:[0-9]+|0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+)"
+    r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|~|null|Null|NULL|true|True|TRUE|false|False|FALSE"
+    r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*)$"
+)
 
 
 def scalar(value: object) -> str:
@@ -135,6 +145,7 @@ def scalar(value: object) -> str:
         and " #" not in text
         and not text.startswith(("- ", "? ", ": "))
         and not (text.count(":") >= 5 and len(text) == 17)  # a MAC
+        and not _YAML12_NOT_STRING.match(text.replace("_", ""))
     )
     if plain:
         try:

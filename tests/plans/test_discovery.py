@@ -274,3 +274,15 @@ def test_a_configured_talos_is_named_so_with_how_to_reset_it() -> None:
     e = discovery.entry(load_stack_file(HOMELAB), two_nics(NIC1, NIC1, configured=True), IPv4Address("192.168.0.33"), set())
     assert e.node is None and e.problem.startswith("it answers as a configured Talos, not in maintenance mode")
     assert "talosctl reset --graceful=false --reboot" in e.problem
+
+
+@pytest.mark.parametrize("text", ["12e3", "0o17", "0b101", "1_2", "+.inf", ".NaN", "null", "TRUE", "2024-01-02", "yes", "on", "0x1F", "12345"])
+def test_a_value_yaml_1_2_reads_as_no_string_is_quoted(text: str) -> None:
+    """Review 1 LOW 9: Pulumi reads the stack file with gopkg.in/yaml.v3 (YAML 1.2), PyYAML is 1.1: a serial such as
+    12e3 (a float to 1.2, a string to 1.1) is quoted, so both read the string the disk reported."""
+    assert scalar(text) == f'"{text}"'
+
+
+@pytest.mark.parametrize("text", ["S3Z9NB0K123456A", "naa.5002538e40a1b2c3", "192.168.0.33", "Samsung SSD 860", "WD-WCC4M1234567", "inf"])
+def test_a_plain_string_in_both_yaml_versions_stays_plain(text: str) -> None:
+    assert scalar(text) == text
