@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
+import os
 import re
 import socket
 import subprocess
@@ -238,21 +239,26 @@ def insert_entries(text: str, path: Path, block: list[str] | None = None) -> tup
     # with a trailing comma (`[...],}`), which tests/iluvatar/test_discover.py's round trip would show.
     while at < len(lines) and lines[at].lstrip().startswith("#") and len(lines[at]) - len(lines[at].lstrip()) >= len(indent):
         at += 1
+    newline = "\r\n" if "\r\n" in text else "\n"  # a file written on Windows keeps its line ends (review 1 LOW 11)
     if at and not lines[at - 1].endswith("\n"):
-        lines[at - 1] += "\n"
-    return "".join(lines[:at] + [line + "\n" for line in block] + lines[at:]), indent
+        lines[at - 1] += newline
+    return "".join(lines[:at] + [line + newline for line in block] + lines[at:]), indent
 
 
 def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
     """Add the entries to the stack file: validated after, written whole or not at all. The number of machines added."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")
     _, indent = insert_entries(text, path)
     # The machines that get no entry first (their comments), the entries last: see insert_entries.
     block = [line for e in sorted(entries, key=lambda e: e.node is not None) for line in entry_lines(e, indent)]
     new, _ = insert_entries(text, path, block)
     with tempfile.TemporaryDirectory() as tmp:
+        # Validated as it will be read: same name, beside the project's Pulumi.yaml (its secrets backend), review 1 LOW 10.
         candidate = Path(tmp) / path.name
-        candidate.write_text(new, encoding="utf-8")
+        candidate.write_bytes(new.encode())
+        project = path.resolve().parent / "Pulumi.yaml"
+        if project.exists():
+            (Path(tmp) / "Pulumi.yaml").write_bytes(project.read_bytes())
         try:
             load_stack_file(candidate)
         except StackConfigError as e:
@@ -261,11 +267,20 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
                 + "\n".join(f"  {p}" for p in e.problems)
                 + "\n  (a role, name or address of yours? give --role, or write the entries above by hand)"
             ) from None
-    # Beside the file, then renamed over it: a failure leaves the old file whole.
-    with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}.", delete=False) as staged:
+    # Beside the file (a symlink's target, so the link stays one), synced, then renamed over it and the folder synced:
+    # a failure or a power cut leaves the old file or the new one whole (review 1 LOW 11).
+    target = path.resolve()
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as staged:
         staged.write(new.encode())
-    Path(staged.name).chmod(path.stat().st_mode & 0o777)
-    Path(staged.name).replace(path)
+        staged.flush()
+        os.fsync(staged.fileno())
+    Path(staged.name).chmod(target.stat().st_mode & 0o777)
+    Path(staged.name).replace(target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return sum(1 for e in entries if e.node is not None)
 
 
@@ -350,7 +365,7 @@ def run(args: argparse.Namespace, path: Path) -> None:
             "# no machine was asked: in proxy DHCP mode the Ainur hand out no addresses, so they hold no leases; "
             "give --address IP of each machine (your router's lease table shows it: a discovery-<arch>-<mac> hostname)"
         )
-    _, indent = insert_entries(path.read_text(encoding="utf-8"), path)
+    _, indent = insert_entries(path.read_bytes().decode("utf-8"), path)
     for entry in result.entries:
         print("\n".join(line.removeprefix(indent) for line in entry_lines(entry, indent)))
     for line in not_seen(stack, found.leases):

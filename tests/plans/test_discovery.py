@@ -286,3 +286,25 @@ def test_a_value_yaml_1_2_reads_as_no_string_is_quoted(text: str) -> None:
 @pytest.mark.parametrize("text", ["S3Z9NB0K123456A", "naa.5002538e40a1b2c3", "192.168.0.33", "Samsung SSD 860", "WD-WCC4M1234567", "inf"])
 def test_a_plain_string_in_both_yaml_versions_stays_plain(text: str) -> None:
     assert scalar(text) == text
+
+
+def test_write_keeps_crlf_a_symlink_and_validates_beside_pulumi_yaml(tmp_path: Path) -> None:
+    """Review 1 LOW 10 and 11: a CRLF file stays CRLF, a symlinked stack file stays a symlink (its target written),
+    and the written stack is validated beside the project's Pulumi.yaml."""
+    from iluvatar.discover import write
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    text = HOMELAB.read_text().replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
+    target = real / "Pulumi.homelab.yaml"
+    target.write_bytes(text.replace("\n", "\r\n").encode())
+    link = tmp_path / "Pulumi.homelab.yaml"
+    link.symlink_to(target)
+    stack = load_stack_file(link)
+    e = discovery.entry(stack, machine(SSD), IPv4Address("192.168.0.33"), {n.name for n in stack.nodes})
+    assert write(link, stack, [e]) == 1
+    assert link.is_symlink()
+    raw = target.read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert load_stack_file(link).nodes[-1].mac == "02:00:5e:00:0d:01"
