@@ -347,16 +347,18 @@ def run(args: argparse.Namespace, path: Path) -> None:
         else:
             print(f"discovery window closed ({window['configMap']} at {window['apiServer']}): unknown machines boot their own disks again")
         return
+    for mac in args.wipe:
+        if not plan.MAC.match(mac.lower()):
+            raise DiscoverError(f"--wipe {mac}: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01")
     if args.role not in ARDA_ROLES:
         raise DiscoverError(f"--role {args.role}: a new Arda machine is istari (a worker) or valinor (a control plane)")
     found = ask(args.kubeconfig, args.context, args.address or [], leases=not args.no_leases, deadline=args.deadline)
     if found.leases_error:
         print(f"# the leases could not be read ({found.leases_error}); only the --address machines were asked")
     machines = [dataclasses.replace(m, arch=args.arch) if m.arch is None and args.arch else m for m in machines_of(found)]
-    for mac in args.wipe:
-        if not plan.MAC.match(mac.lower()):
-            raise DiscoverError(f"--wipe {mac}: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01")
     result = plan.plan(stack, machines, role=args.role, wipe=args.wipe)
+    for mac in sorted({m.lower() for m in args.wipe} - {e.machine.mac for e in result.entries}):
+        print(f"# --wipe {mac}: no machine waiting has that MAC, so nothing is wiped for it")
     print(f"# {len(result.entries)} machine{'s' if len(result.entries) != 1 else ''} waiting to be added to {path}")
     for m, name in result.known:
         print(f"# already in the inventory, still in maintenance mode: {name} ({m.mac}) at {m.address} (pulumi up applies its config)")

@@ -342,3 +342,17 @@ def test_the_discovery_window_is_opened_by_the_user_and_served_by_the_netboot_po
     )
     far = loop_once()
     assert served.exists() is False and "more than 43200 s away: not opened" in far.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arm", "30m"], "iluvatar:arda.discovery is not set, so there is no discovery window to open"),
+        (["--wipe", "sda"], "--wipe sda: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01"),
+    ],
+)
+def test_a_window_without_discovery_and_a_wipe_that_is_no_mac_are_refused_before_anything_is_asked(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "iluvatar", "discover", str(HOMELAB), "--address=127.0.0.1", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr
