@@ -559,6 +559,24 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
     assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
 
 
+def test_the_discovery_window_is_a_configmap_the_pod_may_only_read_and_a_loop_that_serves_it() -> None:
+    """Review 1 MEDIUM 4: with discovery, the pod runs the window loop, nginx reads its file from a memory volume, and
+    the Role adds `get` of that one ConfigMap (the user's `discover --arm` writes it); without, nothing changes."""
+    objs = objects(VARIANTS["dhcp-discovery-pool"]())
+    assert objs["Role/netboot-leases"]["rules"][2:] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["discovery-window"], "verbs": ["get"]}
+    ]
+    assert objs["ConfigMap/netboot"]["data"]["discovery-window.sh"] == netboot.window_script()
+    pod = objs["Deployment/netboot"]["spec"]["template"]["spec"]
+    window = next(c for c in pod["containers"] if c["name"] == "discovery-window")
+    assert (window["image"], window["command"]) == (netboot.CURL_IMAGE, ["sh", "/etc/iluvatar/discovery-window.sh"])
+    http = next(c for c in pod["containers"] if c["name"] == "http")
+    assert {"name": "discovery-window", "mountPath": "/usr/share/nginx/html/discovery", "readOnly": True} in http["volumeMounts"]
+    assert {"name": "discovery-window", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}} in pod["volumes"]
+    off = objects(load_stack_file(HOMELAB))["Deployment/netboot"]["spec"]["template"]["spec"]
+    assert "discovery-window" not in [c["name"] for c in off["containers"]]
+
+
 def test_cache_daemonset_fills_every_pi() -> None:
     pod = objects(load_stack_file(HOMELAB))["DaemonSet/netboot-cache"]["spec"]["template"]["spec"]
     # Kept on a Pi the control plane cannot reach (NoExecute), not owed to a dead one (unreachable:NoSchedule).
