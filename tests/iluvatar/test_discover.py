@@ -356,3 +356,37 @@ def test_a_window_without_discovery_and_a_wipe_that_is_no_mac_are_refused_before
         [sys.executable, "-m", "iluvatar", "discover", str(HOMELAB), "--address=127.0.0.1", *args], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_proxy_mode_with_no_machine_asked_says_where_the_address_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review 1 LOW 14: in proxy mode the Ainur hold no leases, so a run that asked no one says to give --address."""
+    import argparse
+
+    from iluvatar import discover as command
+
+    text = HOMELAB.read_text().replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
+    text = text.replace("    kubernetesVersion: v1.34.1\n", "    kubernetesVersion: v1.34.1\n    discovery: {}\n", 1)
+    assert "      mode: dhcp #" in text
+    stack = tmp_path / "Pulumi.homelab.yaml"
+    stack.write_text(text.replace("      mode: dhcp #", "      mode: proxy #", 1))
+    monkeypatch.setattr(command, "ask", lambda *a, **k: command.Found([], []))
+    monkeypatch.setattr(command, "not_seen", lambda *a, **k: [])
+    args = argparse.Namespace(
+        write=False,
+        address=None,
+        no_leases=False,
+        role="istari",
+        arch=None,
+        deadline=1.0,
+        kubeconfig=None,
+        context=None,
+        wipe=[],
+        arm=None,
+        disarm=False,
+    )
+    command.run(args, stack)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"# 0 machines waiting to be added to {stack}"
+    assert out[1].startswith("# no machine was asked: in proxy DHCP mode the Ainur hand out no addresses, so they hold no leases; give --address IP")
