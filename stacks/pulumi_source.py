@@ -25,7 +25,7 @@ from stacks import credentials, data, day2, identity, monitoring, power, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
-from stacks.secrets import OFFLINE, Secure
+from stacks.secrets import Secure
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
@@ -193,6 +193,9 @@ def last_outputs() -> dict[str, Any]:
 # 53 characters of salt and hash), else Dex does not start (dex v2.45.1, cmd/dex/config.go:131-147: "malformed bcrypt
 # hash"); and a cost from bcrypt.DefaultCost (10) to 16, else every login is refused (server/server.go:568-572 and
 # server/api.go:26-31, :175-188 checkCost).
+# What an offline run (iluvatar.simulate, for `iluvatar render` and the tests) hands the program for a `secure:` value
+# it cannot decrypt: no hash to judge there, so the check is the engine's, at `pulumi preview`.
+UNDECRYPTED = "[secret]"
 BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 BCRYPT_COSTS = range(10, 17)
 
@@ -201,8 +204,7 @@ def static_hash_problem(config: Identity | None, secret: str | None) -> list[Pro
     """The static admin's secret as the engine decrypted it at preview: a bcrypt hash Dex takes, or the problem (never
     the value). htpasswd prints `:<hash>`; a password set in its place would keep Dex from starting. Only here, where the
     engine has decrypted it: `iluvatar validate` sees ciphertext."""
-    # OFFLINE: an offline render, where no secrets manager opened it (a real hash never reads so).
-    if config is None or config.connector.type != "static" or secret is None or secret == OFFLINE:
+    if config is None or config.connector.type != "static" or secret is None or secret == UNDECRYPTED:
         return []
     path = f"{NAMESPACE}:{identity.SECRET}"
     command = f"`pulumi config set --secret {path} {credentials.CONNECTOR_SECRETS['static'][1]}`"

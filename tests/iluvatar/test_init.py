@@ -94,6 +94,20 @@ def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
     ]
 
 
+def test_a_static_admins_stack_renders_once_its_secret_is_set(tmp_path: Path) -> None:
+    """Offline, the static admin's hash is ciphertext: render goes on, and the hash's form is judged at preview."""
+    flags = ["--gitops", "https://github.com/you/lab.git", "--identity", "static=you@example.org"]
+    assert iluvatar("init", "lab", *MINIMAL_FLAGS, *flags, cwd=tmp_path).returncode == 0
+    stack_file = tmp_path / "Pulumi.lab.yaml"
+    # What `pulumi config set --secret` writes: the stack's salt, and the value under config.
+    stack_file.write_text(SALT_LINE + stack_file.read_text())
+    with stack_file.open("a") as f:
+        f.write("  iluvatar:identityConnectorSecret:\n    secure: v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ=\n")
+    result = iluvatar("render", "lab", "--out", str(tmp_path / "render"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "render" / "plan.txt").is_file()
+
+
 def test_the_file_is_in_the_form_pulumi_writes(tmp_path: Path) -> None:
     """`pulumi stack init` appends only its salt; `config set` changes only its key (tools/stackfile: Pulumi's marshaler)."""
     tool = build("stackfile")
