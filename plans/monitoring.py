@@ -652,10 +652,12 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
         target["email_configs"] = [{"to": email.to, "send_resolved": True}]
     elif kind == "webhook" and receiver.webhook is not None:
         webhook: dict[str, Any] = {"url": receiver.webhook.url, "send_resolved": True}
-        if secret and rules.zulip(receiver.webhook.url) is not None:
+        url = receiver.webhook.url
+        if secret and url is not None and rules.zulip(url) is not None:
             # Zulip reads its bot's API key from the URL's parameters only (stacks.credentials.ZULIP_WEBHOOK).
-            split = urlsplit(receiver.webhook.url)
-            webhook["url"] = urlunsplit(split._replace(query="&".join(q for q in (split.query, urlencode({"api_key": secret})) if q)))
+            split = urlsplit(url)
+            query = "&".join(q for q in (split.query, urlencode({"api_key": secret})) if q)
+            webhook["url"] = urlunsplit(split._replace(query=query))
         elif secret:
             webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": secret}}
         target["webhook_configs"] = [webhook]
