@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from stacks import repository
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.errors import show
 from stacks.fields import (
@@ -82,6 +82,19 @@ class Vlan(Model):
     gateway: IPv4 | None = None
 
 
+def _not_multicast_dns(domain: str) -> str:
+    """The internal zone's name, not under `.local`: RFC 6762 section 3 gives every `.local` name to multicast DNS, so
+    macOS, iOS and Linux with nss-mdns (`mdns4_minimal [NOTFOUND=return]`) never ask the LAN's DNS server for it, and the
+    apps' names would resolve on no laptop or phone. RFC 8375's `home.arpa` is the zone for a home network."""
+    if domain == "local" or domain.endswith(".local"):
+        label = domain.removesuffix("local").rstrip(".") or "lab"
+        raise ValueError(
+            f"{domain} is under .local, which phones and laptops resolve by multicast DNS only (RFC 6762), never by asking "
+            f"the LAN's DNS server; write {label}.home.arpa (RFC 8375, for home networks)"
+        )
+    return domain
+
+
 class Network(Model):
     """Eä's plan: the LAN, its gateway and DNS, the DHCP pool, the load-balancer pool, VLANs, zones."""
 
@@ -91,7 +104,7 @@ class Network(Model):
     dhcp_range: OrderedRange
     load_balancer_pool: OrderedRange
     vlans: tuple[Vlan, ...] = ()
-    domain: DnsName
+    domain: Annotated[DnsName, AfterValidator(_not_multicast_dns)]
     external_domain: DnsName | None = None
 
 
@@ -272,6 +285,9 @@ class Discovery(Model):
     pool: OrderedRange | None = None
     # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
     vlan: Label | None = None
+    # The architectures booted to be discovered (the Talos kernels every Pi caches for them); unset: those of the
+    # inventory's Arda machines, or amd64 (stacks.boards.discovery_arches).
+    arches: tuple[Arch, ...] | None = Field(default=None, min_length=1)
 
 
 class Arda(Model):
@@ -562,9 +578,20 @@ def _email(value: object) -> object:
     """An e-mail address; its domain, which DNS reads in any case, in lower case (the part before @ as written: only
     its own server may tell cases apart)."""
     if not isinstance(value, str) or not _EMAIL.match(value):
-        raise ValueError(f"{show(value)} is not a well-formed e-mail address (e.g. you@example.org)")
+        raise ValueError(f"{show(value)} is not a well-formed e-mail address ({_email_fix(value)})")
     local, _, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+def _email_fix(value: object) -> str:
+    """What to write instead: the address alone, out of a display name's brackets, one of a list, or an example."""
+    found = re.findall(r"[^@\s<>,;\[\]\"']+@[^@\s<>,;\[\]\"']+", value if isinstance(value, str) else show(value))
+    addresses = [a for a in found if _EMAIL.match(a)]
+    if len(addresses) > 1:
+        return f"one address: write one of {', '.join(addresses)}"
+    if addresses:
+        return f"write the address alone: {addresses[0]}"
+    return "e.g. you@example.org"
 
 
 EmailAddress = Annotated[str, BeforeValidator(_email, json_schema_input_type=_text(_EMAIL.pattern, "you@example.org", "an e-mail address"))]
@@ -605,6 +632,26 @@ class Edge(Model):
 _RETENTION = re.compile(r"^[1-9]\d*[hdwy]$")
 _VOLUME_SIZE = re.compile(r"^[1-9]\d*Gi$")
 _SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+
+
+def _host_port(what: str, port: int, example: str) -> Any:
+    """A host:port, as Alertmanager's smarthost and Dex's LDAP host take it: no scheme (`smtp://`, `ldaps://`), and a port
+    (neither program adds one); a value with either is refused with the host:port to write."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and _SMARTHOST.match(value):
+            return value
+        text = value.strip() if isinstance(value, str) else ""
+        bare = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", text).rstrip("/")
+        if bare != text and _SMARTHOST.match(bare):
+            raise ValueError(f"{show(value)} is not a well-formed {what}: it takes no scheme; write {bare}")
+        if re.fullmatch(r"[A-Za-z0-9.-]+", bare):
+            raise ValueError(f"{show(value)} is not a well-formed {what}: it has no port; write {bare}:{port}")
+        raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
+
+    return BeforeValidator(check, json_schema_input_type=_text(_SMARTHOST.pattern, example, f"a {what}"))
+
+
 _HTTPS_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 HttpUrl = Annotated[str, _pattern(_HTTPS_URL, "https://ntfy.sh/iluvatar-alerts", "http(s) URL")]
 
@@ -630,7 +677,7 @@ class EmailReceiver(Model):
 
     to: EmailAddress | None = None
     sender: EmailAddress | None = Field(default=None, alias="from")
-    smarthost: Annotated[str, _pattern(_SMARTHOST, "smtp.example.org:587", "SMTP host:port")] | None = None
+    smarthost: Annotated[str, _host_port("SMTP host:port", 587, "smtp.example.org:587")] | None = None
     username: str | None = Field(default=None, min_length=1)
 
 
@@ -680,7 +727,7 @@ class Connector(Model):
     # github: the organisations whose members may sign in; their teams are the groups (`org:team`).
     orgs: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # ldap: the directory (host:port, over TLS), who binds, where users and groups live.
-    host: Annotated[str, _pattern(_SMARTHOST, "ldap.example.org:636", "LDAP host:port")] | None = None
+    host: Annotated[str, _host_port("LDAP host:port", 636, "ldap.example.org:636")] | None = None
     bind_dn: str | None = Field(default=None, min_length=1)
     user_base_dn: str | None = Field(default=None, min_length=1)
     group_base_dn: str | None = Field(default=None, min_length=1)
@@ -769,6 +816,13 @@ class StackConfig(Model):
     def discovery(self) -> Discovery | None:
         """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
         return self.arda.discovery if self.ainur is not None else None
+
+    @property
+    def discovery_boards(self) -> dict[Arch, str]:
+        """The boards a machine being discovered boots as, by architecture (none without discovery)."""
+        if self.discovery is None:
+            return {}
+        return discovery_boards(self.discovery.arches, (n.arch for n in self.arda_nodes))
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""

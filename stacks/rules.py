@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from stacks.apps import app_problems
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, DISCOVERY_BOARDS, version_tuple
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
@@ -353,12 +353,25 @@ _ABSENT = object()
 _SNAKE = {"loadBalancerAlgorithm": "load_balancer_algorithm", "hubble": "hubble"}
 
 
+def _to_odd(count: int, allowed: tuple[int, ...], role: str) -> str:
+    """The fix for a count of a cluster's etcd members that has no quorum: the allowed counts nearest it."""
+    if count == 0:
+        return f"set role: {role} on one machine"
+    near = [c for c in (count + 1, count - 1) if c in allowed] or [max(allowed)]
+    return f"add or remove a machine with role: {role} to make it {' or '.join(map(str, near))}"
+
+
 def _counts(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     roles = [n.role for _, n in p.nodes]
     valinor, istari, valar = roles.count("valinor"), roles.count("istari"), roles.count("valar")
     if valinor == 0 or valinor % 2 == 0:
-        out.append(Problem(NODES, f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum"))
+        out.append(
+            Problem(
+                NODES,
+                f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum; {_to_odd(valinor, (1, 3, 5), 'valinor')}",
+            )
+        )
     if p.arda is not None and istari == 0 and valinor > 0 and not p.arda.allow_scheduling_on_control_planes:
         out.append(
             Problem(
@@ -367,7 +380,12 @@ def _counts(p: Parsed) -> list[Problem]:
             )
         )
     if p.ainur_set and (valar == 0 or valar % 2 == 0):
-        out.append(Problem(NODES, f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"))
+        out.append(
+            Problem(
+                NODES,
+                f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum; {_to_odd(valar, (1, 3), 'valar')}",
+            )
+        )
     return out
 
 
@@ -525,7 +543,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
     if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
         used.add(p.ainur.netboot.generic_worker.board)
     if p.ainur_set and p.arda.discovery is not None:
-        used.update(DISCOVERY_BOARDS.values())
+        used.update(discovery_boards(p.arda.discovery.arches, (n.arch for _, n in p.nodes if n.role in ARDA_ROLES)).values())
     return [
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",

@@ -48,7 +48,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
         f"  flash each Pi (eonwe, ilmare, manwe) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config"
         " (docs/layers/ainur.md#flashing-the-pis)",
-        "  then: `pulumi stack init homelab` (once), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+        "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     return out
 
@@ -428,7 +428,7 @@ def test_the_minimal_example_renders_and_its_artifacts_pass_the_real_tools(tmp_p
         "next:",
         f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
         f"  flash each Pi (pi) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config (docs/layers/ainur.md#flashing-the-pis)",
-        "  then: `pulumi stack init minimal` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+        "  then: `pulumi stack select --create minimal` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     files = tree(out)
     assert sorted(f for f in files if f.startswith(("ainur/", "talos/", "netboot/ipxe/"))) == [
