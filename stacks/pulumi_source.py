@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import data, day2, identity, monitoring, power, storage
+from stacks import data, day2, identity, monitoring, power, remote_access, storage
 from stacks.errors import StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import StackConfig
@@ -52,6 +52,8 @@ class StackSecrets:
     s3_secret_access_key: pulumi.Output[str] | None = None
     # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
     bmc_passwords: pulumi.Output[dict[str, str]] | None = None
+    # The Tailscale OAuth client's secret (remote access, flavour tailscale): the operator's and pulumi-tailscale's.
+    tailscale_oauth_client_secret: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def load() -> LoadedStack:
     connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
     app_secrets = cfg.get_secret_object(data.APP_SECRETS)
     bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
+    tailscale = stack.remote_access is not None and stack.remote_access.flavour == "tailscale"
+    oauth_secret = cfg.require_secret(remote_access.SECRET) if tailscale else None
     return LoadedStack(
         stack,
         StackSecrets(
@@ -148,6 +152,7 @@ def load() -> LoadedStack:
             s3_access_key_id=cfg.get_secret(data.S3_KEY_ID),
             s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
             bmc_passwords=bmc_passwords,
+            tailscale_oauth_client_secret=oauth_secret,
         ),
         deployed,
         arda,
