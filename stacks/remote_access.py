@@ -65,6 +65,8 @@ def check(
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps)
     out += _access(remote, identity, identity_set)
+    if remote.flavour == "headscale":
+        out += _headscale_users(remote)
     return out
 
 
@@ -192,3 +194,22 @@ def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool)
         for k, value in enumerate(grant.reach):
             if value in grant.reach[:k]:
                 yield Problem(f"{path}.reach[{k}]", f"{value} is listed twice")
+
+
+# A Headscale user name (hscontrol/util/dns.go:37-68, ValidateUsername, at v0.27.1): two characters or more, a letter
+# first, then letters, digits, '-', '.', '_' and at most one '@'.
+_HEADSCALE_USER = re.compile(r"^[^\W\d_][\w.-]*(@[\w.-]*)?$")
+
+
+def _headscale_users(remote: RemoteAccess) -> Iterator[Problem]:
+    """Each member is a Headscale user the enrolment makes (plans.remote_access.enroll_script): its login without the
+    trailing @ (`bob@` is bob), which Headscale must take as a user name."""
+    for i, grant in enumerate(remote.access):
+        for k, member in enumerate(grant.members):
+            user = member.removesuffix("@")
+            if len(user) < 2 or not _HEADSCALE_USER.match(user):
+                yield Problem(
+                    f"{REMOTE}.access[{i}].members[{k}]",
+                    f"{member}: Headscale would make the user {user or '(nothing)'}, which it refuses (two characters or more, a "
+                    "letter first, then letters, digits, '-', '.', '_' and one '@'); e.g. bob@ for the user bob",
+                )

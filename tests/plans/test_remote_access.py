@@ -1,0 +1,253 @@
+"""The remote access plan: exactly what is advertised, allowed and split, for the homelab in each flavour, and for any
+stack (Hypothesis): every destination the policy allows is advertised, and nothing outside the homelab's networks is."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from plans import remote_access as plan
+from plans import talos
+from plans.k3s import server_url
+from stacks import parse_stack
+from stacks.model import StackConfig
+from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
+from tests.strategies import raw_stacks
+
+ROUTES = ["192.168.0.10/32", "192.168.0.14/32", "192.168.0.16/32", "192.168.0.20/32", "192.168.0.238/32"]
+
+
+@pytest.fixture(scope="module")
+def headscale() -> StackConfig:
+    return remote_stack(HEADSCALE)
+
+
+@pytest.fixture(scope="module")
+def tailscale() -> StackConfig:
+    return remote_stack(TAILSCALE)
+
+
+def test_the_router_advertises_envoy_internal_the_resolver_the_apis_and_the_front_door(headscale: StackConfig) -> None:
+    assert {k: str(v) for k, v in plan.targets(headscale).items()} == {
+        "envoy-internal": "192.168.0.238",
+        "resolver": "192.168.0.14",
+        "arda-api": "192.168.0.20",
+        "ainur-api": "192.168.0.10",
+        "front-door": "192.168.0.16",
+    }
+    assert [str(r) for r in plan.routes(headscale)] == ROUTES
+
+
+def test_the_signin_kubeconfigs_servers_are_advertised(headscale: StackConfig) -> None:
+    # What keeps the exported kubeconfigs unchanged: their servers (and Dex's front door) are inside the routes.
+    routed = plan.routes(headscale)
+    for url in (talos.cluster_endpoint(headscale), server_url(headscale)):
+        host = IPv4Address(url.removeprefix("https://").split(":")[0])
+        assert any(host in r for r in routed), url
+    assert headscale.identity is not None and any(headscale.identity.ip in r for r in routed)
+
+
+def test_the_stacks_own_routes_are_advertised_after_the_targets() -> None:
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24", "192.168.0.0/24"]})
+    assert [str(r) for r in plan.routes(stack)] == ["192.168.0.0/24", *ROUTES, "192.168.20.0/24"]
+
+
+def test_the_policy_of_the_headscale_homelab(headscale: StackConfig) -> None:
+    assert plan.policy(headscale) == {
+        "groups": {"group:example-homelab-admins": ["alice@"], "group:example-family": ["bob@"]},
+        "tagOwners": {"tag:iluvatar-router": []},
+        "autoApprovers": {"routes": {r: ["tag:iluvatar-router"] for r in ROUTES}},
+        "acls": [
+            {
+                "action": "accept",
+                "src": ["group:example-homelab-admins"],
+                "dst": ["192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443", "192.168.0.20:6443", "192.168.0.10:6443"],
+            },
+            {"action": "accept", "src": ["group:example-family"], "dst": ["192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"]},
+        ],
+    }
+
+
+def test_tailscales_policy_lets_the_operator_own_the_routers_tag(tailscale: StackConfig) -> None:
+    policy = plan.policy(tailscale)
+    assert policy["tagOwners"] == {"tag:k8s-operator": [], "tag:iluvatar-router": ["tag:k8s-operator"]}
+    assert policy["groups"] == {"group:example-homelab-admins": ["alice@example.org"], "group:example-family": ["bob@example.org"]}
+
+
+def test_routes_reach_every_port_of_the_stacks_own_routes() -> None:
+    access = [{"group": "example:homelab-admins", "members": ["alice@"], "reach": ["routes", "apps"]}]
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.0/24"], "access": access})
+    assert plan.policy(stack)["acls"] == [
+        {
+            "action": "accept",
+            "src": ["group:example-homelab-admins"],
+            "dst": ["192.168.0.0/24:*", "192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"],
+        }
+    ]
+
+
+def test_the_policy_file_is_hujson_with_where_it_comes_from(headscale: StackConfig) -> None:
+    text = plan.policy_text(headscale)
+    assert text.startswith("// The tailnet's policy, written by Iluvatar from iluvatar:remoteAccess")
+    assert text.count("\n//") == 0 and '"acls"' in text
+
+
+def test_split_dns_sends_the_internal_zone_and_internal_app_hosts_to_the_ainur(headscale: StackConfig) -> None:
+    # jellyfin.example.com is internal (LAN only) under the public zone; www.example.com is external: its public answer stays.
+    assert plan.split_dns(headscale) == {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]}
+
+
+def test_the_operators_values(tailscale: StackConfig) -> None:
+    assert plan.operator_values(tailscale) == {
+        "installCRDs": True,
+        "operatorConfig": {
+            "defaultTags": ["tag:k8s-operator"],
+            "hostname": "arda-tailscale-operator",
+            "image": {"tag": "v1.102.3", "pullPolicy": "IfNotPresent"},
+            "logging": "info",
+        },
+        "proxyConfig": {"image": {"tag": "v1.102.3"}, "defaultTags": "tag:iluvatar-router"},
+        "apiServerProxyConfig": {"mode": "false"},
+        "ingressClass": {"enabled": False},
+    }
+
+
+def test_the_connector_is_two_tagged_subnet_routers(tailscale: StackConfig) -> None:
+    assert plan.connector(tailscale) == {
+        "apiVersion": "tailscale.com/v1alpha1",
+        "kind": "Connector",
+        "metadata": {"name": "homelab", "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}},
+        "spec": {"hostnamePrefix": "iluvatar-router", "replicas": 2, "tags": ["tag:iluvatar-router"], "subnetRouter": {"advertiseRoutes": ROUTES}},
+    }
+
+
+def test_headscales_router_environment(headscale: StackConfig) -> None:
+    assert plan.router_env(headscale) == [
+        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state"},
+        {"name": "TS_USERSPACE", "value": "false"},
+        {"name": "TS_AUTH_ONCE", "value": "true"},
+        {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
+        {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
+        {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-authkey", "key": "TS_AUTHKEY"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    ]
+
+
+def test_the_router_reaches_headscale_on_the_lan_by_its_public_name(headscale: StackConfig) -> None:
+    deployment = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["hostAliases"] == [{"ip": "192.168.0.17", "hostnames": ["vpn.example.com"]}]
+
+
+def test_headscales_config(headscale: StackConfig) -> None:
+    config = plan.headscale_config(headscale)
+    assert (config["server_url"], config["listen_addr"], config["tls_letsencrypt_hostname"], config["tls_letsencrypt_challenge_type"]) == (
+        "https://vpn.example.com",
+        "0.0.0.0:8443",
+        "vpn.example.com",
+        "TLS-ALPN-01",
+    )
+    assert config["dns"] == {
+        "magic_dns": True,
+        "base_domain": "tailnet.iluvatar.home.arpa",
+        "override_local_dns": False,
+        "nameservers": {"global": [], "split": {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]}},
+        "search_domains": [],
+        "extra_records": [],
+    }
+    assert config["prefixes"] == {"v4": "100.64.0.0/10", "v6": "fd7a:115c:a1e0::/48", "allocation": "sequential"}
+    assert config["policy"] == {"mode": "file", "path": "/etc/headscale/policy.hujson"}
+    assert config["disable_check_updates"] is True
+    # Tailscale's public relays by default: no UDP port to forward, no DERP of its own.
+    assert config["derp"]["server"]["enabled"] is False and config["derp"]["urls"] == ["https://controlplane.tailscale.com/derpmap/default"]
+
+
+def test_embedded_derp_serves_stun_and_uses_no_public_relay() -> None:
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    config = plan.headscale_config(stack)
+    assert config["derp"]["server"]["enabled"] is True and config["derp"]["urls"] == []
+    service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+        {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"},
+    ]
+
+
+def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackConfig) -> None:
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
+    service = manifests[("Service", "headscale")]
+    assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.17"}
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
+    assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn"
+    assert manifests[("Deployment", "headscale")]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale: StackConfig) -> None:
+    script = plan.enroll_script(headscale, "headscale")
+    assert "for user in iluvatar-router alice bob; do" in script
+    assert "--reusable --expiration 87600h --tags tag:iluvatar-router" in script
+    # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
+    assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
+
+
+def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:
+    assert plan.sign_in(headscale) == {
+        "flavour": "headscale",
+        "loginServer": "https://vpn.example.com",
+        "routes": ROUTES,
+        "splitDns": {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]},
+        "groups": {"group:example-homelab-admins": ["apps", "kubernetes"], "group:example-family": ["apps"]},
+        "issuer": "https://dex.iluvatar.home.arpa",
+    }
+    assert plan.sign_in(tailscale)["loginServer"] == "https://controlplane.tailscale.com"
+
+
+# --- Any stack --------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def remote_stacks(draw: st.DrawFn) -> dict[str, Any]:
+    raw = draw(raw_stacks(ainur=True, identity=True))
+    assume("iluvatar:identity" in raw)
+    lan = IPv4Network(raw["iluvatar:network"]["lan"])
+    routes = draw(
+        st.lists(st.sampled_from([str(lan), *(str(s) for s in lan.subnets(new_prefix=min(lan.prefixlen + 2, 30)))]), unique=True, max_size=2)
+    )
+    reach = draw(st.lists(st.sampled_from(["apps", "kubernetes", *(["routes"] if routes else [])]), min_size=1, unique=True))
+    raw["iluvatar:remoteAccess"] = {
+        "flavour": "tailscale",
+        "tailscale": {"oauthClientId": "kQ2wZp7CNTRL"},
+        "routes": routes,
+        "access": [{"group": "admins", "members": ["admin@lab.example"], "reach": reach}],
+    }
+    raw["iluvatar:tailscaleOauthClientSecret"] = {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
+    return raw
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(remote_stacks())
+def test_every_destination_is_advertised_and_every_route_is_the_homelabs(raw: dict[str, Any]) -> None:
+    stack = parse_stack(raw, frozenset({"iluvatar:identityConnectorSecret", "iluvatar:tailscaleOauthClientSecret"}))
+    routed = plan.routes(stack)
+    own = [stack.network.lan, *(v.cidr for v in stack.network.vlans)]
+    assert all(any(r.subnet_of(n) for n in own) for r in routed)
+    policy = plan.policy(stack)
+    # The routes the router advertises are exactly the ones the policy approves, and the Connector's.
+    assert (
+        sorted(policy["autoApprovers"]["routes"])
+        == sorted(str(r) for r in routed)
+        == sorted(plan.connector(stack)["spec"]["subnetRouter"]["advertiseRoutes"])
+    )
+    for rule in policy["acls"]:
+        for dst in rule["dst"]:
+            network = IPv4Network(dst.rpartition(":")[0])
+            assert any(network.subnet_of(r) for r in routed), dst
+    # Nothing in the tailnet's range, and the resolver the split names go to is advertised.
+    assert not any(r.overlaps(plan.TAILNET_RANGE) for r in routed)
+    assert all(any(IPv4Address(ns) in r for r in routed) for servers in plan.split_dns(stack).values() for ns in servers)
