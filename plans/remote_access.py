@@ -77,9 +77,11 @@ ROUTER_USER = "iluvatar-router"
 ROUTER = "subnet-router"
 ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
 AUTHKEY_SECRET = "subnet-router-authkey"  # noqa: S105 - a Kubernetes object name, not a secret
-# The enrolment key: reusable (a router whose state Secret is lost enrols again), for ten years (it is only read once:
-# containerboot with TS_AUTH_ONCE runs `tailscale up` with it only while the node is logged out).
-AUTHKEY_EXPIRATION = "87600h"
+# The enrolment key: single-use and short-lived, as the operator mints its proxies' (a key tagged ROUTER_TAG may advertise
+# routes the policy approves on sight: a leaked reusable one would let anyone do it). The router reads it once
+# (containerboot with TS_AUTH_ONCE runs `tailscale up` with it only when tailscaled says NeedsLogin: cmd/containerboot/main.go:495-560);
+# a router whose state Secret is lost enrols again with a new key: `pulumi up --replace` of the enrolment.
+AUTHKEY_EXPIRATION = "24h"
 # How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start).
 ENROLL_WAIT_SECONDS = 300
 TAILNET_RANGE = rules.TAILNET_RANGE
@@ -428,8 +430,8 @@ def enroll_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL
     Prints the router's enrolment key, and nothing else, on stdout.
 
     It first waits, at most `wait_seconds`, until the server answers its CLI (`headscale health`); users are made once
-    (a second run finds them); the key is reusable and tagged ROUTER_TAG, so the policy's autoApprovers approve the
-    router's routes."""
+    (a second run finds them); the key is single-use, expires in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the
+    policy's autoApprovers approve the router's routes."""
     q = shlex.quote
     users = " ".join(q(u) for u in [ROUTER_USER, *members(stack)])
     return "\n".join(
@@ -450,7 +452,7 @@ def enroll_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL
             # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
             f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
             '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',
-            f'hs preauthkeys create --user "$id" --reusable --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json \\',
+            f'hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json \\',
             '  | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\'',
             "",
         ]

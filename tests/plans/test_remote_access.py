@@ -3,7 +3,10 @@ stack (Hypothesis): every destination the policy allows is advertised, and nothi
 
 from __future__ import annotations
 
+import json
+import subprocess
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from stacks import parse_stack
 from stacks.model import StackConfig
 from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
 from tests.strategies import raw_stacks
+from tools import gotools
 
 ROUTES = ["192.168.0.10/32", "192.168.0.14/32", "192.168.0.16/32", "192.168.0.20/32", "192.168.0.238/32"]
 
@@ -191,7 +195,7 @@ def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackCon
 def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale: StackConfig) -> None:
     script = plan.enroll_script(headscale, "headscale")
     assert "for user in iluvatar-router alice bob; do" in script
-    assert "--reusable --expiration 87600h --tags tag:iluvatar-router" in script
+    assert '--user "$id" --expiration 24h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
     # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
     assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
 
@@ -251,3 +255,71 @@ def test_every_destination_is_advertised_and_every_route_is_the_homelabs(raw: di
     # Nothing in the tailnet's range, and the resolver the split names go to is advertised.
     assert not any(r.overlaps(plan.TAILNET_RANGE) for r in routed)
     assert all(any(IPv4Address(ns) in r for r in routed) for servers in plan.split_dns(stack).values() for ns in servers)
+
+
+# --- Headscale's own checks: its policy parser and its config loader, v0.27.1 (tools.gotools) -------------------
+
+
+def _headscale(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(gotools.build("headscale")), *args], capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", **(env or {})}, cwd=cwd
+    )
+
+
+def test_headscales_policy_parser_accepts_the_headscale_policy(headscale: StackConfig, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(plan.policy_text(headscale))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "Policy is valid" in checked.stdout
+
+
+def test_the_tailscale_policy_differs_from_headscales_only_by_the_operators_tag_owner(tailscale: StackConfig, tmp_path: Path) -> None:
+    # Tailscale's own parser is its control server's, which does not run here. Headscale's reads the same format and
+    # refuses one thing of it: a tag owned by a tag, which the operator needs on Tailscale ("If you specify custom
+    # tags here, you must also make the operator an owner of these tags", the Connector CRD's `tags`,
+    # tailscale.com_connectors.yaml:176 at v1.102.3) and Headscale v0.27.1 does not take (its OwnerEnc).
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(plan.policy_text(tailscale))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode != 0
+    assert 'within "/tagOwners/tag:iluvatar-router/0": Invalid Owner "tag:k8s-operator"' in checked.stdout + checked.stderr
+    # Without that one owner, Headscale's parser accepts the rest of the document: groups, rules, auto-approval.
+    rest = plan.policy(tailscale)
+    rest["tagOwners"] = {plan.ROUTER_TAG: []}
+    policy.write_text(json.dumps(rest))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_headscales_policy_parser_refuses_a_member_without_an_at(headscale: StackConfig, tmp_path: Path) -> None:
+    # The break: what stacks.remote_access refuses at preview (a login without @), Headscale's parser refuses too.
+    broken = plan.policy(headscale)
+    broken["groups"]["group:example-family"] = ["bob"]
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(json.dumps(broken))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode != 0
+    assert 'Username has to contain @, got: "bob"' in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("derp", ["tailscale", "embedded"])
+def test_headscale_loads_the_rendered_config(derp: str, tmp_path: Path) -> None:
+    # `headscale configtest` builds the server from the config (its database, its keys, the policy file, DNS); the
+    # paths under /var/lib, /etc and /var/run are the pod's volumes, moved here by Headscale's own environment overrides.
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": derp}})
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(stack)}
+    data = manifests[("ConfigMap", plan.HEADSCALE)]["data"]
+    (tmp_path / "config.yaml").write_text(data["config.yaml"])
+    (tmp_path / "policy.hujson").write_text(data["policy.hujson"])
+    env = {
+        "HEADSCALE_DATABASE_SQLITE_PATH": str(tmp_path / "db.sqlite"),
+        "HEADSCALE_NOISE_PRIVATE_KEY_PATH": str(tmp_path / "noise_private.key"),
+        "HEADSCALE_DERP_SERVER_PRIVATE_KEY_PATH": str(tmp_path / "derp_server_private.key"),
+        "HEADSCALE_TLS_LETSENCRYPT_CACHE_DIR": str(tmp_path / "cache"),
+        "HEADSCALE_UNIX_SOCKET": str(tmp_path / "headscale.sock"),
+        "HEADSCALE_POLICY_PATH": str(tmp_path / "policy.hujson"),
+    }
+    checked = _headscale("configtest", "--config", str(tmp_path / "config.yaml"), env=env, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (tmp_path / "db.sqlite").exists() and (tmp_path / "noise_private.key").exists()

@@ -1,0 +1,96 @@
+"""Remote access under the program's mocks: the OAuth client's secret and the router's enrolment key reach what needs
+them as Pulumi secrets and never a render; the order the engine must keep (the policy before the routers, the
+enrolment after Headscale, the router after its key); Headscale's state protected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar import simulate as sim_module
+from iluvatar.render import render_files
+from iluvatar.simulate import SecretValue, Simulation, simulate
+from plans import remote_access as plan
+from stacks import read_stack_file
+from stacks.remote_access import SECRET
+from tests.edit import write_stack
+from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+
+OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
+KEY = "CANARY-HEADSCALE-KEY-c41d"
+
+
+def _simulated(flavour: dict[str, Any], root: Path) -> Simulation:
+    with pytest.MonkeyPatch.context() as mp:
+        config_of = sim_module.pulumi_config
+
+        def decrypted(sf: Any) -> tuple[dict[str, str], list[str]]:
+            config, secret_keys = config_of(sf)
+            return ({**config, f"iluvatar:{SECRET}": OAUTH} if flavour["flavour"] == "tailscale" else config), secret_keys
+
+        mp.setattr(sim_module, "pulumi_config", decrypted)
+        # What the enrolment step prints: the key, as Headscale's CLI gives it (a trailing newline); the other steps as ever.
+        others = sim_module.RESOURCE_STATE["command:remote:Command"]
+        mp.setitem(
+            sim_module.RESOURCE_STATE,
+            "command:remote:Command",
+            lambda a: {"stdout": f"{KEY}\n", "stderr": ""} if "preauthkeys create" in str(a.get("create")) else others(a),
+        )
+        return simulate(read_stack_file(write_stack(root, remote_doc(flavour))))
+
+
+@pytest.fixture(scope="module")
+def tailscale(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    return _simulated(TAILSCALE, tmp_path_factory.mktemp("tailscale"))
+
+
+@pytest.fixture(scope="module")
+def headscale(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    return _simulated(HEADSCALE, tmp_path_factory.mktemp("headscale"))
+
+
+def test_the_oauth_secret_reaches_the_provider_and_the_operator_as_secrets(tailscale: Simulation) -> None:
+    named = tailscale.named()
+    provider = named["remote-access-tailscale"].inputs["oauthClientSecret"]
+    assert isinstance(provider, SecretValue) and provider.value == OAUTH
+    assert "oauthClientSecret" in named["remote-access-tailscale"].additional_secret_outputs
+    data = named["remote-access-oauth"].inputs["stringData"]
+    assert isinstance(data, SecretValue) and data.value == {"client_id": "kQ2wZp7CNTRL", "client_secret": OAUTH}
+
+
+def test_the_policy_goes_before_the_routers_and_replaces_the_whole_file(tailscale: Simulation) -> None:
+    named = tailscale.named()
+    policy = named["remote-access-policy"]
+    assert policy.inputs["acl"] == plan.policy_text(remote_stack(TAILSCALE))
+    assert policy.inputs["overwriteExistingContent"] is True
+    assert policy.urn in named["remote-access-connector"].dependencies
+    assert named["remote-access-operator"].urn in named["remote-access-connector"].dependencies
+    assert {r.inputs["domain"]: r.inputs["nameservers"] for r in tailscale.registrations if r.type.endswith("DnsSplitNameservers")} == {
+        "iluvatar.home.arpa": ["192.168.0.14"],
+        "jellyfin.example.com": ["192.168.0.14"],
+    }
+
+
+def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
+    named = headscale.named()
+    enroll = named["remote-access-enroll"]
+    # Never logged (stderr only), its stdout kept secret in the state.
+    assert enroll.inputs["logging"] == "stderr" and enroll.additional_secret_outputs == ("stdout", "connection")
+    assert named["remote-access-ainur-deployment-headscale"].urn in enroll.dependencies
+    data = named["remote-access-router-authkey"].inputs["stringData"]
+    assert isinstance(data, SecretValue) and data.value == {"TS_AUTHKEY": KEY}
+    assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
+
+
+def test_headscales_state_is_protected(headscale: Simulation) -> None:
+    assert headscale.named()["remote-access-ainur-persistentvolumeclaim-headscale-state"].protect is True
+    assert not headscale.named()["remote-access-ainur-deployment-headscale"].protect
+
+
+@pytest.mark.parametrize("flavour", ["tailscale", "headscale"])
+def test_no_secret_reaches_a_render(flavour: str, request: pytest.FixtureRequest) -> None:
+    sim: Simulation = request.getfixturevalue(flavour)
+    text = "\n".join(str(v) for v in render_files(sim).values())
+    assert OAUTH not in text and KEY not in text
