@@ -10,8 +10,9 @@
   the enrolment of the subnet router (a step on the first valar that asks Headscale's CLI for the router's key,
   kept secret) and the router itself (containerboot from the tailscale image).
 
-pulumi_tailscale is imported as it is: its package is 36 modules (0.22 s to import on the loaded CI machine, as
-pulumi_random's 0.21 s), not pulumi_cloudflare's 780 (components.cloudflare registers those without the SDK).
+pulumi_tailscale is imported as it is: its package is 36 modules, 0.02 to 0.07 s to import (three runs at load 10, beside
+pulumi_random's 0.02 to 0.04 s), not pulumi_cloudflare's 780 modules and 1.2 s (components.cloudflare registers those
+without the SDK).
 """
 
 from __future__ import annotations

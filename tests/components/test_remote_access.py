@@ -17,6 +17,7 @@ from stacks import read_stack_file
 from stacks.remote_access import SECRET
 from tests.edit import write_stack
 from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+from tools.provider_inputs import problems
 
 OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
 KEY = "CANARY-HEADSCALE-KEY-c41d"
@@ -94,3 +95,10 @@ def test_no_secret_reaches_a_render(flavour: str, request: pytest.FixtureRequest
     sim: Simulation = request.getfixturevalue(flavour)
     text = "\n".join(str(v) for v in render_files(sim).values())
     assert OAUTH not in text and KEY not in text
+
+
+@pytest.mark.parametrize("flavour", ["tailscale", "headscale"])
+def test_every_input_is_one_its_provider_sdk_declares(flavour: str, request: pytest.FixtureRequest) -> None:
+    # pulumi-tailscale 0.29.2's classes, and pulumi-kubernetes' and pulumi-command's, name what their providers read.
+    sim: Simulation = request.getfixturevalue(flavour)
+    assert problems(sim) == []
