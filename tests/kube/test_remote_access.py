@@ -83,7 +83,7 @@ def test_the_tailscale_flavour_runs_the_operator_and_the_connector_on_arda(tails
     assert written["Secret tailscale/operator-oauth"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
     assert {"name": "oauth", "secret": {"secretName": "operator-oauth"}} in operator["spec"]["template"]["spec"]["volumes"]
     live = deployment.clusters["arda"].client.get("tailscale.com/v1alpha1", "Connector", "homelab")
-    assert live["spec"]["subnetRouter"]["advertiseRoutes"] == [str(r) for r in plan.routes(deployment.stack)]
+    assert live is not None and live["spec"]["subnetRouter"]["advertiseRoutes"] == [str(r) for r in plan.routes(deployment.stack)]
     assert problems(deployment) == []
 
 
