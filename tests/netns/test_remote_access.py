@@ -6,7 +6,8 @@ environment the program gives the pod; a phone on another network, behind its ow
 its user's. Then, as the phone: an internal name resolves through the split DNS (the Ainur's own dnsmasq config
 answers it, over the tunnel), the internal app answers over the tunnel with its certificate for that name; an address
 the router advertises but the policy does not grant the phone's group (Arda's API) answers on the LAN and not to the
-phone, nor does a LAN address nobody advertises; and with the route withdrawn, nothing answers.
+phone, nor does a LAN address nobody advertises; signed in as a member of the admins' group instead, the phone reaches
+that API; and with the route withdrawn, nothing answers.
 """
 
 from __future__ import annotations
@@ -168,21 +169,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         net.wait_started("phone", "tailscaled")
         lab = Lab(net, stack, phone_state, app_log)
         wait_for("the phone's tailscaled socket", lambda: (phone_state / "tailscaled.sock").exists(), 30, lambda: net.log("phone"))
-        users = lab.hs("users", "list", "--name", "bob")
-        bob_key = lab.hs("preauthkeys", "create", "--user", str(users[0]["id"]), "--expiration", "1h")["key"]
-        up = lab.phone(
-            "tailscale",
-            f"--socket={phone_state / 'tailscaled.sock'}",
-            "up",
-            f"--login-server={plan.headscale_url(stack)}",
-            f"--auth-key={bob_key}",
-            "--accept-routes",
-            "--hostname=phone",
-            timeout=90,
-            check=False,
-        )
-        assert up.returncode == 0, f"tailscale up: {up.stderr}\nphone:\n{net.log('phone')}\nheadscale:\n{net.log('headscale')}"
+        _join(lab, "bob")
         yield lab
+
+
+def _join(lab: Lab, user: str) -> None:
+    """The phone joins as `user` (a Headscale user the enrolment made), as the docs' laptop command does."""
+    users = lab.hs("users", "list", "--name", user)
+    key = lab.hs("preauthkeys", "create", "--user", str(users[0]["id"]), "--expiration", "1h")["key"]
+    up = lab.phone(
+        "tailscale",
+        f"--socket={lab.phone_state / 'tailscaled.sock'}",
+        "up",
+        f"--login-server={plan.headscale_url(lab.stack)}",
+        f"--auth-key={key}",
+        "--accept-routes",
+        "--hostname=phone",
+        timeout=90,
+        check=False,
+    )
+    assert up.returncode == 0, f"tailscale up as {user}: {up.stderr}\nphone:\n{lab.net.log('phone')}\nheadscale:\n{lab.net.log('headscale')}"
 
 
 def _approved(lab: Lab) -> list[str]:
@@ -253,3 +259,21 @@ def test_with_the_route_withdrawn_nothing_answers(lab: Lab) -> None:
         lab.net.exec_in("router", "tailscale", sock, "set", f"--advertise-routes={','.join(routes)}")
         wait_for("the routes advertised again", lambda: _announced(lab) == sorted(routes), 60)
         wait_for("the app over the tunnel again", lambda: lab.curl(*app).stdout == GREETING, 90, lambda: lab.net.log("phone"))
+
+
+def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
+    # The other side of the test above: alice's group has `kubernetes`, so the same phone signed in as alice gets Arda's
+    # API route from Headscale and the API server's port answers over the tunnel (the `signIn` kubeconfig's server).
+    arda_api = "192.168.0.20"
+    lab.tailscale("logout")
+    try:
+        _join(lab, "alice")
+        wait_for("Arda's API route on alice's phone", lambda: arda_api in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        got = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
+        assert "kube-apiserver stand-in" in got.stdout, got
+    finally:
+        # Back to bob, whom the other tests expect (they run in any order).
+        lab.tailscale("logout")
+        _join(lab, "bob")
+        wait_for("the app's route on bob's phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        wait_for("Arda's API route gone from bob's phone", lambda: arda_api not in lab.phone_routes(), 90, lambda: lab.phone_routes())
