@@ -582,6 +582,18 @@ def _discover_parser(sub: Any) -> None:
     c.add_argument("--role", default="istari", help="the new machines' role: istari (default) or valinor")
     c.add_argument("--arch", choices=["amd64", "arm64"], help="the architecture of an --address machine that does not say")
     c.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS", help="how long each machine and the API server have to answer")
+    c.add_argument(
+        "--wipe",
+        action="append",
+        default=[],
+        metavar="MAC",
+        help="let this machine's install disk be one that holds another system or data (Talos wipes it)",
+    )
+    window = c.add_mutually_exclusive_group()
+    window.add_argument(
+        "--arm", metavar="DURATION", help="open the discovery window (30m, 2h: at most 12h): unknown machines that PXE-boot until then are discovered"
+    )
+    window.add_argument("--disarm", action="store_true", help="close the discovery window now")
     c.set_defaults(run=_discover)
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from stacks import repository
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.errors import show
 from stacks.fields import (
@@ -273,6 +273,9 @@ class Discovery(Model):
     pool: OrderedRange | None = None
     # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
     vlan: Label | None = None
+    # The architectures booted to be discovered (the Talos kernels every Pi caches for them); unset: those of the
+    # inventory's Arda machines, or amd64 (stacks.boards.discovery_arches).
+    arches: tuple[Arch, ...] | None = Field(default=None, min_length=1)
 
 
 class Arda(Model):
@@ -802,6 +805,13 @@ class StackConfig(Model):
     def discovery(self) -> Discovery | None:
         """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
         return self.arda.discovery if self.ainur is not None else None
+
+    @property
+    def discovery_boards(self) -> dict[Arch, str]:
+        """The boards a machine being discovered boots as, by architecture (none without discovery)."""
+        if self.discovery is None:
+            return {}
+        return discovery_boards(self.discovery.arches, (n.arch for n in self.arda_nodes))
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""

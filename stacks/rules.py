@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from stacks.apps import app_problems
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, DISCOVERY_BOARDS, version_tuple
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
@@ -525,7 +525,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
     if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
         used.add(p.ainur.netboot.generic_worker.board)
     if p.ainur_set and p.arda.discovery is not None:
-        used.update(DISCOVERY_BOARDS.values())
+        used.update(discovery_boards(p.arda.discovery.arches, (n.arch for _, n in p.nodes if n.role in ARDA_ROLES)).values())
     return [
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",

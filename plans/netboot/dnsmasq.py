@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 
-from plans.netboot.base import DISCOVERY_HOSTNAME, LEASE_FILE, TFTP_ROOT, base_url, netboot_nodes, service_ip
+from plans.netboot.base import DISCOVERY_HOSTNAME, DISCOVERY_LEASE, LEASE_FILE, TFTP_ROOT, base_url, netboot_nodes, service_ip
 from plans.netboot.pis import PI_OPTION43, netboot_pis
 from plans.network import gateway_addresses, plan_network
 from stacks.model import StackConfig
@@ -84,11 +84,12 @@ def _discovery(stack: StackConfig) -> list[str]:
     if discovery is None or discovery.pool is None or nb.mode != "dhcp":
         return []
     return [
-        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool.",
+        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool,",
+        f"# for {DISCOVERY_LEASE}: once `pulumi up` serves its entry, its next renewal moves it to its own address.",
         f"dhcp-name-match=set:discovery-name,{DISCOVERY_HOSTNAME}*",
         *(f"tag-if=set:discovery,tag:!known,tag:{firmware}" for firmware in CLIENT_ARCH),
         "tag-if=set:discovery,tag:!known,tag:discovery-name",
-        f"dhcp-range=tag:discovery,{discovery.pool.start},{discovery.pool.end},{net.lan.netmask},{nb.lease_time}",
+        f"dhcp-range=tag:discovery,{discovery.pool.start},{discovery.pool.end},{net.lan.netmask},{DISCOVERY_LEASE}",
     ]
 
 

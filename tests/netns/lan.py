@@ -77,9 +77,10 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
             proc.wait(timeout=10)
 
 
-def write_served_tree(root: Path, stack: StackConfig) -> None:
+def write_served_tree(root: Path, stack: StackConfig, window_open: bool = True) -> None:
     """What the netboot pod serves: the pinned iPXE binaries over TFTP; boot.ipxe, the scripts, the
-    workers' configs and each board's kernel and initramfs over HTTP.
+    workers' configs and each board's kernel and initramfs over HTTP; with discovery, the discovery
+    window's file while `window_open` (what the pod's discovery-window loop writes: plans.netboot.window).
 
     The kernel and initramfs are tiny stand-ins: what is under test is the chain up to the
     machine's own script and config, not Talos booting.
@@ -102,6 +103,9 @@ def write_served_tree(root: Path, stack: StackConfig) -> None:
         (http / "assets" / board).mkdir(parents=True)
         (http / "assets" / board / "vmlinuz").write_bytes(b"stand-in kernel for " + board.encode())
         (http / "assets" / board / "initramfs.xz").write_bytes(b"stand-in initramfs for " + board.encode())
+    if stack.discovery is not None and window_open:
+        (http / netboot.DISCOVERY_WINDOW_FILE).parent.mkdir()
+        (http / netboot.DISCOVERY_WINDOW_FILE).write_text("#!ipxe\n# arda.discovery is armed (the test's window)\n")
 
 
 def write_pi_tftp(root: Path, stack: StackConfig, image: Path) -> None:
@@ -359,14 +363,14 @@ class Lan:
 
 
 @contextmanager
-def lan(stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13") -> Iterator[Lan]:
+def lan(stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13", window_open: bool = True) -> Iterator[Lan]:
     """A whole LAN for `stack`, torn down afterwards whatever happens."""
     for tool in ("dnsmasq", "udhcpc", "tftp", "curl", "nginx", "dig"):
         require(tool)
     root.chmod(0o755)
     (root / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
     (root / "udhcpc.sh").chmod(0o755)
-    write_served_tree(root, stack)
+    write_served_tree(root, stack, window_open)
     net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip)
     try:
         net.build()
