@@ -2,7 +2,8 @@
 
 `RemoteAccess` (`iluvatar:remoteAccess:RemoteAccess`, with `iluvatar:remoteAccess`) creates, from plans.remote_access:
 
-- **tailscale**: on Arda, the operator's namespace, its OAuth client's Secret, the operator (its Helm chart at
+- **tailscale**: on the tailnet, the operator's own narrow OAuth client (the stack's, which can rewrite the policy,
+  stays in Pulumi's config); on Arda, the operator's namespace, that client's Secret, the operator (its Helm chart at
   v1.102.3) and a `Connector` (two subnet routers advertising envoy-internal and the VIPs); on the tailnet, through
   pulumi-tailscale, its policy (groups, rules, the routes' auto-approval) and a split-DNS entry per internal name.
   The policy goes first: the routers' routes are approved by it when they appear.
@@ -89,12 +90,23 @@ class RemoteAccess(pulumi.ComponentResource):
         in_arda = args.arda.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=list(args.arda_after)))
         namespace = kube.create(f"{name}-arda", plan.operator_namespace(), in_arda)
         in_namespace = pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[namespace]))
-        secret_manifest = plan.oauth_secret(remote.tailscale.oauth_client_id, "")
+        # The operator's own OAuth client, made here with only what the operator calls (module doc of plans.remote_access,
+        # OPERATOR_SCOPES): the stack's client, which may rewrite the whole policy, never leaves Pulumi's config.
+        client = tailscale.OauthClient(
+            f"{name}-operator-client",
+            description=plan.OPERATOR_CLIENT_DESCRIPTION,
+            scopes=list(plan.OPERATOR_SCOPES),
+            tags=[plan.OPERATOR_TAG],
+            opts=pulumi.ResourceOptions.merge(on_tailnet, pulumi.ResourceOptions(depends_on=[policy])),
+        )
+        secret_manifest = plan.oauth_secret("", "")
         oauth = k8s.core.v1.Secret(
             f"{name}-oauth",
             metadata=secret_manifest["metadata"],
             type="Opaque",
-            string_data={"client_id": remote.tailscale.oauth_client_id, "client_secret": args.oauth_client_secret},
+            string_data=pulumi.Output.secret(
+                pulumi.Output.all(client.id, client.key).apply(lambda idk: {"client_id": idk[0], "client_secret": idk[1] or ""})
+            ),
             opts=in_namespace,
         )
         release = k8s.helm.v3.Release(
@@ -104,7 +116,8 @@ class RemoteAccess(pulumi.ComponentResource):
             version=plan.TAILSCALE_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.OPERATOR_REPOSITORY),
             namespace=plan.OPERATOR_NAMESPACE,
-            values=plan.operator_values(stack),
+            # The operator reads its client once, at start (tsclient.go:39-53): a new client (a replaced OauthClient) is a new pod.
+            values=client.id.apply(lambda client_id: plan.operator_values(stack, client_id)),
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[oauth])),
         )
         custom_resource(
@@ -149,9 +162,12 @@ class RemoteAccess(pulumi.ComponentResource):
             string_data={"TS_AUTHKEY": key},
             opts=pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
         )
+        # The router rolls after Headscale: a new route must reach Headscale's new policy, since the old one refuses it
+        # and v0.27.1 never re-approves it on its own (approval only on a change of routes, hscontrol/state/state.go:1656;
+        # NewState loads the policy without approving, state.go:100-150).
         kube.create_all(
             f"{name}-ainur",
             plan.router_manifests(stack),
-            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
+            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace, headscale])),
             existing={references.identity(manifest): authkey},
         )

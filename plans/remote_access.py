@@ -52,6 +52,17 @@ OPERATOR_NAMESPACE = "tailscale"
 # The Secret the chart's Deployment mounts at /oauth when no clientId is in its values (templates/deployment.yaml,
 # templates/oauth-secret.yaml renders one only with oauth.clientId set): Pulumi makes it, so the secret never is a value.
 OAUTH_SECRET = "operator-oauth"  # noqa: S105 - a Kubernetes object name, not a secret
+# The operator's own OAuth client, which Pulumi makes (pulumi-tailscale's OauthClient; terraform-provider-tailscale
+# v0.29.2 tailscale/resource_oauth_client.go): only the scopes the operator calls, tailscale.com v1.102.3
+# cmd/k8s-operator/operator.go:178-260 (initTSNet: Keys().CreateAuthKey for its own device, tagged) and
+# cmd/k8s-operator/tsclient.go:23-68 (its API client, used for auth keys and devices), as the operator's own e2e
+# setup makes its clients (cmd/k8s-operator/e2e/setup.go:290, with `services`, which only ProxyGroups and the
+# API-server proxy use, not the Connector). Never `policy_file` or `dns`: whoever reads its Secret on Arda cannot
+# rewrite the tailnet's policy. Tags are mandatory with these scopes (resource_oauth_client.go:75).
+OPERATOR_SCOPES = ("auth_keys", "devices:core")
+OPERATOR_CLIENT_DESCRIPTION = "Iluvatar operator on Arda"
+# The operator's pod annotation carrying its client's id: a new client is a new pod (the operator reads /oauth once).
+OAUTH_CLIENT_ANNOTATION = "iluvatar.dev/oauth-client"
 # The operator's own device joins with this tag (values operatorConfig.defaultTags); it must own the routers' tag.
 OPERATOR_TAG = "tag:k8s-operator"
 ROUTER_TAG = "tag:iluvatar-router"
@@ -197,13 +208,17 @@ def split_dns(stack: StackConfig) -> dict[str, list[str]]:
 # --- tailscale: the operator on Arda ------------------------------------------------------------------------------
 
 
-def operator_values(stack: StackConfig) -> dict[str, Any]:
+def operator_values(stack: StackConfig, client_id: str) -> dict[str, Any]:
     """The operator's chart values: the pinned images, its tag, no API-server proxy (module doc), no OAuth values (the
-    Secret is Pulumi's, `oauth_secret`)."""
+    Secret is Pulumi's, `oauth_secret`). `client_id` (its OAuth client's id, no secret) is a pod annotation: the
+    operator reads its credentials once at start (tsclient.go:39-53, os.ReadFile into a static tailscale.OAuth) and the
+    chart has no checksum of the Secret (templates/deployment.yaml:19-24 has only operatorConfig.podAnnotations), so a
+    new client must roll the pod."""
     return {
         "installCRDs": True,
         "operatorConfig": {
             "defaultTags": [OPERATOR_TAG],
+            "podAnnotations": {OAUTH_CLIENT_ANNOTATION: client_id},
             "hostname": f"{stack.arda.cluster_name}-tailscale-operator",
             "image": {"tag": IMAGE_TAG, "pullPolicy": "IfNotPresent"},
             "logging": "info",

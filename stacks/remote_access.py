@@ -79,8 +79,15 @@ def _flavour(remote: RemoteAccess, ainur_set: bool, secrets: Collection[str]) ->
         if remote.tailscale is None:
             yield Problem(
                 f"{REMOTE}.tailscale",
-                "is required for flavour tailscale: {oauthClientId: ...}, the OAuth client (scopes devices:core, auth_keys, "
-                "policy_file, dns; tag tag:k8s-operator) the operator and Pulumi use",
+                "is required for flavour tailscale: {oauthClientId: ..., replacePolicy: true}, the OAuth client (scopes policy_file, "
+                "dns, oauth_keys) Pulumi uses; it makes the operator's own client",
+            )
+        elif not remote.tailscale.replace_policy:
+            yield Problem(
+                f"{REMOTE}.tailscale.replacePolicy",
+                "is false: the first `pulumi up` replaces the tailnet's whole policy file with Iluvatar's (its groups, rules and "
+                "route approvals), and every rule, group, tag owner, SSH or exit-node grant already there is lost; copy them "
+                "from the admin console's Access controls first, then set replacePolicy: true",
             )
         if SECRET not in secrets:
             yield UnsetSecret(

@@ -32,11 +32,14 @@ Reach = Literal["apps", "kubernetes", "routes"]
 
 
 class TailscaleSettings(Model):
-    """The Tailscale tailnet: the OAuth client the operator and Pulumi's provider use. Its secret is the Pulumi secret
-    `iluvatar:tailscaleOauthClientSecret`."""
+    """The Tailscale tailnet: the OAuth client Pulumi's provider uses (it writes the policy and split DNS, and makes the
+    operator's own, narrower client). Its secret is the Pulumi secret `iluvatar:tailscaleOauthClientSecret`."""
 
     oauth_client_id: Annotated[str, _pattern(_CLIENT_ID, "kQ2wZp7CNTRL", "Tailscale OAuth client id")]
     tailnet: Annotated[str, _pattern(_TAILNET, "example.com", "tailnet name")] = "-"
+    # The first `up` replaces the tailnet's whole policy file (terraform-provider-tailscale v0.29.2 resource_acl.go,
+    # Create with overwrite_existing_content): the stack must say it knows, or preview refuses.
+    replace_policy: bool = False
 
 
 class HeadscaleSettings(Model):

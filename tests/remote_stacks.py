@@ -16,7 +16,7 @@ ACCESS: list[dict[str, Any]] = [
 HEADSCALE: dict[str, Any] = {"flavour": "headscale", "headscale": {"url": "https://vpn.example.com", "ip": "192.168.0.17"}, "access": ACCESS}
 TAILSCALE: dict[str, Any] = {
     "flavour": "tailscale",
-    "tailscale": {"oauthClientId": "kQ2wZp7CNTRL"},
+    "tailscale": {"oauthClientId": "kQ2wZp7CNTRL", "replacePolicy": True},
     "access": [{**a, "members": [m.replace("@", "@example.org") for m in a["members"]]} for a in ACCESS],
 }
 

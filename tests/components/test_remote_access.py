@@ -20,6 +20,7 @@ from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
 from tools.provider_inputs import problems
 
 OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
+OPERATOR_OAUTH = "CANARY-OPERATOR-OAUTH-SECRET-77b0"
 KEY = "CANARY-HEADSCALE-KEY-c41d"
 
 
@@ -32,6 +33,8 @@ def _simulated(flavour: dict[str, Any], root: Path) -> Simulation:
             return ({**config, f"iluvatar:{SECRET}": OAUTH} if flavour["flavour"] == "tailscale" else config), secret_keys
 
         mp.setattr(sim_module, "pulumi_config", decrypted)
+        # What Tailscale's API answers for the operator's own OAuth client: its id and its secret (the key).
+        mp.setitem(sim_module.RESOURCE_STATE, "tailscale:index/oauthClient:OauthClient", lambda a: {"id": "kOPERATOR1", "key": OPERATOR_OAUTH})
         # What the enrolment step prints: the key, as Headscale's CLI gives it (a trailing newline); the other steps as ever.
         others = sim_module.RESOURCE_STATE["command:remote:Command"]
         mp.setitem(
@@ -52,13 +55,24 @@ def headscale(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
     return _simulated(HEADSCALE, tmp_path_factory.mktemp("headscale"))
 
 
-def test_the_oauth_secret_reaches_the_provider_and_the_operator_as_secrets(tailscale: Simulation) -> None:
+def test_the_stacks_oauth_client_stays_with_pulumi_and_the_operator_gets_its_own_narrow_one(tailscale: Simulation) -> None:
     named = tailscale.named()
     provider = named["remote-access-tailscale"].inputs["oauthClientSecret"]
     assert isinstance(provider, SecretValue) and provider.value == OAUTH
     assert "oauthClientSecret" in named["remote-access-tailscale"].additional_secret_outputs
+    # The operator's client: only what the operator calls, tagged as its devices, made after the policy owns that tag.
+    client = named["remote-access-operator-client"]
+    assert client.inputs["scopes"] == ["auth_keys", "devices:core"] and client.inputs["tags"] == ["tag:k8s-operator"]
+    assert named["remote-access-policy"].urn in client.dependencies
     data = named["remote-access-oauth"].inputs["stringData"]
-    assert isinstance(data, SecretValue) and data.value == {"client_id": "kQ2wZp7CNTRL", "client_secret": OAUTH}
+    assert isinstance(data, SecretValue) and data.value == {"client_id": "kOPERATOR1", "client_secret": OPERATOR_OAUTH}
+    # The stack's client, which may rewrite the policy, is nowhere on Arda.
+    assert OAUTH not in str(data.value) and "kQ2wZp7CNTRL" not in str(data.value)
+
+
+def test_a_new_operator_client_rolls_the_operators_pod(tailscale: Simulation) -> None:
+    values = tailscale.named()["remote-access-operator"].inputs["values"]
+    assert values["operatorConfig"]["podAnnotations"] == {"iluvatar.dev/oauth-client": "kOPERATOR1"}
 
 
 def test_the_policy_goes_before_the_routers_and_replaces_the_whole_file(tailscale: Simulation) -> None:
@@ -83,6 +97,15 @@ def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
     data = named["remote-access-router-authkey"].inputs["stringData"]
     assert isinstance(data, SecretValue) and data.value == {"TS_AUTHKEY": KEY}
     assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
+
+
+def test_the_router_rolls_after_headscale(headscale: Simulation) -> None:
+    # A new route reaches Headscale's new policy, not the old one that refuses it for good (hscontrol/state/state.go:1656 at
+    # v0.27.1 approves only on a change of routes; NewState does not re-approve at start).
+    named = headscale.named()
+    headscale_pod = named["remote-access-ainur-deployment-headscale"].urn
+    for router in ("serviceaccount", "role", "rolebinding", "deployment"):
+        assert headscale_pod in named[f"remote-access-ainur-{router}-subnet-router"].dependencies, router
 
 
 def test_headscales_state_is_protected(headscale: Simulation) -> None:

@@ -82,6 +82,9 @@ def test_the_tailscale_flavour_runs_the_operator_and_the_connector_on_arda(tails
     # The OAuth client is Pulumi's Secret, mounted where the operator reads it; the chart renders none of its own.
     assert written["Secret tailscale/operator-oauth"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
     assert {"name": "oauth", "secret": {"secretName": "operator-oauth"}} in operator["spec"]["template"]["spec"]["volumes"]
+    # Its client's id (Pulumi's OauthClient, the mocks' id) on the pod, as the chart writes operatorConfig.podAnnotations: a new
+    # client is a new pod, which reads the new Secret (the operator reads it once, tsclient.go:39-53).
+    assert operator["spec"]["template"]["metadata"]["annotations"]["iluvatar.dev/oauth-client"] == "remote-access-operator-client-id"
     live = deployment.clusters["arda"].client.get("tailscale.com/v1alpha1", "Connector", "homelab")
     assert live is not None and live["spec"]["subnetRouter"]["advertiseRoutes"] == [str(r) for r in plan.routes(deployment.stack)]
     assert problems(deployment) == []

@@ -106,10 +106,11 @@ def test_split_dns_sends_the_internal_zone_and_internal_app_hosts_to_the_ainur(h
 
 
 def test_the_operators_values(tailscale: StackConfig) -> None:
-    assert plan.operator_values(tailscale) == {
+    assert plan.operator_values(tailscale, "kOPERATOR1") == {
         "installCRDs": True,
         "operatorConfig": {
             "defaultTags": ["tag:k8s-operator"],
+            "podAnnotations": {"iluvatar.dev/oauth-client": "kOPERATOR1"},
             "hostname": "arda-tailscale-operator",
             "image": {"tag": "v1.102.3", "pullPolicy": "IfNotPresent"},
             "logging": "info",
@@ -226,7 +227,7 @@ def remote_stacks(draw: st.DrawFn) -> dict[str, Any]:
     reach = draw(st.lists(st.sampled_from(["apps", "kubernetes", *(["routes"] if routes else [])]), min_size=1, unique=True))
     raw["iluvatar:remoteAccess"] = {
         "flavour": "tailscale",
-        "tailscale": {"oauthClientId": "kQ2wZp7CNTRL"},
+        "tailscale": {"oauthClientId": "kQ2wZp7CNTRL", "replacePolicy": True},
         "routes": routes,
         "access": [{"group": "admins", "members": ["admin@lab.example"], "reach": reach}],
     }
