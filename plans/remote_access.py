@@ -467,8 +467,18 @@ def enroll_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL
             # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
             f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
             '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',
-            f'hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json \\',
-            '  | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\'',
+            # Captured, then checked: a pipeline's status is its last command's (no pipefail in POSIX sh, and the remote
+            # shell may be dash), so a failing CLI would print nothing and exit 0, and the router would get an empty key.
+            f'out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
+            '  echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; exit 1; }',
+            'key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
+            'case "$key" in',
+            # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
+            "  ''|*[!A-Za-z0-9_-]*)",
+            '    echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
+            "    exit 1;;",
+            "esac",
+            "printf '%s\\n' \"$key\"",
             "",
         ]
     )

@@ -201,6 +201,43 @@ def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale
     assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
 
 
+_FAKE_HEADSCALE = """#!/bin/sh
+# Headscale's CLI as the enrolment calls it: healthy, one user, and what preauthkeys create does is the test's.
+case "$1 $2" in
+  "health "*) exit 0;;
+  "users list") echo '[{"id": 7, "name": "iluvatar-router"}]';;
+  "users create") exit 0;;
+  "preauthkeys create") %s;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "stdout"),
+    [
+        (
+            """echo '{"id": 3, "key": "0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f", "reusable": false}'""",
+            0,
+            "0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f\n",
+        ),
+        ("echo 'Error: rpc error: code = Unavailable' >&2; exit 1", 1, ""),
+        ("echo '{\"id\": 3}'", 1, ""),
+        ("""echo '{"key": "n/a"}'""", 1, ""),
+    ],
+    ids=["a-key", "the-cli-fails", "no-key", "not-a-key"],
+)
+def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig, answer: str, status: int, stdout: str, tmp_path: Path) -> None:
+    # Run by POSIX sh (dash here), as the Ainur's shell may be: a failing CLI inside a pipeline must still fail the step.
+    fake = tmp_path / "headscale"
+    fake.write_text(_FAKE_HEADSCALE % answer)
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["/bin/sh", "-c", plan.enroll_script(headscale, str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (status, stdout), done.stderr
+    assert done.stderr == "" if status == 0 else "iluvatar: Headscale" in done.stderr
+
+
 def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:
     assert plan.sign_in(headscale) == {
         "flavour": "headscale",
