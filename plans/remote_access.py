@@ -88,6 +88,8 @@ ROUTER_USER = "iluvatar-router"
 ROUTER = "subnet-router"
 ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
 AUTHKEY_SECRET = "subnet-router-authkey"  # noqa: S105 - a Kubernetes object name, not a secret
+# containerboot's local health endpoint (its default TS_LOCAL_ADDR_PORT, cmd/containerboot/settings.go:133, on IPv4).
+ROUTER_HEALTH_PORT = 9002
 # The enrolment key: single-use and short-lived, as the operator mints its proxies' (a key tagged ROUTER_TAG may advertise
 # routes the policy approves on sight: a leaked reusable one would let anyone do it). The router reads it once
 # (containerboot with TS_AUTH_ONCE runs `tailscale up` with it only when tailscaled says NeedsLogin: cmd/containerboot/main.go:495-560);
@@ -370,8 +372,11 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "image": HEADSCALE_IMAGE,
                 "args": ["serve", "--config", f"{CONFIG_DIR}/config.yaml"],
                 "ports": ports,
-                # Ready once it answers its own health check (app.go:448, plain on the metrics port's mux too).
-                "readinessProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 10},
+                # Ready once its own CLI's health check answers: the CLI over the unix socket, the server's Health call,
+                # which pings its database (cmd/headscale/cli/health.go:13-22, hscontrol/grpcv1.go:779 at v0.27.1), as
+                # Headscale's container docs check it (docs/setup/install/container.md). A TCP connect passed before it
+                # could answer anything.
+                "readinessProbe": {"exec": {"command": ["headscale", "health"]}, "periodSeconds": 10, "timeoutSeconds": 5},
                 "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
                 "volumeMounts": [
@@ -420,7 +425,11 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**_meta(HEADSCALE, **labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(remote.headscale.ip)}},
-            "spec": {"type": "LoadBalancer", "selector": labels, "ports": service_ports},
+            # Local: the clients' own addresses reach Headscale, not kube-proxy's masquerade of them. Its STUN (with derp:
+            # embedded, the tailnet's only one) answers each device with the address it sees, which must be the device's
+            # public one for two devices to meet directly; kube-vip announces the address from Headscale's node, as for
+            # netboot (plans/netboot/objects.py).
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": labels, "ports": service_ports},
         },
     ]
 
@@ -497,6 +506,9 @@ def router_env(stack: StackConfig) -> list[dict[str, Any]]:
         {"name": "TS_HOSTNAME", "value": ROUTER_HOSTNAME},
         {"name": "TS_EXTRA_ARGS", "value": f"--login-server={headscale_url(stack)}"},
         {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY"}}},
+        # /healthz on ROUTER_HEALTH_PORT: 200 once the node has a tailnet address, 503 before (cmd/containerboot/main.go:77-80).
+        {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
+        {"name": "TS_LOCAL_ADDR_PORT", "value": f"0.0.0.0:{ROUTER_HEALTH_PORT}"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
@@ -529,6 +541,10 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "name": "tailscale",
                 "image": TAILSCALE_IMAGE,
                 "env": router_env(stack),
+                "ports": [{"name": "health", "containerPort": ROUTER_HEALTH_PORT, "protocol": "TCP"}],
+                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready, and
+                # Pulumi's await of the Deployment fails instead of reporting success.
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3},
                 "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 "securityContext": {"privileged": True},
             }

@@ -204,6 +204,20 @@ def test_headscale_approves_exactly_the_advertised_routes_by_the_policy(lab: Lab
     )
 
 
+def test_the_routers_readiness_probe_answers_once_it_is_on_the_tailnet(lab: Lab) -> None:
+    # The probe the Deployment declares, run as the kubelet runs an httpGet probe (a GET of the pod's address, here the
+    # Pi's loopback: containerboot binds TS_LOCAL_ADDR_PORT on every address), against the real containerboot.
+    router = next(m for m in plan.router_manifests(lab.stack) if m["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    probe = router["readinessProbe"]["httpGet"]
+    port = next(p["containerPort"] for p in router["ports"] if p["name"] == probe["port"])
+    url = f"http://127.0.0.1:{port}{probe['path']}"
+
+    def code() -> str:
+        return in_ns(lab.net.home.pi, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", url, check=False).stdout
+
+    wait_for(f"the router's {url} to answer 200", lambda: code() == "200", 30, lambda: lab.net.log("router"))
+
+
 def test_the_phone_resolves_an_internal_name_through_the_split_dns(lab: Lab) -> None:
     wait_for("the routes on the phone", lambda: "192.168.0.14" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
     # tailscaled on the phone points its resolver at the tailnet's (accept-dns), which sends the internal zone to the Ainur.

@@ -139,6 +139,8 @@ def test_headscales_router_environment(headscale: StackConfig) -> None:
         {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
         {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
         {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-authkey", "key": "TS_AUTHKEY"}}},
+        {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
+        {"name": "TS_LOCAL_ADDR_PORT", "value": "0.0.0.0:9002"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
@@ -191,6 +193,30 @@ def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackCon
     # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
     assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn"
     assert manifests[("Deployment", "headscale")]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_headscales_stun_sees_the_devices_own_addresses() -> None:
+    # externalTrafficPolicy Local: kube-proxy does not masquerade, so STUN answers each device with its public address.
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"} in service["spec"]["ports"]
+
+
+def test_health_checks_see_the_tailnet(headscale: StackConfig) -> None:
+    # Headscale: ready when its CLI's health call answers, not when a port accepts; the router: ready once it has a
+    # tailnet address (containerboot's /healthz), so Pulumi's await of a router that never logs in fails.
+    headscale_pod = next(m for m in plan.headscale_manifests(headscale) if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert headscale_pod["containers"][0]["readinessProbe"] == {
+        "exec": {"command": ["headscale", "health"]},
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+    }
+    router = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert router["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3}
+    assert router["ports"] == [{"name": "health", "containerPort": 9002, "protocol": "TCP"}]
+    env = {e["name"]: e.get("value") for e in router["env"]}
+    assert (env["TS_ENABLE_HEALTH_CHECK"], env["TS_LOCAL_ADDR_PORT"]) == ("true", "0.0.0.0:9002")
 
 
 def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale: StackConfig) -> None:
