@@ -68,6 +68,8 @@ OPERATOR_TAG = "tag:k8s-operator"
 ROUTER_TAG = "tag:iluvatar-router"
 CONNECTOR = "homelab"
 ROUTER_HOSTNAME = "iluvatar-router"
+# How long `up` waits for the operator to report the Connector ready (two router pods pulled, started, logged in).
+CONNECTOR_WAIT_SECONDS = 600
 # Two routers: one can restart (a node drain, an upgrade) while the other carries the routes (Connector replicas).
 ROUTER_REPLICAS = 2
 
@@ -252,7 +254,14 @@ def connector(stack: StackConfig) -> dict[str, Any]:
     return {
         "apiVersion": "tailscale.com/v1alpha1",
         "kind": "Connector",
-        "metadata": {"name": CONNECTOR, "labels": dict(MANAGED_BY)},
+        # Pulumi waits until the operator says the routers run (its ConnectorReady condition, types_connector.go:251 at
+        # v1.102.3; pulumi-kubernetes' waitFor annotation, 4.18 and later): an OAuth client missing a scope or a tag's
+        # owner shows in that status, and fails the `up` instead of passing it.
+        "metadata": {
+            "name": CONNECTOR,
+            "labels": dict(MANAGED_BY),
+            "annotations": {"pulumi.com/waitFor": "condition=ConnectorReady", "pulumi.com/timeoutSeconds": str(CONNECTOR_WAIT_SECONDS)},
+        },
         "spec": {
             "hostnamePrefix": ROUTER_HOSTNAME,
             "replicas": ROUTER_REPLICAS,

@@ -125,7 +125,12 @@ def test_the_connector_is_two_tagged_subnet_routers(tailscale: StackConfig) -> N
     assert plan.connector(tailscale) == {
         "apiVersion": "tailscale.com/v1alpha1",
         "kind": "Connector",
-        "metadata": {"name": "homelab", "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}},
+        "metadata": {
+            "name": "homelab",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+            # `up` waits for the operator's own word that the routers run.
+            "annotations": {"pulumi.com/waitFor": "condition=ConnectorReady", "pulumi.com/timeoutSeconds": "600"},
+        },
         "spec": {"hostnamePrefix": "iluvatar-router", "replicas": 2, "tags": ["tag:iluvatar-router"], "subnetRouter": {"advertiseRoutes": ROUTES}},
     }
 
