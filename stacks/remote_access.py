@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_address
 from urllib.parse import urlsplit
 
 from stacks.apps import under
@@ -150,6 +150,13 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
             f"{settings.url}: Headscale gets its certificate from Let's Encrypt by TLS-ALPN-01, which is asked on port 443 only; "
             "drop the port and forward TCP 443 to headscale.ip",
         )
+    if _is_address(host):
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: Headscale's Let's Encrypt client (autocert, hscontrol/app.go:874-889 at v0.27.1) picks its "
+            "certificate by the server name a client sends, and clients send none for an address (TLS SNI carries names "
+            "only): use a public DNS name (a dynamic DNS name works)",
+        )
     if under(host, network.domain):
         yield Problem(
             f"{path}.url",
@@ -167,6 +174,14 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
     for i, app in apps:
         if under(app.host, domain):
             yield Problem(key, f"{domain} holds apps[{i}].host {app.host}; the tailnet's resolver would answer for it, not the internal zone's")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool) -> Iterator[Problem]:
