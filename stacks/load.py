@@ -237,6 +237,7 @@ def parse_stack(
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
         {**taken, **({identity.ip: "identity.ip (the front door)"} if isinstance(identity, Identity) else {})},
         present,
+        arda.patches if isinstance(arda, Arda) else (),
     )
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)

@@ -50,6 +50,7 @@ def check(
     apps: Sequence[tuple[int, App]],
     taken: Mapping[IPv4Address, str],
     secrets: Collection[str],
+    arda_patches: Sequence[Mapping[str, object]] = (),
 ) -> list[Problem]:
     """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them."""
     secret = f"iluvatar:{SECRET}"
@@ -64,6 +65,9 @@ def check(
         out += _routes(remote, network)
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps)
+    if remote.flavour == "tailscale":
+        # The routers run on Arda (the Connector's pods) only in this flavour.
+        out += _cluster_overlap(arda_patches)
     out += _access(remote, identity, identity_set)
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
@@ -116,6 +120,30 @@ def _overlap(network: Network) -> Iterator[Problem]:
     for i, vlan in enumerate(network.vlans):
         if vlan.cidr.overlaps(TAILNET_RANGE):
             yield Problem(f"iluvatar:network.vlans[{i}].cidr", f"{vlan.cidr} overlaps {TAILNET_RANGE}, {why}")
+
+
+def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Problem]:
+    """Arda's pod or service subnets (set by a patch's cluster.network) inside the tailnet's range: tailscaled in the
+    subnet routers drops what comes into them from that range on any interface but its own (tailscale.com v1.102.3
+    util/linuxfw/iptables_runner.go:700-709, the CGNAT drop rule), so pods and Services could not answer through them."""
+    for k, patch in enumerate(patches):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        network = cluster.get("network") if isinstance(cluster, dict) else None
+        if not isinstance(network, dict):
+            continue
+        for key in ("podSubnets", "serviceSubnets"):
+            for i, value in enumerate(network.get(key) or ()):
+                try:
+                    subnet = IPv4Network(str(value), strict=False)
+                except ValueError:
+                    continue  # an IPv6 subnet, or one the patch rules refuse
+                if subnet.overlaps(TAILNET_RANGE):
+                    yield Problem(
+                        f"iluvatar:arda.patches[{k}].cluster.network.{key}[{i}]",
+                        f"{value} overlaps {TAILNET_RANGE}, the addresses a tailnet gives its devices ({REMOTE} is on): the subnet "
+                        "routers' tailscaled drops traffic from that range that did not come over the tailnet, so pods there "
+                        "could not answer; pick another range (Talos's default is 10.244.0.0/16 for pods, 10.96.0.0/12 for Services)",
+                    )
 
 
 def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
