@@ -146,10 +146,20 @@ class RemoteAccess(pulumi.ComponentResource):
         )
         headscale = made[kube.resource_name(f"{name}-ainur", next(m for m in rest if m["kind"] == "Deployment"))]
         # The router's enrolment key, from Headscale's own CLI in its pod (over its unix socket): never logged, kept secret.
+        cli = f"sudo {k3s.KUBECTL} -n {plan.NAMESPACE} exec deploy/{plan.HEADSCALE} -c {plan.HEADSCALE} -- headscale"
+        # The users the policy names: a step of its own, run again (pulumi-command runs `create` on an update) when the
+        # members change, which mints no router key.
+        command.remote.Command(
+            f"{name}-users",
+            connection=args.ainur_connection,
+            create=plan.users_script(stack, cli),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale]),
+        )
         enroll = command.remote.Command(
             f"{name}-enroll",
             connection=args.ainur_connection,
-            create=plan.enroll_script(stack, f"sudo {k3s.KUBECTL} -n {plan.NAMESPACE} exec deploy/{plan.HEADSCALE} -c {plan.HEADSCALE} -- headscale"),
+            create=plan.enroll_script(cli),
             logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale], additional_secret_outputs=["stdout"]),
         )

@@ -457,31 +457,51 @@ def members(stack: StackConfig) -> list[str]:
     return out
 
 
-def enroll_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
-    """What enrols the subnet router (and makes the policy's users), run with `headscale` as the command that reaches
-    the server's CLI (on the Ainur: `k3s kubectl exec` into its pod, which talks to the server over its unix socket).
-    Prints the router's enrolment key, and nothing else, on stdout.
+def _cli_ready(headscale: str, wait_seconds: int) -> list[str]:
+    """The scripts' start: a function for Headscale's CLI, then a wait, at most `wait_seconds`, until the server
+    answers it (`headscale health`)."""
+    return [
+        "set -eu",
+        f'hs() {{ {headscale} "$@"; }}',
+        f"deadline=$(( $(date +%s) + {wait_seconds} ))",
+        "until hs health >/dev/null 2>&1; do",
+        '  if [ "$(date +%s)" -ge "$deadline" ]; then',
+        f'    echo "iluvatar: Headscale did not answer its CLI within {wait_seconds} s; look with: {headscale} health" >&2',
+        "    exit 1",
+        "  fi",
+        "  sleep 2",
+        "done",
+    ]
 
-    It first waits, at most `wait_seconds`, until the server answers its CLI (`headscale health`); users are made once
-    (a second run finds them); the key is single-use, expires in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the
-    policy's autoApprovers approve the router's routes."""
+
+def _make_users(users: list[str]) -> list[str]:
+    """Each user made once: a second run finds them."""
+    return [
+        f"for user in {' '.join(shlex.quote(u) for u in users)}; do",
+        '  hs users list --name "$user" --output json | grep -q \'"name"\' || hs users create "$user" >/dev/null',
+        "done",
+    ]
+
+
+def users_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """What makes the Headscale users the policy names (a step of its own: a change of members runs it again, and only
+    it, never minting a router key), with `headscale` as in `enroll_script`. Prints nothing on stdout."""
+    return "\n".join([*_cli_ready(headscale, wait_seconds), *_make_users(members(stack)), ""])
+
+
+def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """What enrols the subnet router, run with `headscale` as the command that reaches the server's CLI (on the Ainur:
+    `k3s kubectl exec` into its pod, which talks to the server over its unix socket). Prints the router's enrolment
+    key, and nothing else, on stdout. It names no member (users_script makes them), so the step's command changes only
+    with Headscale's place, not with `access`.
+
+    It first waits until the server answers its CLI; the router's user is made once; the key is single-use, expires
+    in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the policy's autoApprovers approve the router's routes."""
     q = shlex.quote
-    users = " ".join(q(u) for u in [ROUTER_USER, *members(stack)])
     return "\n".join(
         [
-            "set -eu",
-            f'hs() {{ {headscale} "$@"; }}',
-            f"deadline=$(( $(date +%s) + {wait_seconds} ))",
-            "until hs health >/dev/null 2>&1; do",
-            '  if [ "$(date +%s)" -ge "$deadline" ]; then',
-            f'    echo "iluvatar: Headscale did not answer its CLI within {wait_seconds} s; look with: {headscale} health" >&2',
-            "    exit 1",
-            "  fi",
-            "  sleep 2",
-            "done",
-            f"for user in {users}; do",
-            '  hs users list --name "$user" --output json | grep -q \'"name"\' || hs users create "$user" >/dev/null',
-            "done",
+            *_cli_ready(headscale, wait_seconds),
+            *_make_users([ROUTER_USER]),
             # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
             f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
             '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',

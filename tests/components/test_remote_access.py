@@ -99,6 +99,19 @@ def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
     assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
 
 
+def test_a_change_of_members_runs_the_users_step_not_the_key(tmp_path: Path) -> None:
+    # pulumi-command runs `create` again on any change of it: only the users' step may change with `access`.
+    carol = {**HEADSCALE, "access": [HEADSCALE["access"][0], {**HEADSCALE["access"][1], "members": ["bob@", "carol@"]}]}
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    before = _simulated(HEADSCALE, tmp_path / "before").named()
+    after = _simulated(carol, tmp_path / "after").named()
+    assert before["remote-access-enroll"].inputs["create"] == after["remote-access-enroll"].inputs["create"]
+    assert before["remote-access-users"].inputs["create"] != after["remote-access-users"].inputs["create"]
+    assert "carol" in after["remote-access-users"].inputs["create"]
+    assert before["remote-access-ainur-deployment-headscale"].urn in after["remote-access-users"].dependencies
+
+
 def test_the_router_rolls_after_headscale(headscale: Simulation) -> None:
     # A new route reaches Headscale's new policy, not the old one that refuses it for good (hscontrol/state/state.go:1656 at
     # v0.27.1 approves only on a change of routes; NewState does not re-approve at start).

@@ -143,8 +143,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         # The enrolment, as the program runs it on the first valar (`kubectl exec` into the pod is `nsenter` here).
         target = net.wait_started("headscale", "headscale")
         exec_prefix = f"nsenter --target={target} --mount --net headscale"
+        made = subprocess.run(
+            ["sh", "-c", plan.users_script(stack, exec_prefix, wait_seconds=60)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": f"{net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"},
+            check=False,
+        )
+        assert (made.returncode, made.stdout) == (0, ""), f"making the users failed: {made.stderr}\nheadscale:\n{net.log('headscale')}"
         enrolled = subprocess.run(
-            ["sh", "-c", plan.enroll_script(stack, exec_prefix, wait_seconds=60)],
+            ["sh", "-c", plan.enroll_script(exec_prefix, wait_seconds=60)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -225,8 +225,12 @@ def test_health_checks_see_the_tailnet(headscale: StackConfig) -> None:
 
 
 def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale: StackConfig) -> None:
-    script = plan.enroll_script(headscale, "headscale")
-    assert "for user in iluvatar-router alice bob; do" in script
+    users = plan.users_script(headscale, "headscale")
+    assert "for user in alice bob; do" in users and "preauthkeys" not in users
+    assert 'hs users create "$user" >/dev/null' in users and "hs health >/dev/null 2>&1" in users
+    # The key's step names no member: adding one to `access` changes the users' step only, and mints no router key.
+    script = plan.enroll_script("headscale")
+    assert "for user in iluvatar-router; do" in script and "alice" not in script and "bob" not in script
     assert '--user "$id" --expiration 24h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
     # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
     assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
@@ -262,9 +266,7 @@ def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig,
     fake = tmp_path / "headscale"
     fake.write_text(_FAKE_HEADSCALE % answer)
     fake.chmod(0o755)
-    done = subprocess.run(
-        ["/bin/sh", "-c", plan.enroll_script(headscale, str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60
-    )
+    done = subprocess.run(["/bin/sh", "-c", plan.enroll_script(str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60)
     assert (done.returncode, done.stdout) == (status, stdout), done.stderr
     assert done.stderr == "" if status == 0 else "iluvatar: Headscale" in done.stderr
 
