@@ -99,14 +99,15 @@ class RemoteAccess(pulumi.ComponentResource):
             tags=[plan.OPERATOR_TAG],
             opts=pulumi.ResourceOptions.merge(on_tailnet, pulumi.ResourceOptions(depends_on=[policy])),
         )
+        operator_credentials: pulumi.Output[dict[str, str]] = pulumi.Output.secret(
+            pulumi.Output.all(client.id, client.key).apply(lambda idk: {"client_id": str(idk[0]), "client_secret": str(idk[1] or "")})
+        )
         secret_manifest = plan.oauth_secret("", "")
         oauth = k8s.core.v1.Secret(
             f"{name}-oauth",
             metadata=secret_manifest["metadata"],
             type="Opaque",
-            string_data=pulumi.Output.secret(
-                pulumi.Output.all(client.id, client.key).apply(lambda idk: {"client_id": idk[0], "client_secret": idk[1] or ""})
-            ),
+            string_data=operator_credentials,
             opts=in_namespace,
         )
         release = k8s.helm.v3.Release(
