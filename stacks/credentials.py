@@ -21,7 +21,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -101,6 +101,11 @@ CHAT_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/hooks/[a-z0-9]{26}/?$"), "Mattermost"),
     (re.compile(r"^/hooks/[A-Za-z0-9]{17}/[A-Za-z0-9]{20,}/?$"), "Rocket.Chat"),
 )
+# Zulip's incoming webhooks, on any host (Zulip Cloud's `<org>.zulipchat.com` or a server of one's own): each integration
+# at /api/v1/external/<name>, reading its own service's JSON (zulip zerver/webhooks/<name>/view.py); Alertmanager's is
+# `alertmanager`. Zulip takes the bot's API key only as the URL's `api_key` parameter (its `webhook_view` decorator reads
+# it from the request's parameters; zerver/webhooks/alertmanager/doc.md: `?api_key=...&stream=...`), never a bearer token.
+ZULIP_WEBHOOK = re.compile(r"^/api/v1/external/([A-Za-z0-9_]+)/?$")
 # Values left where a real one goes: the `<value>` of a command copied whole, or a word meaning "change me" (an address in
 # brackets, `Me <me@example.org>`, is a display name's, not a placeholder).
 PLACEHOLDER = re.compile(
@@ -496,19 +501,27 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
     if not creds and not leaks:
         return False
     netloc = url.netloc.rpartition("@")[2] if leaks else url.netloc
-    shown = urlunsplit((url.scheme, ("***@" if leaks else "") + netloc, url.path, "&".join(f"{k}=***" for k in creds), url.fragment))
+    # The other parameters shown as written (what stays in the URL); a credential's value, or one under a key that
+    # names a credential, or one in the form of a token, masked.
+    query = "&".join(
+        f"{k}=***" if k in creds or credential_key(k) or looks_like_token(v) else f"{k}={v}" for k, v in parse_qsl(url.query, keep_blank_values=True)
+    )
+    shown = urlunsplit((url.scheme, ("***@" if leaks else "") + netloc, url.path, query, url.fragment))
     held = [*(["user and password" if ":" in userinfo else "user"] if leaks else []), *(f"{k} parameter" for k in creds)]
     inside = f"the {' and '.join(held)} in it {'are' if len(held) > 1 or ':' in userinfo else 'is'} a credential, in plain text"
     if free is not None:
         w.add(Problem(path, f"{shown}: {inside} in {free}, and no secret key takes it; remove it ({SECRETS_DOC})"))
         return True
     key = str(parts[-1]) if parts else ""
-    message, found = _say(f"{shown}: {inside}", _url_destination(parts, key, url.scheme, w.config))
+    message, found = _say(f"{shown}: {inside}", _url_destination(parts, key, url, w.config))
     w.add(Problem(path, message), found)
     return True
 
 
-def _url_destination(parts: tuple[str | int, ...], key: str, scheme: str, config: Mapping[str, Any]) -> Destination | str:
+def _url_destination(parts: tuple[str | int, ...], key: str, url: SplitResult, config: Mapping[str, Any]) -> Destination | str:
+    scheme = url.scheme
+    if parts[:2] == ("monitoring", "receiver") and ZULIP_WEBHOOK.match(url.path):
+        return Destination(_ALERT_SECRET, what="the Zulip bot's API key (Iluvatar adds it to the URL as api_key)", value="<api key>")
     if parts and parts[0] == "backup" and scheme.startswith("s3"):
         return Destination(
             "backupS3SecretAccessKey",

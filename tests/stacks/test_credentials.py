@@ -273,7 +273,7 @@ def _url(value: str, section: str = "monitoring") -> tuple[str, tuple[str, ...] 
         (
             "https://u:p@ss@hooks.example.org/x?a=1&key=k&sig=s",  # the host is after the last @
             "monitoring",
-            "https://***@hooks.example.org/x?key=***&sig=***: the user and password and key parameter and sig parameter in it are a "
+            "https://***@hooks.example.org/x?a=1&key=***&sig=***: the user and password and key parameter and sig parameter in it are a "
             "credential, in plain text; it is the webhook's bearer token, which goes in the secret iluvatar:alertReceiverSecret: remove "
             "it and run `pulumi config set --secret iluvatar:alertReceiverSecret <token>`",
             ("iluvatar:alertReceiverSecret",),

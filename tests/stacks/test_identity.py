@@ -1,0 +1,32 @@
+"""stacks.identity's checks at their boundaries (the broken-stack fixtures hold each rule's message on the homelab)."""
+
+from __future__ import annotations
+
+from stacks.identity import _github_group, _ldap_host, team_slug
+
+
+def test_a_team_slug_is_githubs_trimmed_of_its_dashes() -> None:
+    assert [team_slug(n) for n in ("Home Lab!", "--Admins--", "ops_team", "a  b")] == ["home-lab", "admins", "ops_team", "a-b"]
+
+
+def test_a_group_is_split_at_its_first_colon_as_dex_joins_org_and_team() -> None:
+    # formatTeamName (dex v2.45.1 connector/github/github.go:331) is org + ":" + slug, and a slug has no colon: the
+    # organisation is what comes before the first one.
+    assert [str(p) for p in _github_group("g", "example:admins:x", ["example"])] == [
+        "g: example:admins:x: admins:x is not a team's slug, and Dex names each team by its slug (lower-case letters, digits, "
+        "'-' and '_': github.com/orgs/example/teams/<slug>); write example:admins-x"
+    ]
+
+
+def test_every_listed_org_is_named() -> None:
+    assert [str(p) for p in _github_group("g", "admins", ["example", "family"])] == [
+        "g: admins is not a group Dex gives a GitHub user: their groups are <org>:<team slug>, one for each of their teams in "
+        "connector.orgs (example, family), never an organisation alone; bind a team, e.g. example:<team slug>"
+    ]
+
+
+def test_an_ldap_hosts_port_is_after_its_last_colon() -> None:
+    assert [str(p) for p in _ldap_host("h", "[fd00::10]:389")] == [
+        "h: [fd00::10]:389: 389 is LDAP's plain port, and Dex dials the directory with TLS (LDAPS), which no server answers "
+        "there; use its LDAPS port, [fd00::10]:636"
+    ]
