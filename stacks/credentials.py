@@ -279,6 +279,10 @@ def destination(parts: tuple[str | int, ...], key: str, holder: Mapping[str, Any
         return "the Pis take no password: Pulumi logs in with an SSH key (iluvatar:ainurSshPrivateKey, or your SSH agent); remove it"
     if section in ("cloudflare", "edge"):
         return Destination("cloudflareApiToken", what="the Cloudflare API token", value="<token>")
+    if section == "remoteAccess":
+        if "headscale" in parts or _get(config, "remoteAccess", "flavour") == "headscale":
+            return "Headscale takes no credential: Pulumi asks it for the subnet router's key itself; remove it"
+        return Destination("tailscaleOauthClientSecret", what="the Tailscale OAuth client's secret", value="<tskey-client-...>")
     if section == "storage" and "nfs" in parts:
         return "NFS takes no password: the server lets in the client addresses its export allows (Arda's machines); remove it"
     return f"Iluvatar reads no credential at {section or 'this key'}, and no secret key takes it; remove it"
