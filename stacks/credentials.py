@@ -466,7 +466,7 @@ def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None)
         return value
     for form, what in TOKEN_FORMS:
         if form.search(value):
-            key = next((str(p) for p in reversed(parts) if isinstance(p, str)), "")
+            key = next(str(p) for p in reversed(parts) if isinstance(p, str))  # parts start with the top-level key
             dest: Destination | str = destination(parts, key, {}, w.config) if free is None else f"no secret key takes {free}; remove it"
             message, found = _say(f"holds {what}, in plain text", dest)
             w.add(Problem(_path(parts), message), found)
@@ -513,7 +513,7 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
     if free is not None:
         w.add(Problem(path, f"{shown}: {inside} in {free}, and no secret key takes it; remove it ({SECRETS_DOC})"))
         return True
-    key = str(parts[-1]) if parts else ""
+    key = str(parts[-1])  # parts start with the top-level key
     message, found = _say(f"{shown}: {inside}", _url_destination(parts, key, url, w.config))
     w.add(Problem(path, message), found)
     return True

@@ -591,3 +591,50 @@ def test_a_login_alone_stays_in_the_url_shown() -> None:
     assert [m for _, m, _ in _webhook("https://git@hooks.example.org/x?token=abc")] == [
         f"https://git@hooks.example.org/x?token=***: the token parameter in it is a credential, in plain text; {WEBHOOK_TOKEN}"
     ]
+
+
+def test_a_placeholder_url_is_one_problem_not_also_its_credentials() -> None:
+    assert [m for _, m, _ in _webhook("https://<user>:<password>@hooks.example.org/x")] == [
+        "https://<user>:<password>@hooks.example.org/x is a placeholder: write your own value in its place (docs/reference/stack.md)"
+    ]
+
+
+def test_a_token_user_and_a_token_parameter_are_two_credentials() -> None:
+    assert [m for _, m, _ in _webhook(f"https://{TOKEN}@hooks.example.org/x?token=abc")] == [
+        f"https://***@hooks.example.org/x?token=***: the user and token parameter in it are a credential, in plain text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_url_with_a_token_in_chart_values_is_one_problem() -> None:
+    [(path, message, where)] = _found({"iluvatar:arda": {"cilium": {"values": {"x": f"https://me:{TOKEN}@h.example.org/"}}}})
+    assert (path, where) == ("iluvatar:arda.cilium.values.x", None)
+    assert message == (
+        "https://***@h.example.org/: the user and password in it are a credential, in plain text in Cilium's chart values, and no "
+        "secret key takes it; remove it (docs/reference/stack.md#secrets)"
+    )
+
+
+def test_a_urls_other_parameters_are_masked_by_their_key_or_their_form() -> None:
+    # client_secret by its key (its value no token), id by its value's form (its key no credential's), page shown.
+    query = "token=abc&client_secret=hunter2&id=abcdefghij0123456789&page=2"
+    assert [m for _, m, _ in _webhook(f"https://hooks.example.org/x?{query}")] == [
+        f"https://hooks.example.org/x?token=***&client_secret=***&id=***&page=2: the token parameter in it is a credential, in plain "
+        f"text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_token_in_chart_values_goes_to_no_secret() -> None:
+    assert _found({"iluvatar:arda": {"cilium": {"values": {"x": TOKEN}}}}) == [
+        (
+            "iluvatar:arda.cilium.values.x",
+            "holds a GitHub token, in plain text; no secret key takes Cilium's chart values; remove it (docs/reference/stack.md#secrets)",
+            None,
+        )
+    ]
+
+
+def test_a_token_in_a_bmcs_settings_goes_to_the_bmc_passwords() -> None:
+    # The value alone is read (not the mapping it is in): the address is a placeholder to fill in.
+    [(path, message, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"address": "10.0.0.5", "user": TOKEN}}}]})
+    assert (path, where) == ("iluvatar:nodes[0].power.bmc.user", ("iluvatar:bmcPasswords", "<BMC address>"))
+    assert message.startswith("holds a GitHub token, in plain text; it is the BMC's password")

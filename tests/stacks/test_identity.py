@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from stacks.identity import _github_group, _ldap_host, team_slug
+from typing import Any
+
+from stacks.identity import _connector, _github_group, _ldap_host, team_slug
+from stacks.model import Identity
+
+GITHUB: dict[str, Any] = {"type": "github", "clientId": "Iv1.0123456789abcdef", "orgs": ["example"]}
+
+
+def _identity(connector: dict[str, Any] | None = None, **fields: Any) -> Identity:
+    return Identity.model_validate(
+        {"ip": "192.168.0.16", "connector": connector or GITHUB, "groups": [{"group": "example:admins", "clusterRole": "view"}], **fields}
+    )
 
 
 def test_a_team_slug_is_githubs_trimmed_of_its_dashes() -> None:
@@ -29,4 +40,12 @@ def test_an_ldap_hosts_port_is_after_its_last_colon() -> None:
     assert [str(p) for p in _ldap_host("h", "[fd00::10]:389")] == [
         "h: [fd00::10]:389: 389 is LDAP's plain port, and Dex dials the directory with TLS (LDAPS), which no server answers "
         "there; use its LDAPS port, [fd00::10]:636"
+    ]
+
+
+def test_an_ldap_host_on_another_connector_is_only_not_used() -> None:
+    # Its port is LDAP's plain one, but a GitHub connector never dials it: one problem, that it is set at all.
+    identity = _identity({**GITHUB, "host": "ldap.example.org:389"})
+    assert [str(p) for p in _connector(identity, {"identityConnectorSecret"})] == [
+        "iluvatar:identity.connector.host: is set, but type is github, which does not use it"
     ]
