@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacks.identity import _connector, _github_group, _ldap_host, team_slug
+from stacks.identity import _connector, _github_group, _groups, _headlamp, _ldap_host, team_slug
 from stacks.model import Identity
 
 GITHUB: dict[str, Any] = {"type": "github", "clientId": "Iv1.0123456789abcdef", "orgs": ["example"]}
@@ -48,4 +48,23 @@ def test_an_ldap_host_on_another_connector_is_only_not_used() -> None:
     identity = _identity({**GITHUB, "host": "ldap.example.org:389"})
     assert [str(p) for p in _connector(identity, {"identityConnectorSecret"})] == [
         "iluvatar:identity.connector.host: is set, but type is github, which does not use it"
+    ]
+
+
+def test_a_group_the_static_admin_is_not_in_names_the_admins_groups() -> None:
+    said = []
+    for groups in (["admins", "ops"], []):
+        identity = _identity({"type": "static", "email": "admin@example.org", "groups": groups}, groups=[{"group": "family", "clusterRole": "view"}])
+        said += [str(p) for p in _groups(identity)]
+    assert said == [
+        "iluvatar:identity.groups[0].group: family is not one of the static admin's groups (connector.groups: admins, ops)",
+        "iluvatar:identity.groups[0].group: family is not one of the static admin's groups (connector.groups: none)",
+    ]
+
+
+def test_headlamp_in_a_stack_with_no_apps_says_none_are_known() -> None:
+    identity = _identity(headlamp={"app": "headlamp"})
+    assert [str(p) for p in _headlamp(identity, True, [])] == [
+        "iluvatar:identity.headlamp.app: headlamp is not an app of iluvatar:apps (known: none); add {name: headlamp, category: system, "
+        "host: headlamp.<network.domain>, service: {port: 80}}"
     ]
