@@ -640,3 +640,22 @@ def test_a_token_in_a_bmcs_settings_goes_to_the_bmc_passwords() -> None:
     [(path, message, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"address": "10.0.0.5", "user": TOKEN}}}]})
     assert (path, where) == ("iluvatar:nodes[0].power.bmc.user", ("iluvatar:bmcPasswords", "<BMC address>"))
     assert message.startswith("holds a GitHub token, in plain text; it is the BMC's password")
+
+
+def test_a_credential_key_in_chart_values_is_refused_for_text_or_a_number_never_a_switch() -> None:
+    raw = {"iluvatar:arda": {"cilium": {"values": {"auth": {"password": "hunter2", "token": True, "secret": "", "apiKey": 5}}}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == {"iluvatar:arda": {"cilium": {"values": {"auth": {"token": True, "secret": ""}}}}}
+    said = (
+        "is a credential, in plain text in Cilium's chart values, which the stack file and every render hold as written, and no "
+        "secret key takes it; remove it (docs/reference/stack.md#secrets)"
+    )
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        ("iluvatar:arda.cilium.values.auth.password", said),
+        ("iluvatar:arda.cilium.values.auth.apiKey", said),
+    ]
+
+
+def test_a_bmc_password_goes_under_the_address_written_beside_it() -> None:
+    [(path, _, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"address": "10.0.0.5", "password": "hunter2"}}}]})
+    assert (path, where) == ("iluvatar:nodes[0].power.bmc.password", ("iluvatar:bmcPasswords", "10.0.0.5"))
