@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from stacks.identity import _connector, _github_group, _groups, _headlamp, _ldap_host, team_slug
+from stacks import load_stack_file
+from stacks.identity import _connector, _github_group, _groups, _headlamp, _hosts, _ldap_host, _org, team_slug
 from stacks.model import Identity
 
 GITHUB: dict[str, Any] = {"type": "github", "clientId": "Iv1.0123456789abcdef", "orgs": ["example"]}
@@ -67,4 +69,23 @@ def test_headlamp_in_a_stack_with_no_apps_says_none_are_known() -> None:
     assert [str(p) for p in _headlamp(identity, True, [])] == [
         "iluvatar:identity.headlamp.app: headlamp is not an app of iluvatar:apps (known: none); add {name: headlamp, category: system, "
         "host: headlamp.<network.domain>, service: {port: 80}}"
+    ]
+
+
+def test_each_hosts_problem_is_at_its_config_key() -> None:
+    # argocd_ainur's config key is argocdAinur (its default label, argocd-ainur, is no key); a clash names the key first holding it.
+    network = load_stack_file(Path(__file__).parents[2] / "Pulumi.homelab.yaml").network
+    identity = _identity(hosts={"argocdAinur": "argocd.example.com", "ca": "dex.iluvatar.home.arpa"})
+    assert [str(p) for p in _hosts(identity, network, [], {})] == [
+        "iluvatar:identity.hosts.ca: dex.iluvatar.home.arpa is already identity.hosts.dex in the internal zone; pick another name",
+        "iluvatar:identity.hosts.argocdAinur: argocd.example.com is outside the internal zone network.domain iluvatar.home.arpa, which the "
+        "Ainur's DNS answers for",
+    ]
+
+
+def test_an_org_written_as_a_mention_or_not_a_login_gets_its_fix() -> None:
+    said = "is not a GitHub organisation's login, which is what Dex matches the user's organisations by"
+    assert [str(p) for org in ("@Xyz", "my org!") for p in _org("o", org)] == [
+        f"o: @Xyz {said}; write Xyz",  # only the @ goes
+        f"o: my org! {said}; write the organisation's login, as in github.com/<login>",
     ]
