@@ -685,3 +685,27 @@ def test_a_client_secret_pasted_as_the_client_id_is_said_and_the_id_kept() -> No
         )
     ]
     assert strip({"iluvatar:identity": {"connector": {"type": "github", "clientId": secret.upper()}}}, MODELS, SECRETS)[1] == []
+
+
+def test_a_credential_in_a_list_in_chart_values_is_still_in_chart_values() -> None:
+    cleaned, found = strip({"iluvatar:arda": {"cilium": {"values": {"list": [{"password": "hunter2"}]}}}}, MODELS, SECRETS)
+    assert cleaned == {"iluvatar:arda": {"cilium": {"values": {"list": [{}]}}}}
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        (
+            "iluvatar:arda.cilium.values.list[0].password",
+            "is a credential, in plain text in Cilium's chart values, which the stack file and every render hold as written, and no "
+            "secret key takes it; remove it (docs/reference/stack.md#secrets)",
+        )
+    ]
+
+
+def test_a_placeholder_is_kept_and_so_are_the_keys_after_it() -> None:
+    raw = {"iluvatar:monitoring": {"receiver": {"ntfy": {"url": "https://ntfy.sh/<topic>", "topic": "alerts"}}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == raw
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        (
+            "iluvatar:monitoring.receiver.ntfy.url",
+            "https://ntfy.sh/<topic> is a placeholder: write your own value in its place (docs/reference/stack.md)",
+        )
+    ]
