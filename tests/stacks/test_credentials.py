@@ -709,3 +709,8 @@ def test_a_placeholder_is_kept_and_so_are_the_keys_after_it() -> None:
             "https://ntfy.sh/<topic> is a placeholder: write your own value in its place (docs/reference/stack.md)",
         )
     ]
+
+
+def test_every_key_after_another_namespaces_or_a_known_section_is_kept() -> None:
+    raw = {"aws:region": "eu-west-1", "iluvatar:network": {"lan": "10.0.0.0/24"}, "iluvatar:apps": [], "iluvatar:somethingElse": 1}
+    assert strip(raw, MODELS, SECRETS) == (raw, [])
