@@ -89,3 +89,14 @@ def test_an_org_written_as_a_mention_or_not_a_login_gets_its_fix() -> None:
         f"o: @Xyz {said}; write Xyz",  # only the @ goes
         f"o: my org! {said}; write the organisation's login, as in github.com/<login>",
     ]
+
+
+def test_the_hosts_after_one_outside_the_zone_are_checked_too() -> None:
+    network = load_stack_file(Path(__file__).parents[2] / "Pulumi.homelab.yaml").network
+    identity = _identity(hosts={"dex": "dex.example.com", "ca": "argocd.iluvatar.home.arpa", "argocdAinur": "argocd.example.com"})
+    outside = "is outside the internal zone network.domain iluvatar.home.arpa, which the Ainur's DNS answers for"
+    assert [str(p) for p in _hosts(identity, network, [], {})] == [
+        f"iluvatar:identity.hosts.dex: dex.example.com {outside}",
+        "iluvatar:identity.hosts.argocd: argocd.iluvatar.home.arpa is already identity.hosts.ca in the internal zone; pick another name",
+        f"iluvatar:identity.hosts.argocdAinur: argocd.example.com {outside}",
+    ]
