@@ -685,6 +685,12 @@ def test_a_client_secret_pasted_as_the_client_id_is_said_and_the_id_kept() -> No
         )
     ]
     assert strip({"iluvatar:identity": {"connector": {"type": "github", "clientId": secret.upper()}}}, MODELS, SECRETS)[1] == []
+    # The value's form names GitHub's client secret whatever type the connector has (here none).
+    [(_, message, _)] = _found({"iluvatar:identity": {"connector": {"clientId": secret}}})
+    assert message.endswith(
+        "it is the GitHub OAuth app's client secret, which goes in the secret iluvatar:identityConnectorSecret: remove it "
+        "and run `pulumi config set --secret iluvatar:identityConnectorSecret <client secret>`"
+    )
 
 
 def test_a_credential_in_a_list_in_chart_values_is_still_in_chart_values() -> None:
