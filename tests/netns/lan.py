@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -316,15 +316,20 @@ class Lan:
 
     # --- the Pi: the netboot pod's dnsmasq and nginx --------------------------------------------
 
-    def start_dnsmasq(self, stack: StackConfig | None = None, keep_leases: bool = True) -> None:
-        """Run the generated dnsmasq.conf; its lease file is the pod's leases volume."""
+    def start_dnsmasq(
+        self, stack: StackConfig | None = None, keep_leases: bool = True, extra_records: Sequence[tuple[str, IPv4Address]] = ()
+    ) -> None:
+        """Run the generated dnsmasq.conf; its lease file is the pod's leases volume. `extra_records`: the app hosts and
+        sign-in names the program adds to the internal zone (__main__'s Netboot dns_records)."""
         self.stop("dnsmasq")
         conf = self.root / "dnsmasq.conf"
         (self.root / "leases").mkdir(exist_ok=True)
         lease_file = self.root / "leases" / "dnsmasq.leases"
         if not keep_leases:
             lease_file.unlink(missing_ok=True)
-        conf.write_text(netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file)))
+        conf.write_text(
+            netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file), extra_records=extra_records)
+        )
         self._dnsmasq("dnsmasq", self.pi, conf, None)
 
     def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None) -> None:
