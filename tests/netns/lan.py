@@ -68,6 +68,15 @@ def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 30) -> subpr
     return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
 
 
+def kubelet_probe(ns: str, spec: dict[str, Any], container: str, pod_ip: str) -> subprocess.CompletedProcess[str]:
+    """The kubelet's readiness probe of `container`, run from `ns` (the Pi's: the kubelet of a host-network Pod
+    shares it) as pkg/kubelet/prober does it (tools/kubelet_probe.py)."""
+    args = [sys.executable, "-m", "tools.kubelet_probe", "--pod-ip", pod_ip, "--container", container]
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *args], input=json.dumps(spec), cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
