@@ -19,6 +19,7 @@ from components.local_ca import LocalCa, LocalCaArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.netboot import Netboot, NetbootArgs
 from components.power import Power, PowerArgs
+from components.remote_access import RemoteAccess, RemoteAccessArgs
 from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
 from plans import identity as identity_plan
@@ -229,3 +230,22 @@ if stack.identity is not None and ainur is not None:
         ),
     }
     pulumi.export("signIn", {**identity.sign_in, "kubeconfigs": {k: pulumi.Output.unsecret(v) for k, v in kubeconfigs.items()}})
+
+if stack.remote_access is not None:
+    # The homelab from anywhere over a tailnet (Tailscale, or Headscale on the Ainur): the signIn kubeconfigs work unchanged.
+    remote_access = RemoteAccess(
+        "remote-access",
+        RemoteAccessArgs(
+            stack,
+            arda.access,
+            arda.kubernetes_provider,
+            arda_after=[arda.ready],
+            oauth_client_secret=loaded.secrets.tailscale_oauth_client_secret,
+            ainur=ainur.access if ainur is not None else None,
+            ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+            ainur_connection=ainur.connection if ainur is not None else None,
+            # Headscale's state lives on the Ainur's Longhorn when it runs (as the Git mirror's does).
+            ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
+        ),
+    )
+    pulumi.export("remoteAccess", remote_access.summary)

@@ -210,6 +210,8 @@ class BootstrapCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
     access: ClusterAccess
+    # The first valar over SSH: what a step that runs a command there connects with.
+    connection: command.remote.ConnectionArgs
     ready: command.local.Command
     # What the Ainur run after this deployment: exported as `ainur`, read back next time.
     state: dict[str, Any]
@@ -305,10 +307,12 @@ class BootstrapCluster(pulumi.ComponentResource):
         self._join_args = (token, connect, command_provider, authentication, name)
         self._valar = connect(first)
 
+        # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
+        self.connection = connect(first)
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
             f"{name}-credentials",
-            connection=connect(first),
+            connection=self.connection,
             create=credentials_plan.k3s_script(),
             # The token: never printed in Pulumi's output, kept secret in its state.
             logging=command.remote.Logging.STDERR,

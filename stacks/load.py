@@ -25,12 +25,14 @@ from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
+from stacks import remote_access as remote_rules
 from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
 from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
+from stacks.remote_model import RemoteAccess
 from stacks.rules import Parsed, _vip_list, _zone_names, check
 from stacks.secrets import SecretsManager, Secure
 
@@ -61,6 +63,7 @@ SECTIONS: dict[str, Section] = {
         Section("monitoring", Monitoring, False),
         Section("identity", Identity, False),
         Section("backup", Backup, False),
+        Section("remoteAccess", RemoteAccess, False),
     )
 }
 
@@ -81,6 +84,7 @@ SECRETS: tuple[str, ...] = (
     data_rules.APP_SECRETS,
     data_rules.S3_KEY_ID,
     data_rules.S3_SECRET_KEY,
+    remote_rules.SECRET,
 )
 
 ORDER = [*SECTIONS, *SECRETS]
@@ -228,6 +232,20 @@ def parse_stack(
         taken,
     )
     backup = _section(values, "backup", problems)
+    remote = _section(values, "remoteAccess", problems)
+    problems += remote_rules.check(
+        remote if isinstance(remote, RemoteAccess) else None,
+        "remoteAccess" in values,
+        network if isinstance(network, Network) else None,
+        "ainur" in values,
+        identity if isinstance(identity, Identity) else None,
+        "identity" in values,
+        apps,
+        # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
+        {**taken, **({identity.ip: "identity.ip (the front door)"} if isinstance(identity, Identity) else {})},
+        present,
+        arda.patches if isinstance(arda, Arda) else (),
+    )
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
         if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
@@ -284,6 +302,7 @@ def parse_stack(
             "monitoring": values.get("monitoring"),
             "identity": values.get("identity"),
             "backup": values.get("backup"),
+            "remoteAccess": values.get("remoteAccess"),
         }
     )
 

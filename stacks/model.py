@@ -38,6 +38,7 @@ from stacks.fields import (
     _pattern,
     _text,
 )
+from stacks.remote_model import RemoteAccess
 
 
 def _ordered(r: AddressRange) -> AddressRange:
@@ -784,6 +785,7 @@ class StackConfig(Model):
     monitoring: Monitoring | None = None
     identity: Identity | None = None
     backup: Backup | None = None
+    remote_access: RemoteAccess | None = None
 
     @property
     def public_ingress(self) -> str:

@@ -10,6 +10,12 @@ It follows Kubernetes v1.33 (the k3s the Ainur run):
 - A host-network Pod's IP is its node's address (pkg/kubelet/kubelet_pods.go, generateAPIPodStatus: hostNetwork pods
   take the node's IPs), which is what the caller passes as `pod_ip`.
 
+- httpGet (the netboot pod's nginx): the host is the probe's, else the Pod's IP (HTTPGetAction.Host, "defaults to the
+  pod IP", k8s.io/api core/v1 types.go); a GET of scheme://host:port/path, Success for a status from 200 to 399
+  (pkg/probe/http/http.go, DoHTTPProbe). This part was written from the API's documentation and that rule, not re-read
+  line by line at v1.33: redirects (the kubelet follows them to the same host) and httpHeaders are not modelled, and
+  the netboot pod's probes use neither.
+
 Run in the Pod's network namespace (the kubelet's, for a host-network Pod): `python -m tools.kubelet_probe --pod-ip
 <node ip> --container <name>` with the Pod spec as JSON on stdin; exits 0 on Success, 1 on Failure (the reason on stderr).
 """
@@ -17,6 +23,7 @@ Run in the Pod's network namespace (the kubelet's, for a host-network Pod): `pyt
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import socket
 import sys
@@ -26,7 +33,8 @@ from typing import Any
 def target(spec: dict[str, Any], container: str, pod_ip: str) -> tuple[str, int]:
     """Where the kubelet dials for the container's readiness probe: (host, port)."""
     c = next(c for c in spec["containers"] if c["name"] == container)
-    tcp = c["readinessProbe"]["tcpSocket"]
+    probe = c["readinessProbe"]
+    tcp = probe["tcpSocket"] if "tcpSocket" in probe else probe["httpGet"]
     port = tcp["port"]
     if isinstance(port, str):
         # ResolveContainerPort: a name is looked up among the container's ports; a number written as a string is taken.
@@ -39,6 +47,21 @@ def probe(spec: dict[str, Any], container: str, pod_ip: str) -> tuple[bool, str]
     c = next(c for c in spec["containers"] if c["name"] == container)
     host, port = target(spec, container, pod_ip)
     timeout = float(c["readinessProbe"].get("timeoutSeconds", 1))
+    get = c["readinessProbe"].get("httpGet")
+    if get is not None:
+        scheme = get.get("scheme", "HTTP")
+        if scheme != "HTTP":
+            return False, f"scheme {scheme} is not modelled"
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            conn.request("GET", get.get("path", "/"))
+            status = conn.getresponse().status
+        except OSError as e:
+            return False, f"Get http://{host}:{port}{get.get('path', '/')}: {e}"
+        finally:
+            conn.close()
+        ok = 200 <= status < 400
+        return ok, f"http://{host}:{port}{get.get('path', '/')} {status}"
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True, f"{host}:{port} open"

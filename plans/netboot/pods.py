@@ -105,7 +105,13 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 ],
                 # Ready once dnsmasq answers: the Deployment is then "available", which is what Arda's
                 # installs wait for (pulumi-kubernetes awaits it) before any machine is told to netboot.
-                "readinessProbe": {"tcpSocket": {"port": "dns-tcp"}, "periodSeconds": 5},
+                # The kubelet dials the probe's host, else the Pod's IP, which for a host-network Pod is the
+                # Pi's own address (Kubernetes v1.33 pkg/kubelet/prober/prober.go, runProbe), where dnsmasq
+                # does not listen. Nor may it dial the service address: kube-vip v0.9.2 announces it only from
+                # a Pi with a Ready endpoint (pkg/manager/watch_endpoints.go, getLocalEndpoints reads
+                # Endpoints' ready Addresses), so that probe would wait on itself. dnsmasq also listens on
+                # the Pi's loopback (plans.netboot.dnsmasq), which the kubelet shares: never the LAN.
+                "readinessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": "dns-tcp"}, "periodSeconds": 5},
                 "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases],
             },
             _nginx(

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -66,6 +66,15 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
 
 def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
+
+
+def kubelet_probe(ns: str, spec: dict[str, Any], container: str, pod_ip: str) -> subprocess.CompletedProcess[str]:
+    """The kubelet's readiness probe of `container`, run from `ns` (the Pi's: the kubelet of a host-network Pod
+    shares it) as pkg/kubelet/prober does it (tools/kubelet_probe.py)."""
+    args = [sys.executable, "-m", "tools.kubelet_probe", "--pod-ip", pod_ip, "--container", container]
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *args], input=json.dumps(spec), cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -307,15 +316,20 @@ class Lan:
 
     # --- the Pi: the netboot pod's dnsmasq and nginx --------------------------------------------
 
-    def start_dnsmasq(self, stack: StackConfig | None = None, keep_leases: bool = True) -> None:
-        """Run the generated dnsmasq.conf; its lease file is the pod's leases volume."""
+    def start_dnsmasq(
+        self, stack: StackConfig | None = None, keep_leases: bool = True, extra_records: Sequence[tuple[str, IPv4Address]] = ()
+    ) -> None:
+        """Run the generated dnsmasq.conf; its lease file is the pod's leases volume. `extra_records`: the app hosts and
+        sign-in names the program adds to the internal zone (__main__'s Netboot dns_records)."""
         self.stop("dnsmasq")
         conf = self.root / "dnsmasq.conf"
         (self.root / "leases").mkdir(exist_ok=True)
         lease_file = self.root / "leases" / "dnsmasq.leases"
         if not keep_leases:
             lease_file.unlink(missing_ok=True)
-        conf.write_text(netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file)))
+        conf.write_text(
+            netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file), extra_records=extra_records)
+        )
         self._dnsmasq("dnsmasq", self.pi, conf, None)
 
     def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None) -> None:

@@ -32,6 +32,7 @@ from plans.netboot import nfs, pi_pods, pis
 from stacks import StackConfig
 from tests import pi_image
 from tests.netns.lan import REPO, Lan, in_ns, require_root
+from tests.netns.lan import kubelet_probe as probe
 from tests.netns.test_pi_netboot import stack_for
 from tests.tools import require
 
@@ -249,15 +250,6 @@ def test_the_roots_are_served_on_the_service_address_only(served: tuple[Lan, Ser
     assert on_pi.returncode != 0
     listing = in_ns(ns, require("nfs-ls"), url("/etc"), check=False)
     assert listing.returncode == 0 and "issue" in listing.stdout, listing.stderr
-
-
-def probe(ns: str, spec: dict[str, Any], container: str, pod_ip: str) -> subprocess.CompletedProcess[str]:
-    """The kubelet's readiness probe of `container`, dialled from `ns` (the Pi's: the kubelet of a host-network Pod
-    shares it) as pkg/kubelet/prober does it (tools/kubelet_probe.py)."""
-    args = ["python3", "-m", "tools.kubelet_probe", "--pod-ip", pod_ip, "--container", container]
-    return subprocess.run(
-        ["ip", "netns", "exec", ns, *args], input=json.dumps(spec), cwd=REPO, capture_output=True, text=True, timeout=30, check=False
-    )
 
 
 def test_the_kubelets_readiness_probe_of_pi_nfs_passes_where_ganesha_serves(served: tuple[Lan, Server]) -> None:

@@ -104,6 +104,12 @@ def test_dnsmasq_serves_only_on_the_service_address() -> None:
     for name, build in VARIANTS.items():
         conf = lines(build())  # type: ignore[no-untyped-call]
         assert conf[4:6] == ["bind-dynamic", f"listen-address={SVC}"], name
+        # The LAN sees the service address alone; the loopback is for the kubelet's readiness probe.
+        assert [c for c in conf if c.startswith(("listen-address", "interface", "bind-"))] == [
+            "bind-dynamic",
+            f"listen-address={SVC}",
+            "listen-address=127.0.0.1",
+        ], name
         assert "port=0" not in conf, name
         assert "dhcp-leasefile=/var/lib/iluvatar/leases/dnsmasq.leases" in conf, name
 
@@ -807,7 +813,7 @@ def test_the_netboot_pods_containers_whole() -> None:
     )
     assert (http["image"], http["ports"]) == ("docker.io/library/nginx:1.28.0-alpine", [{"name": "http", "containerPort": 80, "protocol": "TCP"}])
     # Ready only when both serve: the Deployment's availability is what Arda's netbooting installs wait for.
-    assert dnsmasq["readinessProbe"] == {"tcpSocket": {"port": "dns-tcp"}, "periodSeconds": 5}
+    assert dnsmasq["readinessProbe"] == {"tcpSocket": {"host": "127.0.0.1", "port": "dns-tcp"}, "periodSeconds": 5}
     assert http["readinessProbe"] == {"httpGet": {"path": "/boot.ipxe", "port": "http"}, "periodSeconds": 5}
     assert save == {"name": "save-leases", "image": curl, "command": ["sh", "/etc/iluvatar/save-leases.sh"], "volumeMounts": [etc, leases]}
 
