@@ -316,6 +316,50 @@ def test_apply_stages_and_reboots_a_change_that_needs_a_reboot() -> None:
         assert "upgrader: istari-1: config changed: Talos needs a reboot to apply it" in result.lines
 
 
+AUTHN = "/var/etc/kubernetes/authentication.yaml"  # plans.apiserver: where the API server's AuthenticationConfiguration goes
+
+
+def _sign_in(audience: str) -> str:
+    issuer = {"url": "https://dex.example", "audiences": [audience]}
+    authn = json.dumps({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration", "jwt": [{"issuer": issuer}]})
+    return json.dumps({"machine": {"files": [{"content": authn, "permissions": 0o644, "path": AUTHN, "op": "create"}]}})
+
+
+def test_a_sign_in_change_on_talos_1_14_is_staged_and_rebooted_so_the_file_is_on_disk_after_the_step() -> None:
+    """Talos 1.14 takes any change live (AUTO is NO_REBOOT) but writes .machine.files only at boot (tools/talos-api
+    files.go, v1alpha1_sequencer.go:246 at v1.14.0-rc.1): the upgrader decides with Talos 1.13's CanApplyImmediate list
+    (upgrader/internal/apply/immediate.go), stages the change and reboots, and the step ends with the new file on disk.
+    The upgrader before it applied the change live, and the node kept the old file until some later reboot."""
+    version = "v1.14.1"
+    with talos_api(arda({"valinor-1": version}, **{"valinor-1": {"reboot": {"downMs": 200}}})) as api:
+        for audience in ("kubernetes", "headlamp"):  # sign-in added, then a client added to it
+            before = api.state()["valinor-1"]["bootId"]
+            config = api.config("controlplane", installer(VANILLA, version), patches=[_sign_in(audience)])
+            result = apply(api, "valinor-1", config)
+            assert result.code == 0, result.stderr
+            assert mutations(api)[-3:] == [
+                ("valinor-1", "MachineService/ApplyConfiguration dry-run"),
+                ("valinor-1", "MachineService/ApplyConfiguration STAGED"),
+                ("valinor-1", "MachineService/Reboot"),
+            ]
+            assert (
+                f"upgrader: valinor-1: config changed: Talos {version} would take it live, but it changes what acts only at boot, "
+                ".machine.files (Talos 1.13's CanApplyImmediate: a reboot): staged, with a reboot"
+            ) in result.lines
+            after = api.state()["valinor-1"]
+            assert after["bootId"] != before
+            assert json.loads(after["files"][AUTHN])["jwt"][0]["issuer"]["audiences"] == [audience]
+        # A change on Talos 1.14's list still applies live, and leaves the file as the boot wrote it.
+        live = api.config("controlplane", installer(VANILLA, version), patches=[_sign_in("headlamp"), _patch("262144")])
+        before = api.state()["valinor-1"]["bootId"]
+        assert apply(api, "valinor-1", live).code == 0
+        assert mutations(api)[-2:] == [
+            ("valinor-1", "MachineService/ApplyConfiguration dry-run"),
+            ("valinor-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+        assert api.state()["valinor-1"]["bootId"] == before
+
+
 def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_not_at_all() -> None:
     with talos_api(arda({"istari-1": NEW})) as api:
         before = api.state()["istari-1"]["bootId"]

@@ -93,7 +93,9 @@ type Node struct {
 	active     coreconfig.Provider
 	persistent coreconfig.Provider
 	pulled     map[string]bool
-	etcdData   bool
+	// files: what the boots wrote of .machine.files, by path (files.go): /var, kept across reboots.
+	files    map[string]string
+	etcdData bool
 	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
 	etcdJoinErr string
 	// etcdFailed: etcd gave up joining (EtcdJoinTimeout) and is Failed, with no restart until the next boot
@@ -453,6 +455,7 @@ func (n *Node) boot(result string) error {
 		n.maintenance = true
 		n.active, n.persistent = nil, nil
 		n.etcdData = false
+		n.files = nil // a reset wipes EPHEMERAL, /var
 		n.pendingVer, n.pendingSch = "", ""
 	default:
 		if n.pendingVer != "" {
@@ -465,6 +468,10 @@ func (n *Node) boot(result string) error {
 	// A staged config becomes the active one on boot, with the address it gives the node.
 	if n.persistent != nil {
 		n.active = n.persistent
+	}
+
+	if !n.maintenance {
+		n.writeUserFiles()
 	}
 
 	if err := n.setAddr(n.configuredAddr(n.active)); err != nil {

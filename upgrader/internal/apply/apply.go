@@ -308,7 +308,7 @@ func (r *applyRun) onRunning(ctx context.Context) error {
 	case staged:
 		report.Progress(n.Name, "the config was staged by an earlier run: it needs the reboot still")
 	case !same:
-		if reboot, err = r.dryRun(ctx); err != nil {
+		if reboot, err = r.dryRun(ctx, running, active); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,9 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
@@ -14,8 +16,11 @@ import (
 	"github.com/iluvatar/upgrader/internal/wait"
 )
 
-// dryRun asks the node what the config change needs (Talos's CanApplyImmediate): true when a reboot.
-func (r *applyRun) dryRun(ctx context.Context) (bool, error) {
+// dryRun asks the node what the config change needs (Talos's CanApplyImmediate): true when a reboot. From Talos 1.14
+// on the node's answer is always "no reboot" (immediate.go), so the upgrader decides with 1.13's rule: a change to
+// .machine.files (sign-in's AuthenticationConfiguration) goes through the drain, the staged config and a reboot,
+// and the health checks after it see the file the boot wrote.
+func (r *applyRun) dryRun(ctx context.Context, running string, active coreconfig.Provider) (bool, error) {
 	look := r.talosLook("apply-config --dry-run --file CONFIG")
 
 	cctx, cancel := wait.Call(ctx)
@@ -31,6 +36,23 @@ func (r *applyRun) dryRun(ctx context.Context) (bool, error) {
 	}
 
 	reboot := resp.GetMessages()[0].GetMode() == machineapi.ApplyConfigurationRequest_REBOOT
+
+	if !reboot && decidesReboot(running) {
+		if err := canApplyImmediate(active, r.cfg); err != nil {
+			what := report.FirstLine(err)
+
+			var ni *notImmediate
+			if errors.As(err, &ni) && len(ni.fields) > 0 {
+				what = strings.Join(ni.fields, ", ") + " (Talos 1.13's CanApplyImmediate: a reboot)"
+			}
+
+			report.Progress(r.n.Name, "config changed: Talos %s would take it live, but it changes what acts only at boot, %s: staged, with a reboot",
+				running, what)
+
+			return true, nil
+		}
+	}
+
 	if reboot {
 		report.Progress(r.n.Name, "config changed: Talos needs a reboot to apply it")
 	} else {
