@@ -561,17 +561,27 @@ class TalosCluster(pulumi.ComponentResource):
         named `<cluster>-kubernetes-preflight` and `-upgrade`, a path's step on the way `-kubernetes-<version>-...`,
         with configs the provider generates at that version (TalosConfig.configs_at)."""
         stack, config = args.stack, args.config
-        prefix = f"{name}-kubernetes" if version in (None, stack.arda.kubernetes_version) else f"{name}-kubernetes-{version}"
-        talosconfig = steps.secret_stdin({"talosconfig": config.credentials})
-        preflight = steps.run(f"{prefix}-preflight", bringup.kubernetes_preflight(stack, version), commands, self, stdin=talosconfig, after=after)
+        on_the_way = version not in (None, stack.arda.kubernetes_version)
+        prefix = f"{name}-kubernetes-{version}" if on_the_way else f"{name}-kubernetes"
+        check = bringup.kubernetes_preflight(stack, version)
         running = bringup.running_machines(stack, args.deployed, renamed)
         if not running:
-            return [preflight]
-        new = config.machine_configs if prefix == f"{name}-kubernetes" else config.configs_at(str(version), [node for node, _, _ in running])
+            return [
+                steps.run(f"{prefix}-preflight", check, commands, self, stdin=steps.secret_stdin({"talosconfig": config.credentials}), after=after)
+            ]
+        new = config.configs_at(str(version), [node for node, _, _ in running]) if on_the_way else config.machine_configs
         step = bringup.kubernetes_upgrade(stack, [(then, ip, plan.machine_type(node) == "controlplane") for node, then, ip in running], version)
         configs = pulumi.Output.all(**{then: new[node.name] for node, then, _ in running})
+        # The check and the upgrade on the same inputs (review H2 c): one stdin, and each run again when either command
+        # changes, so a change that runs the upgrade again runs its check first. A step on the way exists only while a
+        # path runs; a run stopped after it registers it again, with configs that change with any patch and a
+        # talosconfig the provider renews: once done it must not run again on that (review H2 b; a real engine updated
+        # the steps on `~environment,stdin`, shared/engine-facts.md), so its stdin's changes are ignored. Its command
+        # names the version.
         stdin = steps.secret_stdin({"talosconfig": config.credentials, "machineConfigs": configs})
-        return [steps.run(f"{prefix}-upgrade", step, commands, self, stdin=stdin, after=[preflight])]
+        triggers, ignore = [check.command, step.command], ["stdin"] if on_the_way else []
+        preflight = steps.run(f"{prefix}-preflight", check, commands, self, stdin=stdin, after=after, triggers=triggers, ignore_changes=ignore)
+        return [steps.run(f"{prefix}-upgrade", step, commands, self, stdin=stdin, after=[preflight], triggers=triggers, ignore_changes=ignore)]
 
     @staticmethod
     def _unprobed(deployed: DeployedArda, day: datetime.datetime) -> bool:

@@ -159,7 +159,8 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.35.1 --timeout 5m"
     stdin = preflight.inputs["stdin"]
     assert type(stdin).__name__ == "SecretValue"  # the talosconfig is a secret
-    assert sorted(json.loads(stdin.value)) == ["talosconfig"]
+    assert sorted(json.loads(stdin.value)) == ["machineConfigs", "talosconfig"]  # the upgrade's own (review H2 c)
+    assert stdin.value == after.named()["arda-kubernetes-upgrade"].inputs["stdin"].value
     graph = Graph.of(after)
     first = after.named()["arda-taniquetil-apply"]
     assert graph.after(first, preflight)

@@ -172,12 +172,13 @@ def test_a_machine_two_minors_behind_its_own_step_is_refused_and_left_as_it_is()
 KUBE_START, KUBE_ON_THE_WAY, KUBE_STACK = "v1.30.5", "v1.31.14", "v1.32.4"
 
 
-def _kubernetes_path(tmp_path: Any) -> Any:
+def _kubernetes_path(tmp_path: Any, **edits: Any) -> Any:
     previous = outputs_of(simulated(HOMELAB))
     arda = previous["arda"]
     nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{OLD}"} for name, n in arda["nodes"].items()}
     previous = {**previous, "arda": {**arda, "talosVersion": OLD, "kubernetesVersion": KUBE_START, "nodes": nodes}}
-    doc = edit(homelab_doc(), {"iluvatar:arda.kubernetesVersion": KUBE_STACK})
+    doc = edit(homelab_doc(), {"iluvatar:arda.kubernetesVersion": KUBE_STACK, **edits})
+    tmp_path.mkdir(parents=True, exist_ok=True)
     stack = read_stack_file(write_stack(tmp_path, doc, stack="homelab"))
     return simulate(stack, previous=previous, prior={"arda-config-secrets": {"talosVersion": OLD}})
 
@@ -216,6 +217,45 @@ def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_
     assert {a["talosVersion"] for a in at} == {OLD}
     given = json.loads(sim.named()[f"arda-kubernetes-{KUBE_ON_THE_WAY}-upgrade"].inputs["stdin"].value)
     assert sorted(given) == ["machineConfigs", "talosconfig"] and sorted(given["machineConfigs"]) == sorted(order)
+    assert sim.named()[f"arda-kubernetes-{KUBE_ON_THE_WAY}-preflight"].inputs["stdin"].value == json.dumps(given, sort_keys=True)
+
+
+# What the engine diffs on a command.local.Command to decide whether a finished step runs again: a real engine updated
+# the steps on `~environment,stdin` (shared/engine-facts.md), pulumi-command v1.2.1 updates or replaces on `triggers`
+# ("The resource will be updated (or replaced) if any of these values change", its local.Command docs), and an input
+# named in `ignore_changes` keeps its state value (iluvatar.simulate, Mocks.new_resource).
+DIFFED = ("create", "update", "delete", "stdin", "environment", "triggers")
+
+
+def _input(reg: Registration, key: str) -> Any:
+    value = reg.inputs.get(key)
+    return getattr(value, "value", value)  # a secret's plaintext
+
+
+def _runs_again(finished: Registration, resumed: Registration) -> bool:
+    return any(_input(finished, k) != _input(resumed, k) for k in DIFFED if k not in resumed.ignore_changes)
+
+
+def test_a_kubernetes_step_on_the_way_does_not_run_again_when_its_stdin_changes_before_the_resume(tmp_path: Any) -> None:
+    """Review H2 (b, c): the run stopped after the step on the way, and the user changed a patch before the resume. The
+    step's stdin changed (the configs at v1.31.14 render the patches); run again, `kubernetes-upgrade --to v1.31.14`
+    would face a cluster already at the stack's minor. Both steps of the pair ignore their stdin's changes; the stack's
+    own pair runs again, the check with the upgrade (one stdin, the same triggers)."""
+    stopped = _kubernetes_path(tmp_path / "stopped").named()
+    patch = [{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}]
+    resumed = _kubernetes_path(tmp_path / "resumed", **{"iluvatar:arda.patches": patch}).named()
+    way, own = f"arda-kubernetes-{KUBE_ON_THE_WAY}", "arda-kubernetes"
+    for step in ("preflight", "upgrade"):
+        assert _input(stopped[f"{way}-{step}"], "stdin") != _input(resumed[f"{way}-{step}"], "stdin"), step  # the change reaches it
+        assert not _runs_again(stopped[f"{way}-{step}"], resumed[f"{way}-{step}"]), step
+        assert resumed[f"{way}-{step}"].ignore_changes == ("stdin",)
+        assert resumed[f"{own}-{step}"].ignore_changes == ()
+        assert _runs_again(stopped[f"{own}-{step}"], resumed[f"{own}-{step}"]), step
+    for prefix in (way, own):
+        check, upgrade = resumed[f"{prefix}-preflight"], resumed[f"{prefix}-upgrade"]
+        assert _input(check, "stdin") == _input(upgrade, "stdin")
+        assert _input(check, "triggers") == _input(upgrade, "triggers") == [_input(check, "create"), _input(upgrade, "create")]
+    # Either command changing runs both steps of the pair: each names both commands in its triggers (above).
 
 
 def test_the_configs_on_the_way_name_that_versions_images_as_talos_generates_them(tmp_path: Any) -> None:
