@@ -218,7 +218,7 @@ def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
     )
     lines = [
         f"Arda: Talos {(previous or {}).get('talosVersion')} -> {current['talosVersion']} is a path of {total} roll{'s' if total > 1 else ''}, one minor at a "
-        f"time (Talos migrates a machine between adjacent minors only), every machine rolled and checked healthy before the next, "
+        f"time from each minor's newest patch (Talos migrates a machine between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, "
         f"each roll done on every machine before the next begins{kubernetes}:"
     ]
     i = 0
@@ -236,7 +236,9 @@ def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if i == total:
             lines.append(f"  roll {total} of {total}: Talos {current['talosVersion']}, with each machine's own step below")
             break
-        lines.append(f"  roll {i} of {total}: Talos {hop.talos} (its minor's newest release), {len(machines)} machine(s):")
+        start = releases.minor_of(str((previous or {}).get("talosVersion"))) == releases.minor_of(str(hop.talos))
+        why = "the newest patch of the minor that runs, where Talos's path starts" if start else "its minor's newest release"
+        lines.append(f"  roll {i} of {total}: Talos {hop.talos} ({why}), {len(machines)} machine(s):")
         lines += [f"    {j}. {name}: Talos -> {hop.talos}" for j, name in enumerate(machines, 1)]
     return lines
 

@@ -117,8 +117,9 @@ class PathError(ValueError):
 
 
 def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernetes: str) -> list[Hop]:
-    """The steps from what Arda runs to what the stack asks for: each intermediate Talos minor's `newest` release, then
-    `talos`, every machine rolled to one before the next; before a roll to a minor whose Kubernetes floor is above what
+    """The steps from what Arda runs to what the stack asks for: the running minor's `newest` release when it runs an
+    older patch and the path leaves its minor, each intermediate Talos minor's `newest` release, then `talos`, every
+    machine rolled to one before the next; before a roll to a minor whose Kubernetes floor is above what
     runs, Kubernetes one minor at a time up to that floor, each step at its minor's KUBERNETES_NEWEST release but one in
     the stack's own minor, which is `kubernetes`. A Kubernetes minor beyond the floors is not part of it (stacks.day2
     says when it may be). Raises PathError when no such path exists (a minor no row knows, a downgrade, a Kubernetes
@@ -139,6 +140,12 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
     kube = release(running_kubernetes)[1]
     hops: list[Hop] = []
     on = BY_MINOR[start[:2]]
+    if goal[:2] > start[:2] and start < release(on.newest):
+        # Talos's documented path starts at the running minor's newest patch (review M1 of issue #42): "upgrade from 1.0
+        # to latest patch of 1.0 - to v1.0.6; upgrade from v1.0.6 to latest patch of 1.1 ..." (siderolabs/talos
+        # website/content/v1.9/talos-guides/upgrading-talos.md:26-31 at v1.11.0, "Supported Upgrade Paths"); the migrations are
+        # tested between latest patches, and the running machined is what runs the upgrade.
+        hops.append(Hop(talos=on.newest))
     for minor in range(start[1] + 1, goal[1] + 1):
         row = BY_MINOR[(1, minor)]
         low, high = row.kubernetes

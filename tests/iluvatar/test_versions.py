@@ -31,7 +31,7 @@ def test_an_older_stack_gets_the_runs_to_the_newest(tmp_path: Path, capsys: pyte
     lines = _lines(capsys, str(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.2")))
     assert lines[-4:] == [
         "  path to the newest, one `pulumi up` each:",
-        "    1. arda.talosVersion v1.14.1: 1 roll(s) of every machine (v1.14.1)",
+        "    1. arda.talosVersion v1.14.1: 2 roll(s) of every machine (v1.13.9, v1.14.1)",
         "    2. arda.kubernetesVersion v1.34.x",
         "    3. arda.kubernetesVersion v1.35.1",
     ]
@@ -44,7 +44,7 @@ def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, ca
     assert lines[-4:] == [
         "  runs now    Talos v1.12.4, Kubernetes v1.34.1 (the last deployment's outputs)",
         "  path to this stack's versions, one `pulumi up` each:",
-        "    1. arda.talosVersion v1.14.1: 2 roll(s) of every machine (v1.13.9, v1.14.1)",
+        "    1. arda.talosVersion v1.14.1: 3 roll(s) of every machine (v1.12.11, v1.13.9, v1.14.1)",
         "    2. arda.kubernetesVersion v1.35.1",
     ]
     outputs.write_text(json.dumps({"arda": {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.30.2", "nodes": {}}}))
@@ -52,13 +52,13 @@ def test_with_the_last_outputs_the_path_starts_from_what_runs(tmp_path: Path, ca
     lines = _lines(capsys, str(_stack(tmp_path, kubernetesVersion="v1.32.0")), "--previous", str(outputs))
     assert lines[-2:] == [
         "  path to this stack's versions, one `pulumi up` each:",
-        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.0: 2 roll(s) of every machine (v1.13.9, v1.14.1), "
+        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.0: 3 roll(s) of every machine (v1.12.11, v1.13.9, v1.14.1), "
         "Kubernetes moved before the rolls that need it (v1.31.14, v1.32.0)",
     ]
     # Past the floors: the path's run at that minor's newest, then a minor a run.
     lines = _lines(capsys, str(_stack(tmp_path, kubernetesVersion="v1.34.2")), "--previous", str(outputs))
     assert lines[-3:] == [
-        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.13: 2 roll(s) of every machine (v1.13.9, v1.14.1), "
+        "    1. arda.talosVersion v1.14.1 with arda.kubernetesVersion v1.32.13: 3 roll(s) of every machine (v1.12.11, v1.13.9, v1.14.1), "
         "Kubernetes moved before the rolls that need it (v1.31.14, v1.32.13)",
         "    2. arda.kubernetesVersion v1.33.x",
         "    3. arda.kubernetesVersion v1.34.2",

@@ -66,22 +66,27 @@ def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() 
     # A machine new in this run installs from maintenance mode: no roll for it.
     after["order"].append("lorien")
     after["nodes"]["lorien"] = {**after["nodes"]["saruman"], "mac": "02:00:00:00:00:42", "ip": "192.168.0.99"}
-    assert rollout.path_rolls(before, after) == ["v1.13.9"]
+    assert rollout.path_rolls(before, after) == ["v1.12.11", "v1.13.9"]
     machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert rollout.describe(before, after).splitlines() == [
-        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 2 rolls, one minor at a time (Talos migrates a machine between adjacent minors only), "
-        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins:",
-        "  roll 1 of 2: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
+        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 3 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins:",
+        "  roll 1 of 3: Talos v1.12.11 (the newest patch of the minor that runs, where Talos's path starts), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.12.11" for i, m in enumerate(machines, 1)),
+        "  roll 2 of 3: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
         *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
-        "  roll 2 of 2: Talos v1.14.1, with each machine's own step below",
+        "  roll 3 of 3: Talos v1.14.1, with each machine's own step below",
         "Arda: 6 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
         "reboot for, drains and reboots its machine):",
         *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
         "  6. lorien: new: installs from maintenance mode",
     ]
-    # One minor ahead: no rolls before the machines' own steps.
-    before["talosVersion"] = "v1.13.0"
+    # One minor ahead from the minor's newest patch: no rolls before the machines' own steps; from an older patch, that patch first.
+    before["talosVersion"] = "v1.13.9"
     assert rollout.path_rolls(before, after) == []
+    before["talosVersion"] = "v1.13.0"
+    assert rollout.path_rolls(before, after) == ["v1.13.9"]
     # A Kubernetes the stack asks for past where the path's Kubernetes steps end (refused at preview): no path.
     before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
     assert rollout.path_hops(before, after) == []
@@ -89,7 +94,7 @@ def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() 
 
 def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_roll_that_needs_it() -> None:
     before, after = current(), current()
-    before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
+    before["talosVersion"], before["kubernetesVersion"] = "v1.12.11", "v1.30.1"  # the newest 1.12 patch: no roll within it
     after["kubernetesVersion"] = "v1.32.4"
     for node in after["nodes"].values():
         node["installer"] = f"{IMAGE}:v1.14.1"
@@ -101,9 +106,9 @@ def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_r
         "control plane at a time, then every kubelet, each running before the next changes"
     )
     assert rollout.describe(before, after).splitlines() == [
-        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 2 rolls, one minor at a time (Talos migrates a machine between adjacent minors only), "
-        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins; Kubernetes "
-        "v1.30.1 -> v1.32.4 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        "Arda: Talos v1.12.11 -> v1.14.1 is a path of 2 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins; Kubernetes v1.30.1 -> v1.32.4 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
         f"  Kubernetes v1.31.14 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
         "  roll 1 of 2: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
         *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
@@ -118,9 +123,9 @@ def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_r
     after["talosVersion"], after["kubernetesVersion"] = "v1.13.9", "v1.31.2"
     assert [str(h) for h in rollout.path_hops(before, after)] == ["Kubernetes v1.31.2", "Talos v1.13.9"]
     assert rollout.describe_path(before, after)[:2] == [
-        "Arda: Talos v1.12.4 -> v1.13.9 is a path of 1 roll, one minor at a time (Talos migrates a machine between adjacent minors only), "
-        "every machine rolled and checked healthy before the next, each roll done on every machine before the next begins; Kubernetes "
-        "v1.30.1 -> v1.31.2 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        "Arda: Talos v1.12.11 -> v1.13.9 is a path of 1 roll, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins; Kubernetes v1.30.1 -> v1.31.2 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
         f"  Kubernetes v1.31.2 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
     ]
 

@@ -85,18 +85,20 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
     stack = _stack(tmp_path, kubernetesVersion="v1.34.1")
     running = _running("v1.12.4", "v1.34.1")
     assert day2.check(stack, running) == []
-    assert [str(h) for h in day2.path_of(stack, running)] == ["Talos v1.13.9", "Talos v1.14.1"]
+    assert [str(h) for h in day2.path_of(stack, running)] == ["Talos v1.12.11", "Talos v1.13.9", "Talos v1.14.1"]
     # Kubernetes on the way where a minor needs it, in the same run: the stack's own version in its minor.
     needs = _stack(tmp_path, kubernetesVersion="v1.32.4")
     assert day2.check(needs, _running("v1.12.4", "v1.30.5")) == []
     assert [str(h) for h in day2.path_of(needs, _running("v1.12.4", "v1.30.5"))] == [
+        "Talos v1.12.11",
         "Kubernetes v1.31.14",
         "Talos v1.13.9",
         "Kubernetes v1.32.4",
         "Talos v1.14.1",
     ]
-    # One minor, or none: no path of rolls beyond the machines' own steps.
+    # One minor from its newest patch, or none: no path of rolls beyond the machines' own steps; from an older patch, that patch first.
     assert [str(h) for h in day2.path_of(stack, _running("v1.13.9", "v1.34.1"))] == ["Talos v1.14.1"]
+    assert [str(h) for h in day2.path_of(stack, _running("v1.13.0", "v1.34.1"))] == ["Talos v1.13.9", "Talos v1.14.1"]
     assert day2.path_of(stack, _running("v1.14.1", "v1.34.1")) == []
 
 
@@ -110,7 +112,7 @@ def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> N
             [
                 (
                     "iluvatar:arda.kubernetesVersion",
-                    "v1.33.2: the path from Talos v1.12.4 to v1.14.1 moves Kubernetes to v1.32 on the way (Talos v1.13.9, then Kubernetes "
+                    "v1.33.2: the path from Talos v1.12.4 to v1.14.1 moves Kubernetes to v1.32 on the way (Talos v1.12.11, then Talos v1.13.9, then Kubernetes "
                     "v1.32.13, then Talos v1.14.1), and a minor past what the path needs is a run of its own, after it (Talos first, then "
                     "Kubernetes): set arda.kubernetesVersion to a v1.32 release for this run (e.g. v1.32.13), then v1.33.2 in the next "
                     "(docs/day2.md#across-talos-minors)",

@@ -54,17 +54,27 @@ def test_the_table_covers_every_minor_machinery_knows_from_its_first_row_on() ->
 @pytest.mark.parametrize(
     ("running", "kubernetes", "target", "wanted", "path"),
     [
-        ("v1.12.4", "v1.34.1", "v1.14.1", "v1.34.1", ["Talos v1.13.9", "Talos v1.14.1"]),
-        ("v1.13.0", "v1.34.1", "v1.14.1", "v1.35.1", ["Talos v1.14.1"]),
+        # The running minor's newest patch first (Talos's documented path, review M1), unless it runs it already.
+        ("v1.12.4", "v1.34.1", "v1.14.1", "v1.34.1", ["Talos v1.12.11", "Talos v1.13.9", "Talos v1.14.1"]),
+        ("v1.12.11", "v1.34.1", "v1.14.1", "v1.34.1", ["Talos v1.13.9", "Talos v1.14.1"]),
+        ("v1.13.0", "v1.34.1", "v1.14.1", "v1.35.1", ["Talos v1.13.9", "Talos v1.14.1"]),
+        ("v1.13.9", "v1.34.1", "v1.14.1", "v1.35.1", ["Talos v1.14.1"]),
+        ("v1.14.0", "v1.35.1", "v1.14.1", "v1.35.1", ["Talos v1.14.1"]),  # within a minor: the target is that patch
         ("v1.13.0", "v1.34.1", "v1.13.9", "v1.34.1", ["Talos v1.13.9"]),
         ("v1.14.1", "v1.35.1", "v1.14.1", "v1.35.1", []),
         ("v1.13.9", "v1.35.1", "v1.13.5", "v1.35.1", ["Talos v1.13.5"]),  # a patch back: one roll, machinery allows it
         # Kubernetes on the way: a minor it passes through at that minor's newest release, the stack's own minor at the stack's.
-        ("v1.12.4", "v1.30.2", "v1.14.1", "v1.32.0", ["Kubernetes v1.31.14", "Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"]),
-        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.32.0", ["Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"]),
-        ("v1.12.4", "v1.30.2", "v1.13.9", "v1.31.5", ["Kubernetes v1.31.5", "Talos v1.13.9"]),
+        (
+            "v1.12.4",
+            "v1.30.2",
+            "v1.14.1",
+            "v1.32.0",
+            ["Talos v1.12.11", "Kubernetes v1.31.14", "Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"],
+        ),
+        ("v1.12.11", "v1.31.0", "v1.14.1", "v1.32.0", ["Talos v1.13.9", "Kubernetes v1.32.0", "Talos v1.14.1"]),
+        ("v1.12.4", "v1.30.2", "v1.13.9", "v1.31.5", ["Talos v1.12.11", "Kubernetes v1.31.5", "Talos v1.13.9"]),
         # The stack's minor past the floors: the path's last step is its minor's newest (stacks.day2 refuses the stack).
-        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.33.2", ["Talos v1.13.9", "Kubernetes v1.32.13", "Talos v1.14.1"]),
+        ("v1.12.4", "v1.31.0", "v1.14.1", "v1.33.2", ["Talos v1.12.11", "Talos v1.13.9", "Kubernetes v1.32.13", "Talos v1.14.1"]),
     ],
 )
 def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it(
@@ -86,8 +96,8 @@ def test_a_path_rolls_each_minor_in_turn_with_kubernetes_where_the_next_needs_it
         # Kubernetes pinned where the path needs it to move: the path that would work, and the minor to set.
         (
             ("v1.12.4", "v1.30.5", "v1.14.1", "v1.30.5"),
-            "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.30.5: the path that works moves Kubernetes on the way (Kubernetes "
-            "v1.31.14, then Talos v1.13.9, then Kubernetes v1.32.13, then Talos v1.14.1), with arda.kubernetesVersion a v1.32 release "
+            "Talos v1.14 runs Kubernetes 1.32 to 1.37, not v1.30.5: the path that works moves Kubernetes on the way (Talos v1.12.11, "
+            "then Kubernetes v1.31.14, then Talos v1.13.9, then Kubernetes v1.32.13, then Talos v1.14.1), with arda.kubernetesVersion a v1.32 release "
             "such as v1.32.13",
         ),
     ],
@@ -120,6 +130,10 @@ def test_every_path_steps_one_minor_at_a_time_within_what_each_talos_runs(start:
         floors_or_ceiling = any(kube > releases.BY_MINOR[(1, m)].kubernetes[1] for m in range(start + 1, goal + 1))
         assert floors_or_ceiling or not low <= wanted <= high
         return
+    newest = releases.BY_MINOR[(1, start)].newest
+    # Leaving a minor starts at its newest patch (Talos's documented path), unless that is what runs.
+    if goal > start:
+        assert (hops[:1] == [Hop(talos=newest)]) == (releases.release(newest)[2] > patch)
     talos, running = start, kube
     for hop in hops:
         if hop.talos is not None:

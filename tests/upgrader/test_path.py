@@ -1,9 +1,9 @@
 """A path across Talos minors: what the program registers for a 1.12 -> 1.14 bump, run by the upgrader against the
 Talos API stand-in (tools/talos-api), to the end and again after a kill on the way.
 
-The program (components.arda, stacks.day2.path_of) registers one roll step per installed machine for each intermediate
-minor (`<machine>-talos-v1.13.9`, `upgrader apply --installer ...`), chained in the rollout order before the machines'
-own steps, which install the stack's Talos. Here those steps' arguments are the program's own, with each machine's
+The program (components.arda, stacks.day2.path_of) registers one roll step per installed machine for the running minor's
+newest patch, then for each intermediate minor (`<machine>-talos-v1.12.11`, `-talos-v1.13.9`: `upgrader apply
+--installer ...`), chained in the rollout order before the machines' own steps, which install the stack's Talos. Here those steps' arguments are the program's own, with each machine's
 address the stand-in's; they run one after the other as Pulumi's chained Commands run them. A step killed on the way is
 run again by the next `pulumi up` (its create never finished); the steps that finished are not (their inputs are
 unchanged). Kubernetes is left out (`--no-kubernetes`): tests/upgrader/test_kubernetes.py drains through a real API
@@ -31,6 +31,9 @@ from tools import talos_check
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 
 OLD, HOP, NEW = "v1.12.4", "v1.13.9", releases.TALOS
+# Talos's documented path starts at the running minor's newest patch (review M1): v1.12.4 -> v1.12.11 -> v1.13.9 -> v1.14.1.
+START_PATCH = releases.BY_MINOR[(1, 12)].newest
+ROLLS = [START_PATCH, HOP]
 COMMAND = "command:local:Command"
 
 
@@ -51,15 +54,17 @@ def bumped() -> list[Registration]:
 
 def test_the_program_rolls_every_machine_to_the_next_minor_before_their_own_steps(bumped: list[Registration]) -> None:
     order = outputs_of(simulated(HOMELAB))["arda"]["order"]
-    assert [r.name for r in bumped] == [f"arda-{m}-talos-{HOP}" for m in order] + [f"arda-{m}-apply" for m in order]
+    assert [r.name for r in bumped] == [f"arda-{m}-talos-{v}" for v in ROLLS for m in order] + [f"arda-{m}-apply" for m in order]
     # Each step waits for the one before it: one machine at a time, the roll done everywhere before the last minor.
     by_urn = {r.urn: r.name for r in bumped}
     for before, after in itertools.pairwise(bumped):
         assert before.urn in after.dependencies, (before.name, after.name, [by_urn.get(u) for u in after.dependencies])
     roll = shlex.split(bumped[0].inputs["create"])
     image = roll[roll.index("--installer") + 1]
-    assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(f":{HOP}")
-    assert "--installer" not in bumped[len(order)].inputs["create"]
+    assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(f":{START_PATCH}")
+    roll = shlex.split(bumped[len(order)].inputs["create"])
+    assert roll[roll.index("--installer") + 1].endswith(f":{HOP}")
+    assert "--installer" not in bumped[2 * len(order)].inputs["create"]
 
 
 def _cluster(names: list[str]) -> dict[str, Any]:
@@ -77,7 +82,7 @@ def _chain(order: list[str], api: TalosAPI) -> list[tuple[str, list[str], str]]:
     configs = {r: api.config(r, installer(VANILLA, NEW)) for r in ("controlplane", "worker")}
     role = {"valinor": "controlplane", "istari": "worker"}
     steps = []
-    for version in [HOP]:
+    for version in ROLLS:
         for m in order:
             steps.append(
                 (
@@ -112,11 +117,12 @@ def test_a_two_minor_bump_runs_to_the_end_one_minor_and_one_machine_at_a_time() 
             result = _run(step, api)
             assert result.code == 0, (step[0], result.stderr)
             if "-talos-" in step[0]:
-                assert _versions(api)[step[0].split("-talos-")[0]] == HOP
+                machine, version = step[0].split("-talos-")
+                assert _versions(api)[machine] == version
         assert _versions(api) == dict.fromkeys(sorted(ORDER), NEW)
-        # Every machine at 1.13.9 before any at 1.14.1: the legacy Upgrade on 1.12, the LifecycleService on 1.13.
+        # Every machine at 1.12.11, then at 1.13.9, before any at 1.14.1: the legacy Upgrade on 1.12, the LifecycleService on 1.13.
         upgrades = [(n, m) for n, m in mutations(api) if m in ("MachineService/Upgrade", "LifecycleService/Upgrade")]
-        assert upgrades == [(m, "MachineService/Upgrade") for m in ORDER] + [(m, "LifecycleService/Upgrade") for m in ORDER]
+        assert upgrades == [(m, "MachineService/Upgrade") for m in ORDER] * 2 + [(m, "LifecycleService/Upgrade") for m in ORDER]
         # A roll changes no config: the rolls' calls are the upgrade alone (1.12's legacy API: pull, then upgrade).
         first = [m for n, m in mutations(api) if n == "valinor-1"]
         assert first[:2] == ["MachineService/ImagePull", "MachineService/Upgrade"]
@@ -135,17 +141,23 @@ def test_a_path_stopped_on_the_way_resumes_where_it_stopped() -> None:
             time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
-        assert _versions(api)["valinor-1"] == HOP
+        assert _versions(api)["valinor-1"] == START_PATCH
         # The next `pulumi up`: the killed step runs again, then the rest; valinor-1's finished roll does not.
         for step in chain[1:]:
             result = _run(step, api)
             assert result.code == 0, (step[0], result.stderr)
         assert _versions(api) == dict.fromkeys(sorted(ORDER), NEW)
-        assert [m for n, m in mutations(api) if n == "valinor-1" and m.endswith("Upgrade")] == ["MachineService/Upgrade", "LifecycleService/Upgrade"]
+        assert [m for n, m in mutations(api) if n == "valinor-1" and m.endswith("Upgrade")] == [
+            "MachineService/Upgrade",
+            "MachineService/Upgrade",
+            "LifecycleService/Upgrade",
+        ]
         # Run again whole (an output that recorded the old version, say): every roll finds its machine past it.
         again = _run(chain[0], api)
         assert again.code == 0
-        assert f"upgrader: valinor-1: a roll of the path to Talos {HOP}: it runs {NEW} already, which this roll leaves as it is" in again.lines
+        assert (
+            f"upgrader: valinor-1: a roll of the path to Talos {START_PATCH}: it runs {NEW} already, which this roll leaves as it is" in again.lines
+        )
 
 
 def test_a_machine_two_minors_behind_its_own_step_is_refused_and_left_as_it_is() -> None:
@@ -192,6 +204,7 @@ def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_
         if r.name.startswith("arda-") and ("-talos-" in r.name or "-kubernetes" in r.name or r.name.endswith("-apply"))
     ]
     assert [r.name for r in chain] == [
+        *(f"arda-{m}-talos-{START_PATCH}" for m in order),
         f"arda-kubernetes-{KUBE_ON_THE_WAY}-preflight",
         f"arda-kubernetes-{KUBE_ON_THE_WAY}-upgrade",
         *(f"arda-{m}-talos-{HOP}" for m in order),
