@@ -425,7 +425,10 @@ class TalosCluster(pulumi.ComponentResource):
         deployed_kubernetes = args.deployed.kubernetes_version
         # A path across Talos minors (stacks.day2.path_of), its last step being the machines' own steps below.
         path = day2.path_of(stack, args.deployed)
-        if deployed_kubernetes not in (None, stack.arda.kubernetes_version) and not releases.kubernetes_steps(path):
+        kubernetes_upgrade = deployed_kubernetes not in (None, stack.arda.kubernetes_version)
+        if path[:-1] or kubernetes_upgrade:
+            previous = self._snapshot_first(name, args, commands, renamed, previous)
+        if kubernetes_upgrade and not releases.kubernetes_steps(path):
             # A Kubernetes upgrade: before any machine's apply, which then finds the Kubernetes part of its new config done.
             previous = self._kubernetes_upgrade(name, args, commands, renamed, None, previous)
         # Before the machines' own steps, which install the stack's Talos, every machine the last deployment installed
@@ -545,6 +548,25 @@ class TalosCluster(pulumi.ComponentResource):
             planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1]))
             planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
+
+    def _snapshot_first(
+        self, name: str, args: TalosClusterArgs, commands: command.Provider, renamed: Mapping[str, str], after: Sequence[pulumi.Resource]
+    ) -> list[pulumi.Resource]:
+        """An etcd snapshot before the chain's first step when steps come before the machines' own (a path's rolls, a
+        Kubernetes upgrade), whose own snapshot (the first control plane's --etcd-snapshot) would come after them (review
+        M2). It exists for this run only; once done it is not run again on a resume (its stdin's changes ignored: a
+        renewed talosconfig), so the file keeps the state from before the first step."""
+        stack, deployed = args.stack, args.deployed
+        first = next(
+            ((then, ip) for node, then, ip in bringup.running_machines(stack, deployed, renamed) if plan.machine_type(node) == "controlplane"), None
+        )
+        if first is None:
+            return list(after)
+        step = bringup.etcd_snapshot(
+            *first, deployed.talos_version or stack.arda.talos_version, deployed.kubernetes_version or stack.arda.kubernetes_version
+        )
+        stdin = steps.secret_stdin({"talosconfig": args.config.credentials})
+        return [steps.run(f"{name}-etcd-snapshot", step, commands, self, stdin=stdin, after=after, ignore_changes=["stdin"])]
 
     def _kubernetes_upgrade(
         self,

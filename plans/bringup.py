@@ -94,6 +94,11 @@ def rollout_order(stack: StackConfig) -> list[Node]:
 # Where the first control plane's step saves an etcd snapshot before a rollout touches anything, in the
 # project folder (.gitignore'd). It holds every Kubernetes Secret in clear: mode 0600; keep it safe.
 ETCD_SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
+# Where a run whose chain starts before the machines' own steps (a path's rolls, a Kubernetes upgrade) saves its etcd
+# snapshot, first of all (review M2 of issue #42): named by the versions that ran before it, so the machines' own steps'
+# ETCD_SNAPSHOT, taken after those steps, never overwrites the state from before them.
+ETCD_SNAPSHOT_BEFORE = ".iluvatar/snapshots/arda-etcd-before-talos-{talos}-kubernetes-{kubernetes}.db"
+ETCD_SNAPSHOT_TIMEOUT = "10m"
 # Argo CD's controller, scaled to 0 while a machine is drained so it does not sync against a cluster
 # losing a node (the upgrader restores its replicas, and notes them on it meanwhile).
 ARGOCD_CONTROLLER = "StatefulSet/argocd/argocd-application-controller"
@@ -112,6 +117,18 @@ def talos_apply(stack: StackConfig, node: Node) -> Step:
         APPLY_TIMEOUT,
         f"{node.name} ({node.ip}) to take its config: from maintenance mode it installs, a running node is "
         "drained, staged and rebooted only when its change needs a reboot, and upgraded when its Talos version changes",
+    )
+
+
+def etcd_snapshot(name: str, ip: str, talos: str, kubernetes: str) -> Step:
+    """The first step of a chain that changes the cluster before the machines' own steps: an etcd snapshot from the first
+    running control plane (`name` and `ip` as the last deployment left them), to a file named by what ran then (stdin:
+    talosconfig)."""
+    out = ETCD_SNAPSHOT_BEFORE.format(talos=talos, kubernetes=kubernetes)
+    return Step(
+        ("etcd-snapshot", "--node", f"{name}={ip}", "--out", out),
+        ETCD_SNAPSHOT_TIMEOUT,
+        f"an etcd snapshot from {name} ({ip}) to {out}, before the path's first step changes anything",
     )
 
 

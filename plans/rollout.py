@@ -305,7 +305,14 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     own = own_steps(previous, current)
     if not found and not removed and not own and not path_hops(previous, current):
         return "Arda: no change on any machine\n"
-    lines: list[str] = describe_path(previous, current)
+    lines: list[str] = []
+    if previous and (path_hops(previous, current)[:-1] or previous.get("kubernetesVersion") != current["kubernetesVersion"]):
+        # components.arda's first step of such a chain (plans.bringup.etcd_snapshot), before anything changes.
+        out = bringup.ETCD_SNAPSHOT_BEFORE.format(
+            talos=previous.get("talosVersion") or current.get("talosVersion"), kubernetes=previous.get("kubernetesVersion")
+        )
+        lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
+    lines += describe_path(previous, current)
     if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"] and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(

@@ -292,6 +292,14 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     graph = Graph.of(after)
     assert graph.after(upgrade, named["arda-kubernetes-preflight"])
     assert graph.after(named["arda-taniquetil-apply"], upgrade)
+    # The etcd snapshot comes before the preflight, the chain's first step (review M2), named by what ran.
+    snapshot = named["arda-etcd-snapshot"]
+    assert snapshot.inputs["create"] == (
+        ".venv/bin/iluvatar upgrader etcd-snapshot --node taniquetil=192.168.0.21 "
+        "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.34.5.db --timeout 10m"
+    )
+    assert graph.after(named["arda-kubernetes-preflight"], snapshot)
+    assert "arda-etcd-snapshot" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
     # No Kubernetes change, no upgrade step.
     assert "arda-kubernetes-upgrade" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
 

@@ -69,6 +69,9 @@ def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() 
     assert rollout.path_rolls(before, after) == ["v1.12.11", "v1.13.9"]
     machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert rollout.describe(before, after).splitlines() == [
+        # Before the path's first step, when the snapshot is taken (review M2), named by what ran.
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.12.4-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster",
         "Arda: Talos v1.12.4 -> v1.14.1 is a path of 3 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
         "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
         "machine before the next begins:",
@@ -106,6 +109,8 @@ def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_r
         "control plane at a time, then every kubelet, each running before the next changes"
     )
     assert rollout.describe(before, after).splitlines() == [
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.12.11-kubernetes-v1.30.1.db, "
+        "before any step changes the cluster",
         "Arda: Talos v1.12.11 -> v1.14.1 is a path of 2 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
         "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
         "machine before the next begins; Kubernetes v1.30.1 -> v1.32.4 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
@@ -291,6 +296,10 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     before, after = current(), current()
     after["kubernetesVersion"] = "v1.36.0"
     lines = rollout.describe(before, after).splitlines()
+    assert lines.pop(0) == (
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster"
+    )
     assert lines[0] == (
         "Arda: Kubernetes v1.35.1 -> v1.36.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
         "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes: "

@@ -201,9 +201,10 @@ def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_
     chain = [
         r
         for r in sim.by_type(COMMAND)
-        if r.name.startswith("arda-") and ("-talos-" in r.name or "-kubernetes" in r.name or r.name.endswith("-apply"))
+        if r.name.startswith("arda-") and ("-talos-" in r.name or "-kubernetes" in r.name or r.name.endswith(("-apply", "-etcd-snapshot")))
     ]
     assert [r.name for r in chain] == [
+        "arda-etcd-snapshot",  # before the path's first step (review M2)
         *(f"arda-{m}-talos-{START_PATCH}" for m in order),
         f"arda-kubernetes-{KUBE_ON_THE_WAY}-preflight",
         f"arda-kubernetes-{KUBE_ON_THE_WAY}-upgrade",
@@ -217,6 +218,19 @@ def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_
     for before, after in itertools.pairwise(chain):
         assert before.urn in after.dependencies, (before.name, after.name)
     commands = {r.name: shlex.split(r.inputs["create"]) for r in chain}
+    # From the first control plane where it answers, to a file named by what ran: the machines' own steps' snapshot
+    # (arda-etcd-before-rollout.db, the first control plane's --etcd-snapshot) comes after the path and never overwrites it.
+    snapshot = commands["arda-etcd-snapshot"]
+    assert snapshot[snapshot.index("etcd-snapshot") :] == [
+        "etcd-snapshot",
+        "--node",
+        "taniquetil=192.168.0.21",
+        "--out",
+        f".iluvatar/snapshots/arda-etcd-before-talos-{OLD}-kubernetes-{KUBE_START}.db",
+        "--timeout",
+        "10m",
+    ]
+    assert sim.named()["arda-etcd-snapshot"].ignore_changes == ("stdin",)  # done once; a renewed talosconfig does not run it again
     machines = [a for m in order for a in ("--control-plane" if m in ("taniquetil", "tirion", "alqualonde") else "--worker", f"{m}=")]
     for name, to, way in ((f"arda-kubernetes-{KUBE_ON_THE_WAY}", KUBE_ON_THE_WAY, ["--on-the-way"]), ("arda-kubernetes", KUBE_STACK, [])):
         # The step on the way, run again once the cluster is past it, is done rather than refused as a downgrade (H2).
