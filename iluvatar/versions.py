@@ -1,6 +1,7 @@
 """`iluvatar versions STACK`: what the stack runs, the newest each part supports, and the path there.
 
-Read from the same tables the rules check a stack with (stacks.releases: Talos's own compatibility packages), so what
+Read from the same tables the rules check a stack with (stacks.releases: Talos's own compatibility packages; stacks.pins:
+the charts Iluvatar installs), so what
 it prints is what `pulumi preview` would accept. With `--previous OUTPUTS.json` (the last deployment's outputs), the
 path starts from what Arda runs, as `pulumi up` would take it; without, from what the stack names.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stacks import releases
+from stacks import pins, releases
 from stacks.day2 import k3s_release
 from stacks.model import StackConfig
 
@@ -57,6 +58,13 @@ def report(name: str, stack: StackConfig, previous: Mapping[str, Any] | None = N
     if stack.ainur is not None:
         mark = "" if k3s_release(stack.ainur.k3s_version) >= k3s_release(releases.K3S) else " (older)"
         lines.append(f"  k3s         {stack.ainur.k3s_version:<14} the release Iluvatar is tested with: {releases.K3S}{mark}")
+    # The charts a stack may pin itself (stacks.pins: what Iluvatar installs by default and checks its values against).
+    charts = [("Cilium", arda.cilium.version, pins.CHARTS["cilium"])]
+    if stack.gitops is not None:
+        charts.append(("Argo CD", stack.gitops.argocd.version, pins.CHARTS["argo-cd"]))
+    for part, chart, pinned in charts:
+        note = "" if chart == pinned else " (the stack pins another: its values are checked against that chart's schema)"
+        lines.append(f"  {part:<11} {chart:<14} the chart Iluvatar installs and is tested with: {pinned}{note}")
     arda_out = (previous or {}).get("arda") if isinstance(previous, Mapping) else None
     if isinstance(arda_out, Mapping) and arda_out.get("talosVersion"):
         running_talos = str(arda_out["talosVersion"])

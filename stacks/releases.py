@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TALOS = "v1.14.1"
-KUBERNETES = "v1.35.1"
-K3S = "v1.35.8+k3s1"
+from stacks import pins
+
+# The project's pins (stacks.pins, the one place a bump is made).
+TALOS = pins.TALOS
+KUBERNETES = pins.KUBERNETES
+K3S = pins.K3S
 
 Minor = tuple[int, int]
 Release = tuple[int, int, int]
@@ -51,7 +54,7 @@ TALOS_MINORS: tuple[TalosMinor, ...] = (
     # compatibility/talos113/talos113.go:16-28
     TalosMinor((1, 13), (31, 36), (1, 11, 0), (1, 15, 0), "v1.13.9", target=True),
     # compatibility/talos114/talos114.go:16-28
-    TalosMinor((1, 14), (32, 37), (1, 12, 0), (1, 16, 0), "v1.14.1", target=True),
+    TalosMinor((1, 14), (32, 37), (1, 12, 0), (1, 16, 0), TALOS, target=True),  # the newest minor's newest: the pin
 )
 BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
 

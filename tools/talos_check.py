@@ -34,12 +34,13 @@ from typing import Any
 
 import yaml
 
+from stacks import pins
 from tools import gotools
 
 PROVIDER_TOOL = "talos-check"  # built with go.mod: machinery v1.13.0, as the Talos provider
 NODE_TOOL = "talos-check-node"  # built with node.go.mod: machinery v1.14.1, as a 1.14 node
-PROVIDER_VERSION = "v1.13.0"
-NODE_VERSION = "v1.14.1"
+PROVIDER_VERSION = pins.TALOS_CLIENT_MACHINERY
+NODE_VERSION = pins.TALOS
 INVOKE = "talos:machine/getConfiguration:getConfiguration"
 # The invoke's arguments the provider reads to generate a config (machineSecrets aside: the
 # checker makes its own bundle as talos_machine_secrets would).

@@ -24,6 +24,11 @@ def test_a_stack_on_the_newest_has_no_path(tmp_path: Path, capsys: pytest.Captur
     lines = _lines(capsys, str(_stack(tmp_path)))
     assert lines[1] == "  Talos       v1.14.1        newest this Iluvatar knows: v1.14.1 (a stack may run v1.12 to v1.14)"
     assert lines[2] == "  Kubernetes  v1.35.1        Talos v1.14 runs 1.32 to 1.37; the release Iluvatar is tested with: v1.35.1"
+    assert lines[3:6] == [
+        "  k3s         v1.35.8+k3s1   the release Iluvatar is tested with: v1.35.8+k3s1",
+        "  Cilium      1.18.4         the chart Iluvatar installs and is tested with: 1.18.4",
+        "  Argo CD     10.8.0         the chart Iluvatar installs and is tested with: 10.8.0",
+    ]
     assert lines[-1] == "  path to the newest: none, the stack names it"
 
 

@@ -1,0 +1,107 @@
+"""stacks.pins is the one place this project's pins are made (issue #42, item 5): every Python place reads it, and the
+files an import cannot reach (go.mod files, tools/upstream/modules.sum, the shipped stacks, the kept chart schemas)
+say the same version, so a bump that forgets one fails here, naming the file."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from plans import certificates, gateways, storage
+from stacks import chart_values, pins, releases
+from stacks.model import ArgoCd, Cilium
+from tests.edit import ROOT
+from tools import talos_check
+from tools.upstream import CHARTS
+from tools.upstream import pins as module_pins
+
+
+def _requires(go_mod: Path, module: str) -> str:
+    found = re.findall(rf"^\s*{re.escape(module)} (v\S+)", go_mod.read_text(), re.MULTILINE)
+    assert len(found) == 1, f"{go_mod.relative_to(ROOT)}: {module} required {len(found)} times"
+    return str(found[0])
+
+
+def test_the_python_places_read_the_pins() -> None:
+    assert (releases.TALOS, releases.KUBERNETES, releases.K3S) == (pins.TALOS, pins.KUBERNETES, pins.K3S)
+    assert releases.TALOS_MINORS[-1].newest == pins.TALOS
+    assert (Cilium().version, ArgoCd().version) == (pins.CHARTS["cilium"], pins.CHARTS["argo-cd"])
+    assert (pins.CHARTS["cert-manager"], pins.CHARTS["trust-manager"]) == (certificates.CERT_MANAGER_VERSION, certificates.TRUST_MANAGER_VERSION)
+    assert pins.CHARTS["gateway-helm"] == gateways.VERSION
+    assert (pins.CHARTS["rook-ceph"], pins.CHARTS["local-path-provisioner"]) == (storage.ROOK_VERSION, storage.LOCAL_PATH_VERSION)
+    assert (talos_check.NODE_VERSION, talos_check.PROVIDER_VERSION) == (pins.TALOS, pins.TALOS_CLIENT_MACHINERY)
+    assert ("cilium", pins.CHARTS["cilium"]) in chart_values.KEPT
+
+
+PINNED = {pins.TALOS, pins.KUBERNETES, pins.K3S, *pins.CHARTS.values()}
+SOURCES = ["stacks", "plans", "components", "iluvatar", "tools", "__main__.py"]
+
+
+def test_no_second_copy_of_a_pin_in_the_programs_python() -> None:
+    """A pin written again as a string literal would not follow a bump; comments and docstrings may name it."""
+    found = []
+    for top in SOURCES:
+        for path in sorted((ROOT / top).rglob("*.py")) if (ROOT / top).is_dir() else [ROOT / top]:
+            if path == ROOT / "stacks" / "pins.py":
+                continue
+            tree = ast.parse(path.read_text())
+            docstrings = {
+                id(n.body[0].value)
+                for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                and n.body
+                and isinstance(n.body[0], ast.Expr)
+                and isinstance(n.body[0].value, ast.Constant)
+            }
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and node.value in PINNED and id(node) not in docstrings:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value}")
+    # argo-helm is no Go module: its chart versions map to commits, one entry per chart version (tools/upstream/charts.py).
+    assert found == ["tools/upstream/charts.py:196: 10.8.0"]
+    assert pins.CHARTS["argo-cd"] in CHARTS["argo-cd"].versions
+
+
+@pytest.mark.parametrize(
+    ("go_mod", "module", "pin"),
+    [
+        ("tools/kube-control-plane/go.mod", "k8s.io/kubernetes", pins.KUBERNETES),
+        ("tools/talos-check/node.go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS),
+        ("tools/talos-check/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
+        ("tools/talos-api/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
+        ("upgrader/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
+    ],
+)
+def test_each_go_module_requires_the_pinned_release(go_mod: str, module: str, pin: str) -> None:
+    assert _requires(ROOT / go_mod, module) == pin
+
+
+def test_the_schemas_and_charts_are_pinned_at_the_pinned_releases() -> None:
+    pinned = module_pins()
+    wanted = [("github.com/siderolabs/talos/pkg/machinery", pins.TALOS)]
+    wanted += [(module, pins.go_version(pins.CHARTS[chart])) for chart, module in pins.CHART_MODULES.items()]
+    assert [w for w in wanted if w not in pinned] == []
+    assert {CHARTS[c].module for c in pins.CHART_MODULES} == set(pins.CHART_MODULES.values())
+
+
+def test_the_kept_chart_schema_is_the_pinned_charts() -> None:
+    folder = ROOT / "stacks" / "chart_schemas"
+    cilium = pins.CHARTS["cilium"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"cilium-{cilium}.template-values.txt", f"cilium-{cilium}.values.schema.json"]
+
+
+def test_the_ainurs_k3s_runs_the_test_control_planes_minor() -> None:
+    """One control plane build serves both clusters' checks (tools/kube-control-plane): k3s's Kubernetes minor is Arda's."""
+    assert releases.minor_of(pins.K3S) == releases.minor_of(pins.KUBERNETES)
+
+
+@pytest.mark.parametrize("stack", ["Pulumi.homelab.yaml", "Pulumi.rk1.yaml"])
+def test_the_shipped_stacks_name_the_pins(stack: str) -> None:
+    config = yaml.safe_load((ROOT / stack).read_text())["config"]
+    assert config["iluvatar:arda"]["talosVersion"] == pins.TALOS
+    assert config["iluvatar:arda"]["kubernetesVersion"] == pins.KUBERNETES
+    if "iluvatar:ainur" in config:
+        assert config["iluvatar:ainur"]["k3sVersion"] == pins.K3S
