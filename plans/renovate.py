@@ -19,12 +19,13 @@ import re
 from typing import Any
 
 from plans import gitops as gitops_plan
+from stacks import pins
 from stacks.model import StackConfig
 
 FILE = "renovate.json"  # one of the names Renovate looks for at a repository's root
 # The renovate release whose validator checks this configuration (tools/renovate/package.json installs it; the test holds
 # the two equal).
-RENOVATE_VERSION = "44.121.2"
+RENOVATE_VERSION = pins.APPS["renovate"]
 
 
 def _under(folder: str) -> str:

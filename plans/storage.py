@@ -50,11 +50,11 @@ LOCAL_PATH_REPOSITORY = "https://github.com/rancher/local-path-provisioner.git"
 LOCAL_PATH_CHART_PATH = "deploy/chart/local-path-provisioner"
 LOCAL_PATH_NAMESPACE = "local-path-storage"
 # The chart's helper image defaults to busybox:latest: pinned, so a claim never runs an unknown image.
-BUSYBOX_IMAGE = ("docker.io/library/busybox", "1.37.0")
-LONGHORN_VERSION = "1.10.1"
+BUSYBOX_IMAGE = (pins.IMAGES["busybox"].rsplit(":", 1)[0], pins.IMAGES["busybox"].rsplit(":", 1)[1])
+LONGHORN_VERSION = pins.CHARTS["longhorn"]
 LONGHORN_REPOSITORY = "https://charts.longhorn.io"
 LONGHORN_NAMESPACE = "longhorn-system"
-CSI_NFS_VERSION = "4.12.1"
+CSI_NFS_VERSION = pins.CHARTS["csi-driver-nfs"]
 CSI_NFS_REPOSITORY = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
 CSI_NFS_NAMESPACE = "csi-nfs"
 NFS_PROVISIONER = "nfs.csi.k8s.io"
