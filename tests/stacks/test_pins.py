@@ -5,6 +5,7 @@ say the same version, so a bump that forgets one fails here, naming the file."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -88,6 +89,12 @@ def test_the_schemas_and_charts_are_pinned_at_the_pinned_releases() -> None:
     wanted += [(module, pins.MANIFESTS[source]) for source, module in pins.MANIFEST_MODULES.items()]
     assert [w for w in wanted if w not in pinned] == []
     assert {CHARTS[c].module for c in pins.CHART_MODULES} == set(pins.CHART_MODULES.values())
+
+
+def test_renovates_lock_installs_the_pinned_release() -> None:
+    lock = json.loads((ROOT / "tools" / "renovate" / "package-lock.json").read_text())
+    assert lock["packages"][""]["dependencies"]["renovate"] == pins.APPS["renovate"]
+    assert lock["packages"]["node_modules/renovate"]["version"] == pins.APPS["renovate"]
 
 
 def test_the_kept_chart_schema_is_the_pinned_charts() -> None:
