@@ -349,6 +349,8 @@ def test_a_sign_in_change_on_talos_1_14_is_staged_and_rebooted_so_the_file_is_on
             after = api.state()["valinor-1"]
             assert after["bootId"] != before
             assert json.loads(after["files"][AUTHN])["jwt"][0]["issuer"]["audiences"] == [audience]
+            # The step itself read the file back after the boot (MachineService.Read), before the node counted as healthy.
+            assert f"upgrader: valinor-1: {AUTHN} on disk as the config writes it" in result.lines
         # A change on Talos 1.14's list still applies live, and leaves the file as the boot wrote it.
         live = api.config("controlplane", installer(VANILLA, version), patches=[_sign_in("headlamp"), _patch("262144")])
         before = api.state()["valinor-1"]["bootId"]

@@ -685,10 +685,17 @@ func (s *machineService) Read(in *machineapi.ReadRequest, srv machineapi.Machine
 	n.c.mu.Lock()
 	bootID := n.bootID
 	legacy := s.legacyMaintenance()
+	file, written := n.files[in.GetPath()]
 	n.c.mu.Unlock()
 
 	if legacy {
 		return s.unimplemented("Read")
+	}
+
+	// The boot ID, and the machine files the boots wrote (files.go): the only files the stand-in has. Talos reads any
+	// regular file, NotFound when there is none (v1alpha1_server.go:1419-1455 at v1.14.0-rc.1).
+	if written {
+		return srv.Send(&common.Data{Bytes: []byte(file)})
 	}
 
 	if in.GetPath() != "/proc/sys/kernel/random/boot_id" {

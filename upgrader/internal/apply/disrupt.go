@@ -129,6 +129,11 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		if err != nil {
 			return r.withLeftovers(&report.Failure{Node: n.Name, Check: "config", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}, prepared)
 		}
+
+		// What the boot alone writes (sign-in's AuthenticationConfiguration): on disk before the node counts as healthy.
+		if err := r.checkFiles(ctx); err != nil {
+			return r.withLeftovers(err, prepared)
+		}
 	}
 
 	if reportsBoot {

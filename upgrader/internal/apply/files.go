@@ -1,0 +1,50 @@
+// The machine files a boot wrote: read back after the reboot that took a config changing them.
+
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/iluvatar/upgrader/internal/report"
+	"github.com/iluvatar/upgrader/internal/talos"
+)
+
+// checkFiles reads each of the config's .machine.files on the node after the boot that took the config, so the step
+// ends on the file the API server will read, not on the config alone: Talos writes them in the Boot sequence only
+// (WriteUserFiles: v1alpha1_sequencer.go:246, v1alpha1_sequencer_tasks.go:505-600 at v1.14.0-rc.1), a create at all
+// times, an overwrite over an existing file, an append after "\n" (:517-547). A path outside /var is written under /var
+// and bind-mounted at the path (:570-582), so it reads at the path either way. The content is never printed.
+func (r *applyRun) checkFiles(ctx context.Context) error {
+	if r.cfg == nil || r.cfg.Machine() == nil {
+		return nil
+	}
+
+	files, err := r.cfg.Machine().Files()
+	if err != nil {
+		return &report.Failure{Node: r.n.Name, Check: "files", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}
+	}
+
+	for _, f := range files {
+		look := r.talosLook("read " + f.Path())
+
+		body, err := talos.ReadFile(ctx, r.c, f.Path())
+		if err != nil {
+			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s, which the config writes at boot, cannot be read: %s", f.Path(), talos.Message(err)), Look: look}
+		}
+
+		ok := body == f.Content()
+		if f.Op() == "append" {
+			ok = strings.HasSuffix(body, "\n"+f.Content())
+		}
+
+		if !ok {
+			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s is not what the config writes there after the boot (its %s did not take effect)", f.Path(), f.Op()), Look: look}
+		}
+
+		report.Progress(r.n.Name, "%s on disk as the config writes it", f.Path())
+	}
+
+	return nil
+}
