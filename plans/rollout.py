@@ -306,7 +306,8 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     if not found and not removed and not own and not path_hops(previous, current):
         return "Arda: no change on any machine\n"
     lines: list[str] = []
-    if previous and (path_hops(previous, current)[:-1] or previous.get("kubernetesVersion") != current["kubernetesVersion"]):
+    moved = previous is not None and previous.get("kubernetesVersion") not in (None, current["kubernetesVersion"])
+    if previous and (path_hops(previous, current)[:-1] or moved):
         # components.arda's first step of such a chain (plans.bringup.etcd_snapshot), before anything changes.
         out = bringup.ETCD_SNAPSHOT_BEFORE.format(
             talos=previous.get("talosVersion") or current.get("talosVersion"), kubernetes=previous.get("kubernetesVersion")

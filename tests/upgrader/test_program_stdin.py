@@ -32,6 +32,7 @@ PREFIX = shlex.join(UPGRADER) + " "
 KINDS = {
     "apply",
     "bootstrap",
+    "etcd-snapshot",  # the first step of a Kubernetes upgrade's chain (review M2 of issue #42)
     "health --stage api",
     "health --stage nodes",
     "kubernetes-preflight",
