@@ -21,6 +21,7 @@ from stacks import credentials
 from stacks import data as data_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
+from stacks import logs as logs_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
 from stacks import secrets as secrets_rules
@@ -28,6 +29,7 @@ from stacks import storage as storage_rules
 from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
+from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.rules import Parsed, _vip_list, _zone_names, check
 from stacks.secrets import SecretsManager, Secure
@@ -59,6 +61,7 @@ SECTIONS: dict[str, Section] = {
         Section("monitoring", Monitoring, False),
         Section("identity", Identity, False),
         Section("backup", Backup, False),
+        Section("logs", Logs, False),
     )
 }
 
@@ -231,7 +234,21 @@ def parse_stack(
             secrets=present,
             app_secret_values=app_values,
             app_secrets_broken=app_values_broken,
+            monitoring_set="monitoring" in values,
         )
+    )
+    logs = _section(values, "logs", problems)
+    problems += logs_rules.check(
+        logs if isinstance(logs, Logs) else None,
+        "logs" in values,
+        "monitoring" in values,
+        "ainur" in values,
+        network if isinstance(network, Network) else None,
+        edge if isinstance(edge, Edge) else None,
+        storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+        [n for _, n in nodes],
+        nodes_complete and "nodes" in values,
+        len(apps),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
@@ -267,6 +284,7 @@ def parse_stack(
             "monitoring": values.get("monitoring"),
             "identity": values.get("identity"),
             "backup": values.get("backup"),
+            "logs": values.get("logs"),
         }
     )
 

@@ -38,6 +38,7 @@ from stacks.fields import (
     _pattern,
     _text,
 )
+from stacks.logs_model import Logs
 
 
 def _ordered(r: AddressRange) -> AddressRange:
@@ -663,6 +664,7 @@ class StackConfig(Model):
     monitoring: Monitoring | None = None
     identity: Identity | None = None
     backup: Backup | None = None
+    logs: Logs | None = None
 
     @property
     def public_ingress(self) -> str:
