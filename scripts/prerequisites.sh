@@ -31,7 +31,9 @@ fi
 # in their own place; the same stopped step runs under each too.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
-  openssh-server openssh-client sudo restic jq dash busybox bash)
+  openssh-server openssh-client sudo restic jq dash busybox bash systemd-journal-remote)
+# systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
+# systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)
