@@ -268,7 +268,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
         ],
     }
     return {
-        "extensions": {"file_storage": {"directory": CHECKPOINTS}},
+        "extensions": {"file_storage": {"directory": CHECKPOINTS, "create_directory": True}},
         "receivers": receivers,
         "processors": {
             "resource/machine": {

@@ -40,7 +40,7 @@ from tools import gotools, talos_logs
 require_root()
 
 PREFIX = "lgs"
-STORE_IP = "192.168.0.21"  # the node the store runs on (a control plane's address of the homelab)
+STORE_IP = "192.168.0.22"  # the node the store runs on: tirion, another control plane of the homelab
 TALOS_MACHINE = "taniquetil"
 PI = "manwe"
 NOW = datetime.datetime.now(datetime.UTC)
@@ -161,17 +161,22 @@ def _start_collector(net: Net, ns: str, hosts: Path) -> None:
     config = net.root / "collector.yaml"
     config.write_text(plan.collector(net.stack, "arda")[0]["data"]["config.yaml"])
     binary = gotools.build("otelcol")
-    checked = subprocess.run(
-        [str(binary), "validate", f"--config={config}"], capture_output=True, text=True, timeout=120, env={"NODE_NAME": TALOS_MACHINE}
-    )
-    assert checked.returncode == 0, checked.stderr
-    script = f"""
+    # The host paths of the DaemonSet's pod (the pods' logs, the checkpoints) and the cluster's names, in their places.
+    mounts = f"""
 mount -t tmpfs none /var/log && mkdir -p {plan.PODS_LOG_DIR} && mount --bind {pods} {plan.PODS_LOG_DIR}
 mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {checkpoints} {plan.CHECKPOINTS}
 mount --bind {hosts} /etc/hosts
-exec {binary} --config={config}
 """
-    net.start("collector", ns, script, env={"NODE_NAME": TALOS_MACHINE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    env = {"NODE_NAME": TALOS_MACHINE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    checked = subprocess.run(  # noqa: S603 - the collector's own check of its config
+        ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert checked.returncode == 0, checked.stderr
+    net.start("collector", ns, f"{mounts}exec {binary} --config={config}", env=env)
     _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, "collector")
 
 
@@ -309,7 +314,8 @@ def _send_journal(net: Net) -> None:
     conf = net.root / "journal-upload.conf"
     conf.write_text(plan.journal_upload_conf(net.stack))
     upload = "/lib/systemd/systemd-journal-upload"
-    script = f"mount --bind {conf} {plan.JOURNAL_UPLOAD_CONF}\nexec {upload} --file={journal} --save-state={net.root}/upload.state"
+    # --follow=no: the file is all there is (the unit follows the system journal); the URL is the config's.
+    script = f"mount --bind {conf} {plan.JOURNAL_UPLOAD_CONF}\nexec {upload} --file={journal} --follow=no --save-state={net.root}/upload.state"
     done = subprocess.run(["ip", "netns", "exec", net.ns("p"), "unshare", "-m", "sh", "-ec", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
