@@ -178,7 +178,9 @@ def test_every_machine_sends_its_services_and_kernel_to_the_collector_beside_it(
 
 def test_talos_refuses_a_kernel_destination_with_a_path_and_a_format_it_has_not(refused: dict[str, Verdict]) -> None:
     path = refused["kmsg-with-a-path"]
-    assert not path.ok and path.provider and all(p.endswith("* KmsgLogConfig/elsewhere: url path must be empty") for p in path.provider), path.provider
+    assert not path.ok and path.provider and all(p.endswith("* KmsgLogConfig/elsewhere: url path must be empty") for p in path.provider), (
+        path.provider
+    )
     form = refused["logging-format-unknown"]
     assert not form.ok and form.provider and all("syslog" in p for p in form.provider), form.provider
 
@@ -294,7 +296,11 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
         # The log delivery (plans.logs) as Talos would refuse it: a kernel destination with a path, a format it has not.
         extra("kmsg-with-a-path", worker, "apiVersion: v1alpha1\nkind: KmsgLogConfig\nname: elsewhere\nurl: tcp://127.0.0.1:6051/kernel\n"),
-        extra("logging-format-unknown", worker, "machine:\n  logging:\n    destinations:\n      - endpoint: udp://127.0.0.1:6050/\n        format: syslog\n"),
+        extra(
+            "logging-format-unknown",
+            worker,
+            "machine:\n  logging:\n    destinations:\n      - endpoint: udp://127.0.0.1:6050/\n        format: syslog\n",
+        ),
     ]
     assert len(batch) == 13 + len(TALOS_CONFLICTS)
     return {v.name: v for v in check(batch)}

@@ -168,8 +168,8 @@ mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {che
 mount --bind {hosts} /etc/hosts
 """
     env = {"NODE_NAME": TALOS_MACHINE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    checked = subprocess.run(  # noqa: S603 - the collector's own check of its config
-        ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],  # noqa: S607
+    checked = subprocess.run(
+        ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],
         capture_output=True,
         text=True,
         timeout=120,
