@@ -70,8 +70,8 @@ class Logs(pulumi.ComponentResource):
         )
         # The collectors and vmalert after the store they send to and read.
         after_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=self.store))
-        for manifest in [*plan.collector(stack, "arda"), *plan.vmalert(stack)]:
-            kube.create(f"{name}-arda", manifest, after_store)
+        # Each workload after the ConfigMap it mounts (plans.references).
+        kube.create_all(f"{name}-arda", [*plan.collector(stack, "arda"), *plan.vmalert(stack)], after_store)
         if args.ainur is not None and args.ainur_provider is not None and lan_service is not None:
             on_ainur = args.ainur.with_cluster(
                 pulumi.ResourceOptions(
@@ -80,15 +80,14 @@ class Logs(pulumi.ComponentResource):
                     depends_on=[lan_service, *([args.ainur_namespace] if args.ainur_namespace is not None else [])],
                 )
             )
-            for manifest in plan.collector(stack, "ainur"):
-                kube.create(f"{name}-ainur", manifest, on_ainur)
+            kube.create_all(f"{name}-ainur", plan.collector(stack, "ainur"), on_ainur)
             for node in stack.ainur_nodes:
                 reach = args.pis.get(node.name)
                 if reach is None:
                     continue
                 # Its script's text is its trigger: a new store address runs it again.
                 command.remote.Command(
-                    f"{name}-{node.name}-journal-upload",
+                    f"{name}-ainur-{node.name}-journal-upload",
                     connection=reach.connection,
                     create=plan.journal_upload_script(stack, node),
                     opts=pulumi.ResourceOptions(parent=self, provider=reach.provider, depends_on=[*reach.after, lan_service, *self.store]),
