@@ -68,8 +68,9 @@ VMALERT_VERSION = "v1.151.0"
 VMALERT_IMAGE = f"docker.io/victoriametrics/vmalert:{VMALERT_VERSION}"
 VMALERT_PORT = 8880
 ALERTMANAGER_URL = "http://alertmanager-main.monitoring.svc:9093"
-# How often the log alerts look at the store; each looks at the lines of the last interval (vmalert v1.151.0
-# app/vmalert/datasource/client_vlogs.go:15-18: the evaluation interval is the query's time filter).
+# How often the log alerts look at the store; each looks at the lines of one interval, ending 30 s before it runs
+# (vmalert v1.151.0: a vlogs rule without a time filter of its own gets the interval as one, rule/alerting.go:149 and
+# recording.go:340-349, datasource/client_vlogs.go:15-18; `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
 EVALUATION_INTERVAL = "1m"
 
 # Grafana's VictoriaLogs datasource plugin, installed by Grafana at its start, and the datasource's uid the dashboards use.
