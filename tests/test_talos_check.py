@@ -105,6 +105,7 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     kinds = {d["kind"]: d for d in docs[1:]}
     assert sorted(kinds) == [
         "HostnameConfig",
+        "KmsgLogConfig",
         "Layer2VIPConfig",
         "LinkAliasConfig",
         "LinkConfig",
