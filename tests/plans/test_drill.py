@@ -70,7 +70,7 @@ def test_an_nfs_target_is_mounted_where_the_repository_says_and_has_no_etcd_dril
     sf = read_stack_file(HOMELAB)
     raw = {k: v for k, v in sf.config.items() if k not in ("iluvatar:backupS3AccessKeyId", "iluvatar:backupS3SecretAccessKey")}
     raw["iluvatar:backup"] = {**raw["iluvatar:backup"], "target": "nfs://192.168.0.40/volume1/backups"}
-    stack = parse_stack(raw, {k for k in sf.secret_keys if not k.startswith("iluvatar:backupS3")})
+    stack = parse_stack(raw, frozenset(k for k in sf.secret_keys if not k.startswith("iluvatar:backupS3")))
     jobs = drill.cronjobs(stack)
     assert [j["metadata"]["name"] for j in jobs] == ["drill-home-assistant-config", "drill-jellyfin-config"], "k3s keeps the Ainur's on the Pis"
     pod = jobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
