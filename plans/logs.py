@@ -78,9 +78,10 @@ PLUGIN = "victoriametrics-logs-datasource"
 PLUGIN_VERSION = "0.30.1"
 DATASOURCE_UID = "victorialogs"
 
-# Talos applies both documents' changes without a reboot: ApplyConfiguration in AUTO mode asks CanApplyImmediate,
-# which leaves `.machine.logging` out of its comparison and compares only the v1alpha1 document, not KmsgLogConfig
-# (v1.12.4 internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go:119-200, line 176; v1.13.0 lines 130-211);
+# Talos applies both documents' changes without a reboot: ApplyConfiguration in AUTO mode (the upgrader's dry run)
+# and NO_REBOOT (its apply) ask CanApplyImmediate (v1.12.4 internal/app/machined/internal/server/v1alpha1/
+# v1alpha1_server.go:217-236; v1.13.0 line 242), which leaves `.machine.logging` out of its comparison and compares
+# only the v1alpha1 document, not KmsgLogConfig (v1.12.4 internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go:119-200, line 176; v1.13.0 lines 130-211);
 # machined swaps its log senders on the new config (v1alpha2_controller.go:567-569, 586-640) and the kmsg delivery
 # restarts on the new KmsgLogConfig (controllers/runtime/kmsg_log_config.go:61-115, kmsg_log.go:167).
 APPLY_WITHOUT_REBOOT = "log delivery (machine.logging, KmsgLogConfig): Talos applies it without a reboot"
