@@ -162,6 +162,36 @@ def test_a_repository_without_a_snapshot_fails_the_drill(volume: dict[str, Any],
     assert done.stderr.strip() == f"restore drill of home-assistant (home-assistant-config) FAILED: the repository {empty} has no snapshot"
 
 
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ('rm "$target/configuration.hardlink"', "snapshot {id} holds 5 files and folders; 4 came back"),
+        (
+            'head -c 100 "$target/db/home-assistant_v2.db" > "$target/cut" && mv "$target/cut" "$target/db/home-assistant_v2.db"',
+            "snapshot {id} holds {size} bytes; {cut} came back",
+        ),
+    ],
+    ids=["a-file-lost", "a-file-cut"],
+)
+def test_a_restore_that_comes_back_short_fails_the_drill(volume: dict[str, Any], tmp_path: Path, fault: str, said: str) -> None:
+    """The count and the size are checked against what the snapshot says, not trusted from restic's exit: a restore
+    that exits 0 but leaves a file out, or a file shorter, fails (the real restic, with the fault after its restore)."""
+    real = require("restic")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    alpine_dir = volume["path"].split(":")[0]
+    (shim / "restic").write_text(
+        f'#!{alpine_dir}/sh\n"{real}" "$@" || exit $?\nif [ "$1" = restore ]; then target={volume["tmp"] / "scratch"}; {fault}; fi\n'
+    )
+    (shim / "restic").chmod(0o755)
+    done = _drill_volume({**volume, "path": f"{alpine_dir}:{shim}:{Path(real).parent}"})
+    assert done.returncode != 0, done.stdout
+    snapshot = done.stderr.split("FAILED: snapshot ", 1)[1].split(" ", 1)[0]
+    size = 300_000 + len("homeassistant:\n  name: Home\n")
+    expected = said.format(id=snapshot, size=size, cut=100 + len("homeassistant:\n  name: Home\n"))
+    assert done.stderr.strip() == f"restore drill of home-assistant (home-assistant-config) FAILED: {expected}"
+
+
 # --- etcd ----------------------------------------------------------------------------------------------------------
 
 
