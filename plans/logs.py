@@ -11,7 +11,7 @@
   `talos-service`, circular.go:83; a kernel message `facility`, `priority`, `seq`, `clock`, kmsg_log.go:195-205).
   Both apply without a reboot (`APPLY_WITHOUT_REBOOT`).
 - **The collector**: the OpenTelemetry Collector (contrib, `COLLECTOR_IMAGE`) as a DaemonSet with the host's network
-  on every Arda machine: two `tcplog` receivers for Talos (services, kernel), `filelog` for every pod's log files
+  on every Arda machine: two `tcp_log` receivers for Talos (services, kernel), `file_log` for every pod's log files
   (`/var/log/pods`, the CRI format the container runtime writes); each line gets its `cluster`, `machine` and
   `service`, and goes to the store over OTLP. On every Pi the same collector reads the pods' files, and the Pi's
   journal reaches the store through journald's own forwarder, systemd-journal-upload (`journal_upload_script`).
@@ -231,7 +231,7 @@ def service_monitor() -> dict[str, Any]:
 
 
 def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
-    """A tcplog receiver of Talos's JSON lines: the fields parsed, `msg` the body, `talos-time` the time, `talos-level`
+    """A tcp_log receiver of Talos's JSON lines: the fields parsed, `msg` the body, `talos-time` the time, `talos-level`
     the severity, the service (`talos-service`, or `service` for the kernel) a resource attribute."""
     operators: list[dict[str, Any]] = [
         {
@@ -253,9 +253,9 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
     """The collector's config on one cluster's machines: Talos's two receivers on Arda, the pods' files on both."""
     receivers: dict[str, Any] = {}
     if cluster == "arda":
-        receivers["tcplog/talos-services"] = _talos_receiver(SERVICE_PORT, None)
-        receivers["tcplog/talos-kernel"] = _talos_receiver(KERNEL_PORT, "kernel")
-    receivers["filelog/pods"] = {
+        receivers["tcp_log/talos-services"] = _talos_receiver(SERVICE_PORT, None)
+        receivers["tcp_log/talos-kernel"] = _talos_receiver(KERNEL_PORT, "kernel")
+    receivers["file_log/pods"] = {
         # The kubelet's layout: <namespace>_<pod>_<uid>/<container>/<restarts>.log (kubernetes v1.34.1
         # pkg/kubelet/kuberuntime/helpers.go BuildContainerLogsDirectory), CRI lines in each.
         "include": [f"{PODS_LOG_DIR}/*/*/*.log"],
@@ -282,14 +282,14 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
             "batch": {"timeout": "1s"},
         },
         "exporters": {
-            "otlphttp/store": {
+            "otlp_http/store": {
                 "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
                 "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
             }
         },
         "service": {
             "extensions": ["file_storage"],
-            "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlphttp/store"]}},
+            "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]}},
         },
     }
 

@@ -339,6 +339,8 @@ def test_the_configs_pass_their_programs_checks(net: Net) -> None:
         [str(gotools.build("vmalert")), "-dryRun", f"-rule={rules}", "-rule.defaultRuleType=vlogs"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # Each component by its name at v0.165.0, not a deprecated alias (tcplog, filelog, otlphttp warned as such).
+    assert "deprecated" not in net.log("collector"), net.log("collector")
 
 
 def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) -> None:

@@ -65,11 +65,11 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
 def test_the_collectors_configs_on_each_cluster() -> None:
     stack = homelab()
     arda, ainur = logs.collector_config(stack, "arda"), logs.collector_config(stack, "ainur")
-    assert list(arda["receivers"]) == ["tcplog/talos-services", "tcplog/talos-kernel", "filelog/pods"]
+    assert list(arda["receivers"]) == ["tcp_log/talos-services", "tcp_log/talos-kernel", "file_log/pods"]
     assert [arda["receivers"][r]["listen_address"] for r in list(arda["receivers"])[:2]] == ["127.0.0.1:6050", "127.0.0.1:6051"]
-    assert list(ainur["receivers"]) == ["filelog/pods"], "no Talos on the Pis"
-    assert arda["exporters"]["otlphttp/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
-    assert ainur["exporters"]["otlphttp/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
+    assert list(ainur["receivers"]) == ["file_log/pods"], "no Talos on the Pis"
+    assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
+    assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
     assert arda["processors"]["resource/machine"]["attributes"][0] == {"key": "cluster", "value": "arda", "action": "upsert"}
     # The ConfigMap holds the config as YAML, and the DaemonSet rolls when it changes (its digest in the template).
     config, daemonset = logs.collector(stack, "arda")
