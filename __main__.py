@@ -79,6 +79,8 @@ if ainur is not None:
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
+    # The netbooting maiar join once the netboot service serves them their boot files and root (issue #41).
+    ainur.join_netbooted(netboot.pi_serving)
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).
 power = None

@@ -174,6 +174,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         super().__init__("iluvatar:ainur:BootstrapCluster", name, None, opts)
         stack = args.stack
         assert stack.ainur is not None
+        self._stack = stack
         child = pulumi.ResourceOptions(parent=self)
         command_provider = command.Provider(f"{name}-command", opts=child)
         random_provider = random.Provider(f"{name}-random", opts=child)
@@ -207,13 +208,25 @@ class BootstrapCluster(pulumi.ComponentResource):
         # disabled add-ons, sign-in, snapshots) restarts k3s on every Pi, and two valar of three restarting at
         # once leave etcd without quorum, and the Ainur's API, VIP and netboot down. Each join returns only once
         # its Pi is back and, on a valar, etcd is healthy with every member (plans.k3s.join_script).
-        order = [first, *(n for n in stack.by_role("valar") if n.name != first.name), *stack.by_role("maiar")]
+        # The netbooting maiar last: each joins only once the Ainur serve it its boot files and root (join_netbooted).
+        maiar = stack.by_role("maiar")
+        order = [
+            first,
+            *(n for n in stack.by_role("valar") if n.name != first.name),
+            *(n for n in maiar if n.boot != "netboot"),
+            *(n for n in maiar if n.boot == "netboot"),
+        ]
         # One chain for both kinds of restart: a Pi's join waits for the previous Pi's k3s step too, so a run that
         # bumps the k3s version and changes a shared setting never restarts two Pis at once (each join and each
         # upgrade returns only once its Pi is back): join, k3s of one Pi, then the next Pi's.
         previous: list[pulumi.Resource] = []
         joined: list[pulumi.Resource] = []
+        self._pending: list[tuple[Node, Any]] = []
         for node in order:
+            if node.boot == "netboot":
+                # Made by join_netbooted, once the netboot service that boots it exists (the gate of Arda's installs).
+                self._pending.append((node, renamed.get(node.name)))
+                continue
             after = [*joined, *previous]
             aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
             self.pis[node.name] = Pi(
@@ -235,6 +248,12 @@ class BootstrapCluster(pulumi.ComponentResource):
             joined = [self.pis[node.name].join]
         self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
         self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
+        # A netbooting maia's cloud-init files are served in its root (plans.netboot.pis), not flashed; listed all the same.
+        for node, _ in self._pending:
+            self.user_data[node.name] = cloudinit.user_data(stack, node)
+            self.network_config[node.name] = cloudinit.network_config(stack, node)
+        self._chain = (joined, previous)
+        self._join_args = (token, connect, command_provider, authentication, name)
 
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
@@ -269,3 +288,30 @@ class BootstrapCluster(pulumi.ComponentResource):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config, "kubeconfig": self.kubeconfig})
+
+    def join_netbooted(self, serving: Sequence[pulumi.Resource]) -> None:
+        """Join the netbooting maiar, one after the other at the end of the chain, each once `serving` is: the netboot
+        objects that serve a Pi its boot files and root (plans.netboot.pi_pods; pulumi-kubernetes awaits them ready),
+        as Arda's installs wait for theirs. The join's SSH retries then wait out the Pi's own boot."""
+        token, connect, command_provider, authentication, name = self._join_args
+        joined, previous = self._chain
+        for node, former in self._pending:
+            aliases = [pulumi.Alias(name=f"{name}-{former}")] if former else None
+            self.pis[node.name] = Pi(
+                f"{name}-{node.name}",
+                PiArgs(
+                    node=node,
+                    stack=self._stack,
+                    token=token.result,
+                    connection=connect(node),
+                    command_provider=command_provider,
+                    after=[*joined, *previous, *serving],
+                    former=former,
+                    upgrade_after=previous,
+                    authentication=authentication,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
+            )
+            previous = [self.pis[node.name].k3s]
+            joined = [self.pis[node.name].join]
+        self._pending = []

@@ -51,6 +51,7 @@ class Netboot(pulumi.ComponentResource):
     # service address kube-vip announces (the Service, ready once it has its address). pulumi-kubernetes
     # awaits all three, so a resource that depends on them starts only when the LAN can netboot.
     serving: list[pulumi.CustomResource]
+    pi_serving: list[pulumi.CustomResource]
     dnsmasq_conf: str
     scripts: dict[str, str]
 
@@ -96,4 +97,7 @@ class Netboot(pulumi.ComponentResource):
         existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
         self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
+        # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (whose pod
+        # starts only once the cache built the image and the roots' volume is bound).
+        self.pi_serving = [*self.serving, *(o for key, o in self.objects.items() if key == f"{name}-deployment-pi-nfs")]
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})

@@ -560,7 +560,39 @@ def parser() -> argparse.ArgumentParser:
     from iluvatar import power  # `iluvatar power ...`: the power-on steps pulumi up runs (plans.power)
 
     power.add_parser(sub)
+    _discover_parser(sub)
     return p
+
+
+DISCOVER_HELP = "list the machines waiting in maintenance mode (arda.discovery) as ready inventory entries; --write adds them"
+
+
+def _discover_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "discover", help=DISCOVER_HELP, description=DISCOVER_HELP, epilog=STACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    c.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
+    c.add_argument("--stack", dest="stack_option", metavar="NAME", help=argparse.SUPPRESS)
+    c.add_argument("--project", metavar="DIR", help="look the stack name up in this folder alone")
+    c.add_argument("--write", action="store_true", help="add the entries to the stack file (validated before and after; comments and order kept)")
+    c.add_argument("--kubeconfig", metavar="FILE", help="the Ainur's kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
+    c.add_argument("--context", metavar="NAME", help="the kubeconfig's context to use (default: its current one)")
+    c.add_argument("--address", action="append", metavar="IP[:PORT]", help="also ask the machine at this address (repeatable)")
+    c.add_argument("--no-leases", action="store_true", help="ask only the --address machines (in proxy mode the Ainur hold no leases)")
+    c.add_argument("--role", default="istari", help="the new machines' role: istari (default) or valinor")
+    c.add_argument("--arch", choices=["amd64", "arm64"], help="the architecture of an --address machine that does not say")
+    c.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS", help="how long each machine and the API server have to answer")
+    c.set_defaults(run=_discover)
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from iluvatar import discover
+
+    try:
+        discover.run(args, _resolve(args))
+    except discover.DiscoverError as e:
+        raise CommandError(str(e)) from None
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

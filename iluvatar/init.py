@@ -566,6 +566,69 @@ def _default_key() -> str | None:
     return None
 
 
+def _unflagged(error: FlagError, answer: str) -> str:
+    """A FlagError said against the answer at a terminal: `--monitoring X: why` becomes `X: why`."""
+    whys = [line.split(": ", 1)[1] if line.startswith("--") and ": " in line else line for line in error.lines]
+    return "; ".join(why if why.startswith(answer) else f"{answer}: {why}" for why in whys)
+
+
+def _asking(ask: Ask, say: Callable[[str], None], check: Callable[[str], object]) -> Ask:
+    """`ask`, each answer checked as it is given (`check` raises FlagError) and the question asked again until it passes:
+    one mistyped answer costs that answer, not the whole session."""
+
+    def asked(question: str, default: str | None) -> str:
+        while True:
+            answer = ask(question, default)
+            try:
+                check(answer)
+            except FlagError as e:
+                say(f"  {_unflagged(e, answer)}; asked again")
+                continue
+            return answer
+
+    return asked
+
+
+def _check_address(name: str) -> Callable[[str], object]:
+    def check(text: str) -> object:
+        bad = [part for part in text.split(",") if _address(part) is None]
+        if bad:
+            raise FlagError([f"{FLAGS[name]} {text}: {bad[0].strip() or '(nothing)'} is not an IPv4 address (e.g. 192.168.0.1)"])
+        return text
+
+    return check
+
+
+def _check_range(name: str) -> Callable[[str], object]:
+    def check(text: str) -> object:
+        pool = _range(text, name)
+        if _pool(pool) is None:
+            raise FlagError([f"{FLAGS[name]} {text}: write it as START-END, two IPv4 addresses, the first the lower"])
+        return pool
+
+    return check
+
+
+def _check_key(text: str) -> object:
+    key = read_ssh_key(text)
+    if not key.startswith(("ssh-", "ecdsa-", "sk-")):
+        raise FlagError([f"--ssh-key {text}: is neither an OpenSSH public key (ssh-ed25519 AAAA...) nor a .pub file that exists"])
+    return key
+
+
+def _check_layer(name: str, stack: str) -> Callable[[str], object]:
+    """The layer flag's own reading (monitoring, identity, backup), `-` or nothing leaving the layer off."""
+
+    def check(text: str) -> object:
+        if text in ("-", ""):
+            return None
+        given: dict[str, Any] = {name: text}
+        answers = replace(Answers(stack), **given)
+        return {"monitoring": monitoring, "backup": backup}[name](answers) if name != "identity" else identity(answers, "")
+
+    return check
+
+
 def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answers:
     """Ask for what the flags left out, each with the default init would take (Enter takes it; `-` leaves a layer off).
 
@@ -579,22 +642,25 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
             a = replace(a, ssh_key=ask("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
         return a
     if a.lan is None:
-        a = replace(a, lan=ask("LAN, in CIDR form (e.g. 192.168.0.0/24)", None))
+        lan = _asking(ask, say, lambda text: _network(Answers(a.stack, lan=text)))
+        a = replace(a, lan=lan("LAN, in CIDR form (e.g. 192.168.0.0/24)", None))
     try:
         net, _, _ = network(replace(a, gateway=None, dns=None, dhcp_range=None, lb_pool=None))
     except FlagError:
         net = None
     if net is not None:
         if a.gateway is None:
-            a = replace(a, gateway=ask("router (gateway)", net["gateway"]))
+            a = replace(a, gateway=_asking(ask, say, _check_address("gateway"))("router (gateway)", net["gateway"]))
         if a.dns is None:
-            a = replace(a, dns=ask("DNS servers, comma-separated", a.gateway or net["gateway"]))
+            a = replace(a, dns=_asking(ask, say, _check_address("dns"))("DNS servers, comma-separated", a.gateway or net["gateway"]))
         if a.domain is None:
             a = replace(a, domain=ask("the LAN's internal domain", DOMAIN))
         if a.dhcp_range is None:
-            a = replace(a, dhcp_range=ask("DHCP range (the router's or the Ainur's)", f"{net['dhcpRange']['start']}-{net['dhcpRange']['end']}"))
+            dhcp = _asking(ask, say, _check_range("dhcp_range"))
+            a = replace(a, dhcp_range=dhcp("DHCP range (the router's or the Ainur's)", f"{net['dhcpRange']['start']}-{net['dhcpRange']['end']}"))
         if a.lb_pool is None:
-            a = replace(a, lb_pool=ask("load-balancer pool", f"{net['loadBalancerPool']['start']}-{net['loadBalancerPool']['end']}"))
+            pool = _asking(ask, say, _check_range("lb_pool"))
+            a = replace(a, lb_pool=pool("load-balancer pool", f"{net['loadBalancerPool']['start']}-{net['loadBalancerPool']['end']}"))
     if not a.machines:
         machines: list[Machine] = []
         while True:
@@ -606,14 +672,16 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
             role = ask(f"machine {n}: role (valar, maiar: a Pi of the Ainur; valinor: a control plane; istari: a worker)", "valinor")
             board = ask(f"machine {n}: board ({', '.join(sorted(BOARDS))})", "rpi5" if role in AINUR_ROLES else "generic-x86")
             ip = ask(f"machine {n}: IP (Enter: the next free one)", "")
-            given = ",".join(f"{k}={v}" for k, v in (("name", name), ("mac", mac), ("role", role), ("board", board), ("ip", ip)) if v)
+            disk = ask(f"machine {n}: disk the OS installs on, wiped", INSTALL_DISK.get(board, "/dev/sda"))
+            fields = (("name", name), ("mac", mac), ("role", role), ("board", board), ("ip", ip), ("disk", disk))
+            given = ",".join(f"{k}={v}" for k, v in fields if v)
             try:
                 machines.append(parse_machine(given))
             except FlagError as e:
                 say(f"{e}; asking for machine {n} again")
         a = replace(a, machines=tuple(machines))
     if any(m.role in AINUR_ROLES for m in a.machines) and a.ssh_key is None:
-        a = replace(a, ssh_key=ask("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
+        a = replace(a, ssh_key=_asking(ask, say, _check_key)("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
     optional = (
         ("gitops", "GitOps repository URL for Argo CD (- for none)"),
         ("monitoring", "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)"),
@@ -627,7 +695,8 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
                 continue  # each needs GitOps (init says so when given as a flag)
             if name == "identity" and not any(m.role in AINUR_ROLES for m in a.machines):
                 continue
-            value = ask(question, "-")
+            checked = _asking(ask, say, _check_layer(name, a.stack)) if name in ("monitoring", "identity", "backup") else ask
+            value = checked(question, "-")
             answer: dict[str, Any] = {name: None if value in ("-", "") else value}
             a = replace(a, **answer)
     if a.cloudflare is not None:

@@ -30,8 +30,10 @@ import yaml
 
 from stacks import releases
 from stacks.boards import BOARDS
+from stacks.chart_values import KEPT
 from stacks.day2 import TALOS_UPGRADES
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
+from stacks.model import ArgoCd, Cilium
 from stacks.rules import TALOS_KUBERNETES
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, stack_schema
 from stacks.storage import LONGHORN_MIN_KUBERNETES, ROOK_MIN_KUBERNETES
@@ -247,6 +249,15 @@ def versions() -> str:
             f"{_minor(SIGN_IN_MIN_KUBERNETES)} or later with sign-in (`iluvatar:identity`); "
             f"v{'.'.join(map(str, K3S_S3_CONFIG_SECRET))}+k3s1 or later with etcd snapshots to an S3 target",
         ),
+        (
+            "Cilium's chart",
+            "iluvatar:arda.cilium.version",
+            Cilium().version,
+            "any release; its values checked against its own values schema at "
+            + ", ".join(v for c, v in sorted(KEPT) if c == "cilium")
+            + " ([Chart values](validation.md#chart-values))",
+        ),
+        ("Argo CD's chart", "iluvatar:gitops.argocd.version", ArgoCd().version, "any release"),
     ]
     lines = [
         "## Versions",
@@ -259,8 +270,10 @@ def versions() -> str:
         "|---|---|---|---|",
         *(f"| {part} | `{key}` | `{new}` | {takes} |" for part, key, new, takes in rows),
         "",
-        "A running Arda moves only along Talos's own upgrade paths, checked at preview against the last deployment",
-        "([Upgrading Talos](../day2.md#upgrading-talos)), and Kubernetes one minor at a time, after Talos, never with it:",
+        "Against the last deployment, at preview: the Ainur's k3s moves forward one minor at a time and never back (its own",
+        "revision, `+k3s2` to `+k3s1`, included); neither chart goes back to an older release; a running Arda moves only",
+        "along Talos's own upgrade paths ([Upgrading Talos](../day2.md#upgrading-talos)), and Kubernetes one minor at a time,",
+        "after Talos, never with it:",
         "",
         "| to Talos | upgrades machines running | not over machines running |",
         "|---|---|---|",

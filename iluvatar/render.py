@@ -10,6 +10,8 @@ The layout (under the output folder):
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
+  netboot/pis/image.txt, netboot/pis/<pi>/bootconf.txt, netboot/pis/<pi>/boot.cmdline.txt, .../root.<path>
+                                                 with netbooting maiar: the image, each Pi's EEPROM lines, its files
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
   flash/schematic-<board>.yaml                   each flashed board's schematic, as POSTed to Image Factory
   edge/routes.csv, edge/lan-dns.csv, edge/certificates.csv, edge/ca.crt   the apps' routes and LAN names,
@@ -146,6 +148,14 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     if ipxe is not None:
         for name, text in sorted(redact(ipxe.inputs.get("data", {})).items()):
             files[f"netboot/ipxe/{name}"] = text
+    pis = by_name.get("netboot-configmap-pi-netboot")
+    if pis is not None:
+        # The netbooting maiar: the image they boot, what to set in each Pi's EEPROM, and everything they are served.
+        # (A Pi's files are keyed `<pi>.bootconf.txt`, `<pi>.boot.<file>`, `<pi>.root.<path with dots>`: plans.netboot.pi_pods.)
+        shared = {"build-pi-image.sh", "pi-tftp.sh", "serve-pis.sh", "ganesha.conf", "image.txt"}
+        for key, text in sorted(redact(pis.inputs.get("data", {})).items()):
+            name, _, rest = key.partition(".")
+            files[f"netboot/pis/{key}" if key in shared else f"netboot/pis/{name}/{rest}"] = text
     reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get("reservations") or []}
     scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
     if scripts:

@@ -27,13 +27,15 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from plans import imagefactory
+from stacks import pulumi_source
 from stacks.errors import StackConfigError
 from stacks.load import StackFile
 from stacks.secrets import Secure
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
-PLACEHOLDER = "[secret]"
+# A secret the offline run cannot decrypt, as the program reads it (stacks.pulumi_source skips judging it).
+PLACEHOLDER = pulumi_source.UNDECRYPTED
 # The moment a simulated run happens (components.arda.today), unless the caller says: the same on any day.
 MOCK_NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 

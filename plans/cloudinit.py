@@ -19,6 +19,8 @@ from stacks.model import Node, StackConfig
 
 LONGHORN_MOUNT = "/var/lib/longhorn"
 PACKAGES = ("open-iscsi", "nfs-common", "xfsprogs", "cryptsetup", "curl", "jq", "zstd")
+# A netbooted Pi's kernel packages (Ubuntu's raspi flavour and flash-kernel, which copies a kernel to the card it has not).
+NETBOOT_HELD = ("linux-raspi", "linux-image-raspi", "linux-headers-raspi", "linux-modules-extra-raspi", "flash-kernel")
 
 
 def _k3s_install(stack: StackConfig, node: Node) -> str:
@@ -67,6 +69,10 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
                 "content": yaml.safe_dump(k3s.kube_vip_manifest(stack), sort_keys=False),
             }
         )
+    if node.boot == "netboot":
+        # Its kernel and initramfs come from the Ainur's TFTP, not from this root: an upgraded kernel package here
+        # would leave the booted kernel without its modules. A new image (ainur.piImage) brings a new kernel.
+        doc["runcmd"].insert(0, ["apt-mark", "hold", *NETBOOT_HELD])
     if not doc["write_files"]:
         del doc["write_files"]
     return doc
@@ -90,6 +96,9 @@ def network_config_document(stack: StackConfig, node: Node) -> dict[str, Any]:
                     "addresses": [f"{node.ip}/{net.lan.prefixlen}"],
                     "routes": [{"to": "default", "via": str(net.gateway)}],
                     "nameservers": {"addresses": [str(d) for d in net.dns], "search": [net.domain]},
+                    # A netbooted Pi's root is NFS over this link: networkd keeps the address the initramfs set
+                    # when it (re)starts (netplan's critical: KeepConfiguration), never dropping the root's link.
+                    **({"critical": True} if node.boot == "netboot" else {}),
                 }
             },
         }

@@ -49,6 +49,12 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
         "node-label": [f"iluvatar/role={node.role}"],
         "kubelet-arg": [f"node-status-update-frequency={NODE_STATUS_UPDATE_FREQUENCY}"],
     }
+    if node.boot == "netboot":
+        # Its root is NFS: the Ainur's netboot pods never run on it (plans.netboot.pods), and containerd's overlayfs
+        # snapshotter cannot keep its layers on NFS (an overlay's upper layer must be a local filesystem): k3s's
+        # `snapshotter: native` copies layers instead (k3s agent --snapshotter: overlayfs, fuse-overlayfs, native, stargz).
+        doc["node-label"].append("iluvatar/boot=netboot")
+        doc["snapshotter"] = "native"
     if node.role == "valar":
         doc.update(
             {

@@ -29,7 +29,9 @@ fi
 # under it (tests/upgrader/test_cancel.py). Essential on Debian: named so a machine whose /bin/sh is another has it.
 # busybox (its ash, Alpine's /bin/sh) and bash (Essential): the /bin/sh of other systems, which exec a lone command
 # in their own place; the same stopped step runs under each too.
-packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
+# nfs-ganesha, nfs-ganesha-vfs (its rpcbind comes along), libnfs-utils: the netbooting maiar's NFS roots, the real server and a
+# userspace client (this kernel has no NFS client); mtools, dosfstools, cpio: the Pi image builder's test images (issue #41).
+packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl nfs-ganesha nfs-ganesha-vfs libnfs-utils mtools dosfstools cpio
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
   openssh-server openssh-client sudo restic jq dash busybox bash systemd-journal-remote)
 # systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and

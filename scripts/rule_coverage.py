@@ -21,7 +21,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
 - `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
-  `stacks/monitoring.py` and `stacks/identity.py`: both kinds, their field checks and their rules
+  `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
@@ -67,6 +67,7 @@ RULE_FILES = (
     "stacks/credentials.py",
     "stacks/versions.py",
     "stacks/chart_values.py",
+    "stacks/discovery.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -77,6 +78,7 @@ LAYERS = (
     "stacks/power.py",
     "stacks/monitoring.py",
     "stacks/identity.py",
+    "stacks/discovery.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 

@@ -73,6 +73,11 @@ BOARDS: dict[str, Board] = {
 }
 
 
+# The board a discovered machine boots as, by the architecture its iPXE reports (`${buildarch}`: i386 and x86_64 on
+# a PC, arm64 on an arm64 server): the generic boards, whose Talos kernels every PC and UEFI server runs.
+DISCOVERY_BOARDS: dict[Arch, str] = {"amd64": "generic-x86", "arm64": "generic-arm64"}
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
     """`v1.12.3` as (1, 12, 3), for comparing release versions."""
     return tuple(int(x) for x in version.removeprefix("v").split("."))

@@ -1,24 +1,35 @@
-"""The chart values a stack passes through (`arda.cilium.values`, `gitops.argocd.values`), checked at preview as far as
-the program can without the chart.
+"""The chart values a stack passes through (`arda.cilium.values`, `gitops.argocd.values`), checked at preview.
 
-What would check them whole is the chart's own values schema, closed (tools/upstream `values_errors`): Helm reads
-it only in the middle of `pulumi up`, and for Cilium it takes any key. The program cannot read it at preview: the
-chart comes from its project's Go module, which preview has neither the network nor Go to fetch, and nothing
-fetched is kept in this repository. So a typo in a key only the chart knows still reaches `pulumi up` (the tests
-check the program's own values against each pinned chart's schema: tests/plans/test_cilium.py).
+Helm checks a chart's values against the chart's own values schema only in the middle of `pulumi up`, and a key the
+chart does not read it drops without a word. Of the two charts a stack passes values to, Cilium publishes a values
+schema and Argo CD's chart (argo-helm) does not (docs/reference/validation.md#chart-values):
 
-What the program knows offline is the keys its own values set (plans.cilium, plans.gitops, plans.identity, as
-tables here that tests/stacks/test_chart_values.py keeps equal to what they set). A user's key one typo away from
-one of those, at the same place (another case, a letter dropped or added, two swapped: `kubeProxyReplacment`,
-`hubble.relay.enabeld`, `enable` for `enabled`), is refused with the key meant. The same test checks, against each
-pinned chart's values, schema and templates, that no key the chart itself takes is one typo from a key here: at the
-pinned versions the rule refuses no valid key.
+- **Cilium**: its values.schema.json at the pinned chart version is kept here as data (`chart_schemas/`, with the
+  `.Values` paths the chart's templates read, which its generated schema leaves out where values.yaml only comments
+  them); tests/stacks/test_chart_values.py holds both equal to the pinned chart's own files. The user's values are
+  checked against that schema as Helm checks them (types, enums, at each key's path), and a key one typo from a key the
+  schema or a template names at the same place is refused with the key meant (Cilium's schema takes any key, so Helm
+  would drop it without a word). A key near none is left to the chart: its schema's item and object shapes are
+  derived from values.yaml's examples (a toleration lists only `operator`), so closing it would refuse valid
+  Kubernetes fields. A Cilium version with no schema kept here is checked as Argo CD is.
+- **Argo CD** (and Cilium at another version): a user's key one typo from a key the program's own values set, at the
+  same place (another case, a letter dropped or added, two swapped: `kubeProxyReplacment`, `enabeld`), is refused with
+  the key meant (the tables below, which tests/stacks/test_chart_values.py keeps equal to what plans.cilium,
+  plans.gitops and plans.identity set). The same test checks, against each pinned chart's values, schema and
+  templates, that no key the chart itself takes is one typo from a key here: at the pinned versions the rule refuses
+  no valid key. Any other key only the chart knows is checked by Helm alone.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 from stacks.errors import Problem, show
 from stacks.model import Arda, GitOps
@@ -153,11 +164,136 @@ def _typos(values: Mapping[str, Any], known: frozenset[tuple[str, ...]], base: s
             yield from _typos(value, known, base, here)
 
 
+# --- A chart's own values schema, as data --------------------------------------------------------------------------
+
+SCHEMAS = Path(__file__).resolve().parent / "chart_schemas"
+# The charts whose values.schema.json is kept here, by chart and version (`<chart>-<version>.values.schema.json`, and
+# `<chart>-<version>.template-values.txt`, the `.Values` paths its templates read, one a line).
+KEPT = {("cilium", "1.18.4")}
+
+
+@dataclass(frozen=True)
+class ChartSchema:
+    """A chart's values schema as Helm reads it, and the `.Values` paths its templates read."""
+
+    chart: str
+    version: str
+    schema: Mapping[str, Any]
+    read: frozenset[tuple[str, ...]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.chart.capitalize()} {self.version}"
+
+    def known(self, under: tuple[str | int, ...]) -> set[str]:
+        """The keys the schema or a template names at a place in the values (a list's items by the schema alone)."""
+        nodes: list[Any] = [self.schema]
+        for step in under:
+            # A schema's alternatives (Cilium's items are `anyOf`) each name keys of the same place.
+            nodes = [n.get("items", {}) if isinstance(step, int) else n.get("properties", {}).get(step, {}) for n in _alternatives(nodes)]
+        named = {key for n in _alternatives(nodes) for key in n.get("properties", {})}
+        if all(isinstance(step, str) for step in under):
+            named |= {p[len(under)] for p in self.read if len(p) > len(under) and p[: len(under)] == under}
+        return named
+
+
+def _alternatives(nodes: list[Any]) -> list[Mapping[str, Any]]:
+    """The schemas, each with its `anyOf` branches beside it."""
+    out: list[Mapping[str, Any]] = []
+    for node in nodes:
+        if isinstance(node, Mapping):
+            out += [node, *(b for b in node.get("anyOf", []) if isinstance(b, Mapping))]
+    return out
+
+
+@functools.cache
+def chart_schema(chart: str, version: str) -> ChartSchema | None:
+    """The chart's values schema kept here at that version, or None."""
+    if (chart, version) not in KEPT:
+        return None
+    schema = json.loads((SCHEMAS / f"{chart}-{version}.values.schema.json").read_text())
+    read = frozenset(tuple(line.split(".")) for line in (SCHEMAS / f"{chart}-{version}.template-values.txt").read_text().split())
+    return ChartSchema(chart, version, schema, read)
+
+
+_TYPES = {
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def _without_nulls(value: Any) -> Any:
+    """The values as Helm validates them: a key set to null removes the chart's default (Helm's coalescing), so it is gone."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _wanted(error: jsonschema.ValidationError) -> list[str]:
+    """What the schema takes where the value failed, in words: its types, its allowed values, each alternative's."""
+    if error.validator == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return [_TYPES[str(t)] for t in types]  # JSON Schema's seven types, each in _TYPES
+    if error.validator == "enum":
+        allowed: list[Any] = list(error.validator_value) if isinstance(error.validator_value, list) else []
+        return [f"one of {', '.join(show(v) for v in allowed)}"]
+    # anyOf, oneOf: every alternative's own failure at this place (Cilium's schema uses no other keyword).
+    return [w for sub in error.context or () if sub.absolute_path == error.absolute_path for w in _wanted(sub)] or [error.message]
+
+
+def _schema_errors(chart: ChartSchema, values: Mapping[str, Any], base: str) -> Iterator[Problem]:
+    """What Helm's check of the values schema would refuse in the middle of `pulumi up`, each at its config path."""
+    for error in jsonschema.Draft7Validator(chart.schema).iter_errors(_without_nulls(values)):
+        # An alternative that failed deeper (a list item's own key) is said where it failed.
+        deeper = [sub for sub in error.context or () if len(sub.absolute_path) > len(error.absolute_path)]
+        error = jsonschema.exceptions.best_match(deeper) if deeper else error
+        said = " or ".join(dict.fromkeys(_wanted(error)))
+        yield Problem(
+            config_path(base, tuple(error.absolute_path)),
+            f"{show(error.instance)} is not {said}, which {chart.name}'s values schema takes here; Helm would refuse it in the middle of pulumi up",
+        )
+
+
+def _schema_typos(chart: ChartSchema, values: Any, base: str, under: tuple[str | int, ...] = ()) -> Iterator[Problem]:
+    """A key one typo from a key the chart's schema or templates name at the same place: Helm drops it without a word
+    (Cilium's schema takes any key), and what the user meant keeps its default. A key near none is the chart's to judge."""
+    if isinstance(values, list):
+        for i, item in enumerate(values):
+            yield from _schema_typos(chart, item, base, (*under, i))
+        return
+    if not isinstance(values, Mapping):
+        return
+    known = chart.known(under)
+    for key, value in values.items():
+        meant = next((k for k in sorted(known) if one_typo(str(key), k)), None)
+        if str(key) not in known and meant is not None:
+            yield Problem(
+                config_path(base, (*under, str(key))),
+                f"{key} is not a key of {chart.name}'s values, and one typo from {meant}, which its values schema or templates read "
+                f"here; did you mean {meant}: {show(value)}? (Helm would drop {key} without a word)",
+            )
+        else:
+            yield from _schema_typos(chart, value, base, (*under, str(key)))
+
+
 def check(arda: Arda | None, gitops: GitOps | None) -> list[Problem]:
-    """The keys of the chart values given that are a typo of one the program's own values set."""
+    """The chart values given, against the chart's own values schema where one is kept, else the typos of the keys the
+    program's own values set."""
     out: list[Problem] = []
     if arda is not None:
-        out += _typos(arda.cilium.values, CILIUM, "iluvatar:arda.cilium.values")
+        base = "iluvatar:arda.cilium.values"
+        chart = chart_schema("cilium", arda.cilium.version)
+        if chart is not None:
+            out += sorted([*_schema_typos(chart, arda.cilium.values, base), *_schema_errors(chart, arda.cilium.values, base)], key=lambda p: p.path)
+        else:
+            out += _typos(arda.cilium.values, CILIUM, base)
     if gitops is not None:
         out += _typos(gitops.argocd.values, ARGOCD, "iluvatar:gitops.argocd.values")
     return out

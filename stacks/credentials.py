@@ -16,6 +16,7 @@ problem (not also "is not a known key; did you mean clientId?", nor the secret's
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ _ENDINGS = (
     "bindpw",
     "credential",
     "credentials",
+    # An HTTP header a webhook's docs put its credential in (`Authorization: Bearer ...`).
+    "authorization",
 )
 _NAMES = frozenset({"pass", "pwd", "pw", "psk", "sshkey"})
 # Keys that name where a credential is (a Secret's name, a file), or switch one on, rather than hold it.
@@ -53,6 +56,9 @@ _REFERENCES = ("name", "ref", "file", "path", "enabled", "secretname", "keyref",
 _NOT_HOLDERS = ("existing", "create", "use", "enable", "disable", "generate", "auto")
 # Keys that are a credential only where they are: a Dex static password's `hash`, an app secret's `value`.
 _IN_PLACE = {("Connector", "hash"), ("Connector", "passwordHash"), ("AppSecret", "value"), ("AppSecret", "data")}
+# Known keys whose value, in this form, is a credential pasted in the wrong box: a GitHub OAuth app's client secret is
+# 40 hex digits, its client id `Iv1.`/`Ov23` and 16 characters, or 20 hex digits (the app's settings page shows both).
+_MISPLACED = {("Connector", "clientId"): re.compile(r"^[0-9a-f]{40}$")}
 
 
 def credential_key(key: str) -> bool:
@@ -74,6 +80,8 @@ TOKEN_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\btk_[a-z0-9]{29}\b"), "an ntfy access token"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
     (re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$"), "a bcrypt password hash"),
+    # An HTTP Authorization header's value (RFC 9110 section 11.4: a scheme, then the credentials), copied whole.
+    (re.compile(r"^(Bearer|Basic|Token)\s+\S{8,}$", re.IGNORECASE), "an HTTP Authorization header's credential"),
 )
 # URL parameters that carry a credential (ntfy's `auth`, most services' `token`, `key`, a signed URL's `sig`).
 _QUERY_CREDENTIALS = frozenset({"token", "access_token", "accesstoken", "auth", "key", "apikey", "api_key", "password", "secret", "sig", "signature"})
@@ -86,8 +94,18 @@ CHAT_WEBHOOKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^chat\.googleapis\.com$"), "Google Chat"),
     (re.compile(r"^api\.telegram\.org$"), "Telegram"),
 )
-# Values left where a real one goes: the `<value>` of a command copied whole, or a word meaning "change me".
-PLACEHOLDER = re.compile(r"<[A-Za-z][^<>]*>|^(changeme|change-me|change_me|replaceme|replace-me|replace_me|your[-_].*|xxx+)$", re.IGNORECASE)
+# Self-hosted chat servers, on any host: their incoming webhook is a path holding its key. Mattermost's is
+# /hooks/<26-character id> (server/public/model/utils.go, NewId: 26 lower-case base32 characters); Rocket.Chat's
+# /hooks/<integration id>/<token> (its integrations' "Webhook URL").
+CHAT_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^/hooks/[a-z0-9]{26}/?$"), "Mattermost"),
+    (re.compile(r"^/hooks/[A-Za-z0-9]{17}/[A-Za-z0-9]{20,}/?$"), "Rocket.Chat"),
+)
+# Values left where a real one goes: the `<value>` of a command copied whole, or a word meaning "change me" (an address in
+# brackets, `Me <me@example.org>`, is a display name's, not a placeholder).
+PLACEHOLDER = re.compile(
+    r"<(?![^<>@\s]+@[^<>@\s]+>)[A-Za-z][^<>]*>|^(changeme|change-me|change_me|replaceme|replace-me|replace_me|your[-_].*|xxx+)$", re.IGNORECASE
+)
 
 
 def looks_like_token(text: str) -> bool:
@@ -169,7 +187,8 @@ BMC_PASSWORDS = "bmcPasswords"
 _ALERT_SECRET = "alertReceiverSecret"  # noqa: S105 - the secret's config key, not a secret
 _IDENTITY_SECRET = "identityConnectorSecret"  # noqa: S105 - the secret's config key, not a secret
 _BCRYPT = "\"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
-_CONNECTOR_SECRETS = {
+# Each connector's secret, and the value its `pulumi config set --secret` command takes (stacks.identity says the same).
+CONNECTOR_SECRETS = {
     "github": ("the GitHub OAuth app's client secret", "<client secret>"),
     "ldap": ("the LDAP bind password", "<bind password>"),
     "static": ("the static admin's bcrypt hash (never the password itself)", _BCRYPT),
@@ -192,7 +211,7 @@ def _monitoring(parts: tuple[str | int, ...]) -> Destination:
 def _identity(config: Mapping[str, Any], named: str | None = None) -> Destination:
     """The connector's secret: of the connector the stack has, or (a made-up top-level key) the one its name says."""
     kind = named or _get(config, "identity", "connector", "type")
-    what, value = _CONNECTOR_SECRETS.get(kind if isinstance(kind, str) else "", ("the sign-in connector's secret", "<value>"))
+    what, value = CONNECTOR_SECRETS.get(kind if isinstance(kind, str) else "", ("the sign-in connector's secret", "<value>"))
     return Destination(_IDENTITY_SECRET, what=what, value=value)
 
 
@@ -367,6 +386,15 @@ def _walk(w: _Walk, value: Any, model: type[BaseModel] | None, parts: tuple[str 
     for k, v in value.items():
         key = str(k)
         here = (*parts, key)
+        if key in fields and model is not None and isinstance(v, str) and (form := _MISPLACED.get((model.__name__, key))) and form.match(v):
+            message, found = _say(
+                "holds 40 hex digits, a GitHub OAuth app's client secret, in plain text (the app's client id is the other value on "
+                "its page: Iv1. or Ov23 and 16 characters, or 20 hex digits)",
+                _identity(w.config, "github"),
+            )
+            w.add(Problem(_path(here), message), found)
+            out[k] = v  # the section is checked on as if the id were given: one mistake, one problem
+            continue
         if key in fields:
             inner = FREE_FORM.get((model.__name__, key)) if model is not None else None
             if inner is None and _placeholders(w, v, here):
@@ -374,7 +402,7 @@ def _walk(w: _Walk, value: Any, model: type[BaseModel] | None, parts: tuple[str 
                 continue
             out[k] = _walk(w, v, _innermost(fields[key]), here, inner)
             continue
-        in_place = model is not None and free is None and (model.__name__, key) in _IN_PLACE
+        in_place = model is not None and free is None and ((model.__name__, key) in _IN_PLACE or _secret_value(model, key, v, fields))
         holds = not isinstance(v, Mapping | list) and (
             free is None or (isinstance(v, str | int | float | Secure) and not isinstance(v, bool) and v != "")
         )
@@ -384,6 +412,12 @@ def _walk(w: _Walk, value: Any, model: type[BaseModel] | None, parts: tuple[str 
         # An unknown key (pydantic names it) or a free-form one: its credentials are found all the same.
         out[k] = _walk(w, v, None, here, free)
     return out
+
+
+def _secret_value(model: type[BaseModel], key: str, value: Any, fields: Mapping[str, Any]) -> bool:
+    """Whether an app secret entry's unknown key holds its value (`default: hunter2`, `initial: ...`): text under a key
+    that is no misspelling of the entry's own (`form: jellyfin` is `from`, and pydantic says so)."""
+    return model.__name__ == "AppSecret" and isinstance(value, str) and not difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
 
 
 def _placeholders(w: _Walk, value: Any, parts: tuple[str | int, ...]) -> bool:
@@ -438,17 +472,18 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
         host = (url.hostname or "").lower()
     except ValueError:
         return False
-    for form, service in CHAT_WEBHOOKS:
-        if form.search(host):
-            w.add(
-                Problem(
-                    path,
-                    f"https://{host}/... is {service}'s incoming webhook: its URL is itself the credential, here in plain text, and "
-                    f"{service} reads its own message form, not the JSON Alertmanager posts to a webhook; send alerts to ntfy (an app on "
-                    f"your phone) or e-mail instead, or to a bridge that reads Alertmanager's webhook ({SECRETS_DOC})",
-                )
+    by_host = (service for form, service in CHAT_WEBHOOKS if form.search(host))
+    service = next(by_host, None) or next((service for form, service in CHAT_WEBHOOK_PATHS if form.match(url.path)), None)
+    if service is not None:
+        w.add(
+            Problem(
+                path,
+                f"https://{host}/... is {service}'s incoming webhook: its URL is itself the credential, here in plain text, and "
+                f"{service} reads its own message form, not the JSON Alertmanager posts to a webhook; send alerts to ntfy (an app on "
+                f"your phone) or e-mail instead, or to a bridge that reads Alertmanager's webhook ({SECRETS_DOC})",
             )
-            return True
+        )
+        return True
     creds = [k for k, _ in parse_qsl(url.query, keep_blank_values=True) if k.lower() in _QUERY_CREDENTIALS]
     userinfo = url.netloc.rpartition("@")[0] if "@" in url.netloc else ""
     # A user and a password are a credential; a user alone only when it is a token (GitHub takes one as the user of an

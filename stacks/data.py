@@ -66,9 +66,13 @@ _EXPORT = re.compile(r"^/[^\s]*$")
 
 def parse_target(text: str) -> Target | str:
     """The target, or why it is neither an NFS export nor an S3 URL."""
+    if (why := _other_tools_form(text)) is not None:
+        return why
     parts = urlsplit(text.strip())
     example = "nfs://192.168.0.40/volume1/backups or s3://s3.example.com/bucket/folder"
     if parts.scheme == "nfs":
+        if parts.netloc.endswith(":") and parts.hostname:
+            return f"{text}: the colon after the server is mount's form (server:/export); in a URL the export follows the server: write nfs://{parts.hostname}{parts.path}"
         if not parts.hostname or not _EXPORT.match(parts.path or "") or parts.query or parts.fragment:
             return f"{text} is not an NFS export: write nfs://<server>/<export path> (e.g. {example})"
         return Target("nfs", parts.netloc, parts.path.rstrip("/") or "/")
@@ -76,11 +80,19 @@ def parse_target(text: str) -> Target | str:
         bucket, _, prefix = parts.path.lstrip("/").partition("/")
         if (why := _s3_form(text, parts.hostname or "", parts.port, bucket, prefix)) is not None:
             return why
+        if bucket and not _BUCKET.match(bucket) and _BUCKET.match(bucket.lower()):
+            return f"{text}: {bucket} is not an S3 bucket name, which is lower-case (S3's and MinIO's naming rules): write {bucket.lower()}, as the bucket is named"
         if not parts.netloc or not _HOST.match(parts.netloc) or not _BUCKET.match(bucket) or parts.query or parts.fragment:
             return f"{text} is not an S3 URL: write s3://<host>[:port]/<bucket>[/<folder>] (e.g. {example})"
         return Target("s3", parts.netloc, bucket, prefix.strip("/"), secure=parts.scheme == "s3")
     if parts.scheme in ("https", "http") and parts.hostname:
         scheme = "s3" if parts.scheme == "https" else "s3+http"
+        hosted = _VIRTUAL_HOSTED.match(parts.hostname)
+        if hosted is not None:
+            return (
+                f"{text} is the bucket's virtual-hosted address, an {parts.scheme} URL; an S3 target is the endpoint, then the bucket: "
+                f"write {scheme}://{hosted['endpoint']}/{hosted['bucket']}{parts.path.rstrip('/')}"
+            )
         return (
             f"{text} is an {parts.scheme} URL; an S3 target is written {scheme}://<host>[:port]/<bucket>[/<folder>] "
             f"({'https' if scheme == 's3' else 'plain http'}), e.g. {scheme}://{parts.netloc}{parts.path or '/<bucket>'}"
@@ -92,6 +104,25 @@ def parse_target(text: str) -> Target | str:
 _VIRTUAL_HOSTED = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<endpoint>s3[.-][a-z0-9.-]*amazonaws\.com)$")
 
 
+# restic's own repository forms (`s3:<endpoint>/<bucket>`, `s3:http://...`; restic's docs, "Amazon S3") and mount's NFS form
+# (`server:/export`): a user of those tools writes them so, and urlsplit would read them as something else.
+_RESTIC_S3 = re.compile(r"^s3:(?!//)(?P<rest>\S+)$")
+_MOUNT_NFS = re.compile(r"^(?P<server>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<export>/(?!/)\S*)$")
+
+
+def _other_tools_form(text: str) -> str | None:
+    """Why a target is in restic's or mount's form, with the URL Iluvatar reads, or None."""
+    restic = _RESTIC_S3.match(text.strip())
+    if restic is not None:
+        rest = restic["rest"]
+        url = "s3+http://" + rest[len("http://") :] if rest.startswith("http://") else "s3://" + rest.removeprefix("https://")
+        return f"{text} is restic's form (s3:<endpoint>/<bucket>); Iluvatar reads a URL, s3://<host>[:port]/<bucket>[/<folder>] (s3+http:// for plain http): write {url}"
+    mount = _MOUNT_NFS.match(text.strip())
+    if mount is not None:
+        return f"{text} is mount's form (server:/export); Iluvatar reads a URL: write nfs://{mount['server']}{mount['export'].rstrip('/') or '/'}"
+    return None
+
+
 def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -> str | None:
     """Why an S3 URL is in another tool's form, which this one reads differently, or None.
 
@@ -99,8 +130,12 @@ def _s3_form(text: str, host: str, port: int | None, bucket: str, prefix: str) -
     the bucket. A first part with no dot and no port is read as that form (an endpoint has a domain, an address or a
     port); a virtual-hosted address (`<bucket>.s3.<region>.amazonaws.com`) with no bucket after it, likewise."""
     hosted = _VIRTUAL_HOSTED.match(host)
-    if hosted is not None and not bucket:
-        return f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}"
+    if hosted is not None:
+        # With a path after it the path would be read as the bucket: the endpoint is never a bucket's own address.
+        rest = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
+        return (
+            f"{text} is the bucket's virtual-hosted address; the bucket goes after the endpoint: s3://{hosted['endpoint']}/{hosted['bucket']}{rest}"
+        )
     if host and "." not in host and port is None and host != "localhost":
         folder = f"/{bucket}{'/' + prefix if prefix else ''}" if bucket else ""
         return (

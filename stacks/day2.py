@@ -16,6 +16,7 @@ pair this table decides.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,12 @@ def k3s_release(version: str) -> tuple[int, int, int]:
     return release(version.split("+", 1)[0])
 
 
+def k3s_build(version: str) -> tuple[int, int, int, int]:
+    """`v1.33.6+k3s2` as (1, 33, 6, 2): k3s's own revision of one Kubernetes release (`+k3s1`, `+k3s2`...) comes last."""
+    revision = re.search(r"\+k3s(\d+)$", version)
+    return (*k3s_release(version), int(revision.group(1)) if revision else 0)
+
+
 def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
     """k3s moves forward one minor at a time, as Kubernetes does (its API server's version skew), and never back."""
     before = ainur.get("k3sVersion") if isinstance(ainur, Mapping) else None
@@ -136,7 +143,7 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
         return []
     now = stack.ainur.k3s_version
     new, old = k3s_release(now), k3s_release(before)
-    if new < old:
+    if k3s_build(now) < k3s_build(before):
         return [
             Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
         ]

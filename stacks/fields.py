@@ -11,7 +11,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from stacks.boards import BOARDS
@@ -140,3 +140,18 @@ class Model(BaseModel):
         validate_by_alias=True,
         validate_by_name=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """`port: true`, `generate: true`: pydantic's lax mode reads YAML's true as 1 and false as 0, a number the user
+        never wrote (a port 1, a 1-character password refused as "too small"); a key that takes a number refuses them."""
+        if isinstance(value, bool) and info.field_name is not None and _takes_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{show(value)} is a yes/no value, not a number; write the number this key takes")
+        return value
+
+
+def _takes_number(annotation: Any) -> bool:
+    """Whether a field's type takes an int or a float, and not a bool (`int | None` does; `bool | tuple[...]` does not)."""
+    args = {annotation, *getattr(annotation, "__args__", ())}
+    return bool(args & {int, float}) and bool not in args

@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from stacks.apps import under
+from stacks.credentials import CONNECTOR_SECRETS
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Identity, Network
 from stacks.rules import _static_address
@@ -40,7 +41,8 @@ NEEDS = {
 SECRET_IS = {
     "github": "the OAuth app's client secret",
     "ldap": "the bind password",
-    "static": "the admin's bcrypt password hash (htpasswd -nbBC 10 '' <password>)",
+    # htpasswd prints `:<hash>` (an empty user name, then the hash): the command that sets it keeps the hash alone.
+    "static": "the admin's bcrypt password hash, never the password itself",
 }
 
 
@@ -125,13 +127,19 @@ def _connector(identity: Identity, secrets: Collection[str]) -> Iterator[Problem
             yield Problem(f"{path}.{key}", f"is set, but type is {connector.type}, which does not use it")
     if connector.type == "ldap" and connector.host is not None:
         yield from _ldap_host(f"{path}.host", connector.host)
+    if connector.type == "ldap":
+        yield from _base_dns(path, connector.user_base_dn, connector.group_base_dn)
+    if connector.type == "github":
+        for i, org in enumerate(connector.orgs):
+            yield from _org(f"{path}.orgs[{i}]", org)
     if connector.groups and connector.type != "static":
         yield Problem(f"{path}.groups", f"is set, but type is {connector.type}, whose groups come from {connector.type} itself")
     if SECRET not in secrets:
         secret = f"iluvatar:{SECRET}"
         yield UnsetSecret(
             secret,
-            f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} <value>`",
+            f"is required: connector {connector.type} needs {SECRET_IS[connector.type]}; run `pulumi config set --secret {secret} "
+            f"{CONNECTOR_SECRETS[connector.type][1]}`",
             (secret,),
         )
 
@@ -141,8 +149,10 @@ def _groups(identity: Identity) -> Iterator[Problem]:
     static = identity.connector.groups if identity.connector.type == "static" else None
     for i, binding in enumerate(identity.groups):
         path = f"{IDENTITY}.groups[{i}]"
-        if identity.connector.type == "github" and identity.connector.orgs:
-            yield from _github_group(f"{path}.group", binding.group, identity.connector.orgs)
+        orgs = [org for org in identity.connector.orgs if GITHUB_LOGIN.match(org)]
+        if identity.connector.type == "github" and orgs:
+            # Against the orgs written as logins: one written as a URL is said once, at its own path.
+            yield from _github_group(f"{path}.group", binding.group, orgs)
         if binding.cluster_role not in CLUSTER_ROLES:
             yield Problem(
                 f"{path}.clusterRole",
@@ -186,6 +196,41 @@ def _github_group(path: str, group: str, orgs: Sequence[str]) -> Iterator[Proble
             f"{group}: {team or '(nothing)'} is not a team's slug, and Dex names each team by its slug (lower-case letters, digits, "
             f"'-' and '_': github.com/orgs/{org}/teams/<slug>); {fix}",
         )
+
+
+# A GitHub organisation's login, which Dex's connector matches against the user's orgs (github.com/<login>): letters,
+# digits and single hyphens, not at either end, up to 39 characters (GitHub's username rules).
+GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+_GITHUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?github\.com/([^/\s]+)/?$", re.IGNORECASE)
+
+
+def _org(path: str, org: str) -> Iterator[Problem]:
+    """An organisation Dex can ask GitHub about: its login, as github.com/<login> spells it. Dex puts each of connector.orgs
+    into the API path as written (dex v2.45.1, connector/github/github.go:346-350 groupsForOrgs, :650-656 userInOrg:
+    GET <api>/orgs/<org>/members/<user>), so a URL or an @-mention there finds no organisation and nobody signs in."""
+    if GITHUB_LOGIN.match(org):
+        return
+    url = _GITHUB_URL.match(org)
+    login = url.group(1) if url else org.strip().lstrip("@")
+    fix = f"write {login}" if GITHUB_LOGIN.match(login) else "write the organisation's login, as in github.com/<login>"
+    yield Problem(path, f"{org} is not a GitHub organisation's login, which is what Dex matches the user's organisations by; {fix}")
+
+
+# A distinguished name as LDAP reads one (RFC 4514): attribute=value pairs joined by commas, a comma in a value escaped.
+_DN = re.compile(r"^[A-Za-z][A-Za-z0-9-]*=(?:[^,=\\]|\\.)+(?:,\s*[A-Za-z][A-Za-z0-9-]*=(?:[^,=\\]|\\.)+)*$")
+
+
+def _base_dns(path: str, user_base: str | None, group_base: str | None) -> Iterator[Problem]:
+    """Where Dex searches for users and groups: a DN, the search request's BaseDN as written (dex v2.45.1,
+    connector/ldap/ldap.go:431 for users, :687 for groups); the directory refuses any other text as an invalid DN at the
+    first login, never at preview."""
+    for key, dn in (("userBaseDn", user_base), ("groupBaseDn", group_base)):
+        if dn is not None and not _DN.match(dn.strip()):
+            yield Problem(
+                f"{path}.{key}",
+                f"{dn} is not a distinguished name, which Dex searches under as written; write the whole DN, e.g. "
+                f"{'ou=people' if key == 'userBaseDn' else 'ou=groups'},dc=example,dc=org",
+            )
 
 
 # LDAP's plain ports and the TLS port of each: Dex dials the host with TLS (LDAPS) when the connector sets neither

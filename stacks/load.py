@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from stacks import chart_values as chart_rules
 from stacks import credentials
 from stacks import data as data_rules
+from stacks import discovery as discovery_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
 from stacks import logs as logs_rules
@@ -213,6 +214,15 @@ def parse_stack(
         _zone_names(parsed),
         present,
     )
+    if isinstance(identity, Identity):
+        taken.setdefault(identity.ip, "identity.ip (the Ainur's front door)")
+    problems += discovery_rules.check(
+        arda if isinstance(arda, Arda) else None,
+        ainur if isinstance(ainur, Ainur) else None,
+        "ainur" in values,
+        network if isinstance(network, Network) else None,
+        taken,
+    )
     backup = _section(values, "backup", problems)
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
@@ -294,11 +304,43 @@ def parse_stack(
 PROVIDER_NAMESPACES = frozenset({"cloudflare", "kubernetes", "talos", "command", "random", "tls"})
 
 
+DISABLE_DEFAULT_PROVIDERS = "disable-default-providers"
+
+
+def _no_namespace(full_key: str) -> str:
+    """A key with no `<namespace>:`, which Pulumi refuses with the whole stack file (sdk v3.272.0,
+    go/common/resource/config/key.go:45-70 ParseKey: "could not parse ... as a configuration key"), and the key meant."""
+    bare = re.sub(rf"^{NAMESPACE}[._\-/]", "", full_key, flags=re.IGNORECASE)
+    meant = bare if bare in ORDER or bare in SECRETS else _closest(bare, ORDER)
+    fix = f"write {NAMESPACE}:{meant}" if meant is not None else f"write it as {NAMESPACE}:<key> (its keys: {', '.join(ORDER)})"
+    return f"has no namespace, and Pulumi refuses a stack file with a config key not written <namespace>:<name>; {fix}"
+
+
 def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found]:
     """A key outside `iluvatar:` that nothing reads and the user meant for Iluvatar: a misspelt namespace (`iluvatr:`,
     `Ilúvatar:`), or a credential in a provider's own namespace (`cloudflare:apiToken`). Pulumi's own keys and other
     programs' namespaces are left to Pulumi."""
+    if not key and ":" not in full_key:
+        return [credentials.Found(Problem(full_key, _no_namespace(full_key)), None)]
     close = ns.lower() == NAMESPACE or difflib.SequenceMatcher(None, ns.lower(), NAMESPACE).ratio() >= 0.75
+    if not close and ns not in PROVIDER_NAMESPACES and ns != "pulumi" and (key in ORDER or key in SECRETS):
+        # Iluvatar's own key under another namespace (the stack's or the project's name, `homelab:monitoring`).
+        return [
+            credentials.Found(
+                Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped; did you mean {NAMESPACE}:{key}?"),
+                None,
+            )
+        ]
+    if ns == "pulumi" and key != DISABLE_DEFAULT_PROVIDERS and difflib.SequenceMatcher(None, key, DISABLE_DEFAULT_PROVIDERS).ratio() >= 0.8:
+        return [
+            credentials.Found(
+                Problem(
+                    full_key,
+                    f"is not a key the engine reads, so it is dropped and default providers stay on; did you mean pulumi:{DISABLE_DEFAULT_PROVIDERS}?",
+                ),
+                None,
+            )
+        ]
     if close and ns != NAMESPACE:
         known = f"; did you mean {NAMESPACE}:{key}?" if key in ORDER else f" (its keys: {', '.join(ORDER)})"
         return [credentials.Found(Problem(full_key, f"is in the namespace {ns}, which nothing reads, so the whole key is dropped{known}"), None)]
@@ -643,7 +685,8 @@ _PulumiYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
 def _secure_leaves(value: Any) -> Any:
     """A stack-file value with every `secure: v1:...` mapping, at any depth, as a Secure."""
     if isinstance(value, dict) and set(value) == {"secure"}:
-        return Secure(str(value["secure"]))
+        # Not text (`secure: [v1:...]`): shown as the file has it, in YAML's spelling; never ciphertext.
+        return Secure(value["secure"] if isinstance(value["secure"], str) else show(value["secure"]))
     if isinstance(value, dict):
         return {k: _secure_leaves(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -164,6 +164,64 @@ class Netboot(Model):
     lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
 
 
+# A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the
+# low 8 hex digits, lower case (raspberrypi/documentation eeprom-bootloader.adoc, TFTP_PREFIX: "9ffefdef/";
+# a Pi 5's 16-digit serial is cut to its low 8 too, rpi-eeprom#563). Upper case is accepted and lowered:
+# /proc/cpuinfo and the HDMI diagnostics screen print it in lower case, and dnsmasq's TFTP is case-sensitive.
+_PI_SERIAL = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+def _pi_serial(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'{value} is a number; quote the serial\'s 8 hex digits as a string (e.g. "9ffefdef")')
+    if not isinstance(value, str) or not _PI_SERIAL.match(value):
+        raise ValueError(
+            f"{show(value)} is not a Raspberry Pi serial as its bootloader asks TFTP under it: 8 hex digits, the last 8 of "
+            "`grep Serial /proc/cpuinfo` (e.g. 9ffefdef)"
+        )
+    return value.lower()
+
+
+PiSerial = Annotated[
+    str, BeforeValidator(_pi_serial, json_schema_input_type=_text(_PI_SERIAL.pattern, "9ffefdef", "a Raspberry Pi serial (8 hex digits)"))
+]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
+
+
+class PiImage(Model):
+    """The Ubuntu Server for Raspberry Pi image the netbooting maiar boot: its release, where it is, its SHA-256.
+
+    The default is Ubuntu 24.04.3 LTS (noble), whose boot partition keeps flash-kernel's flat layout (vmlinuz,
+    initrd.img and the device trees at its root; the A/B `current/` layout arrived in 25.10). The checksum is of
+    the `.img.xz` as cdimage.ubuntu.com's SHA256SUMS lists it; the builder refuses an image that does not match.
+    """
+
+    release: Annotated[str, _pattern(re.compile(r"^\d{2}\.\d{2}(\.\d+)?$"), "24.04.3", "Ubuntu release")] = "24.04.3"
+    url: Annotated[
+        str,
+        _pattern(
+            _IMAGE_URL,
+            "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz",
+            "image URL (.img.xz)",
+        ),
+    ] = "https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"
+    sha256: Annotated[
+        str, _pattern(_SHA256, "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56", "SHA-256 (64 lower-case hex digits)")
+    ] = "9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checksum_with_url(cls, data: object) -> object:
+        # The default checksum is the default image's: another URL with it would be refused by the builder only
+        # on the Pis, after `pulumi up` had started. Say so at preview.
+        if isinstance(data, dict) and "url" in data and "sha256" not in data:
+            raise ValueError(
+                "sets url without sha256: give the image's SHA-256 from the SHA256SUMS beside it, so the builder can check what it downloads"
+            )
+        return data
+
+
 class GitMirror(Model):
     """A mirror of the GitOps repository on the Ainur, so Arda can rebuild without the internet."""
 
@@ -185,6 +243,8 @@ class Ainur(Model):
     ssh_authorized_keys: tuple[Annotated[str, _pattern(_SSH_KEY, "ssh-ed25519 AAAAC3Nz... you@laptop", "SSH public key")], ...] = Field(min_length=1)
     netboot: Netboot = Field(default_factory=Netboot)
     git_mirror: GitMirror | None = None
+    # The image the netbooting maiar (nodes with boot: netboot) boot from the Ainur.
+    pi_image: PiImage = Field(default_factory=PiImage)
 
 
 _CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -205,6 +265,16 @@ class Cilium(Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class Discovery(Model):
+    """`iluvatar:arda.discovery`: a machine the inventory does not know that PXE-boots from the Ainur boots Talos
+    into maintenance mode (no config, no secret), so `iluvatar discover` can ask it what it is (stacks.discovery)."""
+
+    # The addresses the Ainur's DHCP lends such machines while they wait (netboot mode dhcp); unset: the DHCP range's.
+    pool: OrderedRange | None = None
+    # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
+    vlan: Label | None = None
+
+
 class Arda(Model):
     """Arda: the Talos Linux workload cluster."""
 
@@ -217,6 +287,8 @@ class Arda(Model):
     patches: tuple[TalosPatch, ...] = ()
     # By board: its schematic's extraKernelArgs, so its installer (and disk and PXE images) boot with them (plans.talos).
     kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
+    # Unknown machines boot into maintenance mode to be discovered; unset: they are not booted at all.
+    discovery: Discovery | None = None
 
 
 class ArgoCd(Model):
@@ -426,6 +498,8 @@ class Node(Model):
     retire: Annotated[bool | tuple[DiskPath, ...], BeforeValidator(_retire)] = False
     # How Pulumi powers this Arda machine on when it needs it (components.power); unset: by hand.
     power: Power | None = None
+    # A netbooting Pi's serial number: its bootloader asks TFTP for its files under it (plans.netboot.pis).
+    serial: PiSerial | None = None
 
     @property
     def retired_disks(self) -> tuple[str, ...]:
@@ -489,9 +563,20 @@ def _email(value: object) -> object:
     """An e-mail address; its domain, which DNS reads in any case, in lower case (the part before @ as written: only
     its own server may tell cases apart)."""
     if not isinstance(value, str) or not _EMAIL.match(value):
-        raise ValueError(f"{show(value)} is not a well-formed e-mail address (e.g. you@example.org)")
+        raise ValueError(f"{show(value)} is not a well-formed e-mail address ({_email_fix(value)})")
     local, _, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+def _email_fix(value: object) -> str:
+    """What to write instead: the address alone, out of a display name's brackets, one of a list, or an example."""
+    found = re.findall(r"[^@\s<>,;\[\]\"']+@[^@\s<>,;\[\]\"']+", value if isinstance(value, str) else show(value))
+    addresses = [a for a in found if _EMAIL.match(a)]
+    if len(addresses) > 1:
+        return f"one address: write one of {', '.join(addresses)}"
+    if addresses:
+        return f"write the address alone: {addresses[0]}"
+    return "e.g. you@example.org"
 
 
 EmailAddress = Annotated[str, BeforeValidator(_email, json_schema_input_type=_text(_EMAIL.pattern, "you@example.org", "an e-mail address"))]
@@ -532,6 +617,26 @@ class Edge(Model):
 _RETENTION = re.compile(r"^[1-9]\d*[hdwy]$")
 _VOLUME_SIZE = re.compile(r"^[1-9]\d*Gi$")
 _SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+
+
+def _host_port(what: str, port: int, example: str) -> Any:
+    """A host:port, as Alertmanager's smarthost and Dex's LDAP host take it: no scheme (`smtp://`, `ldaps://`), and a port
+    (neither program adds one); a value with either is refused with the host:port to write."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and _SMARTHOST.match(value):
+            return value
+        text = value.strip() if isinstance(value, str) else ""
+        bare = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", text).rstrip("/")
+        if bare != text and _SMARTHOST.match(bare):
+            raise ValueError(f"{show(value)} is not a well-formed {what}: it takes no scheme; write {bare}")
+        if re.fullmatch(r"[A-Za-z0-9.-]+", bare):
+            raise ValueError(f"{show(value)} is not a well-formed {what}: it has no port; write {bare}:{port}")
+        raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
+
+    return BeforeValidator(check, json_schema_input_type=_text(_SMARTHOST.pattern, example, f"a {what}"))
+
+
 _HTTPS_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 HttpUrl = Annotated[str, _pattern(_HTTPS_URL, "https://ntfy.sh/iluvatar-alerts", "http(s) URL")]
 
@@ -557,7 +662,7 @@ class EmailReceiver(Model):
 
     to: EmailAddress | None = None
     sender: EmailAddress | None = Field(default=None, alias="from")
-    smarthost: Annotated[str, _pattern(_SMARTHOST, "smtp.example.org:587", "SMTP host:port")] | None = None
+    smarthost: Annotated[str, _host_port("SMTP host:port", 587, "smtp.example.org:587")] | None = None
     username: str | None = Field(default=None, min_length=1)
 
 
@@ -607,7 +712,7 @@ class Connector(Model):
     # github: the organisations whose members may sign in; their teams are the groups (`org:team`).
     orgs: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # ldap: the directory (host:port, over TLS), who binds, where users and groups live.
-    host: Annotated[str, _pattern(_SMARTHOST, "ldap.example.org:636", "LDAP host:port")] | None = None
+    host: Annotated[str, _host_port("LDAP host:port", 636, "ldap.example.org:636")] | None = None
     bind_dn: str | None = Field(default=None, min_length=1)
     user_base_dn: str | None = Field(default=None, min_length=1)
     group_base_dn: str | None = Field(default=None, min_length=1)
@@ -692,6 +797,11 @@ class StackConfig(Model):
         if self.ainur is None or self.ainur.netboot.unknown_macs != "generic-worker":
             return None
         return self.ainur.netboot.generic_worker
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
+        return self.arda.discovery if self.ainur is not None else None
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""

@@ -13,6 +13,7 @@ output `storage`, stacks.storage.check_removals) and a version change no running
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,10 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import data, day2, identity, monitoring, power, storage
-from stacks.errors import StackConfigError
+from stacks import credentials, data, day2, identity, monitoring, power, storage
+from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
-from stacks.model import StackConfig
+from stacks.model import Identity, StackConfig
 from stacks.secrets import Secure
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
@@ -32,6 +33,8 @@ READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
 AINUR_OUTPUT = "ainur"
+# What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
+PLAIN = "[plain text]"
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,17 @@ def _decode(key: str, value: Any, secret: bool = True) -> Any:
         try:
             decoded = json.loads(value) if isinstance(value, str) else value
         except json.JSONDecodeError:
-            return Secure() if secret else "[plain text]"
+            return Secure() if secret else PLAIN
         if not isinstance(decoded, dict):
-            return Secure() if secret else "[plain text]"
+            return Secure() if secret else PLAIN
         return {
-            app: {name: (Secure() if secret else "[plain text]") for name in entries} if isinstance(entries, dict) else entries
+            app: {name: (Secure() if secret else PLAIN) for name in entries} if isinstance(entries, dict) else entries
             for app, entries in decoded.items()
         }
     if key.removeprefix(f"{NAMESPACE}:") in SECRETS:
         # parse_stack only needs to know it is there, and whether it was set as a secret (a Secure
         # value is ciphertext wherever it comes from); the value itself is never decoded.
-        return Secure() if secret else "[plain text]"
+        return Secure() if secret else PLAIN
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -125,7 +128,10 @@ def load() -> LoadedStack:
         ainur = day2.machines_of(outputs.get(AINUR_OUTPUT))
     except TypeError as e:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
-    if problems := storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT)):
+    # The one secret whose form decides whether it works (the static admin's hash), read as the engine decrypted it.
+    static_hash = runtime_config.get_config(f"{NAMESPACE}:{identity.SECRET}")
+    problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT))
+    if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
@@ -134,7 +140,8 @@ def load() -> LoadedStack:
     receiver = cfg.get_secret(monitoring.SECRET)
     connector = cfg.require_secret(identity.SECRET) if stack.identity is not None else None
     app_secrets = cfg.get_secret_object(data.APP_SECRETS)
-    bmc_passwords = cfg.get_secret_object(power.PASSWORDS) if any(n.power and n.power.bmc for n in stack.nodes) else None
+    # Set only where a machine is powered on by a BMC (stacks.power refuses a password for no BMC).
+    bmc_passwords = cfg.get_secret_object(power.PASSWORDS)
     return LoadedStack(
         stack,
         StackSecrets(
@@ -180,3 +187,34 @@ def last_outputs() -> dict[str, Any]:
             "is deployed without them"
         ) from None
     return dict(outputs)
+
+
+# A bcrypt hash as Dex takes a static password's: golang.org/x/crypto/bcrypt's form ($2a$, $2b$ or $2y$, a two-digit cost,
+# 53 characters of salt and hash), else Dex does not start (dex v2.45.1, cmd/dex/config.go:131-147: "malformed bcrypt
+# hash"); and a cost from bcrypt.DefaultCost (10) to 16, else every login is refused (server/server.go:568-572 and
+# server/api.go:26-31, :175-188 checkCost).
+# What an offline run (iluvatar.simulate, for `iluvatar render` and the tests) hands the program for a `secure:` value
+# it cannot decrypt: no hash to judge there, so the check is the engine's, at `pulumi preview`.
+UNDECRYPTED = "[secret]"
+BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+BCRYPT_COSTS = range(10, 17)
+
+
+def static_hash_problem(config: Identity | None, secret: str | None) -> list[Problem]:
+    """The static admin's secret as the engine decrypted it at preview: a bcrypt hash Dex takes, or the problem (never
+    the value). htpasswd prints `:<hash>`; a password set in its place would keep Dex from starting. Only here, where the
+    engine has decrypted it: `iluvatar validate` sees ciphertext."""
+    if config is None or config.connector.type != "static" or secret is None or secret == UNDECRYPTED:
+        return []
+    path = f"{NAMESPACE}:{identity.SECRET}"
+    command = f"`pulumi config set --secret {path} {credentials.CONNECTOR_SECRETS['static'][1]}`"
+    form = BCRYPT.match(secret)
+    if form is not None and int(form.group(1)) in BCRYPT_COSTS:
+        return []
+    if form is not None:
+        why = f"is a bcrypt hash of cost {form.group(1)}, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"
+    elif secret.startswith(":") and BCRYPT.match(secret[1:]):
+        why = "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"
+    else:
+        why = "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"
+    return [Problem(path, f"{why}; set it again with {command}")]

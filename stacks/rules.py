@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from stacks.apps import app_problems
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, version_tuple
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, DISCOVERY_BOARDS, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
@@ -524,6 +524,8 @@ def _kernel_args(p: Parsed) -> list[Problem]:
     used = {n.board for _, n in p.nodes if n.role in ARDA_ROLES}
     if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
         used.add(p.ainur.netboot.generic_worker.board)
+    if p.ainur_set and p.arda.discovery is not None:
+        used.update(DISCOVERY_BOARDS.values())
     return [
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",
@@ -537,18 +539,12 @@ def _kernel_args(p: Parsed) -> list[Problem]:
 
 def _netboot(p: Parsed) -> list[Problem]:
     """Which machines can boot from the Ainur, and how the Ainur answer unknown ones."""
-    out: list[Problem] = []
+    out: list[Problem] = _pi_netboot(p)
     for i, node in p.nodes:
-        if node.boot != "netboot":
+        if node.boot != "netboot" or node.role not in ARDA_ROLES:
             continue
         board = BOARDS[node.board]
-        if node.role not in ARDA_ROLES:
-            out.append(
-                Problem(
-                    node_path(i, "boot"), f"netboot installs Talos; {node.name} is {node.role}, which the Ainur do not netboot (flash its user-data)"
-                )
-            )
-        elif not p.ainur_set:
+        if not p.ainur_set:
             out.append(Problem(node_path(i, "boot"), "netboot needs iluvatar:ainur, which serves DHCP/PXE; set boot: disk or add the Ainur"))
         elif not board.netboot:
             out.append(
@@ -585,4 +581,71 @@ def _netboot(p: Parsed) -> list[Problem]:
             if not board.netboot:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
+    return out
+
+
+# The boards whose bootloader netboots as plans.netboot.pis serves it: the Raspberry Pi 4 and 5 EEPROM bootloaders.
+PI_NETBOOT_BOARDS = ("rpi4", "rpi5")
+
+
+def _pi_netboot(p: Parsed) -> list[Problem]:
+    """Which Ainur machines boot from the Ainur (a maia, by its Raspberry Pi bootloader), and the serial it asks TFTP under."""
+    out: list[Problem] = []
+    valar = [n for _, n in p.nodes if n.role == "valar"]
+    serials: dict[str, tuple[int, str]] = {}
+    for i, node in p.nodes:
+        if node.role not in AINUR_ROLES:
+            if node.serial is not None:
+                out.append(
+                    Problem(
+                        node_path(i, "serial"), f"is a Raspberry Pi's, read only for a maia with boot: netboot; {node.name} is {node.role}: remove it"
+                    )
+                )
+            continue
+        if node.serial is not None:
+            if node.serial in serials:
+                k, other = serials[node.serial]
+                out.append(
+                    Problem(
+                        node_path(i, "serial"),
+                        f"{node.serial} is already nodes[{k}].serial ({other}); each Pi's bootloader asks TFTP under its own serial",
+                    )
+                )
+            else:
+                serials[node.serial] = (i, node.name)
+        if node.boot != "netboot":
+            if node.serial is not None:
+                out.append(
+                    Problem(
+                        node_path(i, "serial"),
+                        "is read only with boot: netboot (the Pi's bootloader asks TFTP under it); set boot: netboot or remove it",
+                    )
+                )
+            continue
+        if node.role == "valar":
+            first = bool(valar) and valar[0].name == node.name
+            why = (
+                "the first valar starts the Ainur, and something must serve the first boot"
+                if first
+                else "a valar is a k3s server and etcd member, and the Ainur must run to serve the netboot that boots it"
+            )
+            out.append(Problem(node_path(i, "boot"), f"netboot is for maiar: {why}; set boot: disk and flash its card"))
+            continue
+        if node.board not in PI_NETBOOT_BOARDS:
+            board = BOARDS[node.board]
+            out.append(
+                Problem(
+                    node_path(i, "boot"),
+                    f"a maia netboots with the Raspberry Pi bootloader ({', '.join(PI_NETBOOT_BOARDS)}); {node.name} is a {board.name} "
+                    f"({board.description}): set boot: disk",
+                )
+            )
+        if node.serial is None:
+            out.append(
+                Problem(
+                    node_path(i, "serial"),
+                    "is required with boot: netboot: the Pi's bootloader asks TFTP for its files under it; "
+                    "set the last 8 hex digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
+                )
+            )
     return out

@@ -152,6 +152,20 @@ def compatibility(pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]
     return [(c["upgrade"], c["kubernetes"]) for c in json.loads(result.stdout)["compat"]]
 
 
+def match_disks(config: str, disks: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Which of a machine's disks (block.DiskSpec as Go spells its fields: DevPath, Model, Serial, Transport, ...) a
+    config's install disk selector picks, by each build's machinery (its CEL evaluation, blockhelpers.MatchDisks), in
+    the order Talos takes them (it installs to the first); a failure of the config's RuntimeValidate against those
+    disks raises."""
+    out: dict[str, list[str]] = {}
+    for binary, version in zip(build(), (PROVIDER_VERSION, NODE_VERSION), strict=True):
+        (result,) = _run(binary, version, {"mode": "match", "machines": [{"name": "m", "config": config, "disks": list(disks)}]})
+        if _problems(result):
+            raise TalosCheckError(f"Talos {version} matched no disk: {'; '.join(_problems(result))}")
+        out[version] = list(result.get("matched") or [])
+    return out
+
+
 def check_stack_files(paths: Sequence[str | Path]) -> list[Verdict]:
     """Every machine of each stack file, as the program asks the provider for it, in one batch."""
     from iluvatar.simulate import simulate  # the Pulumi SDK only when a stack is simulated

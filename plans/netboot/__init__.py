@@ -29,6 +29,7 @@ Every name is re-exported here: callers use `from plans import netboot; netboot.
 """
 
 from plans.netboot.base import (
+    DISCOVERY_HOSTNAME,
     GENERIC_WORKER,
     HOST_CACHE,
     HTTP_ROOT,
@@ -40,6 +41,7 @@ from plans.netboot.base import (
     base_url,
     config_macs,
     config_nodes,
+    discovery_script,
     mac_name,
     netboot_nodes,
     service_ip,
@@ -59,6 +61,7 @@ __all__ = [
     "CLIENT_ARCH",
     "CURL_IMAGE",
     "DEBIAN_IMAGE",
+    "DISCOVERY_HOSTNAME",
     "DNSMASQ_IMAGE",
     "EVICTION_SECONDS",
     "GENERIC_WORKER",
@@ -85,6 +88,7 @@ __all__ = [
     "config_digest",
     "config_macs",
     "config_nodes",
+    "discovery_script",
     "dns_records",
     "dnsmasq_conf",
     "fetch_assets_script",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from stacks.boards import DISCOVERY_BOARDS
 from stacks.model import Node, StackConfig
 
 NAMESPACE = "netboot"
@@ -19,6 +20,9 @@ HTTP_ROOT = "/usr/share/nginx/html"
 # pod starts on any Pi without the internet (after a power cut the ISP link may be the last up).
 HOST_CACHE = "/var/lib/iluvatar/netboot"
 GENERIC_WORKER = "generic-worker"
+# A machine being discovered (arda.discovery) asks DHCP as `discovery-<arch>-<mac>` (Talos's talos.hostname, set by its
+# iPXE script), which is how the Ainur's dnsmasq keeps it in the discovery pool and how `iluvatar discover` finds it.
+DISCOVERY_HOSTNAME = "discovery-"
 
 
 def mac_name(mac: str) -> str:
@@ -49,7 +53,14 @@ def asset_boards(stack: StackConfig) -> list[str]:
     boards = {n.board for n in netboot_nodes(stack)}
     if stack.generic_worker is not None:
         boards.add(stack.generic_worker.board)
+    if stack.discovery is not None:
+        boards.update(DISCOVERY_BOARDS.values())
     return sorted(boards)
+
+
+def discovery_script(arch: str) -> str:
+    """The iPXE script a machine being discovered boots with, by the architecture its iPXE reports."""
+    return f"discovery-{arch}.ipxe"
 
 
 def config_macs(stack: StackConfig) -> list[str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from plans import talos
 from plans.netboot import cmdline
-from plans.netboot.base import GENERIC_WORKER, base_url, config_nodes, mac_name, netboot_nodes, service_ip
+from plans.netboot.base import DISCOVERY_HOSTNAME, GENERIC_WORKER, base_url, config_nodes, discovery_script, mac_name, netboot_nodes, service_ip
+from stacks.boards import DISCOVERY_BOARDS
 from stacks.model import StackConfig
 
 # Talos' kernel arguments for bare metal (Talos PXE guide).
@@ -21,7 +22,7 @@ TALOS_KERNEL_ARGS = (
 
 def boot_script(stack: StackConfig) -> str:
     """boot.ipxe: a known machine chains to its own script; an unknown one is told so (or booted
-    as the generic worker). Each failure names the step and the URL that failed."""
+    to be discovered, or as the generic worker). Each failure names the step and the URL that failed."""
     assert stack.ainur is not None
     generic = stack.generic_worker is not None
     base = base_url(stack)
@@ -33,7 +34,16 @@ def boot_script(stack: StackConfig) -> str:
     for node in sorted(netboot_nodes(stack), key=lambda n: n.mac):
         lines.append(f"iseq ${{mac:hexhyp}} {mac_name(node.mac)} && goto known ||")
     lines += ["goto unknown", ":known", "set script ${iluvatar}/ipxe/${mac:hexhyp}.ipxe", "chain ${script} || goto failed", "exit", ":unknown"]
-    if generic:
+    if stack.discovery is not None:
+        # Its iPXE says which architecture it runs (`${buildarch}`: i386 or x86_64 on a PC, arm64 on an arm64 server).
+        lines += [
+            "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
+            "iseq ${buildarch} arm64 && set arch arm64 || set arch amd64",
+            "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
+            "chain ${script} || goto failed",
+            "exit",
+        ]
+    elif generic:
         lines += [
             "echo Iluvatar: ${mac} is not in the inventory; booting it as a generic worker (netboot.unknownMacs)",
             f"set script ${{iluvatar}}/ipxe/{GENERIC_WORKER}.ipxe",
@@ -58,9 +68,9 @@ def asset_dir(board: str) -> str:
     return f"/assets/{board}"
 
 
-def kernel_line(stack: StackConfig, board: str, config_name: str | None) -> str:
+def kernel_line(stack: StackConfig, board: str, config_name: str | None, extra: str = "") -> str:
     """The iPXE `kernel` line. `initrd=` names the initramfs for UEFI's EFI stub, which boots
-    without it; `talos.config=` only for machines that are served a config."""
+    without it; `talos.config=` only for machines that are served a config; `extra`, Iluvatar's own last."""
     base = base_url(stack)
     # The board's own (arda.kernelArgs): Image Factory's bare kernel carries none of its schematic's
     # (image-factory v1.0.3 internal/profile/profile.go:457), and the installed system has them from its installer,
@@ -70,18 +80,20 @@ def kernel_line(stack: StackConfig, board: str, config_name: str | None) -> str:
     line = f"kernel {base}{asset_dir(board)}/vmlinuz initrd=initramfs.xz {args}"
     if config_name is not None:
         line += f" talos.config={base}/configs/{config_name}.yaml"
+    if extra:
+        line += f" {extra}"
     return line
 
 
-def node_script(stack: StackConfig, board: str, config_name: str | None, comment: str) -> str:
+def node_script(stack: StackConfig, board: str, config_name: str | None, comment: str, mode: str = "", extra: str = "") -> str:
     """One machine's iPXE script: the Talos kernel for its board, with its config URL if it gets one."""
     base = base_url(stack)
     assets = f"{base}{asset_dir(board)}"
-    mode = "its machine config at talos.config" if config_name else "maintenance mode; Pulumi applies its config"
+    mode = mode or ("its machine config at talos.config" if config_name else "maintenance mode; Pulumi applies its config")
     return (
         "#!ipxe\n"
         f"# {comment}: Talos {stack.arda.talos_version}, {mode}\n"
-        f"{kernel_line(stack, board, config_name)} || goto kernel\n"
+        f"{kernel_line(stack, board, config_name, extra)} || goto kernel\n"
         f"initrd --name initramfs.xz {assets}/initramfs.xz || goto initrd\n"
         "boot || goto boot\n"
         ":kernel\n"
@@ -106,6 +118,20 @@ def scripts(stack: StackConfig) -> dict[str, str]:
     for node in netboot_nodes(stack):
         name = mac_name(node.mac)
         out[f"{name}.ipxe"] = node_script(stack, node.board, name if node.name in served else None, f"{node.name} ({node.role})")
+    if stack.discovery is not None:
+        # No talos.config: Talos boots into maintenance mode, installs nothing and is given no secret. Its name on
+        # the LAN is `discovery-<arch>-<mac>` (talos.hostname: internal/app/machined/pkg/controllers/network/cmdline.go:87-90
+        # at v1.12.4), which Talos sends DHCP (option 12, operator/dhcp4.go:503-537) and dnsmasq keys the discovery pool
+        # on; `iluvatar discover` reads the architecture there (a Talos 1.12 maintenance API answers no Version to anyone).
+        for arch, board in DISCOVERY_BOARDS.items():
+            out[discovery_script(arch)] = node_script(
+                stack,
+                board,
+                None,
+                f"an unknown {arch} machine, to be discovered (arda.discovery)",
+                mode="maintenance mode, no config: `iluvatar discover` reads what it is",
+                extra=f"talos.hostname={DISCOVERY_HOSTNAME}{arch}-${{mac:hexhyp}}",
+            )
     gw = stack.generic_worker
     if gw is not None:
         out[f"{GENERIC_WORKER}.ipxe"] = node_script(stack, gw.board, GENERIC_WORKER, "an unknown machine, as a generic worker")

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from plans import talos
+from plans.netboot import pi_pods
 from plans.netboot.base import NAMESPACE, asset_boards, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.dnsmasq import dnsmasq_conf
@@ -17,6 +18,7 @@ from plans.netboot.ipxe import scripts
 from plans.netboot.kube_vip import kube_vip_services
 from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_leases_script
 from plans.netboot.nginx import nginx_conf
+from plans.netboot.pis import netboot_pis
 from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
 from stacks.boards import BOARDS
 from stacks.model import StackConfig
@@ -54,6 +56,13 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
         "save-leases.sh": save_leases_script(),
         "fetch-ipxe.sh": fetch_ipxe_script(),
     }
+    # The netbooting maiar's steps, volumes and placement (plans.netboot.pi_pods); nothing without one.
+    cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs)
+    pi_pods.with_pis(stack, cache_spec, netboot_spec)
+    cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels}, "spec": cache_spec}
+    if netboot_pis(stack):
+        # The image or a Pi's files changed: each Pi's cache runs its steps again.
+        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods._digest(pi_pods.pi_config(stack))}
     leases_rules = [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [LEASES_CONFIGMAP], "verbs": ["get", "update"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
@@ -76,12 +85,12 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
             "apiVersion": "apps/v1",
             "kind": "DaemonSet",
             "metadata": _meta("netboot-cache", cache_labels),
-            "spec": {"selector": {"matchLabels": cache_labels}, "template": {"metadata": {"labels": cache_labels}, "spec": cache_pod()}},
+            "spec": {"selector": {"matchLabels": cache_labels}, "template": cache_template},
         },
         _single_pod(
             "netboot",
             labels,
-            netboot_pod(config_macs),
+            netboot_spec,
             annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records)},
         ),
         {
@@ -99,6 +108,7 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
                 "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
             },
         },
+        *pi_pods.manifests(stack),
         *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
     ]

@@ -86,12 +86,26 @@ def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
         f"  {ILUVATAR} render lab --out render/lab, then read render/lab/plan.txt",
         f"  cp Pulumi.lab.yaml {ROOT}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml",
         "  pulumi stack init lab",
-        "  pulumi config set --secret iluvatar:identityConnectorSecret <value>",
+        "  pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\"",
         "  pulumi config set --secret iluvatar:backupS3AccessKeyId <value>",
         "  pulumi config set --secret iluvatar:backupS3SecretAccessKey <value>",
         f"  {ILUVATAR} validate lab",
         "  pulumi preview",
     ]
+
+
+def test_a_static_admins_stack_renders_once_its_secret_is_set(tmp_path: Path) -> None:
+    """Offline, the static admin's hash is ciphertext: render goes on, and the hash's form is judged at preview."""
+    flags = ["--gitops", "https://github.com/you/lab.git", "--identity", "static=you@example.org"]
+    assert iluvatar("init", "lab", *MINIMAL_FLAGS, *flags, cwd=tmp_path).returncode == 0
+    stack_file = tmp_path / "Pulumi.lab.yaml"
+    # What `pulumi config set --secret` writes: the stack's salt, and the value under config.
+    stack_file.write_text(SALT_LINE + stack_file.read_text())
+    with stack_file.open("a") as f:
+        f.write("  iluvatar:identityConnectorSecret:\n    secure: v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ=\n")
+    result = iluvatar("render", "lab", "--out", str(tmp_path / "render"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "render" / "plan.txt").is_file()
 
 
 def test_the_file_is_in_the_form_pulumi_writes(tmp_path: Path) -> None:
@@ -449,16 +463,19 @@ def test_what_the_flags_leave_out_is_asked_with_the_default_init_would_take() ->
         ("machine 1: role (valar, maiar: a Pi of the Ainur; valinor: a control plane; istari: a worker)", "valinor"),
         ("machine 1: board (generic-arm64, generic-x86, rk1, rpi4, rpi5)", "rpi5"),
         ("machine 1: IP (Enter: the next free one)", ""),
+        ("machine 1: disk the OS installs on, wiped", "/dev/mmcblk0"),
         ("machine 2: name (Enter when done)", ""),
         ("machine 2: MAC", None),
         ("machine 2: role (valar, maiar: a Pi of the Ainur; valinor: a control plane; istari: a worker)", "valinor"),
         ("machine 2: board (generic-arm64, generic-x86, rk1, rpi4, rpi5)", "generic-x86"),
         ("machine 2: IP (Enter: the next free one)", ""),
+        ("machine 2: disk the OS installs on, wiped", "/dev/sda"),
         ("machine 2: name (Enter when done)", ""),
         ("machine 2: MAC", None),
         ("machine 2: role (valar, maiar: a Pi of the Ainur; valinor: a control plane; istari: a worker)", "valinor"),
         ("machine 2: board (generic-arm64, generic-x86, rk1, rpi4, rpi5)", "generic-x86"),
         ("machine 2: IP (Enter: the next free one)", ""),
+        ("machine 2: disk the OS installs on, wiped", "/dev/sda"),
         ("machine 3: name (Enter when done)", ""),
         ("SSH public key the Pis let in (a key, or its .pub file)", init._default_key()),
         ("GitOps repository URL for Argo CD (- for none)", "-"),
@@ -468,11 +485,11 @@ def test_what_the_flags_leave_out_is_asked_with_the_default_init_would_take() ->
         ("Cloudflare account id, to publish apps through a tunnel (- for none)", "-"),
     ]
     assert said == [
-        "--machine name=node,mac=zz,role=valinor,board=generic-x86: zz is not a MAC address (e.g. d8:3a:dd:12:34:56); asking for machine 2 again"
+        "--machine name=node,mac=zz,role=valinor,board=generic-x86,disk=/dev/sda: zz is not a MAC address (e.g. d8:3a:dd:12:34:56); asking for machine 2 again"
     ]
     assert [m.given for m in got.machines] == [
-        "name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5",
-        "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86",
+        "name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5,disk=/dev/mmcblk0",
+        "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86,disk=/dev/sda",
     ]
     assert (got.gitops, got.identity, got.monitoring, got.backup, got.cloudflare) == (
         "https://github.com/you/lab.git",
@@ -481,6 +498,52 @@ def test_what_the_flags_leave_out_is_asked_with_the_default_init_would_take() ->
         None,
         None,
     )
+
+
+def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> None:
+    """At a terminal one mistyped answer costs that answer: each is checked as the flag would be, said against what was
+    typed (not a flag the user never gave), and its question asked again; nothing answered before is lost."""
+    script = {
+        "LAN, in CIDR form (e.g. 192.168.0.0/24)": ["10.20.0.1/24", "10.20.0.0/24"],
+        "router (gateway)": ["10.20.0.300", ""],
+        "DHCP range (the router's or the Ainur's)": ["10.20.0.200-10.20.0.100", ""],
+        "machine 1: name": ["pi"],
+        "machine 1: MAC": ["d8:3a:dd:10:00:01"],
+        "machine 1: role (valar, maiar: a Pi of the Ainur; valinor: a control plane; istari: a worker)": ["valar"],
+        "machine 2: name (Enter when done)": ["node", ""],
+        "machine 2: MAC": ["a8:b8:e0:20:00:01"],
+        "SSH public key the Pis let in (a key, or its .pub file)": ["~/no-such-key.pub", KEY],
+        "GitOps repository URL for Argo CD (- for none)": ["https://github.com/you/lab.git"],
+        "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)": [
+            "https://ntfy.sh/lab-alerts",
+            "ntfy=https://ntfy.sh/lab-alerts",
+        ],
+        "sign-in: github=<org>,client-id=<id> or static=<admin e-mail> (- for none)": ["admin@example.org", "static=admin@example.org"],
+        "backups to nfs://<server>/<export> or s3://<host>/<bucket> (- for none)": ["10.20.0.5:/volume1/backups", "nfs://10.20.0.5/volume1/backups"],
+    }
+    said: list[str] = []
+
+    def ask(question: str, default: str | None) -> str:
+        left = script.get(question)
+        return (left.pop(0) if left else "") or default or ""  # Enter takes the default, as at the terminal
+
+    got = init.ask_missing(init.Answers(stack="lab"), ask, said.append)
+    assert said == [
+        "  10.20.0.1/24: has host bits set; the network is 10.20.0.0/24; asked again",
+        "  10.20.0.300 is not an IPv4 address (e.g. 192.168.0.1); asked again",
+        "  10.20.0.200-10.20.0.100: write it as START-END, two IPv4 addresses, the first the lower; asked again",
+        "  ~/no-such-key.pub: is neither an OpenSSH public key (ssh-ed25519 AAAA...) nor a .pub file that exists; asked again",
+        "  https://ntfy.sh/lab-alerts: write it as ntfy=https://ntfy.sh/<topic>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port>; asked again",
+        "  admin@example.org: write it as github=<org>,client-id=<OAuth app client id>[,team=<team slug>] or static=<admin e-mail>; asked again",
+        "  10.20.0.5:/volume1/backups is mount's form (server:/export); Iluvatar reads a URL: write nfs://10.20.0.5/volume1/backups; asked again",
+    ]
+    assert (got.lan, got.gateway, got.dhcp_range, got.ssh_key) == ("10.20.0.0/24", "10.20.0.1", "10.20.0.100-10.20.0.199", KEY)
+    assert (got.monitoring, got.identity, got.backup) == (
+        "ntfy=https://ntfy.sh/lab-alerts",
+        "static=admin@example.org",
+        "nfs://10.20.0.5/volume1/backups",
+    )
+    init.build(got, Path("Pulumi.lab.yaml"))  # and the whole session makes a stack that validates
 
 
 def _terminal(args: list[str], cwd: Path, answers: list[str], timeout: float = 60) -> tuple[int, str]:
@@ -525,8 +588,10 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
         "valar",
         "",
         "",
+        "",
         "node-1",
         "a8:b8:e0:20:00:01",
+        "",
         "",
         "",
         "",

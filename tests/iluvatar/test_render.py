@@ -521,3 +521,59 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
     result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "bad.json"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: --previous {tmp_path / 'bad.json'}: {message}")
+
+
+def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Path) -> None:
+    """With eonwe a netbooting Pi 4 and ilmare a Pi 5: the image, what to set in each Pi's EEPROM, what each is served,
+    and the NFS server, the only privileged container of the netboot namespace (issue #41)."""
+    from plans.netboot import nfs, pis
+
+    boot = {"iluvatar:nodes[1].board": "rpi4", "iluvatar:nodes[1].boot": "netboot", "iluvatar:nodes[1].serial": "9ffefdef",
+            "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}  # fmt: skip
+    stack_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), boot), stack="homelab"))
+    sim = simulate.simulate(stack_file)
+    files = render_files(sim)
+    from stacks import parse_stack
+
+    # Each netbooting maia joins only once the NFS server of its root (and the rest of netboot) serves, after the Pis
+    # with cards, one after the other in inventory order.
+    joins = {r.name: r for r in sim.registrations if r.name.endswith("-join")}
+    assert [n for n in joins] == ["ainur-manwe-join", "ainur-eonwe-join", "ainur-ilmare-join"]
+    by_urn = {r.urn: r.name for r in sim.registrations}
+    eonwe_after = {by_urn.get(u, u) for u in joins["ainur-eonwe-join"].dependencies}
+    assert {
+        "netboot-deployment-pi-nfs",
+        "netboot-deployment-netboot",
+        "netboot-daemonset-netboot-cache",
+        "ainur-manwe-join",
+        "ainur-manwe-k3s",
+    } <= eonwe_after
+    assert {"ainur-eonwe-join", "ainur-eonwe-k3s"} <= {by_urn.get(u, u) for u in joins["ainur-ilmare-join"].dependencies}
+
+    stack = parse_stack(dict(stack_file.config))
+    eonwe, ilmare = stack.nodes[1], stack.nodes[2]
+    assert files["netboot/pis/image.txt"] == (
+        "Ubuntu 24.04.3 for Raspberry Pi\n"
+        "url: https://cdimage.ubuntu.com/releases/24.04.3/release/ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz\n"
+        "sha256: 9bb1799cee8965e6df0234c1c879dd35be1d87afe39b84951f278b6bd0433e56\n"
+        "folder: /var/lib/iluvatar/netboot/pi-images/ubuntu-24.04.3-9bb1799cee89\n"
+    )
+    assert files["netboot/pis/eonwe/bootconf.txt"] == pis.eeprom_config(stack, eonwe)
+    assert files["netboot/pis/ilmare/boot.cmdline.txt"] == pis.cmdline(stack, ilmare)
+    assert (
+        files["netboot/pis/ilmare/root.var.lib.cloud.seed.nocloud.user-data"]
+        == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]
+    )
+    assert files["netboot/pis/ganesha.conf"] == nfs.ganesha_conf(stack)
+    privileged = sorted(
+        f"{path.rsplit('/', 1)[1]}:{c['name']}"
+        for path, text in files.items()
+        if path.startswith("kubernetes/ainur/netboot/")
+        for doc in [yaml.safe_load(text)]
+        if doc.get("kind") in ("Deployment", "DaemonSet")
+        for c in [*doc["spec"]["template"]["spec"].get("initContainers", []), *doc["spec"]["template"]["spec"]["containers"]]
+        if (c.get("securityContext") or {}).get("privileged")
+    )
+    assert privileged == ["Deployment-pi-nfs.yaml:nfs"]
+    claim = yaml.safe_load(files["kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml"])
+    assert (claim["spec"]["storageClassName"], claim["spec"]["resources"]["requests"]["storage"]) == ("longhorn", "40Gi")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plans import netboot
+from stacks.boards import DISCOVERY_BOARDS
 from stacks.model import Node
 from tests.netns.lan import Lan
 from tests.tools import require
@@ -77,22 +78,43 @@ class Machine:
         return next(n for n in self.lan.stack.nodes if n.mac == self.mac)
 
     @property
+    def known(self) -> bool:
+        return any(n.mac == self.mac for n in self.lan.stack.nodes)
+
+    @property
+    def board(self) -> str:
+        """Its board: the inventory's, or for an unknown machine the one it is discovered as (by its architecture)."""
+        return self.node.board if self.known else DISCOVERY_BOARDS["arm64" if self.firmware == "arm64" else "amd64"]
+
+    @property
     def last_file(self) -> str:
         """The last file its chain fetches from the LAN's stand-ins: the initramfs on BIOS; the kernel on UEFI,
         whose iPXE refuses the stand-in kernel (no EFI image) once fetched, and so never asks for the initramfs."""
-        return f"/assets/{self.node.board}/{'initramfs.xz' if self.firmware == 'bios' else 'vmlinuz'}"
+        return f"/assets/{self.board}/{'initramfs.xz' if self.firmware == 'bios' else 'vmlinuz'}"
 
     @property
     def reserved_ip(self) -> str:
         return str(self.node.ip)
 
+    @property
+    def address(self) -> str | None:
+        """Where it fetches from: its reserved address, or an unknown machine's lease (the Ainur's, else the router's)."""
+        if self.known:
+            return self.reserved_ip
+        for leases in (self.lan.root / "leases" / "dnsmasq.leases", self.lan.root / "router.leases"):
+            for line in leases.read_text().splitlines() if leases.exists() else []:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1] == self.mac:
+                    return fields[2]
+        return None
+
     def done(self) -> bool:
-        """Booted: it fetched its chain's last file from its reserved address. Not merely its script: the machines
+        """Booted: it fetched its chain's last file from its own address. Not merely its script: the machines
         are stopped once all are done, and one stopped between its script and its kernel fails its test. Not
         booted: its firmware gave up on the network."""
         if self.finished is None:
             # From its own address: machines of one board share their kernel's path.
-            booted = self.boots and (self.reserved_ip, self.last_file) in {(c, path) for c, path, _ in self.lan.requests()}
+            booted = self.boots and (self.address, self.last_file) in {(c, path) for c, path, _ in self.lan.requests()}
             gave_up = not self.boots and self.debug_log.exists() and b"enter handle_18" in self.debug_log.read_bytes()
             if booted or gave_up:
                 self.finished = time.monotonic()

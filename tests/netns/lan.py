@@ -13,20 +13,25 @@ Namespaces, all private to this test run (traffic never leaves them):
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from plans import netboot
+from plans.netboot import pi_pods
+from plans.netboot import pis as pis_plan
 from stacks import StackConfig
 from tests.tools import require
 from tools import debian
@@ -43,6 +48,7 @@ IPXE_USERCLASS = "0x4d:69505845"  # option 77, "iPXE"
 PXE_VENDOR = "PXEClient:Arch:00000:UNDI:002001"
 # What the router's DNS answers for the outside world, so forwarding shows.
 OUTSIDE_NAME, OUTSIDE_IP = "example.org", "203.0.113.7"
+REPO = Path(__file__).resolve().parents[2]
 ROUTER_IPV6 = "fd00:1::1"
 
 
@@ -96,6 +102,20 @@ def write_served_tree(root: Path, stack: StackConfig) -> None:
         (http / "assets" / board).mkdir(parents=True)
         (http / "assets" / board / "vmlinuz").write_bytes(b"stand-in kernel for " + board.encode())
         (http / "assets" / board / "initramfs.xz").write_bytes(b"stand-in initramfs for " + board.encode())
+
+
+def write_pi_tftp(root: Path, stack: StackConfig, image: Path) -> None:
+    """The netbooting Pis' TFTP folders, made by the program's own script (plans.netboot.pis.tftp_script) from the
+    image's boot tree and each Pi's files, as the netboot pod's cache does it."""
+    pis = root / "pi-files"
+    # Laid out as the kubelet projects the pi-netboot ConfigMap's items into the cache pod (plans.netboot.pi_pods).
+    for rel, text in pi_pods.project(stack, "boot").items():
+        (pis / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pis / rel).write_text(text)
+    pis.mkdir(exist_ok=True)
+    script = root / "pi-tftp.sh"
+    script.write_text(pis_plan.tftp_script())
+    subprocess.run(["sh", str(script)], check=True, env={**os.environ, "TFTP_ROOT": str(root / "tftp"), "IMAGE": str(image), "PIS": str(pis)})
 
 
 @dataclass
@@ -168,6 +188,30 @@ class Lan:
             self.clients[mac] = ns
         return self.clients[mac]
 
+    def host(self, key: str, ip: str) -> str:
+        """Another machine on the switch at `ip` (a second Pi that takes the service address over)."""
+        ns = f"{self.prefix}{key}"
+        if ns not in self.clients.values():
+            sh("ip", "netns", "add", ns)
+            self._plug(ns, f"{self.prefix}h{key}")
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+            in_ns(ns, "ip", "addr", "add", f"{ip}/{self.stack.network.lan.prefixlen}", "dev", "eth0")
+            in_ns(ns, "ip", "link", "set", "eth0", "up")
+            self.clients[f"host-{key}"] = ns
+        return ns
+
+    def announce(self, ns: str, ip: str) -> None:
+        """A gratuitous ARP for `ip` from `ns`'s eth0, as kube-vip sends when it takes an address over (ARP mode), so
+        the LAN's neighbours send to the new holder at once."""
+        code = (
+            "import socket,struct,sys\n"
+            "ip=socket.inet_aton(sys.argv[1]); mac=open('/sys/class/net/eth0/address').read().strip()\n"
+            "hw=bytes.fromhex(mac.replace(':',''))\n"
+            "arp=struct.pack('!HHBBH6s4s6s4s',1,0x0800,6,4,2,hw,ip,b'\\xff'*6,ip)\n"
+            "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('eth0',0)); s.send(b'\\xff'*6+hw+b'\\x08\\x06'+arp)\n"
+        )
+        in_ns(ns, sys.executable, "-c", code, ip)
+
     def tap(self) -> str:
         """A tap on the switch for a QEMU machine."""
         name = f"{self.prefix}t{len(self.taps)}"
@@ -176,12 +220,34 @@ class Lan:
         self.taps.append(name)
         return name
 
-    def lease(self, mac: str, firmware: str = "bios", ipxe: bool = False, pxe: bool = False, tries: int = 6) -> dict[str, str]:
-        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered."""
+    def pi_boot(
+        self, mac: str, serial: str, model: int, *files: str, server: str | None = None, address: str | None = None, wait: float = 2
+    ) -> dict[str, Any]:
+        """Netboot as a Raspberry Pi's bootloader does (tests/netns/pi_bootloader.py): its DHCP answers, then a TFTP
+        read of each file (from `server`, as its EEPROM's TFTP_IP says, or the answer's server). `address`: one the
+        client already has (a machine reading TFTP that no DHCP answer booted)."""
+        ns = self.client(mac)
+        in_ns(ns, "ip", "addr", "flush", "dev", "eth0")
+        if address is not None:
+            in_ns(ns, "ip", "addr", "add", f"{address}/{self.stack.network.lan.prefixlen}", "dev", "eth0")
+        extra = ["--server", server] if server else []
+        extra += ["--wait", str(wait)]
+        args = [sys.executable, "-m", "tests.netns.pi_bootloader", "--mac", mac, "--serial", serial, "--model", str(model), *extra, *files]
+        result = subprocess.run(["ip", "netns", "exec", ns, *args], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+        assert result.returncode == 0, result.stderr
+        found: dict[str, Any] = json.loads(result.stdout)
+        return found
+
+    def lease(
+        self, mac: str, firmware: str | None = "bios", ipxe: bool = False, pxe: bool = False, tries: int = 6, hostname: str | None = None
+    ) -> dict[str, str]:
+        """Ask for a lease as PXE firmware (or iPXE) would; {} when no server answered. Without a firmware, as an OS's
+        DHCP client asks (Talos's: a client identifier 01:<mac>, as udhcpc sends, and its name when it has one)."""
         ns = self.client(mac)
         lease_file = self.root / f"lease-{mac.replace(':', '')}-{firmware}-{int(ipxe)}"
         lease_file.unlink(missing_ok=True)
-        options = ["-x", ARCH_OPTION[firmware]] + (["-x", IPXE_USERCLASS] if ipxe else []) + (["-V", PXE_VENDOR] if pxe else [])
+        options = (["-x", ARCH_OPTION[firmware]] if firmware else []) + (["-x", IPXE_USERCLASS] if ipxe else []) + (["-V", PXE_VENDOR] if pxe else [])
+        options += ["-x", f"hostname:{hostname}"] if hostname else []
         cmd = ["env", f"LEASE_FILE={lease_file}", require("udhcpc"), "-i", "eth0", "-f", "-q", "-n", "-t", str(tries), "-T", "1", "-A", "1"]
         in_ns(ns, *cmd, "-s", str(self.root / "udhcpc.sh"), "-O", "hostname", "-O", "dns", *options, check=False, timeout=60)
         if not lease_file.exists():

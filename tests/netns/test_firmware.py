@@ -10,10 +10,15 @@ own address, as dnsmasq-based home routers do.
 
 What is under test is the chain up to the machine's own script, fetched from its reserved address
 (nginx's access log says who asked), and its kernel and initramfs: the served kernel is a tiny
-stand-in, so the machine stops there. An unknown MAC and a Pi must not be booted: their firmware
-gives up on the network (SeaBIOS' debug port says so) with no TFTP or HTTP request from them.
+stand-in, so the machine stops there. A Pi must not be booted: its firmware gives up on the network
+(SeaBIOS' debug port says so) with no TFTP or HTTP request from it.
 
-All machines of both modes run at once (two cores: about a minute, see the README's Tests).
+Both LANs discover (arda.discovery): an unknown machine, a BIOS PC or an arm64 server, chains from
+boot.ipxe to the discovery script of the architecture its iPXE reports, and to that board's Talos
+kernel with no config, from an address of the discovery pool (`dhcp`) or the router's (`proxy`). A
+third LAN, `off`, does not: an unknown machine there gets an address and nothing to boot.
+
+All machines of the three LANs run at once (two cores: about a minute, see the README's Tests).
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import cast
 
 import pytest
 
 from stacks import StackConfig, parse_stack, read_stack_file
+from stacks.boards import DISCOVERY_BOARDS
 from tests.edit import HOMELAB
 from tests.netns.firmware_machine import AAVMF_CODE, AAVMF_VARS, OVMF_CODE, OVMF_VARS, Machine
-from tests.netns.lan import Lan, lan, require_root, stop
+from tests.netns.lan import Lan, in_range, lan, require_root, stop
 
 require_root()
 
@@ -40,6 +47,8 @@ DEADLINE = 240.0  # seconds for every machine to reach its end; it takes about 6
 GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
 SARUMAN = "28:d2:44:30:00:02"  # made an arm64 UEFI server (generic-arm64) for this test
 BINARY = {"uefi": ("ipxe.efi", "192.168.0.22"), "arm64": ("ipxe-arm64.efi", "192.168.0.32")}
+ARM_STRANGER = "02:00:5e:00:00:9a"
+POOL = ("192.168.0.90", "192.168.0.99")
 
 
 @dataclass
@@ -49,11 +58,15 @@ class Run:
     seconds: float
 
 
-def _stack(mode: str) -> StackConfig:
-    """The homelab, with saruman an arm64 UEFI server, in the given DHCP mode."""
+def _stack(mode: str, discovery: bool = False) -> StackConfig:
+    """The homelab, with saruman an arm64 UEFI server, in the given DHCP mode, discovering unknown machines or not
+    (with a pool in `dhcp` mode: in `proxy` mode the router lends every address)."""
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
     raw["iluvatar:nodes"] = [{**n, "board": "generic-arm64", "arch": "arm64"} if n["mac"] == SARUMAN else n for n in raw["iluvatar:nodes"]]
+    if discovery:
+        pool = {"pool": {"start": POOL[0], "end": POOL[1]}} if mode == "dhcp" else {}
+        raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": pool}
     return parse_stack(raw)
 
 
@@ -64,19 +77,24 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tag = f"ilv{os.getpid() % 10000}"
     with ExitStack() as stack:
         lans = {
-            "dhcp": stack.enter_context(lan(_stack("dhcp"), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
-            "proxy": stack.enter_context(lan(_stack("proxy"), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
+            "dhcp": stack.enter_context(lan(_stack("dhcp", discovery=True), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
+            "proxy": stack.enter_context(lan(_stack("proxy", discovery=True), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
+            "off": stack.enter_context(lan(_stack("dhcp"), tmp_path_factory.mktemp("fw-off"), f"{tag}o")),
         }
         machines: dict[str, Machine] = {}
-        for mode, net in lans.items():
+        for mode in ("dhcp", "proxy"):
             for name, firmware, mac, boots in (
                 ("bios-worker", "bios", GANDALF, True),
                 ("uefi-control-plane", "uefi", TIRION, True),
                 ("arm64-worker", "arm64", SARUMAN, True),
-                ("bios-stranger", "bios", STRANGER, False),
+                ("bios-stranger", "bios", STRANGER, True),
                 ("bios-pi", "bios", MANWE, False),
             ):
-                machines[f"{mode}-{name}"] = Machine(net, f"{mode}-{name}", firmware, mac, boots)
+                machines[f"{mode}-{name}"] = Machine(lans[mode], f"{mode}-{name}", firmware, mac, boots)
+        # An arm64 stranger in one mode (its firmware is the slowest under TCG); both modes' x86 strangers, and the one
+        # of a LAN that does not discover.
+        machines["dhcp-arm64-stranger"] = Machine(lans["dhcp"], "dhcp-arm64-stranger", "arm64", ARM_STRANGER, True)
+        machines["off-bios-stranger"] = Machine(lans["off"], "off-bios-stranger", "bios", STRANGER, False)
         start = time.monotonic()
         try:
             for machine in machines.values():
@@ -166,10 +184,38 @@ def test_proxy_mode_works_beside_a_router_that_fills_siaddr(run: Run) -> None:
     assert not [c for c, _, _ in net.requests() if c == "192.168.0.1"]
 
 
-@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
-@pytest.mark.parametrize("machine", ["bios-stranger", "bios-pi"])
-def test_unknown_machines_and_pis_are_not_booted(run: Run, mode: str, machine: str) -> None:
-    m = run.machines[f"{mode}-{machine}"]
+@pytest.mark.parametrize(
+    ("key", "arch", "ip"), [("dhcp-bios-stranger", "amd64", None), ("dhcp-arm64-stranger", "arm64", None), ("proxy-bios-stranger", "amd64", "router")]
+)
+def test_an_unknown_machine_boots_talos_with_no_config_to_be_discovered(run: Run, key: str, arch: str, ip: str | None) -> None:
+    """boot.ipxe sends it to its architecture's discovery script (iPXE's ${buildarch}), which loads that board's
+    kernel with no talos.config, named discovery-<arch>-<mac> (the name its Talos asks DHCP with)."""
+    m = run.machines[key]
+    assert m.done(), f"{m.name} did not fetch {m.last_file} within {DEADLINE} s; nginx saw {m.lan.requests()}"
+    log = (m.lan.root / ("router.log" if ip == "router" else "dnsmasq.log")).read_text()
+    address = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", log)[-1]
+    if ip is None:  # the Ainur lent it an address of the pool
+        assert IPv4Address(POOL[0]) <= IPv4Address(address) <= IPv4Address(POOL[1])
+    else:  # the router did, from its DHCP range
+        assert in_range(m.lan.stack, address)
+    board = m.board
+    assert board == DISCOVERY_BOARDS["arm64" if arch == "arm64" else "amd64"]
+    assert m.address == address
+    chain = ["/boot.ipxe", f"/ipxe/discovery-{arch}.ipxe", f"/assets/{board}/vmlinuz"] + (
+        [f"/assets/{board}/initramfs.xz"] if m.firmware == "bios" else []
+    )
+    assert _requests_from(m.lan, address)[: len(chain)] == chain
+    script = (m.lan.root / "http" / "ipxe" / f"discovery-{arch}.ipxe").read_text()
+    assert "talos.config" not in script
+    assert f"talos.hostname=discovery-{arch}-${{mac:hexhyp}}" in script
+    assert not [path for client, path, _ in m.lan.requests() if client == address and path.startswith("/configs/")]
+
+
+@pytest.mark.parametrize("key", ["off-bios-stranger", "dhcp-bios-pi", "proxy-bios-pi"])
+def test_unknown_machines_without_discovery_and_pis_are_not_booted(run: Run, key: str) -> None:
+    m = run.machines[key]
+    mode = "proxy" if key.startswith("proxy") else "dhcp"
+    machine = key.split("-", 1)[1]
     assert m.done(), f"{m.name}'s firmware did not give up within {DEADLINE} s"
     log = (m.lan.root / "dnsmasq.log").read_text()
     if mode == "dhcp":

@@ -289,6 +289,46 @@ def test_generic_worker_mode_boots_unknown_machines(net: Lan) -> None:
         net.start_dnsmasq()
 
 
+def test_discovery_lends_one_pool_address_from_pxe_to_talos(net: Lan) -> None:
+    """arda.discovery with a pool: an unknown machine's PXE firmware, its iPXE and the Talos they boot (which sends
+    no client architecture, only the name its script gave it) get one address of the pool, and their boot files;
+    a household device still gets the DHCP range and nothing to boot; the inventory's machines are unchanged."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.90", "end": "192.168.0.93"}}}
+    stranger, phone, arm = "02:00:5e:00:0d:01", "02:00:5e:00:0d:02", "02:00:5e:00:0d:03"
+    try:
+        net.start_dnsmasq(parse_stack(raw), keep_leases=False)
+        firmware = net.lease(stranger)
+        assert (firmware["boot_file"], firmware["siaddr"], firmware["router"], firmware["dns"]) == ("undionly.kpxe", SVC, "192.168.0.1", SVC)
+        pool = firmware["ip"]
+        assert IPv4Address("192.168.0.90") <= IPv4Address(pool) <= IPv4Address("192.168.0.93")
+        assert net.lease(stranger, ipxe=True)["boot_file"] == f"http://{SVC}/boot.ipxe"
+        assert net.lease(stranger, ipxe=True)["ip"] == pool
+        talos = net.lease(stranger, firmware=None, hostname="discovery-amd64-02-00-5e-00-0d-01")
+        assert (talos["ip"], talos["boot_file"], talos["router"], talos["dns"]) == (pool, "", "192.168.0.1", SVC)
+        # Another machine of the other architecture: its own pool address, the arm64 iPXE.
+        arm64 = net.lease(arm, firmware="uefi-arm64")
+        assert arm64["boot_file"] == "ipxe-arm64.efi"
+        assert arm64["ip"] != pool
+        assert IPv4Address("192.168.0.90") <= IPv4Address(arm64["ip"]) <= IPv4Address("192.168.0.93")
+        # The pool is all a machine being discovered gets: two more fill it, and a fifth is lent nothing.
+        more = [net.lease(f"02:00:5e:00:0d:1{i}", firmware="uefi-x86_64")["ip"] for i in range(2)]
+        assert sorted([pool, arm64["ip"], *more]) == ["192.168.0.90", "192.168.0.91", "192.168.0.92", "192.168.0.93"]
+        assert net.lease("02:00:5e:00:0d:19", firmware="uefi-x86_64", tries=2) == {}
+        assert "DHCPDISCOVER(eth0) 02:00:5e:00:0d:19 no address available" in (net.root / "dnsmasq.log").read_text()
+        household = net.lease(phone, firmware=None)
+        assert in_range(net.stack, household["ip"])
+        assert household["boot_file"] == ""
+        assert net.lease(GANDALF) == {**net.lease(GANDALF), "ip": "192.168.0.31", "hostname": "gandalf", "boot_file": "undionly.kpxe"}
+        assert net.lease(TIRION, ipxe=True)["ip"] == "192.168.0.22"
+        assert (net.lease(net.stack.nodes[0].mac)["ip"], net.lease(net.stack.nodes[0].mac)["boot_file"]) == ("192.168.0.11", "")
+        # The lease database (what the netboot pod keeps in the cluster, and `iluvatar discover` reads): the name Talos gave.
+        leases = [line.split() for line in (net.root / "leases" / "dnsmasq.leases").read_text().splitlines()]
+        assert [(mac, ip, name) for _, mac, ip, name, _ in leases if mac == stranger] == [(stranger, pool, "discovery-amd64-02-00-5e-00-0d-01")]
+    finally:
+        net.start_dnsmasq(keep_leases=False)
+
+
 def test_boot_storm(net: Lan) -> None:
     """Power back after an outage: every Arda machine and 30 strangers ask at once."""
     known = {n.mac: n for n in net.stack.arda_nodes}

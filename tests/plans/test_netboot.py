@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from plans import k3s, netboot
+from plans import k3s, netboot, talos
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns import kubeapi
@@ -35,8 +35,19 @@ def variant(**netboot_settings: Any) -> StackConfig:
     return parse_stack(raw)
 
 
+def discovering(mode: str, pool: bool) -> StackConfig:
+    """The homelab discovering unknown machines (arda.discovery), with a pool in `dhcp` mode when asked."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.90", "end": "192.168.0.99"}} if pool else {}}
+    return parse_stack(raw)
+
+
 VARIANTS = {
     "homelab": lambda: load_stack_file(HOMELAB),
+    "dhcp-discovery-pool": lambda: discovering("dhcp", pool=True),
+    "dhcp-discovery": lambda: discovering("dhcp", pool=False),
+    "proxy-discovery": lambda: discovering("proxy", pool=False),
     "proxy": lambda: variant(mode="proxy"),
     "dhcp-generic-worker": lambda: variant(
         mode="dhcp", unknownMacs="generic-worker", genericWorker={"board": "generic-x86", "installDisk": "/dev/sda"}
@@ -160,6 +171,79 @@ def test_generic_worker_is_answered_only_when_opted_in() -> None:
     dhcp = lines(VARIANTS["dhcp-generic-worker"]())
     assert f"dhcp-boot=tag:!known,tag:!ipxe,tag:bios,undionly.kpxe,,{SVC}" in dhcp
     assert f"dhcp-boot=tag:!known,tag:ipxe,http://{SVC}/boot.ipxe" in dhcp
+
+
+def test_discovery_lends_its_pool_only_to_unknown_machines_that_pxe_boot_or_ask_by_their_discovery_name() -> None:
+    conf = lines(VARIANTS["dhcp-discovery-pool"]())
+    at = conf.index("dhcp-name-match=set:discovery-name,discovery-*")
+    assert conf[at - 1 : at + 7] == [
+        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool.",
+        "dhcp-name-match=set:discovery-name,discovery-*",
+        "tag-if=set:discovery,tag:!known,tag:bios",
+        "tag-if=set:discovery,tag:!known,tag:uefi-x86_64",
+        "tag-if=set:discovery,tag:!known,tag:uefi-arm64",
+        "tag-if=set:discovery,tag:!known,tag:discovery-name",
+        "dhcp-range=tag:discovery,192.168.0.90,192.168.0.99,255.255.255.0,12h",
+        "dhcp-range=tag:!discovery,192.168.0.100,192.168.0.199,255.255.255.0,12h",
+    ]
+    # Every firmware tag a tag-if names is one dnsmasq sets (a typo would silently never match).
+    assert {f"dhcp-match=set:{f},option:client-arch,{c}" for f, codes in netboot.CLIENT_ARCH.items() for c in codes} <= set(conf)
+    assert conf[0].endswith("(mode dhcp, unknown MACs: discovery).")
+    assert f"dhcp-boot=tag:!known,tag:!ipxe,tag:uefi-arm64,ipxe-arm64.efi,,{SVC}" in conf
+    assert f"dhcp-boot=tag:!known,tag:ipxe,http://{SVC}/boot.ipxe" in conf
+    # Without a pool: the DHCP range's addresses for everyone, unknown machines still booted.
+    plain = lines(VARIANTS["dhcp-discovery"]())
+    assert not [line for line in plain if "discovery" in line and not line.startswith("#")]
+    assert "dhcp-range=192.168.0.100,192.168.0.199,255.255.255.0,12h" in plain
+    assert f"dhcp-boot=tag:!known,tag:ipxe,http://{SVC}/boot.ipxe" in plain
+    # In proxy mode: the Pis still ignored, strangers answered with the menu.
+    proxy = lines(VARIANTS["proxy-discovery"]())
+    assert "dhcp-ignore=tag:known,tag:!netboot" in proxy
+    assert f'pxe-service=tag:!known,tag:ipxe,X86-64_EFI,"Iluvatar",http://{SVC}/boot.ipxe' in proxy
+    # Off (the homelab): no unknown machine is answered anything to boot.
+    assert not [line for line in lines(load_stack_file(HOMELAB)) if "!known" in line or "discovery" in line]
+
+
+def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config() -> None:
+    stack = VARIANTS["dhcp-discovery-pool"]()
+    scripts = netboot.scripts(stack)
+    assert netboot.boot_script(stack).split(":unknown\n")[1].split(":failed")[0].splitlines() == [
+        "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
+        "iseq ${buildarch} arm64 && set arch arm64 || set arch amd64",
+        "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
+        "chain ${script} || goto failed",
+        "exit",
+    ]
+    for arch, board in (("amd64", "generic-x86"), ("arm64", "generic-arm64")):
+        script = scripts[netboot.discovery_script(arch)].splitlines()
+        assert (
+            script[1]
+            == f"# an unknown {arch} machine, to be discovered (arda.discovery): Talos v1.12.4, maintenance mode, no config: `iluvatar discover` reads what it is"
+        )
+        assert script[2] == f"{netboot.kernel_line(stack, board, None)} talos.hostname=discovery-{arch}-${{mac:hexhyp}} || goto kernel"
+        assert script[3] == f"initrd --name initramfs.xz http://{SVC}/assets/{board}/initramfs.xz || goto initrd"
+        assert "talos.config" not in "\n".join(script)
+    # Both boards' kernels are cached and served; no config is (nginx serves none but the workers').
+    assert netboot.asset_boards(stack) == ["generic-arm64", "generic-x86"]
+    assert netboot.config_macs(stack) == netboot.config_macs(load_stack_file(HOMELAB))
+    assert netboot.nginx_conf(stack) == netboot.nginx_conf(load_stack_file(HOMELAB))
+    assert [b.name for b in talos.schematic_boards(stack)] == ["generic-arm64", "generic-x86"]
+    # Off: no discovery script, no arm64 kernel.
+    assert not [name for name in netboot.scripts(load_stack_file(HOMELAB)) if name.startswith("discovery")]
+    assert netboot.asset_boards(load_stack_file(HOMELAB)) == ["generic-x86"]
+
+
+def test_known_machines_are_answered_as_before_when_discovering() -> None:
+    for mode in ("dhcp", "proxy"):
+        before, after = lines(variant(mode=mode)), lines(discovering(mode, pool=mode == "dhcp"))
+        assert [line for line in before if "dhcp-host" in line or "tag:netboot" in line] == [
+            line for line in after if "dhcp-host" in line or "tag:netboot" in line
+        ]
+    known = load_stack_file(HOMELAB)
+    discovering_scripts = netboot.scripts(VARIANTS["dhcp-discovery-pool"]())
+    assert {k: v for k, v in discovering_scripts.items() if k != "boot.ipxe" and not k.startswith("discovery")} == {
+        k: v for k, v in netboot.scripts(known).items() if k != "boot.ipxe"
+    }
 
 
 def test_dns_serves_the_zone_and_forwards_the_rest() -> None:

@@ -12,6 +12,7 @@ import yaml
 from plans import cilium, gitops, identity
 from stacks import chart_values, load_stack_file
 from stacks.chart_values import one_typo
+from stacks.model import Arda, Cilium
 from tests.edit import HOMELAB, MINIMAL, RK1
 from tools import upstream
 
@@ -91,3 +92,170 @@ def test_a_typo_is_of_a_key_at_the_same_place_only() -> None:
     # `enabled` is a key Iluvatar sets under hubble, not under ipam: there `enabeld` is the chart's to judge.
     assert list(chart_values._typos({"ipam": {"enabeld": True}}, chart_values.CILIUM, "v")) == []
     assert [p.path for p in chart_values._typos({"hubble": {"enabeld": True}}, chart_values.CILIUM, "v")] == ["v.hubble.enabeld"]
+
+
+# --- Cilium's own values schema, kept as data ----------------------------------------------------------------------
+
+
+def test_the_kept_schema_is_the_pinned_charts_own_file() -> None:
+    for chart, version in chart_values.KEPT:
+        folder = upstream.chart(chart, version)
+        kept = chart_values.SCHEMAS / f"{chart}-{version}.values.schema.json"
+        assert kept.read_bytes() == (folder / "values.schema.json").read_bytes()
+        read = (chart_values.SCHEMAS / f"{chart}-{version}.template-values.txt").read_text().split()
+        assert read == sorted(".".join(p) for p in upstream.template_value_paths(folder))
+
+
+def test_every_schema_in_the_folder_is_kept_and_the_default_cilium_has_one() -> None:
+    files = {p.name for p in chart_values.SCHEMAS.iterdir()}
+    assert files == {f"{c}-{v}.{kind}" for c, v in chart_values.KEPT for kind in ("values.schema.json", "template-values.txt")}
+    assert ("cilium", Cilium().version) in chart_values.KEPT
+
+
+def _cilium(values: dict[str, Any], version: str = "1.18.4") -> list[tuple[str, str]]:
+    arda = Arda.model_validate(
+        {
+            "clusterName": "arda",
+            "vip": "192.168.0.10",
+            "talosVersion": "v1.12.4",
+            "kubernetesVersion": "v1.34.1",
+            "cilium": {"version": version, "values": values},
+        }
+    )
+    return [(p.path, p.message) for p in chart_values.check(arda, None)]
+
+
+BASE = "iluvatar:arda.cilium.values"
+
+
+@pytest.mark.parametrize(
+    ("values", "problems"),
+    [
+        # A key one typo from one the chart's schema names at the same place (Iluvatar sets none of them).
+        (
+            {"hubble": {"metrics": {"enabeld": ["dns"]}}},
+            [
+                (
+                    f"{BASE}.hubble.metrics.enabeld",
+                    "enabeld is not a key of Cilium 1.18.4's values, and one typo from enabled, which its values schema or templates read "
+                    "here; did you mean enabled: [dns]? (Helm would drop enabeld without a word)",
+                )
+            ],
+        ),
+        # In a list's items, by the item schema's alternatives (a toleration's `operator`).
+        (
+            {"tolerations": [{"operator": "Exists"}, {"operatr": "Exists"}]},
+            [
+                (
+                    f"{BASE}.tolerations[1].operatr",
+                    "operatr is not a key of Cilium 1.18.4's values, and one typo from operator, which its values schema or templates "
+                    "read here; did you mean operator: Exists? (Helm would drop operatr without a word)",
+                )
+            ],
+        ),
+        # A key only the templates read (values.yaml comments it, so the generated schema leaves it out).
+        (
+            {"loadBalancer": {"algoritm": "maglev"}},
+            [
+                (
+                    f"{BASE}.loadBalancer.algoritm",
+                    "algoritm is not a key of Cilium 1.18.4's values, and one typo from algorithm, which its values schema or templates "
+                    "read here; did you mean algorithm: maglev? (Helm would drop algoritm without a word)",
+                )
+            ],
+        ),
+        # What Helm's own check of the schema refuses in the middle of `pulumi up`, said at preview.
+        (
+            {"operator": {"replicas": "two"}},
+            [
+                (
+                    f"{BASE}.operator.replicas",
+                    "two is not a whole number, which Cilium 1.18.4's values schema takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"bpf": {"masquerade": "yes"}},
+            [
+                (
+                    f"{BASE}.bpf.masquerade",
+                    "yes is not null or true or false, which Cilium 1.18.4's values schema takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"kubeProxyReplacement": 1},
+            [
+                (
+                    f"{BASE}.kubeProxyReplacement",
+                    "1 is not text or true or false, which Cilium 1.18.4's values schema takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        # A value its enum does not list; one that no alternative of a oneOf takes; a list item's own key of the wrong type.
+        (
+            {"identityManagementMode": "both-ways"},
+            [
+                (
+                    f"{BASE}.identityManagementMode",
+                    "both-ways is not one of agent, operator, both, which Cilium 1.18.4's values schema takes here; Helm would refuse it "
+                    "in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"envoy": {"log": {"defaultLevel": "verbose"}}},
+            [
+                (
+                    f"{BASE}.envoy.log.defaultLevel",
+                    "verbose is not null or one of trace, debug, info, warning, error, critical, off, which Cilium 1.18.4's values schema "
+                    "takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        (
+            {"tolerations": [{"operator": 5}]},
+            [
+                (
+                    f"{BASE}.tolerations[0].operator",
+                    "5 is not text, which Cilium 1.18.4's values schema takes here; Helm would refuse it in the middle of pulumi up",
+                )
+            ],
+        ),
+        # Valid: Kubernetes fields the item schema does not list, a free-form map, a key set to null (Helm's way to drop a
+        # default), a key near none the chart names (the chart's to judge).
+        ({"tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}]}, []),
+        ({"extraConfig": {"anything": "goes"}, "cni": {"exclusive": None}, "securityContext": {"privileged": True}}, []),
+        ({"frobnicate": 1}, []),
+    ],
+)
+def test_cilium_values_are_checked_against_the_charts_own_schema(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    assert _cilium(values) == problems
+
+
+def test_a_cilium_version_with_no_schema_kept_is_checked_against_iluvatars_own_keys() -> None:
+    # 1.18.5's schema is not kept: a typo of a key Iluvatar sets is still refused, a wrong type is Helm's.
+    assert _cilium({"kubeProxyReplacment": True, "operator": {"replicas": "two"}}, "1.18.5") == [
+        (
+            f"{BASE}.kubeProxyReplacment",
+            "kubeProxyReplacment is one typo from kubeProxyReplacement, a key Iluvatar's own values set here; did you mean "
+            "kubeProxyReplacement: true? (a key only the chart knows is checked by Helm alone, in the middle of pulumi up)",
+        )
+    ]
+
+
+def test_the_values_iluvatar_sets_pass_the_charts_schema() -> None:
+    # Given as a user's values, the program's own (every stack it ships) are all the chart takes: the check refuses none.
+    for path in (HOMELAB, RK1, MINIMAL):
+        assert _cilium(cilium.helm_values(load_stack_file(path))) == []
+
+
+def test_the_keys_known_at_a_place_are_the_schemas_and_the_templates_together() -> None:
+    chart = chart_values.chart_schema("cilium", "1.18.4")
+    assert chart is not None
+    schema_only = set(chart.schema["properties"]["loadBalancer"]["properties"])
+    assert "algorithm" not in schema_only and "acceleration" in schema_only  # values.yaml only comments `algorithm`
+    read = {path[1] for path in chart.read if len(path) > 1 and path[0] == "loadBalancer"}
+    assert "algorithm" in read and chart.known(("loadBalancer",)) == schema_only | read
+    assert chart.known(("tolerations", 0)) == {"operator"}  # a list's items, through the item schema's anyOf
+    assert chart_values.chart_schema("cilium", "1.18.5") is None

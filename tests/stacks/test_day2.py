@@ -6,12 +6,13 @@ import itertools
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stacks import day2, load_stack_file
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
 from stacks.rules import TALOS_KUBERNETES
-from tests.edit import HOMELAB, edit, homelab_doc, write_stack
+from tests.edit import HOMELAB, MINIMAL, edit, homelab_doc, write_stack
 from tools import talos_check
 
 TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14) for patch in (0, 4)]
@@ -177,6 +178,24 @@ def test_k3s_moves_forward_one_minor_at_a_time_against_what_the_ainur_run(tmp_pa
     assert day2.check(stack, day2.DeployedArda(), None) == []  # a first deployment of the Ainur
 
 
+@pytest.mark.parametrize(
+    ("k3s", "refused"),
+    [("v1.33.6+k3s1", True), ("v1.33.6+k3s2", False), ("v1.33.6+k3s3", False), ("v1.33.7+k3s1", False), ("v1.33.5+k3s9", True)],
+)
+def test_k3s_own_revision_of_a_release_does_not_go_back(tmp_path: Path, k3s: str, refused: bool) -> None:
+    # +k3s2 is k3s's second build of Kubernetes v1.33.6: going back to +k3s1 is a downgrade, a newer release with +k3s1 is not.
+    ainur = {"k3sVersion": "v1.33.6+k3s2", "nodes": {}}
+    problems = day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), ainur)
+    expected = f"{k3s} is older than v1.33.6+k3s2, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)"
+    assert [(p.path, p.message) for p in problems] == ([(day2.K3S, expected)] if refused else [])
+
+
+def test_k3s_build_orders_the_release_then_k3s_own_revision() -> None:
+    assert day2.k3s_build("v1.33.6+k3s2") == (1, 33, 6, 2)
+    assert day2.k3s_build("v1.33.6+k3s12") == (1, 33, 6, 12)
+    assert day2.k3s_build("v1.33.6") == (1, 33, 6, 0)
+
+
 def test_a_chart_going_backwards_is_refused(tmp_path: Path) -> None:
     running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "10.8.0"}})
     older = _edited(tmp_path, {"iluvatar:arda.cilium": {"version": "1.18.3"}, "iluvatar:gitops.argocd": {"version": "9.4.0"}})
@@ -209,3 +228,75 @@ def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
     # An output written before addresses were kept (no `ip`) says nothing moved: no move, so no problem.
     unrecorded = day2.DeployedArda.from_output({**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "role": n.role} for n in stack.arda_nodes}})
     assert day2.check(two, unrecorded) == []
+
+
+# --- What the outputs say, read back exactly -------------------------------------------------------------------------
+
+
+def test_an_output_without_kubernetes_knows_no_kubernetes_version() -> None:
+    # An output written before Kubernetes' version was kept: Talos only, and no Kubernetes move is judged.
+    assert day2.DeployedArda.from_output({"talosVersion": "v1.12.4"}).kubernetes_version is None
+    assert day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": ""}).kubernetes_version is None
+
+
+def test_machines_of_reads_a_cluster_outputs_machines_by_name() -> None:
+    assert day2.machines_of({"k3sVersion": "v1.33.6+k3s1", "nodes": {"manwe": {"role": "valar"}, 7: {"role": "maia"}, "bad": "x"}}) == {
+        "manwe": {"role": "valar"},
+        "7": {"role": "maia"},
+    }
+    assert day2.machines_of({"k3sVersion": "v1.33.6+k3s1"}) == {} == day2.machines_of(None) == day2.machines_of([])
+    with pytest.raises(TypeError) as err:
+        day2.machines_of({"nodes": ["manwe"]})
+    assert str(err.value) == "nodes = ['manwe'], not a mapping of machine to state"
+
+
+def test_former_names_finds_a_renamed_machine_by_its_mac(tmp_path: Path) -> None:
+    stack = _edited(tmp_path, {"iluvatar:nodes[3].name": "valmar"})  # taniquetil, a8:b8:e0:20:00:01, renamed
+    previous = {
+        "taniquetil": {"mac": "a8:b8:e0:20:00:01"},
+        "tirion": {"mac": "a8:b8:e0:20:00:02"},  # the same name and MAC: not renamed
+        "gone": {"mac": "aa:aa:aa:aa:aa:aa"},  # no machine now has its MAC
+        "nomac": {"role": "valinor"},
+    }
+    assert day2.former_names(stack, previous) == {"valmar": "taniquetil"}
+    assert day2.former_names(stack, {}) == {}
+
+
+def test_talos_past_its_ceiling_names_the_ceiling() -> None:
+    assert day2.talos_upgrade_problem("v1.12.4", "v1.14.1") == "Talos 1.12 cannot be installed over v1.14.1, which is 1.14 or newer"
+    assert day2.talos_upgrade_problem("v1.13.0", "v1.10.7") == "Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.7"
+
+
+def test_every_day2_problem_is_said_together(tmp_path: Path) -> None:
+    # The Ainur's k3s going back and a chart going back, in one run: both, k3s's first.
+    running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.5"}})
+    problems = day2.check(_edited(tmp_path, {}), running, {"k3sVersion": "v1.34.1+k3s1"})
+    assert [p.path for p in problems] == [day2.K3S, "iluvatar:arda.cilium.version"]
+
+
+def test_without_gitops_only_cilium_is_held_to_what_runs(tmp_path: Path) -> None:
+    # The minimal example has no GitOps: Argo CD's version in the output is not compared with a chart it does not install.
+    doc = edit(yaml.safe_load(MINIMAL.read_text()), {"iluvatar:arda.cilium": {"version": "1.18.3"}})
+    stack = load_stack_file(write_stack(tmp_path, doc, stack="minimal"))
+    running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.4", "argocd": "10.8.0"}})
+    assert [(p.path, p.message) for p in day2.check(stack, running)] == [
+        ("iluvatar:arda.cilium.version", "1.18.3 is older than 1.18.4, which runs; Cilium's chart is not rolled back: keep 1.18.4 or a newer one")
+    ]
+
+
+def test_two_control_planes_leaving_are_named_together(tmp_path: Path) -> None:
+    running = day2.DeployedArda.from_output(
+        {
+            **RUNNING.output,
+            "nodes": {
+                "eressea": {"role": "valinor", "mac": "aa:00:00:00:00:01"},
+                "numenor": {"role": "valinor", "mac": "aa:00:00:00:00:02"},
+            },
+        }
+    )
+    problems = day2.check(_edited(tmp_path, {"iluvatar:arda.kubernetesVersion": "v1.35.0"}), running)
+    assert [p.message for p in problems] == [
+        "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
+        "only the machines in it, so eressea, numenor would serve the API at v1.34.1 while the kubelets go to v1.35.0; take eressea, "
+        "numenor out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)"
+    ]

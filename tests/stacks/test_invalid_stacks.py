@@ -23,7 +23,10 @@ def test_the_fixture_set_is_large_enough() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Path) -> None:
     # `file`: the stack file's own top-level keys beside config (what `pulumi stack init` writes: encryptionsalt).
-    path = write_stack(tmp_path, {**edit(homelab_doc(), case.get("set"), case.get("delete")), **case.get("file", {})})
+    doc = edit(homelab_doc(), case.get("set"), case.get("delete"))
+    # `add`: config keys taken whole, as written (a key `set` cannot name: one with no namespace, `iluvatar.monitoring`).
+    doc["config"].update(case.get("add", {}))
+    path = write_stack(tmp_path, {**doc, **case.get("file", {})})
     if "deployed" in case:
         # A stack valid alone, refused against the last deployment's `storage` output (as `pulumi preview` reads it back).
         problems = check_removals(load_stack_file(path), Deployed.from_output(case["deployed"]))

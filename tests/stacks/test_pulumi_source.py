@@ -8,9 +8,11 @@ from typing import Any
 import pulumi
 import pytest
 
+from stacks.day2 import DeployedArda, machines_of
 from stacks.load import ORDER
-from stacks.pulumi_source import _decode, load
+from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, _decode, last_outputs, load
 from stacks.secrets import Secure
+from stacks.storage import Deployed
 from tests.edit import homelab_stack_file
 
 
@@ -130,3 +132,228 @@ def test_ssh_private_key_becomes_a_secret_output() -> None:
 
     check()
     assert ran == [True]
+
+
+# --- Each branch of _decode, exactly ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret", "expected"),
+    [
+        # A secret key: present, and never its value; set without --secret it reads as PLAIN, which parse_stack refuses.
+        ("iluvatar:cloudflareApiToken", "tok", False, PLAIN),
+        ("iluvatar:gitopsToken", '{"a": 1}', False, PLAIN),
+        # The apps' secrets: their shape kept (which app, which name), each value replaced.
+        ("iluvatar:appSecrets", '{"blog": {"KEY": "v", "OTHER": "w"}}', False, {"blog": {"KEY": PLAIN, "OTHER": PLAIN}}),
+        ("iluvatar:appSecrets", {"blog": {"KEY": "v"}}, False, {"blog": {"KEY": PLAIN}}),
+        ("iluvatar:appSecrets", '{"blog": ["KEY"]}', False, {"blog": ["KEY"]}),  # not a mapping of names: left for parse_stack
+        ("iluvatar:appSecrets", "not json", False, PLAIN),
+        ("iluvatar:appSecrets", "[1, 2]", False, PLAIN),
+        # Plain config: JSON as the engine hands it over, or the text itself.
+        ("iluvatar:arda", '{"clusterName": "arda"}', False, {"clusterName": "arda"}),
+        ("iluvatar:arda", "arda", False, "arda"),
+        ("iluvatar:arda", 5, False, 5),
+    ],
+)
+def test_decode_reads_each_kind_of_key_as_parse_stack_needs_it(key: str, value: Any, secret: bool, expected: Any) -> None:
+    assert _decode(key, value, secret) == expected
+
+
+def test_decode_makes_each_secret_value_a_secure_placeholder() -> None:
+    assert isinstance(_decode("iluvatar:appSecrets", "not json", True), Secure)
+    assert isinstance(_decode("iluvatar:appSecrets", "[1]", True), Secure)
+    decoded = _decode("iluvatar:appSecrets", '{"blog": {"KEY": "v"}}', True)
+    assert list(decoded) == ["blog"] and list(decoded["blog"]) == ["KEY"] and isinstance(decoded["blog"]["KEY"], Secure)
+    assert _decode("iluvatar:bmcPasswords", '{"192.168.0.9": "pw"}', False) == {"192.168.0.9": PLAIN}
+
+
+# --- The last deployment's outputs, as the engine's builtin provider answers -----------------------------------
+
+
+class OutputsMocks(Mocks):
+    """The engine answering `pulumi:pulumi:readStackOutputs` with the given outputs (or failing), each call recorded."""
+
+    def __init__(self, outputs: dict[str, Any] | None, fail: bool = False) -> None:
+        self.outputs, self.fail = outputs, fail
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.calls.append((args.token, dict(args.args)))
+        if self.fail:
+            raise RuntimeError("the backend is unreachable")
+        return ({} if self.outputs is None else {"outputs": self.outputs}), []
+
+
+def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMocks:
+    mocks = OutputsMocks(outputs, fail)
+    pulumi.runtime.set_mocks(mocks, project="iluvatar", stack="test", preview=False)
+    return mocks
+
+
+RUNNING = {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01"}}}
+AINUR_RAN = {"k3sVersion": "v1.33.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
+
+
+def test_last_outputs_asks_the_engine_for_this_stack_by_its_full_name() -> None:
+    mocks = _answering({"arda": RUNNING})
+    assert last_outputs() == {"arda": RUNNING}
+    assert mocks.calls == [(READ_STACK_OUTPUTS, {"name": "organization/iluvatar/test"})]
+    assert READ_STACK_OUTPUTS == "pulumi:pulumi:readStackOutputs"
+
+
+def test_a_new_stack_has_no_outputs() -> None:
+    _answering(None)
+    assert last_outputs() == {}
+
+
+def test_outputs_that_cannot_be_read_stop_the_program_saying_why() -> None:
+    _answering(None, fail=True)
+    with pytest.raises(pulumi.RunError) as err:
+        last_outputs()
+    assert str(err.value) == (
+        "cannot read the last deployment's outputs of stack organization/iluvatar/test (the backend is unreachable); they are how a "
+        "disk or a machine that ran Ceph OSDs is kept from leaving the inventory unretired and a version change is checked against "
+        "what runs, so nothing is deployed without them"
+    )
+
+
+def test_load_reads_back_what_the_last_deployment_ran() -> None:
+    storage_output: dict[str, Any] = {"cephOsds": {"taniquetil": ["/dev/nvme0n1"]}, "cephRetiring": {}}
+    _answering({"storage": storage_output, "arda": RUNNING, "ainur": AINUR_RAN})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    loaded = load()
+    assert loaded.deployed == Deployed.from_output(storage_output) and loaded.deployed.osds == {"taniquetil": ("/dev/nvme0n1",)}
+    assert loaded.arda == DeployedArda.from_output(RUNNING) and loaded.arda.talos_version == "v1.12.4"
+    assert loaded.ainur == machines_of(AINUR_RAN) == {"manwe": {"role": "valar"}}
+    assert loaded.ainur_output == AINUR_RAN
+
+
+def test_load_refuses_a_change_against_what_runs() -> None:
+    # The Ainur ran a newer k3s than the stack says: day2 refuses it from the output `ainur`, before anything is registered.
+    _answering({"ainur": {**AINUR_RAN, "k3sVersion": "v1.34.1+k3s1"}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines() == [
+        "stack test: 1 problem:",
+        "  iluvatar:ainur.k3sVersion: v1.33.6+k3s1 is older than v1.34.1+k3s1, which the Ainur run; k3s cannot be downgraded "
+        "(docs/day2.md#upgrading-k3s-on-the-ainur)",
+    ]
+
+
+def test_outputs_not_as_this_program_writes_them_stop_it() -> None:
+    _answering({"arda": {"talosVersion": "v1.12.4", "nodes": ["not", "a", "mapping"]}})
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).startswith("the last deployment's outputs of stack organization/iluvatar/test are not as this program writes them: ")
+
+
+def test_a_section_made_secret_is_refused_as_plain_configuration() -> None:
+    # `config set --secret --path iluvatar:monitoring.prometheus.size` marks the whole key secret: every layer must read it.
+    pulumi.runtime.set_all_config(_config(), [*SECRET_KEYS, "iluvatar:monitoring"])
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines()[1:] == [
+        "  iluvatar:monitoring: is encrypted, but it is plain configuration that every layer must read; set it without --secret",
+        # Read without it, the section is not there for the rules that follow.
+        "  iluvatar:alertReceiverSecret: is set, but iluvatar:monitoring is not; set iluvatar:monitoring.receiver, or remove the secret",
+    ]
+
+
+SECRET_CANARIES = {
+    "iluvatar:cloudflareApiToken": "cf-canary",
+    "iluvatar:ainurSshPrivateKey": "ssh-canary",
+    "iluvatar:gitopsToken": "git-token-canary",
+    "iluvatar:alertReceiverSecret": "alert-canary",
+    "iluvatar:identityConnectorSecret": "dex-canary",
+    "iluvatar:backupS3AccessKeyId": "s3-id-canary",
+    "iluvatar:backupS3SecretAccessKey": "s3-secret-canary",
+}
+
+
+def test_each_secret_is_its_own_key_s_value_and_stays_secret() -> None:
+    cfg = _config(**SECRET_CANARIES, **{"iluvatar:gitops": json.dumps({**json.loads(_config()["iluvatar:gitops"]), "private": True})})
+    pulumi.runtime.set_all_config(cfg, sorted({*SECRET_KEYS, *SECRET_CANARIES}))
+    seen: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        s = load().secrets
+        fields = {
+            "iluvatar:cloudflareApiToken": s.cloudflare_api_token,
+            "iluvatar:ainurSshPrivateKey": s.ainur_ssh_private_key,
+            "iluvatar:gitopsToken": s.gitops_token,
+            "iluvatar:alertReceiverSecret": s.alert_receiver_secret,
+            "iluvatar:identityConnectorSecret": s.identity_connector_secret,
+            "iluvatar:backupS3AccessKeyId": s.s3_access_key_id,
+            "iluvatar:backupS3SecretAccessKey": s.s3_secret_access_key,
+            "iluvatar:appSecrets": s.app_secrets,
+        }
+        assert (s.bmc_passwords, s.gitops_ssh_private_key) == (None, None)  # no BMC in the homelab; its repository is https
+        keys = list(fields)
+        outputs = [o for o in fields.values() if o is not None]
+        assert len(outputs) == len(keys), [k for k, o in fields.items() if o is None]
+        flags: list[pulumi.Output[bool]] = [pulumi.Output.from_input(o.is_secret()) for o in outputs]
+
+        def record(values: list[Any]) -> None:
+            seen.update(zip(keys, zip(values[: len(keys)], values[len(keys) :], strict=True), strict=True))
+
+        return pulumi.Output.all(*outputs, *flags).apply(record)
+
+    check()
+    assert seen == {
+        **{k: (v, True) for k, v in SECRET_CANARIES.items()},
+        "iluvatar:appSecrets": ({"home-assistant": {"WEATHER_API_KEY": "homelab-token"}}, True),
+    }
+
+
+def test_an_ssh_repository_s_deploy_key_is_its_secret() -> None:
+    gitops = {**json.loads(_config()["iluvatar:gitops"]), "repoUrl": "git@github.com:example/homelab.git", "private": True}
+    cfg = _config(**{"iluvatar:gitops": json.dumps(gitops), "iluvatar:gitopsSshPrivateKey": "deploy-key-canary"})
+    pulumi.runtime.set_all_config(cfg, [*SECRET_KEYS, "iluvatar:gitopsSshPrivateKey"])
+    seen: list[Any] = []
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        s = load().secrets
+        assert s.gitops_token is None and s.gitops_ssh_private_key is not None
+        secret: pulumi.Output[bool] = pulumi.Output.from_input(s.gitops_ssh_private_key.is_secret())
+        return pulumi.Output.all(s.gitops_ssh_private_key, secret).apply(seen.extend)
+
+    check()
+    assert seen == ["deploy-key-canary", True]
+
+
+STATIC = json.dumps(
+    {
+        "ip": "192.168.0.16",
+        "connector": {"type": "static", "email": "admin@example.org", "groups": ["admins"]},
+        "groups": [{"group": "admins", "clusterRole": "cluster-admin"}],
+        "headlamp": {"app": "headlamp"},
+    }
+)
+HASH = "$2y$10$" + "abcdefghijklmnopqrstuv" + "0123456789ABCDEFGHIJKLMNOPQRSTU"  # the form htpasswd -B writes
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (HASH, None),
+        (HASH.replace("$10$", "$16$"), None),
+        (":" + HASH, "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"),
+        ("hunter2", "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"),
+        (HASH.replace("$10$", "$09$"), "is a bcrypt hash of cost 09, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),
+        (HASH.replace("$10$", "$17$"), "is a bcrypt hash of cost 17, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),
+    ],
+)
+def test_the_static_admins_hash_is_checked_as_the_engine_decrypted_it(secret: str, problem: str | None) -> None:
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:identity": STATIC, "iluvatar:identityConnectorSecret": secret}), SECRET_KEYS)
+    if problem is None:
+        assert load().config.identity is not None
+        return
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    command = "pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
+    assert str(err.value).splitlines() == ["stack test: 1 problem:", f"  iluvatar:identityConnectorSecret: {problem}; set it again with `{command}`"]
+    assert secret not in str(err.value)  # never the value

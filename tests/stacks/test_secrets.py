@@ -43,7 +43,7 @@ HOMELAB_UNSET = [
 # The `pulumi config set` line for each, as the messages give it.
 HOMELAB_COMMANDS = [
     "pulumi config set --secret iluvatar:cloudflareApiToken <value>",
-    "pulumi config set --secret iluvatar:identityConnectorSecret <value>",
+    "pulumi config set --secret iluvatar:identityConnectorSecret <client secret>",
     "pulumi config set --secret --path 'iluvatar:appSecrets.home-assistant.WEATHER_API_KEY' <value>",
     "pulumi config set --secret iluvatar:backupS3AccessKeyId <value>",
     "pulumi config set --secret iluvatar:backupS3SecretAccessKey <value>",

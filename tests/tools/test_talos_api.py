@@ -490,3 +490,49 @@ def test_every_certificate_the_stand_ins_hand_a_client_outlives_the_providers_re
     # (internal/app/machined/pkg/controllers/secrets/api.go:182 and 291 at v1.12.4: x509.DefaultCertificateValidityDuration),
     # and no client keeps it. (Its NotBefore is read from the clock just after its NotAfter: a second either way.)
     assert abs(_validity(served)[1] - _validity(served)[0] - day) <= datetime.timedelta(seconds=1)
+
+
+def _resource(api: TalosAPI, node_name: str, *args: str, talosconfig: bool = False) -> str:
+    cmd = [str(api.binary), "resource", f"--node={api.addresses[node_name]}", *args] + ([f"--talosconfig={api.talosconfig}"] if talosconfig else [])
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_machine_in_maintenance_mode_tells_anyone_what_talos_does_not_mark_sensitive_and_refuses_the_rest() -> None:
+    """The resource API's access policy (hardware.go, accessPolicy: internal/app/resources/access.go:25-65), asked as
+    `talosctl get --insecure` asks, of a Talos 1.12 machine, whose maintenance service has no authorizer, and a 1.13
+    one, whose apid gives the reader role and machined's authorizer refuses a reader's write first."""
+    disks = {
+        "disks": [
+            {"id": "sda", "size": 10**11, "model": "M", "serial": "S", "transport": "sata"},
+            {"id": "nvme0n1", "size": 10**12, "transport": "nvme"},
+        ]
+    }
+    a, b, c = addresses(3)
+    spec = scenario(
+        [
+            node("old", a, "worker", "v1.12.4", maintenance=True, hardware=disks),
+            node("new", b, "worker", NEW, maintenance=True, hardware=disks),
+            node("configured", c, "worker", "v1.12.4"),
+        ]
+    )
+    with talos_api(spec) as api:
+        # machinery's COSI client hands a Create's error back as text (its code Unknown, the node's own code in it).
+        refused = "Unknown: rpc error: code = PermissionDenied desc = "
+        for name, write in (("old", refused + "write access is not allowed"), ("new", refused + "not authorized")):
+            assert _resource(api, name, "--type=Disks.block.talos.dev") == "OK 2", name
+            assert (
+                _resource(api, name, "--verb=get", "--type=SystemInformations.hardware.talos.dev", "--namespace=hardware", "--id=systeminformation")
+                == "OK 1"
+            )
+            assert _resource(api, name, "--type=LinkStatuses.net.talos.dev", "--namespace=network") == "OK 2"
+            assert _resource(api, name, "--type=MachineConfigs.config.talos.dev", "--namespace=config") == "PermissionDenied: not authorized"
+            assert _resource(api, name, "--verb=create", "--type=Disks.block.talos.dev", "--id=sdz") == write, name
+            assert _resource(api, name, "--type=Foos.talos.dev") == 'PermissionDenied: resource type "Foos.talos.dev" is not supported'
+            assert _resource(api, name, "--type=Disks.block.talos.dev", "--namespace=nope") == 'PermissionDenied: namespace "nope" is not supported'
+        # The admin reads the sensitive machine config of a configured node, and still writes nothing.
+        assert _resource(api, "configured", "--type=MachineConfigs.config.talos.dev", "--namespace=config", talosconfig=True).startswith("OK ")
+        assert _resource(api, "configured", "--verb=create", "--type=Disks.block.talos.dev", "--id=sdz", talosconfig=True) == (
+            refused + "write access is not allowed"
+        )

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/cosi-project/runtime/pkg/resource"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	"google.golang.org/grpc/status"
 )
 
@@ -92,6 +95,83 @@ func printBootstrap(args []string) error {
 
 	st := status.Convert(c.Bootstrap(ctx, &machineapi.BootstrapRequest{}))
 	_, err = fmt.Printf("%s: %s\n", st.Code(), st.Message())
+
+	return err
+}
+
+// printResource makes one resource API call as `talosctl get --insecure` makes it (machinery's client, TLS that
+// verifies nothing, no client certificate: cmd/talosctl/pkg/talos/global/client.go:133-165 at v1.13.0), or with a
+// talosconfig's certificate, and prints `OK <n resources>` or `CODE: message`: what a machine tells, or refuses, a
+// caller (hardware.go, accessPolicy). `--verb create` tries a write, which Talos refuses everyone.
+func printResource(args []string) error {
+	fs := flag.NewFlagSet("resource", flag.ContinueOnError)
+	talosconfig := fs.String("talosconfig", "", "the talosconfig (none: insecure, as in maintenance mode)")
+	node := fs.String("node", "", "the node's IP:PORT")
+	verb := fs.String("verb", "list", "list, get or create")
+	typ := fs.String("type", "", "the resource type, e.g. Disks.block.talos.dev")
+	ns := fs.String("namespace", "runtime", "the resource namespace")
+	id := fs.String("id", "", "the resource ID (get, create)")
+
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	if *node == "" || *typ == "" {
+		return errors.New("resource needs --node and --type")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	opts := []client.OptionFunc{client.WithEndpoints(*node)}
+
+	if *talosconfig != "" {
+		tc, err := clientconfig.Open(*talosconfig)
+		if err != nil {
+			return err
+		}
+
+		opts = append(opts, client.WithConfig(tc))
+	} else {
+		opts = append(opts, client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true})) //nolint:gosec
+	}
+
+	c, err := client.New(ctx, opts...)
+	if err != nil {
+		return err
+	}
+
+	defer c.Close() //nolint:errcheck
+
+	md := resource.NewMetadata(resource.Namespace(*ns), resource.Type(*typ), *id, resource.VersionUndefined)
+
+	var n int
+
+	switch *verb {
+	case "list":
+		var list resource.List
+
+		if list, err = c.COSI.List(ctx, md); err == nil {
+			n = len(list.Items)
+		}
+	case "get":
+		if _, err = c.COSI.Get(ctx, md); err == nil {
+			n = 1
+		}
+	case "create":
+		err = c.COSI.Create(ctx, block.NewDisk(block.NamespaceName, *id))
+	default:
+		return fmt.Errorf("verb %q is not list, get or create", *verb)
+	}
+
+	if err != nil {
+		st := status.Convert(err)
+		_, err = fmt.Printf("%s: %s\n", st.Code(), st.Message())
+
+		return err
+	}
+
+	_, err = fmt.Printf("OK %d\n", n)
 
 	return err
 }

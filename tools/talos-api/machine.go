@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -70,7 +71,7 @@ func (s *machineService) Version(ctx context.Context, _ *emptypb.Empty) (*machin
 			Built:     "",
 			GoVersion: "go1.25",
 			Os:        "linux",
-			Arch:      "amd64",
+			Arch:      cmp.Or(n.spec.Arch, "amd64"),
 		},
 		Platform: &machineapi.PlatformInfo{Name: "metal", Mode: "metal"},
 	}

@@ -22,6 +22,8 @@
 //	    machinery's client as the Talos provider and `talosctl kubeconfig` fetch it.
 //	talos-api bootstrap --talosconfig FILE --node IP
 //	    One MachineService.Bootstrap call, as `talosctl bootstrap` makes it; prints "CODE: message".
+//	talos-api resource --node IP:PORT [--talosconfig FILE] --verb list|get|create --type TYPE [--namespace NS] [--id ID]
+//	    One resource API call, insecure as `talosctl get --insecure` without --talosconfig; prints "OK N" or "CODE: message".
 package main
 
 import (
@@ -56,7 +58,7 @@ func main() {
 	log.SetPrefix("talos-api: ")
 
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config|kubeconfig|bootstrap ...")
+		fmt.Fprintln(os.Stderr, "usage: talos-api serve|config|kubeconfig|bootstrap|resource ...")
 		os.Exit(2)
 	}
 
@@ -71,8 +73,10 @@ func main() {
 		err = printKubeconfig(os.Args[2:])
 	case "bootstrap":
 		err = printBootstrap(os.Args[2:])
+	case "resource":
+		err = printResource(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (serve, config, kubeconfig, bootstrap)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (serve, config, kubeconfig, bootstrap, resource)", os.Args[1])
 	}
 
 	if err != nil {

@@ -33,11 +33,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
-	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 )
 
 // Cluster holds every fake node and the state they share (etcd), behind one lock.
@@ -650,6 +647,10 @@ func (n *Node) writeResources() error {
 		return err
 	}
 
+	if err := n.writeDisks(); err != nil {
+		return err
+	}
+
 	return n.writeHardware()
 }
 
@@ -662,6 +663,13 @@ func (n *Node) writeHardware() error {
 	if n.uuid != "" {
 		si := hardware.NewSystemInformation(hardware.SystemInformationID)
 		*si.TypedSpec() = hardware.SystemInformationSpec{Manufacturer: "talos-api", ProductName: "stand-in", UUID: n.uuid, SerialNumber: n.name}
+
+		if h := n.spec.Hardware; h != nil && h.System != nil {
+			*si.TypedSpec() = hardware.SystemInformationSpec{
+				Manufacturer: h.System.Manufacturer, ProductName: h.System.ProductName, Version: h.System.Version,
+				SerialNumber: h.System.SerialNumber, UUID: n.uuid, SKUNumber: h.System.SKUNumber,
+			}
+		}
 
 		if err := put(n.st, si); err != nil {
 			return err
@@ -681,6 +689,11 @@ func (n *Node) writeHardware() error {
 	*link.TypedSpec() = network.LinkStatusSpec{
 		Index: 2, Type: nethelpers.LinkEther, Alias: "lan0", OperationalState: nethelpers.OperStateUp, MTU: 1500, LinkState: true,
 		HardwareAddr: nethelpers.HardwareAddr(hw), PermanentAddr: nethelpers.HardwareAddr(n.mac), BroadcastAddr: nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+
+	if h := n.spec.Hardware; h != nil {
+		// The speed ethtool reports for the link (link_status.go: SpeedMegabits), and its driver.
+		link.TypedSpec().SpeedMegabits, link.TypedSpec().Driver = h.LinkSpeedMbps, h.LinkDriver
 	}
 
 	for _, r := range []resource.Resource{lo, link} {
@@ -862,29 +875,7 @@ func (n *Node) newServer() *grpc.Server {
 		machineapi.RegisterImageServiceServer(s, &imageService{n: n})
 	}
 
-	cosiv1alpha1.RegisterStateServer(s, server.NewState(state.Filter(n.st, cosiAccess)))
+	cosiv1alpha1.RegisterStateServer(s, server.NewState(state.Filter(n.st, n.accessPolicy)))
 
 	return s
-}
-
-// cosiAccess is Talos's access policy for the resource API (internal/app/resources/access.go:25-65 at
-// v1.12.4 and v1.13.0): a sensitive resource needs the admin role (lines 44-47), a non-sensitive one
-// any role (48-49). Of what the stand-in holds only MachineConfig is sensitive: LinkStatus, with the
-// permanent MAC a machine is told by, is NonSensitive (pkg/machinery/resources/network/
-// link_status.go:146 at v1.12.4, :147 at v1.13.0), and AddressStatus, MachineStatus, Version and
-// SystemInformation declare no sensitivity, which is NonSensitive too (cosi-project/runtime v1.14.1
-// pkg/resource/meta/spec/sensitivity.go:13).
-// Maintenance mode serves the same policy (v1.12.4: internal/app/maintenance/server.go:71-72; v1.13.0:
-// internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:145-146) to clients that all get
-// the reader role (v1.12.4: internal/app/machined/pkg/controllers/runtime/maintenance_service.go:129-132
-// and pkg/grpc/middleware/authz/injector.go:89-101; v1.13.0: apid in ReadonlyRoleMode,
-// internal/app/machined/pkg/controllers/runtime/api_service_config.go:110-118 and
-// internal/app/apid/service.go:119-121): a machine in maintenance mode tells anyone its links' MACs,
-// and authenticates no one.
-func cosiAccess(ctx context.Context, access state.Access) error {
-	if access.ResourceType == configres.MachineConfigType && !rolesOf(ctx).Includes(role.Admin) {
-		return status.Error(codes.PermissionDenied, "not authorized")
-	}
-
-	return nil
 }

@@ -87,6 +87,10 @@ type NodeSpec struct {
 	// UUID is the machine's SMBIOS system UUID (default: one derived from the name); "none": the
 	// firmware has no SMBIOS, so Talos publishes no SystemInformation (U-Boot boards).
 	UUID string `json:"uuid,omitempty"`
+	// Arch is the architecture Version reports (amd64 when left out).
+	Arch string `json:"arch,omitempty"`
+	// Hardware: what the machine tells anyone in maintenance mode, its disks above all (hardware.go).
+	Hardware *HardwareSpec `json:"hardware,omitempty"`
 	// BootDelayMs: the API is down this long after the stand-in starts (still booting or installing).
 	BootDelayMs int `json:"bootDelayMs,omitempty"`
 	// ReadyAfterMs: MachineStatus is running but not ready this long after each boot.
@@ -270,6 +274,14 @@ func (n *NodeSpec) validate() error {
 		if _, err := uuid.Parse(n.UUID); err != nil {
 			return fmt.Errorf("uuid %q is not a UUID", n.UUID)
 		}
+	}
+
+	if n.Arch != "" && n.Arch != "amd64" && n.Arch != "arm64" {
+		return fmt.Errorf("arch %q is not amd64 or arm64", n.Arch)
+	}
+
+	if err := n.Hardware.validate(); err != nil {
+		return err
 	}
 
 	if n.Etcd.JoinAfterMs < 0 {

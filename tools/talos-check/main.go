@@ -9,6 +9,7 @@
 //	  "kubernetesVersion", "talosVersion", "configPatches", "docs", "examples"}]}
 //	{"mode": "node", "machines": [{"name", "config"}]}
 //	{"mode": "compat", "pairs": [{"talos", "host", "kubernetes"}]}
+//	{"mode": "match", "machines": [{"name", "config", "disks": [block.DiskSpec...]}]}
 //
 // "generate" does what the provider's talos_machine_configuration data source does (its plan-time
 // checks, then generate() with a secrets bundle made as talos_machine_secrets makes it) and then
@@ -41,9 +42,11 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/block/blockhelpers"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/gendata"
+	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 )
 
 // Machine is one getConfiguration invocation's arguments (generate mode) or a config (node mode).
@@ -58,6 +61,8 @@ type Machine struct {
 	Docs              bool     `json:"docs"`
 	Examples          bool     `json:"examples"`
 	Config            string   `json:"config"`
+	// Disks: the machine's block.Disks, as a machine in maintenance mode lists them (match mode).
+	Disks []block.DiskSpec `json:"disks,omitempty"`
 }
 
 // Request is the whole batch read from stdin.
@@ -86,6 +91,9 @@ type Result struct {
 	Errors   []string `json:"errors"`
 	Warnings []string `json:"warnings"`
 	Config   string   `json:"config,omitempty"`
+	// Matched: the dev paths of the disks the config's install disk selector matches, in the machine's order:
+	// Talos installs to the first (match mode).
+	Matched []string `json:"matched,omitempty"`
 }
 
 // Response is the whole answer written to stdout.
@@ -336,6 +344,57 @@ func validateAsNode(raw []byte, r *Result) {
 	r.fail("runtime validate (node apply, metal)", err)
 }
 
+// matchDisks is what a node does with an install disk selector (internal/app/machined/pkg/runtime/v1alpha1/
+// v1alpha1_sequencer_tasks.go:1504-1522 at v1.12.4): the config's DiskMatchExpression (the selector as CEL,
+// config/types/v1alpha1/v1alpha1_provider.go:1248-1380) evaluated by blockhelpers.MatchDisks over the machine's
+// block.Disks, Talos installing to the first match; and the config's RuntimeValidate with disks to match, as the
+// machine validates a config applied to it in maintenance mode.
+func matchDisks(m Machine, r *Result) {
+	cfg, err := configloader.NewFromBytes([]byte(m.Config))
+	if err != nil {
+		r.fail("load", err)
+
+		return
+	}
+
+	st := state.WrapCore(namespaced.NewState(inmem.Build))
+
+	for _, spec := range m.Disks {
+		// Talos's DisksController names each Disk by its kernel name (sda, nvme0n1), the order MatchDisks lists them in.
+		d := block.NewDisk(block.NamespaceName, strings.TrimPrefix(spec.DevPath, "/dev/"))
+		*d.TypedSpec() = spec
+
+		if err = st.Create(context.Background(), d); err != nil {
+			r.fail("disks", err)
+
+			return
+		}
+	}
+
+	expr, err := cfg.Machine().Install().DiskMatchExpression()
+	if err != nil || expr == nil {
+		r.fail("selector", fmt.Errorf("no install disk selector: %v", err))
+
+		return
+	}
+
+	matched, err := blockhelpers.MatchDisks(context.Background(), st, expr)
+	if err != nil {
+		r.fail("match", err)
+
+		return
+	}
+
+	r.Matched = []string{}
+	for _, d := range matched {
+		r.Matched = append(r.Matched, d.TypedSpec().DevPath)
+	}
+
+	warnings, err := cfg.RuntimeValidate(context.Background(), st, metal{matchDisks: true})
+	r.warn("runtime validate (node apply, metal, its disks)", warnings)
+	r.fail("runtime validate (node apply, metal, its disks)", err)
+}
+
 func run(req Request) (Response, error) {
 	resp := Response{Machinery: gendata.VersionTag, Results: make([]Result, 0, len(req.Machines))}
 
@@ -354,6 +413,8 @@ func run(req Request) (Response, error) {
 		switch req.Mode {
 		case "node":
 			validateAsNode([]byte(m.Config), &r)
+		case "match":
+			matchDisks(m, &r)
 		case "generate":
 			if err := planChecks(m); err != nil {
 				r.fail("plan", err)
@@ -386,7 +447,7 @@ func run(req Request) (Response, error) {
 			r.Config = string(raw)
 			validateAsNode(raw, &r)
 		default:
-			return resp, fmt.Errorf("mode %q is not one of generate, node", req.Mode)
+			return resp, fmt.Errorf("mode %q is not one of generate, node, match", req.Mode)
 		}
 
 		resp.Results = append(resp.Results, r)

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/iluvatar/upgrader/internal/apply"
+	"github.com/iluvatar/upgrader/internal/discovery"
 	"github.com/iluvatar/upgrader/internal/health"
 	"github.com/iluvatar/upgrader/internal/input"
 	"github.com/iluvatar/upgrader/internal/kube"
@@ -57,6 +58,7 @@ var commands = map[string]command{
 	"etcd-snapshot":        {"save an etcd snapshot from a control plane to a file", talos.ParseEtcdSnapshot},
 	"kubernetes-preflight": {"check a Kubernetes upgrade: version skew and APIs removed in the target still requested", kube.ParsePreflight},
 	"kubernetes-upgrade":   {"roll a Kubernetes version component by component: API servers, controller-managers, schedulers, kubelets", kubeupgrade.Parse},
+	"discover":             {"read the netboot leases and ask each machine in maintenance mode what it is (only reads; iluvatar discover)", discovery.Parse},
 }
 
 var order = []string{"bootstrap", "health", "wait-kube", "apply", "probe", "reset", "remove-member", "etcd-snapshot", "kubernetes-preflight", "kubernetes-upgrade"}

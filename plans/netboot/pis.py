@@ -1,0 +1,228 @@
+"""The netbooting maiar: what the Ainur serve a Raspberry Pi with no card, from its bootloader to its NFS root.
+
+A maia with `boot: netboot` boots as its EEPROM bootloader does it (raspberrypi/documentation,
+documentation/asciidoc/computers/raspberry-pi/eeprom-bootloader.adoc and boot-net.adoc):
+
+1. DHCP: it sends a PXE-style DISCOVER (vendor class `PXEClient:Arch:00000:UNDI:002001`, architecture 0) and
+   takes only an answer whose option 43 holds "Raspberry Pi Boot". dnsmasq gives that answer to the inventory's
+   netbooting Pis alone (plans.netboot.dnsmasq): with their address in `dhcp` mode, as a ProxyDHCP answer beside
+   the router in `proxy` mode (the bootloader takes its address from the router's offer and the TFTP server from
+   the proxy's: the Raspberry Pi network boot tutorial runs dnsmasq as a proxy, and rpi-eeprom issue #376's log
+   shows a Pi 4 doing it).
+2. TFTP: it reads every file under its serial (`TFTP_PREFIX=0`, the low 8 hex digits of its serial), from the
+   service address (`TFTP_IP`, set in its EEPROM by `eeprom_config`). dnsmasq serves each Pi from a folder of its
+   own MAC (`tftp-unique-root=mac`), so `<mac>/<serial>/` holds its boot partition and a Pi that asks for another
+   serial finds nothing. Nothing is at the TFTP root a Pi could fall back to: the bootloader drops the prefix when
+   neither start4.elf nor start.elf is under it (ibid., TFTP_PREFIX), and an unknown Pi then finds only the iPXE
+   binaries, which it cannot boot.
+3. The firmware boots Ubuntu's kernel and initramfs with `cmdline.txt`: initramfs-tools' nfs script mounts the root
+   with klibc's nfsmount (`nfsroot=<server>:<path>,<options>`, scripts/nfs) over the network `ip=` configures.
+4. The root is the Pi's own export on the Ainur's NFS server (plans.netboot.nfs): an overlay of one read-only
+   Ubuntu root shared by every Pi, with the Pi's own writable layer; cloud-init finds its seed in the root's
+   /var/lib/cloud/seed/nocloud (DataSourceNoCloud's first place, before any label), and its network-config on
+   the kernel command line (see `cmdline`).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+
+import yaml
+
+from plans import cloudinit
+from plans.netboot.base import HOST_CACHE, mac_name, service_ip
+from stacks.model import Node, StackConfig
+
+# The Pi's bootloader: the vendor class its DISCOVER carries, the string its answer's option 43 must hold.
+PI_VENDOR_CLASS = "PXEClient:Arch:00000:UNDI:002001"
+PI_OPTION43 = "Raspberry Pi Boot"
+# NFS, as klibc's nfsmount speaks it (usr/kinit/nfsmount/main.c and mount.c): NFSv3 over TCP by default, no lock
+# manager, and the MOUNT protocol's port asked of the portmapper, or 627 (sunrpc.h's MOUNT_PORT) when none answers.
+# The server listens on both fixed ports, so a Pi needs no portmapper on the service address.
+NFS_PORT = 2049
+MOUNT_PORT = 627
+# Where each Pi's root is exported, and the mount options its cmdline.txt gives nfsmount (its own spellings:
+# `v3` and `tcp`, not the kernel's `vers=3`: nfsmount refuses an option it does not know). `hard`: a server that
+# moves (a failover) makes I/O wait, never fail; timeo in tenths of a second, as the kernel's NFS client reads it.
+EXPORT_ROOT = "/pis"
+NFS_OPTIONS = ("v3", "tcp", f"port={NFS_PORT}", "hard", "timeo=600", "retrans=10")
+# The Pi images on each disk-booting Pi (plans.netboot.pi_image builds them) and the per-Pi TFTP folders.
+PI_IMAGES = f"{HOST_CACHE}/pi-images"
+# The bootloader settings a netbooting Pi needs in its EEPROM (eeprom-bootloader.adoc): try the SD card, then the
+# network, then start again (0xf21, what rpi-eeprom's own network-boot preset sets: imager/2711-config and
+# 2712-config/boot-conf-network.txt); files under the serial; the TFTP server named outright (it overrides the DHCP
+# answer's server address, so no router's next-server can redirect it); and a per-file TFTP timeout long enough for
+# Ubuntu's initramfs over lock-step TFTP (the default 30 s aborts large files: tinkerbell's Raspberry Pi 5 guide).
+BOOT_ORDER = "0xf21"
+TFTP_FILE_TIMEOUT_MS = 300000
+# cloud-init's kernel command line network config: base64 of gzip of YAML (cloudinit/net/cmdline.py,
+# read_kernel_cmdline_config and _b64dgz, cloud-init 25.1.4).
+CMDLINE_LIMIT = 1024
+
+
+def netboot_pis(stack: StackConfig) -> list[Node]:
+    """The maiar that boot from the Ainur, in inventory order."""
+    return [n for n in stack.ainur_nodes if n.boot == "netboot"]
+
+
+def pi_model(node: Node) -> int:
+    return {"rpi4": 4, "rpi5": 5}[node.board]
+
+
+def tftp_dir(node: Node) -> str:
+    """The Pi's folder under the TFTP root: its MAC (dnsmasq's tftp-unique-root=mac adds it), then its serial (the
+    bootloader's prefix)."""
+    assert node.serial is not None
+    return f"{mac_name(node.mac)}/{node.serial}"
+
+
+def export_path(node: Node) -> str:
+    return f"{EXPORT_ROOT}/{node.name}"
+
+
+def image_id(stack: StackConfig) -> str:
+    """The image's folder name: its release and the start of its checksum, so a new image is a new folder."""
+    assert stack.ainur is not None
+    image = stack.ainur.pi_image
+    return f"ubuntu-{image.release}-{image.sha256[:12]}"
+
+
+def network_config_arg(stack: StackConfig, node: Node) -> str:
+    """`network-config=...`: the Pi's netplan config as cloud-init reads it from the kernel command line.
+
+    With `ip=` on the command line and klibc's /run/net-*.conf from the initramfs, cloud-init would otherwise take
+    the initramfs's network config before the datasource's (cloudinit/stages.py, _find_networking_config: CMD_LINE,
+    INITRAMFS, SYSTEM_CFG, DS; net/cmdline.py, KlibcNetworkConfigSource.is_applicable); the command line comes first.
+    """
+    doc = cloudinit.network_config_document(stack, node)["network"]
+    text = yaml.safe_dump(doc, sort_keys=True, width=4096).encode()
+    # mtime 0: the same config gives the same bytes, so cmdline.txt (and the pod's digest) only change with it.
+    return "network-config=" + base64.b64encode(gzip.compress(text, mtime=0)).decode()
+
+
+def _ip_arg(stack: StackConfig, node: Node) -> str:
+    # ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1> (klibc ipconfig, as
+    # initramfs-tools' configure_networking passes it). The device is left empty: BOOTIF names it by MAC, so the
+    # kernel's name for the Pi's NIC (eth0, end0) does not matter.
+    net = stack.network
+    dns = [str(d) for d in net.dns[:2]]
+    return f"ip={node.ip}::{net.gateway}:{net.lan.netmask}:{node.name}::off:" + ":".join(dns)
+
+
+def cmdline(stack: StackConfig, node: Node) -> str:
+    """cmdline.txt for one Pi: an NFS root on the service address, its address, its network config for cloud-init."""
+    nfsroot = f"nfsroot={service_ip(stack)}:{export_path(node)}," + ",".join(NFS_OPTIONS)
+    words = [
+        # Ubuntu's own consoles (the image's cmdline.txt): the serial header and the screen.
+        "console=serial0,115200",
+        "console=tty1",
+        "multipath=off",
+        "dwc_otg.lpm_enable=0",
+        # initramfs-tools: root=/dev/nfs makes BOOT=nfs (init), and scripts/nfs mounts nfsroot= with nfsmount.
+        "root=/dev/nfs",
+        nfsroot,
+        _ip_arg(stack, node),
+        # configure_networking picks the NIC with this MAC (scripts/functions, BOOTIF).
+        f"BOOTIF=01-{mac_name(node.mac)}",
+        "rw",
+        # The initramfs retries the mount for 180 s (ROOTDELAY's default), then panics: reboot 10 s later, and the
+        # bootloader starts over (BOOT_ORDER's restart), rather than wait at a shell for hands.
+        "panic=10",
+        network_config_arg(stack, node),
+    ]
+    text = " ".join(words)
+    if len(text) > CMDLINE_LIMIT:
+        raise ValueError(f"{node.name}'s cmdline.txt is {len(text)} characters, over {CMDLINE_LIMIT}")
+    return text + "\n"
+
+
+def eeprom_config(stack: StackConfig, node: Node) -> str:
+    """The lines to set in the Pi's bootloader (`sudo rpi-eeprom-config --edit` on the Pi, once, with its card)."""
+    lines = [
+        f"# {node.name} ({node.board}, serial {node.serial}): the bootloader settings that netboot it from the Ainur.",
+        "# Set once with its card in: sudo rpi-eeprom-config --edit, paste these under [all], save, reboot, remove the card.",
+        "[all]",
+        f"BOOT_ORDER={BOOT_ORDER}",
+        "TFTP_PREFIX=0",
+        f"TFTP_IP={service_ip(stack)}",
+        f"TFTP_FILE_TIMEOUT={TFTP_FILE_TIMEOUT_MS}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def fstab(stack: StackConfig, node: Node) -> str:
+    """/etc/fstab of a netbooted root: Ubuntu's names the card's partitions (LABEL=writable, LABEL=system-boot), which
+    a Pi without a card has not; systemd would stop at an emergency shell waiting for the boot partition. The root is
+    the initramfs's NFS mount and stays as it is (the Raspberry Pi network boot tutorial leaves no root line either)."""
+    return f"# Written by Iluvatar: {node.name}'s root is NFS ({service_ip(stack)}:{export_path(node)}), mounted by the initramfs; it has no card.\n"
+
+
+def meta_data(stack: StackConfig, node: Node) -> str:
+    """NoCloud's meta-data: an instance id that changes with the user-data, so a changed one runs again."""
+    digest = hashlib.sha256(cloudinit.user_data(stack, node).encode()).hexdigest()[:12]
+    return yaml.safe_dump({"instance-id": f"iluvatar-{node.name}-{digest}", "local-hostname": node.name}, sort_keys=True)
+
+
+def seed_files(stack: StackConfig, node: Node) -> dict[str, str]:
+    """The files the Pi's own layer of its root carries, by path in the root: the NoCloud seed and its fstab."""
+    seed = "/var/lib/cloud/seed/nocloud"
+    return {
+        "/etc/fstab": fstab(stack, node),
+        f"{seed}/user-data": cloudinit.user_data(stack, node),
+        f"{seed}/meta-data": meta_data(stack, node),
+        f"{seed}/network-config": cloudinit.network_config(stack, node),
+    }
+
+
+def boot_files(stack: StackConfig, node: Node) -> dict[str, str]:
+    """The files of the Pi's TFTP folder that are its own; the rest is the image's boot partition as it is."""
+    return {"cmdline.txt": cmdline(stack, node)}
+
+
+def tftp_script() -> str:
+    """Fill the TFTP root's Pi folders: for each Pi, its MAC/serial folder with links to the image's boot files and
+    its own cmdline.txt. Run where the netboot pod's TFTP root is; idempotent; removes folders of Pis no longer listed.
+
+    Environment: TFTP_ROOT, IMAGE (the image's boot tree), PIS (the folder of per-Pi files: <mac>/<serial>/...).
+    """
+    return r"""#!/bin/sh
+# Fill the TFTP root's Pi folders (plans.netboot.pis.tftp_script). Generated by Iluvatar.
+set -eu
+: "${TFTP_ROOT:?}" "${IMAGE:?}" "${PIS:?}"
+[ -f "$IMAGE/.complete" ] || { echo "iluvatar: the Pi image at $IMAGE is not built yet (no .complete)" >&2; exit 1; }
+# Folders named like a MAC (dnsmasq's tftp-unique-root=mac) belong to this script.
+for old in "$TFTP_ROOT"/??-??-??-??-??-??; do
+  [ -d "$old" ] || continue
+  mac=$(basename "$old")
+  [ -d "$PIS/$mac" ] || rm -rf "$old"
+done
+for pi in "$PIS"/??-??-??-??-??-??/*; do
+  [ -d "$pi" ] || continue
+  rel=${pi#"$PIS"/}
+  new="$TFTP_ROOT/$rel.new"
+  rm -rf "$new" && mkdir -p "$new"
+  # Every file and folder of the image's boot partition, linked (dnsmasq follows links; nothing is copied).
+  for f in "$IMAGE"/boot/* "$IMAGE"/boot/.[!.]*; do
+    [ -e "$f" ] || continue
+    ln -s "$f" "$new/$(basename "$f")"
+  done
+  # The Pi's own files over the image's (cmdline.txt).
+  for f in "$pi"/*; do
+    rm -f "$new/$(basename "$f")"
+    cp "$f" "$new/$(basename "$f")"
+  done
+  rm -rf "$TFTP_ROOT/$rel"
+  mv "$new" "$TFTP_ROOT/$rel"
+  # Only this Pi's serial under its MAC.
+  for other in "$TFTP_ROOT/${rel%/*}"/*; do
+    [ "$other" = "$TFTP_ROOT/$rel" ] || rm -rf "$other"
+  done
+done
+"""
+
+
+def pi_files(stack: StackConfig) -> dict[str, str]:
+    """Each Pi's own files by `<mac>/<serial>/<name>` (the PIS folder of `tftp_script`)."""
+    return {f"{tftp_dir(n)}/{name}": text for n in netboot_pis(stack) for name, text in boot_files(stack, n).items()}

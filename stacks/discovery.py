@@ -1,0 +1,79 @@
+"""Discovery config (`iluvatar:arda.discovery`): machines the inventory does not know, booted to be read.
+
+With it, the Ainur's netboot service boots a machine whose MAC no node has into Talos's maintenance
+mode: Talos with no machine config, which installs nothing, holds no secret and serves a read-only API
+to anyone (docs/day2.md#adding-a-machine). `iluvatar discover` reads it there and prints its inventory
+entry. The model is `stacks.model.Discovery`; this module holds its rules, each naming its config path.
+
+What the Ainur can serve decides what discovery can be: they answer DHCP and PXE on network.lan only
+(plans.netboot), so that is the one segment; a pool of addresses is theirs to lend only when they are
+the LAN's DHCP server (netboot mode dhcp), and it must stay clear of every address the stack hands out
+otherwise, or two machines would answer at one address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from ipaddress import IPv4Address
+
+from stacks.errors import Problem
+from stacks.model import AddressRange, Ainur, Arda, Network
+from stacks.rules import _range
+
+DISCOVERY = "iluvatar:arda.discovery"
+
+
+def pool_owner(pool: AddressRange) -> str:
+    """What holds a pool address, as another rule names it (`taken` in stacks.load)."""
+    return f"arda.discovery.pool {pool}, which the Ainur lend to machines being discovered"
+
+
+def check(arda: Arda | None, ainur: Ainur | None, ainur_set: bool, network: Network | None, taken: Mapping[IPv4Address, str]) -> list[Problem]:
+    """Every problem of arda.discovery; `taken` maps the LAN's static addresses (machines, VIPs) to what holds them."""
+    if arda is None or arda.discovery is None:
+        return []
+    return list(_problems(arda, ainur, ainur_set, network, taken))
+
+
+def _problems(arda: Arda, ainur: Ainur | None, ainur_set: bool, network: Network | None, taken: Mapping[IPv4Address, str]) -> Iterator[Problem]:
+    discovery = arda.discovery
+    assert discovery is not None
+    if not ainur_set:
+        yield Problem(
+            DISCOVERY,
+            "boots unknown machines from the Ainur's netboot service (DHCP, PXE), and this stack has no iluvatar:ainur; "
+            "add the Ainur, or remove arda.discovery and read a machine's MAC and disks by hand (docs/day2.md#adding-a-machine)",
+        )
+    if discovery.vlan is not None:
+        vlans = [v.name for v in network.vlans] if network is not None else []
+        if network is not None and discovery.vlan not in vlans:
+            yield Problem(f"{DISCOVERY}.vlan", f"{discovery.vlan} is not in network.vlans (known: {', '.join(vlans) or 'none defined'})")
+        else:
+            yield Problem(
+                f"{DISCOVERY}.vlan",
+                f"{discovery.vlan}: the Ainur's netboot service answers DHCP and PXE on network.lan only, so no machine on VLAN "
+                f"{discovery.vlan} would boot to be discovered; remove vlan (discover on network.lan), then move the machine",
+            )
+    if ainur is not None and ainur.netboot.unknown_macs == "generic-worker":
+        yield Problem(
+            DISCOVERY,
+            "and ainur.netboot.unknownMacs: generic-worker both claim the machines the inventory does not know (one boots them "
+            "into maintenance mode to be read, the other makes them workers); keep one",
+        )
+    pool = discovery.pool
+    if pool is None or network is None:
+        return
+    path = f"{DISCOVERY}.pool"
+    if ainur is not None and ainur.netboot.mode == "proxy":
+        yield Problem(
+            path,
+            f"{pool}: in ainur.netboot.mode proxy the router hands out every address, so the Ainur have no pool to lend; "
+            "remove pool (discovered machines then take the router's addresses) or set the mode to dhcp",
+        )
+    yield from _range(path, pool, network)
+    for what, other in (("network.dhcpRange", network.dhcp_range), ("network.loadBalancerPool", network.load_balancer_pool)):
+        if pool.overlaps(other):
+            yield Problem(path, f"{pool} overlaps {what} {other}; give the pool addresses outside it")
+    held = sorted((ip, owner) for ip, owner in taken.items() if ip in pool)
+    for ip, owner in held:
+        yield Problem(path, f"{pool} holds {ip}, which is {owner}; move the pool past it")

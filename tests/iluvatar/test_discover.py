@@ -1,0 +1,285 @@
+"""`iluvatar discover` end to end: the leases from a real API server (the Ainur's flavour, with an admin's kubeconfig),
+the machines from the Talos API stand-in in maintenance mode (tools/talos-api: the disks, links and SMBIOS a Talos
+machine tells anyone, and the refusals of its maintenance API), asked by the upgrader's `discover` with machinery's
+own client; the entries written into a copy of the homelab stack file, which then validates, is in the form Pulumi's
+own marshaler writes (tools/stackfile), passes the Talos acceptance check, and whose install disk selector picks the
+intended disk in machinery's own CEL evaluation, in both builds (v1.13.0, v1.12.4).
+
+The homelab's LAN is moved into a loopback block of its own, so the machines the test asks (and the inventory
+machines whose Talos API `discover` knocks on for its "not seen" hint) are this machine's loopback addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plans import discovery
+from stacks import load_stack_file
+from stacks.load import load_yaml
+from tests.edit import HOMELAB
+from tests.stacks.test_stack_form import SALT_LINE, changed
+from tools import talos_api, talos_check
+from tools.gotools import build
+from tools.kube_cluster import Cluster
+
+pytestmark = pytest.mark.kube
+
+X86, ARM = "02:00:5e:00:0d:01", "02:00:5e:00:0d:02"
+SAMSUNG = {"id": "sda", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "serial": "S3Z9NB0K123456A", "transport": "sata",
+           "wwid": "naa.5002538e40a1b2c3", "symlinks": ["/dev/disk/by-id/ata-Samsung_SSD_860_EVO_250GB_S3Z9NB0K123456A", "/dev/disk/by-id/wwn-0x5002538e40a1b2c3"]}  # fmt: skip
+WD = {"id": "nvme0n1", "size": 1000204886016, "model": "WD Blue SN570 1TB", "serial": "22123A800123", "transport": "nvme",
+      "symlinks": ["/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123", "/dev/disk/by-id/nvme-eui.e8238fa6bf530001001b448b4a1b2c3d"],
+      "partitions": [{"label": "EFI", "filesystem": "vfat", "size": 104857600}, {"label": "META", "size": 1048576}, {"label": "STATE", "filesystem": "xfs", "size": 104857600}]}  # fmt: skip
+OLD_HDD = {"id": "sdb", "size": 2000398934016, "model": "WDC WD20EZRZ-00Z5HB0", "serial": "WD-WCC4M1234567", "transport": "sata", "rotational": True,
+           "symlinks": ["/dev/disk/by-id/ata-WDC_WD20EZRZ-00Z5HB0_WD-WCC4M1234567"], "partitions": [{"label": "", "filesystem": "ntfs", "size": 2000000000000}]}  # fmt: skip
+STICK = {
+    "id": "sdc",
+    "size": 16008609792,
+    "model": "Ultra Fit",
+    "serial": "4C530001",
+    "transport": "usb",
+    "symlinks": ["/dev/disk/by-id/usb-SanDisk_Ultra_Fit_4C530001-0:0"],
+}
+TWIN = {"size": 34359738368, "model": "QEMU HARDDISK", "transport": "virtio"}
+LENOVO = {"manufacturer": "LENOVO", "productName": "ThinkCentre M720q", "serialNumber": "PC1ABCDE"}
+
+
+def _block() -> str:
+    """A loopback /24 of this test's own, whose pool addresses' Talos port is free."""
+    for _ in range(50):
+        block = f"127.{1 + secrets.randbelow(254)}.{secrets.randbelow(255)}"
+        if all(talos_api._free(f"{block}.{i}") for i in (90, 91, 92)):
+            return block
+    raise AssertionError("no free loopback block")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, kube_k3s: Cluster) -> Iterator[dict[str, Any]]:
+    """The stand-in's machines at three pool addresses, the leases that name them in the Ainur's API, the stack."""
+    block = _block()
+    root = tmp_path_factory.mktemp("discover")
+    text = (
+        HOMELAB.read_text().replace("192.168.0.", f"{block}.").replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
+    )
+    text = text.replace(
+        "    kubernetesVersion: v1.34.1\n", f"    kubernetesVersion: v1.34.1\n    discovery: {{pool: {{start: {block}.90, end: {block}.99}}}}\n", 1
+    )
+    stack = root / "Pulumi.homelab.yaml"
+    stack.write_text(text)
+    nodes = [
+        talos_api.node(f"discovery-amd64-{X86.replace(':', '-')}", f"{block}.90", "worker", "v1.12.4", maintenance=True, mac=X86,
+                       hardware={"disks": [SAMSUNG, WD, OLD_HDD, STICK], "system": LENOVO, "linkSpeedMbps": 1000, "linkDriver": "e1000e"}),
+        talos_api.node(f"discovery-arm64-{ARM.replace(':', '-')}", f"{block}.91", "worker", "v1.13.0", maintenance=True, mac=ARM, arch="arm64",
+                       hardware={"disks": [{**TWIN, "id": "vda"}, {**TWIN, "id": "vdb"}]}),
+        # A configured Talos at a lease's address: it asks for a client certificate, so it is not one to add.
+        talos_api.node("gandalf", f"{block}.31", "worker", "v1.12.4", mac="28:d2:44:30:00:01"),
+    ]  # fmt: skip
+    now = int(time.time())
+    leases = "".join(
+        f"{expiry} {mac} {ip} {name} {cid}\n"
+        for expiry, mac, ip, name, cid in [
+            (now + 3600, X86, f"{block}.90", f"discovery-amd64-{X86.replace(':', '-')}", "01:" + X86),
+            (now + 3600, ARM, f"{block}.91", f"discovery-arm64-{ARM.replace(':', '-')}", "01:" + ARM),
+            (now + 3600, "02:00:5e:00:0d:77", f"{block}.150", "phone", "*"),  # a household device: never asked
+            (0, "28:d2:44:30:00:01", f"{block}.31", "gandalf", "*"),
+            (now - 86400, "28:d2:44:30:00:02", f"{block}.32", "saruman", "*"),
+        ]
+    )
+    kube_k3s.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netboot"}})
+    kube_k3s.client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "dnsmasq-leases", "namespace": "netboot"},
+            "binaryData": {"leases": base64.b64encode(leases.encode()).decode()},
+        }
+    )
+    with talos_api.talos_api(talos_api.scenario(nodes), root / "talos-api") as api:
+        yield {"block": block, "stack": stack, "text": text, "kubeconfig": kube_k3s.kubeconfig, "api": api}
+
+
+def discover(lab: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iluvatar", "discover", str(lab["stack"]), f"--kubeconfig={lab['kubeconfig']}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_upgrader_asks_each_machine_as_talosctl_insecure_and_records_what_it_refused(lab: dict[str, Any]) -> None:
+    from iluvatar import upgrader
+
+    block = lab["block"]
+    result = subprocess.run(
+        [str(upgrader.build()), "discover", f"--kubeconfig={lab['kubeconfig']}", "--deadline=20s"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert [(lease["mac"], lease["ip"], lease["hostname"]) for lease in answer["leases"]][:3] == [
+        (X86, f"{block}.90", f"discovery-amd64-{X86.replace(':', '-')}"),
+        (ARM, f"{block}.91", f"discovery-arm64-{ARM.replace(':', '-')}"),
+        ("02:00:5e:00:0d:77", f"{block}.150", "phone"),
+    ]
+    x86, arm = answer["machines"]
+    # Talos 1.12 answers no Version in maintenance mode; 1.13 answers a reader.
+    assert x86["refused"] == ["MachineService.Version: Unimplemented: API is not implemented in maintenance mode"]
+    assert (x86["version"], x86["arch"], arm["refused"], arm["version"], arm["arch"]) == ("", "", [], "v1.13.0", "arm64")
+    assert not x86.get("error"), x86["error"]
+    assert [d["devPath"] for d in x86["disks"]] == ["/dev/nvme0n1", "/dev/sda", "/dev/sdb", "/dev/sdc"]
+    sda = next(d for d in x86["disks"] if d["id"] == "sda")
+    assert (sda["model"], sda["serial"], sda["transport"], sda["prettySize"], sda["symlinks"]) == (
+        "Samsung SSD 860 EVO 250GB", "S3Z9NB0K123456A", "sata", "250 GB", SAMSUNG["symlinks"],
+    )  # fmt: skip
+    assert sorted((v["id"], v["partitionLabel"], v["name"]) for v in x86["volumes"] if v["parentDevPath"] == "/dev/nvme0n1") == [
+        ("nvme0n1p1", "EFI", "vfat"), ("nvme0n1p2", "META", ""), ("nvme0n1p3", "STATE", "xfs"),
+    ]  # fmt: skip
+    (link,) = [link for link in x86["links"] if link["physical"]]
+    assert (link["permanentAddr"], link["speedMbps"], link["driver"]) == (X86, 1000, "e1000e")
+    assert (x86["system"]["manufacturer"], x86["system"]["productName"], x86["hostname"]) == (
+        "LENOVO",
+        "ThinkCentre M720q",
+        f"discovery-amd64-{X86.replace(':', '-')}",
+    )
+    assert arm["system"]["manufacturer"] == "talos-api"  # the stand-in's SMBIOS when the script gives none
+    # Only the discovery leases were asked: not the phone, not gandalf (a configured Talos).
+    assert [m["address"] for m in answer["machines"]] == [f"{block}.90", f"{block}.91"]
+
+
+def test_a_configured_machine_is_not_one_to_discover(lab: dict[str, Any]) -> None:
+    """Asked as a machine in maintenance mode is (no client certificate), a configured Talos refuses the handshake."""
+    from iluvatar import upgrader
+
+    result = subprocess.run(
+        [str(upgrader.build()), "discover", "--leases=false", f"--node=gandalf={lab['block']}.31", "--deadline=10s"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (gandalf,) = json.loads(result.stdout)["machines"]
+    assert gandalf.get("error") and gandalf["disks"] == [], gandalf
+
+
+def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_talos_installs_to_the_disk_meant(lab: dict[str, Any]) -> None:
+    block, stack = lab["block"], lab["stack"]
+    shown = discover(lab)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout.splitlines()
+    x86_entry = (
+        f'- {{name: node-000d01, role: istari, arch: amd64, board: generic-x86, mac: "{X86}", ip: {block}.33, '
+        "installDisk: {model: Samsung SSD 860 EVO 250GB, serial: S3Z9NB0K123456A}, dataDisks: [/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123]}"
+    )
+    assert x86_entry in out
+    assert (
+        '#   not a data disk: sdb 2.0 TB SATA HDD "WDC WD20EZRZ-00Z5HB0" serial WD-WCC4M1234567 (holds ntfs); to give it to storage (which wipes it), add it to dataDisks'
+        in out
+    )
+    assert '#   dataDisks: nvme0n1 1.0 TB NVMe "WD Blue SN570 1TB" serial 22123A800123 (holds Talos: EFI, META, STATE)' in out
+    assert [line for line in out if line.startswith("# not added:")] == [
+        "# not added: its disks cannot be told apart by model and serial (vda, vdb: model QEMU HARDDISK, serial none), so no installDisk "
+        "selector would survive a reboot; write installDisk by hand (a busPath selector names the slot)"
+    ]
+    assert (
+        f"# discovered: {X86} at {block}.90 (discovery-amd64-{X86.replace(':', '-')}): LENOVO ThinkCentre M720q (serial PC1ABCDE), amd64, Talos in maintenance mode"
+        in out
+    )
+    # The hint: inventory machines with neither a Talos API that answers nor a current lease.
+    hints = [line for line in out if line.startswith("# not seen:")]
+    assert [h.split(":")[1].split("(")[0].strip() for h in hints] == ["taniquetil", "tirion", "alqualonde", "saruman"]
+    assert hints[3].startswith(f"# not seen: saruman (28:d2:44:30:00:02, {block}.32): no answer on {block}.32:50000, its lease ended ")
+    assert hints[0] == (
+        f"# not seen: taniquetil (a8:b8:e0:20:00:01, {block}.21): no answer on {block}.21:50000, no lease; "
+        "if it is gone for good, retire it (docs/day2.md#retiring-a-disk-or-a-machine)"
+    )
+    assert not [h for h in hints if "gandalf" in h]  # it answers, and holds an infinite lease
+    assert stack.read_text() == lab["text"], "without --write the file is untouched"
+
+    written = discover(lab, "--write")
+    assert written.returncode == 0, written.stderr
+    assert f"wrote 1 machine to {stack} (1 as comments: see why above)" in written.stdout
+    after = stack.read_text()
+    before_lines, after_lines = lab["text"].splitlines(), after.splitlines()
+    # Every line of the file as it was, in order; the new ones all after saruman, the last machine.
+    at = next(i for i, line in enumerate(before_lines) if "name: saruman" in line) + 1
+    assert after_lines[:at] == before_lines[:at]
+    assert after_lines[len(after_lines) - (len(before_lines) - at) :] == before_lines[at:]
+    added = after_lines[at : len(after_lines) - (len(before_lines) - at)]
+    assert f"    {x86_entry}" in added
+    assert all(line.startswith("    #") or line == f"    {x86_entry}" for line in added)
+
+    # It validates, and is already in the form Pulumi's own marshaler writes (its first edit adds only the salt).
+    config = load_stack_file(stack)
+    new = next(n for n in config.nodes if n.mac == X86)
+    assert (new.name, new.role, new.board, str(new.ip), new.data_disks) == (
+        "node-000d01",
+        "istari",
+        "generic-x86",
+        f"{block}.33",
+        ("/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123",),
+    )
+    init = subprocess.run([str(build("stackfile")), "init", str(stack)], capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    assert changed(after, init.stdout) == [f"+{SALT_LINE.rstrip()}"]
+
+    # The Talos acceptance check: its config generated and validated by both machineries, strict.
+    (verdict,) = [v for v in talos_check.check_stack_files([stack]) if v.name.endswith("node-000d01")]
+    assert verdict.ok, verdict.problems()
+    # Its selector picks the SSD in machinery's own CEL evaluation, among the disks the machine itself listed.
+    disks = [
+        {"DevPath": f"/dev/{d['id']}", "Size": d["size"], "Model": d["model"], "Serial": d["serial"], "Transport": d["transport"], "Rotational": d.get("rotational", False), "Symlinks": d["symlinks"]}
+        for d in (SAMSUNG, WD, OLD_HDD, STICK)
+    ]  # fmt: skip
+    assert talos_check.match_disks(verdict.config, disks) == {"v1.13.0": ["/dev/sda"], "v1.12.4": ["/dev/sda"]}
+
+    # Run again: the machine is in the inventory now, so nothing is added twice.
+    again = discover(lab, "--write")
+    assert again.returncode == 0, again.stderr
+    assert f"# already in the inventory, still in maintenance mode: node-000d01 ({X86}) at {block}.90 (pulumi up applies its config)" in again.stdout
+    assert stack.read_text().count(X86) == after.count(X86)
+    stack.write_text(lab["text"])
+
+
+def test_write_refuses_a_stack_that_does_not_validate(lab: dict[str, Any], tmp_path: Path) -> None:
+    broken = tmp_path / "Pulumi.homelab.yaml"
+    broken.write_text(lab["text"].replace(f"ip: {lab['block']}.32,", f"ip: {lab['block']}.31,"))
+    result = subprocess.run(
+        [sys.executable, "-m", "iluvatar", "discover", str(broken), f"--kubeconfig={lab['kubeconfig']}", "--write"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {broken} does not validate, and --write adds machines only to a stack that does; fix it first")
+    assert f"iluvatar:nodes[7].ip: {lab['block']}.31 is already nodes[6].ip (gandalf)" in result.stderr
+    assert broken.read_text() == lab["text"].replace(f"ip: {lab['block']}.32,", f"ip: {lab['block']}.31,")
+
+
+def test_without_the_leases_configmap_the_api_server_is_named(lab: dict[str, Any], kube_k3s: Cluster) -> None:
+    kube_k3s.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
+    from iluvatar import upgrader
+
+    result = subprocess.run(
+        [str(upgrader.build()), "discover", f"--kubeconfig={lab['kubeconfig']}", "--namespace=elsewhere"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "has no ConfigMap elsewhere/dnsmasq-leases: no lease was saved yet (is it the Ainur's, and is the netboot pod running?)" in result.stderr
+
+
+def test_a_loopback_block_is_private_to_the_test() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        assert s.getsockname()[0] == "127.0.0.1"
+    assert discovery.glob("QEMU*", "QEMU HARDDISK")
+    assert load_yaml("a: 1") == {"a": 1}

@@ -1,0 +1,160 @@
+"""The netbooting maiar's bootloaders against the real dnsmasq running the generated config, in both DHCP modes.
+
+A scripted Raspberry Pi 4 and Pi 5 bootloader (tests/netns/pi_bootloader.py: what each sends, with its sources) asks
+the LAN of tests/netns/lan.py: in `dhcp` mode dnsmasq on the Pi is the DHCP server; in `proxy` mode the router
+(another dnsmasq) gives addresses and the Ainur's answers are ProxyDHCP. The TFTP folders are made by the program's
+own script (plans.netboot.pis.tftp_script) over an Ubuntu-shaped image the program's builder extracted (tests/pi_image.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from plans import netboot
+from plans.netboot import pis
+from stacks import StackConfig, parse_stack, read_stack_file
+from tests import pi_image
+from tests.edit import HOMELAB
+from tests.netns.lan import Lan, lan, require_root, write_pi_tftp
+
+require_root()
+
+SVC = "192.168.0.14"
+# eonwe a Pi 4 and ilmare a Pi 5, both netbooting; a Pi nobody listed.
+EONWE, EONWE_SERIAL = "d8:3a:dd:10:00:02", "9ffefdef"
+ILMARE, ILMARE_SERIAL = "d8:3a:dd:10:00:03", "1a2b3c4d"
+STRANGER, STRANGER_SERIAL = "d8:3a:dd:10:00:99", "0badc0de"
+GANDALF = "28:d2:44:30:00:01"
+# Option 43 of the answer to a Pi, as dnsmasq 2.90 encodes the PXE menu: discovery control 3, the menu item of
+# type 0 "Raspberry Pi Boot", and the prompt ("PXE", dnsmasq's own, in dhcp mode; "Iluvatar" in proxy mode). The
+# bytes of raspberrypi/documentation boot-net.adoc's capture (6.1.3.10.4.0.80.88.69.9.20.0.0.17.R...) in dhcp mode.
+MENU = "0601030a04005058450914000011" + b"Raspberry Pi Boot".hex() + "ff"
+PROXY_MENU = "06010309140000" + "11" + b"Raspberry Pi Boot".hex() + "0a0900" + b"Iluvatar".hex() + "ff"
+
+
+def stack_for(mode: str) -> StackConfig:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
+    pis_ = {"eonwe": ("rpi4", EONWE_SERIAL), "ilmare": ("rpi5", ILMARE_SERIAL)}
+    raw["iluvatar:nodes"] = [
+        {**n, "board": pis_[n["name"]][0], "boot": "netboot", "serial": pis_[n["name"]][1]} if n["name"] in pis_ else n for n in raw["iluvatar:nodes"]
+    ]
+    return parse_stack(raw)
+
+
+@pytest.fixture(scope="module")
+def lans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Lan]]:
+    tag = f"ilv{os.getpid() % 10000}"
+    with ExitStack() as stack:
+        out = {}
+        for mode, letter in (("dhcp", "q"), ("proxy", "y")):
+            root = tmp_path_factory.mktemp(f"pi-{mode}")
+            # The netboot pod runs on manwe, a Pi that boots from its card (never on a netbooting one).
+            net = stack.enter_context(lan(stack_for(mode), root, f"{tag}{letter}", pi_ip="192.168.0.11"))
+            # The image as the program's builder leaves it on a Pi (tests/pi_image.py makes an Ubuntu-shaped one).
+            image = pi_image.built(root, pis.image_id(net.stack))
+            write_pi_tftp(root, net.stack, image)
+            out[mode] = net
+        yield out
+
+
+def node(net: Lan, name: str) -> Any:
+    return next(n for n in net.stack.nodes if n.name == name)
+
+
+def sha(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def image_file(net: Lan, name: str) -> dict[str, Any]:
+    data = (net.root / "images" / pis.image_id(net.stack) / "boot" / name).read_bytes()
+    return {"size": len(data), "sha256": sha(data)}
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+@pytest.mark.parametrize(
+    ("name", "mac", "serial", "model", "first"), [("eonwe", EONWE, EONWE_SERIAL, 4, "start4.elf"), ("ilmare", ILMARE, ILMARE_SERIAL, 5, "config.txt")]
+)
+def test_a_pi_boots_its_own_files_under_its_serial(lans: dict[str, Lan], mode: str, name: str, mac: str, serial: str, model: int, first: str) -> None:
+    net = lans[mode]
+    files = [
+        f"{serial}/{first}",
+        f"{serial}/config.txt",
+        f"{serial}/vmlinuz",
+        f"{serial}/initrd.img",
+        f"{serial}/cmdline.txt",
+        f"{serial}/overlays/README",
+    ]
+    got = net.pi_boot(mac, serial, model, *files)
+    boot = [o for o in got["offers"] if o["raspberry_pi_boot"]]
+    assert len(boot) == 1, got["offers"]
+    assert boot[0]["option43"] == (MENU if mode == "dhcp" else PROXY_MENU)
+    assert (boot[0]["siaddr"], boot[0]["server_id"], boot[0]["vendor_class"]) == (SVC, SVC, "PXEClient")
+    if mode == "dhcp":
+        assert boot[0]["yiaddr"] == str(node(net, name).ip)  # its reserved address, in the same answer
+    else:
+        assert boot[0]["yiaddr"] == "0.0.0.0"  # noqa: S104 - a ProxyDHCP answer: the address is the router's
+        assert [o["from"] for o in got["offers"] if not o["raspberry_pi_boot"]] == ["192.168.0.1"]
+    assert (got["address"], got["tftp_server"]) == (str(node(net, name).ip), SVC)
+    expected = {f: image_file(net, f.split("/", 1)[1]) for f in files if not f.endswith("cmdline.txt")}
+    expected[f"{serial}/cmdline.txt"] = {"size": len(pis.cmdline(net.stack, node(net, name))), "sha256": sha(pis.cmdline(net.stack, node(net, name)))}
+    assert got["tftp"] == expected
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+def test_a_pi_never_reads_another_pis_files(lans: dict[str, Lan], mode: str) -> None:
+    """By its serial, by the other's whole path, or up out of its own folder: dnsmasq serves it from its MAC's folder."""
+    net = lans[mode]
+    theirs = f"{ILMARE_SERIAL}/cmdline.txt"
+    got = net.pi_boot(
+        EONWE, EONWE_SERIAL, 4, theirs, f"{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt", f"../{pis.tftp_dir(node(net, 'ilmare'))}/cmdline.txt"
+    )
+    assert got["address"] == "192.168.0.12"
+    errors = {name: result.get("error", "") for name, result in got["tftp"].items()}
+    mine = net.root / "tftp" / "d8-3a-dd-10-00-02"
+    assert errors == {
+        theirs: f"file {mine}/{theirs} not found for 192.168.0.12",
+        f"d8-3a-dd-10-00-03/{theirs}": f"file {mine}/d8-3a-dd-10-00-03/{theirs} not found for 192.168.0.12",
+        f"../d8-3a-dd-10-00-03/{theirs}": f"cannot access {mine}/../d8-3a-dd-10-00-03/{theirs}: Permission denied",
+    }
+
+
+def test_an_unknown_pi_gets_no_answer_it_can_boot_from_in_dhcp_mode(lans: dict[str, Lan]) -> None:
+    """It gets an address, as any device on the LAN does, but its answer's menu lacks "Raspberry Pi Boot"; and the TFTP
+    root, where a Pi whose prefix folder is missing falls back to, has nothing a Pi boots."""
+    net = lans["dhcp"]
+    got = net.pi_boot(STRANGER, STRANGER_SERIAL, 5, server=SVC)
+    assert [o["raspberry_pi_boot"] for o in got["offers"]] == [False]
+    assert got["offers"][0]["option43"] == "0601080a0400505845ff"  # control 8, no menu
+    assert "ack" not in got
+    # Were it to read TFTP anyway (an address of its own, the server its EEPROM names): its prefix folder is missing,
+    # and the root, where the bootloader then looks, has no firmware, config.txt or kernel.
+    files = [f"{STRANGER_SERIAL}/start4.elf", "start4.elf", "start.elf", "config.txt", "vmlinuz", "kernel8.img"]
+    got = net.pi_boot(STRANGER, STRANGER_SERIAL, 4, *files, server=SVC, address="192.168.0.150")
+    assert got["tftp"] == {f: {"error": f"file {net.root / 'tftp'}/{f} not found for 192.168.0.150"} for f in files}
+
+
+def test_an_unknown_pi_gets_no_answer_at_all_in_proxy_mode(lans: dict[str, Lan]) -> None:
+    net = lans["proxy"]
+    # (The router pings an address before it offers it to a new client: 3 s.)
+    got = net.pi_boot(STRANGER, STRANGER_SERIAL, 4, wait=6)
+    assert [o["from"] for o in got["offers"]] == ["192.168.0.1"]  # the router's offer only
+    assert not got["offers"][0]["raspberry_pi_boot"]
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+def test_the_tftp_root_has_nothing_a_pi_falls_back_to(lans: dict[str, Lan], mode: str) -> None:
+    tftp = lans[mode].root / "tftp"
+    assert sorted(p.name for p in tftp.iterdir()) == sorted([*netboot.IPXE_FILES, "d8-3a-dd-10-00-02", "d8-3a-dd-10-00-03"])
+    assert sorted(p.name for p in (tftp / "d8-3a-dd-10-00-02").iterdir()) == [EONWE_SERIAL]
+
+
+def test_arda_machines_still_get_ipxe_beside_the_pis(lans: dict[str, Lan]) -> None:
+    lease = lans["dhcp"].lease(GANDALF)
+    assert (lease["ip"], lease["boot_file"], lease["siaddr"]) == ("192.168.0.31", "undionly.kpxe", SVC)

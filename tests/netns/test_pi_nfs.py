@@ -1,0 +1,338 @@
+"""The netbooting maiar's roots: the real NFS-Ganesha runs the generated config and the program's own serve script in a
+network namespace (as the NFS container runs them on a Pi), and Pis' namespaces mount their roots with libnfs.
+
+What this sandbox's kernel allows, found before this test was written: no NFS client and no nfsd (CONFIG_NFS_FS and
+CONFIG_NFSD are not set, CONFIG_MODULES is not set, /proc/filesystems has no nfs; /proc/fs/nfsd is an empty folder),
+so neither `mount -t nfs` nor the kernel's server can run; overlayfs, ext4 and loop devices are built in. The server is
+therefore the userspace NFS-Ganesha the pod runs, and the client libnfs's (tests/netns/nfs_client.py, nfs-cat, nfs-cp,
+nfs-ls), which speaks the same NFSv3 over TCP as klibc's nfsmount and the kernel client. The Pi host's rpcbind (Ubuntu's
+nfs-common brings it to every Pi) is Debian's rpcbind in the server's namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plans.netboot import nfs, pi_pods, pis
+from stacks import StackConfig
+from tests import pi_image
+from tests.netns.lan import REPO, Lan, in_ns, require_root
+from tests.netns.test_pi_netboot import stack_for
+from tests.tools import require
+
+require_root()
+
+SVC = "192.168.0.14"
+EONWE_IP, ILMARE_IP, STRANGER_IP = "192.168.0.12", "192.168.0.13", "192.168.0.150"
+OTHER_PI = "192.168.0.15"  # a second disk-booting Pi that takes the service address over
+
+
+UBUNTU_ROOT = pi_image.ROOT
+
+
+@dataclass
+class Server:
+    """One Pi's NFS container: its namespace, the program's serve script under a mount namespace of its own."""
+
+    net: Lan
+    ns: str
+    root: Path
+    stack: StackConfig
+    image: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        pis_dir, conf = self.root / "pis", self.root / "ganesha.conf"
+        shutil.rmtree(pis_dir, ignore_errors=True)
+        # Laid out as the kubelet projects the pi-netboot ConfigMap's items into the NFS container (plans.netboot.pi_pods).
+        for rel, text in pi_pods.project(self.stack, "root").items():
+            (pis_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pis_dir / rel).write_text(text)
+        (self.root / "exports").mkdir(exist_ok=True)
+        conf.write_text(nfs.ganesha_conf(self.stack, exports=str(self.root / "exports")))
+        script = self.root / "serve.sh"
+        script.write_text(nfs.serve_script())
+        env = {
+            "IMAGE": str(self.image),
+            "ROOTS": str(self.root.parent / "roots"),
+            "PIS": str(pis_dir),
+            "EXPORTS": str(self.root / "exports"),
+            "CONF": str(conf),
+        }
+        # The Pi host's rpcbind, then the container's script, in one mount namespace whose /run is its own.
+        wrapped = f"mount -t tmpfs none /run && mkdir -p /run/rpcbind && {require('rpcbind')} -w -f & sleep 0.3; exec sh {script}"
+        log = (self.root / "ganesha.log").open("ab")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapped],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        wait_for(lambda: "NFS SERVER INITIALIZED" in (self.root / "ganesha.log").read_text(), 20, f"Ganesha in {self.ns}", self.root / "ganesha.log")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # a Pi that dies: its namespace's processes with it
+                proc.wait(timeout=10)
+        self.procs.clear()
+        # Every process of the group gone: its ports free for the next start in this namespace.
+        wait_for(
+            lambda: not re.search(r":(111|2049|627)\s", in_ns(self.ns, "ss", "-ltnH", check=False).stdout), 15, f"the ports of {self.ns} to close"
+        )
+
+
+def wait_for(check: Any, seconds: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not come within {seconds} s" + (f": {log.read_text()[-2000:]}" if log else ""))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lan, Server]]:
+    for tool in ("ganesha.nfsd", "rpcbind", "nfs-cat", "nfs-cp", "nfs-ls"):
+        require(tool)
+    root = tmp_path_factory.mktemp("pi-nfs")
+    root.chmod(0o755)
+    stack = stack_for("dhcp")
+    net = Lan(stack=stack, root=root, prefix=f"ilv{os.getpid() % 10000}n", pi_ip="192.168.0.11")
+    # The root as the program's builder cuts it out of an Ubuntu-shaped image (tests/pi_image.py).
+    image = pi_image.built(root, pis.image_id(stack))
+    (root / "a").mkdir()
+    server = Server(net, net.pi, root / "a", stack, image)
+    try:
+        net.build()
+        for ip in (EONWE_IP, ILMARE_IP, STRANGER_IP):
+            client_ns(net, ip)
+        server.start()
+        yield net, server
+    finally:
+        server.stop()
+        net.teardown()
+
+
+def client_ns(net: Lan, ip: str) -> str:
+    return net.host(f"c{ip.rsplit('.', 1)[1]}", ip)
+
+
+def url(path: str, pi: str = "ilmare") -> str:
+    # The options of cmdline.txt as libnfs spells them: NFSv3 over TCP to port 2049.
+    return f"nfs://{SVC}{pis.EXPORT_ROOT}/{pi}{path}?version=3&nfsport={pis.NFS_PORT}"
+
+
+def nfs_cat(net: Lan, ip: str, path: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
+    # A mount just after the server (re)started can fail at its NFS connection ("nfs_service failed"); the initramfs
+    # retries nfsmount every second (scripts/nfs), and so does this, a few times.
+    for _ in range(5):
+        got = in_ns(client_ns(net, ip), require("nfs-cat"), url(path, pi), check=False)
+        if "nfs_service failed" not in got.stderr and "Program is not available" not in got.stderr:
+            return got
+        time.sleep(1)
+    return got
+
+
+def write(net: Lan, ip: str, path: str, text: str, pi: str = "ilmare") -> subprocess.CompletedProcess[str]:
+    args = ["python3", "-m", "tests.netns.nfs_client", "--server", SVC, "--export", f"{pis.EXPORT_ROOT}/{pi}", "--path", path, "--write", text]
+    return subprocess.run(["ip", "netns", "exec", client_ns(net, ip), *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_each_pi_reads_its_cloud_init_seed_and_fstab_from_its_root(served: tuple[Lan, Server]) -> None:
+    net, server = served
+    for name, ip in (("ilmare", ILMARE_IP), ("eonwe", EONWE_IP)):
+        node = next(n for n in server.stack.nodes if n.name == name)
+        for path, text in pis.seed_files(server.stack, node).items():
+            got = nfs_cat(net, ip, path, name)
+            assert (got.returncode, got.stdout) == (0, text), (name, path, got.stderr)
+        # The image's own files, through the Pi's overlay.
+        assert nfs_cat(net, ip, "/etc/issue", name).stdout == UBUNTU_ROOT["etc/issue"]
+
+
+def test_a_pi_writes_its_own_root_and_the_image_is_untouched(served: tuple[Lan, Server]) -> None:
+    net, server = served
+    before = hashlib.sha256((server.image / "root.img").read_bytes()).hexdigest()
+    ns = client_ns(net, ILMARE_IP)
+    # Over a file of the image (a copy-up), and a new file.
+    done = write(net, ILMARE_IP, "/etc/hostname", "ilmare\n")
+    assert done.returncode == 0, done.stdout
+    new = server.root / "motd"
+    new.write_text("hello\n")
+    done = in_ns(ns, require("nfs-cp"), str(new), url("/etc/motd"), check=False)
+    assert done.returncode == 0, done.stderr
+    assert nfs_cat(net, ILMARE_IP, "/etc/motd").stdout == "hello\n"
+    assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "ilmare\n"
+    # Copy-on-write: the write is in ilmare's layer; eonwe still sees the image's file; the image is as it was.
+    layer = server.root.parent / "roots" / "ilmare" / pis.image_id(server.stack) / "upper"
+    assert (layer / "etc" / "hostname").read_text() == "ilmare\n"
+    assert nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe").stdout == "ubuntu\n"
+    assert hashlib.sha256((server.image / "root.img").read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize(("ip", "who"), [(EONWE_IP, "another Pi"), (STRANGER_IP, "a machine nobody listed")])
+def test_no_one_else_can_mount_or_write_a_pis_root(served: tuple[Lan, Server], ip: str, who: str) -> None:
+    net, server = served
+    layer = server.root.parent / "roots" / "ilmare" / pis.image_id(server.stack) / "upper"
+    before = sorted(str(p.relative_to(layer)) for p in layer.rglob("*"))
+    wrote = write(net, ip, "/etc/hostname", "not mine\n")
+    read = nfs_cat(net, ip, "/etc/issue")
+    assert wrote.returncode != 0 and read.returncode != 0, who
+    assert "MNT3ERR_ACCES(13)" in wrote.stdout, (who, wrote.stdout)
+    assert "MNT3ERR_ACCES(13) Permission denied" in read.stderr, (who, read.stderr)
+    assert sorted(str(p.relative_to(layer)) for p in layer.rglob("*")) == before
+    assert "not mine" not in (layer / "etc" / "hostname").read_text()
+
+
+def test_the_roots_are_served_on_the_service_address_only(served: tuple[Lan, Server]) -> None:
+    net, _ = served
+    ns = client_ns(net, ILMARE_IP)
+    on_pi = in_ns(ns, require("nfs-ls"), f"nfs://192.168.0.11{pis.EXPORT_ROOT}/ilmare/?version=3&nfsport={pis.NFS_PORT}", check=False)
+    assert on_pi.returncode != 0
+    listing = in_ns(ns, require("nfs-ls"), url("/etc"), check=False)
+    assert listing.returncode == 0 and "issue" in listing.stdout, listing.stderr
+
+
+def test_a_root_survives_the_servers_move_to_another_pi(served: tuple[Lan, Server]) -> None:
+    """The netboot pods move (a Pi dies): the service address goes to another Pi, whose NFS container mounts the same
+    image and the same layers (the volume that follows it) and serves again. What a Pi holding its root sees, measured."""
+    net, server = served
+    # A file of the image (the shared lower layer) and one the Pi wrote (its own layer), each held open.
+    (server.root / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    made = in_ns(client_ns(net, ILMARE_IP), require("nfs-cp"), str(server.root / "machine-id"), url("/etc/machine-id"), check=False)
+    assert made.returncode == 0, made.stderr
+    holds = {
+        path: subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                client_ns(net, ILMARE_IP),
+                "python3",
+                "-m",
+                "tests.netns.nfs_client",
+                "--server",
+                SVC,
+                "--export",
+                f"{pis.EXPORT_ROOT}/ilmare",
+                "--path",
+                path,
+                "--seconds",
+                "25",
+                "--interval",
+                "0.25",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for path in ("/etc/issue", "/etc/machine-id")
+    }
+    lines: dict[str, list[str]] = {path: [] for path in holds}
+
+    def collect(path: str) -> None:
+        out = holds[path].stdout
+        assert out is not None
+        for line in out:
+            lines[path].append(line)
+
+    readers = [threading.Thread(target=collect, args=(path,), daemon=True) for path in holds]
+    for reader in readers:
+        reader.start()
+    # Both hold their file and read it before the server goes.
+    wait_for(lambda: all(sum('"ok"' in line for line in got) >= 3 for got in lines.values()), 30, "both readers", server.root / "ganesha.log")
+    killed = time.monotonic()
+    server.stop()
+    in_ns(net.pi, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
+    other = Server(net, net.host("p2", OTHER_PI), server.root.parent / "b", server.stack, server.image)
+    other.root.mkdir(exist_ok=True)
+    try:
+        time.sleep(3)  # the time kube-vip and the scheduler take is measured elsewhere (docs/layers/ainur.md#failover)
+        in_ns(other.ns, "ip", "addr", "add", f"{SVC}/32", "dev", "eth0")
+        net.announce(other.ns, SVC)
+        other.start()
+        served_again = time.monotonic() - killed
+        for hold in holds.values():
+            hold.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=10)
+    finally:
+        other.stop()
+        for hold in holds.values():
+            if hold.poll() is None:
+                hold.kill()
+                hold.wait(timeout=10)
+        server.ns = net.pi
+        in_ns(other.ns, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
+        in_ns(net.pi, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
+        net.announce(net.pi, SVC)
+        server.start()
+    expected = {"/etc/issue": UBUNTU_ROOT["etc/issue"], "/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
+    for path, got in lines.items():
+        reads = [json.loads(line) for line in got]
+        errors = [r for r in reads if "error" in r]
+        oks = [r["t"] for r in reads if "ok" in r]
+        # What the Pi sees: its reads stall from the last one the old server answered to the first the new one did.
+        stall = round(max(b - a for a, b in itertools.pairwise(oks)), 2) if len(oks) > 1 else None
+        report = {"path": path, "server_down_s": round(served_again, 1), "reads_stalled_s": stall, "errors": errors}
+        print("failover:", json.dumps(report))
+        assert stall is not None and stall > 3, f"the reads never stalled, so the server never went: {report}"
+        assert oks[-1] > oks[0] + stall, f"the held file handle never read again: {report}"
+        assert all(r["data"] == expected[path] for r in reads if "ok" in r), report
+        assert not any("STALE" in r["error"] for r in errors), report
+
+
+def test_a_new_image_reaches_a_pi_only_when_told_and_keeps_its_node_password_and_host_keys(served: tuple[Lan, Server]) -> None:
+    """Day 2: a new image is built beside the old; the server restarts on it; each Pi stays on its image until it is told
+    to move (`next`), then boots a fresh root of the new image that carries its k3s node password and SSH host keys."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    node_password = roots / "ilmare" / pis.image_id(server.stack) / "upper" / "etc" / "rancher" / "node" / "password"
+    node_password.parent.mkdir(parents=True, exist_ok=True)
+    node_password.write_text("k3s-node-password\n")
+    (node_password.parents[3] / "etc" / "ssh").mkdir(parents=True, exist_ok=True)
+    (node_password.parents[3] / "etc" / "ssh" / "ssh_host_ed25519_key").write_text("host key\n")
+    assert write(net, ILMARE_IP, "/etc/hostname", "written on the old image\n").returncode == 0
+    new_root = {**pi_image.ROOT, "etc/issue": "Ubuntu 24.04.4 LTS \\n \\l\n"}
+    xz, sha, _ = pi_image.make(server.root.parent / "newer-src", root=new_root)
+    newer = server.root.parent / "images" / "ubuntu-24.04.4-newer"
+    assert pi_image.build(__import__("plans.netboot.pi_image", fromlist=["x"]).build_script(), xz, sha, newer).returncode == 0
+    server.stop()
+    old_image, server.image = server.image, newer
+    try:
+        server.start()
+        # Not told: both Pis stay on the image they run.
+        got = nfs_cat(net, ILMARE_IP, "/etc/issue")
+        assert got.stdout == UBUNTU_ROOT["etc/issue"], (got.stderr, (server.root / "ganesha.log").read_text()[-1500:])
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "written on the old image\n"
+        # Told, ilmare alone: a fresh root of the new image with what must outlive an image; eonwe as it was.
+        server.stop()
+        (roots / "ilmare" / "next").touch()
+        server.start()
+        got = nfs_cat(net, ILMARE_IP, "/etc/issue")
+        assert got.stdout == new_root["etc/issue"], (
+            got.stderr,
+            [line for line in (server.root / "ganesha.log").read_text().splitlines() if "ganesha" not in line][-10:],
+        )
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "ubuntu\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/rancher/node/password").stdout == "k3s-node-password\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/ssh/ssh_host_ed25519_key").stdout == "host key\n"
+        assert nfs_cat(net, EONWE_IP, "/etc/issue", "eonwe").stdout == UBUNTU_ROOT["etc/issue"]
+        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == ["current", "ubuntu-24.04.4-newer"]
+    finally:
+        server.stop()
+        server.image = old_image

@@ -1,0 +1,109 @@
+"""The Pi image builder (plans.netboot.pi_image.build_script), run offline on small Ubuntu-shaped images that
+tests/pi_image.py makes with the real mkfs.vfat, mtools, mke2fs, sfdisk, cpio and zstd: the same script the Pis run,
+with curl reading a file: URL."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from plans.netboot import pi_image as plan
+from tests import pi_image
+
+
+@pytest.fixture(scope="module")
+def ubuntu(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, bytes]:
+    return pi_image.make(tmp_path_factory.mktemp("ubuntu"))
+
+
+def test_it_extracts_the_boot_tree_and_the_root_as_they_are(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    xz, sha, root = ubuntu
+    out = tmp_path / "images" / "ubuntu-24.04.3-test"
+    done = pi_image.build(plan.build_script(), xz, sha, out)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "iluvatar: built Pi image ubuntu-24.04.3-test\n"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
+        [".complete", "boot", "root.img", "boot/overlays", *(f"boot/{n}" for n in [*pi_image.BOOT, "initrd.img"])]
+    )
+    for name, text in pi_image.BOOT.items():
+        assert (out / "boot" / name).read_text() == text, name
+    assert hashlib.sha256((out / "root.img").read_bytes()).digest() == hashlib.sha256(root).digest()
+    assert (out / ".complete").read_text() == f"{sha}\n"
+    assert not (tmp_path / "images" / "ubuntu-24.04.3-test.work").exists()
+    # Run again (the DaemonSet restarts, a Pi reboots): nothing is downloaded or changed.
+    again = pi_image.build(plan.build_script(), tmp_path / "gone.img.xz", sha, out)
+    assert (again.returncode, again.stdout) == (0, "iluvatar: Pi image ubuntu-24.04.3-test is already built\n")
+
+
+def test_a_download_that_is_not_the_pinned_image_is_refused_and_nothing_kept(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    xz, _, _ = ubuntu
+    out = tmp_path / "img"
+    wrong = "0" * 64
+    done = pi_image.build(plan.build_script(), xz, wrong, out)
+    assert done.returncode == 1
+    got = hashlib.sha256(xz.read_bytes()).hexdigest()
+    assert done.stderr == (
+        f"iluvatar: Pi image file://{xz}: its SHA-256 is {got}, not the pinned {wrong} (iluvatar:ainur.piImage.sha256): "
+        "the wrong file, or a broken download\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build-pi-image.sh"]
+
+
+def test_a_download_that_fails_keeps_nothing(tmp_path: Path) -> None:
+    done = pi_image.build(plan.build_script(), tmp_path / "missing.img.xz", "0" * 64, tmp_path / "img")
+    assert done.returncode == 1
+    assert done.stderr.endswith(f"iluvatar: Pi image file://{tmp_path}/missing.img.xz: the download failed\n")
+    assert not (tmp_path / "img").exists() and not (tmp_path / "img.work").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"initrd_files": ("init", "scripts/nfs", "usr/lib/modules/6.8.0-1010-raspi/kernel/fs/nfs/nfs.ko.zst")},
+         "its initramfs has no nfsmount (klibc-utils): it cannot mount an NFS root"),
+        ({"initrd_files": ("init", "usr/bin/nfsmount")},
+         "its initramfs has no nfs module (initramfs-tools' MODULES=most puts it in): it cannot mount an NFS root"),
+        ({"boot": {k: v for k, v in pi_image.BOOT.items() if k != "bcm2712-rpi-5-b.dtb"}},
+         "its boot partition has no bcm2712-rpi-5-b.dtb, which a netbooting Pi 4 or Pi 5 reads"),
+        ({"boot": {k: v for k, v in pi_image.BOOT.items() if k != "start4.elf"}},
+         "its boot partition has no start4.elf, which a netbooting Pi 4 or Pi 5 reads"),
+        ({"root_type": "82"}, "its second partition is not a Linux root (type 82)"),
+    ],
+)  # fmt: skip
+def test_an_image_a_netbooting_pi_cannot_use_is_refused_saying_why(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    xz, sha, _ = pi_image.make(tmp_path / "src", **change)  # type: ignore[arg-type]
+    done = pi_image.build(plan.build_script(), xz, sha, tmp_path / "img")
+    assert (done.returncode, done.stderr) == (1, f"iluvatar: Pi image file://{xz}: {message}\n")
+    assert not (tmp_path / "img").exists() and not (tmp_path / "img.work").exists()
+
+
+def test_a_build_killed_halfway_is_finished_by_the_next(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    xz, sha, root = ubuntu
+    out = tmp_path / "img"
+    # A power cut after the download: a work folder with a half-unpacked disk, no image.
+    (tmp_path / "img.work" / "boot").mkdir(parents=True)
+    (tmp_path / "img.work" / "disk.img").write_bytes(b"half")
+    assert not out.exists()
+    done = pi_image.build(plan.build_script(), xz, sha, out)
+    assert done.returncode == 0, done.stderr
+    assert (out / "root.img").read_bytes() == root and not (tmp_path / "img.work").exists()
+
+
+def test_the_tools_it_needs_are_the_ones_its_image_installs() -> None:
+    script = plan.build_script()
+    used = {
+        "curl": "curl",
+        "xz": "xz-utils",
+        "sfdisk": "fdisk",
+        "mcopy": "mtools",
+        "e2fsck": "e2fsprogs",
+        "e2label": "e2fsprogs",
+        "cpio": "cpio",
+        "zstd": "zstd",
+    }
+    for tool, package in used.items():
+        assert f"{tool} " in script and package in plan.BUILDER_PACKAGES, tool
+    assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0

@@ -1,0 +1,229 @@
+"""The netbooting maiar's plan (plans.netboot.pis and plans.netboot.nfs): each Pi's cmdline.txt, EEPROM lines, root
+files and NFS export, pinned whole; what reads them (cloud-init, dnsmasq) checks them where it can run here."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from plans import cloudinit, k3s, netboot
+from plans.netboot import nfs, pis
+from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from tests.edit import HOMELAB
+from tests.tools import cloud_init_network_schema, cloud_init_schema, dnsmasq_test
+from tools import debian
+
+
+def netbooting(mode: str = "dhcp", **extra: dict[str, object]) -> StackConfig:
+    """The homelab with eonwe a netbooting Pi 4 and ilmare a netbooting Pi 5."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
+    boot = {"eonwe": ("rpi4", "9ffefdef"), "ilmare": ("rpi5", "1a2b3c4d")}
+    raw["iluvatar:nodes"] = [
+        {**n, "board": boot[n["name"]][0], "boot": "netboot", "serial": boot[n["name"]][1], **extra.get(n["name"], {})} if n["name"] in boot else n
+        for n in raw["iluvatar:nodes"]
+    ]
+    return parse_stack(raw)
+
+
+def node(stack: StackConfig, name: str):  # type: ignore[no-untyped-def]
+    return next(n for n in stack.nodes if n.name == name)
+
+
+def test_a_pi_4s_cmdline_txt_whole() -> None:
+    stack = netbooting()
+    assert pis.cmdline(stack, node(stack, "eonwe")) == (
+        "console=serial0,115200 console=tty1 multipath=off dwc_otg.lpm_enable=0 root=/dev/nfs "
+        "nfsroot=192.168.0.14:/pis/eonwe,v3,tcp,port=2049,hard,timeo=600,retrans=10 "
+        "ip=192.168.0.12::192.168.0.1:255.255.255.0:eonwe::off:192.168.0.1 BOOTIF=01-d8-3a-dd-10-00-02 rw panic=10 "
+        + pis.network_config_arg(stack, node(stack, "eonwe"))
+        + "\n"
+    )
+
+
+def test_the_network_config_on_the_command_line_is_the_pis_netplan_as_cloud_init_reads_it() -> None:
+    """cloud-init's own reader (cloudinit.net.cmdline.read_kernel_cmdline_config, Debian 13's cloud-init 25.1.4) finds
+    the Pi's network-config on its command line: its static address, with netplan's `critical` for the NFS root."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    root = debian.path("cloud-init") / "usr/lib/python3/dist-packages"
+    code = "import json,sys; from cloudinit.net import cmdline; print(json.dumps(cmdline.read_kernel_cmdline_config(sys.argv[1])))"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    read = subprocess.run(
+        ["/usr/bin/python3", "-c", code, pis.cmdline(stack, eonwe)], capture_output=True, text=True, check=True, env=env, timeout=60
+    )
+    assert json.loads(read.stdout) == {
+        "version": 2,
+        "ethernets": {
+            "lan": {
+                "match": {"macaddress": "d8:3a:dd:10:00:02"},
+                "dhcp4": False,
+                "dhcp6": False,
+                "addresses": ["192.168.0.12/24"],
+                "routes": [{"to": "default", "via": "192.168.0.1"}],
+                "nameservers": {"addresses": ["192.168.0.1"], "search": ["iluvatar.home.arpa"]},
+                "critical": True,
+            }
+        },
+    }
+    # gzip's header carries no time: the same config gives the same cmdline.txt.
+    blob = base64.b64decode(pis.network_config_arg(stack, eonwe).split("=", 1)[1])
+    assert blob[4:8] == b"\0\0\0\0"
+    assert yaml.safe_load(gzip.decompress(blob)) == json.loads(read.stdout)
+
+
+def test_netbooting_pis_pass_cloud_init_schema(tmp_path: Path) -> None:
+    stack = netbooting()
+    for name in ("eonwe", "ilmare"):
+        pi = node(stack, name)
+        user = cloud_init_schema(cloudinit.user_data(stack, pi), tmp_path, f"{name}.user-data")
+        assert user.returncode == 0 and "Valid cloud-config" in user.stdout, user.stdout + user.stderr
+        net = cloud_init_network_schema(cloudinit.network_config(stack, pi), tmp_path, f"{name}.network-config")
+        assert net.returncode == 0 and "Valid schema" in net.stdout, net.stdout + net.stderr
+
+
+def test_a_netbooted_pi_holds_its_kernel_and_keeps_its_link() -> None:
+    stack = netbooting()
+    doc = cloudinit.user_data_document(stack, node(stack, "eonwe"))
+    assert doc["runcmd"][0] == [
+        "apt-mark",
+        "hold",
+        "linux-raspi",
+        "linux-image-raspi",
+        "linux-headers-raspi",
+        "linux-modules-extra-raspi",
+        "flash-kernel",
+    ]
+    assert cloudinit.network_config_document(stack, node(stack, "eonwe"))["network"]["ethernets"]["lan"]["critical"] is True
+    # A Pi that boots from its card is as it was.
+    disk = load_stack_file(HOMELAB)
+    assert cloudinit.user_data(disk, node(disk, "eonwe")) == cloudinit.user_data(stack, node(stack, "eonwe")).replace(
+        "- - apt-mark\n  - hold\n  - linux-raspi\n  - linux-image-raspi\n  - linux-headers-raspi\n  - linux-modules-extra-raspi\n  - flash-kernel\n",
+        "",
+    )
+    assert "critical" not in cloudinit.network_config(disk, node(disk, "eonwe"))
+
+
+def test_a_netbooted_pis_k3s_keeps_no_overlay_layers_on_nfs_and_says_how_it_boots() -> None:
+    stack = netbooting()
+    config = yaml.safe_load(k3s.config(stack, node(stack, "eonwe"), "t"))
+    assert (config["snapshotter"], config["node-label"]) == ("native", ["iluvatar/role=maiar", "iluvatar/boot=netboot"])
+    disk = yaml.safe_load(k3s.config(stack, node(stack, "manwe"), "t"))
+    assert "snapshotter" not in disk and disk["node-label"] == ["iluvatar/role=valar"]
+
+
+def test_the_eeprom_lines_of_each_pi() -> None:
+    stack = netbooting()
+    assert pis.eeprom_config(stack, node(stack, "ilmare")) == (
+        "# ilmare (rpi5, serial 1a2b3c4d): the bootloader settings that netboot it from the Ainur.\n"
+        "# Set once with its card in: sudo rpi-eeprom-config --edit, paste these under [all], save, reboot, remove the card.\n"
+        "[all]\nBOOT_ORDER=0xf21\nTFTP_PREFIX=0\nTFTP_IP=192.168.0.14\nTFTP_FILE_TIMEOUT=300000\n"
+    )
+
+
+def test_the_root_files_of_a_pi() -> None:
+    stack = netbooting()
+    files = pis.seed_files(stack, node(stack, "eonwe"))
+    assert sorted(files) == [
+        "/etc/fstab",
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "/var/lib/cloud/seed/nocloud/network-config",
+        "/var/lib/cloud/seed/nocloud/user-data",
+    ]
+    assert files["/etc/fstab"] == "# Written by Iluvatar: eonwe's root is NFS (192.168.0.14:/pis/eonwe), mounted by the initramfs; it has no card.\n"
+    meta = yaml.safe_load(files["/var/lib/cloud/seed/nocloud/meta-data"])
+    assert meta["local-hostname"] == "eonwe" and meta["instance-id"].startswith("iluvatar-eonwe-")
+    # A changed user-data is a new instance: cloud-init runs its once-per-instance modules again.
+    changed = netbooting(eonwe={"dataDisks": []})
+    assert (
+        yaml.safe_load(pis.seed_files(changed, node(changed, "eonwe"))["/var/lib/cloud/seed/nocloud/meta-data"])["instance-id"] != meta["instance-id"]
+    )
+
+
+def test_a_cmdline_over_the_limit_names_the_pi(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = netbooting()
+    monkeypatch.setattr(pis, "CMDLINE_LIMIT", 100)
+    with pytest.raises(ValueError, match=r"^eonwe's cmdline.txt is \d+ characters, over 100$"):
+        pis.cmdline(stack, node(stack, "eonwe"))
+
+
+def test_the_pis_tftp_folders_are_their_macs_and_serials() -> None:
+    stack = netbooting()
+    assert sorted(pis.pi_files(stack)) == ["d8-3a-dd-10-00-02/9ffefdef/cmdline.txt", "d8-3a-dd-10-00-03/1a2b3c4d/cmdline.txt"]
+    assert pis.image_id(stack) == "ubuntu-24.04.3-9bb1799cee89"
+
+
+@pytest.mark.parametrize("mode", ["dhcp", "proxy"])
+def test_dnsmasq_answers_the_pis_bootloaders_and_passes_its_own_check(tmp_path: Path, mode: str) -> None:
+    stack = netbooting(mode)
+    conf = netboot.dnsmasq_conf(stack)
+    lines = conf.splitlines()
+    assert [line for line in lines if "rpiboot" in line and not line.startswith("#")] == [
+        *(["dhcp-host=d8:3a:dd:10:00:02,set:known,set:rpiboot,192.168.0.12,eonwe,infinite", "dhcp-host=d8:3a:dd:10:00:03,set:known,set:rpiboot,192.168.0.13,ilmare,infinite"]
+          if mode == "dhcp" else ["dhcp-host=d8:3a:dd:10:00:02,set:known,set:rpiboot", "dhcp-host=d8:3a:dd:10:00:03,set:known,set:rpiboot"]),
+        *(["dhcp-ignore=tag:!netboot,tag:!rpiboot"] if mode == "proxy" else []),
+        'pxe-service=tag:rpiboot,x86PC,"Raspberry Pi Boot"',
+        "dhcp-boot=tag:rpiboot,,,192.168.0.14",
+    ]  # fmt: skip
+    assert lines[-1] == "tftp-unique-root=mac"
+    checked = dnsmasq_test(conf, tmp_path)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_no_netbooting_pi_leaves_dnsmasq_conf_as_it_was() -> None:
+    conf = netboot.dnsmasq_conf(load_stack_file(HOMELAB))
+    assert "rpiboot" not in conf and "tftp-unique-root" not in conf and "Raspberry Pi" not in conf
+
+
+def test_ganesha_conf_whole() -> None:
+    stack = netbooting()
+    assert nfs.ganesha_conf(stack) == "\n".join(
+        [
+            "# NFS-Ganesha for the netbooting maiar, generated by Iluvatar from the stack inventory. Do not edit.",
+            "NFS_CORE_PARAM {",
+            "    Bind_addr = 192.168.0.14;",
+            "    NFS_Port = 2049;",
+            "    MNT_Port = 627;",
+            "    Protocols = 3;",
+            "    Enable_NLM = false;",
+            "    Enable_RQUOTA = false;",
+            "    Enable_UDP = false;",
+            "    Mount_Path_Pseudo = true;",
+            "}",
+            "NFS_KRB5 { Active_krb5 = false; }",
+            "EXPORT_DEFAULTS { Access_Type = None; }",
+            *[
+                line
+                for name, ip, board, serial, ident in (("eonwe", "192.168.0.12", "rpi4", "9ffefdef", 0x9FFEFDEF % 65533 + 2), ("ilmare", "192.168.0.13", "rpi5", "1a2b3c4d", 0x1A2B3C4D % 65533 + 2))
+                for line in (
+                    f"# {name} ({board}, serial {serial})",
+                    "EXPORT {",
+                    f"    Export_Id = {ident};",
+                    f"    Path = /srv/pis/{name};",
+                    f"    Pseudo = /pis/{name};",
+                    "    Protocols = 3;",
+                    "    Transports = TCP;",
+                    "    Access_Type = None;",
+                    "    Squash = No_Root_Squash;",
+                    "    SecType = sys;",
+                    f"    CLIENT {{ Clients = {ip}; Access_Type = RW; }}",
+                    "    FSAL { Name = VFS; }",
+                    "}",
+                )
+            ],
+        ]
+    ) + "\n"  # fmt: skip
+
+
+def test_an_export_id_does_not_move_when_another_pi_comes_or_goes() -> None:
+    stack = netbooting()
+    alone = netbooting(eonwe={"boot": "disk", "serial": None})
+    assert nfs.export_id(node(stack, "ilmare")) == nfs.export_id(node(alone, "ilmare")) == 0x1A2B3C4D % 65533 + 2
+    assert "eonwe" not in nfs.ganesha_conf(alone)
