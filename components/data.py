@@ -221,8 +221,14 @@ class DataSafety(pulumi.ComponentResource):
         """The restore drills (plans.drill): each volume's beside its restic Secret, each cluster's etcd in its own
         namespace with the S3 keys and (for Arda's) the age identity, which nothing else there reads."""
         stack = args.stack
+        # The scratch claims' classes, which delete a drill's copy of a volume with its claim (plans.storage.scratch_class).
+        classes = [self._create(f"{prefix}-scratch", c, args.after) for c in drill_plan.scratch_classes(stack)]
         for app, volume in drill_plan.volume_drills(stack):
-            after = [restic[f"{app.namespace}/{volume.claim}"], *([args.namespaces[app.category]] if app.category in args.namespaces else [])]
+            after = [
+                *classes,
+                restic[f"{app.namespace}/{volume.claim}"],
+                *([args.namespaces[app.category]] if app.category in args.namespaces else []),
+            ]
             self._create(f"{prefix}-{app.category}", drill_plan.volume_cronjob(stack, app, volume), after)
         clusters = drill_plan.etcd_drills(stack)
         if not clusters or s3 is None:

@@ -25,7 +25,7 @@ import hashlib
 import json
 from typing import Any
 
-from plans import backup, gitops
+from plans import backup, gitops, storage
 from stacks import data
 from stacks.data_model import BackupVolume, Drill
 from stacks.model import App, StackConfig
@@ -54,6 +54,8 @@ WORK = "/work"
 # A drill that has not finished within this is stopped, and failed (the CronJob's Job's activeDeadlineSeconds).
 DEADLINE_SECONDS = 3 * 3600
 NONROOT = 65534
+# How long a finished drill's Job and pod (and its logs, for `kubectl logs`) stay: long enough to read why it failed.
+FINISHED_TTL_SECONDS = 3600
 
 
 def enabled(stack: StackConfig) -> bool:
@@ -79,6 +81,12 @@ def etcd_drills(stack: StackConfig) -> list[str]:
     assert stack.backup is not None
     arda, ainur = data.drills(stack.backup, stack.ainur is not None)
     return [name for name, on in (("arda", arda), ("ainur", ainur)) if on]
+
+
+def scratch_classes(stack: StackConfig) -> list[dict[str, Any]]:
+    """The StorageClasses of the volume drills' scratch claims: each drilled volume's class, deleting its volumes."""
+    used = sorted({backup.volume_class(stack, volume) for _, volume in volume_drills(stack)})
+    return [storage.scratch_class(stack, name) for name in used]
 
 
 def cronjob_name(what: str) -> str:
@@ -116,6 +124,9 @@ def _cronjob(stack: StackConfig, name: str, namespace: str, what: str, kind: str
                     # A failed drill is a failure to report, not to retry until it passes.
                     "backoffLimit": 0,
                     "activeDeadlineSeconds": DEADLINE_SECONDS,
+                    # The finished Job, its pod and with it the pod's scratch claim go after this: a drill's copy of a
+                    # volume never waits a week for the next run. The result stays on the CronJob (lastSuccessfulTime).
+                    "ttlSecondsAfterFinished": FINISHED_TTL_SECONDS,
                     "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", **pod}},
                 },
             },
@@ -135,12 +146,15 @@ id=$(printf '%s' "$snapshots" | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p')
 [ -n "$id" ] || fail "the repository $RESTIC_REPOSITORY has no snapshot"
 # --no-lock: VolSync's backups take the repository's lock; a drill must not fail them, nor wait on them.
 restic check --no-lock >/dev/null 2>"$err" || fail "restic check: $(tail -n 5 "$err")"
-restic restore "$id" --no-lock --target "$SCRATCH" >/dev/null 2>"$err" || fail "restic restore of snapshot $id: $(tail -n 5 "$err")"
+# Into a folder of its own: the scratch claim's root is a new filesystem's, with what mkfs put there (ext4's
+# lost+found, which VolSync's backup excludes: volsync v0.16.0 mover-restic/entry.sh:157), never part of the snapshot.
+restored="$SCRATCH/restored"
+restic restore "$id" --no-lock --target "$restored" >/dev/null 2>"$err" || fail "restic restore of snapshot $id: $(tail -n 5 "$err")"
 stats=$(restic stats "$id" --no-lock --json --mode restore-size 2>"$err") || fail "restic stats of snapshot $id: $(tail -n 5 "$err")"
 want_files=$(printf '%s' "$stats" | sed -n 's/.*"total_file_count":\([0-9]*\).*/\1/p')
 want_bytes=$(printf '%s' "$stats" | sed -n 's/.*"total_size":\([0-9]*\).*/\1/p')
-got_files=$(find "$SCRATCH" -mindepth 1 | wc -l | tr -d ' ')
-got_bytes=$(find "$SCRATCH" -type f -exec stat -c '%i %s' {} + | awk '!seen[$1]++ { sum += $2 } END { print sum + 0 }')
+got_files=$(find "$restored" -mindepth 1 | wc -l | tr -d ' ')
+got_bytes=$(find "$restored" -type f -exec stat -c '%i %s' {} + | awk '!seen[$1]++ { sum += $2 } END { print sum + 0 }')
 [ "$got_files" = "${want_files:-0}" ] || fail "snapshot $id holds ${want_files:-0} files and folders; $got_files came back"
 [ "$got_bytes" = "${want_bytes:-0}" ] || fail "snapshot $id holds ${want_bytes:-0} bytes; $got_bytes came back"
 echo "restore drill of $DRILL passed: snapshot $id restored into a scratch claim, $got_files files and folders, $got_bytes bytes, as the snapshot says; restic check passed"
@@ -160,7 +174,8 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
                     "metadata": {"labels": {**MANAGED_BY, LABEL: app.name}},
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": backup.volume_class(stack, volume),
+                        # The volume's class, but one that deletes the copy with the claim (plans.storage.scratch_class).
+                        "storageClassName": storage.scratch_class_name(backup.volume_class(stack, volume)),
                         "resources": {"requests": {"storage": volume.size}},
                     },
                 }

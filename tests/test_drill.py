@@ -103,10 +103,16 @@ def volume(stack: StackConfig, tmp_path: Path, alpine: Path) -> dict[str, Any]:
     (data / "configuration.yaml").write_text("homeassistant:\n  name: Home\n")
     os.link(data / "configuration.yaml", data / "configuration.hardlink")  # counted once in the size
     (data / "latest.yaml").symlink_to("configuration.yaml")
+    # The live volume and the scratch claim are each a filesystem's root, as the class formats it (ceph-block: ext4,
+    # plans/storage.py): mke2fs makes lost+found in every new ext4 filesystem (e2fsprogs misc/mke2fs.c,
+    # create_lost_and_found), root's, mode 0700.
+    for root in (data, tmp_path / "scratch"):
+        (root / "lost+found").mkdir(mode=0o700, parents=True)
+    (data / "lost+found" / "#1234").write_bytes(b"an orphan fsck found")
     repo, password = tmp_path / "repository", "the-volumes-password"
     _restic(repo, password, "init")
-    _restic(repo, password, "backup", "--host", "volsync", ".", cwd=data)  # as VolSync's mover backs up (from the data folder)
-    (tmp_path / "scratch").mkdir()
+    # VolSync's mover's backup, flags and all (volsync v0.16.0 mover-restic/entry.sh:157, from the data folder).
+    _restic(repo, password, "backup", "--host", "volsync", "--exclude=lost+found", ".", cwd=data)
     (tmp_path / "tmp").mkdir()
     secret = {"RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": password}
     path = f"{alpine}:{Path(require('restic')).parent}"
@@ -127,7 +133,7 @@ def test_a_good_volume_backup_passes_its_drill_and_says_what_came_back(volume: d
     assert done.stdout.strip().endswith(
         f"restored into a scratch claim, 5 files and folders, {size} bytes, as the snapshot says; restic check passed"
     )
-    assert (volume["tmp"] / "scratch" / "db" / "home-assistant_v2.db").stat().st_size == 300_000
+    assert (volume["tmp"] / "scratch" / "restored" / "db" / "home-assistant_v2.db").stat().st_size == 300_000
 
 
 def _packs(repo: Path) -> list[Path]:
@@ -181,7 +187,7 @@ def test_a_restore_that_comes_back_short_fails_the_drill(volume: dict[str, Any],
     shim.mkdir()
     alpine_dir = volume["path"].split(":")[0]
     (shim / "restic").write_text(
-        f'#!{alpine_dir}/sh\n"{real}" "$@" || exit $?\nif [ "$1" = restore ]; then target={volume["tmp"] / "scratch"}; {fault}; fi\n'
+        f'#!{alpine_dir}/sh\n"{real}" "$@" || exit $?\nif [ "$1" = restore ]; then target={volume["tmp"] / "scratch" / "restored"}; {fault}; fi\n'
     )
     (shim / "restic").chmod(0o755)
     done = _drill_volume({**volume, "path": f"{alpine_dir}:{shim}:{Path(real).parent}"})

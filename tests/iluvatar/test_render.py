@@ -41,7 +41,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 216 files",
+        f"rendered stack homelab to {out}: 217 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -177,6 +177,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/monitoring/DaemonSet-log-collector.yaml",
             "kubernetes/arda/monitoring/ConfigMap-grafana-dashboard-iluvatar.yaml",
             # The restore drills (components.data, plans.drill): each volume's beside its restic Secret, each etcd's apart.
+            # The drills' scratch class: ceph-block's, deleting a drill's copy with its claim.
+            "kubernetes/arda/_cluster/StorageClass-drill-scratch-ceph-block.yaml",
             "kubernetes/arda/home-automation/CronJob-drill-home-assistant-config.yaml",
             "kubernetes/arda/media/CronJob-drill-jellyfin-config.yaml",
             "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
@@ -245,12 +247,12 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
-    assert counts.splitlines()[-1] == "  total: 294"
+    assert counts.splitlines()[-1] == "  total: 295"
     # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
     # and monitoring's CRD gate. 14 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
     # config, and each Pi's journal forwarder (plans.logs.journal_upload_script).
     assert {"  command:local:Command: 16", "  command:remote:Command: 14", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 294
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 295
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

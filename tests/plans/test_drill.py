@@ -53,11 +53,14 @@ def test_a_volumes_drill_restores_into_a_scratch_claim_of_its_class_and_size_and
     [job] = [c for c in drill.cronjobs(stack) if c["metadata"]["name"] == "drill-jellyfin-config"]
     spec = job["spec"]["jobTemplate"]["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], job["spec"]["concurrencyPolicy"]) == (0, 3 * 3600, "Forbid")
+    # The finished Job goes within the hour, its pod and the pod's scratch claim with it (not at next week's run).
+    assert spec["ttlSecondsAfterFinished"] == 3600
     pod = spec["template"]["spec"]
     scratch = pod["volumes"][0]
+    # The live claim's class (ceph-block), as a copy that deletes the volume with its claim (tests/plans/test_storage.py).
     assert scratch["ephemeral"]["volumeClaimTemplate"]["spec"] == {
         "accessModes": ["ReadWriteOnce"],
-        "storageClassName": "ceph-block",
+        "storageClassName": "drill-scratch-ceph-block",
         "resources": {"requests": {"storage": "10Gi"}},
     }
     claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
@@ -227,3 +230,11 @@ def test_kube_state_metrics_copies_the_drills_labels_and_grafana_shows_the_last_
     board = drill.dashboard()
     assert [p["title"] for p in board["panels"]] == ["Last good restore of each backup", "Time since the last good restore"]
     assert board["panels"][0]["targets"][0]["expr"].startswith("kube_cronjob_status_last_successful_time * 1000 * on(namespace, cronjob)")
+
+
+def test_the_scratch_claims_classes_are_the_drilled_volumes_classes_and_delete() -> None:
+    classes = drill.scratch_classes(homelab())
+    assert [(c["metadata"]["name"], c["reclaimPolicy"], c["provisioner"]) for c in classes] == [
+        ("drill-scratch-ceph-block", "Delete", "rook-ceph.rbd.csi.ceph.com")
+    ]
+    assert drill.scratch_classes(homelab(volumes=False)) == []
