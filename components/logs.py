@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from components.edge import custom_resource, resource_suffix
 from components.steps import ClusterAccess
+from plans import bringup
 from plans import logs as plan
 from stacks.model import StackConfig
 
@@ -59,7 +60,12 @@ class Logs(pulumi.ComponentResource):
         super().__init__("iluvatar:logs:Logs", name, None, opts)
         stack = args.stack
         on_arda = args.arda.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=[*args.after, args.namespace]))
-        self.store = [kube.create(f"{name}-arda", m, on_arda) for m in plan.store(stack)]
+        # The store's claim is on a class an Argo CD Application installs (Rook, local-path-provisioner, csi-driver-nfs),
+        # long after this: pulumi-kubernetes gives up on a StatefulSet not Ready within 10 minutes, so the store waits
+        # for the class and its driver first (plans.bringup.storage_class_gate), as the Git mirror's claim does.
+        gate = args.arda.gate(f"{name}-gate-storage", bringup.storage_class_gate(plan.storage_class(stack)), self, after=args.after)
+        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate]))
+        self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
         lan = plan.store_lan_service(stack)
         lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
         monitor = plan.service_monitor()

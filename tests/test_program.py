@@ -81,7 +81,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 295
+    assert len(sim.registrations) == 296
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
