@@ -119,13 +119,17 @@ def grafana_app(stack: StackConfig) -> App | None:
 
 def grafana_ini(stack: StackConfig) -> str:
     """Grafana's settings: UTC (kube-prometheus's), its public URL when an app routes to it, no sign-up, and with logs
-    the VictoriaLogs datasource plugin, which Grafana installs at its start at the pinned version."""
+    the VictoriaLogs datasource plugin, which Grafana installs in the background at its start, at the pinned version."""
     app = grafana_app(stack)
     lines = ["[date_formats]", "default_timezone = UTC", "", "[users]", "allow_sign_up = false", ""]
     if app is not None:
         lines = [*lines, "[server]", f"root_url = https://{app.host}/", ""]
     if logs.enabled(stack):
-        lines = [*lines, "[plugins]", f"preinstall_sync = {logs.PLUGIN}@{logs.PLUGIN_VERSION}", ""]
+        # `preinstall` (installed in the background: preinstall_async defaults to true), never `preinstall_sync`: a
+        # failed synchronous install halts Grafana's start (grafana pkg/services/pluginsintegration/plugininstaller
+        # service.go, "Halt execution in the synchronous scenario"), and kube-prometheus v0.18.0 keeps the plugin
+        # folder in an emptyDir, so every new pod downloads it again: without the internet, Grafana would not start.
+        lines = [*lines, "[plugins]", f"preinstall = {logs.PLUGIN}@{logs.PLUGIN_VERSION}", ""]
     return "\n".join(lines)
 
 
