@@ -346,6 +346,12 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
 # --- The Pis' journals ---------------------------------------------------------------------------------------
 
 JOURNAL_UPLOAD_CONF = "/etc/systemd/journal-upload.conf"
+# systemd-journal-upload exits on a failed upload (journal-upload.c: perform_upload returns -EIO, run() returns it);
+# its unit restarts it on failure 100 ms later, 5 times in 10 s at most (systemd's defaults, the unit sets no
+# RestartSec= nor start limit: units/systemd-journal-upload.service.in), then leaves it failed for good: a store
+# refusing for a second (a restart, a power cut the Pis outlive) would end the forwarding until a reboot.
+JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/iluvatar.conf"
+JOURNAL_UPLOAD_RESTART = "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s\n"
 JOURNAL_UPLOAD_PACKAGE = "systemd-journal-remote"
 
 
@@ -363,6 +369,9 @@ if ! dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep 
   sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y {JOURNAL_UPLOAD_PACKAGE}
 fi
 printf '%s' '{conf}' | sudo tee {JOURNAL_UPLOAD_CONF} >/dev/null
+sudo mkdir -p {JOURNAL_UPLOAD_DROP_IN.rsplit("/", 1)[0]}
+printf '%s' '{JOURNAL_UPLOAD_RESTART}' | sudo tee {JOURNAL_UPLOAD_DROP_IN} >/dev/null
+sudo systemctl daemon-reload
 sudo systemctl enable systemd-journal-upload.service
 sudo systemctl restart systemd-journal-upload.service
 for _ in $(seq 30); do

@@ -5,6 +5,8 @@ machines' log delivery in tests/test_talos_check.py; here, the values those runs
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -152,3 +154,24 @@ def test_the_day2_plan_says_the_log_delivery_needs_no_reboot() -> None:
     assert not rollout.changes(before, after)[0].disruptive
     off = homelab(enabled=False)
     assert state_digests(off, node) == (rest, ""), "the rest of the config's digest is what a deployment before logs recorded"
+
+
+def test_the_journal_forwarder_restarts_forever_after_a_store_outage(tmp_path: Path) -> None:
+    """systemd-journal-upload exits on a failed upload; its own unit gives up after 5 quick restarts. The drop-in the
+    Pi's step writes lifts the start limit and restarts every 30 s, as systemd reads it (systemd-analyze)."""
+    stack = load_stack_file(HOMELAB)
+    script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
+    assert f"printf '%s' '{logs.JOURNAL_UPLOAD_RESTART}' | sudo tee {logs.JOURNAL_UPLOAD_DROP_IN} >/dev/null" in script
+    assert script.index("daemon-reload") < script.index("systemctl restart systemd-journal-upload.service")
+    unit = tmp_path / "etc" / "systemd" / "system"
+    (unit / "systemd-journal-upload.service.d").mkdir(parents=True)
+    (unit / "systemd-journal-upload.service").write_text("[Unit]\nDescription=upload\n[Service]\nExecStart=/bin/true\nRestart=on-failure\n")
+    (unit / "systemd-journal-upload.service.d" / "iluvatar.conf").write_text(logs.JOURNAL_UPLOAD_RESTART)
+    done = subprocess.run(
+        ["systemd-analyze", "cat-config", "--root", str(tmp_path), "systemd/system/systemd-journal-upload.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s"), done.stdout
