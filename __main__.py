@@ -20,6 +20,7 @@ from components.logs import Logs, LogsArgs, PiReach
 from components.monitoring import Monitoring, MonitoringArgs
 from components.netboot import Netboot, NetbootArgs
 from components.power import Power, PowerArgs
+from components.remote_access import RemoteAccess, RemoteAccessArgs
 from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
 from plans import identity as identity_plan
@@ -79,8 +80,6 @@ if ainur is not None:
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
-    # The netbooting maiar join once the netboot service serves them their boot files and root (issue #41).
-    ainur.join_netbooted(netboot.pi_serving)
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).
 power = None
@@ -165,6 +164,13 @@ storage = Storage(
 # What this deployment runs Ceph on: the next run reads it back to refuse an unretired removal.
 pulumi.export("storage", storage.state)
 
+if ainur is not None and netboot is not None:
+    # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
+    # maiar join once the netboot service serves them their boot files and root; then their Nodes get Longhorn's labels.
+    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [])
+    ainur.join_netbooted(netboot.pi_serving)
+    storage.label_pis({n: pi.join for n, pi in ainur.pis.items()})
+
 if ainur is not None and netboot is not None and stack.ainur is not None and stack.ainur.git_mirror is not None:
     GitMirror(
         "git-mirror",
@@ -243,3 +249,22 @@ if stack.identity is not None and ainur is not None:
         ),
     }
     pulumi.export("signIn", {**identity.sign_in, "kubeconfigs": {k: pulumi.Output.unsecret(v) for k, v in kubeconfigs.items()}})
+
+if stack.remote_access is not None:
+    # The homelab from anywhere over a tailnet (Tailscale, or Headscale on the Ainur): the signIn kubeconfigs work unchanged.
+    remote_access = RemoteAccess(
+        "remote-access",
+        RemoteAccessArgs(
+            stack,
+            arda.access,
+            arda.kubernetes_provider,
+            arda_after=[arda.ready],
+            oauth_client_secret=loaded.secrets.tailscale_oauth_client_secret,
+            ainur=ainur.access if ainur is not None else None,
+            ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+            ainur_connection=ainur.connection if ainur is not None else None,
+            # Headscale's state lives on the Ainur's Longhorn when it runs (as the Git mirror's does).
+            ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
+        ),
+    )
+    pulumi.export("remoteAccess", remote_access.summary)

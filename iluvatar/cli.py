@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import difflib
 import gc
 import json
 import os
@@ -69,6 +70,15 @@ def _stacks_in(folder: Path) -> str:
     return ", ".join(sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in folder.glob("Pulumi.*.yaml"))) or "none"
 
 
+def _stack_hint(name: str, folders: list[Path]) -> str:
+    """The fix for a stack name that names no file: the stack it is a typo of, or `init` where there is none."""
+    names = sorted({p.name.removeprefix("Pulumi.").removesuffix(".yaml") for f in folders for p in f.glob("Pulumi.*.yaml")})
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean {close[0]}?"
+    return f"; write it with `{_command_name()} init {name}`" if not names else ""
+
+
 def stack_file(name: str, project: Path | None = None) -> Path:
     """The stack file for a stack name or a stack file path (relative to the current folder)."""
     if is_path(name):
@@ -82,10 +92,13 @@ def stack_file(name: str, project: Path | None = None) -> Path:
     where = [("here" if f.resolve() == here else f"in {shown(f)}", f) for f in folders]
     if len(where) == 1:
         label, folder = where[0]
-        raise CommandError(f"no stack {name!r}: {shown(folder / f'Pulumi.{name}.yaml')} does not exist (stacks {label}: {_stacks_in(folder)})")
+        raise CommandError(
+            f"no stack {name!r}: {shown(folder / f'Pulumi.{name}.yaml')} does not exist (stacks {label}: {_stacks_in(folder)})"
+            + _stack_hint(name, folders)
+        )
     looked = " nor ".join(label for label, _ in where)
     known = "; ".join(f"{label}: {_stacks_in(f)}" for label, f in where)
-    raise CommandError(f"no stack {name!r}: Pulumi.{name}.yaml is neither {looked} (stacks {known})")
+    raise CommandError(f"no stack {name!r}: Pulumi.{name}.yaml is neither {looked} (stacks {known}){_stack_hint(name, folders)}")
 
 
 def shown(path: Path) -> str:
@@ -220,7 +233,10 @@ def next_steps(stack: str, out: Path, files: Mapping[str, str], *, change: bool,
             f"flash each SBC with its Talos disk image in {out / 'flash' / 'disk-images.csv'}, after sending its schematic "
             f"({', '.join(str(out / 'flash' / f'schematic-{b}.yaml') for b in boards)}) to Image Factory (docs/bring-up.md#1-render)"
         )
-    then = f"then: `pulumi stack init {stack}` (once), {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
+    # Whether the stack exists lives in the backend (`pulumi stack ls`), which a render does not ask: `select --create`
+    # selects it when it exists and makes it when it does not, so the step is right either way.
+    stack_step = f"`pulumi stack select --create {stack}` (makes the stack the first time)"
+    then = f"then: {stack_step}, {'the secrets above, ' if secrets else ''}`pulumi preview`, `pulumi up` (docs/bring-up.md)"
     steps.append(then)
     return steps
 
@@ -582,6 +598,18 @@ def _discover_parser(sub: Any) -> None:
     c.add_argument("--role", default="istari", help="the new machines' role: istari (default) or valinor")
     c.add_argument("--arch", choices=["amd64", "arm64"], help="the architecture of an --address machine that does not say")
     c.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS", help="how long each machine and the API server have to answer")
+    c.add_argument(
+        "--wipe",
+        action="append",
+        default=[],
+        metavar="MAC",
+        help="let this machine's install disk be one that holds another system or data (Talos wipes it)",
+    )
+    window = c.add_mutually_exclusive_group()
+    window.add_argument(
+        "--arm", metavar="DURATION", help="open the discovery window (30m, 2h: at most 12h): unknown machines that PXE-boot until then are discovered"
+    )
+    window.add_argument("--disarm", action="store_true", help="close the discovery window now")
     c.set_defaults(run=_discover)
 
 

@@ -18,6 +18,8 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
+import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -75,6 +77,41 @@ def ask(kubeconfig: str | None, context: str | None, addresses: Sequence[str], l
     return Found(doc["leases"], doc["machines"], doc.get("leasesError", ""))
 
 
+WINDOW_DURATION = re.compile(r"^([0-9]+)(m|h)$")
+MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 60, 12 * 3600  # upgrader's discovery.MinWindow and MaxWindow
+
+
+def window_seconds(text: str) -> int:
+    """`--arm`'s duration (`30m`, `2h`) in seconds, within the window's bounds."""
+    m = WINDOW_DURATION.match(text)
+    seconds = int(m.group(1)) * (60 if m.group(2) == "m" else 3600) if m else 0
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise DiscoverError(f"--arm {text}: give minutes or hours, from 1m to 12h (e.g. --arm 30m)")
+    return seconds
+
+
+def arm(kubeconfig: str | None, context: str | None, seconds: int, deadline: float) -> dict[str, Any]:
+    """Open (seconds > 0) or close (0) the discovery window: `upgrader discover --arm/--disarm` writes the ConfigMap
+    the netboot pod's discovery-window loop reads (plans.netboot.window)."""
+    from iluvatar import upgrader
+
+    try:
+        binary = upgrader.build()
+    except Exception as e:  # a build failure is the command's to report, in one line
+        raise DiscoverError(f"the upgrader (which writes the window) could not be built: {str(e).splitlines()[0]}") from None
+    args = [str(binary), "discover", f"--deadline={int(deadline)}s", f"--arm={seconds}s" if seconds else "--disarm"]
+    if kubeconfig:
+        args.append(f"--kubeconfig={kubeconfig}")
+    if context:
+        args.append(f"--context={context}")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=deadline * 3 + 60, stdin=subprocess.DEVNULL)  # noqa: S603
+    if result.returncode != 0:
+        last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["(no message)"]
+        raise DiscoverError(last[0].removeprefix("upgrader: FAILED: - : ").removeprefix("upgrader: "))
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
 def machines_of(found: Found) -> list[plan.Machine]:
     """Each machine asked, with the MAC of the lease it was found by."""
     by_ip = {lease["ip"]: lease for lease in found.leases}
@@ -84,6 +121,16 @@ def machines_of(found: Found) -> list[plan.Machine]:
 # --- printing ---------------------------------------------------------------------------------------------------
 
 _PLAIN_UNSAFE = set(",[]{}#&*!|>'\"%@`")
+# What Pulumi's YAML (gopkg.in/yaml.v3, YAML 1.2's core schema) reads as no string where PyYAML (YAML 1.1) may read
+# a string (resolve.go:124, 169-205 at v3.0.1): a timestamp, an int (strconv.ParseInt base 0 after dropping `_`: 0o17,
+# 0b1, 0x1f), a yamlStyleFloat (12e3, with no dot, which 1.1 reads as a string), the special floats, nulls and bools.
+# Such a value is double-quoted, so both read the serial or model the disk reported (review 1 LOW 9).
+_YAML12_NOT_STRING = re.compile(
+    r"^(?:[-+]?(?:[0-9]+|0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+)"
+    r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|~|null|Null|NULL|true|True|TRUE|false|False|FALSE"
+    r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*)$"
+)
 
 
 def scalar(value: object) -> str:
@@ -99,6 +146,7 @@ def scalar(value: object) -> str:
         and " #" not in text
         and not text.startswith(("- ", "? ", ": "))
         and not (text.count(":") >= 5 and len(text) == 17)  # a MAC
+        and not _YAML12_NOT_STRING.match(text.replace("_", ""))
     )
     if plain:
         try:
@@ -191,21 +239,26 @@ def insert_entries(text: str, path: Path, block: list[str] | None = None) -> tup
     # with a trailing comma (`[...],}`), which tests/iluvatar/test_discover.py's round trip would show.
     while at < len(lines) and lines[at].lstrip().startswith("#") and len(lines[at]) - len(lines[at].lstrip()) >= len(indent):
         at += 1
+    newline = "\r\n" if "\r\n" in text else "\n"  # a file written on Windows keeps its line ends (review 1 LOW 11)
     if at and not lines[at - 1].endswith("\n"):
-        lines[at - 1] += "\n"
-    return "".join(lines[:at] + [line + "\n" for line in block] + lines[at:]), indent
+        lines[at - 1] += newline
+    return "".join(lines[:at] + [line + newline for line in block] + lines[at:]), indent
 
 
 def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
     """Add the entries to the stack file: validated after, written whole or not at all. The number of machines added."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")
     _, indent = insert_entries(text, path)
     # The machines that get no entry first (their comments), the entries last: see insert_entries.
     block = [line for e in sorted(entries, key=lambda e: e.node is not None) for line in entry_lines(e, indent)]
     new, _ = insert_entries(text, path, block)
     with tempfile.TemporaryDirectory() as tmp:
+        # Validated as it will be read: same name, beside the project's Pulumi.yaml (its secrets backend), review 1 LOW 10.
         candidate = Path(tmp) / path.name
-        candidate.write_text(new, encoding="utf-8")
+        candidate.write_bytes(new.encode())
+        project = path.resolve().parent / "Pulumi.yaml"
+        if project.exists():
+            (Path(tmp) / "Pulumi.yaml").write_bytes(project.read_bytes())
         try:
             load_stack_file(candidate)
         except StackConfigError as e:
@@ -214,11 +267,20 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
                 + "\n".join(f"  {p}" for p in e.problems)
                 + "\n  (a role, name or address of yours? give --role, or write the entries above by hand)"
             ) from None
-    # Beside the file, then renamed over it: a failure leaves the old file whole.
-    with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}.", delete=False) as staged:
+    # Beside the file (a symlink's target, so the link stays one), synced, then renamed over it and the folder synced:
+    # a failure or a power cut leaves the old file or the new one whole (review 1 LOW 11).
+    target = path.resolve()
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as staged:
         staged.write(new.encode())
-    Path(staged.name).chmod(path.stat().st_mode & 0o777)
-    Path(staged.name).replace(path)
+        staged.flush()
+        os.fsync(staged.fileno())
+    Path(staged.name).chmod(target.stat().st_mode & 0o777)
+    Path(staged.name).replace(target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return sum(1 for e in entries if e.node is not None)
 
 
@@ -271,20 +333,41 @@ def run(args: argparse.Namespace, path: Path) -> None:
             f"{path}: iluvatar:arda.discovery is not set, so no unknown machine is booted to be discovered; "
             "add `discovery: {}` under iluvatar:arda and run `pulumi up`, or give --address IP of a machine you booted in maintenance mode yourself"
         )
+    if args.arm or args.disarm:
+        if stack.discovery is None:
+            raise DiscoverError(
+                f"{path}: iluvatar:arda.discovery is not set, so there is no discovery window to open; add `discovery: {{}}` under iluvatar:arda and run `pulumi up`"
+            )
+        seconds = 0 if args.disarm else window_seconds(args.arm)
+        window = arm(args.kubeconfig, args.context, seconds, args.deadline)
+        if seconds:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(window["until"]))
+            print(f"discovery window open until {until} ({window['configMap']} at {window['apiServer']}): power on the new machines now")
+            print(f"then: iluvatar discover {path}; close it sooner with --disarm")
+        else:
+            print(f"discovery window closed ({window['configMap']} at {window['apiServer']}): unknown machines boot their own disks again")
+        return
+    for mac in args.wipe:
+        if not plan.MAC.match(mac.lower()):
+            raise DiscoverError(f"--wipe {mac}: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01")
     if args.role not in ARDA_ROLES:
         raise DiscoverError(f"--role {args.role}: a new Arda machine is istari (a worker) or valinor (a control plane)")
     found = ask(args.kubeconfig, args.context, args.address or [], leases=not args.no_leases, deadline=args.deadline)
     if found.leases_error:
         print(f"# the leases could not be read ({found.leases_error}); only the --address machines were asked")
     machines = [dataclasses.replace(m, arch=args.arch) if m.arch is None and args.arch else m for m in machines_of(found)]
-    result = plan.plan(stack, machines, role=args.role)
-    known = {n.mac: n.name for n in stack.nodes}
-    waiting = [m for m in machines if m.mac not in known]
-    already = [f"{known[m.mac]} ({m.mac}) at {m.address}" for m in machines if m.mac in known]
-    print(f"# {len(waiting)} machine{'s' if len(waiting) != 1 else ''} waiting to be added to {path}")
-    for line in already:
-        print(f"# already in the inventory, still in maintenance mode: {line} (pulumi up applies its config)")
-    _, indent = insert_entries(path.read_text(encoding="utf-8"), path)
+    result = plan.plan(stack, machines, role=args.role, wipe=args.wipe)
+    for mac in sorted({m.lower() for m in args.wipe} - {e.machine.mac for e in result.entries}):
+        print(f"# --wipe {mac}: no machine waiting has that MAC, so nothing is wiped for it")
+    print(f"# {len(result.entries)} machine{'s' if len(result.entries) != 1 else ''} waiting to be added to {path}")
+    for m, name in result.known:
+        print(f"# already in the inventory, still in maintenance mode: {name} ({m.mac}) at {m.address} (pulumi up applies its config)")
+    if not machines and (args.no_leases or stack.ainur is None or stack.ainur.netboot.mode == "proxy"):
+        print(
+            "# no machine was asked: in proxy DHCP mode the Ainur hand out no addresses, so they hold no leases; "
+            "give --address IP of each machine (your router's lease table shows it: a discovery-<arch>-<mac> hostname)"
+        )
+    _, indent = insert_entries(path.read_bytes().decode("utf-8"), path)
     for entry in result.entries:
         print("\n".join(line.removeprefix(indent) for line in entry_lines(entry, indent)))
     for line in not_seen(stack, found.leases):

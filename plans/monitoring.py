@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from plans import drill, gitops, logs, yamltext
 from plans.apiserver import ETCD_METRICS_PORT
@@ -798,7 +798,13 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
         target["email_configs"] = [{"to": email.to, "send_resolved": True}]
     elif kind == "webhook" and receiver.webhook is not None:
         webhook: dict[str, Any] = {"url": receiver.webhook.url, "send_resolved": True}
-        if secret:
+        url = receiver.webhook.url
+        if secret and url is not None and rules.zulip(url) is not None:
+            # Zulip reads its bot's API key from the URL's parameters only (stacks.credentials.ZULIP_WEBHOOK).
+            split = urlsplit(url)
+            query = "&".join(q for q in (split.query, urlencode({"api_key": secret})) if q)
+            webhook["url"] = urlunsplit(split._replace(query=query))
+        elif secret:
             webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": secret}}
         target["webhook_configs"] = [webhook]
     elif receiver.ntfy is not None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from plans import apiserver, backup, imagefactory, local_volumes, logs, power, yamltext
-from stacks.boards import BOARDS, DISCOVERY_BOARDS, Board
+from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
 LINK = "lan0"
@@ -96,8 +96,7 @@ def schematic_boards(stack: StackConfig) -> list[Board]:
     names = {n.board for n in stack.arda_nodes}
     if stack.generic_worker is not None:
         names.add(stack.generic_worker.board)
-    if stack.discovery is not None:
-        names.update(DISCOVERY_BOARDS.values())  # what an unknown machine boots to be discovered (plans.netboot)
+    names.update(stack.discovery_boards.values())  # what an unknown machine boots to be discovered (plans.netboot)
     return [BOARDS[name] for name in sorted(names)]
 
 

@@ -15,7 +15,8 @@ Usage:
 
 It prints the score per module (killed / all mutants) and writes every survivor's diff to
 `<scratch>/survivors.txt` (printed path). About 30 minutes for `stacks` on 2 cores; it need not run
-in CI. Record the scores in docs/proof/mutation.md.
+in CI. Record the scores in docs/proof/mutation.md. Where mutmut's start-up per mutant makes a run too slow (a
+loaded machine), scripts/mutation_fork.py runs a kept tree's mutants with pytest started once.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/credentials.py` (a credential written beside the rest, or inside a value): its rules;
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
 - `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
+- `stacks/remote_model.py` (remote access's fields): as `model.py`; `stacks/remote_access.py`: its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
   (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
@@ -67,6 +68,8 @@ RULE_FILES = (
     "stacks/credentials.py",
     "stacks/versions.py",
     "stacks/chart_values.py",
+    "stacks/remote_model.py",
+    "stacks/remote_access.py",
     "stacks/discovery.py",
 )
 # The layers whose module holds both field checks and rules.
@@ -200,6 +203,7 @@ def discover() -> list[Rule]:
             "stacks/credentials.py",
             "stacks/versions.py",
             "stacks/chart_values.py",
+            "stacks/remote_access.py",
         ):
             rules += _statement_rules(file, source)
         elif file in ("stacks/data.py", "stacks/logs.py"):

@@ -8,6 +8,7 @@ release on (the Raspberry Pi 5's `rpi_5` overlay arrived in v1.12.3, machinery's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +77,13 @@ BOARDS: dict[str, Board] = {
 # The board a discovered machine boots as, by the architecture its iPXE reports (`${buildarch}`: i386 and x86_64 on
 # a PC, arm64 on an arm64 server): the generic boards, whose Talos kernels every PC and UEFI server runs.
 DISCOVERY_BOARDS: dict[Arch, str] = {"amd64": "generic-x86", "arm64": "generic-arm64"}
+
+
+def discovery_boards(arches: Iterable[Arch] | None, arda_arches: Iterable[Arch]) -> dict[Arch, str]:
+    """The boards discovery boots, by architecture: arda.discovery.arches, else those of the inventory's Arda machines,
+    else amd64. Each one is a Talos kernel and initramfs every Pi caches, so an all-x86 homelab caches no arm64 one."""
+    chosen = set(arches) if arches is not None else set(arda_arches) or {"amd64"}
+    return {arch: board for arch, board in DISCOVERY_BOARDS.items() if arch in chosen}
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

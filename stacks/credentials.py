@@ -21,7 +21,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -61,9 +61,14 @@ _IN_PLACE = {("Connector", "hash"), ("Connector", "passwordHash"), ("AppSecret",
 _MISPLACED = {("Connector", "clientId"): re.compile(r"^[0-9a-f]{40}$")}
 
 
+def _norm(key: str) -> str:
+    """A key lower-case and without its punctuation: `bind_PW`, `bindPw` and `bind-pw` are one key."""
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
 def credential_key(key: str) -> bool:
     """Whether a key is one a service's docs hold a credential under (`token`, `clientSecret`, `bindPW`, `password`...)."""
-    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    norm = _norm(key)
     if not norm or norm.startswith(_NOT_HOLDERS) or norm.endswith(_REFERENCES):
         return False
     return norm in _NAMES or norm.endswith(_ENDINGS)
@@ -101,6 +106,11 @@ CHAT_WEBHOOK_PATHS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/hooks/[a-z0-9]{26}/?$"), "Mattermost"),
     (re.compile(r"^/hooks/[A-Za-z0-9]{17}/[A-Za-z0-9]{20,}/?$"), "Rocket.Chat"),
 )
+# Zulip's incoming webhooks, on any host (Zulip Cloud's `<org>.zulipchat.com` or a server of one's own): each integration
+# at /api/v1/external/<name>, reading its own service's JSON (zulip zerver/webhooks/<name>/view.py); Alertmanager's is
+# `alertmanager`. Zulip takes the bot's API key only as the URL's `api_key` parameter (its `webhook_view` decorator reads
+# it from the request's parameters; zerver/webhooks/alertmanager/doc.md: `?api_key=...&stream=...`), never a bearer token.
+ZULIP_WEBHOOK = re.compile(r"^/api/v1/external/([A-Za-z0-9_]+)/?$")
 # Values left where a real one goes: the `<value>` of a command copied whole, or a word meaning "change me" (an address in
 # brackets, `Me <me@example.org>`, is a display name's, not a placeholder).
 PLACEHOLDER = re.compile(
@@ -235,7 +245,7 @@ def _app(parts: tuple[str | int, ...], key: str, config: Mapping[str, Any]) -> D
 
 
 def _backup(key: str) -> Destination | str:
-    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    norm = _norm(key)
     if norm.endswith(("password", "passwd", "passphrase")):
         return "Pulumi generates each restic repository's password (kept in its state, encrypted); remove it"
     if norm.endswith(("id", "accesskey")) and "secret" not in norm:
@@ -244,7 +254,7 @@ def _backup(key: str) -> Destination | str:
 
 
 def _git(key: str) -> Destination:
-    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    norm = _norm(key)
     if "key" in norm and "api" not in norm:
         return Destination("gitopsSshPrivateKey", what="the repository's SSH deploy key", value="< deploy_key")
     return Destination("gitopsToken", what="a private repository's access token", value="<token>", note="set gitops.private: true")
@@ -267,13 +277,17 @@ def destination(parts: tuple[str | int, ...], key: str, holder: Mapping[str, Any
     if section == "gitops" or (section == "ainur" and "gitMirror" in parts):
         return _git(key)
     if section == "ainur":
-        norm = re.sub(r"[^a-z0-9]", "", key.lower())
+        norm = _norm(key)
         if "key" in norm:
             note = "sshAuthorizedKeys takes its public half (the .pub file)" if "sshAuthorizedKeys" in parts else ""
             return Destination("ainurSshPrivateKey", what="the SSH key Pulumi logs in to the Pis with", value="< ~/.ssh/id_ed25519", note=note)
         return "the Pis take no password: Pulumi logs in with an SSH key (iluvatar:ainurSshPrivateKey, or your SSH agent); remove it"
     if section in ("cloudflare", "edge"):
         return Destination("cloudflareApiToken", what="the Cloudflare API token", value="<token>")
+    if section == "remoteAccess":
+        if "headscale" in parts or _get(config, "remoteAccess", "flavour") == "headscale":
+            return "Headscale takes no credential: Pulumi asks it for the subnet router's key itself; remove it"
+        return Destination("tailscaleOauthClientSecret", what="the Tailscale OAuth client's secret", value="<tskey-client-...>")
     if section == "storage" and "nfs" in parts:
         return "NFS takes no password: the server lets in the client addresses its export allows (Arda's machines); remove it"
     return f"Iluvatar reads no credential at {section or 'this key'}, and no secret key takes it; remove it"
@@ -302,7 +316,7 @@ def _bmc_holder(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """The first BMC the inventory names (a top-level BMC password is its, most likely)."""
     nodes = config.get(f"{NAMESPACE}:nodes")
     for node in nodes if isinstance(nodes, list) else []:
-        bmc = node.get("power", {}).get("bmc") if isinstance(node, Mapping) and isinstance(node.get("power"), Mapping) else None
+        bmc = node["power"].get("bmc") if isinstance(node, Mapping) and isinstance(node.get("power"), Mapping) else None
         if isinstance(bmc, Mapping):
             return bmc
     return {}
@@ -456,7 +470,7 @@ def _value(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None)
         return value
     for form, what in TOKEN_FORMS:
         if form.search(value):
-            key = next((str(p) for p in reversed(parts) if isinstance(p, str)), "")
+            key = next(str(p) for p in reversed(parts) if isinstance(p, str))  # parts start with the top-level key
             dest: Destination | str = destination(parts, key, {}, w.config) if free is None else f"no secret key takes {free}; remove it"
             message, found = _say(f"holds {what}, in plain text", dest)
             w.add(Problem(_path(parts), message), found)
@@ -485,26 +499,34 @@ def _url(w: _Walk, value: str, parts: tuple[str | int, ...], free: str | None) -
         )
         return True
     creds = [k for k, _ in parse_qsl(url.query, keep_blank_values=True) if k.lower() in _QUERY_CREDENTIALS]
-    userinfo = url.netloc.rpartition("@")[0] if "@" in url.netloc else ""
+    userinfo = url.netloc.rpartition("@")[0]  # "" without an "@"
     # A user and a password are a credential; a user alone only when it is a token (GitHub takes one as the user of an
     # https URL): SSH names its login so (git@host), and Bitbucket's clone URLs carry the user's name.
     leaks = ":" in userinfo or (bool(userinfo) and looks_like_token(userinfo))
     if not creds and not leaks:
         return False
     netloc = url.netloc.rpartition("@")[2] if leaks else url.netloc
-    shown = urlunsplit((url.scheme, ("***@" if leaks else "") + netloc, url.path, "&".join(f"{k}=***" for k in creds), url.fragment))
+    # The other parameters shown as written (what stays in the URL); a credential's value, or one under a key that
+    # names a credential, or one in the form of a token, masked.
+    query = "&".join(
+        f"{k}=***" if k in creds or credential_key(k) or looks_like_token(v) else f"{k}={v}" for k, v in parse_qsl(url.query, keep_blank_values=True)
+    )
+    shown = urlunsplit((url.scheme, ("***@" if leaks else "") + netloc, url.path, query, url.fragment))
     held = [*(["user and password" if ":" in userinfo else "user"] if leaks else []), *(f"{k} parameter" for k in creds)]
     inside = f"the {' and '.join(held)} in it {'are' if len(held) > 1 or ':' in userinfo else 'is'} a credential, in plain text"
     if free is not None:
         w.add(Problem(path, f"{shown}: {inside} in {free}, and no secret key takes it; remove it ({SECRETS_DOC})"))
         return True
-    key = str(parts[-1]) if parts else ""
-    message, found = _say(f"{shown}: {inside}", _url_destination(parts, key, url.scheme, w.config))
+    key = str(parts[-1])  # parts start with the top-level key
+    message, found = _say(f"{shown}: {inside}", _url_destination(parts, key, url, w.config))
     w.add(Problem(path, message), found)
     return True
 
 
-def _url_destination(parts: tuple[str | int, ...], key: str, scheme: str, config: Mapping[str, Any]) -> Destination | str:
+def _url_destination(parts: tuple[str | int, ...], key: str, url: SplitResult, config: Mapping[str, Any]) -> Destination | str:
+    scheme = url.scheme
+    if parts[:2] == ("monitoring", "receiver") and ZULIP_WEBHOOK.match(url.path):
+        return Destination(_ALERT_SECRET, what="the Zulip bot's API key (Iluvatar adds it to the URL as api_key)", value="<api key>")
     if parts and parts[0] == "backup" and scheme.startswith("s3"):
         return Destination(
             "backupS3SecretAccessKey",

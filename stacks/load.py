@@ -7,6 +7,7 @@ There is one parse path for both sources, so `python -m iluvatar validate` and
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from stacks import identity as identity_rules
 from stacks import logs as logs_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
+from stacks import remote_access as remote_rules
 from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
 from stacks import versions as version_rules
@@ -32,6 +34,7 @@ from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
+from stacks.remote_model import RemoteAccess
 from stacks.rules import Parsed, _vip_list, _zone_names, check
 from stacks.secrets import SecretsManager, Secure
 
@@ -63,6 +66,7 @@ SECTIONS: dict[str, Section] = {
         Section("identity", Identity, False),
         Section("backup", Backup, False),
         Section("logs", Logs, False),
+        Section("remoteAccess", RemoteAccess, False),
     )
 }
 
@@ -83,6 +87,7 @@ SECRETS: tuple[str, ...] = (
     data_rules.APP_SECRETS,
     data_rules.S3_KEY_ID,
     data_rules.S3_SECRET_KEY,
+    remote_rules.SECRET,
 )
 
 ORDER = [*SECTIONS, *SECRETS]
@@ -108,6 +113,12 @@ def parse_stack(
     # Credentials written where a service's docs put them, each sent to its secret key (stacks.credentials).
     raw, found = credentials.strip(raw, MODELS, SECRETS)
     for full_key, value in raw.items():
+        nested = _nested(full_key, value)
+        if nested is not None:
+            problem, inner = nested
+            found.append(credentials.Found(problem, None))
+            meant.update(inner)  # said once, where the user wrote it, not also as "is required"
+            continue
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE:
             elsewhere = _other_namespace(full_key, ns, key)
@@ -224,6 +235,20 @@ def parse_stack(
         taken,
     )
     backup = _section(values, "backup", problems)
+    remote = _section(values, "remoteAccess", problems)
+    problems += remote_rules.check(
+        remote if isinstance(remote, RemoteAccess) else None,
+        "remoteAccess" in values,
+        network if isinstance(network, Network) else None,
+        "ainur" in values,
+        identity if isinstance(identity, Identity) else None,
+        "identity" in values,
+        apps,
+        # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
+        {**taken, **({identity.ip: "identity.ip (the front door)"} if isinstance(identity, Identity) else {})},
+        present,
+        arda.patches if isinstance(arda, Arda) else (),
+    )
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
         if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
@@ -295,6 +320,7 @@ def parse_stack(
             "identity": values.get("identity"),
             "backup": values.get("backup"),
             "logs": values.get("logs"),
+            "remoteAccess": values.get("remoteAccess"),
         }
     )
 
@@ -314,6 +340,42 @@ def _no_namespace(full_key: str) -> str:
     meant = bare if bare in ORDER or bare in SECRETS else _closest(bare, ORDER)
     fix = f"write {NAMESPACE}:{meant}" if meant is not None else f"write it as {NAMESPACE}:<key> (its keys: {', '.join(ORDER)})"
     return f"has no namespace, and Pulumi refuses a stack file with a config key not written <namespace>:<name>; {fix}"
+
+
+def _nested(full_key: str, value: Any) -> tuple[Problem, set[str]] | None:
+    """Iluvatar's keys nested a level too deep, where Pulumi reads none of them (its stack file's config is one mapping
+    of `<namespace>:<name>` keys, sdk v3.272.0 go/common/resource/config/key.go ParseKey): a `config:` inside `config:`
+    (the project file's spelling pasted in), or the namespace as a key of its own (`iluvatar:` then `network:` under it).
+    The problem, with the fix for this form, and the sections the user meant."""
+    if ":" in full_key or not isinstance(value, Mapping) or not value:
+        return None
+    keys = [str(k) for k in value]
+    if full_key == "config":
+        ours = [k for k in keys if k.partition(":")[0] == NAMESPACE]
+        listed = ", ".join(ours or keys)
+        return (
+            Problem(
+                full_key,
+                f"is a config: inside config:, and Pulumi reads only the stack file's top config:, so nothing under it is read; "
+                f"move its keys ({listed}) one level up, under the first config:",
+            ),
+            {k.partition(":")[2] for k in ours},
+        )
+    if full_key in ORDER:
+        return None  # a section without its namespace (`storage:`): the generic message says `iluvatar:storage`
+    ours = [k for k in keys if k in ORDER]
+    # The namespace as written, or misspelt (`Iluvatar`, `iluvatr`), or another name holding only Iluvatar's sections.
+    if difflib.SequenceMatcher(None, full_key.lower(), NAMESPACE).ratio() >= 0.75 or len(ours) == len(keys):
+        written = ", ".join(f"{NAMESPACE}:{k}" for k in keys)
+        return (
+            Problem(
+                full_key,
+                f"holds its keys nested under the namespace, and Pulumi reads a config key only as <namespace>:<name> on one line; "
+                f"write {written} at the top of config:",
+            ),
+            set(ours),
+        )
+    return None
 
 
 def _other_namespace(full_key: str, ns: str, key: str) -> list[credentials.Found]:
@@ -436,6 +498,26 @@ def _config_loc(err: Any) -> tuple[Any, ...]:
     return tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("<") or p == "[key]")))
 
 
+# What each Tolkien role is, said beside it where a role is refused (a newcomer knows the words, not the names).
+ROLE_MEANINGS = {
+    "valar": "an Ainur Pi, k3s server",
+    "maiar": "an Ainur Pi, k3s agent",
+    "valinor": "an Arda control plane",
+    "istari": "an Arda worker",
+}
+# The words other tools use for a value these keys name otherwise (uname's machine names; Kubernetes' and Talos's
+# roles): the fix is the name here.
+OTHER_NAMES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "master": "valinor",
+    "controlplane": "valinor",
+    "control-plane": "valinor",
+    "worker": "istari",
+}
+
+
 def _plain(model: type[BaseModel], err: Any) -> str:
     """One pydantic error in the user's words: what was written, and what the key takes instead."""
     kind, value, msg, ctx = err["type"], err.get("input"), err["msg"], err.get("ctx") or {}
@@ -443,13 +525,25 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     if kind == "value_error":
         return str(msg).removeprefix("Value error, ")
     if kind == "missing":
-        return "is required"
+        # What the key takes, from the schema editors complete it with (its description and example), so the fix is here.
+        what = _field_schema(model, loc)
+        listed = "description" not in what and isinstance(what.get("items"), dict)
+        what = what["items"] if listed else what
+        example = (what.get("examples") or [None])[0]
+        example = [example] if listed and example is not None else example
+        described = str(what.get("description", "")).rstrip(".")
+        # A model's docstring starts with a capital; in the message it follows a colon.
+        described = described[:1].lower() + described[1:] if described[1:2].islower() else described
+        said = ("a list, each " if listed and described else "") + described
+        return "is required" + (f": {said}" if said and example is None else f": {said}, e.g. {show(example)}" if said else "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         return f"is not a known key{_did_you_mean(_suggest(model, loc))} (known: {', '.join(allowed)})"
     if kind == "literal_error":
-        expected = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ")
-        return f"{show(value)} is not one of: {expected}"
+        options = str(msg).removeprefix("Input should be ").replace("'", "").replace(" or ", ", ").split(", ")
+        expected = ", ".join(f"{o} ({ROLE_MEANINGS[o]})" if o in ROLE_MEANINGS else o for o in options)
+        meant = OTHER_NAMES.get(value.lower()) if isinstance(value, str) else None
+        return f"{show(value)} is not one of: {expected}" + (f"; write {meant}, its name here" if meant in options else "")
     if kind in ("tuple_type", "list_type", "set_type"):
         if isinstance(value, Mapping):
             return f"{show(value)} is a mapping, but this key takes a list"
@@ -457,6 +551,13 @@ def _plain(model: type[BaseModel], err: Any) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
         keys = _allowed_keys(model, loc)
         expected = f" (keys: {', '.join(keys)})" if keys else ""
+        if keys == ["start", "end"] and isinstance(value, str) and value.count("-") == 1:
+            # A range as a router's page writes it (`a-b`): the fix is the same range in this key's form.
+            start, end = (part.strip() for part in value.split("-"))
+            expected += f": write {{start: {start}, end: {end}}}"
+        elif len(keys) == 1 and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            # A value where its one key goes (`ntfy: <url>` for `ntfy: {url: <url>}`): the fix is that key around it.
+            expected += f": write {{{keys[0]}: {show(value)}}}"
         return f"{show(value)} is not a mapping of keys to values{expected}"
     if kind == "too_short":
         least = ctx.get("min_length", 1)
@@ -486,6 +587,39 @@ def _plain(model: type[BaseModel], err: Any) -> str:
             f"{show(value)} is too large: the largest allowed is {bound}" if kind == "less_than_equal" else f"{show(value)} must be less than {bound}"
         )
     return f"{show(value)}: {str(msg)[0].lower()}{str(msg)[1:]}"
+
+
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True)
+
+
+def _field_schema(model: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """The JSON schema of the key at `loc` inside `model` (through lists, references and a union's first form), or {}."""
+    root = _schema(model)
+    defs = root.get("$defs", {})
+    current: Any = root
+    for part in loc:
+        while isinstance(current, dict) and ("$ref" in current or "anyOf" in current or "oneOf" in current or "items" in current):
+            if "$ref" in current:
+                current = defs.get(str(current["$ref"]).rsplit("/", 1)[-1], {})
+            elif isinstance(part, int) and "items" in current:
+                break
+            elif "items" in current:
+                current = current["items"]
+            else:
+                forms: list[Any] = current.get("anyOf") or current.get("oneOf") or []
+                current = next((o for o in forms if o.get("type") != "null"), {})
+        if isinstance(part, int):
+            current = current.get("items", {}) if isinstance(current, dict) else {}
+            continue
+        current = current.get("properties", {}).get(part, {}) if isinstance(current, dict) else {}
+    while isinstance(current, dict) and "$ref" in current:
+        current = defs.get(str(current["$ref"]).rsplit("/", 1)[-1], {})
+    if isinstance(current, dict) and "description" not in current:
+        alternatives: list[Any] = current.get("anyOf") or current.get("oneOf") or []
+        current = next((o for o in alternatives if o.get("type") != "null"), current)
+    return current if isinstance(current, dict) else {}
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

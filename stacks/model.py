@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from stacks import repository
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.errors import show
 from stacks.fields import (
@@ -39,6 +39,7 @@ from stacks.fields import (
     _text,
 )
 from stacks.logs_model import Logs
+from stacks.remote_model import RemoteAccess
 
 
 def _ordered(r: AddressRange) -> AddressRange:
@@ -83,6 +84,19 @@ class Vlan(Model):
     gateway: IPv4 | None = None
 
 
+def _not_multicast_dns(domain: str) -> str:
+    """The internal zone's name, not under `.local`: RFC 6762 section 3 gives every `.local` name to multicast DNS, so
+    macOS, iOS and Linux with nss-mdns (`mdns4_minimal [NOTFOUND=return]`) never ask the LAN's DNS server for it, and the
+    apps' names would resolve on no laptop or phone. RFC 8375's `home.arpa` is the zone for a home network."""
+    if domain == "local" or domain.endswith(".local"):
+        label = domain.removesuffix("local").rstrip(".") or "lab"
+        raise ValueError(
+            f"{domain} is under .local, which phones and laptops resolve by multicast DNS only (RFC 6762), never by asking "
+            f"the LAN's DNS server; write {label}.home.arpa (RFC 8375, for home networks)"
+        )
+    return domain
+
+
 class Network(Model):
     """Eä's plan: the LAN, its gateway and DNS, the DHCP pool, the load-balancer pool, VLANs, zones."""
 
@@ -92,7 +106,7 @@ class Network(Model):
     dhcp_range: OrderedRange
     load_balancer_pool: OrderedRange
     vlans: tuple[Vlan, ...] = ()
-    domain: DnsName
+    domain: Annotated[DnsName, AfterValidator(_not_multicast_dns)]
     external_domain: DnsName | None = None
 
 
@@ -273,6 +287,9 @@ class Discovery(Model):
     pool: OrderedRange | None = None
     # The segment they are discovered on: network.lan when unset (the only one the Ainur netboot), or a VLAN's name.
     vlan: Label | None = None
+    # The architectures booted to be discovered (the Talos kernels every Pi caches for them); unset: those of the
+    # inventory's Arda machines, or amd64 (stacks.boards.discovery_arches).
+    arches: tuple[Arch, ...] | None = Field(default=None, min_length=1)
 
 
 class Arda(Model):
@@ -770,6 +787,7 @@ class StackConfig(Model):
     identity: Identity | None = None
     backup: Backup | None = None
     logs: Logs | None = None
+    remote_access: RemoteAccess | None = None
 
     @property
     def public_ingress(self) -> str:
@@ -802,6 +820,13 @@ class StackConfig(Model):
     def discovery(self) -> Discovery | None:
         """How unknown machines are discovered, when the stack lets them (arda.discovery, served by the Ainur)."""
         return self.arda.discovery if self.ainur is not None else None
+
+    @property
+    def discovery_boards(self) -> dict[Arch, str]:
+        """The boards a machine being discovered boots as, by architecture (none without discovery)."""
+        if self.discovery is None:
+            return {}
+        return discovery_boards(self.discovery.arches, (n.arch for n in self.arda_nodes))
 
     def boots_from_network(self, node: Node) -> bool:
         """Netboot unless the node says disk; the default needs an Ainur and a board that can."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from urllib.parse import urlsplit
 
+from stacks.credentials import ZULIP_WEBHOOK
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Monitoring, Node, Storage
 from stacks.storage import _arda_classes
@@ -141,10 +142,39 @@ def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Prob
             f"{settings.url} is ntfy's, which would show the JSON Alertmanager posts to a webhook as the message; "
             f"move it to {path}.ntfy.url (ntfy's templates then make each alert a readable line)",
         )
+    if kind == "webhook" and settings.url is not None:
+        yield from _zulip(f"{path}.webhook.url", settings.url, secret, secrets)
     if kind == "email" and settings.username is not None and SECRET not in secrets:
         yield UnsetSecret(
             secret,
             f"is required: {path}.email.username {settings.username} signs in to the SMTP server with it; "
             f"run `pulumi config set --secret {secret} <password>`",
+            (secret,),
+        )
+
+
+def zulip(url: str) -> str | None:
+    """The Zulip integration a webhook URL posts to (`alertmanager`), or None for another service's URL."""
+    match = ZULIP_WEBHOOK.match(urlsplit(url).path)
+    return match.group(1) if match else None
+
+
+def _zulip(path: str, url: str, secret: str, secrets: Collection[str]) -> Iterator[Problem]:
+    """Zulip's webhooks: only its Alertmanager integration reads Alertmanager's JSON, and it answers 401 without the
+    bot's API key, which Iluvatar adds to the URL from the secret (stacks.credentials.ZULIP_WEBHOOK)."""
+    integration = zulip(url)
+    if integration is None:
+        return
+    if integration != "alertmanager":
+        yield Problem(
+            path,
+            f"{url} is Zulip's {integration} integration, which reads {integration}'s messages, not the JSON Alertmanager posts; "
+            f"use Zulip's Alertmanager integration: {urlsplit(url).scheme}://{urlsplit(url).netloc}/api/v1/external/alertmanager?stream=<channel>",
+        )
+    elif SECRET not in secrets:
+        yield UnsetSecret(
+            secret,
+            f"is required: Zulip ({url}) lets in only a bot's API key, which Iluvatar adds to the URL as api_key; "
+            f"run `pulumi config set --secret {secret} <api key>`",
             (secret,),
         )

@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import credentials, data, day2, identity, monitoring, power, storage
+from stacks import credentials, data, day2, identity, monitoring, power, remote_access, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
@@ -55,6 +55,8 @@ class StackSecrets:
     s3_secret_access_key: pulumi.Output[str] | None = None
     # The BMCs' passwords, by BMC address (stacks.power): only when a machine is powered on by one.
     bmc_passwords: pulumi.Output[dict[str, str]] | None = None
+    # The Tailscale OAuth client's secret (remote access, flavour tailscale): the operator's and pulumi-tailscale's.
+    tailscale_oauth_client_secret: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ def load() -> LoadedStack:
     app_secrets = cfg.get_secret_object(data.APP_SECRETS)
     # Set only where a machine is powered on by a BMC (stacks.power refuses a password for no BMC).
     bmc_passwords = cfg.get_secret_object(power.PASSWORDS)
+    tailscale = stack.remote_access is not None and stack.remote_access.flavour == "tailscale"
+    oauth_secret = cfg.require_secret(remote_access.SECRET) if tailscale else None
     return LoadedStack(
         stack,
         StackSecrets(
@@ -155,6 +159,7 @@ def load() -> LoadedStack:
             s3_access_key_id=cfg.get_secret(data.S3_KEY_ID),
             s3_secret_access_key=cfg.get_secret(data.S3_SECRET_KEY),
             bmc_passwords=bmc_passwords,
+            tailscale_oauth_client_secret=oauth_secret,
         ),
         deployed,
         arda,

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from stacks.apps import app_problems
-from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, DISCOVERY_BOARDS, version_tuple
+from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
@@ -353,12 +353,25 @@ _ABSENT = object()
 _SNAKE = {"loadBalancerAlgorithm": "load_balancer_algorithm", "hubble": "hubble"}
 
 
+def _to_odd(count: int, allowed: tuple[int, ...], role: str) -> str:
+    """The fix for a count of a cluster's etcd members that has no quorum: the allowed counts nearest it."""
+    if count == 0:
+        return f"set role: {role} on one machine"
+    near = [c for c in (count + 1, count - 1) if c in allowed] or [max(allowed)]
+    return f"add or remove a machine with role: {role} to make it {' or '.join(map(str, near))}"
+
+
 def _counts(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     roles = [n.role for _, n in p.nodes]
     valinor, istari, valar = roles.count("valinor"), roles.count("istari"), roles.count("valar")
     if valinor == 0 or valinor % 2 == 0:
-        out.append(Problem(NODES, f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum"))
+        out.append(
+            Problem(
+                NODES,
+                f"Arda has {valinor} valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum; {_to_odd(valinor, (1, 3, 5), 'valinor')}",
+            )
+        )
     if p.arda is not None and istari == 0 and valinor > 0 and not p.arda.allow_scheduling_on_control_planes:
         out.append(
             Problem(
@@ -367,7 +380,12 @@ def _counts(p: Parsed) -> list[Problem]:
             )
         )
     if p.ainur_set and (valar == 0 or valar % 2 == 0):
-        out.append(Problem(NODES, f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"))
+        out.append(
+            Problem(
+                NODES,
+                f"Ainur has {valar} valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum; {_to_odd(valar, (1, 3), 'valar')}",
+            )
+        )
     return out
 
 
@@ -525,7 +543,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
     if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
         used.add(p.ainur.netboot.generic_worker.board)
     if p.ainur_set and p.arda.discovery is not None:
-        used.update(DISCOVERY_BOARDS.values())
+        used.update(discovery_boards(p.arda.discovery.arches, (n.arch for _, n in p.nodes if n.role in ARDA_ROLES)).values())
     return [
         Problem(
             f"iluvatar:arda.kernelArgs.{board}",
@@ -586,6 +604,36 @@ def _netboot(p: Parsed) -> list[Problem]:
 
 # The boards whose bootloader netboots as plans.netboot.pis serves it: the Raspberry Pi 4 and 5 EEPROM bootloaders.
 PI_NETBOOT_BOARDS = ("rpi4", "rpi5")
+# NFS-Ganesha numbers each netbooting Pi's roots from its serial (plans.netboot.nfs): PI_EXPORT_SLOTS ids in a row, one
+# per root it may have at once (the image it runs, the one it boots next, one more left over), in Ganesha's 16 bits
+# (0 and 1 are its own). Derived, not counted, so another Pi coming or going never renumbers a root a Pi holds open.
+PI_EXPORT_SLOTS = 4
+PI_EXPORT_BASES = (65536 - 2) // PI_EXPORT_SLOTS
+
+
+def pi_export_base(serial: str) -> int:
+    """The first of a netbooting Pi's NFS export ids, less 2, over PI_EXPORT_SLOTS: two serials equal modulo
+    PI_EXPORT_BASES clash."""
+    return int(serial, 16) % PI_EXPORT_BASES
+
+
+def _export_clash(i: int, node: Node, bases: dict[int, tuple[int, Node]]) -> list[Problem]:
+    """A netbooting maia whose serial gives the NFS export ids an earlier one's gives (pi_export_base)."""
+    assert node.serial is not None
+    base = pi_export_base(node.serial)
+    if base not in bases:
+        bases[base] = (i, node)
+        return []
+    k, other = bases[base]
+    return [
+        Problem(
+            node_path(i, "serial"),
+            f"{node.serial} gives {node.name}'s roots (/pis/{node.name}/...) the NFS export ids that nodes[{k}].serial "
+            f"({other.serial}) gives {other.name}'s (/pis/{other.name}/...): Ganesha numbers a Pi's roots from its serial, "
+            f"modulo {PI_EXPORT_BASES}, and two roots cannot share one; netboot one of them only (set boot: disk on "
+            f"{node.name} and flash its card)",
+        )
+    ]
 
 
 def _pi_netboot(p: Parsed) -> list[Problem]:
@@ -593,6 +641,7 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     valar = [n for _, n in p.nodes if n.role == "valar"]
     serials: dict[str, tuple[int, str]] = {}
+    bases: dict[int, tuple[int, Node]] = {}
     for i, node in p.nodes:
         if node.role not in AINUR_ROLES:
             if node.serial is not None:
@@ -613,6 +662,8 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
                 )
             else:
                 serials[node.serial] = (i, node.name)
+                if node.boot == "netboot" and node.role == "maiar":
+                    out += _export_clash(i, node, bases)
         if node.boot != "netboot":
             if node.serial is not None:
                 out.append(

@@ -38,6 +38,8 @@ SLOWEST = (
     "tests/netns/test_k3s_steps.py",  # 61 s
     "tests/kube/test_control_plane.py",  # 49 s
     "tests/netns/test_firmware.py",  # 41 s
+    "tests/kube/test_remote_access.py",  # 36 s
+    "tests/netns/test_remote_access.py",  # 28 s
 )
 
 

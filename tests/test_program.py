@@ -221,7 +221,9 @@ def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: P
         (
             {"iluvatar:nodes[1].role": "valar"},
             [],
-            ["  iluvatar:nodes: Ainur has 2 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"],
+            [
+                "  iluvatar:nodes: Ainur has 2 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum; add or remove a machine with role: valar to make it 3 or 1"
+            ],
         ),
         (
             {
@@ -231,7 +233,9 @@ def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: P
                 "iluvatar:nodes[6].arch": "amd64",
             },
             [],
-            ["  iluvatar:nodes: Ainur has 4 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum"],
+            [
+                "  iluvatar:nodes: Ainur has 4 valar (k3s servers); embedded etcd needs an odd number (1 or 3) to keep quorum; add or remove a machine with role: valar to make it 3"
+            ],
         ),
         (
             {"iluvatar:nodes[1].role": "valar"},

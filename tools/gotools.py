@@ -44,6 +44,84 @@ class Tool:
         return TOOLS_DIR / self.folder / self.modfile
 
 
+# Tailscale v1.102.3 built with only what the remote access test runs (tests/netns/test_remote_access.py): the CLI linked
+# into tailscaled (one binary for `tailscale` and `tailscaled`), subnet routes, DNS, the OS's routes and netfilter,
+# netstack (the devices' resolver at 100.100.100.100), health and the IPN bus (containerboot watches it), serve and
+# acme (containerboot's LocalAPI client needs them), and the LocalAPI's socket identity (without it the LocalAPI grants
+# nobody anything: ipn/ipnserver/server.go:336-353 asks the connection IsUnixSock, which the omitted build never says).
+# Tailscale's own feature tags (feature/featuretags at v1.102.3): `go run tailscale.com/cmd/featuretags --min
+# --add=cli,advertiseroutes,useroutes,dns,osrouter,iptables,netstack,health,ipnbus,serve,acme,unixsocketidentity`.
+# Both programs share one build of every package (cold figures: docs/proof/performance.md, issue #43).
+TAILSCALE_TAGS = (
+    "ts_include_cli",
+    "ts_omit_ace",
+    "ts_omit_advertiseexitnode",
+    "ts_omit_appconnectors",
+    "ts_omit_aws",
+    "ts_omit_bakedroots",
+    "ts_omit_bird",
+    "ts_omit_cachenetmap",
+    "ts_omit_captiveportal",
+    "ts_omit_capture",
+    "ts_omit_cliconndiag",
+    "ts_omit_clientmetrics",
+    "ts_omit_clientupdate",
+    "ts_omit_cloud",
+    "ts_omit_colorable",
+    "ts_omit_completion",
+    "ts_omit_completion_scripts",
+    "ts_omit_conn25",
+    "ts_omit_dbus",
+    "ts_omit_debug",
+    "ts_omit_debugeventbus",
+    "ts_omit_debugportmapper",
+    "ts_omit_desktop_sessions",
+    "ts_omit_doctor",
+    "ts_omit_drive",
+    "ts_omit_flashappliance",
+    "ts_omit_gro",
+    "ts_omit_hujsonconf",
+    "ts_omit_identityfederation",
+    "ts_omit_kube",
+    "ts_omit_linkspeed",
+    "ts_omit_linuxdnsfight",
+    "ts_omit_listenrawdisco",
+    "ts_omit_logtail",
+    "ts_omit_netlog",
+    "ts_omit_networkmanager",
+    "ts_omit_oauthkey",
+    "ts_omit_outboundproxy",
+    "ts_omit_peerapiclient",
+    "ts_omit_peerapiserver",
+    "ts_omit_portlist",
+    "ts_omit_portmapper",
+    "ts_omit_posture",
+    "ts_omit_qrcodes",
+    "ts_omit_relayserver",
+    "ts_omit_remoteconfig",
+    "ts_omit_resolved",
+    "ts_omit_routecheck",
+    "ts_omit_runtimemetrics",
+    "ts_omit_sdnotify",
+    "ts_omit_serviceclientprefs",
+    "ts_omit_ssh",
+    "ts_omit_synology",
+    "ts_omit_syslog",
+    "ts_omit_syspolicy",
+    "ts_omit_systray",
+    "ts_omit_taildrop",
+    "ts_omit_tailnetlock",
+    "ts_omit_tap",
+    "ts_omit_tpm",
+    "ts_omit_tundevstats",
+    "ts_omit_useexitnode",
+    "ts_omit_useproxy",
+    "ts_omit_usermetrics",
+    "ts_omit_wakeonlan",
+    "ts_omit_webbrowser",
+    "ts_omit_webclient",
+)
+
 # Every tool the tests use, by name. Each folder's go.mod/go.sum pins its modules.
 _ALL: tuple[Tool, ...] = (
     # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
@@ -96,6 +174,11 @@ _ALL: tuple[Tool, ...] = (
     Tool("vmalert", "vmalert", package="github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert"),
     # age v1.3.1's own command: the restore drill decrypts Arda's etcd snapshots with it (plans.drill).
     Tool("age", "age", package="filippo.io/age/cmd/age"),
+    # Remote access (tests/netns/test_remote_access.py): Headscale v0.27.1 (the control server), and Tailscale v1.102.3's
+    # tailscaled (the router's and the phone's) and containerboot (the subnet router image's entrypoint).
+    Tool("headscale", "headscale", package="github.com/juanfont/headscale/cmd/headscale"),
+    Tool("tailscaled", "tailscale", package="tailscale.com/cmd/tailscaled", tags=TAILSCALE_TAGS),
+    Tool("containerboot", "tailscale", package="tailscale.com/cmd/containerboot", tags=TAILSCALE_TAGS),
 )
 TOOLS: dict[str, Tool] = {t.name: t for t in _ALL}
 

@@ -56,6 +56,7 @@ SDKS = {
     "random": "pulumi_random",
     "tls": "pulumi_tls",
     "cloudflare": "pulumi_cloudflare",
+    "tailscale": "pulumi_tailscale",
 }
 # Invokes the engine answers itself (pulumi pkg/resource/deploy/builtins.go, v3.259.0): no provider SDK declares them.
 BUILTIN_PACKAGE = "pulumi"

@@ -221,8 +221,9 @@ def scenario(
 
 
 @contextlib.contextmanager
-def talos_api(spec: Mapping[str, Any], workdir: Path | None = None, start_timeout: float = 60.0) -> Iterator[TalosAPI]:
-    """Serve `spec` until the block ends; the folder keeps the secrets, talosconfig and the stand-in's log."""
+def talos_api(spec: Mapping[str, Any], workdir: Path | None = None, start_timeout: float = 60.0, netns: str | None = None) -> Iterator[TalosAPI]:
+    """Serve `spec` until the block ends (in the network namespace `netns`, a machine's of a test LAN, when given);
+    the folder keeps the secrets, talosconfig and the stand-in's log."""
     binary = gotools.build(TOOL)
     with contextlib.ExitStack() as stack:
         folder = workdir if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="talos-api-")))
@@ -231,7 +232,8 @@ def talos_api(spec: Mapping[str, Any], workdir: Path | None = None, start_timeou
         scenario_path.write_text(json.dumps(spec, indent=2))
         log = (folder / "talos-api.log").open("wb")
         stack.callback(log.close)
-        process = subprocess.Popen([str(binary), "serve", "--scenario", str(scenario_path), "--dir", str(folder)], stdout=log, stderr=log)  # noqa: S603
+        inside = ["ip", "netns", "exec", netns] if netns else []  # `ip netns exec` execs the command: the signal reaches it
+        process = subprocess.Popen([*inside, str(binary), "serve", "--scenario", str(scenario_path), "--dir", str(folder)], stdout=log, stderr=log)  # noqa: S603
         stack.callback(_stop, process)
         ready = folder / "ready.json"
         deadline = time.monotonic() + start_timeout

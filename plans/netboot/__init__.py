@@ -20,6 +20,7 @@ One module per thing rendered, each with one reason to change:
     nginx.py      the HTTP server: scripts, assets, each worker's config to its own address
     cache.py      what fills each Pi's cache: the pinned iPXE binaries, the Talos kernels
     leases.py     the scripts that keep dnsmasq's leases in the cluster
+    window.py     the discovery window's loop: boot.ipxe boots unknown machines only while it is open
     pods.py       the netboot and netboot-cache pod specs, the shared object metadata
     kube_vip.py   kube-vip for LoadBalancer addresses on every Pi
     mirror.py     the Git mirror's objects
@@ -30,6 +31,9 @@ Every name is re-exported here: callers use `from plans import netboot; netboot.
 
 from plans.netboot.base import (
     DISCOVERY_HOSTNAME,
+    DISCOVERY_LEASE,
+    DISCOVERY_WINDOW_CONFIGMAP,
+    DISCOVERY_WINDOW_FILE,
     GENERIC_WORKER,
     HOST_CACHE,
     HTTP_ROOT,
@@ -56,12 +60,16 @@ from plans.netboot.mirror import git_mirror_manifests
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.objects import SEED_NAMESPACE, config_digest, manifests
 from plans.netboot.pods import CURL_IMAGE, DEBIAN_IMAGE, DNSMASQ_IMAGE, EVICTION_SECONDS, NGINX_IMAGE, cache_pod, netboot_pod
+from plans.netboot.window import MAX_WINDOW_SECONDS, WINDOW_POLL_SECONDS, window_script
 
 __all__ = [
     "CLIENT_ARCH",
     "CURL_IMAGE",
     "DEBIAN_IMAGE",
     "DISCOVERY_HOSTNAME",
+    "DISCOVERY_LEASE",
+    "DISCOVERY_WINDOW_CONFIGMAP",
+    "DISCOVERY_WINDOW_FILE",
     "DNSMASQ_IMAGE",
     "EVICTION_SECONDS",
     "GENERIC_WORKER",
@@ -74,12 +82,14 @@ __all__ = [
     "LEASES_DIR",
     "LEASE_FILE",
     "LEASE_SYNC_SECONDS",
+    "MAX_WINDOW_SECONDS",
     "NAMESPACE",
     "NGINX_IMAGE",
     "PROXY_CSA",
     "SEED_NAMESPACE",
     "TALOS_KERNEL_ARGS",
     "TFTP_ROOT",
+    "WINDOW_POLL_SECONDS",
     "asset_boards",
     "asset_dir",
     "base_url",
@@ -106,4 +116,5 @@ __all__ = [
     "save_leases_script",
     "scripts",
     "service_ip",
+    "window_script",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from stacks.boards import DISCOVERY_BOARDS
 from stacks.model import Node, StackConfig
 
 NAMESPACE = "netboot"
@@ -23,6 +22,16 @@ GENERIC_WORKER = "generic-worker"
 # A machine being discovered (arda.discovery) asks DHCP as `discovery-<arch>-<mac>` (Talos's talos.hostname, set by its
 # iPXE script), which is how the Ainur's dnsmasq keeps it in the discovery pool and how `iluvatar discover` finds it.
 DISCOVERY_HOSTNAME = "discovery-"
+# The discovery window (`iluvatar discover --arm`): a ConfigMap the user's command writes, which the netboot pod's
+# discovery-window loop turns into the file boot.ipxe asks for (plans.netboot.window), served from an emptyDir.
+DISCOVERY_WINDOW_CONFIGMAP = "discovery-window"
+DISCOVERY_WINDOW_DIR = "discovery"  # under the HTTP root
+DISCOVERY_WINDOW_FILE = f"{DISCOVERY_WINDOW_DIR}/window.ipxe"
+# The discovery pool's lease: dnsmasq's shortest (src/option.c:3929-3932 at v2.90 raises anything under 120 s to
+# it). Talos renews at half its lease (operator/dhcp4.go:183 at v1.12.4), so a machine `discover --write` added moves
+# to its reserved address within about a minute of the next `pulumi up` serving its entry: its renewal of the pool
+# address is refused (rfc2131.c:1307-1310: the pool is not its tags' any more) and it asks again (dhcp4.go:577-581).
+DISCOVERY_LEASE = "2m"
 
 
 def mac_name(mac: str) -> str:
@@ -53,8 +62,7 @@ def asset_boards(stack: StackConfig) -> list[str]:
     boards = {n.board for n in netboot_nodes(stack)}
     if stack.generic_worker is not None:
         boards.add(stack.generic_worker.board)
-    if stack.discovery is not None:
-        boards.update(DISCOVERY_BOARDS.values())
+    boards.update(stack.discovery_boards.values())
     return sorted(boards)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 
-from plans.netboot.base import DISCOVERY_HOSTNAME, LEASE_FILE, TFTP_ROOT, base_url, netboot_nodes, service_ip
+from plans.netboot.base import DISCOVERY_HOSTNAME, DISCOVERY_LEASE, LEASE_FILE, TFTP_ROOT, base_url, netboot_nodes, service_ip
 from plans.netboot.pis import PI_OPTION43, netboot_pis
 from plans.network import gateway_addresses, plan_network
 from stacks.model import StackConfig
@@ -84,11 +84,35 @@ def _discovery(stack: StackConfig) -> list[str]:
     if discovery is None or discovery.pool is None or nb.mode != "dhcp":
         return []
     return [
-        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool.",
+        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool,",
+        f"# for {DISCOVERY_LEASE}: once `pulumi up` serves its entry, its next renewal moves it to its own address.",
         f"dhcp-name-match=set:discovery-name,{DISCOVERY_HOSTNAME}*",
         *(f"tag-if=set:discovery,tag:!known,tag:{firmware}" for firmware in CLIENT_ARCH),
         "tag-if=set:discovery,tag:!known,tag:discovery-name",
-        f"dhcp-range=tag:discovery,{discovery.pool.start},{discovery.pool.end},{net.lan.netmask},{nb.lease_time}",
+        f"dhcp-range=tag:discovery,{discovery.pool.start},{discovery.pool.end},{net.lan.netmask},{DISCOVERY_LEASE}",
+    ]
+
+
+# What a Raspberry Pi 4 and 5 bootloader puts first in its DHCP option 97 (the client GUID): type 0, then the FourCC
+# R,P,i,4 or R,P,i,5 (rpi-eeprom firmware-2711/release-notes.md, 2020-03-11: "DHCP_OPTION97 - The default GUID has now
+# changed to RPI4+BOARD_ID+ETH_MAC_LSB+SERIAL in order to make it easier to automatically identify Raspberry Pi
+# computers"; firmware-2712/release-notes.md, 2023-10-30: "Update DHCP Option97 to be R,P,i,5 on Pi5").
+PI_OPTION97 = ("00:52:50:69:34", "00:52:50:69:35")
+
+
+def _unknown_pis(stack: StackConfig) -> list[str]:
+    """An unknown Raspberry Pi's bootloader gets nothing where unknown machines are booted (arda.discovery, the generic
+    worker): it sends a BIOS PC's PXE request (client architecture 0, PXEClient:Arch:00000:UNDI:002001), and would
+    otherwise get undionly.kpxe, which it cannot run, and an address of the discovery pool. dnsmasq ignores a client
+    once its tags, tag-if's included, match a dhcp-ignore line, in a ProxyDHCP answer too (dnsmasq 2.90 src/rfc2131.c:
+    830-835, 1011); dhcp-match's hex value matches the option's first bytes (src/dhcp-common.c:268-282, match_bytes)."""
+    if not _boots_unknown(stack):
+        return []
+    return [
+        "# An unknown Raspberry Pi's bootloader (option 97 begins R,P,i,4 or R,P,i,5) gets no answer: nothing it could boot,",
+        "# no address of the discovery pool. Only the inventory's netbooting Pis boot from the Ainur.",
+        *(f"dhcp-match=set:rpi-bootloader,97,{prefix}" for prefix in PI_OPTION97),
+        "dhcp-ignore=tag:rpi-bootloader,tag:!known",
     ]
 
 
@@ -161,6 +185,7 @@ def dnsmasq_conf(
         # (dnsmasq ignores a client when every tag of the line matches: neither netbooted by iPXE nor a netbooting Pi.)
         rpi = ",tag:!rpiboot" if pis else ""
         lines.append(f"dhcp-ignore=tag:known,tag:!netboot{rpi}" if _boots_unknown(stack) else f"dhcp-ignore=tag:!netboot{rpi}")
+    lines += _unknown_pis(stack)
     lines.append("dhcp-userclass=set:ipxe,iPXE")
     for firmware, codes in CLIENT_ARCH.items():
         for code in codes:

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from plans import talos
 from plans.netboot import cmdline
-from plans.netboot.base import DISCOVERY_HOSTNAME, GENERIC_WORKER, base_url, config_nodes, discovery_script, mac_name, netboot_nodes, service_ip
-from stacks.boards import DISCOVERY_BOARDS
+from plans.netboot.base import (
+    DISCOVERY_HOSTNAME,
+    DISCOVERY_WINDOW_FILE,
+    GENERIC_WORKER,
+    base_url,
+    config_nodes,
+    discovery_script,
+    mac_name,
+    netboot_nodes,
+    service_ip,
+)
 from stacks.model import StackConfig
 
 # Talos' kernel arguments for bare metal (Talos PXE guide).
@@ -35,14 +44,7 @@ def boot_script(stack: StackConfig) -> str:
         lines.append(f"iseq ${{mac:hexhyp}} {mac_name(node.mac)} && goto known ||")
     lines += ["goto unknown", ":known", "set script ${iluvatar}/ipxe/${mac:hexhyp}.ipxe", "chain ${script} || goto failed", "exit", ":unknown"]
     if stack.discovery is not None:
-        # Its iPXE says which architecture it runs (`${buildarch}`: i386 or x86_64 on a PC, arm64 on an arm64 server).
-        lines += [
-            "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
-            "iseq ${buildarch} arm64 && set arch arm64 || set arch amd64",
-            "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
-            "chain ${script} || goto failed",
-            "exit",
-        ]
+        lines += _discovery_lines(stack)
     elif generic:
         lines += [
             "echo Iluvatar: ${mac} is not in the inventory; booting it as a generic worker (netboot.unknownMacs)",
@@ -62,6 +64,33 @@ def boot_script(stack: StackConfig) -> str:
         "exit 1",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _discovery_lines(stack: StackConfig) -> list[str]:
+    """An unknown machine is booted to be discovered only while the window is open (`iluvatar discover --arm`: the
+    netboot pod serves /discovery/window.ipxe until then, plans.netboot.window), and only as an architecture the stack
+    boots (arda.discovery.arches). Otherwise `exit`: iPXE hands the machine back to its firmware, which boots its next
+    device (its disk), as it did when the Ainur gave it no boot file."""
+    arches = list(stack.discovery_boards)
+    lines = [
+        f"imgfetch --name window ${{iluvatar}}/{DISCOVERY_WINDOW_FILE} || goto closed",
+        "imgfree window",
+        # Its iPXE says which architecture it runs (`${buildarch}`: i386 or x86_64 on a PC, arm64 on an arm64 server).
+        "iseq ${buildarch} arm64 && set arch arm64 || set arch amd64",
+        *(f"iseq ${{arch}} {arch} && goto discover ||" for arch in arches),
+        f"echo Iluvatar: ${{mac}} is not in the inventory, and discovery boots {' and '.join(arches)} only (arda.discovery.arches): "
+        "on to its next boot device",
+        "exit",
+        ":discover",
+        "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
+        "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
+        "chain ${script} || goto failed",
+        "exit",
+        ":closed",
+        "echo Iluvatar: ${mac} is not in the inventory, and discovery is not armed (iluvatar discover --arm): on to its next boot device",
+        "exit",
+    ]
+    return lines
 
 
 def asset_dir(board: str) -> str:
@@ -123,7 +152,7 @@ def scripts(stack: StackConfig) -> dict[str, str]:
         # the LAN is `discovery-<arch>-<mac>` (talos.hostname: internal/app/machined/pkg/controllers/network/cmdline.go:87-90
         # at v1.12.4), which Talos sends DHCP (option 12, operator/dhcp4.go:503-537) and dnsmasq keys the discovery pool
         # on; `iluvatar discover` reads the architecture there (a Talos 1.12 maintenance API answers no Version to anyone).
-        for arch, board in DISCOVERY_BOARDS.items():
+        for arch, board in stack.discovery_boards.items():
             out[discovery_script(arch)] = node_script(
                 stack,
                 board,

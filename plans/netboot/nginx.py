@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from plans.netboot.base import GENERIC_WORKER, HTTP_ROOT, config_nodes, mac_name
+from plans.netboot.base import DISCOVERY_WINDOW_FILE, GENERIC_WORKER, HTTP_ROOT, config_nodes, mac_name
 from stacks.model import StackConfig
 
 
@@ -29,6 +29,9 @@ def nginx_conf(stack: StackConfig, root: str = HTTP_ROOT) -> str:
         "  location /ipxe/ { default_type text/plain; }",
         "  location /assets/ { }",
     ]
+    if stack.discovery is not None:
+        # The discovery window: present while `iluvatar discover --arm` holds it open (plans.netboot.window).
+        lines.append(f"  location = /{DISCOVERY_WINDOW_FILE} {{ default_type text/plain; }}")
     for name, node in sorted(by_mac.items()):
         lines.append(f"  location = /configs/{name}.yaml {{ default_type application/yaml; allow {node.ip}; deny all; }}  # {node.name}")
     if stack.generic_worker is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from plans import talos
 from plans.netboot import pi_pods
-from plans.netboot.base import NAMESPACE, asset_boards, service_ip
+from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, asset_boards, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.dnsmasq import dnsmasq_conf
 from plans.netboot.ipxe import scripts
@@ -20,6 +20,7 @@ from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_l
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.pis import netboot_pis
 from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
+from plans.netboot.window import window_script
 from stacks.boards import BOARDS
 from stacks.model import StackConfig
 
@@ -56,17 +57,22 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
         "save-leases.sh": save_leases_script(),
         "fetch-ipxe.sh": fetch_ipxe_script(),
     }
+    if stack.discovery is not None:
+        config_data["discovery-window.sh"] = window_script()
     # The netbooting maiar's steps, volumes and placement (plans.netboot.pi_pods); nothing without one.
-    cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs)
+    cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs, discovery=stack.discovery is not None)
     pi_pods.with_pis(stack, cache_spec, netboot_spec)
     cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels}, "spec": cache_spec}
     if netboot_pis(stack):
-        # The image or a Pi's files changed: each Pi's cache runs its steps again.
-        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods._digest(pi_pods.pi_config(stack))}
+        # The image or the scripts changed: each Pi's cache runs its steps again (not a Pi's seed: pi_pods.CACHE_KEYS).
+        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods.cache_digest(stack)}
     leases_rules = [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [LEASES_CONFIGMAP], "verbs": ["get", "update"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
     ]
+    if stack.discovery is not None:
+        # The discovery window, which only the user's `iluvatar discover --arm` writes: the pod reads it.
+        leases_rules.append({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [DISCOVERY_WINDOW_CONFIGMAP], "verbs": ["get"]})
     return [
         # hostNetwork and NET_ADMIN (DHCP) need the privileged Pod Security level.
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},

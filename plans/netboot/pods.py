@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from plans.netboot.base import HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, TFTP_ROOT
+from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, TFTP_ROOT
 
 DNSMASQ_IMAGE = "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4"
 NGINX_IMAGE = "docker.io/library/nginx:1.28.0-alpine"
@@ -62,12 +62,14 @@ def _sh(name: str, image: str, script: str, mounts: list[dict[str, Any]]) -> dic
     return {"name": name, "image": image, "command": ["sh", f"/etc/iluvatar/{script}"], "volumeMounts": mounts}
 
 
-def netboot_pod(config_macs: Sequence[str]) -> dict[str, Any]:
-    """The netboot pod: dnsmasq and nginx on the host network, with the leases kept in the cluster."""
+def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str, Any]:
+    """The netboot pod: dnsmasq and nginx on the host network, with the leases kept in the cluster; with `discovery`,
+    the discovery window's loop, which serves nginx the file boot.ipxe asks for while it is open (plans.netboot.window)."""
     config_items = [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in config_macs]
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     leases = {"name": "leases", "mountPath": LEASES_DIR}
-    return {
+    window = {"name": "discovery-window", "mountPath": f"{HTTP_ROOT}/{DISCOVERY_WINDOW_DIR}"}
+    pod: dict[str, Any] = {
         "serviceAccountName": "netboot",
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
@@ -126,6 +128,12 @@ def netboot_pod(config_macs: Sequence[str]) -> dict[str, Any]:
             {"name": "leases", "emptyDir": {}},
         ],
     }
+    if discovery:
+        http = next(c for c in pod["containers"] if c["name"] == "http")
+        http["volumeMounts"].append({**window, "readOnly": True})
+        pod["containers"].append(_sh("discovery-window", CURL_IMAGE, "discovery-window.sh", [etc, window]))
+        pod["volumes"].append({"name": "discovery-window", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    return pod
 
 
 def cache_pod() -> dict[str, Any]:

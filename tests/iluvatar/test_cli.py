@@ -63,7 +63,7 @@ def rendered(stack: str, out: str, files: int, sbc: str | None = None, pis: str 
             f"  flash each SBC with its Talos disk image in {out}/flash/disk-images.csv, after sending its schematic "
             f"({out}/flash/schematic-{sbc}.yaml) to Image Factory (docs/bring-up.md#1-render)"
         )
-    lines.append(f"  then: `pulumi stack init {stack}` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)")
+    lines.append(f"  then: `pulumi stack select --create {stack}` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)")
     return "\n".join(lines) + "\n"
 
 
@@ -225,6 +225,18 @@ def test_stack_names_resolve_in_the_nearest_project_folder(tmp_path: Path) -> No
     assert here.stdout == f"Pulumi.garage.yaml: valid\n{RK1_SUMMARY}"
     missing = iluvatar("validate", "homelab", cwd=project)
     assert (missing.returncode, missing.stderr) == (2, "error: no stack 'homelab': Pulumi.homelab.yaml does not exist (stacks here: garage)\n")
+    typo = iluvatar("validate", "garge", cwd=project)
+    assert (typo.returncode, typo.stderr) == (
+        2,
+        "error: no stack 'garge': Pulumi.garge.yaml does not exist (stacks here: garage); did you mean garage?\n",
+    )
+    (project / "Pulumi.garage.yaml").unlink()
+    none = iluvatar("validate", "garage", cwd=project)
+    assert (none.returncode, none.stderr) == (
+        2,
+        f"error: no stack 'garage': Pulumi.garage.yaml does not exist (stacks here: none); write it with `{ILUVATAR} init garage`\n",
+    )
+    shutil.copy(RK1, project / "Pulumi.garage.yaml")
     explicit = iluvatar("validate", "rk1", "--project", str(ROOT), cwd=project)
     assert (explicit.returncode, explicit.stdout) == (0, f"{RK1}: valid\n{RK1_SUMMARY}")
 

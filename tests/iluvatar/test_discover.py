@@ -39,8 +39,7 @@ X86, ARM = "02:00:5e:00:0d:01", "02:00:5e:00:0d:02"
 SAMSUNG = {"id": "sda", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "serial": "S3Z9NB0K123456A", "transport": "sata",
            "wwid": "naa.5002538e40a1b2c3", "symlinks": ["/dev/disk/by-id/ata-Samsung_SSD_860_EVO_250GB_S3Z9NB0K123456A", "/dev/disk/by-id/wwn-0x5002538e40a1b2c3"]}  # fmt: skip
 WD = {"id": "nvme0n1", "size": 1000204886016, "model": "WD Blue SN570 1TB", "serial": "22123A800123", "transport": "nvme",
-      "symlinks": ["/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123", "/dev/disk/by-id/nvme-eui.e8238fa6bf530001001b448b4a1b2c3d"],
-      "partitions": [{"label": "EFI", "filesystem": "vfat", "size": 104857600}, {"label": "META", "size": 1048576}, {"label": "STATE", "filesystem": "xfs", "size": 104857600}]}  # fmt: skip
+      "symlinks": ["/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123", "/dev/disk/by-id/nvme-eui.e8238fa6bf530001001b448b4a1b2c3d"]}  # fmt: skip
 OLD_HDD = {"id": "sdb", "size": 2000398934016, "model": "WDC WD20EZRZ-00Z5HB0", "serial": "WD-WCC4M1234567", "transport": "sata", "rotational": True,
            "symlinks": ["/dev/disk/by-id/ata-WDC_WD20EZRZ-00Z5HB0_WD-WCC4M1234567"], "partitions": [{"label": "", "filesystem": "ntfs", "size": 2000000000000}]}  # fmt: skip
 STICK = {
@@ -51,7 +50,8 @@ STICK = {
     "transport": "usb",
     "symlinks": ["/dev/disk/by-id/usb-SanDisk_Ultra_Fit_4C530001-0:0"],
 }
-TWIN = {"size": 34359738368, "model": "QEMU HARDDISK", "transport": "virtio"}
+# Its model carries a line of YAML (anyone on the LAN can answer as a machine): review 1 HIGH 2.
+TWIN = {"size": 34359738368, "model": "QEMU HARDDISK\n    - {name: evil, role: valinor}", "transport": "virtio"}
 LENOVO = {"manufacturer": "LENOVO", "productName": "ThinkCentre M720q", "serialNumber": "PC1ABCDE"}
 
 
@@ -142,9 +142,8 @@ def test_the_upgrader_asks_each_machine_as_talosctl_insecure_and_records_what_it
     assert (sda["model"], sda["serial"], sda["transport"], sda["prettySize"], sda["symlinks"]) == (
         "Samsung SSD 860 EVO 250GB", "S3Z9NB0K123456A", "sata", "250 GB", SAMSUNG["symlinks"],
     )  # fmt: skip
-    assert sorted((v["id"], v["partitionLabel"], v["name"]) for v in x86["volumes"] if v["parentDevPath"] == "/dev/nvme0n1") == [
-        ("nvme0n1p1", "EFI", "vfat"), ("nvme0n1p2", "META", ""), ("nvme0n1p3", "STATE", "xfs"),
-    ]  # fmt: skip
+    assert sorted((v["id"], v["partitionLabel"], v["name"]) for v in x86["volumes"] if v["parentDevPath"] == "/dev/sdb") == [("sdb1", "", "ntfs")]
+    assert sda["wwid"] == "naa.5002538e40a1b2c3"  # what tells a SATA disk apart when Talos reports no serial
     (link,) = [link for link in x86["links"] if link["physical"]]
     assert (link["permanentAddr"], link["speedMbps"], link["driver"]) == (X86, 1000, "e1000e")
     assert (x86["system"]["manufacturer"], x86["system"]["productName"], x86["hostname"]) == (
@@ -170,6 +169,8 @@ def test_a_configured_machine_is_not_one_to_discover(lab: dict[str, Any]) -> Non
     assert result.returncode == 0, result.stderr
     (gandalf,) = json.loads(result.stdout)["machines"]
     assert gandalf.get("error") and gandalf["disks"] == [], gandalf
+    # It asked for a client certificate (apid's mutual TLS): named as configured, so discover says how to reset it.
+    assert gandalf["configured"] is True
 
 
 def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_talos_installs_to_the_disk_meant(lab: dict[str, Any]) -> None:
@@ -179,16 +180,16 @@ def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_
     out = shown.stdout.splitlines()
     x86_entry = (
         f'- {{name: node-000d01, role: istari, arch: amd64, board: generic-x86, mac: "{X86}", ip: {block}.33, '
-        "installDisk: {model: Samsung SSD 860 EVO 250GB, serial: S3Z9NB0K123456A}, dataDisks: [/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123]}"
+        "installDisk: {model: Samsung SSD 860 EVO 250GB, serial: S3Z9NB0K123456A, wwid: naa.5002538e40a1b2c3}, dataDisks: [/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123]}"
     )
     assert x86_entry in out
     assert (
-        '#   not a data disk: sdb 2.0 TB SATA HDD "WDC WD20EZRZ-00Z5HB0" serial WD-WCC4M1234567 (holds ntfs); to give it to storage (which wipes it), add it to dataDisks'
-        in out
+        '#   not a data disk: sdb 2.0 TB SATA HDD "WDC WD20EZRZ-00Z5HB0" serial WD-WCC4M1234567 (holds ntfs): it holds ntfs, which storage '
+        "would wipe; to give it to storage, add it to dataDisks" in out
     )
-    assert '#   dataDisks: nvme0n1 1.0 TB NVMe "WD Blue SN570 1TB" serial 22123A800123 (holds Talos: EFI, META, STATE)' in out
+    assert '#   dataDisks: nvme0n1 1.0 TB NVMe "WD Blue SN570 1TB" serial 22123A800123 (empty)' in out
     assert [line for line in out if line.startswith("# not added:")] == [
-        "# not added: its disks cannot be told apart by model and serial (vda, vdb: model QEMU HARDDISK, serial none), so no installDisk "
+        "# not added: its disks cannot be told apart by model, serial and WWID (vda, vdb: model QEMU HARDDISK\\x0a    - {name: evil, role: valinor}, serial none, wwid none), so no installDisk "
         "selector would survive a reboot; write installDisk by hand (a busPath selector names the slot)"
     ]
     assert (
@@ -238,7 +239,7 @@ def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_
     assert verdict.ok, verdict.problems()
     # Its selector picks the SSD in machinery's own CEL evaluation, among the disks the machine itself listed.
     disks = [
-        {"DevPath": f"/dev/{d['id']}", "Size": d["size"], "Model": d["model"], "Serial": d["serial"], "Transport": d["transport"], "Rotational": d.get("rotational", False), "Symlinks": d["symlinks"]}
+        {"DevPath": f"/dev/{d['id']}", "Size": d["size"], "Model": d["model"], "Serial": d["serial"], "WWID": d.get("wwid", ""), "Transport": d["transport"], "Rotational": d.get("rotational", False), "Symlinks": d["symlinks"]}
         for d in (SAMSUNG, WD, OLD_HDD, STICK)
     ]  # fmt: skip
     assert talos_check.match_disks(verdict.config, disks) == {"v1.13.0": ["/dev/sda"], "v1.12.4": ["/dev/sda"]}
@@ -283,3 +284,109 @@ def test_a_loopback_block_is_private_to_the_test() -> None:
         assert s.getsockname()[0] == "127.0.0.1"
     assert discovery.glob("QEMU*", "QEMU HARDDISK")
     assert load_yaml("a: 1") == {"a": 1}
+
+
+def test_the_discovery_window_is_opened_by_the_user_and_served_by_the_netboot_pod_until_its_time(
+    lab: dict[str, Any], kube_k3s: Cluster, tmp_path: Path
+) -> None:
+    """Review 1 MEDIUM 4: discovery takes over an unknown machine only while the user holds the window open. `discover
+    --arm` writes the ConfigMap with the user's kubeconfig; the pod's discovery-window loop, run by sh with the netboot
+    ServiceAccount's token and the program's own Role, serves the file boot.ipxe asks for, and removes it at `until`."""
+    from plans import netboot
+    from tests.netns import kubeapi
+    from tools.kube_cluster import field_manager, pulumi_create
+
+    for obj in kubeapi.program_objects(lab["stack"]):
+        if obj["kind"] != "Namespace":  # the lab made it
+            pulumi_create(kube_k3s.client, obj, field_manager(f"netboot/{obj['kind']}"))
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "ca.crt").write_bytes((kube_k3s.pki / "ca.crt").read_bytes())
+    (sa / "token").write_text(kube_k3s.token(netboot.NAMESPACE, "netboot"))
+    (tmp_path / "pod-tmp").mkdir()
+    env = [
+        f"KUBERNETES_SERVICE_HOST={kube_k3s.address}",
+        f"KUBERNETES_SERVICE_PORT={kube_k3s.port}",
+        f"SERVICEACCOUNT_DIR={sa}",
+        f"TMPDIR={tmp_path / 'pod-tmp'}",
+    ]
+    web = tmp_path / "http"
+    served = web / netboot.DISCOVERY_WINDOW_FILE
+
+    def loop_once() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["env", *env, "sh", "-c", netboot.window_script(str(web), once=True)], capture_output=True, text=True, timeout=60)
+
+    # Never armed: no ConfigMap (404), no file: boot.ipxe's imgfetch fails and the machine boots its own disk.
+    assert (loop_once().returncode, served.exists()) == (0, False)
+    refused = discover(lab, "--arm", "13h")
+    assert (refused.returncode, refused.stderr.strip()) == (2, "error: --arm 13h: give minutes or hours, from 1m to 12h (e.g. --arm 30m)")
+    before = int(time.time())
+    armed = discover(lab, "--arm", "30m")
+    assert armed.returncode == 0, armed.stderr
+    assert armed.stdout.startswith("discovery window open until ")
+    cm = kube_k3s.client.get("v1", "ConfigMap", "discovery-window", "netboot")
+    assert cm is not None and before + 1800 <= int(cm["data"]["until"]) <= int(time.time()) + 1800
+    opened = loop_once()
+    assert (opened.returncode, opened.stdout) == (0, f"discovery window open until {cm['data']['until']}\n")
+    assert served.read_text().startswith("#!ipxe\n")
+    # Closed by the user: the file goes at the loop's next read.
+    assert discover(lab, "--disarm").returncode == 0
+    assert kube_k3s.client.get("v1", "ConfigMap", "discovery-window", "netboot")["data"]["until"] == "0"  # type: ignore[index]
+    assert (loop_once().stdout, served.exists()) == ("discovery window closed\n", False)
+    # A window written by hand for a year is not opened (the loop's own bound).
+    kube_k3s.client.checked(
+        "PATCH",
+        "/api/v1/namespaces/netboot/configmaps/discovery-window",
+        {"data": {"until": str(int(time.time()) + 365 * 86400)}},
+        content_type="application/merge-patch+json",
+    )
+    far = loop_once()
+    assert served.exists() is False and "more than 43200 s away: not opened" in far.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arm", "30m"], "iluvatar:arda.discovery is not set, so there is no discovery window to open"),
+        (["--wipe", "sda"], "--wipe sda: give the MAC of a discovered machine (as its entry's comment says), e.g. --wipe 02:00:5e:00:0d:01"),
+    ],
+)
+def test_a_window_without_discovery_and_a_wipe_that_is_no_mac_are_refused_before_anything_is_asked(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "iluvatar", "discover", str(HOMELAB), "--address=127.0.0.1", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_proxy_mode_with_no_machine_asked_says_where_the_address_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review 1 LOW 14: in proxy mode the Ainur hold no leases, so a run that asked no one says to give --address."""
+    import argparse
+
+    from iluvatar import discover as command
+
+    text = HOMELAB.read_text().replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
+    text = text.replace("    kubernetesVersion: v1.34.1\n", "    kubernetesVersion: v1.34.1\n    discovery: {}\n", 1)
+    assert "      mode: dhcp #" in text
+    stack = tmp_path / "Pulumi.homelab.yaml"
+    stack.write_text(text.replace("      mode: dhcp #", "      mode: proxy #", 1))
+    monkeypatch.setattr(command, "ask", lambda *a, **k: command.Found([], []))
+    monkeypatch.setattr(command, "not_seen", lambda *a, **k: [])
+    args = argparse.Namespace(
+        write=False,
+        address=None,
+        no_leases=False,
+        role="istari",
+        arch=None,
+        deadline=1.0,
+        kubeconfig=None,
+        context=None,
+        wipe=[],
+        arm=None,
+        disarm=False,
+    )
+    command.run(args, stack)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"# 0 machines waiting to be added to {stack}"
+    assert out[1].startswith("# no machine was asked: in proxy DHCP mode the Ainur hand out no addresses, so they hold no leases; give --address IP")

@@ -283,7 +283,9 @@ def test_every_value_reads_back_as_written(value: str) -> None:
         ),
         (
             ["--lan", "10.20.0.0/24", "--machine", NODE, "--machine", NODE.replace("name=node", "name=node-2").replace(":01", ":02")],
-            ["--machine: Arda has 2 valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum"],
+            [
+                "--machine: Arda has 2 valinor (control planes); etcd needs an odd number (1, 3 or 5) to keep quorum; add or remove a machine with role: valinor to make it 3 or 1"
+            ],
         ),
         (
             [

@@ -48,7 +48,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
         f"  flash each Pi (eonwe, ilmare, manwe) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config"
         " (docs/layers/ainur.md#flashing-the-pis)",
-        "  then: `pulumi stack init homelab` (once), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+        "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     return out
 
@@ -452,7 +452,7 @@ def test_the_minimal_example_renders_and_its_artifacts_pass_the_real_tools(tmp_p
         "next:",
         f"  read {out}/plan.txt: every resource `pulumi up` would create, and what each waits for",
         f"  flash each Pi (pi) with Ubuntu Server, then its {out}/ainur/<pi>.user-data and .network-config (docs/layers/ainur.md#flashing-the-pis)",
-        "  then: `pulumi stack init minimal` (once), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
+        "  then: `pulumi stack select --create minimal` (makes the stack the first time), `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     files = tree(out)
     assert sorted(f for f in files if f.startswith(("ainur/", "talos/", "netboot/ipxe/"))) == [
@@ -550,7 +550,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         "ainur-manwe-join",
         "ainur-manwe-k3s",
     } <= eonwe_after
-    assert {"ainur-eonwe-join", "ainur-eonwe-k3s"} <= {by_urn.get(u, u) for u in joins["ainur-ilmare-join"].dependencies}
+    # Each moved to the stack's image first (its boot pointer; drained and rebooted after a new one: plans.netboot.roll),
+    # and the next Pi's steps only once it is uncordoned.
+    steps = {r.name: {by_urn.get(u, u) for u in r.dependencies} for r in sim.registrations}
+    assert {"ainur-eonwe-join", "ainur-eonwe-uncordon", "ainur-ilmare-reboot"} <= steps["ainur-ilmare-join"]
+    assert {"ainur-eonwe-reboot"} <= eonwe_after and {"ainur-eonwe-k3s"} <= steps["ainur-eonwe-uncordon"]
+    assert steps["ainur-eonwe-reboot"] >= {"ainur-eonwe-boot"} and steps["ainur-eonwe-boot"] >= {"ainur-eonwe-drain"}
+    assert {"ainur-eonwe-uncordon", "netboot-deployment-pi-nfs"} <= steps["ainur-ilmare-drain"]
 
     stack = parse_stack(dict(stack_file.config))
     eonwe, ilmare = stack.nodes[1], stack.nodes[2]
@@ -562,6 +568,7 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     )
     assert files["netboot/pis/eonwe/bootconf.txt"] == pis.eeprom_config(stack, eonwe)
     assert files["netboot/pis/ilmare/boot.cmdline.txt"] == pis.cmdline(stack, ilmare)
+    assert files["netboot/pis/ilmare/boot.image"] == pis.image_id(stack)
     assert (
         files["netboot/pis/ilmare/root.var.lib.cloud.seed.nocloud.user-data"]
         == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]

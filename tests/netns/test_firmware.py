@@ -80,6 +80,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "dhcp": stack.enter_context(lan(_stack("dhcp", discovery=True), tmp_path_factory.mktemp("fw-dhcp"), f"{tag}f")),
             "proxy": stack.enter_context(lan(_stack("proxy", discovery=True), tmp_path_factory.mktemp("fw-proxy"), f"{tag}x")),
             "off": stack.enter_context(lan(_stack("dhcp"), tmp_path_factory.mktemp("fw-off"), f"{tag}o")),
+            # Discovering, but nobody armed the window (iluvatar discover --arm): review 1 MEDIUM 4.
+            "closed": stack.enter_context(lan(_stack("dhcp", discovery=True), tmp_path_factory.mktemp("fw-closed"), f"{tag}c", window_open=False)),
         }
         machines: dict[str, Machine] = {}
         for mode in ("dhcp", "proxy"):
@@ -95,6 +97,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         # of a LAN that does not discover.
         machines["dhcp-arm64-stranger"] = Machine(lans["dhcp"], "dhcp-arm64-stranger", "arm64", ARM_STRANGER, True)
         machines["off-bios-stranger"] = Machine(lans["off"], "off-bios-stranger", "bios", STRANGER, False)
+        machines["closed-bios-stranger"] = Machine(lans["closed"], "closed-bios-stranger", "bios", STRANGER, False)
         start = time.monotonic()
         try:
             for machine in machines.values():
@@ -201,7 +204,7 @@ def test_an_unknown_machine_boots_talos_with_no_config_to_be_discovered(run: Run
     board = m.board
     assert board == DISCOVERY_BOARDS["arm64" if arch == "arm64" else "amd64"]
     assert m.address == address
-    chain = ["/boot.ipxe", f"/ipxe/discovery-{arch}.ipxe", f"/assets/{board}/vmlinuz"] + (
+    chain = ["/boot.ipxe", "/discovery/window.ipxe", f"/ipxe/discovery-{arch}.ipxe", f"/assets/{board}/vmlinuz"] + (
         [f"/assets/{board}/initramfs.xz"] if m.firmware == "bios" else []
     )
     assert _requests_from(m.lan, address)[: len(chain)] == chain
@@ -232,3 +235,16 @@ def test_unknown_machines_without_discovery_and_pis_are_not_booted(run: Run, key
         ip = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", router)[0]
     assert _requests_from(m.lan, ip) == []
     assert f"to {ip}" not in "\n".join(line for line in log.splitlines() if "dnsmasq-tftp" in line)
+
+
+def test_an_unknown_machine_is_not_taken_over_while_the_discovery_window_is_closed(run: Run) -> None:
+    """Review 1 MEDIUM 4: discovery on, nobody ran `iluvatar discover --arm`: the stranger's iPXE asks for the window's
+    file, is answered 404, and exits to its firmware, which goes on to its next boot device (SeaBIOS's int 18 here);
+    no discovery script, no kernel."""
+    m = run.machines["closed-bios-stranger"]
+    assert m.done(), f"{m.name}'s firmware did not give up within {DEADLINE} s; nginx saw {m.lan.requests()}"
+    address = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", (m.lan.root / "dnsmasq.log").read_text())[-1]
+    assert [(path, status) for client, path, status in m.lan.requests() if client == address] == [
+        ("/boot.ipxe", 200),
+        ("/discovery/window.ipxe", 404),
+    ]

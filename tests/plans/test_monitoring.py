@@ -413,6 +413,29 @@ def test_each_alert_reaches_the_webhook(receiver: tuple[str, list[dict[str, Any]
     assert {s["authorization"] for s in seen} == {None}
 
 
+def test_zulip_gets_the_bots_api_key_in_the_url_not_as_a_bearer_token(receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    # Zulip's webhook_view reads `api_key` from the request's parameters (zerver/webhooks/alertmanager/doc.md's URL),
+    # so the secret joins the URL's own parameters, and Alertmanager sends no Authorization header.
+    url, seen = receiver
+    stack = variant(receiver={"webhook": {"url": f"{url}/api/v1/external/alertmanager?stream=home%20lab&name=alertname"}})
+    config = monitoring.alertmanager_config(stack, "zk/ey+1")
+    assert config["receivers"][1]["webhook_configs"] == [
+        {"url": f"{url}/api/v1/external/alertmanager?stream=home%20lab&name=alertname&api_key=zk%2Fey%2B1", "send_resolved": True}
+    ]
+    alert_check.deliver(config, _firing(stack))
+    assert len(seen) == len(monitoring.alerts(stack))
+    assert {s["authorization"] for s in seen} == {None}
+    path = urlsplit(seen[0]["path"])
+    assert path.path == "/api/v1/external/alertmanager"
+    assert parse_qs(path.query) == {"stream": ["home lab"], "name": ["alertname"], "api_key": ["zk/ey+1"]}
+
+
+def test_zulip_without_parameters_gets_the_api_key_alone() -> None:
+    stack = variant(receiver={"webhook": {"url": "https://lab.zulipchat.com/api/v1/external/alertmanager"}})
+    (webhook,) = monitoring.alertmanager_config(stack, "k")["receivers"][1]["webhook_configs"]
+    assert webhook == {"url": "https://lab.zulipchat.com/api/v1/external/alertmanager?api_key=k", "send_resolved": True}
+
+
 # --- E-mail through STARTTLS -------------------------------------------------------------------------
 
 

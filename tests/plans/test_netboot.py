@@ -39,7 +39,10 @@ def discovering(mode: str, pool: bool) -> StackConfig:
     """The homelab discovering unknown machines (arda.discovery), with a pool in `dhcp` mode when asked."""
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": mode}}
-    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.90", "end": "192.168.0.99"}} if pool else {}}
+    raw["iluvatar:arda"] = {
+        **raw["iluvatar:arda"],
+        "discovery": {"pool": {"start": "192.168.0.90", "end": "192.168.0.99"}, "arches": ["amd64", "arm64"]} if pool else {},
+    }
     return parse_stack(raw)
 
 
@@ -136,13 +139,19 @@ def test_dhcp_mode_reservations_options_and_boot_files() -> None:
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_client_arch_is_matched(name: str) -> None:
-    conf = lines(VARIANTS[name]())
+    stack = VARIANTS[name]()
+    conf = lines(stack)
+    # Where unknown machines boot, an unknown Raspberry Pi's bootloader is told apart by its option 97 and ignored.
+    unknown = stack.discovery is not None or stack.generic_worker is not None
+    pis = ["dhcp-match=set:rpi-bootloader,97,00:52:50:69:34", "dhcp-match=set:rpi-bootloader,97,00:52:50:69:35"] if unknown else []
     assert [line for line in conf if line.startswith("dhcp-match=")] == [
+        *pis,
         "dhcp-match=set:bios,option:client-arch,0",
         "dhcp-match=set:uefi-x86_64,option:client-arch,7",
         "dhcp-match=set:uefi-x86_64,option:client-arch,9",
         "dhcp-match=set:uefi-arm64,option:client-arch,11",
     ]
+    assert ("dhcp-ignore=tag:rpi-bootloader,tag:!known" in conf) == unknown
 
 
 def test_proxy_mode_answers_only_netboot_machines_for_every_arch() -> None:
@@ -177,13 +186,15 @@ def test_discovery_lends_its_pool_only_to_unknown_machines_that_pxe_boot_or_ask_
     conf = lines(VARIANTS["dhcp-discovery-pool"]())
     at = conf.index("dhcp-name-match=set:discovery-name,discovery-*")
     assert conf[at - 1 : at + 7] == [
-        "# arda.discovery: an unknown machine that PXE-boots, and the Talos it boots, borrow an address of the pool.",
+        "# for 2m: once `pulumi up` serves its entry, its next renewal moves it to its own address.",
         "dhcp-name-match=set:discovery-name,discovery-*",
         "tag-if=set:discovery,tag:!known,tag:bios",
         "tag-if=set:discovery,tag:!known,tag:uefi-x86_64",
         "tag-if=set:discovery,tag:!known,tag:uefi-arm64",
         "tag-if=set:discovery,tag:!known,tag:discovery-name",
-        "dhcp-range=tag:discovery,192.168.0.90,192.168.0.99,255.255.255.0,12h",
+        # Review 1 MEDIUM 6: the pool's lease is dnsmasq's shortest, not the LAN's 12h, so a machine added by discover
+        # is NAKed at its next renewal (within a minute) and moves to its reserved address before apply waits long.
+        "dhcp-range=tag:discovery,192.168.0.90,192.168.0.99,255.255.255.0,2m",
         "dhcp-range=tag:!discovery,192.168.0.100,192.168.0.199,255.255.255.0,12h",
     ]
     # Every firmware tag a tag-if names is one dnsmasq sets (a typo would silently never match).
@@ -207,11 +218,23 @@ def test_discovery_lends_its_pool_only_to_unknown_machines_that_pxe_boot_or_ask_
 def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config() -> None:
     stack = VARIANTS["dhcp-discovery-pool"]()
     scripts = netboot.scripts(stack)
+    # Review 1 MEDIUM 4: only while the window is open (the file the pod serves then), and only an architecture the
+    # stack boots; otherwise iPXE exits to the firmware's next boot device (its disk).
     assert netboot.boot_script(stack).split(":unknown\n")[1].split(":failed")[0].splitlines() == [
-        "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
+        "imgfetch --name window ${iluvatar}/discovery/window.ipxe || goto closed",
+        "imgfree window",
         "iseq ${buildarch} arm64 && set arch arm64 || set arch amd64",
+        "iseq ${arch} amd64 && goto discover ||",
+        "iseq ${arch} arm64 && goto discover ||",
+        "echo Iluvatar: ${mac} is not in the inventory, and discovery boots amd64 and arm64 only (arda.discovery.arches): on to its next boot device",
+        "exit",
+        ":discover",
+        "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
         "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
         "chain ${script} || goto failed",
+        "exit",
+        ":closed",
+        "echo Iluvatar: ${mac} is not in the inventory, and discovery is not armed (iluvatar discover --arm): on to its next boot device",
         "exit",
     ]
     for arch, board in (("amd64", "generic-x86"), ("arm64", "generic-arm64")):
@@ -226,8 +249,16 @@ def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config(
     # Both boards' kernels are cached and served; no config is (nginx serves none but the workers').
     assert netboot.asset_boards(stack) == ["generic-arm64", "generic-x86"]
     assert netboot.config_macs(stack) == netboot.config_macs(load_stack_file(HOMELAB))
-    assert netboot.nginx_conf(stack) == netboot.nginx_conf(load_stack_file(HOMELAB))
+    window = "  location = /discovery/window.ipxe { default_type text/plain; }"
+    assert netboot.nginx_conf(stack).replace(window + "\n", "") == netboot.nginx_conf(load_stack_file(HOMELAB))
+    assert window in netboot.nginx_conf(stack).splitlines()
     assert [b.name for b in talos.schematic_boards(stack)] == ["generic-arm64", "generic-x86"]
+    # LOW 13: unset arches are the inventory's (the homelab's Arda machines are all amd64): no arm64 kernel cached.
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {}}
+    x86_only = parse_stack(raw)
+    assert (netboot.asset_boards(x86_only), sorted(netboot.scripts(x86_only)).count("discovery-arm64.ipxe")) == (["generic-x86"], 0)
+    assert "iseq ${arch} arm64 && goto discover ||" not in netboot.boot_script(x86_only)
     # Off: no discovery script, no arm64 kernel.
     assert not [name for name in netboot.scripts(load_stack_file(HOMELAB)) if name.startswith("discovery")]
     assert netboot.asset_boards(load_stack_file(HOMELAB)) == ["generic-x86"]
@@ -532,6 +563,24 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
     ]
     data = objs["ConfigMap/netboot"]["data"]
     assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
+
+
+def test_the_discovery_window_is_a_configmap_the_pod_may_only_read_and_a_loop_that_serves_it() -> None:
+    """Review 1 MEDIUM 4: with discovery, the pod runs the window loop, nginx reads its file from a memory volume, and
+    the Role adds `get` of that one ConfigMap (the user's `discover --arm` writes it); without, nothing changes."""
+    objs = objects(VARIANTS["dhcp-discovery-pool"]())
+    assert objs["Role/netboot-leases"]["rules"][2:] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["discovery-window"], "verbs": ["get"]}
+    ]
+    assert objs["ConfigMap/netboot"]["data"]["discovery-window.sh"] == netboot.window_script()
+    pod = objs["Deployment/netboot"]["spec"]["template"]["spec"]
+    window = next(c for c in pod["containers"] if c["name"] == "discovery-window")
+    assert (window["image"], window["command"]) == (netboot.CURL_IMAGE, ["sh", "/etc/iluvatar/discovery-window.sh"])
+    http = next(c for c in pod["containers"] if c["name"] == "http")
+    assert {"name": "discovery-window", "mountPath": "/usr/share/nginx/html/discovery", "readOnly": True} in http["volumeMounts"]
+    assert {"name": "discovery-window", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}} in pod["volumes"]
+    off = objects(load_stack_file(HOMELAB))["Deployment/netboot"]["spec"]["template"]["spec"]
+    assert "discovery-window" not in [c["name"] for c in off["containers"]]
 
 
 def test_cache_daemonset_fills_every_pi() -> None:

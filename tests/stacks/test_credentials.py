@@ -10,6 +10,8 @@ from stacks.credentials import (
     TOKEN_FORMS,
     Destination,
     _bmc_holder,
+    _get,
+    _identity,
     credential_key,
     destination,
     given,
@@ -20,6 +22,7 @@ from stacks.credentials import (
     words,
 )
 from stacks.load import MODELS, SECRETS
+from stacks.secrets import Secure
 
 
 @pytest.mark.parametrize(
@@ -273,7 +276,7 @@ def _url(value: str, section: str = "monitoring") -> tuple[str, tuple[str, ...] 
         (
             "https://u:p@ss@hooks.example.org/x?a=1&key=k&sig=s",  # the host is after the last @
             "monitoring",
-            "https://***@hooks.example.org/x?key=***&sig=***: the user and password and key parameter and sig parameter in it are a "
+            "https://***@hooks.example.org/x?a=1&key=***&sig=***: the user and password and key parameter and sig parameter in it are a "
             "credential, in plain text; it is the webhook's bearer token, which goes in the secret iluvatar:alertReceiverSecret: remove "
             "it and run `pulumi config set --secret iluvatar:alertReceiverSecret <token>`",
             ("iluvatar:alertReceiverSecret",),
@@ -453,3 +456,267 @@ def test_a_second_apps_secret_value_goes_under_that_apps_name() -> None:
             ("iluvatar:appSecrets", "blog", "DB"),
         )
     ]
+
+
+TOKEN = "ghp_" + "a" * 36
+APP_TOKEN = "holds a GitHub token, in plain text; it is "
+
+
+def _app_secret(app: str, name: str) -> str:
+    path = f"iluvatar:appSecrets.{app}.{name}"
+    return f"which goes in the secret {path}: remove it and run `pulumi config set --secret --path '{path}' <value>`"
+
+
+@pytest.mark.parametrize(
+    ("apps", "path", "message", "where"),
+    [
+        # The whole of `apps` a token: no app, so the first's place and a made-up name.
+        (TOKEN, "iluvatar:apps", f"a secret of <app>, {_app_secret('<app>', 'apps')}; declare it in apps[0].secrets as {{name: apps}}", "<app>"),
+        # The second app a token: its own index, not the first's.
+        (
+            [{"name": "wiki"}, TOKEN],
+            "iluvatar:apps[1]",
+            f"a secret of <app>, {_app_secret('<app>', 'apps')}; declare it in apps[1].secrets as {{name: apps}}",
+            "<app>",
+        ),
+        # An app's `secrets` a token, not a list: a secret under that key, not an entry of the list.
+        (
+            [{"name": "wiki", "secrets": TOKEN}],
+            "iluvatar:apps[0].secrets",
+            f"a secret of wiki, {_app_secret('wiki', 'secrets')}; declare it in apps[0].secrets as {{name: secrets}}",
+            "wiki",
+        ),
+        # An entry of the list a token: that entry's secret (it has no name yet).
+        (
+            [{"name": "wiki", "secrets": [{"name": "DB"}, TOKEN]}],
+            "iluvatar:apps[0].secrets[1]",
+            f"the value of wiki's secret <name>, {_app_secret('wiki', '<name>')}",
+            "wiki",
+        ),
+    ],
+)
+def test_a_token_anywhere_in_apps_goes_to_the_secret_its_place_names(apps: object, path: str, message: str, where: str) -> None:
+    [(at, said, goes)] = _found({"iluvatar:apps": apps})
+    assert (at, said) == (path, APP_TOKEN + message)
+    assert goes is not None and goes[:2] == ("iluvatar:appSecrets", where)
+
+
+def test_an_s3_access_key_in_snake_case_is_the_key_id() -> None:
+    # `access_key` (MinIO's and restic's spelling) is read without its punctuation: the id, not the secret key.
+    found = destination(("backup",), "access_key", {}, {})
+    assert isinstance(found, Destination) and (found.path, found.value) == ("iluvatar:backupS3AccessKeyId", "<access key id>")
+
+
+def test_a_step_past_a_lists_end_reads_as_nothing() -> None:
+    assert _get({"iluvatar:apps": []}, "apps", 0) is None
+    assert _get({"iluvatar:apps": [{"name": "a"}]}, "apps", 1, "name") is None
+    assert _get({"iluvatar:apps": [{"name": "a"}]}, "apps", 0, "name") == "a"
+
+
+def test_a_connector_type_that_is_not_text_gets_the_generic_secret() -> None:
+    found = _identity({"iluvatar:identity": {"connector": {"type": ["github"]}}})
+    assert (found.what, found.value) == ("the sign-in connector's secret", "<value>")
+
+
+def test_an_encrypted_made_up_key_is_taken_out_and_sent_to_its_secret() -> None:
+    cleaned, found = strip({"iluvatar:ntfyToken": Secure("v1:abc")}, MODELS, SECRETS)
+    assert cleaned == {}
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        (
+            "iluvatar:ntfyToken",
+            "is not a key Iluvatar reads; ntfy's access token (sent as a bearer token; `ntfy token add <user>` makes one for a user) is "
+            "the secret iluvatar:alertReceiverSecret: remove this one and run `pulumi config set --secret iluvatar:alertReceiverSecret <tk_...>`",
+        )
+    ]
+
+
+def test_a_made_up_key_with_a_second_colon_is_read_whole_after_the_namespace() -> None:
+    # `iluvatar:ntfy:token`: the key is `ntfy:token` (ntfy's), not its last part `token` (which names no service).
+    [(path, message, where)] = _found({"iluvatar:ntfy:token": "hunter2"})
+    assert (path, where) == ("iluvatar:ntfy:token", ("iluvatar:alertReceiverSecret",))
+    assert message.startswith("is a credential, in plain text, under a key Iluvatar does not read; it is ntfy's access token")
+
+
+def test_a_made_up_ldap_key_names_the_ldap_secret_in_a_stack_without_a_connector() -> None:
+    found = top_level("ldapBindPassword", {})
+    assert found is not None and (found.what, found.value) == ("the LDAP bind password", "<bind password>")
+
+
+@pytest.mark.parametrize("key", ["resticPassword", "piPassword"])
+def test_a_made_up_key_no_secret_takes_is_left_to_the_unknown_key_check(key: str) -> None:
+    # restic's password is Pulumi's to make and the Pis take none: no secret to send it to, so no "goes in".
+    assert top_level(key, {}) is None
+    assert strip({f"iluvatar:{key}": "hunter2"}, MODELS, SECRETS) == ({f"iluvatar:{key}": "hunter2"}, [])
+
+
+def test_a_bmcs_url_with_a_password_goes_to_the_bmc_passwords() -> None:
+    [(path, message, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"url": "https://admin:pw@10.0.0.5/"}}}]})
+    assert (path, where) == ("iluvatar:nodes[0].power.bmc.url", ("iluvatar:bmcPasswords", "<BMC address>"))
+    assert message.startswith("https://***@10.0.0.5/: the user and password in it are a credential, in plain text; it is the BMC's password")
+
+
+def _webhook(url: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    return _found({"iluvatar:monitoring": {"receiver": {"webhook": {"url": url}}}})
+
+
+WEBHOOK_TOKEN = (
+    "it is the webhook's bearer token, which goes in the secret iluvatar:alertReceiverSecret: remove it and run "
+    "`pulumi config set --secret iluvatar:alertReceiverSecret <token>`"
+)
+
+
+def test_a_chat_webhook_holding_a_token_is_one_problem() -> None:
+    [(_, message, _)] = _webhook("https://hooks.slack.com/services/xoxb-1234567890abcdef")
+    assert message.startswith("https://hooks.slack.com/... is Slack's incoming webhook")
+
+
+@pytest.mark.parametrize("url", ["https://example.org/" + TOKEN, "https://[bad/" + TOKEN])
+def test_a_token_in_a_url_with_no_credential_part_or_none_python_reads_is_found_by_its_form(url: str) -> None:
+    assert [m for _, m, _ in _webhook(url)] == [f"holds a GitHub token, in plain text; {WEBHOOK_TOKEN}"]
+
+
+def test_a_url_with_no_host_is_a_chat_webhook_by_its_path() -> None:
+    [(_, message, _)] = _webhook("file:///hooks/" + "a" * 26)
+    assert message.startswith("https:///... is Mattermost's incoming webhook")
+
+
+def test_a_password_after_an_address_with_an_at_is_still_a_password() -> None:
+    # The user is everything before the last "@" (as urlsplit reads the host): `me@example.org:hunter2`.
+    assert [m for _, m, _ in _webhook("https://me@example.org:hunter2@hooks.example.org/x")] == [
+        f"https://***@hooks.example.org/x: the user and password in it are a credential, in plain text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_login_alone_stays_in_the_url_shown() -> None:
+    assert [m for _, m, _ in _webhook("https://git@hooks.example.org/x?token=abc")] == [
+        f"https://git@hooks.example.org/x?token=***: the token parameter in it is a credential, in plain text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_placeholder_url_is_one_problem_not_also_its_credentials() -> None:
+    assert [m for _, m, _ in _webhook("https://<user>:<password>@hooks.example.org/x")] == [
+        "https://<user>:<password>@hooks.example.org/x is a placeholder: write your own value in its place (docs/reference/stack.md)"
+    ]
+
+
+def test_a_token_user_and_a_token_parameter_are_two_credentials() -> None:
+    assert [m for _, m, _ in _webhook(f"https://{TOKEN}@hooks.example.org/x?token=abc")] == [
+        f"https://***@hooks.example.org/x?token=***: the user and token parameter in it are a credential, in plain text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_url_with_a_token_in_chart_values_is_one_problem() -> None:
+    [(path, message, where)] = _found({"iluvatar:arda": {"cilium": {"values": {"x": f"https://me:{TOKEN}@h.example.org/"}}}})
+    assert (path, where) == ("iluvatar:arda.cilium.values.x", None)
+    assert message == (
+        "https://***@h.example.org/: the user and password in it are a credential, in plain text in Cilium's chart values, and no "
+        "secret key takes it; remove it (docs/reference/stack.md#secrets)"
+    )
+
+
+def test_a_urls_other_parameters_are_masked_by_their_key_or_their_form() -> None:
+    # client_secret by its key (its value no token), id by its value's form (its key no credential's), page shown.
+    query = "token=abc&client_secret=hunter2&id=abcdefghij0123456789&page=2"
+    assert [m for _, m, _ in _webhook(f"https://hooks.example.org/x?{query}")] == [
+        f"https://hooks.example.org/x?token=***&client_secret=***&id=***&page=2: the token parameter in it is a credential, in plain "
+        f"text; {WEBHOOK_TOKEN}"
+    ]
+
+
+def test_a_token_in_chart_values_goes_to_no_secret() -> None:
+    raw = {"iluvatar:arda": {"cilium": {"values": {"x": TOKEN}}}}
+    assert strip(raw, MODELS, SECRETS)[0] == raw  # the value stays as written: the section is checked on without a second problem
+    assert _found({"iluvatar:arda": {"cilium": {"values": {"x": TOKEN}}}}) == [
+        (
+            "iluvatar:arda.cilium.values.x",
+            "holds a GitHub token, in plain text; no secret key takes Cilium's chart values; remove it (docs/reference/stack.md#secrets)",
+            None,
+        )
+    ]
+
+
+def test_a_token_in_a_bmcs_settings_goes_to_the_bmc_passwords() -> None:
+    # The value alone is read (not the mapping it is in): the address is a placeholder to fill in.
+    [(path, message, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"address": "10.0.0.5", "user": TOKEN}}}]})
+    assert (path, where) == ("iluvatar:nodes[0].power.bmc.user", ("iluvatar:bmcPasswords", "<BMC address>"))
+    assert message.startswith("holds a GitHub token, in plain text; it is the BMC's password")
+
+
+def test_a_credential_key_in_chart_values_is_refused_for_text_or_a_number_never_a_switch() -> None:
+    raw = {"iluvatar:arda": {"cilium": {"values": {"auth": {"password": "hunter2", "token": True, "secret": "", "apiKey": 5}}}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == {"iluvatar:arda": {"cilium": {"values": {"auth": {"token": True, "secret": ""}}}}}
+    said = (
+        "is a credential, in plain text in Cilium's chart values, which the stack file and every render hold as written, and no "
+        "secret key takes it; remove it (docs/reference/stack.md#secrets)"
+    )
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        ("iluvatar:arda.cilium.values.auth.password", said),
+        ("iluvatar:arda.cilium.values.auth.apiKey", said),
+    ]
+
+
+def test_a_bmc_password_goes_under_the_address_written_beside_it() -> None:
+    [(path, _, where)] = _found({"iluvatar:nodes": [{"name": "a", "power": {"bmc": {"address": "10.0.0.5", "password": "hunter2"}}}]})
+    assert (path, where) == ("iluvatar:nodes[0].power.bmc.password", ("iluvatar:bmcPasswords", "10.0.0.5"))
+
+
+def test_the_keys_after_a_credential_are_kept() -> None:
+    raw = {"iluvatar:monitoring": {"receiver": {"ntfy": {"token": "hunter2", "url": "https://ntfy.sh/alerts", "topic": "alerts"}}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == {"iluvatar:monitoring": {"receiver": {"ntfy": {"url": "https://ntfy.sh/alerts", "topic": "alerts"}}}}
+    assert [f.problem.path for f in found] == ["iluvatar:monitoring.receiver.ntfy.token"]
+
+
+def test_a_client_secret_pasted_as_the_client_id_is_said_and_the_id_kept() -> None:
+    # Kept: the connector is checked on as if an id were given (one mistake, one problem). Under an unknown key, or in
+    # another form, the same text is no client id.
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    raw = {"iluvatar:identity": {"connector": {"type": "github", "clientId": secret, "clientID": secret}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == raw
+    assert [(f.problem.path, f.problem.message, f.destination.where if f.destination else None) for f in found] == [
+        (
+            "iluvatar:identity.connector.clientId",
+            "holds 40 hex digits, a GitHub OAuth app's client secret, in plain text (the app's client id is the other value on its page: "
+            "Iv1. or Ov23 and 16 characters, or 20 hex digits); it is the GitHub OAuth app's client secret, which goes in the secret "
+            "iluvatar:identityConnectorSecret: remove it and run `pulumi config set --secret iluvatar:identityConnectorSecret <client secret>`",
+            ("iluvatar:identityConnectorSecret",),
+        )
+    ]
+    assert strip({"iluvatar:identity": {"connector": {"type": "github", "clientId": secret.upper()}}}, MODELS, SECRETS)[1] == []
+    # The value's form names GitHub's client secret whatever type the connector has (here none).
+    [(_, message, _)] = _found({"iluvatar:identity": {"connector": {"clientId": secret}}})
+    assert message.endswith(
+        "it is the GitHub OAuth app's client secret, which goes in the secret iluvatar:identityConnectorSecret: remove it "
+        "and run `pulumi config set --secret iluvatar:identityConnectorSecret <client secret>`"
+    )
+
+
+def test_a_credential_in_a_list_in_chart_values_is_still_in_chart_values() -> None:
+    cleaned, found = strip({"iluvatar:arda": {"cilium": {"values": {"list": [{"password": "hunter2"}]}}}}, MODELS, SECRETS)
+    assert cleaned == {"iluvatar:arda": {"cilium": {"values": {"list": [{}]}}}}
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        (
+            "iluvatar:arda.cilium.values.list[0].password",
+            "is a credential, in plain text in Cilium's chart values, which the stack file and every render hold as written, and no "
+            "secret key takes it; remove it (docs/reference/stack.md#secrets)",
+        )
+    ]
+
+
+def test_a_placeholder_is_kept_and_so_are_the_keys_after_it() -> None:
+    raw = {"iluvatar:monitoring": {"receiver": {"ntfy": {"url": "https://ntfy.sh/<topic>", "topic": "alerts"}}}}
+    cleaned, found = strip(raw, MODELS, SECRETS)
+    assert cleaned == raw
+    assert [(f.problem.path, f.problem.message) for f in found] == [
+        (
+            "iluvatar:monitoring.receiver.ntfy.url",
+            "https://ntfy.sh/<topic> is a placeholder: write your own value in its place (docs/reference/stack.md)",
+        )
+    ]
+
+
+def test_every_key_after_another_namespaces_or_a_known_section_is_kept() -> None:
+    raw = {"aws:region": "eu-west-1", "iluvatar:network": {"lan": "10.0.0.0/24"}, "iluvatar:apps": [], "iluvatar:somethingElse": 1}
+    assert strip(raw, MODELS, SECRETS) == (raw, [])

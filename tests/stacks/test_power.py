@@ -72,7 +72,7 @@ def test_a_bmc_without_its_password_is_refused_at_preview() -> None:
 
 def test_a_bmc_without_its_address_is_refused_at_preview() -> None:
     cfg, keys = config({6: {"bmc": {"slot": 1}}})
-    assert refused(cfg, keys) == ["iluvatar:nodes[6].power.bmc.address: is required"]
+    assert refused(cfg, keys) == ["iluvatar:nodes[6].power.bmc.address: is required: an IPv4 address, e.g. 192.168.0.10"]
 
 
 def test_a_password_for_another_bmc_is_refused_at_preview_without_a_password_in_the_message() -> None:

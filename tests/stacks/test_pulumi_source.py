@@ -10,7 +10,7 @@ import pytest
 
 from stacks.day2 import DeployedArda, machines_of
 from stacks.load import ORDER
-from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, _decode, last_outputs, load
+from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode, last_outputs, load
 from stacks.secrets import Secure
 from stacks.storage import Deployed
 from tests.edit import homelab_stack_file
@@ -341,6 +341,7 @@ HASH = "$2y$10$" + "abcdefghijklmnopqrstuv" + "0123456789ABCDEFGHIJKLMNOPQRSTU" 
     [
         (HASH, None),
         (HASH.replace("$10$", "$16$"), None),
+        (UNDECRYPTED, None),  # `iluvatar render`: nobody decrypted it; `pulumi preview` checks it
         (":" + HASH, "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"),
         ("hunter2", "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"),
         (HASH.replace("$10$", "$09$"), "is a bcrypt hash of cost 09, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),

@@ -21,7 +21,18 @@ import yaml
 from iluvatar.simulate import simulate
 from stacks import StackConfigError, load_stack_file, read_stack_file
 from stacks.errors import UnsetSecret
-from stacks.secrets import SecretsManager, Secure, check_ciphertexts, ciphertext_problem, config_path, current_backend
+from stacks.secrets import (
+    SHOWN,
+    SecretsManager,
+    Secure,
+    check_ciphertexts,
+    ciphertext_problem,
+    config_path,
+    current_backend,
+    falls_back_to_state_manager,
+    opens_with_passphrase,
+    shown,
+)
 from tests.edit import HOMELAB, RK1
 from tools.gotools import build
 
@@ -342,3 +353,44 @@ def test_a_render_fills_each_unset_secret_with_the_placeholder() -> None:
     assert filled.secret_keys == frozenset(s.split(".")[0] for s in HOMELAB_UNSET)
     assert isinstance(filled.config["iluvatar:appSecrets"]["home-assistant"]["WEATHER_API_KEY"], Secure)
     assert sf.config.get("iluvatar:appSecrets") is None, "the stack file read is left as it was"
+
+
+# --- Boundaries the mutation run found unpinned (docs/proof/mutation.md, stacks/secrets.py) ---------------------------
+
+
+def test_base64_is_read_strictly_as_go_decodes_it() -> None:
+    # Go's base64.StdEncoding (crypt.go's DecryptValue) refuses a character outside the alphabet; a lenient decoder would
+    # drop it, and the value would pass as one the engine then cannot open.
+    assert (
+        ciphertext_problem(f"v1:{NONCE[:4]}!{NONCE[4:]}:{SEALED}", SALTED) == "is not ciphertext Pulumi wrote (its nonce and ciphertext are base64)"
+    )
+
+
+def test_each_value_is_judged_on_the_backend_given() -> None:
+    config = {"iluvatar:cloudflareApiToken": Secure(SEALED)}
+    assert check_ciphertexts(config, SecretsManager()) == []  # no backend known: the Pulumi Cloud's form, base64
+    assert [str(p) for p in check_ciphertexts(config, SecretsManager(), "file://~")] == [
+        f"iluvatar:cloudflareApiToken: secure: {SEALED} cannot be opened: this stack file has no encryptionsalt, and on your "
+        "backend (file://~) a stack encrypts with a passphrase, whose values are v1:<nonce>:<ciphertext>; set it again with "
+        "`pulumi config set --secret 'iluvatar:cloudflareApiToken' <value>`"
+    ]
+
+
+def test_a_self_hosted_pulumi_cloud_over_http_keeps_its_own_manager() -> None:
+    assert [opens_with_passphrase(b) for b in ("http://pulumi.lan:8080", "https://api.pulumi.com", "file://~", "")] == [False, False, True, False]
+
+
+def test_a_credentials_file_naming_no_current_backend_is_not_logged_in(tmp_path: Path) -> None:
+    (tmp_path / ".pulumi").mkdir()
+    (tmp_path / ".pulumi" / "credentials.json").write_text('{"current": null}')
+    assert current_backend({}, home=tmp_path) == ""
+
+
+@pytest.mark.parametrize(("value", "falls"), [("1", True), ("true", True), ("TRUE", True), ("0", False), ("", False)])
+def test_the_state_manager_fallback_is_read_from_the_environment_given(value: str, falls: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER", raising=False)
+    assert falls_back_to_state_manager({"PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": value}) is falls
+
+
+def test_a_ciphertext_is_cut_only_when_longer_than_shown() -> None:
+    assert [shown("x" * n) for n in (SHOWN, SHOWN + 1)] == [f"secure: {'x' * SHOWN}", f"secure: {'x' * SHOWN}..."]

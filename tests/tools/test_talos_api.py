@@ -536,3 +536,33 @@ def test_a_machine_in_maintenance_mode_tells_anyone_what_talos_does_not_mark_sen
         assert _resource(api, "configured", "--verb=create", "--type=Disks.block.talos.dev", "--id=sdz", talosconfig=True) == (
             refused + "write access is not allowed"
         )
+
+
+def test_a_machine_in_maintenance_mode_lets_anyone_wipe_its_disks_as_talos_does() -> None:
+    """Review 1 HIGH 3: BlockDeviceWipe, which the maintenance service registers with no authorizer (Talos 1.12:
+    internal/app/maintenance/server.go:74-79 at v1.12.4) and which a 1.13 machine lets the reader call until it is
+    configured (machined.go:122-127, storaged/server.go:102-110 at v1.13.0): anyone on the segment can wipe any disk
+    of a machine waiting to be discovered, which docs/day2.md says. A configured machine lets only its admin."""
+    disks = {"disks": [{"id": "sda", "size": 10**11, "model": "M", "serial": "S", "transport": "sata",
+                        "partitions": [{"label": "", "filesystem": "ntfs", "size": 10**10}]},
+                       {"id": "sr0", "size": 10**9, "transport": "sata", "cdrom": True}],
+             # A second NIC (review 1 MEDIUM 5: a machine found by either): one more physical LinkStatus.
+             "links": [{"id": "enp2s0", "mac": "02:00:5e:00:0d:02", "up": True, "speedMbps": 1000}]}  # fmt: skip
+    a, b, c = addresses(3)
+    spec = scenario(
+        [
+            node("old", a, "worker", "v1.12.4", maintenance=True, hardware=disks),
+            node("new", b, "worker", NEW, maintenance=True, hardware=disks),
+            node("configured", c, "worker", "v1.12.4", hardware=disks),
+        ]
+    )
+    volumes = ("--type=DiscoveredVolumes.block.talos.dev",)
+    with talos_api(spec) as api:
+        for name in ("old", "new"):
+            assert _resource(api, name, "--type=LinkStatuses.net.talos.dev", "--namespace=network") == "OK 3", name  # lo, two NICs
+            assert _resource(api, name, *volumes) == "OK 3", name  # sda, its ntfs partition, sr0
+            assert _resource(api, name, "--verb=wipe", "--id=sdz") == 'NotFound: blockdevice "sdz" not found'
+            assert _resource(api, name, "--verb=wipe", "--id=sr0") == 'FailedPrecondition: blockdevice "sr0" is a CD-ROM'
+            assert _resource(api, name, "--verb=wipe", "--id=sda") == "OK 0", name  # no certificate, no role: wiped
+            assert _resource(api, name, *volumes) == "OK 2", name  # its partition is gone
+        assert _resource(api, "configured", "--verb=wipe", "--id=sda", talosconfig=True) == "OK 0"

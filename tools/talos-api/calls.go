@@ -103,6 +103,8 @@ var rules = map[string]role.Set{
 	"/cosi.resource.State/Get":                     role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/List":                    role.MakeSet(role.Admin, role.Operator, role.Reader),
 	"/cosi.resource.State/Watch":                   role.MakeSet(role.Admin, role.Operator, role.Reader),
+	// Talos 1.13's table (machined.go:122-127 at v1.13.0): the reader for maintenance only, checked in the handler.
+	"/storage.StorageService/BlockDeviceWipe": role.MakeSet(role.Admin, role.Reader),
 }
 
 type rolesKey struct{}
@@ -159,7 +161,7 @@ func (n *Node) authorize(ctx context.Context, method string) (context.Context, e
 }
 
 func shortMethod(full string) string {
-	for _, prefix := range []string{"/machine.", "/cosi.resource.", "/cluster."} {
+	for _, prefix := range []string{"/machine.", "/cosi.resource.", "/cluster.", "/storage."} {
 		if len(full) > len(prefix) && full[:len(prefix)] == prefix {
 			return full[len(prefix):]
 		}

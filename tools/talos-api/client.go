@@ -11,6 +11,7 @@ import (
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	storageapi "github.com/siderolabs/talos/pkg/machinery/api/storage"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/block"
@@ -107,7 +108,7 @@ func printResource(args []string) error {
 	fs := flag.NewFlagSet("resource", flag.ContinueOnError)
 	talosconfig := fs.String("talosconfig", "", "the talosconfig (none: insecure, as in maintenance mode)")
 	node := fs.String("node", "", "the node's IP:PORT")
-	verb := fs.String("verb", "list", "list, get or create")
+	verb := fs.String("verb", "list", "list, get, create, or wipe (the device --id)")
 	typ := fs.String("type", "", "the resource type, e.g. Disks.block.talos.dev")
 	ns := fs.String("namespace", "runtime", "the resource namespace")
 	id := fs.String("id", "", "the resource ID (get, create)")
@@ -116,8 +117,8 @@ func printResource(args []string) error {
 		return err
 	}
 
-	if *node == "" || *typ == "" {
-		return errors.New("resource needs --node and --type")
+	if *node == "" || (*typ == "" && *verb != "wipe") {
+		return errors.New("resource needs --node and --type (wipe: --id)")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -160,8 +161,13 @@ func printResource(args []string) error {
 		}
 	case "create":
 		err = c.COSI.Create(ctx, block.NewDisk(block.NamespaceName, *id))
+	case "wipe":
+		// Not the resource API: StorageService.BlockDeviceWipe of the device --id, as `talosctl wipe disk` asks it.
+		_, err = c.StorageClient.BlockDeviceWipe(ctx, &storageapi.BlockDeviceWipeRequest{
+			Devices: []*storageapi.BlockDeviceWipeDescriptor{{Device: *id, Method: storageapi.BlockDeviceWipeDescriptor_FAST}},
+		})
 	default:
-		return fmt.Errorf("verb %q is not list, get or create", *verb)
+		return fmt.Errorf("verb %q is not list, get, create or wipe", *verb)
 	}
 
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/cosi-project/runtime/pkg/resource/meta"
 	"github.com/cosi-project/runtime/pkg/resource/meta/spec"
 	"github.com/cosi-project/runtime/pkg/state"
+	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
@@ -38,6 +40,17 @@ type HardwareSpec struct {
 	System        *SystemScript `json:"system,omitempty"`
 	LinkSpeedMbps int           `json:"linkSpeedMbps,omitempty"`
 	LinkDriver    string        `json:"linkDriver,omitempty"`
+	// More NICs than the one it netbooted from (a server's second port): each a physical LinkStatus of its own.
+	Links []LinkScript `json:"links,omitempty"`
+}
+
+// LinkScript is one more physical link as network.LinkStatus has it (link_status.go at v1.12.4 and v1.13.0).
+type LinkScript struct {
+	ID        string `json:"id"`  // the kernel's name: enp2s0
+	MAC       string `json:"mac"` // its permanent (and current) address
+	Up        bool   `json:"up,omitempty"`
+	SpeedMbps int    `json:"speedMbps,omitempty"`
+	Driver    string `json:"driver,omitempty"`
 }
 
 // DiskScript is one block.Disk as Talos's DisksController publishes it (pkg/machinery/resources/block/disk.go:26-54
@@ -82,6 +95,12 @@ func (h *HardwareSpec) validate() error {
 		return nil
 	}
 
+	for _, l := range h.Links {
+		if _, err := net.ParseMAC(l.MAC); err != nil || l.ID == "" || l.ID == linkName {
+			return fmt.Errorf("link %q: a link needs an id other than %s and a MAC (%q)", l.ID, linkName, l.MAC)
+		}
+	}
+
 	seen := map[string]bool{}
 
 	for _, d := range h.Disks {
@@ -93,6 +112,34 @@ func (h *HardwareSpec) validate() error {
 	}
 
 	return nil
+}
+
+// extraLinks are the script's more NICs, each physical, with its MAC as driver-reported permanent address.
+func (h *HardwareSpec) extraLinks() []*network.LinkStatus {
+	if h == nil {
+		return nil
+	}
+
+	out := make([]*network.LinkStatus, 0, len(h.Links))
+
+	for i, l := range h.Links {
+		mac, _ := net.ParseMAC(l.MAC) //nolint:errcheck // validated
+		state := nethelpers.OperStateDown
+
+		if l.Up {
+			state = nethelpers.OperStateUp
+		}
+
+		link := network.NewLinkStatus(network.NamespaceName, l.ID)
+		*link.TypedSpec() = network.LinkStatusSpec{
+			Index: uint32(10 + i), Type: nethelpers.LinkEther, OperationalState: state, MTU: 1500, LinkState: l.Up,
+			HardwareAddr: nethelpers.HardwareAddr(mac), PermanentAddr: nethelpers.HardwareAddr(mac),
+			BroadcastAddr: nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, SpeedMegabits: l.SpeedMbps, Driver: l.Driver,
+		}
+		out = append(out, link)
+	}
+
+	return out
 }
 
 // partitionName is the kernel's name of a disk's index-th partition: sda1, nvme0n1p1, mmcblk0p1.

@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/siderolabs/crypto/x509"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	storageapi "github.com/siderolabs/talos/pkg/machinery/api/storage"
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	cfgiface "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
@@ -696,7 +697,12 @@ func (n *Node) writeHardware() error {
 		link.TypedSpec().SpeedMegabits, link.TypedSpec().Driver = h.LinkSpeedMbps, h.LinkDriver
 	}
 
-	for _, r := range []resource.Resource{lo, link} {
+	links := []resource.Resource{lo, link}
+	for _, l := range n.spec.Hardware.extraLinks() {
+		links = append(links, l)
+	}
+
+	for _, r := range links {
 		if err := put(n.st, r); err != nil {
 			return err
 		}
@@ -876,6 +882,7 @@ func (n *Node) newServer() *grpc.Server {
 	}
 
 	cosiv1alpha1.RegisterStateServer(s, server.NewState(state.Filter(n.st, n.accessPolicy)))
+	storageapi.RegisterStorageServiceServer(s, &storageService{n: n})
 
 	return s
 }

@@ -124,6 +124,33 @@ def _release_external_secrets(chart_dir: Path, module: Path, version: str) -> No
         (target / f"{crd['spec']['names']['singular']}.yaml").write_text(f"{guard}\n---\n{body}{{{{- end }}}}\n")
 
 
+# The CRDs Tailscale's release inserts into the operator chart's templates (cmd/k8s-operator/generate/main.go:156-165 at
+# v1.102.3, `generate helmcrd`), each as templates/<name>.yaml behind `installCRDs` (its helmConditionalStart/End).
+TAILSCALE_CRDS = {
+    "tailscale.com_connectors.yaml": "connector.yaml",
+    "tailscale.com_proxyclasses.yaml": "proxyclass.yaml",
+    "tailscale.com_dnsconfigs.yaml": "dnsconfig.yaml",
+    "tailscale.com_recorders.yaml": "recorder.yaml",
+    "tailscale.com_proxygroups.yaml": "proxygroup.yaml",
+    "tailscale.com_tailnets.yaml": "tailnet.yaml",
+    "tailscale.com_proxygrouppolicies.yaml": "proxygrouppolicy.yaml",
+    "tailscale.com_peerrelays.yaml": "peerrelay.yaml",
+}
+
+
+def _release_tailscale_operator(chart_dir: Path, module: Path, version: str) -> None:
+    # `go run ./cmd/k8s-operator/generate helmcrd` (operator.go:77's go:generate) writes each CRD into the chart's
+    # templates between "{{ if .Values.installCRDs -}}\n" and "{{- end -}}"; then `helm package --app-version V
+    # --version V` (.github/workflows/kubemanifests.yaml:24).
+    crds = module / "cmd" / "k8s-operator" / "deploy" / "crds"
+    found = sorted(p.name for p in crds.glob("*.yaml"))
+    if found != sorted(TAILSCALE_CRDS):
+        raise UpstreamError(f"tailscale-operator {version}: the CRDs are {found}, not the {sorted(TAILSCALE_CRDS)} the release recipe inserts")
+    for source, template in TAILSCALE_CRDS.items():
+        (chart_dir / "templates" / template).write_text("{{ if .Values.installCRDs -}}\n" + (crds / source).read_text() + "{{- end -}}")
+    _set_chart_versions(chart_dir, version)
+
+
 @dataclass(frozen=True)
 class ChartSource:
     """Where a chart lives in a Go module, and what its upstream release does before packaging.
@@ -183,6 +210,8 @@ CHARTS: dict[str, ChartSource] = {
         # Headlamp publishes its chart in Git; the v0.44.0 tag holds chart 0.43.0 (bumped after the release), which
         # is what Argo CD renders from that tag.
         ChartSource("headlamp", "github.com/kubernetes-sigs/headlamp", "charts/headlamp", versions={"0.43.0": "v0.44.0"}),
+        # The Tailscale operator (remote access, flavour tailscale): its chart, with the CRDs its release inserts.
+        ChartSource("tailscale-operator", "tailscale.com", "cmd/k8s-operator/deploy/chart", _release_tailscale_operator),
     )
 }
 

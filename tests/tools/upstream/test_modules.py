@@ -26,8 +26,9 @@ def test_the_pins_file_pins_exact_versions_with_sums() -> None:
     assert pins[("github.com/cilium/cilium", "v1.18.4")] == "h1:/HrbeMmk46UDkJs4uJemIqxB7wuZ+QRMNVscNYua5C8="
     assert pins[(upstream.TALOS_MACHINERY, "v1.12.4")] == "h1:4Zh47gUnK8y155dUWJKpSRnFgAozvFjs7XlGMaKGhM0="
     # 13, the data layer's ESO, VolSync and external-snapshotter (its controller's module and its CRDs' client module),
-    # and monitoring's and sign-in's: the Prometheus Operator, kube-prometheus and Headlamp.
-    assert len(pins) == 20
+    # and monitoring's and sign-in's: the Prometheus Operator, kube-prometheus and Headlamp; remote access's Tailscale operator.
+    assert len(pins) == 21
+    assert pins[("tailscale.com", "v1.102.3")] == "h1:M1czCAtMuIcg+2Z+FBPbJyAk3ZEQGEFKnvHthtE1c6M="
     assert all(version.startswith("v") and sum_.startswith("h1:") for (_, version), sum_ in pins.items())
 
 

@@ -13,6 +13,10 @@
 // 384-389): recorded, not a failure.
 //
 // The answer is one JSON object on stdout: {"leases": [...], "machines": [...]}; nothing on the LAN is changed.
+//
+// Every string in it came from a machine (or from a DHCP client, through dnsmasq's lease file), which anyone on the
+// LAN can be: each is made printable before it is encoded (Printable), so a model or a manufacturer with a newline
+// cannot become a line of the stack file `iluvatar discover --write` edits.
 package discovery
 
 import (
@@ -27,7 +31,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/cosi-project/runtime/pkg/state"
@@ -121,6 +128,10 @@ type Machine struct {
 	Links    []Link   `json:"links"`
 	System   *System  `json:"system"`
 	Error    string   `json:"error,omitempty"`
+	// Configured: its API asked for a client certificate, as a configured Talos does (apid's TLS is Mutual:
+	// internal/app/apid/pkg/provider/provider.go:110 at v1.12.4, :110-118 at v1.13.0) and one in maintenance mode
+	// does not (ServerOnly: internal/app/maintenance/provider.go:33 at v1.12.4; skipClientCertVerify at v1.13.0).
+	Configured bool `json:"configured,omitempty"`
 }
 
 // Answer is what the command prints.
@@ -132,10 +143,10 @@ type Answer struct {
 }
 
 type options struct {
-	kubeconfig, context, namespace, configmap, prefix string
-	leases                                            bool
-	nodes                                             input.NodeList
-	deadline                                          time.Duration
+	kubeconfig, context, namespace, configmap, prefix, window string
+	leases, disarm                                            bool
+	nodes                                                     input.NodeList
+	deadline, arm                                             time.Duration
 }
 
 // Parse reads `discover`'s flags; it reads no stdin (it needs no secret of the stack).
@@ -152,6 +163,9 @@ func Parse(args []string, _ io.Reader) (func(context.Context) error, error) {
 	f.BoolVar(&o.leases, "leases", true, "read the leases (false: ask only the --node machines)")
 	f.Var(&o.nodes, "node", "NAME=IP[:PORT] of a machine to ask besides the leases' (repeatable)")
 	f.DurationVar(&o.deadline, "deadline", 10*time.Second, "how long each machine (and the API server) has to answer")
+	f.StringVar(&o.window, "window", "discovery-window", "the ConfigMap that holds the discovery window (--arm, --disarm)")
+	f.DurationVar(&o.arm, "arm", 0, "open the discovery window for this long, then exit (MinWindow to MaxWindow)")
+	f.BoolVar(&o.disarm, "disarm", false, "close the discovery window now, then exit")
 
 	if err := f.ParseArgs(args); err != nil {
 		return nil, err
@@ -159,6 +173,18 @@ func Parse(args []string, _ io.Reader) (func(context.Context) error, error) {
 
 	if o.deadline <= 0 {
 		return nil, input.Usagef("--deadline must be positive")
+	}
+
+	if o.arm != 0 || o.disarm {
+		if o.disarm && o.arm != 0 {
+			return nil, input.Usagef("--arm and --disarm: give one")
+		}
+
+		if !o.disarm && (o.arm < MinWindow || o.arm > MaxWindow) {
+			return nil, input.Usagef("--arm %s: a discovery window is open from %s to %s", o.arm, MinWindow, MaxWindow)
+		}
+
+		return func(ctx context.Context) error { return arm(ctx, o, time.Now(), os.Stdout) }, nil
 	}
 
 	if !o.leases && len(o.nodes) == 0 {
@@ -220,20 +246,27 @@ func summary(m Machine) string {
 	return fmt.Sprintf("%d disks, %d links", len(m.Disks), len(m.Links))
 }
 
-// readLeases is the lease file the netboot pod saved (binaryData.leases; plans/netboot/leases.py).
-func readLeases(ctx context.Context, o options) ([]Lease, error) {
+// clientset is the Ainur's API server as the user's kubeconfig reaches it (kubectl's loading rules).
+func clientset(o options) (*kubernetes.Clientset, *rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
 
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.context}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("the Ainur's kubeconfig is not usable: %s", report.FirstLine(err))
+		return nil, nil, fmt.Errorf("the Ainur's kubeconfig is not usable: %s", report.FirstLine(err))
 	}
 
 	cfg.Timeout = o.deadline
 	cfg.WarningHandler = rest.NoWarnings{}
 
 	cs, err := kubernetes.NewForConfig(cfg)
+
+	return cs, cfg, err
+}
+
+// readLeases is the lease file the netboot pod saved (binaryData.leases; plans/netboot/leases.py).
+func readLeases(ctx context.Context, o options) ([]Lease, error) {
+	cs, cfg, err := clientset(o)
 	if err != nil {
 		return nil, err
 	}
@@ -287,13 +320,14 @@ func ParseLeases(raw []byte) ([]Lease, error) {
 			return nil, fmt.Errorf("the lease file has a line that is not a lease: %q", sc.Text())
 		}
 
-		l := Lease{Expiry: expiry, MAC: strings.ToLower(fields[1]), IP: fields[2], Hostname: fields[3]}
+		// The hostname and client id are what a DHCP client sent: printable, as every machine's string.
+		l := Lease{Expiry: expiry, MAC: Printable(strings.ToLower(fields[1])), IP: Printable(fields[2]), Hostname: Printable(fields[3])}
 		if l.Hostname == "*" {
 			l.Hostname = ""
 		}
 
 		if len(fields) > 4 && fields[4] != "*" {
-			l.ClientID = fields[4]
+			l.ClientID = Printable(fields[4])
 		}
 
 		leases = append(leases, l)
@@ -304,14 +338,27 @@ func ParseLeases(raw []byte) ([]Lease, error) {
 
 // ask is one machine asked as `talosctl --insecure` asks it, every answer read, every refusal recorded.
 func ask(ctx context.Context, n input.Node, deadline time.Duration) Machine {
-	m := Machine{Name: n.Name, Address: n.IP, Refused: []string{}, Disks: []Disk{}, Volumes: []Volume{}, Links: []Link{}}
+	m := Machine{Name: Printable(n.Name), Address: Printable(n.IP), Refused: []string{}, Disks: []Disk{}, Volumes: []Volume{}, Links: []Link{}}
 
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 
-	c, err := client.New(ctx, client.WithDefaultGRPCDialOptions(), client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), client.WithEndpoints(n.Addr)) //nolint:gosec
+	var asked atomic.Bool
+
+	tlsConfig := &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // maintenance mode's certificate is its own making: talosctl --insecure
+		// Called only when the server sends a CertificateRequest: a configured Talos. Answered with none, as talosctl
+		// --insecure answers.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked.Store(true)
+
+			return &tls.Certificate{}, nil
+		},
+	}
+
+	c, err := client.New(ctx, client.WithDefaultGRPCDialOptions(), client.WithTLSConfig(tlsConfig), client.WithEndpoints(n.Addr))
 	if err != nil {
-		m.Error = report.FirstLine(err)
+		m.Error = Printable(report.FirstLine(err))
 
 		return m
 	}
@@ -320,18 +367,19 @@ func ask(ctx context.Context, n input.Node, deadline time.Duration) Machine {
 
 	refused := func(method string, err error) {
 		st, _ := status.FromError(err)
-		m.Refused = append(m.Refused, fmt.Sprintf("%s: %s: %s", method, st.Code(), st.Message()))
+		m.Refused = append(m.Refused, Printable(fmt.Sprintf("%s: %s: %s", method, st.Code(), st.Message())))
 	}
 
 	if v, err := c.Version(ctx); err != nil {
 		refused("MachineService.Version", err)
 	} else if len(v.Messages) > 0 && v.Messages[0].Version != nil {
-		m.Version, m.Arch = v.Messages[0].Version.Tag, v.Messages[0].Version.Arch
+		m.Version, m.Arch = Printable(v.Messages[0].Version.Tag), Printable(v.Messages[0].Version.Arch)
 	}
 
 	if err := m.read(ctx, c.COSI); err != nil {
 		// Not a machine in maintenance mode (a configured Talos asks for a client certificate), or none at all.
-		m.Error = describe(err)
+		m.Error = Printable(describe(err))
+		m.Configured = asked.Load()
 	}
 
 	return m
@@ -345,6 +393,54 @@ func describe(err error) string {
 	return report.FirstLine(err)
 }
 
+// Printable is s with every rune that is not printable (unicode.IsPrint: a control character, a line or paragraph
+// separator, a format character, invalid UTF-8) and every backslash written as an escape (\x0a, \u2028, \\), so
+// the text is one line a comment can hold, and a field that was escaped is told by its backslash.
+func Printable(s string) string {
+	clean := utf8.ValidString(s) && !strings.ContainsRune(s, '\\')
+	for _, r := range s {
+		clean = clean && unicode.IsPrint(r)
+	}
+
+	if clean {
+		return s
+	}
+
+	var b strings.Builder
+
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\\':
+			b.WriteString("\\\\")
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+
+		i += size
+	}
+
+	return b.String()
+}
+
+func printables(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		out = append(out, Printable(s))
+	}
+
+	return out
+}
+
 // read lists what the machine tells anyone: its disks and their volumes, its links, its SMBIOS, its name.
 func (m *Machine) read(ctx context.Context, st state.State) error {
 	disks, err := safe.StateListAll[*block.Disk](ctx, st)
@@ -355,9 +451,10 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 	for d := range disks.All() {
 		s := d.TypedSpec()
 		m.Disks = append(m.Disks, Disk{
-			ID: d.Metadata().ID(), DevPath: s.DevPath, Size: s.Size, PrettySize: s.PrettySize, Model: s.Model, Serial: s.Serial,
-			WWID: s.WWID, Modalias: s.Modalias, UUID: s.UUID, BusPath: s.BusPath, SubSystem: s.SubSystem, Transport: s.Transport,
-			Rotational: s.Rotational, Readonly: s.Readonly, CDROM: s.CDROM, Symlinks: append([]string{}, s.Symlinks...),
+			ID: Printable(d.Metadata().ID()), DevPath: Printable(s.DevPath), Size: s.Size, PrettySize: Printable(s.PrettySize),
+			Model: Printable(s.Model), Serial: Printable(s.Serial), WWID: Printable(s.WWID), Modalias: Printable(s.Modalias),
+			UUID: Printable(s.UUID), BusPath: Printable(s.BusPath), SubSystem: Printable(s.SubSystem), Transport: Printable(s.Transport),
+			Rotational: s.Rotational, Readonly: s.Readonly, CDROM: s.CDROM, Symlinks: printables(s.Symlinks),
 		})
 	}
 
@@ -369,8 +466,8 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 	for v := range volumes.All() {
 		s := v.TypedSpec()
 		m.Volumes = append(m.Volumes, Volume{
-			ID: v.Metadata().ID(), Type: s.Type, DevPath: s.DevPath, ParentDevPath: s.ParentDevPath, Name: s.Name, Label: s.Label,
-			PartitionLabel: s.PartitionLabel, Size: s.Size,
+			ID: Printable(v.Metadata().ID()), Type: Printable(s.Type), DevPath: Printable(s.DevPath), ParentDevPath: Printable(s.ParentDevPath),
+			Name: Printable(s.Name), Label: Printable(s.Label), PartitionLabel: Printable(s.PartitionLabel), Size: s.Size,
 		})
 	}
 
@@ -382,8 +479,8 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 	for l := range links.All() {
 		s := l.TypedSpec()
 		m.Links = append(m.Links, Link{
-			ID: l.Metadata().ID(), Physical: s.Physical(), HardwareAddr: s.HardwareAddr.String(), PermanentAddr: s.PermanentAddr.String(),
-			SpeedMbps: s.SpeedMegabits, Driver: s.Driver, Up: s.OperationalState.String() == "up",
+			ID: Printable(l.Metadata().ID()), Physical: s.Physical(), HardwareAddr: s.HardwareAddr.String(), PermanentAddr: s.PermanentAddr.String(),
+			SpeedMbps: s.SpeedMegabits, Driver: Printable(s.Driver), Up: s.OperationalState.String() == "up",
 		})
 	}
 
@@ -392,7 +489,10 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 	switch {
 	case err == nil:
 		s := si.TypedSpec()
-		m.System = &System{Manufacturer: s.Manufacturer, ProductName: s.ProductName, Version: s.Version, SerialNumber: s.SerialNumber, UUID: s.UUID, SKUNumber: s.SKUNumber}
+		m.System = &System{
+			Manufacturer: Printable(s.Manufacturer), ProductName: Printable(s.ProductName), Version: Printable(s.Version),
+			SerialNumber: Printable(s.SerialNumber), UUID: Printable(s.UUID), SKUNumber: Printable(s.SKUNumber),
+		}
 	case !state.IsNotFoundError(err):
 		return err
 	}
@@ -401,7 +501,7 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 
 	switch {
 	case err == nil:
-		m.Hostname = hostname.TypedSpec().Hostname
+		m.Hostname = Printable(hostname.TypedSpec().Hostname)
 	case !state.IsNotFoundError(err):
 		return err
 	}

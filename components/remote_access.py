@@ -1,0 +1,184 @@
+"""Remote access: the homelab from a phone or a laptop anywhere, over a tailnet, with no port of the LAN open.
+
+`RemoteAccess` (`iluvatar:remoteAccess:RemoteAccess`, with `iluvatar:remoteAccess`) creates, from plans.remote_access:
+
+- **tailscale**: on the tailnet, the operator's own narrow OAuth client (the stack's, which can rewrite the policy,
+  stays in Pulumi's config); on Arda, the operator's namespace, that client's Secret, the operator (its Helm chart at
+  v1.102.3) and a `Connector` (two subnet routers advertising envoy-internal and the VIPs); on the tailnet, through
+  pulumi-tailscale, its policy (groups, rules, the routes' auto-approval) and a split-DNS entry per internal name.
+  The policy goes first: the routers' routes are approved by it when they appear.
+- **headscale**: on the Ainur, Headscale (its config, policy, state claim, pod and LoadBalancer at headscale.ip),
+  the enrolment of the subnet router (a step on the first valar that asks Headscale's CLI for the router's key,
+  kept secret) and the router itself (containerboot from the tailscale image).
+
+pulumi_tailscale is imported as it is: its package is 36 modules, 0.02 to 0.07 s to import (three runs at load 10, beside
+pulumi_random's 0.02 to 0.04 s), not pulumi_cloudflare's 780 modules and 1.2 s (components.cloudflare registers those
+without the SDK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import pulumi_tailscale as tailscale
+
+from components import kube
+from components.edge import custom_resource
+from components.steps import ClusterAccess
+from plans import k3s, references
+from plans import remote_access as plan
+from stacks.model import StackConfig
+
+
+@dataclass(frozen=True)
+class RemoteAccessArgs:
+    """The stack; Arda's access, provider and what its objects wait for (the operator runs there); the OAuth client's
+    secret (flavour tailscale); the Ainur's access, provider, the first valar's SSH connection and what Headscale waits
+    for (flavour headscale: its state's storage class)."""
+
+    stack: StackConfig
+    arda: ClusterAccess
+    arda_provider: k8s.Provider
+    arda_after: Sequence[pulumi.Resource] = ()
+    oauth_client_secret: pulumi.Output[str] | None = None
+    ainur: ClusterAccess | None = None
+    ainur_provider: k8s.Provider | None = None
+    ainur_connection: command.remote.ConnectionArgs | None = None
+    ainur_after: Sequence[pulumi.Resource] = ()
+
+
+class RemoteAccess(pulumi.ComponentResource):
+    """The subnet router, the split DNS and the tailnet's policy, on Tailscale or a self-hosted Headscale."""
+
+    summary: dict[str, Any]
+
+    def __init__(self, name: str, args: RemoteAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:remoteAccess:RemoteAccess", name, None, opts)
+        stack = args.stack
+        remote = plan.settings(stack)
+        if remote.flavour == "tailscale":
+            self._tailscale(name, args)
+        else:
+            self._headscale(name, args)
+        # What `pulumi stack output remoteAccess` says (no secret in it): where to sign in, the routes, the names.
+        self.summary = plan.sign_in(stack)
+        self.register_outputs({"summary": self.summary})
+
+    def _tailscale(self, name: str, args: RemoteAccessArgs) -> None:
+        stack = args.stack
+        remote = plan.settings(stack)
+        assert remote.tailscale is not None
+        assert args.oauth_client_secret is not None
+        # The tailnet's side first: its policy approves the routes the routers advertise.
+        provider = tailscale.Provider(
+            f"{name}-tailscale",
+            oauth_client_id=remote.tailscale.oauth_client_id,
+            oauth_client_secret=args.oauth_client_secret,
+            tailnet=remote.tailscale.tailnet,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        on_tailnet = pulumi.ResourceOptions(parent=self, provider=provider)
+        policy = tailscale.Acl(f"{name}-policy", acl=plan.policy_text(stack), overwrite_existing_content=True, opts=on_tailnet)
+        for domain, nameservers in plan.split_dns(stack).items():
+            tailscale.DnsSplitNameservers(f"{name}-split-dns-{domain}", domain=domain, nameservers=nameservers, opts=on_tailnet)
+
+        in_arda = args.arda.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=list(args.arda_after)))
+        namespace = kube.create(f"{name}-arda", plan.operator_namespace(), in_arda)
+        in_namespace = pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[namespace]))
+        # The operator's own OAuth client, made here with only what the operator calls (module doc of plans.remote_access,
+        # OPERATOR_SCOPES): the stack's client, which may rewrite the whole policy, never leaves Pulumi's config.
+        client = tailscale.OauthClient(
+            f"{name}-operator-client",
+            description=plan.OPERATOR_CLIENT_DESCRIPTION,
+            scopes=list(plan.OPERATOR_SCOPES),
+            tags=[plan.OPERATOR_TAG],
+            opts=pulumi.ResourceOptions.merge(on_tailnet, pulumi.ResourceOptions(depends_on=[policy])),
+        )
+        operator_credentials: pulumi.Output[dict[str, str]] = pulumi.Output.secret(
+            pulumi.Output.all(client.id, client.key).apply(lambda idk: {"client_id": str(idk[0]), "client_secret": str(idk[1] or "")})
+        )
+        secret_manifest = plan.oauth_secret("", "")
+        oauth = k8s.core.v1.Secret(
+            f"{name}-oauth",
+            metadata=secret_manifest["metadata"],
+            type="Opaque",
+            string_data=operator_credentials,
+            opts=in_namespace,
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-operator",
+            name=plan.OPERATOR_CHART,
+            chart=plan.OPERATOR_CHART,
+            version=plan.TAILSCALE_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plan.OPERATOR_REPOSITORY),
+            namespace=plan.OPERATOR_NAMESPACE,
+            # The operator reads its client once, at start (tsclient.go:39-53): a new client (a replaced OauthClient) is a new pod.
+            values=client.id.apply(lambda client_id: plan.operator_values(stack, client_id)),
+            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[oauth])),
+        )
+        custom_resource(
+            f"{name}-connector", plan.connector(stack), pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[release, policy]))
+        )
+
+    def _headscale(self, name: str, args: RemoteAccessArgs) -> None:
+        stack = args.stack
+        assert args.ainur is not None
+        assert args.ainur_provider is not None
+        assert args.ainur_connection is not None
+        in_ainur = args.ainur.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.ainur_provider, depends_on=list(args.ainur_after)))
+        manifests = plan.headscale_manifests(stack)
+        # Headscale's state (its keys, the devices, their addresses) is irreplaceable: a new claim re-keys every device.
+        claim = next(m for m in manifests if m["kind"] == "PersistentVolumeClaim")
+        namespace = kube.create(f"{name}-ainur", manifests[0], in_ainur)
+        state = kube.create(
+            f"{name}-ainur", claim, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace], protect=True))
+        )
+        rest = [m for m in manifests[1:] if m is not claim]
+        made = kube.create_all(
+            f"{name}-ainur",
+            rest,
+            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
+            existing={references.identity(claim): state},
+        )
+        headscale = made[kube.resource_name(f"{name}-ainur", next(m for m in rest if m["kind"] == "Deployment"))]
+        # The router's enrolment key, from Headscale's own CLI in its pod (over its unix socket): never logged, kept secret.
+        cli = f"sudo {k3s.KUBECTL} -n {plan.NAMESPACE} exec deploy/{plan.HEADSCALE} -c {plan.HEADSCALE} -- headscale"
+        # The users the policy names: a step of its own, run again (pulumi-command runs `create` on an update) when the
+        # members change, which mints no router key.
+        command.remote.Command(
+            f"{name}-users",
+            connection=args.ainur_connection,
+            create=plan.users_script(stack, cli),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale]),
+        )
+        enroll = command.remote.Command(
+            f"{name}-enroll",
+            connection=args.ainur_connection,
+            create=plan.enroll_script(cli),
+            logging=command.remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale], additional_secret_outputs=["stdout"]),
+        )
+        key: pulumi.Output[str] = pulumi.Output.secret(enroll.stdout.apply(lambda text: text.strip()))
+        manifest = plan.authkey_secret("")
+        authkey = k8s.core.v1.Secret(
+            f"{name}-router-authkey",
+            metadata=manifest["metadata"],
+            type="Opaque",
+            string_data={"TS_AUTHKEY": key},
+            opts=pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
+        # The router rolls after Headscale: a new route must reach Headscale's new policy, since the old one refuses it
+        # and v0.27.1 never re-approves it on its own (approval only on a change of routes, hscontrol/state/state.go:1656;
+        # NewState loads the policy without approving, state.go:100-150).
+        kube.create_all(
+            f"{name}-ainur",
+            plan.router_manifests(stack),
+            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace, headscale])),
+            existing={references.identity(manifest): authkey},
+        )

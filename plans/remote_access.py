@@ -1,0 +1,628 @@
+"""Remote access plan: the homelab from a phone or a laptop anywhere, over a tailnet, with no port of the LAN open.
+
+One inventory, two control servers (`iluvatar:remoteAccess.flavour`):
+
+- **What is advertised** (`targets`, `routes`): a subnet router advertises, as /32 routes, exactly envoy-internal's
+  address (every internal app), the internal zone's resolver (the Ainur's service address, or the LAN resolver on
+  Arda), both API servers' VIPs and the sign-in front door; plus the stack's own `routes` (a whole LAN, a NAS).
+  The signIn kubeconfigs name the VIPs (plans.talos.cluster_endpoint, plans.k3s.server_url) and Dex's issuer is a name
+  of the internal zone: over these routes they work byte for byte unchanged, signed in as at home. The operator's
+  API-server proxy is not used: it serves a new name with the tailnet's certificate (tailscale.com v1.102.3
+  k8s-operator/api-proxy/proxy.go:139-151), so the kubeconfigs would change, and in its `auth` mode it drops the
+  caller's token and impersonates the tailnet identity instead (proxy.go:457-545), which is not the one login.
+- **Names** (`split_dns`): the internal zone (and each internal app host outside it, as the router forwards them:
+  plans.edge.forwarded_names) resolve through the resolver over the tunnel: the same address, page and
+  certificate as at home.
+- **Who reaches what** (`policy`): the tailnet's policy (HuJSON, the format Tailscale and Headscale both read), one
+  group per identity group of `access`, each allowed the destinations of what it may `reach`, and the routes
+  approved automatically for the router's tag.
+- **tailscale**: the operator (its chart, `operator_values`) on Arda, a `Connector` (two subnet routers), the
+  OAuth client's Secret; the tailnet's side (policy, split DNS) is Pulumi's through pulumi-tailscale.
+- **headscale**: Headscale on the Ainur (`headscale_config`, `headscale_manifests`) with the same routes, DNS and
+  policy, and its own subnet router, the tailscale image's containerboot (`router_env`), enrolled by `enroll_script`.
+
+Plain data and text; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from plans import gitops, storage, yamltext
+from plans import identity as identity_plan
+from stacks import remote_access as rules
+from stacks.apps import under
+from stacks.edge import edge_addresses
+from stacks.model import StackConfig
+from stacks.remote_model import RemoteAccess
+
+# Tailscale v1.102.3: the operator's chart (cmd/k8s-operator/deploy/chart, packaged with --version 1.102.3 by
+# .github/workflows/kubemanifests.yaml:24), its images, and the subnet router's image in the headscale flavour.
+TAILSCALE_VERSION = "1.102.3"
+OPERATOR_CHART = "tailscale-operator"
+OPERATOR_REPOSITORY = "https://pkgs.tailscale.com/helmcharts"
+# Images are tagged v<version> (build_docker.sh:28 DEFAULT_TAGS), while the packaged chart's appVersion, its default
+# tag, is the bare version: the tags are set explicitly.
+IMAGE_TAG = f"v{TAILSCALE_VERSION}"
+TAILSCALE_IMAGE = f"tailscale/tailscale:{IMAGE_TAG}"
+OPERATOR_NAMESPACE = "tailscale"
+# The Secret the chart's Deployment mounts at /oauth when no clientId is in its values (templates/deployment.yaml,
+# templates/oauth-secret.yaml renders one only with oauth.clientId set): Pulumi makes it, so the secret never is a value.
+OAUTH_SECRET = "operator-oauth"  # noqa: S105 - a Kubernetes object name, not a secret
+# The operator's own OAuth client, which Pulumi makes (pulumi-tailscale's OauthClient; terraform-provider-tailscale
+# v0.29.2 tailscale/resource_oauth_client.go): only the scopes the operator calls, tailscale.com v1.102.3
+# cmd/k8s-operator/operator.go:178-260 (initTSNet: Keys().CreateAuthKey for its own device, tagged) and
+# cmd/k8s-operator/tsclient.go:23-68 (its API client, used for auth keys and devices), as the operator's own e2e
+# setup makes its clients (cmd/k8s-operator/e2e/setup.go:290, with `services`, which only ProxyGroups and the
+# API-server proxy use, not the Connector). Never `policy_file` or `dns`: whoever reads its Secret on Arda cannot
+# rewrite the tailnet's policy. Tags are mandatory with these scopes (resource_oauth_client.go:75).
+OPERATOR_SCOPES = ("auth_keys", "devices:core")
+OPERATOR_CLIENT_DESCRIPTION = "Iluvatar operator on Arda"
+# The operator's pod annotation carrying its client's id: a new client is a new pod (the operator reads /oauth once).
+OAUTH_CLIENT_ANNOTATION = "iluvatar.dev/oauth-client"
+# The operator's own device joins with this tag (values operatorConfig.defaultTags); it must own the routers' tag.
+OPERATOR_TAG = "tag:k8s-operator"
+ROUTER_TAG = "tag:iluvatar-router"
+CONNECTOR = "homelab"
+ROUTER_HOSTNAME = "iluvatar-router"
+# How long `up` waits for the operator to report the Connector ready (two router pods pulled, started, logged in).
+CONNECTOR_WAIT_SECONDS = 600
+# Two routers: one can restart (a node drain, an upgrade) while the other carries the routes (Connector replicas).
+ROUTER_REPLICAS = 2
+
+# Headscale v0.27.1 (its image is tagged with the bare version too: .goreleaser.yml kos tags).
+HEADSCALE_VERSION = "0.27.1"
+HEADSCALE_IMAGE = f"ghcr.io/juanfont/headscale:{HEADSCALE_VERSION}"
+NAMESPACE = "remote-access"
+HEADSCALE = "headscale"
+HEADSCALE_PORT = 8443
+METRICS_PORT = 9090
+STUN_PORT = 3478
+STATE_DIR = "/var/lib/headscale"
+CONFIG_DIR = "/etc/headscale"
+SOCKET_DIR = "/var/run/headscale"
+STATE_CLAIM = "headscale-state"
+# The router's Headscale user, and where it keeps its state (containerboot's TS_KUBE_SECRET) and its enrolment key.
+ROUTER_USER = "iluvatar-router"
+ROUTER = "subnet-router"
+ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
+AUTHKEY_SECRET = "subnet-router-authkey"  # noqa: S105 - a Kubernetes object name, not a secret
+# containerboot's local health endpoint (its default TS_LOCAL_ADDR_PORT, cmd/containerboot/settings.go:133, on IPv4).
+ROUTER_HEALTH_PORT = 9002
+# The enrolment key: single-use and short-lived, as the operator mints its proxies' (a key tagged ROUTER_TAG may advertise
+# routes the policy approves on sight: a leaked reusable one would let anyone do it). The router reads it once
+# (containerboot with TS_AUTH_ONCE runs `tailscale up` with it only when tailscaled says NeedsLogin: cmd/containerboot/main.go:495-560);
+# a router whose state Secret is lost enrols again with a new key: `pulumi up --replace` of the enrolment.
+AUTHKEY_EXPIRATION = "24h"
+# How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start).
+ENROLL_WAIT_SECONDS = 300
+TAILNET_RANGE = rules.TAILNET_RANGE
+TAILNET_RANGE_V6 = "fd7a:115c:a1e0::/48"
+MANAGED_BY = gitops.MANAGED_BY
+API_PORT = 6443
+
+
+def settings(stack: StackConfig) -> RemoteAccess:
+    if stack.remote_access is None:
+        raise ValueError("the stack has no iluvatar:remoteAccess")
+    return stack.remote_access
+
+
+def resolver(stack: StackConfig) -> IPv4Address:
+    """The internal zone's resolver: the Ainur's service address, or the LAN resolver on Arda in a stack without them."""
+    if stack.ainur is not None:
+        return stack.ainur.service_ip
+    return edge_addresses(stack.network.load_balancer_pool, stack.edge)["resolver"]
+
+
+def targets(stack: StackConfig) -> dict[str, IPv4Address]:
+    """What the subnet router advertises, by what it is: envoy-internal, the resolver, each API server, the front door."""
+    out = {"envoy-internal": edge_addresses(stack.network.load_balancer_pool, stack.edge)["envoy-internal"], "resolver": resolver(stack)}
+    out["arda-api"] = stack.arda.vip
+    if stack.ainur is not None:
+        out["ainur-api"] = stack.ainur.vip
+    if stack.identity is not None:
+        out["front-door"] = stack.identity.ip
+    return out
+
+
+def routes(stack: StackConfig) -> list[IPv4Network]:
+    """Every route the subnet router advertises: each target as a /32, then the stack's own routes, sorted."""
+    found = {IPv4Network(f"{ip}/32") for ip in targets(stack).values()} | set(settings(stack).routes)
+    return sorted(found, key=lambda n: (int(n.network_address), n.prefixlen))
+
+
+def destinations(stack: StackConfig, reach: str) -> list[str]:
+    """The policy's destinations (`address:ports`) for one kind of reach.
+
+    apps: envoy-internal's http (it redirects) and https, the resolver's DNS, the front door (Dex, the CA page and
+    the Ainur's Argo CD, where every app's sign-in goes). kubernetes: both API servers, and what kubelogin needs to
+    get a token (the resolver for Dex's name, Dex at the front door). routes: the stack's own routes, every port."""
+    found = targets(stack)
+    dns = f"{found['resolver']}:53"
+    door = [f"{found['front-door']}:80,443"] if "front-door" in found else []
+    if reach == "apps":
+        return [f"{found['envoy-internal']}:80,443", dns, *door]
+    if reach == "kubernetes":
+        apis = [f"{found[name]}:{API_PORT}" for name in ("arda-api", "ainur-api") if name in found]
+        return [*apis, dns, *([f"{found['front-door']}:443"] if "front-door" in found else [])]
+    if reach == "routes":
+        return [f"{route}:*" for route in settings(stack).routes]
+    raise ValueError(f"unknown reach {reach!r}")
+
+
+def _merged(dst: list[str]) -> list[str]:
+    """Destinations with one entry per address, its ports joined in order (`a:80,443` and `a:443` are `a:80,443`)."""
+    ports: dict[str, list[str]] = {}
+    for d in dst:
+        address, _, given = d.rpartition(":")
+        have = ports.setdefault(address, [])
+        have += [p for p in given.split(",") if p not in have]
+    return [f"{address}:{'*' if '*' in p else ','.join(p)}" for address, p in ports.items()]
+
+
+def policy(stack: StackConfig) -> dict[str, Any]:
+    """The tailnet's policy: its groups (the identity groups of `access`, with their members), who owns the router's tag,
+    the routes approved for it, and one rule per group allowing what it may reach and nothing else (the tailnet
+    denies all that no rule allows)."""
+    remote = settings(stack)
+    groups = {rules.tailnet_group(g.group): list(g.members) for g in remote.access}
+    acls = [
+        {
+            "action": "accept",
+            "src": [rules.tailnet_group(grant.group)],
+            "dst": _merged([d for reach in grant.reach for d in destinations(stack, reach)]),
+        }
+        for grant in remote.access
+    ]
+    # The operator's devices own the routers' tag (the operator tags what it makes); Headscale's router gets its tag
+    # from its enrolment key, which needs no owner (a forced tag).
+    owners = {OPERATOR_TAG: [], ROUTER_TAG: [OPERATOR_TAG]} if remote.flavour == "tailscale" else {ROUTER_TAG: []}
+    return {
+        "groups": groups,
+        "tagOwners": owners,
+        "autoApprovers": {"routes": {str(route): [ROUTER_TAG] for route in routes(stack)}},
+        "acls": acls,
+    }
+
+
+def policy_text(stack: StackConfig) -> str:
+    """The policy as its file holds it: HuJSON (JSON is HuJSON) with a comment that says where it comes from."""
+    return "// The tailnet's policy, written by Iluvatar from iluvatar:remoteAccess; change the stack, not this file.\n" + json.dumps(
+        policy(stack), indent=2, sort_keys=False
+    )
+
+
+def split_names(stack: StackConfig) -> list[str]:
+    """The names the tailnet's devices resolve through the homelab's resolver: the internal zone, and each internal
+    app's host outside it (the home router forwards those too, plans.edge.forwarded_names). Never an external app's:
+    its LAN answer is envoy-external's address, which is not advertised, so its public answer must stay."""
+    domain = stack.network.domain
+    return [domain, *sorted(a.host for a in stack.apps if a.audience == "internal" and not under(a.host, domain))]
+
+
+def split_dns(stack: StackConfig) -> dict[str, list[str]]:
+    """Each split name and the resolver it goes to, over the tunnel."""
+    return {name: [str(resolver(stack))] for name in split_names(stack)}
+
+
+# --- tailscale: the operator on Arda ------------------------------------------------------------------------------
+
+
+def operator_values(stack: StackConfig, client_id: str) -> dict[str, Any]:
+    """The operator's chart values: the pinned images, its tag, no API-server proxy (module doc), no OAuth values (the
+    Secret is Pulumi's, `oauth_secret`). `client_id` (its OAuth client's id, no secret) is a pod annotation: the
+    operator reads its credentials once at start (tsclient.go:39-53, os.ReadFile into a static tailscale.OAuth) and the
+    chart has no checksum of the Secret (templates/deployment.yaml:19-24 has only operatorConfig.podAnnotations), so a
+    new client must roll the pod."""
+    return {
+        "installCRDs": True,
+        "operatorConfig": {
+            "defaultTags": [OPERATOR_TAG],
+            "podAnnotations": {OAUTH_CLIENT_ANNOTATION: client_id},
+            "hostname": f"{stack.arda.cluster_name}-tailscale-operator",
+            "image": {"tag": IMAGE_TAG, "pullPolicy": "IfNotPresent"},
+            "logging": "info",
+        },
+        "proxyConfig": {"image": {"tag": IMAGE_TAG}, "defaultTags": ROUTER_TAG},
+        "apiServerProxyConfig": {"mode": "false"},
+        "ingressClass": {"enabled": False},
+    }
+
+
+def operator_namespace() -> dict[str, Any]:
+    """The operator's namespace; its proxies (the subnet routers) need NET_ADMIN and a tun device: privileged."""
+    return gitops.category_namespace(OPERATOR_NAMESPACE, "privileged")
+
+
+def oauth_secret(client_id: str, client_secret: str) -> dict[str, Any]:
+    """The OAuth client as the operator reads it (CLIENT_ID_FILE /oauth/client_id, CLIENT_SECRET_FILE /oauth/client_secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": OAUTH_SECRET, "namespace": OPERATOR_NAMESPACE, "labels": dict(MANAGED_BY)},
+        "type": "Opaque",
+        "stringData": {"client_id": client_id, "client_secret": client_secret},
+    }
+
+
+def connector(stack: StackConfig) -> dict[str, Any]:
+    """The Connector: the operator runs it as subnet routers (a StatefulSet of the proxy image) advertising `routes`."""
+    return {
+        "apiVersion": "tailscale.com/v1alpha1",
+        "kind": "Connector",
+        # Pulumi waits until the operator says the routers run (its ConnectorReady condition, types_connector.go:251 at
+        # v1.102.3; pulumi-kubernetes' waitFor annotation, 4.18 and later): an OAuth client missing a scope or a tag's
+        # owner shows in that status, and fails the `up` instead of passing it.
+        "metadata": {
+            "name": CONNECTOR,
+            "labels": dict(MANAGED_BY),
+            "annotations": {"pulumi.com/waitFor": "condition=ConnectorReady", "pulumi.com/timeoutSeconds": str(CONNECTOR_WAIT_SECONDS)},
+        },
+        "spec": {
+            "hostnamePrefix": ROUTER_HOSTNAME,
+            "replicas": ROUTER_REPLICAS,
+            "tags": [ROUTER_TAG],
+            "subnetRouter": {"advertiseRoutes": [str(r) for r in routes(stack)]},
+        },
+    }
+
+
+# --- headscale: the control server and its router on the Ainur --------------------------------------------------
+
+
+def headscale_url(stack: StackConfig) -> str:
+    remote = settings(stack)
+    assert remote.headscale is not None
+    return remote.headscale.url.rstrip("/")
+
+
+def headscale_host(stack: StackConfig) -> str:
+    return headscale_url(stack).removeprefix("https://").split(":", 1)[0]
+
+
+def headscale_config(stack: StackConfig) -> dict[str, Any]:
+    """Headscale's config.yaml (keys as hscontrol/types/config.go reads them at v0.27.1).
+
+    TLS is Headscale's own Let's Encrypt client by TLS-ALPN-01 on the one port phones reach (app.go:884-889), so
+    only TCP 443 is forwarded; the devices keep their own resolver for everything but the split names
+    (override_local_dns false; with it true Headscale needs global nameservers, config.go:434-436); updates are
+    never checked from the pod (root.go's check asks GitHub)."""
+    remote = settings(stack)
+    assert remote.headscale is not None
+    embedded = remote.headscale.derp == "embedded"
+    derp: dict[str, Any] = {
+        "server": {
+            "enabled": embedded,
+            "region_id": 999,
+            "region_code": "iluvatar",
+            "region_name": "Iluvatar (Headscale's own DERP)",
+            "stun_listen_addr": f"0.0.0.0:{STUN_PORT}",
+            "private_key_path": f"{STATE_DIR}/derp_server_private.key",
+            "automatically_add_embedded_derp_region": True,
+        },
+        # Tailscale's public relays, unless the stack says embedded: then Headscale's own, and no other.
+        "urls": [] if embedded else ["https://controlplane.tailscale.com/derpmap/default"],
+        "paths": [],
+        "auto_update_enabled": not embedded,
+        "update_frequency": "24h",
+    }
+    return {
+        "server_url": headscale_url(stack),
+        "listen_addr": f"0.0.0.0:{HEADSCALE_PORT}",
+        "metrics_listen_addr": f"0.0.0.0:{METRICS_PORT}",
+        "grpc_listen_addr": "127.0.0.1:50443",
+        "grpc_allow_insecure": False,
+        "noise": {"private_key_path": f"{STATE_DIR}/noise_private.key"},
+        "prefixes": {"v4": str(TAILNET_RANGE), "v6": TAILNET_RANGE_V6, "allocation": "sequential"},
+        "derp": derp,
+        "disable_check_updates": True,
+        "ephemeral_node_inactivity_timeout": "30m",
+        "database": {"type": "sqlite", "sqlite": {"path": f"{STATE_DIR}/db.sqlite", "write_ahead_log": True}},
+        "acme_url": "https://acme-v02.api.letsencrypt.org/directory",
+        "acme_email": stack.edge.acme_email or "",
+        "tls_letsencrypt_hostname": headscale_host(stack),
+        "tls_letsencrypt_cache_dir": f"{STATE_DIR}/cache",
+        "tls_letsencrypt_challenge_type": "TLS-ALPN-01",
+        "tls_cert_path": "",
+        "tls_key_path": "",
+        "log": {"level": "info", "format": "text"},
+        "policy": {"mode": "file", "path": f"{CONFIG_DIR}/policy.hujson"},
+        "dns": {
+            "magic_dns": True,
+            "base_domain": rules.base_domain(settings(stack), stack.network),
+            "override_local_dns": False,
+            "nameservers": {"global": [], "split": split_dns(stack)},
+            "search_domains": [],
+            "extra_records": [],
+        },
+        "unix_socket": f"{SOCKET_DIR}/headscale.sock",
+        "unix_socket_permission": "0770",
+        "logtail": {"enabled": False},
+        "randomize_client_port": False,
+    }
+
+
+def _meta(name: str, **labels: str) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": {**MANAGED_BY, **labels}}
+
+
+def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """Headscale on the Ainur: its config and policy, its state (a claim, `protect`ed by the component), one pod
+    (Recreate: one writer of its database), and the LoadBalancer at headscale.ip the port forward reaches."""
+    remote = settings(stack)
+    assert remote.headscale is not None
+    labels = {"app.kubernetes.io/name": HEADSCALE}
+    config = yamltext.dump(headscale_config(stack))
+    policy = policy_text(stack)
+    state_class = storage.git_mirror_class(stack)
+    ports = [
+        {"name": "https", "containerPort": HEADSCALE_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+    ]
+    service_ports = [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    if remote.headscale.derp == "embedded":
+        ports.append({"name": "stun", "containerPort": STUN_PORT, "protocol": "UDP"})
+        service_ports.append({"name": "stun", "port": STUN_PORT, "targetPort": "stun", "protocol": "UDP"})
+    pod = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": HEADSCALE,
+                "image": HEADSCALE_IMAGE,
+                "args": ["serve", "--config", f"{CONFIG_DIR}/config.yaml"],
+                "ports": ports,
+                # Ready once its own CLI's health check answers: the CLI over the unix socket, the server's Health call,
+                # which pings its database (cmd/headscale/cli/health.go:13-22, hscontrol/grpcv1.go:779 at v0.27.1), as
+                # Headscale's container docs check it (docs/setup/install/container.md). A TCP connect passed before it
+                # could answer anything.
+                "readinessProbe": {"exec": {"command": ["headscale", "health"]}, "periodSeconds": 10, "timeoutSeconds": 5},
+                "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "state", "mountPath": STATE_DIR},
+                    {"name": "socket", "mountPath": SOCKET_DIR},
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": HEADSCALE}},
+            {"name": "state", "persistentVolumeClaim": {"claimName": STATE_CLAIM}},
+            {"name": "socket", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    return [
+        gitops.category_namespace(NAMESPACE, "privileged"),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(HEADSCALE, **labels), "data": {"config.yaml": config, "policy.hujson": policy}},
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(STATE_CLAIM, **labels),
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": state_class, "resources": {"requests": {"storage": "1Gi"}}},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(HEADSCALE, **labels),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                # A new config or policy is a new pod: their digest in the template.
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"iluvatar.dev/config-digest": gitops.values_digest({"config": config, "policy": policy})},
+                    },
+                    "spec": pod,
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**_meta(HEADSCALE, **labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(remote.headscale.ip)}},
+            # Local: the clients' own addresses reach Headscale, not kube-proxy's masquerade of them. Its STUN (with derp:
+            # embedded, the tailnet's only one) answers each device with the address it sees, which must be the device's
+            # public one for two devices to meet directly; kube-vip announces the address from Headscale's node, as for
+            # netboot (plans/netboot/objects.py).
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": labels, "ports": service_ports},
+        },
+    ]
+
+
+def headscale_user(member: str) -> str:
+    """The Headscale user a policy member names: the login without the trailing @ (`bob@` is bob; an e-mail is itself),
+    as Headscale resolves it (hscontrol/policy/v2/types.go:160-196, resolveUser)."""
+    return member.removesuffix("@")
+
+
+def members(stack: StackConfig) -> list[str]:
+    """Every Headscale user the policy names, once, in order."""
+    out: list[str] = []
+    for grant in settings(stack).access:
+        out += [headscale_user(m) for m in grant.members if headscale_user(m) not in out]
+    return out
+
+
+def _cli_ready(headscale: str, wait_seconds: int) -> list[str]:
+    """The scripts' start: a function for Headscale's CLI, then a wait, at most `wait_seconds`, until the server
+    answers it (`headscale health`)."""
+    return [
+        "set -eu",
+        f'hs() {{ {headscale} "$@"; }}',
+        f"deadline=$(( $(date +%s) + {wait_seconds} ))",
+        "until hs health >/dev/null 2>&1; do",
+        '  if [ "$(date +%s)" -ge "$deadline" ]; then',
+        f'    echo "iluvatar: Headscale did not answer its CLI within {wait_seconds} s; look with: {headscale} health" >&2',
+        "    exit 1",
+        "  fi",
+        "  sleep 2",
+        "done",
+    ]
+
+
+def _make_users(users: list[str]) -> list[str]:
+    """Each user made once: a second run finds them."""
+    return [
+        f"for user in {' '.join(shlex.quote(u) for u in users)}; do",
+        '  hs users list --name "$user" --output json | grep -q \'"name"\' || hs users create "$user" >/dev/null',
+        "done",
+    ]
+
+
+def users_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """What makes the Headscale users the policy names (a step of its own: a change of members runs it again, and only
+    it, never minting a router key), with `headscale` as in `enroll_script`. Prints nothing on stdout."""
+    return "\n".join([*_cli_ready(headscale, wait_seconds), *_make_users(members(stack)), ""])
+
+
+def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """What enrols the subnet router, run with `headscale` as the command that reaches the server's CLI (on the Ainur:
+    `k3s kubectl exec` into its pod, which talks to the server over its unix socket). Prints the router's enrolment
+    key, and nothing else, on stdout. It names no member (users_script makes them), so the step's command changes only
+    with Headscale's place, not with `access`.
+
+    It first waits until the server answers its CLI; the router's user is made once; the key is single-use, expires
+    in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the policy's autoApprovers approve the router's routes."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            *_cli_ready(headscale, wait_seconds),
+            *_make_users([ROUTER_USER]),
+            # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
+            f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
+            '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',
+            # Captured, then checked: a pipeline's status is its last command's (no pipefail in POSIX sh, and the remote
+            # shell may be dash), so a failing CLI would print nothing and exit 0, and the router would get an empty key.
+            f'out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
+            '  echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; exit 1; }',
+            'key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
+            'case "$key" in',
+            # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
+            "  ''|*[!A-Za-z0-9_-]*)",
+            '    echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
+            "    exit 1;;",
+            "esac",
+            "printf '%s\\n' \"$key\"",
+            "",
+        ]
+    )
+
+
+def router_env(stack: StackConfig) -> list[dict[str, Any]]:
+    """containerboot's environment for the headscale flavour's subnet router (cmd/containerboot/settings.go:96-140 at
+    v1.102.3): state in its own Secret, the kernel's tun (not userspace: a subnet router forwards for others), the
+    routes, the enrolment key from its Secret, used once (TS_AUTH_ONCE: later starts run `tailscale set` with the
+    routes, tailscaled.go:166-190), and Headscale's URL. Ordered as the container lists it."""
+    return [
+        {"name": "TS_KUBE_SECRET", "value": ROUTER_STATE_SECRET},
+        {"name": "TS_USERSPACE", "value": "false"},
+        {"name": "TS_AUTH_ONCE", "value": "true"},
+        {"name": "TS_ROUTES", "value": ",".join(str(r) for r in routes(stack))},
+        {"name": "TS_HOSTNAME", "value": ROUTER_HOSTNAME},
+        {"name": "TS_EXTRA_ARGS", "value": f"--login-server={headscale_url(stack)}"},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY"}}},
+        # /healthz on ROUTER_HEALTH_PORT: 200 once the node has a tailnet address, 503 before (cmd/containerboot/main.go:77-80).
+        {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
+        {"name": "TS_LOCAL_ADDR_PORT", "value": f"0.0.0.0:{ROUTER_HEALTH_PORT}"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    ]
+
+
+def authkey_secret(key: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(AUTHKEY_SECRET),
+        "type": "Opaque",
+        "stringData": {"TS_AUTHKEY": key},
+    }
+
+
+def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """The headscale flavour's subnet router on the Ainur, as Tailscale's own Kubernetes example runs one
+    (docs/k8s/subnet.yaml, role.yaml at v1.102.3): its account, may touch only its state Secret, a privileged
+    container (it sets up the tun, routes and netfilter and turns forwarding on). Headscale's public name is
+    Headscale's LoadBalancer address inside the pod (hostAliases): the router reaches it on the LAN, with the same
+    certificate, whatever the home router does with its own public address."""
+    remote = settings(stack)
+    assert remote.headscale is not None
+    labels = {"app.kubernetes.io/name": ROUTER}
+    pod = {
+        "serviceAccountName": ROUTER,
+        "hostAliases": [{"ip": str(remote.headscale.ip), "hostnames": [headscale_host(stack)]}],
+        "containers": [
+            {
+                "name": "tailscale",
+                "image": TAILSCALE_IMAGE,
+                "env": router_env(stack),
+                "ports": [{"name": "health", "containerPort": ROUTER_HEALTH_PORT, "protocol": "TCP"}],
+                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready, and
+                # Pulumi's await of the Deployment fails instead of reporting success.
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3},
+                "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "securityContext": {"privileged": True},
+            }
+        ],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ROUTER, **labels)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(ROUTER, **labels),
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ROUTER_STATE_SECRET], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(ROUTER, **labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTER},
+            "subjects": [{"kind": "ServiceAccount", "name": ROUTER, "namespace": NAMESPACE}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(ROUTER, **labels),
+            # One router: its state Secret is one node's identity; two pods would share it.
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        },
+    ]
+
+
+def sign_in(stack: StackConfig) -> dict[str, Any]:
+    """What the stack output `remoteAccess` says: the flavour, where phones sign in, what is advertised, the split names."""
+    remote = settings(stack)
+    out: dict[str, Any] = {
+        "flavour": remote.flavour,
+        "loginServer": headscale_url(stack) if remote.flavour == "headscale" else "https://controlplane.tailscale.com",
+        "routes": [str(r) for r in routes(stack)],
+        "splitDns": split_dns(stack),
+        "groups": {rules.tailnet_group(g.group): list(g.reach) for g in remote.access},
+    }
+    if stack.identity is not None:
+        out["issuer"] = identity_plan.issuer(stack)
+    return out

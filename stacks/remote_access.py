@@ -1,0 +1,265 @@
+"""Remote access config (`iluvatar:remoteAccess`): its flavour's needs, what it advertises, who reaches what.
+
+The model is `stacks.remote_model.RemoteAccess`; this module holds its rules, each naming its config path. The
+subnet router advertises exactly envoy-internal's address and the VIPs people use (plans.remote_access), plus
+`routes` the user asks for, which must be the homelab's own networks. The tailnet gives every device an address in
+100.64.0.0/10, so a LAN there would be shadowed. Who may reach what is said by the identity layer's groups, so a
+group it does not know is refused, as is a flavour without what it needs (the OAuth client's secret, Headscale's URL).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from urllib.parse import urlsplit
+
+from stacks.apps import under
+from stacks.errors import Problem, UnsetSecret, show
+from stacks.model import App, Identity, Network
+from stacks.remote_model import RemoteAccess
+from stacks.rules import _static_address
+
+REMOTE = "iluvatar:remoteAccess"
+SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
+# The addresses a tailnet gives its devices (Tailscale's CGNAT range, tsaddr.CGNATRange in tailscale.com
+# net/tsaddr/tsaddr.go at v1.102.3; Headscale's default prefixes.v4, config-example.yaml at v0.27.1), which
+# also holds the devices' own resolver, 100.100.100.100.
+TAILNET_RANGE = IPv4Network("100.64.0.0/10")
+
+
+def tailnet_group(group: str) -> str:
+    """The tailnet's name for an identity group: `group:` and the group in lower case, each run of other characters
+    one '-' (`example:homelab-admins` is `group:example-homelab-admins`; a policy group is one word after `group:`)."""
+    return "group:" + (re.sub(r"[^a-z0-9]+", "-", group.lower()).strip("-") or "group")
+
+
+def base_domain(remote: RemoteAccess, network: Network) -> str:
+    """Headscale's MagicDNS domain: the stack's, else `tailnet.<network.domain>`."""
+    assert remote.headscale is not None
+    return remote.headscale.base_domain or f"tailnet.{network.domain}"
+
+
+def check(
+    remote: RemoteAccess | None,
+    remote_set: bool,
+    network: Network | None,
+    ainur_set: bool,
+    identity: Identity | None,
+    identity_set: bool,
+    apps: Sequence[tuple[int, App]],
+    taken: Mapping[IPv4Address, str],
+    secrets: Collection[str],
+    arda_patches: Sequence[Mapping[str, object]] = (),
+) -> list[Problem]:
+    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them."""
+    secret = f"iluvatar:{SECRET}"
+    if remote is None:
+        if not remote_set and SECRET in secrets:
+            return [Problem(secret, f"is set, but {REMOTE} is not; set {REMOTE} (flavour: tailscale), or remove the secret")]
+        return []
+    out: list[Problem] = []
+    out += _flavour(remote, ainur_set, secrets)
+    if network is not None:
+        out += _overlap(network)
+        out += _routes(remote, network)
+        if remote.headscale is not None and remote.flavour == "headscale":
+            out += _headscale(remote, network, taken, apps)
+    if remote.flavour == "tailscale":
+        # The routers run on Arda (the Connector's pods) only in this flavour.
+        out += _cluster_overlap(arda_patches)
+    out += _access(remote, identity, identity_set)
+    if remote.flavour == "headscale":
+        out += _headscale_users(remote)
+    return out
+
+
+def _flavour(remote: RemoteAccess, ainur_set: bool, secrets: Collection[str]) -> Iterator[Problem]:
+    secret = f"iluvatar:{SECRET}"
+    other = "headscale" if remote.flavour == "tailscale" else "tailscale"
+    if getattr(remote, other) is not None:
+        yield Problem(f"{REMOTE}.{other}", f"is set, but flavour is {remote.flavour}, which does not use it; remove it")
+    if remote.flavour == "tailscale":
+        if remote.tailscale is None:
+            yield Problem(
+                f"{REMOTE}.tailscale",
+                "is required for flavour tailscale: {oauthClientId: ..., replacePolicy: true}, the OAuth client (scopes policy_file, "
+                "dns, oauth_keys) Pulumi uses; it makes the operator's own client",
+            )
+        elif not remote.tailscale.replace_policy:
+            yield Problem(
+                f"{REMOTE}.tailscale.replacePolicy",
+                "is false: the first `pulumi up` replaces the tailnet's whole policy file with Iluvatar's (its groups, rules and "
+                "route approvals), and every rule, group, tag owner, SSH or exit-node grant already there is lost; copy them "
+                "from the admin console's Access controls first, then set replacePolicy: true",
+            )
+        if SECRET not in secrets:
+            yield UnsetSecret(
+                secret,
+                f"is required for flavour tailscale: the OAuth client's secret; run `pulumi config set --secret {secret} <value>`",
+                (secret,),
+            )
+        return
+    if remote.headscale is None:
+        yield Problem(
+            f"{REMOTE}.headscale",
+            "is required for flavour headscale: {url: https://<its public name>, ip: <its LAN address>}, where phones reach it",
+        )
+    if not ainur_set:
+        yield Problem(f"{REMOTE}.flavour", "headscale runs on the Ainur, which outlive Arda (the way in while Arda is rebuilt); set iluvatar:ainur")
+    if SECRET in secrets:
+        yield Problem(secret, "is set, but flavour is headscale, which has no OAuth client; remove the secret")
+
+
+def _overlap(network: Network) -> Iterator[Problem]:
+    """A LAN or VLAN inside the tailnet's range: a device's address would shadow a machine's, and the tailnet's own
+    resolver (100.100.100.100) another."""
+    why = f"the addresses a tailnet gives its devices ({REMOTE} is on), so a device could shadow a machine of it; renumber it"
+    if network.lan.overlaps(TAILNET_RANGE):
+        yield Problem("iluvatar:network.lan", f"{network.lan} overlaps {TAILNET_RANGE}, {why}")
+    for i, vlan in enumerate(network.vlans):
+        if vlan.cidr.overlaps(TAILNET_RANGE):
+            yield Problem(f"iluvatar:network.vlans[{i}].cidr", f"{vlan.cidr} overlaps {TAILNET_RANGE}, {why}")
+
+
+def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Problem]:
+    """Arda's pod or service subnets (set by a patch's cluster.network) inside the tailnet's range: tailscaled in the
+    subnet routers drops what comes into them from that range on any interface but its own (tailscale.com v1.102.3
+    util/linuxfw/iptables_runner.go:700-709, the CGNAT drop rule), so pods and Services could not answer through them."""
+    for k, patch in enumerate(patches):
+        cluster = patch.get("cluster") if "kind" not in patch else None
+        network = cluster.get("network") if isinstance(cluster, dict) else None
+        if not isinstance(network, dict):
+            continue
+        for key in ("podSubnets", "serviceSubnets"):
+            for i, value in enumerate(network.get(key) or ()):
+                try:
+                    subnet = IPv4Network(str(value), strict=False)
+                except ValueError:
+                    continue  # an IPv6 subnet, or one the patch rules refuse
+                if subnet.overlaps(TAILNET_RANGE):
+                    yield Problem(
+                        f"iluvatar:arda.patches[{k}].cluster.network.{key}[{i}]",
+                        f"{value} overlaps {TAILNET_RANGE}, the addresses a tailnet gives its devices ({REMOTE} is on): the subnet "
+                        "routers' tailscaled drops traffic from that range that did not come over the tailnet, so pods there "
+                        "could not answer; pick another range (Talos's default is 10.244.0.0/16 for pods, 10.96.0.0/12 for Services)",
+                    )
+
+
+def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
+    own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
+    known = ", ".join(f"{path} {net}" for path, net in own)
+    seen: dict[IPv4Network, int] = {}
+    for i, route in enumerate(remote.routes):
+        path = f"{REMOTE}.routes[{i}]"
+        if not any(route.subnet_of(net) for _, net in own):
+            yield Problem(
+                path,
+                f"{route} is outside the homelab's networks ({known}); the subnet router advertises only those: "
+                "narrow it, or add the network to network.vlans",
+            )
+        if route in seen:
+            yield Problem(path, f"{route} is already routes[{seen[route]}]")
+        seen.setdefault(route, i)
+
+
+def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Address, str], apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:
+    assert remote.headscale is not None
+    settings = remote.headscale
+    path = f"{REMOTE}.headscale"
+    yield from _static_address(f"{path}.ip", settings.ip, network)
+    if settings.ip in taken:
+        yield Problem(f"{path}.ip", f"{settings.ip} is {taken[settings.ip]}; Headscale needs an address of its own (the port forward's target)")
+    parts = urlsplit(settings.url)
+    host = parts.hostname or ""
+    if parts.port not in (None, 443):
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: Headscale gets its certificate from Let's Encrypt by TLS-ALPN-01, which is asked on port 443 only; "
+            "drop the port and forward TCP 443 to headscale.ip",
+        )
+    if _is_address(host):
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: Headscale's Let's Encrypt client (autocert, hscontrol/app.go:874-889 at v0.27.1) picks its "
+            "certificate by the server name a client sends, and clients send none for an address (TLS SNI carries names "
+            "only): use a public DNS name (a dynamic DNS name works)",
+        )
+    if under(host, network.domain):
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: {host} is in the internal zone network.domain {network.domain}, which only the LAN resolves; "
+            "a phone away from home looks it up in public DNS: use a public name",
+        )
+    domain = base_domain(remote, network)
+    key = f"{path}.baseDomain" if settings.base_domain is not None else path
+    if domain in (network.domain, network.external_domain):
+        yield Problem(key, f"{domain} is a zone of the homelab; the devices' names need a domain of their own, e.g. tailnet.{network.domain}")
+    # Headscale refuses a base domain that is the server's host or a suffix of it (hscontrol/types/config.go:1013-1045,
+    # isSafeServerURL, at v0.27.1): the devices' resolver would answer for the server, which would then be unreachable.
+    if host == domain or host.endswith(f".{domain}"):
+        yield Problem(key, f"{domain} holds {host}, Headscale's own name (headscale.url); the tailnet would answer for it: pick another")
+    for i, app in apps:
+        if under(app.host, domain):
+            yield Problem(key, f"{domain} holds apps[{i}].host {app.host}; the tailnet's resolver would answer for it, not the internal zone's")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool) -> Iterator[Problem]:
+    known = [b.group for b in identity.groups] if identity is not None else []
+    seen: dict[str, int] = {}
+    names: dict[str, int] = {}
+    for i, grant in enumerate(remote.access):
+        path = f"{REMOTE}.access[{i}]"
+        if identity is None:
+            if not identity_set:
+                yield Problem(
+                    f"{path}.group",
+                    f"{grant.group}: iluvatar:identity is not set, so no group is known; set iluvatar:identity, whose groups say who may "
+                    "sign in to what (and, here, reach it remotely)",
+                )
+        elif grant.group not in known:
+            yield Problem(
+                f"{path}.group",
+                f"{grant.group} is not a group the identity layer binds (identity.groups: {', '.join(known)}); bind it there first, "
+                "or name one of those",
+            )
+        if grant.group in seen:
+            yield Problem(f"{path}.group", f"{grant.group} is already access[{seen[grant.group]}].group; merge the two")
+        else:
+            name = tailnet_group(grant.group)
+            if name in names:
+                yield Problem(f"{path}.group", f"{grant.group} is {name} in the tailnet's policy, as access[{names[name]}].group is; rename one")
+            names.setdefault(name, i)
+        seen.setdefault(grant.group, i)
+        if "routes" in grant.reach and not remote.routes:
+            yield Problem(f"{path}.reach", f"{show(list(grant.reach))} names routes, but remoteAccess.routes is empty; add the routes, or remove it")
+        for k, value in enumerate(grant.reach):
+            if value in grant.reach[:k]:
+                yield Problem(f"{path}.reach[{k}]", f"{value} is listed twice")
+
+
+# A Headscale user name (hscontrol/util/dns.go:37-68, ValidateUsername, at v0.27.1): two characters or more, a letter
+# first, then letters, digits, '-', '.', '_' and at most one '@'.
+_HEADSCALE_USER = re.compile(r"^[^\W\d_][\w.-]*(@[\w.-]*)?$")
+
+
+def _headscale_users(remote: RemoteAccess) -> Iterator[Problem]:
+    """Each member is a Headscale user the enrolment makes (plans.remote_access.enroll_script): its login without the
+    trailing @ (`bob@` is bob), which Headscale must take as a user name."""
+    for i, grant in enumerate(remote.access):
+        for k, member in enumerate(grant.members):
+            user = member.removesuffix("@")
+            if len(user) < 2 or not _HEADSCALE_USER.match(user):
+                yield Problem(
+                    f"{REMOTE}.access[{i}].members[{k}]",
+                    f"{member}: Headscale would make the user {user or '(nothing)'}, which it refuses (two characters or more, a "
+                    "letter first, then letters, digits, '-', '.', '_' and one '@'); e.g. bob@ for the user bob",
+                )

@@ -1,0 +1,140 @@
+"""Remote access under the program's mocks: the OAuth client's secret and the router's enrolment key reach what needs
+them as Pulumi secrets and never a render; the order the engine must keep (the policy before the routers, the
+enrolment after Headscale, the router after its key); Headscale's state protected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar import simulate as sim_module
+from iluvatar.render import render_files
+from iluvatar.simulate import SecretValue, Simulation, simulate
+from plans import remote_access as plan
+from stacks import read_stack_file
+from stacks.remote_access import SECRET
+from tests.edit import write_stack
+from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+from tools.provider_inputs import problems
+
+OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
+OPERATOR_OAUTH = "CANARY-OPERATOR-OAUTH-SECRET-77b0"
+KEY = "CANARY-HEADSCALE-KEY-c41d"
+
+
+def _simulated(flavour: dict[str, Any], root: Path) -> Simulation:
+    with pytest.MonkeyPatch.context() as mp:
+        config_of = sim_module.pulumi_config
+
+        def decrypted(sf: Any) -> tuple[dict[str, str], list[str]]:
+            config, secret_keys = config_of(sf)
+            return ({**config, f"iluvatar:{SECRET}": OAUTH} if flavour["flavour"] == "tailscale" else config), secret_keys
+
+        mp.setattr(sim_module, "pulumi_config", decrypted)
+        # What Tailscale's API answers for the operator's own OAuth client: its id and its secret (the key).
+        mp.setitem(sim_module.RESOURCE_STATE, "tailscale:index/oauthClient:OauthClient", lambda a: {"id": "kOPERATOR1", "key": OPERATOR_OAUTH})
+        # What the enrolment step prints: the key, as Headscale's CLI gives it (a trailing newline); the other steps as ever.
+        others = sim_module.RESOURCE_STATE["command:remote:Command"]
+        mp.setitem(
+            sim_module.RESOURCE_STATE,
+            "command:remote:Command",
+            lambda a: {"stdout": f"{KEY}\n", "stderr": ""} if "preauthkeys create" in str(a.get("create")) else others(a),
+        )
+        return simulate(read_stack_file(write_stack(root, remote_doc(flavour))))
+
+
+@pytest.fixture(scope="module")
+def tailscale(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    return _simulated(TAILSCALE, tmp_path_factory.mktemp("tailscale"))
+
+
+@pytest.fixture(scope="module")
+def headscale(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    return _simulated(HEADSCALE, tmp_path_factory.mktemp("headscale"))
+
+
+def test_the_stacks_oauth_client_stays_with_pulumi_and_the_operator_gets_its_own_narrow_one(tailscale: Simulation) -> None:
+    named = tailscale.named()
+    provider = named["remote-access-tailscale"].inputs["oauthClientSecret"]
+    assert isinstance(provider, SecretValue) and provider.value == OAUTH
+    assert "oauthClientSecret" in named["remote-access-tailscale"].additional_secret_outputs
+    # The operator's client: only what the operator calls, tagged as its devices, made after the policy owns that tag.
+    client = named["remote-access-operator-client"]
+    assert client.inputs["scopes"] == ["auth_keys", "devices:core"] and client.inputs["tags"] == ["tag:k8s-operator"]
+    assert named["remote-access-policy"].urn in client.dependencies
+    data = named["remote-access-oauth"].inputs["stringData"]
+    assert isinstance(data, SecretValue) and data.value == {"client_id": "kOPERATOR1", "client_secret": OPERATOR_OAUTH}
+    # The stack's client, which may rewrite the policy, is nowhere on Arda.
+    assert OAUTH not in str(data.value) and "kQ2wZp7CNTRL" not in str(data.value)
+
+
+def test_a_new_operator_client_rolls_the_operators_pod(tailscale: Simulation) -> None:
+    values = tailscale.named()["remote-access-operator"].inputs["values"]
+    assert values["operatorConfig"]["podAnnotations"] == {"iluvatar.dev/oauth-client": "kOPERATOR1"}
+
+
+def test_the_policy_goes_before_the_routers_and_replaces_the_whole_file(tailscale: Simulation) -> None:
+    named = tailscale.named()
+    policy = named["remote-access-policy"]
+    assert policy.inputs["acl"] == plan.policy_text(remote_stack(TAILSCALE))
+    assert policy.inputs["overwriteExistingContent"] is True
+    assert policy.urn in named["remote-access-connector"].dependencies
+    assert named["remote-access-operator"].urn in named["remote-access-connector"].dependencies
+    assert {r.inputs["domain"]: r.inputs["nameservers"] for r in tailscale.registrations if r.type.endswith("DnsSplitNameservers")} == {
+        "iluvatar.home.arpa": ["192.168.0.14"],
+        "jellyfin.example.com": ["192.168.0.14"],
+    }
+
+
+def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
+    named = headscale.named()
+    enroll = named["remote-access-enroll"]
+    # Never logged (stderr only), its stdout kept secret in the state.
+    assert enroll.inputs["logging"] == "stderr" and enroll.additional_secret_outputs == ("stdout", "connection")
+    assert named["remote-access-ainur-deployment-headscale"].urn in enroll.dependencies
+    data = named["remote-access-router-authkey"].inputs["stringData"]
+    assert isinstance(data, SecretValue) and data.value == {"TS_AUTHKEY": KEY}
+    assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
+
+
+def test_a_change_of_members_runs_the_users_step_not_the_key(tmp_path: Path) -> None:
+    # pulumi-command runs `create` again on any change of it: only the users' step may change with `access`.
+    carol = {**HEADSCALE, "access": [HEADSCALE["access"][0], {**HEADSCALE["access"][1], "members": ["bob@", "carol@"]}]}
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    before = _simulated(HEADSCALE, tmp_path / "before").named()
+    after = _simulated(carol, tmp_path / "after").named()
+    assert before["remote-access-enroll"].inputs["create"] == after["remote-access-enroll"].inputs["create"]
+    assert before["remote-access-users"].inputs["create"] != after["remote-access-users"].inputs["create"]
+    assert "carol" in after["remote-access-users"].inputs["create"]
+    assert before["remote-access-ainur-deployment-headscale"].urn in after["remote-access-users"].dependencies
+
+
+def test_the_router_rolls_after_headscale(headscale: Simulation) -> None:
+    # A new route reaches Headscale's new policy, not the old one that refuses it for good (hscontrol/state/state.go:1656 at
+    # v0.27.1 approves only on a change of routes; NewState does not re-approve at start).
+    named = headscale.named()
+    headscale_pod = named["remote-access-ainur-deployment-headscale"].urn
+    for router in ("serviceaccount", "role", "rolebinding", "deployment"):
+        assert headscale_pod in named[f"remote-access-ainur-{router}-subnet-router"].dependencies, router
+
+
+def test_headscales_state_is_protected(headscale: Simulation) -> None:
+    assert headscale.named()["remote-access-ainur-persistentvolumeclaim-headscale-state"].protect is True
+    assert not headscale.named()["remote-access-ainur-deployment-headscale"].protect
+
+
+@pytest.mark.parametrize("flavour", ["tailscale", "headscale"])
+def test_no_secret_reaches_a_render(flavour: str, request: pytest.FixtureRequest) -> None:
+    sim: Simulation = request.getfixturevalue(flavour)
+    text = "\n".join(str(v) for v in render_files(sim).values())
+    assert OAUTH not in text and KEY not in text
+
+
+@pytest.mark.parametrize("flavour", ["tailscale", "headscale"])
+def test_every_input_is_one_its_provider_sdk_declares(flavour: str, request: pytest.FixtureRequest) -> None:
+    # pulumi-tailscale 0.29.2's classes, and pulumi-kubernetes' and pulumi-command's, name what their providers read.
+    sim: Simulation = request.getfixturevalue(flavour)
+    assert problems(sim) == []

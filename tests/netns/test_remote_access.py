@@ -1,0 +1,302 @@
+"""Remote access end to end, flavour headscale, with the real programs in network namespaces (tests.netns.tailnet).
+
+Headscale v0.27.1 (built from its module) serves the rendered config and policy on the Pi; the program's enrolment
+script asks its CLI for the router's key; containerboot (Tailscale v1.102.3) runs the subnet router with the
+environment the program gives the pod; a phone on another network, behind its own NAT, runs tailscaled with a key of
+its user's. Then, as the phone: an internal name resolves through the split DNS (the Ainur's own dnsmasq config
+answers it, over the tunnel), the internal app answers over the tunnel with its certificate for that name; an address
+the router advertises but the policy does not grant the phone's group (Arda's API) answers on the LAN and not to the
+phone, nor does a LAN address nobody advertises; signed in as a member of the admins' group instead, the phone reaches
+that API; and with the route withdrawn, nothing answers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plans import remote_access as plan
+from stacks import StackConfig
+from tests.netns.lan import in_ns, require_root
+from tests.netns.tailnet import (
+    HOME_WAN,
+    ROUTER_CA,
+    ROUTER_STATE,
+    Tailnet,
+    headscale_files,
+    headscale_script,
+    json_of,
+    phone_script,
+    router_script,
+    tailnet,
+    wait_for,
+)
+from tests.remote_stacks import HEADSCALE, remote_stack
+
+require_root()
+
+APP = "grafana.iluvatar.home.arpa"
+GREETING = "grafana, over the tunnel"
+# The app (envoy-internal's address, its certificate for the app's name) and Arda's API server (any answer will do).
+SERVERS = r"""
+import http.server, socket, ssl, sys, threading
+app, api, cert, key, log = sys.argv[1:6]
+class App(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(log, "a") as f:
+            f.write(self.client_address[0] + "\n")
+        body = b"GREETING"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+server = http.server.ThreadingHTTPServer((app, 443), App)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); tls.load_cert_chain(cert, key)
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+api_socket = socket.create_server((api, 6443))
+def answer():
+    while True:
+        conn, _ = api_socket.accept(); conn.sendall(b"kube-apiserver stand-in\n"); conn.close()
+threading.Thread(target=answer, daemon=True).start()
+server.serve_forever()
+""".replace("GREETING", GREETING)
+
+
+@dataclass
+class Lab:
+    net: Tailnet
+    stack: StackConfig
+    phone_state: Path
+    app_log: Path
+
+    def hs(self, *args: str) -> Any:
+        """Headscale's CLI in its pod, as `kubectl exec` runs it; its JSON answer."""
+        return json_of(self.net.exec_in("headscale", "headscale", *args, "--output", "json").stdout)
+
+    def phone(self, *args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.net.exec_in("phone", *args, timeout=timeout, check=check)
+
+    def tailscale(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.phone("tailscale", f"--socket={self.phone_state / 'tailscaled.sock'}", *args)
+
+    def phone_routes(self) -> str:
+        # tailscaled's routes on Linux: its own table (52).
+        return in_ns(self.net.phone, "ip", "route", "show", "table", "52", check=False).stdout
+
+    def curl(self, *args: str, seconds: int = 4) -> subprocess.CompletedProcess[str]:
+        return self.phone(
+            "curl", "-sS", "--connect-timeout", str(seconds), "--max-time", str(seconds + 2), "--cacert", str(self.net.ca), *args, check=False
+        )
+
+
+def _router_env(stack: StackConfig, key: str) -> dict[str, str]:
+    """The pod's environment as the kubelet gives it (valueFrom resolved), but the state Secret (an API server's) as a folder."""
+    env: dict[str, str] = {}
+    for var in plan.router_env(stack):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif var["name"] == "TS_AUTHKEY":
+            env["TS_AUTHKEY"] = key
+        else:
+            env[var["name"]] = {"POD_NAME": "subnet-router-7d9f", "POD_UID": "0a1b2c3d-0000-4000-8000-000000000001"}[var["name"]]
+    del env["TS_KUBE_SECRET"]
+    return {**env, "TS_STATE_DIR": ROUTER_STATE, "SSL_CERT_FILE": ROUTER_CA}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    root = tmp_path_factory.mktemp("remote")
+    root.chmod(0o755)
+    with tailnet(stack, root, f"ilv{os.getpid() % 10000}t") as net:
+        ca_env = {"SSL_CERT_FILE": str(net.ca)}
+        # The app and Arda's API on the LAN.
+        app_log = root / "app-clients.log"
+        cert = net.root / "pki" / APP
+        net.procs["servers"] = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                net.arda,
+                sys.executable,
+                "-c",
+                SERVERS,
+                "192.168.0.238",
+                "192.168.0.20",
+                f"{cert}.crt",
+                f"{cert}.key",
+                str(app_log),
+            ]
+        )
+        # Headscale on the Pi, on the rendered ConfigMap.
+        files = root / "headscale-files"
+        headscale_files(stack, files, net.root / "pki")
+        state = root / "headscale-state"
+        state.mkdir()
+        net.start("headscale", net.home.pi, headscale_script(root, files, state), env=ca_env)
+        # The enrolment, as the program runs it on the first valar (`kubectl exec` into the pod is `nsenter` here).
+        target = net.wait_started("headscale", "headscale")
+        exec_prefix = f"nsenter --target={target} --mount --net headscale"
+        made = subprocess.run(
+            ["sh", "-c", plan.users_script(stack, exec_prefix, wait_seconds=60)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": f"{net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"},
+            check=False,
+        )
+        assert (made.returncode, made.stdout) == (0, ""), f"making the users failed: {made.stderr}\nheadscale:\n{net.log('headscale')}"
+        enrolled = subprocess.run(
+            ["sh", "-c", plan.enroll_script(exec_prefix, wait_seconds=60)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": f"{net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"},
+            check=False,
+        )
+        assert enrolled.returncode == 0, f"enrolment failed: {enrolled.stderr}\nheadscale:\n{net.log('headscale')}"
+        key = enrolled.stdout.strip()
+        assert key and "\n" not in key, f"the enrolment printed more than a key: {enrolled.stdout!r}"
+        # The subnet router: containerboot with the pod's environment, Headscale's name as its hostAliases say.
+        router_state = root / "router-state"
+        router_state.mkdir()
+        host = plan.headscale_host(stack)
+        net.start(
+            "router", net.home.pi, router_script(root, net.bin, net.ca, router_state, [(net.headscale_ip, [host])]), env=_router_env(stack, key)
+        )
+        net.wait_started("router", "containerboot")
+        # The phone, away: tailscaled, then `tailscale up` with a key of bob's (a member of example:family).
+        phone_state = root / "phone-state"
+        phone_state.mkdir()
+        net.start("phone", net.phone, phone_script(root, phone_state, [(HOME_WAN, host)]), env=ca_env)
+        net.wait_started("phone", "tailscaled")
+        lab = Lab(net, stack, phone_state, app_log)
+        wait_for("the phone's tailscaled socket", lambda: (phone_state / "tailscaled.sock").exists(), 30, lambda: net.log("phone"))
+        _join(lab, "bob")
+        yield lab
+
+
+def _join(lab: Lab, user: str) -> None:
+    """The phone joins as `user` (a Headscale user the enrolment made), as the docs' laptop command does."""
+    users = lab.hs("users", "list", "--name", user)
+    key = lab.hs("preauthkeys", "create", "--user", str(users[0]["id"]), "--expiration", "1h")["key"]
+    up = lab.phone(
+        "tailscale",
+        f"--socket={lab.phone_state / 'tailscaled.sock'}",
+        "up",
+        f"--login-server={plan.headscale_url(lab.stack)}",
+        f"--auth-key={key}",
+        "--accept-routes",
+        "--hostname=phone",
+        timeout=90,
+        check=False,
+    )
+    assert up.returncode == 0, f"tailscale up as {user}: {up.stderr}\nphone:\n{lab.net.log('phone')}\nheadscale:\n{lab.net.log('headscale')}"
+
+
+def _approved(lab: Lab) -> list[str]:
+    nodes = lab.hs("nodes", "list") or []
+    router = [n for n in nodes if n.get("given_name", n.get("name")) == plan.ROUTER_HOSTNAME or n.get("name") == plan.ROUTER_HOSTNAME]
+    return sorted(router[0].get("approved_routes") or []) if router else []
+
+
+def test_headscale_approves_exactly_the_advertised_routes_by_the_policy(lab: Lab) -> None:
+    want = sorted(str(r) for r in plan.routes(lab.stack))
+    wait_for(
+        "the router's routes approved", lambda: _approved(lab) == want, 90, lambda: f"{lab.hs('nodes', 'list')}\nrouter:\n{lab.net.log('router')}"
+    )
+
+
+def test_the_routers_readiness_probe_answers_once_it_is_on_the_tailnet(lab: Lab) -> None:
+    # The probe the Deployment declares, run as the kubelet runs an httpGet probe (a GET of the pod's address, here the
+    # Pi's loopback: containerboot binds TS_LOCAL_ADDR_PORT on every address), against the real containerboot.
+    router = next(m for m in plan.router_manifests(lab.stack) if m["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    probe = router["readinessProbe"]["httpGet"]
+    port = next(p["containerPort"] for p in router["ports"] if p["name"] == probe["port"])
+    url = f"http://127.0.0.1:{port}{probe['path']}"
+
+    def code() -> str:
+        return in_ns(lab.net.home.pi, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", url, check=False).stdout
+
+    wait_for(f"the router's {url} to answer 200", lambda: code() == "200", 30, lambda: lab.net.log("router"))
+
+
+def test_the_phone_resolves_an_internal_name_through_the_split_dns(lab: Lab) -> None:
+    wait_for("the routes on the phone", lambda: "192.168.0.14" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+    # tailscaled on the phone points its resolver at the tailnet's (accept-dns), which sends the internal zone to the Ainur.
+    assert "nameserver 100.100.100.100" in lab.phone("cat", "/etc/resolv.conf").stdout
+    answer = lab.phone("dig", "+short", "+time=3", "+tries=3", APP, check=False)
+    assert answer.stdout.strip() == "192.168.0.238", answer
+
+
+def test_the_phone_fetches_the_internal_app_over_the_tunnel_with_its_certificate(lab: Lab) -> None:
+    wait_for("the routes on the phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+    got = lab.curl(f"https://{APP}/")
+    assert got.returncode == 0 and got.stdout == GREETING, got
+    # It came through the subnet router on the Pi (which masquerades the tailnet's traffic as its own LAN address).
+    assert lab.app_log.read_text().split()[-1] == lab.net.home.pi_ip
+
+
+def test_an_advertised_address_the_policy_does_not_grant_answers_on_the_lan_only(lab: Lab) -> None:
+    arda_api = "192.168.0.20"
+    assert f"{arda_api}/32" in _approved(lab)
+    # On the LAN it answers (from the Pi); bob's group reaches the apps only, so Headscale does not even hand the phone
+    # that route (hscontrol/policy/policy.go:38-52, ReduceRoutes, from mapper/builder.go:257), and nothing answers.
+    assert "stand-in" in in_ns(lab.net.home.pi, "curl", "-s", "--max-time", "5", f"telnet://{arda_api}:6443", check=False).stdout
+    wait_for("the app's route on the phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+    assert arda_api not in lab.phone_routes()
+    refused = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
+    assert refused.returncode in (7, 28) and "stand-in" not in refused.stdout, refused
+
+
+def test_a_lan_address_nobody_advertises_is_not_reached(lab: Lab) -> None:
+    pi = lab.net.home.pi_ip  # the Pi's own address: nginx answers there on the LAN
+    assert pi not in lab.phone_routes()
+    assert lab.curl(f"http://{pi}/boot.ipxe", seconds=3).returncode in (7, 28)
+
+
+def _announced(lab: Lab) -> list[str]:
+    nodes = lab.hs("nodes", "list-routes") or []
+    return sorted(r for n in nodes if n.get("name") == plan.ROUTER_HOSTNAME for r in n.get("available_routes") or [])
+
+
+def test_with_the_route_withdrawn_nothing_answers(lab: Lab) -> None:
+    sock = "--socket=/tmp/tailscaled.sock"
+    routes = [str(r) for r in plan.routes(lab.stack)]
+    app = ("--resolve", f"{APP}:443:192.168.0.238", f"https://{APP}/")
+    wait_for("the app over the tunnel", lambda: lab.curl(*app).stdout == GREETING, 90, lambda: lab.net.log("phone"))
+    # The router stops advertising (what containerboot's `tailscale set` does with TS_ROUTES empty, tailscaled.go:166-190).
+    lab.net.exec_in("router", "tailscale", sock, "set", "--advertise-routes=")
+    try:
+        wait_for("Headscale seeing the router advertise nothing", lambda: _announced(lab) == [], 60, lambda: str(lab.hs("nodes", "list-routes")))
+        # The router forwards only what it advertises: the app, and the resolver with it, answer nothing.
+        wait_for("the app's silence", lambda: lab.curl(*app, seconds=3).returncode in (7, 28), 60, lambda: lab.phone_routes())
+        assert lab.phone("dig", "+short", "+time=2", "+tries=1", APP, check=False).stdout.strip() != "192.168.0.238"
+    finally:
+        lab.net.exec_in("router", "tailscale", sock, "set", f"--advertise-routes={','.join(routes)}")
+        wait_for("the routes advertised again", lambda: _announced(lab) == sorted(routes), 60)
+        wait_for("the app over the tunnel again", lambda: lab.curl(*app).stdout == GREETING, 90, lambda: lab.net.log("phone"))
+
+
+def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
+    # The other side of the test above: alice's group has `kubernetes`, so the same phone signed in as alice gets Arda's
+    # API route from Headscale and the API server's port answers over the tunnel (the `signIn` kubeconfig's server).
+    arda_api = "192.168.0.20"
+    lab.tailscale("logout")
+    try:
+        _join(lab, "alice")
+        wait_for("Arda's API route on alice's phone", lambda: arda_api in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        got = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
+        assert "kube-apiserver stand-in" in got.stdout, got
+    finally:
+        # Back to bob, whom the other tests expect (they run in any order).
+        lab.tailscale("logout")
+        _join(lab, "bob")
+        wait_for("the app's route on bob's phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        wait_for("Arda's API route gone from bob's phone", lambda: arda_api not in lab.phone_routes(), 90, lambda: lab.phone_routes())

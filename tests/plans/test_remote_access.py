@@ -1,0 +1,396 @@
+"""The remote access plan: exactly what is advertised, allowed and split, for the homelab in each flavour, and for any
+stack (Hypothesis): every destination the policy allows is advertised, and nothing outside the homelab's networks is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from plans import remote_access as plan
+from plans import talos
+from plans.k3s import server_url
+from stacks import parse_stack
+from stacks.model import StackConfig
+from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
+from tests.strategies import raw_stacks
+from tools import gotools
+
+ROUTES = ["192.168.0.10/32", "192.168.0.14/32", "192.168.0.16/32", "192.168.0.20/32", "192.168.0.238/32"]
+
+
+@pytest.fixture(scope="module")
+def headscale() -> StackConfig:
+    return remote_stack(HEADSCALE)
+
+
+@pytest.fixture(scope="module")
+def tailscale() -> StackConfig:
+    return remote_stack(TAILSCALE)
+
+
+def test_the_router_advertises_envoy_internal_the_resolver_the_apis_and_the_front_door(headscale: StackConfig) -> None:
+    assert {k: str(v) for k, v in plan.targets(headscale).items()} == {
+        "envoy-internal": "192.168.0.238",
+        "resolver": "192.168.0.14",
+        "arda-api": "192.168.0.20",
+        "ainur-api": "192.168.0.10",
+        "front-door": "192.168.0.16",
+    }
+    assert [str(r) for r in plan.routes(headscale)] == ROUTES
+
+
+def test_the_signin_kubeconfigs_servers_are_advertised(headscale: StackConfig) -> None:
+    # What keeps the exported kubeconfigs unchanged: their servers (and Dex's front door) are inside the routes.
+    routed = plan.routes(headscale)
+    for url in (talos.cluster_endpoint(headscale), server_url(headscale)):
+        host = IPv4Address(url.removeprefix("https://").split(":")[0])
+        assert any(host in r for r in routed), url
+    assert headscale.identity is not None and any(headscale.identity.ip in r for r in routed)
+
+
+def test_the_stacks_own_routes_are_advertised_after_the_targets() -> None:
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24", "192.168.0.0/24"]})
+    assert [str(r) for r in plan.routes(stack)] == ["192.168.0.0/24", *ROUTES, "192.168.20.0/24"]
+
+
+def test_the_policy_of_the_headscale_homelab(headscale: StackConfig) -> None:
+    assert plan.policy(headscale) == {
+        "groups": {"group:example-homelab-admins": ["alice@"], "group:example-family": ["bob@"]},
+        "tagOwners": {"tag:iluvatar-router": []},
+        "autoApprovers": {"routes": {r: ["tag:iluvatar-router"] for r in ROUTES}},
+        "acls": [
+            {
+                "action": "accept",
+                "src": ["group:example-homelab-admins"],
+                "dst": ["192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443", "192.168.0.20:6443", "192.168.0.10:6443"],
+            },
+            {"action": "accept", "src": ["group:example-family"], "dst": ["192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"]},
+        ],
+    }
+
+
+def test_tailscales_policy_lets_the_operator_own_the_routers_tag(tailscale: StackConfig) -> None:
+    policy = plan.policy(tailscale)
+    assert policy["tagOwners"] == {"tag:k8s-operator": [], "tag:iluvatar-router": ["tag:k8s-operator"]}
+    assert policy["groups"] == {"group:example-homelab-admins": ["alice@example.org"], "group:example-family": ["bob@example.org"]}
+
+
+def test_routes_reach_every_port_of_the_stacks_own_routes() -> None:
+    access = [{"group": "example:homelab-admins", "members": ["alice@"], "reach": ["routes", "apps"]}]
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.0/24"], "access": access})
+    assert plan.policy(stack)["acls"] == [
+        {
+            "action": "accept",
+            "src": ["group:example-homelab-admins"],
+            "dst": ["192.168.0.0/24:*", "192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"],
+        }
+    ]
+
+
+def test_the_policy_file_is_hujson_with_where_it_comes_from(headscale: StackConfig) -> None:
+    text = plan.policy_text(headscale)
+    assert text.startswith("// The tailnet's policy, written by Iluvatar from iluvatar:remoteAccess")
+    assert text.count("\n//") == 0 and '"acls"' in text
+
+
+def test_split_dns_sends_the_internal_zone_and_internal_app_hosts_to_the_ainur(headscale: StackConfig) -> None:
+    # jellyfin.example.com is internal (LAN only) under the public zone; www.example.com is external: its public answer stays.
+    assert plan.split_dns(headscale) == {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]}
+
+
+def test_the_operators_values(tailscale: StackConfig) -> None:
+    assert plan.operator_values(tailscale, "kOPERATOR1") == {
+        "installCRDs": True,
+        "operatorConfig": {
+            "defaultTags": ["tag:k8s-operator"],
+            "podAnnotations": {"iluvatar.dev/oauth-client": "kOPERATOR1"},
+            "hostname": "arda-tailscale-operator",
+            "image": {"tag": "v1.102.3", "pullPolicy": "IfNotPresent"},
+            "logging": "info",
+        },
+        "proxyConfig": {"image": {"tag": "v1.102.3"}, "defaultTags": "tag:iluvatar-router"},
+        "apiServerProxyConfig": {"mode": "false"},
+        "ingressClass": {"enabled": False},
+    }
+
+
+def test_the_connector_is_two_tagged_subnet_routers(tailscale: StackConfig) -> None:
+    assert plan.connector(tailscale) == {
+        "apiVersion": "tailscale.com/v1alpha1",
+        "kind": "Connector",
+        "metadata": {
+            "name": "homelab",
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"},
+            # `up` waits for the operator's own word that the routers run.
+            "annotations": {"pulumi.com/waitFor": "condition=ConnectorReady", "pulumi.com/timeoutSeconds": "600"},
+        },
+        "spec": {"hostnamePrefix": "iluvatar-router", "replicas": 2, "tags": ["tag:iluvatar-router"], "subnetRouter": {"advertiseRoutes": ROUTES}},
+    }
+
+
+def test_headscales_router_environment(headscale: StackConfig) -> None:
+    assert plan.router_env(headscale) == [
+        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state"},
+        {"name": "TS_USERSPACE", "value": "false"},
+        {"name": "TS_AUTH_ONCE", "value": "true"},
+        {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
+        {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
+        {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-authkey", "key": "TS_AUTHKEY"}}},
+        {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
+        {"name": "TS_LOCAL_ADDR_PORT", "value": "0.0.0.0:9002"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    ]
+
+
+def test_the_router_reaches_headscale_on_the_lan_by_its_public_name(headscale: StackConfig) -> None:
+    deployment = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["hostAliases"] == [{"ip": "192.168.0.17", "hostnames": ["vpn.example.com"]}]
+
+
+def test_headscales_config(headscale: StackConfig) -> None:
+    config = plan.headscale_config(headscale)
+    assert (config["server_url"], config["listen_addr"], config["tls_letsencrypt_hostname"], config["tls_letsencrypt_challenge_type"]) == (
+        "https://vpn.example.com",
+        "0.0.0.0:8443",
+        "vpn.example.com",
+        "TLS-ALPN-01",
+    )
+    assert config["dns"] == {
+        "magic_dns": True,
+        "base_domain": "tailnet.iluvatar.home.arpa",
+        "override_local_dns": False,
+        "nameservers": {"global": [], "split": {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]}},
+        "search_domains": [],
+        "extra_records": [],
+    }
+    assert config["prefixes"] == {"v4": "100.64.0.0/10", "v6": "fd7a:115c:a1e0::/48", "allocation": "sequential"}
+    assert config["policy"] == {"mode": "file", "path": "/etc/headscale/policy.hujson"}
+    assert config["disable_check_updates"] is True
+    # Tailscale's public relays by default: no UDP port to forward, no DERP of its own.
+    assert config["derp"]["server"]["enabled"] is False and config["derp"]["urls"] == ["https://controlplane.tailscale.com/derpmap/default"]
+
+
+def test_embedded_derp_serves_stun_and_uses_no_public_relay() -> None:
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    config = plan.headscale_config(stack)
+    assert config["derp"]["server"]["enabled"] is True and config["derp"]["urls"] == []
+    service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+        {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"},
+    ]
+
+
+def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackConfig) -> None:
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
+    service = manifests[("Service", "headscale")]
+    assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.17"}
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
+    assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn"
+    assert manifests[("Deployment", "headscale")]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_headscales_stun_sees_the_devices_own_addresses() -> None:
+    # externalTrafficPolicy Local: kube-proxy does not masquerade, so STUN answers each device with its public address.
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"} in service["spec"]["ports"]
+
+
+def test_health_checks_see_the_tailnet(headscale: StackConfig) -> None:
+    # Headscale: ready when its CLI's health call answers, not when a port accepts; the router: ready once it has a
+    # tailnet address (containerboot's /healthz), so Pulumi's await of a router that never logs in fails.
+    headscale_pod = next(m for m in plan.headscale_manifests(headscale) if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert headscale_pod["containers"][0]["readinessProbe"] == {
+        "exec": {"command": ["headscale", "health"]},
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+    }
+    router = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert router["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3}
+    assert router["ports"] == [{"name": "health", "containerPort": 9002, "protocol": "TCP"}]
+    env = {e["name"]: e.get("value") for e in router["env"]}
+    assert (env["TS_ENABLE_HEALTH_CHECK"], env["TS_LOCAL_ADDR_PORT"]) == ("true", "0.0.0.0:9002")
+
+
+def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale: StackConfig) -> None:
+    users = plan.users_script(headscale, "headscale")
+    assert "for user in alice bob; do" in users and "preauthkeys" not in users
+    assert 'hs users create "$user" >/dev/null' in users and "hs health >/dev/null 2>&1" in users
+    # The key's step names no member: adding one to `access` changes the users' step only, and mints no router key.
+    script = plan.enroll_script("headscale")
+    assert "for user in iluvatar-router; do" in script and "alice" not in script and "bob" not in script
+    assert '--user "$id" --expiration 24h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
+    # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
+    assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
+
+
+_FAKE_HEADSCALE = """#!/bin/sh
+# Headscale's CLI as the enrolment calls it: healthy, one user, and what preauthkeys create does is the test's.
+case "$1 $2" in
+  "health "*) exit 0;;
+  "users list") echo '[{"id": 7, "name": "iluvatar-router"}]';;
+  "users create") exit 0;;
+  "preauthkeys create") %s;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "stdout"),
+    [
+        (
+            """echo '{"id": 3, "key": "0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f", "reusable": false}'""",
+            0,
+            "0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f0a1b2c3d4e5f\n",
+        ),
+        ("echo 'Error: rpc error: code = Unavailable' >&2; exit 1", 1, ""),
+        ("echo '{\"id\": 3}'", 1, ""),
+        ("""echo '{"key": "n/a"}'""", 1, ""),
+    ],
+    ids=["a-key", "the-cli-fails", "no-key", "not-a-key"],
+)
+def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig, answer: str, status: int, stdout: str, tmp_path: Path) -> None:
+    # Run by POSIX sh (dash here), as the Ainur's shell may be: a failing CLI inside a pipeline must still fail the step.
+    fake = tmp_path / "headscale"
+    fake.write_text(_FAKE_HEADSCALE % answer)
+    fake.chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", plan.enroll_script(str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stdout) == (status, stdout), done.stderr
+    assert done.stderr == "" if status == 0 else "iluvatar: Headscale" in done.stderr
+
+
+def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:
+    assert plan.sign_in(headscale) == {
+        "flavour": "headscale",
+        "loginServer": "https://vpn.example.com",
+        "routes": ROUTES,
+        "splitDns": {"iluvatar.home.arpa": ["192.168.0.14"], "jellyfin.example.com": ["192.168.0.14"]},
+        "groups": {"group:example-homelab-admins": ["apps", "kubernetes"], "group:example-family": ["apps"]},
+        "issuer": "https://dex.iluvatar.home.arpa",
+    }
+    assert plan.sign_in(tailscale)["loginServer"] == "https://controlplane.tailscale.com"
+
+
+# --- Any stack --------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def remote_stacks(draw: st.DrawFn) -> dict[str, Any]:
+    raw = draw(raw_stacks(ainur=True, identity=True))
+    assume("iluvatar:identity" in raw)
+    lan = IPv4Network(raw["iluvatar:network"]["lan"])
+    routes = draw(
+        st.lists(st.sampled_from([str(lan), *(str(s) for s in lan.subnets(new_prefix=min(lan.prefixlen + 2, 30)))]), unique=True, max_size=2)
+    )
+    reach = draw(st.lists(st.sampled_from(["apps", "kubernetes", *(["routes"] if routes else [])]), min_size=1, unique=True))
+    raw["iluvatar:remoteAccess"] = {
+        "flavour": "tailscale",
+        "tailscale": {"oauthClientId": "kQ2wZp7CNTRL", "replacePolicy": True},
+        "routes": routes,
+        "access": [{"group": "admins", "members": ["admin@lab.example"], "reach": reach}],
+    }
+    raw["iluvatar:tailscaleOauthClientSecret"] = {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
+    return raw
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(remote_stacks())
+def test_every_destination_is_advertised_and_every_route_is_the_homelabs(raw: dict[str, Any]) -> None:
+    stack = parse_stack(raw, frozenset({"iluvatar:identityConnectorSecret", "iluvatar:tailscaleOauthClientSecret"}))
+    routed = plan.routes(stack)
+    own = [stack.network.lan, *(v.cidr for v in stack.network.vlans)]
+    assert all(any(r.subnet_of(n) for n in own) for r in routed)
+    policy = plan.policy(stack)
+    # The routes the router advertises are exactly the ones the policy approves, and the Connector's.
+    assert (
+        sorted(policy["autoApprovers"]["routes"])
+        == sorted(str(r) for r in routed)
+        == sorted(plan.connector(stack)["spec"]["subnetRouter"]["advertiseRoutes"])
+    )
+    for rule in policy["acls"]:
+        for dst in rule["dst"]:
+            network = IPv4Network(dst.rpartition(":")[0])
+            assert any(network.subnet_of(r) for r in routed), dst
+    # Nothing in the tailnet's range, and the resolver the split names go to is advertised.
+    assert not any(r.overlaps(plan.TAILNET_RANGE) for r in routed)
+    assert all(any(IPv4Address(ns) in r for r in routed) for servers in plan.split_dns(stack).values() for ns in servers)
+
+
+# --- Headscale's own checks: its policy parser and its config loader, v0.27.1 (tools.gotools) -------------------
+
+
+def _headscale(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(gotools.build("headscale")), *args], capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", **(env or {})}, cwd=cwd
+    )
+
+
+def test_headscales_policy_parser_accepts_the_headscale_policy(headscale: StackConfig, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(plan.policy_text(headscale))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "Policy is valid" in checked.stdout
+
+
+def test_the_tailscale_policy_differs_from_headscales_only_by_the_operators_tag_owner(tailscale: StackConfig, tmp_path: Path) -> None:
+    # Tailscale's own parser is its control server's, which does not run here. Headscale's reads the same format and
+    # refuses one thing of it: a tag owned by a tag, which the operator needs on Tailscale ("If you specify custom
+    # tags here, you must also make the operator an owner of these tags", the Connector CRD's `tags`,
+    # tailscale.com_connectors.yaml:176 at v1.102.3) and Headscale v0.27.1 does not take (its OwnerEnc).
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(plan.policy_text(tailscale))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode != 0
+    assert 'within "/tagOwners/tag:iluvatar-router/0": Invalid Owner "tag:k8s-operator"' in checked.stdout + checked.stderr
+    # Without that one owner, Headscale's parser accepts the rest of the document: groups, rules, auto-approval.
+    rest = plan.policy(tailscale)
+    rest["tagOwners"] = {plan.ROUTER_TAG: []}
+    policy.write_text(json.dumps(rest))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_headscales_policy_parser_refuses_a_member_without_an_at(headscale: StackConfig, tmp_path: Path) -> None:
+    # The break: what stacks.remote_access refuses at preview (a login without @), Headscale's parser refuses too.
+    broken = plan.policy(headscale)
+    broken["groups"]["group:example-family"] = ["bob"]
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(json.dumps(broken))
+    checked = _headscale("policy", "check", "--file", str(policy), cwd=tmp_path)
+    assert checked.returncode != 0
+    assert 'Username has to contain @, got: "bob"' in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("derp", ["tailscale", "embedded"])
+def test_headscale_loads_the_rendered_config(derp: str, tmp_path: Path) -> None:
+    # `headscale configtest` builds the server from the config (its database, its keys, the policy file, DNS); the
+    # paths under /var/lib, /etc and /var/run are the pod's volumes, moved here by Headscale's own environment overrides.
+    stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": derp}})
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(stack)}
+    data = manifests[("ConfigMap", plan.HEADSCALE)]["data"]
+    (tmp_path / "config.yaml").write_text(data["config.yaml"])
+    (tmp_path / "policy.hujson").write_text(data["policy.hujson"])
+    env = {
+        "HEADSCALE_DATABASE_SQLITE_PATH": str(tmp_path / "db.sqlite"),
+        "HEADSCALE_NOISE_PRIVATE_KEY_PATH": str(tmp_path / "noise_private.key"),
+        "HEADSCALE_DERP_SERVER_PRIVATE_KEY_PATH": str(tmp_path / "derp_server_private.key"),
+        "HEADSCALE_TLS_LETSENCRYPT_CACHE_DIR": str(tmp_path / "cache"),
+        "HEADSCALE_UNIX_SOCKET": str(tmp_path / "headscale.sock"),
+        "HEADSCALE_POLICY_PATH": str(tmp_path / "policy.hujson"),
+    }
+    checked = _headscale("configtest", "--config", str(tmp_path / "config.yaml"), env=env, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (tmp_path / "db.sqlite").exists() and (tmp_path / "noise_private.key").exists()

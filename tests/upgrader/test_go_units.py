@@ -1,0 +1,29 @@
+"""The upgrader's own Go unit tests (`upgrader/**/_test.go`), run as part of the suite: the table tests of each
+package under `internal/` pin behaviour the Python-side tests reach only through the built program (escaping of a
+machine's text, the discovery window's bounds, the stop signal's path), and a Go test CI never runs proves nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from iluvatar import golang
+
+UPGRADER = Path(__file__).resolve().parents[2] / "upgrader"
+
+
+def test_the_upgraders_go_unit_tests_pass() -> None:
+    result = subprocess.run(
+        [golang.go_binary(), "test", "-count=1", "./..."],
+        cwd=UPGRADER,
+        env=golang.go_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # Every package with tests ran them (a package that fails to build reports FAIL, one with none says so).
+    ran = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
+    assert "github.com/iluvatar/upgrader/internal/discovery" in ran
+    assert "github.com/iluvatar/upgrader/internal/talos" in ran
