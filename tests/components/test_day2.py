@@ -46,8 +46,9 @@ def test_renaming_a_machine_resets_nothing_and_uninstalls_nothing(tmp_path: Path
     regs = after.named()
     assert regs["arda-mithrandir-apply"].aliases == ("name=arda-gandalf-apply",)
     assert regs["ainur-fionwe-join"].aliases == ("name=ainur-eonwe-join",)
-    # What does go: the renamed Pi's label patch (the Node object is the new name's now).
-    assert sorted(r.name for r in gone) == ["storage-ainur-node-eonwe"]
+    # What does go: the renamed Pi's label patch (the Node object is the new name's now), and its journal forwarder's
+    # step, create-only: it runs again under the new name (it installs and configures what is already there).
+    assert sorted(r.name for r in gone) == ["logs-ainur-eonwe-journal-upload", "storage-ainur-node-eonwe"]
 
 
 def test_a_removed_machine_is_reset_by_its_steps_delete(tmp_path: Path, homelab: Simulation) -> None:
