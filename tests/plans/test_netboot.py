@@ -221,7 +221,8 @@ def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config(
         "iseq ${arch} amd64 && goto discover ||",
         "iseq ${arch} arm64 && goto discover ||",
         "echo Iluvatar: ${mac} is not in the inventory, and discovery boots amd64 and arm64 only (arda.discovery.arches): on to its next boot device",
-        "exit",
+        # Review 2 HIGH 1: an error, or UEFI firmware stops at its boot menu instead of booting the disk.
+        "exit 1",
         ":discover",
         "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
         "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
@@ -229,7 +230,7 @@ def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config(
         "exit",
         ":closed",
         "echo Iluvatar: ${mac} is not in the inventory, and discovery is not armed (iluvatar discover --arm): on to its next boot device",
-        "exit",
+        "exit 1",
     ]
     for arch, board in (("amd64", "generic-x86"), ("arm64", "generic-arm64")):
         script = scripts[netboot.discovery_script(arch)].splitlines()
@@ -960,7 +961,7 @@ def _boot_script(unknown: list[str]) -> list[str]:
 def test_the_whole_boot_script() -> None:
     assert (
         netboot.scripts(load_stack_file(HOMELAB))["boot.ipxe"]
-        == "\n".join(_boot_script(["echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)", "exit"]))
+        == "\n".join(_boot_script(["echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)", "exit 1"]))
         + "\n"
     )
     assert (
