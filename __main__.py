@@ -77,8 +77,6 @@ if ainur is not None:
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
-    # The netbooting maiar join once the netboot service serves them their boot files and root (issue #41).
-    ainur.join_netbooted(netboot.pi_serving)
 
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).
 power = None
@@ -162,6 +160,13 @@ storage = Storage(
 )
 # What this deployment runs Ceph on: the next run reads it back to refuse an unretired removal.
 pulumi.export("storage", storage.state)
+
+if ainur is not None and netboot is not None:
+    # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
+    # maiar join once the netboot service serves them their boot files and root; then their Nodes get Longhorn's labels.
+    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [])
+    ainur.join_netbooted(netboot.pi_serving)
+    storage.label_pis({n: pi.join for n, pi in ainur.pis.items()})
 
 if ainur is not None and netboot is not None and stack.ainur is not None and stack.ainur.git_mirror is not None:
     GitMirror(

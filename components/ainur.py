@@ -32,6 +32,7 @@ from components import kube, steps
 from components.steps import ClusterAccess
 from plans import apiserver, bringup, cloudinit, k3s, rollout
 from plans import credentials as credentials_plan
+from plans.netboot import pi_pods, roll
 from stacks import day2
 from stacks.model import Node, StackConfig
 
@@ -51,6 +52,16 @@ class BootstrapClusterArgs:
 
 
 @dataclass(frozen=True)
+class PiRoll:
+    """What moves a netbooting maia to a new image (plans.netboot.roll): the first valar (its drain and uncordon run
+    there, with k3s's admin kubectl), and the Ainur's Kubernetes provider and access for its boot pointer."""
+
+    valar: command.remote.ConnectionArgs
+    kubernetes: k8s.Provider
+    access: ClusterAccess
+
+
+@dataclass(frozen=True)
 class PiArgs:
     """One Pi: its inventory entry, the join token, and how to reach it."""
 
@@ -67,16 +78,21 @@ class PiArgs:
     upgrade_after: Sequence[pulumi.Resource] = ()
     # A valar's API server's authentication config (iluvatar:identity), installed before k3s is told to read it.
     authentication: pulumi.Output[str] | None = None
+    # A netbooting maia: what moves it to a new image before its join.
+    roll: PiRoll | None = None
 
 
 class Pi(pulumi.ComponentResource):
-    """One Ainur machine: the cloud-init files it was flashed with, and its k3s join over SSH."""
+    """One Ainur machine: the cloud-init files it was flashed with, and its k3s join over SSH (a netbooting maia: its
+    move to the stack's image around them, plans.netboot.roll)."""
 
     user_data: str
     network_config: str
     join: command.remote.Command
     k3s: command.remote.Command
     uninstall: command.remote.Command
+    # Its last step: the next Pi's steps wait for it (a netbooting maia's uncordon, any other Pi's k3s step).
+    last: command.remote.Command
 
     def __init__(self, name: str, args: PiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
@@ -98,10 +114,38 @@ class Pi(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after)),
                 )
             )
+        former = name.removesuffix(node.name) + str(args.former)
+
+        def aliased(step: str) -> list[pulumi.Alias] | None:
+            return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
+
+        if args.roll is not None:
+            # Drained on the first valar, its boot moved to the stack's image, rebooted into it (plans.netboot.roll).
+            drain = command.remote.Command(
+                f"{name}-drain",
+                connection=args.roll.valar,
+                create=roll.drain_script(stack, node),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after), aliases=aliased("drain")),
+            )
+            pointer = k8s.core.v1.ConfigMap(
+                f"{name}-boot",
+                **{k: v for k, v in pi_pods.boot_configmap(stack, node).items() if k in ("metadata", "data")},
+                opts=args.roll.access.with_cluster(
+                    pulumi.ResourceOptions(parent=self, provider=args.roll.kubernetes, depends_on=[drain], aliases=aliased("boot"))
+                ),
+            )
+            before_join.append(
+                command.remote.Command(
+                    f"{name}-reboot",
+                    connection=args.connection,
+                    create=roll.reboot_script(stack, node),
+                    opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
+                )
+            )
         self.join = command.remote.Command(
             f"{name}-join",
             connection=args.connection,
-            create=k3s.join_script(node, rejoin=k3s.server_url(stack) if k3s.is_first_server(stack, node) else None),
+            create=roll.join_script(stack, node),
             # No delete: `pulumi up --replace` of this step (a rebuilt Pi) deletes the old one after the new one
             # ran, and an uninstall there would undo the join it just made. The uninstall is `uninstall`'s.
             stdin=config,
@@ -112,7 +156,7 @@ class Pi(pulumi.ComponentResource):
                 provider=args.command_provider,
                 depends_on=before_join,
                 additional_secret_outputs=["stdout", "stderr"],
-                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-join")] if args.former else None,
+                aliases=aliased("join"),
             ),
         )
         # Its k3s at the stack's version: a no-op on a Pi cloud-init installed at it, an upgrade (and the
@@ -125,7 +169,7 @@ class Pi(pulumi.ComponentResource):
                 parent=self,
                 provider=args.command_provider,
                 depends_on=[self.join, *args.upgrade_after],
-                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-k3s")] if args.former else None,
+                aliases=aliased("k3s"),
             ),
         )
         # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled. Nothing runs at create (pulumi-command
@@ -134,6 +178,15 @@ class Pi(pulumi.ComponentResource):
         # `up` deletes the rest of the Pi, whose deletes run nothing. A renamed Pi keeps it (an alias): never
         # uninstalled. The order between Pis does not matter: k3s's uninstall script needs no cluster (k3s's
         # install.sh, create_uninstall: it runs k3s-killall.sh, then removes the service and the files).
+        self.last = self.k3s
+        if args.roll is not None:
+            # Uncordoned once back and at its k3s version: then the next Pi.
+            self.last = command.remote.Command(
+                f"{name}-uncordon",
+                connection=args.roll.valar,
+                create=roll.uncordon_script(stack, node),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.k3s], aliases=aliased("uncordon")),
+            )
         self.uninstall = command.remote.Command(
             f"{name}-uninstall",
             connection=args.connection,
@@ -142,7 +195,7 @@ class Pi(pulumi.ComponentResource):
                 parent=self,
                 provider=args.command_provider,
                 depends_on=[self.join],
-                aliases=[pulumi.Alias(name=f"{name.removesuffix(node.name)}{args.former}-uninstall")] if args.former else None,
+                aliases=aliased("uninstall"),
             ),
         )
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config})
@@ -240,7 +293,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
-            previous = [self.pis[node.name].k3s]
+            previous = [self.pis[node.name].last]
             joined = [self.pis[node.name].join]
         self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
         self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
@@ -250,6 +303,7 @@ class BootstrapCluster(pulumi.ComponentResource):
             self.network_config[node.name] = cloudinit.network_config(stack, node)
         self._chain = (joined, previous)
         self._join_args = (token, connect, command_provider, authentication, name)
+        self._valar = connect(first)
 
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
@@ -288,7 +342,9 @@ class BootstrapCluster(pulumi.ComponentResource):
     def join_netbooted(self, serving: Sequence[pulumi.Resource]) -> None:
         """Join the netbooting maiar, one after the other at the end of the chain, each once `serving` is: the netboot
         objects that serve a Pi its boot files and root (plans.netboot.pi_pods; pulumi-kubernetes awaits them ready),
-        as Arda's installs wait for theirs. The join's SSH retries then wait out the Pi's own boot."""
+        as Arda's installs wait for theirs. Each is first moved to the stack's image (plans.netboot.roll: its boot
+        pointer made, on its first `up`; drained, moved and rebooted after a new image), and the next Pi's steps wait
+        for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
         token, connect, command_provider, authentication, name = self._join_args
         joined, previous = self._chain
         for node, former in self._pending:
@@ -305,9 +361,10 @@ class BootstrapCluster(pulumi.ComponentResource):
                     former=former,
                     upgrade_after=previous,
                     authentication=authentication,
+                    roll=PiRoll(self._valar, self.kubernetes_provider, self.access),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
-            previous = [self.pis[node.name].k3s]
+            previous = [self.pis[node.name].last]
             joined = [self.pis[node.name].join]
         self._pending = []

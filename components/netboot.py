@@ -90,14 +90,36 @@ class Netboot(pulumi.ComponentResource):
                 # Refill every Pi's cache when the boot assets change (a Talos upgrade, a new board).
                 template = manifest["spec"]["template"]
                 digest = fetch.apply(lambda script: hashlib.sha256(script.encode()).hexdigest()[:16])
-                template = {**template, "metadata": {**template["metadata"], "annotations": {"iluvatar/assets-digest": digest}}}
+                # Beside the plan's own annotations (the Pis' pi-digest), which a bare replacement dropped.
+                annotations = {**template["metadata"].get("annotations", {}), "iluvatar/assets-digest": digest}
+                template = {**template, "metadata": {**template["metadata"], "annotations": annotations}}
                 manifest = {**manifest, "spec": {**manifest["spec"], "template": template}}
             rest.append(manifest)
         # Each workload after the account, ConfigMaps and Secrets it names (plans.references).
         existing = {references.identity(namespace): ns, ("Secret", plan.NAMESPACE, "talos-configs"): configs}
+        # The NFS server of the maiar's roots after netboot-cache (review 41-1 H2): pulumi-kubernetes awaits the DaemonSet
+        # until every Pi's pod is ready, past its init steps, so a new image is built on every Pi that boots from its
+        # card before the server is replaced to serve a root of it.
+        # The roots' volume and server wait for its storage too (review 41-1 H7: Longhorn's StorageClass comes with the
+        # storage layer, long after this): `serve_pis` makes them, once the program has it.
+        self._pis = [m for m in rest if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("PersistentVolumeClaim", "pi-roots"))]
+        rest = [m for m in rest if m not in self._pis]
         self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
+        self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
+        self._name, self._schematics = name, list(args.schematics)
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
-        # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (whose pod
-        # starts only once the cache built the image and the roots' volume is bound).
-        self.pi_serving = [*self.serving, *(o for key, o in self.objects.items() if key == f"{name}-deployment-pi-nfs")]
+        # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (serve_pis).
+        self.pi_serving = list(self.serving)
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})
+
+    def serve_pis(self, storage: Sequence[pulumi.Resource]) -> None:
+        """The netbooting maiar's roots' volume and NFS server, after `storage` (the Application that installs the
+        volume's StorageClass, Longhorn, when it runs on the Ainur) and after netboot-cache: pulumi-kubernetes awaits
+        the DaemonSet until every card Pi's pod is past its init steps, so a new image is built on each before the
+        server is replaced to serve a root of it (H2). Nothing without a netbooting maia."""
+        if not self._pis:
+            return
+        name = self._name
+        after = pulumi.ResourceOptions(parent=self, depends_on=[*self._schematics, self.objects[f"{name}-daemonset-netboot-cache"], *storage])
+        self.objects.update(kube.create_all(name, self._pis, after, self._made))
+        self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]

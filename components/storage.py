@@ -53,6 +53,7 @@ class Storage(pulumi.ComponentResource):
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:storage:Storage", name, None, opts)
         stack = args.stack
+        self._stack = stack
         self.state = plan.state(stack, args.deployed)
         self.namespaces, self.applications = {}, {}
         if args.gitops is None or not local_volumes.enabled(stack):
@@ -98,15 +99,24 @@ class Storage(pulumi.ComponentResource):
                 *([self.applications["rook-ceph-cluster"]] if "rook-ceph-cluster" in self.applications else []),
             ]
             kube.create(f"{name}-arda", job, arda.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=arda.provider, depends_on=after)))
-        if "ainur" in argocds:
-            for pi, labels in plan.longhorn_node_labels(stack).items():
-                k8s.core.v1.NodePatch(
-                    f"{name}-ainur-node-{pi}",
-                    metadata={"name": pi, "labels": labels},
-                    opts=argocds["ainur"].access.with_cluster(
-                        pulumi.ResourceOptions(
-                            parent=self, provider=argocds["ainur"].provider, depends_on=[j for j in [args.pi_joins.get(pi)] if j is not None]
-                        )
-                    ),
-                )
+        self._name, self._ainur = name, argocds.get("ainur")
+        self._labelled: set[str] = set()
+        self.label_pis(args.pi_joins)
         self.register_outputs({"state": self.state})
+
+    def label_pis(self, pi_joins: Mapping[str, pulumi.Resource]) -> None:
+        """Longhorn's labels on each Pi's Node, after its join: the Pis joined by then, and again later with the
+        netbooting maiar, which join only once their roots' storage runs (components.netboot.Netboot.serve_pis)."""
+        if getattr(self, "_ainur", None) is None:
+            return
+        argocd = self._ainur
+        assert argocd is not None
+        for pi, labels in plan.longhorn_node_labels(self._stack).items():
+            if pi in self._labelled or pi not in pi_joins:
+                continue
+            self._labelled.add(pi)
+            k8s.core.v1.NodePatch(
+                f"{self._name}-ainur-node-{pi}",
+                metadata={"name": pi, "labels": labels},
+                opts=argocd.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[pi_joins[pi]])),
+            )

@@ -10,7 +10,7 @@ The layout (under the output folder):
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
   netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
-  netboot/pis/image.txt, netboot/pis/<pi>/bootconf.txt, netboot/pis/<pi>/boot.cmdline.txt, .../root.<path>
+  netboot/pis/image.txt, netboot/pis/<pi>/bootconf.txt, netboot/pis/<pi>/boot.cmdline.txt (and boot.image, boot.folder), .../root.<path>
                                                  with netbooting maiar: the image, each Pi's EEPROM lines, its files
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
   flash/schematic-<board>.yaml                   each flashed board's schematic, as POSTed to Image Factory
@@ -156,6 +156,12 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
         for key, text in sorted(redact(pis.inputs.get("data", {})).items()):
             name, _, rest = key.partition(".")
             files[f"netboot/pis/{key}" if key in shared else f"netboot/pis/{name}/{rest}"] = text
+    # Each netbooting maia's boot pointer (its pi-boot-<pi> ConfigMap, components.ainur): what it boots next.
+    for reg in sim.registrations:
+        if reg.type == "kubernetes:core/v1:ConfigMap" and reg.name.startswith("ainur-") and reg.name.endswith("-boot"):
+            pi = reg.name.removeprefix("ainur-").removesuffix("-boot")
+            for key, text in sorted(redact(reg.inputs.get("data", {})).items()):
+                files[f"netboot/pis/{pi}/boot.{key}"] = text
     reservations = {netboot.mac_name(r["mac"]): r for r in sim.outputs.get("reservations") or []}
     scripts = sorted(n.removesuffix(".ipxe") for n in (ipxe.inputs.get("data", {}) if ipxe else {}) if n != "boot.ipxe")
     if scripts:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from plans import k3s
+from plans import k3s, nfs_guard
 from stacks.model import Node, StackConfig
 
 LONGHORN_MOUNT = "/var/lib/longhorn"
@@ -73,6 +73,9 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
         # Its kernel and initramfs come from the Ainur's TFTP, not from this root: an upgraded kernel package here
         # would leave the booted kernel without its modules. A new image (ainur.piImage) brings a new kernel.
         doc["runcmd"].insert(0, ["apt-mark", "hold", *NETBOOT_HELD])
+        # Its pods never reach the NFS server of its root (plans.netboot.pis.nfs_guard_rules), from before k3s's install.
+        doc["write_files"].append({"path": nfs_guard.UNIT, "permissions": "0644", "content": nfs_guard.unit(stack)})
+        doc["runcmd"].insert(1, ["systemctl", "enable", "--now", nfs_guard.UNIT.rsplit("/", 1)[1]])
     if not doc["write_files"]:
         del doc["write_files"]
     return doc

@@ -421,6 +421,7 @@ def join_script(
     node_timeout: int = NODE_TIMEOUT_SECONDS,
     etcd_timeout: int = ETCD_TIMEOUT_SECONDS,
     owed: str = RESTART_OWED,
+    check: str = "",
 ) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
@@ -447,6 +448,8 @@ def join_script(
     A restart is owed (RESTART_OWED) from before the config is installed until these gates pass: a join that failed
     or was cut short after it installed the config is run again by the next `pulumi up` with the config unchanged,
     and restarts k3s again and waits again, rather than passing on a Pi that never came back.
+
+    `check`: lines run first, before anything changes (a netbooting maia's: it runs the stack's image, plans.netboot.roll).
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
@@ -454,7 +457,7 @@ def join_script(
     before = f'  [ "$active" = 1 ] && wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n' if valar else ""
     etcd_after = f'wait_for {etcd_timeout} "etcd healthy with every member once k3s runs" etcd_healthy\n' if valar else ""
     return f"""set -eu
-# cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
+{check}# cloud-init installs k3s in its final stage, after SSH is already up: wait for it (0 done, 2 done with
 # recoverable errors; anything else failed or timed out).
 status=0
 timeout {limit} cloud-init status --wait </dev/null >/dev/null 2>&1 || status=$?

@@ -30,6 +30,8 @@ from typing import Any
 
 from plans import apiserver, bringup, k3s
 from plans import credentials as credentials_plan
+from plans.netboot import roll
+from plans.netboot.pis import image_id
 from stacks.model import Node, StackConfig
 
 
@@ -84,8 +86,11 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
     for node in stack.ainur_nodes:
         if stack.identity is not None and node.role == "valar":
             out[f"{node.name}-oidc"] = command_digest(apiserver.k3s_authentication_script(stack), None, None)
-        rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
-        out[f"{node.name}-join"] = command_digest(k3s.join_script(node, rejoin=rejoin), None, None)
+        out[f"{node.name}-join"] = command_digest(roll.join_script(stack, node), None, None)
+        if node.boot == "netboot":
+            out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
+            out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
+            out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
         out[f"{node.name}-k3s"] = command_digest(k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
@@ -385,7 +390,12 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
     return {
         "k3sVersion": stack.ainur.k3s_version,
         "order": [n.name for n in order],
-        "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)} for n in stack.ainur_nodes},
+        "nodes": {
+            n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
+            # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
+            | ({"image": image_id(stack)} if n.boot == "netboot" else {})
+            for n in stack.ainur_nodes
+        },
         "commands": ainur_commands(stack),
     }
 
@@ -408,12 +418,23 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append("its k3s config: unknown: the last deployment did not record it (its join writes it and restarts k3s only if it changed)")
         elif was.get("config") != now.get("config"):
             what.append("its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)")
+        if now.get("image") and was.get("image") and now["image"] != was["image"]:
+            what.append(
+                f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
+                "rebooted, its join waits for its Node Ready from after the reboot, uncordoned"
+            )
+        elif now.get("image") and not was.get("image"):
+            what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
+        moved = bool(now.get("image")) and now.get("image") != was.get("image")
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
-            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config")),
+            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config") or moved),
+            ("drain", "drains it again", moved),
+            ("reboot", "it runs its image already: no reboot", moved),
+            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved),
             ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new),
         ):
             if f"{name}-{step}" in rewritten and not explained:

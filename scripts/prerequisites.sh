@@ -30,10 +30,11 @@ fi
 # busybox (its ash, Alpine's /bin/sh) and bash (Essential): the /bin/sh of other systems, which exec a lone command
 # in their own place; the same stopped step runs under each too.
 # nfs-ganesha, nfs-ganesha-vfs (its rpcbind comes along), libnfs-utils: the netbooting maiar's NFS roots, the real server and a
-# userspace client (this kernel has no NFS client); mtools, dosfstools, cpio: the Pi image builder's test images (issue #41).
+# userspace client (this kernel has no NFS client); mtools, dosfstools, cpio: the Pi image builder's test images (issue #41);
+# iptables: a netbooted maia's guard of its NFS server against its own pods, run as the Pi runs it.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl nfs-ganesha nfs-ganesha-vfs libnfs-utils mtools dosfstools cpio
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
-  openssh-server openssh-client sudo restic jq dash busybox bash)
+  openssh-server openssh-client sudo restic jq dash busybox bash iptables)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)

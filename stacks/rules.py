@@ -604,6 +604,36 @@ def _netboot(p: Parsed) -> list[Problem]:
 
 # The boards whose bootloader netboots as plans.netboot.pis serves it: the Raspberry Pi 4 and 5 EEPROM bootloaders.
 PI_NETBOOT_BOARDS = ("rpi4", "rpi5")
+# NFS-Ganesha numbers each netbooting Pi's roots from its serial (plans.netboot.nfs): PI_EXPORT_SLOTS ids in a row, one
+# per root it may have at once (the image it runs, the one it boots next, one more left over), in Ganesha's 16 bits
+# (0 and 1 are its own). Derived, not counted, so another Pi coming or going never renumbers a root a Pi holds open.
+PI_EXPORT_SLOTS = 4
+PI_EXPORT_BASES = (65536 - 2) // PI_EXPORT_SLOTS
+
+
+def pi_export_base(serial: str) -> int:
+    """The first of a netbooting Pi's NFS export ids, less 2, over PI_EXPORT_SLOTS: two serials equal modulo
+    PI_EXPORT_BASES clash."""
+    return int(serial, 16) % PI_EXPORT_BASES
+
+
+def _export_clash(i: int, node: Node, bases: dict[int, tuple[int, Node]]) -> list[Problem]:
+    """A netbooting maia whose serial gives the NFS export ids an earlier one's gives (pi_export_base)."""
+    assert node.serial is not None
+    base = pi_export_base(node.serial)
+    if base not in bases:
+        bases[base] = (i, node)
+        return []
+    k, other = bases[base]
+    return [
+        Problem(
+            node_path(i, "serial"),
+            f"{node.serial} gives {node.name}'s roots (/pis/{node.name}/...) the NFS export ids that nodes[{k}].serial "
+            f"({other.serial}) gives {other.name}'s (/pis/{other.name}/...): Ganesha numbers a Pi's roots from its serial, "
+            f"modulo {PI_EXPORT_BASES}, and two roots cannot share one; netboot one of them only (set boot: disk on "
+            f"{node.name} and flash its card)",
+        )
+    ]
 
 
 def _pi_netboot(p: Parsed) -> list[Problem]:
@@ -611,6 +641,7 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
     out: list[Problem] = []
     valar = [n for _, n in p.nodes if n.role == "valar"]
     serials: dict[str, tuple[int, str]] = {}
+    bases: dict[int, tuple[int, Node]] = {}
     for i, node in p.nodes:
         if node.role not in AINUR_ROLES:
             if node.serial is not None:
@@ -631,6 +662,8 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
                 )
             else:
                 serials[node.serial] = (i, node.name)
+                if node.boot == "netboot" and node.role == "maiar":
+                    out += _export_clash(i, node, bases)
         if node.boot != "netboot":
             if node.serial is not None:
                 out.append(

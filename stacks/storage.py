@@ -139,6 +139,8 @@ def check(
             problems += _ceph(storage, inventory, arda)
         problems += _arda_default(storage, inventory)
         problems += _ainur(storage, inventory, ainur, ainur_set)
+        if ainur is not None:
+            problems += _netbooted_roots(nodes, gitops_set)
     if storage.nfs is not None:
         problems += _nfs(storage.nfs.server, nodes, arda, ainur, network)
     return problems
@@ -262,6 +264,33 @@ def _ainur(storage: Storage, nodes: Sequence[Node], ainur: Ainur | None, ainur_s
     if pis and _version(ainur.k3s_version) < LONGHORN_MIN_KUBERNETES:
         need = ".".join(map(str, LONGHORN_MIN_KUBERNETES))
         yield Problem("iluvatar:ainur.k3sVersion", f"{ainur.k3s_version}: Longhorn 1.10 (on the Pis' data disks) needs Kubernetes {need} or later")
+
+
+def _netbooted_roots(nodes: Sequence[tuple[int, Node]], gitops_set: bool) -> Iterator[Problem]:
+    """The netbooting maiar's roots are one volume (pi-roots, plans.netboot.pi_pods) beside the NFS server, which runs
+    where the netboot pod does: on any Pi that boots from its card. With two or more such Pis a failover moves it, and
+    only a replicated volume follows: Longhorn's, on the Pis' data disks. k3s's local-path volume stays on the Pi that
+    died, and the NFS server, bound to the netboot pod's Pi, never starts again: every netbooted root is gone."""
+    netbooted = [(i, n) for i, n in nodes if n.role in AINUR_ROLES and n.boot == "netboot"]
+    servers = [n for _, n in nodes if n.role in AINUR_ROLES and n.boot != "netboot"]
+    if not netbooted or len(servers) < 2:
+        return
+    longhorn = [n for n in servers if n.data_disks]
+    if gitops_set and len(longhorn) >= 2:
+        return
+    i, node = netbooted[0]
+    names = ", ".join(n.name for n in servers)
+    have = (
+        "Longhorn is installed only with iluvatar:gitops, which this stack has not: set iluvatar:gitops"
+        if not gitops_set
+        else f"{len(longhorn)} of them has dataDisks ({', '.join(n.name for n in longhorn) or 'none'}): give a second one dataDisks "
+        "(Longhorn formats its dataDisks[0])"
+    )
+    yield Problem(
+        _node(i, "boot"),
+        f"netboot: {node.name}'s root lives on one volume that must follow the netboot pod between the {len(servers)} Pis booting "
+        f"from their cards ({names}), and only Longhorn replicates it; {have}, or set boot: disk",
+    )
 
 
 def zone_addresses(nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: Ainur | None, network: Network | None) -> dict[str, IPv4Address]:

@@ -97,12 +97,13 @@ def make(folder: Path, boot: dict[str, str] | None = None, root: dict[str, str] 
     return xz, hashlib.sha256(xz.read_bytes()).hexdigest(), root_bytes
 
 
-def build(script: str, xz: Path, sha256: str, out: Path) -> subprocess.CompletedProcess[str]:
-    """Run the program's builder (plans.netboot.pi_image.build_script) on it, offline: curl reads the file: URL."""
+def build(script: str, xz: Path, sha256: str, out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the program's builder (plans.netboot.pi_image.build_script) on it, offline: curl reads the file: URL.
+    `extra`: more of its environment (PIS, BOOTS)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / "build-pi-image.sh"
     path.write_text(script)
-    env = {**os.environ, "URL": f"file://{xz}", "SHA256": sha256, "OUT": str(out)}
+    env = {**os.environ, "URL": f"file://{xz}", "SHA256": sha256, "OUT": str(out), **extra}
     return subprocess.run(["sh", str(path)], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 

@@ -93,6 +93,29 @@ def _discovery(stack: StackConfig) -> list[str]:
     ]
 
 
+# What a Raspberry Pi 4 and 5 bootloader puts first in its DHCP option 97 (the client GUID): type 0, then the FourCC
+# R,P,i,4 or R,P,i,5 (rpi-eeprom firmware-2711/release-notes.md, 2020-03-11: "DHCP_OPTION97 - The default GUID has now
+# changed to RPI4+BOARD_ID+ETH_MAC_LSB+SERIAL in order to make it easier to automatically identify Raspberry Pi
+# computers"; firmware-2712/release-notes.md, 2023-10-30: "Update DHCP Option97 to be R,P,i,5 on Pi5").
+PI_OPTION97 = ("00:52:50:69:34", "00:52:50:69:35")
+
+
+def _unknown_pis(stack: StackConfig) -> list[str]:
+    """An unknown Raspberry Pi's bootloader gets nothing where unknown machines are booted (arda.discovery, the generic
+    worker): it sends a BIOS PC's PXE request (client architecture 0, PXEClient:Arch:00000:UNDI:002001), and would
+    otherwise get undionly.kpxe, which it cannot run, and an address of the discovery pool. dnsmasq ignores a client
+    once its tags, tag-if's included, match a dhcp-ignore line, in a ProxyDHCP answer too (dnsmasq 2.90 src/rfc2131.c:
+    830-835, 1011); dhcp-match's hex value matches the option's first bytes (src/dhcp-common.c:268-282, match_bytes)."""
+    if not _boots_unknown(stack):
+        return []
+    return [
+        "# An unknown Raspberry Pi's bootloader (option 97 begins R,P,i,4 or R,P,i,5) gets no answer: nothing it could boot,",
+        "# no address of the discovery pool. Only the inventory's netbooting Pis boot from the Ainur.",
+        *(f"dhcp-match=set:rpi-bootloader,97,{prefix}" for prefix in PI_OPTION97),
+        "dhcp-ignore=tag:rpi-bootloader,tag:!known",
+    ]
+
+
 def _unknown(stack: StackConfig) -> str:
     assert stack.ainur is not None
     return "discovery" if stack.discovery is not None else stack.ainur.netboot.unknown_macs
@@ -162,6 +185,7 @@ def dnsmasq_conf(
         # (dnsmasq ignores a client when every tag of the line matches: neither netbooted by iPXE nor a netbooting Pi.)
         rpi = ",tag:!rpiboot" if pis else ""
         lines.append(f"dhcp-ignore=tag:known,tag:!netboot{rpi}" if _boots_unknown(stack) else f"dhcp-ignore=tag:!netboot{rpi}")
+    lines += _unknown_pis(stack)
     lines.append("dhcp-userclass=set:ipxe,iPXE")
     for firmware, codes in CLIENT_ARCH.items():
         for code in codes:

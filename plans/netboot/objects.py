@@ -64,8 +64,8 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
     pi_pods.with_pis(stack, cache_spec, netboot_spec)
     cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels}, "spec": cache_spec}
     if netboot_pis(stack):
-        # The image or a Pi's files changed: each Pi's cache runs its steps again.
-        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods._digest(pi_pods.pi_config(stack))}
+        # The image or the scripts changed: each Pi's cache runs its steps again (not a Pi's seed: pi_pods.CACHE_KEYS).
+        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods.cache_digest(stack)}
     leases_rules = [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [LEASES_CONFIGMAP], "verbs": ["get", "update"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},

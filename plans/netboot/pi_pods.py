@@ -2,9 +2,14 @@
 server next to the netboot pod, its volume, and the ConfigMap of each Pi's own files. Only with a netbooting maia.
 
 Where each runs, and why:
-- `netboot-cache` (the DaemonSet of plans.netboot.pods) gets three more steps on each Pi that boots from its card: the
-  image builder (plans.netboot.pi_image), the Pis' TFTP folders (plans.netboot.pis.tftp_script), and NFS-Ganesha's
-  Debian packages downloaded to the Pi, so the NFS server starts after a power cut with no internet, as dnsmasq does.
+- `netboot-cache` (the DaemonSet of plans.netboot.pods) gets two more steps on each Pi that boots from its card, the
+  image builder (plans.netboot.pi_image) and NFS-Ganesha's Debian packages downloaded to the Pi, so the NFS server
+  starts after a power cut with no internet, as dnsmasq does; and a container that keeps the Pis' TFTP folders as
+  their boot pointers say (plans.netboot.pis.tftp_script), on every such Pi, so whichever runs the netboot pod serves
+  them. The netboot pod's dnsmasq sees the images at the same path, since the TFTP folders link into them.
+- `pi-boot-<pi>`, a ConfigMap per netbooting Pi: its boot pointer (plans.netboot.pis.boot_pointer), what it boots next.
+  Not this module's objects to apply: the Ainur's chain moves each one to a new image right before that Pi's reboot
+  (plans.netboot.roll, components.ainur).
 - `pi-nfs`, one replica, replaced never rolled (two servers of one root must never run at once), on the Pi that runs
   the netboot pod (required pod affinity): the service address is there, and it is the roots' server address.
   Privileged: it loop-mounts the image and mounts an overlay per Pi (plans.netboot.nfs); nothing else of the netboot
@@ -18,12 +23,12 @@ from __future__ import annotations
 from typing import Any
 
 from plans import storage
-from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT
-from plans.netboot.nfs import EXPORTS, ganesha_conf, serve_script
+from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
+from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
 from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
-from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_files, eeprom_config, netboot_pis, seed_files, tftp_dir, tftp_script
+from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
-from stacks.model import StackConfig
+from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
 # image of the same date as DEBIAN_IMAGE's.
@@ -33,6 +38,34 @@ GANESHA_DEBS = f"{HOST_CACHE}/pi-nfs-debs"
 ROOTS_SIZE_PER_PI_GI = 20
 # Not a netbooting Pi: k3s labels those iluvatar/boot=netboot (plans.k3s.config).
 NOT_NETBOOTED = {"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}
+# Where the pods see the boot pointers (the pi-boot-<pi> ConfigMaps, projected), and the generated ganesha.conf.
+BOOTS = "/etc/iluvatar-pi-boots"
+GANESHA_CONF = "/run/iluvatar/ganesha.conf"
+POINTER_KEYS = ("folder", "image", "cmdline.txt")
+
+
+def boot_name(name: str) -> str:
+    """The ConfigMap of a Pi's boot pointer."""
+    return f"pi-boot-{name}"
+
+
+def boot_configmap(stack: StackConfig, node: Node) -> dict[str, Any]:
+    """The Pi's boot pointer as a ConfigMap (plans.netboot.pis.boot_pointer)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(boot_name(node.name), _labels("pi-boot")), "data": boot_pointer(stack, node)}
+
+
+def boot_projection(stack: StackConfig) -> dict[str, str]:
+    """What the kubelet writes at BOOTS from the pointers as they are in `stack` (the tests lay them out with it)."""
+    return {f"{n.name}/{key}": text for n in netboot_pis(stack) for key, text in boot_pointer(stack, n).items()}
+
+
+def _boots_volume(stack: StackConfig) -> dict[str, Any]:
+    # Optional: a Pi's pointer is made in the Ainur's chain (its first boot's), after these pods may have started.
+    sources = [
+        {"configMap": {"name": boot_name(n.name), "optional": True, "items": [{"key": k, "path": f"{n.name}/{k}"} for k in POINTER_KEYS]}}
+        for n in netboot_pis(stack)
+    ]
+    return {"name": "pi-boots", "projected": {"sources": sources}}
 
 
 def pi_config(stack: StackConfig) -> dict[str, str]:
@@ -49,29 +82,27 @@ def pi_config(stack: StackConfig) -> dict[str, str]:
     }
     for node in netboot_pis(stack):
         data[f"{node.name}.bootconf.txt"] = eeprom_config(stack, node)
-        for name, text in boot_files(stack, node).items():
-            data[f"{node.name}.boot.{name}"] = text
+        data[f"{node.name}.export.conf"] = export_template(node)
+        data[f"{node.name}.export-ids"] = " ".join(str(i) for i in export_ids(node)) + "\n"
         for path, text in seed_files(stack, node).items():
             data[f"{node.name}.root{path.replace('/', '.')}"] = text
     return data
 
 
-def project(stack: StackConfig, kind: str) -> dict[str, str]:
-    """What the kubelet writes for a volume of the ConfigMap with `kind`'s items: each item's path and its text
+def project(stack: StackConfig) -> dict[str, str]:
+    """What the kubelet writes for the NFS container's volume of the Pis' files: each item's path and its text
     (the tests lay the Pis' files out with it, as the pods see them)."""
     data = pi_config(stack)
-    return {item["path"]: data[item["key"]] for item in _items(stack, kind)}
+    return {item["path"]: data[item["key"]] for item in _items(stack)}
 
 
-def _items(stack: StackConfig, kind: str) -> list[dict[str, str]]:
-    """ConfigMap items that lay the Pis' files out as the scripts read them: `<mac>/<serial>/<file>` for TFTP,
-    `<name>/files/<path>` for the roots."""
+def _items(stack: StackConfig) -> list[dict[str, str]]:
+    """ConfigMap items that lay each Pi's files out as serve_script reads them: `<pi>/files/<path>`, `<pi>/export.conf`
+    and `<pi>/export-ids`."""
     out = []
     for node in netboot_pis(stack):
-        if kind == "boot":
-            out += [{"key": f"{node.name}.boot.{name}", "path": f"{tftp_dir(node)}/{name}"} for name in boot_files(stack, node)]
-        else:
-            out += [{"key": f"{node.name}.root{path.replace('/', '.')}", "path": f"{node.name}/files{path}"} for path in seed_files(stack, node)]
+        out += [{"key": f"{node.name}.root{path.replace('/', '.')}", "path": f"{node.name}/files{path}"} for path in seed_files(stack, node)]
+        out += [{"key": f"{node.name}.{k}", "path": f"{node.name}/{k}"} for k in ("export.conf", "export-ids")]
     return out
 
 
@@ -81,21 +112,16 @@ def cache_steps(stack: StackConfig) -> list[dict[str, Any]]:
     image = stack.ainur.pi_image
     cache = {"name": "cache", "mountPath": HOST_CACHE}
     scripts = {"name": "pi-netboot", "mountPath": "/etc/iluvatar-pi"}
+    boots = {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True}
     apt = "apt-get update -qq && apt-get install -y -qq --no-install-recommends"
     return [
         {
             "name": "pi-image",
             "image": DEBIAN_IMAGE,
             "command": ["sh", "-c", f"{apt} {' '.join(BUILDER_PACKAGES)} >/dev/null && exec sh /etc/iluvatar-pi/build-pi-image.sh"],
-            "env": [{"name": "URL", "value": image.url}, {"name": "SHA256", "value": image.sha256}, {"name": "OUT", "value": image_dir(stack)}],
-            "volumeMounts": [scripts, cache],
-        },
-        {
-            "name": "pi-tftp",
-            "image": DEBIAN_IMAGE,
-            "command": ["sh", "/etc/iluvatar-pi/pi-tftp.sh"],
-            "env": [{"name": "TFTP_ROOT", "value": f"{HOST_CACHE}/tftp"}, {"name": "IMAGE", "value": image_dir(stack)}, {"name": "PIS", "value": "/etc/iluvatar-pi-boot"}],
-            "volumeMounts": [scripts, cache, {"name": "pi-boot", "mountPath": "/etc/iluvatar-pi-boot"}],
+            "env": [{"name": "URL", "value": image.url}, {"name": "SHA256", "value": image.sha256}, {"name": "OUT", "value": image_dir(stack)},
+                    {"name": "PIS", "value": " ".join(n.name for n in netboot_pis(stack))}, {"name": "BOOTS", "value": BOOTS}],
+            "volumeMounts": [scripts, cache, boots],
         },
         {
             "name": "pi-nfs-packages",
@@ -108,10 +134,25 @@ def cache_steps(stack: StackConfig) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def tftp_container() -> dict[str, Any]:
+    """netboot-cache's container that keeps the Pis' TFTP folders as their boot pointers say (plans.netboot.pis.tftp_script)."""
+    return {
+        "name": "pi-tftp",
+        "image": DEBIAN_IMAGE,
+        "command": ["sh", "/etc/iluvatar-pi/pi-tftp.sh"],
+        "env": [{"name": "TFTP_ROOT", "value": f"{HOST_CACHE}/tftp"}, {"name": "IMAGES", "value": PI_IMAGES}, {"name": "BOOTS", "value": BOOTS}],
+        "volumeMounts": [
+            {"name": "pi-netboot", "mountPath": "/etc/iluvatar-pi"},
+            {"name": "cache", "mountPath": HOST_CACHE},
+            {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True},
+        ],
+    }
+
+
 def cache_volumes(stack: StackConfig) -> list[dict[str, Any]]:
     return [
         {"name": "pi-netboot", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("build-pi-image.sh", "pi-tftp.sh")]}},
-        {"name": "pi-boot", "configMap": {"name": "pi-netboot", "items": _items(stack, "boot")}},
+        _boots_volume(stack),
     ]
 
 
@@ -141,20 +182,29 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                 "image": BOOKWORM_IMAGE,
                 "command": ["sh", "-c", f"dpkg -i {GANESHA_DEBS}/*.deb >/dev/null && exec sh /etc/iluvatar/serve-pis.sh"],
                 "env": [
+                    {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
+                    {"name": "BOOTS", "value": BOOTS},
                     {"name": "EXPORTS", "value": EXPORTS},
-                    {"name": "CONF", "value": "/etc/iluvatar/ganesha.conf"},
+                    {"name": "CORE", "value": "/etc/iluvatar/ganesha.conf"},
+                    {"name": "CONF", "value": GANESHA_CONF},
                 ],
                 # Loop devices and overlay mounts need the host's devices and CAP_SYS_ADMIN; Ganesha reads by file
                 # handle (open_by_handle_at: CAP_DAC_READ_SEARCH) as every owner of the roots' files.
                 "securityContext": {"privileged": True},
                 "ports": [{"name": "nfs", "containerPort": NFS_PORT, "protocol": "TCP"}],
-                "readinessProbe": {"tcpSocket": {"port": NFS_PORT}, "periodSeconds": 5},
+                # Ganesha listens on the service address alone (ganesha.conf's Bind_addr), and the kubelet dials a
+                # tcpSocket probe's host, or else the Pod's IP, which for a host-network Pod is the Pi's own address,
+                # where nothing listens (Kubernetes v1.33 pkg/kubelet/prober/prober.go, runProbe): the probe names the
+                # service address, where the Pis mount their roots. pi-nfs is no Service's endpoint, so its readiness
+                # does not decide where kube-vip puts that address (the netboot pod's does).
+                "readinessProbe": {"tcpSocket": {"host": str(service_ip(stack)), "port": NFS_PORT}, "periodSeconds": 5},
                 "volumeMounts": [
                     etc,
                     {"name": "pis", "mountPath": "/etc/iluvatar-pis"},
+                    {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True},
                     {"name": "images", "mountPath": PI_IMAGES, "readOnly": True},
                     {"name": "cache", "mountPath": GANESHA_DEBS, "subPath": "pi-nfs-debs", "readOnly": True},
                     {"name": "roots", "mountPath": "/roots"},
@@ -163,7 +213,8 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("serve-pis.sh", "ganesha.conf")]}},
-            {"name": "pis", "configMap": {"name": "pi-netboot", "items": _items(stack, "root")}},
+            {"name": "pis", "configMap": {"name": "pi-netboot", "items": _items(stack)}},
+            _boots_volume(stack),
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "Directory"}},
             {"name": "roots", "persistentVolumeClaim": {"claimName": "pi-roots"}},
@@ -177,15 +228,38 @@ def _digest(data: dict[str, str]) -> str:
     return hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(data.items())).encode()).hexdigest()[:16]
 
 
+# What each pod reads of the pi-netboot ConfigMap at its start, and so what restarts it when it changes (review 41-1
+# H5). The cache's steps: the builder, pi-tftp and the image. The NFS server: its script, ganesha.conf and each Pi's
+# exports; not the Pis' seeds (a user-data change, a k3s upgrade's among them, restarted it and stalled every root at
+# once): the server writes a seed into a root at its next start, and cloud-init reads it only when a root is new.
+CACHE_KEYS = ("build-pi-image.sh", "pi-tftp.sh", "image.txt")
+
+
+def cache_digest(stack: StackConfig) -> str:
+    """The netboot-cache DaemonSet's pi-digest: a change runs its steps again on every Pi that boots from its card."""
+    return _digest({k: v for k, v in pi_config(stack).items() if k in CACHE_KEYS})
+
+
+def nfs_digest(stack: StackConfig) -> str:
+    """pi-nfs's config digest: a change replaces the NFS server of every root."""
+    keep = ("serve-pis.sh", "ganesha.conf")
+    return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
+
+
 def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any]) -> None:
     """Add the netbooting Pis' steps to the netboot-cache pod spec and keep both pods off netbooting Pis (in place)."""
     if not netboot_pis(stack):
         return
     cache["initContainers"] = [*cache["initContainers"], *cache_steps(stack)]
+    cache["containers"] = [*cache["containers"], tftp_container()]
     cache["volumes"] = [*cache["volumes"], *cache_volumes(stack)]
     required = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [NOT_NETBOOTED]}]}}
     cache["affinity"] = {"nodeAffinity": required}
     netboot["affinity"] = {**netboot["affinity"], "nodeAffinity": {**netboot["affinity"]["nodeAffinity"], **required}}
+    # The Pis' TFTP folders link into the images (plans.netboot.pis.tftp_script): dnsmasq must see them where they point.
+    dnsmasq = next(c for c in netboot["containers"] if c["name"] == "dnsmasq")
+    dnsmasq["volumeMounts"] = [*dnsmasq["volumeMounts"], {"name": "pi-images", "mountPath": PI_IMAGES, "readOnly": True}]
+    netboot["volumes"] = [*netboot["volumes"], {"name": "pi-images", "hostPath": {"path": PI_IMAGES, "type": "DirectoryOrCreate"}}]
 
 
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
@@ -208,22 +282,29 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "resources": {"requests": {"storage": f"{size}Gi"}},
             },
         },
-        # Replaced whenever what it serves changes (its config, a Pi's seed, the image).
-        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": _digest(pi_config(stack))}),
+        # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
+        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
 
 
 __all__ = [
     "BOOKWORM_IMAGE",
+    "BOOTS",
     "GANESHA_VERSION",
     "NAMESPACE",
     "NOT_NETBOOTED",
     "TFTP_ROOT",
+    "boot_configmap",
+    "boot_name",
+    "boot_projection",
+    "cache_digest",
     "cache_steps",
     "cache_volumes",
     "manifests",
+    "nfs_digest",
     "nfs_pod",
     "pi_config",
     "project",
+    "tftp_container",
     "with_pis",
 ]

@@ -33,16 +33,16 @@ import yaml
 
 from plans import cloudinit
 from plans.netboot.base import HOST_CACHE, mac_name, service_ip
+
+# NFS's ports as klibc's nfsmount speaks them, kept in the leaf module a netbooted Pi's guard of them reads (plans.nfs_guard).
+from plans.nfs_guard import MOUNT_PORT as MOUNT_PORT
+from plans.nfs_guard import NFS_PORT as NFS_PORT
 from stacks.model import Node, StackConfig
 
 # The Pi's bootloader: the vendor class its DISCOVER carries, the string its answer's option 43 must hold.
 PI_VENDOR_CLASS = "PXEClient:Arch:00000:UNDI:002001"
 PI_OPTION43 = "Raspberry Pi Boot"
-# NFS, as klibc's nfsmount speaks it (usr/kinit/nfsmount/main.c and mount.c): NFSv3 over TCP by default, no lock
-# manager, and the MOUNT protocol's port asked of the portmapper, or 627 (sunrpc.h's MOUNT_PORT) when none answers.
-# The server listens on both fixed ports, so a Pi needs no portmapper on the service address.
-NFS_PORT = 2049
-MOUNT_PORT = 627
+
 # Where each Pi's root is exported, and the mount options its cmdline.txt gives nfsmount (its own spellings:
 # `v3` and `tcp`, not the kernel's `vers=3`: nfsmount refuses an option it does not know). `hard`: a server that
 # moves (a failover) makes I/O wait, never fail; timeo in tenths of a second, as the kernel's NFS client reads it.
@@ -78,8 +78,10 @@ def tftp_dir(node: Node) -> str:
     return f"{mac_name(node.mac)}/{node.serial}"
 
 
-def export_path(node: Node) -> str:
-    return f"{EXPORT_ROOT}/{node.name}"
+def export_path(node: Node, image: str) -> str:
+    """Where the Pi's root of `image` is exported: each image a Pi has a root of is its own export (plans.netboot.nfs),
+    so a Pi runs on one while the next is ready beside it, and its reboot, not the server, moves it."""
+    return f"{EXPORT_ROOT}/{node.name}/{image}"
 
 
 def image_id(stack: StackConfig) -> str:
@@ -111,9 +113,10 @@ def _ip_arg(stack: StackConfig, node: Node) -> str:
     return f"ip={node.ip}::{net.gateway}:{net.lan.netmask}:{node.name}::off:" + ":".join(dns)
 
 
-def cmdline(stack: StackConfig, node: Node) -> str:
-    """cmdline.txt for one Pi: an NFS root on the service address, its address, its network config for cloud-init."""
-    nfsroot = f"nfsroot={service_ip(stack)}:{export_path(node)}," + ",".join(NFS_OPTIONS)
+def cmdline(stack: StackConfig, node: Node, image: str | None = None) -> str:
+    """cmdline.txt for one Pi: an NFS root on the service address (its root of `image`, by default the stack's), its
+    address, its network config for cloud-init."""
+    nfsroot = f"nfsroot={service_ip(stack)}:{export_path(node, image or image_id(stack))}," + ",".join(NFS_OPTIONS)
     words = [
         # Ubuntu's own consoles (the image's cmdline.txt): the serial header and the screen.
         "console=serial0,115200",
@@ -156,7 +159,7 @@ def fstab(stack: StackConfig, node: Node) -> str:
     """/etc/fstab of a netbooted root: Ubuntu's names the card's partitions (LABEL=writable, LABEL=system-boot), which
     a Pi without a card has not; systemd would stop at an emergency shell waiting for the boot partition. The root is
     the initramfs's NFS mount and stays as it is (the Raspberry Pi network boot tutorial leaves no root line either)."""
-    return f"# Written by Iluvatar: {node.name}'s root is NFS ({service_ip(stack)}:{export_path(node)}), mounted by the initramfs; it has no card.\n"
+    return f"# Written by Iluvatar: {node.name}'s root is NFS ({service_ip(stack)}:{EXPORT_ROOT}/{node.name}/<image>), mounted by the initramfs; it has no card.\n"
 
 
 def meta_data(stack: StackConfig, node: Node) -> str:
@@ -181,48 +184,82 @@ def boot_files(stack: StackConfig, node: Node) -> dict[str, str]:
     return {"cmdline.txt": cmdline(stack, node)}
 
 
-def tftp_script() -> str:
-    """Fill the TFTP root's Pi folders: for each Pi, its MAC/serial folder with links to the image's boot files and
-    its own cmdline.txt. Run where the netboot pod's TFTP root is; idempotent; removes folders of Pis no longer listed.
+def boot_pointer(stack: StackConfig, node: Node) -> dict[str, str]:
+    """What the Pi boots next: its TFTP folder, the image whose boot files it gets, and its cmdline.txt naming its root
+    of that image. The data of its `pi-boot-<pi>` ConfigMap, which `pulumi up` moves to a new image one Pi at a time,
+    each right before that Pi's reboot (plans.netboot.roll): the switch of its root."""
+    return {"folder": tftp_dir(node), "image": image_id(stack), "cmdline.txt": cmdline(stack, node)}
 
-    Environment: TFTP_ROOT, IMAGE (the image's boot tree), PIS (the folder of per-Pi files: <mac>/<serial>/...).
+
+def tftp_script() -> str:
+    """Serve each netbooting Pi, over TFTP, the boot files of the image its boot pointer (`boot_pointer`) names, and its
+    cmdline.txt; run for ever on every Pi that boots from its card (netboot-cache's `pi-tftp`), every 2 s, so whichever
+    Pi the netboot pod runs on serves what each Pi's pointer says, within seconds of the kubelet updating the volume.
+
+    Each Pi's folder `<mac>/<serial>` is a link to a folder of this version (`<mac>/.<serial>.XXXXXX`), replaced in one
+    rename: a bootloader reading while it changes reads the old files or the new, never a mix or nothing. The image's
+    files are links into the image (dnsmasq follows links; nothing is copied). Folders of Pis no longer listed go.
+    Environment: TFTP_ROOT, IMAGES (the built images), BOOTS (the pointers as the kubelet projects them:
+    `<pi>/folder`, `<pi>/image`, `<pi>/cmdline.txt`), ONCE (set: one pass, then exit).
     """
     return r"""#!/bin/sh
-# Fill the TFTP root's Pi folders (plans.netboot.pis.tftp_script). Generated by Iluvatar.
+# Serve each netbooting Pi the boot files its pi-boot ConfigMap names (plans.netboot.pis.tftp_script). Generated by Iluvatar.
 set -eu
-: "${TFTP_ROOT:?}" "${IMAGE:?}" "${PIS:?}"
-[ -f "$IMAGE/.complete" ] || { echo "iluvatar: the Pi image at $IMAGE is not built yet (no .complete)" >&2; exit 1; }
-# Folders named like a MAC (dnsmasq's tftp-unique-root=mac) belong to this script.
-for old in "$TFTP_ROOT"/??-??-??-??-??-??; do
-  [ -d "$old" ] || continue
-  mac=$(basename "$old")
-  [ -d "$PIS/$mac" ] || rm -rf "$old"
-done
-for pi in "$PIS"/??-??-??-??-??-??/*; do
-  [ -d "$pi" ] || continue
-  rel=${pi#"$PIS"/}
-  new="$TFTP_ROOT/$rel.new"
-  rm -rf "$new" && mkdir -p "$new"
-  # Every file and folder of the image's boot partition, linked (dnsmasq follows links; nothing is copied).
-  for f in "$IMAGE"/boot/* "$IMAGE"/boot/.[!.]*; do
-    [ -e "$f" ] || continue
-    ln -s "$f" "$new/$(basename "$f")"
+: "${TFTP_ROOT:?}" "${IMAGES:?}" "${BOOTS:?}"
+said=""
+once() {
+  # Say each thing once, not every 2 s.
+  case "$said" in *"|$1|"*) return 0 ;; esac
+  said="$said|$1|"
+  echo "iluvatar: $2" >&2
+}
+pass() {
+  # The kubelet replaces a ConfigMap volume's files at once, behind its ..data link: read one version of them.
+  boots=$BOOTS
+  if [ -L "$BOOTS/..data" ]; then boots="$BOOTS/$(readlink "$BOOTS/..data")"; fi
+  listed=" "
+  for pi in "$boots"/*; do
+    [ -f "$pi/folder" ] && [ -f "$pi/image" ] && [ -f "$pi/cmdline.txt" ] || continue
+    name=$(basename "$pi") folder=$(cat "$pi/folder") image=$(cat "$pi/image")
+    mac=${folder%%/*} serial=${folder#*/}
+    listed="$listed$mac "
+    if [ ! -f "$IMAGES/$image/.complete" ]; then
+      once "missing $name $image" "the Pi image $image is not built on this Pi yet: $name gets no boot files here until it is"
+      continue
+    fi
+    stamp="$image $(cksum < "$pi/cmdline.txt" | cut -d' ' -f1)"
+    dir="$TFTP_ROOT/$mac"
+    [ "$(cat "$dir/$serial/.iluvatar" 2>/dev/null || true)" != "$stamp" ] || continue
+    mkdir -p "$dir"
+    new=$(mktemp -d "$dir/.$serial.XXXXXX")
+    for f in "$IMAGES/$image"/boot/* "$IMAGES/$image"/boot/.[!.]*; do
+      [ -e "$f" ] || continue
+      ln -s "$f" "$new/$(basename "$f")"
+    done
+    # The Pi's own cmdline.txt over the image's.
+    rm -f "$new/cmdline.txt"
+    cp "$pi/cmdline.txt" "$new/cmdline.txt"
+    echo "$stamp" > "$new/.iluvatar"
+    chmod 755 "$new"
+    # A folder of an earlier layout cannot be renamed over: it goes first.
+    if [ -d "$dir/$serial" ] && [ ! -L "$dir/$serial" ]; then rm -rf "${dir:?}/$serial"; fi
+    ln -sfn "$(basename "$new")" "$dir/.$serial.link"
+    mv -T "$dir/.$serial.link" "$dir/$serial"
+    # Only this Pi's serial under its MAC, and only this version of it.
+    for old in "$dir"/* "$dir"/.[!.]*; do
+      case "$(basename "$old")" in "$serial"|"$(basename "$new")") ;; *) rm -rf "$old" ;; esac
+    done
+    echo "iluvatar: $name boots $image" >&2
   done
-  # The Pi's own files over the image's (cmdline.txt).
-  for f in "$pi"/*; do
-    rm -f "$new/$(basename "$f")"
-    cp "$f" "$new/$(basename "$f")"
+  # Folders named like a MAC belong to this script (dnsmasq's tftp-unique-root=mac): a Pi no longer listed loses its own.
+  for old in "$TFTP_ROOT"/??-??-??-??-??-??; do
+    [ -e "$old" ] || continue
+    case "$listed" in *" $(basename "$old") "*) ;; *) rm -rf "$old" ;; esac
   done
-  rm -rf "$TFTP_ROOT/$rel"
-  mv "$new" "$TFTP_ROOT/$rel"
-  # Only this Pi's serial under its MAC.
-  for other in "$TFTP_ROOT/${rel%/*}"/*; do
-    [ "$other" = "$TFTP_ROOT/$rel" ] || rm -rf "$other"
-  done
+}
+while :; do
+  pass
+  [ -z "${ONCE:-}" ] || break
+  sleep 2
 done
 """
-
-
-def pi_files(stack: StackConfig) -> dict[str, str]:
-    """Each Pi's own files by `<mac>/<serial>/<name>` (the PIS folder of `tftp_script`)."""
-    return {f"{tftp_dir(n)}/{name}": text for n in netboot_pis(stack) for name, text in boot_files(stack, n).items()}

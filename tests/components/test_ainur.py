@@ -316,3 +316,37 @@ def test_what_netboot_serves_waits_for_each_schematic_to_be_sent(homelab: Simula
     for name in ("netboot-secret-talos-configs", "netboot-configmap-netboot", "netboot-daemonset-netboot-cache", "netboot-deployment-netboot"):
         assert schematics <= set(regs[name].dependencies), name
     assert not schematics & set(regs["netboot-namespace-netboot"].dependencies)
+
+
+def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_every_card_pi(tmp_path: Path) -> None:
+    """Review 41-1 H2: pi-nfs is replaced (a new image) only once netboot-cache, whose init steps build the image, is
+    ready on every Pi that boots from its card; and a Pi's seed (a k3s upgrade changes its user-data) restarts neither."""
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    assert regs["netboot-daemonset-netboot-cache"].urn in regs["netboot-deployment-pi-nfs"].dependencies
+    assert regs["netboot-configmap-pi-netboot"].urn in regs["netboot-deployment-pi-nfs"].dependencies
+    upgraded = edit(homelab_doc(), {**netboot, "iluvatar:ainur.k3sVersion": "v1.33.7+k3s1"})
+    again = simulate(read_stack_file(write_stack(tmp_path, upgraded, stack="homelab"))).named()
+
+    def digests(r: dict[str, Any]) -> tuple[Any, Any]:
+        nfs = r["netboot-deployment-pi-nfs"].inputs["spec"]["template"]["metadata"]["annotations"]
+        return nfs, r["netboot-daemonset-netboot-cache"].inputs["spec"]["template"]["metadata"]["annotations"]["iluvatar/pi-digest"]
+
+    assert regs["netboot-configmap-pi-netboot"].inputs["data"] != again["netboot-configmap-pi-netboot"].inputs["data"]
+    assert digests(regs) == digests(again)
+
+
+def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(tmp_path: Path) -> None:
+    """Review 41-1 H7: pi-roots is a Longhorn volume, and Longhorn is an Argo CD Application of the storage layer, long
+    after the Ainur: the volume, its server and the netbooting maia's steps wait for it (the first version's PVC stayed
+    Pending and its 10-minute wait failed a fresh install); the maia's Longhorn labels come after its join."""
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    # The Argo CD Application that installs Longhorn (the PlatformApplication's resource).
+    longhorn = regs["storage-ainur-longhorn-application-longhorn"].urn
+    for name in ("netboot-persistentvolumeclaim-pi-roots", "netboot-deployment-pi-nfs"):
+        assert longhorn in regs[name].dependencies, name
+    assert regs["netboot-persistentvolumeclaim-pi-roots"].urn in regs["netboot-deployment-pi-nfs"].dependencies
+    join = regs["ainur-ilmare-join"]
+    assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
+    assert join.urn in regs["storage-ainur-node-ilmare"].dependencies

@@ -526,7 +526,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         "ainur-manwe-join",
         "ainur-manwe-k3s",
     } <= eonwe_after
-    assert {"ainur-eonwe-join", "ainur-eonwe-k3s"} <= {by_urn.get(u, u) for u in joins["ainur-ilmare-join"].dependencies}
+    # Each moved to the stack's image first (its boot pointer; drained and rebooted after a new one: plans.netboot.roll),
+    # and the next Pi's steps only once it is uncordoned.
+    steps = {r.name: {by_urn.get(u, u) for u in r.dependencies} for r in sim.registrations}
+    assert {"ainur-eonwe-join", "ainur-eonwe-uncordon", "ainur-ilmare-reboot"} <= steps["ainur-ilmare-join"]
+    assert {"ainur-eonwe-reboot"} <= eonwe_after and {"ainur-eonwe-k3s"} <= steps["ainur-eonwe-uncordon"]
+    assert steps["ainur-eonwe-reboot"] >= {"ainur-eonwe-boot"} and steps["ainur-eonwe-boot"] >= {"ainur-eonwe-drain"}
+    assert {"ainur-eonwe-uncordon", "netboot-deployment-pi-nfs"} <= steps["ainur-ilmare-drain"]
 
     stack = parse_stack(dict(stack_file.config))
     eonwe, ilmare = stack.nodes[1], stack.nodes[2]
@@ -538,6 +544,7 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
     )
     assert files["netboot/pis/eonwe/bootconf.txt"] == pis.eeprom_config(stack, eonwe)
     assert files["netboot/pis/ilmare/boot.cmdline.txt"] == pis.cmdline(stack, ilmare)
+    assert files["netboot/pis/ilmare/boot.image"] == pis.image_id(stack)
     assert (
         files["netboot/pis/ilmare/root.var.lib.cloud.seed.nocloud.user-data"]
         == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]

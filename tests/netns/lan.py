@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,18 +109,23 @@ def write_served_tree(root: Path, stack: StackConfig, window_open: bool = True) 
         (http / netboot.DISCOVERY_WINDOW_FILE).write_text("#!ipxe\n# arda.discovery is armed (the test's window)\n")
 
 
-def write_pi_tftp(root: Path, stack: StackConfig, image: Path) -> None:
-    """The netbooting Pis' TFTP folders, made by the program's own script (plans.netboot.pis.tftp_script) from the
-    image's boot tree and each Pi's files, as the netboot pod's cache does it."""
-    pis = root / "pi-files"
-    # Laid out as the kubelet projects the pi-netboot ConfigMap's items into the cache pod (plans.netboot.pi_pods).
-    for rel, text in pi_pods.project(stack, "boot").items():
-        (pis / rel).parent.mkdir(parents=True, exist_ok=True)
-        (pis / rel).write_text(text)
-    pis.mkdir(exist_ok=True)
+def write_pi_tftp(root: Path, stack: StackConfig, images: Path, pointers: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The netbooting Pis' TFTP folders, made by one pass of the program's own script (plans.netboot.pis.tftp_script)
+    from the images under `images` and each Pi's boot pointer, as netboot-cache's pi-tftp does it. `pointers`: the
+    files of the pointers' volume (by default the stack's, plans.netboot.pi_pods.boot_projection)."""
+    boots = root / "pi-boots"
+    shutil.rmtree(boots, ignore_errors=True)
+    # Laid out as the kubelet projects the pi-boot-<pi> ConfigMaps into the cache pod: a version folder behind ..data.
+    version = boots / "..2025_01_01_00_00_00.000000001"
+    for rel, text in (pi_pods.boot_projection(stack) if pointers is None else pointers).items():
+        (version / rel).parent.mkdir(parents=True, exist_ok=True)
+        (version / rel).write_text(text)
+    version.mkdir(parents=True, exist_ok=True)
+    (boots / "..data").symlink_to(version.name)
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
-    subprocess.run(["sh", str(script)], check=True, env={**os.environ, "TFTP_ROOT": str(root / "tftp"), "IMAGE": str(image), "PIS": str(pis)})
+    env = {**os.environ, "TFTP_ROOT": str(root / "tftp"), "IMAGES": str(images), "BOOTS": str(boots), "ONCE": "1"}
+    return subprocess.run(["sh", str(script)], check=True, env=env, capture_output=True, text=True, timeout=60)
 
 
 @dataclass
@@ -225,17 +231,26 @@ class Lan:
         return name
 
     def pi_boot(
-        self, mac: str, serial: str, model: int, *files: str, server: str | None = None, address: str | None = None, wait: float = 2
+        self,
+        mac: str,
+        serial: str,
+        model: int,
+        *files: str,
+        server: str | None = None,
+        address: str | None = None,
+        wait: float = 2,
+        guid: str | None = None,
     ) -> dict[str, Any]:
         """Netboot as a Raspberry Pi's bootloader does (tests/netns/pi_bootloader.py): its DHCP answers, then a TFTP
         read of each file (from `server`, as its EEPROM's TFTP_IP says, or the answer's server). `address`: one the
-        client already has (a machine reading TFTP that no DHCP answer booted)."""
+        client already has (a machine reading TFTP that no DHCP answer booted). `guid`: option 97 in hex, as a machine
+        that is no Pi sends it (a BIOS PC's PXE ROM: the same request otherwise)."""
         ns = self.client(mac)
         in_ns(ns, "ip", "addr", "flush", "dev", "eth0")
         if address is not None:
             in_ns(ns, "ip", "addr", "add", f"{address}/{self.stack.network.lan.prefixlen}", "dev", "eth0")
         extra = ["--server", server] if server else []
-        extra += ["--wait", str(wait)]
+        extra += ["--wait", str(wait)] + (["--guid", guid] if guid else [])
         args = [sys.executable, "-m", "tests.netns.pi_bootloader", "--mac", mac, "--serial", serial, "--model", str(model), *extra, *files]
         result = subprocess.run(["ip", "netns", "exec", ns, *args], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
         assert result.returncode == 0, result.stderr

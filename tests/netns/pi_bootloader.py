@@ -32,6 +32,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 PXE_VENDOR = b"PXEClient:Arch:00000:UNDI:002001"
@@ -75,14 +76,21 @@ def _guid(model: int, mac: bytes, serial: str) -> bytes:
     return b"\0" + struct.pack("<II", FOURCC[model], REVISION[model]) + mac[2:] + bytes.fromhex(serial)
 
 
-def request_options(model: int, mac: bytes, serial: str, kind: int, extra: list[tuple[int, bytes]] = ()) -> list[tuple[int, bytes]]:  # type: ignore[assignment]
+def request_options(
+    model: int,
+    mac: bytes,
+    serial: str,
+    kind: int,
+    extra: Sequence[tuple[int, bytes]] = (),
+    guid: bytes | None = None,
+) -> list[tuple[int, bytes]]:
     return [
         (53, bytes([kind])),
         *extra,
         (55, PARAMS),
         (93, b"\0\0"),
         (94, b"\x01\x02\x01"),
-        (97, _guid(model, mac, serial)),
+        (97, _guid(model, mac, serial) if guid is None else guid),
         (60, PXE_VENDOR),
     ]
 
@@ -134,6 +142,8 @@ def _describe(reply: dict[str, Any]) -> dict[str, Any]:
         "type": opts.get(53, b"\0")[0],
         "yiaddr": reply["yiaddr"],
         "siaddr": reply["siaddr"],
+        # The boot file: option 67 when asked for (the request's parameter list has it), else the BOOTP file field.
+        "file": opts[67].rstrip(b"\0").decode(errors="replace") if 67 in opts else reply["file"],
         "server_id": socket.inet_ntoa(opts[54]) if 54 in opts else "",
         "vendor_class": opts.get(60, b"").decode(errors="replace"),
         "tftp_server": opts.get(66, b"").decode(errors="replace"),
@@ -145,13 +155,13 @@ def _describe(reply: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dhcp(iface: str, mac: str, serial: str, model: int, wait: float) -> dict[str, Any]:
+def dhcp(iface: str, mac: str, serial: str, model: int, wait: float, guid: bytes | None = None) -> dict[str, Any]:
     hw = bytes.fromhex(mac.replace(":", ""))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
     sock.bind((iface, 0))
     sock.settimeout(0.2)
     xid = random.getrandbits(32)
-    sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 1))))
+    sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 1, guid=guid))))
     offers: list[dict[str, Any]] = []
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -168,7 +178,7 @@ def dhcp(iface: str, mac: str, serial: str, model: int, wait: float) -> dict[str
         return result  # the bootloader retries after DHCP_REQ_TIMEOUT; for the test, nothing usable came
     chosen = address[0]
     server_id = chosen["options"][54]
-    sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 3, [(50, socket.inet_aton(chosen["yiaddr"])), (54, server_id)]))))
+    sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 3, [(50, socket.inet_aton(chosen["yiaddr"])), (54, server_id)], guid))))
     deadline = time.monotonic() + wait
     ack = None
     while time.monotonic() < deadline and ack is None:
@@ -225,9 +235,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", type=int, choices=(4, 5), required=True)
     parser.add_argument("--wait", type=float, default=2.0)
     parser.add_argument("--server", help="read TFTP from this server instead of the DHCP answer's (a Pi's TFTP_IP)")
+    # Option 97 as another machine sends it: a BIOS PC's PXE ROM sends the same vendor class and architecture, with its
+    # SMBIOS UUID here (type 0, then 16 bytes: RFC 4578 section 2.3).
+    parser.add_argument("--guid", help="option 97 in hex, in place of the Raspberry Pi's")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
-    result = dhcp(args.iface, args.mac, args.serial.lower(), args.model, args.wait)
+    guid = bytes.fromhex(args.guid) if args.guid else None
+    result = dhcp(args.iface, args.mac, args.serial.lower(), args.model, args.wait, guid)
     server = args.server or result.get("tftp_server")
     if server and args.files:
         result["tftp"] = {name: tftp_read(server, name) for name in args.files}

@@ -92,6 +92,44 @@ def test_a_build_killed_halfway_is_finished_by_the_next(ubuntu: tuple[Path, str,
     assert (out / "root.img").read_bytes() == root and not (tmp_path / "img.work").exists()
 
 
+def pointers(folder: Path, images: dict[str, str]) -> Path:
+    """The boot pointers' volume as the kubelet projects it (`<pi>/image`, behind ..data), naming each Pi's image."""
+    version = folder / "boots" / "..2025_01_01_00_00_00.000000001"
+    for pi, image in images.items():
+        (version / pi).mkdir(parents=True)
+        (version / pi / "image").write_text(image)
+    (folder / "boots" / "..data").symlink_to(version.name)
+    return folder / "boots"
+
+
+def test_an_image_no_pi_boots_goes_and_none_goes_while_a_pointer_is_missing(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    """The builder keeps its own image and every image a netbooting Pi's boot pointer names; removes the others (and a
+    leftover work folder of another); removes none while a listed Pi has no pointer yet (its first boot, or a layout
+    from before the pointers: a Pi may run an image nothing names)."""
+    xz, sha, _ = ubuntu
+    images = tmp_path / "images"
+    for name in ("ubuntu-24.04.1-aaaaaaaaaaaa", "ubuntu-24.04.2-bbbbbbbbbbbb", "ubuntu-24.04.2-cccccccccccc.work"):
+        (images / name).mkdir(parents=True)
+    out = images / "ubuntu-24.04.3-test"
+    boots = pointers(tmp_path / "one", {"eonwe": "ubuntu-24.04.2-bbbbbbbbbbbb"})
+    waiting = pi_image.build(plan.build_script(), xz, sha, out, PIS="eonwe ilmare", BOOTS=str(boots))
+    assert waiting.returncode == 0, waiting.stderr
+    assert waiting.stderr == "iluvatar: ilmare's boot pointer is not here yet, so no Pi image is removed\n"
+    assert sorted(p.name for p in images.glob("ubuntu-*")) == [
+        "ubuntu-24.04.1-aaaaaaaaaaaa", "ubuntu-24.04.2-bbbbbbbbbbbb", "ubuntu-24.04.2-cccccccccccc.work", "ubuntu-24.04.3-test"
+    ]  # fmt: skip
+    # Every Pi's pointer here: eonwe still boots 24.04.2, ilmare the new one. The run finds its image built.
+    boots = pointers(tmp_path / "two", {"eonwe": "ubuntu-24.04.2-bbbbbbbbbbbb", "ilmare": "ubuntu-24.04.3-test"})
+    done = pi_image.build(plan.build_script(), xz, sha, out, PIS="eonwe ilmare", BOOTS=str(boots))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "iluvatar: Pi image ubuntu-24.04.3-test is already built\n"
+        "iluvatar: Pi image ubuntu-24.04.1-aaaaaaaaaaaa is removed: no Pi boots it\n"
+        "iluvatar: Pi image ubuntu-24.04.2-cccccccccccc.work is removed: no Pi boots it\n"
+    )
+    assert sorted(p.name for p in images.glob("ubuntu-*")) == ["ubuntu-24.04.2-bbbbbbbbbbbb", "ubuntu-24.04.3-test"]
+
+
 def test_the_tools_it_needs_are_the_ones_its_image_installs() -> None:
     script = plan.build_script()
     used = {

@@ -73,3 +73,22 @@ def test_the_output_reads_back_as_it_was_written() -> None:
     assert facts.Deployed.from_output(output) == facts.Deployed({"tirion": ("/dev/nvme0n1", "/dev/nvme1n1")}, {"tirion": ("/dev/nvme1n1",)})
     with pytest.raises(TypeError, match=r"cephOsds = \['x'\], not a mapping of node to disks"):
         facts.Deployed.from_output({"cephOsds": ["x"]})
+
+
+def test_netbooted_roots_need_longhorn_on_two_card_pis_once_the_netboot_pod_can_move(tmp_path: Path) -> None:
+    """Review 41-1 H8: without GitOps there is no Longhorn, so the roots' volume is local-path, pinned to one Pi."""
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    doc = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git", **netboot}, list(GOES_WITH_GITOPS))
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc))
+    assert [str(p) for p in err.value.problems] == [
+        "iluvatar:nodes[2].boot: netboot: ilmare's root lives on one volume that must follow the netboot pod between the 2 Pis booting "
+        "from their cards (manwe, eonwe), and only Longhorn replicates it; Longhorn is installed only with iluvatar:gitops, which this "
+        "stack has not: set iluvatar:gitops, or set boot: disk"
+    ]
+    # One Pi boots from its card: the netboot pod cannot move, and its local volume is where it runs.
+    one = edit(homelab_doc(), {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git", **netboot, "iluvatar:nodes[1].boot": "netboot",
+                               "iluvatar:nodes[1].serial": "9ffefdef"}, list(GOES_WITH_GITOPS))  # fmt: skip
+    assert [n.name for n in load_stack_file(write_stack(tmp_path, one)).nodes if n.boot == "netboot"] == ["eonwe", "ilmare"]
+    # With GitOps and Longhorn on both card Pis (the homelab's), it stands.
+    assert load_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot))).nodes[2].boot == "netboot"

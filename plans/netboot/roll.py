@@ -1,0 +1,146 @@
+"""A netbooting maia moved to a new Ubuntu image (`ainur.piImage`), one Pi at a time behind the k3s gates (day 2).
+
+A new image first reaches the NFS server: the pi-nfs pod restarts on it and makes every Pi a root of it beside the one
+it runs, each its own export (plans.netboot.nfs), so nothing changes under a running Pi. Then, in the Ainur's chain
+(components.ainur: one Pi after the other, each back and healthy before the next), for each netbooting maia:
+
+1. `<pi>-drain`, on the first valar with k3s's admin kubectl: its Node marked as the upgrader marks a Node it cordons
+   (`iluvatar.dev/cordoned`, upgrader/internal/kube/kube.go cordonedAnnotation), then cordoned and drained by
+   kubectl's drain with the upgrader's settings (its `drainer`: evictions, DaemonSets left, emptyDir data dropped,
+   unmanaged pods deleted), bounded by kubectl's --timeout.
+2. Its boot pointer, the ConfigMap `pi-boot-<pi>` (plans.netboot.pis.boot_pointer), names the new image: the switch
+   of its root. netboot-cache's pi-tftp on every disk-booting Pi then serves it the new image's boot files and a
+   cmdline.txt naming its root of it.
+3. `<pi>-reboot`, on the Pi: returns at once when the Pi already runs the image (its root's IMAGE_MARK); else waits
+   until the Ainur serve it that cmdline.txt over TFTP (asked as its bootloader asks: the new state, seen from the
+   Pi), has systemd reboot it 3 s later, and stops its sshd listening first, so the next step reaches only the new
+   system.
+4. Its join (plans.k3s.join_script, with the image): pulumi-command's SSH retries wait out the reboot; it fails unless
+   the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s and
+   returns once its Node is Ready with a heartbeat from after that start. Then its k3s step, as any Pi's.
+5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
+   (a Node a person cordoned stays so).
+
+Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, or when the image
+changes (the image is in each one's script). A Pi killed anywhere in between: before its pointer moved it boots the
+old image; after, the new one; the join checks which it runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from plans import k3s
+from plans.netboot.base import service_ip
+from plans.netboot.nfs import IMAGE_MARK
+from plans.netboot.pis import cmdline, image_id
+from stacks.model import Node, StackConfig
+
+# The upgrader's mark on a Node it cordoned (upgrader/internal/kube/kube.go, cordonedAnnotation): the same mark, so a
+# Node either cordoned is uncordoned only by the one that marked it.
+CORDONED = "iluvatar.dev/cordoned"
+DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
+TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
+REBOOT_DELAY_SECONDS = 3
+
+
+def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -> str:
+    """On the first valar: mark, cordon and drain `node` before its move to the stack's image."""
+    kubectl = f"sudo {k3s.KUBECTL}"
+    mark = CORDONED.replace(".", "\\.")
+    return f"""set -eu
+# iluvatar: {node.name} moves to {image_id(stack)}: drained first (plans.netboot.roll).
+if ! found=$({kubectl} get node {node.name} --ignore-not-found -o name); then
+  echo "iluvatar: {node.name}'s Node cannot be read, so it is not drained; look with: sudo k3s kubectl get node {node.name}" >&2
+  exit 1
+fi
+if [ -z "$found" ]; then
+  echo "iluvatar: {node.name} has no Node yet (it has not joined): nothing to drain" >&2
+  exit 0
+fi
+state=$({kubectl} get node {node.name} -o jsonpath='{{.spec.unschedulable}} {{.metadata.annotations.{mark}}}')
+if [ "$state" = "true " ]; then
+  echo "iluvatar: {node.name} was cordoned by someone else: drained, and left cordoned after its move" >&2
+else
+  # The mark before the cordon: a step cut in between leaves a Node the uncordon step uncordons, never one cordoned unmarked.
+  {kubectl} annotate node {node.name} {CORDONED}=true --overwrite >/dev/null
+fi
+status=0
+sudo timeout {timeout + 30} k3s kubectl drain {node.name} --ignore-daemonsets --delete-emptydir-data --force --grace-period=-1 --timeout={timeout}s >&2 || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "iluvatar: {node.name} was not drained within {timeout} s (kubectl drain's status $status; a PodDisruptionBudget that allows no eviction keeps it so); look with: sudo k3s kubectl get pods -A --field-selector spec.nodeName={node.name}" >&2
+  exit 1
+fi
+"""
+
+
+def reboot_script(stack: StackConfig, node: Node, tftp_timeout: int = TFTP_SECONDS, delay: int = REBOOT_DELAY_SECONDS) -> str:
+    """On the Pi: reboot it into the stack's image once the Ainur serve it that image's boot files; nothing when it runs it."""
+    assert node.serial is not None
+    want = image_id(stack)
+    svc = service_ip(stack)
+    expected = cmdline(stack, node).rstrip("\n")
+    return f"""set -eu
+{k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
+if [ "$have" = {want} ]; then
+  echo "iluvatar: {node.name} already runs {want}" >&2
+  exit 0
+fi
+echo "iluvatar: {node.name} runs $have; it reboots into {want}" >&2
+expected={shlex.quote(expected)}
+served() {{
+  got=$(curl -sf --max-time 10 tftp://{svc}/{node.serial}/cmdline.txt) || {{ why="TFTP at {svc} does not serve it {node.serial}/cmdline.txt"; return 1; }}
+  [ "$got" = "$expected" ] || {{ why="TFTP serves it $(printf '%s' "$got" | grep -o 'nfsroot=[^,]*' || echo 'another cmdline.txt')"; return 1; }}
+}}
+wait_for {tftp_timeout} "the Ainur to serve {node.name} the boot files of {want} over TFTP (netboot-cache's pi-tftp follows its pi-boot-{node.name} ConfigMap within about a minute)" served
+# systemd reboots it on its own, whatever becomes of this session; then sshd stops listening, so the join that follows
+# reaches the new system only (this session goes on).
+status=0
+sudo systemd-run --quiet --unit iluvatar-reboot --on-active={delay} systemctl reboot || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "iluvatar: {node.name}: systemd-run could not schedule its reboot (status $status); look with: sudo systemctl status iluvatar-reboot.timer" >&2
+  exit 1
+fi
+sudo systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
+echo "iluvatar: {node.name} reboots into {want} in {delay} s" >&2
+"""
+
+
+def join_check(stack: StackConfig, node: Node) -> str:
+    """The lines a netbooting maia's join starts with: it runs the stack's image, or the join fails saying what to do."""
+    want = image_id(stack)
+    return f"""# iluvatar: a netbooted root of {want} (plans.netboot.roll).
+have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
+if [ "$have" != {want} ]; then
+  echo "iluvatar: $(hostname) runs $have, not {want}: its reboot into {want} did not happen; look at its console (its bootloader reads TFTP from {service_ip(stack)}), reboot it (sudo reboot) and run pulumi up again" >&2
+  exit 1
+fi
+"""
+
+
+def uncordon_script(stack: StackConfig, node: Node) -> str:
+    """On the first valar: uncordon `node` after its move if the roll cordoned it (the mark), then remove the mark."""
+    kubectl = f"sudo {k3s.KUBECTL}"
+    mark = CORDONED.replace(".", "\\.")
+    return f"""set -eu
+# iluvatar: {node.name} moved to {image_id(stack)}: uncordoned if its drain cordoned it (plans.netboot.roll).
+if ! state=$({kubectl} get node {node.name} -o jsonpath='{{.spec.unschedulable}} {{.metadata.annotations.{mark}}}'); then
+  echo "iluvatar: {node.name}'s Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node {node.name}" >&2
+  exit 1
+fi
+if [ "${{state#* }}" = true ]; then
+  {kubectl} uncordon {node.name} >&2
+  # The mark after the uncordon: a step cut in between is run again and uncordons again.
+  {kubectl} annotate node {node.name} {CORDONED}- >/dev/null
+  echo "iluvatar: {node.name} uncordoned" >&2
+else
+  echo "iluvatar: {node.name} was not cordoned by its move: left as it is" >&2
+fi
+"""
+
+
+def join_script(stack: StackConfig, node: Node) -> str:
+    """A Pi's join as the program registers it (components.ainur, plans.rollout): a netbooting maia's checks first that
+    it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot."""
+    rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
+    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node) if node.boot == "netboot" else "")
