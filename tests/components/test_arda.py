@@ -135,6 +135,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:logs-arda": "arda-kubernetes",
         "kubernetes:logs-ainur": "ainur-kubernetes",
         "command:logs-ainur": "ainur-command",
+        # The log store's storage-class gate runs on the cluster it waits for.
+        "command:logs-gate": "arda-command",
         # Sign-in: each cluster's provider, and each Argo CD's own for its client secret and certificate; the local CA's certificates.
         "kubernetes:identity-arda": "arda-kubernetes",
         "kubernetes:identity-ainur": "ainur-kubernetes",
@@ -178,8 +180,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs and their gate): 62 more.
     # Logs 13 (the store's StatefulSet, Service, LAN Service and ServiceMonitor; each cluster's collector ConfigMap and
     # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
-    # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity).
-    assert checked == 241
+    # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
+    # copy with Delete) and the log store's storage-class gate.
+    assert checked == 243
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
