@@ -16,6 +16,7 @@ from components.git_mirror import GitMirror, GitMirrorArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.identity import Identity, IdentityArgs
 from components.local_ca import LocalCa, LocalCaArgs
+from components.logs import Logs, LogsArgs, PiReach
 from components.monitoring import Monitoring, MonitoringArgs
 from components.netboot import Netboot, NetbootArgs
 from components.power import Power, PowerArgs
@@ -24,6 +25,7 @@ from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
 from plans import identity as identity_plan
 from plans import k3s as k3s_plan
+from plans import logs as logs_plan
 from plans import talos as talos_plan
 from stacks.pulumi_source import load
 
@@ -201,6 +203,23 @@ if stack.monitoring is not None and gitops is not None and arda.monitoring_crds 
         ),
     )
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+    if logs_plan.enabled(stack):
+        # Every machine's logs into one store on Arda (Talos's own destinations, every pod's files, the Pis' journals).
+        Logs(
+            "logs",
+            LogsArgs(
+                stack,
+                arda.access,
+                arda.kubernetes_provider,
+                crds=arda.monitoring_crds,
+                namespace=edge.namespaces[logs_plan.NAMESPACE],
+                after=[arda.ready],
+                ainur=ainur.access if ainur is not None else None,
+                ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
+                ainur_namespace=monitoring.ainur_namespace,
+                pis={n: PiReach(pi.connection, pi.command_provider, [pi.join]) for n, pi in ainur.pis.items()} if ainur is not None else {},
+            ),
+        )
 
 if stack.identity is not None and ainur is not None:
     assert loaded.secrets.identity_connector_secret is not None

@@ -91,12 +91,16 @@ class Pi(pulumi.ComponentResource):
     join: command.remote.Command
     k3s: command.remote.Command
     uninstall: command.remote.Command
+    # How to reach the Pi, for the steps of later layers on it (the journal's forwarder, components.logs).
+    connection: command.remote.ConnectionArgs
+    command_provider: command.Provider
     # Its last step: the next Pi's steps wait for it (a netbooting maia's uncordon, any other Pi's k3s step).
     last: command.remote.Command
 
     def __init__(self, name: str, args: PiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
         node, stack = args.node, args.stack
+        self.connection, self.command_provider = args.connection, args.command_provider
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.

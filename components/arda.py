@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +41,12 @@ from components.cilium import Cilium, CiliumArgs
 from components.coredns import CoreDNS, CoreDNSArgs
 from components.steps import ClusterAccess
 from plans import bringup, netboot, rollout
+from plans import logs as logs_plan
 from plans import storage as storage_plan
 from plans import talos as plan
 from stacks import day2, releases
 from stacks.day2 import DeployedArda, former_names
+from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
 from stacks.storage import osd_hosts
 
@@ -329,6 +332,16 @@ def patches_digest(stack: StackConfig, node: Node) -> str:
     return hashlib.sha256("\n---\n".join(plan.node_patches(stack, node, "(the installer image)")).encode()).hexdigest()[:16]
 
 
+def state_digests(stack: StackConfig, node: Node) -> tuple[str, str]:
+    """The machine's patches as the day-2 plan tells them apart: a digest of all but the log delivery, and one of the
+    log delivery (machine.logging, KmsgLogConfig), which Talos applies without a reboot (plans.logs.APPLY_WITHOUT_REBOOT).
+    Without logs the second is empty, and the first is what a deployment before logs recorded."""
+    quiet = stack.model_copy(update={"logs": Logs(enabled=False)})
+    delivery = [logs_plan.talos_logging(stack), *logs_plan.kmsg_document(stack)] if logs_plan.enabled(stack) else []
+    logging = hashlib.sha256(json.dumps(delivery, sort_keys=True).encode()).hexdigest()[:16] if delivery else ""
+    return patches_digest(quiet, node), logging
+
+
 def about(stack: StackConfig, config: TalosConfig, node: Node) -> dict[str, pulumi.Input[str]]:
     """What a machine's apply step is about, shown in `pulumi preview` when it changes: the versions, the
     installer image, the patches' digest."""
@@ -535,17 +548,19 @@ class TalosCluster(pulumi.ComponentResource):
             after=[self.cilium.release, self.cilium.pool, self.cilium.l2_policy, *self.coredns.objects.values(), *applies],
         )
         installers = pulumi.Output.all(**{n.name: config.installer_images[n.board] for n in stack.arda_nodes})
-        digests = {n.name: patches_digest(stack, n) for n in stack.arda_nodes}
+        split = {n.name: state_digests(stack, n) for n in stack.arda_nodes}
+        digests = {name: d[0] for name, d in split.items()}
+        logging = {name: d[1] for name, d in split.items()}
         counts = pulumi.Output.all(**generations)
         # The talosconfig's client certificate's end, for the next run to foresee the provider's renewal (plans.rollout):
         # not secret, though the certificate's output is. Unknown at a preview that renews it, so the plan below goes without.
         expires = pulumi.Output.unsecret(config.secrets.client_configuration).apply(lambda c: rollout.certificate_expiry(c.client_certificate))
-        self.state = pulumi.Output.all(installers, counts, expires).apply(lambda v: rollout.state(stack, v[0], digests, v[1], v[2]))
+        self.state = pulumi.Output.all(installers, counts, expires).apply(lambda v: rollout.state(stack, v[0], digests, v[1], v[2], logging))
         if args.deployed.deployed:
             # The day-2 plan, before anything runs: every step that runs, in what order, and why.
             deployed, day = args.deployed.output, today()
             probe = None if not self._unprobed(args.deployed, day) else UNPROBED
-            planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1]))
+            planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1], None, logging))
             planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
 

@@ -24,6 +24,7 @@ from components import kube
 from components.steps import ClusterAccess
 from plans import age, bringup, references
 from plans import backup as backup_plan
+from plans import drill as drill_plan
 from plans import secrets as secrets_plan
 from stacks.model import App, StackConfig
 from stacks.pulumi_source import StackSecrets
@@ -196,21 +197,53 @@ class DataSafety(pulumi.ComponentResource):
             s3 = pulumi.Output.all(args.secrets.s3_access_key_id, args.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
         namespaces = {m["metadata"]["name"]: self._create(prefix, m, args.after) for m in backup_plan.namespaces(stack)}
         self._release(f"{prefix}-volsync", backup_plan, [namespaces[backup_plan.NAMESPACE], *args.after])
+        restic: dict[str, pulumi.Resource] = {}
         for app in backup_plan.apps(stack):
             assert app.backup is not None
             for volume in app.backup.volumes:
                 password = self._password(f"{prefix}-{app.name}-{volume.claim}-restic-password").result
                 values = pulumi.Output.all(password, s3 if s3 is not None else None).apply(_restic_data(stack, app, volume.claim))
                 shape = backup_plan.restic_secret(stack, app, volume.claim, "", None)
-                self._secret(f"{prefix}-{app.category}", shape, values, [args.namespaces[app.category]] if app.category in args.namespaces else [])
+                category = [args.namespaces[app.category]] if app.category in args.namespaces else []
+                restic[f"{app.namespace}/{volume.claim}"] = self._secret(f"{prefix}-{app.category}", shape, values, category)
         if backup_plan.arda_etcd(stack):
             assert s3 is not None
             self._talos_backup(prefix, args, namespaces[backup_plan.ETCD_NAMESPACE], s3)
+        if drill_plan.enabled(stack):
+            self._drill(f"{name}-drill", args, restic, s3)
         if stack.ainur is not None and s3 is not None and args.ainur is not None and args.ainur_provider is not None:
             shape = backup_plan.k3s_s3_secret(stack, "", "")
             values = s3.apply(lambda keys: backup_plan.k3s_s3_secret(stack, keys[0], keys[1])["stringData"])
             on_ainur = pulumi.ResourceOptions(parent=self, provider=args.ainur_provider, additional_secret_outputs=["data", "stringData"])
             self._secret(f"{name}-ainur", shape, values, [], args.ainur.with_cluster(on_ainur))
+
+    def _drill(self, prefix: str, args: DataSafetyArgs, restic: Mapping[str, pulumi.Resource], s3: pulumi.Output[tuple[str, str]] | None) -> None:
+        """The restore drills (plans.drill): each volume's beside its restic Secret, each cluster's etcd in its own
+        namespace with the S3 keys and (for Arda's) the age identity, which nothing else there reads."""
+        stack = args.stack
+        # The scratch claims' classes, which delete a drill's copy of a volume with its claim (plans.storage.scratch_class).
+        classes = [self._create(f"{prefix}-scratch", c, args.after) for c in drill_plan.scratch_classes(stack)]
+        for app, volume in drill_plan.volume_drills(stack):
+            after = [
+                *classes,
+                restic[f"{app.namespace}/{volume.claim}"],
+                *([args.namespaces[app.category]] if app.category in args.namespaces else []),
+            ]
+            self._create(f"{prefix}-{app.category}", drill_plan.volume_cronjob(stack, app, volume), after)
+        clusters = drill_plan.etcd_drills(stack)
+        if not clusters or s3 is None:
+            return
+        namespace = self._create(prefix, drill_plan.namespace(), args.after)
+        keys = self._secret(
+            prefix, drill_plan.s3_secret_shape(), s3.apply(lambda k: {"AWS_ACCESS_KEY_ID": k[0], "AWS_SECRET_ACCESS_KEY": k[1]}), [namespace]
+        )
+        made: list[pulumi.Resource] = [namespace, keys]
+        if "arda" in clusters:
+            assert self.age_identity is not None, "Arda's drill needs talos-backup's age identity (stacks.data.drills)"
+            shape = drill_plan.age_secret("")
+            made.append(self._secret(prefix, shape, self.age_identity.apply(lambda key: drill_plan.age_secret(key)["stringData"]), [namespace]))
+        for cluster in clusters:
+            self._create(prefix, drill_plan.etcd_cronjob(stack, cluster), made)
 
     def _talos_backup(self, prefix: str, args: DataSafetyArgs, namespace: pulumi.Resource, s3: pulumi.Output[tuple[str, str]]) -> None:
         stack = args.stack

@@ -24,6 +24,7 @@ KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
     ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
+    ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
     ("batch/v1", "Job"): k8s.batch.v1.Job,
     ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
     ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,

@@ -86,6 +86,8 @@ class Monitoring(pulumi.ComponentResource):
 
     application: PlatformApplication
     grafana_admin_password: pulumi.Output[str]
+    # The `monitoring` namespace on the Ainur (node-exporter's), which the logs' collector there shares.
+    ainur_namespace: pulumi.Resource | None
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:monitoring:Monitoring", name, None, opts)
@@ -104,6 +106,9 @@ class Monitoring(pulumi.ComponentResource):
         receiver = args.receiver_secret if args.receiver_secret is not None else pulumi.Output.secret("")
         alertmanager = ArgoCd._secret(f"{name}-arda", lambda secret: plan.alertmanager_secret(stack, secret or None), receiver, after_crds)
         custom_resource(f"{name}-arda-{resource_suffix(plan.alert_rules(stack))}", plan.alert_rules(stack), after_crds)
+        # Iluvatar's own dashboards (each machine's logs, the restore drills), which kube-prometheus's Grafana mounts.
+        board = plan.dashboards_configmap(stack)
+        dashboards = [kube.create(f"{name}-arda", board, after_crds)] if board is not None else []
         for manifest in plan.control_plane_services(stack):
             kube.create(f"{name}-arda", manifest, arda.access.with_cluster(in_arda))
         for manifest in plan.monitors(stack):
@@ -115,9 +120,10 @@ class Monitoring(pulumi.ComponentResource):
             )
         self.application = PlatformApplication(
             f"{name}-arda-{plan.APPLICATION}",
-            PlatformApplicationArgs(plan.application(stack), arda, after=[args.crds, namespace, grafana, alertmanager]),
+            PlatformApplicationArgs(plan.application(stack), arda, after=[args.crds, namespace, grafana, alertmanager, *dashboards]),
             opts=pulumi.ResourceOptions(parent=self, transformations=[arda.access.in_cluster]),
         )
+        self.ainur_namespace = None
         if args.ainur is not None and args.ainur_provider is not None:
             in_ainur = args.ainur.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.ainur_provider))
             made: list[pulumi.Resource] = []
@@ -125,4 +131,5 @@ class Monitoring(pulumi.ComponentResource):
                 made.append(
                     kube.create(f"{name}-ainur", manifest, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=made[:1])))
                 )
+            self.ainur_namespace = made[0]
         self.register_outputs({"grafanaAdminPassword": self.grafana_admin_password})

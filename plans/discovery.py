@@ -101,6 +101,13 @@ def _text(value: object) -> str:
     return printable(value).strip() if value is not None else ""
 
 
+# The names go-blockdevice v2.0.23 gives a whole disk's partition table (blkid/internal/partitions/gpt/gpt.go: "gpt";
+# it has no MBR prober, but the kernel's MBR partitions are published as partitions, block/discovery.go:122-150).
+PARTITION_TABLES = ("gpt", "dos")
+UNREADABLE_WHY = "blank, or used whole by what Talos 1.12 cannot read (btrfs, an mdraid member, NTFS, exFAT, f2fs, bcache, ...)"
+UNREADABLE = "Talos reads nothing on it: " + UNREADABLE_WHY
+
+
 @dataclass(frozen=True)
 class Disk:
     """One block.Disk as the machine published it (upgrader discover's JSON), every string made printable."""
@@ -118,11 +125,15 @@ class Disk:
     symlinks: tuple[str, ...] = ()
     pretty_size: str = ""
     holds: tuple[str, ...] = ()  # what its volumes are: partition labels and filesystems
+    # The partition table Talos read on the whole disk ("gpt"), if any: with no partition, the one proof of an empty disk.
+    table: str = ""
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], volumes: Sequence[Mapping[str, Any]]) -> Disk:
-        held = []
+        held, table = [], ""
         for v in volumes:
+            if v.get("devPath") == d["devPath"] and v.get("type") == "disk" and v.get("name") in PARTITION_TABLES:
+                table = _text(v["name"])
             if v.get("parentDevPath") == d["devPath"]:
                 held.append(_text(v.get("partitionLabel") or v.get("name") or "a partition"))
             elif v.get("devPath") == d["devPath"] and v.get("type") == "disk" and v.get("name") not in ("", "gpt", "dos", None):
@@ -141,7 +152,14 @@ class Disk:
             symlinks=tuple(_text(s) for s in d.get("symlinks") or ()),
             pretty_size=_text(d.get("prettySize")) or f"{int(d['size'])} B",
             holds=tuple(held),
+            table=table,
         )
+
+    @property
+    def unreadable(self) -> bool:
+        """Talos read nothing on it: no partition, no partition table, no filesystem. Blank, or used whole by what
+        Talos 1.12's probing cannot name (btrfs, an mdraid member, NTFS, exFAT, f2fs, bcache, ...): not proof of empty."""
+        return not self.holds and not self.table
 
     @property
     def usable(self) -> bool:
@@ -186,7 +204,10 @@ class Disk:
         media = "" if self.transport in ("nvme", "mmc") else (" HDD" if self.rotational else " SSD")
         what = f'"{self.model}"' if self.model else "no model"
         ids = (f" serial {self.serial}" if self.serial else " no serial") + (f" wwid {self.wwid}" if self.wwid else "")
-        holds = "empty" if not self.holds else ("holds Talos: " if self.holds_talos else "holds ") + ", ".join(self.holds)
+        if self.holds:
+            holds = ("holds Talos: " if self.holds_talos else "holds ") + ", ".join(self.holds)
+        else:
+            holds = f"empty {self.table} partition table" if self.table else UNREADABLE
         return f"{self.id} {self.pretty_size} {kind}{media} {what}{ids} ({holds})"
 
 
@@ -301,13 +322,16 @@ def _selector(disk: Disk, disks: Sequence[Disk]) -> DiskSelector | None:
 
 
 def install_disk(disks: Sequence[Disk], wipe: bool = False) -> Disk | None:
-    """Where Talos goes. Without `wipe`: an empty disk before one holding an earlier Talos, before one holding anything
-    else; then solid-state before rotating (a homelab's small boot SSD beside a big data disk); then the smallest.
-    With `wipe` (the user let its disks be wiped): what each holds does not count."""
+    """Where Talos goes. Without `wipe`: a disk holding an earlier Talos (the install replaces it, rather than leave
+    two META and STATE partitions, of which Talos v1.12.4 mounts the first it finds: controllers/block/system_disk.go:70-76,
+    internal/volumes/locate.go:47-88), before an empty one (an empty partition table), before one Talos reads nothing
+    on (blank, or btrfs, mdraid, NTFS...: `unreadable`), before one holding anything else; then solid-state before
+    rotating (a homelab's small boot SSD beside a big data disk); then the smallest. With `wipe` (the user let its disks
+    be wiped): what each holds does not count."""
     usable = [d for d in disks if d.usable]
 
     def rank(d: Disk) -> tuple[int, bool, int, str]:
-        held = 0 if wipe or not d.holds else 1 if d.holds_talos else 2
+        held = 0 if wipe or d.holds_talos else 1 if not d.holds and d.table else 2 if d.unreadable else 3
         return (held, d.rotational, d.size, d.id)
 
     return min(usable, key=rank, default=None)
@@ -372,6 +396,21 @@ def entry(stack: StackConfig, machine: Machine, address: IPv4Address, names: set
                 ),
             )
         notes.append(f"installDisk {target.id} holds {', '.join(target.holds)}: installing Talos wipes it (--wipe)")
+    if target.unreadable:
+        # Review 2 HIGH 2: Talos v1.12.4 names a disk's content by go-blockdevice v2.0.23's blkid, which probes GPT and
+        # bluestore, ext2/3/4, iso9660, luks, lvm2, squashfs, swap, talosmeta, vfat, xfs and zfs only
+        # (blkid/internal/chain/chain.go); the installer wipes whatever else is there (WithForce).
+        if not wipe:
+            return Entry(
+                machine,
+                None,
+                tuple(notes),
+                problem=(
+                    f"Talos reads nothing on {target.id}, the disk it would install to: it is {UNREADABLE_WHY}, and installing "
+                    f"Talos wipes it; if it holds nothing you keep, give --wipe {machine.mac}"
+                ),
+            )
+        notes.append(f"installDisk {target.id}: Talos reads nothing on it; installing Talos wipes it (--wipe)")
     selector = _selector(target, machine.disks)
     if selector is None:
         twins = [d.id for d in machine.disks if d.transport and d.model == target.model and d.serial == target.serial and d.wwid == target.wwid]
@@ -392,6 +431,11 @@ def entry(stack: StackConfig, machine: Machine, address: IPv4Address, names: set
     data: list[str] = []
     for d in machine.disks:
         if d.id == target.id or not d.usable:
+            continue
+        if d.unreadable and not wipe:
+            notes.append(
+                f"not a data disk: {d.describe()}: it may hold what Talos cannot read; if it holds nothing you keep, give --wipe {machine.mac}"
+            )
             continue
         if d.holds:
             what = "an earlier Talos's partitions" if d.holds_talos else ", ".join(d.holds)

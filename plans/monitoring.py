@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from plans import gitops, yamltext
+from plans import drill, gitops, logs, yamltext
 from plans.apiserver import ETCD_METRICS_PORT
 from plans.storage import ceph_enabled
+from stacks import data as data_rules
 from stacks import monitoring as rules
 from stacks import pins
 from stacks.model import App, Monitoring, StackConfig
@@ -118,12 +119,51 @@ def grafana_app(stack: StackConfig) -> App | None:
 
 
 def grafana_ini(stack: StackConfig) -> str:
-    """Grafana's settings: UTC (kube-prometheus's), its public URL when an app routes to it, no sign-up."""
+    """Grafana's settings: UTC (kube-prometheus's), its public URL when an app routes to it, no sign-up, and with logs
+    the VictoriaLogs datasource plugin, which Grafana installs in the background at its start, at the pinned version."""
     app = grafana_app(stack)
     lines = ["[date_formats]", "default_timezone = UTC", "", "[users]", "allow_sign_up = false", ""]
     if app is not None:
         lines = [*lines, "[server]", f"root_url = https://{app.host}/", ""]
+    if logs.enabled(stack):
+        # `preinstall` (installed in the background: preinstall_async defaults to true), never `preinstall_sync`: a
+        # failed synchronous install halts Grafana's start (grafana pkg/services/pluginsintegration/plugininstaller
+        # service.go, "Halt execution in the synchronous scenario"), and kube-prometheus v0.18.0 keeps the plugin
+        # folder in an emptyDir, so every new pod downloads it again: without the internet, Grafana would not start.
+        lines = [*lines, "[plugins]", f"preinstall = {logs.PLUGIN}@{logs.PLUGIN_VERSION}", ""]
     return "\n".join(lines)
+
+
+# Grafana's datasources: kube-prometheus v0.18.0's own (manifests/grafana-dashboardDatasources.yaml), and with logs the
+# store's. The Secret is replaced whole: its one key holds them all.
+PROMETHEUS_DATASOURCE = {
+    "access": "proxy",
+    "editable": False,
+    "name": "prometheus",
+    "orgId": 1,
+    "type": "prometheus",
+    "url": "http://prometheus-k8s.monitoring.svc:9090",
+    "version": 1,
+}
+DASHBOARDS = "grafana-dashboard-iluvatar"  # the ConfigMap of Iluvatar's dashboards, in Grafana's provider folder
+DASHBOARDS_PATH = f"/grafana-dashboard-definitions/0/{DASHBOARDS.removeprefix('grafana-dashboard-')}"
+
+
+def grafana_datasources(stack: StackConfig) -> str:
+    found = [PROMETHEUS_DATASOURCE, *([logs.datasource(stack)] if logs.enabled(stack) else [])]
+    return json.dumps({"apiVersion": 1, "datasources": found}, indent=4, sort_keys=True)
+
+
+def dashboards(stack: StackConfig) -> dict[str, str]:
+    """Iluvatar's own Grafana dashboards, file name -> JSON: each machine's logs, the restore drills."""
+    return {**logs.dashboards(stack), **drill.dashboards(stack)}
+
+
+def dashboards_configmap(stack: StackConfig) -> dict[str, Any] | None:
+    found = dashboards(stack)
+    if not found:
+        return None
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(DASHBOARDS, NAMESPACE), "data": found}
 
 
 # --- The kube-prometheus Application ------------------------------------------------------------------
@@ -280,6 +320,60 @@ def patches(stack: StackConfig) -> list[dict[str, Any]]:
     app = grafana_app(stack)
     if app is not None and app.service.port != GRAFANA_PORT:
         out.append(_patch("Service", "grafana", [{"op": "replace", "path": "/spec/ports/0/port", "value": app.service.port}]))
+    return out + _logs_and_drill_patches(stack)
+
+
+def _logs_and_drill_patches(stack: StackConfig) -> list[dict[str, Any]]:
+    """Grafana reads Iluvatar's dashboards and, with logs, the store's datasource; Alertmanager takes vmalert's alerts;
+    kube-state-metrics copies each drill's labels into its CronJob's series (what the drill alerts name)."""
+    out: list[dict[str, Any]] = []
+    if dashboards(stack):
+        out.append(
+            _patch(
+                "Deployment",
+                "grafana",
+                [
+                    {"op": "add", "path": "/spec/template/spec/volumes/-", "value": {"name": DASHBOARDS, "configMap": {"name": DASHBOARDS}}},
+                    {
+                        "op": "add",
+                        "path": "/spec/template/spec/containers/0/volumeMounts/-",
+                        "value": {"name": DASHBOARDS, "mountPath": DASHBOARDS_PATH, "readOnly": False},
+                    },
+                ],
+            )
+        )
+    if logs.enabled(stack):
+        out.append(
+            _patch(
+                "Secret",
+                "grafana-datasources",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "grafana-datasources", "namespace": NAMESPACE},
+                    "stringData": {"datasources.yaml": grafana_datasources(stack)},
+                },
+            )
+        )
+        out.append(
+            _patch(
+                "NetworkPolicy",
+                "alertmanager-main",
+                [
+                    {
+                        "op": "add",
+                        "path": "/spec/ingress/-",
+                        "value": {
+                            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": logs.VMALERT}}}],
+                            "ports": [{"port": 9093, "protocol": "TCP"}],
+                        },
+                    }
+                ],
+            )
+        )
+    if drill.enabled(stack):
+        allow = f"--metric-labels-allowlist=cronjobs=[{drill.LABEL},{drill.KIND_LABEL}]"
+        out.append(_patch("Deployment", "kube-state-metrics", [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": allow}]))
     return out
 
 
@@ -546,13 +640,14 @@ def alerts(stack: StackConfig) -> list[Alert]:
         ),
         Alert(
             "BackupJobFailed",
-            'kube_job_failed{condition="true",job_name=~".*(backup|snapshot).*"} == 1',
+            f'kube_job_failed{{condition="true",job_name=~".*(backup|snapshot).*",job_name!~"{drill.PREFIX}.*"}} == 1',
             "5m",
             "critical",
             "Backup job {{ $labels.namespace }}/{{ $labels.job_name }} failed",
             "A backup or snapshot job (such as the etcd snapshots) failed; `kubectl -n {{ $labels.namespace }} logs job/{{ $labels.job_name }}` says why.",
         ),
     ]
+    out += drill_alerts(stack)
     if stack.gitops is not None:
         out.append(
             Alert(
@@ -599,6 +694,56 @@ def alerts(stack: StackConfig) -> list[Alert]:
     return out
 
 
+# A drill's CronJob (plans.drill) and what it drills, from kube-state-metrics v2.19.0's CronJob series
+# (internal/store/cronjob.go: kube_cronjob_labels, kube_cronjob_status_last_schedule_time,
+# kube_cronjob_status_last_successful_time, kube_cronjob_status_active, kube_cronjob_created).
+_DRILLS = f'cronjob=~"{drill.PREFIX}.+"'
+_DRILL_NAMES = "* on(namespace, cronjob) group_left(label_iluvatar_dev_drill, label_iluvatar_dev_drill_kind) " + drill.DRILL_LABEL_SERIES
+
+
+def drill_alerts(stack: StackConfig) -> list[Alert]:
+    """A drill whose last run ended without a success (failed), or whose last success is too old (stale)."""
+    if not drill.enabled(stack):
+        return []
+    assert stack.backup is not None
+    stale = int(data_rules.stale_after(stack.backup.drill).total_seconds())
+    ended_without_success = (
+        f"(kube_cronjob_status_last_schedule_time{{{_DRILLS}}} > on(namespace, cronjob) kube_cronjob_status_last_successful_time"
+        f" or (kube_cronjob_status_last_schedule_time{{{_DRILLS}}} unless on(namespace, cronjob) kube_cronjob_status_last_successful_time))"
+        f" and on(namespace, cronjob) kube_cronjob_status_active{{{_DRILLS}}} == 0"
+    )
+    too_old = (
+        f"(time() - kube_cronjob_status_last_successful_time{{{_DRILLS}}} > {stale}"
+        f" or (time() - kube_cronjob_created{{{_DRILLS}}} > {stale} unless on(namespace, cronjob) kube_cronjob_status_last_successful_time))"
+    )
+    what = "{{ $labels.label_iluvatar_dev_drill }} ({{ $labels.label_iluvatar_dev_drill_kind }})"
+    return [
+        Alert(
+            "RestoreDrillFailed",
+            f"({ended_without_success}) {_DRILL_NAMES}",
+            "5m",
+            "critical",
+            f"The restore drill of {what} failed",
+            f"The last restore drill of {what} ended without restoring its newest backup: that backup may not come back. "
+            "`kubectl -n {{ $labels.namespace }} logs job/<the newest job of cronjob {{ $labels.cronjob }}>` says what failed "
+            "(restic check, the restore, the count, the decryption or etcdutl).",
+        ),
+        Alert(
+            "RestoreDrillStale",
+            f"({too_old}) {_DRILL_NAMES}",
+            "1h",
+            "warning",
+            f"No good restore drill of {what} for {_days(stale)}",
+            f"No restore drill of {what} has passed in {_days(stale)}: it does not run (its CronJob is suspended, its pods "
+            "cannot be scheduled) or it keeps failing. `kubectl -n {{ $labels.namespace }} describe cronjob {{ $labels.cronjob }}`.",
+        ),
+    ]
+
+
+def _days(seconds: int) -> str:
+    return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds // 3600} hours"
+
+
 def alert_rules(stack: StackConfig) -> dict[str, Any]:
     """The PrometheusRule of the stack's alerts (kube-prometheus's Prometheus selects every rule)."""
     return {
@@ -626,7 +771,8 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
     rules, its Watchdog) to no one, visible in Alertmanager's and Grafana's pages. `secret` is
     `iluvatar:alertReceiverSecret` (callers pass a Pulumi secret and keep the whole config secret)."""
     receiver = settings(stack).receiver
-    names = "|".join(sorted(a.name for a in alerts(stack)))
+    # The stack's Prometheus alerts, and with logs vmalert's (plans.logs).
+    names = "|".join(sorted([*(a.name for a in alerts(stack)), *(logs.alert_names() if logs.enabled(stack) else [])]))
     config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {"receiver": "none", "group_by": ["alertname", "namespace"], "group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h"},

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import apiserver, bringup, k3s
+from plans import apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import roll
 from plans.netboot.pis import image_id
@@ -36,9 +36,12 @@ from stacks import releases
 from stacks.model import Node, StackConfig
 
 
-def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0) -> dict[str, Any]:
+def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0, logging: str = "") -> dict[str, Any]:
+    """A machine as the next run reads it back; `logging`, a digest of its log delivery (components.arda.state_digests),
+    only when it has one, so a deployment without logs reads as before."""
     node = next(n for n in stack.arda_nodes if n.name == name)
-    return {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches, "generation": generation}
+    out = {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches, "generation": generation}
+    return out | ({"logging": logging} if logging else {})
 
 
 def endpoints(stack: StackConfig) -> list[str]:
@@ -114,6 +117,7 @@ def state(
     patches: Mapping[str, str],
     generations: Mapping[str, int] | None = None,
     client_certificate_expires: str | None = None,
+    logging: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What Arda runs after this deployment: the stack output `arda` (no secret in it). `endpoints` and the
     client certificate's expiry are what every step's talosconfig is made of, so the next run can tell that
@@ -124,7 +128,9 @@ def state(
         "talosVersion": stack.arda.talos_version,
         "kubernetesVersion": stack.arda.kubernetes_version,
         "order": order,
-        "nodes": {name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0)) for name in order},
+        "nodes": {
+            name: node_state(stack, installers[name], patches[name], name, counts.get(name, 0), (logging or {}).get(name, "")) for name in order
+        },
         "endpoints": endpoints(stack),
         "commands": arda_commands(stack),
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
@@ -156,6 +162,9 @@ class Change:
         """Whether the machine is drained and rebooted for certain (an upgrade); a config change may need it too."""
         return any(w.startswith("Talos ") for w in self.what)
 
+
+# The log delivery alone changed (plans.logs): Talos applies it without a reboot, so the machine's step only applies it.
+LOG_DELIVERY = logs.APPLY_WITHOUT_REBOOT
 
 # A new installer of the same version: its board's schematic changed (extensions, or arda.kernelArgs: plans.talos).
 SCHEMATIC = "Talos schematic (extensions, kernel arguments): an upgrade to its new installer"
@@ -290,6 +299,8 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             what.append("machine config (a reboot only if Talos needs one for it)")
         elif was.get("patches") != now["patches"]:
             what.append("machine config")
+        if was.get("logging", "") != now.get("logging", ""):
+            what.append(LOG_DELIVERY if now.get("logging") else f"{LOG_DELIVERY} (turned off)")
         if f"{name}-apply" in rewritten and not what:
             # Only when nothing above runs it already (an address is in its command, for one).
             what.append(f"{CHANGED_STEP} (as configured, it only checks its health)")

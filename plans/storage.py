@@ -298,6 +298,56 @@ def nfs_storage_class(stack: StackConfig) -> dict[str, Any]:
     }
 
 
+# --- The restore drill's scratch classes ------------------------------------------------------
+
+SCRATCH_PREFIX = "drill-scratch-"
+
+
+def scratch_class_name(name: str) -> str:
+    return f"{SCRATCH_PREFIX}{name}"
+
+
+def scratch_class(stack: StackConfig, name: str) -> dict[str, Any]:
+    """Arda's class `name` as its chart (or Pulumi) makes it, but with `reclaimPolicy: Delete`, for the restore drill's
+    scratch claims (plans.drill): every class above keeps a volume whose claim goes, so a drill restoring into one
+    would leave a full copy of the volume it drilled behind at every run. The provisioner and parameters are those
+    the charts render (rook v1.20.4 deploy/charts/rook-ceph-cluster/templates/cephblockpool.yaml and
+    cephfilesystem.yaml: `<operatorNamespace>.rbd|cephfs.csi.ceph.com`, `clusterID` the release's namespace, the
+    pool; local-path-provisioner v0.0.30's chart: `cluster.local/local-path-provisioner`), compared with the rendered charts in
+    tests/plans/test_storage.py."""
+    made: dict[str, Any]
+    if name == "nfs":
+        made = nfs_storage_class(stack)
+    else:
+        made = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {}, "allowVolumeExpansion": True}
+        if name == "local-path":
+            # The chart names its provisioner `cluster.local/<release>` (its provisionerName helper), not upstream's default.
+            made |= {"provisioner": "cluster.local/local-path-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
+        else:
+            values = ceph_cluster_values(stack)
+            namespace = {"{{ .Release.Namespace }}": ROOK_NAMESPACE}
+            pools = {p["storageClass"]["name"]: p for p in values["cephBlockPools"]}
+            filesystems = {f["storageClass"]["name"]: f for f in values["cephFileSystems"]}
+            if name in pools:
+                pool = pools[name]
+                parameters = {"pool": pool["name"], "clusterID": ROOK_NAMESPACE, **pool["storageClass"]["parameters"]}
+                made["provisioner"] = f"{ROOK_NAMESPACE}.rbd.csi.ceph.com"
+            else:
+                fs = filesystems[name]
+                parameters = {"fsName": fs["name"], "pool": f"{fs['name']}-{fs['storageClass']['pool']}", "clusterID": ROOK_NAMESPACE}
+                parameters |= fs["storageClass"]["parameters"]
+                made["provisioner"] = f"{ROOK_NAMESPACE}.cephfs.csi.ceph.com"
+            made["parameters"] = {k: namespace.get(v, v) for k, v in parameters.items()}
+            made["volumeBindingMode"] = "Immediate"
+    labels = {**gitops.MANAGED_BY}
+    return {
+        **made,
+        "metadata": {"name": scratch_class_name(name), "labels": labels, "annotations": {DEFAULT_CLASS_ANNOTATION: "false"}},
+        # The one class here that deletes: only the drill's scratch claims use it.
+        "reclaimPolicy": "Delete",
+    }
+
+
 # --- Namespaces and Applications -------------------------------------------------------------
 
 

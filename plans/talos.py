@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from plans import apiserver, backup, imagefactory, local_volumes, power, yamltext
+from plans import apiserver, backup, imagefactory, local_volumes, logs, power, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -164,6 +164,9 @@ def _config_document(
     }
     # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
     machine["features"] |= backup.talos_features(stack, control_plane)
+    # With logs, the services' logs to the collector beside them (plans.logs); the kernel's: KmsgLogConfig below.
+    if destinations := logs.talos_logging(stack):
+        machine["logging"] = destinations
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:
         cluster["allowSchedulingOnControlPlanes"] = stack.arda.allow_scheduling_on_control_planes
@@ -217,6 +220,8 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
         docs.append(wake)
     # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named.
     docs += local_volumes.talos_documents(stack)
+    # The kernel's messages to the collector (plans.logs).
+    docs += logs.kmsg_document(stack)
     return docs
 
 
@@ -227,6 +232,7 @@ def generic_worker_documents(stack: StackConfig, board: str, install_disk: str |
         _config_document(stack, install_disk, installer_image, labels, control_plane=False),
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
         _resolver(stack),
+        *logs.kmsg_document(stack),
     ]
 
 

@@ -35,7 +35,9 @@ fi
 # iptables: a netbooted maia's guard of its NFS server against its own pods, run as the Pi runs it.
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl nfs-ganesha nfs-ganesha-vfs libnfs-utils mtools dosfstools cpio
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
-  openssh-server openssh-client sudo restic jq dash busybox bash iptables)
+  openssh-server openssh-client sudo restic jq dash busybox bash systemd-journal-remote iptables)
+# systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
+# systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 packages+=(nftables)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py); its npm installs
 # Renovate's config validator and the Node 24 it asks for, from the npm registry (tools/renovate_check.py).

@@ -15,6 +15,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/boards.py`: the `Literal` role and architecture types become `str`;
 - `stacks/repository.py` (the GitOps repository's field checks the model uses): as `model.py`;
 - `stacks/data_model.py` (the data-safety keys' models): as `model.py`; `stacks/data.py`: its rules;
+- `stacks/logs_model.py` (the log store's keys): as `model.py`; `stacks/logs.py`: its rules;
 - `stacks/secrets.py` (each `secure:` value's form, and the passphrase salt's): its rules;
 - `stacks/credentials.py` (a credential written beside the rest, or inside a value): its rules;
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
@@ -59,6 +60,8 @@ RULE_FILES = (
     "stacks/power.py",
     "stacks/data_model.py",
     "stacks/data.py",
+    "stacks/logs_model.py",
+    "stacks/logs.py",
     "stacks/monitoring.py",
     "stacks/identity.py",
     "stacks/secrets.py",
@@ -203,7 +206,7 @@ def discover() -> list[Rule]:
             "stacks/remote_access.py",
         ):
             rules += _statement_rules(file, source)
-        elif file == "stacks/data.py":
+        elif file in ("stacks/data.py", "stacks/logs.py"):
             # Its rules only: its field checks live in stacks/data_model.py (Target's Literal is a parsed value's type).
             rules += _statement_rules(file, source)
         elif file in LAYERS:

@@ -150,6 +150,17 @@ def one_typo(word: str, known: str) -> bool:
     return False
 
 
+def _meant(meant: str, key: object, value: Any) -> str:
+    """`did you mean <key>: <value>?`, the value echoed only when short (a switch, a port, `[dns]`): a block or a long
+    text (a base64 private key under a mistyped `key`) is never printed back into a preview's error and the logs around it."""
+    shown = show(value)
+    return f"did you mean {meant}: {shown}?" if len(shown) <= SHOWN_AT_MOST else f"did you mean {meant}, with the value you gave {key}?"
+
+
+# The longest value a typo's message repeats.
+SHOWN_AT_MOST = 40
+
+
 def _typos(values: Mapping[str, Any], known: frozenset[tuple[str, ...]], base: str, under: tuple[str, ...] = ()) -> Iterator[Problem]:
     siblings = sorted(p[-1] for p in known if p[:-1] == under)
     for key, value in values.items():
@@ -158,7 +169,7 @@ def _typos(values: Mapping[str, Any], known: frozenset[tuple[str, ...]], base: s
         if here not in known and here not in CHARTS_OWN and meant is not None:
             yield Problem(
                 config_path(base, here),
-                f"{key} is one typo from {meant}, a key Iluvatar's own values set here; did you mean {meant}: {show(value)}? "
+                f"{key} is one typo from {meant}, a key Iluvatar's own values set here; {_meant(meant, key, value)} "
                 "(a key only the chart knows is checked by Helm alone, in the middle of pulumi up)",
             )
         elif isinstance(value, Mapping):
@@ -278,7 +289,7 @@ def _schema_typos(chart: ChartSchema, values: Any, base: str, under: tuple[str |
             yield Problem(
                 config_path(base, (*under, str(key))),
                 f"{key} is not a key of {chart.name}'s values, and one typo from {meant}, which its values schema or templates read "
-                f"here; did you mean {meant}: {show(value)}? (Helm would drop {key} without a word)",
+                f"here; {_meant(meant, key, value)} (Helm would drop {key} without a word)",
             )
         else:
             yield from _schema_typos(chart, value, base, (*under, str(key)))

@@ -16,6 +16,7 @@ problem (not also "is not a known key; did you mean clientId?", nor the secret's
 
 from __future__ import annotations
 
+import base64
 import difflib
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -74,6 +75,13 @@ def credential_key(key: str) -> bool:
     return norm in _NAMES or norm.endswith(_ENDINGS)
 
 
+# A PEM private key base64-encoded whole, as Helm values carry one (Cilium's `tls.ca.key`, `hubble.tls.server.key`):
+# the encoding of its first line, cut at the last whole 3-byte group so it does not depend on what follows.
+_PEM_KEYS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
+_PEM_KEYS_BASE64 = "|".join(
+    re.escape(base64.b64encode(head[: len(head) // 3 * 3]).decode()) for head in (f"-----BEGIN {k}-----".encode() for k in _PEM_KEYS)
+)
+
 # Values that are a credential whatever key holds them, by the form their issuer gives them.
 TOKEN_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     # GitHub's token prefixes (docs.github.com, "About authentication to GitHub": ghp_, gho_, ghu_, ghs_, ghr_, github_pat_).
@@ -84,6 +92,7 @@ TOKEN_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     # ntfy's access tokens: `tk_` and 29 letters and digits (ntfy's user/token.go, `GenerateToken`).
     (re.compile(r"\btk_[a-z0-9]{29}\b"), "an ntfy access token"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(rf"(^|\s)({_PEM_KEYS_BASE64})"), "a base64-encoded private key"),
     (re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$"), "a bcrypt password hash"),
     # An HTTP Authorization header's value (RFC 9110 section 11.4: a scheme, then the credentials), copied whole.
     (re.compile(r"^(Bearer|Basic|Token)\s+\S{8,}$", re.IGNORECASE), "an HTTP Authorization header's credential"),

@@ -13,6 +13,8 @@ The models are `stacks.data_model`; what they become is `plans.secrets` and `pla
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
-from stacks.data_model import AppBackup, Backup, CopyMethod, Keep
+from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
 
@@ -223,10 +225,11 @@ class Context:
     # iluvatar:appSecrets as read: app -> name -> True when encrypted (None: the key is absent).
     app_secret_values: Mapping[str, Mapping[str, bool]] | None = None
     app_secrets_broken: str | None = None  # why iluvatar:appSecrets is not a mapping of apps to secrets
+    monitoring_set: bool = False  # the restore drill reports to it
 
 
 def check(ctx: Context) -> list[Problem]:
-    return [*_secrets(ctx), *_values(ctx), *_target(ctx), *_backups(ctx)]
+    return [*_secrets(ctx), *_values(ctx), *_target(ctx), *_backups(ctx), *_drill(ctx)]
 
 
 def _secrets(ctx: Context) -> Iterator[Problem]:
@@ -410,6 +413,133 @@ def copy_method(backup: AppBackup, storage_class: str) -> CopyMethod:
     if backup.copy_method is not None:
         return backup.copy_method
     return "Snapshot" if storage_class in SNAPSHOT_CLASSES else "Direct"
+
+
+# --- The restore drill ------------------------------------------------------------------------------
+
+DRILL = f"{BACKUP}.drill"
+_MACRO_SPECS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def _cron_field(value: str, low: int, high: int) -> tuple[set[int], bool]:
+    """One field's values, and whether it is a star (robfig/cron v3.0.1 parser.go getRange, lines 265 and 297: `*` or
+    `?` without a step above 1), which decides how the two day fields combine."""
+    found: set[int] = set()
+    star = False
+    for item in value.split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if base in ("*", "?"):
+            start, end = low, high
+            star = star or step == 1
+        elif "-" in base:
+            start, end = (int(b) for b in base.split("-"))
+        else:
+            start = int(base)
+            end = high if step_text else start
+        found.update(range(start, end + 1, step))
+    return found, star
+
+
+def longest_gap(schedule: str) -> datetime.timedelta:
+    """The longest time between two runs of a valid cron `schedule`, over two years from a fixed day, with the day
+    fields combined as Kubernetes' CronJob controller combines them (robfig/cron v3.0.1 spec.go dayMatches, lines
+    179-188: both restricted, either matches; else both must)."""
+    fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, _ = _cron_field(fields[1], 0, 23)
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    months, _ = _cron_field(fields[3], 1, 12)
+    dows, dow_star = _cron_field(fields[4], 0, 7)
+    dows = {d % 7 for d in dows}
+    times = sorted(h * 60 + m for h in hours for m in minutes)
+    # Within a day the runs are the same; between two days, the last of one to the first of the next.
+    longest = datetime.timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
+    start, last, days = datetime.datetime(2026, 1, 1), None, 0
+    for offset in range(731):
+        day = start + datetime.timedelta(days=offset)
+        dom, dow = day.day in doms, (day.weekday() + 1) % 7 in dows
+        if day.month in months and ((dom and dow) if (dom_star or dow_star) else (dom or dow)):
+            if last is not None:
+                longest = max(longest, day + datetime.timedelta(minutes=times[0]) - last)
+            last, days = day + datetime.timedelta(minutes=times[-1]), days + 1
+    # A schedule that runs on one day of the two years (or none) is as good as never.
+    return longest if days > 1 else datetime.timedelta(days=731)
+
+
+def stale_after(drill: Drill) -> datetime.timedelta:
+    """How old the last good drill may be: `staleAfter`, else the schedule's longest gap plus a day (its run's bound)."""
+    if drill.stale_after is not None:
+        unit = drill.stale_after[-1]
+        return datetime.timedelta(**{"hours" if unit == "h" else "days": int(drill.stale_after[:-1])})
+    return longest_gap(drill.schedule) + datetime.timedelta(days=1)
+
+
+def drills(backup: Backup, ainur_set: bool) -> tuple[bool, bool]:
+    """Whether Arda's and the Ainur's etcd snapshots are drilled: `drill.arda`/`ainur`, else whether their snapshots
+    are on the target (Arda's: talos-backup uploads them; the Ainur's: k3s uploads them to an S3 target only)."""
+    found = parse_target(backup.target)
+    s3 = isinstance(found, Target) and found.kind == "s3"
+    arda = backup.drill.arda if backup.drill.arda is not None else arda_etcd_backup(backup) and s3
+    ainur = backup.drill.ainur if backup.drill.ainur is not None else ainur_set and s3
+    return arda, ainur
+
+
+def _drill(ctx: Context) -> Iterator[Problem]:
+    backup = ctx.backup
+    if backup is None or not backup.drill.enabled:
+        return
+    drill = backup.drill
+    if "drill" in backup.model_fields_set and not ctx.monitoring_set:
+        yield Problem(
+            DRILL,
+            "needs iluvatar:monitoring: each drill's result is a metric Prometheus keeps, and a failed or stale drill is its "
+            "alert; set iluvatar:monitoring, or drill.enabled: false",
+        )
+        return
+    if (problem := cron_problem(drill.schedule)) is not None:
+        yield Problem(f"{DRILL}.schedule", problem)
+    elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
+        gap = longest_gap(drill.schedule)
+        yield Problem(
+            f"{DRILL}.staleAfter",
+            f"{drill.stale_after} is not longer than the {_days(gap)} between two runs of drill.schedule {drill.schedule}: "
+            f"the alert would fire between good drills; set it above that (e.g. {_days(gap + datetime.timedelta(days=1))}), or leave it out",
+        )
+    found = parse_target(backup.target)
+    if not isinstance(found, Target):
+        return  # the target's own problem is reported
+    if drill.arda is True and found.kind == "nfs":
+        yield Problem(
+            f"{DRILL}.arda",
+            f"true, but Arda's etcd is not backed up to the target: talos-backup uploads only to S3, and {backup.target} is NFS; "
+            "there is nothing for the drill to restore; leave arda out",
+        )
+    elif drill.arda is True and not arda_etcd_backup(backup):
+        yield Problem(
+            f"{DRILL}.arda",
+            "true, but Arda's etcd is not backed up (backup.etcd.arda is false): there is nothing for the drill to restore; "
+            "leave arda out, or turn etcd.arda on",
+        )
+    if drill.ainur is True and ctx.ainur is None:
+        yield Problem(f"{DRILL}.ainur", "true, but the stack has no Ainur; leave ainur out")
+    elif drill.ainur is True and found.kind == "nfs":
+        yield Problem(
+            f"{DRILL}.ainur",
+            f"true, but with an NFS target ({backup.target}) k3s keeps the Ainur's snapshots on each valar's own disk, not on the "
+            "target the drill reads; use an S3 target, or leave ainur out",
+        )
+
+
+def _days(gap: datetime.timedelta) -> str:
+    return f"{gap.days}d" if gap.seconds == 0 else f"{gap.days * 24 + gap.seconds // 3600}h"
 
 
 def arda_etcd_backup(backup: Backup) -> bool:

@@ -10,6 +10,7 @@ rest of the stack, each naming its config path, are `stacks.data`.
 - `App.backup`: VolSync (restic) copies the app's volumes to `iluvatar:backup.target` on a schedule,
   and a rebuilt cluster restores each into a new claim by itself.
 - `iluvatar:backup`: the target (an NFS export or an S3 bucket) and both clusters' etcd snapshots.
+- `iluvatar:backup.drill`: every backup restored on a schedule into scratch space and checked (plans.drill).
 """
 
 from __future__ import annotations
@@ -95,11 +96,34 @@ class EtcdBackup(Model):
     arda: bool | None = None
 
 
+_STALE = re.compile(r"^[1-9][0-9]*[hd]$")
+
+
+class Drill(Model):
+    """`iluvatar:backup.drill`: each backup restored on a schedule into scratch space and checked; on with monitoring.
+
+    Each app's volumes: the latest restic snapshot restored into a scratch claim, checked, the claim deleted. Arda's
+    etcd: its latest talos-backup snapshot decrypted with the age key and checked by etcdutl. The Ainur's: k3s's latest
+    snapshot in the bucket, likewise. Each result is a metric; a failed or stale drill is an alert."""
+
+    enabled: bool = True
+    # Cron, as a CronJob reads it; the default is weekly, Sunday 04:30 (after the nightly backups).
+    schedule: str = Field(default="30 4 * * 0", min_length=1)
+    # How old the last good drill may be before its alert fires (hours or days); None: the schedule's longest gap plus a
+    # day (stacks.data.longest_gap).
+    stale_after: Annotated[str, _pattern(_STALE, "8d", "age (hours or days)")] | None = None
+    # Which backups are drilled. arda/ainur None: the clusters whose snapshots are on the target (stacks.data.drills).
+    volumes: bool = True
+    arda: bool | None = None
+    ainur: bool | None = None
+
+
 class Backup(Model):
-    """`iluvatar:backup`: where every backup goes, and the clusters' etcd snapshots."""
+    """`iluvatar:backup`: where every backup goes, the clusters' etcd snapshots, and the restore drill."""
 
     # nfs://<server>/<export path> (the server an address or a name the plan resolves), or
     # s3://<host>[:port]/<bucket>[/<prefix>] (https; s3+http:// for a plain-http S3 on the LAN).
     target: str = Field(min_length=1)
     region: Annotated[str, _pattern(re.compile(r"^[a-z0-9-]{2,32}$"), "us-east-1", "S3 region")] = "us-east-1"
     etcd: EtcdBackup = Field(default_factory=EtcdBackup)
+    drill: Drill = Field(default_factory=Drill)

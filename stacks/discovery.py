@@ -61,9 +61,19 @@ def _problems(arda: Arda, ainur: Ainur | None, ainur_set: bool, network: Network
             "into maintenance mode to be read, the other makes them workers); keep one",
         )
     pool = discovery.pool
+    path = f"{DISCOVERY}.pool"
+    if pool is None and ainur is not None and ainur.netboot.mode == "dhcp":
+        # Review 2 MEDIUM 3: a discovered machine would keep its network.dhcpRange lease (leaseTime) once `pulumi up`
+        # reserves its address: Talos renews at half the lease (operator/dhcp4.go:183 at v1.12.4), past the apply's
+        # 45-minute wait for it at that address. The pool's 2-minute lease is what moves it within a minute.
+        yield Problem(
+            path,
+            "is not set: in ainur.netboot.mode dhcp a discovered machine would hold a network.dhcpRange address for "
+            "network.leaseTime after `pulumi up` reserves its own, and the apply would not reach it; give a pool of a few "
+            "free addresses outside network.dhcpRange and network.loadBalancerPool, e.g. pool: {start: A, end: B}",
+        )
     if pool is None or network is None:
         return
-    path = f"{DISCOVERY}.pool"
     if ainur is not None and ainur.netboot.mode == "proxy":
         yield Problem(
             path,

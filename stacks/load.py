@@ -23,6 +23,7 @@ from stacks import data as data_rules
 from stacks import discovery as discovery_rules
 from stacks import gitops as gitops_rules
 from stacks import identity as identity_rules
+from stacks import logs as logs_rules
 from stacks import monitoring as monitoring_rules
 from stacks import power as power_rules
 from stacks import remote_access as remote_rules
@@ -31,6 +32,7 @@ from stacks import storage as storage_rules
 from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
+from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
 from stacks.rules import Parsed, _vip_list, _zone_names, check
@@ -63,6 +65,7 @@ SECTIONS: dict[str, Section] = {
         Section("monitoring", Monitoring, False),
         Section("identity", Identity, False),
         Section("backup", Backup, False),
+        Section("logs", Logs, False),
         Section("remoteAccess", RemoteAccess, False),
     )
 }
@@ -266,7 +269,21 @@ def parse_stack(
             secrets=present,
             app_secret_values=app_values,
             app_secrets_broken=app_values_broken,
+            monitoring_set="monitoring" in values,
         )
+    )
+    logs = _section(values, "logs", problems)
+    problems += logs_rules.check(
+        logs if isinstance(logs, Logs) else None,
+        "logs" in values,
+        "monitoring" in values,
+        "ainur" in values,
+        network if isinstance(network, Network) else None,
+        edge if isinstance(edge, Edge) else None,
+        storage if isinstance(storage, Storage) else (Storage() if "storage" not in values else None),
+        [n for _, n in nodes],
+        nodes_complete and "nodes" in values,
+        len(apps),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
@@ -302,6 +319,7 @@ def parse_stack(
             "monitoring": values.get("monitoring"),
             "identity": values.get("identity"),
             "backup": values.get("backup"),
+            "logs": values.get("logs"),
             "remoteAccess": values.get("remoteAccess"),
         }
     )

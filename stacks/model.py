@@ -38,6 +38,7 @@ from stacks.fields import (
     _pattern,
     _text,
 )
+from stacks.logs_model import Logs
 from stacks.remote_model import RemoteAccess
 
 
@@ -785,6 +786,7 @@ class StackConfig(Model):
     monitoring: Monitoring | None = None
     identity: Identity | None = None
     backup: Backup | None = None
+    logs: Logs | None = None
     remote_access: RemoteAccess | None = None
 
     @property

@@ -201,7 +201,9 @@ def last_outputs() -> dict[str, Any]:
 # What an offline run (iluvatar.simulate, for `iluvatar render` and the tests) hands the program for a `secure:` value
 # it cannot decrypt: no hash to judge there, so the check is the engine's, at `pulumi preview`.
 UNDECRYPTED = "[secret]"
-BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+# Matched whole (fullmatch): `$` alone would take a hash with a trailing newline, which Dex starts with (it reads the
+# prefix and cost) but golang.org/x/crypto/bcrypt compares byte for byte, so every login would be refused.
+BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_COSTS = range(10, 17)
 
 
@@ -213,12 +215,17 @@ def static_hash_problem(config: Identity | None, secret: str | None) -> list[Pro
         return []
     path = f"{NAMESPACE}:{identity.SECRET}"
     command = f"`pulumi config set --secret {path} {credentials.CONNECTOR_SECRETS['static'][1]}`"
-    form = BCRYPT.match(secret)
+    form = BCRYPT.fullmatch(secret)
     if form is not None and int(form.group(1)) in BCRYPT_COSTS:
         return []
     if form is not None:
         why = f"is a bcrypt hash of cost {form.group(1)}, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"
-    elif secret.startswith(":") and BCRYPT.match(secret[1:]):
+    elif secret != secret.strip() and BCRYPT.fullmatch(secret.strip()):
+        why = (
+            "has a space or a newline around the hash (a line piped in whole, or echo without -n), which Dex keeps as part of "
+            "it: Dex starts, and refuses every login"
+        )
+    elif secret.startswith(":") and BCRYPT.fullmatch(secret[1:]):
         why = "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"
     else:
         why = "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"

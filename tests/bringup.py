@@ -249,14 +249,21 @@ class Checker:
             gates = {upgrader_args(r)[upgrader_args(r).index("--storage-class") + 1]: r for r in self.steps("wait-kube", "--storage-class")}
             builtin = {"local-path"} if cluster == "ainur" and not storage_plan.k3s_disables_local_storage(self.stack) else set()
             for reg, gk in self.objects(cluster):
-                if gk != ("", "PersistentVolumeClaim"):
+                # A claim, or a StatefulSet's claim templates: pulumi-kubernetes awaits both (a StatefulSet's Ready
+                # needs its claims bound), and gives up long before an operator's class comes.
+                if gk == ("", "PersistentVolumeClaim"):
+                    wanted_classes = [reg.inputs.get("spec", {}).get("storageClassName")]
+                elif gk == ("apps", "StatefulSet"):
+                    templates = reg.inputs.get("spec", {}).get("volumeClaimTemplates", [])
+                    wanted_classes = [t.get("spec", {}).get("storageClassName") for t in templates]
+                else:
                     continue
-                wanted = reg.inputs.get("spec", {}).get("storageClassName")
-                if wanted in builtin:
-                    continue
-                provider = gates.get(wanted) or classes.get(wanted)
-                if provider is None or not self.graph.after(reg, provider):
-                    yield f"{cluster}: the claim {reg.name} uses StorageClass {wanted}, which nothing before it provides or waits for"
+                for wanted in wanted_classes:
+                    if wanted in builtin:
+                        continue
+                    provider = gates.get(wanted) or classes.get(wanted)
+                    if provider is None or not self.graph.after(reg, provider):
+                        yield f"{cluster}: the claim {reg.name} uses StorageClass {wanted}, which nothing before it provides or waits for"
 
     def arda_workloads_after_nodes(self) -> Iterator[str]:
         """On Arda, nothing that runs pods or is run by an operator starts before every machine is Ready, but the CNI's own."""

@@ -49,6 +49,12 @@ def _only(source: str) -> str:
 @functools.cache
 def _talos(version: str) -> jsonschema.protocols.Validator:
     schema = json.loads(upstream.talos_schema(version).read_text())
+    # Talos's schema generator describes an Endpoint (a log destination's `endpoint`) as an object with no properties;
+    # Talos reads and writes it as a URL string (machinery v1.12.4 config/types/v1alpha1/v1alpha1_types.go:996-1025:
+    # UnmarshalYAML parses a string with url.Parse, MarshalYAML writes the URL's string), which tools/talos-check, Talos's
+    # own code, accepts. The schema is corrected to what the code reads, nothing else.
+    if "v1alpha1.Endpoint" in schema.get("$defs", {}):
+        schema["$defs"]["v1alpha1.Endpoint"] = {"type": "string", "description": schema["$defs"]["v1alpha1.Endpoint"].get("description", "")}
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema, registry=Registry().with_resource(schema["$id"], Resource.from_contents(schema)))

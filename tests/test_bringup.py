@@ -171,7 +171,13 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
     ]
     # The rest: the other pods and bindings, with each category's secret reader (its binding after its role and account).
     assert sum(m.startswith("arda: data-secrets-") for m in found) == 6
-    assert len(found) == 36
+    # The logs' collectors (on both clusters) and vmalert, each after the ConfigMap it mounts (components.logs).
+    assert sorted(m.split(" (")[0] for m in found if m.split(": ", 1)[1].startswith("logs-")) == [
+        "ainur: logs-ainur-daemonset-log-collector",
+        "arda: logs-arda-daemonset-log-collector",
+        "arda: logs-arda-deployment-vmalert-logs",
+    ]
+    assert len(found) == 39
 
 
 # --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------

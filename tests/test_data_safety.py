@@ -89,7 +89,8 @@ def homelab() -> Iterator[Simulation]:
 
 
 def test_a_snapshot_encrypted_to_the_rendered_recipient_opens_with_the_stacks_key(homelab: Simulation) -> None:
-    [cronjob] = [r for r in homelab.registrations if r.type == "kubernetes:batch/v1:CronJob"]
+    # talos-backup's CronJob (the restore drills are CronJobs too: tests/test_drill.py).
+    [cronjob] = [r for r in homelab.registrations if r.type == "kubernetes:batch/v1:CronJob" and r.inputs["metadata"]["name"] == "talos-backup"]
     env = {e["name"]: e.get("value") for e in cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     identity = homelab.outputs["backupAgeKey"]
     assert isinstance(identity, SecretValue)

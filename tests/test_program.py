@@ -46,6 +46,7 @@ def test_rk1_registers_ea_with_four_arda_reservations() -> None:
         ("iluvatar:edge:Edge", "edge"),
         ("iluvatar:edge:LocalCa", "local-ca"),
         ("iluvatar:gitops:GitOps", "gitops"),
+        ("iluvatar:logs:Logs", "logs"),
         ("iluvatar:monitoring:Monitoring", "monitoring"),
         ("iluvatar:network:Ea", "ea"),
         ("iluvatar:storage:Storage", "storage"),
@@ -80,7 +81,7 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 272
+    assert len(sim.registrations) == 296
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

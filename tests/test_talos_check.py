@@ -107,6 +107,7 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     kinds = {d["kind"]: d for d in docs[1:]}
     assert sorted(kinds) == [
         "HostnameConfig",
+        "KmsgLogConfig",
         "Layer2VIPConfig",
         "LinkAliasConfig",
         "LinkConfig",
@@ -166,6 +167,25 @@ def test_the_control_planes_allow_talos_backup_its_role_and_workers_do_not(accep
             assert features["kubernetesTalosAPIAccess"] == BACKUP_ACCESS["kubernetesTalosAPIAccess"], name
         else:
             assert "kubernetesTalosAPIAccess" not in features, name
+
+
+def test_every_machine_sends_its_services_and_kernel_to_the_collector_beside_it(accepted: dict[str, Verdict]) -> None:
+    """The log delivery (plans.logs) in the configs both Talos versions accepted above: the services' logs as JSON lines
+    and the kernel's messages, each over TCP to the machine's own collector; the generic worker's likewise."""
+    for name in [*(f"homelab/{n}" for n in HOMELAB_NODES), "generic/generic-worker"]:
+        docs = _docs(accepted[name].config)
+        assert docs[0]["machine"]["logging"] == {"destinations": [{"endpoint": "tcp://127.0.0.1:6050/", "format": "json_lines"}]}, name
+        kmsg = [d for d in docs if d.get("kind") == "KmsgLogConfig"]
+        assert kmsg == [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://127.0.0.1:6051/"}], name
+
+
+def test_talos_refuses_a_kernel_destination_with_a_path_and_a_format_it_has_not(refused: dict[str, Verdict]) -> None:
+    path = refused["kmsg-with-a-path"]
+    assert not path.ok and path.provider and all(p.endswith("* KmsgLogConfig/elsewhere: url path must be empty") for p in path.provider), (
+        path.provider
+    )
+    form = refused["logging-format-unknown"]
+    assert not form.ok and form.provider and all("syslog" in p for p in form.provider), form.provider
 
 
 def test_talos_refuses_backup_access_on_a_worker_or_with_a_role_it_does_not_know(refused: dict[str, Verdict]) -> None:
@@ -277,8 +297,15 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         ),
         Machine("kubernetes-unparsable", {**worker.arguments, "kubernetesVersion": "one.thirty-five"}),
         Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
+        # The log delivery (plans.logs) as Talos would refuse it: a kernel destination with a path, a format it has not.
+        extra("kmsg-with-a-path", worker, "apiVersion: v1alpha1\nkind: KmsgLogConfig\nname: elsewhere\nurl: tcp://127.0.0.1:6051/kernel\n"),
+        extra(
+            "logging-format-unknown",
+            worker,
+            "machine:\n  logging:\n    destinations:\n      - endpoint: udp://127.0.0.1:6050/\n        format: syslog\n",
+        ),
     ]
-    assert len(batch) == 11 + len(TALOS_CONFLICTS)
+    assert len(batch) == 13 + len(TALOS_CONFLICTS)
     return {v.name: v for v in check(batch)}
 
 

@@ -45,11 +45,14 @@ def check_rules(prometheus_rule: Mapping[str, Any]) -> subprocess.CompletedProce
         return _run("promtool", ["check", "rules", "rules.yaml"], Path(tmp))
 
 
-def unit_test_rules(prometheus_rule: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> subprocess.CompletedProcess[str]:
-    """`promtool test rules` with `tests` (promtool's unit-test cases) over the rule's groups."""
+def unit_test_rules(
+    prometheus_rule: Mapping[str, Any], tests: Sequence[Mapping[str, Any]], evaluation_interval: str = "1m"
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` with `tests` (promtool's unit-test cases) over the rule's groups; a test over days
+    evaluates less often (`evaluation_interval`), as promtool evaluates every rule at each interval up to its last time."""
     with tempfile.TemporaryDirectory(prefix="iluvatar-promtool-") as tmp:
         (Path(tmp) / "rules.yaml").write_text(rule_file(prometheus_rule))
-        suite = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": list(tests)}
+        suite = {"rule_files": ["rules.yaml"], "evaluation_interval": evaluation_interval, "tests": list(tests)}
         (Path(tmp) / "tests.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
         return _run("promtool", ["test", "rules", "tests.yaml"], Path(tmp))
 

@@ -166,6 +166,13 @@ _ALL: tuple[Tool, ...] = (
     Tool("dex", "dex", package="github.com/dexidp/dex/cmd/dex"),
     # The bcrypt hash of a password, as Dex's static passwords take it (the package Dex checks them with).
     Tool("bcrypt", "dex", package="./bcrypt"),
+    # The logs (plans.logs): VictoriaLogs v1.52.1, the store; the OpenTelemetry Collector's contrib components at v0.165.0,
+    # the collector; vmalert of VictoriaMetrics v1.151.0, the log alerts' evaluator.
+    Tool("victoria-logs", "victorialogs", package="github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs"),
+    Tool("otelcol", "otelcol"),
+    Tool("vmalert", "vmalert", package="github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert"),
+    # age v1.3.1's own command: the restore drill decrypts Arda's etcd snapshots with it (plans.drill).
+    Tool("age", "age", package="filippo.io/age/cmd/age"),
     # Remote access (tests/netns/test_remote_access.py): Headscale v0.27.1 (the control server), and Tailscale v1.102.3's
     # tailscaled (the router's and the phone's) and containerboot (the subnet router image's entrypoint).
     Tool("headscale", "headscale", package="github.com/juanfont/headscale/cmd/headscale"),

@@ -578,6 +578,7 @@ class Cluster:
     # machine's in a mount namespace of its own: the issuer of a token the test makes, by its real name).
     hosts: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
+    etcd_url: str = ""
     processes: list[Process] = field(default_factory=list)
     _clients: dict[int, KubeClient] = field(default_factory=dict)
     _discovered: dict[str, dict[str, Resource]] = field(default_factory=dict)
@@ -680,6 +681,8 @@ class Cluster:
         self._write_kubeconfig("admin", self.server)
         etcd_port, peer_port = free_port(), free_port()
         data = self.root / "etcd"
+        # Where etcd's clients reach it (the restore drill's test takes its snapshot there: tests/test_drill.py).
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         if "etcd" in self.components:
             etcd = self._spawn(
                 "etcd",

@@ -29,6 +29,15 @@ TALOS_KERNEL_ARGS = (
 )
 
 
+# Hands an unknown machine back to its firmware with an error, so that the firmware boots its next device (its disk).
+# A bare `exit` is status 0 (iPXE dad20602 core/exec.c:453-471), which iPXE's EFI entry returns as EFI_SUCCESS
+# (interface/efi/efiprefix.c:62-74); UEFI 2.x section 3.1.1 and EDK2's BdsDxe (MdeModulePkg/Universal/BdsDxe/BdsEntry.c,
+# BootBootOptions: a Boot#### returning EFI_SUCCESS stops BootOrder and shows the boot manager menu) then strand the
+# machine at its firmware's front page. `exit 1` is EFIRC(1), an error (include/ipxe/errno/efi.h:48-50): BdsDxe goes on
+# to the next Boot####. A BIOS NIC ROM goes on to the BIOS's next device (int 18) whatever the status.
+NEXT_BOOT_DEVICE = "exit 1"
+
+
 def boot_script(stack: StackConfig) -> str:
     """boot.ipxe: a known machine chains to its own script; an unknown one is told so (or booted
     to be discovered, or as the generic worker). Each failure names the step and the URL that failed."""
@@ -55,7 +64,7 @@ def boot_script(stack: StackConfig) -> str:
     else:
         lines += [
             "echo Iluvatar: ${mac} is not in the inventory, so it is not netbooted (add it to iluvatar:nodes)",
-            "exit",
+            NEXT_BOOT_DEVICE,
         ]
     lines += [
         ":failed",
@@ -69,8 +78,8 @@ def boot_script(stack: StackConfig) -> str:
 def _discovery_lines(stack: StackConfig) -> list[str]:
     """An unknown machine is booted to be discovered only while the window is open (`iluvatar discover --arm`: the
     netboot pod serves /discovery/window.ipxe until then, plans.netboot.window), and only as an architecture the stack
-    boots (arda.discovery.arches). Otherwise `exit`: iPXE hands the machine back to its firmware, which boots its next
-    device (its disk), as it did when the Ainur gave it no boot file."""
+    boots (arda.discovery.arches). Otherwise `exit 1` (NEXT_BOOT_DEVICE): iPXE hands the machine back to its firmware
+    with an error, so the firmware boots its next device (its disk), as it did when the Ainur gave it no boot file."""
     arches = list(stack.discovery_boards)
     lines = [
         f"imgfetch --name window ${{iluvatar}}/{DISCOVERY_WINDOW_FILE} || goto closed",
@@ -80,7 +89,7 @@ def _discovery_lines(stack: StackConfig) -> list[str]:
         *(f"iseq ${{arch}} {arch} && goto discover ||" for arch in arches),
         f"echo Iluvatar: ${{mac}} is not in the inventory, and discovery boots {' and '.join(arches)} only (arda.discovery.arches): "
         "on to its next boot device",
-        "exit",
+        NEXT_BOOT_DEVICE,
         ":discover",
         "echo Iluvatar: ${mac} is not in the inventory; booting Talos in maintenance mode to be discovered (arda.discovery)",
         "set script ${iluvatar}/ipxe/discovery-${arch}.ipxe",
@@ -88,7 +97,7 @@ def _discovery_lines(stack: StackConfig) -> list[str]:
         "exit",
         ":closed",
         "echo Iluvatar: ${mac} is not in the inventory, and discovery is not armed (iluvatar discover --arm): on to its next boot device",
-        "exit",
+        NEXT_BOOT_DEVICE,
     ]
     return lines
 

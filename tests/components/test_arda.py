@@ -32,6 +32,8 @@ NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
 # The gates that wait for every machine list them all.
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
+# Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
+LOGS_AGGREGATES = ["monitoring-arda-configmap-grafana-dashboard-iluvatar"]
 MONITORING_CRDS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents", "prometheuses",
                    "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
@@ -128,6 +130,13 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:monitoring-arda": "gitops-arda-kubernetes",
         "kubernetes:monitoring-ainur": "ainur-kubernetes",
         "random:monitoring-grafana": "monitoring-random",
+        # Logs: the store, collector and vmalert through Arda's provider, the Pis' collector through the Ainur's, and the
+        # step that points each Pi's journal at the store over the Ainur's SSH.
+        "kubernetes:logs-arda": "arda-kubernetes",
+        "kubernetes:logs-ainur": "ainur-kubernetes",
+        "command:logs-ainur": "ainur-command",
+        # The log store's storage-class gate runs on the cluster it waits for.
+        "command:logs-gate": "arda-command",
         # Sign-in: each cluster's provider, and each Argo CD's own for its client secret and certificate; the local CA's certificates.
         "kubernetes:identity-arda": "arda-kubernetes",
         "kubernetes:identity-ainur": "ainur-kubernetes",
@@ -150,7 +159,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         # GitOps and storage name each resource after its cluster (gitops-arda-..., storage-ainur-...).
         prefix = (
             "-".join(r.name.split("-")[:2])
-            if r.name.startswith(("gitops-", "storage-", "git-mirror-", "monitoring-", "identity-", "data-ainur-"))
+            if r.name.startswith(("gitops-", "storage-", "git-mirror-", "monitoring-", "identity-", "data-ainur-", "logs-"))
             else r.name.split("-")[0]
         )
         # Sign-in's Argo CD objects (client secrets, the Ainur's Argo CD's certificate, Headlamp's Application): each Argo CD's provider.
@@ -169,7 +178,11 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # webhook gates included); storage 12 (3 namespaces, 6 Applications, 3 Pi labels); the Ainur's credentials and 3 k3s steps;
     # data safety 34 (ESO, its store Secrets, readers, stores and gate; VolSync, the restic Secrets, talos-backup, 5 generated keys)
     # With the homelab's monitoring and sign-in (components.monitoring, components.identity, the CRDs and their gate): 62 more.
-    assert checked == 220
+    # Logs 13 (the store's StatefulSet, Service, LAN Service and ServiceMonitor; each cluster's collector ConfigMap and
+    # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
+    # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
+    # copy with Delete) and the log store's storage-class gate.
+    assert checked == 243
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -481,7 +494,7 @@ def test_adding_a_node_changes_only_that_nodes_resources(tmp_path: Path, homelab
     assert set(before) <= set(after)
     changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
     # No other machine's step changes: only the aggregates, and the gates that list every machine.
-    assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES]), "only the aggregates may change"
+    assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES]), "only the aggregates may change"
     # The aggregates that list machines do change: the DHCP reservations and the talosconfig's nodes.
     assert len(grown.outputs["reservations"]) == len(homelab.outputs["reservations"]) + 1
 
@@ -491,7 +504,7 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
     shrunk = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(shrunk)
     assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply"]
-    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES])
+    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES])
 
 
 def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path, homelab: Simulation) -> None:

@@ -46,8 +46,9 @@ def test_renaming_a_machine_resets_nothing_and_uninstalls_nothing(tmp_path: Path
     regs = after.named()
     assert regs["arda-mithrandir-apply"].aliases == ("name=arda-gandalf-apply",)
     assert regs["ainur-fionwe-join"].aliases == ("name=ainur-eonwe-join",)
-    # What does go: the renamed Pi's label patch (the Node object is the new name's now).
-    assert sorted(r.name for r in gone) == ["storage-ainur-node-eonwe"]
+    # What does go: the renamed Pi's label patch (the Node object is the new name's now), and its journal forwarder's
+    # step, create-only: it runs again under the new name (it installs and configures what is already there).
+    assert sorted(r.name for r in gone) == ["logs-ainur-eonwe-journal-upload", "storage-ainur-node-eonwe"]
 
 
 def test_a_removed_machine_is_reset_by_its_steps_delete(tmp_path: Path, homelab: Simulation) -> None:
@@ -143,6 +144,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
         "gitops-arda-kubernetes",
+        "logs-gate-storage",
     ]
     # And the run after it (still day 340) changes nothing at all.
     again = simulate(homelab_stack_file(), previous=outputs_of(day340))

@@ -36,12 +36,14 @@ from tools.kube_cluster import Cluster
 pytestmark = pytest.mark.kube
 
 X86, ARM = "02:00:5e:00:0d:01", "02:00:5e:00:0d:02"
-SAMSUNG = {"id": "sda", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "serial": "S3Z9NB0K123456A", "transport": "sata",
+# Each disk as Talos 1.12 publishes it: "table": "gpt" an empty GPT; NTFS has no go-blockdevice prober, so the old HDD's
+# partition is published with no filesystem name (review 2 HIGH 2).
+SAMSUNG = {"id": "sda", "table": "gpt", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "serial": "S3Z9NB0K123456A", "transport": "sata",
            "wwid": "naa.5002538e40a1b2c3", "symlinks": ["/dev/disk/by-id/ata-Samsung_SSD_860_EVO_250GB_S3Z9NB0K123456A", "/dev/disk/by-id/wwn-0x5002538e40a1b2c3"]}  # fmt: skip
-WD = {"id": "nvme0n1", "size": 1000204886016, "model": "WD Blue SN570 1TB", "serial": "22123A800123", "transport": "nvme",
+WD = {"id": "nvme0n1", "table": "gpt", "size": 1000204886016, "model": "WD Blue SN570 1TB", "serial": "22123A800123", "transport": "nvme",
       "symlinks": ["/dev/disk/by-id/nvme-WD_Blue_SN570_1TB_22123A800123", "/dev/disk/by-id/nvme-eui.e8238fa6bf530001001b448b4a1b2c3d"]}  # fmt: skip
 OLD_HDD = {"id": "sdb", "size": 2000398934016, "model": "WDC WD20EZRZ-00Z5HB0", "serial": "WD-WCC4M1234567", "transport": "sata", "rotational": True,
-           "symlinks": ["/dev/disk/by-id/ata-WDC_WD20EZRZ-00Z5HB0_WD-WCC4M1234567"], "partitions": [{"label": "", "filesystem": "ntfs", "size": 2000000000000}]}  # fmt: skip
+           "symlinks": ["/dev/disk/by-id/ata-WDC_WD20EZRZ-00Z5HB0_WD-WCC4M1234567"], "partitions": [{"label": "Basic data partition", "filesystem": "ntfs", "size": 2000000000000}]}  # fmt: skip
 STICK = {
     "id": "sdc",
     "size": 16008609792,
@@ -51,7 +53,7 @@ STICK = {
     "symlinks": ["/dev/disk/by-id/usb-SanDisk_Ultra_Fit_4C530001-0:0"],
 }
 # Its model carries a line of YAML (anyone on the LAN can answer as a machine): review 1 HIGH 2.
-TWIN = {"size": 34359738368, "model": "QEMU HARDDISK\n    - {name: evil, role: valinor}", "transport": "virtio"}
+TWIN = {"table": "gpt", "size": 34359738368, "model": "QEMU HARDDISK\n    - {name: evil, role: valinor}", "transport": "virtio"}
 LENOVO = {"manufacturer": "LENOVO", "productName": "ThinkCentre M720q", "serialNumber": "PC1ABCDE"}
 
 
@@ -146,7 +148,9 @@ def test_the_upgrader_asks_each_machine_as_talosctl_insecure_and_records_what_it
     assert (sda["model"], sda["serial"], sda["transport"], sda["prettySize"], sda["symlinks"]) == (
         "Samsung SSD 860 EVO 250GB", "S3Z9NB0K123456A", "sata", "250 GB", SAMSUNG["symlinks"],
     )  # fmt: skip
-    assert sorted((v["id"], v["partitionLabel"], v["name"]) for v in x86["volumes"] if v["parentDevPath"] == "/dev/sdb") == [("sdb1", "", "ntfs")]
+    assert sorted((v["id"], v["partitionLabel"], v["name"]) for v in x86["volumes"] if v["parentDevPath"] == "/dev/sdb") == [
+        ("sdb1", "Basic data partition", "")
+    ]
     assert sda["wwid"] == "naa.5002538e40a1b2c3"  # what tells a SATA disk apart when Talos reports no serial
     (link,) = [link for link in x86["links"] if link["physical"]]
     assert (link["permanentAddr"], link["speedMbps"], link["driver"]) == (X86, 1000, "e1000e")
@@ -188,10 +192,10 @@ def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_
     )
     assert x86_entry in out
     assert (
-        '#   not a data disk: sdb 2.0 TB SATA HDD "WDC WD20EZRZ-00Z5HB0" serial WD-WCC4M1234567 (holds ntfs): it holds ntfs, which storage '
+        '#   not a data disk: sdb 2.0 TB SATA HDD "WDC WD20EZRZ-00Z5HB0" serial WD-WCC4M1234567 (holds Basic data partition): it holds Basic data partition, which storage '
         "would wipe; to give it to storage, add it to dataDisks" in out
     )
-    assert '#   dataDisks: nvme0n1 1.0 TB NVMe "WD Blue SN570 1TB" serial 22123A800123 (empty)' in out
+    assert '#   dataDisks: nvme0n1 1.0 TB NVMe "WD Blue SN570 1TB" serial 22123A800123 (empty gpt partition table)' in out
     assert [line for line in out if line.startswith("# not added:")] == [
         "# not added: its disks cannot be told apart by model, serial and WWID (vda, vdb: model QEMU HARDDISK\\x0a    - {name: evil, role: valinor}, serial none, wwid none), so no installDisk "
         "selector would survive a reboot; write installDisk by hand (a busPath selector names the slot)"

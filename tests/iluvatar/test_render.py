@@ -41,7 +41,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 198 files",
+        f"rendered stack homelab to {out}: 217 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -163,6 +163,29 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/Secret-alertmanager-iluvatar.yaml",
             "kubernetes/arda/monitoring/Secret-grafana-admin.yaml",
             "kubernetes/arda/monitoring/ServiceMonitor-envoy-gateway.yaml",
+            # Logs (components.logs): the store, its LAN Service and ServiceMonitor, the collector on both clusters, vmalert;
+            # Grafana's dashboards (components.monitoring).
+            "kubernetes/arda/monitoring/StatefulSet-victoria-logs.yaml",
+            "kubernetes/arda/monitoring/Service-victoria-logs.yaml",
+            "kubernetes/arda/monitoring/Service-victoria-logs-lan.yaml",
+            "kubernetes/arda/monitoring/ServiceMonitor-victoria-logs.yaml",
+            "kubernetes/arda/monitoring/ConfigMap-log-collector.yaml",
+            "kubernetes/arda/monitoring/DaemonSet-log-collector.yaml",
+            "kubernetes/arda/monitoring/ConfigMap-vmalert-logs.yaml",
+            "kubernetes/arda/monitoring/Deployment-vmalert-logs.yaml",
+            "kubernetes/ainur/monitoring/ConfigMap-log-collector.yaml",
+            "kubernetes/ainur/monitoring/DaemonSet-log-collector.yaml",
+            "kubernetes/arda/monitoring/ConfigMap-grafana-dashboard-iluvatar.yaml",
+            # The restore drills (components.data, plans.drill): each volume's beside its restic Secret, each etcd's apart.
+            # The drills' scratch class: ceph-block's, deleting a drill's copy with its claim.
+            "kubernetes/arda/_cluster/StorageClass-drill-scratch-ceph-block.yaml",
+            "kubernetes/arda/home-automation/CronJob-drill-home-assistant-config.yaml",
+            "kubernetes/arda/media/CronJob-drill-jellyfin-config.yaml",
+            "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
+            "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
+            "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
+            "kubernetes/arda/backup-drill/Secret-drill-age-identity.yaml",
+            "kubernetes/arda/backup-drill/Secret-drill-s3.yaml",
             "kubernetes/arda/monitoring/ServiceMonitor-etcd.yaml",
             # Sign-in (components.identity): Dex and the front door on the Ainur, each group's binding on both
             # clusters, both Argo CDs' OIDC Secrets, Arda's Argo CD's route, Headlamp's Application and Secrets.
@@ -224,11 +247,12 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
-    assert counts.splitlines()[-1] == "  total: 272"
-    # 16: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup)
-    # and monitoring's CRD gate. 11 remote: each Pi's join, k3s and uninstall steps, the credentials, and the valar's sign-in config.
-    assert {"  command:local:Command: 16", "  command:remote:Command: 11"} <= set(counts.splitlines())
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 272
+    assert counts.splitlines()[-1] == "  total: 296"
+    # 17: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup), the log store's storage gate
+    # and monitoring's CRD gate. 14 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
+    # config, and each Pi's journal forwarder (plans.logs.journal_upload_script).
+    assert {"  command:local:Command: 17", "  command:remote:Command: 14", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 296
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

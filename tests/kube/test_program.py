@@ -107,6 +107,8 @@ MAY_RUN_ON_CONTROL_PLANES = [
     "Deployment local-path-storage/local-path-provisioner",
     # With monitoring: kube-prometheus's node-exporter reads every machine, control planes included.
     "DaemonSet monitoring/node-exporter",
+    # With logs (on with monitoring): the collector Talos sends each machine's own logs to (plans.logs).
+    "DaemonSet monitoring/log-collector",
 ]
 
 
@@ -128,7 +130,9 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
     assert service["spec"]["selector"] == coredns.obj["spec"]["template"]["metadata"]["labels"] == {"k8s-app": "kube-dns"}
     # Off the control planes, unless they take workloads or the workload tolerates their taint: exactly these do.
     tolerating = sorted(w.name for w in deployment.workloads("arda") if _tolerates_control_planes(w.obj))
-    assert tolerating == sorted(w for w in MAY_RUN_ON_CONTROL_PLANES if stack.monitoring is not None or "/node-exporter" not in w)
+    assert tolerating == sorted(
+        w for w in MAY_RUN_ON_CONTROL_PLANES if stack.monitoring is not None or not w.endswith(("/node-exporter", "/log-collector"))
+    )
     if not stack.arda.allow_scheduling_on_control_planes:
         control_planes = set(deployment.nodes("arda", iluvatar__role="valinor"))
         assert {w.name for w in deployment.workloads("arda") if set(w.nodes) & control_planes} <= set(tolerating)

@@ -38,16 +38,17 @@ import pytest
 from stacks import StackConfig, parse_stack, read_stack_file
 from stacks.boards import DISCOVERY_BOARDS
 from tests.edit import HOMELAB
-from tests.netns.firmware_machine import AAVMF_CODE, AAVMF_VARS, OVMF_CODE, OVMF_VARS, Machine
+from tests.netns.firmware_machine import AAVMF_CODE, AAVMF_VARS, DISK_BOOTED, OVMF_CODE, OVMF_VARS, Machine
 from tests.netns.lan import Lan, in_range, lan, require_root, stop
 
 require_root()
 
-DEADLINE = 240.0  # seconds for every machine to reach its end; it takes about 60 here
+DEADLINE = 360.0  # seconds for every machine to reach its end; the closed LAN's UEFI stranger is the last, at 120 s alone (its firmware tries HTTP boot before its disk)
 GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
 SARUMAN = "28:d2:44:30:00:02"  # made an arm64 UEFI server (generic-arm64) for this test
 BINARY = {"uefi": ("ipxe.efi", "192.168.0.22"), "arm64": ("ipxe-arm64.efi", "192.168.0.32")}
 ARM_STRANGER = "02:00:5e:00:00:9a"
+UEFI_STRANGER = "02:00:5e:00:00:9b"
 POOL = ("192.168.0.90", "192.168.0.99")
 
 
@@ -98,6 +99,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         machines["dhcp-arm64-stranger"] = Machine(lans["dhcp"], "dhcp-arm64-stranger", "arm64", ARM_STRANGER, True)
         machines["off-bios-stranger"] = Machine(lans["off"], "off-bios-stranger", "bios", STRANGER, False)
         machines["closed-bios-stranger"] = Machine(lans["closed"], "closed-bios-stranger", "bios", STRANGER, False)
+        # Review 2 HIGH 1: UEFI PCs and an arm64 server set to boot from the network first, with a disk after it.
+        machines["closed-uefi-stranger"] = Machine(lans["closed"], "closed-uefi-stranger", "uefi", UEFI_STRANGER, False, disk=True)
+        machines["closed-arm64-stranger"] = Machine(lans["closed"], "closed-arm64-stranger", "arm64", ARM_STRANGER, False, disk=True)
         start = time.monotonic()
         try:
             for machine in machines.values():
@@ -237,12 +241,16 @@ def test_unknown_machines_without_discovery_and_pis_are_not_booted(run: Run, key
     assert f"to {ip}" not in "\n".join(line for line in log.splitlines() if "dnsmasq-tftp" in line)
 
 
-def test_an_unknown_machine_is_not_taken_over_while_the_discovery_window_is_closed(run: Run) -> None:
+@pytest.mark.parametrize("key", ["closed-bios-stranger", "closed-uefi-stranger", "closed-arm64-stranger"])
+def test_an_unknown_machine_is_not_taken_over_while_the_discovery_window_is_closed(run: Run, key: str) -> None:
     """Review 1 MEDIUM 4: discovery on, nobody ran `iluvatar discover --arm`: the stranger's iPXE asks for the window's
-    file, is answered 404, and exits to its firmware, which goes on to its next boot device (SeaBIOS's int 18 here);
-    no discovery script, no kernel."""
-    m = run.machines["closed-bios-stranger"]
-    assert m.done(), f"{m.name}'s firmware did not give up within {DEADLINE} s; nginx saw {m.lan.requests()}"
+    file, is answered 404, and exits to its firmware, which goes on to its next boot device: SeaBIOS's int 18, and
+    (review 2 HIGH 1) on UEFI, OVMF and AAVMF, its own disk, which boots; no discovery script, no kernel. With a bare
+    `exit` (status 0, EFI_SUCCESS), EDK2's BdsDxe shows its boot manager menu instead and the disk never boots."""
+    m = run.machines[key]
+    assert m.done(), f"{m.name}'s firmware did not go on to its next boot device within {DEADLINE} s; nginx saw {m.lan.requests()}"
+    if m.disk:
+        assert DISK_BOOTED in m.serial_log.read_text(errors="replace")
     address = re.findall(rf"DHCPACK\(eth0\) (\S+) {m.mac}", (m.lan.root / "dnsmasq.log").read_text())[-1]
     assert [(path, status) for client, path, status in m.lan.requests() if client == address] == [
         ("/boot.ipxe", 200),

@@ -393,7 +393,7 @@ def test_a_stranger_from_its_pxe_request_to_its_entry_written_by_discover(net: L
     (tmp_path / "Pulumi.yaml").write_bytes((HOMELAB.parent / "Pulumi.yaml").read_bytes())
     stranger, name = "02:00:5e:00:0d:21", "discovery-amd64-02-00-5e-00-0d-21"
     lease_file = net.root / "leases" / "dnsmasq.leases"
-    disk = {"id": "sda", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "transport": "sata", "wwid": "naa.5002538e40a1b2c3",
+    disk = {"id": "sda", "table": "gpt", "size": 250059350016, "model": "Samsung SSD 860 EVO 250GB", "transport": "sata", "wwid": "naa.5002538e40a1b2c3",
             "symlinks": ["/dev/disk/by-id/wwn-0x5002538e40a1b2c3"]}  # fmt: skip
     (tmp_path / "kube").mkdir()
     try:

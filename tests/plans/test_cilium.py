@@ -250,3 +250,17 @@ def test_l2_policy_announces_pool_addresses_on_the_lan_interfaces() -> None:
         "metadata": {"name": "iluvatar-lan"},
         "spec": {"loadBalancerIPs": True, "externalIPs": True, "interfaces": ["^lan0$", "^e.*"]},
     }
+
+
+def test_a_private_key_in_the_values_is_refused_and_never_echoed() -> None:
+    # `base64 -w0 ca.key` under tls.ca.key, as Cilium's values take it: in plain text it would reach the Helm release, the
+    # Pulumi state and every render. The certificate beside it is public and stays.
+    key = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUNrZXlrZXlrZXk="
+    cert = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM="
+    with pytest.raises(StackConfigError) as raised:
+        _stack_with_cilium(HOMELAB, values={"tls": {"ca": {"key": key, "cert": cert}}})
+    assert str(raised.value) == (
+        "stack config: 1 problem:\n"
+        "  iluvatar:arda.cilium.values.tls.ca.key: holds a base64-encoded private key, in plain text; no secret key takes "
+        "Cilium's chart values; remove it (docs/reference/stack.md#secrets)"
+    )

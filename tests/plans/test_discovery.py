@@ -25,10 +25,24 @@ NVME = {"id": "nvme0n1", "devPath": "/dev/nvme0n1", "size": 10**12, "model": "WD
 
 
 def machine(
-    *disks: dict[str, Any], volumes: tuple[dict[str, Any], ...] = (), arch: str | None = "amd64", mac: str = "02:00:5e:00:0d:01"
+    *disks: dict[str, Any],
+    volumes: tuple[dict[str, Any], ...] = (),
+    arch: str | None = "amd64",
+    mac: str = "02:00:5e:00:0d:01",
+    blank: tuple[str, ...] = (),
 ) -> discovery.Machine:
+    """Every disk has a GPT (Talos publishes the whole disk's volume named "gpt"), but those named in `blank`: Talos read
+    nothing on them (its whole-disk volume has no name)."""
+    tables = [{"id": d["id"], "devPath": d["devPath"], "type": "disk", "name": "" if d["id"] in blank else "gpt"} for d in disks]
     return discovery.Machine.from_json(
-        {"name": f"discovery-{arch}-x", "address": "192.168.0.90", "arch": arch or "", "disks": list(disks), "volumes": list(volumes), "links": []},
+        {
+            "name": f"discovery-{arch}-x",
+            "address": "192.168.0.90",
+            "arch": arch or "",
+            "disks": list(disks),
+            "volumes": [*tables, *volumes],
+            "links": [],
+        },
         mac,
     )
 
@@ -186,14 +200,19 @@ def test_an_earlier_talos_is_replaced_but_a_talos_user_volume_is_data() -> None:
     # A user volume (u-) beside them is a workload's data: not "an earlier Talos", so not installed over.
     with_data = (*talos, {"parentDevPath": "/dev/sda", "partitionLabel": "u-postgres"})
     assert discovery.entry(stack, machine(SSD, volumes=with_data), IPv4Address("192.168.0.33"), set()).node is None
-    # Talos's own partitions on a second disk are not offered as a data disk (LOW 12).
-    second = {**NVME}
+    # Review 2 LOW 7: an earlier Talos on a second disk is installed over, not left beside a new one (two META and
+    # STATE partitions, of which Talos mounts the first it finds); the empty disk is data.
     nv = tuple({"parentDevPath": "/dev/nvme0n1", "partitionLabel": label} for label in ("META", "STATE"))
-    e = discovery.entry(stack, machine(SSD, second, volumes=nv), IPv4Address("192.168.0.33"), set())
-    assert e.node is not None and "dataDisks" not in e.node
+    e = discovery.entry(stack, machine(SSD, NVME, volumes=nv), IPv4Address("192.168.0.33"), set())
+    assert e.node is not None and e.node["installDisk"] == {"model": "WD Blue", "serial": "22A"}
+    assert e.node["dataDisks"] == ["/dev/disk/by-id/ata-Samsung_SSD_860_S3Z"]
+    # Talos's own partitions on a disk it does not install to are not offered as a data disk (review 1 LOW 12).
+    e = discovery.entry(stack, machine(SSD, NVME, volumes=nv), IPv4Address("192.168.0.33"), set(), wipe=True)
+    assert e.node is not None and e.node["installDisk"] == {"model": "Samsung SSD 860", "serial": "S3Z"} and "dataDisks" not in e.node
     assert any(n.startswith("not a data disk: nvme0n1") and "an earlier Talos's partitions" in n for n in e.notes)
 
 
+GPT_SDA = {"id": "sda", "devPath": "/dev/sda", "type": "disk", "name": "gpt"}
 HOSTILE = "Samsung\nconfig:\n  iluvatar:nodes: []\u2028# x"
 
 
@@ -202,7 +221,7 @@ def test_machine_text_is_made_printable_and_never_used_in_a_selector() -> None:
     not a selector field; the stack file gains only the entry's own lines."""
     evil = {**SSD, "model": HOSTILE, "serial": "S3Z"}
     m = discovery.Machine.from_json(
-        {"name": "discovery-amd64-x", "address": "192.168.0.90", "arch": "amd64", "disks": [evil], "volumes": [], "links": [],
+        {"name": "discovery-amd64-x", "address": "192.168.0.90", "arch": "amd64", "disks": [evil], "volumes": [GPT_SDA], "links": [],
          "system": {"manufacturer": "ACME\r\n- {name: evil}", "productName": "Box"}},
         "02:00:5e:00:0d:01",
     )  # fmt: skip
@@ -239,7 +258,7 @@ def two_nics(name_mac: str, lease_mac: str, address: str = "192.168.0.90", confi
              {"id": "enp2s0", "physical": True, "up": True, "permanentAddr": NIC2, "hardwareAddr": NIC2}]  # fmt: skip
     return discovery.Machine.from_json(
         {"name": f"discovery-amd64-{name_mac.replace(':', '-')}", "hostname": f"discovery-amd64-{name_mac.replace(':', '-')}",
-         "address": address, "disks": [SSD], "volumes": [], "links": links, "configured": configured},
+         "address": address, "disks": [SSD], "volumes": [GPT_SDA], "links": links, "configured": configured},
         lease_mac,
     )  # fmt: skip
 
@@ -308,3 +327,34 @@ def test_write_keeps_crlf_a_symlink_and_validates_beside_pulumi_yaml(tmp_path: P
     raw = target.read_bytes()
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     assert load_stack_file(link).nodes[-1].mac == "02:00:5e:00:0d:01"
+
+
+def test_a_disk_talos_reads_nothing_on_is_never_taken_without_wipe() -> None:
+    """Review 2 HIGH 2: Talos 1.12 names a disk's content by go-blockdevice v2.0.23's blkid, which has no btrfs, mdraid,
+    NTFS or exFAT prober: a disk used whole by one of them is published with no name and no partition, as a blank one
+    is. Not proof of empty: it is neither the install disk nor a data disk without --wipe."""
+    stack = load_stack_file(HOMELAB)
+    md = {**SSD, "id": "sdb", "devPath": "/dev/sdb", "size": 100 * 10**9, "model": "WDC", "serial": "W1"}
+    os_disk = ({"parentDevPath": "/dev/sda", "partitionLabel": "", "name": "ext4"},)
+    # An old NAS: a partitioned OS disk (holds ext4), and a whole-disk md member Talos reads nothing on.
+    e = discovery.entry(stack, machine(SSD, md, volumes=os_disk, blank=("sdb",)), IPv4Address("192.168.0.33"), set())
+    assert e.node is None
+    assert e.problem == (
+        "Talos reads nothing on sdb, the disk it would install to: it is blank, or used whole by what Talos 1.12 cannot read "
+        "(btrfs, an mdraid member, NTFS, exFAT, f2fs, bcache, ...), and installing Talos wipes it; if it holds nothing you keep, "
+        "give --wipe 02:00:5e:00:0d:01"
+    )
+    assert discovery.Disk.from_json(md, [{"devPath": "/dev/sdb", "type": "disk", "name": ""}]).describe() == (
+        'sdb 100000000000 B SATA SSD "WDC" serial W1 (Talos reads nothing on it: blank, or used whole by what Talos 1.12 '
+        "cannot read (btrfs, an mdraid member, NTFS, exFAT, f2fs, bcache, ...))"
+    )
+    # --wipe: the user says it holds nothing they keep; it is taken (the smaller SSD holds ext4, wiped too as ranked).
+    w = discovery.entry(stack, machine(SSD, md, volumes=os_disk, blank=("sdb",)), IPv4Address("192.168.0.33"), set(), wipe=True)
+    assert w.node is not None and w.node["installDisk"] == {"model": "WDC", "serial": "W1"}
+    # An empty GPT beside it: installed there; the unreadable disk is not data without --wipe, named with the fix.
+    e = discovery.entry(stack, machine(SSD, md, blank=("sdb",)), IPv4Address("192.168.0.33"), set())
+    assert e.node is not None and e.node["installDisk"] == {"model": "Samsung SSD 860", "serial": "S3Z"} and "dataDisks" not in e.node
+    assert any(n.startswith("not a data disk: sdb") and n.endswith("give --wipe 02:00:5e:00:0d:01") for n in e.notes)
+    assert discovery.entry(stack, machine(SSD, md, blank=("sdb",)), IPv4Address("192.168.0.33"), set(), wipe=True).node == {
+        **e.node, "installDisk": {"model": "WDC", "serial": "W1"}, "dataDisks": ["/dev/disk/by-id/ata-Samsung_SSD_860_S3Z"]
+    }  # fmt: skip

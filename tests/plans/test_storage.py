@@ -818,3 +818,24 @@ def test_the_next_host_waits_while_data_is_degraded_then_fails_saying_where_to_l
     assert result.returncode == 1
     assert calls[0] == "ceph osd unset noout" and calls.count("ceph pg stat -f json") >= 2
     assert result.stderr.strip() == "Ceph's placement groups are not all active+clean 1200 s after the host came back; look with: ceph status"
+
+
+# --- The restore drill's scratch classes ---------------------------------------------------------
+
+
+def test_each_drill_scratch_class_is_its_class_as_the_charts_render_it_but_deletes_its_volumes(tmp_path: Path) -> None:
+    """A drill's scratch claim holds a full copy of the volume it restored: its class must delete that copy with the
+    claim, where every class the charts and Pulumi make keeps it (Retain). The copy differs from the class as rendered
+    by the real charts (helm template) in nothing else but its name."""
+    stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": {"server": "taniquetil", "share": "/volume1/kubernetes"}})
+    rendered = [*_render(stack, "rook-ceph-cluster"), *_render(stack, "local-path-provisioner"), storage.nfs_storage_class(stack)]
+    classes = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "StorageClass"}
+    assert sorted(classes) == ["ceph-block", "ceph-filesystem", "local-path", "nfs"]
+    for name, live in classes.items():
+        scratch = storage.scratch_class(stack, name)
+        assert live["reclaimPolicy"] == "Retain"
+        assert (scratch["metadata"]["name"], scratch["reclaimPolicy"]) == (f"drill-scratch-{name}", "Delete"), name
+        assert scratch["metadata"]["annotations"] == {DEFAULT: "false"}
+        same = ("provisioner", "parameters", "volumeBindingMode", "allowVolumeExpansion", "mountOptions")
+        assert {k: scratch.get(k) for k in same} == {k: live.get(k) for k in same}, name
+    assert upstream.kubeconform([storage.scratch_class(stack, n) for n in classes], stack.arda.kubernetes_version) == []

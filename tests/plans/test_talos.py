@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from hypothesis import given, settings
 
-from plans import talos
+from plans import logs, talos
 from stacks import StackConfig, load_stack_file, parse_stack
 from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1
@@ -40,8 +40,10 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
         # With local volumes (GitOps on), each machine also gets its UserVolumeConfig and the EPHEMERAL cap. With
         # monitoring or sign-in, each control plane also gets the patch that opens its components' metrics and reads
         # Dex's authentication config; with sign-in, the StaticHostConfig that names Dex's address.
-        control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None)
-        assert len(docs) == control_plane * len(stack.by_role("valinor")) + 7 * len(stack.by_role("istari"))
+        # With logs (on with monitoring), every machine also gets its KmsgLogConfig (plans.logs).
+        kmsg = int(logs.enabled(stack))
+        control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None) + kmsg
+        assert len(docs) == control_plane * len(stack.by_role("valinor")) + (7 + kmsg) * len(stack.by_role("istari"))
         for doc in docs:
             assert talos_errors(doc) == [], (path.name, doc)
 
@@ -88,6 +90,7 @@ def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
         "ResolverConfig",
         "UserVolumeConfig",
         "VolumeConfig",
+        "KmsgLogConfig",
     ]
     assert "nodeAnnotations" not in docs[0]["machine"]
     assert "allowSchedulingOnControlPlanes" not in docs[0]["cluster"]
@@ -217,12 +220,15 @@ def test_the_generic_worker_takes_dhcp_and_a_generated_hostname() -> None:
                 "install": {"disk": "/dev/nvme0n1", "image": IMAGE, "wipe": False},
                 "features": {"kubePrism": {"enabled": True, "port": 7445}},
                 "nodeLabels": {"iluvatar/role": "istari", "iluvatar/board": "generic-arm64", "iluvatar/generic": "true"},
+                # rk1 has monitoring, so logs: a generic worker sends its services' logs and kernel's messages too.
+                "logging": {"destinations": [{"endpoint": "tcp://127.0.0.1:6050/", "format": "json_lines"}]},
             },
             # A worker: no allowSchedulingOnControlPlanes even where the stack allows it (rk1).
             "cluster": {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}},
         },
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
         {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": "10.10.0.1"}, {"address": "9.9.9.9"}]},
+        {"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://127.0.0.1:6051/"},
     ]
 
 

@@ -259,3 +259,24 @@ def test_the_keys_known_at_a_place_are_the_schemas_and_the_templates_together() 
     assert "algorithm" in read and chart.known(("loadBalancer",)) == schema_only | read
     assert chart.known(("tolerations", 0)) == {"operator"}  # a list's items, through the item schema's anyOf
     assert chart_values.chart_schema("cilium", "1.18.5") is None
+
+
+def test_a_typo_echoes_a_short_plain_value_and_never_a_block_or_a_long_text() -> None:
+    # A mistyped key over a block (Cilium's tls.ca) or a long text (a base64 private key) is named, its value never
+    # printed back into the preview's error.
+    key = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUNrZXlrZXlrZXk="
+    schema = chart_values.chart_schema("cilium", "1.18.4")
+    assert schema is not None
+    problems = chart_values._schema_typos(schema, {"tsl": {"ca": {"key": key}}, "hubble": {"enabeld": True}}, "x")
+    assert [p.message for p in problems] == [
+        "tsl is not a key of Cilium 1.18.4's values, and one typo from tls, which its values schema or templates read here; "
+        "did you mean tls, with the value you gave tsl? (Helm would drop tsl without a word)",
+        "enabeld is not a key of Cilium 1.18.4's values, and one typo from enabled, which its values schema or templates read "
+        "here; did you mean enabled: true? (Helm would drop enabeld without a word)",
+    ]
+    assert all(key not in p.message for p in problems)
+    assert chart_values._meant("key", "kye", key) == "did you mean key, with the value you gave kye?"
+    assert chart_values._meant("port", "prot", 4240) == "did you mean port: 4240?"
+    assert chart_values._meant("enabled", "enabeld", ["dns", "drop"]) == "did you mean enabled: [dns, drop]?"
+    assert chart_values._meant("a", "b", "x" * 40) == f"did you mean a: {'x' * 40}?"
+    assert chart_values._meant("a", "b", "x" * 41) == "did you mean a, with the value you gave b?"

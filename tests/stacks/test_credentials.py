@@ -61,10 +61,27 @@ def test_not_placeholders(value: object) -> None:
         ("tk_" + "a1" * 14 + "b", "an ntfy access token"),
         ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n", "a private key"),
         ("$2y$10$" + "a" * 53, "a bcrypt password hash"),
+        # `base64 -w0 ca.key`, as Cilium's tls.ca.key takes it, for each PEM private key label.
+        ("LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2", "a base64-encoded private key"),
+        ("LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpN", "a base64-encoded private key"),
+        ("LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1I", "a base64-encoded private key"),
+        ("LS0tLS1CRUdJTiBPUEVOU1NIIFBSSVZBVEUgS0VZLS0tLS0K", "a base64-encoded private key"),
     ],
 )
 def test_token_forms(value: str, what: str) -> None:
     assert [w for form, w in TOKEN_FORMS if form.search(value)] == [what]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM=",  # a certificate, public: Cilium's tls.ca.cert
+        "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K",  # a public key
+        "-----BEGIN CERTIFICATE-----",
+    ],
+)
+def test_what_is_public_is_no_token_form(value: str) -> None:
+    assert [w for form, w in TOKEN_FORMS if form.search(value)] == []
 
 
 def test_words_of_a_key() -> None:

@@ -342,6 +342,14 @@ HASH = "$2y$10$" + "abcdefghijklmnopqrstuv" + "0123456789ABCDEFGHIJKLMNOPQRSTU" 
         (HASH, None),
         (HASH.replace("$10$", "$16$"), None),
         (UNDECRYPTED, None),  # `iluvatar render`: nobody decrypted it; `pulumi preview` checks it
+        (
+            HASH + "\n",
+            "has a space or a newline around the hash (a line piped in whole, or echo without -n), which Dex keeps as part of it: Dex starts, and refuses every login",
+        ),
+        (
+            " " + HASH,
+            "has a space or a newline around the hash (a line piped in whole, or echo without -n), which Dex keeps as part of it: Dex starts, and refuses every login",
+        ),
         (":" + HASH, "starts with the ':' htpasswd prints before the hash (an empty user name), which keeps Dex from starting"),
         ("hunter2", "is not a bcrypt hash ($2y$10$ and 53 characters): the password itself, or another hash, which keeps Dex from starting"),
         (HASH.replace("$10$", "$09$"), "is a bcrypt hash of cost 09, and Dex refuses every login with a cost outside 10 to 16 (htpasswd's -C)"),

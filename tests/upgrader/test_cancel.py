@@ -115,12 +115,19 @@ def test_a_step_killed_while_the_upgrader_builds_leaves_no_build_running_and_not
     with step(command, json.dumps({"talosconfig": "(not read: the step is stopped first)", "machineConfig": "-"}), env, sh=sh) as building:
         top = building.shell()
 
+        def read(path: str) -> bytes:
+            # A process listed a moment ago may have exited since (a compiler finishing): it reads as nothing.
+            try:
+                return Path(path).read_bytes()
+            except (FileNotFoundError, ProcessLookupError):
+                return b""
+
         def go_build() -> list[int]:
-            return [p for p in descendants(top) if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2] == [b"build"]]
+            return [p for p in descendants(top) if read(f"/proc/{p}/cmdline").split(b"\0")[1:2] == [b"build"]]
 
         def compiling() -> bool:
             go = go_build()
-            return bool(go) and any(Path(f"/proc/{c}/comm").read_text().strip() == "compile" for c in children(go[0]))
+            return bool(go) and any(read(f"/proc/{c}/comm").strip() == b"compile" for c in children(go[0]))
 
         until("the go command compiling", compiling, 300)
         assert forks(sh, top) is (sh_name == "dash")

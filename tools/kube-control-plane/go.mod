@@ -7,17 +7,33 @@
 // 0.36 log reader (pkg/kwok/server/debugging_logs.go: logs.LogOptions's exported fields, ReadLogs without a logger),
 // so cri-client and cri-api stay at v0.36.1; nothing the four Kubernetes commands link imports either (the kubelet
 // would). kwok v0.7.0 does not compile against 0.34 or later (metav1.InitialEventsListBlueprintAnnotationKey).
+// etcd's etcdctl and etcdutl v3.6.5 (the restore drill's tools, tests/test_drill.py) are the etcd release's own.
 module iluvatar.local/tools/kube-control-plane
 
 go 1.26.0
 
 require (
 	github.com/spf13/pflag v1.0.10
+	go.etcd.io/etcd/etcdctl/v3 v3.6.5
+	go.etcd.io/etcd/etcdutl/v3 v3.6.5
 	go.etcd.io/etcd/server/v3 v3.6.5
 	k8s.io/component-base v0.36.1
 	k8s.io/kubectl v0.0.0
 	k8s.io/kubernetes v1.35.1
 	sigs.k8s.io/kwok v0.8.0
+)
+
+require (
+	github.com/VividCortex/ewma v1.2.0 // indirect
+	github.com/bgentry/speakeasy v0.2.0 // indirect
+	github.com/cheggaaa/pb/v3 v3.1.6 // indirect
+	github.com/clipperhouse/stringish v0.1.1 // indirect
+	github.com/clipperhouse/uax29/v2 v2.3.0 // indirect
+	github.com/fatih/color v1.18.0 // indirect
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/mattn/go-runewidth v0.0.19 // indirect
+	github.com/olekukonko/tablewriter v0.0.5 // indirect
 )
 
 require (
@@ -132,7 +148,7 @@ require (
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
-	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/cobra v1.10.2
 	github.com/stoewer/go-strcase v1.3.0 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
 	github.com/wzshiming/cmux v0.4.2 // indirect

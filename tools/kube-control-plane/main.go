@@ -1,12 +1,14 @@
 // kube-control-plane: the tests' Kubernetes control plane (tools/kube_cluster.py), one multi-call binary for both
 // clusters, so the packages the components share compile and link once:
 //
-//	kube-control-plane etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]
+//	kube-control-plane etcd|etcdctl|etcdutl|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]
 //
 // Each component is the upstream command itself, called as its own main package calls it: kube-apiserver,
 // kube-controller-manager and kube-scheduler from k8s.io/kubernetes v1.35.1, kubectl from k8s.io/kubectl v0.35.1
 // (what `k3s kubectl` embeds: the tests' stand-in k3s runs it), etcd from go.etcd.io/etcd/server/v3 v3.6.5, and kwok
-// v0.8.0 (which plays the kubelet of every node, in both clusters).
+// v0.8.0 (which plays the kubelet of every node, in both clusters), with etcd's etcdctl and etcdutl (the restore
+// drill's snapshot is taken through etcd's Snapshot API, as Talos's EtcdSnapshot takes it, and read by etcdutl:
+// tests/test_drill.py).
 package main
 
 import (
@@ -14,7 +16,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/etcdctl/v3/ctlv3"
+	"go.etcd.io/etcd/etcdutl/v3/etcdutl"
 	"go.etcd.io/etcd/server/v3/etcdmain"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
@@ -35,7 +40,7 @@ import (
 	"sigs.k8s.io/kwok/pkg/utils/signals"
 )
 
-const usage = "usage: kube-control-plane etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]"
+const usage = "usage: kube-control-plane etcd|etcdctl|etcdutl|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|kubectl [flags]"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -47,6 +52,12 @@ func main() {
 	case "etcd":
 		// etcdmain.Main reads its flags from args[1:], as etcd's own main passes os.Args.
 		etcdmain.Main(append([]string{"etcd"}, args...))
+	case "etcdctl":
+		// etcdctl's main calls ctlv3.MustStart, whose cobra command reads os.Args[1:].
+		os.Args = append([]string{"etcdctl"}, args...)
+		ctlv3.MustStart()
+	case "etcdutl":
+		os.Exit(etcdutlMain(args))
 	case "kube-apiserver":
 		command := apiserver.NewAPIServerCommand()
 		command.SetArgs(args)
@@ -146,4 +157,27 @@ func given(args []string, flag string) bool {
 	}
 
 	return false
+}
+
+// etcdutlMain is etcdutl's command as its own main builds it (go.etcd.io/etcd/etcdutl/v3 v3.6.5 ctl.go, whose
+// package main cannot be imported): the global --write-out flag and its subcommands from the etcdutl package.
+func etcdutlMain(args []string) int {
+	cobra.EnablePrefixMatching = true
+	root := &cobra.Command{Use: "etcdutl", Short: "An administrative command line tool for etcd3.", SuggestFor: []string{"etcdutl"}}
+	root.PersistentFlags().StringVarP(&etcdutl.OutputFormat, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
+	root.AddCommand(
+		etcdutl.NewDefragCommand(),
+		etcdutl.NewSnapshotCommand(),
+		etcdutl.NewHashKVCommand(),
+		etcdutl.NewVersionCommand(),
+		etcdutl.NewCompletionCommand(),
+		etcdutl.NewMigrateCommand(),
+	)
+	root.SetHelpTemplate(`{{.UsageString}}`)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	return 0
 }

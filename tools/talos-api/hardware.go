@@ -68,14 +68,37 @@ type DiskScript struct {
 	Readonly   bool     `json:"readonly,omitempty"`
 	CDROM      bool     `json:"cdrom,omitempty"`
 	Symlinks   []string `json:"symlinks,omitempty"` // udev's /dev/disk/by-id and by-path names
-	// Partitions: what the disk holds (none: empty). A Talos install's are EFI, BIOS, BOOT, META, STATE, EPHEMERAL.
+	// Partitions: what the disk holds. A Talos install's are EFI, BIOS, BOOT, META, STATE, EPHEMERAL.
 	Partitions []PartitionScript `json:"partitions,omitempty"`
+	// Table "gpt": an empty partition table where there is no partition (a disk someone initialised).
+	Table string `json:"table,omitempty"`
+	// Content: what the whole disk holds with no partition table (btrfs, linux_raid_member, xfs, ...). None of
+	// partitions, table and content: a blank (zeroed) disk. Published as real Talos would: probedName.
+	Content string `json:"content,omitempty"`
+}
+
+// probed are the names go-blockdevice v2.0.23's blkid gives, the one Talos v1.12.4 uses to name a DiscoveredVolume
+// (controllers/block/discovery.go:190-216, fillDiscoveredVolumeFromInfo): its probers are blkid/internal/chain/chain.go's
+// imports, each Name() in blkid/internal/filesystems/*/ and blkid/internal/partitions/gpt/gpt.go. A btrfs, mdraid member
+// (linux_raid_member), NTFS, exFAT, f2fs, bcache, ReFS or HFS+ volume has no prober: Talos publishes it with no name.
+var probed = map[string]bool{
+	"bluestore": true, "ext2": true, "ext3": true, "ext4": true, "iso9660": true, "luks": true, "lvm2-pv": true,
+	"squashfs": true, "swap": true, "talosmeta": true, "vfat": true, "xfs": true, "zfs": true, "gpt": true,
+}
+
+// probedName is the name Talos publishes for what a volume holds: "" for what go-blockdevice cannot probe.
+func probedName(content string) string {
+	if probed[content] {
+		return content
+	}
+
+	return ""
 }
 
 // PartitionScript is one partition as block.DiscoveredVolume has it (pkg/machinery/resources/block/discovered_volume.go:26-58).
 type PartitionScript struct {
 	Label      string `json:"label,omitempty"`      // the GPT partition label
-	Filesystem string `json:"filesystem,omitempty"` // what blkid probes: vfat, xfs, ext4, ntfs, ...
+	Filesystem string `json:"filesystem,omitempty"` // what the partition holds: vfat, xfs, ntfs, ... (published: probedName)
 	Size       uint64 `json:"size"`
 }
 
@@ -109,6 +132,14 @@ func (h *HardwareSpec) validate() error {
 		}
 
 		seen[d.ID] = true
+
+		if d.Table != "" && (d.Table != "gpt" || d.Content != "") {
+			return fmt.Errorf("disk %q: table is \"gpt\" (an empty GPT) or not given, and a disk with content has none", d.ID)
+		}
+
+		if d.Content != "" && len(d.Partitions) > 0 {
+			return fmt.Errorf("disk %q: content is what a whole disk holds with no partitions", d.ID)
+		}
 	}
 
 	return nil
@@ -177,8 +208,11 @@ func (n *Node) writeDisks() error {
 		whole.TypedSpec().DevPath, whole.TypedSpec().DevicePath, whole.TypedSpec().Type = "/dev/"+d.ID, "/sys/block/"+d.ID, "disk"
 		whole.TypedSpec().SetSize(d.Size)
 
-		if len(d.Partitions) > 0 {
+		switch {
+		case len(d.Partitions) > 0 || d.Table == "gpt":
 			whole.TypedSpec().Name = "gpt"
+		case d.Content != "":
+			whole.TypedSpec().Name = probedName(d.Content)
 		}
 
 		if err := put(n.st, whole); err != nil {
@@ -193,7 +227,7 @@ func (n *Node) writeDisks() error {
 			s := v.TypedSpec()
 			s.DevPath, s.DevicePath, s.Type, s.Parent, s.ParentDevPath = "/dev/"+id, "/sys/block/"+d.ID+"/"+id, "partition", d.ID, "/dev/"+d.ID
 			s.SetSize(p.Size)
-			s.Offset, s.PartitionIndex, s.PartitionLabel, s.Name = offset, uint(i+1), p.Label, p.Filesystem
+			s.Offset, s.PartitionIndex, s.PartitionLabel, s.Name = offset, uint(i+1), p.Label, probedName(p.Filesystem)
 			offset += p.Size
 
 			if err := put(n.st, v); err != nil {

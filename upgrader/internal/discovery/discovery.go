@@ -213,7 +213,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		now := time.Now().Unix()
 
 		for _, l := range leases {
-			if strings.HasPrefix(l.Hostname, o.prefix) && (l.Expiry == 0 || l.Expiry > now) {
+			if toAsk(l, o.prefix, now) {
 				targets = append(targets, input.Node{Name: l.Hostname, IP: l.IP, Addr: l.IP + ":50000"})
 			}
 		}
@@ -509,4 +509,15 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 	sort.Slice(m.Disks, func(i, j int) bool { return m.Disks[i].ID < m.Disks[j].ID })
 
 	return nil
+}
+
+// clockSlack is how far a lease may look expired on this machine's clock and still be asked. dnsmasq writes the
+// expiry by the Pi's clock, and a discovery lease lasts two minutes, renewed every minute (Talos renews at half
+// the lease: operator/dhcp4.go:183 at v1.12.4): a laptop a minute or two ahead of the Pi would otherwise see no
+// machine at all (review 2 LOW 5). A machine that is gone answers nothing and is reported as not asked.
+const clockSlack = 15 * 60
+
+// toAsk: a lease of a machine being discovered (its hostname has the prefix) that has not clearly expired.
+func toAsk(l Lease, prefix string, now int64) bool {
+	return strings.HasPrefix(l.Hostname, prefix) && (l.Expiry == 0 || l.Expiry > now-clockSlack)
 }

@@ -51,3 +51,25 @@ func TestParseWindow(t *testing.T) {
 		}
 	}
 }
+
+// A lease is asked until it has looked expired for clockSlack on this machine's clock (review 2 LOW 5).
+func TestToAskToleratesAClockAheadOfThePis(t *testing.T) {
+	const now = 1_000_000
+
+	for _, tc := range []struct {
+		name   string
+		lease  Lease
+		expect bool
+	}{
+		{"live", Lease{Hostname: "discovery-amd64-x", Expiry: now + 60}, true},
+		{"infinite", Lease{Hostname: "discovery-amd64-x"}, true},
+		{"laptop two minutes ahead", Lease{Hostname: "discovery-amd64-x", Expiry: now - 120}, true},
+		{"just within the slack", Lease{Hostname: "discovery-amd64-x", Expiry: now - clockSlack + 1}, true},
+		{"gone for the slack", Lease{Hostname: "discovery-amd64-x", Expiry: now - clockSlack}, false},
+		{"not discovery", Lease{Hostname: "gandalf", Expiry: now + 60}, false},
+	} {
+		if got := toAsk(tc.lease, "discovery-", now); got != tc.expect {
+			t.Errorf("%s: toAsk = %v, want %v", tc.name, got, tc.expect)
+		}
+	}
+}

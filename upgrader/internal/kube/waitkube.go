@@ -223,7 +223,9 @@ func waitAdmits(ctx context.Context, k *Client, server string, manifests []map[s
 }
 
 // nonCSI are provisioners with no CSI driver to wait for.
-var nonCSI = map[string]bool{"kubernetes.io/no-provisioner": true, "rancher.io/local-path": true}
+var nonCSI = map[string]bool{"kubernetes.io/no-provisioner": true, "rancher.io/local-path": true,
+	// local-path-provisioner v0.0.30's chart names its provisioner cluster.local/<release> (Arda's local-path class).
+	"cluster.local/local-path-provisioner": true}
 
 // waitStorageClass: the class exists, and its CSI driver is registered and listed by a CSINode.
 func waitStorageClass(ctx context.Context, k *Client, server, name string) error {

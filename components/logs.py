@@ -1,0 +1,101 @@
+"""Logs: the store on Arda, a collector on every machine, the Pis' journals, and the log alerts.
+
+`Logs` (`iluvatar:logs:Logs`, with `iluvatar:monitoring`: on unless `iluvatar:logs.enabled` is false) wires
+`plans.logs` into resources: on Arda, in the `monitoring` namespace, VictoriaLogs (its StatefulSet, its Service, its
+LAN Service for the Pis, a ServiceMonitor), the collector's DaemonSet (Talos sends it its services' and kernel's lines:
+plans.talos puts the destinations in every machine's config) and vmalert with the log alerts; on the Ainur, the
+collector's DaemonSet for the pods' logs; on each Pi over SSH, journald's forwarder pointed at the store, once the
+store's LAN Service exists. Grafana's datasource and dashboards are kube-prometheus's patches (plans.monitoring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.edge import custom_resource, resource_suffix
+from components.steps import ClusterAccess
+from plans import bringup
+from plans import logs as plan
+from stacks.model import StackConfig
+
+
+@dataclass(frozen=True)
+class PiReach:
+    """How to run a step on one Pi (components.ainur.Pi's connection and provider), and what it must come after."""
+
+    connection: command.remote.ConnectionArgs
+    provider: command.Provider
+    after: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
+class LogsArgs:
+    """The stack, Arda (its provider, the monitoring CRDs' gate, the `monitoring` namespace), and the Ainur's access,
+    provider and `monitoring` namespace (node-exporter's, components.monitoring) and Pis, when the stack has them."""
+
+    stack: StackConfig
+    arda: ClusterAccess
+    arda_provider: k8s.Provider
+    crds: pulumi.Resource
+    namespace: pulumi.Resource
+    after: Sequence[pulumi.Resource] = ()
+    ainur: ClusterAccess | None = None
+    ainur_provider: k8s.Provider | None = None
+    ainur_namespace: pulumi.Resource | None = None
+    pis: Mapping[str, PiReach] = field(default_factory=dict)
+
+
+class Logs(pulumi.ComponentResource):
+    """The log store, its collectors on both clusters, the Pis' journal forwarders, and vmalert."""
+
+    store: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: LogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:logs:Logs", name, None, opts)
+        stack = args.stack
+        on_arda = args.arda.with_cluster(pulumi.ResourceOptions(parent=self, provider=args.arda_provider, depends_on=[*args.after, args.namespace]))
+        # The store's claim is on a class an Argo CD Application installs (Rook, local-path-provisioner, csi-driver-nfs),
+        # long after this: pulumi-kubernetes gives up on a StatefulSet not Ready within 10 minutes, so the store waits
+        # for the class and its driver first (plans.bringup.storage_class_gate), as the Git mirror's claim does.
+        gate = args.arda.gate(f"{name}-gate-storage", bringup.storage_class_gate(plan.storage_class(stack)), self, after=args.after)
+        on_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[gate]))
+        self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
+        lan = plan.store_lan_service(stack)
+        lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
+        monitor = plan.service_monitor()
+        custom_resource(
+            f"{name}-arda-{resource_suffix(monitor)}",
+            monitor,
+            pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[args.crds])),
+        )
+        # The collectors and vmalert after the store they send to and read.
+        after_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=self.store))
+        # Each workload after the ConfigMap it mounts (plans.references).
+        kube.create_all(f"{name}-arda", [*plan.collector(stack, "arda"), *plan.vmalert(stack)], after_store)
+        if args.ainur is not None and args.ainur_provider is not None and lan_service is not None:
+            on_ainur = args.ainur.with_cluster(
+                pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.ainur_provider,
+                    depends_on=[lan_service, *([args.ainur_namespace] if args.ainur_namespace is not None else [])],
+                )
+            )
+            kube.create_all(f"{name}-ainur", plan.collector(stack, "ainur"), on_ainur)
+            for node in stack.ainur_nodes:
+                reach = args.pis.get(node.name)
+                if reach is None:
+                    continue
+                # Its script's text is its trigger: a new store address runs it again.
+                command.remote.Command(
+                    f"{name}-ainur-{node.name}-journal-upload",
+                    connection=reach.connection,
+                    create=plan.journal_upload_script(stack, node),
+                    opts=pulumi.ResourceOptions(parent=self, provider=reach.provider, depends_on=[*reach.after, lan_service, *self.store]),
+                )
+        self.register_outputs({})

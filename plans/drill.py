@@ -1,0 +1,394 @@
+"""Restore drill plan: every backup restored on a schedule, away from what it backs up, and checked.
+
+- **Each app's volumes** (`volume_cronjob`): a CronJob in the app's namespace restores the newest restic snapshot
+  of the volume's repository (the volume's own restic Secret, as VolSync's mover reads it) into a scratch claim of
+  the volume's class and size: a generic ephemeral volume, made with the drill's pod and deleted with it, so the live
+  claim is never touched. `restic check` reads the repository's structure, the restore reads and verifies every blob of
+  the snapshot, and the files that came back are counted and summed against what `restic stats --mode restore-size`
+  says the snapshot holds (restic v0.18.1 cmd/restic/cmd_stats.go:276-289: every node once, each file's size once).
+- **Arda's etcd** (`etcd_cronjob`): the newest talos-backup snapshot in the bucket (`<prefix>/etcd/<cluster>/
+  <cluster>-<RFC3339>.snap.age`, talos-backup v0.1.0-beta.3 pkg/talos/talos.go:44, pkg/s3/s3.go:73) is fetched,
+  decrypted with the program's age identity (a Secret in `NAMESPACE` that only the drill's pod mounts), restored
+  into a scratch data directory by `etcdutl snapshot restore` (which checks the snapshot's hash) and read by
+  `etcdutl snapshot status`. **The Ainur's**: k3s's newest `etcd-snapshot-<node>-<unix time>.zip` (k3s
+  pkg/etcd/snapshot: its compressed extension `.zip`) likewise, unzipped instead of decrypted.
+- **Results**: each drill is a CronJob labelled `LABEL` with what it drills (the app, or the cluster); kube-state-metrics
+  turns its last schedule and last success into series, which plans.monitoring's `RestoreDrillFailed` and
+  `RestoreDrillStale` read, and Grafana's restore-drill dashboard shows the last good restore of each.
+
+Plain functions returning manifests and scripts; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from plans import backup, gitops, storage
+from stacks import data
+from stacks.data_model import BackupVolume, Drill
+from stacks.model import App, StackConfig
+
+NAMESPACE = "backup-drill"  # the etcd drills (the volumes' run in each app's namespace, beside its restic Secret)
+LABEL = "iluvatar.dev/drill"  # the app or the cluster a drill restores: what its alert and dashboard name
+KIND_LABEL = "iluvatar.dev/drill-kind"
+PREFIX = "drill-"
+MANAGED_BY = gitops.MANAGED_BY
+
+# restic as VolSync v0.16.0's mover runs it; busybox's find, stat and awk count what came back.
+RESTIC_IMAGE = "docker.io/restic/restic:0.18.1"
+# curl signs S3 requests itself (--aws-sigv4); the image is Alpine's, with busybox's sh, sed, sort and unzip.
+CURL_IMAGE = "docker.io/curlimages/curl:8.17.0"
+# age's own command, built from its module at the version the tests build and run (tools/age): the age project
+# publishes no image; the Go toolchain verifies the module against the checksum database as it fetches it.
+GO_IMAGE = "docker.io/library/golang:1.26.8-alpine"
+AGE_VERSION = "v1.3.1"
+AGE_PACKAGE = f"filippo.io/age/cmd/age@{AGE_VERSION}"
+# etcd's release image: etcdutl at the etcd minor Talos v1.12 and the tests' control planes run (3.6.5).
+ETCD_IMAGE = "registry.k8s.io/etcd:3.6.5-0"
+AGE_SECRET = "drill-age-identity"  # noqa: S105 - a Secret's name
+S3_SECRET = "drill-s3"  # noqa: S105 - a Secret's name
+SCRATCH = "/scratch"
+WORK = "/work"
+# A drill that has not finished within this is stopped, and failed (the CronJob's Job's activeDeadlineSeconds).
+DEADLINE_SECONDS = 3 * 3600
+NONROOT = 65534
+# How long a finished drill's Job and pod (and its logs, for `kubectl logs`) stay: long enough to read why it failed.
+FINISHED_TTL_SECONDS = 3600
+
+
+def enabled(stack: StackConfig) -> bool:
+    """Drills run where backups are and monitoring reports them, unless `backup.drill.enabled` is false."""
+    return stack.backup is not None and stack.monitoring is not None and stack.backup.drill.enabled
+
+
+def settings(stack: StackConfig) -> Drill:
+    assert stack.backup is not None
+    return stack.backup.drill
+
+
+def volume_drills(stack: StackConfig) -> list[tuple[App, BackupVolume]]:
+    if not enabled(stack) or not settings(stack).volumes:
+        return []
+    return [(app, volume) for app in backup.apps(stack) for volume in (app.backup.volumes if app.backup else ())]
+
+
+def etcd_drills(stack: StackConfig) -> list[str]:
+    """The clusters whose etcd snapshots are drilled (stacks.data.drills)."""
+    if not enabled(stack):
+        return []
+    assert stack.backup is not None
+    arda, ainur = data.drills(stack.backup, stack.ainur is not None)
+    return [name for name, on in (("arda", arda), ("ainur", ainur)) if on]
+
+
+def scratch_classes(stack: StackConfig) -> list[dict[str, Any]]:
+    """The StorageClasses of the volume drills' scratch claims: each drilled volume's class, deleting its volumes."""
+    used = sorted({backup.volume_class(stack, volume) for _, volume in volume_drills(stack)})
+    return [storage.scratch_class(stack, name) for name in used]
+
+
+def cronjob_name(what: str) -> str:
+    """`drill-<claim>` (or `drill-etcd-<cluster>`), cut to a CronJob's 52 characters with a digest when longer."""
+    name = f"{PREFIX}{what}"
+    if len(name) <= 52:
+        return name
+    return f"{name[:46]}-{hashlib.sha256(what.encode()).hexdigest()[:5]}"
+
+
+_RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": NONROOT,
+    "runAsGroup": NONROOT,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _cronjob(stack: StackConfig, name: str, namespace: str, what: str, kind: str, pod: dict[str, Any]) -> dict[str, Any]:
+    labels = {**MANAGED_BY, LABEL: what, KIND_LABEL: kind}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "schedule": settings(stack).schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    # A failed drill is a failure to report, not to retry until it passes.
+                    "backoffLimit": 0,
+                    "activeDeadlineSeconds": DEADLINE_SECONDS,
+                    # The finished Job, its pod and with it the pod's scratch claim go after this: a drill's copy of a
+                    # volume never waits a week for the next run. The result stays on the CronJob (lastSuccessfulTime).
+                    "ttlSecondsAfterFinished": FINISHED_TTL_SECONDS,
+                    "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", **pod}},
+                },
+            },
+        },
+    }
+
+
+# --- Volumes ------------------------------------------------------------------------------------------------
+
+# The volume drill, in the restic image's sh. Its environment: the restic Secret's (RESTIC_REPOSITORY, RESTIC_PASSWORD,
+# the S3 keys), DRILL (what is drilled, for every line it prints), SCRATCH (the scratch claim) and TMPDIR.
+VOLUME_SCRIPT = r"""set -eu
+fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
+err="$TMPDIR/restic.err"
+snapshots=$(restic snapshots --json --latest 1 2>"$err") || fail "restic snapshots: $(tail -n 5 "$err")"
+id=$(printf '%s' "$snapshots" | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p')
+[ -n "$id" ] || fail "the repository $RESTIC_REPOSITORY has no snapshot"
+# --no-lock: VolSync's backups take the repository's lock; a drill must not fail them, nor wait on them.
+restic check --no-lock >/dev/null 2>"$err" || fail "restic check: $(tail -n 5 "$err")"
+# Into a folder of its own: the scratch claim's root is a new filesystem's, with what mkfs put there (ext4's
+# lost+found, which VolSync's backup excludes: volsync v0.16.0 mover-restic/entry.sh:157), never part of the snapshot.
+restored="$SCRATCH/restored"
+restic restore "$id" --no-lock --target "$restored" >/dev/null 2>"$err" || fail "restic restore of snapshot $id: $(tail -n 5 "$err")"
+stats=$(restic stats "$id" --no-lock --json --mode restore-size 2>"$err") || fail "restic stats of snapshot $id: $(tail -n 5 "$err")"
+want_files=$(printf '%s' "$stats" | sed -n 's/.*"total_file_count":\([0-9]*\).*/\1/p')
+want_bytes=$(printf '%s' "$stats" | sed -n 's/.*"total_size":\([0-9]*\).*/\1/p')
+got_files=$(find "$restored" -mindepth 1 | wc -l | tr -d ' ')
+got_bytes=$(find "$restored" -type f -exec stat -c '%i %s' {} + | awk '!seen[$1]++ { sum += $2 } END { print sum + 0 }')
+[ "$got_files" = "${want_files:-0}" ] || fail "snapshot $id holds ${want_files:-0} files and folders; $got_files came back"
+[ "$got_bytes" = "${want_bytes:-0}" ] || fail "snapshot $id holds ${want_bytes:-0} bytes; $got_bytes came back"
+echo "restore drill of $DRILL passed: snapshot $id restored into a scratch claim, $got_files files and folders, $got_bytes bytes, as the snapshot says; restic check passed"
+"""
+
+
+def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[str, Any]:
+    """The drill of one backed-up volume, in the app's namespace."""
+    assert app.backup is not None
+    what = f"{app.name} ({volume.claim})"
+    mover = backup._mover(stack, volume.claim)
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "scratch",
+            "ephemeral": {
+                "volumeClaimTemplate": {
+                    "metadata": {"labels": {**MANAGED_BY, LABEL: app.name}},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        # The volume's class, but one that deletes the copy with the claim (plans.storage.scratch_class).
+                        "storageClassName": storage.scratch_class_name(backup.volume_class(stack, volume)),
+                        "resources": {"requests": {"storage": volume.size}},
+                    },
+                }
+            },
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts = [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
+    for extra in mover.get("moverVolumes", []):
+        # An NFS target: mounted where the restic Secret's repository path says, as VolSync's mover mounts it.
+        volumes.append({"name": "target", **extra["volumeSource"]})
+        mounts.append({"name": "target", "mountPath": f"/mnt/{extra['mountPath']}"})
+    container = {
+        "name": "drill",
+        "image": RESTIC_IMAGE,
+        "command": ["/bin/sh", "-c", VOLUME_SCRIPT],
+        "envFrom": [{"secretRef": {"name": backup.restic_secret_name(volume.claim)}}],
+        "env": [
+            {"name": "DRILL", "value": what},
+            {"name": "SCRATCH", "value": SCRATCH},
+            {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
+            {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir
+        ],
+        "securityContext": _RESTRICTED,
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "volumeMounts": mounts,
+    }
+    pod = {"securityContext": {"fsGroup": NONROOT}, "containers": [container], "volumes": volumes}
+    return _cronjob(stack, cronjob_name(volume.claim), app.namespace, app.name, "volume", pod)
+
+
+# --- etcd ---------------------------------------------------------------------------------------------------
+
+# Fetch the newest snapshot under the prefix: S3's ListObjectsV2, page by page, signed by curl (AWS Signature v4);
+# `pick` chooses the newest of the keys. Environment: the S3 Secret's keys, S3_ENDPOINT, S3_BUCKET, S3_PREFIX, AWS_REGION,
+# DRILL, OUT (where the object goes).
+FETCH_SCRIPT = r"""set -eu
+fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
+s3() { curl -sS --fail-with-body --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+keys="$TMPDIR/keys"; : >"$keys"; token=""
+while :; do
+  set -- --get --data-urlencode "list-type=2" --data-urlencode "prefix=$S3_PREFIX/"
+  [ -z "$token" ] || set -- "$@" --data-urlencode "continuation-token=$token"
+  page=$(s3 "$@" "$S3_ENDPOINT/$S3_BUCKET") || fail "listing s3 $S3_BUCKET/$S3_PREFIX/: $page"
+  # One element a line (a key holds no '<': S3 escapes it).
+  printf '%s' "$page" | tr '<' '\n' >"$TMPDIR/page"
+  sed -n 's/^Key>//p' "$TMPDIR/page" >>"$keys"
+  grep -qx 'IsTruncated>true' "$TMPDIR/page" || break
+  token=$(sed -n 's/^NextContinuationToken>//p' "$TMPDIR/page")
+  [ -n "$token" ] || fail "s3 said the listing goes on, with no continuation token"
+done
+key=$(pick <"$keys")
+[ -n "$key" ] || fail "no snapshot under s3 $S3_BUCKET/$S3_PREFIX/"
+echo "restore drill of $DRILL: the newest snapshot is $key"
+s3 -o "$OUT" "$S3_ENDPOINT/$S3_BUCKET/$key" || fail "downloading $key"
+"""
+# talos-backup's keys carry an RFC 3339 time in UTC: the last in byte order is the newest.
+PICK_TALOS = "pick() { grep '\\.snap\\.age$' | LC_ALL=C sort | tail -n 1; }\n"
+# k3s's carry the node and a Unix time (etcd-snapshot-<node>-<time>.zip): the newest by the time, whatever the node;
+# the .metadata/ folder beside them is not a snapshot.
+PICK_K3S = (
+    "pick() { grep -v '/\\.metadata/' | grep '\\.zip$' | sed 's/^\\(.*-\\([0-9]*\\)\\.zip\\)$/\\2 \\1/' | sort -n | tail -n 1 | cut -d' ' -f2-; }\n"
+)
+
+DECRYPT_SCRIPT = f"""set -eu
+fail() {{ echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }}
+go install {AGE_PACKAGE} 2>"$TMPDIR/go.err" || fail "building age {AGE_VERSION}: $(tail -n 5 "$TMPDIR/go.err")"
+"$GOPATH/bin/age" --decrypt -i /identity/key -o "$WORK/snapshot.db" "$WORK/snapshot" 2>"$TMPDIR/age.err" \\
+  || fail "age could not decrypt the snapshot with the stack's key: $(cat "$TMPDIR/age.err")"
+"""
+UNZIP_SCRIPT = """set -eu
+fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
+unzip -p "$WORK/snapshot" >"$WORK/snapshot.db" 2>"$TMPDIR/unzip.err" || fail "unzip: $(cat "$TMPDIR/unzip.err")"
+"""
+
+
+def s3_secret_shape() -> dict[str, Any]:
+    """The drill's own copy of the S3 credentials (read access is what it needs; the target's keys are what there is)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": S3_SECRET, "namespace": NAMESPACE, "labels": dict(MANAGED_BY)},
+        "type": "Opaque",
+    }
+
+
+def age_secret(identity: str) -> dict[str, Any]:
+    """The age identity that decrypts Arda's snapshots, for the drill's pod alone (`identity` is a Pulumi secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": AGE_SECRET, "namespace": NAMESPACE, "labels": dict(MANAGED_BY)},
+        "type": "Opaque",
+        "stringData": {"key": f"{identity}\n"},
+    }
+
+
+def namespace() -> dict[str, Any]:
+    labels = {**MANAGED_BY, **{f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels, "annotations": dict(gitops.PULUMI_OWNED)}}
+
+
+def _env(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
+    assert stack.backup is not None
+    where = backup.target(stack)
+    return [
+        {"name": "DRILL", "value": f"{cluster}'s etcd"},
+        {"name": "S3_ENDPOINT", "value": where.endpoint},
+        {"name": "S3_BUCKET", "value": where.path},
+        {"name": "S3_PREFIX", "value": backup.etcd_prefix(stack, stack.arda.cluster_name if cluster == "arda" else "ainur")},
+        {"name": "AWS_REGION", "value": stack.backup.region},
+        {"name": "WORK", "value": WORK},
+        {"name": "TMPDIR", "value": f"{WORK}/tmp"},  # noqa: S108 - in the pod's emptyDir
+        {"name": "OUT", "value": f"{WORK}/snapshot"},
+        {"name": "HOME", "value": WORK},
+        {"name": "GOPATH", "value": f"{WORK}/go"},
+        {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
+    ]
+
+
+def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
+    """The drill of one cluster's etcd snapshots (`arda`, `ainur`), in `NAMESPACE`."""
+    env = _env(stack, cluster)
+    credentials = [{"secretRef": {"name": S3_SECRET}}]
+    work = [{"name": "work", "mountPath": WORK}]
+
+    def step(name: str, image: str, command: list[str], mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": image,
+            "command": command,
+            "env": env,
+            "securityContext": _RESTRICTED,
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+            "volumeMounts": [*work, *(mounts or [])],
+        }
+
+    prepare = 'mkdir -p "$WORK/tmp"\n'
+    fetch = step("fetch", CURL_IMAGE, ["/bin/sh", "-c", prepare + (PICK_TALOS if cluster == "arda" else PICK_K3S) + FETCH_SCRIPT])
+    fetch["envFrom"] = credentials
+    if cluster == "arda":
+        opened = step(
+            "decrypt", GO_IMAGE, ["/bin/sh", "-c", prepare + DECRYPT_SCRIPT], [{"name": "identity", "mountPath": "/identity", "readOnly": True}]
+        )
+    else:
+        opened = step("unzip", CURL_IMAGE, ["/bin/sh", "-c", prepare + UNZIP_SCRIPT])
+    restore = step("restore", ETCD_IMAGE, ["etcdutl", "snapshot", "restore", f"{WORK}/snapshot.db", f"--data-dir={WORK}/restored"])
+    status = step("status", ETCD_IMAGE, ["etcdutl", "snapshot", "status", f"{WORK}/snapshot.db", "--write-out=json"])
+    volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]
+    if cluster == "arda":
+        volumes.append({"name": "identity", "secret": {"secretName": AGE_SECRET, "defaultMode": 0o400}})
+    pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, opened, restore], "containers": [status], "volumes": volumes}
+    return _cronjob(stack, cronjob_name(f"etcd-{cluster}"), NAMESPACE, cluster, "etcd", pod)
+
+
+def cronjobs(stack: StackConfig) -> list[dict[str, Any]]:
+    """Every drill of the stack: each backed-up volume's, then each cluster's etcd."""
+    return [*(volume_cronjob(stack, a, v) for a, v in volume_drills(stack)), *(etcd_cronjob(stack, c) for c in etcd_drills(stack))]
+
+
+# --- Grafana ------------------------------------------------------------------------------------------------
+
+# The drills' series: kube-state-metrics v2.19.0 internal/store/cronjob.go (lines 41, 154, 176) with the LABEL it is
+# allowed to copy (plans.monitoring's `--metric-labels-allowlist`).
+DRILL_LABEL_SERIES = 'kube_cronjob_labels{label_iluvatar_dev_drill!=""}'
+LAST_GOOD = "kube_cronjob_status_last_successful_time"
+
+
+def dashboard() -> dict[str, Any]:
+    """The last good restore of each backup, and how long ago it was."""
+    per_drill = f"on(namespace, cronjob) group_left(label_iluvatar_dev_drill, label_iluvatar_dev_drill_kind) {DRILL_LABEL_SERIES}"
+    prometheus = {"type": "prometheus", "uid": "${datasource}"}
+    return {
+        "uid": "iluvatar-restore-drills",
+        "title": "Restore drills",
+        "tags": ["iluvatar", "backup"],
+        "timezone": "utc",
+        "time": {"from": "now-30d", "to": "now"},
+        "schemaVersion": 39,
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "current": {"text": "prometheus", "value": "prometheus"}}]
+        },
+        "panels": [
+            {
+                "id": 1,
+                "type": "table",
+                "title": "Last good restore of each backup",
+                "gridPos": {"h": 10, "w": 24, "x": 0, "y": 0},
+                "datasource": prometheus,
+                "fieldConfig": {"defaults": {"unit": "dateTimeAsIso"}, "overrides": []},
+                "targets": [
+                    {"refId": "A", "datasource": prometheus, "expr": f"{LAST_GOOD} * 1000 * {per_drill}", "format": "table", "instant": True}
+                ],
+            },
+            {
+                "id": 2,
+                "type": "timeseries",
+                "title": "Time since the last good restore",
+                "gridPos": {"h": 10, "w": 24, "x": 0, "y": 10},
+                "datasource": prometheus,
+                "fieldConfig": {"defaults": {"unit": "s"}, "overrides": []},
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": prometheus,
+                        "expr": f"(time() - {LAST_GOOD}) * {per_drill}",
+                        "legendFormat": "{{label_iluvatar_dev_drill}} ({{label_iluvatar_dev_drill_kind}})",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def dashboards(stack: StackConfig) -> dict[str, str]:
+    return {"restore-drills.json": json.dumps(dashboard(), indent=2, sort_keys=True)} if enabled(stack) else {}

@@ -1,0 +1,579 @@
+"""Logs plan: every machine's logs in one store on Arda, read in Grafana, with the few log alerts that matter.
+
+- **The store**: VictoriaLogs (`STORE_IMAGE`), one StatefulSet in the `monitoring` namespace, its volume of
+  `logs.size` on `logs.storageClass`; it keeps lines for `logs.retention` and drops the oldest days once
+  `RETENTION_SHARE` of the volume is used (`-retention.maxDiskUsagePercent`). A Service in the cluster; with the
+  Ainur, a LoadBalancer Service at the pool address `logs.address` that only the Pis may reach.
+- **Talos's own logs**: every Arda machine's config sends its service logs (`machine.logging.destinations`) and its
+  kernel messages (a `KmsgLogConfig` document) to the collector on the same machine, over TCP to 127.0.0.1, as JSON
+  lines (Talos v1.12.4 internal/app/machined/pkg/runtime/logging/sender_jsonlines.go: one JSON object per event,
+  `msg`, `talos-time`, `talos-level` and the event's fields, newline-ended on TCP; a service's event carries
+  `talos-service`, circular.go:83; a kernel message `facility`, `priority`, `seq`, `clock`, kmsg_log.go:195-205).
+  Both apply without a reboot (`APPLY_WITHOUT_REBOOT`).
+- **The collector**: the OpenTelemetry Collector (contrib, `COLLECTOR_IMAGE`) as a DaemonSet with the host's network
+  on every Arda machine: two `tcp_log` receivers for Talos (services, kernel), `file_log` for every pod's log files
+  (`/var/log/pods`, the CRI format the container runtime writes); each line gets its `cluster`, `machine` and
+  `service`, and goes to the store over OTLP. On every Pi the same collector reads the pods' files, and the Pi's
+  journal reaches the store through journald's own forwarder, systemd-journal-upload (`journal_upload_script`).
+- **Alerts**: vmalert (`VMALERT_IMAGE`) runs `LOG_ALERTS` against the store and sends what fires to Alertmanager,
+  which routes them with the stack's other alerts (plans.monitoring).
+- **Grafana**: a VictoriaLogs datasource (`datasource`, the plugin `PLUGIN`) and one dashboard per machine
+  (`dashboards`): its kernel messages, its services' (Talos's or the Pi's units), its pods'.
+
+Plain functions returning manifests and text; no Pulumi here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from plans import gitops, yamltext
+from stacks import logs as rules
+from stacks.logs_model import Logs
+from stacks.model import Node, StackConfig
+from stacks.storage import default_class
+
+NAMESPACE = "monitoring"  # privileged on both clusters (node-exporter's, plans.monitoring): the collectors read the host
+MANAGED_BY = gitops.MANAGED_BY
+
+STORE = "victoria-logs"
+STORE_VERSION = "v1.52.1"
+# VictoriaLogs, at the release whose Go module the tests build and run (tools/victorialogs).
+STORE_IMAGE = f"docker.io/victoriametrics/victoria-logs:{STORE_VERSION}"
+STORE_PORT = 9428
+STORE_LAN = f"{STORE}-lan"
+STORE_DATA = "/storage"
+# Where the OpenTelemetry logs go (VictoriaLogs v1.52.1 app/vlinsert/opentelemetry/opentelemetry.go:24) and where
+# systemd-journal-upload posts (it appends /upload to its URL: app/vlinsert/journald/journald.go:101).
+OTLP_PATH = "/insert/opentelemetry/v1/logs"
+JOURNALD_PATH = "/insert/journald"
+# The fields each line's stream is made of (VictoriaLogs' VL-Stream-Fields header): what a dashboard selects by.
+STREAM_FIELDS = ("cluster", "machine", "service", "k8s.namespace.name", "k8s.pod.name", "k8s.container.name")
+
+COLLECTOR = "log-collector"
+COLLECTOR_VERSION = "0.165.0"
+# The OpenTelemetry Collector's contrib distribution, at the release whose components the tests build (tools/otelcol).
+COLLECTOR_IMAGE = f"docker.io/otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"
+# Where Talos sends on each machine: its services' logs and its kernel's messages, to the collector beside it.
+SERVICE_PORT = 6050
+KERNEL_PORT = 6051
+CHECKPOINTS = "/var/lib/iluvatar-log-collector"
+PODS_LOG_DIR = "/var/log/pods"
+
+VMALERT = "vmalert-logs"
+VMALERT_VERSION = "v1.151.0"
+VMALERT_IMAGE = f"docker.io/victoriametrics/vmalert:{VMALERT_VERSION}"
+VMALERT_PORT = 8880
+ALERTMANAGER_URL = "http://alertmanager-main.monitoring.svc:9093"
+# How often the log alerts look at the store; each looks at the lines of one interval, ending 30 s before it runs
+# (vmalert v1.151.0: a vlogs rule without a time filter of its own gets the interval as one, rule/alerting.go:149 and
+# recording.go:340-349, datasource/client_vlogs.go:15-18; `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
+EVALUATION_INTERVAL = "1m"
+
+# Grafana's VictoriaLogs datasource plugin, installed by Grafana at its start, and the datasource's uid the dashboards use.
+PLUGIN = "victoriametrics-logs-datasource"
+PLUGIN_VERSION = "0.30.1"
+DATASOURCE_UID = "victorialogs"
+
+# Talos applies both documents' changes without a reboot: ApplyConfiguration in AUTO mode (the upgrader's dry run)
+# and NO_REBOOT (its apply) ask CanApplyImmediate (v1.12.4 internal/app/machined/internal/server/v1alpha1/
+# v1alpha1_server.go:217-236; v1.13.0 line 242), which leaves `.machine.logging` out of its comparison and compares
+# only the v1alpha1 document, not KmsgLogConfig (v1.12.4 internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go:119-200, line 176; v1.13.0 lines 130-211);
+# machined swaps its log senders on the new config (v1alpha2_controller.go:567-569, 586-640) and the kmsg delivery
+# restarts on the new KmsgLogConfig (controllers/runtime/kmsg_log_config.go:61-115, kmsg_log.go:167).
+APPLY_WITHOUT_REBOOT = "log delivery (machine.logging, KmsgLogConfig): Talos applies it without a reboot"
+KMSG_DOCUMENT = "iluvatar-logs"
+
+
+def settings(stack: StackConfig) -> Logs:
+    return stack.logs if stack.logs is not None else Logs()
+
+
+def enabled(stack: StackConfig) -> bool:
+    """Logs run with monitoring, unless `logs.enabled` is false (stacks.logs)."""
+    return rules.enabled(stack.logs, stack.monitoring is not None)
+
+
+def storage_class(stack: StackConfig) -> str:
+    chosen = settings(stack).storage_class or default_class(stack, "arda")
+    assert chosen is not None, "stacks.logs requires a StorageClass for the store"
+    return chosen
+
+
+def lan_address(stack: StackConfig) -> IPv4Address | None:
+    """Where the Pis send (the store's LoadBalancer address), with the Ainur; None without."""
+    return rules.address(settings(stack), stack.network) if stack.ainur is not None else None
+
+
+def store_url(stack: StackConfig, cluster: str = "arda") -> str:
+    """The store as a cluster reaches it: its Service on Arda, its LAN address from the Ainur."""
+    if cluster == "arda":
+        return f"http://{STORE}.{NAMESPACE}.svc:{STORE_PORT}"
+    return f"http://{lan_address(stack)}:{STORE_PORT}"
+
+
+def _meta(name: str, **labels: str) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": {**MANAGED_BY, "app.kubernetes.io/name": name, **labels}}
+
+
+# --- Talos: where each machine sends its logs ------------------------------------------------------------
+
+
+def talos_logging(stack: StackConfig) -> dict[str, Any]:
+    """`machine.logging`: the services' logs as JSON lines to the collector on the same machine ({} without logs)."""
+    if not enabled(stack):
+        return {}
+    return {"destinations": [{"endpoint": f"tcp://127.0.0.1:{SERVICE_PORT}/", "format": "json_lines"}]}
+
+
+def kmsg_document(stack: StackConfig) -> list[dict[str, Any]]:
+    """The KmsgLogConfig document: the kernel's messages likewise, on their own port ([] without logs)."""
+    if not enabled(stack):
+        return []
+    return [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": KMSG_DOCUMENT, "url": f"tcp://127.0.0.1:{KERNEL_PORT}/"}]
+
+
+# --- The store ---------------------------------------------------------------------------------------------
+
+
+def store_args(stack: StackConfig) -> list[str]:
+    logs = settings(stack)
+    return [
+        f"-storageDataPath={STORE_DATA}",
+        f"-retentionPeriod={logs.retention}",
+        f"-retention.maxDiskUsagePercent={int(rules.RETENTION_SHARE * 100)}",
+        f"-httpListenAddr=:{STORE_PORT}",
+        "-loggerFormat=json",
+    ]
+
+
+def store(stack: StackConfig) -> list[dict[str, Any]]:
+    """The store's StatefulSet and its Service in the cluster."""
+    labels = {"app.kubernetes.io/name": STORE}
+    container = {
+        "name": STORE,
+        "image": STORE_IMAGE,
+        "args": store_args(stack),
+        "ports": [{"name": "http", "containerPort": STORE_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": STORE_DATA}],
+    }
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class(stack),
+            "resources": {"requests": {"storage": settings(stack).size}},
+        },
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": _meta(STORE),
+            "spec": {
+                "serviceName": STORE,
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534},
+                        "containers": [container],
+                    },
+                },
+                "volumeClaimTemplates": [claim],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(STORE),
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        },
+    ]
+
+
+def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
+    """The store on the LAN for the Pis (with the Ainur): their journals and their pods' logs, from their addresses only."""
+    address = lan_address(stack)
+    if address is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {**_meta(STORE_LAN), "annotations": {"lbipam.cilium.io/ips": str(address)}},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app.kubernetes.io/name": STORE},
+            "loadBalancerSourceRanges": [f"{n.ip}/32" for n in stack.ainur_nodes],
+            "ports": [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def service_monitor() -> dict[str, Any]:
+    """Prometheus scrapes the store: how much it keeps a day is what `logs.dailyVolume` should say."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(STORE),
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": STORE}}, "endpoints": [{"port": "http", "interval": "30s"}]},
+    }
+
+
+# --- The collector ------------------------------------------------------------------------------------------
+
+
+def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
+    """A tcp_log receiver of Talos's JSON lines: the fields parsed, `msg` the body, `talos-time` the time, `talos-level`
+    the severity, the service (`talos-service`, or `service` for the kernel) a resource attribute."""
+    operators: list[dict[str, Any]] = [
+        {
+            "type": "json_parser",
+            # Go's time.RFC3339Nano, which Talos formats `talos-time` with (sender_jsonlines.go:58).
+            "timestamp": {"parse_from": 'attributes["talos-time"]', "layout_type": "gotime", "layout": "2006-01-02T15:04:05.999999999Z07:00"},
+            "severity": {"parse_from": 'attributes["talos-level"]'},
+        },
+        {"type": "move", "from": "attributes.msg", "to": "body"},
+    ]
+    if service is None:
+        operators.append({"type": "move", "from": 'attributes["talos-service"]', "to": 'resource["service"]'})
+    else:
+        operators.append({"type": "add", "field": 'resource["service"]', "value": service})
+    return {"listen_address": f"127.0.0.1:{port}", "operators": operators}
+
+
+def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
+    """The collector's config on one cluster's machines: Talos's two receivers on Arda, the pods' files on both."""
+    receivers: dict[str, Any] = {}
+    if cluster == "arda":
+        receivers["tcp_log/talos-services"] = _talos_receiver(SERVICE_PORT, None)
+        receivers["tcp_log/talos-kernel"] = _talos_receiver(KERNEL_PORT, "kernel")
+    receivers["file_log/pods"] = {
+        # The kubelet's layout: <namespace>_<pod>_<uid>/<container>/<restarts>.log (kubernetes v1.34.1
+        # pkg/kubelet/kuberuntime/helpers.go BuildContainerLogsDirectory), CRI lines in each.
+        "include": [f"{PODS_LOG_DIR}/*/*/*.log"],
+        "start_at": "beginning",
+        "include_file_path": True,
+        "storage": "file_storage",
+        # The container parser reads the CRI format (and joins its partial lines) and takes the namespace, pod and
+        # container from the path as resource attributes; the container is the line's service.
+        "operators": [
+            {"type": "container", "format": "containerd"},
+            {"type": "copy", "from": 'resource["k8s.container.name"]', "to": 'resource["service"]'},
+        ],
+    }
+    return {
+        "extensions": {"file_storage": {"directory": CHECKPOINTS, "create_directory": True}},
+        "receivers": receivers,
+        "processors": {
+            "resource/machine": {
+                "attributes": [
+                    {"key": "cluster", "value": cluster, "action": "upsert"},
+                    {"key": "machine", "value": "${env:NODE_NAME}", "action": "upsert"},
+                ]
+            },
+            "batch": {"timeout": "1s"},
+        },
+        "exporters": {
+            "otlp_http/store": {
+                "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
+                "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
+            }
+        },
+        "service": {
+            "extensions": ["file_storage"],
+            "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]}},
+        },
+    }
+
+
+def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
+    """The collector on every machine of `cluster`: its config and its DaemonSet (the host's network, so Talos
+    reaches it on 127.0.0.1; root, to read the pods' log files)."""
+    labels = {"app.kubernetes.io/name": COLLECTOR}
+    data = {"config.yaml": yamltext.dump(collector_config(stack, cluster))}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(COLLECTOR), "data": data}
+    container = {
+        "name": COLLECTOR,
+        "image": COLLECTOR_IMAGE,
+        "args": ["--config=/etc/otelcol/config.yaml"],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/otelcol", "readOnly": True},
+            {"name": "pods", "mountPath": PODS_LOG_DIR, "readOnly": True},
+            {"name": "checkpoints", "mountPath": CHECKPOINTS},
+        ],
+    }
+    pod = {
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "priorityClassName": "system-node-critical",
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": COLLECTOR}},
+            {"name": "pods", "hostPath": {"path": PODS_LOG_DIR}},
+            {"name": "checkpoints", "hostPath": {"path": CHECKPOINTS, "type": "DirectoryOrCreate"}},
+        ],
+    }
+    return [
+        config,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta(COLLECTOR),
+            "spec": {
+                "selector": {"matchLabels": labels},
+                # A new config rolls the collectors (its digest in the template).
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {"iluvatar.dev/config-digest": gitops.values_digest(data)}},
+                    "spec": pod,
+                },
+            },
+        },
+    ]
+
+
+# --- The Pis' journals ---------------------------------------------------------------------------------------
+
+JOURNAL_UPLOAD_CONF = "/etc/systemd/journal-upload.conf"
+# systemd-journal-upload exits on a failed upload (journal-upload.c: perform_upload returns -EIO, run() returns it);
+# its unit restarts it on failure 100 ms later, 5 times in 10 s at most (systemd's defaults, the unit sets no
+# RestartSec= nor start limit: units/systemd-journal-upload.service.in), then leaves it failed for good: a store
+# refusing for a second (a restart, a power cut the Pis outlive) would end the forwarding until a reboot.
+JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/iluvatar.conf"
+JOURNAL_UPLOAD_RESTART = "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s\n"
+JOURNAL_UPLOAD_PACKAGE = "systemd-journal-remote"
+
+
+def journal_upload_conf(stack: StackConfig) -> str:
+    """systemd-journal-upload's config: the store's journald endpoint on the LAN (it posts to <URL>/upload)."""
+    return f"[Upload]\nURL=http://{lan_address(stack)}:{STORE_PORT}{JOURNALD_PATH}\n"
+
+
+def journal_upload_script(stack: StackConfig, node: Node) -> str:
+    """What `pulumi up` runs on each Pi over SSH: journald's forwarder installed, pointed at the store, started, and
+    seen active within a bound."""
+    conf = journal_upload_conf(stack)
+    return f"""set -eu
+if ! dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep -q 'install ok installed'; then
+  sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y {JOURNAL_UPLOAD_PACKAGE}
+fi
+printf '%s' '{conf}' | sudo tee {JOURNAL_UPLOAD_CONF} >/dev/null
+sudo mkdir -p {JOURNAL_UPLOAD_DROP_IN.rsplit("/", 1)[0]}
+printf '%s' '{JOURNAL_UPLOAD_RESTART}' | sudo tee {JOURNAL_UPLOAD_DROP_IN} >/dev/null
+sudo systemctl daemon-reload
+sudo systemctl enable systemd-journal-upload.service
+sudo systemctl restart systemd-journal-upload.service
+for _ in $(seq 30); do
+  systemctl is-active --quiet systemd-journal-upload.service && exit 0
+  sleep 2
+done
+echo "iluvatar: {node.name}: systemd-journal-upload was not active within 60 s; look with: sudo journalctl -u systemd-journal-upload" >&2
+exit 1
+"""
+
+
+# --- Alerts ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogAlert:
+    """A log alert: a LogsQL query whose stats rows each fire it, and what it means to the person it wakes."""
+
+    name: str
+    query: str
+    severity: str
+    summary: str
+    description: str
+
+    def rule(self) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.query,
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description},
+        }
+
+
+# A kernel line: a Talos machine's (its KmsgLogConfig) or a Pi's (journald's kernel transport).
+KERNEL = "(service:=kernel OR _TRANSPORT:=kernel)"
+# The machine a line is from: a Talos machine's collector says `machine`, a Pi's journal `_HOSTNAME`.
+BY_MACHINE = "by (cluster, machine, _HOSTNAME)"
+WHERE = "{{ $labels.machine }}{{ $labels._HOSTNAME }}"
+CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+LOG_ALERTS = (
+    LogAlert(
+        "KernelOomKill",
+        # mm/oom_kill.c: "Out of memory: Killed process ..." (or "Memory cgroup out of memory: ...").
+        f'{KERNEL} "Killed process" i("out of memory") | stats {BY_MACHINE} count() as kills',
+        "warning",
+        f"The kernel of {WHERE} killed a process for memory",
+        f"{WHERE}'s kernel ran out of memory (for a container, its limit) and killed a process. Its kernel messages "
+        "(Grafana, its logs dashboard) name the process; raise its memory limit or find what grew.",
+    ),
+    LogAlert(
+        "DiskIOError",
+        # block/blk-core.c blk_print_req_error: "I/O error, dev sda, sector ..."; fs/buffer.c: "Buffer I/O error on dev".
+        f'{KERNEL} i("I/O error") | stats {BY_MACHINE} count() as errors',
+        "critical",
+        f"{WHERE} has disk I/O errors",
+        f"The kernel of {WHERE} reported I/O errors on a disk: it is failing, or its cable or port is. Its kernel "
+        "messages name the device; move its data off before it goes.",
+    ),
+    LogAlert(
+        "EtcdSlowApply",
+        # etcd server/etcdserver/txn/util.go: "apply request took too long" (a warning per slow request).
+        f'"apply request took too long" | stats {BY_MACHINE} count() as slow | filter slow:>=3',
+        "warning",
+        f"etcd on {WHERE} is slow to apply requests",
+        f"etcd on {WHERE} logged 'apply request took too long' 3 times or more in a minute: its disk is too slow "
+        "(an SD card, a busy disk) or the machine is starved; the API server slows with it.",
+    ),
+    LogAlert(
+        "ControlPlanePodCrashLooping",
+        # The kubelet's "Error syncing pod" with the back-off error of kuberuntime_manager.go:1631 (v1.34.1).
+        f'service:=kubelet CrashLoopBackOff | extract "container=<container> pod=<pod>_kube-system(" '
+        f"| filter container:in({', '.join(CONTROL_PLANE_PODS)}) | stats by (cluster, machine, pod) count() as backoffs",
+        "critical",
+        "Control-plane pod {{ $labels.pod }} on {{ $labels.machine }} is crash-looping",
+        "The kubelet of {{ $labels.machine }} keeps restarting {{ $labels.pod }}: its own log (Grafana, the machine's "
+        "logs dashboard, or `talosctl -n <its address> logs kubelet`) says why it exits.",
+    ),
+)
+
+
+def alert_names() -> list[str]:
+    return [a.name for a in LOG_ALERTS]
+
+
+def vmalert_rules() -> dict[str, Any]:
+    """vmalert's rule file: the log alerts as one group of VictoriaLogs rules."""
+    return {"groups": [{"name": "iluvatar-logs", "type": "vlogs", "rules": [a.rule() for a in LOG_ALERTS]}]}
+
+
+def vmalert_args(stack: StackConfig) -> list[str]:
+    return [
+        "-rule=/etc/vmalert/rules.yaml",
+        f"-datasource.url={store_url(stack)}",
+        "-rule.defaultRuleType=vlogs",
+        f"-notifier.url={ALERTMANAGER_URL}",
+        f"-evaluationInterval={EVALUATION_INTERVAL}",
+        f"-httpListenAddr=:{VMALERT_PORT}",
+    ]
+
+
+def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": VMALERT}
+    data = {"rules.yaml": yamltext.dump(vmalert_rules())}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(VMALERT), "data": data}
+    container = {
+        "name": VMALERT,
+        "image": VMALERT_IMAGE,
+        "args": vmalert_args(stack),
+        "ports": [{"name": "http", "containerPort": VMALERT_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "rules", "mountPath": "/etc/vmalert", "readOnly": True}],
+    }
+    return [
+        config,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(VMALERT),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {"iluvatar.dev/config-digest": gitops.values_digest(data)}},
+                    "spec": {"containers": [container], "volumes": [{"name": "rules", "configMap": {"name": VMALERT}}]},
+                },
+            },
+        },
+    ]
+
+
+# --- Grafana ---------------------------------------------------------------------------------------------------
+
+
+def datasource(stack: StackConfig) -> dict[str, Any]:
+    """The VictoriaLogs datasource, provisioned beside kube-prometheus's Prometheus one."""
+    return {
+        "access": "proxy",
+        "editable": False,
+        "name": "VictoriaLogs",
+        "orgId": 1,
+        "type": PLUGIN,
+        "uid": DATASOURCE_UID,
+        "url": store_url(stack),
+        "version": 1,
+    }
+
+
+def machine_queries(stack: StackConfig, node: Node) -> dict[str, str]:
+    """A machine's panels and their LogsQL: its kernel, its services, its pods."""
+    if node in stack.ainur_nodes:
+        host = f'_HOSTNAME:="{node.name}"'
+        return {
+            "Kernel messages": f"{host} _TRANSPORT:=kernel",
+            "Services (journal)": f"{host} _TRANSPORT:!=kernel",
+            "Pods": f'cluster:=ainur machine:="{node.name}"',
+        }
+    machine = f'cluster:=arda machine:="{node.name}"'
+    return {
+        "Kernel messages": f"{machine} service:=kernel",
+        "Talos services": f'{machine} service:!=kernel k8s.pod.name:=""',
+        "Pods": f'{machine} k8s.pod.name:!=""',
+    }
+
+
+def dashboard(stack: StackConfig, node: Node) -> dict[str, Any]:
+    """One machine's logs dashboard: a logs panel per query, newest first."""
+    panels = []
+    for i, (title, query) in enumerate(machine_queries(stack, node).items()):
+        panels.append(
+            {
+                "id": i + 1,
+                "type": "logs",
+                "title": title,
+                "gridPos": {"h": 12, "w": 24, "x": 0, "y": 12 * i},
+                "datasource": {"type": PLUGIN, "uid": DATASOURCE_UID},
+                "options": {"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending", "enableLogDetails": True},
+                "targets": [
+                    {"refId": "A", "datasource": {"type": PLUGIN, "uid": DATASOURCE_UID}, "expr": query, "queryType": "instant", "maxLines": 1000}
+                ],
+            }
+        )
+    return {
+        "uid": f"iluvatar-logs-{node.name}",
+        "title": f"Logs: {node.name}",
+        "tags": ["iluvatar", "logs"],
+        "timezone": "utc",
+        "time": {"from": "now-6h", "to": "now"},
+        "schemaVersion": 39,
+        "panels": panels,
+    }
+
+
+def dashboards(stack: StackConfig) -> dict[str, str]:
+    """Grafana's dashboard files of the logs: one per machine of the inventory."""
+    if not enabled(stack):
+        return {}
+    return {f"logs-{n.name}.json": json.dumps(dashboard(stack, n), indent=2, sort_keys=True) for n in stack.nodes}

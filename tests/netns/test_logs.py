@@ -1,0 +1,423 @@
+"""Logs end to end, in network namespaces: the store, the collector, the Pi's journal forwarder and vmalert run as the
+homelab configures them, and what Talos, the container runtime and journald send arrives with its machine and service.
+
+One LAN (a bridge): Arda's node with the store (VictoriaLogs) at its address and at the LAN address of its LoadBalancer
+Service, and vmalert beside it; a Talos machine whose collector (the OpenTelemetry Collector, the Arda config) listens
+on its own 127.0.0.1 and reads /var/log/pods; a Pi whose journal systemd-journal-upload sends with the rendered
+journal-upload.conf. Each program's config is the plan's text, in its place (a mount namespace binds /etc/hosts,
+/var/log/pods, the checkpoints and journal-upload.conf; the store's data folder and vmalert's rules file are the only
+paths changed, and vmalert's evaluation interval, shortened from 1m to 20s so the test waits less).
+
+What is sent is what each sender writes (its source is the spec): Talos's JSON lines from tools.talos_logs; a pod's
+line in the CRI format the container runtime writes (containerd v2 internal/cri/io/logger.go: `<RFC 3339 nano> <stream>
+<F|P> <text>`) at the kubelet's path; a journal entry in journald's export format, written to a journal file by
+systemd-journal-remote and read back by systemd-journal-upload. Each is read back from the store's query API.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plans import logs as plan
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB
+from tests.netns.lan import in_ns, require_root, sh, stop
+from tests.tools import require
+from tools import gotools, talos_logs
+
+require_root()
+
+PREFIX = "lgs"
+STORE_IP = "192.168.0.22"  # the node the store runs on: tirion, another control plane of the homelab
+TALOS_MACHINE = "taniquetil"
+PI = "manwe"
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Net:
+    root: Path
+    stack: StackConfig
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def switch(self) -> str:
+        return f"{PREFIX}w"
+
+    def ns(self, name: str) -> str:
+        return f"{PREFIX}{name}"
+
+    def add(self, name: str, *addresses: str) -> str:
+        ns = self.ns(name)
+        sh("ip", "netns", "add", ns)
+        in_ns(ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", f"v{name}", "netns", self.switch, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        in_ns(self.switch, "ip", "link", "set", f"v{name}", "master", "br0", "up")
+        for address in addresses:
+            in_ns(ns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
+        in_ns(ns, "ip", "link", "set", "eth0", "up")
+        return ns
+
+    def start(self, key: str, ns: str, script: str, env: dict[str, str] | None = None) -> None:
+        """A program in `ns`, in a mount namespace of its own (the script binds what it needs, then execs it)."""
+        log = (self.root / f"{key}.log").open("wb")
+        self.procs[key] = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", script], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+
+    def log(self, key: str) -> str:
+        return (self.root / f"{key}.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def stack() -> StackConfig:
+    return load_stack_file(HOMELAB)
+
+
+@pytest.fixture(scope="module")
+def net(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    for tool in ("unshare", "curl"):
+        require(tool)
+    root = tmp_path_factory.mktemp("logs")
+    root.chmod(0o755)
+    made = Net(root, stack)
+    lan = str(plan.lan_address(stack))
+    try:
+        sh("ip", "netns", "add", made.switch)
+        in_ns(made.switch, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(made.switch, "ip", "link", "set", "br0", "up")
+        arda = made.add("a", STORE_IP, lan)
+        talos = made.add("t", str(next(n.ip for n in stack.nodes if n.name == TALOS_MACHINE)))
+        made.add("p", str(next(n.ip for n in stack.nodes if n.name == PI)))
+        hosts = root / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost\n{STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n127.0.0.1 alertmanager-main.monitoring.svc\n")
+        _start_store(made, arda)
+        _start_alertmanager(made)
+        _start_collector(made, talos, hosts)
+        _start_vmalert(made, arda, hosts)
+        yield made
+    finally:
+        for key in list(made.procs):
+            stop(made.procs.pop(key))
+        for name in ("t", "p", "a"):
+            sh("ip", "netns", "delete", made.ns(name), check=False)
+        sh("ip", "netns", "delete", made.switch, check=False)
+
+
+def _start_store(net: Net, ns: str) -> None:
+    data = net.root / "store"
+    data.mkdir()
+    args = [a if not a.startswith("-storageDataPath=") else f"-storageDataPath={data}" for a in plan.store_args(net.stack)]
+    assert args[0] == f"-storageDataPath={data}" and f"-storageDataPath={plan.STORE_DATA}" in plan.store_args(net.stack)
+    net.start("store", ns, "exec " + " ".join([str(gotools.build("victoria-logs")), *args]))
+    _wait(lambda: _get(f"http://{STORE_IP}:{plan.STORE_PORT}/health", ns) == "OK", "the store answering /health", net, "store")
+
+
+# A stand-in for Alertmanager's receiving API (vmalert only posts to it): each POST to /api/v2/alerts, a line of alerts.
+ALERTMANAGER = """
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/api/v2/alerts":
+            with open(sys.argv[1], "a") as out:
+                out.write(json.dumps(json.loads(body)) + "\\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", 9093), Handler).serve_forever()
+"""
+
+
+def _start_alertmanager(net: Net) -> None:
+    (net.root / "alertmanager.py").write_text(ALERTMANAGER)
+    net.start("alertmanager", net.ns("a"), f"exec python3 {net.root / 'alertmanager.py'} {net.root / 'posted.jsonl'}")
+    _wait(lambda: _listening(net.ns("a"), 9093), "the Alertmanager stand-in", net, "alertmanager")
+
+
+def posted(net: Net) -> list[dict[str, Any]]:
+    path = net.root / "posted.jsonl"
+    return [a for line in (path.read_text().splitlines() if path.exists() else []) for a in json.loads(line)]
+
+
+def _start_collector(net: Net, ns: str, hosts: Path) -> None:
+    pods, checkpoints = net.root / "pods", net.root / "checkpoints"
+    pods.mkdir()
+    checkpoints.mkdir()
+    config = net.root / "collector.yaml"
+    config.write_text(plan.collector(net.stack, "arda")[0]["data"]["config.yaml"])
+    binary = gotools.build("otelcol")
+    # The host paths of the DaemonSet's pod (the pods' logs, the checkpoints) and the cluster's names, in their places.
+    mounts = f"""
+mount -t tmpfs none /var/log && mkdir -p {plan.PODS_LOG_DIR} && mount --bind {pods} {plan.PODS_LOG_DIR}
+mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {checkpoints} {plan.CHECKPOINTS}
+mount --bind {hosts} /etc/hosts
+"""
+    env = {"NODE_NAME": TALOS_MACHINE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    checked = subprocess.run(
+        ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert checked.returncode == 0, checked.stderr
+    net.start("collector", ns, f"{mounts}exec {binary} --config={config}", env=env)
+    _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, "collector")
+
+
+def _start_vmalert(net: Net, ns: str, hosts: Path) -> None:
+    rules = net.root / "rules.yaml"
+    rules.write_text(plan.vmalert(net.stack)[0]["data"]["rules.yaml"])
+    args = []
+    for arg in plan.vmalert_args(net.stack):
+        if arg.startswith("-rule="):
+            arg = f"-rule={rules}"
+        elif arg.startswith("-evaluationInterval="):
+            # Each evaluation counts the lines stamped within its interval, so a line the store took longer than the interval to
+            # ingest (the collector's batch, a loaded machine) is never counted: 20 s leaves that lag room, at 5 s CI missed it.
+            arg = "-evaluationInterval=20s"
+        args.append(arg)
+    binary = gotools.build("vmalert")
+    net.start("vmalert", ns, f"mount --bind {hosts} /etc/hosts\nexec {binary} " + " ".join(f"'{a}'" for a in args))
+    _wait(lambda: _get(f"http://127.0.0.1:{plan.VMALERT_PORT}/health", ns) == "OK", "vmalert answering /health", net, "vmalert")
+
+
+def _listening(ns: str, port: int) -> bool:
+    return f"127.0.0.1:{port} " in in_ns(ns, "ss", "-Hltn", check=False).stdout
+
+
+def _get(url: str, ns: str) -> str:
+    done = in_ns(ns, "curl", "-sS", "--max-time", "5", url, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _wait(ready: Any, what: str, net: Net, key: str, bound: float = 90) -> None:
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if ready():
+            return
+        if net.procs[key].poll() is not None:
+            pytest.fail(f"{key} exited while waiting for {what}:\n{net.log(key)}")
+        time.sleep(0.5)
+    pytest.fail(f"waited {bound} s for {what}:\n{net.log(key)}")
+
+
+def query(net: Net, logsql: str) -> list[dict[str, Any]]:
+    """The store's query API, as Grafana's plugin asks it (/select/logsql/query, one JSON object a line)."""
+    url = f"http://{STORE_IP}:{plan.STORE_PORT}/select/logsql/query?" + urllib.parse.urlencode({"query": logsql, "limit": "100"})
+    out = _get(url, net.ns("a"))
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wait_for(net: Net, logsql: str, count: int = 1, bound: float = 60) -> list[dict[str, Any]]:
+    end = time.monotonic() + bound
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < end:
+        found = query(net, logsql)
+        if len(found) >= count:
+            return found
+        time.sleep(1)
+    pytest.fail(f"the store has {len(found)} line(s) for {logsql!r}, not {count}:\ncollector:\n{net.log('collector')}\nstore:\n{net.log('store')}")
+
+
+# --- What each machine sends ------------------------------------------------------------------------------------
+
+BOOT = NOW - datetime.timedelta(hours=1)
+KERNEL_OOM = "Out of memory: Killed process 4242 (stress-ng) total-vm:1048576kB, anon-rss:524288kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1104kB oom_score_adj:1000"
+KERNEL_IO = "I/O error, dev sdb, sector 4096 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 2"
+KERNEL_QUIET = "I/O scheduler mq-deadline registered"
+ETCD_SLOW = '{"level":"warn","ts":"%s","caller":"txn/util.go:93","msg":"apply request took too long","took":"1.2s","expected-duration":"100ms"}'
+KUBELET_BACKOFF = (
+    'E1125 18:00:00.000000    1234 pod_workers.go:1324] "Error syncing pod, skipping" err="failed to \\"StartContainer\\" for '
+    '\\"{c}\\" with CrashLoopBackOff: \\"back-off 40s restarting failed container={c} pod={p}_{ns}(0f1d2c3b-aaaa-bbbb-cccc-000000000001)\\"" '
+    'pod="{ns}/{p}" podUID="0f1d2c3b-aaaa-bbbb-cccc-000000000001"'
+)
+POD_LINE = "jellyfin: library scan finished in 42 s"
+
+
+def _send_talos(net: Net) -> None:
+    services = [talos_logs.service_line("etcd", ETCD_SLOW % talos_logs.rfc3339_nano(NOW + datetime.timedelta(milliseconds=i)), NOW) for i in range(3)]
+    services.append(
+        talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="kube-apiserver", p=f"kube-apiserver-{TALOS_MACHINE}", ns="kube-system"), NOW)
+    )
+    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="jellyfin", p="jellyfin-7d9f8-abcde", ns="media"), NOW))
+    # In kube-system, but not a control plane's: CoreDNS crash-looping is not ControlPlanePodCrashLooping.
+    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="coredns", p="coredns-6d4b75cb6d-x2x9z", ns="kube-system"), NOW))
+    clock = int((NOW - BOOT).total_seconds() * 1_000_000)
+    kernel = [
+        talos_logs.kernel_line(f"3,1042,{clock};{KERNEL_OOM}", BOOT),
+        talos_logs.kernel_line(f"3,1043,{clock + 10};{KERNEL_IO}", BOOT),
+        talos_logs.kernel_line(f"6,1044,{clock + 20};{KERNEL_QUIET}", BOOT),
+    ]
+    for port, lines in ((plan.SERVICE_PORT, services), (plan.KERNEL_PORT, kernel)):
+        file = net.root / f"talos-{port}.jsonl"
+        file.write_bytes(b"".join(lines))
+        done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(port), str(file), check=False, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+
+def _write_pod_line(net: Net) -> None:
+    # The kubelet's layout (BuildContainerLogsDirectory): <namespace>_<pod>_<uid>/<container>/<restart count>.log.
+    folder = net.root / "pods" / "media_jellyfin-7d9f8-abcde_0f1d2c3b-aaaa-bbbb-cccc-000000000002" / "jellyfin"
+    folder.mkdir(parents=True)
+    half = len(POD_LINE) // 2
+    stamp = talos_logs.rfc3339_nano(NOW)
+    # A line the runtime split in two (P, then F): the collector joins it.
+    (folder / "0.log").write_text(f"{stamp} stdout P {POD_LINE[:half]}\n{stamp} stdout F {POD_LINE[half:]}\n")
+
+
+def _send_journal(net: Net) -> None:
+    """Two entries of a Pi's journal (its k3s unit, its kernel) uploaded as systemd-journal-upload does."""
+    usec = int(NOW.timestamp() * 1_000_000)
+    entries = [
+        {
+            "MESSAGE": "Killed process 777 (k3s-server) total-vm:1200000kB; Memory cgroup out of memory",
+            "_TRANSPORT": "kernel",
+            "SYSLOG_IDENTIFIER": "kernel",
+            "PRIORITY": "3",
+        },
+        {
+            "MESSAGE": "k3s: etcd: apply request took too long",
+            "_TRANSPORT": "journal",
+            "_SYSTEMD_UNIT": "k3s.service",
+            "SYSLOG_IDENTIFIER": "k3s",
+            "PRIORITY": "4",
+        },
+    ]
+    export = b""
+    for i, entry in enumerate(entries):
+        fields = {
+            "__CURSOR": f"s=0;i={i + 1}",
+            "__REALTIME_TIMESTAMP": str(usec + i),
+            "__MONOTONIC_TIMESTAMP": str(1000 + i),
+            "_BOOT_ID": "4b2c4f0d6f3e4b1c9f3e0c6a2d9e8f70",
+            "_MACHINE_ID": "0d6f3e4b1c9f3e0c6a2d9e8f704b2c4f",
+            "_HOSTNAME": PI,
+            **entry,
+        }
+        export += b"".join(f"{k}={v}\n".encode() for k, v in fields.items()) + b"\n"
+    journal = net.root / "pi.journal"
+    remote = require("systemd-journal-remote") if Path("/usr/bin/systemd-journal-remote").exists() else "/lib/systemd/systemd-journal-remote"
+    made = subprocess.run([remote, f"--output={journal}", "-"], input=export, capture_output=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    conf = net.root / "journal-upload.conf"
+    conf.write_text(plan.journal_upload_conf(net.stack))
+    upload = "/lib/systemd/systemd-journal-upload"
+    # --follow=no: the file is all there is (the unit follows the system journal); the URL is the config's.
+    script = f"mount --bind {conf} {plan.JOURNAL_UPLOAD_CONF}\nexec {upload} --file={journal} --follow=no --save-state={net.root}/upload.state"
+    done = subprocess.run(["ip", "netns", "exec", net.ns("p"), "unshare", "-m", "sh", "-ec", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def sent(net: Net) -> Net:
+    # The lines are stamped when sent, not when the module was imported: in a full run the file starts minutes after
+    # collection, and vmalert counts only lines stamped within its lookback, so stamps from import time never alerted.
+    global NOW
+    NOW = datetime.datetime.now(datetime.UTC)
+    _send_talos(net)
+    _write_pod_line(net)
+    _send_journal(net)
+    return net
+
+
+# --- What arrives -------------------------------------------------------------------------------------------------
+
+
+def test_the_configs_pass_their_programs_checks(net: Net) -> None:
+    """The collector's (`otelcol validate`, at the fixture) and vmalert's rules (`-dryRun`), as rendered."""
+    rules = net.root / "dry-rules.yaml"
+    rules.write_text(plan.vmalert(net.stack)[0]["data"]["rules.yaml"])
+    done = subprocess.run(
+        [str(gotools.build("vmalert")), "-dryRun", f"-rule={rules}", "-rule.defaultRuleType=vlogs"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Each component by its name at v0.165.0, not a deprecated alias (tcplog, filelog, otlphttp warned as such).
+    assert "deprecated" not in net.log("collector"), net.log("collector")
+
+
+def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) -> None:
+    [line, *_] = wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=etcd "apply request took too long"', 3)
+    assert line["cluster"] == "arda"
+    assert line["_msg"] == "apply request took too long"
+    # Talos's own fields of the line (extract.go kept them), as the collector parsed them.
+    assert line["caller"] == "txn/util.go:93" and line["took"] == "1.2s"
+    assert line["_stream"] == '{cluster="arda",machine="taniquetil",service="etcd"}'
+
+
+def test_a_kernel_message_arrives_as_talos_sends_it(sent: Net) -> None:
+    [line] = wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=kernel "Killed process"')
+    assert line["_msg"] == KERNEL_OOM
+    assert (line["facility"], line["priority"], line["seq"]) == ("kern", "err", "1042")
+    assert line["_stream"] == '{cluster="arda",machine="taniquetil",service="kernel"}'
+
+
+def test_a_pod_line_arrives_joined_with_its_pod(sent: Net) -> None:
+    [line] = wait_for(sent, f'machine:="{TALOS_MACHINE}" k8s.pod.name:="jellyfin-7d9f8-abcde"')
+    assert line["_msg"] == POD_LINE, "the runtime's partial line (P) and its end (F) are one line"
+    assert (line["k8s.namespace.name"], line["k8s.container.name"], line["service"]) == ("media", "jellyfin", "jellyfin")
+
+
+def test_a_pis_journal_arrives_with_its_host_and_unit(sent: Net) -> None:
+    [line] = wait_for(sent, f'_HOSTNAME:="{PI}" _SYSTEMD_UNIT:="k3s.service"')
+    assert line["_msg"] == "k3s: etcd: apply request took too long"
+    assert line["_stream"] == '{_HOSTNAME="manwe",_MACHINE_ID="0d6f3e4b1c9f3e0c6a2d9e8f704b2c4f",_SYSTEMD_UNIT="k3s.service"}'
+
+
+def test_each_machines_dashboard_shows_its_own_lines(sent: Net) -> None:
+    """Every panel's query of the two machines' dashboards, as the datasource plugin sends it: its own lines only."""
+    wait_for(sent, "service:=kernel", 3)
+    talos = next(n for n in sent.stack.nodes if n.name == TALOS_MACHINE)
+    pi = next(n for n in sent.stack.nodes if n.name == PI)
+    got = {title: sorted(line["_msg"] for line in query(sent, q)) for title, q in plan.machine_queries(sent.stack, talos).items()}
+    assert got["Kernel messages"] == sorted([KERNEL_OOM, KERNEL_IO, KERNEL_QUIET])
+    assert len(got["Talos services"]) == 6
+    assert all(any(w in m for w in ("kube-apiserver", "jellyfin", "coredns", "apply request")) for m in got["Talos services"])
+    assert got["Pods"] == [POD_LINE]
+    pi_got = {title: [line["_msg"] for line in query(sent, q)] for title, q in plan.machine_queries(sent.stack, pi).items()}
+    assert pi_got["Kernel messages"] == ["Killed process 777 (k3s-server) total-vm:1200000kB; Memory cgroup out of memory"]
+    assert pi_got["Services (journal)"] == ["k3s: etcd: apply request took too long"]
+    other = next(n for n in sent.stack.nodes if n.name == "tirion")
+    assert all(query(sent, q) == [] for q in plan.machine_queries(sent.stack, other).values()), "a machine that sent nothing shows nothing"
+
+
+def test_the_log_alerts_fire_on_the_lines_that_should_fire_them(sent: Net) -> None:
+    """vmalert, with the rendered rules, against the store: what it posts to Alertmanager."""
+    expected = {
+        ("KernelOomKill", "taniquetil"),
+        ("KernelOomKill", "manwe"),
+        ("DiskIOError", "taniquetil"),
+        ("EtcdSlowApply", "taniquetil"),
+        ("ControlPlanePodCrashLooping", "taniquetil"),
+    }
+    end = time.monotonic() + 120
+    fired: set[tuple[str, str]] = set()
+    while time.monotonic() < end and not expected <= fired:
+        fired = {(a["labels"]["alertname"], a["labels"].get("machine") or a["labels"].get("_HOSTNAME", "")) for a in posted(sent)}
+        time.sleep(1)
+    assert fired == expected, f"fired {sorted(fired)}\nvmalert:\n{sent.log('vmalert')}"
+    crashes = [a for a in posted(sent) if a["labels"]["alertname"] == "ControlPlanePodCrashLooping"]
+    assert sorted({a["labels"].get("pod", "") for a in crashes}) == ["kube-apiserver-taniquetil"], (
+        "jellyfin's and CoreDNS's back-offs are no control plane's"
+    )
+    crash = crashes[0]
+    assert crash["annotations"]["summary"] == "Control-plane pod kube-apiserver-taniquetil on taniquetil is crash-looping"
+    oom = {a["labels"].get("machine") or a["labels"]["_HOSTNAME"]: a for a in posted(sent) if a["labels"]["alertname"] == "KernelOomKill"}
+    assert oom["manwe"]["annotations"]["summary"] == "The kernel of manwe killed a process for memory"
+    # The Pi's k3s line says "apply request took too long" once: under EtcdSlowApply's three.
+    assert ("EtcdSlowApply", "manwe") not in fired

@@ -1,0 +1,177 @@
+"""The logs plan: what it derives from the homelab, exactly. Each program runs its part for real in
+tests/netns/test_logs.py (the store, the collector, journald's forwarder, vmalert) and Talos's own code accepts the
+machines' log delivery in tests/test_talos_check.py; here, the values those runs start from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plans import logs, monitoring
+from stacks import load_stack_file, parse_stack, read_stack_file
+from stacks.logs import estimate
+from stacks.model import StackConfig
+from tests.edit import HOMELAB, RK1
+
+
+def homelab(**settings: Any) -> StackConfig:
+    sf = read_stack_file(HOMELAB)
+    raw = dict(sf.config)
+    if settings:
+        raw["iluvatar:logs"] = settings
+    return parse_stack(raw, sf.secret_keys)
+
+
+def test_logs_run_with_monitoring_unless_turned_off() -> None:
+    assert logs.enabled(homelab()) and logs.enabled(load_stack_file(RK1))
+    off = homelab(enabled=False)
+    assert not logs.enabled(off)
+    assert logs.talos_logging(off) == {} and logs.kmsg_document(off) == [] and logs.dashboards(off) == {}
+    assert "[plugins]" not in monitoring.grafana_ini(off)
+    assert "KernelOomKill" not in json.dumps(monitoring.alertmanager_config(off, None))
+
+
+def test_the_store_keeps_the_retention_and_drops_the_oldest_days_before_its_volume_is_full() -> None:
+    stack = homelab(retention="30d", size="50Gi", storageClass="local-path")
+    assert logs.store_args(stack) == [
+        "-storageDataPath=/storage",
+        "-retentionPeriod=30d",
+        "-retention.maxDiskUsagePercent=80",
+        "-httpListenAddr=:9428",
+        "-loggerFormat=json",
+    ]
+    statefulset = logs.store(stack)[0]
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "local-path",
+        "resources": {"requests": {"storage": "50Gi"}},
+    }
+    # The default: 14 days on 20Gi of Arda's default class.
+    assert logs.store_args(homelab())[1] == "-retentionPeriod=14d"
+    assert logs.store(homelab())[0]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "ceph-block"
+
+
+def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -> None:
+    service = logs.store_lan_service(homelab())
+    assert service is not None
+    assert service["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "192.168.0.236"}
+    assert service["spec"]["loadBalancerSourceRanges"] == ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
+    assert logs.store_lan_service(load_stack_file(RK1)) is None, "no Ainur, no LAN address"
+    assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9428/insert/journald\n"
+
+
+def test_the_collectors_configs_on_each_cluster() -> None:
+    stack = homelab()
+    arda, ainur = logs.collector_config(stack, "arda"), logs.collector_config(stack, "ainur")
+    assert list(arda["receivers"]) == ["tcp_log/talos-services", "tcp_log/talos-kernel", "file_log/pods"]
+    assert [arda["receivers"][r]["listen_address"] for r in list(arda["receivers"])[:2]] == ["127.0.0.1:6050", "127.0.0.1:6051"]
+    assert list(ainur["receivers"]) == ["file_log/pods"], "no Talos on the Pis"
+    assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
+    assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
+    assert arda["processors"]["resource/machine"]["attributes"][0] == {"key": "cluster", "value": "arda", "action": "upsert"}
+    # The ConfigMap holds the config as YAML, and the DaemonSet rolls when it changes (its digest in the template).
+    config, daemonset = logs.collector(stack, "arda")
+    assert yaml.safe_load(config["data"]["config.yaml"]) == arda
+    assert daemonset["spec"]["template"]["metadata"]["annotations"]["iluvatar.dev/config-digest"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+
+
+def test_one_dashboard_per_machine_with_its_kernel_services_and_pods() -> None:
+    stack = homelab()
+    boards = logs.dashboards(stack)
+    assert sorted(boards) == sorted(f"logs-{n.name}.json" for n in stack.nodes)
+    talos = json.loads(boards["logs-tirion.json"])
+    assert talos["uid"] == "iluvatar-logs-tirion"
+    assert [(p["title"], p["targets"][0]["expr"]) for p in talos["panels"]] == [
+        ("Kernel messages", 'cluster:=arda machine:="tirion" service:=kernel'),
+        ("Talos services", 'cluster:=arda machine:="tirion" service:!=kernel k8s.pod.name:=""'),
+        ("Pods", 'cluster:=arda machine:="tirion" k8s.pod.name:!=""'),
+    ]
+    pi = json.loads(boards["logs-manwe.json"])
+    assert [p["targets"][0]["expr"] for p in pi["panels"]] == [
+        '_HOSTNAME:="manwe" _TRANSPORT:=kernel',
+        '_HOSTNAME:="manwe" _TRANSPORT:!=kernel',
+        'cluster:=ainur machine:="manwe"',
+    ]
+
+
+def test_grafana_gets_the_datasource_its_plugin_and_iluvatars_dashboards() -> None:
+    stack = homelab()
+    datasources = json.loads(monitoring.grafana_datasources(stack))["datasources"]
+    assert [d["name"] for d in datasources] == ["prometheus", "VictoriaLogs"]
+    assert datasources[1] | {"url": ""} == {
+        "access": "proxy",
+        "editable": False,
+        "name": "VictoriaLogs",
+        "orgId": 1,
+        "type": "victoriametrics-logs-datasource",
+        "uid": "victorialogs",
+        "url": "",
+        "version": 1,
+    }
+    # In the background: Grafana starts, its metrics dashboards with it, when grafana.com cannot be reached.
+    ini = monitoring.grafana_ini(stack)
+    assert "[plugins]\npreinstall = victoriametrics-logs-datasource@0.30.1\n" in ini and "preinstall_sync" not in ini
+    board = monitoring.dashboards_configmap(stack)
+    assert board is not None and sorted(board["data"]) == sorted([*logs.dashboards(stack), "restore-drills.json"])
+    targets = {p["target"]["name"] for p in monitoring.patches(stack)}
+    assert {"grafana-datasources", "alertmanager-main", "kube-state-metrics"} <= targets
+
+
+def test_the_log_alerts_go_to_the_receiver_with_the_others() -> None:
+    route = monitoring.alertmanager_config(homelab(), None)["route"]["routes"][0]["matchers"][0]
+    for name in ("KernelOomKill", "DiskIOError", "EtcdSlowApply", "ControlPlanePodCrashLooping", "RestoreDrillFailed"):
+        assert f"|{name}|" in route or route.endswith(f'|{name}"') or route.startswith(f'alertname=~"{name}|'), name
+    assert logs.vmalert_rules()["groups"][0]["type"] == "vlogs"
+    assert logs.vmalert_args(homelab())[1:4] == [
+        "-datasource.url=http://victoria-logs.monitoring.svc:9428",
+        "-rule.defaultRuleType=vlogs",
+        "-notifier.url=http://alertmanager-main.monitoring.svc:9093",
+    ]
+
+
+def test_the_estimate_counts_each_machine_by_role_and_each_app() -> None:
+    stack = homelab()
+    found = estimate(stack.nodes, len(stack.apps))
+    assert found.mib_per_day == 3 * 32 + 3 * 64 + 2 * 32 + 5 * 16 == 432
+    assert found.how == "the estimate: 3 Pis × 32Mi + 3 control planes × 64Mi + 2 workers × 32Mi + 5 apps × 16Mi"
+
+
+def test_the_day2_plan_says_the_log_delivery_needs_no_reboot() -> None:
+    from components.arda import state_digests
+    from plans import rollout
+
+    stack, node = homelab(), homelab().arda_nodes[0]
+    rest, delivery = state_digests(stack, node)
+    before = {"nodes": {node.name: rollout.node_state(stack, "x", rest, node.name)}, "kubernetesVersion": "v1.34.1", "order": [node.name]}
+    after = {"nodes": {node.name: rollout.node_state(stack, "x", rest, node.name, 0, delivery)}, "kubernetesVersion": "v1.34.1", "order": [node.name]}
+    assert [c.what for c in rollout.changes(before, after)] == [("log delivery (machine.logging, KmsgLogConfig): Talos applies it without a reboot",)]
+    assert not rollout.changes(before, after)[0].disruptive
+    off = homelab(enabled=False)
+    assert state_digests(off, node) == (rest, ""), "the rest of the config's digest is what a deployment before logs recorded"
+
+
+def test_the_journal_forwarder_restarts_forever_after_a_store_outage(tmp_path: Path) -> None:
+    """systemd-journal-upload exits on a failed upload; its own unit gives up after 5 quick restarts. The drop-in the
+    Pi's step writes lifts the start limit and restarts every 30 s, as systemd reads it (systemd-analyze)."""
+    stack = load_stack_file(HOMELAB)
+    script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
+    assert f"printf '%s' '{logs.JOURNAL_UPLOAD_RESTART}' | sudo tee {logs.JOURNAL_UPLOAD_DROP_IN} >/dev/null" in script
+    assert script.index("daemon-reload") < script.index("systemctl restart systemd-journal-upload.service")
+    unit = tmp_path / "etc" / "systemd" / "system"
+    (unit / "systemd-journal-upload.service.d").mkdir(parents=True)
+    (unit / "systemd-journal-upload.service").write_text("[Unit]\nDescription=upload\n[Service]\nExecStart=/bin/true\nRestart=on-failure\n")
+    (unit / "systemd-journal-upload.service.d" / "iluvatar.conf").write_text(logs.JOURNAL_UPLOAD_RESTART)
+    done = subprocess.run(
+        ["systemd-analyze", "cat-config", "--root", str(tmp_path), "systemd/system/systemd-journal-upload.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s"), done.stdout

@@ -1,0 +1,442 @@
+"""The restore drill, run for real: each step's script as the drill's pod runs it, on real backups.
+
+- **A volume**: a real restic repository (Debian's restic, whose repository format VolSync's mover reads), the drill's
+  script from the rendered CronJob run by busybox's sh with busybox's find, stat, awk and sed (the restic image is
+  Alpine's): a good backup passes and says what came back; a truncated pack, a corrupted pack and an empty
+  repository fail, each naming the app and the claim.
+- **Arda's etcd**: a snapshot taken from a test control plane's etcd (etcdctl, through etcd's Snapshot API, which
+  Talos's EtcdSnapshot streams), encrypted by the real age to the recipient of the stack's key as talos-backup does,
+  named as talos-backup names it among older ones in a bucket (an S3 stand-in serving ListObjectsV2 page by page);
+  the rendered steps fetch the newest with curl, build age with the Go toolchain and decrypt it, and etcdutl
+  restores and reads it. A snapshot tampered with after its encryption, and one whose database was corrupted before
+  it, fail. **The Ainur's**: k3s's zipped snapshots of two valar, the newest by its time, unzipped and read likewise.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from iluvatar.golang import go_binary, go_env
+from plans import age, drill
+from plans import backup as backup_plan
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB
+from tests.tools import require
+from tools import gotools
+from tools.kube_cluster import Cluster, flavor_for
+
+APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq")
+
+
+@pytest.fixture(scope="module")
+def stack() -> StackConfig:
+    return load_stack_file(HOMELAB)
+
+
+@pytest.fixture(scope="module")
+def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH of busybox's applets, as the drill's Alpine images have them (restic's, curl's)."""
+    busybox = require("busybox")
+    folder = tmp_path_factory.mktemp("alpine")
+    for applet in APPLETS:
+        (folder / applet).symlink_to(busybox)
+    return folder
+
+
+def _container(cronjob: dict[str, Any], name: str) -> dict[str, Any]:
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return next(c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] == name)
+
+
+def _run(container: dict[str, Any], env: dict[str, str], path: str, paths: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A container's `sh -c SCRIPT` with its env (mount paths moved to the test's folders), on `path`."""
+    given = {e["name"]: paths.get(e["value"], e["value"]) for e in container.get("env", []) if "value" in e}
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    return subprocess.run(
+        [str(Path(path.split(":")[0]) / "sh"), "-c", script],
+        env={"PATH": path, **given, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+# --- A volume ----------------------------------------------------------------------------------------------------
+
+
+def _restic(repo: Path, password: str, *args: str, cwd: Path | None = None) -> None:
+    done = subprocess.run(
+        ["restic", "-r", str(repo), *args], env={**os.environ, "RESTIC_PASSWORD": password}, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def volume(stack: StackConfig, tmp_path: Path, alpine: Path) -> dict[str, Any]:
+    """The home-assistant config volume's drill, and a repository of one backup of a volume as VolSync makes it."""
+    require("restic")
+    app = next(a for a in backup_plan.apps(stack) if a.name == "home-assistant")
+    assert app.backup is not None
+    claim = app.backup.volumes[0]
+    cronjob = drill.volume_cronjob(stack, app, claim)
+    container = _container(cronjob, "drill")
+    # It reads the volume's own restic Secret, the one VolSync's mover reads.
+    assert container["envFrom"] == [{"secretRef": {"name": backup_plan.restic_secret_name(claim.claim)}}]
+    data = tmp_path / "volume"
+    (data / "db").mkdir(parents=True)
+    (data / "db" / "home-assistant_v2.db").write_bytes(os.urandom(300_000))
+    (data / "configuration.yaml").write_text("homeassistant:\n  name: Home\n")
+    os.link(data / "configuration.yaml", data / "configuration.hardlink")  # counted once in the size
+    (data / "latest.yaml").symlink_to("configuration.yaml")
+    # The live volume and the scratch claim are each a filesystem's root, as the class formats it (ceph-block: ext4,
+    # plans/storage.py): mke2fs makes lost+found in every new ext4 filesystem (e2fsprogs misc/mke2fs.c,
+    # create_lost_and_found), root's, mode 0700.
+    for root in (data, tmp_path / "scratch"):
+        (root / "lost+found").mkdir(mode=0o700, parents=True)
+    (data / "lost+found" / "#1234").write_bytes(b"an orphan fsck found")
+    repo, password = tmp_path / "repository", "the-volumes-password"
+    _restic(repo, password, "init")
+    # VolSync's mover's backup, flags and all (volsync v0.16.0 mover-restic/entry.sh:157, from the data folder).
+    _restic(repo, password, "backup", "--host", "volsync", "--exclude=lost+found", ".", cwd=data)
+    (tmp_path / "tmp").mkdir()
+    secret = {"RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": password}
+    path = f"{alpine}:{Path(require('restic')).parent}"
+    return {"container": container, "repo": repo, "secret": secret, "path": path, "tmp": tmp_path}
+
+
+def _drill_volume(v: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    paths = {drill.SCRATCH: str(v["tmp"] / "scratch"), "/tmp": str(v["tmp"] / "tmp"), "/tmp/cache": str(v["tmp"] / "tmp" / "cache")}  # noqa: S108 - the pod's emptyDir, moved
+    return _run(v["container"], v["secret"], v["path"], paths)
+
+
+def test_a_good_volume_backup_passes_its_drill_and_says_what_came_back(volume: dict[str, Any]) -> None:
+    done = _drill_volume(volume)
+    assert done.returncode == 0, done.stderr
+    # 5 entries (db/, its file, the config, its hard link, the symlink); the bytes of each file once.
+    size = 300_000 + len("homeassistant:\n  name: Home\n")
+    assert done.stdout.strip().startswith("restore drill of home-assistant (home-assistant-config) passed: snapshot ")
+    assert done.stdout.strip().endswith(
+        f"restored into a scratch claim, 5 files and folders, {size} bytes, as the snapshot says; restic check passed"
+    )
+    assert (volume["tmp"] / "scratch" / "restored" / "db" / "home-assistant_v2.db").stat().st_size == 300_000
+
+
+def _packs(repo: Path) -> list[Path]:
+    return sorted((repo / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+
+
+def test_a_truncated_pack_fails_the_drill_naming_the_app(volume: dict[str, Any]) -> None:
+    biggest = _packs(volume["repo"])[-1]
+    with biggest.open("r+b") as handle:
+        handle.truncate(biggest.stat().st_size // 2)
+    done = _drill_volume(volume)
+    assert done.returncode != 0
+    assert done.stderr.startswith("restore drill of home-assistant (home-assistant-config) FAILED: restic check: "), done.stderr
+
+
+def test_a_corrupted_pack_fails_the_drill_naming_the_app(volume: dict[str, Any]) -> None:
+    biggest = _packs(volume["repo"])[-1]
+    raw = bytearray(biggest.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF  # the same size: only reading the data finds it
+    biggest.chmod(0o644)
+    biggest.write_bytes(bytes(raw))
+    done = _drill_volume(volume)
+    assert done.returncode != 0
+    assert done.stderr.startswith("restore drill of home-assistant (home-assistant-config) FAILED: restic restore of snapshot "), done.stderr
+
+
+def test_a_repository_without_a_snapshot_fails_the_drill(volume: dict[str, Any], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    _restic(empty, "other", "init")
+    done = _drill_volume({**volume, "secret": {"RESTIC_REPOSITORY": str(empty), "RESTIC_PASSWORD": "other"}})
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"restore drill of home-assistant (home-assistant-config) FAILED: the repository {empty} has no snapshot"
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ('rm "$target/configuration.hardlink"', "snapshot {id} holds 5 files and folders; 4 came back"),
+        (
+            'head -c 100 "$target/db/home-assistant_v2.db" > "$target/cut" && mv "$target/cut" "$target/db/home-assistant_v2.db"',
+            "snapshot {id} holds {size} bytes; {cut} came back",
+        ),
+    ],
+    ids=["a-file-lost", "a-file-cut"],
+)
+def test_a_restore_that_comes_back_short_fails_the_drill(volume: dict[str, Any], tmp_path: Path, fault: str, said: str) -> None:
+    """The count and the size are checked against what the snapshot says, not trusted from restic's exit: a restore
+    that exits 0 but leaves a file out, or a file shorter, fails (the real restic, with the fault after its restore)."""
+    real = require("restic")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    alpine_dir = volume["path"].split(":")[0]
+    (shim / "restic").write_text(
+        f'#!{alpine_dir}/sh\n"{real}" "$@" || exit $?\nif [ "$1" = restore ]; then target={volume["tmp"] / "scratch" / "restored"}; {fault}; fi\n'
+    )
+    (shim / "restic").chmod(0o755)
+    done = _drill_volume({**volume, "path": f"{alpine_dir}:{shim}:{Path(real).parent}"})
+    assert done.returncode != 0, done.stdout
+    snapshot = done.stderr.split("FAILED: snapshot ", 1)[1].split(" ", 1)[0]
+    size = 300_000 + len("homeassistant:\n  name: Home\n")
+    expected = said.format(id=snapshot, size=size, cut=100 + len("homeassistant:\n  name: Home\n"))
+    assert done.stderr.strip() == f"restore drill of home-assistant (home-assistant-config) FAILED: {expected}"
+
+
+# --- etcd ----------------------------------------------------------------------------------------------------------
+
+
+class _Bucket(BaseHTTPRequestHandler):
+    """An S3 stand-in: ListObjectsV2 two keys a page (with continuation tokens), and GET of an object. It records that
+    each request came signed with AWS Signature v4 (curl's --aws-sigv4); it does not check the signature."""
+
+    objects: dict[str, bytes] = {}  # noqa: RUF012 - one test's bucket
+    unsigned: list[str] = []  # noqa: RUF012
+
+    def do_GET(self) -> None:
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=drill-key/"):
+            _Bucket.unsigned.append(self.path)
+        parts = urlsplit(self.path)
+        bucket, _, key = parts.path.lstrip("/").partition("/")
+        if bucket != "homelab":
+            self.send_error(404)
+            return
+        if key:
+            body = _Bucket.objects.get(key)
+            if body is None:
+                self.send_error(404)
+                return
+            self._reply(body, "application/octet-stream")
+            return
+        query = parse_qs(parts.query)
+        assert query["list-type"] == ["2"]
+        keys = sorted(k for k in _Bucket.objects if k.startswith(query["prefix"][0]))
+        start = int(query.get("continuation-token", ["0"])[0])
+        page, rest = keys[start : start + 2], keys[start + 2 :]
+        contents = "".join(f"<Contents><Key>{k}</Key><Size>{len(_Bucket.objects[k])}</Size></Contents>" for k in page)
+        more = (
+            f"<IsTruncated>true</IsTruncated><NextContinuationToken>{start + 2}</NextContinuationToken>"
+            if rest
+            else "<IsTruncated>false</IsTruncated>"
+        )
+        self._reply(
+            f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>homelab</Name>{more}{contents}</ListBucketResult>'.encode(),
+            "application/xml",
+        )
+
+    def _reply(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def bucket() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Bucket)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A snapshot of a test control plane's etcd, with a Namespace the API server wrote in it."""
+    root = tmp_path_factory.mktemp("etcd")
+    binary = gotools.build("kube-control-plane")
+    with Cluster(flavor_for("arda"), root / "cluster", components=("etcd", "kube-apiserver"), ready_for_pods=False).start() as cluster:
+        cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drilled"}})
+        done = subprocess.run(
+            [str(binary), "etcdctl", f"--endpoints={cluster.etcd_url}", "snapshot", "save", str(root / "snapshot.db")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    return (root / "snapshot.db").read_bytes()
+
+
+def _encrypt(plain: bytes, recipient: str, tmp: Path) -> bytes:
+    (tmp / "plain").write_bytes(plain)
+    done = subprocess.run(
+        [str(gotools.build("age")), "--encrypt", "-r", recipient, "-o", str(tmp / "enc"), str(tmp / "plain")], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return (tmp / "enc").read_bytes()
+
+
+def _etcd_drill(
+    stack: StackConfig, cluster: str, bucket: str, tmp: Path, alpine: Path, identity: str | None
+) -> tuple[str, list[subprocess.CompletedProcess[str]]]:
+    """Each step of the cluster's drill, in order, until one fails: the scripts as rendered, etcdutl as its image runs it."""
+    cronjob = drill.etcd_cronjob(stack, cluster)
+    work = tmp / "work"
+    work.mkdir()
+    paths = {drill.WORK: str(work), f"{drill.WORK}/tmp": str(work / "tmp"), f"{drill.WORK}/snapshot": str(work / "snapshot")}  # noqa: S108 - the pod's, moved
+    paths |= {f"{drill.WORK}/go": str(work / "go"), f"{drill.WORK}/go-cache": go_env()["GOCACHE"]}
+    fetch = _container(cronjob, "fetch")
+    env = {
+        "S3_ENDPOINT": bucket,
+        "AWS_ACCESS_KEY_ID": "drill-key",
+        "AWS_SECRET_ACCESS_KEY": "drill-secret",
+    }
+    curl = Path(require("curl")).parent
+    path = f"{alpine}:{curl}"
+    results = [_run(fetch, env, path, paths)]
+    if results[-1].returncode != 0:
+        return "fetch", results
+    if cluster == "arda":
+        assert identity is not None
+        (tmp / "identity").mkdir()
+        (tmp / "identity" / "key").write_text(identity + "\n")
+        step = _container(cronjob, "decrypt")
+        script = step["command"][2].replace("/identity/key", str(tmp / "identity" / "key"))
+        go = Path(go_binary()).parent
+        # The Go toolchain the golang image has, with the module cache and proxy this machine's builds use.
+        goenv = {k: v for k, v in go_env().items() if k in ("GOMODCACHE", "GOPROXY", "GOSUMDB", "GOTOOLCHAIN")}
+        results.append(_run({**step, "command": ["/bin/sh", "-c", script]}, {**goenv, "CGO_ENABLED": "0"}, f"{alpine}:{go}", paths))
+    else:
+        results.append(_run(_container(cronjob, "unzip"), {}, path, paths))
+    if results[-1].returncode != 0:
+        return "decrypt" if cluster == "arda" else "unzip", results
+    binary = str(gotools.build("kube-control-plane"))
+    for name in ("restore", "status"):
+        command = [a.replace(drill.WORK, str(work)) for a in _container(cronjob, name)["command"]]
+        assert command[0] == "etcdutl"
+        results.append(subprocess.run([binary, *command], capture_output=True, text=True, timeout=120))
+        if results[-1].returncode != 0:
+            return name, results
+    return "passed", results
+
+
+def _key() -> tuple[str, str]:
+    scalar = hashlib.sha256(b"the stack's age identity, for the test").digest()
+    return age.identity(scalar), age.recipient(scalar)
+
+
+def _talos_key(stack: StackConfig, when: datetime.datetime) -> str:
+    # talos-backup v0.1.0-beta.3: <S3_PREFIX>/<cluster>-<time.RFC3339>.snap.age (pkg/talos/talos.go:44, pkg/s3/s3.go:73).
+    return f"{backup_plan.etcd_prefix(stack, stack.arda.cluster_name)}/{stack.arda.cluster_name}-{when:%Y-%m-%dT%H:%M:%SZ}.snap.age"
+
+
+def _fill_arda(stack: StackConfig, snapshot: bytes, tmp: Path, newest: bytes) -> None:
+    _, recipient = _key()
+    base = datetime.datetime(2026, 11, 20, 0, 0, tzinfo=datetime.UTC)
+    _Bucket.objects.clear()
+    for hours in (0, 6, 12):
+        _Bucket.objects[_talos_key(stack, base + datetime.timedelta(hours=hours))] = _encrypt(b"an older, unreadable snapshot", recipient, tmp)
+    _Bucket.objects[_talos_key(stack, base + datetime.timedelta(hours=18))] = newest
+
+
+def test_arda_s_newest_etcd_snapshot_is_fetched_decrypted_restored_and_read(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    _Bucket.unsigned.clear()
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "passed", results[-1].stderr
+    assert (
+        results[0].stdout.strip()
+        == f"restore drill of arda's etcd: the newest snapshot is {_talos_key(stack, datetime.datetime(2026, 11, 20, 18, tzinfo=datetime.UTC))}"
+    )
+    status = json.loads(results[-1].stdout)
+    assert status["revision"] > 1 and status["totalKey"] > 10, status
+    assert _Bucket.unsigned == [], "every request to the bucket is signed"
+    # What etcdutl restored is a member's data directory: the Namespace the API server wrote is in it.
+    assert (tmp_path / "work" / "restored" / "member" / "snap" / "db").exists()
+    assert b"/registry/namespaces/drilled" in (tmp_path / "work" / "restored" / "member" / "snap" / "db").read_bytes()
+
+
+def test_a_snapshot_tampered_with_after_encryption_fails_to_decrypt(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    identity, recipient = _key()
+    encrypted = bytearray(_encrypt(snapshot, recipient, tmp_path))
+    encrypted[len(encrypted) // 2] ^= 0x01
+    _fill_arda(stack, snapshot, tmp_path, bytes(encrypted))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "decrypt"
+    assert results[-1].stderr.startswith("restore drill of arda's etcd FAILED: age could not decrypt the snapshot with the stack's key: "), results[
+        -1
+    ].stderr
+
+
+def test_a_snapshot_encrypted_to_another_key_fails_to_decrypt(stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path) -> None:
+    identity, _ = _key()
+    other = age.recipient(hashlib.sha256(b"another stack").digest())
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, other, tmp_path))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert (step, "no identity matched any of the recipients" in results[-1].stderr) == ("decrypt", True), results[-1].stderr
+
+
+def test_a_snapshot_corrupted_before_encryption_fails_etcdutl(stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path) -> None:
+    identity, recipient = _key()
+    corrupted = bytearray(snapshot)
+    corrupted[len(corrupted) // 2] ^= 0xFF  # the database changed; its hash at the end (etcd's Snapshot API adds it) did not
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(bytes(corrupted), recipient, tmp_path))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "restore"
+    # etcdutl checks the sha256 the Snapshot API appended (etcd v3.6.5 etcdutl/snapshot/v3_snapshot.go:497).
+    assert "\nError: expected sha256 [" in results[-1].stderr, results[-1].stderr
+
+
+def _zipped(name: str, data: bytes) -> bytes:
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}-{os.getpid()}.zip"  # noqa: S108
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(name, data)
+    body = out.read_bytes()
+    out.unlink()
+    return body
+
+
+def test_the_ainur_s_newest_snapshot_of_any_valar_is_unzipped_and_read(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    prefix = backup_plan.etcd_prefix(stack, "ainur")
+    _Bucket.objects.clear()
+    # k3s names each valar's snapshots etcd-snapshot-<node>-<unix time>, zipped; the newest is manwe's here, though
+    # another valar's name sorts after it; the metadata folder beside them is not a snapshot.
+    for node, when, data in (("manwe", 1764000000, snapshot), ("varda", 1763990000, b"older"), ("manwe", 1763900000, b"oldest")):
+        name = f"etcd-snapshot-{node}-{when}"
+        _Bucket.objects[f"{prefix}/{name}.zip"] = _zipped(name, data)
+    _Bucket.objects[f"{prefix}/.metadata/etcd-snapshot-manwe-1764000000"] = b"{}"
+    step, results = _etcd_drill(stack, "ainur", bucket, tmp_path, alpine, None)
+    assert step == "passed", results[-1].stderr
+    assert results[0].stdout.strip() == f"restore drill of ainur's etcd: the newest snapshot is {prefix}/etcd-snapshot-manwe-1764000000.zip"
+
+
+def test_the_drills_are_labelled_with_what_they_restore(stack: StackConfig) -> None:
+    labels = {c["metadata"]["name"]: (c["metadata"]["namespace"], c["metadata"]["labels"][drill.LABEL]) for c in drill.cronjobs(stack)}
+    assert labels == {
+        "drill-home-assistant-config": ("home-automation", "home-assistant"),
+        "drill-jellyfin-config": ("media", "jellyfin"),
+        "drill-etcd-arda": ("backup-drill", "arda"),
+        "drill-etcd-ainur": ("backup-drill", "ainur"),
+    }
+    # Only the Arda drill's pod mounts the age identity.
+    mounted = {
+        c["metadata"]["name"]: [v for v in c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        for c in drill.cronjobs(stack)
+    }
+    assert mounted["drill-etcd-arda"] == [{"name": "identity", "secret": {"secretName": drill.AGE_SECRET, "defaultMode": 0o400}}]
+    assert [n for n, v in mounted.items() if v] == ["drill-etcd-arda"]
