@@ -53,6 +53,11 @@ APPS: dict[str, str] = {
     "dex": "v2.45.1",  # ghcr.io/dexidp/dex
     "coredns": "v1.13.1",  # the LAN resolver's (registry.k8s.io/coredns/coredns)
     "renovate": "44.121.2",  # the npm package whose validator checks the scaffold's renovate.json
+    "age": "v1.3.1",  # the restore drill builds age's command from its module (plans.drill)
+    "victoria-logs": "v1.52.1",  # the log store (plans.logs)
+    "otel-collector": "0.165.0",  # the log collector, opentelemetry-collector-contrib
+    "vmalert": "v1.151.0",  # the log alerts' evaluator
+    "victoriametrics-logs-datasource": "0.30.1",  # Grafana's logs plugin
 }
 
 # Images Iluvatar runs at a tag it pins itself (never a chart's default, never latest).
@@ -66,6 +71,11 @@ IMAGES: dict[str, str] = {
     "curl": "docker.io/curlimages/curl:8.11.1",
     "debian": "docker.io/library/debian:trixie-20250908-slim",
     "debian-bookworm": "docker.io/library/debian:bookworm-20250908-slim",  # the Pis' NFS server pod
+    # The restore drill's (plans.drill).
+    "restic": "docker.io/restic/restic:0.18.1",
+    "curl-drill": "docker.io/curlimages/curl:8.17.0",
+    "golang": "docker.io/library/golang:1.26.8-alpine",
+    "etcd": "registry.k8s.io/etcd:3.6.5-0",
 }
 
 # Each chart's Go module in tools/upstream/modules.sum, where its chart is one (argo-cd's is not: argo-helm at a commit).

@@ -76,6 +76,15 @@ def test_no_second_copy_of_a_pin_in_the_programs_python() -> None:
         ("tools/talos-check/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
         ("tools/talos-api/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
         ("upgrader/go.mod", "github.com/siderolabs/talos/pkg/machinery", pins.TALOS_CLIENT_MACHINERY),
+        # The programs the logs and the drill run, built at the release their images are (plans.logs, plans.drill).
+        ("tools/victorialogs/go.mod", "github.com/VictoriaMetrics/VictoriaLogs", pins.APPS["victoria-logs"]),
+        ("tools/vmalert/go.mod", "github.com/VictoriaMetrics/VictoriaMetrics", pins.APPS["vmalert"]),
+        (
+            "tools/otelcol/go.mod",
+            "github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor",
+            "v" + pins.APPS["otel-collector"],
+        ),
+        ("tools/age/go.mod", "filippo.io/age", pins.APPS["age"]),
     ],
 )
 def test_each_go_module_requires_the_pinned_release(go_mod: str, module: str, pin: str) -> None:
