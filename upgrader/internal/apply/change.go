@@ -38,7 +38,7 @@ func (r *applyRun) dryRun(ctx context.Context, running string, active coreconfig
 	reboot := resp.GetMessages()[0].GetMode() == machineapi.ApplyConfigurationRequest_REBOOT
 
 	if !reboot && decidesReboot(running) {
-		if err := canApplyImmediate(active, r.cfg); err != nil {
+		if err := canApplyImmediate(active, r.cfg, criLive(running)); err != nil {
 			what := report.FirstLine(err)
 
 			var ni *notImmediate

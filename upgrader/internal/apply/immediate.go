@@ -21,10 +21,28 @@ import (
 // (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go:246 at v1.14.0-rc.1, the newest 1.14 tag in the
 // mirror; Machine().Files() is read only there, v1alpha1_sequencer_tasks.go:509), and Iluvatar puts the API server's
 // AuthenticationConfiguration there (plans/apiserver.py). A 1.14 node would take such a change "live" and keep the old
-// file until some reboot nobody checks. So from 1.14 on the upgrader decides the reboot itself, with 1.13's list.
+// file until some reboot nobody checks. So from 1.14 on the upgrader decides the reboot itself, with 1.13's list,
+// less what 1.14 itself moved to live controllers (liveOn114 below).
 
 // decidesReboot: the running Talos no longer decides (1.14 and later), so the upgrader does (canApplyImmediate).
 func decidesReboot(running string) bool {
+	minor, ok := minorOf(running)
+
+	return ok && minor >= 14
+}
+
+// criCustomizationPath is Talos's legacy CRI customization file (filepath.Join("/etc",
+// constants.CRICustomizationConfigPart): pkg/machinery/constants/constants.go:595 at v1.14.0-rc.1).
+const criCustomizationPath = "/etc/cri/conf.d/20-customization.part"
+
+// criLive: the running Talos applies the legacy CRI customization file and .machine.baseRuntimeSpecOverrides live
+// and never writes that file (1.14 and later). WriteUserFiles skips the path (v1alpha1_sequencer_tasks.go:565-568 at
+// v1.14.0-rc.1); the CRI controllers read both from the config in memory (v1alpha1_cri_bridge.go:24-65,
+// controllers/cri/runtime_spec_config.go:95) and restart CRI; hack/release.toml notes.cri-customization (:109-122:
+// "a machine reboot is no longer required to apply changes to CRI configuration") and notes.cri-base-runtime-spec
+// (:124-145: "A machine reboot is no longer required"). 1.13 wrote the file at boot (v1alpha1_sequencer_tasks.go:621-627,
+// 683-686 at v1.13.0), and its own CanApplyImmediate decides there.
+func criLive(running string) bool {
 	minor, ok := minorOf(running)
 
 	return ok && minor >= 14
@@ -34,8 +52,9 @@ func decidesReboot(running string) bool {
 // (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go:129-217 at v1.13.0), field for field: the new
 // v1alpha1 document with every field that applies live copied from the current one must equal the current one; else
 // the error names the diff that needs a reboot. Only the v1alpha1 document is compared, as there (:136-144): the
-// other documents were applied live by 1.13 too.
-func canApplyImmediate(current, next coreconfig.Provider) error {
+// other documents were applied live by 1.13 too. With liveCRI (criLive: Talos 1.14 and later) the port departs from
+// 1.13 where 1.14 does: the legacy CRI customization file and .machine.baseRuntimeSpecOverrides apply live too.
+func canApplyImmediate(current, next coreconfig.Provider, liveCRI bool) error {
 	if current == nil {
 		return errors.New("no current config")
 	}
@@ -90,6 +109,15 @@ func canApplyImmediate(current, next coreconfig.Provider) error {
 			nm.MachineFeatures.ImageCacheSupport = cm.MachineFeatures.ImageCacheSupport
 			nm.MachineFeatures.FeatureNodeAddressSortAlgorithm = cm.MachineFeatures.FeatureNodeAddressSortAlgorithm
 		}
+
+		if liveCRI {
+			nm.MachineBaseRuntimeSpecOverrides = cm.MachineBaseRuntimeSpecOverrides
+
+			// The CRI file alone may differ: every other entry must be the same, in the same order.
+			if reflect.DeepEqual(withoutCRI(nm.MachineFiles), withoutCRI(cm.MachineFiles)) {
+				nm.MachineFiles = cm.MachineFiles
+			}
+		}
 	}
 
 	if !reflect.DeepEqual(currentConfig, newConfig) { // :207-214
@@ -102,6 +130,19 @@ func canApplyImmediate(current, next coreconfig.Provider) error {
 	}
 
 	return nil
+}
+
+// withoutCRI is a files list less the legacy CRI customization file.
+func withoutCRI(files []*v1alpha1.MachineFile) []*v1alpha1.MachineFile {
+	out := []*v1alpha1.MachineFile{}
+
+	for _, f := range files {
+		if f == nil || f.FilePath != criCustomizationPath {
+			out = append(out, f)
+		}
+	}
+
+	return out
 }
 
 // notImmediate is CanApplyImmediate's refusal, with the fields it is about named for the progress line (the diff
