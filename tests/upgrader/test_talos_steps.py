@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plans import rollout
-from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, upgrader
+from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, until, upgrader
 from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 OLD, NEW, NEWER = "v1.12.4", "v1.13.0", "v1.13.1"
@@ -360,6 +360,91 @@ def test_a_sign_in_change_on_talos_1_14_is_staged_and_rebooted_so_the_file_is_on
             ("valinor-1", "MachineService/ApplyConfiguration NO_REBOOT"),
         ]
         assert api.state()["valinor-1"]["bootId"] == before
+
+
+CRI_PART = "/etc/cri/conf.d/20-customization.part"  # Talos's legacy CRI customization file
+
+
+def _sign_in_and_cri(audience: str, cri: str) -> str:
+    files = json.loads(_sign_in(audience))["machine"]["files"]
+    files.append({"content": f"[plugins]\n  device_ownership_from_security_context = {cri}\n", "permissions": 0o644, "path": CRI_PART, "op": "create"})
+    return json.dumps({"machine": {"files": files}})
+
+
+def test_on_talos_1_14_the_cri_customization_applies_live_and_only_the_changed_files_are_read_back() -> None:
+    """Talos 1.14 never writes the legacy CRI customization file (v1alpha1_sequencer_tasks.go:565-568 at v1.14.0-rc.1)
+    and applies it live (hack/release.toml notes.cri-customization): a change to it alone takes no reboot, and a
+    sign-in change beside it is rebooted for and read back without asking for the CRI file, which is not on disk.
+    The upgrader before it rebooted for the CRI change and then failed the step on the missing file."""
+    version = "v1.14.1"
+    with talos_api(arda({"istari-1": version}, **{"istari-1": {"reboot": {"downMs": 200}}})) as api:
+        first = api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("kubernetes", "false")])
+        assert apply(api, "istari-1", first).code == 0  # staged and rebooted: the sign-in file is new
+        assert CRI_PART not in api.state()["istari-1"]["files"]
+
+        before = api.state()["istari-1"]["bootId"]
+        cri = apply(api, "istari-1", api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("kubernetes", "true")]))
+        assert cri.code == 0, cri.stderr
+        assert mutations(api)[-2:] == [
+            ("istari-1", "MachineService/ApplyConfiguration dry-run"),
+            ("istari-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+        assert api.state()["istari-1"]["bootId"] == before
+
+        reads = len([c for c in api.calls("istari-1") if c["method"] == "MachineService/Read"])
+        sign_in = apply(api, "istari-1", api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("headlamp", "true")]))
+        assert sign_in.code == 0, sign_in.stderr
+        assert mutations(api)[-2:] == [("istari-1", "MachineService/ApplyConfiguration STAGED"), ("istari-1", "MachineService/Reboot")]
+        assert api.state()["istari-1"]["bootId"] != before
+        assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in sign_in.lines
+        read = [c["args"].get("path") for c in api.calls("istari-1")[reads:] if c["method"] == "MachineService/Read"]
+        assert CRI_PART not in read
+        assert AUTHN in read
+
+
+@pytest.mark.parametrize(
+    ("interrupted", "rewritten"),
+    [(True, False), (True, True), (False, True)],
+    ids=["killed-after-the-reboot", "killed-after-the-reboot-file-wrong", "check-failed"],
+)
+def test_the_next_run_reads_the_machine_files_back_after_a_run_killed_after_its_reboot_or_whose_check_failed(
+    interrupted: bool, rewritten: bool
+) -> None:
+    """A run killed between its reboot and its read-back, or one whose read-back failed, leaves the config active; the
+    next run finds it the same and checks health only, and reads every machine file back there too (files.go): a
+    right file is read and said so, a wrong one fails the step again, on every run until it is right. The upgrader
+    before it passed that next run without reading anything, so a wrong file was never seen again."""
+    version = "v1.14.1"
+    script: dict[str, Any] = {"reboot": {"downMs": 1500 if interrupted else 200}}
+    if rewritten:
+        script["rewrittenAfterBoot"] = {AUTHN: "rewritten by a host process"}
+    with talos_api(arda({"istari-1": version}, **{"istari-1": script})) as api:
+        config = api.config("worker", installer(VANILLA, version), patches=[_sign_in("kubernetes")])
+        before = api.state()["istari-1"]["bootId"]
+        if interrupted:
+            process = started(apply_args(api, "istari-1", "worker", "60s"), secrets(api, config))
+            try:
+                until("the reboot", lambda: ("istari-1", "MachineService/Reboot") in mutations(api), 60)
+            finally:
+                process.kill()
+                process.communicate(timeout=30)
+            until("the new boot", lambda: api.state()["istari-1"]["bootId"] != before, 30)
+        else:
+            first = apply(api, "istari-1", config)
+            assert first.code != 0
+            assert f"{AUTHN} is not what the config writes there after the boot (its create did not take effect)" in first.stderr
+        assert api.state()["istari-1"]["bootId"] != before
+        for _ in range(2 if rewritten else 1):
+            changed = len(mutations(api))
+            again = apply(api, "istari-1", config)
+            assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in again.lines
+            assert len(mutations(api)) == changed  # nothing applied or rebooted: the read-back alone
+            if rewritten:
+                assert again.code != 0
+                assert f"{AUTHN} is not what the config writes there after the boot (its create did not take effect)" in again.stderr
+            else:
+                assert again.code == 0, again.stderr
+                assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in again.lines
 
 
 def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_not_at_all() -> None:

@@ -472,6 +472,14 @@ func (n *Node) boot(result string) error {
 
 	if !n.maintenance {
 		n.writeUserFiles()
+
+		for path, content := range n.spec.RewrittenAfterBoot {
+			if n.files == nil {
+				n.files = map[string]string{}
+			}
+
+			n.files[path] = content
+		}
 	}
 
 	if err := n.setAddr(n.configuredAddr(n.active)); err != nil {

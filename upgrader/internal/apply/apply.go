@@ -49,9 +49,13 @@ type applyRun struct {
 	// servedPods: some Node was Ready during this run (readiness.go); saidNoCNI: the step said none is, for want of a CNI.
 	servedPods, saidNoCNI bool
 
-	rec     *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
-	at      input.Node     // where the node answers: n, or where the record last reached it
-	machine string         // the identity of the machine that answers ("" when it cannot be told)
+	rec *record.Record // what this step's last apply found (PULUMI_COMMAND_STDOUT), nil when none
+	// running: the Talos the node ran when the step began; before: its active config then (nil on a hop), which
+	// tells the files a reboot must write (files.go).
+	running string
+	before  coreconfig.Provider
+	at      input.Node // where the node answers: n, or where the record last reached it
+	machine string     // the identity of the machine that answers ("" when it cannot be told)
 }
 
 func (r *applyRun) controlPlane() bool { return r.role == "controlplane" }
@@ -248,6 +252,8 @@ func (r *applyRun) onRunning(ctx context.Context) error {
 		}
 	}
 
+	r.running, r.before = running, active
+
 	upgrade := running != r.version || runningSchematic != r.schema
 	if r.hop {
 		upgrade = r.hopNeeded(running)
@@ -290,6 +296,15 @@ func (r *applyRun) onRunning(ctx context.Context) error {
 
 		if err := r.healthy(ctx); err != nil {
 			return err
+		}
+
+		// A run killed between its reboot and its read-back, or one whose read-back failed, left the files unchecked:
+		// every one is read again here, before the node is handed back (the config is the same, so which of them the
+		// last boot had to write cannot be told).
+		if !r.hop {
+			if err := r.checkFiles(ctx, nil, running); err != nil {
+				return err
+			}
 		}
 
 		return r.resumeLeftovers(ctx)

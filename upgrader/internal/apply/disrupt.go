@@ -131,7 +131,12 @@ func (r *applyRun) disrupt(ctx context.Context, stage, upgrade bool) error {
 		}
 
 		// What the boot alone writes (sign-in's AuthenticationConfiguration): on disk before the node counts as healthy.
-		if err := r.checkFiles(ctx); err != nil {
+		now := r.running
+		if upgrade {
+			now = r.version // checkVersion saw it
+		}
+
+		if err := r.checkFiles(ctx, r.before, now); err != nil {
 			return r.withLeftovers(err, prepared)
 		}
 	}

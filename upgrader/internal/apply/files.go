@@ -1,4 +1,5 @@
-// The machine files a boot wrote: read back after the reboot that took a config changing them.
+// The machine files a boot wrote: read back after the reboot that took a config changing them, and on every health
+// check of a node whose config has them.
 
 package apply
 
@@ -7,16 +8,23 @@ import (
 	"fmt"
 	"strings"
 
+	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/config"
+
 	"github.com/iluvatar/upgrader/internal/report"
 	"github.com/iluvatar/upgrader/internal/talos"
 )
 
-// checkFiles reads each of the config's .machine.files on the node after the boot that took the config, so the step
-// ends on the file the API server will read, not on the config alone: Talos writes them in the Boot sequence only
-// (WriteUserFiles: v1alpha1_sequencer.go:246, v1alpha1_sequencer_tasks.go:505-600 at v1.14.0-rc.1), a create at all
-// times, an overwrite over an existing file, an append after "\n" (:517-547). A path outside /var is written under /var
-// and bind-mounted at the path (:570-582), so it reads at the path either way. The content is never printed.
-func (r *applyRun) checkFiles(ctx context.Context) error {
+// checkFiles reads the config's .machine.files on the node, so the step ends on the file the API server will read, not
+// on the config alone: Talos writes them in the Boot sequence only (WriteUserFiles: v1alpha1_sequencer.go:246,
+// v1alpha1_sequencer_tasks.go:505-600 at v1.14.0-rc.1), a create at all times, an overwrite over an existing file, an
+// append after "\n" (:517-547). A path outside /var is written under /var and bind-mounted at the path (:570-582), so
+// it reads at the path either way. From 1.14 the legacy CRI customization file is never written (:565-568: the CRI
+// controller reads it from the config), so it is not read back there (criLive). before is the config the node ran
+// before this step's boot: only the entries that differ from its own are read (the ones that boot had to write);
+// nil reads every entry (a health check: a run killed after the reboot, or one whose check failed, is checked again).
+// running is the Talos the node runs now. The content is never printed.
+func (r *applyRun) checkFiles(ctx context.Context, before coreconfig.Provider, running string) error {
 	if r.cfg == nil || r.cfg.Machine() == nil {
 		return nil
 	}
@@ -26,7 +34,28 @@ func (r *applyRun) checkFiles(ctx context.Context) error {
 		return &report.Failure{Node: r.n.Name, Check: "files", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}
 	}
 
+	was := map[string]config.File{}
+
+	if before != nil && before.Machine() != nil {
+		old, err := before.Machine().Files()
+		if err != nil {
+			return &report.Failure{Node: r.n.Name, Check: "files", Detail: err.Error(), Look: r.talosLook("get machineconfig -o yaml")}
+		}
+
+		for _, f := range old {
+			was[f.Path()] = f
+		}
+	}
+
 	for _, f := range files {
+		if criLive(running) && f.Path() == criCustomizationPath {
+			continue
+		}
+
+		if o, ok := was[f.Path()]; ok && o.Op() == f.Op() && o.Content() == f.Content() && o.Permissions() == f.Permissions() {
+			continue // unchanged by this step: its boot wrote nothing new there
+		}
+
 		look := r.talosLook("read " + f.Path())
 
 		body, err := talos.ReadFile(ctx, r.c, f.Path())
