@@ -569,8 +569,9 @@ class TalosCluster(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """An etcd snapshot before the chain's first step when steps come before the machines' own (a path's rolls, a
         Kubernetes upgrade), whose own snapshot (the first control plane's --etcd-snapshot) would come after them (review
-        M2). It exists for this run only; once done it is not run again on a resume (its stdin's changes ignored: a
-        renewed talosconfig), so the file keeps the state from before the first step."""
+        M2). It exists for this run only; once done it is not run again while registered (its command's and stdin's changes
+        ignored: a machine taken out of the stack, a renewed talosconfig), and it writes its file once (--keep), so the file
+        keeps the state from before the first step of the first attempt (review 2 N3)."""
         stack, deployed = args.stack, args.deployed
         first = next(
             ((then, ip) for node, then, ip in bringup.running_machines(stack, deployed, renamed) if plan.machine_type(node) == "controlplane"), None
@@ -581,7 +582,7 @@ class TalosCluster(pulumi.ComponentResource):
             *first, deployed.talos_version or stack.arda.talos_version, deployed.kubernetes_version or stack.arda.kubernetes_version
         )
         stdin = steps.secret_stdin({"talosconfig": args.config.credentials})
-        return [steps.run(f"{name}-etcd-snapshot", step, commands, self, stdin=stdin, after=after, ignore_changes=["stdin"])]
+        return [steps.run(f"{name}-etcd-snapshot", step, commands, self, stdin=stdin, after=after, ignore_changes=["create", "update", "stdin"])]
 
     def _kubernetes_upgrade(
         self,

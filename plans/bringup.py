@@ -125,10 +125,12 @@ def etcd_snapshot(name: str, ip: str, talos: str, kubernetes: str) -> Step:
     running control plane (`name` and `ip` as the last deployment left them), to a file named by what ran then (stdin:
     talosconfig)."""
     out = ETCD_SNAPSHOT_BEFORE.format(talos=talos, kubernetes=kubernetes)
+    # --keep: written once. A later attempt (a resume, a path given up and tried again: the recorded versions, so the
+    # name, are the same) keeps the first attempt's file, the state from before anything changed (review 2 N3).
     return Step(
-        ("etcd-snapshot", "--node", f"{name}={ip}", "--out", out),
+        ("etcd-snapshot", "--node", f"{name}={ip}", "--out", out, "--keep"),
         ETCD_SNAPSHOT_TIMEOUT,
-        f"an etcd snapshot from {name} ({ip}) to {out}, before the path's first step changes anything",
+        f"an etcd snapshot from {name} ({ip}) to {out} (an earlier attempt's file kept), before the path's first step changes anything",
     )
 
 

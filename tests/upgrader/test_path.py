@@ -184,10 +184,11 @@ def test_a_machine_two_minors_behind_its_own_step_is_refused_and_left_as_it_is()
 KUBE_START, KUBE_ON_THE_WAY, KUBE_STACK = "v1.30.5", "v1.31.14", "v1.32.4"
 
 
-def _kubernetes_path(tmp_path: Any, **edits: Any) -> Any:
+def _kubernetes_path(tmp_path: Any, gone: str | None = None, **edits: Any) -> Any:
+    """The path from Talos 1.12 and Kubernetes 1.30 (`gone`: a machine the last deployment's record lacks)."""
     previous = outputs_of(simulated(HOMELAB))
     arda = previous["arda"]
-    nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{OLD}"} for name, n in arda["nodes"].items()}
+    nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{OLD}"} for name, n in arda["nodes"].items() if name != gone}
     previous = {**previous, "arda": {**arda, "talosVersion": OLD, "kubernetesVersion": KUBE_START, "nodes": nodes}}
     doc = edit(homelab_doc(), {"iluvatar:arda.kubernetesVersion": KUBE_STACK, **edits})
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -227,10 +228,12 @@ def test_a_path_that_needs_kubernetes_moves_it_before_the_roll_that_needs_it_in_
         "taniquetil=192.168.0.21",
         "--out",
         f".iluvatar/snapshots/arda-etcd-before-talos-{OLD}-kubernetes-{KUBE_START}.db",
+        "--keep",
         "--timeout",
         "10m",
     ]
-    assert sim.named()["arda-etcd-snapshot"].ignore_changes == ("stdin",)  # done once; a renewed talosconfig does not run it again
+    # Done once: neither a renewed talosconfig nor a changed command runs it again while registered (review 2 N3).
+    assert sim.named()["arda-etcd-snapshot"].ignore_changes == ("create", "update", "stdin")
     machines = [a for m in order for a in ("--control-plane" if m in ("taniquetil", "tirion", "alqualonde") else "--worker", f"{m}=")]
     for name, to, way in ((f"arda-kubernetes-{KUBE_ON_THE_WAY}", KUBE_ON_THE_WAY, ["--on-the-way"]), ("arda-kubernetes", KUBE_STACK, [])):
         # The step on the way, run again once the cluster is past it, is done rather than refused as a downgrade (H2).
@@ -283,6 +286,18 @@ def test_a_kubernetes_step_on_the_way_does_not_run_again_when_its_stdin_changes_
         assert _input(check, "stdin") == _input(upgrade, "stdin")
         assert _input(check, "triggers") == _input(upgrade, "triggers") == [_input(check, "create"), _input(upgrade, "create")]
     # Either command changing runs both steps of the pair: each names both commands in its triggers (above).
+
+
+def test_the_before_path_snapshot_does_not_run_again_when_its_command_changes_before_the_resume(tmp_path: Any) -> None:
+    """Review 2 N3: the run stopped after the snapshot, and its command changed before the resume (here another first
+    control plane answers for it; an Iluvatar update changing a flag is the same). Run again, it would replace the only
+    copy of the state before the path, under the same name, with a state from partway. It ignores its command's and its
+    stdin's changes, and a later attempt of it (the step created again) keeps the file (--keep, test_talos_steps)."""
+    stopped = _kubernetes_path(tmp_path / "stopped").named()["arda-etcd-snapshot"]
+    resumed = _kubernetes_path(tmp_path / "resumed", gone="taniquetil").named()["arda-etcd-snapshot"]
+    assert _input(stopped, "create") != _input(resumed, "create")  # the change reaches it
+    assert "--keep" in shlex.split(_input(resumed, "create"))
+    assert not _runs_again(stopped, resumed)
 
 
 def test_the_configs_on_the_way_name_that_versions_images_as_talos_generates_them(tmp_path: Any) -> None:

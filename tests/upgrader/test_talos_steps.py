@@ -610,6 +610,30 @@ def test_etcd_snapshot_writes_the_file_whole(tmp_path: Path) -> None:
         assert sorted(p.name for p in out.parent.iterdir()) == ["arda.db"]
 
 
+def test_etcd_snapshot_keep_writes_the_file_once_and_keeps_an_earlier_attempts(tmp_path: Path) -> None:
+    """The before-path snapshot (plans.bringup.etcd_snapshot, --keep): a later attempt of the step (a resume whose
+    command changed, a path given up and tried again) finds the first attempt's file and keeps it, contacting nothing,
+    so the file named "before" is never replaced by a state from partway. Without --keep (the rollout's own snapshot)
+    the file is replaced. Review 2 N3: before --keep every attempt overwrote it."""
+    with talos_api(arda({"valinor-1": NEW})) as api:
+        out = tmp_path / "snap" / "arda-before.db"
+        args = ["etcd-snapshot", "--node", api.node_arg("valinor-1"), "--out", str(out), "--keep", "--timeout", "30s"]
+        first = upgrader(args, secrets(api))
+        assert first.code == 0, first.stderr
+        assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
+        out.write_text("the state before the path\n")  # what the first attempt saved, told apart from a new one
+        taken = len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"])
+        again = upgrader(args, secrets(api))
+        assert again.code == 0, again.stderr
+        assert again.lines[-1] == f"upgrader: valinor-1: etcd snapshot kept: {out} is an earlier attempt's, from before anything changed (written once)"
+        assert out.read_text() == "the state before the path\n"
+        assert len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"]) == taken
+        assert sorted(p.name for p in out.parent.iterdir()) == ["arda-before.db"]
+        replaced = upgrader([a for a in args if a != "--keep"], secrets(api))
+        assert replaced.code == 0, replaced.stderr
+        assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
