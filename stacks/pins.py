@@ -2,7 +2,8 @@
 
 Every Python place that names one of these reads it from here (stacks.releases, the stack model's chart defaults,
 plans.certificates, plans.gateways, plans.storage, plans.secrets, plans.backup, plans.monitoring, plans.identity,
-plans.gitops, plans.resolver, plans.renovate, plans.k3s, plans.netboot, stacks.chart_values, tools.talos_check), so a bump
+plans.gitops, plans.resolver, plans.renovate, plans.k3s, plans.netboot, plans.remote_access, stacks.chart_values,
+tools.talos_check), so a bump
 is one edit here.
 The files a Python import cannot reach (the Go modules' go.mod, tools/upstream/modules.sum, the shipped stacks, the
 kept chart schemas) are read by tests/stacks/test_pins.py, which names each one that still says another version: a
@@ -58,6 +59,9 @@ APPS: dict[str, str] = {
     "otel-collector": "0.165.0",  # the log collector, opentelemetry-collector-contrib
     "vmalert": "v1.151.0",  # the log alerts' evaluator
     "victoriametrics-logs-datasource": "0.30.1",  # Grafana's logs plugin
+    "tailscale": "1.102.3",  # the operator's chart and images, the subnet router (plans.remote_access; tools/tailscale)
+    "headscale": "0.27.1",  # ghcr.io/juanfont/headscale (plans.remote_access)
+    "ipxe": "1.21.1+git20250501.dad20602+dfsg-1",  # Debian's ipxe package the netboot serves (plans.netboot.cache)
 }
 
 # Images Iluvatar runs at a tag it pins itself (never a chart's default, never latest).
