@@ -286,7 +286,8 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             what.append(f"Talos {old} -> {new}" if old != new else SCHEMATIC)
             if old != new and schematic:
                 what.append(SCHEMATIC)
-        if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"] and not path_kubernetes(previous, current):
+        # components.arda upgrades from a recorded version only (its kubernetes_upgrade): none recorded, none shown.
+        if previous and previous.get("kubernetesVersion") not in (None, current["kubernetesVersion"]) and not path_kubernetes(previous, current):
             # (A path's Kubernetes steps move it before any machine's own step: describe_path lists them.)
             what.append(f"Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']}")
         if was.get("ip") != now["ip"]:
@@ -321,11 +322,13 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     if previous and (path_hops(previous, current)[:-1] or moved):
         # components.arda's first step of such a chain (plans.bringup.etcd_snapshot), before anything changes.
         out = bringup.ETCD_SNAPSHOT_BEFORE.format(
-            talos=previous.get("talosVersion") or current.get("talosVersion"), kubernetes=previous.get("kubernetesVersion")
+            # As components.arda names it: the recorded version, else the stack's (an output from before it was kept).
+            talos=previous.get("talosVersion") or current.get("talosVersion"),
+            kubernetes=previous.get("kubernetesVersion") or current["kubernetesVersion"],
         )
         lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
     lines += describe_path(previous, current)
-    if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"] and not path_kubernetes(previous, current):
+    if moved and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(
             f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: {KUBERNETES_ORDER}"

@@ -58,6 +58,25 @@ def test_a_talos_upgrade_lists_every_machine_control_planes_first() -> None:
     ]
 
 
+def test_the_previews_snapshot_name_falls_back_to_the_stacks_kubernetes_as_the_step_does() -> None:
+    """Review 2 N10: an output without kubernetesVersion (recorded before it was kept) named the file
+    `...-kubernetes-None.db` at preview, while components.arda's step falls back to the stack's version, and showed a
+    "Kubernetes None -> ..." upgrade that components.arda does not run (kubernetes_upgrade needs a recorded version)."""
+    before, after = current(), current()
+    before["talosVersion"] = "v1.12.4"
+    del before["kubernetesVersion"]
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    plan = rollout.describe(before, after)
+    assert plan.splitlines()[0] == (
+        "Arda: first an etcd snapshot from the first control plane to "
+        f".iluvatar/snapshots/arda-etcd-before-talos-v1.12.4-kubernetes-{after['kubernetesVersion']}.db, before any step changes the cluster"
+    )
+    # Nor a Kubernetes upgrade from "None": components.arda runs none without a recorded version.
+    assert "None" not in plan
+    assert "Kubernetes" not in plan
+
+
 def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() -> None:
     before, after = current(), current()
     before["talosVersion"] = "v1.12.4"
