@@ -363,11 +363,13 @@ def test_a_sign_in_change_on_talos_1_14_is_staged_and_rebooted_so_the_file_is_on
 
 
 CRI_PART = "/etc/cri/conf.d/20-customization.part"  # Talos's legacy CRI customization file
+OTHER_FILE = "/var/etc/other.conf"
 
 
 def _sign_in_and_cri(audience: str, cri: str) -> str:
     files = json.loads(_sign_in(audience))["machine"]["files"]
     files.append({"content": f"[plugins]\n  device_ownership_from_security_context = {cri}\n", "permissions": 0o644, "path": CRI_PART, "op": "create"})
+    files.append({"content": "unchanged\n", "permissions": 0o644, "path": OTHER_FILE, "op": "create"})
     return json.dumps({"machine": {"files": files}})
 
 
@@ -400,6 +402,8 @@ def test_on_talos_1_14_the_cri_customization_applies_live_and_only_the_changed_f
         read = [c["args"].get("path") for c in api.calls("istari-1")[reads:] if c["method"] == "MachineService/Read"]
         assert CRI_PART not in read
         assert AUTHN in read
+        assert OTHER_FILE not in read  # unchanged by this step: its boot wrote nothing new there
+        assert api.state()["istari-1"]["files"][OTHER_FILE] == "unchanged\n"
 
 
 @pytest.mark.parametrize(
