@@ -328,7 +328,7 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         )
         lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
     lines += describe_path(previous, current)
-    if moved and not path_kubernetes(previous, current):
+    if previous and moved and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(
             f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: {KUBERNETES_ORDER}"

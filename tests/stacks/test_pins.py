@@ -37,9 +37,9 @@ def test_the_python_places_read_the_pins() -> None:
     assert (pins.CHARTS["rook-ceph"], pins.CHARTS["local-path-provisioner"]) == (storage.ROOK_VERSION, storage.LOCAL_PATH_VERSION)
     assert (talos_check.NODE_VERSION, talos_check.PROVIDER_VERSION) == (pins.TALOS, pins.TALOS_CLIENT_MACHINERY)
     assert ("cilium", pins.CHARTS["cilium"]) in chart_values.KEPT
-    assert (remote_access.TAILSCALE_VERSION, remote_access.HEADSCALE_VERSION) == (pins.APPS["tailscale"], pins.APPS["headscale"])
-    assert remote_access.TAILSCALE_IMAGE == f"tailscale/tailscale:v{pins.APPS['tailscale']}"
-    assert remote_access.HEADSCALE_IMAGE == f"ghcr.io/juanfont/headscale:{pins.APPS['headscale']}"
+    assert (pins.APPS["tailscale"], pins.APPS["headscale"]) == (remote_access.TAILSCALE_VERSION, remote_access.HEADSCALE_VERSION)
+    assert f"tailscale/tailscale:v{pins.APPS['tailscale']}" == remote_access.TAILSCALE_IMAGE
+    assert f"ghcr.io/juanfont/headscale:{pins.APPS['headscale']}" == remote_access.HEADSCALE_IMAGE
     assert netboot_cache.IPXE_DEBIAN_VERSION == debian.PACKAGES["ipxe"][0] == pins.APPS["ipxe"]
 
 

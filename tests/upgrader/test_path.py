@@ -272,8 +272,8 @@ def test_a_kubernetes_step_on_the_way_does_not_run_again_when_its_stdin_changes_
     would face a cluster already at the stack's minor. Both steps of the pair ignore their stdin's changes; the stack's
     own pair runs again, the check with the upgrade (one stdin, the same triggers)."""
     stopped = _kubernetes_path(tmp_path / "stopped").named()
-    patch = [{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}]
-    resumed = _kubernetes_path(tmp_path / "resumed", **{"iluvatar:arda.patches": patch}).named()
+    patch: dict[str, Any] = {"iluvatar:arda.patches": [{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}]}
+    resumed = _kubernetes_path(tmp_path / "resumed", **patch).named()
     way, own = f"arda-kubernetes-{KUBE_ON_THE_WAY}", "arda-kubernetes"
     for step in ("preflight", "upgrade"):
         assert _input(stopped[f"{way}-{step}"], "stdin") != _input(resumed[f"{way}-{step}"], "stdin"), step  # the change reaches it

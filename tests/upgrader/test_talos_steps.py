@@ -368,7 +368,9 @@ OTHER_FILE = "/var/etc/other.conf"
 
 def _sign_in_and_cri(audience: str, cri: str) -> str:
     files = json.loads(_sign_in(audience))["machine"]["files"]
-    files.append({"content": f"[plugins]\n  device_ownership_from_security_context = {cri}\n", "permissions": 0o644, "path": CRI_PART, "op": "create"})
+    files.append(
+        {"content": f"[plugins]\n  device_ownership_from_security_context = {cri}\n", "permissions": 0o644, "path": CRI_PART, "op": "create"}
+    )
     files.append({"content": "unchanged\n", "permissions": 0o644, "path": OTHER_FILE, "op": "create"})
     return json.dumps({"machine": {"files": files}})
 
@@ -629,7 +631,9 @@ def test_etcd_snapshot_keep_writes_the_file_once_and_keeps_an_earlier_attempts(t
         taken = len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"])
         again = upgrader(args, secrets(api))
         assert again.code == 0, again.stderr
-        assert again.lines[-1] == f"upgrader: valinor-1: etcd snapshot kept: {out} is an earlier attempt's, from before anything changed (written once)"
+        assert (
+            again.lines[-1] == f"upgrader: valinor-1: etcd snapshot kept: {out} is an earlier attempt's, from before anything changed (written once)"
+        )
         assert out.read_text() == "the state before the path\n"
         assert len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"]) == taken
         assert sorted(p.name for p in out.parent.iterdir()) == ["arda-before.db"]
