@@ -297,10 +297,11 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     assert graph.after(upgrade, named["arda-kubernetes-preflight"])
     assert graph.after(named["arda-taniquetil-apply"], upgrade)
     # The etcd snapshot comes before the preflight, the chain's first step (review M2), named by what ran.
+    # Written once (--keep): a later attempt keeps the first attempt's file (review 2 N3).
     snapshot = named["arda-etcd-snapshot"]
     assert snapshot.inputs["create"] == (
         ".venv/bin/iluvatar upgrader etcd-snapshot --node taniquetil=192.168.0.21 "
-        "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.34.5.db --timeout 10m"
+        "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.34.5.db --keep --timeout 10m"
     )
     assert graph.after(named["arda-kubernetes-preflight"], snapshot)
     assert "arda-etcd-snapshot" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()

@@ -395,13 +395,13 @@ def test_on_talos_1_14_the_cri_customization_applies_live_and_only_the_changed_f
         ]
         assert api.state()["istari-1"]["bootId"] == before
 
-        reads = len([c for c in api.calls("istari-1") if c["method"] == "MachineService/Read"])
+        earlier = len(api.calls("istari-1"))
         sign_in = apply(api, "istari-1", api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("headlamp", "true")]))
         assert sign_in.code == 0, sign_in.stderr
         assert mutations(api)[-2:] == [("istari-1", "MachineService/ApplyConfiguration STAGED"), ("istari-1", "MachineService/Reboot")]
         assert api.state()["istari-1"]["bootId"] != before
         assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in sign_in.lines
-        read = [c["args"].get("path") for c in api.calls("istari-1")[reads:] if c["method"] == "MachineService/Read"]
+        read = [c["args"].get("path") for c in api.calls("istari-1")[earlier:] if c["method"] == "MachineService/Read"]
         assert CRI_PART not in read
         assert AUTHN in read
         assert OTHER_FILE not in read  # unchanged by this step: its boot wrote nothing new there
