@@ -447,7 +447,10 @@ def test_the_next_run_reads_the_machine_files_back_after_a_run_killed_after_its_
             assert len(mutations(api)) == changed  # nothing applied or rebooted: the read-back alone
             if rewritten:
                 assert again.code != 0
-                assert f"{AUTHN} is not what the config writes there after the boot (its create did not take effect)" in again.stderr
+                assert (
+                    f"{AUTHN} is not what the config writes there after the boot (its create did not take effect); only a boot writes it: "
+                    f"once the cause is fixed, reboot the node (talosctl -n {api.ip('istari-1')} reboot) and run pulumi up again"
+                ) in again.stderr
             else:
                 assert again.code == 0, again.stderr
                 assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in again.lines

@@ -47,6 +47,12 @@ func (r *applyRun) checkFiles(ctx context.Context, before coreconfig.Provider, r
 		}
 	}
 
+	// The way out of a health check's failure: only a boot writes the files (a config already active is not applied again).
+	fix := ""
+	if before == nil {
+		fix = fmt.Sprintf("; only a boot writes it: once the cause is fixed, reboot the node (talosctl -n %s reboot) and run pulumi up again", r.n.IP)
+	}
+
 	for _, f := range files {
 		if criLive(running) && f.Path() == criCustomizationPath {
 			continue
@@ -60,7 +66,7 @@ func (r *applyRun) checkFiles(ctx context.Context, before coreconfig.Provider, r
 
 		body, err := talos.ReadFile(ctx, r.c, f.Path())
 		if err != nil {
-			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s, which the config writes at boot, cannot be read: %s", f.Path(), talos.Message(err)), Look: look}
+			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s, which the config writes at boot, cannot be read: %s%s", f.Path(), talos.Message(err), fix), Look: look}
 		}
 
 		ok := body == f.Content()
@@ -69,7 +75,7 @@ func (r *applyRun) checkFiles(ctx context.Context, before coreconfig.Provider, r
 		}
 
 		if !ok {
-			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s is not what the config writes there after the boot (its %s did not take effect)", f.Path(), f.Op()), Look: look}
+			return &report.Failure{Node: r.n.Name, Check: "files", Detail: fmt.Sprintf("%s is not what the config writes there after the boot (its %s did not take effect)%s", f.Path(), f.Op(), fix), Look: look}
 		}
 
 		report.Progress(r.n.Name, "%s on disk as the config writes it", f.Path())
