@@ -157,28 +157,30 @@ class RemoteAccess(pulumi.ComponentResource):
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale]),
         )
-        enroll = command.remote.Command(
-            f"{name}-enroll",
-            connection=args.ainur_connection,
-            create=plan.enroll_script(cli),
-            logging=command.remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale], additional_secret_outputs=["stdout"]),
-        )
-        key: pulumi.Output[str] = pulumi.Output.secret(enroll.stdout.apply(lambda text: text.strip()))
-        manifest = plan.authkey_secret("")
-        authkey = k8s.core.v1.Secret(
-            f"{name}-router-authkey",
-            metadata=manifest["metadata"],
-            type="Opaque",
-            string_data={"TS_AUTHKEY": key},
-            opts=pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
-        )
         # The router rolls after Headscale: a new route must reach Headscale's new policy, since the old one refuses it
         # and v0.27.1 never re-approves it on its own (approval only on a change of routes, hscontrol/state/state.go:1656;
-        # NewState loads the policy without approving, state.go:100-150).
-        kube.create_all(
+        # NewState loads the policy without approving, state.go:100-150). Pulumi does not await it (skipAwait, in the
+        # plan): the step below is its wait, since only that step can give it a key.
+        router = kube.create_all(
             f"{name}-ainur",
             plan.router_manifests(stack),
             pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace, headscale])),
-            existing={references.identity(manifest): authkey},
+        )
+        deployment = router[kube.resource_name(f"{name}-ainur", next(m for m in plan.router_manifests(stack) if m["kind"] == "Deployment"))]
+        # The router's enrolment and its check (plans.remote_access.router_script): a key only for a router with no node,
+        # made on the Pi and written there into its Secret (never in Pulumi's state or a log), then the router's rollout
+        # and its routes approved as advertised. A run that fails or is killed is retried by the next `pulumi up`; a
+        # change of routes runs it again (they are in its script).
+        kubectl = f"sudo {k3s.KUBECTL}"
+        command.remote.Command(
+            f"{name}-enroll",
+            connection=args.ainur_connection,
+            create=plan.router_script(stack, cli, kubectl),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.ainur.commands,
+                depends_on=[headscale, deployment],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
         )

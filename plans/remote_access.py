@@ -89,15 +89,25 @@ STATE_CLAIM = "headscale-state"
 ROUTER_USER = "iluvatar-router"
 ROUTER = "subnet-router"
 ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
-AUTHKEY_SECRET = "subnet-router-authkey"  # noqa: S105 - a Kubernetes object name, not a secret
+# The router's enrolment key, written by the enrolment step on the first valar (kubectl from a pipe), never by Pulumi:
+# the key is made on the Pi and goes into this Secret there, so it is in no Pulumi state, output, log or command line.
+AUTHKEY_SECRET = "subnet-router-key"  # noqa: S105 - a Kubernetes object name, not a secret
 # containerboot's local health endpoint (its default TS_LOCAL_ADDR_PORT, cmd/containerboot/settings.go:133, on IPv4).
 ROUTER_HEALTH_PORT = 9002
-# The enrolment key: single-use and short-lived, as the operator mints its proxies' (a key tagged ROUTER_TAG may advertise
-# routes the policy approves on sight: a leaked reusable one would let anyone do it). The router reads it once
-# (containerboot with TS_AUTH_ONCE runs `tailscale up` with it only when tailscaled says NeedsLogin: cmd/containerboot/main.go:495-560);
-# a router whose state Secret is lost enrols again with a new key: `pulumi up --replace` of the enrolment.
-AUTHKEY_EXPIRATION = "24h"
-# How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start).
+# What containerboot writes into its state Secret once its node is logged in (kube/kubetypes/types.go:42 KeyDeviceID,
+# cmd/containerboot/main.go:786 at v1.102.3): the node's stable id, which Headscale makes the node's id as a decimal
+# (hscontrol/types/node.go:44-46 at v0.27.1). A state Secret without it has no node: the operator decides the same way
+# whether a proxy needs a new key (cmd/k8s-operator/sts.go:1156-1162 deviceAuthed, v1.102.3).
+DEVICE_ID_KEY = "device_id"
+# The enrolment key: single-use and short-lived, as the operator mints its proxies' (sts.go:611-624: Reusable false;
+# a key tagged ROUTER_TAG may advertise routes the policy approves on sight: a leaked reusable one would let anyone do
+# it). It is minted by the enrolment step only when the router has no node Headscale knows, right before the step
+# restarts the router and waits for it, so an hour is ample; a step killed after minting leaves a key that expires
+# unused, and the next `pulumi up` mints another (the router still has no node). containerboot with TS_AUTH_ONCE
+# uses it only when tailscaled says NeedsLogin (cmd/containerboot/main.go:495-560).
+AUTHKEY_EXPIRATION = "1h"
+# How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start), then
+# for the router to be on the tailnet (its rollout: Ready once /healthz answers), then for its routes' approval.
 ENROLL_WAIT_SECONDS = 300
 TAILNET_RANGE = rules.TAILNET_RANGE
 TAILNET_RANGE_V6 = "fd7a:115c:a1e0::/48"
@@ -489,34 +499,128 @@ def users_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL_
     return "\n".join([*_cli_ready(headscale, wait_seconds), *_make_users(members(stack)), ""])
 
 
-def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
-    """What enrols the subnet router, run with `headscale` as the command that reaches the server's CLI (on the Ainur:
-    `k3s kubectl exec` into its pod, which talks to the server over its unix socket). Prints the router's enrolment
-    key, and nothing else, on stdout. It names no member (users_script makes them), so the step's command changes only
-    with Headscale's place, not with `access`.
-
-    It first waits until the server answers its CLI; the router's user is made once; the key is single-use, expires
-    in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the policy's autoApprovers approve the router's routes."""
+def _mint() -> list[str]:
+    """A shell function `mint` that prints one new router key (and nothing else) on stdout: the router's user made once,
+    the key single-use, expiring in AUTHKEY_EXPIRATION and tagged ROUTER_TAG, so the policy's autoApprovers approve
+    the router's routes. Headscale's answer is captured, then checked: a pipeline's status is its last command's (no
+    pipefail in POSIX sh, and the remote shell may be dash), so a failing CLI would print nothing and exit 0."""
     q = shlex.quote
+    return [
+        "mint() {",
+        *(f"  {line}" for line in _make_users([ROUTER_USER])),
+        # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
+        f"  id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
+        '  [ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; return 1; }',
+        f'  out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
+        '    echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; return 1; }',
+        '  key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
+        '  case "$key" in',
+        # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
+        "    ''|*[!A-Za-z0-9_-]*)",
+        '      echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
+        "      return 1;;",
+        "  esac",
+        "  printf '%s\\n' \"$key\"",
+        "}",
+    ]
+
+
+def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """One router key from Headscale's CLI (`headscale` as in `users_script`), printed alone on stdout: what
+    `router_script` mints when the router has no node, and what docs/remote-access.md's manual enrolment runs."""
+    return "\n".join([*_cli_ready(headscale, wait_seconds), *_mint(), "mint", ""])
+
+
+def _node_lines() -> list[str]:
+    """Shell functions: `node` prints the router's node id when its state Secret names one (DEVICE_ID_KEY) that Headscale
+    still has, else nothing; `routes_of FIELD` prints that list of the node's routes, one a line, sorted.
+
+    `headscale nodes list --output json` is its nodes' protobuf structs through encoding/json, indented (cmd/headscale/
+    cli/utils.go:138 SuccessOutput; gen/go/headscale/v1/node.pb.go:79-98 at v0.27.1: `id` first, then
+    `approved_routes`, `available_routes` (what the node advertises), `subnet_routes`, omitted when empty)."""
+    return [
+        "node() {",
+        f"  dev=$(kc get secret {ROUTER_STATE_SECRET} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}' | base64 -d) || return 1",
+        '  case "$dev" in',
+        "    ''|*[!0-9]*) return 0;;",
+        "  esac",
+        # One node a line: each starts with its id (the only `},{"id":` joins two nodes; a node's user is `"user":{"id"`).
+        '  hs nodes list --output json | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' > "$tmp/nodes" || return 1',
+        '  if grep -q "^\\[\\{0,1\\}{\\"id\\":$dev," "$tmp/nodes"; then printf \'%s\\n\' "$dev"; fi',
+        "}",
+        "routes_of() {",
+        '  grep "^\\[\\{0,1\\}{\\"id\\":$node," "$tmp/nodes" | sed -n "s/.*\\"$1\\":\\[\\([^]]*\\)\\].*/\\1/p" | tr \',\' \'\\n\' | tr -d \'"\' | sed \'/^$/d\' | sort',
+        "}",
+    ]
+
+
+def router_script(stack: StackConfig, headscale: str, kubectl: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """The router's enrolment and its check, run on the first valar after Pulumi applied the router's Deployment:
+    `headscale` reaches the server's CLI (as in `users_script`), `kubectl` the Ainur's API (`sudo k3s kubectl`).
+
+    1. When the router has no node Headscale knows (its state Secret lost or never written, its node deleted), a key
+       is minted (`_mint`), written into AUTHKEY_SECRET by kubectl from a pipe (never an argument, never printed), and
+       the router restarted to read it. Whatever stopped an earlier run (a key that expired unused, a state Secret
+       deleted, a step killed), this run starts from what is there now, as the operator does for its proxies
+       (cmd/k8s-operator/sts.go:403-428: a new key whenever the proxy's Secret is missing).
+    2. It waits, at most `wait_seconds`, for the router's rollout (Ready once containerboot's /healthz says it has a
+       tailnet address).
+    3. It waits, at most `wait_seconds`, until the routes the router advertises are the stack's (`routes`) and Headscale
+       approved each: a route left unapproved (a policy whose autoApprovers miss it, Headscale v0.27.1 approving only
+       on a change of routes, hscontrol/state/state.go:1656) fails the step, naming it and the command that approves it.
+
+    Prints one line on stdout: the router's node and its routes (no secret)."""
+    want = " ".join(str(r) for r in routes(stack))
+    q = shlex.quote
+    deploy = f"deploy/{ROUTER}"
     return "\n".join(
         [
             *_cli_ready(headscale, wait_seconds),
-            *_make_users([ROUTER_USER]),
-            # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
-            f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
-            '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',
-            # Captured, then checked: a pipeline's status is its last command's (no pipefail in POSIX sh, and the remote
-            # shell may be dash), so a failing CLI would print nothing and exit 0, and the router would get an empty key.
-            f'out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
-            '  echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; exit 1; }',
-            'key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
-            'case "$key" in',
-            # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
-            "  ''|*[!A-Za-z0-9_-]*)",
-            '    echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
-            "    exit 1;;",
-            "esac",
-            "printf '%s\\n' \"$key\"",
+            f'kc() {{ {kubectl} -n {NAMESPACE} "$@"; }}',
+            "tmp=$(mktemp -d)",
+            "trap 'rm -rf \"$tmp\"' EXIT",
+            *_mint(),
+            *_node_lines(),
+            "node=$(node)",
+            'if [ -z "$node" ]; then',
+            f'  echo "iluvatar: the subnet router has no node Headscale knows (no {DEVICE_ID_KEY} in Secret {NAMESPACE}/{ROUTER_STATE_SECRET}, or Headscale has not that node): minting it a key" >&2',
+            "  key=$(mint)",
+            f'  printf %s "$key" | kc create secret generic {AUTHKEY_SECRET} --from-file=TS_AUTHKEY=/dev/stdin --dry-run=client -o yaml \\',
+            "    | kc apply --server-side --force-conflicts --field-manager=iluvatar-enrolment -f - >/dev/null",
+            "  key=",
+            f"  kc rollout restart {deploy} >/dev/null",
+            "fi",
+            f"if ! kc rollout status {deploy} --timeout={wait_seconds}s >/dev/null; then",
+            f'  echo "iluvatar: the subnet router was not on the tailnet within {wait_seconds} s; look with: sudo k3s kubectl -n {NAMESPACE} logs {deploy}" >&2',
+            "  exit 1",
+            "fi",
+            f"want={q(want)}",
+            f"deadline=$(( $(date +%s) + {wait_seconds} ))",
+            "while :; do",
+            "  node=$(node)",
+            "  unadvertised= unapproved= extra=",
+            '  if [ -n "$node" ]; then',
+            "    advertised=$(routes_of available_routes); approved=$(routes_of approved_routes)",
+            '    for r in $want; do printf %s "$advertised" | grep -qxF "$r" || unadvertised="$unadvertised $r"; done',
+            "    for r in $advertised; do",
+            '      printf %s "$approved" | grep -qxF "$r" || unapproved="$unapproved $r"',
+            '      case " $want " in *" $r "*) ;; *) extra="$extra $r";; esac',
+            "    done",
+            '    if [ -z "$unadvertised$unapproved$extra" ]; then',
+            '      echo "subnet router: node $node, its routes advertised and approved:" $want',
+            "      exit 0",
+            "    fi",
+            "  fi",
+            '  if [ "$(date +%s)" -ge "$deadline" ]; then',
+            f'    [ -n "$node" ] || echo "iluvatar: the subnet router is Ready but names no node Headscale has (Secret {NAMESPACE}/{ROUTER_STATE_SECRET})" >&2',
+            '    [ -z "$unadvertised" ] || echo "iluvatar: the subnet router (node $node) does not advertise:$unadvertised" >&2',
+            '    [ -z "$extra" ] || echo "iluvatar: the subnet router (node $node) advertises routes the stack does not:$extra" >&2',
+            '    [ -z "$unapproved" ] || echo "iluvatar: Headscale has not approved the route(s)$unapproved the subnet router (node $node) advertises;'
+            f" the policy's autoApprovers give them to {ROUTER_TAG}; approve them with: {headscale} nodes approve-routes --identifier $node --routes <every route, comma-separated>\" >&2",
+            "    exit 1",
+            "  fi",
+            "  sleep 2",
+            "done",
             "",
         ]
     )
@@ -541,16 +645,6 @@ def router_env(stack: StackConfig) -> list[dict[str, Any]]:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
-
-
-def authkey_secret(key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(AUTHKEY_SECRET),
-        "type": "Opaque",
-        "stringData": {"TS_AUTHKEY": key},
-    }
 
 
 def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
@@ -601,7 +695,9 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta(ROUTER, **labels),
+            # Pulumi does not await it: its first pod waits for a key that only the step after it mints (`router_script`),
+            # which is its wait, with a bound and a message, and sees the router on the tailnet with its routes approved.
+            "metadata": {**_meta(ROUTER, **labels), "annotations": {"pulumi.com/skipAwait": "true"}},
             # One router: its state Secret is one node's identity; two pods would share it.
             "spec": {
                 "replicas": 1,

@@ -1,6 +1,6 @@
-"""Remote access under the program's mocks: the OAuth client's secret and the router's enrolment key reach what needs
-them as Pulumi secrets and never a render; the order the engine must keep (the policy before the routers, the
-enrolment after Headscale, the router after its key); Headscale's state protected."""
+"""Remote access under the program's mocks: the OAuth client's secret reaches what needs it as a Pulumi secret and never
+a render, the router's enrolment key enters no resource; the order the engine must keep (the policy before the
+routers, the router after Headscale, the router's step after the router); Headscale's state protected."""
 
 from __future__ import annotations
 
@@ -88,15 +88,28 @@ def test_the_policy_goes_before_the_routers_and_replaces_the_whole_file(tailscal
     }
 
 
-def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
+def test_the_enrolment_key_never_enters_pulumi(headscale: Simulation) -> None:
+    # The router's key is minted and written into its Secret on the Pi (plans.remote_access.router_script): no resource
+    # of the program carries it, so it is in no state, output or log; the step prints only the router's node and routes.
     named = headscale.named()
     enroll = named["remote-access-enroll"]
-    # Never logged (stderr only), its stdout kept secret in the state.
-    assert enroll.inputs["logging"] == "stderr" and enroll.additional_secret_outputs == ("stdout", "connection")
-    assert named["remote-access-ainur-deployment-headscale"].urn in enroll.dependencies
-    data = named["remote-access-router-authkey"].inputs["stringData"]
-    assert isinstance(data, SecretValue) and data.value == {"TS_AUTHKEY": KEY}
-    assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
+    assert "router-authkey" not in " ".join(named) and "remote-access-ainur-secret-subnet-router-key" not in named
+    kubectl = "sudo k3s kubectl --request-timeout=10s"
+    cli = f"{kubectl} -n remote-access exec deploy/headscale -c headscale -- headscale"
+    assert enroll.inputs["create"] == plan.router_script(remote_stack(HEADSCALE), cli, kubectl)
+    assert 'printf %s "$key" | kc create secret generic subnet-router-key --from-file=TS_AUTHKEY=/dev/stdin' in enroll.inputs["create"]
+
+
+def test_the_router_step_runs_after_the_router_and_is_its_wait(headscale: Simulation) -> None:
+    # Whatever stopped an earlier `up` (a key expired unused, a state Secret lost, a step killed), the step is what the
+    # next `up` retries, and it mints only for a router with no node: the router's Deployment is not awaited by Pulumi
+    # (its first pod waits for the key the step writes), the step is its bounded wait.
+    named = headscale.named()
+    enroll, router = named["remote-access-enroll"], named["remote-access-ainur-deployment-subnet-router"]
+    assert {router.urn, named["remote-access-ainur-deployment-headscale"].urn} <= set(enroll.dependencies)
+    assert router.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    # Its own bounds (Headscale's answer, the rollout, the approval: 300 s each) fit inside the engine's.
+    assert enroll.custom_timeouts == {"create": "20m", "update": "20m"}
 
 
 def test_a_change_of_members_runs_the_users_step_not_the_key(tmp_path: Path) -> None:

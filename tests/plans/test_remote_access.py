@@ -229,9 +229,9 @@ def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale
     assert "for user in alice bob; do" in users and "preauthkeys" not in users
     assert 'hs users create "$user" >/dev/null' in users and "hs health >/dev/null 2>&1" in users
     # The key's step names no member: adding one to `access` changes the users' step only, and mints no router key.
-    script = plan.enroll_script("headscale")
+    script = plan.router_script(headscale, "headscale", "kubectl")
     assert "for user in iluvatar-router; do" in script and "alice" not in script and "bob" not in script
-    assert '--user "$id" --expiration 24h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
+    assert '--user "$id" --expiration 1h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
     # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
     assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
 
@@ -269,6 +269,135 @@ def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig,
     done = subprocess.run(["/bin/sh", "-c", plan.enroll_script(str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60)
     assert (done.returncode, done.stdout) == (status, stdout), done.stderr
     assert done.stderr == "" if status == 0 else "iluvatar: Headscale" in done.stderr
+
+
+# The Ainur as the router's step sees it, in files under $W: Headscale's CLI (its users, keys and nodes) and kubectl (the
+# router's state Secret, the key Secret it writes, the router's rollout). `rollout restart` is the router starting:
+# containerboot logs in with the key Secret's key only if Headscale made it, it is unused and not expired (a
+# pre-auth key's validation, hscontrol/state/state.go at v0.27.1), then writes its node into its state Secret
+# (device_id, cmd/containerboot/main.go:786) and advertises $W/advertise, of which Headscale approves $W/approve.
+_WORLD_HEADSCALE = r"""#!/bin/sh
+W=$(dirname "$0")
+case "$1 $2" in
+  "health "*) exit 0;;
+  "users list") echo '[{"id": 7, "name": "iluvatar-router"}]';;
+  "users create") exit 0;;
+  "preauthkeys create")
+    n=$(( $(cat "$W/keys" 2>/dev/null | wc -l) + 1 ))
+    key=$(printf '%048d' "$n")
+    echo "$key fresh" >> "$W/keys"
+    printf '{\n\t"id": %s,\n\t"key": "%s",\n\t"reusable": false\n}\n' "$n" "$key";;
+  "nodes list") printf '[\n%s\n]\n' "$(cat "$W/nodes" 2>/dev/null | paste -sd, -)";;
+esac
+"""
+_WORLD_KUBECTL = r"""#!/bin/sh
+W=$(dirname "$0")
+shift 2  # -n remote-access
+case "$1 $2" in
+  "get secret") [ -f "$W/device" ] && printf %s "$(cat "$W/device")" | base64 -w0; exit 0;;
+  "create secret") printf 'apiVersion: v1\nkind: Secret\ndata:\n  TS_AUTHKEY: %s\n' "$(base64 -w0)";;
+  "apply --server-side") cat > "$W/applied";;
+  "rollout restart")
+    key=$(sed -n 's/  TS_AUTHKEY: //p' "$W/applied" | base64 -d)
+    grep -qx "$key fresh" "$W/keys" || exit 0
+    sed -i "s/^$key fresh$/$key used/" "$W/keys"
+    id=$(( $(cat "$W/nodes" 2>/dev/null | wc -l) + 1 ))
+    echo "$id" > "$W/device"
+    json() { sed 's/^/"/; s/$/"/' "$1" | paste -sd, -; }
+    printf '{"id": %s, "user": {"id": 7}, "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
+  "rollout status") [ -f "$W/device" ];;
+esac
+"""
+
+
+@pytest.fixture
+def ainur(headscale: StackConfig, tmp_path: Path) -> Path:
+    for name, text in (("headscale", _WORLD_HEADSCALE), ("kubectl", _WORLD_KUBECTL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    for name in ("advertise", "approve"):
+        (tmp_path / name).write_text("".join(f"{r}\n" for r in ROUTES))
+    return tmp_path
+
+
+def _router_step(stack: StackConfig, w: Path) -> subprocess.CompletedProcess[str]:
+    # Run by POSIX sh (dash here), as the Ainur's shell may be.
+    script = plan.router_script(stack, str(w / "headscale"), str(w / "kubectl"), wait_seconds=3)
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=60)
+
+
+def _keys(w: Path) -> list[str]:
+    return (w / "keys").read_text().split("\n")[:-1] if (w / "keys").exists() else []
+
+
+def test_the_router_step_mints_a_key_only_for_a_router_without_a_node_and_never_shows_it(headscale: StackConfig, ainur: Path) -> None:
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout) == (0, f"subnet router: node 1, its routes advertised and approved: {' '.join(ROUTES)}\n"), done.stderr
+    key = "0" * 47 + "1"
+    assert _keys(ainur) == [f"{key} used"]
+    # The key went to its Secret through a pipe, and into no output.
+    assert "TS_AUTHKEY: MDAwMDAw" in (ainur / "applied").read_text()
+    assert key not in done.stdout + done.stderr
+    # Run again (the next `pulumi up`): the router has its node, nothing is minted.
+    again = _router_step(headscale, ainur)
+    assert (again.returncode, len(_keys(ainur))) == (0, 1), again.stderr
+
+
+def test_a_router_whose_state_secret_was_deleted_is_enrolled_again_by_a_plain_rerun(headscale: StackConfig, ainur: Path) -> None:
+    assert _router_step(headscale, ainur).returncode == 0
+    (ainur / "device").unlink()  # kubectl delete secret subnet-router-state: the router starts with a used key
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert "minting it a key" in done.stderr and [k.split()[1] for k in _keys(ainur)] == ["used", "used"]
+
+
+def test_a_router_whose_node_headscale_forgot_is_enrolled_again(headscale: StackConfig, ainur: Path) -> None:
+    (ainur / "device").write_text("5")
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, len(_keys(ainur))) == (0, 1), done.stderr
+
+
+def test_an_enrolment_killed_after_its_key_expired_unused_completes_on_the_next_run(headscale: StackConfig, ainur: Path) -> None:
+    # The first run minted a key, then stopped before the router used it (Ctrl-C, the Ainur off over a weekend):
+    # a day later that key has expired. The next run sees a router with no node and mints another, which it uses.
+    (ainur / "keys").write_text("0" * 48 + " expired\n")
+    (ainur / "applied").write_text("  TS_AUTHKEY: " + __import__("base64").b64encode(b"0" * 48).decode() + "\n")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert [k.split()[1] for k in _keys(ainur)] == ["expired", "used"]
+
+
+def test_a_router_that_never_gets_on_the_tailnet_fails_the_step(headscale: StackConfig, ainur: Path) -> None:
+    (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('echo "$key fresh"', 'echo "$key expired"'))
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 1
+    assert (
+        "iluvatar: the subnet router was not on the tailnet within 3 s; look with: sudo k3s kubectl -n remote-access logs deploy/subnet-router"
+        in done.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("advertise", "approve", "message"),
+    [
+        (ROUTES, ROUTES[1:], "iluvatar: Headscale has not approved the route(s) 192.168.0.10/32 the subnet router (node 1) advertises"),
+        (ROUTES[:-1], ROUTES[:-1], "iluvatar: the subnet router (node 1) does not advertise: 192.168.0.238/32"),
+        (
+            [*ROUTES, "10.9.0.0/24"],
+            [*ROUTES, "10.9.0.0/24"],
+            "iluvatar: the subnet router (node 1) advertises routes the stack does not: 10.9.0.0/24",
+        ),
+    ],
+    ids=["unapproved", "unadvertised", "stale"],
+)
+def test_the_router_step_fails_unless_the_approved_routes_are_the_advertised_ones(
+    headscale: StackConfig, ainur: Path, advertise: list[str], approve: list[str], message: str
+) -> None:
+    (ainur / "advertise").write_text("".join(f"{r}\n" for r in advertise))
+    (ainur / "approve").write_text("".join(f"{r}\n" for r in approve))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert message in done.stderr
 
 
 def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:
