@@ -33,6 +33,7 @@ from typing import Any
 
 from plans import gitops, storage, yamltext
 from plans import identity as identity_plan
+from plans.bringup import UPGRADER
 from stacks import remote_access as rules
 from stacks.apps import under
 from stacks.edge import edge_addresses
@@ -109,6 +110,8 @@ AUTHKEY_EXPIRATION = "1h"
 # How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start), then
 # for the router to be on the tailnet (its rollout: Ready once /healthz answers), then for its routes' approval.
 ENROLL_WAIT_SECONDS = 300
+# How long the API has to answer the probe of the router's state at `pulumi preview` and `pulumi up` (router_probe).
+PROBE_DEADLINE = "3s"
 TAILNET_RANGE = rules.TAILNET_RANGE
 TAILNET_RANGE_V6 = "fd7a:115c:a1e0::/48"
 MANAGED_BY = gitops.MANAGED_BY
@@ -554,7 +557,27 @@ def _node_lines() -> list[str]:
     ]
 
 
-def router_script(stack: StackConfig, headscale: str, kubectl: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+def router_probe_command() -> str:
+    """At `pulumi preview` and `pulumi up` (kubeconfig on stdin): whether the router's state Secret still names its node
+    (`{"secret": "present"|"absent"|"unreachable"}`, upgrader secret-key; never fails, at most PROBE_DEADLINE)."""
+    secret = ["--namespace", NAMESPACE, "--secret", ROUTER_STATE_SECRET, "--key", DEVICE_ID_KEY]
+    return shlex.join([*UPGRADER, "secret-key", *secret, "--deadline", PROBE_DEADLINE])
+
+
+def router_enrolment(previous: int, probed: str) -> int:
+    """The router's enrolment count: the last deployment's (`previous`), one more when the probe found the router's
+    state Secret without its node (deleted, never written): the router step's script carries it, so the step runs
+    again and mints a key. The same count when the router has its node, or the probe could not look (a cluster down
+    at preview changes nothing); after the step enrolled the router the probe finds its node, so nothing changes at the
+    next preview."""
+    try:
+        found = json.loads(probed).get("secret") if probed.strip() else None
+    except (ValueError, AttributeError):
+        found = None
+    return previous + 1 if found == "absent" else previous
+
+
+def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: int = 1, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
     """The router's enrolment and its check, run on the first valar after Pulumi applied the router's Deployment:
     `headscale` reaches the server's CLI (as in `users_script`), `kubectl` the Ainur's API (`sudo k3s kubectl`).
 
@@ -569,12 +592,14 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, wait_seconds
        approved each: a route left unapproved (a policy whose autoApprovers miss it, Headscale v0.27.1 approving only
        on a change of routes, hscontrol/state/state.go:1656) fails the step, naming it and the command that approves it.
 
+    `enrolment` (router_enrolment) is in its first line: a new count runs the step again.
     Prints one line on stdout: the router's node and its routes (no secret)."""
     want = " ".join(str(r) for r in routes(stack))
     q = shlex.quote
     deploy = f"deploy/{ROUTER}"
     return "\n".join(
         [
+            f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node).",
             *_cli_ready(headscale, wait_seconds),
             f'kc() {{ {kubectl} -n {NAMESPACE} "$@"; }}',
             "tmp=$(mktemp -d)",

@@ -143,7 +143,7 @@ def test_headscales_router_environment(headscale: StackConfig) -> None:
         {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
         {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
         {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
-        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-authkey", "key": "TS_AUTHKEY"}}},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-key", "key": "TS_AUTHKEY"}}},
         {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
         {"name": "TS_LOCAL_ADDR_PORT", "value": "0.0.0.0:9002"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -398,6 +398,28 @@ def test_the_router_step_fails_unless_the_approved_routes_are_the_advertised_one
     done = _router_step(headscale, ainur)
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("printed", "count"),
+    [
+        ('{"secret": "absent"}\n', 4),
+        ('{"secret": "present"}\n', 3),
+        ('{"secret": "unreachable"}\n', 3),
+        ("", 3),
+        ("not json", 3),
+        ('{"nodes": {}}', 3),
+    ],
+    ids=["no-node", "its-node", "no-answer", "nothing-printed", "not-json", "another-answer"],
+)
+def test_only_a_state_secret_without_its_node_raises_the_routers_enrolment(printed: str, count: int) -> None:
+    assert plan.router_enrolment(3, printed) == count
+
+
+def test_the_probe_asks_for_containerboots_device_id_in_the_routers_state_secret() -> None:
+    assert plan.router_probe_command() == (
+        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state --key device_id --deadline 3s"
+    )
 
 
 def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:

@@ -1,0 +1,107 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/iluvatar/upgrader/internal/input"
+	"github.com/iluvatar/upgrader/internal/report"
+)
+
+// What secret-key finds.
+const (
+	SecretKeyPresent     = "present"     // the Secret holds the key, not empty
+	SecretKeyAbsent      = "absent"      // the API answered: no such Secret, or no such key in it (or an empty one)
+	SecretKeyUnreachable = "unreachable" // the API did not answer within the deadline, or refused the read
+)
+
+// ParseSecretKey reads secret-key's arguments and stdin, contacting nothing; what it returns runs it.
+//
+// secret-key says whether one key of one Secret is there, without printing anything of its value; it never fails on
+// what it finds (only on bad arguments). The program asks it at `pulumi preview` and `pulumi up` whether the headscale
+// flavour's subnet router still has its node (containerboot's device_id in its state Secret).
+func ParseSecretKey(args []string, stdin io.Reader) (func(context.Context) error, error) {
+	f := input.NewFlags("secret-key")
+	namespace := f.String("namespace", "", "the Secret's namespace")
+	secret := f.String("secret", "", "the Secret's name")
+	key := f.String("key", "", "the key of its data")
+	deadline := f.Duration("deadline", 3*time.Second, "how long the API has to answer")
+
+	if err := f.ParseArgs(args); err != nil {
+		return nil, err
+	}
+
+	for flag, v := range map[string]string{"--namespace": *namespace, "--secret": *secret, "--key": *key} {
+		if !input.ValidName(v) && !(flag == "--key" && validDataKey(v)) {
+			return nil, input.Usagef("%s: %q is not a Kubernetes name", flag, v)
+		}
+	}
+
+	if *deadline <= 0 {
+		return nil, input.Usagef("--deadline must be positive")
+	}
+
+	s, err := input.ReadSecrets(stdin)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := s.Require("kubeconfig"); err != nil {
+		return nil, err
+	}
+
+	return func(ctx context.Context) error {
+		state := SecretKeyUnreachable
+
+		if c, err := New(s.Kubeconfig, ""); err != nil {
+			report.Progress(*secret, "%s", report.FirstLine(err))
+		} else {
+			dctx, cancel := context.WithTimeout(ctx, *deadline)
+			state = secretKeyState(dctx, c.cs, *namespace, *secret, *key)
+
+			cancel()
+		}
+
+		return json.NewEncoder(os.Stdout).Encode(map[string]string{"secret": state})
+	}, nil
+}
+
+// validDataKey: a Secret's data key (letters, digits, '-', '_', '.'), as device_id is.
+func validDataKey(v string) bool {
+	if v == "" || len(v) > 253 {
+		return false
+	}
+
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+
+	return true
+}
+
+// secretKeyState is what secret-key prints for one read of the Secret.
+func secretKeyState(ctx context.Context, cs kubernetes.Interface, namespace, secret, key string) string {
+	got, err := cs.CoreV1().Secrets(namespace).Get(ctx, secret, metav1.GetOptions{})
+
+	switch {
+	case apierrors.IsNotFound(err):
+		return SecretKeyAbsent
+	case err != nil:
+		report.Progress(secret, "%s", report.FirstLine(err))
+
+		return SecretKeyUnreachable
+	case len(got.Data[key]) == 0:
+		return SecretKeyAbsent
+	default:
+		return SecretKeyPresent
+	}
+}
