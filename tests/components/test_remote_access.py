@@ -18,6 +18,8 @@ from stacks import read_stack_file
 from stacks.remote_access import SECRET
 from tests.edit import write_stack
 from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+from tests.sims import outputs_of
+from tests.upgrader.test_program_stdin import calls, check
 from tools.provider_inputs import problems
 
 OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
@@ -156,13 +158,13 @@ def test_every_input_is_one_its_provider_sdk_declares(flavour: str, request: pyt
 
 def _again(root: Path, first: Simulation, probed: str | None) -> Simulation:
     """The headscale stack's next run on what `first` exported, the router's state Secret probed as `probed` says."""
-    from tests.sims import outputs_of
 
     def answer(a: dict[str, Any]) -> dict[str, Any]:
         if " secret-key " in str(a.get("command")):
             assert probed is not None, "a first deployment asks nothing"
             return {**a, "stdout": json.dumps({"secret": probed}) + "\n", "stderr": ""}
-        return sim_module.INVOKES[sim_module.PROBE](a)
+        others: dict[str, Any] = sim_module.INVOKES[sim_module.PROBE](a)
+        return others
 
     return simulate(read_stack_file(write_stack(root, remote_doc(HEADSCALE))), previous=outputs_of(first), answers={sim_module.PROBE: answer})
 
@@ -194,8 +196,6 @@ def test_a_router_without_its_node_at_preview_runs_its_step_again(headscale: Sim
 
 
 def test_the_upgrader_reads_the_probe_as_the_program_sends_it(headscale: Simulation, tmp_path: Path) -> None:
-    from tests.upgrader.test_program_stdin import calls, check
-
     found = [c for c in calls("headscale day 2", _again(tmp_path, headscale, "present")) if c.args[0] == "secret-key"]
     assert len(found) == 1
     assert [a["exit"] for a in check(found).values()] == [0]
