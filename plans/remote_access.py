@@ -543,12 +543,16 @@ def _node_lines() -> list[str]:
     `approved_routes`, `available_routes` (what the node advertises), `subnet_routes`, omitted when empty)."""
     return [
         "node() {",
-        f"  dev=$(kc get secret {ROUTER_STATE_SECRET} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}' | base64 -d) || return 1",
+        # Each answer captured, then read: a failing kubectl or CLI inside a pipeline would look like "no node" and mint.
+        f"  raw=$(kc get secret {ROUTER_STATE_SECRET} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}') || {{",
+        f'    echo "iluvatar: cannot read Secret {NAMESPACE}/{ROUTER_STATE_SECRET}; nothing was minted" >&2; return 1; }}',
+        '  dev=$(printf %s "$raw" | base64 -d)',
         '  case "$dev" in',
         "    ''|*[!0-9]*) return 0;;",
         "  esac",
         # One node a line: each starts with its id (the only `},{"id":` joins two nodes; a node's user is `"user":{"id"`).
-        '  hs nodes list --output json | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' > "$tmp/nodes" || return 1',
+        '  raw=$(hs nodes list --output json) || { echo "iluvatar: Headscale did not list its nodes; nothing was minted" >&2; return 1; }',
+        '  printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' > "$tmp/nodes"',
         '  if grep -q "^\\[\\{0,1\\}{\\"id\\":$dev," "$tmp/nodes"; then printf \'%s\\n\' "$dev"; fi',
         "}",
         "routes_of() {",

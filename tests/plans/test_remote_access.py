@@ -294,7 +294,8 @@ _WORLD_KUBECTL = r"""#!/bin/sh
 W=$(dirname "$0")
 shift 2  # -n remote-access
 case "$1 $2" in
-  "get secret") [ -f "$W/device" ] && printf %s "$(cat "$W/device")" | base64 -w0; exit 0;;
+  "get secret") [ ! -f "$W/api-down" ] || { echo "error: the server is currently unable to handle the request" >&2; exit 1; }
+    [ -f "$W/device" ] && printf %s "$(cat "$W/device")" | base64 -w0; exit 0;;
   "create secret") printf 'apiVersion: v1\nkind: Secret\ndata:\n  TS_AUTHKEY: %s\n' "$(base64 -w0)";;
   "apply --server-side") cat > "$W/applied";;
   "rollout restart")
@@ -365,6 +366,19 @@ def test_an_enrolment_killed_after_its_key_expired_unused_completes_on_the_next_
     done = _router_step(headscale, ainur)
     assert done.returncode == 0, done.stderr
     assert [k.split()[1] for k in _keys(ainur)] == ["expired", "used"]
+
+
+@pytest.mark.parametrize("down", ["kubectl", "headscale"])
+def test_a_failing_read_of_the_routers_state_mints_nothing(headscale: StackConfig, ainur: Path, down: str) -> None:
+    # An API that does not answer is not a router without its node: the step fails (and runs again), no key is made.
+    (ainur / "device").write_text("1")
+    if down == "kubectl":
+        (ainur / "api-down").write_text("")
+    else:
+        (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list") printf', '"nodes list") exit 1; printf'))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, _keys(ainur)) == (1, []), done.stderr
+    assert "nothing was minted" in done.stderr
 
 
 def test_a_router_that_never_gets_on_the_tailnet_fails_the_step(headscale: StackConfig, ainur: Path) -> None:
