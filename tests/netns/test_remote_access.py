@@ -230,7 +230,7 @@ esac
 
 
 def _router_step(lab: Lab, w: Path) -> subprocess.CompletedProcess[str]:
-    script = plan.router_script(lab.stack, lab.cli, str(w / "kubectl"), wait_seconds=20)
+    script = plan.router_script(lab.stack, lab.cli, str(w / "kubectl"), wait_seconds=5)
     env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False)
 

@@ -323,7 +323,7 @@ def ainur(headscale: StackConfig, tmp_path: Path) -> Path:
 
 def _router_step(stack: StackConfig, w: Path) -> subprocess.CompletedProcess[str]:
     # Run by POSIX sh (dash here), as the Ainur's shell may be.
-    script = plan.router_script(stack, str(w / "headscale"), str(w / "kubectl"), wait_seconds=3)
+    script = plan.router_script(stack, str(w / "headscale"), str(w / "kubectl"), wait_seconds=1)
     return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=60)
 
 
@@ -386,7 +386,7 @@ def test_a_router_that_never_gets_on_the_tailnet_fails_the_step(headscale: Stack
     done = _router_step(headscale, ainur)
     assert done.returncode == 1
     assert (
-        "iluvatar: the subnet router was not on the tailnet within 3 s; look with: sudo k3s kubectl -n remote-access logs deploy/subnet-router"
+        "iluvatar: the subnet router was not on the tailnet within 1 s; look with: sudo k3s kubectl -n remote-access logs deploy/subnet-router"
         in done.stderr
     )
 
