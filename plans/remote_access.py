@@ -617,7 +617,8 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
             f'  printf %s "$key" | kc create secret generic {AUTHKEY_SECRET} --from-file=TS_AUTHKEY=/dev/stdin --dry-run=client -o yaml \\',
             "    | kc apply --server-side --force-conflicts --field-manager=iluvatar-enrolment -f - >/dev/null",
             "  key=",
-            f"  kc rollout restart {deploy} >/dev/null",
+            # Its PodSecurity warnings (the namespace warns at restricted, the router is privileged) only on a failure.
+            f'  kc rollout restart {deploy} >/dev/null 2>"$tmp/restart" || {{ cat "$tmp/restart" >&2; exit 1; }}',
             "fi",
             f"if ! kc rollout status {deploy} --timeout={wait_seconds}s >/dev/null; then",
             f'  echo "iluvatar: the subnet router was not on the tailnet within {wait_seconds} s; look with: sudo k3s kubectl -n {NAMESPACE} logs {deploy}" >&2',
