@@ -668,7 +668,9 @@ def router_env(stack: StackConfig) -> list[dict[str, Any]]:
         {"name": "TS_ROUTES", "value": ",".join(str(r) for r in routes(stack))},
         {"name": "TS_HOSTNAME", "value": ROUTER_HOSTNAME},
         {"name": "TS_EXTRA_ARGS", "value": f"--login-server={headscale_url(stack)}"},
-        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY"}}},
+        # Optional: a router with its node needs no key (TS_AUTH_ONCE), and must start without the Secret (one enrolled
+        # before the step wrote it, or the Secret deleted); one without its node gets it from the step, which restarts it.
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY", "optional": True}}},
         # /healthz on ROUTER_HEALTH_PORT: 200 once the node has a tailnet address, 503 before (cmd/containerboot/main.go:77-80).
         {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
         {"name": "TS_LOCAL_ADDR_PORT", "value": f"0.0.0.0:{ROUTER_HEALTH_PORT}"},

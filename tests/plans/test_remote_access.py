@@ -143,7 +143,7 @@ def test_headscales_router_environment(headscale: StackConfig) -> None:
         {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
         {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
         {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
-        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-key", "key": "TS_AUTHKEY"}}},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-key", "key": "TS_AUTHKEY", "optional": True}}},
         {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
         {"name": "TS_LOCAL_ADDR_PORT", "value": "0.0.0.0:9002"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
