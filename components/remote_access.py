@@ -172,8 +172,9 @@ class RemoteAccess(pulumi.ComponentResource):
         deployment = router[kube.resource_name(f"{name}-ainur", next(m for m in plan.router_manifests(stack) if m["kind"] == "Deployment"))]
         # The router's enrolment and its check (plans.remote_access.router_script): a key only for a router with no node,
         # made on the Pi and written there into its Secret (never in Pulumi's state or a log), then the router's rollout
-        # and its routes approved as advertised. A run that fails or is killed is retried by the next `pulumi up`; a
-        # change of routes runs it again (they are in its script).
+        # and its routes approved as advertised. A run that fails or is killed is retried by the next `pulumi up`; any
+        # change of the router's pod template runs it again (its digest is in the script), as does a probe that finds
+        # the router without its node or not available.
         kubectl = f"sudo {k3s.KUBECTL}"
         enrolment = self._enrolment(name, args)
         command.remote.Command(
@@ -192,8 +193,8 @@ class RemoteAccess(pulumi.ComponentResource):
 
     def _enrolment(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:
         """The router's enrolment count (plans.remote_access.router_enrolment): on a deployed stack, the probe asks the
-        Ainur, at `pulumi preview` as at `pulumi up`, whether the router's state Secret still names its node, so the
-        preview shows the router's step running again when it does not (and says why). A first deployment asks nothing."""
+        Ainur, at `pulumi preview` as at `pulumi up`, whether the router's state Secret still names its node and its
+        Deployment is available, so the preview shows the router's step running again when not (and says why). A first deployment asks nothing."""
         assert args.ainur is not None
         # A number read back from the engine's outputs is a float (a protobuf Struct's number).
         last = args.previous.get("routerEnrolment")
@@ -202,7 +203,7 @@ class RemoteAccess(pulumi.ComponentResource):
             return pulumi.Output.from_input(1)
         previous = int(last)
         printed = command.local.run_output(
-            command=plan.router_probe_command(),
+            command=plan.router_probe_command(args.stack),
             stdin=steps.secret_stdin({"kubeconfig": args.ainur.kubeconfig}),
             logging=command.local.Logging.STDERR,
             opts=pulumi.InvokeOutputOptions(parent=self, provider=args.ainur.commands),
@@ -213,8 +214,9 @@ class RemoteAccess(pulumi.ComponentResource):
         def said(now: int) -> int:
             if now != previous:
                 pulumi.log.info(
-                    f"the subnet router has no node (no {plan.DEVICE_ID_KEY} in Secret {plan.NAMESPACE}/{plan.ROUTER_STATE_SECRET}): "
-                    f"its step ({name}-enroll) runs again and mints it a key (enrolment {previous} to {now})",
+                    f"the subnet router has no node (no {plan.DEVICE_ID_KEY} in Secret {plan.NAMESPACE}/{plan.router_state_secret(args.stack)}) "
+                    f"or is not available (Deployment {plan.NAMESPACE}/{plan.ROUTER}): its step ({name}-enroll) runs again, mints it a key "
+                    f"if Headscale has no node for it and waits for it (enrolment {previous} to {now})",
                     resource=self,
                 )
             return now

@@ -26,6 +26,7 @@ Plain data and text; no Pulumi here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from ipaddress import IPv4Address, IPv4Network
@@ -89,7 +90,8 @@ STATE_CLAIM = "headscale-state"
 # The router's Headscale user, and where it keeps its state (containerboot's TS_KUBE_SECRET) and its enrolment key.
 ROUTER_USER = "iluvatar-router"
 ROUTER = "subnet-router"
-ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
+# The router's state Secret (containerboot's TS_KUBE_SECRET) is named after the login server: router_state_secret.
+ROUTER_STATE_PREFIX = "subnet-router-state"
 # The router's enrolment key, written by the enrolment step on the first valar (kubectl from a pipe), never by Pulumi:
 # the key is made on the Pi and goes into this Secret there, so it is in no Pulumi state, output, log or command line.
 AUTHKEY_SECRET = "subnet-router-key"  # noqa: S105 - a Kubernetes object name, not a secret
@@ -534,51 +536,87 @@ def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> st
     return "\n".join([*_cli_ready(headscale, wait_seconds), *_mint(), "mint", ""])
 
 
-def _node_lines() -> list[str]:
-    """Shell functions: `node` prints the router's node id when its state Secret names one (DEVICE_ID_KEY) that Headscale
-    still has, else nothing; `routes_of FIELD` prints that list of the node's routes, one a line, sorted.
+def _node_lines(state_secret: str) -> list[str]:
+    """Shell functions, called in the step's shell (not in `$(...)`, so what they read stays in its variables and never
+    in a file: Headscale's listing holds each node's pre-auth key, hscontrol/types/node.go:407-408 at v0.27.1):
+    `find_node` sets `nodes` (Headscale's nodes, one a line) and `node` (the router's node id when its state Secret
+    names one (DEVICE_ID_KEY) that Headscale still has, else empty); `routes_of FIELD` prints that list of the node's
+    routes, one a line, sorted.
 
     `headscale nodes list --output json` is its nodes' protobuf structs through encoding/json, indented (cmd/headscale/
     cli/utils.go:138 SuccessOutput; gen/go/headscale/v1/node.pb.go:79-98 at v0.27.1: `id` first, then
     `approved_routes`, `available_routes` (what the node advertises), `subnet_routes`, omitted when empty)."""
     return [
-        "node() {",
+        "find_node() {",
+        "  node= nodes=",
         # Each answer captured, then read: a failing kubectl or CLI inside a pipeline would look like "no node" and mint.
-        f"  raw=$(kc get secret {ROUTER_STATE_SECRET} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}') || {{",
-        f'    echo "iluvatar: cannot read Secret {NAMESPACE}/{ROUTER_STATE_SECRET}; nothing was minted" >&2; return 1; }}',
+        f"  raw=$(kc get secret {state_secret} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}') || {{",
+        f'    echo "iluvatar: cannot read Secret {NAMESPACE}/{state_secret}; nothing was minted" >&2; return 1; }}',
         '  dev=$(printf %s "$raw" | base64 -d)',
+        # One node a line: each starts with its id (the only `},{"id":` joins two nodes; a node's user is `"user":{"id"`).
+        '  raw=$(hs nodes list --output json) || { echo "iluvatar: Headscale did not list its nodes; nothing was minted" >&2; return 1; }',
+        '  nodes=$(printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\')',
+        "  raw=",
         '  case "$dev" in',
         "    ''|*[!0-9]*) return 0;;",
         "  esac",
-        # One node a line: each starts with its id (the only `},{"id":` joins two nodes; a node's user is `"user":{"id"`).
-        '  raw=$(hs nodes list --output json) || { echo "iluvatar: Headscale did not list its nodes; nothing was minted" >&2; return 1; }',
-        '  printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' > "$tmp/nodes"',
-        '  if grep -q "^\\[\\{0,1\\}{\\"id\\":$dev," "$tmp/nodes"; then printf \'%s\\n\' "$dev"; fi',
+        '  if printf \'%s\\n\' "$nodes" | grep -q "^\\[\\{0,1\\}{\\"id\\":$dev,"; then node=$dev; fi',
         "}",
         "routes_of() {",
-        '  grep "^\\[\\{0,1\\}{\\"id\\":$node," "$tmp/nodes" | sed -n "s/.*\\"$1\\":\\[\\([^]]*\\)\\].*/\\1/p" | tr \',\' \'\\n\' | tr -d \'"\' | sed \'/^$/d\' | sort',
+        '  printf \'%s\\n\' "$nodes" | grep "^\\[\\{0,1\\}{\\"id\\":$node," | sed -n "s/.*\\"$1\\":\\[\\([^]]*\\)\\].*/\\1/p" | tr \',\' \'\\n\' | tr -d \'"\' | sed \'/^$/d\' | sort',
+        "}",
+        # The router's earlier nodes: its user's (only the router's keys make nodes there), other than its node, offline
+        # (`online` is omitted when false, node.pb.go:95). Each state Secret lost left one, with its routes approved and
+        # the name ROUTER_HOSTNAME, so the new node got a random suffix (hscontrol/db/node.go:492-510 EnsureUniqueGivenName).
+        "stale_nodes() {",
+        '  printf \'%s\\n\' "$nodes" | grep \'"user":{"id":[0-9]*,"name":"' + ROUTER_USER + "\"' | grep -vF '\"online\":true' \\",
+        '    | sed -n \'s/^\\[\\{0,1\\}{"id":\\([0-9]*\\),.*/\\1/p\' | grep -vx "$node" || true',
         "}",
     ]
 
 
-def router_probe_command() -> str:
+def router_state_secret(stack: StackConfig) -> str:
+    """The router's state Secret (containerboot's TS_KUBE_SECRET), named after the login server: a new `headscale.url`
+    starts the router with no state, so the step enrols it with the new server. Kept, the old state would strand it:
+    with TS_AUTH_ONCE a router with its node runs `tailscale set`, which passes no `--login-server`
+    (cmd/containerboot/tailscaled.go:169-185 at v1.102.3; only `tailscale up`, :113-147, appends TS_EXTRA_ARGS), so
+    tailscaled keeps the old control URL, which the router can no longer reach."""
+    return f"{ROUTER_STATE_PREFIX}-{hashlib.sha256(headscale_url(stack).encode()).hexdigest()[:8]}"
+
+
+def router_template_digest(stack: StackConfig) -> str:
+    """A digest of the router's pod template, which is all a change of the Deployment rolls on (its image, the
+    environment with the login server and routes, hostAliases with Headscale's address, resources). The step's script
+    carries it, so any change that rolls the router runs the step again, and its waits see the new pod: the Deployment
+    itself is not awaited by Pulumi (skipAwait)."""
+    deployment = next(m for m in router_manifests(stack) if m["kind"] == "Deployment")
+    text = json.dumps(deployment["spec"]["template"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def router_probe_command(stack: StackConfig) -> str:
     """At `pulumi preview` and `pulumi up` (kubeconfig on stdin): whether the router's state Secret still names its node
-    (`{"secret": "present"|"absent"|"unreachable"}`, upgrader secret-key; never fails, at most PROBE_DEADLINE)."""
-    secret = ["--namespace", NAMESPACE, "--secret", ROUTER_STATE_SECRET, "--key", DEVICE_ID_KEY]
-    return shlex.join([*UPGRADER, "secret-key", *secret, "--deadline", PROBE_DEADLINE])
+    and whether its Deployment is available (`{"secret": "present"|"absent"|"unreachable", "deployment":
+    "available"|"unavailable"|"unreachable"}`, upgrader secret-key; never fails, at most PROBE_DEADLINE)."""
+    secret = ["--namespace", NAMESPACE, "--secret", router_state_secret(stack), "--key", DEVICE_ID_KEY]
+    return shlex.join([*UPGRADER, "secret-key", *secret, "--deployment", ROUTER, "--deadline", PROBE_DEADLINE])
 
 
 def router_enrolment(previous: int, probed: str) -> int:
     """The router's enrolment count: the last deployment's (`previous`), one more when the probe found the router's
-    state Secret without its node (deleted, never written): the router step's script carries it, so the step runs
-    again and mints a key. The same count when the router has its node, or the probe could not look (a cluster down
-    at preview changes nothing); after the step enrolled the router the probe finds its node, so nothing changes at the
-    next preview."""
+    state Secret without its node (deleted, never written, a new login server), or its Deployment not available (no
+    Ready pod, or a rollout not finished: a node Headscale forgot or expired leaves `device_id` in the Secret, since
+    containerboot keeps it on every start, cmd/containerboot/kube.go:128-162 at v1.102.3, but its pod never gets
+    Ready): the router step's script carries the count, so the step runs again, mints a key when Headscale has no
+    node for it, and otherwise fails naming the router's logs. The same count when the router has its node and is
+    Ready, or the probe could not look (a cluster down at preview changes nothing)."""
     try:
-        found = json.loads(probed).get("secret") if probed.strip() else None
-    except (ValueError, AttributeError):
-        found = None
-    return previous + 1 if found == "absent" else previous
+        found = json.loads(probed) if probed.strip() else {}
+    except ValueError:
+        found = {}
+    if not isinstance(found, dict):
+        found = {}
+    return previous + 1 if found.get("secret") == "absent" or found.get("deployment") == "unavailable" else previous
 
 
 def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: int = 1, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
@@ -601,24 +639,24 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
     want = " ".join(str(r) for r in routes(stack))
     q = shlex.quote
     deploy = f"deploy/{ROUTER}"
+    state = router_state_secret(stack)
     return "\n".join(
         [
-            f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node).",
+            f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node or not Ready);",
+            f"# its pod template {router_template_digest(stack)} (any change that rolls the router runs this step, its wait).",
             *_cli_ready(headscale, wait_seconds),
             f'kc() {{ {kubectl} -n {NAMESPACE} "$@"; }}',
-            "tmp=$(mktemp -d)",
-            "trap 'rm -rf \"$tmp\"' EXIT",
             *_mint(),
-            *_node_lines(),
-            "node=$(node)",
+            *_node_lines(state),
+            "find_node",
             'if [ -z "$node" ]; then',
-            f'  echo "iluvatar: the subnet router has no node Headscale knows (no {DEVICE_ID_KEY} in Secret {NAMESPACE}/{ROUTER_STATE_SECRET}, or Headscale has not that node): minting it a key" >&2',
+            f'  echo "iluvatar: the subnet router has no node Headscale knows (no {DEVICE_ID_KEY} in Secret {NAMESPACE}/{state}, or Headscale has not that node): minting it a key" >&2',
             "  key=$(mint)",
             f'  printf %s "$key" | kc create secret generic {AUTHKEY_SECRET} --from-file=TS_AUTHKEY=/dev/stdin --dry-run=client -o yaml \\',
             "    | kc apply --server-side --force-conflicts --field-manager=iluvatar-enrolment -f - >/dev/null",
             "  key=",
             # Its PodSecurity warnings (the namespace warns at restricted, the router is privileged) only on a failure.
-            f'  kc rollout restart {deploy} >/dev/null 2>"$tmp/restart" || {{ cat "$tmp/restart" >&2; exit 1; }}',
+            f"  err=$(kc rollout restart {deploy} 2>&1 >/dev/null) || {{ printf '%s\\n' \"$err\" >&2; exit 1; }}",
             "fi",
             f"if ! kc rollout status {deploy} --timeout={wait_seconds}s >/dev/null; then",
             f'  echo "iluvatar: the subnet router was not on the tailnet within {wait_seconds} s; look with: sudo k3s kubectl -n {NAMESPACE} logs {deploy}" >&2',
@@ -627,7 +665,7 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
             f"want={q(want)}",
             f"deadline=$(( $(date +%s) + {wait_seconds} ))",
             "while :; do",
-            "  node=$(node)",
+            "  find_node",
             "  unadvertised= unapproved= extra=",
             '  if [ -n "$node" ]; then',
             "    advertised=$(routes_of available_routes); approved=$(routes_of approved_routes)",
@@ -637,12 +675,21 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
             '      case " $want " in *" $r "*) ;; *) extra="$extra $r";; esac',
             "    done",
             '    if [ -z "$unadvertised$unapproved$extra" ]; then',
+            # Once the new node is on the tailnet with its routes: the router's earlier nodes and state Secrets go.
+            "      for old in $(stale_nodes); do",
+            f'        echo "iluvatar: deleting the subnet router\'s earlier node $old (offline; its state was lost or its login server changed)" >&2',
+            '        hs nodes delete --identifier "$old" --force >/dev/null',
+            "      done",
+            f"      for old in $(kc get secrets -o name | sed -n 's|^secret/\\({ROUTER_STATE_PREFIX}\\(-[0-9a-f]*\\)\\{{0,1\\}}\\)$|\\1|p' | grep -vx {state} || true); do",
+            '        echo "iluvatar: deleting the subnet router\'s earlier state Secret $old" >&2',
+            '        kc delete secret "$old" >/dev/null',
+            "      done",
             '      echo "subnet router: node $node, its routes advertised and approved:" $want',
             "      exit 0",
             "    fi",
             "  fi",
             '  if [ "$(date +%s)" -ge "$deadline" ]; then',
-            f'    [ -n "$node" ] || echo "iluvatar: the subnet router is Ready but names no node Headscale has (Secret {NAMESPACE}/{ROUTER_STATE_SECRET})" >&2',
+            f'    [ -n "$node" ] || echo "iluvatar: the subnet router is Ready but names no node Headscale has (Secret {NAMESPACE}/{state})" >&2',
             '    [ -z "$unadvertised" ] || echo "iluvatar: the subnet router (node $node) does not advertise:$unadvertised" >&2',
             '    [ -z "$extra" ] || echo "iluvatar: the subnet router (node $node) advertises routes the stack does not:$extra" >&2',
             '    [ -z "$unapproved" ] || echo "iluvatar: Headscale has not approved the route(s)$unapproved the subnet router (node $node) advertises;'
@@ -662,7 +709,7 @@ def router_env(stack: StackConfig) -> list[dict[str, Any]]:
     routes, the enrolment key from its Secret, used once (TS_AUTH_ONCE: later starts run `tailscale set` with the
     routes, tailscaled.go:166-190), and Headscale's URL. Ordered as the container lists it."""
     return [
-        {"name": "TS_KUBE_SECRET", "value": ROUTER_STATE_SECRET},
+        {"name": "TS_KUBE_SECRET", "value": router_state_secret(stack)},
         {"name": "TS_USERSPACE", "value": "false"},
         {"name": "TS_AUTH_ONCE", "value": "true"},
         {"name": "TS_ROUTES", "value": ",".join(str(r) for r in routes(stack))},
@@ -697,8 +744,10 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "image": TAILSCALE_IMAGE,
                 "env": router_env(stack),
                 "ports": [{"name": "health", "containerPort": ROUTER_HEALTH_PORT, "protocol": "TCP"}],
-                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready, and
-                # Pulumi's await of the Deployment fails instead of reporting success.
+                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready. Pulumi
+                # does not await the Deployment (skipAwait below): the router's step does, `rollout status` on this probe,
+                # and runs whenever the pod template changes (router_template_digest) or the probe at preview finds the
+                # router not available (router_enrolment).
                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3},
                 "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 "securityContext": {"privileged": True},
@@ -713,7 +762,7 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "metadata": _meta(ROUTER, **labels),
             "rules": [
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ROUTER_STATE_SECRET], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [router_state_secret(stack)], "verbs": ["get", "update", "patch"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
             ],
         },

@@ -156,13 +156,14 @@ def test_every_input_is_one_its_provider_sdk_declares(flavour: str, request: pyt
     assert problems(sim) == []
 
 
-def _again(root: Path, first: Simulation, probed: str | None) -> Simulation:
-    """The headscale stack's next run on what `first` exported, the router's state Secret probed as `probed` says."""
+def _again(root: Path, first: Simulation, probed: dict[str, str] | None) -> Simulation:
+    """The headscale stack's next run on what `first` exported, the router's state Secret and Deployment probed as
+    `probed` says."""
 
     def answer(a: dict[str, Any]) -> dict[str, Any]:
         if " secret-key " in str(a.get("command")):
             assert probed is not None, "a first deployment asks nothing"
-            return {**a, "stdout": json.dumps({"secret": probed}) + "\n", "stderr": ""}
+            return {**a, "stdout": json.dumps(probed) + "\n", "stderr": ""}
         others: dict[str, Any] = sim_module.INVOKES[sim_module.PROBE](a)
         return others
 
@@ -175,27 +176,42 @@ def _probes(sim: Simulation) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("probed", "enrolment"),
-    [("present", 1), ("absent", 2), ("unreachable", 1)],
-    ids=["the-router-has-its-node", "its-state-secret-was-deleted", "the-ainur-is-down"],
+    [
+        ({"secret": "present", "deployment": "available"}, 1),
+        ({"secret": "absent", "deployment": "unavailable"}, 2),
+        ({"secret": "present", "deployment": "unavailable"}, 2),
+        ({"secret": "unreachable", "deployment": "unreachable"}, 1),
+    ],
+    ids=["the-router-has-its-node", "its-state-secret-was-deleted", "headscale-forgot-its-node", "the-ainur-is-down"],
 )
-def test_a_router_without_its_node_at_preview_runs_its_step_again(headscale: Simulation, probed: str, enrolment: int, tmp_path: Path) -> None:
+def test_a_router_without_its_node_at_preview_runs_its_step_again(
+    headscale: Simulation, probed: dict[str, str], enrolment: int, tmp_path: Path
+) -> None:
     # The first deployment asks nothing and counts 1; the next run asks the Ainur whether the router's state Secret still
-    # names its node (containerboot's device_id): without it, the count goes up, so the router's step (its script
-    # carries the count) runs again on a plain `pulumi up` and mints a key; with it, or no answer, nothing changes.
+    # names its node (containerboot's device_id) and its Deployment is available: without the node, or with a node
+    # Headscale forgot or expired (containerboot keeps device_id, so only the pod's readiness shows it), the count goes
+    # up, so the router's step (its script carries the count) runs again on a plain `pulumi up`; otherwise nothing changes.
     assert _probes(headscale) == [] and headscale.outputs["remoteAccess"]["routerEnrolment"] == 1
     again = _again(tmp_path, headscale, probed)
     (probe,) = _probes(again)
     assert probe["command"] == (
-        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state --key device_id --deadline 3s"
+        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state-7b6761d8 --key device_id"
+        " --deployment subnet-router --deadline 3s"
     )
     assert again.outputs["remoteAccess"]["routerEnrolment"] == enrolment
     step, first = again.named()["remote-access-enroll"].inputs["create"], headscale.named()["remote-access-enroll"].inputs["create"]
-    assert step.splitlines()[0] == f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node)."
+    assert step.splitlines()[0] == (
+        f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node or not Ready);"
+    )
     assert (step == first) is (enrolment == 1)
     assert step.splitlines()[1:] == first.splitlines()[1:]
 
 
 def test_the_upgrader_reads_the_probe_as_the_program_sends_it(headscale: Simulation, tmp_path: Path) -> None:
-    found = [c for c in calls("headscale day 2", _again(tmp_path, headscale, "present")) if c.args[0] == "secret-key"]
+    found = [
+        c
+        for c in calls("headscale day 2", _again(tmp_path, headscale, {"secret": "present", "deployment": "available"}))
+        if c.args[0] == "secret-key"
+    ]
     assert len(found) == 1
     assert [a["exit"] for a in check(found).values()] == [0]

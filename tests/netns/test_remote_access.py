@@ -224,6 +224,7 @@ shift 2
 case "$1 $2" in
   "get secret") printf %s "$(cat "$W/device")" | base64 -w0;;
   "rollout status") exit 0;;
+  "get secrets") echo "secret/$3";;
   *) echo "unexpected: kubectl $*" >&2; exit 1;;
 esac
 """
@@ -249,6 +250,23 @@ def test_the_router_step_reads_the_real_headscales_routes_approved_as_advertised
     routes = " ".join(str(r) for r in plan.routes(lab.stack))
     assert (done.returncode, done.stdout) == (0, f"subnet router: node {node['id']}, its routes advertised and approved: {routes}\n"), done.stderr
     assert len(lab.hs("preauthkeys", "list", "--user", str(node["user"]["id"])) or []) == keys
+    assert "deleting" not in done.stderr and "unexpected" not in done.stderr
+    # What the step's clean-up reads of the real listing: the router's line names its user as it matches it, and is
+    # online (an earlier, offline node of that user would be deleted; this one, and the phone's, stay).
+    state = plan.router_state_secret(lab.stack)
+    read = "\n".join(
+        [
+            f'hs() {{ {lab.cli} "$@"; }}',
+            f'kc() {{ {tmp_path / "kubectl"} -n x "$@"; }}',
+            *plan._node_lines(state),
+            "find_node",
+            "stale_nodes",
+            'printf \'%s\\n\' "$nodes" | grep \'"user":{"id":[0-9]*,"name":"iluvatar-router"\' | grep -c \'"online":true\'',
+        ]
+    )
+    env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    seen = subprocess.run(["sh", "-c", read], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert (seen.returncode, seen.stdout) == (0, "1\n"), seen.stderr
     # One route approved no more (a day-2 change the policy left out): the step fails, naming it and the fix.
     first, rest = want[0], want[1:]
     lab.hs("nodes", "approve-routes", "--identifier", str(node["id"]), "--routes", ",".join(rest))

@@ -4,6 +4,7 @@ stack (Hypothesis): every destination the policy allows is advertised, and nothi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_the_connector_is_two_tagged_subnet_routers(tailscale: StackConfig) -> N
 
 def test_headscales_router_environment(headscale: StackConfig) -> None:
     assert plan.router_env(headscale) == [
-        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state"},
+        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state-7b6761d8"},
         {"name": "TS_USERSPACE", "value": "false"},
         {"name": "TS_AUTH_ONCE", "value": "true"},
         {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
@@ -272,10 +273,12 @@ def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig,
 
 
 # The Ainur as the router's step sees it, in files under $W: Headscale's CLI (its users, keys and nodes) and kubectl (the
-# router's state Secret, the key Secret it writes, the router's rollout). `rollout restart` is the router starting:
-# containerboot logs in with the key Secret's key only if Headscale made it, it is unused and not expired (a
-# pre-auth key's validation, hscontrol/state/state.go at v0.27.1), then writes its node into its state Secret
-# (device_id, cmd/containerboot/main.go:786) and advertises $W/advertise, of which Headscale approves $W/approve.
+# router's state Secrets under $W/state, the one its pod template names in $W/state-name, the key Secret it writes, the
+# router's rollout). `rollout restart` is the router starting: containerboot logs in with the key Secret's key only if
+# Headscale made it, it is unused and not expired (a pre-auth key's validation, hscontrol/state/state.go at v0.27.1),
+# then writes its node into its state Secret (device_id, cmd/containerboot/main.go:786) and advertises $W/advertise, of
+# which Headscale approves $W/approve. Headscale lists the node its current state names as online (`online`, omitted
+# when false: gen/go/headscale/v1/node.pb.go:95), every other one offline. `rollout status` notes what is in $TMPDIR.
 _WORLD_HEADSCALE = r"""#!/bin/sh
 W=$(dirname "$0")
 case "$1 $2" in
@@ -287,7 +290,11 @@ case "$1 $2" in
     key=$(printf '%048d' "$n")
     echo "$key fresh" >> "$W/keys"
     printf '{\n\t"id": %s,\n\t"key": "%s",\n\t"reusable": false\n}\n' "$n" "$key";;
-  "nodes list") printf '[\n%s\n]\n' "$(cat "$W/nodes" 2>/dev/null | paste -sd, -)";;
+  "nodes list")
+    on=$(cat "$W/state/$(cat "$W/state-name")" 2>/dev/null || echo none)
+    printf '[\n%s\n]\n' "$(sed "s/^{\"id\": $on,/{\"id\": $on, \"online\": true,/" "$W/nodes" 2>/dev/null | paste -sd, -)";;
+  "nodes delete") [ "$3 $5" = "--identifier --force" ] || exit 2
+    sed -i "/^{\"id\": $4,/d" "$W/nodes"; echo "$4" >> "$W/deleted";;
 esac
 """
 _WORLD_KUBECTL = r"""#!/bin/sh
@@ -295,18 +302,20 @@ W=$(dirname "$0")
 shift 2  # -n remote-access
 case "$1 $2" in
   "get secret") [ ! -f "$W/api-down" ] || { echo "error: the server is currently unable to handle the request" >&2; exit 1; }
-    [ -f "$W/device" ] && printf %s "$(cat "$W/device")" | base64 -w0; exit 0;;
+    [ -f "$W/state/$3" ] && printf %s "$(cat "$W/state/$3")" | base64 -w0; exit 0;;
+  "get secrets") for f in "$W"/state/*; do [ ! -f "$f" ] || echo "secret/${f##*/}"; done; echo secret/subnet-router-key;;
+  "delete secret") rm "$W/state/$3"; echo "$3" >> "$W/deleted";;
   "create secret") printf 'apiVersion: v1\nkind: Secret\ndata:\n  TS_AUTHKEY: %s\n' "$(base64 -w0)";;
   "apply --server-side") cat > "$W/applied";;
   "rollout restart")
     key=$(sed -n 's/  TS_AUTHKEY: //p' "$W/applied" | base64 -d)
     grep -qx "$key fresh" "$W/keys" || exit 0
     sed -i "s/^$key fresh$/$key used/" "$W/keys"
-    id=$(( $(cat "$W/nodes" 2>/dev/null | wc -l) + 1 ))
-    echo "$id" > "$W/device"
+    id=$(( $(cat "$W/ids" 2>/dev/null || echo 0) + 1 )); echo "$id" > "$W/ids"
+    echo "$id" > "$W/state/$(cat "$W/state-name")"
     json() { sed 's/^/"/; s/$/"/' "$1" | paste -sd, -; }
-    printf '{"id": %s, "user": {"id": 7}, "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
-  "rollout status") [ -f "$W/device" ];;
+    printf '{"id": %s, "user": {"id": 7, "name": "iluvatar-router"}, "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
+  "rollout status") ls -A "$TMPDIR" >> "$W/tmp-seen"; [ -f "$W/state/$(cat "$W/state-name")" ];;
 esac
 """
 
@@ -318,13 +327,22 @@ def ainur(headscale: StackConfig, tmp_path: Path) -> Path:
         (tmp_path / name).chmod(0o755)
     for name in ("advertise", "approve"):
         (tmp_path / name).write_text("".join(f"{r}\n" for r in ROUTES))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "state-name").write_text(plan.router_state_secret(headscale))
     return tmp_path
+
+
+def _device(w: Path) -> Path:
+    """The router's current state Secret's device_id."""
+    return w / "state" / (w / "state-name").read_text()
 
 
 def _router_step(stack: StackConfig, w: Path) -> subprocess.CompletedProcess[str]:
     # Run by POSIX sh (dash here), as the Ainur's shell may be.
     script = plan.router_script(stack, str(w / "headscale"), str(w / "kubectl"), wait_seconds=1)
-    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    env = {**os.environ, "TMPDIR": str(w / "tmp")}
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=60, env=env)
 
 
 def _keys(w: Path) -> list[str]:
@@ -346,14 +364,14 @@ def test_the_router_step_mints_a_key_only_for_a_router_without_a_node_and_never_
 
 def test_a_router_whose_state_secret_was_deleted_is_enrolled_again_by_a_plain_rerun(headscale: StackConfig, ainur: Path) -> None:
     assert _router_step(headscale, ainur).returncode == 0
-    (ainur / "device").unlink()  # kubectl delete secret subnet-router-state: the router starts with a used key
+    _device(ainur).unlink()  # kubectl delete secret subnet-router-state-...: the router starts with a used key
     done = _router_step(headscale, ainur)
     assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
     assert "minting it a key" in done.stderr and [k.split()[1] for k in _keys(ainur)] == ["used", "used"]
 
 
 def test_a_router_whose_node_headscale_forgot_is_enrolled_again(headscale: StackConfig, ainur: Path) -> None:
-    (ainur / "device").write_text("5")
+    _device(ainur).write_text("5")
     done = _router_step(headscale, ainur)
     assert (done.returncode, len(_keys(ainur))) == (0, 1), done.stderr
 
@@ -368,14 +386,85 @@ def test_an_enrolment_killed_after_its_key_expired_unused_completes_on_the_next_
     assert [k.split()[1] for k in _keys(ainur)] == ["expired", "used"]
 
 
+def _moved(url: str = "https://vpn.example.com", ip: str = "192.168.0.17") -> StackConfig:
+    return remote_stack({**HEADSCALE, "headscale": {"url": url, "ip": ip}})
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["image", "url", "ip", "routes"],
+)
+def test_any_change_that_rolls_the_router_runs_its_step_again(headscale: StackConfig, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pulumi does not await the router (skipAwait): its step is its wait, and pulumi-command runs a step only when its
+    # script changes. So the script carries a digest of the pod template: a new image, login server, Headscale address
+    # or route each runs the step (its rollout status and route check see the new pod); an unchanged stack does not.
+    def step(stack: StackConfig) -> str:
+        return plan.router_script(stack, "hs", "kubectl")
+
+    before = step(headscale)
+    assert step(remote_stack(HEADSCALE)) == before
+    if change == "image":
+        monkeypatch.setattr(plan, "TAILSCALE_IMAGE", plan.TAILSCALE_IMAGE.replace("v1.102.3", "v1.102.4"))
+        after = step(headscale)
+    elif change == "url":
+        after = step(_moved(url="https://vpn2.example.com"))
+    elif change == "ip":
+        after = step(_moved(ip="192.168.0.19"))
+    else:
+        after = step(remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24"]}))
+    assert after.splitlines()[1] != before.splitlines()[1]
+    assert after.splitlines()[1].startswith("# its pod template ") and len(after.splitlines()[1].split()[4]) == 16
+
+
+def test_the_routers_state_secret_is_named_after_its_login_server(headscale: StackConfig) -> None:
+    # A new login server starts the router with no state (TS_AUTH_ONCE would keep the old server: `tailscale set` passes
+    # no --login-server, cmd/containerboot/tailscaled.go:169-185 at v1.102.3); its Role may touch only that Secret.
+    assert plan.router_state_secret(headscale) == "subnet-router-state-7b6761d8"
+    assert plan.router_state_secret(_moved(url="https://vpn2.example.com")) != "subnet-router-state-7b6761d8"
+    role = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Role")
+    assert role["rules"][1]["resourceNames"] == ["subnet-router-state-7b6761d8"]
+
+
+def test_a_new_login_server_enrols_the_router_afresh_and_removes_its_old_node_and_state(headscale: StackConfig, ainur: Path) -> None:
+    assert _router_step(headscale, ainur).returncode == 0
+    moved = _moved(url="https://vpn2.example.com")
+    (ainur / "state-name").write_text(plan.router_state_secret(moved))  # Pulumi rolled the router onto the new Secret
+    done = _router_step(moved, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert [k.split()[1] for k in _keys(ainur)] == ["used", "used"]
+    # Its old node (offline, its routes approved, holding the name) and its old state Secret are gone.
+    assert (ainur / "deleted").read_text().split() == ["1", "subnet-router-state-7b6761d8"]
+    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [2]
+    assert "deleting the subnet router's earlier node 1" in done.stderr
+
+
+def test_only_the_routers_own_offline_nodes_are_removed(headscale: StackConfig, ainur: Path) -> None:
+    # Another user's node, and a router-user node still online (someone's second router), stay.
+    user = '"user": {"id": 7, "name": "iluvatar-router"}'
+    (ainur / "nodes").write_text(f'{{"id": 8, {user}}}\n{{"id": 9, "online": true, {user}}}\n{{"id": 10, "user": {{"id": 3, "name": "alice"}}}}\n')
+    (ainur / "ids").write_text("10")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert (ainur / "deleted").read_text().split() == ["8"]
+    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11]
+
+
+def test_the_step_writes_headscales_node_listing_to_no_file(headscale: StackConfig, ainur: Path) -> None:
+    # The listing carries every node's pre-auth key (hscontrol/types/node.go:407-408 at v0.27.1): it stays in the
+    # step's variables, so a step killed mid-way leaves nothing in /tmp (on a Pi, the SD card).
+    assert _router_step(headscale, ainur).returncode == 0
+    assert (ainur / "tmp-seen").read_text() == ""
+    assert list((ainur / "tmp").iterdir()) == []
+
+
 @pytest.mark.parametrize("down", ["kubectl", "headscale"])
 def test_a_failing_read_of_the_routers_state_mints_nothing(headscale: StackConfig, ainur: Path, down: str) -> None:
     # An API that does not answer is not a router without its node: the step fails (and runs again), no key is made.
-    (ainur / "device").write_text("1")
+    _device(ainur).write_text("1")
     if down == "kubectl":
         (ainur / "api-down").write_text("")
     else:
-        (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list") printf', '"nodes list") exit 1; printf'))
+        (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list")\n', '"nodes list") exit 1;;\n  "unused")\n'))
     done = _router_step(headscale, ainur)
     assert (done.returncode, _keys(ainur)) == (1, []), done.stderr
     assert "nothing was minted" in done.stderr
@@ -419,20 +508,38 @@ def test_the_router_step_fails_unless_the_approved_routes_are_the_advertised_one
     [
         ('{"secret": "absent"}\n', 4),
         ('{"secret": "present"}\n', 3),
+        ('{"secret": "present", "deployment": "unavailable"}\n', 4),
+        ('{"secret": "absent", "deployment": "unavailable"}\n', 4),
+        ('{"secret": "present", "deployment": "available"}\n', 3),
+        ('{"secret": "present", "deployment": "unreachable"}\n', 3),
+        ("[1]", 3),
         ('{"secret": "unreachable"}\n', 3),
         ("", 3),
         ("not json", 3),
         ('{"nodes": {}}', 3),
     ],
-    ids=["no-node", "its-node", "no-answer", "nothing-printed", "not-json", "another-answer"],
+    ids=[
+        "no-node",
+        "its-node",
+        "not-ready",
+        "neither",
+        "ready",
+        "deployment-unknown",
+        "a-list",
+        "no-answer",
+        "nothing-printed",
+        "not-json",
+        "another-answer",
+    ],
 )
-def test_only_a_state_secret_without_its_node_raises_the_routers_enrolment(printed: str, count: int) -> None:
+def test_only_a_router_without_its_node_or_not_available_raises_its_enrolment(printed: str, count: int) -> None:
     assert plan.router_enrolment(3, printed) == count
 
 
-def test_the_probe_asks_for_containerboots_device_id_in_the_routers_state_secret() -> None:
-    assert plan.router_probe_command() == (
-        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state --key device_id --deadline 3s"
+def test_the_probe_asks_for_containerboots_device_id_and_the_routers_availability(headscale: StackConfig) -> None:
+    assert plan.router_probe_command(headscale) == (
+        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state-7b6761d8 --key device_id"
+        " --deployment subnet-router --deadline 3s"
     )
 
 

@@ -20,6 +20,9 @@ const (
 	SecretKeyPresent     = "present"     // the Secret holds the key, not empty
 	SecretKeyAbsent      = "absent"      // the API answered: no such Secret, or no such key in it (or an empty one)
 	SecretKeyUnreachable = "unreachable" // the API did not answer within the deadline, or refused the read
+
+	DeploymentAvailable   = "available"   // its rollout is finished and a pod of it is available (Ready)
+	DeploymentUnavailable = "unavailable" // the API answered: no such Deployment, no available pod, or a rollout not finished
 )
 
 // ParseSecretKey reads secret-key's arguments and stdin, contacting nothing; what it returns runs it.
@@ -32,6 +35,7 @@ func ParseSecretKey(args []string, stdin io.Reader) (func(context.Context) error
 	namespace := f.String("namespace", "", "the Secret's namespace")
 	secret := f.String("secret", "", "the Secret's name")
 	key := f.String("key", "", "the key of its data")
+	deployment := f.String("deployment", "", "a Deployment in the same namespace whose availability to report too")
 	deadline := f.Duration("deadline", 3*time.Second, "how long the API has to answer")
 
 	if err := f.ParseArgs(args); err != nil {
@@ -42,6 +46,10 @@ func ParseSecretKey(args []string, stdin io.Reader) (func(context.Context) error
 		if !input.ValidName(v) && !(flag == "--key" && validDataKey(v)) {
 			return nil, input.Usagef("%s: %q is not a Kubernetes name", flag, v)
 		}
+	}
+
+	if *deployment != "" && !input.ValidName(*deployment) {
+		return nil, input.Usagef("--deployment: %q is not a Kubernetes name", *deployment)
 	}
 
 	if *deadline <= 0 {
@@ -58,18 +66,25 @@ func ParseSecretKey(args []string, stdin io.Reader) (func(context.Context) error
 	}
 
 	return func(ctx context.Context) error {
-		state := SecretKeyUnreachable
+		out := map[string]string{"secret": SecretKeyUnreachable}
+		if *deployment != "" {
+			out["deployment"] = SecretKeyUnreachable
+		}
 
 		if c, err := New(s.Kubeconfig, ""); err != nil {
 			report.Progress(*secret, "%s", report.FirstLine(err))
 		} else {
 			dctx, cancel := context.WithTimeout(ctx, *deadline)
-			state = secretKeyState(dctx, c.cs, *namespace, *secret, *key)
+			out["secret"] = secretKeyState(dctx, c.cs, *namespace, *secret, *key)
+
+			if *deployment != "" {
+				out["deployment"] = deploymentState(dctx, c.cs, *namespace, *deployment)
+			}
 
 			cancel()
 		}
 
-		return json.NewEncoder(os.Stdout).Encode(map[string]string{"secret": state})
+		return json.NewEncoder(os.Stdout).Encode(out)
 	}, nil
 }
 
@@ -104,4 +119,37 @@ func secretKeyState(ctx context.Context, cs kubernetes.Interface, namespace, sec
 	default:
 		return SecretKeyPresent
 	}
+}
+
+// deploymentState is what secret-key prints for one read of the Deployment: available when `kubectl rollout status`
+// calls its rollout finished (staging/src/k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go,
+// DeploymentStatusViewer.Status: the newest generation observed, every replica updated, none old left, the updated
+// ones available), with every wanted replica, and at least one, available (an available pod is a Ready one for
+// minReadySeconds, 0 here). The
+// headscale router's pod is Ready only once containerboot's /healthz says it has a tailnet address, so a router whose
+// node Headscale forgot or expired, which keeps device_id in its state Secret, is `unavailable` here.
+func deploymentState(ctx context.Context, cs kubernetes.Interface, namespace, name string) string {
+	got, err := cs.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+
+	switch {
+	case apierrors.IsNotFound(err):
+		return DeploymentUnavailable
+	case err != nil:
+		report.Progress(name, "%s", report.FirstLine(err))
+
+		return SecretKeyUnreachable
+	}
+
+	want := int32(1)
+	if got.Spec.Replicas != nil {
+		want = *got.Spec.Replicas
+	}
+
+	st := got.Status
+	if st.ObservedGeneration < got.Generation || st.UpdatedReplicas < want || st.Replicas > st.UpdatedReplicas ||
+		st.AvailableReplicas < want || st.AvailableReplicas < 1 {
+		return DeploymentUnavailable
+	}
+
+	return DeploymentAvailable
 }

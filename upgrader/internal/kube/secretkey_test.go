@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,6 +49,52 @@ func TestSecretKeyState(t *testing.T) {
 	}
 }
 
+func TestDeploymentState(t *testing.T) {
+	one := int32(1)
+	router := func(generation int64, status appsv1.DeploymentStatus) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "subnet-router", Namespace: "remote-access", Generation: generation},
+			Spec:       appsv1.DeploymentSpec{Replicas: &one},
+			Status:     status,
+		}
+	}
+	rolled := appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+
+	for _, tc := range []struct {
+		name   string
+		object *appsv1.Deployment
+		fail   error
+		want   string
+	}{
+		{name: "rolled out, its pod Ready", object: router(2, rolled), want: DeploymentAvailable},
+		{name: "its pod not Ready (a node Headscale forgot: device_id kept, no tailnet address)", object: router(2, appsv1.DeploymentStatus{
+			ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, UnavailableReplicas: 1,
+		}), want: DeploymentUnavailable},
+		{name: "a new generation not yet observed", object: router(3, rolled), want: DeploymentUnavailable},
+		{name: "an old pod still there", object: router(2, appsv1.DeploymentStatus{
+			ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 1, AvailableReplicas: 1,
+		}), want: DeploymentUnavailable},
+		{name: "the Deployment deleted", want: DeploymentUnavailable},
+		{name: "the API refuses", fail: errors.New("connection refused"), want: SecretKeyUnreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var objects []runtime.Object
+			if tc.object != nil {
+				objects = append(objects, tc.object)
+			}
+
+			cs := fake.NewClientset(objects...)
+			if tc.fail != nil {
+				cs.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.fail })
+			}
+
+			if got := deploymentState(context.Background(), cs, "remote-access", "subnet-router"); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseSecretKeyRefusesBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -58,6 +105,7 @@ func TestParseSecretKeyRefusesBadInput(t *testing.T) {
 		{name: "no namespace", args: []string{"--secret", "s", "--key", "device_id"}, stdin: `{"kubeconfig": "x"}`, want: `--namespace: "" is not a Kubernetes name`},
 		{name: "a bad key", args: []string{"--namespace", "n", "--secret", "s", "--key", "a b"}, stdin: `{"kubeconfig": "x"}`, want: `--key: "a b"`},
 		{name: "no kubeconfig", args: []string{"--namespace", "n", "--secret", "s", "--key", "device_id"}, stdin: `{}`, want: "kubeconfig"},
+		{name: "a bad deployment", args: []string{"--namespace", "n", "--secret", "s", "--key", "k", "--deployment", "A_B"}, stdin: `{"kubeconfig": "x"}`, want: `--deployment: "A_B"`},
 		{name: "a zero deadline", args: []string{"--namespace", "n", "--secret", "s", "--key", "k", "--deadline", "0s"}, stdin: `{"kubeconfig": "x"}`, want: "--deadline"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
