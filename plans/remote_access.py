@@ -677,7 +677,7 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
             '    if [ -z "$unadvertised$unapproved$extra" ]; then',
             # Once the new node is on the tailnet with its routes: the router's earlier nodes and state Secrets go.
             "      for old in $(stale_nodes); do",
-            f'        echo "iluvatar: deleting the subnet router\'s earlier node $old (offline; its state was lost or its login server changed)" >&2',
+            '        echo "iluvatar: deleting the subnet router\'s earlier node $old (offline; its state was lost or its login server changed)" >&2',
             '        hs nodes delete --identifier "$old" --force >/dev/null',
             "      done",
             f"      for old in $(kc get secrets -o name | sed -n 's|^secret/\\({ROUTER_STATE_PREFIX}\\(-[0-9a-f]*\\)\\{{0,1\\}}\\)$|\\1|p' | grep -vx {state} || true); do",
