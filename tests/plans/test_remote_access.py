@@ -443,9 +443,12 @@ def test_only_the_routers_own_offline_nodes_are_removed(headscale: StackConfig, 
     user = '"user": {"id": 7, "name": "iluvatar-router"}'
     (ainur / "nodes").write_text(f'{{"id": 8, {user}}}\n{{"id": 9, "online": true, {user}}}\n{{"id": 10, "user": {{"id": 3, "name": "alice"}}}}\n')
     (ainur / "ids").write_text("10")
+    # The state Secret of a router enrolled before its name followed the URL goes too; other Secrets stay.
+    (ainur / "state" / "subnet-router-state").write_text("8")
+    (ainur / "state" / "subnet-router-statement").write_text("")
     done = _router_step(headscale, ainur)
     assert done.returncode == 0, done.stderr
-    assert (ainur / "deleted").read_text().split() == ["8"]
+    assert (ainur / "deleted").read_text().split() == ["8", "subnet-router-state"]
     assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11]
 
 
