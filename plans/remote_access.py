@@ -88,7 +88,7 @@ CONFIG_DIR = "/etc/headscale"
 SOCKET_DIR = "/var/run/headscale"
 STATE_CLAIM = "headscale-state"
 # The router's Headscale user, and where it keeps its state (containerboot's TS_KUBE_SECRET) and its enrolment key.
-ROUTER_USER = "iluvatar-router"
+ROUTER_USER = rules.ROUTER_USER
 ROUTER = "subnet-router"
 # The router's state Secret (containerboot's TS_KUBE_SECRET) is named after the login server: router_state_secret.
 ROUTER_STATE_PREFIX = "subnet-router-state"
@@ -565,12 +565,28 @@ def _node_lines(state_secret: str) -> list[str]:
         "routes_of() {",
         '  printf \'%s\\n\' "$nodes" | grep "^\\[\\{0,1\\}{\\"id\\":$node," | sed -n "s/.*\\"$1\\":\\[\\([^]]*\\)\\].*/\\1/p" | tr \',\' \'\\n\' | tr -d \'"\' | sed \'/^$/d\' | sort',
         "}",
-        # The router's earlier nodes: its user's (only the router's keys make nodes there), other than its node, offline
-        # (`online` is omitted when false, node.pb.go:95). Each state Secret lost left one, with its routes approved and
-        # the name ROUTER_HOSTNAME, so the new node got a random suffix (hscontrol/db/node.go:492-510 EnsureUniqueGivenName).
+        # The router's earlier nodes: offline nodes of the router's user (Headscale filters by user itself,
+        # hscontrol/grpcv1.go:469-477 at v0.27.1) that are routers: its hostname ROUTER_HOSTNAME (the node's `name`,
+        # types/node.go:390, followed by its `user`, node.pb.go:84-85) and the tag its key gave it (`forced_tags`, copied
+        # from the pre-auth key when the node is made, hscontrol/state/state.go:1067). A device someone enrolled with the
+        # router's user has neither, and stays. Other than its node; offline (`online` is omitted when false,
+        # node.pb.go:95). Each state Secret lost left one, with its routes approved. The listing stays in this function's
+        # subshell; one that fails removes nothing (this is clean-up, the router is already up) and says so.
         "stale_nodes() {",
-        '  printf \'%s\\n\' "$nodes" | grep \'"user":{"id":[0-9]*,"name":"' + ROUTER_USER + "\"' | grep -vF '\"online\":true' \\",
+        f"  raw=$(hs nodes list --user {ROUTER_USER} --output json) || {{",
+        f'    echo "iluvatar: Headscale did not list the nodes of user {ROUTER_USER}; the subnet router\'s earlier nodes were not removed" >&2; return 0; }}',
+        '  printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' \\',
+        f"    | grep -F '\"name\":\"{ROUTER_HOSTNAME}\",\"user\":{{' | grep -F '\"forced_tags\":[\"{ROUTER_TAG}\"]' | grep -vF '\"online\":true' \\",
         '    | sed -n \'s/^\\[\\{0,1\\}{"id":\\([0-9]*\\),.*/\\1/p\' | grep -vx "$node" || true',
+        "}",
+        # Headscale names a node only when it makes it (EnsureUniqueGivenName, hscontrol/state/state.go:1082-1087): a
+        # router enrolled while its earlier node held ROUTER_HOSTNAME is ROUTER_HOSTNAME-<random>. Once that node is gone,
+        # the router takes its name back (`nodes rename`, cmd/headscale/cli/nodes.go:62-63, 343-385; refused only when
+        # another node holds the name, state.go:682-688). Cosmetic: a refusal is said, and fails nothing.
+        "name_node() {",
+        f'  printf \'%s\\n\' "$nodes" | grep "^\\[\\{{0,1\\}}{{\\"id\\":$node," | grep -q \'"given_name":"{ROUTER_HOSTNAME}"[,}}]\' && return 0',
+        f'  err=$(hs nodes rename --identifier "$node" {ROUTER_HOSTNAME} 2>&1) || echo "iluvatar: the subnet router\'s node $node keeps its name: $err" >&2',
+        "  return 0",
         "}",
     ]
 
@@ -605,9 +621,11 @@ def router_probe_command(stack: StackConfig) -> str:
 def router_enrolment(previous: int, probed: str) -> int:
     """The router's enrolment count: the last deployment's (`previous`), one more when the probe found the router's
     state Secret without its node (deleted, never written, a new login server), or its Deployment not available (no
-    Ready pod, or a rollout not finished: a node Headscale forgot or expired leaves `device_id` in the Secret, since
-    containerboot keeps it on every start, cmd/containerboot/kube.go:128-162 at v1.102.3, but its pod never gets
-    Ready): the router step's script carries the count, so the step runs again, mints a key when Headscale has no
+    Ready pod, or a rollout not finished: a router that *starts* without its node, forgotten or expired by Headscale,
+    keeps `device_id` in the Secret, since containerboot keeps it on every start, cmd/containerboot/kube.go:128-162 at
+    v1.102.3, but its pod never gets Ready. One whose node Headscale forgets while it runs stays Ready, and is not
+    seen here until it restarts: tailscaled stays Running on control's 404, ipn/ipnlocal/local.go:1821-1831, and
+    /healthz keeps its last netmap's addresses, cmd/containerboot/main.go:900-901): the router step's script carries the count, so the step runs again, mints a key when Headscale has no
     node for it, and otherwise fails naming the router's logs. The same count when the router has its node and is
     Ready, or the probe could not look (a cluster down at preview changes nothing)."""
     try:
@@ -680,6 +698,7 @@ def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: i
             '        echo "iluvatar: deleting the subnet router\'s earlier node $old (offline; its state was lost or its login server changed)" >&2',
             '        hs nodes delete --identifier "$old" --force >/dev/null',
             "      done",
+            "      name_node",
             f"      for old in $(kc get secrets -o name | sed -n 's|^secret/\\({ROUTER_STATE_PREFIX}\\(-[0-9a-f]*\\)\\{{0,1\\}}\\)$|\\1|p' | grep -vx {state} || true); do",
             '        echo "iluvatar: deleting the subnet router\'s earlier state Secret $old" >&2',
             '        kc delete secret "$old" >/dev/null',

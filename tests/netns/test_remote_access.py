@@ -251,22 +251,29 @@ def test_the_router_step_reads_the_real_headscales_routes_approved_as_advertised
     assert (done.returncode, done.stdout) == (0, f"subnet router: node {node['id']}, its routes advertised and approved: {routes}\n"), done.stderr
     assert len(lab.hs("preauthkeys", "list", "--user", str(node["user"]["id"])) or []) == keys
     assert "deleting" not in done.stderr and "unexpected" not in done.stderr
-    # What the step's clean-up reads of the real listing: the router's line names its user as it matches it, and is
-    # online (an earlier, offline node of that user would be deleted; this one, and the phone's, stay).
+    # What the step's clean-up reads of the real listing (`nodes list --user iluvatar-router`): the router's line carries
+    # its hostname before its user and the tag its key gave it (forced_tags, hscontrol/state/state.go:1067), as the
+    # clean-up matches them. Online and the current node, it stays (nothing printed); with those two exclusions taken
+    # away, the same filter picks it, so an earlier, offline router node would be deleted, and a phone of that user not.
     state = plan.router_state_secret(lab.stack)
-    read = "\n".join(
-        [
-            f'hs() {{ {lab.cli} "$@"; }}',
-            f'kc() {{ {tmp_path / "kubectl"} -n x "$@"; }}',
-            *plan._node_lines(state),
-            "find_node",
-            "stale_nodes",
-            'printf \'%s\\n\' "$nodes" | grep \'"user":{"id":[0-9]*,"name":"iluvatar-router"\' | grep -c \'"online":true\'',
-        ]
-    )
-    env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
-    seen = subprocess.run(["sh", "-c", read], capture_output=True, text=True, timeout=60, env=env, check=False)
-    assert (seen.returncode, seen.stdout) == (0, "1\n"), seen.stderr
+    lines = plan._node_lines(state)
+    unfiltered = [line.replace("| grep -vF '\"online\":true' ", "").replace('grep -vx "$node"', "cat") for line in lines]
+    assert unfiltered != lines
+
+    def read(node_lines: list[str]) -> subprocess.CompletedProcess[str]:
+        script = "\n".join([f'hs() {{ {lab.cli} "$@"; }}', f'kc() {{ {tmp_path / "kubectl"} -n x "$@"; }}', *node_lines, "find_node", "stale_nodes"])
+        env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+    assert (read(lines).returncode, read(lines).stdout) == (0, ""), read(lines).stderr
+    seen = read(unfiltered)
+    assert (seen.returncode, seen.stdout) == (0, f"{node['id']}\n"), seen.stderr
+    # A router node that lost its name (Headscale names a node only when it makes it) takes it back, with the real
+    # CLI's `nodes rename` (cmd/headscale/cli/nodes.go:343-385).
+    lab.hs("nodes", "rename", "--identifier", str(node["id"]), "iluvatar-router-x1")
+    renamed = _router_step(lab, tmp_path)
+    assert renamed.returncode == 0 and "keeps its name" not in renamed.stderr, renamed.stderr
+    assert next(n for n in lab.hs("nodes", "list") if n["id"] == node["id"])["given_name"] == plan.ROUTER_HOSTNAME
     # One route approved no more (a day-2 change the policy left out): the step fails, naming it and the fix.
     first, rest = want[0], want[1:]
     lab.hs("nodes", "approve-routes", "--identifier", str(node["id"]), "--routes", ",".join(rest))

@@ -278,7 +278,10 @@ def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig,
 # Headscale made it, it is unused and not expired (a pre-auth key's validation, hscontrol/state/state.go at v0.27.1),
 # then writes its node into its state Secret (device_id, cmd/containerboot/main.go:786) and advertises $W/advertise, of
 # which Headscale approves $W/approve. Headscale lists the node its current state names as online (`online`, omitted
-# when false: gen/go/headscale/v1/node.pb.go:95), every other one offline. `rollout status` notes what is in $TMPDIR.
+# when false: gen/go/headscale/v1/node.pb.go:95), every other one offline. `nodes list --user U` lists the nodes whose own
+# user is U (Headscale filters server-side, hscontrol/grpcv1.go:469-477), not those whose pre-auth key names U; `nodes
+# rename` refuses a name another node holds (state.go:682-688). A new router node takes the given name iluvatar-router
+# unless a node holds it, then a suffixed one (state.go:1082-1087). `rollout status` notes what is in $TMPDIR.
 _WORLD_HEADSCALE = r"""#!/bin/sh
 W=$(dirname "$0")
 case "$1 $2" in
@@ -292,9 +295,13 @@ case "$1 $2" in
     printf '{\n\t"id": %s,\n\t"key": "%s",\n\t"reusable": false\n}\n' "$n" "$key";;
   "nodes list")
     on=$(cat "$W/state/$(cat "$W/state-name")" 2>/dev/null || echo none)
-    printf '[\n%s\n]\n' "$(sed "s/^{\"id\": $on,/{\"id\": $on, \"online\": true,/" "$W/nodes" 2>/dev/null | paste -sd, -)";;
+    user=.; [ "$3" != --user ] || user="^{\"id\": [0-9]*, \(\"online\": true, \)\{0,1\}\"name\": \"[^\"]*\", \"user\": {\"id\": [0-9]*, \"name\": \"$4\"}"
+    printf '[\n%s\n]\n' "$(sed "s/^{\"id\": $on,/{\"id\": $on, \"online\": true,/" "$W/nodes" 2>/dev/null | grep "$user" | paste -sd, -)";;
   "nodes delete") [ "$3 $5" = "--identifier --force" ] || exit 2
     sed -i "/^{\"id\": $4,/d" "$W/nodes"; echo "$4" >> "$W/deleted";;
+  "nodes rename") [ "$3" = --identifier ] || exit 2
+    ! grep -v "^{\"id\": $4," "$W/nodes" | grep -q "\"given_name\": \"$5\"" || { echo "Cannot rename node: name is not unique: $5" >&2; exit 1; }
+    sed -i "/^{\"id\": $4,/s/\"given_name\": \"[^\"]*\"/\"given_name\": \"$5\"/" "$W/nodes"; echo "$4 $5" >> "$W/renamed";;
 esac
 """
 _WORLD_KUBECTL = r"""#!/bin/sh
@@ -314,7 +321,8 @@ case "$1 $2" in
     id=$(( $(cat "$W/ids" 2>/dev/null || echo 0) + 1 )); echo "$id" > "$W/ids"
     echo "$id" > "$W/state/$(cat "$W/state-name")"
     json() { sed 's/^/"/; s/$/"/' "$1" | paste -sd, -; }
-    printf '{"id": %s, "user": {"id": 7, "name": "iluvatar-router"}, "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
+    name=iluvatar-router; ! grep -q '"given_name": "iluvatar-router"' "$W/nodes" 2>/dev/null || name=iluvatar-router-x$id
+    printf '{"id": %s, "name": "iluvatar-router", "user": {"id": 7, "name": "iluvatar-router"}, "forced_tags": ["tag:iluvatar-router"], "given_name": "%s", "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$name" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
   "rollout status") ls -A "$TMPDIR" >> "$W/tmp-seen"; [ -f "$W/state/$(cat "$W/state-name")" ];;
 esac
 """
@@ -435,21 +443,60 @@ def test_a_new_login_server_enrols_the_router_afresh_and_removes_its_old_node_an
     # Its old node (offline, its routes approved, holding the name) and its old state Secret are gone.
     assert (ainur / "deleted").read_text().split() == ["1", "subnet-router-state-7b6761d8"]
     assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [2]
+    assert (ainur / "renamed").read_text() == "2 iluvatar-router\n"
     assert "deleting the subnet router's earlier node 1" in done.stderr
 
 
 def test_only_the_routers_own_offline_nodes_are_removed(headscale: StackConfig, ainur: Path) -> None:
-    # Another user's node, and a router-user node still online (someone's second router), stay.
-    user = '"user": {"id": 7, "name": "iluvatar-router"}'
-    (ainur / "nodes").write_text(f'{{"id": 8, {user}}}\n{{"id": 9, "online": true, {user}}}\n{{"id": 10, "user": {{"id": 3, "name": "alice"}}}}\n')
-    (ainur / "ids").write_text("10")
+    # Only an offline node of the router's user that is a router goes: its hostname and the tag its key gave it
+    # (forced_tags, hscontrol/state/state.go:1067 at v0.27.1). A phone enrolled with the router's user, a node named
+    # like the router without its tag, a tagged node under another name, one moved to another user (its pre-auth key
+    # still names the router's user), and a router-user node still online (someone's second router) all stay.
+    def node(i: int, name: str, user: str, tags: str = '"forced_tags": ["tag:iluvatar-router"], ', extra: str = "") -> str:
+        who = f'"user": {{"id": {7 if user == "iluvatar-router" else 3}, "name": "{user}"}}'
+        return f'{{"id": {i}, {extra}"name": "{name}", {who}, {tags}"given_name": "{name}-{i}"}}\n'
+
+    key = '"pre_auth_key": {"user": {"id": 7, "name": "iluvatar-router"}, "acl_tags": ["tag:iluvatar-router"]}, '
+    (ainur / "nodes").write_text(
+        node(8, "iluvatar-router", "iluvatar-router")
+        + node(9, "iluvatar-router", "iluvatar-router", extra='"online": true, ')
+        + node(10, "iluvatar-router", "alice", tags=key + '"forced_tags": ["tag:iluvatar-router"], ')
+        + node(11, "pixel-7", "iluvatar-router", tags="")
+        + node(12, "iluvatar-router", "iluvatar-router", tags="")
+        + node(13, "iluvatar-router2", "iluvatar-router")
+    )
+    (ainur / "ids").write_text("13")
     # The state Secret of a router enrolled before its name followed the URL goes too; other Secrets stay.
     (ainur / "state" / "subnet-router-state").write_text("8")
     (ainur / "state" / "subnet-router-statement").write_text("")
     done = _router_step(headscale, ainur)
     assert done.returncode == 0, done.stderr
     assert (ainur / "deleted").read_text().split() == ["8", "subnet-router-state"]
-    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11]
+    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11, 12, 13, 14]
+
+
+def test_the_router_takes_its_name_back_once_its_earlier_node_is_gone(headscale: StackConfig, ainur: Path) -> None:
+    # Headscale names a node only when it makes it: enrolled while the old node held iluvatar-router, the new one is
+    # iluvatar-router-<random> (state.go:1082-1087 at v0.27.1); after the clean-up it is renamed (nodes.go:343-385).
+    assert _router_step(headscale, ainur).returncode == 0
+    assert not (ainur / "renamed").exists()  # already its name: nothing to do
+    moved = _moved(url="https://vpn2.example.com")
+    (ainur / "state-name").write_text(plan.router_state_secret(moved))
+    done = _router_step(moved, ainur)
+    assert done.returncode == 0, done.stderr
+    assert (ainur / "renamed").read_text() == "2 iluvatar-router\n"
+    assert [json.loads(n)["given_name"] for n in (ainur / "nodes").read_text().splitlines()] == ["iluvatar-router"]
+
+
+def test_a_refused_rename_fails_nothing_and_is_said(headscale: StackConfig, ainur: Path) -> None:
+    # Another node (online, so not removed) holds the name: Headscale refuses the rename (state.go:682-688), the router
+    # works all the same, the step says so and succeeds.
+    other = '{"id": 5, "online": true, "name": "iluvatar-router", "user": {"id": 3, "name": "alice"}, "given_name": "iluvatar-router"}\n'
+    (ainur / "nodes").write_text(other)
+    (ainur / "ids").write_text("5")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert "iluvatar: the subnet router's node 6 keeps its name: Cannot rename node: name is not unique: iluvatar-router" in done.stderr
 
 
 def test_the_step_writes_headscales_node_listing_to_no_file(headscale: StackConfig, ainur: Path) -> None:
