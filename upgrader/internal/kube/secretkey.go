@@ -126,8 +126,12 @@ func secretKeyState(ctx context.Context, cs kubernetes.Interface, namespace, sec
 // DeploymentStatusViewer.Status: the newest generation observed, every replica updated, none old left, the updated
 // ones available), with every wanted replica, and at least one, available (an available pod is a Ready one for
 // minReadySeconds, 0 here). The
-// headscale router's pod is Ready only once containerboot's /healthz says it has a tailnet address, so a router whose
-// node Headscale forgot or expired, which keeps device_id in its state Secret, is `unavailable` here.
+// headscale router's pod is Ready only once containerboot's /healthz says it has a tailnet address, so a router that
+// *starts* without its node (Headscale forgot or expired it; device_id stays in its state Secret) is `unavailable`
+// here. One whose node Headscale forgets while it runs stays Ready: tailscaled keeps its state Running on a control
+// error (ipn/ipnlocal/local.go:1821-1831 at tailscale v1.102.3; headscale v0.27.1 answers its map poll 404,
+// hscontrol/noise.go:297-305) and /healthz keeps the last netmap's addresses (cmd/containerboot/main.go:900-901), so
+// this reads `available` until the pod restarts (docs/remote-access.md says how to restart it).
 func deploymentState(ctx context.Context, cs kubernetes.Interface, namespace, name string) string {
 	got, err := cs.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 

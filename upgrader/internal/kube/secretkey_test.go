@@ -67,7 +67,7 @@ func TestDeploymentState(t *testing.T) {
 		want   string
 	}{
 		{name: "rolled out, its pod Ready", object: router(2, rolled), want: DeploymentAvailable},
-		{name: "its pod not Ready (a node Headscale forgot: device_id kept, no tailnet address)", object: router(2, appsv1.DeploymentStatus{
+		{name: "its pod not Ready (a router that restarted without its node: device_id kept, never logged in)", object: router(2, appsv1.DeploymentStatus{
 			ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, UnavailableReplicas: 1,
 		}), want: DeploymentUnavailable},
 		{name: "a new generation not yet observed", object: router(3, rolled), want: DeploymentUnavailable},
