@@ -576,7 +576,7 @@ def _node_lines(state_secret: str) -> list[str]:
         f"  raw=$(hs nodes list --user {ROUTER_USER} --output json) || {{",
         f'    echo "iluvatar: Headscale did not list the nodes of user {ROUTER_USER}; the subnet router\'s earlier nodes were not removed" >&2; return 0; }}',
         '  printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' \\',
-        f"    | grep -F '\"name\":\"{ROUTER_HOSTNAME}\",\"user\":{{' | grep -F '\"forced_tags\":[\"{ROUTER_TAG}\"]' | grep -vF '\"online\":true' \\",
+        f'    | grep -F \'"name":"{ROUTER_HOSTNAME}","user":{{\' | grep -F \'"forced_tags":["{ROUTER_TAG}"]\' | grep -vF \'"online":true\' \\',
         '    | sed -n \'s/^\\[\\{0,1\\}{"id":\\([0-9]*\\),.*/\\1/p\' | grep -vx "$node" || true',
         "}",
         # Headscale names a node only when it makes it (EnsureUniqueGivenName, hscontrol/state/state.go:1082-1087): a

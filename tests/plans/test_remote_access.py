@@ -475,6 +475,18 @@ def test_only_the_routers_own_offline_nodes_are_removed(headscale: StackConfig, 
     assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11, 12, 13, 14]
 
 
+def test_a_failing_listing_of_the_routers_user_removes_nothing_and_is_said(headscale: StackConfig, ainur: Path) -> None:
+    # The clean-up comes after the router is up with its routes: a listing that fails (say, a user Headscale does not
+    # find, hscontrol/grpcv1.go:471-474 at v0.27.1) deletes nothing and fails nothing, and says so.
+    assert _router_step(headscale, ainur).returncode == 0
+    _device(ainur).unlink()
+    (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list")\n', '"nodes list") [ "$3" != --user ] || exit 1\n', 1))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert not (ainur / "deleted").exists()
+    assert "the subnet router's earlier nodes were not removed" in done.stderr
+
+
 def test_the_router_takes_its_name_back_once_its_earlier_node_is_gone(headscale: StackConfig, ainur: Path) -> None:
     # Headscale names a node only when it makes it: enrolled while the old node held iluvatar-router, the new one is
     # iluvatar-router-<random> (state.go:1082-1087 at v0.27.1); after the clean-up it is renamed (nodes.go:343-385).
