@@ -1776,8 +1776,9 @@ def test_a_rebooted_machine_counts_as_back_only_once_the_kubelet_of_its_new_boot
 # Talos's MachineStatus is ready only once the machine's Node is (its nodeReady check), and no Node is Ready before a
 # CNI runs: Arda's configs install none, and Cilium comes after every machine's apply. The stand-in reads the Node as
 # Talos's NodeStatusController does (tools/talos-api/nodestatus.go, with the scenario's kubernetesCA). kwok leaves a
-# Node labelled NO_CNI to the test, whose Kubelet posts what the kubelet of a machine without a CNI reports. Each test
-# has a cluster of its own: the rule is about every Node of the cluster, and the shared one holds other tests' Nodes.
+# Node labelled NO_CNI to the test, whose Kubelet posts what the kubelet of a machine without a CNI reports. These tests
+# share a cluster with no Node (`kube_nodeless`, reset between them): the rule is about every Node of the cluster, and
+# the file's shared one holds other tests' Nodes.
 
 NETWORK_NOT_READY = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"
 
@@ -1825,6 +1826,55 @@ class Kubelet:
         self.thread.join()
 
 
+# What a reset of the module's second cluster must bring back as it was: every kind a step of the upgrader reads or
+# writes across the cluster (Nodes, the owed after hooks' ConfigMap, pods to drain, their budgets, hook Jobs, Node
+# leases), by kind, namespace and name.
+_RESET_KINDS = (
+    ("v1", "Node"),
+    ("v1", "ConfigMap"),
+    ("v1", "Pod"),
+    ("batch/v1", "Job"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("coordination.k8s.io/v1", "Lease"),
+)
+
+
+def _objects(cluster: Cluster) -> set[tuple[str, str, str]]:
+    return {
+        (kind, (o["metadata"].get("namespace") or ""), o["metadata"]["name"])
+        for api_version, kind in _RESET_KINDS
+        for o in cluster.client.list(api_version, kind)
+    }
+
+
+@pytest.fixture(scope="module")
+def _nodeless_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, set[tuple[str, str, str]]]]:
+    cluster = Cluster(TALOS, tmp_path_factory.mktemp("kube-nodeless"))
+    cluster.start()
+    try:
+        yield cluster, _objects(cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kube_nodeless(_nodeless_talos: tuple[Cluster, set[tuple[str, str, str]]]) -> Iterator[Cluster]:
+    """A Talos control plane with no Node and nothing of any other test in it, for the rules about every Node of the
+    cluster. One per file, not one per test (a start is about 3.5 s of CPU and 10 s of wall): each test's Nodes and the
+    owed ConfigMap are deleted after it, and the next test starts only once every object of `_RESET_KINDS` is again
+    exactly what the fresh cluster held (asserted, not assumed)."""
+    cluster, fresh = _nodeless_talos
+    assert _objects(cluster) == fresh, "the module's nodeless cluster was not reset"
+    yield cluster
+    for n in cluster.client.list("v1", "Node"):
+        cluster.client.delete(n)
+    for cm in cluster.client.list("v1", "ConfigMap", "kube-system"):
+        if ("ConfigMap", "kube-system", cm["metadata"]["name"]) not in fresh:
+            cluster.client.delete(cm)
+    # The Node leases go with their Nodes (owner references: the garbage collector, asynchronously).
+    cluster.wait_for("the nodeless cluster back as it started", lambda: _objects(cluster) == fresh)
+
+
 @pytest.fixture
 def kubelets() -> Iterator[Callable[..., Kubelet]]:
     """`kubelets(cluster, name, ...)`: a Kubelet, stopped after the test."""
@@ -1840,13 +1890,13 @@ def kubelets() -> Iterator[Callable[..., Kubelet]]:
 
 
 def test_a_machine_handed_its_config_after_the_bootstrap_and_before_a_cni_is_not_waited_for_its_node(
-    kube_fresh: Callable[..., Cluster], kubelets: Callable[..., Kubelet]
+    kube_nodeless: Cluster, kubelets: Callable[..., Kubelet]
 ) -> None:
     """The bootstrap runs beside the applies: a machine slow to reach maintenance mode gets its config after it, and its
     step waits until the machine is back and healthy. Before Cilium, healthy asks everything but the Node's readiness.
     Before, the step waited for a ready machine, which needs a Ready Node, which needs Cilium, which comes after every
     apply: it failed at its bound, and every later run the same way."""
-    cluster = kube_fresh(TALOS)
+    cluster = kube_nodeless
     cp, worker = unique("valinor"), unique("istari")
     ips = addresses(2)
     nodes = [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, maintenance=True, install={"downMs": 300})]
@@ -1898,13 +1948,13 @@ def test_a_machine_handed_its_config_after_the_bootstrap_and_before_a_cni_is_not
 
 
 def test_a_change_that_reboots_a_machine_before_a_cni_goes_ahead_behind_etcd_and_a_broken_cluster_is_not_rolled(
-    kube_fresh: Callable[..., Cluster], kubelets: Callable[..., Kubelet]
+    kube_nodeless: Cluster, kubelets: Callable[..., Kubelet]
 ) -> None:
     """A second `pulumi up` after a first that stopped before Cilium, with a change that needs a reboot: no Node is Ready,
     for want of a CNI. The change goes ahead behind the etcd checks; after the reboot everything but the Node's
     readiness is checked. Before, the step failed after the reboot, waiting for a ready machine. A cluster whose Nodes
     are NotReady for another reason is not rolled at all."""
-    cluster = kube_fresh(TALOS)
+    cluster = kube_nodeless
     cp, worker = unique("valinor"), unique("istari")
     ips = addresses(2)
     nodes = [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW, applyNeedsReboot=True, reboot={"downMs": 300})]
@@ -1954,12 +2004,12 @@ def test_a_change_that_reboots_a_machine_before_a_cni_goes_ahead_behind_etcd_and
         ]
 
 
-def test_no_machine_is_taken_down_while_a_stopped_run_left_another_drained(kube_fresh: Callable[..., Cluster]) -> None:
+def test_no_machine_is_taken_down_while_a_stopped_run_left_another_drained(kube_nodeless: Cluster) -> None:
     """A run stopped after a machine's next boot was made to bring a change leaves that machine drained on purpose
     (cordoned with the upgrader's mark, its after hooks owed: Ceph's noout set). A later run with a change for another
     machine must not take that one down beside it (two Ceph hosts' OSDs down, and its after hooks would unset noout
     while the first is still down); it refuses, naming the machine and how to finish it, and goes ahead once it is."""
-    cluster = kube_fresh(TALOS)
+    cluster = kube_nodeless
     client = cluster.client
     name, left = unique("istari"), unique("istari")
     cluster.create_nodes([kwok_node(name), kwok_node(left)])
