@@ -1855,8 +1855,19 @@ def _objects(cluster: Cluster) -> set[tuple[str, str, str]]:
 def _nodeless_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, set[tuple[str, str, str]]]]:
     cluster = Cluster(TALOS, tmp_path_factory.mktemp("kube-nodeless"))
     cluster.start()
+
+    def settled() -> set[tuple[str, str, str]] | None:
+        # A started control plane still publishes its own objects for a while: the controller-manager's root CA in
+        # every namespace, the leader elections' and the API server's leases. The snapshot waits for all of them.
+        objects = _objects(cluster)
+        namespaces = {n["metadata"]["name"] for n in cluster.client.list("v1", "Namespace")}
+        published = {ns for kind, ns, name in objects if (kind, name) == ("ConfigMap", "kube-root-ca.crt")}
+        leases = {name for kind, ns, name in objects if (kind, ns) == ("Lease", "kube-system")}
+        own = {"kube-controller-manager", "kube-scheduler"} <= leases and any(lease.startswith("apiserver-") for lease in leases)
+        return objects if published == namespaces and own else None
+
     try:
-        yield cluster, _objects(cluster)
+        yield cluster, cluster.wait_for("the fresh control plane's own objects", settled)
     finally:
         cluster.stop()
 
