@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from plans import apiserver, backup, storage
+from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -20,7 +21,7 @@ API_PORT = 6443
 # report every 4 s and a node missing for 16 s is marked unreachable, instead of 10 s and 40 s.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
+KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # kube-vip's leader election, for the API VIP and the service address alike: a lease of 5 s renewed
 # every 3 s, retried every second, so an address moves within seconds of its holder dying (the
 # failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).

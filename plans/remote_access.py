@@ -35,6 +35,7 @@ from typing import Any
 from plans import gitops, storage, yamltext
 from plans import identity as identity_plan
 from plans.bringup import UPGRADER
+from stacks import pins
 from stacks import remote_access as rules
 from stacks.apps import under
 from stacks.edge import edge_addresses
@@ -43,7 +44,7 @@ from stacks.remote_model import RemoteAccess
 
 # Tailscale v1.102.3: the operator's chart (cmd/k8s-operator/deploy/chart, packaged with --version 1.102.3 by
 # .github/workflows/kubemanifests.yaml:24), its images, and the subnet router's image in the headscale flavour.
-TAILSCALE_VERSION = "1.102.3"
+TAILSCALE_VERSION = pins.APPS["tailscale"]
 OPERATOR_CHART = "tailscale-operator"
 OPERATOR_REPOSITORY = "https://pkgs.tailscale.com/helmcharts"
 # Images are tagged v<version> (build_docker.sh:28 DEFAULT_TAGS), while the packaged chart's appVersion, its default
@@ -76,7 +77,7 @@ CONNECTOR_WAIT_SECONDS = 600
 ROUTER_REPLICAS = 2
 
 # Headscale v0.27.1 (its image is tagged with the bare version too: .goreleaser.yml kos tags).
-HEADSCALE_VERSION = "0.27.1"
+HEADSCALE_VERSION = pins.APPS["headscale"]
 HEADSCALE_IMAGE = f"ghcr.io/juanfont/headscale:{HEADSCALE_VERSION}"
 NAMESPACE = "remote-access"
 HEADSCALE = "headscale"

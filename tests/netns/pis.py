@@ -8,8 +8,8 @@ What is real:
   test gives the stack (`ainurSshPrivateKey`), running each step's `create` as pulumi-command does: one
   command string, run by the user's login shell (`bash -c`), its `stdin` fed to it;
 - sudo, bash, coreutils, curl (every address but the k3s installer's), and kubectl (k8s.io/kubectl
-  v0.33.4, the kubectl `k3s kubectl` embeds, from tools/kube-control-plane-1.33);
-- the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.33 with
+  v0.35.1, the kubectl `k3s kubectl` embeds at that minor, from tools/kube-control-plane);
+- the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.35 with
   k3s's flags, tools.kube_cluster, with its controller-manager, which fills in ServiceAccount tokens, and
   kwok, which marks Nodes Ready), on a veth into the LAN; an agent's kubelet credentials are a client
   certificate of `system:node:<name>` (the Node authorizer and NodeRestriction check it).
@@ -91,7 +91,7 @@ HOSTS_TEMPLATE_TEXT = (
 )
 
 STANDIN_K3S = """#!/bin/bash
-# STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.33.4), with
+# STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.35.1), with
 # k3s's default kubeconfig as k3s does; `--version` says the version the stand-in installer wrote.
 set -eu
 S=/var/lib/rancher/standin
