@@ -168,7 +168,7 @@ class Pi(pulumi.ComponentResource):
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=args.connection,
-            create=k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)),
+            create=roll.k3s_script(stack, node),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,

@@ -94,7 +94,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
-        out[f"{node.name}-k3s"] = command_digest(k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)), None, None)
+        out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["gate-api"] = step_digest(bringup.kube_api_gate("ainur", k3s.server_url(stack)))
@@ -432,7 +432,8 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
-                "rebooted, its join waits for its Node Ready from after the reboot, uncordoned"
+                "rebooted, its join waits for its Node Ready from after the reboot, its k3s step brings the new root's k3s to "
+                "the stack's version, uncordoned"
             )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
@@ -446,7 +447,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             ("drain", "drains it again", moved),
             ("reboot", "it runs its image already: no reboot", moved),
             ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved),
-            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new),
+            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved),
         ):
             if f"{name}-{step}" in rewritten and not explained:
                 what.append(f"its {step} step: {CHANGED_STEP} ({does})")

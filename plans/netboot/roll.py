@@ -139,8 +139,28 @@ fi
 """
 
 
+def booted_gate(node_timeout: int = k3s.NODE_TIMEOUT_SECONDS) -> str:
+    """The last gate of a netbooting maia's join: its Node Ready with a report from after the Pi booted (the kernel's
+    btime, /proc/stat), whether the join started k3s (a new root: no config yet) or k3s was already running (a root it
+    ran before, whose k3s starts at boot): a Node stays Ready from before the reboot until the node lifecycle controller
+    notices the silence."""
+    return f"""booted=$(awk '/^btime / {{print $2}}' /proc/stat)
+wait_for {node_timeout} "its Node Ready with a report from after it booted" node_ready_since "$booted"
+"""
+
+
 def join_script(stack: StackConfig, node: Node) -> str:
     """A Pi's join as the program registers it (components.ainur, plans.rollout): a netbooting maia's checks first that
-    it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot."""
+    it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot, and ends once
+    its Node is Ready since the Pi booted."""
     rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
-    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node) if node.boot == "netboot" else "")
+    if node.boot != "netboot":
+        return k3s.join_script(node, rejoin=rejoin)
+    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate())
+
+
+def k3s_script(stack: StackConfig, node: Node) -> str:
+    """A Pi's k3s step as the program registers it: a netbooting maia's names its image, so the step runs again on a
+    new root (a root of an image it ran before may hold an older k3s)."""
+    head = f"# iluvatar: a netbooted root of {image_id(stack)} (plans.netboot.roll).\n" if node.boot == "netboot" else ""
+    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head)
