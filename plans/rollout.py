@@ -432,7 +432,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
-                "rebooted, its join waits for its Node Ready from after the reboot, its k3s step brings the new root's k3s to "
+                "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
                 "the stack's version, uncordoned"
             )
         elif now.get("image") and not was.get("image"):

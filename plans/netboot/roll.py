@@ -16,8 +16,9 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    Pi), has systemd reboot it 3 s later, and stops its sshd listening first, so the next step reaches only the new
    system.
 4. Its join (plans.k3s.join_script, with the image): pulumi-command's SSH retries wait out the reboot; it fails unless
-   the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s and
-   returns once its Node is Ready with a heartbeat from after that start. Then its k3s step, as any Pi's.
+   the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s, and
+   returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
+   step, which carries the image too, brings the new root's k3s to the stack's version.
 5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
    (a Node a person cordoned stays so).
 
@@ -139,13 +140,26 @@ fi
 """
 
 
-def booted_gate(node_timeout: int = k3s.NODE_TIMEOUT_SECONDS) -> str:
-    """The last gate of a netbooting maia's join: its Node Ready with a report from after the Pi booted (the kernel's
-    btime, /proc/stat), whether the join started k3s (a new root: no config yet) or k3s was already running (a root it
-    ran before, whose k3s starts at boot): a Node stays Ready from before the reboot until the node lifecycle controller
-    notices the silence."""
-    return f"""booted=$(awk '/^btime / {{print $2}}' /proc/stat)
-wait_for {node_timeout} "its Node Ready with a report from after it booted" node_ready_since "$booted"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def booted_gate(node: Node, node_timeout: int = k3s.NODE_TIMEOUT_SECONDS) -> str:
+    """The last gate of a netbooting maia's join: its Node Ready as reported by the kubelet of this boot, the one on the
+    new root (the join checked the root's image first): the Node's boot id, which the kubelet puts in every status it
+    posts (kubernetes pkg/kubelet/nodestatus/setters.go, MachineInfo: node.Status.NodeInfo.BootID = info.BootID, from
+    cadvisor's read of /proc/sys/kernel/random/boot_id), is this boot's, and its Ready condition True. A Node keeps the
+    last status of the kubelet before the reboot, Ready among it, until the node lifecycle controller marks it Unknown
+    after its grace period (it sets Unknown, never True: only a kubelet reports Ready), so Ready alone, or a k3s already
+    running (a root it ran before starts k3s at boot and the join restarts nothing) proves nothing about the new root."""
+    kubeconfig = "" if node.role == "valar" else f" --kubeconfig {k3s.AGENT_KUBECONFIG}"
+    fields = '{.status.nodeInfo.bootID} {.status.conditions[?(@.type=="Ready")].status}'
+    return f"""boot=$(cat {BOOT_ID})
+node_booted() {{
+  got=$(sudo {k3s.KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{fields}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
+  [ "${{got%% *}}" = "$boot" ] || {{ why="its Node's last report is from the kubelet of another boot (boot id ${{got%% *}}, this boot's $boot)"; return 1; }}
+  [ "${{got#* }}" = True ] || {{ why="its Node is not Ready (${{got#* }})"; return 1; }}
+}}
+wait_for {node_timeout} "its Node Ready, reported by the kubelet of this boot (its new root)" node_booted
 """
 
 
@@ -156,7 +170,7 @@ def join_script(stack: StackConfig, node: Node) -> str:
     rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
     if node.boot != "netboot":
         return k3s.join_script(node, rejoin=rejoin)
-    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate())
+    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate(node))
 
 
 def k3s_script(stack: StackConfig, node: Node) -> str:

@@ -56,6 +56,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -325,7 +326,13 @@ def call(method, path, body=None, kind="application/json"):
 
 
 version = sys.argv[1]
-time.sleep(DELAY)
+# `slow-kubelet-<name>` in the lab's shared folder: seconds more before its first report (a kubelet slower after a boot
+# than the join's own steps).
+slow = "/var/lib/rancher/etcd-lab/slow-kubelet-" + NAME
+time.sleep(DELAY + (float(open(slow).read()) if os.path.exists(slow) else 0))
+# The boot it runs in, as the kubelet reports it in every status (pkg/kubelet/nodestatus/setters.go MachineInfo:
+# node.Status.NodeInfo.BootID = info.BootID, cadvisor's read of /proc/sys/kernel/random/boot_id); kwok keeps nodeInfo.
+info = {"kubeletVersion": version, "bootID": open("/proc/sys/kernel/random/boot_id").read().strip()}
 while os.path.exists(S + "/broken"):  # a k3s that never comes back
     time.sleep(1)
 ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
@@ -336,10 +343,10 @@ except urllib.error.HTTPError as e:
         raise
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
-            "status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
+            "status": {"nodeInfo": info, "conditions": ready}}
     call("POST", "/api/v1/nodes", node)
 else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
-    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}},
+    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},
          "application/merge-patch+json")
 with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
@@ -654,10 +661,11 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
         + [f"mount --bind {shlex.quote(str(root.parent / ETCD_LAB))} /var/lib/rancher/etcd-lab"]
     )
     if pi.image is not None:
-        # The kernel's boot time, as a netbooted maia's join reads it (plans.netboot.roll.booted_gate): this start's,
-        # over the host's /proc/stat in the Pi's mount namespace (a namespace has no boot of its own).
-        (root / "proc-stat").write_text(f"btime {int(time.time())}\n")
-        setup += f"; mount --bind {shlex.quote(str(root / 'proc-stat'))} /proc/stat"
+        # The kernel's boot id, as a netbooted maia's kubelet reports it and its join reads it (plans.netboot.roll.
+        # booted_gate): a new one at each start (a boot), over the host's in the Pi's mount namespace (a namespace has
+        # no boot of its own).
+        (root / "boot-id").write_text(f"{uuid.uuid4()}\n")
+        setup += f"; mount --bind {shlex.quote(str(root / 'boot-id'))} /proc/sys/kernel/random/boot_id"
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
