@@ -32,6 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SLOWEST = (
     "tests/kube/test_program.py",  # 179 s
     "tests/kube/test_breaks.py",  # 157 s
+    "tests/netns/test_pi_roll.py",  # 130 s (issue #41's day-2 roll, alone on the shared machine)
     "tests/upgrader/test_talos_steps.py",  # 120 s
     "tests/upgrader/test_kubernetes.py",  # 96 s
     "tests/kube/test_random_stacks.py",  # 68 s
