@@ -22,8 +22,10 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
 5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
    (a Node a person cordoned stays so).
 
-Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, or when the image
-changes (the image is in each one's script). A Pi killed anywhere in between: before its pointer moved it boots the
+Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
+changes (the image is in each one's script), or when the step before it ran: the reboot step after the drain or the
+pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
+half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
 """
 
@@ -43,6 +45,11 @@ CORDONED = "iluvatar.dev/cordoned"
 DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
 TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
 REBOOT_DELAY_SECONDS = 3
+# What the drain and the reboot step print on stdout, first, each time they run: a word new on every run (the kernel's
+# uuid, read afresh each time: linux drivers/char/random.c, proc_do_uuid), never a secret. Pulumi stores a step's stdout
+# only when the step succeeds; the next steps carry it in their `triggers` (components.ainur), so a drain runs the
+# reboot step after it, and a reboot step runs the join, k3s and uncordon steps after it, whatever their own inputs.
+RUN_MARK = 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
 
 
 def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -> str:
@@ -51,6 +58,7 @@ def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -
     mark = CORDONED.replace(".", "\\.")
     return f"""set -eu
 # iluvatar: {node.name} moves to {image_id(stack)}: drained first (plans.netboot.roll).
+{RUN_MARK}
 if ! found=$({kubectl} get node {node.name} --ignore-not-found -o name); then
   echo "iluvatar: {node.name}'s Node cannot be read, so it is not drained; look with: sudo k3s kubectl get node {node.name}" >&2
   exit 1
@@ -82,6 +90,7 @@ def reboot_script(stack: StackConfig, node: Node, tftp_timeout: int = TFTP_SECON
     svc = service_ip(stack)
     expected = cmdline(stack, node).rstrip("\n")
     return f"""set -eu
+{RUN_MARK}
 {k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
 if [ "$have" = {want} ]; then
   echo "iluvatar: {node.name} already runs {want}" >&2
@@ -104,6 +113,7 @@ if [ "$status" -ne 0 ]; then
 fi
 sudo systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
 echo "iluvatar: {node.name} reboots into {want} in {delay} s" >&2
+echo "iluvatar: if {node.name} does not come back on {want} (its join then fails dialling it after {k3s.SSH_DIAL_ATTEMPTS} attempts, about 20 minutes), move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if that was the default), and run pulumi up" >&2
 """
 
 

@@ -57,7 +57,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -763,13 +763,23 @@ def secret(value: Any) -> Any:
     return value.value if isinstance(value, SecretValue) else value
 
 
-def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
+def run_like_the_engine(
+    lab: Pis,
+    graph: Graph,
+    steps: list[Registration],
+    scripts: Mapping[str, str] | None = None,
+    decide: Callable[[Registration, Mapping[str, Step]], bool] | None = None,
+) -> dict[str, Step]:
     """Run `steps` (remote commands, and ConfigMaps, applied to the lab's API server) as the engine would: each as soon
     as every step it depends on (in the graph, directly or not) has finished, in parallel otherwise; a step whose
-    dependency failed is not run. `scripts` replaces a step's command (a deliberate break)."""
+    dependency failed is not run. `scripts` replaces a step's command (a deliberate break). `decide`, asked once the
+    steps a step depends on have finished (with what they printed), says whether the engine runs it (its diff against
+    its own stored state: test_pi_roll.Engine); a step it does not run counts as finished and is not returned. A
+    ConfigMap's `stdout` is the resourceVersion the API server gave it (the output a step's `triggers` read)."""
     names = {s.urn: s for s in steps}
     needs = {s.urn: {u for u in graph.ancestors(s.urn) if u in names} for s in steps}
     done: dict[str, Step] = {}
+    unchanged: set[str] = set()
     lock = threading.Lock()
 
     def run(reg: Registration) -> Step:
@@ -777,8 +787,8 @@ def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scrip
             # pulumi-kubernetes's server-side apply of the object (a netbooted maia's boot pointer).
             start = time.time()
             obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": secret(reg.inputs["metadata"]), "data": secret(reg.inputs["data"])}
-            lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
-            return Step(reg.name, start, time.time(), 0, "", "")
+            applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
+            return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
         connection = secret(reg.inputs["connection"])
         connection = {**connection, "privateKey": "(the test's key)"}
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
@@ -790,19 +800,28 @@ def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scrip
         running: dict[Future[Step], str] = {}
         waiting = set(names)
         while waiting or running:
-            for urn in sorted(waiting):
-                if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
-                    waiting.discard(urn)
-                    running[pool.submit(run, names[urn])] = urn
-                elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
-                    waiting.discard(urn)
+            settled = True
+            while settled:  # a step found unchanged lets the steps after it go at once
+                settled = False
+                for urn in sorted(waiting):
+                    if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
+                        waiting.discard(urn)
+                        if decide is not None and not decide(names[urn], {done[u].name: done[u] for u in done}):
+                            now = time.time()
+                            done[urn] = Step(names[urn].name, now, now, 0, "", "")
+                            unchanged.add(urn)
+                            settled = True
+                            continue
+                        running[pool.submit(run, names[urn])] = urn
+                    elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
+                        waiting.discard(urn)
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 with lock:
                     done[running.pop(future)] = future.result()
-    return {step.name: step for step in done.values()}
+    return {step.name: step for urn, step in done.items() if urn not in unchanged}
 
 
 @dataclass

@@ -22,7 +22,7 @@ import itertools
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +97,76 @@ def steps_of(sim: Simulation) -> list[Registration]:
 
 
 def changed(before: Simulation, after: Simulation) -> list[Registration]:
-    """What the engine runs on this `up`: the steps (and pointers) whose inputs changed."""
+    """What the engine runs on an `up` from a state where the last `up` (of `before`) succeeded at every step: the
+    steps (and pointers) whose inputs changed. After a failed `up`, only `Engine` says what the next one runs."""
     old = {r.name: r for r in steps_of(before)}
     return [
         r
         for r in steps_of(after)
         if r.name not in old or {k: secret(v) for k, v in old[r.name].inputs.items()} != {k: secret(v) for k, v in r.inputs.items()}
     ]
+
+
+@dataclass
+class Stored:
+    """One step in Pulumi's state: the inputs it last succeeded with, and its output a later step's `triggers` read."""
+
+    inputs: dict[str, Any]
+    output: str
+
+
+@dataclass
+class Engine:
+    """Pulumi's state of the Ainur's steps, step by step, and what an `up` does with it. The engine diffs each step's
+    inputs against that step's own stored inputs, and an input that is another step's output (the `triggers`) against
+    that output as it is now, the stored one or the one its run this time printed (a step waits for its inputs: the
+    engine's step generator resolves them first). A step that succeeds stores its inputs and outputs; one that fails
+    keeps what it had (pulumi-go-provider infer, derivedResourceController.Update/Create: partial state only for a
+    ResourceInitFailedError, which pulumi-command's remote Command never returns: its commandController.go returns
+    the run's plain error; pulumi/pulumi#2011, PR #2035), and so does one that did not run."""
+
+    state: dict[str, Stored] = field(default_factory=dict)
+
+    def inputs(self, reg: Registration, printed: Mapping[str, Any]) -> dict[str, Any]:
+        got = {k: secret(v) for k, v in reg.inputs.items()}
+        if "triggers" in got:
+            # The steps they come from (the mock runtime has no real outputs: their values are the lab's).
+            got["triggers"] = {urn.rsplit("::", 1)[1]: printed[urn.rsplit("::", 1)[1]] for urn in reg.property_dependencies["triggers"]}
+        return got
+
+    def preview(self, sim: Simulation) -> list[str]:
+        """What `pulumi preview` of `sim` shows running, in order: a step whose inputs differ from its stored ones, and
+        one whose `triggers` read a step that runs (its output unknown at preview, which differs from any stored value:
+        pulumi-go-provider v1.3.0, pulumi-command 1.2.1's pin, infer/resource.go:1215-1228, the diff of the inputs, a
+        `replaceOnChanges` field's change made a replace)."""
+        unknown = object()
+        shown: list[str] = []
+        for reg in steps_of(sim):
+            printed: dict[str, Any] = {name: stored.output for name, stored in self.state.items()}
+            printed.update(dict.fromkeys(shown, unknown))
+            if reg.name not in self.state or self.state[reg.name].inputs != self.inputs(reg, printed):
+                shown.append(reg.name)
+        return shown
+
+    def up(self, lab: Pis, sim: Simulation, scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
+        """One `pulumi up` of `sim`: the steps whose inputs differ from their stored ones run, in the engine's order."""
+        diffed: dict[str, dict[str, Any]] = {}
+        ran: set[str] = set()
+
+        def decide(reg: Registration, done: Mapping[str, Step]) -> bool:
+            printed = {name: stored.output for name, stored in self.state.items()}
+            printed.update({name: step.stdout for name, step in done.items() if name in ran})
+            diffed[reg.name] = self.inputs(reg, printed)
+            if reg.name in self.state and self.state[reg.name].inputs == diffed[reg.name]:
+                return False
+            ran.add(reg.name)
+            return True
+
+        runs = run_like_the_engine(lab, Graph.of(sim), steps_of(sim), scripts, decide)
+        for name, step in runs.items():
+            if step.returncode == 0:
+                self.state[name] = Stored(diffed[name], step.stdout)
+        return runs
 
 
 @dataclass
@@ -325,7 +388,8 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
     # report from this boot (its boot id: plans.netboot.roll.booted_gate) holds it until then (roll_problems).
     for name in NETBOOTED:
         (lab.pis.root / "etcd-lab" / f"slow-kubelet-{name}").write_text("8\n")
-    (lab.pis.pis["eonwe"].state / "cut-after-reboot").touch()
+    cut = lab.pis.pis["eonwe"].state / "cut-after-reboot"
+    cut.touch()
     first = run_like_the_engine(lab.pis, Graph.of(sim), todo)
     assert [n for n, s in first.items() if s.returncode == 0] == ["ainur-eonwe-drain", "ainur-eonwe-boot"]
     assert first["ainur-eonwe-reboot"].returncode != 0 and "closed by remote host" in first["ainur-eonwe-reboot"].stderr
@@ -333,6 +397,7 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
     while not [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since]:
         assert time.monotonic() < deadline, lab.service.errors
         time.sleep(0.2)
+    cut.unlink()  # on the root eonwe left: a later reboot step there is not cut
     # The next `up`, cut once ilmare's pointer moved; then ilmare loses power.
     rest = [s for s in todo if first.get(s.name, Step("", 0, 0, 1, "", "")).returncode != 0]
     upto = [s for s in rest if not s.name.startswith("ainur-ilmare-") or s.name in ("ainur-ilmare-drain", "ainur-ilmare-boot")]
@@ -358,6 +423,53 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
     for name in NETBOOTED:
         assert lab.pis.pis[name].root.name == name  # its first root, which it ran before
         assert "unschedulable" not in lab.node(name)["spec"]
+
+
+def test_an_image_set_back_after_a_roll_failed_at_a_join_runs_that_pis_gates_and_uncordon(lab: Lab, first_up: dict[str, Step]) -> None:
+    """A roll to the newer image fails at eonwe's join (its new root never became Ready: a deliberate break of that one
+    step). Pulumi's state then holds eonwe's drain, pointer and reboot with the newer image, its join, k3s step and
+    uncordon with the first (a failed step keeps its old inputs: `Engine`). The user sets the image back: that `up` runs
+    eonwe's drain, pointer and reboot, and since its reboot step ran, its join, k3s step and uncordon too (their
+    `triggers`: the reboot step's run mark), so eonwe is back on its first root, Ready from this boot and uncordoned;
+    ilmare, whose steps never ran, is left alone; the preview shows each of them; a second `up` runs nothing."""
+    engine = Engine()
+    # Pulumi's state once an `up` of the first image (at the upgraded k3s) succeeded: every step run (each is safe to
+    # run again), what each printed stored.
+    ok(engine.up(lab.pis, lab.sims["back"]))
+    assert engine.preview(lab.sims["back"]) == [] and engine.up(lab.pis, lab.sims["back"]) == {}
+    since = time.time()
+    broken = "echo \"iluvatar (the test's break): eonwe's new root never became Ready\" >&2; exit 1"
+    failed = engine.up(lab.pis, lab.sims["upgrade"], scripts={"ainur-eonwe-join": broken})
+    assert {n: s.returncode for n, s in failed.items()} == {
+        "ainur-eonwe-drain": 0,
+        "ainur-eonwe-boot": 0,
+        "ainur-eonwe-reboot": 0,
+        "ainur-eonwe-join": 1,
+    }, {n: s.stderr[-2000:] for n, s in failed.items()}
+    deadline = time.monotonic() + 60
+    while not [r for r in lab.service.reboots if r[1] == "eonwe" and r[0] >= since]:
+        assert time.monotonic() < deadline, lab.service.errors
+        time.sleep(0.2)
+    assert [i for t, n, i in lab.service.reboots if n == "eonwe" and t >= since] == [lab.images["newer"]]
+    assert lab.node("eonwe")["spec"].get("unschedulable") is True
+    # What the failed `up`'s log tells the user (review 41-2 L1): the key to set back, and to which image.
+    assert f"set ainur.piImage back to the image it ran, {lab.images['first']} (" in failed["ainur-eonwe-reboot"].stderr
+    # The image set back.
+    image = lab.images["first"]
+    again = [f"ainur-eonwe-{s}" for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon")]
+    assert engine.preview(lab.sims["back"]) == again
+    since = time.time()
+    back = engine.up(lab.pis, lab.sims["back"])
+    ok(back)
+    assert list(back) == again
+    assert f"iluvatar: eonwe runs {lab.images['newer']}; it reboots into {image}" in back["ainur-eonwe-reboot"].stderr
+    assert roll_problems(lab, back, image, ["eonwe"], since) == []
+    assert "uncordoned" in back["ainur-eonwe-uncordon"].stderr
+    node = lab.node("eonwe")
+    assert "unschedulable" not in node["spec"] and roll.CORDONED not in node["metadata"].get("annotations", {})
+    assert lab.pis.pis["eonwe"].root.name == "eonwe" and lab.pointer("eonwe") == image
+    assert [r for r in lab.service.reboots if r[1] == "ilmare" and r[0] >= since] == []
+    assert engine.preview(lab.sims["back"]) == [] and engine.up(lab.pis, lab.sims["back"]) == {}
 
 
 def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_fails_within_its_bound(lab: Lab, first_up: dict[str, Step]) -> None:
