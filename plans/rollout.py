@@ -441,16 +441,28 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
         moved = bool(now.get("image")) and now.get("image") != was.get("image")
+        # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
+        # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
+        follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
-            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config") or moved),
+            (
+                "join",
+                "with its config unchanged it restarts nothing, and checks its Node and etcd",
+                was.get("config") != now.get("config") or moved or follows,
+            ),
             ("drain", "drains it again", moved),
             ("reboot", "it runs its image already: no reboot", moved),
-            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved),
-            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved),
+            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
+            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
             if f"{name}-{step}" in rewritten and not explained:
                 what.append(f"its {step} step: {CHANGED_STEP} ({does})")
+        if follows:
+            what.append(
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
+                "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
+            )
         if what:
             out.append(Change(name, tuple(what)))
     return out

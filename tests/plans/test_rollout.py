@@ -251,3 +251,25 @@ def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_
             f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
             "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
         )
+
+
+def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too() -> None:
+    """Review 41-2 H1: a drain or reboot step whose command changed, with no new image, runs the Pi's join, k3s step and
+    uncordon after it (their triggers): the preview's Ainur plan says so, once, without listing them as changed steps."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    before["commands"] = {**before["commands"], "eonwe-drain": "(an older drain)", "eonwe-join": "(an older join)"}
+    changes = rollout.ainur_changes(before, after)
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            "eonwe",
+            (
+                f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
+                "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
+            ),
+        )
+    ]
