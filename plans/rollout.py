@@ -95,7 +95,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
-        out[f"{node.name}-k3s"] = command_digest(k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)), None, None)
+        out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["gate-api"] = step_digest(bringup.kube_api_gate("ainur", k3s.server_url(stack)))
@@ -531,7 +531,8 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
-                "rebooted, its join waits for its Node Ready from after the reboot, uncordoned"
+                "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
+                "the stack's version, uncordoned"
             )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
@@ -539,16 +540,28 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
         moved = bool(now.get("image")) and now.get("image") != was.get("image")
+        # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
+        # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
+        follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
-            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config") or moved),
+            (
+                "join",
+                "with its config unchanged it restarts nothing, and checks its Node and etcd",
+                was.get("config") != now.get("config") or moved or follows,
+            ),
             ("drain", "drains it again", moved),
             ("reboot", "it runs its image already: no reboot", moved),
-            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved),
-            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new),
+            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
+            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
             if f"{name}-{step}" in rewritten and not explained:
                 what.append(f"its {step} step: {CHANGED_STEP} ({does})")
+        if follows:
+            what.append(
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
+                "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
+            )
         if what:
             out.append(Change(name, tuple(what)))
     return out

@@ -328,3 +328,48 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     assert lines[2:] == [
         f"  {i}. {n}: Kubernetes v1.35.1 -> v1.36.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
     ]
+
+
+def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
+    """`pulumi preview`'s Ainur plan for a new `ainur.piImage` (plans.netboot.roll): each netbooting maia, one after the
+    other, drained, its boot moved, rebooted, its join and k3s step run on the new root, uncordoned; the valar that boots
+    from its card has no step to run."""
+    from plans.netboot.pis import image_id
+    from tests.plans.test_netboot_pis import netbooting
+
+    before = netbooting()
+    assert before.ainur is not None
+    image = before.ainur.pi_image.model_copy(update={"release": "24.04.4", "sha256": "4" * 64})
+    after = before.model_copy(update={"ainur": before.ainur.model_copy(update={"pi_image": image})})
+    order = [n for n in before.ainur_nodes]
+    old, new = image_id(before), image_id(after)
+    assert old != new
+    changes = rollout.ainur_changes(rollout.ainur_state(before, order), rollout.ainur_state(after, order))
+    assert [c.node for c in changes] == ["eonwe", "ilmare"]
+    for change in changes:
+        assert change.what == (
+            f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
+            "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
+        )
+
+
+def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too() -> None:
+    """Review 41-2 H1: a drain or reboot step whose command changed, with no new image, runs the Pi's join, k3s step and
+    uncordon after it (their triggers): the preview's Ainur plan says so, once, without listing them as changed steps."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    before["commands"] = {**before["commands"], "eonwe-drain": "(an older drain)", "eonwe-join": "(an older join)"}
+    changes = rollout.ainur_changes(before, after)
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            "eonwe",
+            (
+                f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
+                "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
+            ),
+        )
+    ]
