@@ -61,6 +61,17 @@ COLLECTOR_IMAGE = f"docker.io/otel/opentelemetry-collector-contrib:{COLLECTOR_VE
 SERVICE_PORT = 6050
 KERNEL_PORT = 6051
 CHECKPOINTS = "/var/lib/iluvatar-log-collector"
+# While the store is away (its node drained in a Talos upgrade, a power cut, a restart) each collector keeps what it
+# has read in a queue on its machine's disk (in CHECKPOINTS, the file_storage extension) and retries for as long as
+# it takes, and a collector restarted meanwhile picks the queue up again. The defaults would drop it: an in-memory
+# queue of 1,000 requests (exporterhelper v0.165.0 internal/queue_sender.go:37-43) and retries that give up after
+# 5 minutes (configretry v1.71.0 generated_config.go:19-21, 78-80: "Once this value is reached, the data is
+# discarded. If set to 0, the retries are never stopped"), while every source has already let its lines go (Talos
+# once the TCP write succeeds, file_log's offsets as it reads). The queue is bounded in bytes of OTLP requests
+# (the persistent queue counts them with its bytes sizer, internal/queue/persistent_queue.go:271-287); once full,
+# new lines are refused and counted (otelcol_exporter_enqueue_failed_log_records), never the machine blocked.
+QUEUE_BYTES = 256 * 1024 * 1024
+TELEMETRY_PORT = 8888
 PODS_LOG_DIR = "/var/log/pods"
 
 VMALERT = "vmalert-logs"
@@ -285,9 +296,33 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
             "otlp_http/store": {
                 "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
                 "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
+                "sending_queue": {"storage": "file_storage", "sizer": "bytes", "queue_size": QUEUE_BYTES},
+                "retry_on_failure": {"enabled": True, "max_elapsed_time": "0s"},
             }
         },
         "service": {
+            # The collector's own metrics (its queue, its failed sends) on the machine's address, for Prometheus; the
+            # distribution's defaults otherwise (service v0.165.0 telemetry/otelconftelemetry/factory.go:49-62: no
+            # scope info, units or type suffix, so a counter has no `_total`).
+            "telemetry": {
+                "metrics": {
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {
+                                        "host": "${env:NODE_IP}",
+                                        "port": TELEMETRY_PORT,
+                                        "without_scope_info": True,
+                                        "without_units": True,
+                                        "without_type_suffix": True,
+                                    }
+                                }
+                            }
+                        }
+                    ]
+                }
+            },
             "extensions": ["file_storage"],
             "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]}},
         },
@@ -304,7 +339,12 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         "name": COLLECTOR,
         "image": COLLECTOR_IMAGE,
         "args": ["--config=/etc/otelcol/config.yaml"],
-        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            # The host's network: the pod's address is the machine's, where Prometheus scrapes the collector.
+            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ],
+        "ports": [{"name": "metrics", "containerPort": TELEMETRY_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [

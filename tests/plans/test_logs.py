@@ -81,6 +81,19 @@ def test_the_collectors_configs_on_each_cluster() -> None:
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
 
 
+def test_the_collector_queues_on_disk_and_retries_until_the_store_is_back() -> None:
+    """The store away for hours loses nothing up to 256 MiB a machine (tests/netns/test_logs_outage.py runs it)."""
+    for cluster in ("arda", "ainur"):
+        config = logs.collector_config(homelab(), cluster)
+        exporter = config["exporters"]["otlp_http/store"]
+        assert exporter["sending_queue"] == {"storage": "file_storage", "sizer": "bytes", "queue_size": 268435456}
+        assert exporter["retry_on_failure"] == {"enabled": True, "max_elapsed_time": "0s"}
+        assert config["extensions"]["file_storage"]["directory"] == "/var/lib/iluvatar-log-collector", "the hostPath, which outlives the pod"
+        [reader] = config["service"]["telemetry"]["metrics"]["readers"]
+        assert reader["pull"]["exporter"]["prometheus"]["host"] == "${env:NODE_IP}"
+        assert reader["pull"]["exporter"]["prometheus"]["port"] == 8888
+
+
 def test_one_dashboard_per_machine_with_its_kernel_services_and_pods() -> None:
     stack = homelab()
     boards = logs.dashboards(stack)

@@ -1,0 +1,143 @@
+"""The collector through a store outage, in network namespaces: the real collector with the plan's config keeps what
+Talos sent while the store is away, longer than its retries' limit and across its own restart, and delivers it when
+the store is back (plans.logs: the persistent sending queue and retries without end).
+
+The same LAN as tests/netns/test_logs.py (its own namespaces): the store (VictoriaLogs) on Arda's node, a Talos machine
+whose collector listens on its own 127.0.0.1. Two timings of the config are shortened so the test waits less, each a
+setting the collector reads the same way whatever its value (configretry v1.71.0 generated_config.go:15-31): the
+retries' first and longest interval (1 s, 5 s instead of 5 s, 30 s), and, where the config leaves the retries' limit
+at its default of 5 minutes (`max_elapsed_time`, after which "the data is discarded"), that limit scaled to 20 s. A
+limit the config sets itself is kept as rendered (the plan's 0: never give up). The store is away for 30 s, longer
+than the scaled limit; the collector is killed (SIGKILL, as a power cut or an OOM kill) and restarted meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from plans import logs as plan
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB
+from tests.netns import test_logs as base
+from tests.netns.lan import in_ns, require_root, sh, stop
+from tests.tools import require
+from tools import gotools, talos_logs
+
+require_root()
+
+PREFIX = "lgo"
+OUTAGE = 30  # seconds the store is away: longer than the scaled default limit
+SCALED_LIMIT = "20s"  # the default 5 minutes of configretry, scaled for the test
+
+
+class Net(base.Net):
+    """test_logs' LAN under this file's own names (xdist may run both files at once)."""
+
+    @property
+    def switch(self) -> str:
+        return f"{PREFIX}w"
+
+    def ns(self, name: str) -> str:
+        return f"{PREFIX}{name}"
+
+
+def shortened(config: dict[str, Any]) -> dict[str, Any]:
+    """The rendered collector config with the test's timings (module docstring): intervals shorter, and the limit
+    scaled only where the config leaves it at the default."""
+    exporter = config["exporters"]["otlp_http/store"]
+    retry = exporter.setdefault("retry_on_failure", {})
+    retry |= {"initial_interval": "1s", "max_interval": "5s", "randomization_factor": 0}
+    retry.setdefault("max_elapsed_time", SCALED_LIMIT)
+    return config
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    require("unshare")
+    stack: StackConfig = load_stack_file(HOMELAB)
+    root = tmp_path_factory.mktemp("logs-outage")
+    root.chmod(0o755)
+    made = Net(root, stack)
+    try:
+        sh("ip", "netns", "add", made.switch)
+        in_ns(made.switch, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(made.switch, "ip", "link", "set", "br0", "up")
+        made.add("a", base.STORE_IP)
+        made.add("t", str(next(n.ip for n in stack.nodes if n.name == base.TALOS_MACHINE)))
+        hosts = root / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost\n{base.STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n")
+        (root / "store").mkdir()
+        (root / "pods").mkdir()
+        (root / "checkpoints").mkdir()
+        config = shortened(yaml.safe_load(plan.collector(stack, "arda")[0]["data"]["config.yaml"]))
+        (root / "collector.yaml").write_text(yaml.safe_dump(config))
+        start_store(made)
+        start_collector(made, hosts)
+        yield made
+    finally:
+        for key in list(made.procs):
+            stop(made.procs.pop(key))
+        for name in ("t", "a"):
+            sh("ip", "netns", "delete", made.ns(name), check=False)
+        sh("ip", "netns", "delete", made.switch, check=False)
+
+
+def start_store(net: Net) -> None:
+    """The store on its data folder (kept between its runs, as its volume is)."""
+    data = net.root / "store"
+    args = [a if not a.startswith("-storageDataPath=") else f"-storageDataPath={data}" for a in plan.store_args(net.stack)]
+    net.start("store", net.ns("a"), "exec " + " ".join([str(gotools.build("victoria-logs")), *args]))
+    base._wait(lambda: base._get(f"http://{base.STORE_IP}:{plan.STORE_PORT}/health", net.ns("a")) == "OK", "the store answering /health", net, "store")
+
+
+def start_collector(net: Net, hosts: Path) -> None:
+    """The collector with the DaemonSet pod's host paths in their places (the checkpoints folder is the hostPath that
+    outlives the pod, and holds the queue)."""
+    ns = net.ns("t")
+    mounts = f"""
+mount -t tmpfs none /var/log && mkdir -p {plan.PODS_LOG_DIR} && mount --bind {net.root / "pods"} {plan.PODS_LOG_DIR}
+mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {net.root / "checkpoints"} {plan.CHECKPOINTS}
+mount --bind {hosts} /etc/hosts
+"""
+    env = {"NODE_NAME": base.TALOS_MACHINE, "NODE_IP": "127.0.0.1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    net.start("collector", ns, f"{mounts}exec {gotools.build('otelcol')} --config={net.root / 'collector.yaml'}", env=env)
+    base._wait(lambda: base._listening(ns, plan.SERVICE_PORT), "the collector listening for Talos", net, "collector")
+
+
+def send(net: Net, text: str) -> None:
+    """One etcd line, as Talos's sender writes it to the collector."""
+    line = talos_logs.service_line("etcd", text, datetime.datetime.now(datetime.UTC))
+    file = net.root / f"{text}.jsonl"
+    file.write_bytes(line)
+    done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(plan.SERVICE_PORT), str(file), check=False, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_lines_sent_while_the_store_is_away_arrive_when_it_is_back(net: Net) -> None:
+    send(net, "before the outage")
+    base.wait_for(net, '"before the outage"')
+    stop(net.procs.pop("store"))
+    away = time.monotonic()
+    send(net, "queued then the collector killed")
+    time.sleep(3)  # read, batched (1 s) and in the queue, its first sends refused
+    collector = net.procs.pop("collector")
+    collector.send_signal(signal.SIGKILL)
+    collector.wait(timeout=10)
+    start_collector(net, net.root / "hosts")
+    send(net, "queued past the retries limit")
+    time.sleep(max(0.0, OUTAGE - (time.monotonic() - away)))
+    start_store(net)
+    # The last retry interval is 5 s: both lines are in the store within a few of them.
+    base.wait_for(net, '"queued then the collector killed"', bound=45)
+    [line] = base.wait_for(net, '"queued past the retries limit"', bound=45)
+    assert line["machine"] == base.TALOS_MACHINE and line["service"] == "etcd"
+    assert "Dropping data" not in net.log("collector"), net.log("collector")
