@@ -26,11 +26,11 @@ Plain functions returning manifests and text; no Pulumi here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
 from plans import gitops, yamltext
+from plans.alert import Alert
 from stacks import logs as rules
 from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
@@ -79,9 +79,8 @@ VMALERT_VERSION = "v1.151.0"
 VMALERT_IMAGE = f"docker.io/victoriametrics/vmalert:{VMALERT_VERSION}"
 VMALERT_PORT = 8880
 ALERTMANAGER_URL = "http://alertmanager-main.monitoring.svc:9093"
-# How often the log alerts look at the store; each looks at the lines of one interval, ending 30 s before it runs
-# (vmalert v1.151.0: a vlogs rule without a time filter of its own gets the interval as one, rule/alerting.go:149 and
-# recording.go:340-349, datasource/client_vlogs.go:15-18; `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
+# How often the log alerts look at the store, each at the lines of its own LOOKBACK ending 30 s before it runs
+# (vmalert v1.151.0: `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
 EVALUATION_INTERVAL = "1m"
 
 # Grafana's VictoriaLogs datasource plugin, installed by Grafana at its start, and the datasource's uid the dashboards use.
@@ -236,6 +235,110 @@ def service_monitor() -> dict[str, Any]:
         "metadata": _meta(STORE),
         "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": STORE}}, "endpoints": [{"port": "http", "interval": "30s"}]},
     }
+
+
+AINUR_COLLECTORS = f"ainur-{COLLECTOR}"
+
+
+def monitors(stack: StackConfig) -> list[dict[str, Any]]:
+    """What Prometheus scrapes of the pipeline besides the store: each collector's own metrics (its queue, its drops),
+    Arda's by a PodMonitor, the Pis' at their addresses (Arda's Prometheus, as their node-exporter), each with its
+    `machine`; and vmalert's (a Service for it), so a log pipeline that stops alerts (`pipeline_alerts`)."""
+    machine = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "machine"}]
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": _meta(COLLECTOR),
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": COLLECTOR}},
+                "podMetricsEndpoints": [{"port": "metrics", "interval": "30s", "relabelings": machine}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _meta(VMALERT),
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": VMALERT}}, "endpoints": [{"port": "http", "interval": "30s"}]},
+        },
+    ]
+    if stack.ainur is not None:
+        out.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1alpha1",
+                "kind": "ScrapeConfig",
+                "metadata": _meta(AINUR_COLLECTORS),
+                "spec": {
+                    "jobName": AINUR_COLLECTORS,
+                    "scrapeInterval": "30s",
+                    "staticConfigs": [
+                        {"targets": [f"{n.ip}:{TELEMETRY_PORT}"], "labels": {"machine": n.name, "cluster": "ainur"}} for n in stack.ainur_nodes
+                    ],
+                },
+            }
+        )
+    return out
+
+
+# The collector's own metrics at v0.165.0 (exporterhelper internal/metadata/generated_telemetry.go: queue_size,
+# enqueue_failed_log_records, send_failed_log_records; no `_total`, the distribution's telemetry defaults).
+_EXPORTER = 'exporter="otlp_http/store"'
+_COLLECTORS = f'job=~"{NAMESPACE}/{COLLECTOR}|{AINUR_COLLECTORS}"'
+
+
+def pipeline_alerts(stack: StackConfig) -> list[Alert]:
+    """Prometheus's alerts on the log pipeline itself, each naming the machine or the pod: without them a store or a
+    collector that stops makes every log alert fall silent, and nobody hears of it."""
+    return [
+        Alert(
+            "LogStoreDown",
+            f'up{{job="{STORE}",namespace="{NAMESPACE}"}} == 0 or absent(up{{job="{STORE}",namespace="{NAMESPACE}"}})',
+            "10m",
+            "critical",
+            "The log store is down",
+            f"Prometheus has not reached VictoriaLogs ({NAMESPACE}/{STORE}-0) for 10 minutes: no machine's lines are stored "
+            "(each collector queues them) and no log alert can fire. "
+            f"`kubectl -n {NAMESPACE} describe pod {STORE}-0` says why.",
+        ),
+        Alert(
+            "LogCollectorDown",
+            f"up{{{_COLLECTORS}}} == 0",
+            "10m",
+            "warning",
+            "The log collector on {{ $labels.machine }} is down",
+            "Prometheus has not reached the log collector on {{ $labels.machine }} for 10 minutes: its pods' (and, on "
+            f"Arda, Talos's) lines are not collected. `kubectl -n {NAMESPACE} get pods -o wide -l app.kubernetes.io/name={COLLECTOR}`.",
+        ),
+        Alert(
+            "LogCollectorStalled",
+            f"min_over_time(otelcol_exporter_queue_size{{{_COLLECTORS},{_EXPORTER}}}[15m]) > 0",
+            None,
+            "warning",
+            "The log collector on {{ $labels.machine }} cannot reach the store",
+            "The collector on {{ $labels.machine }} has not emptied its queue for 15 minutes: the store is down or "
+            "unreachable from that machine. Its lines wait on its disk (up to 256 MiB), and arrive when the store answers.",
+        ),
+        Alert(
+            "LogCollectorDropping",
+            f"increase(otelcol_exporter_enqueue_failed_log_records{{{_COLLECTORS},{_EXPORTER}}}[10m]) > 0"
+            f" or increase(otelcol_exporter_send_failed_log_records{{{_COLLECTORS},{_EXPORTER}}}[10m]) > 0",
+            None,
+            "critical",
+            "The log collector on {{ $labels.machine }} is dropping lines",
+            "The collector on {{ $labels.machine }} dropped lines in the last 10 minutes: its queue is full (the store has "
+            "been away too long) or the store refuses them. Its log says why: "
+            f"`kubectl -n {NAMESPACE} logs -l app.kubernetes.io/name={COLLECTOR} --field-selector spec.nodeName={{{{ $labels.machine }}}}`.",
+        ),
+        Alert(
+            "LogAlertsDown",
+            f'up{{job="{VMALERT}"}} == 0 or absent(up{{job="{VMALERT}"}}) or increase(vmalert_execution_errors_total{{job="{VMALERT}"}}[10m]) > 0',
+            "10m",
+            "critical",
+            "The log alerts are not evaluated",
+            f"vmalert ({NAMESPACE}/{VMALERT}) is down or cannot query the store: no log alert fires. "
+            f"`kubectl -n {NAMESPACE} logs deploy/{VMALERT}` says why.",
+        ),
+    ]
 
 
 # --- The collector ------------------------------------------------------------------------------------------
@@ -426,25 +529,14 @@ exit 1
 # --- Alerts ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogAlert:
-    """A log alert: a LogsQL query whose stats rows each fire it, and what it means to the person it wakes."""
-
-    name: str
-    query: str
-    severity: str
-    summary: str
-    description: str
-
-    def rule(self) -> dict[str, Any]:
-        return {
-            "alert": self.name,
-            "expr": self.query,
-            "labels": {"severity": self.severity},
-            "annotations": {"summary": self.summary, "description": self.description},
-        }
-
-
+# Each log alert looks at the lines stamped within LOOKBACK of its evaluation (its own `_time` filter: vmalert then
+# adds none, rule/recording.go:340-349), not only within the evaluation interval it would get otherwise
+# (datasource/client_vlogs.go:17-22): a line the store ingests late (the collector's batch, a queue draining after
+# an outage, a loaded machine) is still counted. A line keeps its alert firing for that long.
+LOOKBACK = "5m"
+# A machine whose collector has sent nothing for this long (its Talos services always say something in that time),
+# and a Pi whose journal has sent nothing (k3s and systemd always do).
+SILENCE = "30m"
 # A kernel line: a Talos machine's (its KmsgLogConfig) or a Pi's (journald's kernel transport).
 KERNEL = "(service:=kernel OR _TRANSPORT:=kernel)"
 # The machine a line is from: a Talos machine's collector says `machine`, a Pi's journal `_HOSTNAME`.
@@ -453,38 +545,42 @@ WHERE = "{{ $labels.machine }}{{ $labels._HOSTNAME }}"
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 LOG_ALERTS = (
-    LogAlert(
+    Alert(
         "KernelOomKill",
         # mm/oom_kill.c: "Out of memory: Killed process ..." (or "Memory cgroup out of memory: ...").
-        f'{KERNEL} "Killed process" i("out of memory") | stats {BY_MACHINE} count() as kills',
+        f'_time:{LOOKBACK} {KERNEL} "Killed process" i("out of memory") | stats {BY_MACHINE} count() as kills',
+        None,
         "warning",
         f"The kernel of {WHERE} killed a process for memory",
         f"{WHERE}'s kernel ran out of memory (for a container, its limit) and killed a process. Its kernel messages "
         "(Grafana, its logs dashboard) name the process; raise its memory limit or find what grew.",
     ),
-    LogAlert(
+    Alert(
         "DiskIOError",
         # block/blk-core.c blk_print_req_error: "I/O error, dev sda, sector ..."; fs/buffer.c: "Buffer I/O error on dev".
-        f'{KERNEL} i("I/O error") | stats {BY_MACHINE} count() as errors',
+        f'_time:{LOOKBACK} {KERNEL} i("I/O error") | stats {BY_MACHINE} count() as errors',
+        None,
         "critical",
         f"{WHERE} has disk I/O errors",
         f"The kernel of {WHERE} reported I/O errors on a disk: it is failing, or its cable or port is. Its kernel "
         "messages name the device; move its data off before it goes.",
     ),
-    LogAlert(
+    Alert(
         "EtcdSlowApply",
         # etcd server/etcdserver/txn/util.go: "apply request took too long" (a warning per slow request).
-        f'"apply request took too long" | stats {BY_MACHINE} count() as slow | filter slow:>=3',
+        f'_time:{LOOKBACK} "apply request took too long" | stats {BY_MACHINE} count() as slow | filter slow:>=3',
+        None,
         "warning",
         f"etcd on {WHERE} is slow to apply requests",
-        f"etcd on {WHERE} logged 'apply request took too long' 3 times or more in a minute: its disk is too slow "
+        f"etcd on {WHERE} logged 'apply request took too long' 3 times or more in {LOOKBACK}: its disk is too slow "
         "(an SD card, a busy disk) or the machine is starved; the API server slows with it.",
     ),
-    LogAlert(
+    Alert(
         "ControlPlanePodCrashLooping",
         # The kubelet's "Error syncing pod" with the back-off error of kuberuntime_manager.go:1631 (v1.34.1).
-        f'service:=kubelet CrashLoopBackOff | extract "container=<container> pod=<pod>_kube-system(" '
+        f'_time:{LOOKBACK} service:=kubelet CrashLoopBackOff | extract "container=<container> pod=<pod>_kube-system(" '
         f"| filter container:in({', '.join(CONTROL_PLANE_PODS)}) | stats by (cluster, machine, pod) count() as backoffs",
+        None,
         "critical",
         "Control-plane pod {{ $labels.pod }} on {{ $labels.machine }} is crash-looping",
         "The kubelet of {{ $labels.machine }} keeps restarting {{ $labels.pod }}: its own log (Grafana, the machine's "
@@ -493,13 +589,53 @@ LOG_ALERTS = (
 )
 
 
-def alert_names() -> list[str]:
-    return [a.name for a in LOG_ALERTS]
+def silence_alerts(stack: StackConfig) -> list[Alert]:
+    """Per machine of the inventory, an alert when its lines stop: a Talos machine's collector (its Talos services go
+    through it), a Pi's journal forwarder. Stats without `by` always give one row, its count 0 when nothing matched."""
+    out = []
+    for node in stack.arda_nodes:
+        out.append(
+            Alert(
+                "MachineLogsMissing",
+                f'_time:{SILENCE} cluster:=arda machine:="{node.name}" | stats count() as lines | filter lines:=0',
+                None,
+                "warning",
+                f"No logs from {node.name} for {SILENCE}",
+                f"The store has no line from {node.name} for {SILENCE}: the machine is down, or its log collector "
+                f"(kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name={COLLECTOR} -o wide) is not running or not "
+                "sending; its log alerts are silent meanwhile.",
+                (("machine", node.name),),
+            )
+        )
+    if stack.ainur is not None:
+        for node in stack.ainur_nodes:
+            out.append(
+                Alert(
+                    "PiJournalMissing",
+                    f'_time:{SILENCE} _HOSTNAME:="{node.name}" | stats count() as lines | filter lines:=0',
+                    None,
+                    "warning",
+                    f"No journal from {node.name} for {SILENCE}",
+                    f"The store has no line of {node.name}'s journal for {SILENCE}: the Pi is down, or its forwarder "
+                    "stopped (`sudo systemctl status systemd-journal-upload` on it says why; `pulumi up` installs it "
+                    "again); its kernel's OOM kills and disk errors do not alert meanwhile.",
+                    (("machine", node.name),),
+                )
+            )
+    return out
 
 
-def vmalert_rules() -> dict[str, Any]:
+def log_alerts(stack: StackConfig) -> list[Alert]:
+    return [*LOG_ALERTS, *silence_alerts(stack)]
+
+
+def alert_names(stack: StackConfig) -> list[str]:
+    return sorted({a.name for a in log_alerts(stack)})
+
+
+def vmalert_rules(stack: StackConfig) -> dict[str, Any]:
     """vmalert's rule file: the log alerts as one group of VictoriaLogs rules."""
-    return {"groups": [{"name": "iluvatar-logs", "type": "vlogs", "rules": [a.rule() for a in LOG_ALERTS]}]}
+    return {"groups": [{"name": "iluvatar-logs", "type": "vlogs", "rules": [a.rule() for a in log_alerts(stack)]}]}
 
 
 def vmalert_args(stack: StackConfig) -> list[str]:
@@ -515,7 +651,7 @@ def vmalert_args(stack: StackConfig) -> list[str]:
 
 def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": VMALERT}
-    data = {"rules.yaml": yamltext.dump(vmalert_rules())}
+    data = {"rules.yaml": yamltext.dump(vmalert_rules(stack))}
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(VMALERT), "data": data}
     container = {
         "name": VMALERT,
@@ -532,8 +668,15 @@ def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
         },
         "volumeMounts": [{"name": "rules", "mountPath": "/etc/vmalert", "readOnly": True}],
     }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(VMALERT),
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": VMALERT_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
     return [
         config,
+        service,
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",

@@ -96,7 +96,9 @@ def start_store(net: Net) -> None:
     data = net.root / "store"
     args = [a if not a.startswith("-storageDataPath=") else f"-storageDataPath={data}" for a in plan.store_args(net.stack)]
     net.start("store", net.ns("a"), "exec " + " ".join([str(gotools.build("victoria-logs")), *args]))
-    base._wait(lambda: base._get(f"http://{base.STORE_IP}:{plan.STORE_PORT}/health", net.ns("a")) == "OK", "the store answering /health", net, "store")
+    base._wait(
+        lambda: base._get(f"http://{base.STORE_IP}:{plan.STORE_PORT}/health", net.ns("a")) == "OK", "the store answering /health", net, "store"
+    )
 
 
 def start_collector(net: Net, hosts: Path) -> None:

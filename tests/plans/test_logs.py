@@ -138,14 +138,48 @@ def test_grafana_gets_the_datasource_its_plugin_and_iluvatars_dashboards() -> No
 
 def test_the_log_alerts_go_to_the_receiver_with_the_others() -> None:
     route = monitoring.alertmanager_config(homelab(), None)["route"]["routes"][0]["matchers"][0]
-    for name in ("KernelOomKill", "DiskIOError", "EtcdSlowApply", "ControlPlanePodCrashLooping", "RestoreDrillFailed"):
+    for name in (
+        "KernelOomKill", "DiskIOError", "EtcdSlowApply", "ControlPlanePodCrashLooping", "RestoreDrillFailed",
+        "MachineLogsMissing", "PiJournalMissing", "LogStoreDown", "LogCollectorDropping",
+    ):  # fmt: skip
         assert f"|{name}|" in route or route.endswith(f'|{name}"') or route.startswith(f'alertname=~"{name}|'), name
-    assert logs.vmalert_rules()["groups"][0]["type"] == "vlogs"
+    assert logs.vmalert_rules(homelab())["groups"][0]["type"] == "vlogs"
     assert logs.vmalert_args(homelab())[1:4] == [
         "-datasource.url=http://victoria-logs.monitoring.svc:9428",
         "-rule.defaultRuleType=vlogs",
         "-notifier.url=http://alertmanager-main.monitoring.svc:9093",
     ]
+
+
+def test_each_log_rule_looks_back_five_minutes_and_each_machine_has_its_silence_alert() -> None:
+    """A line the store ingests late still counts (its own `_time`, not vmalert's one interval); a machine whose lines
+    stop, and a Pi whose journal stops, alert by name (tests/netns/test_logs.py runs them against the real store)."""
+    stack = homelab()
+    rules = logs.vmalert_rules(stack)["groups"][0]["rules"]
+    assert all(r["expr"].startswith(("_time:5m ", "_time:30m ")) for r in rules)
+    assert all("for" not in r for r in rules), "a log rule fires at the first evaluation that finds its lines"
+    silent = [(r["alert"], r["labels"]["machine"], r["expr"]) for r in rules if r["alert"] in ("MachineLogsMissing", "PiJournalMissing")]
+    assert silent == [
+        *[
+            ("MachineLogsMissing", n.name, f'_time:30m cluster:=arda machine:="{n.name}" | stats count() as lines | filter lines:=0')
+            for n in stack.arda_nodes
+        ],
+        *[("PiJournalMissing", n.name, f'_time:30m _HOSTNAME:="{n.name}" | stats count() as lines | filter lines:=0') for n in stack.ainur_nodes],
+    ]
+    assert not [r for r in logs.vmalert_rules(load_stack_file(RK1))["groups"][0]["rules"] if r["alert"] == "PiJournalMissing"], "no Ainur"
+
+
+def test_prometheus_scrapes_every_collector_and_vmalert_by_machine() -> None:
+    stack = homelab()
+    podmonitor, vmalert_monitor, pis = logs.monitors(stack)
+    assert podmonitor["spec"]["podMetricsEndpoints"][0]["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "machine"}
+    ]
+    assert vmalert_monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "vmalert-logs"}
+    assert pis["spec"]["staticConfigs"][0] == {"targets": ["192.168.0.11:8888"], "labels": {"machine": "manwe", "cluster": "ainur"}}
+    [service] = [m for m in logs.vmalert(stack) if m["kind"] == "Service"]
+    assert service["spec"]["ports"][0]["port"] == 8880
+    assert len(logs.monitors(load_stack_file(RK1))) == 2, "no Pis to scrape"
 
 
 def test_the_estimate_counts_each_machine_by_role_and_each_app() -> None:
