@@ -365,9 +365,16 @@ def test_the_collectors_metrics_are_on_its_machines_address_under_the_alerts_nam
     series = {m.group(1): m.group(2) for m in re.finditer(r'^(otelcol_exporter_\w+)\{[^}]*exporter="otlp_http/store"[^}]*\} (\S+)$', metrics, re.M)}
     assert {"otelcol_exporter_queue_size", "otelcol_exporter_sent_log_records"} <= set(series), metrics
     assert float(series["otelcol_exporter_queue_capacity"]) == plan.QUEUE_BYTES, "the queue's bound, in bytes"
-    # The failure counters exist once something failed; their names are the queue's (exporterhelper v0.165.0
-    # internal/metadata/generated_telemetry.go), in the same family as these, without `_total`.
-    assert "# TYPE otelcol_exporter_sent_log_records counter" in metrics
+    # Every collector metric the pipeline's alerts read is one the collector exposes, by that name (no `_total`).
+    read = {m for a in plan.pipeline_alerts(sent.stack) for m in re.findall(r"otelcol_\w+", a.expr)}
+    assert read == {"otelcol_exporter_queue_size", "otelcol_exporter_enqueue_failed_log_records", "otelcol_exporter_send_failed_log_records"}
+    exposed = set(re.findall(r"^# TYPE (otelcol_\w+) ", metrics, re.M))
+    # The two failure counters appear only once something failed; until then their names are the pinned module's own
+    # (the collector's build downloaded it), made as their exposed sibling counter `sent_log_records` is: no `_total`.
+    generated = Path(gotools.go_env()["GOMODCACHE"]) / "go.opentelemetry.io/collector/exporter/exporterhelper@v0.165.0"
+    names = set(re.findall(r'"(otelcol_exporter_\w+)"', (generated / "internal/metadata/generated_telemetry.go").read_text()))
+    assert "otelcol_exporter_queue_size" in exposed and "# TYPE otelcol_exporter_sent_log_records counter" in metrics
+    assert read - exposed <= names and "otelcol_exporter_sent_log_records" in names, sorted(read - exposed - names)
 
 
 def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) -> None:
