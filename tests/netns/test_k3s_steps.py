@@ -23,6 +23,7 @@ import base64
 import itertools
 import json
 import multiprocessing
+import select
 import subprocess
 import threading
 import time
@@ -673,6 +674,7 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
 # Answers a TCP connection and never a request: a download that stalls (a CDN that hangs, a link that drops packets).
 STALLED_SERVER = """import socket
 s = socket.create_server(("0.0.0.0", 18080))
+print("listening", flush=True)
 held = []
 while True:
     held.append(s.accept())
@@ -692,10 +694,13 @@ def test_a_k3s_installer_not_fetched_or_not_finished_fails_its_step_within_its_b
     stalled = f"http://{OPERATOR_IP}:18080/"
     fetch = k3s.upgrade_script(stack, varda.node, snapshot=False, installer=stalled, fetch_timeout=2)
     assert fetch == step.inputs["create"].replace(k3s.INSTALLER, stalled).replace(f"{k3s.FETCH_SECONDS} ", "2 ")
-    server = subprocess.Popen(["ip", "netns", "exec", lab.pis.operator, "python3", "-c", STALLED_SERVER])
+    server = subprocess.Popen(["ip", "netns", "exec", lab.pis.operator, "python3", "-c", STALLED_SERVER], stdout=subprocess.PIPE, text=True)
     mark = len(varda.log())
     try:
-        time.sleep(0.5)  # listening
+        # Wait for the listen, not a fixed time: under load a 0.5 s sleep let curl meet a closed port (exit 7, not 28).
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        assert ready and server.stdout.readline() == "listening\n", "the stalled server did not listen within 30 s"
         start = time.monotonic()
         fetched = lab.pis.ssh(secret(step.inputs["connection"]), fetch, None)
         took = time.monotonic() - start
