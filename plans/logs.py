@@ -57,9 +57,11 @@ COLLECTOR = "log-collector"
 COLLECTOR_VERSION = "0.165.0"
 # The OpenTelemetry Collector's contrib distribution, at the release whose components the tests build (tools/otelcol).
 COLLECTOR_IMAGE = f"docker.io/otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"
-# Where Talos sends on each machine: its services' logs and its kernel's messages, to the collector beside it.
+# Where Talos sends its services' logs and its kernel's messages (`talos_host`), each on its port, and the field its
+# `extraTags` add to a service's every line.
 SERVICE_PORT = 6050
 KERNEL_PORT = 6051
+MACHINE_TAG = "machine"
 CHECKPOINTS = "/var/lib/iluvatar-log-collector"
 # While the store is away (its node drained in a Talos upgrade, a power cut, a restart) each collector keeps what it
 # has read in a queue on its machine's disk (in CHECKPOINTS, the file_storage extension) and retries for as long as
@@ -132,18 +134,44 @@ def _meta(name: str, **labels: str) -> dict[str, Any]:
 # --- Talos: where each machine sends its logs ------------------------------------------------------------
 
 
-def talos_logging(stack: StackConfig) -> dict[str, Any]:
-    """`machine.logging`: the services' logs as JSON lines to the collector on the same machine ({} without logs)."""
+def talos_cluster(stack: StackConfig) -> str:
+    """Whose collectors receive Talos's logs: the Ainur's, off every Arda machine and off Arda itself, so a machine
+    whose kubelet, containerd or collector pod is down (a boot that stops before Kubernetes, an upgrade's reboot, a
+    kubelet that cannot start) still gets its service logs and kernel messages out; Arda's only without the Ainur."""
+    return "ainur" if stack.ainur is not None else "arda"
+
+
+def talos_host(stack: StackConfig) -> IPv4Address:
+    """Where Talos sends: the Ainur's service address (kube-vip holds it on one Pi, whose collector listens on every
+    address of the host), or, without the Ainur, Arda's VIP (a control plane holds it; its collector receives)."""
+    return stack.ainur.service_ip if stack.ainur is not None else stack.arda.vip
+
+
+def talos_logging(stack: StackConfig, machine: str | None) -> dict[str, Any]:
+    """`machine.logging`: the services' logs as JSON lines over TCP to the Talos collector (`talos_host`), one
+    destination (Talos sends every event to every destination: two would store each line twice), tagged with the
+    machine's name (`extraTags`, added to every event's JSON, v1.12.4 sender_jsonlines.go:61-63; a generic worker,
+    nameless in the inventory, is named by its address at the collector) ({} without logs)."""
     if not enabled(stack):
         return {}
-    return {"destinations": [{"endpoint": f"tcp://127.0.0.1:{SERVICE_PORT}/", "format": "json_lines"}]}
+    destination: dict[str, Any] = {"endpoint": f"tcp://{talos_host(stack)}:{SERVICE_PORT}/", "format": "json_lines"}
+    if machine is not None:
+        destination["extraTags"] = {MACHINE_TAG: machine}
+    return {"destinations": [destination]}
 
 
 def kmsg_document(stack: StackConfig) -> list[dict[str, Any]]:
-    """The KmsgLogConfig document: the kernel's messages likewise, on their own port ([] without logs)."""
+    """The KmsgLogConfig document: the kernel's messages likewise, on their own port ([] without logs). It has only a
+    `url` (v1.12.4 pkg/machinery/config/types/runtime/kmsg_log.go:66), so no tag: the collector names the machine from
+    the connection's source address (`machine_by_address`)."""
     if not enabled(stack):
         return []
-    return [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": KMSG_DOCUMENT, "url": f"tcp://127.0.0.1:{KERNEL_PORT}/"}]
+    return [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": KMSG_DOCUMENT, "url": f"tcp://{talos_host(stack)}:{KERNEL_PORT}/"}]
+
+
+def machine_by_address(stack: StackConfig) -> dict[str, str]:
+    """The inventory's Arda machines by address: the name of the machine a kernel line's connection came from."""
+    return {str(n.ip): n.name for n in stack.arda_nodes}
 
 
 # --- The store ---------------------------------------------------------------------------------------------
@@ -344,9 +372,15 @@ def pipeline_alerts(stack: StackConfig) -> list[Alert]:
 # --- The collector ------------------------------------------------------------------------------------------
 
 
-def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
-    """A tcp_log receiver of Talos's JSON lines: the fields parsed, `msg` the body, `talos-time` the time, `talos-level`
-    the severity, the service (`talos-service`, or `service` for the kernel) a resource attribute."""
+def _talos_receiver(stack: StackConfig, port: int, service: str | None) -> dict[str, Any]:
+    """A tcp_log receiver of Talos's JSON lines, on every address of the host (Talos reaches the Pi or control plane
+    holding `talos_host`): the fields parsed, `msg` the body, `talos-time` the time, `talos-level` the severity, the
+    service (`talos-service`, or `service` for the kernel) and the machine resource attributes. The machine is its
+    `extraTags` name where the line has one, else the inventory's name for the connection's source address (tcp input
+    v0.165.0 pkg/stanza/operator/input/tcp/input.go:295-300, `add_attributes`: `net.peer.ip`), else that address (a
+    generic worker, or a machine the inventory does not know)."""
+    by_address = json.dumps(machine_by_address(stack), sort_keys=True)
+    tag = f'attributes["{MACHINE_TAG}"]'
     operators: list[dict[str, Any]] = [
         {
             "type": "json_parser",
@@ -355,20 +389,34 @@ def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
             "severity": {"parse_from": 'attributes["talos-level"]'},
         },
         {"type": "move", "from": "attributes.msg", "to": "body"},
+        # expr-lang v1.17.8 (the collector's): `??` takes the right side when the left is nil (a missing key).
+        {
+            "type": "add",
+            "field": 'resource["machine"]',
+            "value": f'EXPR({tag} ?? {by_address}[attributes["net.peer.ip"]] ?? attributes["net.peer.ip"])',
+        },
+        {"type": "remove", "field": tag, "if": f"{tag} != nil"},
     ]
+    # The connection's attributes are the machine's name now: not stored with every line.
+    operators += [{"type": "remove", "field": f'attributes["{a}"]'} for a in _PEER_ATTRIBUTES]
     if service is None:
         operators.append({"type": "move", "from": 'attributes["talos-service"]', "to": 'resource["service"]'})
     else:
         operators.append({"type": "add", "field": 'resource["service"]', "value": service})
-    return {"listen_address": f"127.0.0.1:{port}", "operators": operators}
+    return {"listen_address": f"0.0.0.0:{port}", "add_attributes": True, "operators": operators}
+
+
+# What `add_attributes` adds to each entry (tcp input v0.165.0 input.go:294-306).
+_PEER_ATTRIBUTES = ("net.transport", "net.peer.ip", "net.peer.port", "net.peer.name", "net.host.ip", "net.host.port", "net.host.name")
 
 
 def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
     """The collector's config on one cluster's machines: Talos's two receivers on Arda, the pods' files on both."""
+    talos: dict[str, Any] = {}
+    if cluster == talos_cluster(stack):
+        talos["tcp_log/talos-services"] = _talos_receiver(stack, SERVICE_PORT, None)
+        talos["tcp_log/talos-kernel"] = _talos_receiver(stack, KERNEL_PORT, "kernel")
     receivers: dict[str, Any] = {}
-    if cluster == "arda":
-        receivers["tcp_log/talos-services"] = _talos_receiver(SERVICE_PORT, None)
-        receivers["tcp_log/talos-kernel"] = _talos_receiver(KERNEL_PORT, "kernel")
     receivers["file_log/pods"] = {
         # The kubelet's layout: <namespace>_<pod>_<uid>/<container>/<restarts>.log (kubernetes v1.34.1
         # pkg/kubelet/kuberuntime/helpers.go BuildContainerLogsDirectory), CRI lines in each.
@@ -385,8 +433,10 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
     }
     return {
         "extensions": {"file_storage": {"directory": CHECKPOINTS, "create_directory": True}},
-        "receivers": receivers,
+        "receivers": receivers | talos,
         "processors": {
+            # Talos's lines are Arda's, each named by its machine (its receiver), whichever collector receives them.
+            **({"resource/talos": {"attributes": [{"key": "cluster", "value": "arda", "action": "upsert"}]}} if talos else {}),
             "resource/machine": {
                 "attributes": [
                     {"key": "cluster", "value": cluster, "action": "upsert"},
@@ -427,7 +477,14 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
                 }
             },
             "extensions": ["file_storage"],
-            "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]}},
+            "pipelines": {
+                "logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]},
+                **(
+                    {"logs/talos": {"receivers": list(talos), "processors": ["resource/talos", "batch"], "exporters": ["otlp_http/store"]}}
+                    if talos
+                    else {}
+                ),
+            },
         },
     }
 

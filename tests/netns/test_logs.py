@@ -2,8 +2,10 @@
 homelab configures them, and what Talos, the container runtime and journald send arrives with its machine and service.
 
 One LAN (a bridge): Arda's node with the store (VictoriaLogs) at its address and at the LAN address of its LoadBalancer
-Service, and vmalert beside it; a Talos machine whose collector (the OpenTelemetry Collector, the Arda config) listens
-on its own 127.0.0.1 and reads /var/log/pods; a Pi whose journal systemd-journal-upload sends with the rendered
+Service, and vmalert beside it; a Talos machine whose collector (the OpenTelemetry Collector, the Arda config) reads
+/var/log/pods, and which sends its own service logs and kernel messages off the machine, to where its config says (the
+Ainur's service address); a Pi holding that address, whose collector (the Ainur config) receives them and names each
+line's machine (its `extraTags`, or its address), and whose journal systemd-journal-upload sends with the rendered
 journal-upload.conf. Each program's config is the plan's text, in its place (a mount namespace binds /etc/hosts,
 /var/log/pods, the checkpoints and journal-upload.conf; the store's data folder and vmalert's rules file are the only
 paths changed, and vmalert's evaluation interval, shortened from 1m to 20s so the test waits less).
@@ -100,13 +102,16 @@ def net(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         in_ns(made.switch, "ip", "link", "add", "br0", "type", "bridge")
         in_ns(made.switch, "ip", "link", "set", "br0", "up")
         arda = made.add("a", STORE_IP, lan)
-        talos = made.add("t", str(next(n.ip for n in stack.nodes if n.name == TALOS_MACHINE)))
-        made.add("p", str(next(n.ip for n in stack.nodes if n.name == PI)))
+        talos = made.add("t", _talos_ip(stack))
+        # The Pi holds the Ainur's service address (kube-vip's), where every Talos machine sends (plans.logs.talos_host).
+        pi = made.add("p", str(next(n.ip for n in stack.nodes if n.name == PI)), str(plan.talos_host(stack)))
         hosts = root / "hosts"
         hosts.write_text(f"127.0.0.1 localhost\n{STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n127.0.0.1 alertmanager-main.monitoring.svc\n")
         _start_store(made, arda)
         _start_alertmanager(made)
-        _start_collector(made, talos, hosts)
+        _start_collector(made, "collector", talos, "arda", TALOS_MACHINE, _talos_ip(stack), hosts)
+        pi_ip = str(next(n.ip for n in stack.nodes if n.name == PI))
+        _start_collector(made, "collector-ainur", pi, "ainur", PI, pi_ip, hosts)
         _start_vmalert(made, arda, hosts)
         yield made
     finally:
@@ -155,12 +160,13 @@ def posted(net: Net) -> list[dict[str, Any]]:
     return [a for line in (path.read_text().splitlines() if path.exists() else []) for a in json.loads(line)]
 
 
-def _start_collector(net: Net, ns: str, hosts: Path) -> None:
-    pods, checkpoints = net.root / "pods", net.root / "checkpoints"
-    pods.mkdir()
+def _start_collector(net: Net, key: str, ns: str, cluster: str, node: str, node_ip: str, hosts: Path) -> None:
+    """One cluster's collector on one machine, its DaemonSet pod's host paths in their places."""
+    pods, checkpoints = net.root / key / "pods", net.root / key / "checkpoints"
+    pods.mkdir(parents=True)
     checkpoints.mkdir()
-    config = net.root / "collector.yaml"
-    config.write_text(plan.collector(net.stack, "arda")[0]["data"]["config.yaml"])
+    config = net.root / key / "collector.yaml"
+    config.write_text(plan.collector(net.stack, cluster)[0]["data"]["config.yaml"])
     binary = gotools.build("otelcol")
     # The host paths of the DaemonSet's pod (the pods' logs, the checkpoints) and the cluster's names, in their places.
     mounts = f"""
@@ -169,7 +175,7 @@ mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {che
 mount --bind {hosts} /etc/hosts
 """
     # The DaemonSet's downward API: the node's name, and its address (the pod's, on the host's network).
-    env = {"NODE_NAME": TALOS_MACHINE, "NODE_IP": _talos_ip(net.stack), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {"NODE_NAME": node, "NODE_IP": node_ip, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     checked = subprocess.run(
         ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],
         capture_output=True,
@@ -178,8 +184,11 @@ mount --bind {hosts} /etc/hosts
         env=env,
     )
     assert checked.returncode == 0, checked.stderr
-    net.start("collector", ns, f"{mounts}exec {binary} --config={config}", env=env)
-    _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, "collector")
+    net.start(key, ns, f"{mounts}exec {binary} --config={config}", env=env)
+    if cluster == plan.talos_cluster(net.stack):
+        _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, key)
+    else:
+        _wait(lambda: _get(f"http://{node_ip}:{plan.TELEMETRY_PORT}/metrics", ns) != "", "the collector's metrics", net, key)
 
 
 def _talos_ip(stack: StackConfig) -> str:
@@ -204,7 +213,9 @@ def _start_vmalert(net: Net, ns: str, hosts: Path) -> None:
 
 
 def _listening(ns: str, port: int) -> bool:
-    return f"127.0.0.1:{port} " in in_ns(ns, "ss", "-Hltn", check=False).stdout
+    listening = in_ns(ns, "ss", "-Hltn", check=False).stdout
+    # Go listens on 0.0.0.0 as on every address, IPv6's too (`*`, or `[::]` in ss).
+    return any(f"{address}:{port} " in listening for address in ("127.0.0.1", "0.0.0.0", "*", "[::]"))
 
 
 def _get(url: str, ns: str) -> str:
@@ -257,29 +268,38 @@ POD_LINE = "jellyfin: library scan finished in 42 s"
 
 
 def _send_talos(net: Net) -> None:
-    services = [talos_logs.service_line("etcd", ETCD_SLOW % talos_logs.rfc3339_nano(NOW + datetime.timedelta(milliseconds=i)), NOW) for i in range(3)]
-    services.append(
-        talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="kube-apiserver", p=f"kube-apiserver-{TALOS_MACHINE}", ns="kube-system"), NOW)
-    )
-    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="jellyfin", p="jellyfin-7d9f8-abcde", ns="media"), NOW))
+    """The machine's lines sent where its config sends them (its one destination, with its `extraTags`; its
+    KmsgLogConfig's url), from the machine's own address: off the machine, to the Pi holding the Ainur's address."""
+    [destination] = plan.talos_logging(net.stack, TALOS_MACHINE)["destinations"]
+    [kmsg] = plan.kmsg_document(net.stack)
+    tags = destination["extraTags"]
+
+    def service(name: str, line: str) -> bytes:
+        return talos_logs.service_line(name, line, NOW, tags)
+
+    services = [service("etcd", ETCD_SLOW % talos_logs.rfc3339_nano(NOW + datetime.timedelta(milliseconds=i))) for i in range(3)]
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="kube-apiserver", p=f"kube-apiserver-{TALOS_MACHINE}", ns="kube-system")))
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="jellyfin", p="jellyfin-7d9f8-abcde", ns="media")))
     # In kube-system, but not a control plane's: CoreDNS crash-looping is not ControlPlanePodCrashLooping.
-    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="coredns", p="coredns-6d4b75cb6d-x2x9z", ns="kube-system"), NOW))
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="coredns", p="coredns-6d4b75cb6d-x2x9z", ns="kube-system")))
     clock = int((NOW - BOOT).total_seconds() * 1_000_000)
     kernel = [
         talos_logs.kernel_line(f"3,1042,{clock};{KERNEL_OOM}", BOOT),
         talos_logs.kernel_line(f"3,1043,{clock + 10};{KERNEL_IO}", BOOT),
         talos_logs.kernel_line(f"6,1044,{clock + 20};{KERNEL_QUIET}", BOOT),
     ]
-    for port, lines in ((plan.SERVICE_PORT, services), (plan.KERNEL_PORT, kernel)):
-        file = net.root / f"talos-{port}.jsonl"
+    for url, lines in ((destination["endpoint"], services), (kmsg["url"], kernel)):
+        where = urllib.parse.urlsplit(url)
+        assert where.scheme == "tcp" and where.hostname == str(plan.talos_host(net.stack)), url
+        file = net.root / f"talos-{where.port}.jsonl"
         file.write_bytes(b"".join(lines))
-        done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(port), str(file), check=False, timeout=30)
+        done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(where.port), str(file), where.hostname, check=False, timeout=30)
         assert done.returncode == 0, done.stderr
 
 
 def _write_pod_line(net: Net) -> None:
     # The kubelet's layout (BuildContainerLogsDirectory): <namespace>_<pod>_<uid>/<container>/<restart count>.log.
-    folder = net.root / "pods" / "media_jellyfin-7d9f8-abcde_0f1d2c3b-aaaa-bbbb-cccc-000000000002" / "jellyfin"
+    folder = net.root / "collector" / "pods" / "media_jellyfin-7d9f8-abcde_0f1d2c3b-aaaa-bbbb-cccc-000000000002" / "jellyfin"
     folder.mkdir(parents=True)
     half = len(POD_LINE) // 2
     stamp = talos_logs.rfc3339_nano(NOW)
@@ -354,7 +374,8 @@ def test_the_configs_pass_their_programs_checks(net: Net) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # Each component by its name at v0.165.0, not a deprecated alias (tcplog, filelog, otlphttp warned as such).
-    assert "deprecated" not in net.log("collector"), net.log("collector")
+    for key in ("collector", "collector-ainur"):
+        assert "deprecated" not in net.log(key), net.log(key)
 
 
 def test_the_collectors_metrics_are_on_its_machines_address_under_the_alerts_names(sent: Net) -> None:
@@ -386,7 +407,16 @@ def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) ->
     assert line["_stream"] == '{cluster="arda",machine="taniquetil",service="etcd"}'
 
 
+def test_talos_lines_leave_the_machine_without_its_own_collector(sent: Net) -> None:
+    """Nothing on the Talos machine listens for Talos (its kubelet, containerd or collector may be down): its lines
+    reach the Pi's collector, which names them by the machine, not by itself."""
+    wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=kernel', 3)
+    assert not _listening(sent.ns("t"), plan.SERVICE_PORT) and not _listening(sent.ns("t"), plan.KERNEL_PORT)
+    assert query(sent, f'machine:="{PI}" cluster:=arda') == [], "no Talos line is named after the Pi that received it"
+
+
 def test_a_kernel_message_arrives_as_talos_sends_it(sent: Net) -> None:
+    """KmsgLogConfig has no tag: the machine is the inventory's name for the address the connection came from."""
     [line] = wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=kernel "Killed process"')
     assert line["_msg"] == KERNEL_OOM
     assert (line["facility"], line["priority"], line["seq"]) == ("kern", "err", "1042")

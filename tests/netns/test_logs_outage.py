@@ -2,8 +2,9 @@
 Talos sent while the store is away, longer than its retries' limit and across its own restart, and delivers it when
 the store is back (plans.logs: the persistent sending queue and retries without end).
 
-The same LAN as tests/netns/test_logs.py (its own namespaces): the store (VictoriaLogs) on Arda's node, a Talos machine
-whose collector listens on its own 127.0.0.1. Two timings of the config are shortened so the test waits less, each a
+The same LAN as tests/netns/test_logs.py (its own namespaces): the store (VictoriaLogs) on Arda's node (and its LAN
+address), a Talos machine that sends its service logs where its config says, and the Pi holding that address (the
+Ainur's service address), whose collector (the config of `plans.logs.talos_cluster`) receives them. Two timings of the config are shortened so the test waits less, each a
 setting the collector reads the same way whatever its value (configretry v1.71.0 generated_config.go:15-31): the
 retries' first and longest interval (1 s, 5 s instead of 5 s, 30 s), and, where the config leaves the retries' limit
 at its default of 5 minutes (`max_elapsed_time`, after which "the data is discarded"), that limit scaled to 20 s. A
@@ -71,14 +72,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         sh("ip", "netns", "add", made.switch)
         in_ns(made.switch, "ip", "link", "add", "br0", "type", "bridge")
         in_ns(made.switch, "ip", "link", "set", "br0", "up")
-        made.add("a", base.STORE_IP)
+        made.add("a", base.STORE_IP, str(plan.lan_address(stack)))
         made.add("t", str(next(n.ip for n in stack.nodes if n.name == base.TALOS_MACHINE)))
+        made.add("p", str(next(n.ip for n in stack.nodes if n.name == base.PI)), str(plan.talos_host(stack)))
         hosts = root / "hosts"
         hosts.write_text(f"127.0.0.1 localhost\n{base.STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n")
         (root / "store").mkdir()
         (root / "pods").mkdir()
         (root / "checkpoints").mkdir()
-        config = shortened(yaml.safe_load(plan.collector(stack, "arda")[0]["data"]["config.yaml"]))
+        config = shortened(yaml.safe_load(plan.collector(stack, plan.talos_cluster(stack))[0]["data"]["config.yaml"]))
         (root / "collector.yaml").write_text(yaml.safe_dump(config))
         start_store(made)
         start_collector(made, hosts)
@@ -86,7 +88,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     finally:
         for key in list(made.procs):
             stop(made.procs.pop(key))
-        for name in ("t", "a"):
+        for name in ("t", "p", "a"):
             sh("ip", "netns", "delete", made.ns(name), check=False)
         sh("ip", "netns", "delete", made.switch, check=False)
 
@@ -104,23 +106,25 @@ def start_store(net: Net) -> None:
 def start_collector(net: Net, hosts: Path) -> None:
     """The collector with the DaemonSet pod's host paths in their places (the checkpoints folder is the hostPath that
     outlives the pod, and holds the queue)."""
-    ns = net.ns("t")
+    ns = net.ns("p")
     mounts = f"""
 mount -t tmpfs none /var/log && mkdir -p {plan.PODS_LOG_DIR} && mount --bind {net.root / "pods"} {plan.PODS_LOG_DIR}
 mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {net.root / "checkpoints"} {plan.CHECKPOINTS}
 mount --bind {hosts} /etc/hosts
 """
-    env = {"NODE_NAME": base.TALOS_MACHINE, "NODE_IP": "127.0.0.1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {"NODE_NAME": base.PI, "NODE_IP": "127.0.0.1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     net.start("collector", ns, f"{mounts}exec {gotools.build('otelcol')} --config={net.root / 'collector.yaml'}", env=env)
     base._wait(lambda: base._listening(ns, plan.SERVICE_PORT), "the collector listening for Talos", net, "collector")
 
 
 def send(net: Net, text: str) -> None:
-    """One etcd line, as Talos's sender writes it to the collector."""
-    line = talos_logs.service_line("etcd", text, datetime.datetime.now(datetime.UTC))
+    """One etcd line, as Talos's sender writes it to its destination (with its `extraTags`), off the machine."""
+    [destination] = plan.talos_logging(net.stack, base.TALOS_MACHINE)["destinations"]
+    line = talos_logs.service_line("etcd", text, datetime.datetime.now(datetime.UTC), destination["extraTags"])
     file = net.root / f"{text}.jsonl"
     file.write_bytes(line)
-    done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(plan.SERVICE_PORT), str(file), check=False, timeout=30)
+    host = str(plan.talos_host(net.stack))
+    done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(plan.SERVICE_PORT), str(file), host, check=False, timeout=30)
     assert done.returncode == 0, done.stderr
 
 

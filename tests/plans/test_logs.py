@@ -30,7 +30,7 @@ def test_logs_run_with_monitoring_unless_turned_off() -> None:
     assert logs.enabled(homelab()) and logs.enabled(load_stack_file(RK1))
     off = homelab(enabled=False)
     assert not logs.enabled(off)
-    assert logs.talos_logging(off) == {} and logs.kmsg_document(off) == [] and logs.dashboards(off) == {}
+    assert logs.talos_logging(off, "taniquetil") == {} and logs.kmsg_document(off) == [] and logs.dashboards(off) == {}
     assert "[plugins]" not in monitoring.grafana_ini(off)
     assert "KernelOomKill" not in json.dumps(monitoring.alertmanager_config(off, None))
 
@@ -67,9 +67,20 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
 def test_the_collectors_configs_on_each_cluster() -> None:
     stack = homelab()
     arda, ainur = logs.collector_config(stack, "arda"), logs.collector_config(stack, "ainur")
-    assert list(arda["receivers"]) == ["tcp_log/talos-services", "tcp_log/talos-kernel", "file_log/pods"]
-    assert [arda["receivers"][r]["listen_address"] for r in list(arda["receivers"])[:2]] == ["127.0.0.1:6050", "127.0.0.1:6051"]
-    assert list(ainur["receivers"]) == ["file_log/pods"], "no Talos on the Pis"
+    # With the Ainur, Talos's lines go to the Pis' collectors (off Arda), on every address a Pi holds.
+    assert list(arda["receivers"]) == ["file_log/pods"], "no Talos on Arda's collectors"
+    assert list(ainur["receivers"]) == ["file_log/pods", "tcp_log/talos-services", "tcp_log/talos-kernel"]
+    assert [ainur["receivers"][r]["listen_address"] for r in list(ainur["receivers"])[1:]] == ["0.0.0.0:6050", "0.0.0.0:6051"]
+    assert ainur["service"]["pipelines"]["logs/talos"] == {
+        "receivers": ["tcp_log/talos-services", "tcp_log/talos-kernel"],
+        "processors": ["resource/talos", "batch"],
+        "exporters": ["otlp_http/store"],
+    }, "Talos's lines keep the machine they name, as Arda's; the Pi's name is only its pods'"
+    assert ainur["processors"]["resource/talos"] == {"attributes": [{"key": "cluster", "value": "arda", "action": "upsert"}]}
+    assert "logs/talos" not in arda["service"]["pipelines"] and "resource/talos" not in arda["processors"]
+    # Without the Ainur, Arda's collectors receive them (the VIP's holder).
+    rk1 = logs.collector_config(load_stack_file(RK1), "arda")
+    assert list(rk1["receivers"]) == ["file_log/pods", "tcp_log/talos-services", "tcp_log/talos-kernel"]
     assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
     assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
     assert arda["processors"]["resource/machine"]["attributes"][0] == {"key": "cluster", "value": "arda", "action": "upsert"}
@@ -79,6 +90,32 @@ def test_the_collectors_configs_on_each_cluster() -> None:
     assert daemonset["spec"]["template"]["metadata"]["annotations"]["iluvatar.dev/config-digest"]
     pod = daemonset["spec"]["template"]["spec"]
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+
+
+def test_talos_sends_off_the_machine_once_each_machine_named_by_its_tag_or_its_address() -> None:
+    """One destination per document, at the Ainur's service address (the VIP without the Ainur); the services' lines
+    carry the machine's name, the kernel's are named from the address they come from."""
+    stack = homelab()
+    assert logs.talos_logging(stack, "taniquetil") == {
+        "destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines", "extraTags": {"machine": "taniquetil"}}]
+    }
+    assert logs.talos_logging(stack, None) == {"destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines"}]}
+    assert logs.kmsg_document(stack) == [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://192.168.0.14:6051/"}]
+    assert logs.machine_by_address(stack) == {
+        "192.168.0.21": "taniquetil",
+        "192.168.0.22": "tirion",
+        "192.168.0.23": "alqualonde",
+        "192.168.0.31": "gandalf",
+        "192.168.0.32": "saruman",
+    }
+    kernel = logs.collector_config(stack, "ainur")["receivers"]["tcp_log/talos-kernel"]
+    assert kernel["add_attributes"] is True
+    named = kernel["operators"][2]
+    assert named["field"] == 'resource["machine"]'
+    assert named["value"] == (
+        'EXPR(attributes["machine"] ?? {"192.168.0.21": "taniquetil", "192.168.0.22": "tirion", "192.168.0.23": "alqualonde", '
+        '"192.168.0.31": "gandalf", "192.168.0.32": "saruman"}[attributes["net.peer.ip"]] ?? attributes["net.peer.ip"])'
+    )
 
 
 def test_the_collector_queues_on_disk_and_retries_until_the_store_is_back() -> None:
