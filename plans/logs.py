@@ -5,13 +5,14 @@
   `RETENTION_SHARE` of the volume is used (`-retention.maxDiskUsagePercent`). A Service in the cluster; with the
   Ainur, a LoadBalancer Service at the pool address `logs.address` that only the Pis may reach.
 - **Talos's own logs**: every Arda machine's config sends its service logs (`machine.logging.destinations`) and its
-  kernel messages (a `KmsgLogConfig` document) to the collector on the same machine, over TCP to 127.0.0.1, as JSON
-  lines (Talos v1.12.4 internal/app/machined/pkg/runtime/logging/sender_jsonlines.go: one JSON object per event,
+  kernel messages (a `KmsgLogConfig` document) off the machine, to the Ainur's collectors (`talos_host`: so a machine
+  whose own Kubernetes is down still gets them out), over TCP, as JSON lines (Talos v1.12.4 internal/app/machined/pkg/runtime/logging/sender_jsonlines.go: one JSON object per event,
   `msg`, `talos-time`, `talos-level` and the event's fields, newline-ended on TCP; a service's event carries
   `talos-service`, circular.go:83; a kernel message `facility`, `priority`, `seq`, `clock`, kmsg_log.go:195-205).
   Both apply without a reboot (`APPLY_WITHOUT_REBOOT`).
 - **The collector**: the OpenTelemetry Collector (contrib, `COLLECTOR_IMAGE`) as a DaemonSet with the host's network
-  on every Arda machine: two `tcp_log` receivers for Talos (services, kernel), `file_log` for every pod's log files
+  on every machine: two `tcp_log` receivers for Talos (services, kernel) on the Pis (`talos_cluster`), each line named
+  by its machine (`extraTags`, or the inventory's name for its sender's address), `file_log` for every pod's log files
   (`/var/log/pods`, the CRI format the container runtime writes); each line gets its `cluster`, `machine` and
   `service`, and goes to the store over OTLP. On every Pi the same collector reads the pods' files, and the Pi's
   journal reaches the store through journald's own forwarder, systemd-journal-upload (`journal_upload_script`).
@@ -335,7 +336,8 @@ def pipeline_alerts(stack: StackConfig) -> list[Alert]:
             "warning",
             "The log collector on {{ $labels.machine }} is down",
             "Prometheus has not reached the log collector on {{ $labels.machine }} for 10 minutes: its pods' (and, on "
-            f"Arda, Talos's) lines are not collected. `kubectl -n {NAMESPACE} get pods -o wide -l app.kubernetes.io/name={COLLECTOR}`.",
+            "the machine holding Talos's address, Talos's) lines are not collected. "
+            f"`kubectl -n {NAMESPACE} get pods -o wide -l app.kubernetes.io/name={COLLECTOR}`.",
         ),
         Alert(
             "LogCollectorStalled",
@@ -491,7 +493,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
 
 def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     """The collector on every machine of `cluster`: its config and its DaemonSet (the host's network, so Talos
-    reaches it on 127.0.0.1; root, to read the pods' log files)."""
+    reaches it at the address the machine holds; root, to read the pods' log files)."""
     labels = {"app.kubernetes.io/name": COLLECTOR}
     data = {"config.yaml": yamltext.dump(collector_config(stack, cluster))}
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(COLLECTOR), "data": data}

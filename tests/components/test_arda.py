@@ -34,7 +34,14 @@ NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "ne
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
 # vmalert's rules (a silence alert per machine) and its Deployment (their digest) too.
-LOGS_AGGREGATES = ["monitoring-arda-configmap-grafana-dashboard-iluvatar", "logs-arda-configmap-vmalert-logs", "logs-arda-deployment-vmalert-logs"]
+LOGS_AGGREGATES = [
+    "monitoring-arda-configmap-grafana-dashboard-iluvatar",
+    "logs-arda-configmap-vmalert-logs",
+    "logs-arda-deployment-vmalert-logs",
+    # The Pis' collectors name a Talos machine's kernel lines by its address: their config holds the address table.
+    "logs-ainur-configmap-log-collector",
+    "logs-ainur-daemonset-log-collector",
+]
 MONITORING_CRDS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents", "prometheuses",
                    "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"

@@ -100,7 +100,9 @@ def test_talos_sends_off_the_machine_once_each_machine_named_by_its_tag_or_its_a
         "destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines", "extraTags": {"machine": "taniquetil"}}]
     }
     assert logs.talos_logging(stack, None) == {"destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines"}]}
-    assert logs.kmsg_document(stack) == [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://192.168.0.14:6051/"}]
+    assert logs.kmsg_document(stack) == [
+        {"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://192.168.0.14:6051/"}
+    ]
     assert logs.machine_by_address(stack) == {
         "192.168.0.21": "taniquetil",
         "192.168.0.22": "tirion",
