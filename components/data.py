@@ -242,6 +242,8 @@ class DataSafety(pulumi.ComponentResource):
             assert self.age_identity is not None, "Arda's drill needs talos-backup's age identity (stacks.data.drills)"
             shape = drill_plan.age_secret("")
             made.append(self._secret(prefix, shape, self.age_identity.apply(lambda key: drill_plan.age_secret(key)["stringData"]), [namespace]))
+            # Where the drill keeps age between runs (plans.drill.TOOLS_CLAIM).
+            made.append(self._create(prefix, drill_plan.tools_claim(stack), [namespace]))
         for cluster in clusters:
             self._create(prefix, drill_plan.etcd_cronjob(stack, cluster), made)
 
