@@ -258,8 +258,8 @@ DECRYPT_SCRIPT = f"""set -eu
 fail() {{ echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }}
 arch=$(go env GOARCH)
 case "$arch" in
-  amd64) sum={AGE_SHA256['amd64']} ;;
-  arm64) sum={AGE_SHA256['arm64']} ;;
+  amd64) sum={AGE_SHA256["amd64"]} ;;
+  arm64) sum={AGE_SHA256["arm64"]} ;;
   *) fail "no age binary is pinned for $arch (plans.drill.AGE_SHA256)" ;;
 esac
 kept="$TOOLS/age-{AGE_VERSION}-$arch"
@@ -369,8 +369,8 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
 
 
 def tools_claim(stack: StackConfig) -> dict[str, Any]:
-    """Where Arda's drill keeps age and its modules between runs: Arda's default class (the drill's CronJob waits for
-    it to bind as any pod does, so Pulumi does not wait: plans.storage.SKIP_AWAIT)."""
+    """Where Arda's drill keeps age and its modules between runs: Arda's default class. Pulumi does not wait for it to
+    bind (plans.storage.SKIP_AWAIT): on a WaitForFirstConsumer class only the drill's first pod binds it, a week on."""
     spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": TOOLS_SIZE}}}
     if (chosen := default_class(stack, "arda")) is not None:
         spec["storageClassName"] = chosen

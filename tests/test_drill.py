@@ -413,7 +413,9 @@ def test_age_that_is_not_the_pinned_binary_fails_the_drill_as_a_build_problem(
     monkeypatch.setattr(drill, "DECRYPT_SCRIPT", drill.DECRYPT_SCRIPT.replace(drill.AGE_SHA256[arch], "0" * 64))
     step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
     assert step == "decrypt"
-    assert results[-1].stderr.startswith(f"restore drill of arda's etcd FAILED: the age built from {drill.AGE_PACKAGE} is not the pinned binary"), results[-1].stderr
+    assert results[-1].stderr.startswith(f"restore drill of arda's etcd FAILED: the age built from {drill.AGE_PACKAGE} is not the pinned binary"), (
+        results[-1].stderr
+    )
     assert not (tmp_path / "tools" / f"age-{drill.AGE_VERSION}-{arch}").exists(), "a binary that is not the pinned one is not kept"
 
 

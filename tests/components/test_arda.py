@@ -191,7 +191,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
     # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
     # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor).
-    assert checked == 247
+    assert checked == 249
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
