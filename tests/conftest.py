@@ -28,18 +28,29 @@ def pytest_configure(config: pytest.Config) -> None:
 # The files that take longest, handed out to the workers first. scripts/test runs a file's tests on one worker
 # (--dist loadfile) in collection order (--no-loadscope-reorder: xdist's own order puts the files with the most
 # tests first, and these few-test files last, where they were the run's last three minutes at 98 %). Wall seconds
-# each took on 3 workers and 2 cores, in the run of 44bc09d. The order changes how long a run takes, never a result.
+# each took on 4 workers and 2 cores in a warm run of 737527d (`--durations=0`, 23 min 34 s beside four other
+# sessions' work: about twice an unloaded run's; docs/proof/performance.md, CI time). The order changes how long a
+# run takes, never a result.
 SLOWEST = (
-    "tests/kube/test_program.py",  # 179 s
-    "tests/kube/test_breaks.py",  # 157 s
-    "tests/upgrader/test_talos_steps.py",  # 120 s
-    "tests/upgrader/test_kubernetes.py",  # 96 s
-    "tests/kube/test_random_stacks.py",  # 68 s
-    "tests/netns/test_k3s_steps.py",  # 61 s
-    "tests/kube/test_control_plane.py",  # 49 s
-    "tests/netns/test_firmware.py",  # 41 s
-    "tests/kube/test_remote_access.py",  # 36 s
-    "tests/netns/test_remote_access.py",  # 28 s
+    "tests/upgrader/test_kubernetes.py",  # 442 s
+    "tests/components/test_day2.py",  # 387 s
+    "tests/netns/test_k3s_steps.py",  # 265 s
+    "tests/iluvatar/test_cli.py",  # 236 s
+    "tests/components/test_power.py",  # 236 s
+    "tests/kube/test_program.py",  # 192 s
+    "tests/iluvatar/test_init.py",  # 180 s
+    "tests/components/test_arda.py",  # 174 s
+    "tests/netns/test_firmware.py",  # 196 s; about 150 s with its booted machines stopped once done
+    "tests/iluvatar/test_render.py",  # 157 s
+    "tests/kube/test_breaks.py",  # 134 s
+    "tests/components/test_edge.py",  # 133 s
+    "tests/kube/test_remote_access.py",  # 127 s
+    "tests/components/test_cloudflare.py",  # 125 s
+    "tests/netns/test_pi_netboot.py",  # 120 s
+    "tests/components/test_gitops.py",  # 118 s
+    "tests/test_bringup.py",  # 107 s
+    "tests/upgrader/test_talos_steps.py",  # 102 s
+    "tests/iluvatar/test_discover.py",  # 94 s
 )
 
 
