@@ -32,6 +32,7 @@ from typing import Any
 
 from plans import gitops, yamltext
 from plans.alert import Alert
+from plans.storage import BUSYBOX_IMAGE
 from stacks import logs as rules
 from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
@@ -64,6 +65,26 @@ SERVICE_PORT = 6050
 KERNEL_PORT = 6051
 MACHINE_TAG = "machine"
 CHECKPOINTS = "/var/lib/iluvatar-log-collector"
+# The two bbolt files in CHECKPOINTS (file_storage v0.165.0, one extension each), both `recreate`: a file a power
+# cut left inconsistent makes bbolt panic at open (bbolt v1.5.0 db.go:1299-1301: the freelist rebuilt by walking
+# every page, NoFreelistSync), and file_storage recovers that panic by renaming the file `<file>.<time>.backup` and
+# starting on a fresh one only with recreate (extension.go:139-180); without it the collector panics on every start
+# until someone deletes the file by hand (tests/netns/test_logs_outage.py). The lines in a set-aside queue are lost.
+# Recreate does not cover a page whose header is zeroed or foreign (what unsynced pages a cut never wrote look like):
+# that check panics in the walk's own goroutine (db.go:1293-1296, tx.go:640, common/page.go:90-92), which nothing
+# recovers, and the collector crash-loops. Only fsync prevents that: bbolt then writes and syncs the pages before the
+# meta that points at them (client.go:51-57, `NoSync: !cfg.FSync`).
+OFFSETS = "file_storage"
+QUEUE = "file_storage/queue"
+# fsync per file and cluster. Arda's disks: both. The Pis' SD cards: the queue (on the Pi holding Talos's address it
+# holds all of Arda's Talos lines, which exist nowhere else: machined's ring overwrites them), at a put, a read and a
+# delete per batch (exporterhelper v0.165.0 persistent_queue.go:286-312, 353-367, 401-424), about one batch a second;
+# not file_log's offsets, rewritten at every poll (200 ms), whose zeroed page after a cut needs the manual delete
+# (docs/monitoring.md's runbook). The card's write rate is not measured.
+FSYNC = {OFFSETS: {"arda": True, "ainur": False}, QUEUE: {"arda": True, "ainur": True}}
+# What recreate leaves behind (extension.go:165-170): removed when the pod starts, before the collector, so repeated
+# power cuts do not fill a Pi's card with 256 MiB copies. The one a start makes stays until the next, to look at.
+BACKUPS = "*.backup"
 # While the store is away (its node drained in a Talos upgrade, a power cut, a restart) each collector keeps what it
 # has read in a queue on its machine's disk (in CHECKPOINTS, the file_storage extension) and retries for as long as
 # it takes, and a collector restarted meanwhile picks the queue up again. The defaults would drop it: an in-memory
@@ -425,7 +446,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
         "include": [f"{PODS_LOG_DIR}/*/*/*.log"],
         "start_at": "beginning",
         "include_file_path": True,
-        "storage": "file_storage",
+        "storage": OFFSETS,
         # The container parser reads the CRI format (and joins its partial lines) and takes the namespace, pod and
         # container from the path as resource attributes; the container is the line's service.
         "operators": [
@@ -434,7 +455,11 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
         ],
     }
     return {
-        "extensions": {"file_storage": {"directory": CHECKPOINTS, "create_directory": True}},
+        "extensions": {
+            OFFSETS: {"directory": CHECKPOINTS, "create_directory": True, "recreate": True, "fsync": FSYNC[OFFSETS][cluster]},
+            # file_log's offsets, and the sending queue (up to QUEUE_BYTES) in a file of its own (FSYNC).
+            QUEUE: {"directory": CHECKPOINTS, "create_directory": True, "recreate": True, "fsync": FSYNC[QUEUE][cluster]},
+        },
         "receivers": receivers | talos,
         "processors": {
             # Talos's lines are Arda's, each named by its machine (its receiver), whichever collector receives them.
@@ -451,7 +476,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
             "otlp_http/store": {
                 "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
                 "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
-                "sending_queue": {"storage": "file_storage", "sizer": "bytes", "queue_size": QUEUE_BYTES},
+                "sending_queue": {"storage": QUEUE, "sizer": "bytes", "queue_size": QUEUE_BYTES},
                 "retry_on_failure": {"enabled": True, "max_elapsed_time": "0s"},
             }
         },
@@ -478,7 +503,7 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
                     ]
                 }
             },
-            "extensions": ["file_storage"],
+            "extensions": [OFFSETS, QUEUE],
             "pipelines": {
                 "logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]},
                 **(
@@ -520,6 +545,15 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         "dnsPolicy": "ClusterFirstWithHostNet",
         "priorityClassName": "system-node-critical",
         "tolerations": [{"operator": "Exists"}],
+        "initContainers": [
+            {
+                "name": "backups",
+                "image": f"{BUSYBOX_IMAGE[0]}:{BUSYBOX_IMAGE[1]}",
+                "command": ["find", CHECKPOINTS, "-maxdepth", "1", "-name", BACKUPS, "-type", "f", "-delete"],
+                "securityContext": container["securityContext"],
+                "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINTS}],
+            }
+        ],
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": COLLECTOR}},

@@ -125,12 +125,48 @@ def test_the_collector_queues_on_disk_and_retries_until_the_store_is_back() -> N
     for cluster in ("arda", "ainur"):
         config = logs.collector_config(homelab(), cluster)
         exporter = config["exporters"]["otlp_http/store"]
-        assert exporter["sending_queue"] == {"storage": "file_storage", "sizer": "bytes", "queue_size": 268435456}
+        assert exporter["sending_queue"] == {"storage": "file_storage/queue", "sizer": "bytes", "queue_size": 268435456}
         assert exporter["retry_on_failure"] == {"enabled": True, "max_elapsed_time": "0s"}
         assert config["extensions"]["file_storage"]["directory"] == "/var/lib/iluvatar-log-collector", "the hostPath, which outlives the pod"
+        assert config["receivers"]["file_log/pods"]["storage"] == "file_storage"
         [reader] = config["service"]["telemetry"]["metrics"]["readers"]
         assert reader["pull"]["exporter"]["prometheus"]["host"] == "${env:NODE_IP}"
         assert reader["pull"]["exporter"]["prometheus"]["port"] == 8888
+
+
+def test_a_power_cut_costs_at_most_the_queue_never_the_collector() -> None:
+    """Both bbolt files are set aside when bbolt panics at open (recreate: tests/netns/test_logs_outage.py shows it);
+    fsync where a torn page would crash-loop the collector anyway: Arda's disks both files, the Pis' cards the queue."""
+    stack = homelab()
+    fsync = {}
+    for cluster in ("arda", "ainur"):
+        config = logs.collector_config(stack, cluster)
+        assert config["service"]["extensions"] == ["file_storage", "file_storage/queue"]
+        for name, extension in config["extensions"].items():
+            assert extension["recreate"] is True, name
+            fsync[cluster, name] = extension["fsync"]
+    assert fsync == {
+        ("arda", "file_storage"): True,
+        ("arda", "file_storage/queue"): True,
+        ("ainur", "file_storage"): False,
+        ("ainur", "file_storage/queue"): True,
+    }
+
+
+def test_the_backups_recreate_leaves_are_removed_before_the_collector_starts(tmp_path: Path) -> None:
+    """Repeated power cuts would fill a Pi's card with 256 MiB copies: the pod's init container deletes them; its
+    command run here on a folder like the hostPath removes the backups and nothing else."""
+    pod = logs.collector(homelab(), "ainur")[1]["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["image"] == "docker.io/library/busybox:1.37.0"
+    assert init["volumeMounts"] == [{"name": "checkpoints", "mountPath": "/var/lib/iluvatar-log-collector"}]
+    for name in ("exporter_otlp_http_store_logs", "exporter_otlp_http_store_logs.20261126T023217.166Z.backup", "receiver_filelog_pods"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "kept.backup").write_text("x")
+    command = [tmp_path.as_posix() if a == logs.CHECKPOINTS else a for a in init["command"]]
+    subprocess.run(command, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exporter_otlp_http_store_logs", "receiver_filelog_pods", "sub"]
 
 
 def test_one_dashboard_per_machine_with_its_kernel_services_and_pods() -> None:
