@@ -336,6 +336,15 @@ _EXPORTER = 'exporter="otlp_http/store"'
 _COLLECTORS = f'job=~"{NAMESPACE}/{COLLECTOR}|{AINUR_COLLECTORS}"'
 
 
+def _dropped(counter: str) -> str:
+    """A failure counter that grew in the last 10 minutes, or was born in them: exporterhelper v0.165.0 creates it at
+    the first failure, with the failed count as its first value (internal/obs_report_sender.go:118-121 only `if
+    numFailedToSend > 0`, a series per failure's attributes; internal/queue/obs_queue.go:68-70 only `if err != nil`),
+    and `increase` counts no first sample, so a one-off drop (the store refusing a batch) would never alert."""
+    series = f"{counter}{{{_COLLECTORS},{_EXPORTER}}}"
+    return f"increase({series}[10m]) > 0 or ({series} > 0 unless {series} offset 10m)"
+
+
 def pipeline_alerts(stack: StackConfig) -> list[Alert]:
     """Prometheus's alerts on the log pipeline itself, each naming the machine or the pod: without them a store or a
     collector that stops makes every log alert fall silent, and nobody hears of it."""
@@ -371,8 +380,7 @@ def pipeline_alerts(stack: StackConfig) -> list[Alert]:
         ),
         Alert(
             "LogCollectorDropping",
-            f"increase(otelcol_exporter_enqueue_failed_log_records{{{_COLLECTORS},{_EXPORTER}}}[10m]) > 0"
-            f" or increase(otelcol_exporter_send_failed_log_records{{{_COLLECTORS},{_EXPORTER}}}[10m]) > 0",
+            " or ".join(_dropped(f"otelcol_exporter_{c}_failed_log_records") for c in ("enqueue", "send")),
             None,
             "critical",
             "The log collector on {{ $labels.machine }} is dropping lines",
@@ -630,6 +638,15 @@ LOOKBACK = "5m"
 # A machine whose collector has sent nothing for this long (its Talos services always say something in that time),
 # and a Pi whose journal has sent nothing (k3s and systemd always do).
 SILENCE = "30m"
+# How long a silence alert stays pending before it fires: a machine added to the inventory gets its rules on the `up`
+# that starts installing it, and after a whole-lab power cut every machine is silent until the Pis, k3s, Arda's
+# netboot, the store and the collectors are back; both take longer than vmalert's first evaluation (a minute). 30
+# minutes more covers a netboot, the Talos install and reboot, the join and the collector's image pull on a slow
+# link, and a cold start of the whole lab (an estimate: neither is measured here, on real machines);
+# the price: a machine that stops sending in steady state pages after an hour (30 minutes of lines + 30 pending).
+SILENCE_FOR = "30m"
+# A Talos machine's own lines (its services' and its kernel's): they have no pod, its pods' lines do.
+TALOS_LINES = 'k8s.pod.name:=""'
 # A kernel line: a Talos machine's (its KmsgLogConfig) or a Pi's (journald's kernel transport).
 KERNEL = "(service:=kernel OR _TRANSPORT:=kernel)"
 # The machine a line is from: a Talos machine's collector says `machine`, a Pi's journal `_HOSTNAME`.
@@ -691,12 +708,26 @@ def silence_alerts(stack: StackConfig) -> list[Alert]:
             Alert(
                 "MachineLogsMissing",
                 f'_time:{SILENCE} cluster:=arda machine:="{node.name}" | stats count() as lines | filter lines:=0',
-                None,
+                SILENCE_FOR,
                 "warning",
                 f"No logs from {node.name} for {SILENCE}",
                 f"The store has no line from {node.name} for {SILENCE}: the machine is down, or its log collector "
                 f"(kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name={COLLECTOR} -o wide) is not running or not "
                 "sending; its log alerts are silent meanwhile.",
+                (("machine", node.name),),
+            )
+        )
+        out.append(
+            Alert(
+                "TalosLogsMissing",
+                f'_time:{SILENCE} cluster:=arda machine:="{node.name}" {TALOS_LINES} | stats count() as lines | filter lines:=0',
+                SILENCE_FOR,
+                "warning",
+                f"No Talos logs from {node.name} for {SILENCE}",
+                f"The store has no line of {node.name}'s Talos services or kernel for {SILENCE}, its pods' lines aside: "
+                f"Talos sends them to {talos_host(stack)}, whose collector is down or unreachable from it (LogCollectorDown "
+                "names it), or the machine is down. Meanwhile its OOM kills, disk errors, slow etcd and crash-looping "
+                "control plane do not alert, and its lines are overwritten in Talos's 1 MiB buffer.",
                 (("machine", node.name),),
             )
         )
@@ -706,7 +737,7 @@ def silence_alerts(stack: StackConfig) -> list[Alert]:
                 Alert(
                     "PiJournalMissing",
                     f'_time:{SILENCE} _HOSTNAME:="{node.name}" | stats count() as lines | filter lines:=0',
-                    None,
+                    SILENCE_FOR,
                     "warning",
                     f"No journal from {node.name} for {SILENCE}",
                     f"The store has no line of {node.name}'s journal for {SILENCE}: the Pi is down, or its forwarder "

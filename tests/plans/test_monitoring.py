@@ -291,22 +291,25 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
             ),
         ],
     ),
+    # A counter is born at the first failure, with the failed count (exporterhelper v0.165.0
+    # internal/obs_report_sender.go:118-121, internal/queue/obs_queue.go:68-70): a first drop, never repeated, fires;
+    # a counter that has not moved for 10 minutes does not.
     "LogCollectorDropping": (
         [
             (
-                'otelcol_exporter_enqueue_failed_log_records{job="ainur-log-collector",exporter="otlp_http/store",data_type="logs",machine="manwe"}',
-                "0 0 5 10x10",
+                'otelcol_exporter_send_failed_log_records{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="gandalf",error_permanent="true"}',
+                "_x12 3x10",
             )
         ],
-        "5m",
+        "15m",
         [
             (
                 'otelcol_exporter_enqueue_failed_log_records{job="ainur-log-collector",exporter="otlp_http/store",data_type="logs",machine="eonwe"}',
-                "0x12",
+                "0x20",
             ),
             (
-                'otelcol_exporter_send_failed_log_records{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="gandalf"}',
-                "3x12",
+                'otelcol_exporter_send_failed_log_records{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="saruman"}',
+                "3x20",
             ),
         ],
     ),
