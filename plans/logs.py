@@ -604,11 +604,67 @@ def journal_upload_conf(stack: StackConfig) -> str:
     return f"[Upload]\nURL=http://{lan_address(stack)}:{STORE_PORT}{JOURNALD_PATH}\n"
 
 
+# The Pis admit Talos's two ports only from the inventory's Arda machines (review M2): the receivers name a line by
+# its own `machine` field, so anything else on the LAN could otherwise write into the store under any machine's name
+# (a false DiskIOError, a silence hidden, the store filled). A table of its own (nftables: every base chain on the
+# input hook sees the packet, and a drop in any is final), so k3s's and kube-proxy's rules are left alone; loaded
+# again at boot by a unit before the network is up. Machines that netboot as generic workers (not in the inventory)
+# are refused too: their Talos lines are not collected.
+TALOS_FIREWALL = "/etc/iluvatar/talos-logs.nft"
+TALOS_FIREWALL_UNIT = "/etc/systemd/system/iluvatar-talos-logs-firewall.service"
+TALOS_FIREWALL_TABLE = "iluvatar_talos_logs"
+
+
+def talos_firewall(stack: StackConfig) -> str:
+    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file)."""
+    arda = ", ".join(sorted(machine_by_address(stack), key=lambda a: IPv4Address(a)))
+    return f"""table inet {TALOS_FIREWALL_TABLE} {{}}
+delete table inet {TALOS_FIREWALL_TABLE}
+table inet {TALOS_FIREWALL_TABLE} {{
+  set arda {{
+    type ipv4_addr
+    elements = {{ {arda} }}
+  }}
+  chain input {{
+    type filter hook input priority filter - 1; policy accept;
+    tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} ip saddr != @arda drop
+    tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} meta nfproto ipv6 drop
+  }}
+}}
+"""
+
+
+TALOS_FIREWALL_SERVICE = f"""[Unit]
+Description=iluvatar: Talos's log ports only from Arda's machines
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f {TALOS_FIREWALL}
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
 def journal_upload_script(stack: StackConfig, node: Node) -> str:
-    """What `pulumi up` runs on each Pi over SSH: journald's forwarder installed, pointed at the store, started, and
-    seen active within a bound."""
+    """What `pulumi up` runs on each Pi over SSH: Talos's log ports closed to all but Arda's machines
+    (talos_firewall), then journald's forwarder installed, pointed at the store, started, and seen active within a
+    bound."""
     conf = journal_upload_conf(stack)
     return f"""set -eu
+if ! command -v nft >/dev/null; then
+  sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y nftables
+fi
+sudo mkdir -p {TALOS_FIREWALL.rsplit("/", 1)[0]}
+printf '%s' '{talos_firewall(stack)}' | sudo tee {TALOS_FIREWALL} >/dev/null
+printf '%s' '{TALOS_FIREWALL_SERVICE}' | sudo tee {TALOS_FIREWALL_UNIT} >/dev/null
+sudo systemctl daemon-reload
+sudo systemctl enable iluvatar-talos-logs-firewall.service
+sudo nft -f {TALOS_FIREWALL}
 if ! dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep -q 'install ok installed'; then
   sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y {JOURNAL_UPLOAD_PACKAGE}
 fi

@@ -38,6 +38,7 @@ require_root()
 PREFIX = "lgo"
 OUTAGE = 30  # seconds the store is away: longer than the scaled default limit
 SCALED_LIMIT = "20s"  # the default 5 minutes of configretry, scaled for the test
+OUTSIDER = "192.168.0.250"  # on the LAN, not in the inventory
 
 
 class Net(base.Net):
@@ -75,6 +76,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         made.add("a", base.STORE_IP, str(plan.lan_address(stack)))
         made.add("t", str(next(n.ip for n in stack.nodes if n.name == base.TALOS_MACHINE)))
         made.add("p", str(next(n.ip for n in stack.nodes if n.name == base.PI)), str(plan.talos_host(stack)))
+        made.add("x", OUTSIDER)
         hosts = root / "hosts"
         hosts.write_text(f"127.0.0.1 localhost\n{base.STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n")
         (root / "store").mkdir()
@@ -88,7 +90,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     finally:
         for key in list(made.procs):
             stop(made.procs.pop(key))
-        for name in ("t", "p", "a"):
+        for name in ("t", "p", "a", "x"):
             sh("ip", "netns", "delete", made.ns(name), check=False)
         sh("ip", "netns", "delete", made.switch, check=False)
 
@@ -191,3 +193,24 @@ def test_a_queue_file_damaged_by_a_power_cut_is_set_aside_and_new_lines_still_ar
     assert "Database corruption detected" in log, log
     backups = [p.name for p in (net.root / "checkpoints").iterdir() if p.name.endswith(".backup")]
     assert len(backups) == 2, backups  # recreate set each damaged file aside as <file>.<time>.backup
+
+
+def test_the_pis_take_talos_lines_only_from_ardas_machines(net: Net) -> None:
+    """The Pi's nftables ruleset (plans.logs.talos_firewall, as journal_upload_script loads it): a line sent from an
+    address the inventory does not have, naming an Arda machine, never reaches the store; the machine's own does."""
+    assert OUTSIDER not in plan.machine_by_address(net.stack)
+    ruleset = net.root / "talos-logs.nft"
+    ruleset.write_text(plan.talos_firewall(net.stack))
+    in_ns(net.ns("p"), "nft", "-f", str(ruleset))
+    try:
+        [destination] = plan.talos_logging(net.stack, base.TALOS_MACHINE)["destinations"]
+        forged = net.root / "forged.jsonl"
+        forged.write_bytes(talos_logs.service_line("etcd", "forged from the LAN", datetime.datetime.now(datetime.UTC), destination["extraTags"]))
+        host = str(plan.talos_host(net.stack))
+        done = in_ns(net.ns("x"), "python3", "-m", "tools.talos_logs", str(plan.SERVICE_PORT), str(forged), host, check=False, timeout=30)
+        assert done.returncode != 0 and "timed out" in done.stderr, done.stderr
+        send(net, "from the machine itself")
+        base.wait_for(net, '"from the machine itself"')
+        assert base.query(net, '"forged from the LAN"') == []
+    finally:
+        in_ns(net.ns("p"), "nft", "delete", "table", "inet", plan.TALOS_FIREWALL_TABLE, check=False)

@@ -134,6 +134,21 @@ def test_the_collector_queues_on_disk_and_retries_until_the_store_is_back() -> N
         assert reader["pull"]["exporter"]["prometheus"]["port"] == 8888
 
 
+def test_the_pis_admit_talos_ports_only_from_ardas_machines() -> None:
+    """The ruleset names exactly the inventory's Arda addresses and both ports; the Pi's step loads it, and enables the
+    unit that loads it at boot, before the forwarder (tests/netns/test_logs_outage.py sends through it)."""
+    stack = load_stack_file(HOMELAB)
+    ruleset = logs.talos_firewall(stack)
+    assert "elements = { 192.168.0.21, 192.168.0.22, 192.168.0.23, 192.168.0.31, 192.168.0.32 }" in ruleset
+    assert "tcp dport { 6050, 6051 } ip saddr != @arda drop" in ruleset
+    assert "tcp dport { 6050, 6051 } meta nfproto ipv6 drop" in ruleset
+    script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
+    assert f"printf '%s' '{ruleset}' | sudo tee /etc/iluvatar/talos-logs.nft >/dev/null" in script
+    assert script.index("sudo nft -f /etc/iluvatar/talos-logs.nft") < script.index("systemctl restart systemd-journal-upload.service")
+    assert "sudo systemctl enable iluvatar-talos-logs-firewall.service" in script
+    assert "ExecStart=/usr/sbin/nft -f /etc/iluvatar/talos-logs.nft" in logs.TALOS_FIREWALL_SERVICE
+
+
 def test_a_power_cut_costs_at_most_the_queue_never_the_collector() -> None:
     """Both bbolt files are set aside when bbolt panics at open (recreate: tests/netns/test_logs_outage.py shows it);
     fsync where a torn page would crash-loop the collector anyway: Arda's disks both files, the Pis' cards the queue."""
