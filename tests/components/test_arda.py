@@ -41,6 +41,8 @@ LOGS_AGGREGATES = [
     # The Pis' collectors name a Talos machine's kernel lines by its address: their config holds the address table.
     "logs-ainur-configmap-log-collector",
     "logs-ainur-daemonset-log-collector",
+    # Each Pi's step loads the nftables set of Arda's addresses that may send Talos's lines (plans.logs.talos_firewall).
+    *(f"logs-ainur-{pi}-journal-upload" for pi in ("manwe", "eonwe", "ilmare")),
 ]
 MONITORING_CRDS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents", "prometheuses",
                    "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
