@@ -265,6 +265,7 @@ if stack.remote_access is not None:
             ainur_connection=ainur.connection if ainur is not None else None,
             # Headscale's state lives on the Ainur's Longhorn when it runs (as the Git mirror's does).
             ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
+            previous=loaded.remote_access_output,
         ),
     )
     pulumi.export("remoteAccess", remote_access.summary)

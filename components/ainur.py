@@ -119,6 +119,7 @@ class Pi(pulumi.ComponentResource):
                 )
             )
         former = name.removesuffix(node.name) + str(args.former)
+        after_reboot: list[pulumi.Output[str]] | None = None
 
         def aliased(step: str) -> list[pulumi.Alias] | None:
             return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
@@ -138,14 +139,22 @@ class Pi(pulumi.ComponentResource):
                     pulumi.ResourceOptions(parent=self, provider=args.roll.kubernetes, depends_on=[drain], aliases=aliased("boot"))
                 ),
             )
-            before_join.append(
-                command.remote.Command(
-                    f"{name}-reboot",
-                    connection=args.connection,
-                    create=roll.reboot_script(stack, node),
-                    opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
-                )
+            # Run again whenever the drain or the pointer ran (the drain's run mark, the pointer's resourceVersion,
+            # both new on each run: plans.netboot.roll.RUN_MARK), whatever its own inputs: a failed step keeps the
+            # inputs it had before in Pulumi's state, so after a roll that failed half-way, the image set back
+            # runs the drain and the pointer but would find this step's stored inputs unchanged.
+            reboot = command.remote.Command(
+                f"{name}-reboot",
+                connection=args.connection,
+                create=roll.reboot_script(stack, node),
+                triggers=[drain.stdout, pointer.metadata.resource_version],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
             )
+            before_join.append(reboot)
+            # The join, the k3s step and the uncordon run again whenever the reboot step ran (its run mark): the Pi
+            # may have rebooted, cordoned by the drain, so its gates and its uncordon must follow, even when the image
+            # is set back to the one their stored inputs name (a roll that failed at the join).
+            after_reboot = [reboot.stdout]
         self.join = command.remote.Command(
             f"{name}-join",
             connection=args.connection,
@@ -155,6 +164,7 @@ class Pi(pulumi.ComponentResource):
             stdin=config,
             # The config carries the join token: never log what the Pi prints back.
             logging=command.remote.Logging.NONE,
+            triggers=after_reboot,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
@@ -168,7 +178,8 @@ class Pi(pulumi.ComponentResource):
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=args.connection,
-            create=k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)),
+            create=roll.k3s_script(stack, node),
+            triggers=after_reboot,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
@@ -189,6 +200,7 @@ class Pi(pulumi.ComponentResource):
                 f"{name}-uncordon",
                 connection=args.roll.valar,
                 create=roll.uncordon_script(stack, node),
+                triggers=after_reboot,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.k3s], aliases=aliased("uncordon")),
             )
         self.uninstall = command.remote.Command(

@@ -18,8 +18,8 @@ without the SDK).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -27,7 +27,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_tailscale as tailscale
 
-from components import kube
+from components import kube, steps
 from components.edge import custom_resource
 from components.steps import ClusterAccess
 from plans import k3s, references
@@ -50,6 +50,8 @@ class RemoteAccessArgs:
     ainur_provider: k8s.Provider | None = None
     ainur_connection: command.remote.ConnectionArgs | None = None
     ainur_after: Sequence[pulumi.Resource] = ()
+    # The last deployment's output `remoteAccess` (its routerEnrolment); empty on the first one.
+    previous: Mapping[str, Any] = field(default_factory=dict)
 
 
 class RemoteAccess(pulumi.ComponentResource):
@@ -61,12 +63,12 @@ class RemoteAccess(pulumi.ComponentResource):
         super().__init__("iluvatar:remoteAccess:RemoteAccess", name, None, opts)
         stack = args.stack
         remote = plan.settings(stack)
+        # What `pulumi stack output remoteAccess` says (no secret in it): where to sign in, the routes, the names.
+        self.summary = plan.sign_in(stack)
         if remote.flavour == "tailscale":
             self._tailscale(name, args)
         else:
-            self._headscale(name, args)
-        # What `pulumi stack output remoteAccess` says (no secret in it): where to sign in, the routes, the names.
-        self.summary = plan.sign_in(stack)
+            self.summary["routerEnrolment"] = self._headscale(name, args)
         self.register_outputs({"summary": self.summary})
 
     def _tailscale(self, name: str, args: RemoteAccessArgs) -> None:
@@ -125,7 +127,8 @@ class RemoteAccess(pulumi.ComponentResource):
             f"{name}-connector", plan.connector(stack), pulumi.ResourceOptions.merge(in_arda, pulumi.ResourceOptions(depends_on=[release, policy]))
         )
 
-    def _headscale(self, name: str, args: RemoteAccessArgs) -> None:
+    def _headscale(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:
+        """Headscale, its users, the router and the router's step; returns the router's enrolment count (exported)."""
         stack = args.stack
         assert args.ainur is not None
         assert args.ainur_provider is not None
@@ -157,28 +160,65 @@ class RemoteAccess(pulumi.ComponentResource):
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale]),
         )
-        enroll = command.remote.Command(
-            f"{name}-enroll",
-            connection=args.ainur_connection,
-            create=plan.enroll_script(cli),
-            logging=command.remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.ainur.commands, depends_on=[headscale], additional_secret_outputs=["stdout"]),
-        )
-        key: pulumi.Output[str] = pulumi.Output.secret(enroll.stdout.apply(lambda text: text.strip()))
-        manifest = plan.authkey_secret("")
-        authkey = k8s.core.v1.Secret(
-            f"{name}-router-authkey",
-            metadata=manifest["metadata"],
-            type="Opaque",
-            string_data={"TS_AUTHKEY": key},
-            opts=pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
-        )
         # The router rolls after Headscale: a new route must reach Headscale's new policy, since the old one refuses it
         # and v0.27.1 never re-approves it on its own (approval only on a change of routes, hscontrol/state/state.go:1656;
-        # NewState loads the policy without approving, state.go:100-150).
-        kube.create_all(
+        # NewState loads the policy without approving, state.go:100-150). Pulumi does not await it (skipAwait, in the
+        # plan): the step below is its wait, since only that step can give it a key.
+        router = kube.create_all(
             f"{name}-ainur",
             plan.router_manifests(stack),
             pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace, headscale])),
-            existing={references.identity(manifest): authkey},
         )
+        deployment = router[kube.resource_name(f"{name}-ainur", next(m for m in plan.router_manifests(stack) if m["kind"] == "Deployment"))]
+        # The router's enrolment and its check (plans.remote_access.router_script): a key only for a router with no node,
+        # made on the Pi and written there into its Secret (never in Pulumi's state or a log), then the router's rollout
+        # and its routes approved as advertised. A run that fails or is killed is retried by the next `pulumi up`; any
+        # change of the router's pod template runs it again (its digest is in the script), as does a probe that finds
+        # the router without its node or not available.
+        kubectl = f"sudo {k3s.KUBECTL}"
+        enrolment = self._enrolment(name, args)
+        command.remote.Command(
+            f"{name}-enroll",
+            connection=args.ainur_connection,
+            create=enrolment.apply(lambda count: plan.router_script(stack, cli, kubectl, enrolment=count)),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.ainur.commands,
+                depends_on=[headscale, deployment],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
+        )
+        return enrolment
+
+    def _enrolment(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:
+        """The router's enrolment count (plans.remote_access.router_enrolment): on a deployed stack, the probe asks the
+        Ainur, at `pulumi preview` as at `pulumi up`, whether the router's state Secret still names its node and its
+        Deployment is available, so the preview shows the router's step running again when not (and says why). A first deployment asks nothing."""
+        assert args.ainur is not None
+        # A number read back from the engine's outputs is a float (a protobuf Struct's number).
+        last = args.previous.get("routerEnrolment")
+        if not isinstance(last, int | float) or isinstance(last, bool) or last != int(last) or last < 1:
+            # A first deployment, or one made before the count existed: the step is created (or changed) anyway.
+            return pulumi.Output.from_input(1)
+        previous = int(last)
+        printed = command.local.run_output(
+            command=plan.router_probe_command(args.stack),
+            stdin=steps.secret_stdin({"kubeconfig": args.ainur.kubeconfig}),
+            logging=command.local.Logging.STDERR,
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=args.ainur.commands),
+        ).stdout
+        # What it prints holds no secret (present, absent or unreachable), though its stdin does.
+        count = pulumi.Output.unsecret(printed).apply(lambda text: plan.router_enrolment(previous, text))
+
+        def said(now: int) -> int:
+            if now != previous:
+                pulumi.log.info(
+                    f"the subnet router has no node (no {plan.DEVICE_ID_KEY} in Secret {plan.NAMESPACE}/{plan.router_state_secret(args.stack)}) "
+                    f"or is not available (Deployment {plan.NAMESPACE}/{plan.ROUTER}): its step ({name}-enroll) runs again, mints it a key "
+                    f"if Headscale has no node for it and waits for it (enrolment {previous} to {now})",
+                    resource=self,
+                )
+            return now
+
+        return count.apply(said)

@@ -37,9 +37,12 @@ def run(
     about: Mapping[str, pulumi.Input[str]] | None = None,
     aliases: Sequence[str] = (),
     delete: Step | None = None,
+    triggers: Sequence[pulumi.Input[str]] = (),
+    ignore_changes: Sequence[str] = (),
 ) -> command.local.Command:
     """The step as a `command.local.Command`, created after `after` (`aliases`: the names it had before;
-    `delete`: what runs, with the same stdin, when the step leaves the program)."""
+    `delete`: what runs, with the same stdin, when the step leaves the program; `triggers`: values whose change runs
+    it again, as pulumi-command's `triggers` do; `ignore_changes`: inputs whose change does not)."""
     return command.local.Command(
         name,
         create=step.command,
@@ -47,12 +50,14 @@ def run(
         delete=delete.command if delete is not None else None,
         stdin=stdin,
         environment={f"ILUVATAR_{k}": v for k, v in sorted(about.items())} if about else None,
+        triggers=list(triggers) or None,
         opts=pulumi.ResourceOptions(
             parent=parent,
             provider=provider,
             depends_on=list(after),
             custom_timeouts=pulumi.CustomTimeouts(create=step.engine_timeout, update=step.engine_timeout),
             aliases=[pulumi.Alias(name=a) for a in aliases] or None,
+            ignore_changes=list(ignore_changes) or None,
         ),
     )
 

@@ -178,6 +178,17 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _versions(args: argparse.Namespace) -> int:
+    from iluvatar.versions import report
+
+    path = _resolve(args)
+    stack = load_stack_file(path)
+    previous = _previous_outputs(Path(args.previous)) if args.previous is not None else None
+    for line in report(path.name, stack, previous):
+        print(line)
+    return EXIT_OK
+
+
 def _render(args: argparse.Namespace) -> int:
     path = _resolve(args)
     out = Path(args.out)
@@ -533,6 +544,7 @@ def parser() -> argparse.ArgumentParser:
         ("render", _render, "write everything the stack would create, as files, offline"),
         ("diagram", _diagram, "draw the homelab topology with Graphviz (.svg or .png)"),
         ("scaffold", _scaffold, "write the GitOps repository layout the stack's ApplicationSets read (adds files, never replaces one)"),
+        ("versions", _versions, "what the stack runs, the newest each part supports, and the path there (Talos one minor at a time)"),
     ]
     outputs = {
         "render": ("output folder (must be empty or absent)", "replace a non-empty output folder"),
@@ -562,6 +574,10 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "scaffold":
             c.add_argument("--out", required=True, metavar="DIR", help="the GitOps repository's folder (created if absent)")
+        if name == "versions":
+            c.add_argument(
+                "--previous", metavar="OUTPUTS.json", help="the last deployment's outputs (`pulumi stack output --json`): the path from what runs"
+            )
         c.set_defaults(run=run)
     # Listed for --help only: main() hands `upgrader ...` to the Go program before argparse sees it.
     sub.add_parser("upgrader", add_help=False, help="run the upgrader that pulumi up runs for Talos steps (upgrader/README.md)")

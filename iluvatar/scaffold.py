@@ -6,6 +6,8 @@
                                             but Grafana and Headlamp (their platform Applications deploy them)
         kustomization.yaml, README.md
     <ainurPath>/README.md                   the Ainur's add-ons, one folder each
+    renovate.json                        Renovate: pull requests that raise the images and charts the repository holds
+                                            (plans.renovate)
 
 Argo CD turns every folder `<appsPath>/<category>/<app>/` into the Application `<category>-<app>`,
 deployed into the namespace `<category>`, and every folder `<ainurPath>/<addon>/` into `ainur-<addon>`
@@ -24,8 +26,8 @@ from plans import backup as backup_plan
 from plans import gitops as plan
 from plans import identity as identity_plan
 from plans import monitoring as monitoring_plan
+from plans import renovate, yamltext
 from plans import secrets as secrets_plan
-from plans import yamltext
 from stacks import gitops as rules
 from stacks.categories import DEFAULT_CATEGORIES
 from stacks.model import StackConfig
@@ -147,6 +149,7 @@ def files(stack: StackConfig, apps: Sequence[tuple[str, str]] | None = None) -> 
             out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category)
     if stack.ainur is not None:
         out[_join(gitops.ainur_path, "README.md")] = _ainur_readme(stack)
+    out[renovate.FILE] = renovate.text(stack)
     return dict(sorted(out.items()))
 
 

@@ -27,13 +27,13 @@ from typing import Any
 
 from plans import gitops
 from plans.local_volumes import enabled as storage_enabled
-from stacks import data
+from stacks import data, pins
 from stacks import storage as storage_facts
 from stacks.data_model import AppBackup, BackupVolume, Keep
 from stacks.model import App, StackConfig
 
 CHART = "volsync"
-VERSION = "0.16.0"
+VERSION = pins.CHARTS["volsync"]
 REPOSITORY = "https://backube.github.io/helm-charts/"
 NAMESPACE = "volsync-system"
 API = "volsync.backube/v1alpha1"
@@ -42,7 +42,7 @@ PRUNE_INTERVAL_DAYS = 7
 CACHE = "1Gi"
 
 ETCD_NAMESPACE = "etcd-backup"
-TALOS_BACKUP_IMAGE = "ghcr.io/siderolabs/talos-backup:v0.1.0-beta.3"
+TALOS_BACKUP_IMAGE = pins.IMAGES["talos-backup"]
 TALOS_ROLE = "os:etcd:backup"
 TALOS_BACKUP = "talos-backup"
 TALOS_S3_SECRET = "talos-backup-s3"  # noqa: S105 - a Secret's name
@@ -50,7 +50,7 @@ K3S_S3_SECRET = "k3s-etcd-snapshot-s3"  # noqa: S105 - a Secret's name
 
 # The CSI snapshot controller and its CRDs, at the release whose module is pinned (tools/upstream/modules.sum).
 SNAPSHOTTER_REPOSITORY = "https://github.com/kubernetes-csi/external-snapshotter.git"
-SNAPSHOTTER_VERSION = "v8.7.0"
+SNAPSHOTTER_VERSION = pins.MANIFESTS["external-snapshotter"]
 SNAPSHOT_CRDS_PATH = "client/config/crd"
 SNAPSHOT_CONTROLLER_PATH = "deploy/kubernetes/snapshot-controller"
 # Rook's chart names its VolumeSnapshotClasses after the StorageClasses they snapshot.

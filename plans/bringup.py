@@ -94,6 +94,11 @@ def rollout_order(stack: StackConfig) -> list[Node]:
 # Where the first control plane's step saves an etcd snapshot before a rollout touches anything, in the
 # project folder (.gitignore'd). It holds every Kubernetes Secret in clear: mode 0600; keep it safe.
 ETCD_SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
+# Where a run whose chain starts before the machines' own steps (a path's rolls, a Kubernetes upgrade) saves its etcd
+# snapshot, first of all (review M2 of issue #42): named by the versions that ran before it, so the machines' own steps'
+# ETCD_SNAPSHOT, taken after those steps, never overwrites the state from before them.
+ETCD_SNAPSHOT_BEFORE = ".iluvatar/snapshots/arda-etcd-before-talos-{talos}-kubernetes-{kubernetes}.db"
+ETCD_SNAPSHOT_TIMEOUT = "10m"
 # Argo CD's controller, scaled to 0 while a machine is drained so it does not sync against a cluster
 # losing a node (the upgrader restores its replicas, and notes them on it meanwhile).
 ARGOCD_CONTROLLER = "StatefulSet/argocd/argocd-application-controller"
@@ -112,6 +117,34 @@ def talos_apply(stack: StackConfig, node: Node) -> Step:
         APPLY_TIMEOUT,
         f"{node.name} ({node.ip}) to take its config: from maintenance mode it installs, a running node is "
         "drained, staged and rebooted only when its change needs a reboot, and upgraded when its Talos version changes",
+    )
+
+
+def etcd_snapshot(name: str, ip: str, talos: str, kubernetes: str) -> Step:
+    """The first step of a chain that changes the cluster before the machines' own steps: an etcd snapshot from the first
+    running control plane (`name` and `ip` as the last deployment left them), to a file named by what ran then (stdin:
+    talosconfig)."""
+    out = ETCD_SNAPSHOT_BEFORE.format(talos=talos, kubernetes=kubernetes)
+    # --keep: written once. A later attempt (a resume, a path given up and tried again: the recorded versions, so the
+    # name, are the same) keeps the first attempt's file, the state from before anything changed (review 2 N3).
+    return Step(
+        ("etcd-snapshot", "--node", f"{name}={ip}", "--out", out, "--keep"),
+        ETCD_SNAPSHOT_TIMEOUT,
+        f"an etcd snapshot from {name} ({ip}) to {out} (an earlier attempt's file kept), before the path's first step changes anything",
+    )
+
+
+def talos_roll(stack: StackConfig, node: Node, version: str) -> Step:
+    """One machine's roll of a path across Talos minors (stacks.releases.talos_path): upgraded to `version` from its
+    board's schematic's installer (plans.talos.installer_image), its config left as it runs, behind the same etcd,
+    drain and health checks as its own step (stdin: talosconfig, machineConfig, and a Ceph host's hooks). A machine at
+    that version or a newer one is only checked healthy."""
+    extra = ["--pause", ARGOCD_CONTROLLER] if stack.gitops is not None else []
+    image = talos.installer_image(node.board, version, talos.kernel_args(stack, node.board))
+    return Step(
+        ("apply", "--node", node_arg(node), "--role", talos.machine_type(node), "--installer", image, *extra),
+        APPLY_TIMEOUT,
+        f"{node.name} ({node.ip}) to run Talos {version}: drained, upgraded and rebooted, then healthy, before the next machine",
     )
 
 
@@ -173,13 +206,17 @@ def _cluster_args(stack: StackConfig) -> tuple[str, ...]:
 KUBERNETES_PREFLIGHT_TIMEOUT = "5m"
 
 
-def kubernetes_preflight(stack: StackConfig) -> Step:
+def kubernetes_preflight(stack: StackConfig, version: str | None = None) -> Step:
     """Before a Kubernetes upgrade's first machine: the version skew and the APIs the target removes
-    that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig)."""
+    that something still asks for (stdin: the talosconfig, which fetches the admin kubeconfig). `version`: a path's
+    Kubernetes step on the way (stacks.releases.talos_path), else the stack's."""
+    to = version or stack.arda.kubernetes_version
+    # A step on the way, run again once the cluster is past it (its stdin changed), is done, not a downgrade (H2).
+    on_the_way = ("--on-the-way",) if version not in (None, stack.arda.kubernetes_version) else ()
     return Step(
-        ("kubernetes-preflight", "--to", stack.arda.kubernetes_version),
+        ("kubernetes-preflight", "--to", to, *on_the_way),
         KUBERNETES_PREFLIGHT_TIMEOUT,
-        f"Arda's API servers to allow Kubernetes {stack.arda.kubernetes_version} (version skew, removed APIs still requested)",
+        f"Arda's API servers to allow Kubernetes {to} (version skew, removed APIs still requested)",
     )
 
 
@@ -202,20 +239,22 @@ def running_machines(stack: StackConfig, deployed: DeployedArda, renamed: Mappin
     return out
 
 
-def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, bool]]) -> Step:
+def kubernetes_upgrade(stack: StackConfig, running: Sequence[tuple[str, str, bool]], version: str | None = None) -> Step:
     """Between the preflight and the first machine's apply: the new Kubernetes version rolled component by component, as
     `talosctl upgrade-k8s` rolls it (each control plane's API server, then the controller-managers, then the schedulers, then
     every kubelet, control planes first), each change waited for before the next. `running` are the machines the last
     deployment left running, (the name their Node has, where they answer, control plane or not), in rollout order (stdin:
-    the talosconfig and each machine's new config, by that name, whose images it puts in the running configs)."""
-    args: list[str] = ["kubernetes-upgrade", "--to", stack.arda.kubernetes_version]
+    the talosconfig and each machine's new config, by that name, whose images it puts in the running configs). `version`:
+    a path's Kubernetes step on the way (its configs generated at that version), else the stack's."""
+    to = version or stack.arda.kubernetes_version
+    args: list[str] = ["kubernetes-upgrade", "--to", to]
     for name, ip, control_plane in running:
         args += ["--control-plane" if control_plane else "--worker", f"{name}={ip}"]
     cps = [name for name, _, control_plane in running if control_plane]
     return Step(
         tuple(args),
         f"{KUBERNETES_UPGRADE_MINUTES_PER_MACHINE * max(len(running), 1)}m",
-        f"Kubernetes {stack.arda.kubernetes_version} component by component: kube-apiserver, then kube-controller-manager, then "
+        f"Kubernetes {to} component by component: kube-apiserver, then kube-controller-manager, then "
         f"kube-scheduler, each on {', '.join(cps)} one at a time, then the kubelets of {', '.join(name for name, _, _ in running)}; "
         "each change running before the next (every control plane pod it restarts up 30 s, the machine's API server ready)",
     )

@@ -14,13 +14,14 @@ from typing import Any
 
 from plans import metrics
 from plans.edge import CERT_MANAGER_NAMESPACE, GATEWAY_NAMESPACE, MANAGED_BY
+from stacks import pins
 from stacks.model import StackConfig
 
 REPOSITORY = "https://charts.jetstack.io"
 CERT_MANAGER_CHART = "cert-manager"
-CERT_MANAGER_VERSION = "v1.19.2"
+CERT_MANAGER_VERSION = pins.CHARTS["cert-manager"]
 TRUST_MANAGER_CHART = "trust-manager"
-TRUST_MANAGER_VERSION = "v0.25.0"
+TRUST_MANAGER_VERSION = pins.CHARTS["trust-manager"]
 API = "cert-manager.io/v1"
 
 CA_ISSUER = "iluvatar-ca"

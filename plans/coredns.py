@@ -37,6 +37,7 @@ IMAGE = "registry.k8s.io/coredns/coredns"  # constants.CoreDNSImage
 TALOS_COREDNS = {
     (1, 12): "v1.13.2",  # machinery v1.12.4, constants.go:432
     (1, 13): "v1.14.2",  # machinery v1.13.0, constants.go:394
+    (1, 14): "v1.14.7",  # machinery v1.14.1, constants.go:409
 }
 # Talos's defaults when the config sets no cluster.network (constants.DefaultIPv4ServiceNet, DefaultDNSDomain).
 DEFAULT_SERVICE_SUBNETS = ("10.96.0.0/12",)

@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from plans import backup, gitops, storage
-from stacks import data
+from stacks import data, pins
 from stacks.data_model import BackupVolume, Drill
 from stacks.model import App, StackConfig
 from stacks.storage import default_class
@@ -38,13 +38,13 @@ PREFIX = "drill-"
 MANAGED_BY = gitops.MANAGED_BY
 
 # restic as VolSync v0.16.0's mover runs it; busybox's find, stat and awk count what came back.
-RESTIC_IMAGE = "docker.io/restic/restic:0.18.1"
+RESTIC_IMAGE = pins.IMAGES["restic"]
 # curl signs S3 requests itself (--aws-sigv4); the image is Alpine's, with busybox's sh, sed, sort and unzip.
-CURL_IMAGE = "docker.io/curlimages/curl:8.17.0"
+CURL_IMAGE = pins.IMAGES["curl-drill"]
 # age's own command, built from its module at the version the tests build and run (tools/age): the age project
 # publishes no image; the Go toolchain verifies the module against the checksum database as it fetches it.
-GO_IMAGE = "docker.io/library/golang:1.26.8-alpine"
-AGE_VERSION = "v1.3.1"
+GO_IMAGE = pins.IMAGES["golang"]
+AGE_VERSION = pins.APPS["age"]
 AGE_PACKAGE = f"filippo.io/age/cmd/age@{AGE_VERSION}"
 # The age binary `go install -trimpath` makes of AGE_PACKAGE with CGO_ENABLED=0 and GO_IMAGE's Go (1.26.8), by GOARCH:
 # Go's builds are reproducible (the same toolchain, flags and module give the same bytes; a fresh build cache and
@@ -60,7 +60,7 @@ TOOLS = "/tools"
 TOOLS_CLAIM = "drill-tools"
 TOOLS_SIZE = "512Mi"
 # etcd's release image: etcdutl at the etcd minor Talos v1.12 and the tests' control planes run (3.6.5).
-ETCD_IMAGE = "registry.k8s.io/etcd:3.6.5-0"
+ETCD_IMAGE = pins.IMAGES["etcd"]
 AGE_SECRET = "drill-age-identity"  # noqa: S105 - a Secret's name
 S3_SECRET = "drill-s3"  # noqa: S105 - a Secret's name
 SCRATCH = "/scratch"

@@ -14,12 +14,13 @@ from typing import Any
 
 from plans import certificates
 from plans.edge import ENVOY_GATEWAY_NAMESPACE, GATEWAY_NAMESPACE, MANAGED_BY, gateway_names, gateway_of
+from stacks import pins
 from stacks.edge import edge_addresses
 from stacks.model import App, StackConfig
 
 CHART = "oci://docker.io/envoyproxy/gateway-helm"
 # The chart version, also the Envoy Gateway release whose CRDs and translator the tests use.
-VERSION = "v1.9.0"
+VERSION = pins.CHARTS["gateway-helm"]
 RELEASE = "eg"
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 GATEWAY_CLASS = "envoy"

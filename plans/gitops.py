@@ -26,6 +26,7 @@ from urllib.parse import quote
 from plans import metrics
 from plans.merge import deep_merge
 from stacks import gitops as rules
+from stacks import pins
 from stacks.model import GitOps, PodSecurityLevel, StackConfig
 
 Cluster = Literal["arda", "ainur"]
@@ -33,7 +34,7 @@ Cluster = Literal["arda", "ainur"]
 CHART = "argo-cd"
 REPOSITORY = "https://argoproj.github.io/argo-helm"
 # The Argo CD release the default chart (10.8.0) installs; the mirror runs its image (it ships git).
-APP_VERSION = "v3.5.2"
+APP_VERSION = pins.APPS["argocd"]
 ARGOCD_IMAGE = f"quay.io/argoproj/argocd:{APP_VERSION}"
 NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"

@@ -32,10 +32,11 @@ from plans import apiserver, gitops, yamltext
 from plans.edge import GATEWAY_NAMESPACE
 from plans.netboot.pods import NGINX_IMAGE
 from stacks import identity as rules
+from stacks import pins
 from stacks.edge import edge_addresses
 from stacks.model import App, GroupBinding, Identity, StackConfig
 
-DEX_VERSION = "v2.45.1"
+DEX_VERSION = pins.APPS["dex"]
 DEX_IMAGE = f"ghcr.io/dexidp/dex:{DEX_VERSION}"
 NAMESPACE = "identity"
 DEX = "dex"
@@ -68,7 +69,7 @@ ARGOCD_EDIT_POLICY = (
     "g, role:iluvatar-edit, role:readonly",
 )
 # Headlamp: chart 0.44.0 is published from its repository's tag (the module at v0.44.0 still says 0.43.0, and its image tag with it).
-HEADLAMP_VERSION = "v0.44.0"
+HEADLAMP_VERSION = pins.CHARTS["headlamp"]
 HEADLAMP_REPOSITORY = "https://github.com/kubernetes-sigs/headlamp.git"
 HEADLAMP_CHART_PATH = "charts/headlamp"
 HEADLAMP_SECRET = "headlamp-oidc"  # noqa: S105 - a Kubernetes object name, not a secret

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from plans import apiserver, backup, storage
+from stacks import pins
 from stacks.model import Node, StackConfig
 
 API_PORT = 6443
@@ -20,7 +21,7 @@ API_PORT = 6443
 # report every 4 s and a node missing for 16 s is marked unreachable, instead of 10 s and 40 s.
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 NODE_MONITOR_GRACE_PERIOD = "16s"
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.9.2"
+KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # kube-vip's leader election, for the API VIP and the service address alike: a lease of 5 s renewed
 # every 3 s, retried every second, so an address moves within seconds of its holder dying (the
 # failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).
@@ -294,6 +295,7 @@ def upgrade_script(
     restart_timeout: int = RESTART_TIMEOUT_SECONDS,
     owed: str = RESTART_OWED,
     snapshot_timeout: int = SNAPSHOT_SECONDS,
+    head: str = "",
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -304,7 +306,8 @@ def upgrade_script(
     (RESTART_OWED: an earlier run of this step or of the join did not see its gates pass), when k3s is not
     active, or when its Node's kubelet (built into k3s) is at another version (the running k3s is older than
     its binary); a fresh Pi, installed at the version by cloud-init and running, is left alone. Either way the
-    gates run: its Node Ready at the version and, on a valar, etcd healthy with every member.
+    gates run: its Node Ready at the version and, on a valar, etcd healthy with every member. `head`: comment lines
+    after the first (a netbooting maia's image, so the step runs again on its new root: plans.netboot.roll).
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -329,7 +332,7 @@ def upgrade_script(
     restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
 
     return f"""set -eu
-{gate_functions(node)}since=""
+{head}{gate_functions(node)}since=""
 have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
   active=0
@@ -422,6 +425,7 @@ def join_script(
     etcd_timeout: int = ETCD_TIMEOUT_SECONDS,
     owed: str = RESTART_OWED,
     check: str = "",
+    gate: str = "",
 ) -> str:
     """Run over SSH with the k3s config on stdin: wait for cloud-init, install the config, (re)start k3s, and
     return only once the Pi is back: k3s serves, its Node is Ready again, and on a valar etcd is healthy.
@@ -449,7 +453,8 @@ def join_script(
     or was cut short after it installed the config is run again by the next `pulumi up` with the config unchanged,
     and restarts k3s again and waits again, rather than passing on a Pi that never came back.
 
-    `check`: lines run first, before anything changes (a netbooting maia's: it runs the stack's image, plans.netboot.roll).
+    `check`: lines run first, before anything changes, and `gate`: lines run last, before the mark of a restart owed goes
+    (a netbooting maia's: it runs the stack's image; its Node Ready since it booted: plans.netboot.roll).
     """
     svc = service(node)
     limit = CLOUD_INIT_TIMEOUT_SECONDS
@@ -493,7 +498,7 @@ done
 if [ "$changed" = 1 ] || [ "$active" = 0 ]; then
   wait_for {node_timeout} "its Node Ready again after k3s's $verb" node_ready_since "$since"
 fi
-{etcd_after}sudo rm -f {owed}
+{etcd_after}{gate}sudo rm -f {owed}
 """
 
 

@@ -34,6 +34,7 @@ from plans import gitops, yamltext
 from plans.alert import Alert
 from plans.storage import BUSYBOX_IMAGE
 from stacks import logs as rules
+from stacks import pins
 from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
 from stacks.storage import default_class
@@ -42,7 +43,7 @@ NAMESPACE = "monitoring"  # privileged on both clusters (node-exporter's, plans.
 MANAGED_BY = gitops.MANAGED_BY
 
 STORE = "victoria-logs"
-STORE_VERSION = "v1.52.1"
+STORE_VERSION = pins.APPS["victoria-logs"]
 # VictoriaLogs, at the release whose Go module the tests build and run (tools/victorialogs).
 STORE_IMAGE = f"docker.io/victoriametrics/victoria-logs:{STORE_VERSION}"
 STORE_PORT = 9428
@@ -56,7 +57,7 @@ JOURNALD_PATH = "/insert/journald"
 STREAM_FIELDS = ("cluster", "machine", "service", "k8s.namespace.name", "k8s.pod.name", "k8s.container.name")
 
 COLLECTOR = "log-collector"
-COLLECTOR_VERSION = "0.165.0"
+COLLECTOR_VERSION = pins.APPS["otel-collector"]
 # The OpenTelemetry Collector's contrib distribution, at the release whose components the tests build (tools/otelcol).
 COLLECTOR_IMAGE = f"docker.io/otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"
 # Where Talos sends its services' logs and its kernel's messages (`talos_host`), each on its port, and the field its
@@ -99,7 +100,7 @@ TELEMETRY_PORT = 8888
 PODS_LOG_DIR = "/var/log/pods"
 
 VMALERT = "vmalert-logs"
-VMALERT_VERSION = "v1.151.0"
+VMALERT_VERSION = pins.APPS["vmalert"]
 VMALERT_IMAGE = f"docker.io/victoriametrics/vmalert:{VMALERT_VERSION}"
 VMALERT_PORT = 8880
 ALERTMANAGER_URL = "http://alertmanager-main.monitoring.svc:9093"
@@ -109,7 +110,7 @@ EVALUATION_INTERVAL = "1m"
 
 # Grafana's VictoriaLogs datasource plugin, installed by Grafana at its start, and the datasource's uid the dashboards use.
 PLUGIN = "victoriametrics-logs-datasource"
-PLUGIN_VERSION = "0.30.1"
+PLUGIN_VERSION = pins.APPS["victoriametrics-logs-datasource"]
 DATASOURCE_UID = "victorialogs"
 
 # Talos applies both documents' changes without a reboot: ApplyConfiguration in AUTO mode (the upgrader's dry run)

@@ -33,11 +33,12 @@ from plans.apiserver import ETCD_METRICS_PORT
 from plans.storage import ceph_enabled
 from stacks import data as data_rules
 from stacks import monitoring as rules
+from stacks import pins
 from stacks.model import App, Monitoring, StackConfig
 from stacks.storage import default_class
 
 # The Prometheus Operator whose CRDs Pulumi installs, and whose image runs them.
-OPERATOR_VERSION = "v0.93.0"
+OPERATOR_VERSION = pins.MANIFESTS["prometheus-operator"]
 # Where its release has them: the Go module github.com/prometheus-operator/prometheus-operator at OPERATOR_VERSION.
 OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 CRD_FOLDER = "example/prometheus-operator-crd"
@@ -56,7 +57,7 @@ CRD_FILES = tuple(
 OPERATOR_IMAGE = "quay.io/prometheus-operator/prometheus-operator"
 CONFIG_RELOADER_IMAGE = "quay.io/prometheus-operator/prometheus-config-reloader"
 # kube-prometheus: its release's kustomization, as Argo CD builds it.
-KUBE_PROMETHEUS_VERSION = "v0.18.0"
+KUBE_PROMETHEUS_VERSION = pins.MANIFESTS["kube-prometheus"]
 KUBE_PROMETHEUS_REPOSITORY = "https://github.com/prometheus-operator/kube-prometheus.git"
 APPLICATION = "kube-prometheus"
 NAMESPACE = rules.GRAFANA_NAMESPACE
@@ -69,7 +70,7 @@ RETENTION_SHARE = 0.8
 # The gateways' proxies run in the networking namespace (plans.edge): they reach Grafana there.
 GATEWAY_NAMESPACE = "networking"
 # The Ainur's node-exporter: the Pis' host metrics on their LAN address, scraped from Arda.
-NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.11.1"
+NODE_EXPORTER_IMAGE = pins.IMAGES["node-exporter"]
 NODE_EXPORTER_PORT = 9100
 AINUR_JOB = "ainur-node-exporter"
 RULES_NAME = "iluvatar-alerts"

@@ -26,6 +26,7 @@ Plain data and text; no Pulumi here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from ipaddress import IPv4Address, IPv4Network
@@ -33,6 +34,8 @@ from typing import Any
 
 from plans import gitops, storage, yamltext
 from plans import identity as identity_plan
+from plans.bringup import UPGRADER
+from stacks import pins
 from stacks import remote_access as rules
 from stacks.apps import under
 from stacks.edge import edge_addresses
@@ -41,7 +44,7 @@ from stacks.remote_model import RemoteAccess
 
 # Tailscale v1.102.3: the operator's chart (cmd/k8s-operator/deploy/chart, packaged with --version 1.102.3 by
 # .github/workflows/kubemanifests.yaml:24), its images, and the subnet router's image in the headscale flavour.
-TAILSCALE_VERSION = "1.102.3"
+TAILSCALE_VERSION = pins.APPS["tailscale"]
 OPERATOR_CHART = "tailscale-operator"
 OPERATOR_REPOSITORY = "https://pkgs.tailscale.com/helmcharts"
 # Images are tagged v<version> (build_docker.sh:28 DEFAULT_TAGS), while the packaged chart's appVersion, its default
@@ -74,7 +77,7 @@ CONNECTOR_WAIT_SECONDS = 600
 ROUTER_REPLICAS = 2
 
 # Headscale v0.27.1 (its image is tagged with the bare version too: .goreleaser.yml kos tags).
-HEADSCALE_VERSION = "0.27.1"
+HEADSCALE_VERSION = pins.APPS["headscale"]
 HEADSCALE_IMAGE = f"ghcr.io/juanfont/headscale:{HEADSCALE_VERSION}"
 NAMESPACE = "remote-access"
 HEADSCALE = "headscale"
@@ -86,19 +89,32 @@ CONFIG_DIR = "/etc/headscale"
 SOCKET_DIR = "/var/run/headscale"
 STATE_CLAIM = "headscale-state"
 # The router's Headscale user, and where it keeps its state (containerboot's TS_KUBE_SECRET) and its enrolment key.
-ROUTER_USER = "iluvatar-router"
+ROUTER_USER = rules.ROUTER_USER
 ROUTER = "subnet-router"
-ROUTER_STATE_SECRET = "subnet-router-state"  # noqa: S105 - a Kubernetes object name, not a secret
-AUTHKEY_SECRET = "subnet-router-authkey"  # noqa: S105 - a Kubernetes object name, not a secret
+# The router's state Secret (containerboot's TS_KUBE_SECRET) is named after the login server: router_state_secret.
+ROUTER_STATE_PREFIX = "subnet-router-state"
+# The router's enrolment key, written by the enrolment step on the first valar (kubectl from a pipe), never by Pulumi:
+# the key is made on the Pi and goes into this Secret there, so it is in no Pulumi state, output, log or command line.
+AUTHKEY_SECRET = "subnet-router-key"  # noqa: S105 - a Kubernetes object name, not a secret
 # containerboot's local health endpoint (its default TS_LOCAL_ADDR_PORT, cmd/containerboot/settings.go:133, on IPv4).
 ROUTER_HEALTH_PORT = 9002
-# The enrolment key: single-use and short-lived, as the operator mints its proxies' (a key tagged ROUTER_TAG may advertise
-# routes the policy approves on sight: a leaked reusable one would let anyone do it). The router reads it once
-# (containerboot with TS_AUTH_ONCE runs `tailscale up` with it only when tailscaled says NeedsLogin: cmd/containerboot/main.go:495-560);
-# a router whose state Secret is lost enrols again with a new key: `pulumi up --replace` of the enrolment.
-AUTHKEY_EXPIRATION = "24h"
-# How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start).
+# What containerboot writes into its state Secret once its node is logged in (kube/kubetypes/types.go:42 KeyDeviceID,
+# cmd/containerboot/main.go:786 at v1.102.3): the node's stable id, which Headscale makes the node's id as a decimal
+# (hscontrol/types/node.go:44-46 at v0.27.1). A state Secret without it has no node: the operator decides the same way
+# whether a proxy needs a new key (cmd/k8s-operator/sts.go:1156-1162 deviceAuthed, v1.102.3).
+DEVICE_ID_KEY = "device_id"
+# The enrolment key: single-use and short-lived, as the operator mints its proxies' (sts.go:611-624: Reusable false;
+# a key tagged ROUTER_TAG may advertise routes the policy approves on sight: a leaked reusable one would let anyone do
+# it). It is minted by the enrolment step only when the router has no node Headscale knows, right before the step
+# restarts the router and waits for it, so an hour is ample; a step killed after minting leaves a key that expires
+# unused, and the next `pulumi up` mints another (the router still has no node). containerboot with TS_AUTH_ONCE
+# uses it only when tailscaled says NeedsLogin (cmd/containerboot/main.go:495-560).
+AUTHKEY_EXPIRATION = "1h"
+# How long the enrolment waits for Headscale to answer (its pod was just made: an image pull, a first start), then
+# for the router to be on the tailnet (its rollout: Ready once /healthz answers), then for its routes' approval.
 ENROLL_WAIT_SECONDS = 300
+# How long the API has to answer the probe of the router's state at `pulumi preview` and `pulumi up` (router_probe).
+PROBE_DEADLINE = "3s"
 TAILNET_RANGE = rules.TAILNET_RANGE
 TAILNET_RANGE_V6 = "fd7a:115c:a1e0::/48"
 MANAGED_BY = gitops.MANAGED_BY
@@ -489,34 +505,219 @@ def users_script(stack: StackConfig, headscale: str, wait_seconds: int = ENROLL_
     return "\n".join([*_cli_ready(headscale, wait_seconds), *_make_users(members(stack)), ""])
 
 
-def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
-    """What enrols the subnet router, run with `headscale` as the command that reaches the server's CLI (on the Ainur:
-    `k3s kubectl exec` into its pod, which talks to the server over its unix socket). Prints the router's enrolment
-    key, and nothing else, on stdout. It names no member (users_script makes them), so the step's command changes only
-    with Headscale's place, not with `access`.
-
-    It first waits until the server answers its CLI; the router's user is made once; the key is single-use, expires
-    in AUTHKEY_EXPIRATION and is tagged ROUTER_TAG, so the policy's autoApprovers approve the router's routes."""
+def _mint() -> list[str]:
+    """A shell function `mint` that prints one new router key (and nothing else) on stdout: the router's user made once,
+    the key single-use, expiring in AUTHKEY_EXPIRATION and tagged ROUTER_TAG, so the policy's autoApprovers approve
+    the router's routes. Headscale's answer is captured, then checked: a pipeline's status is its last command's (no
+    pipefail in POSIX sh, and the remote shell may be dash), so a failing CLI would print nothing and exit 0."""
     q = shlex.quote
+    return [
+        "mint() {",
+        *(f"  {line}" for line in _make_users([ROUTER_USER])),
+        # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
+        f"  id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
+        '  [ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; return 1; }',
+        f'  out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
+        '    echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; return 1; }',
+        '  key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
+        '  case "$key" in',
+        # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
+        "    ''|*[!A-Za-z0-9_-]*)",
+        '      echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
+        "      return 1;;",
+        "  esac",
+        "  printf '%s\\n' \"$key\"",
+        "}",
+    ]
+
+
+def enroll_script(headscale: str, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """One router key from Headscale's CLI (`headscale` as in `users_script`), printed alone on stdout: what
+    `router_script` mints when the router has no node, and what docs/remote-access.md's manual enrolment runs."""
+    return "\n".join([*_cli_ready(headscale, wait_seconds), *_mint(), "mint", ""])
+
+
+def _node_lines(state_secret: str) -> list[str]:
+    """Shell functions, called in the step's shell (not in `$(...)`, so what they read stays in its variables and never
+    in a file: Headscale's listing holds each node's pre-auth key, hscontrol/types/node.go:407-408 at v0.27.1):
+    `find_node` sets `nodes` (Headscale's nodes, one a line) and `node` (the router's node id when its state Secret
+    names one (DEVICE_ID_KEY) that Headscale still has, else empty); `routes_of FIELD` prints that list of the node's
+    routes, one a line, sorted.
+
+    `headscale nodes list --output json` is its nodes' protobuf structs through encoding/json, indented (cmd/headscale/
+    cli/utils.go:138 SuccessOutput; gen/go/headscale/v1/node.pb.go:79-98 at v0.27.1: `id` first, then
+    `approved_routes`, `available_routes` (what the node advertises), `subnet_routes`, omitted when empty)."""
+    return [
+        "find_node() {",
+        "  node= nodes=",
+        # Each answer captured, then read: a failing kubectl or CLI inside a pipeline would look like "no node" and mint.
+        f"  raw=$(kc get secret {state_secret} --ignore-not-found -o 'jsonpath={{.data.{DEVICE_ID_KEY}}}') || {{",
+        f'    echo "iluvatar: cannot read Secret {NAMESPACE}/{state_secret}; nothing was minted" >&2; return 1; }}',
+        '  dev=$(printf %s "$raw" | base64 -d)',
+        # One node a line: each starts with its id (the only `},{"id":` joins two nodes; a node's user is `"user":{"id"`).
+        '  raw=$(hs nodes list --output json) || { echo "iluvatar: Headscale did not list its nodes; nothing was minted" >&2; return 1; }',
+        '  nodes=$(printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\')',
+        "  raw=",
+        '  case "$dev" in',
+        "    ''|*[!0-9]*) return 0;;",
+        "  esac",
+        '  if printf \'%s\\n\' "$nodes" | grep -q "^\\[\\{0,1\\}{\\"id\\":$dev,"; then node=$dev; fi',
+        "}",
+        "routes_of() {",
+        '  printf \'%s\\n\' "$nodes" | grep "^\\[\\{0,1\\}{\\"id\\":$node," | sed -n "s/.*\\"$1\\":\\[\\([^]]*\\)\\].*/\\1/p" | tr \',\' \'\\n\' | tr -d \'"\' | sed \'/^$/d\' | sort',
+        "}",
+        # The router's earlier nodes: offline nodes of the router's user (Headscale filters by user itself,
+        # hscontrol/grpcv1.go:469-477 at v0.27.1) that are routers: its hostname ROUTER_HOSTNAME (the node's `name`,
+        # types/node.go:390, followed by its `user`, node.pb.go:84-85) and the tag its key gave it (`forced_tags`, copied
+        # from the pre-auth key when the node is made, hscontrol/state/state.go:1067). A device someone enrolled with the
+        # router's user has neither, and stays. Other than its node; offline (`online` is omitted when false,
+        # node.pb.go:95). Each state Secret lost left one, with its routes approved. The listing stays in this function's
+        # subshell; one that fails removes nothing (this is clean-up, the router is already up) and says so.
+        "stale_nodes() {",
+        f"  raw=$(hs nodes list --user {ROUTER_USER} --output json) || {{",
+        f'    echo "iluvatar: Headscale did not list the nodes of user {ROUTER_USER}; the subnet router\'s earlier nodes were not removed" >&2; return 0; }}',
+        '  printf %s "$raw" | tr -d \' \\n\\t\' | sed \'s/},{"id":/}\\n{"id":/g\' \\',
+        f'    | grep -F \'"name":"{ROUTER_HOSTNAME}","user":{{\' | grep -F \'"forced_tags":["{ROUTER_TAG}"]\' | grep -vF \'"online":true\' \\',
+        '    | sed -n \'s/^\\[\\{0,1\\}{"id":\\([0-9]*\\),.*/\\1/p\' | grep -vx "$node" || true',
+        "}",
+        # Headscale names a node only when it makes it (EnsureUniqueGivenName, hscontrol/state/state.go:1082-1087): a
+        # router enrolled while its earlier node held ROUTER_HOSTNAME is ROUTER_HOSTNAME-<random>. Once that node is gone,
+        # the router takes its name back (`nodes rename`, cmd/headscale/cli/nodes.go:62-63, 343-385; refused only when
+        # another node holds the name, state.go:682-688). Cosmetic: a refusal is said, and fails nothing.
+        "name_node() {",
+        f'  printf \'%s\\n\' "$nodes" | grep "^\\[\\{{0,1\\}}{{\\"id\\":$node," | grep -q \'"given_name":"{ROUTER_HOSTNAME}"[,}}]\' && return 0',
+        f'  err=$(hs nodes rename --identifier "$node" {ROUTER_HOSTNAME} 2>&1) || echo "iluvatar: the subnet router\'s node $node keeps its name: $err" >&2',
+        "  return 0",
+        "}",
+    ]
+
+
+def router_state_secret(stack: StackConfig) -> str:
+    """The router's state Secret (containerboot's TS_KUBE_SECRET), named after the login server: a new `headscale.url`
+    starts the router with no state, so the step enrols it with the new server. Kept, the old state would strand it:
+    with TS_AUTH_ONCE a router with its node runs `tailscale set`, which passes no `--login-server`
+    (cmd/containerboot/tailscaled.go:169-185 at v1.102.3; only `tailscale up`, :113-147, appends TS_EXTRA_ARGS), so
+    tailscaled keeps the old control URL, which the router can no longer reach."""
+    return f"{ROUTER_STATE_PREFIX}-{hashlib.sha256(headscale_url(stack).encode()).hexdigest()[:8]}"
+
+
+def router_template_digest(stack: StackConfig) -> str:
+    """A digest of the router's pod template, which is all a change of the Deployment rolls on (its image, the
+    environment with the login server and routes, hostAliases with Headscale's address, resources). The step's script
+    carries it, so any change that rolls the router runs the step again, and its waits see the new pod: the Deployment
+    itself is not awaited by Pulumi (skipAwait)."""
+    deployment = next(m for m in router_manifests(stack) if m["kind"] == "Deployment")
+    text = json.dumps(deployment["spec"]["template"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def router_probe_command(stack: StackConfig) -> str:
+    """At `pulumi preview` and `pulumi up` (kubeconfig on stdin): whether the router's state Secret still names its node
+    and whether its Deployment is available (`{"secret": "present"|"absent"|"unreachable", "deployment":
+    "available"|"unavailable"|"unreachable"}`, upgrader secret-key; never fails, at most PROBE_DEADLINE)."""
+    secret = ["--namespace", NAMESPACE, "--secret", router_state_secret(stack), "--key", DEVICE_ID_KEY]
+    return shlex.join([*UPGRADER, "secret-key", *secret, "--deployment", ROUTER, "--deadline", PROBE_DEADLINE])
+
+
+def router_enrolment(previous: int, probed: str) -> int:
+    """The router's enrolment count: the last deployment's (`previous`), one more when the probe found the router's
+    state Secret without its node (deleted, never written, a new login server), or its Deployment not available (no
+    Ready pod, or a rollout not finished: a router that *starts* without its node, forgotten or expired by Headscale,
+    keeps `device_id` in the Secret, since containerboot keeps it on every start, cmd/containerboot/kube.go:128-162 at
+    v1.102.3, but its pod never gets Ready. One whose node Headscale forgets while it runs stays Ready, and is not
+    seen here until it restarts: tailscaled stays Running on control's 404, ipn/ipnlocal/local.go:1821-1831, and
+    /healthz keeps its last netmap's addresses, cmd/containerboot/main.go:900-901): the router step's script carries the count, so the step runs again, mints a key when Headscale has no
+    node for it, and otherwise fails naming the router's logs. The same count when the router has its node and is
+    Ready, or the probe could not look (a cluster down at preview changes nothing)."""
+    try:
+        found = json.loads(probed) if probed.strip() else {}
+    except ValueError:
+        found = {}
+    if not isinstance(found, dict):
+        found = {}
+    return previous + 1 if found.get("secret") == "absent" or found.get("deployment") == "unavailable" else previous
+
+
+def router_script(stack: StackConfig, headscale: str, kubectl: str, enrolment: int = 1, wait_seconds: int = ENROLL_WAIT_SECONDS) -> str:
+    """The router's enrolment and its check, run on the first valar after Pulumi applied the router's Deployment:
+    `headscale` reaches the server's CLI (as in `users_script`), `kubectl` the Ainur's API (`sudo k3s kubectl`).
+
+    1. When the router has no node Headscale knows (its state Secret lost or never written, its node deleted), a key
+       is minted (`_mint`), written into AUTHKEY_SECRET by kubectl from a pipe (never an argument, never printed), and
+       the router restarted to read it. Whatever stopped an earlier run (a key that expired unused, a state Secret
+       deleted, a step killed), this run starts from what is there now, as the operator does for its proxies
+       (cmd/k8s-operator/sts.go:403-428: a new key whenever the proxy's Secret is missing).
+    2. It waits, at most `wait_seconds`, for the router's rollout (Ready once containerboot's /healthz says it has a
+       tailnet address).
+    3. It waits, at most `wait_seconds`, until the routes the router advertises are the stack's (`routes`) and Headscale
+       approved each: a route left unapproved (a policy whose autoApprovers miss it, Headscale v0.27.1 approving only
+       on a change of routes, hscontrol/state/state.go:1656) fails the step, naming it and the command that approves it.
+
+    `enrolment` (router_enrolment) is in its first line: a new count runs the step again.
+    Prints one line on stdout: the router's node and its routes (no secret)."""
+    want = " ".join(str(r) for r in routes(stack))
+    q = shlex.quote
+    deploy = f"deploy/{ROUTER}"
+    state = router_state_secret(stack)
     return "\n".join(
         [
+            f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node or not Ready);",
+            f"# its pod template {router_template_digest(stack)} (any change that rolls the router runs this step, its wait).",
             *_cli_ready(headscale, wait_seconds),
-            *_make_users([ROUTER_USER]),
-            # The router's user by its id (preauthkeys take --user ID since 0.26): the first "id" in the listing.
-            f"id=$(hs users list --name {q(ROUTER_USER)} --output json | tr -d ' \\n' | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')",
-            '[ -n "$id" ] || { echo "iluvatar: Headscale has no user ' + ROUTER_USER + ' after making it" >&2; exit 1; }',
-            # Captured, then checked: a pipeline's status is its last command's (no pipefail in POSIX sh, and the remote
-            # shell may be dash), so a failing CLI would print nothing and exit 0, and the router would get an empty key.
-            f'out=$(hs preauthkeys create --user "$id" --expiration {AUTHKEY_EXPIRATION} --tags {ROUTER_TAG} --output json) || {{',
-            '  echo "iluvatar: Headscale did not make the router\'s key; the step runs again on the next pulumi up" >&2; exit 1; }',
-            'key=$(printf %s "$out" | tr -d \' \\n\' | sed -n \'s/.*"key":"\\([^"]*\\)".*/\\1/p\')',
-            'case "$key" in',
-            # Its keys are 48 hex digits (hscontrol/db/preauth_keys.go:163-171, generateKey, at v0.27.1).
-            "  ''|*[!A-Za-z0-9_-]*)",
-            '    echo "iluvatar: Headscale answered preauthkeys create without a key; its output had no \\"key\\" of letters and digits" >&2',
-            "    exit 1;;",
-            "esac",
-            "printf '%s\\n' \"$key\"",
+            f'kc() {{ {kubectl} -n {NAMESPACE} "$@"; }}',
+            *_mint(),
+            *_node_lines(state),
+            "find_node",
+            'if [ -z "$node" ]; then',
+            f'  echo "iluvatar: the subnet router has no node Headscale knows (no {DEVICE_ID_KEY} in Secret {NAMESPACE}/{state}, or Headscale has not that node): minting it a key" >&2',
+            "  key=$(mint)",
+            f'  printf %s "$key" | kc create secret generic {AUTHKEY_SECRET} --from-file=TS_AUTHKEY=/dev/stdin --dry-run=client -o yaml \\',
+            "    | kc apply --server-side --force-conflicts --field-manager=iluvatar-enrolment -f - >/dev/null",
+            "  key=",
+            # Its PodSecurity warnings (the namespace warns at restricted, the router is privileged) only on a failure.
+            f"  err=$(kc rollout restart {deploy} 2>&1 >/dev/null) || {{ printf '%s\\n' \"$err\" >&2; exit 1; }}",
+            "fi",
+            f"if ! kc rollout status {deploy} --timeout={wait_seconds}s >/dev/null; then",
+            f'  echo "iluvatar: the subnet router was not on the tailnet within {wait_seconds} s; look with: sudo k3s kubectl -n {NAMESPACE} logs {deploy}" >&2',
+            "  exit 1",
+            "fi",
+            f"want={q(want)}",
+            f"deadline=$(( $(date +%s) + {wait_seconds} ))",
+            "while :; do",
+            "  find_node",
+            "  unadvertised= unapproved= extra=",
+            '  if [ -n "$node" ]; then',
+            "    advertised=$(routes_of available_routes); approved=$(routes_of approved_routes)",
+            '    for r in $want; do printf %s "$advertised" | grep -qxF "$r" || unadvertised="$unadvertised $r"; done',
+            "    for r in $advertised; do",
+            '      printf %s "$approved" | grep -qxF "$r" || unapproved="$unapproved $r"',
+            '      case " $want " in *" $r "*) ;; *) extra="$extra $r";; esac',
+            "    done",
+            '    if [ -z "$unadvertised$unapproved$extra" ]; then',
+            # Once the new node is on the tailnet with its routes: the router's earlier nodes and state Secrets go.
+            "      for old in $(stale_nodes); do",
+            '        echo "iluvatar: deleting the subnet router\'s earlier node $old (offline; its state was lost or its login server changed)" >&2',
+            '        hs nodes delete --identifier "$old" --force >/dev/null',
+            "      done",
+            "      name_node",
+            f"      for old in $(kc get secrets -o name | sed -n 's|^secret/\\({ROUTER_STATE_PREFIX}\\(-[0-9a-f]*\\)\\{{0,1\\}}\\)$|\\1|p' | grep -vx {state} || true); do",
+            '        echo "iluvatar: deleting the subnet router\'s earlier state Secret $old" >&2',
+            '        kc delete secret "$old" >/dev/null',
+            "      done",
+            '      echo "subnet router: node $node, its routes advertised and approved:" $want',
+            "      exit 0",
+            "    fi",
+            "  fi",
+            '  if [ "$(date +%s)" -ge "$deadline" ]; then',
+            f'    [ -n "$node" ] || echo "iluvatar: the subnet router is Ready but names no node Headscale has (Secret {NAMESPACE}/{state})" >&2',
+            '    [ -z "$unadvertised" ] || echo "iluvatar: the subnet router (node $node) does not advertise:$unadvertised" >&2',
+            '    [ -z "$extra" ] || echo "iluvatar: the subnet router (node $node) advertises routes the stack does not:$extra" >&2',
+            '    [ -z "$unapproved" ] || echo "iluvatar: Headscale has not approved the route(s)$unapproved the subnet router (node $node) advertises;'
+            f" the policy's autoApprovers give them to {ROUTER_TAG}; approve them with: {headscale} nodes approve-routes --identifier $node --routes <every route, comma-separated>\" >&2",
+            "    exit 1",
+            "  fi",
+            "  sleep 2",
+            "done",
             "",
         ]
     )
@@ -528,29 +729,21 @@ def router_env(stack: StackConfig) -> list[dict[str, Any]]:
     routes, the enrolment key from its Secret, used once (TS_AUTH_ONCE: later starts run `tailscale set` with the
     routes, tailscaled.go:166-190), and Headscale's URL. Ordered as the container lists it."""
     return [
-        {"name": "TS_KUBE_SECRET", "value": ROUTER_STATE_SECRET},
+        {"name": "TS_KUBE_SECRET", "value": router_state_secret(stack)},
         {"name": "TS_USERSPACE", "value": "false"},
         {"name": "TS_AUTH_ONCE", "value": "true"},
         {"name": "TS_ROUTES", "value": ",".join(str(r) for r in routes(stack))},
         {"name": "TS_HOSTNAME", "value": ROUTER_HOSTNAME},
         {"name": "TS_EXTRA_ARGS", "value": f"--login-server={headscale_url(stack)}"},
-        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY"}}},
+        # Optional: a router with its node needs no key (TS_AUTH_ONCE), and must start without the Secret (one enrolled
+        # before the step wrote it, or the Secret deleted); one without its node gets it from the step, which restarts it.
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": AUTHKEY_SECRET, "key": "TS_AUTHKEY", "optional": True}}},
         # /healthz on ROUTER_HEALTH_PORT: 200 once the node has a tailnet address, 503 before (cmd/containerboot/main.go:77-80).
         {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
         {"name": "TS_LOCAL_ADDR_PORT", "value": f"0.0.0.0:{ROUTER_HEALTH_PORT}"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
-
-
-def authkey_secret(key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(AUTHKEY_SECRET),
-        "type": "Opaque",
-        "stringData": {"TS_AUTHKEY": key},
-    }
 
 
 def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
@@ -571,8 +764,10 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 "image": TAILSCALE_IMAGE,
                 "env": router_env(stack),
                 "ports": [{"name": "health", "containerPort": ROUTER_HEALTH_PORT, "protocol": "TCP"}],
-                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready, and
-                # Pulumi's await of the Deployment fails instead of reporting success.
+                # Ready once it is on the tailnet (logged in, an address): a router that never logs in is never Ready. Pulumi
+                # does not await the Deployment (skipAwait below): the router's step does, `rollout status` on this probe,
+                # and runs whenever the pod template changes (router_template_digest) or the probe at preview finds the
+                # router not available (router_enrolment).
                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 5, "failureThreshold": 3},
                 "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 "securityContext": {"privileged": True},
@@ -587,7 +782,7 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "metadata": _meta(ROUTER, **labels),
             "rules": [
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [ROUTER_STATE_SECRET], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [router_state_secret(stack)], "verbs": ["get", "update", "patch"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
             ],
         },
@@ -601,7 +796,9 @@ def router_manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta(ROUTER, **labels),
+            # Pulumi does not await it: its first pod waits for a key that only the step after it mints (`router_script`),
+            # which is its wait, with a bound and a message, and sees the router on the tailnet with its routes approved.
+            "metadata": {**_meta(ROUTER, **labels), "annotations": {"pulumi.com/skipAwait": "true"}},
             # One router: its state Secret is one node's identity; two pods would share it.
             "spec": {
                 "replicas": 1,

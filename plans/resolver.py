@@ -13,12 +13,13 @@ import hashlib
 from typing import Any
 
 from plans.edge import GATEWAY_NAMESPACE, MANAGED_BY, forwarded_names, resolver_records
+from stacks import pins
 from stacks.edge import edge_addresses
 from stacks.model import StackConfig
 
 NAME = "lan-resolver"
 # The CoreDNS release the image and the tests' checker (tools/coredns) are built from.
-COREDNS_VERSION = "v1.13.1"
+COREDNS_VERSION = pins.APPS["coredns"]
 IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
 CONFIG_DIR = "/etc/coredns"
 HOSTS_FILE = "lan.hosts"

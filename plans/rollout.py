@@ -32,6 +32,7 @@ from plans import apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import roll
 from plans.netboot.pis import image_id
+from stacks import releases
 from stacks.model import Node, StackConfig
 
 
@@ -94,7 +95,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
-        out[f"{node.name}-k3s"] = command_digest(k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node)), None, None)
+        out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["gate-api"] = step_digest(bringup.kube_api_gate("ainur", k3s.server_url(stack)))
@@ -173,9 +174,96 @@ def _tag(image: str) -> str:
     return image.rsplit(":", 1)[-1]
 
 
+def path_hops(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[releases.Hop]:
+    """The steps of a path across Talos minors (stacks.releases.talos_path, as components.arda registers them): the
+    Talos rolls and the Kubernetes upgrades between them, the last being the machines' own steps. Empty when Talos does
+    not move, or when the path is refused (stacks.day2 says why at preview)."""
+    was, now = str((previous or {}).get("talosVersion") or ""), str(current.get("talosVersion") or "")
+    if not was or not now or was == now:
+        return []
+    kube = str((previous or {}).get("kubernetesVersion") or current.get("kubernetesVersion") or "")
+    wanted = str(current.get("kubernetesVersion") or kube)
+    try:
+        hops = releases.talos_path(was, kube, now, wanted)
+    except (releases.PathError, ValueError):
+        return []
+    steps = releases.kubernetes_steps(hops)
+    return [] if steps and steps[-1] != wanted else hops
+
+
+def path_rolls(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The Talos releases a path across minors rolls every installed machine to before its own step; empty when Talos
+    moves within a minor or one minor, or not at all."""
+    return [str(h.talos) for h in path_hops(previous, current)[:-1] if h.talos is not None]
+
+
+def path_kubernetes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The Kubernetes releases a path moves Arda to on the way, in order (the last is the stack's)."""
+    return releases.kubernetes_steps(path_hops(previous, current))
+
+
+def installed_machines(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The machines of this run that the last deployment had (by name, or by MAC under another): those a path rolls."""
+    before = dict((previous or {}).get("nodes") or {})
+    macs = {str(v.get("mac")) for v in before.values()}
+    return [n for n in current["order"] if n in before or str(current["nodes"][n].get("mac")) in macs]
+
+
+def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The path's steps as `pulumi preview` logs them and rollout.txt holds them: every machine of each roll, and each
+    Kubernetes upgrade where it comes, in order."""
+    hops = path_hops(previous, current)
+    rolls = [h for h in hops if h.talos is not None]
+    if len(rolls) < 2 and not releases.kubernetes_steps(hops):
+        return []
+    machines = installed_machines(previous, current)
+    total = len(rolls)
+    moved = releases.kubernetes_steps(hops)
+    kubernetes = (
+        f"; Kubernetes {(previous or {}).get('kubernetesVersion')} -> {moved[-1]} on the way, one minor at a time, each before the roll "
+        "of the Talos minor that needs it"
+        if moved
+        else ""
+    )
+    lines = [
+        f"Arda: Talos {(previous or {}).get('talosVersion')} -> {current['talosVersion']} is a path of {total} roll{'s' if total > 1 else ''}, one minor at a "
+        f"time from each minor's newest patch (Talos migrates a machine between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, "
+        f"each roll done on every machine before the next begins{kubernetes}:"
+    ]
+    i = 0
+    for at, hop in enumerate(hops):
+        if hop.kubernetes is not None:
+            nxt = next(h.talos for h in hops[at:] if h.talos is not None)
+            low = releases.BY_MINOR[releases.minor_of(str(nxt))].kubernetes[0]
+            lines.append(
+                f"  Kubernetes {hop.kubernetes} first (Talos {releases.show(releases.minor_of(str(nxt)))} runs Kubernetes 1.{low} and "
+                f"later), after its preflight, component by component over {len(machines)} machine(s): the API servers, controller-"
+                "managers and schedulers one control plane at a time, then every kubelet, each running before the next changes"
+            )
+            continue
+        i += 1
+        if i == total:
+            lines.append(f"  roll {total} of {total}: Talos {current['talosVersion']}, with each machine's own step below")
+            break
+        start = releases.minor_of(str((previous or {}).get("talosVersion"))) == releases.minor_of(str(hop.talos))
+        why = "the newest patch of the minor that runs, where Talos's path starts" if start else "its minor's newest release"
+        lines.append(f"  roll {i} of {total}: Talos {hop.talos} ({why}), {len(machines)} machine(s):")
+        lines += [f"    {j}. {name}: Talos -> {hop.talos}" for j, name in enumerate(machines, 1)]
+    return lines
+
+
+# How a Kubernetes upgrade goes (plans.bringup.kubernetes_upgrade), as the plan says it.
+KUBERNETES_ORDER = (
+    "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
+    "(control planes, then workers), each running before the next changes: every control plane pod its change restarts (the "
+    "scheduler's restarts that machine's API server too) up 30 s and the machine's API server ready"
+)
+
+
 def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Change]:
     """The machines whose step runs, in rollout order, each with what changes on it."""
     before = dict((previous or {}).get("nodes") or {})
+    rolled = path_rolls(previous, current)
     by_mac = {str(v.get("mac")): n for n, v in before.items()}
     rewritten = changed_commands(previous, current) or set()
     out: list[Change] = []
@@ -192,11 +280,15 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> l
             continue
         if was.get("installer") != now["installer"]:
             old, new = _tag(str(was.get("installer"))), _tag(now["installer"])
+            if rolled and old != new:
+                old = f"{rolled[-1]} (after the path's rolls)"
             schematic = str(was.get("installer")).rsplit(":", 1)[0] != now["installer"].rsplit(":", 1)[0]
             what.append(f"Talos {old} -> {new}" if old != new else SCHEMATIC)
             if old != new and schematic:
                 what.append(SCHEMATIC)
-        if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
+        # components.arda upgrades from a recorded version only (its kubernetes_upgrade): none recorded, none shown.
+        if previous and previous.get("kubernetesVersion") not in (None, current["kubernetesVersion"]) and not path_kubernetes(previous, current):
+            # (A path's Kubernetes steps move it before any machine's own step: describe_path lists them.)
             what.append(f"Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']}")
         if was.get("ip") != now["ip"]:
             what.append(f"address {was.get('ip')} -> {now['ip']}")
@@ -223,16 +315,23 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
     found = changes(previous, current)
     removed = sorted(set((previous or {}).get("nodes") or {}) - set(current["nodes"]))
     own = own_steps(previous, current)
-    if not found and not removed and not own:
+    if not found and not removed and not own and not path_hops(previous, current):
         return "Arda: no change on any machine\n"
     lines: list[str] = []
-    if previous and previous.get("kubernetesVersion") != current["kubernetesVersion"]:
+    moved = previous is not None and previous.get("kubernetesVersion") not in (None, current["kubernetesVersion"])
+    if previous and (path_hops(previous, current)[:-1] or moved):
+        # components.arda's first step of such a chain (plans.bringup.etcd_snapshot), before anything changes.
+        out = bringup.ETCD_SNAPSHOT_BEFORE.format(
+            # As components.arda names it: the recorded version, else the stack's (an output from before it was kept).
+            talos=previous.get("talosVersion") or current.get("talosVersion"),
+            kubernetes=previous.get("kubernetesVersion") or current["kubernetesVersion"],
+        )
+        lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
+    lines += describe_path(previous, current)
+    if previous and moved and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(
-            f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: "
-            "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
-            "(control planes, then workers), each running before the next changes: every control plane pod its change restarts (the "
-            "scheduler's restarts that machine's API server too) up 30 s and the machine's API server ready"
+            f"Arda: Kubernetes {previous.get('kubernetesVersion')} -> {current['kubernetesVersion']} first, component by component: {KUBERNETES_ORDER}"
         )
     if found:
         lines.append(
@@ -432,7 +531,8 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
-                "rebooted, its join waits for its Node Ready from after the reboot, uncordoned"
+                "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
+                "the stack's version, uncordoned"
             )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
@@ -440,16 +540,28 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
         moved = bool(now.get("image")) and now.get("image") != was.get("image")
+        # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
+        # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
+        follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
-            ("join", "with its config unchanged it restarts nothing, and checks its Node and etcd", was.get("config") != now.get("config") or moved),
+            (
+                "join",
+                "with its config unchanged it restarts nothing, and checks its Node and etcd",
+                was.get("config") != now.get("config") or moved or follows,
+            ),
             ("drain", "drains it again", moved),
             ("reboot", "it runs its image already: no reboot", moved),
-            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved),
-            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new),
+            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
+            ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
             if f"{name}-{step}" in rewritten and not explained:
                 what.append(f"its {step} step: {CHANGED_STEP} ({does})")
+        if follows:
+            what.append(
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
+                "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
+            )
         if what:
             out.append(Change(name, tuple(what)))
     return out
@@ -485,6 +597,7 @@ def plan(
     found = {c.node: c for c in changes(previous, current)}
     lines: list[str] = []
     if why and previous:
+        lines += describe_path(previous, current)
         steps = len(current["order"]) + len(TALOSCONFIG_STEPS)
         lines.append(
             f"Arda: the talosconfig every step reads on stdin changes ({'; and '.join(why)}), so all {steps} Arda steps run, "

@@ -26,10 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 from plans import gitops
+from stacks import pins
 from stacks.model import App, StackConfig
 
 CHART = "external-secrets"
-VERSION = "1.3.2"
+VERSION = pins.CHARTS["external-secrets"]
 REPOSITORY = "https://charts.external-secrets.io"
 # The chart's default image tag is its appVersion, and the tag's Chart.yaml names the release before
 # (v1.3.1): the image is set, so what runs is the release installed.

@@ -35,25 +35,26 @@ from typing import Any
 from plans import backup, gitops, metrics
 from plans.local_volumes import USER_VOLUME_PATH, enabled, local_volumes
 from plans.merge import deep_merge
+from stacks import pins
 from stacks import storage as facts
 from stacks.model import Node, StackConfig
 
 # Charts, pinned: the Rook release Iluvatar checks (tools.upstream), and the three it cannot fetch.
-ROOK_VERSION = "v1.20.4"
+ROOK_VERSION = pins.CHARTS["rook-ceph"]
 ROOK_REPOSITORY = "https://charts.rook.io/release"
 ROOK_NAMESPACE = "rook-ceph"
 ROOK_IMAGE = f"docker.io/rook/ceph:{ROOK_VERSION}"
 # local-path-provisioner publishes its chart only in its Git repository; Argo CD reads it there.
-LOCAL_PATH_VERSION = "v0.0.30"
+LOCAL_PATH_VERSION = pins.CHARTS["local-path-provisioner"]
 LOCAL_PATH_REPOSITORY = "https://github.com/rancher/local-path-provisioner.git"
 LOCAL_PATH_CHART_PATH = "deploy/chart/local-path-provisioner"
 LOCAL_PATH_NAMESPACE = "local-path-storage"
 # The chart's helper image defaults to busybox:latest: pinned, so a claim never runs an unknown image.
-BUSYBOX_IMAGE = ("docker.io/library/busybox", "1.37.0")
-LONGHORN_VERSION = "1.10.1"
+BUSYBOX_IMAGE = (pins.IMAGES["busybox"].rsplit(":", 1)[0], pins.IMAGES["busybox"].rsplit(":", 1)[1])
+LONGHORN_VERSION = pins.CHARTS["longhorn"]
 LONGHORN_REPOSITORY = "https://charts.longhorn.io"
 LONGHORN_NAMESPACE = "longhorn-system"
-CSI_NFS_VERSION = "4.12.1"
+CSI_NFS_VERSION = pins.CHARTS["csi-driver-nfs"]
 CSI_NFS_REPOSITORY = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
 CSI_NFS_NAMESPACE = "csi-nfs"
 NFS_PROVISIONER = "nfs.csi.k8s.io"

@@ -91,6 +91,42 @@ def schematic_id(board: str | Board, kernel_args: Sequence[str] = ()) -> str:
     return imagefactory.schematic_id(schematic_yaml(BOARDS[board] if isinstance(board, str) else board, kernel_args))
 
 
+# --- Installer images, per Talos version ------------------------------------------------------------------------------
+#
+# A machine installs and upgrades from its board's schematic's installer on Image Factory. Which path the factory serves
+# it at depends on the Talos version: `<platform>-installer/<schematic>` from Talos 1.10, when Talos's installer became
+# one image for every platform, `installer/<schematic>` before (image-factory internal/frontend/http/ui.go:699-705 and
+# registry.go:76-99 at 26b95ca, both deciding with machinery's imager/quirks SupportsUnifiedInstaller, quirks.go:219-229
+# at v1.14.1: 1.10.0 on). Talos 1.14 no longer publishes ghcr.io/siderolabs/installer at all and takes the factory's
+# installer as its own default (talos v1.14.0-rc.1 hack/release.toml, notes.defaultInstaller; pkg/images/images.go:78-85,
+# commits 96a8ecd1e and cf6065238, siderolabs/talos#13138), so the factory's path is the only one for every release a
+# stack may run. The Talos provider (terraform-provider-talos v0.11.0 pkg/talos/talos_image_factory_urls_data_source.go:
+# 286, 306) writes `<platform>-installer` whatever the version: the same image for 1.10 and later, which every minor of
+# stacks.releases is. SBCs take the metal installer too (:306), their overlay being in the schematic.
+FACTORY = "factory.talos.dev"
+UNIFIED_INSTALLER = (1, 10, 0)
+
+
+def installer_image(board: str | Board, version: str, kernel_args: Sequence[str] = ()) -> str:
+    """The installer a machine of `board` installs Talos `version` from, as Image Factory names it for that version."""
+    sid = schematic_id(board, kernel_args)
+    major, minor, patch = (int(x) for x in version.removeprefix("v").split("-", 1)[0].split(".")[:3])
+    path = "metal-installer" if (major, minor, patch) >= UNIFIED_INSTALLER else "installer"
+    return f"{FACTORY}/{path}/{sid}:v{version.removeprefix('v')}"
+
+
+# The machinery the Talos provider generates every config with (terraform-provider-talos v0.11.0's go.mod, under
+# pulumiverse-talos 0.8.1, the newest on PyPI). It knows no UnattendedInstallConfig (added in machinery 1.14:
+# config/types/runtime/unattended_install.go), so its generated configs carry the install settings in the v1alpha1
+# document's `machine.install`, for every Talos version, 1.14's included: a 1.14 node still reads them there ("still used
+# for older version contracts", release.toml notes.unattended_install; v1alpha1_validation.go:107-125 at v1.14.1
+# validates them). Machinery 1.14 generating for a 1.14 contract emits an UnattendedInstallConfig instead
+# (config/generate/init.go:241-250, worker.go:47-60 at v1.14.1), beside which a `machine.install` patch is refused
+# (UnattendedInstallConfigV1Alpha1.V1Alpha1ConflictValidate): tests/test_talos_check.py holds both, so a provider on
+# machinery 1.14 is a change this constant and install_section must make together.
+PROVIDER_MACHINERY = (1, 13, 0)
+
+
 def schematic_boards(stack: StackConfig) -> list[Board]:
     """One schematic per board that Arda uses (the generic worker's included), in name order."""
     names = {n.board for n in stack.arda_nodes}

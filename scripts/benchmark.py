@@ -113,7 +113,7 @@ def stack_doc(arda_nodes: int) -> dict[str, object]:
             "iluvatar:ainur": {
                 "vip": at(10),
                 "serviceIp": at(14),
-                "k3sVersion": "v1.33.6+k3s1",
+                "k3sVersion": "v1.35.8+k3s1",
                 "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBENCH bench"],
                 "gitMirror": {"ip": at(15)},
             },

@@ -39,7 +39,8 @@ packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
 # systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
 # systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 packages+=(nftables)
-# Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py).
+# Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py); its npm installs
+# Renovate's config validator and the Node 24 it asks for, from the npm registry (tools/renovate_check.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   packages+=(nodejs npm)
 fi

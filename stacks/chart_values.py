@@ -31,6 +31,7 @@ from typing import Any
 
 import jsonschema
 
+from stacks import pins
 from stacks.errors import Problem, show
 from stacks.model import Arda, GitOps
 from stacks.secrets import config_path
@@ -180,7 +181,7 @@ def _typos(values: Mapping[str, Any], known: frozenset[tuple[str, ...]], base: s
 SCHEMAS = Path(__file__).resolve().parent / "chart_schemas"
 # The charts whose values.schema.json is kept here, by chart and version (`<chart>-<version>.values.schema.json`, and
 # `<chart>-<version>.template-values.txt`, the `.Values` paths its templates read, one a line).
-KEPT = {("cilium", "1.18.4")}
+KEPT = {("cilium", pins.CHARTS["cilium"])}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,11 @@ deployment exported is what it knows: a Kubernetes upgrade that failed halfway l
 version there, and setting the version back is refused by each machine's apply, against what the
 machine runs (upgrader/README.md, `apply`). The Talos upgrade paths are machinery's own
 (`compatibility.TalosVersion.UpgradeableFrom`); tests/stacks/test_day2.py asks machinery about every
-pair this table decides.
+pair this table decides. A Talos version two or more minors ahead of what runs is a path
+(stacks.releases.talos_path): every machine rolled to each intermediate minor's newest release in
+turn, then to the version asked for, in one run; where a minor needs a newer Kubernetes than runs,
+the same run moves Kubernetes one minor at a time before that roll, to the stack's
+`kubernetesVersion` in the end (stacks.releases.talos_path): each a step of its own in the chain.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stacks import releases, rules
 from stacks.errors import Problem
 from stacks.model import Node, StackConfig
 
@@ -29,10 +34,9 @@ TALOS = f"{ARDA}.talosVersion"
 KUBERNETES = f"{ARDA}.kubernetesVersion"
 
 # Talos minor -> (the oldest release it upgrades, the release from which on it is a downgrade no
-# more allowed), as machinery v1.13.0's compatibility/talos1NN packages state them.
+# more allowed): stacks.releases.TALOS_MINORS, as machinery v1.14.1's compatibility/talos1NN packages state them.
 TALOS_UPGRADES: dict[tuple[int, int], tuple[tuple[int, int, int], tuple[int, int, int]]] = {
-    (1, 12): ((1, 10, 0), (1, 14, 0)),
-    (1, 13): ((1, 11, 0), (1, 15, 0)),
+    row.minor: (row.upgrades_from, row.downgrades_below) for row in releases.TALOS_MINORS
 }
 
 
@@ -119,14 +123,25 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed)
-    return problems + _arda_versions(stack, deployed)
+    return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
+
+
+def _kinds_on_the_way(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """A move from Talos 1.12 to 1.13 is no roll: each machine's own step stages its new config on the running 1.12
+    (upgrader/internal/apply: the dry run, then the staged config), whose decoder refuses a kind 1.13 added. The static
+    rule covers a stack on 1.12 itself (stacks.rules.kinds_1_12_refuses); a path through 1.13.9 leaves configs alone."""
+    running = deployed.output.get("talosVersion")
+    if not isinstance(running, str) or releases.minor_of(running) != (1, 12) or releases.minor_of(stack.arda.talos_version) != (1, 13):
+        return []
+    patches = rules.talos_patches_of(stack.arda, list(enumerate(stack.nodes)))
+    return rules.kinds_1_12_refuses(patches, f"Talos {running}, on which each machine stages its new config,")
 
 
 K3S = "iluvatar:ainur.k3sVersion"
 
 
 def k3s_release(version: str) -> tuple[int, int, int]:
-    """`v1.33.6+k3s1` as (1, 33, 6)."""
+    """`v1.35.8+k3s1` as (1, 35, 8)."""
     return release(version.split("+", 1)[0])
 
 
@@ -147,6 +162,17 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
         return [
             Problem(K3S, f"{now} is older than {before}, which the Ainur run; k3s cannot be downgraded (docs/day2.md#upgrading-k3s-on-the-ainur)")
         ]
+    if k3s_etcd_3_6(now) and not k3s_etcd_3_6(before) and k3s_release(before) < K3S_ETCD_STOP:
+        # Checked before the minor rule: its "v1.34 first" would lead across the same unsafe move.
+        return [
+            Problem(
+                K3S,
+                f"{now} embeds etcd 3.6, and the Ainur run {before}, whose etcd 3.5 is older than v3.5.26: etcd moves to 3.6 "
+                f"safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); "
+                f"set {K3S_ETCD_STOP_RELEASE} first (etcd 3.5.26 or later), then v1.34, then {now} "
+                f"(docs/day2.md#upgrading-k3s-on-the-ainur)",
+            )
+        ]
     if new[:2] > (old[0], old[1] + 1):
         return [
             Problem(
@@ -156,6 +182,25 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+# The etcd k3s embeds, where the move from 3.5 to 3.6 is safe only from etcd v3.5.26 ("if you are upgrading, make
+# sure to update to v3.5.26 or later first", etcd.io/blog/2025/zombie_members_upgrade, quoted in k3s-io/k3s#13493):
+# - release-1.33 took etcd v3.5.26 in k3s-io/k3s#13493 (merged 2026-01-23), after v1.33.6+k3s1, which runs an older
+#   3.5 (k3s-io/k3s#13271), and moved to etcd v3.6.12 in k3s-io/k3s#14183 (opened 2026-06-03, verified on
+#   v1.33.13-rc1+k3s1: "etcd-version":"3.6.12"). So v1.33.13 and later embed 3.6.
+# - release-1.34 and later are on etcd 3.6 (k3s-io/k3s#13496 and #13497 bump them from 3.6.x to v3.6.7).
+# - The stop: v1.33.12+k3s1, the last 1.33 release before #14183, cut after #13493. Which tag first carried v3.5.26
+#   (v1.33.8 to v1.33.12) is not established here (no k3s source or release notes were readable), so the rule asks for
+#   v1.33.12 from every older release; its etcd being v3.5.26 or later is inferred from those two PRs' dates, not read
+#   from its go.mod.
+K3S_ETCD_STOP = (1, 33, 12)
+K3S_ETCD_STOP_RELEASE = "v1.33.12+k3s1"
+
+
+def k3s_etcd_3_6(version: str) -> bool:
+    """Whether a k3s release embeds etcd 3.6 (above): v1.33.13 and later."""
+    return k3s_release(version) >= (1, 33, 13)
 
 
 # Each chart's version key, by its name in the output's `charts`.
@@ -198,15 +243,21 @@ def _control_plane_addresses(stack: StackConfig, deployed: DeployedArda) -> list
 
 
 def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
-    """Talos along its upgrade paths; Kubernetes one minor at a time, never back, and not in Talos's run."""
+    """Talos along its upgrade paths; Kubernetes one minor at a time, never back, and not in Talos's run unless the path
+    across Talos minors moves it (its Kubernetes steps, each a step of its own in the chain)."""
     assert deployed.talos_version is not None
     arda = stack.arda
     problems: list[Problem] = []
     talos_moves = arda.talos_version != deployed.talos_version
-    if talos_moves and (why := talos_upgrade_problem(arda.talos_version, deployed.talos_version)) is not None:
-        problems.append(Problem(TALOS, f"{arda.talos_version} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)"))
+    on_the_path = False
+    if talos_moves:
+        found, on_the_path = _talos_path(arda.talos_version, arda.kubernetes_version, deployed)
+        problems += found
     before = deployed.kubernetes_version
-    if before is not None and arda.kubernetes_version != before:
+    if before is None or arda.kubernetes_version == before:
+        return problems
+    ruled = len(problems)
+    if not on_the_path:
         new, old = release(arda.kubernetes_version), release(before)
         if new < old:
             problems.append(
@@ -227,19 +278,68 @@ def _arda_versions(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                     f"{arda.talos_version}); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
                 )
             )
-        elif leaving := leaving_control_planes(stack, deployed):
-            # The upgrade moves the machines in the inventory only (plans.bringup.running_machines): a control plane leaving
-            # in the same run keeps the old API server, in the cluster until its reset, while every kubelet goes past it.
-            names = ", ".join(leaving)
-            problems.append(
-                Problem(
-                    KUBERNETES,
-                    f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
-                    f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
-                    f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
-                )
+    kubernetes_refused = len(problems) > ruled
+    if not kubernetes_refused and (leaving := leaving_control_planes(stack, deployed)):
+        # The upgrade moves the machines in the inventory only (plans.bringup.running_machines): a control plane leaving
+        # in the same run keeps the old API server, in the cluster until its reset, while every kubelet goes past it.
+        names = ", ".join(leaving)
+        problems.append(
+            Problem(
+                KUBERNETES,
+                f"changes from {before} to {arda.kubernetes_version} in the same run as control plane(s) {names} leave the inventory: "
+                f"the upgrade moves only the machines in it, so {names} would serve the API at {before} while the kubelets go to "
+                f"{arda.kubernetes_version}; take {names} out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
             )
+        )
     return problems
+
+
+def path_of(stack: StackConfig, deployed: DeployedArda) -> list[releases.Hop]:
+    """The steps this run takes across Talos minors (stacks.releases.talos_path): the Talos rolls, and the Kubernetes
+    upgrades between them where a minor needs one; the last is the machines' own steps. Empty when Talos does not move
+    or the path is refused (check says why)."""
+    if not deployed.deployed or deployed.talos_version in (None, stack.arda.talos_version):
+        return []
+    assert deployed.talos_version is not None
+    found, _ = _talos_path(stack.arda.talos_version, stack.arda.kubernetes_version, deployed)
+    if found:
+        return []
+    return releases.talos_path(
+        deployed.talos_version, deployed.kubernetes_version or stack.arda.kubernetes_version, stack.arda.talos_version, stack.arda.kubernetes_version
+    )
+
+
+def _talos_path(target: str, kubernetes: str, deployed: DeployedArda) -> tuple[list[Problem], bool]:
+    """A Talos change as a path of rolls, each one machinery allows, with Kubernetes moved on the way where a minor
+    needs it; refused when there is none, or when the stack's Kubernetes is not where the path's Kubernetes steps end
+    (a minor beyond is a run of its own, after the path). Also whether the path moves Kubernetes (the stack's
+    Kubernetes change is then its last Kubernetes step, not a run of its own)."""
+    assert deployed.talos_version is not None
+    running_kubernetes = deployed.kubernetes_version or kubernetes
+    try:
+        hops = releases.talos_path(deployed.talos_version, running_kubernetes, target, kubernetes)
+    except releases.PathError as e:
+        return [Problem(TALOS, f"{target} cannot be rolled out: {e} (docs/day2.md#across-talos-minors)")], False
+    host = deployed.talos_version
+    for hop in hops:
+        if hop.talos is None:
+            continue
+        if (why := talos_upgrade_problem(hop.talos, host)) is not None:
+            return [Problem(TALOS, f"{target} cannot be rolled out: {why} (docs/day2.md#upgrading-talos)")], False
+        host = hop.talos
+    steps = releases.kubernetes_steps(hops)
+    if not steps or steps[-1] == kubernetes:
+        return [], bool(steps)
+    last = releases.show(releases.minor_of(steps[-1]))
+    return [
+        Problem(
+            KUBERNETES,
+            f"{kubernetes}: the path from Talos {deployed.talos_version} to {target} moves Kubernetes to {last} on the way "
+            f"({releases.describe_path(hops)}), and a minor past what the path needs is a run of its own, after it (Talos first, "
+            f"then Kubernetes): set arda.kubernetesVersion to a {last} release for this run (e.g. {steps[-1]}), then {kubernetes} "
+            "in the next (docs/day2.md#across-talos-minors)",
+        )
+    ], True
 
 
 def leaving_control_planes(stack: StackConfig, deployed: DeployedArda) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
+from stacks import pins
 from stacks.boards import BOARDS
 from stacks.errors import show
 
@@ -124,9 +125,9 @@ Label = Annotated[str, BeforeValidator(_label, json_schema_input_type=_text(_LAB
 _DNS = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$"
 DnsName = Annotated[str, BeforeValidator(_dns_name, json_schema_input_type=_text(_DNS, "home.arpa", "a DNS domain name"))]
 DiskPath = Annotated[str, _pattern(_DISK, "/dev/nvme0n1", "disk device path")]
-K3sVersion = Annotated[str, _pattern(_K3S_VERSION, "v1.33.6+k3s1", "k3s version")]
-TalosVersion = Annotated[str, _pattern(_SEMVER_V, "v1.12.4", "Talos version")]
-KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, "v1.34.1", "Kubernetes version")]
+K3sVersion = Annotated[str, _pattern(_K3S_VERSION, pins.K3S, "k3s version")]
+TalosVersion = Annotated[str, _pattern(_SEMVER_V, pins.TALOS, "Talos version")]
+KubernetesVersion = Annotated[str, _pattern(_SEMVER_V, pins.KUBERNETES, "Kubernetes version")]
 BoardName = Annotated[str, BeforeValidator(_known_board, json_schema_input_type=Literal[tuple(sorted(BOARDS))])]
 
 

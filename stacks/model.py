@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from stacks import repository
+from stacks import pins, repository
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, Arch, Role, discovery_boards
 from stacks.data_model import AppBackup, AppSecret, Backup
 from stacks.errors import show
@@ -273,7 +273,7 @@ KernelArg = Annotated[str, _pattern(_KERNEL_ARG, "console=ttyS2,1500000", "kerne
 class Cilium(Model):
     """Cilium, Arda's CNI: typed settings for what Iluvatar relies on, raw Helm values for the rest."""
 
-    version: Annotated[str, _pattern(_CHART_VERSION, "1.18.4", "Helm chart version")] = "1.18.4"
+    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["cilium"], "Helm chart version")] = pins.CHARTS["cilium"]
     load_balancer_algorithm: Literal["maglev", "random"] = "maglev"
     hubble: bool = True
     values: dict[str, Any] = Field(default_factory=dict)
@@ -311,7 +311,7 @@ class Arda(Model):
 class ArgoCd(Model):
     """Argo CD itself: the argo-cd Helm chart's version and raw values merged over Iluvatar's."""
 
-    version: Annotated[str, _pattern(_CHART_VERSION, "10.8.0", "Helm chart version")] = "10.8.0"
+    version: Annotated[str, _pattern(_CHART_VERSION, pins.CHARTS["argo-cd"], "Helm chart version")] = pins.CHARTS["argo-cd"]
     values: dict[str, Any] = Field(default_factory=dict)
 
 

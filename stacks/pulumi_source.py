@@ -32,6 +32,7 @@ from stacks.secrets import Secure
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
+REMOTE_ACCESS_OUTPUT = "remoteAccess"
 AINUR_OUTPUT = "ainur"
 # What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
 PLAIN = "[plain text]"
@@ -73,6 +74,8 @@ class LoadedStack:
     ainur: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The output `ainur` itself (k3sVersion, order, nodes), for the day-2 plan (plans.rollout.describe_ainur).
     ainur_output: Mapping[str, Any] = field(default_factory=dict)
+    # The output `remoteAccess` of the last deployment (its routerEnrolment; empty on the first one).
+    remote_access_output: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _config_keys() -> set[str]:
@@ -165,6 +168,7 @@ def load() -> LoadedStack:
         arda,
         ainur,
         dict(outputs[AINUR_OUTPUT]) if isinstance(outputs.get(AINUR_OUTPUT), Mapping) else {},
+        dict(outputs[REMOTE_ACCESS_OUTPUT]) if isinstance(outputs.get(REMOTE_ACCESS_OUTPUT), Mapping) else {},
     )
 
 

@@ -1,13 +1,188 @@
-"""The releases a new stack starts from: what `iluvatar init` writes, the shipped stacks run and `iluvatar --version` names.
+"""The releases Iluvatar knows: what a new stack starts from, what each Talos minor allows, and the path across minors.
 
-Each is a release the tests check the program against (the Talos check's 1.12.4 node, the control planes at Kubernetes
-1.34 and the k3s minor in tests/kube); a stack may name any other release the rules accept (stacks.rules.TALOS_KUBERNETES),
-and `pulumi up` rolls a change to it one machine at a time (docs/day2.md). tests/stacks/test_releases.py holds the
-shipped stacks and the examples to these.
+`TALOS`, `KUBERNETES` and `K3S` are what `iluvatar init` writes, the shipped stacks run and `iluvatar --version` names,
+each a release the tests check the program against (the Talos check's machinery v1.14.1 node, the control planes at
+Kubernetes 1.35 and the k3s minor in tests/kube); a stack may name any other release the rules accept, and `pulumi up`
+rolls a change to it one machine at a time (docs/day2.md). tests/stacks/test_releases.py holds the shipped stacks and
+the examples to these.
+
+`TALOS_MINORS` is the Talos compatibility table, one row per minor, as Talos machinery v1.14.1's own
+`compatibility/talos1NN` packages state it (MinimumHostUpgradeVersion, MaximumHostDowngradeVersion,
+Minimum/MaximumKubernetesVersion); tests/stacks/test_releases.py reads those files and asks the machinery itself, so
+the next minor is one row here (and its machinery pinned in tools/upstream/modules.sum).
 """
 
 from __future__ import annotations
 
-TALOS = "v1.12.4"
-KUBERNETES = "v1.34.1"
-K3S = "v1.33.6+k3s1"
+from dataclasses import dataclass
+
+from stacks import pins
+
+# The project's pins (stacks.pins, the one place a bump is made).
+TALOS = pins.TALOS
+KUBERNETES = pins.KUBERNETES
+K3S = pins.K3S
+
+Minor = tuple[int, int]
+Release = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class TalosMinor:
+    """One Talos minor: the Kubernetes minors it runs, whom it upgrades, and the release a path goes through."""
+
+    minor: Minor
+    # Minimum/MaximumKubernetesVersion: the lowest and highest Kubernetes minor it runs.
+    kubernetes: Minor
+    # MinimumHostUpgradeVersion: the oldest release it installs over.
+    upgrades_from: Release
+    # MaximumHostDowngradeVersion (not inclusive): from this release on, installing it would be a downgrade Talos refuses.
+    downgrades_below: Release
+    # The release a path across minors installs of this minor: its newest patch the Go module proxy serves whole
+    # (Talos's own advice: "upgrade to the latest patch release of all intermediate minor releases").
+    newest: str
+    # Whether a stack may ask for it (arda.talosVersion). A minor that is not a target is only where a path starts:
+    # the Talos acceptance check validates configs for the targets alone (tools/talos-check: machinery v1.13.0, the
+    # provider's, for 1.12 and 1.13, and v1.14.1, a node's, for 1.14).
+    target: bool
+
+
+TALOS_MINORS: tuple[TalosMinor, ...] = (
+    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28. Still a target (review H3 of issue #42): main shipped
+    # v1.12.4, and updating Iluvatar must never force a stack that keeps its talosVersion to roll two minors.
+    TalosMinor((1, 12), (30, 35), (1, 10, 0), (1, 14, 0), "v1.12.11", target=True),
+    # compatibility/talos113/talos113.go:16-28
+    TalosMinor((1, 13), (31, 36), (1, 11, 0), (1, 15, 0), "v1.13.9", target=True),
+    # compatibility/talos114/talos114.go:16-28
+    TalosMinor((1, 14), (32, 37), (1, 12, 0), (1, 16, 0), TALOS, target=True),  # the newest minor's newest: the pin
+)
+BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
+
+
+def release(version: str) -> Release:
+    """`v1.12.4` (or `v1.35.8+k3s1`) as (1, 12, 4)."""
+    major, minor, patch = (int(x) for x in version.removeprefix("v").split("+", 1)[0].split("-", 1)[0].split(".")[:3])
+    return major, minor, patch
+
+
+def minor_of(version: str) -> Minor:
+    major, minor, _ = release(version)
+    return major, minor
+
+
+def show(minor: Minor) -> str:
+    return f"v{minor[0]}.{minor[1]}"
+
+
+def targets() -> list[Minor]:
+    """The Talos minors a stack may ask for, oldest first."""
+    return [row.minor for row in TALOS_MINORS if row.target]
+
+
+def target_span() -> str:
+    """The supported Talos minors as a person reads them: `v1.13 to v1.14`."""
+    known = targets()
+    first, last = show(known[0]), show(known[-1])
+    return f"{first} only" if first == last else f"{first} to {last}"
+
+
+# The release a path's Kubernetes step installs of a minor it only passes through (the stack's own minor is the stack's
+# `kubernetesVersion`): that minor's newest patch release the Go module proxy serves as k8s.io/kubernetes (its
+# `@v/vX.Y.Z.info`, asked on 2026-11-25; 1.30 to 1.33 are past their end of life, so these are their last releases).
+# registry.k8s.io publishes every release's component images, which the Kubernetes step's configs name (Talos
+# machinery's generate package: `registry.k8s.io/kube-apiserver:v<version>`, constants.go KubernetesAPIServerImage).
+# tests/stacks/test_releases.py holds each to its minor; a new Talos row whose floor is above these is one more entry.
+KUBERNETES_NEWEST: dict[int, str] = {
+    30: "v1.30.14",
+    31: "v1.31.14",
+    32: "v1.32.13",
+    33: "v1.33.13",
+    34: "v1.34.12",
+    35: "v1.35.8",
+    36: "v1.36.3",
+}
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a path across Talos minors: every machine rolled to `talos` (a Talos roll), or Arda's Kubernetes
+    moved to `kubernetes` (a Kubernetes upgrade, component by component), one minor at a time."""
+
+    talos: str | None = None
+    kubernetes: str | None = None
+
+    def __str__(self) -> str:
+        return f"Talos {self.talos}" if self.talos is not None else f"Kubernetes {self.kubernetes}"
+
+
+class PathError(ValueError):
+    """No path Talos supports leads from what runs to what the stack asks for; the message says why."""
+
+
+def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernetes: str) -> list[Hop]:
+    """The steps from what Arda runs to what the stack asks for: the running minor's `newest` release when it runs an
+    older patch and the path leaves its minor, each intermediate Talos minor's `newest` release, then `talos`, every
+    machine rolled to one before the next; before a roll to a minor whose Kubernetes floor is above what
+    runs, Kubernetes one minor at a time up to that floor, each step at its minor's KUBERNETES_NEWEST release but one in
+    the stack's own minor, which is `kubernetes`. A Kubernetes minor beyond the floors is not part of it (stacks.day2
+    says when it may be). Raises PathError when no such path exists (a minor no row knows, a downgrade, a Kubernetes
+    version that no Talos on the way runs, or one the target Talos does not run: the message names the path that
+    would work)."""
+    start, goal = release(running_talos), release(talos)
+    if goal[:2] not in BY_MINOR:
+        raise PathError(
+            f"Talos {show(goal[:2])} is not in this version of Iluvatar's table (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+        )
+    if start[:2] not in BY_MINOR:
+        raise PathError(
+            f"Arda runs Talos {running_talos}, which this version of Iluvatar's table does not know (it knows {show(TALOS_MINORS[0].minor)} to {show(TALOS_MINORS[-1].minor)})"
+        )
+    if goal[:2] < start[:2]:
+        raise PathError(f"Talos {show(goal[:2])} is older than {running_talos}, which Arda runs; a minor is not rolled back")
+    wanted = release(kubernetes)
+    kube = release(running_kubernetes)[1]
+    hops: list[Hop] = []
+    on = BY_MINOR[start[:2]]
+    if goal[:2] > start[:2] and start < release(on.newest):
+        # Talos's documented path starts at the running minor's newest patch (review M1 of issue #42): "upgrade from 1.0
+        # to latest patch of 1.0 - to v1.0.6; upgrade from v1.0.6 to latest patch of 1.1 ..." (siderolabs/talos
+        # website/content/v1.9/talos-guides/upgrading-talos.md:26-31 at v1.11.0, "Supported Upgrade Paths"); the migrations are
+        # tested between latest patches, and the running machined is what runs the upgrade.
+        hops.append(Hop(talos=on.newest))
+    for minor in range(start[1] + 1, goal[1] + 1):
+        row = BY_MINOR[(1, minor)]
+        low, high = row.kubernetes
+        while kube < low:
+            kube += 1
+            if kube > on.kubernetes[1]:
+                raise PathError(f"Talos {show(on.minor)} runs Kubernetes up to 1.{on.kubernetes[1]}, and Talos {show(row.minor)} needs 1.{low}")
+            hops.append(Hop(kubernetes=kubernetes if kube == wanted[1] else KUBERNETES_NEWEST[kube]))
+        if kube > high:
+            raise PathError(f"Kubernetes {running_kubernetes} runs on no Talos {show(row.minor)} (it runs Kubernetes 1.{low} to 1.{high})")
+        hops.append(Hop(talos=talos if minor == goal[1] else row.newest))
+        on = row
+    if goal[:2] == start[:2] and goal != start:
+        # Within a minor: one roll (a patch back too, which machinery allows below MaximumHostDowngradeVersion).
+        hops.append(Hop(talos=talos))
+    low, high = BY_MINOR[goal[:2]].kubernetes
+    if not low <= wanted[1] <= high:
+        steps = kubernetes_steps(hops)
+        works = ""
+        if steps:
+            # The path's own last Kubernetes step is the stack's version: name a release of that minor that works.
+            works = (
+                f": the path that works moves Kubernetes on the way ({describe_path(hops)}), with arda.kubernetesVersion a "
+                f"{show(minor_of(steps[-1]))} release such as {steps[-1]}"
+            )
+        raise PathError(f"Talos {show(goal[:2])} runs Kubernetes 1.{low} to 1.{high}, not {kubernetes}{works}")
+    return hops
+
+
+def kubernetes_steps(hops: list[Hop]) -> list[str]:
+    """The Kubernetes versions a path moves to on the way, in order."""
+    return [h.kubernetes for h in hops if h.kubernetes is not None]
+
+
+def describe_path(hops: list[Hop]) -> str:
+    """`Talos v1.13.9, then Talos v1.14.1` (a Kubernetes step names its release: `Kubernetes v1.31.14`)."""
+    return ", then ".join(str(h) for h in hops)

@@ -26,6 +26,9 @@ SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, n
 # net/tsaddr/tsaddr.go at v1.102.3; Headscale's default prefixes.v4, config-example.yaml at v0.27.1), which
 # also holds the devices' own resolver, 100.100.100.100.
 TAILNET_RANGE = IPv4Network("100.64.0.0/10")
+# The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
+# user's offline router nodes, so no member may be it.
+ROUTER_USER = "iluvatar-router"
 
 
 def tailnet_group(group: str) -> str:
@@ -262,4 +265,10 @@ def _headscale_users(remote: RemoteAccess) -> Iterator[Problem]:
                     f"{REMOTE}.access[{i}].members[{k}]",
                     f"{member}: Headscale would make the user {user or '(nothing)'}, which it refuses (two characters or more, a "
                     "letter first, then letters, digits, '-', '.', '_' and one '@'); e.g. bob@ for the user bob",
+                )
+            elif user == ROUTER_USER:
+                yield Problem(
+                    f"{REMOTE}.access[{i}].members[{k}]",
+                    f"{member}: the Headscale user {ROUTER_USER} is the subnet router's own (its step removes that user's offline "
+                    "router nodes); use the person's own login, e.g. bob@",
                 )

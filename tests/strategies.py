@@ -15,6 +15,8 @@ from typing import Any
 from hypothesis import event
 from hypothesis import strategies as st
 
+from stacks import releases
+
 ARDA_BOARDS = {"amd64": ["generic-x86"], "arm64": ["rk1", "rpi4", "rpi5", "generic-arm64"]}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q test"
 AINUR_BOARDS = [("rpi5", "arm64"), ("rpi4", "arm64"), ("generic-x86", "amd64")]
@@ -169,8 +171,8 @@ def raw_stacks(
         "iluvatar:arda": {
             "clusterName": "arda",
             "vip": at(arda_vip),
-            "talosVersion": "v1.12.4",
-            "kubernetesVersion": "v1.34.1",
+            "talosVersion": releases.TALOS,
+            "kubernetesVersion": releases.KUBERNETES,
             "allowSchedulingOnControlPlanes": "istari" not in roles,
         },
         "iluvatar:nodes": list(nodes),
@@ -183,7 +185,7 @@ def raw_stacks(
         if netboot["unknownMacs"] == "generic-worker":
             disk: Any = draw(DISK_SELECTORS) if selectors and draw(st.booleans()) else "/dev/sda"
             netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": disk}
-        raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": "v1.33.6+k3s1", "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
+        raw["iluvatar:ainur"] = {"vip": at(ainur_vip), "k3sVersion": releases.K3S, "sshAuthorizedKeys": [SSH_KEY], "netboot": netboot}
         raw["iluvatar:ainur"]["serviceIp"] = at(service_ip)
     if front_door is not None:
         event("identity: yes")

@@ -36,7 +36,7 @@ def test_helm_renders_eso_from_its_module_with_the_released_image_and_no_legacy_
         secrets_plan.helm_values(),
         release="external-secrets",
         namespace=secrets_plan.NAMESPACE,
-        kube_version="v1.34.1",
+        kube_version="v1.35.1",
     )
     images = {c["image"] for o in objects if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]}
     assert images == {f"ghcr.io/external-secrets/external-secrets:{secrets_plan.IMAGE_TAG}"}
@@ -52,7 +52,7 @@ def test_helm_renders_volsync_from_its_module() -> None:
         backup_plan.helm_values(),
         release="volsync",
         namespace=backup_plan.NAMESPACE,
-        kube_version="v1.34.1",
+        kube_version="v1.35.1",
     )
     kinds = {o["spec"]["names"]["kind"] for o in objects if o["kind"] == "CustomResourceDefinition"}
     assert kinds == {"ReplicationSource", "ReplicationDestination"}

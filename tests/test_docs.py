@@ -140,14 +140,14 @@ def test_the_reference_command_checks_and_writes(tmp_path: Path) -> None:
 def test_the_version_ranges_the_reference_gives_are_the_tables_validation_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Docs and validator from one source: a release the table adds is one the page says, in both of its tables."""
     page = reference.versions()
-    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13 |" in page
-    assert "on Talos 1.12: 1.30 to 1.35; on Talos 1.13: 1.31 to 1.36; 1.31 or later with Ceph" in page
-    assert "| 1.13 | 1.11.0 or later | 1.15 or later |" in page and "Raspberry Pi 5 (`rpi5`) from v1.12.3." in page
-    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 14), (32, 37))
-    monkeypatch.setitem(day2.TALOS_UPGRADES, (1, 14), ((1, 12, 0), (1, 16, 0)))
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.14.1` | 1.12, 1.13, 1.14 |" in page
+    assert "on Talos 1.12: 1.30 to 1.35; on Talos 1.13: 1.31 to 1.36; on Talos 1.14: 1.32 to 1.37; 1.31 or later with Ceph" in page
+    assert "| 1.14 | 1.12.0 or later | 1.16 or later |" in page and "Raspberry Pi 5 (`rpi5`) from v1.12.3." in page
+    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 15), (33, 38))
+    monkeypatch.setitem(day2.TALOS_UPGRADES, (1, 15), ((1, 13, 0), (1, 17, 0)))
     page = reference.versions()
-    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.12.4` | 1.12, 1.13, 1.14 |" in page
-    assert "on Talos 1.14: 1.32 to 1.37" in page and "| 1.14 | 1.12.0 or later | 1.16 or later |" in page
+    assert "| Talos | `iluvatar:arda.talosVersion` | `v1.14.1` | 1.12, 1.13, 1.14, 1.15 |" in page
+    assert "on Talos 1.15: 1.33 to 1.38" in page and "| 1.15 | 1.13.0 or later | 1.17 or later |" in page
     # What the page used to say by hand, and validation no longer meant.
     assert "1.12 only" not in (ROOT / "docs" / "reference" / "keys.yaml").read_text() + reference.PAGE.read_text()
 

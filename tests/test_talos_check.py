@@ -1,8 +1,8 @@
 """The Talos acceptance check (tools/talos_check.py, tools/talos-check): Talos's own code says yes or no.
 
 Every machine the program asks the provider for (its getConfiguration invocations under the mock
-runtime) is generated with machinery v1.13.0 as the provider does, then validated there and by
-machinery v1.12.4 as the node receives it, strict: a warning fails like an error. The broken
+runtime) is generated with machinery v1.13.0 as the provider does, then validated there and, for a
+Talos 1.14 stack, by machinery v1.14.1 as the node receives it, strict: a warning fails like an error. The broken
 cases show each way Talos refuses a config, with Talos's own words.
 """
 
@@ -19,16 +19,18 @@ from hypothesis import HealthCheck, given, settings
 
 from plans import backup as backup_plan
 from plans import coredns
+from plans import talos as talos_plan
 from stacks import StackConfigError, load_stack_file, parse_stack, read_stack_file
-from stacks.rules import TALOS_KINDS, V1ALPHA1_CONFLICTS
+from stacks.rules import TALOS_KINDS, TALOS_KINDS_SINCE_1_13, V1ALPHA1_CONFLICTS
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.sims import simulated
 from tests.strategies import raw_stacks
 from tools import gotools
-from tools.talos_check import NODE_VERSION, PROVIDER_VERSION, Machine, Verdict, check, machines
+from tools.talos_check import ACCEPTED_ON_NODE, NODE_VERSION, PROVIDER_VERSION, Machine, Verdict, _problems, check, generated_by_newest, machines
 
 HOMELAB_NODES = ["alqualonde", "gandalf", "saruman", "taniquetil", "tirion"]
 BACKUP_ACCESS = {"kubernetesTalosAPIAccess": {"enabled": True, "allowedRoles": ["os:etcd:backup"], "allowedKubernetesNamespaces": ["etcd-backup"]}}
+UNATTENDED = "apiVersion: v1alpha1\nkind: UnattendedInstallConfig\ninstaller:\n  image: factory.talos.dev/metal-installer/x:v1.14.1\n"
 CEPH = {"apiVersion": "v1alpha1", "kind": "RawVolumeConfig", "name": "ceph", "provisioning": {"diskSelector": {"match": "disk.size > 10u"}}}
 
 
@@ -99,7 +101,7 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     assert config["machine"]["type"] == "controlplane"
     assert config["cluster"]["controlPlane"]["endpoint"] == "https://192.168.0.20:6443"
     assert config["cluster"]["clusterName"] == "arda"
-    assert config["machine"]["kubelet"]["image"] == "ghcr.io/siderolabs/kubelet:v1.34.1"
+    assert config["machine"]["kubelet"]["image"] == "ghcr.io/siderolabs/kubelet:v1.35.1"
     assert config["machine"]["install"]["disk"] == "/dev/sda"
     assert config["machine"]["install"]["image"].startswith("factory.talos.dev/metal-installer/")
     kinds = {d["kind"]: d for d in docs[1:]}
@@ -285,7 +287,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
         # The stack model refuses this type; Talos must too, should one get past it.
         extra("bad-selector", worker, "machine:\n  install:\n    diskSelector:\n      type: floppy\n"),
         extra("duplicate-document", worker, f"{ceph}---\n{ceph}"),
-        extra("v1.13-only-kind", worker, "apiVersion: v1alpha1\nkind: BlackholeRouteConfig\nname: 10.99.0.0/16\n"),
+        extra("v1.14-only-kind", worker, UNATTENDED),
         extra("deprecated-field", worker, "machine:\n  install:\n    extensions:\n      - image: ghcr.io/siderolabs/iscsi-tools:v0.2.0\n"),
         # Iluvatar's patch as it was before `auto: off`: what every node refused.
         Machine("hostname-beside-auto", {**control_plane.arguments, "configPatches": [own.replace("auto: 'off'\n", "").replace("auto: off\n", "")]}),
@@ -297,7 +299,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict]:
             control_plane,
             "machine:\n  features:\n    kubernetesTalosAPIAccess:\n      allowedRoles: [os:etcd:bakup]\n",
         ),
-        Machine("kubernetes-too-new", {**worker.arguments, "kubernetesVersion": "1.36.0"}),
+        Machine("kubernetes-unparsable", {**worker.arguments, "kubernetesVersion": "one.thirty-five"}),
         Machine("endpoint-without-scheme", {**worker.arguments, "clusterEndpoint": "192.168.0.20"}),
         # The log delivery (plans.logs) as Talos would refuse it: a kernel destination with a path, a format it has not.
         extra("kmsg-with-a-path", worker, "apiVersion: v1alpha1\nkind: KmsgLogConfig\nname: elsewhere\nurl: tcp://127.0.0.1:6051/kernel\n"),
@@ -342,14 +344,14 @@ def test_a_duplicate_document_is_refused(refused: dict[str, Verdict]) -> None:
     )
 
 
-def test_a_v113_only_kind_is_generated_by_the_provider_and_refused_by_a_v112_node(refused: dict[str, Verdict]) -> None:
-    v = refused["v1.13-only-kind"]
-    assert v.provider == ()
-    assert "kind: BlackholeRouteConfig" in v.config
-    assert len(v.node) == 1
-    assert v.node[0].startswith("load: error decoding document v1alpha1/BlackholeRouteConfig/10.99.0.0/16 (line ")
-    assert v.node[0].endswith('): "BlackholeRouteConfig" "v1alpha1": not registered')
-    assert v.problems()[0].startswith(f"v1.13-only-kind: Talos {NODE_VERSION} (node): load:")
+def test_a_v114_only_kind_is_refused_by_the_provider(refused: dict[str, Verdict]) -> None:
+    """UnattendedInstallConfig, where machinery 1.14 puts the install settings: the provider's machinery (v1.13.0)
+    knows no such document, so a patch with it is refused before any config exists."""
+    v = refused["v1.14-only-kind"]
+    assert v.node == ()
+    assert len(v.provider) == 1
+    assert v.provider[0].startswith("plan: config_patches are invalid:")
+    assert v.provider[0].endswith('"UnattendedInstallConfig" "v1alpha1": not registered')
 
 
 @pytest.mark.parametrize("keys", list(TALOS_CONFLICTS), ids=[".".join(k) for k in TALOS_CONFLICTS])
@@ -370,10 +372,26 @@ def test_v1alpha1_settings_talos_refuses_are_refused_before_anything_exists(refu
 
 def test_a_warning_fails_like_an_error(refused: dict[str, Verdict]) -> None:
     v = refused["deprecated-field"]
-    deprecated = ".machine.install.extensions is deprecated, please see https://www.talos.dev/latest/talos-guides/install/boot-assets/"
-    assert f"warning: validate (node apply, metal): {deprecated}" in v.node
-    assert any(p.startswith("validate (talosctl validate --mode metal --strict)") and f"warning: {deprecated}" in p for p in v.node)
+    # Each machinery in its own words: v1.13.0 (the provider's, a 1.13 node's) and v1.14.1 (a 1.14 node's).
+    for problems, url in (
+        (v.provider, "https://docs.siderolabs.com/talos/latest/platform-specific-installations/boot-assets"),
+        (v.node, "https://docs.siderolabs.com/talos/latest/platform-specific-installations/boot-assets"),
+    ):
+        deprecated = f".machine.install.extensions is deprecated, please see {url}"
+        assert f"warning: validate (node apply, metal): {deprecated}" in problems
+        assert any(p.startswith("validate (talosctl validate --mode metal --strict)") and f"warning: {deprecated}" in p for p in problems)
     assert not v.ok
+
+
+def test_the_one_warning_accepted_on_a_v114_node_is_sign_ins_file_in_its_exact_words(accepted: dict[str, Verdict]) -> None:
+    """machine.files (the API server's sign-in config, plans.apiserver) is deprecated on Talos 1.14 for a document the
+    provider cannot generate: tools.talos_check accepts that warning on a 1.14 node alone, word for word."""
+    stage = "validate (node apply, metal): "
+    raw = {"errors": [], "warnings": [stage + ACCEPTED_ON_NODE[0], stage + ACCEPTED_ON_NODE[0] + " (and more)"]}
+    assert _problems(raw, ACCEPTED_ON_NODE) == (f"warning: {stage}{ACCEPTED_ON_NODE[0]} (and more)",)
+    assert _problems(raw) == tuple(f"warning: {w}" for w in raw["warnings"])
+    control_plane = _docs(accepted["homelab/tirion"].config)[0]
+    assert [f["path"] for f in control_plane["machine"]["files"]] == ["/var/etc/iluvatar/authentication-config.yaml"]
 
 
 def test_the_hostname_bug_this_check_was_built_for(refused: dict[str, Verdict]) -> None:
@@ -386,15 +404,15 @@ def test_the_hostname_bug_this_check_was_built_for(refused: dict[str, Verdict]) 
 
 
 def test_the_providers_plan_checks_run(refused: dict[str, Verdict]) -> None:
-    assert refused["kubernetes-too-new"].provider[0].startswith("plan: talos_version is not compatible with kubernetes_version:")
+    assert refused["kubernetes-unparsable"].provider[0].startswith("plan: kubernetes_version is invalid:")
     assert refused["endpoint-without-scheme"].provider == (
         "plan: cluster_endpoint is invalid: no scheme and port specified for the cluster endpoint URL",
     )
 
 
-def test_pre_flight_knows_exactly_the_kinds_a_v112_node_knows() -> None:
-    """stacks.rules.TALOS_KINDS is the node's machinery's own list (its config.schema.json)."""
-    gotools.build("talos-check-node")  # fetches machinery v1.12.4 into the module cache
+def test_pre_flight_knows_exactly_the_kinds_the_provider_and_a_v114_node_both_know() -> None:
+    """stacks.rules.TALOS_KINDS is the kinds both machineries list (their config.schema.json)."""
+    gotools.build("talos-check-node")  # fetches machinery v1.14.1 into the module cache
     gotools.build("talos-check")
     mod = gotools.cache_dir() / "go" / "mod" / "github.com" / "siderolabs" / "talos" / "pkg"
 
@@ -406,5 +424,34 @@ def test_pre_flight_knows_exactly_the_kinds_a_v112_node_knows() -> None:
             found.update(kind.get("enum", []))
         return found
 
-    assert kinds(NODE_VERSION) == TALOS_KINDS
-    assert "BlackholeRouteConfig" in kinds(PROVIDER_VERSION) - TALOS_KINDS
+    assert kinds(NODE_VERSION) & kinds(PROVIDER_VERSION) == TALOS_KINDS
+    assert {"UnattendedInstallConfig", "KubeAPIServerConfig"} <= kinds(NODE_VERSION) - TALOS_KINDS
+    # What a Talos 1.12 node lacks of them (stacks.rules refuses these on a stack on 1.12, and on a 1.12 to 1.13 move).
+    from tools import upstream
+
+    v1_12 = upstream.module_dir(upstream.TALOS_MACHINERY, "v1.12.4") / "config" / "schemas" / "config.schema.json"
+    schema = json.loads(v1_12.read_text())
+    old = {
+        k for ref in schema["oneOf"] for k in schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]].get("properties", {}).get("kind", {}).get("enum", [])
+    }
+    assert TALOS_KINDS - old == TALOS_KINDS_SINCE_1_13
+
+
+def test_the_install_settings_go_where_each_generator_expects_them(accepted: dict[str, Verdict]) -> None:
+    """Talos 1.14's own generator (machinery v1.14.1, what talosctl gen config and a provider on it run) puts the install
+    settings in an UnattendedInstallConfig for a 1.14 contract, beside which Iluvatar's machine.install patch is refused
+    (UnattendedInstallConfigV1Alpha1.V1Alpha1ConflictValidate): the failure kube-ovn met. The provider the program runs
+    (machinery v1.13.0) generates machine.install for the same contract, which the 1.14 node accepts: so plans.talos
+    keeps machine.install while PROVIDER_MACHINERY is 1.13."""
+    assert talos_plan.PROVIDER_MACHINERY[:2] == (1, 13)
+    ours = accepted["homelab/gandalf"]
+    generated = _docs(ours.config)
+    assert generated[0]["machine"]["install"]["image"].startswith("factory.talos.dev/metal-installer/")
+    assert not [d for d in generated if d.get("kind") == "UnattendedInstallConfig"]
+    homelab = {m.name: m for m in _machines(HOMELAB, "homelab")}
+    [newest] = generated_by_newest([homelab["homelab/gandalf"]])
+    assert len(newest.provider) == 2  # as the node applies it, and as talosctl validate --strict
+    for problem in newest.provider:
+        assert "* UnattendedInstallConfig config is incompatible with v1alpha1 config (.machine.install)" in problem
+        # And every other v1alpha1 section 1.14 moved to its own document: a provider on machinery 1.14 means them all.
+        assert "* kubelet config is already set in v1alpha1 config (.machine.kubelet)" in problem

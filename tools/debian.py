@@ -25,12 +25,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stacks import pins
+
 SUITE = "trixie"
 # name -> (version, SHA-256 of the .deb). The iPXE binaries served to machines come from the same
 # version (plans.netboot.IPXE_DEBIAN_VERSION), so what the tests boot is what the Pis serve.
 PACKAGES: dict[str, tuple[str, str]] = {
     "cloud-init": ("25.1.4-1+deb13u1", "1b120a44110e7234c9cf9ccde78fb5d5ea1292c94ef0ca70d09a580f72980df3"),
-    "ipxe": ("1.21.1+git20250501.dad20602+dfsg-1", "eeaca79dbde0fb86c102bf1d362c6f6a67ed0ddab38b3dd12e1b332339f5dd99"),
+    "ipxe": (pins.APPS["ipxe"], "eeaca79dbde0fb86c102bf1d362c6f6a67ed0ddab38b3dd12e1b332339f5dd99"),
 }
 
 

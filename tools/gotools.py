@@ -124,7 +124,7 @@ TAILSCALE_TAGS = (
 
 # Every tool the tests use, by name. Each folder's go.mod/go.sum pins its modules.
 _ALL: tuple[Tool, ...] = (
-    # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.12.4 (the nodes').
+    # Talos's own config generation and validation: machinery v1.13.0 (the provider's) and v1.14.1 (a 1.14 node's).
     Tool("talos-check", "talos-check"),
     Tool("talos-check-node", "talos-check", modfile="node.go.mod"),
     # The schematic IDs a `pulumi up` gets: the Talos provider's decode, image-factory's client and its Schematic.ID (plans.imagefactory).
@@ -150,10 +150,9 @@ _ALL: tuple[Tool, ...] = (
     # pulumi-command v1.2.1's local Command as the engine cancels it (Go's standard library only): a step killed as it
     # kills one (tests/upgrader/test_cancel.py).
     Tool("pulumi-command-local", "pulumi-command-local"),
-    # The tests' real control plane (tools.kube_cluster): kube-apiserver, controller-manager and scheduler at Kubernetes
-    # 1.34.1 (Arda's) with etcd 3.6.5, and at 1.33.4 (the Ainur's k3s minor) with kwok v0.7.0, which builds only against 0.33.
+    # The tests' real control plane (tools.kube_cluster), for both clusters: kube-apiserver, controller-manager and
+    # scheduler at Kubernetes 1.35.1 (Arda's, and the Ainur's k3s minor), kubectl, etcd 3.6.5 and kwok v0.8.0.
     Tool("kube-control-plane", "kube-control-plane", kubernetes="k8s.io/kubernetes"),
-    Tool("kube-control-plane-1.33", "kube-control-plane-1.33", kubernetes="k8s.io/kubernetes"),
     # kustomize v5.8.1, the binary Argo CD v3.5.2 builds a kustomize source with (the monitoring Application).
     Tool("kustomize", "kustomize", package="sigs.k8s.io/kustomize/kustomize/v5"),
     # Prometheus v3.12.0's promtool: checks and unit-tests the alert rules (plans.monitoring). Without the service

@@ -2,12 +2,12 @@
 kube-scheduler and kwok (which plays the kubelet of every node), on loopback with throwaway certificates.
 
 Everything is the upstream program, built from pinned Go modules like the other checkers
-(`tools/kube-control-plane/`: Kubernetes 1.34.1 and etcd 3.6.5; `tools/kube-control-plane-1.33/`:
-the Ainur's Kubernetes 1.33 and kwok v0.7.0, which builds only against 0.33; each cluster runs etcd
-from the first and kwok from the second), and configured as the cluster it stands for configures it:
+(`tools/kube-control-plane/`: Kubernetes 1.35.1, etcd 3.6.5 and kwok v0.8.0, one binary for both clusters: Arda runs
+Kubernetes 1.35.1 and the Ainur k3s v1.35.8+k3s1, the same minor), and configured as the cluster it stands for
+configures it:
 
-- `TALOS` (Arda): the kube-apiserver, controller-manager and scheduler flags Talos v1.12.4 writes
-  (`internal/app/machined/pkg/controllers/k8s/control_plane_static_pod.go`): NodeRestriction on top
+- `TALOS` (Arda): the kube-apiserver, controller-manager and scheduler flags Talos writes (v1.14.0-rc.1, the newest
+  1.14 source here: `internal/app/machined/pkg/controllers/k8s/control_plane_static_pod.go`): NodeRestriction on top
   of the default admission plugins, Node and RBAC authorization, no anonymous requests, and the
   PodSecurity admission configuration Talos generates (`pkg/machinery/config/generate/init.go`:
   enforce `baseline`, audit and warn `restricted`, `kube-system` exempt);
@@ -55,32 +55,29 @@ import yaml
 from tools import gotools
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# The label of a Node kwok leaves alone (kwok v0.7.0 --disregard-status-with-label-selector,
-# pkg/kwok/controllers/node_controller.go:152-165, `need`, asked at each Added, Modified and Sync event): it writes
+# The label of a Node kwok leaves alone (kwok v0.8.0 --disregard-status-with-label-selector, deprecated for the Stage API
+# but still read: pkg/kwok/controllers/node_controller.go:166-179, `need`, asked at each Added, Modified and Sync event): it writes
 # none of its status and holds no lease for it, so the test posts its status as its kubelet would, Ready or not
 # (tests/upgrader/test_kubernetes.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
 
 
 def minor_of(version: str) -> str:
-    """A Kubernetes version's minor: v1.34.1 -> 1.34, v1.33.6+k3s1 -> 1.33."""
+    """A Kubernetes version's minor: v1.35.1 -> 1.35, v1.35.8+k3s1 -> 1.35."""
     return ".".join(version.removeprefix("v").split("+")[0].split(".")[:2])
 
 
 # Kubernetes builds by minor: (Go tool, the Kubernetes version it is built from, read from its go.mod; the
-# binary reports that version, `tools.gotools.kubernetes_ldflags`). The Go module proxy serves every module
-# of v1.34.1; of v1.33.6 (k3s v1.33.6+k3s1's) it refuses eleven staging modules (403), so the Ainur's minor
-# is built from v1.33.4, its newest patch the proxy serves whole.
+# binary reports that version, `tools.gotools.kubernetes_ldflags`). One build, 1.35.1, stands for both clusters: Arda
+# runs it, and the Ainur's k3s v1.35.8+k3s1 is its minor (the API server's /version says v1.35.1 there).
 BUILDS: dict[str, tuple[str, str]] = {
-    minor_of(version): (tool, version)
-    for tool in ("kube-control-plane", "kube-control-plane-1.33")
-    for version in (gotools.kubernetes_version(tool),)
+    minor_of(version): ("kube-control-plane", version) for version in (gotools.kubernetes_version("kube-control-plane"),)
 }
-# Built once, for both clusters: etcd 3.6.5 into the 1.34 binary (it serves both API servers), and
-# kwok v0.7.0 into the 1.33 one (it does not compile against 0.34; a client within both servers' skew).
-SHARED = {"etcd": "kube-control-plane", "kwok": "kube-control-plane-1.33"}
+# The components every cluster runs from that one binary, whatever its minor (etcd and kwok).
+SHARED = {"etcd": "kube-control-plane", "kwok": "kube-control-plane"}
 
-# Talos v1.12.4's PodSecurity defaults (pkg/machinery/config/generate/init.go), written by Talos as
+# Talos's PodSecurity defaults (machinery v1.14.1 config/generate/init.go:115-122 from
+# config/types/k8s/admission_control.go:75-95, DefaultPodSecurityAdmissionControlConfig; the same at v1.12.4), written by Talos as
 # the AdmissionConfiguration kube-apiserver reads (render_config_static_pods.go).
 TALOS_POD_SECURITY: dict[str, Any] = {
     "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
@@ -150,26 +147,31 @@ APISERVER_ARGS = (
 TALOS = Flavor(
     name="talos",
     cluster="arda",
-    minor="1.34",
+    minor="1.35",
     # Talos's defaults (constants.DefaultIPv4ServiceNet, DefaultIPv4PodNet).
     service_cidr="10.96.0.0/12",
     pod_cidr="10.244.0.0/16",
     pod_security=TALOS_POD_SECURITY,
     apiserver_args=APISERVER_ARGS,
+    # Talos 1.14's (control_plane_final.go:270-289 at v1.14.0-rc.1, commit 3e173adf4 "move kube-controller-manager config
+    # to multi-doc"): every default controller and no more (1.12's `*,tokencleaner` is gone), service-account credentials
+    # on, and terminated pods collected beyond 100 (CIS 2.0; Kubernetes' default is 12,500).
     controller_manager_args=(
-        "--use-service-account-credentials",
-        "--controllers=*,tokencleaner",
+        "--use-service-account-credentials=true",
+        "--controllers=*",
         "--configure-cloud-routes=false",
         "--allocate-node-cidrs=true",
+        "--terminated-pod-gc-threshold=100",
         "--profiling=false",
     ),
-    scheduler_args=("--profiling=false",),
-    os_image="Talos (v1.12.4)",
+    # control_plane_final.go:391-400: its authentication configuration must be read, not tolerated missing.
+    scheduler_args=("--authentication-tolerate-lookup-failure=false", "--profiling=false"),
+    os_image="Talos (v1.14.1)",
 )
 K3S = Flavor(
     name="k3s",
     cluster="ainur",
-    minor="1.33",
+    minor="1.35",
     # k3s's defaults (--service-cidr, --cluster-cidr).
     service_cidr="10.43.0.0/16",
     pod_cidr="10.42.0.0/16",
@@ -198,7 +200,7 @@ def flavor_for(cluster: str) -> Flavor:
 
 
 def build_for(kubernetes_version: str) -> tuple[str, str]:
-    """The Go tool and Kubernetes version that stand for `kubernetes_version` (v1.34.1, v1.33.6+k3s1)."""
+    """The Go tool and Kubernetes version that stand for `kubernetes_version` (v1.35.1, v1.35.8+k3s1)."""
     minor = minor_of(kubernetes_version)
     if minor not in BUILDS:
         raise ControlPlaneError(
@@ -218,10 +220,10 @@ def _openssl(*args: str) -> None:
 
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-# As long as a real cluster's: the CA ten years (Talos v1.12.4 pkg/machinery/config/generate/secrets/secrets.go:15,
+# As long as a real cluster's: the CA ten years (Talos machinery v1.14.1 config/generate/secrets/secrets.go:15,
 # CAValidityTime = 87600 h, for the Kubernetes CA too: ca.go:30-39), the API server's and every client's
-# certificate a year (constants.go:244, KubernetesDefaultCertificateValidityDuration, what Talos issues the API
-# server's and the components' with; constants.go:310, KubernetesAdminCertDefaultLifetime, the admin
+# certificate a year (constants.go:217, KubernetesDefaultCertificateValidityDuration, what Talos issues the API
+# server's and the components' with; constants.go:287, KubernetesAdminCertDefaultLifetime, the admin
 # kubeconfig's). The Talos provider renews a kubeconfig whose certificate ends within 720 h, so a shorter
 # one here would make every run against these clusters a renewal (tests/tools/test_talos_api.py checks them all).
 CA_DAYS = 3650

@@ -3,7 +3,7 @@
 Nothing here is written by hand: each label, annotation and taint comes from the plan that puts it
 on the real machine, or from the distribution that does:
 
-- Arda (Talos v1.12.4): `machine.nodeLabels` and `machine.nodeAnnotations` of the node's Talos patch
+- Arda (Talos v1.14.1): `machine.nodeLabels` and `machine.nodeAnnotations` of the node's Talos patch
   (`plans.talos.node_documents`: `iluvatar/role`, `iluvatar/board`, `iluvatar/storage`,
   `iluvatar/data-disks`) and of the stack's own patches; on a control plane Talos adds
   `node-role.kubernetes.io/control-plane` and `node.kubernetes.io/exclude-from-external-load-balancers`

@@ -402,7 +402,7 @@ _GENERIC_VERSION = re.compile(r"^\s*v?([0-9]+(?:\.[0-9]+)*)(.*)$", re.S)
 
 
 def generic_version(version: str) -> str:
-    """A Kubernetes version as Argo CD passes it to Helm and kustomize (`v1.33.6+k3s1` -> `1.33.6`): argo-cd v3.5.2
+    """A Kubernetes version as Argo CD passes it to Helm and kustomize (`v1.35.8+k3s1` -> `1.35.8`): argo-cd v3.5.2
     reposerver/repository/repository.go:1247-1257, parseKubeVersion, is apimachinery's ParseGeneric then String,
     which keeps only the numbers (version.go:45-70: a generic version has no pre-release or build metadata)."""
     found = _GENERIC_VERSION.match(version)

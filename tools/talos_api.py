@@ -212,7 +212,7 @@ def scenario(
     Kubernetes CA, e.g. a test control plane's (`Cluster.ca`): the admin kubeconfig the nodes hand out then signs in there.
     `kubelet_poll_ms`: every configured node runs a kubelet there (tools/talos-api/kubelet.go), which takes the static
     pods Talos renders on its next poll of the static pod URL, this often (a real kubelet's default: 20 s)."""
-    cluster: dict[str, Any] = {"name": "arda", "endpoint": endpoint, "kubernetesVersion": "1.34.1", "configVersion": "v1.12"}
+    cluster: dict[str, Any] = {"name": "arda", "endpoint": endpoint, "kubernetesVersion": "1.35.1", "configVersion": "v1.12"}
     if kubernetes_ca is not None:
         cluster["kubernetesCA"] = {"crt": kubernetes_ca[0], "key": kubernetes_ca[1]}
     if kubelet_poll_ms is not None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 
 from plans.netboot.base import HOST_CACHE
+from stacks import pins
 
 # iPXE binaries, served by TFTP, from Debian's `ipxe` package at a pinned version (the first
 # Debian release whose package ships an arm64 build). Name served -> (file in the package, SHA-256).
-IPXE_DEBIAN_VERSION = "1.21.1+git20250501.dad20602+dfsg-1"
+IPXE_DEBIAN_VERSION = pins.APPS["ipxe"]
 IPXE_FILES = {
     "undionly.kpxe": ("undionly.kpxe", "391bfe580ec9f823d046ee390765d6c389f482b9a8b9fae0f90871cd8ff57828"),
     "ipxe.efi": ("ipxe-amd64.efi", "6095eb23f4173674a3dc124a2a6d3cdeed514172793306a10d525f57b97cdc6a"),

@@ -28,12 +28,13 @@ from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf
 from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
+from stacks import pins
 from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
 # image of the same date as DEBIAN_IMAGE's.
 GANESHA_VERSION = "4.3-2"
-BOOKWORM_IMAGE = "docker.io/library/debian:bookworm-20250908-slim"
+BOOKWORM_IMAGE = pins.IMAGES["debian-bookworm"]
 GANESHA_DEBS = f"{HOST_CACHE}/pi-nfs-debs"
 ROOTS_SIZE_PER_PI_GI = 20
 # Not a netbooting Pi: k3s labels those iluvatar/boot=netboot (plans.k3s.config).

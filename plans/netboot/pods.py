@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, TFTP_ROOT
+from stacks import pins
 
-DNSMASQ_IMAGE = "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4"
-NGINX_IMAGE = "docker.io/library/nginx:1.28.0-alpine"
-CURL_IMAGE = "docker.io/curlimages/curl:8.11.1"
-DEBIAN_IMAGE = "docker.io/library/debian:trixie-20250908-slim"
+DNSMASQ_IMAGE = pins.IMAGES["dnsmasq"]
+NGINX_IMAGE = pins.IMAGES["nginx"]
+CURL_IMAGE = pins.IMAGES["curl"]
+DEBIAN_IMAGE = pins.IMAGES["debian"]
 # The netboot pod leaves an unreachable or not-ready Pi this long after the node is marked so
 # (node-monitor-grace-period, plans.k3s), instead of Kubernetes' default 300 s.
 EVICTION_SECONDS = 5

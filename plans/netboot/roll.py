@@ -16,13 +16,16 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    Pi), has systemd reboot it 3 s later, and stops its sshd listening first, so the next step reaches only the new
    system.
 4. Its join (plans.k3s.join_script, with the image): pulumi-command's SSH retries wait out the reboot; it fails unless
-   the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s and
-   returns once its Node is Ready with a heartbeat from after that start. Then its k3s step, as any Pi's.
+   the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s, and
+   returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
+   step, which carries the image too, brings the new root's k3s to the stack's version.
 5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
    (a Node a person cordoned stays so).
 
-Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, or when the image
-changes (the image is in each one's script). A Pi killed anywhere in between: before its pointer moved it boots the
+Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
+changes (the image is in each one's script), or when the step before it ran: the reboot step after the drain or the
+pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
+half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
 """
 
@@ -42,6 +45,11 @@ CORDONED = "iluvatar.dev/cordoned"
 DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
 TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
 REBOOT_DELAY_SECONDS = 3
+# What the drain and the reboot step print on stdout, first, each time they run: a word new on every run (the kernel's
+# uuid, read afresh each time: linux drivers/char/random.c, proc_do_uuid), never a secret. Pulumi stores a step's stdout
+# only when the step succeeds; the next steps carry it in their `triggers` (components.ainur), so a drain runs the
+# reboot step after it, and a reboot step runs the join, k3s and uncordon steps after it, whatever their own inputs.
+RUN_MARK = 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
 
 
 def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -> str:
@@ -50,6 +58,7 @@ def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -
     mark = CORDONED.replace(".", "\\.")
     return f"""set -eu
 # iluvatar: {node.name} moves to {image_id(stack)}: drained first (plans.netboot.roll).
+{RUN_MARK}
 if ! found=$({kubectl} get node {node.name} --ignore-not-found -o name); then
   echo "iluvatar: {node.name}'s Node cannot be read, so it is not drained; look with: sudo k3s kubectl get node {node.name}" >&2
   exit 1
@@ -81,6 +90,7 @@ def reboot_script(stack: StackConfig, node: Node, tftp_timeout: int = TFTP_SECON
     svc = service_ip(stack)
     expected = cmdline(stack, node).rstrip("\n")
     return f"""set -eu
+{RUN_MARK}
 {k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
 if [ "$have" = {want} ]; then
   echo "iluvatar: {node.name} already runs {want}" >&2
@@ -103,6 +113,7 @@ if [ "$status" -ne 0 ]; then
 fi
 sudo systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
 echo "iluvatar: {node.name} reboots into {want} in {delay} s" >&2
+echo "iluvatar: if {node.name} does not come back on {want} (its join then fails dialling it after {k3s.SSH_DIAL_ATTEMPTS} attempts, about 20 minutes), move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if that was the default), and run pulumi up" >&2
 """
 
 
@@ -139,8 +150,41 @@ fi
 """
 
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def booted_gate(node: Node, node_timeout: int = k3s.NODE_TIMEOUT_SECONDS) -> str:
+    """The last gate of a netbooting maia's join: its Node Ready as reported by the kubelet of this boot, the one on the
+    new root (the join checked the root's image first): the Node's boot id, which the kubelet puts in every status it
+    posts (kubernetes pkg/kubelet/nodestatus/setters.go, MachineInfo: node.Status.NodeInfo.BootID = info.BootID, from
+    cadvisor's read of /proc/sys/kernel/random/boot_id), is this boot's, and its Ready condition True. A Node keeps the
+    last status of the kubelet before the reboot, Ready among it, until the node lifecycle controller marks it Unknown
+    after its grace period (it sets Unknown, never True: only a kubelet reports Ready), so Ready alone, or a k3s already
+    running (a root it ran before starts k3s at boot and the join restarts nothing) proves nothing about the new root."""
+    kubeconfig = "" if node.role == "valar" else f" --kubeconfig {k3s.AGENT_KUBECONFIG}"
+    fields = '{.status.nodeInfo.bootID} {.status.conditions[?(@.type=="Ready")].status}'
+    return f"""boot=$(cat {BOOT_ID})
+node_booted() {{
+  got=$(sudo {k3s.KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{fields}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
+  [ "${{got%% *}}" = "$boot" ] || {{ why="its Node's last report is from the kubelet of another boot (boot id ${{got%% *}}, this boot's $boot)"; return 1; }}
+  [ "${{got#* }}" = True ] || {{ why="its Node is not Ready (${{got#* }})"; return 1; }}
+}}
+wait_for {node_timeout} "its Node Ready, reported by the kubelet of this boot (its new root)" node_booted
+"""
+
+
 def join_script(stack: StackConfig, node: Node) -> str:
     """A Pi's join as the program registers it (components.ainur, plans.rollout): a netbooting maia's checks first that
-    it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot."""
+    it runs the stack's image, and carries the image, so a new one runs it again after the Pi's reboot, and ends once
+    its Node is Ready since the Pi booted."""
     rejoin = k3s.server_url(stack) if k3s.is_first_server(stack, node) else None
-    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node) if node.boot == "netboot" else "")
+    if node.boot != "netboot":
+        return k3s.join_script(node, rejoin=rejoin)
+    return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate(node))
+
+
+def k3s_script(stack: StackConfig, node: Node) -> str:
+    """A Pi's k3s step as the program registers it: a netbooting maia's names its image, so the step runs again on a
+    new root (a root of an image it ran before may hold an older k3s)."""
+    head = f"# iluvatar: a netbooted root of {image_id(stack)} (plans.netboot.roll).\n" if node.boot == "netboot" else ""
+    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head)

@@ -353,3 +353,24 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(tmp_path: 
     join = regs["ainur-ilmare-join"]
     assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
     assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
+
+
+def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(tmp_path: Path) -> None:
+    """Review 41-2 H1: Pulumi keeps a failed step's old inputs, so a roll that failed at a join and is set back finds the
+    join, k3s step and uncordon unchanged. The reboot step carries the drain's run mark and the pointer's resourceVersion,
+    and the join, k3s step and uncordon carry the reboot step's run mark: a run of the one runs the others (their
+    `triggers`, which pulumi-command 1.2.1 replaces on: provider/pkg/provider/common/inputs.go:10). A card Pi's steps
+    carry none."""
+    from plans.netboot import roll
+
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    drain, pointer, reboot = regs["ainur-ilmare-drain"], regs["ainur-ilmare-boot"], regs["ainur-ilmare-reboot"]
+    assert sorted(reboot.property_dependencies["triggers"]) == sorted([drain.urn, pointer.urn])
+    for step in ("join", "k3s", "uncordon"):
+        assert regs[f"ainur-ilmare-{step}"].property_dependencies["triggers"] == (reboot.urn,), step
+        assert "triggers" not in regs[f"ainur-eonwe-{step.replace('uncordon', 'k3s')}"].inputs
+    # The mark is printed first, on stdout, so any run that succeeds stores a new one.
+    for script in (drain.inputs["create"], reboot.inputs["create"]):
+        assert script.splitlines()[1:3].count(roll.RUN_MARK) == 1
+    assert roll.RUN_MARK == 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'

@@ -273,10 +273,10 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
     assert "hostname: tirion" in tirion["machineConfig"]
     assert tirion["talosconfig"] == "# talosconfig for arda\n"
     assert regs["arda-tirion-apply"].inputs["environment"] == {
-        "ILUVATAR_INSTALLER": f"factory.talos.dev/metal-installer/{_schematic_id('generic-x86')}:v1.12.4",
-        "ILUVATAR_KUBERNETES_VERSION": "v1.34.1",
+        "ILUVATAR_INSTALLER": f"factory.talos.dev/metal-installer/{_schematic_id('generic-x86')}:v1.14.1",
+        "ILUVATAR_KUBERNETES_VERSION": "v1.35.1",
         "ILUVATAR_PATCHES": patches_digest(load_stack_file(HOMELAB), load_stack_file(HOMELAB).nodes[4]),
-        "ILUVATAR_TALOS_VERSION": "v1.12.4",
+        "ILUVATAR_TALOS_VERSION": "v1.14.1",
         "ILUVATAR_GENERATION": "0",
     }
     gate = json.loads(regs["arda-cilium-gate-crds"].inputs["stdin"].value)
@@ -287,7 +287,7 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
 def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation) -> None:
     secrets = homelab.named()["arda-config-secrets"]
     assert secrets.protect
-    assert secrets.inputs["talosVersion"] == "v1.12.4"
+    assert secrets.inputs["talosVersion"] == "v1.14.1"
     protected = [r.name for r in homelab.registrations if r.protect]
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
     # Every generated key the backups and the apps' secrets depend on (components.data), protected the same way
@@ -308,11 +308,11 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
 
 def test_the_config_keeps_the_version_contract_the_cluster_was_installed_with(tmp_path: Path) -> None:
     """A new talosVersion upgrades the machines (their installer image); the configs stay shaped for the install's Talos."""
-    doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.12.5"})
-    sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.12.4"}})
-    assert {a["talosVersion"] for a in _config_invokes(sim).values()} == {"v1.12.4"}
+    # Installed at Talos v1.13.0 (the secrets' version), the stack now at the shipped v1.14.1.
+    sim = simulate(read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.13.0"}})
+    assert {a["talosVersion"] for a in _config_invokes(sim).values()} == {"v1.13.0"}
     installer = sim.outputs["ardaInstallerImages"]["generic-x86"]
-    assert installer.endswith(":v1.12.5")
+    assert installer.endswith(":v1.14.1")
     assert f"image: {installer}" in json.loads(sim.named()["arda-tirion-apply"].inputs["stdin"].value)["machineConfig"]
 
 
@@ -354,8 +354,8 @@ def test_machine_config_invokes_get_what_the_provider_expects(homelab: Simulatio
     for args in invokes.values():
         assert args["clusterName"] == "arda"
         assert args["clusterEndpoint"] == "https://192.168.0.20:6443"
-        assert args["kubernetesVersion"] == "1.34.1"
-        assert args["talosVersion"] == "v1.12.4"
+        assert args["kubernetesVersion"] == "1.35.1"
+        assert args["talosVersion"] == "v1.14.1"
         assert (args["docs"], args["examples"]) == (False, False)
         assert args["machineSecrets"] == MOCK_STATE["machineSecrets"]
 
@@ -402,33 +402,33 @@ def test_the_talos_provider_gets_its_outputs_back_under_its_own_names(monkeypatc
 
 def test_image_urls_are_the_providers(homelab: Simulation) -> None:
     sid = _schematic_id("generic-x86")
-    assert homelab.outputs["ardaInstallerImages"] == {"generic-x86": f"factory.talos.dev/metal-installer/{sid}:v1.12.4"}
-    assert homelab.outputs["ardaPxeUrls"] == {"generic-x86": f"https://pxe.factory.talos.dev/pxe/{sid}/v1.12.4/metal-amd64"}
+    assert homelab.outputs["ardaInstallerImages"] == {"generic-x86": f"factory.talos.dev/metal-installer/{sid}:v1.14.1"}
+    assert homelab.outputs["ardaPxeUrls"] == {"generic-x86": f"https://pxe.factory.talos.dev/pxe/{sid}/v1.14.1/metal-amd64"}
     assert homelab.outputs["ardaDiskImages"] == {}
     urls = [a for t, a in homelab.invocations if t == GET_URLS]
-    assert [(a["architecture"], a["platform"], a.get("sbc"), a["talosVersion"]) for a in urls] == [("amd64", "metal", None, "v1.12.4")]
+    assert [(a["architecture"], a["platform"], a.get("sbc"), a["talosVersion"]) for a in urls] == [("amd64", "metal", None, "v1.14.1")]
 
 
 def test_factory_urls_match_terraform_provider_talos() -> None:
     """The offline answer has the shape talos_image_factory_urls (provider v0.11.0) returns."""
-    metal = _talos_urls({"schematicId": "abc", "talosVersion": "1.12.4", "architecture": "arm64", "platform": "metal"})["urls"]
-    image = "https://factory.talos.dev/image/abc/v1.12.4"
+    metal = _talos_urls({"schematicId": "abc", "talosVersion": "1.14.1", "architecture": "arm64", "platform": "metal"})["urls"]
+    image = "https://factory.talos.dev/image/abc/v1.14.1"
     assert metal == {
-        "installer": "factory.talos.dev/metal-installer/abc:v1.12.4",
-        "installerSecureboot": "factory.talos.dev/metal-installer-secureboot/abc:v1.12.4",
+        "installer": "factory.talos.dev/metal-installer/abc:v1.14.1",
+        "installerSecureboot": "factory.talos.dev/metal-installer-secureboot/abc:v1.14.1",
         "iso": f"{image}/metal-arm64.iso",
         "isoSecureboot": f"{image}/metal-arm64-secureboot.iso",
         "diskImage": f"{image}/metal-arm64.raw.zst",
         "diskImageSecureboot": f"{image}/metal-arm64-secureboot.raw.zst",
-        "pxe": "https://pxe.factory.talos.dev/pxe/abc/v1.12.4/metal-arm64",
+        "pxe": "https://pxe.factory.talos.dev/pxe/abc/v1.14.1/metal-arm64",
         "kernel": f"{image}/kernel-arm64",
         "kernelCommandLine": f"{image}/cmdline-metal-arm64",
         "initramfs": f"{image}/initramfs-arm64.xz",
         "uki": f"{image}/metal-arm64-secureboot-uki.efi",
     }
-    sbc = _talos_urls({"schematicId": "abc", "talosVersion": "v1.12.4", "architecture": "arm64", "sbc": "turingrk1"})["urls"]
+    sbc = _talos_urls({"schematicId": "abc", "talosVersion": "v1.14.1", "architecture": "arm64", "sbc": "turingrk1"})["urls"]
     assert {k: v for k, v in sbc.items() if v} == {
-        "installer": "factory.talos.dev/metal-installer/abc:v1.12.4",
+        "installer": "factory.talos.dev/metal-installer/abc:v1.14.1",
         "diskImage": f"{image}/metal-arm64.raw.xz",
     }
     assert set(sbc) == set(metal)
@@ -451,7 +451,7 @@ def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> No
     urls = [a for t, a in sim.invocations if t == GET_URLS]
     assert ("arm64", None, "rpi_5") in [(a["architecture"], a.get("platform"), a.get("sbc")) for a in urls]
     sid = _schematic_id("rpi5")
-    assert sim.outputs["ardaDiskImages"]["saruman"] == f"https://factory.talos.dev/image/{sid}/v1.12.4/metal-arm64.raw.xz"
+    assert sim.outputs["ardaDiskImages"]["saruman"] == f"https://factory.talos.dev/image/{sid}/v1.14.1/metal-arm64.raw.xz"
     # A Pi cannot chainload iPXE: saruman is flashed, so no netboot script or config names it.
     scripts = sim.named()["netboot-configmap-ipxe"].inputs["data"]
     assert not any("saruman" in text for text in scripts.values())
@@ -464,8 +464,8 @@ def test_rk1_uses_the_rk1_overlay_schematic_and_is_flashed() -> None:
     sid = _schematic_id("rk1")
     urls = [a for t, a in sim.invocations if t == GET_URLS]
     assert [(a["architecture"], a.get("platform"), a["sbc"]) for a in urls] == [("arm64", None, "turingrk1")]
-    assert sim.outputs["ardaInstallerImages"] == {"rk1": f"factory.talos.dev/metal-installer/{sid}:v1.12.4"}
-    image = f"https://factory.talos.dev/image/{sid}/v1.12.4/metal-arm64.raw.xz"
+    assert sim.outputs["ardaInstallerImages"] == {"rk1": f"factory.talos.dev/metal-installer/{sid}:v1.14.1"}
+    image = f"https://factory.talos.dev/image/{sid}/v1.14.1/metal-arm64.raw.xz"
     assert sim.outputs["ardaDiskImages"] == {f"talos-{i}": image for i in range(1, 5)}
     # The factory has no PXE assets for an SBC: nothing netboot-shaped is exported for it.
     assert sim.outputs["ardaPxeUrls"] == {}
@@ -519,8 +519,8 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
 
 
 def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path, homelab: Simulation) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.12.5"})
-    upgraded = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.12.4"}})
+    doc = edit(homelab_doc(), {"iluvatar:arda.talosVersion": "v1.14.2"})
+    upgraded = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")), prior={"arda-config-secrets": {"talosVersion": "v1.14.1"}})
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(upgraded)
     assert set(before) == set(after)
     changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
@@ -534,7 +534,7 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
         ]
     )
     environment = after[upgraded.named()["arda-tirion-apply"].urn]["environment"]
-    assert (environment["ILUVATAR_TALOS_VERSION"], environment["ILUVATAR_INSTALLER"].rsplit(":", 1)[1]) == ("v1.12.5", "v1.12.5")
+    assert (environment["ILUVATAR_TALOS_VERSION"], environment["ILUVATAR_INSTALLER"].rsplit(":", 1)[1]) == ("v1.14.2", "v1.14.2")
 
 
 def test_a_changed_schematic_is_replaced_so_its_new_id_reaches_the_images() -> None:
@@ -556,7 +556,7 @@ def test_an_image_factory_id_other_than_the_renders_is_a_warning(monkeypatch: py
     simulate(read_stack_file(RK1), preview=True)
     assert not [r for r in caplog.records if "Image Factory named" in r.getMessage()]
     sim = simulate(read_stack_file(RK1))
-    assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{plan.schematic_id('rk1')}/v1.12.4/metal-arm64.raw.xz"
+    assert sim.outputs["ardaDiskImages"]["talos-1"] == f"https://factory.talos.dev/image/{plan.schematic_id('rk1')}/v1.14.1/metal-arm64.raw.xz"
     assert [r.getMessage() for r in caplog.records if "Image Factory named" in r.getMessage()] == [
         f"arda: Image Factory named the rk1 schematic {other}, but the program named its images by {plan.schematic_id('rk1')} "
         "(plans.imagefactory follows Image Factory v1.1.0): the factory may not serve those installer and disk images; "
@@ -570,4 +570,4 @@ def test_a_machines_step_waits_for_its_boards_schematic_and_the_images_are_known
     for node in ("talos-1", "talos-4"):
         apply = preview.one("command:local:Command", f"arda-{node}-apply")
         assert preview.one("talos:imageFactory/schematic:Schematic", "arda-config-schematic-rk1").urn in apply.dependencies
-        assert apply.inputs["environment"]["ILUVATAR_INSTALLER"] == f"factory.talos.dev/metal-installer/{plan.schematic_id('rk1')}:v1.12.4"
+        assert apply.inputs["environment"]["ILUVATAR_INSTALLER"] == f"factory.talos.dev/metal-installer/{plan.schematic_id('rk1')}:v1.14.1"

@@ -155,13 +155,14 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     previous = outputs_of(homelab)
     arda = previous["arda"]
     assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
     after = simulate(homelab_stack_file(), previous=previous)
     preflight = after.named()["arda-kubernetes-preflight"]
-    assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.34.1 --timeout 5m"
+    assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.35.1 --timeout 5m"
     stdin = preflight.inputs["stdin"]
     assert type(stdin).__name__ == "SecretValue"  # the talosconfig is a secret
-    assert sorted(json.loads(stdin.value)) == ["talosconfig"]
+    assert sorted(json.loads(stdin.value)) == ["machineConfigs", "talosconfig"]  # the upgrade's own (review H2 c)
+    assert stdin.value == after.named()["arda-kubernetes-upgrade"].inputs["stdin"].value
     graph = Graph.of(after)
     first = after.named()["arda-taniquetil-apply"]
     assert graph.after(first, preflight)
@@ -249,12 +250,12 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
     # A k3s version bump: every Pi's k3s step, the first valar first, then the other valar, then the maiar.
     ainur = previous["ainur"]
     assert isinstance(ainur, dict)
-    older = {**previous, "ainur": {**ainur, "k3sVersion": "v1.32.9+k3s1"}}
+    older = {**previous, "ainur": {**ainur, "k3sVersion": "v1.34.9+k3s1"}}
     bumped = simulate(homelab_stack_file(), previous=older, preview=True)
     assert _plan(caplog, bumped, older) == [
         "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:",
         *(
-            f"  {i}. {pi}: k3s v1.32.9+k3s1 -> v1.33.6+k3s1: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)"
+            f"  {i}. {pi}: k3s v1.34.9+k3s1 -> v1.35.8+k3s1: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)"
             for i, pi in enumerate(["manwe", "eonwe", "ilmare"], 1)
         ),
         "Arda: no change on any machine",
@@ -278,13 +279,13 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     previous = outputs_of(homelab)
     arda = previous["arda"]
     assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.33.5"}
+    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
     after = simulate(homelab_stack_file(), previous=previous)
     named = after.named()
     upgrade = named["arda-kubernetes-upgrade"]
     # Every machine the last deployment installed, control planes then workers, where they answer now (`talosctl upgrade-k8s`'s order).
     assert upgrade.inputs["create"] == (
-        ".venv/bin/iluvatar upgrader kubernetes-upgrade --to v1.34.1 --control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 "
+        ".venv/bin/iluvatar upgrader kubernetes-upgrade --to v1.35.1 --control-plane taniquetil=192.168.0.21 --control-plane tirion=192.168.0.22 "
         "--control-plane alqualonde=192.168.0.23 --worker gandalf=192.168.0.31 --worker saruman=192.168.0.32 --timeout 75m"
     )
     stdin = upgrade.inputs["stdin"]
@@ -295,6 +296,15 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     graph = Graph.of(after)
     assert graph.after(upgrade, named["arda-kubernetes-preflight"])
     assert graph.after(named["arda-taniquetil-apply"], upgrade)
+    # The etcd snapshot comes before the preflight, the chain's first step (review M2), named by what ran.
+    # Written once (--keep): a later attempt keeps the first attempt's file (review 2 N3).
+    snapshot = named["arda-etcd-snapshot"]
+    assert snapshot.inputs["create"] == (
+        ".venv/bin/iluvatar upgrader etcd-snapshot --node taniquetil=192.168.0.21 "
+        "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.34.5.db --keep --timeout 10m"
+    )
+    assert graph.after(named["arda-kubernetes-preflight"], snapshot)
+    assert "arda-etcd-snapshot" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
     # No Kubernetes change, no upgrade step.
     assert "arda-kubernetes-upgrade" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
 

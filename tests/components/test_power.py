@@ -22,7 +22,7 @@ from iluvatar.graph import Graph, provider_urn
 from iluvatar.render import plan_entries, render_files
 from iluvatar.simulate import Registration, SecretValue, Simulation, simulate
 from plans import power as plan
-from stacks import StackConfig, load_stack_file, read_stack_file
+from stacks import StackConfig, load_stack_file, read_stack_file, releases
 from stacks.load import StackFile
 from tests.bringup import upgrader_args, violations
 from tests.edit import HOMELAB, RK1, ROOT, SALT, edit, homelab_doc, write_stack
@@ -34,13 +34,18 @@ CANARY = "CANARY-BMC-PASSWORD-9e41"
 SECURE = {"secure": "v1:bm9uY2Vub25jZW5v:Y2lwaGVydGV4dGNpcGhlcnRleHQ="}
 
 
-def homelab_variant(tmp: Path) -> Path:
+# The shipped stacks' Talos and Kubernetes minors (v1.14, v1.35): what a power step must not name.
+TALOS_MINOR, KUBERNETES_MINOR = (v.rsplit(".", 1)[0] for v in (releases.TALOS, releases.KUBERNETES))
+
+
+def homelab_variant(tmp: Path, more: dict[str, Any] | None = None) -> Path:
     doc = edit(
         homelab_doc(),
         {
             "iluvatar:nodes[6].power": {"wakeOnLan": {"link": "enp0s25"}},
             "iluvatar:nodes[7].power": {"bmc": {"address": "192.168.0.5", "slot": 2}},
             "iluvatar:bmcPasswords": {"192.168.0.5": SECURE},
+            **(more or {}),
         },
     )
     return write_stack(tmp, doc, stack="homelab")
@@ -184,7 +189,7 @@ def test_a_step_is_about_its_machine_not_its_versions(stacks: dict[str, tuple[St
     assert wake.inputs["create"].startswith("python3 -c ")
     assert wake.inputs["create"].endswith(" gandalf 28:d2:44:30:00:01 192.168.0.255 192.168.0.31:50000")
     for step in (bmc, wake):
-        assert not [v for v in json.dumps(step.inputs, default=repr).split('"') if v.startswith(("v1.12", "v1.34"))], step.name
+        assert not [v for v in json.dumps(step.inputs, default=repr).split('"') if v.startswith((TALOS_MINOR, KUBERNETES_MINOR))], step.name
 
 
 def named_of(sim: Simulation, urn: str) -> str:
@@ -215,19 +220,24 @@ def on_the_ainur(reg: Registration, sim: Simulation) -> bool:
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"iluvatar:arda.talosVersion": "v1.12.5"}, {"iluvatar:nodes[6].talosPatches": [{"machine": {"sysctls": {"vm.nr_hugepages": "64"}}}]}],
+    ("start", "change"),
+    [
+        # Deployed at Talos v1.13.9 (the 1.13 release a path goes through), then the shipped stacks' v1.14.1: one minor's roll.
+        ({"iluvatar:arda.talosVersion": "v1.13.9"}, {"iluvatar:arda.talosVersion": releases.TALOS}),
+        ({}, {"iluvatar:nodes[6].talosPatches": [{"machine": {"sysctls": {"vm.nr_hugepages": "64"}}}]}),
+    ],
     ids=["talos-upgrade", "patch"],
 )
 def test_a_roll_of_machines_already_on_waits_on_no_pi(
-    tmp_path: Path, change: dict[str, Any], stacks: dict[str, tuple[StackConfig, Simulation]]
+    tmp_path: Path, start: dict[str, Any], change: dict[str, Any], stacks: dict[str, tuple[StackConfig, Simulation]]
 ) -> None:
     """A Talos upgrade or a patch on a deployed homelab, gandalf woken by Wake-on-LAN, saruman on a BMC: the engine runs
     no step on a Pi or the Ainur's API before any machine's apply, so with the first valar down (or the Ainur's API) the
     roll goes on. The Ainur's objects a Talos upgrade changes (the served configs, the cache's assets) still run, beside
     the roll, for the machines that boot from the network later; the power steps do not run at all."""
-    path = homelab_variant(tmp_path)
-    before = stacks["homelab"][1]  # the module's run of the same variant: the deployment both changes start from
+    path = homelab_variant(tmp_path, start)
+    # The module's run of the same variant when the deployment starts from it (main's shared simulation), else its own.
+    before = stacks["homelab"][1] if not start else simulate(read_stack_file(path))
     previous = outputs_of(before)
     doc = edit(yaml.safe_load(path.read_text()), change)
     (tmp_path / "after").mkdir()
@@ -261,7 +271,7 @@ def test_the_bmc_steps_commands_and_bounds(stacks: dict[str, tuple[StackConfig, 
         ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root "
         f"--flash {images['talos-4']} --talos 10.10.0.14:50000 --probe 300s --timeout 45m"
     )
-    assert images["talos-4"].endswith("/v1.12.4/metal-arm64.raw.xz")
+    assert images["talos-4"].endswith("/v1.14.1/metal-arm64.raw.xz")
     assert flash.inputs["update"] == ".venv/bin/iluvatar power bmc --machine talos-4 --bmc https://10.10.0.5 --slot 4 --user root --timeout 5m"
     assert flash.custom_timeouts == {"create": "50m", "update": "10m"}
 

@@ -1,9 +1,10 @@
-"""Remote access under the program's mocks: the OAuth client's secret and the router's enrolment key reach what needs
-them as Pulumi secrets and never a render; the order the engine must keep (the policy before the routers, the
-enrolment after Headscale, the router after its key); Headscale's state protected."""
+"""Remote access under the program's mocks: the OAuth client's secret reaches what needs it as a Pulumi secret and never
+a render, the router's enrolment key enters no resource; the order the engine must keep (the policy before the
+routers, the router after Headscale, the router's step after the router); Headscale's state protected."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from stacks import read_stack_file
 from stacks.remote_access import SECRET
 from tests.edit import write_stack
 from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_doc, remote_stack
+from tests.sims import outputs_of
+from tests.upgrader.test_program_stdin import calls, check
 from tools.provider_inputs import problems
 
 OAUTH = "CANARY-TAILSCALE-OAUTH-SECRET-5e2a"
@@ -88,15 +91,28 @@ def test_the_policy_goes_before_the_routers_and_replaces_the_whole_file(tailscal
     }
 
 
-def test_the_enrolment_key_is_secret_end_to_end(headscale: Simulation) -> None:
+def test_the_enrolment_key_never_enters_pulumi(headscale: Simulation) -> None:
+    # The router's key is minted and written into its Secret on the Pi (plans.remote_access.router_script): no resource
+    # of the program carries it, so it is in no state, output or log; the step prints only the router's node and routes.
     named = headscale.named()
     enroll = named["remote-access-enroll"]
-    # Never logged (stderr only), its stdout kept secret in the state.
-    assert enroll.inputs["logging"] == "stderr" and enroll.additional_secret_outputs == ("stdout", "connection")
-    assert named["remote-access-ainur-deployment-headscale"].urn in enroll.dependencies
-    data = named["remote-access-router-authkey"].inputs["stringData"]
-    assert isinstance(data, SecretValue) and data.value == {"TS_AUTHKEY": KEY}
-    assert named["remote-access-router-authkey"].urn in named["remote-access-ainur-deployment-subnet-router"].dependencies
+    assert "router-authkey" not in " ".join(named) and "remote-access-ainur-secret-subnet-router-key" not in named
+    kubectl = "sudo k3s kubectl --request-timeout=10s"
+    cli = f"{kubectl} -n remote-access exec deploy/headscale -c headscale -- headscale"
+    assert enroll.inputs["create"] == plan.router_script(remote_stack(HEADSCALE), cli, kubectl)
+    assert 'printf %s "$key" | kc create secret generic subnet-router-key --from-file=TS_AUTHKEY=/dev/stdin' in enroll.inputs["create"]
+
+
+def test_the_router_step_runs_after_the_router_and_is_its_wait(headscale: Simulation) -> None:
+    # Whatever stopped an earlier `up` (a key expired unused, a state Secret lost, a step killed), the step is what the
+    # next `up` retries, and it mints only for a router with no node: the router's Deployment is not awaited by Pulumi
+    # (its first pod waits for the key the step writes), the step is its bounded wait.
+    named = headscale.named()
+    enroll, router = named["remote-access-enroll"], named["remote-access-ainur-deployment-subnet-router"]
+    assert {router.urn, named["remote-access-ainur-deployment-headscale"].urn} <= set(enroll.dependencies)
+    assert router.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    # Its own bounds (Headscale's answer, the rollout, the approval: 300 s each) fit inside the engine's.
+    assert enroll.custom_timeouts == {"create": "20m", "update": "20m"}
 
 
 def test_a_change_of_members_runs_the_users_step_not_the_key(tmp_path: Path) -> None:
@@ -138,3 +154,64 @@ def test_every_input_is_one_its_provider_sdk_declares(flavour: str, request: pyt
     # pulumi-tailscale 0.29.2's classes, and pulumi-kubernetes' and pulumi-command's, name what their providers read.
     sim: Simulation = request.getfixturevalue(flavour)
     assert problems(sim) == []
+
+
+def _again(root: Path, first: Simulation, probed: dict[str, str] | None) -> Simulation:
+    """The headscale stack's next run on what `first` exported, the router's state Secret and Deployment probed as
+    `probed` says."""
+
+    def answer(a: dict[str, Any]) -> dict[str, Any]:
+        if " secret-key " in str(a.get("command")):
+            assert probed is not None, "a first deployment asks nothing"
+            return {**a, "stdout": json.dumps(probed) + "\n", "stderr": ""}
+        others: dict[str, Any] = sim_module.INVOKES[sim_module.PROBE](a)
+        return others
+
+    return simulate(read_stack_file(write_stack(root, remote_doc(HEADSCALE))), previous=outputs_of(first), answers={sim_module.PROBE: answer})
+
+
+def _probes(sim: Simulation) -> list[dict[str, Any]]:
+    return [inputs for token, inputs in sim.invocations if token == sim_module.PROBE and " secret-key " in str(inputs.get("command"))]
+
+
+@pytest.mark.parametrize(
+    ("probed", "enrolment"),
+    [
+        ({"secret": "present", "deployment": "available"}, 1),
+        ({"secret": "absent", "deployment": "unavailable"}, 2),
+        ({"secret": "present", "deployment": "unavailable"}, 2),
+        ({"secret": "unreachable", "deployment": "unreachable"}, 1),
+    ],
+    ids=["the-router-has-its-node", "its-state-secret-was-deleted", "headscale-forgot-its-node", "the-ainur-is-down"],
+)
+def test_a_router_without_its_node_at_preview_runs_its_step_again(
+    headscale: Simulation, probed: dict[str, str], enrolment: int, tmp_path: Path
+) -> None:
+    # The first deployment asks nothing and counts 1; the next run asks the Ainur whether the router's state Secret still
+    # names its node (containerboot's device_id) and its Deployment is available: without the node, or with a node
+    # Headscale forgot or expired (containerboot keeps device_id, so only the pod's readiness shows it), the count goes
+    # up, so the router's step (its script carries the count) runs again on a plain `pulumi up`; otherwise nothing changes.
+    assert _probes(headscale) == [] and headscale.outputs["remoteAccess"]["routerEnrolment"] == 1
+    again = _again(tmp_path, headscale, probed)
+    (probe,) = _probes(again)
+    assert probe["command"] == (
+        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state-7b6761d8 --key device_id"
+        " --deployment subnet-router --deadline 3s"
+    )
+    assert again.outputs["remoteAccess"]["routerEnrolment"] == enrolment
+    step, first = again.named()["remote-access-enroll"].inputs["create"], headscale.named()["remote-access-enroll"].inputs["create"]
+    assert step.splitlines()[0] == (
+        f"# The subnet router's enrolment {enrolment} (one more each time a preview found it without its node or not Ready);"
+    )
+    assert (step == first) is (enrolment == 1)
+    assert step.splitlines()[1:] == first.splitlines()[1:]
+
+
+def test_the_upgrader_reads_the_probe_as_the_program_sends_it(headscale: Simulation, tmp_path: Path) -> None:
+    found = [
+        c
+        for c in calls("headscale day 2", _again(tmp_path, headscale, {"secret": "present", "deployment": "available"}))
+        if c.args[0] == "secret-key"
+    ]
+    assert len(found) == 1
+    assert [a["exit"] for a in check(found).values()] == [0]

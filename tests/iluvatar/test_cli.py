@@ -25,8 +25,8 @@ ILUVATAR = Path(sys.executable).parent / "iluvatar"
 HOMELAB_SUMMARY = """\
   network: LAN 192.168.0.0/24 (iluvatar.home.arpa), gateway 192.168.0.1, DNS 192.168.0.1; DHCP 192.168.0.100-192.168.0.199; load balancers 192.168.0.220-192.168.0.239; 1 VLAN: iot 192.168.20.0/24 (id 20); public zone example.com
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
-  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
-  Arda: arda, Talos v1.12.4, Kubernetes v1.34.1, API VIP 192.168.0.20
+  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
+  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20
   apps: 5 (home-assistant, jellyfin, blog, grafana, headlamp); 1 external
   edge: public ingress cloudflare-tunnel, public DNS cloudflare; envoy-internal 192.168.0.238, envoy-external 192.168.0.239
   GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
@@ -38,7 +38,7 @@ HOMELAB_SUMMARY = """\
 RK1_SUMMARY = """\
   network: LAN 10.10.0.0/24 (turing.home.arpa), gateway 10.10.0.1, DNS 10.10.0.1, 9.9.9.9; DHCP 10.10.0.100-10.10.0.199; load balancers 10.10.0.200-10.10.0.219
   nodes: 4 (no Ainur; Arda 3 valinor + 1 istari)
-  Arda: turing, Talos v1.12.4, Kubernetes v1.34.1, API VIP 10.10.0.10; the control planes run workloads too
+  Arda: turing, Talos v1.14.1, Kubernetes v1.35.1, API VIP 10.10.0.10; the control planes run workloads too
   apps: 2 (grafana, home-assistant); 0 external
   edge: public ingress none, public DNS none; envoy-internal 10.10.0.218, LAN resolver 10.10.0.217
   GitOps: https://github.com/example/turing-pi.git at main, apps under apps/
@@ -104,8 +104,8 @@ def test_the_minimal_example_is_valid_as_it_ships() -> None:
         "examples/Pulumi.minimal.yaml: valid\n"
         "  network: LAN 192.168.1.0/24 (lab.home.arpa), gateway 192.168.1.1, DNS 192.168.1.1; DHCP 192.168.1.100-192.168.1.199; load balancers 192.168.1.220-192.168.1.239\n"
         "  nodes: 2 (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari)\n"
-        "  Ainur: k3s v1.33.6+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
-        "  Arda: arda, Talos v1.12.4, Kubernetes v1.34.1, API VIP 192.168.1.13; the control planes run workloads too\n"
+        "  Ainur: k3s v1.35.8+k3s1, API VIP 192.168.1.10, DHCP/TFTP/HTTP/DNS at 192.168.1.12 (netboot dhcp)\n"
+        "  Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.1.13; the control planes run workloads too\n"
     )
 
 
@@ -156,7 +156,7 @@ def test_console_script_is_installed_and_its_help_lists_the_commands_the_cli_pag
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: iluvatar [-h] [--version] COMMAND ...")
     listed = helped_commands(result.stdout)
-    assert listed == ["init", "validate", "render", "diagram", "scaffold", "upgrader", "schema", "reference", "power", "discover"]
+    assert listed == ["init", "validate", "render", "diagram", "scaffold", "versions", "upgrader", "schema", "reference", "power", "discover"]
     assert sorted(documented_commands((ROOT / "docs" / "cli.md").read_text())) == sorted(listed)
     # The lookup of a stack name is said where every command's help ends.
     assert "looked up in the current folder first, then in the project" in result.stdout
@@ -172,17 +172,17 @@ def test_version_names_the_package_and_the_releases_from_the_tables() -> None:
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines() == [
         f"iluvatar {importlib.metadata.version('iluvatar')}",
-        "new stacks start from Talos v1.12.4, Kubernetes v1.34.1, k3s v1.33.6+k3s1",
-        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36) (docs/reference/stack.md#versions)",
+        "new stacks start from Talos v1.14.1, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37) (docs/reference/stack.md#versions)",
     ]
 
 
 def test_the_version_follows_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 14), (32, 37))
-    monkeypatch.setattr(releases, "TALOS", "v1.14.0")
+    monkeypatch.setitem(rules.TALOS_KUBERNETES, (1, 15), (33, 38))
+    monkeypatch.setattr(releases, "TALOS", "v1.15.0")
     assert cli.version().splitlines()[1:] == [
-        "new stacks start from Talos v1.14.0, Kubernetes v1.34.1, k3s v1.33.6+k3s1",
-        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37)"
+        "new stacks start from Talos v1.15.0, Kubernetes v1.35.1, k3s v1.35.8+k3s1",
+        "validation takes Talos 1.12 (Kubernetes 1.30 to 1.35), 1.13 (Kubernetes 1.31 to 1.36), 1.14 (Kubernetes 1.32 to 1.37), 1.15 (Kubernetes 1.33 to 1.38)"
         " (docs/reference/stack.md#versions)",
     ]
 

@@ -3,7 +3,7 @@ the machines from the Talos API stand-in in maintenance mode (tools/talos-api: t
 machine tells anyone, and the refusals of its maintenance API), asked by the upgrader's `discover` with machinery's
 own client; the entries written into a copy of the homelab stack file, which then validates, is in the form Pulumi's
 own marshaler writes (tools/stackfile), passes the Talos acceptance check, and whose install disk selector picks the
-intended disk in machinery's own CEL evaluation, in both builds (v1.13.0, v1.12.4).
+intended disk in machinery's own CEL evaluation, in both builds (v1.13.0, the provider's; v1.14.1, a node's).
 
 The homelab's LAN is moved into a loopback block of its own, so the machines the test asks (and the inventory
 machines whose Talos API `discover` knocks on for its "not seen" hint) are this machine's loopback addresses.
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from plans import discovery
-from stacks import load_stack_file
+from stacks import load_stack_file, releases
 from stacks.load import load_yaml
 from tests.edit import HOMELAB
 from tests.stacks.test_stack_form import SALT_LINE, changed
@@ -75,17 +75,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory, kube_k3s: Cluster) -> Iterator
         HOMELAB.read_text().replace("192.168.0.", f"{block}.").replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
     )
     text = text.replace(
-        "    kubernetesVersion: v1.34.1\n", f"    kubernetesVersion: v1.34.1\n    discovery: {{pool: {{start: {block}.90, end: {block}.99}}}}\n", 1
+        f"    kubernetesVersion: {releases.KUBERNETES}\n",
+        f"    kubernetesVersion: {releases.KUBERNETES}\n    discovery: {{pool: {{start: {block}.90, end: {block}.99}}}}\n",
+        1,
     )
     stack = root / "Pulumi.homelab.yaml"
     stack.write_text(text)
+    # Two machines booted from older Talos media than the stack's (a USB stick, a stale PXE cache): discover reads any Talos
+    # in maintenance mode, and Talos 1.12's maintenance service answers otherwise than 1.13's (no Version; the test below).
     nodes = [
         talos_api.node(f"discovery-amd64-{X86.replace(':', '-')}", f"{block}.90", "worker", "v1.12.4", maintenance=True, mac=X86,
                        hardware={"disks": [SAMSUNG, WD, OLD_HDD, STICK], "system": LENOVO, "linkSpeedMbps": 1000, "linkDriver": "e1000e"}),
         talos_api.node(f"discovery-arm64-{ARM.replace(':', '-')}", f"{block}.91", "worker", "v1.13.0", maintenance=True, mac=ARM, arch="arm64",
                        hardware={"disks": [{**TWIN, "id": "vda"}, {**TWIN, "id": "vdb"}]}),
         # A configured Talos at a lease's address: it asks for a client certificate, so it is not one to add.
-        talos_api.node("gandalf", f"{block}.31", "worker", "v1.12.4", mac="28:d2:44:30:00:01"),
+        talos_api.node("gandalf", f"{block}.31", "worker", releases.TALOS, mac="28:d2:44:30:00:01"),
     ]  # fmt: skip
     now = int(time.time())
     leases = "".join(
@@ -246,7 +250,7 @@ def test_discover_prints_the_entries_and_writes_them_so_the_stack_validates_and_
         {"DevPath": f"/dev/{d['id']}", "Size": d["size"], "Model": d["model"], "Serial": d["serial"], "WWID": d.get("wwid", ""), "Transport": d["transport"], "Rotational": d.get("rotational", False), "Symlinks": d["symlinks"]}
         for d in (SAMSUNG, WD, OLD_HDD, STICK)
     ]  # fmt: skip
-    assert talos_check.match_disks(verdict.config, disks) == {"v1.13.0": ["/dev/sda"], "v1.12.4": ["/dev/sda"]}
+    assert talos_check.match_disks(verdict.config, disks) == {"v1.13.0": ["/dev/sda"], "v1.14.1": ["/dev/sda"]}
 
     # Run again: the machine is in the inventory now, so nothing is added twice.
     again = discover(lab, "--write")

@@ -345,7 +345,7 @@ def test_rk1_renders_talos_only(tmp_path: Path) -> None:
     rows = files["flash/disk-images.csv"].decode().splitlines()
     assert rows[0] == "node,disk_image"
     assert [r.split(",")[0] for r in rows[1:]] == [f"talos-{i}" for i in range(1, 5)]
-    assert all(r.split(",")[1].startswith("https://factory.talos.dev/image/") and r.endswith("/v1.12.4/metal-arm64.raw.xz") for r in rows[1:])
+    assert all(r.split(",")[1].startswith("https://factory.talos.dev/image/") and r.endswith("/v1.14.1/metal-arm64.raw.xz") for r in rows[1:])
 
 
 def test_rk1_render_flashes_the_image_image_factory_names() -> None:
@@ -355,10 +355,10 @@ def test_rk1_render_flashes_the_image_image_factory_names() -> None:
     (named,) = schematic_id.name([sim.named()["arda-config-schematic-rk1"].inputs["schematic"]])
     assert named.id, named
     files = render_files(sim)
-    image = f"https://factory.talos.dev/image/{named.id}/v1.12.4/metal-arm64.raw.xz"
+    image = f"https://factory.talos.dev/image/{named.id}/v1.14.1/metal-arm64.raw.xz"
     assert files["flash/disk-images.csv"].splitlines() == ["node,disk_image", *(f"talos-{i},{image}" for i in range(1, 5))]
     # The installer each machine installs with is the same schematic's.
-    assert f"    image: factory.talos.dev/metal-installer/{named.id}:v1.12.4\n" in files["talos/talos-1.patch.yaml"]
+    assert f"    image: factory.talos.dev/metal-installer/{named.id}:v1.14.1\n" in files["talos/talos-1.patch.yaml"]
     # What to POST to Image Factory before downloading (it serves images only for a schematic it was sent): the body the provider POSTs.
     assert sorted(f for f in files if f.startswith("flash/")) == ["flash/disk-images.csv", "flash/schematic-rk1.yaml"]
     assert files["flash/schematic-rk1.yaml"] == named.body
@@ -499,13 +499,13 @@ def test_a_render_against_its_own_outputs_shows_no_change(homelab: Path, tmp_pat
 def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab: Path, tmp_path: Path) -> None:
     previous = json.loads((homelab / "outputs.json").read_text())
     for node in previous["arda"]["nodes"].values():
-        node["installer"] = node["installer"].replace(":v1.12.4", ":v1.12.3")
-    previous["arda"]["talosVersion"] = "v1.12.3"
+        node["installer"] = node["installer"].replace(":v1.14.1", ":v1.13.9")
+    previous["arda"]["talosVersion"] = "v1.13.9"
     (tmp_path / "old.json").write_text(json.dumps(previous))
     result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines()[1:] == [
-        f"  {i}. {n}: Talos v1.12.3 -> v1.12.4" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+        f"  {i}. {n}: Talos v1.13.9 -> v1.14.1" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
     ]
 
 
@@ -517,7 +517,7 @@ def test_a_version_change_no_machine_could_make_is_refused_offline_too(homelab: 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "stack homelab: 1 problem:",
-        "  iluvatar:arda.kubernetesVersion: v1.34.1 skips a minor: Arda runs v1.32.0, and Kubernetes upgrades one minor at a time (v1.33 first)",
+        "  iluvatar:arda.kubernetesVersion: v1.35.1 skips a minor: Arda runs v1.32.0, and Kubernetes upgrades one minor at a time (v1.33 first)",
     ]
     assert not (tmp_path / "day2").exists()
 

@@ -30,7 +30,7 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 26 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 27 files written, 0 kept as they were"
     # No folder for Grafana or Headlamp: their platform Applications deploy them (an ApplicationSet would add a second).
     assert not (out / "kubernetes/apps/monitoring/grafana").exists() and not (out / "kubernetes/apps/system/headlamp").exists()
     # One example app per app of the stack's registry (home-assistant, jellyfin, blog), in its category.
@@ -51,6 +51,7 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     ]
     assert tree(out) == sorted(
         [
+            "renovate.json",  # plans.renovate: updates that reach the repository
             "ainur/README.md",
             "kubernetes/apps/README.md",
             *(f"kubernetes/apps/{c}/README.md" for c in DEFAULT_CATEGORIES),
@@ -70,7 +71,7 @@ def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:
     assert run("scaffold", "rk1", "--out", str(tmp_path / "r")).returncode == 0
     # rk1's Grafana is an app of its registry, but kube-prometheus's platform Application deploys it: no folder of its own.
     examples = [f"apps/home-automation/home-assistant/{f}" for f in ("README.md", "kustomization.yaml")]
-    assert tree(tmp_path / "r") == sorted(["apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
+    assert tree(tmp_path / "r") == sorted(["renovate.json", "apps/README.md", *(f"apps/{c}/README.md" for c in DEFAULT_CATEGORIES), *examples])
 
 
 def test_an_example_app_per_app_the_registry_names() -> None:
@@ -100,7 +101,7 @@ def test_a_second_run_keeps_every_file_it_finds(tmp_path: Path) -> None:
     (out / "apps/system/README.md").unlink()
     result = run("scaffold", "rk1", "--out", str(out))
     assert result.returncode == 0
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 11 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.rk1.yaml in {out}: 1 file written, 12 kept as they were"
     assert mine.read_text() == "my notes\n"
     assert (out / "apps/system/README.md").exists()
     assert not [p for p in out.rglob(".*")], "no temporary file left behind"

@@ -39,3 +39,18 @@ def test_a_probe_that_cannot_build_the_upgrader_finds_nothing_and_fails_no_run(
         upgrader.become(["apply", "--node", "gandalf=192.168.0.31"])
     out, _ = capsys.readouterr()
     assert (exited.value.code, out) == (upgrader.EXIT_FAILED, "")
+
+
+def test_a_secret_key_probe_that_cannot_build_the_upgrader_could_not_look_and_fails_no_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The router's probe runs at `pulumi preview` too (components.remote_access): it says it could not look, which
+    changes nothing (plans.remote_access.router_enrolment), and never fails the preview."""
+    from plans import remote_access
+
+    monkeypatch.setattr(golang, "build", _cannot_build)
+    monkeypatch.setattr(os, "execv", _no_exec)
+    with pytest.raises(SystemExit) as exited:
+        upgrader.become(["secret-key", "--namespace", "remote-access", "--secret", "subnet-router-state", "--key", "device_id"])
+    out, _ = capsys.readouterr()
+    assert (exited.value.code, json.loads(out), remote_access.router_enrolment(2, out)) == (upgrader.EXIT_OK, {"secret": "unreachable"}, 2)

@@ -46,13 +46,13 @@ def _shared_cluster(flavor: Flavor, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def kube_talos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Arda's control plane (Kubernetes 1.34.1, Talos v1.12.4's flags and Pod Security defaults), shared by the file's tests."""
+    """Arda's control plane (Kubernetes 1.35.1, Talos 1.14's flags and Pod Security defaults), shared by the file's tests."""
     yield from _shared_cluster(TALOS, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def kube_k3s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The Ainur's control plane (Kubernetes 1.33, k3s's flags: no Pod Security defaults), shared by the file's tests."""
+    """The Ainur's control plane (Kubernetes 1.35, k3s's flags: no Pod Security defaults), shared by the file's tests."""
     yield from _shared_cluster(K3S, tmp_path_factory)
 
 

@@ -163,7 +163,8 @@ def test_a_gateway_that_breaks_a_cel_rule_is_refused(kube_talos: Cluster, kube_n
     error = _refusal(kube_talos, broken)
     rule = "tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']"
     assert (error.status, error.reason) == (422, "Invalid")
-    assert error.message == f'Gateway.gateway.networking.k8s.io "broken" is invalid: spec.listeners: Invalid value: "array": {rule}'
+    # (Kubernetes 1.35's message names no value for a CEL rule over a list; 1.34's said `Invalid value: "array": `.)
+    assert error.message == f'Gateway.gateway.networking.k8s.io "broken" is invalid: spec.listeners: Invalid value: {rule}'
     # The rule is one of the CRD's CEL validations (x-kubernetes-validations), which no schema check evaluates.
     crd = next(c for c in crds if c["spec"]["names"]["kind"] == "Gateway")
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
@@ -310,7 +311,8 @@ def test_a_field_the_api_server_does_not_know_is_dropped_with_a_warning(kube_tal
 # --- The version it reports --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "version", "minor"), [("kube_talos", "v1.34.1", "34"), ("kube_k3s", "v1.33.4", "33")])
+# Both clusters run the one build (the Ainur's k3s v1.35.8+k3s1 is its minor).
+@pytest.mark.parametrize(("fixture", "version", "minor"), [("kube_talos", "v1.35.1", "35"), ("kube_k3s", "v1.35.1", "35")])
 def test_the_api_server_reports_the_kubernetes_version_it_is_built_from(
     fixture: str, version: str, minor: str, request: pytest.FixtureRequest
 ) -> None:
@@ -358,10 +360,10 @@ def test_helm_installs_a_chart_whose_kube_version_constraint_the_server_meets(
 def test_the_walk_renders_charts_at_the_version_the_server_reports(kube_talos: Cluster, kube_k3s: Cluster) -> None:
     walker = Walker(simulated(HOMELAB), load_stack_file(HOMELAB), {"arda": kube_talos, "ainur": kube_k3s})
     # pulumi-kubernetes hands Helm the server's gitVersion; Argo CD its numbers alone (parseKubeVersion), so the
-    # Ainur's charts see 1.33.4, the build's, where the stack says v1.33.6+k3s1.
-    assert [walker.kube_version(c) for c in ("arda", "ainur")] == ["v1.34.1", "v1.33.4"]
-    assert [walker.argocd_kube_version(c) for c in ("arda", "ainur")] == ["1.34.1", "1.33.4"]
-    assert [generic_version(v) for v in ("v1.33.6+k3s1", "v1.35.0-rc.1", "v0.0.0-master+$Format:%H$")] == ["1.33.6", "1.35.0", "0.0.0"]
+    # Ainur's charts see 1.35.1, the build's, where the stack says v1.35.8+k3s1.
+    assert [walker.kube_version(c) for c in ("arda", "ainur")] == ["v1.35.1", "v1.35.1"]
+    assert [walker.argocd_kube_version(c) for c in ("arda", "ainur")] == ["1.35.1", "1.35.1"]
+    assert [generic_version(v) for v in ("v1.35.8+k3s1", "v1.36.0-rc.1", "v0.0.0-master+$Format:%H$")] == ["1.35.8", "1.36.0", "0.0.0"]
     with pytest.raises(ValueError, match="could not parse kubernetes version 'master'"):
         generic_version("master")
 
@@ -402,7 +404,8 @@ def test_a_pod_no_node_fits_stays_pending_and_the_scheduler_says_why(arda: Clust
     assert "nodeName" not in pods["balrog"]["spec"]
     assert arda.pending_reason(pods["balrog"]) == (
         "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, "
-        "3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. "
+        # (Kubernetes 1.35's scheduler no longer names the taint; 1.34's said `untolerated taint {node-role...: }`.)
+        "3 node(s) had untolerated taint(s). "
         "no new claims to deallocate, preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
     )
     # kwok plays the kubelet: the scheduled pod runs, as far as the API can tell.

@@ -109,7 +109,6 @@ def test_the_headscale_flavour_runs_headscale_and_its_router_on_the_ainur(headsc
         "PersistentVolumeClaim remote-access/headscale-state",
         "Deployment remote-access/headscale",
         "Service remote-access/headscale",
-        "Secret remote-access/subnet-router-authkey",
         "ServiceAccount remote-access/subnet-router",
         "Role remote-access/subnet-router",
         "RoleBinding remote-access/subnet-router",

@@ -3,7 +3,7 @@ loopback for the same scripts run here (tests/plans/test_netboot.py).
 
 The pod runs on a Pi's host network and reaches the API server at the cluster's service address.
 Here the Pi is a network namespace (tests.netns.lan), and the API server is the Ainur's (k3s's
-flags, Kubernetes 1.33, tools.kube_cluster) listening on a link-local veth this test owns between
+flags, Kubernetes 1.35, tools.kube_cluster) listening on a link-local veth this test owns between
 the test's own namespace and the Pi's: never on the LAN, never on loopback where the Pi cannot
 reach it. The netboot Namespace, ServiceAccount, Role and RoleBinding are the program's own (the
 stack's simulation, written as pulumi-kubernetes writes them); the scripts get a token of that

@@ -8,8 +8,8 @@ What is real:
   test gives the stack (`ainurSshPrivateKey`), running each step's `create` as pulumi-command does: one
   command string, run by the user's login shell (`bash -c`), its `stdin` fed to it;
 - sudo, bash, coreutils, curl (every address but the k3s installer's), and kubectl (k8s.io/kubectl
-  v0.33.4, the kubectl `k3s kubectl` embeds, from tools/kube-control-plane-1.33);
-- the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.33 with
+  v0.35.1, the kubectl `k3s kubectl` embeds at that minor, from tools/kube-control-plane);
+- the Kubernetes API server the Pis' kubectl and kubelets talk to: the Ainur's (Kubernetes 1.35 with
   k3s's flags, tools.kube_cluster, with its controller-manager, which fills in ServiceAccount tokens, and
   kwok, which marks Nodes Ready), on a veth into the LAN; an agent's kubelet credentials are a client
   certificate of `system:node:<name>` (the Node authorizer and NodeRestriction check it).
@@ -50,11 +50,14 @@ never in this machine's /etc.
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +69,7 @@ import yaml
 from iluvatar.graph import Graph
 from iluvatar.simulate import Registration, SecretValue
 from plans import cloudinit
+from plans.netboot import roll
 from stacks.model import Node, StackConfig
 from tests.netns.lan import in_ns, sh, stop
 from tests.tools import require
@@ -75,7 +79,13 @@ UID = 4242  # the Pi user's uid inside each Pi's mount namespace (its own /etc/p
 KUBELET_DELAY = 1.5  # seconds a (stand-in) kubelet takes to report after k3s starts
 ETCD_START = 1.0  # seconds a (stand-in) server's etcd member takes to start, down meanwhile
 HEALTHZ_PORT = 10248
+# What OpenSSH's client says when no session could be opened (pulumi-command dials again then).
+DIAL_FAILED = re.compile(r"ssh: connect to host .*: (Connection refused|Connection timed out|No route to host)|Connection closed by .* port 22")
 OPERATOR_IP = "192.168.0.250"
+# A session the test gives up on: past the longest bound of any step's own waits (a netbooted maia's drain, kubectl's
+# --timeout and its margin), so a step that waits too long fails with its own message, never this test's timeout (a
+# 240 s limit here cut the reboot step's 300 s wait for TFTP, and hid what it waited for).
+HUNG_SECONDS = roll.DRAIN_SECONDS + 30 + 60
 ETCD_LAB = "etcd-lab"  # the lab's etcd folder, beside the Pis' own (Pis.etcd)
 # cloud-init's template of /etc/hosts as Debian's cloud-init (22.4) ships it, on the Pis flashed with it.
 HOSTS_TEMPLATE_TEXT = (
@@ -91,7 +101,7 @@ HOSTS_TEMPLATE_TEXT = (
 )
 
 STANDIN_K3S = """#!/bin/bash
-# STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.33.4), with
+# STAND-IN for k3s (k3s cannot run here). `k3s kubectl` runs the real kubectl (k8s.io/kubectl v0.35.1), with
 # k3s's default kubeconfig as k3s does; `--version` says the version the stand-in installer wrote.
 set -eu
 S=/var/lib/rancher/standin
@@ -125,9 +135,18 @@ unit=""
 for arg in "$@"; do case $arg in -*) ;; *) unit=$arg ;; esac; done
 [ "$(id -u)" = 0 ] || { echo "stand-in systemctl: $verb needs root" >&2; exit 1; }
 echo "$(date +%s.%N) systemctl $verb $unit" >> $S/log
-[ -f $S/version ] || { echo "Failed to $verb $unit.service: Unit $unit.service not found." >&2; exit 5; }
+case "$unit" in ssh.service|ssh.socket) ;; *) [ -f $S/version ] || { echo "Failed to $verb $unit.service: Unit $unit.service not found." >&2; exit 5; } ;; esac
+# A netbooted maia's reboot step stops sshd's listener (plans.netboot.roll): asked of the lab (NetbootLab), which kills it.
+case "$verb $unit" in
+  # systemctl waits for its stop job (no --no-block): it returns once the listener is closed (the lab removes the file).
+  "stop ssh.service"|"stop ssh.socket")
+    touch $S/sshd-stop
+    for _ in $(seq 100); do [ -e $S/sshd-stop ] || exit 0; sleep 0.1; done
+    echo "Job for $unit timed out." >&2; exit 1 ;;
+esac
 case $verb in
-  enable|daemon-reload) ;;
+  enable) touch $S/enabled ;;  # started at boot (NetbootLab's reboots)
+  daemon-reload) ;;
   start|restart)
     if [ "$verb" = restart ]; then $S/stop; fi
     if [ ! -f $S/running ] && [ ! -f $S/activating ]; then
@@ -153,6 +172,22 @@ rm -f $S/running $S/activating
 if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
 name=$(cat $S/name)
 if [ -e "$E/up/$name" ]; then rm -f "$E/up/$name"; echo "$(date +%s.%N) down $name" >> $E/log; fi
+"""
+
+# A reboot systemd runs on its own (systemd-run --on-active=N systemctl reboot): the lab (NetbootLab) reboots the Pi
+# N seconds later, whatever becomes of the session that asked. A Pi with a `cut-after-reboot` file then holds the session
+# for ever, as a step cut between its reboot's scheduling and its end leaves it.
+STANDIN_SYSTEMD_RUN = """#!/bin/bash
+# STAND-IN for systemd-run (no systemd here): `--on-active=N ... systemctl reboot` only.
+set -eu
+S=/var/lib/rancher/standin
+[ "$(id -u)" = 0 ] || { echo "stand-in systemd-run: needs root" >&2; exit 1; }
+delay=""
+for arg in "$@"; do case $arg in --on-active=*) delay=${arg#--on-active=} ;; esac; done
+case " $* " in *" systemctl reboot "*) ;; *) echo "stand-in systemd-run: '$*' is not stood in" >&2; exit 2 ;; esac
+echo "$(date +%s.%N) systemd-run reboot in $delay s" >> $S/log
+echo "$(( $(date +%s) + ${delay:-0} ))" > $S/reboot
+while [ -e $S/cut-after-reboot ]; do sleep 1; done
 """
 
 STANDIN_CLOUD_INIT = """#!/bin/bash
@@ -291,7 +326,13 @@ def call(method, path, body=None, kind="application/json"):
 
 
 version = sys.argv[1]
-time.sleep(DELAY)
+# `slow-kubelet-<name>` in the lab's shared folder: seconds more before its first report (a kubelet slower after a boot
+# than the join's own steps).
+slow = "/var/lib/rancher/etcd-lab/slow-kubelet-" + NAME
+time.sleep(DELAY + (float(open(slow).read()) if os.path.exists(slow) else 0))
+# The boot it runs in, as the kubelet reports it in every status (pkg/kubelet/nodestatus/setters.go MachineInfo:
+# node.Status.NodeInfo.BootID = info.BootID, cadvisor's read of /proc/sys/kernel/random/boot_id); kwok keeps nodeInfo.
+info = {"kubeletVersion": version, "bootID": open("/proc/sys/kernel/random/boot_id").read().strip()}
 while os.path.exists(S + "/broken"):  # a k3s that never comes back
     time.sleep(1)
 ready = [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "stand-in kubelet starting"}]
@@ -302,10 +343,10 @@ except urllib.error.HTTPError as e:
         raise
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
-            "status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}}
+            "status": {"nodeInfo": info, "conditions": ready}}
     call("POST", "/api/v1/nodes", node)
 else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
-    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": {"kubeletVersion": version}, "conditions": ready}},
+    call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},
          "application/merge-patch+json")
 with open(S + "/log", "a") as log:
     log.write(f"{time.time():.9f} kubelet-reported {version}\\n")
@@ -341,6 +382,8 @@ class Pi:
     ns: str
     root: Path
     proc: subprocess.Popen[bytes] | None = None
+    # A netbooted maia: the image its root is of (its root is then `<pis>/<name>@<image>`, but for its first).
+    image: str | None = None
 
     @property
     def state(self) -> Path:
@@ -377,10 +420,57 @@ class Pis:
     key: Path
     pis: dict[str, Pi] = field(default_factory=dict)
     made: list[str] = field(default_factory=list)
+    kubectl: Path | None = None
+    # The image of each netbooted maia's first root.
+    first_images: dict[str, str] = field(default_factory=dict)
+    # Each Pi's boots: (when its sshd answered, the image of its root), in order.
+    boots: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
 
     @property
     def operator(self) -> str:
         return f"{self.prefix}o"
+
+    @property
+    def switch(self) -> str:
+        return f"{self.prefix}w"
+
+    def host(self, key: str, *addresses: str) -> str:
+        """Another namespace on the Pis' LAN (the Pi that serves netboot, in NetbootLab)."""
+        ns = f"{self.prefix}{key}"
+        sh("ip", "netns", "add", ns)
+        self.made.append(ns)
+        _plug(self.switch, ns, None, *addresses)
+        return ns
+
+    def boot(self, name: str, image: str | None) -> None:
+        """(Re)start the Pi on its root of `image`, as its bootloader and initramfs would after a reboot: every process
+        of its namespace killed (a reboot), its root made if it has none (as the NFS server makes a root of a new image:
+        as flashed and cloud-init run, with its SSH host key kept, plans.netboot.nfs.KEPT_ON_NEW_IMAGE), then its sshd
+        started on it."""
+        pi = self.pis[name]
+        kill_all(pi.ns)
+        stop(pi.proc)
+        # Its first root (as the lab made it) is the image it first booted; any other image's is beside it.
+        root = self.root / name if image == self.first_images.get(name) else self.root / f"{name}@{image}"
+        if not root.exists():
+            fresh = Pi(pi.node, pi.ns, root, image=image)
+            assert self.kubectl is not None
+            _pi_files(self.stack, fresh, self.cluster, self.kubectl, self.cluster.server, False)
+            for key in ("host_key", "host_key.pub"):
+                (root / key).write_bytes((pi.root / key).read_bytes())
+                (root / key).chmod((pi.root / key).stat().st_mode)
+        pi.root, pi.image = root, image
+        _mark_image(pi)
+        # Nothing of the last boot runs; systemd starts what was enabled (k3s's unit, once its join enabled it).
+        for name_ in ("running", "activating", "service.pid", "kubelet.pid", "reboot", "sshd-stop"):
+            (pi.state / name_).unlink(missing_ok=True)
+        pi.proc = _start_sshd(pi)
+        _wait_sshd(self, pi)
+        if (pi.state / "enabled").exists():
+            (pi.state / "activating").touch()
+            nsenter = ["nsenter", "-t", str(pi.proc.pid), "-m", "-n", "-u", "setsid", "/var/lib/rancher/standin/service"]
+            subprocess.Popen(nsenter, stdin=subprocess.DEVNULL, stdout=(pi.state / "service.log").open("ab"), stderr=subprocess.STDOUT)
+        self.boots.setdefault(name, []).append((time.time(), image))
 
     def etcd_log(self) -> list[tuple[float, str, str]]:
         """When each etcd member (a valar's k3s) went `up` or `down`, in order (STANDIN_ETCD)."""
@@ -395,7 +485,7 @@ class Pis:
     def by_ip(self, ip: str) -> Pi:
         return next(p for p in self.pis.values() if str(p.node.ip) == ip)
 
-    def ssh(self, connection: Mapping[str, Any], script: str, stdin: str | None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def ssh(self, connection: Mapping[str, Any], script: str, stdin: str | None, timeout: float = HUNG_SECONDS) -> subprocess.CompletedProcess[str]:
         """The command as pulumi-command runs it: one SSH session to the connection's host, port and user,
         the command string run by the user's shell, `stdin` piped in. `timeout` only stops a hung test: a step
         waits up to its own bound (minutes), and on a machine busy with the rest of the suite an upgrade's
@@ -404,9 +494,57 @@ class Pis:
         known = self.root / "known_hosts"
         args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
         args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
-        return subprocess.run(
-            ["ip", "netns", "exec", self.operator, *args], input=stdin or "", capture_output=True, text=True, timeout=timeout, check=False
-        )
+        # pulumi-command dials again while the host does not answer, up to the connection's dialErrorLimit (here 1 s
+        # apart, not its backoff): a Pi rebooting. The lab's own sshd answers at once otherwise.
+        for _ in range(int(connection.get("dialErrorLimit", 1))):
+            done = subprocess.run(
+                ["ip", "netns", "exec", self.operator, *args], input=stdin or "", capture_output=True, text=True, timeout=timeout, check=False
+            )
+            if done.returncode != 255 or not DIAL_FAILED.search(done.stderr):
+                return done
+            time.sleep(1)
+        return done
+
+
+def _plug(switch: str, ns: str, mac: str | None, *addresses: str) -> None:
+    """Plug namespace `ns` into the LAN's switch as eth0 (with `mac`: the Pi's inventory MAC, which dnsmasq's
+    tftp-unique-root=mac reads), with `addresses`."""
+    sh("ip", "link", "add", f"{ns}v", "netns", switch, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    in_ns(switch, "ip", "link", "set", f"{ns}v", "master", "br0", "up")
+    in_ns(ns, "ip", "link", "set", "lo", "up")
+    if mac is not None:
+        in_ns(ns, "ip", "link", "set", "eth0", "address", mac)
+    for address in addresses:
+        in_ns(ns, "ip", "addr", "add", address, "dev", "eth0")
+    in_ns(ns, "ip", "link", "set", "eth0", "up")
+
+
+def kill_all(ns: str) -> None:
+    """Every process of the namespace, killed at once: a Pi that reboots (or loses power)."""
+    for _ in range(50):
+        pids = [p for p in sh("ip", "netns", "pids", ns, check=False).stdout.split() if p]
+        if not pids:
+            return
+        sh("kill", "-9", *pids, check=False)
+        time.sleep(0.1)
+    raise AssertionError(f"the processes of {ns} did not die")
+
+
+def _mark_image(pi: Pi) -> None:
+    """The image a netbooted maia's root is of, where the NFS server writes it (plans.netboot.nfs.IMAGE_MARK)."""
+    if pi.image is not None:
+        mark = pi.etc / "iluvatar" / "pi-image"
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(pi.image + "\n")
+
+
+def _wait_sshd(lab: Pis, pi: Pi) -> None:
+    deadline = time.monotonic() + 10
+    while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
+        assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
+        time.sleep(0.1)
+    # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
+    assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
 
 
 def _opaque(path: Path) -> Path:
@@ -452,7 +590,14 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
         (cloud / "templates" / "hosts.debian.tmpl").write_text(HOSTS_TEMPLATE_TEXT)
     bin_ = root / "bin"
     bin_.mkdir()
-    for script, text in {"k3s": STANDIN_K3S, "systemctl": STANDIN_SYSTEMCTL, "cloud-init": STANDIN_CLOUD_INIT, "curl": STANDIN_CURL}.items():
+    standins = {
+        "k3s": STANDIN_K3S,
+        "systemctl": STANDIN_SYSTEMCTL,
+        "cloud-init": STANDIN_CLOUD_INIT,
+        "curl": STANDIN_CURL,
+        "systemd-run": STANDIN_SYSTEMD_RUN,
+    }
+    for script, text in standins.items():
         (bin_ / script).write_text(text.replace("__KUBECTL__", str(kubectl)))
         (bin_ / script).chmod(0o755)
     state = pi.state
@@ -498,12 +643,14 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
 
 def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     root = pi.root
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
+    if not (root / "host_key").exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
     (root / "sshd_config").write_text(
         f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
     )
     # /etc first (its upper folder holds /etc/rancher, the mount point bound next), then the Pi's folders.
+    shutil.rmtree(root / "etc-work", ignore_errors=True)
     (root / "etc-work").mkdir()
     overlay = f"lowerdir=/etc,upperdir={pi.etc},workdir={root / 'etc-work'}"
     binds = {"bin": "/usr/local/bin", "etc-rancher": "/etc/rancher", "var-lib-rancher": "/var/lib/rancher", "home": "/home"}
@@ -513,6 +660,12 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
         # The Ainur's etcd, one folder for every Pi (STANDIN_ETCD), over the Pi's own /var/lib/rancher.
         + [f"mount --bind {shlex.quote(str(root.parent / ETCD_LAB))} /var/lib/rancher/etcd-lab"]
     )
+    if pi.image is not None:
+        # The kernel's boot id, as a netbooted maia's kubelet reports it and its join reads it (plans.netboot.roll.
+        # booted_gate): a new one at each start (a boot), over the host's in the Pi's mount namespace (a namespace has
+        # no boot of its own).
+        (root / "boot-id").write_text(f"{uuid.uuid4()}\n")
+        setup += f"; mount --bind {shlex.quote(str(root / 'boot-id'))} /proc/sys/kernel/random/boot_id"
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
@@ -523,11 +676,21 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Path, hosts_templates: Collection[str] = ()) -> Iterator[Pis]:
+def pis(
+    stack: StackConfig,
+    root: Path,
+    cluster_for: Any,
+    kubectl: Path,
+    key: Path,
+    hosts_templates: Collection[str] = (),
+    images: Mapping[str, str] | None = None,
+) -> Iterator[Pis]:
     """The stack's Pis up on a LAN of namespaces, sshd answering on each, the API server on a veth into the LAN.
 
     `cluster_for(address)` starts the API server listening at `address` (the host's end of that veth);
-    the Pis named in `hosts_templates` have cloud-init's template of /etc/hosts, the others none."""
+    the Pis named in `hosts_templates` have cloud-init's template of /etc/hosts, the others none; the netbooted
+    maiar named in `images` have a root of that image (its mark: plans.netboot.nfs.IMAGE_MARK)."""
+    images = images or {}
     require("sudo")  # the Pi user's sudo, as cloud-init sets it up
     prefix = f"k3{os.getpid() % 10000}"
     block = os.getpid() % 150 + 100
@@ -545,13 +708,8 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
         in_ns(switch, "ip", "link", "add", "br0", "type", "bridge")
         in_ns(switch, "ip", "link", "set", "br0", "up")
 
-        def plug(ns: str, *addresses: str) -> None:
-            sh("ip", "link", "add", f"{ns}v", "netns", switch, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            in_ns(switch, "ip", "link", "set", f"{ns}v", "master", "br0", "up")
-            in_ns(ns, "ip", "link", "set", "lo", "up")
-            for address in addresses:
-                in_ns(ns, "ip", "addr", "add", address, "dev", "eth0")
-            in_ns(ns, "ip", "link", "set", "eth0", "up")
+        def plug(ns: str, *addresses: str, mac: str | None = None) -> None:
+            _plug(switch, ns, mac, *addresses)
 
         lan = stack.network.lan.prefixlen
         plug(f"{prefix}o", f"{OPERATOR_IP}/{lan}")
@@ -572,24 +730,21 @@ def pis(stack: StackConfig, root: Path, cluster_for: Any, kubectl: Path, key: Pa
             ns = f"{prefix}{i}"
             sh("ip", "netns", "add", ns)
             made.append(ns)
-            plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24")
-            pi = Pi(node, ns, root / node.name)
+            plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24", mac=node.mac)
+            pi = Pi(node, ns, root / node.name, image=images.get(node.name))
             _pi_files(stack, pi, cluster, kubectl, cluster.server, node.name in hosts_templates)
+            _mark_image(pi)
             pi.proc = _start_sshd(pi)
             known.append(f"{node.ip} {(pi.root / 'host_key.pub').read_text().strip()}")
             pis_[node.name] = pi
         (root / "known_hosts").write_text("\n".join(known) + "\n")
-        lab = Pis(stack, root, prefix, cluster, key, pis_, made)
+        lab = Pis(stack, root, prefix, cluster, key, pis_, made, kubectl, dict(images))
         for pi in pis_.values():  # sshd answers
-            deadline = time.monotonic() + 10
-            while in_ns(lab.operator, "bash", "-c", f"exec 3<>/dev/tcp/{pi.node.ip}/22", check=False).returncode != 0:
-                assert time.monotonic() < deadline, (pi.root / "sshd.log").read_text()
-                time.sleep(0.1)
-            # Pi.path reads through this process's root: it is sshd itself, in the Pi's mount namespace.
-            assert pi.proc is not None and Path(f"/proc/{pi.proc.pid}/comm").read_text() == "sshd\n"
+            _wait_sshd(lab, pi)
         yield lab
     finally:
         for pi in pis_.values():
+            kill_all(pi.ns)
             for name in ("kubelet.pid", "service.pid"):
                 pid = pi.state / name
                 if pid.exists():
@@ -608,16 +763,32 @@ def secret(value: Any) -> Any:
     return value.value if isinstance(value, SecretValue) else value
 
 
-def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scripts: Mapping[str, str] | None = None) -> dict[str, Step]:
-    """Run `steps` (remote commands) as the engine would: each as soon as every step it depends on (in the
-    graph, directly or not) has finished, in parallel otherwise; a step whose dependency failed is not run.
-    `scripts` replaces a step's command (a deliberate break)."""
+def run_like_the_engine(
+    lab: Pis,
+    graph: Graph,
+    steps: list[Registration],
+    scripts: Mapping[str, str] | None = None,
+    decide: Callable[[Registration, Mapping[str, Step]], bool] | None = None,
+) -> dict[str, Step]:
+    """Run `steps` (remote commands, and ConfigMaps, applied to the lab's API server) as the engine would: each as soon
+    as every step it depends on (in the graph, directly or not) has finished, in parallel otherwise; a step whose
+    dependency failed is not run. `scripts` replaces a step's command (a deliberate break). `decide`, asked once the
+    steps a step depends on have finished (with what they printed), says whether the engine runs it (its diff against
+    its own stored state: test_pi_roll.Engine); a step it does not run counts as finished and is not returned. A
+    ConfigMap's `stdout` is the resourceVersion the API server gave it (the output a step's `triggers` read)."""
     names = {s.urn: s for s in steps}
     needs = {s.urn: {u for u in graph.ancestors(s.urn) if u in names} for s in steps}
     done: dict[str, Step] = {}
+    unchanged: set[str] = set()
     lock = threading.Lock()
 
     def run(reg: Registration) -> Step:
+        if reg.type == "kubernetes:core/v1:ConfigMap":
+            # pulumi-kubernetes's server-side apply of the object (a netbooted maia's boot pointer).
+            start = time.time()
+            obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": secret(reg.inputs["metadata"]), "data": secret(reg.inputs["data"])}
+            applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
+            return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
         connection = secret(reg.inputs["connection"])
         connection = {**connection, "privateKey": "(the test's key)"}
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
@@ -629,16 +800,171 @@ def run_like_the_engine(lab: Pis, graph: Graph, steps: list[Registration], scrip
         running: dict[Future[Step], str] = {}
         waiting = set(names)
         while waiting or running:
-            for urn in sorted(waiting):
-                if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
-                    waiting.discard(urn)
-                    running[pool.submit(run, names[urn])] = urn
-                elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
-                    waiting.discard(urn)
+            settled = True
+            while settled:  # a step found unchanged lets the steps after it go at once
+                settled = False
+                for urn in sorted(waiting):
+                    if needs[urn] <= set(done) and all(done[u].returncode == 0 for u in needs[urn]):
+                        waiting.discard(urn)
+                        if decide is not None and not decide(names[urn], {done[u].name: done[u] for u in done}):
+                            now = time.time()
+                            done[urn] = Step(names[urn].name, now, now, 0, "", "")
+                            unchanged.add(urn)
+                            settled = True
+                            continue
+                        running[pool.submit(run, names[urn])] = urn
+                    elif any(u in done and done[u].returncode != 0 for u in needs[urn]):
+                        waiting.discard(urn)
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 with lock:
                     done[running.pop(future)] = future.result()
-    return {step.name: step for step in done.values()}
+    return {step.name: step for urn, step in done.items() if urn not in unchanged}
+
+
+@dataclass
+class NetbootService:
+    """The Ainur's netboot service as a netbooted maia meets it (`netboot_service`)."""
+
+    ns: str
+    tftp: Path
+    boots: Path
+    images: Path
+    # (when, Pi, image) of each reboot the lab did, in order.
+    reboots: list[tuple[float, str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _project(lab: Pis, boots: Path) -> None:
+    """STAND-IN for the kubelet's update of the pi-boot ConfigMaps' projected volume: the ConfigMaps as the real API
+    server has them, written in a version folder and put in place by one rename of ..data, as the kubelet's atomic
+    writer does (k8s.io/kubernetes pkg/volume/util/atomic_writer.go). The kubelet does it within its sync period (a
+    minute on k3s); here within a second."""
+    from plans.netboot import pi_pods
+
+    data = {
+        f"{cm['metadata']['name'].removeprefix('pi-boot-')}/{key}": text
+        for cm in lab.cluster.client.list("v1", "ConfigMap", "netboot")
+        if cm["metadata"]["name"].startswith("pi-boot-")
+        for key, text in (cm.get("data") or {}).items()
+        if key in pi_pods.POINTER_KEYS
+    }
+    link = boots / "..data"
+    current = boots / os.readlink(link) if link.is_symlink() else None
+    if current is not None and {str(p.relative_to(current)): p.read_text() for p in current.rglob("*") if p.is_file()} == data:
+        return
+    version = boots / f"..{time.time_ns()}"
+    for rel, text in data.items():
+        (version / rel).parent.mkdir(parents=True, exist_ok=True)
+        (version / rel).write_text(text)
+    version.mkdir(parents=True, exist_ok=True)
+    (boots / "..data_tmp").unlink(missing_ok=True)
+    (boots / "..data_tmp").symlink_to(version.name)
+    os.replace(boots / "..data_tmp", link)
+    if current is not None:
+        shutil.rmtree(current)
+
+
+def _reboot(lab: Pis, service: NetbootService, pi: Pi, svc: str) -> None:
+    """STAND-IN for a Pi's reboot, its bootloader, kernel and initramfs: every process of its namespace killed; then its
+    cmdline.txt read over TFTP from the service address as its bootloader reads it (TFTP_IP; the real dnsmasq, under
+    its serial), again every second while it is not served (its BOOT_ORDER starts over); then the root its nfsroot
+    names booted (Pis.boot: the NFS server is not run here, tests/netns/test_pi_nfs.py runs it with these roots)."""
+    kill_all(pi.ns)
+    stop(pi.proc)
+    assert pi.node.serial is not None
+    deadline = time.monotonic() + 120
+    while True:
+        got = in_ns(pi.ns, "curl", "-sf", "--max-time", "5", f"tftp://{svc}/{pi.node.serial}/cmdline.txt", check=False)
+        found = re.search(rf"nfsroot={re.escape(svc)}:/pis/{pi.node.name}/([^,]+),", got.stdout)
+        if found:
+            break
+        assert time.monotonic() < deadline, f"{pi.node.name}'s bootloader got no cmdline.txt over TFTP in 120 s"
+        time.sleep(1)
+    service.reboots.append((time.time(), pi.node.name, found.group(1)))
+    lab.boot(pi.node.name, found.group(1))
+
+
+def reboot_now(lab: Pis, service: NetbootService, name: str) -> None:
+    """A Pi that reboots by itself (a power cut): it boots what the netboot service serves it now."""
+    _reboot(lab, service, lab.pis[name], str(lab.stack.ainur.service_ip) if lab.stack.ainur else "")
+
+
+@contextmanager
+def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
+    """What a netbooted maia boots from, with the real programs where they run here: dnsmasq (2.90) serving TFTP on the
+    service address with the program's own TFTP lines (plans.netboot.dnsmasq_conf), from a TFTP root the program's
+    pi-tftp script (plans.netboot.pis.tftp_script, looping as netboot-cache runs it) keeps from `images` and the boot
+    pointers; the pointers as the kubelet projects them from the real API server (STAND-IN, `_project`); and each
+    netbooted maia's reboot (STAND-IN, `_reboot`) when it asks for one (systemd-run), and its sshd's listener stopped
+    when it asks for that (systemctl stop ssh.socket ssh.service), its sessions going on."""
+    from plans import netboot as plan
+    from plans.netboot import pis as pis_plan
+
+    assert lab.stack.ainur is not None
+    svc = str(lab.stack.ainur.service_ip)
+    root = lab.root / "netboot"
+    tftp, boots = root / "tftp", root / "boots"
+    tftp.mkdir(parents=True)
+    boots.mkdir()
+    ns = lab.host("s", f"{svc}/{lab.stack.network.lan.prefixlen}")
+    lines = [line for line in plan.dnsmasq_conf(lab.stack, tftp_root=str(tftp)).splitlines() if line.startswith(("enable-tftp", "tftp-"))]
+    conf = root / "dnsmasq.conf"
+    conf.write_text("\n".join(["port=0", "bind-interfaces", f"listen-address={svc}", *lines]) + "\n")
+    dnsmasq = subprocess.Popen(
+        # --user=root as tests/netns/lan.py runs it: dnsmasq drops to `nobody` by default, who cannot enter pytest's
+        # 0700 temporary folders ("TFTP directory ... inaccessible: Permission denied", and it exits).
+        [
+            "ip", "netns", "exec", ns, require("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
+            "--log-facility=-", f"--pid-file={root}/dnsmasq.pid",
+        ],
+        stdout=(root / "dnsmasq.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    # Up and listening on TFTP's port before any Pi asks, or the lab fails now saying why (not a step's bound later).
+    deadline = time.monotonic() + 10
+    while ":69 " not in in_ns(ns, "ss", "-Hlun", "sport", "= :69", check=False).stdout:
+        assert dnsmasq.poll() is None and time.monotonic() < deadline, f"dnsmasq did not serve TFTP: {(root / 'dnsmasq.log').read_text()}"
+        time.sleep(0.1)
+    script = root / "pi-tftp.sh"
+    script.write_text(pis_plan.tftp_script())
+    service = NetbootService(ns, tftp, boots, images)
+    _project(lab, boots)
+    loop = subprocess.Popen(
+        ["sh", str(script)],
+        env={**os.environ, "TFTP_ROOT": str(tftp), "IMAGES": str(images), "BOOTS": str(boots)},
+        stdout=(root / "pi-tftp.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                _project(lab, boots)
+                for pi in lab.pis.values():
+                    if pi.image is None:
+                        continue
+                    if (pi.state / "sshd-stop").exists():
+                        stop(pi.proc)  # the listener only: its sessions are processes of their own
+                        (pi.state / "sshd-stop").unlink()  # then systemctl's stop returns
+                    due = pi.state / "reboot"
+                    if due.exists() and time.time() >= int(due.read_text()):
+                        due.unlink()
+                        _reboot(lab, service, pi, svc)
+            except Exception as e:
+                service.errors.append(repr(e))
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield service
+    finally:
+        done.set()
+        watcher.join(30)
+        for proc in (loop, dnsmasq):
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -6,7 +6,7 @@ Pi's user and its sudo rule come from the Pi's cloud-init user-data, and the ste
 the `create` (and `stdin`) of the simulation's `command:remote:Command` registrations, run as the
 engine runs them: each once every step it depends on in the dependency graph (iluvatar.graph) has
 finished, in parallel otherwise. The Nodes the scripts wait for are on the real API server (the
-Ainur's Kubernetes 1.33, k3s's flags, kwok marking Nodes Ready), asked by the real kubectl. The stack
+Ainur's Kubernetes 1.35, k3s's flags, kwok marking Nodes Ready), asked by the real kubectl. The stack
 has sign-in on: each valar's oidc step installs its API server's authentication config and names Dex
 in /etc/hosts (and cloud-init's template of it, where the Pi has one) with the real sudo, install, sed
 and tee, on a Pi's /etc that is an overlay of its own (tests/netns/pis.py), never this machine's.
@@ -41,7 +41,7 @@ from iluvatar.graph import Graph
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
 from plans import apiserver, k3s
 from plans import credentials as credentials_plan
-from stacks import load_stack_file, read_stack_file
+from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
@@ -52,7 +52,8 @@ require_root()
 
 pytestmark = pytest.mark.kube
 
-FLASHED, UPGRADE = "v1.33.5+k3s1", "v1.33.6+k3s1"
+# The Pis flashed with the k3s release before the shipped one, then upgraded to it (stacks.releases.K3S).
+FLASHED, UPGRADE = "v1.35.6+k3s1", releases.K3S
 # A Node seen Ready by the watcher up to this long after the step that waited for it ended (it polls).
 SLACK = 0.5
 SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
@@ -201,7 +202,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     pub = (root / "id_ed25519.pub").read_text().strip()
     path = write_stack(root, stack_doc(pub, FLASHED), stack="homelab")
     stack = load_stack_file(path)
-    kubectl = gotools.build("kube-control-plane-1.33")
+    kubectl = gotools.build("kube-control-plane")
     # The simulations (seconds each), in a process of their own while the namespaces and the API server start.
     # Spawned, not forked: earlier tests leave the Pulumi SDK's gRPC and asyncio threads in this process, and a
     # fork copies their held locks into a child that then waits on them for ever (a whole-suite run hung here).

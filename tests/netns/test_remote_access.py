@@ -73,6 +73,8 @@ class Lab:
     stack: StackConfig
     phone_state: Path
     app_log: Path
+    # Headscale's CLI as the program's steps reach it (`kubectl exec` into its pod is `nsenter` here).
+    cli: str
 
     def hs(self, *args: str) -> Any:
         """Headscale's CLI in its pod, as `kubectl exec` runs it; its JSON answer."""
@@ -176,7 +178,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         phone_state.mkdir()
         net.start("phone", net.phone, phone_script(root, phone_state, [(HOME_WAN, host)]), env=ca_env)
         net.wait_started("phone", "tailscaled")
-        lab = Lab(net, stack, phone_state, app_log)
+        lab = Lab(net, stack, phone_state, app_log, exec_prefix)
         wait_for("the phone's tailscaled socket", lambda: (phone_state / "tailscaled.sock").exists(), 30, lambda: net.log("phone"))
         _join(lab, "bob")
         yield lab
@@ -211,6 +213,77 @@ def test_headscale_approves_exactly_the_advertised_routes_by_the_policy(lab: Lab
     wait_for(
         "the router's routes approved", lambda: _approved(lab) == want, 90, lambda: f"{lab.hs('nodes', 'list')}\nrouter:\n{lab.net.log('router')}"
     )
+
+
+# kubectl as the router's step calls it, for what the lab has no API server for: the router's state Secret names the node
+# in $W/device (containerboot writes device_id there once logged in; this lab's router keeps its state in a folder),
+# and its rollout is done (the router runs). Anything else (a key written, a restart) is not expected here.
+_LAB_KUBECTL = """#!/bin/sh
+W=$(dirname "$0")
+shift 2
+case "$1 $2" in
+  "get secret") printf %s "$(cat "$W/device")" | base64 -w0;;
+  "rollout status") exit 0;;
+  "get secrets") echo "secret/$3";;
+  *) echo "unexpected: kubectl $*" >&2; exit 1;;
+esac
+"""
+
+
+def _router_step(lab: Lab, w: Path) -> subprocess.CompletedProcess[str]:
+    script = plan.router_script(lab.stack, lab.cli, str(w / "kubectl"), wait_seconds=5)
+    env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def test_the_router_step_reads_the_real_headscales_routes_approved_as_advertised(lab: Lab, tmp_path: Path) -> None:
+    # The step's check, with Headscale v0.27.1's own CLI and JSON (nodes list) and the real router's routes: the router
+    # enrolled, nothing minted, its advertised routes the stack's and each approved by the policy's autoApprovers.
+    want = sorted(str(r) for r in plan.routes(lab.stack))
+    wait_for("the router's routes approved", lambda: _approved(lab) == want, 90, lambda: str(lab.hs("nodes", "list")))
+    node = next(n for n in lab.hs("nodes", "list") if n.get("name") == plan.ROUTER_HOSTNAME)
+    (tmp_path / "kubectl").write_text(_LAB_KUBECTL)
+    (tmp_path / "kubectl").chmod(0o755)
+    (tmp_path / "device").write_text(str(node["id"]))
+    keys = len(lab.hs("preauthkeys", "list", "--user", str(node["user"]["id"])) or [])
+    done = _router_step(lab, tmp_path)
+    routes = " ".join(str(r) for r in plan.routes(lab.stack))
+    assert (done.returncode, done.stdout) == (0, f"subnet router: node {node['id']}, its routes advertised and approved: {routes}\n"), done.stderr
+    assert len(lab.hs("preauthkeys", "list", "--user", str(node["user"]["id"])) or []) == keys
+    assert "deleting" not in done.stderr and "unexpected" not in done.stderr
+    # What the step's clean-up reads of the real listing (`nodes list --user iluvatar-router`): the router's line carries
+    # its hostname before its user and the tag its key gave it (forced_tags, hscontrol/state/state.go:1067), as the
+    # clean-up matches them. Online and the current node, it stays (nothing printed); with those two exclusions taken
+    # away, the same filter picks it, so an earlier, offline router node would be deleted, and a phone of that user not.
+    state = plan.router_state_secret(lab.stack)
+    lines = plan._node_lines(state)
+    unfiltered = [line.replace("| grep -vF '\"online\":true' ", "").replace('grep -vx "$node"', "cat") for line in lines]
+    assert unfiltered != lines
+
+    def read(node_lines: list[str]) -> subprocess.CompletedProcess[str]:
+        script = "\n".join([f'hs() {{ {lab.cli} "$@"; }}', f'kc() {{ {tmp_path / "kubectl"} -n x "$@"; }}', *node_lines, "find_node", "stale_nodes"])
+        env = {"PATH": f"{lab.net.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+    assert (read(lines).returncode, read(lines).stdout) == (0, ""), read(lines).stderr
+    seen = read(unfiltered)
+    assert (seen.returncode, seen.stdout) == (0, f"{node['id']}\n"), seen.stderr
+    # A router node that lost its name (Headscale names a node only when it makes it) takes it back, with the real
+    # CLI's `nodes rename` (cmd/headscale/cli/nodes.go:343-385).
+    lab.hs("nodes", "rename", "--identifier", str(node["id"]), "iluvatar-router-x1")
+    renamed = _router_step(lab, tmp_path)
+    assert renamed.returncode == 0 and "keeps its name" not in renamed.stderr, renamed.stderr
+    assert next(n for n in lab.hs("nodes", "list") if n["id"] == node["id"])["given_name"] == plan.ROUTER_HOSTNAME
+    # One route approved no more (a day-2 change the policy left out): the step fails, naming it and the fix.
+    first, rest = want[0], want[1:]
+    lab.hs("nodes", "approve-routes", "--identifier", str(node["id"]), "--routes", ",".join(rest))
+    try:
+        refused = _router_step(lab, tmp_path)
+        assert refused.returncode == 1, refused.stdout
+        assert f"iluvatar: Headscale has not approved the route(s) {first} the subnet router (node {node['id']}) advertises" in refused.stderr
+        assert f"nodes approve-routes --identifier {node['id']}" in refused.stderr
+    finally:
+        lab.hs("nodes", "approve-routes", "--identifier", str(node["id"]), "--routes", ",".join(want))
 
 
 def test_the_routers_readiness_probe_answers_once_it_is_on_the_tailnet(lab: Lab) -> None:

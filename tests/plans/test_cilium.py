@@ -80,7 +80,7 @@ def test_kubeconform_rejects_a_broken_custom_resource() -> None:
     policy["spec"]["interfaces"] = "lan0"  # a list in the CRD
     pool = cilium.load_balancer_pool(stack)
     pool["apiVersion"] = "cilium.io/v2alpha2"  # a version Cilium 1.18.4 does not serve
-    assert upstream.kubeconform([policy, pool], "v1.34.1", crds=[("cilium", "1.18.4")]) == [
+    assert upstream.kubeconform([policy, pool], "v1.35.1", crds=[("cilium", "1.18.4")]) == [
         "CiliumL2AnnouncementPolicy iluvatar-lan: /spec/interfaces: got string, want array",
         "CiliumLoadBalancerIPPool iluvatar-lan: could not find schema for CiliumLoadBalancerIPPool",
     ]
@@ -163,7 +163,7 @@ def test_the_chart_renders_and_every_object_passes_kubeconform() -> None:
 def test_kubeconform_rejects_a_broken_rendered_object() -> None:
     agent = _find(_rendered(HOMELAB), "DaemonSet", "cilium")
     agent["spec"]["template"]["spec"]["hostNetwerk"] = True
-    assert upstream.kubeconform([agent], "v1.34.1") == ["DaemonSet cilium: /spec/template/spec: additional properties 'hostNetwerk' not allowed"]
+    assert upstream.kubeconform([agent], "v1.35.1") == ["DaemonSet cilium: /spec/template/spec: additional properties 'hostNetwerk' not allowed"]
 
 
 def test_rendered_config_replaces_kube_proxy_through_kubeprism() -> None:

@@ -44,7 +44,7 @@ def test_user_data_content() -> None:
     assert doc["fs_setup"] == [{"label": "longhorn", "filesystem": "xfs", "device": "/dev/nvme0n1", "partition": "auto", "overwrite": False}]
     assert doc["mounts"][0][:3] == ["LABEL=longhorn", "/var/lib/longhorn", "xfs"]
     install = doc["runcmd"][1][2]
-    assert "INSTALL_K3S_VERSION=v1.33.6+k3s1" in install and "INSTALL_K3S_EXEC=server" in install
+    assert "INSTALL_K3S_VERSION=v1.35.8+k3s1" in install and "INSTALL_K3S_EXEC=server" in install
     assert "INSTALL_K3S_SKIP_START=true" in install
 
 
@@ -154,7 +154,7 @@ def test_user_data_values_that_protect_data_and_access() -> None:
         assert install == [
             "sh",
             "-c",
-            "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_SKIP_START=true "
+            "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.35.8+k3s1 INSTALL_K3S_SKIP_START=true "
             f"INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_EXEC={kind}{agent} sh -",
         ]
 
@@ -163,7 +163,7 @@ def test_the_whole_user_data_of_a_server_and_an_agent() -> None:
     """Every key of the document, so a misspelt key (which `cloud-init schema` lets through) or a changed value fails."""
     stack = load_stack_file(HOMELAB)
     assert stack.ainur is not None
-    install = "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_ENABLE=true "
+    install = "curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.35.8+k3s1 INSTALL_K3S_SKIP_START=true INSTALL_K3S_SKIP_ENABLE=true "
 
     def expected(name: str, kind: str) -> dict[str, Any]:
         return {

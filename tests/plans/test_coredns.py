@@ -20,7 +20,7 @@ from tests.edit import HOMELAB, RK1
 from tools import upstream
 
 # The machinery module of each Talos minor, as pinned in tools/upstream/modules.sum.
-MACHINERY = {(1, 12): "v1.12.4", (1, 13): "v1.13.0"}
+MACHINERY = {(1, 12): "v1.12.4", (1, 13): "v1.13.0", (1, 14): "v1.14.1"}
 
 
 def _constant(version: str, name: str) -> str:
@@ -50,14 +50,16 @@ def test_the_image_is_the_one_talos_deploys_at_that_version(minor: tuple[int, in
     version = MACHINERY[minor]
     assert coredns.TALOS_COREDNS[minor] == _constant(version, "DefaultCoreDNSVersion")
     assert _constant(version, "CoreDNSImage") == coredns.IMAGE
-    assert (_constant(version, "DefaultIPv4ServiceNet"),) == coredns.DEFAULT_SERVICE_SUBNETS
+    # Renamed DefaultIPv4ServiceCIDR in machinery 1.14 (constants.go:1008 at v1.14.1), the same value.
+    service = "DefaultIPv4ServiceCIDR" if minor >= (1, 14) else "DefaultIPv4ServiceNet"
+    assert (_constant(version, service),) == coredns.DEFAULT_SERVICE_SUBNETS
     assert _constant(version, "DefaultDNSDomain") == coredns.DEFAULT_DNS_DOMAIN
 
 
-def test_the_stacks_run_what_talos_1_12_would() -> None:
+def test_the_stacks_run_what_talos_1_14_would() -> None:
     for path in (HOMELAB, RK1):
         stack = parse_stack(dict(read_stack_file(path).config))
-        assert _kind(stack, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/coredns/coredns:v1.13.2"
+        assert _kind(stack, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/coredns/coredns:v1.14.7"
     # A Talos upgrade moves CoreDNS with it, as talosctl upgrade-k8s would have.
     newer = _stack(talosVersion="v1.13.0", kubernetesVersion="v1.35.0")
     assert coredns.image(newer) == "registry.k8s.io/coredns/coredns:v1.14.2"

@@ -25,7 +25,7 @@ RK1_DOT = [
     '    style="rounded"; color="#555555";',
     '    "pools" [label="DHCP 10.10.0.100-10.10.0.199\\nload balancers 10.10.0.200-10.10.0.219", shape="note"];',
     "    subgraph cluster_arda {",
-    '      label="Arda (turing) · Talos v1.12.4\\nKubernetes v1.34.1 · Cilium";',
+    '      label="Arda (turing) · Talos v1.14.1\\nKubernetes v1.35.1 · Cilium";',
     '      style="rounded,filled"; fillcolor="#e8f5e9";',
     '    "arda_vip" [label="Kubernetes API VIP\\n10.10.0.10", shape="box", fillcolor="#a5d6a7"];',
     '      "talos-1" [label="talos-1\\nvalinor · arm64 · rk1\\n10.10.0.11", fillcolor="#95d5b2"];',

@@ -198,7 +198,7 @@ def test_the_seed_on_the_ainur_is_smaller() -> None:
 def test_an_ssh_host_of_the_users_reaches_argo_cds_known_hosts() -> None:
     line = "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q"
     stack = _stack(RK1, {"gitopsSshPrivateKey": "k"}, repoUrl="git@git.example.com:me/homelab.git", sshKnownHosts=[line])
-    objects = upstream.helm_template(_chart(), plan.helm_values(stack, "arda"), release="argocd", namespace="argocd", kube_version="v1.34.1")
+    objects = upstream.helm_template(_chart(), plan.helm_values(stack, "arda"), release="argocd", namespace="argocd", kube_version="v1.35.1")
     known = _find(objects, "ConfigMap", "argocd-ssh-known-hosts-cm")["data"]["ssh_known_hosts"]
     assert line in known.splitlines()
     assert "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" in known.splitlines()
@@ -399,7 +399,7 @@ def test_inline_values_render_the_real_chart_with_the_inventorys_disks() -> None
     app = _ceph_app(stack)
     chart = upstream.chart("rook-ceph-cluster", "v1.20.4")
     objects = upstream.helm_template(
-        chart, app["spec"]["source"]["helm"]["valuesObject"], release="rook-ceph-cluster", namespace="rook-ceph", kube_version="v1.34.1"
+        chart, app["spec"]["source"]["helm"]["valuesObject"], release="rook-ceph-cluster", namespace="rook-ceph", kube_version="v1.35.1"
     )
     cluster = _find(objects, "CephCluster", "rook-ceph")
     assert cluster["spec"]["storage"]["nodes"] == [
@@ -408,7 +408,7 @@ def test_inline_values_render_the_real_chart_with_the_inventorys_disks() -> None
         {"name": "alqualonde", "devices": [{"name": "/dev/nvme0n1"}]},
     ]
     assert (cluster["spec"]["storage"]["useAllNodes"], cluster["spec"]["storage"]["useAllDevices"]) == (False, False)
-    assert upstream.kubeconform(objects, "v1.34.1", crds=[("rook", "v1.20.4")]) == []
+    assert upstream.kubeconform(objects, "v1.35.1", crds=[("rook", "v1.20.4")]) == []
 
 
 def test_a_disk_changes_only_its_nodes_values() -> None:

@@ -549,27 +549,27 @@ NODE_AT = (
 
 def test_a_pi_already_at_the_version_and_running_it_is_not_restarted_but_still_gated(tmp_path: Path) -> None:
     """k3s running the version its binary has, its Node Ready at it: nothing restarts, and the gates pass at once."""
-    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=True)
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True)
     assert result.returncode == 0, result.stderr
     assert calls == ["k3s --version", "systemctl is-active --quiet k3s", NODE_VERSION, NODE_AT, *ETCD_GATE]
-    assert result.stderr.strip() == "iluvatar: k3s v1.33.6+k3s1 already runs on manwe"
+    assert result.stderr.strip() == "iluvatar: k3s v1.35.8+k3s1 already runs on manwe"
 
 
 @pytest.mark.parametrize(
     ("running", "active", "why"),
     [
         # install.sh moved the new binary into place (setup_binary) and was stopped before its restart (systemd_start).
-        ("v1.32.9+k3s1", True, "its Node's kubelet runs v1.32.9+k3s1, not the installed v1.33.6+k3s1"),
+        ("v1.34.9+k3s1", True, "its Node's kubelet runs v1.34.9+k3s1, not the installed v1.35.8+k3s1"),
         # Its restart failed, or was cut (`timeout` around the installer), and k3s is not running.
-        ("v1.33.6+k3s1", False, "k3s is not running"),
+        ("v1.35.8+k3s1", False, "k3s is not running"),
     ],
 )
 def test_a_binary_at_the_version_that_does_not_run_is_restarted_then_gated(tmp_path: Path, running: str, active: bool, why: str) -> None:
     """The binary on disk is not the running k3s: a run stopped after the installer replaced it is finished by the next
     one, which restarts k3s (bounded) and waits for its Node at the version and for etcd, rather than passing at once."""
-    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=True, running=running, active=active)
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, running=running, active=active)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines()[0] == f"iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but {why}: restarting k3s"
+    assert result.stderr.splitlines()[0] == f"iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but {why}: restarting k3s"
     # A running member restarts only with every member healthy; one not running cannot cost quorum.
     before = ETCD_GATE if active else []
     asked = [NODE_VERSION] if active else []
@@ -590,13 +590,13 @@ def test_a_binary_at_the_version_that_does_not_run_is_restarted_then_gated(tmp_p
 def test_a_restart_owed_is_made_again_and_its_mark_goes_only_once_the_gates_pass(tmp_path: Path) -> None:
     """A first run that restarted k3s and saw its Node never Ready: the mark stays, and the next run restarts and waits
     again (its Node may be Ready at the version by then, from a restart that came back late: that is no proof)."""
-    result, _ = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=False, ready=False)
+    result, _ = _upgrade(tmp_path, 0, "v1.34.9+k3s1", snapshot=False, ready=False)
     assert result.returncode == 1
     assert (tmp_path / "owed").exists()
-    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=False)
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
-        "iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but an earlier run's restart was not seen through (its Node Ready, etcd healthy): "
+        "iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but an earlier run's restart was not seen through (its Node Ready, etcd healthy): "
         "restarting k3s"
     )
     assert calls == [
@@ -613,7 +613,7 @@ def test_a_restart_owed_is_made_again_and_its_mark_goes_only_once_the_gates_pass
 
 def test_a_restart_that_never_finishes_on_a_retry_fails_within_its_bound_and_stays_owed(tmp_path: Path) -> None:
     (tmp_path / "never-ready").touch()
-    result, calls = _upgrade(tmp_path, 1, "v1.33.6+k3s1", snapshot=False, active=False)
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, active=False)
     assert result.returncode == 1
     assert calls[-1] == "systemctl restart k3s-agent"
     assert result.stderr.splitlines()[-1] == (
@@ -624,47 +624,47 @@ def test_a_restart_that_never_finishes_on_a_retry_fails_within_its_bound_and_sta
 
 
 def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp_path: Path) -> None:
-    result, calls = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=True)
+    result, calls = _upgrade(tmp_path, 0, "v1.34.9+k3s1", snapshot=True)
     assert result.returncode == 0, result.stderr
     assert calls == [
         "k3s --version",
         # A valar restarts a member of etcd: only with every member healthy, before and after.
         *ETCD_GATE,
-        "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1",
+        "k3s etcd-snapshot save --name iluvatar-before-v1.35.8-k3s1",
         FETCH,
-        "install v1.33.6+k3s1 server ",
+        "install v1.35.8+k3s1 server ",
         'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
         *ETCD_GATE,
     ]
-    assert (tmp_path / "version").read_text().strip() == "v1.33.6+k3s1"
+    assert (tmp_path / "version").read_text().strip() == "v1.35.8+k3s1"
 
 
 def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tmp_path: Path) -> None:
-    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False)
+    result, calls = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False)
     assert result.returncode == 0, result.stderr
     assert calls[1:] == [
         FETCH,
-        "install v1.33.6+k3s1 agent https://192.168.0.10:6443",
+        "install v1.35.8+k3s1 agent https://192.168.0.10:6443",
         'k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
     ]
 
 
 def test_an_installer_not_fetched_in_time_installs_nothing_and_says_so(tmp_path: Path) -> None:
     """`curl | sh` ran an empty script, which succeeds, when curl failed: the fetch is its own step."""
-    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, FETCH_FAILS="28")
+    result, calls = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False, FETCH_FAILS="28")
     assert result.returncode == 1
     assert calls[1:] == [FETCH]
     assert result.stderr.splitlines()[-1] == (
         "iluvatar: eonwe: k3s's installer was not fetched from https://get.k3s.io within 120 s (curl's exit status 28; 28: the time ran out), "
         "so nothing was installed; look with: curl -sSfL -o /dev/null https://get.k3s.io"
     )
-    assert (tmp_path / "version").read_text() == "v1.32.9+k3s1"
+    assert (tmp_path / "version").read_text() == "v1.34.9+k3s1"
 
 
 def test_an_installer_that_does_not_finish_is_stopped_at_its_bound_and_says_so(tmp_path: Path) -> None:
     """Here a 1 s bound (the program's is INSTALL_SECONDS); `timeout` stops the installer and what it started."""
     start = time.monotonic()
-    result, calls = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, install_timeout=1, INSTALL_HANGS="1")
+    result, calls = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False, install_timeout=1, INSTALL_HANGS="1")
     assert time.monotonic() - start < 30  # the installer's own 600 s sleep did not run out
     assert result.returncode == 1
     assert calls[1:] == [FETCH, "installer started"]
@@ -679,31 +679,31 @@ def test_the_program_bounds_the_fetch_and_the_install() -> None:
     script = k3s.upgrade_script(stack, stack.nodes[1], snapshot=False)
     assert 'curl -sfL --connect-timeout 10 --max-time 120 -o "$installer" https://get.k3s.io || status=$?' in script.splitlines()
     install = (
-        'sudo INSTALL_K3S_VERSION=v1.33.6+k3s1 INSTALL_K3S_EXEC=agent K3S_URL=https://192.168.0.10:6443 timeout 1200 sh "$installer" >&2 || status=$?'
+        'sudo INSTALL_K3S_VERSION=v1.35.8+k3s1 INSTALL_K3S_EXEC=agent K3S_URL=https://192.168.0.10:6443 timeout 1200 sh "$installer" >&2 || status=$?'
     )
     assert install in script.splitlines()
     assert "| sh" not in script
 
 
 def test_a_pi_that_does_not_come_back_ready_fails_saying_where_to_look(tmp_path: Path) -> None:
-    result, _ = _upgrade(tmp_path, 1, "v1.32.9+k3s1", snapshot=False, ready=False)
+    result, _ = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False, ready=False)
     assert result.returncode == 1
     assert (
         result.stderr.splitlines()[-1]
-        == "iluvatar: eonwe was not Ready at v1.33.6+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
+        == "iluvatar: eonwe was not Ready at v1.35.8+k3s1 within 3 s of its k3s upgrade; look with: sudo journalctl -u k3s-agent"
     )
 
 
 def test_a_snapshot_that_never_ends_fails_the_upgrade_within_its_bound_before_anything_changes(tmp_path: Path) -> None:
     """k3s's etcd-snapshot has no bound of its own, and pulumi-command never cancels a remote command once it runs."""
-    result, calls = _upgrade(tmp_path, 0, "v1.32.9+k3s1", snapshot=True, snapshot_timeout=1, SNAPSHOT_HANGS="1")
+    result, calls = _upgrade(tmp_path, 0, "v1.34.9+k3s1", snapshot=True, snapshot_timeout=1, SNAPSHOT_HANGS="1")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: the etcd snapshot before the upgrade failed or did not finish within 1 s (status 124); "
         "look with: sudo journalctl -u k3s"
     )
-    assert calls[-1] == "k3s etcd-snapshot save --name iluvatar-before-v1.33.6-k3s1"
-    assert (tmp_path / "version").read_text() == "v1.32.9+k3s1"  # nothing installed
+    assert calls[-1] == "k3s etcd-snapshot save --name iluvatar-before-v1.35.8-k3s1"
+    assert (tmp_path / "version").read_text() == "v1.34.9+k3s1"  # nothing installed
 
 
 def _every_script(stack_path: Path = HOMELAB) -> dict[str, str]:
@@ -743,7 +743,7 @@ def test_a_restart_at_the_version_already_waits_for_a_report_from_after_it(tmp_p
     node lifecycle controller notices the silence, so the step waits for a heartbeat from after the restart and keeps
     the mark until it comes (unfixed, the old Ready passed at once and the next Pi restarted beside this one)."""
     (tmp_path / "owed").touch()
-    result, calls = _upgrade(tmp_path, 1, "v1.33.6+k3s1", snapshot=False, STALE="1")
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, STALE="1")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         f"iluvatar: {socket.gethostname()}: waited 3 s for its Node Ready again after k3s's restart; still: its Node has not reported "
@@ -757,10 +757,10 @@ def test_a_node_that_cannot_be_read_leaves_a_running_k3s_alone_and_fails(tmp_pat
     """Whether the running k3s is at the version is unknown when its Node cannot be read (an API server that does not
     answer within the request timeout, an agent cut off from the servers): the step fails naming it, and restarts
     nothing (unfixed, an empty answer read as another version and restarted a healthy Pi on every run)."""
-    result, calls = _upgrade(tmp_path, 1, "v1.33.6+k3s1", snapshot=False, UNREADABLE="1")
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, UNREADABLE="1")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "iluvatar: eonwe: its Node cannot be read, so whether the running k3s is v1.33.6+k3s1 is not known and it is left as it is; "
+        "iluvatar: eonwe: its Node cannot be read, so whether the running k3s is v1.35.8+k3s1 is not known and it is left as it is; "
         "look with: sudo k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe"
     )
     assert not [c for c in calls if c.startswith("systemctl restart")]
@@ -770,9 +770,9 @@ def test_a_node_that_cannot_be_read_leaves_a_running_k3s_alone_and_fails(tmp_pat
 def test_a_node_not_registered_restarts_k3s_which_registers_it(tmp_path: Path) -> None:
     """A Node deleted under a running kubelet is registered again only when the kubelet starts (it registers once): the
     step restarts k3s and waits for its Node (a read that fails is no such answer: the test above)."""
-    result, calls = _upgrade(tmp_path, 0, "v1.33.6+k3s1", snapshot=False, NOT_REGISTERED="1")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=False, NOT_REGISTERED="1")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
-        "iluvatar: manwe: k3s v1.33.6+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
+        "iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
     )
     assert "systemctl restart k3s" in calls

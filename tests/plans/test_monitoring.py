@@ -598,7 +598,7 @@ def built() -> list[dict[str, Any]]:
         source["path"],
         source["kustomize"],
         build_options=gitops.KUSTOMIZE_BUILD_OPTIONS,
-        kube_version="v1.34.1",
+        kube_version="v1.35.1",
     )
 
 

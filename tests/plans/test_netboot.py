@@ -23,7 +23,7 @@ from tests.strategies import raw_stacks
 from tests.tools import dnsmasq_test, require
 from tools.kube_cluster import Cluster
 
-K3S_KUBERNETES = "1.33"  # the minor of the pinned k3s (v1.33.6+k3s1)
+K3S_KUBERNETES = "1.35"  # the minor of the pinned k3s (v1.35.8+k3s1)
 SVC = "192.168.0.14"
 WORKERS = {"28-d2-44-30-00-01": "192.168.0.31", "28-d2-44-30-00-02": "192.168.0.32"}
 CONTROL_PLANES = ("a8-b8-e0-20-00-01", "a8-b8-e0-20-00-02", "a8-b8-e0-20-00-03")
@@ -243,7 +243,7 @@ def test_discovery_boots_each_architecture_into_maintenance_mode_with_no_config(
         script = scripts[netboot.discovery_script(arch)].splitlines()
         assert (
             script[1]
-            == f"# an unknown {arch} machine, to be discovered (arda.discovery): Talos v1.12.4, maintenance mode, no config: `iluvatar discover` reads what it is"
+            == f"# an unknown {arch} machine, to be discovered (arda.discovery): Talos v1.14.1, maintenance mode, no config: `iluvatar discover` reads what it is"
         )
         assert script[2] == f"{netboot.kernel_line(stack, board, None)} talos.hostname=discovery-{arch}-${{mac:hexhyp}} || goto kernel"
         assert script[3] == f"initrd --name initramfs.xz http://{SVC}/assets/{board}/initramfs.xz || goto initrd"
@@ -368,7 +368,7 @@ def _kernel_line(args: list[str]) -> str:
 
 def test_a_boards_kernel_arguments_are_merged_into_its_kernel_line_as_talos_imager_merges_them() -> None:
     """Image Factory's bare kernel carries none of the schematic's arguments, so the Ainur's script adds the board's, merged
-    into the defaults as the imager merges them into the installed system's (pkg/imager/imager.go:413-418 at v1.12.4): a
+    into the defaults as the imager merges them into the installed system's (pkg/imager/imager.go:413-418 at v1.14.1): a
     console replaces the default one where it stood, a new argument comes last, `-key` removes a default. Appended as
     written, the netbooted kernel had two consoles (the last one wins) and kept what `-key` meant to remove."""
     assert netboot.TALOS_KERNEL_ARGS.split()[:2] == ["talos.platform=metal", "console=tty0"]
@@ -393,7 +393,7 @@ CMDLINE_CASES = [
 
 
 def test_the_merge_is_go_procfs_own() -> None:
-    """plans.netboot.cmdline is a port of go-procfs v0.1.2's Cmdline (what Talos v1.12.4's imager runs): tools/kernel-cmdline
+    """plans.netboot.cmdline is a port of go-procfs v0.1.2's Cmdline (what Talos v1.14.1's imager runs): tools/kernel-cmdline
     runs go-procfs itself on the same cases."""
     from plans.netboot import cmdline
     from tools import gotools
@@ -1014,13 +1014,13 @@ def test_the_whole_node_scripts() -> None:
         )
 
     scripts = netboot.scripts(load_stack_file(HOMELAB))
-    assert scripts["a8-b8-e0-20-00-01.ipxe"] == script("taniquetil (valinor): Talos v1.12.4, maintenance mode; Pulumi applies its config", KERNEL)
+    assert scripts["a8-b8-e0-20-00-01.ipxe"] == script("taniquetil (valinor): Talos v1.14.1, maintenance mode; Pulumi applies its config", KERNEL)
     assert scripts["28-d2-44-30-00-01.ipxe"] == script(
-        "gandalf (istari): Talos v1.12.4, its machine config at talos.config", f"{KERNEL} talos.config=http://{SVC}/configs/28-d2-44-30-00-01.yaml"
+        "gandalf (istari): Talos v1.14.1, its machine config at talos.config", f"{KERNEL} talos.config=http://{SVC}/configs/28-d2-44-30-00-01.yaml"
     )
     generic = netboot.scripts(VARIANTS["dhcp-generic-worker"]())["generic-worker.ipxe"]
     assert generic == script(
-        "an unknown machine, as a generic worker: Talos v1.12.4, its machine config at talos.config",
+        "an unknown machine, as a generic worker: Talos v1.14.1, its machine config at talos.config",
         f"{KERNEL} talos.config=http://{SVC}/configs/generic-worker.yaml",
     )
 

@@ -247,3 +247,44 @@ def test_a_pis_export_ids_do_not_move_when_another_pi_comes_or_goes() -> None:
     # The highest any serial gets stays in Ganesha's 16 bits, above its own 0 and 1.
     assert nfs.export_ids(node(netbooting(ilmare={"serial": f"{16382:08x}"}), "ilmare"))[-1] == 65533
     assert nfs.export_ids(node(netbooting(ilmare={"serial": f"{16383:08x}"}), "ilmare"))[0] == 2
+
+
+def test_a_netbooted_maias_join_ends_on_its_node_reported_from_this_boot() -> None:
+    """The join's last gate, before the mark of a restart owed goes (plans.netboot.roll.booted_gate): the Node's boot id
+    (the kubelet's, in every status it posts) is the Pi's own, and Ready; a Pi that boots from its card has no such gate."""
+    from plans.netboot import roll
+
+    stack = netbooting()
+    eonwe, manwe = node(stack, "eonwe"), node(stack, "manwe")
+    gate = roll.booted_gate(eonwe)
+    assert gate == (
+        "boot=$(cat /proc/sys/kernel/random/boot_id)\n"
+        "node_booted() {\n"
+        f"  got=$(sudo {k3s.KUBECTL} --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath="
+        "'{.status.nodeInfo.bootID} {.status.conditions[?(@.type==\"Ready\")].status}' 2>/dev/null) || "
+        '{ why="its Node cannot be read"; return 1; }\n'
+        '  [ "${got%% *}" = "$boot" ] || { why="its Node\'s last report is from the kubelet of another boot (boot id ${got%% *}, this boot\'s $boot)"; return 1; }\n'
+        '  [ "${got#* }" = True ] || { why="its Node is not Ready (${got#* })"; return 1; }\n'
+        "}\n"
+        f'wait_for {k3s.NODE_TIMEOUT_SECONDS} "its Node Ready, reported by the kubelet of this boot (its new root)" node_booted\n'
+    )
+    assert roll.join_script(stack, eonwe).endswith(gate + f"sudo rm -f {k3s.RESTART_OWED}\n")
+    assert "node_booted" not in roll.join_script(stack, manwe)
+
+
+def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
+    """Review 41-2 L1: a Pi whose new image never comes up fails only its join's SSH dial, about 20 minutes later; the
+    reboot step's log names the config key and the image the Pi ran (read on the Pi: its root's mark) to set back."""
+    from plans.netboot import roll
+
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    want = pis.image_id(stack)
+    script = roll.reboot_script(stack, eonwe)
+    assert script.startswith(f"set -eu\n{roll.RUN_MARK}\n")
+    assert script.endswith(
+        f'echo "iluvatar: eonwe reboots into {want} in 3 s" >&2\n'
+        f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, about 20 minutes), '
+        "move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if "
+        'that was the default), and run pulumi up" >&2\n'
+    )

@@ -4,6 +4,7 @@ stack (Hypothesis): every destination the policy allows is advertised, and nothi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -137,13 +138,13 @@ def test_the_connector_is_two_tagged_subnet_routers(tailscale: StackConfig) -> N
 
 def test_headscales_router_environment(headscale: StackConfig) -> None:
     assert plan.router_env(headscale) == [
-        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state"},
+        {"name": "TS_KUBE_SECRET", "value": "subnet-router-state-7b6761d8"},
         {"name": "TS_USERSPACE", "value": "false"},
         {"name": "TS_AUTH_ONCE", "value": "true"},
         {"name": "TS_ROUTES", "value": ",".join(ROUTES)},
         {"name": "TS_HOSTNAME", "value": "iluvatar-router"},
         {"name": "TS_EXTRA_ARGS", "value": "--login-server=https://vpn.example.com"},
-        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-authkey", "key": "TS_AUTHKEY"}}},
+        {"name": "TS_AUTHKEY", "valueFrom": {"secretKeyRef": {"name": "subnet-router-key", "key": "TS_AUTHKEY", "optional": True}}},
         {"name": "TS_ENABLE_HEALTH_CHECK", "value": "true"},
         {"name": "TS_LOCAL_ADDR_PORT", "value": "0.0.0.0:9002"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -229,9 +230,9 @@ def test_the_enrolment_makes_every_member_once_and_prints_only_the_key(headscale
     assert "for user in alice bob; do" in users and "preauthkeys" not in users
     assert 'hs users create "$user" >/dev/null' in users and "hs health >/dev/null 2>&1" in users
     # The key's step names no member: adding one to `access` changes the users' step only, and mints no router key.
-    script = plan.enroll_script("headscale")
+    script = plan.router_script(headscale, "headscale", "kubectl")
     assert "for user in iluvatar-router; do" in script and "alice" not in script and "bob" not in script
-    assert '--user "$id" --expiration 24h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
+    assert '--user "$id" --expiration 1h --tags tag:iluvatar-router --output json' in script and "--reusable" not in script
     # Everything else it runs is quiet on stdout: the step keeps stdout as the key.
     assert 'hs users create "$user" >/dev/null' in script and "hs health >/dev/null 2>&1" in script
 
@@ -269,6 +270,339 @@ def test_the_enrolment_fails_unless_headscale_gave_a_key(headscale: StackConfig,
     done = subprocess.run(["/bin/sh", "-c", plan.enroll_script(str(fake), wait_seconds=5)], capture_output=True, text=True, check=False, timeout=60)
     assert (done.returncode, done.stdout) == (status, stdout), done.stderr
     assert done.stderr == "" if status == 0 else "iluvatar: Headscale" in done.stderr
+
+
+# The Ainur as the router's step sees it, in files under $W: Headscale's CLI (its users, keys and nodes) and kubectl (the
+# router's state Secrets under $W/state, the one its pod template names in $W/state-name, the key Secret it writes, the
+# router's rollout). `rollout restart` is the router starting: containerboot logs in with the key Secret's key only if
+# Headscale made it, it is unused and not expired (a pre-auth key's validation, hscontrol/state/state.go at v0.27.1),
+# then writes its node into its state Secret (device_id, cmd/containerboot/main.go:786) and advertises $W/advertise, of
+# which Headscale approves $W/approve. Headscale lists the node its current state names as online (`online`, omitted
+# when false: gen/go/headscale/v1/node.pb.go:95), every other one offline. `nodes list --user U` lists the nodes whose own
+# user is U (Headscale filters server-side, hscontrol/grpcv1.go:469-477), not those whose pre-auth key names U; `nodes
+# rename` refuses a name another node holds (state.go:682-688). A new router node takes the given name iluvatar-router
+# unless a node holds it, then a suffixed one (state.go:1082-1087). `rollout status` notes what is in $TMPDIR.
+_WORLD_HEADSCALE = r"""#!/bin/sh
+W=$(dirname "$0")
+case "$1 $2" in
+  "health "*) exit 0;;
+  "users list") echo '[{"id": 7, "name": "iluvatar-router"}]';;
+  "users create") exit 0;;
+  "preauthkeys create")
+    n=$(( $(cat "$W/keys" 2>/dev/null | wc -l) + 1 ))
+    key=$(printf '%048d' "$n")
+    echo "$key fresh" >> "$W/keys"
+    printf '{\n\t"id": %s,\n\t"key": "%s",\n\t"reusable": false\n}\n' "$n" "$key";;
+  "nodes list")
+    on=$(cat "$W/state/$(cat "$W/state-name")" 2>/dev/null || echo none)
+    user=.; [ "$3" != --user ] || user="^{\"id\": [0-9]*, \(\"online\": true, \)\{0,1\}\"name\": \"[^\"]*\", \"user\": {\"id\": [0-9]*, \"name\": \"$4\"}"
+    printf '[\n%s\n]\n' "$(sed "s/^{\"id\": $on,/{\"id\": $on, \"online\": true,/" "$W/nodes" 2>/dev/null | grep "$user" | paste -sd, -)";;
+  "nodes delete") [ "$3 $5" = "--identifier --force" ] || exit 2
+    sed -i "/^{\"id\": $4,/d" "$W/nodes"; echo "$4" >> "$W/deleted";;
+  "nodes rename") [ "$3" = --identifier ] || exit 2
+    ! grep -v "^{\"id\": $4," "$W/nodes" | grep -q "\"given_name\": \"$5\"" || { echo "Cannot rename node: name is not unique: $5" >&2; exit 1; }
+    sed -i "/^{\"id\": $4,/s/\"given_name\": \"[^\"]*\"/\"given_name\": \"$5\"/" "$W/nodes"; echo "$4 $5" >> "$W/renamed";;
+esac
+"""
+_WORLD_KUBECTL = r"""#!/bin/sh
+W=$(dirname "$0")
+shift 2  # -n remote-access
+case "$1 $2" in
+  "get secret") [ ! -f "$W/api-down" ] || { echo "error: the server is currently unable to handle the request" >&2; exit 1; }
+    [ -f "$W/state/$3" ] && printf %s "$(cat "$W/state/$3")" | base64 -w0; exit 0;;
+  "get secrets") for f in "$W"/state/*; do [ ! -f "$f" ] || echo "secret/${f##*/}"; done; echo secret/subnet-router-key;;
+  "delete secret") rm "$W/state/$3"; echo "$3" >> "$W/deleted";;
+  "create secret") printf 'apiVersion: v1\nkind: Secret\ndata:\n  TS_AUTHKEY: %s\n' "$(base64 -w0)";;
+  "apply --server-side") cat > "$W/applied";;
+  "rollout restart")
+    key=$(sed -n 's/  TS_AUTHKEY: //p' "$W/applied" | base64 -d)
+    grep -qx "$key fresh" "$W/keys" || exit 0
+    sed -i "s/^$key fresh$/$key used/" "$W/keys"
+    id=$(( $(cat "$W/ids" 2>/dev/null || echo 0) + 1 )); echo "$id" > "$W/ids"
+    echo "$id" > "$W/state/$(cat "$W/state-name")"
+    json() { sed 's/^/"/; s/$/"/' "$1" | paste -sd, -; }
+    name=iluvatar-router; ! grep -q '"given_name": "iluvatar-router"' "$W/nodes" 2>/dev/null || name=iluvatar-router-x$id
+    printf '{"id": %s, "name": "iluvatar-router", "user": {"id": 7, "name": "iluvatar-router"}, "forced_tags": ["tag:iluvatar-router"], "given_name": "%s", "approved_routes": [%s], "available_routes": [%s]}\n' "$id" "$name" "$(json "$W/approve")" "$(json "$W/advertise")" >> "$W/nodes";;
+  "rollout status") ls -A "$TMPDIR" >> "$W/tmp-seen"; [ -f "$W/state/$(cat "$W/state-name")" ];;
+esac
+"""
+
+
+@pytest.fixture
+def ainur(headscale: StackConfig, tmp_path: Path) -> Path:
+    for name, text in (("headscale", _WORLD_HEADSCALE), ("kubectl", _WORLD_KUBECTL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    for name in ("advertise", "approve"):
+        (tmp_path / name).write_text("".join(f"{r}\n" for r in ROUTES))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "state-name").write_text(plan.router_state_secret(headscale))
+    return tmp_path
+
+
+def _device(w: Path) -> Path:
+    """The router's current state Secret's device_id."""
+    return w / "state" / (w / "state-name").read_text()
+
+
+def _router_step(stack: StackConfig, w: Path) -> subprocess.CompletedProcess[str]:
+    # Run by POSIX sh (dash here), as the Ainur's shell may be.
+    script = plan.router_script(stack, str(w / "headscale"), str(w / "kubectl"), wait_seconds=1)
+    env = {**os.environ, "TMPDIR": str(w / "tmp")}
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=60, env=env)
+
+
+def _keys(w: Path) -> list[str]:
+    return (w / "keys").read_text().split("\n")[:-1] if (w / "keys").exists() else []
+
+
+def test_the_router_step_mints_a_key_only_for_a_router_without_a_node_and_never_shows_it(headscale: StackConfig, ainur: Path) -> None:
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout) == (0, f"subnet router: node 1, its routes advertised and approved: {' '.join(ROUTES)}\n"), done.stderr
+    key = "0" * 47 + "1"
+    assert _keys(ainur) == [f"{key} used"]
+    # The key went to its Secret through a pipe, and into no output.
+    assert "TS_AUTHKEY: MDAwMDAw" in (ainur / "applied").read_text()
+    assert key not in done.stdout + done.stderr
+    # Run again (the next `pulumi up`): the router has its node, nothing is minted.
+    again = _router_step(headscale, ainur)
+    assert (again.returncode, len(_keys(ainur))) == (0, 1), again.stderr
+
+
+def test_a_router_whose_state_secret_was_deleted_is_enrolled_again_by_a_plain_rerun(headscale: StackConfig, ainur: Path) -> None:
+    assert _router_step(headscale, ainur).returncode == 0
+    _device(ainur).unlink()  # kubectl delete secret subnet-router-state-...: the router starts with a used key
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert "minting it a key" in done.stderr and [k.split()[1] for k in _keys(ainur)] == ["used", "used"]
+
+
+def test_a_router_whose_node_headscale_forgot_is_enrolled_again(headscale: StackConfig, ainur: Path) -> None:
+    _device(ainur).write_text("5")
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, len(_keys(ainur))) == (0, 1), done.stderr
+
+
+def test_an_enrolment_killed_after_its_key_expired_unused_completes_on_the_next_run(headscale: StackConfig, ainur: Path) -> None:
+    # The first run minted a key, then stopped before the router used it (Ctrl-C, the Ainur off over a weekend):
+    # a day later that key has expired. The next run sees a router with no node and mints another, which it uses.
+    (ainur / "keys").write_text("0" * 48 + " expired\n")
+    (ainur / "applied").write_text("  TS_AUTHKEY: " + __import__("base64").b64encode(b"0" * 48).decode() + "\n")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert [k.split()[1] for k in _keys(ainur)] == ["expired", "used"]
+
+
+def _moved(url: str = "https://vpn.example.com", ip: str = "192.168.0.17") -> StackConfig:
+    return remote_stack({**HEADSCALE, "headscale": {"url": url, "ip": ip}})
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["image", "url", "ip", "routes"],
+)
+def test_any_change_that_rolls_the_router_runs_its_step_again(headscale: StackConfig, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pulumi does not await the router (skipAwait): its step is its wait, and pulumi-command runs a step only when its
+    # script changes. So the script carries a digest of the pod template: a new image, login server, Headscale address
+    # or route each runs the step (its rollout status and route check see the new pod); an unchanged stack does not.
+    def step(stack: StackConfig) -> str:
+        return plan.router_script(stack, "hs", "kubectl")
+
+    before = step(headscale)
+    assert step(remote_stack(HEADSCALE)) == before
+    if change == "image":
+        monkeypatch.setattr(plan, "TAILSCALE_IMAGE", plan.TAILSCALE_IMAGE.replace("v1.102.3", "v1.102.4"))
+        after = step(headscale)
+    elif change == "url":
+        after = step(_moved(url="https://vpn2.example.com"))
+    elif change == "ip":
+        after = step(_moved(ip="192.168.0.19"))
+    else:
+        after = step(remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24"]}))
+    assert after.splitlines()[1] != before.splitlines()[1]
+    assert after.splitlines()[1].startswith("# its pod template ") and len(after.splitlines()[1].split()[4]) == 16
+
+
+def test_the_routers_state_secret_is_named_after_its_login_server(headscale: StackConfig) -> None:
+    # A new login server starts the router with no state (TS_AUTH_ONCE would keep the old server: `tailscale set` passes
+    # no --login-server, cmd/containerboot/tailscaled.go:169-185 at v1.102.3); its Role may touch only that Secret.
+    assert plan.router_state_secret(headscale) == "subnet-router-state-7b6761d8"
+    assert plan.router_state_secret(_moved(url="https://vpn2.example.com")) != "subnet-router-state-7b6761d8"
+    role = next(m for m in plan.router_manifests(headscale) if m["kind"] == "Role")
+    assert role["rules"][1]["resourceNames"] == ["subnet-router-state-7b6761d8"]
+
+
+def test_a_new_login_server_enrols_the_router_afresh_and_removes_its_old_node_and_state(headscale: StackConfig, ainur: Path) -> None:
+    assert _router_step(headscale, ainur).returncode == 0
+    moved = _moved(url="https://vpn2.example.com")
+    (ainur / "state-name").write_text(plan.router_state_secret(moved))  # Pulumi rolled the router onto the new Secret
+    done = _router_step(moved, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert [k.split()[1] for k in _keys(ainur)] == ["used", "used"]
+    # Its old node (offline, its routes approved, holding the name) and its old state Secret are gone.
+    assert (ainur / "deleted").read_text().split() == ["1", "subnet-router-state-7b6761d8"]
+    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [2]
+    assert (ainur / "renamed").read_text() == "2 iluvatar-router\n"
+    assert "deleting the subnet router's earlier node 1" in done.stderr
+
+
+def test_only_the_routers_own_offline_nodes_are_removed(headscale: StackConfig, ainur: Path) -> None:
+    # Only an offline node of the router's user that is a router goes: its hostname and the tag its key gave it
+    # (forced_tags, hscontrol/state/state.go:1067 at v0.27.1). A phone enrolled with the router's user, a node named
+    # like the router without its tag, a tagged node under another name, one moved to another user (its pre-auth key
+    # still names the router's user), and a router-user node still online (someone's second router) all stay.
+    def node(i: int, name: str, user: str, tags: str = '"forced_tags": ["tag:iluvatar-router"], ', extra: str = "") -> str:
+        who = f'"user": {{"id": {7 if user == "iluvatar-router" else 3}, "name": "{user}"}}'
+        return f'{{"id": {i}, {extra}"name": "{name}", {who}, {tags}"given_name": "{name}-{i}"}}\n'
+
+    key = '"pre_auth_key": {"user": {"id": 7, "name": "iluvatar-router"}, "acl_tags": ["tag:iluvatar-router"]}, '
+    (ainur / "nodes").write_text(
+        node(8, "iluvatar-router", "iluvatar-router")
+        + node(9, "iluvatar-router", "iluvatar-router", extra='"online": true, ')
+        + node(10, "iluvatar-router", "alice", tags=key + '"forced_tags": ["tag:iluvatar-router"], ')
+        + node(11, "pixel-7", "iluvatar-router", tags="")
+        + node(12, "iluvatar-router", "iluvatar-router", tags="")
+        + node(13, "iluvatar-router2", "iluvatar-router")
+    )
+    (ainur / "ids").write_text("13")
+    # The state Secret of a router enrolled before its name followed the URL goes too; other Secrets stay.
+    (ainur / "state" / "subnet-router-state").write_text("8")
+    (ainur / "state" / "subnet-router-statement").write_text("")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert (ainur / "deleted").read_text().split() == ["8", "subnet-router-state"]
+    assert [json.loads(n)["id"] for n in (ainur / "nodes").read_text().splitlines()] == [9, 10, 11, 12, 13, 14]
+
+
+def test_a_failing_listing_of_the_routers_user_removes_nothing_and_is_said(headscale: StackConfig, ainur: Path) -> None:
+    # The clean-up comes after the router is up with its routes: a listing that fails (say, a user Headscale does not
+    # find, hscontrol/grpcv1.go:471-474 at v0.27.1) deletes nothing and fails nothing, and says so.
+    assert _router_step(headscale, ainur).returncode == 0
+    _device(ainur).unlink()
+    (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list")\n', '"nodes list") [ "$3" != --user ] || exit 1\n', 1))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout.split(",")[0]) == (0, "subnet router: node 2"), done.stderr
+    assert not (ainur / "deleted").exists()
+    assert "the subnet router's earlier nodes were not removed" in done.stderr
+
+
+def test_the_router_takes_its_name_back_once_its_earlier_node_is_gone(headscale: StackConfig, ainur: Path) -> None:
+    # Headscale names a node only when it makes it: enrolled while the old node held iluvatar-router, the new one is
+    # iluvatar-router-<random> (state.go:1082-1087 at v0.27.1); after the clean-up it is renamed (nodes.go:343-385).
+    assert _router_step(headscale, ainur).returncode == 0
+    assert not (ainur / "renamed").exists()  # already its name: nothing to do
+    moved = _moved(url="https://vpn2.example.com")
+    (ainur / "state-name").write_text(plan.router_state_secret(moved))
+    done = _router_step(moved, ainur)
+    assert done.returncode == 0, done.stderr
+    assert (ainur / "renamed").read_text() == "2 iluvatar-router\n"
+    assert [json.loads(n)["given_name"] for n in (ainur / "nodes").read_text().splitlines()] == ["iluvatar-router"]
+
+
+def test_a_refused_rename_fails_nothing_and_is_said(headscale: StackConfig, ainur: Path) -> None:
+    # Another node (online, so not removed) holds the name: Headscale refuses the rename (state.go:682-688), the router
+    # works all the same, the step says so and succeeds.
+    other = '{"id": 5, "online": true, "name": "iluvatar-router", "user": {"id": 3, "name": "alice"}, "given_name": "iluvatar-router"}\n'
+    (ainur / "nodes").write_text(other)
+    (ainur / "ids").write_text("5")
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 0, done.stderr
+    assert "iluvatar: the subnet router's node 6 keeps its name: Cannot rename node: name is not unique: iluvatar-router" in done.stderr
+
+
+def test_the_step_writes_headscales_node_listing_to_no_file(headscale: StackConfig, ainur: Path) -> None:
+    # The listing carries every node's pre-auth key (hscontrol/types/node.go:407-408 at v0.27.1): it stays in the
+    # step's variables, so a step killed mid-way leaves nothing in /tmp (on a Pi, the SD card).
+    assert _router_step(headscale, ainur).returncode == 0
+    assert (ainur / "tmp-seen").read_text() == ""
+    assert list((ainur / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("down", ["kubectl", "headscale"])
+def test_a_failing_read_of_the_routers_state_mints_nothing(headscale: StackConfig, ainur: Path, down: str) -> None:
+    # An API that does not answer is not a router without its node: the step fails (and runs again), no key is made.
+    _device(ainur).write_text("1")
+    if down == "kubectl":
+        (ainur / "api-down").write_text("")
+    else:
+        (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('"nodes list")\n', '"nodes list") exit 1;;\n  "unused")\n'))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, _keys(ainur)) == (1, []), done.stderr
+    assert "nothing was minted" in done.stderr
+
+
+def test_a_router_that_never_gets_on_the_tailnet_fails_the_step(headscale: StackConfig, ainur: Path) -> None:
+    (ainur / "headscale").write_text((ainur / "headscale").read_text().replace('echo "$key fresh"', 'echo "$key expired"'))
+    done = _router_step(headscale, ainur)
+    assert done.returncode == 1
+    assert (
+        "iluvatar: the subnet router was not on the tailnet within 1 s; look with: sudo k3s kubectl -n remote-access logs deploy/subnet-router"
+        in done.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("advertise", "approve", "message"),
+    [
+        (ROUTES, ROUTES[1:], "iluvatar: Headscale has not approved the route(s) 192.168.0.10/32 the subnet router (node 1) advertises"),
+        (ROUTES[:-1], ROUTES[:-1], "iluvatar: the subnet router (node 1) does not advertise: 192.168.0.238/32"),
+        (
+            [*ROUTES, "10.9.0.0/24"],
+            [*ROUTES, "10.9.0.0/24"],
+            "iluvatar: the subnet router (node 1) advertises routes the stack does not: 10.9.0.0/24",
+        ),
+    ],
+    ids=["unapproved", "unadvertised", "stale"],
+)
+def test_the_router_step_fails_unless_the_approved_routes_are_the_advertised_ones(
+    headscale: StackConfig, ainur: Path, advertise: list[str], approve: list[str], message: str
+) -> None:
+    (ainur / "advertise").write_text("".join(f"{r}\n" for r in advertise))
+    (ainur / "approve").write_text("".join(f"{r}\n" for r in approve))
+    done = _router_step(headscale, ainur)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("printed", "count"),
+    [
+        ('{"secret": "absent"}\n', 4),
+        ('{"secret": "present"}\n', 3),
+        ('{"secret": "present", "deployment": "unavailable"}\n', 4),
+        ('{"secret": "absent", "deployment": "unavailable"}\n', 4),
+        ('{"secret": "present", "deployment": "available"}\n', 3),
+        ('{"secret": "present", "deployment": "unreachable"}\n', 3),
+        ("[1]", 3),
+        ('{"secret": "unreachable"}\n', 3),
+        ("", 3),
+        ("not json", 3),
+        ('{"nodes": {}}', 3),
+    ],
+    ids=[
+        "no-node",
+        "its-node",
+        "not-ready",
+        "neither",
+        "ready",
+        "deployment-unknown",
+        "a-list",
+        "no-answer",
+        "nothing-printed",
+        "not-json",
+        "another-answer",
+    ],
+)
+def test_only_a_router_without_its_node_or_not_available_raises_its_enrolment(printed: str, count: int) -> None:
+    assert plan.router_enrolment(3, printed) == count
+
+
+def test_the_probe_asks_for_containerboots_device_id_and_the_routers_availability(headscale: StackConfig) -> None:
+    assert plan.router_probe_command(headscale) == (
+        ".venv/bin/iluvatar upgrader secret-key --namespace remote-access --secret subnet-router-state-7b6761d8 --key device_id"
+        " --deployment subnet-router --deadline 3s"
+    )
 
 
 def test_the_summary_says_where_to_sign_in(headscale: StackConfig, tailscale: StackConfig) -> None:

@@ -31,7 +31,7 @@ def current() -> dict[str, Any]:
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
     state = current()
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
-    assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.12.4", "v1.34.1")
+    assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
@@ -58,6 +58,102 @@ def test_a_talos_upgrade_lists_every_machine_control_planes_first() -> None:
     ]
 
 
+def test_the_previews_snapshot_name_falls_back_to_the_stacks_kubernetes_as_the_step_does() -> None:
+    """Review 2 N10: an output without kubernetesVersion (recorded before it was kept) named the file
+    `...-kubernetes-None.db` at preview, while components.arda's step falls back to the stack's version, and showed a
+    "Kubernetes None -> ..." upgrade that components.arda does not run (kubernetes_upgrade needs a recorded version)."""
+    before, after = current(), current()
+    before["talosVersion"] = "v1.12.4"
+    del before["kubernetesVersion"]
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    plan = rollout.describe(before, after)
+    assert plan.splitlines()[0] == (
+        "Arda: first an etcd snapshot from the first control plane to "
+        f".iluvatar/snapshots/arda-etcd-before-talos-v1.12.4-kubernetes-{after['kubernetesVersion']}.db, before any step changes the cluster"
+    )
+    # Nor a Kubernetes upgrade from "None": components.arda runs none without a recorded version.
+    assert "None" not in plan
+    assert "Kubernetes" not in plan
+
+
+def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() -> None:
+    before, after = current(), current()
+    before["talosVersion"] = "v1.12.4"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    # A machine new in this run installs from maintenance mode: no roll for it.
+    after["order"].append("lorien")
+    after["nodes"]["lorien"] = {**after["nodes"]["saruman"], "mac": "02:00:00:00:00:42", "ip": "192.168.0.99"}
+    assert rollout.path_rolls(before, after) == ["v1.12.11", "v1.13.9"]
+    machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    assert rollout.describe(before, after).splitlines() == [
+        # Before the path's first step, when the snapshot is taken (review M2), named by what ran.
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.12.4-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster",
+        "Arda: Talos v1.12.4 -> v1.14.1 is a path of 3 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins:",
+        "  roll 1 of 3: Talos v1.12.11 (the newest patch of the minor that runs, where Talos's path starts), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.12.11" for i, m in enumerate(machines, 1)),
+        "  roll 2 of 3: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
+        "  roll 3 of 3: Talos v1.14.1, with each machine's own step below",
+        "Arda: 6 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
+        "reboot for, drains and reboots its machine):",
+        *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
+        "  6. lorien: new: installs from maintenance mode",
+    ]
+    # One minor ahead from the minor's newest patch: no rolls before the machines' own steps; from an older patch, that patch first.
+    before["talosVersion"] = "v1.13.9"
+    assert rollout.path_rolls(before, after) == []
+    before["talosVersion"] = "v1.13.0"
+    assert rollout.path_rolls(before, after) == ["v1.13.9"]
+    # A Kubernetes the stack asks for past where the path's Kubernetes steps end (refused at preview): no path.
+    before["talosVersion"], before["kubernetesVersion"] = "v1.12.4", "v1.30.1"
+    assert rollout.path_hops(before, after) == []
+
+
+def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_roll_that_needs_it() -> None:
+    before, after = current(), current()
+    before["talosVersion"], before["kubernetesVersion"] = "v1.12.11", "v1.30.1"  # the newest 1.12 patch: no roll within it
+    after["kubernetesVersion"] = "v1.32.4"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    assert [str(h) for h in rollout.path_hops(before, after)] == ["Kubernetes v1.31.14", "Talos v1.13.9", "Kubernetes v1.32.4", "Talos v1.14.1"]
+    assert (rollout.path_rolls(before, after), rollout.path_kubernetes(before, after)) == (["v1.13.9"], ["v1.31.14", "v1.32.4"])
+    machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    upgrade = (
+        "after its preflight, component by component over 5 machine(s): the API servers, controller-managers and schedulers one "
+        "control plane at a time, then every kubelet, each running before the next changes"
+    )
+    assert rollout.describe(before, after).splitlines() == [
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.12.11-kubernetes-v1.30.1.db, "
+        "before any step changes the cluster",
+        "Arda: Talos v1.12.11 -> v1.14.1 is a path of 2 rolls, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins; Kubernetes v1.30.1 -> v1.32.4 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        f"  Kubernetes v1.31.14 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
+        "  roll 1 of 2: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
+        *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
+        f"  Kubernetes v1.32.4 first (Talos v1.14 runs Kubernetes 1.32 and later), {upgrade}",
+        "  roll 2 of 2: Talos v1.14.1, with each machine's own step below",
+        "Arda: 5 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
+        "reboot for, drains and reboots its machine):",
+        # The Kubernetes part of each machine's config is done by the path's steps: its own step is the Talos upgrade.
+        *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
+    ]
+    # One Talos minor that needs Kubernetes first: a path of one roll, the Kubernetes step before it.
+    after["talosVersion"], after["kubernetesVersion"] = "v1.13.9", "v1.31.2"
+    assert [str(h) for h in rollout.path_hops(before, after)] == ["Kubernetes v1.31.2", "Talos v1.13.9"]
+    assert rollout.describe_path(before, after)[:2] == [
+        "Arda: Talos v1.12.11 -> v1.13.9 is a path of 1 roll, one minor at a time from each minor's newest patch (Talos migrates a machine "
+        "between adjacent minors' latest patches only), every machine rolled and checked healthy before the next, each roll done on every "
+        "machine before the next begins; Kubernetes v1.30.1 -> v1.31.2 on the way, one minor at a time, each before the roll of the Talos minor that needs it:",
+        f"  Kubernetes v1.31.2 first (Talos v1.13 runs Kubernetes 1.31 and later), {upgrade}",
+    ]
+
+
 def test_a_half_done_upgrade_lists_only_the_machines_still_behind() -> None:
     before, after = current(), current()
     for node in after["nodes"].values():
@@ -68,8 +164,8 @@ def test_a_half_done_upgrade_lists_only_the_machines_still_behind() -> None:
 
 def test_kubernetes_config_address_schematic_new_and_removed_machines() -> None:
     before, after = current(), current()
-    after["kubernetesVersion"] = "v1.35.0"
-    assert {c.what for c in rollout.changes(before, after)} == {("Kubernetes v1.34.1 -> v1.35.0",)}
+    after["kubernetesVersion"] = "v1.36.0"
+    assert {c.what for c in rollout.changes(before, after)} == {("Kubernetes v1.35.1 -> v1.36.0",)}
     after = current()
     after["nodes"]["saruman"]["patches"] = "d2"
     after["nodes"]["tirion"]["ip"] = "192.168.0.42"
@@ -217,14 +313,63 @@ def test_the_talosconfig_changes_for_a_control_planes_address_or_the_renewal() -
 
 def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_the_machines() -> None:
     before, after = current(), current()
-    after["kubernetesVersion"] = "v1.35.0"
+    after["kubernetesVersion"] = "v1.36.0"
     lines = rollout.describe(before, after).splitlines()
+    assert lines.pop(0) == (
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster"
+    )
     assert lines[0] == (
-        "Arda: Kubernetes v1.34.1 -> v1.35.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
+        "Arda: Kubernetes v1.35.1 -> v1.36.0 first, component by component: kube-apiserver, then kube-controller-manager, then "
         "kube-scheduler, one control plane at a time, then every kubelet (control planes, then workers), each running before the next changes: "
         "every control plane pod its change restarts (the scheduler's restarts that machine's API server too) up 30 s and the machine's API "
         "server ready"
     )
     assert lines[2:] == [
-        f"  {i}. {n}: Kubernetes v1.34.1 -> v1.35.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+        f"  {i}. {n}: Kubernetes v1.35.1 -> v1.36.0" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
+    ]
+
+
+def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
+    """`pulumi preview`'s Ainur plan for a new `ainur.piImage` (plans.netboot.roll): each netbooting maia, one after the
+    other, drained, its boot moved, rebooted, its join and k3s step run on the new root, uncordoned; the valar that boots
+    from its card has no step to run."""
+    from plans.netboot.pis import image_id
+    from tests.plans.test_netboot_pis import netbooting
+
+    before = netbooting()
+    assert before.ainur is not None
+    image = before.ainur.pi_image.model_copy(update={"release": "24.04.4", "sha256": "4" * 64})
+    after = before.model_copy(update={"ainur": before.ainur.model_copy(update={"pi_image": image})})
+    order = [n for n in before.ainur_nodes]
+    old, new = image_id(before), image_id(after)
+    assert old != new
+    changes = rollout.ainur_changes(rollout.ainur_state(before, order), rollout.ainur_state(after, order))
+    assert [c.node for c in changes] == ["eonwe", "ilmare"]
+    for change in changes:
+        assert change.what == (
+            f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
+            "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
+        )
+
+
+def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too() -> None:
+    """Review 41-2 H1: a drain or reboot step whose command changed, with no new image, runs the Pi's join, k3s step and
+    uncordon after it (their triggers): the preview's Ainur plan says so, once, without listing them as changed steps."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    before["commands"] = {**before["commands"], "eonwe-drain": "(an older drain)", "eonwe-join": "(an older join)"}
+    changes = rollout.ainur_changes(before, after)
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            "eonwe",
+            (
+                f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
+                "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
+                "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
+            ),
+        )
     ]

@@ -15,7 +15,7 @@ from tests.plans.test_imagefactory import BOARD_IDS, TEXT_HASH_RK1
 from tests.schemas import talos_errors
 from tests.strategies import raw_stacks
 
-IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.4"
+IMAGE = "factory.talos.dev/metal-installer/abc123:v1.14.1"
 
 
 def _docs(stack: StackConfig, name: str) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
         control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None) + kmsg
         assert len(docs) == control_plane * len(stack.by_role("valinor")) + (7 + kmsg) * len(stack.by_role("istari"))
         for doc in docs:
-            assert talos_errors(doc, stack.arda.talos_version) == [], (path.name, doc)
+            assert talos_errors(doc) == [], (path.name, doc)
 
 
 @settings(max_examples=60, deadline=None)
@@ -53,7 +53,7 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
 def test_patches_of_random_stacks_are_schema_valid(raw: dict[str, Any]) -> None:
     stack = parse_stack(raw)
     for doc in _all_documents(stack):
-        assert talos_errors(doc, stack.arda.talos_version) == [], doc
+        assert talos_errors(doc) == [], doc
 
 
 def test_control_plane_patch_content() -> None:
@@ -130,7 +130,7 @@ def test_user_patches_follow_iluvatars_own_in_order() -> None:
     assert yaml.safe_load(patches[3])["kind"] == "RawVolumeConfig"
     for p in patches:
         for doc in yaml.safe_load_all(p):
-            assert talos_errors(doc, stack.arda.talos_version) == []
+            assert talos_errors(doc) == []
 
 
 def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
@@ -145,7 +145,7 @@ def test_install_disk_selector_is_rendered_as_talos_disk_selector() -> None:
         "image": IMAGE,
         "wipe": False,
     }
-    assert talos_errors(config, stack.arda.talos_version) == []
+    assert talos_errors(config) == []
 
 
 def test_vlan_machine_gets_its_vlans_address_and_route() -> None:
@@ -200,7 +200,7 @@ def test_patches_are_deterministic() -> None:
 def test_the_talos_invokes_inputs() -> None:
     """What the Talos provider is given: the bare Kubernetes version, the VIP's API endpoint, a machine type per role."""
     stack = load_stack_file(HOMELAB)
-    assert (talos.kubernetes_version(stack), talos.cluster_endpoint(stack)) == ("1.34.1", "https://192.168.0.20:6443")
+    assert (talos.kubernetes_version(stack), talos.cluster_endpoint(stack)) == ("1.35.1", "https://192.168.0.20:6443")
     # A control plane generated as a worker would never start etcd; a worker as a control plane would join etcd.
     assert {n.name: talos.machine_type(n) for n in stack.arda_nodes} == {
         "taniquetil": "controlplane",

@@ -15,12 +15,12 @@ from stacks.rules import TALOS_KUBERNETES
 from tests.edit import HOMELAB, MINIMAL, edit, homelab_doc, write_stack
 from tools import talos_check
 
-TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14) for patch in (0, 4)]
+TALOS = [f"v1.{minor}.{patch}" for minor in (9, 10, 11, 12, 13, 14, 15) for patch in (0, 4)]
 KUBERNETES = [f"v1.{minor}.0" for minor in range(28, 38)]
 
 
 def test_the_upgrade_table_is_machinerys() -> None:
-    """Every (target, host) pair our table decides, asked of Talos's own compatibility package (machinery v1.13.0)."""
+    """Every (target, host) pair our table decides, asked of Talos's own compatibility package (machinery v1.14.1)."""
     pairs = [(t, h, "") for t, h in itertools.product(TALOS, TALOS) if (day2.release(t)[0], day2.release(t)[1]) in day2.TALOS_UPGRADES]
     answers = talos_check.compatibility(pairs)
     ours = [day2.talos_upgrade_problem(t, h) for t, h, _ in pairs]
@@ -42,84 +42,152 @@ def _stack(tmp_path: Path, **changes: str) -> StackConfig:
     return load_stack_file(write_stack(tmp_path, doc, stack="homelab"))
 
 
-RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {}})
+RUNNING = day2.DeployedArda.from_output({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {}})
+SAME_RUN = (
+    "iluvatar:arda.kubernetesVersion",
+    "changes from v1.35.1 to v1.36.0 in the same run as arda.talosVersion (v1.13.0 to v1.14.1); upgrade Talos first, then Kubernetes "
+    "(docs/day2.md#upgrading-kubernetes)",
+)
 
 
 @pytest.mark.parametrize(
     ("changes", "problems"),
     [
         ({}, []),
-        ({"talosVersion": "v1.12.5"}, []),
-        ({"talosVersion": "v1.13.0"}, []),
-        ({"kubernetesVersion": "v1.35.0"}, []),
-        ({"kubernetesVersion": "v1.34.2"}, []),
+        ({"talosVersion": "v1.13.5"}, []),
+        ({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.36.0"}, []),
+        ({"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.2"}, []),
         (
-            {"kubernetesVersion": "v1.34.0"},
-            [("iluvatar:arda.kubernetesVersion", "v1.34.0 is older than v1.34.1, which Arda runs; Kubernetes cannot be downgraded")],
+            {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.0"},
+            [("iluvatar:arda.kubernetesVersion", "v1.35.0 is older than v1.35.1, which Arda runs; Kubernetes cannot be downgraded")],
         ),
         (
-            {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.36.0"},
+            {"kubernetesVersion": "v1.37.0"},
             [
                 (
                     "iluvatar:arda.kubernetesVersion",
-                    "v1.36.0 skips a minor: Arda runs v1.34.1, and Kubernetes upgrades one minor at a time (v1.35 first)",
+                    "v1.37.0 skips a minor: Arda runs v1.35.1, and Kubernetes upgrades one minor at a time (v1.36 first)",
                 )
             ],
         ),
-        (
-            {"talosVersion": "v1.12.5", "kubernetesVersion": "v1.35.0"},
-            [
-                (
-                    "iluvatar:arda.kubernetesVersion",
-                    "changes from v1.34.1 to v1.35.0 in the same run as arda.talosVersion (v1.12.4 to v1.12.5); upgrade Talos first, then Kubernetes (docs/day2.md#upgrading-kubernetes)",
-                )
-            ],
-        ),
+        ({"kubernetesVersion": "v1.36.0"}, [SAME_RUN]),
     ],
 )
 def test_version_changes_against_what_runs(tmp_path: Path, changes: dict[str, str], problems: list[tuple[str, str]]) -> None:
     assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), RUNNING)] == problems
 
 
+def _running(talos: str, kubernetes: str) -> DeployedArda:
+    return DeployedArda.from_output({"talosVersion": talos, "kubernetesVersion": kubernetes, "nodes": {}})
+
+
+def test_two_minors_ahead_is_a_path_of_rolls_and_no_problem(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, kubernetesVersion="v1.34.1")
+    running = _running("v1.12.4", "v1.34.1")
+    assert day2.check(stack, running) == []
+    assert [str(h) for h in day2.path_of(stack, running)] == ["Talos v1.12.11", "Talos v1.13.9", "Talos v1.14.1"]
+    # Kubernetes on the way where a minor needs it, in the same run: the stack's own version in its minor.
+    needs = _stack(tmp_path, kubernetesVersion="v1.32.4")
+    assert day2.check(needs, _running("v1.12.4", "v1.30.5")) == []
+    assert [str(h) for h in day2.path_of(needs, _running("v1.12.4", "v1.30.5"))] == [
+        "Talos v1.12.11",
+        "Kubernetes v1.31.14",
+        "Talos v1.13.9",
+        "Kubernetes v1.32.4",
+        "Talos v1.14.1",
+    ]
+    # One minor from its newest patch, or none: no path of rolls beyond the machines' own steps; from an older patch, that patch first.
+    assert [str(h) for h in day2.path_of(stack, _running("v1.13.9", "v1.34.1"))] == ["Talos v1.14.1"]
+    assert [str(h) for h in day2.path_of(stack, _running("v1.13.0", "v1.34.1"))] == ["Talos v1.13.9", "Talos v1.14.1"]
+    assert day2.path_of(stack, _running("v1.14.1", "v1.34.1")) == []
+
+
+@pytest.mark.parametrize(
+    ("running", "changes", "problems"),
+    [
+        # Kubernetes asked past where the path's steps end: a run of its own, after the path.
+        (
+            ("v1.12.4", "v1.31.0"),
+            {"kubernetesVersion": "v1.33.2"},
+            [
+                (
+                    "iluvatar:arda.kubernetesVersion",
+                    "v1.33.2: the path from Talos v1.12.4 to v1.14.1 moves Kubernetes to v1.32 on the way (Talos v1.12.11, then Talos v1.13.9, then Kubernetes "
+                    "v1.32.13, then Talos v1.14.1), and a minor past what the path needs is a run of its own, after it (Talos first, then "
+                    "Kubernetes): set arda.kubernetesVersion to a v1.32 release for this run (e.g. v1.32.13), then v1.33.2 in the next "
+                    "(docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+        # A Talos no row knows runs: no path.
+        (
+            ("v1.11.3", "v1.33.0"),
+            {"kubernetesVersion": "v1.33.0"},
+            [
+                (
+                    "iluvatar:arda.talosVersion",
+                    "v1.14.1 cannot be rolled out: Arda runs Talos v1.11.3, which this version of Iluvatar's table does not know (it knows v1.12 "
+                    "to v1.14) (docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+        # Back a minor.
+        (
+            ("v1.14.1", "v1.35.1"),
+            {"talosVersion": "v1.13.9"},
+            [
+                (
+                    "iluvatar:arda.talosVersion",
+                    "v1.13.9 cannot be rolled out: Talos v1.13 is older than v1.14.1, which Arda runs; a minor is not rolled back "
+                    "(docs/day2.md#across-talos-minors)",
+                )
+            ],
+        ),
+    ],
+)
+def test_a_path_that_cannot_be_taken_in_one_run_is_refused_with_the_one_that_can(
+    tmp_path: Path, running: tuple[str, str], changes: dict[str, str], problems: list[tuple[str, str]]
+) -> None:
+    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, **changes), _running(*running))] == problems
+
+
 def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_path: Path) -> None:
     """The upgrade moves the machines in the inventory only: a control plane leaving in the same run would keep its old
     API server, in the cluster until its reset, while the kubelets went past it."""
-    stack = _stack(tmp_path, kubernetesVersion="v1.35.0")
+    stack = _stack(tmp_path, kubernetesVersion="v1.36.0")
     valinor = [n for n in stack.nodes if n.role == "valinor"]
     nodes = {n.name: {"mac": n.mac, "role": n.role} for n in stack.nodes}
     gone = {**nodes, "formenos": {"mac": "02:00:00:00:00:99", "role": "valinor"}, "bree": {"mac": "02:00:00:00:00:98", "role": "istari"}}
-    leaving = day2.DeployedArda.from_output({"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": gone})
+    leaving = day2.DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": gone})
     assert [(p.path, p.message) for p in day2.check(stack, leaving)] == [
         (
             "iluvatar:arda.kubernetesVersion",
-            "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
-            "machines in it, so formenos would serve the API at v1.34.1 while the kubelets go to v1.35.0; take formenos out first (one "
+            "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) formenos leave the inventory: the upgrade moves only the "
+            "machines in it, so formenos would serve the API at v1.35.1 while the kubelets go to v1.36.0; take formenos out first (one "
             "pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)",
         )
     ]
     # A worker leaving, a control plane renamed (the same MAC), or no Kubernetes change: nothing to refuse.
     renamed = {**{k: v for k, v in nodes.items() if k != valinor[0].name}, "mindon": nodes[valinor[0].name]}
     for output in (
-        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {**nodes, "bree": gone["bree"]}},
-        {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": renamed},
+        {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": {**nodes, "bree": gone["bree"]}},
+        {"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": renamed},
     ):
         assert day2.check(stack, day2.DeployedArda.from_output(output)) == []
-    assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.34.1"})) == []
+    assert day2.check(_stack(tmp_path), day2.DeployedArda.from_output({**leaving.output, "kubernetesVersion": "v1.35.1"})) == []
 
 
 def test_a_talos_the_running_machines_cannot_reach_is_refused(tmp_path: Path) -> None:
-    old = day2.DeployedArda.from_output({"talosVersion": "v1.10.4", "kubernetesVersion": "v1.33.0", "nodes": {}})
-    assert [(p.path, p.message) for p in day2.check(_stack(tmp_path, talosVersion="v1.13.0", kubernetesVersion="v1.33.0"), old)] == [
-        (
-            "iluvatar:arda.talosVersion",
-            "v1.13.0 cannot be rolled out: Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4 (docs/day2.md#upgrading-talos)",
-        )
-    ]
+    """Machinery's own rule, as day2.talos_upgrade_problem applies it to each roll of a path (here a table that let a
+    minor upgrade from too new a release: the roll is refused, not the path's arithmetic)."""
+    assert day2.talos_upgrade_problem("v1.13.0", "v1.10.4") == "Talos 1.13 upgrades machines from 1.11.0 on, and they run v1.10.4"
+    assert day2.talos_upgrade_problem("v1.13.0", "v1.15.0") == "Talos 1.13 cannot be installed over v1.15.0, which is 1.15 or newer"
+    assert day2.talos_upgrade_problem("v1.14.1", "v1.12.4") is None
 
 
 def test_a_first_deployment_has_nothing_to_compare_with(tmp_path: Path) -> None:
-    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output(None)) == []
-    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.31.0"), day2.DeployedArda.from_output({})) == []
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.32.0"), day2.DeployedArda.from_output(None)) == []
+    assert day2.check(_stack(tmp_path, kubernetesVersion="v1.32.0"), day2.DeployedArda.from_output({})) == []
 
 
 def test_a_malformed_output_is_no_config_problem() -> None:
@@ -149,7 +217,7 @@ def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
     [
         ("v1.33.6+k3s1", []),
         ("v1.33.7+k3s1", []),
-        ("v1.34.2+k3s1", []),
+        ("v1.33.12+k3s1", []),
         (
             "v1.33.5+k3s1",
             [
@@ -159,15 +227,20 @@ def _edited(tmp_path: Path, set_: dict[str, object]) -> StackConfig:
                 )
             ],
         ),
-        (
-            "v1.35.0+k3s1",
-            [
-                (
-                    day2.K3S,
-                    "v1.35.0+k3s1 skips a minor: the Ainur run v1.33.6+k3s1, and k3s upgrades one minor at a time, as Kubernetes does "
-                    "(v1.34 first; docs/day2.md#upgrading-k3s-on-the-ainur)",
-                )
-            ],
+        *(
+            (
+                k3s,
+                [
+                    (
+                        day2.K3S,
+                        f"{k3s} embeds etcd 3.6, and the Ainur run v1.33.6+k3s1, whose etcd 3.5 is older than v3.5.26: etcd moves to "
+                        "3.6 safely only from v3.5.26 (older members can bring removed ones back, a reflashed vala among them); set "
+                        f"v1.33.12+k3s1 first (etcd 3.5.26 or later), then v1.34, then {k3s} (docs/day2.md#upgrading-k3s-on-the-ainur)",
+                    )
+                ],
+            )
+            # A patch within 1.33 that crosses to etcd 3.6, the next minor, and a minor skip: the stop named, not "v1.34 first".
+            for k3s in ("v1.33.13+k3s1", "v1.34.2+k3s1", "v1.35.0+k3s1")
         ),
     ],
 )
@@ -176,6 +249,27 @@ def test_k3s_moves_forward_one_minor_at_a_time_against_what_the_ainur_run(tmp_pa
     stack = _edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s})
     assert [(p.path, p.message) for p in day2.check(stack, day2.DeployedArda(), ainur)] == problems
     assert day2.check(stack, day2.DeployedArda(), None) == []  # a first deployment of the Ainur
+
+
+@pytest.mark.parametrize(
+    ("before", "k3s", "refused"),
+    [
+        ("v1.33.12+k3s1", "v1.34.2+k3s1", None),  # the stop's etcd 3.5.26 moves to 3.6
+        ("v1.33.13+k3s1", "v1.34.2+k3s1", None),  # already on 3.6
+        ("v1.34.2+k3s1", "v1.35.8+k3s1", None),
+        ("v1.32.9+k3s1", "v1.33.12+k3s1", None),  # 3.5 to 3.5
+        ("v1.32.9+k3s1", "v1.33.13+k3s1", "etcd"),
+        ("v1.33.11+k3s1", "v1.34.2+k3s1", "etcd"),  # which 1.33 patch first took v3.5.26 is not established: the stop asked
+        ("v1.34.2+k3s1", "v1.36.0+k3s1", "skips a minor"),
+    ],
+)
+def test_k3s_crosses_to_etcd_3_6_only_from_the_stop(tmp_path: Path, before: str, k3s: str, refused: str | None) -> None:
+    problems = [p.message for p in day2.check(_edited(tmp_path, {"iluvatar:ainur.k3sVersion": k3s}), day2.DeployedArda(), {"k3sVersion": before})]
+    if refused is None:
+        assert problems == []
+    else:
+        [message] = problems
+        assert (f"embeds etcd 3.6, and the Ainur run {before}" in message) if refused == "etcd" else (refused in message)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +364,7 @@ def test_talos_past_its_ceiling_names_the_ceiling() -> None:
 def test_every_day2_problem_is_said_together(tmp_path: Path) -> None:
     # The Ainur's k3s going back and a chart going back, in one run: both, k3s's first.
     running = day2.DeployedArda.from_output({**RUNNING.output, "charts": {"cilium": "1.18.5"}})
-    problems = day2.check(_edited(tmp_path, {}), running, {"k3sVersion": "v1.34.1+k3s1"})
+    problems = day2.check(_edited(tmp_path, {}), running, {"k3sVersion": "v1.35.9+k3s1"})
     assert [p.path for p in problems] == [day2.K3S, "iluvatar:arda.cilium.version"]
 
 
@@ -288,15 +382,38 @@ def test_two_control_planes_leaving_are_named_together(tmp_path: Path) -> None:
     running = day2.DeployedArda.from_output(
         {
             **RUNNING.output,
+            "talosVersion": "v1.14.1",  # the stack's: Kubernetes alone moves
             "nodes": {
                 "eressea": {"role": "valinor", "mac": "aa:00:00:00:00:01"},
                 "numenor": {"role": "valinor", "mac": "aa:00:00:00:00:02"},
             },
         }
     )
-    problems = day2.check(_edited(tmp_path, {"iluvatar:arda.kubernetesVersion": "v1.35.0"}), running)
+    problems = day2.check(_edited(tmp_path, {"iluvatar:arda.kubernetesVersion": "v1.36.0"}), running)
     assert [p.message for p in problems] == [
-        "changes from v1.34.1 to v1.35.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
-        "only the machines in it, so eressea, numenor would serve the API at v1.34.1 while the kubelets go to v1.35.0; take eressea, "
+        "changes from v1.35.1 to v1.36.0 in the same run as control plane(s) eressea, numenor leave the inventory: the upgrade moves "
+        "only the machines in it, so eressea, numenor would serve the API at v1.35.1 while the kubelets go to v1.36.0; take eressea, "
         "numenor out first (one pulumi up), then upgrade (docs/day2.md#upgrading-kubernetes)"
     ]
+
+
+def test_a_deployment_on_main_shipped_talos_keeps_working(tmp_path: Path) -> None:
+    # Review H3 of issue #42: a stack that keeps Talos v1.12.4 (main's shipped release) validates and plans no roll.
+    stack = _stack(tmp_path, talosVersion="v1.12.4", kubernetesVersion="v1.34.1")
+    running = _running("v1.12.4", "v1.34.1")
+    assert day2.check(stack, running) == []
+    assert day2.path_of(stack, running) == []
+
+
+def test_a_kind_talos_1_13_added_is_refused_on_a_one_minor_move_from_1_12(tmp_path: Path) -> None:
+    # Review M3: a 1.12 to 1.13 move is no roll; each machine stages its new config on the running 1.12, which refuses it.
+    probe = [{"apiVersion": "v1alpha1", "kind": "TCPProbeConfig", "name": "x", "endpoint": "192.168.0.1:80"}]
+    stack = _edited(tmp_path, {"iluvatar:arda.talosVersion": "v1.13.9", "iluvatar:arda.kubernetesVersion": "v1.34.1", "iluvatar:arda.patches": probe})
+    assert [(p.path, p.message) for p in day2.check(stack, _running("v1.12.4", "v1.34.1"))] == [
+        (
+            "iluvatar:arda.patches[0]",
+            "TCPProbeConfig is a config document Talos v1.13 added, and Talos v1.12.4, on which each machine stages its new config, "
+            "refuses the whole config for it; remove it, or use it once Arda runs Talos v1.13",
+        )
+    ]
+    assert day2.check(stack, _running("v1.13.0", "v1.34.1")) == []  # on 1.13 already

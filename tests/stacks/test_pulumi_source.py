@@ -190,8 +190,8 @@ def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMoc
     return mocks
 
 
-RUNNING = {"talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1", "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01"}}}
-AINUR_RAN = {"k3sVersion": "v1.33.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
+RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01"}}}
+AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
 
 
 def test_last_outputs_asks_the_engine_for_this_stack_by_its_full_name() -> None:
@@ -223,20 +223,20 @@ def test_load_reads_back_what_the_last_deployment_ran() -> None:
     pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
     loaded = load()
     assert loaded.deployed == Deployed.from_output(storage_output) and loaded.deployed.osds == {"taniquetil": ("/dev/nvme0n1",)}
-    assert loaded.arda == DeployedArda.from_output(RUNNING) and loaded.arda.talos_version == "v1.12.4"
+    assert loaded.arda == DeployedArda.from_output(RUNNING) and loaded.arda.talos_version == "v1.13.0"
     assert loaded.ainur == machines_of(AINUR_RAN) == {"manwe": {"role": "valar"}}
     assert loaded.ainur_output == AINUR_RAN
 
 
 def test_load_refuses_a_change_against_what_runs() -> None:
     # The Ainur ran a newer k3s than the stack says: day2 refuses it from the output `ainur`, before anything is registered.
-    _answering({"ainur": {**AINUR_RAN, "k3sVersion": "v1.34.1+k3s1"}})
+    _answering({"ainur": {**AINUR_RAN, "k3sVersion": "v1.35.9+k3s1"}})
     pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
     with pytest.raises(pulumi.RunError) as err:
         load()
     assert str(err.value).splitlines() == [
         "stack test: 1 problem:",
-        "  iluvatar:ainur.k3sVersion: v1.33.6+k3s1 is older than v1.34.1+k3s1, which the Ainur run; k3s cannot be downgraded "
+        "  iluvatar:ainur.k3sVersion: v1.35.8+k3s1 is older than v1.35.9+k3s1, which the Ainur run; k3s cannot be downgraded "
         "(docs/day2.md#upgrading-k3s-on-the-ainur)",
     ]
 

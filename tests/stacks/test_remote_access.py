@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,22 @@ def test_a_credential_written_in_the_section_says_where_it_goes_and_is_never_ech
         load_stack_file(write_stack(tmp_path, remote_doc(remote)), require_secrets=True)
     assert [str(p) for p in err.value.problems] == [expect]
     assert "PLAINTEXT" not in err.value.report()
+
+
+@pytest.mark.parametrize(
+    ("remote", "message"),
+    [
+        (
+            {**TAILSCALE, "tailscale": {**TAILSCALE["tailscale"], "extraPolicy": {"acls": []}}},
+            "iluvatar:remoteAccess.tailscale.extraPolicy: is not a known key; did you mean replacePolicy?",
+        ),
+        ({**HEADSCALE, "policy": {"acls": []}}, "iluvatar:remoteAccess.policy: is not a known key"),
+    ],
+    ids=["tailscale-extra-policy", "headscale-policy"],
+)
+def test_rules_of_ones_own_for_the_tailnets_policy_are_refused_not_dropped(remote: dict[str, Any], message: str, tmp_path: Path) -> None:
+    # The policy is Iluvatar's alone (docs/remote-access.md, "The tailnet's policy"): a key that would carry one's own
+    # rules is refused at preview with its path, never silently left out of the policy written.
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, remote_doc(remote)), require_secrets=True)
+    assert message in err.value.report()

@@ -44,14 +44,31 @@ def test_support_matrix_bounds_are_inclusive(talos: tuple[int, int]) -> None:
                 parse_stack(raw)
 
 
-def test_unknown_talos_minor_is_rejected() -> None:
+@pytest.mark.parametrize(
+    ("talos", "message"),
+    [
+        ("v1.99.0", "v1.99.0 is not a Talos release this version of Iluvatar supports (v1.12 to v1.14); the newest it knows is v1.14.1"),
+        (
+            "v1.11.3",
+            "v1.11.3 is not a Talos release this version of Iluvatar supports (v1.12 to v1.14); a cluster on it first goes to Talos v1.12 "
+            "with an Iluvatar that knows both",
+        ),
+    ],
+)
+def test_a_talos_minor_no_stack_may_run_is_refused_with_the_path_that_works(talos: str, message: str) -> None:
     raw = _raw()
-    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": "v1.99.0"}
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": talos}
     with pytest.raises(StackConfigError) as err:
         parse_stack(raw)
-    assert (
-        str(err.value.problems[0]) == "iluvatar:arda.talosVersion: v1.99.0 is not a Talos release this version of Iluvatar supports (v1.12 to v1.13)"
-    )
+    assert str(err.value.problems[0]) == f"iluvatar:arda.talosVersion: {message}"
+
+
+def test_main_shipped_talos_1_12_stack_still_validates() -> None:
+    # Review H3 of issue #42: main shipped Talos v1.12.4 and Kubernetes v1.34.1; updating Iluvatar must not refuse a
+    # stack that keeps them (nor force it across two Talos minors in the run that makes an unrelated change).
+    raw = _raw()
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "talosVersion": "v1.12.4", "kubernetesVersion": "v1.34.1"}
+    assert parse_stack(raw).arda.talos_version == "v1.12.4"
 
 
 def test_node_on_a_vlan_is_checked_against_that_vlan_not_the_lan() -> None:

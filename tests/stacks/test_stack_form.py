@@ -49,7 +49,7 @@ def test_stack_init_only_appends_the_salt(stackfile: Path, path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "args", "diff"),
     [
-        (HOMELAB, ["iluvatar:arda.talosVersion", "v1.12.5", "--path"], ["-    talosVersion: v1.12.4", "+    talosVersion: v1.12.5"]),
+        (HOMELAB, ["iluvatar:arda.talosVersion", "v1.14.2", "--path"], ["-    talosVersion: v1.14.1", "+    talosVersion: v1.14.2"]),
         (
             HOMELAB,
             ["iluvatar:ainur.netboot.mode", "proxy", "--path"],

@@ -23,21 +23,28 @@ def test_every_kubernetes_version_the_stacks_use_has_a_control_plane() -> None:
         versions.add(stack.arda.kubernetes_version)
         if stack.ainur is not None:
             versions.add(stack.ainur.k3s_version)
-    assert sorted(versions) == ["v1.33.6+k3s1", "v1.34.1"]
+    assert sorted(versions) == ["v1.35.1", "v1.35.8+k3s1"]
+    # One build for both: Arda's version, and the Ainur's k3s minor.
     assert {v: build_for(v) for v in versions} == {
-        "v1.34.1": ("kube-control-plane", "v1.34.1"),
-        "v1.33.6+k3s1": ("kube-control-plane-1.33", "v1.33.4"),
+        "v1.35.1": ("kube-control-plane", "v1.35.1"),
+        "v1.35.8+k3s1": ("kube-control-plane", "v1.35.1"),
     }
-    assert kube_cluster.TALOS.tool == "kube-control-plane" and kube_cluster.K3S.tool == "kube-control-plane-1.33"
+    assert kube_cluster.TALOS.tool == kube_cluster.K3S.tool == "kube-control-plane"
+    assert set(kube_cluster.SHARED.values()) == {"kube-control-plane"}
 
 
 def test_a_minor_with_no_build_says_what_to_add() -> None:
     with pytest.raises(ControlPlaneError) as e:
-        build_for("v1.35.0")
+        build_for("v1.36.0")
     assert str(e.value) == (
-        "no control plane is built for Kubernetes v1.35.0 (minor 1.35; built: 1.33, 1.34): "
+        "no control plane is built for Kubernetes v1.36.0 (minor 1.36; built: 1.35): "
         "add a tools/kube-control-plane-<minor>/ module and its entry in tools.kube_cluster.BUILDS"
     )
+
+
+# Staging modules kwok v0.8.0's debugging server needs at its own 0.36.1 (tools/kube-control-plane/go.mod): nothing the
+# four Kubernetes commands link imports them.
+KWOK_STAGING = {"k8s.io/cri-api": "v0.36.1", "k8s.io/cri-client": "v0.36.1"}
 
 
 def test_each_build_is_a_registered_go_tool_with_the_version_it_names() -> None:
@@ -48,8 +55,9 @@ def test_each_build_is_a_registered_go_tool_with_the_version_it_names() -> None:
         gomod = (gotools.TOOLS_DIR / gotools.TOOLS[tool].folder / gotools.TOOLS[tool].modfile).read_text()
         assert re.search(rf"^\tk8s\.io/kubernetes {re.escape(version)}$", gomod, re.M), tool
         staging = re.findall(r"^\t(k8s\.io/\S+) => (k8s\.io/\S+) (v\S+)$", gomod, re.M)
-        # Every staging module pinned to the same release's published version.
-        assert staging and all(a == b and v == "v0" + version[2:] for a, b, v in staging), tool
+        # Every staging module pinned to the same release's published version, but kwok's two.
+        assert staging and all(a == b and v == KWOK_STAGING.get(a, "v0" + version[2:]) for a, b, v in staging), tool
+        assert {a for a, _, v in staging if v != "v0" + version[2:]} == set(KWOK_STAGING)
 
 
 def test_each_build_reports_the_kubernetes_version_of_its_go_mod() -> None:
@@ -57,20 +65,24 @@ def test_each_build_reports_the_kubernetes_version_of_its_go_mod() -> None:
 
     # hack/lib/version.sh's -X flags, for both version packages: what kube-apiserver answers at /version.
     assert gotools.program("kube-control-plane").ldflags == (
-        "-X k8s.io/client-go/pkg/version.gitVersion=v1.34.1",
-        "-X k8s.io/component-base/version.gitVersion=v1.34.1",
+        "-X k8s.io/client-go/pkg/version.gitVersion=v1.35.1",
+        "-X k8s.io/component-base/version.gitVersion=v1.35.1",
         "-X k8s.io/client-go/pkg/version.gitMajor=1",
         "-X k8s.io/component-base/version.gitMajor=1",
-        "-X k8s.io/client-go/pkg/version.gitMinor=34",
-        "-X k8s.io/component-base/version.gitMinor=34",
+        "-X k8s.io/client-go/pkg/version.gitMinor=35",
+        "-X k8s.io/component-base/version.gitMinor=35",
     )
-    assert "-X k8s.io/component-base/version.gitVersion=v1.33.4" in gotools.program("kube-control-plane-1.33").ldflags
-    # Only the Kubernetes builds are stamped: every other tool keeps its cache key.
-    assert [name for name in gotools.TOOLS if gotools.program(name).ldflags] == ["kube-control-plane", "kube-control-plane-1.33"]
-    # A replace wins over the require it replaces (the 1.33 module requires k8s.io/kubectl v0.0.0, replaced by v0.33.4).
-    tool = gotools.TOOLS["kube-control-plane-1.33"]
-    assert [gotools.module_version(tool, m) for m in ("k8s.io/kubernetes", "k8s.io/kubectl", "sigs.k8s.io/kwok")] == ["v1.33.4", "v0.33.4", "v0.7.0"]
-    with pytest.raises(gotools.GoToolError, match=r"^tools/kube-control-plane-1\.33/go\.mod does not require k8s\.io/nothing$"):
+    # Only the Kubernetes build is stamped: every other tool keeps its cache key.
+    assert [name for name in gotools.TOOLS if gotools.program(name).ldflags] == ["kube-control-plane"]
+    # A replace wins over the require it replaces (the module requires k8s.io/kubectl v0.0.0, replaced by v0.35.1).
+    tool = gotools.TOOLS["kube-control-plane"]
+    assert [gotools.module_version(tool, m) for m in ("k8s.io/kubernetes", "k8s.io/kubectl", "sigs.k8s.io/kwok", "go.etcd.io/etcd/server/v3")] == [
+        "v1.35.1",
+        "v0.35.1",
+        "v0.8.0",
+        "v3.6.5",
+    ]
+    with pytest.raises(gotools.GoToolError, match=r"^tools/kube-control-plane/go\.mod does not require k8s\.io/nothing$"):
         gotools.module_version(tool, "k8s.io/nothing")
     # A pre-release's minor takes a "+", as version.sh writes it; what is not semver is refused, as version.sh refuses it.
     assert gotools.kubernetes_ldflags("v1.35.0-rc.1")[4:] == (
@@ -105,7 +117,7 @@ def test_homelab_nodes_are_labelled_as_talos_and_k3s_register_them() -> None:
     }
     assert arda["tirion"]["spec"] == {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}
     assert arda["tirion"]["status"]["addresses"] == [{"type": "InternalIP", "address": "192.168.0.22"}, {"type": "Hostname", "address": "tirion"}]
-    assert arda["tirion"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.1"
+    assert arda["tirion"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.1"
     assert arda["gandalf"]["metadata"]["labels"]["iluvatar/role"] == "istari"
     assert "iluvatar/storage" not in arda["gandalf"]["metadata"]["labels"]
     assert arda["gandalf"]["spec"] == {} and arda["gandalf"]["metadata"]["annotations"] == {}
@@ -128,7 +140,7 @@ def test_homelab_nodes_are_labelled_as_talos_and_k3s_register_them() -> None:
     assert "node-role.kubernetes.io/control-plane" not in ainur["eonwe"]["metadata"]["labels"]
     # k3s servers take workloads: no taint on any Pi. Longhorn's label comes from the program's NodePatch, not here.
     assert all(n["spec"] == {} for n in ainur.values())
-    assert ainur["manwe"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.6+k3s1"
+    assert ainur["manwe"]["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.8+k3s1"
 
 
 def test_rk1_control_planes_take_workloads() -> None:

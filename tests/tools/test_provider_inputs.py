@@ -227,7 +227,7 @@ def test_nested_invoke_arguments_have_their_input_types() -> None:
 def test_a_day_2_run_sends_its_providers_only_keys_they_read() -> None:
     """Calls only a deployed stack makes (the probe's `command:local:run` invoke at preview, the Kubernetes upgrade's
     steps): the homelab simulated again on its own outputs, and again with Arda one Kubernetes minor behind."""
-    for label, sim in (("day 2", homelab_again()), ("upgrade", homelab_again(kubernetes="v1.33.5"))):
+    for label, sim in (("day 2", homelab_again()), ("upgrade", homelab_again(kubernetes="v1.34.5"))):
         assert _shown(provider_inputs.problems(sim)) == [], label
         invoked = {t for t, _ in sim.invocations}
         assert "command:local:run" in invoked, label

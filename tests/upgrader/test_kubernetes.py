@@ -1,4 +1,4 @@
-"""The upgrader's Kubernetes side against a real API server (tools/kube_cluster.py: kube-apiserver 1.34.1 with kwok nodes).
+"""The upgrader's Kubernetes side against a real API server (tools/kube_cluster.py: kube-apiserver 1.35.1 with kwok nodes).
 
 The Talos side is the scripted stand-in (tools/talos-api) again; Kubernetes is real: cordon, drain
 (evictions and PodDisruptionBudgets), hook Jobs, paused workloads, Node readiness, the control
@@ -34,7 +34,7 @@ from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, 
 pytestmark = pytest.mark.kube
 
 NEW = "v1.13.0"
-KUBELET = "v1.34.1"  # the stand-in's configs name Kubernetes 1.34.1, as the control plane runs
+KUBELET = "v1.35.1"  # the stand-in's configs name Kubernetes 1.35.1, as the control plane runs (tools.talos_api.scenario)
 _ids = itertools.count()
 
 
@@ -692,12 +692,12 @@ def test_a_control_planes_health_includes_its_static_pods_on_the_configured_imag
     with talos_api(spec) as api:
         config = api.node_config(name)
         images = control_plane_images(config)
-        static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(":v1.34.1", ":v1.33.0")})
+        static_pods(name, {**images, "kube-apiserver": images["kube-apiserver"].replace(f":{KUBELET}", ":v1.34.0")})
         args = ["apply", "--node", api.node_arg(name), "--role", "controlplane", *STABLE, "--timeout", "4s"]
         stale = run(api, kube_talos, args, machineConfig=config)
         assert stale.code == 1
         assert stale.last == (
-            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} runs registry.k8s.io/kube-apiserver:v1.33.0, "
+            f"upgrader: FAILED: {name}: control-plane-pods: timed out; last seen: kube-apiserver-{name} runs registry.k8s.io/kube-apiserver:v1.34.0, "
             f"not {images['kube-apiserver']}; look with: kubectl -n kube-system get pods -o wide --field-selector spec.nodeName={name}"
         )
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"kube-apiserver-{name}", "namespace": "kube-system"}}
@@ -1004,7 +1004,7 @@ def test_after_a_reboot_a_mirror_pod_left_from_the_boot_before_does_not_count(ku
 
 # A Kubernetes version bump: `kubernetes-upgrade` rolls it as `talosctl upgrade-k8s` does, component by component, before the
 # per-node apply steps run with the new configs.
-TO = "v1.35.0"
+TO = "v1.36.0"  # the next minor after what the control plane runs
 
 
 def _kubernetes_upgrade(api: TalosAPI, cps: list[str], workers: list[str], timeout: str = "120s") -> list[str]:
@@ -1057,9 +1057,9 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
             if line.endswith(": config patched and applied without a reboot")
         ]
         assert patched == [
-            *(f"{cp}: {app} v1.34.1 -> {TO}" for app in APPS for cp in cps),
-            *(f"{cp}: kube-proxy v1.34.1 -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
-            *(f"{n}: kubelet v1.34.1 -> {TO}" for n in [*cps, *workers]),
+            *(f"{cp}: {app} {KUBELET} -> {TO}" for app in APPS for cp in cps),
+            *(f"{cp}: kube-proxy {KUBELET} -> {TO} (config only: Iluvatar runs no kube-proxy)" for cp in cps),
+            *(f"{n}: kubelet {KUBELET} -> {TO}" for n in [*cps, *workers]),
         ]
         # Each API server (then controller-manager, then scheduler) runs its new pod before the next control plane changes. The
         # scheduler's new config is one of the API server's config files (talos.dev/config-file-version): its change restarts
@@ -1105,6 +1105,30 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
         assert [line for line in again.lines if "already" in line] == [
             *(f"upgrader: {cp}: {app}: already {TO} (checking its pod)" for app in APPS for cp in cps),
             *(f"upgrader: {n}: kubelet: already {TO} (checking its Node)" for n in [*cps, *workers]),
+        ]
+        # A path's earlier step run again after the cluster moved past it (Pulumi re-runs a finished step whose stdin
+        # changed): nothing goes backwards, every component past it counts as done (review H2 of issue #42). Before, every
+        # component was patched back to v1.35.8.
+        earlier = "v1.35.8"
+        at_earlier = {name: config.replace(TO, earlier) for name, config in configs.items()}
+        args = _kubernetes_upgrade(api, cps, workers)
+        back = run(api, kube_talos, [*args[:2], earlier, *args[3:]], machineConfigs=at_earlier)
+        assert back.code == 0, back.stderr
+        assert len(mutations(api)) == before
+        assert [line for line in back.lines if "past" in line] == [
+            *(
+                f"upgrader: {cp}: {app}: already {TO}, past {earlier}: left alone (a step on the way run again, never backwards)"
+                for app in APPS
+                for cp in cps
+            ),
+            *(
+                line
+                for n in [*cps, *workers]
+                for line in (
+                    f"upgrader: {n}: kubelet: already {TO}, past {earlier}: left alone (a step on the way run again, never backwards)",
+                    f"upgrader: {n}: kubelet {TO} (past {earlier}) running, Node Ready",
+                )
+            ),
         ]
 
 
@@ -1153,8 +1177,8 @@ def test_a_kubernetes_upgrade_waits_for_the_api_server_the_schedulers_change_res
     with talos_api(_upgrade_spec(kube_talos, cps, [])) as api:
         first_pods(kube_talos, cps)
         # An earlier run went as far as the controller-managers: the API server and the controller-manager run the target.
-        at_134 = json.dumps({"cluster": {"scheduler": {"image": "registry.k8s.io/kube-scheduler:v1.34.1"}}})
-        halfway = api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO, patches=[at_134])
+        at_135 = json.dumps({"cluster": {"scheduler": {"image": f"registry.k8s.io/kube-scheduler:{KUBELET}"}}})
+        halfway = api.config("controlplane", installer(VANILLA, NEW), kubernetes_version=TO, patches=[at_135])
         step = run(
             api, kube_talos, ["apply", "--node", api.node_arg(cps[0]), "--role", "controlplane", *STABLE, "--timeout", "60s"], machineConfig=halfway
         )
@@ -1166,7 +1190,7 @@ def test_a_kubernetes_upgrade_waits_for_the_api_server_the_schedulers_change_res
         assert [line.removeprefix(f"upgrader: {cps[0]}: ") for line in result.lines if "already" in line or "config patched" in line] == [
             f"kube-apiserver: already {TO} (checking its pod)",
             f"kube-controller-manager: already {TO} (checking its pod)",
-            f"kube-scheduler v1.34.1 -> {TO}: config patched and applied without a reboot",
+            f"kube-scheduler {KUBELET} -> {TO}: config patched and applied without a reboot",
         ]
         assert (
             f"upgrader: {cps[0]}: the change renders kube-apiserver (talos.dev/config-file-version), kube-scheduler (talos.dev/config-version) anew: "
@@ -1192,12 +1216,12 @@ def test_a_kubernetes_upgrade_leaves_a_worker_that_does_not_answer_and_stops_at_
         first_pods(kube_talos, cps)
         configs = _new_configs(api, cps, workers)
         args = [*_kubernetes_upgrade(api, cps, workers, timeout="120s")[:-2], "--reach-timeout", "2s", "--timeout", "120s"]
-        # Its Node says its kubelet runs 1.31: three minors and more behind 1.35 once the API servers move.
-        kube_talos.client.merge_patch(kwok_node(workers[0]), {"status": {"nodeInfo": {"kubeletVersion": "v1.31.0"}}}, subresource="status")
+        # Its Node says its kubelet runs 1.32: more than three minors behind 1.36 once the API servers move.
+        kube_talos.client.merge_patch(kwok_node(workers[0]), {"status": {"nodeInfo": {"kubeletVersion": "v1.32.0"}}}, subresource="status")
         refused = run(api, kube_talos, args, machineConfigs=configs)
         assert refused.code == 1
         assert refused.last == (
-            f"upgrader: FAILED: {workers[0]}: reach: does not answer, and its kubelet runs v1.31.0: with the API servers at {TO} it would be more "
+            f"upgrader: FAILED: {workers[0]}: reach: does not answer, and its kubelet runs v1.32.0: with the API servers at {TO} it would be more "
             "than 3 minors behind, which Kubernetes does not support; bring it back (or take it out of the inventory), then run again; nothing "
             f"was changed; look with: kubectl get node {workers[0]} -o wide; kubectl describe node {workers[0]}"
         )
@@ -1235,16 +1259,17 @@ def test_a_kubernetes_upgrade_leaves_a_worker_that_does_not_answer_and_stops_at_
 @pytest.mark.parametrize(
     ("patch", "path"),
     [
-        ({"extraArgs": {"feature-gates": "SizeMemoryBackedVolumes=true"}}, "machine.kubelet.extraArgs"),
-        ({"extraConfig": {"featureGates": {"SizeMemoryBackedVolumes": True}}}, "machine.kubelet.extraConfig.featureGates"),
+        ({"extraArgs": {"feature-gates": "HonorPVReclaimPolicy=true"}}, "machine.kubelet.extraArgs"),
+        ({"extraConfig": {"featureGates": {"HonorPVReclaimPolicy": True}}}, "machine.kubelet.extraConfig.featureGates"),
     ],
     ids=["extra-args", "extra-config"],
 )
 def test_a_kubernetes_upgrade_refuses_a_kubelet_feature_gate_the_target_removed(
     kube_talos: Cluster, kubelet_nodes: Any, patch: dict[str, Any], path: str
 ) -> None:
-    """Kubernetes 1.35 removed SizeMemoryBackedVolumes, a kubelet gate: a kubelet given a gate it does not know refuses to start
-    (cmd/kubelet/app/server.go:203). talosctl checks only the kubelet's flags; before, so did the step."""
+    """Kubernetes 1.36 removed HonorPVReclaimPolicy (GA in 1.33, locked on): every component registers every Kubernetes gate,
+    and a kubelet given a gate it does not know refuses to start (cmd/kubelet/app/server.go:203). talosctl checks only the
+    kubelet's flags; before, so did the step."""
     cps, workers = kubelet_nodes(1, 1)
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
@@ -1253,7 +1278,7 @@ def test_a_kubernetes_upgrade_refuses_a_kubelet_feature_gate_the_target_removed(
         assert refused.code == 1
         w = workers[0]
         assert refused.last == (
-            f"upgrader: FAILED: {w}: removed-flag: the new config's {path} sets feature gate SizeMemoryBackedVolumes (removed in 1.35): kubelet would "
+            f"upgrader: FAILED: {w}: removed-flag: the new config's {path} sets feature gate HonorPVReclaimPolicy (removed in 1.36): kubelet would "
             f"not start at {TO}; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed; "
             f"look with: talosctl -n {api.ip(w)} get machineconfig -o yaml"
         )
@@ -1298,44 +1323,39 @@ def test_a_pull_whose_call_breaks_is_asked_again(kube_talos: Cluster, kubelet_no
             "ImageService/Pull"
         ] * 2
         api.script(cps[0], pullBreaks=3)
-        at_136 = {cp: config.replace(TO, "v1.36.0") for cp, config in _new_configs(api, cps, []).items()}
+        at_1361 = {cp: config.replace(TO, "v1.36.1") for cp, config in _new_configs(api, cps, []).items()}
         broken = run(
-            api, kube_talos, [*_kubernetes_upgrade(api, cps, [])[:2], "v1.36.0", *_kubernetes_upgrade(api, cps, [])[3:]], machineConfigs=at_136
+            api, kube_talos, [*_kubernetes_upgrade(api, cps, [])[:2], "v1.36.1", *_kubernetes_upgrade(api, cps, [])[3:]], machineConfigs=at_1361
         )
         assert broken.code == 1
         assert broken.last == (
-            f'upgrader: FAILED: {cps[0]}: pull: registry.k8s.io/kube-apiserver:v1.36.0: Unavailable: connection error: desc = "transport is closing" (asked 3 times: '
-            f"the call to the node broke each time); look with: talosctl -n {api.ip(cps[0])} image pull registry.k8s.io/kube-apiserver:v1.36.0"
+            f'upgrader: FAILED: {cps[0]}: pull: registry.k8s.io/kube-apiserver:v1.36.1: Unavailable: connection error: desc = "transport is closing" (asked 3 times: '
+            f"the call to the node broke each time); look with: talosctl -n {api.ip(cps[0])} image pull registry.k8s.io/kube-apiserver:v1.36.1"
         )
 
 
-def test_a_kubernetes_upgrade_refuses_a_flag_the_target_removed_before_anything_changes(kube_talos: Cluster, kubelet_nodes: Any) -> None:
+def test_a_kubernetes_upgrade_refuses_a_removed_setting_the_running_config_has_before_anything_changes(
+    kube_talos: Cluster, kubelet_nodes: Any
+) -> None:
+    """Set at the running version, and dropped by the new config: the step changes images only, so the kubelet would start at
+    the target with the running config's setting; the change must be rolled out first. Kubernetes 1.36 removes no kubelet
+    flag (upgrader/internal/kubeupgrade/removed.go, removedIn[36]), so the setting is the gate it removed, in the kubelet's
+    --feature-gates (the same finding a removed flag is; a removed flag alone: upgrader/internal/kubeupgrade/kubeupgrade_test.go)."""
     cps, workers = kubelet_nodes(2, 1)
-    flag = json.dumps({"machine": {"kubelet": {"extraArgs": {"pod-infra-container-image": "registry.k8s.io/pause:3.10"}}}})
+    gate = json.dumps({"machine": {"kubelet": {"extraArgs": {"feature-gates": "HonorPVReclaimPolicy=true"}}}})
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
         w, look = workers[0], f"look with: talosctl -n {api.ip(workers[0])} get machineconfig -o yaml"
-        # Kubernetes 1.35 removed the kubelet's --pod-infra-container-image: a kubelet given it would not start.
-        configs = _new_configs(api, cps, workers, worker_patches=(flag,))
-        refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
-        assert refused.code == 1
-        assert refused.last == (
-            f"upgrader: FAILED: {w}: removed-flag: the new config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35): "
-            f"kubelet would not start at {TO}; remove it where the stack sets it (iluvatar:arda.patches or the node's talosPatches); nothing was changed; {look}"
-        )
-        assert mutations(api) == []
-
-        # Set at the running version, and dropped by the new config: this step changes images only, so it must go first.
-        at_134 = api.config("worker", installer(VANILLA, NEW), patches=[flag])
-        step = run(api, kube_talos, ["apply", "--node", api.node_arg(w), "--role", "worker", "--timeout", "60s"], machineConfig=at_134)
+        at_135 = api.config("worker", installer(VANILLA, NEW), patches=[gate])
+        step = run(api, kube_talos, ["apply", "--node", api.node_arg(w), "--role", "worker", "--timeout", "60s"], machineConfig=at_135)
         assert step.code == 0, step.stderr
         configs = _new_configs(api, cps, workers)
         refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
         assert refused.code == 1
         assert refused.last == (
-            f"upgrader: FAILED: {w}: removed-flag: its running config's machine.kubelet.extraArgs sets --pod-infra-container-image (removed in 1.35); "
-            f"the new config drops it, but this step changes only images, so kubelet would start with it at {TO}: roll the change out at the running "
-            f"version first (arda.kubernetesVersion v1.34.1 for one pulumi up), then upgrade; nothing was changed; {look}"
+            f"upgrader: FAILED: {w}: removed-flag: its running config's machine.kubelet.extraArgs sets feature gate HonorPVReclaimPolicy (removed in "
+            f"1.36); the new config drops it, but this step changes only images, so kubelet would start with it at {TO}: roll the change out at the "
+            f"running version first (arda.kubernetesVersion {KUBELET} for one pulumi up), then upgrade; nothing was changed; {look}"
         )
         assert [m for m in mutations(api) if m[1] != "MachineService/ApplyConfiguration dry-run"] == [
             (w, "MachineService/ApplyConfiguration NO_REBOOT")
@@ -1469,19 +1489,19 @@ def test_wait_kube_storage_class_needs_its_csi_driver_on_a_node(kube_talos: Clus
     assert (usable.code, usable.last) == (0, f"upgrader: {kube_talos.server.removeprefix('https://')}: StorageClass {name} usable")
 
 
-APISERVER = "registry.k8s.io/kube-apiserver:v1.34.1"
+APISERVER = f"registry.k8s.io/kube-apiserver:{KUBELET}"
 
 
 @pytest.mark.parametrize(
     ("to", "detail"),
     [
-        ("v1.36.0", "runs v1.34.1; v1.36.0 skips a minor version: upgrade to v1.35 first"),
+        ("v1.37.0", "runs v1.35.1; v1.37.0 skips a minor version: upgrade to v1.36 first"),
         (
-            "v1.34.0",
-            "runs v1.34.1; v1.34.0 would be a downgrade, which Kubernetes does not support: set iluvatar:arda.kubernetesVersion to v1.34.1 "
+            "v1.35.0",
+            "runs v1.35.1; v1.35.0 would be a downgrade, which Kubernetes does not support: set iluvatar:arda.kubernetesVersion to v1.35.1 "
             "(what runs; a failed upgrade leaves it running) and run pulumi up again",
         ),
-        ("v2.0.0", "runs v1.34.1; v2.0.0 is another major version"),
+        ("v2.0.0", "runs v1.35.1; v2.0.0 is another major version"),
     ],
     ids=["skips-a-minor", "downgrade", "major"],
 )
@@ -1493,6 +1513,20 @@ def test_kubernetes_preflight_refuses_version_skew(kube_talos: Cluster, static_p
     result = _kube(kube_talos, ["kubernetes-preflight", "--to", to, "--timeout", "30s"])
     assert result.code == 1
     assert result.last == f"upgrader: FAILED: {cp}: version-skew: {detail}; look with: kubectl version"
+
+
+def test_kubernetes_preflight_on_the_way_past_it_is_done_not_a_downgrade(kube_talos: Cluster, static_pods: Any) -> None:
+    # A path's step on the way run again after the cluster moved past it (its stdin changed, the talosconfig renewed):
+    # before, refused as a downgrade on every later run, with advice the stack already followed (review H2 of issue #42).
+    cp = unique("valinor")
+    kube_talos.create_nodes([kwok_node(cp, control_plane=True)])
+    static_pods(cp, {"kube-apiserver": APISERVER})
+    done = _kube(kube_talos, ["kubernetes-preflight", "--to", "v1.34.12", "--on-the-way", "--timeout", "30s"])
+    assert done.code == 0, done.stderr
+    assert done.last.endswith(", past v1.34.12: a step on the way the cluster already took, nothing to check")
+    # Not on the way (the stack's own version): still the downgrade it is.
+    refused = _kube(kube_talos, ["kubernetes-preflight", "--to", "v1.34.12", "--timeout", "30s"])
+    assert refused.code == 1 and "v1.34.12 would be a downgrade" in refused.last
 
 
 def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callable[..., Cluster]) -> None:
@@ -1510,13 +1544,13 @@ def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callab
     }
     cluster.client.create(pod)
     server = cluster.server.removeprefix("https://")
-    ready = f"upgrader: {server}: ready for v1.35.0: API servers run v1.34.1 ({cp}); no API removed by it is requested"
-    later = f"upgrader: {server}: still requested, deprecated, removed after v1.35.0: "
+    ready = f"upgrader: {server}: ready for {TO}: API servers run {KUBELET} ({cp}); no API removed by it is requested"
+    later = f"upgrader: {server}: still requested, deprecated, removed after {TO}: "
 
     def deprecated(result: Result) -> list[str]:
         return [api for line in result.lines if line.startswith(later) for api in line.removeprefix(later).split(", ")]
 
-    clean = _kube(cluster, ["kubernetes-preflight", "--to", "v1.35.0", "--timeout", "30s"])
+    clean = _kube(cluster, ["kubernetes-preflight", "--to", TO, "--timeout", "30s"])
     assert clean.code == 0, clean.stderr
     assert clean.last == ready
     # The control plane's own clients already ask for v1 Endpoints, deprecated in 1.33 with no removal planned.
@@ -1524,7 +1558,7 @@ def test_kubernetes_preflight_reads_the_deprecated_api_metric(kube_fresh: Callab
 
     status, _ = cluster.client.request("GET", "/apis/networking.k8s.io/v1beta1/ipaddresses")
     assert status == 200
-    requested = _kube(cluster, ["kubernetes-preflight", "--to", "v1.35.0", "--timeout", "30s"])
+    requested = _kube(cluster, ["kubernetes-preflight", "--to", TO, "--timeout", "30s"])
     assert requested.code == 0, requested.stderr
     assert requested.last == ready
     assert "networking.k8s.io/v1beta1 ipaddresses (removed in 1.37)" in deprecated(requested)

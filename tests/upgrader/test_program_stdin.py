@@ -32,6 +32,7 @@ PREFIX = shlex.join(UPGRADER) + " "
 KINDS = {
     "apply",
     "bootstrap",
+    "etcd-snapshot",  # the first step of a Kubernetes upgrade's chain (review M2 of issue #42)
     "health --stage api",
     "health --stage nodes",
     "kubernetes-preflight",
@@ -112,7 +113,7 @@ def _runs() -> dict[str, Simulation]:
         # The stack `iluvatar init` writes for a newcomer: one control plane that runs the workloads, no GitOps (no --pause).
         "minimal": simulated(MINIMAL),
         "homelab day 2": homelab_again(),
-        "homelab Kubernetes upgrade": homelab_again(kubernetes="v1.33.5"),
+        "homelab Kubernetes upgrade": homelab_again(kubernetes="v1.34.5"),
     }
 
 

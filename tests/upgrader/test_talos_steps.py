@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plans import rollout
-from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, upgrader
+from tests.upgrader.run import Result, apply_args, mutations, record, secrets, started, until, upgrader
 from tools.talos_api import API_PORT, STORAGE, VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
 OLD, NEW, NEWER = "v1.12.4", "v1.13.0", "v1.13.1"
@@ -316,6 +316,146 @@ def test_apply_stages_and_reboots_a_change_that_needs_a_reboot() -> None:
         assert "upgrader: istari-1: config changed: Talos needs a reboot to apply it" in result.lines
 
 
+AUTHN = "/var/etc/kubernetes/authentication.yaml"  # plans.apiserver: where the API server's AuthenticationConfiguration goes
+
+
+def _sign_in(audience: str) -> str:
+    issuer = {"url": "https://dex.example", "audiences": [audience]}
+    authn = json.dumps({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration", "jwt": [{"issuer": issuer}]})
+    return json.dumps({"machine": {"files": [{"content": authn, "permissions": 0o644, "path": AUTHN, "op": "create"}]}})
+
+
+def test_a_sign_in_change_on_talos_1_14_is_staged_and_rebooted_so_the_file_is_on_disk_after_the_step() -> None:
+    """Talos 1.14 takes any change live (AUTO is NO_REBOOT) but writes .machine.files only at boot (tools/talos-api
+    files.go, v1alpha1_sequencer.go:246 at v1.14.0-rc.1): the upgrader decides with Talos 1.13's CanApplyImmediate list
+    (upgrader/internal/apply/immediate.go), stages the change and reboots, and the step ends with the new file on disk.
+    The upgrader before it applied the change live, and the node kept the old file until some later reboot."""
+    version = "v1.14.1"
+    with talos_api(arda({"valinor-1": version}, **{"valinor-1": {"reboot": {"downMs": 200}}})) as api:
+        for audience in ("kubernetes", "headlamp"):  # sign-in added, then a client added to it
+            before = api.state()["valinor-1"]["bootId"]
+            config = api.config("controlplane", installer(VANILLA, version), patches=[_sign_in(audience)])
+            result = apply(api, "valinor-1", config)
+            assert result.code == 0, result.stderr
+            assert mutations(api)[-3:] == [
+                ("valinor-1", "MachineService/ApplyConfiguration dry-run"),
+                ("valinor-1", "MachineService/ApplyConfiguration STAGED"),
+                ("valinor-1", "MachineService/Reboot"),
+            ]
+            assert (
+                f"upgrader: valinor-1: config changed: Talos {version} would take it live, but it changes what acts only at boot, "
+                ".machine.files (Talos 1.13's CanApplyImmediate: a reboot): staged, with a reboot"
+            ) in result.lines
+            after = api.state()["valinor-1"]
+            assert after["bootId"] != before
+            assert json.loads(after["files"][AUTHN])["jwt"][0]["issuer"]["audiences"] == [audience]
+            # The step itself read the file back after the boot (MachineService.Read), before the node counted as healthy.
+            assert f"upgrader: valinor-1: {AUTHN} on disk as the config writes it" in result.lines
+        # A change on Talos 1.14's list still applies live, and leaves the file as the boot wrote it.
+        live = api.config("controlplane", installer(VANILLA, version), patches=[_sign_in("headlamp"), _patch("262144")])
+        before = api.state()["valinor-1"]["bootId"]
+        assert apply(api, "valinor-1", live).code == 0
+        assert mutations(api)[-2:] == [
+            ("valinor-1", "MachineService/ApplyConfiguration dry-run"),
+            ("valinor-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+        assert api.state()["valinor-1"]["bootId"] == before
+
+
+CRI_PART = "/etc/cri/conf.d/20-customization.part"  # Talos's legacy CRI customization file
+OTHER_FILE = "/var/etc/other.conf"
+
+
+def _sign_in_and_cri(audience: str, cri: str) -> str:
+    files = json.loads(_sign_in(audience))["machine"]["files"]
+    files.append(
+        {"content": f"[plugins]\n  device_ownership_from_security_context = {cri}\n", "permissions": 0o644, "path": CRI_PART, "op": "create"}
+    )
+    files.append({"content": "unchanged\n", "permissions": 0o644, "path": OTHER_FILE, "op": "create"})
+    return json.dumps({"machine": {"files": files}})
+
+
+def test_on_talos_1_14_the_cri_customization_applies_live_and_only_the_changed_files_are_read_back() -> None:
+    """Talos 1.14 never writes the legacy CRI customization file (v1alpha1_sequencer_tasks.go:565-568 at v1.14.0-rc.1)
+    and applies it live (hack/release.toml notes.cri-customization): a change to it alone takes no reboot, and a
+    sign-in change beside it is rebooted for and read back without asking for the CRI file, which is not on disk.
+    The upgrader before it rebooted for the CRI change and then failed the step on the missing file."""
+    version = "v1.14.1"
+    with talos_api(arda({"istari-1": version}, **{"istari-1": {"reboot": {"downMs": 200}}})) as api:
+        first = api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("kubernetes", "false")])
+        assert apply(api, "istari-1", first).code == 0  # staged and rebooted: the sign-in file is new
+        assert CRI_PART not in api.state()["istari-1"]["files"]
+
+        before = api.state()["istari-1"]["bootId"]
+        cri = apply(api, "istari-1", api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("kubernetes", "true")]))
+        assert cri.code == 0, cri.stderr
+        assert mutations(api)[-2:] == [
+            ("istari-1", "MachineService/ApplyConfiguration dry-run"),
+            ("istari-1", "MachineService/ApplyConfiguration NO_REBOOT"),
+        ]
+        assert api.state()["istari-1"]["bootId"] == before
+
+        earlier = len(api.calls("istari-1"))
+        sign_in = apply(api, "istari-1", api.config("worker", installer(VANILLA, version), patches=[_sign_in_and_cri("headlamp", "true")]))
+        assert sign_in.code == 0, sign_in.stderr
+        assert mutations(api)[-2:] == [("istari-1", "MachineService/ApplyConfiguration STAGED"), ("istari-1", "MachineService/Reboot")]
+        assert api.state()["istari-1"]["bootId"] != before
+        assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in sign_in.lines
+        read = [c["args"].get("path") for c in api.calls("istari-1")[earlier:] if c["method"] == "MachineService/Read"]
+        assert CRI_PART not in read
+        assert AUTHN in read
+        assert OTHER_FILE not in read  # unchanged by this step: its boot wrote nothing new there
+        assert api.state()["istari-1"]["files"][OTHER_FILE] == "unchanged\n"
+
+
+@pytest.mark.parametrize(
+    ("interrupted", "rewritten"),
+    [(True, False), (True, True), (False, True)],
+    ids=["killed-after-the-reboot", "killed-after-the-reboot-file-wrong", "check-failed"],
+)
+def test_the_next_run_reads_the_machine_files_back_after_a_run_killed_after_its_reboot_or_whose_check_failed(
+    interrupted: bool, rewritten: bool
+) -> None:
+    """A run killed between its reboot and its read-back, or one whose read-back failed, leaves the config active; the
+    next run finds it the same and checks health only, and reads every machine file back there too (files.go): a
+    right file is read and said so, a wrong one fails the step again, on every run until it is right. The upgrader
+    before it passed that next run without reading anything, so a wrong file was never seen again."""
+    version = "v1.14.1"
+    script: dict[str, Any] = {"reboot": {"downMs": 1500 if interrupted else 200}}
+    if rewritten:
+        script["rewrittenAfterBoot"] = {AUTHN: "rewritten by a host process"}
+    with talos_api(arda({"istari-1": version}, **{"istari-1": script})) as api:
+        config = api.config("worker", installer(VANILLA, version), patches=[_sign_in("kubernetes")])
+        before = api.state()["istari-1"]["bootId"]
+        if interrupted:
+            process = started(apply_args(api, "istari-1", "worker", "60s"), secrets(api, config))
+            try:
+                until("the reboot", lambda: ("istari-1", "MachineService/Reboot") in mutations(api), 60)
+            finally:
+                process.kill()
+                process.communicate(timeout=30)
+            until("the new boot", lambda: api.state()["istari-1"]["bootId"] != before, 30)
+        else:
+            first = apply(api, "istari-1", config)
+            assert first.code != 0
+            assert f"{AUTHN} is not what the config writes there after the boot (its create did not take effect)" in first.stderr
+        assert api.state()["istari-1"]["bootId"] != before
+        for _ in range(2 if rewritten else 1):
+            changed = len(mutations(api))
+            again = apply(api, "istari-1", config)
+            assert "upgrader: istari-1: config unchanged and Talos as configured: checking health only" in again.lines
+            assert len(mutations(api)) == changed  # nothing applied or rebooted: the read-back alone
+            if rewritten:
+                assert again.code != 0
+                assert (
+                    f"{AUTHN} is not what the config writes there after the boot (its create did not take effect); only a boot writes it: "
+                    f"once the cause is fixed, reboot the node (talosctl -n {api.ip('istari-1')} reboot) and run pulumi up again"
+                ) in again.stderr
+            else:
+                assert again.code == 0, again.stderr
+                assert f"upgrader: istari-1: {AUTHN} on disk as the config writes it" in again.lines
+
+
 def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_not_at_all() -> None:
     with talos_api(arda({"istari-1": NEW})) as api:
         before = api.state()["istari-1"]["bootId"]
@@ -339,7 +479,7 @@ def test_apply_takes_a_change_without_a_reboot_at_once_and_an_unchanged_config_n
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_a_kubernetes_version_change_pulls_the_new_images_first_then_applies_without_a_reboot(version: str) -> None:
     with talos_api(arda({"valinor-1": version})) as api:
-        config = api.config("controlplane", installer(VANILLA, version), kubernetes_version="1.34.2")
+        config = api.config("controlplane", installer(VANILLA, version), kubernetes_version="1.35.2")
         result = apply(api, "valinor-1", config)
         assert result.code == 0, result.stderr
         pulled = [
@@ -348,10 +488,10 @@ def test_a_kubernetes_version_change_pulls_the_new_images_first_then_applies_wit
             if c["method"] in {"ImageService/Pull", "MachineService/ImagePull"}
         ]
         assert pulled == [
-            ("ghcr.io/siderolabs/kubelet:v1.34.2", "CRI/NS_SYSTEM"),
-            ("registry.k8s.io/kube-apiserver:v1.34.2", "CRI/NS_CRI"),
-            ("registry.k8s.io/kube-controller-manager:v1.34.2", "CRI/NS_CRI"),
-            ("registry.k8s.io/kube-scheduler:v1.34.2", "CRI/NS_CRI"),
+            ("ghcr.io/siderolabs/kubelet:v1.35.2", "CRI/NS_SYSTEM"),
+            ("registry.k8s.io/kube-apiserver:v1.35.2", "CRI/NS_CRI"),
+            ("registry.k8s.io/kube-controller-manager:v1.35.2", "CRI/NS_CRI"),
+            ("registry.k8s.io/kube-scheduler:v1.35.2", "CRI/NS_CRI"),
         ]
         pull = "ImageService/Pull" if version == NEW else "MachineService/ImagePull"
         assert [m for _, m in mutations(api)] == [
@@ -477,6 +617,32 @@ def test_etcd_snapshot_writes_the_file_whole(tmp_path: Path) -> None:
         assert result.code == 0, result.stderr
         assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
         assert sorted(p.name for p in out.parent.iterdir()) == ["arda.db"]
+
+
+def test_etcd_snapshot_keep_writes_the_file_once_and_keeps_an_earlier_attempts(tmp_path: Path) -> None:
+    """The before-path snapshot (plans.bringup.etcd_snapshot, --keep): a later attempt of the step (a resume whose
+    command changed, a path given up and tried again) finds the first attempt's file and keeps it, contacting nothing,
+    so the file named "before" is never replaced by a state from partway. Without --keep (the rollout's own snapshot)
+    the file is replaced. Review 2 N3: before --keep every attempt overwrote it."""
+    with talos_api(arda({"valinor-1": NEW})) as api:
+        out = tmp_path / "snap" / "arda-before.db"
+        args = ["etcd-snapshot", "--node", api.node_arg("valinor-1"), "--out", str(out), "--keep", "--timeout", "30s"]
+        first = upgrader(args, secrets(api))
+        assert first.code == 0, first.stderr
+        assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
+        out.write_text("the state before the path\n")  # what the first attempt saved, told apart from a new one
+        taken = len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"])
+        again = upgrader(args, secrets(api))
+        assert again.code == 0, again.stderr
+        assert (
+            again.lines[-1] == f"upgrader: valinor-1: etcd snapshot kept: {out} is an earlier attempt's, from before anything changed (written once)"
+        )
+        assert out.read_text() == "the state before the path\n"
+        assert len([c for c in api.calls() if c["method"] == "MachineService/EtcdSnapshot"]) == taken
+        assert sorted(p.name for p in out.parent.iterdir()) == ["arda-before.db"]
+        replaced = upgrader([a for a in args if a != "--keep"], secrets(api))
+        assert replaced.code == 0, replaced.stderr
+        assert out.read_text() == "talos-api etcd snapshot of arda from valinor-1\n" * 3
 
 
 @pytest.mark.parametrize(
@@ -868,24 +1034,24 @@ def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_
     reboot and never reaches the kernel (tools/talos-api/cmdline.go follows Talos and Image Factory there)."""
     from iluvatar.simulate import simulate
     from plans import talos
-    from stacks import read_stack_file
+    from stacks import read_stack_file, releases
     from tests.edit import edit, homelab_doc, write_stack
 
     doc = edit(homelab_doc(), {"iluvatar:arda.kernelArgs": {"generic-x86": [KERNEL_ARG]}})
     sim = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     image = sim.outputs["ardaInstallerImages"]["generic-x86"]
     schematic = talos.schematic_id("generic-x86", [KERNEL_ARG])
-    assert image == installer(schematic, OLD)
+    assert image == installer(schematic, releases.TALOS)
     assert schematic != STORAGE  # the board's schematic without the argument, which the machines run
     factory = {schematic: {"extraKernelArgs": [KERNEL_ARG]}, STORAGE: {}}
     upgrade = {"upgrade": {"downMs": 100}}
-    spec = scenario([node("istari-1", ip, "worker", OLD, STORAGE, **upgrade) for ip in addresses(1)], factory=factory)
+    spec = scenario([node("istari-1", ip, "worker", releases.TALOS, STORAGE, **upgrade) for ip in addresses(1)], factory=factory)
     with talos_api(spec) as api:
         before = api.state()["istari-1"]["cmdline"]
         assert KERNEL_ARG not in before.split()
         # The old way: the argument in machine.install, the installer unchanged. Talos applies it without a reboot.
         patch = json.dumps({"machine": {"install": {"extraKernelArgs": [KERNEL_ARG]}}})
-        ignored = apply(api, "istari-1", api.config("worker", installer(STORAGE, OLD), patches=[patch]))
+        ignored = apply(api, "istari-1", api.config("worker", installer(STORAGE, releases.TALOS), patches=[patch]))
         assert ignored.code == 0, ignored.stderr
         assert mutations(api) == [
             ("istari-1", "MachineService/ApplyConfiguration dry-run"),
@@ -896,9 +1062,9 @@ def test_a_kernel_argument_reaches_the_machine_through_its_boards_schematic(tmp_
         result = apply(api, "istari-1", api.config("worker", image))
         assert result.code == 0, result.stderr
         state = api.state()["istari-1"]
-        assert (state["version"], state["schematic"]) == (OLD, schematic)
+        assert (state["version"], state["schematic"]) == (releases.TALOS, schematic)
         assert state["cmdline"] == f"{before} {KERNEL_ARG}"
-        assert [m for _, m in mutations(api)][2:] == LEGACY_UPGRADE
+        assert [m for _, m in mutations(api)][2:] == LIFECYCLE_UPGRADE
 
 
 # --- What a machine says after its hand-over, and an etcd that gave up joining -------------------------------------

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -34,6 +35,8 @@ type NodeState struct {
 	EtcdService  string `json:"etcdService"` // the etcd service's state, as ServiceList names it ("" on a worker)
 	Stage        string `json:"stage"`       // MachineStatus's stage (booting, running, maintenance)
 	Cmdline      string `json:"cmdline"`     // the kernel command line it booted with (cmdline.go)
+	// Files: .machine.files as the boots wrote them to disk (files.go), by path.
+	Files map[string]string `json:"files"`
 }
 
 func (c *Cluster) controlHandler() http.Handler {
@@ -54,6 +57,7 @@ func (c *Cluster) controlHandler() http.Handler {
 				Name: n.name, Address: n.addr, Up: n.up, Maintenance: n.maintenance, Version: n.version, Schematic: n.schematic,
 				BootID: n.bootID, Ready: n.maintenance || len(n.unmet()) == 0, Staged: n.staged, PendingVer: n.pendingVer, EtcdMember: c.member(n.name) != nil,
 				EtcdJoinErr: n.etcdJoinErr, EtcdService: n.etcdServiceState(), Stage: n.stage(), Cmdline: n.c.cmdline(n),
+				Files: maps.Clone(n.files),
 			}
 			if m := c.member(n.name); m != nil {
 				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)

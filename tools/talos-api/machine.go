@@ -116,9 +116,13 @@ func (s *machineService) ApplyConfiguration(ctx context.Context, in *machineapi.
 		return nil, fmt.Errorf("failed to generate diff: %w", err)
 	}
 
-	// CanApplyImmediate: what the scenario says about this node's changes.
+	if n.liveConfig() && in.GetMode() == machineapi.ApplyConfigurationRequest_REBOOT { //nolint:staticcheck // the deprecated mode, refused as 1.14 does
+		return nil, status.Error(codes.Unimplemented, "the REBOOT mode is not supported, please use AUTO or NO_REBOOT modes instead")
+	}
+
+	// CanApplyImmediate: what the scenario says about this node's changes (Talos 1.12 and 1.13; 1.14 asks it no more).
 	var immediateErr error
-	if diff != "" && n.spec.ApplyNeedsReboot {
+	if diff != "" && n.spec.ApplyNeedsReboot && !n.liveConfig() {
 		immediateErr = fmt.Errorf("this config change can't be applied in immediate mode\ndiff:\n%s", diff)
 	}
 
@@ -681,10 +685,17 @@ func (s *machineService) Read(in *machineapi.ReadRequest, srv machineapi.Machine
 	n.c.mu.Lock()
 	bootID := n.bootID
 	legacy := s.legacyMaintenance()
+	file, written := n.files[in.GetPath()]
 	n.c.mu.Unlock()
 
 	if legacy {
 		return s.unimplemented("Read")
+	}
+
+	// The boot ID, and the machine files the boots wrote (files.go): the only files the stand-in has. Talos reads any
+	// regular file, NotFound when there is none (v1alpha1_server.go:1419-1455 at v1.14.0-rc.1).
+	if written {
+		return srv.Send(&common.Data{Bytes: []byte(file)})
 	}
 
 	if in.GetPath() != "/proc/sys/kernel/random/boot_id" {

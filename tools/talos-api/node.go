@@ -93,7 +93,9 @@ type Node struct {
 	active     coreconfig.Provider
 	persistent coreconfig.Provider
 	pulled     map[string]bool
-	etcdData   bool
+	// files: what the boots wrote of .machine.files, by path (files.go): /var, kept across reboots.
+	files    map[string]string
+	etcdData bool
 	// etcdJoinErr: why etcd refused this control plane's join (it retries on each membership change).
 	etcdJoinErr string
 	// etcdFailed: etcd gave up joining (EtcdJoinTimeout) and is Failed, with no restart until the next boot
@@ -127,6 +129,21 @@ func (n *Node) controlPlane() bool { return n.spec.Role == "controlplane" }
 // lifecycleAPI: Talos 1.13 added the Lifecycle and Image services (talosctl's range is >1.13.0-alpha.2).
 func (n *Node) lifecycleAPI() bool {
 	return !strings.HasPrefix(n.version, "v1.12.") && !strings.HasPrefix(n.version, "v1.11.")
+}
+
+// liveConfig: Talos 1.14 applies every config change without a reboot. Its ApplyConfiguration no longer asks
+// CanApplyImmediate: AUTO is NO_REBOOT, NO_REBOOT and TRY are never refused for a change, and REBOOT is refused on a
+// configured machine (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go:217-255 at v1.14.0-rc.1,
+// against :202-252 at v1.13.0, which decided AUTO with CanApplyImmediate). The wire API is the same
+// (api/machine/machine.proto: REBOOT only marked deprecated).
+func (n *Node) liveConfig() bool {
+	var major, minor int
+
+	if _, err := fmt.Sscanf(n.version, "v%d.%d.", &major, &minor); err != nil {
+		return false
+	}
+
+	return major > 1 || (major == 1 && minor >= 14)
 }
 
 func memberID(name string) uint64 {
@@ -438,6 +455,7 @@ func (n *Node) boot(result string) error {
 		n.maintenance = true
 		n.active, n.persistent = nil, nil
 		n.etcdData = false
+		n.files = nil // a reset wipes EPHEMERAL, /var
 		n.pendingVer, n.pendingSch = "", ""
 	default:
 		if n.pendingVer != "" {
@@ -450,6 +468,18 @@ func (n *Node) boot(result string) error {
 	// A staged config becomes the active one on boot, with the address it gives the node.
 	if n.persistent != nil {
 		n.active = n.persistent
+	}
+
+	if !n.maintenance {
+		n.writeUserFiles()
+
+		for path, content := range n.spec.RewrittenAfterBoot {
+			if n.files == nil {
+				n.files = map[string]string{}
+			}
+
+			n.files[path] = content
+		}
 	}
 
 	if err := n.setAddr(n.configuredAddr(n.active)); err != nil {

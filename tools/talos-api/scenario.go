@@ -102,8 +102,12 @@ type NodeSpec struct {
 	// RenderDelayMs: Talos's controllers render the control plane's config resources this long after
 	// a config goes active (controlplane.go); 0 at once.
 	RenderDelayMs int `json:"renderDelayMs,omitempty"`
-	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT).
+	// ApplyNeedsReboot: a config change is one Talos cannot apply immediately (the dry run says REBOOT); Talos 1.12 and
+	// 1.13 only: 1.14 applies every change live (node.go, liveConfig).
 	ApplyNeedsReboot bool `json:"applyNeedsReboot,omitempty"`
+	// RewrittenAfterBoot: files (path: content) a host process or a privileged pod rewrites after each boot's
+	// WriteUserFiles, as no Talos code does: what the upgrader's read-back (files.go) must notice.
+	RewrittenAfterBoot map[string]string `json:"rewrittenAfterBoot,omitempty"`
 	// Reboot, Upgrade, Install, Reset: what each disruptive call does to the node.
 	Reboot  Outcome        `json:"reboot"`
 	Upgrade UpgradeOutcome `json:"upgrade"`

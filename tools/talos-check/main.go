@@ -2,7 +2,10 @@
 //
 // It is built twice from this folder: against machinery v1.13.0 (go.mod), the version
 // terraform-provider-talos v0.11.0 (pulumiverse-talos 0.8.1) generates configs with, and
-// against v1.12.4 (node.go.mod), the version the nodes run. The request comes as JSON on
+// against v1.14.1 (node.go.mod), the newest version the nodes run. The same calls serve both:
+// v1.14.1 keeps Validate and RuntimeValidate, which its ValidateAtRuntime (what a 1.14 node's
+// ApplyConfiguration calls: v1alpha1_server.go:232 at v1.14.0-rc.1) joins
+// (config/container/validate.go:38-56, 363-372 at machinery v1.14.1). The request comes as JSON on
 // stdin and the answer goes as JSON to stdout, so one process checks a whole batch.
 //
 //	{"mode": "generate", "machines": [{"name", "clusterName", "clusterEndpoint", "machineType",
@@ -166,7 +169,12 @@ func (r *Result) warn(stage string, warnings []string) {
 	}
 }
 
-// planChecks are the data source's ValidateConfig: endpoint, patches parse, Kubernetes supported by Talos.
+// planChecks are the data source's ValidateConfig (terraform-provider-talos v0.11.0
+// pkg/talos/talos_machine_configuration_data_source.go:215-275): the machine type, the endpoint, and the patches
+// parse. It does not ask whether the Talos version runs the Kubernetes version (nothing in v0.11.0 calls
+// compatibility's SupportedWith): machinery v1.13.0 knows no Talos 1.14 and would refuse every 1.14 pair, which the
+// provider does not. Iluvatar's own rules decide that (stacks.releases, read from machinery v1.14.1's tables), and
+// the versions must still parse, as generate() parses them (util.go:67, validateVersionContract).
 func planChecks(m Machine) error {
 	var errs []error
 
@@ -182,18 +190,12 @@ func planChecks(m Machine) error {
 		errs = append(errs, fmt.Errorf("config_patches are invalid: %w", err))
 	}
 
-	kube, err := compatibility.ParseKubernetesVersion(strings.TrimPrefix(m.KubernetesVersion, "v"))
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("kubernetes_version is invalid: %w", err))...)
+	if _, err := compatibility.ParseKubernetesVersion(strings.TrimPrefix(m.KubernetesVersion, "v")); err != nil {
+		errs = append(errs, fmt.Errorf("kubernetes_version is invalid: %w", err))
 	}
 
-	talos, err := compatibility.ParseTalosVersion(&machineapi.VersionInfo{Tag: m.TalosVersion})
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("talos_version is invalid: %w", err))...)
-	}
-
-	if err := kube.SupportedWith(talos); err != nil {
-		errs = append(errs, fmt.Errorf("talos_version is not compatible with kubernetes_version: %w", err))
+	if _, err := config.ParseContractFromVersion(m.TalosVersion); err != nil {
+		errs = append(errs, fmt.Errorf("talos_version is invalid: %w", err))
 	}
 
 	return errors.Join(errs...)

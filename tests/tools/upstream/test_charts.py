@@ -12,7 +12,7 @@ import yaml
 from tools import upstream
 from tools.upstream import ChartSource
 
-KUBE = "v1.34.1"
+KUBE = "v1.35.1"
 
 
 def _meta(chart: Path) -> dict[str, Any]:

@@ -85,8 +85,8 @@ def test_apiversion_and_kind_are_the_files() -> None:
 def test_schemas_are_written_in_kubeconforms_layout(tmp_path: Path) -> None:
     written = upstream.write_crd_schemas([_crd(WIDGET)], tmp_path)
     assert sorted(str(p.relative_to(tmp_path)) for p in written) == ["example.io/widget_v0.json", "example.io/widget_v1.json"]
-    assert upstream.kubeconform([_widget(size=3)], "v1.34.1", crd_dirs=[tmp_path]) == []
-    assert upstream.kubeconform([{**_widget(sise=3), "spce": {}}], "v1.34.1", crd_dirs=[tmp_path]) == [
+    assert upstream.kubeconform([_widget(size=3)], "v1.35.1", crd_dirs=[tmp_path]) == []
+    assert upstream.kubeconform([{**_widget(sise=3), "spce": {}}], "v1.35.1", crd_dirs=[tmp_path]) == [
         "Widget w: /: additional properties 'spce' not allowed",
         "Widget w: /spec: additional properties 'sise' not allowed",
     ]

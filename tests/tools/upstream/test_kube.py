@@ -25,14 +25,14 @@ def _deployment(**container: Any) -> dict[str, Any]:
 
 
 def test_a_valid_object_passes() -> None:
-    assert upstream.kubeconform([_deployment(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}], "v1.34.1") == []
+    assert upstream.kubeconform([_deployment(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}], "v1.35.1") == []
 
 
 def test_every_problem_is_named_in_object_order() -> None:
     broken = _deployment(portz=[])
     broken["spec"]["replicas"] = "3"
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": "http"}]}}
-    assert upstream.kubeconform([broken, service], "v1.34.1") == [
+    assert upstream.kubeconform([broken, service], "v1.35.1") == [
         "Deployment web: /spec/replicas: got string, want null or integer",
         "Deployment web: /spec/template/spec/containers/0: additional properties 'portz' not allowed",
         "Service web: /spec/ports/0/port: got string, want integer",
@@ -41,7 +41,7 @@ def test_every_problem_is_named_in_object_order() -> None:
 
 def test_a_kind_without_a_schema_is_a_problem_never_skipped() -> None:
     widget = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    assert upstream.kubeconform([widget], "v1.34.1") == ["Widget w: could not find schema for Widget"]
+    assert upstream.kubeconform([widget], "v1.35.1") == ["Widget w: could not find schema for Widget"]
 
 
 def test_the_schemas_are_the_kubernetes_minors() -> None:
@@ -52,7 +52,7 @@ def test_the_schemas_are_the_kubernetes_minors() -> None:
 
 
 def test_core_schemas_are_standalone() -> None:
-    folder = upstream.core_schema_dir("v1.34.1")
+    folder = upstream.core_schema_dir("v1.35.1")
     schema = json.loads((folder / "deployment-apps-v1.json").read_text())
     assert "$id" not in schema and "/api/_definitions.json" not in json.dumps(schema)
     assert "io.k8s.api.apps.v1.DeploymentSpec" in schema["$defs"]

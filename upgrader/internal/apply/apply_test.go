@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/iluvatar/upgrader/internal/input"
@@ -80,5 +81,27 @@ cluster:
 				t.Fatalf("refuseDowngrade: %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// checkPath: forward one minor, a patch either way, and nothing else (review M5: a lower minor refused).
+func TestCheckPath(t *testing.T) {
+	for _, tc := range []struct {
+		running, version, refused string
+	}{
+		{"v1.13.9", "v1.14.1", ""},
+		{"v1.14.1", "v1.14.0", ""}, // a patch back: machinery allows it below MaximumHostDowngradeVersion
+		{"v1.12.4", "v1.14.1", "2 minors ahead"},
+		{"v1.13.9", "v1.12.4", "a lower minor: Iluvatar never rolls a minor back (set arda.talosVersion to a v1.13 release"},
+	} {
+		r := &applyRun{n: input.Node{Name: "m1", IP: "10.0.0.1"}, version: tc.version, schema: "abc"}
+		err := r.checkPath(tc.running)
+
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%s -> %s: refused: %v", tc.running, tc.version, err)
+		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+			t.Errorf("%s -> %s: %v, want %q", tc.running, tc.version, err, tc.refused)
+		}
 	}
 }

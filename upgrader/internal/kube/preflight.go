@@ -60,6 +60,7 @@ func (v kversion) less(o kversion) bool {
 func ParsePreflight(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("kubernetes-preflight")
 	to := f.String("to", "", "the target Kubernetes version, vX.Y.Z")
+	onTheWay := f.Bool("on-the-way", false, "a path's step on the way (not the stack's own version): every API server already past --to means the step is done, not a downgrade")
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
@@ -87,12 +88,12 @@ func ParsePreflight(args []string, stdin io.Reader) (func(context.Context) error
 		return nil, input.Usagef("stdin: give a kubeconfig, or a talosconfig to fetch one with")
 	}
 
-	return func(ctx context.Context) error { return preflight(ctx, s, target, *timeout) }, nil
+	return func(ctx context.Context) error { return preflight(ctx, s, target, *onTheWay, *timeout) }, nil
 }
 
 // preflight is kubernetes-preflight: the kubeconfig read (or fetched with the talosconfig), then the
 // API servers asked within timeout.
-func preflight(ctx context.Context, s *input.Secrets, target kversion, timeout time.Duration) error {
+func preflight(ctx context.Context, s *input.Secrets, target kversion, onTheWay bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -139,6 +140,26 @@ func preflight(ctx context.Context, s *input.Secrets, target kversion, timeout t
 	}
 
 	where := sortedVersionKeys(running)
+
+	// A path's step on the way run again after the cluster moved past it (its stdin changed: the talosconfig renewed,
+	// a patch fixed): the step is done. Refusing it as a downgrade would stop every later run on a step whose advice
+	// ("set kubernetesVersion to what runs") the stack already follows (review H2 of issue #42).
+	if onTheWay && len(where) > 0 {
+		pastAll := true
+
+		for _, w := range where {
+			if !target.less(running[w]) {
+				pastAll = false
+			}
+		}
+
+		if pastAll {
+			report.Progress(server, "API servers run %s, past %s: a step on the way the cluster already took, nothing to check", describeVersions(running), target)
+
+			return nil
+		}
+	}
+
 	for _, w := range where {
 		v := running[w]
 

@@ -618,7 +618,9 @@ func (r *run) staticPod(ctx context.Context, n *node, component string) error {
 
 	old := configImages(n.running)[component]
 
-	if old != image {
+	if r.past(old) {
+		report.Progress(n.n.Name, "%s: already %s, past %s: left alone (a step on the way run again, never backwards)", component, tagOr(old), r.to)
+	} else if old != image {
 		if err := pull(ctx, n, talos.CRIContainerd(), image, "image pull "+image); err != nil {
 			return err
 		}
@@ -661,7 +663,7 @@ func pull(ctx context.Context, n *node, ci *common.ContainerdInstance, image, wh
 // DaemonSet runs it; the per-node apply then finds this part of the config done too.
 func (r *run) proxy(ctx context.Context, n *node) error {
 	image := n.images[Proxy]
-	if old := configImages(n.running)[Proxy]; old != image {
+	if old := configImages(n.running)[Proxy]; old != image && !r.past(old) {
 		return r.apply(ctx, n, fmt.Sprintf("%s %s -> %s (config only: Iluvatar runs no kube-proxy)", Proxy, tagOr(old), tagOr(image)), func(c *v1alpha1.Config) {
 			setImage(c, Proxy, image)
 		}, nil)
@@ -674,8 +676,12 @@ func (r *run) proxy(ctx context.Context, n *node) error {
 // names it already, then the Node reporting the target version, Ready (checkNodeKubeletVersion).
 func (r *run) kubelet(ctx context.Context, n *node) error {
 	image := n.images[Kubelet]
+	old := configImages(n.running)[Kubelet]
+	past := r.past(old)
 
-	if old := configImages(n.running)[Kubelet]; old != image {
+	if past {
+		report.Progress(n.n.Name, "kubelet: already %s, past %s: left alone (a step on the way run again, never backwards)", tagOr(old), r.to)
+	} else if old != image {
 		if err := pull(ctx, n, talos.SystemContainerd(), image, "image pull --namespace system "+image); err != nil {
 			return err
 		}
@@ -695,7 +701,7 @@ func (r *run) kubelet(ctx context.Context, n *node) error {
 			return report.Checkf("kubelet", kube.NodeLook(n.n.Name), "%s", report.FirstLine(err))
 		}
 
-		if got != r.to {
+		if got != r.to && !(past && r.past(got)) {
 			return report.Checkf("kubelet", kube.NodeLook(n.n.Name), "Node %s reports kubelet %s, not %s", n.n.Name, got, r.to)
 		}
 
@@ -706,6 +712,12 @@ func (r *run) kubelet(ctx context.Context, n *node) error {
 		return nil
 	}); err != nil {
 		return err
+	}
+
+	if past {
+		report.Progress(n.n.Name, "kubelet %s (past %s) running, Node Ready", tagOr(old), r.to)
+
+		return nil
 	}
 
 	report.Progress(n.n.Name, "kubelet %s running, Node Ready", r.to)
@@ -734,6 +746,53 @@ func (r *run) wait(ctx context.Context, n *node, check func(context.Context) err
 	}
 
 	return nil
+}
+
+// past is whether an image (or a version) is a newer Kubernetes release than --to. A path's step on the way
+// (stacks.releases.talos_path) can run again after the cluster moved past it: Pulumi re-runs a finished step whose
+// stdin changed (a patch fixed, the talosconfig renewed: shared/engine-facts.md), and running its --to then would
+// take a component back a minor over etcd data a newer release wrote, which Kubernetes does not support. As
+// hopNeeded does for a Talos roll (apply/path.go), a component already past the target counts as done.
+func (r *run) past(image string) bool {
+	v := image
+	if tag := kube.TagOf(image); tag != "" {
+		v = tag
+	}
+
+	have, ok := parseVersion(v)
+	want, wok := parseVersion(r.to)
+
+	return ok && wok && versionLess(want, have)
+}
+
+func parseVersion(v string) ([3]int, bool) {
+	parts := strings.SplitN(strings.SplitN(strings.TrimPrefix(v, "v"), "-", 2)[0], ".", 3)
+	if len(parts) != 3 {
+		return [3]int{}, false
+	}
+
+	var out [3]int
+
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.SplitN(p, "+", 2)[0])
+		if err != nil {
+			return [3]int{}, false
+		}
+
+		out[i] = n
+	}
+
+	return out, true
+}
+
+func versionLess(a, b [3]int) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+
+	return false
 }
 
 func tagOr(image string) string {

@@ -106,3 +106,22 @@ func TestNewTarget(t *testing.T) {
 		})
 	}
 }
+
+// A component newer than --to is left alone: a path's step on the way run again never takes it backwards (review H2).
+func TestPast(t *testing.T) {
+	r := &run{to: "v1.35.8"}
+	for image, want := range map[string]bool{
+		"registry.k8s.io/kube-apiserver:v1.36.0":  true,
+		"registry.k8s.io/kube-apiserver:v1.35.9":  true,
+		"registry.k8s.io/kube-apiserver:v1.35.8":  false,
+		"registry.k8s.io/kube-apiserver:v1.34.12": false,
+		"ghcr.io/siderolabs/kubelet:v1.36.1":      true,
+		"v1.36.0":                                 true, // a Node's reported kubelet version
+		"registry.k8s.io/kube-apiserver":          false,
+		"":                                        false,
+	} {
+		if got := r.past(image); got != want {
+			t.Errorf("past(%q) = %v, want %v", image, got, want)
+		}
+	}
+}

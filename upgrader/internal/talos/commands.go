@@ -3,8 +3,10 @@ package talos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -215,7 +217,9 @@ func removeMember(ctx context.Context, c *client.Client, name string, removed *b
 
 // ParseEtcdSnapshot reads etcd-snapshot's arguments and stdin, contacting nothing; what it returns runs it.
 //
-// etcd-snapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all).
+// etcd-snapshot saves a snapshot of etcd from a control plane to a file (0600, written whole or not at all). With
+// --keep the file is written once: an existing one (an earlier attempt's, from before anything changed) is kept and
+// nothing is contacted, and one that appears meanwhile is never replaced.
 func ParseEtcdSnapshot(args []string, stdin io.Reader) (func(context.Context) error, error) {
 	f := input.NewFlags("etcd-snapshot")
 
@@ -223,6 +227,7 @@ func ParseEtcdSnapshot(args []string, stdin io.Reader) (func(context.Context) er
 
 	f.Var(&nodes, "node", "NAME=IP of a control plane")
 	out := f.String("out", "", "the snapshot file")
+	keep := f.Bool("keep", false, "keep an existing --out: write it once")
 	timeout := f.Timeout()
 
 	if err := f.ParseArgs(args); err != nil {
@@ -247,11 +252,23 @@ func ParseEtcdSnapshot(args []string, stdin io.Reader) (func(context.Context) er
 		return nil, err
 	}
 
-	return func(ctx context.Context) error { return runEtcdSnapshot(ctx, s, n, *out, *timeout) }, nil
+	return func(ctx context.Context) error { return runEtcdSnapshot(ctx, s, n, *out, *keep, *timeout) }, nil
 }
 
 // runEtcdSnapshot is etcd-snapshot: the talosconfig read, then the node.
-func runEtcdSnapshot(ctx context.Context, s *input.Secrets, n input.Node, out string, timeout time.Duration) error {
+func runEtcdSnapshot(ctx context.Context, s *input.Secrets, n input.Node, out string, keep bool, timeout time.Duration) error {
+	if keep {
+		if info, err := os.Lstat(out); err == nil {
+			if !info.Mode().IsRegular() {
+				return &report.Failure{Node: n.Name, Check: "etcd-snapshot", Detail: out + " is in the way of the snapshot and is not a file: move it away", Look: "ls -l " + out}
+			}
+
+			report.Progress(n.Name, "etcd snapshot kept: %s is an earlier attempt's, from before anything changed (written once)", out)
+
+			return nil
+		}
+	}
+
 	t, err := New(s)
 	if err != nil {
 		return err
@@ -270,7 +287,16 @@ func runEtcdSnapshot(ctx context.Context, s *input.Secrets, n input.Node, out st
 	look := fmt.Sprintf("talosctl -n %s etcd snapshot %s", n.IP, out)
 
 	if err := wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
-		err := SaveSnapshot(ctx, c, out)
+		save := SaveSnapshot
+		if keep {
+			save = saveSnapshotOnce
+		}
+
+		err := save(ctx, c, out)
+		if errors.Is(err, fs.ErrExist) {
+			return wait.Stop(report.Checkf("etcd-snapshot", "ls -l "+out, "%s appeared while the snapshot was taken and is kept: run again", out))
+		}
+
 		if err != nil && !Transient(err) {
 			return wait.Stop(report.Checkf("etcd-snapshot", look, "%s", err))
 		}
@@ -291,6 +317,16 @@ func runEtcdSnapshot(ctx context.Context, s *input.Secrets, n input.Node, out st
 
 // SaveSnapshot streams EtcdSnapshot into path (via a .part file, renamed once complete).
 func SaveSnapshot(ctx context.Context, c *client.Client, path string) error {
+	return saveSnapshot(ctx, c, path, os.Rename)
+}
+
+// saveSnapshotOnce is SaveSnapshot that never replaces path: the complete .part is hard-linked to it, which fails with
+// fs.ErrExist when the file is there (link(2): EEXIST).
+func saveSnapshotOnce(ctx context.Context, c *client.Client, path string) error {
+	return saveSnapshot(ctx, c, path, os.Link)
+}
+
+func saveSnapshot(ctx context.Context, c *client.Client, path string, finish func(part, path string) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
@@ -335,5 +371,5 @@ func SaveSnapshot(ctx context.Context, c *client.Client, path string) error {
 		return fmt.Errorf("the snapshot is empty")
 	}
 
-	return os.Rename(part, path)
+	return finish(part, path)
 }

@@ -206,10 +206,18 @@ func Version(ctx context.Context, c *client.Client) (string, error) {
 
 // BootID is how talosctl tells a reboot happened (action.BootIDChangedPostCheckFn).
 func BootID(ctx context.Context, c *client.Client) (string, error) {
+	body, err := ReadFile(ctx, c, "/proc/sys/kernel/random/boot_id")
+
+	return strings.TrimSpace(body), err
+}
+
+// ReadFile is a regular file on the node, as MachineService.Read streams it (internal/app/machined/internal/server/
+// v1alpha1/v1alpha1_server.go:1419-1455 at v1.14.0-rc.1: any regular file; NotFound when there is none).
+func ReadFile(ctx context.Context, c *client.Client, path string) (string, error) {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
-	r, err := c.Read(ctx, "/proc/sys/kernel/random/boot_id")
+	r, err := c.Read(ctx, path)
 	if err != nil {
 		return "", err
 	}
@@ -221,7 +229,7 @@ func BootID(ctx context.Context, c *client.Client) (string, error) {
 		return "", err
 	}
 
-	return strings.TrimSpace(string(body)), nil
+	return string(body), nil
 }
 
 // BootTime is when the node booted, by its own clock (MachineService/SystemStat's boot_time, /proc/stat's

@@ -1,0 +1,79 @@
+"""`iluvatar versions STACK`: what the stack runs, the newest each part supports, and the path there.
+
+Read from the same tables the rules check a stack with (stacks.releases: Talos's own compatibility packages; stacks.pins:
+the charts Iluvatar installs), so what
+it prints is what `pulumi preview` would accept. With `--previous OUTPUTS.json` (the last deployment's outputs), the
+path starts from what Arda runs, as `pulumi up` would take it; without, from what the stack names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stacks import pins, releases
+from stacks.day2 import k3s_release
+from stacks.model import StackConfig
+
+
+def _path(talos: str, kubernetes: str, to_talos: str, to_kubernetes: str) -> list[str]:
+    """Each `pulumi up` of the way: Talos's rolls in one (with Kubernetes moved on the way where a minor needs it:
+    stacks.day2), then Kubernetes a minor a run."""
+    if releases.release(to_talos) < releases.release(talos):
+        return [f"none: Talos {talos} is newer than {to_talos}"]
+    runs: list[str] = []
+    try:
+        hops = releases.talos_path(talos, kubernetes, to_talos, to_kubernetes) if to_talos != talos else []
+    except releases.PathError as e:
+        return [f"none: {e}"]
+    rolls = [str(h.talos) for h in hops if h.talos is not None]
+    if steps := releases.kubernetes_steps(hops):
+        kubernetes = steps[-1]
+        runs.append(
+            f"arda.talosVersion {rolls[-1]} with arda.kubernetesVersion {kubernetes}: {len(rolls)} roll(s) of every machine "
+            f"({', '.join(rolls)}), Kubernetes moved before the rolls that need it ({', '.join(steps)})"
+        )
+    elif rolls:
+        runs.append(f"arda.talosVersion {rolls[-1]}: {len(rolls)} roll(s) of every machine ({', '.join(rolls)})")
+    have, want = releases.minor_of(kubernetes), releases.minor_of(to_kubernetes)
+    for minor in range(have[1] + 1, want[1] + 1):
+        runs.append(f"arda.kubernetesVersion v1.{minor}.x" if minor < want[1] else f"arda.kubernetesVersion {to_kubernetes}")
+    if have == want and releases.release(kubernetes) < releases.release(to_kubernetes):
+        runs.append(f"arda.kubernetesVersion {to_kubernetes}")
+    return runs
+
+
+def report(name: str, stack: StackConfig, previous: Mapping[str, Any] | None = None) -> list[str]:
+    """The lines `iluvatar versions` prints."""
+    arda = stack.arda
+    row = releases.BY_MINOR[releases.minor_of(arda.talos_version)]
+    newest = releases.TALOS_MINORS[-1]
+    low, high = row.kubernetes
+    lines = [
+        f"{name}: versions (stacks.releases; docs/day2.md)",
+        f"  Talos       {arda.talos_version:<14} newest this Iluvatar knows: {newest.newest} (a stack may run {releases.target_span()})",
+        f"  Kubernetes  {arda.kubernetes_version:<14} Talos {releases.show(row.minor)} runs 1.{low} to 1.{high}; "
+        f"the release Iluvatar is tested with: {releases.KUBERNETES}",
+    ]
+    if stack.ainur is not None:
+        mark = "" if k3s_release(stack.ainur.k3s_version) >= k3s_release(releases.K3S) else " (older)"
+        lines.append(f"  k3s         {stack.ainur.k3s_version:<14} the release Iluvatar is tested with: {releases.K3S}{mark}")
+    # The charts a stack may pin itself (stacks.pins: what Iluvatar installs by default and checks its values against).
+    charts = [("Cilium", arda.cilium.version, pins.CHARTS["cilium"])]
+    if stack.gitops is not None:
+        charts.append(("Argo CD", stack.gitops.argocd.version, pins.CHARTS["argo-cd"]))
+    for part, chart, pinned in charts:
+        note = "" if chart == pinned else " (the stack pins another: its values are checked against that chart's schema)"
+        lines.append(f"  {part:<11} {chart:<14} the chart Iluvatar installs and is tested with: {pinned}{note}")
+    arda_out = (previous or {}).get("arda") if isinstance(previous, Mapping) else None
+    if isinstance(arda_out, Mapping) and arda_out.get("talosVersion"):
+        running_talos = str(arda_out["talosVersion"])
+        running_kube = str(arda_out.get("kubernetesVersion") or arda.kubernetes_version)
+        runs = _path(running_talos, running_kube, arda.talos_version, arda.kubernetes_version)
+        lines.append(f"  runs now    Talos {running_talos}, Kubernetes {running_kube} (the last deployment's outputs)")
+        lines.append("  path to this stack's versions, one `pulumi up` each:" if runs else "  path to this stack's versions: none, it runs them")
+    else:
+        runs = _path(arda.talos_version, arda.kubernetes_version, newest.newest, releases.KUBERNETES)
+        lines.append("  path to the newest, one `pulumi up` each:" if runs else "  path to the newest: none, the stack names it")
+    lines += [f"    {i}. {run}" for i, run in enumerate(runs, 1)]
+    return lines
