@@ -13,7 +13,7 @@ import yaml
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
 from plans import cloudinit, k3s
-from stacks import load_stack_file, read_stack_file
+from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.sims import simulated
@@ -127,7 +127,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     assert sorted(served) == ["28-d2-44-30-00-01.yaml", "28-d2-44-30-00-02.yaml"]
     assert "hostname: gandalf" in str(served["28-d2-44-30-00-01.yaml"])
     fetch = regs["netboot-configmap-netboot"].inputs["data"]["fetch-assets.sh"]
-    assert "https://factory.talos.dev/image/" in fetch and "/v1.12.4/kernel-amd64" in fetch
+    assert "https://factory.talos.dev/image/" in fetch and f"/{releases.TALOS}/kernel-amd64" in fetch  # the shipped stack's Talos
     service = regs["git-mirror-service-git-mirror"].inputs
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}
 
