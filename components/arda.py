@@ -337,7 +337,7 @@ def state_digests(stack: StackConfig, node: Node) -> tuple[str, str]:
     log delivery (machine.logging, KmsgLogConfig), which Talos applies without a reboot (plans.logs.APPLY_WITHOUT_REBOOT).
     Without logs the second is empty, and the first is what a deployment before logs recorded."""
     quiet = stack.model_copy(update={"logs": Logs(enabled=False)})
-    delivery = [logs_plan.talos_logging(stack), *logs_plan.kmsg_document(stack)] if logs_plan.enabled(stack) else []
+    delivery = [logs_plan.talos_logging(stack, node.name), *logs_plan.kmsg_document(stack)] if logs_plan.enabled(stack) else []
     logging = hashlib.sha256(json.dumps(delivery, sort_keys=True).encode()).hexdigest()[:16] if delivery else ""
     return patches_digest(quiet, node), logging
 

@@ -242,6 +242,13 @@ class DataSafety(pulumi.ComponentResource):
             assert self.age_identity is not None, "Arda's drill needs talos-backup's age identity (stacks.data.drills)"
             shape = drill_plan.age_secret("")
             made.append(self._secret(prefix, shape, self.age_identity.apply(lambda key: drill_plan.age_secret(key)["stringData"]), [namespace]))
+            # Where the drill keeps age between runs (plans.drill.TOOLS_CLAIM), once its class and driver are there
+            # (plans.bringup.storage_class_gate: the class may come from an Argo CD Application, later).
+            claim = drill_plan.tools_claim(stack)
+            before: list[pulumi.Resource] = [namespace]
+            if (chosen := claim["spec"].get("storageClassName")) is not None:
+                before.append(args.arda.gate(f"{prefix}-gate-storage", bringup.storage_class_gate(chosen), self, after=args.after))
+            made.append(self._create(prefix, claim, before))
         for cluster in clusters:
             self._create(prefix, drill_plan.etcd_cronjob(stack, cluster), made)
 

@@ -68,12 +68,13 @@ class Logs(pulumi.ComponentResource):
         self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
         lan = plan.store_lan_service(stack)
         lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
-        monitor = plan.service_monitor()
-        custom_resource(
-            f"{name}-arda-{resource_suffix(monitor)}",
-            monitor,
-            pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[args.crds])),
-        )
+        # The store's, the collectors' and vmalert's metrics, for the pipeline's own alerts (plan.pipeline_alerts).
+        for monitor in [plan.service_monitor(), *plan.monitors(stack)]:
+            custom_resource(
+                f"{name}-arda-{resource_suffix(monitor)}",
+                monitor,
+                pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[args.crds])),
+            )
         # The collectors and vmalert after the store they send to and read.
         after_store = pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=self.store))
         # Each workload after the ConfigMap it mounts (plans.references).

@@ -29,6 +29,7 @@ from plans import backup, gitops, storage
 from stacks import data, pins
 from stacks.data_model import BackupVolume, Drill
 from stacks.model import App, StackConfig
+from stacks.storage import default_class
 
 NAMESPACE = "backup-drill"  # the etcd drills (the volumes' run in each app's namespace, beside its restic Secret)
 LABEL = "iluvatar.dev/drill"  # the app or the cluster a drill restores: what its alert and dashboard name
@@ -45,6 +46,19 @@ CURL_IMAGE = pins.IMAGES["curl-drill"]
 GO_IMAGE = pins.IMAGES["golang"]
 AGE_VERSION = pins.APPS["age"]
 AGE_PACKAGE = f"filippo.io/age/cmd/age@{AGE_VERSION}"
+# The age binary `go install -trimpath` makes of AGE_PACKAGE with CGO_ENABLED=0 and GO_IMAGE's Go (1.26.8), by GOARCH:
+# Go's builds are reproducible (the same toolchain, flags and module give the same bytes; a fresh build cache and
+# GOPATH gave these again), so a build, or a copy kept from one, is checked against the bytes pinned here.
+AGE_SHA256 = {
+    "amd64": "bcc3ffdd8860cd4c09acb5d8420f296cd6ed12dea76df290fdb747e042773dee",
+    "arm64": "006ebfa5f8f9162d983e69982076bbe3843d1dda491aeb0141ffe5c4fae63b41",
+}
+# Arda's drill keeps age (and the modules it was built from) on a small claim of its own: built once, on the first
+# run, it needs neither the internet nor a build afterwards (review M7: an outage on a Sunday morning was a false
+# "that backup may not come back").
+TOOLS = "/tools"
+TOOLS_CLAIM = "drill-tools"
+TOOLS_SIZE = "512Mi"
 # etcd's release image: etcdutl at the etcd minor Talos v1.12 and the tests' control planes run (3.6.5).
 ETCD_IMAGE = pins.IMAGES["etcd"]
 AGE_SECRET = "drill-age-identity"  # noqa: S105 - a Secret's name
@@ -242,8 +256,26 @@ PICK_K3S = (
 
 DECRYPT_SCRIPT = f"""set -eu
 fail() {{ echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }}
-go install {AGE_PACKAGE} 2>"$TMPDIR/go.err" || fail "building age {AGE_VERSION}: $(tail -n 5 "$TMPDIR/go.err")"
-"$GOPATH/bin/age" --decrypt -i /identity/key -o "$WORK/snapshot.db" "$WORK/snapshot" 2>"$TMPDIR/age.err" \\
+arch=$(go env GOARCH)
+case "$arch" in
+  amd64) sum={AGE_SHA256["amd64"]} ;;
+  arm64) sum={AGE_SHA256["arm64"]} ;;
+  *) fail "no age binary is pinned for $arch (plans.drill.AGE_SHA256)" ;;
+esac
+kept="$TOOLS/age-{AGE_VERSION}-$arch"
+if ! echo "$sum  $kept" | sha256sum -c - >/dev/null 2>&1; then
+  # The first run, or a kept copy that is not the pinned binary: built from the modules kept on the claim (the
+  # module cache's download folder is a Go module proxy of its own, `file://`), or on the first run from the Go module
+  # proxy (checked against the checksum database); then checked against the pinned bytes, and kept.
+  export GOMODCACHE="$TOOLS/mod" CGO_ENABLED=0
+  GOPROXY="file://$TOOLS/mod/cache/download" GOSUMDB=off go install -trimpath {AGE_PACKAGE} 2>"$TMPDIR/go.err" \\
+    || go install -trimpath {AGE_PACKAGE} 2>"$TMPDIR/go.err" \\
+    || fail "could not build age {AGE_VERSION} (not a backup problem: its first build needs the Go module proxy): $(tail -n 5 "$TMPDIR/go.err")"
+  echo "$sum  $GOPATH/bin/age" | sha256sum -c - >/dev/null 2>&1 \\
+    || fail "the age built from {AGE_PACKAGE} is not the pinned binary ($sum): $(sha256sum "$GOPATH/bin/age")"
+  cp "$GOPATH/bin/age" "$kept.new" && mv "$kept.new" "$kept"
+fi
+"$kept" --decrypt -i /identity/key -o "$WORK/snapshot.db" "$WORK/snapshot" 2>"$TMPDIR/age.err" \\
   || fail "age could not decrypt the snapshot with the stack's key: $(cat "$TMPDIR/age.err")"
 """
 UNZIP_SCRIPT = """set -eu
@@ -293,6 +325,7 @@ def _env(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         {"name": "HOME", "value": WORK},
         {"name": "GOPATH", "value": f"{WORK}/go"},
         {"name": "GOCACHE", "value": f"{WORK}/go-cache"},
+        {"name": "TOOLS", "value": TOOLS},
     ]
 
 
@@ -318,7 +351,10 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
     fetch["envFrom"] = credentials
     if cluster == "arda":
         opened = step(
-            "decrypt", GO_IMAGE, ["/bin/sh", "-c", prepare + DECRYPT_SCRIPT], [{"name": "identity", "mountPath": "/identity", "readOnly": True}]
+            "decrypt",
+            GO_IMAGE,
+            ["/bin/sh", "-c", prepare + DECRYPT_SCRIPT],
+            [{"name": "identity", "mountPath": "/identity", "readOnly": True}, {"name": "tools", "mountPath": TOOLS}],
         )
     else:
         opened = step("unzip", CURL_IMAGE, ["/bin/sh", "-c", prepare + UNZIP_SCRIPT])
@@ -327,8 +363,23 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]
     if cluster == "arda":
         volumes.append({"name": "identity", "secret": {"secretName": AGE_SECRET, "defaultMode": 0o400}})
+        volumes.append({"name": "tools", "persistentVolumeClaim": {"claimName": TOOLS_CLAIM}})
     pod = {"securityContext": {"fsGroup": NONROOT}, "initContainers": [fetch, opened, restore], "containers": [status], "volumes": volumes}
     return _cronjob(stack, cronjob_name(f"etcd-{cluster}"), NAMESPACE, cluster, "etcd", pod)
+
+
+def tools_claim(stack: StackConfig) -> dict[str, Any]:
+    """Where Arda's drill keeps age and its modules between runs: Arda's default class. Pulumi does not wait for it to
+    bind (plans.storage.SKIP_AWAIT): on a WaitForFirstConsumer class only the drill's first pod binds it, a week on."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": TOOLS_SIZE}}}
+    if (chosen := default_class(stack, "arda")) is not None:
+        spec["storageClassName"] = chosen
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": TOOLS_CLAIM, "namespace": NAMESPACE, "labels": dict(MANAGED_BY), "annotations": dict(storage.SKIP_AWAIT)},
+        "spec": spec,
+    }
 
 
 def cronjobs(stack: StackConfig) -> list[dict[str, Any]]:

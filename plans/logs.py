@@ -5,13 +5,14 @@
   `RETENTION_SHARE` of the volume is used (`-retention.maxDiskUsagePercent`). A Service in the cluster; with the
   Ainur, a LoadBalancer Service at the pool address `logs.address` that only the Pis may reach.
 - **Talos's own logs**: every Arda machine's config sends its service logs (`machine.logging.destinations`) and its
-  kernel messages (a `KmsgLogConfig` document) to the collector on the same machine, over TCP to 127.0.0.1, as JSON
-  lines (Talos v1.12.4 internal/app/machined/pkg/runtime/logging/sender_jsonlines.go: one JSON object per event,
+  kernel messages (a `KmsgLogConfig` document) off the machine, to the Ainur's collectors (`talos_host`: so a machine
+  whose own Kubernetes is down still gets them out), over TCP, as JSON lines (Talos v1.12.4 internal/app/machined/pkg/runtime/logging/sender_jsonlines.go: one JSON object per event,
   `msg`, `talos-time`, `talos-level` and the event's fields, newline-ended on TCP; a service's event carries
   `talos-service`, circular.go:83; a kernel message `facility`, `priority`, `seq`, `clock`, kmsg_log.go:195-205).
   Both apply without a reboot (`APPLY_WITHOUT_REBOOT`).
 - **The collector**: the OpenTelemetry Collector (contrib, `COLLECTOR_IMAGE`) as a DaemonSet with the host's network
-  on every Arda machine: two `tcp_log` receivers for Talos (services, kernel), `file_log` for every pod's log files
+  on every machine: two `tcp_log` receivers for Talos (services, kernel) on the Pis (`talos_cluster`), each line named
+  by its machine (`extraTags`, or the inventory's name for its sender's address), `file_log` for every pod's log files
   (`/var/log/pods`, the CRI format the container runtime writes); each line gets its `cluster`, `machine` and
   `service`, and goes to the store over OTLP. On every Pi the same collector reads the pods' files, and the Pi's
   journal reaches the store through journald's own forwarder, systemd-journal-upload (`journal_upload_script`).
@@ -26,11 +27,12 @@ Plain functions returning manifests and text; no Pulumi here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
 from plans import gitops, yamltext
+from plans.alert import Alert
+from plans.storage import BUSYBOX_IMAGE
 from stacks import logs as rules
 from stacks import pins
 from stacks.logs_model import Logs
@@ -58,10 +60,43 @@ COLLECTOR = "log-collector"
 COLLECTOR_VERSION = pins.APPS["otel-collector"]
 # The OpenTelemetry Collector's contrib distribution, at the release whose components the tests build (tools/otelcol).
 COLLECTOR_IMAGE = f"docker.io/otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"
-# Where Talos sends on each machine: its services' logs and its kernel's messages, to the collector beside it.
+# Where Talos sends its services' logs and its kernel's messages (`talos_host`), each on its port, and the field its
+# `extraTags` add to a service's every line.
 SERVICE_PORT = 6050
 KERNEL_PORT = 6051
+MACHINE_TAG = "machine"
 CHECKPOINTS = "/var/lib/iluvatar-log-collector"
+# The two bbolt files in CHECKPOINTS (file_storage v0.165.0, one extension each), both `recreate`: a file a power
+# cut left inconsistent makes bbolt panic at open (bbolt v1.5.0 db.go:1299-1301: the freelist rebuilt by walking
+# every page, NoFreelistSync), and file_storage recovers that panic by renaming the file `<file>.<time>.backup` and
+# starting on a fresh one only with recreate (extension.go:139-180); without it the collector panics on every start
+# until someone deletes the file by hand (tests/netns/test_logs_outage.py). The lines in a set-aside queue are lost.
+# Recreate does not cover a page whose header is zeroed or foreign (what unsynced pages a cut never wrote look like):
+# that check panics in the walk's own goroutine (db.go:1293-1296, tx.go:640, common/page.go:90-92), which nothing
+# recovers, and the collector crash-loops. Only fsync prevents that: bbolt then writes and syncs the pages before the
+# meta that points at them (client.go:51-57, `NoSync: !cfg.FSync`).
+OFFSETS = "file_storage"
+QUEUE = "file_storage/queue"
+# fsync per file and cluster. Arda's disks: both. The Pis' SD cards: the queue (on the Pi holding Talos's address it
+# holds all of Arda's Talos lines, which exist nowhere else: machined's ring overwrites them), at a put, a read and a
+# delete per batch (exporterhelper v0.165.0 persistent_queue.go:286-312, 353-367, 401-424), about one batch a second;
+# not file_log's offsets, rewritten at every poll (200 ms), whose zeroed page after a cut needs the manual delete
+# (docs/monitoring.md's runbook). The card's write rate is not measured.
+FSYNC = {OFFSETS: {"arda": True, "ainur": False}, QUEUE: {"arda": True, "ainur": True}}
+# What recreate leaves behind (extension.go:165-170): removed when the pod starts, before the collector, so repeated
+# power cuts do not fill a Pi's card with 256 MiB copies. The one a start makes stays until the next, to look at.
+BACKUPS = "*.backup"
+# While the store is away (its node drained in a Talos upgrade, a power cut, a restart) each collector keeps what it
+# has read in a queue on its machine's disk (in CHECKPOINTS, the file_storage extension) and retries for as long as
+# it takes, and a collector restarted meanwhile picks the queue up again. The defaults would drop it: an in-memory
+# queue of 1,000 requests (exporterhelper v0.165.0 internal/queue_sender.go:37-43) and retries that give up after
+# 5 minutes (configretry v1.71.0 generated_config.go:19-21, 78-80: "Once this value is reached, the data is
+# discarded. If set to 0, the retries are never stopped"), while every source has already let its lines go (Talos
+# once the TCP write succeeds, file_log's offsets as it reads). The queue is bounded in bytes of OTLP requests
+# (the persistent queue counts them with its bytes sizer, internal/queue/persistent_queue.go:271-287); once full,
+# new lines are refused and counted (otelcol_exporter_enqueue_failed_log_records), never the machine blocked.
+QUEUE_BYTES = 256 * 1024 * 1024
+TELEMETRY_PORT = 8888
 PODS_LOG_DIR = "/var/log/pods"
 
 VMALERT = "vmalert-logs"
@@ -69,9 +104,8 @@ VMALERT_VERSION = pins.APPS["vmalert"]
 VMALERT_IMAGE = f"docker.io/victoriametrics/vmalert:{VMALERT_VERSION}"
 VMALERT_PORT = 8880
 ALERTMANAGER_URL = "http://alertmanager-main.monitoring.svc:9093"
-# How often the log alerts look at the store; each looks at the lines of one interval, ending 30 s before it runs
-# (vmalert v1.151.0: a vlogs rule without a time filter of its own gets the interval as one, rule/alerting.go:149 and
-# recording.go:340-349, datasource/client_vlogs.go:15-18; `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
+# How often the log alerts look at the store, each at the lines of its own LOOKBACK ending 30 s before it runs
+# (vmalert v1.151.0: `-rule.evalDelay` defaults to 30 s, rule/group.go:38).
 EVALUATION_INTERVAL = "1m"
 
 # Grafana's VictoriaLogs datasource plugin, installed by Grafana at its start, and the datasource's uid the dashboards use.
@@ -123,18 +157,44 @@ def _meta(name: str, **labels: str) -> dict[str, Any]:
 # --- Talos: where each machine sends its logs ------------------------------------------------------------
 
 
-def talos_logging(stack: StackConfig) -> dict[str, Any]:
-    """`machine.logging`: the services' logs as JSON lines to the collector on the same machine ({} without logs)."""
+def talos_cluster(stack: StackConfig) -> str:
+    """Whose collectors receive Talos's logs: the Ainur's, off every Arda machine and off Arda itself, so a machine
+    whose kubelet, containerd or collector pod is down (a boot that stops before Kubernetes, an upgrade's reboot, a
+    kubelet that cannot start) still gets its service logs and kernel messages out; Arda's only without the Ainur."""
+    return "ainur" if stack.ainur is not None else "arda"
+
+
+def talos_host(stack: StackConfig) -> IPv4Address:
+    """Where Talos sends: the Ainur's service address (kube-vip holds it on one Pi, whose collector listens on every
+    address of the host), or, without the Ainur, Arda's VIP (a control plane holds it; its collector receives)."""
+    return stack.ainur.service_ip if stack.ainur is not None else stack.arda.vip
+
+
+def talos_logging(stack: StackConfig, machine: str | None) -> dict[str, Any]:
+    """`machine.logging`: the services' logs as JSON lines over TCP to the Talos collector (`talos_host`), one
+    destination (Talos sends every event to every destination: two would store each line twice), tagged with the
+    machine's name (`extraTags`, added to every event's JSON, v1.12.4 sender_jsonlines.go:61-63; a generic worker,
+    nameless in the inventory, is named by its address at the collector) ({} without logs)."""
     if not enabled(stack):
         return {}
-    return {"destinations": [{"endpoint": f"tcp://127.0.0.1:{SERVICE_PORT}/", "format": "json_lines"}]}
+    destination: dict[str, Any] = {"endpoint": f"tcp://{talos_host(stack)}:{SERVICE_PORT}/", "format": "json_lines"}
+    if machine is not None:
+        destination["extraTags"] = {MACHINE_TAG: machine}
+    return {"destinations": [destination]}
 
 
 def kmsg_document(stack: StackConfig) -> list[dict[str, Any]]:
-    """The KmsgLogConfig document: the kernel's messages likewise, on their own port ([] without logs)."""
+    """The KmsgLogConfig document: the kernel's messages likewise, on their own port ([] without logs). It has only a
+    `url` (v1.12.4 pkg/machinery/config/types/runtime/kmsg_log.go:66), so no tag: the collector names the machine from
+    the connection's source address (`machine_by_address`)."""
     if not enabled(stack):
         return []
-    return [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": KMSG_DOCUMENT, "url": f"tcp://127.0.0.1:{KERNEL_PORT}/"}]
+    return [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": KMSG_DOCUMENT, "url": f"tcp://{talos_host(stack)}:{KERNEL_PORT}/"}]
+
+
+def machine_by_address(stack: StackConfig) -> dict[str, str]:
+    """The inventory's Arda machines by address: the name of the machine a kernel line's connection came from."""
+    return {str(n.ip): n.name for n in stack.arda_nodes}
 
 
 # --- The store ---------------------------------------------------------------------------------------------
@@ -228,12 +288,131 @@ def service_monitor() -> dict[str, Any]:
     }
 
 
+AINUR_COLLECTORS = f"ainur-{COLLECTOR}"
+
+
+def monitors(stack: StackConfig) -> list[dict[str, Any]]:
+    """What Prometheus scrapes of the pipeline besides the store: each collector's own metrics (its queue, its drops),
+    Arda's by a PodMonitor, the Pis' at their addresses (Arda's Prometheus, as their node-exporter), each with its
+    `machine`; and vmalert's (a Service for it), so a log pipeline that stops alerts (`pipeline_alerts`)."""
+    machine = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "machine"}]
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": _meta(COLLECTOR),
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": COLLECTOR}},
+                "podMetricsEndpoints": [{"port": "metrics", "interval": "30s", "relabelings": machine}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _meta(VMALERT),
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": VMALERT}}, "endpoints": [{"port": "http", "interval": "30s"}]},
+        },
+    ]
+    if stack.ainur is not None:
+        out.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1alpha1",
+                "kind": "ScrapeConfig",
+                "metadata": _meta(AINUR_COLLECTORS),
+                "spec": {
+                    "jobName": AINUR_COLLECTORS,
+                    "scrapeInterval": "30s",
+                    "staticConfigs": [
+                        {"targets": [f"{n.ip}:{TELEMETRY_PORT}"], "labels": {"machine": n.name, "cluster": "ainur"}} for n in stack.ainur_nodes
+                    ],
+                },
+            }
+        )
+    return out
+
+
+# The collector's own metrics at v0.165.0 (exporterhelper internal/metadata/generated_telemetry.go: queue_size,
+# enqueue_failed_log_records, send_failed_log_records; no `_total`, the distribution's telemetry defaults).
+_EXPORTER = 'exporter="otlp_http/store"'
+_COLLECTORS = f'job=~"{NAMESPACE}/{COLLECTOR}|{AINUR_COLLECTORS}"'
+
+
+def _dropped(counter: str) -> str:
+    """A failure counter that grew in the last 10 minutes, or was born in them: exporterhelper v0.165.0 creates it at
+    the first failure, with the failed count as its first value (internal/obs_report_sender.go:118-121 only `if
+    numFailedToSend > 0`, a series per failure's attributes; internal/queue/obs_queue.go:68-70 only `if err != nil`),
+    and `increase` counts no first sample, so a one-off drop (the store refusing a batch) would never alert."""
+    series = f"{counter}{{{_COLLECTORS},{_EXPORTER}}}"
+    return f"increase({series}[10m]) > 0 or ({series} > 0 unless {series} offset 10m)"
+
+
+def pipeline_alerts(stack: StackConfig) -> list[Alert]:
+    """Prometheus's alerts on the log pipeline itself, each naming the machine or the pod: without them a store or a
+    collector that stops makes every log alert fall silent, and nobody hears of it."""
+    return [
+        Alert(
+            "LogStoreDown",
+            f'up{{job="{STORE}",namespace="{NAMESPACE}"}} == 0 or absent(up{{job="{STORE}",namespace="{NAMESPACE}"}})',
+            "10m",
+            "critical",
+            "The log store is down",
+            f"Prometheus has not reached VictoriaLogs ({NAMESPACE}/{STORE}-0) for 10 minutes: no machine's lines are stored "
+            "(each collector queues them) and no log alert can fire. "
+            f"`kubectl -n {NAMESPACE} describe pod {STORE}-0` says why.",
+        ),
+        Alert(
+            "LogCollectorDown",
+            f"up{{{_COLLECTORS}}} == 0",
+            "10m",
+            "warning",
+            "The log collector on {{ $labels.machine }} is down",
+            "Prometheus has not reached the log collector on {{ $labels.machine }} for 10 minutes: its pods' (and, on "
+            "the machine holding Talos's address, Talos's) lines are not collected. "
+            f"`kubectl -n {NAMESPACE} get pods -o wide -l app.kubernetes.io/name={COLLECTOR}`.",
+        ),
+        Alert(
+            "LogCollectorStalled",
+            f"min_over_time(otelcol_exporter_queue_size{{{_COLLECTORS},{_EXPORTER}}}[15m]) > 0",
+            None,
+            "warning",
+            "The log collector on {{ $labels.machine }} cannot reach the store",
+            "The collector on {{ $labels.machine }} has not emptied its queue for 15 minutes: the store is down or "
+            "unreachable from that machine. Its lines wait on its disk (up to 256 MiB), and arrive when the store answers.",
+        ),
+        Alert(
+            "LogCollectorDropping",
+            " or ".join(_dropped(f"otelcol_exporter_{c}_failed_log_records") for c in ("enqueue", "send")),
+            None,
+            "critical",
+            "The log collector on {{ $labels.machine }} is dropping lines",
+            "The collector on {{ $labels.machine }} dropped lines in the last 10 minutes: its queue is full (the store has "
+            "been away too long) or the store refuses them. Its log says why: "
+            f"`kubectl -n {NAMESPACE} logs -l app.kubernetes.io/name={COLLECTOR} --field-selector spec.nodeName={{{{ $labels.machine }}}}`.",
+        ),
+        Alert(
+            "LogAlertsDown",
+            f'up{{job="{VMALERT}"}} == 0 or absent(up{{job="{VMALERT}"}}) or increase(vmalert_execution_errors_total{{job="{VMALERT}"}}[10m]) > 0',
+            "10m",
+            "critical",
+            "The log alerts are not evaluated",
+            f"vmalert ({NAMESPACE}/{VMALERT}) is down or cannot query the store: no log alert fires. "
+            f"`kubectl -n {NAMESPACE} logs deploy/{VMALERT}` says why.",
+        ),
+    ]
+
+
 # --- The collector ------------------------------------------------------------------------------------------
 
 
-def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
-    """A tcp_log receiver of Talos's JSON lines: the fields parsed, `msg` the body, `talos-time` the time, `talos-level`
-    the severity, the service (`talos-service`, or `service` for the kernel) a resource attribute."""
+def _talos_receiver(stack: StackConfig, port: int, service: str | None) -> dict[str, Any]:
+    """A tcp_log receiver of Talos's JSON lines, on every address of the host (Talos reaches the Pi or control plane
+    holding `talos_host`): the fields parsed, `msg` the body, `talos-time` the time, `talos-level` the severity, the
+    service (`talos-service`, or `service` for the kernel) and the machine resource attributes. The machine is its
+    `extraTags` name where the line has one, else the inventory's name for the connection's source address (tcp input
+    v0.165.0 pkg/stanza/operator/input/tcp/input.go:295-300, `add_attributes`: `net.peer.ip`), else that address (a
+    generic worker, or a machine the inventory does not know)."""
+    by_address = json.dumps(machine_by_address(stack), sort_keys=True)
+    tag = f'attributes["{MACHINE_TAG}"]'
     operators: list[dict[str, Any]] = [
         {
             "type": "json_parser",
@@ -242,27 +421,41 @@ def _talos_receiver(port: int, service: str | None) -> dict[str, Any]:
             "severity": {"parse_from": 'attributes["talos-level"]'},
         },
         {"type": "move", "from": "attributes.msg", "to": "body"},
+        # expr-lang v1.17.8 (the collector's): `??` takes the right side when the left is nil (a missing key).
+        {
+            "type": "add",
+            "field": 'resource["machine"]',
+            "value": f'EXPR({tag} ?? {by_address}[attributes["net.peer.ip"]] ?? attributes["net.peer.ip"])',
+        },
+        {"type": "remove", "field": tag, "if": f"{tag} != nil"},
     ]
+    # The connection's attributes are the machine's name now: not stored with every line.
+    operators += [{"type": "remove", "field": f'attributes["{a}"]'} for a in _PEER_ATTRIBUTES]
     if service is None:
         operators.append({"type": "move", "from": 'attributes["talos-service"]', "to": 'resource["service"]'})
     else:
         operators.append({"type": "add", "field": 'resource["service"]', "value": service})
-    return {"listen_address": f"127.0.0.1:{port}", "operators": operators}
+    return {"listen_address": f"0.0.0.0:{port}", "add_attributes": True, "operators": operators}
+
+
+# What `add_attributes` adds to each entry (tcp input v0.165.0 input.go:294-306).
+_PEER_ATTRIBUTES = ("net.transport", "net.peer.ip", "net.peer.port", "net.peer.name", "net.host.ip", "net.host.port", "net.host.name")
 
 
 def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
     """The collector's config on one cluster's machines: Talos's two receivers on Arda, the pods' files on both."""
+    talos: dict[str, Any] = {}
+    if cluster == talos_cluster(stack):
+        talos["tcp_log/talos-services"] = _talos_receiver(stack, SERVICE_PORT, None)
+        talos["tcp_log/talos-kernel"] = _talos_receiver(stack, KERNEL_PORT, "kernel")
     receivers: dict[str, Any] = {}
-    if cluster == "arda":
-        receivers["tcp_log/talos-services"] = _talos_receiver(SERVICE_PORT, None)
-        receivers["tcp_log/talos-kernel"] = _talos_receiver(KERNEL_PORT, "kernel")
     receivers["file_log/pods"] = {
         # The kubelet's layout: <namespace>_<pod>_<uid>/<container>/<restarts>.log (kubernetes v1.34.1
         # pkg/kubelet/kuberuntime/helpers.go BuildContainerLogsDirectory), CRI lines in each.
         "include": [f"{PODS_LOG_DIR}/*/*/*.log"],
         "start_at": "beginning",
         "include_file_path": True,
-        "storage": "file_storage",
+        "storage": OFFSETS,
         # The container parser reads the CRI format (and joins its partial lines) and takes the namespace, pod and
         # container from the path as resource attributes; the container is the line's service.
         "operators": [
@@ -271,9 +464,15 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
         ],
     }
     return {
-        "extensions": {"file_storage": {"directory": CHECKPOINTS, "create_directory": True}},
-        "receivers": receivers,
+        "extensions": {
+            OFFSETS: {"directory": CHECKPOINTS, "create_directory": True, "recreate": True, "fsync": FSYNC[OFFSETS][cluster]},
+            # file_log's offsets, and the sending queue (up to QUEUE_BYTES) in a file of its own (FSYNC).
+            QUEUE: {"directory": CHECKPOINTS, "create_directory": True, "recreate": True, "fsync": FSYNC[QUEUE][cluster]},
+        },
+        "receivers": receivers | talos,
         "processors": {
+            # Talos's lines are Arda's, each named by its machine (its receiver), whichever collector receives them.
+            **({"resource/talos": {"attributes": [{"key": "cluster", "value": "arda", "action": "upsert"}]}} if talos else {}),
             "resource/machine": {
                 "attributes": [
                     {"key": "cluster", "value": cluster, "action": "upsert"},
@@ -286,18 +485,49 @@ def collector_config(stack: StackConfig, cluster: str) -> dict[str, Any]:
             "otlp_http/store": {
                 "logs_endpoint": f"{store_url(stack, cluster)}{OTLP_PATH}",
                 "headers": {"VL-Stream-Fields": ",".join(STREAM_FIELDS)},
+                "sending_queue": {"storage": QUEUE, "sizer": "bytes", "queue_size": QUEUE_BYTES},
+                "retry_on_failure": {"enabled": True, "max_elapsed_time": "0s"},
             }
         },
         "service": {
-            "extensions": ["file_storage"],
-            "pipelines": {"logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]}},
+            # The collector's own metrics (its queue, its failed sends) on the machine's address, for Prometheus; the
+            # distribution's defaults otherwise (service v0.165.0 telemetry/otelconftelemetry/factory.go:49-62: no
+            # scope info, units or type suffix, so a counter has no `_total`).
+            "telemetry": {
+                "metrics": {
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {
+                                        "host": "${env:NODE_IP}",
+                                        "port": TELEMETRY_PORT,
+                                        "without_scope_info": True,
+                                        "without_units": True,
+                                        "without_type_suffix": True,
+                                    }
+                                }
+                            }
+                        }
+                    ]
+                }
+            },
+            "extensions": [OFFSETS, QUEUE],
+            "pipelines": {
+                "logs": {"receivers": list(receivers), "processors": ["resource/machine", "batch"], "exporters": ["otlp_http/store"]},
+                **(
+                    {"logs/talos": {"receivers": list(talos), "processors": ["resource/talos", "batch"], "exporters": ["otlp_http/store"]}}
+                    if talos
+                    else {}
+                ),
+            },
         },
     }
 
 
 def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     """The collector on every machine of `cluster`: its config and its DaemonSet (the host's network, so Talos
-    reaches it on 127.0.0.1; root, to read the pods' log files)."""
+    reaches it at the address the machine holds; root, to read the pods' log files)."""
     labels = {"app.kubernetes.io/name": COLLECTOR}
     data = {"config.yaml": yamltext.dump(collector_config(stack, cluster))}
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(COLLECTOR), "data": data}
@@ -305,7 +535,12 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         "name": COLLECTOR,
         "image": COLLECTOR_IMAGE,
         "args": ["--config=/etc/otelcol/config.yaml"],
-        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            # The host's network: the pod's address is the machine's, where Prometheus scrapes the collector.
+            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ],
+        "ports": [{"name": "metrics", "containerPort": TELEMETRY_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [
@@ -319,6 +554,15 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
         "dnsPolicy": "ClusterFirstWithHostNet",
         "priorityClassName": "system-node-critical",
         "tolerations": [{"operator": "Exists"}],
+        "initContainers": [
+            {
+                "name": "backups",
+                "image": f"{BUSYBOX_IMAGE[0]}:{BUSYBOX_IMAGE[1]}",
+                "command": ["find", CHECKPOINTS, "-maxdepth", "1", "-name", BACKUPS, "-type", "f", "-delete"],
+                "securityContext": container["securityContext"],
+                "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINTS}],
+            }
+        ],
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": COLLECTOR}},
@@ -361,11 +605,67 @@ def journal_upload_conf(stack: StackConfig) -> str:
     return f"[Upload]\nURL=http://{lan_address(stack)}:{STORE_PORT}{JOURNALD_PATH}\n"
 
 
+# The Pis admit Talos's two ports only from the inventory's Arda machines (review M2): the receivers name a line by
+# its own `machine` field, so anything else on the LAN could otherwise write into the store under any machine's name
+# (a false DiskIOError, a silence hidden, the store filled). A table of its own (nftables: every base chain on the
+# input hook sees the packet, and a drop in any is final), so k3s's and kube-proxy's rules are left alone; loaded
+# again at boot by a unit before the network is up. Machines that netboot as generic workers (not in the inventory)
+# are refused too: their Talos lines are not collected.
+TALOS_FIREWALL = "/etc/iluvatar/talos-logs.nft"
+TALOS_FIREWALL_UNIT = "/etc/systemd/system/iluvatar-talos-logs-firewall.service"
+TALOS_FIREWALL_TABLE = "iluvatar_talos_logs"
+
+
+def talos_firewall(stack: StackConfig) -> str:
+    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file)."""
+    arda = ", ".join(sorted(machine_by_address(stack), key=lambda a: IPv4Address(a)))
+    return f"""table inet {TALOS_FIREWALL_TABLE} {{}}
+delete table inet {TALOS_FIREWALL_TABLE}
+table inet {TALOS_FIREWALL_TABLE} {{
+  set arda {{
+    type ipv4_addr
+    elements = {{ {arda} }}
+  }}
+  chain input {{
+    type filter hook input priority filter - 1; policy accept;
+    tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} ip saddr != @arda drop
+    tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} meta nfproto ipv6 drop
+  }}
+}}
+"""
+
+
+TALOS_FIREWALL_SERVICE = f"""[Unit]
+Description=iluvatar: Talos's log ports only from Arda's machines
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f {TALOS_FIREWALL}
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
 def journal_upload_script(stack: StackConfig, node: Node) -> str:
-    """What `pulumi up` runs on each Pi over SSH: journald's forwarder installed, pointed at the store, started, and
-    seen active within a bound."""
+    """What `pulumi up` runs on each Pi over SSH: Talos's log ports closed to all but Arda's machines
+    (talos_firewall), then journald's forwarder installed, pointed at the store, started, and seen active within a
+    bound."""
     conf = journal_upload_conf(stack)
     return f"""set -eu
+if ! command -v nft >/dev/null; then
+  sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y nftables
+fi
+sudo mkdir -p {TALOS_FIREWALL.rsplit("/", 1)[0]}
+printf '%s' '{talos_firewall(stack)}' | sudo tee {TALOS_FIREWALL} >/dev/null
+printf '%s' '{TALOS_FIREWALL_SERVICE}' | sudo tee {TALOS_FIREWALL_UNIT} >/dev/null
+sudo systemctl daemon-reload
+sudo systemctl enable iluvatar-talos-logs-firewall.service
+sudo nft -f {TALOS_FIREWALL}
 if ! dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep -q 'install ok installed'; then
   sudo DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y {JOURNAL_UPLOAD_PACKAGE}
 fi
@@ -387,25 +687,23 @@ exit 1
 # --- Alerts ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogAlert:
-    """A log alert: a LogsQL query whose stats rows each fire it, and what it means to the person it wakes."""
-
-    name: str
-    query: str
-    severity: str
-    summary: str
-    description: str
-
-    def rule(self) -> dict[str, Any]:
-        return {
-            "alert": self.name,
-            "expr": self.query,
-            "labels": {"severity": self.severity},
-            "annotations": {"summary": self.summary, "description": self.description},
-        }
-
-
+# Each log alert looks at the lines stamped within LOOKBACK of its evaluation (its own `_time` filter: vmalert then
+# adds none, rule/recording.go:340-349), not only within the evaluation interval it would get otherwise
+# (datasource/client_vlogs.go:17-22): a line the store ingests late (the collector's batch, a queue draining after
+# an outage, a loaded machine) is still counted. A line keeps its alert firing for that long.
+LOOKBACK = "5m"
+# A machine whose collector has sent nothing for this long (its Talos services always say something in that time),
+# and a Pi whose journal has sent nothing (k3s and systemd always do).
+SILENCE = "30m"
+# How long a silence alert stays pending before it fires: a machine added to the inventory gets its rules on the `up`
+# that starts installing it, and after a whole-lab power cut every machine is silent until the Pis, k3s, Arda's
+# netboot, the store and the collectors are back; both take longer than vmalert's first evaluation (a minute). 30
+# minutes more covers a netboot, the Talos install and reboot, the join and the collector's image pull on a slow
+# link, and a cold start of the whole lab (an estimate: neither is measured here, on real machines);
+# the price: a machine that stops sending in steady state pages after an hour (30 minutes of lines + 30 pending).
+SILENCE_FOR = "30m"
+# A Talos machine's own lines (its services' and its kernel's): they have no pod, its pods' lines do.
+TALOS_LINES = 'k8s.pod.name:=""'
 # A kernel line: a Talos machine's (its KmsgLogConfig) or a Pi's (journald's kernel transport).
 KERNEL = "(service:=kernel OR _TRANSPORT:=kernel)"
 # The machine a line is from: a Talos machine's collector says `machine`, a Pi's journal `_HOSTNAME`.
@@ -414,38 +712,42 @@ WHERE = "{{ $labels.machine }}{{ $labels._HOSTNAME }}"
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 LOG_ALERTS = (
-    LogAlert(
+    Alert(
         "KernelOomKill",
         # mm/oom_kill.c: "Out of memory: Killed process ..." (or "Memory cgroup out of memory: ...").
-        f'{KERNEL} "Killed process" i("out of memory") | stats {BY_MACHINE} count() as kills',
+        f'_time:{LOOKBACK} {KERNEL} "Killed process" i("out of memory") | stats {BY_MACHINE} count() as kills',
+        None,
         "warning",
         f"The kernel of {WHERE} killed a process for memory",
         f"{WHERE}'s kernel ran out of memory (for a container, its limit) and killed a process. Its kernel messages "
         "(Grafana, its logs dashboard) name the process; raise its memory limit or find what grew.",
     ),
-    LogAlert(
+    Alert(
         "DiskIOError",
         # block/blk-core.c blk_print_req_error: "I/O error, dev sda, sector ..."; fs/buffer.c: "Buffer I/O error on dev".
-        f'{KERNEL} i("I/O error") | stats {BY_MACHINE} count() as errors',
+        f'_time:{LOOKBACK} {KERNEL} i("I/O error") | stats {BY_MACHINE} count() as errors',
+        None,
         "critical",
         f"{WHERE} has disk I/O errors",
         f"The kernel of {WHERE} reported I/O errors on a disk: it is failing, or its cable or port is. Its kernel "
         "messages name the device; move its data off before it goes.",
     ),
-    LogAlert(
+    Alert(
         "EtcdSlowApply",
         # etcd server/etcdserver/txn/util.go: "apply request took too long" (a warning per slow request).
-        f'"apply request took too long" | stats {BY_MACHINE} count() as slow | filter slow:>=3',
+        f'_time:{LOOKBACK} "apply request took too long" | stats {BY_MACHINE} count() as slow | filter slow:>=3',
+        None,
         "warning",
         f"etcd on {WHERE} is slow to apply requests",
-        f"etcd on {WHERE} logged 'apply request took too long' 3 times or more in a minute: its disk is too slow "
+        f"etcd on {WHERE} logged 'apply request took too long' 3 times or more in {LOOKBACK}: its disk is too slow "
         "(an SD card, a busy disk) or the machine is starved; the API server slows with it.",
     ),
-    LogAlert(
+    Alert(
         "ControlPlanePodCrashLooping",
         # The kubelet's "Error syncing pod" with the back-off error of kuberuntime_manager.go:1631 (v1.34.1).
-        f'service:=kubelet CrashLoopBackOff | extract "container=<container> pod=<pod>_kube-system(" '
+        f'_time:{LOOKBACK} service:=kubelet CrashLoopBackOff | extract "container=<container> pod=<pod>_kube-system(" '
         f"| filter container:in({', '.join(CONTROL_PLANE_PODS)}) | stats by (cluster, machine, pod) count() as backoffs",
+        None,
         "critical",
         "Control-plane pod {{ $labels.pod }} on {{ $labels.machine }} is crash-looping",
         "The kubelet of {{ $labels.machine }} keeps restarting {{ $labels.pod }}: its own log (Grafana, the machine's "
@@ -454,13 +756,67 @@ LOG_ALERTS = (
 )
 
 
-def alert_names() -> list[str]:
-    return [a.name for a in LOG_ALERTS]
+def silence_alerts(stack: StackConfig) -> list[Alert]:
+    """Per machine of the inventory, an alert when its lines stop: a Talos machine's collector (its Talos services go
+    through it), a Pi's journal forwarder. Stats without `by` always give one row, its count 0 when nothing matched."""
+    out = []
+    for node in stack.arda_nodes:
+        out.append(
+            Alert(
+                "MachineLogsMissing",
+                f'_time:{SILENCE} cluster:=arda machine:="{node.name}" | stats count() as lines | filter lines:=0',
+                SILENCE_FOR,
+                "warning",
+                f"No logs from {node.name} for {SILENCE}",
+                f"The store has no line from {node.name} for {SILENCE}: the machine is down, or its log collector "
+                f"(kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name={COLLECTOR} -o wide) is not running or not "
+                "sending; its log alerts are silent meanwhile.",
+                (("machine", node.name),),
+            )
+        )
+        out.append(
+            Alert(
+                "TalosLogsMissing",
+                f'_time:{SILENCE} cluster:=arda machine:="{node.name}" {TALOS_LINES} | stats count() as lines | filter lines:=0',
+                SILENCE_FOR,
+                "warning",
+                f"No Talos logs from {node.name} for {SILENCE}",
+                f"The store has no line of {node.name}'s Talos services or kernel for {SILENCE}, its pods' lines aside: "
+                f"Talos sends them to {talos_host(stack)}, whose collector is down or unreachable from it (LogCollectorDown "
+                "names it), or the machine is down. Meanwhile its OOM kills, disk errors, slow etcd and crash-looping "
+                "control plane do not alert, and its lines are overwritten in Talos's 1 MiB buffer.",
+                (("machine", node.name),),
+            )
+        )
+    if stack.ainur is not None:
+        for node in stack.ainur_nodes:
+            out.append(
+                Alert(
+                    "PiJournalMissing",
+                    f'_time:{SILENCE} _HOSTNAME:="{node.name}" | stats count() as lines | filter lines:=0',
+                    SILENCE_FOR,
+                    "warning",
+                    f"No journal from {node.name} for {SILENCE}",
+                    f"The store has no line of {node.name}'s journal for {SILENCE}: the Pi is down, or its forwarder "
+                    "stopped (`sudo systemctl status systemd-journal-upload` on it says why; `pulumi up` installs it "
+                    "again); its kernel's OOM kills and disk errors do not alert meanwhile.",
+                    (("machine", node.name),),
+                )
+            )
+    return out
 
 
-def vmalert_rules() -> dict[str, Any]:
+def log_alerts(stack: StackConfig) -> list[Alert]:
+    return [*LOG_ALERTS, *silence_alerts(stack)]
+
+
+def alert_names(stack: StackConfig) -> list[str]:
+    return sorted({a.name for a in log_alerts(stack)})
+
+
+def vmalert_rules(stack: StackConfig) -> dict[str, Any]:
     """vmalert's rule file: the log alerts as one group of VictoriaLogs rules."""
-    return {"groups": [{"name": "iluvatar-logs", "type": "vlogs", "rules": [a.rule() for a in LOG_ALERTS]}]}
+    return {"groups": [{"name": "iluvatar-logs", "type": "vlogs", "rules": [a.rule() for a in log_alerts(stack)]}]}
 
 
 def vmalert_args(stack: StackConfig) -> list[str]:
@@ -476,7 +832,7 @@ def vmalert_args(stack: StackConfig) -> list[str]:
 
 def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": VMALERT}
-    data = {"rules.yaml": yamltext.dump(vmalert_rules())}
+    data = {"rules.yaml": yamltext.dump(vmalert_rules(stack))}
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(VMALERT), "data": data}
     container = {
         "name": VMALERT,
@@ -493,8 +849,15 @@ def vmalert(stack: StackConfig) -> list[dict[str, Any]]:
         },
         "volumeMounts": [{"name": "rules", "mountPath": "/etc/vmalert", "readOnly": True}],
     }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(VMALERT),
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": VMALERT_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
     return [
         config,
+        service,
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",

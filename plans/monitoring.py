@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from plans import drill, gitops, logs, yamltext
+from plans.alert import Alert
 from plans.apiserver import ETCD_METRICS_PORT
 from plans.storage import ceph_enabled
 from stacks import data as data_rules
@@ -553,27 +553,6 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
 # --- Alerts ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Alert:
-    """One alert: its rule and what it means to the person it wakes (docs/layers/monitoring.md)."""
-
-    name: str
-    expr: str
-    duration: str
-    severity: str
-    summary: str
-    description: str
-
-    def rule(self) -> dict[str, Any]:
-        return {
-            "alert": self.name,
-            "expr": self.expr,
-            "for": self.duration,
-            "labels": {"severity": self.severity},
-            "annotations": {"summary": self.summary, "description": self.description},
-        }
-
-
 _FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"/run($|/.*)"'
 # VolSync's gauge (github.com/backube/volsync v0.16.0, internal/controller/metrics.go): 1 while a
 # ReplicationSource's last copy failed or is overdue. The backups of issue 22 run on VolSync; until
@@ -648,6 +627,8 @@ def alerts(stack: StackConfig) -> list[Alert]:
         ),
     ]
     out += drill_alerts(stack)
+    if logs.enabled(stack):
+        out += logs.pipeline_alerts(stack)
     if stack.gitops is not None:
         out.append(
             Alert(
@@ -772,7 +753,7 @@ def alertmanager_config(stack: StackConfig, secret: str | None) -> dict[str, Any
     `iluvatar:alertReceiverSecret` (callers pass a Pulumi secret and keep the whole config secret)."""
     receiver = settings(stack).receiver
     # The stack's Prometheus alerts, and with logs vmalert's (plans.logs).
-    names = "|".join(sorted([*(a.name for a in alerts(stack)), *(logs.alert_names() if logs.enabled(stack) else [])]))
+    names = "|".join(sorted([*(a.name for a in alerts(stack)), *(logs.alert_names(stack) if logs.enabled(stack) else [])]))
     config: dict[str, Any] = {
         "global": {"resolve_timeout": "5m"},
         "route": {"receiver": "none", "group_by": ["alertname", "namespace"], "group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h"},

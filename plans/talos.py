@@ -154,7 +154,7 @@ def install_section(install_disk: str | DiskSelector, installer_image: str) -> d
 
 
 def _config_document(
-    stack: StackConfig, install_disk: str | DiskSelector, installer_image: str, labels: dict[str, str], control_plane: bool
+    stack: StackConfig, install_disk: str | DiskSelector, installer_image: str, labels: dict[str, str], control_plane: bool, name: str | None
 ) -> dict[str, Any]:
     """The v1alpha1 part every Arda machine shares: install, KubePrism, no CNI, no kube-proxy."""
     machine: dict[str, Any] = {
@@ -164,8 +164,8 @@ def _config_document(
     }
     # talos-backup's Talos API access on the control planes, when Arda's etcd is backed up (plans.backup).
     machine["features"] |= backup.talos_features(stack, control_plane)
-    # With logs, the services' logs to the collector beside them (plans.logs); the kernel's: KmsgLogConfig below.
-    if destinations := logs.talos_logging(stack):
+    # With logs, the services' logs off the machine, tagged with its name (plans.logs); the kernel's: KmsgLogConfig below.
+    if destinations := logs.talos_logging(stack, name):
         machine["logging"] = destinations
     cluster: dict[str, Any] = {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}
     if control_plane:
@@ -185,7 +185,7 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     vlan = next((v for v in net.vlans if v.name == node.vlan), None)
     subnet, gateway = (net.lan, net.gateway) if vlan is None else (vlan.cidr, vlan.gateway)
     control_plane = machine_type(node) == "controlplane"
-    config = _config_document(stack, node.install_disk, installer_image, node_labels(node), control_plane)
+    config = _config_document(stack, node.install_disk, installer_image, node_labels(node), control_plane, node.name)
     # With a VIP on the link, the kubelet must not pick the VIP as the node's address.
     config["machine"]["kubelet"] = {"nodeIP": {"validSubnets": [str(subnet)]}}
     if mounts := local_volumes.kubelet_mounts(stack):
@@ -220,7 +220,7 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
         docs.append(wake)
     # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named.
     docs += local_volumes.talos_documents(stack)
-    # The kernel's messages to the collector (plans.logs).
+    # The kernel's messages off the machine (plans.logs).
     docs += logs.kmsg_document(stack)
     return docs
 
@@ -229,7 +229,7 @@ def generic_worker_documents(stack: StackConfig, board: str, install_disk: str |
     """A worker for machines not in the inventory: DHCP address, a stable generated hostname."""
     labels = {f"{LABEL_PREFIX}/role": "istari", f"{LABEL_PREFIX}/board": board, f"{LABEL_PREFIX}/generic": "true"}
     return [
-        _config_document(stack, install_disk, installer_image, labels, control_plane=False),
+        _config_document(stack, install_disk, installer_image, labels, control_plane=False, name=None),
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
         _resolver(stack),
         *logs.kmsg_document(stack),

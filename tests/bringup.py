@@ -246,7 +246,10 @@ class Checker:
         """No claim on a StorageClass that is installed later: the class is built in, Pulumi's own, or gated."""
         for cluster in self.clusters():
             classes = {reg.inputs["metadata"]["name"]: reg for reg, gk in self.objects(cluster) if gk == ("storage.k8s.io", "StorageClass")}
-            gates = {upgrader_args(r)[upgrader_args(r).index("--storage-class") + 1]: r for r in self.steps("wait-kube", "--storage-class")}
+            # Every gate on each class (the store's and the drill's tools claim each have their own on ceph-block).
+            gates: dict[str, list[Any]] = {}
+            for r in self.steps("wait-kube", "--storage-class"):
+                gates.setdefault(upgrader_args(r)[upgrader_args(r).index("--storage-class") + 1], []).append(r)
             builtin = {"local-path"} if cluster == "ainur" and not storage_plan.k3s_disables_local_storage(self.stack) else set()
             for reg, gk in self.objects(cluster):
                 # A claim, or a StatefulSet's claim templates: pulumi-kubernetes awaits both (a StatefulSet's Ready
@@ -261,8 +264,8 @@ class Checker:
                 for wanted in wanted_classes:
                     if wanted in builtin:
                         continue
-                    provider = gates.get(wanted) or classes.get(wanted)
-                    if provider is None or not self.graph.after(reg, provider):
+                    providers = [*gates.get(wanted or "", []), *([classes[wanted]] if wanted in classes else [])]
+                    if not any(self.graph.after(reg, p) for p in providers):
                         yield f"{cluster}: the claim {reg.name} uses StorageClass {wanted}, which nothing before it provides or waits for"
 
     def arda_workloads_after_nodes(self) -> Iterator[str]:

@@ -39,7 +39,7 @@ from tests.tools import require
 from tools import gotools
 from tools.kube_cluster import Cluster, flavor_for
 
-APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq")
+APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq", "sha256sum", "cp", "mv")
 
 
 @pytest.fixture(scope="module")
@@ -285,14 +285,17 @@ def _encrypt(plain: bytes, recipient: str, tmp: Path) -> bytes:
 
 
 def _etcd_drill(
-    stack: StackConfig, cluster: str, bucket: str, tmp: Path, alpine: Path, identity: str | None
+    stack: StackConfig, cluster: str, bucket: str, tmp: Path, alpine: Path, identity: str | None, tools: Path | None = None, offline: bool = False
 ) -> tuple[str, list[subprocess.CompletedProcess[str]]]:
-    """Each step of the cluster's drill, in order, until one fails: the scripts as rendered, etcdutl as its image runs it."""
+    """Each step of the cluster's drill, in order, until one fails: the scripts as rendered, etcdutl as its image runs it.
+    `tools` is the drill's tools claim (kept between runs; a new one unless given); `offline`: no Go module proxy."""
     cronjob = drill.etcd_cronjob(stack, cluster)
     work = tmp / "work"
-    work.mkdir()
+    work.mkdir(parents=True)
+    tools = tools or tmp / "tools"
+    tools.mkdir(exist_ok=True)
     paths = {drill.WORK: str(work), f"{drill.WORK}/tmp": str(work / "tmp"), f"{drill.WORK}/snapshot": str(work / "snapshot")}  # noqa: S108 - the pod's, moved
-    paths |= {f"{drill.WORK}/go": str(work / "go"), f"{drill.WORK}/go-cache": go_env()["GOCACHE"]}
+    paths |= {f"{drill.WORK}/go": str(work / "go"), f"{drill.WORK}/go-cache": go_env()["GOCACHE"], drill.TOOLS: str(tools)}
     fetch = _container(cronjob, "fetch")
     env = {
         "S3_ENDPOINT": bucket,
@@ -310,9 +313,12 @@ def _etcd_drill(
         (tmp / "identity" / "key").write_text(identity + "\n")
         step = _container(cronjob, "decrypt")
         script = step["command"][2].replace("/identity/key", str(tmp / "identity" / "key"))
+        assert {"name": "tools", "mountPath": drill.TOOLS} in step["volumeMounts"]
         go = Path(go_binary()).parent
         # The Go toolchain the golang image has, with the module cache and proxy this machine's builds use.
         goenv = {k: v for k, v in go_env().items() if k in ("GOMODCACHE", "GOPROXY", "GOSUMDB", "GOTOOLCHAIN")}
+        if offline:
+            goenv |= {"GOPROXY": "off", "GOSUMDB": "off"}
         results.append(_run({**step, "command": ["/bin/sh", "-c", script]}, {**goenv, "CGO_ENABLED": "0"}, f"{alpine}:{go}", paths))
     else:
         results.append(_run(_container(cronjob, "unzip"), {}, path, paths))
@@ -326,6 +332,11 @@ def _etcd_drill(
         if results[-1].returncode != 0:
             return name, results
     return "passed", results
+
+
+def _goarch() -> str:
+    """The architecture this machine's Go builds for, as the drill's `go env GOARCH` reads it."""
+    return subprocess.run([go_binary(), "env", "GOARCH"], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
 def _key() -> tuple[str, str]:
@@ -365,6 +376,47 @@ def test_arda_s_newest_etcd_snapshot_is_fetched_decrypted_restored_and_read(
     # What etcdutl restored is a member's data directory: the Namespace the API server wrote is in it.
     assert (tmp_path / "work" / "restored" / "member" / "snap" / "db").exists()
     assert b"/registry/namespaces/drilled" in (tmp_path / "work" / "restored" / "member" / "snap" / "db").read_bytes()
+
+
+def test_age_is_built_once_checked_against_its_pinned_bytes_and_kept_for_runs_without_the_internet(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    """The first run builds age into the tools claim (its module fetched once, kept there); the next runs need no
+    module proxy: a kept binary that is the pinned one is used as is, one that is not is rebuilt from the kept modules."""
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    tools = tmp_path / "tools"
+    arch = _goarch()
+    kept = tools / f"age-{drill.AGE_VERSION}-{arch}"
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path / "first", alpine, identity, tools)
+    assert step == "passed", results[-1].stderr
+    # The toolchain's own build of the module gives the pinned bytes.
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == drill.AGE_SHA256[arch]
+    assert (tmp_path / "first" / "work" / "go" / "bin" / "age").exists(), "built on the first run"
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path / "offline", alpine, identity, tools, offline=True)
+    assert step == "passed", results[-1].stderr
+    assert not (tmp_path / "offline" / "work" / "go" / "bin").exists(), "the kept binary, no build"
+    # A kept binary that is not the pinned one (a truncated copy, a swapped file) is not run: rebuilt, offline.
+    kept.write_bytes(kept.read_bytes()[:4096])
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path / "rebuilt", alpine, identity, tools, offline=True)
+    assert step == "passed", results[-1].stderr
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == drill.AGE_SHA256[arch]
+
+
+def test_age_that_is_not_the_pinned_binary_fails_the_drill_as_a_build_problem(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    arch = _goarch()
+    # The deliberate break: another pin for this machine's architecture than the bytes Go builds.
+    monkeypatch.setattr(drill, "DECRYPT_SCRIPT", drill.DECRYPT_SCRIPT.replace(drill.AGE_SHA256[arch], "0" * 64))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "decrypt"
+    assert results[-1].stderr.startswith(f"restore drill of arda's etcd FAILED: the age built from {drill.AGE_PACKAGE} is not the pinned binary"), (
+        results[-1].stderr
+    )
+    assert not (tmp_path / "tools" / f"age-{drill.AGE_VERSION}-{arch}").exists(), "a binary that is not the pinned one is not kept"
 
 
 def test_a_snapshot_tampered_with_after_encryption_fails_to_decrypt(

@@ -169,14 +169,18 @@ def test_the_control_planes_allow_talos_backup_its_role_and_workers_do_not(accep
             assert "kubernetesTalosAPIAccess" not in features, name
 
 
-def test_every_machine_sends_its_services_and_kernel_to_the_collector_beside_it(accepted: dict[str, Verdict]) -> None:
+def test_every_machine_sends_its_services_and_kernel_off_the_machine_named(accepted: dict[str, Verdict]) -> None:
     """The log delivery (plans.logs) in the configs both Talos versions accepted above: the services' logs as JSON lines
-    and the kernel's messages, each over TCP to the machine's own collector; the generic worker's likewise."""
+    with the machine's name in `extraTags`, and the kernel's messages, each over TCP to the Ainur's service address
+    (the Pis' collectors, off the machine and off Arda); the generic worker's likewise, without a name to tag."""
     for name in [*(f"homelab/{n}" for n in HOMELAB_NODES), "generic/generic-worker"]:
         docs = _docs(accepted[name].config)
-        assert docs[0]["machine"]["logging"] == {"destinations": [{"endpoint": "tcp://127.0.0.1:6050/", "format": "json_lines"}]}, name
+        destination: dict[str, Any] = {"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines"}
+        if name.startswith("homelab/"):
+            destination["extraTags"] = {"machine": name.removeprefix("homelab/")}
+        assert docs[0]["machine"]["logging"] == {"destinations": [destination]}, name
         kmsg = [d for d in docs if d.get("kind") == "KmsgLogConfig"]
-        assert kmsg == [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://127.0.0.1:6051/"}], name
+        assert kmsg == [{"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://192.168.0.14:6051/"}], name
 
 
 def test_talos_refuses_a_kernel_destination_with_a_path_and_a_format_it_has_not(refused: dict[str, Verdict]) -> None:

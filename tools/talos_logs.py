@@ -49,15 +49,19 @@ def go_json(fields: Mapping[str, Any]) -> bytes:
     return text.encode()
 
 
-def event_line(msg: str, when: datetime.datetime, level: str, fields: Mapping[str, Any] | None = None) -> bytes:
-    """One event as the JSON-lines sender writes it to a TCP destination (sender_jsonlines.go:52-77)."""
+def event_line(
+    msg: str, when: datetime.datetime, level: str, fields: Mapping[str, Any] | None = None, extra_tags: Mapping[str, str] | None = None
+) -> bytes:
+    """One event as the JSON-lines sender writes it to a TCP destination (sender_jsonlines.go:52-77): the event's
+    fields, then msg, talos-time and talos-level, then the destination's `extraTags` over all of them (lines 61-63)."""
     assert level in LEVELS, level
     out = dict(fields or {})
     out |= {"msg": msg, "talos-time": rfc3339_nano(when), "talos-level": level}
+    out |= dict(extra_tags or {})
     return go_json(out) + b"\n"
 
 
-def service_line(service: str, line: str, read_at: datetime.datetime) -> bytes:
+def service_line(service: str, line: str, read_at: datetime.datetime, extra_tags: Mapping[str, str] | None = None) -> bytes:
     """A service's output line as Talos sends it: parsed as parseLogLine parses it, tagged with the service."""
     msg, parsed = _parse(line)
     when, level = read_at, "info"
@@ -88,7 +92,7 @@ def service_line(service: str, line: str, read_at: datetime.datetime) -> bytes:
         if LEVELS.index(level) < LEVELS.index("warn"):
             level = "warn"
         msg = f"{msg}: {parsed.pop('err').strip()}" if msg else parsed.pop("err").strip()
-    return event_line(msg, when, level, {**parsed, "talos-service": service})
+    return event_line(msg, when, level, {**parsed, "talos-service": service}, extra_tags)
 
 
 def _parse(line: str) -> tuple[str, dict[str, Any]]:
@@ -133,10 +137,11 @@ def send_tcp(port: int, lines: Iterable[bytes], host: str = "127.0.0.1", timeout
 
 
 def main(argv: list[str]) -> int:
-    """`python -m tools.talos_logs PORT FILE`: send FILE's lines (already in Talos's form) to 127.0.0.1:PORT."""
+    """`python -m tools.talos_logs PORT FILE [HOST]`: send FILE's lines (already in Talos's form) to HOST:PORT
+    (127.0.0.1 unless given)."""
     port, path = int(argv[0]), argv[1]
     with open(path, "rb") as handle:
-        send_tcp(port, handle.read().splitlines(keepends=True))
+        send_tcp(port, handle.read().splitlines(keepends=True), host=argv[2] if len(argv) > 2 else "127.0.0.1")
     return 0
 
 

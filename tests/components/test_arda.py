@@ -33,7 +33,17 @@ NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "ne
 # The gates that wait for every machine list them all.
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
-LOGS_AGGREGATES = ["monitoring-arda-configmap-grafana-dashboard-iluvatar"]
+# vmalert's rules (a silence alert per machine) and its Deployment (their digest) too.
+LOGS_AGGREGATES = [
+    "monitoring-arda-configmap-grafana-dashboard-iluvatar",
+    "logs-arda-configmap-vmalert-logs",
+    "logs-arda-deployment-vmalert-logs",
+    # The Pis' collectors name a Talos machine's kernel lines by its address: their config holds the address table.
+    "logs-ainur-configmap-log-collector",
+    "logs-ainur-daemonset-log-collector",
+    # Each Pi's step loads the nftables set of Arda's addresses that may send Talos's lines (plans.logs.talos_firewall).
+    *(f"logs-ainur-{pi}-journal-upload" for pi in ("manwe", "eonwe", "ilmare")),
+]
 MONITORING_CRDS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents", "prometheuses",
                    "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
@@ -181,8 +191,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Logs 13 (the store's StatefulSet, Service, LAN Service and ServiceMonitor; each cluster's collector ConfigMap and
     # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
-    # copy with Delete) and the log store's storage-class gate.
-    assert checked == 243
+    # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
+    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor).
+    assert checked == 249
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -140,6 +140,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "arda-kubernetes",
         "arda-monitoring-gate-crds",
         "data-backup-gate-talos-api-access",
+        "data-drill-gate-storage",
         "data-secrets-gate",
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",

@@ -41,7 +41,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 217 files",
+        f"rendered stack homelab to {out}: 222 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -173,6 +173,11 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/DaemonSet-log-collector.yaml",
             "kubernetes/arda/monitoring/ConfigMap-vmalert-logs.yaml",
             "kubernetes/arda/monitoring/Deployment-vmalert-logs.yaml",
+            # The pipeline's own metrics, for its alerts: the collectors on both clusters, vmalert.
+            "kubernetes/arda/monitoring/PodMonitor-log-collector.yaml",
+            "kubernetes/arda/monitoring/ScrapeConfig-ainur-log-collector.yaml",
+            "kubernetes/arda/monitoring/Service-vmalert-logs.yaml",
+            "kubernetes/arda/monitoring/ServiceMonitor-vmalert-logs.yaml",
             "kubernetes/ainur/monitoring/ConfigMap-log-collector.yaml",
             "kubernetes/ainur/monitoring/DaemonSet-log-collector.yaml",
             "kubernetes/arda/monitoring/ConfigMap-grafana-dashboard-iluvatar.yaml",
@@ -184,6 +189,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
+            "kubernetes/arda/backup-drill/PersistentVolumeClaim-drill-tools.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-age-identity.yaml",
             "kubernetes/arda/backup-drill/Secret-drill-s3.yaml",
             "kubernetes/arda/monitoring/ServiceMonitor-etcd.yaml",
@@ -247,12 +253,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
-    assert counts.splitlines()[-1] == "  total: 296"
-    # 17: the 13 bring-up steps and gates, the data layer's two gates (ESO's webhook, Talos's API access for talos-backup), the log store's storage gate
+    assert counts.splitlines()[-1] == "  total: 302"
+    # 18: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
+    # claim's class), the log store's storage gate
     # and monitoring's CRD gate. 14 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
     # config, and each Pi's journal forwarder (plans.logs.journal_upload_script).
-    assert {"  command:local:Command: 17", "  command:remote:Command: 14", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 296
+    assert {"  command:local:Command: 18", "  command:remote:Command: 14", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 302
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

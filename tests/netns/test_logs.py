@@ -2,8 +2,10 @@
 homelab configures them, and what Talos, the container runtime and journald send arrives with its machine and service.
 
 One LAN (a bridge): Arda's node with the store (VictoriaLogs) at its address and at the LAN address of its LoadBalancer
-Service, and vmalert beside it; a Talos machine whose collector (the OpenTelemetry Collector, the Arda config) listens
-on its own 127.0.0.1 and reads /var/log/pods; a Pi whose journal systemd-journal-upload sends with the rendered
+Service, and vmalert beside it; a Talos machine whose collector (the OpenTelemetry Collector, the Arda config) reads
+/var/log/pods, and which sends its own service logs and kernel messages off the machine, to where its config says (the
+Ainur's service address); a Pi holding that address, whose collector (the Ainur config) receives them and names each
+line's machine (its `extraTags`, or its address), and whose journal systemd-journal-upload sends with the rendered
 journal-upload.conf. Each program's config is the plan's text, in its place (a mount namespace binds /etc/hosts,
 /var/log/pods, the checkpoints and journal-upload.conf; the store's data folder and vmalert's rules file are the only
 paths changed, and vmalert's evaluation interval, shortened from 1m to 20s so the test waits less).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import time
 import urllib.parse
@@ -99,13 +102,16 @@ def net(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         in_ns(made.switch, "ip", "link", "add", "br0", "type", "bridge")
         in_ns(made.switch, "ip", "link", "set", "br0", "up")
         arda = made.add("a", STORE_IP, lan)
-        talos = made.add("t", str(next(n.ip for n in stack.nodes if n.name == TALOS_MACHINE)))
-        made.add("p", str(next(n.ip for n in stack.nodes if n.name == PI)))
+        talos = made.add("t", _talos_ip(stack))
+        # The Pi holds the Ainur's service address (kube-vip's), where every Talos machine sends (plans.logs.talos_host).
+        pi = made.add("p", str(next(n.ip for n in stack.nodes if n.name == PI)), str(plan.talos_host(stack)))
         hosts = root / "hosts"
         hosts.write_text(f"127.0.0.1 localhost\n{STORE_IP} {plan.STORE}.{plan.NAMESPACE}.svc\n127.0.0.1 alertmanager-main.monitoring.svc\n")
         _start_store(made, arda)
         _start_alertmanager(made)
-        _start_collector(made, talos, hosts)
+        _start_collector(made, "collector", talos, "arda", TALOS_MACHINE, _talos_ip(stack), hosts)
+        pi_ip = str(next(n.ip for n in stack.nodes if n.name == PI))
+        _start_collector(made, "collector-ainur", pi, "ainur", PI, pi_ip, hosts)
         _start_vmalert(made, arda, hosts)
         yield made
     finally:
@@ -154,12 +160,13 @@ def posted(net: Net) -> list[dict[str, Any]]:
     return [a for line in (path.read_text().splitlines() if path.exists() else []) for a in json.loads(line)]
 
 
-def _start_collector(net: Net, ns: str, hosts: Path) -> None:
-    pods, checkpoints = net.root / "pods", net.root / "checkpoints"
-    pods.mkdir()
+def _start_collector(net: Net, key: str, ns: str, cluster: str, node: str, node_ip: str, hosts: Path) -> None:
+    """One cluster's collector on one machine, its DaemonSet pod's host paths in their places."""
+    pods, checkpoints = net.root / key / "pods", net.root / key / "checkpoints"
+    pods.mkdir(parents=True)
     checkpoints.mkdir()
-    config = net.root / "collector.yaml"
-    config.write_text(plan.collector(net.stack, "arda")[0]["data"]["config.yaml"])
+    config = net.root / key / "collector.yaml"
+    config.write_text(plan.collector(net.stack, cluster)[0]["data"]["config.yaml"])
     binary = gotools.build("otelcol")
     # The host paths of the DaemonSet's pod (the pods' logs, the checkpoints) and the cluster's names, in their places.
     mounts = f"""
@@ -167,7 +174,8 @@ mount -t tmpfs none /var/log && mkdir -p {plan.PODS_LOG_DIR} && mount --bind {po
 mount -t tmpfs none /var/lib && mkdir -p {plan.CHECKPOINTS} && mount --bind {checkpoints} {plan.CHECKPOINTS}
 mount --bind {hosts} /etc/hosts
 """
-    env = {"NODE_NAME": TALOS_MACHINE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    # The DaemonSet's downward API: the node's name, and its address (the pod's, on the host's network).
+    env = {"NODE_NAME": node, "NODE_IP": node_ip, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     checked = subprocess.run(
         ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-ec", f"{mounts}exec {binary} validate --config={config}"],
         capture_output=True,
@@ -176,8 +184,15 @@ mount --bind {hosts} /etc/hosts
         env=env,
     )
     assert checked.returncode == 0, checked.stderr
-    net.start("collector", ns, f"{mounts}exec {binary} --config={config}", env=env)
-    _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, "collector")
+    net.start(key, ns, f"{mounts}exec {binary} --config={config}", env=env)
+    if cluster == plan.talos_cluster(net.stack):
+        _wait(lambda: _listening(ns, plan.SERVICE_PORT) and _listening(ns, plan.KERNEL_PORT), "the collector listening for Talos", net, key)
+    else:
+        _wait(lambda: _get(f"http://{node_ip}:{plan.TELEMETRY_PORT}/metrics", ns) != "", "the collector's metrics", net, key)
+
+
+def _talos_ip(stack: StackConfig) -> str:
+    return str(next(n.ip for n in stack.nodes if n.name == TALOS_MACHINE))
 
 
 def _start_vmalert(net: Net, ns: str, hosts: Path) -> None:
@@ -198,7 +213,9 @@ def _start_vmalert(net: Net, ns: str, hosts: Path) -> None:
 
 
 def _listening(ns: str, port: int) -> bool:
-    return f"127.0.0.1:{port} " in in_ns(ns, "ss", "-Hltn", check=False).stdout
+    listening = in_ns(ns, "ss", "-Hltn", check=False).stdout
+    # On any local address (Go's listener on every address shows as `*`); the peer column has no port.
+    return f":{port} " in listening
 
 
 def _get(url: str, ns: str) -> str:
@@ -251,29 +268,38 @@ POD_LINE = "jellyfin: library scan finished in 42 s"
 
 
 def _send_talos(net: Net) -> None:
-    services = [talos_logs.service_line("etcd", ETCD_SLOW % talos_logs.rfc3339_nano(NOW + datetime.timedelta(milliseconds=i)), NOW) for i in range(3)]
-    services.append(
-        talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="kube-apiserver", p=f"kube-apiserver-{TALOS_MACHINE}", ns="kube-system"), NOW)
-    )
-    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="jellyfin", p="jellyfin-7d9f8-abcde", ns="media"), NOW))
+    """The machine's lines sent where its config sends them (its one destination, with its `extraTags`; its
+    KmsgLogConfig's url), from the machine's own address: off the machine, to the Pi holding the Ainur's address."""
+    [destination] = plan.talos_logging(net.stack, TALOS_MACHINE)["destinations"]
+    [kmsg] = plan.kmsg_document(net.stack)
+    tags = destination["extraTags"]
+
+    def service(name: str, line: str) -> bytes:
+        return talos_logs.service_line(name, line, NOW, tags)
+
+    services = [service("etcd", ETCD_SLOW % talos_logs.rfc3339_nano(NOW + datetime.timedelta(milliseconds=i))) for i in range(3)]
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="kube-apiserver", p=f"kube-apiserver-{TALOS_MACHINE}", ns="kube-system")))
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="jellyfin", p="jellyfin-7d9f8-abcde", ns="media")))
     # In kube-system, but not a control plane's: CoreDNS crash-looping is not ControlPlanePodCrashLooping.
-    services.append(talos_logs.service_line("kubelet", KUBELET_BACKOFF.format(c="coredns", p="coredns-6d4b75cb6d-x2x9z", ns="kube-system"), NOW))
+    services.append(service("kubelet", KUBELET_BACKOFF.format(c="coredns", p="coredns-6d4b75cb6d-x2x9z", ns="kube-system")))
     clock = int((NOW - BOOT).total_seconds() * 1_000_000)
     kernel = [
         talos_logs.kernel_line(f"3,1042,{clock};{KERNEL_OOM}", BOOT),
         talos_logs.kernel_line(f"3,1043,{clock + 10};{KERNEL_IO}", BOOT),
         talos_logs.kernel_line(f"6,1044,{clock + 20};{KERNEL_QUIET}", BOOT),
     ]
-    for port, lines in ((plan.SERVICE_PORT, services), (plan.KERNEL_PORT, kernel)):
-        file = net.root / f"talos-{port}.jsonl"
+    for url, lines in ((destination["endpoint"], services), (kmsg["url"], kernel)):
+        where = urllib.parse.urlsplit(url)
+        assert where.scheme == "tcp" and where.hostname == str(plan.talos_host(net.stack)), url
+        file = net.root / f"talos-{where.port}.jsonl"
         file.write_bytes(b"".join(lines))
-        done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(port), str(file), check=False, timeout=30)
+        done = in_ns(net.ns("t"), "python3", "-m", "tools.talos_logs", str(where.port), str(file), where.hostname, check=False, timeout=30)
         assert done.returncode == 0, done.stderr
 
 
 def _write_pod_line(net: Net) -> None:
     # The kubelet's layout (BuildContainerLogsDirectory): <namespace>_<pod>_<uid>/<container>/<restart count>.log.
-    folder = net.root / "pods" / "media_jellyfin-7d9f8-abcde_0f1d2c3b-aaaa-bbbb-cccc-000000000002" / "jellyfin"
+    folder = net.root / "collector" / "pods" / "media_jellyfin-7d9f8-abcde_0f1d2c3b-aaaa-bbbb-cccc-000000000002" / "jellyfin"
     folder.mkdir(parents=True)
     half = len(POD_LINE) // 2
     stamp = talos_logs.rfc3339_nano(NOW)
@@ -348,7 +374,28 @@ def test_the_configs_pass_their_programs_checks(net: Net) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # Each component by its name at v0.165.0, not a deprecated alias (tcplog, filelog, otlphttp warned as such).
-    assert "deprecated" not in net.log("collector"), net.log("collector")
+    for key in ("collector", "collector-ainur"):
+        assert "deprecated" not in net.log(key), net.log(key)
+
+
+def test_the_collectors_metrics_are_on_its_machines_address_under_the_alerts_names(sent: Net) -> None:
+    """What Prometheus scrapes (plans.logs.monitors) and the pipeline's alerts read: the exporter's queue and failure
+    counters, by these names, at the machine's address."""
+    wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=etcd', 3)
+    metrics = _get(f"http://{_talos_ip(sent.stack)}:{plan.TELEMETRY_PORT}/metrics", sent.ns("a"))
+    series = {m.group(1): m.group(2) for m in re.finditer(r'^(otelcol_exporter_\w+)\{[^}]*exporter="otlp_http/store"[^}]*\} (\S+)$', metrics, re.M)}
+    assert {"otelcol_exporter_queue_size", "otelcol_exporter_sent_log_records"} <= set(series), metrics
+    assert float(series["otelcol_exporter_queue_capacity"]) == plan.QUEUE_BYTES, "the queue's bound, in bytes"
+    # Every collector metric the pipeline's alerts read is one the collector exposes, by that name (no `_total`).
+    read = {m for a in plan.pipeline_alerts(sent.stack) for m in re.findall(r"otelcol_\w+", a.expr)}
+    assert read == {"otelcol_exporter_queue_size", "otelcol_exporter_enqueue_failed_log_records", "otelcol_exporter_send_failed_log_records"}
+    exposed = set(re.findall(r"^# TYPE (otelcol_\w+) ", metrics, re.M))
+    # The two failure counters appear only once something failed; until then their names are the pinned module's own
+    # (the collector's build downloaded it), made as their exposed sibling counter `sent_log_records` is: no `_total`.
+    generated = Path(gotools.go_env()["GOMODCACHE"]) / "go.opentelemetry.io/collector/exporter/exporterhelper@v0.165.0"
+    names = set(re.findall(r'"(otelcol_exporter_\w+)"', (generated / "internal/metadata/generated_telemetry.go").read_text()))
+    assert "otelcol_exporter_queue_size" in exposed and "# TYPE otelcol_exporter_sent_log_records counter" in metrics
+    assert read - exposed <= names and "otelcol_exporter_sent_log_records" in names, sorted(read - exposed - names)
 
 
 def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) -> None:
@@ -360,7 +407,16 @@ def test_a_talos_service_line_arrives_with_its_machine_and_service(sent: Net) ->
     assert line["_stream"] == '{cluster="arda",machine="taniquetil",service="etcd"}'
 
 
+def test_talos_lines_leave_the_machine_without_its_own_collector(sent: Net) -> None:
+    """Nothing on the Talos machine listens for Talos (its kubelet, containerd or collector may be down): its lines
+    reach the Pi's collector, which names them by the machine, not by itself."""
+    wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=kernel', 3)
+    assert not _listening(sent.ns("t"), plan.SERVICE_PORT) and not _listening(sent.ns("t"), plan.KERNEL_PORT)
+    assert query(sent, f'machine:="{PI}" cluster:=arda') == [], "no Talos line is named after the Pi that received it"
+
+
 def test_a_kernel_message_arrives_as_talos_sends_it(sent: Net) -> None:
+    """KmsgLogConfig has no tag: the machine is the inventory's name for the address the connection came from."""
     [line] = wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=kernel "Killed process"')
     assert line["_msg"] == KERNEL_OOM
     assert (line["facility"], line["priority"], line["seq"]) == ("kern", "err", "1042")
@@ -405,12 +461,31 @@ def test_the_log_alerts_fire_on_the_lines_that_should_fire_them(sent: Net) -> No
         ("EtcdSlowApply", "taniquetil"),
         ("ControlPlanePodCrashLooping", "taniquetil"),
     }
+    # Every machine that sent nothing has its silence alert pending by its name (the store's stats without `by` give
+    # one row, of 0), for 30 minutes before it fires: none is posted (a machine being installed pages nobody). The two
+    # that sent are not pending: their lines came in before the rule's first evaluation found the silence, or after.
+    missing = ("MachineLogsMissing", "TalosLogsMissing", "PiJournalMissing")
+    silent = {
+        *((name, n.name) for n in sent.stack.arda_nodes if n.name != TALOS_MACHINE for name in ("MachineLogsMissing", "TalosLogsMissing")),
+        *(("PiJournalMissing", n.name) for n in sent.stack.ainur_nodes if n.name != PI),
+    }
     end = time.monotonic() + 120
     fired: set[tuple[str, str]] = set()
-    while time.monotonic() < end and not expected <= fired:
-        fired = {(a["labels"]["alertname"], a["labels"].get("machine") or a["labels"].get("_HOSTNAME", "")) for a in posted(sent)}
+    active: set[tuple[str, str]] = set()
+    summaries: dict[tuple[str, str], str] = {}
+    while time.monotonic() < end and not (expected <= fired and active == silent):
+        fired = {
+            (a["labels"]["alertname"], a["labels"].get("machine") or a["labels"].get("_HOSTNAME", ""))
+            for a in posted(sent)
+            if a["labels"].get("machine") != LATE_MACHINE
+        }
+        listed = json.loads(_get(f"http://127.0.0.1:{plan.VMALERT_PORT}/api/v1/alerts", sent.ns("a")) or '{"data": {"alerts": []}}')
+        pending = [a for a in listed["data"]["alerts"] if a["labels"]["alertname"] in missing and a["state"] == "pending"]
+        active = {(a["labels"]["alertname"], a["labels"]["machine"]) for a in pending}
+        summaries = {(a["labels"]["alertname"], a["labels"]["machine"]): a["annotations"]["summary"] for a in pending}
         time.sleep(1)
     assert fired == expected, f"fired {sorted(fired)}\nvmalert:\n{sent.log('vmalert')}"
+    assert active == silent, f"active {sorted(active)}"
     crashes = [a for a in posted(sent) if a["labels"]["alertname"] == "ControlPlanePodCrashLooping"]
     assert sorted({a["labels"].get("pod", "") for a in crashes}) == ["kube-apiserver-taniquetil"], (
         "jellyfin's and CoreDNS's back-offs are no control plane's"
@@ -421,3 +496,30 @@ def test_the_log_alerts_fire_on_the_lines_that_should_fire_them(sent: Net) -> No
     assert oom["manwe"]["annotations"]["summary"] == "The kernel of manwe killed a process for memory"
     # The Pi's k3s line says "apply request took too long" once: under EtcdSlowApply's three.
     assert ("EtcdSlowApply", "manwe") not in fired
+    pi = next(n.name for n in sent.stack.ainur_nodes if n.name != PI)
+    assert summaries["PiJournalMissing", pi] == f"No journal from {pi} for 30m"
+    assert summaries["TalosLogsMissing", "tirion"] == "No Talos logs from tirion for 30m"
+
+
+LATE_MACHINE = "valmar"  # not in the inventory: its alert is this test's alone
+
+
+def test_a_line_the_store_ingests_late_still_alerts(sent: Net) -> None:
+    """A kernel OOM line stamped 3 minutes before the store takes it, as a collector's queue delivers it after an
+    outage: older than any evaluation interval (20 s here), inside the rules' own 5-minute lookback, so it alerts; on one
+    interval's lines (vmalert's time filter without `_time`) it never would. Written to the store's JSON lines API."""
+    stamp = talos_logs.rfc3339_nano(datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=3))
+    line = {"_time": stamp, "_msg": "Out of memory: Killed process 9 (late)", "cluster": "arda", "machine": LATE_MACHINE, "service": "kernel"}
+    body = sent.root / "late.json"
+    body.write_text(json.dumps(line) + "\n")
+    url = f"http://{STORE_IP}:{plan.STORE_PORT}/insert/jsonline?_stream_fields=cluster,machine,service"
+    # Its own content type: with curl's default (a form), the store reads the body as the form's parameters.
+    done = in_ns(sent.ns("a"), "curl", "-sS", "--fail", "-H", "Content-Type: application/stream+json", "--data-binary", f"@{body}", url, check=False)
+    assert done.returncode == 0, done.stderr
+    wait_for(sent, f'machine:="{LATE_MACHINE}"')
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        if any(a["labels"]["alertname"] == "KernelOomKill" and a["labels"].get("machine") == LATE_MACHINE for a in posted(sent)):
+            return
+        time.sleep(2)
+    pytest.fail(f"no KernelOomKill for the late line\nvmalert:\n{sent.log('vmalert')}")

@@ -238,3 +238,25 @@ def test_the_scratch_claims_classes_are_the_drilled_volumes_classes_and_delete()
         ("drill-scratch-ceph-block", "Delete", "rook-ceph.rbd.csi.ceph.com")
     ]
     assert drill.scratch_classes(homelab(volumes=False)) == []
+
+
+def test_arda_s_drill_keeps_age_on_its_own_claim_on_the_default_class() -> None:
+    """The tools claim: Arda's default class, not awaited by Pulumi (bound by the drill's first pod); mounted in the
+    decrypt step alone."""
+    stack = parse_stack(dict(read_stack_file(HOMELAB).config))
+    assert drill.tools_claim(stack) == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "drill-tools",
+            "namespace": "backup-drill",
+            "labels": drill.MANAGED_BY,
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "512Mi"}}, "storageClassName": "ceph-block"},
+    }
+    pod = drill.etcd_cronjob(stack, "arda")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "tools", "persistentVolumeClaim": {"claimName": "drill-tools"}} in pod["volumes"]
+    mounted = {c["name"] for c in pod["initContainers"] + pod["containers"] if any(m["name"] == "tools" for m in c["volumeMounts"])}
+    assert mounted == {"decrypt"}
+    assert set(drill.AGE_SHA256) == {"amd64", "arm64"} and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in drill.AGE_SHA256.values())

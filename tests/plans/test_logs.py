@@ -30,7 +30,7 @@ def test_logs_run_with_monitoring_unless_turned_off() -> None:
     assert logs.enabled(homelab()) and logs.enabled(load_stack_file(RK1))
     off = homelab(enabled=False)
     assert not logs.enabled(off)
-    assert logs.talos_logging(off) == {} and logs.kmsg_document(off) == [] and logs.dashboards(off) == {}
+    assert logs.talos_logging(off, "taniquetil") == {} and logs.kmsg_document(off) == [] and logs.dashboards(off) == {}
     assert "[plugins]" not in monitoring.grafana_ini(off)
     assert "KernelOomKill" not in json.dumps(monitoring.alertmanager_config(off, None))
 
@@ -67,9 +67,20 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
 def test_the_collectors_configs_on_each_cluster() -> None:
     stack = homelab()
     arda, ainur = logs.collector_config(stack, "arda"), logs.collector_config(stack, "ainur")
-    assert list(arda["receivers"]) == ["tcp_log/talos-services", "tcp_log/talos-kernel", "file_log/pods"]
-    assert [arda["receivers"][r]["listen_address"] for r in list(arda["receivers"])[:2]] == ["127.0.0.1:6050", "127.0.0.1:6051"]
-    assert list(ainur["receivers"]) == ["file_log/pods"], "no Talos on the Pis"
+    # With the Ainur, Talos's lines go to the Pis' collectors (off Arda), on every address a Pi holds.
+    assert list(arda["receivers"]) == ["file_log/pods"], "no Talos on Arda's collectors"
+    assert list(ainur["receivers"]) == ["file_log/pods", "tcp_log/talos-services", "tcp_log/talos-kernel"]
+    assert [ainur["receivers"][r]["listen_address"] for r in list(ainur["receivers"])[1:]] == ["0.0.0.0:6050", "0.0.0.0:6051"]
+    assert ainur["service"]["pipelines"]["logs/talos"] == {
+        "receivers": ["tcp_log/talos-services", "tcp_log/talos-kernel"],
+        "processors": ["resource/talos", "batch"],
+        "exporters": ["otlp_http/store"],
+    }, "Talos's lines keep the machine they name, as Arda's; the Pi's name is only its pods'"
+    assert ainur["processors"]["resource/talos"] == {"attributes": [{"key": "cluster", "value": "arda", "action": "upsert"}]}
+    assert "logs/talos" not in arda["service"]["pipelines"] and "resource/talos" not in arda["processors"]
+    # Without the Ainur, Arda's collectors receive them (the VIP's holder).
+    rk1 = logs.collector_config(load_stack_file(RK1), "arda")
+    assert list(rk1["receivers"]) == ["file_log/pods", "tcp_log/talos-services", "tcp_log/talos-kernel"]
     assert arda["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://victoria-logs.monitoring.svc:9428/insert/opentelemetry/v1/logs"
     assert ainur["exporters"]["otlp_http/store"]["logs_endpoint"] == "http://192.168.0.236:9428/insert/opentelemetry/v1/logs"
     assert arda["processors"]["resource/machine"]["attributes"][0] == {"key": "cluster", "value": "arda", "action": "upsert"}
@@ -79,6 +90,98 @@ def test_the_collectors_configs_on_each_cluster() -> None:
     assert daemonset["spec"]["template"]["metadata"]["annotations"]["iluvatar.dev/config-digest"]
     pod = daemonset["spec"]["template"]["spec"]
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+
+
+def test_talos_sends_off_the_machine_once_each_machine_named_by_its_tag_or_its_address() -> None:
+    """One destination per document, at the Ainur's service address (the VIP without the Ainur); the services' lines
+    carry the machine's name, the kernel's are named from the address they come from."""
+    stack = homelab()
+    assert logs.talos_logging(stack, "taniquetil") == {
+        "destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines", "extraTags": {"machine": "taniquetil"}}]
+    }
+    assert logs.talos_logging(stack, None) == {"destinations": [{"endpoint": "tcp://192.168.0.14:6050/", "format": "json_lines"}]}
+    assert logs.kmsg_document(stack) == [
+        {"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://192.168.0.14:6051/"}
+    ]
+    assert logs.machine_by_address(stack) == {
+        "192.168.0.21": "taniquetil",
+        "192.168.0.22": "tirion",
+        "192.168.0.23": "alqualonde",
+        "192.168.0.31": "gandalf",
+        "192.168.0.32": "saruman",
+    }
+    kernel = logs.collector_config(stack, "ainur")["receivers"]["tcp_log/talos-kernel"]
+    assert kernel["add_attributes"] is True
+    named = kernel["operators"][2]
+    assert named["field"] == 'resource["machine"]'
+    assert named["value"] == (
+        'EXPR(attributes["machine"] ?? {"192.168.0.21": "taniquetil", "192.168.0.22": "tirion", "192.168.0.23": "alqualonde", '
+        '"192.168.0.31": "gandalf", "192.168.0.32": "saruman"}[attributes["net.peer.ip"]] ?? attributes["net.peer.ip"])'
+    )
+
+
+def test_the_collector_queues_on_disk_and_retries_until_the_store_is_back() -> None:
+    """The store away for hours loses nothing up to 256 MiB a machine (tests/netns/test_logs_outage.py runs it)."""
+    for cluster in ("arda", "ainur"):
+        config = logs.collector_config(homelab(), cluster)
+        exporter = config["exporters"]["otlp_http/store"]
+        assert exporter["sending_queue"] == {"storage": "file_storage/queue", "sizer": "bytes", "queue_size": 268435456}
+        assert exporter["retry_on_failure"] == {"enabled": True, "max_elapsed_time": "0s"}
+        assert config["extensions"]["file_storage"]["directory"] == "/var/lib/iluvatar-log-collector", "the hostPath, which outlives the pod"
+        assert config["receivers"]["file_log/pods"]["storage"] == "file_storage"
+        [reader] = config["service"]["telemetry"]["metrics"]["readers"]
+        assert reader["pull"]["exporter"]["prometheus"]["host"] == "${env:NODE_IP}"
+        assert reader["pull"]["exporter"]["prometheus"]["port"] == 8888
+
+
+def test_the_pis_admit_talos_ports_only_from_ardas_machines() -> None:
+    """The ruleset names exactly the inventory's Arda addresses and both ports; the Pi's step loads it, and enables the
+    unit that loads it at boot, before the forwarder (tests/netns/test_logs_outage.py sends through it)."""
+    stack = load_stack_file(HOMELAB)
+    ruleset = logs.talos_firewall(stack)
+    assert "elements = { 192.168.0.21, 192.168.0.22, 192.168.0.23, 192.168.0.31, 192.168.0.32 }" in ruleset
+    assert "tcp dport { 6050, 6051 } ip saddr != @arda drop" in ruleset
+    assert "tcp dport { 6050, 6051 } meta nfproto ipv6 drop" in ruleset
+    script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
+    assert f"printf '%s' '{ruleset}' | sudo tee /etc/iluvatar/talos-logs.nft >/dev/null" in script
+    assert script.index("sudo nft -f /etc/iluvatar/talos-logs.nft") < script.index("systemctl restart systemd-journal-upload.service")
+    assert "sudo systemctl enable iluvatar-talos-logs-firewall.service" in script
+    assert "ExecStart=/usr/sbin/nft -f /etc/iluvatar/talos-logs.nft" in logs.TALOS_FIREWALL_SERVICE
+
+
+def test_a_power_cut_costs_at_most_the_queue_never_the_collector() -> None:
+    """Both bbolt files are set aside when bbolt panics at open (recreate: tests/netns/test_logs_outage.py shows it);
+    fsync where a torn page would crash-loop the collector anyway: Arda's disks both files, the Pis' cards the queue."""
+    stack = homelab()
+    fsync = {}
+    for cluster in ("arda", "ainur"):
+        config = logs.collector_config(stack, cluster)
+        assert config["service"]["extensions"] == ["file_storage", "file_storage/queue"]
+        for name, extension in config["extensions"].items():
+            assert extension["recreate"] is True, name
+            fsync[cluster, name] = extension["fsync"]
+    assert fsync == {
+        ("arda", "file_storage"): True,
+        ("arda", "file_storage/queue"): True,
+        ("ainur", "file_storage"): False,
+        ("ainur", "file_storage/queue"): True,
+    }
+
+
+def test_the_backups_recreate_leaves_are_removed_before_the_collector_starts(tmp_path: Path) -> None:
+    """Repeated power cuts would fill a Pi's card with 256 MiB copies: the pod's init container deletes them; its
+    command run here on a folder like the hostPath removes the backups and nothing else."""
+    pod = logs.collector(homelab(), "ainur")[1]["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["image"] == "docker.io/library/busybox:1.37.0"
+    assert init["volumeMounts"] == [{"name": "checkpoints", "mountPath": "/var/lib/iluvatar-log-collector"}]
+    for name in ("exporter_otlp_http_store_logs", "exporter_otlp_http_store_logs.20261126T023217.166Z.backup", "receiver_filelog_pods"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "kept.backup").write_text("x")
+    command = [tmp_path.as_posix() if a == logs.CHECKPOINTS else a for a in init["command"]]
+    subprocess.run(command, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exporter_otlp_http_store_logs", "receiver_filelog_pods", "sub"]
 
 
 def test_one_dashboard_per_machine_with_its_kernel_services_and_pods() -> None:
@@ -125,14 +228,60 @@ def test_grafana_gets_the_datasource_its_plugin_and_iluvatars_dashboards() -> No
 
 def test_the_log_alerts_go_to_the_receiver_with_the_others() -> None:
     route = monitoring.alertmanager_config(homelab(), None)["route"]["routes"][0]["matchers"][0]
-    for name in ("KernelOomKill", "DiskIOError", "EtcdSlowApply", "ControlPlanePodCrashLooping", "RestoreDrillFailed"):
+    for name in (
+        "KernelOomKill", "DiskIOError", "EtcdSlowApply", "ControlPlanePodCrashLooping", "RestoreDrillFailed",
+        "MachineLogsMissing", "TalosLogsMissing", "PiJournalMissing", "LogStoreDown", "LogCollectorDropping",
+    ):  # fmt: skip
         assert f"|{name}|" in route or route.endswith(f'|{name}"') or route.startswith(f'alertname=~"{name}|'), name
-    assert logs.vmalert_rules()["groups"][0]["type"] == "vlogs"
+    assert logs.vmalert_rules(homelab())["groups"][0]["type"] == "vlogs"
     assert logs.vmalert_args(homelab())[1:4] == [
         "-datasource.url=http://victoria-logs.monitoring.svc:9428",
         "-rule.defaultRuleType=vlogs",
         "-notifier.url=http://alertmanager-main.monitoring.svc:9093",
     ]
+
+
+def test_each_log_rule_looks_back_five_minutes_and_each_machine_has_its_silence_alert() -> None:
+    """A line the store ingests late still counts (its own `_time`, not vmalert's one interval); a machine whose lines
+    stop, and a Pi whose journal stops, alert by name (tests/netns/test_logs.py runs them against the real store)."""
+    stack = homelab()
+    rules = logs.vmalert_rules(stack)["groups"][0]["rules"]
+    assert all(r["expr"].startswith(("_time:5m ", "_time:30m ")) for r in rules)
+    missing = ("MachineLogsMissing", "TalosLogsMissing", "PiJournalMissing")
+    assert all("for" not in r for r in rules if r["alert"] not in missing), "a line's alert fires at the first evaluation that finds it"
+    # A silence pends 30 minutes first: a machine being installed, or a lab coming back from a power cut, pages nobody.
+    assert {r.get("for") for r in rules if r["alert"] in missing} == {"30m"}
+    silent = [(r["alert"], r["labels"]["machine"], r["expr"]) for r in rules if r["alert"] in missing]
+    assert silent == [
+        *[
+            alert
+            for n in stack.arda_nodes
+            for alert in (
+                ("MachineLogsMissing", n.name, f'_time:30m cluster:=arda machine:="{n.name}" | stats count() as lines | filter lines:=0'),
+                # Talos's own lines (no pod): its pods' lines, which its own collector sends, do not hide their silence.
+                (
+                    "TalosLogsMissing",
+                    n.name,
+                    f'_time:30m cluster:=arda machine:="{n.name}" k8s.pod.name:="" | stats count() as lines | filter lines:=0',
+                ),
+            )
+        ],
+        *[("PiJournalMissing", n.name, f'_time:30m _HOSTNAME:="{n.name}" | stats count() as lines | filter lines:=0') for n in stack.ainur_nodes],
+    ]
+    assert not [r for r in logs.vmalert_rules(load_stack_file(RK1))["groups"][0]["rules"] if r["alert"] == "PiJournalMissing"], "no Ainur"
+
+
+def test_prometheus_scrapes_every_collector_and_vmalert_by_machine() -> None:
+    stack = homelab()
+    podmonitor, vmalert_monitor, pis = logs.monitors(stack)
+    assert podmonitor["spec"]["podMetricsEndpoints"][0]["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "machine"}
+    ]
+    assert vmalert_monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "vmalert-logs"}
+    assert pis["spec"]["staticConfigs"][0] == {"targets": ["192.168.0.11:8888"], "labels": {"machine": "manwe", "cluster": "ainur"}}
+    [service] = [m for m in logs.vmalert(stack) if m["kind"] == "Service"]
+    assert service["spec"]["ports"][0]["port"] == 8880
+    assert len(logs.monitors(load_stack_file(RK1))) == 2, "no Pis to scrape"
 
 
 def test_the_estimate_counts_each_machine_by_role_and_each_app() -> None:

@@ -160,6 +160,7 @@ def test_the_alerts_are_those_the_stack_can_raise() -> None:
         "ArdaNodeDown", "AinurNodeDown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
         "RestoreDrillFailed", "RestoreDrillStale",
+        "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
     }  # fmt: skip
     # rk1: no Ainur; Ceph on its NVMe; GitOps.
     assert "AinurNodeDown" not in {a.name for a in monitoring.alerts(load_stack_file(RK1))}
@@ -259,6 +260,63 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
         [('kube_job_failed{condition="true",job_name="talos-backup-29123456",namespace="kube-system"}', "1x20")],
         "10m",
         [('kube_job_failed{condition="true",job_name="grafana-migrate-1",namespace="monitoring"}', "1x20")],
+    ),
+    # The log pipeline's own alerts (plans.logs.pipeline_alerts), on the series Prometheus scrapes of it.
+    "LogStoreDown": (
+        [('up{job="victoria-logs",namespace="monitoring",pod="victoria-logs-0",instance="10.244.1.7:9428"}', "1 0x15")],
+        "15m",
+        [('up{job="node-exporter",namespace="monitoring",pod="node-exporter-x",instance="192.168.0.31:9100"}', "0x15")],
+    ),
+    "LogCollectorDown": (
+        [('up{job="monitoring/log-collector",machine="gandalf",instance="192.168.0.31:8888"}', "1 0x15")],
+        "15m",
+        [
+            ('up{job="ainur-log-collector",machine="manwe",instance="192.168.0.11:8888"}', "1x15"),
+            ('up{job="monitoring/log-collector",machine="saruman",instance="192.168.0.32:8888"}', "0x3 1x12"),
+        ],
+    ),
+    "LogCollectorStalled": (
+        [
+            (
+                'otelcol_exporter_queue_size{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="gandalf"}',
+                "0 100+100x20",
+            )
+        ],
+        "20m",
+        [
+            # Busy but draining: empty at least once in every quarter hour.
+            (
+                'otelcol_exporter_queue_size{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="saruman"}',
+                "0 900 0 900 0 900 0 900 0 900 0 900 0 900 0 900 0 900 0 900 0",
+            ),
+        ],
+    ),
+    # A counter is born at the first failure, with the failed count (exporterhelper v0.165.0
+    # internal/obs_report_sender.go:118-121, internal/queue/obs_queue.go:68-70): a first drop, never repeated, fires;
+    # a counter that has not moved for 10 minutes does not.
+    "LogCollectorDropping": (
+        [
+            (
+                'otelcol_exporter_send_failed_log_records{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="gandalf",error_permanent="true"}',
+                "_x12 3x10",
+            )
+        ],
+        "15m",
+        [
+            (
+                'otelcol_exporter_enqueue_failed_log_records{job="ainur-log-collector",exporter="otlp_http/store",data_type="logs",machine="eonwe"}',
+                "0x20",
+            ),
+            (
+                'otelcol_exporter_send_failed_log_records{job="monitoring/log-collector",exporter="otlp_http/store",data_type="logs",machine="saruman"}',
+                "3x20",
+            ),
+        ],
+    ),
+    "LogAlertsDown": (
+        [('vmalert_execution_errors_total{job="vmalert-logs",namespace="monitoring",instance="10.244.2.9:8880"}', "0 1+1x20")],
+        "15m",
+        [('up{job="vmalert-logs",namespace="monitoring",instance="10.244.2.9:8880"}', "1x20")],
     ),
     "ArgoCdAppDegraded": (
         [('argocd_app_info{name="media-jellyfin",namespace="argocd",health_status="Degraded",sync_status="Synced"}', "1x30")],

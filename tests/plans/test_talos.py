@@ -221,14 +221,14 @@ def test_the_generic_worker_takes_dhcp_and_a_generated_hostname() -> None:
                 "features": {"kubePrism": {"enabled": True, "port": 7445}},
                 "nodeLabels": {"iluvatar/role": "istari", "iluvatar/board": "generic-arm64", "iluvatar/generic": "true"},
                 # rk1 has monitoring, so logs: a generic worker sends its services' logs and kernel's messages too.
-                "logging": {"destinations": [{"endpoint": "tcp://127.0.0.1:6050/", "format": "json_lines"}]},
+                "logging": {"destinations": [{"endpoint": "tcp://10.10.0.10:6050/", "format": "json_lines"}]},
             },
             # A worker: no allowSchedulingOnControlPlanes even where the stack allows it (rk1).
             "cluster": {"network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}},
         },
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
         {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": "10.10.0.1"}, {"address": "9.9.9.9"}]},
-        {"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://127.0.0.1:6051/"},
+        {"apiVersion": "v1alpha1", "kind": "KmsgLogConfig", "name": "iluvatar-logs", "url": "tcp://10.10.0.10:6051/"},
     ]
 
 
