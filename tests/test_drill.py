@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import zipfile
@@ -86,18 +87,14 @@ def _restic(repo: Path, password: str, *args: str, cwd: Path | None = None) -> N
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture
-def volume(stack: StackConfig, tmp_path: Path, alpine: Path) -> dict[str, Any]:
-    """The home-assistant config volume's drill, and a repository of one backup of a volume as VolSync makes it."""
+@pytest.fixture(scope="module")
+def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A repository of one backup of a volume as VolSync makes it, made once per module: `restic init` costs 2.5 s of
+    CPU (restic v0.14.0 internal/repository/key.go:206 calibrates its key derivation to KDFTimeout, 500 ms) and each
+    open of the repository 0.45 s more. Each test's `volume` is a copy of it (a restic repository is its files)."""
     require("restic")
-    app = next(a for a in backup_plan.apps(stack) if a.name == "home-assistant")
-    assert app.backup is not None
-    claim = app.backup.volumes[0]
-    cronjob = drill.volume_cronjob(stack, app, claim)
-    container = _container(cronjob, "drill")
-    # It reads the volume's own restic Secret, the one VolSync's mover reads.
-    assert container["envFrom"] == [{"secretRef": {"name": backup_plan.restic_secret_name(claim.claim)}}]
-    data = tmp_path / "volume"
+    root = tmp_path_factory.mktemp("backed-up")
+    data = root / "volume"
     (data / "db").mkdir(parents=True)
     (data / "db" / "home-assistant_v2.db").write_bytes(os.urandom(300_000))
     (data / "configuration.yaml").write_text("homeassistant:\n  name: Home\n")
@@ -106,13 +103,29 @@ def volume(stack: StackConfig, tmp_path: Path, alpine: Path) -> dict[str, Any]:
     # The live volume and the scratch claim are each a filesystem's root, as the class formats it (ceph-block: ext4,
     # plans/storage.py): mke2fs makes lost+found in every new ext4 filesystem (e2fsprogs misc/mke2fs.c,
     # create_lost_and_found), root's, mode 0700.
-    for root in (data, tmp_path / "scratch"):
-        (root / "lost+found").mkdir(mode=0o700, parents=True)
+    (data / "lost+found").mkdir(mode=0o700)
     (data / "lost+found" / "#1234").write_bytes(b"an orphan fsck found")
-    repo, password = tmp_path / "repository", "the-volumes-password"
+    repo, password = root / "repository", "the-volumes-password"
     _restic(repo, password, "init")
     # VolSync's mover's backup, flags and all (volsync v0.16.0 mover-restic/entry.sh:157, from the data folder).
     _restic(repo, password, "backup", "--host", "volsync", "--exclude=lost+found", ".", cwd=data)
+    return repo, password
+
+
+@pytest.fixture
+def volume(stack: StackConfig, backed_up: tuple[Path, str], tmp_path: Path, alpine: Path) -> dict[str, Any]:
+    """The home-assistant config volume's drill, and a copy of the module's repository of one backup of the volume,
+    which the test may break."""
+    app = next(a for a in backup_plan.apps(stack) if a.name == "home-assistant")
+    assert app.backup is not None
+    claim = app.backup.volumes[0]
+    cronjob = drill.volume_cronjob(stack, app, claim)
+    container = _container(cronjob, "drill")
+    # It reads the volume's own restic Secret, the one VolSync's mover reads.
+    assert container["envFrom"] == [{"secretRef": {"name": backup_plan.restic_secret_name(claim.claim)}}]
+    (tmp_path / "scratch" / "lost+found").mkdir(mode=0o700, parents=True)
+    repo, password = tmp_path / "repository", backed_up[1]
+    shutil.copytree(backed_up[0], repo)
     (tmp_path / "tmp").mkdir()
     secret = {"RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": password}
     path = f"{alpine}:{Path(require('restic')).parent}"
