@@ -2,7 +2,7 @@
 
 - **The store**: VictoriaLogs (`STORE_IMAGE`), one StatefulSet in the `monitoring` namespace, its volume of
   `logs.size` on `logs.storageClass`; it keeps lines for `logs.retention` and drops the oldest days once
-  `RETENTION_SHARE` of the volume is used (`-retention.maxDiskUsagePercent`). A Service in the cluster; with the
+  `RETENTION_SHARE` of `logs.size` is used (`-retention.maxDiskSpaceUsageBytes`, `retention_bytes`). A Service in the cluster; with the
   Ainur, a LoadBalancer Service at the pool address `logs.address` that only the Pis may reach.
 - **Talos's own logs**: every Arda machine's config sends its service logs (`machine.logging.destinations`) and its
   kernel messages (a `KmsgLogConfig` document) off the machine, to the Ainur's collectors (`talos_host`: so a machine
@@ -200,12 +200,25 @@ def machine_by_address(stack: StackConfig) -> dict[str, str]:
 # --- The store ---------------------------------------------------------------------------------------------
 
 
+def retention_bytes(stack: StackConfig) -> int:
+    """What the store may keep: RETENTION_SHARE of `logs.size`, in bytes, the bound the preview's fit check assumes.
+
+    An absolute bound, not `-retention.maxDiskUsagePercent`: that one is a share of the *whole filesystem* holding
+    -storageDataPath (VictoriaLogs v1.52.1 lib/logstorage/storage.go:835-839, `fs.MustGetTotalSpace`), and on
+    local-path (a folder of the Talos user volume) or nfs (a subDir of the NAS share) that filesystem is not the
+    claim, so `logs.size` would bound nothing. `-retention.maxDiskSpaceUsageBytes` (app/vlstorage/main.go:36, the
+    two are mutually exclusive, main.go:126-127) is compared with the store's own partitions (storage.go:833-834,
+    849-852) on every class. The store still keeps its last two days whatever their size (storage.go:855-858).
+    """
+    return round(int(settings(stack).size.removesuffix("Gi")) * 1024**3 * rules.RETENTION_SHARE)
+
+
 def store_args(stack: StackConfig) -> list[str]:
     logs = settings(stack)
     return [
         f"-storageDataPath={STORE_DATA}",
         f"-retentionPeriod={logs.retention}",
-        f"-retention.maxDiskUsagePercent={int(rules.RETENTION_SHARE * 100)}",
+        f"-retention.maxDiskSpaceUsageBytes={retention_bytes(stack)}",
         f"-httpListenAddr=:{STORE_PORT}",
         "-loggerFormat=json",
     ]
