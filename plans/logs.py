@@ -697,6 +697,38 @@ exit 1
 """
 
 
+def journal_upload_delete_script(node: Node) -> str:
+    """What the Pi's step runs when it is deleted (logs turned off, the Pi removed) or replaced (a rebuilt Pi, where
+    it runs first, on the new card, and finds nothing): everything journal_upload_script did, undone. The forwarder
+    stopped and disabled, its config and drop-in removed; Talos's firewall unit disabled, its unit and ruleset
+    removed and its table deleted (stopping a oneshot unit with no ExecStop= leaves the table loaded). The packages
+    stay (systemd-journal-remote and nftables do nothing unless enabled). Each part only if present, so a second run,
+    or a run on a card the create never reached, succeeds."""
+    firewall = TALOS_FIREWALL_UNIT.rsplit("/", 1)[1]
+    return f"""set -eu
+if dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep -q 'install ok installed'; then
+  sudo systemctl disable --now systemd-journal-upload.service
+fi
+sudo rm -f {JOURNAL_UPLOAD_CONF} {JOURNAL_UPLOAD_DROP_IN}
+drop_in={JOURNAL_UPLOAD_DROP_IN.rsplit("/", 1)[0]}
+if sudo test -d "$drop_in"; then
+  sudo rmdir --ignore-fail-on-non-empty "$drop_in"
+fi
+if sudo test -e {TALOS_FIREWALL_UNIT}; then
+  sudo systemctl disable --now {firewall}
+fi
+sudo rm -f {TALOS_FIREWALL_UNIT} {TALOS_FIREWALL}
+sudo systemctl daemon-reload
+if command -v nft >/dev/null && sudo nft list table inet {TALOS_FIREWALL_TABLE} >/dev/null 2>&1; then
+  sudo nft delete table inet {TALOS_FIREWALL_TABLE}
+fi
+if systemctl is-active --quiet systemd-journal-upload.service; then
+  echo "iluvatar: {node.name}: systemd-journal-upload is still active after it was disabled; look with: sudo systemctl status systemd-journal-upload" >&2
+  exit 1
+fi
+"""
+
+
 # --- Alerts ---------------------------------------------------------------------------------------------------
 
 
