@@ -136,6 +136,10 @@ def state(
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
     }
+    if logs.enabled(stack):
+        # The log store's claim as its StatefulSet's volumeClaimTemplates made it, so the next preview refuses a change
+        # of either while the store exists (stacks.day2: the template cannot change in place, the claim keeps its own).
+        out["logsStore"] = {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack)}
     if client_certificate_expires is not None:
         out["clientCertificateExpires"] = client_certificate_expires
     return out

@@ -25,9 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks import releases, rules
+from stacks import logs as logs_rules
+from stacks import releases, rules, storage
 from stacks.errors import Problem
-from stacks.model import Node, StackConfig
+from stacks.model import Logs, Node, StackConfig
 
 ARDA = "iluvatar:arda"
 TALOS = f"{ARDA}.talosVersion"
@@ -122,7 +123,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list
     problems = _k3s(stack, ainur)
     if not deployed.deployed:
         return problems
-    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed)
+    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -220,6 +221,42 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
         if isinstance(was, str) and release(version) < release(was):
             key, name = CHARTS[chart]
             out.append(Problem(key, f"{version} is older than {was}, which runs; {name}'s chart is not rolled back: keep {was} or a newer one"))
+    return out
+
+
+LOGS_SIZE, LOGS_CLASS = "iluvatar:logs.size", "iluvatar:logs.storageClass"
+LOGS_RUNBOOK = "docs/day2.md#the-log-stores-size-or-class"
+
+
+def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """The log store's claim (data-victoria-logs-0) is made from its StatefulSet's volumeClaimTemplates, which the API
+    server refuses to change in place (Kubernetes v1.34 pkg/apis/apps/validation ValidateStatefulSetUpdate: "updates to
+    statefulset spec for fields other than ... are forbidden"), and a claim that exists keeps its own size and class
+    whatever the template says: a change of either while a store exists either fails the `up` or is silently not made
+    (the preview's retention check would then hold for a size the store does not have). Refused, with the runbook."""
+    before = deployed.output.get("logsStore")
+    logs = stack.logs if stack.logs is not None else Logs()
+    if not isinstance(before, Mapping) or not logs_rules.enabled(stack.logs, stack.monitoring is not None):
+        return []
+    out: list[Problem] = []
+    if isinstance(was := before.get("size"), str) and logs.size != was:
+        out.append(
+            Problem(
+                LOGS_SIZE,
+                f"{logs.size} is not {was}, the size of the running log store's claim; it cannot be changed by the stack alone: "
+                f"keep {was}, or resize the claim first as {LOGS_RUNBOOK} says",
+            )
+        )
+    chosen = logs.storage_class or storage.default_class(stack, "arda")
+    if isinstance(was := before.get("storageClass"), str) and chosen != was:
+        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
+        out.append(
+            Problem(
+                LOGS_CLASS,
+                f"{written} is not {was}, the class of the running log store's claim; a claim does not move between classes: "
+                f"keep {was}, or move the store to a new claim as {LOGS_RUNBOOK} says",
+            )
+        )
     return out
 
 

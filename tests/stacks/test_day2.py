@@ -417,3 +417,28 @@ def test_a_kind_talos_1_13_added_is_refused_on_a_one_minor_move_from_1_12(tmp_pa
         )
     ]
     assert day2.check(stack, _running("v1.13.0", "v1.34.1")) == []  # on 1.13 already
+
+
+def test_a_change_of_the_log_stores_claim_is_refused_while_it_runs(tmp_path: Path) -> None:
+    """logs.size and logs.storageClass make the store's claim (a StatefulSet's volumeClaimTemplates, which cannot
+    change in place): either changing while a store runs is refused with the runbook; the same, or no store, is not."""
+    running = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block"}})
+    assert day2.check(_edited(tmp_path, {}), running) == []
+    (tmp_path / "changed").mkdir()
+    changed = _edited(tmp_path / "changed", {"iluvatar:logs": {"size": "40Gi", "storageClass": "local-path"}})
+    assert [(p.path, p.message) for p in day2.check(changed, running)] == [
+        (
+            "iluvatar:logs.size",
+            "40Gi is not 20Gi, the size of the running log store's claim; it cannot be changed by the stack alone: keep 20Gi, "
+            "or resize the claim first as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+        (
+            "iluvatar:logs.storageClass",
+            "local-path is not ceph-block, the class of the running log store's claim; a claim does not move between classes: "
+            "keep ceph-block, or move the store to a new claim as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+    ]
+    # The runbook's way through: logs off (the store goes, its claim stays), then on again with the new settings.
+    assert day2.check(changed, RUNNING) == []
+    (tmp_path / "off").mkdir()
+    assert day2.check(_edited(tmp_path / "off", {"iluvatar:logs": {"enabled": False, "size": "40Gi"}}), running) == []
