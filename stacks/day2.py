@@ -28,7 +28,8 @@ from typing import Any
 from stacks import logs as logs_rules
 from stacks import releases, rules, storage
 from stacks.errors import Problem
-from stacks.model import Logs, Node, StackConfig
+from stacks.logs_model import Logs
+from stacks.model import Node, StackConfig
 
 ARDA = "iluvatar:arda"
 TALOS = f"{ARDA}.talosVersion"
