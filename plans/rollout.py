@@ -118,6 +118,7 @@ def state(
     generations: Mapping[str, int] | None = None,
     client_certificate_expires: str | None = None,
     logging: Mapping[str, str] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What Arda runs after this deployment: the stack output `arda` (no secret in it). `endpoints` and the
     client certificate's expiry are what every step's talosconfig is made of, so the next run can tell that
@@ -136,13 +137,25 @@ def state(
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
     }
-    if logs.enabled(stack):
-        # The log store's claim as its StatefulSet's volumeClaimTemplates made it, so the next preview refuses a change
-        # of either while the store exists (stacks.day2: the template cannot change in place, the claim keeps its own).
-        out["logsStore"] = {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack)}
+    if (store := logs_store(stack, previous)) is not None:
+        out["logsStore"] = store
     if client_certificate_expires is not None:
         out["clientCertificateExpires"] = client_certificate_expires
     return out
+
+
+def logs_store(stack: StackConfig, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The log store's claim (data-victoria-logs-0) as the next preview must know it (stacks.day2). While logs run: the
+    size and class its StatefulSet's volumeClaimTemplates made it with, `running`. While logs are off: the last record,
+    carried forward, not running, since the claim outlives its StatefulSet (the store sets no
+    persistentVolumeClaimRetentionPolicy, and every class here is Retain) and a store turned on again mounts it as it
+    is. Dropped only when `logs.claimChanged` says the claim was deleted by hand."""
+    if logs.enabled(stack):
+        return {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack), "running": True}
+    was = (previous or {}).get("logsStore")
+    if not isinstance(was, Mapping) or logs.settings(stack).claim_changed:
+        return None
+    return {**was, "running": False}
 
 
 def probed(printed: str) -> dict[str, str]:

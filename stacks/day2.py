@@ -225,37 +225,66 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     return out
 
 
-LOGS_SIZE, LOGS_CLASS = "iluvatar:logs.size", "iluvatar:logs.storageClass"
+LOGS_SIZE, LOGS_CLASS, LOGS_CLAIM = "iluvatar:logs.size", "iluvatar:logs.storageClass", "iluvatar:logs.claimChanged"
 LOGS_RUNBOOK = "docs/day2.md#the-log-stores-size-or-class"
+# The class whose claims' size bounds nothing: local-path-provisioner makes a folder on the user volume, whatever the
+# claim asks (plans.storage.local_path_values), and the store's own bound is logs.size (plans.logs.retention_bytes).
+UNSIZED_CLASS = "local-path"
 
 
 def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """The log store's claim (data-victoria-logs-0) is made from its StatefulSet's volumeClaimTemplates, which the API
     server refuses to change in place (Kubernetes v1.34 pkg/apis/apps/validation ValidateStatefulSetUpdate: "updates to
     statefulset spec for fields other than ... are forbidden"), and a claim that exists keeps its own size and class
-    whatever the template says: a change of either while a store exists either fails the `up` or is silently not made
-    (the preview's retention check would then hold for a size the store does not have). Refused, with the runbook."""
+    whatever the template says. It outlives the StatefulSet too (logs turned off: plans.rollout.logs_store carries its
+    record forward), and a store turned on again mounts it as it is. So a change of either against the record either
+    fails the `up` or is silently not made (the preview's retention check would then hold for a size the store does not
+    have): refused, with the runbook, unless `logs.claimChanged` says the claim was changed by hand while logs were off.
+    """
     before = deployed.output.get("logsStore")
     logs = stack.logs if stack.logs is not None else Logs()
-    if not isinstance(before, Mapping) or not logs_rules.enabled(stack.logs, stack.monitoring is not None):
+    if not isinstance(before, Mapping):
         return []
-    out: list[Problem] = []
-    if isinstance(was := before.get("size"), str) and logs.size != was:
-        out.append(
+    # A record from before `running` was recorded was made only while the store ran.
+    running = before.get("running") is not False
+    if logs.claim_changed:
+        if not running:
+            return []
+        return [
             Problem(
-                LOGS_SIZE,
-                f"{logs.size} is not {was}, the size of the running log store's claim; it cannot be changed by the stack alone: "
-                f"keep {was}, or resize the claim first as {LOGS_RUNBOOK} says",
+                LOGS_CLAIM,
+                "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs "
+                f"were off, once; turn logs off first, or remove it if that `up` is done, as {LOGS_RUNBOOK} says",
             )
-        )
+        ]
+    if not logs_rules.enabled(stack.logs, stack.monitoring is not None):
+        return []
+    whose = (
+        "the running log store's claim"
+        if running
+        else "the log store's claim, which stayed while logs were off and is mounted as it is when they come back"
+    )
+    out: list[Problem] = []
     chosen = logs.storage_class or storage.default_class(stack, "arda")
-    if isinstance(was := before.get("storageClass"), str) and chosen != was:
+    was_class = before.get("storageClass")
+    unsized = not running and chosen == was_class == UNSIZED_CLASS
+    if isinstance(was := before.get("size"), str) and logs.size != was and not unsized:
+        fix = (
+            f"resize the claim first as {LOGS_RUNBOOK} says"
+            if running
+            else f"change the claim by hand and set claimChanged: true, as {LOGS_RUNBOOK} says"
+        )
+        out.append(
+            Problem(LOGS_SIZE, f"{logs.size} is not {was}, the size of {whose}; it cannot be changed by the stack alone: keep {was}, or {fix}")
+        )
+    if isinstance(was_class, str) and chosen != was_class:
         written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
+        fix = "move the store to a new claim" if running else "delete the claim and set claimChanged: true,"
         out.append(
             Problem(
                 LOGS_CLASS,
-                f"{written} is not {was}, the class of the running log store's claim; a claim does not move between classes: "
-                f"keep {was}, or move the store to a new claim as {LOGS_RUNBOOK} says",
+                f"{written} is not {was_class}, the class of {whose}; a claim does not move between classes: "
+                f"keep {was_class}, or {fix} as {LOGS_RUNBOOK} says",
             )
         )
     return out

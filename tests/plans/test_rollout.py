@@ -17,7 +17,7 @@ from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
 from plans import rollout
 from stacks import load_stack_file
 from tests import talos_provider
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 IMAGE = "factory.talos.dev/metal-installer/abc"
 
@@ -28,13 +28,30 @@ def current() -> dict[str, Any]:
     return rollout.state(stack, dict.fromkeys(names, f"{IMAGE}:v1.12.4"), dict.fromkeys(names, "d1"))
 
 
+def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed(tmp_path: Path) -> None:
+    """The store's claim outlives its StatefulSet (no persistentVolumeClaimRetentionPolicy, Retain classes), so logs
+    turned off carry the record forward, not running, for the preview that turns them on again (stacks.day2); only
+    `logs.claimChanged` drops it."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True}
+    off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
+    assert rollout.logs_store(off, {"logsStore": record}) == {"size": "20Gi", "storageClass": "ceph-block", "running": False}
+    assert rollout.logs_store(off, {"logsStore": {**record, "running": False}})["running"] is False  # type: ignore[index]
+    assert rollout.logs_store(off, {}) is None  # logs never ran: no claim
+    assert rollout.logs_store(off, None) is None
+    (tmp_path / "changed").mkdir()
+    changed = edit(homelab_doc(), {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
+    assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) is None
+    # On again: the stack's own, running, whatever the record said.
+    assert rollout.logs_store(load_stack_file(HOMELAB), {"logsStore": {"size": "40Gi", "storageClass": "nfs", "running": False}}) == record
+
+
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
     state = current()
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
     # Read back by stacks.day2: the log store's claim does not change under a running store.
-    assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block"}
+    assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True}
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
         "ip": "192.168.0.31",

@@ -442,3 +442,45 @@ def test_a_change_of_the_log_stores_claim_is_refused_while_it_runs(tmp_path: Pat
     assert day2.check(changed, RUNNING) == []
     (tmp_path / "off").mkdir()
     assert day2.check(_edited(tmp_path / "off", {"iluvatar:logs": {"enabled": False, "size": "40Gi"}}), running) == []
+
+
+def test_the_log_stores_claim_kept_while_logs_were_off_is_refused_a_change_until_said_changed(tmp_path: Path) -> None:
+    """Logs turned off keep the claim (plans.rollout.logs_store carries its record, not running): turning them on
+    again with another size or class would mount the old claim as it is, so it is refused until `logs.claimChanged`
+    says the claim was changed by hand; that flag is itself refused once the store runs (a one-shot). On local-path a
+    claim's size bounds nothing (the store's own bound is logs.size), so only its class is held there."""
+    kept = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block", "running": False}})
+    runs = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block", "running": True}})
+    bigger = _edited(tmp_path, {"iluvatar:logs": {"size": "40Gi", "storageClass": "ceph-filesystem"}})
+    assert [(p.path, p.message) for p in day2.check(bigger, kept)] == [
+        (
+            "iluvatar:logs.size",
+            "40Gi is not 20Gi, the size of the log store's claim, which stayed while logs were off and is mounted as it is when they come "
+            "back; it cannot be changed by the stack alone: keep 20Gi, or change the claim by hand and set claimChanged: true, as "
+            "docs/day2.md#the-log-stores-size-or-class says",
+        ),
+        (
+            "iluvatar:logs.storageClass",
+            "ceph-filesystem is not ceph-block, the class of the log store's claim, which stayed while logs were off and is mounted as it is when "
+            "they come back; a claim does not move between classes: keep ceph-block, or delete the claim and set claimChanged: true, "
+            "as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+    ]
+    (tmp_path / "said").mkdir()
+    said = _edited(tmp_path / "said", {"iluvatar:logs": {"size": "40Gi", "storageClass": "ceph-filesystem", "claimChanged": True}})
+    assert day2.check(said, kept) == []
+    assert [(p.path, p.message) for p in day2.check(said, runs)] == [
+        (
+            "iluvatar:logs.claimChanged",
+            "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs were off, once; "
+            "turn logs off first, or remove it if that `up` is done, as docs/day2.md#the-log-stores-size-or-class says",
+        )
+    ]
+    # local-path: the size may move with logs off (the claim is a folder, unbounded), not the class.
+    local = {"size": "20Gi", "storageClass": "local-path"}
+    (tmp_path / "local").mkdir()
+    grown = _edited(tmp_path / "local", {"iluvatar:logs": {"size": "40Gi", "storageClass": "local-path"}})
+    assert day2.check(grown, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {**local, "running": False}})) == []
+    assert [p.path for p in day2.check(grown, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {**local, "running": True}}))] == [
+        "iluvatar:logs.size"
+    ]
