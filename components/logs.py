@@ -25,6 +25,21 @@ from plans import logs as plan
 from stacks.model import StackConfig
 
 
+def journal_connection(pi: command.remote.ConnectionArgs) -> command.remote.ConnectionArgs:
+    """The Pi's connection with the journal step's own short dial bound (plans.logs.JOURNAL_DIAL_ATTEMPTS): its delete
+    runs whenever logs are turned off, and a Pi that is off must fail that `up` in a minute, not 20. The delete runs the
+    state's connection (pulumi-command v1.2.1 commandController.go:85-92), so the bound holds from the `up` after the
+    one that records it."""
+    return command.remote.ConnectionArgs(
+        host=pi.host,
+        port=pi.port,
+        user=pi.user,
+        private_key=pi.private_key,
+        dial_error_limit=plan.JOURNAL_DIAL_ATTEMPTS,
+        per_dial_timeout=plan.JOURNAL_DIAL_SECONDS,
+    )
+
+
 @dataclass(frozen=True)
 class PiReach:
     """How to run a step on one Pi (components.ainur.Pi's connection and provider), and what it must come after."""
@@ -102,7 +117,7 @@ class Logs(pulumi.ComponentResource):
                 # the old delete runs on the new card before the create, not after it (it would undo the new create).
                 command.remote.Command(
                     f"{name}-ainur-{node.name}-journal-upload",
-                    connection=reach.connection,
+                    connection=journal_connection(reach.connection),
                     create=plan.journal_upload_script(stack, node),
                     delete=plan.journal_upload_delete_script(node),
                     opts=pulumi.ResourceOptions(

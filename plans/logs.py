@@ -611,6 +611,15 @@ JOURNAL_UPLOAD_CONF = "/etc/systemd/journal-upload.conf"
 JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/iluvatar.conf"
 JOURNAL_UPLOAD_RESTART = "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s\n"
 JOURNAL_UPLOAD_PACKAGE = "systemd-journal-remote"
+# The journal step's own SSH bound. It runs after the Pi's join (the Pi is up), and its delete runs when logs are turned
+# off, a Pi is removed or rebuilt: with the Pis' shared bound (plans.k3s.SSH_DIAL_ATTEMPTS, for a Pi still booting) a
+# Pi that is off would hold every such `up` for about 20 minutes. pulumi-command v1.2.1 dials limit + 1 times
+# (provider/pkg/provider/remote/connection.go:150-187, `dials > dialErrorLimit`), each bounded by perDialTimeout
+# (connection.go:104), with pulumi sdk v3.224.0's retry.Until delays between them (go/common/util/retry/until.go:40-42:
+# 100 ms, x1.5, at most 5 s): 4 dials of 15 s, about a minute, then "after 3 failed attempts: dial tcp <ip>:22: ...",
+# under the step's name, which names the Pi (docs/day2.md#the-log-stores-size-or-class, for a Pi that is down).
+JOURNAL_DIAL_ATTEMPTS = 3
+JOURNAL_DIAL_SECONDS = 15
 
 
 def journal_upload_conf(stack: StackConfig) -> str:

@@ -60,6 +60,17 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     assert connection.value == {"host": "192.168.0.11", "user": "ubuntu", "dialErrorLimit": 60, "perDialTimeout": 15, "port": 22}
 
 
+def test_a_pis_journal_step_gives_up_on_a_pi_that_is_off_in_a_minute(homelab: Simulation) -> None:
+    """The journal step's delete runs whenever logs go off: its own dial bound (4 dials of 15 s, plans.logs), not the
+    Pis' 20 minutes, and otherwise the Pi's own connection and key."""
+    regs = homelab.named()
+    for pi, ip in (("manwe", "192.168.0.11"), ("eonwe", "192.168.0.12"), ("ilmare", "192.168.0.13")):
+        connection = regs[f"logs-ainur-{pi}-journal-upload"].inputs["connection"]
+        assert isinstance(connection, SecretValue)
+        assert connection.value == {"host": ip, "user": "ubuntu", "dialErrorLimit": 3, "perDialTimeout": 15, "port": 22}, pi
+        assert regs[f"ainur-{pi}-join"].inputs["connection"].value["dialErrorLimit"] == 60, pi
+
+
 def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> None:
     regs = homelab.named()
     gate = regs["ainur-gate-api"]
