@@ -359,6 +359,14 @@ def _dropped(counter: str) -> str:
     return f"increase({series}[10m]) > 0 or ({series} > 0 unless {series} offset 10m)"
 
 
+# The store's own gauges (VictoriaLogs v1.52.1 app/vlstorage/main.go:676-690, 732-733): vl_storage_is_read_only is 1
+# once free space at -storageDataPath is under -storage.minFreeDiskSpaceBytes (main.go:56, 10 MB), when every write is
+# answered 429 (main.go:524-538); vl_max_disk_space_usage_bytes is -retention.maxDiskSpaceUsageBytes (written only when
+# set, main.go:680-682); vl_data_size_bytes is what the store keeps (indexdb and parts); vl_free_disk_space_bytes and
+# vl_total_disk_space_bytes are the filesystem's (main.go:683-684), shared on local-path and nfs.
+_STORE_SERIES = f'{{}}{{{{job="{STORE}",namespace="{NAMESPACE}"}}}}'
+
+
 def pipeline_alerts(stack: StackConfig) -> list[Alert]:
     """Prometheus's alerts on the log pipeline itself, each naming the machine or the pod: without them a store or a
     collector that stops makes every log alert fall silent, and nobody hears of it."""
@@ -372,6 +380,33 @@ def pipeline_alerts(stack: StackConfig) -> list[Alert]:
             f"Prometheus has not reached VictoriaLogs ({NAMESPACE}/{STORE}-0) for 10 minutes: no machine's lines are stored "
             "(each collector queues them) and no log alert can fire. "
             f"`kubectl -n {NAMESPACE} describe pod {STORE}-0` says why.",
+        ),
+        Alert(
+            "LogStoreReadOnly",
+            f"{_STORE_SERIES.format('vl_storage_is_read_only')} == 1",
+            None,
+            "critical",
+            "The log store is full and refuses every line",
+            "VictoriaLogs has less than 10 MB free on its volume's filesystem (`-storage.minFreeDiskSpaceBytes`) and "
+            "refuses every line with 429 until it frees room: the collectors queue and then drop them. Its byte bound "
+            "(80 % of logs.size) never drops the newest two days, so a log storm can fill it. Find the storm "
+            "(Grafana's logs dashboard, the machine or pod with the most lines), stop it, then free room: the store "
+            "frees a day once it is the third newest, or grow its claim (docs/day2.md#the-log-stores-size-or-class). "
+            "On local-path or nfs the filesystem is shared: other apps' volumes are full too.",
+        ),
+        Alert(
+            "LogStoreFilling",
+            f"(sum without (type) ({_STORE_SERIES.format('vl_data_size_bytes')}) > ignoring (path) "
+            f"{_STORE_SERIES.format('vl_max_disk_space_usage_bytes')}) "
+            f"or ({_STORE_SERIES.format('vl_free_disk_space_bytes')} / {_STORE_SERIES.format('vl_total_disk_space_bytes')} < 0.1)",
+            "15m",
+            "warning",
+            "The log store is filling its filesystem",
+            "VictoriaLogs keeps more than its bound (80 % of logs.size: its newest two days alone are larger, a log "
+            "storm), or the filesystem holding it has less than 10 % free. Once less than 10 MB is free it refuses every "
+            "line (LogStoreReadOnly), and on local-path or nfs the filesystem is shared with other apps' volumes. Find the "
+            "storm on Grafana's logs dashboard and stop it; if the rate is real, grow the store "
+            "(docs/day2.md#the-log-stores-size-or-class).",
         ),
         Alert(
             "LogCollectorDown",
