@@ -151,11 +151,29 @@ def logs_store(stack: StackConfig, previous: Mapping[str, Any] | None) -> dict[s
     persistentVolumeClaimRetentionPolicy, and every class here is Retain) and a store turned on again mounts it as it
     is. Dropped only when `logs.claimChanged` says the claim was deleted by hand."""
     if logs.enabled(stack):
-        return {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack), "running": True}
+        # The Pis whose journal step runs, for the plan of the `up` that turns logs off (`logs_off`).
+        pis = {"forwarders": [n.name for n in stack.ainur_nodes]} if logs.lan_address(stack) is not None else {}
+        return {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack), "running": True, **pis}
     was = (previous or {}).get("logsStore")
     if not isinstance(was, Mapping) or logs.settings(stack).claim_changed:
         return None
-    return {**was, "running": False}
+    return {**{k: v for k, v in was.items() if k != "forwarders"}, "running": False}
+
+
+def logs_off(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
+    """The plan's line for the `up` that turns logs off: every Pi's journal step's delete runs over SSH, and a Pi that
+    is off fails the `up` after its bound (plans.logs.JOURNAL_DIAL_ATTEMPTS), so the preview names them first."""
+    was, now = (previous or {}).get("logsStore"), current.get("logsStore")
+    if not isinstance(was, Mapping) or was.get("running") is False or (isinstance(now, Mapping) and now.get("running") is True):
+        return ""
+    pis = [str(p) for p in was.get("forwarders") or []]
+    if not pis:
+        return ""
+    return (
+        f"Logs: turned off: each Pi's journal forwarder and Talos's log firewall are turned off over SSH, on {', '.join(pis)}; "
+        f"a Pi that does not answer {logs.JOURNAL_DIAL_ATTEMPTS + 1} dials of {logs.JOURNAL_DIAL_SECONDS} s fails this `up`: "
+        "bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
 
 
 def probed(printed: str) -> dict[str, str]:
@@ -638,5 +656,6 @@ def plan(
         text = describe(previous, current)
     if probe:
         text += f"Arda: {probe}\n"
+    text += logs_off(previous, current)
     # The Ainur's part first, as the program logs it (their component comes first); the two chains do not wait for each other.
     return describe_ainur(*ainur) + text

@@ -32,7 +32,7 @@ def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed
     """The store's claim outlives its StatefulSet (no persistentVolumeClaimRetentionPolicy, Retain classes), so logs
     turned off carry the record forward, not running, for the preview that turns them on again (stacks.day2); only
     `logs.claimChanged` drops it."""
-    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True}
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
     assert rollout.logs_store(off, {"logsStore": record}) == {"size": "20Gi", "storageClass": "ceph-block", "running": False}
     assert rollout.logs_store(off, {"logsStore": {**record, "running": False}})["running"] is False  # type: ignore[index]
@@ -43,6 +43,16 @@ def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed
     assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) is None
     # On again: the stack's own, running, whatever the record said.
     assert rollout.logs_store(load_stack_file(HOMELAB), {"logsStore": {"size": "40Gi", "storageClass": "nfs", "running": False}}) == record
+    # The `up` that turns logs off names the Pis whose forwarder it turns off over SSH, and its bound; no other does.
+    carried = rollout.logs_store(off, {"logsStore": record})
+    assert rollout.logs_off({"logsStore": record}, {"logsStore": carried}) == (
+        "Logs: turned off: each Pi's journal forwarder and Talos's log firewall are turned off over SSH, on manwe, eonwe, ilmare; "
+        "a Pi that does not answer 4 dials of 15 s fails this `up`: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
+    assert rollout.logs_off({"logsStore": record}, {}) != ""  # off, and the claim said changed
+    assert rollout.logs_off({"logsStore": carried}, {"logsStore": carried}) == ""  # off already
+    assert rollout.logs_off({"logsStore": record}, {"logsStore": record}) == ""  # still on
+    assert rollout.logs_off(None, {"logsStore": carried}) == ""
 
 
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
@@ -51,7 +61,7 @@ def test_the_state_lists_every_machine_in_rollout_order() -> None:
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
     # Read back by stacks.day2: the log store's claim does not change under a running store.
-    assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True}
+    assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
         "ip": "192.168.0.31",
