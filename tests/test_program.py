@@ -81,7 +81,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     """Guards the test above: an empty record must mean nothing was registered, not a blind recorder."""
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
-    assert len(sim.registrations) == 296
+    # #44 added six: the log pipeline's PodMonitor, ScrapeConfig, vmalert Service and ServiceMonitor; the drill's tools claim
+    # and its storage gate.
+    assert len(sim.registrations) == 302
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

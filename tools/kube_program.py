@@ -825,8 +825,22 @@ class Walker:
         if before is not None and written.writer == "argocd" and before["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
             return obj, f"{what} changed: its managed fields", None
         if again["metadata"]["resourceVersion"] != updated["metadata"]["resourceVersion"]:
-            return obj, f"{what}: a second apply changed it: {', '.join(diff_paths(updated, again)) or 'its managed fields'}", None
+            # The object moved between the two reads. A controller may have written it in between (the Deployment
+            # controller's status and revision, the PV controller's claim annotations): that is not the apply's doing
+            # when the apply's own managedFields entry is as it was and nothing but those controllers' fields differs.
+            paths = [p for p in diff_paths(updated, again) if p not in _CONTROLLER_WRITES]
+            if paths or _own_entries(updated, written.manager) != _own_entries(again, written.manager):
+                return obj, f"{what}: a second apply changed it: {', '.join(paths) or 'its managed fields'}", None
         return obj, "", None
+
+
+# What a controller writes into an object on its own schedule, so a read between two applies may see it arrive: the PV
+# controller names the provisioner on an unbound claim (kubernetes pkg/controller/volume/persistentvolume/pv_controller.go,
+# setClaimProvisioner: volume.kubernetes.io/storage-provisioner and its beta twin), seconds after the claim is made.
+_CONTROLLER_WRITES = {
+    "metadata.annotations.volume.kubernetes.io/storage-provisioner",
+    "metadata.annotations.volume.beta.kubernetes.io/storage-provisioner",
+}
 
 
 # What changes without anyone's apply: the server's bookkeeping, the controllers' status, and the revision the
@@ -838,6 +852,11 @@ _VOLATILE = {
     ("status",),
     ("metadata", "annotations", "deployment.kubernetes.io/revision"),
 }
+
+
+def _own_entries(obj: Mapping[str, Any], manager: str) -> list[Any]:
+    """The managedFields entries of one field manager: an apply that changes nothing leaves them as they were."""
+    return [e for e in obj.get("metadata", {}).get("managedFields") or [] if e.get("manager") == manager]
 
 
 def diff_paths(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[str]:

@@ -375,7 +375,8 @@ def test_proxy_mode_with_no_machine_asked_says_where_the_address_is(
     from iluvatar import discover as command
 
     text = HOMELAB.read_text().replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
-    text = text.replace("    kubernetesVersion: v1.34.1\n", "    kubernetesVersion: v1.34.1\n    discovery: {}\n", 1)
+    text = text.replace(f"    kubernetesVersion: {releases.KUBERNETES}\n", f"    kubernetesVersion: {releases.KUBERNETES}\n    discovery: {{}}\n", 1)
+    assert "    discovery: {}\n" in text  # the shipped stack's Kubernetes line was found
     assert "      mode: dhcp #" in text
     stack = tmp_path / "Pulumi.homelab.yaml"
     stack.write_text(text.replace("      mode: dhcp #", "      mode: proxy #", 1))

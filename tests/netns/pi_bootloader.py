@@ -155,22 +155,32 @@ def _describe(reply: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DISCOVERS = 3
+
+
 def dhcp(iface: str, mac: str, serial: str, model: int, wait: float, guid: bytes | None = None) -> dict[str, Any]:
     hw = bytes.fromhex(mac.replace(":", ""))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
     sock.bind((iface, 0))
     sock.settimeout(0.2)
     xid = random.getrandbits(32)
-    sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 1, guid=guid))))
     offers: list[dict[str, Any]] = []
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            reply = _parse(sock.recv(4096))
-        except TimeoutError:
-            continue
-        if reply is not None and reply["xid"] == xid:
-            offers.append(reply)
+    # The bootloader sends DISCOVER again when nothing answered within DHCP_REQ_TIMEOUT (4000 ms by default, retried
+    # until DHCP_TIMEOUT, 45000 ms: the EEPROM settings of the Raspberry Pi bootloader's documentation). Here up to
+    # DISCOVERS sends of `wait` seconds each, and only while no server answered at all: a dnsmasq slow to answer under
+    # load is retried as a Pi retries it, and a test of a server that answers without the boot option still ends at once.
+    for _ in range(DISCOVERS):
+        sock.send(_frame(hw, _bootp(xid, hw, request_options(model, hw, serial, 1, guid=guid))))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                reply = _parse(sock.recv(4096))
+            except TimeoutError:
+                continue
+            if reply is not None and reply["xid"] == xid:
+                offers.append(reply)
+        if offers:
+            break
     result: dict[str, Any] = {"offers": [_describe(o) for o in offers]}
     boot = [o for o in offers if RPI_BOOT in o["options"].get(43, b"")]
     address = [o for o in offers if o["yiaddr"] != NO_ADDRESS]

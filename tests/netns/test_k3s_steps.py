@@ -194,6 +194,19 @@ def watch(cluster: Cluster, seen: dict[tuple[str, str], float], beats: dict[str,
         time.sleep(0.05)
 
 
+@contextmanager
+def watching(cluster: Cluster, seen: dict[tuple[str, str], float], beats: dict[str, list[float]]) -> Iterator[None]:
+    """`watch` in a thread for the body's duration (the Pi labs' module fixtures)."""
+    done = threading.Event()
+    watcher = threading.Thread(target=watch, args=(cluster, seen, beats, done), daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(10)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("k3s-steps")
@@ -216,14 +229,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     host_etc = {path: read(Path(path)) for path in ("/etc/hosts", apiserver.HOSTS_TEMPLATE, apiserver.K3S_FILE)}
     with pool, pis(stack, root / "pis", start, kubectl, key, hosts_templates=HOSTS_TEMPLATES) as lab_pis:
         the_lab = Lab(lab_pis, sims=simulating.result(timeout=300), host_etc=host_etc)
-        done = threading.Event()
-        watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, the_lab.beats, done), daemon=True)
-        watcher.start()
-        try:
+        with watching(lab_pis.cluster, the_lab.ready, the_lab.beats):
             yield the_lab
-        finally:
-            done.set()
-            watcher.join(10)
 
 
 def ok(steps: dict[str, Step]) -> None:

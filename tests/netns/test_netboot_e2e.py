@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from plans import netboot
-from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file, releases
 from tests.edit import HOMELAB
 from tests.netns import kubeapi
 from tests.netns.kubeapi import kube_api
@@ -386,8 +386,11 @@ def test_a_stranger_from_its_pxe_request_to_its_entry_written_by_discover(net: L
 
     text = HOMELAB.read_text().replace("./stacks/stack.schema.json", str(HOMELAB.parent / "stacks/stack.schema.json"))
     text = text.replace(
-        "    kubernetesVersion: v1.34.1\n", "    kubernetesVersion: v1.34.1\n    discovery: {pool: {start: 192.168.0.90, end: 192.168.0.93}}\n", 1
+        f"    kubernetesVersion: {releases.KUBERNETES}\n",
+        f"    kubernetesVersion: {releases.KUBERNETES}\n    discovery: {{pool: {{start: 192.168.0.90, end: 192.168.0.93}}}}\n",
+        1,
     )
+    assert "    discovery: {pool:" in text  # the shipped stack's Kubernetes line was found
     stack_path = tmp_path / "Pulumi.homelab.yaml"
     stack_path.write_text(text)
     (tmp_path / "Pulumi.yaml").write_bytes((HOMELAB.parent / "Pulumi.yaml").read_bytes())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +37,7 @@ from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import NetbootService, Pis, Step, netboot_service, pis, reboot_now, run_like_the_engine, secret
-from tests.netns.test_k3s_steps import SLACK, watch
+from tests.netns.test_k3s_steps import SLACK, ok, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -222,19 +221,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             built(root / "images", image)
         with netboot_service(lab_pis, root / "images") as service:
             the_lab = Lab(lab_pis, service, simulating.result(timeout=300), images)
-            done = threading.Event()
-            watcher = threading.Thread(target=watch, args=(lab_pis.cluster, the_lab.ready, the_lab.beats, done), daemon=True)
-            watcher.start()
-            try:
+            with watching(lab_pis.cluster, the_lab.ready, the_lab.beats):
                 yield the_lab
-            finally:
-                done.set()
-                watcher.join(10)
-
-
-def ok(steps: dict[str, Step]) -> None:
-    failed = {n: (s.returncode, s.stderr) for n, s in steps.items() if s.returncode != 0}
-    assert not failed, failed
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,12 @@ def test_the_pins_file_pins_exact_versions_with_sums() -> None:
     pins = upstream.pins()
     assert pins[("github.com/cilium/cilium", "v1.18.4")] == "h1:/HrbeMmk46UDkJs4uJemIqxB7wuZ+QRMNVscNYua5C8="
     assert pins[(upstream.TALOS_MACHINERY, "v1.14.1")] == "h1:dh2PkMNUkndQWSY+iUy9d9rGDKpAD9TuHylzVhY544Y="
-    # Talos 1.12 is only where a path starts (stacks.releases): no stack runs it, so no schema of it is pinned.
-    assert (upstream.TALOS_MACHINERY, "v1.12.4") not in pins
+    # Talos 1.12 is a target again (dec5120, #42 review 1 H3: a stack that keeps main's v1.12.4 is not refused), so its
+    # schema is pinned beside 1.14's.
+    assert pins[(upstream.TALOS_MACHINERY, "v1.12.4")] == "h1:4Zh47gUnK8y155dUWJKpSRnFgAozvFjs7XlGMaKGhM0="
     # 13, the data layer's ESO, VolSync and external-snapshotter (its controller's module and its CRDs' client module),
     # and monitoring's and sign-in's: the Prometheus Operator, kube-prometheus and Headlamp; remote access's Tailscale operator.
-    assert len(pins) == 21
+    assert len(pins) == 22
     assert pins[("tailscale.com", "v1.102.3")] == "h1:M1czCAtMuIcg+2Z+FBPbJyAk3ZEQGEFKnvHthtE1c6M="
     assert all(version.startswith("v") and sum_.startswith("h1:") for (_, version), sum_ in pins.items())
 
