@@ -127,14 +127,23 @@ _RESTRICTED = {
 # restic makes the repository's files owner-only (restic v0.18.1 internal/backend/util/paths.go:12 DefaultModes: 0600
 # and folders 0700; the local backend then drops the write bits, internal/backend/local/local.go:195). As NONROOT without DAC_OVERRIDE the drill could read none of them on a no_root_squash export, and on
 # a root_squash one only if the NAS's anonymous user were 65534; as root with every capability dropped it is the
-# mover's owner, or squashed to the same user as the mover. The app namespaces' `baseline` Pod Security admits it,
-# as it admits the mover. Not checked on a real NAS (tests/test_drill.py checks the uid and the read-only mount).
+# mover's owner, or squashed to the same user as the mover. Not checked on a real NAS (tests/test_drill.py checks the
+# uid and the read-only mount).
+# It restores as root, so it keeps VolSync's privileged mover's three capabilities (volsync v0.16.0
+# internal/controller/mover/restic/mover.go:595-599: DAC_OVERRIDE, CHOWN, FOWNER, "so that restores work"): at euid 0
+# restic v0.18.1 reports every metadata error (internal/fs/node.go:238 ignores permission errors only when euid > 0)
+# and ends the restore with exit 1 (cmd/restic/cmd_restore.go:253-254). Without CHOWN the lchown of any file not
+# root's fails (node.go:252); without FOWNER the timestamps and chmod of a file it has just given away (node.go:270,
+# 281); without DAC_OVERRIDE a user.* xattr on it (node_xattr.go:40-63 turns EACCES into an error). So without them
+# the drill fails for any app whose files are not 0:0: a non-root image, any fsGroup. All three are in Pod Security
+# `baseline`'s allowed capabilities (k8s.io/pod-security-admission v0.35.1 policy/check_capabilities_baseline.go:62-76),
+# which the app namespaces enforce; baseline does not restrict runAsUser 0.
 _AS_THE_MOVER = {
     "runAsNonRoot": False,
     "runAsUser": 0,
     "runAsGroup": 0,
     "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 
