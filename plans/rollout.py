@@ -149,13 +149,14 @@ def logs_store(stack: StackConfig, previous: Mapping[str, Any] | None) -> dict[s
     size and class its StatefulSet's volumeClaimTemplates made it with, `running`. While logs are off: the last record,
     carried forward, not running, since the claim outlives its StatefulSet (the store sets no
     persistentVolumeClaimRetentionPolicy, and every class here is Retain) and a store turned on again mounts it as it
-    is. Dropped only when `logs.claimChanged` says the claim was deleted by hand."""
+    is. Whatever `logs.claimChanged` says: the flag acts only in the `up` that turns logs back on, which records the
+    stack's own (stacks.day2 refuses it while logs stay off)."""
     if logs.enabled(stack):
         # The Pis whose journal step runs, for the plan of the `up` that turns logs off (`logs_off`).
         pis = {"forwarders": [n.name for n in stack.ainur_nodes]} if logs.lan_address(stack) is not None else {}
         return {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack), "running": True, **pis}
     was = (previous or {}).get("logsStore")
-    if not isinstance(was, Mapping) or logs.settings(stack).claim_changed:
+    if not isinstance(was, Mapping):
         return None
     return {**{k: v for k, v in was.items() if k != "forwarders"}, "running": False}
 

@@ -243,6 +243,17 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     """
     before = deployed.output.get("logsStore")
     logs = stack.logs if stack.logs is not None else Logs()
+    on = logs_rules.enabled(stack.logs, stack.monitoring is not None)
+    # The flag acts in the one `up` that turns logs back on (its fresh record ends it): set in an `up` that leaves them
+    # off it would act on nothing yet, and a record it dropped there would leave a later re-enable, flag gone, unheld.
+    if logs.claim_changed and not on:
+        return [
+            Problem(
+                LOGS_CLAIM,
+                "true, but logs stay off in this `up`: it acts only in the `up` that turns them back on, after the claim "
+                f"was changed by hand; remove it here and set it in that `up`, as {LOGS_RUNBOOK} says",
+            )
+        ]
     if not isinstance(before, Mapping):
         return []
     # A record from before `running` was recorded was made only while the store ran.
@@ -254,10 +265,11 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             Problem(
                 LOGS_CLAIM,
                 "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs "
-                f"were off, once; turn logs off first, or remove it if that `up` is done, as {LOGS_RUNBOOK} says",
+                "were off, in the `up` that turns them back on, once; remove it if that `up` is done, or to change the claim "
+                f"turn logs off first, without it, as {LOGS_RUNBOOK} says",
             )
         ]
-    if not logs_rules.enabled(stack.logs, stack.monitoring is not None):
+    if not on:
         return []
     whose = (
         "the running log store's claim"

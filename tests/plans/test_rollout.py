@@ -31,7 +31,7 @@ def current() -> dict[str, Any]:
 def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed(tmp_path: Path) -> None:
     """The store's claim outlives its StatefulSet (no persistentVolumeClaimRetentionPolicy, Retain classes), so logs
     turned off carry the record forward, not running, for the preview that turns them on again (stacks.day2); only
-    `logs.claimChanged` drops it."""
+    the `up` that turns them on again replaces it, `logs.claimChanged` or not (the flag drops nothing while logs are off)."""
     record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
     assert rollout.logs_store(off, {"logsStore": record}) == {"size": "20Gi", "storageClass": "ceph-block", "running": False}
@@ -40,7 +40,11 @@ def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed
     assert rollout.logs_store(off, None) is None
     (tmp_path / "changed").mkdir()
     changed = edit(homelab_doc(), {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
-    assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) is None
+    assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) == {
+        "size": "20Gi",
+        "storageClass": "ceph-block",
+        "running": False,
+    }
     # On again: the stack's own, running, whatever the record said.
     assert rollout.logs_store(load_stack_file(HOMELAB), {"logsStore": {"size": "40Gi", "storageClass": "nfs", "running": False}}) == record
     # The `up` that turns logs off names the Pis whose forwarder it turns off over SSH, and its bound; no other does.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from plans import rollout
 from stacks import day2, load_stack_file
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
@@ -444,6 +445,28 @@ def test_a_change_of_the_log_stores_claim_is_refused_while_it_runs(tmp_path: Pat
     assert day2.check(_edited(tmp_path / "off", {"iluvatar:logs": {"enabled": False, "size": "40Gi"}}), running) == []
 
 
+def test_claim_changed_is_refused_while_logs_stay_off_so_a_later_re_enable_without_it_is_still_held(tmp_path: Path) -> None:
+    """`logs.claimChanged` acts only in the `up` that turns logs back on: set while they stay off it is refused
+    (whatever the record says), and the record is carried through that `up` regardless (plans.rollout.logs_store), so
+    a later re-enable with another size, the flag gone and the claim untouched, is still refused (review 4 M2)."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
+    flagged_off = _edited(tmp_path, {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
+    said = (
+        "iluvatar:logs.claimChanged",
+        "true, but logs stay off in this `up`: it acts only in the `up` that turns them back on, after the claim was changed "
+        "by hand; remove it here and set it in that `up`, as docs/day2.md#the-log-stores-size-or-class says",
+    )
+    for was in (record, {**record, "running": False}, None):
+        deployed = day2.DeployedArda.from_output({**RUNNING.output, **({"logsStore": was} if was else {})})
+        assert [(p.path, p.message) for p in day2.check(flagged_off, deployed)] == [said], was
+    # Were that `up` run anyway (a preview not looked at), its record still holds the claim.
+    carried = rollout.logs_store(flagged_off, {"logsStore": record})
+    assert carried == {"size": "20Gi", "storageClass": "ceph-block", "running": False}
+    (tmp_path / "on").mkdir()
+    smaller = _edited(tmp_path / "on", {"iluvatar:logs": {"size": "10Gi"}})
+    assert [p.path for p in day2.check(smaller, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": carried}))] == ["iluvatar:logs.size"]
+
+
 def test_the_log_stores_claim_kept_while_logs_were_off_is_refused_a_change_until_said_changed(tmp_path: Path) -> None:
     """Logs turned off keep the claim (plans.rollout.logs_store carries its record, not running): turning them on
     again with another size or class would mount the old claim as it is, so it is refused until `logs.claimChanged`
@@ -472,8 +495,9 @@ def test_the_log_stores_claim_kept_while_logs_were_off_is_refused_a_change_until
     assert [(p.path, p.message) for p in day2.check(said, runs)] == [
         (
             "iluvatar:logs.claimChanged",
-            "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs were off, once; "
-            "turn logs off first, or remove it if that `up` is done, as docs/day2.md#the-log-stores-size-or-class says",
+            "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs were off, "
+            "in the `up` that turns them back on, once; remove it if that `up` is done, or to change the claim turn logs off first, "
+            "without it, as docs/day2.md#the-log-stores-size-or-class says",
         )
     ]
     # local-path: the size may move with logs off (the claim is a folder, unbounded), not the class.
