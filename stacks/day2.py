@@ -237,9 +237,14 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
     server refuses to change in place (Kubernetes v1.34 pkg/apis/apps/validation ValidateStatefulSetUpdate: "updates to
     statefulset spec for fields other than ... are forbidden"), and a claim that exists keeps its own size and class
     whatever the template says. It outlives the StatefulSet too (logs turned off: plans.rollout.logs_store carries its
-    record forward), and a store turned on again mounts it as it is. So a change of either against the record either
-    fails the `up` or is silently not made (the preview's retention check would then hold for a size the store does not
-    have): refused, with the runbook, unless `logs.claimChanged` says the claim was changed by hand while logs were off.
+    record forward), and a store turned on again mounts it as it is. So a change of either against the record is
+    silently not made: pulumi-kubernetes v4 lists a StatefulSet's volumeClaimTemplates among its replace-on-change
+    fields (forceNewProperties; version against our 4.32.0 plugin unchecked), so a running store's StatefulSet is
+    replaced and the new one mounts the existing claim, and the preview's retention check would then hold for a size
+    the store does not have: refused, with the runbook, unless `logs.claimChanged` says the claim was changed by hand
+    while logs were off. After a logs-off `up` that failed (its outputs are written anyway, plans.rollout.logs_store)
+    the record says not running while the StatefulSet may still be there: the same replacement, harmless on the
+    runbook's paths, where the claim was changed by hand.
     """
     before = deployed.output.get("logsStore")
     logs = stack.logs if stack.logs is not None else Logs()

@@ -34,15 +34,14 @@ def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed
     the `up` that turns them on again replaces it, `logs.claimChanged` or not (the flag drops nothing while logs are off)."""
     record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
-    assert rollout.logs_store(off, {"logsStore": record}) == {"size": "20Gi", "storageClass": "ceph-block", "running": False}
+    assert rollout.logs_store(off, {"logsStore": record}) == {**record, "running": False}  # the Pis kept for a retry
     assert rollout.logs_store(off, {"logsStore": {**record, "running": False}})["running"] is False  # type: ignore[index]
     assert rollout.logs_store(off, {}) is None  # logs never ran: no claim
     assert rollout.logs_store(off, None) is None
     (tmp_path / "changed").mkdir()
     changed = edit(homelab_doc(), {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
     assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) == {
-        "size": "20Gi",
-        "storageClass": "ceph-block",
+        **record,
         "running": False,
     }
     # On again: the stack's own, running, whatever the record said.
@@ -54,9 +53,30 @@ def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed
         "a Pi that does not answer 4 dials of 15 s fails this `up`: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
     )
     assert rollout.logs_off({"logsStore": record}, {}) != ""  # off, and the claim said changed
-    assert rollout.logs_off({"logsStore": carried}, {"logsStore": carried}) == ""  # off already
+    settled = rollout.logs_store(off, {"logsStore": carried})
+    assert settled == {"size": "20Gi", "storageClass": "ceph-block", "running": False}  # the Pis go in the `up` after
+    assert rollout.logs_off({"logsStore": settled}, {"logsStore": settled}) == ""  # off already
     assert rollout.logs_off({"logsStore": record}, {"logsStore": record}) == ""  # still on
     assert rollout.logs_off(None, {"logsStore": carried}) == ""
+
+
+def test_the_retry_of_a_failed_logs_off_up_still_names_the_pis(tmp_path: Path) -> None:
+    """Engine v3.259 writes a failed update's outputs (step_executor.go:226-231, 262-268), registered before the deletes
+    of what left the program run (deployment_executor.go:328-336): a logs-off `up` that fails on a Pi's journal step
+    still records logs off. The record keeps the Pis for the next `up`, whose preview names them as possibly left
+    (review 4 L1); the one after that has no way to know, and says nothing."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
+    off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
+    failed = rollout.logs_store(off, {"logsStore": record})  # what the failed `up` recorded
+    retry = rollout.logs_store(off, {"logsStore": failed})
+    assert rollout.logs_off({"logsStore": failed}, {"logsStore": retry}) == (
+        "Logs: off since the last `up`; if it failed, this one still turns the journal forwarder and Talos's log firewall off "
+        "over SSH on the Pis whose step is left (of manwe, eonwe, ilmare; `pulumi stack --show-urns | grep journal-upload` lists them); "
+        "a Pi that does not answer 4 dials of 15 s fails this `up`: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
+    assert rollout.logs_off({"logsStore": retry}, {"logsStore": rollout.logs_store(off, {"logsStore": retry})}) == ""
+    # Logs back on in the retry: the Pis' steps are the program's again, nothing to name.
+    assert rollout.logs_off({"logsStore": failed}, {"logsStore": record}) == ""
 
 
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
