@@ -24,6 +24,7 @@ from iluvatar import reference, render
 from stacks import day2, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
+from tests import runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -364,8 +365,6 @@ def test_the_log_store_runbook_frees_the_old_volume_before_logs_come_back() -> N
     is Retain: the runbook must make the class delete the old volume (PV to Delete before its claim goes) and wait for
     the PV to be gone before the `up` that brings logs back, for every class alike; no by-hand removal on a node
     (`kubectl debug node` is refused by baseline Pod Security), nor `rbd rm` (it leaves ceph-csi's journal)."""
-    from tests import runbook  # noqa: PLC0415 - the runbooks' own reader
-
     heading = "### The log store's size or class"
     said = runbook.commands("docs/day2.md", heading)
     patch = next(i for i, c in enumerate(said) if c.startswith("kubectl patch pv ") and '"persistentVolumeReclaimPolicy":"Delete"' in c)
