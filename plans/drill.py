@@ -126,7 +126,7 @@ _RESTRICTED = {
 # runAsUser 0 only for a privileged mover), so it runs as its image's user, root (the image sets no USER), and
 # restic makes the repository's files owner-only (restic v0.18.1 internal/backend/util/paths.go:12 DefaultModes: 0600
 # and folders 0700; the local backend then drops the write bits, internal/backend/local/local.go:195). As NONROOT without DAC_OVERRIDE the drill could read none of them on a no_root_squash export, and on
-# a root_squash one only if the NAS's anonymous user were 65534; as root with every capability dropped it is the
+# a root_squash one only if the NAS's anonymous user were 65534; as root it is the
 # mover's owner, or squashed to the same user as the mover. Not checked on a real NAS (tests/test_drill.py checks the
 # uid and the read-only mount).
 # It restores as root, so it keeps VolSync's privileged mover's three capabilities (volsync v0.16.0
