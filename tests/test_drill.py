@@ -90,10 +90,11 @@ def _restic(repo: Path, password: str, *args: str, cwd: Path | None = None) -> N
 
 
 @pytest.fixture(scope="module")
-def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
     """A repository of one backup of a volume as VolSync makes it, made once per module: `restic init` costs 2.5 s of
     CPU (restic v0.14.0 internal/repository/key.go:206 calibrates its key derivation to KDFTimeout, 500 ms) and each
-    open of the repository 0.45 s more. Each test's `volume` is a copy of it (a restic repository is its files)."""
+    open of the repository 0.45 s more. Each test's `volume` is a copy of it (a restic repository is its files); the
+    backed-up folder is the module's, read only."""
     require("restic")
     root = tmp_path_factory.mktemp("backed-up")
     data = root / "volume"
@@ -119,11 +120,11 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     _restic(repo, password, "init")
     # VolSync's mover's backup, flags and all (volsync v0.16.0 mover-restic/entry.sh:157, from the data folder).
     _restic(repo, password, "backup", "--host", "volsync", "--exclude=lost+found", ".", cwd=data)
-    return repo, password
+    return repo, password, data
 
 
 @pytest.fixture
-def volume(stack: StackConfig, backed_up: tuple[Path, str], tmp_path: Path, alpine: Path) -> dict[str, Any]:
+def volume(stack: StackConfig, backed_up: tuple[Path, str, Path], tmp_path: Path, alpine: Path) -> dict[str, Any]:
     """The home-assistant config volume's drill, and a copy of the module's repository of one backup of the volume,
     which the test may break."""
     app = next(a for a in backup_plan.apps(stack) if a.name == "home-assistant")
@@ -139,7 +140,7 @@ def volume(stack: StackConfig, backed_up: tuple[Path, str], tmp_path: Path, alpi
     (tmp_path / "tmp").mkdir()
     secret = {"RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": password}
     path = f"{alpine}:{Path(require('restic')).parent}"
-    return {"container": container, "repo": repo, "secret": secret, "path": path, "tmp": tmp_path, "data": data}
+    return {"container": container, "repo": repo, "secret": secret, "path": path, "tmp": tmp_path, "data": backed_up[2]}
 
 
 def _drill_volume(v: dict[str, Any], wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
