@@ -8,8 +8,10 @@ UEFI PC), and AAVMF, the same UEFI for arm64. QEMU runs without KVM (TCG).
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +84,20 @@ class Machine:
             # disk's marker) goes to the serial port.
             assert self.firmware != "bios", "a disk after the NIC is modelled for UEFI firmware only"
             image = disk_image(self.lan.root / f"{self.name}.disk", "BOOTAA64.EFI" if self.firmware == "arm64" else "BOOTX64.EFI")
-            qemu = [a.replace(f"mac={self.mac},romfile=", f"mac={self.mac},romfile=,bootindex=1") for a in qemu]
             qemu[qemu.index("-serial") + 1] = f"file:{self.serial_log}"
-            qemu += ["-drive", f"if=none,id=d0,format=raw,file={image}", "-device", "virtio-blk-pci,drive=d0,bootindex=2"]
+            # The order is the PC's own, in its variable store (as a PC set up that way keeps it): the NIC's IPv4 PXE,
+            # then the disk. Not QEMU's bootindex=: OVMF's and AAVMF's QemuBootOrderLib match the NIC's OpenFirmware
+            # path as a prefix of every option of the NIC (edk2-stable202211 OvmfPkg/Library/QemuBootOrderLib/
+            # QemuBootOrderLib.c:1957), so PXEv6, HTTPv4 and HTTPv6 came before the disk too, and HTTPv4's four DHCP
+            # discovers (4, 8, 16 and 32 s, NetworkPkg/HttpBootDxe/HttpBootDhcp4.c:27) cost a minute at a full core
+            # under TCG. With no bootindex, QEMU's fw_cfg "bootorder" is empty and the firmware leaves BootOrder as it
+            # is (QemuBootOrderLib.c:2198-2200, 2307); its refresh adds the other options after it
+            # (OvmfPkg/Library/PlatformBootManagerLib/BdsPlatform.c:1712, ArmVirtPkg/Library/PlatformBootManagerLib/
+            # PlatformBm.c:952).
+            nic, disk = SLOTS[self.firmware]
+            qemu = [a.replace(f"mac={self.mac},romfile=", f"mac={self.mac},romfile=,addr=0x{nic:x}") for a in qemu]
+            vars_copy.write_bytes(boot_order_vars(empty_vars(self.firmware), self.mac, nic, disk))
+            qemu += ["-drive", f"if=none,id=d0,format=raw,file={image}", "-device", f"virtio-blk-pci,drive=d0,addr=0x{disk:x}"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.lan.switch, *qemu], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -144,6 +157,75 @@ class Machine:
 
 
 DISK_BOOTED = "ILUVATAR-TEST: the machine's own disk booted"
+
+# A UEFI machine's NIC and disk, at fixed PCI slots (q35's 00:01.0 is its VGA), which its boot options name.
+SLOTS = {"uefi": (2, 3), "arm64": (1, 2)}
+
+# AAVMF's empty variable store as edk2 defines it (edk2-stable202211 ArmVirtPkg/VarStore.fdf.inc:23-71: the firmware
+# volume's and the variable store's headers at 0, the fault-tolerant write's working block at 0x40000), erased (0xff)
+# elsewhere. Debian's AAVMF_VARS.fd is zeros, which the firmware formats on its first boot; it takes this header as
+# formatted (OvmfPkg/VirtNorFlashDxe/VirtNorFlashFvb.c:184-260: revision, signature, length, GUIDs, checksum).
+AAVMF_STORE = bytes.fromhex(
+    "00000000000000000000000000000000"
+    "8d2bf1ff96768b4ca9852747075b4f50"
+    "00000c0000000000"
+    "5f465648fffe0400"
+    "4800280900000002"
+    "0300000000000400"
+    "0000000000000000"  # EFI_FIRMWARE_VOLUME_HEADER
+    "782cf3aa7b949a43a1802e144ec37792"
+    "b8ff0300"
+    "5afe000000000000"  # VARIABLE_STORE_HEADER
+)
+AAVMF_FTW = bytes.fromhex("2b29589e687c7d49a0ce6500fd9f1b955be7c686feffffffe0ff030000000000")
+
+
+def empty_vars(firmware: str) -> bytes:
+    """The firmware's empty variable store: Debian's OVMF_VARS_4M.fd; for AAVMF, edk2's (above) in Debian's 64 MiB."""
+    if firmware == "uefi":
+        return OVMF_VARS.read_bytes()
+    store = bytearray(b"\xff" * 0xC0000)
+    store[: len(AAVMF_STORE)] = AAVMF_STORE
+    store[0x40000 : 0x40000 + len(AAVMF_FTW)] = AAVMF_FTW
+    return bytes(store) + bytes(AAVMF_VARS.stat().st_size - len(store))
+
+
+def _device_path(*nodes: tuple[int, int, bytes]) -> bytes:
+    """A UEFI device path: (type, subtype, data) nodes, then the end node (UEFI 2.9, 10.3.1)."""
+    out = b"".join(struct.pack("<BBH", kind, sub, 4 + len(data)) + data for kind, sub, data in nodes)
+    return out + b"\x7f\xff\x04\x00"
+
+
+def _load_option(description: str, path: bytes) -> bytes:
+    """An EFI_LOAD_OPTION, active (UEFI 2.9, 3.1.3)."""
+    return struct.pack("<IH", 1, len(path)) + (description + "\0").encode("utf-16-le") + path
+
+
+def boot_order_vars(store: bytes, mac: str, nic_slot: int, disk_slot: int) -> bytes:
+    """An empty variable store (empty_vars) with Boot0000, the NIC's IPv4 PXE, Boot0001, the disk,
+    and BootOrder 0000,0001: a PC set to boot from the network (IPv4), then its disk. Each variable is an edk2
+    AUTHENTICATED_VARIABLE_HEADER (MdeModulePkg/Include/Guid/VariableFormat.h:154-192, edk2-stable202211), state
+    VAR_ADDED, 4-byte aligned, after the store's header at 0x64, in the space edk2 leaves erased (0xff)."""
+    pci = (2, 1, struct.pack("<II", 0x0A0341D0, 0))  # PciRoot(0x0): ACPI PNP0A03, UID 0
+    nic = [pci, (1, 1, bytes([0, nic_slot])), (3, 11, bytes.fromhex(mac.replace(":", "")).ljust(32, b"\0") + b"\x01")]
+    ipv4 = (3, 12, bytes(23))  # IPv4(0.0.0.0,0x0,DHCP,0.0.0.0,0.0.0.0,0.0.0.0), the firmware's own PXEv4 option
+    label = mac.replace(":", "").upper()
+    variables = [
+        ("Boot0000", _load_option(f"UEFI PXEv4 (MAC:{label})", _device_path(*nic, ipv4))),
+        ("Boot0001", _load_option("UEFI disk", _device_path(pci, (1, 1, bytes([0, disk_slot]))))),
+        ("BootOrder", struct.pack("<HH", 0, 1)),
+    ]
+    global_guid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c").bytes_le
+    start = 0x64
+    assert store[0x48:0x58] == uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792").bytes_le, "not an authenticated edk2 variable store"
+    assert store[start : start + 4] == b"\xff" * 4, "the variable store is not empty"
+    out = b""
+    for name, data in variables:
+        encoded = (name + "\0").encode("utf-16-le")
+        header = struct.pack("<HBBIQ16sIII16s", 0x55AA, 0x3F, 0, 7, 0, bytes(16), 0, len(encoded), len(data), global_guid)
+        out += header + encoded + data
+        out += b"\xff" * (-len(out) % 4)
+    return store[:start] + out + store[start + len(out) :]
 
 
 def disk_image(path: Path, loader: str) -> Path:
