@@ -43,7 +43,7 @@ from tests.netns.lan import Lan, in_range, lan, require_root, stop
 
 require_root()
 
-DEADLINE = 360.0  # seconds for every machine to reach its end; alone, the slowest (the arm64 workers and strangers) take about 60 s
+DEADLINE = 360.0  # seconds for every machine to reach its end; the whole file takes about a minute of wall on two cores (docs/proof/performance.md)
 GANDALF, TIRION, MANWE, STRANGER = "28:d2:44:30:00:01", "a8:b8:e0:20:00:02", "d8:3a:dd:10:00:01", "02:00:5e:00:00:99"
 SARUMAN = "28:d2:44:30:00:02"  # made an arm64 UEFI server (generic-arm64) for this test
 BINARY = {"uefi": ("ipxe.efi", "192.168.0.22"), "arm64": ("ipxe-arm64.efi", "192.168.0.32")}
