@@ -13,8 +13,9 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    cmdline.txt naming its root of it.
 3. `<pi>-reboot`, on the Pi: returns at once when the Pi already runs the image (its root's IMAGE_MARK); else waits
    until the Ainur serve it that cmdline.txt over TFTP (asked as its bootloader asks: the new state, seen from the
-   Pi), has systemd reboot it 3 s later, and stops its sshd listening first, so the next step reaches only the new
-   system.
+   Pi), then until they export it the root that cmdline.txt names, of the new image (mounted from the Pi with its
+   options, its mark read: `export_gate`; pi-nfs exports a new image only from a start that found it built), has
+   systemd reboot it 3 s later, and stops its sshd listening first, so the next step reaches only the new system.
 4. Its join (plans.k3s.join_script, with the image): pulumi-command's SSH retries wait out the reboot; it fails unless
    the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s, and
    returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
@@ -34,9 +35,9 @@ from __future__ import annotations
 import shlex
 
 from plans import k3s
-from plans.netboot.base import service_ip
+from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
-from plans.netboot.pis import cmdline, image_id
+from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, export_path, image_id
 from stacks.model import Node, StackConfig
 
 # The upgrader's mark on a Node it cordoned (upgrader/internal/kube/kube.go, cordonedAnnotation): the same mark, so a
@@ -45,6 +46,20 @@ CORDONED = "iluvatar.dev/cordoned"
 DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
 TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
 REBOOT_DELAY_SECONDS = 3
+# pi-nfs makes a root of a new image and exports it only when it starts and finds the image built on its Pi
+# (plans.netboot.nfs.serve_script): a bound long enough for a restart the user is told to make, then the step fails.
+NFS_SECONDS = 300
+# The Pi's new root mounted from the Pi itself (the export admits the Pi's address alone: Ganesha's CLIENT block,
+# plans.netboot.nfs.export_block) with the options its cmdline.txt gives klibc's nfsmount (plans.netboot.pis.NFS_OPTIONS),
+# in the kernel client's spelling: klibc's `v3`, `tcp` and `port=` (klibc usr/kinit/nfsmount/main.c:44,76,78) are the
+# kernel's vers=3, proto=tcp and port=; klibc asks MOUNT at MNT_Port when no portmapper answers, the kernel is told it;
+# no lock manager (Ganesha runs none, the initramfs mounts nolock). `mount -i` keeps util-linux from handing the mount to
+# a mount.nfs helper the image may lack, so the kernel reads the options and needs the server's address (addr=).
+KLIBC_TO_KERNEL = {"v3": "vers=3", "tcp": "proto=tcp"}
+GATE_MOUNT_OPTIONS = ",".join(
+    ["ro", "nolock", *(KLIBC_TO_KERNEL.get(o, o) for o in NFS_OPTIONS), f"mountport={MOUNT_PORT}", "mountproto=tcp"]
+)
+assert f"port={NFS_PORT}" in NFS_OPTIONS
 # What the drain and the reboot step print on stdout, first, each time they run: a word new on every run (the kernel's
 # uuid, read afresh each time: linux drivers/char/random.c, proc_do_uuid), never a secret. Pulumi stores a step's stdout
 # only when the step succeeds; the next steps carry it in their `triggers` (components.ainur), so a drain runs the
@@ -83,7 +98,29 @@ fi
 """
 
 
-def reboot_script(stack: StackConfig, node: Node, tftp_timeout: int = TFTP_SECONDS, delay: int = REBOOT_DELAY_SECONDS) -> str:
+def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS) -> str:
+    """The reboot step's second gate (review 41-2 M1): the root the new cmdline.txt names is exported to this Pi and is
+    of the new image, seen as the Pi's initramfs will see it: mounted read-only from the Pi, its image mark read. TFTP
+    serving the new boot files proves nothing of it: pi-tftp follows the pointer at once, pi-nfs only at its start."""
+    svc = service_ip(stack)
+    want = image_id(stack)
+    export = export_path(node, want)
+    restart = f"sudo k3s kubectl -n {NAMESPACE} rollout restart deployment pi-nfs"
+    return f"""probe=$(mktemp -d)
+exported() {{
+  sudo mount -i -t nfs -o {GATE_MOUNT_OPTIONS},addr={svc} {svc}:{export} "$probe" 2>/dev/null || {{ why="NFS at {svc} does not export it {export} (pi-nfs makes a root of a new image only when it starts with the image built; if the image is built, restart it from a valar: {restart})"; return 1; }}
+  got=$(cat "$probe{IMAGE_MARK}" 2>/dev/null || echo "a root with no image mark")
+  sudo umount "$probe" || true
+  [ "$got" = {want} ] || {{ why="NFS at {svc} exports it {export} as a root of $got"; return 1; }}
+}}
+wait_for {timeout} "the Ainur to export {node.name} its root of {want} over NFS, mounted from {node.name} with its cmdline.txt's options" exported
+rmdir "$probe" 2>/dev/null || true
+"""
+
+
+def reboot_script(
+    stack: StackConfig, node: Node, tftp_timeout: int = TFTP_SECONDS, delay: int = REBOOT_DELAY_SECONDS, nfs_timeout: int = NFS_SECONDS
+) -> str:
     """On the Pi: reboot it into the stack's image once the Ainur serve it that image's boot files; nothing when it runs it."""
     assert node.serial is not None
     want = image_id(stack)
@@ -103,7 +140,7 @@ served() {{
   [ "$got" = "$expected" ] || {{ why="TFTP serves it $(printf '%s' "$got" | grep -o 'nfsroot=[^,]*' || echo 'another cmdline.txt')"; return 1; }}
 }}
 wait_for {tftp_timeout} "the Ainur to serve {node.name} the boot files of {want} over TFTP (netboot-cache's pi-tftp follows its pi-boot-{node.name} ConfigMap within about a minute)" served
-# systemd reboots it on its own, whatever becomes of this session; then sshd stops listening, so the join that follows
+{export_gate(stack, node, nfs_timeout)}# systemd reboots it on its own, whatever becomes of this session; then sshd stops listening, so the join that follows
 # reaches the new system only (this session goes on).
 status=0
 sudo systemd-run --quiet --unit iluvatar-reboot --on-active={delay} systemctl reboot || status=$?

@@ -190,6 +190,33 @@ echo "$(( $(date +%s) + ${delay:-0} ))" > $S/reboot
 while [ -e $S/cut-after-reboot ]; do sleep 1; done
 """
 
+# The reboot step's look at the Pi's new root over NFS (plans.netboot.roll.export_gate: `mount -i -t nfs ... <svc>:<export>
+# <dir>`, then its image mark read, then umount). No NFS client runs here (tests/netns/test_pi_nfs.py runs the gate
+# against the real Ganesha with libnfs); the lab's NFS server is the one _reboot stands in for: it serves a root of any
+# image built on the netboot Pi (its .complete under the lab's images, named in $S/nfs-images), as pi-nfs does once
+# it has started with that image built.
+STANDIN_MOUNT = """#!/bin/bash
+# STAND-IN for the kernel's NFS mount (mount -i -t nfs -o OPTIONS SERVER:/pis/<pi>/<image> DIR); any other mount is
+# the real one's (the lab's own binds).
+[ "${1:-} ${2:-} ${3:-}" = "-i -t nfs" ] || exec /usr/bin/mount "$@"
+set -eu
+S=/var/lib/rancher/standin
+[ "$(id -u)" = 0 ] || { echo "stand-in mount: needs root" >&2; exit 1; }
+source=$6 dir=$7
+image=${source##*/}
+images=$(cat $S/nfs-images 2>/dev/null) || { echo "mount.nfs: access denied by server while mounting $source" >&2; exit 32; }
+[ -f "$images/$image/.complete" ] || { echo "mount.nfs: access denied by server while mounting $source" >&2; exit 32; }
+mkdir -p "$dir/etc/iluvatar"
+echo "$image" > "$dir/etc/iluvatar/pi-image"
+touch "$dir/.standin-nfs"
+"""
+
+STANDIN_UMOUNT = """#!/bin/bash
+# STAND-IN for umount of what STANDIN_MOUNT mounted; any other is the real one's.
+[ -e "${1:-}/.standin-nfs" ] || exec /usr/bin/umount "$@"
+rm -rf "$1/etc" "$1/.standin-nfs"
+"""
+
 STANDIN_CLOUD_INIT = """#!/bin/bash
 # STAND-IN for cloud-init: the Pi was flashed and cloud-init has finished (it installed k3s, not started).
 echo "$(date +%s.%N) cloud-init $*" >> /var/lib/rancher/standin/log 2>/dev/null || true
@@ -596,6 +623,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
         "cloud-init": STANDIN_CLOUD_INIT,
         "curl": STANDIN_CURL,
         "systemd-run": STANDIN_SYSTEMD_RUN,
+        "mount": STANDIN_MOUNT,
+        "umount": STANDIN_UMOUNT,
     }
     for script, text in standins.items():
         (bin_ / script).write_text(text.replace("__KUBECTL__", str(kubectl)))
@@ -931,6 +960,8 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
     service = NetbootService(ns, tftp, boots, images)
+    for pi in lab.pis.values():
+        (pi.state / "nfs-images").write_text(f"{images}\n")
     _project(lab, boots)
     loop = subprocess.Popen(
         ["sh", str(script)],

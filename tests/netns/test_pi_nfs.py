@@ -469,3 +469,64 @@ def test_a_new_image_gives_each_pi_a_root_beside_the_one_it_runs_which_never_cha
             shutil.move(server.root.parent / "parked", old_image)
         server.image, server.pointers = old_image, None
         server.start()
+
+
+# The kernel's NFS client cannot run here (the module docstring): the reboot gate's `mount -i -t nfs` is libnfs's mount of
+# the same export (nfs-ls: its MOUNT and a READDIRPLUS of the root, refused as the kernel's mount is refused), then the
+# mark read through it (nfs-cat); sudo is the Pi user's (cloud-init's NOPASSWD rule), here the test's root.
+GATE_MOUNT = f"""#!/bin/bash
+set -eu
+[ "$1 $2 $3 $4" = "-i -t nfs -o" ] || {{ echo "stand-in mount: '$*' is not stood in" >&2; exit 2; }}
+opts=$5 source=$6 dir=$7
+port=$(printf '%s' "$opts" | tr , '\\n' | sed -n 's/^port=//p')
+url="nfs://${{source%%:*}}${{source#*:}}"
+{require("nfs-ls")} "$url/?version=3&nfsport=$port" >/dev/null || exit 32
+mkdir -p "$dir/etc/iluvatar"
+{require("nfs-cat")} "$url/etc/iluvatar/pi-image?version=3&nfsport=$port" > "$dir/etc/iluvatar/pi-image" || rm -f "$dir/etc/iluvatar/pi-image"
+"""
+
+
+def gate(net: Lan, ip: str, stack: StackConfig, pi: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """The roll's reboot gate (plans.netboot.roll.export_gate, 2 s for its 300) run in the Pi's namespace."""
+    from plans import k3s
+    from plans.netboot import roll
+
+    bin_ = tmp / "gate-bin"
+    bin_.mkdir(exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("mount", GATE_MOUNT), ("umount", '#!/bin/sh\nrm -rf "$1/etc"\n')):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    node = next(n for n in stack.nodes if n.name == pi)
+    script = "set -eu\n" + k3s.gate_functions(node) + roll.export_gate(stack, node, timeout=2)
+    env = f"PATH={bin_}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["ip", "netns", "exec", client_ns(net, ip), "env", env, "bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_reboot_gate_sees_the_new_root_exported_not_only_its_boot_files(served: tuple[Lan, Server], tmp_path: Path) -> None:
+    """Review 41-2 M1: the reboot step reboots a Pi only once the Ainur's Ganesha exports it its root of the new image
+    (mounted from the Pi, its mark read): pi-nfs exports a new image's roots only from a start that found the image
+    built, so TFTP serving the new boot files is no proof. The real Ganesha: a root it exports passes; an image it has
+    no root of (built after its start) fails within the bound, naming the export and the restart to make; another
+    Pi's root is refused to this Pi's address."""
+    net, server = served
+    assert server.stack.ainur is not None
+    image = server.stack.ainur.pi_image
+    newer = server.stack.model_copy(
+        update={"ainur": server.stack.ainur.model_copy(update={"pi_image": image.model_copy(update={"sha256": "5" * 64})})}
+    )
+    ok = gate(net, ILMARE_IP, server.stack, "ilmare", tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    started = time.monotonic()
+    missing = gate(net, ILMARE_IP, newer, "ilmare", tmp_path)
+    assert missing.returncode == 1 and time.monotonic() - started < 30, missing.stderr
+    want = pis.image_id(newer)
+    assert (
+        f"waited 2 s for the Ainur to export ilmare its root of {want} over NFS, mounted from ilmare with its cmdline.txt's "
+        f"options; still: NFS at {SVC} does not export it /pis/ilmare/{want} (pi-nfs makes a root of a new image only when it "
+        "starts with the image built; if the image is built, restart it from a valar: sudo k3s kubectl -n netboot rollout "
+        "restart deployment pi-nfs)"
+    ) in missing.stderr
+    # eonwe's root, asked from ilmare's address: Ganesha's CLIENT block refuses it, so the gate cannot pass for it there.
+    assert gate(net, ILMARE_IP, server.stack, "eonwe", tmp_path).returncode == 1
