@@ -31,7 +31,7 @@ from typing import Any
 from plans import apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import roll
-from plans.netboot.pis import image_id
+from plans.netboot.pis import image_id, pointer_digest
 from stacks import releases
 from stacks.model import Node, StackConfig
 
@@ -503,7 +503,7 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
-            | ({"image": image_id(stack)} if n.boot == "netboot" else {})
+            | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
@@ -534,12 +534,21 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
                 "the stack's version, uncordoned"
             )
+        elif now.get("image") and was.get("pointer") and now.get("pointer") != was["pointer"]:
+            # Review 41-2 M2: its cmdline.txt changed (the network, the service address, the NFS options), not its image.
+            what.append(
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network, the service address or the NFS "
+                "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
+                "new boot, its k3s step checks its version, uncordoned"
+            )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
-        moved = bool(now.get("image")) and now.get("image") != was.get("image")
+        moved = bool(now.get("image")) and (
+            now.get("image") != was.get("image") or (was.get("pointer") is not None and now.get("pointer") != was.get("pointer"))
+        )
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
         # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)

@@ -24,7 +24,9 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    (a Node a person cordoned stays so).
 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
-changes (the image is in each one's script), or when the step before it ran: the reboot step after the drain or the
+changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
+service address, the NFS options; its digest is in each script, and the reboot step reboots a Pi whose /proc/cmdline lacks
+a word of it: review 41-2 M2), or when the step before it ran: the reboot step after the drain or the
 pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
 half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
@@ -37,7 +39,7 @@ import shlex
 from plans import k3s
 from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
-from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, export_path, image_id
+from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, cmdline_checked_words, export_path, image_id, pointer_digest
 from stacks.model import Node, StackConfig
 
 # The upgrader's mark on a Node it cordoned (upgrader/internal/kube/kube.go, cordonedAnnotation): the same mark, so a
@@ -72,7 +74,7 @@ def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -
     kubectl = f"sudo {k3s.KUBECTL}"
     mark = CORDONED.replace(".", "\\.")
     return f"""set -eu
-# iluvatar: {node.name} moves to {image_id(stack)}: drained first (plans.netboot.roll).
+# iluvatar: {node.name} moves to {image_id(stack)}, boot pointer {pointer_digest(stack, node)}: drained first (plans.netboot.roll).
 {RUN_MARK}
 if ! found=$({kubectl} get node {node.name} --ignore-not-found -o name); then
   echo "iluvatar: {node.name}'s Node cannot be read, so it is not drained; look with: sudo k3s kubectl get node {node.name}" >&2
@@ -129,11 +131,22 @@ def reboot_script(
     return f"""set -eu
 {RUN_MARK}
 {k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
-if [ "$have" = {want} ]; then
-  echo "iluvatar: {node.name} already runs {want}" >&2
+# What it runs is its pointer when its root is of the image and its kernel was given the pointer's cmdline.txt (each
+# word: the firmware adds its own and rewrites the consoles): a new DNS, gateway or NFS option reboots it too (review 41-2 M2).
+booted=" $(cat /proc/cmdline) "
+missing=""
+for word in {" ".join(shlex.quote(w) for w in cmdline_checked_words(stack, node))}; do
+  case "$booted" in *" $word "*) ;; *) missing="$missing ${{word%%=*}}" ;; esac
+done
+if [ "$have" = {want} ] && [ -z "$missing" ]; then
+  echo "iluvatar: {node.name} already runs {want} with its cmdline.txt" >&2
   exit 0
 fi
-echo "iluvatar: {node.name} runs $have; it reboots into {want}" >&2
+if [ "$have" = {want} ]; then
+  echo "iluvatar: {node.name} runs {want}, booted with another cmdline.txt (it differs at:$missing); it reboots with its new one" >&2
+else
+  echo "iluvatar: {node.name} runs $have; it reboots into {want}" >&2
+fi
 expected={shlex.quote(expected)}
 served() {{
   got=$(curl -sf --max-time 10 tftp://{svc}/{node.serial}/cmdline.txt) || {{ why="TFTP at {svc} does not serve it {node.serial}/cmdline.txt"; return 1; }}
@@ -157,7 +170,7 @@ echo "iluvatar: if {node.name} does not come back on {want} (its join then fails
 def join_check(stack: StackConfig, node: Node) -> str:
     """The lines a netbooting maia's join starts with: it runs the stack's image, or the join fails saying what to do."""
     want = image_id(stack)
-    return f"""# iluvatar: a netbooted root of {want} (plans.netboot.roll).
+    return f"""# iluvatar: a netbooted root of {want}, boot pointer {pointer_digest(stack, node)} (plans.netboot.roll).
 have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
 if [ "$have" != {want} ]; then
   echo "iluvatar: $(hostname) runs $have, not {want}: its reboot into {want} did not happen; look at its console (its bootloader reads TFTP from {service_ip(stack)}), reboot it (sudo reboot) and run pulumi up again" >&2
@@ -171,7 +184,7 @@ def uncordon_script(stack: StackConfig, node: Node) -> str:
     kubectl = f"sudo {k3s.KUBECTL}"
     mark = CORDONED.replace(".", "\\.")
     return f"""set -eu
-# iluvatar: {node.name} moved to {image_id(stack)}: uncordoned if its drain cordoned it (plans.netboot.roll).
+# iluvatar: {node.name} moved to {image_id(stack)}, boot pointer {pointer_digest(stack, node)}: uncordoned if its drain cordoned it (plans.netboot.roll).
 if ! state=$({kubectl} get node {node.name} -o jsonpath='{{.spec.unschedulable}} {{.metadata.annotations.{mark}}}'); then
   echo "iluvatar: {node.name}'s Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node {node.name}" >&2
   exit 1

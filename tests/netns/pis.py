@@ -69,6 +69,7 @@ import yaml
 from iluvatar.graph import Graph
 from iluvatar.simulate import Registration, SecretValue
 from plans import cloudinit
+from plans.netboot import pis as pis_plan
 from plans.netboot import roll
 from stacks.model import Node, StackConfig
 from tests.netns.lan import in_ns, sh, stop
@@ -411,6 +412,8 @@ class Pi:
     proc: subprocess.Popen[bytes] | None = None
     # A netbooted maia: the image its root is of (its root is then `<pis>/<name>@<image>`, but for its first).
     image: str | None = None
+    # ... and the cmdline.txt it booted with (its kernel's /proc/cmdline: firmware_cmdline of it).
+    cmdline: str | None = None
 
     @property
     def state(self) -> Path:
@@ -469,7 +472,7 @@ class Pis:
         _plug(self.switch, ns, None, *addresses)
         return ns
 
-    def boot(self, name: str, image: str | None) -> None:
+    def boot(self, name: str, image: str | None, cmdline: str | None = None) -> None:
         """(Re)start the Pi on its root of `image`, as its bootloader and initramfs would after a reboot: every process
         of its namespace killed (a reboot), its root made if it has none (as the NFS server makes a root of a new image:
         as flashed and cloud-init run, with its SSH host key kept, plans.netboot.nfs.KEPT_ON_NEW_IMAGE), then its sshd
@@ -480,13 +483,15 @@ class Pis:
         # Its first root (as the lab made it) is the image it first booted; any other image's is beside it.
         root = self.root / name if image == self.first_images.get(name) else self.root / f"{name}@{image}"
         if not root.exists():
-            fresh = Pi(pi.node, pi.ns, root, image=image)
+            fresh = Pi(pi.node, pi.ns, root, image=image, cmdline=cmdline)
             assert self.kubectl is not None
             _pi_files(self.stack, fresh, self.cluster, self.kubectl, self.cluster.server, False)
             for key in ("host_key", "host_key.pub"):
                 (root / key).write_bytes((pi.root / key).read_bytes())
                 (root / key).chmod((pi.root / key).stat().st_mode)
         pi.root, pi.image = root, image
+        # What TFTP served it (a reboot), or its pointer's as the lab's stack makes it (its first boot).
+        pi.cmdline = cmdline if cmdline is not None or image is None else pis_plan.cmdline(self.stack, pi.node, image)
         _mark_image(pi)
         # Nothing of the last boot runs; systemd starts what was enabled (k3s's unit, once its join enabled it).
         for name_ in ("running", "activating", "service.pid", "kubelet.pid", "reboot", "sshd-stop"):
@@ -555,6 +560,15 @@ def kill_all(ns: str) -> None:
         sh("kill", "-9", *pids, check=False)
         time.sleep(0.1)
     raise AssertionError(f"the processes of {ns} did not die")
+
+
+def firmware_cmdline(text: str) -> str:
+    """STAND-IN for what the Pi's firmware passes the kernel of a cmdline.txt (/proc/cmdline): words of its own first,
+    and `console=serial0` rewritten to the UART config.txt selects (raspberrypi/documentation, config_txt/boot.adoc,
+    enable_uart: "serial0"; the exact words it adds vary with the board and firmware, these are a Pi 4's)."""
+    words = ["coherent_pool=1M", "8250.nr_uarts=1", "snd_bcm2835.enable_headphones=0", "bcm2708_fb.fbwidth=0"]
+    words += [w.replace("console=serial0", "console=ttyS0") for w in text.split()]
+    return " ".join(words) + "\n"
 
 
 def _mark_image(pi: Pi) -> None:
@@ -695,6 +709,9 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
         # no boot of its own).
         (root / "boot-id").write_text(f"{uuid.uuid4()}\n")
         setup += f"; mount --bind {shlex.quote(str(root / 'boot-id'))} /proc/sys/kernel/random/boot_id"
+        # Its kernel's command line, as the reboot step reads it (plans.netboot.roll.reboot_script), over the host's.
+        (root / "cmdline").write_text(firmware_cmdline(pi.cmdline or ""))
+        setup += f"; mount --bind {shlex.quote(str(root / 'cmdline'))} /proc/cmdline"
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
@@ -760,7 +777,8 @@ def pis(
             sh("ip", "netns", "add", ns)
             made.append(ns)
             plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24", mac=node.mac)
-            pi = Pi(node, ns, root / node.name, image=images.get(node.name))
+            image = images.get(node.name)
+            pi = Pi(node, ns, root / node.name, image=image, cmdline=pis_plan.cmdline(stack, node, image) if image else None)
             _pi_files(stack, pi, cluster, kubectl, cluster.server, node.name in hosts_templates)
             _mark_image(pi)
             pi.proc = _start_sshd(pi)
@@ -913,7 +931,7 @@ def _reboot(lab: Pis, service: NetbootService, pi: Pi, svc: str) -> None:
         assert time.monotonic() < deadline, f"{pi.node.name}'s bootloader got no cmdline.txt over TFTP in 120 s"
         time.sleep(1)
     service.reboots.append((time.time(), pi.node.name, found.group(1)))
-    lab.boot(pi.node.name, found.group(1))
+    lab.boot(pi.node.name, found.group(1), got.stdout)
 
 
 def reboot_now(lab: Pis, service: NetbootService, name: str) -> None:
@@ -930,7 +948,6 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
     netbooted maia's reboot (STAND-IN, `_reboot`) when it asks for one (systemd-run), and its sshd's listener stopped
     when it asks for that (systemctl stop ssh.socket ssh.service), its sessions going on."""
     from plans import netboot as plan
-    from plans.netboot import pis as pis_plan
 
     assert lab.stack.ainur is not None
     svc = str(lab.stack.ainur.service_ip)

@@ -373,3 +373,37 @@ def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too(
             ),
         )
     ]
+
+
+def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_time() -> None:
+    """Review 41-2 M2: a change of what each netbooted maia's cmdline.txt carries with its image unchanged (here
+    `network.dns`, in its ip= and network-config=) rolls each, one after the other, as a new image does: every step of
+    its roll carries its pointer's digest (plans.netboot.pis.pointer_digest); the valar on its card has no step to run."""
+    import ipaddress
+
+    from plans.netboot import roll
+    from plans.netboot.pis import pointer_digest
+    from tests.plans.test_netboot_pis import netbooting, node
+
+    before = netbooting()
+    dns = tuple(ipaddress.ip_address(d) for d in ("192.168.0.2", "192.168.0.1"))
+    after = before.model_copy(update={"network": before.network.model_copy(update={"dns": dns})})
+    for name in ("eonwe", "ilmare"):
+        was, now = node(before, name), node(after, name)
+        assert pointer_digest(before, was) != pointer_digest(after, now)
+        for step in (roll.drain_script, roll.reboot_script, roll.join_script, roll.uncordon_script):
+            assert step(before, was) != step(after, now), step.__name__
+            assert f"boot pointer {pointer_digest(after, now)}" in step(after, now) or step is roll.reboot_script
+    order = list(before.ainur_nodes)
+    changes = rollout.ainur_changes(rollout.ainur_state(before, order), rollout.ainur_state(after, order))
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            name,
+            (
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network, the service address or the NFS "
+                "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
+                "new boot, its k3s step checks its version, uncordoned",
+            ),
+        )
+        for name in ("eonwe", "ilmare")
+    ]
