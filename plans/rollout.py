@@ -34,6 +34,7 @@ from plans.netboot import roll
 from plans.netboot.pis import image_id, pointer_digest
 from stacks import releases
 from stacks.model import Node, StackConfig
+from stacks.storage import longhorn_pis
 
 
 def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0, logging: str = "") -> dict[str, Any]:
@@ -504,6 +505,8 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
             | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
+            # A Longhorn Pi's uncordon waits for its replicas (plans.netboot.roll.storage_gate).
+            | ({"longhorn": True} if n.boot == "netboot" and n in longhorn_pis(stack.nodes) else {})
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
@@ -543,12 +546,14 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
-        if old != new:
-            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
-        # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
+        # Its roll runs: a new image or another boot pointer (each step Iluvatar's change alone runs again is listed below).
         moved = bool(now.get("image")) and (
             now.get("image") != was.get("image") or (was.get("pointer") is not None and now.get("pointer") != was.get("pointer"))
         )
+        if moved and now.get("longhorn"):
+            what.append("then, before the next Pi, its uncordon waits for its Longhorn disks Ready and Schedulable and no Longhorn volume degraded")
+        if old != new:
+            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
         # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)

@@ -37,10 +37,12 @@ from __future__ import annotations
 import shlex
 
 from plans import k3s
+from plans.storage import LONGHORN_NAMESPACE
 from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
 from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, cmdline_checked_words, export_path, image_id, pointer_digest
 from stacks.model import Node, StackConfig
+from stacks.storage import longhorn_pis
 
 # The upgrader's mark on a Node it cordoned (upgrader/internal/kube/kube.go, cordonedAnnotation): the same mark, so a
 # Node either cordoned is uncordoned only by the one that marked it.
@@ -48,6 +50,9 @@ CORDONED = "iluvatar.dev/cordoned"
 DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
 TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
 REBOOT_DELAY_SECONDS = 3
+# The storage gate after a Longhorn Pi's uncordon (review 41-2 M3): its replicas rebuilt before the next Pi is drained.
+# A bound for a rebuild of the Pi's replicas over its gigabit link (pi-roots and the Ainur's volumes: tens of GB).
+STORAGE_SECONDS = 1800
 # pi-nfs makes a root of a new image and exports it only when it starts and finds the image built on its Pi
 # (plans.netboot.nfs.serve_script): a bound long enough for a restart the user is told to make, then the step fails.
 NFS_SECONDS = 300
@@ -179,7 +184,7 @@ fi
 """
 
 
-def uncordon_script(stack: StackConfig, node: Node) -> str:
+def uncordon_script(stack: StackConfig, node: Node, storage_timeout: int = STORAGE_SECONDS) -> str:
     """On the first valar: uncordon `node` after its move if the roll cordoned it (the mark), then remove the mark."""
     kubectl = f"sudo {k3s.KUBECTL}"
     mark = CORDONED.replace(".", "\\.")
@@ -197,6 +202,52 @@ if [ "${{state#* }}" = true ]; then
 else
   echo "iluvatar: {node.name} was not cordoned by its move: left as it is" >&2
 fi
+{storage_gate(stack, node, storage_timeout)}"""
+
+
+# Reads `kubectl get nodes.longhorn.io <pi>` and `kubectl get volumes.longhorn.io` (JSON, one after the other on stdin)
+# as longhorn-manager v1.10.1 writes them: the node's status.diskStatus, a map of disk to DiskStatus whose conditions
+# Ready and Schedulable are "True" once the disk is mounted and usable (k8s/pkg/apis/longhorn/v1beta2/node.go:38-39,
+# 110-113, 165; misc.go:14,18 for a condition's type and status); a volume's status.robustness, "degraded" while
+# attached with fewer healthy replicas than it should have (volume.go:21-24, 339). Prints why it is not yet healthy.
+LONGHORN_SCRIPT = """import json, sys
+decoder = json.JSONDecoder()
+text = sys.stdin.read()
+node, end = decoder.raw_decode(text)
+volumes, _ = decoder.raw_decode(text[end:].lstrip())
+disks = (node.get("status") or {}).get("diskStatus") or {}
+if not disks:
+    sys.exit("its Longhorn node has no disk (cloud-init mounts its NVMe on a new root: look for it in /etc/fstab)")
+for disk, status in sorted(disks.items()):
+    conditions = {c.get("type"): c for c in (status or {}).get("conditions") or []}
+    for kind in ("Ready", "Schedulable"):
+        got = conditions.get(kind) or {}
+        if got.get("status") != "True":
+            sys.exit(f"its Longhorn disk {disk} is not {kind} ({got.get('reason') or got.get('status') or 'no condition'})")
+degraded = sorted(v["metadata"]["name"] for v in volumes.get("items") or [] if (v.get("status") or {}).get("robustness") == "degraded")
+if degraded:
+    sys.exit(f"Longhorn volume(s) {', '.join(degraded)} degraded (replicas rebuilding)")
+"""
+
+
+def storage_gate(stack: StackConfig, node: Node, timeout: int = STORAGE_SECONDS) -> str:
+    """On the first valar, after a Longhorn Pi's uncordon: wait until its Longhorn disks are Ready and Schedulable on
+    the new root and no Longhorn volume is degraded, so the next Pi's drain never takes a volume's last healthy replica.
+    After the uncordon: Longhorn schedules no replica on a cordoned node (its setting disable-scheduling-on-cordoned-node,
+    default true: longhorn-manager v1.10.1 types/setting.go:877-886). Nothing for a Pi that is no Longhorn node."""
+    if node not in longhorn_pis(stack.nodes):
+        return ""
+    kubectl = f"sudo {k3s.KUBECTL}"
+    valar = stack.by_role("valar")[0]  # where the step runs (components.ainur: the roll's steps on the first valar)
+    return f"""{k3s.gate_functions(valar)}storage="{node.name}'s Longhorn disks are Ready and Schedulable and no Longhorn volume is degraded"
+longhorn_healthy() {{
+  crd=$({kubectl} get crd nodes.longhorn.io --ignore-not-found -o name 2>&1) || {{ why="the API server does not answer: $crd"; return 1; }}
+  [ -n "$crd" ] || {{ storage="Longhorn is not installed yet: no storage to wait for"; return 0; }}
+  got=$({{ {kubectl} -n {LONGHORN_NAMESPACE} get nodes.longhorn.io {node.name} -o json && {kubectl} -n {LONGHORN_NAMESPACE} get volumes.longhorn.io -o json; }} 2>&1) || {{ why="Longhorn's node {node.name} or its volumes cannot be read: $got"; return 1; }}
+  why=$(printf '%s' "$got" | python3 -c {shlex.quote(LONGHORN_SCRIPT)} 2>&1) || return 1
+}}
+wait_for {timeout} "{node.name}'s Longhorn disks Ready and Schedulable and no Longhorn volume degraded (its replicas rebuilt), before the next Pi" longhorn_healthy
+echo "iluvatar: $storage" >&2
 """
 
 

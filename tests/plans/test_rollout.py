@@ -330,6 +330,9 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     ]
 
 
+LONGHORN_GATE = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and Schedulable and no Longhorn volume degraded"
+
+
 def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
     """`pulumi preview`'s Ainur plan for a new `ainur.piImage` (plans.netboot.roll): each netbooting maia, one after the
     other, drained, its boot moved, rebooted, its join and k3s step run on the new root, uncordoned; the valar that boots
@@ -350,6 +353,8 @@ def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_
         assert change.what == (
             f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
             "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
+            # Review 41-2 M3: both are Longhorn Pis (their NVMe).
+            LONGHORN_GATE,
         )
 
 
@@ -403,6 +408,7 @@ def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_t
                 f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network, the service address or the NFS "
                 "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
                 "new boot, its k3s step checks its version, uncordoned",
+                LONGHORN_GATE,
             ),
         )
         for name in ("eonwe", "ilmare")
