@@ -82,6 +82,19 @@ class PiArgs:
     roll: PiRoll | None = None
 
 
+def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+    """`connection` accepting only the host key `host_key` (an authorized_keys line: pulumi-command parses it with
+    ssh.ParseAuthorizedKey and offers that key's algorithm alone)."""
+    return command.remote.ConnectionArgs(
+        host=connection.host,
+        user=connection.user,
+        private_key=connection.private_key,
+        dial_error_limit=connection.dial_error_limit,
+        per_dial_timeout=connection.per_dial_timeout,
+        host_key=host_key,
+    )
+
+
 class Pi(pulumi.ComponentResource):
     """One Ainur machine: the cloud-init files it was flashed with, and its k3s join over SSH (a netbooting maia: its
     move to the stack's image around them, plans.netboot.roll)."""
@@ -124,13 +137,28 @@ class Pi(pulumi.ComponentResource):
         def aliased(step: str) -> list[pulumi.Alias] | None:
             return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
 
+        connection = args.connection
         if args.roll is not None:
+            # Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it and then sends
+            # it the k3s token; whoever takes the address meanwhile must be refused. Its SSH host key, read once (trust
+            # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
+            # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
+            # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
+            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi up --replace` of its host-key step.
+            host_key = command.remote.Command(
+                f"{name}-host-key",
+                connection=args.connection,
+                create=roll.HOST_KEY_SCRIPT,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after), aliases=aliased("host-key")),
+            )
+            connection = pinned(args.connection, host_key.stdout)
             # Drained on the first valar, its boot moved to the stack's image, rebooted into it (plans.netboot.roll).
             drain = command.remote.Command(
                 f"{name}-drain",
                 connection=args.roll.valar,
                 create=roll.drain_script(stack, node),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after), aliases=aliased("drain")),
+                # Its host key read while it still runs as before, never in the window its reboot opens.
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[*args.after, host_key], aliases=aliased("drain")),
             )
             pointer = k8s.core.v1.ConfigMap(
                 f"{name}-boot",
@@ -145,7 +173,7 @@ class Pi(pulumi.ComponentResource):
             # runs the drain and the pointer but would find this step's stored inputs unchanged.
             reboot = command.remote.Command(
                 f"{name}-reboot",
-                connection=args.connection,
+                connection=connection,
                 create=roll.reboot_script(stack, node),
                 triggers=[drain.stdout, pointer.metadata.resource_version],
                 opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
@@ -157,7 +185,7 @@ class Pi(pulumi.ComponentResource):
             after_reboot = [reboot.stdout]
         self.join = command.remote.Command(
             f"{name}-join",
-            connection=args.connection,
+            connection=connection,
             create=roll.join_script(stack, node),
             # No delete: `pulumi up --replace` of this step (a rebuilt Pi) deletes the old one after the new one
             # ran, and an uninstall there would undo the join it just made. The uninstall is `uninstall`'s.
@@ -177,7 +205,7 @@ class Pi(pulumi.ComponentResource):
         # wait for its Node to be Ready again) after a k3sVersion change, one Pi after the other.
         self.k3s = command.remote.Command(
             f"{name}-k3s",
-            connection=args.connection,
+            connection=connection,
             create=roll.k3s_script(stack, node),
             triggers=after_reboot,
             opts=pulumi.ResourceOptions(

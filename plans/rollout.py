@@ -93,6 +93,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-oidc"] = command_digest(apiserver.k3s_authentication_script(stack), None, None)
         out[f"{node.name}-join"] = command_digest(roll.join_script(stack, node), None, None)
         if node.boot == "netboot":
+            out[f"{node.name}-host-key"] = command_digest(roll.HOST_KEY_SCRIPT, None, None)
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
@@ -550,6 +551,13 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         moved = bool(now.get("image")) and (
             now.get("image") != was.get("image") or (was.get("pointer") is not None and now.get("pointer") != was.get("pointer"))
         )
+        was_commands = previous.get("commands")
+        if now.get("image") and isinstance(was_commands, Mapping) and was_commands and f"{name}-host-key" not in was_commands:
+            # Review 41-2 M4: a netbooted maia deployed before its host key was pinned: the connection of its steps on it changes.
+            what.append(
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (on its "
+                "pointer already: no reboot), join and k3s step run again over the pinned connection"
+            )
         if moved and now.get("longhorn"):
             what.append("then, before the next Pi, its uncordon waits for its Longhorn disks Ready and Schedulable and no Longhorn volume degraded")
         if old != new:

@@ -74,6 +74,17 @@ assert f"port={NFS_PORT}" in NFS_OPTIONS
 RUN_MARK = 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
 
 
+# The Pi's SSH host key as pulumi-command's hostKey takes it (an authorized_keys line: type and key), read once, on the Pi
+# (components.ainur pins it in every later step's connection: review 41-2 M4). ed25519: the key Ubuntu's sshd offers
+# first; pulumi-command asks for the pinned key's algorithm alone (connection.go:93).
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+HOST_KEY_SCRIPT = f"""set -eu
+# iluvatar: this Pi's SSH host key, pinned in the connection of its later steps (plans.netboot.roll).
+key=$(cat {HOST_KEY} 2>/dev/null) || {{ echo "iluvatar: $(hostname) has no {HOST_KEY}: its sshd's ed25519 host key, which its steps pin; look with: ls -l /etc/ssh" >&2; exit 1; }}
+printf '%s\\n' "$key" | cut -d' ' -f1,2
+"""
+
+
 def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -> str:
     """On the first valar: mark, cordon and drain `node` before its move to the stack's image."""
     kubectl = f"sudo {k3s.KUBECTL}"

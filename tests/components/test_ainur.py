@@ -374,3 +374,29 @@ def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_poi
     for script in (drain.inputs["create"], reboot.inputs["create"]):
         assert script.splitlines()[1:3].count(roll.RUN_MARK) == 1
     assert roll.RUN_MARK == 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
+
+
+def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(tmp_path: Path) -> None:
+    """Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it, then sends the k3s
+    token: whoever takes the address meanwhile is refused. Its ed25519 host key, read once by its host-key step (before
+    its drain), is the `hostKey` of the reboot step's, the join's and the k3s step's connections (pulumi-command 1.2.1
+    then accepts that key alone: provider/pkg/provider/remote/connection.go:87-94). A card Pi's steps pin nothing."""
+    from iluvatar.simulate import SecretValue
+    from plans.netboot import roll
+
+    def secret(value: Any) -> Any:
+        return value.value if isinstance(value, SecretValue) else value
+
+    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    key = regs["ainur-ilmare-host-key"]
+    assert key.inputs["create"] == roll.HOST_KEY_SCRIPT and "triggers" not in key.inputs
+    assert key.urn in regs["ainur-ilmare-drain"].dependencies
+    for step in ("reboot", "join", "k3s"):
+        reg = regs[f"ainur-ilmare-{step}"]
+        assert key.urn in reg.property_dependencies["connection"], step
+        conn = secret(reg.inputs["connection"])
+        # The same connection as the unpinned one the key was read over, and its host key.
+        assert "hostKey" in conn and {k: v for k, v in conn.items() if k != "hostKey"} == secret(key.inputs["connection"]), step
+    for step in ("join", "k3s"):
+        assert "hostKey" not in secret(regs[f"ainur-eonwe-{step}"].inputs["connection"]), step

@@ -455,6 +455,10 @@ class Pis:
     first_images: dict[str, str] = field(default_factory=dict)
     # Each Pi's boots: (when its sshd answered, the image of its root), in order.
     boots: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
+    # The netboot Pi's built images, once netboot_service runs: what STANDIN_MOUNT finds exported (each root's $S/nfs-images).
+    nfs_images: Path | None = None
+    # What each host-key step printed (by its urn), as Pulumi's state keeps it for the connections that pin it.
+    host_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def operator(self) -> str:
@@ -490,6 +494,8 @@ class Pis:
                 (root / key).write_bytes((pi.root / key).read_bytes())
                 (root / key).chmod((pi.root / key).stat().st_mode)
         pi.root, pi.image = root, image
+        if self.nfs_images is not None:
+            (pi.state / "nfs-images").write_text(f"{self.nfs_images}\n")
         # What TFTP served it (a reboot), or its pointer's as the lab's stack makes it (its first boot).
         pi.cmdline = cmdline if cmdline is not None or image is None else pis_plan.cmdline(self.stack, pi.node, image)
         _mark_image(pi)
@@ -524,6 +530,11 @@ class Pis:
         wait for its Node took over a minute."""
         host, user, port = str(connection["host"]), str(connection["user"]), int(connection.get("port", 22))
         known = self.root / "known_hosts"
+        if isinstance(connection.get("hostKey"), str):
+            # pulumi-command 1.2.1 with a hostKey accepts that key alone (ssh.FixedHostKey: provider/pkg/provider/
+            # remote/connection.go:87-94): OpenSSH's strict check against a known_hosts of that one line.
+            known = self.root / f"known_hosts-{host}-pinned"
+            known.write_text(f"{host} {connection['hostKey'].strip()}\n")
         args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
         args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
         # pulumi-command dials again while the host does not answer, up to the connection's dialErrorLimit (here 1 s
@@ -688,6 +699,9 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     root = pi.root
     if not (root / "host_key").exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
+    # Where the Pi's sshd keeps its public key, as the host-key step reads it (plans.netboot.roll.HOST_KEY).
+    (pi.etc / "ssh").mkdir(parents=True, exist_ok=True)
+    (pi.etc / "ssh" / "ssh_host_ed25519_key.pub").write_text((root / "host_key.pub").read_text())
     (root / "sshd_config").write_text(
         f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
@@ -838,9 +852,16 @@ def run_like_the_engine(
             return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
         connection = secret(reg.inputs["connection"])
         connection = {**connection, "privateKey": "(the test's key)"}
+        if "hostKey" in connection:
+            # The host-key step's stdout, from this run or Pulumi's state of an earlier one (Pis.host_keys).
+            pins = [lab.host_keys[u] for u in reg.property_dependencies.get("connection", ()) if u in lab.host_keys]
+            assert len(pins) == 1, f"{reg.name}: its connection pins a host key no host-key step printed"
+            connection["hostKey"] = pins[0]
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
         start = time.time()
         result = lab.ssh(connection, script, secret(reg.inputs.get("stdin")))
+        if reg.name.endswith("-host-key") and result.returncode == 0:
+            lab.host_keys[reg.urn] = result.stdout
         return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
 
     with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:
@@ -977,6 +998,7 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
     service = NetbootService(ns, tftp, boots, images)
+    lab.nfs_images = images
     for pi in lab.pis.values():
         (pi.state / "nfs-images").write_text(f"{images}\n")
     _project(lab, boots)

@@ -483,3 +483,30 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
     ) in got.stderr
     time.sleep(4)
     assert len(lab.service.reboots) == reboots
+
+
+def test_a_machine_that_takes_a_netbooted_maias_address_is_refused_its_join_and_its_token(lab: Lab, first_up: dict[str, Step]) -> None:
+    """Review 41-2 M4: eonwe's host key, read by its host-key step in the first `up`, is pinned in its join's connection;
+    a machine answering at eonwe's address with another key (here eonwe's sshd given a new key: an impostor while the
+    Pi reboots) is refused by the SSH handshake (OpenSSH's strict check of that one key, as pulumi-command's
+    FixedHostKey refuses it), so the join's stdin, its k3s config with the token, is never sent."""
+    assert first_up["ainur-eonwe-host-key"].stdout.startswith("ssh-ed25519 ")
+    pi = lab.pis.pis["eonwe"]
+    sim = lab.sims["first"]
+    join = next(s for s in steps_of(sim) if s.name == "ainur-eonwe-join")
+    kept = {name: (pi.root / name).read_bytes() for name in ("host_key", "host_key.pub")}
+    try:
+        for name in kept:
+            (pi.root / name).unlink()
+        lab.pis.boot("eonwe", pi.image)  # sshd on a key of its own
+        assert (pi.root / "host_key.pub").read_bytes() != kept["host_key.pub"]
+        log = pi.log()
+        got = run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"]
+        assert got.returncode == 255 and "Host key verification failed" in got.stderr, got.stderr
+        assert pi.log() == log  # nothing ran on it
+    finally:
+        for name, data in kept.items():
+            (pi.root / name).write_bytes(data)
+        (pi.root / "host_key").chmod(0o600)  # sshd refuses a private host key others can read
+        lab.pis.boot("eonwe", pi.image)
+    assert run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"].returncode == 0

@@ -110,7 +110,9 @@ def test_a_netbooted_pi_holds_its_kernel_and_keeps_its_link() -> None:
     disk = load_stack_file(HOMELAB)
     mine = cloudinit.user_data_document(disk, node(disk, "eonwe"))
     assert "write_files" not in mine
-    assert mine == {**{k: v for k, v in doc.items() if k != "write_files"}, "runcmd": doc["runcmd"][2:]}
+    # Review 41-2 M4: cloud-init keeps the host keys a new root carries from the old (cc_ssh deletes them by default).
+    assert doc["ssh_deletekeys"] is False
+    assert mine == {**{k: v for k, v in doc.items() if k not in ("write_files", "ssh_deletekeys")}, "runcmd": doc["runcmd"][2:]}
     assert "critical" not in cloudinit.network_config(disk, node(disk, "eonwe"))
 
 

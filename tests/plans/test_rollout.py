@@ -413,3 +413,26 @@ def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_t
         )
         for name in ("eonwe", "ilmare")
     ]
+
+
+def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_steps_run_again_pinned() -> None:
+    """Review 41-2 M4: the first `up` after the pin reads each netbooted maia's host key and changes the connection of its
+    reboot step, join and k3s step (pulumi-command runs a step again when an input changes): the preview says so, once."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    before["commands"] = {k: v for k, v in before["commands"].items() if not k.endswith("-host-key")}
+    changes = rollout.ainur_changes(before, after)
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            name,
+            (
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (on its "
+                "pointer already: no reboot), join and k3s step run again over the pinned connection",
+            ),
+        )
+        for name in ("eonwe", "ilmare")
+    ]
+    assert rollout.ainur_changes(after, after) == []
