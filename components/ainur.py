@@ -158,7 +158,9 @@ class Pi(pulumi.ComponentResource):
                 connection=args.roll.valar,
                 create=roll.drain_script(stack, node),
                 # Its host key read while it still runs as before, never in the window its reboot opens.
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[*args.after, host_key], aliases=aliased("drain")),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.command_provider, depends_on=[*args.after, host_key], aliases=aliased("drain")
+                ),
             )
             pointer = k8s.core.v1.ConfigMap(
                 f"{name}-boot",

@@ -21,7 +21,11 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
    step, which carries the image too, brings the new root's k3s to the stack's version.
 5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
-   (a Node a person cordoned stays so).
+   (a Node a person cordoned stays so); on a Longhorn Pi, then waits until its Longhorn disks are Ready and no Longhorn
+   volume is degraded (`storage_gate`), before the next Pi's drain.
+
+Before all of them, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
+accept only that key (components.ainur pins it), so a machine that takes the address of a rebooting Pi gets no token.
 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
 changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
@@ -37,10 +41,10 @@ from __future__ import annotations
 import shlex
 
 from plans import k3s
-from plans.storage import LONGHORN_NAMESPACE
 from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
 from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, cmdline_checked_words, export_path, image_id, pointer_digest
+from plans.storage import LONGHORN_NAMESPACE
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
 
@@ -63,9 +67,7 @@ NFS_SECONDS = 300
 # no lock manager (Ganesha runs none, the initramfs mounts nolock). `mount -i` keeps util-linux from handing the mount to
 # a mount.nfs helper the image may lack, so the kernel reads the options and needs the server's address (addr=).
 KLIBC_TO_KERNEL = {"v3": "vers=3", "tcp": "proto=tcp"}
-GATE_MOUNT_OPTIONS = ",".join(
-    ["ro", "nolock", *(KLIBC_TO_KERNEL.get(o, o) for o in NFS_OPTIONS), f"mountport={MOUNT_PORT}", "mountproto=tcp"]
-)
+GATE_MOUNT_OPTIONS = ",".join(["ro", "nolock", *(KLIBC_TO_KERNEL.get(o, o) for o in NFS_OPTIONS), f"mountport={MOUNT_PORT}", "mountproto=tcp"])
 assert f"port={NFS_PORT}" in NFS_OPTIONS
 # What the drain and the reboot step print on stdout, first, each time they run: a word new on every run (the kernel's
 # uuid, read afresh each time: linux drivers/char/random.c, proc_do_uuid), never a secret. Pulumi stores a step's stdout

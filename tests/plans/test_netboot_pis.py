@@ -286,7 +286,7 @@ def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
     assert script.startswith(f"set -eu\n{roll.RUN_MARK}\n")
     # Review 41-2 M1: after TFTP serves the new boot files, the root they name is exported to the Pi (its mount, with
     # cmdline.txt's options in the kernel's spelling), before the reboot is scheduled (tests/netns/test_pi_nfs.py runs it).
-    served = script.index("wait_for 300 \"the Ainur to serve eonwe the boot files")
+    served = script.index('wait_for 300 "the Ainur to serve eonwe the boot files')
     exported = script.index(roll.export_gate(stack, eonwe))
     assert served < exported < script.index("sudo systemd-run")
     assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,hard,timeo=600,retrans=10,mountport=627,mountproto=tcp"

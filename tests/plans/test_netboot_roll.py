@@ -44,7 +44,7 @@ def gate(tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str,
     (fake / "crd").write_text(crd)
     (fake / "node.json").write_text(json.dumps(node_json))
     (fake / "volumes.json").write_text(json.dumps({"items": volumes}))
-    script = "set -eu\n" + roll.storage_gate(stack, node(stack, "eonwe"), timeout=2)
+    script = "set -eu\n" + roll.storage_gate(stack, node(stack, "eonwe"), timeout=1)
     env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
     started = time.monotonic()
     got = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -52,7 +52,9 @@ def gate(tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str,
 
 
 CRD = "customresourcedefinition.apiextensions.k8s.io/nodes.longhorn.io\n"
-WAITED = "waited 2 s for eonwe's Longhorn disks Ready and Schedulable and no Longhorn volume degraded (its replicas rebuilt), before the next Pi; still: "
+WAITED = (
+    "waited 1 s for eonwe's Longhorn disks Ready and Schedulable and no Longhorn volume degraded (its replicas rebuilt), before the next Pi; still: "
+)
 
 
 def test_a_longhorn_pis_uncordon_ends_on_its_disks_ready_and_no_volume_degraded(tmp_path: Path) -> None:
