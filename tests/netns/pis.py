@@ -824,6 +824,17 @@ def secret(value: Any) -> Any:
     return value.value if isinstance(value, SecretValue) else value
 
 
+def connection_of(lab: Pis, reg: Registration) -> dict[str, Any]:
+    """A step's connection as the engine resolves it: a pinned host key is the host-key step's stdout, from this run or
+    Pulumi's state of an earlier one (Pis.host_keys)."""
+    connection = {**secret(reg.inputs["connection"]), "privateKey": "(the test's key)"}
+    if "hostKey" in connection:
+        pins = [lab.host_keys[u] for u in reg.property_dependencies.get("connection", ()) if u in lab.host_keys]
+        assert len(pins) == 1, f"{reg.name}: its connection pins a host key no host-key step printed"
+        connection["hostKey"] = pins[0]
+    return connection
+
+
 def run_like_the_engine(
     lab: Pis,
     graph: Graph,
@@ -850,13 +861,7 @@ def run_like_the_engine(
             obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": secret(reg.inputs["metadata"]), "data": secret(reg.inputs["data"])}
             applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
             return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
-        connection = secret(reg.inputs["connection"])
-        connection = {**connection, "privateKey": "(the test's key)"}
-        if "hostKey" in connection:
-            # The host-key step's stdout, from this run or Pulumi's state of an earlier one (Pis.host_keys).
-            pins = [lab.host_keys[u] for u in reg.property_dependencies.get("connection", ()) if u in lab.host_keys]
-            assert len(pins) == 1, f"{reg.name}: its connection pins a host key no host-key step printed"
-            connection["hostKey"] = pins[0]
+        connection = connection_of(lab, reg)
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
         start = time.time()
         result = lab.ssh(connection, script, secret(reg.inputs.get("stdin")))

@@ -84,6 +84,8 @@ class Server:
             "EXPORTS": str(self.root / "exports"),
             "CORE": str(core),
             "CONF": str(self.conf),
+            # How often the script looks for the stack's image once it started without it (10 s in the pod).
+            "IMAGE_POLL": "1",
         }
         # The Pi host's rpcbind, then the container's script, in one mount namespace whose /run is its own.
         wrapped = f"mount -t tmpfs none /run && mkdir -p /run/rpcbind && {require('rpcbind')} -w -f & sleep 0.3; exec sh {script}"
@@ -530,3 +532,43 @@ def test_the_reboot_gate_sees_the_new_root_exported_not_only_its_boot_files(serv
     ) in missing.stderr
     # eonwe's root, asked from ilmare's address: Ganesha's CLIENT block refuses it, so the gate cannot pass for it there.
     assert gate(net, ILMARE_IP, server.stack, "eonwe", tmp_path).returncode == 1
+
+
+def test_a_new_image_built_after_the_server_started_is_exported_without_a_restart(served: tuple[Lan, Server], tmp_path: Path) -> None:
+    """Review 41-2 M1, the server's side: pi-nfs started for a new image not built on its Pi yet (a card Pi whose cache
+    was empty took the service address over). Once the builder finishes, each Pi gets a root of it and Ganesha reloads
+    its exports (SIGHUP), with no restart: the roll's reboot gate, which failed while the root was not exported, then
+    passes; the root the Pi runs is served throughout by the same Ganesha."""
+    from plans.netboot import pi_image as pi_image_plan
+
+    net, server = served
+    assert server.stack.ainur is not None
+    image = server.stack.ainur.pi_image
+    later = server.stack.model_copy(
+        update={"ainur": server.stack.ainur.model_copy(update={"pi_image": image.model_copy(update={"sha256": "6" * 64})})}
+    )
+    later_id = pis.image_id(later)
+    old = server.image
+    roots = server.root.parent / "roots"
+    try:
+        server.stop()
+        server.image = old.parent / later_id
+        server.start()
+        assert gate(net, ILMARE_IP, later, "ilmare", tmp_path).returncode == 1
+        xz, sha, _ = pi_image.make(tmp_path / "later-src")
+        done = pi_image.build(pi_image_plan.build_script(), xz, sha, server.image)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: export("ilmare", later_id) in exports_of(server.conf), 30, "ilmare's root of the later image in ganesha.conf")
+        wait_for(lambda: gate(net, ILMARE_IP, later, "ilmare", tmp_path).returncode == 0, 30, "the reboot gate to find it exported")
+        log = (server.root / "ganesha.log").read_text()
+        assert "the Pi image at" in log and "is built now: each Pi gets a root of it, and Ganesha reloads its exports" in log
+        assert log.count("NFS SERVER INITIALIZED") == 1 and "SIGHUP" in log, log[-3000:]
+        got = nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image")
+        assert (got.returncode, got.stdout) == (0, f"{IMAGE}\n"), got.stderr
+    finally:
+        server.stop()
+        shutil.rmtree(server.image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            shutil.rmtree(roots / pi / later_id, ignore_errors=True)
+        server.image = old
+        server.start()

@@ -36,7 +36,7 @@ from plans.netboot.pis import image_id
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
-from tests.netns.pis import NetbootService, Pis, Step, netboot_service, pis, reboot_now, run_like_the_engine, secret
+from tests.netns.pis import NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
 from tests.netns.test_k3s_steps import SLACK, ok, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
@@ -474,7 +474,7 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
     step = next(s for s in steps_of(lab.sims["first"]) if s.name == "ainur-eonwe-reboot")
     reboots = len(lab.service.reboots)
     started = time.monotonic()
-    got = lab.pis.ssh(secret(step.inputs["connection"]), script, None)
+    got = lab.pis.ssh(connection_of(lab.pis, step), script, None)
     took = time.monotonic() - started
     assert got.returncode == 1 and took < 20, (got.stderr, took)
     assert (
@@ -500,13 +500,16 @@ def test_a_machine_that_takes_a_netbooted_maias_address_is_refused_its_join_and_
             (pi.root / name).unlink()
         lab.pis.boot("eonwe", pi.image)  # sshd on a key of its own
         assert (pi.root / "host_key.pub").read_bytes() != kept["host_key.pub"]
-        log = pi.log()
         got = run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"]
         assert got.returncode == 255 and "Host key verification failed" in got.stderr, got.stderr
-        assert pi.log() == log  # nothing ran on it
+        # The impostor's sshd (its log: sshd -e) never authenticated a session, so no command and no stdin (the config,
+        # with the token) reached it.
+        assert "Accepted publickey" not in (pi.root / "sshd.log").read_text()
     finally:
         for name, data in kept.items():
             (pi.root / name).write_bytes(data)
         (pi.root / "host_key").chmod(0o600)  # sshd refuses a private host key others can read
         lab.pis.boot("eonwe", pi.image)
+    # The Pi itself, with the key it had, is reached as before (and its sshd logs the session the impostor's never saw).
     assert run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"].returncode == 0
+    assert "Accepted publickey" in (pi.root / "sshd.log").read_text()
