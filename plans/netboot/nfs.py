@@ -127,7 +127,7 @@ def serve_script() -> str:
 set -eu
 : "${{ADDRESS:?}}" "${{IMAGE:?}}" "${{ROOTS:?}}" "${{PIS:?}}" "${{BOOTS:?}}" "${{EXPORTS:?}}" "${{CORE:?}}" "${{CONF:?}}"
 # The stack's image not built here yet is no reason to stop serving the roots of the images that are (review 41-1 H2):
-# the Pis on them keep their roots, and a root of the new one is made at a start that finds it built.
+# the Pis on them keep their roots, and a root of the new one is made once it is built (the watch before Ganesha starts).
 stack_built=1
 [ -f "$IMAGE/.complete" ] || {{ stack_built=""; echo "iluvatar: the Pi image at $IMAGE is not built on this Pi yet: no Pi gets a root of it at this start" >&2; }}
 stack_image=$(basename "$IMAGE")

@@ -57,7 +57,7 @@ REBOOT_DELAY_SECONDS = 3
 # The storage gate after a Longhorn Pi's uncordon (review 41-2 M3): its replicas rebuilt before the next Pi is drained.
 # A bound for a rebuild of the Pi's replicas over its gigabit link (pi-roots and the Ainur's volumes: tens of GB).
 STORAGE_SECONDS = 1800
-# pi-nfs makes a root of a new image and exports it only when it starts and finds the image built on its Pi
+# pi-nfs makes a root of a new image and exports it once the image is built on its Pi (at its start, or by a reload)
 # (plans.netboot.nfs.serve_script): a bound long enough for a restart the user is told to make, then the step fails.
 NFS_SECONDS = 300
 # The Pi's new root mounted from the Pi itself (the export admits the Pi's address alone: Ganesha's CLIENT block,
@@ -121,14 +121,15 @@ fi
 def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS) -> str:
     """The reboot step's second gate (review 41-2 M1): the root the new cmdline.txt names is exported to this Pi and is
     of the new image, seen as the Pi's initramfs will see it: mounted read-only from the Pi, its image mark read. TFTP
-    serving the new boot files proves nothing of it: pi-tftp follows the pointer at once, pi-nfs only at its start."""
+    serving the new boot files proves nothing of it: pi-tftp follows the pointer at once, pi-nfs makes the root only once it has
+    seen the image built (plans.netboot.nfs.serve_script: at its start, or up to 10 s after the build)."""
     svc = service_ip(stack)
     want = image_id(stack)
     export = export_path(node, want)
     restart = f"sudo k3s kubectl -n {NAMESPACE} rollout restart deployment pi-nfs"
     return f"""probe=$(mktemp -d)
 exported() {{
-  sudo mount -i -t nfs -o {GATE_MOUNT_OPTIONS},addr={svc} {svc}:{export} "$probe" 2>/dev/null || {{ why="NFS at {svc} does not export it {export} (pi-nfs makes a root of a new image only when it starts with the image built; if the image is built, restart it from a valar: {restart})"; return 1; }}
+  sudo mount -i -t nfs -o {GATE_MOUNT_OPTIONS},addr={svc} {svc}:{export} "$probe" 2>/dev/null || {{ why="NFS at {svc} does not export it {export} (pi-nfs exports a new image's roots once it is built on the Pi that serves them; built there and still not exported, restart pi-nfs from a valar: {restart})"; return 1; }}
   got=$(cat "$probe{IMAGE_MARK}" 2>/dev/null || echo "a root with no image mark")
   sudo umount "$probe" || true
   [ "$got" = {want} ] || {{ why="NFS at {svc} exports it {export} as a root of $got"; return 1; }}
