@@ -573,7 +573,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 was.get("config") != now.get("config") or moved or follows,
             ),
             ("drain", "drains it again", moved),
-            ("reboot", "it runs its image already: no reboot", moved),
+            ("reboot", "no reboot if it runs its image, booted with its pointer's cmdline.txt; else it reboots into them", moved),
             ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
             ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
