@@ -321,14 +321,23 @@ def test_what_netboot_serves_waits_for_each_schematic_to_be_sent(homelab: Simula
     assert not schematics & set(regs["netboot-namespace-netboot"].dependencies)
 
 
-def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_every_card_pi(tmp_path: Path) -> None:
+# Ilmarë, a maia, netbooting: the homelab three tests below read the same run of.
+NETBOOTING = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+
+
+@pytest.fixture(scope="module")
+def netbooting(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    """The homelab with ilmarë netbooting, simulated once for the file (each test only reads it; 1.2 s of CPU a run)."""
+    return simulate(read_stack_file(write_stack(tmp_path_factory.mktemp("netbooting"), edit(homelab_doc(), NETBOOTING), stack="homelab")))
+
+
+def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_every_card_pi(tmp_path: Path, netbooting: Simulation) -> None:
     """Review 41-1 H2: pi-nfs is replaced (a new image) only once netboot-cache, whose init steps build the image, is
     ready on every Pi that boots from its card; and a Pi's seed (a k3s upgrade changes its user-data) restarts neither."""
-    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
-    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    regs = netbooting.named()
     assert regs["netboot-daemonset-netboot-cache"].urn in regs["netboot-deployment-pi-nfs"].dependencies
     assert regs["netboot-configmap-pi-netboot"].urn in regs["netboot-deployment-pi-nfs"].dependencies
-    upgraded = edit(homelab_doc(), {**netboot, "iluvatar:ainur.k3sVersion": "v1.33.7+k3s1"})
+    upgraded = edit(homelab_doc(), {**NETBOOTING, "iluvatar:ainur.k3sVersion": "v1.33.7+k3s1"})
     again = simulate(read_stack_file(write_stack(tmp_path, upgraded, stack="homelab"))).named()
 
     def digests(r: dict[str, Any]) -> tuple[Any, Any]:
@@ -339,12 +348,11 @@ def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_ever
     assert digests(regs) == digests(again)
 
 
-def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(tmp_path: Path) -> None:
+def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting: Simulation) -> None:
     """Review 41-1 H7: pi-roots is a Longhorn volume, and Longhorn is an Argo CD Application of the storage layer, long
     after the Ainur: the volume, its server and the netbooting maia's steps wait for it (the first version's PVC stayed
     Pending and its 10-minute wait failed a fresh install); the maia's Longhorn labels come after its join."""
-    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
-    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    regs = netbooting.named()
     # The Argo CD Application that installs Longhorn (the PlatformApplication's resource).
     longhorn = regs["storage-ainur-longhorn-application-longhorn"].urn
     for name in ("netboot-persistentvolumeclaim-pi-roots", "netboot-deployment-pi-nfs"):
@@ -355,7 +363,7 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(tmp_path: 
     assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
 
 
-def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(tmp_path: Path) -> None:
+def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:
     """Review 41-2 H1: Pulumi keeps a failed step's old inputs, so a roll that failed at a join and is set back finds the
     join, k3s step and uncordon unchanged. The reboot step carries the drain's run mark and the pointer's resourceVersion,
     and the join, k3s step and uncordon carry the reboot step's run mark: a run of the one runs the others (their
@@ -363,8 +371,7 @@ def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_poi
     carry none."""
     from plans.netboot import roll
 
-    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
-    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    regs = netbooting.named()
     drain, pointer, reboot = regs["ainur-ilmare-drain"], regs["ainur-ilmare-boot"], regs["ainur-ilmare-reboot"]
     assert sorted(reboot.property_dependencies["triggers"]) == sorted([drain.urn, pointer.urn])
     for step in ("join", "k3s", "uncordon"):

@@ -18,7 +18,7 @@ from iluvatar.simulate import Registration, Simulation, simulate
 from plans import rollout
 from stacks import read_stack_file
 from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
-from tests.sims import outputs_of
+from tests.sims import homelab_next, outputs_of
 
 
 def identities(reg: Registration) -> set[str]:
@@ -153,11 +153,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
 
 
 def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_machine(homelab: Simulation) -> None:
-    previous = outputs_of(homelab)
-    arda = previous["arda"]
-    assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
-    after = simulate(homelab_stack_file(), previous=previous)
+    after = homelab_next(kubernetes="v1.34.5")  # one minor below the shipped v1.35.1
     preflight = after.named()["arda-kubernetes-preflight"]
     assert preflight.inputs["create"] == ".venv/bin/iluvatar upgrader kubernetes-preflight --to v1.35.1 --timeout 5m"
     stdin = preflight.inputs["stdin"]
@@ -169,7 +165,7 @@ def test_a_kubernetes_upgrade_is_checked_against_the_cluster_before_the_first_ma
     assert graph.after(first, preflight)
     # No Kubernetes change, no check: a run against its own outputs has no such step.
     assert "arda-kubernetes-preflight" not in homelab.named()
-    assert "arda-kubernetes-preflight" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
+    assert "arda-kubernetes-preflight" not in homelab_next().named()
 
 
 # --- The day-2 plan a preview logs (plans.rollout.plan): every step `up` runs, in order, and why ----------------------
@@ -277,11 +273,7 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
 
 
 def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_and_before_the_first_machine(homelab: Simulation) -> None:
-    previous = outputs_of(homelab)
-    arda = previous["arda"]
-    assert isinstance(arda, dict)
-    previous["arda"] = {**arda, "kubernetesVersion": "v1.34.5"}  # one minor below the shipped v1.35.1
-    after = simulate(homelab_stack_file(), previous=previous)
+    after = homelab_next(kubernetes="v1.34.5")  # one minor below the shipped v1.35.1
     named = after.named()
     upgrade = named["arda-kubernetes-upgrade"]
     # Every machine the last deployment installed, control planes then workers, where they answer now (`talosctl upgrade-k8s`'s order).
@@ -305,9 +297,9 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
         "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.14.1-kubernetes-v1.34.5.db --keep --timeout 10m"
     )
     assert graph.after(named["arda-kubernetes-preflight"], snapshot)
-    assert "arda-etcd-snapshot" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
+    assert "arda-etcd-snapshot" not in homelab_next().named()
     # No Kubernetes change, no upgrade step.
-    assert "arda-kubernetes-upgrade" not in simulate(homelab_stack_file(), previous=outputs_of(homelab)).named()
+    assert "arda-kubernetes-upgrade" not in homelab_next().named()
 
 
 def _arda_ainur(previous: dict[str, object]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
 import time
@@ -42,7 +43,9 @@ from tools import gotools, talos_logs
 
 require_root()
 
-PREFIX = "lgs"
+# This process's own namespace names: two runs of this file on one machine (two clones, two sessions) made the same
+# fixed `lgsw` and the second failed "File exists".
+PREFIX = f"lg{os.getpid() % 10000}s"
 STORE_IP = "192.168.0.22"  # the node the store runs on: tirion, another control plane of the homelab
 TALOS_MACHINE = "taniquetil"
 PI = "manwe"

@@ -15,6 +15,7 @@ than the scaled limit; the collector is killed (SIGKILL, as a power cut or an OO
 from __future__ import annotations
 
 import datetime
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -35,7 +36,9 @@ from tools import gotools, talos_logs
 
 require_root()
 
-PREFIX = "lgo"
+# This process's own namespace names: two runs of this file on one machine (two clones, two sessions) made the same
+# fixed `lgow` and the second failed "File exists".
+PREFIX = f"lg{os.getpid() % 10000}o"
 OUTAGE = 30  # seconds the store is away: longer than the scaled default limit
 SCALED_LIMIT = "20s"  # the default 5 minutes of configretry, scaled for the test
 OUTSIDER = "192.168.0.250"  # on the LAN, not in the inventory

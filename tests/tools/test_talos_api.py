@@ -128,8 +128,13 @@ def test_a_crash_takes_the_node_off_the_network_and_brings_it_back_with_a_new_bo
     with talos_api(scenario([node("istari-1", ips[0], "worker", NEW)])) as api:
         probe = ["probe", "--node", api.node_arg("istari-1"), "--deadline", "2s"]
         before = api.state()["istari-1"]["bootId"]
-        api.crash("istari-1", down_ms=1500)
+        # Down until the next power cycle, so the probe meets it down however long the upgrader takes to start: with a
+        # node back after 1.5 s, a loaded machine started the probe late and it found the node running again.
+        api.crash("istari-1", result="never")
         assert upgrader(probe, secrets(api)).stdout.strip() == '{"nodes":{"istari-1":"unreachable"}}'
+        assert api.state()["istari-1"]["up"] is False
+        # Powered again: back on its own after its down time.
+        api.crash("istari-1", down_ms=1500)
         deadline = time.monotonic() + 10
         while not api.state()["istari-1"]["up"]:
             assert time.monotonic() < deadline

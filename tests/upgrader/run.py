@@ -243,7 +243,15 @@ def step(command: str, stdin: str, env: dict[str, str] | None = None, sh: str | 
 
 
 def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """The process's children, whichever of its threads forked them: the kernel lists a child under the thread that
+    forked it (proc(5), /proc/pid/task/tid/children). The go command starts its compilers from any of its threads,
+    so reading the main thread's list alone saw a compiler only when that thread happened to fork one, and
+    test_cancel's build-kill test waited out its 300 s on a build the other threads were compiling."""
+    found: list[int] = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            found.extend(int(p) for p in (task / "children").read_text().split())
+    return found
 
 
 def descendants(pid: int) -> list[int]:
