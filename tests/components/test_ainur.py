@@ -383,7 +383,7 @@ def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_poi
     assert roll.RUN_MARK == 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
 
 
-def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(tmp_path: Path) -> None:
+def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(netbooting: Simulation) -> None:
     """Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it, then sends the k3s
     token: whoever takes the address meanwhile is refused. Its ed25519 host key, read once by its host-key step (before
     its drain), is the `hostKey` of the reboot step's, the join's and the k3s step's connections (pulumi-command 1.2.1
@@ -394,8 +394,7 @@ def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(tmp_
     def secret(value: Any) -> Any:
         return value.value if isinstance(value, SecretValue) else value
 
-    netboot = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
-    regs = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot), stack="homelab"))).named()
+    regs = netbooting.named()
     key = regs["ainur-ilmare-host-key"]
     assert key.inputs["create"] == roll.HOST_KEY_SCRIPT and "triggers" not in key.inputs
     assert key.urn in regs["ainur-ilmare-drain"].dependencies
