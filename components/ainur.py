@@ -139,28 +139,12 @@ class Pi(pulumi.ComponentResource):
 
         connection = args.connection
         if args.roll is not None:
-            # Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it and then sends
-            # it the k3s token; whoever takes the address meanwhile must be refused. Its SSH host key, read once (trust
-            # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
-            # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
-            # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
-            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi up --replace` of its host-key step.
-            host_key = command.remote.Command(
-                f"{name}-host-key",
-                connection=args.connection,
-                create=roll.HOST_KEY_SCRIPT,
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after), aliases=aliased("host-key")),
-            )
-            connection = pinned(args.connection, host_key.stdout)
             # Drained on the first valar, its boot moved to the stack's image, rebooted into it (plans.netboot.roll).
             drain = command.remote.Command(
                 f"{name}-drain",
                 connection=args.roll.valar,
                 create=roll.drain_script(stack, node),
-                # Its host key read while it still runs as before, never in the window its reboot opens.
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.command_provider, depends_on=[*args.after, host_key], aliases=aliased("drain")
-                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after), aliases=aliased("drain")),
             )
             pointer = k8s.core.v1.ConfigMap(
                 f"{name}-boot",
@@ -169,6 +153,24 @@ class Pi(pulumi.ComponentResource):
                     pulumi.ResourceOptions(parent=self, provider=args.roll.kubernetes, depends_on=[drain], aliases=aliased("boot"))
                 ),
             )
+            # Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it and then sends
+            # it the k3s token; whoever takes the address meanwhile must be refused. Its SSH host key, read once (trust
+            # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
+            # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
+            # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
+            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi up --replace` of its host-key step.
+            # Review 41-3 C1: read after the pointer. A card-less Pi boots only once pi-tftp serves the folder its
+            # pointer names (plans.netboot.pis: no pointer, `continue`), so on its first `up` the key is read at its
+            # first boot (the step's dial retries, plans.k3s.SSH_DIAL_*, cover the boot); on a Pi already running, the
+            # pointer's move has not rebooted it yet (the reboot step does, over the pinned connection), so the key
+            # is read from the root it runs. Either way before the reboot step and the join, which sends the token.
+            host_key = command.remote.Command(
+                f"{name}-host-key",
+                connection=args.connection,
+                create=roll.HOST_KEY_SCRIPT,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("host-key")),
+            )
+            connection = pinned(args.connection, host_key.stdout)
             # Run again whenever the drain or the pointer ran (the drain's run mark, the pointer's resourceVersion,
             # both new on each run: plans.netboot.roll.RUN_MARK), whatever its own inputs: a failed step keeps the
             # inputs it had before in Pulumi's state, so after a roll that failed half-way, the image set back
@@ -178,7 +180,7 @@ class Pi(pulumi.ComponentResource):
                 connection=connection,
                 create=roll.reboot_script(stack, node),
                 triggers=[drain.stdout, pointer.metadata.resource_version],
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer, host_key], aliases=aliased("reboot")),
             )
             before_join.append(reboot)
             # The join, the k3s step and the uncordon run again whenever the reboot step ran (its run mark): the Pi

@@ -24,8 +24,10 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    (a Node a person cordoned stays so); on a Longhorn Pi, then waits until its Longhorn disks are Ready and no Longhorn
    volume is degraded (`storage_gate`), before the next Pi's drain.
 
-Before all of them, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
+Between 2 and 3, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
 accept only that key (components.ainur pins it), so a machine that takes the address of a rebooting Pi gets no token.
+It comes after the pointer (review 41-3 C1): a new card-less Pi boots only once its pointer exists, so on its first
+`up` the key is read at that first boot; a running Pi is not rebooted by the pointer's move, only by step 3.
 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
 changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
