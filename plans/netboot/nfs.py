@@ -133,7 +133,14 @@ stack_built=1
 stack_image=$(basename "$IMAGE")
 images=$(dirname "$IMAGE")
 build() {{
-  # Each Pi's roots and their exports: at the start, and again once the stack's image is built (below).
+  # Each Pi's roots and their exports: at the start, and again once the stack's image is built (below: `build reload`,
+  # under the running Ganesha). A reload frees no slot and prunes no root (review 41-3 H1): Ganesha V4.3 refuses an
+  # EXPORT block whose Export_Id it holds under another Path ("Path for export update %d %s doesn't match %s",
+  # src/support/exports.c:1384-1395), so a new root given the slot of a root pruned in the same reload would stay
+  # unexported. A root whose image is gone drops out of the file (Ganesha prunes its export: prune_defunct_exports,
+  # exports.c:2517) but keeps its slot until the next start, which prunes it with no Ganesha running. Nor does a reload
+  # write into a root already mounted and exported (overlayfs leaves changes to a mounted overlay's layers undefined).
+  reload=${{1:-}}
   # The kubelet replaces a ConfigMap volume's files at once, behind its ..data link: read one version of them.
   boots=$BOOTS
   if [ -L "$BOOTS/..data" ]; then boots="$BOOTS/$(readlink "$BOOTS/..data")"; fi
@@ -158,7 +165,7 @@ build() {{
       [ -d "$layer" ] || continue
       image=$(basename "$layer")
       case "$image" in *.new) rm -rf "$layer"; continue ;; esac
-      if [ "$image" != "$boot" ] && [ "$image" != "$stack_image" ] && [ ! -f "$images/$image/.complete" ]; then
+      if [ -z "$reload" ] && [ "$image" != "$boot" ] && [ "$image" != "$stack_image" ] && [ ! -f "$images/$image/.complete" ]; then
         echo "iluvatar: $name's root of $image goes: its image is gone and the Pi boots $boot" >&2
         rm -rf "$layer"
       fi
@@ -190,6 +197,13 @@ build() {{
       for slot in {slots}; do
         case "$used" in *" $slot "*) ;; *) free=$slot; break ;; esac
       done
+      if [ -z "$free" ] && [ -n "$reload" ]; then
+        # Every id held by a root, some by roots whose image is gone: a start frees those. Ganesha stops cleanly on
+        # SIGTERM and the kubelet starts the container again (the Pis' hard NFSv3 mounts wait through it).
+        echo "iluvatar: $name has no free export id for its root of $stack_image while Ganesha runs: pi-nfs restarts to prune the roots whose image is gone" >&2
+        kill -TERM $$
+        exit 1
+      fi
       if [ -z "$free" ]; then
         echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from the pi-roots volume" >&2
         exit 1
@@ -203,6 +217,12 @@ build() {{
       image=$(basename "$layer")
       if [ ! -f "$images/$image/.complete" ]; then
         echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
+        continue
+      fi
+      if [ -n "$reload" ] && mountpoint -q "$EXPORTS/$name/$image"; then
+        # Served already: its block again, its layers untouched.
+        id=$(echo $ids | cut -d' ' -f$(( $(cat "$layer/slot") + 1 )))
+        sed -e "s|@IMAGE@|$image|g" -e "s|@ID@|$id|g" -e "s|@PATH@|$EXPORTS/$name/$image|g" "$pi/export.conf" >> "$CONF"
         continue
       fi
       # The Pi's own files (its NoCloud seed) and the image the root is of, written over whatever it had; its fstab only
@@ -247,7 +267,7 @@ if [ -z "$stack_built" ]; then
     until [ -f "$IMAGE/.complete" ]; do sleep "${{IMAGE_POLL:-10}}"; done
     stack_built=1
     echo "iluvatar: the Pi image at $IMAGE is built now: each Pi gets a root of it, and Ganesha reloads its exports" >&2
-    build
+    build reload
     kill -HUP $$
   ) &
 fi

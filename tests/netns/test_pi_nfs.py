@@ -572,3 +572,69 @@ def test_a_new_image_built_after_the_server_started_is_exported_without_a_restar
             shutil.rmtree(roots / pi / later_id, ignore_errors=True)
         server.image = old
         server.start()
+
+
+def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_root_it_still_holds(
+    served: tuple[Lan, Server], tmp_path: Path
+) -> None:
+    """Review 41-3 H1: the Pis run image A, roots of the image O before it still on the volume (O's image still on the
+    Pi: the builder prunes it after its next build). The stack moves to N, not built yet: pi-nfs starts, exporting O at
+    slot 0 and A at slot 1. Then the builder removes O and finishes N, and the watch reloads Ganesha. Had the reload
+    pruned O's root and given N its slot, N's EXPORT block would carry the Export_Id Ganesha holds under O's Path, which
+    nfs-ganesha V4.3 refuses (src/support/exports.c:1384-1395): N unexported, the roll's gate failing for 300 s. The
+    reload frees no slot: N takes slot 2, the real Ganesha exports it at once, A is served throughout by the same
+    Ganesha; O keeps its slot (not served) until the next start prunes it."""
+    from plans.netboot import pi_image as pi_image_plan
+
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, pointers = server.image, pi_pods.boot_projection(server.stack)
+    o_id, a_id, n_id = IMAGE, "ubuntu-24.04.4-a", "ubuntu-24.04.4-n"
+    a_image, n_image, parked = o_image.parent / a_id, o_image.parent / n_id, server.root.parent / "parked-o"
+    slots = {name: nfs.export_ids(next(n for n in server.stack.nodes if n.name == name)) for name in ("eonwe", "ilmare")}
+    try:
+        xz, sha, _ = pi_image.make(tmp_path / "a-src", root={**pi_image.ROOT, "etc/issue": "image A\n"})
+        assert pi_image.build(pi_image_plan.build_script(), xz, sha, a_image).returncode == 0
+        # Both Pis rolled to A: their pointers name it.
+        server.stop()
+        server.image, server.pointers = a_image, {**pointers, "ilmare/image": a_id, "eonwe/image": a_id}
+        server.start()
+        # The stack set to N, not built on this Pi yet: O (its image still here) and A exported, N watched for.
+        server.stop()
+        server.image = n_image
+        server.start()
+        assert exports_of(server.conf) == {
+            **{export(pi, o_id): slots[pi][0] for pi in ("eonwe", "ilmare")},
+            **{export(pi, a_id): slots[pi][1] for pi in ("eonwe", "ilmare")},
+        }
+        # The builder prunes O (no pointer names it), then N is built.
+        shutil.move(o_image, parked)
+        xz, sha, _ = pi_image.make(tmp_path / "n-src", root={**pi_image.ROOT, "etc/issue": "image N\n"})
+        assert pi_image.build(pi_image_plan.build_script(), xz, sha, n_image).returncode == 0
+        wait_for(lambda: export("ilmare", n_id) in exports_of(server.conf), 30, "ilmare's root of N in ganesha.conf")
+        assert exports_of(server.conf) == {
+            **{export(pi, a_id): slots[pi][1] for pi in ("eonwe", "ilmare")},
+            **{export(pi, n_id): slots[pi][2] for pi in ("eonwe", "ilmare")},
+        }
+        # The real Ganesha serves N's root (reloaded, not restarted) and still A's.
+        wait_for(lambda: nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=n_id).stdout == f"{n_id}\n", 30, "N's root exported")
+        assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=n_id).stdout == "image N\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=a_id).stdout == "image A\n"
+        log = (server.root / "ganesha.log").read_text()
+        assert log.count("NFS SERVER INITIALIZED") == 1 and "doesn't match" not in log, log[-3000:]
+        # O's root stays on the volume with its slot until a start, which prunes it.
+        assert (roots / "ilmare" / o_id / "slot").read_text() == "0\n"
+        server.stop()
+        server.start()
+        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == sorted([a_id, n_id])
+    finally:
+        server.stop()
+        if parked.exists():
+            shutil.move(parked, o_image)
+        for image in (a_image, n_image):
+            shutil.rmtree(image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            for image_id in (a_id, n_id):
+                shutil.rmtree(roots / pi / image_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
+        server.start()
