@@ -69,7 +69,22 @@ NFS_SECONDS = 300
 # no lock manager (Ganesha runs none, the initramfs mounts nolock). `mount -i` keeps util-linux from handing the mount to
 # a mount.nfs helper the image may lack, so the kernel reads the options and needs the server's address (addr=).
 KLIBC_TO_KERNEL = {"v3": "vers=3", "tcp": "proto=tcp"}
-GATE_MOUNT_OPTIONS = ",".join(["ro", "nolock", *(KLIBC_TO_KERNEL.get(o, o) for o in NFS_OPTIONS), f"mountport={MOUNT_PORT}", "mountproto=tcp"])
+# Review 41-3 M1: the probe is not the root, and must not block the gate's bound: `soft` with a short timeo/retrans
+# (deciseconds and retries, nfs(5)) in place of the root's `hard,timeo=600,retrans=10`, so a server that stops answering
+# fails its reads with an error, and each command under `timeout -s KILL` (PROBE_SECONDS: an NFS wait is killable) as
+# well, since the kernel's MOUNT call's own bound is not checked here (unverified: the kernel is not mirrored).
+PROBE_TIMING = ("soft", "timeo=50", "retrans=2")
+PROBE_SECONDS = 60
+GATE_MOUNT_OPTIONS = ",".join(
+    [
+        "ro",
+        "nolock",
+        *(KLIBC_TO_KERNEL.get(o, o) for o in NFS_OPTIONS if o.split("=")[0] not in ("hard", "soft", "timeo", "retrans")),
+        *PROBE_TIMING,
+        f"mountport={MOUNT_PORT}",
+        "mountproto=tcp",
+    ]
+)
 assert f"port={NFS_PORT}" in NFS_OPTIONS
 # What the drain and the reboot step print on stdout, first, each time they run: a word new on every run (the kernel's
 # uuid, read afresh each time: linux drivers/char/random.c, proc_do_uuid), never a secret. Pulumi stores a step's stdout
@@ -120,7 +135,7 @@ fi
 """
 
 
-def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS) -> str:
+def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS, probe: int = PROBE_SECONDS) -> str:
     """The reboot step's second gate (review 41-2 M1): the root the new cmdline.txt names is exported to this Pi and is
     of the new image, seen as the Pi's initramfs will see it: mounted read-only from the Pi, its image mark read. TFTP
     serving the new boot files proves nothing of it: pi-tftp follows the pointer at once, pi-nfs makes the root only once it has
@@ -129,14 +144,29 @@ def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS) -> s
     want = image_id(stack)
     export = export_path(node, want)
     restart = f"sudo k3s kubectl -n {NAMESPACE} rollout restart deployment pi-nfs"
+    kill = f"sudo timeout -s KILL {probe}"
     return f"""probe=$(mktemp -d)
 exported() {{
-  sudo mount -i -t nfs -o {GATE_MOUNT_OPTIONS},addr={svc} {svc}:{export} "$probe" 2>/dev/null || {{ why="NFS at {svc} does not export it {export} (pi-nfs exports a new image's roots once it is built on the Pi that serves them; built there and still not exported, restart pi-nfs from a valar: {restart})"; return 1; }}
-  got=$(cat "$probe{IMAGE_MARK}" 2>/dev/null || echo "a root with no image mark")
-  sudo umount "$probe" || true
+  # The kernel's reason kept (review 41-3 M1): a refusal is pi-nfs's, a mount that cannot run is the Pi's own.
+  out=$({kill} mount -i -t nfs -o {GATE_MOUNT_OPTIONS},addr={svc} {svc}:{export} "$probe" 2>&1) || {{
+    status=$?
+    [ "$status" != 137 ] || out="no answer within {probe} s"
+    why="the mount of {svc}:{export} failed (status $status): ${{out:-no message}}. Refused ('access denied', 'No such file'): pi-nfs has no root of {want} for {node.name} yet (it makes one once the image is built on the Pi that serves them; built there and still refused, restart pi-nfs from a valar: {restart}). No answer or 'Connection refused': nothing serves NFS at {svc} (pi-nfs's pod, kube-vip). Anything else: the mount itself failed on {node.name}"
+    return 1
+  }}
+  got=$({kill} cat "$probe{IMAGE_MARK}" 2>/dev/null || echo "a root with no image mark")
+  {kill} umount "$probe" || true
   [ "$got" = {want} ] || {{ why="NFS at {svc} exports it {export} as a root of $got"; return 1; }}
 }}
-wait_for {timeout} "the Ainur to export {node.name} its root of {want} over NFS, mounted from {node.name} with its cmdline.txt's options" exported
+# wait_for's own loop, with where to look: pi-nfs's log, not k3s's journal.
+end=$(( $(date +%s) + {timeout} ))
+until exported; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): waited {timeout} s for the Ainur to export {node.name} its root of {want} over NFS, mounted from {node.name} with its cmdline.txt's options; still: $why; look with (on a valar): sudo k3s kubectl -n {NAMESPACE} logs deployment/pi-nfs" >&2
+    exit 1
+  fi
+  sleep {k3s.GATE_POLL_SECONDS}
+done
 rmdir "$probe" 2>/dev/null || true
 """
 

@@ -526,8 +526,12 @@ def test_the_reboot_gate_sees_the_new_root_exported_not_only_its_boot_files(serv
     want = pis.image_id(newer)
     assert (
         f"waited 2 s for the Ainur to export ilmare its root of {want} over NFS, mounted from ilmare with its cmdline.txt's "
-        f"options; still: NFS at {SVC} does not export it /pis/ilmare/{want} (pi-nfs exports a new image's roots once it is "
-        "built on the Pi that serves them; built there and still not exported, restart pi-nfs from a valar: sudo k3s kubectl -n "
+        f"options; still: the mount of {SVC}:/pis/ilmare/{want} failed (status 32): "
+    ) in missing.stderr
+    # The mount's own words (here libnfs's, standing in for the kernel's), then the cause that matches a refusal.
+    assert (
+        f"Refused ('access denied', 'No such file'): pi-nfs has no root of {want} for ilmare yet (it makes one once the image is "
+        "built on the Pi that serves them; built there and still refused, restart pi-nfs from a valar: sudo k3s kubectl -n "
         "netboot rollout restart deployment pi-nfs)"
     ) in missing.stderr
     # eonwe's root, asked from ilmare's address: Ganesha's CLIENT block refuses it, so the gate cannot pass for it there.

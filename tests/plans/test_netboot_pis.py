@@ -289,8 +289,8 @@ def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
     served = script.index('wait_for 300 "the Ainur to serve eonwe the boot files')
     exported = script.index(roll.export_gate(stack, eonwe))
     assert served < exported < script.index("sudo systemd-run")
-    assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,hard,timeo=600,retrans=10,mountport=627,mountproto=tcp"
-    assert f"sudo mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 192.168.0.14:/pis/eonwe/{want} " in script
+    assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
+    assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 192.168.0.14:/pis/eonwe/{want} " in script
     assert script.endswith(
         f'echo "iluvatar: eonwe reboots into {want} in 3 s" >&2\n'
         f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, about 20 minutes), '

@@ -90,3 +90,54 @@ def test_the_uncordon_step_runs_the_storage_gate_after_the_uncordon_and_only_for
     assert script.index("uncordon eonwe") < script.index(gate_text)
     no_disk = netbooting(eonwe={"dataDisks": []})
     assert roll.storage_gate(no_disk, node(no_disk, "eonwe")) == ""
+
+
+def probe(tmp: Path, mount: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The reboot step's export gate (roll.export_gate, bound 1 s, each probe command 2 s) on eonwe, with `mount` as the
+    Pi's mount: `sudo` runs the command as given (cloud-init's NOPASSWD rule), `timeout` is coreutils' own."""
+    stack = netbooting()
+    bin_ = tmp / "probe-bin"
+    bin_.mkdir(exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("mount", mount), ("umount", "#!/bin/sh\nexit 0\n")):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    script = "set -eu\n" + roll.export_gate(stack, node(stack, "eonwe"), timeout=1, probe=2)
+    started = time.monotonic()
+    got = subprocess.run(
+        ["bash", "-c", script], env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=60, check=False
+    )
+    return got, time.monotonic() - started
+
+
+def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(tmp_path: Path) -> None:
+    """Review 41-3 M1: the probe mounts `soft` with a short timeo/retrans, not the root's `hard` (a server that stops
+    answering fails a read), and each command runs under `timeout -s KILL`, so a mount or a read that never returns
+    cannot outlast the gate's bound (the bound is checked between probes only). The kernel's message is in the reason,
+    with the cause that matches it, and the place to look is pi-nfs's log, not k3s's journal."""
+    stack = netbooting()
+    want = roll.image_id(stack)
+    export = f"192.168.0.14:/pis/eonwe/{want}"
+    assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
+    # A mount that never returns (a server that takes the TCP connection and never answers): killed at 2 s, the gate ends.
+    hung, seconds = probe(tmp_path, "#!/bin/sh\nexec sleep 600\n")
+    assert hung.returncode == 1 and seconds < 15, (seconds, hung.stderr)
+    assert f"still: the mount of {export} failed (status 137): no answer within 2 s. " in hung.stderr
+    assert hung.stderr.rstrip().endswith("look with (on a valar): sudo k3s kubectl -n netboot logs deployment/pi-nfs")
+    assert "journalctl" not in hung.stderr
+    # A refusal: the kernel's words, and pi-nfs named as the cause.
+    refused, _ = probe(tmp_path, f'#!/bin/sh\necho "mount.nfs: access denied by server while mounting {export}" >&2\nexit 32\n')
+    assert refused.returncode == 1
+    assert (
+        f"still: the mount of {export} failed (status 32): mount.nfs: access denied by server while mounting {export}. Refused "
+        f"('access denied', 'No such file'): pi-nfs has no root of {want} for eonwe yet (it makes one once the image is built on the Pi "
+        "that serves them; built there and still refused, restart pi-nfs from a valar: sudo k3s kubectl -n netboot rollout restart "
+        "deployment pi-nfs). No answer or 'Connection refused': nothing serves NFS at 192.168.0.14 (pi-nfs's pod, kube-vip). Anything "
+        "else: the mount itself failed on eonwe; look with"
+    ) in refused.stderr
+    # Mounted, then the read of the mark never returns (a FIFO stands for a server gone silent): killed, the gate ends.
+    stuck, seconds = probe(tmp_path, '#!/bin/sh\nmkdir -p "$7/etc/iluvatar" && mkfifo "$7/etc/iluvatar/pi-image"\n')
+    assert stuck.returncode == 1 and seconds < 15, (seconds, stuck.stderr)
+    assert f"still: NFS at 192.168.0.14 exports it /pis/eonwe/{want} as a root of a root with no image mark" in stuck.stderr
+    # The kernel's options in the probe, the timeout around each command.
+    script = roll.export_gate(stack, node(stack, "eonwe"))
+    assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 {export} " in script
