@@ -21,8 +21,9 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
    step, which carries the image too, brings the new root's k3s to the stack's version.
 5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
-   (a Node a person cordoned stays so); on a Longhorn Pi, then waits until its Longhorn disks are Ready and no Longhorn
-   volume is degraded (`storage_gate`), before the next Pi's drain.
+   (a Node a person cordoned stays so); on a Longhorn Pi, then waits until its Longhorn disks are Ready and each
+   attached volume's replica on it is healthy again, and stops on a faulted one (`storage_gate`), before the next Pi's
+   drain.
 
 Between 2 and 3, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
 accept only that key (components.ainur pins it), so a machine that takes the address of a rebooting Pi gets no token.
@@ -251,48 +252,95 @@ fi
 {storage_gate(stack, node, storage_timeout)}"""
 
 
-# Reads `kubectl get nodes.longhorn.io <pi>` and `kubectl get volumes.longhorn.io` (JSON, one after the other on stdin)
-# as longhorn-manager v1.10.1 writes them: the node's status.diskStatus, a map of disk to DiskStatus whose conditions
-# Ready and Schedulable are "True" once the disk is mounted and usable (k8s/pkg/apis/longhorn/v1beta2/node.go:38-39,
-# 110-113, 165; misc.go:14,18 for a condition's type and status); a volume's status.robustness, "degraded" while
-# attached with fewer healthy replicas than it should have (volume.go:21-24, 339). Prints why it is not yet healthy.
+# Reads `kubectl get nodes.longhorn.io <pi>`, `kubectl get replicas.longhorn.io` and `kubectl get volumes.longhorn.io`
+# (JSON, one after the other on stdin; argv[1] the Pi) as longhorn-manager v1.10.1 writes them, and blocks only on what
+# this Pi's roll did (review 41-3 M2), never on a disk's Schedulable (False under DiskPressure, a disk over 75% full:
+# controller/node_controller.go:905-925, scheduler/replica_scheduler.go:952-989, which says nothing of the replicas it
+# holds) nor on a volume degraded by another Pi's outage:
+# - each of the Pi's disks Ready (its status.diskStatus, a map of disk to DiskStatus: k8s/pkg/apis/longhorn/v1beta2/
+#   node.go:38-39,110-113,165; misc.go:14,18): a disk not Ready holds no running replica;
+# - for each attached volume with a replica on the Pi (a replica's spec.nodeID and spec.volumeName: instancemanager.go
+#   InstanceSpec; the volume's status.state), that replica healthy again: status.currentState "running"
+#   (instancemanager.go:58), spec.healthyAt set and spec.failedAt empty (replica.go:32-53: healthyAt is cleared before a
+#   rebuild and set when it ends; failedAt set when a replica fails). Until then the next Pi's drain could take the
+#   volume's last healthy replicas. A detached volume rebuilds nothing (its replicas stopped): not waited for;
+# - a volume with a replica on the Pi that is faulted (status.robustness "faulted": volume.go:21-24, no healthy replica
+#   left) stops the roll at once (exit 2): nothing to wait for, and the next drain must not run.
+# Prints what it waits for, or why it stops, with the next step.
 LONGHORN_SCRIPT = """import json, sys
+pi = sys.argv[1]
 decoder = json.JSONDecoder()
-text = sys.stdin.read()
-node, end = decoder.raw_decode(text)
-volumes, _ = decoder.raw_decode(text[end:].lstrip())
+text, docs = sys.stdin.read(), []
+for _ in range(3):
+    doc, end = decoder.raw_decode(text)
+    docs.append(doc)
+    text = text[end:].lstrip()
+node, replicas, volumes = docs
 disks = (node.get("status") or {}).get("diskStatus") or {}
 if not disks:
-    sys.exit("its Longhorn node has no disk (cloud-init mounts its NVMe on a new root: look for it in /etc/fstab)")
+    sys.exit(f"{pi}'s Longhorn node has no disk: cloud-init mounts its NVMe on a new root, look for it in {pi}'s /etc/fstab")
 for disk, status in sorted(disks.items()):
-    conditions = {c.get("type"): c for c in (status or {}).get("conditions") or []}
-    for kind in ("Ready", "Schedulable"):
-        got = conditions.get(kind) or {}
-        if got.get("status") != "True":
-            sys.exit(f"its Longhorn disk {disk} is not {kind} ({got.get('reason') or got.get('status') or 'no condition'})")
-degraded = sorted(v["metadata"]["name"] for v in volumes.get("items") or [] if (v.get("status") or {}).get("robustness") == "degraded")
-if degraded:
-    sys.exit(f"Longhorn volume(s) {', '.join(degraded)} degraded (replicas rebuilding)")
+    ready = {c.get("type"): c for c in (status or {}).get("conditions") or []}.get("Ready") or {}
+    if ready.get("status") != "True":
+        why = ready.get("message") or ready.get("reason") or ready.get("status") or "no condition"
+        sys.exit(f"{pi}'s Longhorn disk {disk} is not Ready ({why}): its replicas cannot run until it is; look at the disk on {pi} (mounted? /etc/fstab)")
+by_name = {v["metadata"]["name"]: v for v in volumes.get("items") or []}
+faulted, waiting = [], []
+for r in replicas.get("items") or []:
+    spec, status = r.get("spec") or {}, r.get("status") or {}
+    if spec.get("nodeID") != pi:
+        continue
+    volume = by_name.get(spec.get("volumeName")) or {}
+    vstatus = volume.get("status") or {}
+    name = spec.get("volumeName") or r["metadata"]["name"]
+    if vstatus.get("robustness") == "faulted":
+        faulted.append(name)
+    elif vstatus.get("state") == "attached":
+        state = status.get("currentState") or "no state"
+        if spec.get("failedAt"):
+            waiting.append(f"{name} (its replica {r['metadata']['name']} failed at {spec['failedAt']}, {state})")
+        elif state != "running" or not spec.get("healthyAt"):
+            waiting.append(f"{name} (its replica {r['metadata']['name']} {state}, rebuilding)")
+if faulted:
+    print(f"Longhorn volume(s) {', '.join(sorted(faulted))} with a replica on {pi} are faulted: no healthy replica is left, so the next Pi is not drained. Salvage them in Longhorn's UI (Volume, Salvage) or restore them from a backup, then run pulumi up again")
+    sys.exit(2)
+if waiting:
+    sys.exit(f"Longhorn volume(s) whose replica on {pi} is not healthy again: {'; '.join(sorted(waiting))}. Longhorn rebuilds it from the volume's other replicas; until then the next Pi's drain could take their last healthy one")
 """
 
 
 def storage_gate(stack: StackConfig, node: Node, timeout: int = STORAGE_SECONDS) -> str:
-    """On the first valar, after a Longhorn Pi's uncordon: wait until its Longhorn disks are Ready and Schedulable on
-    the new root and no Longhorn volume is degraded, so the next Pi's drain never takes a volume's last healthy replica.
-    After the uncordon: Longhorn schedules no replica on a cordoned node (its setting disable-scheduling-on-cordoned-node,
-    default true: longhorn-manager v1.10.1 types/setting.go:877-886). Nothing for a Pi that is no Longhorn node."""
+    """On the first valar, after a Longhorn Pi's uncordon: wait until its Longhorn disks are Ready on the new root and
+    every attached volume with a replica on it has that replica healthy again (LONGHORN_SCRIPT), so the next Pi's drain
+    never takes a volume's last healthy replica; stop at once on a faulted one. After the uncordon: Longhorn schedules
+    no replica on a cordoned node (its setting disable-scheduling-on-cordoned-node, default true: longhorn-manager
+    v1.10.1 types/setting.go:877-886). Nothing for a Pi that is no Longhorn node."""
     if node not in longhorn_pis(stack.nodes):
         return ""
     kubectl = f"sudo {k3s.KUBECTL}"
-    valar = stack.by_role("valar")[0]  # where the step runs (components.ainur: the roll's steps on the first valar)
-    return f"""{k3s.gate_functions(valar)}storage="{node.name}'s Longhorn disks are Ready and Schedulable and no Longhorn volume is degraded"
+    ns = LONGHORN_NAMESPACE
+    look = f"sudo k3s kubectl -n {ns} get volumes.longhorn.io,replicas.longhorn.io -o wide"
+    what = f"{node.name}'s Longhorn disks Ready and its replicas healthy again, before the next Pi"
+    return f"""storage="{node.name}'s Longhorn disks are Ready and every attached volume's replica on it is healthy"
+errors=$(mktemp)
 longhorn_healthy() {{
-  crd=$({kubectl} get crd nodes.longhorn.io --ignore-not-found -o name 2>&1) || {{ why="the API server does not answer: $crd"; return 1; }}
+  crd=$({kubectl} get crd nodes.longhorn.io --ignore-not-found -o name 2>"$errors") || {{ why="the API server does not answer: $(cat "$errors")"; return 1; }}
   [ -n "$crd" ] || {{ storage="Longhorn is not installed yet: no storage to wait for"; return 0; }}
-  got=$({{ {kubectl} -n {LONGHORN_NAMESPACE} get nodes.longhorn.io {node.name} -o json && {kubectl} -n {LONGHORN_NAMESPACE} get volumes.longhorn.io -o json; }} 2>&1) || {{ why="Longhorn's node {node.name} or its volumes cannot be read: $got"; return 1; }}
-  why=$(printf '%s' "$got" | python3 -c {shlex.quote(LONGHORN_SCRIPT)} 2>&1) || return 1
+  # kubectl's warnings kept apart from the JSON (review 41-3 L4).
+  got=$({kubectl} -n {ns} get nodes.longhorn.io {node.name} -o json 2>"$errors" && {kubectl} -n {ns} get replicas.longhorn.io -o json 2>>"$errors" && {kubectl} -n {ns} get volumes.longhorn.io -o json 2>>"$errors") || {{ why="Longhorn's node {node.name}, its replicas or its volumes cannot be read: $(cat "$errors")"; return 1; }}
+  why=$(printf '%s' "$got" | python3 -c {shlex.quote(LONGHORN_SCRIPT)} {node.name} 2>&1) && return 0
+  [ $? != 2 ] || {{ echo "iluvatar: $(hostname): $why; look with: {look}" >&2; exit 1; }}
+  return 1
 }}
-wait_for {timeout} "{node.name}'s Longhorn disks Ready and Schedulable and no Longhorn volume degraded (its replicas rebuilt), before the next Pi" longhorn_healthy
+end=$(( $(date +%s) + {timeout} ))
+until longhorn_healthy; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "iluvatar: $(hostname): waited {timeout} s for {what}; still: $why; look with: {look}" >&2
+    exit 1
+  fi
+  sleep {k3s.GATE_POLL_SECONDS}
+done
+rm -f "$errors"
 echo "iluvatar: $storage" >&2
 """
 

@@ -14,11 +14,13 @@ from plans.netboot import roll
 from tests.plans.test_netboot_pis import netbooting, node
 
 KUBECTL = """#!/bin/sh
-# STAND-IN for `sudo k3s kubectl`: the CRD, the Longhorn node and the volumes from $FAKE.
+# STAND-IN for `sudo k3s kubectl`: the CRD, the Longhorn node, the replicas and the volumes from $FAKE; a warning on
+# stderr with each, as an API server's deprecation warning comes (it must not reach the JSON).
 case "$*" in
   *"get crd nodes.longhorn.io"*) cat "$FAKE/crd" ;;
-  *"get nodes.longhorn.io"*) cat "$FAKE/node.json" ;;
-  *"get volumes.longhorn.io"*) cat "$FAKE/volumes.json" ;;
+  *"get nodes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/node.json" ;;
+  *"get replicas.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/replicas.json" ;;
+  *"get volumes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/volumes.json" ;;
   *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
 esac
 """
@@ -26,14 +28,23 @@ esac
 
 def disk(ready: str = "True", schedulable: str = "True") -> dict[str, Any]:
     return {"conditions": [{"type": "Ready", "status": ready, "reason": "" if ready == "True" else "DiskNotReady"},
-                           {"type": "Schedulable", "status": schedulable, "reason": ""}]}  # fmt: skip
+                           {"type": "Schedulable", "status": schedulable, "reason": "" if schedulable == "True" else "DiskPressure"}]}  # fmt: skip
 
 
-def volume(name: str, robustness: str) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "status": {"state": "attached", "robustness": robustness}}
+def volume(name: str, robustness: str, state: str = "attached") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"state": state, "robustness": robustness}}
 
 
-def gate(tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]]) -> tuple[subprocess.CompletedProcess[str], float]:
+def replica(volume: str, node: str, state: str = "running", healthy: bool = True, failed: str = "") -> dict[str, Any]:
+    """A replicas.longhorn.io as longhorn-manager v1.10.1 writes it (spec: InstanceSpec's volumeName and nodeID,
+    healthyAt, failedAt; status: currentState)."""
+    spec = {"volumeName": volume, "nodeID": node, "healthyAt": "2026-11-26T04:00:00Z" if healthy else "", "failedAt": failed}
+    return {"metadata": {"name": f"{volume}-r-{node}"}, "spec": spec, "status": {"currentState": state}}
+
+
+def gate(
+    tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]], replicas: list[dict[str, Any]] = ()  # type: ignore[assignment]
+) -> tuple[subprocess.CompletedProcess[str], float]:
     stack = netbooting()
     fake = tmp / "fake"
     (fake / "bin").mkdir(parents=True, exist_ok=True)
@@ -43,6 +54,7 @@ def gate(tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str,
         (fake / "bin" / name).chmod(0o755)
     (fake / "crd").write_text(crd)
     (fake / "node.json").write_text(json.dumps(node_json))
+    (fake / "replicas.json").write_text(json.dumps({"items": list(replicas)}))
     (fake / "volumes.json").write_text(json.dumps({"items": volumes}))
     script = "set -eu\n" + roll.storage_gate(stack, node(stack, "eonwe"), timeout=0)
     env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
@@ -52,28 +64,66 @@ def gate(tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str,
 
 
 CRD = "customresourcedefinition.apiextensions.k8s.io/nodes.longhorn.io\n"
-WAITED = (
-    "waited 0 s for eonwe's Longhorn disks Ready and Schedulable and no Longhorn volume degraded (its replicas rebuilt), before the next Pi; still: "
-)
+WAITED = "waited 0 s for eonwe's Longhorn disks Ready and its replicas healthy again, before the next Pi; still: "
+LOOK = "; look with: sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,replicas.longhorn.io -o wide\n"
+HEALTHY = {"status": {"diskStatus": {"nvme": disk()}}}
 
 
-def test_a_longhorn_pis_uncordon_ends_on_its_disks_ready_and_no_volume_degraded(tmp_path: Path) -> None:
-    """Review 41-2 M3: the next Pi is drained only once this one's replicas are back: its Longhorn disks Ready and
-    Schedulable (the NVMe mounted on the new root) and no volume degraded; each failing state fails within the bound,
-    saying which disk or volume."""
-    healthy = {"status": {"diskStatus": {"nvme": disk()}}}
-    got, _ = gate(tmp_path, CRD, healthy, [volume("pi-roots", "healthy"), volume("idle", "unknown")])
+def test_a_longhorn_pis_uncordon_ends_once_its_disks_are_ready_and_its_replicas_healthy_again(tmp_path: Path) -> None:
+    """Review 41-2 M3, 41-3 M2: the next Pi is drained only once this one's replicas are back: its Longhorn disks Ready
+    (the NVMe mounted on the new root) and each attached volume's replica on it running and rebuilt (healthyAt set,
+    failedAt empty). Each failing state fails within the bound, naming the disk or volume, why and what next."""
+    ok = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare"), replica("git", "eonwe")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "healthy"), volume("git", "healthy"), volume("idle", "unknown", "detached")], ok)
     assert got.returncode == 0, got.stderr
-    assert got.stderr == "iluvatar: eonwe's Longhorn disks are Ready and Schedulable and no Longhorn volume is degraded\n"
-    got, took = gate(tmp_path, CRD, healthy, [volume("pi-roots", "degraded"), volume("git", "degraded"), volume("ok", "healthy")])
+    assert got.stderr == "iluvatar: eonwe's Longhorn disks are Ready and every attached volume's replica on it is healthy\n"
+    rebuilding = [replica("pi-roots", "eonwe", healthy=False), replica("git", "eonwe", state="starting"), replica("pi-roots", "ilmare")]
+    got, took = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "degraded"), volume("git", "degraded")], rebuilding)
     assert got.returncode == 1 and took < 30, got.stderr
-    assert WAITED + "Longhorn volume(s) git, pi-roots degraded (replicas rebuilding)" in got.stderr
+    assert got.stderr.endswith(
+        WAITED + "Longhorn volume(s) whose replica on eonwe is not healthy again: git (its replica git-r-eonwe starting, rebuilding); "
+        "pi-roots (its replica pi-roots-r-eonwe running, rebuilding). Longhorn rebuilds it from the volume's other replicas; until then "
+        "the next Pi's drain could take their last healthy one" + LOOK
+    ), got.stderr
+    failed = [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], failed)
+    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
     got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {"nvme": disk(ready="False")}}}, [])
-    assert got.returncode == 1 and WAITED + "its Longhorn disk nvme is not Ready (DiskNotReady)" in got.stderr
-    got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {"nvme": disk(schedulable="False")}}}, [])
-    assert got.returncode == 1 and WAITED + "its Longhorn disk nvme is not Schedulable (False)" in got.stderr
+    assert got.returncode == 1 and got.stderr.endswith(
+        WAITED + "eonwe's Longhorn disk nvme is not Ready (DiskNotReady): its replicas cannot run until it is; look at the disk on "
+        "eonwe (mounted? /etc/fstab)" + LOOK
+    ), got.stderr
     got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {}}}, [])
-    assert got.returncode == 1 and WAITED + "its Longhorn node has no disk" in got.stderr
+    assert got.returncode == 1 and WAITED + "eonwe's Longhorn node has no disk" in got.stderr
+
+
+def test_the_storage_gate_does_not_wait_on_what_this_pis_roll_did_not_cause(tmp_path: Path) -> None:
+    """Review 41-3 M2: a disk Ready but not Schedulable (Longhorn's DiskPressure: over 75% full) holds healthy replicas;
+    a volume degraded because another Pi is down, whose replica on this Pi is healthy, is not this roll's; a detached
+    volume rebuilds nothing. None of them holds the roll."""
+    pressed = {"status": {"diskStatus": {"nvme": disk(schedulable="False")}}}
+    elsewhere = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare", state="unknown", healthy=False, failed="2026-11-26T03:00:00Z")]
+    detached = [replica("old", "eonwe", state="stopped", failed="2026-11-26T03:00:00Z")]
+    got, _ = gate(tmp_path, CRD, pressed, [volume("pi-roots", "degraded"), volume("old", "unknown", "detached")], elsewhere + detached)
+    assert got.returncode == 0, got.stderr
+
+
+def test_a_faulted_volume_on_the_pi_stops_the_roll_at_once_named_with_what_to_do(tmp_path: Path) -> None:
+    """Review 41-3 M2: a faulted volume (no healthy replica left) is nothing to wait for, and the next Pi's drain must
+    not run: the gate stops at its first look, whatever its bound, naming it and the way out."""
+    stack = netbooting()
+    script = roll.storage_gate(stack, node(stack, "eonwe"), timeout=600)
+    fake = tmp_path / "fake"
+    gate(tmp_path, CRD, HEALTHY, [volume("git", "faulted")], [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")])
+    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
+    started = time.monotonic()
+    got = subprocess.run(["bash", "-c", "set -eu\n" + script], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert got.returncode == 1 and time.monotonic() - started < 30, got.stderr
+    assert got.stderr == (
+        "iluvatar: " + os.uname().nodename + ": Longhorn volume(s) git with a replica on eonwe are faulted: no healthy replica is "
+        "left, so the next Pi is not drained. Salvage them in Longhorn's UI (Volume, Salvage) or restore them from a backup, then "
+        "run pulumi up again" + LOOK
+    )
 
 
 def test_before_longhorn_is_installed_the_storage_gate_waits_for_nothing(tmp_path: Path) -> None:

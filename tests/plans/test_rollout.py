@@ -330,7 +330,7 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     ]
 
 
-LONGHORN_GATE = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and Schedulable and no Longhorn volume degraded"
+LONGHORN_GATE = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
 
 
 def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
