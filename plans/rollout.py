@@ -559,7 +559,9 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "pointer already: no reboot), join and k3s step run again over the pinned connection"
             )
         if moved and now.get("longhorn"):
-            what.append("then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume")
+            what.append(
+                "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
+            )
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the

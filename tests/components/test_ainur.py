@@ -436,7 +436,13 @@ def test_no_step_dials_a_netbooting_maia_before_its_boot_pointer_exists(netbooti
 
     dialing = [r.name for r in netbooting.by_type("command:remote:Command") if host(r) == str(ilmare.ip) and "create" in r.inputs]
     # The roll's steps on the Pi, and a later layer's (the journal's forwarder, components.logs).
-    assert sorted(dialing) == ["ainur-ilmare-host-key", "ainur-ilmare-join", "ainur-ilmare-k3s", "ainur-ilmare-reboot", "logs-ainur-ilmare-journal-upload"]
+    assert sorted(dialing) == [
+        "ainur-ilmare-host-key",
+        "ainur-ilmare-join",
+        "ainur-ilmare-k3s",
+        "ainur-ilmare-reboot",
+        "logs-ainur-ilmare-journal-upload",
+    ]
     for name in dialing:
         assert pointer in before(regs[name].urn), name
     # And the key is read before the first step that sends the Pi a secret (the join's config carries the token).

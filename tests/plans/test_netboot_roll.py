@@ -43,7 +43,7 @@ def replica(volume: str, node: str, state: str = "running", healthy: bool = True
 
 
 def gate(
-    tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]], replicas: list[dict[str, Any]] = ()  # type: ignore[assignment]
+    tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]], replicas: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     stack = netbooting()
     fake = tmp / "fake"
