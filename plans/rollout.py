@@ -501,6 +501,8 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
     assert stack.ainur is not None
     return {
         "k3sVersion": stack.ainur.k3s_version,
+        # The address the netbooted maiar's roots and EEPROMs name: stacks.day2 refuses its move while they netboot.
+        "serviceIp": str(stack.ainur.service_ip),
         "order": [n.name for n in order],
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
@@ -539,10 +541,11 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "the stack's version, uncordoned"
             )
         elif now.get("image") and was.get("pointer") and now.get("pointer") != was["pointer"]:
-            # Review 41-2 M2: its cmdline.txt changed (the network, the service address, the NFS options), not its image.
+            # Review 41-2 M2: its cmdline.txt changed (the network, the NFS options), not its image. (The service address
+            # cannot move under netbooted maiar: stacks.day2 refuses it, review 41-3 M3.)
             what.append(
-                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network, the service address or the NFS "
-                "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS options)"
+                ": drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
                 "new boot, its k3s step checks its version, uncordoned"
             )
         elif now.get("image") and not was.get("image"):

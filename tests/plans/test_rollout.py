@@ -405,7 +405,7 @@ def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_t
         (
             name,
             (
-                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network, the service address or the NFS "
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS "
                 "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
                 "new boot, its k3s step checks its version, uncordoned",
                 LONGHORN_GATE,
