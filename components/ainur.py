@@ -168,7 +168,11 @@ class Pi(pulumi.ComponentResource):
                 f"{name}-host-key",
                 connection=args.connection,
                 create=roll.HOST_KEY_SCRIPT,
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("host-key")),
+                # Review 41-3 L3: read once. A change of the unpinned connection (the operator's key rotated, another
+                # ssh user, new dial settings) would otherwise run it again and trust whatever key answers then.
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("host-key"), ignore_changes=["connection"]
+                ),
             )
             connection = pinned(args.connection, host_key.stdout)
             # Run again whenever the drain or the pointer ran (the drain's run mark, the pointer's resourceVersion,

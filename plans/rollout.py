@@ -558,8 +558,9 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if now.get("image") and isinstance(was_commands, Mapping) and was_commands and f"{name}-host-key" not in was_commands:
             # Review 41-2 M4: a netbooted maia deployed before its host key was pinned: the connection of its steps on it changes.
             what.append(
-                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (on its "
-                "pointer already: no reboot), join and k3s step run again over the pinned connection"
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (no "
+                "reboot if it runs its pointer's image and booted its cmdline.txt; else, gated, it reboots into them), join and k3s step "
+                "run again over the pinned connection"
             )
         if moved and now.get("longhorn"):
             what.append(

@@ -397,6 +397,8 @@ def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(netb
     regs = netbooting.named()
     key = regs["ainur-ilmare-host-key"]
     assert key.inputs["create"] == roll.HOST_KEY_SCRIPT and "triggers" not in key.inputs
+    # Review 41-3 L3: read once; a change of the unpinned connection (a rotated operator key) does not read it again.
+    assert key.ignore_changes == ("connection",)
     assert key.urn in regs["ainur-ilmare-reboot"].dependencies
     for step in ("reboot", "join", "k3s"):
         reg = regs[f"ainur-ilmare-{step}"]

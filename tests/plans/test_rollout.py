@@ -429,8 +429,9 @@ def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_s
         (
             name,
             (
-                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (on its "
-                "pointer already: no reboot), join and k3s step run again over the pinned connection",
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (no "
+                "reboot if it runs its pointer's image and booted its cmdline.txt; else, gated, it reboots into them), join and k3s step "
+                "run again over the pinned connection",
             ),
         )
         for name in ("eonwe", "ilmare")
