@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plans.netboot import roll
+from plans.netboot import pis, roll
 from tests.plans.test_netboot_pis import netbooting, node
 
 KUBECTL = """#!/bin/sh
@@ -165,7 +165,7 @@ def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(t
     cannot outlast the gate's bound (the bound is checked between probes only). The kernel's message is in the reason,
     with the cause that matches it, and the place to look is pi-nfs's log, not k3s's journal."""
     stack = netbooting()
-    want = roll.image_id(stack)
+    want = pis.image_id(stack)
     export = f"192.168.0.14:/pis/eonwe/{want}"
     assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
     # A mount that never returns (a server that takes the TCP connection and never answers): killed at 2 s, the gate ends.

@@ -419,7 +419,7 @@ def test_a_kind_talos_1_13_added_is_refused_on_a_one_minor_move_from_1_12(tmp_pa
     assert day2.check(stack, _running("v1.13.0", "v1.34.1")) == []  # on 1.13 already
 
 
-NETBOOTING_ILMARE = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+NETBOOTING_ILMARE: dict[str, object] = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
 
 
 def test_the_service_address_does_not_move_under_netbooted_maiar(tmp_path: Path) -> None:
