@@ -562,15 +562,14 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "reboot if it runs its pointer's image and booted its cmdline.txt; else, gated, it reboots into them), join and k3s step "
                 "run again over the pinned connection"
             )
-        if moved and now.get("longhorn"):
-            what.append(
-                "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
-            )
-        if old != new:
-            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
         # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
+        longhorn_gate = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
+        if moved and now.get("longhorn"):
+            what.append(longhorn_gate)
+        if old != new:
+            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
             (
@@ -590,6 +589,9 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
                 "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
             )
+            # Review 41-3 M2: an Iluvatar upgrade that runs its drain again (not a move) makes Longhorn rebuild its replicas too.
+            if f"{name}-drain" in rewritten and now.get("longhorn"):
+                what.append(longhorn_gate)
         if what:
             out.append(Change(name, tuple(what)))
     return out

@@ -375,6 +375,8 @@ def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too(
                 f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
                 "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
+                # Review 41-3 M2: eonwe is a Longhorn Pi: its drain, run again, makes Longhorn rebuild its replicas too.
+                LONGHORN_GATE,
             ),
         )
     ]
