@@ -217,7 +217,9 @@ if stack.monitoring is not None and gitops is not None and arda.monitoring_crds 
                 ainur=ainur.access if ainur is not None else None,
                 ainur_provider=ainur.kubernetes_provider if ainur is not None else None,
                 ainur_namespace=monitoring.ainur_namespace,
-                pis={n: PiReach(pi.connection, pi.command_provider, [pi.join]) for n, pi in ainur.pis.items()} if ainur is not None else {},
+                pis={n: PiReach(pi.connection, pi.command_provider, [pi.join], pi.former) for n, pi in ainur.pis.items()}
+                if ainur is not None
+                else {},
             ),
         )
 

@@ -114,6 +114,8 @@ class Pi(pulumi.ComponentResource):
         super().__init__("iluvatar:ainur:Pi", name, None, opts)
         node, stack = args.node, args.stack
         self.connection, self.command_provider = args.connection, args.command_provider
+        # The name the last deployment knew it by, when renamed: the other layers' steps on this Pi move with it too.
+        self.former = args.former
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.

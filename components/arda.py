@@ -555,12 +555,14 @@ class TalosCluster(pulumi.ComponentResource):
         # The talosconfig's client certificate's end, for the next run to foresee the provider's renewal (plans.rollout):
         # not secret, though the certificate's output is. Unknown at a preview that renews it, so the plan below goes without.
         expires = pulumi.Output.unsecret(config.secrets.client_configuration).apply(lambda c: rollout.certificate_expiry(c.client_certificate))
-        self.state = pulumi.Output.all(installers, counts, expires).apply(lambda v: rollout.state(stack, v[0], digests, v[1], v[2], logging))
+        self.state = pulumi.Output.all(installers, counts, expires).apply(
+            lambda v: rollout.state(stack, v[0], digests, v[1], v[2], logging, args.deployed.output)
+        )
         if args.deployed.deployed:
             # The day-2 plan, before anything runs: every step that runs, in what order, and why.
             deployed, day = args.deployed.output, today()
             probe = None if not self._unprobed(args.deployed, day) else UNPROBED
-            planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1], None, logging))
+            planned = pulumi.Output.all(installers, counts).apply(lambda v: rollout.state(stack, v[0], digests, v[1], None, logging, deployed))
             planned.apply(lambda now: pulumi.log.info(rollout.plan(deployed, now, day, probe), resource=self))
         self.register_outputs({"kubeconfig": self.kubeconfig, "state": self.state})
 

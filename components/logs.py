@@ -25,6 +25,21 @@ from plans import logs as plan
 from stacks.model import StackConfig
 
 
+def journal_connection(pi: command.remote.ConnectionArgs) -> command.remote.ConnectionArgs:
+    """The Pi's connection with the journal step's own short dial bound (plans.logs.JOURNAL_DIAL_ATTEMPTS): its delete
+    runs whenever logs are turned off, and a Pi that is off must fail that `up` in a minute, not 20. The delete runs the
+    state's connection (pulumi-command v1.2.1 commandController.go:85-92), so the bound holds from the `up` after the
+    one that records it."""
+    return command.remote.ConnectionArgs(
+        host=pi.host,
+        port=pi.port,
+        user=pi.user,
+        private_key=pi.private_key,
+        dial_error_limit=plan.JOURNAL_DIAL_ATTEMPTS,
+        per_dial_timeout=plan.JOURNAL_DIAL_SECONDS,
+    )
+
+
 @dataclass(frozen=True)
 class PiReach:
     """How to run a step on one Pi (components.ainur.Pi's connection and provider), and what it must come after."""
@@ -32,6 +47,9 @@ class PiReach:
     connection: command.remote.ConnectionArgs
     provider: command.Provider
     after: Sequence[pulumi.Resource] = ()
+    # The Pi's former name (renamed in the inventory): its step moves by alias rather than being deleted, since the
+    # old step's delete would run after the new one's create, on the same Pi, and undo it.
+    former: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +110,22 @@ class Logs(pulumi.ComponentResource):
                 reach = args.pis.get(node.name)
                 if reach is None:
                     continue
-                # Its script's text is its trigger: a new store address runs it again.
+                # Its script's text is its trigger: a new store address runs it again (an update runs `create` when
+                # there is no `update`, pulumi-command v1.2.1 provider/pkg/provider/remote/commandController.go:62-82).
+                # Its delete undoes it (logs turned off, the Pi removed: commandController.go:85-92 runs the old
+                # state's `delete`). A rebuilt Pi's runbook replaces it with the join (docs/day2.md): delete first, so
+                # the old delete runs on the new card before the create, not after it (it would undo the new create).
                 command.remote.Command(
                     f"{name}-ainur-{node.name}-journal-upload",
-                    connection=reach.connection,
+                    connection=journal_connection(reach.connection),
                     create=plan.journal_upload_script(stack, node),
-                    opts=pulumi.ResourceOptions(parent=self, provider=reach.provider, depends_on=[*reach.after, lan_service, *self.store]),
+                    delete=plan.journal_upload_delete_script(node),
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        provider=reach.provider,
+                        depends_on=[*reach.after, lan_service, *self.store],
+                        delete_before_replace=True,
+                        aliases=[pulumi.Alias(name=f"{name}-ainur-{reach.former}-journal-upload")] if reach.former else None,
+                    ),
                 )
         self.register_outputs({})

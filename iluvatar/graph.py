@@ -397,6 +397,8 @@ class Replacement:
 
     replaced: tuple[StateEntry, ...]
     deletes: tuple[StateEntry, ...]
+    # The delete commands of delete-before-replace resources: each runs before its resource's new create.
+    deletes_first: tuple[StateEntry, ...] = ()
 
 
 def up_replace(entries: Sequence[StateEntry], patterns: Sequence[str]) -> Replacement:
@@ -408,14 +410,28 @@ def up_replace(entries: Sequence[StateEntry], patterns: Sequence[str]) -> Replac
       isTargetedReplace, 216-223), its inputs unchanged (2008).
     - Create before delete unless the resource asks otherwise (2044-2047): the new one is created, the
       dependents are left as they are, and the old one is deleted at the end, running its delete command.
-      Delete-before-replace (2048-2131) also replaces dependents (calculateDependentReplacements); it is not
-      modelled, so a replaced resource that sets `delete_before_replace` is refused here rather than guessed at.
+    - Delete-before-replace (2048-2131): the old one is deleted first, running its delete command, then the new
+      one created. It also replaces dependents (calculateDependentReplacements); that part is not modelled, so a
+      delete-before-replace resource that anything depends on (parent, dependency, property dependency,
+      deletedWith, provider) is refused here rather than guessed at. With no dependents there is nothing to
+      calculate.
     """
     for pattern in patterns:
         if "*" not in pattern and not any(e.urn == pattern for e in entries):
             raise EngineRefusedError(f"one or more targets could not be found in the stack: {pattern}")
     replaced = tuple(e for e in entries if any(urn_matches(p, e.urn) for p in patterns))
-    refused = [e.urn for e in replaced if e.delete_before_replace]
+    first = [e for e in replaced if e.delete_before_replace]
+    refused = [e.urn for e in first if any(_names(other, e.urn) for other in entries)]
     if refused:
-        raise NotImplementedError(f"delete-before-replace is not modelled: {refused}")
-    return Replacement(replaced, tuple(e for e in replaced if e.delete_command))
+        raise NotImplementedError(f"delete-before-replace of a resource with dependents is not modelled: {refused}")
+    return Replacement(
+        replaced,
+        tuple(e for e in replaced if e.delete_command and not e.delete_before_replace),
+        tuple(e for e in first if e.delete_command),
+    )
+
+
+def _names(entry: StateEntry, urn: str) -> bool:
+    """Whether ENTRY depends on URN in any way the state records (its provider reference included)."""
+    provider, found = entry.all_dependencies()
+    return (bool(provider) and _reference(provider)[0] == urn) or any(dep == urn for _, dep in found)

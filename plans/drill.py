@@ -121,6 +121,33 @@ _RESTRICTED = {
 }
 
 
+# A volume drill reading an NFS target runs as VolSync's mover wrote it: the mover sets no user unless privileged
+# (volsync v0.16.0 internal/controller/mover/restic/mover.go:489-495 drops every capability, :590-600 sets
+# runAsUser 0 only for a privileged mover), so it runs as its image's user, root (the image sets no USER), and
+# restic makes the repository's files owner-only (restic v0.18.1 internal/backend/util/paths.go:12 DefaultModes: 0600
+# and folders 0700; the local backend then drops the write bits, internal/backend/local/local.go:195). As NONROOT without DAC_OVERRIDE the drill could read none of them on a no_root_squash export, and on
+# a root_squash one only if the NAS's anonymous user were 65534; as root it is the
+# mover's owner, or squashed to the same user as the mover. Not checked on a real NAS (tests/test_drill.py checks the
+# uid and the read-only mount).
+# It restores as root, so it keeps VolSync's privileged mover's three capabilities (volsync v0.16.0
+# internal/controller/mover/restic/mover.go:595-599: DAC_OVERRIDE, CHOWN, FOWNER, "so that restores work"): at euid 0
+# restic v0.18.1 reports every metadata error (internal/fs/node.go:238 ignores permission errors only when euid > 0)
+# and ends the restore with exit 1 (cmd/restic/cmd_restore.go:253-254). Without CHOWN the lchown of any file not
+# root's fails (node.go:252); without FOWNER the timestamps and chmod of a file it has just given away (node.go:270,
+# 281); without DAC_OVERRIDE a user.* xattr on it (node_xattr.go:40-63 turns EACCES into an error). So without them
+# the drill fails for any app whose files are not 0:0: a non-root image, any fsGroup. All three are in Pod Security
+# `baseline`'s allowed capabilities (k8s.io/pod-security-admission v0.35.1 policy/check_capabilities_baseline.go:62-76),
+# which the app namespaces enforce; baseline does not restrict runAsUser 0.
+_AS_THE_MOVER = {
+    "runAsNonRoot": False,
+    "runAsUser": 0,
+    "runAsGroup": 0,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def _cronjob(stack: StackConfig, name: str, namespace: str, what: str, kind: str, pod: dict[str, Any]) -> dict[str, Any]:
     labels = {**MANAGED_BY, LABEL: what, KIND_LABEL: kind}
     return {
@@ -155,7 +182,8 @@ def _cronjob(stack: StackConfig, name: str, namespace: str, what: str, kind: str
 VOLUME_SCRIPT = r"""set -eu
 fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
 err="$TMPDIR/restic.err"
-snapshots=$(restic snapshots --json --latest 1 2>"$err") || fail "restic snapshots: $(tail -n 5 "$err")"
+# --no-lock here too: an NFS target is mounted read-only, where restic could not write its lock.
+snapshots=$(restic snapshots --no-lock --json --latest 1 2>"$err") || fail "restic snapshots: $(tail -n 5 "$err")"
 id=$(printf '%s' "$snapshots" | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p')
 [ -n "$id" ] || fail "the repository $RESTIC_REPOSITORY has no snapshot"
 # --no-lock: VolSync's backups take the repository's lock; a drill must not fail them, nor wait on them.
@@ -197,11 +225,12 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
         },
         {"name": "tmp", "emptyDir": {}},
     ]
-    mounts = [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir
     for extra in mover.get("moverVolumes", []):
-        # An NFS target: mounted where the restic Secret's repository path says, as VolSync's mover mounts it.
+        # An NFS target: mounted where the restic Secret's repository path says, as VolSync's mover mounts it, but
+        # read-only: a drill reads the backups, never writes them (its restic commands take no lock).
         volumes.append({"name": "target", **extra["volumeSource"]})
-        mounts.append({"name": "target", "mountPath": f"/mnt/{extra['mountPath']}"})
+        mounts.append({"name": "target", "mountPath": f"/mnt/{extra['mountPath']}", "readOnly": True})
     container = {
         "name": "drill",
         "image": RESTIC_IMAGE,
@@ -213,7 +242,7 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
             {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir
         ],
-        "securityContext": _RESTRICTED,
+        "securityContext": _AS_THE_MOVER if mover.get("moverVolumes") else _RESTRICTED,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": mounts,
     }

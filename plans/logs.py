@@ -2,7 +2,7 @@
 
 - **The store**: VictoriaLogs (`STORE_IMAGE`), one StatefulSet in the `monitoring` namespace, its volume of
   `logs.size` on `logs.storageClass`; it keeps lines for `logs.retention` and drops the oldest days once
-  `RETENTION_SHARE` of the volume is used (`-retention.maxDiskUsagePercent`). A Service in the cluster; with the
+  `RETENTION_SHARE` of `logs.size` is used (`-retention.maxDiskSpaceUsageBytes`, `retention_bytes`). A Service in the cluster; with the
   Ainur, a LoadBalancer Service at the pool address `logs.address` that only the Pis may reach.
 - **Talos's own logs**: every Arda machine's config sends its service logs (`machine.logging.destinations`) and its
   kernel messages (a `KmsgLogConfig` document) off the machine, to the Ainur's collectors (`talos_host`: so a machine
@@ -200,12 +200,25 @@ def machine_by_address(stack: StackConfig) -> dict[str, str]:
 # --- The store ---------------------------------------------------------------------------------------------
 
 
+def retention_bytes(stack: StackConfig) -> int:
+    """What the store may keep: RETENTION_SHARE of `logs.size`, in bytes, the bound the preview's fit check assumes.
+
+    An absolute bound, not `-retention.maxDiskUsagePercent`: that one is a share of the *whole filesystem* holding
+    -storageDataPath (VictoriaLogs v1.52.1 lib/logstorage/storage.go:835-839, `fs.MustGetTotalSpace`), and on
+    local-path (a folder of the Talos user volume) or nfs (a subDir of the NAS share) that filesystem is not the
+    claim, so `logs.size` would bound nothing. `-retention.maxDiskSpaceUsageBytes` (app/vlstorage/main.go:36, the
+    two are mutually exclusive, main.go:126-127) is compared with the store's own partitions (storage.go:833-834,
+    849-852) on every class. The store still keeps its last two days whatever their size (storage.go:855-858).
+    """
+    return round(int(settings(stack).size.removesuffix("Gi")) * 1024**3 * rules.RETENTION_SHARE)
+
+
 def store_args(stack: StackConfig) -> list[str]:
     logs = settings(stack)
     return [
         f"-storageDataPath={STORE_DATA}",
         f"-retentionPeriod={logs.retention}",
-        f"-retention.maxDiskUsagePercent={int(rules.RETENTION_SHARE * 100)}",
+        f"-retention.maxDiskSpaceUsageBytes={retention_bytes(stack)}",
         f"-httpListenAddr=:{STORE_PORT}",
         "-loggerFormat=json",
     ]
@@ -346,6 +359,14 @@ def _dropped(counter: str) -> str:
     return f"increase({series}[10m]) > 0 or ({series} > 0 unless {series} offset 10m)"
 
 
+# The store's own gauges (VictoriaLogs v1.52.1 app/vlstorage/main.go:676-690, 732-733): vl_storage_is_read_only is 1
+# once free space at -storageDataPath is under -storage.minFreeDiskSpaceBytes (main.go:56, 10 MB), when every write is
+# answered 429 (main.go:524-538); vl_max_disk_space_usage_bytes is -retention.maxDiskSpaceUsageBytes (written only when
+# set, main.go:680-682); vl_data_size_bytes is what the store keeps (indexdb and parts); vl_free_disk_space_bytes and
+# vl_total_disk_space_bytes are the filesystem's (main.go:683-684), shared on local-path and nfs.
+_STORE_SERIES = f'{{}}{{{{job="{STORE}",namespace="{NAMESPACE}"}}}}'
+
+
 def pipeline_alerts(stack: StackConfig) -> list[Alert]:
     """Prometheus's alerts on the log pipeline itself, each naming the machine or the pod: without them a store or a
     collector that stops makes every log alert fall silent, and nobody hears of it."""
@@ -359,6 +380,33 @@ def pipeline_alerts(stack: StackConfig) -> list[Alert]:
             f"Prometheus has not reached VictoriaLogs ({NAMESPACE}/{STORE}-0) for 10 minutes: no machine's lines are stored "
             "(each collector queues them) and no log alert can fire. "
             f"`kubectl -n {NAMESPACE} describe pod {STORE}-0` says why.",
+        ),
+        Alert(
+            "LogStoreReadOnly",
+            f"{_STORE_SERIES.format('vl_storage_is_read_only')} == 1",
+            None,
+            "critical",
+            "The log store is full and refuses every line",
+            "VictoriaLogs has less than 10 MB free on its volume's filesystem (`-storage.minFreeDiskSpaceBytes`) and "
+            "refuses every line with 429 until it frees room: the collectors queue and then drop them. Its byte bound "
+            "(80 % of logs.size) never drops the newest two days, so a log storm can fill it. Find the storm "
+            "(Grafana's logs dashboard, the machine or pod with the most lines), stop it, then free room: the store "
+            "frees a day once it is the third newest, or grow its claim (docs/day2.md#the-log-stores-size-or-class). "
+            "On local-path or nfs the filesystem is shared: other apps' volumes are full too.",
+        ),
+        Alert(
+            "LogStoreFilling",
+            f"(sum without (type) ({_STORE_SERIES.format('vl_data_size_bytes')}) > ignoring (path) "
+            f"{_STORE_SERIES.format('vl_max_disk_space_usage_bytes')}) "
+            f"or ({_STORE_SERIES.format('vl_free_disk_space_bytes')} / {_STORE_SERIES.format('vl_total_disk_space_bytes')} < 0.1)",
+            "15m",
+            "warning",
+            "The log store is filling its filesystem",
+            "VictoriaLogs keeps more than its bound (80 % of logs.size: its newest two days alone are larger, a log "
+            "storm), or the filesystem holding it has less than 10 % free. Once less than 10 MB is free it refuses every "
+            "line (LogStoreReadOnly), and on local-path or nfs the filesystem is shared with other apps' volumes. Find the "
+            "storm on Grafana's logs dashboard and stop it; if the rate is real, grow the store "
+            "(docs/day2.md#the-log-stores-size-or-class).",
         ),
         Alert(
             "LogCollectorDown",
@@ -598,6 +646,15 @@ JOURNAL_UPLOAD_CONF = "/etc/systemd/journal-upload.conf"
 JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/iluvatar.conf"
 JOURNAL_UPLOAD_RESTART = "[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s\n"
 JOURNAL_UPLOAD_PACKAGE = "systemd-journal-remote"
+# The journal step's own SSH bound. It runs after the Pi's join (the Pi is up), and its delete runs when logs are turned
+# off, a Pi is removed or rebuilt: with the Pis' shared bound (plans.k3s.SSH_DIAL_ATTEMPTS, for a Pi still booting) a
+# Pi that is off would hold every such `up` for about 20 minutes. pulumi-command v1.2.1 dials limit + 1 times
+# (provider/pkg/provider/remote/connection.go:150-187, `dials > dialErrorLimit`), each bounded by perDialTimeout
+# (connection.go:104), with pulumi sdk v3.224.0's retry.Until delays between them (go/common/util/retry/until.go:40-42:
+# 100 ms, x1.5, at most 5 s): 4 dials of 15 s, about a minute, then "after 3 failed attempts: dial tcp <ip>:22: ...",
+# under the step's name, which names the Pi (docs/day2.md#the-log-stores-size-or-class, for a Pi that is down).
+JOURNAL_DIAL_ATTEMPTS = 3
+JOURNAL_DIAL_SECONDS = 15
 
 
 def journal_upload_conf(stack: StackConfig) -> str:
@@ -681,6 +738,38 @@ for _ in $(seq 30); do
 done
 echo "iluvatar: {node.name}: systemd-journal-upload was not active within 60 s; look with: sudo journalctl -u systemd-journal-upload" >&2
 exit 1
+"""
+
+
+def journal_upload_delete_script(node: Node) -> str:
+    """What the Pi's step runs when it is deleted (logs turned off, the Pi removed) or replaced (a rebuilt Pi, where
+    it runs first, on the new card, and finds nothing): everything journal_upload_script did, undone. The forwarder
+    stopped and disabled, its config and drop-in removed; Talos's firewall unit disabled, its unit and ruleset
+    removed and its table deleted (stopping a oneshot unit with no ExecStop= leaves the table loaded). The packages
+    stay (systemd-journal-remote and nftables do nothing unless enabled). Each part only if present, so a second run,
+    or a run on a card the create never reached, succeeds."""
+    firewall = TALOS_FIREWALL_UNIT.rsplit("/", 1)[1]
+    return f"""set -eu
+if dpkg-query -W -f='${{Status}}' {JOURNAL_UPLOAD_PACKAGE} 2>/dev/null | grep -q 'install ok installed'; then
+  sudo systemctl disable --now systemd-journal-upload.service
+fi
+sudo rm -f {JOURNAL_UPLOAD_CONF} {JOURNAL_UPLOAD_DROP_IN}
+drop_in={JOURNAL_UPLOAD_DROP_IN.rsplit("/", 1)[0]}
+if sudo test -d "$drop_in"; then
+  sudo rmdir --ignore-fail-on-non-empty "$drop_in"
+fi
+if sudo test -e {TALOS_FIREWALL_UNIT}; then
+  sudo systemctl disable --now {firewall}
+fi
+sudo rm -f {TALOS_FIREWALL_UNIT} {TALOS_FIREWALL}
+sudo systemctl daemon-reload
+if command -v nft >/dev/null && sudo nft list table inet {TALOS_FIREWALL_TABLE} >/dev/null 2>&1; then
+  sudo nft delete table inet {TALOS_FIREWALL_TABLE}
+fi
+if systemctl is-active --quiet systemd-journal-upload.service; then
+  echo "iluvatar: {node.name}: systemd-journal-upload is still active after it was disabled; look with: sudo systemctl status systemd-journal-upload" >&2
+  exit 1
+fi
 """
 
 

@@ -120,6 +120,7 @@ def state(
     generations: Mapping[str, int] | None = None,
     client_certificate_expires: str | None = None,
     logging: Mapping[str, str] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What Arda runs after this deployment: the stack output `arda` (no secret in it). `endpoints` and the
     client certificate's expiry are what every step's talosconfig is made of, so the next run can tell that
@@ -138,9 +139,60 @@ def state(
         # The charts' versions, so the next preview refuses one going backwards (stacks.day2).
         "charts": {"cilium": stack.arda.cilium.version, **({"argocd": stack.gitops.argocd.version} if stack.gitops is not None else {})},
     }
+    if (store := logs_store(stack, previous)) is not None:
+        out["logsStore"] = store
     if client_certificate_expires is not None:
         out["clientCertificateExpires"] = client_certificate_expires
     return out
+
+
+def logs_store(stack: StackConfig, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The log store's claim (data-victoria-logs-0) as the next preview must know it (stacks.day2). While logs run: the
+    size and class its StatefulSet's volumeClaimTemplates made it with, `running`. While logs are off: the last record,
+    carried forward, not running, since the claim outlives its StatefulSet (the store sets no
+    persistentVolumeClaimRetentionPolicy, and every class here is Retain) and a store turned on again mounts it as it
+    is. Whatever `logs.claimChanged` says: the flag acts only in the `up` that turns logs back on, which records the
+    stack's own (stacks.day2 refuses it while logs stay off).
+
+    The Pis (`forwarders`) stay in the record of the `up` that turns logs off and go in the next one's: engine v3.259
+    writes the outputs of a failed update too (pkg/resource/deploy/step_executor.go:226-231, 262-268;
+    deployment_executor.go:353-361), and the program registers them before the deletes of what left it run
+    (performPostSteps, deployment_executor.go:328-336). So a logs-off `up` that fails on a Pi's journal step still
+    records logs off, and the retry's preview must still name the Pis (`logs_off`). Nothing in the outputs can say the
+    steps are gone: a second failure leaves the third preview without them (docs/day2.md says how to list them)."""
+    if logs.enabled(stack):
+        # The Pis whose journal step runs, for the plan of the `up` that turns logs off (`logs_off`).
+        pis = {"forwarders": [n.name for n in stack.ainur_nodes]} if logs.lan_address(stack) is not None else {}
+        return {"size": logs.settings(stack).size, "storageClass": logs.storage_class(stack), "running": True, **pis}
+    was = (previous or {}).get("logsStore")
+    if not isinstance(was, Mapping):
+        return None
+    keep = was.get("running") is not False  # the `up` that turns logs off: the next one may be its retry
+    return {**{k: v for k, v in was.items() if k != "forwarders" or keep}, "running": False}
+
+
+def logs_off(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
+    """The plan's line for the `up` that turns logs off: every Pi's journal step's delete runs over SSH, and a Pi that
+    is off fails the `up` after its bound (plans.logs.JOURNAL_DIAL_ATTEMPTS), so the preview names them first; and
+    for the `up` after it, which retries those deletes if it failed (`logs_store` keeps the Pis for it)."""
+    was, now = (previous or {}).get("logsStore"), current.get("logsStore")
+    if not isinstance(was, Mapping) or (isinstance(now, Mapping) and now.get("running") is True):
+        return ""
+    pis = [str(p) for p in was.get("forwarders") or []]
+    if not pis:
+        return ""
+    bound = f"a Pi that does not answer {logs.JOURNAL_DIAL_ATTEMPTS + 1} dials of {logs.JOURNAL_DIAL_SECONDS} s fails this `up`"
+    if was.get("running") is False:
+        # The `up` after the one that turned logs off: if that one failed, its Pis' journal steps are still to delete.
+        return (
+            f"Logs: off since the last `up`; if it failed, this one still turns the journal forwarder and Talos's log "
+            f"firewall off over SSH on the Pis whose step is left (of {', '.join(pis)}; `pulumi stack --show-urns | grep "
+            f"journal-upload` lists them); {bound}: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+        )
+    return (
+        f"Logs: turned off: each Pi's journal forwarder and Talos's log firewall are turned off over SSH, on {', '.join(pis)}; "
+        f"{bound}: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
 
 
 def probed(printed: str) -> dict[str, str]:
@@ -651,5 +703,6 @@ def plan(
         text = describe(previous, current)
     if probe:
         text += f"Arda: {probe}\n"
+    text += logs_off(previous, current)
     # The Ainur's part first, as the program logs it (their component comes first); the two chains do not wait for each other.
     return describe_ainur(*ainur) + text

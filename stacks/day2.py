@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks import releases, rules
+from stacks import logs as logs_rules
+from stacks import releases, rules, storage
 from stacks.errors import Problem
+from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
 
 ARDA = "iluvatar:arda"
@@ -122,7 +124,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list
     problems = _k3s(stack, ainur) + _service_ip(stack, ainur)
     if not deployed.deployed:
         return problems
-    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed)
+    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -250,6 +252,88 @@ def _charts(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
         if isinstance(was, str) and release(version) < release(was):
             key, name = CHARTS[chart]
             out.append(Problem(key, f"{version} is older than {was}, which runs; {name}'s chart is not rolled back: keep {was} or a newer one"))
+    return out
+
+
+LOGS_SIZE, LOGS_CLASS, LOGS_CLAIM = "iluvatar:logs.size", "iluvatar:logs.storageClass", "iluvatar:logs.claimChanged"
+LOGS_RUNBOOK = "docs/day2.md#the-log-stores-size-or-class"
+# The class whose claims' size bounds nothing: local-path-provisioner makes a folder on the user volume, whatever the
+# claim asks (plans.storage.local_path_values), and the store's own bound is logs.size (plans.logs.retention_bytes).
+UNSIZED_CLASS = "local-path"
+
+
+def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """The log store's claim (data-victoria-logs-0) is made from its StatefulSet's volumeClaimTemplates, which the API
+    server refuses to change in place (Kubernetes v1.34 pkg/apis/apps/validation ValidateStatefulSetUpdate: "updates to
+    statefulset spec for fields other than ... are forbidden"), and a claim that exists keeps its own size and class
+    whatever the template says. It outlives the StatefulSet too (logs turned off: plans.rollout.logs_store carries its
+    record forward), and a store turned on again mounts it as it is. So a change of either against the record is
+    silently not made: pulumi-kubernetes v4 lists a StatefulSet's volumeClaimTemplates among its replace-on-change
+    fields (forceNewProperties; version against our 4.32.0 plugin unchecked), so a running store's StatefulSet is
+    replaced and the new one mounts the existing claim, and the preview's retention check would then hold for a size
+    the store does not have: refused, with the runbook, unless `logs.claimChanged` says the claim was changed by hand
+    while logs were off. After a logs-off `up` that failed (its outputs are written anyway, plans.rollout.logs_store)
+    the record says not running while the StatefulSet may still be there: the same replacement, harmless on the
+    runbook's paths, where the claim was changed by hand.
+    """
+    before = deployed.output.get("logsStore")
+    logs = stack.logs if stack.logs is not None else Logs()
+    on = logs_rules.enabled(stack.logs, stack.monitoring is not None)
+    # The flag acts in the one `up` that turns logs back on (its fresh record ends it): set in an `up` that leaves them
+    # off it would act on nothing yet, and a record it dropped there would leave a later re-enable, flag gone, unheld.
+    if logs.claim_changed and not on:
+        return [
+            Problem(
+                LOGS_CLAIM,
+                "true, but logs stay off in this `up`: it acts only in the `up` that turns them back on, after the claim "
+                f"was changed by hand; remove it here and set it in that `up`, as {LOGS_RUNBOOK} says",
+            )
+        ]
+    if not isinstance(before, Mapping):
+        return []
+    # A record from before `running` was recorded was made only while the store ran.
+    running = before.get("running") is not False
+    if logs.claim_changed:
+        if not running:
+            return []
+        return [
+            Problem(
+                LOGS_CLAIM,
+                "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs "
+                "were off, in the `up` that turns them back on, once; remove it if that `up` is done, or to change the claim "
+                f"turn logs off first, without it, as {LOGS_RUNBOOK} says",
+            )
+        ]
+    if not on:
+        return []
+    whose = (
+        "the running log store's claim"
+        if running
+        else "the log store's claim, which stayed while logs were off and is mounted as it is when they come back"
+    )
+    out: list[Problem] = []
+    chosen = logs.storage_class or storage.default_class(stack, "arda")
+    was_class = before.get("storageClass")
+    unsized = not running and chosen == was_class == UNSIZED_CLASS
+    if isinstance(was := before.get("size"), str) and logs.size != was and not unsized:
+        fix = (
+            f"resize the claim first as {LOGS_RUNBOOK} says"
+            if running
+            else f"change the claim by hand and set claimChanged: true, as {LOGS_RUNBOOK} says"
+        )
+        out.append(
+            Problem(LOGS_SIZE, f"{logs.size} is not {was}, the size of {whose}; it cannot be changed by the stack alone: keep {was}, or {fix}")
+        )
+    if isinstance(was_class, str) and chosen != was_class:
+        written = logs.storage_class if logs.storage_class is not None else f"unset (Arda's default class is now {chosen})"
+        fix = "move the store to a new claim" if running else "delete the claim and set claimChanged: true,"
+        out.append(
+            Problem(
+                LOGS_CLASS,
+                f"{written} is not {was_class}, the class of {whose}; a claim does not move between classes: "
+                f"keep {was_class}, or {fix} as {LOGS_RUNBOOK} says",
+            )
+        )
     return out
 
 

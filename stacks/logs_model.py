@@ -32,6 +32,10 @@ class Logs(Model):
     size: VolumeSize = "20Gi"
     # None: Arda's default StorageClass (storage.arda.defaultClass).
     storage_class: Literal["ceph-block", "ceph-filesystem", "local-path", "nfs"] | None = None
+    # Once, after logs were turned off: the store's claim was changed by hand (deleted, or grown to `size`), so the
+    # store that comes back may have `size` and `storageClass` though the last record says otherwise (stacks.day2,
+    # docs/day2.md#the-log-stores-size-or-class). Refused while the store runs: remove it after that `up`.
+    claim_changed: bool = False
     # What the store writes a day, compressed, once you know it (Grafana's logs dashboard shows it); None: the estimate
     # from the inventory (stacks.logs.estimate), which the retention must fit in the volume at.
     daily_volume: DailyVolume | None = None

@@ -65,6 +65,8 @@ class Outcome:
     removed: list[StateEntry] = field(default_factory=list)
     replaced: list[StateEntry] = field(default_factory=list)
     deletes: list[StateEntry] = field(default_factory=list)
+    # Delete commands that ran before their own resource's new create (delete-before-replace).
+    deletes_first: list[StateEntry] = field(default_factory=list)
 
 
 def run(lines: Sequence[str], entries: Sequence[StateEntry]) -> Outcome:
@@ -95,6 +97,7 @@ def run(lines: Sequence[str], entries: Sequence[StateEntry]) -> Outcome:
             done: Replacement = up_replace(outcome.state, patterns)
             outcome.replaced += done.replaced
             outcome.deletes += done.deletes
+            outcome.deletes_first += done.deletes_first
         else:
             raise ValueError(f"a pulumi command the model does not know: {line}")
     return outcome

@@ -24,6 +24,7 @@ from iluvatar import reference, render
 from stacks import day2, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
+from tests import runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -357,3 +358,24 @@ def test_the_plan_names_each_helm_release_as_helm_knows_it(tmp_path: Path) -> No
     entries = [e.strip() for e in render.plan_entries((out / "plan.txt").read_text()) if "(kubernetes:helm.sh/v3:Release)" in e]
     assert entries and all("[helm release: " in e for e in entries), entries
     assert any(e.startswith("edge-certificates-cert-manager ") and "[helm release: cert-manager/cert-manager]" in e for e in entries), entries
+
+
+def test_the_log_store_runbook_frees_the_old_volume_before_logs_come_back() -> None:
+    """A new claim of the same name on `nfs` mounts the old folder (subDir `<namespace>/<claim>`), and every class here
+    is Retain: the runbook must make the class delete the old volume (PV to Delete before its claim goes) and wait for
+    the PV to be gone before the `up` that brings logs back, for every class alike; no by-hand removal on a node
+    (`kubectl debug node` is refused by baseline Pod Security), nor `rbd rm` (it leaves ceph-csi's journal)."""
+    heading = "### The log store's size or class"
+    said = runbook.commands("docs/day2.md", heading)
+    patch = next(i for i, c in enumerate(said) if c.startswith("kubectl patch pv ") and '"persistentVolumeReclaimPolicy":"Delete"' in c)
+    claim = said.index("kubectl -n monitoring delete pvc data-victoria-logs-0")
+    wait = next(i for i, c in enumerate(said) if c.startswith("kubectl wait --for=delete ") and '"pv/$pv"' in c and "--timeout=" in c)
+    assert patch < claim < wait
+    assert said[patch - 1] == "pv=$(kubectl -n monitoring get pvc data-victoria-logs-0 -o jsonpath='{.spec.volumeName}')"
+    text = (runbook.ROOT / "docs/day2.md").read_text()
+    section = text[text.index(heading) :]
+    section = section[: re.search(r"\n#{1,3} ", section[1:]).start() + 1]  # type: ignore[union-attr]
+    smaller = section[section.index("A smaller store, or another class") :]
+    assert smaller.index("kubectl wait --for=delete") < smaller.index("`logs.claimChanged: true`, remove `enabled: false`")
+    for gone in ("rbd rm", "kubectl debug node", "rm -rf", "ceph fs subvolume rm"):
+        assert gone not in section, gone

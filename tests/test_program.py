@@ -178,8 +178,14 @@ def test_bring_up_order_is_stated_with_depends_on(homelab: Simulation) -> None:
     assert not any(regs["arda-taniquetil-apply"].urn in urns for urns in regs["arda-bootstrap"].property_dependencies.values())
     assert regs["netboot"].providers == {"kubernetes": regs["ainur-kubernetes"].urn + "::ainur-kubernetes-id"}
     assert regs["arda-cilium"].providers == {"kubernetes": regs["arda-kubernetes"].urn + "::arda-kubernetes-id"}
-    # Nothing in the program asks the engine to delete first or retain; only objects in a cluster go with it (tests/components/test_day2.py).
-    assert [r.name for r in homelab.registrations if r.delete_before_replace or r.retain_on_delete] == []
+    # Only the Pis' journal steps ask the engine to delete first: a rebuilt Pi's new step must start the forwarder after
+    # the old one's delete stopped it, not before (components/logs.py); nothing depends on them, so the engine has no
+    # dependents to replace with them (iluvatar/graph.py up_replace). Nothing is retained; only objects in a cluster go
+    # with it (tests/components/test_day2.py).
+    assert sorted(r.name for r in homelab.registrations if r.delete_before_replace) == [
+        f"logs-ainur-{pi}-journal-upload" for pi in ("eonwe", "ilmare", "manwe")
+    ]
+    assert [r.name for r in homelab.registrations if r.retain_on_delete] == []
     assert all(r.type.startswith("kubernetes:") for r in homelab.registrations if r.deleted_with)
 
 

@@ -60,6 +60,17 @@ def test_first_valar_joins_first_and_serves_the_kubeconfig(homelab: Simulation) 
     assert connection.value == {"host": "192.168.0.11", "user": "ubuntu", "dialErrorLimit": 60, "perDialTimeout": 15, "port": 22}
 
 
+def test_a_pis_journal_step_gives_up_on_a_pi_that_is_off_in_a_minute(homelab: Simulation) -> None:
+    """The journal step's delete runs whenever logs go off: its own dial bound (4 dials of 15 s, plans.logs), not the
+    Pis' 20 minutes, and otherwise the Pi's own connection and key."""
+    regs = homelab.named()
+    for pi, ip in (("manwe", "192.168.0.11"), ("eonwe", "192.168.0.12"), ("ilmare", "192.168.0.13")):
+        connection = regs[f"logs-ainur-{pi}-journal-upload"].inputs["connection"]
+        assert isinstance(connection, SecretValue)
+        assert connection.value == {"host": ip, "user": "ubuntu", "dialErrorLimit": 3, "perDialTimeout": 15, "port": 22}, pi
+        assert regs[f"ainur-{pi}-join"].inputs["connection"].value["dialErrorLimit"] == 60, pi
+
+
 def test_the_provider_waits_for_the_api_through_the_vip(homelab: Simulation) -> None:
     regs = homelab.named()
     gate = regs["ainur-gate-api"]
@@ -233,7 +244,7 @@ def recovery_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple
 
 def own(entry: StateEntry, pi: str) -> bool:
     """A resource of this Pi's: its component and what it holds, the storage layer's patch of its Node, and the logs
-    layer's step that points its journal at the store (create-only: its delete runs nothing)."""
+    layer's step that points its journal at the store (replaced delete-first: its delete undoes it)."""
     return entry.name in (f"ainur-{pi}", f"storage-ainur-node-{pi}", f"logs-ainur-{pi}-journal-upload") or entry.name.startswith(f"ainur-{pi}-")
 
 
@@ -259,23 +270,27 @@ def test_a_dead_pi_rebuilt_as_the_runbook_says_keeps_every_other_resource(
         replaced = sorted(e.name for e in done.replaced)
         # The homelab signs in with Dex: each valar has an oidc step, which the new card needs before k3s starts.
         valar = next(n for n in doc["config"]["iluvatar:nodes"] if n["name"] == pi)["role"] == "valar"
-        assert replaced == sorted([f"ainur-{pi}-join", *([f"ainur-{pi}-oidc"] if valar else [])]), pi
+        journal = f"logs-ainur-{pi}-journal-upload"
+        assert replaced == sorted([f"ainur-{pi}-join", journal, *([f"ainur-{pi}-oidc"] if valar else [])]), pi
         assert all(own(e, pi) and not arda(e) for e in done.replaced)
         assert done.deletes == [], [e.name for e in done.deletes]
+        # The journal step's delete runs on the new card before its create, never after it (it would undo it).
+        assert [e.name for e in done.deletes_first] == [journal], pi
 
 
 @pytest.mark.parametrize("which", ["homelab", "three-valar"])
 def test_a_dead_pi_removed_for_good_as_the_runbook_says_takes_only_its_own_resources(
     recovery_stacks: dict[str, tuple[dict[str, Any], Simulation]], which: str, tmp_path: Path
 ) -> None:
-    """The `state delete` of its uninstall (nothing depends on it), then the `up` without the Pi in the inventory:
+    """The `state delete` of its uninstall and its journal step (nothing depends on them), then the `up` without the
+    Pi in the inventory:
     what leaves the state is the Pi's own, and no delete that would reach for the dead Pi runs."""
     doc, sim = recovery_stacks[which]
     state = state_of(sim)
     roles = {n["name"]: n["role"] for n in doc["config"]["iluvatar:nodes"]}
     for pi in pis_of(doc):
         done = runbook.run(runbook.commands(DAY2, REMOVED, pi=pi), state)
-        assert [e.name for e in done.removed] == [f"ainur-{pi}-uninstall"], pi
+        assert [e.name for e in done.removed] == [f"ainur-{pi}-uninstall", f"logs-ainur-{pi}-journal-upload"], pi
         if roles[pi] == "valar":
             continue  # the inventory refuses an even number of valar (etcd's quorum): a valar leaves with another change
         without = edit(doc, {"iluvatar:nodes": [n for n in doc["config"]["iluvatar:nodes"] if n["name"] != pi]})

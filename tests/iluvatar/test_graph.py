@@ -32,6 +32,7 @@ def entry(name: str, parent: str = "", provider: str = "", deps: tuple[str, ...]
         deleted_with=str(kw.get("deleted_with", "")),
         protect=bool(kw.get("protect", False)),
         delete_command=kw.get("delete_command"),  # type: ignore[arg-type]
+        delete_before_replace=kw.get("delete_before_replace"),  # type: ignore[arg-type]
     )
 
 
@@ -110,3 +111,16 @@ def test_replace_patterns_as_the_engine_matches_them() -> None:
     assert up_replace(state, ["**::nothing"]).replaced == ()  # a glob may name nothing
     with pytest.raises(EngineRefusedError, match="could not be found"):
         up_replace(state, [u("nothing")])  # a URN must name something
+
+
+def test_a_delete_before_replace_runs_its_delete_first_and_only_without_dependents() -> None:
+    """Delete-before-replace (step_generator.go:2048-2131): the old delete runs before the new create, so it is not
+    in the deletes that run at the end; with a dependent (whose replacement the engine calculates) it is refused."""
+    state = (entry("join"), entry("journal", deps=(u("join"),), delete_command="off", delete_before_replace=True))
+    done = up_replace(state, ["**::join", "**::journal"])
+    assert [e.name for e in done.replaced] == ["join", "journal"]
+    assert done.deletes == () and [e.name for e in done.deletes_first] == ["journal"]
+    with pytest.raises(NotImplementedError, match="with dependents"):
+        up_replace((*state, entry("after", deps=(u("journal"),))), ["**::journal"])
+    with pytest.raises(NotImplementedError, match="with dependents"):
+        up_replace((*state, entry("child", parent=u("journal"))), ["**::journal"])

@@ -23,6 +23,7 @@ import pytest
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
+from tests.test_drill import _nfs_drill_container
 from tools import gotools, kube_inventory, upstream
 from tools.kube_cluster import (
     K3S,
@@ -96,6 +97,30 @@ def test_talos_enforces_baseline_where_a_namespace_says_nothing(kube_talos: Clus
     ]
     # kube-system is exempt, as Talos configures it: its static pods and CNI run there.
     kube_talos.client.create(_pod(f"host-network-{namespace}", "kube-system", hostNetwork=True))
+
+
+def test_baseline_admits_the_nfs_targets_drill_as_root_with_volsyncs_three_capabilities(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:
+    # The drill of a volume backed up to an NFS target restores as root with CHOWN, DAC_OVERRIDE and FOWNER
+    # (plans/drill.py); an app namespace enforces `baseline` (plans/gitops.py), which must admit its pod as rendered.
+    namespace = kube_namespace(kube_talos, None)
+    kube_talos.wait_for_service_account(namespace)
+    drill = {k: v for k, v in _nfs_drill_container("home-assistant").items() if k in ("name", "image", "command", "securityContext")}
+    assert drill["securityContext"]["capabilities"]["add"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER"]
+    kube_talos.client.create(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "drill", "namespace": namespace}, "spec": {"containers": [drill]}}
+    )
+    # One capability past baseline's list and the same pod is refused: the admission above is baseline's own check.
+    more = {
+        **drill,
+        "securityContext": {**drill["securityContext"], "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SYS_ADMIN"]}},
+    }
+    error = _refusal(
+        kube_talos, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "drill-more", "namespace": namespace}, "spec": {"containers": [more]}}
+    )
+    assert (
+        error.message
+        == 'pods "drill-more" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "drill" must not include "SYS_ADMIN" in securityContext.capabilities.add)'
+    )
 
 
 def test_k3s_enforces_nothing_where_a_namespace_says_nothing(kube_k3s: Cluster, kube_namespace: NamespaceMaker) -> None:

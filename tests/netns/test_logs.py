@@ -381,6 +381,30 @@ def test_the_configs_pass_their_programs_checks(net: Net) -> None:
         assert "deprecated" not in net.log(key), net.log(key)
 
 
+def test_the_store_runs_with_the_stacks_size_as_its_bound(net: Net) -> None:
+    """The store started with the rendered flags bounds its data at 80 % of `logs.size` in bytes, whatever the
+    filesystem: VictoriaLogs lists every flag it parsed on /metrics (VictoriaMetrics lib/appmetrics/appmetrics.go:86)."""
+    metrics = _get(f"http://{STORE_IP}:{plan.STORE_PORT}/metrics", net.ns("a"))
+    flags = dict(re.findall(r'^flag\{name="(retention\.max\w+)", value="([^"]*)", is_set="true"\} 1$', metrics, re.M))
+    assert flags == {"retention.maxDiskSpaceUsageBytes": str(plan.retention_bytes(net.stack))}, flags
+    assert plan.retention_bytes(net.stack) == int(plan.settings(net.stack).size.removesuffix("Gi")) * 1024**3 * 4 // 5
+    # Every store gauge the store's fill alerts read is one the real store exposes, by that name, under its path; it is
+    # writable now, and its bound is the stack's.
+    read = {m for a in plan.pipeline_alerts(net.stack) for m in re.findall(r"vl_\w+", a.expr)}
+    assert read == {
+        "vl_storage_is_read_only",
+        "vl_data_size_bytes",
+        "vl_max_disk_space_usage_bytes",
+        "vl_free_disk_space_bytes",
+        "vl_total_disk_space_bytes",
+    }
+    gauges = {m.group(1) for m in re.finditer(r"^(vl_\w+)\{", metrics, re.M)}
+    assert read <= gauges, sorted(read - gauges)
+    # (The path is the test's own data folder, -storageDataPath, put in for plan.STORE_DATA.)
+    assert re.search(r'^vl_storage_is_read_only\{path="[^"]+"\} 0$', metrics, re.M), "writable"
+    assert re.search(rf'^vl_max_disk_space_usage_bytes\{{path="[^"]+"\}} {plan.retention_bytes(net.stack)}$', metrics, re.M)
+
+
 def test_the_collectors_metrics_are_on_its_machines_address_under_the_alerts_names(sent: Net) -> None:
     """What Prometheus scrapes (plans.logs.monitors) and the pipeline's alerts read: the exporter's queue and failure
     counters, by these names, at the machine's address."""

@@ -78,7 +78,19 @@ def test_an_nfs_target_is_mounted_where_the_repository_says_and_has_no_etcd_dril
     assert [j["metadata"]["name"] for j in jobs] == ["drill-home-assistant-config", "drill-jellyfin-config"], "k3s keeps the Ainur's on the Pis"
     pod = jobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["volumes"][-1] == {"name": "target", "nfs": {"server": "192.168.0.40", "path": "/volume1/backups"}}
-    assert pod["containers"][0]["volumeMounts"][-1] == {"name": "target", "mountPath": "/mnt/backup"}
+    # Read-only, and as VolSync's mover runs (root), whose files are root's and owner-only, with only the privileged
+    # mover's three capabilities, which restoring files not root's needs (tests/test_drill.py runs it so against a
+    # real repository); an S3 target's drill stays unprivileged.
+    assert pod["containers"][0]["volumeMounts"][-1] == {"name": "target", "mountPath": "/mnt/backup", "readOnly": True}
+    context = pod["containers"][0]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"], context["capabilities"]) == (
+        0,
+        0,
+        False,
+        {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+    )
+    [s3] = [c for c in drill.cronjobs(homelab()) if c["metadata"]["name"] == "drill-jellyfin-config"]
+    assert s3["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] == drill.NONROOT
 
 
 def test_long_names_are_cut_to_a_cronjobs_52_characters() -> None:

@@ -40,7 +40,8 @@ def test_the_store_keeps_the_retention_and_drops_the_oldest_days_before_its_volu
     assert logs.store_args(stack) == [
         "-storageDataPath=/storage",
         "-retentionPeriod=30d",
-        "-retention.maxDiskUsagePercent=80",
+        # 80 % of the 50Gi claim, in bytes: the stack's bound on every class, not a share of the filesystem.
+        "-retention.maxDiskSpaceUsageBytes=42949672960",
         "-httpListenAddr=:9428",
         "-loggerFormat=json",
     ]
@@ -324,3 +325,73 @@ def test_the_journal_forwarder_restarts_forever_after_a_store_outage(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=always\nRestartSec=30s"), done.stdout
+
+
+# --- The Pi's journal step, create then delete, run by bash with stand-ins for what a Pi has ---
+
+# Stand-ins, not the programs: each does what the two scripts rely on, on files under $ROOT, and logs its call.
+PI_STAND_INS = {
+    # Every /etc path the scripts name is under $ROOT.
+    "sudo": 'args=(); for a in "$@"; do case "$a" in /etc/*) args+=("$ROOT$a") ;; *) args+=("$a") ;; esac; done; exec "${args[@]}"',
+    "test": 'exec /usr/bin/test "$@"',
+    # A unit is enabled or active while its file under $STATE exists; `disable --now` stops it too.
+    "systemctl": """echo "systemctl $*" >> "$LOG"
+case "$1" in
+  enable) touch "$STATE/enabled.$2" ;;
+  disable) [ "$2" = --now ] && { rm -f "$STATE/enabled.$3" "$STATE/active.$3"; } || rm -f "$STATE/enabled.$2" ;;
+  restart) touch "$STATE/active.$2" ;;
+  is-active) [ -e "$STATE/active.$3" ] ;;
+esac""",
+    # A table is loaded from a file that exists (`-f`), listed while loaded, deleted once.
+    "nft": """echo "nft $*" >> "$LOG"
+case "$1" in
+  -f) [ -e "$2" ] && touch "$STATE/table" ;;
+  list) [ -e "$STATE/table" ] ;;
+  delete) rm "$STATE/table" ;;
+esac""",
+    "dpkg-query": "echo 'install ok installed'",
+}
+
+
+def _on_a_pi(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    # A Pi's own /etc/systemd/system, where both units go.
+    for folder in (bin_dir, state, tmp_path / "root/etc/systemd/system"):
+        folder.mkdir(parents=True, exist_ok=True)
+    for name, body in PI_STAND_INS.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "ROOT": str(tmp_path / "root"), "STATE": str(state), "LOG": str(tmp_path / "log")}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env)
+
+
+def _left(tmp_path: Path) -> tuple[list[str], list[str]]:
+    files = sorted(str(p.relative_to(tmp_path / "root")) for p in (tmp_path / "root").rglob("*") if p.is_file())
+    return files, sorted(p.name for p in (tmp_path / "state").iterdir())
+
+
+def test_the_journal_steps_delete_undoes_what_its_create_did(tmp_path: Path) -> None:
+    """Logs turned off or the Pi removed: the forwarder stopped and disabled, its config gone, Talos's firewall unit,
+    ruleset and table gone. The delete also succeeds on a card the create never reached (a rebuilt Pi's step is
+    replaced delete-first, components.logs) and a second time."""
+    stack = load_stack_file(HOMELAB)
+    node = stack.ainur_nodes[0]
+    created = _on_a_pi(tmp_path, logs.journal_upload_script(stack, node))
+    assert created.returncode == 0, created.stderr
+    assert _left(tmp_path) == (
+        [
+            "etc/iluvatar/talos-logs.nft",
+            "etc/systemd/journal-upload.conf",
+            "etc/systemd/system/iluvatar-talos-logs-firewall.service",
+            "etc/systemd/system/systemd-journal-upload.service.d/iluvatar.conf",
+        ],
+        ["active.systemd-journal-upload.service", "enabled.iluvatar-talos-logs-firewall.service", "enabled.systemd-journal-upload.service", "table"],
+    )
+    for _ in range(2):
+        deleted = _on_a_pi(tmp_path, logs.journal_upload_delete_script(node))
+        assert deleted.returncode == 0, deleted.stderr
+        assert _left(tmp_path) == ([], [])
+        assert not (tmp_path / "root/etc/systemd/system/systemd-journal-upload.service.d").exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert _on_a_pi(fresh, logs.journal_upload_delete_script(node)).returncode == 0

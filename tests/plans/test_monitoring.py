@@ -161,6 +161,7 @@ def test_the_alerts_are_those_the_stack_can_raise() -> None:
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
         "RestoreDrillFailed", "RestoreDrillStale",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
+        "LogStoreReadOnly", "LogStoreFilling",
     }  # fmt: skip
     # rk1: no Ainur; Ceph on its NVMe; GitOps.
     assert "AinurNodeDown" not in {a.name for a in monitoring.alerts(load_stack_file(RK1))}
@@ -361,8 +362,88 @@ def _cases(stack: StackConfig) -> list[dict[str, Any]]:
 def test_each_alert_fires_on_its_series_and_only_then() -> None:
     stack = homelab()
     # The restore drill's alerts have their own cases, over days of CronJob series (tests/plans/test_drill.py).
-    assert set(CASES) == {a.name for a in monitoring.alerts(stack)} - {"RestoreDrillFailed", "RestoreDrillStale"}, "every alert has a case"
+    # The log store's fill alerts too (test_the_log_stores_fill_alerts_fire_on_its_own_gauges: per-scenario labels).
+    assert set(CASES) == {a.name for a in monitoring.alerts(stack)} - {"RestoreDrillFailed", "RestoreDrillStale", *STORE_FILL}, (
+        "every alert has a case"
+    )
     result = alert_check.unit_test_rules(monitoring.alert_rules(stack), _cases(stack))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+_STORE = 'job="victoria-logs",namespace="monitoring",pod="victoria-logs-0",instance="10.244.1.7:9428"'
+_PATH = f'{_STORE},path="/storage"'
+_OTHER = 'job="victoria-logs",namespace="monitoring",pod="victoria-logs-1",instance="10.244.2.8:9428",path="/storage"'
+# The store's own gauges (VictoriaLogs v1.52.1 app/vlstorage/main.go:676-690, 732-733), as Prometheus scrapes them:
+# each scenario, the series that fire (and what they fire with) beside a second store's that must not.
+STORE_FILL: dict[str, list[tuple[list[tuple[str, str]], str, list[dict[str, str]]]]] = {
+    "LogStoreReadOnly": [
+        # Read-only at 10 MB free (main.go:56, 524-538): at once, a second store that is not stays quiet.
+        ([(f"vl_storage_is_read_only{{{_PATH}}}", "0 0 1x5"), (f"vl_storage_is_read_only{{{_OTHER}}}", "0x7")], "3m", [_labels(_PATH)]),
+        ([(f"vl_storage_is_read_only{{{_PATH}}}", "0x5")], "5m", []),
+    ],
+    "LogStoreFilling": [
+        # The newest two days over the bound (18.1 GB kept against 16 GiB), the filesystem roomy: after 15 minutes.
+        (
+            [
+                (f'vl_data_size_bytes{{{_STORE},type="storage"}}', "10e9 18e9x20"),
+                (f'vl_data_size_bytes{{{_STORE},type="indexdb"}}', "1e8x20"),
+                (f"vl_max_disk_space_usage_bytes{{{_PATH}}}", "17179869184x20"),
+                (f"vl_free_disk_space_bytes{{{_PATH}}}", "50e9x20"),
+                (f"vl_total_disk_space_bytes{{{_PATH}}}", "100e9x20"),
+            ],
+            "20m",
+            [_labels(_STORE)],
+        ),
+        # A shared filesystem under 10 % free (local-path, nfs), the store within its bound.
+        (
+            [
+                (f'vl_data_size_bytes{{{_STORE},type="storage"}}', "5e9x20"),
+                (f"vl_max_disk_space_usage_bytes{{{_PATH}}}", "17179869184x20"),
+                (f"vl_free_disk_space_bytes{{{_PATH}}}", "20e9 9e9x20"),
+                (f"vl_total_disk_space_bytes{{{_PATH}}}", "100e9x20"),
+            ],
+            "20m",
+            [_labels(_PATH)],
+        ),
+        # Within its bound with 12 % free; or over it for less than 15 minutes: quiet.
+        (
+            [
+                (f'vl_data_size_bytes{{{_STORE},type="storage"}}', "10e9x5 18e9x10 10e9x5"),
+                (f"vl_max_disk_space_usage_bytes{{{_PATH}}}", "17179869184x20"),
+                (f"vl_free_disk_space_bytes{{{_PATH}}}", "12e9x20"),
+                (f"vl_total_disk_space_bytes{{{_PATH}}}", "100e9x20"),
+            ],
+            "20m",
+            [],
+        ),
+    ],
+}
+
+
+def test_the_log_stores_fill_alerts_fire_on_its_own_gauges() -> None:
+    """The store turned read-only (it refuses every line), or keeping more than its bound (a storm: its newest two days
+    are never dropped) or on a filesystem under 10 % free: each fires with the store's labels, and only then."""
+    stack = homelab()
+    alerts = {a.name: a for a in monitoring.alerts(stack)}
+    tests = []
+    for name, scenarios in STORE_FILL.items():
+        for series, at, fired in scenarios:
+            expected = [
+                {
+                    "exp_labels": {**labels, "severity": alerts[name].severity},
+                    "exp_annotations": {"summary": alerts[name].summary, "description": alerts[name].description},
+                }
+                for labels in fired
+            ]
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": [{"series": s, "values": v} for s, v in series],
+                    "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": expected}],
+                }
+            )
+    result = alert_check.unit_test_rules(monitoring.alert_rules(stack), tests)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -17,7 +17,7 @@ from iluvatar.simulate import MOCK_CLIENT_CERTIFICATE
 from plans import rollout
 from stacks import load_stack_file
 from tests import talos_provider
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, edit, homelab_doc, write_stack
 
 IMAGE = "factory.talos.dev/metal-installer/abc"
 
@@ -28,11 +28,64 @@ def current() -> dict[str, Any]:
     return rollout.state(stack, dict.fromkeys(names, f"{IMAGE}:v1.12.4"), dict.fromkeys(names, "d1"))
 
 
+def test_the_log_stores_record_outlives_logs_off_until_its_claim_is_said_changed(tmp_path: Path) -> None:
+    """The store's claim outlives its StatefulSet (no persistentVolumeClaimRetentionPolicy, Retain classes), so logs
+    turned off carry the record forward, not running, for the preview that turns them on again (stacks.day2); only
+    the `up` that turns them on again replaces it, `logs.claimChanged` or not (the flag drops nothing while logs are off)."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
+    off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
+    assert rollout.logs_store(off, {"logsStore": record}) == {**record, "running": False}  # the Pis kept for a retry
+    assert rollout.logs_store(off, {"logsStore": {**record, "running": False}})["running"] is False  # type: ignore[index]
+    assert rollout.logs_store(off, {}) is None  # logs never ran: no claim
+    assert rollout.logs_store(off, None) is None
+    (tmp_path / "changed").mkdir()
+    changed = edit(homelab_doc(), {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
+    assert rollout.logs_store(load_stack_file(write_stack(tmp_path / "changed", changed, stack="homelab")), {"logsStore": record}) == {
+        **record,
+        "running": False,
+    }
+    # On again: the stack's own, running, whatever the record said.
+    assert rollout.logs_store(load_stack_file(HOMELAB), {"logsStore": {"size": "40Gi", "storageClass": "nfs", "running": False}}) == record
+    # The `up` that turns logs off names the Pis whose forwarder it turns off over SSH, and its bound; no other does.
+    carried = rollout.logs_store(off, {"logsStore": record})
+    assert rollout.logs_off({"logsStore": record}, {"logsStore": carried}) == (
+        "Logs: turned off: each Pi's journal forwarder and Talos's log firewall are turned off over SSH, on manwe, eonwe, ilmare; "
+        "a Pi that does not answer 4 dials of 15 s fails this `up`: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
+    assert rollout.logs_off({"logsStore": record}, {}) != ""  # off, and the claim said changed
+    settled = rollout.logs_store(off, {"logsStore": carried})
+    assert settled == {"size": "20Gi", "storageClass": "ceph-block", "running": False}  # the Pis go in the `up` after
+    assert rollout.logs_off({"logsStore": settled}, {"logsStore": settled}) == ""  # off already
+    assert rollout.logs_off({"logsStore": record}, {"logsStore": record}) == ""  # still on
+    assert rollout.logs_off(None, {"logsStore": carried}) == ""
+
+
+def test_the_retry_of_a_failed_logs_off_up_still_names_the_pis(tmp_path: Path) -> None:
+    """Engine v3.259 writes a failed update's outputs (step_executor.go:226-231, 262-268), registered before the deletes
+    of what left the program run (deployment_executor.go:328-336): a logs-off `up` that fails on a Pi's journal step
+    still records logs off. The record keeps the Pis for the next `up`, whose preview names them as possibly left
+    (review 4 L1); the one after that has no way to know, and says nothing."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
+    off = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:logs": {"enabled": False}}), stack="homelab"))
+    failed = rollout.logs_store(off, {"logsStore": record})  # what the failed `up` recorded
+    retry = rollout.logs_store(off, {"logsStore": failed})
+    assert rollout.logs_off({"logsStore": failed}, {"logsStore": retry}) == (
+        "Logs: off since the last `up`; if it failed, this one still turns the journal forwarder and Talos's log firewall off "
+        "over SSH on the Pis whose step is left (of manwe, eonwe, ilmare; `pulumi stack --show-urns | grep journal-upload` lists them); "
+        "a Pi that does not answer 4 dials of 15 s fails this `up`: bring it up first, or see docs/day2.md#the-log-stores-size-or-class\n"
+    )
+    assert rollout.logs_off({"logsStore": retry}, {"logsStore": rollout.logs_store(off, {"logsStore": retry})}) == ""
+    # Logs back on in the retry: the Pis' steps are the program's again, nothing to name.
+    assert rollout.logs_off({"logsStore": failed}, {"logsStore": record}) == ""
+
+
 def test_the_state_lists_every_machine_in_rollout_order() -> None:
     state = current()
     assert state["order"] == ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     assert (state["talosVersion"], state["kubernetesVersion"]) == ("v1.14.1", "v1.35.1")
     assert state["charts"] == {"cilium": "1.18.4", "argocd": "10.8.0"}  # read back by stacks.day2: no chart goes backwards
+    # Read back by stacks.day2: the log store's claim does not change under a running store.
+    assert state["logsStore"] == {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
     assert state["nodes"]["gandalf"] == {
         "mac": "28:d2:44:30:00:01",
         "ip": "192.168.0.31",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from plans import rollout
 from stacks import day2, load_stack_file
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
@@ -417,6 +418,96 @@ def test_a_kind_talos_1_13_added_is_refused_on_a_one_minor_move_from_1_12(tmp_pa
         )
     ]
     assert day2.check(stack, _running("v1.13.0", "v1.34.1")) == []  # on 1.13 already
+
+
+def test_a_change_of_the_log_stores_claim_is_refused_while_it_runs(tmp_path: Path) -> None:
+    """logs.size and logs.storageClass make the store's claim (a StatefulSet's volumeClaimTemplates, which cannot
+    change in place): either changing while a store runs is refused with the runbook; the same, or no store, is not."""
+    running = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block"}})
+    assert day2.check(_edited(tmp_path, {}), running) == []
+    (tmp_path / "changed").mkdir()
+    changed = _edited(tmp_path / "changed", {"iluvatar:logs": {"size": "40Gi", "storageClass": "local-path"}})
+    assert [(p.path, p.message) for p in day2.check(changed, running)] == [
+        (
+            "iluvatar:logs.size",
+            "40Gi is not 20Gi, the size of the running log store's claim; it cannot be changed by the stack alone: keep 20Gi, "
+            "or resize the claim first as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+        (
+            "iluvatar:logs.storageClass",
+            "local-path is not ceph-block, the class of the running log store's claim; a claim does not move between classes: "
+            "keep ceph-block, or move the store to a new claim as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+    ]
+    # The runbook's way through: logs off (the store goes, its claim stays), then on again with the new settings.
+    assert day2.check(changed, RUNNING) == []
+    (tmp_path / "off").mkdir()
+    assert day2.check(_edited(tmp_path / "off", {"iluvatar:logs": {"enabled": False, "size": "40Gi"}}), running) == []
+
+
+def test_claim_changed_is_refused_while_logs_stay_off_so_a_later_re_enable_without_it_is_still_held(tmp_path: Path) -> None:
+    """`logs.claimChanged` acts only in the `up` that turns logs back on: set while they stay off it is refused
+    (whatever the record says), and the record is carried through that `up` regardless (plans.rollout.logs_store), so
+    a later re-enable with another size, the flag gone and the claim untouched, is still refused (review 4 M2)."""
+    record = {"size": "20Gi", "storageClass": "ceph-block", "running": True, "forwarders": ["manwe", "eonwe", "ilmare"]}
+    flagged_off = _edited(tmp_path, {"iluvatar:logs": {"enabled": False, "claimChanged": True}})
+    said = (
+        "iluvatar:logs.claimChanged",
+        "true, but logs stay off in this `up`: it acts only in the `up` that turns them back on, after the claim was changed "
+        "by hand; remove it here and set it in that `up`, as docs/day2.md#the-log-stores-size-or-class says",
+    )
+    for was in (record, {**record, "running": False}, None):
+        deployed = day2.DeployedArda.from_output({**RUNNING.output, **({"logsStore": was} if was else {})})
+        assert [(p.path, p.message) for p in day2.check(flagged_off, deployed)] == [said], was
+    # Were that `up` run anyway (a preview not looked at), its record still holds the claim.
+    carried = rollout.logs_store(flagged_off, {"logsStore": record})
+    assert carried == {**record, "running": False}
+    (tmp_path / "on").mkdir()
+    smaller = _edited(tmp_path / "on", {"iluvatar:logs": {"size": "10Gi"}})
+    assert [p.path for p in day2.check(smaller, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": carried}))] == ["iluvatar:logs.size"]
+
+
+def test_the_log_stores_claim_kept_while_logs_were_off_is_refused_a_change_until_said_changed(tmp_path: Path) -> None:
+    """Logs turned off keep the claim (plans.rollout.logs_store carries its record, not running): turning them on
+    again with another size or class would mount the old claim as it is, so it is refused until `logs.claimChanged`
+    says the claim was changed by hand; that flag is itself refused once the store runs (a one-shot). On local-path a
+    claim's size bounds nothing (the store's own bound is logs.size), so only its class is held there."""
+    kept = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block", "running": False}})
+    runs = day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {"size": "20Gi", "storageClass": "ceph-block", "running": True}})
+    bigger = _edited(tmp_path, {"iluvatar:logs": {"size": "40Gi", "storageClass": "ceph-filesystem"}})
+    assert [(p.path, p.message) for p in day2.check(bigger, kept)] == [
+        (
+            "iluvatar:logs.size",
+            "40Gi is not 20Gi, the size of the log store's claim, which stayed while logs were off and is mounted as it is when they come "
+            "back; it cannot be changed by the stack alone: keep 20Gi, or change the claim by hand and set claimChanged: true, as "
+            "docs/day2.md#the-log-stores-size-or-class says",
+        ),
+        (
+            "iluvatar:logs.storageClass",
+            "ceph-filesystem is not ceph-block, the class of the log store's claim, which stayed while logs were off and is mounted as it is when "
+            "they come back; a claim does not move between classes: keep ceph-block, or delete the claim and set claimChanged: true, "
+            "as docs/day2.md#the-log-stores-size-or-class says",
+        ),
+    ]
+    (tmp_path / "said").mkdir()
+    said = _edited(tmp_path / "said", {"iluvatar:logs": {"size": "40Gi", "storageClass": "ceph-filesystem", "claimChanged": True}})
+    assert day2.check(said, kept) == []
+    assert [(p.path, p.message) for p in day2.check(said, runs)] == [
+        (
+            "iluvatar:logs.claimChanged",
+            "true, but the last `up` ran the log store on its claim: it says the claim was changed by hand while logs were off, "
+            "in the `up` that turns them back on, once; remove it if that `up` is done, or to change the claim turn logs off first, "
+            "without it, as docs/day2.md#the-log-stores-size-or-class says",
+        )
+    ]
+    # local-path: the size may move with logs off (the claim is a folder, unbounded), not the class.
+    local = {"size": "20Gi", "storageClass": "local-path"}
+    (tmp_path / "local").mkdir()
+    grown = _edited(tmp_path / "local", {"iluvatar:logs": {"size": "40Gi", "storageClass": "local-path"}})
+    assert day2.check(grown, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {**local, "running": False}})) == []
+    assert [p.path for p in day2.check(grown, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {**local, "running": True}}))] == [
+        "iluvatar:logs.size"
+    ]
 
 
 NETBOOTING_ILMARE: dict[str, object] = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}

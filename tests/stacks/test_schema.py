@@ -3,6 +3,7 @@ language server editors run (yaml-language-server), through the header line of e
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -18,12 +19,14 @@ from hypothesis import given, settings
 from stacks.load import parse_stack
 from stacks.schema import REGENERATE, SCHEMA_PATH, schema_text
 from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, edit, homelab_doc
+from tests.stacks.test_invalid_stacks import CASES as INVALID_CASES
 from tests.strategies import raw_stacks
 from tools.yaml_ls import LanguageServer, language_server
 
 HEADER = "# yaml-language-server: $schema=./stacks/stack.schema.json\n"
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
-CASES: dict[str, dict[str, Any]] = {c["name"]: c for c in yaml.safe_load((ROOT / "tests" / "fixtures" / "invalid_stacks.yaml").read_text())}
+# A copy: tests.edit.edit puts a case's values into the document it edits, so neither module's tests can touch the other's.
+CASES: dict[str, dict[str, Any]] = {c["name"]: c for c in copy.deepcopy(INVALID_CASES)}
 
 
 @pytest.fixture(scope="module")
