@@ -198,10 +198,23 @@ build() {{
         case "$used" in *" $slot "*) ;; *) free=$slot; break ;; esac
       done
       if [ -z "$free" ] && [ -n "$reload" ]; then
-        # Every id held by a root, some by roots whose image is gone: a start frees those. Ganesha stops cleanly on
-        # SIGTERM and the kubelet starts the container again (the Pis' hard NFSv3 mounts wait through it).
-        echo "iluvatar: $name has no free export id for its root of $stack_image while Ganesha runs: pi-nfs restarts to prune the roots whose image is gone" >&2
-        kill -TERM $$
+        # Every id held by a root. A start frees those of roots whose image is gone and that neither the pointer nor
+        # the stack names (the prune above): only then is a restart worth it. Ganesha stops cleanly on SIGTERM and the
+        # kubelet starts the container again (the Pis' hard NFSv3 mounts wait through it). Where a start would free
+        # none, it would exit below with every Pi's root unexported (review 41-4 N3): Ganesha keeps serving instead.
+        prunable=""
+        for held in "$ROOTS/$name"/*; do
+          held_image=$(basename "$held")
+          if [ -f "$held/slot" ] && [ "$held_image" != "$boot" ] && [ "$held_image" != "$stack_image" ] && [ ! -f "$images/$held_image/.complete" ]; then
+            prunable="$prunable $held_image"
+          fi
+        done
+        if [ -n "$prunable" ]; then
+          echo "iluvatar: $name has no free export id for its root of $stack_image while Ganesha runs: pi-nfs restarts to prune the roots whose image is gone:$prunable" >&2
+          kill -TERM $$
+          exit 1
+        fi
+        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from the pi-roots volume, then restart pi-nfs" >&2
         exit 1
       fi
       if [ -z "$free" ]; then

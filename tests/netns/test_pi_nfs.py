@@ -651,3 +651,58 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
                 shutil.rmtree(roots / pi / image_id, ignore_errors=True)
         server.image, server.pointers = o_image, None
         server.start()
+
+
+def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_blocks_the_new_image(served: tuple[Lan, Server]) -> None:
+    """Review 41-4 N3: every export id of a Pi held by a root whose image is still on this Pi (or that its pointer
+    boots), and a new image is built while Ganesha runs. A restart would free no id, so its start would exit with
+    "more roots than its export ids" and the kubelet would crash-loop pi-nfs with every Pi's root unexported. The
+    reload sends no SIGTERM: the same Ganesha keeps serving the running roots, and the log names the roots that block
+    the new one and the fix."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, o_id = server.image, IMAGE
+    held = [f"{IMAGE}-x{i}" for i in (1, 2, 3)]
+    n_id = "ubuntu-24.04.4-full"
+    n_image = o_image.parent / n_id
+    try:
+        server.stop()
+        for left in o_image.parent.iterdir():
+            if left.is_dir() and left.name != o_id:
+                shutil.rmtree(left)
+        for pi in ("eonwe", "ilmare"):
+            for left in (roots / pi).iterdir():
+                if left.is_dir() and left.name != o_id:
+                    shutil.rmtree(left)
+        # Three more images still on this Pi, each the stack's at one start: each Pi's four slots held, none prunable.
+        for image_id in held:
+            shutil.copytree(o_image, o_image.parent / image_id)
+            server.image = o_image.parent / image_id
+            server.start()
+            server.stop()
+        assert sorted((roots / "ilmare" / image_id / "slot").read_text() for image_id in [o_id, *held]) == ["0\n", "1\n", "2\n", "3\n"]
+        # Both Pis still boot O; the stack moves to N, not built yet.
+        server.image, server.pointers = n_image, {**pi_pods.boot_projection(server.stack), "ilmare/image": o_id, "eonwe/image": o_id}
+        server.start()
+        shutil.copytree(o_image, n_image, ignore=shutil.ignore_patterns(".complete"))
+        (n_image / ".complete").touch()
+        log_path = server.root / "ganesha.log"
+        wait_for(lambda: "and a restart would free none" in log_path.read_text(), 30, "the reload's refusal", log_path)
+        log = log_path.read_text()
+        assert "pi-nfs restarts to prune" not in log, log[-3000:]
+        # eonwe comes first, and the reload stops there.
+        assert "eonwe has no free export id for its root of ubuntu-24.04.4-full, and a restart would free none" in log, log[-3000:]
+        assert "remove a root it does not boot from the pi-roots volume, then restart pi-nfs" in log
+        # The same Ganesha serves the running roots.
+        time.sleep(2)
+        assert all(proc.poll() is None for proc in server.procs)
+        assert log_path.read_text().count("NFS SERVER INITIALIZED") == 1
+        assert nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=o_id).stdout == f"{o_id}\n"
+    finally:
+        server.stop()
+        for image_id in [*held, n_id]:
+            shutil.rmtree(o_image.parent / image_id, ignore_errors=True)
+            for pi in ("eonwe", "ilmare"):
+                shutil.rmtree(roots / pi / image_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
+        server.start()
