@@ -295,7 +295,10 @@ for r in replicas.get("items") or []:
     name = spec.get("volumeName") or r["metadata"]["name"]
     if vstatus.get("robustness") == "faulted":
         faulted.append(name)
-    elif vstatus.get("state") == "attached":
+    elif vstatus.get("state") == "attached" and vstatus.get("robustness") == "degraded":
+        # Only a degraded volume waits on this Pi's replica (review 41-4 N4): once Longhorn rebuilt the volume elsewhere
+        # (healthy: getReplenishReplicasCount 0, longhorn-manager v1.10.1 controller/volume_controller.go:2968-2970) the
+        # failed replica here is never reused, only deleted after StaleReplicaTimeout (:5099-5104), up to 2880 minutes.
         state = status.get("currentState") or "no state"
         if spec.get("failedAt"):
             waiting.append(f"{name} (its replica {r['metadata']['name']} failed at {spec['failedAt']}, {state})")
@@ -311,7 +314,7 @@ if waiting:
 
 def storage_gate(stack: StackConfig, node: Node, timeout: int = STORAGE_SECONDS) -> str:
     """On the first valar, after a Longhorn Pi's uncordon: wait until its Longhorn disks are Ready on the new root and
-    every attached volume with a replica on it has that replica healthy again (LONGHORN_SCRIPT), so the next Pi's drain
+    every attached, degraded volume with a replica on it has that replica healthy again (LONGHORN_SCRIPT), so the next Pi's drain
     never takes a volume's last healthy replica; stop at once on a faulted one. After the uncordon: Longhorn schedules
     no replica on a cordoned node (its setting disable-scheduling-on-cordoned-node, default true: longhorn-manager
     v1.10.1 types/setting.go:877-886). Nothing for a Pi that is no Longhorn node."""

@@ -191,3 +191,15 @@ def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(t
     # The kernel's options in the probe, the timeout around each command.
     script = roll.export_gate(stack, node(stack, "eonwe"))
     assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 {export} " in script
+
+
+def test_a_volume_healthy_again_elsewhere_does_not_wait_on_its_stale_failed_replica_on_this_pi(tmp_path: Path) -> None:
+    """Review 41-4 N4: with 3 replicas (4 or more Longhorn Pis), a Pi away longer than replica-replenishment-wait-interval
+    (600 s) has its replica rebuilt on another node. The volume is healthy; its failed replica here is never reused and
+    is deleted only after the volume's StaleReplicaTimeout (longhorn-manager v1.10.1 volume_controller.go:2968-2970,
+    5099-5104). Only a degraded volume waits on this Pi's replica."""
+    stale = [replica("git", "eonwe", state="stopped", healthy=False, failed="2026-11-26T04:01:00Z"), replica("git", "ilmare")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "healthy")], stale)
+    assert got.returncode == 0, got.stderr
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], stale)
+    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
