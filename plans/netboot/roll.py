@@ -215,7 +215,7 @@ if [ "$status" -ne 0 ]; then
 fi
 sudo systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
 echo "iluvatar: {node.name} reboots into {want} in {delay} s" >&2
-echo "iluvatar: if {node.name} does not come back on {want} (its join then fails dialling it after {k3s.SSH_DIAL_ATTEMPTS} attempts, about 20 minutes), move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if that was the default), and run pulumi up" >&2
+echo "iluvatar: if {node.name} does not come back on {want} (its join then fails dialling it after {k3s.SSH_DIAL_ATTEMPTS} attempts, 4.4 to 19.6 minutes), move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if that was the default), and run pulumi up" >&2
 """
 
 

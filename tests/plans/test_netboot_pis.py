@@ -275,7 +275,7 @@ def test_a_netbooted_maias_join_ends_on_its_node_reported_from_this_boot() -> No
 
 
 def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
-    """Review 41-2 L1: a Pi whose new image never comes up fails only its join's SSH dial, about 20 minutes later; the
+    """Review 41-2 L1: a Pi whose new image never comes up fails only its join's SSH dial, 4.4 to 19.6 minutes later; the
     reboot step's log names the config key and the image the Pi ran (read on the Pi: its root's mark) to set back."""
     from plans.netboot import roll
 
@@ -293,7 +293,7 @@ def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
     assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 192.168.0.14:/pis/eonwe/{want} " in script
     assert script.endswith(
         f'echo "iluvatar: eonwe reboots into {want} in 3 s" >&2\n'
-        f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, about 20 minutes), '
+        f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, 4.4 to 19.6 minutes), '
         "move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if "
         'that was the default), and run pulumi up" >&2\n'
     )
