@@ -82,6 +82,19 @@ class PiArgs:
     roll: PiRoll | None = None
 
 
+def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+    """`connection` accepting only the host key `host_key` (an authorized_keys line: pulumi-command parses it with
+    ssh.ParseAuthorizedKey and offers that key's algorithm alone)."""
+    return command.remote.ConnectionArgs(
+        host=connection.host,
+        user=connection.user,
+        private_key=connection.private_key,
+        dial_error_limit=connection.dial_error_limit,
+        per_dial_timeout=connection.per_dial_timeout,
+        host_key=host_key,
+    )
+
+
 class Pi(pulumi.ComponentResource):
     """One Ainur machine: the cloud-init files it was flashed with, and its k3s join over SSH (a netbooting maia: its
     move to the stack's image around them, plans.netboot.roll)."""
@@ -126,6 +139,7 @@ class Pi(pulumi.ComponentResource):
         def aliased(step: str) -> list[pulumi.Alias] | None:
             return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
 
+        connection = args.connection
         if args.roll is not None:
             # Drained on the first valar, its boot moved to the stack's image, rebooted into it (plans.netboot.roll).
             drain = command.remote.Command(
@@ -141,16 +155,38 @@ class Pi(pulumi.ComponentResource):
                     pulumi.ResourceOptions(parent=self, provider=args.roll.kubernetes, depends_on=[drain], aliases=aliased("boot"))
                 ),
             )
+            # Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it and then sends
+            # it the k3s token; whoever takes the address meanwhile must be refused. Its SSH host key, read once (trust
+            # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
+            # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
+            # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
+            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi up --replace` of its host-key step.
+            # Review 41-3 C1: read after the pointer. A card-less Pi boots only once pi-tftp serves the folder its
+            # pointer names (plans.netboot.pis: no pointer, `continue`), so on its first `up` the key is read at its
+            # first boot (the step's dial retries, plans.k3s.SSH_DIAL_*, cover the boot); on a Pi already running, the
+            # pointer's move has not rebooted it yet (the reboot step does, over the pinned connection), so the key
+            # is read from the root it runs. Either way before the reboot step and the join, which sends the token.
+            host_key = command.remote.Command(
+                f"{name}-host-key",
+                connection=args.connection,
+                create=roll.HOST_KEY_SCRIPT,
+                # Review 41-3 L3: read once. A change of the unpinned connection (the operator's key rotated, another
+                # ssh user, new dial settings) would otherwise run it again and trust whatever key answers then.
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("host-key"), ignore_changes=["connection"]
+                ),
+            )
+            connection = pinned(args.connection, host_key.stdout)
             # Run again whenever the drain or the pointer ran (the drain's run mark, the pointer's resourceVersion,
             # both new on each run: plans.netboot.roll.RUN_MARK), whatever its own inputs: a failed step keeps the
             # inputs it had before in Pulumi's state, so after a roll that failed half-way, the image set back
             # runs the drain and the pointer but would find this step's stored inputs unchanged.
             reboot = command.remote.Command(
                 f"{name}-reboot",
-                connection=args.connection,
+                connection=connection,
                 create=roll.reboot_script(stack, node),
                 triggers=[drain.stdout, pointer.metadata.resource_version],
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("reboot")),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[pointer, host_key], aliases=aliased("reboot")),
             )
             before_join.append(reboot)
             # The join, the k3s step and the uncordon run again whenever the reboot step ran (its run mark): the Pi
@@ -159,7 +195,7 @@ class Pi(pulumi.ComponentResource):
             after_reboot = [reboot.stdout]
         self.join = command.remote.Command(
             f"{name}-join",
-            connection=args.connection,
+            connection=connection,
             create=roll.join_script(stack, node),
             # No delete: `pulumi up --replace` of this step (a rebuilt Pi) deletes the old one after the new one
             # ran, and an uninstall there would undo the join it just made. The uninstall is `uninstall`'s.
@@ -179,7 +215,7 @@ class Pi(pulumi.ComponentResource):
         # wait for its Node to be Ready again) after a k3sVersion change, one Pi after the other.
         self.k3s = command.remote.Command(
             f"{name}-k3s",
-            connection=args.connection,
+            connection=connection,
             create=roll.k3s_script(stack, node),
             triggers=after_reboot,
             opts=pulumi.ResourceOptions(

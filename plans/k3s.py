@@ -90,7 +90,9 @@ def service(node: Node) -> str:
 CLOUD_INIT_TIMEOUT_SECONDS = 1800
 READY_TIMEOUT_SECONDS = 600
 # SSH retries while the Pi boots: pulumi-command dials this many times, each attempt bounded by
-# SSH_DIAL_SECONDS, backing off between them (about 20 minutes in all before the join gives up).
+# SSH_DIAL_SECONDS, backing off between them (retry.Until's defaults, pulumi sdk v3.224.0 until.go:39-43: 100 ms,
+# x1.5, at most 5 s): 61 dials and about 261 s of waits (pulumi-command v1.2.1 connection.go:150-187, 252-255), so
+# 4.4 to 19.6 minutes in all before a step gives up (docs/layers/ainur.md, step 4 of the first netboot).
 SSH_DIAL_ATTEMPTS = 60
 SSH_DIAL_SECONDS = 15
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"

@@ -31,9 +31,10 @@ from typing import Any
 from plans import apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import roll
-from plans.netboot.pis import image_id
+from plans.netboot.pis import image_id, pointer_digest
 from stacks import releases
 from stacks.model import Node, StackConfig
+from stacks.storage import longhorn_pis
 
 
 def node_state(stack: StackConfig, installer: str, patches: str, name: str, generation: int = 0, logging: str = "") -> dict[str, Any]:
@@ -92,6 +93,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-oidc"] = command_digest(apiserver.k3s_authentication_script(stack), None, None)
         out[f"{node.name}-join"] = command_digest(roll.join_script(stack, node), None, None)
         if node.boot == "netboot":
+            out[f"{node.name}-host-key"] = command_digest(roll.HOST_KEY_SCRIPT, None, None)
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
@@ -551,11 +553,15 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
     assert stack.ainur is not None
     return {
         "k3sVersion": stack.ainur.k3s_version,
+        # The address the netbooted maiar's roots and EEPROMs name: stacks.day2 refuses its move while they netboot.
+        "serviceIp": str(stack.ainur.service_ip),
         "order": [n.name for n in order],
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
-            | ({"image": image_id(stack)} if n.boot == "netboot" else {})
+            | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
+            # A Longhorn Pi's uncordon waits for its replicas (plans.netboot.roll.storage_gate).
+            | ({"longhorn": True} if n.boot == "netboot" and n in longhorn_pis(stack.nodes) else {})
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
@@ -586,15 +592,36 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
                 "the stack's version, uncordoned"
             )
+        elif now.get("image") and was.get("pointer") and now.get("pointer") != was["pointer"]:
+            # Review 41-2 M2: its cmdline.txt changed (the network, the NFS options), not its image. (The service address
+            # cannot move under netbooted maiar: stacks.day2 refuses it, review 41-3 M3.)
+            what.append(
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS options)"
+                ": drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
+                "new boot, its k3s step checks its version, uncordoned"
+            )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
-        if old != new:
-            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
-        # Each step Iluvatar's change alone runs again (a config change already runs the join, a version change the k3s step).
-        moved = bool(now.get("image")) and now.get("image") != was.get("image")
+        # Its roll runs: a new image or another boot pointer (each step Iluvatar's change alone runs again is listed below).
+        moved = bool(now.get("image")) and (
+            now.get("image") != was.get("image") or (was.get("pointer") is not None and now.get("pointer") != was.get("pointer"))
+        )
+        was_commands = previous.get("commands")
+        if now.get("image") and isinstance(was_commands, Mapping) and was_commands and f"{name}-host-key" not in was_commands:
+            # Review 41-2 M4: a netbooted maia deployed before its host key was pinned: the connection of its steps on it changes.
+            what.append(
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (no "
+                "reboot if it runs its pointer's image and booted its cmdline.txt; else, gated, it reboots into them), join and k3s step "
+                "run again over the pinned connection"
+            )
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
         # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
+        longhorn_gate = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
+        if moved and now.get("longhorn"):
+            what.append(longhorn_gate)
+        if old != new:
+            what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
             (
@@ -603,7 +630,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 was.get("config") != now.get("config") or moved or follows,
             ),
             ("drain", "drains it again", moved),
-            ("reboot", "it runs its image already: no reboot", moved),
+            ("reboot", "no reboot if it runs its image, booted with its pointer's cmdline.txt; else it reboots into them", moved),
             ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
             ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
@@ -614,6 +641,9 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
                 "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
             )
+            # Review 41-3 M2: an Iluvatar upgrade that runs its drain again (not a move) makes Longhorn rebuild its replicas too.
+            if f"{name}-drain" in rewritten and now.get("longhorn"):
+                what.append(longhorn_gate)
         if what:
             out.append(Change(name, tuple(what)))
     return out

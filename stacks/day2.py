@@ -121,7 +121,7 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
 def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list[Problem]:
     """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the output
     `ainur`, as read back)."""
-    problems = _k3s(stack, ainur)
+    problems = _k3s(stack, ainur) + _service_ip(stack, ainur)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
@@ -184,6 +184,36 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+SERVICE_IP = "iluvatar:ainur.serviceIp"
+
+
+def _service_ip(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """Review 41-3 M3: the service address cannot move under netbooted maiar. Ganesha's Bind_addr and kube-vip's address
+    move at once, in the netboot layer, before any roll step: every running maia's root, hard-mounted from the old
+    address, hangs, and its EEPROM's TFTP_IP still names the old one, so it cannot boot from the new. Refused while the
+    last deployment had a netbooting maia that the stack still netboots; the runbook moves them out first. A last
+    deployment from before this rule exported no address: nothing to compare."""
+    if stack.ainur is None or not isinstance(ainur, Mapping):
+        return []
+    before, now = ainur.get("serviceIp"), str(stack.ainur.service_ip)
+    nodes = ainur.get("nodes")
+    if not isinstance(before, str) or before == now or not isinstance(nodes, Mapping):
+        return []
+    netbooted = {name for name, n in nodes.items() if isinstance(n, Mapping) and n.get("image")}
+    still = sorted(n.name for n in stack.ainur_nodes if n.boot == "netboot" and n.name in netbooted)
+    if not still:
+        return []
+    return [
+        Problem(
+            SERVICE_IP,
+            f"{now} moves the service address from {before}, which the netbooted maiar {', '.join(still)} mount their roots "
+            f"from and their EEPROMs' TFTP_IP names: NFS-Ganesha and kube-vip would move at once and every one of them would "
+            f"hang on its root, then fail to boot. Set it back to {before}, or move them off it first "
+            "(docs/layers/ainur.md#moving-the-service-address)",
+        )
+    ]
 
 
 # The etcd k3s embeds, where the move from 3.5 to 3.6 is safe only from etcd v3.5.26 ("if you are upgrading, make

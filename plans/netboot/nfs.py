@@ -127,99 +127,136 @@ def serve_script() -> str:
 set -eu
 : "${{ADDRESS:?}}" "${{IMAGE:?}}" "${{ROOTS:?}}" "${{PIS:?}}" "${{BOOTS:?}}" "${{EXPORTS:?}}" "${{CORE:?}}" "${{CONF:?}}"
 # The stack's image not built here yet is no reason to stop serving the roots of the images that are (review 41-1 H2):
-# the Pis on them keep their roots, and a root of the new one is made at a start that finds it built.
+# the Pis on them keep their roots, and a root of the new one is made once it is built (the watch before Ganesha starts).
 stack_built=1
 [ -f "$IMAGE/.complete" ] || {{ stack_built=""; echo "iluvatar: the Pi image at $IMAGE is not built on this Pi yet: no Pi gets a root of it at this start" >&2; }}
 stack_image=$(basename "$IMAGE")
 images=$(dirname "$IMAGE")
-# The kubelet replaces a ConfigMap volume's files at once, behind its ..data link: read one version of them.
-boots=$BOOTS
-if [ -L "$BOOTS/..data" ]; then boots="$BOOTS/$(readlink "$BOOTS/..data")"; fi
-mkdir -p "$(dirname "$CONF")"
-cp "$CORE" "$CONF"
-lower() {{
-  # The read-only root of image $1, loop-mounted once.
-  dir=/run/iluvatar/lower/$1
-  mkdir -p "$dir"
-  mountpoint -q "$dir" || mount -o ro,noload,loop "$images/$1/root.img" "$dir"
-  echo "$dir"
-}}
-for pi in "$PIS"/*; do
-  [ -d "$pi" ] || continue
-  name=$(basename "$pi")
-  mkdir -p "$ROOTS/$name"
-  # The layout before boot pointers kept one root per Pi behind these: a root's folder alone says what it is now.
-  rm -f "$ROOTS/$name/current" "$ROOTS/$name/next"
-  boot=$stack_image
-  if [ -f "$boots/$name/image" ]; then boot=$(cat "$boots/$name/image"); fi
-  for layer in "$ROOTS/$name"/*; do
-    [ -d "$layer" ] || continue
-    image=$(basename "$layer")
-    case "$image" in *.new) rm -rf "$layer"; continue ;; esac
-    if [ "$image" != "$boot" ] && [ "$image" != "$stack_image" ] && [ ! -f "$images/$image/.complete" ]; then
-      echo "iluvatar: $name's root of $image goes: its image is gone and the Pi boots $boot" >&2
-      rm -rf "$layer"
+build() {{
+  # Each Pi's roots and their exports: at the start, and again once the stack's image is built (below: `build reload`,
+  # under the running Ganesha). A reload frees no slot and prunes no root (review 41-3 H1): Ganesha V4.3 refuses an
+  # EXPORT block whose Export_Id it holds under another Path ("Path for export update %d %s doesn't match %s",
+  # src/support/exports.c:1384-1395), so a new root given the slot of a root pruned in the same reload would stay
+  # unexported. A root whose image is gone drops out of the file (Ganesha prunes its export: prune_defunct_exports,
+  # exports.c:2517) but keeps its slot until the next start, which prunes it with no Ganesha running. Nor does a reload
+  # write into a root already mounted and exported (overlayfs leaves changes to a mounted overlay's layers undefined).
+  reload=${{1:-}}
+  # The kubelet replaces a ConfigMap volume's files at once, behind its ..data link: read one version of them.
+  boots=$BOOTS
+  if [ -L "$BOOTS/..data" ]; then boots="$BOOTS/$(readlink "$BOOTS/..data")"; fi
+  mkdir -p "$(dirname "$CONF")"
+  cp "$CORE" "$CONF"
+  lower() {{
+    # The read-only root of image $1, loop-mounted once.
+    dir=/run/iluvatar/lower/$1
+    mkdir -p "$dir"
+    mountpoint -q "$dir" || mount -o ro,noload,loop "$images/$1/root.img" "$dir"
+    echo "$dir"
+  }}
+  for pi in "$PIS"/*; do
+    [ -d "$pi" ] || continue
+    name=$(basename "$pi")
+    mkdir -p "$ROOTS/$name"
+    # The layout before boot pointers kept one root per Pi behind these: a root's folder alone says what it is now.
+    rm -f "$ROOTS/$name/current" "$ROOTS/$name/next"
+    boot=$stack_image
+    if [ -f "$boots/$name/image" ]; then boot=$(cat "$boots/$name/image"); fi
+    for layer in "$ROOTS/$name"/*; do
+      [ -d "$layer" ] || continue
+      image=$(basename "$layer")
+      case "$image" in *.new) rm -rf "$layer"; continue ;; esac
+      if [ -z "$reload" ] && [ "$image" != "$boot" ] && [ "$image" != "$stack_image" ] && [ ! -f "$images/$image/.complete" ]; then
+        echo "iluvatar: $name's root of $image goes: its image is gone and the Pi boots $boot" >&2
+        rm -rf "$layer"
+      fi
+    done
+    # A root of the stack's image, ready before the Pi is moved to it, with what must outlive an image.
+    if [ -n "$stack_built" ] && [ ! -d "$ROOTS/$name/$stack_image/upper" ]; then
+      from=""
+      if [ -d "$ROOTS/$name/$boot/upper" ]; then from="$ROOTS/$name/$boot/upper"; fi
+      new="$ROOTS/$name/$stack_image.new"
+      rm -rf "$new"
+      mkdir -p "$new/upper" "$new/work"
+      if [ -n "$from" ]; then
+        for path in {kept}; do
+          [ -e "$from/$path" ] || continue
+          mkdir -p "$(dirname "$new/upper/$path")"
+          cp -a "$from/$path" "$new/upper/$path"
+        done
+      fi
+      mv "$new" "$ROOTS/$name/$stack_image"
     fi
-  done
-  # A root of the stack's image, ready before the Pi is moved to it, with what must outlive an image.
-  if [ -n "$stack_built" ] && [ ! -d "$ROOTS/$name/$stack_image/upper" ]; then
-    from=""
-    if [ -d "$ROOTS/$name/$boot/upper" ]; then from="$ROOTS/$name/$boot/upper"; fi
-    new="$ROOTS/$name/$stack_image.new"
-    rm -rf "$new"
-    mkdir -p "$new/upper" "$new/work"
-    if [ -n "$from" ]; then
-      for path in {kept}; do
-        [ -e "$from/$path" ] || continue
-        mkdir -p "$(dirname "$new/upper/$path")"
-        cp -a "$from/$path" "$new/upper/$path"
+    # Each root keeps the slot it was given, so its export id (in every file handle a Pi holds) never changes.
+    used=" "
+    for layer in "$ROOTS/$name"/*; do
+      if [ -f "$layer/slot" ]; then used="$used$(cat "$layer/slot") "; fi
+    done
+    for layer in "$ROOTS/$name"/*; do
+      [ -d "$layer" ] && [ ! -f "$layer/slot" ] || continue
+      free=""
+      for slot in {slots}; do
+        case "$used" in *" $slot "*) ;; *) free=$slot; break ;; esac
       done
-    fi
-    mv "$new" "$ROOTS/$name/$stack_image"
-  fi
-  # Each root keeps the slot it was given, so its export id (in every file handle a Pi holds) never changes.
-  used=" "
-  for layer in "$ROOTS/$name"/*; do
-    if [ -f "$layer/slot" ]; then used="$used$(cat "$layer/slot") "; fi
-  done
-  for layer in "$ROOTS/$name"/*; do
-    [ -d "$layer" ] && [ ! -f "$layer/slot" ] || continue
-    free=""
-    for slot in {slots}; do
-      case "$used" in *" $slot "*) ;; *) free=$slot; break ;; esac
+      if [ -z "$free" ] && [ -n "$reload" ]; then
+        # Every id held by a root. A start frees those of roots whose image is gone and that neither the pointer nor
+        # the stack names (the prune above): only then is a restart worth it. Ganesha stops cleanly on SIGTERM and the
+        # kubelet starts the container again (the Pis' hard NFSv3 mounts wait through it). Where a start would free
+        # none, it would exit below with every Pi's root unexported (review 41-4 N3): Ganesha keeps serving instead.
+        prunable=""
+        for held in "$ROOTS/$name"/*; do
+          held_image=$(basename "$held")
+          if [ -f "$held/slot" ] && [ "$held_image" != "$boot" ] && [ "$held_image" != "$stack_image" ] && [ ! -f "$images/$held_image/.complete" ]; then
+            prunable="$prunable $held_image"
+          fi
+        done
+        if [ -n "$prunable" ]; then
+          echo "iluvatar: $name has no free export id for its root of $stack_image while Ganesha runs: pi-nfs restarts to prune the roots whose image is gone:$prunable" >&2
+          kill -TERM $$
+          exit 1
+        fi
+        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from the pi-roots volume, then restart pi-nfs" >&2
+        exit 1
+      fi
+      if [ -z "$free" ]; then
+        echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from the pi-roots volume" >&2
+        exit 1
+      fi
+      echo "$free" > "$layer/slot"
+      used="$used$free "
     done
-    if [ -z "$free" ]; then
-      echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from the pi-roots volume" >&2
-      exit 1
-    fi
-    echo "$free" > "$layer/slot"
-    used="$used$free "
-  done
-  ids=$(cat "$pi/export-ids")
-  for layer in "$ROOTS/$name"/*; do
-    [ -d "$layer/upper" ] || continue
-    image=$(basename "$layer")
-    if [ ! -f "$images/$image/.complete" ]; then
-      echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
-      continue
-    fi
-    # The Pi's own files (its NoCloud seed) and the image the root is of, written over whatever it had; its fstab only
-    # into a root that has none of its own yet: cloud-init adds the Longhorn disk's line to it once per instance (its
-    # mounts module), and a rewrite at each start of this server lost the disk at the Pi's next reboot.
-    (cd "$pi/files" && find . -type f) | while read -r f; do
-      case "$f" in {once}) [ ! -e "$layer/upper/$f" ] || continue ;; esac
-      mkdir -p "$(dirname "$layer/upper/$f")"
-      cp "$pi/files/$f" "$layer/upper/$f"
+    ids=$(cat "$pi/export-ids")
+    for layer in "$ROOTS/$name"/*; do
+      [ -d "$layer/upper" ] || continue
+      image=$(basename "$layer")
+      if [ ! -f "$images/$image/.complete" ]; then
+        echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
+        continue
+      fi
+      if [ -n "$reload" ] && mountpoint -q "$EXPORTS/$name/$image"; then
+        # Served already: its block again, its layers untouched.
+        id=$(echo $ids | cut -d' ' -f$(( $(cat "$layer/slot") + 1 )))
+        sed -e "s|@IMAGE@|$image|g" -e "s|@ID@|$id|g" -e "s|@PATH@|$EXPORTS/$name/$image|g" "$pi/export.conf" >> "$CONF"
+        continue
+      fi
+      # The Pi's own files (its NoCloud seed) and the image the root is of, written over whatever it had; its fstab only
+      # into a root that has none of its own yet: cloud-init adds the Longhorn disk's line to it once per instance (its
+      # mounts module), and a rewrite at each start of this server lost the disk at the Pi's next reboot.
+      (cd "$pi/files" && find . -type f) | while read -r f; do
+        case "$f" in {once}) [ ! -e "$layer/upper/$f" ] || continue ;; esac
+        mkdir -p "$(dirname "$layer/upper/$f")"
+        cp "$pi/files/$f" "$layer/upper/$f"
+      done
+      mkdir -p "$(dirname "$layer/upper{IMAGE_MARK}")"
+      echo "$image" > "$layer/upper{IMAGE_MARK}"
+      mkdir -p "$EXPORTS/$name/$image"
+      mountpoint -q "$EXPORTS/$name/$image" || mount -t overlay overlay \
+        -o "lowerdir=$(lower "$image"),upperdir=$layer/upper,workdir=$layer/work,{OVERLAY_OPTIONS}" "$EXPORTS/$name/$image"
+      id=$(echo $ids | cut -d' ' -f$(( $(cat "$layer/slot") + 1 )))
+      sed -e "s|@IMAGE@|$image|g" -e "s|@ID@|$id|g" -e "s|@PATH@|$EXPORTS/$name/$image|g" "$pi/export.conf" >> "$CONF"
     done
-    mkdir -p "$(dirname "$layer/upper{IMAGE_MARK}")"
-    echo "$image" > "$layer/upper{IMAGE_MARK}"
-    mkdir -p "$EXPORTS/$name/$image"
-    mountpoint -q "$EXPORTS/$name/$image" || mount -t overlay overlay \
-      -o "lowerdir=$(lower "$image"),upperdir=$layer/upper,workdir=$layer/work,{OVERLAY_OPTIONS}" "$EXPORTS/$name/$image"
-    id=$(echo $ids | cut -d' ' -f$(( $(cat "$layer/slot") + 1 )))
-    sed -e "s|@IMAGE@|$image|g" -e "s|@ID@|$id|g" -e "s|@PATH@|$EXPORTS/$name/$image|g" "$pi/export.conf" >> "$CONF"
   done
-done
+}}
+build
 mkdir -p /run/ganesha /var/lib/nfs/ganesha
 # Ganesha binds the service address alone (Bind_addr) and cannot bind one this Pi does not hold: kube-vip puts it here
 # once the netboot pod beside this one is ready. Wait for it (the kernel's local addresses: /proc/net/fib_trie's
@@ -234,6 +271,19 @@ until awk '/\|--/ {{a=$2}} /\/32 host LOCAL/ {{print a}}' /proc/net/fib_trie | g
   sleep 1
   waited=$((waited + 1))
 done
+# The stack's image not built here yet (review 41-2 M1): once it is, each Pi gets a root of it and Ganesha reloads its
+# exports, the running roots' unchanged (SIGHUP: nfs-ganesha V4.3 src/MainNFSD/nfs_init.c:209-228, sigmgr_thread calls
+# reread_config), so the roll's reboot gate, which mounts the new root from the Pi, finds it without a restart of this
+# server. $$ is this shell's PID, which `exec` gives Ganesha; the kubelet's stop of the pod ends both.
+if [ -z "$stack_built" ]; then
+  (
+    until [ -f "$IMAGE/.complete" ]; do sleep "${{IMAGE_POLL:-10}}"; done
+    stack_built=1
+    echo "iluvatar: the Pi image at $IMAGE is built now: each Pi gets a root of it, and Ganesha reloads its exports" >&2
+    build reload
+    kill -HUP $$
+  ) &
+fi
 exec ganesha.nfsd -F -f "$CONF" -L /dev/stdout -p /run/ganesha/ganesha.pid -N NIV_EVENT
 """
 

@@ -24,7 +24,7 @@ from stacks.model import StackConfig
 # initramfs Ubuntu's config.txt names (kernel=vmlinuz, initramfs initrd.img followkernel), and each board's device tree.
 BOOT_FILES = ("config.txt", "vmlinuz", "initrd.img", "start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "bcm2712-rpi-5-b.dtb")
 ROOT_LABEL = "writable"
-# Packages the builder's Debian image installs: curl, xz, sfdisk (fdisk), mtools, e2fsck/e2label (e2fsprogs), cpio, zstd.
+# Packages the builder's Debian image installs: curl, xz, sfdisk (fdisk), mtools, e2fsck/e2label/debugfs (e2fsprogs), cpio, zstd.
 BUILDER_PACKAGES = ("curl", "ca-certificates", "xz-utils", "fdisk", "mtools", "e2fsprogs", "cpio", "zstd")
 
 
@@ -89,11 +89,36 @@ mcopy -s -p -m -n -i "$work/disk.img@@$(( $(field "$boot" start) * 512 ))" "::/*
 for f in {files}; do
   [ -f "$work/boot/$f" ] || fail "its boot partition has no $f, which a netbooting Pi 4 or Pi 5 reads"
 done
-# The root partition, byte for byte.
+# The root partition, byte for byte (then without the image's SSH host keys, below).
 dd if="$work/disk.img" of="$work/root.img" bs=512 skip="$(field "$root" start)" count="$(field "$root" size)" status=none || fail "the root partition could not be cut out"
 rm -f "$work/disk.img"
 e2fsck -n -f "$work/root.img" >/dev/null 2>&1 || fail "its root partition is not a clean ext4 filesystem"
 [ "$(e2label "$work/root.img")" = {ROOT_LABEL} ] || fail "its root filesystem is not labelled {ROOT_LABEL}"
+# No SSH host key in the root every netbooted Pi shares (review 41-3 M4): their keys are their own. Each Pi's root
+# keeps its keys across images (plans.netboot.nfs.KEPT_ON_NEW_IMAGE) and cloud-init is told not to delete them
+# (ssh_deletekeys false), so a key the image shipped would be every Pi's, its private half in a public download.
+# cloud-init's cc_ssh (25.1.4) generates the types that are missing at a root's first boot. debugfs (e2fsprogs) edits
+# the filesystem image offline: `ls -p` prints /inode/mode/uid/gid/name/size/ per entry; `rm` frees the inode.
+# debugfs exits 0 whatever its request met (e2fsprogs 1.47.0: a filesystem it cannot open, a missing folder), so a
+# listing is read as one only when it has the folder's own `.` entry; else its message fails the build (review 41-4 N6),
+# but for a root with no /etc/ssh at all, which has no key to remove.
+host_keys() {{
+  listed=$(debugfs -R "ls -p /etc/ssh" "$work/root.img" 2>"$work/debugfs.err") || fail "debugfs could not list /etc/ssh in its root: $(cat "$work/debugfs.err")"
+  if ! echo "$listed" | awk -F/ '$6 == "." {{found=1}} END {{exit !found}}'; then
+    grep -q '^/etc/ssh: File not found by ext2_lookup' "$work/debugfs.err" && return 0
+    fail "debugfs could not list /etc/ssh in its root, so its SSH host keys cannot be removed: $(grep -v '^debugfs [0-9]' "$work/debugfs.err" | tr '\n' ' ')"
+  fi
+  echo "$listed" | awk -F/ '$6 ~ /^ssh_host_/ {{print $6}}' | sort
+}}
+keys=$(host_keys)
+if [ -n "$keys" ]; then
+  for key in $keys; do echo "rm /etc/ssh/$key"; done | debugfs -w -f - "$work/root.img" >/dev/null 2>&1 || fail "its SSH host keys could not be removed from its root"
+  left=$(host_keys)
+  [ -z "$left" ] || fail "its SSH host keys ($(echo $left)) are still in its root after their removal"
+  e2fsck -n -f "$work/root.img" >/dev/null 2>&1 || fail "its root is not a clean ext4 filesystem after its SSH host keys' removal"
+  echo "iluvatar: removed the image's SSH host keys from the shared root:" $keys
+fi
+rm -f "$work/debugfs.err"
 # The initramfs must mount an NFS root: klibc's nfsmount and the kernel's nfs module.
 listing=$( (zstd -dcq < "$work/boot/initrd.img" 2>/dev/null || gzip -dc < "$work/boot/initrd.img" 2>/dev/null || xz -dc < "$work/boot/initrd.img" 2>/dev/null) | cpio -t 2>/dev/null) \
   || fail "its initrd.img is not a zstd, gzip or xz compressed cpio archive"

@@ -191,6 +191,21 @@ def boot_pointer(stack: StackConfig, node: Node) -> dict[str, str]:
     return {"folder": tftp_dir(node), "image": image_id(stack), "cmdline.txt": cmdline(stack, node)}
 
 
+def pointer_digest(stack: StackConfig, node: Node) -> str:
+    """A digest of the Pi's whole boot pointer (its image and its cmdline.txt: the network, the service address, the NFS
+    options), carried by each step of its roll (plans.netboot.roll), so that any change of what the Pi boots, not only
+    a new image, rolls it one Pi at a time (review 41-2 M2)."""
+    text = "\n".join(f"{k}={v}" for k, v in sorted(boot_pointer(stack, node).items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def cmdline_checked_words(stack: StackConfig, node: Node) -> list[str]:
+    """The words of cmdline.txt the running kernel's /proc/cmdline must hold for the Pi to run its pointer: all but the
+    consoles, which the firmware rewrites (`serial0` becomes the UART config.txt selects: raspberrypi/documentation,
+    config_txt/boot.adoc, enable_uart), and among which it adds words of its own."""
+    return [w for w in cmdline(stack, node).split() if not w.startswith("console=")]
+
+
 def tftp_script() -> str:
     """Serve each netbooting Pi, over TFTP, the boot files of the image its boot pointer (`boot_pointer`) names, and its
     cmdline.txt; run for ever on every Pi that boots from its card (netboot-cache's `pi-tftp`), every 2 s, so whichever

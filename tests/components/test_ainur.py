@@ -396,3 +396,71 @@ def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_poi
     for script in (drain.inputs["create"], reboot.inputs["create"]):
         assert script.splitlines()[1:3].count(roll.RUN_MARK) == 1
     assert roll.RUN_MARK == 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
+
+
+def test_a_netbooting_maias_steps_on_the_pi_accept_only_its_pinned_host_key(netbooting: Simulation) -> None:
+    """Review 41-2 M4: the roll takes the Pi off its address for minutes while its join redials it, then sends the k3s
+    token: whoever takes the address meanwhile is refused. Its ed25519 host key, read once by its host-key step (before
+    its drain), is the `hostKey` of the reboot step's, the join's and the k3s step's connections (pulumi-command 1.2.1
+    then accepts that key alone: provider/pkg/provider/remote/connection.go:87-94). A card Pi's steps pin nothing."""
+    from iluvatar.simulate import SecretValue
+    from plans.netboot import roll
+
+    def secret(value: Any) -> Any:
+        return value.value if isinstance(value, SecretValue) else value
+
+    regs = netbooting.named()
+    key = regs["ainur-ilmare-host-key"]
+    assert key.inputs["create"] == roll.HOST_KEY_SCRIPT and "triggers" not in key.inputs
+    # Review 41-3 L3: read once; a change of the unpinned connection (a rotated operator key) does not read it again.
+    assert key.ignore_changes == ("connection",)
+    assert key.urn in regs["ainur-ilmare-reboot"].dependencies
+    for step in ("reboot", "join", "k3s"):
+        reg = regs[f"ainur-ilmare-{step}"]
+        assert key.urn in reg.property_dependencies["connection"], step
+        conn = secret(reg.inputs["connection"])
+        # The same connection as the unpinned one the key was read over, and its host key.
+        assert "hostKey" in conn and {k: v for k, v in conn.items() if k != "hostKey"} == secret(key.inputs["connection"]), step
+    for step in ("join", "k3s"):
+        assert "hostKey" not in secret(regs[f"ainur-eonwe-{step}"].inputs["connection"]), step
+
+
+def test_no_step_dials_a_netbooting_maia_before_its_boot_pointer_exists(netbooting: Simulation) -> None:
+    """Review 41-3 C1: a card-less Pi boots only once pi-tftp serves the folder its boot pointer names (without the
+    ConfigMap it skips the Pi: plans.netboot.pis), and the pointer is made in one place, the Pi's component. So on a new
+    maia's first `up`, every step that dials the Pi at create (its host-key step first) must come after the pointer in
+    the graph, or it dials a Pi that cannot boot until after that step, and no later step ever runs. The engine runs a
+    step only after everything it depends on, transitively: the pointer must be among those of each such step."""
+    regs = netbooting.named()
+    by_urn = {r.urn: r for r in netbooting.registrations}
+    pointer = regs["ainur-ilmare-boot"].urn
+    ilmare = next(n for n in load_stack_file(HOMELAB).nodes if n.name == "ilmare")
+
+    def before(urn: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(by_urn[urn].dependencies)
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(by_urn[dep].dependencies)
+        return seen
+
+    def host(reg: Any) -> Any:
+        conn = reg.inputs.get("connection")
+        conn = conn.value if isinstance(conn, SecretValue) else conn
+        return conn.get("host") if isinstance(conn, dict) else None
+
+    dialing = [r.name for r in netbooting.by_type("command:remote:Command") if host(r) == str(ilmare.ip) and "create" in r.inputs]
+    # The roll's steps on the Pi, and a later layer's (the journal's forwarder, components.logs).
+    assert sorted(dialing) == [
+        "ainur-ilmare-host-key",
+        "ainur-ilmare-join",
+        "ainur-ilmare-k3s",
+        "ainur-ilmare-reboot",
+        "logs-ainur-ilmare-journal-upload",
+    ]
+    for name in dialing:
+        assert pointer in before(regs[name].urn), name
+    # And the key is read before the first step that sends the Pi a secret (the join's config carries the token).
+    assert regs["ainur-ilmare-host-key"].urn in before(regs["ainur-ilmare-join"].urn)

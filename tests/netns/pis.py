@@ -69,6 +69,7 @@ import yaml
 from iluvatar.graph import Graph
 from iluvatar.simulate import Registration, SecretValue
 from plans import cloudinit
+from plans.netboot import pis as pis_plan
 from plans.netboot import roll
 from stacks.model import Node, StackConfig
 from tests.netns.lan import in_ns, sh, stop
@@ -188,6 +189,33 @@ case " $* " in *" systemctl reboot "*) ;; *) echo "stand-in systemd-run: '$*' is
 echo "$(date +%s.%N) systemd-run reboot in $delay s" >> $S/log
 echo "$(( $(date +%s) + ${delay:-0} ))" > $S/reboot
 while [ -e $S/cut-after-reboot ]; do sleep 1; done
+"""
+
+# The reboot step's look at the Pi's new root over NFS (plans.netboot.roll.export_gate: `mount -i -t nfs ... <svc>:<export>
+# <dir>`, then its image mark read, then umount). No NFS client runs here (tests/netns/test_pi_nfs.py runs the gate
+# against the real Ganesha with libnfs); the lab's NFS server is the one _reboot stands in for: it serves a root of any
+# image built on the netboot Pi (its .complete under the lab's images, named in $S/nfs-images), as pi-nfs does once
+# it has started with that image built.
+STANDIN_MOUNT = """#!/bin/bash
+# STAND-IN for the kernel's NFS mount (mount -i -t nfs -o OPTIONS SERVER:/pis/<pi>/<image> DIR); any other mount is
+# the real one's (the lab's own binds).
+[ "${1:-} ${2:-} ${3:-}" = "-i -t nfs" ] || exec /usr/bin/mount "$@"
+set -eu
+S=/var/lib/rancher/standin
+[ "$(id -u)" = 0 ] || { echo "stand-in mount: needs root" >&2; exit 1; }
+source=$6 dir=$7
+image=${source##*/}
+images=$(cat $S/nfs-images 2>/dev/null) || { echo "mount.nfs: access denied by server while mounting $source" >&2; exit 32; }
+[ -f "$images/$image/.complete" ] || { echo "mount.nfs: access denied by server while mounting $source" >&2; exit 32; }
+mkdir -p "$dir/etc/iluvatar"
+echo "$image" > "$dir/etc/iluvatar/pi-image"
+touch "$dir/.standin-nfs"
+"""
+
+STANDIN_UMOUNT = """#!/bin/bash
+# STAND-IN for umount of what STANDIN_MOUNT mounted; any other is the real one's.
+[ -e "${1:-}/.standin-nfs" ] || exec /usr/bin/umount "$@"
+rm -rf "$1/etc" "$1/.standin-nfs"
 """
 
 STANDIN_CLOUD_INIT = """#!/bin/bash
@@ -384,6 +412,8 @@ class Pi:
     proc: subprocess.Popen[bytes] | None = None
     # A netbooted maia: the image its root is of (its root is then `<pis>/<name>@<image>`, but for its first).
     image: str | None = None
+    # ... and the cmdline.txt it booted with (its kernel's /proc/cmdline: firmware_cmdline of it).
+    cmdline: str | None = None
 
     @property
     def state(self) -> Path:
@@ -425,6 +455,10 @@ class Pis:
     first_images: dict[str, str] = field(default_factory=dict)
     # Each Pi's boots: (when its sshd answered, the image of its root), in order.
     boots: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
+    # The netboot Pi's built images, once netboot_service runs: what STANDIN_MOUNT finds exported (each root's $S/nfs-images).
+    nfs_images: Path | None = None
+    # What each host-key step printed (by its urn), as Pulumi's state keeps it for the connections that pin it.
+    host_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def operator(self) -> str:
@@ -442,7 +476,7 @@ class Pis:
         _plug(self.switch, ns, None, *addresses)
         return ns
 
-    def boot(self, name: str, image: str | None) -> None:
+    def boot(self, name: str, image: str | None, cmdline: str | None = None) -> None:
         """(Re)start the Pi on its root of `image`, as its bootloader and initramfs would after a reboot: every process
         of its namespace killed (a reboot), its root made if it has none (as the NFS server makes a root of a new image:
         as flashed and cloud-init run, with its SSH host key kept, plans.netboot.nfs.KEPT_ON_NEW_IMAGE), then its sshd
@@ -453,13 +487,17 @@ class Pis:
         # Its first root (as the lab made it) is the image it first booted; any other image's is beside it.
         root = self.root / name if image == self.first_images.get(name) else self.root / f"{name}@{image}"
         if not root.exists():
-            fresh = Pi(pi.node, pi.ns, root, image=image)
+            fresh = Pi(pi.node, pi.ns, root, image=image, cmdline=cmdline)
             assert self.kubectl is not None
             _pi_files(self.stack, fresh, self.cluster, self.kubectl, self.cluster.server, False)
             for key in ("host_key", "host_key.pub"):
                 (root / key).write_bytes((pi.root / key).read_bytes())
                 (root / key).chmod((pi.root / key).stat().st_mode)
         pi.root, pi.image = root, image
+        if self.nfs_images is not None:
+            (pi.state / "nfs-images").write_text(f"{self.nfs_images}\n")
+        # What TFTP served it (a reboot), or its pointer's as the lab's stack makes it (its first boot).
+        pi.cmdline = cmdline if cmdline is not None or image is None else pis_plan.cmdline(self.stack, pi.node, image)
         _mark_image(pi)
         # Nothing of the last boot runs; systemd starts what was enabled (k3s's unit, once its join enabled it).
         for name_ in ("running", "activating", "service.pid", "kubelet.pid", "reboot", "sshd-stop"):
@@ -492,6 +530,11 @@ class Pis:
         wait for its Node took over a minute."""
         host, user, port = str(connection["host"]), str(connection["user"]), int(connection.get("port", 22))
         known = self.root / "known_hosts"
+        if isinstance(connection.get("hostKey"), str):
+            # pulumi-command 1.2.1 with a hostKey accepts that key alone (ssh.FixedHostKey: provider/pkg/provider/
+            # remote/connection.go:87-94): OpenSSH's strict check against a known_hosts of that one line.
+            known = self.root / f"known_hosts-{host}-pinned"
+            known.write_text(f"{host} {connection['hostKey'].strip()}\n")
         args = [require("ssh"), "-i", str(self.key), "-p", str(port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}"]
         args += ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", f"{user}@{host}", script]
         # pulumi-command dials again while the host does not answer, up to the connection's dialErrorLimit (here 1 s
@@ -528,6 +571,15 @@ def kill_all(ns: str) -> None:
         sh("kill", "-9", *pids, check=False)
         time.sleep(0.1)
     raise AssertionError(f"the processes of {ns} did not die")
+
+
+def firmware_cmdline(text: str) -> str:
+    """STAND-IN for what the Pi's firmware passes the kernel of a cmdline.txt (/proc/cmdline): words of its own first,
+    and `console=serial0` rewritten to the UART config.txt selects (raspberrypi/documentation, config_txt/boot.adoc,
+    enable_uart: "serial0"; the exact words it adds vary with the board and firmware, these are a Pi 4's)."""
+    words = ["coherent_pool=1M", "8250.nr_uarts=1", "snd_bcm2835.enable_headphones=0", "bcm2708_fb.fbwidth=0"]
+    words += [w.replace("console=serial0", "console=ttyS0") for w in text.split()]
+    return " ".join(words) + "\n"
 
 
 def _mark_image(pi: Pi) -> None:
@@ -596,6 +648,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
         "cloud-init": STANDIN_CLOUD_INIT,
         "curl": STANDIN_CURL,
         "systemd-run": STANDIN_SYSTEMD_RUN,
+        "mount": STANDIN_MOUNT,
+        "umount": STANDIN_UMOUNT,
     }
     for script, text in standins.items():
         (bin_ / script).write_text(text.replace("__KUBECTL__", str(kubectl)))
@@ -645,6 +699,9 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     root = pi.root
     if not (root / "host_key").exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"throwaway host key of {pi.node.name}", "-f", str(root / "host_key"))
+    # Where the Pi's sshd keeps its public key, as the host-key step reads it (plans.netboot.roll.HOST_KEY).
+    (pi.etc / "ssh").mkdir(parents=True, exist_ok=True)
+    (pi.etc / "ssh" / "ssh_host_ed25519_key.pub").write_text((root / "host_key.pub").read_text())
     (root / "sshd_config").write_text(
         f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
@@ -666,6 +723,9 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
         # no boot of its own).
         (root / "boot-id").write_text(f"{uuid.uuid4()}\n")
         setup += f"; mount --bind {shlex.quote(str(root / 'boot-id'))} /proc/sys/kernel/random/boot_id"
+        # Its kernel's command line, as the reboot step reads it (plans.netboot.roll.reboot_script), over the host's.
+        (root / "cmdline").write_text(firmware_cmdline(pi.cmdline or ""))
+        setup += f"; mount --bind {shlex.quote(str(root / 'cmdline'))} /proc/cmdline"
     script = f"set -e; hostname {pi.node.name}; {setup}; exec {require('sshd')} -D -e -f {root / 'sshd_config'}"
     log = (root / "sshd.log").open("wb")
     return subprocess.Popen(
@@ -731,7 +791,8 @@ def pis(
             sh("ip", "netns", "add", ns)
             made.append(ns)
             plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24", mac=node.mac)
-            pi = Pi(node, ns, root / node.name, image=images.get(node.name))
+            image = images.get(node.name)
+            pi = Pi(node, ns, root / node.name, image=image, cmdline=pis_plan.cmdline(stack, node, image) if image else None)
             _pi_files(stack, pi, cluster, kubectl, cluster.server, node.name in hosts_templates)
             _mark_image(pi)
             pi.proc = _start_sshd(pi)
@@ -763,6 +824,17 @@ def secret(value: Any) -> Any:
     return value.value if isinstance(value, SecretValue) else value
 
 
+def connection_of(lab: Pis, reg: Registration) -> dict[str, Any]:
+    """A step's connection as the engine resolves it: a pinned host key is the host-key step's stdout, from this run or
+    Pulumi's state of an earlier one (Pis.host_keys)."""
+    connection = {**secret(reg.inputs["connection"]), "privateKey": "(the test's key)"}
+    if "hostKey" in connection:
+        pins = [lab.host_keys[u] for u in reg.property_dependencies.get("connection", ()) if u in lab.host_keys]
+        assert len(pins) == 1, f"{reg.name}: its connection pins a host key no host-key step printed"
+        connection["hostKey"] = pins[0]
+    return connection
+
+
 def run_like_the_engine(
     lab: Pis,
     graph: Graph,
@@ -789,11 +861,12 @@ def run_like_the_engine(
             obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": secret(reg.inputs["metadata"]), "data": secret(reg.inputs["data"])}
             applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
             return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
-        connection = secret(reg.inputs["connection"])
-        connection = {**connection, "privateKey": "(the test's key)"}
+        connection = connection_of(lab, reg)
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
         start = time.time()
         result = lab.ssh(connection, script, secret(reg.inputs.get("stdin")))
+        if reg.name.endswith("-host-key") and result.returncode == 0:
+            lab.host_keys[reg.urn] = result.stdout
         return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
 
     with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:
@@ -884,7 +957,7 @@ def _reboot(lab: Pis, service: NetbootService, pi: Pi, svc: str) -> None:
         assert time.monotonic() < deadline, f"{pi.node.name}'s bootloader got no cmdline.txt over TFTP in 120 s"
         time.sleep(1)
     service.reboots.append((time.time(), pi.node.name, found.group(1)))
-    lab.boot(pi.node.name, found.group(1))
+    lab.boot(pi.node.name, found.group(1), got.stdout)
 
 
 def reboot_now(lab: Pis, service: NetbootService, name: str) -> None:
@@ -901,7 +974,6 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
     netbooted maia's reboot (STAND-IN, `_reboot`) when it asks for one (systemd-run), and its sshd's listener stopped
     when it asks for that (systemctl stop ssh.socket ssh.service), its sessions going on."""
     from plans import netboot as plan
-    from plans.netboot import pis as pis_plan
 
     assert lab.stack.ainur is not None
     svc = str(lab.stack.ainur.service_ip)
@@ -931,6 +1003,9 @@ def netboot_service(lab: Pis, images: Path) -> Iterator[NetbootService]:
     script = root / "pi-tftp.sh"
     script.write_text(pis_plan.tftp_script())
     service = NetbootService(ns, tftp, boots, images)
+    lab.nfs_images = images
+    for pi in lab.pis.values():
+        (pi.state / "nfs-images").write_text(f"{images}\n")
     _project(lab, boots)
     loop = subprocess.Popen(
         ["sh", str(script)],

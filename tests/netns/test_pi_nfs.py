@@ -84,6 +84,8 @@ class Server:
             "EXPORTS": str(self.root / "exports"),
             "CORE": str(core),
             "CONF": str(self.conf),
+            # How often the script looks for the stack's image once it started without it (10 s in the pod).
+            "IMAGE_POLL": "1",
         }
         # The Pi host's rpcbind, then the container's script, in one mount namespace whose /run is its own.
         wrapped = f"mount -t tmpfs none /run && mkdir -p /run/rpcbind && {require('rpcbind')} -w -f & sleep 0.3; exec sh {script}"
@@ -468,4 +470,239 @@ def test_a_new_image_gives_each_pi_a_root_beside_the_one_it_runs_which_never_cha
         if (server.root.parent / "parked").exists():
             shutil.move(server.root.parent / "parked", old_image)
         server.image, server.pointers = old_image, None
+        server.start()
+
+
+# The kernel's NFS client cannot run here (the module docstring): the reboot gate's `mount -i -t nfs` is libnfs's mount of
+# the same export (nfs-ls: its MOUNT and a READDIRPLUS of the root, refused as the kernel's mount is refused), then the
+# mark read through it (nfs-cat); sudo is the Pi user's (cloud-init's NOPASSWD rule), here the test's root.
+GATE_MOUNT = f"""#!/bin/bash
+set -eu
+[ "$1 $2 $3 $4" = "-i -t nfs -o" ] || {{ echo "stand-in mount: '$*' is not stood in" >&2; exit 2; }}
+opts=$5 source=$6 dir=$7
+port=$(printf '%s' "$opts" | tr , '\\n' | sed -n 's/^port=//p')
+url="nfs://${{source%%:*}}${{source#*:}}"
+{require("nfs-ls")} "$url/?version=3&nfsport=$port" >/dev/null || exit 32
+mkdir -p "$dir/etc/iluvatar"
+{require("nfs-cat")} "$url/etc/iluvatar/pi-image?version=3&nfsport=$port" > "$dir/etc/iluvatar/pi-image" || rm -f "$dir/etc/iluvatar/pi-image"
+"""
+
+
+def gate(net: Lan, ip: str, stack: StackConfig, pi: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """The roll's reboot gate (plans.netboot.roll.export_gate, 2 s for its 300) run in the Pi's namespace."""
+    from plans import k3s
+    from plans.netboot import roll
+
+    bin_ = tmp / "gate-bin"
+    bin_.mkdir(exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("mount", GATE_MOUNT), ("umount", '#!/bin/sh\nrm -rf "$1/etc"\n')):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    node = next(n for n in stack.nodes if n.name == pi)
+    script = "set -eu\n" + k3s.gate_functions(node) + roll.export_gate(stack, node, timeout=2)
+    env = f"PATH={bin_}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["ip", "netns", "exec", client_ns(net, ip), "env", env, "bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_reboot_gate_sees_the_new_root_exported_not_only_its_boot_files(served: tuple[Lan, Server], tmp_path: Path) -> None:
+    """Review 41-2 M1: the reboot step reboots a Pi only once the Ainur's Ganesha exports it its root of the new image
+    (mounted from the Pi, its mark read): pi-nfs exports a new image's roots only from a start that found the image
+    built, so TFTP serving the new boot files is no proof. The real Ganesha: a root it exports passes; an image it has
+    no root of (built after its start) fails within the bound, naming the export and the restart to make; another
+    Pi's root is refused to this Pi's address."""
+    net, server = served
+    assert server.stack.ainur is not None
+    image = server.stack.ainur.pi_image
+    newer = server.stack.model_copy(
+        update={"ainur": server.stack.ainur.model_copy(update={"pi_image": image.model_copy(update={"sha256": "5" * 64})})}
+    )
+    ok = gate(net, ILMARE_IP, server.stack, "ilmare", tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    started = time.monotonic()
+    missing = gate(net, ILMARE_IP, newer, "ilmare", tmp_path)
+    assert missing.returncode == 1 and time.monotonic() - started < 30, missing.stderr
+    want = pis.image_id(newer)
+    assert (
+        f"waited 2 s for the Ainur to export ilmare its root of {want} over NFS, mounted from ilmare with its cmdline.txt's "
+        f"options; still: the mount of {SVC}:/pis/ilmare/{want} failed (status 32): "
+    ) in missing.stderr
+    # The mount's own words (here libnfs's, standing in for the kernel's), then the cause that matches a refusal.
+    assert (
+        f"Refused ('access denied', 'No such file'): pi-nfs has no root of {want} for ilmare yet (it makes one once the image is "
+        "built on the Pi that serves them; built there and still refused, restart pi-nfs from a valar: sudo k3s kubectl -n "
+        "netboot rollout restart deployment pi-nfs)"
+    ) in missing.stderr
+    # eonwe's root, asked from ilmare's address: Ganesha's CLIENT block refuses it, so the gate cannot pass for it there.
+    assert gate(net, ILMARE_IP, server.stack, "eonwe", tmp_path).returncode == 1
+
+
+def test_a_new_image_built_after_the_server_started_is_exported_without_a_restart(served: tuple[Lan, Server], tmp_path: Path) -> None:
+    """Review 41-2 M1, the server's side: pi-nfs started for a new image not built on its Pi yet (a card Pi whose cache
+    was empty took the service address over). Once the builder finishes, each Pi gets a root of it and Ganesha reloads
+    its exports (SIGHUP), with no restart: the roll's reboot gate, which failed while the root was not exported, then
+    passes; the root the Pi runs is served throughout by the same Ganesha."""
+    from plans.netboot import pi_image as pi_image_plan
+
+    net, server = served
+    assert server.stack.ainur is not None
+    image = server.stack.ainur.pi_image
+    later = server.stack.model_copy(
+        update={"ainur": server.stack.ainur.model_copy(update={"pi_image": image.model_copy(update={"sha256": "6" * 64})})}
+    )
+    later_id = pis.image_id(later)
+    old = server.image
+    roots = server.root.parent / "roots"
+    try:
+        server.stop()
+        server.image = old.parent / later_id
+        server.start()
+        assert gate(net, ILMARE_IP, later, "ilmare", tmp_path).returncode == 1
+        xz, sha, _ = pi_image.make(tmp_path / "later-src")
+        done = pi_image.build(pi_image_plan.build_script(), xz, sha, server.image)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: export("ilmare", later_id) in exports_of(server.conf), 30, "ilmare's root of the later image in ganesha.conf")
+        wait_for(lambda: gate(net, ILMARE_IP, later, "ilmare", tmp_path).returncode == 0, 30, "the reboot gate to find it exported")
+        log = (server.root / "ganesha.log").read_text()
+        assert "the Pi image at" in log and "is built now: each Pi gets a root of it, and Ganesha reloads its exports" in log
+        assert log.count("NFS SERVER INITIALIZED") == 1 and "SIGHUP" in log, log[-3000:]
+        got = nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image")
+        assert (got.returncode, got.stdout) == (0, f"{IMAGE}\n"), got.stderr
+    finally:
+        server.stop()
+        shutil.rmtree(server.image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            shutil.rmtree(roots / pi / later_id, ignore_errors=True)
+        server.image = old
+        server.start()
+
+
+def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_root_it_still_holds(
+    served: tuple[Lan, Server], tmp_path: Path
+) -> None:
+    """Review 41-3 H1: the Pis run image A, roots of the image O before it still on the volume (O's image still on the
+    Pi: the builder prunes it after its next build). The stack moves to N, not built yet: pi-nfs starts, exporting O at
+    slot 0 and A at slot 1. Then the builder removes O and finishes N, and the watch reloads Ganesha. Had the reload
+    pruned O's root and given N its slot, N's EXPORT block would carry the Export_Id Ganesha holds under O's Path, which
+    nfs-ganesha V4.3 refuses (src/support/exports.c:1384-1395): N unexported, the roll's gate failing for 300 s. The
+    reload frees no slot: N takes slot 2, the real Ganesha exports it at once, A is served throughout by the same
+    Ganesha; O keeps its slot (not served) until the next start prunes it."""
+    from plans.netboot import pi_image as pi_image_plan
+
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, pointers = server.image, pi_pods.boot_projection(server.stack)
+    o_id, a_id, n_id = IMAGE, "ubuntu-24.04.4-a", "ubuntu-24.04.4-n"
+    a_image, n_image, parked = o_image.parent / a_id, o_image.parent / n_id, server.root.parent / "parked-o"
+    slots = {name: nfs.export_ids(next(n for n in server.stack.nodes if n.name == name)) for name in ("eonwe", "ilmare")}
+    try:
+        # From O alone: the images and roots the module's earlier tests left (their newer image) go first.
+        server.stop()
+        for left in o_image.parent.iterdir():
+            if left.is_dir() and left.name != o_id:
+                shutil.rmtree(left)
+        for pi in ("eonwe", "ilmare"):
+            for left in (roots / pi).iterdir():
+                if left.is_dir() and left.name != o_id:
+                    shutil.rmtree(left)
+        xz, sha, _ = pi_image.make(tmp_path / "a-src", root={**pi_image.ROOT, "etc/issue": "image A\n"})
+        assert pi_image.build(pi_image_plan.build_script(), xz, sha, a_image).returncode == 0
+        # Both Pis rolled to A: their pointers name it.
+        server.stop()
+        server.image, server.pointers = a_image, {**pointers, "ilmare/image": a_id, "eonwe/image": a_id}
+        server.start()
+        # The stack set to N, not built on this Pi yet: O (its image still here) and A exported, N watched for.
+        server.stop()
+        server.image = n_image
+        server.start()
+        assert exports_of(server.conf) == {
+            **{export(pi, o_id): slots[pi][0] for pi in ("eonwe", "ilmare")},
+            **{export(pi, a_id): slots[pi][1] for pi in ("eonwe", "ilmare")},
+        }
+        # The builder prunes O (no pointer names it), then N is built.
+        shutil.move(o_image, parked)
+        xz, sha, _ = pi_image.make(tmp_path / "n-src", root={**pi_image.ROOT, "etc/issue": "image N\n"})
+        assert pi_image.build(pi_image_plan.build_script(), xz, sha, n_image).returncode == 0
+        wait_for(lambda: export("ilmare", n_id) in exports_of(server.conf), 30, "ilmare's root of N in ganesha.conf")
+        assert exports_of(server.conf) == {
+            **{export(pi, a_id): slots[pi][1] for pi in ("eonwe", "ilmare")},
+            **{export(pi, n_id): slots[pi][2] for pi in ("eonwe", "ilmare")},
+        }
+        # The real Ganesha serves N's root (reloaded, not restarted) and still A's.
+        wait_for(lambda: nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=n_id).stdout == f"{n_id}\n", 30, "N's root exported")
+        assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=n_id).stdout == "image N\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=a_id).stdout == "image A\n"
+        log = (server.root / "ganesha.log").read_text()
+        assert log.count("NFS SERVER INITIALIZED") == 1 and "doesn't match" not in log, log[-3000:]
+        # O's root stays on the volume with its slot until a start, which prunes it.
+        assert (roots / "ilmare" / o_id / "slot").read_text() == "0\n"
+        server.stop()
+        server.start()
+        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == sorted([a_id, n_id])
+    finally:
+        server.stop()
+        if parked.exists():
+            shutil.move(parked, o_image)
+        for image in (a_image, n_image):
+            shutil.rmtree(image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            for image_id in (a_id, n_id):
+                shutil.rmtree(roots / pi / image_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
+        server.start()
+
+
+def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_blocks_the_new_image(served: tuple[Lan, Server]) -> None:
+    """Review 41-4 N3: every export id of a Pi held by a root whose image is still on this Pi (or that its pointer
+    boots), and a new image is built while Ganesha runs. A restart would free no id, so its start would exit with
+    "more roots than its export ids" and the kubelet would crash-loop pi-nfs with every Pi's root unexported. The
+    reload sends no SIGTERM: the same Ganesha keeps serving the running roots, and the log names the roots that block
+    the new one and the fix."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, o_id = server.image, IMAGE
+    held = [f"{IMAGE}-x{i}" for i in (1, 2, 3)]
+    n_id = "ubuntu-24.04.4-full"
+    n_image = o_image.parent / n_id
+    try:
+        server.stop()
+        for left in o_image.parent.iterdir():
+            if left.is_dir() and left.name != o_id:
+                shutil.rmtree(left)
+        for pi in ("eonwe", "ilmare"):
+            for left in (roots / pi).iterdir():
+                if left.is_dir() and left.name != o_id:
+                    shutil.rmtree(left)
+        # Three more images still on this Pi, each the stack's at one start: each Pi's four slots held, none prunable.
+        for image_id in held:
+            shutil.copytree(o_image, o_image.parent / image_id)
+            server.image = o_image.parent / image_id
+            server.start()
+            server.stop()
+        assert sorted((roots / "ilmare" / image_id / "slot").read_text() for image_id in [o_id, *held]) == ["0\n", "1\n", "2\n", "3\n"]
+        # Both Pis still boot O; the stack moves to N, not built yet.
+        server.image, server.pointers = n_image, {**pi_pods.boot_projection(server.stack), "ilmare/image": o_id, "eonwe/image": o_id}
+        server.start()
+        shutil.copytree(o_image, n_image, ignore=shutil.ignore_patterns(".complete"))
+        (n_image / ".complete").touch()
+        log_path = server.root / "ganesha.log"
+        wait_for(lambda: "and a restart would free none" in log_path.read_text(), 30, "the reload's refusal", log_path)
+        log = log_path.read_text()
+        assert "pi-nfs restarts to prune" not in log, log[-3000:]
+        # eonwe comes first, and the reload stops there.
+        assert "eonwe has no free export id for its root of ubuntu-24.04.4-full, and a restart would free none" in log, log[-3000:]
+        assert "remove a root it does not boot from the pi-roots volume, then restart pi-nfs" in log
+        # The same Ganesha serves the running roots.
+        time.sleep(2)
+        assert all(proc.poll() is None for proc in server.procs)
+        assert log_path.read_text().count("NFS SERVER INITIALIZED") == 1
+        assert nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=o_id).stdout == f"{o_id}\n"
+    finally:
+        server.stop()
+        for image_id in [*held, n_id]:
+            shutil.rmtree(o_image.parent / image_id, ignore_errors=True)
+            for pi in ("eonwe", "ilmare"):
+                shutil.rmtree(roots / pi / image_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
         server.start()

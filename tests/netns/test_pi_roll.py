@@ -36,7 +36,7 @@ from plans.netboot.pis import image_id
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
-from tests.netns.pis import NetbootService, Pis, Step, netboot_service, pis, reboot_now, run_like_the_engine, secret
+from tests.netns.pis import NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
 from tests.netns.test_k3s_steps import SLACK, ok, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
@@ -470,11 +470,11 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
     stack = load_stack_file(write_stack(lab.pis.root, stack_doc(pub, FLASHED, {**NEWER, "sha256": "5" * 64}), stack="unbuilt"))
     eonwe = next(n for n in stack.nodes if n.name == "eonwe")
     script = roll.reboot_script(stack, eonwe, tftp_timeout=2)
-    assert script == roll.reboot_script(stack, eonwe).replace(f"wait_for {roll.TFTP_SECONDS} ", "wait_for 2 ")
+    assert script == roll.reboot_script(stack, eonwe).replace(f'wait_for {roll.TFTP_SECONDS} "the Ainur to serve', 'wait_for 2 "the Ainur to serve')
     step = next(s for s in steps_of(lab.sims["first"]) if s.name == "ainur-eonwe-reboot")
     reboots = len(lab.service.reboots)
     started = time.monotonic()
-    got = lab.pis.ssh(secret(step.inputs["connection"]), script, None)
+    got = lab.pis.ssh(connection_of(lab.pis, step), script, None)
     took = time.monotonic() - started
     assert got.returncode == 1 and took < 20, (got.stderr, took)
     assert (
@@ -483,3 +483,33 @@ def test_a_pi_the_ainur_do_not_serve_its_new_image_is_not_rebooted_and_its_step_
     ) in got.stderr
     time.sleep(4)
     assert len(lab.service.reboots) == reboots
+
+
+def test_a_machine_that_takes_a_netbooted_maias_address_is_refused_its_join_and_its_token(lab: Lab, first_up: dict[str, Step]) -> None:
+    """Review 41-2 M4: eonwe's host key, read by its host-key step in the first `up`, is pinned in its join's connection;
+    a machine answering at eonwe's address with another key (here eonwe's sshd given a new key: an impostor while the
+    Pi reboots) is refused by the SSH handshake (OpenSSH's strict check of that one key, as pulumi-command's
+    FixedHostKey refuses it), so the join's stdin, its k3s config with the token, is never sent."""
+    assert first_up["ainur-eonwe-host-key"].stdout.startswith("ssh-ed25519 ")
+    pi = lab.pis.pis["eonwe"]
+    sim = lab.sims["first"]
+    join = next(s for s in steps_of(sim) if s.name == "ainur-eonwe-join")
+    kept = {name: (pi.root / name).read_bytes() for name in ("host_key", "host_key.pub")}
+    try:
+        for name in kept:
+            (pi.root / name).unlink()
+        lab.pis.boot("eonwe", pi.image)  # sshd on a key of its own
+        assert (pi.root / "host_key.pub").read_bytes() != kept["host_key.pub"]
+        got = run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"]
+        assert got.returncode == 255 and "Host key verification failed" in got.stderr, got.stderr
+        # The impostor's sshd (its log: sshd -e) never authenticated a session, so no command and no stdin (the config,
+        # with the token) reached it.
+        assert "Accepted publickey" not in (pi.root / "sshd.log").read_text()
+    finally:
+        for name, data in kept.items():
+            (pi.root / name).write_bytes(data)
+        (pi.root / "host_key").chmod(0o600)  # sshd refuses a private host key others can read
+        lab.pis.boot("eonwe", pi.image)
+    # The Pi itself, with the key it had, is reached as before (and its sshd logs the session the impostor's never saw).
+    assert run_like_the_engine(lab.pis, Graph.of(sim), [join])["ainur-eonwe-join"].returncode == 0
+    assert "Accepted publickey" in (pi.root / "sshd.log").read_text()

@@ -5,6 +5,7 @@ with curl reading a file: URL."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -139,9 +140,55 @@ def test_the_tools_it_needs_are_the_ones_its_image_installs() -> None:
         "mcopy": "mtools",
         "e2fsck": "e2fsprogs",
         "e2label": "e2fsprogs",
+        "debugfs": "e2fsprogs",
         "cpio": "cpio",
         "zstd": "zstd",
     }
     for tool, package in used.items():
         assert f"{tool} " in script and package in plan.BUILDER_PACKAGES, tool
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+
+
+def test_no_ssh_host_key_of_the_image_survives_in_the_root_every_pi_shares(tmp_path: Path) -> None:
+    """Review 41-3 M4: root.img is the read-only lower layer of every netbooted Pi's root, and each root keeps the keys
+    it has (cloud-init's ssh_deletekeys false): a host key the image ships would be every Pi's. The builder removes
+    /etc/ssh/ssh_host_* from it (debugfs, offline), keeps the rest of /etc/ssh, and leaves a clean ext4."""
+    keys = {f"etc/ssh/ssh_host_{kind}_key{ext}": f"{kind}{ext}\n" for kind in ("ed25519", "rsa", "ecdsa") for ext in ("", ".pub")}
+    xz, sha, _ = pi_image.make(tmp_path / "src", root={**pi_image.ROOT, **keys, "etc/ssh/sshd_config": "PermitRootLogin no\n"})
+    out = tmp_path / "images" / "ubuntu-24.04.3-keys"
+    done = pi_image.build(plan.build_script(), xz, sha, out)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "iluvatar: removed the image's SSH host keys from the shared root: ssh_host_ecdsa_key ssh_host_ecdsa_key.pub "
+        "ssh_host_ed25519_key ssh_host_ed25519_key.pub ssh_host_rsa_key ssh_host_rsa_key.pub\n"
+        "iluvatar: built Pi image ubuntu-24.04.3-keys\n"
+    )
+    listing = subprocess.run(["debugfs", "-R", "ls -p /etc/ssh", str(out / "root.img")], capture_output=True, text=True, check=True).stdout
+    names = sorted(line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6)
+    assert names == [".", "..", "sshd_config"], listing
+    dumped = subprocess.run(["debugfs", "-R", "cat /etc/ssh/sshd_config", str(out / "root.img")], capture_output=True, text=True, check=True)
+    assert dumped.stdout == "PermitRootLogin no\n"
+    assert subprocess.run(["e2fsck", "-n", "-f", str(out / "root.img")], capture_output=True, check=False).returncode == 0
+
+
+def test_a_listing_debugfs_fails_fails_the_build_with_its_message(tmp_path: Path) -> None:
+    """Review 41-4 N6: debugfs exits 0 whatever its request met (e2fsprogs 1.47.0), so a listing it could not make read
+    as "no keys" and the image's keys stayed in the shared root. The real debugfs, pointed at a file that is no
+    filesystem for that one listing, prints its error: the build fails with it and keeps nothing."""
+    keys = {"etc/ssh/ssh_host_ed25519_key": "ed25519\n"}
+    xz, sha, _ = pi_image.make(tmp_path / "src", root={**pi_image.ROOT, **keys})
+    shim = tmp_path / "bin" / "debugfs"
+    shim.parent.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v debugfs"], capture_output=True, text=True, check=True).stdout.strip()
+    shim.write_text(f'#!/bin/sh\n[ "$2" = "ls -p /etc/ssh" ] && exec {real} -R "$2" {tmp_path / "not-a-filesystem"}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    (tmp_path / "not-a-filesystem").write_bytes(b"\0" * 4096)
+    out = tmp_path / "images" / "ubuntu-24.04.3-keys"
+    done = pi_image.build(plan.build_script(), xz, sha, out, PATH=f"{shim.parent}:{os.environ['PATH']}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(
+        f"iluvatar: Pi image file://{xz}: debugfs could not list /etc/ssh in its root, so its SSH host keys cannot be removed: "
+        "debugfs: Bad magic number in super-block while trying to open "
+    ), done.stderr
+    assert "ls: Filesystem not open" in done.stderr
+    assert not out.exists() and not out.with_name(out.name + ".work").exists()

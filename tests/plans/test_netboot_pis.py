@@ -110,7 +110,9 @@ def test_a_netbooted_pi_holds_its_kernel_and_keeps_its_link() -> None:
     disk = load_stack_file(HOMELAB)
     mine = cloudinit.user_data_document(disk, node(disk, "eonwe"))
     assert "write_files" not in mine
-    assert mine == {**{k: v for k, v in doc.items() if k != "write_files"}, "runcmd": doc["runcmd"][2:]}
+    # Review 41-2 M4: cloud-init keeps the host keys a new root carries from the old (cc_ssh deletes them by default).
+    assert doc["ssh_deletekeys"] is False
+    assert mine == {**{k: v for k, v in doc.items() if k not in ("write_files", "ssh_deletekeys")}, "runcmd": doc["runcmd"][2:]}
     assert "critical" not in cloudinit.network_config(disk, node(disk, "eonwe"))
 
 
@@ -273,7 +275,7 @@ def test_a_netbooted_maias_join_ends_on_its_node_reported_from_this_boot() -> No
 
 
 def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
-    """Review 41-2 L1: a Pi whose new image never comes up fails only its join's SSH dial, about 20 minutes later; the
+    """Review 41-2 L1: a Pi whose new image never comes up fails only its join's SSH dial, 4.4 to 19.6 minutes later; the
     reboot step's log names the config key and the image the Pi ran (read on the Pi: its root's mark) to set back."""
     from plans.netboot import roll
 
@@ -282,9 +284,16 @@ def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
     want = pis.image_id(stack)
     script = roll.reboot_script(stack, eonwe)
     assert script.startswith(f"set -eu\n{roll.RUN_MARK}\n")
+    # Review 41-2 M1: after TFTP serves the new boot files, the root they name is exported to the Pi (its mount, with
+    # cmdline.txt's options in the kernel's spelling), before the reboot is scheduled (tests/netns/test_pi_nfs.py runs it).
+    served = script.index('wait_for 300 "the Ainur to serve eonwe the boot files')
+    exported = script.index(roll.export_gate(stack, eonwe))
+    assert served < exported < script.index("sudo systemd-run")
+    assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
+    assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 192.168.0.14:/pis/eonwe/{want} " in script
     assert script.endswith(
         f'echo "iluvatar: eonwe reboots into {want} in 3 s" >&2\n'
-        f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, about 20 minutes), '
+        f'echo "iluvatar: if eonwe does not come back on {want} (its join then fails dialling it after 60 attempts, 4.4 to 19.6 minutes), '
         "move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if "
         'that was the default), and run pulumi up" >&2\n'
     )

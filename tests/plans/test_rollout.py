@@ -383,6 +383,9 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     ]
 
 
+LONGHORN_GATE = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
+
+
 def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
     """`pulumi preview`'s Ainur plan for a new `ainur.piImage` (plans.netboot.roll): each netbooting maia, one after the
     other, drained, its boot moved, rebooted, its join and k3s step run on the new root, uncordoned; the valar that boots
@@ -403,6 +406,8 @@ def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_
         assert change.what == (
             f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
             "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
+            # Review 41-2 M3: both are Longhorn Pis (their NVMe).
+            LONGHORN_GATE,
         )
 
 
@@ -423,6 +428,67 @@ def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too(
                 f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
                 "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
+                # Review 41-3 M2: eonwe is a Longhorn Pi: its drain, run again, makes Longhorn rebuild its replicas too.
+                LONGHORN_GATE,
             ),
         )
     ]
+
+
+def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_time() -> None:
+    """Review 41-2 M2: a change of what each netbooted maia's cmdline.txt carries with its image unchanged (here
+    `network.dns`, in its ip= and network-config=) rolls each, one after the other, as a new image does: every step of
+    its roll carries its pointer's digest (plans.netboot.pis.pointer_digest); the valar on its card has no step to run."""
+    import ipaddress
+
+    from plans.netboot import roll
+    from plans.netboot.pis import pointer_digest
+    from tests.plans.test_netboot_pis import netbooting, node
+
+    before = netbooting()
+    dns = tuple(ipaddress.ip_address(d) for d in ("192.168.0.2", "192.168.0.1"))
+    after = before.model_copy(update={"network": before.network.model_copy(update={"dns": dns})})
+    for name in ("eonwe", "ilmare"):
+        was, now = node(before, name), node(after, name)
+        assert pointer_digest(before, was) != pointer_digest(after, now)
+        for step in (roll.drain_script, roll.reboot_script, roll.join_script, roll.uncordon_script):
+            assert step(before, was) != step(after, now), step.__name__
+            assert f"boot pointer {pointer_digest(after, now)}" in step(after, now) or step is roll.reboot_script
+    order = list(before.ainur_nodes)
+    changes = rollout.ainur_changes(rollout.ainur_state(before, order), rollout.ainur_state(after, order))
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            name,
+            (
+                f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS "
+                "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
+                "new boot, its k3s step checks its version, uncordoned",
+                LONGHORN_GATE,
+            ),
+        )
+        for name in ("eonwe", "ilmare")
+    ]
+
+
+def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_steps_run_again_pinned() -> None:
+    """Review 41-2 M4: the first `up` after the pin reads each netbooted maia's host key and changes the connection of its
+    reboot step, join and k3s step (pulumi-command runs a step again when an input changes): the preview says so, once."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    before["commands"] = {k: v for k, v in before["commands"].items() if not k.endswith("-host-key")}
+    changes = rollout.ainur_changes(before, after)
+    assert [(c.node, c.what) for c in changes] == [
+        (
+            name,
+            (
+                "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (no "
+                "reboot if it runs its pointer's image and booted its cmdline.txt; else, gated, it reboots into them), join and k3s step "
+                "run again over the pinned connection",
+            ),
+        )
+        for name in ("eonwe", "ilmare")
+    ]
+    assert rollout.ainur_changes(after, after) == []

@@ -508,3 +508,36 @@ def test_the_log_stores_claim_kept_while_logs_were_off_is_refused_a_change_until
     assert [p.path for p in day2.check(grown, day2.DeployedArda.from_output({**RUNNING.output, "logsStore": {**local, "running": True}}))] == [
         "iluvatar:logs.size"
     ]
+
+
+NETBOOTING_ILMARE: dict[str, object] = {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}
+
+
+def test_the_service_address_does_not_move_under_netbooted_maiar(tmp_path: Path) -> None:
+    """Review 41-3 M3: Ganesha's and kube-vip's address would move for every Pi at once, before any roll step, and each
+    netbooted maia's EEPROM names the old one: refused at preview, with the value, the old one and the runbook. A move
+    with no maia netbooted, a first deployment, or one from before the address was exported is not refused."""
+    from plans import rollout
+
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+
+    before = _edited(tmp_path / "a", NETBOOTING_ILMARE)
+    deployed = rollout.ainur_state(before, before.ainur_nodes)
+    assert deployed["serviceIp"] == "192.168.0.14" and deployed["nodes"]["ilmare"]["image"]
+    moved = _edited(tmp_path / "b", {**NETBOOTING_ILMARE, "iluvatar:ainur.serviceIp": "192.168.0.17"})
+    assert [(p.path, p.message) for p in day2.check(moved, day2.DeployedArda(), deployed)] == [
+        (
+            "iluvatar:ainur.serviceIp",
+            "192.168.0.17 moves the service address from 192.168.0.14, which the netbooted maiar ilmare mount their roots from "
+            "and their EEPROMs' TFTP_IP names: NFS-Ganesha and kube-vip would move at once and every one of them would hang on "
+            "its root, then fail to boot. Set it back to 192.168.0.14, or move them off it first "
+            "(docs/layers/ainur.md#moving-the-service-address)",
+        )
+    ]
+    assert day2.check(before, day2.DeployedArda(), deployed) == []
+    assert day2.check(moved, day2.DeployedArda(), None) == []
+    assert day2.check(moved, day2.DeployedArda(), {k: v for k, v in deployed.items() if k != "serviceIp"}) == []
+    # No maia netboots (the runbook's second step): the move is the netboot layer's alone.
+    card = _edited(tmp_path / "c", {})
+    assert day2.check(card, day2.DeployedArda(), {**rollout.ainur_state(card, card.ainur_nodes), "serviceIp": "192.168.0.17"}) == []

@@ -1,0 +1,205 @@
+"""The netbooted maiar's roll (plans.netboot.roll): the storage gate after a Longhorn Pi's uncordon, run by bash with a
+stand-in kubectl that answers what the API server holds (Longhorn's objects as longhorn-manager v1.10.1 writes them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from plans.netboot import pis, roll
+from tests.plans.test_netboot_pis import netbooting, node
+
+KUBECTL = """#!/bin/sh
+# STAND-IN for `sudo k3s kubectl`: the CRD, the Longhorn node, the replicas and the volumes from $FAKE; a warning on
+# stderr with each, as an API server's deprecation warning comes (it must not reach the JSON).
+case "$*" in
+  *"get crd nodes.longhorn.io"*) cat "$FAKE/crd" ;;
+  *"get nodes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/node.json" ;;
+  *"get replicas.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/replicas.json" ;;
+  *"get volumes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/volumes.json" ;;
+  *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
+esac
+"""
+
+
+def disk(ready: str = "True", schedulable: str = "True") -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": ready, "reason": "" if ready == "True" else "DiskNotReady"},
+                           {"type": "Schedulable", "status": schedulable, "reason": "" if schedulable == "True" else "DiskPressure"}]}  # fmt: skip
+
+
+def volume(name: str, robustness: str, state: str = "attached") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"state": state, "robustness": robustness}}
+
+
+def replica(volume: str, node: str, state: str = "running", healthy: bool = True, failed: str = "") -> dict[str, Any]:
+    """A replicas.longhorn.io as longhorn-manager v1.10.1 writes it (spec: InstanceSpec's volumeName and nodeID,
+    healthyAt, failedAt; status: currentState)."""
+    spec = {"volumeName": volume, "nodeID": node, "healthyAt": "2026-11-26T04:00:00Z" if healthy else "", "failedAt": failed}
+    return {"metadata": {"name": f"{volume}-r-{node}"}, "spec": spec, "status": {"currentState": state}}
+
+
+def gate(
+    tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]], replicas: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    stack = netbooting()
+    fake = tmp / "fake"
+    (fake / "bin").mkdir(parents=True, exist_ok=True)
+    (fake / "bin" / "sudo").write_text('#!/bin/sh\nshift\nexec kubectl "$@"\n')  # `sudo k3s kubectl ...`
+    (fake / "bin" / "kubectl").write_text(KUBECTL)
+    for name in ("sudo", "kubectl"):
+        (fake / "bin" / name).chmod(0o755)
+    (fake / "crd").write_text(crd)
+    (fake / "node.json").write_text(json.dumps(node_json))
+    (fake / "replicas.json").write_text(json.dumps({"items": list(replicas)}))
+    (fake / "volumes.json").write_text(json.dumps({"items": volumes}))
+    script = "set -eu\n" + roll.storage_gate(stack, node(stack, "eonwe"), timeout=0)
+    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
+    started = time.monotonic()
+    got = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return got, time.monotonic() - started
+
+
+CRD = "customresourcedefinition.apiextensions.k8s.io/nodes.longhorn.io\n"
+WAITED = "waited 0 s for eonwe's Longhorn disks Ready and its replicas healthy again, before the next Pi; still: "
+LOOK = "; look with: sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,replicas.longhorn.io -o wide\n"
+HEALTHY = {"status": {"diskStatus": {"nvme": disk()}}}
+
+
+def test_a_longhorn_pis_uncordon_ends_once_its_disks_are_ready_and_its_replicas_healthy_again(tmp_path: Path) -> None:
+    """Review 41-2 M3, 41-3 M2: the next Pi is drained only once this one's replicas are back: its Longhorn disks Ready
+    (the NVMe mounted on the new root) and each attached volume's replica on it running and rebuilt (healthyAt set,
+    failedAt empty). Each failing state fails within the bound, naming the disk or volume, why and what next."""
+    ok = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare"), replica("git", "eonwe")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "healthy"), volume("git", "healthy"), volume("idle", "unknown", "detached")], ok)
+    assert got.returncode == 0, got.stderr
+    assert got.stderr == "iluvatar: eonwe's Longhorn disks are Ready and every attached volume's replica on it is healthy\n"
+    rebuilding = [replica("pi-roots", "eonwe", healthy=False), replica("git", "eonwe", state="starting"), replica("pi-roots", "ilmare")]
+    got, took = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "degraded"), volume("git", "degraded")], rebuilding)
+    assert got.returncode == 1 and took < 30, got.stderr
+    assert got.stderr.endswith(
+        WAITED + "Longhorn volume(s) whose replica on eonwe is not healthy again: git (its replica git-r-eonwe starting, rebuilding); "
+        "pi-roots (its replica pi-roots-r-eonwe running, rebuilding). Longhorn rebuilds it from the volume's other replicas; until then "
+        "the next Pi's drain could take their last healthy one" + LOOK
+    ), got.stderr
+    failed = [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], failed)
+    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
+    got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {"nvme": disk(ready="False")}}}, [])
+    assert got.returncode == 1 and got.stderr.endswith(
+        WAITED + "eonwe's Longhorn disk nvme is not Ready (DiskNotReady): its replicas cannot run until it is; look at the disk on "
+        "eonwe (mounted? /etc/fstab)" + LOOK
+    ), got.stderr
+    got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {}}}, [])
+    assert got.returncode == 1 and WAITED + "eonwe's Longhorn node has no disk" in got.stderr
+
+
+def test_the_storage_gate_does_not_wait_on_what_this_pis_roll_did_not_cause(tmp_path: Path) -> None:
+    """Review 41-3 M2: a disk Ready but not Schedulable (Longhorn's DiskPressure: over 75% full) holds healthy replicas;
+    a volume degraded because another Pi is down, whose replica on this Pi is healthy, is not this roll's; a detached
+    volume rebuilds nothing. None of them holds the roll."""
+    pressed = {"status": {"diskStatus": {"nvme": disk(schedulable="False")}}}
+    elsewhere = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare", state="unknown", healthy=False, failed="2026-11-26T03:00:00Z")]
+    detached = [replica("old", "eonwe", state="stopped", failed="2026-11-26T03:00:00Z")]
+    got, _ = gate(tmp_path, CRD, pressed, [volume("pi-roots", "degraded"), volume("old", "unknown", "detached")], elsewhere + detached)
+    assert got.returncode == 0, got.stderr
+
+
+def test_a_faulted_volume_on_the_pi_stops_the_roll_at_once_named_with_what_to_do(tmp_path: Path) -> None:
+    """Review 41-3 M2: a faulted volume (no healthy replica left) is nothing to wait for, and the next Pi's drain must
+    not run: the gate stops at its first look, whatever its bound, naming it and the way out."""
+    stack = netbooting()
+    script = roll.storage_gate(stack, node(stack, "eonwe"), timeout=600)
+    fake = tmp_path / "fake"
+    gate(tmp_path, CRD, HEALTHY, [volume("git", "faulted")], [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")])
+    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
+    started = time.monotonic()
+    got = subprocess.run(["bash", "-c", "set -eu\n" + script], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert got.returncode == 1 and time.monotonic() - started < 30, got.stderr
+    assert got.stderr == (
+        "iluvatar: " + os.uname().nodename + ": Longhorn volume(s) git with a replica on eonwe are faulted: no healthy replica is "
+        "left, so the next Pi is not drained. Salvage them in Longhorn's UI (Volume, Salvage) or restore them from a backup, then "
+        "run pulumi up again" + LOOK
+    )
+
+
+def test_before_longhorn_is_installed_the_storage_gate_waits_for_nothing(tmp_path: Path) -> None:
+    got, _ = gate(tmp_path, "", {}, [])
+    assert (got.returncode, got.stderr) == (0, "iluvatar: Longhorn is not installed yet: no storage to wait for\n")
+
+
+def test_the_uncordon_step_runs_the_storage_gate_after_the_uncordon_and_only_for_a_longhorn_pi() -> None:
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    script = roll.uncordon_script(stack, eonwe)
+    gate_text = roll.storage_gate(stack, eonwe)
+    assert gate_text and script.endswith("fi\n" + gate_text)
+    assert script.index("uncordon eonwe") < script.index(gate_text)
+    no_disk = netbooting(eonwe={"dataDisks": []})
+    assert roll.storage_gate(no_disk, node(no_disk, "eonwe")) == ""
+
+
+def probe(tmp: Path, mount: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The reboot step's export gate (roll.export_gate, bound 0 s: one probe, each command 1 s) on eonwe, with `mount` as the
+    Pi's mount: `sudo` runs the command as given (cloud-init's NOPASSWD rule), `timeout` is coreutils' own."""
+    stack = netbooting()
+    bin_ = tmp / "probe-bin"
+    bin_.mkdir(exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("mount", mount), ("umount", "#!/bin/sh\nexit 0\n")):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    script = "set -eu\n" + roll.export_gate(stack, node(stack, "eonwe"), timeout=0, probe=1)
+    started = time.monotonic()
+    got = subprocess.run(
+        ["bash", "-c", script], env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=60, check=False
+    )
+    return got, time.monotonic() - started
+
+
+def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(tmp_path: Path) -> None:
+    """Review 41-3 M1: the probe mounts `soft` with a short timeo/retrans, not the root's `hard` (a server that stops
+    answering fails a read), and each command runs under `timeout -s KILL`, so a mount or a read that never returns
+    cannot outlast the gate's bound (the bound is checked between probes only). The kernel's message is in the reason,
+    with the cause that matches it, and the place to look is pi-nfs's log, not k3s's journal."""
+    stack = netbooting()
+    want = pis.image_id(stack)
+    export = f"192.168.0.14:/pis/eonwe/{want}"
+    assert roll.GATE_MOUNT_OPTIONS == "ro,nolock,vers=3,proto=tcp,port=2049,soft,timeo=50,retrans=2,mountport=627,mountproto=tcp"
+    # A mount that never returns (a server that takes the TCP connection and never answers): killed at 1 s, the gate ends.
+    hung, seconds = probe(tmp_path, "#!/bin/sh\nexec sleep 600\n")
+    assert hung.returncode == 1 and seconds < 15, (seconds, hung.stderr)
+    assert f"still: the mount of {export} failed (status 137): no answer within 1 s. " in hung.stderr
+    assert hung.stderr.rstrip().endswith("look with (on a valar): sudo k3s kubectl -n netboot logs deployment/pi-nfs")
+    assert "journalctl" not in hung.stderr
+    # A refusal: the kernel's words, and pi-nfs named as the cause.
+    refused, _ = probe(tmp_path, f'#!/bin/sh\necho "mount.nfs: access denied by server while mounting {export}" >&2\nexit 32\n')
+    assert refused.returncode == 1
+    assert (
+        f"still: the mount of {export} failed (status 32): mount.nfs: access denied by server while mounting {export}. Refused "
+        f"('access denied', 'No such file'): pi-nfs has no root of {want} for eonwe yet (it makes one once the image is built on the Pi "
+        "that serves them; built there and still refused, restart pi-nfs from a valar: sudo k3s kubectl -n netboot rollout restart "
+        "deployment pi-nfs). No answer or 'Connection refused': nothing serves NFS at 192.168.0.14 (pi-nfs's pod, kube-vip). Anything "
+        "else: the mount itself failed on eonwe; look with"
+    ) in refused.stderr
+    # Mounted, then the read of the mark never returns (a FIFO stands for a server gone silent): killed, the gate ends.
+    stuck, seconds = probe(tmp_path, '#!/bin/sh\nmkdir -p "$7/etc/iluvatar" && mkfifo "$7/etc/iluvatar/pi-image"\n')
+    assert stuck.returncode == 1 and seconds < 15, (seconds, stuck.stderr)
+    assert f"still: NFS at 192.168.0.14 exports it /pis/eonwe/{want} as a root of a root with no image mark" in stuck.stderr
+    # The kernel's options in the probe, the timeout around each command.
+    script = roll.export_gate(stack, node(stack, "eonwe"))
+    assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 {export} " in script
+
+
+def test_a_volume_healthy_again_elsewhere_does_not_wait_on_its_stale_failed_replica_on_this_pi(tmp_path: Path) -> None:
+    """Review 41-4 N4: with 3 replicas (4 or more Longhorn Pis), a Pi away longer than replica-replenishment-wait-interval
+    (600 s) has its replica rebuilt on another node. The volume is healthy; its failed replica here is never reused and
+    is deleted only after the volume's StaleReplicaTimeout (longhorn-manager v1.10.1 volume_controller.go:2968-2970,
+    5099-5104). Only a degraded volume waits on this Pi's replica."""
+    stale = [replica("git", "eonwe", state="stopped", healthy=False, failed="2026-11-26T04:01:00Z"), replica("git", "ilmare")]
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "healthy")], stale)
+    assert got.returncode == 0, got.stderr
+    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], stale)
+    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
