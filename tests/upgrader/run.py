@@ -246,12 +246,15 @@ def children(pid: int) -> list[int]:
     """The process's children, whichever of its threads forked them: the kernel lists a child under the thread that
     forked it (proc(5), /proc/pid/task/tid/children). The go command starts its compilers from any of its threads,
     so reading the main thread's list alone saw a compiler only when that thread happened to fork one, and
-    test_cancel's build-kill test waited out its 300 s on a build the other threads were compiling."""
-    found: list[int] = []
+    test_cancel's build-kill test waited out its 300 s on a build the other threads were compiling. Each pid once:
+    a thread that exits hands its children to another thread of the group (kernel/exit.c, forget_original_parent),
+    so one read of the lists, which is not atomic (proc(5): reliable only for a stopped process), can meet the same
+    child under both threads (a full run's build-kill test found the go command twice)."""
+    found: dict[int, None] = {}
     for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
-            found.extend(int(p) for p in (task / "children").read_text().split())
-    return found
+            found.update((int(p), None) for p in (task / "children").read_text().split())
+    return list(found)
 
 
 def descendants(pid: int) -> list[int]:
@@ -259,7 +262,7 @@ def descendants(pid: int) -> list[int]:
     out, at = [pid], 0
     while at < len(out):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            out.extend(children(out[at]))
+            out.extend(c for c in children(out[at]) if c not in out)  # reparented between two reads: listed once
         at += 1
     return out
 
