@@ -578,6 +578,19 @@ def test_a_new_image_built_after_the_server_started_is_exported_without_a_restar
         server.start()
 
 
+def _from_image_alone(server: Server, roots: Path, image: Path) -> None:
+    """Ganesha stopped, and only IMAGE and each Pi's root of it left: the images and roots the module's earlier tests
+    left (their newer image) go first."""
+    server.stop()
+    for left in image.parent.iterdir():
+        if left.is_dir() and left.name != image.name:
+            shutil.rmtree(left)
+    for pi in ("eonwe", "ilmare"):
+        for left in (roots / pi).iterdir():
+            if left.is_dir() and left.name != image.name:
+                shutil.rmtree(left)
+
+
 def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_root_it_still_holds(
     served: tuple[Lan, Server], tmp_path: Path
 ) -> None:
@@ -597,15 +610,7 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
     a_image, n_image, parked = o_image.parent / a_id, o_image.parent / n_id, server.root.parent / "parked-o"
     slots = {name: nfs.export_ids(next(n for n in server.stack.nodes if n.name == name)) for name in ("eonwe", "ilmare")}
     try:
-        # From O alone: the images and roots the module's earlier tests left (their newer image) go first.
-        server.stop()
-        for left in o_image.parent.iterdir():
-            if left.is_dir() and left.name != o_id:
-                shutil.rmtree(left)
-        for pi in ("eonwe", "ilmare"):
-            for left in (roots / pi).iterdir():
-                if left.is_dir() and left.name != o_id:
-                    shutil.rmtree(left)
+        _from_image_alone(server, roots, o_image)
         xz, sha, _ = pi_image.make(tmp_path / "a-src", root={**pi_image.ROOT, "etc/issue": "image A\n"})
         assert pi_image.build(pi_image_plan.build_script(), xz, sha, a_image).returncode == 0
         # Both Pis rolled to A: their pointers name it.
@@ -666,14 +671,7 @@ def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_bloc
     n_id = "ubuntu-24.04.4-full"
     n_image = o_image.parent / n_id
     try:
-        server.stop()
-        for left in o_image.parent.iterdir():
-            if left.is_dir() and left.name != o_id:
-                shutil.rmtree(left)
-        for pi in ("eonwe", "ilmare"):
-            for left in (roots / pi).iterdir():
-                if left.is_dir() and left.name != o_id:
-                    shutil.rmtree(left)
+        _from_image_alone(server, roots, o_image)
         # Three more images still on this Pi, each the stack's at one start: each Pi's four slots held, none prunable.
         for image_id in held:
             shutil.copytree(o_image, o_image.parent / image_id)
