@@ -30,17 +30,6 @@ cluster:
   controlPlane:
     endpoint: https://10.0.0.10:6443
 `
-	load := func(t *testing.T, text string) coreconfig.Provider {
-		t.Helper()
-
-		cfg, err := configloader.NewFromBytes([]byte(text))
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		return cfg
-	}
-
 	for name, tc := range map[string]struct {
 		from, to string
 		reboot   []string // the fields named, nil: applies live
@@ -111,17 +100,6 @@ cluster:
   controlPlane:
     endpoint: https://10.0.0.10:6443
 `
-	load := func(t *testing.T, text string) coreconfig.Provider {
-		t.Helper()
-
-		cfg, err := configloader.NewFromBytes([]byte(text))
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		return cfg
-	}
-
 	for name, tc := range map[string]struct {
 		swap  []string // old, new pairs
 		on114 []string // the fields named on 1.14, nil: applies live
@@ -184,4 +162,16 @@ func TestTheUpgraderDecidesTheRebootFromTalos114(t *testing.T) {
 			t.Errorf("decidesReboot(%q) = %v", tag, !decides)
 		}
 	}
+}
+
+// load parses a machine config document as the node's machinery does.
+func load(t *testing.T, text string) coreconfig.Provider {
+	t.Helper()
+
+	cfg, err := configloader.NewFromBytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return cfg
 }
