@@ -207,12 +207,17 @@ def watching(cluster: Cluster, seen: dict[tuple[str, str], float], beats: dict[s
         watcher.join(10)
 
 
+def operator_key(root: Path) -> tuple[Path, str]:
+    """The operator's SSH key the stack's Pis are flashed with: (its private key file, its public line)."""
+    key = root / "id_ed25519"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "iluvatar-test", "-f", str(key))
+    return key, (root / "id_ed25519.pub").read_text().strip()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("k3s-steps")
-    key = root / "id_ed25519"
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "iluvatar-test", "-f", str(key))
-    pub = (root / "id_ed25519.pub").read_text().strip()
+    key, pub = operator_key(root)
     path = write_stack(root, stack_doc(pub, FLASHED), stack="homelab")
     stack = load_stack_file(path)
     kubectl = gotools.build("kube-control-plane")

@@ -35,9 +35,9 @@ from plans.netboot import roll
 from plans.netboot.pis import image_id
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import edit, homelab_doc, write_stack
-from tests.netns.lan import require_root, sh
+from tests.netns.lan import require_root
 from tests.netns.pis import NetbootService, Pis, Step, connection_of, netboot_service, pis, reboot_now, run_like_the_engine, secret
-from tests.netns.test_k3s_steps import SLACK, ok, watching
+from tests.netns.test_k3s_steps import SLACK, ok, operator_key, watching
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -200,9 +200,7 @@ def built(images: Path, image: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("pi-roll")
-    key = root / "id_ed25519"
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "iluvatar-test", "-f", str(key))
-    pub = (root / "id_ed25519.pub").read_text().strip()
+    key, pub = operator_key(root)
     stack = load_stack_file(write_stack(root, stack_doc(pub, FLASHED), stack="homelab"))
     (root / "newer-stack").mkdir()
     newer = load_stack_file(write_stack(root / "newer-stack", stack_doc(pub, FLASHED, NEWER), stack="homelab"))
