@@ -160,7 +160,8 @@ class Pi(pulumi.ComponentResource):
             # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
             # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
             # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
-            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi up --replace` of its host-key step.
+            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi state delete` of its host-key step, then
+            # `pulumi up` (not `--replace`: it keeps the ignored old connection, docs/layers/ainur.md).
             # Review 41-3 C1: read after the pointer. A card-less Pi boots only once pi-tftp serves the folder its
             # pointer names (plans.netboot.pis: no pointer, `continue`), so on its first `up` the key is read at its
             # first boot (the step's dial retries, plans.k3s.SSH_DIAL_*, cover the boot); on a Pi already running, the
