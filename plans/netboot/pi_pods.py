@@ -257,6 +257,38 @@ def nfs_digest(stack: StackConfig) -> str:
     return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
 
 
+# How long `pulumi up` waits for netboot-cache to be ready when maiar netboot (review 41-1 M3). Its pod is ready on a Pi
+# only past the image builder, which on a new image downloads ~1.2 GB and writes ~7 GB at its peak to the Pi's SD card
+# (the image unpacked, then its root cut out): an estimate of up to BUILD_MINUTES per Pi on a card (~20 MB/s written),
+# not measured on a Pi. A new image's DaemonSet rolls one Pi at a time (a DaemonSet's default maxUnavailable 1), so the
+# bound is pulumi-kubernetes' own 10 minutes (its await default) and BUILD_MINUTES per Pi that builds. With the image
+# built, every start is a no-op (the builder's check of .complete) and the cache is ready in seconds, as before.
+BUILD_MINUTES = 30
+AWAIT_MINUTES = 10
+
+
+def card_pis(stack: StackConfig) -> list[Node]:
+    """The Pis that boot from their card, where netboot-cache runs (and builds the image) when maiar netboot."""
+    netbooting = {n.name for n in netboot_pis(stack)}
+    return [n for n in stack.ainur_nodes if n.name not in netbooting]
+
+
+def cache_wait_minutes(stack: StackConfig) -> int:
+    """pulumi up's bound on netboot-cache's readiness: its default alone without a netbooting maia."""
+    return AWAIT_MINUTES + (BUILD_MINUTES * len(card_pis(stack)) if netboot_pis(stack) else 0)
+
+
+def cache_wait_message(stack: StackConfig) -> str:
+    """What `pulumi preview` and `up` say of the wait on netboot-cache when maiar netboot: what it waits for, and how long."""
+    names = ", ".join(n.name for n in card_pis(stack))
+    return (
+        f"netboot-cache is ready on a Pi only once the Pi image {image_dir(stack).rsplit('/', 1)[1]} is built there: a new image is "
+        f"downloaded (~1.2 GB) and unpacked (~7 GB written to the SD card) on each Pi that boots from its card ({names}), one "
+        f"Pi at a time, up to {BUILD_MINUTES} minutes each; pulumi up waits up to {cache_wait_minutes(stack)} minutes, and so do "
+        "Arda's netbooting machines, which wait for netboot-cache. A built image takes seconds (nothing is downloaded)."
+    )
+
+
 def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any]) -> None:
     """Add the netbooting Pis' steps to the netboot-cache pod spec and keep both pods off netbooting Pis (in place)."""
     if not netboot_pis(stack):
@@ -309,6 +341,9 @@ __all__ = [
     "boot_name",
     "boot_projection",
     "cache_digest",
+    "cache_wait_message",
+    "cache_wait_minutes",
+    "card_pis",
     "cache_steps",
     "cache_volumes",
     "manifests",
