@@ -18,8 +18,8 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
-from plans.netboot import pi_pods
 from plans import references
+from plans.netboot import pi_pods
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -113,11 +113,13 @@ class Netboot(pulumi.ComponentResource):
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
         cache_opts = made_opts
-        if pi_pods.netboot_pis(stack):
+        if pi_pods.builds_image(stack):
             wait = f"{pi_pods.cache_wait_minutes(stack)}m"
-            cache_opts = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)))
+            cache_opts = pulumi.ResourceOptions.merge(
+                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+            )
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
-        if pi_pods.netboot_pis(stack):
+        if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics = name, list(args.schematics)

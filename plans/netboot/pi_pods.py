@@ -26,7 +26,7 @@ from plans import storage
 from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
 from plans.netboot.debs import fetch_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
-from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
+from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
 from stacks import pins
@@ -267,6 +267,11 @@ BUILD_MINUTES = 30
 AWAIT_MINUTES = 10
 
 
+def builds_image(stack: StackConfig) -> bool:
+    """Whether netboot-cache builds the Pi image (on each card Pi): when a maia netboots."""
+    return bool(netboot_pis(stack))
+
+
 def card_pis(stack: StackConfig) -> list[Node]:
     """The Pis that boot from their card, where netboot-cache runs (and builds the image) when maiar netboot."""
     netbooting = {n.name for n in netboot_pis(stack)}
@@ -275,7 +280,7 @@ def card_pis(stack: StackConfig) -> list[Node]:
 
 def cache_wait_minutes(stack: StackConfig) -> int:
     """pulumi up's bound on netboot-cache's readiness: its default alone without a netbooting maia."""
-    return AWAIT_MINUTES + (BUILD_MINUTES * len(card_pis(stack)) if netboot_pis(stack) else 0)
+    return AWAIT_MINUTES + (BUILD_MINUTES * len(card_pis(stack)) if builds_image(stack) else 0)
 
 
 def cache_wait_message(stack: StackConfig) -> str:
@@ -340,12 +345,13 @@ __all__ = [
     "boot_configmap",
     "boot_name",
     "boot_projection",
+    "builds_image",
     "cache_digest",
+    "cache_steps",
+    "cache_volumes",
     "cache_wait_message",
     "cache_wait_minutes",
     "card_pis",
-    "cache_steps",
-    "cache_volumes",
     "manifests",
     "nfs_digest",
     "nfs_pod",

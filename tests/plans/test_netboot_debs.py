@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_the_fetch_script_downloads_from_the_snapshot_by_pool_path() -> None:
 
 
 class _Mirror(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, *args: object) -> None:
         type(self).requests.append(self.path)
