@@ -492,10 +492,10 @@ def test_the_wait_on_netboot_cache_fits_an_image_build_on_each_card_pi(netbootin
     )
 
 
-def test_without_a_netbooting_maia_netboot_cache_waits_the_default(tmp_path: Path) -> None:
+def test_without_a_netbooting_maia_netboot_cache_waits_the_default() -> None:
     from plans.netboot import pi_pods
 
-    regs = simulate(read_stack_file(write_stack(tmp_path, homelab_doc(), stack="homelab"))).named()
+    regs = simulated(HOMELAB).named()
     # pulumi-kubernetes' own default (10 minutes), as before maiar netbooted.
     assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {}
     assert pi_pods.cache_wait_minutes(load_stack_file(HOMELAB)) == pi_pods.AWAIT_MINUTES == 10
