@@ -195,3 +195,14 @@ def test_the_cache_steps_ask_nothing_of_apts_indexes() -> None:
     container = pi_pods.nfs_pod(netbooting())["containers"][0]
     assert container["command"][2].startswith("dpkg -i /var/lib/iluvatar/netboot/pi-nfs-debs/*.deb >/dev/null && ")
     assert PurePosixPath(pi_pods.GANESHA_DEBS).name == "pi-nfs-debs"
+
+
+def test_the_bump_tool_writes_the_pins_and_the_extract_the_repository_keeps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m tools.debian_closure` run on the index (here its kept extract, which holds every stanza it reads) prints
+    each set's pins.DEBS lines in apt's order and writes the extract back unchanged: a bump is this, on a newer index."""
+    out = tmp_path / "extract.Packages"
+    for name in ("pi-nfs", "pi-image"):
+        assert debian_closure.main([str(EXTRACT), str(out), *WANTED[name]]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert sorted(printed) == sorted(f'        "{path}": "{sha256}",' for path, sha256 in pins.DEBS[name].items())
+    assert out.read_text() == EXTRACT.read_text()
