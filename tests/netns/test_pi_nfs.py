@@ -385,6 +385,11 @@ def held_reads(net: Lan, ip: str, path: str, seconds: float) -> subprocess.Popen
     return subprocess.Popen(["ip", "netns", "exec", client_ns(net, ip), *args, "--interval", "0.25"], cwd=REPO, stdout=subprocess.PIPE, text=True)
 
 
+def roots_of(folder: Path) -> list[str]:
+    """The roots of one Pi on the volume: its folders (beside them, the serve script's .booted and .previous)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+
 def exports_of(conf: Path) -> dict[str, int]:
     """Each export of the generated ganesha.conf by its pseudo path, with its id."""
     blocks = re.findall(r"Export_Id = (\d+);\n\s+Path = [^;]+;\n\s+Pseudo = ([^;]+);", conf.read_text())
@@ -455,12 +460,15 @@ def test_a_new_image_gives_each_pi_a_root_beside_the_one_it_runs_which_never_cha
         assert exports_of(server.conf)[export("ilmare")] == slots["ilmare"][0]
         assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "written on the old image\n"
         # The old image gone from this Pi (the builder removes it once no pointer names it; here eonwe's still does):
-        # ilmare's old root goes; eonwe's, which its pointer boots, stays on the volume, unserved until the image is back.
+        # ilmare's old root stays, its rollback root (review 41-1 H3: what its pointer named before it moved), and
+        # eonwe's, which its pointer boots; both stay on the volume, unserved until the image is back.
         server.stop()
         shutil.move(old_image, server.root.parent / "parked")
         server.start()
-        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == [newer_id]
-        assert sorted(p.name for p in (roots / "eonwe").iterdir()) == sorted([old, newer_id])
+        assert roots_of(roots / "ilmare") == sorted([old, newer_id])
+        assert (roots / "ilmare" / ".previous").read_text() == f"{old}\n"
+        assert (roots / "ilmare" / old / "upper" / "etc" / "hostname").read_text() == "written on the old image\n"
+        assert roots_of(roots / "eonwe") == sorted([old, newer_id])
         assert exports_of(server.conf) == {export("eonwe", newer_id): slots["eonwe"][1], export("ilmare", newer_id): slots["ilmare"][1]}
         assert "is not served: the image is not built on this Pi" in (server.root / "ganesha.log").read_text()
     finally:
@@ -600,7 +608,8 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
     pruned O's root and given N its slot, N's EXPORT block would carry the Export_Id Ganesha holds under O's Path, which
     nfs-ganesha V4.3 refuses (src/support/exports.c:1384-1395): N unexported, the roll's gate failing for 300 s. The
     reload frees no slot: N takes slot 2, the real Ganesha exports it at once, A is served throughout by the same
-    Ganesha; O keeps its slot (not served) until the next start prunes it."""
+    Ganesha; O keeps its slot (not served), and a start keeps it too: it is the Pis' rollback root (what their pointers
+    named before they moved to A), which only a later move frees (review 41-1 H3)."""
     from plans.netboot import pi_image as pi_image_plan
 
     net, server = served
@@ -640,11 +649,12 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
         assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=a_id).stdout == "image A\n"
         log = (server.root / "ganesha.log").read_text()
         assert log.count("NFS SERVER INITIALIZED") == 1 and "doesn't match" not in log, log[-3000:]
-        # O's root stays on the volume with its slot until a start, which prunes it.
+        # O's root stays on the volume with its slot, and through a start: the Pis' rollback root.
         assert (roots / "ilmare" / o_id / "slot").read_text() == "0\n"
         server.stop()
         server.start()
-        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == sorted([a_id, n_id])
+        assert roots_of(roots / "ilmare") == sorted([o_id, a_id, n_id])
+        assert (roots / "ilmare" / ".previous").read_text() == f"{o_id}\n"
     finally:
         server.stop()
         if parked.exists():
@@ -702,5 +712,67 @@ def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_bloc
             shutil.rmtree(o_image.parent / image_id, ignore_errors=True)
             for pi in ("eonwe", "ilmare"):
                 shutil.rmtree(roots / pi / image_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
+        server.start()
+
+
+def test_a_failover_to_a_pi_without_a_pis_image_removes_and_switches_no_root_and_says_which_pi_is_not_served(
+    served: tuple[Lan, Server],
+) -> None:
+    """Review 41-1 H3: mid-roll, eonwe still boots O and ilmare moved to A (its rollback root O). The server moves to a
+    Pi that built only A (it joined, or was reflashed, after the image change): its images folder lacks O. The first
+    version removed ilmare's rollback root there (its image gone, neither the stack's nor booted). Now: nothing is
+    removed or switched; ilmare's root of A is served; eonwe's root of O is kept, unserved, with an error naming eonwe,
+    its image and the fix; and back on a Pi that has O, eonwe's root is served as it was, its own writes in it."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, o_id, a_id = server.image, IMAGE, "ubuntu-24.04.4-rolled"
+    a_image = o_image.parent / a_id
+    # The Pi the server moves to: its own images folder, holding only A (the images are on each Pi's own disk).
+    other_images = server.root.parent / "other-pi-images"
+    try:
+        _from_image_alone(server, roots, o_image)
+        server.start()  # both Pis boot O, the stack's
+        assert write(net, EONWE_IP, "/etc/hostname", "eonwe on O\n", pi="eonwe").returncode == 0
+        assert write(net, ILMARE_IP, "/etc/hostname", "ilmare on O\n").returncode == 0
+        server.stop()
+        shutil.copytree(o_image, a_image)
+        # The stack moves to A, and ilmare's pointer moves to it (its roll); eonwe's is next.
+        server.image = a_image
+        server.pointers = {**pi_pods.boot_projection(server.stack), "eonwe/image": o_id, "ilmare/image": a_id}
+        server.start()
+        assert sorted(exports_of(server.conf)) == sorted(export(pi, image) for pi in ("eonwe", "ilmare") for image in (o_id, a_id))
+        server.stop()
+        # The failover: the same volume, another Pi's images.
+        other_images.mkdir()
+        shutil.copytree(a_image, other_images / a_id)
+        server.image = other_images / a_id
+        server.start()
+        log = (server.root / "ganesha.log").read_text()
+        assert "goes:" not in log, log[-3000:]
+        assert roots_of(roots / "ilmare") == sorted([o_id, a_id])
+        assert roots_of(roots / "eonwe") == sorted([o_id, a_id])
+        assert (roots / "ilmare" / o_id / "upper" / "etc" / "hostname").read_text() == "ilmare on O\n"
+        assert (roots / "eonwe" / o_id / "upper" / "etc" / "hostname").read_text() == "eonwe on O\n"
+        assert (
+            f"iluvatar: ERROR: eonwe boots {o_id}, which is not built on this Pi: its root is kept on the volume but not served" in log
+        ), log[-3000:]
+        assert "ERROR: ilmare" not in log
+        assert exports_of(server.conf).keys() == {export("eonwe", a_id), export("ilmare", a_id)}
+        assert nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=a_id).stdout == f"{a_id}\n"
+        # Not exported: Ganesha answers an unknown pseudo path as it answers a closed one.
+        assert "MNT3ERR_ACCES(13)" in nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe", o_id).stderr
+        # Back on a Pi that built O: eonwe's root as it was, and ilmare's rollback root too.
+        server.stop()
+        server.image = a_image
+        server.start()
+        assert nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe", o_id).stdout == "eonwe on O\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname", image=o_id).stdout == "ilmare on O\n"
+    finally:
+        server.stop()
+        shutil.rmtree(other_images, ignore_errors=True)
+        shutil.rmtree(a_image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            shutil.rmtree(roots / pi / a_id, ignore_errors=True)
         server.image, server.pointers = o_image, None
         server.start()
