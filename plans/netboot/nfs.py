@@ -165,7 +165,7 @@ build() {{
     boot=$stack_image
     if [ -f "$boots/$name/image" ]; then boot=$(cat "$boots/$name/image"); fi
     # What the Pi booted before its pointer last moved (review 41-1 H3): its rollback root, kept on the volume, which
-    # follows the server to any Pi, so that a move back (piImage set back) finds the root the Pi ran, whichever Pi serves.
+    # follows the server to any Pi, so that a move back (piImage as it was) finds the root the Pi ran, whichever Pi serves.
     booted=""
     if [ -f "$ROOTS/$name/.booted" ]; then booted=$(cat "$ROOTS/$name/.booted"); fi
     previous=""
@@ -249,7 +249,7 @@ build() {{
         if [ "$image" = "$boot" ]; then
           # The root the Pi runs, on a Pi that never built its image (a failover to a card Pi that joined or was
           # reflashed after it): never switched to another image, never removed; the others are served, and this says why.
-          echo "iluvatar: ERROR: $name boots $image, which is not built on this Pi: its root is kept on the volume but not served, so $name cannot boot or runs stalled; the other Pis are served. Move the netboot pods back to a Pi that built $image, or set iluvatar:ainur.piImage to that image (its release and sha256) so that every card Pi builds it" >&2
+          echo "iluvatar: ERROR: $name boots $image, which is not built on this Pi: its root is kept on the volume but not served, so $name cannot boot or runs stalled; the other Pis are served. Move the netboot pods back to a Pi that built $image, or make that image the stack's again (iluvatar:ainur.piImage, its release and sha256) so that every card Pi builds it" >&2
         else
           echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
         fi
