@@ -117,7 +117,8 @@ def serve_script() -> str:
     not served, with an error naming it and the fix; its root is neither removed nor switched to another image.
 
     Environment: IMAGE (the stack's built image: root.img and .complete; its folder holds the others), ROOTS (each
-    Pi's writable layers, kept across restarts and moves: the volume), PIS (per Pi: `<pi>/files/...` the files its
+    Pi's writable layers, kept across restarts and moves: `<pi>/`, each Pi's own volume), LEGACY (optional: the first
+    version's single volume, `<pi>/<image>/`, whose roots are linked into ROOTS once and served where they are), PIS (per Pi: `<pi>/files/...` the files its
     roots carry, `<pi>/export.conf` and `<pi>/export-ids`), BOOTS (the boot pointers as the kubelet projects them:
     `<pi>/image`), EXPORTS (where the roots are mounted), CORE (ganesha.conf's fixed part), CONF (the whole, written),
     ADDRESS (the service address Ganesha binds) and ADDRESS_WAIT (how long to wait for it on this host, 120 s by default).
@@ -162,6 +163,22 @@ build() {{
     mkdir -p "$ROOTS/$name"
     # The layout before boot pointers kept one root per Pi behind these: a root's folder alone says what it is now.
     rm -f "$ROOTS/$name/current" "$ROOTS/$name/next"
+    # The first version's single volume of every Pi's roots (LEGACY, by Pi; review 41-1 M1): a Pi's roots found there
+    # are served from where they are, linked once into its own volume: the same upper and work folders (so the same
+    # file handles, which the Pi holds) and the same slots (so the same export ids). Its new roots are made on its own
+    # volume; a root pruned later loses its link only. Nothing on the old volume is ever removed by this script.
+    if [ -z "$reload" ] && [ -n "${{LEGACY:-}}" ] && [ -d "$LEGACY/$name" ] && [ ! -e "$ROOTS/$name/.linked" ]; then
+      for old in "$LEGACY/$name"/*; do
+        [ -d "$old/upper" ] || continue
+        case "$old" in *.new) continue ;; esac
+        [ -e "$ROOTS/$name/$(basename "$old")" ] || ln -s "$old" "$ROOTS/$name/$(basename "$old")"
+      done
+      for mark in .booted .previous; do
+        if [ -f "$LEGACY/$name/$mark" ] && [ ! -e "$ROOTS/$name/$mark" ]; then cp "$LEGACY/$name/$mark" "$ROOTS/$name/$mark"; fi
+      done
+      echo "iluvatar: $name's roots on the first version's pi-roots volume are served from it, where they are:" $(ls "$LEGACY/$name") >&2
+      touch "$ROOTS/$name/.linked"
+    fi
     boot=$stack_image
     if [ -f "$boots/$name/image" ]; then boot=$(cat "$boots/$name/image"); fi
     # What the Pi booted before its pointer last moved (review 41-1 H3): its rollback root, kept on the volume, which
@@ -231,11 +248,11 @@ build() {{
           kill -TERM $$
           exit 1
         fi
-        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot), is its rollback root (${{previous:-none}}) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from the pi-roots volume, then restart pi-nfs" >&2
+        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot), is its rollback root (${{previous:-none}}) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from its volume (pi-root-$name), then restart pi-nfs" >&2
         exit 1
       fi
       if [ -z "$free" ]; then
-        echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from the pi-roots volume" >&2
+        echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from its volume (pi-root-$name)" >&2
         exit 1
       fi
       echo "$free" > "$layer/slot"

@@ -59,6 +59,9 @@ class Server:
 
     # The boot pointers' files as the kubelet projects them (plans.netboot.pi_pods.boot_projection); None: the stack's.
     pointers: dict[str, str] | None = None
+    # Where the roots are (None: the module's `roots` folder beside the servers'), and the first version's single volume.
+    roots: Path | None = None
+    legacy: Path | None = None
 
     def start(self) -> None:
         pis_dir, boots, core = self.root / "pis", self.root / "boots", self.root / "ganesha-core.conf"
@@ -78,7 +81,8 @@ class Server:
         env = {
             "ADDRESS": SVC,
             "IMAGE": str(self.image),
-            "ROOTS": str(self.root.parent / "roots"),
+            "ROOTS": str(self.roots or self.root.parent / "roots"),
+            **({"LEGACY": str(self.legacy)} if self.legacy else {}),
             "PIS": str(pis_dir),
             "BOOTS": str(boots),
             "EXPORTS": str(self.root / "exports"),
@@ -700,7 +704,7 @@ def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_bloc
         assert "pi-nfs restarts to prune" not in log, log[-3000:]
         # eonwe comes first, and the reload stops there.
         assert "eonwe has no free export id for its root of ubuntu-24.04.4-full, and a restart would free none" in log, log[-3000:]
-        assert "remove a root it does not boot from the pi-roots volume, then restart pi-nfs" in log
+        assert "remove a root it does not boot from its volume (pi-root-eonwe), then restart pi-nfs" in log
         # The same Ganesha serves the running roots.
         time.sleep(2)
         assert all(proc.poll() is None for proc in server.procs)
@@ -774,4 +778,61 @@ def test_a_failover_to_a_pi_without_a_pis_image_removes_and_switches_no_root_and
         for pi in ("eonwe", "ilmare"):
             shutil.rmtree(roots / pi / a_id, ignore_errors=True)
         server.image, server.pointers = o_image, None
+        server.start()
+
+
+def test_the_roots_on_the_first_versions_single_volume_are_served_where_they_are_with_the_same_handles(
+    served: tuple[Lan, Server], tmp_path: Path
+) -> None:
+    """Review 41-1 M1, the move of an existing homelab: the first version kept every Pi's roots on one volume (pi-roots,
+    ROOTS/<pi>/<image>). The first start with a volume per Pi finds its own volume empty and the old one mounted at
+    LEGACY: each Pi's roots are linked in, not copied, so a file the Pi wrote (in its own layer only, whose NFS handle
+    is the layer's inode) is read on through the restart by the handle the Pi holds, at the same export id; nothing
+    on the old volume is removed or emptied; a root of a new image is made on the Pi's own volume."""
+    net, server = served
+    module_roots = server.root.parent / "roots"
+    o_image, o_id = server.image, IMAGE
+    legacy, own = tmp_path / "legacy", tmp_path / "own"
+    n_id = "ubuntu-24.04.4-after-move"
+    n_image = o_image.parent / n_id
+    try:
+        _from_image_alone(server, module_roots, o_image)
+        # The first version's server: every Pi's roots on the one volume.
+        server.roots = legacy
+        server.start()
+        # A file only in ilmare's own layer: its NFS handle is the layer's inode, which a copy would change.
+        (tmp_path / "own-file").write_text("ilmare's own file\n")
+        made = in_ns(client_ns(net, ILMARE_IP), require("nfs-cp"), str(tmp_path / "own-file"), url("/etc/written-by-ilmare"), check=False)
+        assert made.returncode == 0, made.stderr
+        before = exports_of(server.conf)
+        hold = held_reads(net, ILMARE_IP, "/etc/written-by-ilmare", 14)
+        time.sleep(2)
+        server.stop()
+        # pi-nfs replaced by this version: each Pi's own (empty) volume, and the old one mounted beside them.
+        for pi in ("eonwe", "ilmare"):
+            (own / pi).mkdir(parents=True)
+        server.roots, server.legacy = own, legacy
+        server.start()
+        hold.wait(timeout=60)
+        assert hold.stdout is not None
+        reads = [json.loads(line) for line in hold.stdout]
+        assert [r["data"] for r in reads if "ok" in r][-1:] == ["ilmare's own file\n"], reads
+        assert reads[-1]["t"] > 10 and not [r for r in reads if "error" in r], reads
+        assert exports_of(server.conf) == before
+        assert (own / "ilmare" / o_id).is_symlink() and (own / "ilmare" / o_id).resolve() == legacy / "ilmare" / o_id
+        assert "ilmare's roots on the first version's pi-roots volume are served from it" in (server.root / "ganesha.log").read_text()
+        # A new image: its roots on each Pi's own volume; the old volume unchanged.
+        shutil.copytree(o_image, n_image)
+        server.stop()
+        server.image = n_image
+        server.start()
+        assert (own / "ilmare" / n_id / "upper").is_dir() and not (own / "ilmare" / n_id).is_symlink()
+        assert roots_of(legacy / "ilmare") == [o_id]
+        assert (legacy / "ilmare" / o_id / "upper" / "etc" / "written-by-ilmare").read_text() == "ilmare's own file\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/written-by-ilmare", image=n_id).returncode != 0
+        assert nfs_cat(net, ILMARE_IP, "/etc/written-by-ilmare").stdout == "ilmare's own file\n"
+    finally:
+        server.stop()
+        shutil.rmtree(n_image, ignore_errors=True)
+        server.image, server.roots, server.legacy = o_image, None, None
         server.start()
