@@ -377,15 +377,16 @@ def root_claim_manifest(stack: StackConfig, node: Node) -> dict[str, Any]:
 def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     """The first version's single volume of the roots: on a homelab deployed with it, its roots are served from it as
     they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume; on a new
-    one, an empty volume of 1 GiB. Its spec is the program's only at creation (components.netboot ignores changes to
-    it: a claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
+    one, an empty volume of 1 GiB on the roots' class (pi-nfs cannot start without it: its replicas too must never
+    depend on a maia's disk). Its spec is the program's only at creation (components.netboot ignores changes to it: a
+    claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": _meta(LEGACY_CLAIM, _labels("pi-nfs")),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage.git_mirror_class(stack),
+            "storageClassName": roots_class(stack),
             "resources": {"requests": {"storage": "1Gi"}},
         },
     }

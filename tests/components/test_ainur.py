@@ -394,6 +394,8 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
     assert claim.inputs["metadata"]["labels"]["iluvatar/pi"] == "ilmare"
     legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
     assert (legacy.protect, legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (False, True, ("spec",))
+    # Where it is new, on the roots' class too: pi-nfs needs it attached, so its replicas too stay off the maiar.
+    assert legacy.inputs["spec"]["storageClassName"] == "pi-roots"
     sc = regs["netboot-storageclass-pi-roots"]
     assert sc.inputs["parameters"] == {"numberOfReplicas": "2", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
     assert (sc.inputs["reclaimPolicy"], sc.inputs["provisioner"]) == ("Retain", "driver.longhorn.io")

@@ -43,7 +43,7 @@ def test_each_pis_roots_volume_is_admitted_on_the_class_whose_replicas_only_the_
         assert claims == {
             "pi-root-eonwe": ("pi-roots", "20Gi", "eonwe"),
             "pi-root-ilmare": ("pi-roots", "20Gi", "ilmare"),
-            "pi-roots": ("longhorn", "1Gi", None),
+            "pi-roots": ("pi-roots", "1Gi", None),
         }
         # Longhorn's default node tags (what its kubernetes_node_controller copies into the Longhorn Node's tags) on
         # the card Pi with a data disk alone: never on a netbooting maia, whose disk a root must not depend on.
