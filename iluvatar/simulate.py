@@ -329,7 +329,9 @@ STATE_UNREAD: dict[str, tuple[str, ...]] = {"kubernetes:apiextensions.k8s.io/v1:
 # itself, made once per process the way a registration's inputs travel (pulumi 3.272.0 runtime/resource.py:1286-1291:
 # rpc.serialize_properties into a RegisterResourceRequest's `object`, which mocks.py:317 deserialises): the recorded
 # inputs are the same, to the protobuf maps' key order (tests/iluvatar/test_simulate.py compares runs with and without).
-# The real engine's program is unchanged: what it receives never passes here.
+# The real engine's program is unchanged: what it receives never passes here. The program only hands each CRD to
+# components.kube.create; one that read a schema (a hash of it in an annotation) would read the reference here, and
+# that test's run with the schemas whole would register something else.
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 SCHEMA_REFERENCE = "iluvatar-simulate:crd-schema:"
 
