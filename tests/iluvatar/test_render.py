@@ -595,5 +595,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         if (c.get("securityContext") or {}).get("privileged")
     )
     assert privileged == ["Deployment-pi-nfs.yaml:nfs"]
-    claim = yaml.safe_load(files["kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml"])
-    assert (claim["spec"]["storageClassName"], claim["spec"]["resources"]["requests"]["storage"]) == ("longhorn", "40Gi")
+    # A volume per Pi's roots, on the class whose replicas only the card Pi (manwe) holds (review 41-1 M1, M2); the
+    # first version's single volume stays, 1 GiB on the same class where new (its spec is ignored where it exists).
+    claims = {
+        name: (doc["spec"]["storageClassName"], doc["spec"]["resources"]["requests"]["storage"])
+        for name in ("pi-root-eonwe", "pi-root-ilmare", "pi-roots")
+        for doc in [yaml.safe_load(files[f"kubernetes/ainur/netboot/PersistentVolumeClaim-{name}.yaml"])]
+    }
+    assert claims == {"pi-root-eonwe": ("pi-roots", "20Gi"), "pi-root-ilmare": ("pi-roots", "20Gi"), "pi-roots": ("pi-roots", "1Gi")}
+    [roots_class] = [yaml.safe_load(text) for path, text in files.items() if path.endswith("StorageClass-pi-roots.yaml")]
+    assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
