@@ -534,13 +534,15 @@ GOGC = "300"
 # measured, not traced (likely: no idle P spinning for work, GC work not spread over two). Goroutines still interleave
 # (preempted asynchronously), so nothing a test checks depends on it. Deploying rk1, interleaved runs under a load of 6 to 11:
 # the control plane's CPU 21.7 s on average with 2 (20.5, 22.5, 22.2) and 19.2 s with 1 (19.5, 19.7, 18.4), etcd's
-# alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass).
+# alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass). Not kwok: it plays every kubelet, whose
+# heartbeats some tests race against (tests/netns/test_k3s_steps.py, `_recreate_node`), for 1 % of a plane's CPU.
 GOMAXPROCS = "1"
+ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 
 
-def component_env() -> dict[str, str]:
-    """The environment of a control-plane component: this process's, with the tests' GOGC and GOMAXPROCS."""
-    return {**os.environ, "GOGC": GOGC, "GOMAXPROCS": GOMAXPROCS}
+def component_env(component: str) -> dict[str, str]:
+    """The environment of a control-plane component: this process's, with the tests' GOGC, and GOMAXPROCS but for kwok."""
+    return {**os.environ, "GOGC": GOGC, **({"GOMAXPROCS": GOMAXPROCS} if component in ONE_PROCESSOR else {})}
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -658,7 +660,13 @@ class Cluster:
         command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
         with open(log, "ab") as out:
             popen = subprocess.Popen(  # noqa: S603
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root, env=component_env()
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.root,
+                env=component_env(component),
             )
         process = Process(component, popen, log)
         self.processes.append(process)

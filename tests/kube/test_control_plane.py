@@ -77,12 +77,13 @@ def test_every_component_collects_garbage_at_the_tests_gogc(kube_talos: Cluster)
     assert {name: [v for v in env if v.startswith(b"GOGC=")] for name, env in environments.items()} == {name: [b"GOGC=300"] for name in environments}
 
 
-def test_every_component_runs_on_one_processor_and_the_api_server_queues_nothing(kube_talos: Cluster) -> None:
+def test_all_but_kwok_run_on_one_processor_and_the_api_server_queues_nothing(kube_talos: Cluster) -> None:
     # The tests' settings for CPU (tools/kube_cluster.py, docs/proof/performance.md, CI time, sixth pass).
     environments = {p.name: Path(f"/proc/{p.popen.pid}/environ").read_bytes().split(b"\0") for p in kube_talos.processes}
-    assert {name: [v for v in env if v.startswith(b"GOMAXPROCS=")] for name, env in environments.items()} == {
-        name: [b"GOMAXPROCS=1"] for name in environments
-    }
+    # kwok, every kubelet's stand-in, keeps the test process's (none on CI: Go's default, the cores).
+    ours = [f"GOMAXPROCS={os.environ['GOMAXPROCS']}".encode()] if "GOMAXPROCS" in os.environ else []
+    expected = {name: [b"GOMAXPROCS=1"] if name != "kwok" else ours for name in environments}
+    assert {name: [v for v in env if v.startswith(b"GOMAXPROCS=")] for name, env in environments.items()} == expected
     # Priority and fairness off: its filter names the FlowSchema and priority level of every request it admits
     # (k8s.io/apiserver v0.35.1 pkg/server/filters/priority-and-fairness.go:373-374); the max-in-flight filter names none.
     pki = kube_talos.pki
