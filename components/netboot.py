@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from plans import netboot as plan
 from plans import references
+from plans.netboot import pi_pods
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -104,7 +105,22 @@ class Netboot(pulumi.ComponentResource):
         # storage layer, long after this): `serve_pis` makes them, once the program has it.
         self._pis = [m for m in rest if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("PersistentVolumeClaim", "pi-roots"))]
         rest = [m for m in rest if m not in self._pis]
-        self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
+        made_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics))
+        # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
+        # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
+        cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
+        others = [m for m in rest if m not in cache]
+        self.objects.update(kube.create_all(name, others, made_opts, existing))
+        made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
+        cache_opts = made_opts
+        if pi_pods.builds_image(stack):
+            wait = f"{pi_pods.cache_wait_minutes(stack)}m"
+            cache_opts = pulumi.ResourceOptions.merge(
+                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+            )
+        self.objects.update(kube.create_all(name, cache, cache_opts, made))
+        if pi_pods.builds_image(stack):
+            pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics = name, list(args.schematics)
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]

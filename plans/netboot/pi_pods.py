@@ -24,18 +24,20 @@ from typing import Any
 
 from plans import storage
 from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
+from plans.netboot.debs import fetch_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
-from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
+from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
 from stacks import pins
 from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
-# image of the same date as DEBIAN_IMAGE's.
-GANESHA_VERSION = "4.3-2"
+# image of the same date as DEBIAN_IMAGE's. Its packages, and the builder's, are pinned files (plans.netboot.debs).
+GANESHA_VERSION = pins.APPS["nfs-ganesha"]
 BOOKWORM_IMAGE = pins.IMAGES["debian-bookworm"]
 GANESHA_DEBS = f"{HOST_CACHE}/pi-nfs-debs"
+BUILDER_DEBS = f"{HOST_CACHE}/pi-image-debs"
 ROOTS_SIZE_PER_PI_GI = 20
 # Not a netbooting Pi: k3s labels those iluvatar/boot=netboot (plans.k3s.config).
 NOT_NETBOOTED = {"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}
@@ -77,6 +79,8 @@ def pi_config(stack: StackConfig) -> dict[str, str]:
         "build-pi-image.sh": build_script(),
         "pi-tftp.sh": tftp_script(),
         "serve-pis.sh": serve_script(),
+        "pi-nfs-debs.sh": fetch_script("pi-nfs", "NFS-Ganesha"),
+        "pi-image-debs.sh": fetch_script("pi-image", "the Pi image builder's tools"),
         "ganesha.conf": ganesha_conf(stack),
         # What `iluvatar render` lists for the user: the image, and the lines each Pi's EEPROM needs.
         "image.txt": f"Ubuntu {image.release} for Raspberry Pi\nurl: {image.url}\nsha256: {image.sha256}\nfolder: {image_dir(stack)}\n",
@@ -114,23 +118,27 @@ def cache_steps(stack: StackConfig) -> list[dict[str, Any]]:
     cache = {"name": "cache", "mountPath": HOST_CACHE}
     scripts = {"name": "pi-netboot", "mountPath": "/etc/iluvatar-pi"}
     boots = {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True}
-    apt = "apt-get update -qq && apt-get install -y -qq --no-install-recommends"
     return [
         {
             "name": "pi-image",
-            "image": DEBIAN_IMAGE,
-            "command": ["sh", "-c", f"{apt} {' '.join(BUILDER_PACKAGES)} >/dev/null && exec sh /etc/iluvatar-pi/build-pi-image.sh"],
+            # Debian 12, as the NFS server's: its tools are the pinned set of that release (stacks.pins.DEBS), installed
+            # by the builder only when it has an image to build (TOOLS): a Pi whose image is built asks nothing of the
+            # network (review 41-1 M3).
+            "image": BOOKWORM_IMAGE,
+            "command": ["sh", "/etc/iluvatar-pi/build-pi-image.sh"],
             "env": [{"name": "URL", "value": image.url}, {"name": "SHA256", "value": image.sha256}, {"name": "OUT", "value": image_dir(stack)},
-                    {"name": "PIS", "value": " ".join(n.name for n in netboot_pis(stack))}, {"name": "BOOTS", "value": BOOTS}],
+                    {"name": "PIS", "value": " ".join(n.name for n in netboot_pis(stack))}, {"name": "BOOTS", "value": BOOTS},
+                    {"name": "DIR", "value": BUILDER_DEBS},
+                    {"name": "TOOLS", "value": f"sh /etc/iluvatar-pi/pi-image-debs.sh && dpkg -i {BUILDER_DEBS}/*.deb >/dev/null"}],
             "volumeMounts": [scripts, cache, boots],
         },
         {
             "name": "pi-nfs-packages",
             "image": BOOKWORM_IMAGE,
             # The packages and every one they need that the image lacks, kept on the Pi for the NFS container.
-            "command": ["sh", "-c", f"mkdir -p {GANESHA_DEBS}/partial && apt-get update -qq && apt-get install -y -qq --download-only -o Dir::Cache::archives={GANESHA_DEBS} "
-                        f"nfs-ganesha={GANESHA_VERSION} nfs-ganesha-vfs={GANESHA_VERSION}"],
-            "volumeMounts": [cache],
+            "command": ["sh", "/etc/iluvatar-pi/pi-nfs-debs.sh"],
+            "env": [{"name": "DIR", "value": GANESHA_DEBS}],
+            "volumeMounts": [scripts, cache],
         },
     ]  # fmt: skip
 
@@ -152,7 +160,7 @@ def tftp_container() -> dict[str, Any]:
 
 def cache_volumes(stack: StackConfig) -> list[dict[str, Any]]:
     return [
-        {"name": "pi-netboot", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("build-pi-image.sh", "pi-tftp.sh")]}},
+        {"name": "pi-netboot", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in CACHE_SCRIPTS]}},
         _boots_volume(stack),
     ]
 
@@ -233,7 +241,8 @@ def _digest(data: dict[str, str]) -> str:
 # H5). The cache's steps: the builder, pi-tftp and the image. The NFS server: its script, ganesha.conf and each Pi's
 # exports; not the Pis' seeds (a user-data change, a k3s upgrade's among them, restarted it and stalled every root at
 # once): the server writes a seed into a root at its next start, and cloud-init reads it only when a root is new.
-CACHE_KEYS = ("build-pi-image.sh", "pi-tftp.sh", "image.txt")
+CACHE_SCRIPTS = ("build-pi-image.sh", "pi-tftp.sh", "pi-image-debs.sh", "pi-nfs-debs.sh")
+CACHE_KEYS = (*CACHE_SCRIPTS, "image.txt")
 
 
 def cache_digest(stack: StackConfig) -> str:
@@ -243,8 +252,46 @@ def cache_digest(stack: StackConfig) -> str:
 
 def nfs_digest(stack: StackConfig) -> str:
     """pi-nfs's config digest: a change replaces the NFS server of every root."""
-    keep = ("serve-pis.sh", "ganesha.conf")
+    # pi-nfs-debs.sh: a new Ganesha (its pinned files) is installed by the server's next start.
+    keep = ("serve-pis.sh", "ganesha.conf", "pi-nfs-debs.sh")
     return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
+
+
+# How long `pulumi up` waits for netboot-cache to be ready when maiar netboot (review 41-1 M3). Its pod is ready on a Pi
+# only past the image builder, which on a new image downloads ~1.2 GB and writes ~7 GB at its peak to the Pi's SD card
+# (the image unpacked, then its root cut out): an estimate of up to BUILD_MINUTES per Pi on a card (~20 MB/s written),
+# not measured on a Pi. A new image's DaemonSet rolls one Pi at a time (a DaemonSet's default maxUnavailable 1), so the
+# bound is pulumi-kubernetes' own 10 minutes (its await default) and BUILD_MINUTES per Pi that builds. With the image
+# built, every start is a no-op (the builder's check of .complete) and the cache is ready in seconds, as before.
+BUILD_MINUTES = 30
+AWAIT_MINUTES = 10
+
+
+def builds_image(stack: StackConfig) -> bool:
+    """Whether netboot-cache builds the Pi image (on each card Pi): when a maia netboots."""
+    return bool(netboot_pis(stack))
+
+
+def card_pis(stack: StackConfig) -> list[Node]:
+    """The Pis that boot from their card, where netboot-cache runs (and builds the image) when maiar netboot."""
+    netbooting = {n.name for n in netboot_pis(stack)}
+    return [n for n in stack.ainur_nodes if n.name not in netbooting]
+
+
+def cache_wait_minutes(stack: StackConfig) -> int:
+    """pulumi up's bound on netboot-cache's readiness: its default alone without a netbooting maia."""
+    return AWAIT_MINUTES + (BUILD_MINUTES * len(card_pis(stack)) if builds_image(stack) else 0)
+
+
+def cache_wait_message(stack: StackConfig) -> str:
+    """What `pulumi preview` and `up` say of the wait on netboot-cache when maiar netboot: what it waits for, and how long."""
+    names = ", ".join(n.name for n in card_pis(stack))
+    return (
+        f"netboot-cache is ready on a Pi only once the Pi image {image_dir(stack).rsplit('/', 1)[1]} is built there: a new image is "
+        f"downloaded (~1.2 GB) and unpacked (~7 GB written to the SD card) on each Pi that boots from its card ({names}), one "
+        f"Pi at a time, up to {BUILD_MINUTES} minutes each; pulumi up waits up to {cache_wait_minutes(stack)} minutes, and so do "
+        "Arda's netbooting machines, which wait for netboot-cache. A built image takes seconds (nothing is downloaded)."
+    )
 
 
 def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any]) -> None:
@@ -298,9 +345,13 @@ __all__ = [
     "boot_configmap",
     "boot_name",
     "boot_projection",
+    "builds_image",
     "cache_digest",
     "cache_steps",
     "cache_volumes",
+    "cache_wait_message",
+    "cache_wait_minutes",
+    "card_pis",
     "manifests",
     "nfs_digest",
     "nfs_pod",

@@ -361,6 +361,10 @@ def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_ever
 
     assert regs["netboot-configmap-pi-netboot"].inputs["data"] != again["netboot-configmap-pi-netboot"].inputs["data"]
     assert digests(regs) == digests(again)
+    # Review 41-1 H5's rest: nothing of pi-nfs changes, its pod spec included (the seed reaches the root through the
+    # projected ConfigMap, which the kubelet updates in place), so the NFS server of every root is not restarted.
+    assert regs["netboot-deployment-pi-nfs"].inputs == again["netboot-deployment-pi-nfs"].inputs
+    assert regs["netboot-daemonset-netboot-cache"].inputs == again["netboot-daemonset-netboot-cache"].inputs
 
 
 def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting: Simulation) -> None:
@@ -464,3 +468,34 @@ def test_no_step_dials_a_netbooting_maia_before_its_boot_pointer_exists(netbooti
         assert pointer in before(regs[name].urn), name
     # And the key is read before the first step that sends the Pi a secret (the join's config carries the token).
     assert regs["ainur-ilmare-host-key"].urn in before(regs["ainur-ilmare-join"].urn)
+
+
+def test_the_wait_on_netboot_cache_fits_an_image_build_on_each_card_pi(netbooting: Simulation) -> None:
+    """Review 41-1 M3: netboot-cache's pod is ready on a Pi only past the image builder, and pulumi-kubernetes' 10-minute
+    default cannot hold a new image's build (~1.2 GB down, ~7 GB written to an SD card) on each card Pi in turn."""
+    from plans.netboot import pi_pods
+    from tests.plans.test_netboot_pis import netbooting as two_netbooting
+
+    regs = netbooting.named()
+    # ilmare netboots: manwe and eonwe boot from their cards and build, 30 minutes each, after the default 10.
+    assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {"create": "70m", "update": "70m"}
+    # The other objects keep pulumi-kubernetes' default: only the cache waits on a build.
+    assert regs["netboot-deployment-netboot"].custom_timeouts == {}
+    stack = two_netbooting()
+    assert [n.name for n in pi_pods.card_pis(stack)] == ["manwe"]
+    assert pi_pods.cache_wait_minutes(stack) == 40
+    assert pi_pods.cache_wait_message(stack) == (
+        "netboot-cache is ready on a Pi only once the Pi image ubuntu-24.04.3-9bb1799cee89 is built there: a new image is "
+        "downloaded (~1.2 GB) and unpacked (~7 GB written to the SD card) on each Pi that boots from its card (manwe), one "
+        "Pi at a time, up to 30 minutes each; pulumi up waits up to 40 minutes, and so do Arda's netbooting machines, which "
+        "wait for netboot-cache. A built image takes seconds (nothing is downloaded)."
+    )
+
+
+def test_without_a_netbooting_maia_netboot_cache_waits_the_default() -> None:
+    from plans.netboot import pi_pods
+
+    regs = simulated(HOMELAB).named()
+    # pulumi-kubernetes' own default (10 minutes), as before maiar netbooted.
+    assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {}
+    assert pi_pods.cache_wait_minutes(load_stack_file(HOMELAB)) == pi_pods.AWAIT_MINUTES == 10
