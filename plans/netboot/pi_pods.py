@@ -225,7 +225,10 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
             }
         ],
         "volumes": [
-            {"name": "config", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("serve-pis.sh", "ganesha.conf", "pi-nfs-install.sh")]}},
+            {
+                "name": "config",
+                "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("serve-pis.sh", "ganesha.conf", "pi-nfs-install.sh")]},
+            },
             {"name": "pis", "configMap": {"name": "pi-netboot", "items": _items(stack)}},
             _boots_volume(stack),
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},

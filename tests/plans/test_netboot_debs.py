@@ -19,7 +19,7 @@ from typing import ClassVar
 import pytest
 
 from plans.netboot import debs, pi_image, pi_pods
-from stacks import pins
+from stacks import StackConfig, pins
 from tests.edit import ROOT
 from tools import debian_closure
 
@@ -216,7 +216,9 @@ def test_the_bump_tool_writes_the_pins_and_the_extract_the_repository_keeps(tmp_
     assert out.read_text() == EXTRACT.read_text()
 
 
-def test_a_failed_download_leaves_the_set_the_pi_had_whole(tmp_path: Path, mirror: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_download_leaves_the_set_the_pi_had_whole(
+    tmp_path: Path, mirror: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Review 41-5 M1: a new set (beta gone, delta in) whose delta the mirror does not have: the previous set stays, every
     file of it, until the new one is complete; then what is not pinned goes."""
     base, root, _ = mirror
@@ -247,7 +249,9 @@ def test_each_file_is_asked_of_the_live_archive_first_then_the_snapshot(tmp_path
     base, _, requests = mirror
     done = _fetch(tmp_path, f"{base}/gone {base}")
     assert done.returncode == 0, done.stderr
-    assert requests == [x for n in ("alpha", "beta", "gamma") for x in (f"/gone/pool/main/t/test/{n}_1.0-1_arm64.deb", f"/pool/main/t/test/{n}_1.0-1_arm64.deb")]
+    assert requests == [
+        x for n in ("alpha", "beta", "gamma") for x in (f"/gone/pool/main/t/test/{n}_1.0-1_arm64.deb", f"/pool/main/t/test/{n}_1.0-1_arm64.deb")
+    ]
     assert done.stdout.splitlines() == [f"iluvatar: the test set: downloaded {n}_1.0-1_arm64.deb from {base}" for n in ("alpha", "beta", "gamma")]
     assert not (tmp_path / "debs" / ".log").exists()
 
@@ -280,7 +284,7 @@ def ganesha_debs(index: dict[str, dict[str, str]], tmp_path_factory: pytest.Temp
         (out / "build" / name / "DEBIAN" / "control").write_text(_control(index[name], arch))
         deb = out / "debs" / PurePosixPath(path).name
         deb.parent.mkdir(exist_ok=True)
-        subprocess.run(["dpkg-deb", "-Zgzip", "--build", str(out / "build" / name), str(deb)], check=True, capture_output=True)  # noqa: S607
+        subprocess.run(["dpkg-deb", "-Zgzip", "--build", str(out / "build" / name), str(deb)], check=True, capture_output=True)
     return out / "debs"
 
 
@@ -296,7 +300,9 @@ def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: P
     (root / "var/lib/dpkg/status").write_text("\n".join(_control(index[n], arch, installed=True) for n in sorted(debian_closure.image(index))))
     (root / "var/lib/dpkg/available").write_text("")
     dpkg = root / "bin" / "dpkg"
-    dpkg.write_text(f'#!/bin/sh\nexec /usr/bin/dpkg --root={root} --admindir={root}/var/lib/dpkg --log={root}/var/log/dpkg.log --force-bad-path "$@"\n')
+    dpkg.write_text(
+        f'#!/bin/sh\nexec /usr/bin/dpkg --root={root} --admindir={root}/var/lib/dpkg --log={root}/var/log/dpkg.log --force-bad-path "$@"\n'
+    )
     dpkg.chmod(0o755)
     (root / "apt.conf").write_text(f'Dir "{root}/";\nDir::State::status "{root}/var/lib/dpkg/status";\nDir::Bin::dpkg "{dpkg}";\n')
     folder = tmp_path / "pi-nfs-debs"
@@ -312,7 +318,7 @@ def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: P
 
 
 def _statuses(env: dict[str, str]) -> dict[str, str]:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"], capture_output=True, text=True, env=env, check=True)  # noqa: S607
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"], capture_output=True, text=True, env=env, check=True)
     return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.stdout.splitlines()}
 
 
@@ -326,7 +332,7 @@ def _install(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess
     return subprocess.run(["sh", str(script)], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def _netbooting() -> object:
+def _netbooting() -> StackConfig:
     from tests.plans.test_netboot_pis import netbooting
 
     return netbooting()
@@ -344,7 +350,7 @@ def test_pi_nfs_installs_every_package_of_ganesha_s_set_in_the_order_dpkg_needs(
 
 def test_one_dpkg_i_of_ganesha_s_set_leaves_it_unconfigured(image_root: dict[str, str]) -> None:
     """The deliberate break: pi-nfs's former command, on the same root, fails as review 41-5 saw in a Debian 12 chroot."""
-    done = subprocess.run(["sh", "-c", f"dpkg -i {image_root['DIR']}/*.deb >/dev/null"], capture_output=True, text=True, env=image_root, check=False)  # noqa: S607
+    done = subprocess.run(["sh", "-c", f"dpkg -i {image_root['DIR']}/*.deb >/dev/null"], capture_output=True, text=True, env=image_root, check=False)
     assert done.returncode == 1
     assert "pre-dependency problem - not installing python3-minimal" in done.stderr
     assert "pre-dependency problem - not installing python3\n" in done.stderr
