@@ -388,3 +388,22 @@ def test_pi_nfs_waits_a_bounded_time_for_a_missing_file_then_names_it(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("iluvatar: NFS-Ganesha: the 48 pinned Debian packages are installed\n")
     assert _statuses(image_root)["nfs-ganesha-vfs"] == "ii "
+
+
+def test_pi_nfs_fails_naming_a_package_of_the_set_that_apt_did_not_install(
+    tmp_path: Path, image_root: dict[str, str], index: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apt's exit status is not the last word: a file whose package is not the one its pinned name says (here the VFS
+    backend's file holding another package) installs, and the script fails naming nfs-ganesha-vfs rather than serving
+    with no backend for the roots."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    build = tmp_path / "other"
+    (build / "DEBIAN").mkdir(parents=True)
+    (build / "DEBIAN" / "control").write_text(_control({**index["nfs-ganesha-vfs"], "Package": "nfs-ganesha-other"}, arch))
+    deb = Path(image_root["DIR"]) / "nfs-ganesha-vfs_4.3-2_arm64.deb"
+    subprocess.run(["dpkg-deb", "-Zgzip", "--build", str(build), str(deb)], check=True, capture_output=True)
+    monkeypatch.setitem(pins.DEBS["pi-nfs"], "pool/main/n/nfs-ganesha/nfs-ganesha-vfs_4.3-2_arm64.deb", hashlib.sha256(deb.read_bytes()).hexdigest())
+    done = _install(tmp_path, image_root)
+    assert done.returncode == 1
+    assert done.stderr.startswith("iluvatar: NFS-Ganesha: nfs-ganesha-vfs is not installed after apt ran (dpkg status ''): ")
+    assert _statuses(image_root)["nfs-ganesha-other"] == "ii "
