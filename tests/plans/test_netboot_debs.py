@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -289,11 +291,15 @@ def ganesha_debs(index: dict[str, dict[str, str]], tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture
-def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A root holding the image model's packages, the set's files in DIR (pinned by their SHA-256, as the stand-ins' are
-    not the archive's), and the environment that points apt and dpkg at the root."""
+    not the archive's), and the environment that points apt and dpkg at the root.
+
+    In memory where the machine has /dev/shm: dpkg syncs each file it writes (~940 fsync calls for this set), which took
+    7.5 s of waiting per install on this shared disk and 1.7 s on tmpfs, for the same ~1 s of CPU."""
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
-    root = tmp_path / "root"
+    base = Path(tempfile.mkdtemp(dir="/dev/shm")) if os.access("/dev/shm", os.W_OK) else tmp_path  # noqa: S108 - tmpfs, by design
+    root = base / "root"
     for sub in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/log/apt", "var/cache/apt/archives/partial",
                 "var/lib/apt/lists/partial", "etc/apt/apt.conf.d", "etc/apt/preferences.d", "tmp", "bin"):  # fmt: skip
         (root / sub).mkdir(parents=True)
@@ -305,7 +311,7 @@ def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: P
     )
     dpkg.chmod(0o755)
     (root / "apt.conf").write_text(f'Dir "{root}/";\nDir::State::status "{root}/var/lib/dpkg/status";\nDir::Bin::dpkg "{dpkg}";\n')
-    folder = tmp_path / "pi-nfs-debs"
+    folder = base / "pi-nfs-debs"
     folder.mkdir()
     hashes = {}
     for path in pins.DEBS["pi-nfs"]:
@@ -313,8 +319,11 @@ def image_root(index: dict[str, dict[str, str]], ganesha_debs: Path, tmp_path: P
         (folder / PurePosixPath(path).name).write_bytes(data)
         hashes[path] = hashlib.sha256(data).hexdigest()
     monkeypatch.setitem(pins.DEBS, "pi-nfs", hashes)
-    return {**os.environ, "DIR": str(folder), "APT_CONFIG": f"{root}/apt.conf", "DPKG_ADMINDIR": f"{root}/var/lib/dpkg",
-            "PATH": f"{root}/bin:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}  # fmt: skip
+    (base / "tmp").mkdir()
+    yield {**os.environ, "DIR": str(folder), "APT_CONFIG": f"{root}/apt.conf", "DPKG_ADMINDIR": f"{root}/var/lib/dpkg",
+           "PATH": f"{root}/bin:{os.environ['PATH']}", "TMPDIR": str(base / "tmp")}  # fmt: skip
+    if base != tmp_path:
+        shutil.rmtree(base)
 
 
 def _statuses(env: dict[str, str]) -> dict[str, str]:
@@ -345,7 +354,7 @@ def test_pi_nfs_installs_every_package_of_ganesha_s_set_in_the_order_dpkg_needs(
     assert (done.returncode, done.stdout, done.stderr) == (0, "iluvatar: NFS-Ganesha: the 48 pinned Debian packages are installed\n", "")
     statuses = _statuses(image_root)
     assert {n: statuses.get(n) for n in _set_names()} == dict.fromkeys(_set_names(), "ii ")
-    assert not list(tmp_path.glob("tmp.*"))  # its copies are gone
+    assert not list(Path(image_root["TMPDIR"]).iterdir())  # its checked copies are gone
 
 
 def test_one_dpkg_i_of_ganesha_s_set_leaves_it_unconfigured(image_root: dict[str, str]) -> None:
