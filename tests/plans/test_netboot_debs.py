@@ -219,6 +219,9 @@ def test_the_cache_steps_ask_nothing_of_apts_indexes() -> None:
     assert data["pi-nfs-install.sh"] == debs.install_script("pi-nfs", "NFS-Ganesha", "netboot-cache's pi-nfs-packages step")
     config = next(v for v in pi_pods.nfs_pod(netbooting())["volumes"] if v["name"] == "config")["configMap"]["items"]
     assert {"key": "pi-nfs-install.sh", "path": "pi-nfs-install.sh"} in config
+    # A file not on the Pi yet is waited for 10 minutes at most (docs/layers/ainur.md says so), then pi-nfs fails naming it.
+    assert debs.WAIT_SECONDS == 600
+    assert "bound=${WAIT_SECONDS:-600}\n" in data["pi-nfs-install.sh"]
     assert PurePosixPath(pi_pods.GANESHA_DEBS).name == "pi-nfs-debs"
 
 
