@@ -651,7 +651,7 @@ def _ipxe(tmp_path: Path, mirror: str) -> subprocess.CompletedProcess[str]:
     fetch = tmp_path / "ipxe-debs.sh"
     fetch.write_text(debs.fetch_script("netboot-ipxe", "iPXE"))
     script = netboot.fetch_ipxe_script(root=str(tmp_path / "tftp"), debs=str(tmp_path / "debs"), fetch=str(fetch))
-    return _run(script, tmp_path, MIRROR=mirror)
+    return _run(script, tmp_path, MIRRORS=mirror)
 
 
 def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp_path: Path) -> None:
@@ -672,7 +672,10 @@ def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp
         server.shutdown()
         server.server_close()
     assert first.returncode == 0, first.stderr
-    assert "iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb\n" in first.stdout
+    assert (
+        f"iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb from http://127.0.0.1:{server.server_address[1]}\n"
+        in first.stdout
+    )
     tftp = tmp_path / "tftp"
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tftp.iterdir()} == {n: d for n, (_, d) in netboot.IPXE_FILES.items()}
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["ipxe.sha256", "ipxe.sha256.new"], "the unpacked package is not left behind"
