@@ -103,7 +103,15 @@ class Netboot(pulumi.ComponentResource):
         # card before the server is replaced to serve a root of it.
         # The roots' volume and server wait for its storage too (review 41-1 H7: Longhorn's StorageClass comes with the
         # storage layer, long after this): `serve_pis` makes them, once the program has it.
-        self._pis = [m for m in rest if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("PersistentVolumeClaim", "pi-roots"))]
+        self._pis = [
+            m
+            for m in rest
+            if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("StorageClass", pi_pods.ROOTS_CLASS))
+            or (
+                m["kind"] == "PersistentVolumeClaim"
+                and (m["metadata"]["name"] == pi_pods.LEGACY_CLAIM or m["metadata"]["name"].startswith("pi-root-"))
+            )
+        ]
         rest = [m for m in rest if m not in self._pis]
         made_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics))
         # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
@@ -137,5 +145,21 @@ class Netboot(pulumi.ComponentResource):
             return
         name = self._name
         after = pulumi.ResourceOptions(parent=self, depends_on=[*self._schematics, self.objects[f"{name}-daemonset-netboot-cache"], *storage])
-        self.objects.update(kube.create_all(name, self._pis, after, self._made))
+        made = dict(self._made)
+        for claim in (m for m in self._pis if m["kind"] in ("StorageClass", "PersistentVolumeClaim")):
+            if claim["metadata"]["name"] == pi_pods.LEGACY_CLAIM:
+                # The first version's volume of every root (pi_pods.legacy_claim): never resized, replaced nor deleted.
+                keep = pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["spec"])
+            elif claim["kind"] == "PersistentVolumeClaim":
+                # A Pi's roots are irreplaceable (its k3s node password, its host keys, what it wrote): a removal of the
+                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md).
+                keep = pulumi.ResourceOptions(protect=True)
+            else:
+                keep = pulumi.ResourceOptions()
+            # Each claim after the roots' StorageClass, which comes first in the plan's list.
+            classes = [made[r] for r in made if r[:1] == ("StorageClass",) and r[2] == pi_pods.ROOTS_CLASS] if claim["kind"] != "StorageClass" else []
+            made[references.identity(claim)] = self.objects[kube.resource_name(name, claim)] = kube.create(
+                name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
+            )
+        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], after, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]

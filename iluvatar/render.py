@@ -142,7 +142,7 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
         data = redact(dnsmasq.inputs.get("data", {}))
         files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
         files["netboot/nginx.conf"] = data["nginx.conf"]
-        for script in ("fetch-assets.sh", "fetch-ipxe.sh", "restore-leases.sh", "save-leases.sh"):
+        for script in ("fetch-assets.sh", "fetch-ipxe.sh", "ipxe-debs.sh", "restore-leases.sh", "save-leases.sh"):
             files[f"netboot/{script}"] = data[script]
     ipxe = by_name.get("netboot-configmap-ipxe")
     if ipxe is not None:

@@ -199,4 +199,13 @@ DEBS: dict[str, dict[str, str]] = {
         "pool/main/m/mtools/mtools_4.0.33-1+really4.0.32-1_arm64.deb": "2c5a4eb80c2000f01ae9f9ab6054428b0d2beaaf995d10cd3d6dd2113ba88020",
         "pool/main/libz/libzstd/zstd_1.5.4+dfsg2-5_arm64.deb": "97a58383b0ad55cc8183e59cbb112f2eb55c3dc1e90de816fa5cfb983d5c2ff0",
     },
+    # iPXE's binaries the netboot serves (plans.netboot.cache), unpacked by the netboot-cache pod, whose image is Debian 13
+    # (IMAGES["debian"]): from Debian 13.8's arm64 index (main/binary-arm64/Packages.xz, SHA-256
+    # 5b9a010e6730e4019e90fcb81c92ad59f061955890d691b7d111637d3f8d3dab as its Release of 2026-11-21 says). Its version
+    # is trixie's release one (no +deb13u), in the archive since 2025-08-09, so the snapshot of 2026-08-01 holds it; its
+    # closure is the file alone (no Depends; grub-ipxe is only recommended), tests/fixtures/debian/trixie-arm64.Packages.
+    # The very file tools.debian unpacks for the firmware tests that boot it (tests/stacks/test_pins.py).
+    "netboot-ipxe": {
+        "pool/main/i/ipxe/ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb": "eeaca79dbde0fb86c102bf1d362c6f6a67ed0ddab38b3dd12e1b332339f5dd99",
+    },
 }

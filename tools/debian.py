@@ -49,6 +49,15 @@ def path(name: str) -> Path:
     return target
 
 
+def deb(name: str) -> Path:
+    """The .deb file `name` was unpacked from, kept beside it: the netboot's tests serve it as snapshot.debian.org would
+    (stacks.pins.DEBS["netboot-ipxe"] is this very file)."""
+    found = path(name) / ".deb"
+    if not found.is_file():
+        raise FileNotFoundError(f"{found} is missing; run `python -m tools.debian fetch` (.ci/run does)")
+    return found
+
+
 def archive_uri() -> str:
     """The Debian archive this machine's apt uses (from its own sources), so no host is assumed."""
     texts = [p.read_text() for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))] if p.is_file()]
@@ -89,7 +98,10 @@ def fetch() -> dict[str, Path]:
     """Download, check and unpack every pinned package (a no-op for those already unpacked)."""
     root = cache_dir()
     with _locked(root):
-        missing = [n for n, (v, _) in PACKAGES.items() if not (root / f"{n}_{v}" / ".complete").exists()]
+        # A cache from before the .deb was kept (tools.debian.deb) is fetched again.
+        missing = [
+            n for n, (v, _) in PACKAGES.items() if not (root / f"{n}_{v}" / ".complete").exists() or not (root / f"{n}_{v}" / ".deb").is_file()
+        ]
         if missing:
             apt = root / "apt"
             (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
@@ -109,12 +121,13 @@ def fetch() -> dict[str, Path]:
                 subprocess.run([apt_get, *options, "-qq", "download", *specs], check=True, cwd=tmp)  # noqa: S603
                 for name in missing:
                     version, digest = PACKAGES[name]
-                    [deb] = Path(tmp).glob(f"{name}_*.deb")
-                    if _sha256(deb) != digest:
-                        raise RuntimeError(f"{deb.name}: SHA-256 {_sha256(deb)} is not the pinned {digest}")
+                    [package] = Path(tmp).glob(f"{name}_*.deb")
+                    if _sha256(package) != digest:
+                        raise RuntimeError(f"{package.name}: SHA-256 {_sha256(package)} is not the pinned {digest}")
                     target = root / f"{name}_{version}"
                     shutil.rmtree(target, ignore_errors=True)
-                    subprocess.run([dpkg_deb, "-x", str(deb), str(target)], check=True)  # noqa: S603
+                    subprocess.run([dpkg_deb, "-x", str(package), str(target)], check=True)  # noqa: S603
+                    shutil.copyfile(package, target / ".deb")
                     (target / ".complete").write_text(digest + "\n")
     return {n: path(n) for n in PACKAGES}
 

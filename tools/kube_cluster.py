@@ -143,6 +143,15 @@ APISERVER_ARGS = (
     "--authorization-mode=Node,RBAC",
     "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
     "--profiling=false",
+    # Not Talos's nor k3s's (both leave priority and fairness on): a test's cost, not a behaviour it checks. With it off
+    # the API server puts the max-in-flight filter (400 reads, 200 writes at once: config.go:443-444) where the APF filter was
+    # (k8s.io/apiserver v0.35.1 pkg/server/config.go:1022-1031) and runs no APF config consumer (config.go:921-934,
+    # options/feature.go:73-84); the flowcontrol.apiserver.k8s.io API and its bootstrap FlowSchemas stay
+    # (k8s.io/kubernetes v1.35.1 pkg/controlplane/apiserver/apis.go:81 registers them whatever the flag). Authentication,
+    # authorization, admission (Pod Security, NodeRestriction, CEL) and scheduling are before or after it, unchanged; no
+    # test sends enough at once to be queued or refused by either filter. Deploying rk1, the API server spent 19.3 s of
+    # CPU with it on and 18.4 s off (two pairs; docs/proof/performance.md, CI time, sixth pass).
+    "--enable-priority-and-fairness=false",
 )
 TALOS = Flavor(
     name="talos",
@@ -520,11 +529,20 @@ def free_port(address: str = "127.0.0.1") -> int:
 # less often than by default (GOGC=100). Installing the charts' CRDs, the API server spent a fifth of its CPU
 # collecting; with this, its CPU for a homelab deployment fell by 12 to 25 % (three paired runs).
 GOGC = "300"
+# And one processor for Go code each (the runtime's GOMAXPROCS, 2 on CI's 2 cores). The suite runs four workers on
+# two cores, each with its control planes, so a component rarely had a second core to itself. Why one P costs less was
+# measured, not traced (likely: no idle P spinning for work, GC work not spread over two). Goroutines still interleave
+# (preempted asynchronously), so nothing a test checks depends on it. Deploying rk1, interleaved runs under a load of 6 to 11:
+# the control plane's CPU 21.7 s on average with 2 (20.5, 22.5, 22.2) and 19.2 s with 1 (19.5, 19.7, 18.4), etcd's
+# alone 1.7 s and 1.3 s (docs/proof/performance.md, CI time, sixth pass). Not kwok: it plays every kubelet, whose
+# heartbeats some tests race against (tests/netns/test_k3s_steps.py, `_recreate_node`), for 1 % of a plane's CPU.
+GOMAXPROCS = "1"
+ONE_PROCESSOR = frozenset({"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"})
 
 
-def component_env() -> dict[str, str]:
-    """The environment of a control-plane component: this process's, with the tests' GOGC."""
-    return {**os.environ, "GOGC": GOGC}
+def component_env(component: str) -> dict[str, str]:
+    """The environment of a control-plane component: this process's, with the tests' GOGC, and GOMAXPROCS but for kwok."""
+    return {**os.environ, "GOGC": GOGC, **({"GOMAXPROCS": GOMAXPROCS} if component in ONE_PROCESSOR else {})}
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -642,7 +660,13 @@ class Cluster:
         command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
         with open(log, "ab") as out:
             popen = subprocess.Popen(  # noqa: S603
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root, env=component_env()
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.root,
+                env=component_env(component),
             )
         process = Process(component, popen, log)
         self.processes.append(process)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 
 from plans.netboot.base import HOST_CACHE
+from plans.netboot.debs import files as debs_files
 from stacks import pins
 
 # iPXE binaries, served by TFTP, from Debian's `ipxe` package at a pinned version (the first
 # Debian release whose package ships an arm64 build). Name served -> (file in the package, SHA-256).
 IPXE_DEBIAN_VERSION = pins.APPS["ipxe"]
+# Where each Pi keeps that package's pinned file (stacks.pins.DEBS["netboot-ipxe"]), so a Pi refills its TFTP cache offline.
+IPXE_DEBS = f"{HOST_CACHE}/ipxe-debs"
 IPXE_FILES = {
     "undionly.kpxe": ("undionly.kpxe", "391bfe580ec9f823d046ee390765d6c389f482b9a8b9fae0f90871cd8ff57828"),
     "ipxe.efi": ("ipxe-amd64.efi", "6095eb23f4173674a3dc124a2a6d3cdeed514172793306a10d525f57b97cdc6a"),
@@ -40,20 +43,28 @@ def fetch_assets_script(urls: dict[str, tuple[str, str]], root: str = f"{HOST_CA
     return "\n".join(lines) + "\n"
 
 
-def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp") -> str:
-    """Fill a Pi's TFTP cache with the pinned iPXE binaries, checked by SHA-256, unless present."""
+def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, fetch: str = "/etc/iluvatar/ipxe-debs.sh") -> str:
+    """Fill a Pi's TFTP cache with the pinned iPXE binaries, checked by SHA-256, unless present.
+
+    They come out of Debian's pinned ipxe file (stacks.pins.DEBS["netboot-ipxe"]), kept in `debs` by the set's fetch
+    script `fetch` (plans.netboot.debs: snapshot.debian.org, its SHA-256, nothing asked of the network when it is there)
+    and unpacked with dpkg-deb, not installed: the binaries are data, and the first version's `apt-get update && apt-get
+    install ipxe=VERSION` failed once the live archive dropped that version, and with no internet."""
     sums = "\n".join(f"{digest}  {name}" for name, (_, digest) in sorted(IPXE_FILES.items()))
-    copies = "\n".join(f"  cp /usr/lib/ipxe/{source} {root}.new/{name}" for name, (source, _) in sorted(IPXE_FILES.items()))
+    [deb] = debs_files("netboot-ipxe")
+    copies = "\n".join(f'  cp "$X/usr/lib/ipxe/{source}" {root}.new/{name}' for name, (source, _) in sorted(IPXE_FILES.items()))
     return (
         "set -eu\n"
         # The container's /tmp; TMPDIR where the script runs beside others (the tests).
         'SUMS="${TMPDIR:-/tmp}/ipxe.sha256"\n'
+        'X="${TMPDIR:-/tmp}/ipxe-deb"\n'
         f"cat > \"$SUMS\" <<'EOF'\n{sums}\nEOF\n"
         f'if ! (cd {root} 2>/dev/null && sha256sum -c --status "$SUMS"); then\n'
-        "  apt-get update -qq\n"
-        f"  apt-get install -y -qq --no-install-recommends ipxe={IPXE_DEBIAN_VERSION}\n"
+        f"  DIR={debs} sh {fetch}\n"
+        f'  rm -rf "$X" && dpkg-deb -x {debs}/{deb} "$X"\n'
         f"  rm -rf {root}.new && mkdir -p {root}.new\n"
         f"{copies}\n"
+        f'  rm -rf "$X"\n'
         f'  (cd {root}.new && sha256sum -c "$SUMS")\n'
         f"  rm -rf {root}.old && if [ -d {root} ]; then mv {root} {root}.old; fi && mv {root}.new {root} && rm -rf {root}.old\n"
         "fi\n"

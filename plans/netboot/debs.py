@@ -1,5 +1,7 @@
 """The Debian packages the Pis' pods install, kept on each Pi that boots from its card: NFS-Ganesha for the pi-nfs pod,
-the image builder's tools for its step (stacks.pins.DEBS, by set).
+the image builder's tools for its step (stacks.pins.DEBS, by set); and on every Pi, iPXE's package, which the
+netboot-cache pod unpacks into the TFTP root (plans.netboot.cache; its image is Debian 13, whose apt 3.0 has the same
+apt-helper download-file with a SHA256: argument; not read at that tag: the script's own sha256sum check stands either way).
 
 Why pinned files and not `apt-get install NAME=VERSION` (review 41-1 M5): the live archive drops a version at the next
 point release, and every new homelab would then fail. Each file is fetched from snapshot.debian.org, which keeps

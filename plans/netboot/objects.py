@@ -13,6 +13,7 @@ from plans import talos
 from plans.netboot import pi_pods
 from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, asset_boards, service_ip
 from plans.netboot.cache import fetch_ipxe_script
+from plans.netboot.debs import fetch_script
 from plans.netboot.dnsmasq import dnsmasq_conf
 from plans.netboot.ipxe import scripts
 from plans.netboot.kube_vip import kube_vip_services
@@ -56,6 +57,8 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
         "restore-leases.sh": restore_leases_script(),
         "save-leases.sh": save_leases_script(),
         "fetch-ipxe.sh": fetch_ipxe_script(),
+        # The pinned ipxe file, which fetch-ipxe.sh unpacks (plans.netboot.debs).
+        "ipxe-debs.sh": fetch_script("netboot-ipxe", "iPXE"),
     }
     if stack.discovery is not None:
         config_data["discovery-window.sh"] = window_script()

@@ -13,7 +13,11 @@ Where each runs, and why:
 - `pi-nfs`, one replica, replaced never rolled (two servers of one root must never run at once), on the Pi that runs
   the netboot pod (required pod affinity): the service address is there, and it is the roots' server address.
   Privileged: it loop-mounts the image and mounts an overlay per Pi (plans.netboot.nfs); nothing else of the netboot
-  namespace is. Its volume `pi-roots` holds each Pi's own layer and follows it to whichever Pi it moves to.
+  namespace is. Each Pi's roots are on a volume of its own, `pi-root-<pi>` (review 41-1 M1: one Pi filling its
+  volume fills no other's, and adding a Pi changes no other's volume), which follows the server to whichever Pi it
+  moves to; with Longhorn, on the `pi-roots` StorageClass, whose replicas are only ever on Pis that boot from their
+  cards (review 41-1 M2: plans.storage.pi_root_pis). The single `pi-roots` volume of the first version is kept and
+  mounted too: the roots it holds are served from it where they are (plans.netboot.nfs.serve_script links them).
 - Neither the netboot pod nor these ever run on a netbooting Pi (k3s labels it iluvatar/boot=netboot, plans.k3s): a Pi
   cannot serve the root it boots from, and after a power cut only the Pis with cards come up by themselves.
 """
@@ -38,13 +42,53 @@ GANESHA_VERSION = pins.APPS["nfs-ganesha"]
 BOOKWORM_IMAGE = pins.IMAGES["debian-bookworm"]
 GANESHA_DEBS = f"{HOST_CACHE}/pi-nfs-debs"
 BUILDER_DEBS = f"{HOST_CACHE}/pi-image-debs"
-ROOTS_SIZE_PER_PI_GI = 20
+# Each Pi's volume: its roots of the image it runs, the next, and its rollback root (plans.netboot.nfs), each the
+# image's files it changed (k3s's containerd images above all, with snapshotter native: whole copies per layer).
+ROOT_SIZE_GI = 20
+# The first version's single volume of every Pi's roots (its size then was 20 GiB a Pi): kept, never resized nor
+# deleted by Iluvatar, and mounted at LEGACY_ROOTS so that the roots on it stay served where they are.
+LEGACY_CLAIM = "pi-roots"
+LEGACY_ROOTS = "/legacy-roots"
+# The netbooted roots' StorageClass with Longhorn: replicas only on Pis tagged PI_ROOT_TAG (plans.storage).
+ROOTS_CLASS = "pi-roots"
 # Not a netbooting Pi: k3s labels those iluvatar/boot=netboot (plans.k3s.config).
 NOT_NETBOOTED = {"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}
 # Where the pods see the boot pointers (the pi-boot-<pi> ConfigMaps, projected), and the generated ganesha.conf.
 BOOTS = "/etc/iluvatar-pi-boots"
 GANESHA_CONF = "/run/iluvatar/ganesha.conf"
 POINTER_KEYS = ("folder", "image", "cmdline.txt")
+
+
+def root_claim(node: Node) -> str:
+    """The claim of a Pi's roots, by its name: another Pi's coming or going never touches it."""
+    return f"pi-root-{node.name}"
+
+
+def roots_class(stack: StackConfig) -> str:
+    """The roots' StorageClass: Longhorn's, limited to the card-booting Pis, when it runs; else k3s's local-path."""
+    return ROOTS_CLASS if storage.longhorn_enabled(stack) else "local-path"
+
+
+def roots_storage_class(stack: StackConfig) -> dict[str, Any]:
+    """The `pi-roots` StorageClass: Longhorn volumes whose replicas only ever land on Pis that boot from their cards
+    (the nodeSelector matches the tag plans.storage.longhorn_node_annotations gives them), one per such Pi up to three;
+    kept when the claim goes (Retain), and grown in place. Parameters as Longhorn v1.10.1's CSI driver reads them
+    (csi/util.go:getVolumeOptions: numberOfReplicas, staleReplicaTimeout, nodeSelector split at commas)."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": ROOTS_CLASS, "labels": _labels("pi-nfs")},
+        "provisioner": "driver.longhorn.io",
+        "parameters": {
+            "numberOfReplicas": str(storage.pi_root_replicas(stack)),
+            "staleReplicaTimeout": "30",
+            "nodeSelector": storage.PI_ROOT_TAG,
+            "fsType": "ext4",
+        },
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
 
 
 def boot_name(name: str) -> str:
@@ -194,6 +238,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
+                    {"name": "LEGACY", "value": LEGACY_ROOTS},
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
                     {"name": "BOOTS", "value": BOOTS},
                     {"name": "EXPORTS", "value": EXPORTS},
@@ -216,7 +261,8 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True},
                     {"name": "images", "mountPath": PI_IMAGES, "readOnly": True},
                     {"name": "cache", "mountPath": GANESHA_DEBS, "subPath": "pi-nfs-debs", "readOnly": True},
-                    {"name": "roots", "mountPath": "/roots"},
+                    *({"name": f"root-{n.name}", "mountPath": f"/roots/{n.name}"} for n in netboot_pis(stack)),
+                    {"name": "legacy-roots", "mountPath": LEGACY_ROOTS},
                 ],
             }
         ],
@@ -226,7 +272,8 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
             _boots_volume(stack),
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "Directory"}},
-            {"name": "roots", "persistentVolumeClaim": {"claimName": "pi-roots"}},
+            *({"name": f"root-{n.name}", "persistentVolumeClaim": {"claimName": root_claim(n)}} for n in netboot_pis(stack)),
+            {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}},
         ],
     }
 
@@ -310,26 +357,51 @@ def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any])
     netboot["volumes"] = [*netboot["volumes"], {"name": "pi-images", "hostPath": {"path": PI_IMAGES, "type": "DirectoryOrCreate"}}]
 
 
+def root_claim_manifest(stack: StackConfig, node: Node) -> dict[str, Any]:
+    """A Pi's roots' volume, labelled with the Pi, of its own size: Longhorn's is a block device of that size, so a Pi
+    that fills it fills no other's (local-path's is a folder on the card Pi's disk, which bounds nothing). Longhorn
+    replicates it, so it follows the NFS server to another Pi; local-path keeps it on one (the NFS server, and so the
+    netboot pod, cannot leave it: stacks.storage refuses that with two card Pis)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(root_claim(node), {**_labels("pi-nfs"), "iluvatar/pi": node.name}),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": roots_class(stack),
+            "resources": {"requests": {"storage": f"{ROOT_SIZE_GI}Gi"}},
+        },
+    }
+
+
+def legacy_claim(stack: StackConfig) -> dict[str, Any]:
+    """The first version's single volume of the roots: on a homelab deployed with it, its roots are served from it as
+    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume; on a new
+    one, an empty volume of 1 GiB on the roots' class (pi-nfs cannot start without it: its replicas too must never
+    depend on a maia's disk). Its spec is the program's only at creation (components.netboot ignores changes to it: a
+    claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(LEGACY_CLAIM, _labels("pi-nfs")),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": roots_class(stack),
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """The objects only a netbooting maia brings: its ConfigMap, the roots' volume and the NFS server."""
     if not netboot_pis(stack):
         return []
     labels = _labels("pi-nfs")
-    size = ROOTS_SIZE_PER_PI_GI * len(netboot_pis(stack))
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("pi-netboot", _labels("netboot")), "data": pi_config(stack)},
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": _meta("pi-roots", labels),
-            # Longhorn when it runs on the Ainur (replicated: the roots follow the NFS server to another Pi), else k3s's
-            # local-path (on one Pi: the NFS server, and so the netboot pod, cannot leave it). As the Git mirror's.
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": storage.git_mirror_class(stack),
-                "resources": {"requests": {"storage": f"{size}Gi"}},
-            },
-        },
+        *([roots_storage_class(stack)] if roots_class(stack) == ROOTS_CLASS else []),
+        *(root_claim_manifest(stack, n) for n in netboot_pis(stack)),
+        legacy_claim(stack),
         # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
         _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
@@ -339,8 +411,12 @@ __all__ = [
     "BOOKWORM_IMAGE",
     "BOOTS",
     "GANESHA_VERSION",
+    "LEGACY_CLAIM",
+    "LEGACY_ROOTS",
     "NAMESPACE",
     "NOT_NETBOOTED",
+    "ROOTS_CLASS",
+    "ROOT_SIZE_GI",
     "TFTP_ROOT",
     "boot_configmap",
     "boot_name",
@@ -352,11 +428,16 @@ __all__ = [
     "cache_wait_message",
     "cache_wait_minutes",
     "card_pis",
+    "legacy_claim",
     "manifests",
     "nfs_digest",
     "nfs_pod",
     "pi_config",
     "project",
+    "root_claim",
+    "root_claim_manifest",
+    "roots_class",
+    "roots_storage_class",
     "tftp_container",
     "with_pis",
 ]

@@ -382,6 +382,34 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting
     assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
 
 
+def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_card_pis_hold(netbooting: Simulation) -> None:
+    """Review 41-1 M1/M2: a volume per netbooting Pi, protected (a Pi's removal stops at it), on the pi-roots class whose
+    Longhorn replicas go only to Pis tagged pi-root, which the program tags: the Pis that boot from their cards and have
+    a data disk (manwe and eonwe here), never ilmare. The first version's single volume stays in the program, never
+    resized nor deleted (its roots are served where they are)."""
+    regs = netbooting.named()
+    claim = regs["netboot-persistentvolumeclaim-pi-root-ilmare"]
+    assert claim.protect and not claim.retain_on_delete
+    assert claim.inputs["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "pi-roots", "resources": {"requests": {"storage": "20Gi"}}}
+    assert claim.inputs["metadata"]["labels"]["iluvatar/pi"] == "ilmare"
+    legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
+    assert (legacy.protect, legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (False, True, ("spec",))
+    # Where it is new, on the roots' class too: pi-nfs needs it attached, so its replicas too stay off the maiar.
+    assert legacy.inputs["spec"]["storageClassName"] == "pi-roots"
+    sc = regs["netboot-storageclass-pi-roots"]
+    assert sc.inputs["parameters"] == {"numberOfReplicas": "2", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
+    assert (sc.inputs["reclaimPolicy"], sc.inputs["provisioner"]) == ("Retain", "driver.longhorn.io")
+    assert sc.urn in claim.dependencies and regs["storage-ainur-longhorn-application-longhorn"].urn in claim.dependencies
+    assert claim.urn in regs["netboot-deployment-pi-nfs"].dependencies and legacy.urn in regs["netboot-deployment-pi-nfs"].dependencies
+    # Longhorn's default node tags on the card Pis' Nodes, in the NodePatch that labels them after their join.
+    tags = {name: r.inputs["metadata"].get("annotations") for name, r in regs.items() if name.startswith("storage-ainur-node-")}
+    assert tags == {
+        "storage-ainur-node-manwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
+        "storage-ainur-node-eonwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
+        "storage-ainur-node-ilmare": None,
+    }
+
+
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:
     """Review 41-2 H1: Pulumi keeps a failed step's old inputs, so a roll that failed at a join and is set back finds the
     join, k3s step and uncordon unchanged. The reboot step carries the drain's run mark and the pointer's resourceVersion,

@@ -41,7 +41,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 222 files",
+        f"rendered stack homelab to {out}: 223 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -51,7 +51,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 222 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 223 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -595,5 +595,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         if (c.get("securityContext") or {}).get("privileged")
     )
     assert privileged == ["Deployment-pi-nfs.yaml:nfs"]
-    claim = yaml.safe_load(files["kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml"])
-    assert (claim["spec"]["storageClassName"], claim["spec"]["resources"]["requests"]["storage"]) == ("longhorn", "40Gi")
+    # A volume per Pi's roots, on the class whose replicas only the card Pi (manwe) holds (review 41-1 M1, M2); the
+    # first version's single volume stays, 1 GiB on the same class where new (its spec is ignored where it exists).
+    claims = {
+        name: (doc["spec"]["storageClassName"], doc["spec"]["resources"]["requests"]["storage"])
+        for name in ("pi-root-eonwe", "pi-root-ilmare", "pi-roots")
+        for doc in [yaml.safe_load(files[f"kubernetes/ainur/netboot/PersistentVolumeClaim-{name}.yaml"])]
+    }
+    assert claims == {"pi-root-eonwe": ("pi-roots", "20Gi"), "pi-root-ilmare": ("pi-roots", "20Gi"), "pi-roots": ("pi-roots", "1Gi")}
+    [roots_class] = [yaml.safe_load(text) for path, text in files.items() if path.endswith("StorageClass-pi-roots.yaml")]
+    assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}

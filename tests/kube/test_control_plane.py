@@ -8,8 +8,10 @@ Pending with the scheduler's event; a second server-side apply of the same objec
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -73,6 +75,31 @@ def test_every_component_collects_garbage_at_the_tests_gogc(kube_talos: Cluster)
     environments = {p.name: Path(f"/proc/{p.popen.pid}/environ").read_bytes().split(b"\0") for p in kube_talos.processes}
     assert sorted(environments) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
     assert {name: [v for v in env if v.startswith(b"GOGC=")] for name, env in environments.items()} == {name: [b"GOGC=300"] for name in environments}
+
+
+def test_all_but_kwok_run_on_one_processor_and_the_api_server_queues_nothing(kube_talos: Cluster) -> None:
+    # The tests' settings for CPU (tools/kube_cluster.py, docs/proof/performance.md, CI time, sixth pass).
+    environments = {p.name: Path(f"/proc/{p.popen.pid}/environ").read_bytes().split(b"\0") for p in kube_talos.processes}
+    # kwok, every kubelet's stand-in, keeps the test process's (none on CI: Go's default, the cores).
+    ours = [f"GOMAXPROCS={os.environ['GOMAXPROCS']}".encode()] if "GOMAXPROCS" in os.environ else []
+    expected = {name: [b"GOMAXPROCS=1"] if name != "kwok" else ours for name in environments}
+    assert {name: [v for v in env if v.startswith(b"GOMAXPROCS=")] for name, env in environments.items()} == expected
+    # Priority and fairness off: its filter names the FlowSchema and priority level of every request it admits
+    # (k8s.io/apiserver v0.35.1 pkg/server/filters/priority-and-fairness.go:373-374); the max-in-flight filter names none.
+    pki = kube_talos.pki
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    connection = http.client.HTTPSConnection(kube_talos.address, kube_talos.port, context=context, timeout=30)
+    try:
+        connection.request("GET", "/api/v1/namespaces/default")
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert [h for h in response.headers if h.lower().startswith("x-kubernetes-pf-")] == []
+    # The flowcontrol API and its bootstrap objects are still served, as on a real cluster.
+    assert kube_talos.client.get("flowcontrol.apiserver.k8s.io/v1", "FlowSchema", "exempt") is not None
 
 
 def test_a_restricted_namespace_refuses_a_pod_on_the_host_network(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:

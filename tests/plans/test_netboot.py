@@ -4,8 +4,12 @@ kubernetes-validate; the values that make netbooting work and keep secrets off t
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import http.server
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -16,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from plans import k3s, netboot, talos
-from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
+from plans.netboot import debs
+from stacks import StackConfig, load_stack_file, parse_stack, pins, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns import kubeapi
 from tests.strategies import raw_stacks
@@ -564,7 +569,7 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
     ]
     data = objs["ConfigMap/netboot"]["data"]
-    assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
+    assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "ipxe-debs.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
 
 
 def test_the_discovery_window_is_a_configmap_the_pod_may_only_read_and_a_loop_that_serves_it() -> None:
@@ -594,8 +599,13 @@ def test_cache_daemonset_fills_every_pi() -> None:
     assert pod["initContainers"][1]["securityContext"] == {"runAsUser": 0}  # writes the root-owned host cache
     assert pod["volumes"][1] == {"name": "cache", "hostPath": {"path": "/var/lib/iluvatar/netboot", "type": "DirectoryOrCreate"}}
     script = netboot.fetch_ipxe_script()
-    assert "apt-get install -y -qq --no-install-recommends ipxe=1.21.1+git20250501.dad20602+dfsg-1" in script
+    # The pinned file, kept on the Pi by the set's fetch script, unpacked: nothing of the live archive (apt-get).
+    assert "  DIR=/var/lib/iluvatar/netboot/ipxe-debs sh /etc/iluvatar/ipxe-debs.sh" in script.splitlines()
+    deb = "/var/lib/iluvatar/netboot/ipxe-debs/ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb"
+    assert f'  rm -rf "$X" && dpkg-deb -x {deb} "$X"' in script.splitlines()
+    assert "apt-get" not in script
     assert "5369815eee98bf98b28a18af9a57207f9096a3b4e542ed3df1eb3f5b28d3d9a9  ipxe-arm64.efi" in script
+    assert objects(load_stack_file(HOMELAB))["ConfigMap/netboot"]["data"]["ipxe-debs.sh"] == debs.fetch_script("netboot-ipxe", "iPXE")
 
 
 def test_pod_restarts_when_what_it_serves_changes() -> None:
@@ -636,24 +646,74 @@ def test_fetch_assets_downloads_each_board_once(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["generic-x86"]
 
 
-def test_fetch_ipxe_keeps_checked_binaries_and_refetches_broken_ones(tmp_path: Path) -> None:
+def _ipxe(tmp_path: Path, mirror: str) -> subprocess.CompletedProcess[str]:
+    """fetch-ipxe.sh as the netboot-cache pod runs it, its set's fetch script (ipxe-debs.sh) beside it, both in tmp_path."""
+    fetch = tmp_path / "ipxe-debs.sh"
+    fetch.write_text(debs.fetch_script("netboot-ipxe", "iPXE"))
+    script = netboot.fetch_ipxe_script(root=str(tmp_path / "tftp"), debs=str(tmp_path / "debs"), fetch=str(fetch))
+    return _run(script, tmp_path, MIRROR=mirror)
+
+
+def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp_path: Path) -> None:
+    """The real ipxe .deb (tools.debian's, the one the firmware tests boot) served by a loopback stand-in for
+    snapshot.debian.org at its pool path: apt's apt-helper downloads it, dpkg-deb unpacks it, the served names hold
+    the pinned binaries; then, with no server at all, a broken binary is refilled from the file the Pi kept."""
     from tools import debian
 
-    root = tmp_path / "tftp"
-    root.mkdir()
-    for name, (source, _) in netboot.IPXE_FILES.items():
-        (root / name).write_bytes((debian.path("ipxe") / "usr/lib/ipxe" / source).read_bytes())
-    # apt-get is the pod's way to fetch: here it only records that it was called.
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/apt-calls\nexit 1\n')
-    (tmp_path / "bin" / "apt-get").chmod(0o755)
-    assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode == 0
-    assert not (tmp_path / "apt-calls").exists(), "binaries matching the pinned sums are kept"
-    # The sums it checked against, in TMPDIR (the pod's /tmp when unset), not a file every run shares.
-    assert len((tmp_path / "scratch" / "ipxe.sha256").read_text().splitlines()) == len(netboot.IPXE_FILES)
-    (root / "ipxe-arm64.efi").write_bytes(b"truncated")
-    assert _run(netboot.fetch_ipxe_script(root=str(root)), tmp_path).returncode != 0
-    assert (tmp_path / "apt-calls").read_text().splitlines() == ["update -qq"]
+    served = tmp_path / "snapshot"
+    [(pool, _)] = pins.DEBS["netboot-ipxe"].items()
+    (served / pool).parent.mkdir(parents=True)
+    (served / pool).write_bytes(debian.deb("ipxe").read_bytes())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        first = _ipxe(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert first.returncode == 0, first.stderr
+    assert "iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb\n" in first.stdout
+    tftp = tmp_path / "tftp"
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tftp.iterdir()} == {n: d for n, (_, d) in netboot.IPXE_FILES.items()}
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["ipxe.sha256"], "the unpacked package is not left behind"
+    # Binaries matching the pinned sums are kept: not even the kept file is looked at.
+    (tmp_path / "debs" / "ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb").rename(tmp_path / "kept.deb")
+    assert _ipxe(tmp_path, "http://127.0.0.1:9").returncode == 0
+    (tmp_path / "kept.deb").rename(tmp_path / "debs" / "ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb")
+    # After a power cut with no internet (a closed port): a broken binary comes back from the kept file.
+    (tftp / "ipxe-arm64.efi").write_bytes(b"truncated")
+    again = _ipxe(tmp_path, "http://127.0.0.1:9")
+    assert again.returncode == 0, again.stderr
+    assert "iluvatar: iPXE: the 1 pinned Debian packages are on this Pi, each with its SHA-256: nothing to download" in again.stdout
+    assert hashlib.sha256((tftp / "ipxe-arm64.efi").read_bytes()).hexdigest() == netboot.IPXE_FILES["ipxe-arm64.efi"][1]
+
+
+def test_fetch_ipxe_keeps_the_served_binaries_when_the_package_is_not_the_pinned_one(tmp_path: Path) -> None:
+    """The deliberate break: the server has another file at the pinned pool path. Nothing is unpacked, what TFTP
+    serves is left as it was, and the error names the pin."""
+    served = tmp_path / "snapshot"
+    [(pool, sha256)] = pins.DEBS["netboot-ipxe"].items()
+    (served / pool).parent.mkdir(parents=True)
+    (served / pool).write_bytes(b"another build")
+    (tmp_path / "tftp").mkdir()
+    (tmp_path / "tftp" / "ipxe.efi").write_bytes(b"what was served before")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = _ipxe(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1
+    assert f'was not downloaded with its pinned SHA-256 {sha256} (stacks/pins.py DEBS["netboot-ipxe"])' in done.stderr
+    assert [p.name for p in (tmp_path / "tftp").iterdir()] == ["ipxe.efi"]
+    assert (tmp_path / "tftp" / "ipxe.efi").read_bytes() == b"what was served before"
+    assert not (tmp_path / "tftp.new").exists()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
@@ -1027,9 +1087,9 @@ def test_the_whole_node_scripts() -> None:
 
 def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
     assert [line for line in netboot.fetch_ipxe_script().splitlines() if line.startswith("  cp ")] == [
-        "  cp /usr/lib/ipxe/ipxe-arm64.efi /var/lib/iluvatar/netboot/tftp.new/ipxe-arm64.efi",
-        "  cp /usr/lib/ipxe/ipxe-amd64.efi /var/lib/iluvatar/netboot/tftp.new/ipxe.efi",
-        "  cp /usr/lib/ipxe/undionly.kpxe /var/lib/iluvatar/netboot/tftp.new/undionly.kpxe",
+        '  cp "$X/usr/lib/ipxe/ipxe-arm64.efi" /var/lib/iluvatar/netboot/tftp.new/ipxe-arm64.efi',
+        '  cp "$X/usr/lib/ipxe/ipxe-amd64.efi" /var/lib/iluvatar/netboot/tftp.new/ipxe.efi',
+        '  cp "$X/usr/lib/ipxe/undionly.kpxe" /var/lib/iluvatar/netboot/tftp.new/undionly.kpxe',
     ]
 
 

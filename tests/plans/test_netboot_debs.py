@@ -1,8 +1,9 @@
 """The Pis' pinned Debian packages (stacks.pins.DEBS, plans.netboot.debs), review 41-1 M5 and M3.
 
-Each set is proven complete for the pods' Debian 12 image by the real apt, offline: `apt-get install --simulate` of the
-packages the pods need, on a system holding the image's packages, against the kept extract of Debian 12.15's arm64
-index, installs exactly the pinned files (names, versions, pool paths and SHA-256). The fetch script runs as the Pis run
+Each set is proven complete for its pod's image by the real apt, offline: `apt-get install --simulate` of the packages
+the pod needs, on a system holding the image's packages, against the kept extract of that release's arm64 index
+(Debian 12.15's for the Pi pods' bookworm image, Debian 13.8's for the netboot-cache pod's trixie one), installs exactly
+the pinned files (names, versions, pool paths and SHA-256). The fetch script runs as the Pis run
 it, with apt's own apt-helper downloading from a loopback server standing in for snapshot.debian.org."""
 
 from __future__ import annotations
@@ -18,22 +19,35 @@ from typing import ClassVar
 
 import pytest
 
-from plans.netboot import debs, pi_image, pi_pods
+from plans.netboot import cache, debs, pi_image, pi_pods, pods
 from stacks import pins
 from tests.edit import ROOT
 from tools import debian_closure
 
 EXTRACT = ROOT / "tests" / "fixtures" / "debian" / "bookworm-arm64.Packages"
+# The netboot-cache pod's image is Debian 13 (plans.netboot.pods.DEBIAN_IMAGE): its set is from trixie's index.
+TRIXIE = ROOT / "tests" / "fixtures" / "debian" / "trixie-arm64.Packages"
 # What each set is for: what its pod installs (no recommends).
 WANTED = {
     "pi-nfs": [f"nfs-ganesha={pi_pods.GANESHA_VERSION}", f"nfs-ganesha-vfs={pi_pods.GANESHA_VERSION}"],
     "pi-image": list(pi_image.BUILDER_PACKAGES),
+    "netboot-ipxe": [f"ipxe={cache.IPXE_DEBIAN_VERSION}"],
+}
+# Each set's release: the extract of its index, and the image its pod runs in.
+SUITES = {
+    "pi-nfs": (EXTRACT, pi_pods.BOOKWORM_IMAGE),
+    "pi-image": (EXTRACT, pi_pods.BOOKWORM_IMAGE),
+    "netboot-ipxe": (TRIXIE, pods.DEBIAN_IMAGE),
 }
 
 
 @pytest.fixture(scope="module")
 def index() -> dict[str, dict[str, str]]:
     return debian_closure.parse(EXTRACT.read_text())
+
+
+def _index(name: str) -> dict[str, dict[str, str]]:
+    return debian_closure.parse(SUITES[name][0].read_text())
 
 
 def _pinned(index: dict[str, dict[str, str]], name: str) -> dict[str, str]:
@@ -43,10 +57,11 @@ def _pinned(index: dict[str, dict[str, str]], name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", sorted(WANTED))
-def test_each_pinned_set_is_exactly_what_apt_installs_on_the_image(index: dict[str, dict[str, str]], name: str) -> None:
+def test_each_pinned_set_is_exactly_what_apt_installs_on_the_image(name: str) -> None:
+    index = _index(name)
     image = debian_closure.image(index)
     # The extract is the image's packages and the pinned ones, nothing else; a pinned file is the index's, byte for byte.
-    assert set(index) == image | {n for s in WANTED for n in _pinned(index, s)}
+    assert set(index) == image | {n for s in WANTED if SUITES[s][0] == SUITES[name][0] for n in _pinned(index, s)}
     for path, sha256 in pins.DEBS[name].items():
         found = [f for f in index.values() if f["Filename"] == path]
         assert [f["SHA256"] for f in found] == [sha256], path
@@ -200,9 +215,27 @@ def test_the_cache_steps_ask_nothing_of_apts_indexes() -> None:
 def test_the_bump_tool_writes_the_pins_and_the_extract_the_repository_keeps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m tools.debian_closure` run on the index (here its kept extract, which holds every stanza it reads) prints
     each set's pins.DEBS lines in apt's order and writes the extract back unchanged: a bump is this, on a newer index."""
-    out = tmp_path / "extract.Packages"
-    for name in ("pi-nfs", "pi-image"):
-        assert debian_closure.main([str(EXTRACT), str(out), *WANTED[name]]) == 0
-        printed = capsys.readouterr().out.splitlines()
-        assert sorted(printed) == sorted(f'        "{path}": "{sha256}",' for path, sha256 in pins.DEBS[name].items())
-    assert out.read_text() == EXTRACT.read_text()
+    for extract in (EXTRACT, TRIXIE):
+        out = tmp_path / extract.name
+        for name in sorted(n for n in WANTED if SUITES[n][0] == extract):
+            assert debian_closure.main([str(extract), str(out), *WANTED[name]]) == 0
+            printed = capsys.readouterr().out.splitlines()
+            assert sorted(printed) == sorted(f'        "{path}": "{sha256}",' for path, sha256 in pins.DEBS[name].items())
+        assert out.read_text() == extract.read_text()
+
+
+def test_the_netboot_cache_set_is_trixies_ipxe_alone_for_the_pods_image() -> None:
+    """iPXE's set is for the netboot-cache pod, whose image is Debian 13, not the Pi pods' Debian 12: proven against
+    trixie's index. The package needs nothing (grub-ipxe is only recommended), so the set is its one file, which the
+    pod unpacks with dpkg-deb."""
+    assert (pods.DEBIAN_IMAGE, SUITES["netboot-ipxe"][1]) == ("docker.io/library/debian:trixie-20250908-slim",) * 2
+    index = _index("netboot-ipxe")
+    assert index["ipxe"]["Architecture"] == "all"
+    assert "Depends" not in index["ipxe"] and "Pre-Depends" not in index["ipxe"]
+    # Debian 13's minbase, as the image is: apt and dpkg (dpkg-deb, which unpacks it; apt-helper, which downloads it).
+    assert {"apt", "dpkg", "libc6"} <= debian_closure.image(index)
+    # The deliberate break: a Depends on a package trixie's image lacks, and the one-file set is no longer what apt installs.
+    broken = {**index, "ipxe": {**index["ipxe"], "Depends": "grub-ipxe"}, "grub-ipxe": {**index["ipxe"], "Package": "grub-ipxe"}}
+    got = debian_closure.simulate(broken, debian_closure.image(broken), WANTED["netboot-ipxe"])
+    assert sorted(got) != sorted(_pinned(index, "netboot-ipxe").items())
+    assert ("grub-ipxe", index["ipxe"]["Version"]) in got

@@ -169,7 +169,7 @@ def test_the_pis_debian_packages_are_files_pinned_by_checksum_at_a_snapshot() ->
     assert {f"nfs-ganesha_{version}_arm64.deb", f"nfs-ganesha-vfs_{version}_arm64.deb"} <= {PurePosixPath(p).name for p in pins.DEBS["pi-nfs"]}
     assert re.fullmatch(r"\d{8}T\d{6}Z", pins.DEBIAN_SNAPSHOT)
     assert debs.SNAPSHOT.endswith(f"/archive/debian/{pins.DEBIAN_SNAPSHOT}")
-    assert sorted(pins.DEBS) == ["pi-image", "pi-nfs"]
+    assert sorted(pins.DEBS) == ["netboot-ipxe", "pi-image", "pi-nfs"]
     for files in pins.DEBS.values():
         for path, sha256 in files.items():
             assert re.fullmatch(r"pool/main/[a-z0-9]+/[a-z0-9.+-]+/[A-Za-z0-9.+~-]+_[A-Za-z0-9.+~-]+_(arm64|all)\.deb", path), path
@@ -177,3 +177,16 @@ def test_the_pis_debian_packages_are_files_pinned_by_checksum_at_a_snapshot() ->
         # One file a package: two versions of one would both be installed by the pods' `dpkg -i`.
         names = [PurePosixPath(p).name.split("_")[0] for p in files]
         assert len(names) == len(set(names))
+
+
+def test_the_ipxe_the_pis_serve_is_the_very_file_the_firmware_tests_boot() -> None:
+    """tests/netns/test_firmware.py and lan.py boot the binaries tools.debian unpacks (Debian 13's ipxe, from the host's
+    archive, checked by its SHA-256); the Pis unpack stacks.pins.DEBS["netboot-ipxe"]: the same version and the same
+    bytes, so what QEMU's firmware boots in the tests is what every Arda machine is served. A bump of one alone fails."""
+    from plans.netboot import cache
+    from tools import debian
+
+    version, sha256 = debian.PACKAGES["ipxe"]
+    assert version == pins.APPS["ipxe"] == cache.IPXE_DEBIAN_VERSION == "1.21.1+git20250501.dad20602+dfsg-1"
+    assert pins.DEBS["netboot-ipxe"] == {f"pool/main/i/ipxe/ipxe_{version}_all.deb": sha256}
+    assert debian.SUITE == "trixie"
