@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iluvatar import cli
-from stacks import load, read_stack_file, releases, rules
+from stacks import errors, load, read_stack_file, releases, rules
 from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.stacks.test_secrets import HOMELAB_COMMANDS
 
@@ -153,8 +153,8 @@ def test_the_commands_that_read_no_stack_load_neither_the_model_nor_the_loader()
     probe = f"import sys, iluvatar.cli, iluvatar.power; print(sorted(m for m in {STACK_LOADING!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout == "[]\n"
-    # The name a command's error handler catches is the one the loader raises.
-    assert cli.StackFileError is load.StackFileError
+    # The class the CLI's error handler catches (from stacks.errors) is the one the loader raises.
+    assert errors.StackFileError is load.StackFileError
 
 
 def helped_commands(text: str) -> list[str]:
