@@ -741,7 +741,7 @@ def test_fetch_ipxe_replaces_each_binary_inside_the_folder_dnsmasq_has_mounted(t
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": str(tmp_path), "MIRROR": "http://127.0.0.1:9"},
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": str(tmp_path), "MIRRORS": "http://127.0.0.1:9"},
     )
     assert done.returncode == 0, done.stderr
     pinned = {f"{digest}  {name}" for name, (_, digest) in netboot.IPXE_FILES.items()}
