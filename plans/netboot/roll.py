@@ -183,13 +183,23 @@ def reboot_script(
     return f"""set -eu
 {RUN_MARK}
 {k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
-# What it runs is its pointer when its root is of the image and its kernel was given the pointer's cmdline.txt (each
-# word: the firmware adds its own and rewrites the consoles): a new DNS, gateway or NFS option reboots it too (review 41-2 M2).
-booted=" $(cat /proc/cmdline) "
+# What it runs is its pointer when its root is of the image and its kernel was given the pointer's cmdline.txt: a new
+# DNS, gateway or NFS option reboots it too (review 41-2 M2), and so does a word cmdline.txt no longer has (review 41-3
+# L2). The firmware puts words of its own in front of cmdline.txt's and rewrites the consoles, so what the kernel was
+# given of cmdline.txt is /proc/cmdline from its first console on (cmdline.txt starts with Ubuntu's consoles:
+# plans.netboot.pis.cmdline), consoles aside; compared both ways, each word list with the other. Keys named once.
+expected_words={shlex.quote(" ".join(cmdline_checked_words(stack, node)))}
+set -f
+booted_words=$(for word in $(cat /proc/cmdline); do echo "$word"; done | sed -n '/^console=/,$p' | grep -v '^console=' || true)
 missing=""
-for word in {" ".join(shlex.quote(w) for w in cmdline_checked_words(stack, node))}; do
-  case "$booted" in *" $word "*) ;; *) missing="$missing ${{word%%=*}}" ;; esac
+differs() {{ case " $missing " in *" ${{1%%=*}} "*) ;; *) missing="$missing ${{1%%=*}}" ;; esac; }}
+for word in $expected_words; do
+  printf '%s\n' "$booted_words" | grep -qxF -e "$word" || differs "$word"
 done
+for word in $booted_words; do
+  case " $expected_words " in *" $word "*) ;; *) differs "$word" ;; esac
+done
+set +f
 if [ "$have" = {want} ] && [ -z "$missing" ]; then
   echo "iluvatar: {node.name} already runs {want} with its cmdline.txt" >&2
   exit 0
