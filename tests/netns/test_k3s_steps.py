@@ -29,19 +29,22 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
 from iluvatar import upgrader
 from iluvatar.graph import Graph
+from iluvatar import simulate as sim_module
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
 from plans import apiserver, k3s
 from plans import credentials as credentials_plan
 from stacks import load_stack_file, read_stack_file, releases
+from stacks.model import Node, StackConfig
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
@@ -57,6 +60,8 @@ FLASHED, UPGRADE = "v1.35.6+k3s1", releases.K3S
 # A Node seen Ready by the watcher up to this long after the step that waited for it ended (it polls).
 SLACK = 0.5
 SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
+# plans.k3s.config itself, which the "server-token" simulation replaces with what the program did before.
+CONFIG = k3s.config
 VALAR = SERVERS_FIRST[:3]
 # The Pis flashed with cloud-init's template of /etc/hosts (an image may ship none: eonwe's has none).
 HOSTS_TEMPLATES = ("manwe", "ilmare", "varda")
@@ -143,6 +148,11 @@ def dex_line(ip: str) -> bytes:
     return f"{ip} dex.iluvatar.home.arpa # iluvatar: dex\n".encode()
 
 
+def server_token_config(stack: StackConfig, node: Node, token: str, agent_token: str | None = None) -> str:
+    """plans.k3s.config as the program wrote it before review 41-1 H4(c): every Pi, maiar too, with the server token."""
+    return CONFIG(stack, node, token)
+
+
 def simulations(root: Path, pub: str) -> dict[str, Simulation]:
     sims = {}
     for name, version, changes in (
@@ -151,9 +161,21 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
         ("domain", UPGRADE, DOMAIN),
         ("dex-moved", FLASHED, DEX_MOVED),
         ("new-group", FLASHED, NEW_GROUP),
+        ("server-token", FLASHED, {}),
     ):
         (root / name).mkdir()
-        sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
+        # Each generated password its own value, the same in every simulation (the engine keeps them in its state), so
+        # the server token and the agent token differ as the random provider's do.
+        made = itertools.count()
+        passwords = {
+            "random:index/randomPassword:RandomPassword": lambda i, made=made: {
+                "result": f"lab{next(made)}".ljust(int(i["length"]), "x"),
+                "bcryptHash": "x",
+            }
+        }
+        older = {"config": server_token_config} if name == "server-token" else {}
+        with patch.dict(sim_module.RESOURCE_STATE, passwords), patch.multiple(k3s, **older) if older else nullcontext():
+            sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
     return sims
 
 
@@ -859,3 +881,56 @@ def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brou
     cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
     assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
     assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
+
+
+def joins(sim: Simulation, names: list[str] = SERVERS_FIRST) -> list[Registration]:
+    """The joins of `names` in `sim`: what the engine runs when their configs changed."""
+    return [s for s in remote_steps(sim) if s.name in {f"ainur-{n}-join" for n in names}]
+
+
+def pi_token(pi: Pi) -> dict[str, str]:
+    """The tokens in a Pi's installed k3s config."""
+    text = pi.path(k3s.CONFIG_PATH).read_text()
+    return {k: v for k, v in (line.split(": ", 1) for line in text.splitlines() if line.startswith(("token:", "agent-token:")))}
+
+
+def test_the_maiar_move_to_the_agent_token_one_pi_at_a_time_behind_the_valar(lab: Lab, brought_up: BroughtUp) -> None:
+    """Review 41-1 H4(c), an existing homelab's move: the Ainur as the program left them before (varda, the maia, holding
+    the server token), then the `up` that moves it: each valar restarts with `agent-token` in turn (etcd healthy in
+    between), then varda with the agent token alone, through the stand-in supervisor's passwd file and its agent's way
+    in (tests/netns/pis.py STANDIN_SERVICE, after k3s's source). Killed between the valar's move and its own, varda
+    restarts on its kubelet client certificate; a varda with none (a new card) is refused until its own join moves it."""
+    old, new = lab.sims["server-token"], lab.sims["flashed"]
+    varda = lab.pis.pis["varda"]
+    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old)))
+    server = pi_token(lab.pis.pis["manwe"])["token"]
+    assert pi_token(varda) == {"token": server} and "agent-token" not in pi_token(lab.pis.pis["manwe"])
+    # The move: every join changes (the valar's configs gain `agent-token`, varda's token is another), in the chain's order.
+    steps = [s for s in changed(old, new) if s.name.endswith("-join")]
+    assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-join" for n in SERVERS_FIRST)
+    since = time.time()
+    marks = len(varda.log())
+    runs = run_like_the_engine(lab.pis, Graph.of(new), steps)
+    ok(runs)
+    assert roll_problems(lab, runs, SERVERS_FIRST, since) == []
+    agent = pi_token(lab.pis.pis["manwe"])["agent-token"]
+    assert agent != server and all(pi_token(lab.pis.pis[n]) == {"token": server, "agent-token": agent} for n in VALAR)
+    assert pi_token(varda) == {"token": agent} and server not in varda.path(k3s.CONFIG_PATH).read_text()
+    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")] == ["supervisor took node by password"]
+
+    # Killed mid-move: the valar moved, varda not yet (its old config back), and varda's k3s restarts (a power cut).
+    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old, ["varda"])))
+    assert pi_token(varda) == {"token": server}
+    marks = len(varda.log())
+    restart = "sudo timeout 10 systemctl restart k3s-agent"
+    connection = secret(new.named()["ainur-varda-join"].inputs["connection"])
+    assert lab.pis.ssh(connection, restart, "").returncode == 0
+    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")] == ["supervisor took node by certificate"]
+    # The deliberate break: no certificate (a new card) and the server token: refused, k3s never ready.
+    varda.path("/var/lib/rancher/k3s/agent/client-kubelet.crt").unlink()
+    assert lab.pis.ssh(connection, restart.replace("10", "4"), "").returncode == 124
+    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor refused node"
+    # Its own join finishes the move: the agent token, taken by password.
+    ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new, ["varda"])))
+    assert pi_token(varda) == {"token": agent}
+    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor took node by password"
