@@ -37,9 +37,9 @@ from unittest.mock import patch
 
 import pytest
 
+from iluvatar import simulate as sim_module
 from iluvatar import upgrader
 from iluvatar.graph import Graph
-from iluvatar import simulate as sim_module
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
 from plans import apiserver, k3s
 from plans import credentials as credentials_plan

@@ -785,9 +785,10 @@ def test_with_an_agent_token_the_valar_accept_it_and_a_maia_holds_it_alone() -> 
     stack = load_stack_file(HOMELAB)
     valar, maia = stack.nodes[0], stack.nodes[2]
     assert (valar.role, maia.role) == ("valar", "maiar")
-    server = yaml.safe_load(k3s.config(stack, valar, "S3RV3R", agent_token="AG3NT"))
+    agent = "AG3NT"
+    server = yaml.safe_load(k3s.config(stack, valar, "S3RV3R", agent))
     assert (server["token"], server["agent-token"]) == ("S3RV3R", "AG3NT")
-    text = k3s.config(stack, maia, "S3RV3R", agent_token="AG3NT")
+    text = k3s.config(stack, maia, "S3RV3R", agent)
     assert yaml.safe_load(text)["token"] == "AG3NT" and "agent-token" not in yaml.safe_load(text)
     assert "S3RV3R" not in text
     # Without one, as before: every Pi joins with the server token.
