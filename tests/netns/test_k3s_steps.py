@@ -153,6 +153,19 @@ def server_token_config(stack: StackConfig, node: Node, token: str, agent_token:
     return CONFIG(stack, node, token)
 
 
+NEW_RESOURCE = sim_module._Mocks.new_resource
+
+
+def named_passwords(self: Any, args: Any) -> tuple[str, dict[str, Any]]:
+    """The simulation's mocks, each generated password its own value, from its resource's name (the same in every
+    simulation, as the engine keeps it in its state): the server token and the agent token differ, as the random
+    provider's do."""
+    made, state = NEW_RESOURCE(self, args)
+    if args.typ == "random:index/randomPassword:RandomPassword":
+        state["result"] = args.name.ljust(int(state.get("length") or 16), "x")
+    return made, state
+
+
 def simulations(root: Path, pub: str) -> dict[str, Simulation]:
     sims = {}
     for name, version, changes in (
@@ -164,17 +177,8 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
         ("server-token", FLASHED, {}),
     ):
         (root / name).mkdir()
-        # Each generated password its own value, the same in every simulation (the engine keeps them in its state), so
-        # the server token and the agent token differ as the random provider's do.
-        made = itertools.count()
-        passwords = {
-            "random:index/randomPassword:RandomPassword": lambda i, made=made: {
-                "result": f"lab{next(made)}".ljust(int(i["length"]), "x"),
-                "bcryptHash": "x",
-            }
-        }
         older = {"config": server_token_config} if name == "server-token" else {}
-        with patch.dict(sim_module.RESOURCE_STATE, passwords), patch.multiple(k3s, **older) if older else nullcontext():
+        with patch.object(sim_module._Mocks, "new_resource", named_passwords), patch.multiple(k3s, **older) if older else nullcontext():
             sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
     return sims
 
@@ -839,50 +843,6 @@ def test_a_k3s_whose_binary_was_replaced_but_not_restarted_is_restarted_by_the_n
     assert ("varda", want) in lab.ready
 
 
-def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
-    """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
-    varda = lab.pis.pis["varda"]
-    uninstall = lab.sims["upgrade"].named()["ainur-varda-uninstall"]
-    assert "create" not in uninstall.inputs  # nothing runs when it is created
-    mark = len(varda.log())
-    for _ in range(2):
-        result = lab.pis.ssh(secret(uninstall.inputs["connection"]), uninstall.inputs["delete"], None)
-        assert result.returncode == 0, result.stderr
-    # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
-    assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]
-    assert not (varda.state / "version").exists()
-
-
-def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: BroughtUp) -> None:
-    """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
-    the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
-    server is the test's API server, not the VIP (kube-vip is not stood in)."""
-    first = brought_up.first
-    gate = lab.sims["flashed"].named()["ainur-gate-api"]
-    assert gate.type == "command:local:Command"
-    built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
-    assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
-        k3s.server_url(lab.pis.stack), lab.pis.cluster.server
-    )
-    upgrader.build()  # a step that builds it says so first (upgrader/README.md): this test is about what the gate says
-    for _ in range(2):
-        result = subprocess.run(
-            ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
-
-
-def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brought_up: BroughtUp) -> None:
-    """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
-    assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
-    assert lab.host_etc[apiserver.K3S_FILE] is None
-    # The steps' `k3s kubectl` runs as root, whose home is this machine's: its discovery cache is in the Pis' folders.
-    cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
-    assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
-    assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
-
-
 def joins(sim: Simulation, names: list[str] = SERVERS_FIRST) -> list[Registration]:
     """The joins of `names` in `sim`: what the engine runs when their configs changed."""
     return [s for s in remote_steps(sim) if s.name in {f"ainur-{n}-join" for n in names}]
@@ -934,3 +894,47 @@ def test_the_maiar_move_to_the_agent_token_one_pi_at_a_time_behind_the_valar(lab
     ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new, ["varda"])))
     assert pi_token(varda) == {"token": agent}
     assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor took node by password"
+
+
+def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
+    """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
+    varda = lab.pis.pis["varda"]
+    uninstall = lab.sims["upgrade"].named()["ainur-varda-uninstall"]
+    assert "create" not in uninstall.inputs  # nothing runs when it is created
+    mark = len(varda.log())
+    for _ in range(2):
+        result = lab.pis.ssh(secret(uninstall.inputs["connection"]), uninstall.inputs["delete"], None)
+        assert result.returncode == 0, result.stderr
+    # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
+    assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]
+    assert not (varda.state / "version").exists()
+
+
+def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: BroughtUp) -> None:
+    """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
+    the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
+    server is the test's API server, not the VIP (kube-vip is not stood in)."""
+    first = brought_up.first
+    gate = lab.sims["flashed"].named()["ainur-gate-api"]
+    assert gate.type == "command:local:Command"
+    built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
+    assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
+        k3s.server_url(lab.pis.stack), lab.pis.cluster.server
+    )
+    upgrader.build()  # a step that builds it says so first (upgrader/README.md): this test is about what the gate says
+    for _ in range(2):
+        result = subprocess.run(
+            ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
+
+
+def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brought_up: BroughtUp) -> None:
+    """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
+    assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
+    assert lab.host_etc[apiserver.K3S_FILE] is None
+    # The steps' `k3s kubectl` runs as root, whose home is this machine's: its discovery cache is in the Pis' folders.
+    cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
+    assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
+    assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
