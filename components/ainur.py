@@ -122,8 +122,8 @@ class Pi(pulumi.ComponentResource):
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.
         # Review 41-1 H4(c): a valar's config carries both tokens, a maia's the agent token alone (plans.k3s.config).
-        tokens = pulumi.Output.secret(pulumi.Output.all(args.token, args.agent_token))
-        config = tokens.apply(lambda values: k3s.config(stack, node, values[0], agent_token=values[1]))
+        tokens: pulumi.Output[list[str]] = pulumi.Output.all(args.token, args.agent_token)
+        config: pulumi.Output[str] = pulumi.Output.secret(tokens.apply(lambda values: k3s.config(stack, node, values[0], agent_token=values[1])))
         before_join = list(args.after)
         if args.authentication is not None and node.role == "valar":
             # The file the config's kube-apiserver-arg names, and Dex's name in /etc/hosts, before k3s restarts with it.

@@ -177,8 +177,8 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
         ("server-token", FLASHED, {}),
     ):
         (root / name).mkdir()
-        older = {"config": server_token_config} if name == "server-token" else {}
-        with patch.object(sim_module._Mocks, "new_resource", named_passwords), patch.multiple(k3s, **older) if older else nullcontext():
+        older = patch.object(k3s, "config", server_token_config) if name == "server-token" else nullcontext()
+        with patch.object(sim_module._Mocks, "new_resource", named_passwords), older:
             sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
     return sims
 
