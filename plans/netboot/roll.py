@@ -33,7 +33,7 @@ It comes after the pointer (review 41-3 C1): a new card-less Pi boots only once 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
 changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
 service address, the NFS options; its digest is in each script, and the reboot step reboots a Pi whose /proc/cmdline lacks
-a word of it: review 41-2 M2), or when the step before it ran: the reboot step after the drain or the
+a word of it or holds one it no longer has: review 41-2 M2, review 41-3 L2), or when the step before it ran: the reboot step after the drain or the
 pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
 half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
