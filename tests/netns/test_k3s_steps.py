@@ -895,6 +895,22 @@ def test_the_maiar_move_to_the_agent_token_one_pi_at_a_time_behind_the_valar(lab
     assert pi_token(varda) == {"token": agent}
     assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor took node by password"
 
+    # The order's deliberate break: the valar back on the server token alone, and a varda with no certificate (a new
+    # card) joining with the agent token before them: refused, its join fails within its bound (here 3 s).
+    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old, VALAR)))
+    varda.path("/var/lib/rancher/k3s/agent/client-kubelet.crt").unlink()
+    join = new.named()["ainur-varda-join"]
+    script = k3s.join_script(varda.node, restart_timeout=3)
+    assert script == join.inputs["create"].replace(f"timeout {k3s.RESTART_TIMEOUT_SECONDS} systemctl", "timeout 3 systemctl").replace(
+        f"within {k3s.RESTART_TIMEOUT_SECONDS} s of", "within 3 s of"
+    )
+    early = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
+    assert early.returncode == 1 and "did not see k3s-agent start within 3 s" in early.stderr, early.stderr
+    assert [a for _, a in varda.log() if a.startswith("supervisor")][-1] == "supervisor refused node"
+    # The program's order puts it right: the valar first, then varda, by password.
+    ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new)))
+    assert [a for _, a in varda.log() if a.startswith("supervisor")][-1] == "supervisor took node by password"
+
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
     """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
