@@ -858,58 +858,60 @@ def test_the_maiar_move_to_the_agent_token_one_pi_at_a_time_behind_the_valar(lab
     """Review 41-1 H4(c), an existing homelab's move: the Ainur as the program left them before (varda, the maia, holding
     the server token), then the `up` that moves it: each valar restarts with `agent-token` in turn (etcd healthy in
     between), then varda with the agent token alone, through the stand-in supervisor's passwd file and its agent's way
-    in (tests/netns/pis.py STANDIN_SERVICE, after k3s's source). Killed between the valar's move and its own, varda
-    restarts on its kubelet client certificate; a varda with none (a new card) is refused until its own join moves it."""
+    in (tests/netns/pis.py STANDIN_SERVICE, after k3s's source). Two deliberate breaks: a varda with no certificate (a
+    new card) joining with the agent token before the valar hold it is refused; killed between the valar's move and its
+    own, varda restarts on its kubelet client certificate, and with none it is refused until its own join moves it."""
     old, new = lab.sims["server-token"], lab.sims["flashed"]
     varda = lab.pis.pis["varda"]
+    connection = secret(new.named()["ainur-varda-join"].inputs["connection"])
+    cert = "/var/lib/rancher/k3s/agent/client-kubelet.crt"
+
+    def supervisor() -> list[str]:
+        return [a for _, a in varda.log() if a.startswith("supervisor")]
+
     ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old)))
     server = pi_token(lab.pis.pis["manwe"])["token"]
     assert pi_token(varda) == {"token": server} and "agent-token" not in pi_token(lab.pis.pis["manwe"])
-    # The move: every join changes (the valar's configs gain `agent-token`, varda's token is another), in the chain's order.
+
+    # The order's break: varda with no certificate joins with the agent token while the valar hold the server token
+    # alone: refused, its join fails within its bound (here 3 s, the program's 600 s).
+    varda.path(cert).unlink()
+    join = new.named()["ainur-varda-join"]
+    script = k3s.join_script(varda.node, restart_timeout=3)
+    bound = k3s.RESTART_TIMEOUT_SECONDS
+    assert script == join.inputs["create"].replace(f"timeout {bound} systemctl", "timeout 3 systemctl").replace(
+        f"within {bound} s of", "within 3 s of"
+    )
+    early = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
+    assert early.returncode == 1 and "did not see k3s-agent start within 3 s" in early.stderr, early.stderr
+    assert supervisor()[-1] == "supervisor refused node"
+
+    # The move, as the program orders it: every join changes (the valar's configs gain `agent-token`, varda's token is
+    # another), the valar first, one Pi at a time.
     steps = [s for s in changed(old, new) if s.name.endswith("-join")]
     assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-join" for n in SERVERS_FIRST)
     since = time.time()
-    marks = len(varda.log())
     runs = run_like_the_engine(lab.pis, Graph.of(new), steps)
     ok(runs)
     assert roll_problems(lab, runs, SERVERS_FIRST, since) == []
     agent = pi_token(lab.pis.pis["manwe"])["agent-token"]
     assert agent != server and all(pi_token(lab.pis.pis[n]) == {"token": server, "agent-token": agent} for n in VALAR)
     assert pi_token(varda) == {"token": agent} and server not in varda.path(k3s.CONFIG_PATH).read_text()
-    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")] == ["supervisor took node by password"]
+    assert supervisor()[-1] == "supervisor took node by password"
 
     # Killed mid-move: the valar moved, varda not yet (its old config back), and varda's k3s restarts (a power cut).
     ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old, ["varda"])))
     assert pi_token(varda) == {"token": server}
-    marks = len(varda.log())
     restart = "sudo timeout 10 systemctl restart k3s-agent"
-    connection = secret(new.named()["ainur-varda-join"].inputs["connection"])
     assert lab.pis.ssh(connection, restart, "").returncode == 0
-    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")] == ["supervisor took node by certificate"]
-    # The deliberate break: no certificate (a new card) and the server token: refused, k3s never ready.
-    varda.path("/var/lib/rancher/k3s/agent/client-kubelet.crt").unlink()
+    assert supervisor()[-1] == "supervisor took node by certificate"
+    # The certificate's break: none (a new card) and the server token: refused, k3s never ready.
+    varda.path(cert).unlink()
     assert lab.pis.ssh(connection, restart.replace("10", "4"), "").returncode == 124
-    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor refused node"
+    assert supervisor()[-1] == "supervisor refused node"
     # Its own join finishes the move: the agent token, taken by password.
     ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new, ["varda"])))
-    assert pi_token(varda) == {"token": agent}
-    assert [a for _, a in varda.log()[marks:] if a.startswith("supervisor")][-1] == "supervisor took node by password"
-
-    # The order's deliberate break: the valar back on the server token alone, and a varda with no certificate (a new
-    # card) joining with the agent token before them: refused, its join fails within its bound (here 3 s).
-    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old, VALAR)))
-    varda.path("/var/lib/rancher/k3s/agent/client-kubelet.crt").unlink()
-    join = new.named()["ainur-varda-join"]
-    script = k3s.join_script(varda.node, restart_timeout=3)
-    assert script == join.inputs["create"].replace(f"timeout {k3s.RESTART_TIMEOUT_SECONDS} systemctl", "timeout 3 systemctl").replace(
-        f"within {k3s.RESTART_TIMEOUT_SECONDS} s of", "within 3 s of"
-    )
-    early = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
-    assert early.returncode == 1 and "did not see k3s-agent start within 3 s" in early.stderr, early.stderr
-    assert [a for _, a in varda.log() if a.startswith("supervisor")][-1] == "supervisor refused node"
-    # The program's order puts it right: the valar first, then varda, by password.
-    ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new)))
-    assert [a for _, a in varda.log() if a.startswith("supervisor")][-1] == "supervisor took node by password"
+    assert pi_token(varda) == {"token": agent} and supervisor()[-1] == "supervisor took node by password"
 
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
