@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from plans import netboot as plan
 from plans import references
+from plans.netboot import pi_pods
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -102,9 +103,32 @@ class Netboot(pulumi.ComponentResource):
         # card before the server is replaced to serve a root of it.
         # The roots' volume and server wait for its storage too (review 41-1 H7: Longhorn's StorageClass comes with the
         # storage layer, long after this): `serve_pis` makes them, once the program has it.
-        self._pis = [m for m in rest if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("PersistentVolumeClaim", "pi-roots"))]
+        self._pis = [
+            m
+            for m in rest
+            if (m["kind"], m["metadata"]["name"]) in (("Deployment", "pi-nfs"), ("StorageClass", pi_pods.ROOTS_CLASS))
+            or (
+                m["kind"] == "PersistentVolumeClaim"
+                and (m["metadata"]["name"] == pi_pods.LEGACY_CLAIM or m["metadata"]["name"].startswith("pi-root-"))
+            )
+        ]
         rest = [m for m in rest if m not in self._pis]
-        self.objects.update(kube.create_all(name, rest, pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics)), existing))
+        made_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.schematics))
+        # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
+        # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
+        cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
+        others = [m for m in rest if m not in cache]
+        self.objects.update(kube.create_all(name, others, made_opts, existing))
+        made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
+        cache_opts = made_opts
+        if pi_pods.builds_image(stack):
+            wait = f"{pi_pods.cache_wait_minutes(stack)}m"
+            cache_opts = pulumi.ResourceOptions.merge(
+                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+            )
+        self.objects.update(kube.create_all(name, cache, cache_opts, made))
+        if pi_pods.builds_image(stack):
+            pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
         self._name, self._schematics = name, list(args.schematics)
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
@@ -121,5 +145,21 @@ class Netboot(pulumi.ComponentResource):
             return
         name = self._name
         after = pulumi.ResourceOptions(parent=self, depends_on=[*self._schematics, self.objects[f"{name}-daemonset-netboot-cache"], *storage])
-        self.objects.update(kube.create_all(name, self._pis, after, self._made))
+        made = dict(self._made)
+        for claim in (m for m in self._pis if m["kind"] in ("StorageClass", "PersistentVolumeClaim")):
+            if claim["metadata"]["name"] == pi_pods.LEGACY_CLAIM:
+                # The first version's volume of every root (pi_pods.legacy_claim): never resized, replaced nor deleted.
+                keep = pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["spec"])
+            elif claim["kind"] == "PersistentVolumeClaim":
+                # A Pi's roots are irreplaceable (its k3s node password, its host keys, what it wrote): a removal of the
+                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md).
+                keep = pulumi.ResourceOptions(protect=True)
+            else:
+                keep = pulumi.ResourceOptions()
+            # Each claim after the roots' StorageClass, which comes first in the plan's list.
+            classes = [made[r] for r in made if r[:1] == ("StorageClass",) and r[2] == pi_pods.ROOTS_CLASS] if claim["kind"] != "StorageClass" else []
+            made[references.identity(claim)] = self.objects[kube.resource_name(name, claim)] = kube.create(
+                name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
+            )
+        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], after, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]

@@ -111,12 +111,14 @@ class Storage(pulumi.ComponentResource):
             return
         argocd = self._ainur
         assert argocd is not None
+        # Longhorn's tag for the netbooted roots' replicas, on the Pis that may hold one (plans.storage.pi_root_pis).
+        tags = plan.longhorn_node_annotations(self._stack)
         for pi, labels in plan.longhorn_node_labels(self._stack).items():
             if pi in self._labelled or pi not in pi_joins:
                 continue
             self._labelled.add(pi)
             k8s.core.v1.NodePatch(
                 f"{self._name}-ainur-node-{pi}",
-                metadata={"name": pi, "labels": labels},
+                metadata={"name": pi, "labels": labels, **({"annotations": tags[pi]} if pi in tags else {})},
                 opts=argocd.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[pi_joins[pi]])),
             )

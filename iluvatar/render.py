@@ -152,7 +152,7 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     if pis is not None:
         # The netbooting maiar: the image they boot, what to set in each Pi's EEPROM, and everything they are served.
         # (A Pi's files are keyed `<pi>.bootconf.txt`, `<pi>.boot.<file>`, `<pi>.root.<path with dots>`: plans.netboot.pi_pods.)
-        shared = {"build-pi-image.sh", "pi-tftp.sh", "serve-pis.sh", "ganesha.conf", "image.txt"}
+        shared = {"build-pi-image.sh", "pi-tftp.sh", "serve-pis.sh", "ganesha.conf", "image.txt", "pi-image-debs.sh", "pi-nfs-debs.sh"}
         for key, text in sorted(redact(pis.inputs.get("data", {})).items()):
             name, _, rest = key.partition(".")
             files[f"netboot/pis/{key}" if key in shared else f"netboot/pis/{name}/{rest}"] = text

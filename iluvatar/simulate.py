@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc, settings
-from pulumi.runtime.proto import source_pb2
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -320,6 +322,63 @@ RESOURCE_STATE: dict[str, Any] = {
 STATE_UNREAD: dict[str, tuple[str, ...]] = {"kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": ("spec",)}
 
 
+# The Prometheus Operator's CRDs' schemas are 88 % of the values a homelab run hands the SDK (47,794 of 54,464), and
+# carrying them through it (serialised on the program's side, deserialised on the mock monitor's, value by value in the
+# SDK's Python) was half of every simulation's CPU (homelab: 1.39 s a run with them, 0.67 s with a one-line schema
+# each). A simulation hands the SDK a reference in each schema's place and records what the SDK delivers for the schema
+# itself, made once per process the way a registration's inputs travel (pulumi 3.272.0 runtime/resource.py:1286-1291:
+# rpc.serialize_properties into a RegisterResourceRequest's `object`, which mocks.py:317 deserialises): the recorded
+# inputs are the same, to the protobuf maps' key order (tests/iluvatar/test_simulate.py compares runs with and without).
+# The real engine's program is unchanged: what it receives never passes here. The program only hands each CRD to
+# components.kube.create; one that read a schema (a hash of it in an annotation) would read the reference here, and
+# that test's run with the schemas whole would register something else.
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+SCHEMA_REFERENCE = "iluvatar-simulate:crd-schema:"
+
+
+@functools.cache
+def _delivered_schema(text: str) -> str:
+    """A schema (JSON) as the monitor hands it on after the SDK's wire round trip and `_unwrap`, as JSON."""
+    struct = _sync_await(rpc.serialize_properties({"schema": json.loads(text)}, {}))
+    request = resource_pb2.RegisterResourceRequest(object=struct)
+    delivered = _unwrap(rpc.deserialize_properties(request.object))["schema"]
+    return json.dumps(delivered)
+
+
+@contextlib.contextmanager
+def _crd_schemas_by_reference(schemas: dict[str, str]) -> Iterator[None]:
+    """plans.monitoring.crds hands the program each CRD version's schema as a reference; `schemas` maps each back."""
+    from plans import monitoring
+
+    original = monitoring.crds
+
+    def crds() -> list[dict[str, Any]]:
+        found = original()
+        for crd in found:
+            for version in crd["spec"].get("versions") or []:
+                if "schema" in version:
+                    text = json.dumps(version["schema"])  # in its order: the recorded inputs keep it
+                    reference = SCHEMA_REFERENCE + hashlib.sha256(text.encode()).hexdigest()
+                    schemas[reference] = text
+                    version["schema"] = reference
+        return found
+
+    monitoring.crds = crds
+    try:
+        yield
+    finally:
+        monitoring.crds = original
+
+
+def _schemas_restored(inputs: dict[str, Any], schemas: Mapping[str, str]) -> dict[str, Any]:
+    """A CRD's recorded inputs with each schema reference replaced by what the SDK would have delivered for it."""
+    for version in inputs.get("spec", {}).get("versions") or []:
+        reference = version.get("schema")
+        if isinstance(reference, str) and reference.startswith(SCHEMA_REFERENCE):
+            version["schema"] = json.loads(_delivered_schema(schemas[reference]))
+    return inputs
+
+
 # The engine's builtin function behind StackReferences: a stack's outputs at its last deployment.
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
@@ -344,8 +403,14 @@ class _Mocks(pulumi.runtime.Mocks):
         self.answers = {**INVOKES, **(answers or {})}
         # The inputs each resource asked the engine to ignore changes to, as the monitor saw them.
         self.ignoring: dict[str, tuple[str, ...]] = {}
+        # The inputs of the registration this thread is answering, as the mock monitor deserialised them from the
+        # request: the recording monitor records them rather than deserialising the same request a second time. Per
+        # thread: the SDK calls the monitor from its executor's threads (pulumi 3.272.0 runtime/resource.py:1344), and the
+        # monitor calls new_resource in the thread of the request it answers (runtime/mocks.py:317-328).
+        self.received = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.received.inputs = args.inputs
         inputs = dict(args.inputs)
         # What the engine does with `ignore_changes`: a resource already in the state keeps the old
         # value of an ignored input, whatever the program now says, and its outputs follow.
@@ -367,16 +432,27 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks, sim: Simulation) -> None:
+    def __init__(self, mocks: pulumi.runtime.Mocks, sim: Simulation, schemas: Mapping[str, str]) -> None:
         super().__init__(mocks)
         self.sim = sim
+        self.schemas = schemas  # the CRD schemas' references (_crd_schemas_by_reference)
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        if isinstance(self.mocks, _Mocks):
-            self.mocks.ignoring[request.name] = tuple(request.ignoreChanges)
+        assert isinstance(self.mocks, _Mocks)
+        self.mocks.ignoring[request.name] = tuple(request.ignoreChanges)
+        self.mocks.received.inputs = None
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            self.sim.registrations.append(_registration(request, response.urn))
+            # What new_resource was handed: `rpc.deserialize_properties(request.object)`, made once for both.
+            raw = self.mocks.received.inputs
+            if raw is None:
+                raise RuntimeError(
+                    "the mock monitor registered a resource without asking the mocks: the pinned SDK changed; see iluvatar/simulate.py"
+                )
+            registration = _registration(request, response.urn, raw)
+            if registration.type == CRD:
+                _schemas_restored(registration.inputs, self.schemas)
+            self.sim.registrations.append(registration)
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
@@ -395,9 +471,9 @@ def _alias(alias: Any) -> str:
     return " ".join(parts) or "(no parent)" if spec.noParent else " ".join(parts)
 
 
-def _registration(request: Any, urn: str) -> Registration:
-    """A RegisterResourceRequest as a Registration: every option the engine acts on, as it arrives."""
-    raw = rpc.deserialize_properties(request.object)
+def _registration(request: Any, urn: str, raw: dict[str, Any]) -> Registration:
+    """A RegisterResourceRequest as a Registration: every option the engine acts on, as it arrives (`raw`: its inputs,
+    `rpc.deserialize_properties(request.object)`)."""
     timeouts = request.customTimeouts
     return Registration(
         urn=urn,
@@ -513,8 +589,10 @@ def simulate(
     def run() -> None:
         runpy.run_path(str(program), run_name="__main__")
 
-    with _no_source_positions(), _clock(sim.now):  # set_mocks registers the root Stack
-        pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=_RecordingMonitor(mocks, sim))
+    schemas: dict[str, str] = {}
+    with _no_source_positions(), _clock(sim.now), _crd_schemas_by_reference(schemas):  # set_mocks registers the root Stack
+        monitor = _RecordingMonitor(mocks, sim, schemas)
+        pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=monitor)
         config, secret_keys = pulumi_config(sf)
         pulumi.runtime.set_all_config(config, secret_keys)
         _sync_await(run_pulumi_func(run))

@@ -28,6 +28,7 @@ Plain functions returning manifests and values as dicts; no Pulumi here.
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -257,6 +258,34 @@ def longhorn_values(stack: StackConfig) -> dict[str, Any]:
 def longhorn_node_labels(stack: StackConfig) -> dict[str, dict[str, str]]:
     """The Pis Longhorn may keep replicas on, by name, with the label that gives each its default disk."""
     return {n.name: {LONGHORN_DISK_LABEL: "true"} for n in facts.longhorn_pis(stack.nodes)} if longhorn_enabled(stack) else {}
+
+
+# Longhorn's tag on the Pis that may hold a replica of a netbooted maia's root: those that boot from their cards. Longhorn
+# copies a Kubernetes Node's `node.longhorn.io/default-node-tags` annotation (a JSON list) into its Longhorn Node's
+# spec.tags whenever that Node has no tag yet (longhorn-manager v1.10.1 controller/kubernetes_node_controller.go:335-352,
+# syncDefaultNodeTags, on every change of either Node), and the replica scheduler places a volume's replicas only on
+# Nodes whose tags hold every one of its nodeSelector (scheduler/replica_scheduler.go:397, types/types.go:1319
+# IsSelectorsInTags), which the CSI driver takes from its StorageClass's `nodeSelector` parameter (csi/util.go:248).
+LONGHORN_NODE_TAGS_ANNOTATION = "node.longhorn.io/default-node-tags"
+PI_ROOT_TAG = "pi-root"
+
+
+def pi_root_pis(stack: StackConfig) -> list[Node]:
+    """The Pis Longhorn may keep a netbooted root's replicas on: a data disk, and a card to boot from. Never a netbooting
+    maia: after a power cut its root must be served before it can boot, so no root may depend on its disk."""
+    if not longhorn_enabled(stack) or not any(n.boot == "netboot" for n in stack.ainur_nodes):
+        return []
+    return [n for n in facts.longhorn_pis(stack.nodes) if n.boot != "netboot"]
+
+
+def longhorn_node_annotations(stack: StackConfig) -> dict[str, dict[str, str]]:
+    """Longhorn's default node tags, by Pi: PI_ROOT_TAG on each Pi that may hold a root's replica (`pi_root_pis`)."""
+    return {n.name: {LONGHORN_NODE_TAGS_ANNOTATION: json.dumps([PI_ROOT_TAG])} for n in pi_root_pis(stack)}
+
+
+def pi_root_replicas(stack: StackConfig) -> int:
+    """A netbooted root's replicas: one per Pi that may hold one, up to three (Longhorn keeps one per node)."""
+    return min(3, len(pi_root_pis(stack)))
 
 
 def git_mirror_class(stack: StackConfig) -> str:

@@ -273,9 +273,20 @@ def _netbooted_roots(nodes: Sequence[tuple[int, Node]], gitops_set: bool) -> Ite
     died, and the NFS server, bound to the netboot pod's Pi, never starts again: every netbooted root is gone."""
     netbooted = [(i, n) for i, n in nodes if n.role in AINUR_ROLES and n.boot == "netboot"]
     servers = [n for _, n in nodes if n.role in AINUR_ROLES and n.boot != "netboot"]
+    longhorn = [n for n in servers if n.data_disks]
+    if netbooted and gitops_set and not longhorn and any(n.data_disks for _, n in netbooted):
+        # Review 41-1 M2: Longhorn runs (a maia has dataDisks), and the roots' replicas go only to Pis that boot from
+        # their cards (plans.storage.pi_root_pis): with none, the roots' volumes could never be placed.
+        i, node = netbooted[0]
+        yield Problem(
+            _node(i, "boot"),
+            f"netboot: {node.name}'s root is a Longhorn volume, whose replicas are kept only on Pis that boot from their cards (one on a "
+            f"maia's own disk could not be read after a power cut, before that maia boots), and none of {', '.join(n.name for n in servers)} "
+            "has dataDisks: give one of them dataDisks (Longhorn formats its dataDisks[0]), or set boot: disk",
+        )
+        return
     if not netbooted or len(servers) < 2:
         return
-    longhorn = [n for n in servers if n.data_disks]
     if gitops_set and len(longhorn) >= 2:
         return
     i, node = netbooted[0]

@@ -111,10 +111,14 @@ def serve_script() -> str:
     Per Pi: a root of the stack's image is made if it has none (with KEPT_ON_NEW_IMAGE from the root its pointer
     boots), so it is ready before the Pi is moved to it; each root of an image built here is mounted and exported at
     /pis/<pi>/<image>, with the id of its slot; a root goes once its image is gone from this Pi and it is neither the
-    stack's nor the one the Pi's pointer boots (the builder removes an image only when no pointer names it).
+    stack's, nor the one the Pi's pointer boots, nor the Pi's rollback root (what its pointer named before it last
+    moved, kept in ROOTS/<pi>/.previous): the builder removes an image only when no pointer names it, and a Pi that
+    never built an image (a failover to it) takes no root of it away. A Pi whose booted image is not built here is
+    not served, with an error naming it and the fix; its root is neither removed nor switched to another image.
 
     Environment: IMAGE (the stack's built image: root.img and .complete; its folder holds the others), ROOTS (each
-    Pi's writable layers, kept across restarts and moves: the volume), PIS (per Pi: `<pi>/files/...` the files its
+    Pi's writable layers, kept across restarts and moves: `<pi>/`, each Pi's own volume), LEGACY (optional: the first
+    version's single volume, `<pi>/<image>/`, whose roots are linked into ROOTS once and served where they are), PIS (per Pi: `<pi>/files/...` the files its
     roots carry, `<pi>/export.conf` and `<pi>/export-ids`), BOOTS (the boot pointers as the kubelet projects them:
     `<pi>/image`), EXPORTS (where the roots are mounted), CORE (ganesha.conf's fixed part), CONF (the whole, written),
     ADDRESS (the service address Ganesha binds) and ADDRESS_WAIT (how long to wait for it on this host, 120 s by default).
@@ -159,14 +163,44 @@ build() {{
     mkdir -p "$ROOTS/$name"
     # The layout before boot pointers kept one root per Pi behind these: a root's folder alone says what it is now.
     rm -f "$ROOTS/$name/current" "$ROOTS/$name/next"
+    # The first version's single volume of every Pi's roots (LEGACY, by Pi; review 41-1 M1): a Pi's roots found there
+    # are served from where they are, linked once into its own volume: the same upper and work folders (so the same
+    # file handles, which the Pi holds) and the same slots (so the same export ids). Its new roots are made on its own
+    # volume; a root pruned later loses its link only. Nothing on the old volume is ever removed by this script.
+    if [ -z "$reload" ] && [ -n "${{LEGACY:-}}" ] && [ -d "$LEGACY/$name" ] && [ ! -e "$ROOTS/$name/.linked" ]; then
+      for old in "$LEGACY/$name"/*; do
+        [ -d "$old/upper" ] || continue
+        case "$old" in *.new) continue ;; esac
+        [ -e "$ROOTS/$name/$(basename "$old")" ] || ln -s "$old" "$ROOTS/$name/$(basename "$old")"
+      done
+      for mark in .booted .previous; do
+        if [ -f "$LEGACY/$name/$mark" ] && [ ! -e "$ROOTS/$name/$mark" ]; then cp "$LEGACY/$name/$mark" "$ROOTS/$name/$mark"; fi
+      done
+      echo "iluvatar: $name's roots on the first version's pi-roots volume are served from it, where they are:" $(ls "$LEGACY/$name") >&2
+      touch "$ROOTS/$name/.linked"
+    fi
     boot=$stack_image
     if [ -f "$boots/$name/image" ]; then boot=$(cat "$boots/$name/image"); fi
+    # What the Pi booted before its pointer last moved (review 41-1 H3): its rollback root, kept on the volume, which
+    # follows the server to any Pi, so that a move back (piImage as it was) finds the root the Pi ran, whichever Pi serves.
+    booted=""
+    if [ -f "$ROOTS/$name/.booted" ]; then booted=$(cat "$ROOTS/$name/.booted"); fi
+    previous=""
+    if [ -f "$ROOTS/$name/.previous" ]; then previous=$(cat "$ROOTS/$name/.previous"); fi
+    if [ -n "$booted" ] && [ "$booted" != "$boot" ]; then previous=$booted; echo "$previous" > "$ROOTS/$name/.previous"; fi
+    [ "$booted" = "$boot" ] || echo "$boot" > "$ROOTS/$name/.booted"
+    stays() {{
+      # A root no start ever removes: the one the Pi's pointer boots, the stack's, and the Pi's rollback root.
+      [ "$1" = "$boot" ] || [ "$1" = "$stack_image" ] || [ "$1" = "$previous" ]
+    }}
     for layer in "$ROOTS/$name"/*; do
       [ -d "$layer" ] || continue
       image=$(basename "$layer")
       case "$image" in *.new) rm -rf "$layer"; continue ;; esac
-      if [ -z "$reload" ] && [ "$image" != "$boot" ] && [ "$image" != "$stack_image" ] && [ ! -f "$images/$image/.complete" ]; then
-        echo "iluvatar: $name's root of $image goes: its image is gone and the Pi boots $boot" >&2
+      # Only a root the user left twice (neither booted, nor the stack's, nor the rollback), and whose image is gone
+      # from this Pi, goes: never one because this Pi lacks its image (a failover to a Pi that never built it).
+      if [ -z "$reload" ] && ! stays "$image" && [ ! -f "$images/$image/.complete" ]; then
+        echo "iluvatar: $name's root of $image goes: its image is gone, the Pi boots $boot, its rollback root is ${{previous:-none}}" >&2
         rm -rf "$layer"
       fi
     done
@@ -205,7 +239,7 @@ build() {{
         prunable=""
         for held in "$ROOTS/$name"/*; do
           held_image=$(basename "$held")
-          if [ -f "$held/slot" ] && [ "$held_image" != "$boot" ] && [ "$held_image" != "$stack_image" ] && [ ! -f "$images/$held_image/.complete" ]; then
+          if [ -f "$held/slot" ] && ! stays "$held_image" && [ ! -f "$images/$held_image/.complete" ]; then
             prunable="$prunable $held_image"
           fi
         done
@@ -214,11 +248,11 @@ build() {{
           kill -TERM $$
           exit 1
         fi
-        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from the pi-roots volume, then restart pi-nfs" >&2
+        echo "iluvatar: $name has no free export id for its root of $stack_image, and a restart would free none ($(ls "$ROOTS/$name" | tr '\n' ' ')): each is booted by its pointer ($boot), is its rollback root (${{previous:-none}}) or its image is still on this Pi; pi-nfs keeps serving the running roots; remove a root it does not boot from its volume (pi-root-$name), then restart pi-nfs" >&2
         exit 1
       fi
       if [ -z "$free" ]; then
-        echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from the pi-roots volume" >&2
+        echo "iluvatar: $name has more roots than its {PI_EXPORT_SLOTS} export ids ($(ls "$ROOTS/$name")): remove a root it does not boot ($boot) from its volume (pi-root-$name)" >&2
         exit 1
       fi
       echo "$free" > "$layer/slot"
@@ -229,7 +263,13 @@ build() {{
       [ -d "$layer/upper" ] || continue
       image=$(basename "$layer")
       if [ ! -f "$images/$image/.complete" ]; then
-        echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
+        if [ "$image" = "$boot" ]; then
+          # The root the Pi runs, on a Pi that never built its image (a failover to a card Pi that joined or was
+          # reflashed after it): never switched to another image, never removed; the others are served, and this says why.
+          echo "iluvatar: ERROR: $name boots $image, which is not built on this Pi: its root is kept on the volume but not served, so $name cannot boot or runs stalled; the other Pis are served. Move the netboot pods back to a Pi that built $image, or make that image the stack's again (iluvatar:ainur.piImage, its release and sha256) so that every card Pi builds it" >&2
+        else
+          echo "iluvatar: $name's root of $image is not served: the image is not built on this Pi" >&2
+        fi
         continue
       fi
       if [ -n "$reload" ] && mountpoint -q "$EXPORTS/$name/$image"; then

@@ -13,7 +13,11 @@ Where each runs, and why:
 - `pi-nfs`, one replica, replaced never rolled (two servers of one root must never run at once), on the Pi that runs
   the netboot pod (required pod affinity): the service address is there, and it is the roots' server address.
   Privileged: it loop-mounts the image and mounts an overlay per Pi (plans.netboot.nfs); nothing else of the netboot
-  namespace is. Its volume `pi-roots` holds each Pi's own layer and follows it to whichever Pi it moves to.
+  namespace is. Each Pi's roots are on a volume of its own, `pi-root-<pi>` (review 41-1 M1: one Pi filling its
+  volume fills no other's, and adding a Pi changes no other's volume), which follows the server to whichever Pi it
+  moves to; with Longhorn, on the `pi-roots` StorageClass, whose replicas are only ever on Pis that boot from their
+  cards (review 41-1 M2: plans.storage.pi_root_pis). The single `pi-roots` volume of the first version is kept and
+  mounted too: the roots it holds are served from it where they are (plans.netboot.nfs.serve_script links them).
 - Neither the netboot pod nor these ever run on a netbooting Pi (k3s labels it iluvatar/boot=netboot, plans.k3s): a Pi
   cannot serve the root it boots from, and after a power cut only the Pis with cards come up by themselves.
 """
@@ -24,25 +28,67 @@ from typing import Any
 
 from plans import storage
 from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
+from plans.netboot.debs import fetch_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
-from plans.netboot.pi_image import BUILDER_PACKAGES, build_script, image_dir
+from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
 from stacks import pins
 from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
-# image of the same date as DEBIAN_IMAGE's.
-GANESHA_VERSION = "4.3-2"
+# image of the same date as DEBIAN_IMAGE's. Its packages, and the builder's, are pinned files (plans.netboot.debs).
+GANESHA_VERSION = pins.APPS["nfs-ganesha"]
 BOOKWORM_IMAGE = pins.IMAGES["debian-bookworm"]
 GANESHA_DEBS = f"{HOST_CACHE}/pi-nfs-debs"
-ROOTS_SIZE_PER_PI_GI = 20
+BUILDER_DEBS = f"{HOST_CACHE}/pi-image-debs"
+# Each Pi's volume: its roots of the image it runs, the next, and its rollback root (plans.netboot.nfs), each the
+# image's files it changed (k3s's containerd images above all, with snapshotter native: whole copies per layer).
+ROOT_SIZE_GI = 20
+# The first version's single volume of every Pi's roots (its size then was 20 GiB a Pi): kept, never resized nor
+# deleted by Iluvatar, and mounted at LEGACY_ROOTS so that the roots on it stay served where they are.
+LEGACY_CLAIM = "pi-roots"
+LEGACY_ROOTS = "/legacy-roots"
+# The netbooted roots' StorageClass with Longhorn: replicas only on Pis tagged PI_ROOT_TAG (plans.storage).
+ROOTS_CLASS = "pi-roots"
 # Not a netbooting Pi: k3s labels those iluvatar/boot=netboot (plans.k3s.config).
 NOT_NETBOOTED = {"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}
 # Where the pods see the boot pointers (the pi-boot-<pi> ConfigMaps, projected), and the generated ganesha.conf.
 BOOTS = "/etc/iluvatar-pi-boots"
 GANESHA_CONF = "/run/iluvatar/ganesha.conf"
 POINTER_KEYS = ("folder", "image", "cmdline.txt")
+
+
+def root_claim(node: Node) -> str:
+    """The claim of a Pi's roots, by its name: another Pi's coming or going never touches it."""
+    return f"pi-root-{node.name}"
+
+
+def roots_class(stack: StackConfig) -> str:
+    """The roots' StorageClass: Longhorn's, limited to the card-booting Pis, when it runs; else k3s's local-path."""
+    return ROOTS_CLASS if storage.longhorn_enabled(stack) else "local-path"
+
+
+def roots_storage_class(stack: StackConfig) -> dict[str, Any]:
+    """The `pi-roots` StorageClass: Longhorn volumes whose replicas only ever land on Pis that boot from their cards
+    (the nodeSelector matches the tag plans.storage.longhorn_node_annotations gives them), one per such Pi up to three;
+    kept when the claim goes (Retain), and grown in place. Parameters as Longhorn v1.10.1's CSI driver reads them
+    (csi/util.go:getVolumeOptions: numberOfReplicas, staleReplicaTimeout, nodeSelector split at commas)."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": ROOTS_CLASS, "labels": _labels("pi-nfs")},
+        "provisioner": "driver.longhorn.io",
+        "parameters": {
+            "numberOfReplicas": str(storage.pi_root_replicas(stack)),
+            "staleReplicaTimeout": "30",
+            "nodeSelector": storage.PI_ROOT_TAG,
+            "fsType": "ext4",
+        },
+        "reclaimPolicy": "Retain",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
 
 
 def boot_name(name: str) -> str:
@@ -77,6 +123,8 @@ def pi_config(stack: StackConfig) -> dict[str, str]:
         "build-pi-image.sh": build_script(),
         "pi-tftp.sh": tftp_script(),
         "serve-pis.sh": serve_script(),
+        "pi-nfs-debs.sh": fetch_script("pi-nfs", "NFS-Ganesha"),
+        "pi-image-debs.sh": fetch_script("pi-image", "the Pi image builder's tools"),
         "ganesha.conf": ganesha_conf(stack),
         # What `iluvatar render` lists for the user: the image, and the lines each Pi's EEPROM needs.
         "image.txt": f"Ubuntu {image.release} for Raspberry Pi\nurl: {image.url}\nsha256: {image.sha256}\nfolder: {image_dir(stack)}\n",
@@ -114,23 +162,27 @@ def cache_steps(stack: StackConfig) -> list[dict[str, Any]]:
     cache = {"name": "cache", "mountPath": HOST_CACHE}
     scripts = {"name": "pi-netboot", "mountPath": "/etc/iluvatar-pi"}
     boots = {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True}
-    apt = "apt-get update -qq && apt-get install -y -qq --no-install-recommends"
     return [
         {
             "name": "pi-image",
-            "image": DEBIAN_IMAGE,
-            "command": ["sh", "-c", f"{apt} {' '.join(BUILDER_PACKAGES)} >/dev/null && exec sh /etc/iluvatar-pi/build-pi-image.sh"],
+            # Debian 12, as the NFS server's: its tools are the pinned set of that release (stacks.pins.DEBS), installed
+            # by the builder only when it has an image to build (TOOLS): a Pi whose image is built asks nothing of the
+            # network (review 41-1 M3).
+            "image": BOOKWORM_IMAGE,
+            "command": ["sh", "/etc/iluvatar-pi/build-pi-image.sh"],
             "env": [{"name": "URL", "value": image.url}, {"name": "SHA256", "value": image.sha256}, {"name": "OUT", "value": image_dir(stack)},
-                    {"name": "PIS", "value": " ".join(n.name for n in netboot_pis(stack))}, {"name": "BOOTS", "value": BOOTS}],
+                    {"name": "PIS", "value": " ".join(n.name for n in netboot_pis(stack))}, {"name": "BOOTS", "value": BOOTS},
+                    {"name": "DIR", "value": BUILDER_DEBS},
+                    {"name": "TOOLS", "value": f"sh /etc/iluvatar-pi/pi-image-debs.sh && dpkg -i {BUILDER_DEBS}/*.deb >/dev/null"}],
             "volumeMounts": [scripts, cache, boots],
         },
         {
             "name": "pi-nfs-packages",
             "image": BOOKWORM_IMAGE,
             # The packages and every one they need that the image lacks, kept on the Pi for the NFS container.
-            "command": ["sh", "-c", f"mkdir -p {GANESHA_DEBS}/partial && apt-get update -qq && apt-get install -y -qq --download-only -o Dir::Cache::archives={GANESHA_DEBS} "
-                        f"nfs-ganesha={GANESHA_VERSION} nfs-ganesha-vfs={GANESHA_VERSION}"],
-            "volumeMounts": [cache],
+            "command": ["sh", "/etc/iluvatar-pi/pi-nfs-debs.sh"],
+            "env": [{"name": "DIR", "value": GANESHA_DEBS}],
+            "volumeMounts": [scripts, cache],
         },
     ]  # fmt: skip
 
@@ -152,7 +204,7 @@ def tftp_container() -> dict[str, Any]:
 
 def cache_volumes(stack: StackConfig) -> list[dict[str, Any]]:
     return [
-        {"name": "pi-netboot", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("build-pi-image.sh", "pi-tftp.sh")]}},
+        {"name": "pi-netboot", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in CACHE_SCRIPTS]}},
         _boots_volume(stack),
     ]
 
@@ -186,6 +238,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
+                    {"name": "LEGACY", "value": LEGACY_ROOTS},
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
                     {"name": "BOOTS", "value": BOOTS},
                     {"name": "EXPORTS", "value": EXPORTS},
@@ -208,7 +261,8 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "pi-boots", "mountPath": BOOTS, "readOnly": True},
                     {"name": "images", "mountPath": PI_IMAGES, "readOnly": True},
                     {"name": "cache", "mountPath": GANESHA_DEBS, "subPath": "pi-nfs-debs", "readOnly": True},
-                    {"name": "roots", "mountPath": "/roots"},
+                    *({"name": f"root-{n.name}", "mountPath": f"/roots/{n.name}"} for n in netboot_pis(stack)),
+                    {"name": "legacy-roots", "mountPath": LEGACY_ROOTS},
                 ],
             }
         ],
@@ -218,7 +272,8 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
             _boots_volume(stack),
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "Directory"}},
-            {"name": "roots", "persistentVolumeClaim": {"claimName": "pi-roots"}},
+            *({"name": f"root-{n.name}", "persistentVolumeClaim": {"claimName": root_claim(n)}} for n in netboot_pis(stack)),
+            {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}},
         ],
     }
 
@@ -233,7 +288,8 @@ def _digest(data: dict[str, str]) -> str:
 # H5). The cache's steps: the builder, pi-tftp and the image. The NFS server: its script, ganesha.conf and each Pi's
 # exports; not the Pis' seeds (a user-data change, a k3s upgrade's among them, restarted it and stalled every root at
 # once): the server writes a seed into a root at its next start, and cloud-init reads it only when a root is new.
-CACHE_KEYS = ("build-pi-image.sh", "pi-tftp.sh", "image.txt")
+CACHE_SCRIPTS = ("build-pi-image.sh", "pi-tftp.sh", "pi-image-debs.sh", "pi-nfs-debs.sh")
+CACHE_KEYS = (*CACHE_SCRIPTS, "image.txt")
 
 
 def cache_digest(stack: StackConfig) -> str:
@@ -243,8 +299,46 @@ def cache_digest(stack: StackConfig) -> str:
 
 def nfs_digest(stack: StackConfig) -> str:
     """pi-nfs's config digest: a change replaces the NFS server of every root."""
-    keep = ("serve-pis.sh", "ganesha.conf")
+    # pi-nfs-debs.sh: a new Ganesha (its pinned files) is installed by the server's next start.
+    keep = ("serve-pis.sh", "ganesha.conf", "pi-nfs-debs.sh")
     return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
+
+
+# How long `pulumi up` waits for netboot-cache to be ready when maiar netboot (review 41-1 M3). Its pod is ready on a Pi
+# only past the image builder, which on a new image downloads ~1.2 GB and writes ~7 GB at its peak to the Pi's SD card
+# (the image unpacked, then its root cut out): an estimate of up to BUILD_MINUTES per Pi on a card (~20 MB/s written),
+# not measured on a Pi. A new image's DaemonSet rolls one Pi at a time (a DaemonSet's default maxUnavailable 1), so the
+# bound is pulumi-kubernetes' own 10 minutes (its await default) and BUILD_MINUTES per Pi that builds. With the image
+# built, every start is a no-op (the builder's check of .complete) and the cache is ready in seconds, as before.
+BUILD_MINUTES = 30
+AWAIT_MINUTES = 10
+
+
+def builds_image(stack: StackConfig) -> bool:
+    """Whether netboot-cache builds the Pi image (on each card Pi): when a maia netboots."""
+    return bool(netboot_pis(stack))
+
+
+def card_pis(stack: StackConfig) -> list[Node]:
+    """The Pis that boot from their card, where netboot-cache runs (and builds the image) when maiar netboot."""
+    netbooting = {n.name for n in netboot_pis(stack)}
+    return [n for n in stack.ainur_nodes if n.name not in netbooting]
+
+
+def cache_wait_minutes(stack: StackConfig) -> int:
+    """pulumi up's bound on netboot-cache's readiness: its default alone without a netbooting maia."""
+    return AWAIT_MINUTES + (BUILD_MINUTES * len(card_pis(stack)) if builds_image(stack) else 0)
+
+
+def cache_wait_message(stack: StackConfig) -> str:
+    """What `pulumi preview` and `up` say of the wait on netboot-cache when maiar netboot: what it waits for, and how long."""
+    names = ", ".join(n.name for n in card_pis(stack))
+    return (
+        f"netboot-cache is ready on a Pi only once the Pi image {image_dir(stack).rsplit('/', 1)[1]} is built there: a new image is "
+        f"downloaded (~1.2 GB) and unpacked (~7 GB written to the SD card) on each Pi that boots from its card ({names}), one "
+        f"Pi at a time, up to {BUILD_MINUTES} minutes each; pulumi up waits up to {cache_wait_minutes(stack)} minutes, and so do "
+        "Arda's netbooting machines, which wait for netboot-cache. A built image takes seconds (nothing is downloaded)."
+    )
 
 
 def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any]) -> None:
@@ -263,26 +357,51 @@ def with_pis(stack: StackConfig, cache: dict[str, Any], netboot: dict[str, Any])
     netboot["volumes"] = [*netboot["volumes"], {"name": "pi-images", "hostPath": {"path": PI_IMAGES, "type": "DirectoryOrCreate"}}]
 
 
+def root_claim_manifest(stack: StackConfig, node: Node) -> dict[str, Any]:
+    """A Pi's roots' volume, labelled with the Pi, of its own size: Longhorn's is a block device of that size, so a Pi
+    that fills it fills no other's (local-path's is a folder on the card Pi's disk, which bounds nothing). Longhorn
+    replicates it, so it follows the NFS server to another Pi; local-path keeps it on one (the NFS server, and so the
+    netboot pod, cannot leave it: stacks.storage refuses that with two card Pis)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(root_claim(node), {**_labels("pi-nfs"), "iluvatar/pi": node.name}),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": roots_class(stack),
+            "resources": {"requests": {"storage": f"{ROOT_SIZE_GI}Gi"}},
+        },
+    }
+
+
+def legacy_claim(stack: StackConfig) -> dict[str, Any]:
+    """The first version's single volume of the roots: on a homelab deployed with it, its roots are served from it as
+    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume; on a new
+    one, an empty volume of 1 GiB on the roots' class (pi-nfs cannot start without it: its replicas too must never
+    depend on a maia's disk). Its spec is the program's only at creation (components.netboot ignores changes to it: a
+    claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(LEGACY_CLAIM, _labels("pi-nfs")),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": roots_class(stack),
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """The objects only a netbooting maia brings: its ConfigMap, the roots' volume and the NFS server."""
     if not netboot_pis(stack):
         return []
     labels = _labels("pi-nfs")
-    size = ROOTS_SIZE_PER_PI_GI * len(netboot_pis(stack))
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("pi-netboot", _labels("netboot")), "data": pi_config(stack)},
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": _meta("pi-roots", labels),
-            # Longhorn when it runs on the Ainur (replicated: the roots follow the NFS server to another Pi), else k3s's
-            # local-path (on one Pi: the NFS server, and so the netboot pod, cannot leave it). As the Git mirror's.
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": storage.git_mirror_class(stack),
-                "resources": {"requests": {"storage": f"{size}Gi"}},
-            },
-        },
+        *([roots_storage_class(stack)] if roots_class(stack) == ROOTS_CLASS else []),
+        *(root_claim_manifest(stack, n) for n in netboot_pis(stack)),
+        legacy_claim(stack),
         # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
         _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
@@ -292,20 +411,33 @@ __all__ = [
     "BOOKWORM_IMAGE",
     "BOOTS",
     "GANESHA_VERSION",
+    "LEGACY_CLAIM",
+    "LEGACY_ROOTS",
     "NAMESPACE",
     "NOT_NETBOOTED",
+    "ROOTS_CLASS",
+    "ROOT_SIZE_GI",
     "TFTP_ROOT",
     "boot_configmap",
     "boot_name",
     "boot_projection",
+    "builds_image",
     "cache_digest",
     "cache_steps",
     "cache_volumes",
+    "cache_wait_message",
+    "cache_wait_minutes",
+    "card_pis",
+    "legacy_claim",
     "manifests",
     "nfs_digest",
     "nfs_pod",
     "pi_config",
     "project",
+    "root_claim",
+    "root_claim_manifest",
+    "roots_class",
+    "roots_storage_class",
     "tftp_container",
     "with_pis",
 ]

@@ -362,6 +362,10 @@ def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_ever
 
     assert regs["netboot-configmap-pi-netboot"].inputs["data"] != again["netboot-configmap-pi-netboot"].inputs["data"]
     assert digests(regs) == digests(again)
+    # Review 41-1 H5's rest: nothing of pi-nfs changes, its pod spec included (the seed reaches the root through the
+    # projected ConfigMap, which the kubelet updates in place), so the NFS server of every root is not restarted.
+    assert regs["netboot-deployment-pi-nfs"].inputs == again["netboot-deployment-pi-nfs"].inputs
+    assert regs["netboot-daemonset-netboot-cache"].inputs == again["netboot-daemonset-netboot-cache"].inputs
 
 
 def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting: Simulation) -> None:
@@ -377,6 +381,34 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting
     join = regs["ainur-ilmare-join"]
     assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
     assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
+
+
+def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_card_pis_hold(netbooting: Simulation) -> None:
+    """Review 41-1 M1/M2: a volume per netbooting Pi, protected (a Pi's removal stops at it), on the pi-roots class whose
+    Longhorn replicas go only to Pis tagged pi-root, which the program tags: the Pis that boot from their cards and have
+    a data disk (manwe and eonwe here), never ilmare. The first version's single volume stays in the program, never
+    resized nor deleted (its roots are served where they are)."""
+    regs = netbooting.named()
+    claim = regs["netboot-persistentvolumeclaim-pi-root-ilmare"]
+    assert claim.protect and not claim.retain_on_delete
+    assert claim.inputs["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "pi-roots", "resources": {"requests": {"storage": "20Gi"}}}
+    assert claim.inputs["metadata"]["labels"]["iluvatar/pi"] == "ilmare"
+    legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
+    assert (legacy.protect, legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (False, True, ("spec",))
+    # Where it is new, on the roots' class too: pi-nfs needs it attached, so its replicas too stay off the maiar.
+    assert legacy.inputs["spec"]["storageClassName"] == "pi-roots"
+    sc = regs["netboot-storageclass-pi-roots"]
+    assert sc.inputs["parameters"] == {"numberOfReplicas": "2", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
+    assert (sc.inputs["reclaimPolicy"], sc.inputs["provisioner"]) == ("Retain", "driver.longhorn.io")
+    assert sc.urn in claim.dependencies and regs["storage-ainur-longhorn-application-longhorn"].urn in claim.dependencies
+    assert claim.urn in regs["netboot-deployment-pi-nfs"].dependencies and legacy.urn in regs["netboot-deployment-pi-nfs"].dependencies
+    # Longhorn's default node tags on the card Pis' Nodes, in the NodePatch that labels them after their join.
+    tags = {name: r.inputs["metadata"].get("annotations") for name, r in regs.items() if name.startswith("storage-ainur-node-")}
+    assert tags == {
+        "storage-ainur-node-manwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
+        "storage-ainur-node-eonwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
+        "storage-ainur-node-ilmare": None,
+    }
 
 
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:
@@ -505,3 +537,34 @@ def test_the_server_token_reaches_the_valar_joins_alone_and_the_maiar_hold_the_a
             continue
         text = json.dumps(reg.inputs, default=lambda v: v.value if isinstance(v, SecretValue) else str(v))
         assert server not in text, reg.name
+
+
+def test_the_wait_on_netboot_cache_fits_an_image_build_on_each_card_pi(netbooting: Simulation) -> None:
+    """Review 41-1 M3: netboot-cache's pod is ready on a Pi only past the image builder, and pulumi-kubernetes' 10-minute
+    default cannot hold a new image's build (~1.2 GB down, ~7 GB written to an SD card) on each card Pi in turn."""
+    from plans.netboot import pi_pods
+    from tests.plans.test_netboot_pis import netbooting as two_netbooting
+
+    regs = netbooting.named()
+    # ilmare netboots: manwe and eonwe boot from their cards and build, 30 minutes each, after the default 10.
+    assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {"create": "70m", "update": "70m"}
+    # The other objects keep pulumi-kubernetes' default: only the cache waits on a build.
+    assert regs["netboot-deployment-netboot"].custom_timeouts == {}
+    stack = two_netbooting()
+    assert [n.name for n in pi_pods.card_pis(stack)] == ["manwe"]
+    assert pi_pods.cache_wait_minutes(stack) == 40
+    assert pi_pods.cache_wait_message(stack) == (
+        "netboot-cache is ready on a Pi only once the Pi image ubuntu-24.04.3-9bb1799cee89 is built there: a new image is "
+        "downloaded (~1.2 GB) and unpacked (~7 GB written to the SD card) on each Pi that boots from its card (manwe), one "
+        "Pi at a time, up to 30 minutes each; pulumi up waits up to 40 minutes, and so do Arda's netbooting machines, which "
+        "wait for netboot-cache. A built image takes seconds (nothing is downloaded)."
+    )
+
+
+def test_without_a_netbooting_maia_netboot_cache_waits_the_default() -> None:
+    from plans.netboot import pi_pods
+
+    regs = simulated(HOMELAB).named()
+    # pulumi-kubernetes' own default (10 minutes), as before maiar netbooted.
+    assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {}
+    assert pi_pods.cache_wait_minutes(load_stack_file(HOMELAB)) == pi_pods.AWAIT_MINUTES == 10

@@ -536,7 +536,7 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
 def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Path) -> None:
     """With eonwe a netbooting Pi 4 and ilmare a Pi 5: the image, what to set in each Pi's EEPROM, what each is served,
     and the NFS server, the only privileged container of the netboot namespace (issue #41)."""
-    from plans.netboot import nfs, pis
+    from plans.netboot import debs, nfs, pis
 
     boot = {"iluvatar:nodes[1].board": "rpi4", "iluvatar:nodes[1].boot": "netboot", "iluvatar:nodes[1].serial": "9ffefdef",
             "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}  # fmt: skip
@@ -582,6 +582,9 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         == pis.seed_files(stack, ilmare)["/var/lib/cloud/seed/nocloud/user-data"]
     )
     assert files["netboot/pis/ganesha.conf"] == nfs.ganesha_conf(stack)
+    # The pinned Debian packages' fetch scripts, beside the other shared scripts (review 41-1 M5).
+    assert files["netboot/pis/pi-nfs-debs.sh"] == debs.fetch_script("pi-nfs", "NFS-Ganesha")
+    assert "pool/main/c/curl/curl_7.88.1-10+deb12u15_arm64.deb" in files["netboot/pis/pi-image-debs.sh"]
     privileged = sorted(
         f"{path.rsplit('/', 1)[1]}:{c['name']}"
         for path, text in files.items()
@@ -592,5 +595,13 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         if (c.get("securityContext") or {}).get("privileged")
     )
     assert privileged == ["Deployment-pi-nfs.yaml:nfs"]
-    claim = yaml.safe_load(files["kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml"])
-    assert (claim["spec"]["storageClassName"], claim["spec"]["resources"]["requests"]["storage"]) == ("longhorn", "40Gi")
+    # A volume per Pi's roots, on the class whose replicas only the card Pi (manwe) holds (review 41-1 M1, M2); the
+    # first version's single volume stays, 1 GiB on the same class where new (its spec is ignored where it exists).
+    claims = {
+        name: (doc["spec"]["storageClassName"], doc["spec"]["resources"]["requests"]["storage"])
+        for name in ("pi-root-eonwe", "pi-root-ilmare", "pi-roots")
+        for doc in [yaml.safe_load(files[f"kubernetes/ainur/netboot/PersistentVolumeClaim-{name}.yaml"])]
+    }
+    assert claims == {"pi-root-eonwe": ("pi-roots", "20Gi"), "pi-root-ilmare": ("pi-roots", "20Gi"), "pi-roots": ("pi-roots", "1Gi")}
+    [roots_class] = [yaml.safe_load(text) for path, text in files.items() if path.endswith("StorageClass-pi-roots.yaml")]
+    assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pulumi.runtime import resource as pulumi_resource
+from pulumi.runtime import rpc
 
 from iluvatar import simulate as simulate_module
-from iluvatar.simulate import SecretValue, _unwrap
+from iluvatar.simulate import CRD, SCHEMA_REFERENCE, SecretValue, Simulation, _unwrap
+from plans import monitoring
+from stacks import read_stack_file
 from stacks.load import StackFile
+from tests.edit import RK1
 
 
 def test_whole_doubles_read_as_integers_and_fractions_stay() -> None:
@@ -85,3 +92,50 @@ def test_outside_a_simulation_the_sdk_captures_the_constructors_stack() -> None:
 
     assert len(Concrete().trace.frames) > 0
     assert simulate_module._empty_stack_trace().frames == []
+
+
+def _recorded(sim: Simulation) -> list[str]:
+    """Each registration as its repr (key order included), the order of its dependencies aside: the SDK resolves them
+    concurrently, so that order differs between any two runs."""
+
+    def one(reg: Any) -> str:
+        fields = dataclasses.asdict(reg)
+        fields["dependencies"] = sorted(fields["dependencies"])
+        fields["property_dependencies"] = {k: sorted(v) for k, v in fields["property_dependencies"].items()}
+        return repr(fields)
+
+    return sorted(one(r) for r in sim.registrations)
+
+
+def test_the_crd_schemas_go_through_the_sdk_as_references_and_are_recorded_as_it_delivers_them_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the SDK was handed for each CRD: its schemas are references (the shortcut is taken).
+    handed: list[str] = []
+    real = simulate_module._RecordingMonitor.RegisterResource
+
+    def register(self: Any, request: Any) -> Any:
+        if request.type == CRD:
+            handed.extend(v["schema"] for v in rpc.deserialize_properties(request.object)["spec"]["versions"])
+        return real(self, request)
+
+    with monkeypatch.context() as m:
+        m.setattr(simulate_module._RecordingMonitor, "RegisterResource", register)
+        by_reference = simulate_module.simulate(read_stack_file(RK1))
+    assert len(handed) == 10
+    assert all(isinstance(h, str) and h.startswith(SCHEMA_REFERENCE) for h in handed)
+    assert monitoring.crds.__module__ == "plans.monitoring"  # put back after the run
+
+    # The same run with the schemas handed whole, as before the shortcut: the same registrations, repr for repr (the
+    # protobuf maps' key order the SDK delivers included), outputs and component outputs.
+    @contextlib.contextmanager
+    def whole(schemas: dict[str, str]) -> Iterator[None]:
+        yield
+
+    monkeypatch.setattr(simulate_module, "_crd_schemas_by_reference", whole)
+    handed_whole = simulate_module.simulate(read_stack_file(RK1))
+    crds = handed_whole.by_type(CRD)
+    assert [type(v["schema"]) for r in crds for v in r.inputs["spec"]["versions"]] == [dict] * 10
+    assert _recorded(by_reference) == _recorded(handed_whole)
+    assert repr(by_reference.outputs) == repr(handed_whole.outputs)
+    assert by_reference.component_outputs == handed_whole.component_outputs

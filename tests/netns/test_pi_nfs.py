@@ -59,6 +59,9 @@ class Server:
 
     # The boot pointers' files as the kubelet projects them (plans.netboot.pi_pods.boot_projection); None: the stack's.
     pointers: dict[str, str] | None = None
+    # Where the roots are (None: the module's `roots` folder beside the servers'), and the first version's single volume.
+    roots: Path | None = None
+    legacy: Path | None = None
 
     def start(self) -> None:
         pis_dir, boots, core = self.root / "pis", self.root / "boots", self.root / "ganesha-core.conf"
@@ -78,7 +81,8 @@ class Server:
         env = {
             "ADDRESS": SVC,
             "IMAGE": str(self.image),
-            "ROOTS": str(self.root.parent / "roots"),
+            "ROOTS": str(self.roots or self.root.parent / "roots"),
+            **({"LEGACY": str(self.legacy)} if self.legacy else {}),
             "PIS": str(pis_dir),
             "BOOTS": str(boots),
             "EXPORTS": str(self.root / "exports"),
@@ -385,6 +389,11 @@ def held_reads(net: Lan, ip: str, path: str, seconds: float) -> subprocess.Popen
     return subprocess.Popen(["ip", "netns", "exec", client_ns(net, ip), *args, "--interval", "0.25"], cwd=REPO, stdout=subprocess.PIPE, text=True)
 
 
+def roots_of(folder: Path) -> list[str]:
+    """The roots of one Pi on the volume: its folders (beside them, the serve script's .booted and .previous)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+
 def exports_of(conf: Path) -> dict[str, int]:
     """Each export of the generated ganesha.conf by its pseudo path, with its id."""
     blocks = re.findall(r"Export_Id = (\d+);\n\s+Path = [^;]+;\n\s+Pseudo = ([^;]+);", conf.read_text())
@@ -455,12 +464,15 @@ def test_a_new_image_gives_each_pi_a_root_beside_the_one_it_runs_which_never_cha
         assert exports_of(server.conf)[export("ilmare")] == slots["ilmare"][0]
         assert nfs_cat(net, ILMARE_IP, "/etc/hostname").stdout == "written on the old image\n"
         # The old image gone from this Pi (the builder removes it once no pointer names it; here eonwe's still does):
-        # ilmare's old root goes; eonwe's, which its pointer boots, stays on the volume, unserved until the image is back.
+        # ilmare's old root stays, its rollback root (review 41-1 H3: what its pointer named before it moved), and
+        # eonwe's, which its pointer boots; both stay on the volume, unserved until the image is back.
         server.stop()
         shutil.move(old_image, server.root.parent / "parked")
         server.start()
-        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == [newer_id]
-        assert sorted(p.name for p in (roots / "eonwe").iterdir()) == sorted([old, newer_id])
+        assert roots_of(roots / "ilmare") == sorted([old, newer_id])
+        assert (roots / "ilmare" / ".previous").read_text() == f"{old}\n"
+        assert (roots / "ilmare" / old / "upper" / "etc" / "hostname").read_text() == "written on the old image\n"
+        assert roots_of(roots / "eonwe") == sorted([old, newer_id])
         assert exports_of(server.conf) == {export("eonwe", newer_id): slots["eonwe"][1], export("ilmare", newer_id): slots["ilmare"][1]}
         assert "is not served: the image is not built on this Pi" in (server.root / "ganesha.log").read_text()
     finally:
@@ -600,7 +612,8 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
     pruned O's root and given N its slot, N's EXPORT block would carry the Export_Id Ganesha holds under O's Path, which
     nfs-ganesha V4.3 refuses (src/support/exports.c:1384-1395): N unexported, the roll's gate failing for 300 s. The
     reload frees no slot: N takes slot 2, the real Ganesha exports it at once, A is served throughout by the same
-    Ganesha; O keeps its slot (not served) until the next start prunes it."""
+    Ganesha; O keeps its slot (not served), and a start keeps it too: it is the Pis' rollback root (what their pointers
+    named before they moved to A), which only a later move frees (review 41-1 H3)."""
     from plans.netboot import pi_image as pi_image_plan
 
     net, server = served
@@ -640,11 +653,12 @@ def test_a_third_image_built_while_ganesha_runs_never_takes_the_export_id_of_a_r
         assert nfs_cat(net, ILMARE_IP, "/etc/issue", image=a_id).stdout == "image A\n"
         log = (server.root / "ganesha.log").read_text()
         assert log.count("NFS SERVER INITIALIZED") == 1 and "doesn't match" not in log, log[-3000:]
-        # O's root stays on the volume with its slot until a start, which prunes it.
+        # O's root stays on the volume with its slot, and through a start: the Pis' rollback root.
         assert (roots / "ilmare" / o_id / "slot").read_text() == "0\n"
         server.stop()
         server.start()
-        assert sorted(p.name for p in (roots / "ilmare").iterdir()) == sorted([a_id, n_id])
+        assert roots_of(roots / "ilmare") == sorted([o_id, a_id, n_id])
+        assert (roots / "ilmare" / ".previous").read_text() == f"{o_id}\n"
     finally:
         server.stop()
         if parked.exists():
@@ -690,7 +704,7 @@ def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_bloc
         assert "pi-nfs restarts to prune" not in log, log[-3000:]
         # eonwe comes first, and the reload stops there.
         assert "eonwe has no free export id for its root of ubuntu-24.04.4-full, and a restart would free none" in log, log[-3000:]
-        assert "remove a root it does not boot from the pi-roots volume, then restart pi-nfs" in log
+        assert "remove a root it does not boot from its volume (pi-root-eonwe), then restart pi-nfs" in log
         # The same Ganesha serves the running roots.
         time.sleep(2)
         assert all(proc.poll() is None for proc in server.procs)
@@ -703,4 +717,122 @@ def test_a_reload_with_no_prunable_root_keeps_ganesha_serving_and_says_what_bloc
             for pi in ("eonwe", "ilmare"):
                 shutil.rmtree(roots / pi / image_id, ignore_errors=True)
         server.image, server.pointers = o_image, None
+        server.start()
+
+
+def test_a_failover_to_a_pi_without_a_pis_image_removes_and_switches_no_root_and_says_which_pi_is_not_served(
+    served: tuple[Lan, Server],
+) -> None:
+    """Review 41-1 H3: mid-roll, eonwe still boots O and ilmare moved to A (its rollback root O). The server moves to a
+    Pi that built only A (it joined, or was reflashed, after the image change): its images folder lacks O. The first
+    version removed ilmare's rollback root there (its image gone, neither the stack's nor booted). Now: nothing is
+    removed or switched; ilmare's root of A is served; eonwe's root of O is kept, unserved, with an error naming eonwe,
+    its image and the fix; and back on a Pi that has O, eonwe's root is served as it was, its own writes in it."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    o_image, o_id, a_id = server.image, IMAGE, "ubuntu-24.04.4-rolled"
+    a_image = o_image.parent / a_id
+    # The Pi the server moves to: its own images folder, holding only A (the images are on each Pi's own disk).
+    other_images = server.root.parent / "other-pi-images"
+    try:
+        _from_image_alone(server, roots, o_image)
+        server.start()  # both Pis boot O, the stack's
+        assert write(net, EONWE_IP, "/etc/hostname", "eonwe on O\n", pi="eonwe").returncode == 0
+        assert write(net, ILMARE_IP, "/etc/hostname", "ilmare on O\n").returncode == 0
+        server.stop()
+        shutil.copytree(o_image, a_image)
+        # The stack moves to A, and ilmare's pointer moves to it (its roll); eonwe's is next.
+        server.image = a_image
+        server.pointers = {**pi_pods.boot_projection(server.stack), "eonwe/image": o_id, "ilmare/image": a_id}
+        server.start()
+        assert sorted(exports_of(server.conf)) == sorted(export(pi, image) for pi in ("eonwe", "ilmare") for image in (o_id, a_id))
+        server.stop()
+        # The failover: the same volume, another Pi's images.
+        other_images.mkdir()
+        shutil.copytree(a_image, other_images / a_id)
+        server.image = other_images / a_id
+        server.start()
+        log = (server.root / "ganesha.log").read_text()
+        assert "goes:" not in log, log[-3000:]
+        assert roots_of(roots / "ilmare") == sorted([o_id, a_id])
+        assert roots_of(roots / "eonwe") == sorted([o_id, a_id])
+        assert (roots / "ilmare" / o_id / "upper" / "etc" / "hostname").read_text() == "ilmare on O\n"
+        assert (roots / "eonwe" / o_id / "upper" / "etc" / "hostname").read_text() == "eonwe on O\n"
+        error = f"iluvatar: ERROR: eonwe boots {o_id}, which is not built on this Pi: its root is kept on the volume but not served"
+        assert error in log, log[-3000:]
+        assert "ERROR: ilmare" not in log
+        assert exports_of(server.conf).keys() == {export("eonwe", a_id), export("ilmare", a_id)}
+        assert nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image", image=a_id).stdout == f"{a_id}\n"
+        # Not exported: Ganesha answers an unknown pseudo path as it answers a closed one.
+        assert "MNT3ERR_ACCES(13)" in nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe", o_id).stderr
+        # Back on a Pi that built O: eonwe's root as it was, and ilmare's rollback root too.
+        server.stop()
+        server.image = a_image
+        server.start()
+        assert nfs_cat(net, EONWE_IP, "/etc/hostname", "eonwe", o_id).stdout == "eonwe on O\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/hostname", image=o_id).stdout == "ilmare on O\n"
+    finally:
+        server.stop()
+        shutil.rmtree(other_images, ignore_errors=True)
+        shutil.rmtree(a_image, ignore_errors=True)
+        for pi in ("eonwe", "ilmare"):
+            shutil.rmtree(roots / pi / a_id, ignore_errors=True)
+        server.image, server.pointers = o_image, None
+        server.start()
+
+
+def test_the_roots_on_the_first_versions_single_volume_are_served_where_they_are_with_the_same_handles(
+    served: tuple[Lan, Server], tmp_path: Path
+) -> None:
+    """Review 41-1 M1, the move of an existing homelab: the first version kept every Pi's roots on one volume (pi-roots,
+    ROOTS/<pi>/<image>). The first start with a volume per Pi finds its own volume empty and the old one mounted at
+    LEGACY: each Pi's roots are linked in, not copied, so a file the Pi wrote (in its own layer only, whose NFS handle
+    is the layer's inode) is read on through the restart by the handle the Pi holds, at the same export id; nothing
+    on the old volume is removed or emptied; a root of a new image is made on the Pi's own volume."""
+    net, server = served
+    module_roots = server.root.parent / "roots"
+    o_image, o_id = server.image, IMAGE
+    legacy, own = tmp_path / "legacy", tmp_path / "own"
+    n_id = "ubuntu-24.04.4-after-move"
+    n_image = o_image.parent / n_id
+    try:
+        _from_image_alone(server, module_roots, o_image)
+        # The first version's server: every Pi's roots on the one volume.
+        server.roots = legacy
+        server.start()
+        # A file only in ilmare's own layer: its NFS handle is the layer's inode, which a copy would change.
+        (tmp_path / "own-file").write_text("ilmare's own file\n")
+        made = in_ns(client_ns(net, ILMARE_IP), require("nfs-cp"), str(tmp_path / "own-file"), url("/etc/written-by-ilmare"), check=False)
+        assert made.returncode == 0, made.stderr
+        before = exports_of(server.conf)
+        hold = held_reads(net, ILMARE_IP, "/etc/written-by-ilmare", 14)
+        time.sleep(2)
+        server.stop()
+        # pi-nfs replaced by this version: each Pi's own (empty) volume, and the old one mounted beside them.
+        for pi in ("eonwe", "ilmare"):
+            (own / pi).mkdir(parents=True)
+        server.roots, server.legacy = own, legacy
+        server.start()
+        hold.wait(timeout=60)
+        assert hold.stdout is not None
+        reads = [json.loads(line) for line in hold.stdout]
+        assert [r["data"] for r in reads if "ok" in r][-1:] == ["ilmare's own file\n"], reads
+        assert reads[-1]["t"] > 10 and not [r for r in reads if "error" in r], reads
+        assert exports_of(server.conf) == before
+        assert (own / "ilmare" / o_id).is_symlink() and (own / "ilmare" / o_id).resolve() == legacy / "ilmare" / o_id
+        assert "ilmare's roots on the first version's pi-roots volume are served from it" in (server.root / "ganesha.log").read_text()
+        # A new image: its roots on each Pi's own volume; the old volume unchanged.
+        shutil.copytree(o_image, n_image)
+        server.stop()
+        server.image = n_image
+        server.start()
+        assert (own / "ilmare" / n_id / "upper").is_dir() and not (own / "ilmare" / n_id).is_symlink()
+        assert roots_of(legacy / "ilmare") == [o_id]
+        assert (legacy / "ilmare" / o_id / "upper" / "etc" / "written-by-ilmare").read_text() == "ilmare's own file\n"
+        assert nfs_cat(net, ILMARE_IP, "/etc/written-by-ilmare", image=n_id).returncode != 0
+        assert nfs_cat(net, ILMARE_IP, "/etc/written-by-ilmare").stdout == "ilmare's own file\n"
+    finally:
+        server.stop()
+        shutil.rmtree(n_image, ignore_errors=True)
+        server.image, server.roots, server.legacy = o_image, None, None
         server.start()

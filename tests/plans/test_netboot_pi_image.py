@@ -192,3 +192,45 @@ def test_a_listing_debugfs_fails_fails_the_build_with_its_message(tmp_path: Path
     ), done.stderr
     assert "ls: Filesystem not open" in done.stderr
     assert not out.exists() and not out.with_name(out.name + ".work").exists()
+
+
+def test_the_builders_tools_are_installed_only_when_there_is_an_image_to_build(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    """Review 41-1 M3: the step installed its tools (apt-get update) at every start, so after a power cut with no
+    internet netboot-cache crash-looped and nothing netbooted. TOOLS (the pinned packages' download and install, in the
+    pod) runs only before a build, and a built image asks for nothing."""
+    xz, sha, _ = ubuntu
+    out = tmp_path / "images" / "ubuntu-24.04.3-test"
+    marker = tmp_path / "tools-ran"
+    tools = f"echo installing >> {marker}"
+    done = pi_image.build(plan.build_script(), xz, sha, out, TOOLS=tools)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "iluvatar: Pi image ubuntu-24.04.3-test is not built on this Pi: installing the builder's tools first\n"
+        "iluvatar: built Pi image ubuntu-24.04.3-test\n"
+    )
+    assert marker.read_text() == "installing\n"
+    # Built: the next start (a reboot, a power cut with no internet) neither installs nor downloads.
+    again = pi_image.build(plan.build_script(), tmp_path / "gone.img.xz", sha, out, TOOLS=f"{tools}; exit 1")
+    assert (again.returncode, again.stdout) == (0, "iluvatar: Pi image ubuntu-24.04.3-test is already built\n")
+    assert marker.read_text() == "installing\n"
+
+
+def test_tools_that_cannot_be_installed_fail_the_build_before_any_download(ubuntu: tuple[Path, str, bytes], tmp_path: Path) -> None:
+    xz, sha, _ = ubuntu
+    out = tmp_path / "img"
+    done = pi_image.build(plan.build_script(), xz, sha, out, TOOLS="echo 'no network' >&2; exit 1")
+    assert done.returncode == 1
+    assert done.stderr == f"no network\niluvatar: Pi image file://{xz}: the builder's tools could not be installed (the lines above say why)\n"
+    assert not out.exists() and not (tmp_path / "img.work").exists()
+    # A tool missing after the install is named, not met as a confusing failure halfway.
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in {"sh", "mkdir", "rm", "cat", "basename", "dirname", *plan.TOOLS} - {"curl"}:
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bin_dir / tool).symlink_to(found)
+    missing = pi_image.build(plan.build_script(), xz, sha, out, PATH=str(bin_dir))
+    assert missing.returncode == 1
+    assert missing.stderr.endswith("the builder has no curl (plans.netboot.pi_image.BUILDER_PACKAGES)\n")

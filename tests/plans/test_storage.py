@@ -839,3 +839,23 @@ def test_each_drill_scratch_class_is_its_class_as_the_charts_render_it_but_delet
         same = ("provisioner", "parameters", "volumeBindingMode", "allowVolumeExpansion", "mountOptions")
         assert {k: scratch.get(k) for k in same} == {k: live.get(k) for k in same}, name
     assert upstream.kubeconform([storage.scratch_class(stack, n) for n in classes], stack.arda.kubernetes_version) == []
+
+
+def test_only_card_pis_with_a_data_disk_are_tagged_for_the_netbooted_roots_replicas(tmp_path: Path) -> None:
+    """Review 41-1 M2: the tag goes to the Pis that boot from their cards and have a Longhorn disk, never a netbooting
+    maia (its disk is not there before it boots); none without a netbooting maia; the roots' replicas one per tagged Pi
+    up to three; without Longhorn (no GitOps) the roots are local-path's."""
+    from plans.netboot import pi_pods
+
+    assert storage.longhorn_node_annotations(load_stack_file(HOMELAB)) == {}
+    one = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"})))
+    tag = {"node.longhorn.io/default-node-tags": '["pi-root"]'}
+    assert storage.longhorn_node_annotations(one) == {"manwe": tag, "eonwe": tag}
+    assert (storage.pi_root_replicas(one), pi_pods.roots_class(one)) == (2, "pi-roots")
+    assert pi_pods.roots_storage_class(one)["parameters"]["nodeSelector"] == "pi-root"
+    # Without GitOps there is no Longhorn: no tag, and the roots on local-path (one card Pi: stacks.storage allows it).
+    bare = {"iluvatar:ainur.gitMirror.url": "https://github.com/example/homelab.git", "iluvatar:nodes[1].boot": "netboot",
+            "iluvatar:nodes[1].serial": "9ffefdef", "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}  # fmt: skip
+    local = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), bare, list(GOES_WITH_GITOPS))))
+    assert (storage.longhorn_node_annotations(local), pi_pods.roots_class(local)) == ({}, "local-path")
+    assert [m["kind"] for m in pi_pods.manifests(local)].count("StorageClass") == 0

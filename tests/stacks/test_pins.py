@@ -154,3 +154,26 @@ def test_the_shipped_stacks_name_the_pins(stack: str) -> None:
     assert config["iluvatar:arda"]["kubernetesVersion"] == pins.KUBERNETES
     if "iluvatar:ainur" in config:
         assert config["iluvatar:ainur"]["k3sVersion"] == pins.K3S
+
+
+def test_the_pis_debian_packages_are_files_pinned_by_checksum_at_a_snapshot() -> None:
+    """Review 41-1 M5: `nfs-ganesha=4.3-2` named against the live archive stops installing at its next point release.
+    Each package the Pis' pods install is a pool path at DEBIAN_SNAPSHOT with its SHA-256, read by plans.netboot.debs,
+    and Ganesha's files are the pinned release's (tests/plans/test_netboot_debs.py proves each set complete with apt)."""
+    from pathlib import PurePosixPath
+
+    from plans.netboot import debs, pi_pods
+
+    assert pins.APPS["nfs-ganesha"] == pi_pods.GANESHA_VERSION
+    version = pins.APPS["nfs-ganesha"]
+    assert {f"nfs-ganesha_{version}_arm64.deb", f"nfs-ganesha-vfs_{version}_arm64.deb"} <= {PurePosixPath(p).name for p in pins.DEBS["pi-nfs"]}
+    assert re.fullmatch(r"\d{8}T\d{6}Z", pins.DEBIAN_SNAPSHOT)
+    assert debs.SNAPSHOT.endswith(f"/archive/debian/{pins.DEBIAN_SNAPSHOT}")
+    assert sorted(pins.DEBS) == ["pi-image", "pi-nfs"]
+    for files in pins.DEBS.values():
+        for path, sha256 in files.items():
+            assert re.fullmatch(r"pool/main/[a-z0-9]+/[a-z0-9.+-]+/[A-Za-z0-9.+~-]+_[A-Za-z0-9.+~-]+_(arm64|all)\.deb", path), path
+            assert re.fullmatch(r"[0-9a-f]{64}", sha256), path
+        # One file a package: two versions of one would both be installed by the pods' `dpkg -i`.
+        names = [PurePosixPath(p).name.split("_")[0] for p in files]
+        assert len(names) == len(set(names))
