@@ -63,13 +63,11 @@ class PiRoll:
 
 @dataclass(frozen=True)
 class PiArgs:
-    """One Pi: its inventory entry, the join tokens, and how to reach it."""
+    """One Pi: its inventory entry, the join token, and how to reach it."""
 
     node: Node
     stack: StackConfig
     token: pulumi.Output[str]
-    # The Ainur's agent token (k3s --agent-token): the valar accept it, and it is the only token a maia holds.
-    agent_token: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     command_provider: command.Provider
     # The previous Pi's join and k3s step: a config change or an upgrade restarts k3s, one Pi at a time (each waits for its Pi healthy).
@@ -121,9 +119,8 @@ class Pi(pulumi.ComponentResource):
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
         # Secret before it is used, whatever the random provider marks: the config carries the token.
-        # Review 41-1 H4(c): a valar's config carries both tokens, a maia's the agent token alone (plans.k3s.config).
-        tokens: pulumi.Output[list[str]] = pulumi.Output.all(args.token, args.agent_token)
-        config: pulumi.Output[str] = pulumi.Output.secret(tokens.apply(lambda values: k3s.config(stack, node, values[0], agent_token=values[1])))
+        token: pulumi.Output[str] = pulumi.Output.secret(args.token)
+        config = token.apply(lambda value: k3s.config(stack, node, value))
         before_join = list(args.after)
         if args.authentication is not None and node.role == "valar":
             # The file the config's kube-apiserver-arg names, and Dex's name in /etc/hosts, before k3s restarts with it.
@@ -293,14 +290,6 @@ class BootstrapCluster(pulumi.ComponentResource):
             special=False,
             opts=pulumi.ResourceOptions(parent=self, provider=random_provider),
         )
-        # What a maia joins with (k3s's agent token): it joins agents only, so a maia's root, on the LAN in its NFS
-        # traffic, never holds the server token, which is full admin (review 41-1 H4(c); k3s docs cli/token).
-        agent_token = random.RandomPassword(
-            f"{name}-k3s-agent-token",
-            length=48,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self, provider=random_provider),
-        )
 
         def connect(node: Node) -> command.remote.ConnectionArgs:
             assert stack.ainur is not None
@@ -352,7 +341,6 @@ class BootstrapCluster(pulumi.ComponentResource):
                     node=node,
                     stack=stack,
                     token=token.result,
-                    agent_token=agent_token.result,
                     connection=connect(node),
                     command_provider=command_provider,
                     after=after,
@@ -371,7 +359,7 @@ class BootstrapCluster(pulumi.ComponentResource):
             self.user_data[node.name] = cloudinit.user_data(stack, node)
             self.network_config[node.name] = cloudinit.network_config(stack, node)
         self._chain = (joined, previous)
-        self._join_args = (token, agent_token, connect, command_provider, authentication, name)
+        self._join_args = (token, connect, command_provider, authentication, name)
         self._valar = connect(first)
 
         # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
@@ -416,7 +404,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         as Arda's installs wait for theirs. Each is first moved to the stack's image (plans.netboot.roll: its boot
         pointer made, on its first `up`; drained, moved and rebooted after a new image), and the next Pi's steps wait
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
-        token, agent_token, connect, command_provider, authentication, name = self._join_args
+        token, connect, command_provider, authentication, name = self._join_args
         joined, previous = self._chain
         for node, former in self._pending:
             aliases = [pulumi.Alias(name=f"{name}-{former}")] if former else None
@@ -426,7 +414,6 @@ class BootstrapCluster(pulumi.ComponentResource):
                     node=node,
                     stack=self._stack,
                     token=token.result,
-                    agent_token=agent_token.result,
                     connection=connect(node),
                     command_provider=command_provider,
                     after=[*joined, *previous, *serving],

@@ -41,31 +41,11 @@ def is_first_server(stack: StackConfig, node: Node) -> bool:
     return node.role == "valar" and stack.by_role("valar")[0].name == node.name
 
 
-def config(stack: StackConfig, node: Node, token: str, agent_token: str | None = None) -> str:
-    """/etc/rancher/k3s/config.yaml for one Pi. With `agent_token`, a valar accepts agents with it (`agent-token`, the
-    same on every server) and every maia joins with it alone: the server token, full admin of the Ainur (k3s docs,
-    cli/token, "Server"), stays on the valar. Every maia, not only the netbooted ones, whose root crosses the LAN over
-    NFS: a card stolen from a card-booted maia gives no more than an agent either, and a maia is never a server.
-
-    What k3s does with it, read in k3s's source (the index's copies; the v1.35.8+k3s1 tag itself could not be fetched):
-    - a server writes the agent token as the password of the `node` user of its passwd file, replacing the server
-      token there, at every start (pkg/daemons/control/deps/deps.go genUsers and getNodePass; pkg/passwd/passwd.go
-      EnsureUser changes an existing user's password); the passwd file is bootstrap data every server shares;
-    - an agent authenticates to the supervisor as `node` with its token's password and, once it has one, with its
-      kubelet client certificate (pkg/agent/config/config.go, clientaccess.WithUser("node") and WithClientCertificate;
-      pkg/clientaccess/token.go sends both); the supervisor tries the passwd file and then the client CA
-      (pkg/authenticator/authenticator.go FromArgs, a union), and a wrong password is no error, only no match
-      (pkg/authenticator/passwordfile/passwordfile.go AuthenticatePassword); its agent routes accept `k3s:agent` or
-      `system:nodes` (pkg/server/handlers/router.go NewHandler), the tunnel `system:nodes` alone;
-    - so a maia that joined with the server token keeps working, restarts included, once the valar take the agent
-      token (its certificate answers for it), until its own join moves it; a maia with no certificate yet (a new
-      card) needs the valar moved first, which the join order does (valar, then maiar);
-    - the server token cannot authenticate as `server` with the agent token's password: a maia's token joins no server
-      (`/v1-k3s/server-bootstrap` needs `k3s:server`, router.go); `agent-token` is no critical argument servers must
-      share (pkg/daemons/config/types.go CriticalControlArgs), so valar restart with it one at a time."""
+def config(stack: StackConfig, node: Node, token: str) -> str:
+    """/etc/rancher/k3s/config.yaml for one Pi."""
     assert stack.ainur is not None
     doc: dict[str, Any] = {
-        "token": agent_token if agent_token is not None and node.role != "valar" else token,
+        "token": token,
         "node-ip": str(node.ip),
         "node-label": [f"iluvatar/role={node.role}"],
         "kubelet-arg": [f"node-status-update-frequency={NODE_STATUS_UPDATE_FREQUENCY}"],
@@ -91,8 +71,6 @@ def config(stack: StackConfig, node: Node, token: str, agent_token: str | None =
         )
         # The Ainur's etcd snapshots: k3s's schedule and retention, uploaded to an S3 target (plans.backup).
         doc.update(backup.k3s_settings(stack))
-        if agent_token is not None:
-            doc["agent-token"] = agent_token
         if is_first_server(stack, node):
             doc["cluster-init"] = True
         else:

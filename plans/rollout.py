@@ -545,7 +545,7 @@ def talosconfig_changes(previous: Mapping[str, Any] | None, current: Mapping[str
 def k3s_config_digest(stack: StackConfig, node: Node) -> str:
     """A digest of a Pi's k3s config without its token (secret, and the same every run): what its join's stdin is
     made of, so the next run can tell whose join re-runs (and restarts k3s), as patches_digest does for Arda."""
-    return hashlib.sha256(k3s.config(stack, node, "(the join token)", agent_token="(the agent token)").encode()).hexdigest()[:16]  # noqa: S106 - placeholders, not credentials
+    return hashlib.sha256(k3s.config(stack, node, "(the join token)").encode()).hexdigest()[:16]
 
 
 def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
@@ -555,9 +555,6 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "k3sVersion": stack.ainur.k3s_version,
         # The address the netbooted maiar's roots and EEPROMs name: stacks.day2 refuses its move while they netboot.
         "serviceIp": str(stack.ainur.service_ip),
-        # The maiar join with k3s's agent token (plans.k3s.config, review 41-1 H4(c)): a deployment without this key
-        # gave every Pi the server token, so its next `up` moves them (ainur_changes says why).
-        "agentToken": True,
         "order": [n.name for n in order],
         "nodes": {
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
@@ -589,10 +586,6 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append("its k3s config: unknown: the last deployment did not record it (its join writes it and restarts k3s only if it changed)")
         elif was.get("config") != now.get("config"):
             what.append("its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)")
-        if not previous.get("agentToken") and now.get("role") == "valar":
-            what.append("k3s's agent token added to its config (agent-token): the maiar move to it after the valar")
-        elif not previous.get("agentToken"):
-            what.append("it moves to k3s's agent token: its config holds it alone and the server token leaves it (after the valar)")
         if now.get("image") and was.get("image") and now["image"] != was["image"]:
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "

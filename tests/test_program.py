@@ -82,8 +82,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     sim = Simulation(stack="homelab")
     simulate(read_stack_file(HOMELAB), record=sim)
     # #44 added six: the log pipeline's PodMonitor, ScrapeConfig, vmalert Service and ServiceMonitor; the drill's tools claim
-    # and its storage gate. #41 (review 41-1 H4(c)) one: the Ainur's agent token.
-    assert len(sim.registrations) == 303
+    # and its storage gate.
+    assert len(sim.registrations) == 302
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

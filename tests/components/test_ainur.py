@@ -24,7 +24,7 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ainur = regs["ainur"]
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
-        "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-agent-token", "ainur-k3s-token", "ainur-kubernetes",
+        "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token", "ainur-kubernetes",
         "ainur-manwe", "ainur-random",
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
@@ -315,8 +315,7 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     _, removed = state_delete(state, [join.urn], target_dependents=True)
     # (With logs and the restore drill: 29 more of each, everything of both depending on the Ainur or Arda: the
     # pipeline's monitors and vmalert's Service (4), the drill's tools claim and its storage gate.)
-    # (The Ainur's agent token, review 41-1 H4(c): one more in the state, not removed with the join.)
-    assert (len(removed), len(state)) == (226, 303)
+    assert (len(removed), len(state)) == (226, 302)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -497,46 +496,6 @@ def test_no_step_dials_a_netbooting_maia_before_its_boot_pointer_exists(netbooti
         assert pointer in before(regs[name].urn), name
     # And the key is read before the first step that sends the Pi a secret (the join's config carries the token).
     assert regs["ainur-ilmare-host-key"].urn in before(regs["ainur-ilmare-join"].urn)
-
-
-def test_the_server_token_reaches_the_valar_joins_alone_and_the_maiar_hold_the_agent_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Review 41-1 H4(c): two random tokens, each the random provider's (distinct values, not the placeholder). The
-    valar's joins carry both (`token`, `agent-token`); every maia's join, netbooted (ilmare) or not (eonwe), only the
-    agent token as its `token`; and the server token appears in no other input of any resource, secret or not (a
-    netbooted maia's root, its NoCloud seed, the boot ConfigMaps). Every join's stdin is a secret."""
-    from iluvatar import simulate as sim_module
-
-    made: list[str] = []
-
-    def password(inputs: dict[str, Any]) -> dict[str, str]:
-        made.append(f"T{len(made)}" + "x" * (int(inputs["length"]) - 2))
-        return {"result": made[-1], "bcryptHash": "x"}
-
-    monkeypatch.setitem(sim_module.RESOURCE_STATE, "random:index/randomPassword:RandomPassword", password)
-    path = write_stack(tmp_path, edit(homelab_doc(), NETBOOTING), stack="homelab")
-    sim = simulate(read_stack_file(path))
-    regs = sim.named()
-    configs = {}
-    for pi in ("manwe", "eonwe", "ilmare"):
-        stdin = regs[f"ainur-{pi}-join"].inputs["stdin"]
-        assert isinstance(stdin, SecretValue), pi
-        configs[pi] = yaml.safe_load(stdin.value)
-    server, agent = configs["manwe"]["token"], configs["manwe"]["agent-token"]
-    assert {server, agent} <= set(made) and server != agent
-    stack = load_stack_file(path)
-    for node in stack.ainur_nodes:
-        config = configs[node.name]
-        if node.role == "valar":
-            assert (config["token"], config["agent-token"]) == (server, agent), node.name
-        else:
-            assert config["token"] == agent and "agent-token" not in config, node.name
-    assert {n.name: n.boot for n in stack.by_role("maiar")} == {"eonwe": None, "ilmare": "netboot"}
-    valar_joins = {f"ainur-{n.name}-join" for n in stack.by_role("valar")}
-    for reg in sim.registrations:
-        if reg.name in valar_joins:
-            continue
-        text = json.dumps(reg.inputs, default=lambda v: v.value if isinstance(v, SecretValue) else str(v))
-        assert server not in text, reg.name
 
 
 def test_the_wait_on_netboot_cache_fits_an_image_build_on_each_card_pi(netbooting: Simulation) -> None:

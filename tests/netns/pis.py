@@ -320,36 +320,6 @@ name=$(cat $S/name) role=$(cat $S/role)
 if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
 if [ -f $S/k3s.yaml ]; then install -D -m 0600 $S/k3s.yaml /etc/rancher/k3s/k3s.yaml; fi
 echo "$(date +%s.%N) started $(cat $S/version)" >> $S/log
-# The supervisor's passwd file and an agent's way in (review 41-1 H4(c)), as k3s does them; the lab's shared folder
-# stands for the datastore's bootstrap data, which carries the passwd file to every server. The keys are read as
-# yaml.safe_dump writes plans.k3s.config's (`token: <value>`, `agent-token: <value>`).
-token=$(sed -n 's/^token: //p' /etc/rancher/k3s/config.yaml 2>/dev/null || true)
-if [ "$role" = valar ]; then
-  # A server's start: the `node` user's password is agent-token when set, else the server token's; an existing user's
-  # password is replaced (k3s pkg/daemons/control/deps/deps.go genUsers, getNodePass; pkg/passwd/passwd.go EnsureUser).
-  agent=$(sed -n 's/^agent-token: //p' /etc/rancher/k3s/config.yaml 2>/dev/null || true)
-  mkdir -p $E
-  printf '%s\n' "${agent:-$token}" > $E/passwd-node.new && mv $E/passwd-node.new $E/passwd-node
-else
-  # An agent's start: it asks the supervisor for its config as `node` with its token's password, and with its kubelet
-  # client certificate once it has one (pkg/agent/config/config.go, clientaccess.WithUser("node") and
-  # WithClientCertificate; pkg/clientaccess/token.go sends both). The supervisor tries the passwd file, then the client
-  # CA; a wrong password is no match, not an error (pkg/authenticator/authenticator.go FromArgs, a union;
-  # pkg/authenticator/passwordfile/passwordfile.go AuthenticatePassword); the agent routes take `k3s:agent` or
-  # `system:nodes` (pkg/server/handlers/router.go NewHandler). Refused, the agent retries every 2 s and never tells
-  # systemd it is ready (config.go, the loop around ParseAndValidateToken). The certificate is written at its first start.
-  cert=/var/lib/rancher/k3s/agent/client-kubelet.crt
-  if [ -e $cert ]; then how=certificate; fi
-  if [ -n "$token" ] && [ "$(cat $E/passwd-node 2>/dev/null)" = "$token" ]; then how=password; fi
-  if [ -z "${how:-}" ]; then
-    echo "$(date +%s.%N) supervisor refused node" >> $S/log
-    until [ -n "$token" ] && [ "$(cat $E/passwd-node 2>/dev/null)" = "$token" ]; do sleep 2; done
-    how=password
-  fi
-  echo "$(date +%s.%N) supervisor took node by $how" >> $S/log
-  mkdir -p ${cert%/*}
-  [ -e $cert ] || echo stand-in > $cert
-fi
 if [ "$role" = valar ]; then
   # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start).
   mkdir -p /var/lib/rancher/k3s/server/tls/etcd

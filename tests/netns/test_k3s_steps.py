@@ -29,11 +29,10 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 
@@ -44,7 +43,6 @@ from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
 from plans import apiserver, k3s
 from plans import credentials as credentials_plan
 from stacks import load_stack_file, read_stack_file, releases
-from stacks.model import Node, StackConfig
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.netns.lan import require_root, sh
 from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
@@ -60,8 +58,6 @@ FLASHED, UPGRADE = "v1.35.6+k3s1", releases.K3S
 # A Node seen Ready by the watcher up to this long after the step that waited for it ended (it polls).
 SLACK = 0.5
 SERVERS_FIRST = ["manwe", "eonwe", "ilmare", "varda"]
-# plans.k3s.config itself, which the "server-token" simulation replaces with what the program did before.
-CONFIG = k3s.config
 VALAR = SERVERS_FIRST[:3]
 # The Pis flashed with cloud-init's template of /etc/hosts (an image may ship none: eonwe's has none).
 HOSTS_TEMPLATES = ("manwe", "ilmare", "varda")
@@ -148,24 +144,6 @@ def dex_line(ip: str) -> bytes:
     return f"{ip} dex.iluvatar.home.arpa # iluvatar: dex\n".encode()
 
 
-def server_token_config(stack: StackConfig, node: Node, token: str, agent_token: str | None = None) -> str:
-    """plans.k3s.config as the program wrote it before review 41-1 H4(c): every Pi, maiar too, with the server token."""
-    return CONFIG(stack, node, token)
-
-
-NEW_RESOURCE = sim_module._Mocks.new_resource
-
-
-def named_passwords(self: Any, args: Any) -> tuple[str, dict[str, Any]]:
-    """The simulation's mocks, each generated password its own value, from its resource's name (the same in every
-    simulation, as the engine keeps it in its state): the server token and the agent token differ, as the random
-    provider's do."""
-    made, state = NEW_RESOURCE(self, args)
-    if args.typ == "random:index/randomPassword:RandomPassword":
-        state["result"] = args.name.ljust(int(state.get("length") or 16), "x")
-    return made, state
-
-
 def simulations(root: Path, pub: str) -> dict[str, Simulation]:
     sims = {}
     for name, version, changes in (
@@ -174,12 +152,9 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
         ("domain", UPGRADE, DOMAIN),
         ("dex-moved", FLASHED, DEX_MOVED),
         ("new-group", FLASHED, NEW_GROUP),
-        ("server-token", FLASHED, {}),
     ):
         (root / name).mkdir()
-        older = patch.object(k3s, "config", server_token_config) if name == "server-token" else nullcontext()
-        with patch.object(sim_module._Mocks, "new_resource", named_passwords), older:
-            sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
+        sims[name] = simulate(read_stack_file(write_stack(root / name, stack_doc(pub, version, **changes), stack="homelab")))
     return sims
 
 
@@ -841,77 +816,6 @@ def test_a_k3s_whose_binary_was_replaced_but_not_restarted_is_restarted_by_the_n
         f"started {want}",
     ]
     assert ("varda", want) in lab.ready
-
-
-def joins(sim: Simulation, names: list[str] = SERVERS_FIRST) -> list[Registration]:
-    """The joins of `names` in `sim`: what the engine runs when their configs changed."""
-    return [s for s in remote_steps(sim) if s.name in {f"ainur-{n}-join" for n in names}]
-
-
-def pi_token(pi: Pi) -> dict[str, str]:
-    """The tokens in a Pi's installed k3s config."""
-    text = pi.path(k3s.CONFIG_PATH).read_text()
-    return {k: v for k, v in (line.split(": ", 1) for line in text.splitlines() if line.startswith(("token:", "agent-token:")))}
-
-
-def test_the_maiar_move_to_the_agent_token_one_pi_at_a_time_behind_the_valar(lab: Lab, brought_up: BroughtUp) -> None:
-    """Review 41-1 H4(c), an existing homelab's move: the Ainur as the program left them before (varda, the maia, holding
-    the server token), then the `up` that moves it: each valar restarts with `agent-token` in turn (etcd healthy in
-    between), then varda with the agent token alone, through the stand-in supervisor's passwd file and its agent's way
-    in (tests/netns/pis.py STANDIN_SERVICE, after k3s's source). Two deliberate breaks: a varda with no certificate (a
-    new card) joining with the agent token before the valar hold it is refused; killed between the valar's move and its
-    own, varda restarts on its kubelet client certificate, and with none it is refused until its own join moves it."""
-    old, new = lab.sims["server-token"], lab.sims["flashed"]
-    varda = lab.pis.pis["varda"]
-    connection = secret(new.named()["ainur-varda-join"].inputs["connection"])
-    cert = "/var/lib/rancher/k3s/agent/client-kubelet.crt"
-
-    def supervisor() -> list[str]:
-        return [a for _, a in varda.log() if a.startswith("supervisor")]
-
-    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old)))
-    server = pi_token(lab.pis.pis["manwe"])["token"]
-    assert pi_token(varda) == {"token": server} and "agent-token" not in pi_token(lab.pis.pis["manwe"])
-
-    # The order's break: varda with no certificate joins with the agent token while the valar hold the server token
-    # alone: refused, its join fails within its bound (here 3 s, the program's 600 s).
-    varda.path(cert).unlink()
-    join = new.named()["ainur-varda-join"]
-    script = k3s.join_script(varda.node, restart_timeout=3)
-    bound = k3s.RESTART_TIMEOUT_SECONDS
-    assert script == join.inputs["create"].replace(f"timeout {bound} systemctl", "timeout 3 systemctl").replace(
-        f"within {bound} s of", "within 3 s of"
-    )
-    early = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
-    assert early.returncode == 1 and "did not see k3s-agent start within 3 s" in early.stderr, early.stderr
-    assert supervisor()[-1] == "supervisor refused node"
-
-    # The move, as the program orders it: every join changes (the valar's configs gain `agent-token`, varda's token is
-    # another), the valar first, one Pi at a time.
-    steps = [s for s in changed(old, new) if s.name.endswith("-join")]
-    assert sorted(s.name for s in steps) == sorted(f"ainur-{n}-join" for n in SERVERS_FIRST)
-    since = time.time()
-    runs = run_like_the_engine(lab.pis, Graph.of(new), steps)
-    ok(runs)
-    assert roll_problems(lab, runs, SERVERS_FIRST, since) == []
-    agent = pi_token(lab.pis.pis["manwe"])["agent-token"]
-    assert agent != server and all(pi_token(lab.pis.pis[n]) == {"token": server, "agent-token": agent} for n in VALAR)
-    assert pi_token(varda) == {"token": agent} and server not in varda.path(k3s.CONFIG_PATH).read_text()
-    assert supervisor()[-1] == "supervisor took node by password"
-
-    # Killed mid-move: the valar moved, varda not yet (its old config back), and varda's k3s restarts (a power cut).
-    ok(run_like_the_engine(lab.pis, Graph.of(old), joins(old, ["varda"])))
-    assert pi_token(varda) == {"token": server}
-    restart = "sudo timeout 10 systemctl restart k3s-agent"
-    assert lab.pis.ssh(connection, restart, "").returncode == 0
-    assert supervisor()[-1] == "supervisor took node by certificate"
-    # The certificate's break: none (a new card) and the server token: refused, k3s never ready.
-    varda.path(cert).unlink()
-    assert lab.pis.ssh(connection, restart.replace("10", "4"), "").returncode == 124
-    assert supervisor()[-1] == "supervisor refused node"
-    # Its own join finishes the move: the agent token, taken by password.
-    ok(run_like_the_engine(lab.pis, Graph.of(new), joins(new, ["varda"])))
-    assert pi_token(varda) == {"token": agent} and supervisor()[-1] == "supervisor took node by password"
 
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:

@@ -776,20 +776,3 @@ def test_a_node_not_registered_restarts_k3s_which_registers_it(tmp_path: Path) -
         "iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
     )
     assert "systemctl restart k3s" in calls
-
-
-def test_with_an_agent_token_the_valar_accept_it_and_a_maia_holds_it_alone() -> None:
-    """Review 41-1 H4(c): the server token is full admin (k3s docs, cli/token), and a maia's config sits on its root (an
-    NFS root on the LAN for a netbooted one): the valar get `agent-token` beside their token, a maia only the agent
-    token as its `token`, so no maia ever holds the server token."""
-    stack = load_stack_file(HOMELAB)
-    valar, maia = stack.nodes[0], stack.nodes[2]
-    assert (valar.role, maia.role) == ("valar", "maiar")
-    agent = "AG3NT"
-    server = yaml.safe_load(k3s.config(stack, valar, "S3RV3R", agent))
-    assert (server["token"], server["agent-token"]) == ("S3RV3R", "AG3NT")
-    text = k3s.config(stack, maia, "S3RV3R", agent)
-    assert yaml.safe_load(text)["token"] == "AG3NT" and "agent-token" not in yaml.safe_load(text)
-    assert "S3RV3R" not in text
-    # Without one, as before: every Pi joins with the server token.
-    assert yaml.safe_load(k3s.config(stack, maia, "S3RV3R"))["token"] == "S3RV3R"

@@ -492,26 +492,3 @@ def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_s
         for name in ("eonwe", "ilmare")
     ]
     assert rollout.ainur_changes(after, after) == []
-
-
-def test_a_deployment_from_before_the_agent_token_reads_as_each_pi_moving_to_it() -> None:
-    """Review 41-1 H4(c): an `ainur` output from before the maiar joined with k3s's agent token (no `agentToken`): every
-    Pi's config changes (the valar's gain `agent-token`, each maia's token is the agent token), and the preview says
-    why, Pi by Pi in the roll's order. From an output that has it, nothing."""
-    from tests.plans.test_netboot_pis import netbooting
-
-    stack = netbooting()
-    order = list(stack.ainur_nodes)
-    after = rollout.ainur_state(stack, order)
-    before = {k: v for k, v in after.items() if k != "agentToken"}
-    before["nodes"] = {n: {**v, "config": "(with the server token)"} for n, v in after["nodes"].items()}
-    changes = rollout.ainur_changes(before, after)
-    config = "its k3s config changes: its join writes it and restarts k3s, then waits for its Node Ready (and etcd on a valar)"
-    assert [(c.node, c.what) for c in changes] == [
-        ("manwe", (config, "k3s's agent token added to its config (agent-token): the maiar move to it after the valar")),
-        *(
-            (n, (config, "it moves to k3s's agent token: its config holds it alone and the server token leaves it (after the valar)"))
-            for n in ("eonwe", "ilmare")
-        ),
-    ]
-    assert rollout.ainur_changes(after, after) == []
