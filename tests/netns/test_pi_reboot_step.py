@@ -30,9 +30,7 @@ STUBS = {
 }
 
 
-def run(
-    tmp: Path, stack: StackConfig, booted: StackConfig, booted_cmdline: str | None = None
-) -> tuple[subprocess.CompletedProcess[str], str]:
+def run(tmp: Path, stack: StackConfig, booted: StackConfig, booted_cmdline: str | None = None) -> tuple[subprocess.CompletedProcess[str], str]:
     """eonwe's reboot step for `stack`, on an eonwe that booted `booted`'s pointer (its root's mark and its cmdline.txt,
     or `booted_cmdline`), with `stack`'s cmdline.txt served over TFTP."""
     eonwe = node(stack, "eonwe")
