@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
-from plans import references
+from plans import references, storage
 from plans.netboot import pi_pods
 from stacks.model import StackConfig
 
@@ -130,7 +130,7 @@ class Netboot(pulumi.ComponentResource):
         if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
-        self._name, self._schematics = name, list(args.schematics)
+        self._name, self._schematics, self._stack = name, list(args.schematics), stack
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (serve_pis).
         self.pi_serving = list(self.serving)
@@ -152,8 +152,10 @@ class Netboot(pulumi.ComponentResource):
                 keep = pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["spec"])
             elif claim["kind"] == "PersistentVolumeClaim":
                 # A Pi's roots are irreplaceable (its k3s node password, its host keys, what it wrote): a removal of the
-                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md).
-                keep = pulumi.ResourceOptions(protect=True)
+                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md), and
+                # even then `up` only forgets it (review 41-6 M2): the claim and its volume stay in the cluster, on
+                # either class (k3s's local-path deletes its folder with the claim).
+                keep = pulumi.ResourceOptions(protect=True, retain_on_delete=True)
             else:
                 keep = pulumi.ResourceOptions()
             # Each claim after the roots' StorageClass, which comes first in the plan's list.
@@ -161,5 +163,40 @@ class Netboot(pulumi.ComponentResource):
             made[references.identity(claim)] = self.objects[kube.resource_name(name, claim)] = kube.create(
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
-        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], after, made))
+        volumes = self._root_volumes(after)
+        # The server is replaced only once every root's Volume has the program's count and selector (H2).
+        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=volumes))
+        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]
+
+    def _root_volumes(self, after: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (review 41-6
+        H1, H2: Longhorn reads its class's only when it creates the volume; pi_pods.root_volume_spec), once its claim is
+        Bound (pulumi-kubernetes awaits a claim's binding, so its `spec.volumeName`, the Volume's name, is known).
+        Forced: longhorn-manager wrote these fields first. Never reverted: deleting the patch leaves the Volume as it is."""
+        stack, name = self._stack, self._name
+        if pi_pods.roots_class(stack) != pi_pods.ROOTS_CLASS:
+            return []
+        if warning := pi_pods.single_copy_warning(stack):
+            pulumi.log.warn(warning, resource=self)
+        patches: list[pulumi.Resource] = []
+        for claim in (m for m in self._pis if m["kind"] == "PersistentVolumeClaim"):
+            made = self.objects[kube.resource_name(name, claim)]
+            assert isinstance(made, k8s.core.v1.PersistentVolumeClaim)
+            patches.append(
+                k8s.apiextensions.CustomResourcePatch(
+                    f"{name}-volume-{claim['metadata']['name']}",
+                    api_version="longhorn.io/v1beta2",
+                    kind="Volume",
+                    metadata={
+                        "name": made.spec.apply(lambda spec: spec.volume_name),
+                        "namespace": storage.LONGHORN_NAMESPACE,
+                        "annotations": {"pulumi.com/patchForce": "true"},
+                    },
+                    spec=pi_pods.root_volume_spec(stack),
+                    opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[made], retain_on_delete=True)),
+                )
+            )
+        if any(m["metadata"]["name"] == pi_pods.LEGACY_CLAIM for m in self._pis):
+            pulumi.log.info(pi_pods.legacy_replicas_note(), resource=patches[-1])
+        return patches

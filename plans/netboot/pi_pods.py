@@ -392,6 +392,45 @@ def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     }
 
 
+def root_volume_spec(stack: StackConfig) -> dict[str, Any]:
+    """What each root's Longhorn Volume (the claim's PV, `volumes.longhorn.io/<spec.volumeName>`) is patched to, at every
+    `up` (review 41-6 H1, H2): Longhorn reads a class's `numberOfReplicas` and `nodeSelector` only when the CSI driver
+    creates the volume (longhorn-manager v1.10.1 csi/util.go:149-155, 248), so a volume made with one card Pi would keep
+    one copy for good, and the first version's `pi-roots` volume (class `longhorn`) would keep no selector. Its volume
+    controller follows a changed count (replenishReplicas, controller/volume_controller.go:2275; cleanupExtraHealthyReplicas,
+    :1123), and the scheduler reads the selector at every replica it places (scheduler/replica_scheduler.go:397); the
+    update validator checks the count and nothing of the selector (webhook/resources/volume/validator.go:224). A running
+    replica already on an untagged Pi stays there (volume_controller.go:2815-2830 keeps it): `legacy_replicas_note`."""
+    return {"numberOfReplicas": storage.pi_root_replicas(stack), "nodeSelector": [storage.PI_ROOT_TAG]}
+
+
+def single_copy_warning(stack: StackConfig) -> str | None:
+    """A warning when every netbooted root has one copy (review 41-6 M1): one Pi may hold a root's replica, so its disk is
+    each maia's only copy of its root (its k3s node password, its host keys, what it wrote). Not an error: a homelab
+    with one card Pi can run so, knowingly."""
+    if roots_class(stack) != ROOTS_CLASS or storage.pi_root_replicas(stack) != 1:
+        return None
+    holder = storage.pi_root_pis(stack)[0].name
+    return (
+        f"the netbooted roots ({', '.join(root_claim(n) for n in netboot_pis(stack))}) have one copy each, on {holder}'s "
+        f"data disk: only {holder} boots from its card and has `dataDisks` (iluvatar:nodes[].dataDisks). If that disk "
+        "fails, every netbooting Pi loses its root. Give a second Pi that boots from its card a data disk: the next `up` "
+        "makes a second copy of every root."
+    )
+
+
+def legacy_replicas_note() -> str:
+    """What `up` cannot do for the first version's volume (review 41-6 H1): move its running replicas off the maiar."""
+    return (
+        f"the first version's `{LEGACY_CLAIM}` volume now places new replicas only on Pis tagged `{storage.PI_ROOT_TAG}`, "
+        "but Longhorn keeps a running replica where it is. If one is on a netbooting Pi, a power cut of the whole lab can "
+        "leave pi-nfs unable to start. Check with: kubectl -n longhorn-system get replicas.longhorn.io "
+        f"-l longhornvolume=$(kubectl -n {NAMESPACE} get pvc {LEGACY_CLAIM} -o jsonpath='{{.spec.volumeName}}') "
+        "-o custom-columns=NAME:.metadata.name,NODE:.spec.nodeID ; delete such a replica with kubectl -n longhorn-system "
+        "delete replicas.longhorn.io <name>, one at a time, each once the volume is healthy again (docs/layers/ainur.md)."
+    )
+
+
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """The objects only a netbooting maia brings: its ConfigMap, the roots' volume and the NFS server."""
     if not netboot_pis(stack):
@@ -429,6 +468,7 @@ __all__ = [
     "cache_wait_minutes",
     "card_pis",
     "legacy_claim",
+    "legacy_replicas_note",
     "manifests",
     "nfs_digest",
     "nfs_pod",
@@ -436,8 +476,10 @@ __all__ = [
     "project",
     "root_claim",
     "root_claim_manifest",
+    "root_volume_spec",
     "roots_class",
     "roots_storage_class",
+    "single_copy_warning",
     "tftp_container",
     "with_pis",
 ]

@@ -12,6 +12,7 @@ import yaml
 
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
+from iluvatar.simulate import _uuid as simulate_uuid
 from plans import cloudinit, k3s
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
@@ -389,7 +390,8 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
     resized nor deleted (its roots are served where they are)."""
     regs = netbooting.named()
     claim = regs["netboot-persistentvolumeclaim-pi-root-ilmare"]
-    assert claim.protect and not claim.retain_on_delete
+    # Review 41-6 M2: `pulumi state unprotect` then `up` forgets the claim and leaves it, and its volume, in the cluster.
+    assert claim.protect and claim.retain_on_delete
     assert claim.inputs["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "pi-roots", "resources": {"requests": {"storage": "20Gi"}}}
     assert claim.inputs["metadata"]["labels"]["iluvatar/pi"] == "ilmare"
     legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
@@ -408,6 +410,26 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
         "storage-ainur-node-eonwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
         "storage-ainur-node-ilmare": None,
     }
+
+
+def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the_server_moves(netbooting: Simulation) -> None:
+    """Review 41-6 H1, H2: Longhorn reads its class's count and selector only when it makes a volume, so each claim's
+    Volume (named after the claim's bound PV) is patched, at every `up`, to one copy per tagged card Pi and the pi-root
+    selector: the first version's `pi-roots` volume too. Forced over longhorn-manager's fields, after its claim, before
+    pi-nfs is replaced, and never reverted on delete."""
+    regs = netbooting.named()
+    nfs = regs["netboot-deployment-pi-nfs"]
+    for claim in ("pi-root-ilmare", "pi-roots"):
+        patch = regs[f"netboot-volume-{claim}"]
+        bound = regs[f"netboot-persistentvolumeclaim-{claim}"]
+        assert patch.type == "kubernetes:longhorn.io/v1beta2:VolumePatch", patch.type
+        assert patch.inputs["metadata"] == {
+            "name": "pvc-" + simulate_uuid("claim", "netboot", claim),
+            "namespace": "longhorn-system",
+            "annotations": {"pulumi.com/patchForce": "true"},
+        }
+        assert patch.inputs["spec"] == {"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}
+        assert patch.retain_on_delete and bound.urn in patch.dependencies and patch.urn in nfs.dependencies
 
 
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:
