@@ -14,6 +14,7 @@ from plans import storage
 from stacks.load import read_stack_file
 from tests.edit import edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed
+from tools import kube_program
 
 pytestmark = pytest.mark.kube
 
@@ -29,6 +30,12 @@ def test_each_pis_roots_volume_is_admitted_on_the_class_whose_replicas_only_the_
 
     with deployed(stack_file, tmp_path / "kube", only=roots, sim=simulate(stack_file)) as deployment:
         assert deployment.report.refusals == [], "\n".join(deployment.report.refusals)
+        # Each root's Longhorn Volume patch (review 41-6 H2) needs Longhorn's CRDs, which no module the proxy serves
+        # holds: left out and said, not written to a server that would refuse any kind it does not know.
+        assert sorted(n for n in deployment.report.not_rendered if "VolumePatch" in n) == [
+            f"ainur: kubernetes:longhorn.io/v1beta2:VolumePatch (netboot-volume-{c}): {kube_program.UNRENDERABLE['longhorn']}"
+            for c in ("pi-root-eonwe", "pi-root-ilmare", "pi-roots")
+        ]
         client = deployment.clusters["ainur"].client
         sc = client.get("storage.k8s.io/v1", "StorageClass", "pi-roots")
         assert sc is not None
