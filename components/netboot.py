@@ -41,6 +41,8 @@ class NetbootArgs:
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     dns_records: Sequence[tuple[str, IPv4Address]] = ()
     schematics: Sequence[pulumi.Resource] = ()
+    # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
+    legacy_roots: bool = True
 
 
 class Netboot(pulumi.ComponentResource):
@@ -61,7 +63,7 @@ class Netboot(pulumi.ComponentResource):
         stack = args.stack
         self.dnsmasq_conf = plan.dnsmasq_conf(stack, extra_records=args.dns_records)
         self.scripts = plan.scripts(stack)
-        manifests = plan.manifests(stack, list(args.configs), args.dns_records)
+        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
         namespace = manifests[0]
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))

@@ -24,6 +24,7 @@ Where each runs, and why:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from plans import storage
@@ -209,8 +210,9 @@ def cache_volumes(stack: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def nfs_pod(stack: StackConfig) -> dict[str, Any]:
-    """The NFS server of the Pis' roots: privileged (loop and overlay mounts), on the netboot pod's Pi."""
+def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
+    """The NFS server of the Pis' roots: privileged (loop and overlay mounts), on the netboot pod's Pi; with `legacy`,
+    the first version's volume of the roots too (keeps_legacy_claim)."""
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     return {
         "hostNetwork": True,
@@ -238,7 +240,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
-                    {"name": "LEGACY", "value": LEGACY_ROOTS},
+                    *([{"name": "LEGACY", "value": LEGACY_ROOTS}] if legacy else []),
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
                     {"name": "BOOTS", "value": BOOTS},
                     {"name": "EXPORTS", "value": EXPORTS},
@@ -262,7 +264,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "images", "mountPath": PI_IMAGES, "readOnly": True},
                     {"name": "cache", "mountPath": GANESHA_DEBS, "subPath": "pi-nfs-debs", "readOnly": True},
                     *({"name": f"root-{n.name}", "mountPath": f"/roots/{n.name}"} for n in netboot_pis(stack)),
-                    {"name": "legacy-roots", "mountPath": LEGACY_ROOTS},
+                    *([{"name": "legacy-roots", "mountPath": LEGACY_ROOTS}] if legacy else []),
                 ],
             }
         ],
@@ -273,7 +275,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "Directory"}},
             *({"name": f"root-{n.name}", "persistentVolumeClaim": {"claimName": root_claim(n)}} for n in netboot_pis(stack)),
-            {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}},
+            *([{"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}}] if legacy else []),
         ],
     }
 
@@ -376,9 +378,8 @@ def root_claim_manifest(stack: StackConfig, node: Node) -> dict[str, Any]:
 
 def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     """The first version's single volume of the roots: on a homelab deployed with it, its roots are served from it as
-    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume; on a new
-    one, an empty volume of 1 GiB on the roots' class (pi-nfs cannot start without it: its replicas too must never
-    depend on a maia's disk). Its spec is the program's only at creation (components.netboot ignores changes to it: a
+    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume. A new homelab has none (keeps_legacy_claim); one deployed while
+    this claim was an empty 1 GiB volume of the roots' class keeps that one. Its spec is the program's only at creation (components.netboot ignores changes to it: a
     claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
     return {
         "apiVersion": "v1",
@@ -431,8 +432,19 @@ def legacy_replicas_note() -> str:
     )
 
 
-def manifests(stack: StackConfig) -> list[dict[str, Any]]:
-    """The objects only a netbooting maia brings: its ConfigMap, the roots' volume and the NFS server."""
+def keeps_legacy_claim(previous: Mapping[str, Any]) -> bool:
+    """Whether the first version's `pi-roots` claim is the program's (review 41-6 H1), from the last deployment's output
+    `ainur` (plans.rollout.ainur_state): what that deployment said (`legacyRoots`), or, from a version that did not say,
+    whether it ran a netbooting Pi (a node with an `image`), whose roots that claim holds. Never on a new homelab, so a
+    new one carries no volume whose replicas could sit anywhere, and a Pi's root never depends on one."""
+    if "legacyRoots" in previous:
+        return bool(previous["legacyRoots"])
+    return any("image" in node for node in (previous.get("nodes") or {}).values())
+
+
+def manifests(stack: StackConfig, legacy: bool = True) -> list[dict[str, Any]]:
+    """The objects only a netbooting maia brings: its ConfigMap, the roots' volumes and the NFS server; with `legacy`,
+    the first version's claim (keeps_legacy_claim)."""
     if not netboot_pis(stack):
         return []
     labels = _labels("pi-nfs")
@@ -440,9 +452,9 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("pi-netboot", _labels("netboot")), "data": pi_config(stack)},
         *([roots_storage_class(stack)] if roots_class(stack) == ROOTS_CLASS else []),
         *(root_claim_manifest(stack, n) for n in netboot_pis(stack)),
-        legacy_claim(stack),
+        *([legacy_claim(stack)] if legacy else []),
         # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
-        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
+        _single_pod("pi-nfs", labels, nfs_pod(stack, legacy), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
 
 
@@ -467,6 +479,7 @@ __all__ = [
     "cache_wait_message",
     "cache_wait_minutes",
     "card_pis",
+    "keeps_legacy_claim",
     "legacy_claim",
     "legacy_replicas_note",
     "manifests",

@@ -879,3 +879,16 @@ def test_each_roots_volume_follows_the_programs_count_and_a_single_copy_is_said(
     two = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"})))
     assert (pi_pods.root_volume_spec(two), pi_pods.single_copy_warning(two)) == ({"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}, None)
     assert "kubectl -n longhorn-system get replicas.longhorn.io -l longhornvolume=" in pi_pods.legacy_replicas_note()
+
+
+def test_the_first_versions_roots_claim_is_kept_only_where_the_last_deployment_had_it() -> None:
+    """Review 41-6 H1: what the last deployment's `ainur` output said, else whether it ran a netbooting Pi (whose roots
+    the first version's claim holds); a new homelab, or one that never netbooted a Pi, has none."""
+    from plans.netboot import pi_pods
+
+    netbooted = {"nodes": {"manwe": {"mac": "m"}, "ilmare": {"mac": "i", "image": "bookworm-x"}}}
+    assert pi_pods.keeps_legacy_claim({}) is False
+    assert pi_pods.keeps_legacy_claim({"nodes": {"manwe": {"mac": "m"}}}) is False
+    assert pi_pods.keeps_legacy_claim(netbooted) is True
+    assert pi_pods.keeps_legacy_claim({**netbooted, "legacyRoots": False}) is False
+    assert pi_pods.keeps_legacy_claim({"nodes": {}, "legacyRoots": True}) is True
