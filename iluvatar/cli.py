@@ -27,8 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stacks.errors import StackConfigError
-from stacks.load import StackFileError, load_stack_file, read_stack_file, validate_stack_file
+# The loader (pydantic, jsonschema: ~0.3 s of CPU) is imported by the commands that read a stack, not here:
+# `--help`, a usage error and `iluvatar power bmc` (which `pulumi up` runs) need none of it.
+from stacks.errors import StackConfigError, StackFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILE = "Pulumi.yaml"
@@ -168,6 +169,7 @@ GC_THRESHOLDS = (200_000, 30, 30)
 
 def _validate(args: argparse.Namespace) -> int:
     from iluvatar.summary import summary
+    from stacks.load import load_stack_file
 
     path = _resolve(args)
     # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
@@ -180,6 +182,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _versions(args: argparse.Namespace) -> int:
     from iluvatar.versions import report
+    from stacks.load import load_stack_file
 
     path = _resolve(args)
     stack = load_stack_file(path)
@@ -190,6 +193,8 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from stacks.load import read_stack_file, validate_stack_file
+
     path = _resolve(args)
     out = Path(args.out)
     _check_output(out, args.force)
@@ -349,6 +354,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _diagram(args: argparse.Namespace) -> int:
     from iluvatar.diagram import FORMATS, DiagramError, render_diagram
+    from stacks.load import read_stack_file, validate_stack_file
 
     path = _resolve(args)
     out = Path(args.out)
@@ -419,6 +425,7 @@ def _reference(args: argparse.Namespace) -> int:
 
 def _scaffold(args: argparse.Namespace) -> int:
     from iluvatar import scaffold
+    from stacks.load import load_stack_file
 
     path = _resolve(args)
     stack = load_stack_file(path)

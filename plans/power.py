@@ -31,10 +31,14 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from plans.timeouts import engine_timeout
-from stacks.model import Bmc, Node, StackConfig
+
+if TYPE_CHECKING:
+    # For the annotations alone: `iluvatar power bmc`, which `pulumi up` runs, needs no model (pydantic, ~0.25 s).
+    from stacks.model import Bmc, Node, StackConfig
 
 # Pulumi runs local commands in the project folder (plans.bringup.UPGRADER has the same root).
 POWER_CLI = (".venv/bin/iluvatar", "power")

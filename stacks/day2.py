@@ -118,10 +118,10 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
     return None
 
 
-def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None) -> list[Problem]:
-    """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the output
-    `ainur`, as read back)."""
-    problems = _k3s(stack, ainur) + _service_ip(stack, ainur)
+def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq_conf: Any = None) -> list[Problem]:
+    """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the outputs
+    `ainur` and `dnsmasqConf`, as read back)."""
+    problems = _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
@@ -189,15 +189,31 @@ def _k3s(stack: StackConfig, ainur: Any) -> list[Problem]:
 SERVICE_IP = "iluvatar:ainur.serviceIp"
 
 
-def _service_ip(stack: StackConfig, ainur: Any) -> list[Problem]:
+def previous_service_ip(ainur: Mapping[str, Any], dnsmasq_conf: Any) -> str | None:
+    """The service address of the last deployment: its `ainur` output's `serviceIp`, or, in outputs written before that
+    key was (review 41-4 N5: the first `up` after the upgrade), the address its exported dnsmasq config listens on
+    besides the loopback (plans.netboot.dnsmasq.dnsmasq_conf's `listen-address=<service address>`, exported as
+    `dnsmasqConf` by every deployment with the netboot layer, and so by every one that netbooted a maia)."""
+    before = ainur.get("serviceIp")
+    if isinstance(before, str):
+        return before
+    if isinstance(dnsmasq_conf, str):
+        for line in dnsmasq_conf.splitlines():
+            key, _, value = line.strip().partition("=")
+            if key == "listen-address" and value not in ("", "127.0.0.1"):
+                return value
+    return None
+
+
+def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> list[Problem]:
     """Review 41-3 M3: the service address cannot move under netbooted maiar. Ganesha's Bind_addr and kube-vip's address
     move at once, in the netboot layer, before any roll step: every running maia's root, hard-mounted from the old
     address, hangs, and its EEPROM's TFTP_IP still names the old one, so it cannot boot from the new. Refused while the
-    last deployment had a netbooting maia that the stack still netboots; the runbook moves them out first. A last
-    deployment from before this rule exported no address: nothing to compare."""
+    last deployment had a netbooting maia that the stack still netboots; the runbook moves them out first. The address
+    the last deployment served on: `previous_service_ip`."""
     if stack.ainur is None or not isinstance(ainur, Mapping):
         return []
-    before, now = ainur.get("serviceIp"), str(stack.ainur.service_ip)
+    before, now = previous_service_ip(ainur, dnsmasq_conf), str(stack.ainur.service_ip)
     nodes = ainur.get("nodes")
     if not isinstance(before, str) or before == now or not isinstance(nodes, Mapping):
         return []

@@ -104,3 +104,7 @@ class StackConfigError(Exception):
 
     def unset_secrets(self) -> tuple[UnsetSecret, ...]:
         return tuple(p for p in self.problems if isinstance(p, UnsetSecret))
+
+
+class StackFileError(Exception):
+    """The stack file is missing, unreadable, or not a Pulumi stack file at all."""

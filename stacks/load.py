@@ -32,6 +32,7 @@ from stacks import storage as storage_rules
 from stacks import versions as version_rules
 from stacks.data_model import Backup
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
+from stacks.errors import StackFileError as StackFileError  # its home is stacks.errors, which the CLI's handler loads alone
 from stacks.logs_model import Logs
 from stacks.model import Ainur, App, Arda, Cloudflare, Edge, GitOps, Identity, Monitoring, Network, Node, StackConfig, Storage
 from stacks.remote_model import RemoteAccess
@@ -681,10 +682,6 @@ def _config_order(p: Problem) -> tuple[Any, ...]:
 
 
 # --- Stack files ---------------------------------------------------------------------------
-
-
-class StackFileError(Exception):
-    """The stack file is missing, unreadable, or not a Pulumi stack file at all."""
 
 
 @dataclass(frozen=True)

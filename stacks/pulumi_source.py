@@ -34,6 +34,8 @@ STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
 REMOTE_ACCESS_OUTPUT = "remoteAccess"
 AINUR_OUTPUT = "ainur"
+# The netboot layer's dnsmasq config: where day2 reads an older deployment's service address (review 41-4 N5).
+DNSMASQ_OUTPUT = "dnsmasqConf"
 # What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
 PLAIN = "[plain text]"
 
@@ -135,7 +137,7 @@ def load() -> LoadedStack:
         raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {e}") from None
     # The one secret whose form decides whether it works (the static admin's hash), read as the engine decrypted it.
     static_hash = runtime_config.get_config(f"{NAMESPACE}:{identity.SECRET}")
-    problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT))
+    problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT), outputs.get(DNSMASQ_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)

@@ -49,23 +49,33 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
     They come out of Debian's pinned ipxe file (stacks.pins.DEBS["netboot-ipxe"]), kept in `debs` by the set's fetch
     script `fetch` (plans.netboot.debs: snapshot.debian.org, its SHA-256, nothing asked of the network when it is there)
     and unpacked with dpkg-deb, not installed: the binaries are data, and the first version's `apt-get update && apt-get
-    install ipxe=VERSION` failed once the live archive dropped that version, and with no internet."""
+    install ipxe=VERSION` failed once the live archive dropped that version, and with no internet.
+
+    Each binary is replaced by a rename inside `root`, never `root` itself (review 41-7 C1): the netboot pod's dnsmasq
+    mounts `root` as a hostPath, and a bind mount holds the folder, not its name, so a folder swapped in under the
+    same name is one dnsmasq never sees (it served a deleted, empty folder until its pod was recreated). The folder
+    also holds the Pis' boot folders (plans.netboot.pis), which a swap would take away."""
     sums = "\n".join(f"{digest}  {name}" for name, (_, digest) in sorted(IPXE_FILES.items()))
+    staged = "\n".join(f"{digest}  .{name}.new" for name, (_, digest) in sorted(IPXE_FILES.items()))
     [deb] = debs_files("netboot-ipxe")
-    copies = "\n".join(f'  cp "$X/usr/lib/ipxe/{source}" {root}.new/{name}' for name, (source, _) in sorted(IPXE_FILES.items()))
+    copies = "\n".join(f'  cp "$X/usr/lib/ipxe/{source}" {root}/.{name}.new' for name, (source, _) in sorted(IPXE_FILES.items()))
+    renames = "\n".join(f"  mv -f {root}/.{name}.new {root}/{name}" for name in sorted(IPXE_FILES))
     return (
         "set -eu\n"
         # The container's /tmp; TMPDIR where the script runs beside others (the tests).
         'SUMS="${TMPDIR:-/tmp}/ipxe.sha256"\n'
         'X="${TMPDIR:-/tmp}/ipxe-deb"\n'
         f"cat > \"$SUMS\" <<'EOF'\n{sums}\nEOF\n"
+        f"cat > \"$SUMS.new\" <<'EOF'\n{staged}\nEOF\n"
         f'if ! (cd {root} 2>/dev/null && sha256sum -c --status "$SUMS"); then\n'
         f"  DIR={debs} sh {fetch}\n"
         f'  rm -rf "$X" && dpkg-deb -x {debs}/{deb} "$X"\n'
-        f"  rm -rf {root}.new && mkdir -p {root}.new\n"
+        f"  mkdir -p {root} && rm -f {root}/.*.new\n"
         f"{copies}\n"
         f'  rm -rf "$X"\n'
-        f'  (cd {root}.new && sha256sum -c "$SUMS")\n'
-        f"  rm -rf {root}.old && if [ -d {root} ]; then mv {root} {root}.old; fi && mv {root}.new {root} && rm -rf {root}.old\n"
+        f'  (cd {root} && sha256sum -c "$SUMS.new")\n'
+        # On disk before they take the served names: a power cut right after leaves whole files or the old ones.
+        "  sync\n"
+        f"{renames}\n"
         "fi\n"
     )

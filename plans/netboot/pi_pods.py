@@ -29,7 +29,7 @@ from typing import Any
 
 from plans import storage
 from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
-from plans.netboot.debs import fetch_script
+from plans.netboot.debs import fetch_script, install_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
 from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
@@ -125,6 +125,7 @@ def pi_config(stack: StackConfig) -> dict[str, str]:
         "pi-tftp.sh": tftp_script(),
         "serve-pis.sh": serve_script(),
         "pi-nfs-debs.sh": fetch_script("pi-nfs", "NFS-Ganesha"),
+        "pi-nfs-install.sh": install_script("pi-nfs", "NFS-Ganesha", "netboot-cache's pi-nfs-packages step"),
         "pi-image-debs.sh": fetch_script("pi-image", "the Pi image builder's tools"),
         "ganesha.conf": ganesha_conf(stack),
         # What `iluvatar render` lists for the user: the image, and the lines each Pi's EEPROM needs.
@@ -235,8 +236,11 @@ def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
             {
                 "name": "nfs",
                 "image": BOOKWORM_IMAGE,
-                "command": ["sh", "-c", f"dpkg -i {GANESHA_DEBS}/*.deb >/dev/null && exec sh /etc/iluvatar/serve-pis.sh"],
+                # Ganesha's pinned files, checked and installed by apt in the order dpkg needs (review 41-5 C1: one
+                # `dpkg -i` of them refuses python3 on its Pre-Depends, and Ganesha stayed unconfigured).
+                "command": ["sh", "-c", "sh /etc/iluvatar/pi-nfs-install.sh && exec sh /etc/iluvatar/serve-pis.sh"],
                 "env": [
+                    {"name": "DIR", "value": GANESHA_DEBS},
                     {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
@@ -269,7 +273,10 @@ def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
             }
         ],
         "volumes": [
-            {"name": "config", "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("serve-pis.sh", "ganesha.conf")]}},
+            {
+                "name": "config",
+                "configMap": {"name": "pi-netboot", "items": [{"key": k, "path": k} for k in ("serve-pis.sh", "ganesha.conf", "pi-nfs-install.sh")]},
+            },
             {"name": "pis", "configMap": {"name": "pi-netboot", "items": _items(stack)}},
             _boots_volume(stack),
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
@@ -301,8 +308,8 @@ def cache_digest(stack: StackConfig) -> str:
 
 def nfs_digest(stack: StackConfig) -> str:
     """pi-nfs's config digest: a change replaces the NFS server of every root."""
-    # pi-nfs-debs.sh: a new Ganesha (its pinned files) is installed by the server's next start.
-    keep = ("serve-pis.sh", "ganesha.conf", "pi-nfs-debs.sh")
+    # pi-nfs-debs.sh and pi-nfs-install.sh: a new Ganesha (its pinned files) is installed by the server's next start.
+    keep = ("serve-pis.sh", "ganesha.conf", "pi-nfs-debs.sh", "pi-nfs-install.sh")
     return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
 
 

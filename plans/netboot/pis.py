@@ -200,10 +200,15 @@ def pointer_digest(stack: StackConfig, node: Node) -> str:
 
 
 def cmdline_checked_words(stack: StackConfig, node: Node) -> list[str]:
-    """The words of cmdline.txt the running kernel's /proc/cmdline must hold for the Pi to run its pointer: all but the
-    consoles, which the firmware rewrites (`serial0` becomes the UART config.txt selects: raspberrypi/documentation,
-    config_txt/boot.adoc, enable_uart), and among which it adds words of its own."""
-    return [w for w in cmdline(stack, node).split() if not w.startswith("console=")]
+    """The words of cmdline.txt the running kernel's /proc/cmdline must hold, and no others, for the Pi to run its
+    pointer: all but the consoles, which the firmware rewrites (`serial0` becomes the UART config.txt selects:
+    raspberrypi/documentation, config_txt/boot.adoc, enable_uart). The firmware's own words come before cmdline.txt's
+    (as a Pi's /proc/cmdline shows; the firmware is closed, so this is observed, not read in source): the reboot step
+    reads cmdline.txt's part from the first console on (plans.netboot.roll.reboot_script), so cmdline.txt must start
+    with one."""
+    words = cmdline(stack, node).split()
+    assert words[0].startswith("console="), words[0]
+    return [w for w in words if not w.startswith("console=")]
 
 
 def tftp_script() -> str:

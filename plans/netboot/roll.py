@@ -33,7 +33,7 @@ It comes after the pointer (review 41-3 C1): a new card-less Pi boots only once 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
 changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
 service address, the NFS options; its digest is in each script, and the reboot step reboots a Pi whose /proc/cmdline lacks
-a word of it: review 41-2 M2), or when the step before it ran: the reboot step after the drain or the
+a word of it or holds one it no longer has: review 41-2 M2, review 41-3 L2), or when the step before it ran: the reboot step after the drain or the
 pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
 half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
@@ -183,13 +183,23 @@ def reboot_script(
     return f"""set -eu
 {RUN_MARK}
 {k3s.gate_functions(node)}have=$(cat {IMAGE_MARK} 2>/dev/null || echo "an image it does not name")
-# What it runs is its pointer when its root is of the image and its kernel was given the pointer's cmdline.txt (each
-# word: the firmware adds its own and rewrites the consoles): a new DNS, gateway or NFS option reboots it too (review 41-2 M2).
-booted=" $(cat /proc/cmdline) "
+# What it runs is its pointer when its root is of the image and its kernel was given the pointer's cmdline.txt: a new
+# DNS, gateway or NFS option reboots it too (review 41-2 M2), and so does a word cmdline.txt no longer has (review 41-3
+# L2). The firmware puts words of its own in front of cmdline.txt's and rewrites the consoles, so what the kernel was
+# given of cmdline.txt is /proc/cmdline from its first console on (cmdline.txt starts with Ubuntu's consoles:
+# plans.netboot.pis.cmdline), consoles aside; compared both ways, each word list with the other. Keys named once.
+expected_words={shlex.quote(" ".join(cmdline_checked_words(stack, node)))}
+set -f
+booted_words=$(for word in $(cat /proc/cmdline); do echo "$word"; done | sed -n '/^console=/,$p' | grep -v '^console=' || true)
 missing=""
-for word in {" ".join(shlex.quote(w) for w in cmdline_checked_words(stack, node))}; do
-  case "$booted" in *" $word "*) ;; *) missing="$missing ${{word%%=*}}" ;; esac
+differs() {{ case " $missing " in *" ${{1%%=*}} "*) ;; *) missing="$missing ${{1%%=*}}" ;; esac; }}
+for word in $expected_words; do
+  printf '%s\n' "$booted_words" | grep -qxF -e "$word" || differs "$word"
 done
+for word in $booted_words; do
+  case " $expected_words " in *" $word "*) ;; *) differs "$word" ;; esac
+done
+set +f
 if [ "$have" = {want} ] && [ -z "$missing" ]; then
   echo "iluvatar: {node.name} already runs {want} with its cmdline.txt" >&2
   exit 0

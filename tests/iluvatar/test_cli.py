@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iluvatar import cli
-from stacks import read_stack_file, releases, rules
+from stacks import errors, load, read_stack_file, releases, rules
 from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, edit, homelab_doc, write_stack
 from tests.stacks.test_secrets import HOMELAB_COMMANDS
 
@@ -138,6 +138,23 @@ def test_bad_arguments_exit_2() -> None:
     assert run().returncode == 2
     assert run("validate").returncode == 2
     assert run("frobnicate").returncode == 2
+
+
+# What a stack's loader brings (~0.3 s of CPU a process): the commands that read no stack must not pay it.
+STACK_LOADING = ("pydantic", "jsonschema", "stacks.model", "stacks.load", "stacks.chart_values")
+
+
+def test_the_commands_that_read_no_stack_load_neither_the_model_nor_the_loader() -> None:
+    """`--help`, a usage error and `iluvatar power bmc` (run by `pulumi up` for each BMC machine) start without them.
+
+    A fresh interpreter: this one has long loaded everything. The CLI module itself, and `iluvatar power` with its plan
+    (plans.power reads the model for its annotations only), are what those commands import.
+    """
+    probe = f"import sys, iluvatar.cli, iluvatar.power; print(sorted(m for m in {STACK_LOADING!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout == "[]\n"
+    # The class the CLI's error handler catches (from stacks.errors) is the one the loader raises.
+    assert errors.StackFileError is load.StackFileError
 
 
 def helped_commands(text: str) -> list[str]:

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from iluvatar import simulate as sim_module
 from iluvatar import upgrader
 from iluvatar.graph import Graph
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate

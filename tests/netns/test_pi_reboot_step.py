@@ -30,9 +30,11 @@ STUBS = {
 }
 
 
-def run(tmp: Path, stack: StackConfig, booted: StackConfig) -> tuple[subprocess.CompletedProcess[str], str]:
-    """eonwe's reboot step for `stack`, on an eonwe that booted `booted`'s pointer (its root's mark and its cmdline.txt),
-    with `stack`'s cmdline.txt served over TFTP."""
+def run(
+    tmp: Path, stack: StackConfig, booted: StackConfig, booted_cmdline: str | None = None
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """eonwe's reboot step for `stack`, on an eonwe that booted `booted`'s pointer (its root's mark and its cmdline.txt,
+    or `booted_cmdline`), with `stack`'s cmdline.txt served over TFTP."""
     eonwe = node(stack, "eonwe")
     fake = tmp / "fake"
     (fake / "bin").mkdir(parents=True)
@@ -40,7 +42,7 @@ def run(tmp: Path, stack: StackConfig, booted: StackConfig) -> tuple[subprocess.
         (fake / "bin" / name).write_text(text)
         (fake / "bin" / name).chmod(0o755)
     (fake / "served").write_text(pis_plan.cmdline(stack, eonwe))
-    (fake / "cmdline").write_text(firmware_cmdline(pis_plan.cmdline(booted, node(booted, "eonwe"))))
+    (fake / "cmdline").write_text(firmware_cmdline(booted_cmdline or pis_plan.cmdline(booted, node(booted, "eonwe"))))
     upper = fake / "etc-upper"
     (upper / "iluvatar").mkdir(parents=True)
     (upper / "iluvatar" / "pi-image").write_text(pis_plan.image_id(booted) + "\n")
@@ -80,6 +82,24 @@ def test_a_new_dns_server_reboots_the_pi_on_its_image_with_the_new_cmdline(tmp_p
     assert got.returncode == 0, got.stderr
     assert (
         f"iluvatar: eonwe runs {pis_plan.image_id(stack)}, booted with another cmdline.txt (it differs at: ip network-config); "
+        "it reboots with its new one"
+    ) in got.stderr
+    assert reboots == "--quiet --unit iluvatar-reboot --on-active=3 systemctl reboot\n"
+
+
+def test_a_word_removed_from_cmdline_txt_reboots_the_pi(tmp_path: Path) -> None:
+    """Review 41-3 L2: the kernel was given a word that cmdline.txt no longer has (here `rootwait` and a `quiet`, as an
+    older cmdline.txt might have carried): the Pi does not run its pointer, so it reboots, where a check of cmdline.txt's
+    words alone found them all and left it on the old command line. The firmware's own words, in front, still count for
+    nothing (test_a_pi_on_its_pointer_is_not_rebooted)."""
+    stack = netbooting()
+    text = pis_plan.cmdline(stack, node(stack, "eonwe"))
+    older = text.replace(" rw ", " rw rootwait quiet=1 ")
+    assert older != text
+    got, reboots = run(tmp_path, stack, stack, booted_cmdline=older)
+    assert got.returncode == 0, got.stderr
+    assert (
+        f"iluvatar: eonwe runs {pis_plan.image_id(stack)}, booted with another cmdline.txt (it differs at: rootwait quiet); "
         "it reboots with its new one"
     ) in got.stderr
     assert reboots == "--quiet --unit iluvatar-reboot --on-active=3 systemctl reboot\n"

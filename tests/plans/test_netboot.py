@@ -651,7 +651,7 @@ def _ipxe(tmp_path: Path, mirror: str) -> subprocess.CompletedProcess[str]:
     fetch = tmp_path / "ipxe-debs.sh"
     fetch.write_text(debs.fetch_script("netboot-ipxe", "iPXE"))
     script = netboot.fetch_ipxe_script(root=str(tmp_path / "tftp"), debs=str(tmp_path / "debs"), fetch=str(fetch))
-    return _run(script, tmp_path, MIRROR=mirror)
+    return _run(script, tmp_path, MIRRORS=mirror)
 
 
 def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp_path: Path) -> None:
@@ -672,10 +672,13 @@ def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp
         server.shutdown()
         server.server_close()
     assert first.returncode == 0, first.stderr
-    assert "iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb\n" in first.stdout
+    assert (
+        f"iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb from http://127.0.0.1:{server.server_address[1]}\n"
+        in first.stdout
+    )
     tftp = tmp_path / "tftp"
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tftp.iterdir()} == {n: d for n, (_, d) in netboot.IPXE_FILES.items()}
-    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["ipxe.sha256"], "the unpacked package is not left behind"
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["ipxe.sha256", "ipxe.sha256.new"], "the unpacked package is not left behind"
     # Binaries matching the pinned sums are kept: not even the kept file is looked at.
     (tmp_path / "debs" / "ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb").rename(tmp_path / "kept.deb")
     assert _ipxe(tmp_path, "http://127.0.0.1:9").returncode == 0
@@ -708,7 +711,43 @@ def test_fetch_ipxe_keeps_the_served_binaries_when_the_package_is_not_the_pinned
     assert f'was not downloaded with its pinned SHA-256 {sha256} (stacks/pins.py DEBS["netboot-ipxe"])' in done.stderr
     assert [p.name for p in (tmp_path / "tftp").iterdir()] == ["ipxe.efi"]
     assert (tmp_path / "tftp" / "ipxe.efi").read_bytes() == b"what was served before"
-    assert not (tmp_path / "tftp.new").exists()
+    assert not list((tmp_path / "tftp").glob(".*.new"))
+
+
+def test_fetch_ipxe_replaces_each_binary_inside_the_folder_dnsmasq_has_mounted(tmp_path: Path) -> None:
+    """Review 41-7 C1: the netboot pod's dnsmasq serves the TFTP folder through a hostPath volume, a bind mount made
+    when the pod started, which holds the folder and not its name. The step runs with such a mount held (the real
+    kernel's, in a private mount namespace): what the mount shows afterwards is what dnsmasq serves, so it must be the
+    pinned binaries, and the Pis' boot folders beside them must still be there. The first version swapped in a new
+    folder under the same name: the mount then showed a deleted, empty folder."""
+    from tools import debian
+
+    [deb] = debs.files("netboot-ipxe")
+    (tmp_path / "debs").mkdir()
+    (tmp_path / "debs" / deb).write_bytes(debian.deb("ipxe").read_bytes())
+    tftp, view = tmp_path / "tftp", tmp_path / "view"
+    (tftp / "1234abcd").mkdir(parents=True)
+    (tftp / "1234abcd" / "config.txt").write_text("a Pi's boot folder\n")
+    (tftp / "ipxe.efi").write_bytes(b"an older build")
+    view.mkdir()
+    fetch = tmp_path / "ipxe-debs.sh"
+    fetch.write_text(debs.fetch_script("netboot-ipxe", "iPXE"))
+    script = tmp_path / "fetch-ipxe.sh"
+    script.write_text(netboot.fetch_ipxe_script(root=str(tftp), debs=str(tmp_path / "debs"), fetch=str(fetch)))
+    held = f"mount --bind {tftp} {view} && sh {script} >/dev/null"
+    seen = f"cd {view} && sha256sum ipxe-arm64.efi ipxe.efi undionly.kpxe && cat 1234abcd/config.txt"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{held} && {seen}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": str(tmp_path), "MIRRORS": "http://127.0.0.1:9"},
+    )
+    assert done.returncode == 0, done.stderr
+    pinned = {f"{digest}  {name}" for name, (_, digest) in netboot.IPXE_FILES.items()}
+    assert set(done.stdout.splitlines()[:3]) == pinned, "the mount dnsmasq holds shows the pinned binaries"
+    assert done.stdout.splitlines()[3:] == ["a Pi's boot folder"]
+    assert not list(tftp.glob(".*.new"))
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -1087,9 +1126,16 @@ def test_the_whole_node_scripts() -> None:
 
 def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
     assert [line for line in netboot.fetch_ipxe_script().splitlines() if line.startswith("  cp ")] == [
-        '  cp "$X/usr/lib/ipxe/ipxe-arm64.efi" /var/lib/iluvatar/netboot/tftp.new/ipxe-arm64.efi',
-        '  cp "$X/usr/lib/ipxe/ipxe-amd64.efi" /var/lib/iluvatar/netboot/tftp.new/ipxe.efi',
-        '  cp "$X/usr/lib/ipxe/undionly.kpxe" /var/lib/iluvatar/netboot/tftp.new/undionly.kpxe',
+        '  cp "$X/usr/lib/ipxe/ipxe-arm64.efi" /var/lib/iluvatar/netboot/tftp/.ipxe-arm64.efi.new',
+        '  cp "$X/usr/lib/ipxe/ipxe-amd64.efi" /var/lib/iluvatar/netboot/tftp/.ipxe.efi.new',
+        '  cp "$X/usr/lib/ipxe/undionly.kpxe" /var/lib/iluvatar/netboot/tftp/.undionly.kpxe.new',
+    ]
+    # Each staged file takes its served name by a rename inside the folder, after the sums and a sync; never the folder.
+    assert [line for line in netboot.fetch_ipxe_script().splitlines() if line.startswith(("  mv", "  sync"))] == [
+        "  sync",
+        "  mv -f /var/lib/iluvatar/netboot/tftp/.ipxe-arm64.efi.new /var/lib/iluvatar/netboot/tftp/ipxe-arm64.efi",
+        "  mv -f /var/lib/iluvatar/netboot/tftp/.ipxe.efi.new /var/lib/iluvatar/netboot/tftp/ipxe.efi",
+        "  mv -f /var/lib/iluvatar/netboot/tftp/.undionly.kpxe.new /var/lib/iluvatar/netboot/tftp/undionly.kpxe",
     ]
 
 

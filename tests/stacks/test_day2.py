@@ -541,3 +541,28 @@ def test_the_service_address_does_not_move_under_netbooted_maiar(tmp_path: Path)
     # No maia netboots (the runbook's second step): the move is the netboot layer's alone.
     card = _edited(tmp_path / "c", {})
     assert day2.check(card, day2.DeployedArda(), {**rollout.ainur_state(card, card.ainur_nodes), "serviceIp": "192.168.0.17"}) == []
+
+
+def test_the_service_address_is_read_from_the_dnsmasq_config_of_a_deployment_from_before_it_was_exported(tmp_path: Path) -> None:
+    """Review 41-4 N5: outputs written before `ainur.serviceIp` was exported lack it, so the first `up` after the upgrade
+    let a move through. The address is read instead from the dnsmasq config that deployment exported (`dnsmasqConf`,
+    which listens on it): the move is refused, with the same message; an unchanged address is not; nor is a move
+    where neither output names one (nothing to compare)."""
+    from plans import rollout
+    from plans.netboot import dnsmasq
+
+    for sub in "ab":
+        (tmp_path / sub).mkdir()
+    before = _edited(tmp_path / "a", NETBOOTING_ILMARE)
+    older = {k: v for k, v in rollout.ainur_state(before, before.ainur_nodes).items() if k != "serviceIp"}
+    conf = dnsmasq.dnsmasq_conf(before)
+    assert "listen-address=192.168.0.14\n" in conf and "listen-address=127.0.0.1\n" in conf
+    moved = _edited(tmp_path / "b", {**NETBOOTING_ILMARE, "iluvatar:ainur.serviceIp": "192.168.0.17"})
+    problems = day2.check(moved, day2.DeployedArda(), older, conf)
+    assert [(p.path, p.message.split(",")[0]) for p in problems] == [
+        ("iluvatar:ainur.serviceIp", "192.168.0.17 moves the service address from 192.168.0.14")
+    ]
+    assert problems == day2.check(moved, day2.DeployedArda(), rollout.ainur_state(before, before.ainur_nodes))
+    assert day2.check(before, day2.DeployedArda(), older, conf) == []
+    assert day2.check(moved, day2.DeployedArda(), older, None) == []
+    assert day2.check(moved, day2.DeployedArda(), older, "listen-address=127.0.0.1\n") == []

@@ -227,3 +227,16 @@ def test_an_empty_string_is_shown_as_empty_quotes() -> None:
     with pytest.raises(StackConfigError) as err:
         parse_stack({"iluvatar:network": {"lan": ""}})
     assert 'iluvatar:network.lan: "" is not an IPv4 network in CIDR form (e.g. 192.168.0.0/24)' in [str(p) for p in err.value.problems]
+
+
+def test_every_name_the_stacks_package_exports_is_its_home_modules_own() -> None:
+    """`from stacks import X` is loaded on first use (stacks/__init__.py): each name is the object its module defines."""
+    import importlib
+
+    import stacks
+
+    for name in stacks.__all__:
+        assert getattr(stacks, name) is getattr(importlib.import_module(stacks._HOMES[name]), name), name
+    assert sorted(stacks._HOMES) == sorted(stacks.__all__)
+    with pytest.raises(AttributeError, match="module 'stacks' has no attribute 'nope'"):
+        _ = stacks.nope

@@ -241,6 +241,20 @@ def test_load_refuses_a_change_against_what_runs() -> None:
     ]
 
 
+def test_load_reads_an_older_deployments_service_address_from_its_dnsmasq_config() -> None:
+    """Review 41-4 N5: an `ainur` output from before `serviceIp` was exported, with ilmare netbooted; the service address
+    moved in the same `up` as the upgrade. The program reads the old address from the `dnsmasqConf` output and refuses."""
+    nodes = json.loads(_config()["iluvatar:nodes"])
+    nodes[2] |= {"boot": "netboot", "serial": "1a2b3c4d"}
+    ainur = json.loads(_config()["iluvatar:ainur"]) | {"serviceIp": "192.168.0.17"}
+    ran = {**AINUR_RAN, "k3sVersion": "v1.35.8+k3s1", "nodes": {"manwe": {"role": "valar"}, "ilmare": {"role": "maiar", "image": "x"}}}
+    _answering({"ainur": ran, "dnsmasqConf": "bind-dynamic\nlisten-address=192.168.0.14\nlisten-address=127.0.0.1\n"})
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:nodes": json.dumps(nodes), "iluvatar:ainur": json.dumps(ainur)}), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines()[1].startswith("  iluvatar:ainur.serviceIp: 192.168.0.17 moves the service address from 192.168.0.14, ")
+
+
 def test_outputs_not_as_this_program_writes_them_stop_it() -> None:
     _answering({"arda": {"talosVersion": "v1.12.4", "nodes": ["not", "a", "mapping"]}})
     pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
