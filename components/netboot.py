@@ -182,6 +182,7 @@ class Netboot(pulumi.ComponentResource):
         if warning := pi_pods.single_copy_warning(stack):
             pulumi.log.warn(warning, resource=self)
         patches: list[pulumi.Resource] = []
+        wait = f"{pi_pods.PLACEMENT_MINUTES}m"
         for claim in (m for m in self._pis if m["kind"] == "PersistentVolumeClaim"):
             made = self.objects[kube.resource_name(name, claim)]
             assert isinstance(made, k8s.core.v1.PersistentVolumeClaim)
@@ -193,12 +194,19 @@ class Netboot(pulumi.ComponentResource):
                     metadata={
                         "name": made.spec.apply(lambda spec: spec.volume_name),
                         "namespace": storage.LONGHORN_NAMESPACE,
-                        "annotations": {"pulumi.com/patchForce": "true"},
+                        # Review 41-6 M4: pi-nfs, after these, is replaced only once each root can be placed.
+                        "annotations": {"pulumi.com/patchForce": "true", "pulumi.com/waitFor": pi_pods.PLACED},
                     },
                     spec=pi_pods.root_volume_spec(stack),
-                    opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[made], retain_on_delete=True)),
+                    opts=pulumi.ResourceOptions.merge(
+                        after,
+                        pulumi.ResourceOptions(
+                            depends_on=[made], retain_on_delete=True, custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)
+                        ),
+                    ),
                 )
             )
+            pulumi.log.info(pi_pods.placement_wait_message(claim["metadata"]["name"]), resource=patches[-1])
         if any(m["metadata"]["name"] == pi_pods.LEGACY_CLAIM for m in self._pis):
             pulumi.log.info(pi_pods.legacy_replicas_note(), resource=patches[-1])
         return patches

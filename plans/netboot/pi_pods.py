@@ -412,6 +412,28 @@ def root_volume_spec(stack: StackConfig) -> dict[str, Any]:
     return {"numberOfReplicas": storage.pi_root_replicas(stack), "nodeSelector": [storage.PI_ROOT_TAG]}
 
 
+# How long `up` waits for Longhorn to place a root's copies (review 41-6 M4): pulumi-kubernetes' own default await.
+PLACEMENT_MINUTES = 10
+# What the wait is on: the Volume's condition Scheduled, True once its replicas are placed, or, for a volume no pod has
+# attached yet, once one is (Longhorn's allow-volume-creation-with-degraded-availability, on by default): longhorn-manager
+# v1.10.1 controller/volume_controller.go:1762-1835 (reconcileVolumeCondition), which runs for a detached volume too,
+# after reconcileVolumeCreation (:1706-1730) made its replicas. pulumi-kubernetes v4.32.0 waits on it through the
+# `pulumi.com/waitFor` annotation, on create and update (provider/pkg/await/await.go:306-321, metadata/overrides.go:
+# 112-150, condition/custom.go:30-51: `condition=<type>` is that condition's status True), never in a preview.
+PLACED = "condition=Scheduled"
+
+
+def placement_wait_message(claim: str) -> str:
+    """What the wait on a root's Volume is for, and what to look at when it times out (review 41-6 M4)."""
+    return (
+        f"waiting up to {PLACEMENT_MINUTES} minutes for Longhorn to place {claim}'s copies (its Volume's condition "
+        "Scheduled) before pi-nfs is replaced; the running pi-nfs keeps serving meanwhile. If it times out, a Pi that boots "
+        f"from its card and has a data disk lacks the `{storage.PI_ROOT_TAG}` tag (Longhorn ignores the program's "
+        "annotation on a node you tagged yourself), or its disk is full: kubectl -n longhorn-system get nodes.longhorn.io "
+        "-o custom-columns=NAME:.metadata.name,TAGS:.spec.tags ; kubectl -n longhorn-system get volumes.longhorn.io -o wide"
+    )
+
+
 def single_copy_warning(stack: StackConfig) -> str | None:
     """A warning when every netbooted root has one copy (review 41-6 M1): one Pi may hold a root's replica, so its disk is
     each maia's only copy of its root (its k3s node password, its host keys, what it wrote). Not an error: a homelab
@@ -493,6 +515,7 @@ __all__ = [
     "nfs_digest",
     "nfs_pod",
     "pi_config",
+    "placement_wait_message",
     "project",
     "root_claim",
     "root_claim_manifest",

@@ -445,8 +445,10 @@ def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the
         assert patch.inputs["metadata"] == {
             "name": "pvc-" + simulate_uuid("claim", "netboot", claim),
             "namespace": "longhorn-system",
-            "annotations": {"pulumi.com/patchForce": "true"},
+            "annotations": {"pulumi.com/patchForce": "true", "pulumi.com/waitFor": "condition=Scheduled"},
         }
+        # Review 41-6 M4: bounded, and pi-nfs (the old one serving meanwhile) is replaced only after it.
+        assert patch.custom_timeouts == {"create": "10m", "update": "10m"}, patch.custom_timeouts
         assert patch.inputs["spec"] == {"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}
         assert patch.retain_on_delete and bound.urn in patch.dependencies and patch.urn in nfs.dependencies
 
