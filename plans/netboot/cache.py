@@ -62,6 +62,8 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
     renames = "\n".join(f"  mv -f {root}/.{name}.new {root}/{name}" for name in sorted(IPXE_FILES))
     return (
         "set -eu\n"
+        # What the first version's swap of the whole folder could leave behind (review 41-9 L2).
+        f"rm -rf {root}.new {root}.old\n"
         # The container's /tmp; TMPDIR where the script runs beside others (the tests).
         'SUMS="${TMPDIR:-/tmp}/ipxe.sha256"\n'
         'X="${TMPDIR:-/tmp}/ipxe-deb"\n'

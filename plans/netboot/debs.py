@@ -84,15 +84,20 @@ while read -r sum deb path; do
     echo "iluvatar: {what}: $deb was not downloaded with its pinned SHA-256 $sum (stacks/pins.py DEBS[\"{name}\"]) from any of $bases; the set this Pi had is kept:$why" >&2
     exit 1
   fi
+  # On disk before it takes its name: a power cut right after must not leave a short file that needs the internet again.
+  sync "$DIR/$deb.part"
   mv "$DIR/$deb.part" "$DIR/$deb"
   echo "iluvatar: {what}: downloaded $deb from $base"
 done < "$list"
 rm -f "$DIR/.log"
+# The last complete set, which the set's pod installs if its own list is not all here in time (review 41-9 M1: a new
+# pin whose files cannot be downloaded must not keep the roots down while the previous set is on the Pi).
+cp "$list" "$DIR/.complete.new" && sync "$DIR/.complete.new" && mv "$DIR/.complete.new" "$DIR/.complete"
 # Every pinned file is here: what is not pinned goes (another version's files, a download cut short, apt's leftovers of
 # an earlier step: partial/, lock). Not before: a failed download must leave the previous set whole (review 41-5 M1).
 for f in "$DIR"/* "$DIR"/.*; do
   b=$(basename "$f")
-  case "$b" in .|..|.pinned) continue ;; esac
+  case "$b" in .|..|.pinned|.complete) continue ;; esac
   [ -e "$f" ] || continue
   if ! grep -q " $b " "$list"; then rm -rf "$f"; echo "iluvatar: {what}: $b is not pinned: removed"; fi
 done
@@ -122,18 +127,37 @@ set -eu
 : "${{DIR:?}}"
 bound=${{WAIT_SECONDS:-{WAIT_SECONDS}}}
 work=$(mktemp -d)
-debs=""
-while read -r sum deb; do
-  waited=0
-  while [ ! -f "$DIR/$deb" ]; do
-    if [ "$waited" -ge "$bound" ]; then
-      echo "iluvatar: {what}: $DIR/$deb is still not on this Pi after ${{bound}}s: {step} downloads it (see its log); nothing installed" >&2
-      exit 1
+pinned="$work/pinned"
+cat > "$pinned" <<'EOF'
+{listing}
+EOF
+absent=""
+# Whether every file a list names is in $DIR; the first that is not, in $absent.
+have_all() {{
+  while read -r sum deb _; do
+    if [ ! -f "$DIR/$deb" ]; then absent="$DIR/$deb"; return 1; fi
+  done < "$1"
+}}
+list="$pinned"
+waited=0
+until have_all "$pinned"; do
+  if [ "$waited" -ge "$bound" ]; then
+    # The last set {step} completed (plans.netboot.debs.fetch_script's .complete), if every file of it is still here:
+    # the roots are served on it rather than not at all (review 41-9 M1), and the error says so.
+    if [ -f "$DIR/.complete" ] && cp "$DIR/.complete" "$work/complete" && have_all "$work/complete"; then
+      echo "iluvatar: ERROR: {what}: the pinned set is still not on this Pi after ${{bound}}s ({step} downloads it: see its log); installing the last complete set it downloaded instead, so the roots are served; the pinned set is installed at this pod's next start once it is here" >&2
+      list="$work/complete"
+      break
     fi
-    if [ "$waited" -eq 0 ]; then echo "iluvatar: {what}: waiting up to ${{bound}}s for $DIR/$deb, which {step} downloads"; fi
-    sleep 1
-    waited=$((waited + 1))
-  done
+    echo "iluvatar: {what}: $absent is still not on this Pi after ${{bound}}s: {step} downloads it (see its log); nothing installed" >&2
+    exit 1
+  fi
+  if [ "$waited" -eq 0 ]; then echo "iluvatar: {what}: waiting up to ${{bound}}s for $absent, which {step} downloads"; fi
+  sleep 1
+  waited=$((waited + 1))
+done
+debs=""
+while read -r sum deb _; do
   # A copy, checked: what apt installs is what was checked, whatever the step does to $DIR meanwhile.
   cp "$DIR/$deb" "$work/$deb"
   if ! echo "$sum  $work/$deb" | sha256sum -c --status -; then
@@ -141,9 +165,7 @@ while read -r sum deb; do
     exit 1
   fi
   debs="$debs $work/$deb"
-done <<'EOF'
-{listing}
-EOF
+done < "$list"
 if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null $debs >"$work/apt.log" 2>&1; then
   echo "iluvatar: {what}: apt could not install the {count} pinned packages: $(grep -v '^W: ' "$work/apt.log" | tail -n 20 | tr '\n' ' ')" >&2
@@ -157,8 +179,9 @@ for deb in $debs; do
     exit 1
   fi
 done
+if [ "$list" = "$pinned" ]; then done="the {count} pinned Debian packages are installed"; else done="the last complete set is installed, not the pinned one"; fi
 rm -rf "$work"
-echo "iluvatar: {what}: the {count} pinned Debian packages are installed"
+echo "iluvatar: {what}: $done"
 """
 
 

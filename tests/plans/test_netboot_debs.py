@@ -191,7 +191,9 @@ def test_a_broken_file_is_fetched_again_and_what_is_not_pinned_goes(tmp_path: Pa
         "iluvatar: the test set: partial is not pinned: removed",
     ]
     assert requests == ["/pool/main/t/test/gamma_1.0-1_arm64.deb"]
-    assert sorted(p.name for p in folder.iterdir()) == [".pinned", *(f"{n}_1.0-1_arm64.deb" for n in ("alpha", "beta", "gamma"))]
+    assert sorted(p.name for p in folder.iterdir()) == [".complete", ".pinned", *(f"{n}_1.0-1_arm64.deb" for n in ("alpha", "beta", "gamma"))]
+    # The last complete set, for the pod to fall back on (review 41-9 M1): the pinned list as it was when complete.
+    assert (folder / ".complete").read_text() == (folder / ".pinned").read_text()
 
 
 def test_the_cache_steps_ask_nothing_of_apts_indexes() -> None:
@@ -272,6 +274,7 @@ def test_a_failed_download_leaves_the_set_the_pi_had_whole(
     folder = tmp_path / "debs"
     assert sorted(p.name for p in folder.glob("*.deb")) == [f"{n}_1.0-1_arm64.deb" for n in ("alpha", "beta", "gamma")]
     assert (folder / "beta_1.0-1_arm64.deb").read_text() == "beta contents\n"
+    assert "beta_1.0-1_arm64.deb" in (folder / ".complete").read_text(), "the last complete set is still the old one"
     (root / "pool/main/t/test/delta_1.0-1_arm64.deb").write_bytes(delta)
     done = _fetch(tmp_path, base)
     assert done.returncode == 0, done.stderr
@@ -280,6 +283,7 @@ def test_a_failed_download_leaves_the_set_the_pi_had_whole(
         "iluvatar: the test set: beta_1.0-1_arm64.deb is not pinned: removed",
     ]
     assert sorted(p.name for p in folder.glob("*.deb")) == [f"{n}_1.0-1_arm64.deb" for n in ("alpha", "delta", "gamma")]
+    assert "delta_1.0-1_arm64.deb" in (folder / ".complete").read_text() and "beta" not in (folder / ".complete").read_text()
 
 
 def test_each_file_is_asked_of_the_live_archive_first_then_the_snapshot(tmp_path: Path, mirror: tuple[str, Path, list[str]]) -> None:
@@ -446,6 +450,42 @@ def test_pi_nfs_waits_a_bounded_time_for_a_missing_file_then_names_it(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("iluvatar: NFS-Ganesha: the 48 pinned Debian packages are installed\n")
     assert _statuses(image_root)["nfs-ganesha-vfs"] == "ii "
+
+
+def test_pi_nfs_installs_the_last_complete_set_when_the_pinned_one_never_arrives(tmp_path: Path, image_root: dict[str, str]) -> None:
+    """Review 41-9 M1: a new pin whose file cannot be downloaded (the step failed, the previous set kept whole) must not
+    keep every root down when pi-nfs restarts: after its bound it installs the last complete set the step recorded, and
+    says so as an error. Here the pinned set names one file the Pi does not have (another build of nfs-ganesha), and
+    .complete lists what the Pi has."""
+    folder = Path(image_root["DIR"])
+    (folder / ".complete").write_text(
+        "".join(f"{sha256} {PurePosixPath(path).name} {path}\n" for path, sha256 in sorted(pins.DEBS["pi-nfs"].items()))
+    )
+    wanted = dict(pins.DEBS["pi-nfs"])
+    gone = "pool/main/n/nfs-ganesha/nfs-ganesha_4.3-2_arm64.deb"
+    pins.DEBS["pi-nfs"] = {("pool/main/n/nfs-ganesha/nfs-ganesha_4.3-3_arm64.deb" if p == gone else p): h for p, h in wanted.items()}
+    try:
+        done = _install(tmp_path, {**image_root, "WAIT_SECONDS": "1"})
+    finally:
+        pins.DEBS["pi-nfs"] = wanted
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ("iluvatar: ERROR: NFS-Ganesha: the pinned set is still not on this Pi after 1s (netboot-cache's pi-nfs-packages step "
+                           "downloads it: see its log); installing the last complete set it downloaded instead, so the roots are served; the "
+                           "pinned set is installed at this pod's next start once it is here\n")  # fmt: skip
+    assert done.stdout.splitlines() == [
+        f"iluvatar: NFS-Ganesha: waiting up to 1s for {folder}/nfs-ganesha_4.3-3_arm64.deb, which netboot-cache's pi-nfs-packages step downloads",
+        "iluvatar: NFS-Ganesha: the last complete set is installed, not the pinned one",
+    ]
+    assert _statuses(image_root)["nfs-ganesha"] == "ii "
+    # The deliberate break's twin: with no .complete (or one naming a file the Pi lost), nothing is installed.
+    (folder / ".complete").unlink()
+    pins.DEBS["pi-nfs"] = {("pool/main/n/nfs-ganesha/nfs-ganesha_4.3-3_arm64.deb" if p == gone else p): h for p, h in wanted.items()}
+    try:
+        refused = _install(tmp_path, {**image_root, "WAIT_SECONDS": "1"})
+    finally:
+        pins.DEBS["pi-nfs"] = wanted
+    assert refused.returncode == 1
+    assert refused.stderr.endswith("nothing installed\n")
 
 
 def test_pi_nfs_fails_naming_a_package_of_the_set_that_apt_did_not_install(

@@ -203,3 +203,53 @@ def test_a_volume_healthy_again_elsewhere_does_not_wait_on_its_stale_failed_repl
     assert got.returncode == 0, got.stderr
     got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], stale)
     assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
+
+
+# --- The join and k3s steps as the program registers them (found by scripts/mutation.py plans.netboot.roll) --------------
+
+
+def test_the_first_valars_join_rejoins_through_the_server_url_and_a_netbooted_maias_checks_its_image_and_its_boot() -> None:
+    """The first valar's join carries the server URL it rejoins through after a reflash (k3s.join_script's `rejoin`);
+    a netbooted maia's starts with the image check and ends with the gate on this boot's Node."""
+    from plans import k3s
+
+    stack = netbooting()
+    manwe, eonwe = node(stack, "manwe"), node(stack, "eonwe")
+    assert roll.join_script(stack, manwe) == k3s.join_script(manwe, rejoin=k3s.server_url(stack))
+    assert roll.join_script(stack, manwe) != k3s.join_script(manwe)
+    assert roll.join_script(stack, eonwe) == k3s.join_script(eonwe, check=roll.join_check(stack, eonwe), gate=roll.booted_gate(eonwe))
+    check = roll.join_check(stack, eonwe)
+    want = pis.image_id(stack)
+    assert check.splitlines()[0] == f"# iluvatar: a netbooted root of {want}, boot pointer {pis.pointer_digest(stack, eonwe)} (plans.netboot.roll)."
+    assert f'if [ "$have" != {want} ]; then' in check.splitlines()
+    assert "its bootloader reads TFTP from 192.168.0.14" in check
+
+
+def test_the_boot_gate_reads_the_node_with_the_agents_kubeconfig_on_a_maia_and_k3s_own_on_a_valar() -> None:
+    from plans import k3s
+
+    stack = netbooting()
+    fields = "'{.status.nodeInfo.bootID} {.status.conditions[?(@.type==\"Ready\")].status}'"
+    maia = [line for line in roll.booted_gate(node(stack, "eonwe")).splitlines() if "get node" in line]
+    valar = [line for line in roll.booted_gate(node(stack, "manwe")).splitlines() if "get node" in line]
+    assert maia == [
+        f'  got=$(sudo {k3s.KUBECTL} --kubeconfig {k3s.AGENT_KUBECONFIG} get node eonwe -o jsonpath={fields} 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}'
+    ]
+    assert valar == [f'  got=$(sudo {k3s.KUBECTL} get node manwe -o jsonpath={fields} 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}']
+    assert roll.booted_gate(node(stack, "eonwe"), node_timeout=7).splitlines()[-1] == (
+        'wait_for 7 "its Node Ready, reported by the kubelet of this boot (its new root)" node_booted'
+    )
+
+
+def test_a_netbooted_maias_k3s_step_names_its_image_and_the_first_valars_takes_the_snapshot() -> None:
+    """A netbooted maia's k3s step carries its root's image (a new root runs it again); only the first server's takes
+    the etcd snapshot before an upgrade."""
+    from plans import k3s
+
+    stack = netbooting()
+    manwe, eonwe = node(stack, "manwe"), node(stack, "eonwe")
+    head = f"# iluvatar: a netbooted root of {pis.image_id(stack)} (plans.netboot.roll).\n"
+    assert roll.k3s_script(stack, eonwe) == k3s.upgrade_script(stack, eonwe, snapshot=False, head=head)
+    assert roll.k3s_script(stack, manwe) == k3s.upgrade_script(stack, manwe, snapshot=True, head="")
+    assert roll.k3s_script(stack, manwe) != k3s.upgrade_script(stack, manwe, snapshot=False, head="")
+    assert head in roll.k3s_script(stack, eonwe) and "netbooted root" not in roll.k3s_script(stack, manwe)
