@@ -392,7 +392,9 @@ class BootstrapCluster(pulumi.ComponentResource):
         # The Ainur's objects go with the cluster: its join token is deleted only when the cluster is.
         self.access = ClusterAccess(name, self.kubeconfig, command_provider, anchor=token, identifier=name)
         # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
-        self.state = rollout.ainur_state(stack, order)
+        # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
+        self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous)
+        self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
-from plans import references
+from plans import references, storage
 from plans.netboot import pi_pods
 from stacks.model import StackConfig
 
@@ -41,6 +41,8 @@ class NetbootArgs:
     boot_assets: dict[str, pulumi.Output[tuple[str, str]]]
     dns_records: Sequence[tuple[str, IPv4Address]] = ()
     schematics: Sequence[pulumi.Resource] = ()
+    # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
+    legacy_roots: bool = True
 
 
 class Netboot(pulumi.ComponentResource):
@@ -61,7 +63,7 @@ class Netboot(pulumi.ComponentResource):
         stack = args.stack
         self.dnsmasq_conf = plan.dnsmasq_conf(stack, extra_records=args.dns_records)
         self.scripts = plan.scripts(stack)
-        manifests = plan.manifests(stack, list(args.configs), args.dns_records)
+        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
         namespace = manifests[0]
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
@@ -130,7 +132,7 @@ class Netboot(pulumi.ComponentResource):
         if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])
         self._made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in rest}}
-        self._name, self._schematics = name, list(args.schematics)
+        self._name, self._schematics, self._stack = name, list(args.schematics), stack
         self.serving = [self.objects[f"{name}-{kind}-{obj}"] for kind, obj in SERVING]
         # What must be serving before a netbooting maia can boot: the same, and the NFS server of its root (serve_pis).
         self.pi_serving = list(self.serving)
@@ -152,8 +154,10 @@ class Netboot(pulumi.ComponentResource):
                 keep = pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["spec"])
             elif claim["kind"] == "PersistentVolumeClaim":
                 # A Pi's roots are irreplaceable (its k3s node password, its host keys, what it wrote): a removal of the
-                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md).
-                keep = pulumi.ResourceOptions(protect=True)
+                # Pi from the inventory stops at this claim until the user unprotects it (docs/layers/ainur.md), and
+                # even then `up` only forgets it (review 41-6 M2): the claim and its volume stay in the cluster, on
+                # either class (k3s's local-path deletes its folder with the claim).
+                keep = pulumi.ResourceOptions(protect=True, retain_on_delete=True)
             else:
                 keep = pulumi.ResourceOptions()
             # Each claim after the roots' StorageClass, which comes first in the plan's list.
@@ -161,5 +165,48 @@ class Netboot(pulumi.ComponentResource):
             made[references.identity(claim)] = self.objects[kube.resource_name(name, claim)] = kube.create(
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
-        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], after, made))
+        volumes = self._root_volumes(after)
+        # The server is replaced only once every root's Volume has the program's count and selector (H2).
+        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=volumes))
+        self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]
+
+    def _root_volumes(self, after: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (review 41-6
+        H1, H2: Longhorn reads its class's only when it creates the volume; pi_pods.root_volume_spec), once its claim is
+        Bound (pulumi-kubernetes awaits a claim's binding, so its `spec.volumeName`, the Volume's name, is known).
+        Forced: longhorn-manager wrote these fields first. Never reverted: deleting the patch leaves the Volume as it is."""
+        stack, name = self._stack, self._name
+        if pi_pods.roots_class(stack) != pi_pods.ROOTS_CLASS:
+            return []
+        if warning := pi_pods.single_copy_warning(stack):
+            pulumi.log.warn(warning, resource=self)
+        patches: list[pulumi.Resource] = []
+        wait = f"{pi_pods.PLACEMENT_MINUTES}m"
+        for claim in (m for m in self._pis if m["kind"] == "PersistentVolumeClaim"):
+            made = self.objects[kube.resource_name(name, claim)]
+            assert isinstance(made, k8s.core.v1.PersistentVolumeClaim)
+            patches.append(
+                k8s.apiextensions.CustomResourcePatch(
+                    f"{name}-volume-{claim['metadata']['name']}",
+                    api_version="longhorn.io/v1beta2",
+                    kind="Volume",
+                    metadata={
+                        "name": made.spec.apply(lambda spec: spec.volume_name),
+                        "namespace": storage.LONGHORN_NAMESPACE,
+                        # Review 41-6 M4: pi-nfs, after these, is replaced only once each root can be placed.
+                        "annotations": {"pulumi.com/patchForce": "true", "pulumi.com/waitFor": pi_pods.PLACED},
+                    },
+                    spec=pi_pods.root_volume_spec(stack),
+                    opts=pulumi.ResourceOptions.merge(
+                        after,
+                        pulumi.ResourceOptions(
+                            depends_on=[made], retain_on_delete=True, custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)
+                        ),
+                    ),
+                )
+            )
+            pulumi.log.info(pi_pods.placement_wait_message(claim["metadata"]["name"]), resource=patches[-1])
+        if any(m["metadata"]["name"] == pi_pods.LEGACY_CLAIM for m in self._pis):
+            pulumi.log.info(pi_pods.legacy_replicas_note(), resource=patches[-1])
+        return patches

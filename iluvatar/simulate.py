@@ -313,6 +313,14 @@ RESOURCE_STATE: dict[str, Any] = {
     # Bytes of the asked length (an age identity is made of them), the same every run.
     "random:index/randomBytes:RandomBytes": lambda a: _mock_bytes(int(a.get("length") or 32)),
     "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared": lambda a: {"id": _uuid("tunnel", a.get("accountId"), a.get("name"))},
+    # A bound claim's volume, as pulumi-kubernetes returns it once it has awaited the binding: external-provisioner names
+    # the PV `pvc-<the claim's uid>`, and Longhorn names its Volume after the PV.
+    "kubernetes:core/v1:PersistentVolumeClaim": lambda a: {
+        "spec": {
+            **(a.get("spec") or {}),
+            "volumeName": "pvc-" + _uuid("claim", (a.get("metadata") or {}).get("namespace"), (a.get("metadata") or {}).get("name")),
+        }
+    },
 }
 
 

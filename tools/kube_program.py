@@ -114,6 +114,9 @@ UNRENDERABLE = {
     "longhorn": "Longhorn's chart is in no Go module the proxy serves (github.com/longhorn/longhorn@v1.10.1 answers 403)",
     "csi-driver-nfs": "csi-driver-nfs's chart is in no Go module the proxy serves (its v4 tags have no /v4 module path; 403)",
 }
+# API groups whose CRDs only an UNRENDERABLE chart installs: the program's objects of them (the netbooted roots'
+# Longhorn Volume patches, components.netboot) have no CRD here; skipped and said, as their chart is.
+UNSERVED_GROUPS = {"longhorn.io": "longhorn"}
 
 
 def _chart_version_at(name: str, tag: str) -> str:
@@ -598,6 +601,10 @@ class Walker:
                 continue
             if cluster not in self.clusters:
                 raise KeyError(f"{reg.name} goes to cluster {cluster!r}, which has no control plane here")
+            group = reg.type.split(":")[1].split("/")[0]
+            if group in UNSERVED_GROUPS:
+                self.report.not_rendered.append(f"{cluster}: {reg.type} ({reg.name}): {UNRENDERABLE[UNSERVED_GROUPS[group]]}")
+                continue
             if reg.type == RELEASE:
                 self._release(cluster, reg)
             elif reg.type == CHART:

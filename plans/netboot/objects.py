@@ -42,9 +42,11 @@ def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> list[dict[str, Any]]:
+def manifests(
+    stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = (), legacy_roots: bool = True
+) -> list[dict[str, Any]]:
     """The netboot namespace's objects, Namespace first. `extra_records` join the internal DNS zone
-    (see `dns_records`).
+    (see `dns_records`); `legacy_roots`: the first version's volume of the netbooted roots (pi_pods.keeps_legacy_claim).
 
     The machine configs (a Secret) and the asset download script (from Image Factory URLs)
     are only known at deploy time; the component adds them.
@@ -117,7 +119,7 @@ def manifests(stack: StackConfig, config_macs: list[str], extra_records: Sequenc
                 "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
             },
         },
-        *pi_pods.manifests(stack),
+        *pi_pods.manifests(stack, legacy_roots),
         *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
     ]

@@ -24,6 +24,7 @@ Where each runs, and why:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from plans import storage
@@ -210,8 +211,9 @@ def cache_volumes(stack: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def nfs_pod(stack: StackConfig) -> dict[str, Any]:
-    """The NFS server of the Pis' roots: privileged (loop and overlay mounts), on the netboot pod's Pi."""
+def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
+    """The NFS server of the Pis' roots: privileged (loop and overlay mounts), on the netboot pod's Pi; with `legacy`,
+    the first version's volume of the roots too (keeps_legacy_claim)."""
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     return {
         "hostNetwork": True,
@@ -242,7 +244,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "ADDRESS", "value": str(service_ip(stack))},
                     {"name": "IMAGE", "value": image_dir(stack)},
                     {"name": "ROOTS", "value": "/roots"},
-                    {"name": "LEGACY", "value": LEGACY_ROOTS},
+                    *([{"name": "LEGACY", "value": LEGACY_ROOTS}] if legacy else []),
                     {"name": "PIS", "value": "/etc/iluvatar-pis"},
                     {"name": "BOOTS", "value": BOOTS},
                     {"name": "EXPORTS", "value": EXPORTS},
@@ -266,7 +268,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
                     {"name": "images", "mountPath": PI_IMAGES, "readOnly": True},
                     {"name": "cache", "mountPath": GANESHA_DEBS, "subPath": "pi-nfs-debs", "readOnly": True},
                     *({"name": f"root-{n.name}", "mountPath": f"/roots/{n.name}"} for n in netboot_pis(stack)),
-                    {"name": "legacy-roots", "mountPath": LEGACY_ROOTS},
+                    *([{"name": "legacy-roots", "mountPath": LEGACY_ROOTS}] if legacy else []),
                 ],
             }
         ],
@@ -280,7 +282,7 @@ def nfs_pod(stack: StackConfig) -> dict[str, Any]:
             {"name": "images", "hostPath": {"path": PI_IMAGES, "type": "Directory"}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "Directory"}},
             *({"name": f"root-{n.name}", "persistentVolumeClaim": {"claimName": root_claim(n)}} for n in netboot_pis(stack)),
-            {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}},
+            *([{"name": "legacy-roots", "persistentVolumeClaim": {"claimName": LEGACY_CLAIM}}] if legacy else []),
         ],
     }
 
@@ -383,9 +385,8 @@ def root_claim_manifest(stack: StackConfig, node: Node) -> dict[str, Any]:
 
 def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     """The first version's single volume of the roots: on a homelab deployed with it, its roots are served from it as
-    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume; on a new
-    one, an empty volume of 1 GiB on the roots' class (pi-nfs cannot start without it: its replicas too must never
-    depend on a maia's disk). Its spec is the program's only at creation (components.netboot ignores changes to it: a
+    they are (their file handles and export ids unchanged) until each Pi moves to a root on its own volume. A new homelab has none (keeps_legacy_claim); one deployed while
+    this claim was an empty 1 GiB volume of the roots' class keeps that one. Its spec is the program's only at creation (components.netboot ignores changes to it: a
     claim's class cannot change, nor can it shrink), and Iluvatar never deletes it."""
     return {
         "apiVersion": "v1",
@@ -399,8 +400,80 @@ def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     }
 
 
-def manifests(stack: StackConfig) -> list[dict[str, Any]]:
-    """The objects only a netbooting maia brings: its ConfigMap, the roots' volume and the NFS server."""
+def root_volume_spec(stack: StackConfig) -> dict[str, Any]:
+    """What each root's Longhorn Volume (the claim's PV, `volumes.longhorn.io/<spec.volumeName>`) is patched to, at every
+    `up` (review 41-6 H1, H2): Longhorn reads a class's `numberOfReplicas` and `nodeSelector` only when the CSI driver
+    creates the volume (longhorn-manager v1.10.1 csi/util.go:149-155, 248), so a volume made with one card Pi would keep
+    one copy for good, and the first version's `pi-roots` volume (class `longhorn`) would keep no selector. Its volume
+    controller follows a changed count (replenishReplicas, controller/volume_controller.go:2275; cleanupExtraHealthyReplicas,
+    :1123), and the scheduler reads the selector at every replica it places (scheduler/replica_scheduler.go:397); the
+    update validator checks the count and nothing of the selector (webhook/resources/volume/validator.go:224). A running
+    replica already on an untagged Pi stays there (volume_controller.go:2815-2830 keeps it): `legacy_replicas_note`."""
+    return {"numberOfReplicas": storage.pi_root_replicas(stack), "nodeSelector": [storage.PI_ROOT_TAG]}
+
+
+# How long `up` waits for Longhorn to place a root's copies (review 41-6 M4): pulumi-kubernetes' own default await.
+PLACEMENT_MINUTES = 10
+# What the wait is on: the Volume's condition Scheduled, True once its replicas are placed, or, for a volume no pod has
+# attached yet, once one is (Longhorn's allow-volume-creation-with-degraded-availability, on by default): longhorn-manager
+# v1.10.1 controller/volume_controller.go:1762-1835 (reconcileVolumeCondition), which runs for a detached volume too,
+# after reconcileVolumeCreation (:1706-1730) made its replicas. pulumi-kubernetes v4.32.0 waits on it through the
+# `pulumi.com/waitFor` annotation, on create and update (provider/pkg/await/await.go:306-321, metadata/overrides.go:
+# 112-150, condition/custom.go:30-51: `condition=<type>` is that condition's status True), never in a preview.
+PLACED = "condition=Scheduled"
+
+
+def placement_wait_message(claim: str) -> str:
+    """What the wait on a root's Volume is for, and what to look at when it times out (review 41-6 M4)."""
+    return (
+        f"waiting up to {PLACEMENT_MINUTES} minutes for Longhorn to place {claim}'s copies (its Volume's condition "
+        "Scheduled) before pi-nfs is replaced; the running pi-nfs keeps serving meanwhile. If it times out, a Pi that boots "
+        f"from its card and has a data disk lacks the `{storage.PI_ROOT_TAG}` tag (Longhorn ignores the program's "
+        "annotation on a node you tagged yourself), or its disk is full: kubectl -n longhorn-system get nodes.longhorn.io "
+        "-o custom-columns=NAME:.metadata.name,TAGS:.spec.tags ; kubectl -n longhorn-system get volumes.longhorn.io -o wide"
+    )
+
+
+def single_copy_warning(stack: StackConfig) -> str | None:
+    """A warning when every netbooted root has one copy (review 41-6 M1): one Pi may hold a root's replica, so its disk is
+    each maia's only copy of its root (its k3s node password, its host keys, what it wrote). Not an error: a homelab
+    with one card Pi can run so, knowingly."""
+    if roots_class(stack) != ROOTS_CLASS or storage.pi_root_replicas(stack) != 1:
+        return None
+    holder = storage.pi_root_pis(stack)[0].name
+    return (
+        f"the netbooted roots ({', '.join(root_claim(n) for n in netboot_pis(stack))}) have one copy each, on {holder}'s "
+        f"data disk: only {holder} boots from its card and has `dataDisks` (iluvatar:nodes[].dataDisks). If that disk "
+        "fails, every netbooting Pi loses its root. Give a second Pi that boots from its card a data disk: the next `up` "
+        "makes a second copy of every root."
+    )
+
+
+def legacy_replicas_note() -> str:
+    """What `up` cannot do for the first version's volume (review 41-6 H1): move its running replicas off the maiar."""
+    return (
+        f"the first version's `{LEGACY_CLAIM}` volume now places new replicas only on Pis tagged `{storage.PI_ROOT_TAG}`, "
+        "but Longhorn keeps a running replica where it is. If one is on a netbooting Pi, a power cut of the whole lab can "
+        "leave pi-nfs unable to start. Check with: kubectl -n longhorn-system get replicas.longhorn.io "
+        f"-l longhornvolume=$(kubectl -n {NAMESPACE} get pvc {LEGACY_CLAIM} -o jsonpath='{{.spec.volumeName}}') "
+        "-o custom-columns=NAME:.metadata.name,NODE:.spec.nodeID ; delete such a replica with kubectl -n longhorn-system "
+        "delete replicas.longhorn.io <name>, one at a time, each once the volume is healthy again (docs/layers/ainur.md)."
+    )
+
+
+def keeps_legacy_claim(previous: Mapping[str, Any]) -> bool:
+    """Whether the first version's `pi-roots` claim is the program's (review 41-6 H1), from the last deployment's output
+    `ainur` (plans.rollout.ainur_state): what that deployment said (`legacyRoots`), or, from a version that did not say,
+    whether it ran a netbooting Pi (a node with an `image`), whose roots that claim holds. Never on a new homelab, so a
+    new one carries no volume whose replicas could sit anywhere, and a Pi's root never depends on one."""
+    if "legacyRoots" in previous:
+        return bool(previous["legacyRoots"])
+    return any("image" in node for node in (previous.get("nodes") or {}).values())
+
+
+def manifests(stack: StackConfig, legacy: bool = True) -> list[dict[str, Any]]:
+    """The objects only a netbooting maia brings: its ConfigMap, the roots' volumes and the NFS server; with `legacy`,
+    the first version's claim (keeps_legacy_claim)."""
     if not netboot_pis(stack):
         return []
     labels = _labels("pi-nfs")
@@ -408,9 +481,9 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("pi-netboot", _labels("netboot")), "data": pi_config(stack)},
         *([roots_storage_class(stack)] if roots_class(stack) == ROOTS_CLASS else []),
         *(root_claim_manifest(stack, n) for n in netboot_pis(stack)),
-        legacy_claim(stack),
+        *([legacy_claim(stack)] if legacy else []),
         # Replaced when what it reads at its start changes (nfs_digest) or its pod spec does (the stack's image).
-        _single_pod("pi-nfs", labels, nfs_pod(stack), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
+        _single_pod("pi-nfs", labels, nfs_pod(stack, legacy), annotations={"iluvatar/config-digest": nfs_digest(stack)}),
     ]
 
 
@@ -435,16 +508,21 @@ __all__ = [
     "cache_wait_message",
     "cache_wait_minutes",
     "card_pis",
+    "keeps_legacy_claim",
     "legacy_claim",
+    "legacy_replicas_note",
     "manifests",
     "nfs_digest",
     "nfs_pod",
     "pi_config",
+    "placement_wait_message",
     "project",
     "root_claim",
     "root_claim_manifest",
+    "root_volume_spec",
     "roots_class",
     "roots_storage_class",
+    "single_copy_warning",
     "tftp_container",
     "with_pis",
 ]

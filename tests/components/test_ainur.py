@@ -12,6 +12,7 @@ import yaml
 
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
+from iluvatar.simulate import _uuid as simulate_uuid
 from plans import cloudinit, k3s
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
@@ -346,6 +347,14 @@ def netbooting(tmp_path_factory: pytest.TempPathFactory) -> Simulation:
     return simulate(read_stack_file(write_stack(tmp_path_factory.mktemp("netbooting"), edit(homelab_doc(), NETBOOTING), stack="homelab")))
 
 
+@pytest.fixture(scope="module")
+def upgraded(netbooting: Simulation, tmp_path_factory: pytest.TempPathFactory) -> Simulation:
+    """The same homelab's next run where the last deployment had the first version's `pi-roots` claim (review 41-6 H1)."""
+    previous = {"ainur": {**netbooting.outputs["ainur"], "legacyRoots": True}}
+    stack_file = read_stack_file(write_stack(tmp_path_factory.mktemp("upgraded"), edit(homelab_doc(), NETBOOTING), stack="homelab"))
+    return simulate(stack_file, previous=previous)
+
+
 def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_every_card_pi(tmp_path: Path, netbooting: Simulation) -> None:
     """Review 41-1 H2: pi-nfs is replaced (a new image) only once netboot-cache, whose init steps build the image, is
     ready on every Pi that boots from its card; and a Pi's seed (a k3s upgrade changes its user-data) restarts neither."""
@@ -374,9 +383,9 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting
     regs = netbooting.named()
     # The Argo CD Application that installs Longhorn (the PlatformApplication's resource).
     longhorn = regs["storage-ainur-longhorn-application-longhorn"].urn
-    for name in ("netboot-persistentvolumeclaim-pi-roots", "netboot-deployment-pi-nfs"):
+    for name in ("netboot-persistentvolumeclaim-pi-root-ilmare", "netboot-deployment-pi-nfs"):
         assert longhorn in regs[name].dependencies, name
-    assert regs["netboot-persistentvolumeclaim-pi-roots"].urn in regs["netboot-deployment-pi-nfs"].dependencies
+    assert regs["netboot-persistentvolumeclaim-pi-root-ilmare"].urn in regs["netboot-deployment-pi-nfs"].dependencies
     join = regs["ainur-ilmare-join"]
     assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
     assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
@@ -389,18 +398,18 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
     resized nor deleted (its roots are served where they are)."""
     regs = netbooting.named()
     claim = regs["netboot-persistentvolumeclaim-pi-root-ilmare"]
-    assert claim.protect and not claim.retain_on_delete
+    # Review 41-6 M2: `pulumi state unprotect` then `up` forgets the claim and leaves it, and its volume, in the cluster.
+    assert claim.protect and claim.retain_on_delete
     assert claim.inputs["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "pi-roots", "resources": {"requests": {"storage": "20Gi"}}}
     assert claim.inputs["metadata"]["labels"]["iluvatar/pi"] == "ilmare"
-    legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
-    assert (legacy.protect, legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (False, True, ("spec",))
-    # Where it is new, on the roots' class too: pi-nfs needs it attached, so its replicas too stay off the maiar.
-    assert legacy.inputs["spec"]["storageClassName"] == "pi-roots"
+    # Review 41-6 H1: a new homelab has no first version's volume, and pi-nfs mounts none; its state says so.
+    assert "netboot-persistentvolumeclaim-pi-roots" not in regs and netbooting.outputs["ainur"]["legacyRoots"] is False
+    assert "legacy-roots" not in {v["name"] for v in regs["netboot-deployment-pi-nfs"].inputs["spec"]["template"]["spec"]["volumes"]}
     sc = regs["netboot-storageclass-pi-roots"]
     assert sc.inputs["parameters"] == {"numberOfReplicas": "2", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}
     assert (sc.inputs["reclaimPolicy"], sc.inputs["provisioner"]) == ("Retain", "driver.longhorn.io")
     assert sc.urn in claim.dependencies and regs["storage-ainur-longhorn-application-longhorn"].urn in claim.dependencies
-    assert claim.urn in regs["netboot-deployment-pi-nfs"].dependencies and legacy.urn in regs["netboot-deployment-pi-nfs"].dependencies
+    assert claim.urn in regs["netboot-deployment-pi-nfs"].dependencies
     # Longhorn's default node tags on the card Pis' Nodes, in the NodePatch that labels them after their join.
     tags = {name: r.inputs["metadata"].get("annotations") for name, r in regs.items() if name.startswith("storage-ainur-node-")}
     assert tags == {
@@ -408,6 +417,40 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
         "storage-ainur-node-eonwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
         "storage-ainur-node-ilmare": None,
     }
+
+
+def test_the_first_versions_volume_stays_only_where_the_last_deployment_had_it(upgraded: Simulation) -> None:
+    """Review 41-6 H1: where the last deployment had the first version's `pi-roots` claim, it stays (never resized,
+    replaced nor deleted: its roots are served where they are), pi-nfs mounts it after it, and the state says so again."""
+    regs = upgraded.named()
+    legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
+    assert (legacy.protect, legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (False, True, ("spec",))
+    assert legacy.urn in regs["netboot-deployment-pi-nfs"].dependencies and upgraded.outputs["ainur"]["legacyRoots"] is True
+    spec = regs["netboot-deployment-pi-nfs"].inputs["spec"]["template"]["spec"]
+    assert {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": "pi-roots"}} in spec["volumes"]
+    assert {"name": "LEGACY", "value": "/legacy-roots"} in spec["containers"][0]["env"]
+
+
+def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the_server_moves(netbooting: Simulation, upgraded: Simulation) -> None:
+    """Review 41-6 H1, H2: Longhorn reads its class's count and selector only when it makes a volume, so each claim's
+    Volume (named after the claim's bound PV) is patched, at every `up`, to one copy per tagged card Pi and the pi-root
+    selector: the first version's `pi-roots` volume too. Forced over longhorn-manager's fields, after its claim, before
+    pi-nfs is replaced, and never reverted on delete."""
+    assert "netboot-volume-pi-roots" not in netbooting.named()
+    for claim, regs in (("pi-root-ilmare", netbooting.named()), ("pi-roots", upgraded.named())):
+        nfs = regs["netboot-deployment-pi-nfs"]
+        patch = regs[f"netboot-volume-{claim}"]
+        bound = regs[f"netboot-persistentvolumeclaim-{claim}"]
+        assert patch.type == "kubernetes:longhorn.io/v1beta2:VolumePatch", patch.type
+        assert patch.inputs["metadata"] == {
+            "name": "pvc-" + simulate_uuid("claim", "netboot", claim),
+            "namespace": "longhorn-system",
+            "annotations": {"pulumi.com/patchForce": "true", "pulumi.com/waitFor": "condition=Scheduled"},
+        }
+        # Review 41-6 M4: bounded, and pi-nfs (the old one serving meanwhile) is replaced only after it.
+        assert patch.custom_timeouts == {"create": "10m", "update": "10m"}, patch.custom_timeouts
+        assert patch.inputs["spec"] == {"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}
+        assert patch.retain_on_delete and bound.urn in patch.dependencies and patch.urn in nfs.dependencies
 
 
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:

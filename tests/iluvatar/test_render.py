@@ -595,13 +595,14 @@ def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Pa
         if (c.get("securityContext") or {}).get("privileged")
     )
     assert privileged == ["Deployment-pi-nfs.yaml:nfs"]
-    # A volume per Pi's roots, on the class whose replicas only the card Pi (manwe) holds (review 41-1 M1, M2); the
-    # first version's single volume stays, 1 GiB on the same class where new (its spec is ignored where it exists).
+    # A volume per Pi's roots, on the class whose replicas only the card Pi (manwe) holds (review 41-1 M1, M2); a new
+    # homelab has no first version's volume (review 41-6 H1).
     claims = {
         name: (doc["spec"]["storageClassName"], doc["spec"]["resources"]["requests"]["storage"])
-        for name in ("pi-root-eonwe", "pi-root-ilmare", "pi-roots")
+        for name in ("pi-root-eonwe", "pi-root-ilmare")
         for doc in [yaml.safe_load(files[f"kubernetes/ainur/netboot/PersistentVolumeClaim-{name}.yaml"])]
     }
-    assert claims == {"pi-root-eonwe": ("pi-roots", "20Gi"), "pi-root-ilmare": ("pi-roots", "20Gi"), "pi-roots": ("pi-roots", "1Gi")}
+    assert claims == {"pi-root-eonwe": ("pi-roots", "20Gi"), "pi-root-ilmare": ("pi-roots", "20Gi")}
+    assert "kubernetes/ainur/netboot/PersistentVolumeClaim-pi-roots.yaml" not in files
     [roots_class] = [yaml.safe_load(text) for path, text in files.items() if path.endswith("StorageClass-pi-roots.yaml")]
     assert roots_class["parameters"] == {"numberOfReplicas": "1", "staleReplicaTimeout": "30", "nodeSelector": "pi-root", "fsType": "ext4"}

@@ -859,3 +859,41 @@ def test_only_card_pis_with_a_data_disk_are_tagged_for_the_netbooted_roots_repli
     local = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), bare, list(GOES_WITH_GITOPS))))
     assert (storage.longhorn_node_annotations(local), pi_pods.roots_class(local)) == ({}, "local-path")
     assert [m["kind"] for m in pi_pods.manifests(local)].count("StorageClass") == 0
+
+
+def test_each_roots_volume_follows_the_programs_count_and_a_single_copy_is_said(tmp_path: Path) -> None:
+    """Review 41-6 H2, M1: each root's Longhorn Volume is patched to one copy per tagged Pi (up to three) and the pi-root
+    selector, whatever its class said when it was made; with one tagged Pi (manwe, eonwe and ilmare netbooting) a
+    warning names the claims, the one disk that holds them and the fix; with two, none."""
+    from plans.netboot import pi_pods
+
+    netboot = {"iluvatar:nodes[1].board": "rpi4", "iluvatar:nodes[1].boot": "netboot", "iluvatar:nodes[1].serial": "9ffefdef",
+               "iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"}  # fmt: skip
+    single = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), netboot)))
+    assert pi_pods.root_volume_spec(single) == {"numberOfReplicas": 1, "nodeSelector": ["pi-root"]}
+    assert pi_pods.single_copy_warning(single) == (
+        "the netbooted roots (pi-root-eonwe, pi-root-ilmare) have one copy each, on manwe's data disk: only manwe boots "
+        "from its card and has `dataDisks` (iluvatar:nodes[].dataDisks). If that disk fails, every netbooting Pi loses "
+        "its root. Give a second Pi that boots from its card a data disk: the next `up` makes a second copy of every root."
+    )
+    two = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"})))
+    assert (pi_pods.root_volume_spec(two), pi_pods.single_copy_warning(two)) == ({"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}, None)
+    assert "kubectl -n longhorn-system get replicas.longhorn.io -l longhornvolume=" in pi_pods.legacy_replicas_note()
+    # Review 41-6 M4: the wait for a root's copies to be placed names the claim, its bound, and where to look.
+    assert pi_pods.placement_wait_message("pi-root-eonwe").startswith(
+        "waiting up to 10 minutes for Longhorn to place pi-root-eonwe's copies (its Volume's condition Scheduled) before "
+        "pi-nfs is replaced; the running pi-nfs keeps serving meanwhile."
+    )
+
+
+def test_the_first_versions_roots_claim_is_kept_only_where_the_last_deployment_had_it() -> None:
+    """Review 41-6 H1: what the last deployment's `ainur` output said, else whether it ran a netbooting Pi (whose roots
+    the first version's claim holds); a new homelab, or one that never netbooted a Pi, has none."""
+    from plans.netboot import pi_pods
+
+    netbooted = {"nodes": {"manwe": {"mac": "m"}, "ilmare": {"mac": "i", "image": "bookworm-x"}}}
+    assert pi_pods.keeps_legacy_claim({}) is False
+    assert pi_pods.keeps_legacy_claim({"nodes": {"manwe": {"mac": "m"}}}) is False
+    assert pi_pods.keeps_legacy_claim(netbooted) is True
+    assert pi_pods.keeps_legacy_claim({**netbooted, "legacyRoots": False}) is False
+    assert pi_pods.keeps_legacy_claim({"nodes": {}, "legacyRoots": True}) is True
