@@ -654,28 +654,31 @@ def _ipxe(tmp_path: Path, mirror: str) -> subprocess.CompletedProcess[str]:
     return _run(script, tmp_path, MIRRORS=mirror)
 
 
+def _ipxe_served(tmp_path: Path, data: bytes) -> tuple[subprocess.CompletedProcess[str], str]:
+    """fetch-ipxe.sh with `data` served at the pinned pool path by a loopback stand-in for the archive; its base URL."""
+    served = tmp_path / "snapshot"
+    [(pool, _)] = pins.DEBS["netboot-ipxe"].items()
+    (served / pool).parent.mkdir(parents=True)
+    (served / pool).write_bytes(data)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        return _ipxe(tmp_path, base), base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp_path: Path) -> None:
     """The real ipxe .deb (tools.debian's, the one the firmware tests boot) served by a loopback stand-in for
     snapshot.debian.org at its pool path: apt's apt-helper downloads it, dpkg-deb unpacks it, the served names hold
     the pinned binaries; then, with no server at all, a broken binary is refilled from the file the Pi kept."""
     from tools import debian
 
-    served = tmp_path / "snapshot"
-    [(pool, _)] = pins.DEBS["netboot-ipxe"].items()
-    (served / pool).parent.mkdir(parents=True)
-    (served / pool).write_bytes(debian.deb("ipxe").read_bytes())
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        first = _ipxe(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
+    first, base = _ipxe_served(tmp_path, debian.deb("ipxe").read_bytes())
     assert first.returncode == 0, first.stderr
-    assert (
-        f"iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb from http://127.0.0.1:{server.server_address[1]}\n"
-        in first.stdout
-    )
+    assert f"iluvatar: iPXE: downloaded ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb from {base}\n" in first.stdout
     tftp = tmp_path / "tftp"
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tftp.iterdir()} == {n: d for n, (_, d) in netboot.IPXE_FILES.items()}
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["ipxe.sha256", "ipxe.sha256.new"], "the unpacked package is not left behind"
@@ -694,19 +697,10 @@ def test_fetch_ipxe_unpacks_the_pinned_file_once_and_refills_with_no_network(tmp
 def test_fetch_ipxe_keeps_the_served_binaries_when_the_package_is_not_the_pinned_one(tmp_path: Path) -> None:
     """The deliberate break: the server has another file at the pinned pool path. Nothing is unpacked, what TFTP
     serves is left as it was, and the error names the pin."""
-    served = tmp_path / "snapshot"
-    [(pool, sha256)] = pins.DEBS["netboot-ipxe"].items()
-    (served / pool).parent.mkdir(parents=True)
-    (served / pool).write_bytes(b"another build")
+    [sha256] = pins.DEBS["netboot-ipxe"].values()
     (tmp_path / "tftp").mkdir()
     (tmp_path / "tftp" / "ipxe.efi").write_bytes(b"what was served before")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        done = _ipxe(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
+    done, _ = _ipxe_served(tmp_path, b"another build")
     assert done.returncode == 1
     assert f'was not downloaded with its pinned SHA-256 {sha256} (stacks/pins.py DEBS["netboot-ipxe"])' in done.stderr
     assert [p.name for p in (tmp_path / "tftp").iterdir()] == ["ipxe.efi"]
