@@ -166,7 +166,8 @@ class Netboot(pulumi.ComponentResource):
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
         volumes = self._root_volumes(after)
-        # The server is replaced only once every root's Volume has the program's count and selector (H2).
+        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), not held
+        # until Longhorn has placed the copies (review 41-10 H1: pi_pods).
         served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=volumes))
         self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]
@@ -182,7 +183,6 @@ class Netboot(pulumi.ComponentResource):
         if warning := pi_pods.single_copy_warning(stack):
             pulumi.log.warn(warning, resource=self)
         patches: list[pulumi.Resource] = []
-        wait = f"{pi_pods.PLACEMENT_MINUTES}m"
         for claim in (m for m in self._pis if m["kind"] == "PersistentVolumeClaim"):
             made = self.objects[kube.resource_name(name, claim)]
             assert isinstance(made, k8s.core.v1.PersistentVolumeClaim)
@@ -194,19 +194,13 @@ class Netboot(pulumi.ComponentResource):
                     metadata={
                         "name": made.spec.apply(lambda spec: spec.volume_name),
                         "namespace": storage.LONGHORN_NAMESPACE,
-                        # Review 41-6 M4: pi-nfs, after these, is replaced only once each root can be placed.
-                        "annotations": {"pulumi.com/patchForce": "true", "pulumi.com/waitFor": pi_pods.PLACED},
+                        # Not `pulumi.com/waitFor`: pi_pods.root_volume_spec and the note above its callers (review 41-10 H1).
+                        "annotations": {"pulumi.com/patchForce": "true"},
                     },
-                    spec=pi_pods.root_volume_spec(stack),
-                    opts=pulumi.ResourceOptions.merge(
-                        after,
-                        pulumi.ResourceOptions(
-                            depends_on=[made], retain_on_delete=True, custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)
-                        ),
-                    ),
+                    spec=pi_pods.root_volume_spec(stack, legacy=claim["metadata"]["name"] == pi_pods.LEGACY_CLAIM),
+                    opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[made], retain_on_delete=True)),
                 )
             )
-            pulumi.log.info(pi_pods.placement_wait_message(claim["metadata"]["name"]), resource=patches[-1])
         if any(m["metadata"]["name"] == pi_pods.LEGACY_CLAIM for m in self._pis):
             pulumi.log.info(pi_pods.legacy_replicas_note(), resource=patches[-1])
         return patches

@@ -400,7 +400,7 @@ def legacy_claim(stack: StackConfig) -> dict[str, Any]:
     }
 
 
-def root_volume_spec(stack: StackConfig) -> dict[str, Any]:
+def root_volume_spec(stack: StackConfig, legacy: bool = False) -> dict[str, Any]:
     """What each root's Longhorn Volume (the claim's PV, `volumes.longhorn.io/<spec.volumeName>`) is patched to, at every
     `up` (review 41-6 H1, H2): Longhorn reads a class's `numberOfReplicas` and `nodeSelector` only when the CSI driver
     creates the volume (longhorn-manager v1.10.1 csi/util.go:149-155, 248), so a volume made with one card Pi would keep
@@ -408,30 +408,21 @@ def root_volume_spec(stack: StackConfig) -> dict[str, Any]:
     controller follows a changed count (replenishReplicas, controller/volume_controller.go:2275; cleanupExtraHealthyReplicas,
     :1123), and the scheduler reads the selector at every replica it places (scheduler/replica_scheduler.go:397); the
     update validator checks the count and nothing of the selector (webhook/resources/volume/validator.go:224). A running
-    replica already on an untagged Pi stays there (volume_controller.go:2815-2830 keeps it): `legacy_replicas_note`."""
+    replica already on an untagged Pi stays there (volume_controller.go:2815-2830 keeps it): `legacy_replicas_note`.
+
+    The first version's volume (`legacy`) gets the selector alone (review 41-10 H1): it was made with min(3, every
+    Longhorn Pi) copies, often more than the card Pis' count, and Longhorn removes a healthy extra replica only by
+    eviction, data locality or auto-balance (volume_controller.go:1121-1145; auto-balance is off by default), so a
+    lowered count only leaves the volume reporting itself unscheduled while it keeps every copy."""
+    if legacy:
+        return {"nodeSelector": [storage.PI_ROOT_TAG]}
     return {"numberOfReplicas": storage.pi_root_replicas(stack), "nodeSelector": [storage.PI_ROOT_TAG]}
 
 
-# How long `up` waits for Longhorn to place a root's copies (review 41-6 M4): pulumi-kubernetes' own default await.
-PLACEMENT_MINUTES = 10
-# What the wait is on: the Volume's condition Scheduled, True once its replicas are placed, or, for a volume no pod has
-# attached yet, once one is (Longhorn's allow-volume-creation-with-degraded-availability, on by default): longhorn-manager
-# v1.10.1 controller/volume_controller.go:1762-1835 (reconcileVolumeCondition), which runs for a detached volume too,
-# after reconcileVolumeCreation (:1706-1730) made its replicas. pulumi-kubernetes v4.32.0 waits on it through the
-# `pulumi.com/waitFor` annotation, on create and update (provider/pkg/await/await.go:306-321, metadata/overrides.go:
-# 112-150, condition/custom.go:30-51: `condition=<type>` is that condition's status True), never in a preview.
-PLACED = "condition=Scheduled"
-
-
-def placement_wait_message(claim: str) -> str:
-    """What the wait on a root's Volume is for, and what to look at when it times out (review 41-6 M4)."""
-    return (
-        f"waiting up to {PLACEMENT_MINUTES} minutes for Longhorn to place {claim}'s copies (its Volume's condition "
-        "Scheduled) before pi-nfs is replaced; the running pi-nfs keeps serving meanwhile. If it times out, a Pi that boots "
-        f"from its card and has a data disk lacks the `{storage.PI_ROOT_TAG}` tag (Longhorn ignores the program's "
-        "annotation on a node you tagged yourself), or its disk is full: kubectl -n longhorn-system get nodes.longhorn.io "
-        "-o custom-columns=NAME:.metadata.name,TAGS:.spec.tags ; kubectl -n longhorn-system get volumes.longhorn.io -o wide"
-    )
+# Not waited on (review 41-10 H1, which undid review 41-6 M4's wait): Longhorn's condition Scheduled is True only while a
+# volume's replicas number exactly its count (longhorn-manager v1.10.1 controller/volume_controller.go:1810-1812), and
+# an attached volume that holds more (a count lowered by the patch: a card Pi retired, the first version's volume) keeps
+# them, so a wait on it failed every later `up`. pi-nfs still follows the patches, but is not held for the placement.
 
 
 def single_copy_warning(stack: StackConfig) -> str | None:
@@ -515,7 +506,6 @@ __all__ = [
     "nfs_digest",
     "nfs_pod",
     "pi_config",
-    "placement_wait_message",
     "project",
     "root_claim",
     "root_claim_manifest",

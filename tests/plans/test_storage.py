@@ -879,11 +879,8 @@ def test_each_roots_volume_follows_the_programs_count_and_a_single_copy_is_said(
     two = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:nodes[2].boot": "netboot", "iluvatar:nodes[2].serial": "1a2b3c4d"})))
     assert (pi_pods.root_volume_spec(two), pi_pods.single_copy_warning(two)) == ({"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}, None)
     assert "kubectl -n longhorn-system get replicas.longhorn.io -l longhornvolume=" in pi_pods.legacy_replicas_note()
-    # Review 41-6 M4: the wait for a root's copies to be placed names the claim, its bound, and where to look.
-    assert pi_pods.placement_wait_message("pi-root-eonwe").startswith(
-        "waiting up to 10 minutes for Longhorn to place pi-root-eonwe's copies (its Volume's condition Scheduled) before "
-        "pi-nfs is replaced; the running pi-nfs keeps serving meanwhile."
-    )
+    # Review 41-10 H1: the first version's volume is given the selector alone, never a lowered count.
+    assert pi_pods.root_volume_spec(single, legacy=True) == {"nodeSelector": ["pi-root"]}
 
 
 def test_the_first_versions_roots_claim_is_kept_only_where_the_last_deployment_had_it() -> None:
