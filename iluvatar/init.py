@@ -432,7 +432,8 @@ def scalar(value: object, in_flow: bool = False) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    if _IPV4.match(text) or (_PLAIN.match(text) and not _SPECIAL.match(text) and not (in_flow and ":" in text)):
+    # A `:` at the end is a mapping's key indicator to every reader ("k: A:" does not load): quoted too.
+    if _IPV4.match(text) or (_PLAIN.match(text) and not _SPECIAL.match(text) and not text.endswith(":") and not (in_flow and ":" in text)):
         return text
     return json.dumps(text, ensure_ascii=False)
 
