@@ -67,10 +67,13 @@ def manifests(
     # The netbooting maiar's steps, volumes and placement (plans.netboot.pi_pods); nothing without one.
     cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs, discovery=stack.discovery is not None)
     pi_pods.with_pis(stack, cache_spec, netboot_spec)
-    cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels}, "spec": cache_spec}
+    # iPXE's pin or its scripts changed: each Pi's cache runs its `ipxe` step again, one Pi at a time, rather than at
+    # its pod's next restart, whenever that is (review 41-7: a bump rolled nothing, and the Pis served different builds).
+    ipxe = hashlib.sha256(f"{config_data['fetch-ipxe.sh']}\n{config_data['ipxe-debs.sh']}".encode()).hexdigest()[:16]
+    cache_template: dict[str, Any] = {"metadata": {"labels": cache_labels, "annotations": {"iluvatar/ipxe-digest": ipxe}}, "spec": cache_spec}
     if netboot_pis(stack):
         # The image or the scripts changed: each Pi's cache runs its steps again (not a Pi's seed: pi_pods.CACHE_KEYS).
-        cache_template["metadata"]["annotations"] = {"iluvatar/pi-digest": pi_pods.cache_digest(stack)}
+        cache_template["metadata"]["annotations"]["iluvatar/pi-digest"] = pi_pods.cache_digest(stack)
     leases_rules = [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [LEASES_CONFIGMAP], "verbs": ["get", "update"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},

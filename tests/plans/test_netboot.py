@@ -1118,6 +1118,21 @@ def test_the_whole_node_scripts() -> None:
     )
 
 
+def test_a_bump_of_ipxes_pin_rolls_the_cache_on_every_pi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review 41-7: the cache's template carries a digest of iPXE's two scripts, so a new pin (another file, another
+    SHA-256) changes the DaemonSet and every Pi runs its `ipxe` step again; the same stack gives the same digest."""
+    stack = load_stack_file(HOMELAB)
+
+    def digest() -> str:
+        return str(objects(stack)["DaemonSet/netboot-cache"]["spec"]["template"]["metadata"]["annotations"]["iluvatar/ipxe-digest"])
+
+    before = digest()
+    assert digest() == before and len(before) == 16
+    [(pool, sha256)] = pins.DEBS["netboot-ipxe"].items()
+    monkeypatch.setitem(pins.DEBS, "netboot-ipxe", {pool.replace("dfsg-1", "dfsg-2"): sha256[::-1]})
+    assert digest() != before
+
+
 def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
     assert [line for line in netboot.fetch_ipxe_script().splitlines() if line.startswith("  cp ")] == [
         '  cp "$X/usr/lib/ipxe/ipxe-arm64.efi" /var/lib/iluvatar/netboot/tftp/.ipxe-arm64.efi.new',
