@@ -85,14 +85,7 @@ class PiArgs:
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
     """`connection` accepting only the host key `host_key` (an authorized_keys line: pulumi-command parses it with
     ssh.ParseAuthorizedKey and offers that key's algorithm alone)."""
-    return command.remote.ConnectionArgs(
-        host=connection.host,
-        user=connection.user,
-        private_key=connection.private_key,
-        dial_error_limit=connection.dial_error_limit,
-        per_dial_timeout=connection.per_dial_timeout,
-        host_key=host_key,
-    )
+    return steps.reconnect(connection, host_key=host_key)
 
 
 class Pi(pulumi.ComponentResource):

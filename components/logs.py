@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.edge import custom_resource, resource_suffix
-from components.steps import ClusterAccess
+from components.steps import ClusterAccess, reconnect
 from plans import bringup
 from plans import logs as plan
 from stacks.model import StackConfig
@@ -30,14 +30,7 @@ def journal_connection(pi: command.remote.ConnectionArgs) -> command.remote.Conn
     runs whenever logs are turned off, and a Pi that is off must fail that `up` in a minute, not 20. The delete runs the
     state's connection (pulumi-command v1.2.1 commandController.go:85-92), so the bound holds from the `up` after the
     one that records it."""
-    return command.remote.ConnectionArgs(
-        host=pi.host,
-        port=pi.port,
-        user=pi.user,
-        private_key=pi.private_key,
-        dial_error_limit=plan.JOURNAL_DIAL_ATTEMPTS,
-        per_dial_timeout=plan.JOURNAL_DIAL_SECONDS,
-    )
+    return reconnect(pi, dial_error_limit=plan.JOURNAL_DIAL_ATTEMPTS, per_dial_timeout=plan.JOURNAL_DIAL_SECONDS)
 
 
 @dataclass(frozen=True)

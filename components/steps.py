@@ -27,6 +27,12 @@ def secret_stdin(values: Mapping[str, pulumi.Input[Any]]) -> pulumi.Output[str]:
     return pulumi.Output.secret(joined)
 
 
+def reconnect(connection: command.remote.ConnectionArgs, **changes: Any) -> command.remote.ConnectionArgs:
+    """`connection` with every field it has, but `changes` (its Python names: `host_key`, `dial_error_limit`, ...): a
+    step that dials the same machine differently, without dropping a field another caller set."""
+    return command.remote.ConnectionArgs(**{**vars(connection), **changes})
+
+
 def run(
     name: str,
     step: Step,
