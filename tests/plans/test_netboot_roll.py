@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -266,18 +267,25 @@ case "$*" in
   *"get node eonwe --ignore-not-found -o name")
     [ -f "$FAKE/unreadable" ] && { echo "The connection to the server was refused" >&2; exit 1; }
     [ -f "$FAKE/node" ] && echo node/eonwe; exit 0 ;;
-  *"get node eonwe -o jsonpath="*) cat "$FAKE/node" ;;
+  *"get node eonwe -o jsonpath="*)
+    [ -f "$FAKE/unreadable" ] && { echo "The connection to the server was refused" >&2; exit 1; }
+    cat "$FAKE/node" ;;
   *"annotate node eonwe iluvatar.dev/cordoned=true --overwrite") echo annotated ;;
   "drain eonwe "*) echo "evicting pod default/web" >&2; exit "$(cat "$FAKE/drain-status" 2>/dev/null || echo 0)" ;;
+  *"uncordon eonwe") echo "node/eonwe uncordoned" ;;
+  *"annotate node eonwe iluvatar.dev/cordoned-") echo annotated ;;
   *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
 esac
 """
 
 
-def drain(tmp: Path, node_state: str | None, drain_status: int = 0, unreadable: bool = False) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """roll.drain_script for eonwe (bound 5 s), with its Node's `.spec.unschedulable` and cordon mark as `node_state`
-    (None: no Node); what it printed, and each kubectl call it made."""
-    stack = netbooting()
+def drain(
+    tmp: Path, node_state: str | None, drain_status: int = 0, unreadable: bool = False, step: str = "drain"
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """roll.drain_script for eonwe (bound 5 s), or its uncordon_script (`step`; eonwe with no data disk, so no storage
+    gate), with its Node's `.spec.unschedulable` and cordon mark as `node_state` (None: no Node); what it printed, and
+    each kubectl call it made."""
+    stack = netbooting() if step == "drain" else netbooting(eonwe={"dataDisks": []})
     fake = tmp / "drain"
     (fake / "bin").mkdir(parents=True, exist_ok=True)
     for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("k3s", DRAIN_KUBECTL)):
@@ -288,7 +296,8 @@ def drain(tmp: Path, node_state: str | None, drain_status: int = 0, unreadable: 
     if unreadable:
         (fake / "unreadable").touch()
     (fake / "drain-status").write_text(str(drain_status))
-    script = roll.drain_script(stack, node(stack, "eonwe"), timeout=5)
+    eonwe = node(stack, "eonwe")
+    script = roll.drain_script(stack, eonwe, timeout=5) if step == "drain" else roll.uncordon_script(stack, eonwe)
     env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
     got = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
     calls = (fake / "calls").read_text().splitlines() if (fake / "calls").exists() else []
@@ -349,3 +358,34 @@ def test_a_drain_that_fails_stops_the_roll_naming_its_status_and_the_pods_left(t
     # kubectl drain outliving its own --timeout is stopped by `timeout` (status 124), and reported the same way.
     stuck, _ = drain(tmp_path / "stuck", " ", drain_status=124)
     assert stuck.returncode == 1 and "(kubectl drain's status 124;" in stuck.stderr
+
+
+def test_the_uncordon_uncordons_only_what_the_drain_cordoned_and_then_removes_the_mark(tmp_path: Path) -> None:
+    """The mark after the uncordon: a step cut in between is run again and uncordons again. A Node cordoned by
+    someone else (no mark) stays cordoned."""
+    got, calls = drain(tmp_path, "true true", step="uncordon")
+    assert got.returncode == 0, got.stderr
+    assert calls == [STATE, "--request-timeout=10s uncordon eonwe", "--request-timeout=10s annotate node eonwe iluvatar.dev/cordoned-"]
+    assert got.stderr == "node/eonwe uncordoned\niluvatar: eonwe uncordoned\n"
+    theirs, calls = drain(tmp_path / "theirs", "true ", step="uncordon")
+    assert (theirs.returncode, calls) == (0, [STATE])
+    assert theirs.stderr == "iluvatar: eonwe was not cordoned by its move: left as it is\n"
+    unreadable, calls = drain(tmp_path / "unreadable", "true true", unreadable=True, step="uncordon")
+    assert (unreadable.returncode, calls) == (1, [STATE])
+    assert unreadable.stderr.endswith("iluvatar: eonwe's Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node eonwe\n")
+
+
+def test_the_reboot_step_compares_what_tftp_serves_with_the_pis_cmdline_txt_at_the_service_address() -> None:
+    """What the reboot step waits for before the reboot: TFTP at the service address serving the Pi, under its serial,
+    the cmdline.txt the plan renders, compared without its trailing newline (the shell's `$(...)` drops it)."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    script = roll.reboot_script(stack, eonwe)
+    line = pis.cmdline(stack, eonwe)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    assert f"\nexpected={shlex.quote(line[:-1])}\n" in script
+    assert (
+        '  got=$(curl -sf --max-time 10 tftp://192.168.0.14/9ffefdef/cmdline.txt) || { why="TFTP at 192.168.0.14 does not serve it 9ffefdef/cmdline.txt"; return 1; }'
+        in script
+    )
+    assert '  [ "$got" = "$expected" ] || ' in script
