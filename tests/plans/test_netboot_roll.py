@@ -389,3 +389,16 @@ def test_the_reboot_step_compares_what_tftp_serves_with_the_pis_cmdline_txt_at_t
         in script
     )
     assert '  [ "$got" = "$expected" ] || ' in script
+
+
+def test_the_reboot_and_uncordon_steps_pass_their_bounds_and_the_expected_words_on() -> None:
+    """The reboot step's cmdline check gets the words one per space (each compared whole), its export gate the step's
+    own NFS bound; the uncordon's storage gate the step's storage bound."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    script = roll.reboot_script(stack, eonwe, nfs_timeout=7)
+    words = pis.cmdline_checked_words(stack, eonwe)
+    assert f"\nexpected_words={shlex.quote(' '.join(words))}\n" in script and len(words) > 3
+    assert roll.export_gate(stack, eonwe, 7) in script and roll.export_gate(stack, eonwe) not in script
+    uncordon = roll.uncordon_script(stack, eonwe, storage_timeout=9)
+    assert uncordon.endswith(roll.storage_gate(stack, eonwe, 9)) and roll.storage_gate(stack, eonwe) not in uncordon
