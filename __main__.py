@@ -49,7 +49,12 @@ if stack.ainur is not None:
     ainur = BootstrapCluster(
         "ainur",
         BootstrapClusterArgs(
-            stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca, previous=loaded.ainur_output
+            stack,
+            loaded.secrets.ainur_ssh_private_key,
+            deployed=loaded.ainur,
+            ca_certificate=trusted_ca,
+            previous=loaded.ainur_output,
+            previous_dnsmasq_conf=loaded.dnsmasq_output,
         ),
     )
     pulumi.export("ainurUserData", ainur.user_data)

@@ -205,6 +205,33 @@ def previous_service_ip(ainur: Mapping[str, Any], dnsmasq_conf: Any) -> str | No
     return None
 
 
+def netbooted_before(ainur: Any, dnsmasq_conf: Any) -> frozenset[str] | None:
+    """The Pis the last deployment netbooted, by name, or None where its outputs cannot tell (review 41-10 M1).
+
+    Its `ainur` output names them by the `image` each node has from 0e7fd23 on; the first netboot version (66ca479,
+    whose nodes were {mac, ip, role, config}) did not, and there its exported dnsmasq config is the direct evidence:
+    each netbooting Pi's `dhcp-host=<mac>,set:known,...,set:rpiboot` line and, with any, the bootloaders'
+    `pxe-service=tag:rpiboot,...` line (plans/netboot/dnsmasq.py at 66ca479, :153 and :200; unchanged since). Where a
+    Pi was netbooted but none is named (a Pi on a VLAN has no dhcp-host line), or the last deployment left an `ainur`
+    output and no dnsmasq config, the answer is None: a caller keeps what it would lose (a root's volume) then."""
+    if not isinstance(ainur, Mapping) or not ainur:
+        return frozenset()
+    given = ainur.get("nodes")
+    nodes: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    named = {name for name, n in nodes.items() if isinstance(n, Mapping) and n.get("image")}
+    if not isinstance(dnsmasq_conf, str):
+        return frozenset(named) if named or "legacyRoots" in ainur else None
+    tagged: set[str] = set()
+    for line in dnsmasq_conf.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "dhcp-host" and "set:rpiboot" in value.split(","):
+            tagged.add(value.split(",", 1)[0].lower())
+    named |= {name for name, n in nodes.items() if isinstance(n, Mapping) and str(n.get("mac", "")).lower() in tagged}
+    if not named and "tag:rpiboot" in dnsmasq_conf:
+        return None
+    return frozenset(named)
+
+
 def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> list[Problem]:
     """Review 41-3 M3: the service address cannot move under netbooted maiar. Ganesha's Bind_addr and kube-vip's address
     move at once, in the netboot layer, before any roll step: every running maia's root, hard-mounted from the old
@@ -217,7 +244,9 @@ def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> lis
     nodes = ainur.get("nodes")
     if not isinstance(before, str) or before == now or not isinstance(nodes, Mapping):
         return []
-    netbooted = {name for name, n in nodes.items() if isinstance(n, Mapping) and n.get("image")}
+    # Where the outputs cannot name them (netbooted_before), every Pi the last deployment ran counts.
+    known = netbooted_before(ainur, dnsmasq_conf)
+    netbooted = set(nodes) if known is None else known
     still = sorted(n.name for n in stack.ainur_nodes if n.boot == "netboot" and n.name in netbooted)
     if not still:
         return []

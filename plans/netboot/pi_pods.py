@@ -34,7 +34,7 @@ from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf
 from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
-from stacks import pins
+from stacks import day2, pins
 from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
@@ -452,14 +452,18 @@ def legacy_replicas_note() -> str:
     )
 
 
-def keeps_legacy_claim(previous: Mapping[str, Any]) -> bool:
+def keeps_legacy_claim(previous: Mapping[str, Any], dnsmasq_conf: Any = None) -> bool:
     """Whether the first version's `pi-roots` claim is the program's (review 41-6 H1), from the last deployment's output
-    `ainur` (plans.rollout.ainur_state): what that deployment said (`legacyRoots`), or, from a version that did not say,
-    whether it ran a netbooting Pi (a node with an `image`), whose roots that claim holds. Never on a new homelab, so a
-    new one carries no volume whose replicas could sit anywhere, and a Pi's root never depends on one."""
+    `ainur` (plans.rollout.ainur_state) and its `dnsmasqConf`: what that deployment said (`legacyRoots`), or, from a
+    version that did not say, whether it ran a netbooting Pi (stacks.day2.netbooted_before: a node with an `image`, or,
+    from the first netboot version, 66ca479, whose nodes had none, a Pi its dnsmasq config tagged `rpiboot`), whose
+    roots that claim holds (review 41-10 M1). Where the outputs cannot tell, kept: a retained claim kept costs nothing,
+    a dropped one loses every root. Never on a new homelab, so a new one carries no volume whose replicas could sit
+    anywhere, and a Pi's root never depends on one."""
     if "legacyRoots" in previous:
         return bool(previous["legacyRoots"])
-    return any("image" in node for node in (previous.get("nodes") or {}).values())
+    before = day2.netbooted_before(previous, dnsmasq_conf)
+    return before is None or bool(before)
 
 
 def manifests(stack: StackConfig, legacy: bool = True) -> list[dict[str, Any]]:

@@ -566,3 +566,25 @@ def test_the_service_address_is_read_from_the_dnsmasq_config_of_a_deployment_fro
     assert day2.check(before, day2.DeployedArda(), older, conf) == []
     assert day2.check(moved, day2.DeployedArda(), older, None) == []
     assert day2.check(moved, day2.DeployedArda(), older, "listen-address=127.0.0.1\n") == []
+
+
+FIRST_NETBOOT = Path(__file__).parents[1] / "fixtures" / "outputs-66ca479"
+
+
+def test_the_service_address_does_not_move_under_maiar_the_first_netboot_version_netbooted(tmp_path: Path) -> None:
+    """Review 41-10 M1, the same gap in this rule: the first netboot version's `ainur` output (66ca479's own, the fixture)
+    names no netbooting Pi (no `image`), its `dnsmasqConf` tags ilmarë `rpiboot`: the move is refused as from a later
+    version; from the same version's outputs for the homelab where no Pi netbooted, it is not."""
+    import json
+
+    ainur = json.loads((FIRST_NETBOOT / "netbooting-ainur.json").read_text())
+    moved = _edited(tmp_path, {**NETBOOTING_ILMARE, "iluvatar:ainur.serviceIp": "192.168.0.17"})
+    assert moved.ainur is not None
+    # The k3s it ran as this stack's (the homelab's pin moved on since; the k3s rule is another test's).
+    ainur["k3sVersion"] = moved.ainur.k3s_version
+    problems = day2.check(moved, day2.DeployedArda(), ainur, (FIRST_NETBOOT / "netbooting-dnsmasq.conf").read_text())
+    assert [(p.path, p.message.split(",")[0]) for p in problems] == [
+        ("iluvatar:ainur.serviceIp", "192.168.0.17 moves the service address from 192.168.0.14")
+    ]
+    card = {**json.loads((FIRST_NETBOOT / "card-ainur.json").read_text()), "k3sVersion": moved.ainur.k3s_version}
+    assert day2.check(moved, day2.DeployedArda(), card, (FIRST_NETBOOT / "card-dnsmasq.conf").read_text()) == []
