@@ -390,6 +390,8 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        # Where the netbooted roots' placement waits run (components.netboot.serve_pis), with k3s's kubectl.
+        self.first_valar = self._valar
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)

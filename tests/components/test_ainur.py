@@ -493,6 +493,23 @@ def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the
         assert patch.retain_on_delete and bound.urn in patch.dependencies and patch.urn in nfs.dependencies
 
 
+def test_pi_nfs_moves_onto_a_new_root_volume_only_after_a_one_time_wait_for_its_placement(netbooting: Simulation, upgraded: Simulation) -> None:
+    """Review 41-6 M4: per Pi's root volume on Longhorn, a wait on the first valar (pi_pods.placed_wait_script) after
+    its Volume's patch and before pi-nfs, bounded (the engine's a little over the script's), run once: its script is
+    ignored afterwards, so no later `up` runs it again. Never one for the first version's volume (review 41-10 H1)."""
+
+    for regs in (netbooting.named(), upgraded.named()):
+        wait = regs["netboot-placed-pi-root-ilmare"]
+        assert wait.type == "command:remote:Command"
+        assert wait.inputs["connection"].value["host"] == "192.168.0.11"  # manwe, the first valar (its SSH key: secret)
+        assert "Longhorn to place the copies of pi-root-ilmare's volume" in wait.inputs["create"]
+        assert "update" not in wait.inputs and "delete" not in wait.inputs
+        assert tuple(wait.ignore_changes) == ("create",) and wait.custom_timeouts["create"] == "15m"
+        assert regs["netboot-volume-pi-root-ilmare"].urn in wait.dependencies
+        assert wait.urn in regs["netboot-deployment-pi-nfs"].dependencies
+        assert not any(name.startswith("netboot-placed-") and name != "netboot-placed-pi-root-ilmare" for name in regs)
+
+
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:
     """Review 41-2 H1: Pulumi keeps a failed step's old inputs, so a roll that failed at a join and is set back finds the
     join, k3s step and uncordon unchanged. The reboot step carries the drain's run mark and the pointer's resourceVersion,
