@@ -472,6 +472,22 @@ print("; ".join(out) if out else f"every Pi meant to hold a copy ({', '.join(pis
 """
 
 
+# The netbooting Pis whose Longhorn Node still carries the tag (stdin: the Longhorn Nodes' JSON; argv: the tag and those
+# Pis), each with the command that removes it and keeps the others (review 41-6 L2): Longhorn adds tags from the
+# annotation and never removes one (kubernetes_node_controller.go:335-352), so a card Pi turned netbooting keeps it, and
+# new copies of a root could land on a maia's disk. Prints nothing when none does.
+TAGGED_MAIAR_SCRIPT = r"""
+import json, sys
+tag, pis = sys.argv[1], sys.argv[2:]
+nodes = {n["metadata"]["name"]: n for n in json.load(sys.stdin).get("items") or []}
+for pi in pis:
+    tags = ((nodes.get(pi) or {}).get("spec") or {}).get("tags") or []
+    if tag in tags:
+        patch = json.dumps({"spec": {"tags": [t for t in tags if t != tag]}}, separators=(",", ":"))
+        print(f"iluvatar: WARNING: {pi} netboots and its Longhorn node is still tagged {tag}, so copies of the roots may land on its disk; remove the tag with: sudo k3s kubectl -n longhorn-system patch nodes.longhorn.io {pi} --type merge -p '{patch}' (docs/layers/ainur.md)")
+"""
+
+
 def placed_wait_script(stack: StackConfig, node: Node, timeout: int = PLACED_SECONDS) -> str:
     """On the first valar, once, when a netbooting Pi's roots' claim is new (review 41-6 M4): wait until Longhorn reports
     its Volume's condition Scheduled True, before pi-nfs is replaced to mount it; the running pi-nfs keeps serving every
@@ -484,6 +500,7 @@ def placed_wait_script(stack: StackConfig, node: Node, timeout: int = PLACED_SEC
     kubectl = f"sudo {k3s.KUBECTL}"
     ns = storage.LONGHORN_NAMESPACE
     holders = " ".join(n.name for n in storage.pi_root_pis(stack))
+    maiar = " ".join(n.name for n in netboot_pis(stack))
     look = f"sudo k3s kubectl -n {ns} get volumes.longhorn.io,replicas.longhorn.io,nodes.longhorn.io -o wide"
     what = f"Longhorn to place the copies of {claim}'s volume (its condition Scheduled True) on Pis tagged {storage.PI_ROOT_TAG}, before pi-nfs moves onto it"
     return f"""set -eu
@@ -510,8 +527,12 @@ until placed; do
   fi
   sleep {k3s.GATE_POLL_SECONDS}
 done
-rm -f "$errors"
 echo "iluvatar: $said" >&2
+# A new volume's copies were just placed: none of them on a netbooting Pi still tagged (review 41-6 L2)?
+if nodes=$({kubectl} -n {ns} get nodes.longhorn.io -o json 2>"$errors"); then
+  printf '%s' "$nodes" | python3 -c {shlex.quote(TAGGED_MAIAR_SCRIPT)} {storage.PI_ROOT_TAG} {maiar} >&2 || true
+fi
+rm -f "$errors"
 """
 
 

@@ -171,6 +171,20 @@ def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_pri
     volume_status("True")
     got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=30))
     assert (got.returncode, got.stderr) == (0, "iluvatar: Longhorn placed the copies of pi-root-ilmare's volume pvc-1\n"), got.stderr
+    # Review 41-6 L2: a netbooting Pi still tagged is named, and the command printed removes the tag alone.
+    client.create(
+        {
+            "apiVersion": "longhorn.io/v1beta2",
+            "kind": "Node",
+            "metadata": {"name": "eonwe", "namespace": "longhorn-system"},
+            "spec": {"tags": ["pi-root", "ssd"]},
+        }
+    )
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=30))
+    assert got.returncode == 0 and "iluvatar: WARNING: eonwe netboots and its Longhorn node is still tagged pi-root" in got.stderr, got.stderr
+    assert run(got.stderr.split("remove the tag with: ", 1)[1].split(" (docs/", 1)[0]).returncode == 0
+    eonwe = client.get("longhorn.io/v1beta2", "Node", "eonwe", "longhorn-system")
+    assert eonwe is not None and eonwe["spec"]["tags"] == ["ssd"]
     client.apply(pi_nfs(["pi-root-eonwe", "pi-root-ilmare"]), field_manager="test")
     volume_status("False", "ReplicaSchedulingFailure")
     got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=0))

@@ -72,6 +72,21 @@ def test_a_new_root_volume_is_waited_on_until_longhorn_reports_it_scheduled(tmp_
     assert (got.returncode, got.stderr) == (0, "iluvatar: Longhorn placed the copies of pi-root-ilmare's volume pvc-1\n"), got.stderr
 
 
+def test_a_netbooting_pi_still_tagged_pi_root_is_named_with_the_command_that_untags_it(tmp_path: Path) -> None:
+    """Review 41-6 L2: Longhorn never removes a tag, so a card Pi turned netbooting (its claim new, so its wait runs)
+    keeps pi-root and copies of the roots may land on its disk: said once placed, with the patch that keeps its other
+    tags; the wait still passes (the copies are placed)."""
+    nodes = [longhorn_node("manwe", ["pi-root"]), longhorn_node("eonwe", ["ssd", "pi-root"]), longhorn_node("ilmare", None)]
+    got, _ = wait(tmp_path, scheduled("True"), nodes)
+    assert (got.returncode, got.stderr) == (
+        0,
+        "iluvatar: Longhorn placed the copies of pi-root-ilmare's volume pvc-1\n"
+        "iluvatar: WARNING: eonwe netboots and its Longhorn node is still tagged pi-root, so copies of the roots may land on "
+        "its disk; remove the tag with: sudo k3s kubectl -n longhorn-system patch nodes.longhorn.io eonwe --type merge -p "
+        """'{"spec":{"tags":["ssd"]}}' (docs/layers/ainur.md)\n""",
+    ), got.stderr
+
+
 def test_a_volume_that_cannot_be_placed_fails_the_wait_naming_the_untagged_card_pi_and_the_command_that_tags_it(tmp_path: Path) -> None:
     """On timeout: the claim, its volume, Longhorn's reason and message, and manwe (the card Pi with a data disk) whose
     Longhorn Node lacks the tag, with the exact patch that keeps its other tag; pi-nfs was not touched."""
