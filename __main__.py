@@ -49,7 +49,12 @@ if stack.ainur is not None:
     ainur = BootstrapCluster(
         "ainur",
         BootstrapClusterArgs(
-            stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca, previous=loaded.ainur_output
+            stack,
+            loaded.secrets.ainur_ssh_private_key,
+            deployed=loaded.ainur,
+            ca_certificate=trusted_ca,
+            previous=loaded.ainur_output,
+            previous_dnsmasq_conf=loaded.dnsmasq_output,
         ),
     )
     pulumi.export("ainurUserData", ainur.user_data)
@@ -168,7 +173,7 @@ pulumi.export("storage", storage.state)
 if ainur is not None and netboot is not None:
     # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
     # maiar join once the netboot service serves them their boot files and root; then their Nodes get Longhorn's labels.
-    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [])
+    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [], ainur.first_valar, ainur.access.commands)
     ainur.join_netbooted(netboot.pi_serving)
     storage.label_pis({n: pi.join for n, pi in ainur.pis.items()})
 

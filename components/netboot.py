@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
-from plans import references, storage
-from plans.netboot import pi_pods
+from plans import references, storage, timeouts
+from plans.netboot import pi_pods, pis
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -138,11 +139,12 @@ class Netboot(pulumi.ComponentResource):
         self.pi_serving = list(self.serving)
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})
 
-    def serve_pis(self, storage: Sequence[pulumi.Resource]) -> None:
+    def serve_pis(self, storage: Sequence[pulumi.Resource], valar: command.remote.ConnectionArgs, commands: command.Provider) -> None:
         """The netbooting maiar's roots' volume and NFS server, after `storage` (the Application that installs the
         volume's StorageClass, Longhorn, when it runs on the Ainur) and after netboot-cache: pulumi-kubernetes awaits
         the DaemonSet until every card Pi's pod is past its init steps, so a new image is built on each before the
-        server is replaced to serve a root of it (H2). Nothing without a netbooting maia."""
+        server is replaced to serve a root of it (H2). Nothing without a netbooting maia. `valar`: the first valar, where
+        each new root volume's placement wait runs with k3s's kubectl (review 41-6 M4), through `commands`."""
         if not self._pis:
             return
         name = self._name
@@ -166,11 +168,42 @@ class Netboot(pulumi.ComponentResource):
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
         volumes = self._root_volumes(after)
-        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), not held
-        # until Longhorn has placed the copies (review 41-10 H1: pi_pods).
-        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=volumes))
+        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), and after
+        # each new one's copies are placed (review 41-6 M4): the wait runs once, when its claim is new, never on the first
+        # version's volume, and passes at once on a volume the running pi-nfs serves already (review 41-10 H1: pi_pods).
+        placed = self._placed(after, volumes, valar, commands)
+        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[*volumes, *placed]))
         self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]
+
+    def _placed(
+        self, after: pulumi.ResourceOptions, volumes: Sequence[pulumi.Resource], valar: command.remote.ConnectionArgs, commands: command.Provider
+    ) -> list[pulumi.Resource]:
+        """Per netbooting Pi's root volume on Longhorn, a wait on the first valar until Longhorn has placed its copies
+        (pi_pods.placed_wait_script), after the Volume's patch. Created once: its script is ignored afterwards, so no
+        later `up` runs it again (a failover with a dead card Pi may leave Scheduled False for good)."""
+        stack, name = self._stack, self._name
+        if not volumes:
+            return []
+        pulumi.log.info(pi_pods.placed_wait_message(stack), resource=self)
+        engine = timeouts.engine_timeout(pi_pods.PLACED_TIMEOUT)
+        return [
+            command.remote.Command(
+                f"{name}-placed-{pi_pods.root_claim(node)}",
+                connection=valar,
+                create=pi_pods.placed_wait_script(stack, node),
+                opts=pulumi.ResourceOptions.merge(
+                    after,
+                    pulumi.ResourceOptions(
+                        provider=commands,
+                        depends_on=list(volumes),
+                        ignore_changes=["create"],
+                        custom_timeouts=pulumi.CustomTimeouts(create=engine),
+                    ),
+                ),
+            )
+            for node in pis.netboot_pis(stack)
+        ]
 
     def _root_volumes(self, after: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (review 41-6

@@ -84,11 +84,15 @@ def export_path(node: Node, image: str) -> str:
     return f"{EXPORT_ROOT}/{node.name}/{image}"
 
 
+# Every image's folder name starts so: what the NFS server tells a root by (plans.netboot.nfs.serve_script).
+IMAGE_PREFIX = "ubuntu-"
+
+
 def image_id(stack: StackConfig) -> str:
     """The image's folder name: its release and the start of its checksum, so a new image is a new folder."""
     assert stack.ainur is not None
     image = stack.ainur.pi_image
-    return f"ubuntu-{image.release}-{image.sha256[:12]}"
+    return f"{IMAGE_PREFIX}{image.release}-{image.sha256[:12]}"
 
 
 def network_config_arg(stack: StackConfig, node: Node) -> str:
