@@ -9,11 +9,13 @@ All objects go through the Ainur Kubernetes provider passed in `providers`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components import kube
@@ -43,6 +45,8 @@ class NetbootArgs:
     schematics: Sequence[pulumi.Resource] = ()
     # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
     legacy_roots: bool = True
+    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script).
+    valar: command.remote.ConnectionArgs | None = None
 
 
 class Netboot(pulumi.ComponentResource):
@@ -128,6 +132,23 @@ class Netboot(pulumi.ComponentResource):
             cache_opts = pulumi.ResourceOptions.merge(
                 made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
             )
+        if cache and args.valar is not None:
+            # Review 41-12 H1: a Pi that is down would hold the cache's roll on every Pi; its pod leaves first. Run again
+            # whenever the template changes, which is when the DaemonSet rolls.
+            template = pulumi.Output.from_input(cache[0]["spec"]["template"]).apply(
+                lambda t: hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+            )
+            clearance = command.remote.Command(
+                f"{name}-cache-clearance",
+                connection=args.valar,
+                create=plan.clearance_script(),
+                triggers=[template],
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)), depends_on=[ns]
+                ),
+            )
+            self.objects[f"{name}-cache-clearance"] = clearance
+            cache_opts = pulumi.ResourceOptions.merge(cache_opts, pulumi.ResourceOptions(depends_on=[clearance]))
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
         if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])

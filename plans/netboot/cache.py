@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from plans.netboot.base import HOST_CACHE
+from plans.k3s import KUBECTL
+from plans.netboot.base import HOST_CACHE, NAMESPACE
 from plans.netboot.debs import files as debs_files
 from stacks import pins
 
@@ -81,3 +82,42 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
         f"{renames}\n"
         "fi\n"
     )
+
+
+def clearance_script() -> str:
+    """On the first valar, before netboot-cache's template changes (review 41-12 H1): remove, for good, the cache pods
+    of Pis the control plane cannot reach, so the DaemonSet's roll carries on with the Pis that answer.
+
+    Why: the DaemonSet rolls with maxUnavailable 1, its default (Kubernetes v1.35.1 pkg/apis/apps/v1/defaults.go:75-93),
+    and a Pi whose kubelet stopped reporting (its Node's Ready Unknown: the node lifecycle controller's mark) keeps its
+    old pod: deleted by the roll, it stays Terminating for ever, since no kubelet confirms it and PodGC removes such pods
+    only on a Node tainted out-of-service (pkg/controller/podgc/gc_controller.go:148-166). A node with neither an old
+    nor a new pod counts as unavailable (pkg/controller/daemon/update.go:82-84), so no live Pi's pod is ever replaced
+    (:119-126), pulumi-kubernetes's wait for the DaemonSet fails, and everything after it in `up` is skipped
+    (kubernetes/kubernetes#117204). A pod removed from the API leaves its node out of the roll's count; the DaemonSet
+    makes no new one there while the Node is tainted unreachable:NoSchedule (the pod tolerates NoExecute only:
+    plans.netboot.pods.cache_pod; daemon_controller.go NodeShouldRunDaemonPod), and makes it when the Pi is back. The
+    cache pod serves nothing (the netboot pod reads the Pi's cache folders): a Pi that was only cut off has its old
+    container stopped by its kubelet when it reconnects, and a new pod made."""
+    kubectl = f"sudo {KUBECTL}"
+    return f"""set -eu
+# iluvatar: before netboot-cache's roll, its pods on Pis the control plane cannot reach leave (plans.netboot.cache).
+if ! pods=$({kubectl} -n {NAMESPACE} get pods -l app.kubernetes.io/name=netboot-cache -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.nodeName}}{{"\\n"}}{{end}}'); then
+  echo "iluvatar: netboot-cache's pods cannot be listed, so a Pi that is down could hold its roll; look with: sudo k3s kubectl -n {NAMESPACE} get pods -o wide" >&2
+  exit 1
+fi
+if ! nodes=$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.status.conditions[?(@.type=="Ready")].status}}{{"\\n"}}{{end}}'); then
+  echo "iluvatar: the Nodes cannot be read, so a Pi that is down could hold netboot-cache's roll; look with: sudo k3s kubectl get nodes" >&2
+  exit 1
+fi
+printf '%s\\n' "$pods" | while read -r pod node; do
+  [ -n "$pod" ] || continue
+  ready=$(printf '%s\\n' "$nodes" | awk -v n="$node" '$1 == n {{print $2}}')
+  [ "$ready" = Unknown ] || continue
+  echo "iluvatar: $node cannot be reached (its Node's Ready is Unknown: its kubelet stopped reporting), so its netboot-cache pod $pod would hold the cache's roll on every other Pi; it is removed, and $node's cache refills when it is back" >&2
+  {kubectl} -n {NAMESPACE} delete pod "$pod" --force --grace-period=0 --wait=false >&2 || {{
+    echo "iluvatar: netboot-cache's pod $pod on $node could not be removed, so it would hold the cache's roll; remove it by hand: sudo k3s kubectl -n {NAMESPACE} delete pod $pod --force --grace-period=0" >&2
+    exit 1
+  }}
+done
+"""

@@ -160,6 +160,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:data-ainur": "ainur-kubernetes",
         "random:data": "data-random",
         "command:data": "arda-command",
+        "command:netboot": "netboot-command",
     }
     checked = 0
     for r in homelab.registrations:
@@ -192,8 +193,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
     # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
-    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor).
-    assert checked == 249
+    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor). Netboot's clearance before its cache's roll 1.
+    assert checked == 250
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -531,6 +532,7 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
             "arda-config-secrets",
             *NETBOOT_AGGREGATES,
             "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
+            "netboot-cache-clearance",  # before it rolls: a Pi that is down leaves the roll (plans.netboot.cache)
         ]
     )
     environment = after[upgraded.named()["arda-tirion-apply"].urn]["environment"]

@@ -1193,3 +1193,71 @@ def test_extra_records_under_either_zone_keep_their_name() -> None:
     records = dict(netboot.dns_records(stack, extra))
     assert (records["www.example.com"], records["grafana.iluvatar.home.arpa"]) == (IPv4Address("192.168.0.239"), IPv4Address("192.168.0.238"))
     assert not any(name.endswith((".example.com.iluvatar.home.arpa", ".")) for name in records)
+
+
+# The clearance before netboot-cache's roll (netboot.clearance_script), its failures, with a stand-in `k3s kubectl`
+# (tests/kube/test_netboot_cache_roll.py runs its work with the real kubectl and controllers).
+CLEARANCE_KUBECTL = """#!/bin/sh
+shift
+case "$*" in
+  *"get pods -l app.kubernetes.io/name=netboot-cache"*) [ -f "$FAKE/no-pods" ] && { echo "Unauthorized" >&2; exit 1; }; printf 'cache-a eonwe\\ncache-b manwe\\n' ;;
+  *"get nodes"*) [ -f "$FAKE/no-nodes" ] && { echo "Unauthorized" >&2; exit 1; }; printf 'eonwe True\\nmanwe Unknown\\n' ;;
+  *"delete pod cache-b --force --grace-period=0 --wait=false") echo "pods \\"cache-b\\" is forbidden" >&2; exit 1 ;;
+  *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        (
+            "no-pods",
+            "iluvatar: netboot-cache's pods cannot be listed, so a Pi that is down could hold its roll; look with: sudo k3s kubectl -n netboot get pods -o wide",
+        ),
+        (
+            "no-nodes",
+            "iluvatar: the Nodes cannot be read, so a Pi that is down could hold netboot-cache's roll; look with: sudo k3s kubectl get nodes",
+        ),
+        (
+            "delete",
+            "iluvatar: netboot-cache's pod cache-b on manwe could not be removed, so it would hold the cache's roll; remove it by hand: sudo k3s kubectl -n netboot delete pod cache-b --force --grace-period=0",
+        ),
+    ],
+)
+def test_the_clearance_before_the_caches_roll_fails_naming_what_it_could_not_do(tmp_path: Path, fail: str, said: str) -> None:
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("k3s", CLEARANCE_KUBECTL)):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    (tmp_path / fail).touch()
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "FAKE": str(tmp_path)}
+    got = subprocess.run(["bash", "-c", netboot.clearance_script()], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert got.returncode == 1
+    assert got.stderr.splitlines()[-1] == said
+
+
+def test_the_netboot_pod_is_started_once_more_for_the_tftp_layout_and_not_on_an_ipxe_bump() -> None:
+    """Review 41-12 H2 (41-9 L1): a dnsmasq started before 6df4463 may serve a TFTP folder the old `ipxe` step swapped
+    away; a constant mark in its template starts it once more on a homelab deployed before. A bump of iPXE's pin rolls
+    the cache (`iluvatar/ipxe-digest`), never the netboot pod, which serves the LAN's DHCP and DNS."""
+    stack = load_stack_file(HOMELAB)
+
+    def annotations(files: dict[str, tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+        saved = dict(netboot.IPXE_FILES)
+        netboot.IPXE_FILES.clear()
+        netboot.IPXE_FILES.update(files)
+        try:
+            made = {(m["kind"], m["metadata"]["name"]): m for m in netboot.manifests(stack, [])}
+        finally:
+            netboot.IPXE_FILES.clear()
+            netboot.IPXE_FILES.update(saved)
+        pod = made["Deployment", "netboot"]["spec"]["template"]["metadata"]["annotations"]
+        cache = made["DaemonSet", "netboot-cache"]["spec"]["template"]["metadata"]["annotations"]
+        return pod, cache
+
+    pod, cache = annotations(dict(netboot.IPXE_FILES))
+    assert pod == {"iluvatar/config-digest": pod["iluvatar/config-digest"], "iluvatar/tftp-layout": "binaries-renamed-in-place"}
+    bumped_pod, bumped_cache = annotations({**netboot.IPXE_FILES, "ipxe.efi": ("ipxe-amd64.efi", "0" * 64)})
+    assert bumped_pod == pod and bumped_cache["iluvatar/ipxe-digest"] != cache["iluvatar/ipxe-digest"]
