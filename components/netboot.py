@@ -123,32 +123,37 @@ class Netboot(pulumi.ComponentResource):
         # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
         # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
-        others = [m for m in rest if m not in cache]
-        self.objects.update(kube.create_all(name, others, made_opts, existing))
-        made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
-        cache_opts = made_opts
-        if pi_pods.builds_image(stack):
-            wait = f"{pi_pods.cache_wait_minutes(stack)}m"
-            cache_opts = pulumi.ResourceOptions.merge(
-                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
-            )
-        if cache and args.valar is not None:
-            # Review 41-12 H1: a Pi that is down would hold the cache's roll on every Pi; its pod leaves first. Run again
-            # whenever the template changes, which is when the DaemonSet rolls.
-            template = pulumi.Output.from_input(cache[0]["spec"]["template"]).apply(
+        pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
+        others = [m for m in rest if m not in cache and m not in pod]
+        after_clearance = made_opts
+        if args.valar is not None and (cache or pod):
+            # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the
+            # netboot pod's replacement from starting; what it holds them with leaves first (plans.netboot.cache). Run
+            # again whenever either template changes, which is when either rolls.
+            templates = pulumi.Output.from_input([m["spec"]["template"] for m in (*cache, *pod)]).apply(
                 lambda t: hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
             )
             clearance = command.remote.Command(
-                f"{name}-cache-clearance",
+                f"{name}-clearance",
                 connection=args.valar,
                 create=plan.clearance_script(),
-                triggers=[template],
+                triggers=[templates],
                 opts=pulumi.ResourceOptions(
                     parent=self, provider=command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)), depends_on=[ns]
                 ),
             )
-            self.objects[f"{name}-cache-clearance"] = clearance
-            cache_opts = pulumi.ResourceOptions.merge(cache_opts, pulumi.ResourceOptions(depends_on=[clearance]))
+            self.objects[f"{name}-clearance"] = clearance
+            after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))
+        self.objects.update(kube.create_all(name, others, made_opts, existing))
+        made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
+        self.objects.update(kube.create_all(name, pod, after_clearance, made))
+        made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
+        cache_opts = after_clearance
+        if pi_pods.builds_image(stack):
+            wait = f"{pi_pods.cache_wait_minutes(stack)}m"
+            cache_opts = pulumi.ResourceOptions.merge(
+                after_clearance, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+            )
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
         if pi_pods.builds_image(stack):
             pulumi.log.info(pi_pods.cache_wait_message(stack), resource=self.objects[f"{name}-daemonset-netboot-cache"])

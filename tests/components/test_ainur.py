@@ -122,7 +122,7 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     netboot = regs["netboot"]
     assert netboot.type == "iluvatar:ainur:Netboot"
     assert sorted(r.name for r in homelab.children(netboot)) == [
-        "netboot-cache-clearance", "netboot-clusterrole-iluvatar-kube-vip",
+        "netboot-clearance", "netboot-clusterrole-iluvatar-kube-vip",
         "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-command", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
         "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",

@@ -29,7 +29,14 @@ SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
-NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
+# The netboot pod's template carries its config's digest, so the clearance before its replacement runs again too.
+NETBOOT_AGGREGATES = [
+    "netboot-clearance",
+    "netboot-configmap-ipxe",
+    "netboot-configmap-netboot",
+    "netboot-deployment-netboot",
+    "netboot-secret-talos-configs",
+]
 # The gates that wait for every machine list them all.
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
@@ -532,7 +539,6 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
             "arda-config-secrets",
             *NETBOOT_AGGREGATES,
             "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
-            "netboot-cache-clearance",  # before it rolls: a Pi that is down leaves the roll (plans.netboot.cache)
         ]
     )
     environment = after[upgraded.named()["arda-tirion-apply"].urn]["environment"]
