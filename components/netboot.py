@@ -9,6 +9,7 @@ All objects go through the Ainur Kubernetes provider passed in `providers`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -44,6 +45,8 @@ class NetbootArgs:
     schematics: Sequence[pulumi.Resource] = ()
     # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
     legacy_roots: bool = True
+    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script).
+    valar: command.remote.ConnectionArgs | None = None
 
 
 class Netboot(pulumi.ComponentResource):
@@ -120,14 +123,36 @@ class Netboot(pulumi.ComponentResource):
         # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
         # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
-        others = [m for m in rest if m not in cache]
+        pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
+        others = [m for m in rest if m not in cache and m not in pod]
+        after_clearance = made_opts
+        if args.valar is not None and (cache or pod):
+            # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the
+            # netboot pod's replacement from starting; what it holds them with leaves first (plans.netboot.cache). Run
+            # again whenever either template changes, which is when either rolls.
+            templates = pulumi.Output.from_input([m["spec"]["template"] for m in (*cache, *pod)]).apply(
+                lambda t: hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+            )
+            clearance = command.remote.Command(
+                f"{name}-clearance",
+                connection=args.valar,
+                create=plan.clearance_script(),
+                triggers=[templates],
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)), depends_on=[ns]
+                ),
+            )
+            self.objects[f"{name}-clearance"] = clearance
+            after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
-        cache_opts = made_opts
+        self.objects.update(kube.create_all(name, pod, after_clearance, made))
+        made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
+        cache_opts = after_clearance
         if pi_pods.builds_image(stack):
             wait = f"{pi_pods.cache_wait_minutes(stack)}m"
             cache_opts = pulumi.ResourceOptions.merge(
-                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+                after_clearance, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
             )
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
         if pi_pods.builds_image(stack):

@@ -255,13 +255,14 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
-    assert counts.splitlines()[-1] == "  total: 302"
+    assert counts.splitlines()[-1] == "  total: 304"
     # 18: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate. 14 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
-    # config, and each Pi's journal forwarder (plans.logs.journal_upload_script).
-    assert {"  command:local:Command: 18", "  command:remote:Command: 14", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 302
+    # and monitoring's CRD gate. 15 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
+    # config, each Pi's journal forwarder (plans.logs.journal_upload_script), and the clearance before netboot-cache's
+    # roll (plans.netboot.cache.clearance_script).
+    assert {"  command:local:Command: 18", "  command:remote:Command: 15", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 304
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
