@@ -58,7 +58,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # The label of a Node kwok leaves alone (kwok v0.8.0 --disregard-status-with-label-selector, deprecated for the Stage API
 # but still read: pkg/kwok/controllers/node_controller.go:166-179, `need`, asked at each Added, Modified and Sync event): it writes
 # none of its status and holds no lease for it, so the test posts its status as its kubelet would, Ready or not
-# (tests/upgrader/test_kubernetes.py, Kubelet).
+# (tests/upgrader/test_before_cni.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
 
 
