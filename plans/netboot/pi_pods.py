@@ -488,6 +488,21 @@ for pi in pis:
 """
 
 
+# The replicas of a new root volume on Pis that netboot (review 41-14 H1), from `kubectl get replicas.longhorn.io -o json`
+# (a replica's spec.volumeName and spec.nodeID: longhorn-manager v1.10.1 k8s/pkg/apis/longhorn/v1beta2/instancemanager.go
+# InstanceSpec): argv[1] the volume, the rest the netbooting Pis. Prints "<replica> on <pi>" each, `; ` between.
+ON_MAIAR_SCRIPT = r"""
+import json, sys
+volume, pis = sys.argv[1], set(sys.argv[2:])
+found = []
+for r in json.load(sys.stdin).get("items") or []:
+    spec = r.get("spec") or {}
+    if spec.get("volumeName") == volume and spec.get("nodeID") in pis:
+        found.append(f"{r['metadata']['name']} on {spec['nodeID']}")
+print("; ".join(sorted(found)))
+"""
+
+
 def placed_wait_script(stack: StackConfig, node: Node, timeout: int = PLACED_SECONDS) -> str:
     """On the first valar, once, when a netbooting Pi's roots' claim is new (review 41-6 M4): wait until Longhorn reports
     its Volume's condition Scheduled True, before pi-nfs is replaced to mount it; the running pi-nfs keeps serving every
@@ -527,8 +542,25 @@ until placed; do
   fi
   sleep {k3s.GATE_POLL_SECONDS}
 done
+# A new volume's copies were just placed: none of them may be on a Pi that netboots (review 41-14 H1). Longhorn never
+# removes a tag (kubernetes_node_controller.go:335-352), so a card Pi turned netbooting keeps pi-root, and Longhorn puts a
+# copy on the disk with the most room (replica_scheduler.go:659-680), often that Pi's: once it boots from the network its
+# root would be served from a copy it holds itself, and after a power cut nothing could serve it. Refused before pi-nfs
+# moves onto the volume, with what to do.
+if [ -n "$volume" ]; then
+  replicas=$({kubectl} -n {ns} get replicas.longhorn.io -o json 2>"$errors") || {{
+    echo "iluvatar: $(hostname): Longhorn's replicas cannot be read, so whether a copy of {claim}'s volume $volume is on a Pi that netboots is unknown: $(cat "$errors"); pi-nfs still serves every maia from its old volumes; look with: {look}" >&2
+    exit 1
+  }}
+  on_maiar=$(printf '%s' "$replicas" | python3 -c {shlex.quote(ON_MAIAR_SCRIPT)} "$volume" {maiar})
+  if [ -n "$on_maiar" ]; then
+    untag=$({kubectl} -n {ns} get nodes.longhorn.io -o json 2>"$errors" | python3 -c {shlex.quote(TAGGED_MAIAR_SCRIPT)} {storage.PI_ROOT_TAG} {maiar} 2>&1 || true)
+    echo "iluvatar: $(hostname): {claim}'s volume $volume has a copy on a Pi that netboots ($on_maiar): its root is served from these volumes, so it must hold none of their copies. pi-nfs still serves every maia from its old volumes. Take the {storage.PI_ROOT_TAG} tag off that Pi, delete that replica so Longhorn places it on a card Pi (sudo k3s kubectl -n {ns} delete replicas.longhorn.io <replica>), then run pulumi up again. ${{untag:-}}" >&2
+    exit 1
+  fi
+fi
 echo "iluvatar: $said" >&2
-# A new volume's copies were just placed: none of them on a netbooting Pi still tagged (review 41-6 L2)?
+# A netbooting Pi still tagged (review 41-6 L2): no copy of this volume is on it, but later copies could be.
 if nodes=$({kubectl} -n {ns} get nodes.longhorn.io -o json 2>"$errors"); then
   printf '%s' "$nodes" | python3 -c {shlex.quote(TAGGED_MAIAR_SCRIPT)} {storage.PI_ROOT_TAG} {maiar} >&2 || true
 fi

@@ -102,7 +102,7 @@ def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_pri
     from tests.plans.test_netboot_pis import netbooting, node
 
     client = kube_k3s.client
-    for crd in (_longhorn_crd("Volume", "volumes"), _longhorn_crd("Node", "nodes")):
+    for crd in (_longhorn_crd("Volume", "volumes"), _longhorn_crd("Node", "nodes"), _longhorn_crd("Replica", "replicas")):
         client.create(crd)
     for ns in ("netboot", "longhorn-system"):
         client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -125,7 +125,7 @@ def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_pri
     # The CRDs established: each kind answers a list.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if run("sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,nodes.longhorn.io -o name").returncode == 0:
+        if run("sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,nodes.longhorn.io,replicas.longhorn.io -o name").returncode == 0:
             break
         time.sleep(0.5)
     client.create(
@@ -185,6 +185,13 @@ def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_pri
     assert run(got.stderr.split("remove the tag with: ", 1)[1].split(" (docs/", 1)[0]).returncode == 0
     eonwe = client.get("longhorn.io/v1beta2", "Node", "eonwe", "longhorn-system")
     assert eonwe is not None and eonwe["spec"]["tags"] == ["ssd"]
+    # Review 41-14 H1: a copy of the new volume on eonwe, which netboots, is refused before pi-nfs moves onto it.
+    replica = {"volumeName": "pvc-1", "nodeID": "eonwe"}
+    client.create(
+        {"apiVersion": "longhorn.io/v1beta2", "kind": "Replica", "metadata": {"name": "pvc-1-r-0", "namespace": "longhorn-system"}, "spec": replica}
+    )
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=30))
+    assert got.returncode == 1 and "pi-root-ilmare's volume pvc-1 has a copy on a Pi that netboots (pvc-1-r-0 on eonwe)" in got.stderr, got.stderr
     client.apply(pi_nfs(["pi-root-eonwe", "pi-root-ilmare"]), field_manager="test")
     volume_status("False", "ReplicaSchedulingFailure")
     got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=0))

@@ -23,6 +23,7 @@ case "$*" in
   *"get pvc pi-root-ilmare"*) echo "Warning: a warning" >&2; cat "$FAKE/volume-name" ;;
   *"get volumes.longhorn.io pvc-1"*) echo "Warning: a warning" >&2; cat "$FAKE/volume.json" ;;
   *"get nodes.longhorn.io -o json"*) echo "Warning: a warning" >&2; cat "$FAKE/nodes.json" ;;
+  *"get replicas.longhorn.io -o json"*) echo "Warning: a warning" >&2; cat "$FAKE/replicas.json" ;;
   *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
 esac
 """
@@ -38,8 +39,14 @@ def longhorn_node(name: str, tags: list[str] | None) -> dict[str, Any]:
 
 
 def wait(
-    tmp: Path, volume: dict[str, Any] | None, nodes: list[dict[str, Any]], mounted: str = "pi-boots pi-root-eonwe", volume_name: str = "pvc-1"
+    tmp: Path,
+    volume: dict[str, Any] | None,
+    nodes: list[dict[str, Any]],
+    mounted: str = "pi-boots pi-root-eonwe",
+    volume_name: str = "pvc-1",
+    replicas: tuple[tuple[str, str], ...] = (("pvc-1", "manwe"),),
 ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The wait for ilmare's claim; `replicas`: (volume, node) of each of Longhorn's replicas."""
     stack = netbooting()
     fake = tmp / "fake"
     (fake / "bin").mkdir(parents=True, exist_ok=True)
@@ -51,6 +58,8 @@ def wait(
     (fake / "volume-name").write_text(volume_name)
     (fake / "volume.json").write_text(json.dumps(volume or {}))
     (fake / "nodes.json").write_text(json.dumps({"items": nodes}))
+    items = [{"metadata": {"name": f"{v}-r-{i}"}, "spec": {"volumeName": v, "nodeID": n}} for i, (v, n) in enumerate(replicas)]
+    (fake / "replicas.json").write_text(json.dumps({"items": items}))
     script = pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=0)
     env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
     started = time.monotonic()
@@ -143,3 +152,25 @@ def test_the_placement_waits_text() -> None:
         "each new root volume (pi-root-eonwe, pi-root-ilmare) is waited on once, up to 10 minutes, until Longhorn has placed "
         "its copies on Pis tagged pi-root, before pi-nfs moves onto it; a volume the running pi-nfs already serves is not waited on"
     )
+
+
+def test_a_copy_of_a_new_root_volume_on_a_pi_that_netboots_fails_the_wait_before_pi_nfs_moves(tmp_path: Path) -> None:
+    """Review 41-14 H1: eonwe, turned netbooting, keeps its pi-root tag (Longhorn never removes one) and Longhorn put a
+    copy of ilmare's new volume on its disk: refused before pi-nfs moves, naming the replica and what to do, with the
+    patch that takes the tag off. Copies of other volumes there are not this wait's."""
+    nodes = [longhorn_node("manwe", ["pi-root"]), longhorn_node("eonwe", ["pi-root"])]
+    replicas = (("pvc-1", "manwe"), ("pvc-1", "eonwe"), ("pvc-9", "ilmare"))
+    got, _ = wait(tmp_path, scheduled("True"), nodes, replicas=replicas)
+    assert got.returncode == 1
+    assert got.stderr == (
+        f"iluvatar: {os.uname().nodename}: pi-root-ilmare's volume pvc-1 has a copy on a Pi that netboots (pvc-1-r-1 on eonwe): its root "
+        "is served from these volumes, so it must hold none of their copies. pi-nfs still serves every maia from its old volumes. "
+        "Take the pi-root tag off that Pi, delete that replica so Longhorn places it on a card Pi (sudo k3s kubectl -n "
+        "longhorn-system delete replicas.longhorn.io <replica>), then run pulumi up again. iluvatar: WARNING: eonwe netboots and "
+        "its Longhorn node is still tagged pi-root, so copies of the roots may land on its disk; remove the tag with: sudo k3s "
+        """kubectl -n longhorn-system patch nodes.longhorn.io eonwe --type merge -p '{"spec":{"tags":[]}}' (docs/layers/ainur.md)\n"""
+    )
+    assert "Longhorn placed the copies" not in got.stderr
+    # Only ilmare's volume on a card Pi, another volume's copy on a maia: placed.
+    fine, _ = wait(tmp_path / "fine", scheduled("True"), [longhorn_node("manwe", ["pi-root"])], replicas=(("pvc-1", "manwe"), ("pvc-9", "eonwe")))
+    assert (fine.returncode, fine.stderr) == (0, "iluvatar: Longhorn placed the copies of pi-root-ilmare's volume pvc-1\n"), fine.stderr
