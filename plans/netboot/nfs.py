@@ -29,6 +29,8 @@ OVERLAY_OPTIONS = "index=on,nfs_export=on,xino=on,redirect_dir=nofollow"
 # comes back with another, k3s pkg/nodepassword) and its SSH host keys (Pulumi's SSH steps know them).
 KEPT_ON_NEW_IMAGE = ("etc/rancher/node", "etc/ssh/ssh_host_ecdsa_key", "etc/ssh/ssh_host_ecdsa_key.pub", "etc/ssh/ssh_host_ed25519_key",
                      "etc/ssh/ssh_host_ed25519_key.pub", "etc/ssh/ssh_host_rsa_key", "etc/ssh/ssh_host_rsa_key.pub")  # fmt: skip
+# k3s's config on a Pi's root (plans.k3s.config), which the join writes: kept on no root the Pi does not boot (serve_script).
+K3S_CONFIG = "etc/rancher/k3s/config.yaml"
 # The Pi's files the server writes into a root once, when the root has none of its own (serve_script).
 WRITTEN_ONCE = ("/etc/fstab",)
 # In each root, the image it is a root of: what the roll's reboot step reads to know what the Pi runs.
@@ -272,6 +274,14 @@ build() {{
     for layer in "$ROOTS/$name"/*; do
       [ -d "$layer/upper" ] || continue
       image=$(basename "$layer")
+      # Review 41-13 M1: a root the Pi does not boot (its rollback root) keeps no k3s config. Before each maia joined with
+      # a token of its own (plans.agent_token), its config held the Ainur's server token, which a root kept on the volume
+      # and exported would hold for as long as it stays. The join writes the config again on whichever root the Pi
+      # boots. Never under a root this server already mounts (a reload): only before its overlay is made.
+      if [ "$image" != "$boot" ] && [ -e "$layer/upper/{K3S_CONFIG}" ] && ! mountpoint -q "$EXPORTS/$name/$image"; then
+        rm -f "$layer/upper/{K3S_CONFIG}"
+        echo "iluvatar: $name's root of $image, which it does not boot, keeps no k3s config (its join writes one on the root it boots)" >&2
+      fi
       if [ ! -f "$images/$image/.complete" ]; then
         if [ "$image" = "$boot" ]; then
           # The root the Pi runs, on a Pi that never built its image (a failover to a card Pi that joined or was

@@ -864,3 +864,44 @@ def test_the_roots_on_the_first_versions_single_volume_are_served_where_they_are
         shutil.rmtree(n_image, ignore_errors=True)
         server.image, server.roots, server.legacy = o_image, None, None
         server.start()
+
+
+def test_a_root_the_pi_does_not_boot_keeps_no_k3s_config_and_the_booted_one_keeps_its_own(served: tuple[Lan, Server]) -> None:
+    """Review 41-13 M1: before each maia joined with a token of its own, its k3s config held the Ainur's server token; a
+    root the Pi no longer boots (its rollback root) kept it on the volume, exported, for as long as it stayed. The
+    server's start removes the config from every root the Pi's pointer does not boot, says so, and leaves the booted
+    root's own (the Pi runs on it)."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    config = Path("etc/rancher/k3s/config.yaml")
+    rollback = roots / "eonwe" / "ubuntu-24.04.2-rollback"
+    server.stop()
+    booted = roots / "eonwe" / IMAGE / "upper" / config
+    booted.parent.mkdir(parents=True, exist_ok=True)
+    booted.write_text("token: K10aaaa::abcdef.0123456789abcdef\n")
+    (rollback / "upper" / config).parent.mkdir(parents=True)
+    (rollback / "upper" / config).write_text("token: the-server-token\n")
+    (rollback / "work").mkdir()
+    # Its rollback root: what its pointer named before it last moved (the serve script's .previous).
+    previous = roots / "eonwe" / ".previous"
+    had = previous.read_text() if previous.exists() else None
+    previous.write_text("ubuntu-24.04.2-rollback\n")
+    try:
+        server.start()
+        log = (server.root / "ganesha.log").read_text()
+        assert (rollback / "upper").is_dir() and not (rollback / "upper" / config).exists(), log[-2000:]
+        assert (
+            "iluvatar: eonwe's root of ubuntu-24.04.2-rollback, which it does not boot, keeps no k3s config (its join writes one on the root it boots)"
+            in log
+        )
+        assert booted.read_text() == "token: K10aaaa::abcdef.0123456789abcdef\n"
+        assert nfs_cat(net, EONWE_IP, "/etc/rancher/k3s/config.yaml", pi="eonwe").stdout == "token: K10aaaa::abcdef.0123456789abcdef\n"
+    finally:
+        server.stop()
+        shutil.rmtree(rollback, ignore_errors=True)
+        booted.unlink(missing_ok=True)
+        if had is None:
+            previous.unlink(missing_ok=True)
+        else:
+            previous.write_text(had)
+        server.start()
