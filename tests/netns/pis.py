@@ -330,7 +330,8 @@ if [ "$role" = valar ]; then
   # route: Runtime.ServerCA) and the basic-auth password of its passwd file (the server token's password).
   mkdir -p /var/lib/rancher/k3s/server/tls
   [ -e /var/lib/rancher/k3s/server/tls/server-ca.crt ] || cp __CA__ /var/lib/rancher/k3s/server/tls/server-ca.crt
-  password=$(sed -n 's/^token: //p' /etc/rancher/k3s/config.yaml)
+  # The config's token, a YAML scalar (single-quoted where YAML needs it: the test's placeholder).
+  password=$(sed -n "s/^token: //p" /etc/rancher/k3s/config.yaml | sed "s/^'\\(.*\\)'$/\\1/; s/''/'/g")
   printf 'K10%s::server:%s\n' "$(sha256sum /var/lib/rancher/k3s/server/tls/server-ca.crt | cut -d' ' -f1)" "$password" > /var/lib/rancher/k3s/server/token
   chmod 0600 /var/lib/rancher/k3s/server/token
   cp /var/lib/rancher/k3s/server/tls/server-ca.crt $E/cacerts
@@ -361,10 +362,13 @@ touch $S/running
 """
 
 # k3s's agent at its start, before it tells systemd it is ready: its config from the supervisor, with its token.
-STANDIN_AGENT_JOIN = """# STAND-IN for a k3s agent's start (k3s pkg/agent/config/config.go Get, :56-75, and get, :439-452): it retries
-# every 5 s (wait.JitterUntilWithContext, 5 s, jitter 1.0), logging why, until its token passes; k3s never says READY=1
-# before (pkg/agent/run.go). Each check follows k3s at release-1.35 (2b1b737), pkg/clientaccess/token.go:
-import base64, hashlib, json, os, random, re, ssl, sys, time, urllib.error, urllib.request
+STANDIN_AGENT_JOIN = """# STAND-IN for a k3s agent's start, before it tells systemd it is ready (pkg/agent/run.go). Each step follows k3s at
+# release-1.35 (2b1b737); a step that fails is retried for ever, logged as k3s logs it, and k3s never says READY=1:
+# 1. createProxyAndValidateToken (run.go:322-360): ParseAndValidateToken WithUser("node") and the client certificate,
+#    every 2 s ("Failed to validate connection to cluster at <server>: <err>"), then the token rewritten in full form;
+# 2. config.Get (pkg/agent/config/config.go:56-75, get :439-452): the supervisor's /v1-k3s/config with those credentials,
+#    every 5 s with jitter 1.0 ("Waiting to retrieve agent configuration; server is not ready: <err>").
+import hashlib, json, os, random, re, ssl, time, urllib.error, urllib.request
 S, E = "/var/lib/rancher/standin", "/var/lib/rancher/etcd-lab"
 SERVER, AGENT = __SERVER__, "/var/lib/rancher/k3s/agent"
 # The agent's own client certificate, sent as well when it exists (WithClientCertificate, token.go:90-99: "not an error
@@ -379,8 +383,20 @@ class Refused(Exception):
     pass
 
 
-def parse(token):
-    # parseToken, :212-262: a bare token gets "K10::" (bootstrap) or "K10:::" (password); the hash is 64 hex or empty.
+def config():
+    text = open("/etc/rancher/k3s/config.yaml").read()
+    found = re.search(r"^token: (.*)$", text, re.M)
+    value = found.group(1).strip() if found else ""
+    if len(value) > 1 and value[0] == value[-1] == "'":  # a single-quoted YAML scalar
+        value = value[1:-1].replace("''", "'")
+    # The URL its errors name: the config's server (the lab's API server answers for it).
+    named = re.search(r"^server: (.*)$", text, re.M)
+    return value, (named.group(1).strip() if named else SERVER)
+
+
+def validate(token, url):
+    # parseToken, token.go:212-262: a bare token gets "K10::" (bootstrap) or "K10:::" (password); the hash is 64 hex
+    # or empty. WithUser("node") (run.go:342): a password token's user is always "node".
     if not token:
         raise Refused("token must not be empty")
     if not token.startswith("K10"):
@@ -389,35 +405,36 @@ def parse(token):
     if ca_hash and len(ca_hash) != 64:
         raise Refused("invalid token CA hash length")
     if BOOTSTRAP.match(creds):
-        return ca_hash, creds, None
-    user, sep, password = creds.partition(":")
-    if not sep or not password:
-        raise Refused("invalid token format")
-    return ca_hash, None, (user, password)
-
-
-def check():
-    text = open("/etc/rancher/k3s/config.yaml").read()
-    found = re.search(r"^token: (.*)$", text, re.M)
-    ca_hash, bearer, basic = parse(found.group(1).strip() if found else "")
+        bearer, basic = creds, None
+    else:
+        _, sep, password = creds.partition(":")
+        if not sep or not password:
+            raise Refused("invalid token format")
+        bearer, basic = None, ("node", password)
     # getCACerts, :412-440: /cacerts fetched without trust; validateCAHash, :391-409, hashCA, :165-196 (one PEM
     # certificate: sha256 of the file's bytes).
     if not os.path.exists(E + "/cacerts"):
-        raise Refused("failed to get CA certs: the server at " + SERVER + " does not answer")
+        raise Refused("failed to get CA certs: the server at " + url + " does not answer")
     cacerts = open(E + "/cacerts", "rb").read()
     served = hashlib.sha256(cacerts).hexdigest()
     if ca_hash and ca_hash != served:
         raise Refused(f"token CA hash does not match the Cluster CA certificate hash: {ca_hash} != {served}")
+    return cacerts, bearer, basic
+
+
+def authenticate(cacerts, bearer, basic, url):
+    unauthorized = f"failed to retrieve configuration from server: {url}/v1-k3s/config: "
     if basic is not None:
-        # The supervisor's basic auth: its passwd file, the server token's password (users server and node).
+        # The supervisor's basic auth: its passwd file (the node user's password: the agent token, or the server
+        # token's password when there is none, as here).
         if os.path.exists(E + "/refuse-server-token"):
             raise Refused("the lab refuses a server token on an agent (a test's rule, not k3s's: k3s would accept it)")
-        if basic[0] not in ("server", "node") or basic[1] != open(E + "/passwd").read().strip():
-            raise Refused("failed to retrieve configuration from server: " + SERVER + "/v1-k3s/config: 401 Unauthorized")
+        if basic[1] != open(E + "/passwd").read().strip():
+            raise Refused(unauthorized + "401 Unauthorized")
         return
     # The bearer token, authenticated by the API server's own authenticator as k3s's supervisor does (pkg/daemons/
     # control/server.go:444, authenticator.Combine; k3s runs it with --enable-bootstrap-token-auth, :215): here the lab's
-    # real API server, asked who the request is, over TLS trusted through the bundle just fetched (GetHTTPClient).
+    # real API server, asked who the request is, over TLS trusted through the bundle fetched (GetHTTPClient).
     context = ssl.create_default_context(cadata=cacerts.decode())
     if os.path.exists(CERT) and os.path.exists(KEY):
         context.load_cert_chain(CERT, KEY)
@@ -427,22 +444,31 @@ def check():
     try:
         answer = json.loads(urllib.request.urlopen(request, context=context, timeout=10).read())
     except urllib.error.HTTPError as e:
-        raise Refused(f"failed to retrieve configuration from server: {SERVER}/v1-k3s/config: {e.code} {e.reason}") from None
-    groups = set(answer["status"]["userInfo"].get("groups") or ())
-    if not groups & ROLES:
-        raise Refused(f"failed to retrieve configuration from server: {SERVER}/v1-k3s/config: 403 Forbidden")
+        raise Refused(f"{unauthorized}{e.code} {e.reason}") from None
+    if not set(answer["status"]["userInfo"].get("groups") or ()) & ROLES:
+        raise Refused(unauthorized + "403 Forbidden")
+
+
+def refused(level, message, seconds):
+    print(f'level={level} msg="{message}"', flush=True)  # logrus's text format, as the journal shows it
+    with open(S + "/agent-refused", "a") as out:
+        out.write(f"{time.time():.9f} {message}\\n")
+    time.sleep(seconds)
 
 
 while True:
+    token, url = config()
     try:
-        check()
+        checked = validate(token, url)
         break
     except (Refused, OSError) as e:
-        # logrus's text format, as the journal shows it.
-        print(f'level=info msg="Waiting to retrieve agent configuration; server is not ready: {e}"', flush=True)
-        with open(S + "/agent-refused", "a") as out:
-            out.write(f"{time.time():.9f} {e}\\n")
-        time.sleep(5 + random.random() * 5)
+        refused("error", f"Failed to validate connection to cluster at {url}: {e}", 2)
+while True:
+    try:
+        authenticate(*checked, url)
+        break
+    except (Refused, OSError) as e:
+        refused("info", f"Waiting to retrieve agent configuration; server is not ready: {e}", 5 + random.random() * 5)
 # Joined: the supervisor hands out the kubelet's client certificate (ClientKubeletCert), kept under the agent's folder.
 os.makedirs(AGENT, exist_ok=True)
 for source, target in ((NODE_CERT, CERT), (NODE_KEY, KEY)):

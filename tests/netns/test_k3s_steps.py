@@ -530,7 +530,7 @@ def test_a_valar_does_not_restart_while_another_etcd_member_is_down(lab: Lab, br
     assert script == join.inputs["create"].replace(f"wait_for {k3s.ETCD_TIMEOUT_SECONDS} ", "wait_for 2 ")
     try:
         start = time.monotonic()
-        result = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
+        result = lab.pis.ssh(connection, script, str(stdin_of(lab.pis, join)) + "# a change\n")
         took = time.monotonic() - start
     finally:
         assert (
@@ -562,7 +562,7 @@ def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_its_join_within_the_bo
     (varda.state / "never-ready").write_text("")
     try:
         start = time.monotonic()
-        result = lab.pis.ssh(secret(join.inputs["connection"]), script, secret(join.inputs["stdin"]) + "# a change\n")
+        result = lab.pis.ssh(secret(join.inputs["connection"]), script, str(stdin_of(lab.pis, join)) + "# a change\n")
         took = time.monotonic() - start
     finally:
         (varda.state / "never-ready").unlink()
@@ -624,7 +624,7 @@ def test_a_join_whose_pi_never_came_back_fails_again_on_the_next_run_rather_than
     one. Unfixed, the retry found nothing to change and passed at once."""
     ilmare = lab.pis.pis["ilmare"]
     join = lab.sims["domain"].named()["ainur-ilmare-join"]
-    connection, changed_config = secret(join.inputs["connection"]), secret(join.inputs["stdin"]) + "# a change\n"
+    connection, changed_config = secret(join.inputs["connection"]), str(stdin_of(lab.pis, join)) + "# a change\n"
     script = k3s.join_script(ilmare.node, node_timeout=2)
     assert script == join.inputs["create"].replace(f'wait_for {k3s.NODE_TIMEOUT_SECONDS} "its Node', 'wait_for 2 "its Node')
     mark = len(ilmare.log())
@@ -831,50 +831,6 @@ def test_a_k3s_whose_binary_was_replaced_but_not_restarted_is_restarted_by_the_n
     assert ("varda", want) in lab.ready
 
 
-def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
-    """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
-    varda = lab.pis.pis["varda"]
-    uninstall = lab.sims["upgrade"].named()["ainur-varda-uninstall"]
-    assert "create" not in uninstall.inputs  # nothing runs when it is created
-    mark = len(varda.log())
-    for _ in range(2):
-        result = lab.pis.ssh(secret(uninstall.inputs["connection"]), uninstall.inputs["delete"], None)
-        assert result.returncode == 0, result.stderr
-    # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
-    assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]
-    assert not (varda.state / "version").exists()
-
-
-def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: BroughtUp) -> None:
-    """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
-    the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
-    server is the test's API server, not the VIP (kube-vip is not stood in)."""
-    first = brought_up.first
-    gate = lab.sims["flashed"].named()["ainur-gate-api"]
-    assert gate.type == "command:local:Command"
-    built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
-    assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
-        k3s.server_url(lab.pis.stack), lab.pis.cluster.server
-    )
-    upgrader.build()  # a step that builds it says so first (upgrader/README.md): this test is about what the gate says
-    for _ in range(2):
-        result = subprocess.run(
-            ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
-
-
-def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brought_up: BroughtUp) -> None:
-    """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
-    assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
-    assert lab.host_etc[apiserver.K3S_FILE] is None
-    # The steps' `k3s kubectl` runs as root, whose home is this machine's: its discovery cache is in the Pis' folders.
-    cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
-    assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
-    assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
-
-
 # --- Each maia's own join token (plans.agent_token), checked by the agent stand-in as k3s's agent does --------------
 
 FULL_TOKEN = re.compile(r"K10([0-9a-f]{64})::([a-z0-9]{6})\.([a-z0-9]{16})")
@@ -903,6 +859,24 @@ def without_client_certificate(pi: Pi) -> None:
     certificate, so its start authenticates with its token alone."""
     for path in CLIENT_CERT:
         pi.path(path).unlink(missing_ok=True)
+
+
+def revoked(lab: Lab, token: str, seconds: float = 30) -> None:
+    """Wait until the API server refuses `token`: its bootstrap authenticator reads Secrets through an informer, and it
+    keeps a token it authenticated in a cache for seconds (a deleted Secret's token is refused within them)."""
+    client = lab.pis.cluster.client_for_token(token)
+    deadline = time.monotonic() + seconds
+    try:
+        while (
+            client.request(
+                "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            )[0]
+            != 401
+        ):
+            assert time.monotonic() < deadline, f"the API server still takes a deleted Secret's token after {seconds} s"
+            time.sleep(0.5)
+    finally:
+        client.close()
 
 
 def test_each_maia_joins_with_its_own_token_pinned_to_the_ca_and_the_valar_with_the_server_token(lab: Lab, brought_up: BroughtUp) -> None:
@@ -955,7 +929,8 @@ def test_the_agent_refuses_a_wrong_ca_hash_or_token_and_starts_with_the_programs
             result = lab.pis.ssh(secret(join.inputs["connection"]), script, good.replace(found.group(0), token))
             assert result.returncode == 1, token
             assert "systemd did not see k3s-agent start within 2 s of its restart" in result.stderr, token
-            assert refusals(varda) and all(line in r for r in refusals(varda)), (token, refusals(varda))
+            # The last line is the restarted agent's (the one before may be the previous case's, stopped by the restart).
+            assert refusals(varda) and line in refusals(varda)[-1], (token, refusals(varda))
             assert not (varda.state / "running").exists()
     finally:
         (shared(lab) / "refuse-server-token").unlink()
@@ -978,6 +953,9 @@ def test_a_card_maia_whose_secret_is_deleted_restarts_on_its_client_certificate_
     lab.pis.cluster.client.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "kube-system"}})
     changed_config = stdin_of(lab.pis, join)
     assert changed_config is not None
+    found = FULL_TOKEN.search(changed_config)
+    assert found is not None
+    revoked(lab, f"{found.group(2)}.{found.group(3)}")
     connection = secret(join.inputs["connection"])
     (varda.state / "agent-refused").unlink(missing_ok=True)
     result = lab.pis.ssh(connection, k3s.join_script(varda.node, restart_timeout=20), changed_config + "# a change\n")
@@ -1005,6 +983,9 @@ def test_a_maia_deployed_on_the_server_token_moves_to_its_own_on_the_next_up_and
     assert k3s_config(varda)["token"] == k3s_config(manwe)["token"]
     name = secret(made.inputs["metadata"])["name"]
     lab.pis.cluster.client.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "kube-system"}})
+    found = FULL_TOKEN.search(str(stdin_of(lab.pis, join)))
+    assert found is not None
+    revoked(lab, f"{found.group(2)}.{found.group(3)}")
     without_client_certificate(varda)
     steps = [s for s in remote_steps(sim) if s.name in ("ainur-ca-hash", "ainur-varda-agent-token", "ainur-varda-join")]
     (shared(lab) / "refuse-server-token").write_text("")
@@ -1020,9 +1001,9 @@ def test_a_maia_deployed_on_the_server_token_moves_to_its_own_on_the_next_up_and
         assert refusals(varda) == []
         since = len(varda.log())
         ok(run_like_the_engine(lab.pis, Graph.of(sim), steps))
+        # Its join: the config unchanged, `start` of a running agent (a no-op), no restart.
         assert [a for _, a in varda.log()[since:]] == [
             "cloud-init status --wait", "systemctl enable k3s-agent", "systemctl is-active k3s-agent", "systemctl start k3s-agent",
-            "systemctl is-active k3s-agent",
         ]  # fmt: skip
     finally:
         (shared(lab) / "refuse-server-token").unlink()
@@ -1031,3 +1012,47 @@ def test_a_maia_deployed_on_the_server_token_moves_to_its_own_on_the_next_up_and
 def ok_run(result: subprocess.CompletedProcess[str]) -> bool:
     assert result.returncode == 0, result.stderr
     return True
+
+
+def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:
+    """The uninstall's `delete` (a Pi leaving the inventory, or `pulumi destroy`), run twice on the maiar."""
+    varda = lab.pis.pis["varda"]
+    uninstall = lab.sims["upgrade"].named()["ainur-varda-uninstall"]
+    assert "create" not in uninstall.inputs  # nothing runs when it is created
+    mark = len(varda.log())
+    for _ in range(2):
+        result = lab.pis.ssh(secret(uninstall.inputs["connection"]), uninstall.inputs["delete"], None)
+        assert result.returncode == 0, result.stderr
+    # (The last test's kubelet, back once the Pi was no longer broken, may report in between.)
+    assert [a for _, a in varda.log()[mark:] if not a.startswith("kubelet-reported")] == ["uninstall", "systemctl stop k3s-agent"]
+    assert not (varda.state / "version").exists()
+
+
+def test_the_api_gate_passes_twice_on_the_kubeconfig_the_credentials_step_made(lab: Lab, brought_up: BroughtUp) -> None:
+    """The Ainur's API gate (a local step: the upgrader's `wait-kube --api`), run twice as the engine runs it, on
+    the kubeconfig the program builds from what the credentials step printed over SSH. Its one change: the
+    server is the test's API server, not the VIP (kube-vip is not stood in)."""
+    first = brought_up.first
+    gate = lab.sims["flashed"].named()["ainur-gate-api"]
+    assert gate.type == "command:local:Command"
+    built = credentials_plan.kubeconfig(first["ainur-credentials"].stdout, lab.pis.cluster.server, "ainur")
+    assert built == credentials_plan.kubeconfig(first["ainur-credentials"].stdout, k3s.server_url(lab.pis.stack), "ainur").replace(
+        k3s.server_url(lab.pis.stack), lab.pis.cluster.server
+    )
+    upgrader.build()  # a step that builds it says so first (upgrader/README.md): this test is about what the gate says
+    for _ in range(2):
+        result = subprocess.run(
+            ["sh", "-c", gate.inputs["create"]], input=json.dumps({"kubeconfig": built}), capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == f"upgrader: {lab.pis.cluster.server.removeprefix('https://')}: API ready\n"
+
+
+def test_the_pis_wrote_nothing_in_this_machines_etc_or_roots_home(lab: Lab, brought_up: BroughtUp) -> None:
+    """Last: every Pi's /etc is an overlay of its own, so what the oidc steps wrote there as root is on the Pis only."""
+    assert {path: read(Path(path)) for path in lab.host_etc} == lab.host_etc
+    assert lab.host_etc[apiserver.K3S_FILE] is None
+    # The steps' `k3s kubectl` runs as root, whose home is this machine's: its discovery cache is in the Pis' folders.
+    cached = {d.name for pi in lab.pis.pis.values() for d in (pi.state / "kube-cache" / "discovery").glob("*")}
+    assert lab.pis.cluster.server.removeprefix("https://").replace(":", "_") in cached
+    assert not cached & {d.name for d in (Path.home() / ".kube" / "cache" / "discovery").glob("*")}
