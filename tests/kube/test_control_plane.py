@@ -573,7 +573,12 @@ def test_a_maias_bootstrap_token_secret_authenticates_it_as_a_bootstrapper_until
     manifest = agent_token.secret_manifest(node, "k3sag1", "0123456789abcdef")
     kube_k3s.client.apply(manifest, field_manager="pulumi-kubernetes", force=True)
     status: list[tuple[int, Any]] = []
-    _until(lambda: status.append(_whoami(kube_k3s, "k3sag1.0123456789abcdef")) or status[-1][0] == 201, "the token authenticated")
+
+    def authenticated() -> bool:
+        status.append(_whoami(kube_k3s, "k3sag1.0123456789abcdef"))
+        return status[-1][0] == 201
+
+    _until(authenticated, "the token authenticated")
     user = status[-1][1]["status"]["userInfo"]
     assert (user["username"], sorted(user["groups"])) == ("system:bootstrap:k3sag1", ["system:authenticated", "system:bootstrappers"])
     assert _whoami(kube_k3s, "k3sag1.0123456789abcdeX")[0] == 401  # a wrong secret
