@@ -49,7 +49,12 @@ if stack.ainur is not None:
     ainur = BootstrapCluster(
         "ainur",
         BootstrapClusterArgs(
-            stack, loaded.secrets.ainur_ssh_private_key, deployed=loaded.ainur, ca_certificate=trusted_ca, previous=loaded.ainur_output
+            stack,
+            loaded.secrets.ainur_ssh_private_key,
+            deployed=loaded.ainur,
+            ca_certificate=trusted_ca,
+            previous=loaded.ainur_output,
+            previous_dnsmasq_conf=loaded.dnsmasq_output,
         ),
     )
     pulumi.export("ainurUserData", ainur.user_data)
@@ -76,6 +81,7 @@ if ainur is not None:
             # The app hosts, and with identity Dex, the CA page and each Argo CD (plans.identity).
             dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
             legacy_roots=ainur.legacy_roots,
+            valar=ainur.connection,
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
@@ -168,7 +174,7 @@ pulumi.export("storage", storage.state)
 if ainur is not None and netboot is not None:
     # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
     # maiar join once the netboot service serves them their boot files and root; then their Nodes get Longhorn's labels.
-    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [])
+    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [], ainur.first_valar, ainur.access.commands)
     ainur.join_netbooted(netboot.pi_serving)
     storage.label_pis({n: pi.join for n, pi in ainur.pis.items()})
 

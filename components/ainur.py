@@ -49,6 +49,8 @@ class BootstrapClusterArgs:
     ca_certificate: pulumi.Output[str] | None = None
     # The last deployment's output `ainur` (empty on the first one): the day-2 plan compares against it.
     previous: Mapping[str, Any] = field(default_factory=dict)
+    # The last deployment's output `dnsmasqConf`: which Pis it netbooted where `previous` does not say (legacy_roots).
+    previous_dnsmasq_conf: str | None = None
 
 
 @dataclass(frozen=True)
@@ -465,8 +467,10 @@ class BootstrapCluster(pulumi.ComponentResource):
         self._agent = agent
         # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
-        self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous)
+        self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        # Where the netbooted roots' placement waits run (components.netboot.serve_pis), with k3s's kubectl.
+        self.first_valar = self._valar
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)

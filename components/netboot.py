@@ -9,17 +9,19 @@ All objects go through the Ainur Kubernetes provider passed in `providers`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components import kube
 from plans import netboot as plan
-from plans import references, storage
-from plans.netboot import pi_pods
+from plans import references, storage, timeouts
+from plans.netboot import pi_pods, pis
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -43,6 +45,8 @@ class NetbootArgs:
     schematics: Sequence[pulumi.Resource] = ()
     # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
     legacy_roots: bool = True
+    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script).
+    valar: command.remote.ConnectionArgs | None = None
 
 
 class Netboot(pulumi.ComponentResource):
@@ -119,14 +123,36 @@ class Netboot(pulumi.ComponentResource):
         # netboot-cache, when maiar netboot, is ready on a Pi only past the Pi image's build (review 41-1 M3): its own
         # bound, sized for a build on each card Pi, and a message saying what the wait is for (plans.netboot.pi_pods).
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
-        others = [m for m in rest if m not in cache]
+        pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
+        others = [m for m in rest if m not in cache and m not in pod]
+        after_clearance = made_opts
+        if args.valar is not None and (cache or pod):
+            # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the
+            # netboot pod's replacement from starting; what it holds them with leaves first (plans.netboot.cache). Run
+            # again whenever either template changes, which is when either rolls.
+            templates = pulumi.Output.from_input([m["spec"]["template"] for m in (*cache, *pod)]).apply(
+                lambda t: hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+            )
+            clearance = command.remote.Command(
+                f"{name}-clearance",
+                connection=args.valar,
+                create=plan.clearance_script(),
+                triggers=[templates],
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)), depends_on=[ns]
+                ),
+            )
+            self.objects[f"{name}-clearance"] = clearance
+            after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
-        cache_opts = made_opts
+        self.objects.update(kube.create_all(name, pod, after_clearance, made))
+        made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
+        cache_opts = after_clearance
         if pi_pods.builds_image(stack):
             wait = f"{pi_pods.cache_wait_minutes(stack)}m"
             cache_opts = pulumi.ResourceOptions.merge(
-                made_opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+                after_clearance, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
             )
         self.objects.update(kube.create_all(name, cache, cache_opts, made))
         if pi_pods.builds_image(stack):
@@ -138,11 +164,12 @@ class Netboot(pulumi.ComponentResource):
         self.pi_serving = list(self.serving)
         self.register_outputs({"dnsmasqConf": self.dnsmasq_conf, "scripts": self.scripts})
 
-    def serve_pis(self, storage: Sequence[pulumi.Resource]) -> None:
+    def serve_pis(self, storage: Sequence[pulumi.Resource], valar: command.remote.ConnectionArgs, commands: command.Provider) -> None:
         """The netbooting maiar's roots' volume and NFS server, after `storage` (the Application that installs the
         volume's StorageClass, Longhorn, when it runs on the Ainur) and after netboot-cache: pulumi-kubernetes awaits
         the DaemonSet until every card Pi's pod is past its init steps, so a new image is built on each before the
-        server is replaced to serve a root of it (H2). Nothing without a netbooting maia."""
+        server is replaced to serve a root of it (H2). Nothing without a netbooting maia. `valar`: the first valar, where
+        each new root volume's placement wait runs with k3s's kubectl (review 41-6 M4), through `commands`."""
         if not self._pis:
             return
         name = self._name
@@ -166,11 +193,42 @@ class Netboot(pulumi.ComponentResource):
                 name, claim, pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=classes)))
             )
         volumes = self._root_volumes(after)
-        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), not held
-        # until Longhorn has placed the copies (review 41-10 H1: pi_pods).
-        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=volumes))
+        # The server is replaced after every root's Volume is patched to the program's count and selector (H2), and after
+        # each new one's copies are placed (review 41-6 M4): the wait runs once, when its claim is new, never on the first
+        # version's volume, and passes at once on a volume the running pi-nfs serves already (review 41-10 H1: pi_pods).
+        placed = self._placed(after, volumes, valar, commands)
+        served = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[*volumes, *placed]))
         self.objects.update(kube.create_all(name, [m for m in self._pis if m["kind"] == "Deployment"], served, made))
         self.pi_serving = [*self.serving, self.objects[f"{name}-deployment-pi-nfs"]]
+
+    def _placed(
+        self, after: pulumi.ResourceOptions, volumes: Sequence[pulumi.Resource], valar: command.remote.ConnectionArgs, commands: command.Provider
+    ) -> list[pulumi.Resource]:
+        """Per netbooting Pi's root volume on Longhorn, a wait on the first valar until Longhorn has placed its copies
+        (pi_pods.placed_wait_script), after the Volume's patch. Created once: its script is ignored afterwards, so no
+        later `up` runs it again (a failover with a dead card Pi may leave Scheduled False for good)."""
+        stack, name = self._stack, self._name
+        if not volumes:
+            return []
+        pulumi.log.info(pi_pods.placed_wait_message(stack), resource=self)
+        engine = timeouts.engine_timeout(pi_pods.PLACED_TIMEOUT)
+        return [
+            command.remote.Command(
+                f"{name}-placed-{pi_pods.root_claim(node)}",
+                connection=valar,
+                create=pi_pods.placed_wait_script(stack, node),
+                opts=pulumi.ResourceOptions.merge(
+                    after,
+                    pulumi.ResourceOptions(
+                        provider=commands,
+                        depends_on=list(volumes),
+                        ignore_changes=["create"],
+                        custom_timeouts=pulumi.CustomTimeouts(create=engine),
+                    ),
+                ),
+            )
+            for node in pis.netboot_pis(stack)
+        ]
 
     def _root_volumes(self, after: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """Each root's Longhorn Volume patched to the program's count of copies and the `pi-root` selector (review 41-6

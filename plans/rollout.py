@@ -30,8 +30,8 @@ from typing import Any
 
 from plans import agent_token, apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
-from plans.netboot import roll
-from plans.netboot.pis import image_id, pointer_digest
+from plans.netboot import pi_pods, roll
+from plans.netboot.pis import image_id, netboot_pis, pointer_digest
 from stacks import releases
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
@@ -580,6 +580,9 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
+        # The netbooted roots' StorageClass and the Pis whose data disks make it Longhorn's: stacks.day2 refuses a change
+        # of the class while maiar netboot (review 41-6 M3: a claim's class cannot change, and the claims are protected).
+        **({"rootsClass": pi_pods.roots_class(stack), "longhornPis": [n.name for n in longhorn_pis(stack.nodes)]} if netboot_pis(stack) else {}),
     }
 
 

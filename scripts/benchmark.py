@@ -186,8 +186,19 @@ def floor_once(workdir: Path, count: int, variant: str = "bare") -> tuple[float,
     return wall, peak
 
 
-# What a person waits for, and how long is too long (issue #24): the command, its goal in seconds.
-GOALS = (("validate", ["validate", "homelab"], 0.5), ("render", ["render", "homelab", "--out", "{out}", "--force"], 2.0))
+# What a person waits for, and how long is too long (issue #24): the command, its goal in seconds. `validate` reads the
+# homelab as its user has it once the secrets are set ({homelab}): the shipped file leaves them to the user, and
+# validate refuses it until they are (stacks.secrets), so it would measure an early exit, or stop the benchmark.
+GOALS = (("validate", ["validate", "{homelab}"], 0.5), ("render", ["render", "homelab", "--out", "{out}", "--force"], 2.0))
+
+
+def homelab_with_secrets(folder: Path) -> Path:
+    """The homelab stack file with each secret set, as tests.edit.homelab_doc has it (well-formed ciphertexts that
+    validate accepts and nobody opens)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.edit import homelab_doc, write_stack
+
+    return write_stack(folder, homelab_doc(), stack="homelab")
 
 
 def commands(work: Path, repeat: int) -> list[tuple[str, float, float, float, float]]:
@@ -196,12 +207,21 @@ def commands(work: Path, repeat: int) -> list[tuple[str, float, float, float, fl
     The first run is the first after an install, with nothing compiled yet; the median is of the runs after it.
     """
     rows = []
+    homelab = homelab_with_secrets(work)
     for name, args, goal in GOALS:
-        argv = [a.replace("{out}", str(work / f"goal-{name}")) for a in args]
+        argv = [a.replace("{out}", str(work / f"goal-{name}")).replace("{homelab}", str(homelab)) for a in args]
         forget_compiled_program()
         first = run_child([sys.executable, "-m", "iluvatar", *argv])[0]
         runs = [run_child([sys.executable, "-m", "iluvatar", *argv]) for _ in range(repeat)]
-        rows.append((f"iluvatar {' '.join(args[:2])}", statistics.median(r[0] for r in runs), max(r[1] for r in runs), goal, first))
+        rows.append(
+            (
+                f"iluvatar {' '.join(args[:2]).replace('{homelab}', 'homelab')}",
+                statistics.median(r[0] for r in runs),
+                max(r[1] for r in runs),
+                goal,
+                first,
+            )
+        )
     return rows
 
 

@@ -121,7 +121,7 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
 def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq_conf: Any = None) -> list[Problem]:
     """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the outputs
     `ainur` and `dnsmasqConf`, as read back)."""
-    problems = _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf)
+    problems = _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf)
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
@@ -205,6 +205,33 @@ def previous_service_ip(ainur: Mapping[str, Any], dnsmasq_conf: Any) -> str | No
     return None
 
 
+def netbooted_before(ainur: Any, dnsmasq_conf: Any) -> frozenset[str] | None:
+    """The Pis the last deployment netbooted, by name, or None where its outputs cannot tell (review 41-10 M1).
+
+    Its `ainur` output names them by the `image` each node has from 0e7fd23 on; the first netboot version (66ca479,
+    whose nodes were {mac, ip, role, config}) did not, and there its exported dnsmasq config is the direct evidence:
+    each netbooting Pi's `dhcp-host=<mac>,set:known,...,set:rpiboot` line and, with any, the bootloaders'
+    `pxe-service=tag:rpiboot,...` line (plans/netboot/dnsmasq.py at 66ca479, :153 and :200; unchanged since). Where a
+    Pi was netbooted but none is named (a Pi on a VLAN has no dhcp-host line), or the last deployment left an `ainur`
+    output and no dnsmasq config, the answer is None: a caller keeps what it would lose (a root's volume) then."""
+    if not isinstance(ainur, Mapping) or not ainur:
+        return frozenset()
+    given = ainur.get("nodes")
+    nodes: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    named = {name for name, n in nodes.items() if isinstance(n, Mapping) and n.get("image")}
+    if not isinstance(dnsmasq_conf, str):
+        return frozenset(named) if named or "legacyRoots" in ainur else None
+    tagged: set[str] = set()
+    for line in dnsmasq_conf.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "dhcp-host" and "set:rpiboot" in value.split(","):
+            tagged.add(value.split(",", 1)[0].lower())
+    named |= {name for name, n in nodes.items() if isinstance(n, Mapping) and str(n.get("mac", "")).lower() in tagged}
+    if not named and "tag:rpiboot" in dnsmasq_conf:
+        return None
+    return frozenset(named)
+
+
 def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> list[Problem]:
     """Review 41-3 M3: the service address cannot move under netbooted maiar. Ganesha's Bind_addr and kube-vip's address
     move at once, in the netboot layer, before any roll step: every running maia's root, hard-mounted from the old
@@ -217,7 +244,9 @@ def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> lis
     nodes = ainur.get("nodes")
     if not isinstance(before, str) or before == now or not isinstance(nodes, Mapping):
         return []
-    netbooted = {name for name, n in nodes.items() if isinstance(n, Mapping) and n.get("image")}
+    # Where the outputs cannot name them (netbooted_before), every Pi the last deployment ran counts.
+    known = netbooted_before(ainur, dnsmasq_conf)
+    netbooted = set(nodes) if known is None else known
     still = sorted(n.name for n in stack.ainur_nodes if n.boot == "netboot" and n.name in netbooted)
     if not still:
         return []
@@ -230,6 +259,52 @@ def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> lis
             "(docs/layers/ainur.md#moving-the-service-address)",
         )
     ]
+
+
+ROOTS_RUNBOOK = "docs/layers/ainur.md#changing-the-netbooted-roots-class"
+
+
+def roots_class(stack: StackConfig) -> str:
+    """The netbooted roots' StorageClass, as plans.netboot.pi_pods.roots_class picks it (the tests hold them equal):
+    Longhorn's `pi-roots` where Longhorn runs on the Ainur (GitOps and a Pi with `dataDisks`), else k3s's local-path."""
+    longhorn = stack.gitops is not None and stack.ainur is not None and bool(storage.longhorn_pis(stack.nodes))
+    return "pi-roots" if longhorn else "local-path"
+
+
+def _roots_class(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> list[Problem]:
+    """Review 41-6 M3: the roots' class follows Longhorn (a card Pi gains a data disk, or loses its last), but a claim's
+    `storageClassName` cannot change: pulumi-kubernetes replaces the claim, and the per-Pi claims are protected, so every
+    preview would fail on "unable to replace ... marked for protection" with no word of why. Refused while a Pi the last
+    deployment netbooted still netboots (its claim is the program's), naming the key that changed the class, as the user
+    wrote it, and the runbook that moves the roots. From outputs that did not record the class (`rootsClass`), nothing
+    to compare."""
+    if stack.ainur is None or not isinstance(ainur, Mapping):
+        return []
+    before, now = ainur.get("rootsClass"), roots_class(stack)
+    if not isinstance(before, str) or before == now:
+        return []
+    known = netbooted_before(ainur, dnsmasq_conf)
+    nodes = ainur.get("nodes") if isinstance(ainur.get("nodes"), Mapping) else {}
+    netbooted = set(nodes or {}) if known is None else known
+    still = sorted(n.name for n in stack.ainur_nodes if n.boot == "netboot" and n.name in netbooted)
+    if not still:
+        return []
+    had = set(ainur.get("longhornPis") or []) if isinstance(ainur.get("longhornPis"), list) else set()
+    has = {n.name for n in storage.longhorn_pis(stack.nodes)}
+    changed = [(i, n) for i, n in enumerate(stack.nodes) if n.name in had ^ has]
+    claims = ", ".join(f"pi-root-{name}" for name in still)
+    why = (
+        f"makes the netbooted roots' StorageClass {now}, and the last deployment put {', '.join(still)}'s roots on {before} "
+        f"({claims}): a claim's class cannot change and those claims are protected, so every preview would fail on their "
+        "replacement."
+    )
+    if changed:
+        i, node = changed[0]
+        disks = "[" + ", ".join(str(d) for d in node.data_disks) + "]" if node.data_disks else "[] (no data disk)"
+        key, value, back = f"iluvatar:nodes[{i}].dataDisks", disks, f"{node.name}'s dataDisks as they were"
+    else:
+        key, value, back = "iluvatar:gitops", "set" if stack.gitops is not None else "unset", "iluvatar:gitops as it was"
+    return [Problem(key, f"{value} {why} Keep {back}, or move the roots to the new class first ({ROOTS_RUNBOOK})")]
 
 
 # The etcd k3s embeds, where the move from 3.5 to 3.6 is safe only from etcd v3.5.26 ("if you are upgrading, make

@@ -78,6 +78,9 @@ class LoadedStack:
     ainur_output: Mapping[str, Any] = field(default_factory=dict)
     # The output `remoteAccess` of the last deployment (its routerEnrolment; empty on the first one).
     remote_access_output: Mapping[str, Any] = field(default_factory=dict)
+    # The output `dnsmasqConf` of the last deployment (None on the first one): which Pis it netbooted, where `ainur`
+    # did not say (stacks.day2.netbooted_before; review 41-10 M1).
+    dnsmasq_output: str | None = None
 
 
 def _config_keys() -> set[str]:
@@ -171,6 +174,7 @@ def load() -> LoadedStack:
         ainur,
         dict(outputs[AINUR_OUTPUT]) if isinstance(outputs.get(AINUR_OUTPUT), Mapping) else {},
         dict(outputs[REMOTE_ACCESS_OUTPUT]) if isinstance(outputs.get(REMOTE_ACCESS_OUTPUT), Mapping) else {},
+        dnsmasq_output=outputs[DNSMASQ_OUTPUT] if isinstance(outputs.get(DNSMASQ_OUTPUT), str) else None,
     )
 
 

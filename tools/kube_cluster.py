@@ -58,7 +58,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # The label of a Node kwok leaves alone (kwok v0.8.0 --disregard-status-with-label-selector, deprecated for the Stage API
 # but still read: pkg/kwok/controllers/node_controller.go:166-179, `need`, asked at each Added, Modified and Sync event): it writes
 # none of its status and holds no lease for it, so the test posts its status as its kubelet would, Ready or not
-# (tests/upgrader/test_kubernetes.py, Kubelet).
+# (tests/upgrader/test_before_cni.py, Kubelet).
 NO_CNI = "iluvatar.test/no-cni"
 
 
@@ -592,6 +592,9 @@ class Cluster:
     ready_for_pods: bool = True
     # More kube-apiserver flags (e.g. the authentication config a test renders), after the flavor's.
     apiserver_args: tuple[str, ...] = ()
+    # More kube-controller-manager flags, after the flavor's (e.g. the node-monitor-grace-period the program gives the
+    # Ainur's k3s: plans.k3s.NODE_MONITOR_GRACE_PERIOD).
+    controller_manager_args: tuple[str, ...] = ()
     # Names the API server alone resolves, name -> address (an /etc/hosts of its own, bound over the
     # machine's in a mount namespace of its own: the issuer of a token the test makes, by its real name).
     hosts: Mapping[str, str] = field(default_factory=dict)
@@ -783,6 +786,7 @@ class Cluster:
                     f"--service-account-private-key-file={self.pki / 'sa.key'}",
                     "--leader-elect=true",
                     *flavor.controller_manager_args,
+                    *self.controller_manager_args,
                 ],
             )
             waits.append((kcm, "answering /healthz", lambda: self._probe(f"https://127.0.0.1:{kcm_port}/healthz")))

@@ -50,7 +50,7 @@ from plans.netboot.base import (
     netboot_nodes,
     service_ip,
 )
-from plans.netboot.cache import IPXE_DEBIAN_VERSION, IPXE_FILES, fetch_assets_script, fetch_ipxe_script
+from plans.netboot.cache import IPXE_DEBIAN_VERSION, IPXE_FILES, SILENT_SECONDS, clearance_script, fetch_assets_script, fetch_ipxe_script
 from plans.netboot.dnsmasq import CLIENT_ARCH, IPXE_BINARIES, PROXY_CSA, dns_records, dnsmasq_conf
 from plans.netboot.dnsmasq import _reverse_zones as _reverse_zones  # the tests read it
 from plans.netboot.ipxe import TALOS_KERNEL_ARGS, asset_dir, boot_script, kernel_line, node_script, scripts
@@ -87,6 +87,7 @@ __all__ = [
     "NGINX_IMAGE",
     "PROXY_CSA",
     "SEED_NAMESPACE",
+    "SILENT_SECONDS",
     "TALOS_KERNEL_ARGS",
     "TFTP_ROOT",
     "WINDOW_POLL_SECONDS",
@@ -95,6 +96,7 @@ __all__ = [
     "base_url",
     "boot_script",
     "cache_pod",
+    "clearance_script",
     "config_digest",
     "config_macs",
     "config_nodes",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from plans.netboot.base import HOST_CACHE
+from plans.k3s import KUBECTL
+from plans.netboot.base import HOST_CACHE, NAMESPACE
 from plans.netboot.debs import files as debs_files
 from stacks import pins
 
@@ -81,3 +82,68 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
         f"{renames}\n"
         "fi\n"
     )
+
+
+# How long a Pi's Node must have been silent (Ready Unknown, since its condition's lastTransitionTime) before the
+# clearance takes its pods off the API (review 41-15 M4): past a k3s restart of that Pi in the same `up` (its join
+# waits for it, one Pi at a time) or a brief partition, after which its kubelet would find its pod gone and a new one
+# made beside the old one it is still stopping.
+SILENT_SECONDS = 120
+
+
+def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
+    """On the first valar, before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
+    pods that a Pi the control plane has not heard from for `silent_seconds` would otherwise hold for ever.
+
+    Why (review 41-12 H1): the cache DaemonSet rolls with maxUnavailable 1, its default (Kubernetes v1.35.1
+    pkg/apis/apps/v1/defaults.go:75-93), and a Pi whose kubelet stopped reporting (its Node's Ready Unknown: the node
+    lifecycle controller's mark) keeps its old pod: deleted by the roll, it stays Terminating for ever, since no kubelet
+    confirms it and PodGC removes such pods only on a Node tainted out-of-service (pkg/controller/podgc/
+    gc_controller.go:148-166). A node with neither an old nor a new pod counts as unavailable (pkg/controller/daemon/
+    update.go:82-84), so no live Pi's pod is ever replaced (:119-126), pulumi-kubernetes's wait for the DaemonSet fails,
+    and everything after it in `up` is skipped (kubernetes/kubernetes#117204). A cache pod removed from the API leaves
+    its node out of the roll's count; the DaemonSet makes no new one there while the Node is tainted
+    unreachable:NoSchedule (the pod tolerates NoExecute only: plans.netboot.pods.cache_pod), and makes it when the Pi is
+    back. The cache pod serves nothing (the netboot pod reads the Pi's cache folders).
+
+    And (review 41-15 H1): the netboot pod on a Pi that died was evicted 5 s later and runs again on another Pi, but its
+    old record stays Terminating. A change of its template then makes the Deployment's Recreate scale the old ReplicaSet
+    to 0, which stops the running replacement, and wait for every old pod to be gone before it makes the new one
+    (pkg/controller/deployment/recreate.go:38-51,99-125): the LAN would keep no DHCP, DNS or TFTP until the dead Pi came
+    back. Only such a record, already Terminating, is removed: what runs does not change, since its replacement already
+    runs and the dead Pi's kubelet, if it lives, is not told either way until it reconnects."""
+    kubectl = f"sudo {KUBECTL}"
+    return f"""set -eu
+# iluvatar: before netboot-cache's roll and the netboot pod's replacement, the pods a silent Pi would hold them with leave (plans.netboot.cache).
+if ! pods=$({kubectl} -n {NAMESPACE} get pods -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.nodeName}} {{.metadata.labels.app\\.kubernetes\\.io/name}} {{.metadata.deletionTimestamp}}{{"\\n"}}{{end}}'); then
+  echo "iluvatar: the netboot pods cannot be listed, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl -n {NAMESPACE} get pods -o wide" >&2
+  exit 1
+fi
+if ! nodes=$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.status.conditions[?(@.type=="Ready")].status}} {{.status.conditions[?(@.type=="Ready")].lastTransitionTime}}{{"\\n"}}{{end}}'); then
+  echo "iluvatar: the Nodes cannot be read, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl get nodes" >&2
+  exit 1
+fi
+now=$(date +%s)
+silent() {{
+  # The node's Ready has been Unknown for {silent_seconds} s or more.
+  set -- $(printf '%s\\n' "$nodes" | awk -v n="$1" '$1 == n {{print $2, $3}}')
+  [ "${{1:-}}" = Unknown ] && [ -n "${{2:-}}" ] || return 1
+  since=$(date -d "$2" +%s) || return 1
+  [ $(( now - since )) -ge {silent_seconds} ]
+}}
+printf '%s\\n' "$pods" | while read -r pod node app deleting; do
+  [ -n "$pod" ] && [ -n "$node" ] || continue
+  case "$app" in
+    netboot-cache) why="its netboot-cache pod $pod would hold the cache's roll on every other Pi; it is removed, and $node's cache refills when it is back" ;;
+    netboot) [ -n "${{deleting:-}}" ] || continue
+      why="its netboot pod $pod, evicted and running again on another Pi, is still Terminating there and would keep the netboot pod's next replacement from starting (the LAN's DHCP, DNS and TFTP); its record is removed" ;;
+    *) continue ;;
+  esac
+  silent "$node" || continue
+  echo "iluvatar: $node has not been heard from for {silent_seconds} s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so $why" >&2
+  {kubectl} -n {NAMESPACE} delete pod "$pod" --force --grace-period=0 --wait=false >&2 || {{
+    echo "iluvatar: the pod $pod on $node could not be removed; remove it by hand: sudo k3s kubectl -n {NAMESPACE} delete pod $pod --force --grace-period=0" >&2
+    exit 1
+  }}
+done
+"""

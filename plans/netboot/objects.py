@@ -42,6 +42,14 @@ def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+# Review 41-12 H2 (41-9 L1): up to 8b689d2 the cache's `ipxe` step swapped the whole TFTP folder, which the netboot pod's
+# dnsmasq holds through its hostPath bind mount, so a dnsmasq started before a swap served a deleted, empty folder. The
+# step renames each binary inside the folder now (plans.netboot.cache.fetch_ipxe_script), and a dnsmasq started since
+# never loses it: this mark, new in the template, starts the netboot pod once more on a homelab deployed before, which
+# heals one that was hit. A constant: later iPXE bumps leave the netboot pod (and the LAN's DHCP and DNS) alone.
+TFTP_LAYOUT = {"iluvatar/tftp-layout": "binaries-renamed-in-place"}
+
+
 def manifests(
     stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = (), legacy_roots: bool = True
 ) -> list[dict[str, Any]]:
@@ -105,7 +113,7 @@ def manifests(
             "netboot",
             labels,
             netboot_spec,
-            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records)},
+            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records), **TFTP_LAYOUT},
         ),
         {
             "apiVersion": "v1",

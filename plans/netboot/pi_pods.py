@@ -24,17 +24,18 @@ Where each runs, and why:
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from plans import storage
+from plans import k3s, storage
 from plans.netboot.base import HOST_CACHE, NAMESPACE, TFTP_ROOT, service_ip
 from plans.netboot.debs import fetch_script, install_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
 from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
 from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
-from stacks import pins
+from stacks import day2, pins
 from stacks.model import Node, StackConfig
 
 # NFS-Ganesha as the tests run it: Debian 12's 4.3-2 with its VFS backend (tests/netns/test_pi_nfs.py), in Debian 12's
@@ -419,10 +420,130 @@ def root_volume_spec(stack: StackConfig, legacy: bool = False) -> dict[str, Any]
     return {"numberOfReplicas": storage.pi_root_replicas(stack), "nodeSelector": [storage.PI_ROOT_TAG]}
 
 
-# Not waited on (review 41-10 H1, which undid review 41-6 M4's wait): Longhorn's condition Scheduled is True only while a
-# volume's replicas number exactly its count (longhorn-manager v1.10.1 controller/volume_controller.go:1810-1812), and
-# an attached volume that holds more (a count lowered by the patch: a card Pi retired, the first version's volume) keeps
-# them, so a wait on it failed every later `up`. pi-nfs still follows the patches, but is not held for the placement.
+# The patches are not waited on (review 41-10 H1, which undid review 41-6 M4's first wait): Longhorn's condition Scheduled
+# is True only while a volume's replicas number exactly its count (longhorn-manager v1.10.1
+# controller/volume_controller.go:1810-1812), and an attached volume that holds more (a count lowered by the patch: a card
+# Pi retired, the first version's volume) keeps them, so a wait on it failed every later `up`. A new volume is waited on
+# instead, once, by placed_wait_script: not attached yet, so :1816-1835 applies.
+
+
+# How long `up` waits, once, for Longhorn to place a new root volume's copies before pi-nfs moves onto it (review 41-6
+# M4): Longhorn places a new volume's replicas within seconds when a tagged Pi has room, and retries a failed one every
+# 30 s (longhorn-manager v1.10.1 controller/volume_controller.go:1800, enqueueVolumeAfter), so ten minutes is ample.
+PLACED_TIMEOUT = "10m"
+PLACED_SECONDS = 600
+
+# What the placement wait reads of a Longhorn Volume (stdin: its JSON; longhorn-manager v1.10.1
+# k8s/pkg/apis/longhorn/v1beta2/volume.go:125, the condition type "Scheduled" in status.conditions): exit 0 once its
+# Scheduled condition is True, which reconcileVolumeCondition sets when every replica of a volume not attached has a
+# node, or, with degraded availability allowed (the default), when one has (controller/volume_controller.go:1810-1835);
+# else print why (its reason and message, as :1850-1857 writes them) and exit 1.
+SCHEDULED_SCRIPT = r"""
+import json, sys
+volume = json.load(sys.stdin)
+conditions = {c.get("type"): c for c in (volume.get("status") or {}).get("conditions") or []}
+got = conditions.get("Scheduled")
+if got is not None and got.get("status") == "True":
+    sys.exit(0)
+if got is None:
+    print("Longhorn has not reported its condition Scheduled yet")
+else:
+    print(f"its condition Scheduled is {got.get('status')} ({got.get('reason') or 'no reason'}: {got.get('message') or 'no message'})")
+sys.exit(1)
+"""
+
+# The card Pis meant to hold the roots' copies whose Longhorn Node lacks the tag (stdin: the Longhorn Nodes' JSON; argv:
+# the tag and those Pis; node.go:107, spec.tags), each with the command that tags it, keeping its other tags: Longhorn
+# copies the default-node-tags annotation into a Node only while it has no tag at all (kubernetes_node_controller.go:336).
+UNTAGGED_SCRIPT = r"""
+import json, sys
+tag, pis = sys.argv[1], sys.argv[2:]
+nodes = {n["metadata"]["name"]: n for n in json.load(sys.stdin).get("items") or []}
+out = []
+for pi in pis:
+    if pi not in nodes:
+        out.append(f"{pi} has no Longhorn node yet (is longhorn-manager running on it?)")
+        continue
+    tags = (nodes[pi].get("spec") or {}).get("tags") or []
+    if tag not in tags:
+        patch = json.dumps({"spec": {"tags": [*tags, tag]}}, separators=(",", ":"))
+        out.append(f"{pi} is not tagged {tag} (its tags: {tags or 'none'}); tag it with: sudo k3s kubectl -n longhorn-system patch nodes.longhorn.io {pi} --type merge -p '{patch}'")
+print("; ".join(out) if out else f"every Pi meant to hold a copy ({', '.join(pis)}) is tagged {tag}: look for a full or unschedulable disk")
+"""
+
+
+# The netbooting Pis whose Longhorn Node still carries the tag (stdin: the Longhorn Nodes' JSON; argv: the tag and those
+# Pis), each with the command that removes it and keeps the others (review 41-6 L2): Longhorn adds tags from the
+# annotation and never removes one (kubernetes_node_controller.go:335-352), so a card Pi turned netbooting keeps it, and
+# new copies of a root could land on a maia's disk. Prints nothing when none does.
+TAGGED_MAIAR_SCRIPT = r"""
+import json, sys
+tag, pis = sys.argv[1], sys.argv[2:]
+nodes = {n["metadata"]["name"]: n for n in json.load(sys.stdin).get("items") or []}
+for pi in pis:
+    tags = ((nodes.get(pi) or {}).get("spec") or {}).get("tags") or []
+    if tag in tags:
+        patch = json.dumps({"spec": {"tags": [t for t in tags if t != tag]}}, separators=(",", ":"))
+        print(f"iluvatar: WARNING: {pi} netboots and its Longhorn node is still tagged {tag}, so copies of the roots may land on its disk; remove the tag with: sudo k3s kubectl -n longhorn-system patch nodes.longhorn.io {pi} --type merge -p '{patch}' (docs/layers/ainur.md)")
+"""
+
+
+def placed_wait_script(stack: StackConfig, node: Node, timeout: int = PLACED_SECONDS) -> str:
+    """On the first valar, once, when a netbooting Pi's roots' claim is new (review 41-6 M4): wait until Longhorn reports
+    its Volume's condition Scheduled True, before pi-nfs is replaced to mount it; the running pi-nfs keeps serving every
+    maia meanwhile (its Recreate stops it only then). A claim the running pi-nfs already mounts is no new volume and is
+    not waited on (a failover with a dead card Pi leaves a replica missing, Scheduled False, and `up` must not stall
+    then); nor is the first version's volume (review 41-10 H1: its Scheduled may stay False for good). On timeout it
+    names the claim, its volume, Longhorn's reason, and each card Pi with a data disk whose Longhorn Node is not tagged
+    `pi-root`, with the command that tags it."""
+    claim = root_claim(node)
+    kubectl = f"sudo {k3s.KUBECTL}"
+    ns = storage.LONGHORN_NAMESPACE
+    holders = " ".join(n.name for n in storage.pi_root_pis(stack))
+    maiar = " ".join(n.name for n in netboot_pis(stack))
+    look = f"sudo k3s kubectl -n {ns} get volumes.longhorn.io,replicas.longhorn.io,nodes.longhorn.io -o wide"
+    what = f"Longhorn to place the copies of {claim}'s volume (its condition Scheduled True) on Pis tagged {storage.PI_ROOT_TAG}, before pi-nfs moves onto it"
+    return f"""set -eu
+# iluvatar: once, before pi-nfs moves onto {claim}: Longhorn has placed its volume's copies (plans.netboot.pi_pods).
+volume=""
+errors=$(mktemp)
+placed() {{
+  # kubectl's warnings kept apart from what is read (review 41-3 L4).
+  mounted=$({kubectl} -n {NAMESPACE} get deployment pi-nfs --ignore-not-found -o jsonpath='{{.spec.template.spec.volumes[*].persistentVolumeClaim.claimName}}' 2>"$errors") || {{ why="pi-nfs cannot be read: $(cat "$errors")"; return 1; }}
+  case " $mounted " in *" {claim} "*) said="{claim} is served by the running pi-nfs already: no new volume to wait for"; return 0 ;; esac
+  volume=$({kubectl} -n {NAMESPACE} get pvc {claim} -o jsonpath='{{.spec.volumeName}}' 2>"$errors") || {{ why="{claim} cannot be read: $(cat "$errors")"; return 1; }}
+  [ -n "$volume" ] || {{ why="{claim} is not bound to a volume yet"; return 1; }}
+  got=$({kubectl} -n {ns} get volumes.longhorn.io "$volume" -o json 2>"$errors") || {{ why="Longhorn's volume $volume cannot be read: $(cat "$errors")"; return 1; }}
+  why=$(printf '%s' "$got" | python3 -c {shlex.quote(SCHEDULED_SCRIPT)} 2>&1) || return 1
+  said="Longhorn placed the copies of {claim}'s volume $volume"
+}}
+end=$(( $(date +%s) + {timeout} ))
+until placed; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    nodes=$({kubectl} -n {ns} get nodes.longhorn.io -o json 2>"$errors") || nodes='{{"items": []}}'
+    untagged=$(printf '%s' "$nodes" | python3 -c {shlex.quote(UNTAGGED_SCRIPT)} {storage.PI_ROOT_TAG} {holders} 2>&1) || untagged="the Longhorn nodes cannot be read"
+    echo "iluvatar: $(hostname): waited {timeout} s for {what}: {claim}'s volume ${{volume:-(none yet)}}: $why; $untagged; pi-nfs still serves every maia from its old volumes; look with: {look}" >&2
+    exit 1
+  fi
+  sleep {k3s.GATE_POLL_SECONDS}
+done
+echo "iluvatar: $said" >&2
+# A new volume's copies were just placed: none of them on a netbooting Pi still tagged (review 41-6 L2)?
+if nodes=$({kubectl} -n {ns} get nodes.longhorn.io -o json 2>"$errors"); then
+  printf '%s' "$nodes" | python3 -c {shlex.quote(TAGGED_MAIAR_SCRIPT)} {storage.PI_ROOT_TAG} {maiar} >&2 || true
+fi
+rm -f "$errors"
+"""
+
+
+def placed_wait_message(stack: StackConfig) -> str:
+    """What `pulumi preview` and `up` say of the placement waits (review 41-6 M4)."""
+    claims = ", ".join(root_claim(n) for n in netboot_pis(stack))
+    return (
+        f"each new root volume ({claims}) is waited on once, up to {PLACED_SECONDS // 60} minutes, until Longhorn has "
+        f"placed its copies on Pis tagged {storage.PI_ROOT_TAG}, before pi-nfs moves onto it; a volume the running pi-nfs "
+        "already serves is not waited on"
+    )
 
 
 def single_copy_warning(stack: StackConfig) -> str | None:
@@ -452,14 +573,18 @@ def legacy_replicas_note() -> str:
     )
 
 
-def keeps_legacy_claim(previous: Mapping[str, Any]) -> bool:
+def keeps_legacy_claim(previous: Mapping[str, Any], dnsmasq_conf: Any = None) -> bool:
     """Whether the first version's `pi-roots` claim is the program's (review 41-6 H1), from the last deployment's output
-    `ainur` (plans.rollout.ainur_state): what that deployment said (`legacyRoots`), or, from a version that did not say,
-    whether it ran a netbooting Pi (a node with an `image`), whose roots that claim holds. Never on a new homelab, so a
-    new one carries no volume whose replicas could sit anywhere, and a Pi's root never depends on one."""
+    `ainur` (plans.rollout.ainur_state) and its `dnsmasqConf`: what that deployment said (`legacyRoots`), or, from a
+    version that did not say, whether it ran a netbooting Pi (stacks.day2.netbooted_before: a node with an `image`, or,
+    from the first netboot version, 66ca479, whose nodes had none, a Pi its dnsmasq config tagged `rpiboot`), whose
+    roots that claim holds (review 41-10 M1). Where the outputs cannot tell, kept: a retained claim kept costs nothing,
+    a dropped one loses every root. Never on a new homelab, so a new one carries no volume whose replicas could sit
+    anywhere, and a Pi's root never depends on one."""
     if "legacyRoots" in previous:
         return bool(previous["legacyRoots"])
-    return any("image" in node for node in (previous.get("nodes") or {}).values())
+    before = day2.netbooted_before(previous, dnsmasq_conf)
+    return before is None or bool(before)
 
 
 def manifests(stack: StackConfig, legacy: bool = True) -> list[dict[str, Any]]:
@@ -506,6 +631,8 @@ __all__ = [
     "nfs_digest",
     "nfs_pod",
     "pi_config",
+    "placed_wait_message",
+    "placed_wait_script",
     "project",
     "root_claim",
     "root_claim_manifest",

@@ -152,9 +152,10 @@ def cache_pod() -> dict[str, Any]:
         # Every NoExecute taint, so a pod stays on a Pi the control plane cannot reach, but no NoSchedule one: a dead Pi
         # (tainted unreachable:NoSchedule by the node lifecycle controller) is then not one the DaemonSet must run on
         # (Kubernetes v1.33 node_lifecycle_controller.go:87-90 and doNoScheduleTaintingPass, 527; daemon_controller.go
-        # NodeShouldRunDaemonPod, 1321-1326, and the status it counts, 1167-1172), so a change of
-        # the cache (a Talos upgrade's new assets) rolls out on the Pis that answer, and pulumi-kubernetes's wait for
-        # the DaemonSet (desired == available, kstatus) ends, instead of waiting its 10 minutes on the dead Pi and failing.
+        # NodeShouldRunDaemonPod, 1321-1326, and the status it counts, 1167-1172). That alone does not let a change of
+        # the cache roll past a dead Pi: its old pod, deleted by the roll, stays Terminating and holds the roll's one
+        # unavailable Pi for ever (review 41-12 H1; daemon/update.go:82-84,119-126). The clearance step before the roll
+        # removes it (plans.netboot.cache.clearance_script), so the roll and pulumi-kubernetes's wait end on the Pis that answer.
         "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
         "initContainers": [
             _sh("ipxe", DEBIAN_IMAGE, "fetch-ipxe.sh", [etc, cache]),

@@ -126,7 +126,8 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     netboot = regs["netboot"]
     assert netboot.type == "iluvatar:ainur:Netboot"
     assert sorted(r.name for r in homelab.children(netboot)) == [
-        "netboot-clusterrole-iluvatar-kube-vip", "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
+        "netboot-clearance", "netboot-clusterrole-iluvatar-kube-vip",
+        "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-command", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
         "netboot-deployment-netboot", "netboot-namespace-argocd", "netboot-namespace-netboot",
         "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
@@ -326,7 +327,7 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # (With logs and the restore drill: 29 more of each, everything of both depending on the Ainur or Arda: the
     # pipeline's monitors and vmalert's Service (4), the drill's tools claim and its storage gate.)
     # (The Ainur's ca-hash step and each maia's agent-token Secret, plans.agent_token: 3 more, of 7 more.)
-    assert (len(removed), len(state)) == (229, 309)
+    assert (len(removed), len(state)) == (230, 311)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -441,6 +442,39 @@ def test_the_first_versions_volume_stays_only_where_the_last_deployment_had_it(u
     assert {"name": "LEGACY", "value": "/legacy-roots"} in spec["containers"][0]["env"]
 
 
+FIRST_NETBOOT = Path(__file__).parents[1] / "fixtures" / "outputs-66ca479"
+
+
+def test_a_homelab_last_deployed_by_the_first_netboot_version_keeps_its_roots_volume(tmp_path: Path) -> None:
+    """Review 41-10 M1: the first netboot version (66ca479) exported `ainur` with nodes {mac, ip, role, config}, no
+    `image` and no `legacyRoots`, while its single `pi-roots` claim held every maia's root. The fixture is what 66ca479's
+    own ainur_state and dnsmasq_conf wrote for this homelab with ilmarë netbooting. The next `up` keeps that claim, pi-nfs
+    mounts it, and the state says so; from the same version's outputs for the homelab without a netbooting Pi, none."""
+    ainur = json.loads((FIRST_NETBOOT / "netbooting-ainur.json").read_text())
+    assert set(ainur) == {"k3sVersion", "order", "nodes", "commands"}
+    assert all(set(n) == {"mac", "ip", "role", "config"} for n in ainur["nodes"].values())
+    conf = (FIRST_NETBOOT / "netbooting-dnsmasq.conf").read_text()
+    doc = edit(homelab_doc(), NETBOOTING)
+    (tmp_path / "kept").mkdir()
+    # The k3s it ran as this stack's (the homelab's pin moved on since 66ca479; the k3s rule is another test's).
+    k3s_now = doc["config"]["iluvatar:ainur"]["k3sVersion"]
+    ainur["k3sVersion"] = k3s_now
+    (tmp_path / "card").mkdir()
+    kept = simulate(read_stack_file(write_stack(tmp_path / "kept", doc, stack="homelab")), previous={"ainur": ainur, "dnsmasqConf": conf})
+    regs = kept.named()
+    legacy = regs["netboot-persistentvolumeclaim-pi-roots"]
+    assert (legacy.retain_on_delete, tuple(legacy.ignore_changes)) == (True, ("spec",)) and kept.outputs["ainur"]["legacyRoots"] is True
+    assert legacy.urn in regs["netboot-deployment-pi-nfs"].dependencies
+    spec = regs["netboot-deployment-pi-nfs"].inputs["spec"]["template"]["spec"]
+    assert {"name": "legacy-roots", "persistentVolumeClaim": {"claimName": "pi-roots"}} in spec["volumes"]
+    card = {
+        "ainur": {**json.loads((FIRST_NETBOOT / "card-ainur.json").read_text()), "k3sVersion": k3s_now},
+        "dnsmasqConf": (FIRST_NETBOOT / "card-dnsmasq.conf").read_text(),
+    }
+    fresh = simulate(read_stack_file(write_stack(tmp_path / "card", doc, stack="homelab")), previous=card)
+    assert "netboot-persistentvolumeclaim-pi-roots" not in fresh.named() and fresh.outputs["ainur"]["legacyRoots"] is False
+
+
 def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the_server_moves(netbooting: Simulation, upgraded: Simulation) -> None:
     """Review 41-6 H1, H2: Longhorn reads its class's count and selector only when it makes a volume, so each claim's
     Volume (named after the claim's bound PV) is patched, at every `up`, to one copy per tagged card Pi and the pi-root
@@ -463,6 +497,23 @@ def test_each_roots_longhorn_volume_is_patched_to_the_programs_copies_before_the
         want = {"nodeSelector": ["pi-root"]} if claim == "pi-roots" else {"numberOfReplicas": 2, "nodeSelector": ["pi-root"]}
         assert patch.inputs["spec"] == want
         assert patch.retain_on_delete and bound.urn in patch.dependencies and patch.urn in nfs.dependencies
+
+
+def test_pi_nfs_moves_onto_a_new_root_volume_only_after_a_one_time_wait_for_its_placement(netbooting: Simulation, upgraded: Simulation) -> None:
+    """Review 41-6 M4: per Pi's root volume on Longhorn, a wait on the first valar (pi_pods.placed_wait_script) after
+    its Volume's patch and before pi-nfs, bounded (the engine's a little over the script's), run once: its script is
+    ignored afterwards, so no later `up` runs it again. Never one for the first version's volume (review 41-10 H1)."""
+
+    for regs in (netbooting.named(), upgraded.named()):
+        wait = regs["netboot-placed-pi-root-ilmare"]
+        assert wait.type == "command:remote:Command"
+        assert wait.inputs["connection"].value["host"] == "192.168.0.11"  # manwe, the first valar (its SSH key: secret)
+        assert "Longhorn to place the copies of pi-root-ilmare's volume" in wait.inputs["create"]
+        assert "update" not in wait.inputs and "delete" not in wait.inputs
+        assert tuple(wait.ignore_changes) == ("create",) and wait.custom_timeouts["create"] == "15m"
+        assert regs["netboot-volume-pi-root-ilmare"].urn in wait.dependencies
+        assert wait.urn in regs["netboot-deployment-pi-nfs"].dependencies
+        assert not any(name.startswith("netboot-placed-") and name != "netboot-placed-pi-root-ilmare" for name in regs)
 
 
 def test_a_netbooting_maias_gates_and_uncordon_follow_every_run_of_its_drain_pointer_and_reboot(netbooting: Simulation) -> None:

@@ -29,7 +29,14 @@ SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
-NETBOOT_AGGREGATES = ["netboot-configmap-ipxe", "netboot-configmap-netboot", "netboot-deployment-netboot", "netboot-secret-talos-configs"]
+# The netboot pod's template carries its config's digest, so the clearance before its replacement runs again too.
+NETBOOT_AGGREGATES = [
+    "netboot-clearance",
+    "netboot-configmap-ipxe",
+    "netboot-configmap-netboot",
+    "netboot-deployment-netboot",
+    "netboot-secret-talos-configs",
+]
 # The gates that wait for every machine list them all.
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
@@ -162,6 +169,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:data-ainur": "ainur-kubernetes",
         "random:data": "data-random",
         "command:data": "arda-command",
+        "command:netboot": "netboot-command",
     }
     checked = 0
     for r in homelab.registrations:
@@ -194,9 +202,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
     # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
-    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor).
+    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor). Netboot's clearance before its cache's roll 1.
     # Each maia's own join token (its id, its secret, its Secret: 2 maiar) and the Ainur's ca-hash step: 7 more.
-    assert checked == 256
+    assert checked == 257
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +141,33 @@ def test_the_crd_schemas_go_through_the_sdk_as_references_and_are_recorded_as_it
     assert _recorded(by_reference) == _recorded(handed_whole)
     assert repr(by_reference.outputs) == repr(handed_whole.outputs)
     assert by_reference.component_outputs == handed_whole.component_outputs
+
+
+def _schemas(crds: list[dict[str, Any]]) -> list[Any]:
+    return [v["schema"] for crd in crds for v in crd["spec"]["versions"]]
+
+
+def test_each_crds_call_in_a_run_gets_a_copy_of_its_own_and_each_reference_maps_back_to_its_schema() -> None:
+    # The references are made once per process (_crds_by_reference); what each call hands the program is still its own.
+    schemas: dict[str, str] = {}
+    with simulate_module._crd_schemas_by_reference(schemas):
+        first = monitoring.crds()
+        first[0]["metadata"]["name"] = "changed by the caller"
+        first[0]["spec"]["versions"].clear()
+        second = monitoring.crds()
+    plan = monitoring.crds()
+    assert [c["metadata"]["name"] for c in second] == [c["metadata"]["name"] for c in plan]
+    assert [json.loads(schemas[reference]) for reference in _schemas(second)] == _schemas(plan)
+    assert len(set(_schemas(second))) == len(_schemas(plan)) == 10
+
+
+def test_a_stand_in_for_the_plans_crds_is_taken_as_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = monitoring.crds()
+    narrowed = copy.deepcopy(plan[:1])
+    narrowed[0]["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": {"type": "object"}}
+    monkeypatch.setattr(monitoring, "crds", lambda: copy.deepcopy(narrowed))
+    schemas: dict[str, str] = {}
+    with simulate_module._crd_schemas_by_reference(schemas):
+        found = monitoring.crds()
+    assert [json.loads(schemas[reference]) for reference in _schemas(found)] == [{"openAPIV3Schema": {"type": "object"}}]
+    assert [c["metadata"]["name"] for c in found] == [plan[0]["metadata"]["name"]]

@@ -5,6 +5,9 @@ program writes them, then the pods scheduled."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from plans import storage
 from stacks.load import read_stack_file
 from tests.edit import edit, homelab_doc, write_stack
 from tests.kube.deploy import deployed
-from tools import kube_program
+from tools import gotools, kube_program
+from tools.kube_cluster import Cluster
 
 pytestmark = pytest.mark.kube
 
@@ -64,3 +68,124 @@ def test_each_pis_roots_volume_is_admitted_on_the_class_whose_replicas_only_the_
         # The NFS server's pod, with every Pi's volume, admitted and scheduled on the card Pi.
         nfs = deployment.workload("ainur", "Deployment netboot/pi-nfs")
         assert nfs.problems == [] and nfs.nodes == ["manwe"], nfs.problems
+
+
+# Longhorn's Volume and Node kinds as far as the placement wait reads them: CRDs of this test's own, every field kept
+# (Longhorn's own CRDs are in no module the proxy serves: kube_program.UNRENDERABLE), status a subresource as Longhorn's
+# CRDs declare it (longhorn-manager v1.10.1 k8s/crds.yaml). What is real here: the API server and kubectl v0.35.1, as
+# `k3s kubectl` embeds it, answering the script's reads and the tag command it prints.
+def _longhorn_crd(kind: str, plural: str) -> dict[str, object]:
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.longhorn.io"},
+        "spec": {
+            "group": "longhorn.io",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [{"name": "v1beta2", "served": True, "storage": True, "schema": schema, "subresources": {"status": {}}}],
+        },
+    }
+
+
+STANDIN_SUDO = '#!/bin/sh\nexec "$@"\n'
+# `k3s kubectl` as the Pi runs it: the real kubectl, the cluster's admin kubeconfig (tests/netns/pis.py's stand-in k3s).
+STANDIN_K3S = '#!/bin/sh\n[ "$1" = kubectl ] || exit 2\nshift\nexec __KCP__ kubectl "$@"\n'
+
+
+def test_the_placement_wait_reads_the_real_api_server_and_the_tag_command_it_prints_works(kube_k3s: Cluster, tmp_path: Path) -> None:
+    """Review 41-6 M4, against the real API server and kubectl: the wait fails on a Volume whose Scheduled is False,
+    naming manwe's missing tag and the command that adds it; that command, run as printed, tags manwe and keeps its
+    other tag; a Volume reported Scheduled True passes; a claim the running pi-nfs mounts is not waited on."""
+    from plans.netboot import pi_pods
+    from tests.plans.test_netboot_pis import netbooting, node
+
+    client = kube_k3s.client
+    for crd in (_longhorn_crd("Volume", "volumes"), _longhorn_crd("Node", "nodes")):
+        client.create(crd)
+    for ns in ("netboot", "longhorn-system"):
+        client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "sudo").write_text(STANDIN_SUDO)
+    (bin_ / "k3s").write_text(STANDIN_K3S.replace("__KCP__", str(gotools.build("kube-control-plane"))))
+    for name in ("sudo", "k3s"):
+        (bin_ / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "KUBECONFIG": str(kube_k3s.kubeconfig), "KUBECACHEDIR": str(tmp_path / "cache")}
+    stack = netbooting()
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    def volume_status(status: str, reason: str = "", message: str = "") -> None:
+        condition = {"type": "Scheduled", "status": status, "reason": reason, "message": message}
+        client.merge_patch(volume, {"status": {"conditions": [condition]}}, subresource="status")
+
+    # The CRDs established: each kind answers a list.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if run("sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,nodes.longhorn.io -o name").returncode == 0:
+            break
+        time.sleep(0.5)
+    client.create(
+        {
+            "apiVersion": "longhorn.io/v1beta2",
+            "kind": "Node",
+            "metadata": {"name": "manwe", "namespace": "longhorn-system"},
+            "spec": {"tags": ["ssd"]},
+        }
+    )
+    volume = client.create(
+        {
+            "apiVersion": "longhorn.io/v1beta2",
+            "kind": "Volume",
+            "metadata": {"name": "pvc-1", "namespace": "longhorn-system"},
+            "spec": {"numberOfReplicas": 1},
+        }
+    )
+    claim = {"accessModes": ["ReadWriteOnce"], "storageClassName": "pi-roots", "volumeName": "pvc-1", "resources": {"requests": {"storage": "20Gi"}}}
+    client.create(
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pi-root-ilmare", "namespace": "netboot"}, "spec": claim}
+    )
+
+    def pi_nfs(claims: list[str]) -> dict[str, object]:
+        volumes = [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]
+        pod = {"containers": [{"name": "nfs", "image": "debian:bookworm"}], "volumes": volumes}
+        labels = {"app": "pi-nfs"}
+        spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod}}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pi-nfs", "namespace": "netboot"}, "spec": spec}
+
+    client.apply(pi_nfs(["pi-root-eonwe"]), field_manager="test")
+    volume_status("False", "ReplicaSchedulingFailure", "precheck new replica failed")
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=0))
+    assert got.returncode == 1, got.stderr
+    assert (
+        "pi-root-ilmare's volume pvc-1: its condition Scheduled is False (ReplicaSchedulingFailure: precheck new replica failed); "
+        "manwe is not tagged pi-root (its tags: ['ssd']); tag it with: "
+    ) in got.stderr, got.stderr
+    tag = got.stderr.split("tag it with: ", 1)[1].split("; pi-nfs still serves", 1)[0]
+    assert run(tag).returncode == 0
+    manwe = client.get("longhorn.io/v1beta2", "Node", "manwe", "longhorn-system")
+    assert manwe is not None and manwe["spec"]["tags"] == ["ssd", "pi-root"]
+    volume_status("True")
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=30))
+    assert (got.returncode, got.stderr) == (0, "iluvatar: Longhorn placed the copies of pi-root-ilmare's volume pvc-1\n"), got.stderr
+    # Review 41-6 L2: a netbooting Pi still tagged is named, and the command printed removes the tag alone.
+    client.create(
+        {
+            "apiVersion": "longhorn.io/v1beta2",
+            "kind": "Node",
+            "metadata": {"name": "eonwe", "namespace": "longhorn-system"},
+            "spec": {"tags": ["pi-root", "ssd"]},
+        }
+    )
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=30))
+    assert got.returncode == 0 and "iluvatar: WARNING: eonwe netboots and its Longhorn node is still tagged pi-root" in got.stderr, got.stderr
+    assert run(got.stderr.split("remove the tag with: ", 1)[1].split(" (docs/", 1)[0]).returncode == 0
+    eonwe = client.get("longhorn.io/v1beta2", "Node", "eonwe", "longhorn-system")
+    assert eonwe is not None and eonwe["spec"]["tags"] == ["ssd"]
+    client.apply(pi_nfs(["pi-root-eonwe", "pi-root-ilmare"]), field_manager="test")
+    volume_status("False", "ReplicaSchedulingFailure")
+    got = run(pi_pods.placed_wait_script(stack, node(stack, "ilmare"), timeout=0))
+    assert (got.returncode, got.stderr) == (0, "iluvatar: pi-root-ilmare is served by the running pi-nfs already: no new volume to wait for\n")

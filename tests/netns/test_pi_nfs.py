@@ -781,6 +781,34 @@ def test_a_failover_to_a_pi_without_a_pis_image_removes_and_switches_no_root_and
         server.start()
 
 
+def test_lost_and_found_on_a_pis_volume_is_no_root_and_is_kept(served: tuple[Lan, Server]) -> None:
+    """Review 41-6 L1: each Pi's Longhorn volume is a fresh ext4 with lost+found at its top (mounted at ROOTS/<pi>), where
+    e2fsck puts what it recovers. The serve script took it for a root of an image that is gone and removed it, with
+    what it held, and gave it an export slot first. Now it is no root: kept as it was, given no slot, named in no log
+    line, and the Pis' roots are exported with the ids they had."""
+    net, server = served
+    roots = server.root.parent / "roots"
+    ids = exports_of(server.conf)
+    server.stop()
+    for pi in ("eonwe", "ilmare"):
+        (roots / pi / "lost+found").mkdir()
+        (roots / pi / "lost+found" / "#4017").write_text(f"what e2fsck found on {pi}'s volume\n")
+    try:
+        server.start()
+        log = (server.root / "ganesha.log").read_text()
+        assert "lost+found" not in log, log[-3000:]
+        for pi in ("eonwe", "ilmare"):
+            assert (roots / pi / "lost+found" / "#4017").read_text() == f"what e2fsck found on {pi}'s volume\n"
+            assert not (roots / pi / "lost+found" / "slot").exists()
+        assert exports_of(server.conf) == ids
+        assert nfs_cat(net, ILMARE_IP, "/etc/iluvatar/pi-image").stdout == f"{IMAGE}\n"
+    finally:
+        server.stop()
+        for pi in ("eonwe", "ilmare"):
+            shutil.rmtree(roots / pi / "lost+found", ignore_errors=True)
+        server.start()
+
+
 def test_the_roots_on_the_first_versions_single_volume_are_served_where_they_are_with_the_same_handles(
     served: tuple[Lan, Server], tmp_path: Path
 ) -> None:

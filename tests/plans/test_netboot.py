@@ -10,6 +10,7 @@ import http.server
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -1193,3 +1194,118 @@ def test_extra_records_under_either_zone_keep_their_name() -> None:
     records = dict(netboot.dns_records(stack, extra))
     assert (records["www.example.com"], records["grafana.iluvatar.home.arpa"]) == (IPv4Address("192.168.0.239"), IPv4Address("192.168.0.238"))
     assert not any(name.endswith((".example.com.iluvatar.home.arpa", ".")) for name in records)
+
+
+# The clearance before netboot-cache's roll and the netboot pod's replacement (netboot.clearance_script), run by bash
+# with a stand-in `k3s kubectl` answering from $FAKE (tests/kube/test_netboot_cache_roll.py runs it with the real kubectl
+# and controllers): which pods it removes, and its failures.
+CLEARANCE_KUBECTL = """#!/bin/sh
+shift
+echo "$*" >> "$FAKE/calls"
+case "$*" in
+  *"-n netboot get pods -o jsonpath="*) [ -f "$FAKE/no-pods" ] && { echo "Unauthorized" >&2; exit 1; }; cat "$FAKE/pods" ;;
+  *"get nodes -o jsonpath="*) [ -f "$FAKE/no-nodes" ] && { echo "Unauthorized" >&2; exit 1; }; cat "$FAKE/nodes" ;;
+  *"-n netboot delete pod "*" --force --grace-period=0 --wait=false") [ -f "$FAKE/no-delete" ] && { echo "forbidden" >&2; exit 1; }; exit 0 ;;
+  *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
+esac
+"""
+
+
+def clear(tmp: Path, pods: str, nodes: str, fail: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_ = tmp / "bin"
+    bin_.mkdir(parents=True, exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("k3s", CLEARANCE_KUBECTL)):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    (tmp / "pods").write_text(pods)
+    (tmp / "nodes").write_text(nodes)
+    if fail:
+        (tmp / fail).touch()
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "FAKE": str(tmp)}
+    got = subprocess.run(["bash", "-c", netboot.clearance_script()], env=env, capture_output=True, text=True, timeout=60, check=False)
+    calls = (tmp / "calls").read_text().splitlines()
+    return got, [c.split("--request-timeout=10s ", 1)[1] for c in calls if " delete pod " in c]
+
+
+def ago(seconds: int) -> str:
+    """A lastTransitionTime `seconds` before now, as the API server writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+
+
+def test_the_clearance_removes_only_what_a_pi_silent_for_two_minutes_holds(tmp_path: Path) -> None:
+    """A cache pod on a Pi silent 2 minutes or more; a netboot pod record already Terminating there (its replacement
+    runs elsewhere). Not: a live netboot pod there, anything on a Pi silent a moment (a k3s restart), on a Ready or
+    NotReady Pi (its kubelet ends its own pods), nor another app's pod."""
+    assert netboot.SILENT_SECONDS == 120
+    pods = "\n".join([
+        "cache-a eonwe netboot-cache ",
+        "cache-b manwe netboot-cache ",
+        "cache-c ilmare netboot-cache ",
+        "cache-d varda netboot-cache ",
+        "netboot-old manwe netboot 2026-11-26T10:00:00Z",
+        "netboot-live varda netboot ",
+        "git-mirror-x manwe git-mirror 2026-11-26T10:00:00Z",
+        "pending  netboot-cache ",
+    ]) + "\n"  # fmt: skip
+    nodes = f"eonwe True {ago(3600)}\nmanwe Unknown {ago(121)}\nilmare Unknown {ago(30)}\nvarda False {ago(600)}\n"
+    got, deleted = clear(tmp_path, pods, nodes)
+    assert got.returncode == 0, got.stderr
+    assert deleted == [
+        "-n netboot delete pod cache-b --force --grace-period=0 --wait=false",
+        "-n netboot delete pod netboot-old --force --grace-period=0 --wait=false",
+    ]
+    assert [line for line in got.stderr.splitlines() if line.startswith("iluvatar: ")] == [
+        "iluvatar: manwe has not been heard from for 120 s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so its "
+        "netboot-cache pod cache-b would hold the cache's roll on every other Pi; it is removed, and manwe's cache refills when it is back",
+        "iluvatar: manwe has not been heard from for 120 s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so its "
+        "netboot pod netboot-old, evicted and running again on another Pi, is still Terminating there and would keep the netboot pod's "
+        "next replacement from starting (the LAN's DHCP, DNS and TFTP); its record is removed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        (
+            "no-pods",
+            "iluvatar: the netboot pods cannot be listed, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl -n netboot get pods -o wide",
+        ),
+        (
+            "no-nodes",
+            "iluvatar: the Nodes cannot be read, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl get nodes",
+        ),
+        (
+            "no-delete",
+            "iluvatar: the pod cache-b on manwe could not be removed; remove it by hand: sudo k3s kubectl -n netboot delete pod cache-b --force --grace-period=0",
+        ),
+    ],
+)
+def test_the_clearance_fails_naming_what_it_could_not_do(tmp_path: Path, fail: str, said: str) -> None:
+    got, _ = clear(tmp_path, "cache-b manwe netboot-cache \n", f"manwe Unknown {ago(600)}\n", fail)
+    assert got.returncode == 1
+    assert got.stderr.splitlines()[-1] == said
+
+
+def test_the_netboot_pod_is_started_once_more_for_the_tftp_layout_and_not_on_an_ipxe_bump() -> None:
+    """Review 41-12 H2 (41-9 L1): a dnsmasq started before 6df4463 may serve a TFTP folder the old `ipxe` step swapped
+    away; a constant mark in its template starts it once more on a homelab deployed before. A bump of iPXE's pin rolls
+    the cache (`iluvatar/ipxe-digest`), never the netboot pod, which serves the LAN's DHCP and DNS."""
+    stack = load_stack_file(HOMELAB)
+
+    def annotations(files: dict[str, tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+        saved = dict(netboot.IPXE_FILES)
+        netboot.IPXE_FILES.clear()
+        netboot.IPXE_FILES.update(files)
+        try:
+            made = {(m["kind"], m["metadata"]["name"]): m for m in netboot.manifests(stack, [])}
+        finally:
+            netboot.IPXE_FILES.clear()
+            netboot.IPXE_FILES.update(saved)
+        pod = made["Deployment", "netboot"]["spec"]["template"]["metadata"]["annotations"]
+        cache = made["DaemonSet", "netboot-cache"]["spec"]["template"]["metadata"]["annotations"]
+        return pod, cache
+
+    pod, cache = annotations(dict(netboot.IPXE_FILES))
+    assert pod == {"iluvatar/config-digest": pod["iluvatar/config-digest"], "iluvatar/tftp-layout": "binaries-renamed-in-place"}
+    bumped_pod, bumped_cache = annotations({**netboot.IPXE_FILES, "ipxe.efi": ("ipxe-amd64.efi", "0" * 64)})
+    assert bumped_pod == pod and bumped_cache["iluvatar/ipxe-digest"] != cache["iluvatar/ipxe-digest"]

@@ -297,3 +297,20 @@ def test_a_reboot_into_a_new_image_says_how_to_go_back() -> None:
         "move it back: set ainur.piImage back to the image it ran, $have (its release and sha256 as they were; remove the key if "
         'that was the default), and run pulumi up" >&2\n'
     )
+
+
+def test_pi_tftp_ends_at_once_on_sigterm_rather_than_at_its_pods_grace(tmp_path: Path) -> None:
+    """Review 41-12 L2: pi-tftp is its container's PID 1, which the kernel sends no signal it has no handler for, so
+    each roll of the cache waited the pod's 30 s grace for the kill. Here its own process, between two passes."""
+    for folder in ("tftp", "images", "boots"):
+        (tmp_path / folder).mkdir()
+    env = {"PATH": os.environ["PATH"], "TFTP_ROOT": str(tmp_path / "tftp"), "IMAGES": str(tmp_path / "images"), "BOOTS": str(tmp_path / "boots")}
+    proc = subprocess.Popen(["sh", "-c", pis.tftp_script()], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)  # it loops
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        proc.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -253,3 +254,151 @@ def test_a_netbooted_maias_k3s_step_names_its_image_and_the_first_valars_takes_t
     assert roll.k3s_script(stack, manwe) == k3s.upgrade_script(stack, manwe, snapshot=True, head="")
     assert roll.k3s_script(stack, manwe) != k3s.upgrade_script(stack, manwe, snapshot=False, head="")
     assert head in roll.k3s_script(stack, eonwe) and "netbooted root" not in roll.k3s_script(stack, manwe)
+
+
+# The drain (roll.drain_script), run by bash on "the first valar" with stand-ins: `sudo` runs what it is given, `k3s
+# kubectl` answers from $FAKE and writes each call to $FAKE/calls, `timeout` is coreutils' own. The stand-in is the
+# API server's answer only; what the script asks and in which order is what these pin.
+DRAIN_KUBECTL = """#!/bin/sh
+# STAND-IN for `k3s kubectl`: the Node as $FAKE/node says (absent: "", unreadable: exit 1), each call recorded.
+shift  # `kubectl`
+echo "$*" >> "$FAKE/calls"
+case "$*" in
+  *"get node eonwe --ignore-not-found -o name")
+    [ -f "$FAKE/unreadable" ] && { echo "The connection to the server was refused" >&2; exit 1; }
+    [ -f "$FAKE/node" ] && echo node/eonwe; exit 0 ;;
+  *"get node eonwe -o jsonpath="*)
+    [ -f "$FAKE/unreadable" ] && { echo "The connection to the server was refused" >&2; exit 1; }
+    cat "$FAKE/node" ;;
+  *"annotate node eonwe iluvatar.dev/cordoned=true --overwrite") echo annotated ;;
+  "drain eonwe "*) echo "evicting pod default/web" >&2; exit "$(cat "$FAKE/drain-status" 2>/dev/null || echo 0)" ;;
+  *"uncordon eonwe") echo "node/eonwe uncordoned" ;;
+  *"annotate node eonwe iluvatar.dev/cordoned-") echo annotated ;;
+  *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
+esac
+"""
+
+
+def drain(
+    tmp: Path, node_state: str | None, drain_status: int = 0, unreadable: bool = False, step: str = "drain"
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """roll.drain_script for eonwe (bound 5 s), or its uncordon_script (`step`; eonwe with no data disk, so no storage
+    gate), with its Node's `.spec.unschedulable` and cordon mark as `node_state` (None: no Node); what it printed, and
+    each kubectl call it made."""
+    stack = netbooting() if step == "drain" else netbooting(eonwe={"dataDisks": []})
+    fake = tmp / "drain"
+    (fake / "bin").mkdir(parents=True, exist_ok=True)
+    for name, text in (("sudo", '#!/bin/sh\nexec "$@"\n'), ("k3s", DRAIN_KUBECTL)):
+        (fake / "bin" / name).write_text(text)
+        (fake / "bin" / name).chmod(0o755)
+    if node_state is not None:
+        (fake / "node").write_text(node_state)
+    if unreadable:
+        (fake / "unreadable").touch()
+    (fake / "drain-status").write_text(str(drain_status))
+    eonwe = node(stack, "eonwe")
+    script = roll.drain_script(stack, eonwe, timeout=5) if step == "drain" else roll.uncordon_script(stack, eonwe)
+    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
+    got = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+    calls = (fake / "calls").read_text().splitlines() if (fake / "calls").exists() else []
+    return got, calls
+
+
+READ = "--request-timeout=10s get node eonwe --ignore-not-found -o name"
+STATE = "--request-timeout=10s get node eonwe -o jsonpath={.spec.unschedulable} {.metadata.annotations.iluvatar\\.dev/cordoned}"
+MARK = "--request-timeout=10s annotate node eonwe iluvatar.dev/cordoned=true --overwrite"
+DRAIN = "drain eonwe --ignore-daemonsets --delete-emptydir-data --force --grace-period=-1 --timeout=5s"
+
+
+def test_the_drain_marks_the_node_before_it_cordons_and_drains_it_within_its_bound(tmp_path: Path) -> None:
+    """The mark first (a step cut before the drain leaves a Node its uncordon step uncordons), then kubectl drain with
+    the pods' own grace periods and its own --timeout, the whole under `timeout` 30 s longer; a new run mark each run."""
+    stack = netbooting()
+    got, calls = drain(tmp_path, " ")
+    assert got.returncode == 0, got.stderr
+    assert calls == [READ, STATE, MARK, DRAIN]
+    assert got.stdout.startswith("iluvatar: run ") and len(got.stdout.splitlines()[0]) == len("iluvatar: run ") + 36
+    assert got.stderr == "evicting pod default/web\n"
+    script = roll.drain_script(stack, node(stack, "eonwe"))
+    assert f"sudo timeout 630 k3s kubectl {DRAIN[:-2]}600s >&2" in script
+    assert script.startswith(f"set -eu\n# iluvatar: eonwe moves to {pis.image_id(stack)}, boot pointer ")
+    again, _ = drain(tmp_path / "again", " ")
+    assert again.stdout.splitlines()[0] != got.stdout.splitlines()[0]
+
+
+def test_a_node_cordoned_by_someone_else_is_drained_and_not_marked_so_it_stays_cordoned(tmp_path: Path) -> None:
+    got, calls = drain(tmp_path, "true ")
+    assert got.returncode == 0, got.stderr
+    assert calls == [READ, STATE, DRAIN]
+    assert got.stderr.startswith("iluvatar: eonwe was cordoned by someone else: drained, and left cordoned after its move\n")
+    # Already marked by an earlier cut run: marked again (idempotent), drained.
+    marked, calls = drain(tmp_path / "marked", "true true")
+    assert marked.returncode == 0 and calls == [READ, STATE, MARK, DRAIN]
+
+
+def test_a_pi_with_no_node_yet_is_not_drained(tmp_path: Path) -> None:
+    got, calls = drain(tmp_path, None)
+    assert (got.returncode, calls) == (0, [READ])
+    assert got.stderr == "iluvatar: eonwe has no Node yet (it has not joined): nothing to drain\n"
+
+
+def test_a_node_that_cannot_be_read_stops_the_roll_with_where_to_look(tmp_path: Path) -> None:
+    got, calls = drain(tmp_path, " ", unreadable=True)
+    assert (got.returncode, calls) == (1, [READ])
+    assert got.stderr.endswith("iluvatar: eonwe's Node cannot be read, so it is not drained; look with: sudo k3s kubectl get node eonwe\n")
+
+
+def test_a_drain_that_fails_stops_the_roll_naming_its_status_and_the_pods_left(tmp_path: Path) -> None:
+    got, calls = drain(tmp_path, " ", drain_status=1)
+    assert (got.returncode, calls) == (1, [READ, STATE, MARK, DRAIN])
+    assert got.stderr.endswith(
+        "iluvatar: eonwe was not drained within 5 s (kubectl drain's status 1; a PodDisruptionBudget that allows no eviction "
+        "keeps it so); look with: sudo k3s kubectl get pods -A --field-selector spec.nodeName=eonwe\n"
+    )
+    # kubectl drain outliving its own --timeout is stopped by `timeout` (status 124), and reported the same way.
+    stuck, _ = drain(tmp_path / "stuck", " ", drain_status=124)
+    assert stuck.returncode == 1 and "(kubectl drain's status 124;" in stuck.stderr
+
+
+def test_the_uncordon_uncordons_only_what_the_drain_cordoned_and_then_removes_the_mark(tmp_path: Path) -> None:
+    """The mark after the uncordon: a step cut in between is run again and uncordons again. A Node cordoned by
+    someone else (no mark) stays cordoned."""
+    got, calls = drain(tmp_path, "true true", step="uncordon")
+    assert got.returncode == 0, got.stderr
+    assert calls == [STATE, "--request-timeout=10s uncordon eonwe", "--request-timeout=10s annotate node eonwe iluvatar.dev/cordoned-"]
+    assert got.stderr == "node/eonwe uncordoned\niluvatar: eonwe uncordoned\n"
+    theirs, calls = drain(tmp_path / "theirs", "true ", step="uncordon")
+    assert (theirs.returncode, calls) == (0, [STATE])
+    assert theirs.stderr == "iluvatar: eonwe was not cordoned by its move: left as it is\n"
+    unreadable, calls = drain(tmp_path / "unreadable", "true true", unreadable=True, step="uncordon")
+    assert (unreadable.returncode, calls) == (1, [STATE])
+    assert unreadable.stderr.endswith("iluvatar: eonwe's Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node eonwe\n")
+
+
+def test_the_reboot_step_compares_what_tftp_serves_with_the_pis_cmdline_txt_at_the_service_address() -> None:
+    """What the reboot step waits for before the reboot: TFTP at the service address serving the Pi, under its serial,
+    the cmdline.txt the plan renders, compared without its trailing newline (the shell's `$(...)` drops it)."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    script = roll.reboot_script(stack, eonwe)
+    line = pis.cmdline(stack, eonwe)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    assert f"\nexpected={shlex.quote(line[:-1])}\n" in script
+    assert (
+        '  got=$(curl -sf --max-time 10 tftp://192.168.0.14/9ffefdef/cmdline.txt) || { why="TFTP at 192.168.0.14 does not serve it 9ffefdef/cmdline.txt"; return 1; }'
+        in script
+    )
+    assert '  [ "$got" = "$expected" ] || ' in script
+
+
+def test_the_reboot_and_uncordon_steps_pass_their_bounds_and_the_expected_words_on() -> None:
+    """The reboot step's cmdline check gets the words one per space (each compared whole), its export gate the step's
+    own NFS bound; the uncordon's storage gate the step's storage bound."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    script = roll.reboot_script(stack, eonwe, nfs_timeout=7)
+    words = pis.cmdline_checked_words(stack, eonwe)
+    assert f"\nexpected_words={shlex.quote(' '.join(words))}\n" in script and len(words) > 3
+    assert roll.export_gate(stack, eonwe, 7) in script and roll.export_gate(stack, eonwe) not in script
+    uncordon = roll.uncordon_script(stack, eonwe, storage_timeout=9)
+    assert uncordon.endswith(roll.storage_gate(stack, eonwe, 9)) and roll.storage_gate(stack, eonwe) not in uncordon

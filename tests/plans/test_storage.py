@@ -890,7 +890,36 @@ def test_the_first_versions_roots_claim_is_kept_only_where_the_last_deployment_h
 
     netbooted = {"nodes": {"manwe": {"mac": "m"}, "ilmare": {"mac": "i", "image": "bookworm-x"}}}
     assert pi_pods.keeps_legacy_claim({}) is False
-    assert pi_pods.keeps_legacy_claim({"nodes": {"manwe": {"mac": "m"}}}) is False
+    # Review 41-10 M1: an older output with no `image` and no dnsmasq config to tell: kept (a dropped claim loses roots).
+    assert pi_pods.keeps_legacy_claim({"nodes": {"manwe": {"mac": "m"}}}) is True
+    assert pi_pods.keeps_legacy_claim({"nodes": {"manwe": {"mac": "m"}}}, "dhcp-host=m,set:known\n") is False
     assert pi_pods.keeps_legacy_claim(netbooted) is True
     assert pi_pods.keeps_legacy_claim({**netbooted, "legacyRoots": False}) is False
     assert pi_pods.keeps_legacy_claim({"nodes": {}, "legacyRoots": True}) is True
+
+
+FIRST_NETBOOT = Path(__file__).parents[1] / "fixtures" / "outputs-66ca479"
+
+
+def test_the_first_netboot_versions_outputs_say_which_pis_it_netbooted() -> None:
+    """Review 41-10 M1: 66ca479's `ainur` output names no netbooting Pi (no `image`); its `dnsmasqConf` does, by the
+    `set:rpiboot` tag on the Pi's dhcp-host line, so its single roots' claim is kept. The fixtures are 66ca479's own
+    ainur_state and dnsmasq_conf of the homelab with and without ilmarë netbooting."""
+    from plans.netboot import pi_pods
+    from stacks import day2
+
+    ainur = json.loads((FIRST_NETBOOT / "netbooting-ainur.json").read_text())
+    conf = (FIRST_NETBOOT / "netbooting-dnsmasq.conf").read_text()
+    assert day2.netbooted_before(ainur, conf) == frozenset({"ilmare"})
+    assert pi_pods.keeps_legacy_claim(ainur, conf) is True
+    card = json.loads((FIRST_NETBOOT / "card-ainur.json").read_text())
+    card_conf = (FIRST_NETBOOT / "card-dnsmasq.conf").read_text()
+    assert day2.netbooted_before(card, card_conf) == frozenset()
+    assert pi_pods.keeps_legacy_claim(card, card_conf) is False
+    # A netbooting Pi the conf does not name (on a VLAN: no dhcp-host line), or no conf at all: unknown, so kept.
+    unnamed = "\n".join(line for line in conf.splitlines() if "set:rpiboot" not in line)
+    assert "tag:rpiboot" in unnamed and day2.netbooted_before(ainur, unnamed) is None
+    assert pi_pods.keeps_legacy_claim(ainur, unnamed) is True and pi_pods.keeps_legacy_claim(ainur) is True
+    # The MAC as the user wrote it, in either case.
+    upper = {**ainur, "nodes": {**ainur["nodes"], "ilmare": {**ainur["nodes"]["ilmare"], "mac": "D8:3A:DD:10:00:03"}}}
+    assert day2.netbooted_before(upper, conf) == frozenset({"ilmare"})

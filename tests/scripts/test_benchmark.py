@@ -7,6 +7,7 @@ stack model grows (a new required key once made every benchmark stack invalid, u
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +38,18 @@ def test_the_generated_stacks_are_valid_homelabs(arda_nodes: int, tmp_path: Path
     assert stack.ainur is not None and stack.ainur.git_mirror is not None
     assert stack.gitops is not None and stack.storage is not None
     assert [a.name for a in stack.apps] == ["home-assistant", "jellyfin"]
+
+
+def test_each_goal_command_runs_on_the_homelab(tmp_path: Path) -> None:
+    """What the goals time must succeed, or the benchmark measures an early exit (validate refused the shipped homelab
+    for its unset secrets, and the benchmark stopped at its first goal, unnoticed)."""
+    bench = _benchmark()
+    homelab = bench.homelab_with_secrets(tmp_path)
+    for name, args, _ in bench.GOALS:
+        argv = [a.replace("{out}", str(tmp_path / f"goal-{name}")).replace("{homelab}", str(homelab)) for a in args]
+        _, _, out = bench.run_child([sys.executable, "-m", "iluvatar", *argv])
+        if name == "validate":
+            assert out.startswith(f"{homelab}: valid\n"), out
+        else:
+            assert (tmp_path / "goal-render" / "plan.txt").is_file(), out
+    assert [name for name, _, _ in bench.GOALS] == ["validate", "render"]

@@ -566,3 +566,85 @@ def test_the_service_address_is_read_from_the_dnsmasq_config_of_a_deployment_fro
     assert day2.check(before, day2.DeployedArda(), older, conf) == []
     assert day2.check(moved, day2.DeployedArda(), older, None) == []
     assert day2.check(moved, day2.DeployedArda(), older, "listen-address=127.0.0.1\n") == []
+
+
+FIRST_NETBOOT = Path(__file__).parents[1] / "fixtures" / "outputs-66ca479"
+
+
+def test_the_service_address_does_not_move_under_maiar_the_first_netboot_version_netbooted(tmp_path: Path) -> None:
+    """Review 41-10 M1, the same gap in this rule: the first netboot version's `ainur` output (66ca479's own, the fixture)
+    names no netbooting Pi (no `image`), its `dnsmasqConf` tags ilmarë `rpiboot`: the move is refused as from a later
+    version; from the same version's outputs for the homelab where no Pi netbooted, it is not."""
+    import json
+
+    ainur = json.loads((FIRST_NETBOOT / "netbooting-ainur.json").read_text())
+    moved = _edited(tmp_path, {**NETBOOTING_ILMARE, "iluvatar:ainur.serviceIp": "192.168.0.17"})
+    assert moved.ainur is not None
+    # The k3s it ran as this stack's (the homelab's pin moved on since; the k3s rule is another test's).
+    ainur["k3sVersion"] = moved.ainur.k3s_version
+    problems = day2.check(moved, day2.DeployedArda(), ainur, (FIRST_NETBOOT / "netbooting-dnsmasq.conf").read_text())
+    assert [(p.path, p.message.split(",")[0]) for p in problems] == [
+        ("iluvatar:ainur.serviceIp", "192.168.0.17 moves the service address from 192.168.0.14")
+    ]
+    card = {**json.loads((FIRST_NETBOOT / "card-ainur.json").read_text()), "k3sVersion": moved.ainur.k3s_version}
+    assert day2.check(moved, day2.DeployedArda(), card, (FIRST_NETBOOT / "card-dnsmasq.conf").read_text()) == []
+
+
+# Eonwë and ilmarë netbooting, manwë the one card Pi: local-path roots while no Ainur Pi has a data disk.
+TWO_NETBOOTING: dict[str, object] = {
+    **NETBOOTING_ILMARE,
+    "iluvatar:nodes[1].board": "rpi4",
+    "iluvatar:nodes[1].boot": "netboot",
+    "iluvatar:nodes[1].serial": "9ffefdef",
+}
+NO_PI_DISKS = [f"iluvatar:nodes[{i}].dataDisks" for i in range(3)]
+
+
+def _pis(tmp_path: Path, disks: bool) -> StackConfig:
+    tmp_path.mkdir(exist_ok=True)
+    local = {} if disks else {"iluvatar:storage.ainur.defaultClass": "local-path"}
+    doc = edit(homelab_doc(), {**TWO_NETBOOTING, **local}, delete=[] if disks else NO_PI_DISKS)
+    return load_stack_file(write_stack(tmp_path, doc, stack="homelab"))
+
+
+def test_the_netbooted_roots_class_does_not_change_under_their_protected_claims(tmp_path: Path) -> None:
+    """Review 41-6 M3: a card Pi that gains a data disk turns Longhorn on, and the roots' class from local-path to pi-roots;
+    a claim's class cannot change and the per-Pi claims are protected, so every preview failed on their replacement with
+    the engine's words. Refused at preview, naming the key as the user wrote it and the runbook; the way back too. Not
+    refused where the class is unchanged, where the last deployment did not record it, or where no Pi it netbooted still
+    netboots."""
+    from plans import rollout
+    from plans.netboot import pi_pods
+
+    local = _pis(tmp_path / "local", disks=False)
+    longhorn = _pis(tmp_path / "longhorn", disks=True)
+    for stack in (local, longhorn):
+        assert day2.roots_class(stack) == pi_pods.roots_class(stack)
+    assert (day2.roots_class(local), day2.roots_class(longhorn)) == ("local-path", "pi-roots")
+    ran = rollout.ainur_state(local, local.ainur_nodes)
+    assert (ran["rootsClass"], ran["longhornPis"]) == ("local-path", [])
+    problems = day2.check(longhorn, day2.DeployedArda(), ran)
+    assert [(p.path, p.message) for p in problems] == [
+        (
+            "iluvatar:nodes[0].dataDisks",
+            "[/dev/nvme0n1] makes the netbooted roots' StorageClass pi-roots, and the last deployment put eonwe, ilmare's roots "
+            "on local-path (pi-root-eonwe, pi-root-ilmare): a claim's class cannot change and those claims are protected, so "
+            "every preview would fail on their replacement. Keep manwe's dataDisks as they were, or move the roots to the new "
+            "class first (docs/layers/ainur.md#changing-the-netbooted-roots-class)",
+        )
+    ]
+    back = day2.check(local, day2.DeployedArda(), rollout.ainur_state(longhorn, longhorn.ainur_nodes))
+    assert [p.path for p in back] == ["iluvatar:nodes[0].dataDisks"] and back[0].message.startswith(
+        "[] (no data disk) makes the netbooted roots' StorageClass local-path, and the last deployment put eonwe, ilmare's roots on pi-roots"
+    )
+    assert day2.check(local, day2.DeployedArda(), ran) == []
+    assert day2.check(longhorn, day2.DeployedArda(), {k: v for k, v in ran.items() if k != "rootsClass"}) == []
+    # The Pis it netbooted boot from their cards now (with disks of their own): their claims are no longer the program's.
+    (tmp_path / "cards").mkdir()
+    cards = _edited(tmp_path / "cards", {})
+    assert day2.roots_class(cards) == "pi-roots"
+    assert day2.check(cards, day2.DeployedArda(), ran) == []
+    # A card Pi's homelab whose class changed because GitOps went on: the key is iluvatar:gitops.
+    assert day2.check(longhorn, day2.DeployedArda(), {**ran, "rootsClass": "local-path", "longhornPis": ["manwe", "eonwe", "ilmare"]})[0].path == (
+        "iluvatar:gitops"
+    )

@@ -219,9 +219,11 @@ def test_outputs_that_cannot_be_read_stop_the_program_saying_why() -> None:
 
 def test_load_reads_back_what_the_last_deployment_ran() -> None:
     storage_output: dict[str, Any] = {"cephOsds": {"taniquetil": ["/dev/nvme0n1"]}, "cephRetiring": {}}
-    _answering({"storage": storage_output, "arda": RUNNING, "ainur": AINUR_RAN})
+    _answering({"storage": storage_output, "arda": RUNNING, "ainur": AINUR_RAN, "dnsmasqConf": "dhcp-host=d8:3a:dd:10:00:03,set:rpiboot\n"})
     pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
     loaded = load()
+    # Review 41-10 M1: which Pis the first netboot version netbooted is read from its dnsmasq config.
+    assert loaded.dnsmasq_output == "dhcp-host=d8:3a:dd:10:00:03,set:rpiboot\n"
     assert loaded.deployed == Deployed.from_output(storage_output) and loaded.deployed.osds == {"taniquetil": ("/dev/nvme0n1",)}
     assert loaded.arda == DeployedArda.from_output(RUNNING) and loaded.arda.talos_version == "v1.13.0"
     assert loaded.ainur == machines_of(AINUR_RAN) == {"manwe": {"role": "valar"}}

@@ -5,7 +5,7 @@ what the component sends), run as pulumi-command v1.2.1 runs a local Command and
 one (tests/upgrader/run.py `step`: `tools/pulumi-command-local`), with each /bin/sh a user may have: dash (Debian's,
 Ubuntu's), which forks for the command, and bash (Fedora's, Arch's, RHEL's) and busybox's ash (Alpine's), which exec
 a lone command in place of themselves, so the SIGKILL hits `iluvatar` itself. The node is the scripted
-Talos API (tools/talos-api); a drain stopped this way is tests/upgrader/test_kubernetes.py's.
+Talos API (tools/talos-api); a drain stopped this way is tests/upgrader/test_disrupt.py's.
 """
 
 from __future__ import annotations

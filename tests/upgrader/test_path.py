@@ -6,7 +6,7 @@ newest patch, then for each intermediate minor (`<machine>-talos-v1.12.11`, `-ta
 --installer ...`), chained in the rollout order before the machines' own steps, which install the stack's Talos. Here those steps' arguments are the program's own, with each machine's
 address the stand-in's; they run one after the other as Pulumi's chained Commands run them. A step killed on the way is
 run again by the next `pulumi up` (its create never finished); the steps that finished are not (their inputs are
-unchanged). Kubernetes is left out (`--no-kubernetes`): tests/upgrader/test_kubernetes.py drains through a real API
+unchanged). Kubernetes is left out (`--no-kubernetes`): tests/upgrader/test_disrupt.py drains through a real API
 server, with the same code.
 """
 

@@ -19,8 +19,8 @@ import pytest
 from iluvatar import upgrader as product
 from plans import bringup
 from plans.storage import NOOUT_SET, NOOUT_UNSET
+from tests.upgrader.kube import NEW, OWED, _job_states, _owed, kwok_node, program_hooks, unique
 from tests.upgrader.run import GRACE_S, mutations, step, until
-from tests.upgrader.test_kubernetes import NEW, OWED, _job_states, _owed, kwok_node, program_hooks, unique
 from tools.kube_cluster import Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, node, scenario, talos_api
 

@@ -4,7 +4,7 @@ The upgrader is the real program with the real machinery client; the stand-in sp
 real gRPC services with Talos's own answers, and the test scripts what each node is and what a
 reboot or an upgrade does to it. Commands run one after the other, as Pulumi's chained command
 resources run them, and stop at the first failure, as `pulumi up` does. Kubernetes is left out
-here (`--no-kubernetes`); tests/upgrader/test_kubernetes.py drains through a real API server.
+here (`--no-kubernetes`); tests/upgrader/test_disrupt.py drains through a real API server.
 """
 
 from __future__ import annotations
