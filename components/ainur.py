@@ -30,7 +30,7 @@ import pulumi_random as random
 
 from components import kube, steps
 from components.steps import ClusterAccess
-from plans import apiserver, bringup, cloudinit, k3s, rollout
+from plans import agent_token, apiserver, bringup, cloudinit, k3s, rollout
 from plans import credentials as credentials_plan
 from plans.netboot import pi_pods, roll
 from stacks import day2
@@ -64,11 +64,23 @@ class PiRoll:
 
 
 @dataclass(frozen=True)
+class AgentJoin:
+    """What a maia joins with: a bootstrap token of its own (plans.agent_token), its Secret made with the Ainur's
+    Kubernetes provider, and the token pinned to the cluster CA's hash read on the first valar."""
+
+    ca_hash: pulumi.Output[str]
+    kubernetes: k8s.Provider
+    access: ClusterAccess
+    random_provider: random.Provider
+
+
+@dataclass(frozen=True)
 class PiArgs:
     """One Pi: its inventory entry, the join token, and how to reach it."""
 
     node: Node
     stack: StackConfig
+    # The cluster's server token: a valar's join token (a maia never gets it: `agent`).
     token: pulumi.Output[str]
     connection: command.remote.ConnectionArgs
     command_provider: command.Provider
@@ -82,6 +94,8 @@ class PiArgs:
     authentication: pulumi.Output[str] | None = None
     # A netbooting maia: what moves it to a new image before its join.
     roll: PiRoll | None = None
+    # A maia: its own agent token (required for one; a valar joins with `token`).
+    agent: AgentJoin | None = None
 
 
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
@@ -113,10 +127,24 @@ class Pi(pulumi.ComponentResource):
         self.former = args.former
         self.user_data = cloudinit.user_data(stack, node)
         self.network_config = cloudinit.network_config(stack, node)
-        # Secret before it is used, whatever the random provider marks: the config carries the token.
-        token: pulumi.Output[str] = pulumi.Output.secret(args.token)
-        config = token.apply(lambda value: k3s.config(stack, node, value))
+        former = name.removesuffix(node.name) + str(args.former)
+
+        def aliased(step: str) -> list[pulumi.Alias] | None:
+            return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
+
         before_join = list(args.after)
+        if node.role == "valar":
+            joins_with = args.token
+        else:
+            # A maia never holds the server token (admin access, the passphrase of k3s's bootstrap data): its own
+            # bootstrap token, whose Secret exists before its join sends it (plans.agent_token).
+            if args.agent is None:
+                raise ValueError(f"the maia {node.name} has no agent token to join with (components.ainur.AgentJoin)")
+            joins_with, bootstrap = self._agent_token(name, node, args.agent, aliased)
+            before_join.append(bootstrap)
+        # Secret before it is used, whatever the random provider marks: the config carries the token.
+        token: pulumi.Output[str] = pulumi.Output.secret(joins_with)
+        config = token.apply(lambda value: k3s.config(stack, node, value))
         if args.authentication is not None and node.role == "valar":
             # The file the config's kube-apiserver-arg names, and Dex's name in /etc/hosts, before k3s restarts with it.
             before_join.append(
@@ -128,12 +156,7 @@ class Pi(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=list(args.after)),
                 )
             )
-        former = name.removesuffix(node.name) + str(args.former)
         after_reboot: list[pulumi.Output[str]] | None = None
-
-        def aliased(step: str) -> list[pulumi.Alias] | None:
-            return [pulumi.Alias(name=f"{former}-{step}")] if args.former else None
-
         connection = args.connection
         if args.roll is not None:
             # Drained on the first valar, its boot moved to the stack's image, rebooted into it (plans.netboot.roll).
@@ -250,6 +273,47 @@ class Pi(pulumi.ComponentResource):
         )
         self.register_outputs({"userData": self.user_data, "networkConfig": self.network_config})
 
+    def _agent_token(self, name: str, node: Node, agent: AgentJoin, aliased: Any) -> tuple[pulumi.Output[str], k8s.core.v1.Secret]:
+        """The maia's `K10<CA hash>::<id>.<secret>` and its kube-system/bootstrap-token-<id> Secret (plans.agent_token).
+
+        Its own resources: adding a maia adds only these, removing it deletes its Secret (the token is revoked). The id
+        is the token's public half (the Secret's name, the user `system:bootstrap:<id>` in the API server's logs); the
+        secret half is a Pulumi secret. No expiration: a netbooted maia's new root re-joins with it."""
+        child = pulumi.ResourceOptions(parent=self, provider=agent.random_provider)
+        token_id = random.RandomString(
+            f"{name}-token-id",
+            length=agent_token.ID_LENGTH,
+            special=False,
+            upper=False,
+            lower=True,
+            numeric=True,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(aliases=aliased("token-id"))),
+        )
+        token_secret = random.RandomPassword(
+            f"{name}-token-secret",
+            length=agent_token.SECRET_LENGTH,
+            special=False,
+            upper=False,
+            lower=True,
+            numeric=True,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(aliases=aliased("token-secret"))),
+        )
+        plain: pulumi.Output[dict[str, str]] = pulumi.Output.all(token_id.result, token_secret.result).apply(
+            lambda v: agent_token.secret_string_data(node, str(v[0]), str(v[1]))
+        )
+        data: pulumi.Output[dict[str, str]] = pulumi.Output.secret(plain)
+        secret = k8s.core.v1.Secret(
+            f"{name}-agent-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=token_id.result.apply(agent_token.secret_name), namespace=agent_token.NAMESPACE, labels=agent_token.labels(node)
+            ),
+            type=agent_token.SECRET_TYPE,
+            string_data=data,
+            opts=agent.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=agent.kubernetes, aliases=aliased("agent-token"))),
+        )
+        full = pulumi.Output.all(agent.ca_hash, token_id.result, token_secret.result).apply(lambda v: agent_token.full_token(*map(str, v)))
+        return pulumi.Output.secret(full), secret
+
 
 class BootstrapCluster(pulumi.ComponentResource):
     """Ainur: the k3s bootstrap cluster of valar (servers) and maiar (agents)."""
@@ -322,13 +386,9 @@ class BootstrapCluster(pulumi.ComponentResource):
         # upgrade returns only once its Pi is back): join, k3s of one Pi, then the next Pi's.
         previous: list[pulumi.Resource] = []
         joined: list[pulumi.Resource] = []
-        self._pending: list[tuple[Node, Any]] = []
-        for node in order:
-            if node.boot == "netboot":
-                # Made by join_netbooted, once the netboot service that boots it exists (the gate of Arda's installs).
-                self._pending.append((node, renamed.get(node.name)))
-                continue
-            after = [*joined, *previous]
+
+        def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
+            nonlocal previous, joined
             aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
             self.pis[node.name] = Pi(
                 f"{name}-{node.name}",
@@ -338,23 +398,26 @@ class BootstrapCluster(pulumi.ComponentResource):
                     token=token.result,
                     connection=connect(node),
                     command_provider=command_provider,
-                    after=after,
+                    after=[*joined, *previous, *after],
                     former=renamed.get(node.name),
                     upgrade_after=previous,
                     authentication=authentication,
+                    roll=roll,
+                    agent=agent,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
             previous = [self.pis[node.name].last]
             joined = [self.pis[node.name].join]
-        self.user_data = {n: pi.user_data for n, pi in self.pis.items()}
-        self.network_config = {n: pi.network_config for n, pi in self.pis.items()}
-        # A netbooting maia's cloud-init files are served in its root (plans.netboot.pis), not flashed; listed all the same.
-        for node, _ in self._pending:
-            self.user_data[node.name] = cloudinit.user_data(stack, node)
-            self.network_config[node.name] = cloudinit.network_config(stack, node)
-        self._chain = (joined, previous)
-        self._join_args = (token, connect, command_provider, authentication, name)
+
+        # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar
+        # serves it (below); the card maiar then, and the netbooted ones in join_netbooted (still one Pi at a time).
+        for node in order:
+            if node.role == "valar":
+                join(node, ())
+        # Every Pi's cloud-init files (a netbooting maia's are served in its root, plans.netboot.pis, not flashed).
+        self.user_data = {n.name: cloudinit.user_data(stack, n) for n in order}
+        self.network_config = {n.name: cloudinit.network_config(stack, n) for n in order}
         self._valar = connect(first)
 
         # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
@@ -386,6 +449,22 @@ class BootstrapCluster(pulumi.ComponentResource):
         self.kubernetes_provider = kube.cluster_provider(f"{name}-kubernetes", self.kubeconfig, name, self, after=[self.ready])
         # The Ainur's objects go with the cluster: its join token is deleted only when the cluster is.
         self.access = ClusterAccess(name, self.kubeconfig, command_provider, anchor=token, identifier=name)
+        # The cluster CA's hash, as k3s wrote it on the first valar (plans.agent_token): it pins every maia's token.
+        # Nothing secret in what it prints (the hash alone); read once, after the first valar's join.
+        ca_hash = command.remote.Command(
+            f"{name}-ca-hash",
+            connection=self.connection,
+            create=agent_token.ca_hash_script(),
+            opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=[self.pis[first.name].join]),
+        )
+        agent = AgentJoin(ca_hash.stdout.apply(agent_token.parse_ca_hash), self.kubernetes_provider, self.access, random_provider)
+        for node in order:
+            if node.role != "valar" and node.boot != "netboot":
+                join(node, (), agent=agent)
+        # The netbooted maiar: made by join_netbooted, once the netboot service that boots them exists.
+        self._pending = [(n, renamed.get(n.name)) for n in order if n.boot == "netboot"]
+        self._join = join
+        self._agent = agent
         # What the Ainur run now, with each Pi's config digest and the roll's order: the next run's day-2 plan reads it.
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
@@ -403,26 +482,6 @@ class BootstrapCluster(pulumi.ComponentResource):
         as Arda's installs wait for theirs. Each is first moved to the stack's image (plans.netboot.roll: its boot
         pointer made, on its first `up`; drained, moved and rebooted after a new image), and the next Pi's steps wait
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
-        token, connect, command_provider, authentication, name = self._join_args
-        joined, previous = self._chain
-        for node, former in self._pending:
-            aliases = [pulumi.Alias(name=f"{name}-{former}")] if former else None
-            self.pis[node.name] = Pi(
-                f"{name}-{node.name}",
-                PiArgs(
-                    node=node,
-                    stack=self._stack,
-                    token=token.result,
-                    connection=connect(node),
-                    command_provider=command_provider,
-                    after=[*joined, *previous, *serving],
-                    former=former,
-                    upgrade_after=previous,
-                    authentication=authentication,
-                    roll=PiRoll(self._valar, self.kubernetes_provider, self.access),
-                ),
-                opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
-            )
-            previous = [self.pis[node.name].last]
-            joined = [self.pis[node.name].join]
+        for node, _ in self._pending:
+            self._join(node, serving, PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
         self._pending = []

@@ -272,10 +272,16 @@ users:
 _CREDENTIALS = json.dumps({"ca": base64.b64encode(b"(the Ainur's cluster CA)").decode(), "token": base64.b64encode(PLACEHOLDER.encode()).decode()})
 
 
+# What the Ainur's ca-hash step prints (plans.agent_token): the sha256 of the cluster CA k3s wrote on the first valar.
+MOCK_CA_HASH = hashlib.sha256(b"(the Ainur's cluster CA)").hexdigest()
+
+
 def _remote_stdout(script: str) -> str:
-    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, or nothing."""
+    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, the CA's hash, or nothing."""
     if "service-account-token" in script:
         return _CREDENTIALS
+    if "K10" in script and "/server/token" in script:
+        return MOCK_CA_HASH + "\n"
     return _K3S_KUBECONFIG if "k3s.yaml" in script else ""
 
 
@@ -298,6 +304,9 @@ RESOURCE_STATE: dict[str, Any] = {
     "talos:imageFactory/schematic:Schematic": lambda a: {"id": imagefactory.schematic_id(str(a.get("schematic") or ""))},
     "talos:cluster/kubeconfig:Kubeconfig": lambda a: {"kubeconfigRaw": PLACEHOLDER, "kubernetesClientConfiguration": {}},
     "random:index/randomPassword:RandomPassword": lambda a: {"result": PLACEHOLDER, "bcryptHash": PLACEHOLDER},
+    # Lower-case letters and digits of the asked length (a maia's bootstrap token id, plans.agent_token): new_resource
+    # makes them per resource name (and a RandomPassword of those characters too), the same every run.
+    "random:index/randomString:RandomString": lambda a: {"result": "0" * int(a.get("length") or 16)},
     "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.get("create"))), "stderr": ""},
     "tls:index/privateKey:PrivateKey": lambda a: {
         "privateKeyPem": PLACEHOLDER,
@@ -445,6 +454,9 @@ class _Mocks(pulumi.runtime.Mocks):
                 inputs[key] = self.prior[args.name][key]
         extra = RESOURCE_STATE.get(args.typ)
         state = {**inputs, **(extra(inputs) if extra else {})}
+        if args.typ.startswith("random:index/random") and inputs.get("upper") is False and inputs.get("special") is False:
+            # Lower-case letters and digits, distinct per resource: what a bootstrap token needs (two maiar, two ids).
+            state["result"] = hashlib.sha256(f"mock {args.name}".encode()).hexdigest()[: int(inputs.get("length") or 16)]
         for key in STATE_UNREAD.get(args.typ, ()):
             state.pop(key, None)
         return str(state.pop("id", f"{args.name}-id")), state

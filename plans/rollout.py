@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plans import apiserver, bringup, k3s, logs
+from plans import agent_token, apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import pi_pods, roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
@@ -100,6 +100,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
         out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
+    out["ca-hash"] = command_digest(agent_token.ca_hash_script(), None, None)
     out["gate-api"] = step_digest(bringup.kube_api_gate("ainur", k3s.server_url(stack)))
     return out
 
@@ -548,6 +549,20 @@ def k3s_config_digest(stack: StackConfig, node: Node) -> str:
     return hashlib.sha256(k3s.config(stack, node, "(the join token)").encode()).hexdigest()[:16]
 
 
+def join_token(node: Node) -> str:
+    """Which token a Pi's config carries: `server` (a valar), `agent` (a maia's own, plans.agent_token). A deployment
+    that did not record it had every maia on the server token."""
+    return "server" if node.role == "valar" else "agent"
+
+
+# Why a maia deployed on the server token has its join run again (its config digest leaves the token out).
+REJOIN_OWN = (
+    "it re-joins with a token of its own (a bootstrap token, kube-system/bootstrap-token-<id>, pinned to the cluster CA's hash) "
+    "instead of the cluster's server token, which then leaves its root: its Secret is made, its join writes the new config and "
+    "restarts k3s-agent, then waits for its Node Ready"
+)
+
+
 def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
     """What the Ainur run after this deployment: the stack output `ainur` (no secret in it), `order` the Pis' roll."""
     assert stack.ainur is not None
@@ -557,7 +572,7 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
         "serviceIp": str(stack.ainur.service_ip),
         "order": [n.name for n in order],
         "nodes": {
-            n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n)}
+            n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n), "joinToken": join_token(n)}
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
             | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
             # A Longhorn Pi's uncordon waits for its replicas (plans.netboot.roll.storage_gate).
@@ -585,6 +600,9 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             out.append(Change(name, ("new: joins k3s",)))
             continue
         what: list[str] = []
+        retoken = now.get("joinToken") == "agent" and was.get("joinToken", "server") != "agent"
+        if retoken:
+            what.append(REJOIN_OWN)
         if was.get("config") is None:
             what.append("its k3s config: unknown: the last deployment did not record it (its join writes it and restarts k3s only if it changed)")
         elif was.get("config") != now.get("config"):
@@ -630,7 +648,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             (
                 "join",
                 "with its config unchanged it restarts nothing, and checks its Node and etcd",
-                was.get("config") != now.get("config") or moved or follows,
+                was.get("config") != now.get("config") or moved or follows or retoken,
             ),
             ("drain", "drains it again", moved),
             ("reboot", "no reboot if it runs its image, booted with its pointer's cmdline.txt; else it reboots into them", moved),
@@ -657,7 +675,7 @@ def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     found = ainur_changes(previous, current)
     rewritten = changed_commands(previous, current) if previous and current and previous.get("k3sVersion") else set()
     tail = [f"Ainur: {UNRECORDED}"] if rewritten is None else []
-    tail += [f"Ainur: {step}: {CHANGED_STEP}" for step in ("credentials", "gate-api") if step in (rewritten or set())]
+    tail += [f"Ainur: {step}: {CHANGED_STEP}" for step in ("credentials", "gate-api", "ca-hash") if step in (rewritten or set())]
     if not found:
         return "\n".join(tail) + "\n" if tail else ""
     shared = ""

@@ -83,7 +83,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     simulate(read_stack_file(HOMELAB), record=sim)
     # #44 added six: the log pipeline's PodMonitor, ScrapeConfig, vmalert Service and ServiceMonitor; the drill's tools claim
     # and its storage gate.
-    assert len(sim.registrations) == 304
+    # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
+    # the netboot clearance step and its command provider two more.
+    assert len(sim.registrations) == 311
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

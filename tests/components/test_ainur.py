@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,9 @@ import pytest
 import yaml
 
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
-from iluvatar.simulate import PLACEHOLDER, SecretValue, Simulation, simulate
+from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation, simulate
 from iluvatar.simulate import _uuid as simulate_uuid
-from plans import cloudinit, k3s
+from plans import agent_token, cloudinit, k3s
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
@@ -25,16 +26,18 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     ainur = regs["ainur"]
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
-        "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token", "ainur-kubernetes",
-        "ainur-manwe", "ainur-random",
+        "ainur-ca-hash", "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token",
+        "ainur-kubernetes", "ainur-manwe", "ainur-random",
     ]  # fmt: skip
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
         # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi joins, then runs the stack's k3s.
         # A valar first installs its API server's authentication config (the homelab signs in with Dex, plans.apiserver).
         oidc = [f"ainur-{pi}-oidc"] if pi == "manwe" else []
+        # A maia: its own join token (plans.agent_token), its id, its secret and its bootstrap-token Secret.
+        own = [f"ainur-{pi}-token-id", f"ainur-{pi}-token-secret", f"ainur-{pi}-agent-token"] if pi != "manwe" else []
         children = [r.name for r in homelab.children(regs[f"ainur-{pi}"])]
-        assert sorted(children) == sorted([*oidc, f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-uninstall"])
+        assert sorted(children) == sorted([*oidc, *own, f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-uninstall"])
         # The uninstall runs only when the Pi leaves (its delete); nothing runs at create, nothing waits for it.
         uninstall = regs[f"ainur-{pi}-uninstall"]
         assert (uninstall.inputs.get("create"), uninstall.inputs["delete"]) == (None, k3s.UNINSTALL_SCRIPT)
@@ -96,8 +99,9 @@ def test_join_token_travels_only_as_a_secret(homelab: Simulation) -> None:
         join = regs[f"ainur-{pi}-join"].inputs
         assert isinstance(join["stdin"], SecretValue)
         config = yaml.safe_load(join["stdin"].value)
-        assert config["token"] == PLACEHOLDER  # the RandomPassword result
-        assert PLACEHOLDER not in join["create"]
+        # The valar: the server token (the RandomPassword result); a maia its own (test_each_maia_joins_with_its_own_agent_token).
+        assert (config["token"] == PLACEHOLDER) == (pi == "manwe")
+        assert PLACEHOLDER not in join["create"] and config["token"] not in join["create"]
         assert join["logging"] == "none"
     assert "cluster-init" in yaml.safe_load(regs["ainur-manwe-join"].inputs["stdin"].value)
     assert yaml.safe_load(regs["ainur-eonwe-join"].inputs["stdin"].value)["server"] == "https://192.168.0.10:6443"
@@ -322,7 +326,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     _, removed = state_delete(state, [join.urn], target_dependents=True)
     # (With logs and the restore drill: 29 more of each, everything of both depending on the Ainur or Arda: the
     # pipeline's monitors and vmalert's Service (4), the drill's tools claim and its storage gate.)
-    assert (len(removed), len(state)) == (227, 304)
+    # (The Ainur's ca-hash step and each maia's agent-token Secret, plans.agent_token: 3 more, of 7 more.)
+    assert (len(removed), len(state)) == (230, 311)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -628,3 +633,90 @@ def test_without_a_netbooting_maia_netboot_cache_waits_the_default() -> None:
     # pulumi-kubernetes' own default (10 minutes), as before maiar netbooted.
     assert regs["netboot-daemonset-netboot-cache"].custom_timeouts == {}
     assert pi_pods.cache_wait_minutes(load_stack_file(HOMELAB)) == pi_pods.AWAIT_MINUTES == 10
+
+
+# --- Each maia's own join token (plans.agent_token): never the server token on a maia's root -------------------------
+
+FULL_TOKEN = re.compile(r"^K10[0-9a-f]{64}::[a-z0-9]{6}\.[a-z0-9]{16}$")
+
+
+def test_each_maia_joins_with_its_own_agent_token_pinned_to_the_ca(homelab: Simulation) -> None:
+    """A maia's config carries `K10<CA hash>::<id>.<secret>`: the hash the ca-hash step printed, its own id and secret;
+    never the server token, which the valar's config still carries."""
+    regs = homelab.named()
+    server = yaml.safe_load(regs["ainur-manwe-join"].inputs["stdin"].value)["token"]
+    assert server == PLACEHOLDER  # the server token: the valar's, unchanged
+    seen = set()
+    for pi in ("eonwe", "ilmare"):
+        token = yaml.safe_load(regs[f"ainur-{pi}-join"].inputs["stdin"].value)["token"]
+        assert FULL_TOKEN.match(token), token
+        token_id = regs[f"ainur-{pi}-token-id"]
+        secret = regs[f"ainur-{pi}-token-secret"]
+        assert token_id.type == "random:index/randomString:RandomString"
+        assert secret.type == "random:index/randomPassword:RandomPassword"
+        for reg, length in ((token_id, 6), (secret, 16)):
+            assert {k: reg.inputs[k] for k in ("length", "lower", "numeric", "special", "upper")} == {
+                "length": length, "lower": True, "numeric": True, "special": False, "upper": False,
+            }  # fmt: skip
+        ident, value = (
+            hashlib.sha256(f"mock ainur-{pi}-token-id".encode()).hexdigest()[:6],
+            hashlib.sha256(f"mock ainur-{pi}-token-secret".encode()).hexdigest()[:16],
+        )
+        assert token == f"K10{MOCK_CA_HASH}::{ident}.{value}"
+        assert server not in token
+        seen.add(token)
+        # Sent only once its Secret exists, and only after the previous Pi in the chain is back.
+        assert regs[f"ainur-{pi}-agent-token"].urn in regs[f"ainur-{pi}-join"].dependencies
+        assert regs["ainur-ca-hash"].urn in regs[f"ainur-{pi}-join"].property_dependencies["stdin"]
+    assert len(seen) == 2
+    assert regs["ainur-eonwe-k3s"].urn in regs["ainur-ilmare-join"].dependencies  # one Pi at a time, as before
+    # The hash is read on the first valar once it joined, and prints nothing secret (it is not kept secret).
+    ca_hash = regs["ainur-ca-hash"]
+    assert ca_hash.dependencies == (regs["ainur-manwe-join"].urn,)
+    assert ca_hash.inputs["create"] == agent_token.ca_hash_script()
+    assert "stdout" not in ca_hash.additional_secret_outputs
+
+
+def test_each_maias_bootstrap_token_secret_is_exactly_kubernetes_and_made_on_the_ainur(homelab: Simulation) -> None:
+    regs = homelab.named()
+    for pi in ("eonwe", "ilmare"):
+        secret = regs[f"ainur-{pi}-agent-token"]
+        ident = hashlib.sha256(f"mock ainur-{pi}-token-id".encode()).hexdigest()[:6]
+        value = hashlib.sha256(f"mock ainur-{pi}-token-secret".encode()).hexdigest()[:16]
+        assert secret.type == "kubernetes:core/v1:Secret"
+        assert secret.inputs["type"] == "bootstrap.kubernetes.io/token"
+        metadata = secret.inputs["metadata"]
+        metadata = metadata.value if isinstance(metadata, SecretValue) else metadata
+        assert metadata == {
+            "name": f"bootstrap-token-{ident}", "namespace": "kube-system", "labels": {"app.kubernetes.io/part-of": "iluvatar", "iluvatar/pi": pi},
+        }  # fmt: skip
+        data = secret.inputs["stringData"]
+        assert isinstance(data, SecretValue)
+        assert data.value == {
+            "token-id": ident,
+            "token-secret": value,
+            "usage-bootstrap-authentication": "true",
+            "description": f"k3s agent join token of the Ainur maia {pi} (Iluvatar; revoked when the Pi leaves the inventory)",
+        }  # no expiration, no extra group: the supervisor's agent routes take system:bootstrappers (router.go:36)
+        assert secret.provider.startswith(regs["ainur-kubernetes"].urn)
+        assert secret.parent == regs[f"ainur-{pi}"].urn
+
+
+def test_a_maia_removed_takes_its_token_and_leaves_the_others_untouched(
+    recovery_stacks: dict[str, tuple[dict[str, Any], Simulation]], tmp_path: Path
+) -> None:
+    """Removing a maia deletes its bootstrap-token Secret (its token revoked); the other maia's token, Secret and config
+    are the same as before (adding a Pi likewise changes only its own)."""
+    doc, sim = recovery_stacks["homelab"]
+    without = edit(doc, {"iluvatar:nodes": [n for n in doc["config"]["iluvatar:nodes"] if n["name"] != "eonwe"]})
+    after = simulate(read_stack_file(write_stack(tmp_path, without, stack="homelab")))
+    before, now = sim.named(), after.named()
+    gone = sorted(set(before) - set(now))
+    assert {"ainur-eonwe-agent-token", "ainur-eonwe-token-id", "ainur-eonwe-token-secret"} <= set(gone)
+    assert all(name.startswith("ainur-eonwe") or "eonwe" in name for name in gone), gone
+    for name in ("ainur-ilmare-agent-token", "ainur-ilmare-token-id", "ainur-ilmare-token-secret"):
+        assert now[name].inputs == before[name].inputs, name
+    assert (
+        yaml.safe_load(now["ainur-ilmare-join"].inputs["stdin"].value)["token"]
+        == yaml.safe_load(before["ainur-ilmare-join"].inputs["stdin"].value)["token"]
+    )

@@ -122,6 +122,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     providers = {
         "talos": "arda-config-talos",
         "command:ainur": "ainur-command",
+        # Each maia's own join token's Secret (plans.agent_token), through the Ainur's provider.
+        "kubernetes:ainur": "ainur-kubernetes",
         "command:arda": "arda-command",
         # The edge's and the mirror's gates run on the cluster they wait for.
         "command:edge": "arda-command",
@@ -201,7 +203,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
     # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
     # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor). Netboot's clearance before its cache's roll 1.
-    assert checked == 250
+    # Each maia's own join token (its id, its secret, its Secret: 2 maiar) and the Ainur's ca-hash step: 7 more.
+    assert checked == 257
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

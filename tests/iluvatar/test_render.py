@@ -41,7 +41,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 223 files",
+        f"rendered stack homelab to {out}: 225 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -51,7 +51,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 223 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 225 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -74,6 +74,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
             "kubernetes/ainur/kube-system/DaemonSet-kube-vip-services.yaml",
             "kubernetes/ainur/kube-system/ServiceAccount-kube-vip.yaml",
+            # Each maia's own join token (plans.agent_token): the ids are the mock runtime's, the data [secret].
+            "kubernetes/ainur/kube-system/Secret-bootstrap-token-64d1ca.yaml",
+            "kubernetes/ainur/kube-system/Secret-bootstrap-token-68fe10.yaml",
             "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
             "kubernetes/ainur/netboot/ConfigMap-netboot.yaml",
             "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
@@ -255,14 +258,16 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     assert "    arda-kubernetes  (pulumi:providers:kubernetes) [after: arda-gate-api] [inputs: arda-kubeconfig (kubeconfig)]" in lines
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
-    assert counts.splitlines()[-1] == "  total: 304"
+    # (plans.agent_token: the ca-hash step and each maia's token id, secret and Secret: 7 of them.)
+    assert counts.splitlines()[-1] == "  total: 311"
     # 18: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate. 15 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
-    # config, each Pi's journal forwarder (plans.logs.journal_upload_script), and the clearance before netboot-cache's
-    # roll (plans.netboot.cache.clearance_script).
-    assert {"  command:local:Command: 18", "  command:remote:Command: 15", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 304
+    # and monitoring's CRD gate. 16 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
+    # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
+    # roll (plans.netboot.cache.clearance_script), and the CA hash the maiar's tokens pin (plans.agent_token).
+    assert {"  command:local:Command: 18", "  command:remote:Command: 16", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 311
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
@@ -329,10 +334,14 @@ def test_no_secret_in_clear_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyP
     doc = edit(homelab_doc(), {"iluvatar:ainurSshPrivateKey": {"secure": ciphertext("CANARY-CIPHERTEXT")}})
     sim = simulate.simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     joins = [r for r in sim.registrations if r.name.endswith("-join")]
-    assert all(canaries["token"] in r.inputs["stdin"].value for r in joins), "the canary must flow through the program"
+    # The valar's joins carry the server token; each maia's its own (plans.agent_token), whose secret half must not leak either.
+    valar = [r for r in joins if r.name == "ainur-manwe-join"]
+    assert valar and all(canaries["token"] in r.inputs["stdin"].value for r in valar), "the canary must flow through the program"
+    own = [re.search(r"K10[0-9a-f]{64}::[a-z0-9]{6}\.([a-z0-9]{16})", r.inputs["stdin"].value) for r in joins if r not in valar]
+    assert len(own) == 2 and all(own), "each maia's own token must flow through the program"
     files = render_files(sim)
     for rel, content in files.items():
-        for canary in (*canaries.values(), ciphertext("CANARY-CIPHERTEXT")):
+        for canary in (*canaries.values(), ciphertext("CANARY-CIPHERTEXT"), *(m.group(1) for m in own if m)):
             assert canary not in content, f"{canary} in clear in {rel}"
 
 

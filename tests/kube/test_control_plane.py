@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from plans import agent_token
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
@@ -543,3 +544,44 @@ def test_a_killed_test_process_takes_its_control_plane_with_it(tmp_path: Path) -
     while any(map(_alive, pids)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, pids)), "a component outlived the process that started it"
+
+
+# --- A maia's own join token (plans.agent_token) on the Ainur's real API server --------------------------------------
+
+
+def _whoami(cluster: Cluster, token: str) -> tuple[int, Any]:
+    """A SelfSubjectReview with `token` as the bearer, as k3s's supervisor authenticates an agent's request with the API
+    server's own authenticator (k3s pkg/daemons/control/server.go:444; pkg/clientaccess/token.go get: Bearer)."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    return cluster.client_for_token(token).request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
+
+
+def _until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """The bootstrap authenticator reads Secrets through an informer: a new or deleted one is seen within moments."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.2)
+
+
+def test_a_maias_bootstrap_token_secret_authenticates_it_as_a_bootstrapper_until_deleted(kube_k3s: Cluster) -> None:
+    """The program's Secret, applied as pulumi-kubernetes does, authenticates `<id>.<secret>` as system:bootstrap:<id> in
+    system:bootstrappers: one of the groups k3s's agent routes take (pkg/server/handlers/router.go:36), so no extra group
+    is needed. A wrong secret and an id without a Secret are refused; deleting the Secret revokes the token."""
+    node = load_stack_file(HOMELAB).ainur_nodes[1]
+    manifest = agent_token.secret_manifest(node, "k3sag1", "0123456789abcdef")
+    kube_k3s.client.apply(manifest, field_manager="pulumi-kubernetes", force=True)
+    status: list[tuple[int, Any]] = []
+
+    def authenticated() -> bool:
+        status.append(_whoami(kube_k3s, "k3sag1.0123456789abcdef"))
+        return status[-1][0] == 201
+
+    _until(authenticated, "the token authenticated")
+    user = status[-1][1]["status"]["userInfo"]
+    assert (user["username"], sorted(user["groups"])) == ("system:bootstrap:k3sag1", ["system:authenticated", "system:bootstrappers"])
+    assert _whoami(kube_k3s, "k3sag1.0123456789abcdeX")[0] == 401  # a wrong secret
+    assert _whoami(kube_k3s, "k3sag2.0123456789abcdef")[0] == 401  # an id with no Secret
+    kube_k3s.client.delete(manifest)
+    _until(lambda: _whoami(kube_k3s, "k3sag1.0123456789abcdef")[0] == 401, "the deleted Secret's token refused")

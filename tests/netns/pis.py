@@ -67,7 +67,7 @@ from typing import Any
 import yaml
 
 from iluvatar.graph import Graph
-from iluvatar.simulate import Registration, SecretValue
+from iluvatar.simulate import MOCK_CA_HASH, Registration, SecretValue
 from plans import cloudinit
 from plans.netboot import pis as pis_plan
 from plans.netboot import roll
@@ -171,6 +171,7 @@ S=/var/lib/rancher/standin E=/var/lib/rancher/etcd-lab
 if [ -f $S/service.pid ]; then kill "$(cat $S/service.pid)" 2>/dev/null || true; rm -f $S/service.pid; fi
 rm -f $S/running $S/activating
 if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true; rm -f $S/kubelet.pid; fi
+if [ -f $S/agent.pid ]; then kill "$(cat $S/agent.pid)" 2>/dev/null || true; rm -f $S/agent.pid; fi
 name=$(cat $S/name)
 if [ -e "$E/up/$name" ]; then rm -f "$E/up/$name"; echo "$(date +%s.%N) down $name" >> $E/log; fi
 """
@@ -321,6 +322,20 @@ if [ -f $S/kubelet.pid ]; then kill "$(cat $S/kubelet.pid)" 2>/dev/null || true;
 if [ -f $S/k3s.yaml ]; then install -D -m 0600 $S/k3s.yaml /etc/rancher/k3s/k3s.yaml; fi
 echo "$(date +%s.%N) started $(cat $S/version)" >> $S/log
 if [ "$role" = valar ]; then
+  # k3s's cluster CA (deps.go genServerCerts: server/tls/server-ca.crt, made once; here the lab API server's CA, the CA a
+  # k3s server's supervisor and API server serve with) and its server token file, which k3s writes at every start:
+  # K10<hashCA(server-ca.crt)>::server:<token> (pkg/server/server.go printTokens :360-364, handlers.WriteToken;
+  # Runtime.ServerToken is "server:" + the config's token, pkg/daemons/control/deps/deps.go:228). The supervisor's
+  # view for the agents (the lab's shared folder): what /cacerts serves (pkg/server/handlers/router.go, the unauthed
+  # route: Runtime.ServerCA) and the basic-auth password of its passwd file (the server token's password).
+  mkdir -p /var/lib/rancher/k3s/server/tls
+  [ -e /var/lib/rancher/k3s/server/tls/server-ca.crt ] || cp __CA__ /var/lib/rancher/k3s/server/tls/server-ca.crt
+  # The config's token, a YAML scalar (single-quoted where YAML needs it: the test's placeholder).
+  password=$(sed -n "s/^token: //p" /etc/rancher/k3s/config.yaml | sed "s/^'\\(.*\\)'$/\\1/; s/''/'/g")
+  printf 'K10%s::server:%s\n' "$(sha256sum /var/lib/rancher/k3s/server/tls/server-ca.crt | cut -d' ' -f1)" "$password" > /var/lib/rancher/k3s/server/token
+  chmod 0600 /var/lib/rancher/k3s/server/token
+  cp /var/lib/rancher/k3s/server/tls/server-ca.crt $E/cacerts
+  printf '%s\n' "$password" > $E/passwd
   # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start).
   mkdir -p /var/lib/rancher/k3s/server/tls/etcd
   for f in server-ca.crt client.crt client.key; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/$f; done
@@ -332,10 +347,133 @@ if [ "$role" = valar ]; then
   until [ $(( 2 * $(ls $E/up | wc -l) )) -gt "$(ls $E/members | wc -l)" ]; do sleep 0.1; done
 fi
 while [ -f $S/never-ready ]; do sleep 0.2; done  # a k3s that never tells systemd it is ready
+# An agent gets its configuration from the supervisor with its token before its networking starts (and READY=1): a
+# token that does not pass keeps it retrying, never ready (STANDIN_AGENT_JOIN).
+if [ "$role" != valar ]; then
+  python3 $S/agent_join.py &
+  echo $! > $S/agent.pid
+  wait $!
+  rm -f $S/agent.pid
+fi
 setsid python3 $S/kubelet.py "$(cat $S/version)" </dev/null >>$S/kubelet.log 2>&1 &
 echo $! > $S/kubelet.pid
 rm -f $S/activating $S/service.pid
 touch $S/running
+"""
+
+# k3s's agent at its start, before it tells systemd it is ready: its config from the supervisor, with its token.
+STANDIN_AGENT_JOIN = """# STAND-IN for a k3s agent's start, before it tells systemd it is ready (pkg/agent/run.go). Each step follows k3s at
+# release-1.35 (2b1b737); a step that fails is retried for ever, logged as k3s logs it, and k3s never says READY=1:
+# 1. createProxyAndValidateToken (run.go:322-360): ParseAndValidateToken WithUser("node") and the client certificate,
+#    every 2 s ("Failed to validate connection to cluster at <server>: <err>"), then the token rewritten in full form;
+# 2. config.Get (pkg/agent/config/config.go:56-75, get :439-452): the supervisor's /v1-k3s/config with those credentials,
+#    every 5 s with jitter 1.0 ("Waiting to retrieve agent configuration; server is not ready: <err>").
+import hashlib, json, os, random, re, ssl, time, urllib.error, urllib.request
+S, E = "/var/lib/rancher/standin", "/var/lib/rancher/etcd-lab"
+SERVER, AGENT = __SERVER__, "/var/lib/rancher/k3s/agent"
+# The agent's own client certificate, sent as well when it exists (WithClientCertificate, token.go:90-99: "not an error
+# if the files do not exist"); k3s's agent gets it from the supervisor once joined (ClientKubeletCert).
+CERT, KEY = AGENT + "/client-kubelet.crt", AGENT + "/client-kubelet.key"
+NODE_CERT, NODE_KEY = __NODE_CERT__, __NODE_KEY__
+BOOTSTRAP = re.compile(r"^([a-z0-9]{6})\\.([a-z0-9]{16})$")  # kubeadm.NewBootstrapTokenString
+ROLES = {"k3s:agent", "system:nodes", "system:bootstrappers"}  # pkg/server/handlers/router.go:36, HasRole
+
+
+class Refused(Exception):
+    pass
+
+
+def config():
+    text = open("/etc/rancher/k3s/config.yaml").read()
+    found = re.search(r"^token: (.*)$", text, re.M)
+    value = found.group(1).strip() if found else ""
+    if len(value) > 1 and value[0] == value[-1] == "'":  # a single-quoted YAML scalar
+        value = value[1:-1].replace("''", "'")
+    # The URL its errors name: the config's server (the lab's API server answers for it).
+    named = re.search(r"^server: (.*)$", text, re.M)
+    return value, (named.group(1).strip() if named else SERVER)
+
+
+def validate(token, url):
+    # parseToken, token.go:212-262: a bare token gets "K10::" (bootstrap) or "K10:::" (password); the hash is 64 hex
+    # or empty. WithUser("node") (run.go:342): a password token's user is always "node".
+    if not token:
+        raise Refused("token must not be empty")
+    if not token.startswith("K10"):
+        token = ("K10::" if BOOTSTRAP.match(token) else "K10:::") + token
+    ca_hash, _, creds = token[3:].partition("::")
+    if ca_hash and len(ca_hash) != 64:
+        raise Refused("invalid token CA hash length")
+    if BOOTSTRAP.match(creds):
+        bearer, basic = creds, None
+    else:
+        _, sep, password = creds.partition(":")
+        if not sep or not password:
+            raise Refused("invalid token format")
+        bearer, basic = None, ("node", password)
+    # getCACerts, :412-440: /cacerts fetched without trust; validateCAHash, :391-409, hashCA, :165-196 (one PEM
+    # certificate: sha256 of the file's bytes).
+    if not os.path.exists(E + "/cacerts"):
+        raise Refused("failed to get CA certs: the server at " + url + " does not answer")
+    cacerts = open(E + "/cacerts", "rb").read()
+    served = hashlib.sha256(cacerts).hexdigest()
+    if ca_hash and ca_hash != served:
+        raise Refused(f"token CA hash does not match the Cluster CA certificate hash: {ca_hash} != {served}")
+    return cacerts, bearer, basic
+
+
+def authenticate(cacerts, bearer, basic, url):
+    unauthorized = f"failed to retrieve configuration from server: {url}/v1-k3s/config: "
+    if basic is not None:
+        # The supervisor's basic auth: its passwd file (the node user's password: the agent token, or the server
+        # token's password when there is none, as here).
+        if os.path.exists(E + "/refuse-server-token"):
+            raise Refused("the lab refuses a server token on an agent (a test's rule, not k3s's: k3s would accept it)")
+        if basic[1] != open(E + "/passwd").read().strip():
+            raise Refused(unauthorized + "401 Unauthorized")
+        return
+    # The bearer token, authenticated by the API server's own authenticator as k3s's supervisor does (pkg/daemons/
+    # control/server.go:444, authenticator.Combine; k3s runs it with --enable-bootstrap-token-auth, :215): here the lab's
+    # real API server, asked who the request is, over TLS trusted through the bundle fetched (GetHTTPClient).
+    context = ssl.create_default_context(cadata=cacerts.decode())
+    if os.path.exists(CERT) and os.path.exists(KEY):
+        context.load_cert_chain(CERT, KEY)
+    review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
+    request = urllib.request.Request(SERVER + "/apis/authentication.k8s.io/v1/selfsubjectreviews", data=review, method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer " + bearer})
+    try:
+        answer = json.loads(urllib.request.urlopen(request, context=context, timeout=10).read())
+    except urllib.error.HTTPError as e:
+        raise Refused(f"{unauthorized}{e.code} {e.reason}") from None
+    if not set(answer["status"]["userInfo"].get("groups") or ()) & ROLES:
+        raise Refused(unauthorized + "403 Forbidden")
+
+
+def refused(level, message, seconds):
+    print(f'level={level} msg="{message}"', flush=True)  # logrus's text format, as the journal shows it
+    with open(S + "/agent-refused", "a") as out:
+        out.write(f"{time.time():.9f} {message}\\n")
+    time.sleep(seconds)
+
+
+while True:
+    token, url = config()
+    try:
+        checked = validate(token, url)
+        break
+    except (Refused, OSError) as e:
+        refused("error", f"Failed to validate connection to cluster at {url}: {e}", 2)
+while True:
+    try:
+        authenticate(*checked, url)
+        break
+    except (Refused, OSError) as e:
+        refused("info", f"Waiting to retrieve agent configuration; server is not ready: {e}", 5 + random.random() * 5)
+# Joined: the supervisor hands out the kubelet's client certificate (ClientKubeletCert), kept under the agent's folder.
+os.makedirs(AGENT, exist_ok=True)
+for source, target in ((NODE_CERT, CERT), (NODE_KEY, KEY)):
+    with open(source, "rb") as f, open(target, "wb") as out:
+        out.write(f.read())
 """
 
 STANDIN_KUBELET = """# STAND-IN for the Pi's kubelet after k3s (re)starts: it reports after a delay, then answers /healthz.
@@ -459,6 +597,8 @@ class Pis:
     nfs_images: Path | None = None
     # What each host-key step printed (by its urn), as Pulumi's state keeps it for the connections that pin it.
     host_keys: dict[str, str] = field(default_factory=dict)
+    # What the Ainur's ca-hash step printed (by its urn), as Pulumi's state keeps it for the maiar's configs.
+    ca_hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def operator(self) -> str:
@@ -661,7 +801,9 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     (state / "log").write_text("")
     (state / "log").chmod(0o666)  # cloud-init's stand-in runs as the Pi's user
     (state / "install.sh").write_text(STANDIN_INSTALLER)
-    (state / "service").write_text(STANDIN_SERVICE.replace("__ETCD_START__", repr(ETCD_START)))
+    (state / "service").write_text(
+        STANDIN_SERVICE.replace("__ETCD_START__", repr(ETCD_START)).replace("__CA__", shlex.quote(str(cluster.pki / "ca.crt")))
+    )
     (state / "service").chmod(0o755)
     (state / "stop").write_text(STANDIN_STOP)
     (state / "stop").chmod(0o755)
@@ -678,6 +820,8 @@ def _pi_files(stack: StackConfig, pi: Pi, cluster: Cluster, kubectl: Path, servi
     kubelet = kubelet.replace("__KUBECTL__", str(kubectl)).replace("__PORT__", str(HEALTHZ_PORT)).replace("__SERVER__", repr(service_url))
     kubelet = kubelet.replace("__CA__", repr(str(pki / "ca.crt"))).replace("__CERT__", repr(str(pki / f"node-{pi.node.name}.crt")))
     (state / "kubelet.py").write_text(kubelet.replace("__KEY__", repr(str(pki / f"node-{pi.node.name}.key"))))
+    join = STANDIN_AGENT_JOIN.replace("__SERVER__", repr(service_url)).replace("__NODE_CERT__", repr(str(pki / f"node-{pi.node.name}.crt")))
+    (state / "agent_join.py").write_text(join.replace("__NODE_KEY__", repr(str(pki / f"node-{pi.node.name}.key"))))
     node_cfg = kubeconfig(service_url, pki / "ca.crt", pki / f"node-{pi.node.name}.crt", pki / f"node-{pi.node.name}.key")
     (state / "kubelet.kubeconfig").write_text(yaml.safe_dump(node_cfg))
     agent = root / "var-lib-rancher" / "k3s" / "agent"
@@ -835,6 +979,17 @@ def connection_of(lab: Pis, reg: Registration) -> dict[str, Any]:
     return connection
 
 
+def stdin_of(lab: Pis, reg: Registration) -> str | None:
+    """A step's stdin as the engine resolves it: a maia's config carries the CA hash the ca-hash step printed (this run's,
+    or Pulumi's state of an earlier one: Pis.ca_hashes), where the mock runtime had MOCK_CA_HASH."""
+    stdin = secret(reg.inputs.get("stdin"))
+    if isinstance(stdin, str) and MOCK_CA_HASH in stdin:
+        printed = [lab.ca_hashes[u] for u in reg.property_dependencies.get("stdin", ()) if u in lab.ca_hashes]
+        assert len(printed) == 1, f"{reg.name}: its stdin carries a CA hash no ca-hash step printed"
+        stdin = stdin.replace(MOCK_CA_HASH, printed[0])
+    return stdin if isinstance(stdin, str) or stdin is None else str(stdin)
+
+
 def run_like_the_engine(
     lab: Pis,
     graph: Graph,
@@ -861,12 +1016,26 @@ def run_like_the_engine(
             obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": secret(reg.inputs["metadata"]), "data": secret(reg.inputs["data"])}
             applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
             return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
+        if reg.type == "kubernetes:core/v1:Secret":
+            # A maia's bootstrap-token Secret (plans.agent_token), applied as pulumi-kubernetes does.
+            start = time.time()
+            obj = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": secret(reg.inputs["type"]),
+                "metadata": secret(reg.inputs["metadata"]),
+                "stringData": secret(reg.inputs["stringData"]),
+            }
+            applied = lab.cluster.client.apply(obj, field_manager="pulumi-kubernetes", force=True)
+            return Step(reg.name, start, time.time(), 0, str(applied["metadata"]["resourceVersion"]), "")
         connection = connection_of(lab, reg)
         script = (scripts or {}).get(reg.name, reg.inputs["create"])
         start = time.time()
-        result = lab.ssh(connection, script, secret(reg.inputs.get("stdin")))
+        result = lab.ssh(connection, script, stdin_of(lab, reg))
         if reg.name.endswith("-host-key") and result.returncode == 0:
             lab.host_keys[reg.urn] = result.stdout
+        if reg.name.endswith("-ca-hash") and result.returncode == 0:
+            lab.ca_hashes[reg.urn] = result.stdout.strip()
         return Step(reg.name, start, time.time(), result.returncode, result.stdout, result.stderr)
 
     with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:

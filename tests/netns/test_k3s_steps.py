@@ -20,9 +20,11 @@ it said before, Ready at the old version, as a real Node does until its grace pe
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import multiprocessing
+import re
 import select
 import subprocess
 import threading
@@ -35,17 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from iluvatar import upgrader
 from iluvatar.graph import Graph
 from iluvatar.simulate import MOCK_CA_PEM, Registration, Simulation, simulate
-from plans import apiserver, k3s
+from plans import agent_token, apiserver, k3s
 from plans import credentials as credentials_plan
 from stacks import load_stack_file, read_stack_file, releases
 from tests.edit import ROOT, edit, homelab_doc, write_stack
 from tests.kube.nodes import kubelet_gone
 from tests.netns.lan import require_root, sh
-from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret
+from tests.netns.pis import HOSTS_TEMPLATE_TEXT, KUBELET_DELAY, OPERATOR_IP, Pi, Pis, Step, pis, run_like_the_engine, secret, stdin_of
 from tools import gotools
 from tools.kube_cluster import K3S, Cluster
 
@@ -159,8 +162,17 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
 
 
 def remote_steps(sim: Simulation) -> list[Registration]:
-    """The Ainur's remote commands that run something at `up` (each Pi's uninstall runs only as a delete)."""
-    return [r for r in Graph.of(sim).order() if r.type == "command:remote:Command" and r.name.startswith("ainur-") and r.inputs.get("create")]
+    """The Ainur's remote commands that run something at `up` (each Pi's uninstall runs only as a delete), and each maia's
+    bootstrap-token Secret its join waits for (plans.agent_token; applied to the lab's API server)."""
+    return [
+        r
+        for r in Graph.of(sim).order()
+        if r.name.startswith("ainur-")
+        and (
+            (r.type == "command:remote:Command" and r.inputs.get("create"))
+            or (r.type == "kubernetes:core/v1:Secret" and r.name.endswith("-agent-token"))
+        )
+    ]
 
 
 def changed(before: Simulation, after: Simulation) -> list[Registration]:
@@ -280,10 +292,12 @@ def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
     steps = remote_steps(lab.sims["flashed"])
     assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s")} | {
         f"ainur-{n}-oidc" for n in VALAR
-    } | {"ainur-credentials"}
+    } | {"ainur-credentials", "ainur-ca-hash", "ainur-varda-agent-token"}
     for step in steps:
+        if step.type == "kubernetes:core/v1:Secret":
+            continue
         connection = secret(step.inputs["connection"])
-        pi = step.name.split("-")[1] if step.name != "ainur-credentials" else "manwe"
+        pi = step.name.split("-")[1] if step.name not in ("ainur-credentials", "ainur-ca-hash") else "manwe"
         assert connection["host"] == str(lab.pis.pis[pi].node.ip)
         assert connection["user"] == "ubuntu" and connection.get("port", 22) == 22
         assert connection["privateKey"] == "[secret]"  # the stack's secret, which the simulation cannot read
@@ -517,7 +531,7 @@ def test_a_valar_does_not_restart_while_another_etcd_member_is_down(lab: Lab, br
     assert script == join.inputs["create"].replace(f"wait_for {k3s.ETCD_TIMEOUT_SECONDS} ", "wait_for 2 ")
     try:
         start = time.monotonic()
-        result = lab.pis.ssh(connection, script, secret(join.inputs["stdin"]) + "# a change\n")
+        result = lab.pis.ssh(connection, script, str(stdin_of(lab.pis, join)) + "# a change\n")
         took = time.monotonic() - start
     finally:
         assert (
@@ -549,7 +563,7 @@ def test_a_k3s_that_never_tells_systemd_it_is_ready_fails_its_join_within_the_bo
     (varda.state / "never-ready").write_text("")
     try:
         start = time.monotonic()
-        result = lab.pis.ssh(secret(join.inputs["connection"]), script, secret(join.inputs["stdin"]) + "# a change\n")
+        result = lab.pis.ssh(secret(join.inputs["connection"]), script, str(stdin_of(lab.pis, join)) + "# a change\n")
         took = time.monotonic() - start
     finally:
         (varda.state / "never-ready").unlink()
@@ -575,7 +589,7 @@ def test_a_join_whose_pi_never_came_back_fails_again_on_the_next_run_rather_than
     one. Unfixed, the retry found nothing to change and passed at once."""
     ilmare = lab.pis.pis["ilmare"]
     join = lab.sims["domain"].named()["ainur-ilmare-join"]
-    connection, changed_config = secret(join.inputs["connection"]), secret(join.inputs["stdin"]) + "# a change\n"
+    connection, changed_config = secret(join.inputs["connection"]), str(stdin_of(lab.pis, join)) + "# a change\n"
     script = k3s.join_script(ilmare.node, node_timeout=2)
     assert script == join.inputs["create"].replace(f'wait_for {k3s.NODE_TIMEOUT_SECONDS} "its Node', 'wait_for 2 "its Node')
     mark = len(ilmare.log())
@@ -780,6 +794,189 @@ def test_a_k3s_whose_binary_was_replaced_but_not_restarted_is_restarted_by_the_n
         f"started {want}",
     ]
     assert ("varda", want) in lab.ready
+
+
+# --- Each maia's own join token (plans.agent_token), checked by the agent stand-in as k3s's agent does --------------
+
+FULL_TOKEN = re.compile(r"K10([0-9a-f]{64})::([a-z0-9]{6})\.([a-z0-9]{16})")
+SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt"
+CLIENT_CERT = ("/var/lib/rancher/k3s/agent/client-kubelet.crt", "/var/lib/rancher/k3s/agent/client-kubelet.key")
+
+
+def k3s_config(pi: Pi) -> dict[str, Any]:
+    config = yaml.safe_load(pi.path(k3s.CONFIG_PATH).read_text())
+    assert isinstance(config, dict)
+    return config
+
+
+def shared(lab: Lab) -> Path:
+    """The lab's folder every Pi sees at /var/lib/rancher/etcd-lab (its supervisor's view: cacerts, passwd)."""
+    return lab.pis.pis["manwe"].root.parent / "etcd-lab"
+
+
+def refusals(pi: Pi) -> list[str]:
+    path = pi.state / "agent-refused"
+    return [line.split(" ", 1)[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def without_client_certificate(pi: Pi) -> None:
+    """The agent's folder as a netbooted maia's new root has it (plans.netboot.nfs KEPT_ON_NEW_IMAGE): no client
+    certificate, so its start authenticates with its token alone."""
+    for path in CLIENT_CERT:
+        pi.path(path).unlink(missing_ok=True)
+
+
+def revoked(lab: Lab, token: str, seconds: float = 30) -> None:
+    """Wait until the API server refuses `token`: its bootstrap authenticator reads Secrets through an informer, and it
+    keeps a token it authenticated in a cache for seconds (a deleted Secret's token is refused within them)."""
+    client = lab.pis.cluster.client_for_token(token)
+    deadline = time.monotonic() + seconds
+    try:
+        while (
+            client.request(
+                "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            )[0]
+            != 401
+        ):
+            assert time.monotonic() < deadline, f"the API server still takes a deleted Secret's token after {seconds} s"
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def test_each_maia_joins_with_its_own_token_pinned_to_the_ca_and_the_valar_with_the_server_token(lab: Lab, brought_up: BroughtUp) -> None:
+    manwe, varda = lab.pis.pis["manwe"], lab.pis.pis["varda"]
+    ca = manwe.path(SERVER_CA).read_bytes()
+    digest = hashlib.sha256(ca).hexdigest()
+    # The ca-hash step printed the hash k3s wrote in its server token file, and nothing of the password.
+    server = k3s_config(manwe)["token"]
+    assert manwe.path(agent_token.SERVER_TOKEN_FILE).read_text() == f"K10{digest}::server:{server}\n"
+    assert brought_up.first["ainur-ca-hash"].stdout == f"{digest}\n"
+    assert all(k3s_config(lab.pis.pis[name])["token"] == server for name in VALAR)
+    token = k3s_config(varda)["token"]
+    found = FULL_TOKEN.fullmatch(token)
+    assert found is not None and found.group(1) == digest, token
+    assert server not in varda.path(k3s.CONFIG_PATH).read_text()
+    # Its Secret on the real API server, as the program declared it; the agent's start passed at once.
+    made = lab.pis.cluster.client.get("v1", "Secret", f"bootstrap-token-{found.group(2)}", namespace="kube-system")
+    assert made is not None and made["type"] == "bootstrap.kubernetes.io/token"
+    data = {k: base64.b64decode(v).decode() for k, v in made["data"].items()}
+    assert data == agent_token.secret_string_data(varda.node, found.group(2), found.group(3))
+    assert refusals(varda) == []
+
+
+def test_the_agent_refuses_a_wrong_ca_hash_or_token_and_starts_with_the_programs(lab: Lab, brought_up: BroughtUp) -> None:
+    """The agent stand-in follows k3s: a token whose CA hash is not the served CA's, or that the API server's bootstrap
+    authenticator does not know, keeps it retrying and never ready (the join fails within its bound); the server token
+    is refused where the test says so; the program's own config starts it."""
+    varda, sim = lab.pis.pis["varda"], lab.sims["flashed"]
+    join = sim.named()["ainur-varda-join"]
+    good = stdin_of(lab.pis, join)
+    assert good is not None
+    found = FULL_TOKEN.search(good)
+    assert found is not None
+    digest, ident, value = found.groups()
+    script = k3s.join_script(varda.node, restart_timeout=2)
+    server_url = k3s.server_url(lab.pis.stack)
+    unauthorized = f"failed to retrieve configuration from server: {server_url}/v1-k3s/config: 401 Unauthorized"
+    password = k3s_config(lab.pis.pis["manwe"])["token"]
+    cases = [
+        (f"K10{'0' * 64}::{ident}.{value}", f"token CA hash does not match the Cluster CA certificate hash: {'0' * 64} != {digest}"),
+        (f"K10{digest}::zzzzzz.{value}", unauthorized),  # an id with no Secret
+        (f"K10{digest}::{ident}.{'x' * 16}", unauthorized),  # the wrong secret
+        (f"K10{digest}::server:{password}", "the lab refuses a server token on an agent"),
+    ]
+    (shared(lab) / "refuse-server-token").write_text("")
+    try:
+        for token, line in cases:
+            without_client_certificate(varda)
+            (varda.state / "agent-refused").unlink(missing_ok=True)
+            result = lab.pis.ssh(secret(join.inputs["connection"]), script, good.replace(found.group(0), token))
+            assert result.returncode == 1, token
+            assert "systemd did not see k3s-agent start within 2 s of its restart" in result.stderr, token
+            # The last line is the restarted agent's (the one before may be the previous case's, stopped by the restart).
+            assert refusals(varda) and line in refusals(varda)[-1], (token, refusals(varda))
+            assert not (varda.state / "running").exists()
+    finally:
+        (shared(lab) / "refuse-server-token").unlink()
+    # The program's: its join restarts the agent, which authenticates with its token alone (no client certificate).
+    (varda.state / "agent-refused").unlink(missing_ok=True)
+    ok(run_like_the_engine(lab.pis, Graph.of(sim), [join]))
+    assert refusals(varda) == []
+    assert all(varda.path(path).exists() for path in CLIENT_CERT)  # handed out once joined
+
+
+def test_a_card_maia_whose_secret_is_deleted_restarts_on_its_client_certificate_and_a_new_root_does_not(lab: Lab, brought_up: BroughtUp) -> None:
+    """Deleting a maia's Secret revokes its token: the API server refuses it. A maia that joined keeps its kubelet's
+    client certificate, which the agent sends with the token (WithClientCertificate) and the API server's x509
+    authenticator takes first: it restarts. A root without it (a netbooted maia's new image) does not, until the next
+    `pulumi up --refresh` makes the Secret again."""
+    varda, sim = lab.pis.pis["varda"], lab.sims["flashed"]
+    regs = sim.named()
+    join, made = regs["ainur-varda-join"], regs["ainur-varda-agent-token"]
+    name = secret(made.inputs["metadata"])["name"]
+    lab.pis.cluster.client.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "kube-system"}})
+    changed_config = stdin_of(lab.pis, join)
+    assert changed_config is not None
+    found = FULL_TOKEN.search(changed_config)
+    assert found is not None
+    revoked(lab, f"{found.group(2)}.{found.group(3)}")
+    connection = secret(join.inputs["connection"])
+    (varda.state / "agent-refused").unlink(missing_ok=True)
+    result = lab.pis.ssh(connection, k3s.join_script(varda.node, restart_timeout=20), changed_config + "# a change\n")
+    assert result.returncode == 0, result.stderr
+    without_client_certificate(varda)
+    result = lab.pis.ssh(connection, k3s.join_script(varda.node, restart_timeout=2), changed_config + "# another\n")
+    assert result.returncode == 1
+    server_url = k3s.server_url(lab.pis.stack)
+    assert f"failed to retrieve configuration from server: {server_url}/v1-k3s/config: 401 Unauthorized" in refusals(varda)[0]
+    # The Secret made again (what `pulumi up --refresh` does), then the program's join.
+    ok(run_like_the_engine(lab.pis, Graph.of(sim), [made, join]))
+
+
+def test_a_maia_deployed_on_the_server_token_moves_to_its_own_on_the_next_up_and_a_second_changes_nothing(lab: Lab, brought_up: BroughtUp) -> None:
+    """A homelab deployed before plans.agent_token: its maia joined with the server token, and no Secret exists. The next
+    `up` runs what differs from that state: the ca-hash step and the maia's Secret (new) and its join (its config): the
+    agent restarts with its own token (the lab now refuses the server token on an agent, and the maia has no client
+    certificate, as a netbooted one's new root: the token alone must pass). A second `up` restarts nothing."""
+    manwe, varda, sim = lab.pis.pis["manwe"], lab.pis.pis["varda"], lab.sims["flashed"]
+    regs = sim.named()
+    join, made = regs["ainur-varda-join"], regs["ainur-varda-agent-token"]
+    connection = secret(join.inputs["connection"])
+    deployed = k3s.config(lab.pis.stack, varda.node, k3s_config(manwe)["token"])
+    assert ok_run(lab.pis.ssh(connection, join.inputs["create"], deployed))
+    assert k3s_config(varda)["token"] == k3s_config(manwe)["token"]
+    name = secret(made.inputs["metadata"])["name"]
+    lab.pis.cluster.client.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "kube-system"}})
+    found = FULL_TOKEN.search(str(stdin_of(lab.pis, join)))
+    assert found is not None
+    revoked(lab, f"{found.group(2)}.{found.group(3)}")
+    without_client_certificate(varda)
+    steps = [s for s in remote_steps(sim) if s.name in ("ainur-ca-hash", "ainur-varda-agent-token", "ainur-varda-join")]
+    (shared(lab) / "refuse-server-token").write_text("")
+    try:
+        (varda.state / "agent-refused").unlink(missing_ok=True)
+        since = len(varda.log())
+        runs = run_like_the_engine(lab.pis, Graph.of(sim), steps)
+        ok(runs)
+        assert runs["ainur-varda-agent-token"].end <= runs["ainur-varda-join"].start
+        assert runs["ainur-ca-hash"].end <= runs["ainur-varda-join"].start
+        assert "systemctl restart k3s-agent" in [a for _, a in varda.log()[since:]]
+        assert FULL_TOKEN.fullmatch(k3s_config(varda)["token"])
+        assert refusals(varda) == []
+        since = len(varda.log())
+        ok(run_like_the_engine(lab.pis, Graph.of(sim), steps))
+        # Its join: the config unchanged, `start` of a running agent (a no-op), no restart.
+        assert [a for _, a in varda.log()[since:]] == [
+            "cloud-init status --wait", "systemctl enable k3s-agent", "systemctl is-active k3s-agent", "systemctl start k3s-agent",
+        ]  # fmt: skip
+    finally:
+        (shared(lab) / "refuse-server-token").unlink()
+
+
+def ok_run(result: subprocess.CompletedProcess[str]) -> bool:
+    assert result.returncode == 0, result.stderr
+    return True
 
 
 def test_a_pi_leaving_is_uninstalled_once_and_a_second_delete_is_harmless(lab: Lab, brought_up: BroughtUp) -> None:

@@ -85,13 +85,17 @@ def simulations(root: Path, pub: str) -> dict[str, Simulation]:
 
 
 def steps_of(sim: Simulation) -> list[Registration]:
-    """What the Ainur run at `up` (each Pi's uninstall runs only as a delete), with the Pis' boot pointers."""
+    """What the Ainur run at `up` (each Pi's uninstall runs only as a delete), with the Pis' boot pointers and the maiar's
+    bootstrap-token Secrets."""
     return [
         r
         for r in Graph.of(sim).order()
         if r.name.startswith("ainur-")
         and (
-            (r.type == "command:remote:Command" and r.inputs.get("create")) or (r.type == "kubernetes:core/v1:ConfigMap" and r.name.endswith("-boot"))
+            (r.type == "command:remote:Command" and r.inputs.get("create"))
+            or (r.type == "kubernetes:core/v1:ConfigMap" and r.name.endswith("-boot"))
+            # Each maia's bootstrap-token Secret, which its join waits for (plans.agent_token).
+            or (r.type == "kubernetes:core/v1:Secret" and r.name.endswith("-agent-token"))
         )
     ]
 

@@ -492,3 +492,22 @@ def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_s
         for name in ("eonwe", "ilmare")
     ]
     assert rollout.ainur_changes(after, after) == []
+
+
+def test_a_deployment_whose_maiar_joined_with_the_server_token_reads_as_each_maia_rejoining_with_its_own() -> None:
+    """The first `up` after plans.agent_token: each maia (not the valar) re-joins with its own token, one at a time, and
+    the plan says why (its config digest leaves the token out, so without it the join's run would go unexplained); the
+    next `up` has nothing to say."""
+    stack = load_stack_file(HOMELAB)
+    order = list(stack.ainur_nodes)
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(stack, order)
+    assert {n: after["nodes"][n]["joinToken"] for n in after["nodes"]} == {"manwe": "server", "eonwe": "agent", "ilmare": "agent"}
+    for node in before["nodes"].values():
+        del node["joinToken"]  # what a deployment before it recorded: its maiar joined with the server token
+    assert [(c.node, c.what) for c in rollout.ainur_changes(before, after)] == [("eonwe", (rollout.REJOIN_OWN,)), ("ilmare", (rollout.REJOIN_OWN,))]
+    assert rollout.describe_ainur(before, after) == (
+        "Ainur: 2 Pi(s) change, one at a time in this order, each back and healthy before the next:\n"
+        f"  1. eonwe: {rollout.REJOIN_OWN}\n  2. ilmare: {rollout.REJOIN_OWN}\n"
+    )
+    assert "k3s-agent" in rollout.REJOIN_OWN and "bootstrap-token" in rollout.REJOIN_OWN
+    assert rollout.ainur_changes(after, rollout.ainur_state(stack, order)) == []
