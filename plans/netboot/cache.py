@@ -4,6 +4,7 @@ initramfs, so the netboot pod starts on any Pi without the internet."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 
 from plans.k3s import KUBECTL
 from plans.netboot.base import HOST_CACHE, NAMESPACE
@@ -89,11 +90,30 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
 # waits for it, one Pi at a time) or a brief partition, after which its kubelet would find its pod gone and a new one
 # made beside the old one it is still stopping.
 SILENT_SECONDS = 120
+# The Nodes whose Ready is Unknown, from `kubectl get nodes -o json` on stdin: "<node> silent" for those Unknown for
+# argv[1] seconds or more (since the condition's lastTransitionTime, RFC 3339 as the API server writes it: apimachinery
+# v0.35.1 pkg/apis/meta/v1/time.go:162-172), "<node> unknown" for the others. Read here, not by `date -d`: the uutils
+# date of Ubuntu 25.10 refuses that form (review 41-16), and a time that cannot be read stops the step, naming the Node.
+SILENT_SCRIPT = r"""
+import datetime, json, sys
+limit, now = int(sys.argv[1]), datetime.datetime.now(datetime.timezone.utc)
+for node in json.load(sys.stdin).get("items") or []:
+    name = node["metadata"]["name"]
+    ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    if ready.get("status") != "Unknown":
+        continue
+    try:
+        since = datetime.datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
+    except (KeyError, ValueError) as e:
+        sys.exit(f"{name}'s Ready condition has no time that can be read ({e!r})")
+    print(name, "silent" if (now - since).total_seconds() >= limit else "unknown")
+"""
 
 
 def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
     """On the first valar, before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
-    pods that a Pi the control plane has not heard from for `silent_seconds` would otherwise hold for ever.
+    cache pods of Pis the control plane has not heard from for `silent_seconds`, and the netboot pod records already
+    Terminating on any Pi whose kubelet stopped reporting (review 41-16: no wait is needed for those).
 
     Why (review 41-12 H1): the cache DaemonSet rolls with maxUnavailable 1, its default (Kubernetes v1.35.1
     pkg/apis/apps/v1/defaults.go:75-93), and a Pi whose kubelet stopped reporting (its Node's Ready Unknown: the node
@@ -119,28 +139,27 @@ if ! pods=$({kubectl} -n {NAMESPACE} get pods -o jsonpath='{{range .items[*]}}{{
   echo "iluvatar: the netboot pods cannot be listed, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl -n {NAMESPACE} get pods -o wide" >&2
   exit 1
 fi
-if ! nodes=$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.status.conditions[?(@.type=="Ready")].status}} {{.status.conditions[?(@.type=="Ready")].lastTransitionTime}}{{"\\n"}}{{end}}'); then
+if ! nodes=$({kubectl} get nodes -o json); then
   echo "iluvatar: the Nodes cannot be read, so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl get nodes" >&2
   exit 1
 fi
-now=$(date +%s)
-silent() {{
-  # The node's Ready has been Unknown for {silent_seconds} s or more.
-  set -- $(printf '%s\\n' "$nodes" | awk -v n="$1" '$1 == n {{print $2, $3}}')
-  [ "${{1:-}}" = Unknown ] && [ -n "${{2:-}}" ] || return 1
-  since=$(date -d "$2" +%s) || return 1
-  [ $(( now - since )) -ge {silent_seconds} ]
-}}
+if ! states=$(printf '%s' "$nodes" | python3 -c {shlex.quote(SILENT_SCRIPT)} {silent_seconds} 2>&1); then
+  echo "iluvatar: how long each Pi has been silent cannot be read ($states), so a Pi that is down could hold netboot-cache's roll or the netboot pod's replacement; look with: sudo k3s kubectl get nodes -o wide" >&2
+  exit 1
+fi
+state() {{ printf '%s\\n' "$states" | awk -v n="$1" '$1 == n {{print $2}}'; }}
 printf '%s\\n' "$pods" | while read -r pod node app deleting; do
   [ -n "$pod" ] && [ -n "$node" ] || continue
   case "$app" in
-    netboot-cache) why="its netboot-cache pod $pod would hold the cache's roll on every other Pi; it is removed, and $node's cache refills when it is back" ;;
-    netboot) [ -n "${{deleting:-}}" ] || continue
+    netboot-cache) [ "$(state "$node")" = silent ] || continue
+      lead="has not reported for {silent_seconds} s or more"
+      why="its netboot-cache pod $pod would hold the cache's roll on every other Pi; it is removed, and $node's cache refills when it is back" ;;
+    netboot) [ -n "${{deleting:-}}" ] && [ -n "$(state "$node")" ] || continue
+      lead="has stopped reporting"
       why="its netboot pod $pod, evicted and running again on another Pi, is still Terminating there and would keep the netboot pod's next replacement from starting (the LAN's DHCP, DNS and TFTP); its record is removed" ;;
     *) continue ;;
   esac
-  silent "$node" || continue
-  echo "iluvatar: $node has not been heard from for {silent_seconds} s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so $why" >&2
+  echo "iluvatar: $node's kubelet $lead (its Node's Ready is Unknown), so $why" >&2
   {kubectl} -n {NAMESPACE} delete pod "$pod" --force --grace-period=0 --wait=false >&2 || {{
     echo "iluvatar: the pod $pod on $node could not be removed; remove it by hand: sudo k3s kubectl -n {NAMESPACE} delete pod $pod --force --grace-period=0" >&2
     exit 1

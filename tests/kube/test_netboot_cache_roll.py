@@ -99,9 +99,9 @@ def test_a_pi_that_is_down_holds_the_caches_roll_until_the_clearance_step_remove
             assert got.returncode == 0, got.stderr
             said = [line for line in got.stderr.splitlines() if line.startswith("iluvatar: ")]
             assert said == [
-                "iluvatar: manwe has not been heard from for 5 s or more (its Node's Ready is Unknown: its kubelet stopped reporting), "
-                f"so its netboot-cache pod {manwes[0]['metadata']['name']} would hold the cache's roll on every other Pi; it is removed, "
-                "and manwe's cache refills when it is back"
+                "iluvatar: manwe's kubelet has not reported for 5 s or more (its Node's Ready is Unknown), so its netboot-cache pod "
+                f"{manwes[0]['metadata']['name']} would hold the cache's roll on every other Pi; it is removed, and manwe's cache refills "
+                "when it is back"
             ]
             cluster.wait_for("the cache rolled on eonwe and ilmare", lambda: rolled(cluster) or None, 90)
             assert status(cluster).get("updatedNumberScheduled") == 2

@@ -1204,7 +1204,7 @@ shift
 echo "$*" >> "$FAKE/calls"
 case "$*" in
   *"-n netboot get pods -o jsonpath="*) [ -f "$FAKE/no-pods" ] && { echo "Unauthorized" >&2; exit 1; }; cat "$FAKE/pods" ;;
-  *"get nodes -o jsonpath="*) [ -f "$FAKE/no-nodes" ] && { echo "Unauthorized" >&2; exit 1; }; cat "$FAKE/nodes" ;;
+  *"get nodes -o json") [ -f "$FAKE/no-nodes" ] && { echo "Unauthorized" >&2; exit 1; }; cat "$FAKE/nodes" ;;
   *"-n netboot delete pod "*" --force --grace-period=0 --wait=false") [ -f "$FAKE/no-delete" ] && { echo "forbidden" >&2; exit 1; }; exit 0 ;;
   *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
 esac
@@ -1232,10 +1232,17 @@ def ago(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
 
 
+def nodes_json(*nodes: tuple[str, str, str]) -> str:
+    """`kubectl get nodes -o json` with each Node's Ready condition: (name, status, lastTransitionTime)."""
+    items = [{"metadata": {"name": n}, "status": {"conditions": [{"type": "Ready", "status": st, "lastTransitionTime": t}]}} for n, st, t in nodes]
+    return json.dumps({"items": items})
+
+
 def test_the_clearance_removes_only_what_a_pi_silent_for_two_minutes_holds(tmp_path: Path) -> None:
-    """A cache pod on a Pi silent 2 minutes or more; a netboot pod record already Terminating there (its replacement
-    runs elsewhere). Not: a live netboot pod there, anything on a Pi silent a moment (a k3s restart), on a Ready or
-    NotReady Pi (its kubelet ends its own pods), nor another app's pod."""
+    """A cache pod on a Pi silent 2 minutes or more; a netboot pod record already Terminating on any Pi whose kubelet
+    stopped reporting (its replacement runs elsewhere: review 41-16, no wait). Not: a cache pod on a Pi silent a moment
+    (a k3s restart), a live netboot pod, anything on a Ready or NotReady Pi (its kubelet ends its own pods), nor another
+    app's pod."""
     assert netboot.SILENT_SECONDS == 120
     pods = "\n".join([
         "cache-a eonwe netboot-cache ",
@@ -1244,23 +1251,38 @@ def test_the_clearance_removes_only_what_a_pi_silent_for_two_minutes_holds(tmp_p
         "cache-d varda netboot-cache ",
         "netboot-old manwe netboot 2026-11-26T10:00:00Z",
         "netboot-live varda netboot ",
+        "netboot-recent ilmare netboot 2026-11-26T10:00:00Z",
         "git-mirror-x manwe git-mirror 2026-11-26T10:00:00Z",
         "pending  netboot-cache ",
     ]) + "\n"  # fmt: skip
-    nodes = f"eonwe True {ago(3600)}\nmanwe Unknown {ago(121)}\nilmare Unknown {ago(30)}\nvarda False {ago(600)}\n"
+    nodes = nodes_json(("eonwe", "True", ago(3600)), ("manwe", "Unknown", ago(121)), ("ilmare", "Unknown", ago(30)), ("varda", "False", ago(600)))
     got, deleted = clear(tmp_path, pods, nodes)
     assert got.returncode == 0, got.stderr
     assert deleted == [
         "-n netboot delete pod cache-b --force --grace-period=0 --wait=false",
         "-n netboot delete pod netboot-old --force --grace-period=0 --wait=false",
+        "-n netboot delete pod netboot-recent --force --grace-period=0 --wait=false",
     ]
+    record = (
+        "netboot pod {}, evicted and running again on another Pi, is still Terminating there and would keep the netboot pod's "
+        "next replacement from starting (the LAN's DHCP, DNS and TFTP); its record is removed"
+    )
     assert [line for line in got.stderr.splitlines() if line.startswith("iluvatar: ")] == [
-        "iluvatar: manwe has not been heard from for 120 s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so its "
-        "netboot-cache pod cache-b would hold the cache's roll on every other Pi; it is removed, and manwe's cache refills when it is back",
-        "iluvatar: manwe has not been heard from for 120 s or more (its Node's Ready is Unknown: its kubelet stopped reporting), so its "
-        "netboot pod netboot-old, evicted and running again on another Pi, is still Terminating there and would keep the netboot pod's "
-        "next replacement from starting (the LAN's DHCP, DNS and TFTP); its record is removed",
+        "iluvatar: manwe's kubelet has not reported for 120 s or more (its Node's Ready is Unknown), so its netboot-cache pod cache-b "
+        "would hold the cache's roll on every other Pi; it is removed, and manwe's cache refills when it is back",
+        "iluvatar: manwe's kubelet has stopped reporting (its Node's Ready is Unknown), so its " + record.format("netboot-old"),
+        "iluvatar: ilmare's kubelet has stopped reporting (its Node's Ready is Unknown), so its " + record.format("netboot-recent"),
     ]
+
+
+def test_the_clearance_stops_on_a_ready_time_it_cannot_read(tmp_path: Path) -> None:
+    """Review 41-16: `date -d` of Ubuntu 25.10 (uutils) refuses the API server's RFC 3339 times, and the first version took
+    that for "not silent" and removed nothing, saying nothing. Read by python3; a time it cannot read stops the step."""
+    got, deleted = clear(tmp_path, "cache-b manwe netboot-cache \n", nodes_json(("manwe", "Unknown", "yesterday")))
+    assert (got.returncode, deleted) == (1, [])
+    assert got.stderr.splitlines()[-1].startswith(
+        "iluvatar: how long each Pi has been silent cannot be read (manwe's Ready condition has no time that can be read (ValueError("
+    )
 
 
 @pytest.mark.parametrize(
@@ -1281,7 +1303,7 @@ def test_the_clearance_removes_only_what_a_pi_silent_for_two_minutes_holds(tmp_p
     ],
 )
 def test_the_clearance_fails_naming_what_it_could_not_do(tmp_path: Path, fail: str, said: str) -> None:
-    got, _ = clear(tmp_path, "cache-b manwe netboot-cache \n", f"manwe Unknown {ago(600)}\n", fail)
+    got, _ = clear(tmp_path, "cache-b manwe netboot-cache \n", nodes_json(("manwe", "Unknown", ago(600))), fail)
     assert got.returncode == 1
     assert got.stderr.splitlines()[-1] == said
 
