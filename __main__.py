@@ -174,7 +174,7 @@ pulumi.export("storage", storage.state)
 if ainur is not None and netboot is not None:
     # The netbooting maiar's roots wait for their volume's storage (Longhorn, an Application of the storage layer), and the
     # maiar join once the netboot service serves them their boot files and root; then their Nodes get Longhorn's labels.
-    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [], ainur.first_valar, ainur.access.commands)
+    netboot.serve_pis([storage.applications["longhorn"]] if "longhorn" in storage.applications else [], ainur.connection, ainur.access.commands)
     ainur.join_netbooted(netboot.pi_serving)
     storage.label_pis({n: pi.join for n, pi in ainur.pis.items()})
 

@@ -421,7 +421,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         self._valar = connect(first)
 
         # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
-        self.connection = connect(first)
+        self.connection = self._valar
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
             f"{name}-credentials",
@@ -469,8 +469,6 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
-        # Where the netbooted roots' placement waits run (components.netboot.serve_pis), with k3s's kubectl.
-        self.first_valar = self._valar
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)

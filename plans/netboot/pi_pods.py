@@ -430,8 +430,8 @@ def root_volume_spec(stack: StackConfig, legacy: bool = False) -> dict[str, Any]
 # How long `up` waits, once, for Longhorn to place a new root volume's copies before pi-nfs moves onto it (review 41-6
 # M4): Longhorn places a new volume's replicas within seconds when a tagged Pi has room, and retries a failed one every
 # 30 s (longhorn-manager v1.10.1 controller/volume_controller.go:1800, enqueueVolumeAfter), so ten minutes is ample.
-PLACED_TIMEOUT = "10m"
 PLACED_SECONDS = 600
+PLACED_TIMEOUT = f"{PLACED_SECONDS // 60}m"
 
 # What the placement wait reads of a Longhorn Volume (stdin: its JSON; longhorn-manager v1.10.1
 # k8s/pkg/apis/longhorn/v1beta2/volume.go:125, the condition type "Scheduled" in status.conditions): exit 0 once its
