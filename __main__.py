@@ -82,6 +82,7 @@ if ainur is not None:
             dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
             legacy_roots=ainur.legacy_roots,
             valar=ainur.connection,
+            commands=ainur.access.commands,
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),

@@ -45,8 +45,10 @@ class NetbootArgs:
     schematics: Sequence[pulumi.Resource] = ()
     # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
     legacy_roots: bool = True
-    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script).
+    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script),
+    # through the Ainur's command provider (`commands`, the one its other steps on the Pis use).
     valar: command.remote.ConnectionArgs | None = None
+    commands: command.Provider | None = None
 
 
 class Netboot(pulumi.ComponentResource):
@@ -126,7 +128,7 @@ class Netboot(pulumi.ComponentResource):
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
         others = [m for m in rest if m not in cache and m not in pod]
         after_clearance = made_opts
-        if args.valar is not None and (cache or pod):
+        if args.valar is not None and args.commands is not None and (cache or pod):
             # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the
             # netboot pod's replacement from starting; what it holds them with leaves first (plans.netboot.cache). Run
             # again whenever either template changes, which is when either rolls.
@@ -138,9 +140,7 @@ class Netboot(pulumi.ComponentResource):
                 connection=args.valar,
                 create=plan.clearance_script(),
                 triggers=[templates],
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)), depends_on=[ns]
-                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.commands, depends_on=[ns]),
             )
             self.objects[f"{name}-clearance"] = clearance
             after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))

@@ -169,7 +169,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "kubernetes:data-ainur": "ainur-kubernetes",
         "random:data": "data-random",
         "command:data": "arda-command",
-        "command:netboot": "netboot-command",
+        "command:netboot": "ainur-command",  # the clearance, through the Ainur's command provider
     }
     checked = 0
     for r in homelab.registrations:
