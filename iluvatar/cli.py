@@ -600,6 +600,7 @@ def parser() -> argparse.ArgumentParser:
 
     power.add_parser(sub)
     _discover_parser(sub)
+    _recover_parser(sub)
     return p
 
 
@@ -644,6 +645,37 @@ def _discover(args: argparse.Namespace) -> int:
     except discover.DiscoverError as e:
         raise CommandError(str(e)) from None
     return EXIT_OK
+
+
+RECOVER_HELP = "after a killed `pulumi up`: remove Helm's record of each release it left a pending create of, so the next `pulumi up` adopts it"
+RECOVER_EPILOG = """\
+STACK is the Pulumi stack (rk1), whose state `pulumi stack export --show-secrets` prints (run here, its output
+read, never written to disk), or its stack file (Pulumi.rk1.yaml: its folder is the project). With --state FILE,
+the state is read from FILE instead. docs/bring-up.md#a-stopped-pulumi-up says when to run it.
+"""
+
+
+def _recover_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "recover", help=RECOVER_HELP, description=RECOVER_HELP, epilog=RECOVER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    c.add_argument("stack", metavar="STACK", help="the Pulumi stack (rk1), or its stack file (Pulumi.rk1.yaml)")
+    c.add_argument(
+        "--state",
+        metavar="FILE",
+        help="read the state from FILE (`pulumi stack export --show-secrets > FILE`; - for standard input) instead of running that",
+    )
+    c.add_argument("--dry-run", action="store_true", help="say what it would wait for and remove, and change nothing")
+    c.set_defaults(run=_recover)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from iluvatar import recover
+
+    try:
+        return recover.run(args)
+    except recover.RecoverError as e:
+        raise CommandError(str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

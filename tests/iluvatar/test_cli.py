@@ -173,7 +173,20 @@ def test_console_script_is_installed_and_its_help_lists_the_commands_the_cli_pag
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: iluvatar [-h] [--version] COMMAND ...")
     listed = helped_commands(result.stdout)
-    assert listed == ["init", "validate", "render", "diagram", "scaffold", "versions", "upgrader", "schema", "reference", "power", "discover"]
+    assert listed == [
+        "init",
+        "validate",
+        "render",
+        "diagram",
+        "scaffold",
+        "versions",
+        "upgrader",
+        "schema",
+        "reference",
+        "power",
+        "discover",
+        "recover",
+    ]
     assert sorted(documented_commands((ROOT / "docs" / "cli.md").read_text())) == sorted(listed)
     # The lookup of a stack name is said where every command's help ends.
     assert "looked up in the current folder first, then in the project" in result.stdout

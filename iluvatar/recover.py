@@ -1,0 +1,468 @@
+"""`iluvatar recover STACK`: after a killed `pulumi up`, clear the way for the next one to install its Helm releases.
+
+A `pulumi up` killed outright (SIGKILL, a power cut) leaves each step it was running as a pending operation in the
+stack's state. Its provider plugins outlive it and finish what they started (../shared engine facts, engine v3.259).
+The next `up` retries each pending create. For a plain Kubernetes object that is an upsert; for a
+`kubernetes:helm.sh/v3:Release` it is a plain Helm install (pulumi-kubernetes v4.32.0
+provider/pkg/provider/helm_release.go, `helmCreate`: `action.NewInstall`, `Replace` only as the resource asks), and
+Helm refuses a name whose latest record is not uninstalled or failed (helm.sh/helm/v3 v3.20.2
+pkg/action/install.go:531-553, `availableName`): `cannot re-use a name that is still in use`.
+
+So, for each pending create of a Release in the state, this command waits until Helm's latest record of that
+release is no longer pending (the killed run's provider finishing its install; bounded: see `deadline`), then
+deletes that release's records, and nothing else: the Secrets `owner=helm,name=<release>` in its namespace (Helm's
+secrets driver labels, pkg/storage/driver/secrets.go:212-236). The objects stay. The next `up`'s install adopts
+them: each carries the release's `meta.helm.sh/release-name`/`-namespace` annotations and Helm's managed-by label
+(pkg/action/install.go:332-356 `existingResourceConflict`, pkg/action/validate.go:65-92 `checkOwnership`), and Helm
+updates them in place instead of creating them (install.go:452-464).
+
+The program itself cannot do this (docs/bring-up.md#a-stopped-pulumi-up): what it registers never says whether a
+Release is a create the engine left pending or one the state tracks, and deleting a tracked release's records
+loses the history its later upgrades need; a step of the program runs only when its inputs change, so it would not
+run again on the retry.
+
+The state is read as `pulumi stack export --show-secrets` prints it (a Deployment v3: github.com/pulumi/pulumi
+v3.259.0 sdk/go/common/apitype/core.go:156-174 `DeploymentV3`, :374-379 `OperationV2`, :489-565 `ResourceV3`): run
+here, without touching the disk, or from a file. The provider's kubeconfig is a secret, which an export without
+`--show-secrets` holds only as ciphertext (pkg/resource/stack/deployment.go:844-880).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import gzip
+import http.client
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+# pkg/resource/stack/deployment.go:844-880: a secret is an object carrying this key (resource.SigKey,
+# sdk/go/common/resource/sig/sig.go:21) and either `ciphertext` or, exported with --show-secrets, `plaintext` (the
+# value as JSON).
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (a marker, not a secret)
+# pulumi-kubernetes v4.32.0 provider/pkg/provider/helm_release.go:64 `defaultTimeoutSeconds`, the `timeout` a
+# Release without one installs with.
+HELM_TIMEOUT_SECONDS = 300
+# Above Helm's own bounded waits, what an install does unbounded but quickly: rendering, creating the objects,
+# writing the record (pkg/action/install.go:233-413).
+MARGIN_SECONDS = 60
+# Helm's statuses an operation is still under way in (pkg/release/status.go:47-49 `IsPending`).
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+POLL_SECONDS = 2.0
+EXPORT_SECONDS = 300  # `pulumi stack export`: a remote backend's answer, a passphrase's key derivation
+
+
+class RecoverError(Exception):
+    """The command cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A pending create of a Helm release in the state, with what reaching its cluster takes."""
+
+    urn: str
+    release: str
+    namespace: str
+    timeout: int  # the Release's `timeout` input (seconds), as its install ran with
+    provider: str  # the provider's URN
+    kubeconfig: str  # the provider's `kubeconfig` input: the kubeconfig's text, or a path (as pulumi-kubernetes takes it)
+    context: str | None  # the provider's `context` input
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.release}"
+
+    @property
+    def resource_name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+
+# --- the state ---------------------------------------------------------------------------------------------------
+
+
+def plain(value: Any, where: str) -> Any:
+    """A state value with its secrets opened: `plaintext` is the value as JSON; `ciphertext` cannot be opened here."""
+    if isinstance(value, Mapping):
+        if SECRET_SIG in value:
+            if "plaintext" in value:
+                return plain(json.loads(value["plaintext"]), where)
+            raise RecoverError(
+                f"{where} is an encrypted secret in this export: export the state with `pulumi stack export --show-secrets` "
+                "(or let `iluvatar recover` run it, without --state)"
+            )
+        return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def deployment_of(text: str, source: str) -> dict[str, Any]:
+    """The `deployment` of a `pulumi stack export` (apitype.UntypedDeployment, version 3)."""
+    try:
+        export = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecoverError(f"{source} is not JSON ({e.msg}, line {e.lineno}): give the output of `pulumi stack export --show-secrets`") from None
+    if not isinstance(export, dict) or not isinstance(export.get("deployment"), dict):
+        raise RecoverError(f"{source} has no `deployment`: give the output of `pulumi stack export --show-secrets`")
+    if export.get("version") != 3:
+        raise RecoverError(f"{source} is a version {export.get('version')!r} deployment; this command reads version 3 (Pulumi CLI v3)")
+    deployment: dict[str, Any] = export["deployment"]
+    return deployment
+
+
+def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[str, Any]:
+    """The provider resource a reference (`<urn>::<id>`, split at its last `::`: sdk/go/common/providers/reference.go:147-160) names."""
+    if "::" not in reference:
+        raise RecoverError(f"{urn} names no provider in the state (its `provider` is {reference!r})")
+    provider_urn, provider_id = reference.rsplit("::", 1)
+    candidates = [*(deployment.get("resources") or []), *((op.get("resource") or {}) for op in deployment.get("pending_operations") or [])]
+    for r in candidates:
+        if r.get("urn") == provider_urn and r.get("id") == provider_id:
+            return dict(r)
+    raise RecoverError(f"{urn}: its provider {provider_urn} (id {provider_id}) is not in the state")
+
+
+def tracked(deployment: Mapping[str, Any]) -> dict[str, str]:
+    """The releases the state holds, as `namespace/name` (pulumi-kubernetes's id: provider/pkg/provider/util.go:113) -> URN."""
+    return {str(r.get("id")): str(r["urn"]) for r in deployment.get("resources") or [] if r.get("type") == RELEASE_TYPE and r.get("id")}
+
+
+def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
+    """Every pending create of a Helm release, in the state's order."""
+    found = []
+    for op in deployment.get("pending_operations") or []:
+        r = op.get("resource") or {}
+        if op.get("type") != "creating" or r.get("type") != RELEASE_TYPE:
+            continue
+        urn = str(r.get("urn"))
+        inputs = plain(r.get("inputs") or {}, f"{urn} inputs")
+        release, namespace = inputs.get("name"), inputs.get("namespace") or "default"
+        if not isinstance(release, str) or not release:
+            raise RecoverError(f"{urn}: its inputs name no release (`name`), so its Helm records cannot be told apart")
+        provider = _provider(deployment, str(r.get("provider") or ""), urn)
+        config = plain(provider.get("inputs") or {}, f"{provider['urn']} inputs")
+        kubeconfig = config.get("kubeconfig")
+        if isinstance(kubeconfig, Mapping):  # pulumi-kubernetes takes an object too (util.go:174-190)
+            kubeconfig = json.dumps(kubeconfig)
+        if not isinstance(kubeconfig, str) or not kubeconfig:
+            raise RecoverError(f"{urn}: its provider {provider['urn']} has no kubeconfig in the state; every provider of this program has one")
+        context = config.get("context")
+        found.append(
+            Pending(
+                urn=urn,
+                release=release,
+                namespace=str(namespace),
+                timeout=int(inputs.get("timeout") or HELM_TIMEOUT_SECONDS),
+                provider=str(provider["urn"]),
+                kubeconfig=kubeconfig,
+                context=context if isinstance(context, str) and context else None,
+            )
+        )
+    return found
+
+
+def export(stack: str, cwd: Path) -> str:
+    """`pulumi stack export --show-secrets`, read from its output (nothing written to disk)."""
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise RecoverError("`pulumi` is not on PATH: install the Pulumi CLI, or give --state FILE (`pulumi stack export --show-secrets > FILE`)")
+    command = [pulumi, "stack", "export", "--show-secrets", "--stack", stack]
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=EXPORT_SECONDS, stdin=subprocess.DEVNULL)  # noqa: S603
+    except subprocess.TimeoutExpired:
+        raise RecoverError(f"`pulumi stack export --stack {stack}` did not answer within {EXPORT_SECONDS} s (its backend unreachable?)") from None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RecoverError(f"`pulumi stack export --stack {stack}` failed: {reason}")
+    return done.stdout
+
+
+# --- the cluster -------------------------------------------------------------------------------------------------
+
+
+class Kube:
+    """Plain HTTPS to one cluster's API server, as the provider's kubeconfig reaches it (certificates or a token)."""
+
+    def __init__(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+        text = kubeconfig
+        path = Path(os.path.expanduser(kubeconfig)) if "\n" not in kubeconfig else None
+        if path is not None and path.is_file():  # a path, as pulumi-kubernetes takes it (util.go:135-166)
+            text = path.read_text()
+        config = yaml.safe_load(text)
+        if not isinstance(config, dict):
+            raise RecoverError("the provider's kubeconfig is not a kubeconfig")
+        name = context or config.get("current-context")
+        ctx = _named(config, "contexts", name, "context")
+        cluster = _named(config, "clusters", ctx.get("cluster"), "cluster")
+        user = _named(config, "users", ctx.get("user"), "user")
+        url = urllib.parse.urlsplit(str(cluster.get("server") or ""))
+        if url.scheme != "https" or not url.hostname:
+            raise RecoverError(f"the kubeconfig's server {cluster.get('server')!r} is not an https:// address")
+        self.server = f"{url.hostname}:{url.port or 443}"
+        self.host, self.port = url.hostname, url.port or 443
+
+        def material(key: str, where: Mapping[str, Any]) -> str | None:
+            if where.get(f"{key}-data"):
+                out = folder / key
+                out.write_bytes(base64.b64decode(where[f"{key}-data"]))
+                out.chmod(0o600)
+                return str(out)
+            return str(where[key]) if where.get(key) else None
+
+        if cluster.get("insecure-skip-tls-verify"):
+            raise RecoverError(f"the kubeconfig of {url.hostname} skips TLS verification; this command deletes nothing over an unverified connection")
+        self.context = ssl.create_default_context(cafile=material("certificate-authority", cluster))
+        certificate = material("client-certificate", user)
+        if certificate is not None:
+            self.context.load_cert_chain(certificate, material("client-key", user))
+        self.token = user.get("token")
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        connection = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30)
+        try:
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise RecoverError(f"cannot reach the cluster's API server at {self.server}: {e}") from None
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return response.status, raw.decode(errors="replace")
+
+    def records(self, p: Pending) -> list[Record]:
+        """Helm's records of the release (its storage Secrets), oldest first."""
+        query = urllib.parse.urlencode({"labelSelector": f"owner=helm,name={p.release}"})
+        status, answer = self.request("GET", f"/api/v1/namespaces/{p.namespace}/secrets?{query}")
+        if status != 200:
+            raise RecoverError(f"cannot list Helm's records of {p.label} at {self.server}: {_reason(status, answer)}")
+        return sorted((Record.of(s) for s in answer.get("items") or []), key=lambda r: r.version)
+
+    def delete(self, p: Pending, record: Record) -> bool:
+        """Delete exactly the record read (uid and resourceVersion preconditions); False if it changed since."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": record.uid, "resourceVersion": record.resource_version}}
+        status, answer = self.request("DELETE", f"/api/v1/namespaces/{p.namespace}/secrets/{record.name}", body)
+        if status in (200, 202, 404):
+            return True
+        if status == 409:
+            return False
+        raise RecoverError(f"cannot delete {p.namespace}/{record.name} at {self.server}: {_reason(status, answer)}")
+
+
+def _named(config: Mapping[str, Any], kind: str, name: Any, key: str) -> dict[str, Any]:
+    for entry in config.get(kind) or []:
+        if entry.get("name") == name:
+            return dict(entry.get(key) or {})
+    raise RecoverError(f"the provider's kubeconfig has no {kind[:-1]} {name!r}")
+
+
+def _reason(status: int, answer: Any) -> str:
+    return f"{status} {answer.get('message')}" if isinstance(answer, dict) and answer.get("message") else f"HTTP {status}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One of Helm's release records: a Secret `sh.helm.release.v1.<release>.v<version>` (pkg/storage/storage.go:251)."""
+
+    name: str
+    uid: str
+    resource_version: str
+    version: int
+    status: str
+    written: datetime.datetime | None  # info.last_deployed: when the install or upgrade wrote it
+    hooks: int
+
+    @staticmethod
+    def of(secret: Mapping[str, Any]) -> Record:
+        meta = secret["metadata"]
+        labels = meta.get("labels") or {}
+        payload = _decode((secret.get("data") or {}).get("release", ""))
+        info = payload.get("info") or {}
+        written = None
+        if isinstance(info.get("last_deployed"), str):
+            written = _time(info["last_deployed"])
+        return Record(
+            name=meta["name"],
+            uid=meta["uid"],
+            resource_version=meta["resourceVersion"],
+            version=int(labels.get("version") or payload.get("version") or 0),
+            status=str(labels.get("status") or info.get("status") or "unknown"),
+            written=written,
+            hooks=len(payload.get("hooks") or []),
+        )
+
+
+def _decode(data: str) -> dict[str, Any]:
+    """A record's release: the Secret's data (base64), itself base64 of gzip'd JSON (pkg/storage/driver/util.go:58-87)."""
+    try:
+        raw = base64.b64decode(base64.b64decode(data))
+        if raw[:3] == b"\x1f\x8b\x08":
+            raw = gzip.decompress(raw)
+        out = json.loads(raw)
+    except (ValueError, OSError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _time(text: str) -> datetime.datetime | None:
+    """Go's RFC 3339 with nanoseconds (`2026-11-26T15:04:05.123456789Z`), to the microsecond Python keeps."""
+    head, _, rest = text.partition(".")
+    if rest:
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def deadline(p: Pending, record: Record) -> datetime.datetime | None:
+    """When the install that wrote this pending record has ended, whatever became of it.
+
+    Helm waits on nothing longer than the release's timeout at a time (pkg/action/install.go:444-505): the objects'
+    readiness once, and for each hook the delete of its previous run, its completion and its delete
+    (pkg/action/hooks.go:37-134): 1 + 3 per hook timeouts at most, from the moment it wrote the pending record.
+    Past that, a record still pending was left by an install that died (its machine's power cut), not one under way.
+    """
+    if record.written is None:
+        return None
+    return record.written + datetime.timedelta(seconds=p.timeout * (1 + 3 * record.hooks) + MARGIN_SECONDS)
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+
+
+Now = Callable[[], datetime.datetime]
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> list[str]:
+    """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete)."""
+    waited = False
+    while True:
+        records = kube.records(p)
+        if not records:
+            say(f"  {p.resource_name}: Helm release {p.label}: no record in the cluster, nothing to remove (the next `pulumi up` installs it)")
+            return []
+        latest = records[-1]
+        if latest.status in PENDING:
+            end = deadline(p, latest)
+            if end is None or now() < end:
+                until = f"until {end:%Y-%m-%d %H:%M:%S} UTC" if end else "with no end known"
+                if dry_run:
+                    say(
+                        f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is {latest.status}: would wait {until} for it to leave {latest.status}"
+                    )
+                    return []
+                if end is None:
+                    raise RecoverError(f"{p.label}: record v{latest.version} is {latest.status} and says not when it was written")
+                if not waited:
+                    say(
+                        f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is {latest.status}: waiting {until} "
+                        "for the killed run's provider to finish it"
+                    )
+                    waited = True
+                time.sleep(POLL_SECONDS)
+                continue
+            say(
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: its install died"
+            )
+        names = [r.name for r in records]
+        described = ", ".join(f"{r.name} ({r.status})" for r in records)
+        if dry_run:
+            say(f"  {p.resource_name}: Helm release {p.label}: would remove Helm's record{'s' if len(names) > 1 else ''} {described}")
+            return names
+        if all(kube.delete(p, r) for r in records):
+            say(f"  {p.resource_name}: Helm release {p.label}: removed Helm's record{'s' if len(names) > 1 else ''} {described}; its objects stay")
+            return names
+        # A record changed between the read and the delete (the provider finishing): read them again.
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = str(args.stack)
+    if args.state:
+        source = Path(args.state)
+        try:
+            text = sys.stdin.read() if args.state == "-" else source.read_text()
+        except OSError as e:
+            raise RecoverError(f"cannot read {source}: {e.strerror or e}") from None
+        deployment = deployment_of(text, "standard input" if args.state == "-" else str(source))
+    else:
+        name, cwd = stack, Path.cwd()
+        if stack.endswith((".yaml", ".yml")):  # a stack file: its stack, in its project
+            name, cwd = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0], Path(stack).resolve().parent
+        deployment = deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
+    operations = deployment.get("pending_operations") or []
+    if not operations:
+        raise RecoverError(f"{stack}: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)")
+    pending = pending_creates(deployment)
+    if not pending:
+        raise RecoverError(
+            f"{stack}: the state's {len(operations)} pending operation{'s' if len(operations) != 1 else ''} hold no create of a Helm release: "
+            "nothing to recover; `pulumi up` retries them by itself"
+        )
+    states = tracked(deployment)
+    for p in pending:
+        if p.label in states:
+            raise RecoverError(
+                f"{p.urn}: the state already tracks Helm release {p.label} as {states[p.label]}: its records are that resource's history. "
+                "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
+            )
+    others = len(operations) - len(pending)
+    print(
+        f"{stack}: {len(pending)} pending create{'s' if len(pending) != 1 else ''} of a Helm release"
+        + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
+        + (": dry run, nothing removed" if args.dry_run else "")
+    )
+    with _workdir() as folder:
+        for i, p in enumerate(pending):
+            where = folder / str(i)
+            where.mkdir()
+            recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print)
+    print(NEXT)
+    return 0
+
+
+NEXT = """\
+next: `pulumi up`. If it says the stack is locked: `pulumi cancel` (the killed run's lock; its providers hold nothing).
+Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
+`pgrep -P "$(pgrep -d, -f pulumi-resource-)"` prints nothing (a command step runs as a child of its provider; a Helm
+install runs inside pulumi-resource-kubernetes and this command waited for it)."""
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    """Where the kubeconfigs' keys are written for the TLS library: the user's alone, removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="iluvatar-recover-") as folder:
+        os.chmod(folder, 0o700)
+        yield Path(folder)
+
+
+__all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "recover", "run"]

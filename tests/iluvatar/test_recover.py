@@ -1,0 +1,172 @@
+"""`iluvatar recover`: what it reads from a killed run's state, and what it refuses; without a cluster.
+
+The cluster side (real Helm installing behind the program's back, the records removed, the retried install adopting)
+is tests/kube/test_stopped_release.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar import cli, recover
+from tests.edit import RK1
+from tests.sims import simulated
+from tests.state_export import killed_up
+
+IN_FLIGHT = ["edge-certificates-cert-manager", "edge-certificates-trust-manager", "edge-gateways-envoy-gateway"]
+ARDA = "urn:pulumi:rk1::iluvatar::iluvatar:arda:TalosCluster$pulumi:providers:kubernetes::arda-kubernetes"
+
+
+def _run(tmp_path: Path, export: dict[str, Any], capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str, str]:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "rk1", "--state", str(state), *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_pending_creates_of_helm_releases_with_their_providers_kubeconfig() -> None:
+    export = killed_up(simulated(RK1), IN_FLIGHT)
+    found = recover.pending_creates(export["deployment"])
+    assert [(p.resource_name, p.label, p.provider, p.timeout, p.context) for p in found] == [
+        ("edge-certificates-cert-manager", "cert-manager/cert-manager", ARDA, 300, None),
+        ("edge-certificates-trust-manager", "cert-manager/trust-manager", ARDA, 300, None),
+        ("edge-gateways-envoy-gateway", "envoy-gateway-system/eg", ARDA, 300, None),
+    ]
+    # The provider's kubeconfig as the state holds it (the mock's placeholder: the real one is Talos's).
+    assert {p.kubeconfig for p in found} == {"[secret]"}
+
+
+def test_a_state_with_nothing_pending_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = killed_up(simulated(RK1), IN_FLIGHT)
+    export["deployment"].pop("pending_operations")
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, out) == (2, "")
+    assert err == "error: rk1: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)\n"
+
+
+def test_pending_operations_without_a_helm_create_are_left_to_pulumi_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sim = simulated(RK1)
+    plain = next(r.name for r in sim.registrations if r.type == "kubernetes:core/v1:Namespace")
+    code, out, err = _run(tmp_path, killed_up(sim, [plain]), capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: rk1: the state's 1 pending operation hold no create of a Helm release: nothing to recover; `pulumi up` retries them by itself\n"
+    )
+
+
+def test_an_export_without_show_secrets_says_how_to_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(tmp_path, killed_up(simulated(RK1), IN_FLIGHT, show_secrets=False), capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {ARDA} inputs.kubeconfig is an encrypted secret in this export: export the state with "
+        "`pulumi stack export --show-secrets` (or let `iluvatar recover` run it, without --state)\n"
+    )
+
+
+def test_a_release_the_state_already_tracks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same Helm release under another resource (renamed without an alias): its records are that resource's history."""
+    sim = simulated(RK1)
+    export = killed_up(sim, ["edge-certificates-trust-manager"], finished=["edge-certificates-cert-manager"])
+    tracked = next(r for r in export["deployment"]["resources"] if r["urn"].endswith("::edge-certificates-cert-manager"))
+    tracked["urn"] = tracked["urn"].replace("::edge-certificates-cert-manager", "::cert-manager-old")
+    export["deployment"]["pending_operations"][0]["resource"]["inputs"]["name"] = "cert-manager"
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "error: urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::edge-certificates-trust-manager: "
+        "the state already tracks Helm release cert-manager/cert-manager as "
+        "urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::cert-manager-old"
+    )
+
+
+def test_not_json_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state.json"
+    state.write_text("Enter your passphrase to unlock config/secrets\n")
+    assert cli.main(["recover", "rk1", "--state", str(state)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {state} is not JSON (Expecting value, line 1): give the output of `pulumi stack export --show-secrets`\n"
+    )
+
+
+# --- the wait's bound, and a record an install left pending when it died --------------------------------------------
+
+WRITTEN = datetime.datetime(2026, 11, 26, 14, 2, 11, 403958, tzinfo=datetime.UTC)
+
+
+def _record_secret(status: str, version: int = 1, hooks: int = 2) -> dict[str, Any]:
+    """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
+    release = {
+        "name": "cert-manager",
+        "version": version,
+        "info": {"status": status, "last_deployed": "2026-11-26T14:02:11.403958812Z"},
+        "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
+    }
+    inner = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
+    return {
+        "metadata": {
+            "name": f"sh.helm.release.v1.cert-manager.v{version}",
+            "uid": f"uid-{version}",
+            "resourceVersion": "41",
+            "labels": {"owner": "helm", "name": "cert-manager", "status": status, "version": str(version)},
+        },
+        "data": {"release": base64.b64encode(inner.encode()).decode()},
+    }
+
+
+def _pending(timeout: int = 300) -> recover.Pending:
+    return recover.Pending("urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", timeout, ARDA, "[secret]", None)
+
+
+def test_the_wait_ends_when_every_one_of_helms_waits_has() -> None:
+    """1 timeout for the objects' readiness and 3 a hook (its previous run's delete, its run, its delete), plus a minute."""
+    record = recover.Record.of(_record_secret("pending-install", hooks=2))
+    assert (record.version, record.status, record.hooks, record.written) == (1, "pending-install", 2, WRITTEN)
+    assert recover.deadline(_pending(300), record) == WRITTEN + datetime.timedelta(seconds=300 * 7 + 60)
+
+
+class _Cluster:
+    """What `recover` asks of the cluster, answered from a list; for the clock-driven path a real install cannot show
+    without waiting out its timeouts (the real records, waits and deletes: tests/kube/test_stopped_release.py)."""
+
+    def __init__(self, secrets: list[dict[str, Any]]) -> None:
+        self.secrets = secrets
+        self.deleted: list[str] = []
+
+    def records(self, p: recover.Pending) -> list[recover.Record]:
+        return sorted((recover.Record.of(s) for s in self.secrets if s["metadata"]["name"] not in self.deleted), key=lambda r: r.version)
+
+    def delete(self, p: recover.Pending, record: recover.Record) -> bool:
+        self.deleted.append(record.name)
+        return True
+
+
+def test_a_record_still_pending_past_the_installs_end_was_left_by_an_install_that_died() -> None:
+    cluster = _Cluster([_record_secret("pending-install", hooks=0)])
+    said: list[str] = []
+    late = WRITTEN + datetime.timedelta(seconds=300 + 60)
+    removed = recover.recover(_pending(), cluster, False, said.append, now=lambda: late)  # type: ignore[arg-type]
+    assert removed == cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 14:08:11 UTC: its install died",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 "
+        "(pending-install); its objects stay",
+    ]
+
+
+def test_a_dry_run_says_what_it_would_wait_for_and_removes_nothing() -> None:
+    cluster = _Cluster([_record_secret("pending-install", hooks=0)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is pending-install: "
+        "would wait until 2026-11-26 14:08:11 UTC for it to leave pending-install"
+    ]
