@@ -16,7 +16,7 @@ them: each carries the release's `meta.helm.sh/release-name`/`-namespace` annota
 (pkg/action/install.go:332-356 `existingResourceConflict`, pkg/action/validate.go:65-92 `checkOwnership`), and Helm
 updates them in place instead of creating them (install.go:452-464).
 
-The program itself cannot do this (docs/bring-up.md#a-stopped-pulumi-up): what it registers never says whether a
+The program itself cannot do this (docs/bring-up.md#when-a-pulumi-up-stops-half-way): what it registers never says whether a
 Release is a create the engine left pending or one the state tracks, and deleting a tracked release's records
 loses the history its later upgrades need; a step of the program runs only when its inputs change, so it would not
 run again on the retry.
@@ -151,7 +151,9 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
         if op.get("type") != "creating" or r.get("type") != RELEASE_TYPE:
             continue
         urn = str(r.get("urn"))
-        inputs = plain(r.get("inputs") or {}, f"{urn} inputs")
+        # Only what finds the records is opened: the values may hold secrets this command has no use for.
+        given = r.get("inputs") or {}
+        inputs = {k: plain(given.get(k), f"{urn} inputs.{k}") for k in ("name", "namespace", "timeout")}
         release, namespace = inputs.get("name"), inputs.get("namespace") or "default"
         if not isinstance(release, str) or not release:
             raise RecoverError(f"{urn}: its inputs name no release (`name`), so its Helm records cannot be told apart")
@@ -200,6 +202,12 @@ class Kube:
     """Plain HTTPS to one cluster's API server, as the provider's kubeconfig reaches it (certificates or a token)."""
 
     def __init__(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+        try:
+            self._load(kubeconfig, context, folder)
+        except (OSError, ValueError, yaml.YAMLError) as e:  # ssl.SSLError is an OSError; bad base64 a ValueError
+            raise RecoverError(f"the provider's kubeconfig cannot be used: {e}") from None
+
+    def _load(self, kubeconfig: str, context: str | None, folder: Path) -> None:
         text = kubeconfig
         path = Path(os.path.expanduser(kubeconfig)) if "\n" not in kubeconfig else None
         if path is not None and path.is_file():  # a path, as pulumi-kubernetes takes it (util.go:135-166)
@@ -430,7 +438,7 @@ def run(args: argparse.Namespace) -> int:
         )
     states = tracked(deployment)
     for p in pending:
-        if p.label in states:
+        if states.get(p.label) not in (None, p.urn):
             raise RecoverError(
                 f"{p.urn}: the state already tracks Helm release {p.label} as {states[p.label]}: its records are that resource's history. "
                 "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
@@ -443,9 +451,17 @@ def run(args: argparse.Namespace) -> int:
     )
     with _workdir() as folder:
         for i, p in enumerate(pending):
+            if states.get(p.label) == p.urn:
+                # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
+                # also once a later run created the resource: then its records are the tracked release's history.
+                print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
+                continue
             where = folder / str(i)
             where.mkdir()
-            recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print)
+            try:
+                recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print)
+            except KeyboardInterrupt:
+                raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     print(NEXT)
     return 0
 

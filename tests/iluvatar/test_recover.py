@@ -96,6 +96,18 @@ def test_not_json_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture
     )
 
 
+def test_a_pending_create_a_later_run_finished_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine keeps a killed run's pending creates in every later state (pulumi v3.259.0 pkg/backend/snapshot.go:757-766),
+    so after the `up` that created the release, its pending create is still there: its records are now the state's own."""
+    export = killed_up(simulated(RK1), ["edge-certificates-cert-manager"], finished=["edge-certificates-cert-manager"])
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:2] == [
+        "rk1: 1 pending create of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the state holds it, created by a later run: nothing to remove",
+    ]
+
+
 # --- the wait's bound, and a record an install left pending when it died --------------------------------------------
 
 WRITTEN = datetime.datetime(2026, 11, 26, 14, 2, 11, 403958, tzinfo=datetime.UTC)
