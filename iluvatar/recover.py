@@ -469,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
 NEXT = """\
 next: `pulumi up`. If it says the stack is locked: `pulumi cancel` (the killed run's lock; its providers hold nothing).
 Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
-`pgrep -P "$(pgrep -d, -f pulumi-resource-)"` prints nothing (a command step runs as a child of its provider; a Helm
+`pgrep -d, -f pulumi-resource- | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
 install runs inside pulumi-resource-kubernetes and this command waited for it)."""
 
 
