@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from iluvatar.simulate import SecretValue
 from plans import monitoring
@@ -265,6 +266,56 @@ def test_recover_waits_for_the_killed_runs_install_to_finish_before_removing_its
     after = kube_talos.client.get("v1", "Service", release, namespace)
     assert after is not None and after["metadata"]["uid"] == service["metadata"]["uid"], "the killed run's Service, adopted"
     assert records(kube_talos, namespace, release) == [("sh.helm.release.v1.front.v1", "deployed")]
+
+
+def test_recover_reaches_the_cluster_with_a_service_account_token_as_the_ainurs_provider_does(kube_talos: Cluster, tmp_path: Path) -> None:
+    """The Ainur's provider holds no client certificate but a ServiceAccount token bound to cluster-admin
+    (docs/bring-up.md, Credentials): the command reaches the cluster with it as a kubectl would."""
+    kube_talos.client.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "iluvatar-pulumi", "namespace": "kube-system"}},
+        field_manager="pulumi-kubernetes",
+        force=True,
+    )
+    kube_talos.client.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "iluvatar-pulumi"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "iluvatar-pulumi", "namespace": "kube-system"}],
+        },
+        field_manager="pulumi-kubernetes",
+        force=True,
+    )
+    admin = yaml.safe_load(kube_talos.kubeconfig.read_text())
+    token_kubeconfig = {
+        **admin,
+        "users": [{"name": admin["users"][0]["name"], "user": {"token": kube_talos.token("kube-system", "iluvatar-pulumi")}}],
+    }
+    chart = tmp_path / "front"
+    for name, text in WAIT_CHART.items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text)
+    release = namespace = "token-front"
+    installed = helm(kube_talos, tmp_path, "install", release, str(chart), "--namespace", namespace, "--create-namespace")
+    assert installed.returncode == 0, installed.stderr
+
+    sim = simulated(RK1)
+    named = sim.named()
+    state = killed_up(
+        sim,
+        ["gitops-arda-release"],
+        inputs={
+            "gitops-arda-kubernetes": {**named["gitops-arda-kubernetes"].inputs, "kubeconfig": SecretValue(yaml.safe_dump(token_kubeconfig))},
+            "gitops-arda-release": {**plain(named["gitops-arda-release"].inputs), "name": release, "namespace": namespace},
+        },
+    )
+    done = subprocess.run(recover_line(), env=pulumi_export(tmp_path, state), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[1] == (
+        "  gitops-arda-release: Helm release token-front/token-front: removed Helm's record sh.helm.release.v1.token-front.v1 (deployed); its objects stay"
+    )
+    assert records(kube_talos, namespace, release) == []
 
 
 def test_an_upgrade_a_power_cut_stopped_goes_on_after_the_documented_command(kube_talos: Cluster, tmp_path: Path) -> None:
