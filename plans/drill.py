@@ -6,12 +6,16 @@
   claim is never touched. `restic check` reads the repository's structure, the restore reads and verifies every blob of
   the snapshot, and the files that came back are counted and summed against what `restic stats --mode restore-size`
   says the snapshot holds (restic v0.18.1 cmd/restic/cmd_stats.go:276-289: every node once, each file's size once).
+  A snapshot older than the backup schedule allows (`stacks.data.newest_within`) fails the drill: a restore that works
+  says nothing of backups that have stopped. (A snapshot of nothing does not exist: restic refuses to save one, "unable
+  to save snapshot: snapshot is empty", so VolSync's backup of an empty volume fails, and its snapshots go stale.)
 - **Arda's etcd** (`etcd_cronjob`): the newest talos-backup snapshot in the bucket (`<prefix>/etcd/<cluster>/
   <cluster>-<RFC3339>.snap.age`, talos-backup v0.1.0-beta.3 pkg/talos/talos.go:44, pkg/s3/s3.go:73) is fetched,
   decrypted with the program's age identity (a Secret in `NAMESPACE` that only the drill's pod mounts), restored
   into a scratch data directory by `etcdutl snapshot restore` (which checks the snapshot's hash) and read by
   `etcdutl snapshot status`. **The Ainur's**: k3s's newest `etcd-snapshot-<node>-<unix time>.zip` (k3s
-  pkg/etcd/snapshot: its compressed extension `.zip`) likewise, unzipped instead of decrypted.
+  pkg/etcd/snapshot: its compressed extension `.zip`) likewise, unzipped instead of decrypted. The newest snapshot must
+  be younger than the etcd schedule allows, read from its name, or the drill fails: snapshots have stopped arriving.
 - **Results**: each drill is a CronJob labelled `LABEL` with what it drills (the app, or the cluster); kube-state-metrics
   turns its last schedule and last success into series, which plans.monitoring's `RestoreDrillFailed` and
   `RestoreDrillStale` read, and Grafana's restore-drill dashboard shows the last good restore of each.
@@ -27,6 +31,7 @@ from typing import Any
 
 from plans import backup, gitops, storage
 from stacks import data, pins
+from stacks.data import newest_within
 from stacks.data_model import BackupVolume, Drill
 from stacks.model import App, StackConfig
 from stacks.storage import default_class
@@ -175,17 +180,55 @@ def _cronjob(stack: StackConfig, name: str, namespace: str, what: str, kind: str
     }
 
 
+# --- The drill's clock --------------------------------------------------------------------------------------
+
+# How long ago a backup was made, in the images' busybox sh and awk (the restic and curl images are Alpine's): `since`
+# reads an RFC 3339 time as restic writes a snapshot's (Go's time.RFC3339Nano, with the mover's offset or Z: restic
+# v0.18.1 internal/restic/snapshot.go Time, marshalled by encoding/json) and talos-backup names its keys (time.RFC3339
+# in UTC), and prints the seconds since, or nothing for a time it cannot read; awk's mktime reads the fields as local
+# time, so the pods run with TZ=UTC (`CLOCK_ENV`) and the offset is applied here. `lasted` says a length of seconds.
+# MAX_AGE (seconds) is how old the newest backup may be (stacks.data.newest_within of the backups' schedule, SCHEDULE).
+CLOCK_SCRIPT = r"""since() {
+  printf '%s\n' "$1" | awk -v now="$(date +%s)" '
+/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9]+)?(Z|[+-][0-9][0-9]:[0-9][0-9])$/ {
+  t = mktime(substr($0, 1, 4) " " substr($0, 6, 2) " " substr($0, 9, 2) " " substr($0, 12, 2) " " substr($0, 15, 2) " " substr($0, 18, 2))
+  z = substr($0, length($0) - 5)
+  if (substr($0, length($0)) != "Z") { off = substr(z, 2, 2) * 3600 + substr(z, 5, 2) * 60; t += substr(z, 1, 1) == "+" ? -off : off }
+  print now - t
+}'
+}
+lasted() { echo "$(( $1 / 86400 ))d $(( $1 % 86400 / 3600 ))h $(( $1 % 3600 / 60 ))m $(( $1 % 60 ))s"; }
+stale() { [ "$1" -le "$MAX_AGE" ] || fail "$2 is $(lasted "$1") old, and backups on \"$SCHEDULE\" keep the newest under $(lasted "$MAX_AGE"): $3"; }
+"""
+
+
+def clock_env(schedule: str) -> list[dict[str, str]]:
+    """The environment CLOCK_SCRIPT reads: the backups' schedule, how old their newest may be, and UTC for awk."""
+    return [
+        {"name": "SCHEDULE", "value": schedule},
+        {"name": "MAX_AGE", "value": str(int(newest_within(schedule).total_seconds()))},
+        {"name": "TZ", "value": "UTC"},
+    ]
+
+
 # --- Volumes ------------------------------------------------------------------------------------------------
 
 # The volume drill, in the restic image's sh. Its environment: the restic Secret's (RESTIC_REPOSITORY, RESTIC_PASSWORD,
 # the S3 keys), DRILL (what is drilled, for every line it prints), SCRATCH (the scratch claim) and TMPDIR.
-VOLUME_SCRIPT = r"""set -eu
+VOLUME_SCRIPT = (
+    r"""set -eu
 fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
-err="$TMPDIR/restic.err"
+"""
+    + CLOCK_SCRIPT
+    + r"""err="$TMPDIR/restic.err"
 # --no-lock here too: an NFS target is mounted read-only, where restic could not write its lock.
 snapshots=$(restic snapshots --no-lock --json --latest 1 2>"$err") || fail "restic snapshots: $(tail -n 5 "$err")"
 id=$(printf '%s' "$snapshots" | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p')
 [ -n "$id" ] || fail "the repository $RESTIC_REPOSITORY has no snapshot"
+made=$(printf '%s' "$snapshots" | sed -n 's/.*"time":"\([^"]*\)".*/\1/p')
+age=$(since "$made")
+[ -n "$age" ] || fail "snapshot $id's time, \"$made\", is not one the drill can read"
+stale "$age" "the newest snapshot, $id of $made," "its backups have stopped; look with: $LOOK"
 # --no-lock: VolSync's backups take the repository's lock; a drill must not fail them, nor wait on them.
 restic check --no-lock >/dev/null 2>"$err" || fail "restic check: $(tail -n 5 "$err")"
 # Into a folder of its own: the scratch claim's root is a new filesystem's, with what mkfs put there (ext4's
@@ -201,6 +244,7 @@ got_bytes=$(find "$restored" -type f -exec stat -c '%i %s' {} + | awk '!seen[$1]
 [ "$got_bytes" = "${want_bytes:-0}" ] || fail "snapshot $id holds ${want_bytes:-0} bytes; $got_bytes came back"
 echo "restore drill of $DRILL passed: snapshot $id restored into a scratch claim, $got_files files and folders, $got_bytes bytes, as the snapshot says; restic check passed"
 """
+)
 
 
 def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[str, Any]:
@@ -238,6 +282,8 @@ def volume_cronjob(stack: StackConfig, app: App, volume: BackupVolume) -> dict[s
         "envFrom": [{"secretRef": {"name": backup.restic_secret_name(volume.claim)}}],
         "env": [
             {"name": "DRILL", "value": what},
+            {"name": "LOOK", "value": f"kubectl -n {app.namespace} describe replicationsource {volume.claim}"},
+            *clock_env(app.backup.schedule),
             {"name": "SCRATCH", "value": SCRATCH},
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - an emptyDir
             {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - an emptyDir
@@ -273,14 +319,18 @@ done
 key=$(pick <"$keys")
 [ -n "$key" ] || fail "no snapshot under s3 $S3_BUCKET/$S3_PREFIX/"
 echo "restore drill of $DRILL: the newest snapshot is $key"
+age=$(taken "$key")
+[ -n "$age" ] || fail "when $key was taken cannot be read from its name"
+stale "$age" "the newest snapshot, $key," "snapshots have stopped reaching the bucket; look with: $LOOK"
 s3 -o "$OUT" "$S3_ENDPOINT/$S3_BUCKET/$key" || fail "downloading $key"
 """
-# talos-backup's keys carry an RFC 3339 time in UTC: the last in byte order is the newest.
-PICK_TALOS = "pick() { grep '\\.snap\\.age$' | LC_ALL=C sort | tail -n 1; }\n"
+# talos-backup's keys carry an RFC 3339 time in UTC: the last in byte order is the newest; `taken` is its age.
+PICK_TALOS = 'pick() { grep \'\\.snap\\.age$\' | LC_ALL=C sort | tail -n 1; }\ntaken() { t=${1%.snap.age}; since "${t#"$S3_PREFIX/$CLUSTER-"}"; }\n'
 # k3s's carry the node and a Unix time (etcd-snapshot-<node>-<time>.zip): the newest by the time, whatever the node;
 # the .metadata/ folder beside them is not a snapshot.
 PICK_K3S = (
     "pick() { grep -v '/\\.metadata/' | grep '\\.zip$' | sed 's/^\\(.*-\\([0-9]*\\)\\.zip\\)$/\\2 \\1/' | sort -n | tail -n 1 | cut -d' ' -f2-; }\n"
+    "taken() { t=${1%.zip}; t=${t##*-}; case $t in ''|*[!0-9]*) ;; *) echo $(( $(date +%s) - t )) ;; esac; }\n"
 )
 
 DECRYPT_SCRIPT = f"""set -eu
@@ -339,11 +389,21 @@ def namespace() -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels, "annotations": dict(gitops.PULUMI_OWNED)}}
 
 
+# Where a homelabber sees why a cluster's snapshots stopped: talos-backup's CronJob on Arda, k3s's own on a valar.
+LOOK = {
+    "arda": f"kubectl -n {backup.ETCD_NAMESPACE} get cronjob {backup.TALOS_BACKUP}; kubectl -n {backup.ETCD_NAMESPACE} logs -l app.kubernetes.io/name={backup.TALOS_BACKUP}",
+    "ainur": "sudo k3s etcd-snapshot list, and sudo journalctl -u k3s | grep -i snapshot, on a valar",
+}
+
+
 def _env(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
     assert stack.backup is not None
     where = backup.target(stack)
     return [
         {"name": "DRILL", "value": f"{cluster}'s etcd"},
+        {"name": "CLUSTER", "value": stack.arda.cluster_name if cluster == "arda" else "ainur"},
+        {"name": "LOOK", "value": LOOK[cluster]},
+        *clock_env(stack.backup.etcd.schedule),
         {"name": "S3_ENDPOINT", "value": where.endpoint},
         {"name": "S3_BUCKET", "value": where.path},
         {"name": "S3_PREFIX", "value": backup.etcd_prefix(stack, stack.arda.cluster_name if cluster == "arda" else "ainur")},
@@ -376,7 +436,7 @@ def etcd_cronjob(stack: StackConfig, cluster: str) -> dict[str, Any]:
         }
 
     prepare = 'mkdir -p "$WORK/tmp"\n'
-    fetch = step("fetch", CURL_IMAGE, ["/bin/sh", "-c", prepare + (PICK_TALOS if cluster == "arda" else PICK_K3S) + FETCH_SCRIPT])
+    fetch = step("fetch", CURL_IMAGE, ["/bin/sh", "-c", prepare + CLOCK_SCRIPT + (PICK_TALOS if cluster == "arda" else PICK_K3S) + FETCH_SCRIPT])
     fetch["envFrom"] = credentials
     if cluster == "arda":
         opened = step(

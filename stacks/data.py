@@ -474,6 +474,14 @@ def longest_gap(schedule: str) -> datetime.timedelta:
     return longest if days > 1 else datetime.timedelta(days=731)
 
 
+def newest_within(schedule: str) -> datetime.timedelta:
+    """How old the newest backup made on `schedule` may be when a drill reads it: the schedule's longest gap, plus as
+    much again up to a day for the run that is due to finish (a backup's own length, a node's restart, the target
+    briefly away). Older, the backups have stopped, whatever the restore of the last one says."""
+    gap = longest_gap(schedule)
+    return gap + min(gap, datetime.timedelta(days=1))
+
+
 def stale_after(drill: Drill) -> datetime.timedelta:
     """How old the last good drill may be: `staleAfter`, else the schedule's longest gap plus a day (its run's bound)."""
     if drill.stale_after is not None:

@@ -41,6 +41,10 @@ from tools import gotools
 from tools.kube_cluster import Cluster, flavor_for
 
 APPLETS = ("sh", "find", "stat", "awk", "sed", "wc", "tr", "tail", "grep", "sort", "cut", "mkdir", "cat", "unzip", "seq", "sha256sum", "cp", "mv")
+# The drills' bucket holds talos-backup's snapshots of 2026-11-20 (the newest at 18:00 UTC) and k3s's of 2025-11-24: the
+# drill reads them two hours after the newest was taken (its clock, `_clock`, a `date` that says this time).
+ARDA_NEWEST = datetime.datetime(2026, 11, 20, 18, 0, tzinfo=datetime.UTC)
+AINUR_NEWEST = 1764000000
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +57,19 @@ def alpine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH of busybox's applets, as the drill's Alpine images have them (restic's, curl's)."""
     busybox = require("busybox")
     folder = tmp_path_factory.mktemp("alpine")
-    for applet in APPLETS:
+    for applet in (*APPLETS, "date"):  # and the drills' clock (plans.drill.CLOCK_SCRIPT)
         (folder / applet).symlink_to(busybox)
     return folder
+
+
+def _clock(folder: Path, now: int) -> str:
+    """A folder whose `date +%s` says `now` (the drill's clock; any other `date` is busybox's), for the front of PATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    busybox = require("busybox")
+    (folder / "date").write_text(f'#!{busybox} sh\nif [ "$*" = +%s ]; then echo {now}; else exec {busybox} date "$@"; fi\n')
+    (folder / "date").chmod(0o755)
+    (folder / "sh").symlink_to(busybox)  # the front of PATH is where the tests' pods find their sh (`_run`)
+    return str(folder)
 
 
 def _container(cronjob: dict[str, Any], name: str) -> dict[str, Any]:
@@ -158,6 +172,43 @@ def test_a_good_volume_backup_passes_its_drill_and_says_what_came_back(volume: d
         f"restored into a scratch claim, 5 files and folders, {size} bytes, as the snapshot says; restic check passed"
     )
     assert (volume["tmp"] / "scratch" / "restored" / "db" / "home-assistant_v2.db").stat().st_size == 300_000
+
+
+def _newest_snapshot(v: dict[str, Any]) -> tuple[str, str, int]:
+    """The repository's newest snapshot as restic lists it: its short id, its time as written, and that time in seconds."""
+    done = subprocess.run(
+        ["restic", "-r", str(v["repo"]), "snapshots", "--json", "--latest", "1"],
+        env={**os.environ, **v["secret"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    [snapshot] = json.loads(done.stdout)
+    whole = snapshot["time"].split(".")[0] + ("Z" if snapshot["time"].endswith("Z") else snapshot["time"][-6:])
+    return snapshot["short_id"], snapshot["time"], int(datetime.datetime.fromisoformat(whole).timestamp())
+
+
+@pytest.mark.parametrize(("past", "passes"), [(0, True), (1, False)], ids=["at-the-bound", "a-second-past-it"])
+def test_a_volume_drill_fails_when_its_newest_snapshot_is_older_than_its_schedule_allows(
+    volume: dict[str, Any], tmp_path: Path, past: int, passes: bool
+) -> None:
+    """Backups that stopped leave a last snapshot that restores perfectly: the drill reads its time (restic's RFC 3339
+    with nanoseconds and the mover's offset) and fails once it is older than the schedule allows (home-assistant's is
+    daily: two days), naming how old, the bound and where to look."""
+    env = {e["name"]: e["value"] for e in volume["container"]["env"] if "value" in e}
+    assert (env["SCHEDULE"], env["MAX_AGE"]) == ("0 3 * * *", "172800")
+    short, made, at = _newest_snapshot(volume)
+    done = _drill_volume({**volume, "path": f"{_clock(tmp_path / 'clock', at + 172800 + past)}:{volume['path']}"})
+    if passes:
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"restore drill of home-assistant (home-assistant-config) FAILED: the newest snapshot, {short} of {made}, is 2d 0h 0m 1s old, "
+        'and backups on "0 3 * * *" keep the newest under 2d 0h 0m 0s: its backups have stopped; '
+        "look with: kubectl -n home-automation describe replicationsource home-assistant-config"
+    )
 
 
 def _packs(repo: Path) -> list[Path]:
@@ -356,10 +407,21 @@ def _encrypt(plain: bytes, recipient: str, tmp: Path) -> bytes:
 
 
 def _etcd_drill(
-    stack: StackConfig, cluster: str, bucket: str, tmp: Path, alpine: Path, identity: str | None, tools: Path | None = None, offline: bool = False
+    stack: StackConfig,
+    cluster: str,
+    bucket: str,
+    tmp: Path,
+    alpine: Path,
+    identity: str | None,
+    tools: Path | None = None,
+    offline: bool = False,
+    now: int | None = None,
 ) -> tuple[str, list[subprocess.CompletedProcess[str]]]:
     """Each step of the cluster's drill, in order, until one fails: the scripts as rendered, etcdutl as its image runs it.
-    `tools` is the drill's tools claim (kept between runs; a new one unless given); `offline`: no Go module proxy."""
+    `tools` is the drill's tools claim (kept between runs; a new one unless given); `offline`: no Go module proxy; `now`:
+    the drill's clock (default: two hours after the bucket's newest snapshot)."""
+    if now is None:
+        now = (int(ARDA_NEWEST.timestamp()) if cluster == "arda" else AINUR_NEWEST) + 7200
     cronjob = drill.etcd_cronjob(stack, cluster)
     work = tmp / "work"
     work.mkdir(parents=True)
@@ -374,7 +436,7 @@ def _etcd_drill(
         "AWS_SECRET_ACCESS_KEY": "drill-secret",
     }
     curl = Path(require("curl")).parent
-    path = f"{alpine}:{curl}"
+    path = f"{_clock(tmp / 'clock', now)}:{alpine}:{curl}"
     results = [_run(fetch, env, path, paths)]
     if results[-1].returncode != 0:
         return "fetch", results
@@ -422,11 +484,10 @@ def _talos_key(stack: StackConfig, when: datetime.datetime) -> str:
 
 def _fill_arda(stack: StackConfig, snapshot: bytes, tmp: Path, newest: bytes) -> None:
     _, recipient = _key()
-    base = datetime.datetime(2026, 11, 20, 0, 0, tzinfo=datetime.UTC)
     _Bucket.objects.clear()
-    for hours in (0, 6, 12):
-        _Bucket.objects[_talos_key(stack, base + datetime.timedelta(hours=hours))] = _encrypt(b"an older, unreadable snapshot", recipient, tmp)
-    _Bucket.objects[_talos_key(stack, base + datetime.timedelta(hours=18))] = newest
+    for hours in (18, 12, 6):
+        _Bucket.objects[_talos_key(stack, ARDA_NEWEST - datetime.timedelta(hours=hours))] = _encrypt(b"an older, unreadable snapshot", recipient, tmp)
+    _Bucket.objects[_talos_key(stack, ARDA_NEWEST)] = newest
 
 
 def test_arda_s_newest_etcd_snapshot_is_fetched_decrypted_restored_and_read(
@@ -437,10 +498,7 @@ def test_arda_s_newest_etcd_snapshot_is_fetched_decrypted_restored_and_read(
     _Bucket.unsigned.clear()
     step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
     assert step == "passed", results[-1].stderr
-    assert (
-        results[0].stdout.strip()
-        == f"restore drill of arda's etcd: the newest snapshot is {_talos_key(stack, datetime.datetime(2026, 11, 20, 18, tzinfo=datetime.UTC))}"
-    )
+    assert results[0].stdout.strip() == f"restore drill of arda's etcd: the newest snapshot is {_talos_key(stack, ARDA_NEWEST)}"
     status = json.loads(results[-1].stdout)
     assert status["revision"] > 1 and status["totalKey"] > 10, status
     assert _Bucket.unsigned == [], "every request to the bucket is signed"
@@ -530,6 +588,53 @@ def _zipped(name: str, data: bytes) -> bytes:
     body = out.read_bytes()
     out.unlink()
     return body
+
+
+@pytest.mark.parametrize(("past", "passes"), [(0, True), (1, False)], ids=["at-the-bound", "a-second-past-it"])
+def test_arda_s_drill_fails_when_its_newest_snapshot_is_older_than_the_etcd_schedule_allows(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path, past: int, passes: bool
+) -> None:
+    """talos-backup stopped: the newest key in the bucket is older than the 6-hourly schedule allows (12 hours). The drill
+    reads the time in its name and fails at the fetch, before it downloads anything, saying where to look."""
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity, now=int(ARDA_NEWEST.timestamp()) + 43200 + past)
+    if passes:
+        assert step == "passed", results[-1].stderr
+        return
+    assert step == "fetch"
+    key = _talos_key(stack, ARDA_NEWEST)
+    assert results[0].stderr.strip() == (
+        f'restore drill of arda\'s etcd FAILED: the newest snapshot, {key}, is 0d 12h 0m 1s old, and backups on "0 */6 * * *" '
+        f"keep the newest under 0d 12h 0m 0s: snapshots have stopped reaching the bucket; look with: {drill.LOOK['arda']}"
+    )
+
+
+def test_a_snapshot_whose_name_says_no_time_fails_arda_s_drill(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    odd = f"{backup_plan.etcd_prefix(stack, stack.arda.cluster_name)}/{stack.arda.cluster_name}-yesterday.snap.age"
+    _Bucket.objects[odd] = b"sorted last"
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity)
+    assert step == "fetch"
+    assert results[0].stderr.strip() == f"restore drill of arda's etcd FAILED: when {odd} was taken cannot be read from its name"
+
+
+def test_the_ainur_s_drill_fails_when_k3s_s_snapshots_stopped_reaching_the_bucket(
+    stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
+) -> None:
+    prefix = backup_plan.etcd_prefix(stack, "ainur")
+    _Bucket.objects.clear()
+    name = f"etcd-snapshot-manwe-{AINUR_NEWEST}"
+    _Bucket.objects[f"{prefix}/{name}.zip"] = _zipped(name, snapshot)
+    step, results = _etcd_drill(stack, "ainur", bucket, tmp_path, alpine, None, now=AINUR_NEWEST + 3 * 86400)
+    assert step == "fetch"
+    assert results[0].stderr.strip() == (
+        f"restore drill of ainur's etcd FAILED: the newest snapshot, {prefix}/{name}.zip, is 3d 0h 0m 0s old, and backups on "
+        f'"0 */6 * * *" keep the newest under 0d 12h 0m 0s: snapshots have stopped reaching the bucket; look with: {drill.LOOK["ainur"]}'
+    )
 
 
 def test_the_ainur_s_newest_snapshot_of_any_valar_is_unzipped_and_read(

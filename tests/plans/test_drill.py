@@ -16,7 +16,7 @@ import pytest
 
 from plans import drill, monitoring
 from stacks import parse_stack, read_stack_file
-from stacks.data import longest_gap
+from stacks.data import longest_gap, newest_within
 from stacks.model import StackConfig
 from tests.edit import HOMELAB
 from tools import alert_check
@@ -113,6 +113,35 @@ def test_long_names_are_cut_to_a_cronjobs_52_characters() -> None:
 )
 def test_the_longest_gap_between_two_runs(schedule: str, gap: datetime.timedelta) -> None:
     assert longest_gap(schedule) == gap
+
+
+@pytest.mark.parametrize(
+    ("schedule", "newest"),
+    [
+        ("0 * * * *", datetime.timedelta(hours=2)),  # a gap under a day: twice the gap
+        ("0 */6 * * *", datetime.timedelta(hours=12)),
+        ("0 3 * * *", datetime.timedelta(days=2)),  # a day's gap: the gap and a day
+        ("30 4 * * 0", datetime.timedelta(days=8)),  # longer: the gap and a day, never twice a week
+        ("0 3 * * 1-5", datetime.timedelta(days=4)),
+    ],
+)
+def test_how_old_the_newest_backup_may_be_when_a_drill_reads_it(schedule: str, newest: datetime.timedelta) -> None:
+    assert newest_within(schedule) == newest
+
+
+def test_each_drill_reads_its_own_backups_schedule_and_bound_in_utc() -> None:
+    bounds = {}
+    for cronjob in drill.cronjobs(homelab()):
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        [reader] = [c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] in ("drill", "fetch")]
+        env = {e["name"]: e["value"] for e in reader["env"] if "value" in e}
+        bounds[cronjob["metadata"]["name"]] = (env["SCHEDULE"], env["MAX_AGE"], env["TZ"])
+    assert bounds == {
+        "drill-home-assistant-config": ("0 3 * * *", "172800", "UTC"),
+        "drill-jellyfin-config": ("30 3 * * *", "172800", "UTC"),
+        "drill-etcd-arda": ("0 */6 * * *", "43200", "UTC"),
+        "drill-etcd-ainur": ("0 */6 * * *", "43200", "UTC"),
+    }
 
 
 # --- The alerts, through promtool ------------------------------------------------------------------------------

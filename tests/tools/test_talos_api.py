@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import os
 import socket
 import ssl
@@ -23,6 +24,7 @@ import yaml
 
 from plans import imagefactory, talos
 from tests import talos_provider
+from tests.upgrader.kube import unique
 from tests.upgrader.run import secrets, upgrader, upgrader_watched
 from tools import gotools
 from tools.kube_cluster import Cluster, KubeClient
@@ -571,3 +573,151 @@ def test_a_machine_in_maintenance_mode_lets_anyone_wipe_its_disks_as_talos_does(
             assert _resource(api, name, "--verb=wipe", "--id=sda") == "OK 0", name  # no certificate, no role: wiped
             assert _resource(api, name, *volumes) == "OK 2", name  # its partition is gone
         assert _resource(api, "configured", "--verb=wipe", "--id=sda", talosconfig=True) == "OK 0"
+
+
+# --- A control plane's own kube-apiserver (tools/talos-api/apiserver.go) --------------------------------------------
+
+
+def _kube_api_context(api: TalosAPI, name: str) -> ssl.SSLContext:
+    """TLS as a client of a node's own API server speaks it with the admin kubeconfig the node hands out (Talos's): its
+    client certificate, and the Kubernetes CA to check the server's against, for the name the client dials (check_hostname)."""
+    user = yaml.safe_load(api.kubeconfig(name))
+    cluster, creds = user["clusters"][0]["cluster"], user["users"][0]["user"]
+    ca, crt, key = api.dir / "k8s-ca.crt", api.dir / "k8s-admin.crt", api.dir / "k8s-admin.key"
+    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    crt.write_bytes(base64.b64decode(creds["client-certificate-data"]))
+    key.write_bytes(base64.b64decode(creds["client-key-data"]).replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"))
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx
+
+
+def _readyz(ip: str, ctx: ssl.SSLContext, server_hostname: str) -> tuple[str, dict[str, Any]]:
+    """One GET /readyz from the node's API server at its address and local port (6443), its certificate checked for
+    `server_hostname`, as the upgrader asks it (upgrader/internal/kube/kube.go, ReadyzAt): the status line and body, and the
+    certificate it served."""
+    with socket.create_connection((ip, 6443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
+        peer = tls.getpeercert()
+        tls.sendall(b"GET /readyz HTTP/1.1\r\nHost: " + server_hostname.encode() + b"\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    return f"{head.splitlines()[0] if head else ''} {body}".strip(), peer or {}
+
+
+def _answers(api: TalosAPI, ip: str, ctx: ssl.SSLContext, server_hostname: str) -> tuple[str, dict[str, Any]]:
+    """The node's API server's first answer to /readyz, waiting (10 s at most) for it to run its pod: until then it takes
+    the connection and closes it without a word (apiserver.go, serveAPI). Connection refused: nothing listens."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            found = _readyz(ip, ctx, server_hostname)
+            if found[0]:
+                return found
+            last = "closed without an answer"
+        except OSError as e:
+            last = str(e)
+        assert time.monotonic() < deadline, f"the API server at {ip}:6443 never answered: {last}"
+        time.sleep(0.05)
+
+
+def test_a_control_planes_api_server_certificate_carries_the_names_talos_gives_it() -> None:
+    """Talos's KubernetesCertSANsController (secrets/kubernetes_cert_sans.go:118-143 at v1.13.0): the cluster endpoint's host
+    first of all (the VIP clients reach the API by, which the upgrader checks each API server's certificate for), the in-cluster
+    names, the hostname, the kubernetes Service's IP, the node's addresses and 127.0.0.1. Before, the endpoint was missing and a
+    check for the VIP failed against every control plane."""
+    ips, vip = addresses(1), "10.20.0.5"
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], endpoint=f"https://{vip}:6443")) as api:
+        answer, peer = _answers(api, ips[0], _kube_api_context(api, "valinor-1"), server_hostname=vip)
+        assert answer == "HTTP/1.1 200 OK ok"
+        names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost", "valinor-1"]
+        # The IPs sorted as Talos sorts them (netip.Addr.Compare); 10.96.0.1: the first address of the default service subnet.
+        addrs = sorted([vip, "10.96.0.1", "127.0.0.1", ips[0]], key=lambda a: tuple(int(p) for p in a.split(".")))
+        assert peer["subjectAltName"] == (*(("DNS", n) for n in names), *(("IP Address", a) for a in addrs))
+
+
+def test_a_power_cycle_leaves_no_port_of_the_boot_before_bound() -> None:
+    """Each boot's API server listens until the boot ends, and a boot back at once (a power cut of no length) binds its port.
+    Before, the old boot's listener was closed by a goroutine that looked every 50 ms: a boot back within that found the port
+    bound ("bind: address already in use"), and had no API server until its next reboot."""
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)])) as api:
+        ctx = _kube_api_context(api, "valinor-1")
+        assert _answers(api, ips[0], ctx, ips[0])[0] == "HTTP/1.1 200 OK ok"
+        for _ in range(3):
+            before = api.state()["valinor-1"]["bootId"]
+            api.crash("valinor-1", down_ms=0)
+            deadline = time.monotonic() + 10
+            while not (api.state()["valinor-1"]["up"] and api.state()["valinor-1"]["bootId"] != before):
+                assert time.monotonic() < deadline, "the node never came back"
+                time.sleep(0.05)
+            assert _answers(api, ips[0], ctx, ips[0])[0] == "HTTP/1.1 200 OK ok"
+        assert "address already in use" not in (api.dir / "talos-api.log").read_text()
+
+
+# --- The Node a kubelet registers, and Talos's labels and taints on it (tools/talos-api/noderegister.go) --------------
+
+
+def _labels(cluster: Cluster, name: str) -> dict[str, str]:
+    found = cluster.client.get("v1", "Node", name)
+    labels: dict[str, str] = (found or {}).get("metadata", {}).get("labels") or {}
+    return labels
+
+
+@pytest.mark.kube
+def test_a_kubelet_registers_its_node_and_talos_gives_it_the_configs_labels_and_taints(kube_talos: Cluster) -> None:
+    """No test makes the Nodes: each kubelet registers its own as Kubernetes v1.35.1's does (kubelet_node_status.go:301-365,
+    initialNode), a control plane's with the NoSchedule taint Talos has it register with (kubelet_spec.go:327-342 at v1.13.0);
+    then Talos applies the config's labels and taints, owning them (node_apply.go), a control plane's as admin, a worker's with
+    its kubelet's credentials. Before, a kubelet only patched the status of a Node a test had made."""
+    cp, worker = unique("valinor"), unique("istari")
+    ips = addresses(2)
+    spec = scenario(
+        [node(cp, ips[0], "controlplane", NEW), node(worker, ips[1], "worker", NEW)],
+        endpoint=kube_talos.server,
+        kubernetes_ca=kube_talos.ca,
+        kubelet_poll_ms=3_600_000,
+    )
+    role = "node-role.kubernetes.io/control-plane"
+    with talos_api(spec) as api:
+        kube_talos.wait_for_nodes([cp, worker])
+        kube_talos.wait_for("Talos's labels on the control plane", lambda: _labels(kube_talos, cp).get(role) == "")
+        boots = {name: api.state()[name]["bootId"] for name in (cp, worker)}
+        found: dict[str, dict[str, Any]] = {}
+        for name, ip in ((cp, ips[0]), (worker, ips[1])):
+            n = kube_talos.client.get("v1", "Node", name)
+            assert n is not None
+            found[name] = n
+            info = n["status"]["nodeInfo"]
+            assert (info["kubeletVersion"], info["bootID"], info["osImage"], info["operatingSystem"], info["architecture"]) == (
+                "v1.35.1",
+                boots[name],
+                f"Talos ({NEW})",
+                "linux",
+                "amd64",
+            )
+            assert n["status"]["addresses"] == [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]
+            assert n["metadata"]["annotations"]["volumes.kubernetes.io/controller-managed-attach-detach"] == "true"
+        kubelet = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
+        # A control plane's generated config labels it out of external load balancers (machinery v1.13.0 config/generate/
+        # init.go:94, machine.nodeLabels); Talos adds its role.
+        lb = "node.kubernetes.io/exclude-from-external-load-balancers"
+        assert found[cp]["metadata"]["labels"] == {**kubelet, "kubernetes.io/hostname": cp, role: "", lb: ""}
+        assert found[cp]["spec"]["taints"] == [{"key": role, "effect": "NoSchedule"}]
+        owned = {k: v for k, v in found[cp]["metadata"]["annotations"].items() if k.startswith("talos.dev/")}
+        assert owned == {"talos.dev/owned-labels": f'["{role}","{lb}"]', "talos.dev/owned-taints": f'["{role}"]'}
+        assert found[worker]["metadata"]["labels"] == {**kubelet, "kubernetes.io/hostname": worker}
+        assert "taints" not in found[worker]["spec"]
+        assert not {k for k in found[worker]["metadata"]["annotations"] if k.startswith("talos.dev/")}
+
+        # machine.nodeLabels applied without a reboot: Talos labels the worker's Node (a label a node may set on itself).
+        labelled = api.config("worker", installer(VANILLA, NEW), patches=[json.dumps({"machine": {"nodeLabels": {"iluvatar.dev/disk": "ssd"}}})])
+        result = upgrader(
+            ["apply", "--node", api.node_arg(worker), "--role", "worker", "--timeout", "30s", "--no-kubernetes"], secrets(api, labelled)
+        )
+        assert result.code == 0, result.stderr
+        kube_talos.wait_for("the worker's new label", lambda: _labels(kube_talos, worker).get("iluvatar.dev/disk") == "ssd")
+        again = kube_talos.client.get("v1", "Node", worker)
+        assert again is not None
+        assert again["metadata"]["annotations"]["talos.dev/owned-labels"] == '["iluvatar.dev/disk"]'

@@ -1,5 +1,5 @@
 """Fixtures of the upgrader's Kubernetes-side tests that need the file's control plane (`kube_talos`): Talos's static
-pods written by the test, and kwok Nodes for the machines whose kubelet the stand-in plays.
+pods written by the test, and the names of the machines whose kubelet the stand-in plays.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.upgrader.kube import FIRST_RENDER, _pod_ready, kwok_node, unique
+from tests.upgrader.kube import FIRST_RENDER, _pod_ready, unique
 from tools.kube_cluster import Cluster
 
 
@@ -56,14 +56,14 @@ def static_pods(kube_talos: Cluster) -> Iterator[Callable[[str, dict[str, str]],
 
 @pytest.fixture
 def kubelet_nodes(kube_talos: Cluster) -> Iterator[Callable[..., tuple[list[str], list[str]]]]:
-    """kwok Nodes for machines whose kubelet the stand-in plays: `make(control_planes, workers)` names them. Their mirror
-    pods go after the test (the stand-in, and its kubelets, have stopped by then), so no other test of the shared
-    cluster finds an API server of theirs."""
+    """Names for machines whose kubelet the stand-in plays: `make(control_planes, workers)`. Each kubelet registers its
+    Node when it starts, as a real one does (tools/talos-api/noderegister.go), and kwok plays its status from then on; a
+    test whose machine stays off creates the Node an earlier boot left. Their mirror pods go after the test (the stand-in,
+    and its kubelets, have stopped by then), so no other test of the shared cluster finds an API server of theirs."""
     made: list[str] = []
 
     def make(control_planes: int = 0, workers: int = 0) -> tuple[list[str], list[str]]:
         cps, ws = [unique("valinor") for _ in range(control_planes)], [unique("istari") for _ in range(workers)]
-        kube_talos.create_nodes([*(kwok_node(cp, control_plane=True) for cp in cps), *(kwok_node(w) for w in ws)])
         made.extend([*cps, *ws])
         return cps, ws
 

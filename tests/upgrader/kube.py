@@ -189,7 +189,9 @@ def kubelet_scenario(cluster: Cluster, nodes: list[dict[str, Any]], poll_ms: int
 
 
 def first_pods(cluster: Cluster, names: list[str]) -> None:
-    """The mirror pods each kubelet made when it started, Ready, of the config Talos rendered at boot (version 1)."""
+    """The Nodes the kubelets registered, Ready (kwok), and the mirror pods each made when it started, Ready, of the config
+    Talos rendered at boot (version 1)."""
+    cluster.wait_for_nodes(names)
     cluster.wait_for("the kubelets' first mirror pods", lambda: all(config_versions(cluster, n) == dict.fromkeys(APPS, "1") for n in names))
 
 

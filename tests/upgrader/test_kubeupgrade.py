@@ -66,6 +66,7 @@ def test_a_kubernetes_upgrade_goes_component_by_component_then_the_node_steps_fi
     cps, workers = kubelet_nodes(2, 1)
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
+        kube_talos.wait_for_nodes(workers)  # registered by their kubelets
         configs = _new_configs(api, cps, workers)
         result = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
         assert result.code == 0, result.stderr
@@ -156,6 +157,7 @@ def test_a_kubernetes_upgrade_killed_halfway_is_finished_by_the_next_run(kube_ta
     workers.append(reflashed)
     with talos_api(_upgrade_spec(kube_talos, cps, workers, maintenance=(reflashed,))) as api:
         first_pods(kube_talos, cps)
+        kube_talos.wait_for_nodes(workers[:-1])  # registered by their kubelets (the reflashed one runs none)
         configs = _new_configs(api, cps, workers)
         stdin = {"talosconfig": api.talosconfig_text(), "kubeconfig": kube_talos.kubeconfig.read_text(), "machineConfigs": configs}
         # Killed (a power cut, Ctrl-C twice) right after the first API server's config went in, before its pod is checked.
@@ -230,6 +232,7 @@ def test_a_kubernetes_upgrade_leaves_a_worker_that_does_not_answer_and_stops_at_
     cps, workers = kubelet_nodes(1, 1)
     ips = addresses(2)
     down = node(workers[0], ips[1], "worker", NEW, bootDelayMs=3_600_000)  # off, or on its way back
+    kube_talos.create_nodes([kwok_node(workers[0])])  # the Node its kubelet registered in an earlier boot
     with talos_api(kubelet_scenario(kube_talos, [node(cps[0], ips[0], "controlplane", NEW), down], 1_000)) as api:
         first_pods(kube_talos, cps)
         configs = _new_configs(api, cps, workers)
@@ -257,6 +260,7 @@ def test_a_kubernetes_upgrade_leaves_a_worker_that_does_not_answer_and_stops_at_
 
     cps, workers = kubelet_nodes(2, 0)
     ips = addresses(2)
+    kube_talos.create_nodes([kwok_node(cps[1], control_plane=True)])  # the Node its kubelet registered in an earlier boot
     with talos_api(
         kubelet_scenario(
             kube_talos, [node(cps[0], ips[0], "controlplane", NEW), node(cps[1], ips[1], "controlplane", NEW, bootDelayMs=3_600_000)], 1_000
@@ -291,6 +295,7 @@ def test_a_kubernetes_upgrade_refuses_a_kubelet_feature_gate_the_target_removed(
     cps, workers = kubelet_nodes(1, 1)
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
+        kube_talos.wait_for_nodes(workers)  # registered by its kubelet
         configs = _new_configs(api, cps, workers, worker_patches=(json.dumps({"machine": {"kubelet": patch}}),))
         refused = run(api, kube_talos, _kubernetes_upgrade(api, cps, workers), machineConfigs=configs)
         assert refused.code == 1
@@ -363,6 +368,7 @@ def test_a_kubernetes_upgrade_refuses_a_removed_setting_the_running_config_has_b
     gate = json.dumps({"machine": {"kubelet": {"extraArgs": {"feature-gates": "HonorPVReclaimPolicy=true"}}}})
     with talos_api(_upgrade_spec(kube_talos, cps, workers)) as api:
         first_pods(kube_talos, cps)
+        kube_talos.wait_for_nodes(workers)  # registered by its kubelet
         w, look = workers[0], f"look with: talosctl -n {api.ip(workers[0])} get machineconfig -o yaml"
         at_135 = api.config("worker", installer(VANILLA, NEW), patches=[gate])
         step = run(api, kube_talos, ["apply", "--node", api.node_arg(w), "--role", "worker", "--timeout", "60s"], machineConfig=at_135)

@@ -7,10 +7,13 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
+	secretsres "github.com/siderolabs/talos/pkg/machinery/resources/secrets"
 )
 
 // A control plane's own kube-apiserver, as far as the upgrader asks it: /readyz at the node's address
@@ -20,12 +23,17 @@ import (
 // at v1.13.0). It answers only while the node runs a kube-apiserver: Talos serves its pod and, with the
 // kubelet played, the kubelet runs it and it is not in a crash loop's back-off (kubelet.go). Like a
 // Talos cluster's API server it asks for a client certificate from the Kubernetes CA (anonymous-auth
-// false, line 358) and serves one from it with the node's addresses and 127.0.0.1 in it
-// (secrets/kubernetes_cert_sans.go:123-141); its readiness is scripted (NodeSpec.APIServerNotReady),
+// false, line 358) and serves one from it with the names Talos gives it (apiServerSANs); its readiness
+// is scripted (NodeSpec.APIServerNotReady),
 // and a failing /readyz answers as the API server's healthz does (k8s.io/apiserver v0.34.1
 // pkg/server/healthz/healthz.go:282-313: a line per check, then "readyz check failed", status 500).
 
-// startAPIServer serves the node's API server for this boot (called with the cluster's lock held).
+// startAPIServer serves the node's API server for this boot (called with the cluster's lock held). It
+// listens until the boot ends: goDown closes it (stopAPIServer) under the same lock, before any later
+// boot can run, so the next boot's Listen finds the port free. (Closing it from a goroutine that looked
+// every kubeletTick whether the boot had ended left the port bound when the node came back within that
+// tick: a power cycle of 0 ms, or a busy lock. The next boot's Listen then failed "address already in
+// use", and that boot had no API server at all, until its next reboot.)
 func (n *Node) startAPIServer() {
 	if !n.controlPlane() || n.maintenance || n.active == nil || n.active.Cluster() == nil {
 		return
@@ -33,7 +41,7 @@ func (n *Node) startAPIServer() {
 
 	port := n.active.Cluster().LocalAPIServerPort()
 
-	lis, err := net.Listen("tcp", net.JoinHostPort(n.ip, strconv.Itoa(port)))
+	dnsNames, ips, err := n.apiServerSANs()
 	if err != nil {
 		log.Printf("%s: kube-apiserver: %s", n.name, err)
 
@@ -43,20 +51,26 @@ func (n *Node) startAPIServer() {
 	ca, err := x509.NewCertificateAuthorityFromCertificateAndKey(n.c.bundle.Certs.K8s)
 	if err != nil {
 		log.Printf("%s: kube-apiserver: %s", n.name, err)
-		lis.Close() //nolint:errcheck
 
 		return
 	}
 
 	kp, err := x509.NewKeyPair(ca,
 		x509.CommonName("kube-apiserver"),
-		x509.IPAddresses([]net.IP{net.ParseIP(n.ip), net.ParseIP("127.0.0.1")}),
+		x509.DNSNames(dnsNames),
+		x509.IPAddresses(ips),
 		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth}),
 		x509.NotAfter(time.Now().Add(24*time.Hour)),
 	)
 	if err != nil {
 		log.Printf("%s: kube-apiserver: %s", n.name, err)
-		lis.Close() //nolint:errcheck
+
+		return
+	}
+
+	lis, err := net.Listen("tcp", net.JoinHostPort(n.ip, strconv.Itoa(port)))
+	if err != nil {
+		log.Printf("%s: kube-apiserver: %s", n.name, err)
 
 		return
 	}
@@ -73,25 +87,62 @@ func (n *Node) startAPIServer() {
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.serveAPI(gen, w, r) }),
 	}
+	n.apiSrv = srv
 
 	go srv.ServeTLS(lis, "", "") //nolint:errcheck
+}
 
-	// It goes with the boot.
-	go func() {
-		for {
-			time.Sleep(kubeletTick)
+// stopAPIServer closes this boot's API server, its listener and every connection, at once (called with the
+// cluster's lock held, where the boot ends). Close returns once the listener is closed, so the port is free.
+func (n *Node) stopAPIServer() {
+	if n.apiSrv != nil {
+		n.apiSrv.Close() //nolint:errcheck
+		n.apiSrv = nil
+	}
+}
 
-			n.c.mu.Lock()
-			over := n.gen != gen || !n.up
-			n.c.mu.Unlock()
+// apiServerSANs are the names Talos gives the API server's certificate, as its KubernetesCertSANsController
+// makes them (internal/app/machined/pkg/controllers/secrets/kubernetes_cert_sans.go:118-143 at v1.13.0): the
+// cluster endpoint's host (line 123: the VIP, or the name, clients reach the API by, and check the certificate
+// for), cluster.apiServer.certSANs (124), the in-cluster names of the kubernetes Service and localhost
+// (126-132), the node's hostname and FQDN (134-137), the kubernetes Service's IP (139: the first address of the
+// service subnet, config Network().APIServerIPs, from the root secrets: secrets/root.go:100-105), the node's
+// addresses (140) and 127.0.0.1 (141), sorted (143). The spec is Talos's own type, CertSANSpec (machinery
+// resources/secrets/cert_sans.go), whose Append files an IP as an IP address and a name as a DNS name.
+func (n *Node) apiServerSANs() ([]string, []net.IP, error) {
+	cluster := n.active.Cluster()
 
-			if over {
-				srv.Close() //nolint:errcheck
+	apiServerIPs, err := cluster.Network().APIServerIPs()
+	if err != nil {
+		return nil, nil, fmt.Errorf("the kubernetes Service's IP: %w", err)
+	}
 
-				return
-			}
-		}
-	}()
+	nodeIP, err := netip.ParseAddr(n.ip)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	var spec secretsres.CertSANSpec
+
+	spec.Append(cluster.Endpoint().Hostname())
+	spec.Append(cluster.CertSANs()...)
+	spec.AppendDNSNames(
+		"kubernetes",
+		"kubernetes.default",
+		"kubernetes.default.svc",
+		"kubernetes.default.svc."+cluster.Network().DNSDomain(),
+		"localhost",
+	)
+
+	// The stand-in's HostnameStatus has no domain (node.go, writeConfigs): its FQDN is the hostname.
+	hostname := network.HostnameStatusSpec{Hostname: n.hostname()}
+	spec.Append(hostname.Hostname, hostname.FQDN())
+	spec.AppendIPs(apiServerIPs...)
+	spec.AppendIPs(nodeIP)
+	spec.AppendIPs(netip.MustParseAddr("127.0.0.1"))
+	spec.Sort()
+
+	return spec.DNSNames, spec.StdIPs(), nil
 }
 
 func (n *Node) serveAPI(gen int, w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
 )
 
 // KubeletSpec scripts the nodes' kubelets. Without it no kubelet plays: a test writes the mirror
@@ -50,8 +51,8 @@ type KubeletSpec struct {
 //     is not the static pod's is deleted (with its UID as precondition) and created anew
 //     (pkg/kubelet/kubelet.go:3193-3224, tryReconcileMirrorPods), and none is made while the Node
 //     does not exist (line 3214);
-//   - a kubelet that starts reports its version and boot in the Node's status.nodeInfo (kubeletVersion,
-//     bootID). Talos
+//   - a kubelet that starts registers its Node (noderegister.go), then reports its version and boot in
+//     the Node's status.nodeInfo (kubeletVersion, bootID). Talos
 //     restarts the kubelet when its spec changes (machine.kubelet.image, KubeletSpec), as at a boot;
 //   - a container without a readiness probe counts as ready as soon as it runs (pkg/kubelet/prober/
 //     prober_manager.go:298-306), and Talos gives kube-apiserver none (control_plane_static_pod.go:
@@ -96,6 +97,16 @@ func (n *Node) startKubelet() {
 		return
 	}
 
+	// Talos's own client for the Node's labels and taints (noderegister.go): a control plane's is admin.
+	talos := api
+	if n.active.Machine().Type().IsControlPlane() {
+		if talos, err = n.c.kubeAdminClient(); err != nil {
+			log.Printf("%s: node apply: %s", n.name, err)
+
+			return
+		}
+	}
+
 	gen := n.gen
 	period := time.Duration(k.HTTPCheckFrequencyMs) * time.Millisecond
 	podStart := time.Duration(k.PodStartMs) * time.Millisecond
@@ -113,6 +124,14 @@ func (n *Node) startKubelet() {
 			booted   = time.Now()
 			started  bool                      // this boot's containers reported started
 			loops    = map[string]*crashLoop{} // the containers that crash-loop, by component
+			// The Node: registered by this kubelet process (registerWithAPIServer), next try and back-off;
+			// what Talos last applied to it, and when it tries again.
+			registered bool
+			regAt      time.Time
+			regStep    time.Duration
+			applied    *nodeApply
+			applyAt    time.Time
+			applyStep  = registerFirst
 		)
 
 		for {
@@ -124,6 +143,7 @@ func (n *Node) startKubelet() {
 			}
 
 			want, restarted, boot, ip := n.active.Machine().Kubelet().Image(), n.kubeletRestarts, n.bootID, n.ip
+			reg, apply := n.nodeShape(imageTag(want))
 			pods := n.staticPods()
 			crashing := map[string]bool{}
 
@@ -132,9 +152,33 @@ func (n *Node) startKubelet() {
 			}
 			n.c.mu.Unlock()
 
+			// A kubelet that starts (at the boot, or restarted by Talos) registers its Node first, then
+			// reports its status: its version and boot.
 			if want != image || restarted != restarts {
 				image, restarts, data, lastPoll = want, restarted, nil, time.Time{}
-				api.reportVersion(n.name, imageTag(image), boot)
+				registered, regStep, regAt = false, registerFirst, time.Now().Add(registerFirst)
+			}
+
+			if !registered && !time.Now().Before(regAt) {
+				if registered = api.register(reg); registered {
+					api.reportVersion(n.name, imageTag(image), boot)
+				} else {
+					regStep = min(2*regStep, registerMost)
+					regAt = time.Now().Add(regStep)
+				}
+			}
+
+			// Talos applies the config's labels and taints to the Node once it is there, and again when the
+			// config changes them.
+			if registered && !sameApply(applied, &apply) && !time.Now().Before(applyAt) {
+				if err := talos.applyNode(n.name, apply); err != nil {
+					log.Printf("%s: node apply: %s", n.name, err)
+
+					applyStep = min(2*applyStep, registerMost)
+					applyAt = time.Now().Add(applyStep)
+				} else {
+					applied, applyStep = &apply, registerFirst
+				}
 			}
 
 			if time.Since(lastPoll) >= period {
@@ -292,6 +336,18 @@ type kubeAPI struct {
 
 // kubeClient signs a node client certificate with the cluster's Kubernetes CA.
 func (c *Cluster) kubeClient(node string) (*kubeAPI, error) {
+	return c.kubeClientAs("system:node:"+node, "system:nodes")
+}
+
+// kubeAdminClient is the client a control plane's Talos signs itself in with to apply its Node's labels and
+// taints: a certificate from the Kubernetes CA for CN admin, O system:masters (pkg/kubernetes/kubernetes.go:
+// 139-174 at v1.13.0, NewTemporaryClientControlPlane; constants KubernetesAdminCertCommonName and
+// KubernetesAdminCertOrganization). Talos dials the node's own API server; the stand-in the scenario's.
+func (c *Cluster) kubeAdminClient() (*kubeAPI, error) {
+	return c.kubeClientAs(constants.KubernetesAdminCertCommonName, constants.KubernetesAdminCertOrganization)
+}
+
+func (c *Cluster) kubeClientAs(cn, org string) (*kubeAPI, error) {
 	if c.sc.Cluster.KubernetesCA == nil {
 		return nil, fmt.Errorf("cluster.kubelet needs cluster.kubernetesCA (the API server's client CA)")
 	}
@@ -302,8 +358,8 @@ func (c *Cluster) kubeClient(node string) (*kubeAPI, error) {
 	}
 
 	kp, err := x509.NewKeyPair(ca,
-		x509.CommonName("system:node:"+node),
-		x509.Organization("system:nodes"),
+		x509.CommonName(cn),
+		x509.Organization(org),
 		x509.NotAfter(time.Now().Add(24*time.Hour)),
 		x509.KeyUsage(stdx509.KeyUsageDigitalSignature|stdx509.KeyUsageKeyEncipherment),
 		x509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth}),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -122,6 +123,9 @@ type Node struct {
 
 	st  state.State
 	srv *grpc.Server
+	// apiSrv: this boot's kube-apiserver (apiserver.go), closed when the boot ends (goDown), so that no
+	// listener of a boot outlives it and the next boot binds its port.
+	apiSrv *http.Server
 }
 
 func (n *Node) controlPlane() bool { return n.spec.Role == "controlplane" }
@@ -384,6 +388,7 @@ func (n *Node) goDown() {
 	srv := n.srv
 	n.srv, n.up = nil, false
 	n.gen++
+	n.stopAPIServer()
 	n.c.mu.Unlock()
 
 	if srv != nil {
@@ -602,6 +607,7 @@ func (n *Node) move(addr string) {
 			}
 
 			n.up = false
+			n.stopAPIServer()
 
 			return
 		}
@@ -854,14 +860,18 @@ func (n *Node) unmet() []runtime.UnmetCondition {
 	return unmet
 }
 
-func (n *Node) writeConfigs() error {
-	// The hostname the active config gives it (the node's name when it gives none).
-	hostname := network.NewHostnameStatus(network.NamespaceName, network.HostnameID)
-	hostname.TypedSpec().Hostname = n.name
-
+// hostname is the one the active config gives the node (the node's name when it gives none).
+func (n *Node) hostname() string {
 	if n.active != nil && n.active.NetworkHostnameConfig() != nil && n.active.NetworkHostnameConfig().Hostname() != "" {
-		hostname.TypedSpec().Hostname = n.active.NetworkHostnameConfig().Hostname()
+		return n.active.NetworkHostnameConfig().Hostname()
 	}
+
+	return n.name
+}
+
+func (n *Node) writeConfigs() error {
+	hostname := network.NewHostnameStatus(network.NamespaceName, network.HostnameID)
+	hostname.TypedSpec().Hostname = n.hostname()
 
 	if err := put(n.st, hostname); err != nil {
 		return err
