@@ -36,7 +36,7 @@ import (
 // Client is a Kubernetes client from a kubeconfig (stdin, or fetched through the Talos API).
 type Client struct {
 	rest *rest.Config
-	cs   *kubernetes.Clientset
+	cs   kubernetes.Interface
 
 	mu sync.Mutex
 	at map[string]*kubernetes.Clientset // by https://IP:PORT, for ReadyzAt
@@ -330,7 +330,7 @@ func (k *Client) ReadyzAt(ctx context.Context, ip string, port int) error {
 	return readyz(ctx, cs)
 }
 
-func readyz(ctx context.Context, cs *kubernetes.Clientset) error {
+func readyz(ctx context.Context, cs kubernetes.Interface) error {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
@@ -420,8 +420,62 @@ func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 	return n.Annotations[cordonedAnnotation] == "true", nil
 }
 
+// Drain evicts the Node's pods (kubectl's drain, bounded by timeout: what is left of the command's --timeout).
+//
+// kubectl's drain ends its evictions on ctx's end with "global timeout reached: <timeout>" whatever ended
+// it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:293-296, one context.WithTimeout over ours): a drain ended
+// by a signal says so instead, with the pods it was still evicting.
 func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
-	return drain.RunNodeDrain(k.drainer(ctx, node, timeout), node)
+	h := k.drainer(ctx, node, timeout)
+
+	var mu sync.Mutex
+
+	evicting := map[string]bool{}
+	h.OnPodDeletionOrEvictionStarted = func(pod *corev1.Pod, _ bool) {
+		mu.Lock()
+		defer mu.Unlock()
+
+		evicting[pod.Namespace+"/"+pod.Name] = true
+	}
+	finished := h.OnPodDeletionOrEvictionFinished
+	h.OnPodDeletionOrEvictionFinished = func(pod *corev1.Pod, usingEviction bool, err error) {
+		mu.Lock()
+		delete(evicting, pod.Namespace+"/"+pod.Name)
+		mu.Unlock()
+		finished(pod, usingEviction, err)
+	}
+
+	err := drain.RunNodeDrain(h, node)
+	if err == nil {
+		return nil
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+
+	return drainEnded(ctx, err, evicting)
+}
+
+// drainEnded is the drain's error as the upgrader says it: stopped (ctx's cause, a signal) with the pods
+// still being evicted, or kubectl's own.
+func drainEnded(ctx context.Context, err error, evicting map[string]bool) error {
+	stopped := wait.StoppedBy(ctx)
+	if stopped == nil {
+		return err
+	}
+
+	if len(evicting) == 0 {
+		return fmt.Errorf("stopped: %s", stopped)
+	}
+
+	pods := make([]string, 0, len(evicting))
+	for p := range evicting {
+		pods = append(pods, p)
+	}
+
+	sort.Strings(pods)
+
+	return fmt.Errorf("stopped: %s; still evicting %s", stopped, strings.Join(pods, ", "))
 }
 
 // PausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
@@ -504,8 +558,18 @@ func (k *Client) patch(ctx context.Context, w Workload, replicas int32, annotati
 
 // Pause scales a workload to 0, first writing its replicas down; a workload already carrying the
 // annotation (an earlier run that died) keeps the replicas written then.
+//
+// A workload that does not exist yet (the first `pulumi up` installs Argo CD after the machines' steps
+// that may drain a node) is nothing to pause: it runs no pod a drain would disturb, and nothing of it
+// syncs against the cluster losing the node.
 func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	replicas, annotations, _, err := k.scaleOf(ctx, w)
+	if apierrors.IsNotFound(err) {
+		report.Progress(node, "pause: %s does not exist yet: nothing to pause (no pod of it runs, so the drain disturbs none)", w)
+
+		return nil
+	}
+
 	if err != nil {
 		return err
 	}
@@ -537,9 +601,18 @@ func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	})
 }
 
-// Resume restores a workload paused by this or an earlier run, and drops the annotation.
+// Resume restores a workload paused by this or an earlier run, and drops the annotation. A workload
+// that does not exist (yet) is nothing to resume: no run paused it. Every machine step that starts
+// after the bootstrap resumes what an earlier run may have left paused, and on the first `pulumi up`
+// that is before Argo CD is installed.
 func (k *Client) Resume(ctx context.Context, node string, w Workload) error {
 	_, annotations, _, err := k.scaleOf(ctx, w)
+	if apierrors.IsNotFound(err) {
+		report.Progress(node, "resume: %s does not exist (yet): nothing to resume", w)
+
+		return nil
+	}
+
 	if err != nil {
 		return err
 	}
