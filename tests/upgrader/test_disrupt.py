@@ -320,7 +320,11 @@ def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it
             f"resume: Deployment/{ns}/paused scaled back to 2",
             after[-1],
         ]
-        assert after[-1].startswith(f"upgrader: FAILED: {name}: drain: "), after[-1]
+        # Stopped by the signal, and said so: not kubectl's "global timeout reached: <what was left of --timeout>".
+        assert after[-1] == (
+            f"upgrader: FAILED: {name}: drain: stopped: SIGTERM; "
+            f"look with: kubectl get pods -A -o wide --field-selector spec.nodeName={name}; kubectl get pdb -A"
+        )
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
 
     node_now = client.get("v1", "Node", name)

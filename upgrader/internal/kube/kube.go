@@ -423,59 +423,26 @@ func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 // Drain evicts the Node's pods (kubectl's drain, bounded by timeout: what is left of the command's --timeout).
 //
 // kubectl's drain ends its evictions on ctx's end with "global timeout reached: <timeout>" whatever ended
-// it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:293-296, one context.WithTimeout over ours): a drain ended
-// by a signal says so instead, with the pods it was still evicting.
+// it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:277 and 293-296: its own context.WithTimeout over ours): a
+// drain ended by a signal says so instead. Which pods it was still at is the failure's look (kubectl get
+// pods on the node): the pods whose eviction was accepted and the one a PodDisruptionBudget holds are told
+// apart by timing alone.
 func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
-	h := k.drainer(ctx, node, timeout)
+	return drainEnded(ctx, drain.RunNodeDrain(k.drainer(ctx, node, timeout), node))
+}
 
-	var mu sync.Mutex
-
-	evicting := map[string]bool{}
-	h.OnPodDeletionOrEvictionStarted = func(pod *corev1.Pod, _ bool) {
-		mu.Lock()
-		defer mu.Unlock()
-
-		evicting[pod.Namespace+"/"+pod.Name] = true
-	}
-	finished := h.OnPodDeletionOrEvictionFinished
-	h.OnPodDeletionOrEvictionFinished = func(pod *corev1.Pod, usingEviction bool, err error) {
-		mu.Lock()
-		delete(evicting, pod.Namespace+"/"+pod.Name)
-		mu.Unlock()
-		finished(pod, usingEviction, err)
-	}
-
-	err := drain.RunNodeDrain(h, node)
+// drainEnded is the drain's error as the upgrader says it: stopped by ctx's cause (a signal), or kubectl's own
+// (the command's --timeout, an API refusal).
+func drainEnded(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-
-	return drainEnded(ctx, err, evicting)
-}
-
-// drainEnded is the drain's error as the upgrader says it: stopped (ctx's cause, a signal) with the pods
-// still being evicted, or kubectl's own.
-func drainEnded(ctx context.Context, err error, evicting map[string]bool) error {
-	stopped := wait.StoppedBy(ctx)
-	if stopped == nil {
-		return err
-	}
-
-	if len(evicting) == 0 {
+	if stopped := wait.StoppedBy(ctx); stopped != nil {
 		return fmt.Errorf("stopped: %s", stopped)
 	}
 
-	pods := make([]string, 0, len(evicting))
-	for p := range evicting {
-		pods = append(pods, p)
-	}
-
-	sort.Strings(pods)
-
-	return fmt.Errorf("stopped: %s; still evicting %s", stopped, strings.Join(pods, ", "))
+	return err
 }
 
 // PausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
