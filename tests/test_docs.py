@@ -21,10 +21,13 @@ import pytest
 from pydantic import BaseModel
 
 from iluvatar import reference, render
-from stacks import day2, rules
+from iluvatar.graph import Graph
+from stacks import day2, load_stack_file, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
 from tests import runbook
+from tests.edit import HOMELAB
+from tests.sims import simulated
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -376,3 +379,33 @@ def test_the_log_store_runbook_frees_the_old_volume_before_logs_come_back() -> N
     assert smaller.index("kubectl wait --for=delete") < smaller.index("`logs.claimChanged: true`, remove `enabled: false`")
     for gone in ("rbd rm", "kubectl debug node", "rm -rf", "ceph fs subvolume rm"):
         assert gone not in section, gone
+
+
+def _first_step_of_up() -> str:
+    """docs/bring-up.md's first item under "3. `pulumi up`", its lines joined."""
+    page = (ROOT / "docs" / "bring-up.md").read_text()
+    section = page.split("## 3. `pulumi up`\n", 1)[1]
+    first = section.split("\n1. ", 1)[1].split("\n2. ", 1)[0]
+    return " ".join(line.strip() for line in first.splitlines())
+
+
+def test_the_bring_up_names_the_commands_the_engine_runs_first_on_a_pi_in_the_plans_order() -> None:
+    """The page's first step names each Pi's steps up to its join in the order the engine runs them (the dependency
+    order of the program's own graph, as plan.txt shows it): on the homelab the engine's first command on a Pi is the
+    first valar's `-oidc`, then its `-join`; a Pi without sign-in's step starts with its join."""
+    item = _first_step_of_up()
+    named = re.findall(r"`ainur-<pi>-([a-z-]+)`", item.split(")", 1)[0])
+    assert named == ["oidc", "join"], item
+    stack = load_stack_file(HOMELAB)
+    assert stack.identity is not None  # the homelab signs in: its valar has the `-oidc` step
+    graph = Graph.of(simulated(HOMELAB))
+    remote = [r for r in graph.order() if r.type == "command:remote:Command"]
+    for pi in stack.ainur_nodes:
+        join = graph.named(f"ainur-{pi.name}-join")
+        own = [
+            r.name.removeprefix(f"ainur-{pi.name}-") for r in remote if r.name.startswith(f"ainur-{pi.name}-") and (r is join or graph.after(join, r))
+        ]
+        assert own == (named if pi.role == "valar" else named[1:]), (pi.name, pi.role)
+    # The engine's first command on any Pi: the one no other Pi command comes before.
+    first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
+    assert first == [f"ainur-{stack.by_role('valar')[0].name}-{named[0]}"]

@@ -11,8 +11,9 @@ The tests are a file per concern, each with its own control plane (`kube_talos` 
 holds one worker for minutes under `--dist loadfile` (docs/proof/performance.md, CI time, ninth pass):
 test_disrupt.py (a reboot's drain, hooks, paused workloads and cordon, and what a dead run left), test_static_pods.py
 (the API server's restarts after a change), test_kubeupgrade.py (kubernetes-upgrade), test_kube_gates.py (health,
-wait-kube, kubernetes-preflight), test_node_objects.py (a Node object across reflash, reboot and delete) and
-test_before_cni.py (the rules about a cluster with no CNI yet).
+wait-kube, kubernetes-preflight), test_node_objects.py (a Node object across reflash, reboot and delete),
+test_first_up.py (every machine's step of a first `pulumi up`, in the engine's order) and test_before_cni.py (the rules
+about a cluster with no CNI yet).
 """
 
 from __future__ import annotations

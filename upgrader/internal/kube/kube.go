@@ -36,7 +36,7 @@ import (
 // Client is a Kubernetes client from a kubeconfig (stdin, or fetched through the Talos API).
 type Client struct {
 	rest *rest.Config
-	cs   *kubernetes.Clientset
+	cs   kubernetes.Interface
 
 	mu sync.Mutex
 	at map[string]*kubernetes.Clientset // by https://IP:PORT, for ReadyzAt
@@ -330,7 +330,7 @@ func (k *Client) ReadyzAt(ctx context.Context, ip string, port int) error {
 	return readyz(ctx, cs)
 }
 
-func readyz(ctx context.Context, cs *kubernetes.Clientset) error {
+func readyz(ctx context.Context, cs kubernetes.Interface) error {
 	ctx, cancel := wait.Call(ctx)
 	defer cancel()
 
@@ -420,8 +420,29 @@ func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 	return n.Annotations[cordonedAnnotation] == "true", nil
 }
 
+// Drain evicts the Node's pods (kubectl's drain, bounded by timeout: what is left of the command's --timeout).
+//
+// kubectl's drain ends its evictions on ctx's end with "global timeout reached: <timeout>" whatever ended
+// it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:277 and 293-296: its own context.WithTimeout over ours): a
+// drain ended by a signal says so instead. Which pods it was still at is the failure's look (kubectl get
+// pods on the node): the pods whose eviction was accepted and the one a PodDisruptionBudget holds are told
+// apart by timing alone.
 func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
-	return drain.RunNodeDrain(k.drainer(ctx, node, timeout), node)
+	return drainEnded(ctx, drain.RunNodeDrain(k.drainer(ctx, node, timeout), node))
+}
+
+// drainEnded is the drain's error as the upgrader says it: stopped by ctx's cause (a signal), or kubectl's own
+// (the command's --timeout, an API refusal).
+func drainEnded(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+
+	if stopped := wait.StoppedBy(ctx); stopped != nil {
+		return fmt.Errorf("stopped: %s", stopped)
+	}
+
+	return err
 }
 
 // PausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies
@@ -504,8 +525,18 @@ func (k *Client) patch(ctx context.Context, w Workload, replicas int32, annotati
 
 // Pause scales a workload to 0, first writing its replicas down; a workload already carrying the
 // annotation (an earlier run that died) keeps the replicas written then.
+//
+// A workload that does not exist yet (the first `pulumi up` installs Argo CD after the machines' steps
+// that may drain a node) is nothing to pause: it runs no pod a drain would disturb, and nothing of it
+// syncs against the cluster losing the node.
 func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	replicas, annotations, _, err := k.scaleOf(ctx, w)
+	if apierrors.IsNotFound(err) {
+		report.Progress(node, "pause: %s does not exist yet: nothing to pause (no pod of it runs, so the drain disturbs none)", w)
+
+		return nil
+	}
+
 	if err != nil {
 		return err
 	}
@@ -537,9 +568,18 @@ func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	})
 }
 
-// Resume restores a workload paused by this or an earlier run, and drops the annotation.
+// Resume restores a workload paused by this or an earlier run, and drops the annotation. A workload
+// that does not exist (yet) is nothing to resume: no run paused it. Every machine step that starts
+// after the bootstrap resumes what an earlier run may have left paused, and on the first `pulumi up`
+// that is before Argo CD is installed.
 func (k *Client) Resume(ctx context.Context, node string, w Workload) error {
 	_, annotations, _, err := k.scaleOf(ctx, w)
+	if apierrors.IsNotFound(err) {
+		report.Progress(node, "resume: %s does not exist (yet): nothing to resume", w)
+
+		return nil
+	}
+
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ func Poll(ctx context.Context, every time.Duration, f func(ctx context.Context) 
 
 		select {
 		case <-ctx.Done():
-			return &stillFailing{last: last, stopped: stoppedBy(ctx)}
+			return &stillFailing{last: last, stopped: StoppedBy(ctx)}
 		case <-time.After(every):
 		}
 	}
@@ -91,9 +91,9 @@ func Remaining(ctx context.Context) time.Duration {
 	return time.Hour
 }
 
-// stoppedBy is why ctx ended when it was not its deadline nor a plain cancel: the cause a stop gave
+// StoppedBy is why ctx ended when it was not its deadline nor a plain cancel: the cause a stop gave
 // (context.WithCancelCause), e.g. the signal that ended the command; nil otherwise.
-func stoppedBy(ctx context.Context) error {
+func StoppedBy(ctx context.Context) error {
 	cause := context.Cause(ctx)
 	if cause == nil || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) {
 		return nil
