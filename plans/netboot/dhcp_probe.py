@@ -184,8 +184,9 @@ def judge(mode: str, service_ip: str, answers: list[Answer]) -> str | None:
         )
     if mode == "proxy" and not others:
         return (
-            "iluvatar: no DHCP server answered on the LAN. With ainur.netboot.mode: proxy the router lends every address and "
-            "the Ainur add only the boot answers: with no DHCP server, no machine on the LAN gets an address. Fix: turn the "
+            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy the router "
+            "lends every address and the Ainur add only the boot answers (a switch from dhcp mode ends the Ainur's lending): "
+            "with no other DHCP server, no machine on the LAN gets an address. Fix: turn the "
             "router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make the Ainur the LAN's DHCP server. "
             "Nothing on the LAN was changed."
         )

@@ -93,6 +93,9 @@ def test_the_probe_passes_when_only_the_ainur_answer(net: Lan) -> None:
     step = run_step(net, valar(net), "dhcp", VALAR)
     assert step.returncode == 0, step.stderr
     assert step.stdout.splitlines() == [f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11"]
+    # A switch to proxy mode now, with the router's DHCP still off: the Ainur's answers would end and no one's begin.
+    switch = run_step(net, valar(net), "proxy", VALAR)
+    assert switch.returncode == 1 and switch.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), switch.stderr
 
 
 def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> None:
@@ -121,7 +124,7 @@ def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> N
         step = run_step(net, valar(net), "proxy", VALAR)
         assert step.returncode == 1
         assert step.stdout.strip() == "iluvatar: no DHCP server answered a DHCPDISCOVER on eth0"
-        assert step.stderr.strip().startswith("iluvatar: no DHCP server answered on the LAN. With ainur.netboot.mode: proxy")
+        assert step.stderr.strip().startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy")
         # dhcp mode on an empty LAN: the Ainur will be its only server.
         assert run_step(net, valar(net), "dhcp", VALAR).returncode == 0
     finally:

@@ -32,7 +32,9 @@ def test_proxy_mode_needs_a_server_other_than_the_ainur() -> None:
     assert judge("proxy", SVC, [ROUTER]) is None
     for found in ([], [OURS]):
         refusal = judge("proxy", SVC, found)
-        assert refusal is not None and refusal.startswith("iluvatar: no DHCP server answered on the LAN. With ainur.netboot.mode: proxy")
+        assert refusal is not None and refusal.startswith(
+            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy"
+        )
 
 
 def test_two_macs_answering_from_the_service_address_are_two_netboot_pods() -> None:
