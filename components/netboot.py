@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from plans import netboot as plan
 from plans import references, storage, timeouts
-from plans.netboot import pi_pods, pis
+from plans.netboot import dhcp_probe, pi_pods, pis
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -127,6 +127,24 @@ class Netboot(pulumi.ComponentResource):
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
         others = [m for m in rest if m not in cache and m not in pod]
+        if args.valar is not None and args.commands is not None:
+            # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
+            # serves from): a real DHCPDISCOVER from the first valar, refused in dhcp mode beside another DHCP server and
+            # in proxy mode with none (plans.netboot.dhcp_probe). Run again whenever dnsmasq's config or its pod changes
+            # (its mode, what it serves, a Talos version): whenever dnsmasq starts anew or reads anew.
+            assert stack.ainur is not None
+            first = stack.by_role("valar")[0]
+            probe = command.remote.Command(
+                f"{name}-dhcp-probe",
+                connection=args.valar,
+                create=dhcp_probe.probe_script(stack.ainur.netboot.mode, str(plan.service_ip(stack)), str(first.ip)),
+                triggers=[
+                    hashlib.sha256(json.dumps([self.dnsmasq_conf, *(m["spec"]["template"] for m in pod)], sort_keys=True).encode()).hexdigest()[:16]
+                ],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.commands),
+            )
+            self.objects[f"{name}-dhcp-probe"] = probe
+            made_opts = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[probe]))
         after_clearance = made_opts
         if args.valar is not None and args.commands is not None and (cache or pod):
             # Reviews 41-12 H1 and 41-15 H1: a Pi that is down would hold the cache's roll on every Pi, or keep the

@@ -84,8 +84,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # #44 added six: the log pipeline's PodMonitor, ScrapeConfig, vmalert Service and ServiceMonitor; the drill's tools claim
     # and its storage gate.
     # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
-    # the netboot clearance step one more (through the Ainur's command provider).
-    assert len(sim.registrations) == 310
+    # the netboot clearance step one more (through the Ainur's command provider), and the DHCP probe before dnsmasq serves
+    # one more (plans.netboot.dhcp_probe).
+    assert len(sim.registrations) == 311
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

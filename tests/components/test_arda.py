@@ -29,9 +29,11 @@ SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # The aggregates that list machines: the DHCP config, the iPXE scripts, the served configs, and
 # the netboot pod's digest annotation that restarts it when any of them change.
-# The netboot pod's template carries its config's digest, so the clearance before its replacement runs again too.
+# The netboot pod's template carries its config's digest, so the clearance before its replacement runs again too, and so
+# does the DHCP probe before anything dnsmasq reads changes (plans.netboot.dhcp_probe).
 NETBOOT_AGGREGATES = [
     "netboot-clearance",
+    "netboot-dhcp-probe",
     "netboot-configmap-ipxe",
     "netboot-configmap-netboot",
     "netboot-deployment-netboot",
@@ -202,9 +204,10 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # DaemonSet; vmalert's ConfigMap and Deployment; 3 Pis' journal forwarders), Grafana's dashboards 1, the drills 5
     # (4 CronJobs, their namespace) and their 2 Secrets (S3 keys, age identity); the drills' scratch StorageClass (Retain's
     # copy with Delete) and the log store's storage-class gate. The log pipeline's own metrics 4 (the collectors' PodMonitor,
-    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor). Netboot's clearance before its cache's roll 1.
+    # the Pis' collectors' ScrapeConfig, vmalert's Service and ServiceMonitor). Netboot's clearance before its cache's roll 1,
+    # and its DHCP probe before anything the LAN's DHCP reads changes 1 (plans.netboot.dhcp_probe).
     # Each maia's own join token (its id, its secret, its Secret: 2 maiar) and the Ainur's ca-hash step: 7 more.
-    assert checked == 257
+    assert checked == 258
 
 
 def test_bring_up_order(homelab: Simulation) -> None:

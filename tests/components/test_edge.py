@@ -206,8 +206,15 @@ def test_adding_an_app_changes_only_its_resources_and_the_aggregates_that_list_a
     assert set(before_inputs) - set(after_inputs) == set()
     changed = sorted(n for n in before_inputs if before_inputs[n] != after_inputs[n])
     # The tunnel's ingress rules, and the Ainur's DNS zone (dnsmasq's config and the pod that reloads it on change, with the
-    # clearance before that pod's replacement: plans.netboot.cache.clearance_script).
-    assert changed == ["edge-cloudflare-tunnel-config", "netboot-clearance", "netboot-configmap-netboot", "netboot-deployment-netboot"]
+    # clearance before that pod's replacement: plans.netboot.cache.clearance_script; the DHCP probe before dnsmasq's config
+    # changes: plans.netboot.dhcp_probe).
+    assert changed == [
+        "edge-cloudflare-tunnel-config",
+        "netboot-clearance",
+        "netboot-configmap-netboot",
+        "netboot-deployment-netboot",
+        "netboot-dhcp-probe",
+    ]
 
 
 def test_adding_an_internal_app_touches_no_cloudflare_resource(homelab: Simulation, tmp_path: Path) -> None:
@@ -222,6 +229,7 @@ def test_adding_an_internal_app_touches_no_cloudflare_resource(homelab: Simulati
         "netboot-clearance",
         "netboot-configmap-netboot",
         "netboot-deployment-netboot",
+        "netboot-dhcp-probe",
     ]
 
 

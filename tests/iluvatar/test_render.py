@@ -259,15 +259,16 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
     # (plans.agent_token: the ca-hash step and each maia's token id, secret and Secret: 7 of them.)
-    assert counts.splitlines()[-1] == "  total: 310"
+    assert counts.splitlines()[-1] == "  total: 311"
     # 18: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
     # and monitoring's CRD gate. 16 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
-    # roll (plans.netboot.cache.clearance_script), and the CA hash the maiar's tokens pin (plans.agent_token).
-    assert {"  command:local:Command: 18", "  command:remote:Command: 16", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
+    # probe before dnsmasq serves (plans.netboot.dhcp_probe).
+    assert {"  command:local:Command: 18", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 310
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 311
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

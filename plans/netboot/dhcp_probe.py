@@ -1,0 +1,230 @@
+"""The LAN's DHCP servers as a real DHCPDISCOVER finds them, and whether the Ainur's dnsmasq may serve beside them.
+
+`pulumi up` runs this module on the first valar, before the netboot objects are created or changed
+(components.netboot, `probe_script`): in `dhcp` mode the Ainur's dnsmasq is `dhcp-authoritative` with `no-ping`
+(plans.netboot.dnsmasq), so a second DHCP server on the LAN (the ISP router's, left on) would have two servers hand out
+the same addresses and dnsmasq NAK the router's clients; the step then refuses, naming that server's address and MAC
+and the fix. In `proxy` mode the router lends every address, so the step refuses when no DHCP server answers at all.
+An answer whose server identifier is the service address is the Ainur's own dnsmasq (it answers from that address
+alone: plans.netboot.dnsmasq, `listen-address`), and two MACs answering from it are two netboot pods at once.
+
+Standard library only, and runnable on its own (`python3 - --mode dhcp ...` on a Pi: Ubuntu's cloud-init needs
+python3). It sends and receives whole frames on a packet socket (AF_PACKET, so root): no UDP port 68 to share with a
+DHCP client of the host, and each answer's Ethernet source is the answering server's MAC. The DISCOVER asks with the
+host's own MAC and the broadcast flag (RFC 2131 4.1: the server then broadcasts its answer), so no stranger's MAC
+appears in any server's table, and a DISCOVER commits no lease (RFC 2131 4.3.1: an OFFER is only an offer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+# RFC 2131 and 2132: the BOOTP header, the magic cookie, the options read.
+MAGIC = b"\x63\x82\x53\x63"
+OPTION_MESSAGE_TYPE, OPTION_SERVER_ID, OPTION_PARAMETERS, OPTION_END = 53, 54, 55, 255
+DISCOVER, OFFER, ACK, NAK = 1, 2, 5, 6
+KINDS = {OFFER: "offer", ACK: "ack", NAK: "nak"}
+SERVER_PORT, CLIENT_PORT = 67, 68
+ETH_P_IP = 0x0800
+SIOCGIFADDR = 0x8915
+# Each DISCOVER is sent this many times, this far apart, and the answers are collected until LISTEN_SECONDS after the
+# last: a server that pings before it offers (dnsmasq without no-ping waits up to 3 s on one address, rfc2131.c) or
+# drops a first packet still shows, and the step is bounded by TRIES * GAP_SECONDS + LISTEN_SECONDS.
+TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
+
+
+@dataclass(frozen=True, order=True)
+class Answer:
+    """One DHCP server's answer: its server identifier (option 54, else the packet's source address), the MAC it
+    came from, what it was (offer, ack, nak) and the address it offered."""
+
+    server: str
+    mac: str
+    kind: str
+    offered: str
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def discover_frame(mac: bytes, xid: int) -> bytes:
+    """A DHCPDISCOVER from `mac` as an Ethernet broadcast (0.0.0.0:68 to 255.255.255.255:67), broadcast flag set."""
+    options = bytes([OPTION_MESSAGE_TYPE, 1, DISCOVER, OPTION_PARAMETERS, 4, 1, 3, 6, OPTION_SERVER_ID, OPTION_END])
+    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac, b"", b"")
+    payload = bootp + MAGIC + options
+    payload += b"\0" * max(0, 300 - len(payload))  # the BOOTP minimum some servers insist on (RFC 1542 2.1)
+    # UDP checksum 0: none, which IPv4 allows (RFC 768).
+    udp = struct.pack("!HHHH", CLIENT_PORT, SERVER_PORT, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0, b"\0" * 4, b"\xff" * 4)
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return b"\xff" * 6 + mac + struct.pack("!H", ETH_P_IP) + header + udp
+
+
+def _options(data: bytes) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    i = 0
+    while i < len(data):
+        code = data[i]
+        if code == OPTION_END:
+            break
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            break
+        length = data[i + 1]
+        found.setdefault(code, data[i + 2 : i + 2 + length])
+        i += 2 + length
+    return found
+
+
+def parse_answer(frame: bytes, xid: int) -> Answer | None:
+    """The server's answer in `frame`, if it is a DHCP server's answer (UDP 67 to 68, BOOTREPLY) to our `xid`."""
+    if len(frame) < 14 + 20 + 8 + 240 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IP:
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    if ip[9] != socket.IPPROTO_UDP or len(ip) < ihl + 8 + 240:
+        return None
+    sport, dport = struct.unpack("!HH", ip[ihl : ihl + 4])
+    bootp = ip[ihl + 8 :]
+    if (sport, dport) != (SERVER_PORT, CLIENT_PORT) or bootp[0] != 2 or struct.unpack("!I", bootp[4:8])[0] != xid or bootp[236:240] != MAGIC:
+        return None
+    options = _options(bootp[240:])
+    kind = KINDS.get(options.get(OPTION_MESSAGE_TYPE, b"\0")[0])
+    if kind is None:
+        return None
+    server_id = options.get(OPTION_SERVER_ID)
+    server = socket.inet_ntoa(server_id if server_id and len(server_id) == 4 else ip[12:16])
+    mac = ":".join(f"{b:02x}" for b in frame[6:12])
+    return Answer(server=server, mac=mac, kind=kind, offered=socket.inet_ntoa(bootp[16:20]))
+
+
+def interface_of(address: str) -> str:
+    """The host's interface that holds `address` (its primary IPv4 address there)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _, name in socket.if_nameindex():
+            try:
+                got = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            if socket.inet_ntoa(got[20:24]) == address:
+                return name
+    finally:
+        probe.close()
+    raise SystemExit(f"iluvatar: no interface of this host holds {address}, so the LAN cannot be probed for DHCP servers from it")
+
+
+def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS) -> list[Answer]:
+    """Every DHCP server's answer to a DHCPDISCOVER sent `tries` times from `interface`, one per server and MAC."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    try:
+        sock.bind((interface, 0))
+        mac = sock.getsockname()[4][:6]
+        xid = int.from_bytes(os.urandom(4), "big")
+        frame = discover_frame(mac, xid)
+        found: set[Answer] = set()
+        start = time.monotonic()
+        sent = 0
+        end = start + (tries - 1) * gap + listen
+        while (now := time.monotonic()) < end:
+            if sent < tries and now >= start + sent * gap:
+                sock.send(frame)
+                sent += 1
+                continue
+            due = min(end, start + sent * gap) if sent < tries else end
+            ready, _, _ = select.select([sock], [], [], max(0.0, due - now))
+            if ready:
+                answer = parse_answer(sock.recv(2048), xid)
+                if answer is not None:
+                    found.add(answer)
+        # One line per server and MAC: its kind and offer of the first answer seen is enough to name it.
+        first: dict[tuple[str, str], Answer] = {}
+        for answer in sorted(found):
+            first.setdefault((answer.server, answer.mac), answer)
+        return list(first.values())
+    finally:
+        sock.close()
+
+
+def judge(mode: str, service_ip: str, answers: list[Answer]) -> str | None:
+    """Why the Ainur's dnsmasq may not serve beside what answered, or None when it may."""
+    ours = sorted({a.mac for a in answers if a.server == service_ip})
+    others = [a for a in answers if a.server != service_ip]
+    if len(ours) > 1:
+        return (
+            f"iluvatar: two DHCP servers answer from the Ainur's service address {service_ip}, from MACs {' and '.join(ours)}: "
+            "two netboot pods serve at once (a Pi that lost the address but still holds it). Look with: "
+            "sudo k3s kubectl -n netboot get pods -o wide, and `ip -4 addr` on each Pi; the Pi not running the netboot pod "
+            f"must not hold {service_ip}."
+        )
+    if mode == "dhcp" and others:
+        named = "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in others)
+        return (
+            f"iluvatar: another DHCP server answers on the LAN: {named}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
+            "only DHCP server (authoritative, handing out network.dhcpRange without a ping first), and two servers would hand "
+            "out the same addresses and refuse each other's clients. Fix: turn that server's DHCP off (on a home router: its "
+            "LAN or DHCP settings), or set ainur.netboot.mode: proxy in the stack to keep it and let the Ainur add only the "
+            "boot answers. Nothing on the LAN was changed."
+        )
+    if mode == "proxy" and not others:
+        return (
+            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy the router "
+            "lends every address and the Ainur add only the boot answers (a switch from dhcp mode ends the Ainur's lending): "
+            "with no other DHCP server, no machine on the LAN gets an address. Fix: turn the "
+            "router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make the Ainur the LAN's DHCP server. "
+            "Nothing on the LAN was changed."
+        )
+    return None
+
+
+def probe_script(mode: str, service_ip: str, address: str) -> str:
+    """The step `pulumi up` runs over SSH on the first valar (at `address`) before the netboot objects change: this very
+    module, as root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal."""
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    return (
+        "set -eu\n"
+        "# iluvatar: the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves (plans.netboot.dhcp_probe).\n"
+        f"sudo python3 - --mode {mode} --service-ip {service_ip} --address {address} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Probe the LAN for DHCP servers before the Ainur's dnsmasq serves.")
+    parser.add_argument("--mode", choices=("dhcp", "proxy"), required=True)
+    parser.add_argument("--service-ip", required=True, help="the Ainur's service address: answers from it are the Ainur's own")
+    place = parser.add_mutually_exclusive_group(required=True)
+    place.add_argument("--address", help="this host's LAN address: the probe goes out of the interface holding it")
+    place.add_argument("--interface")
+    args = parser.parse_args(argv)
+    interface = args.interface or interface_of(args.address)
+    answers = collect(interface)
+    for a in answers:
+        print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
+    if not answers:
+        print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
+    refusal = judge(args.mode, args.service_ip, answers)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""One DHCP server on the LAN at a time, against the real dnsmasq (tests.netns.lan).
+
+- The probe `pulumi up` runs on the first valar before the netboot objects change (plans.netboot.dhcp_probe), run as the
+  step runs it (its script, the module on python3's standard input), beside an ISP router (a second real dnsmasq
+  lending addresses from the router's namespace, so with the router's MAC), beside the Ainur's own dnsmasq, and with
+  no DHCP server at all.
+- The fence: two Pis each run the generated dnsmasq.conf (the old netboot pod's dnsmasq keeps running through a k3s
+  restart; its replacement starts on the other Pi), and the service address moves between them as kube-vip moves it.
+  A household client's real DHCPDISCOVER, one per transaction id, counts the servers answering it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plans import netboot
+from plans.netboot import dhcp_probe
+from plans.netboot.dhcp_probe import Answer
+from stacks import load_stack_file
+from tests.edit import HOMELAB
+from tests.netns.lan import REPO, Lan, in_ns, lan, require_root
+
+require_root()
+
+SVC = "192.168.0.14"
+PI, OTHER_PI, VALAR = "192.168.0.13", "192.168.0.12", "192.168.0.11"
+ROUTER = "192.168.0.1"
+# The ISP router's own pool, apart from the Ainur's network.dhcpRange (192.168.0.100-199).
+ISP_POOL = ("192.168.0.200", "192.168.0.220")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
+    """The homelab's LAN (dhcp mode): the router lends nothing, the Pi at .13 holds the service address and serves."""
+    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("fence"), f"ilv{os.getpid() % 10000}f") as network:
+        yield network
+
+
+def mac_of(ns: str) -> str:
+    return in_ns(ns, "cat", "/sys/class/net/eth0/address").stdout.strip()
+
+
+def answers(net: Lan, tries: int = 1, listen: float = 2.0) -> list[Answer]:
+    """The servers answering one DHCPDISCOVER (one transaction id) of a household client, as the probe collects them."""
+    code = (
+        "import json,sys\n"
+        "from plans.netboot.dhcp_probe import collect\n"
+        f"print(json.dumps([a.__dict__ for a in collect('eth0', tries={tries}, gap=1.0, listen={listen})]))\n"
+    )
+    ns = net.client("02:00:5e:00:fe:01")
+    got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    return sorted(Answer(**a) for a in json.loads(got.stdout))
+
+
+def start_isp(net: Lan) -> None:
+    """The ISP router's DHCP server, left on: a second dnsmasq in the router's namespace (no DNS: the router's first
+    dnsmasq answers that), lending its own pool, as a home router does."""
+    conf = net.root / "isp.conf"
+    conf.write_text(
+        "\n".join(["port=0", "interface=eth0", "bind-interfaces", "log-dhcp", f"dhcp-range={ISP_POOL[0]},{ISP_POOL[1]},255.255.255.0,12h", ""])
+    )
+    net._dnsmasq("isp", net.router, conf, net.root / "isp.leases")
+
+
+def run_step(net: Lan, ns: str, mode: str, address: str) -> subprocess.CompletedProcess[str]:
+    """The probe step as `pulumi up` runs it over SSH on the first valar: its whole script, in the valar's namespace."""
+    script = dhcp_probe.probe_script(mode, SVC, address)
+    return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+
+def valar(net: Lan) -> str:
+    """The first valar (manwe), with its inventory MAC: what the step's DISCOVER asks with."""
+    ns = net.host("v", VALAR)
+    in_ns(ns, "ip", "link", "set", "eth0", "address", net.stack.nodes[0].mac)
+    return ns
+
+
+# --- The probe ---------------------------------------------------------------------------------
+
+
+def test_the_probe_passes_when_only_the_ainur_answer(net: Lan) -> None:
+    """dhcp mode, a live homelab: the Ainur's own dnsmasq answers from the service address (its server identifier),
+    which is not another server."""
+    got = answers(net)
+    assert [(a.server, a.mac, a.kind) for a in got] == [(SVC, mac_of(net.pi), "offer")]
+    step = run_step(net, valar(net), "dhcp", VALAR)
+    assert step.returncode == 0, step.stderr
+    assert step.stdout.splitlines() == [f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11"]
+    # A switch to proxy mode now, with the router's DHCP still off: the Ainur's answers would end and no one's begin.
+    switch = run_step(net, valar(net), "proxy", VALAR)
+    assert switch.returncode == 1 and switch.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), switch.stderr
+
+
+def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> None:
+    start_isp(net)
+    try:
+        step = run_step(net, valar(net), "dhcp", VALAR)
+        # The valar's own MAC asks: the router offers it an address of its pool.
+        assert step.returncode == 1, step.stdout + step.stderr
+        offered = next(line for line in step.stdout.splitlines() if line.startswith(f"iluvatar: DHCP server {ROUTER} "))
+        assert offered.startswith(f"iluvatar: DHCP server {ROUTER} (MAC {mac_of(net.router)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.2")
+        refusal = step.stderr.strip()
+        assert refusal.startswith(f"iluvatar: another DHCP server answers on the LAN: {ROUTER} (MAC {mac_of(net.router)}) offered 192.168.0.2"), (
+            refusal
+        )
+        assert "turn that server's DHCP off" in refusal and "ainur.netboot.mode: proxy" in refusal
+        # proxy mode beside the same router: what that mode needs.
+        assert run_step(net, valar(net), "proxy", VALAR).returncode == 0
+    finally:
+        net.stop("isp")
+
+
+def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> None:
+    net.release_service_address()
+    try:
+        assert answers(net) == []
+        step = run_step(net, valar(net), "proxy", VALAR)
+        assert step.returncode == 1
+        assert step.stdout.strip() == "iluvatar: no DHCP server answered a DHCPDISCOVER on eth0"
+        assert step.stderr.strip().startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy")
+        # dhcp mode on an empty LAN: the Ainur will be its only server.
+        assert run_step(net, valar(net), "dhcp", VALAR).returncode == 0
+    finally:
+        net.hold_service_address()
+
+
+# --- The fence: two Pis, the service address moved -------------------------------------------
+
+
+@pytest.fixture
+def second_pi(net: Lan) -> Iterator[str]:
+    """Another Pi running the same generated dnsmasq.conf, not holding the service address: the replacement netboot
+    pod, started while the first Pi's dnsmasq still runs (a k3s restart keeps containers)."""
+    ns = net.host("p2", OTHER_PI)
+    root = net.root / "p2"
+    (root / "leases").mkdir(parents=True, exist_ok=True)
+    conf = root / "dnsmasq.conf"
+    conf.write_text(netboot.dnsmasq_conf(net.stack, tftp_root=str(net.root / "tftp"), lease_file=str(root / "leases" / "dnsmasq.leases")))
+    net._dnsmasq("dnsmasq-p2", ns, conf, None)
+    try:
+        yield ns
+    finally:
+        net.stop("dnsmasq-p2")
+        in_ns(ns, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0", check=False)
+        net.hold_service_address()
+
+
+def move(net: Lan, to: str) -> None:
+    """kube-vip's hand-over: the old leader's OnStoppedLeading deletes the address, the new one's OnStartedLeading adds
+    it and announces it (gratuitous ARP)."""
+    in_ns(to, "ip", "addr", "replace", f"{SVC}/32", "dev", "eth0")
+    net.announce(to, SVC)
+
+
+def test_exactly_the_pi_holding_the_service_address_answers_dhcp(net: Lan, second_pi: str) -> None:
+    first, second = mac_of(net.pi), mac_of(second_pi)
+    assert [a.mac for a in answers(net)] == [first]
+    for _ in range(3):
+        # Released, and asked at once: the Pi that lost the address answers no DISCOVER after (dnsmasq checks the
+        # arrival interface's addresses on each packet: src/dhcp.c, dhcp_packet and check_listen_addrs).
+        net.release_service_address()
+        assert answers(net) == []
+        move(net, second_pi)
+        got = answers(net)
+        assert [(a.server, a.mac) for a in got] == [(SVC, second)]
+        in_ns(second_pi, "ip", "addr", "del", f"{SVC}/32", "dev", "eth0")
+        assert answers(net) == []
+        move(net, net.pi)
+        assert [(a.server, a.mac) for a in answers(net)] == [(SVC, first)]
+
+
+def test_two_pis_holding_the_address_is_what_two_answers_look_like(net: Lan, second_pi: str) -> None:
+    """The deliberate break, what the fence stands on: were the address on both Pis (a kube-vip that died without
+    deleting it), both dnsmasqs would answer the same DISCOVER; the probe names that case."""
+    move(net, second_pi)
+    got = answers(net)
+    assert sorted(a.mac for a in got) == sorted([mac_of(net.pi), mac_of(second_pi)])
+    refusal = dhcp_probe.judge("dhcp", SVC, got)
+    assert refusal is not None and refusal.startswith(f"iluvatar: two DHCP servers answer from the Ainur's service address {SVC}, from MACs ")
+
+
+def test_a_dnsmasq_listening_on_its_interface_would_answer_without_the_address(net: Lan, second_pi: str) -> None:
+    """The other deliberate break: dnsmasq told `interface=eth0` rather than the service address answers DHCP on the
+    interface whatever its addresses, so the Pi that lost the address would keep answering: the fence is the
+    listen-address (plans.netboot.dnsmasq)."""
+    conf = net.root / "p2" / "dnsmasq.conf"
+    text = conf.read_text()
+    assert f"listen-address={SVC}\n" in text
+    conf.write_text(text.replace(f"listen-address={SVC}\n", "interface=eth0\n"))
+    net.stop("dnsmasq-p2")
+    net._dnsmasq("dnsmasq-p2", second_pi, conf, None)
+    got = answers(net)
+    assert sorted(a.mac for a in got) == sorted([mac_of(net.pi), mac_of(second_pi)])
+    # It answers with its own address as the server: no longer the Ainur's.
+    assert sorted(a.server for a in got) == sorted([SVC, OTHER_PI])
+
+
+def test_the_probe_module_runs_on_its_own() -> None:
+    """What the step sends the valar is the module alone: it imports nothing of the project."""
+    source = Path(dhcp_probe.__file__).read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert imports == [
+        "from __future__ import annotations",
+        "import argparse",
+        "import fcntl",
+        "import os",
+        "import select",
+        "import socket",
+        "import struct",
+        "import sys",
+        "import time",
+        "from dataclasses import dataclass",
+    ]

@@ -1,0 +1,88 @@
+"""The DHCP probe's judge and frames (plans.netboot.dhcp_probe); the probe itself runs in tests/netns/test_dhcp_fence.py."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from plans.netboot.dhcp_probe import Answer, discover_frame, judge, parse_answer
+
+SVC = "192.168.0.14"
+OURS = Answer(server=SVC, mac="d8:3a:dd:10:00:03", kind="offer", offered="192.168.0.11")
+ROUTER = Answer(server="192.168.0.1", mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57")
+
+
+def test_dhcp_mode_may_serve_beside_itself_alone() -> None:
+    assert judge("dhcp", SVC, []) is None
+    assert judge("dhcp", SVC, [OURS]) is None
+
+
+def test_dhcp_mode_refuses_any_other_server_naming_it_and_the_fix() -> None:
+    refusal = judge("dhcp", SVC, [OURS, ROUTER])
+    assert refusal is not None
+    assert refusal.startswith("iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57. ")
+    assert "Fix: turn that server's DHCP off (on a home router: its LAN or DHCP settings), or set ainur.netboot.mode: proxy" in refusal
+    nak = Answer(server="192.168.0.1", mac="00:11:22:33:44:55", kind="nak", offered=socket.inet_ntoa(bytes(4)))
+    assert (judge("dhcp", SVC, [nak]) or "").startswith(
+        "iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) sent a NAK. "
+    )
+
+
+def test_proxy_mode_needs_a_server_other_than_the_ainur() -> None:
+    assert judge("proxy", SVC, [ROUTER]) is None
+    for found in ([], [OURS]):
+        refusal = judge("proxy", SVC, found)
+        assert refusal is not None and refusal.startswith(
+            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy"
+        )
+
+
+def test_two_macs_answering_from_the_service_address_are_two_netboot_pods() -> None:
+    other = Answer(server=SVC, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
+    for mode in ("dhcp", "proxy"):
+        refusal = judge(mode, SVC, [OURS, other, ROUTER])
+        assert refusal is not None
+        assert refusal.startswith(
+            f"iluvatar: two DHCP servers answer from the Ainur's service address {SVC}, from MACs d8:3a:dd:10:00:02 and d8:3a:dd:10:00:03: "
+        )
+
+
+def _offer(request: bytes, server: bytes, mac: bytes, xid: int, server_id: bool = True) -> bytes:
+    """A server's answer to `request`, built field by field as RFC 2131 lays it out."""
+    bootp = bytearray(request[14 + 20 + 8 :])
+    bootp[0] = 2
+    bootp[4:8] = struct.pack("!I", xid)
+    bootp[16:20] = socket.inet_aton("192.168.0.57")
+    options = bytes([53, 1, 2]) + (bytes([54, 4]) + socket.inet_aton("10.9.9.9") if server_id else b"") + bytes([255])
+    bootp[240:] = options
+    udp = struct.pack("!HHHH", 67, 68, 8 + len(bootp), 0) + bytes(bootp)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, server, b"\xff" * 4)
+    return b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
+
+
+def test_a_discover_frame_is_what_rfc_2131_says() -> None:
+    mac = bytes.fromhex("d83add100001")
+    frame = discover_frame(mac, 0x01020304)
+    assert frame[:14] == b"\xff" * 6 + mac + b"\x08\x00"
+    ip = frame[14:34]
+    assert (ip[9], ip[12:16], ip[16:20]) == (17, b"\0" * 4, b"\xff" * 4)
+    assert sum(struct.unpack("!10H", ip)) % 0xFFFF == 0  # the header checksums to all ones
+    assert struct.unpack("!HH", frame[34:38]) == (68, 67)
+    bootp = frame[42:]
+    assert (bootp[0], struct.unpack("!I", bootp[4:8])[0], struct.unpack("!H", bootp[10:12])[0], bootp[28:34]) == (1, 0x01020304, 0x8000, mac)
+    assert bootp[236:243] == bytes.fromhex("63825363350101")
+    assert len(bootp) == 300
+
+
+def test_an_answer_names_its_server_id_and_source_mac() -> None:
+    request = discover_frame(bytes(6), 7)
+    mac = bytes.fromhex("001122334455")
+    got = parse_answer(_offer(request, socket.inet_aton("192.168.0.1"), mac, 7), 7)
+    assert got == Answer(server="10.9.9.9", mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57")
+    # No server identifier: the packet's source address.
+    assert parse_answer(_offer(request, socket.inet_aton("192.168.0.1"), mac, 7, server_id=False), 7) == Answer(
+        server="192.168.0.1", mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57"
+    )
+    # Another transaction's answer, and our own DISCOVER seen going out, are not answers.
+    assert parse_answer(_offer(request, socket.inet_aton("192.168.0.1"), mac, 8), 7) is None
+    assert parse_answer(request, 7) is None
