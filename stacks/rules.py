@@ -6,6 +6,8 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -265,8 +267,36 @@ def _nodes(p: Parsed) -> list[Problem]:
                     f"{node.install_disk} is a Talos disk selector; {node.name} is {node.role}, which runs Ubuntu: give its /dev path",
                 )
             )
-        # A selector is never equal to a path: data disks are named by path, so a selector-installed
-        # machine cannot be told here that a data disk is its install disk (Talos picks at install).
+        disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
+        for field, disk in disks:
+            if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
+                out.append(
+                    Problem(
+                        node_path(i, field),
+                        f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1",
+                    )
+                )
+        # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
+        # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
+        if isinstance(node.install_disk, DiskSelector) and node.install_disk.serial is not None:
+            for d, disk in enumerate(node.data_disks):
+                if _by_id_has_serial(disk, node.install_disk.serial):
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{disk} is the disk installDisk selects (serial {node.install_disk.serial}): Ceph would wipe the "
+                            "system disk; name another disk, or give installDisk another disk's serial",
+                        )
+                    )
+        if node.serial is not None and node.serial == node.mac.replace(":", "")[-8:]:
+            out.append(
+                Problem(
+                    node_path(i, "serial"),
+                    f"{node.serial} is the last 8 hex digits of nodes[{i}].mac {node.mac}, not the Pi's serial; set the last 8 hex "
+                    "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
+                )
+            )
+        # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
             if disk == node.install_disk:
@@ -275,6 +305,21 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
     return out
+
+
+# /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
+# which Talos and Ceph take (Linux drivers/nvme/host/core.c names the controller nvme%d and each namespace nvme%dn%d).
+_NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
+
+
+def _by_id_has_serial(disk: str, serial: str) -> bool:
+    """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
+    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial (a partition's
+    -partN dropped)."""
+    if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
+        return False
+    name = re.sub(r"-part\d+$", "", disk.removeprefix("/dev/disk/by-id/"))
+    return any(fnmatch.fnmatchcase(part, serial) for part in name.split("_")[1:])
 
 
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
