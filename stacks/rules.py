@@ -62,7 +62,10 @@ def check(p: Parsed) -> list[Problem]:
     problems += _nodes(p)
     if p.arda is not None:
         problems += _arda_versions(p.arda)
+        problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
         problems += _cilium_values(p.arda)
+    if p.ainur is not None:
+        problems += _unreleased("iluvatar:ainur.k3sVersion", p.ainur.k3s_version, "k3s")
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
@@ -372,6 +375,23 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             )
         ]
     return []
+
+
+def _unreleased(path: str, version: str, what: str) -> list[Problem]:
+    """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor: never released, so the
+    images and the binary it names do not exist. Minors the table does not list are not judged."""
+    major, minor, patch = releases.release(version)
+    newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
+    if newest is None or patch <= releases.release(newest)[2]:
+        return []
+    example = newest if what == "Kubernetes" else f"{newest}+k3s1"
+    return [
+        Problem(
+            path,
+            f"{version} was never released: the newest Kubernetes 1.{minor} patch is {newest} (as the Go module proxy served "
+            f"k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED}); write {example} or an older 1.{minor} patch",
+        )
+    ]
 
 
 def _talos_hint(talos: tuple[int, ...]) -> str:
