@@ -163,6 +163,14 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
     return None
 
 
+def target_address(target: Target) -> IPv4Address | None:
+    """The target's server when it is written as an address (an NFS server, an S3 endpoint's host), else None."""
+    try:
+        return IPv4Address(target.host.rsplit(":", 1)[0] if target.kind == "s3" else target.host)
+    except ValueError:
+        return None
+
+
 def target_of(backup: Backup) -> Target:
     """The parsed target of a validated stack."""
     found = parse_target(backup.target)
@@ -348,6 +356,13 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if isinstance(found, str):
         yield Problem(f"{BACKUP}.target", found)
         return
+    address = target_address(found)
+    if address is not None and ctx.network is not None and address in ctx.network.load_balancer_pool:
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {address} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
+            "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
     if found.kind == "nfs":
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
         server = found.host
