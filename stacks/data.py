@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
+from stacks.boards import ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
@@ -362,6 +363,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: the server {address} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
             "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
+    arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
+    if ctx.arda is not None:
+        arda_held.setdefault(ctx.arda.vip, "arda.vip, Arda's API server")
+    if address is not None and address in arda_held:
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {address} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
+            "the backups with it; keep them on a NAS or a machine off Arda",
         )
     if found.kind == "nfs":
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
