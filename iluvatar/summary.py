@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from plans import logs as log_plan
+from plans import remote_access as remote_plan
 from plans.backup import arda_etcd
 from plans.storage import storage_classes
 from stacks.data import target_of
@@ -128,7 +130,41 @@ def backup(stack: StackConfig) -> str | None:
     return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}"
 
 
-SECTIONS = (network, nodes, ainur, arda, apps, edge, gitops, storage, monitoring, identity, backup)
+def discovery(stack: StackConfig) -> str | None:
+    if stack.discovery is None:
+        return None
+    d = stack.discovery
+    pool = f"lends {d.pool}" if d.pool is not None else "lends from network.dhcpRange"
+    return f"discovery: unknown machines on {d.vlan or 'network.lan'} boot Talos into maintenance mode ({pool})"
+
+
+def logs(stack: StackConfig) -> str | None:
+    """The log store runs with monitoring; a stack that turned it off is told so, since monitoring alone would run it."""
+    if stack.monitoring is None:
+        return None
+    if not log_plan.enabled(stack):
+        return "logs: off (logs.enabled: false)"
+    settings = log_plan.settings(stack)
+    line = f"logs: VictoriaLogs on Arda keeps {settings.retention} on {settings.size} ({log_plan.storage_class(stack)})"
+    sent = log_plan.lan_address(stack)
+    return line + (f"; the Pis send to {sent}" if sent is not None else "")
+
+
+def remote_access(stack: StackConfig) -> str | None:
+    if stack.remote_access is None:
+        return None
+    r = stack.remote_access
+    if r.flavour == "headscale" and r.headscale is not None:
+        server = f"Headscale at {r.headscale.url} (LAN {r.headscale.ip})"
+    else:
+        tailnet = r.tailscale.tailnet if r.tailscale is not None else "-"
+        client = r.tailscale.oauth_client_id if r.tailscale is not None else ""
+        server = f"Tailscale, the tailnet of OAuth client {client}" if tailnet == "-" else f"Tailscale, tailnet {tailnet}"
+    groups = _joined(f"{g.group} ({'+'.join(g.reach)})" for g in r.access)
+    return f"remote access: {server}; routes {_joined(remote_plan.routes(stack))}; {_plural(len(r.access), 'group')}: {groups}"
+
+
+SECTIONS = (network, nodes, ainur, arda, discovery, apps, edge, gitops, storage, monitoring, logs, identity, backup, remote_access)
 
 
 def summary(stack: StackConfig) -> list[str]:

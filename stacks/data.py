@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from stacks import storage as storage_facts
+from stacks.boards import ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
@@ -163,6 +164,14 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
     return None
 
 
+def target_address(target: Target) -> IPv4Address | None:
+    """The target's server when it is written as an address (an NFS server, an S3 endpoint's host), else None."""
+    try:
+        return IPv4Address(target.host.rsplit(":", 1)[0] if target.kind == "s3" else target.host)
+    except ValueError:
+        return None
+
+
 def target_of(backup: Backup) -> Target:
     """The parsed target of a validated stack."""
     found = parse_target(backup.target)
@@ -172,9 +181,13 @@ def target_of(backup: Backup) -> Target:
 
 # --- Cron ----------------------------------------------------------------------------------------
 
-# The schedule VolSync's CRD admits (spec.trigger.schedule's pattern), and each field's range.
+# The schedule VolSync's CRD admits (spec.trigger.schedule's pattern, v0.16.0 api/v1alpha1/replicationsource_types.go:50),
+# and each field's range as robfig/cron v3.0.1 bounds it (spec.go:22-50), the parser every reader of a rendered schedule
+# uses: a CronJob's API server and controller (cron.ParseStandard), VolSync's controller, k3s's etcd snapshots. Day of
+# week is 0-6 there (Sunday is 0 only): a 7 that crontab(5) takes is refused by the API server. tools/cron-check runs
+# that parser; tests/stacks/test_cron.py holds the two equal.
 VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$")
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
 _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
 
 
@@ -195,12 +208,35 @@ def cron_problem(text: str) -> str | None:
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
             for bound in bounds:
+                if name == "day of week" and int(bound) == 7:
+                    return f"{show(text)}: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0"
                 if not low <= int(bound) <= high:
                     return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}"
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 return f"{show(text)}: the {name} range {base} runs backwards"
     if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
         return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
+    return _often_or_never(text, fields)
+
+
+def _often_or_never(text: str, fields: list[str]) -> str | None:
+    """A schedule the parser takes that is not what a backup or a drill means: a star in the minute field runs it every
+    minute (`* 6 * * 0`, meant as 06:00, runs 60 times); day fields that never meet (`0 3 31 2 *`) never run it, and the
+    CronJob controller then reports the schedule invalid (pkg/controller/cronjob/utils.go:125-131 at v1.35.1)."""
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    if len(minutes) == 60:
+        hours, hour_star = _cron_field(fields[1], 0, 23)
+        rest = " ".join(fields[1:])
+        if hour_star or len(hours) == 24:
+            return f"{show(text)}: the minute field {fields[0]} runs it every minute, all day; write a minute (e.g. 0 {rest} for once an hour)"
+        when = f"hour {min(hours)}" if len(hours) == 1 else f"hours {','.join(str(h) for h in sorted(hours))}"
+        once = f"once at {min(hours):02d}:00" if len(hours) == 1 else "once in each of those hours"
+        return f"{show(text)}: the minute field {fields[0]} runs it every minute of {when}, {60 * len(hours)} times in a row; to run it {once}, write 0 {rest}"
+    if _run_days(fields) < 2:
+        return (
+            f"{show(text)}: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), "
+            "so it never runs; pick a day every month or every year has"
+        )
     return None
 
 
@@ -321,6 +357,22 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if isinstance(found, str):
         yield Problem(f"{BACKUP}.target", found)
         return
+    address = target_address(found)
+    if address is not None and ctx.network is not None and address in ctx.network.load_balancer_pool:
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {address} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
+            "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
+    arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
+    if ctx.arda is not None:
+        arda_held.setdefault(ctx.arda.vip, "arda.vip, Arda's API server")
+    if address is not None and address in arda_held:
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {address} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
+            "the backups with it; keep them on a NAS or a machine off Arda",
+        )
     if found.kind == "nfs":
         zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
         server = found.host
@@ -455,23 +507,35 @@ def longest_gap(schedule: str) -> datetime.timedelta:
     fields = _MACRO_SPECS.get(schedule.strip(), schedule).split()
     minutes, _ = _cron_field(fields[0], 0, 59)
     hours, _ = _cron_field(fields[1], 0, 23)
-    doms, dom_star = _cron_field(fields[2], 1, 31)
-    months, _ = _cron_field(fields[3], 1, 12)
-    dows, dow_star = _cron_field(fields[4], 0, 7)
-    dows = {d % 7 for d in dows}
     times = sorted(h * 60 + m for h in hours for m in minutes)
     # Within a day the runs are the same; between two days, the last of one to the first of the next.
     longest = datetime.timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
-    start, last, days = datetime.datetime(2026, 1, 1), None, 0
-    for offset in range(731):
+    last = None
+    days = _days_run(fields)
+    for day in days:
+        if last is not None:
+            longest = max(longest, day + datetime.timedelta(minutes=times[0]) - last)
+        last = day + datetime.timedelta(minutes=times[-1])
+    # A schedule that runs on one day of the two years (or none) is as good as never.
+    return longest if len(days) > 1 else datetime.timedelta(days=731)
+
+
+def _days_run(fields: Sequence[str]) -> list[datetime.datetime]:
+    """The days of 2026 and 2027 a valid schedule's fields run on."""
+    doms, dom_star = _cron_field(fields[2], 1, 31)
+    months, _ = _cron_field(fields[3], 1, 12)
+    dows, dow_star = _cron_field(fields[4], 0, 6)
+    start, found = datetime.datetime(2026, 1, 1), []
+    for offset in range(730):
         day = start + datetime.timedelta(days=offset)
         dom, dow = day.day in doms, (day.weekday() + 1) % 7 in dows
         if day.month in months and ((dom and dow) if (dom_star or dow_star) else (dom or dow)):
-            if last is not None:
-                longest = max(longest, day + datetime.timedelta(minutes=times[0]) - last)
-            last, days = day + datetime.timedelta(minutes=times[-1]), days + 1
-    # A schedule that runs on one day of the two years (or none) is as good as never.
-    return longest if days > 1 else datetime.timedelta(days=731)
+            found.append(day)
+    return found
+
+
+def _run_days(fields: Sequence[str]) -> int:
+    return len(_days_run(fields))
 
 
 def newest_within(schedule: str) -> datetime.timedelta:

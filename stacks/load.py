@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks import addresses, credentials
 from stacks import chart_values as chart_rules
-from stacks import credentials
 from stacks import data as data_rules
 from stacks import discovery as discovery_rules
 from stacks import gitops as gitops_rules
@@ -228,15 +228,22 @@ def parse_stack(
     )
     if isinstance(identity, Identity):
         taken.setdefault(identity.ip, "identity.ip (the Ainur's front door)")
+    backup = _section(values, "backup", problems)
+    remote = _section(values, "remoteAccess", problems)
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
         ainur if isinstance(ainur, Ainur) else None,
         "ainur" in values,
         network if isinstance(network, Network) else None,
-        taken,
+        # Every layer's fixed address, Headscale's and the NAS's too: the Ainur lend the pool to machines being read.
+        addresses.table(
+            nodes,
+            _vip_list(parsed),
+            identity if isinstance(identity, Identity) else None,
+            remote if isinstance(remote, RemoteAccess) else None,
+            backup if isinstance(backup, Backup) else None,
+        ),
     )
-    backup = _section(values, "backup", problems)
-    remote = _section(values, "remoteAccess", problems)
     problems += remote_rules.check(
         remote if isinstance(remote, RemoteAccess) else None,
         "remoteAccess" in values,

@@ -203,6 +203,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE_URL = re.compile(r"^https?://\S+\.img\.xz$")
 
 
+_IMAGE_RELEASE = re.compile(r"^ubuntu-(\d{2}\.\d{2}(?:\.\d+)?)-")
+
+
 class PiImage(Model):
     """The Ubuntu Server for Raspberry Pi image the netbooting maiar boot: its release, where it is, its SHA-256.
 
@@ -234,6 +237,18 @@ class PiImage(Model):
                 "sets url without sha256: give the image's SHA-256 from the SHA256SUMS beside it, so the builder can check what it downloads"
             )
         return data
+
+    @model_validator(mode="after")
+    def _release_is_the_urls(self) -> PiImage:
+        # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
+        # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.
+        named = _IMAGE_RELEASE.search(self.url.rsplit("/", 1)[-1])
+        if named is not None and named.group(1) != self.release:
+            raise ValueError(
+                f"release is {self.release}, but url names Ubuntu {named.group(1)} ({self.url}); set release: {named.group(1)}, "
+                "or the url and sha256 of the release you meant"
+            )
+        return self
 
 
 class GitMirror(Model):

@@ -92,6 +92,9 @@ def target_span() -> str:
 # registry.k8s.io publishes every release's component images, which the Kubernetes step's configs name (Talos
 # machinery's generate package: `registry.k8s.io/kube-apiserver:v<version>`, constants.go KubernetesAPIServerImage).
 # tests/stacks/test_releases.py holds each to its minor; a new Talos row whose floor is above these is one more entry.
+# It is also the ceiling of a patch a stack may name (stacks.rules: `v1.34.30` was never released, and Talos's image
+# pulls and k3s's download would fail half-way through `up`), hence the date it was asked on, which the message gives.
+KUBERNETES_NEWEST_ASKED = "2026-11-25"
 KUBERNETES_NEWEST: dict[int, str] = {
     30: "v1.30.14",
     31: "v1.31.14",

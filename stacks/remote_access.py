@@ -203,6 +203,12 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
     if host == domain or host.endswith(f".{domain}"):
         yield Problem(key, f"{domain} holds {host}, Headscale's own name (headscale.url); the tailnet would answer for it: pick another")
     for i, app in apps:
+        if app.host == host:
+            yield Problem(
+                f"iluvatar:apps[{i}].host",
+                f"{app.host} is Headscale's public name (headscale.url {settings.url}), whose port forward goes to Headscale; "
+                "give the app another host",
+            )
         if under(app.host, domain):
             yield Problem(key, f"{domain} holds apps[{i}].host {app.host}; the tailnet's resolver would answer for it, not the internal zone's")
 

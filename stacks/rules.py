@@ -6,6 +6,8 @@ of the others, and yields `Problem`s naming the exact config path and offending 
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -60,7 +62,10 @@ def check(p: Parsed) -> list[Problem]:
     problems += _nodes(p)
     if p.arda is not None:
         problems += _arda_versions(p.arda)
+        problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
         problems += _cilium_values(p.arda)
+    if p.ainur is not None:
+        problems += _unreleased("iluvatar:ainur.k3sVersion", p.ainur.k3s_version, "k3s")
     if p.nodes_complete:
         problems += _counts(p)
     problems += _talos_patches(p)
@@ -265,8 +270,36 @@ def _nodes(p: Parsed) -> list[Problem]:
                     f"{node.install_disk} is a Talos disk selector; {node.name} is {node.role}, which runs Ubuntu: give its /dev path",
                 )
             )
-        # A selector is never equal to a path: data disks are named by path, so a selector-installed
-        # machine cannot be told here that a data disk is its install disk (Talos picks at install).
+        disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
+        for field, disk in disks:
+            if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
+                out.append(
+                    Problem(
+                        node_path(i, field),
+                        f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1",
+                    )
+                )
+        # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
+        # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
+        if isinstance(node.install_disk, DiskSelector) and node.install_disk.serial is not None:
+            for d, disk in enumerate(node.data_disks):
+                if _by_id_has_serial(disk, node.install_disk.serial):
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{disk} is the disk installDisk selects (serial {node.install_disk.serial}): Ceph would wipe the "
+                            "system disk; name another disk, or give installDisk another disk's serial",
+                        )
+                    )
+        if node.serial is not None and node.serial == node.mac.replace(":", "")[-8:]:
+            out.append(
+                Problem(
+                    node_path(i, "serial"),
+                    f"{node.serial} is the last 8 hex digits of nodes[{i}].mac {node.mac}, not the Pi's serial; set the last 8 hex "
+                    "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
+                )
+            )
+        # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
             if disk == node.install_disk:
@@ -275,6 +308,21 @@ def _nodes(p: Parsed) -> list[Problem]:
                 out.append(Problem(node_path(i, f"dataDisks[{d}]"), f"{disk} is listed twice"))
             seen_disks.add(disk)
     return out
+
+
+# /dev/nvme0 is the NVMe controller's character device, not a block device: its namespaces are the disks (/dev/nvme0n1),
+# which Talos and Ceph take (Linux drivers/nvme/host/core.c names the controller nvme%d and each namespace nvme%dn%d).
+_NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
+
+
+def _by_id_has_serial(disk: str, serial: str) -> bool:
+    """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
+    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial (a partition's
+    -partN dropped)."""
+    if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
+        return False
+    name = re.sub(r"-part\d+$", "", disk.removeprefix("/dev/disk/by-id/"))
+    return any(fnmatch.fnmatchcase(part, serial) for part in name.split("_")[1:])
 
 
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
@@ -327,6 +375,23 @@ def _arda_versions(arda: Arda) -> list[Problem]:
             )
         ]
     return []
+
+
+def _unreleased(path: str, version: str, what: str) -> list[Problem]:
+    """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor: never released, so the
+    images and the binary it names do not exist. Minors the table does not list are not judged."""
+    major, minor, patch = releases.release(version)
+    newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
+    if newest is None or patch <= releases.release(newest)[2]:
+        return []
+    example = newest if what == "Kubernetes" else f"{newest}+k3s1"
+    return [
+        Problem(
+            path,
+            f"{version} was never released: the newest Kubernetes 1.{minor} patch is {newest} (as the Go module proxy served "
+            f"k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED}); write {example} or an older 1.{minor} patch",
+        )
+    ]
 
 
 def _talos_hint(talos: tuple[int, ...]) -> str:
@@ -647,6 +712,19 @@ def _netboot(p: Parsed) -> list[Problem]:
                 f"{p.ainur.service_ip} is ainur.serviceIp; network.dns is where the Ainur forward names outside the zone, so it must be another server",
             )
         )
+    if p.ainur is not None and p.network is not None and p.ainur.netboot.mode == "dhcp":
+        # In dhcp mode the Ainur's dnsmasq lends every address of network.dhcpRange (plans.netboot): a DNS server there
+        # (a Pi-hole) holds its address only until dnsmasq lends it to another machine, and the whole LAN loses names.
+        for k, server in enumerate(p.network.dns):
+            # The gateway inside the range is the range's own problem (_range), said once there.
+            if server in p.network.dhcp_range and server != p.network.gateway:
+                out.append(
+                    Problem(
+                        f"{NET}.dns[{k}]",
+                        f"{server} is inside network.dhcpRange {p.network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: "
+                        "they could lend the DNS server's address to another machine; give the server a fixed address outside the range",
+                    )
+                )
     if p.ainur is not None:
         nb = p.ainur.netboot
         if nb.unknown_macs == "generic-worker" and nb.generic_worker is None:

@@ -131,6 +131,8 @@ _ALL: tuple[Tool, ...] = (
     Tool("schematic-id", "talos-check", package="./schematic-id"),
     # go-procfs v0.1.2's Cmdline, as Talos's imager merges a schematic's extra kernel arguments (plans.netboot.cmdline).
     Tool("kernel-cmdline", "kernel-cmdline"),
+    # Cron schedules as a CronJob's API server and controller and VolSync parse them (robfig/cron v3.0.1).
+    Tool("cron-check", "cron-check"),
     # Helm itself renders the charts the program installs (tools.upstream.helm_template).
     Tool("helm", "helm", package="helm.sh/helm/v3/cmd/helm"),
     # kubeconform validates every rendered object against the pinned schemas (tools.upstream.kubeconform).

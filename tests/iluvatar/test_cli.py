@@ -32,6 +32,7 @@ HOMELAB_SUMMARY = """\
   GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
   storage: Arda ceph-block (default), ceph-filesystem, local-path; Ainur longhorn (default)
   monitoring: Prometheus keeps 30d on 50Gi; alerts by ntfy to https://ntfy.sh/iluvatar-example-alerts
+  logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block); the Pis send to 192.168.0.236
   identity: sign-in through github (Dex at 192.168.0.16), 2 groups bound to cluster roles
   backup: to S3 s3+http://192.168.0.40:9000/homelab; etcd snapshots of Arda and the Ainur (0 */6 * * *); 2 app volumes
 """
@@ -44,6 +45,7 @@ RK1_SUMMARY = """\
   GitOps: https://github.com/example/turing-pi.git at main, apps under apps/
   storage: Arda ceph-block (default), local-path
   monitoring: Prometheus keeps 15d on 20Gi; alerts by webhook to http://10.10.0.5:8080/alerts
+  logs: VictoriaLogs on Arda keeps 14d on 20Gi (ceph-block)
 """
 
 

@@ -6,7 +6,9 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -542,6 +544,40 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
     result = run("render", "homelab", "--out", str(tmp_path / "x"), "--previous", str(tmp_path / "bad.json"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: --previous {tmp_path / 'bad.json'}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("edit_arda", "message"),
+    [
+        (
+            lambda a: a.pop("talosVersion"),
+            "arda.talosVersion is missing, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
+            "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it",
+        ),
+        (
+            lambda a: a.update(talosVersion=None),
+            "arda.talosVersion is missing, but arda.nodes records 5 machine(s): the plan starts from the Talos release Arda runs; "
+            "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it",
+        ),
+        (
+            lambda a: a["nodes"]["tirion"].pop("installer"),
+            "arda.nodes.tirion.installer is missing: the plan compares each machine's installer image (factory.talos.dev/...:v1.14.1) "
+            "with the one it installs now; give the outputs `pulumi stack output --json` writes",
+        ),
+    ],
+    ids=["talos-version-missing", "talos-version-null", "installer-missing"],
+)
+def test_a_previous_deployment_that_recorded_no_talos_release_is_refused_not_planned_from_none(
+    homelab: Path, tmp_path: Path, edit_arda: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    # An older deployment's outputs with the machines but not what they run: the plan read `Talos None -> v1.14.1`.
+    previous = json.loads((homelab / "outputs.json").read_text())
+    edit_arda(previous["arda"])
+    (tmp_path / "old.json").write_text(json.dumps(previous))
+    result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: --previous {tmp_path / 'old.json'}: {message}"]
+    assert not (tmp_path / "day2").exists()
 
 
 def test_netbooting_maiar_render_their_image_eeprom_lines_and_files(tmp_path: Path) -> None:

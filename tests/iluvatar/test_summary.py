@@ -17,12 +17,12 @@ def rk1(**config: Any) -> list[str]:
 
 def test_a_monitoring_without_a_receiver_says_where_alerts_go() -> None:
     assert (
-        rk1(**{"iluvatar:monitoring": {"grafana": {"app": "grafana"}}})[-1]
+        rk1(**{"iluvatar:monitoring": {"grafana": {"app": "grafana"}}})[-2]  # before the logs' line
         == "monitoring: Prometheus keeps 15d on 20Gi; alerts go nowhere (no receiver)"
     )
     email = {"to": "you@example.org", "from": "lab@example.org", "smarthost": "smtp.example.org:587"}
     assert (
-        rk1(**{"iluvatar:monitoring": {"receiver": {"email": email}}})[-1]
+        rk1(**{"iluvatar:monitoring": {"receiver": {"email": email}}})[-2]
         == "monitoring: Prometheus keeps 15d on 20Gi; alerts by email to you@example.org"
     )
 
@@ -43,3 +43,28 @@ def test_sections_the_stack_lacks_get_no_line() -> None:
     assert [line.split(":")[0] for line in lines] == ["network", "nodes", "Arda"]
     private = rk1(**{"iluvatar:gitops": {"repoUrl": "https://github.com/example/turing-pi.git", "private": True}, "iluvatar:gitopsToken": Secure()})
     assert "GitOps: https://github.com/example/turing-pi.git at HEAD, apps under apps/ (private)" in private
+
+
+def test_remote_access_says_its_server_routes_and_groups() -> None:
+    from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
+
+    routes = "routes 192.168.0.10/32, 192.168.0.14/32, 192.168.0.16/32, 192.168.0.20/32, 192.168.0.238/32"
+    groups = "2 groups: example:homelab-admins (apps+kubernetes), example:family (apps)"
+    assert summary(remote_stack(HEADSCALE))[-1] == f"remote access: Headscale at https://vpn.example.com (LAN 192.168.0.17); {routes}; {groups}"
+    assert summary(remote_stack(TAILSCALE))[-1] == f"remote access: Tailscale, the tailnet of OAuth client kQ2wZp7CNTRL; {routes}; {groups}"
+
+
+def test_logs_say_what_the_store_keeps_or_that_they_are_off() -> None:
+    lines = rk1(**{"iluvatar:logs": {"retention": "30d", "size": "40Gi", "storageClass": "local-path"}})
+    assert lines[-1] == "logs: VictoriaLogs on Arda keeps 30d on 40Gi (local-path)"
+    assert rk1(**{"iluvatar:logs": {"enabled": False}})[-1] == "logs: off (logs.enabled: false)"
+    assert not any(line.startswith("logs:") for line in rk1(**{"iluvatar:monitoring": None}))
+
+
+def test_discovery_says_where_unknown_machines_boot() -> None:
+    from tests.edit import HOMELAB
+
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:arda"] = {**raw["iluvatar:arda"], "discovery": {"pool": {"start": "192.168.0.200", "end": "192.168.0.209"}}}
+    lines = summary(parse_stack(raw))
+    assert "discovery: unknown machines on network.lan boot Talos into maintenance mode (lends 192.168.0.200-192.168.0.209)" in lines

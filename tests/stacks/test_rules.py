@@ -116,3 +116,30 @@ def test_a_machine_may_be_called_ainur_when_there_are_no_ainur() -> None:
     raw = _raw(RK1)
     raw["iluvatar:nodes"] = [{**raw["iluvatar:nodes"][0], "name": "ainur"}, *raw["iluvatar:nodes"][1:]]
     assert parse_stack(raw).nodes[0].name == "ainur"
+
+
+def test_a_selector_and_by_id_data_disks_of_other_serials_are_accepted() -> None:
+    # The install selector's serial is another disk's than each by-id data disk's, its partition's, its namespace's.
+    raw = _raw()
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
+    nodes[3] = {
+        **nodes[3],
+        "installDisk": {"serial": "S64ANS0T111111"},
+        "dataDisks": ["/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T222222_1", "/dev/disk/by-id/wwn-0x5002538e40a1b2c3"],
+    }
+    raw["iluvatar:nodes"] = nodes
+    stack = parse_stack(raw)
+    assert stack.nodes[3].data_disks[0].endswith("S64ANS0T222222_1")
+
+
+@pytest.mark.parametrize(
+    "disk", ["/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T111111_1", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S64ANS0T111111-part1"]
+)
+def test_a_by_id_data_disk_of_the_selectors_serial_is_refused_in_every_udev_form(disk: str) -> None:
+    raw = _raw()
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
+    nodes[3] = {**nodes[3], "installDisk": {"serial": "S64ANS0T1*"}, "dataDisks": [disk]}
+    raw["iluvatar:nodes"] = nodes
+    with pytest.raises(StackConfigError) as err:
+        parse_stack(raw)
+    assert [p.path for p in err.value.problems] == ["iluvatar:nodes[3].dataDisks[0]"]

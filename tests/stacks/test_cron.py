@@ -1,0 +1,137 @@
+"""Every schedule the stack renders is read as its consumer reads it: robfig/cron v3.0.1's standard parser.
+
+A drill's and talos-backup's CronJob (the API server's validation and the CronJob controller), a ReplicationSource's
+trigger (VolSync v0.16.0's CRD pattern and controller) and k3s's etcd-snapshot-schedule-cron all parse with it;
+tools/cron-check runs it. stacks.data.cron_problem is what `iluvatar validate` runs: each schedule it accepts, the real
+parser accepts for every consumer and runs with the same longest gap (stacks.data.longest_gap, which the drill's
+staleness alert is built on); each one the parser refuses, it refuses.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks.data import cron_problem, longest_gap
+from stacks.data_model import Backup, Drill
+from tools import gotools
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _schedules(value: Any) -> list[str]:
+    """Every `schedule` (and `...schedule` path's value) in a parsed fixture file."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key.endswith("schedule") and isinstance(item, str):
+                found.append(item)
+            else:
+                found += _schedules(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _schedules(item)
+    return found
+
+
+def _corpus() -> list[str]:
+    found = [Backup(target="s3://b.example/x").etcd.schedule, Drill().schedule]
+    for name in ("Pulumi.homelab.yaml", "tests/fixtures/valid_stacks.yaml", "tests/fixtures/invalid_stacks.yaml"):
+        found += _schedules(yaml.safe_load((ROOT / name).read_text()))
+    # What users write beside the fixtures' own: crontab(5) spellings the parser reads differently or not at all.
+    found += [
+        "0 3 * * 7",  # crontab(5)'s Sunday: robfig's day of week is 0-6
+        "0 3 * * 0-7",
+        "0 3 * * 5-7",
+        "* 6 * * 0",  # meant 06:00: every minute of that hour
+        "*/1 3 * * *",
+        "* * * * *",
+        "0 3 31 2 *",  # never
+        "0 0 29 2 *",  # once in four years
+        "0 3 30 2,4 *",  # the 30th of April only
+        "0 3 * * mon",  # names: the API server takes them, VolSync's CRD does not
+        "0 3 * jan *",
+        "@midnight",  # robfig's, not VolSync's
+        "@every 6h",
+        "@daily",
+        "@weekly",
+        "@hourly",
+        "@yearly",
+        "CRON_TZ=UTC 0 3 * * *",
+        "TZ=UTC 0 3 * * *",
+        "0 3 ? * *",
+        "0 24 * * *",
+        "60 3 * * *",
+        "0 3 0 * *",
+        "0 3 * 13 *",
+        "0 3 * * 1-5",
+        "0 3 1,15 * 1",
+        "5/15 * * * *",
+        "0 */0 * * *",
+        "0 5-3 * * *",
+        "0 3 * *",
+        "0 3 * * * *",
+        "15,45 */2 * * 1-5",
+        "0 3 1-7 * 0",
+    ]
+    return sorted(set(found))
+
+
+CORPUS = _corpus()
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, dict[str, Any]]:
+    result = subprocess.run(
+        [str(gotools.build("cron-check"))], input=json.dumps({"schedules": CORPUS}), capture_output=True, text=True, timeout=120, check=True
+    )
+    return dict(zip(CORPUS, json.loads(result.stdout)["results"], strict=True))
+
+
+def test_the_corpus_holds_every_kind() -> None:
+    assert len(CORPUS) >= 40
+
+
+@pytest.mark.parametrize("schedule", CORPUS)
+def test_validate_reads_a_schedule_as_robfig_cron_does(schedule: str, parsed: dict[str, dict[str, Any]]) -> None:
+    real = parsed[schedule]
+    problem = cron_problem(schedule)
+    if problem is None:
+        # Taken by the CronJob's API server and controller and by VolSync alike, and run as validate reckons.
+        assert (real["cronjob"], real["volsync"]) == ("", "")
+        assert real["days"] >= 2
+        assert longest_gap(schedule) == datetime.timedelta(minutes=real["longestGapMinutes"])
+    elif real["cronjob"] or real["volsync"]:
+        assert problem.startswith(schedule)
+    else:
+        # The parser takes it, validate does not: it runs every minute, never, or is a spelling VolSync's CRD refuses.
+        assert real["days"] < 2 or "every minute" in problem or "not a number" in problem or "@" in schedule or "TZ" in schedule, problem
+
+
+def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, Any]]) -> None:
+    refused = sorted(s for s, r in parsed.items() if r["cronjob"] or r["volsync"])
+    assert "0 3 * * 7" in refused and "0 3 * * 0-7" in refused
+    assert [s for s in refused if cron_problem(s) is None] == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("0 3 * * 7", "0 3 * * 7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0"),
+        ("* 6 * * 0", "* 6 * * 0: the minute field * runs it every minute of hour 6, 60 times in a row; to run it once at 06:00, write 0 6 * * 0"),
+        ("* * * * *", "* * * * *: the minute field * runs it every minute, all day; write a minute (e.g. 0 * * * * for once an hour)"),
+        (
+            "0 3 31 2 *",
+            "0 3 31 2 *: its day of month and month never meet in 2026 and 2027 (e.g. 31 in February, 29 February), so it never runs; "
+            "pick a day every month or every year has",
+        ),
+    ],
+)
+def test_the_messages(schedule: str, problem: str) -> None:
+    assert cron_problem(schedule) == problem
