@@ -378,8 +378,8 @@ def _arda_versions(arda: Arda) -> list[Problem]:
 
 
 def _unreleased(path: str, version: str, what: str) -> list[Problem]:
-    """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor: never released, so the
-    images and the binary it names do not exist. Minors the table does not list are not judged."""
+    """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor when the table was read: the
+    images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins). Minors the table does not list are not judged."""
     major, minor, patch = releases.release(version)
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
     if newest is None or patch <= releases.release(newest)[2]:
@@ -388,8 +388,9 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
     return [
         Problem(
             path,
-            f"{version} was never released: the newest Kubernetes 1.{minor} patch is {newest} (as the Go module proxy served "
-            f"k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED}); write {example} or an older 1.{minor} patch",
+            f"{version} is past the newest Kubernetes 1.{minor} patch, {newest} (as the Go module proxy served k8s.io/kubernetes on "
+            f"{releases.KUBERNETES_NEWEST_ASKED}), so its images do not exist; write {example} or an older 1.{minor} patch "
+            "(a patch released since needs an Iluvatar that knows it)",
         )
     ]
 
