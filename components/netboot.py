@@ -67,7 +67,8 @@ class Netboot(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetbootArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Netboot", name, None, opts)
         stack = args.stack
-        self.dnsmasq_conf = plan.dnsmasq_conf(stack, extra_records=args.dns_records)
+        # All dnsmasq serves, its records' files written in (stacks.day2 reads a deployment's), as `dnsmasqConf`.
+        self.dnsmasq_conf = plan.served_conf(stack, args.dns_records)
         self.scripts = plan.scripts(stack)
         manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
         namespace = manifests[0]

@@ -14,13 +14,15 @@ from plans.netboot import pi_pods
 from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, asset_boards, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.debs import fetch_script
-from plans.netboot.dnsmasq import dnsmasq_conf
+from plans.netboot.dnsmasq import dhcp_hosts_file, dnsmasq_conf, hosts_file
 from plans.netboot.ipxe import scripts
 from plans.netboot.kube_vip import kube_vip_services
 from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_leases_script
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.pis import netboot_pis
 from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
+from plans.netboot.records import DHCP_HOSTS_KEY, HOSTS_KEY, records_script
+from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
 from plans.netboot.window import window_script
 from stacks.boards import BOARDS
 from stacks.model import StackConfig
@@ -28,11 +30,14 @@ from stacks.model import StackConfig
 SEED_NAMESPACE = "argocd"
 
 
-def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> str:
-    """Changes whenever anything the netboot pod serves changes, so the pod is replaced."""
+def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
+    """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced. Not the internal
+    zone's names nor the inventory's DHCP hosts: dnsmasq reads those anew as they change (plans.netboot.records), so
+    an app added, or a machine that boots from its disk, leaves the pod, and the LAN's DHCP and DNS, running."""
     boards = [f"{b}:{talos.schematic_yaml(BOARDS[b], talos.kernel_args(stack, b))}" for b in asset_boards(stack)]
     parts = [
-        dnsmasq_conf(stack, extra_records=extra_records),
+        dnsmasq_conf(stack),
+        records_script(),
         nginx_conf(stack),
         stack.arda.talos_version,
         *boards,
@@ -62,7 +67,11 @@ def manifests(
     labels = _labels("netboot")
     cache_labels = _labels("netboot-cache")
     config_data = {
-        "dnsmasq.conf": dnsmasq_conf(stack, extra_records=extra_records),
+        "dnsmasq.conf": dnsmasq_conf(stack),
+        # What the records loop hands dnsmasq without a restart (plans.netboot.records).
+        HOSTS_KEY: hosts_file(stack, extra_records),
+        DHCP_HOSTS_KEY: dhcp_hosts_file(stack),
+        RECORDS_SCRIPT: records_script(),
         "nginx.conf": nginx_conf(stack),
         "restore-leases.sh": restore_leases_script(),
         "save-leases.sh": save_leases_script(),
@@ -113,7 +122,7 @@ def manifests(
             "netboot",
             labels,
             netboot_spec,
-            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records), **TFTP_LAYOUT},
+            annotations={"iluvatar/config-digest": config_digest(stack, config_macs), **TFTP_LAYOUT},
         ),
         {
             "apiVersion": "v1",
