@@ -355,6 +355,21 @@ def test_a_machine_booting_from_its_disk_added_changes_the_records_and_leaves_th
     assert before["netbootDeployment"]["spec"]["template"] == after["netbootDeployment"]["spec"]["template"]
 
 
+def test_a_talos_or_k3s_version_change_leaves_the_netboot_pod_running() -> None:
+    """A Talos bump changes the machines' iPXE scripts (the `ipxe` ConfigMap, which nginx serves from a volume the
+    kubelet updates in place) and the boot assets (netboot-cache's, on each Pi's disk): nothing the netboot pod reads
+    only at its start, so its template stays and dnsmasq, the LAN's DHCP and DNS, keeps running."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    stack = parse_stack(raw)
+    bumped = parse_stack({**raw, "iluvatar:arda": {**raw["iluvatar:arda"], "talosVersion": "v1.14.0"}})
+    before, after = (_by_name(netboot.manifests(s, netboot.config_macs(s))) for s in (stack, bumped))
+    assert [k for k in before if before[k] != after[k]] == ["ipxeConfigMap"]
+    assert before["netbootDeployment"]["spec"]["template"] == after["netbootDeployment"]["spec"]["template"]
+    # A k3s upgrade of the Ainur changes no netboot object at all.
+    k3s = parse_stack({**raw, "iluvatar:ainur": {**raw["iluvatar:ainur"], "k3sVersion": "v1.35.9+k3s1"}})
+    assert netboot.manifests(k3s, netboot.config_macs(k3s)) == netboot.manifests(stack, netboot.config_macs(stack))
+
+
 def test_the_records_are_the_inventorys_lines_in_dnsmasqs_file_forms(tmp_path: Path) -> None:
     """The hosts file dnsmasq's hostsdir reads, the DHCP hosts file of its dhcp-hostsdir (a dhcp-host line's value), and
     `served_conf`, all of it in one config that the real dnsmasq accepts (the stack's `dnsmasqConf` output)."""
