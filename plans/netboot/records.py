@@ -62,12 +62,11 @@ snapshot() {{
   done
 }}
 put() {{
-  # Written under a dot name, which dnsmasq skips, and renamed into place: dnsmasq reads the whole file, once.
-  mkdir -p "$DEST/$2"
+  # Written under a dot name, which dnsmasq skips, and renamed into place: dnsmasq reads the whole file, once. Each
+  # step only after the last succeeded (set -e does not hold in the loop's `pass || true`): never a partial file.
+  mkdir -p "$DEST/$2" || return 1
   if cmp -s "$copy/$1" "$DEST/$2/{FILE}"; then return 0; fi
-  cp "$copy/$1" "$DEST/$2/.{FILE}.new"
-  chmod 644 "$DEST/$2/.{FILE}.new"
-  mv -f "$DEST/$2/.{FILE}.new" "$DEST/$2/{FILE}"
+  cp "$copy/$1" "$DEST/$2/.{FILE}.new" && chmod 644 "$DEST/$2/.{FILE}.new" && mv -f "$DEST/$2/.{FILE}.new" "$DEST/$2/{FILE}" || return 1
   echo "iluvatar: dnsmasq reads its $2 anew ($(grep -vc '^#' "$DEST/$2/{FILE}" || true) lines)" >&2
 }}
 pass() {{
@@ -75,7 +74,7 @@ pass() {{
     echo "iluvatar: the records under $SRC cannot be read; dnsmasq keeps the ones it has" >&2
     return 1
   fi
-{puts}
+{puts.replace(chr(10), " &&" + chr(10))}
 }}
 while :; do
   if [ -n "${{ONCE:-}}" ]; then pass; break; fi
