@@ -67,7 +67,8 @@ class Netboot(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetbootArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:ainur:Netboot", name, None, opts)
         stack = args.stack
-        self.dnsmasq_conf = plan.dnsmasq_conf(stack, extra_records=args.dns_records)
+        # All dnsmasq serves, its records' files written in (stacks.day2 reads a deployment's), as `dnsmasqConf`.
+        self.dnsmasq_conf = plan.served_conf(stack, args.dns_records)
         self.scripts = plan.scripts(stack)
         manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
         namespace = manifests[0]
@@ -130,17 +131,17 @@ class Netboot(pulumi.ComponentResource):
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
             # serves from): a real DHCPDISCOVER from the first valar, refused in dhcp mode beside another DHCP server and
-            # in proxy mode with none (plans.netboot.dhcp_probe). Run again whenever dnsmasq's config or its pod changes
-            # (its mode, what it serves, a Talos version): whenever dnsmasq starts anew or reads anew.
+            # in proxy mode with none (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts anew: its pod's
+            # template carries the digest of everything dnsmasq reads only at its start (plans.netboot.objects.config_digest:
+            # the mode, the range, the service address). Records it re-reads while running (an app, a machine on disk) are
+            # no new DHCP server, and ask nothing of the LAN.
             assert stack.ainur is not None
             first = stack.by_role("valar")[0]
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
                 create=dhcp_probe.probe_script(stack.ainur.netboot.mode, str(plan.service_ip(stack)), str(first.ip)),
-                triggers=[
-                    hashlib.sha256(json.dumps([self.dnsmasq_conf, *(m["spec"]["template"] for m in pod)], sort_keys=True).encode()).hexdigest()[:16]
-                ],
+                triggers=[hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]],
                 opts=pulumi.ResourceOptions(parent=self, provider=args.commands),
             )
             self.objects[f"{name}-dhcp-probe"] = probe

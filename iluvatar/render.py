@@ -9,7 +9,7 @@ The layout (under the output folder):
   kubernetes/<cluster>/<namespace>/HelmChart-<name>.yaml    a chart whose objects Pulumi owns one by one (helm.v4), the same fields
   talos/<node>.patch.yaml                        each Arda machine's config patches, in apply order
   ainur/<node>.user-data, ainur/<node>.network-config   each Pi's cloud-init user-data and static network
-  netboot/dnsmasq.conf, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
+  netboot/dnsmasq.conf, netboot/dnsmasq-hosts, netboot/dnsmasq-dhcp-hosts, netboot/ipxe/<file>, netboot/configs.csv   what the Ainur serve, and where
   netboot/pis/image.txt, netboot/pis/<pi>/bootconf.txt, netboot/pis/<pi>/boot.cmdline.txt (and boot.image, boot.folder), .../root.<path>
                                                  with netbooting maiar: the image, each Pi's EEPROM lines, its files
   flash/disk-images.csv                          each flashed Talos SBC's Image Factory disk image
@@ -141,6 +141,9 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     if dnsmasq is not None:
         data = redact(dnsmasq.inputs.get("data", {}))
         files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
+        # The records dnsmasq reads anew as they change, and the loop that hands them over (plans.netboot.records).
+        for records in ("dnsmasq-hosts", "dnsmasq-dhcp-hosts", "dnsmasq-records.sh"):
+            files[f"netboot/{records}"] = data[records]
         files["netboot/nginx.conf"] = data["nginx.conf"]
         for script in ("fetch-assets.sh", "fetch-ipxe.sh", "ipxe-debs.sh", "restore-leases.sh", "save-leases.sh"):
             files[f"netboot/{script}"] = data[script]

@@ -20,6 +20,7 @@ One module per thing rendered, each with one reason to change:
     nginx.py      the HTTP server: scripts, assets, each worker's config to its own address
     cache.py      what fills each Pi's cache: the pinned iPXE binaries, the Talos kernels
     leases.py     the scripts that keep dnsmasq's leases in the cluster
+    records.py    the loop that hands dnsmasq its names and DHCP hosts as they change, with no restart
     window.py     the discovery window's loop: boot.ipxe boots unknown machines only while it is open
     pods.py       the netboot and netboot-cache pod specs, the shared object metadata
     kube_vip.py   kube-vip for LoadBalancer addresses on every Pi
@@ -51,7 +52,7 @@ from plans.netboot.base import (
     service_ip,
 )
 from plans.netboot.cache import IPXE_DEBIAN_VERSION, IPXE_FILES, SILENT_SECONDS, clearance_script, fetch_assets_script, fetch_ipxe_script
-from plans.netboot.dnsmasq import CLIENT_ARCH, IPXE_BINARIES, PROXY_CSA, dns_records, dnsmasq_conf
+from plans.netboot.dnsmasq import CLIENT_ARCH, IPXE_BINARIES, PROXY_CSA, dhcp_hosts_file, dns_records, dnsmasq_conf, hosts_file, served_conf
 from plans.netboot.dnsmasq import _reverse_zones as _reverse_zones  # the tests read it
 from plans.netboot.ipxe import TALOS_KERNEL_ARGS, asset_dir, boot_script, kernel_line, node_script, scripts
 from plans.netboot.kube_vip import kube_vip_services
@@ -60,6 +61,7 @@ from plans.netboot.mirror import git_mirror_manifests
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.objects import SEED_NAMESPACE, config_digest, manifests
 from plans.netboot.pods import CURL_IMAGE, DEBIAN_IMAGE, DNSMASQ_IMAGE, EVICTION_SECONDS, NGINX_IMAGE, cache_pod, netboot_pod
+from plans.netboot.records import records_script
 from plans.netboot.window import MAX_WINDOW_SECONDS, WINDOW_POLL_SECONDS, window_script
 
 __all__ = [
@@ -100,12 +102,14 @@ __all__ = [
     "config_digest",
     "config_macs",
     "config_nodes",
+    "dhcp_hosts_file",
     "discovery_script",
     "dns_records",
     "dnsmasq_conf",
     "fetch_assets_script",
     "fetch_ipxe_script",
     "git_mirror_manifests",
+    "hosts_file",
     "kernel_line",
     "kube_vip_services",
     "mac_name",
@@ -114,9 +118,11 @@ __all__ = [
     "netboot_pod",
     "nginx_conf",
     "node_script",
+    "records_script",
     "restore_leases_script",
     "save_leases_script",
     "scripts",
+    "served_conf",
     "service_ip",
     "window_script",
 ]

@@ -14,6 +14,9 @@ NAMESPACE = "netboot"
 TFTP_ROOT = "/var/lib/iluvatar/tftp"
 LEASES_DIR = "/var/lib/iluvatar/leases"
 LEASE_FILE = f"{LEASES_DIR}/dnsmasq.leases"
+# The records dnsmasq reads without a restart (plans.netboot.records): its `hostsdir` and `dhcp-hostsdir`, in an
+# emptyDir of the netboot pod that the records loop fills from the netboot ConfigMap.
+RECORDS_DIR = "/var/lib/iluvatar/records"
 HTTP_ROOT = "/usr/share/nginx/html"
 # Each Pi's cache of what netbooting needs, filled by the netboot-cache DaemonSet, so the netboot
 # pod starts on any Pi without the internet (after a power cut the ISP link may be the last up).

@@ -1,6 +1,6 @@
 """The netboot namespace's Kubernetes objects, assembled from the parts: the configs and scripts as
 ConfigMaps, the lease RBAC, the cache DaemonSet, the netboot Deployment (replaced whenever what it
-serves changes), its Service on the service address, kube-vip, and the Argo CD seed's namespace."""
+reads only at its start changes), its Service on the service address, kube-vip, and the Argo CD seed's namespace."""
 
 from __future__ import annotations
 
@@ -9,34 +9,38 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import talos
 from plans.netboot import pi_pods
-from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, asset_boards, service_ip
+from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.debs import fetch_script
-from plans.netboot.dnsmasq import dnsmasq_conf
-from plans.netboot.ipxe import scripts
+from plans.netboot.dnsmasq import dhcp_hosts_file, dnsmasq_conf, hosts_file
+from plans.netboot.ipxe import boot_script, scripts
 from plans.netboot.kube_vip import kube_vip_services
 from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_leases_script
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.pis import netboot_pis
 from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
+from plans.netboot.records import DHCP_HOSTS_KEY, HOSTS_KEY, records_script
+from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
 from plans.netboot.window import window_script
-from stacks.boards import BOARDS
 from stacks.model import StackConfig
 
 SEED_NAMESPACE = "argocd"
 
 
-def config_digest(stack: StackConfig, config_macs: Sequence[str], extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> str:
-    """Changes whenever anything the netboot pod serves changes, so the pod is replaced."""
-    boards = [f"{b}:{talos.schematic_yaml(BOARDS[b], talos.kernel_args(stack, b))}" for b in asset_boards(stack)]
+def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
+    """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced: dnsmasq.conf,
+    the records loop, nginx.conf and boot.ipxe (each a subPath mount, which the kubelet never updates), and the
+    configs' items. Not what the running pod reads anew, whose change leaves the pod, and the LAN's DHCP and DNS,
+    running: the internal zone's names and the inventory's DHCP hosts (plans.netboot.records); each machine's iPXE
+    script (the `ipxe` ConfigMap's volume, which the kubelet updates in place, and nginx reads a file at each request);
+    the Talos version and the boards' schematics (the boot assets, which netboot-cache swaps on each Pi's disk, each
+    board's folder in one rename, under the folder nginx serves)."""
     parts = [
-        dnsmasq_conf(stack, extra_records=extra_records),
+        dnsmasq_conf(stack),
+        records_script(),
         nginx_conf(stack),
-        stack.arda.talos_version,
-        *boards,
-        *scripts(stack).values(),
+        boot_script(stack),
         *config_macs,
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -62,7 +66,11 @@ def manifests(
     labels = _labels("netboot")
     cache_labels = _labels("netboot-cache")
     config_data = {
-        "dnsmasq.conf": dnsmasq_conf(stack, extra_records=extra_records),
+        "dnsmasq.conf": dnsmasq_conf(stack),
+        # What the records loop hands dnsmasq without a restart (plans.netboot.records).
+        HOSTS_KEY: hosts_file(stack, extra_records),
+        DHCP_HOSTS_KEY: dhcp_hosts_file(stack),
+        RECORDS_SCRIPT: records_script(),
         "nginx.conf": nginx_conf(stack),
         "restore-leases.sh": restore_leases_script(),
         "save-leases.sh": save_leases_script(),
@@ -113,7 +121,7 @@ def manifests(
             "netboot",
             labels,
             netboot_spec,
-            annotations={"iluvatar/config-digest": config_digest(stack, config_macs, extra_records), **TFTP_LAYOUT},
+            annotations={"iluvatar/config-digest": config_digest(stack, config_macs), **TFTP_LAYOUT},
         ),
         {
             "apiVersion": "v1",

@@ -240,10 +240,31 @@ once() {
   said="$said|$1|"
   echo "iluvatar: $2" >&2
 }
+# The pass reads its own copy of one version of the pointers, never the projected volume itself.
+boots=$(mktemp -d)
+trap 'rm -rf "$boots"' EXIT
+snapshot() {
+  # The kubelet replaces a ConfigMap volume's files at once: it writes a new version folder, renames ..data_tmp over
+  # ..data to point at it, then removes the old folder whole (Kubernetes v1.35.1 pkg/volume/util/atomic_writer.go:
+  # 213-233 and 259-261, Write steps 8, 9 and 12). A pass that resolved ..data before a swap finds its folder gone, or
+  # going while it reads: read one version whole into a copy, and resolve ..data again when the version went. A
+  # folder is never changed in place, so a copy that succeeds is one version. The same version failing twice is no
+  # swap: the pass is skipped, and the next one, 2 s later, tries again.
+  tried=""
+  while :; do
+    rm -rf "$boots" && mkdir "$boots"
+    from=$BOOTS
+    if [ -L "$BOOTS/..data" ]; then from="$BOOTS/$(readlink "$BOOTS/..data" || echo ..unreadable)"; fi
+    if cp -R "$from/." "$boots/" 2>/dev/null; then return 0; fi
+    [ "$from" != "$tried" ] || return 1
+    tried=$from
+  done
+}
 pass() {
-  # The kubelet replaces a ConfigMap volume's files at once, behind its ..data link: read one version of them.
-  boots=$BOOTS
-  if [ -L "$BOOTS/..data" ]; then boots="$BOOTS/$(readlink "$BOOTS/..data")"; fi
+  if ! snapshot; then
+    once "unreadable $BOOTS" "the boot pointers under $BOOTS cannot be read; every Pi's TFTP folder is left as it is"
+    return 0
+  fi
   listed=" "
   for pi in "$boots"/*; do
     [ -f "$pi/folder" ] && [ -f "$pi/image" ] && [ -f "$pi/cmdline.txt" ] || continue

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, TFTP_ROOT
+from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, RECORDS_DIR, TFTP_ROOT
+from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
+from plans.netboot.records import records_env
 from stacks import pins
 
 DNSMASQ_IMAGE = pins.IMAGES["dnsmasq"]
@@ -70,6 +72,9 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     leases = {"name": "leases", "mountPath": LEASES_DIR}
     window = {"name": "discovery-window", "mountPath": f"{HTTP_ROOT}/{DISCOVERY_WINDOW_DIR}"}
+    # dnsmasq's hostsdir and dhcp-hostsdir, which the records loop keeps as the ConfigMap says (plans.netboot.records):
+    # filled once before dnsmasq starts, then followed, so an app or a machine added never restarts dnsmasq.
+    records = {"name": "records", "mountPath": RECORDS_DIR}
     pod: dict[str, Any] = {
         "serviceAccountName": "netboot",
         "hostNetwork": True,
@@ -89,7 +94,10 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
             for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
         ],
-        "initContainers": [_sh("restore-leases", CURL_IMAGE, "restore-leases.sh", [etc, leases])],
+        "initContainers": [
+            _sh("restore-leases", CURL_IMAGE, "restore-leases.sh", [etc, leases]),
+            {**_sh("records-first", CURL_IMAGE, RECORDS_SCRIPT, [etc, records]), "env": records_env(once=True)},
+        ],
         "containers": [
             {
                 "name": "dnsmasq",
@@ -113,7 +121,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 # Endpoints' ready Addresses), so that probe would wait on itself. dnsmasq also listens on
                 # the Pi's loopback (plans.netboot.dnsmasq), which the kubelet shares: never the LAN.
                 "readinessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": "dns-tcp"}, "periodSeconds": 5},
-                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases],
+                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases, {**records, "readOnly": True}],
             },
             _nginx(
                 [
@@ -125,6 +133,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 ]
             ),
             _sh("save-leases", CURL_IMAGE, "save-leases.sh", [etc, leases]),
+            {**_sh("records", CURL_IMAGE, RECORDS_SCRIPT, [etc, records]), "env": records_env(once=False)},
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": "netboot"}},
@@ -133,6 +142,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
             {"name": "tftp", "hostPath": {"path": f"{HOST_CACHE}/tftp", "type": "DirectoryOrCreate"}},
             {"name": "assets", "hostPath": {"path": f"{HOST_CACHE}/assets", "type": "DirectoryOrCreate"}},
             {"name": "leases", "emptyDir": {}},
+            {"name": "records", "emptyDir": {}},
         ],
     }
     if discovery:

@@ -205,16 +205,10 @@ def test_adding_an_app_changes_only_its_resources_and_the_aggregates_that_list_a
     assert sorted(set(after_inputs) - set(before_inputs)) == ["edge-cloudflare-record-status", "edge-gateways-httproute-monitoring-status"]
     assert set(before_inputs) - set(after_inputs) == set()
     changed = sorted(n for n in before_inputs if before_inputs[n] != after_inputs[n])
-    # The tunnel's ingress rules, and the Ainur's DNS zone (dnsmasq's config and the pod that reloads it on change, with the
-    # clearance before that pod's replacement: plans.netboot.cache.clearance_script; the DHCP probe before dnsmasq's config
-    # changes: plans.netboot.dhcp_probe).
-    assert changed == [
-        "edge-cloudflare-tunnel-config",
-        "netboot-clearance",
-        "netboot-configmap-netboot",
-        "netboot-deployment-netboot",
-        "netboot-dhcp-probe",
-    ]
+    # The tunnel's ingress rules, and the Ainur's DNS zone: the records in the netboot ConfigMap, which the running dnsmasq
+    # reads anew (plans.netboot.records). Not the netboot pod's template: no replacement of dnsmasq (the LAN's DHCP and
+    # DNS), and so no clearance before one (plans.netboot.cache.clearance_script).
+    assert changed == ["edge-cloudflare-tunnel-config", "netboot-configmap-netboot"]
 
 
 def test_adding_an_internal_app_touches_no_cloudflare_resource(homelab: Simulation, tmp_path: Path) -> None:
@@ -225,12 +219,7 @@ def test_adding_an_internal_app_touches_no_cloudflare_resource(homelab: Simulati
     after = _with_apps(tmp_path, apps)
     before_inputs, after_inputs = _inputs(homelab), _inputs(after)
     assert sorted(set(after_inputs) - set(before_inputs)) == ["edge-gateways-httproute-selfhosted-wiki"]
-    assert sorted(n for n in before_inputs if before_inputs[n] != after_inputs[n]) == [
-        "netboot-clearance",
-        "netboot-configmap-netboot",
-        "netboot-deployment-netboot",
-        "netboot-dhcp-probe",
-    ]
+    assert sorted(n for n in before_inputs if before_inputs[n] != after_inputs[n]) == ["netboot-configmap-netboot"]
 
 
 def test_without_the_ainur_an_app_changes_the_lan_resolvers_map(tmp_path: Path) -> None:

@@ -328,9 +328,49 @@ class Lan:
         if not keep_leases:
             lease_file.unlink(missing_ok=True)
         conf.write_text(
-            netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file), extra_records=extra_records)
+            netboot.dnsmasq_conf(stack or self.stack, tftp_root=str(self.root / "tftp"), lease_file=str(lease_file), records_dir=str(self.records))
         )
+        # A fresh container's records folder (an emptyDir), filled by the pod's records-first step before dnsmasq starts.
+        shutil.rmtree(self.records, ignore_errors=True)
+        self.project_records(stack, extra_records)
+        self.records_pass()
         self._dnsmasq("dnsmasq", self.pi, conf, None)
+
+    @property
+    def records(self) -> Path:
+        """The netboot pod's records folder (plans.netboot.records), dnsmasq's hostsdir and dhcp-hostsdir."""
+        return self.root / "records"
+
+    def project_records(self, stack: StackConfig | None = None, extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> None:
+        """STAND-IN for the kubelet's update of the netboot ConfigMap's volume, with the records of `stack`: a new version
+        folder, ..data_tmp pointed at it and renamed over ..data, the old folder removed (Kubernetes v1.35.1
+        pkg/volume/util/atomic_writer.go:190-233 and 259-261, Write steps 5-9 and 12), and a link per key made once
+        (createUserVisibleFiles, :467-487)."""
+        from plans.netboot import records
+
+        stack = stack or self.stack
+        volume = self.root / "netboot-configmap"
+        volume.mkdir(exist_ok=True)
+        data = {records.HOSTS_KEY: netboot.hosts_file(stack, extra_records), records.DHCP_HOSTS_KEY: netboot.dhcp_hosts_file(stack)}
+        link = volume / "..data"
+        old = os.readlink(link) if link.is_symlink() else None
+        version = volume / f"..{time.strftime('%Y_%m_%d_%H_%M_%S', time.gmtime())}.{time.time_ns()}"
+        version.mkdir()
+        for key, text in data.items():
+            (version / key).write_text(text)
+            if not (volume / key).is_symlink():
+                (volume / key).symlink_to(f"..data/{key}")
+        (volume / "..data_tmp").symlink_to(version.name)
+        os.replace(volume / "..data_tmp", link)
+        if old is not None:
+            shutil.rmtree(volume / old)
+
+    def records_pass(self) -> None:
+        """One pass of the pod's records loop, the program's own script (plans.netboot.records), from the ConfigMap's
+        volume to dnsmasq's folders."""
+        env = {**os.environ, "SRC": str(self.root / "netboot-configmap"), "DEST": str(self.records), "ONCE": "1"}
+        done = subprocess.run(["sh", "-c", netboot.records_script()], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
 
     def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None) -> None:
         log = self.root / f"{key}.log"

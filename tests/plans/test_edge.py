@@ -92,13 +92,13 @@ def test_lan_records_send_each_host_to_its_audiences_gateway() -> None:
 
 def test_the_ainur_zone_answers_app_hosts_of_both_zones() -> None:
     stack = _stack(HOMELAB)
-    conf = netboot.dnsmasq_conf(stack, extra_records=edge.lan_records(stack))
-    assert [line for line in conf.splitlines() if "example.com" in line or "hass." in line] == [
-        "host-record=hass.iluvatar.home.arpa,192.168.0.238",
-        "host-record=jellyfin.example.com,192.168.0.238",
-        "host-record=www.example.com,192.168.0.239",
+    hosts = netboot.hosts_file(stack, edge.lan_records(stack))
+    assert [line for line in hosts.splitlines() if "example.com" in line or "hass." in line] == [
+        "192.168.0.238 hass.iluvatar.home.arpa",
+        "192.168.0.238 jellyfin.example.com",
+        "192.168.0.239 www.example.com",
     ]
-    assert "local=/example.com/" not in conf, "the rest of the public zone still resolves upstream"
+    assert "local=/example.com/" not in netboot.dnsmasq_conf(stack), "the rest of the public zone still resolves upstream"
 
 
 def test_the_lan_resolver_answers_the_zone_and_the_app_hosts() -> None:

@@ -67,7 +67,8 @@ VARIANTS = {
 
 
 def lines(stack: StackConfig) -> list[str]:
-    return netboot.dnsmasq_conf(stack).splitlines()
+    # All dnsmasq serves: dnsmasq.conf and its records, inline (plans.netboot.dnsmasq.served_conf).
+    return netboot.served_conf(stack).splitlines()
 
 
 def nginx_test(conf: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -311,24 +312,95 @@ def test_dns_serves_the_zone_and_forwards_the_rest() -> None:
 def test_extra_host_records_join_the_zone() -> None:
     stack = load_stack_file(HOMELAB)
     extra = [("grafana", IPv4Address("192.168.0.238")), ("auth.iluvatar.home.arpa", IPv4Address("192.168.0.238"))]
-    conf = netboot.dnsmasq_conf(stack, extra_records=extra).splitlines()
-    assert "host-record=grafana.iluvatar.home.arpa,192.168.0.238" in conf
-    assert "host-record=auth.iluvatar.home.arpa,192.168.0.238" in conf
+    hosts = netboot.hosts_file(stack, extra).splitlines()
+    assert "192.168.0.238 grafana.iluvatar.home.arpa" in hosts
+    assert "192.168.0.238 auth.iluvatar.home.arpa" in hosts
     with pytest.raises(ValueError, match=r"^tirion.iluvatar.home.arpa is already 192.168.0.22 in the internal zone; it cannot also be 192.168.0.9$"):
         netboot.dns_records(stack, [("tirion", IPv4Address("192.168.0.9"))])
 
 
-def test_extra_records_reach_the_served_config_and_restart_the_pod() -> None:
-    """The hook the edge layer will use (components.netboot.NetbootArgs.dns_records)."""
+def _by_name(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"] + m["kind"]: m for m in manifests}
+
+
+def test_an_app_added_changes_the_records_and_leaves_the_netboot_pod_running() -> None:
+    """The hook the edge layer uses (components.netboot.NetbootArgs.dns_records): the app's name reaches the records the
+    running dnsmasq reads anew (plans.netboot.records); dnsmasq.conf and the netboot pod's template stay as they were, so
+    the pod, the LAN's DHCP and DNS, is not replaced (tests/netns/test_dnsmasq_records.py: the real dnsmasq answers)."""
     stack = load_stack_file(HOMELAB)
     extra = [("grafana", IPv4Address("192.168.0.238"))]
-    plain = {m["metadata"]["name"] + m["kind"]: m for m in netboot.manifests(stack, netboot.config_macs(stack))}
-    more = {m["metadata"]["name"] + m["kind"]: m for m in netboot.manifests(stack, netboot.config_macs(stack), extra)}
-    assert "host-record=grafana.iluvatar.home.arpa,192.168.0.238" in more["netbootConfigMap"]["data"]["dnsmasq.conf"].splitlines()
-    assert "grafana" not in plain["netbootConfigMap"]["data"]["dnsmasq.conf"]
-    digest = "iluvatar/config-digest"
-    annotations = [d["netbootDeployment"]["spec"]["template"]["metadata"]["annotations"][digest] for d in (plain, more)]
-    assert annotations[0] != annotations[1]
+    plain = _by_name(netboot.manifests(stack, netboot.config_macs(stack)))
+    more = _by_name(netboot.manifests(stack, netboot.config_macs(stack), extra))
+    assert "192.168.0.238 grafana.iluvatar.home.arpa" in more["netbootConfigMap"]["data"]["dnsmasq-hosts"].splitlines()
+    assert "grafana" not in plain["netbootConfigMap"]["data"]["dnsmasq-hosts"]
+    changed = {k for k in plain["netbootConfigMap"]["data"] if plain["netbootConfigMap"]["data"][k] != more["netbootConfigMap"]["data"][k]}
+    assert changed == {"dnsmasq-hosts"}
+    assert plain["netbootDeployment"]["spec"]["template"] == more["netbootDeployment"]["spec"]["template"]
+    assert {k: v for k, v in plain.items() if k != "netbootConfigMap"} == {k: v for k, v in more.items() if k != "netbootConfigMap"}
+
+
+def test_a_machine_booting_from_its_disk_added_changes_the_records_and_leaves_the_netboot_pod_running() -> None:
+    """A machine that does not netboot (a Talos machine installed on its disk) needs only its reservation and its name: the
+    records change, dnsmasq.conf and the pod's template do not. A netbooting one still replaces the pod (its iPXE script,
+    nginx's rule for its config and the configs' items are read at the pod's start)."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    stack = parse_stack(raw)
+    node = {"name": "nienna", "role": "istari", "arch": "amd64", "board": "generic-x86", "mac": "02:00:5e:00:0e:33", "ip": "192.168.0.33"}
+    added = parse_stack({**raw, "iluvatar:nodes": [*raw["iluvatar:nodes"], {**node, "boot": "disk", "installDisk": {"model": "Samsung SSD 860"}}]})
+    before, after = (_by_name(netboot.manifests(s, netboot.config_macs(s))) for s in (stack, added))
+    data = before["netbootConfigMap"]["data"], after["netbootConfigMap"]["data"]
+    assert {k for k in data[0] if data[0][k] != data[1][k]} == {"dnsmasq-hosts", "dnsmasq-dhcp-hosts"}
+    assert "02:00:5e:00:0e:33,set:known,192.168.0.33,nienna,infinite" in data[1]["dnsmasq-dhcp-hosts"].splitlines()
+    assert "192.168.0.33 nienna.iluvatar.home.arpa" in data[1]["dnsmasq-hosts"].splitlines()
+    assert before["netbootDeployment"]["spec"]["template"] == after["netbootDeployment"]["spec"]["template"]
+
+
+def test_a_talos_or_k3s_version_change_leaves_the_netboot_pod_running() -> None:
+    """A Talos bump changes the machines' iPXE scripts (the `ipxe` ConfigMap, which nginx serves from a volume the
+    kubelet updates in place) and the boot assets (netboot-cache's, on each Pi's disk): nothing the netboot pod reads
+    only at its start, so its template stays and dnsmasq, the LAN's DHCP and DNS, keeps running."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    stack = parse_stack(raw)
+    bumped = parse_stack({**raw, "iluvatar:arda": {**raw["iluvatar:arda"], "talosVersion": "v1.14.0"}})
+    before, after = (_by_name(netboot.manifests(s, netboot.config_macs(s))) for s in (stack, bumped))
+    assert [k for k in before if before[k] != after[k]] == ["ipxeConfigMap"]
+    assert before["netbootDeployment"]["spec"]["template"] == after["netbootDeployment"]["spec"]["template"]
+    # A k3s upgrade of the Ainur changes no netboot object at all.
+    k3s = parse_stack({**raw, "iluvatar:ainur": {**raw["iluvatar:ainur"], "k3sVersion": "v1.35.9+k3s1"}})
+    assert netboot.manifests(k3s, netboot.config_macs(k3s)) == netboot.manifests(stack, netboot.config_macs(stack))
+
+
+def test_the_records_are_the_inventorys_lines_in_dnsmasqs_file_forms(tmp_path: Path) -> None:
+    """The hosts file dnsmasq's hostsdir reads, the DHCP hosts file of its dhcp-hostsdir (a dhcp-host line's value), and
+    `served_conf`, all of it in one config that the real dnsmasq accepts (the stack's `dnsmasqConf` output)."""
+    stack = load_stack_file(HOMELAB)
+    assert netboot.dhcp_hosts_file(stack).splitlines() == [
+        "# The inventory's machines, generated by Iluvatar from the stack inventory, in address order.",
+        "d8:3a:dd:10:00:01,set:known,192.168.0.11,manwe,infinite",
+        "d8:3a:dd:10:00:02,set:known,192.168.0.12,eonwe,infinite",
+        "d8:3a:dd:10:00:03,set:known,192.168.0.13,ilmare,infinite",
+        "a8:b8:e0:20:00:01,set:known,set:netboot,192.168.0.21,taniquetil,infinite",
+        "a8:b8:e0:20:00:02,set:known,set:netboot,192.168.0.22,tirion,infinite",
+        "a8:b8:e0:20:00:03,set:known,set:netboot,192.168.0.23,alqualonde,infinite",
+        "28:d2:44:30:00:01,set:known,set:netboot,192.168.0.31,gandalf,infinite",
+        "28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite",
+    ]
+    assert netboot.hosts_file(stack).splitlines()[:3] == [
+        "# The internal zone, generated by Iluvatar from the stack inventory and the apps' hosts: one name a line.",
+        "192.168.0.10 ainur.iluvatar.home.arpa",
+        "192.168.0.23 alqualonde.iluvatar.home.arpa",
+    ]
+    conf = netboot.dnsmasq_conf(stack).splitlines()
+    assert [line for line in conf if line.startswith(("hostsdir=", "dhcp-hostsdir="))] == [
+        "hostsdir=/var/lib/iluvatar/records/hosts",
+        "dhcp-hostsdir=/var/lib/iluvatar/records/dhcp-hosts",
+    ]
+    assert not any(line.startswith(("host-record=", "dhcp-host=")) for line in conf)
+    served = netboot.served_conf(stack).splitlines()
+    assert "dhcp-host=28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite" in served
+    assert "host-record=saruman.iluvatar.home.arpa,192.168.0.32" in served
+    result = dnsmasq_test(netboot.served_conf(stack), tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_reverse_zones_cover_the_lan() -> None:
@@ -523,16 +595,18 @@ def test_netboot_pod_spec() -> None:
             ]
         }
     }
-    [restore] = pod["initContainers"]
+    restore, first = pod["initContainers"]
     assert restore["command"] == ["sh", "/etc/iluvatar/restore-leases.sh"]
-    dnsmasq, http, save = pod["containers"]
-    assert (dnsmasq["name"], http["name"], save["name"]) == ("dnsmasq", "http", "save-leases")
+    assert first["command"] == ["sh", "/etc/iluvatar/dnsmasq-records.sh"]
+    dnsmasq, http, save, records = pod["containers"]
+    assert (dnsmasq["name"], http["name"], save["name"], records["name"]) == ("dnsmasq", "http", "save-leases", "records")
     assert dnsmasq["args"] == ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
     assert dnsmasq["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}}
     assert dnsmasq["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/iluvatar"},
         {"name": "tftp", "mountPath": "/var/lib/iluvatar/tftp", "readOnly": True},
         {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"},
+        {"name": "records", "mountPath": "/var/lib/iluvatar/records", "readOnly": True},
     ]
     assert http["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
@@ -548,6 +622,7 @@ def test_netboot_pod_spec() -> None:
         {"name": "tftp", "hostPath": {"path": "/var/lib/iluvatar/netboot/tftp", "type": "DirectoryOrCreate"}},
         {"name": "assets", "hostPath": {"path": "/var/lib/iluvatar/netboot/assets", "type": "DirectoryOrCreate"}},
         {"name": "leases", "emptyDir": {}},
+        {"name": "records", "emptyDir": {}},
     ]
 
 
@@ -570,7 +645,17 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
     ]
     data = objs["ConfigMap/netboot"]["data"]
-    assert sorted(data) == ["dnsmasq.conf", "fetch-ipxe.sh", "ipxe-debs.sh", "nginx.conf", "restore-leases.sh", "save-leases.sh"]
+    assert sorted(data) == [
+        "dnsmasq-dhcp-hosts",
+        "dnsmasq-hosts",
+        "dnsmasq-records.sh",
+        "dnsmasq.conf",
+        "fetch-ipxe.sh",
+        "ipxe-debs.sh",
+        "nginx.conf",
+        "restore-leases.sh",
+        "save-leases.sh",
+    ]
 
 
 def test_the_discovery_window_is_a_configmap_the_pod_may_only_read_and_a_loop_that_serves_it() -> None:
@@ -888,10 +973,23 @@ def test_the_netboot_pods_containers_whole() -> None:
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     leases = {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"}
     curl = "docker.io/curlimages/curl:8.11.1"
+    records = {"name": "records", "mountPath": "/var/lib/iluvatar/records"}
+    env = [{"name": "SRC", "value": "/etc/iluvatar"}, {"name": "DEST", "value": "/var/lib/iluvatar/records"}]
+    records_sh = ["sh", "/etc/iluvatar/dnsmasq-records.sh"]
     assert pod["initContainers"] == [
-        {"name": "restore-leases", "image": curl, "command": ["sh", "/etc/iluvatar/restore-leases.sh"], "volumeMounts": [etc, leases]}
+        {"name": "restore-leases", "image": curl, "command": ["sh", "/etc/iluvatar/restore-leases.sh"], "volumeMounts": [etc, leases]},
+        # dnsmasq starts with its records in place: it adds its inotify watch on a folder only if it is there (dnsmasq
+        # 2.90 src/inotify.c:176-194).
+        {
+            "name": "records-first",
+            "image": curl,
+            "command": records_sh,
+            "volumeMounts": [etc, records],
+            "env": [*env, {"name": "ONCE", "value": "1"}],
+        },
     ]
-    dnsmasq, http, save = pod["containers"]
+    dnsmasq, http, save, loop = pod["containers"]
+    assert loop == {"name": "records", "image": curl, "command": records_sh, "volumeMounts": [etc, records], "env": env}
     assert (dnsmasq["image"], dnsmasq["ports"]) == (
         "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4",
         [
@@ -1181,7 +1279,7 @@ def test_a_vlan_machine_first_in_address_order_skips_only_itself() -> None:
 
 
 def test_ipxe_is_told_by_its_user_class_and_proxy_mode_prompts_without_waiting() -> None:
-    dhcp, proxy = lines(load_stack_file(HOMELAB)), lines(variant(mode="proxy"))
+    dhcp, proxy = netboot.dnsmasq_conf(load_stack_file(HOMELAB)).splitlines(), netboot.dnsmasq_conf(variant(mode="proxy")).splitlines()
     # iPXE sends the DHCP user class "iPXE": the tag that sends it the boot script instead of iPXE again.
     assert "dhcp-userclass=set:ipxe,iPXE" in dhcp and "dhcp-userclass=set:ipxe,iPXE" in proxy
     assert proxy[-3:] == ['pxe-prompt="Iluvatar",0', "enable-tftp", "tftp-root=/var/lib/iluvatar/tftp"]

@@ -178,11 +178,11 @@ def test_a_pis_boot_pointer_is_its_folder_the_image_and_its_cmdline() -> None:
 @pytest.mark.parametrize("mode", ["dhcp", "proxy"])
 def test_dnsmasq_answers_the_pis_bootloaders_and_passes_its_own_check(tmp_path: Path, mode: str) -> None:
     stack = netbooting(mode)
-    conf = netboot.dnsmasq_conf(stack)
-    lines = conf.splitlines()
+    conf = netboot.served_conf(stack)
+    lines = netboot.dhcp_hosts_file(stack).splitlines() + netboot.dnsmasq_conf(stack).splitlines()
     assert [line for line in lines if "rpiboot" in line and not line.startswith("#")] == [
-        *(["dhcp-host=d8:3a:dd:10:00:02,set:known,set:rpiboot,192.168.0.12,eonwe,infinite", "dhcp-host=d8:3a:dd:10:00:03,set:known,set:rpiboot,192.168.0.13,ilmare,infinite"]
-          if mode == "dhcp" else ["dhcp-host=d8:3a:dd:10:00:02,set:known,set:rpiboot", "dhcp-host=d8:3a:dd:10:00:03,set:known,set:rpiboot"]),
+        *(["d8:3a:dd:10:00:02,set:known,set:rpiboot,192.168.0.12,eonwe,infinite", "d8:3a:dd:10:00:03,set:known,set:rpiboot,192.168.0.13,ilmare,infinite"]
+          if mode == "dhcp" else ["d8:3a:dd:10:00:02,set:known,set:rpiboot", "d8:3a:dd:10:00:03,set:known,set:rpiboot"]),
         *(["dhcp-ignore=tag:!netboot,tag:!rpiboot"] if mode == "proxy" else []),
         'pxe-service=tag:rpiboot,x86PC,"Raspberry Pi Boot"',
         "dhcp-boot=tag:rpiboot,,,192.168.0.14",
@@ -314,3 +314,81 @@ def test_pi_tftp_ends_at_once_on_sigterm_rather_than_at_its_pods_grace(tmp_path:
     finally:
         proc.kill()
         proc.wait()
+
+
+# STAND-IN for the kubelet's swap of a projected volume, run from inside the pass at the exact point given: the real
+# program (readlink or cat) does its work, and then, the first time it is called on the volume, the kubelet's atomic
+# writer puts the new version in place: ..data_tmp made to point at it, renamed over ..data, the old version folder
+# removed whole (Kubernetes v1.35.1 pkg/volume/util/atomic_writer.go:213-233 and 259-261, Write steps 8, 9 and 12).
+SWAP_HOOK = r"""#!/bin/sh
+real=$(PATH=$REAL_PATH command -v "$(basename "$0")")
+out=$("$real" "$@"); rc=$?
+case "$*" in *"$BOOTS"*) if [ ! -e "$SWAPPED" ]; then
+  : > "$SWAPPED"
+  old=$(PATH=$REAL_PATH readlink "$BOOTS/..data")
+  PATH=$REAL_PATH ln -s "$NEW_VERSION" "$BOOTS/..data_tmp"
+  PATH=$REAL_PATH mv -T "$BOOTS/..data_tmp" "$BOOTS/..data"
+  PATH=$REAL_PATH rm -rf "$BOOTS/$old"
+fi ;; esac
+printf '%s\n' "$out"
+exit $rc
+"""
+
+
+def _projected(boots: Path, name: str, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (boots / name / rel).parent.mkdir(parents=True, exist_ok=True)
+        (boots / name / rel).write_text(text)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        # Between the resolve of ..data and the first read under it: the pass found no Pi, and removed every Pi's folder.
+        ("readlink",),
+        # Right after the first read under the volume (whichever program reads it): the next `cat` failed under set -eu,
+        # and the loop exited.
+        ("cat", "cp"),
+    ],
+    ids=["after-resolve", "after-first-read"],
+)
+def test_pi_tftp_survives_a_projection_swap_in_the_middle_of_a_pass(tmp_path: Path, at: tuple[str, ...]) -> None:
+    """The kubelet swaps the pointers' volume while a pass of pi-tftp reads it: the pass serves one version whole, ends
+    well, and the next pass serves the new one. The swap is made by the program the pass calls at that point."""
+    stack = netbooting()
+    eonwe = node(stack, "eonwe")
+    image = pis.image_id(stack)
+    images, tftp, boots = tmp_path / "images", tmp_path / "tftp", tmp_path / "boots"
+    (images / image / "boot").mkdir(parents=True)
+    (images / image / "boot" / "start4.elf").write_text("firmware")
+    (images / image / ".complete").write_text("")
+    tftp.mkdir()
+    old = {f"{n.name}/{k}": v for n in pis.netboot_pis(stack) for k, v in pis.boot_pointer(stack, n).items()}
+    new = {**old, "eonwe/cmdline.txt": "the new cmdline\n"}
+    _projected(boots, "..2026_11_26_00_00_00.1", old)
+    (boots / "..data").symlink_to("..2026_11_26_00_00_00.1")
+    env = {"PATH": os.environ["PATH"], "TFTP_ROOT": str(tftp), "IMAGES": str(images), "BOOTS": str(boots), "ONCE": "1"}
+    first = subprocess.run(["sh", "-c", pis.tftp_script()], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    served = tftp / pis.tftp_dir(eonwe) / "cmdline.txt"
+    assert served.read_text() == pis.cmdline(stack, eonwe)
+
+    _projected(boots, "..2026_11_26_00_00_10.2", new)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for program in at:
+        (hooks / program).write_text(SWAP_HOOK)
+        (hooks / program).chmod(0o755)
+    hooked = {**env, "PATH": f"{hooks}:{os.environ['PATH']}", "REAL_PATH": os.environ["PATH"], "NEW_VERSION": "..2026_11_26_00_00_10.2"}
+    hooked["SWAPPED"] = str(tmp_path / "swapped")
+    during = subprocess.run(["sh", "-c", pis.tftp_script()], env=hooked, capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "swapped").exists(), "the swap happened during the pass"
+    assert os.readlink(boots / "..data") == "..2026_11_26_00_00_10.2" and not (boots / "..2026_11_26_00_00_00.1").exists()
+    assert during.returncode == 0, during.stderr
+    # One version whole: the new one when the swap came before the pass read anything, else the old one, still served.
+    want = "the new cmdline\n" if at == ("readlink",) else pis.cmdline(stack, eonwe)
+    assert served.read_text() == want
+    assert (tftp / pis.tftp_dir(eonwe) / "start4.elf").read_text() == "firmware"
+    after = subprocess.run(["sh", "-c", pis.tftp_script()], env=env, capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    assert served.read_text() == "the new cmdline\n"

@@ -1,0 +1,130 @@
+"""The real dnsmasq serves an app added and a machine added with no restart (plans.netboot.records): the kubelet's swap
+of the netboot ConfigMap's volume (a stand-in, as its atomic writer does it), one pass of the program's records loop,
+and the running dnsmasq answers the new name and the new machine's reservation, its process and its leases the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from plans import netboot
+from stacks import load_stack_file, parse_stack, read_stack_file
+from tests.edit import HOMELAB
+from tests.netns.lan import Lan, in_ns, lan, require_root
+from tests.tools import require
+
+require_root()
+
+SVC = "192.168.0.14"
+PHONE = "02:00:5e:00:0e:01"
+NEW_MAC, NEW_IP = "02:00:5e:00:0e:33", "192.168.0.33"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
+    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("records"), f"ilv{os.getpid() % 10000}r") as network:
+        yield network
+
+
+def wait_for_line(log: Path, line: str, after: int, what: str) -> None:
+    """Until dnsmasq's log has `line` past its first `after` characters: dnsmasq saying it read a file, at most 20 s."""
+    deadline = time.monotonic() + 20
+    while line not in (text := log.read_text() if log.exists() else "")[after:]:
+        assert time.monotonic() < deadline, f"dnsmasq never said {line!r} ({what}):\n{text[after:]}"
+        time.sleep(0.1)
+
+
+def test_an_app_and_a_machine_added_are_served_by_the_running_dnsmasq(net: Lan) -> None:
+    raw = dict(read_stack_file(HOMELAB).config)
+    log = net.root / "dnsmasq.log"
+    pid = (net.root / "dnsmasq.pid").read_text().strip()
+    conf = (net.root / "dnsmasq.conf").read_text()
+    household = net.lease(PHONE, firmware=None)
+    assert household, "the household's phone has an address"
+    app = ("music.iluvatar.home.arpa", IPv4Address("192.168.0.40"))
+    assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", app[0]).stdout.strip() == ""
+    added = parse_stack(
+        {
+            **raw,
+            "iluvatar:nodes": [
+                *raw["iluvatar:nodes"],
+                {
+                    "name": "nienna",
+                    "role": "istari",
+                    "arch": "amd64",
+                    "board": "generic-x86",
+                    "mac": NEW_MAC,
+                    "ip": NEW_IP,
+                    "boot": "disk",
+                    "installDisk": {"model": "Samsung SSD 860"},
+                },
+            ],
+        }
+    )
+    # What a `pulumi up` of the new stack changes in the netboot pod's files: not dnsmasq.conf.
+    assert (
+        netboot.dnsmasq_conf(
+            added, tftp_root=str(net.root / "tftp"), lease_file=str(net.root / "leases" / "dnsmasq.leases"), records_dir=str(net.records)
+        )
+        == conf
+    )
+    mark = len(log.read_text())
+    net.project_records(added, [app])
+    net.records_pass()
+    wait_for_line(log, f"read {net.records}/hosts/iluvatar", mark, "the new names")
+    wait_for_line(log, f"read {net.records}/dhcp-hosts/iluvatar", mark, "the new DHCP hosts")
+    assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", app[0]).stdout.strip() == str(app[1])
+    assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", "nienna.iluvatar.home.arpa").stdout.strip() == NEW_IP
+    lease = net.lease(NEW_MAC, firmware=None)
+    assert (lease["ip"], lease["hostname"]) == (NEW_IP, "nienna")
+    # The same dnsmasq, never restarted, and the household's lease as it was.
+    assert (net.root / "dnsmasq.pid").read_text().strip() == pid and net.procs["dnsmasq"].poll() is None
+    assert "started, version" not in log.read_text()[mark:]
+    assert net.lease(PHONE, firmware=None)["ip"] == household["ip"]
+    # An app removed: its name goes (a hosts file read anew drops the names it held: dnsmasq 2.90 src/inotify.c:307).
+    mark = len(log.read_text())
+    net.project_records(added)
+    net.records_pass()
+    wait_for_line(log, f"read {net.records}/hosts/iluvatar", mark, "the names without the app")
+    assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", app[0]).stdout.strip() == ""
+
+
+def test_dnsmasq_alone_never_sees_the_kubelets_swap_of_the_volume(tmp_path: Path) -> None:
+    """Why the records loop exists: dnsmasq with its hostsdir on the ConfigMap's volume itself reads nothing of a swap.
+    The swap's one event is the rename of ..data, a dot name dnsmasq skips (dnsmasq 2.90 src/inotify.c:272-277). A file
+    renamed into a second watched folder after the swap is read: dnsmasq has handled every event before it (one
+    inotify queue, read in order), and none read the volume again."""
+    volume, marker = tmp_path / "volume", tmp_path / "marker"
+    volume.mkdir()
+    marker.mkdir()
+    (volume / "..v1").mkdir()
+    (volume / "..v1" / "hosts").write_text("192.168.0.40 music.iluvatar.home.arpa\n")
+    (volume / "..data").symlink_to("..v1")
+    (volume / "hosts").symlink_to("..data/hosts")
+    log = tmp_path / "dnsmasq.log"
+    args = [require("dnsmasq"), "--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root", "--port=53", "--listen-address=127.0.0.1",
+            "--bind-interfaces", f"--hostsdir={volume}", f"--hostsdir={marker}", f"--log-facility={log}", f"--pid-file={tmp_path / 'pid'}"]  # fmt: skip
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *args])
+    try:
+        wait_for_line(log, f"read {volume}/hosts - 1 names", 0, "the volume at its start")
+        (volume / "..v2").mkdir()
+        (volume / "..v2" / "hosts").write_text("192.168.0.40 music.iluvatar.home.arpa\n192.168.0.41 films.iluvatar.home.arpa\n")
+        (volume / "..data_tmp").symlink_to("..v2")
+        os.replace(volume / "..data_tmp", volume / "..data")
+        for old in (volume / "..v1").iterdir():
+            old.unlink()
+        (volume / "..v1").rmdir()
+        (marker / ".after.new").write_text("192.168.0.99 after.iluvatar.home.arpa\n")
+        os.replace(marker / ".after.new", marker / "after")
+        wait_for_line(log, f"read {marker}/after - 1 names", 0, "the marker after the swap")
+        assert log.read_text().count(f"read {volume}/hosts") == 1
+        assert f"inotify: {volume}" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
