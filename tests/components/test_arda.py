@@ -543,8 +543,9 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
         [
             *(f"arda-{n}-apply" for n in NODES),
             "arda-config-secrets",
-            # Not the netboot pod (the LAN's DHCP and DNS): it reads the new iPXE scripts and assets as they change.
-            *(a for a in NETBOOT_AGGREGATES if a != "netboot-deployment-netboot"),
+            # Not the netboot pod (the LAN's DHCP and DNS): it reads the new iPXE scripts and assets as they change; and
+            # so not the DHCP probe, which runs when dnsmasq starts anew.
+            *(a for a in NETBOOT_AGGREGATES if a not in ("netboot-deployment-netboot", "netboot-dhcp-probe")),
             "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
         ]
     )
