@@ -422,6 +422,11 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
         self.connection = self._valar
+        # How a step that needs k3s's admin access, run on every `up` that changes what it guards, reaches whichever
+        # valar holds the API VIP: kube-vip's static pod, on the valar alone (plans.cloudinit), moves it to a live
+        # server within its lease (plans.k3s), so the step waits on no one Pi. The same trust as the first valar's
+        # connection: neither pins a host key (pulumi-command 1.2.1 pins one only when given `hostKey`, connection.go:87-94).
+        self.any_valar = steps.reconnect(self._valar, host=str(stack.ainur.vip))
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
             f"{name}-credentials",

@@ -114,7 +114,7 @@ for node in json.load(sys.stdin).get("items") or []:
 
 
 def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
-    """On the first valar, before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
+    """On a valar (the one holding the API VIP), before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
     cache pods of Pis the control plane has not heard from for `silent_seconds`, and the netboot pod records already
     Terminating on any Pi whose kubelet stopped reporting (review 41-16: no wait is needed for those).
 

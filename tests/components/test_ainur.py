@@ -113,6 +113,19 @@ def test_kubeconfig_is_a_secret_pointed_at_the_vip(homelab: Simulation) -> None:
     assert yaml.safe_load(kubeconfig.value)["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
 
 
+def test_the_netboot_clearance_runs_on_whichever_valar_holds_the_api_vip(homelab: Simulation) -> None:
+    """Issue 57 (6): the clearance runs before every roll of the netboot pods (a Talos upgrade is one) and dialled the
+    first valar alone, so with it down each such `up` stopped before Arda's roll. It dials the Ainur's API VIP, which
+    kube-vip holds on a live valar (a k3s server, whose admin kubectl the step uses), with the first valar's user, key and
+    dial bound; the steps that run once at bring-up (credentials, the CA hash) stay on the first valar."""
+    regs = homelab.named()
+    clearance = regs["netboot-clearance"].inputs["connection"]
+    first = regs["ainur-credentials"].inputs["connection"]
+    assert isinstance(clearance, SecretValue) and isinstance(first, SecretValue)  # the SSH key in it
+    assert clearance.value == {**first.value, "host": "192.168.0.10"}
+    assert first.value["host"] == "192.168.0.11"
+
+
 def test_cloud_init_files_are_exported_in_clear_per_pi(homelab: Simulation) -> None:
     stack = load_stack_file(HOMELAB)
     for output, render in (("ainurUserData", cloudinit.user_data), ("ainurNetworkConfig", cloudinit.network_config)):
