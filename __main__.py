@@ -81,7 +81,7 @@ if ainur is not None:
             # The app hosts, and with identity Dex, the CA page and each Argo CD (plans.identity).
             dns_records=[*edge_plan.lan_records(stack), *identity_plan.lan_records(stack)],
             legacy_roots=ainur.legacy_roots,
-            valar=ainur.connection,
+            valar=ainur.any_valar,
             commands=ainur.access.commands,
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.

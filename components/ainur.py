@@ -178,21 +178,25 @@ class Pi(pulumi.ComponentResource):
             # on first use: never read again, as nothing diffs), is pinned in the connection of every step on the Pi:
             # pulumi-command 1.2.1 then accepts that key alone (ssh.FixedHostKey, provider/pkg/provider/remote/
             # connection.go:87-94). A new root keeps the key (plans.netboot.nfs.KEPT_ON_NEW_IMAGE; cloud-init told not
-            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: `pulumi state delete` of its host-key step, then
-            # `pulumi up` (not `--replace`: it keeps the ignored old connection, docs/layers/ainur.md).
+            # to delete it: plans.cloudinit). A Pi rebuilt with a new key: its `hostKeyRead` up by one (below).
             # Review 41-3 C1: read after the pointer. A card-less Pi boots only once pi-tftp serves the folder its
             # pointer names (plans.netboot.pis: no pointer, `continue`), so on its first `up` the key is read at its
             # first boot (the step's dial retries, plans.k3s.SSH_DIAL_*, cover the boot); on a Pi already running, the
             # pointer's move has not rebooted it yet (the reboot step does, over the pinned connection), so the key
             # is read from the root it runs. Either way before the reboot step and the join, which sends the token.
+            # `hostKeyRead` in the inventory names a new read (a Pi rebuilt with a new key): a new name is a new resource,
+            # created with the program's connection, where a replacement would take the ignored connection from the old
+            # state (pulumi engine v3.259.0 pkg/resource/deploy/step_generator.go:1264-1268) and `pulumi state delete`
+            # is refused, the steps pinned to the key depending on it. Its dependents update; the old one goes (no delete).
+            read = roll.host_key_step(node)
             host_key = command.remote.Command(
-                f"{name}-host-key",
+                f"{name}-{read}",
                 connection=args.connection,
                 create=roll.HOST_KEY_SCRIPT,
                 # Review 41-3 L3: read once. A change of the unpinned connection (the operator's key rotated, another
                 # ssh user, new dial settings) would otherwise run it again and trust whatever key answers then.
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased("host-key"), ignore_changes=["connection"]
+                    parent=self, provider=args.command_provider, depends_on=[pointer], aliases=aliased(read), ignore_changes=["connection"]
                 ),
             )
             connection = pinned(args.connection, host_key.stdout)
@@ -422,6 +426,11 @@ class BootstrapCluster(pulumi.ComponentResource):
 
         # How a step reaches the first valar over SSH (the credentials below; remote access's enrolment).
         self.connection = self._valar
+        # How a step that needs k3s's admin access, run on every `up` that changes what it guards, reaches whichever
+        # valar holds the API VIP: kube-vip's static pod, on the valar alone (plans.cloudinit), moves it to a live
+        # server within its lease (plans.k3s), so the step waits on no one Pi. The same trust as the first valar's
+        # connection: neither pins a host key (pulumi-command 1.2.1 pins one only when given `hostKey`, connection.go:87-94).
+        self.any_valar = steps.reconnect(self._valar, host=str(stack.ainur.vip))
         # A token that does not expire, made on the first valar with k3s's own admin access (plans.credentials).
         credentials = command.remote.Command(
             f"{name}-credentials",

@@ -509,9 +509,19 @@ class TalosCluster(pulumi.ComponentResource):
         client: pulumi.Output[talos.cluster.KubeconfigClientConfigurationArgs] = pulumi.Output.secret(
             config.secrets.client_configuration.apply(kubeconfig_client_args)
         )
+        # Asked of the control plane that holds the VIP, not of the first: the provider renews the kubeconfig within
+        # 720 h of its client certificate's end, on every `up` until it has (terraform-provider-talos v0.8.1
+        # talos_cluster_kubeconfig_resource.go:441-447, 647-677), and one named machine down then failed each of them.
+        # The provider dials `endpoint` (planned as `node` when unset, ModifyPlan :351-356) and has apid there forward to
+        # `node` (util.go talosClientOp: client.WithNode); apid on the VIP's holder reaches the VIP, itself. Talos moves
+        # the VIP by an etcd election, so it answers wherever the Kubernetes API can, which is all the kubeconfig is
+        # for; apid's certificate names every address its node holds (Talos network/node_address.go, accumulative
+        # addresses; secrets/api_cert_sans.go), the VIP among them. No attribute of the resource has a RequiresReplace
+        # plan modifier (Schema :77-160): on a deployed homelab the new `node` is an in-place update, which keeps the
+        # stored kubeconfig (UseStateForUnknown, :116-122) and dials nothing unless the renewal is due (Update :585, 647).
         kubeconfig = talos.cluster.Kubeconfig(
             f"{name}-kubeconfig",
-            node=str(first.ip),
+            node=str(stack.arda.vip),
             client_configuration=client,
             opts=pulumi.ResourceOptions(parent=self, provider=config.provider, depends_on=[api]),
         )

@@ -45,7 +45,8 @@ class NetbootArgs:
     schematics: Sequence[pulumi.Resource] = ()
     # The first version's volume of the netbooted roots, where the last deployment had it (pi_pods.keeps_legacy_claim).
     legacy_roots: bool = True
-    # The first valar over SSH, where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script),
+    # A valar over SSH (the one holding the Ainur's API VIP: a first valar that is down must not stop every run that
+    # rolls the netboot pods), where the step before netboot-cache's roll runs (plans.netboot.cache.clearance_script),
     # through the Ainur's command provider (`commands`, the one its other steps on the Pis use).
     valar: command.remote.ConnectionArgs | None = None
     commands: command.Provider | None = None

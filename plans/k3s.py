@@ -156,10 +156,36 @@ print(" ".join(m["name"] + "=" + m["clientURLs"][0] for m in members))
 """
 
 
+# A time as the API server writes it (metav1.Time: RFC 3339 in UTC, whole seconds, apimachinery v0.35.1
+# pkg/apis/meta/v1/time.go:162-172), read on a Pi by python3, never by `date -d`: the uutils `date` of Ubuntu 25.10
+# refuses that form, and a Pi runs whatever Ubuntu its card was flashed with (the stack names only the netbooted
+# maiar's image, ainur.piImage). python3 is on every Ubuntu Server image for the Pi: cloud-init, which configures
+# each Pi at its first boot (plans.cloudinit), is a python3 program. `Z` is spelled `+00:00` for the python3 3.10 of
+# Ubuntu 22.04, whose fromisoformat does not take `Z`; a time without a zone is refused, not read as local time.
+# The shared definition of `rfc3339(text)`, which raises ValueError on a text it cannot read.
+RFC3339_FUNCTION = """import datetime
+def rfc3339(text):
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError("no time zone")
+    return when
+"""
+# argv[1] as seconds since the epoch, or an exit naming the text it could not read.
+EPOCH_SCRIPT = (
+    RFC3339_FUNCTION
+    + """import sys
+try:
+    print(int(rfc3339(sys.argv[1]).timestamp()))
+except ValueError as e:
+    sys.exit(f"{sys.argv[1]!r} is not an RFC 3339 time ({e})")
+"""
+)
+
+
 def gate_functions(node: Node) -> str:
     """The shell functions the gates use: `etcd_healthy` (every member started, a voter, and answering etcd's
     /health with "true": server etcdhttp/health.go:60-69 and 153-154 at v3.6.5, alarms, a leader and a quorum read),
-    `node_ready_since EPOCH` (its Node Ready, heartbeat after EPOCH), `node_version` (its Node's kubelet version:
+    `node_ready_since EPOCH` (its Node Ready, heartbeat after EPOCH; a heartbeat time it cannot read stops the script), `node_version` (its Node's kubelet version:
     the running k3s's, whose kubelet is built in), and `wait_for SECONDS WHAT CHECK...`, which stops the script
     naming what it waited for. A failed check says why in `$why`."""
     svc = service(node)
@@ -180,7 +206,12 @@ node_version() {{
 node_ready_since() {{
   got=$(sudo {KUBECTL}{kubeconfig} get node {node.name} -o jsonpath='{ready}' 2>/dev/null) || {{ why="its Node cannot be read"; return 1; }}
   [ "${{got%% *}}" = True ] || {{ why="its Node is not Ready (${{got%% *}})"; return 1; }}
-  [ "$(date -d "${{got#* }}" +%s 2>/dev/null || echo 0)" -gt "$1" ] || {{ why="its Node has not reported since the restart (last at ${{got#* }})"; return 1; }}
+  # A time that cannot be read stops the step, saying what it read: waiting would only run out the bound.
+  at=$(python3 -c {shlex.quote(EPOCH_SCRIPT)} "${{got#* }}" 2>&1) || {{
+    echo "iluvatar: $(hostname): its Node's last report time cannot be read: $at; look with: sudo {KUBECTL}{kubeconfig} get node {node.name} -o yaml" >&2
+    exit 1
+  }}
+  [ "$at" -gt "$1" ] || {{ why="its Node has not reported since the restart (last at ${{got#* }})"; return 1; }}
 }}
 wait_for() {{
   bound=$1 what=$2

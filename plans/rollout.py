@@ -93,7 +93,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-oidc"] = command_digest(apiserver.k3s_authentication_script(stack), None, None)
         out[f"{node.name}-join"] = command_digest(roll.join_script(stack, node), None, None)
         if node.boot == "netboot":
-            out[f"{node.name}-host-key"] = command_digest(roll.HOST_KEY_SCRIPT, None, None)
+            out[f"{node.name}-{roll.host_key_step(node)}"] = command_digest(roll.HOST_KEY_SCRIPT, None, None)
             out[f"{node.name}-drain"] = command_digest(roll.drain_script(stack, node), None, None)
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
@@ -628,7 +628,20 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             now.get("image") != was.get("image") or (was.get("pointer") is not None and now.get("pointer") != was.get("pointer"))
         )
         was_commands = previous.get("commands")
-        if now.get("image") and isinstance(was_commands, Mapping) and was_commands and f"{name}-host-key" not in was_commands:
+        was_reads = (
+            [k for k in was_commands or () if k == f"{name}-host-key" or k.startswith(f"{name}-host-key-")]
+            if isinstance(was_commands, Mapping)
+            else []
+        )
+        now_reads = [k for k in current.get("commands") or () if k == f"{name}-host-key" or k.startswith(f"{name}-host-key-")]
+        if now.get("image") and was_reads and now_reads and was_reads != now_reads:
+            # `hostKeyRead` raised (a Pi rebuilt with a new key): its host-key step is a new one (plans.netboot.roll.host_key_step).
+            what.append(
+                "its SSH host key is read again (hostKeyRead: a new host-key step, the old one leaves the state) and pinned in the "
+                "connection of its steps on it: its reboot step (no reboot if it runs its pointer's image and booted its cmdline.txt), "
+                "join and k3s step run again over the new key"
+            )
+        if now.get("image") and isinstance(was_commands, Mapping) and was_commands and not was_reads:
             # Review 41-2 M4: a netbooted maia deployed before its host key was pinned: the connection of its steps on it changes.
             what.append(
                 "its SSH host key is read once (its host-key step) and pinned in the connection of its steps on it: its reboot step (no "

@@ -532,6 +532,10 @@ class Node(Model):
     power: Power | None = None
     # A netbooting Pi's serial number: its bootloader asks TFTP for its files under it (plans.netboot.pis).
     serial: PiSerial | None = None
+    # A netbooting maia's SSH host key is read once and pinned (components.ainur.Pi): a Pi rebuilt with a new key
+    # has it read again when this number goes up (its host-key step has a new name, so the engine creates it anew,
+    # with the program's connection: docs/layers/ainur.md, "A Pi rebuilt with a new host key").
+    host_key_read: int = Field(default=0, ge=0)
 
     @property
     def retired_disks(self) -> tuple[str, ...]:

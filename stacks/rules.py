@@ -784,6 +784,15 @@ def _pi_netboot(p: Parsed) -> list[Problem]:
     serials: dict[str, tuple[int, str]] = {}
     bases: dict[int, tuple[int, Node]] = {}
     for i, node in p.nodes:
+        if node.host_key_read and (node.role != "maiar" or node.boot != "netboot"):
+            # Only a netbooting maia's host key is read and pinned by a step of its own (components.ainur.Pi).
+            out.append(
+                Problem(
+                    node_path(i, "hostKeyRead"),
+                    f"is read only for a maia with boot: netboot (the step that reads and pins its SSH host key); {node.name} "
+                    "has no such step: remove it",
+                )
+            )
         if node.role not in AINUR_ROLES:
             if node.serial is not None:
                 out.append(

@@ -137,3 +137,29 @@ def talos_client_needs_renewal(client_certificate: str, now: datetime.datetime, 
     time.Now() is in the provider's local zone (`local`: Go's time.Local), on whose calendar the month is added."""
     not_after = client_certificate_not_after(client_certificate, "client certificate", "failed to parse PEM block")
     return not_after < add_month(now.astimezone(local))
+
+
+# talos_cluster_kubeconfig_resource.go (v0.8.1) Schema, :77-160: no attribute carries a RequiresReplace plan modifier,
+# so a changed `node`, `endpoint` or `client_configuration` is an update in place, never a replacement.
+KUBECONFIG_REPLACES_ON: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class KubeconfigPlan:
+    """What the engine does with `talos_cluster_kubeconfig` on a run: replace it or not, the `endpoint` it plans, and
+    the address a renewal dials (None when the certificate is not due: Update asks no machine, and the stored
+    kubeconfig stays, UseStateForUnknown :116-122)."""
+
+    replaces: bool
+    endpoint: str
+    dials: str | None
+
+
+def kubeconfig_plan(state: dict[str, Any], inputs: dict[str, Any], renewal_due: bool) -> KubeconfigPlan:
+    """ModifyPlan (:298-454) and Update (:565-728) for the program's `inputs` over a stored `state`: `endpoint` planned
+    as `node` when the program leaves it unset (:351-356); Update stores the plan (:585) and only when the certificate
+    is due (:647) runs talosClientOp (:677, util.go talosClientOp: client.WithEndpoints(endpoint), WithNode(node)),
+    whose apid at `endpoint` forwards to `node`."""
+    replaces = any(inputs.get(key) != state.get(key) for key in KUBECONFIG_REPLACES_ON)
+    endpoint = str(inputs.get("endpoint") or inputs["node"])
+    return KubeconfigPlan(replaces, endpoint, endpoint if renewal_due else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from plans.k3s import KUBECTL
+from plans.k3s import KUBECTL, RFC3339_FUNCTION
 from plans.netboot.base import HOST_CACHE, NAMESPACE
 from plans.netboot.debs import files as debs_files
 from stacks import pins
@@ -92,10 +92,12 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
 SILENT_SECONDS = 120
 # The Nodes whose Ready is Unknown, from `kubectl get nodes -o json` on stdin: "<node> silent" for those Unknown for
 # argv[1] seconds or more (since the condition's lastTransitionTime, RFC 3339 as the API server writes it: apimachinery
-# v0.35.1 pkg/apis/meta/v1/time.go:162-172), "<node> unknown" for the others. Read here, not by `date -d`: the uutils
-# date of Ubuntu 25.10 refuses that form (review 41-16), and a time that cannot be read stops the step, naming the Node.
-SILENT_SCRIPT = r"""
-import datetime, json, sys
+# v0.35.1 pkg/apis/meta/v1/time.go:162-172), "<node> unknown" for the others. Read by python3 (plans.k3s.RFC3339_FUNCTION,
+# not `date -d`, which the uutils date of Ubuntu 25.10 refuses), and a time that cannot be read stops the step, naming
+# the Node.
+SILENT_SCRIPT = (
+    RFC3339_FUNCTION
+    + r"""import json, sys
 limit, now = int(sys.argv[1]), datetime.datetime.now(datetime.timezone.utc)
 for node in json.load(sys.stdin).get("items") or []:
     name = node["metadata"]["name"]
@@ -103,15 +105,16 @@ for node in json.load(sys.stdin).get("items") or []:
     if ready.get("status") != "Unknown":
         continue
     try:
-        since = datetime.datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
+        since = rfc3339(ready["lastTransitionTime"])
     except (KeyError, ValueError) as e:
         sys.exit(f"{name}'s Ready condition has no time that can be read ({e!r})")
     print(name, "silent" if (now - since).total_seconds() >= limit else "unknown")
 """
+)
 
 
 def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
-    """On the first valar, before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
+    """On a valar (the one holding the API VIP), before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
     cache pods of Pis the control plane has not heard from for `silent_seconds`, and the netboot pod records already
     Terminating on any Pi whose kubelet stopped reporting (review 41-16: no wait is needed for those).
 

@@ -105,6 +105,12 @@ printf '%s\\n' "$key" | cut -d' ' -f1,2
 """
 
 
+def host_key_step(node: Node) -> str:
+    """The name of a netbooting maia's host-key step under its Pi: a new one for each `hostKeyRead`, so that the engine
+    creates it anew with the program's connection (components.ainur.Pi)."""
+    return f"host-key-{node.host_key_read}" if node.host_key_read else "host-key"
+
+
 def drain_script(stack: StackConfig, node: Node, timeout: int = DRAIN_SECONDS) -> str:
     """On the first valar: mark, cordon and drain `node` before its move to the stack's image."""
     kubectl = f"sudo {k3s.KUBECTL}"

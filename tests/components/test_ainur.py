@@ -18,6 +18,7 @@ from plans import agent_token, cloudinit, k3s
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.remote_stacks import HEADSCALE, remote_doc
 from tests.sims import simulated
 
 
@@ -111,6 +112,19 @@ def test_kubeconfig_is_a_secret_pointed_at_the_vip(homelab: Simulation) -> None:
     kubeconfig = homelab.outputs["ainurKubeconfig"]
     assert isinstance(kubeconfig, SecretValue)
     assert yaml.safe_load(kubeconfig.value)["clusters"][0]["cluster"]["server"] == "https://192.168.0.10:6443"
+
+
+def test_the_netboot_clearance_runs_on_whichever_valar_holds_the_api_vip(homelab: Simulation) -> None:
+    """Issue 57 (6): the clearance runs before every roll of the netboot pods (a Talos upgrade is one) and dialled the
+    first valar alone, so with it down each such `up` stopped before Arda's roll. It dials the Ainur's API VIP, which
+    kube-vip holds on a live valar (a k3s server, whose admin kubectl the step uses), with the first valar's user, key and
+    dial bound; the steps that run once at bring-up (credentials, the CA hash) stay on the first valar."""
+    regs = homelab.named()
+    clearance = regs["netboot-clearance"].inputs["connection"]
+    first = regs["ainur-credentials"].inputs["connection"]
+    assert isinstance(clearance, SecretValue) and isinstance(first, SecretValue)  # the SSH key in it
+    assert clearance.value == {**first.value, "host": "192.168.0.10"}
+    assert first.value["host"] == "192.168.0.11"
 
 
 def test_cloud_init_files_are_exported_in_clear_per_pi(homelab: Simulation) -> None:
@@ -721,3 +735,90 @@ def test_a_maia_removed_takes_its_token_and_leaves_the_others_untouched(
         yaml.safe_load(now["ainur-ilmare-join"].inputs["stdin"].value)["token"]
         == yaml.safe_load(before["ainur-ilmare-join"].inputs["stdin"].value)["token"]
     )
+
+
+# --- A netbooted maia rebuilt with a new SSH host key (docs/layers/ainur.md), through the engine's rules ---
+
+OLD_HOST_KEY_RUNBOOK = """# Ainur
+
+### A Pi rebuilt with a new host key
+
+Run `pulumi state delete '<urn of ainur-<pi>-host-key>'` (`pulumi stack --show-urns` lists it), then `pulumi up`.
+"""
+
+
+def test_an_inline_runbook_command_is_run_against_the_engine_and_the_old_host_key_one_is_refused(netbooting: Simulation, tmp_path: Path) -> None:
+    """Issue 57 (7): the host-key runbook's command was inline, and tests/runbook.py read only ```sh blocks. Read now,
+    the engine's model refuses it as pulumi v3.259.0 does (pkg/resource/edit/operations.go:83-86, the message of
+    pkg/cmd/pulumi/state/state_delete.go:120-128): the Pi's steps pinned to the key depend on it; its hint,
+    --target-dependents, drops them from the state, and the next `up` would run them all again."""
+    page = tmp_path / "ainur.md"
+    page.write_text(OLD_HOST_KEY_RUNBOOK)
+    said = runbook.commands(str(page), "### A Pi rebuilt with a new host key", pi="ilmare")
+    assert said == ["pulumi state delete '<urn of ainur-ilmare-host-key>'"]
+    state = state_of(netbooting)
+    with pytest.raises(EngineRefusedError) as refused:
+        runbook.run(said, state)
+    key = next(e for e in state if e.name == "ainur-ilmare-host-key")
+    assert str(refused.value).startswith(f"{key.urn} can't be safely deleted because the following resources depend on it:\n")
+    assert str(refused.value).endswith("\nDelete those resources first or pass --target-dependents.")
+    dependents = re.findall(r'^ \* "([^"]+)"', str(refused.value), re.MULTILINE)
+    assert {"ainur-ilmare-reboot", "ainur-ilmare-join", "ainur-ilmare-k3s"} <= set(dependents)
+    dropped = runbook.run([said[0].replace("delete", "delete --target-dependents")], state).removed
+    assert {"ainur-ilmare-host-key", "ainur-ilmare-reboot", "ainur-ilmare-join", "ainur-ilmare-k3s"} <= {e.name for e in dropped}
+
+
+def test_a_pi_rebuilt_with_a_new_host_key_has_it_read_again_as_the_runbook_says(netbooting: Simulation, tmp_path: Path) -> None:
+    """Issue 57 (7): `hostKeyRead` up by one gives the host-key step a new name, so the engine creates it with the
+    program's connection (no old inputs to fill the ignored `connection` from), the steps pinned to the key follow the
+    new one, and the old step leaves the state running nothing; nothing else leaves it."""
+    state = state_of(netbooting)
+    again = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {**NETBOOTING, "iluvatar:nodes[2].hostKeyRead": 1}), stack="homelab")))
+    regs = again.named()
+    registered = {r.urn for r in again.registrations}
+    gone = [e for e in state if e.urn not in registered]
+    assert [e.name for e in gone] == ["ainur-ilmare-host-key"]
+    assert gone[0].delete_command is None
+    new = regs["ainur-ilmare-host-key-1"]
+    assert new.urn not in {e.urn for e in state}  # created, not replaced: its connection is the program's
+    assert new.ignore_changes == ("connection",)  # read once again: its own connection's later changes read nothing
+    for step in ("reboot", "join", "k3s"):
+        reg = regs[f"ainur-ilmare-{step}"]
+        assert new.urn in reg.property_dependencies["connection"], step
+        assert "ainur-ilmare-host-key" not in [dep.rsplit("::", 1)[-1] for dep in reg.dependencies], step
+        # Pinned to the new read, over the connection the program has now.
+        conn = reg.inputs["connection"].value
+        assert "hostKey" in conn and {k: v for k, v in conn.items() if k != "hostKey"} == new.inputs["connection"].value, step
+
+
+def test_every_inline_pulumi_command_the_docs_give_runs_past_the_engine(netbooting: Simulation, tmp_path: Path) -> None:
+    """Issue 57 (7): each `pulumi` command written inline in docs/ that names what it acts on (`state delete`,
+    `state unprotect`, `up --replace`), with `<pi>` a netbooting maia, is worked out by the engine's model
+    (tests/runbook.py) on the netbooting homelab's state, or a Headscale stack's for what only it has: none is refused
+    (on today's main the host-key runbook's `state delete` is)."""
+    headscale = simulate(read_stack_file(write_stack(tmp_path, remote_doc(HEADSCALE))))
+    states = [state_of(netbooting), state_of(headscale)]
+
+    def state_for(line: str) -> tuple[StateEntry, ...]:
+        names = {m.group(1) or m.group(2) for m in runbook.URN_OF.finditer(line)}
+        return next(s for s in states if names <= {e.name for e in s})
+
+    checked: set[str] = set()
+    for page in sorted((runbook.ROOT / "docs").rglob("*.md")):
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)  # a `# comment` in a block is no heading
+        for heading in re.findall(r"^#{1,6} .*$", text, re.MULTILINE):
+            try:
+                said = runbook.commands(str(page), heading, blocks=False, pi="ilmare")
+            except LookupError:
+                continue
+            for line in said:
+                if line.split()[1] in ("state", "up") and line not in checked:
+                    runbook.run([line], state_for(line))
+                    checked.add(line)
+    assert sorted(checked) == [
+        "pulumi state delete '<urn of ainur-ilmare-uninstall>'",
+        "pulumi state unprotect '<urn of netboot-persistentvolumeclaim-pi-root-ilmare>'",
+        "pulumi state unprotect <urn of remote-access-ainur-persistentvolumeclaim-headscale-state>",
+        "pulumi up --replace '**::arda-power-<name>'",
+        "pulumi up --replace <the ainur-credentials URN>",
+    ]

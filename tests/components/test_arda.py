@@ -19,6 +19,7 @@ from plans import monitoring as monitoring_plan
 from plans import storage as storage_plan
 from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
+from tests import talos_provider
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.plans.test_imagefactory import BOARD_IDS
 from tests.sims import simulated
@@ -412,6 +413,20 @@ def test_the_talos_provider_gets_its_outputs_back_under_its_own_names(monkeypatc
     # Secret to the engine whatever the provider marks: the client key is in it.
     assert kubeconfig.secret_inputs == ("clientConfiguration",)
     assert kubeconfig.additional_secret_outputs == ("kubeconfigRaw",)
+
+
+def test_the_kubeconfig_is_asked_of_whichever_control_plane_holds_the_vip(homelab: Simulation) -> None:
+    """Issue 57 (6): the renewal asked the first control plane alone (`node=first.ip`), so within 720 h of the client
+    certificate's end every `up` failed while that machine was down. Asked through the VIP, which Talos moves to a live
+    control plane; on a deployed homelab the change is an update in place that keeps the kubeconfig and dials nothing
+    until the renewal is due (tests/talos_provider.py, the provider's plan)."""
+    kubeconfig = homelab.one("talos:cluster/kubeconfig:Kubeconfig", "arda-kubeconfig")
+    assert kubeconfig.inputs["node"] == "192.168.0.20"
+    assert "endpoint" not in kubeconfig.inputs
+    deployed = {"node": "192.168.0.21", "endpoint": "192.168.0.21", "clientConfiguration": kubeconfig.inputs["clientConfiguration"]}
+    inputs = dict(kubeconfig.inputs)
+    assert talos_provider.kubeconfig_plan(deployed, inputs, renewal_due=False) == talos_provider.KubeconfigPlan(False, "192.168.0.20", None)
+    assert talos_provider.kubeconfig_plan(deployed, inputs, renewal_due=True).dials == "192.168.0.20"
 
 
 def test_image_urls_are_the_providers(homelab: Simulation) -> None:

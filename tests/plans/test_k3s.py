@@ -97,8 +97,18 @@ def test_the_config_is_written_keys_sorted() -> None:
 
 # --- The join script, run by bash with stand-ins for what a Pi has (cloud-init, sudo, systemctl, k3s, curl) ---
 
+# A `date` that reads no time (`-d`, `--date`), as the scripts must not ask it to: the uutils date of Ubuntu 25.10 refuses
+# the API server's RFC 3339 times, and a Pi runs whatever Ubuntu its card was flashed with. Printing the clock (`+%s`)
+# is left to the real one. The stand-ins below that make a time use /usr/bin/date themselves.
+DATE = """for arg in "$@"; do
+  case "$arg" in -d|-d*|--date|--date=*) echo "date: invalid date '$*' (stand-in: the scripts read no time with date)" >&2; exit 1 ;; esac
+done
+exec /usr/bin/date "$@"
+"""
+
 STAND_INS = {
     # Stand-ins, not the programs: each does what the script relies on, and logs its call.
+    "date": DATE,
     "cloud-init": 'echo "cloud-init $*" >> "$LOG"; exit "${CLOUD_INIT_STATUS:-0}"',
     "sudo": 'exec "$@"',
     "test": 'exec /usr/bin/test "$@"',
@@ -106,7 +116,7 @@ STAND_INS = {
     "systemctl": 'echo "systemctl $*" >> "$LOG"; case "$1" in is-active) [ -e "$ACTIVE" ] ;; start|restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done ;; esac',
     # `k3s kubectl --request-timeout=10s get node` says Ready with a heartbeat 5 s from now (a kubelet that reported since), while $READY exists.
     "k3s": """echo "k3s $*" >> "$LOG"; [ -e "$READY" ] || exit 1
-case "$*" in *"get node"*) echo "True $(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)" ;; esac""",
+case "$*" in *"get node"*) echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}" ;; esac""",
     # etcd's member list and /health from files ($ETCD, $HEALTH), as the gate asks with k3s's client certificate.
     "curl": """case "$*" in
   *cacerts*) echo "curl $*" >> "$LOG"; [ "${CACERTS:-yes}" = yes ] ;;
@@ -438,6 +448,7 @@ def test_no_kubeconfig_is_one_clear_error(empty: str) -> None:
 # --- The k3s upgrade, run by bash with stand-ins (k3s itself cannot run here) ----------------------
 
 UPGRADE_STAND_INS = {
+    "date": DATE,
     # A stand-in k3s: its version is a file; `etcd-snapshot` and `kubectl` log and answer from files.
     # The binary's version ($VERSION) and the running k3s's ($RUNNING: what its kubelet reports on the Node) apart, as
     # k3s's install.sh makes them between setup_binary's `mv -f` and systemd_start's restart.
@@ -450,7 +461,7 @@ case "$1" in
     # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
     [ -z "${UNREADABLE:-}" ] || exit 1
     case "$*" in
-      *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True $(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)"; fi ;;
+      *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
       *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;;
       *kubeletVersion*) [ -n "${NOT_REGISTERED:-}" ] || cat "$RUNNING" ;;
     esac ;;
@@ -750,6 +761,39 @@ def test_a_restart_at_the_version_already_waits_for_a_report_from_after_it(tmp_p
         "since the restart (last at 2020-01-01T00:00:00Z); look with: sudo journalctl -u k3s-agent"
     )
     assert "systemctl restart k3s-agent" in calls
+    assert (tmp_path / "owed").exists()
+
+
+def test_the_restart_gate_reads_the_heartbeat_with_python3_not_date(tmp_path: Path) -> None:
+    """Issue 57 (4): the gate read the Node's heartbeat with `date -d`, which the uutils date of Ubuntu 25.10 refuses;
+    read as 0, every restart gate waited out its bound and failed, and the restart owed restarted the Pi on every later
+    `up`. Read by python3 (plans.k3s.EPOCH_SCRIPT), the restart is seen through with a `date` that reads no time."""
+    (tmp_path / "owed").touch()
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False)
+    assert result.returncode == 0, result.stderr
+    assert "systemctl restart k3s-agent" in calls
+    assert not (tmp_path / "owed").exists()
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "why"),
+    [
+        ("yesterday", "Invalid isoformat string: 'yesterday'"),
+        ("2026-11-26T10:00:00", "no time zone"),
+    ],
+)
+def test_a_heartbeat_time_that_cannot_be_read_fails_the_gate_at_once_naming_it(tmp_path: Path, heartbeat: str, why: str) -> None:
+    """Issue 57 (4): a time python3 cannot read stops the step naming what it read, rather than waiting out the bound as
+    a Pi that has not reported (or passing); the restart stays owed."""
+    (tmp_path / "owed").touch()
+    result, _ = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False, HEARTBEAT=heartbeat)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: its Node's last report time cannot be read: {heartbeat!r} is not an RFC 3339 time "
+        f"({why}); look with: sudo k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig "
+        "get node eonwe -o yaml"
+    )
+    assert "waited" not in result.stderr
     assert (tmp_path / "owed").exists()
 
 

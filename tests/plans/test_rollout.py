@@ -494,6 +494,29 @@ def test_a_netbooted_maia_deployed_before_its_host_key_was_pinned_reads_as_its_s
     assert rollout.ainur_changes(after, after) == []
 
 
+def test_a_raised_host_key_read_reads_as_the_key_read_again_and_its_steps_run_again() -> None:
+    """Issue 57 (7): `hostKeyRead` raised on a Pi rebuilt with a new key gives its host-key step a new name; the preview's
+    Ainur plan says what runs (the new read, then its steps pinned to the key), for that Pi alone, once."""
+    from tests.plans.test_netboot_pis import netbooting
+
+    stack = netbooting()
+    order = list(stack.ainur_nodes)
+    rebuilt = stack.model_copy(update={"nodes": tuple(n.model_copy(update={"host_key_read": 1}) if n.name == "ilmare" else n for n in stack.nodes)})
+    before, after = rollout.ainur_state(stack, order), rollout.ainur_state(rebuilt, list(rebuilt.ainur_nodes))
+    assert "ilmare-host-key-1" in after["commands"] and "ilmare-host-key" not in after["commands"]
+    assert [(c.node, c.what) for c in rollout.ainur_changes(before, after)] == [
+        (
+            "ilmare",
+            (
+                "its SSH host key is read again (hostKeyRead: a new host-key step, the old one leaves the state) and pinned in the "
+                "connection of its steps on it: its reboot step (no reboot if it runs its pointer's image and booted its cmdline.txt), "
+                "join and k3s step run again over the new key",
+            ),
+        )
+    ]
+    assert rollout.ainur_changes(after, after) == []
+
+
 def test_a_deployment_whose_maiar_joined_with_the_server_token_reads_as_each_maia_rejoining_with_its_own() -> None:
     """The first `up` after plans.agent_token: each maia (not the valar) re-joins with its own token, one at a time, and
     the plan says why (its config digest leaves the token out, so without it the join's run would go unexplained); the
