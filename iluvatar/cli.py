@@ -536,7 +536,8 @@ INIT_EPILOG = """\
 Each value left out is asked for at a terminal (Enter takes the default shown) and derived otherwise: the gateway
 is the LAN's first address, DNS the gateway, the DHCP range and load-balancer pool the LAN's .100-.199 and
 .220-.239 (the same shares of a smaller LAN), each VIP and machine address the next free static one from .10.
-A machine with role valar or maiar is a Pi of the Ainur, which then run DHCP, DNS and netboot for the LAN.
+A machine with role valar or maiar is a Pi of the Ainur, which then run DNS and netboot for the LAN, and
+its DHCP with --dhcp-mode dhcp (proxy, the default, leaves DHCP to the router; asked at a terminal).
 
 example:
   iluvatar init mylab --lan 192.168.1.0/24 \\

@@ -489,19 +489,30 @@ SCHEMA_BESIDE = "stack.schema.json"
 
 
 def schema_header(out: Path) -> str:
-    """The editor schema's header line, by a relative path that still resolves once the file moves: inside the checkout,
-    the checkout's schema (as the shipped stacks name it); anywhere else the copy written beside the file
-    (`schema_beside`), so the two move together into the user's own repository. yaml-language-server resolves a relative
-    `$schema` against the stack file's own folder (tests/iluvatar/test_init.py opens a moved one in the real server)."""
-    if (beside := schema_beside(out)) is not None:
-        return f"# yaml-language-server: $schema=./{beside.name}"
-    rel = os.path.relpath(SCHEMA, out.resolve().parent)
+    """The editor schema's header line, by a relative path that still resolves once the file moves: inside a clone of
+    this project (this one, or the user's fork), that clone's schema (as the shipped stacks name it); anywhere else the
+    copy written beside the file (`schema_beside`), so the two move together into the user's own repository.
+    yaml-language-server resolves a relative `$schema` against the stack file's own folder (its yamlSchemaService
+    resolveSchemaRef; tests/iluvatar/test_init.py opens a moved file in the pinned server)."""
+    clone = _clone_schema(out)
+    if clone is None:
+        return f"# yaml-language-server: $schema=./{SCHEMA_BESIDE}"
+    rel = os.path.relpath(clone, out.resolve().parent)
     return f"# yaml-language-server: $schema={rel if rel.startswith('..') else './' + rel}"
 
 
 def schema_beside(out: Path) -> Path | None:
-    """Where the schema's copy goes for a stack file written outside the checkout; None inside it."""
-    return None if out.resolve().parent.is_relative_to(ROOT) else out.with_name(SCHEMA_BESIDE)
+    """Where the schema's copy goes for a stack file written outside a clone of this project; None inside one."""
+    return None if _clone_schema(out) is not None else out.with_name(SCHEMA_BESIDE)
+
+
+def _clone_schema(out: Path) -> Path | None:
+    """The schema of the clone the stack file is written in (the nearest folder up with stacks/stack.schema.json)."""
+    folder = out.resolve().parent
+    for d in (folder, *folder.parents):
+        if (d / SCHEMA.relative_to(ROOT)).is_file():
+            return d / SCHEMA.relative_to(ROOT)
+    return None
 
 
 COMMENTS = {

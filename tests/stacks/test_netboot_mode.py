@@ -32,7 +32,8 @@ def test_the_first_netboot_versions_config_reads_as_dhcp() -> None:
 
 
 def test_no_config_no_mode() -> None:
-    assert [netboot_mode.deployed_mode(v) for v in (None, {}, "", "bind-dynamic\n")] == [None, None, None, None]
+    nothing: tuple[object, ...] = (None, {}, "", "bind-dynamic\n")
+    assert [netboot_mode.deployed_mode(v) for v in nothing] == [None, None, None, None]
 
 
 def _with(**netboot: object) -> StackConfig:
