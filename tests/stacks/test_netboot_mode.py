@@ -3,16 +3,19 @@ stack may change against it. Each refusal's exact message is a fixture of tests/
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from plans.netboot import dnsmasq_conf
-from stacks import load_stack_file, netboot_mode
+from stacks import StackConfigError, load_stack_file, netboot_mode
 from stacks.load import parse_stack, read_stack_file
 from stacks.model import StackConfig
-from tests.edit import HOMELAB, MINIMAL
+from tests.edit import HOMELAB, MINIMAL, edit, homelab_doc, write_stack
 from tests.plans.test_netboot import VARIANTS
+from tests.stacks.test_invalid_stacks import CASES as INVALID_CASES
 
 FIRST_NETBOOT = Path(__file__).parent.parent / "fixtures" / "outputs-66ca479"
 
@@ -67,3 +70,29 @@ def test_the_shipped_stacks_state_the_mode_they_ran() -> None:
         stack = load_stack_file(path)
         assert stack.ainur is not None and netboot_mode.stated(stack.ainur) and stack.ainur.netboot.mode == "dhcp"
         assert netboot_mode.check(stack, DHCP_RAN) == []
+
+
+# The broken stacks of the LAN's plan and of the service address, from tests/fixtures/invalid_stacks.yaml: none depends
+# on the mode (the pool is the router's in proxy mode, and the inventory's fixed addresses stay out of it all the same).
+NETWORK_CASES = [
+    c
+    for c in INVALID_CASES
+    if set(c.get("set") or {})
+    and all(k.startswith(("iluvatar:network", "iluvatar:ainur.serviceIp")) for k in c["set"])
+    and not {"delete", "add", "file", "deployed", "arda", "dnsmasqConf"} & set(c)
+]
+
+
+def test_there_are_network_cases_to_try() -> None:
+    assert len(NETWORK_CASES) >= 20
+
+
+@pytest.mark.parametrize("case", NETWORK_CASES, ids=[c["name"] for c in NETWORK_CASES])
+def test_a_proxy_mode_stack_is_checked_as_a_dhcp_one(case: dict[str, Any], tmp_path: Path) -> None:
+    """Proxy mode's dnsmasq answers on network.lan (`dhcp-range=<lan>,proxy,<netmask>`) at ainur.serviceIp, beside the
+    router's pool network.dhcpRange: every check of those keys holds in proxy mode, with the same message."""
+    # A copy: tests.edit.edit puts a case's values into the document it edits (tests/stacks/test_schema.py does the same).
+    doc = edit(homelab_doc(), {**copy.deepcopy(case["set"]), "iluvatar:ainur.netboot.mode": "proxy"})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert [str(p) for p in err.value.problems] == case["expect"]
