@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from iluvatar import summary
 from plans.netboot import dnsmasq_conf
 from stacks import StackConfigError, load_stack_file, netboot_mode
 from stacks.load import parse_stack, read_stack_file
@@ -96,3 +97,13 @@ def test_a_proxy_mode_stack_is_checked_as_a_dhcp_one(case: dict[str, Any], tmp_p
     with pytest.raises(StackConfigError) as err:
         load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
     assert [str(p) for p in err.value.problems] == case["expect"]
+
+
+def test_validate_says_when_the_mode_is_the_default_not_the_stacks() -> None:
+    """Offline, before the preview that compares it with the deployment: a stack that leaves the mode to the default is
+    told so, and what a homelab serving its LAN's DHCP must write."""
+    assert summary.ainur(_with()) == (
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot proxy, the default, as "
+        "ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp), Git mirror at 192.168.0.15"
+    )
+    assert "(netboot proxy), Git mirror" in str(summary.ainur(_with(mode="proxy")))
