@@ -33,7 +33,7 @@ from components.steps import ClusterAccess
 from plans import agent_token, apiserver, bringup, cloudinit, k3s, rollout
 from plans import credentials as credentials_plan
 from plans.netboot import pi_pods, roll
-from stacks import day2
+from stacks import day2, netboot_mode
 from stacks.model import Node, StackConfig
 
 
@@ -478,6 +478,10 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        if moved := rollout.describe_mode(netboot_mode.deployed_mode(args.previous_dnsmasq_conf), stack.ainur.netboot.mode):
+            # A move between DHCP modes, first (the router's part comes before `up`): what the household sees, and what the
+            # router needs (stacks.netboot_mode has refused the moves the stack does not say the router is ready for).
+            pulumi.log.info(moved, resource=self)
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.
             pulumi.log.info(plan, resource=self)

@@ -26,11 +26,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # The loader (pydantic, jsonschema: ~0.3 s of CPU) is imported by the commands that read a stack, not here:
 # `--help`, a usage error and `iluvatar power bmc` (which `pulumi up` runs) need none of it.
 from stacks.errors import StackConfigError, StackFileError
+
+if TYPE_CHECKING:
+    from stacks.model import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILE = "Pulumi.yaml"
@@ -361,26 +364,71 @@ def _init(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     _write_file(out, text.encode())
     stack_config = sf.parse()
+    schema_note = _write_schema_beside(init.schema_beside(out), init.SCHEMA.read_bytes())
     unset = sf.unset_secrets()
     from iluvatar.summary import nodes
 
     print(f"wrote {out}: {nodes(stack_config).removeprefix('nodes: ').replace(' (', ' machines (', 1)} on {stack_config.network.lan}")
+    if stack_config.ainur is not None and answers.dhcp_mode is None:
+        print(
+            f"DHCP mode: {init.DEFAULT_MODE}, as no --dhcp-mode was given: it never fights your router, which keeps the LAN's DHCP "
+            "(--dhcp-mode dhcp makes the Ainur the LAN's DHCP server, once the router's is off)"
+        )
     me = _command_name()
     name = stack if out.resolve() == (Path.cwd() / f"Pulumi.{stack}.yaml").resolve() else str(out)
     render = f"{me} render {name} --out render/{stack}"
     steps = [] if unset else [f"{me} validate {name}"]
     steps.append(f"{render}, then read render/{stack}/plan.txt")
     if not (out.resolve().parent / PROJECT_FILE).is_file():
-        steps.append(f"cp {out} {shown(ROOT)}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml")
+        # The schema's copy goes along, so the header of the copy resolves there too (the clone's .gitignore keeps it out of Git).
+        beside = f" {out.with_name(init.SCHEMA_BESIDE)}" if init.schema_beside(out) is not None else ""
+        steps.append(f"cp {out}{beside} {shown(ROOT)}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml")
     steps.append(f"pulumi stack init {stack}")
     steps += [secret.command for secret in unset]
     if unset:
         steps.append(f"{me} validate {name}")
     steps.append("pulumi preview")
+    if stack_config.ainur is not None:
+        steps.append(router_step(stack_config))
+    if schema_note:
+        print(schema_note)
     print("next:")
     for step in steps:
         print(f"  {step}")
     return EXIT_OK
+
+
+def _write_schema_beside(beside: Path | None, schema: bytes) -> str:
+    """The editor schema beside a stack file written outside the checkout (its header names it there), kept with it
+    wherever the folder goes; a file of that name that is not this project's schema is left alone, and said."""
+    if beside is None:
+        return ""
+    if beside.exists():
+        try:
+            ours = json.loads(beside.read_bytes()).get("title") == json.loads(schema)["title"]
+        except (ValueError, AttributeError):
+            ours = False
+        if not ours:
+            return f"left {beside} as it is (not this project's stack schema): the stack file's header names it, so editors check against it"
+        if beside.read_bytes() == schema:
+            return ""
+    _write_file(beside, schema)
+    return f"wrote {beside}: the editor schema the stack file names; keep the two together (`iluvatar schema --out {beside}` refreshes it)"
+
+
+def router_step(stack: StackConfig) -> str:
+    """What the router needs before the first `pulumi up`, in the stack's DHCP mode (docs/layers/netboot.md#dhcp-modes)."""
+    assert stack.ainur is not None
+    pool = f"{stack.network.dhcp_range.start}-{stack.network.dhcp_range.end}"
+    if stack.ainur.netboot.mode == "dhcp":
+        return (
+            f"before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend {pool} and each machine its address; "
+            "with the router's on too, the LAN has two DHCP servers and the Ainur's, authoritative, refuse the router's leases)"
+        )
+    return (
+        f"before `pulumi up`, on your router: keep its DHCP on, its pool {pool}, and add each machine's MAC and IP as a "
+        "static lease; nothing else (the Ainur answer PXE beside it: docs/layers/netboot.md#dhcp-modes)"
+    )
 
 
 def _diagram(args: argparse.Namespace) -> int:
@@ -519,7 +567,8 @@ INIT_EPILOG = """\
 Each value left out is asked for at a terminal (Enter takes the default shown) and derived otherwise: the gateway
 is the LAN's first address, DNS the gateway, the DHCP range and load-balancer pool the LAN's .100-.199 and
 .220-.239 (the same shares of a smaller LAN), each VIP and machine address the next free static one from .10.
-A machine with role valar or maiar is a Pi of the Ainur, which then run DHCP, DNS and netboot for the LAN.
+A machine with role valar or maiar is a Pi of the Ainur, which then run DNS and netboot for the LAN, and
+its DHCP with --dhcp-mode dhcp (proxy, the default, leaves DHCP to the router; asked at a terminal).
 
 example:
   iluvatar init mylab --lan 192.168.1.0/24 \\
@@ -542,6 +591,12 @@ def _init_parser(sub: Any) -> None:
     lan.add_argument("--domain", metavar="NAME", help=f"the LAN's internal zone (default: {DEFAULT_DOMAIN})")
     lan.add_argument("--dhcp-range", metavar="START-END", help="the addresses DHCP hands out (default: derived from the LAN)")
     lan.add_argument("--lb-pool", metavar="START-END", help="the addresses Cilium gives Services (default: derived from the LAN)")
+    lan.add_argument(
+        "--dhcp-mode",
+        metavar="proxy|dhcp",
+        help="with the Ainur: proxy (the default), your router keeps the LAN's DHCP and the Ainur answer only PXE; dhcp, the Ainur "
+        "are the LAN's DHCP server, once the router's DHCP is off",
+    )
     machines = c.add_argument_group("the machines")
     machines.add_argument(
         "--machine",

@@ -91,6 +91,8 @@ class Answers:
     cloudflare: str | None = None
     external_domain: str | None = None
     acme_email: str | None = None
+    # The Ainur's DHCP mode (ainur.netboot.mode): None, not given, writes DEFAULT_MODE and says why (cli._init).
+    dhcp_mode: str | None = None
 
 
 FLAGS = {
@@ -108,7 +110,16 @@ FLAGS = {
     "cloudflare": "--cloudflare",
     "external_domain": "--external-domain",
     "acme_email": "--acme-email",
+    "dhcp_mode": "--dhcp-mode",
 }
+
+# The DHCP modes, one line each, as `init` explains them before asking (and its --help lists them).
+DHCP_MODES = {
+    "proxy": "your router keeps lending the LAN's addresses; the Ainur answer only the machines they netboot (nothing to turn off)",
+    "dhcp": "the Ainur are the LAN's DHCP server; your router's DHCP must be off first, or the LAN has two that fight",
+}
+# What a stack gets when no mode is given: the one that never fights a router, whatever the LAN has.
+DEFAULT_MODE = "proxy"
 
 
 def flag(answers: Answers, name: str) -> str:
@@ -350,6 +361,10 @@ def _before(answers: Answers) -> list[str]:
         out.append(f"{given}: only with --cloudflare <account id>, which serves the public zone")
     if not answers.machines:
         out.append(f"--machine: required, once per machine: {MACHINE_EXAMPLE}")
+    if answers.dhcp_mode is not None and answers.dhcp_mode not in DHCP_MODES:
+        out.append(f"{flag(answers, 'dhcp_mode')}: is neither proxy nor dhcp: {'; '.join(f'{k}: {v}' for k, v in DHCP_MODES.items())}")
+    elif answers.dhcp_mode is not None and not ainur:
+        out.append(f"{flag(answers, 'dhcp_mode')}: only with the Ainur (a machine with role=valar), which serve DHCP and netboot")
     return out
 
 
@@ -381,6 +396,8 @@ def config(answers: Answers) -> dict[str, Any]:
             "serviceIp": free.next(),
             "k3sVersion": releases.K3S,
             "sshAuthorizedKeys": [read_ssh_key(answers.ssh_key or "")],
+            # Always written: the stack says the mode its LAN runs, whatever a later default is (stacks.netboot_mode).
+            "netboot": {"mode": answers.dhcp_mode or DEFAULT_MODE},
         }
     front_door = free.next() if answers.identity is not None else ""
     arda_vip = free.next()
@@ -467,21 +484,55 @@ def _block(key: str, value: object, indent: int) -> Iterator[str]:
         yield f"{pad}{key}: {scalar(value)}"
 
 
+# The schema's copy `init` writes beside a stack file outside the checkout, which the file's header names.
+SCHEMA_BESIDE = "stack.schema.json"
+
+
 def schema_header(out: Path) -> str:
-    """The editor schema's header line, the schema named relative to the file's folder (as the shipped stacks name it)."""
-    folder = out.resolve().parent
-    if not folder.is_relative_to(ROOT):
-        return f"# yaml-language-server: $schema={SCHEMA}"  # outside the checkout: wherever the file moves, it finds it
-    rel = os.path.relpath(SCHEMA, folder)
+    """The editor schema's header line, by a relative path that still resolves once the file moves: inside a clone of
+    this project (this one, or the user's fork), that clone's schema (as the shipped stacks name it); anywhere else the
+    copy written beside the file (`schema_beside`), so the two move together into the user's own repository.
+    yaml-language-server resolves a relative `$schema` against the stack file's own folder (its yamlSchemaService
+    resolveSchemaRef; tests/iluvatar/test_init.py opens a moved file in the pinned server)."""
+    clone = _clone_schema(out)
+    if clone is None:
+        return f"# yaml-language-server: $schema=./{SCHEMA_BESIDE}"
+    rel = os.path.relpath(clone, out.resolve().parent)
     return f"# yaml-language-server: $schema={rel if rel.startswith('..') else './' + rel}"
+
+
+def schema_beside(out: Path) -> Path | None:
+    """Where the schema's copy goes for a stack file written outside a clone of this project; None inside one."""
+    return None if _clone_schema(out) is not None else out.with_name(SCHEMA_BESIDE)
+
+
+def _clone_schema(out: Path) -> Path | None:
+    """The schema of the clone the stack file is written in (the nearest folder up with stacks/stack.schema.json)."""
+    folder = out.resolve().parent
+    for d in (folder, *folder.parents):
+        if (d / SCHEMA.relative_to(ROOT)).is_file():
+            return d / SCHEMA.relative_to(ROOT)
+    return None
 
 
 COMMENTS = {
     "iluvatar:network": ["# Eä: the LAN. DHCP hands out dhcpRange; Cilium gives Services addresses from loadBalancerPool."],
-    "iluvatar:ainur": ["# The Ainur: the Pis' k3s cluster, serving DHCP, DNS and netboot to the LAN at serviceIp."],
     "iluvatar:nodes": [
         "# Each machine once: its MAC and IP feed DHCP, DNS, netboot and Talos. Check each installDisk against the",
         "# machine's disks (Talos installs there, wiping it); dataDisks: [/dev/nvme0n1] gives one to storage.",
+    ],
+}
+
+
+# The Ainur's comment says what their mode asks of the router (docs/layers/netboot.md#dhcp-modes).
+AINUR_COMMENT = {
+    "proxy": [
+        "# The Ainur: the Pis' k3s cluster, serving DNS and netboot at serviceIp. netboot.mode proxy: the router keeps",
+        "# the LAN's DHCP (give it each machine's MAC and IP as a static lease); dhcp: the Ainur serve it, router's off.",
+    ],
+    "dhcp": [
+        "# The Ainur: the Pis' k3s cluster, serving DHCP, DNS and netboot at serviceIp. netboot.mode dhcp: they are the",
+        "# LAN's DHCP server, so the router's DHCP must be off; proxy leaves DHCP to the router.",
     ],
 }
 
@@ -494,6 +545,8 @@ def text(answers: Answers, cfg: Mapping[str, Any], out: Path) -> str:
     ]
     for key, value in cfg.items():
         lines += ["  " + c for c in COMMENTS.get(key, [])]
+        if key == "iluvatar:ainur":
+            lines += ["  " + c for c in AINUR_COMMENT[value["netboot"]["mode"]]]
         if key == "pulumi:disable-default-providers":
             lines.append("  # Never fall back to an ambient kubeconfig or cloud login: every resource names its provider.")
         lines += _block(key, value, 2)
@@ -512,6 +565,7 @@ _FROM: tuple[tuple[str, str], ...] = (
     ("iluvatar:network.loadBalancerPool", "lb_pool"),
     ("iluvatar:network.externalDomain", "external_domain"),
     ("iluvatar:ainur.sshAuthorizedKeys", "ssh_key"),
+    ("iluvatar:ainur.netboot", "dhcp_mode"),
     ("iluvatar:gitops", "gitops"),
     ("iluvatar:monitoring", "monitoring"),
     ("iluvatar:identity", "identity"),
@@ -617,6 +671,12 @@ def _check_key(text: str) -> object:
     return key
 
 
+def _check_mode(text: str) -> object:
+    if text not in DHCP_MODES:
+        raise FlagError([f"--dhcp-mode {text}: is neither proxy nor dhcp"])
+    return text
+
+
 def _check_layer(name: str, stack: str) -> Callable[[str], object]:
     """The layer flag's own reading (monitoring, identity, backup), `-` or nothing leaving the layer off."""
 
@@ -683,6 +743,11 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
         a = replace(a, machines=tuple(machines))
     if any(m.role in AINUR_ROLES for m in a.machines) and a.ssh_key is None:
         a = replace(a, ssh_key=_asking(ask, say, _check_key)("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
+    if any(m.role in AINUR_ROLES for m in a.machines) and a.dhcp_mode is None:
+        say("How the Ainur share the LAN's DHCP with your router:")
+        for mode, what in DHCP_MODES.items():
+            say(f"  {mode}: {what}")
+        a = replace(a, dhcp_mode=_asking(ask, say, _check_mode)("DHCP mode (proxy or dhcp)", DEFAULT_MODE))
     optional = (
         ("gitops", "GitOps repository URL for Argo CD (- for none)"),
         ("monitoring", "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)"),

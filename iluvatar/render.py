@@ -37,6 +37,7 @@ from typing import Any
 from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import imagefactory, netboot, rollout, yamltext
+from stacks.netboot_mode import deployed_mode
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
@@ -416,7 +417,10 @@ def outputs_json(sim: Simulation) -> str:
 def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
     step that runs on Arda and the Ainur, in order, and why."""
-    return rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(previous.get("ainur"), sim.outputs.get("ainur")))
+    # A move between DHCP modes first: it is the household's, and the router's part is done before `up` starts.
+    modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
+    arda = rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(previous.get("ainur"), sim.outputs.get("ainur")))
+    return rollout.describe_mode(*modes) + arda
 
 
 def render_files(sim: Simulation, previous: dict[str, Any] | None = None) -> dict[str, str]:

@@ -46,7 +46,11 @@ def ainur(stack: StackConfig) -> str | None:
     if stack.ainur is None:
         return None
     a = stack.ainur
-    line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {a.netboot.mode})"
+    mode: str = a.netboot.mode
+    if "mode" not in a.netboot.model_fields_set:
+        # Said offline, before the preview that refuses it against a homelab deployed in dhcp mode (stacks.netboot_mode).
+        mode += ", the default, as ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp"
+    line = f"Ainur: k3s {a.k3s_version}, API VIP {a.vip}, DHCP/TFTP/HTTP/DNS at {a.service_ip} (netboot {mode})"
     if a.git_mirror is not None:
         line += f", Git mirror at {a.git_mirror.ip}"
     return line

@@ -699,6 +699,27 @@ def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     return "\n".join(lines + tail) + "\n"
 
 
+def describe_mode(before: str | None, now: str | None) -> str:
+    """The day-2 plan's lines for a move between DHCP modes (`before`: the last deployment's, stacks.netboot_mode.deployed_mode;
+    `now`: the stack's): what the household sees, and what the router needs first. Empty when the mode stays."""
+    if before is None or now is None or before == now:
+        return ""
+    if now == "dhcp":
+        return (
+            "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP "
+            "server (network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's "
+            "devices keep the router's addresses until they renew, then take the Ainur's, which may differ. The router's "
+            "DHCP server must be off before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff).\n"
+        )
+    return (
+        "Netboot: the DHCP mode moves from dhcp to proxy: once the netboot pod restarts, the Ainur answer only the "
+        "machines they boot. The household's devices keep the Ainur's addresses until they renew (leaseTime at most), "
+        "then need the router's: turn the router's DHCP server on before `pulumi up`, its pool network.dhcpRange, the "
+        "`reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out if the household "
+        "should keep resolving the internal zone.\n"
+    )
+
+
 def plan(
     previous: Mapping[str, Any] | None,
     current: Mapping[str, Any],

@@ -18,6 +18,7 @@ What counts as a rule, and how it is neutralised:
 - `stacks/logs_model.py` (the log store's keys): as `model.py`; `stacks/logs.py`: its rules;
 - `stacks/secrets.py` (each `secure:` value's form, and the passphrase salt's): its rules;
 - `stacks/credentials.py` (a credential written beside the rest, or inside a value): its rules;
+- `stacks/netboot_mode.py` (the DHCP mode; its fixtures against the last deployment carry its `dnsmasqConf`): its rules;
 - `stacks/versions.py` (the release each feature of the stack needs): its rules;
 - `stacks/chart_values.py` (a chart value's key one typo from a key Iluvatar sets): its rules;
 - `stacks/remote_model.py` (remote access's fields): as `model.py`; `stacks/remote_access.py`: its rules;
@@ -71,6 +72,7 @@ RULE_FILES = (
     "stacks/remote_model.py",
     "stacks/remote_access.py",
     "stacks/discovery.py",
+    "stacks/netboot_mode.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -204,6 +206,7 @@ def discover() -> list[Rule]:
             "stacks/versions.py",
             "stacks/chart_values.py",
             "stacks/remote_access.py",
+            "stacks/netboot_mode.py",
         ):
             rules += _statement_rules(file, source)
         elif file in ("stacks/data.py", "stacks/logs.py"):

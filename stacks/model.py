@@ -170,12 +170,18 @@ class GenericWorker(Model):
 
 
 class Netboot(Model):
-    """How the Ainur netboot machines: full DHCP server, or proxy-DHCP beside the home router."""
+    """How the Ainur netboot machines: proxy-DHCP beside the home router, or the LAN's DHCP server."""
 
-    mode: Literal["dhcp", "proxy"] = "dhcp"
+    # `proxy` (the default, since a new stack must never fight the router: the router keeps lending addresses and the
+    # Ainur answer only PXE) or `dhcp` (the Ainur lend every address; the router's DHCP must be off). A stack that
+    # leaves it unset on a homelab deployed before the default was `proxy` is refused at preview (stacks.netboot_mode).
+    mode: Literal["dhcp", "proxy"] = "proxy"
     unknown_macs: Literal["ignore", "generic-worker"] = "ignore"
     generic_worker: GenericWorker | None = None
     lease_time: Annotated[str, _pattern(re.compile(r"^(\d+[mhd]|infinite)$"), "12h", "lease time")] = "12h"
+    # The user's word that no other DHCP server answers on network.lan (the router's is off): needed to move a deployed
+    # homelab from proxy to dhcp, refused with proxy, where the router's DHCP is the household's (stacks.netboot_mode).
+    router_dhcp_off: bool = False
 
 
 # A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the

@@ -6,8 +6,8 @@ prints as one clean error (every problem, no traceback) before any resource exis
 
 It also reads back what the last deployment ran (the stack's own outputs), so that before anything
 is created it refuses a disk or a machine leaving the inventory without being retired first (the
-output `storage`, stacks.storage.check_removals) and a version change no running machine could make
-(the output `arda`, stacks.day2).
+output `storage`, stacks.storage.check_removals), a version change no running machine could make
+(the output `arda`, stacks.day2) and a DHCP mode the LAN is not ready for (the output `dnsmasqConf`, stacks.netboot_mode).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks import credentials, data, day2, identity, monitoring, power, remote_access, storage
+from stacks import credentials, data, day2, identity, monitoring, netboot_mode, power, remote_access, storage
 from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
@@ -141,6 +141,8 @@ def load() -> LoadedStack:
     # The one secret whose form decides whether it works (the static admin's hash), read as the engine decrypted it.
     static_hash = runtime_config.get_config(f"{NAMESPACE}:{identity.SECRET}")
     problems = storage.check_removals(stack, deployed) + day2.check(stack, arda, outputs.get(AINUR_OUTPUT), outputs.get(DNSMASQ_OUTPUT))
+    # The DHCP mode against the one the LAN runs: an unstated default never switches a live homelab's DHCP off.
+    problems += netboot_mode.check(stack, outputs.get(DNSMASQ_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
     cfg = pulumi.Config(NAMESPACE)

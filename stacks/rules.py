@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import yaml
 
-from stacks import releases
+from stacks import netboot_mode, releases
 from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
@@ -685,7 +685,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
 
 def _netboot(p: Parsed) -> list[Problem]:
     """Which machines can boot from the Ainur, and how the Ainur answer unknown ones."""
-    out: list[Problem] = _pi_netboot(p)
+    out: list[Problem] = _pi_netboot(p) + netboot_mode.static(p.ainur)
     for i, node in p.nodes:
         if node.boot != "netboot" or node.role not in ARDA_ROLES:
             continue

@@ -223,6 +223,9 @@ def test_the_getting_started_session_is_what_the_commands_print(tmp_path: Path) 
     (clone / ".venv" / "bin").mkdir(parents=True)
     (clone / ".venv" / "bin" / "iluvatar").symlink_to(ILUVATAR)
     (clone / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    # The clone's editor schema, which the stack file's header names from the clone's root.
+    (clone / "stacks").mkdir()
+    (clone / "stacks" / "stack.schema.json").write_bytes((ROOT / "stacks" / "stack.schema.json").read_bytes())
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p).resolve() != ILUVATAR.parent.resolve())
     steps = session(GETTING_STARTED.read_text())
     assert [command.split()[:2] for command, _ in steps] == [[".venv/bin/iluvatar", c] for c in ("init", "validate", "render")]

@@ -176,7 +176,7 @@ ARDA_STEPS = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
 
 def _plan(caplog: pytest.LogCaptureFixture, sim: Simulation, previous: dict[str, object]) -> list[str]:
     """The day-2 plan the run logged, as lines; the same text rollout.txt holds for the same change."""
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Arda:", "Ainur:"))]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Arda:", "Ainur:", "Netboot:"))]
     caplog.clear()
     # rollout.txt is what `up` would do (a render simulates an up, which probes whatever the talosconfig): the same. Its
     # text alone, as render_files writes it (tests/iluvatar/test_render.py reads rollout.txt from `iluvatar render`):
@@ -184,6 +184,38 @@ def _plan(caplog: pytest.LogCaptureFixture, sim: Simulation, previous: dict[str,
     lines = "".join(logged).splitlines(keepends=True)
     assert "".join(line for line in lines if not line.startswith("Arda: the machines are not probed")) == rollout_text(sim, previous)
     return "".join(logged).splitlines()
+
+
+def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
+    tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The homelab runs dhcp (its last deployment's dnsmasqConf says so). A move to proxy, stated, is the user's: the plan
+    says when the Ainur stop lending addresses and what the router must do first. Back to dhcp, with the router's DHCP said
+    to be off, the plan says the reverse."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    (tmp_path / "proxy").mkdir()
+    (tmp_path / "back").mkdir()
+    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy"})
+    proxy = simulate(read_stack_file(write_stack(tmp_path / "proxy", doc, stack="homelab")), previous=previous, preview=True)
+    assert _plan(caplog, proxy, previous) == [
+        "Netboot: the DHCP mode moves from dhcp to proxy: once the netboot pod restarts, the Ainur answer only the machines "
+        "they boot. The household's devices keep the Ainur's addresses until they renew (leaseTime at most), then need the "
+        "router's: turn the router's DHCP server on before `pulumi up`, its pool network.dhcpRange, the `reservations` output "
+        "as its static leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the "
+        "internal zone.",
+        "Arda: no change on any machine",
+    ]
+    ran_proxy = outputs_of(proxy)
+    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.routerDhcpOff": True})
+    back = simulate(read_stack_file(write_stack(tmp_path / "back", doc, stack="homelab")), previous=ran_proxy, preview=True)
+    assert _plan(caplog, back, ran_proxy) == [
+        "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP server "
+        "(network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's devices keep the "
+        "router's addresses until they renew, then take the Ainur's, which may differ. The router's DHCP server must be off "
+        "before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff).",
+        "Arda: no change on any machine",
+    ]
 
 
 def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:

@@ -23,13 +23,14 @@ from stacks.load import load_yaml
 from tests.edit import MINIMAL, ROOT
 from tests.stacks.test_stack_form import SALT_LINE, changed, pulumi_writes
 from tools.gotools import build
+from tools.yaml_ls import language_server
 
 ILUVATAR = Path(sys.executable).parent / "iluvatar"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q you@laptop"
 PI = "name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5"
 NODE = "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86"
 # The command examples/Pulumi.minimal.yaml is the output of (examples/README.md says it).
-MINIMAL_FLAGS = ["--lan", "192.168.1.0/24", "--machine", PI, "--machine", NODE, "--ssh-key", KEY]
+MINIMAL_FLAGS = ["--lan", "192.168.1.0/24", "--dhcp-mode", "dhcp", "--machine", PI, "--machine", NODE, "--ssh-key", KEY]
 
 
 def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,10 +50,42 @@ def test_the_minimal_example_is_what_init_writes(tmp_path: Path) -> None:
     result = iluvatar("init", "minimal", "--out", str(out), *MINIMAL_FLAGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written, example = out.read_text().splitlines(), MINIMAL.read_text().splitlines()
-    # Only the header differs: it names the schema from where the file is (outside the checkout, by its whole path).
-    assert (written[0], example[0]) == (f"# yaml-language-server: $schema={ROOT}/stacks/stack.schema.json", init.schema_header(MINIMAL))
+    # Only the header differs: it names the schema from where the file is (outside the checkout, the copy beside it).
+    assert (written[0], example[0]) == ("# yaml-language-server: $schema=./stack.schema.json", init.schema_header(MINIMAL))
+    assert (tmp_path / "stack.schema.json").read_bytes() == init.SCHEMA.read_bytes()
     assert written[1:] == example[1:]
     assert example[0] == "# yaml-language-server: $schema=../stacks/stack.schema.json"
+
+
+def test_the_schema_reference_survives_the_move_into_your_own_repository(tmp_path: Path) -> None:
+    """A stack file written outside the checkout names no path of this clone: it names the schema's copy written beside
+    it, relatively, so moved with its folder (into the user's own Git repository, another machine) the real
+    yaml-language-server still finds the schema and checks the file as the user types."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    result = iluvatar("init", "lab", "--out", str(lab / "Pulumi.lab.yaml"), *MINIMAL_FLAGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {lab / 'stack.schema.json'}: the editor schema the stack file names" in result.stdout
+    assert str(ROOT) not in (lab / "Pulumi.lab.yaml").read_text()
+    moved = tmp_path / "elsewhere" / "homelab"
+    moved.parent.mkdir()
+    lab.rename(moved)
+    stack = moved / "Pulumi.lab.yaml"
+    broken = stack.read_text().replace("role: valinor", "role: sauron")
+    with language_server() as editor:
+        shown = editor.diagnostics(stack, broken)
+    # Flagged from the schema beside it: the header resolved from the file's new folder.
+    assert [(d["message"], d["data"]["schemaUri"]) for d in shown] == [
+        ('Value is not accepted. Valid values: "valar", "maiar", "valinor", "istari".', [(moved / "stack.schema.json").as_uri()])
+    ]
+
+
+def test_a_file_of_the_schemas_name_that_is_not_it_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "stack.schema.json").write_text('{"title": "mine"}\n')
+    result = iluvatar("init", "lab", *MINIMAL_FLAGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "left stack.schema.json as it is (not this project's stack schema)" in result.stdout
+    assert (tmp_path / "stack.schema.json").read_text() == '{"title": "mine"}\n'
 
 
 def test_init_prints_what_it_wrote_and_the_next_steps(tmp_path: Path) -> None:
@@ -61,11 +94,16 @@ def test_init_prints_what_it_wrote_and_the_next_steps(tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == (
         "wrote Pulumi.lab.yaml: 2 machines (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari) on 192.168.1.0/24\n"
+        "wrote stack.schema.json: the editor schema the stack file names; keep the two together "
+        "(`iluvatar schema --out stack.schema.json` refreshes it)\n"
         "next:\n"
         f"  {ILUVATAR} validate lab\n"
         f"  {ILUVATAR} render lab --out render/lab, then read render/lab/plan.txt\n"
         "  pulumi stack init lab\n"
         "  pulumi preview\n"
+        "  before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend 192.168.1.100-192.168.1.199 and each "
+        "machine its address; with the router's on too, the LAN has two DHCP servers and the Ainur's, authoritative, refuse "
+        "the router's leases)\n"
     )
     validated = iluvatar("validate", "lab", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
@@ -76,21 +114,47 @@ def test_init_prints_what_it_wrote_and_the_next_steps(tmp_path: Path) -> None:
     assert "domain: home.example.org" in (tmp_path / "Pulumi.lab.yaml").read_text()
 
 
+def test_with_no_mode_given_init_writes_proxy_and_says_why(tmp_path: Path) -> None:
+    """`--yes` and no --dhcp-mode: the stack states proxy, the mode that never fights the router, and init says so, and
+    what the router needs before `pulumi up`."""
+    (tmp_path / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
+    flags = [f for f in MINIMAL_FLAGS if f not in ("--dhcp-mode", "dhcp")]
+    result = iluvatar("init", "lab", "--yes", *flags, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[1] == (
+        "DHCP mode: proxy, as no --dhcp-mode was given: it never fights your router, which keeps the LAN's DHCP "
+        "(--dhcp-mode dhcp makes the Ainur the LAN's DHCP server, once the router's is off)"
+    )
+    assert lines[-1] == (
+        "  before `pulumi up`, on your router: keep its DHCP on, its pool 192.168.1.100-192.168.1.199, and add each machine's "
+        "MAC and IP as a static lease; nothing else (the Ainur answer PXE beside it: docs/layers/netboot.md#dhcp-modes)"
+    )
+    text = (tmp_path / "Pulumi.lab.yaml").read_text()
+    assert "    netboot: {mode: proxy}\n" in text
+    assert "  # the LAN's DHCP (give it each machine's MAC and IP as a static lease); dhcp: the Ainur serve it, router's off.\n" in text
+    stack = load_stack_file(tmp_path / "Pulumi.lab.yaml")
+    assert stack.ainur is not None and stack.ainur.netboot.mode == "proxy" and "mode" in stack.ainur.netboot.model_fields_set
+
+
 def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
     """validate refuses a stack whose secrets are unset: the next steps set them first, each by its command."""
     flags = ["--gitops", "https://github.com/you/lab.git", "--identity", "static=you@example.org", "--backup", "s3://s3.example.org/lab"]
     result = iluvatar("init", "lab", *MINIMAL_FLAGS, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[1:] == [
+    assert result.stdout.splitlines()[2:] == [
         "next:",
         f"  {ILUVATAR} render lab --out render/lab, then read render/lab/plan.txt",
-        f"  cp Pulumi.lab.yaml {ROOT}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml",
+        f"  cp Pulumi.lab.yaml stack.schema.json {ROOT}/ and run the pulumi commands there: pulumi reads a stack file beside Pulumi.yaml",
         "  pulumi stack init lab",
         "  pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\"",
         "  pulumi config set --secret iluvatar:backupS3AccessKeyId <value>",
         "  pulumi config set --secret iluvatar:backupS3SecretAccessKey <value>",
         f"  {ILUVATAR} validate lab",
         "  pulumi preview",
+        "  before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend 192.168.1.100-192.168.1.199 and each "
+        "machine its address; with the router's on too, the LAN has two DHCP servers and the Ainur's, authoritative, refuse "
+        "the router's leases)",
     ]
 
 
@@ -399,6 +463,18 @@ def test_every_value_reads_back_as_written(value: str) -> None:
             ],
             ["--cloudflare 0123: 0123 is not a well-formed Cloudflare account id (e.g. 32 lower-case hex digits)"],
         ),
+        (
+            ["--lan", "10.20.0.0/24", "--machine", PI, "--machine", NODE, "--ssh-key", KEY, "--dhcp-mode", "relay"],
+            [
+                "--dhcp-mode relay: is neither proxy nor dhcp: proxy: your router keeps lending the LAN's addresses; the Ainur answer "
+                "only the machines they netboot (nothing to turn off); dhcp: the Ainur are the LAN's DHCP server; your router's "
+                "DHCP must be off first, or the LAN has two that fight"
+            ],
+        ),
+        (
+            ["--lan", "10.20.0.0/24", "--machine", NODE, "--dhcp-mode", "dhcp"],
+            ["--dhcp-mode dhcp: only with the Ainur (a machine with role=valar), which serve DHCP and netboot"],
+        ),
     ],
     ids=lambda v: "" if isinstance(v, list) and v and v[0].startswith("--") and len(v) > 2 else None,
 )
@@ -481,6 +557,7 @@ def test_what_the_flags_leave_out_is_asked_with_the_default_init_would_take() ->
         ("machine 2: disk the OS installs on, wiped", "/dev/sda"),
         ("machine 3: name (Enter when done)", ""),
         ("SSH public key the Pis let in (a key, or its .pub file)", init._default_key()),
+        ("DHCP mode (proxy or dhcp)", "proxy"),
         ("GitOps repository URL for Argo CD (- for none)", "-"),
         ("alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)", "-"),
         ("sign-in: github=<org>,client-id=<id> or static=<admin e-mail> (- for none)", "-"),
@@ -488,8 +565,13 @@ def test_what_the_flags_leave_out_is_asked_with_the_default_init_would_take() ->
         ("Cloudflare account id, to publish apps through a tunnel (- for none)", "-"),
     ]
     assert said == [
-        "--machine name=node,mac=zz,role=valinor,board=generic-x86,disk=/dev/sda: zz is not a MAC address (e.g. d8:3a:dd:12:34:56); asking for machine 2 again"
+        "--machine name=node,mac=zz,role=valinor,board=generic-x86,disk=/dev/sda: zz is not a MAC address (e.g. d8:3a:dd:12:34:56); asking for machine 2 again",
+        # Before the mode is asked, both explained, one line each.
+        "How the Ainur share the LAN's DHCP with your router:",
+        "  proxy: your router keeps lending the LAN's addresses; the Ainur answer only the machines they netboot (nothing to turn off)",
+        "  dhcp: the Ainur are the LAN's DHCP server; your router's DHCP must be off first, or the LAN has two that fight",
     ]
+    assert got.dhcp_mode == "proxy"
     assert [m.given for m in got.machines] == [
         "name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5,disk=/dev/mmcblk0",
         "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86,disk=/dev/sda",
@@ -516,6 +598,7 @@ def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> Non
         "machine 2: name (Enter when done)": ["node", ""],
         "machine 2: MAC": ["a8:b8:e0:20:00:01"],
         "SSH public key the Pis let in (a key, or its .pub file)": ["~/no-such-key.pub", KEY],
+        "DHCP mode (proxy or dhcp)": ["relay", "dhcp"],
         "GitOps repository URL for Argo CD (- for none)": ["https://github.com/you/lab.git"],
         "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)": [
             "https://ntfy.sh/lab-alerts",
@@ -536,11 +619,15 @@ def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> Non
         "  10.20.0.300 is not an IPv4 address (e.g. 192.168.0.1); asked again",
         "  10.20.0.200-10.20.0.100: write it as START-END, two IPv4 addresses, the first the lower; asked again",
         "  ~/no-such-key.pub: is neither an OpenSSH public key (ssh-ed25519 AAAA...) nor a .pub file that exists; asked again",
+        "How the Ainur share the LAN's DHCP with your router:",
+        "  proxy: your router keeps lending the LAN's addresses; the Ainur answer only the machines they netboot (nothing to turn off)",
+        "  dhcp: the Ainur are the LAN's DHCP server; your router's DHCP must be off first, or the LAN has two that fight",
+        "  relay: is neither proxy nor dhcp; asked again",
         "  https://ntfy.sh/lab-alerts: write it as ntfy=https://ntfy.sh/<topic>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port>; asked again",
         "  admin@example.org: write it as github=<org>,client-id=<OAuth app client id>[,team=<team slug>] or static=<admin e-mail>; asked again",
         "  10.20.0.5:/volume1/backups is mount's form (server:/export); Iluvatar reads a URL: write nfs://10.20.0.5/volume1/backups; asked again",
     ]
-    assert (got.lan, got.gateway, got.dhcp_range, got.ssh_key) == ("10.20.0.0/24", "10.20.0.1", "10.20.0.100-10.20.0.199", KEY)
+    assert (got.lan, got.gateway, got.dhcp_range, got.ssh_key, got.dhcp_mode) == ("10.20.0.0/24", "10.20.0.1", "10.20.0.100-10.20.0.199", KEY, "dhcp")
     assert (got.monitoring, got.identity, got.backup) == (
         "ntfy=https://ntfy.sh/lab-alerts",
         "static=admin@example.org",
@@ -600,6 +687,7 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
         "",
         "",
         KEY,
+        "",  # the DHCP mode: Enter takes proxy
     ]
     typed += ["-", "-", "-"]  # no GitOps (so no monitoring, sign-in or backup asked), no backups, no Cloudflare
     started = time.monotonic()
@@ -607,6 +695,7 @@ def test_a_newcomer_at_a_terminal_answers_and_gets_a_stack_that_validates(tmp_pa
     assert code == 0, shown
     assert "wrote Pulumi.mylab.yaml: 2 machines (Ainur 1 valar + 0 maiar; Arda 1 valinor + 0 istari) on 10.20.0.0/24" in shown
     assert "router (gateway) [10.20.0.1]: " in shown and "machine 1: board (generic-arm64, generic-x86, rk1, rpi4, rpi5) [rpi5]: " in shown
+    assert "DHCP mode (proxy or dhcp) [proxy]: " in shown and "netboot: {mode: proxy}" in (tmp_path / "Pulumi.mylab.yaml").read_text()
     validated = iluvatar("validate", "mylab", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
     rendered = iluvatar("render", "mylab", "--out", "render/mylab", cwd=tmp_path)

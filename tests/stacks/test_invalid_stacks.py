@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks import StackConfigError, day2, load_stack_file
+from stacks import StackConfigError, day2, load_stack_file, netboot_mode
 from stacks.storage import Deployed, check_removals
 from tests.edit import edit, homelab_doc, write_stack
 
@@ -32,6 +32,11 @@ def test_broken_stack_reports_exact_problems(case: dict[str, Any], tmp_path: Pat
     if "deployed" in case:
         # A stack valid alone, refused against the last deployment's `storage` output (as `pulumi preview` reads it back).
         problems = check_removals(load_stack_file(path), Deployed.from_output(case["deployed"]))
+        assert [str(p) for p in problems] == case["expect"]
+        return
+    if "dnsmasqConf" in case:
+        # Refused against the last deployment's `dnsmasqConf` output (stacks.netboot_mode), as `pulumi preview` reads it back.
+        problems = netboot_mode.check(load_stack_file(path), case["dnsmasqConf"])
         assert [str(p) for p in problems] == case["expect"]
         return
     if "arda" in case:

@@ -8,12 +8,14 @@ from typing import Any
 import pulumi
 import pytest
 
+from plans.netboot import dnsmasq_conf
+from stacks import load_stack_file
 from stacks.day2 import DeployedArda, machines_of
 from stacks.load import ORDER
 from stacks.pulumi_source import PLAIN, READ_STACK_OUTPUTS, UNDECRYPTED, _decode, last_outputs, load
 from stacks.secrets import Secure
 from stacks.storage import Deployed
-from tests.edit import homelab_stack_file
+from tests.edit import HOMELAB, homelab_stack_file
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -382,3 +384,28 @@ def test_the_static_admins_hash_is_checked_as_the_engine_decrypted_it(secret: st
     command = "pulumi config set --secret iluvatar:identityConnectorSecret \"$(htpasswd -nbBC 10 '' '<password>' | tr -d ':\\n')\""
     assert str(err.value).splitlines() == ["stack test: 1 problem:", f"  iluvatar:identityConnectorSecret: {problem}; set it again with `{command}`"]
     assert secret not in str(err.value)  # never the value
+
+
+def test_a_homelab_that_never_stated_its_dhcp_mode_keeps_its_lans_dhcp() -> None:
+    """A stack written before `proxy` became the default omitted ainur.netboot.mode and ran dhcp: the Ainur were the LAN's
+    DHCP server. Its last deployment's dnsmasq config (the program's own, exported as `dnsmasqConf`) says so, and the
+    preview refuses, naming the key and the fix, rather than switch the household's DHCP off on the next `up`."""
+    ran = dnsmasq_conf(load_stack_file(HOMELAB))  # the homelab states dhcp: the config such a stack served
+    ainur = json.loads(_config()["iluvatar:ainur"])
+    del ainur["netboot"]["mode"]
+    _answering({"dnsmasqConf": ran})
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:ainur": json.dumps(ainur)}), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value).splitlines() == [
+        "stack test: 1 problem:",
+        "  iluvatar:ainur.netboot.mode: is not set, so it is proxy (a new stack's default), and the last deployment ran the Ainur "
+        "in mode dhcp: the next `up` would stop the Ainur lending the household's addresses, and with the router's DHCP off every "
+        "device would lose its address when its lease runs out. State the mode: ainur.netboot.mode: dhcp keeps the LAN as it "
+        "runs; proxy changes it (docs/layers/netboot.md#changing-the-dhcp-mode)",
+    ]
+    # Stated, either way, it goes on: dhcp keeps the LAN as it runs; proxy is the user's informed move (the plan says it).
+    for mode in ("dhcp", "proxy"):
+        _answering({"dnsmasqConf": ran})
+        pulumi.runtime.set_all_config(_config(**{"iluvatar:ainur": json.dumps(ainur | {"netboot": {"mode": mode}})}), SECRET_KEYS)
+        assert load().config.ainur is not None

@@ -1,0 +1,109 @@
+"""The DHCP mode (stacks.netboot_mode): the last deployment's mode read from the dnsmasq config it served, and what a
+stack may change against it. Each refusal's exact message is a fixture of tests/fixtures/invalid_stacks.yaml."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar import summary
+from plans.netboot import dnsmasq_conf
+from stacks import StackConfigError, load_stack_file, netboot_mode
+from stacks.load import parse_stack, read_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB, MINIMAL, edit, homelab_doc, write_stack
+from tests.plans.test_netboot import VARIANTS
+from tests.stacks.test_invalid_stacks import CASES as INVALID_CASES
+
+FIRST_NETBOOT = Path(__file__).parent.parent / "fixtures" / "outputs-66ca479"
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_the_mode_a_deployment_ran_is_read_from_the_config_it_served(name: str) -> None:
+    """Every mode and discovery variant, as plans.netboot renders it and the netboot layer exports it (`dnsmasqConf`)."""
+    stack = VARIANTS[name]()
+    assert stack.ainur is not None
+    assert netboot_mode.deployed_mode(dnsmasq_conf(stack)) == stack.ainur.netboot.mode
+
+
+def test_the_first_netboot_versions_config_reads_as_dhcp() -> None:
+    """The outputs of the first version with netboot (66ca479), whose stacks ran the old default."""
+    for conf in ("card-dnsmasq.conf", "netbooting-dnsmasq.conf"):
+        assert netboot_mode.deployed_mode((FIRST_NETBOOT / conf).read_text()) == "dhcp"
+
+
+def test_no_config_no_mode() -> None:
+    nothing: tuple[object, ...] = (None, {}, "", "bind-dynamic\n")
+    assert [netboot_mode.deployed_mode(v) for v in nothing] == [None, None, None, None]
+
+
+def _with(**netboot: object) -> StackConfig:
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": netboot}
+    return parse_stack(raw)
+
+
+DHCP_RAN = dnsmasq_conf(load_stack_file(HOMELAB))
+PROXY_RAN = dnsmasq_conf(_with(mode="proxy"))
+
+
+def test_what_a_stack_may_say_against_the_mode_that_runs() -> None:
+    # The same mode, stated or not: nothing to refuse (a new stack's proxy against a proxy deployment, too).
+    assert netboot_mode.check(_with(mode="dhcp"), DHCP_RAN) == []
+    assert netboot_mode.check(_with(), PROXY_RAN) == []
+    # A first deployment: nothing ran, nothing to compare.
+    assert netboot_mode.check(_with(), None) == []
+    # Stated moves: to proxy is the user's (the plan says what the router needs); to dhcp once the router's DHCP is off.
+    assert netboot_mode.check(_with(mode="proxy"), DHCP_RAN) == []
+    assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True), PROXY_RAN) == []
+    # Refused: the default moving a dhcp homelab, and dhcp beside a router the stack does not say is off.
+    assert [p.path for p in netboot_mode.check(_with(), DHCP_RAN)] == [netboot_mode.MODE]
+    assert [p.path for p in netboot_mode.check(_with(mode="dhcp"), PROXY_RAN)] == [netboot_mode.MODE]
+
+
+def test_the_shipped_stacks_state_the_mode_they_ran() -> None:
+    """Pulumi.homelab.yaml and the example ran dhcp, the old default; both say so, so the new default changes neither.
+    Pulumi.rk1.yaml has no Ainur, so no mode."""
+    for path in (HOMELAB, MINIMAL):
+        stack = load_stack_file(path)
+        assert stack.ainur is not None and netboot_mode.stated(stack.ainur) and stack.ainur.netboot.mode == "dhcp"
+        assert netboot_mode.check(stack, DHCP_RAN) == []
+
+
+# The broken stacks of the LAN's plan and of the service address, from tests/fixtures/invalid_stacks.yaml: none depends
+# on the mode (the pool is the router's in proxy mode, and the inventory's fixed addresses stay out of it all the same).
+NETWORK_CASES = [
+    c
+    for c in INVALID_CASES
+    if set(c.get("set") or {})
+    and all(k.startswith(("iluvatar:network", "iluvatar:ainur.serviceIp")) for k in c["set"])
+    and not {"delete", "add", "file", "deployed", "arda", "dnsmasqConf"} & set(c)
+]
+
+
+def test_there_are_network_cases_to_try() -> None:
+    assert len(NETWORK_CASES) >= 20
+
+
+@pytest.mark.parametrize("case", NETWORK_CASES, ids=[c["name"] for c in NETWORK_CASES])
+def test_a_proxy_mode_stack_is_checked_as_a_dhcp_one(case: dict[str, Any], tmp_path: Path) -> None:
+    """Proxy mode's dnsmasq answers on network.lan (`dhcp-range=<lan>,proxy,<netmask>`) at ainur.serviceIp, beside the
+    router's pool network.dhcpRange: every check of those keys holds in proxy mode, with the same message."""
+    # A copy: tests.edit.edit puts a case's values into the document it edits (tests/stacks/test_schema.py does the same).
+    doc = edit(homelab_doc(), {**copy.deepcopy(case["set"]), "iluvatar:ainur.netboot.mode": "proxy"})
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(write_stack(tmp_path, doc), require_secrets=True)
+    assert [str(p) for p in err.value.problems] == case["expect"]
+
+
+def test_validate_says_when_the_mode_is_the_default_not_the_stacks() -> None:
+    """Offline, before the preview that compares it with the deployment: a stack that leaves the mode to the default is
+    told so, and what a homelab serving its LAN's DHCP must write."""
+    assert summary.ainur(_with()) == (
+        "Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot proxy, the default, as "
+        "ainur.netboot.mode is not set: a homelab whose Ainur serve its DHCP must set it to dhcp), Git mirror at 192.168.0.15"
+    )
+    assert "(netboot proxy), Git mirror" in str(summary.ainur(_with(mode="proxy")))
