@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from plans import talos
 from plans.timeouts import engine_timeout
-from stacks import day2
+from stacks import chart_values, day2
 from stacks.day2 import DeployedArda
 from stacks.model import Node, StackConfig
 
@@ -100,8 +100,9 @@ ETCD_SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 ETCD_SNAPSHOT_BEFORE = ".iluvatar/snapshots/arda-etcd-before-talos-{talos}-kubernetes-{kubernetes}.db"
 ETCD_SNAPSHOT_TIMEOUT = "10m"
 # Argo CD's controller, scaled to 0 while a machine is drained so it does not sync against a cluster
-# losing a node (the upgrader restores its replicas, and notes them on it meanwhile).
-ARGOCD_CONTROLLER = "StatefulSet/argocd/argocd-application-controller"
+# losing a node (the upgrader restores its replicas, and notes them on it meanwhile); preview refuses the chart values
+# that would move it (stacks.chart_values).
+ARGOCD_CONTROLLER = chart_values.ARGOCD_CONTROLLER_NAME
 
 
 def talos_apply(stack: StackConfig, node: Node) -> Step:

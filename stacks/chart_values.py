@@ -295,6 +295,63 @@ def _schema_typos(chart: ChartSchema, values: Any, base: str, under: tuple[str |
             yield from _schema_typos(chart, value, base, (*under, str(key)))
 
 
+# Argo CD's controller as the pinned chart makes it: the upgrader scales it to 0 while a machine is drained, so it does
+# not sync against a cluster losing a node (plans.bringup passes it as `--pause`).
+ARGOCD_CONTROLLER_NAME = "StatefulSet/argocd/argocd-application-controller"
+# The values of Argo CD's chart (argo-cd 10.8.0) that decide where its application controller is: its kind
+# (templates/argocd-application-controller/statefulset.yaml:1, deployment.yaml:1: dynamicClusterDistribution), its name
+# ("<fullname>-<controller.name>" cut to 52, _helpers.tpl:7-9; the fullname is fullnameOverride, else the release name
+# when it contains nameOverride, else "<release>-<nameOverride>", _common.tpl:14-25; values.yaml's nameOverride is
+# "argocd") and its namespace (namespaceOverride, else the release's, _helpers.tpl:297-299). The release is "argocd" in
+# namespace "argocd" (plans.gitops).
+ARGOCD_CONTROLLER_VALUES = (
+    ("controller", "dynamicClusterDistribution"),
+    ("controller", "name"),
+    ("nameOverride",),
+    ("fullnameOverride",),
+    ("namespaceOverride",),
+)
+
+
+def argocd_controller(values: Mapping[str, Any]) -> str:
+    """The application controller the pinned chart makes with `values`, as KIND/NAMESPACE/NAME."""
+
+    def value(*path: str) -> Any:
+        node: Any = values
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        return node
+
+    release = "argocd"
+    name = value("nameOverride") or "argocd"
+    fullname = str(value("fullnameOverride") or (release if str(name) in release else f"{release}-{name}"))[:63].rstrip("-")
+    controller = f"{fullname}-{value('controller', 'name') or 'application-controller'}"[:52].rstrip("-")
+    kind = "Deployment" if value("controller", "dynamicClusterDistribution") else "StatefulSet"
+    return f"{kind}/{value('namespaceOverride') or release}/{controller}"
+
+
+def _argocd_controller(values: Mapping[str, Any], base: str) -> Iterator[Problem]:
+    made = argocd_controller(values)
+    if made == ARGOCD_CONTROLLER_NAME:
+        return
+    given = [".".join(path) for path in ARGOCD_CONTROLLER_VALUES if argocd_controller(_without(values, path)) != made]
+    yield Problem(
+        base,
+        f"{', '.join(given)} make Argo CD's application controller {made}, not {ARGOCD_CONTROLLER_NAME}, which the upgrader "
+        "pauses around every machine's drain (it would refuse each roll, finding no such workload); remove them",
+    )
+
+
+def _without(values: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
+    """`values` without the key at `path`."""
+    if path[0] not in values:
+        return values
+    if len(path) == 1:
+        return {k: v for k, v in values.items() if k != path[0]}
+    inner = values[path[0]]
+    return {**values, path[0]: _without(inner, path[1:])} if isinstance(inner, Mapping) else values
+
+
 def check(arda: Arda | None, gitops: GitOps | None) -> list[Problem]:
     """The chart values given, against the chart's own values schema where one is kept, else the typos of the keys the
     program's own values set."""
@@ -308,4 +365,5 @@ def check(arda: Arda | None, gitops: GitOps | None) -> list[Problem]:
             out += _typos(arda.cilium.values, CILIUM, base)
     if gitops is not None:
         out += _typos(gitops.argocd.values, ARGOCD, "iluvatar:gitops.argocd.values")
+        out += _argocd_controller(gitops.argocd.values, "iluvatar:gitops.argocd.values")
     return out

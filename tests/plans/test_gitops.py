@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 from plans import gitops as plan
+from plans.bringup import ARGOCD_CONTROLLER
 from plans.merge import deep_merge
 from stacks import StackConfig, gitops, load_stack_file, parse_stack, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
+from stacks.chart_values import argocd_controller
 from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, without
 from tests.schemas import crd_errors, prometheus_crds
 from tools import upstream
@@ -202,6 +204,37 @@ def test_an_ssh_host_of_the_users_reaches_argo_cds_known_hosts() -> None:
     known = _find(objects, "ConfigMap", "argocd-ssh-known-hosts-cm")["data"]["ssh_known_hosts"]
     assert line in known.splitlines()
     assert "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" in known.splitlines()
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"nameOverride": "cd"},  # contained in the release's name: the fullname stays "argocd"
+        {"nameOverride": "cd-x"},
+        {"fullnameOverride": "argocd"},
+        {"fullnameOverride": "gitops", "controller": {"name": "controller"}},
+        {"namespaceOverride": "gitops"},
+        {"controller": {"dynamicClusterDistribution": True}},
+    ],
+    ids=["none", "a-name-in-the-release", "a-name-added", "the-same-fullname", "renamed", "moved", "a-deployment"],
+)
+def test_preview_knows_where_the_pinned_chart_puts_argo_cds_controller(given: dict[str, Any]) -> None:
+    """The upgrader pauses Argo CD's controller by kind, namespace and name around every drain, and refuses a roll
+    where it is missing from a namespace that exists; preview reads where the chart puts it (stacks.chart_values
+    .argocd_controller) to refuse values that move it. The real chart, with the program's values and these, agrees."""
+    values = plan.helm_values(_stack(RK1), "arda")
+    for key, value in given.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    objects = upstream.helm_template(_chart(), values, release="argocd", namespace="argocd", kube_version="v1.35.1")
+    made = [
+        f"{o['kind']}/{o['metadata'].get('namespace', 'argocd')}/{o['metadata']['name']}"
+        for o in objects
+        if o["kind"] in ("StatefulSet", "Deployment")
+        and any("/usr/local/bin/argocd-application-controller" in c.get("args", []) for c in o["spec"]["template"]["spec"]["containers"])
+    ]
+    assert made == [argocd_controller(values)]
+    assert (made == [ARGOCD_CONTROLLER]) == (given in ({}, {"nameOverride": "cd"}, {"fullnameOverride": "argocd"}))
 
 
 def test_the_users_values_win() -> None:

@@ -59,9 +59,10 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
     with talos_api(spec) as api:
         config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
         hooks = program_hooks(ns)
-        # A second workload to pause that does not exist yet (Argo CD's controller before the run that installs it):
-        # nothing to pause or resume, and the drain goes on (issue #52: the step failed on it).
-        absent = f"StatefulSet/{ns}/not-installed-yet"
+        # A second workload to pause that is not installed yet, its namespace with it (Argo CD's controller before the
+        # run that installs it): nothing to pause, so nothing to resume, and the drain goes on (issue #52: the step
+        # failed on it).
+        absent = f"StatefulSet/{ns}-later/not-installed-yet"
         args = [
             "apply",
             "--node",
@@ -93,7 +94,7 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
             f"hook: Job {ns}/{NOOUT_SET} started",
             f"hook: Job {ns}/{NOOUT_SET} completed",
             f"pause: Deployment/{ns}/paused scaled from 1 to 0",
-            f"pause: {absent} does not exist yet: nothing to pause (no pod of it runs, so the drain disturbs none)",
+            f"pause: {absent} is not installed yet (no namespace {ns}-later): nothing to pause",
             "cordon",
             "drain",
             "config staged for the next boot",
@@ -102,14 +103,13 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
             f"hook: Job {ns}/{NOOUT_UNSET} started",
             f"hook: Job {ns}/{NOOUT_UNSET} completed",
             f"resume: Deployment/{ns}/paused scaled back to 1",
-            f"resume: {absent} does not exist (yet): nothing to resume",
         ]
         assert mutations(api) == [
             (name, "MachineService/ApplyConfiguration dry-run"),
             (name, "MachineService/ApplyConfiguration STAGED"),
             (name, "MachineService/Reboot"),
         ]
-        assert client.get("apps/v1", "StatefulSet", "not-installed-yet", ns) is None
+        assert client.get("apps/v1", "StatefulSet", "not-installed-yet", f"{ns}-later") is None
 
     node_now = client.get("v1", "Node", name)
     assert node_now is not None
@@ -123,6 +123,30 @@ def test_a_reboot_runs_the_hooks_pauses_cordons_and_drains_then_puts_it_all_back
         assert done is not None
         assert [c["type"] for c in done["status"]["conditions"] if c["status"] == "True"][-1] == "Complete"
     assert not set(before) & {p["metadata"]["uid"] for p in pods(kube_talos, ns, "app")}
+
+
+def test_a_workload_to_pause_missing_from_a_namespace_that_exists_stops_the_step_before_the_cordon(kube_talos: Cluster, kube_namespace: Any) -> None:
+    """Argo CD's controller renamed, or made a Deployment, by its chart's values: the namespace is there and the name is
+    not. Draining with it running is what the pause prevents, so the step refuses before anything is changed."""
+    ns = kube_namespace(kube_talos)
+    name = unique("istari")
+    kube_talos.create_nodes([kwok_node(name)])
+    spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])
+    with talos_api(spec) as api:
+        config = api.config("worker", installer(VANILLA, NEW), patches=[_sysctl()])
+        wrong = f"StatefulSet/{ns}/argocd-application-controller"
+        args = ["apply", "--node", api.node_arg(name), "--role", "worker", "--timeout", "60s", "--pause", wrong]
+        result = run(api, kube_talos, args, machineConfig=config)
+        assert result.code == 1
+        assert result.last == (
+            f"upgrader: FAILED: {name}: pause: {wrong} is not in namespace {ns}, which exists: the workload to pause is named wrongly "
+            "(renamed, or another kind, by its chart's values?), and a drain with it running is what pausing it prevents; nothing "
+            f"was cordoned; look with: kubectl -n {ns} get statefulset argocd-application-controller"
+        )
+        assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]
+        assert not any(line.endswith(("cordon", "uncordoned")) for line in result.lines)
+    node_now = kube_talos.client.get("v1", "Node", name)
+    assert node_now is not None and node_now["spec"].get("unschedulable") is None
 
 
 def test_a_pod_disruption_budget_stops_the_drain_and_nothing_is_left_changed(kube_talos: Cluster, kube_namespace: Any) -> None:

@@ -223,9 +223,13 @@ func (r *applyRun) prepareKube(ctx context.Context) (prepared, error) {
 	}
 
 	for _, w := range r.pauses {
-		p.paused = append(p.paused, w)
+		// Only what Pause found is resumed and reported as left paused: a workload not installed yet carries nothing.
+		found, err := r.kube.Pause(ctx, n.Name, w)
+		if found {
+			p.paused = append(p.paused, w)
+		}
 
-		if err := r.kube.Pause(ctx, n.Name, w); err != nil {
+		if err != nil {
 			return p, report.From(n.Name, "pause", fmt.Sprintf("kubectl -n %s get %s %s", w.Namespace, strings.ToLower(w.Kind), w.Name), err)
 		}
 	}

@@ -524,21 +524,31 @@ func (k *Client) patch(ctx context.Context, w Workload, replicas int32, annotati
 }
 
 // Pause scales a workload to 0, first writing its replicas down; a workload already carrying the
-// annotation (an earlier run that died) keeps the replicas written then.
+// annotation (an earlier run that died) keeps the replicas written then. It says whether it found the
+// workload: one it found may carry the annotation now (even when it fails after), so it must be resumed.
 //
-// A workload that does not exist yet (the first `pulumi up` installs Argo CD after the machines' steps
-// that may drain a node) is nothing to pause: it runs no pod a drain would disturb, and nothing of it
-// syncs against the cluster losing the node.
-func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
+// A workload whose namespace does not exist yet is not installed yet (the first `pulumi up` makes Argo CD's
+// namespace and release after every machine's step that may drain a node): nothing to pause. One missing
+// from a namespace that exists is a wrong name (a chart's values renamed it, or made it another kind), and
+// a drain with it running is what pausing it prevents: refused, before the node is cordoned.
+func (k *Client) Pause(ctx context.Context, node string, w Workload) (bool, error) {
 	replicas, annotations, _, err := k.scaleOf(ctx, w)
 	if apierrors.IsNotFound(err) {
-		report.Progress(node, "pause: %s does not exist yet: nothing to pause (no pod of it runs, so the drain disturbs none)", w)
+		_, nsErr := k.cs.CoreV1().Namespaces().Get(ctx, w.Namespace, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(nsErr):
+			report.Progress(node, "pause: %s is not installed yet (no namespace %s): nothing to pause", w, w.Namespace)
 
-		return nil
+			return false, nil
+		case nsErr != nil:
+			return false, nsErr
+		default:
+			return false, fmt.Errorf("%s is not in namespace %s, which exists: the workload to pause is named wrongly (renamed, or another kind, by its chart's values?), and a drain with it running is what pausing it prevents; nothing was cordoned", w, w.Namespace)
+		}
 	}
 
 	if err != nil {
-		return err
+		return false, err
 	}
 
 	saved, already := annotations[PausedAnnotation]
@@ -550,11 +560,11 @@ func (k *Client) Pause(ctx context.Context, node string, w Workload) error {
 	}
 
 	if err := k.patch(ctx, w, 0, &saved); err != nil {
-		return err
+		return true, err
 	}
 
 	// Paused means stopped: wait until no pod of it runs.
-	return wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
+	return true, wait.Poll(ctx, wait.Every, func(ctx context.Context) error {
 		_, _, running, err := k.scaleOf(ctx, w)
 		if err != nil {
 			return err

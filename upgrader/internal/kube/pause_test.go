@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -116,16 +117,21 @@ func TestResume(t *testing.T) {
 
 func TestPause(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		object *appsv1.StatefulSet
-		fail   error
-		want   string
-		writes int
-		err    string
+		name      string
+		object    *appsv1.StatefulSet
+		namespace bool // its namespace exists (always, when the object does)
+		fail      error
+		want      string
+		found     bool
+		writes    int
+		err       string
 	}{
-		{name: "absent (Argo CD not installed yet): nothing to pause, nothing created", want: "absent"},
-		{name: "present: scaled to 0, its replicas written down", object: controller(2, ""), want: "replicas 0, annotation 2", writes: 1},
-		{name: "paused by an earlier run: the replicas written then kept", object: controller(0, "3"), want: "replicas 0, annotation 3", writes: 1},
+		{name: "absent with its namespace (Argo CD not installed yet): nothing to pause, nothing created", want: "absent"},
+		{name: "absent from a namespace that exists (a wrong name): refused, nothing created", namespace: true, want: "absent",
+			err: "StatefulSet/argocd/argocd-application-controller is not in namespace argocd, which exists: the workload to pause is named wrongly " +
+				"(renamed, or another kind, by its chart's values?), and a drain with it running is what pausing it prevents; nothing was cordoned"},
+		{name: "present: scaled to 0, its replicas written down", object: controller(2, ""), want: "replicas 0, annotation 2", found: true, writes: 1},
+		{name: "paused by an earlier run: the replicas written then kept", object: controller(0, "3"), want: "replicas 0, annotation 3", found: true, writes: 1},
 		{name: "the API refuses to say (Forbidden): a failure, not absence", object: controller(2, ""), fail: forbidden, want: "replicas 2, annotation none",
 			err: `statefulsets.apps "argocd-application-controller" is forbidden: no rights`},
 	} {
@@ -135,14 +141,22 @@ func TestPause(t *testing.T) {
 				objects = append(objects, tc.object)
 			}
 
+			if tc.object != nil || tc.namespace {
+				objects = append(objects, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: argocd.Namespace}})
+			}
+
 			cs := fake.NewClientset(objects...)
 			if tc.fail != nil {
 				cs.PrependReactor("get", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tc.fail })
 			}
 
-			err := (&Client{cs: cs}).Pause(context.Background(), "talos-3", argocd)
+			found, err := (&Client{cs: cs}).Pause(context.Background(), "talos-3", argocd)
 			if fmt.Sprint(err) != map[bool]string{true: "<nil>", false: tc.err}[tc.err == ""] {
 				t.Fatalf("Pause: %v; want %q", err, tc.err)
+			}
+
+			if found != tc.found {
+				t.Errorf("Pause found the workload: %v; want %v", found, tc.found)
 			}
 
 			if got, w := writes(cs), tc.writes; got != w {
