@@ -36,6 +36,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -337,15 +338,17 @@ def _decode(data: str) -> dict[str, Any]:
 
 
 def _time(text: str) -> datetime.datetime | None:
-    """Go's RFC 3339 with nanoseconds (`2026-11-26T15:04:05.123456789Z`), to the microsecond Python keeps."""
-    head, _, rest = text.partition(".")
-    if rest:
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    """Go's RFC 3339 with nanoseconds, in the zone of the machine that ran Helm (`2026-11-26T15:04:05.123456789+01:00`:
+    helm v3.20.2 pkg/time/time.go:39-48 stamps `time.Now()`), as UTC to the microsecond Python keeps; None without a zone."""
+    found = re.fullmatch(r"([^.]*)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", text.strip())
+    if found is None or found.group(3) is None:
+        return None
+    head, fraction, zone = found.groups()
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(f"{head}{'.' + fraction[:6].ljust(6, '0') if fraction else ''}{zone.replace('Z', '+00:00')}")
     except ValueError:
         return None
+    return parsed.astimezone(datetime.UTC)
 
 
 def deadline(p: Pending, record: Record) -> datetime.datetime | None:

@@ -113,12 +113,12 @@ def test_a_pending_create_a_later_run_finished_is_left_alone(tmp_path: Path, cap
 WRITTEN = datetime.datetime(2026, 11, 26, 14, 2, 11, 403958, tzinfo=datetime.UTC)
 
 
-def _record_secret(status: str, version: int = 1, hooks: int = 2) -> dict[str, Any]:
+def _record_secret(status: str, version: int = 1, hooks: int = 2, deployed: str = "2026-11-26T14:02:11.403958812Z") -> dict[str, Any]:
     """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
     release = {
         "name": "cert-manager",
         "version": version,
-        "info": {"status": status, "last_deployed": "2026-11-26T14:02:11.403958812Z"},
+        "info": {"status": status, "last_deployed": deployed},
         "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
     }
     inner = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
@@ -182,3 +182,23 @@ def test_a_dry_run_says_what_it_would_wait_for_and_removes_nothing() -> None:
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is pending-install: "
         "would wait until 2026-11-26 14:08:11 UTC for it to leave pending-install"
     ]
+
+
+@pytest.mark.parametrize("deployed", ["2026-11-26T15:02:11.403958812+01:00", "2026-11-26T09:02:11.403958-05:00"])
+def test_a_record_helm_stamped_in_local_time_is_read_in_utc(deployed: str) -> None:
+    """Helm stamps `info.last_deployed` with `time.Now()` in the machine's zone (helm v3.20.2 pkg/time/time.go:39-48),
+    which Go writes with its offset: the same instant, and the wait printed in UTC."""
+    record = recover.Record.of(_record_secret("pending-install", hooks=0, deployed=deployed))
+    assert record.written == WRITTEN
+    cluster = _Cluster([_record_secret("pending-install", hooks=0, deployed=deployed)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is pending-install: "
+        "would wait until 2026-11-26 14:08:11 UTC for it to leave pending-install"
+    ]
+
+
+def test_a_time_with_no_zone_is_no_time() -> None:
+    """Go's RFC 3339 always carries a zone; a time without one cannot be compared with the clock: no time known."""
+    assert recover.Record.of(_record_secret("pending-install", deployed="2026-11-26T14:02:11.403958812")).written is None
