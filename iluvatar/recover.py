@@ -69,6 +69,9 @@ POLL_SECONDS = 2.0
 EXPORT_SECONDS = 300  # `pulumi stack export`: a remote backend's answer, a passphrase's key derivation
 
 
+Key = tuple[str, str]  # a release as one cluster knows it: its provider's URN, and `namespace/name`
+
+
 class RecoverError(Exception):
     """The command cannot do what was asked; the message says why and what to do."""
 
@@ -88,6 +91,10 @@ class Pending:
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.release}"
+
+    @property
+    def key(self) -> Key:
+        return (self.provider, self.label)
 
     @property
     def resource_name(self) -> str:
@@ -139,9 +146,15 @@ def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[s
     raise RecoverError(f"{urn}: its provider {provider_urn} (id {provider_id}) is not in the state")
 
 
-def tracked(deployment: Mapping[str, Any]) -> dict[str, str]:
-    """The releases the state holds, as `namespace/name` (pulumi-kubernetes's id: provider/pkg/provider/util.go:113) -> URN."""
-    return {str(r.get("id")): str(r["urn"]) for r in deployment.get("resources") or [] if r.get("type") == RELEASE_TYPE and r.get("id")}
+def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
+    """The releases the state holds, by their provider's URN and `namespace/name` (pulumi-kubernetes's id:
+    provider/pkg/provider/util.go:113) -> URN. The provider is part of the key: the same `namespace/name` on two
+    clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster)."""
+    out: dict[Key, str] = {}
+    for r in deployment.get("resources") or []:
+        if r.get("type") == RELEASE_TYPE and r.get("id"):
+            out[(str(r.get("provider") or "").rsplit("::", 1)[0], str(r["id"]))] = str(r["urn"])
+    return out
 
 
 def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
@@ -441,9 +454,9 @@ def run(args: argparse.Namespace) -> int:
         )
     states = tracked(deployment)
     for p in pending:
-        if states.get(p.label) not in (None, p.urn):
+        if states.get(p.key) not in (None, p.urn):
             raise RecoverError(
-                f"{p.urn}: the state already tracks Helm release {p.label} as {states[p.label]}: its records are that resource's history. "
+                f"{p.urn}: the state already tracks Helm release {p.label} on the same provider as {states[p.key]}: its records are that resource's history. "
                 "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
             )
     others = len(operations) - len(pending)
@@ -454,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with _workdir() as folder:
         for i, p in enumerate(pending):
-            if states.get(p.label) == p.urn:
+            if states.get(p.key) == p.urn:
                 # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
                 # also once a later run created the resource: then its records are the tracked release's history.
                 print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")

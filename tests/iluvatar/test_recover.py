@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from iluvatar import cli, recover
-from tests.edit import RK1
+from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
 from tests.state_export import killed_up
 
@@ -82,7 +82,7 @@ def test_a_release_the_state_already_tracks_is_refused(tmp_path: Path, capsys: p
     assert (code, out) == (2, "")
     assert err.startswith(
         "error: urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::edge-certificates-trust-manager: "
-        "the state already tracks Helm release cert-manager/cert-manager as "
+        "the state already tracks Helm release cert-manager/cert-manager on the same provider as "
         "urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::cert-manager-old"
     )
 
@@ -202,3 +202,30 @@ def test_a_record_helm_stamped_in_local_time_is_read_in_utc(deployed: str) -> No
 def test_a_time_with_no_zone_is_no_time() -> None:
     """Go's RFC 3339 always carries a zone; a time without one cannot be compared with the clock: no time known."""
     assert recover.Record.of(_record_secret("pending-install", deployed="2026-11-26T14:02:11.403958812")).written is None
+
+
+# --- the homelab stack's two Argo CDs: argocd/argocd once on each cluster -----------------------------------------------
+
+
+def _no_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cluster answers with no record of the release (the cluster side: tests/kube/test_stopped_release.py)."""
+    monkeypatch.setattr(recover, "Kube", lambda *args: _Cluster([]))
+
+
+@pytest.mark.parametrize(("pending", "done"), [("gitops-arda-release", "gitops-ainur-release"), ("gitops-ainur-release", "gitops-arda-release")])
+def test_the_same_release_name_on_the_other_cluster_is_another_release(
+    pending: str, done: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state tracks argocd/argocd on one cluster and holds a pending create of argocd/argocd on the other: not a
+    rename, the other cluster's own install (components/gitops.py names both `argocd` in `argocd`)."""
+    _no_records(monkeypatch)
+    export = killed_up(simulated(HOMELAB), [pending], finished=[done])
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:2] == [
+        "homelab: 1 pending create of a Helm release",
+        f"  {pending}: Helm release argocd/argocd: no record in the cluster, nothing to remove (the next `pulumi up` installs it)",
+    ]
