@@ -87,6 +87,14 @@ class Pending:
     provider: str  # the provider's URN
     kubeconfig: str  # the provider's `kubeconfig` input: the kubeconfig's text, or a path (as pulumi-kubernetes takes it)
     context: str | None  # the provider's `context` input
+    chart: str = ""  # the Release's `chart` input: a repository's chart name, `repo/name`, an oci:// reference or a path
+    version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
+
+    @property
+    def chart_name(self) -> str:
+        """The name Helm records for the chart (Chart.yaml's `name`): the input's last path segment, as each of
+        the program's charts is named (`cert-manager`, `oci://docker.io/envoyproxy/gateway-helm`)."""
+        return self.chart.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def label(self) -> str:
@@ -167,7 +175,7 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
         urn = str(r.get("urn"))
         # Only what finds the records is opened: the values may hold secrets this command has no use for.
         given = r.get("inputs") or {}
-        inputs = {k: plain(given.get(k), f"{urn} inputs.{k}") for k in ("name", "namespace", "timeout")}
+        inputs = {k: plain(given.get(k), f"{urn} inputs.{k}") for k in ("name", "namespace", "timeout", "chart", "version")}
         release, namespace = inputs.get("name"), inputs.get("namespace") or "default"
         if not isinstance(release, str) or not release:
             raise RecoverError(f"{urn}: its inputs name no release (`name`), so its Helm records cannot be told apart")
@@ -188,6 +196,8 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
                 provider=str(provider["urn"]),
                 kubeconfig=kubeconfig,
                 context=context if isinstance(context, str) and context else None,
+                chart=str(inputs.get("chart") or ""),
+                version=str(inputs.get("version") or ""),
             )
         )
     return found
@@ -317,6 +327,12 @@ class Record:
     status: str
     written: datetime.datetime | None  # info.last_deployed: when the install or upgrade wrote it
     hooks: int
+    chart: str = ""  # chart.metadata.name, as the install recorded it
+    chart_version: str = ""  # chart.metadata.version
+
+    @property
+    def described(self) -> str:
+        return f"{self.name} ({self.status}{f', chart {self.chart} {self.chart_version}' if self.chart else ''})"
 
     @staticmethod
     def of(secret: Mapping[str, Any]) -> Record:
@@ -324,6 +340,7 @@ class Record:
         labels = meta.get("labels") or {}
         payload = _decode((secret.get("data") or {}).get("release", ""))
         info = payload.get("info") or {}
+        chart = (payload.get("chart") or {}).get("metadata") or {}
         written = None
         if isinstance(info.get("last_deployed"), str):
             written = _time(info["last_deployed"])
@@ -335,6 +352,8 @@ class Record:
             status=str(labels.get("status") or info.get("status") or "unknown"),
             written=written,
             hooks=len(payload.get("hooks") or []),
+            chart=str(chart.get("name") or ""),
+            chart_version=str(chart.get("version") or ""),
         )
 
 
@@ -418,8 +437,9 @@ def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], n
             say(
                 f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: its install died"
             )
+        _one_install_by_this_stack(p, records)
         names = [r.name for r in records]
-        described = ", ".join(f"{r.name} ({r.status})" for r in records)
+        described = ", ".join(r.described for r in records)
         if dry_run:
             say(f"  {p.resource_name}: Helm release {p.label}: would remove Helm's record{'s' if len(names) > 1 else ''} {described}")
             return names
@@ -427,6 +447,28 @@ def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], n
             say(f"  {p.resource_name}: Helm release {p.label}: removed Helm's record{'s' if len(names) > 1 else ''} {described}; its objects stay")
             return names
         # A record changed between the read and the delete (the provider finishing): read them again.
+
+
+def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
+    """Refuse unless the records are exactly what the pending create's install writes: one record, v1, of the chart
+    and version the create asked for. Anything else is another owner's history (a `helm install` by hand, another
+    stack), or a release an older kill's pending create no longer describes (the engine keeps pending creates in every
+    later state: pkg/backend/snapshot.go:757-766): deleting it would lose history nobody can rebuild."""
+    version = p.version.removeprefix("v")
+    if (
+        p.chart_name
+        and len(records) == 1
+        and records[0].version == 1
+        and records[0].chart == p.chart_name
+        and records[0].chart_version.removeprefix("v") == version
+    ):
+        return
+    raise RecoverError(
+        f"{p.urn}: Helm's records of {p.label} are not the one install this pending create makes (a single v1 of chart "
+        f"{p.chart_name} {p.version}): found {', '.join(r.described for r in records)}; nothing removed. If another owner "
+        "installed it, this stack cannot install that name: rename one of them. If the pending create is stale (its release "
+        "since uninstalled or replaced), `pulumi refresh --clear-pending-creates` drops it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

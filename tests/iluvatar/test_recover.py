@@ -113,11 +113,18 @@ def test_a_pending_create_a_later_run_finished_is_left_alone(tmp_path: Path, cap
 WRITTEN = datetime.datetime(2026, 11, 26, 14, 2, 11, 403958, tzinfo=datetime.UTC)
 
 
-def _record_secret(status: str, version: int = 1, hooks: int = 2, deployed: str = "2026-11-26T14:02:11.403958812Z") -> dict[str, Any]:
+def _record_secret(
+    status: str,
+    version: int = 1,
+    hooks: int = 2,
+    deployed: str = "2026-11-26T14:02:11.403958812Z",
+    chart: tuple[str, str] = ("cert-manager", "v1.19.2"),
+) -> dict[str, Any]:
     """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
     release = {
         "name": "cert-manager",
         "version": version,
+        "chart": {"metadata": {"name": chart[0], "version": chart[1]}},
         "info": {"status": status, "last_deployed": deployed},
         "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
     }
@@ -134,7 +141,9 @@ def _record_secret(status: str, version: int = 1, hooks: int = 2, deployed: str 
 
 
 def _pending(timeout: int = 300) -> recover.Pending:
-    return recover.Pending("urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", timeout, ARDA, "[secret]", None)
+    return recover.Pending(
+        "urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", timeout, ARDA, "[secret]", None, "cert-manager", "v1.19.2"
+    )
 
 
 def test_the_wait_ends_when_every_one_of_helms_waits_has() -> None:
@@ -169,7 +178,7 @@ def test_a_record_still_pending_past_the_installs_end_was_left_by_an_install_tha
     assert said == [
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 14:08:11 UTC: its install died",
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 "
-        "(pending-install); its objects stay",
+        "(pending-install, chart cert-manager v1.19.2); its objects stay",
     ]
 
 
@@ -229,3 +238,43 @@ def test_the_same_release_name_on_the_other_cluster_is_another_release(
         "homelab: 1 pending create of a Helm release",
         f"  {pending}: Helm release argocd/argocd: no record in the cluster, nothing to remove (the next `pulumi up` installs it)",
     ]
+
+
+# --- whose records they are ------------------------------------------------------------------------------------------
+
+REFUSED = (
+    "urn:...::edge-certificates-cert-manager: Helm's records of cert-manager/cert-manager are not the one install this pending create "
+    "makes (a single v1 of chart cert-manager v1.19.2): found {}; nothing removed. If another owner installed it, this stack cannot "
+    "install that name: rename one of them. If the pending create is stale (its release since uninstalled or replaced), "
+    "`pulumi refresh --clear-pending-creates` drops it"
+)
+
+
+def test_a_history_of_several_revisions_is_not_the_killed_installs_and_is_kept() -> None:
+    """A release installed and upgraded by hand (or by the stack long ago) under a stale pending create: its history stays."""
+    cluster = _Cluster([_record_secret("superseded", 1), _record_secret("superseded", 2), _record_secret("deployed", 3)])
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), cluster, False, [].append, now=lambda: WRITTEN)  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert str(e.value) == REFUSED.format(
+        ", ".join(
+            f"sh.helm.release.v1.cert-manager.v{v} ({s}, chart cert-manager v1.19.2)"
+            for v, s in ((1, "superseded"), (2, "superseded"), (3, "deployed"))
+        )
+    )
+
+
+@pytest.mark.parametrize("chart", [("cert-manager", "v1.18.0"), ("volsync", "v1.19.2")])
+def test_one_install_of_another_chart_or_version_is_not_the_killed_installs_and_is_kept(chart: tuple[str, str]) -> None:
+    cluster = _Cluster([_record_secret("deployed", 1, chart=chart)])
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), cluster, True, [].append, now=lambda: WRITTEN)  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert str(e.value) == REFUSED.format(f"sh.helm.release.v1.cert-manager.v1 (deployed, chart {chart[0]} {chart[1]})")
+
+
+def test_the_one_install_of_the_pending_creates_chart_is_removed() -> None:
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, False, said.append, now=lambda: WRITTEN) == ["sh.helm.release.v1.cert-manager.v1"]  # type: ignore[arg-type]
+    assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
