@@ -406,8 +406,15 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> list[str]:
-    """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete)."""
+def _unchanged() -> None:
+    pass
+
+
+def recover(
+    p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now, unchanged: Callable[[], None] = _unchanged
+) -> list[str]:
+    """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete).
+    `unchanged` raises if the state moved since it was read (a live run), and is asked right before deleting."""
     waited = False
     while True:
         records = kube.records(p)
@@ -443,6 +450,7 @@ def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], n
         if dry_run:
             say(f"  {p.resource_name}: Helm release {p.label}: would remove Helm's record{'s' if len(names) > 1 else ''} {described}")
             return names
+        unchanged()
         if all(kube.delete(p, r) for r in records):
             say(f"  {p.resource_name}: Helm release {p.label}: removed Helm's record{'s' if len(names) > 1 else ''} {described}; its objects stay")
             return names
@@ -473,6 +481,7 @@ def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     stack = str(args.stack)
+    again: Callable[[], Mapping[str, Any]] | None = None
     if args.state:
         source = Path(args.state)
         try:
@@ -485,6 +494,10 @@ def run(args: argparse.Namespace) -> int:
         if stack.endswith((".yaml", ".yml")):  # a stack file: its stack, in its project
             name, cwd = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0], Path(stack).resolve().parent
         deployment = deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
+
+        def again() -> Mapping[str, Any]:
+            return deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
+
     operations = deployment.get("pending_operations") or []
     if not operations:
         raise RecoverError(f"{stack}: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)")
@@ -517,15 +530,41 @@ def run(args: argparse.Namespace) -> int:
             where = folder / str(i)
             where.mkdir()
             try:
-                recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print)
+                recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print, unchanged=_still(stack, deployment, again))
             except KeyboardInterrupt:
                 raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     print(NEXT)
     return 0
 
 
+def _moment(deployment: Mapping[str, Any]) -> Any:
+    """What a live run changes as it goes: it writes the state at every step (manifest.time) and ends each pending
+    operation it finishes (pulumi v3.259.0 pkg/backend/snapshot.go); a killed run's state never changes."""
+    return ((deployment.get("manifest") or {}).get("time"), deployment.get("pending_operations") or [])
+
+
+def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str, Any]] | None) -> Callable[[], None]:
+    """Before deleting: export the state again and refuse if it moved since the first read. The lock cannot tell a
+    killed run from a live one (another terminal's, a cron's), and a live run's install, recorded as created once it
+    ends, must keep its record. A state read from a file cannot be read again: the check is the reader's."""
+
+    def check() -> None:
+        if again is None:
+            return
+        now = again()
+        if _moment(now) != _moment(first):
+            raise RecoverError(
+                f"{stack}: the state changed while this command ran (written at {(now.get('manifest') or {}).get('time')}): a `pulumi` run "
+                "of this stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on "
+                "its host), let it finish, and run this command only once none runs"
+            )
+
+    return check
+
+
 NEXT = """\
-next: `pulumi up`. If it says the stack is locked: `pulumi cancel` (the killed run's lock; its providers hold nothing).
+next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the message names; once that run is gone,
+`pulumi cancel` (the killed run's lock), then `pulumi up`.
 Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
 `pgrep -d, -f pulumi-resource- | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
 install runs inside pulumi-resource-kubernetes and this command waited for it)."""

@@ -278,3 +278,39 @@ def test_the_one_install_of_the_pending_creates_chart_is_removed() -> None:
     said: list[str] = []
     assert recover.recover(_pending(), cluster, False, said.append, now=lambda: WRITTEN) == ["sh.helm.release.v1.cert-manager.v1"]  # type: ignore[arg-type]
     assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
+
+
+# --- a live run is not a killed one -----------------------------------------------------------------------------------
+
+
+def test_a_state_that_moves_while_it_waits_is_a_live_run_and_nothing_is_removed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another terminal's `pulumi up` holds the lock and is installing cert-manager; its install ends, it records the
+    release and ends the pending create. Its record must stay: the command exports the state again before deleting."""
+    killed = killed_up(simulated(RK1), ["edge-certificates-cert-manager"])
+    live = json.loads(json.dumps(killed))
+    live["deployment"]["manifest"]["time"] = "2026-11-26T14:09:40.118220911Z"
+    live["deployment"]["pending_operations"] = []
+    exports = iter([json.dumps(killed), json.dumps(live)])
+    monkeypatch.setattr(recover, "export", lambda stack, cwd: next(exports))
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    monkeypatch.setattr(recover, "Kube", lambda *args: cluster)
+    assert cli.main(["recover", "rk1"]) == 2
+    out, err = capsys.readouterr()
+    assert cluster.deleted == []
+    assert out == "rk1: 1 pending create of a Helm release\n"
+    assert err == (
+        "error: rk1: the state changed while this command ran (written at 2026-11-26T14:09:40.118220911Z): a `pulumi` run of this "
+        "stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on its host), let "
+        "it finish, and run this command only once none runs\n"
+    )
+
+
+def test_a_state_that_stays_as_the_killed_run_left_it_is_recovered(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    killed = json.dumps(killed_up(simulated(RK1), ["edge-certificates-cert-manager"]))
+    monkeypatch.setattr(recover, "export", lambda stack, cwd: killed)
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    monkeypatch.setattr(recover, "Kube", lambda *args: cluster)
+    assert cli.main(["recover", "rk1"]) == 0
+    assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
