@@ -226,19 +226,24 @@ class Kube:
     """Plain HTTPS to one cluster's API server, as the provider's kubeconfig reaches it (certificates or a token)."""
 
     def __init__(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+        # The messages are fixed: the kubeconfig holds credentials, and an exception about it may quote it (an OSError
+        # its name, a YAML error a line of it).
         try:
             self._load(kubeconfig, context, folder)
-        except (OSError, ValueError, yaml.YAMLError) as e:  # ssl.SSLError is an OSError; bad base64 a ValueError
-            raise RecoverError(f"the provider's kubeconfig cannot be used: {e}") from None
+        except ValueError:  # base64
+            raise RecoverError("the provider's kubeconfig holds certificate or key data that is not base64") from None
+        except OSError:  # ssl.SSLError is one
+            raise RecoverError("the provider's kubeconfig's certificate authority, client certificate or key cannot be loaded") from None
 
     def _load(self, kubeconfig: str, context: str | None, folder: Path) -> None:
-        text = kubeconfig
-        path = Path(os.path.expanduser(kubeconfig)) if "\n" not in kubeconfig else None
-        if path is not None and path.is_file():  # a path, as pulumi-kubernetes takes it (util.go:135-166)
-            text = path.read_text()
-        config = yaml.safe_load(text)
+        config = _yaml(kubeconfig)  # the kubeconfig's text, YAML or JSON (pulumi-kubernetes takes both: util.go:174-190)
+        if not isinstance(config, dict):  # else a path, as pulumi-kubernetes takes it (util.go:135-166)
+            try:
+                config = _yaml(Path(os.path.expanduser(kubeconfig.strip())).read_text())
+            except OSError:
+                config = None
         if not isinstance(config, dict):
-            raise RecoverError("the provider's kubeconfig is not a kubeconfig")
+            raise RecoverError("the provider's kubeconfig is neither a kubeconfig nor the path of a file holding one")
         name = context or config.get("current-context")
         ctx = _named(config, "contexts", name, "context")
         cluster = _named(config, "clusters", ctx.get("cluster"), "cluster")
@@ -303,6 +308,13 @@ class Kube:
         if status == 409:
             return False
         raise RecoverError(f"cannot delete {p.namespace}/{record.name} at {self.server}: {_reason(status, answer)}")
+
+
+def _yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
 
 
 def _named(config: Mapping[str, Any], kind: str, name: Any, key: str) -> dict[str, Any]:

@@ -314,3 +314,48 @@ def test_a_state_that_stays_as_the_killed_run_left_it_is_recovered(capsys: pytes
     monkeypatch.setattr(recover, "Kube", lambda *args: cluster)
     assert cli.main(["recover", "rk1"]) == 0
     assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
+
+
+# --- the provider's kubeconfig holds credentials: no error quotes it ---------------------------------------------------
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "s3cr3t" * 1000  # a ServiceAccount token's size: the one-line kubeconfig is over 4 KiB
+
+
+def _kubeconfig(**cluster: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "arda",
+        "contexts": [{"name": "arda", "context": {"cluster": "arda", "user": "admin"}}],
+        "clusters": [{"name": "arda", "cluster": {"server": "https://10.10.0.10:6443", **cluster}}],
+        "users": [{"name": "admin", "user": {"token": TOKEN}}],
+    }
+
+
+PEM = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # An object input, as the state holds it once turned to one-line JSON: parsed, never tried as a file name
+        # (ENAMETOOLONG's message carried the whole text).
+        (
+            json.dumps(_kubeconfig(**{"certificate-authority-data": "not base64!"})),
+            "the provider's kubeconfig holds certificate or key data that is not base64",
+        ),
+        (
+            json.dumps(_kubeconfig(**{"certificate-authority-data": base64.b64encode(PEM).decode()})),
+            "the provider's kubeconfig's certificate authority, client certificate or key cannot be loaded",
+        ),
+        # Broken YAML: its parser's message quotes the line.
+        (
+            f"users:\n- name: admin\n  user: {{token: {TOKEN}\n",
+            "the provider's kubeconfig is neither a kubeconfig nor the path of a file holding one",
+        ),
+    ],
+)
+def test_an_unusable_kubeconfig_is_one_fixed_line_that_quotes_nothing_of_it(text: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(recover.RecoverError) as e:
+        recover.Kube(text, None, tmp_path)
+    assert str(e.value) == message
