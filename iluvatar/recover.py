@@ -41,11 +41,9 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,17 +223,17 @@ def export(stack: str, cwd: Path) -> str:
 class Kube:
     """Plain HTTPS to one cluster's API server, as the provider's kubeconfig reaches it (certificates or a token)."""
 
-    def __init__(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+    def __init__(self, kubeconfig: str, context: str | None) -> None:
         # The messages are fixed: the kubeconfig holds credentials, and an exception about it may quote it (an OSError
         # its name, a YAML error a line of it).
         try:
-            self._load(kubeconfig, context, folder)
+            self._load(kubeconfig, context)
         except ValueError:  # base64
             raise RecoverError("the provider's kubeconfig holds certificate or key data that is not base64") from None
         except OSError:  # ssl.SSLError is one
             raise RecoverError("the provider's kubeconfig's certificate authority, client certificate or key cannot be loaded") from None
 
-    def _load(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+    def _load(self, kubeconfig: str, context: str | None) -> None:
         config = _yaml(kubeconfig)  # the kubeconfig's text, YAML or JSON (pulumi-kubernetes takes both: util.go:174-190)
         if not isinstance(config, dict):  # else a path, as pulumi-kubernetes takes it (util.go:135-166)
             try:
@@ -254,20 +252,18 @@ class Kube:
         self.server = f"{url.hostname}:{url.port or 443}"
         self.host, self.port = url.hostname, url.port or 443
 
-        def material(key: str, where: Mapping[str, Any]) -> str | None:
+        def material(key: str, where: Mapping[str, Any]) -> bytes | None:
             if where.get(f"{key}-data"):
-                out = folder / key
-                out.write_bytes(base64.b64decode(where[f"{key}-data"]))
-                out.chmod(0o600)
-                return str(out)
-            return str(where[key]) if where.get(key) else None
+                return base64.b64decode(where[f"{key}-data"], validate=True)
+            return Path(os.path.expanduser(str(where[key]))).read_bytes() if where.get(key) else None
 
         if cluster.get("insecure-skip-tls-verify"):
             raise RecoverError(f"the kubeconfig of {url.hostname} skips TLS verification; this command deletes nothing over an unverified connection")
-        self.context = ssl.create_default_context(cafile=material("certificate-authority", cluster))
+        authority = material("certificate-authority", cluster)
+        self.context = ssl.create_default_context(cadata=authority.decode() if authority is not None else None)
         certificate = material("client-certificate", user)
         if certificate is not None:
-            self.context.load_cert_chain(certificate, material("client-key", user))
+            _load_cert_chain(self.context, certificate + b"\n" + (material("client-key", user) or b""))
         self.token = user.get("token")
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -308,6 +304,18 @@ class Kube:
         if status == 409:
             return False
         raise RecoverError(f"cannot delete {p.namespace}/{record.name} at {self.server}: {_reason(status, answer)}")
+
+
+def _load_cert_chain(context: ssl.SSLContext, pem: bytes) -> None:
+    """The client certificate and key, given to the TLS library from memory: `load_cert_chain` reads only a file name,
+    so it gets an anonymous memory file's (memfd_create(2): no name in any file system, gone with its last descriptor,
+    whatever ends this process). The key never touches a disk."""
+    fd = os.memfd_create("iluvatar-recover-client", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def _yaml(text: str) -> Any:
@@ -532,19 +540,16 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
         + (": dry run, nothing removed" if args.dry_run else "")
     )
-    with _workdir() as folder:
-        for i, p in enumerate(pending):
-            if states.get(p.key) == p.urn:
-                # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
-                # also once a later run created the resource: then its records are the tracked release's history.
-                print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
-                continue
-            where = folder / str(i)
-            where.mkdir()
-            try:
-                recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print, unchanged=_still(stack, deployment, again))
-            except KeyboardInterrupt:
-                raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    for p in pending:
+        if states.get(p.key) == p.urn:
+            # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
+            # also once a later run created the resource: then its records are the tracked release's history.
+            print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
+            continue
+        try:
+            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))
+        except KeyboardInterrupt:
+            raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     print(NEXT)
     return 0
 
@@ -580,14 +585,6 @@ next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the m
 Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
 `pgrep -d, -f pulumi-resource- | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
 install runs inside pulumi-resource-kubernetes and this command waited for it)."""
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    """Where the kubeconfigs' keys are written for the TLS library: the user's alone, removed at the end."""
-    with tempfile.TemporaryDirectory(prefix="iluvatar-recover-") as folder:
-        os.chmod(folder, 0o700)
-        yield Path(folder)
 
 
 __all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "recover", "run"]

@@ -10,12 +10,15 @@ import base64
 import datetime
 import gzip
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from iluvatar import cli, recover
+from tests.bmc_standin import self_signed
 from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
 from tests.state_export import killed_up
@@ -357,5 +360,42 @@ PEM = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 )
 def test_an_unusable_kubeconfig_is_one_fixed_line_that_quotes_nothing_of_it(text: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(recover.RecoverError) as e:
-        recover.Kube(text, None, tmp_path)
+        recover.Kube(text, None)
     assert str(e.value) == message
+
+
+_WRITES: list[str] | None = None  # while set, every file the process opens to write (the audit hook below)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _WRITES is not None and event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+        _WRITES.append(str(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+def test_the_client_key_reaches_the_tls_library_without_a_file(tmp_path: Path) -> None:
+    """The cluster-admin key is handed over in memory: no file is opened to write while the connection is set up
+    (a file would outlive a SIGHUP or a SIGKILL during the wait)."""
+    global _WRITES
+    cert, key = self_signed(tmp_path)
+    authority = base64.b64encode(cert.read_bytes()).decode()
+    config = _kubeconfig(**{"certificate-authority-data": authority})
+    config["users"] = [
+        {
+            "name": "admin",
+            "user": {
+                "client-certificate-data": base64.b64encode(cert.read_bytes()).decode(),
+                "client-key-data": base64.b64encode(key.read_bytes()).decode(),
+            },
+        }
+    ]
+    _WRITES = []
+    try:
+        kube = recover.Kube(yaml.safe_dump(config), None)
+    finally:
+        written, _WRITES = _WRITES, None
+    assert written == []
+    assert (kube.host, kube.port, kube.token) == ("10.10.0.10", 6443, None)
+    assert [c["subject"] for c in kube.context.get_ca_certs()] == [((("commonName", "turingpi"),),)]
