@@ -87,6 +87,7 @@ class Pending:
     context: str | None  # the provider's `context` input
     chart: str = ""  # the Release's `chart` input: a repository's chart name, `repo/name`, an oci:// reference or a path
     version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
+    gone: str = ""  # the provider reference, when the state no longer holds that provider (kubeconfig and context empty)
 
     @property
     def chart_name(self) -> str:
@@ -140,7 +141,7 @@ def deployment_of(text: str, source: str) -> dict[str, Any]:
     return deployment
 
 
-def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[str, Any]:
+def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[str, Any] | None:
     """The provider resource a reference (`<urn>::<id>`, split at its last `::`: sdk/go/common/providers/reference.go:147-160) names."""
     if "::" not in reference:
         raise RecoverError(f"{urn} names no provider in the state (its `provider` is {reference!r})")
@@ -149,7 +150,7 @@ def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[s
     for r in candidates:
         if r.get("urn") == provider_urn and r.get("id") == provider_id:
             return dict(r)
-    raise RecoverError(f"{urn}: its provider {provider_urn} (id {provider_id}) is not in the state")
+    return None
 
 
 def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
@@ -177,7 +178,13 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
         release, namespace = inputs.get("name"), inputs.get("namespace") or "default"
         if not isinstance(release, str) or not release:
             raise RecoverError(f"{urn}: its inputs name no release (`name`), so its Helm records cannot be told apart")
-        provider = _provider(deployment, str(r.get("provider") or ""), urn)
+        reference = str(r.get("provider") or "")
+        provider = _provider(deployment, reference, urn)
+        if provider is None:
+            # A stale pending create (the engine keeps them in every later state: pkg/backend/snapshot.go:757-766) of a
+            # cluster since rebuilt or a provider since replaced: nothing of this state reaches its cluster.
+            found.append(Pending(urn, release, str(namespace), HELM_TIMEOUT_SECONDS, reference.rsplit("::", 1)[0], "", None, gone=reference))
+            continue
         config = plain(provider.get("inputs") or {}, f"{provider['urn']} inputs")
         kubeconfig = config.get("kubeconfig")
         if isinstance(kubeconfig, Mapping):  # pulumi-kubernetes takes an object too (util.go:174-190)
@@ -529,7 +536,7 @@ def run(args: argparse.Namespace) -> int:
         )
     states = tracked(deployment)
     for p in pending:
-        if states.get(p.key) not in (None, p.urn):
+        if not p.gone and states.get(p.key) not in (None, p.urn):
             raise RecoverError(
                 f"{p.urn}: the state already tracks Helm release {p.label} on the same provider as {states[p.key]}: its records are that resource's history. "
                 "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
@@ -545,6 +552,12 @@ def run(args: argparse.Namespace) -> int:
             # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
             # also once a later run created the resource: then its records are the tracked release's history.
             print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
+            continue
+        if p.gone:
+            print(
+                f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state (a stale pending "
+                "create, from before its cluster was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)"
+            )
             continue
         try:
             recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))

@@ -399,3 +399,24 @@ def test_the_client_key_reaches_the_tls_library_without_a_file(tmp_path: Path) -
     assert written == []
     assert (kube.host, kube.port, kube.token) == ("10.10.0.10", 6443, None)
     assert [c["subject"] for c in kube.context.get_ca_certs()] == [((("commonName", "turingpi"),),)]
+
+
+def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arda rebuilt since an old kill: its provider was replaced (another id), and the old pending create names the old
+    one, which no state holds. It is skipped with a line; the others are recovered."""
+    _no_records(monkeypatch)
+    export = killed_up(simulated(RK1), ["edge-certificates-cert-manager", "edge-certificates-trust-manager"])
+    stale = export["deployment"]["pending_operations"][0]["resource"]
+    stale["provider"] = f"{ARDA}::arda-kubernetes-before-the-rebuild"
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:3] == [
+        "rk1: 2 pending creates of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: skipped, its provider "
+        f"{ARDA}::arda-kubernetes-before-the-rebuild is no longer in the state (a stale pending create, from before its cluster "
+        "was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
+        "(the next `pulumi up` installs it)",
+    ]
