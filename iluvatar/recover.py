@@ -596,7 +596,7 @@ NEXT = """\
 next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the message names; once that run is gone,
 `pulumi cancel` (the killed run's lock), then `pulumi up`.
 Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
-`pgrep -d, -f pulumi-resource- | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
+`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
 install runs inside pulumi-resource-kubernetes and this command waited for it)."""
 
 
