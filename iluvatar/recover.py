@@ -9,8 +9,9 @@ Helm refuses a name whose latest record is not uninstalled or failed (helm.sh/he
 pkg/action/install.go:531-553, `availableName`): `cannot re-use a name that is still in use`.
 
 So, for each pending create of a Release in the state, this command waits until Helm's latest record of that
-release is no longer pending (the killed run's provider finishing its install; bounded: see `deadline`), then
-deletes that release's records, and nothing else: the Secrets `owner=helm,name=<release>` in its namespace (Helm's
+release is no longer pending (the killed run's provider finishing its install; bounded: see `deadline`), then, if
+they are exactly what that one install writes (`_one_install_by_this_stack`) and the state has not moved meanwhile (a
+live run, `_still`), deletes that release's records, and nothing else: the Secrets `owner=helm,name=<release>` in its namespace (Helm's
 secrets driver labels, pkg/storage/driver/secrets.go:212-236). The objects stay. The next `up`'s install adopts
 them: each carries the release's `meta.helm.sh/release-name`/`-namespace` annotations and Helm's managed-by label
 (pkg/action/install.go:332-356 `existingResourceConflict`, pkg/action/validate.go:65-92 `checkOwnership`), and Helm
