@@ -737,7 +737,8 @@ RECOVER_HELP = "after a killed `pulumi up`: remove Helm's record of each release
 RECOVER_EPILOG = """\
 STACK is the Pulumi stack (rk1), whose state `pulumi stack export --show-secrets` prints (run here, its output
 read, never written to disk), or its stack file (Pulumi.rk1.yaml: its folder is the project). With --state FILE,
-the state is read from FILE instead. docs/bring-up.md#when-a-pulumi-up-stops-half-way says when to run it.
+the state is read from FILE instead. The provider's client certificate and key go to the TLS library in memory,
+never to a file. docs/bring-up.md#when-a-pulumi-up-stops-half-way says when to run it.
 """
 
 

@@ -9,8 +9,9 @@ Helm refuses a name whose latest record is not uninstalled or failed (helm.sh/he
 pkg/action/install.go:531-553, `availableName`): `cannot re-use a name that is still in use`.
 
 So, for each pending create of a Release in the state, this command waits until Helm's latest record of that
-release is no longer pending (the killed run's provider finishing its install; bounded: see `deadline`), then
-deletes that release's records, and nothing else: the Secrets `owner=helm,name=<release>` in its namespace (Helm's
+release is no longer pending (the killed run's provider finishing its install; bounded: see `deadline`), then, if
+they are exactly what that one install writes (`_one_install_by_this_stack`) and the state has not moved meanwhile (a
+live run, `_still`), deletes that release's records, and nothing else: the Secrets `owner=helm,name=<release>` in its namespace (Helm's
 secrets driver labels, pkg/storage/driver/secrets.go:212-236). The objects stay. The next `up`'s install adopts
 them: each carries the release's `meta.helm.sh/release-name`/`-namespace` annotations and Helm's managed-by label
 (pkg/action/install.go:332-356 `existingResourceConflict`, pkg/action/validate.go:65-92 `checkOwnership`), and Helm
@@ -36,15 +37,14 @@ import gzip
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ POLL_SECONDS = 2.0
 EXPORT_SECONDS = 300  # `pulumi stack export`: a remote backend's answer, a passphrase's key derivation
 
 
+Key = tuple[str, str]  # a release as one cluster knows it: its provider's URN, and `namespace/name`
+
+
 class RecoverError(Exception):
     """The command cannot do what was asked; the message says why and what to do."""
 
@@ -83,10 +86,23 @@ class Pending:
     provider: str  # the provider's URN
     kubeconfig: str  # the provider's `kubeconfig` input: the kubeconfig's text, or a path (as pulumi-kubernetes takes it)
     context: str | None  # the provider's `context` input
+    chart: str = ""  # the Release's `chart` input: a repository's chart name, `repo/name`, an oci:// reference or a path
+    version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
+    gone: str = ""  # the provider reference, when the state no longer holds that provider (kubeconfig and context empty)
+
+    @property
+    def chart_name(self) -> str:
+        """The name Helm records for the chart (Chart.yaml's `name`): the input's last path segment, as each of
+        the program's charts is named (`cert-manager`, `oci://docker.io/envoyproxy/gateway-helm`)."""
+        return self.chart.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.release}"
+
+    @property
+    def key(self) -> Key:
+        return (self.provider, self.label)
 
     @property
     def resource_name(self) -> str:
@@ -126,7 +142,7 @@ def deployment_of(text: str, source: str) -> dict[str, Any]:
     return deployment
 
 
-def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[str, Any]:
+def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[str, Any] | None:
     """The provider resource a reference (`<urn>::<id>`, split at its last `::`: sdk/go/common/providers/reference.go:147-160) names."""
     if "::" not in reference:
         raise RecoverError(f"{urn} names no provider in the state (its `provider` is {reference!r})")
@@ -135,12 +151,18 @@ def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[s
     for r in candidates:
         if r.get("urn") == provider_urn and r.get("id") == provider_id:
             return dict(r)
-    raise RecoverError(f"{urn}: its provider {provider_urn} (id {provider_id}) is not in the state")
+    return None
 
 
-def tracked(deployment: Mapping[str, Any]) -> dict[str, str]:
-    """The releases the state holds, as `namespace/name` (pulumi-kubernetes's id: provider/pkg/provider/util.go:113) -> URN."""
-    return {str(r.get("id")): str(r["urn"]) for r in deployment.get("resources") or [] if r.get("type") == RELEASE_TYPE and r.get("id")}
+def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
+    """The releases the state holds, by their provider's URN and `namespace/name` (pulumi-kubernetes's id:
+    provider/pkg/provider/util.go:113) -> URN. The provider is part of the key: the same `namespace/name` on two
+    clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster)."""
+    out: dict[Key, str] = {}
+    for r in deployment.get("resources") or []:
+        if r.get("type") == RELEASE_TYPE and r.get("id"):
+            out[(str(r.get("provider") or "").rsplit("::", 1)[0], str(r["id"]))] = str(r["urn"])
+    return out
 
 
 def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
@@ -153,11 +175,17 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
         urn = str(r.get("urn"))
         # Only what finds the records is opened: the values may hold secrets this command has no use for.
         given = r.get("inputs") or {}
-        inputs = {k: plain(given.get(k), f"{urn} inputs.{k}") for k in ("name", "namespace", "timeout")}
+        inputs = {k: plain(given.get(k), f"{urn} inputs.{k}") for k in ("name", "namespace", "timeout", "chart", "version")}
         release, namespace = inputs.get("name"), inputs.get("namespace") or "default"
         if not isinstance(release, str) or not release:
             raise RecoverError(f"{urn}: its inputs name no release (`name`), so its Helm records cannot be told apart")
-        provider = _provider(deployment, str(r.get("provider") or ""), urn)
+        reference = str(r.get("provider") or "")
+        provider = _provider(deployment, reference, urn)
+        if provider is None:
+            # A stale pending create (the engine keeps them in every later state: pkg/backend/snapshot.go:757-766) of a
+            # cluster since rebuilt or a provider since replaced: nothing of this state reaches its cluster.
+            found.append(Pending(urn, release, str(namespace), HELM_TIMEOUT_SECONDS, reference.rsplit("::", 1)[0], "", None, gone=reference))
+            continue
         config = plain(provider.get("inputs") or {}, f"{provider['urn']} inputs")
         kubeconfig = config.get("kubeconfig")
         if isinstance(kubeconfig, Mapping):  # pulumi-kubernetes takes an object too (util.go:174-190)
@@ -174,6 +202,8 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
                 provider=str(provider["urn"]),
                 kubeconfig=kubeconfig,
                 context=context if isinstance(context, str) and context else None,
+                chart=str(inputs.get("chart") or ""),
+                version=str(inputs.get("version") or ""),
             )
         )
     return found
@@ -201,20 +231,25 @@ def export(stack: str, cwd: Path) -> str:
 class Kube:
     """Plain HTTPS to one cluster's API server, as the provider's kubeconfig reaches it (certificates or a token)."""
 
-    def __init__(self, kubeconfig: str, context: str | None, folder: Path) -> None:
+    def __init__(self, kubeconfig: str, context: str | None) -> None:
+        # The messages are fixed: the kubeconfig holds credentials, and an exception about it may quote it (an OSError
+        # its name, a YAML error a line of it).
         try:
-            self._load(kubeconfig, context, folder)
-        except (OSError, ValueError, yaml.YAMLError) as e:  # ssl.SSLError is an OSError; bad base64 a ValueError
-            raise RecoverError(f"the provider's kubeconfig cannot be used: {e}") from None
+            self._load(kubeconfig, context)
+        except ValueError:  # base64
+            raise RecoverError("the provider's kubeconfig holds certificate or key data that is not base64") from None
+        except OSError:  # ssl.SSLError is one
+            raise RecoverError("the provider's kubeconfig's certificate authority, client certificate or key cannot be loaded") from None
 
-    def _load(self, kubeconfig: str, context: str | None, folder: Path) -> None:
-        text = kubeconfig
-        path = Path(os.path.expanduser(kubeconfig)) if "\n" not in kubeconfig else None
-        if path is not None and path.is_file():  # a path, as pulumi-kubernetes takes it (util.go:135-166)
-            text = path.read_text()
-        config = yaml.safe_load(text)
+    def _load(self, kubeconfig: str, context: str | None) -> None:
+        config = _yaml(kubeconfig)  # the kubeconfig's text, YAML or JSON (pulumi-kubernetes takes both: util.go:174-190)
+        if not isinstance(config, dict):  # else a path, as pulumi-kubernetes takes it (util.go:135-166)
+            try:
+                config = _yaml(Path(os.path.expanduser(kubeconfig.strip())).read_text())
+            except OSError:
+                config = None
         if not isinstance(config, dict):
-            raise RecoverError("the provider's kubeconfig is not a kubeconfig")
+            raise RecoverError("the provider's kubeconfig is neither a kubeconfig nor the path of a file holding one")
         name = context or config.get("current-context")
         ctx = _named(config, "contexts", name, "context")
         cluster = _named(config, "clusters", ctx.get("cluster"), "cluster")
@@ -225,20 +260,18 @@ class Kube:
         self.server = f"{url.hostname}:{url.port or 443}"
         self.host, self.port = url.hostname, url.port or 443
 
-        def material(key: str, where: Mapping[str, Any]) -> str | None:
+        def material(key: str, where: Mapping[str, Any]) -> bytes | None:
             if where.get(f"{key}-data"):
-                out = folder / key
-                out.write_bytes(base64.b64decode(where[f"{key}-data"]))
-                out.chmod(0o600)
-                return str(out)
-            return str(where[key]) if where.get(key) else None
+                return base64.b64decode(where[f"{key}-data"], validate=True)
+            return Path(os.path.expanduser(str(where[key]))).read_bytes() if where.get(key) else None
 
         if cluster.get("insecure-skip-tls-verify"):
             raise RecoverError(f"the kubeconfig of {url.hostname} skips TLS verification; this command deletes nothing over an unverified connection")
-        self.context = ssl.create_default_context(cafile=material("certificate-authority", cluster))
+        authority = material("certificate-authority", cluster)
+        self.context = ssl.create_default_context(cadata=authority.decode() if authority is not None else None)
         certificate = material("client-certificate", user)
         if certificate is not None:
-            self.context.load_cert_chain(certificate, material("client-key", user))
+            _load_cert_chain(self.context, certificate + b"\n" + (material("client-key", user) or b""))
         self.token = user.get("token")
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -281,6 +314,25 @@ class Kube:
         raise RecoverError(f"cannot delete {p.namespace}/{record.name} at {self.server}: {_reason(status, answer)}")
 
 
+def _load_cert_chain(context: ssl.SSLContext, pem: bytes) -> None:
+    """The client certificate and key, given to the TLS library from memory: `load_cert_chain` reads only a file name,
+    so it gets an anonymous memory file's (memfd_create(2): no name in any file system, gone with its last descriptor,
+    whatever ends this process). The key never touches a disk."""
+    fd = os.memfd_create("iluvatar-recover-client", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
 def _named(config: Mapping[str, Any], kind: str, name: Any, key: str) -> dict[str, Any]:
     for entry in config.get(kind) or []:
         if entry.get("name") == name:
@@ -303,6 +355,12 @@ class Record:
     status: str
     written: datetime.datetime | None  # info.last_deployed: when the install or upgrade wrote it
     hooks: int
+    chart: str = ""  # chart.metadata.name, as the install recorded it
+    chart_version: str = ""  # chart.metadata.version
+
+    @property
+    def described(self) -> str:
+        return f"{self.name} ({self.status}{f', chart {self.chart} {self.chart_version}' if self.chart else ''})"
 
     @staticmethod
     def of(secret: Mapping[str, Any]) -> Record:
@@ -310,6 +368,7 @@ class Record:
         labels = meta.get("labels") or {}
         payload = _decode((secret.get("data") or {}).get("release", ""))
         info = payload.get("info") or {}
+        chart = (payload.get("chart") or {}).get("metadata") or {}
         written = None
         if isinstance(info.get("last_deployed"), str):
             written = _time(info["last_deployed"])
@@ -321,6 +380,8 @@ class Record:
             status=str(labels.get("status") or info.get("status") or "unknown"),
             written=written,
             hooks=len(payload.get("hooks") or []),
+            chart=str(chart.get("name") or ""),
+            chart_version=str(chart.get("version") or ""),
         )
 
 
@@ -337,15 +398,17 @@ def _decode(data: str) -> dict[str, Any]:
 
 
 def _time(text: str) -> datetime.datetime | None:
-    """Go's RFC 3339 with nanoseconds (`2026-11-26T15:04:05.123456789Z`), to the microsecond Python keeps."""
-    head, _, rest = text.partition(".")
-    if rest:
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    """Go's RFC 3339 with nanoseconds, in the zone of the machine that ran Helm (`2026-11-26T15:04:05.123456789+01:00`:
+    helm v3.20.2 pkg/time/time.go:39-48 stamps `time.Now()`), as UTC to the microsecond Python keeps; None without a zone."""
+    found = re.fullmatch(r"([^.]*)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", text.strip())
+    if found is None or found.group(3) is None:
+        return None
+    head, fraction, zone = found.groups()
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(f"{head}{'.' + fraction[:6].ljust(6, '0') if fraction else ''}{zone.replace('Z', '+00:00')}")
     except ValueError:
         return None
+    return parsed.astimezone(datetime.UTC)
 
 
 def deadline(p: Pending, record: Record) -> datetime.datetime | None:
@@ -371,8 +434,15 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> list[str]:
-    """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete)."""
+def _unchanged() -> None:
+    pass
+
+
+def recover(
+    p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now, unchanged: Callable[[], None] = _unchanged
+) -> list[str]:
+    """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete).
+    `unchanged` raises if the state moved since it was read (a live run), and is asked right before deleting."""
     waited = False
     while True:
         records = kube.records(p)
@@ -402,19 +472,44 @@ def recover(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], n
             say(
                 f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: its install died"
             )
+        _one_install_by_this_stack(p, records)
         names = [r.name for r in records]
-        described = ", ".join(f"{r.name} ({r.status})" for r in records)
+        described = ", ".join(r.described for r in records)
         if dry_run:
             say(f"  {p.resource_name}: Helm release {p.label}: would remove Helm's record{'s' if len(names) > 1 else ''} {described}")
             return names
+        unchanged()
         if all(kube.delete(p, r) for r in records):
             say(f"  {p.resource_name}: Helm release {p.label}: removed Helm's record{'s' if len(names) > 1 else ''} {described}; its objects stay")
             return names
         # A record changed between the read and the delete (the provider finishing): read them again.
 
 
+def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
+    """Refuse unless the records are exactly what the pending create's install writes: one record, v1, of the chart
+    and version the create asked for. Anything else is another owner's history (a `helm install` by hand, another
+    stack), or a release an older kill's pending create no longer describes (the engine keeps pending creates in every
+    later state: pkg/backend/snapshot.go:757-766): deleting it would lose history nobody can rebuild."""
+    version = p.version.removeprefix("v")
+    if (
+        p.chart_name
+        and len(records) == 1
+        and records[0].version == 1
+        and records[0].chart == p.chart_name
+        and records[0].chart_version.removeprefix("v") == version
+    ):
+        return
+    raise RecoverError(
+        f"{p.urn}: Helm's records of {p.label} are not the one install this pending create makes (a single v1 of chart "
+        f"{p.chart_name} {p.version}): found {', '.join(r.described for r in records)}; nothing removed. If another owner "
+        "installed it, this stack cannot install that name: rename one of them. If the pending create is stale (its release "
+        "since uninstalled or replaced), `pulumi refresh --clear-pending-creates` drops it"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     stack = str(args.stack)
+    again: Callable[[], Mapping[str, Any]] | None = None
     if args.state:
         source = Path(args.state)
         try:
@@ -427,6 +522,10 @@ def run(args: argparse.Namespace) -> int:
         if stack.endswith((".yaml", ".yml")):  # a stack file: its stack, in its project
             name, cwd = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0], Path(stack).resolve().parent
         deployment = deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
+
+        def again() -> Mapping[str, Any]:
+            return deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
+
     operations = deployment.get("pending_operations") or []
     if not operations:
         raise RecoverError(f"{stack}: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)")
@@ -438,9 +537,9 @@ def run(args: argparse.Namespace) -> int:
         )
     states = tracked(deployment)
     for p in pending:
-        if states.get(p.label) not in (None, p.urn):
+        if not p.gone and states.get(p.key) not in (None, p.urn):
             raise RecoverError(
-                f"{p.urn}: the state already tracks Helm release {p.label} as {states[p.label]}: its records are that resource's history. "
+                f"{p.urn}: the state already tracks Helm release {p.label} on the same provider as {states[p.key]}: its records are that resource's history. "
                 "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
             )
     others = len(operations) - len(pending)
@@ -449,36 +548,57 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
         + (": dry run, nothing removed" if args.dry_run else "")
     )
-    with _workdir() as folder:
-        for i, p in enumerate(pending):
-            if states.get(p.label) == p.urn:
-                # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
-                # also once a later run created the resource: then its records are the tracked release's history.
-                print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
-                continue
-            where = folder / str(i)
-            where.mkdir()
-            try:
-                recover(p, Kube(p.kubeconfig, p.context, where), args.dry_run, print)
-            except KeyboardInterrupt:
-                raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    for p in pending:
+        if states.get(p.key) == p.urn:
+            # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
+            # also once a later run created the resource: then its records are the tracked release's history.
+            print(f"  {p.resource_name}: Helm release {p.label}: the state holds it, created by a later run: nothing to remove")
+            continue
+        if p.gone:
+            print(
+                f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state (a stale pending "
+                "create, from before its cluster was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)"
+            )
+            continue
+        try:
+            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))
+        except KeyboardInterrupt:
+            raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     print(NEXT)
     return 0
 
 
+def _moment(deployment: Mapping[str, Any]) -> Any:
+    """What a live run changes as it goes: it writes the state at every step (manifest.time) and ends each pending
+    operation it finishes (pulumi v3.259.0 pkg/backend/snapshot.go); a killed run's state never changes."""
+    return ((deployment.get("manifest") or {}).get("time"), deployment.get("pending_operations") or [])
+
+
+def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str, Any]] | None) -> Callable[[], None]:
+    """Before deleting: export the state again and refuse if it moved since the first read. The lock cannot tell a
+    killed run from a live one (another terminal's, a cron's), and a live run's install, recorded as created once it
+    ends, must keep its record. A state read from a file cannot be read again: the check is the reader's."""
+
+    def check() -> None:
+        if again is None:
+            return
+        now = again()
+        if _moment(now) != _moment(first):
+            raise RecoverError(
+                f"{stack}: the state changed while this command ran (written at {(now.get('manifest') or {}).get('time')}): a `pulumi` run "
+                "of this stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on "
+                "its host), let it finish, and run this command only once none runs"
+            )
+
+    return check
+
+
 NEXT = """\
-next: `pulumi up`. If it says the stack is locked: `pulumi cancel` (the killed run's lock; its providers hold nothing).
+next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the message names; once that run is gone,
+`pulumi cancel` (the killed run's lock), then `pulumi up`.
 Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
-`pgrep -d, -f pulumi-resource- | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
+`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
 install runs inside pulumi-resource-kubernetes and this command waited for it)."""
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    """Where the kubeconfigs' keys are written for the TLS library: the user's alone, removed at the end."""
-    with tempfile.TemporaryDirectory(prefix="iluvatar-recover-") as folder:
-        os.chmod(folder, 0o700)
-        yield Path(folder)
 
 
 __all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "recover", "run"]

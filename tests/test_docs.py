@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from iluvatar import reference, render
+from iluvatar import recover, reference, render
 from iluvatar.graph import Graph
 from stacks import day2, load_stack_file, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
@@ -412,3 +413,33 @@ def test_the_bring_up_names_the_commands_the_engine_runs_first_on_a_pi_in_the_pl
     # The engine's first command on any Pi: the one no other Pi command comes before.
     first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
     assert first == [f"ainur-{stack.by_role('valar')[0].name}-{named[0]}"]
+
+
+# The condition docs/bring-up.md gives for a killed run's steps being over: the running children of its providers.
+def _steps_left_line() -> str:
+    found: set[str] = {m for p in ("docs/bring-up.md", "docs/troubleshooting.md") for m in re.findall(r"`(pgrep [^`]*)`", (ROOT / p).read_text())}
+    assert len(found) == 1, found
+    (line,) = found
+    assert f"`{line}`" in recover.NEXT
+    return line
+
+
+def test_the_steps_left_line_lists_a_providers_running_step_and_not_its_own_wrapper(tmp_path: Path) -> None:
+    """Run as `sh -c` (as `watch`, `ssh host '...'` run it), the line lists exactly the step a provider runs: it
+    matches the providers by process name (the kernel's 15-character `comm`, `pulumi-resource`), not by command line,
+    which the wrapper's own holds too."""
+    line = _steps_left_line()
+    provider = tmp_path / "pulumi-resource-command"  # a provider process by name, as the plugin's binary is named
+    shutil.copy(shutil.which("sh") or "/bin/sh", provider)
+    running = subprocess.Popen([str(provider), "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    step = None
+    try:
+        assert running.stdout is not None
+        step = int(running.stdout.readline())  # the step started: its pid
+        listed = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
+        assert (listed.returncode, listed.stdout) == (0, f"{step} sleep 300\n")
+    finally:
+        running.kill()
+        running.wait()
+        if step is not None:
+            os.kill(step, signal.SIGKILL)

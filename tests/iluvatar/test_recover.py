@@ -10,13 +10,16 @@ import base64
 import datetime
 import gzip
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from iluvatar import cli, recover
-from tests.edit import RK1
+from tests.bmc_standin import self_signed
+from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
 from tests.state_export import killed_up
 
@@ -82,7 +85,7 @@ def test_a_release_the_state_already_tracks_is_refused(tmp_path: Path, capsys: p
     assert (code, out) == (2, "")
     assert err.startswith(
         "error: urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::edge-certificates-trust-manager: "
-        "the state already tracks Helm release cert-manager/cert-manager as "
+        "the state already tracks Helm release cert-manager/cert-manager on the same provider as "
         "urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::cert-manager-old"
     )
 
@@ -113,12 +116,19 @@ def test_a_pending_create_a_later_run_finished_is_left_alone(tmp_path: Path, cap
 WRITTEN = datetime.datetime(2026, 11, 26, 14, 2, 11, 403958, tzinfo=datetime.UTC)
 
 
-def _record_secret(status: str, version: int = 1, hooks: int = 2) -> dict[str, Any]:
+def _record_secret(
+    status: str,
+    version: int = 1,
+    hooks: int = 2,
+    deployed: str = "2026-11-26T14:02:11.403958812Z",
+    chart: tuple[str, str] = ("cert-manager", "v1.19.2"),
+) -> dict[str, Any]:
     """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
     release = {
         "name": "cert-manager",
         "version": version,
-        "info": {"status": status, "last_deployed": "2026-11-26T14:02:11.403958812Z"},
+        "chart": {"metadata": {"name": chart[0], "version": chart[1]}},
+        "info": {"status": status, "last_deployed": deployed},
         "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
     }
     inner = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
@@ -134,7 +144,9 @@ def _record_secret(status: str, version: int = 1, hooks: int = 2) -> dict[str, A
 
 
 def _pending(timeout: int = 300) -> recover.Pending:
-    return recover.Pending("urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", timeout, ARDA, "[secret]", None)
+    return recover.Pending(
+        "urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", timeout, ARDA, "[secret]", None, "cert-manager", "v1.19.2"
+    )
 
 
 def test_the_wait_ends_when_every_one_of_helms_waits_has() -> None:
@@ -169,7 +181,7 @@ def test_a_record_still_pending_past_the_installs_end_was_left_by_an_install_tha
     assert said == [
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 14:08:11 UTC: its install died",
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 "
-        "(pending-install); its objects stay",
+        "(pending-install, chart cert-manager v1.19.2); its objects stay",
     ]
 
 
@@ -181,4 +193,230 @@ def test_a_dry_run_says_what_it_would_wait_for_and_removes_nothing() -> None:
     assert said == [
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is pending-install: "
         "would wait until 2026-11-26 14:08:11 UTC for it to leave pending-install"
+    ]
+
+
+@pytest.mark.parametrize("deployed", ["2026-11-26T15:02:11.403958812+01:00", "2026-11-26T09:02:11.403958-05:00"])
+def test_a_record_helm_stamped_in_local_time_is_read_in_utc(deployed: str) -> None:
+    """Helm stamps `info.last_deployed` with `time.Now()` in the machine's zone (helm v3.20.2 pkg/time/time.go:39-48),
+    which Go writes with its offset: the same instant, and the wait printed in UTC."""
+    record = recover.Record.of(_record_secret("pending-install", hooks=0, deployed=deployed))
+    assert record.written == WRITTEN
+    cluster = _Cluster([_record_secret("pending-install", hooks=0, deployed=deployed)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is pending-install: "
+        "would wait until 2026-11-26 14:08:11 UTC for it to leave pending-install"
+    ]
+
+
+def test_a_time_with_no_zone_is_no_time() -> None:
+    """Go's RFC 3339 always carries a zone; a time without one cannot be compared with the clock: no time known."""
+    assert recover.Record.of(_record_secret("pending-install", deployed="2026-11-26T14:02:11.403958812")).written is None
+
+
+# --- the homelab stack's two Argo CDs: argocd/argocd once on each cluster -----------------------------------------------
+
+
+def _no_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cluster answers with no record of the release (the cluster side: tests/kube/test_stopped_release.py)."""
+    monkeypatch.setattr(recover, "Kube", lambda *args: _Cluster([]))
+
+
+@pytest.mark.parametrize(("pending", "done"), [("gitops-arda-release", "gitops-ainur-release"), ("gitops-ainur-release", "gitops-arda-release")])
+def test_the_same_release_name_on_the_other_cluster_is_another_release(
+    pending: str, done: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state tracks argocd/argocd on one cluster and holds a pending create of argocd/argocd on the other: not a
+    rename, the other cluster's own install (components/gitops.py names both `argocd` in `argocd`)."""
+    _no_records(monkeypatch)
+    export = killed_up(simulated(HOMELAB), [pending], finished=[done])
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:2] == [
+        "homelab: 1 pending create of a Helm release",
+        f"  {pending}: Helm release argocd/argocd: no record in the cluster, nothing to remove (the next `pulumi up` installs it)",
+    ]
+
+
+# --- whose records they are ------------------------------------------------------------------------------------------
+
+REFUSED = (
+    "urn:...::edge-certificates-cert-manager: Helm's records of cert-manager/cert-manager are not the one install this pending create "
+    "makes (a single v1 of chart cert-manager v1.19.2): found {}; nothing removed. If another owner installed it, this stack cannot "
+    "install that name: rename one of them. If the pending create is stale (its release since uninstalled or replaced), "
+    "`pulumi refresh --clear-pending-creates` drops it"
+)
+
+
+def test_a_history_of_several_revisions_is_not_the_killed_installs_and_is_kept() -> None:
+    """A release installed and upgraded by hand (or by the stack long ago) under a stale pending create: its history stays."""
+    cluster = _Cluster([_record_secret("superseded", 1), _record_secret("superseded", 2), _record_secret("deployed", 3)])
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), cluster, False, [].append, now=lambda: WRITTEN)  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert str(e.value) == REFUSED.format(
+        ", ".join(
+            f"sh.helm.release.v1.cert-manager.v{v} ({s}, chart cert-manager v1.19.2)"
+            for v, s in ((1, "superseded"), (2, "superseded"), (3, "deployed"))
+        )
+    )
+
+
+@pytest.mark.parametrize("chart", [("cert-manager", "v1.18.0"), ("volsync", "v1.19.2")])
+def test_one_install_of_another_chart_or_version_is_not_the_killed_installs_and_is_kept(chart: tuple[str, str]) -> None:
+    cluster = _Cluster([_record_secret("deployed", 1, chart=chart)])
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), cluster, True, [].append, now=lambda: WRITTEN)  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert str(e.value) == REFUSED.format(f"sh.helm.release.v1.cert-manager.v1 (deployed, chart {chart[0]} {chart[1]})")
+
+
+def test_the_one_install_of_the_pending_creates_chart_is_removed() -> None:
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, False, said.append, now=lambda: WRITTEN) == ["sh.helm.release.v1.cert-manager.v1"]  # type: ignore[arg-type]
+    assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
+
+
+# --- a live run is not a killed one -----------------------------------------------------------------------------------
+
+
+def test_a_state_that_moves_while_it_waits_is_a_live_run_and_nothing_is_removed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another terminal's `pulumi up` holds the lock and is installing cert-manager; its install ends, it records the
+    release and ends the pending create. Its record must stay: the command exports the state again before deleting."""
+    killed = killed_up(simulated(RK1), ["edge-certificates-cert-manager"])
+    live = json.loads(json.dumps(killed))
+    live["deployment"]["manifest"]["time"] = "2026-11-26T14:09:40.118220911Z"
+    live["deployment"]["pending_operations"] = []
+    exports = iter([json.dumps(killed), json.dumps(live)])
+    monkeypatch.setattr(recover, "export", lambda stack, cwd: next(exports))
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    monkeypatch.setattr(recover, "Kube", lambda *args: cluster)
+    assert cli.main(["recover", "rk1"]) == 2
+    out, err = capsys.readouterr()
+    assert cluster.deleted == []
+    assert out == "rk1: 1 pending create of a Helm release\n"
+    assert err == (
+        "error: rk1: the state changed while this command ran (written at 2026-11-26T14:09:40.118220911Z): a `pulumi` run of this "
+        "stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on its host), let "
+        "it finish, and run this command only once none runs\n"
+    )
+
+
+def test_a_state_that_stays_as_the_killed_run_left_it_is_recovered(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    killed = json.dumps(killed_up(simulated(RK1), ["edge-certificates-cert-manager"]))
+    monkeypatch.setattr(recover, "export", lambda stack, cwd: killed)
+    cluster = _Cluster([_record_secret("deployed", 1)])
+    monkeypatch.setattr(recover, "Kube", lambda *args: cluster)
+    assert cli.main(["recover", "rk1"]) == 0
+    assert cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
+
+
+# --- the provider's kubeconfig holds credentials: no error quotes it ---------------------------------------------------
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "s3cr3t" * 1000  # a ServiceAccount token's size: the one-line kubeconfig is over 4 KiB
+
+
+def _kubeconfig(**cluster: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "arda",
+        "contexts": [{"name": "arda", "context": {"cluster": "arda", "user": "admin"}}],
+        "clusters": [{"name": "arda", "cluster": {"server": "https://10.10.0.10:6443", **cluster}}],
+        "users": [{"name": "admin", "user": {"token": TOKEN}}],
+    }
+
+
+PEM = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # An object input, as the state holds it once turned to one-line JSON: parsed, never tried as a file name
+        # (ENAMETOOLONG's message carried the whole text).
+        (
+            json.dumps(_kubeconfig(**{"certificate-authority-data": "not base64!"})),
+            "the provider's kubeconfig holds certificate or key data that is not base64",
+        ),
+        (
+            json.dumps(_kubeconfig(**{"certificate-authority-data": base64.b64encode(PEM).decode()})),
+            "the provider's kubeconfig's certificate authority, client certificate or key cannot be loaded",
+        ),
+        # Broken YAML: its parser's message quotes the line.
+        (
+            f"users:\n- name: admin\n  user: {{token: {TOKEN}\n",
+            "the provider's kubeconfig is neither a kubeconfig nor the path of a file holding one",
+        ),
+    ],
+)
+def test_an_unusable_kubeconfig_is_one_fixed_line_that_quotes_nothing_of_it(text: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(recover.RecoverError) as e:
+        recover.Kube(text, None)
+    assert str(e.value) == message
+
+
+_WRITES: list[str] | None = None  # while set, every file the process opens to write (the audit hook below)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _WRITES is not None and event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+        _WRITES.append(str(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+def test_the_client_key_reaches_the_tls_library_without_a_file(tmp_path: Path) -> None:
+    """The cluster-admin key is handed over in memory: no file is opened to write while the connection is set up
+    (a file would outlive a SIGHUP or a SIGKILL during the wait)."""
+    global _WRITES
+    cert, key = self_signed(tmp_path)
+    authority = base64.b64encode(cert.read_bytes()).decode()
+    config = _kubeconfig(**{"certificate-authority-data": authority})
+    config["users"] = [
+        {
+            "name": "admin",
+            "user": {
+                "client-certificate-data": base64.b64encode(cert.read_bytes()).decode(),
+                "client-key-data": base64.b64encode(key.read_bytes()).decode(),
+            },
+        }
+    ]
+    _WRITES = []
+    try:
+        kube = recover.Kube(yaml.safe_dump(config), None)
+    finally:
+        written, _WRITES = _WRITES, None
+    assert written == []
+    assert (kube.host, kube.port, kube.token) == ("10.10.0.10", 6443, None)
+    assert [c["subject"] for c in kube.context.get_ca_certs()] == [((("commonName", "turingpi"),),)]
+
+
+def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arda rebuilt since an old kill: its provider was replaced (another id), and the old pending create names the old
+    one, which no state holds. It is skipped with a line; the others are recovered."""
+    _no_records(monkeypatch)
+    export = killed_up(simulated(RK1), ["edge-certificates-cert-manager", "edge-certificates-trust-manager"])
+    stale = export["deployment"]["pending_operations"][0]["resource"]
+    stale["provider"] = f"{ARDA}::arda-kubernetes-before-the-rebuild"
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:3] == [
+        "rk1: 2 pending creates of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: skipped, its provider "
+        f"{ARDA}::arda-kubernetes-before-the-rebuild is no longer in the state (a stale pending create, from before its cluster "
+        "was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
+        "(the next `pulumi up` installs it)",
     ]

@@ -171,7 +171,7 @@ def test_a_release_a_killed_run_installed_is_adopted_after_iluvatar_recover(kube
     assert (dry.returncode, dry.stderr) == (0, "")
     assert dry.stdout.splitlines()[:2] == [
         "rk1: 3 pending creates of a Helm release: dry run, nothing removed",
-        f"  {RELEASE}: Helm release cert-manager/cert-manager: would remove Helm's record sh.helm.release.v1.cert-manager.v1 (deployed)",
+        f"  {RELEASE}: Helm release cert-manager/cert-manager: would remove Helm's record sh.helm.release.v1.cert-manager.v1 (deployed, chart cert-manager {inputs['version']})",
     ]
     assert records(kube_talos, namespace, release) == [("sh.helm.release.v1.cert-manager.v1", "deployed")]
 
@@ -181,7 +181,7 @@ def test_a_release_a_killed_run_installed_is_adopted_after_iluvatar_recover(kube
     lines = done.stdout.splitlines()
     assert lines[:4] == [
         "rk1: 3 pending creates of a Helm release",
-        f"  {RELEASE}: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 (deployed); its objects stay",
+        f"  {RELEASE}: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 (deployed, chart cert-manager {inputs['version']}); its objects stay",
         f"  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: {nothing}",
         f"  edge-gateways-envoy-gateway: Helm release envoy-gateway-system/eg: {nothing}",
     ]
@@ -220,7 +220,10 @@ def test_recover_waits_for_the_killed_runs_install_to_finish_before_removing_its
         (chart / name).write_text(text)
     release = namespace = "front"
     program = plain(simulated(RK1).named()[RELEASE].inputs)
-    state = arda_state(kube_talos, [RELEASE], {RELEASE: {**program, "name": release, "namespace": namespace}})
+    # The pending create installs this chart: the one record it leaves is what `iluvatar recover` removes.
+    state = arda_state(
+        kube_talos, [RELEASE], {RELEASE: {**program, "name": release, "namespace": namespace, "chart": str(chart), "version": "0.1.0"}}
+    )
     env = pulumi_export(tmp_path, state)
     helm_env = {**os.environ, **{f"HELM_{kind}_HOME": str(tmp_path / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
     install = [str(gotools.build("helm")), "install", release, str(chart), "--namespace", namespace, "--create-namespace"]
@@ -252,7 +255,7 @@ def test_recover_waits_for_the_killed_runs_install_to_finish_before_removing_its
         out, err = waiting.communicate(timeout=120)
         assert (waiting.returncode, err) == (0, "")
         assert out.splitlines()[0] == (
-            f"  {RELEASE}: Helm release front/front: removed Helm's record sh.helm.release.v1.front.v1 (deployed); its objects stay"
+            f"  {RELEASE}: Helm release front/front: removed Helm's record sh.helm.release.v1.front.v1 (deployed, chart front 0.1.0); its objects stay"
         )
         assert orphan.wait(timeout=60) == 0, orphan.communicate()
     finally:
@@ -307,13 +310,16 @@ def test_recover_reaches_the_cluster_with_a_service_account_token_as_the_ainurs_
         ["gitops-arda-release"],
         inputs={
             "gitops-arda-kubernetes": {**named["gitops-arda-kubernetes"].inputs, "kubeconfig": SecretValue(yaml.safe_dump(token_kubeconfig))},
-            "gitops-arda-release": {**plain(named["gitops-arda-release"].inputs), "name": release, "namespace": namespace},
+            "gitops-arda-release": {
+                **plain(named["gitops-arda-release"].inputs),
+                **{"name": release, "namespace": namespace, "chart": str(chart), "version": "0.1.0"},
+            },
         },
     )
     done = subprocess.run(recover_line(), env=pulumi_export(tmp_path, state), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines()[1] == (
-        "  gitops-arda-release: Helm release token-front/token-front: removed Helm's record sh.helm.release.v1.token-front.v1 (deployed); its objects stay"
+        "  gitops-arda-release: Helm release token-front/token-front: removed Helm's record sh.helm.release.v1.token-front.v1 (deployed, chart front 0.1.0); its objects stay"
     )
     assert records(kube_talos, namespace, release) == []
 
