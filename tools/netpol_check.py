@@ -1,0 +1,144 @@
+"""Which workloads and outside addresses reach which ports of a cluster, as np-guard's netpol-analyzer computes it.
+
+The analyzer (v1.4.2, `tools/netpol-check`) reads one cluster's objects from a folder and evaluates every
+NetworkPolicy among them as Kubernetes defines them. What it reads is what the program creates in that cluster
+(every `kubernetes:` resource through the cluster's provider, as `iluvatar render` writes it) and what Argo CD
+builds from a platform Application with a kustomize source (kube-prometheus's, with the stack's own patches to its
+NetworkPolicies), built by the kustomize release Argo CD runs (`tools.upstream.kustomize`).
+
+What the analyzer cannot see, and so leaves out of the matrix:
+- the pods an operator makes from a custom resource: Prometheus's and Alertmanager's StatefulSets stand in here
+  (`operator_stand_ins`), as prometheus-operator v0.93.0 labels their pods;
+- the charts of Helm releases and Helm-source Applications (Argo CD, cert-manager, Envoy Gateway and its proxies,
+  Cilium, Longhorn, ...): their workloads are not in the matrix, and the program renders no policy for them;
+- host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
+  policy to it (its listeners answer on the node's address).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iluvatar.render import HELM_CHART, HELM_RELEASE, cluster_of
+from iluvatar.simulate import Simulation
+from plans import gitops
+from tools import gotools
+from tools.kube_program import registration_object
+from tools.upstream import kustomize
+
+# What the analyzer reads (its parser skips other kinds): where pods run, the namespaces' labels policies select
+# on, the Services, and the policies.
+KINDS = ("Namespace", "Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Service", "NetworkPolicy")
+# Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).
+OUTSIDE = "0.0.0.0-255.255.255.255"
+# A row's sources when they are every workload of the cluster but the destination itself, and every outside address.
+EVERY = "every pod and 0.0.0.0/0"
+
+
+class NetpolCheckError(RuntimeError):
+    """The analyzer could not read the objects or evaluate a policy."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    connections: tuple[tuple[str, str, str], ...]  # (source, destination, connection), as the analyzer lists them
+    peers: tuple[str, ...]  # every workload it read, `namespace/name[Kind]`
+    warnings: tuple[str, ...]
+
+
+def operator_stand_ins(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The StatefulSet prometheus-operator makes for each Prometheus and Alertmanager, with its pods' labels.
+
+    v0.93.0 labels a Prometheus's pods with spec.podMetadata.labels over its own version label
+    (pkg/prometheus/promcfg.go:1345-1360, BuildPodMetadata), an Alertmanager's likewise
+    (pkg/alertmanager/statefulset.go:398-411); the StatefulSet is named `prometheus-<name>` / `alertmanager-<name>`.
+    Its containers are left out: kube-prometheus's policies name their ports by number.
+    """
+    out = []
+    for obj in objects:
+        prefix = {"Prometheus": "prometheus", "Alertmanager": "alertmanager"}.get(str(obj.get("kind")))
+        if prefix is None:
+            continue
+        labels = dict((obj.get("spec", {}).get("podMetadata") or {}).get("labels") or {})
+        out.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": f"{prefix}-{obj['metadata']['name']}", "namespace": obj["metadata"]["namespace"]},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": prefix, "image": "stand-in"}]}},
+                },
+            }
+        )
+    return out
+
+
+def _kustomize_objects(application: Mapping[str, Any]) -> list[dict[str, Any]]:
+    source = application["spec"]["source"]
+    built = kustomize.build(
+        source["repoURL"],
+        source["targetRevision"],
+        source["path"],
+        source["kustomize"],
+        build_options=gitops.KUSTOMIZE_BUILD_OPTIONS,
+        kube_version=gotools.kubernetes_version("kube-control-plane"),
+    )
+    namespace = application["spec"]["destination"].get("namespace")
+    for obj in built:
+        if namespace and not obj["metadata"].get("namespace"):
+            obj["metadata"]["namespace"] = namespace
+    return built + operator_stand_ins(built)
+
+
+def cluster_objects(sim: Simulation, cluster: str) -> list[dict[str, Any]]:
+    """The objects of `cluster` the analyzer reads: the program's own, and what its kustomize Applications build."""
+    objects: list[dict[str, Any]] = []
+    for reg in sim.registrations:
+        if not reg.type.startswith("kubernetes:") or not reg.custom or reg.type in (HELM_RELEASE, HELM_CHART) or cluster_of(reg) != cluster:
+            continue
+        obj = registration_object(reg)
+        if obj["kind"] == "Application" and "kustomize" in (obj.get("spec", {}).get("source") or {}):
+            objects += _kustomize_objects(obj)
+        else:
+            objects.append(obj)
+    return [o for o in objects if o.get("kind") in KINDS]
+
+
+def analyze(objects: Iterable[Mapping[str, Any]]) -> Analysis:
+    """The analyzer's connection list over the objects, one file each in a folder of its own."""
+    binary = gotools.build("netpol-check")
+    with tempfile.TemporaryDirectory(prefix="netpol-") as folder:
+        for i, obj in enumerate(objects):
+            name = f"{i:04d}-{obj['kind']}-{obj['metadata'].get('namespace', '_cluster')}-{obj['metadata']['name']}.yaml"
+            (Path(folder) / name).write_text(yaml.safe_dump(dict(obj), sort_keys=False), encoding="utf-8")
+        result = subprocess.run([str(binary), folder], capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - a pinned tool
+    if result.returncode != 0:
+        raise NetpolCheckError(f"netpol-analyzer failed: {result.stderr.strip()}")
+    found = json.loads(result.stdout)
+    return Analysis(
+        connections=tuple((c["src"], c["dst"], c["conn"]) for c in found["connections"]),
+        peers=tuple(found["peers"]),
+        warnings=tuple(found["warnings"]),
+    )
+
+
+def matrix(analysis: Analysis) -> dict[str, dict[str, str | frozenset[str]]]:
+    """Destination -> connection (`TCP 9093`, `All Connections`) -> its sources: EVERY, or the set of them."""
+    sources: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for src, dst, conn in analysis.connections:
+        sources[dst][conn].add(src)
+    everyone = {*analysis.peers, OUTSIDE}
+    return {
+        dst: {conn: EVERY if srcs == everyone - {dst} else frozenset(srcs) for conn, srcs in sorted(by_conn.items())}
+        for dst, by_conn in sorted(sources.items())
+    }
