@@ -6,7 +6,8 @@ For each shipped stack (random ones: test_random_stacks.py): the real program un
 inventory's machines as kwok nodes, every object written as its writer writes it
 (`tools.kube_program.Walker`: pulumi-kubernetes, Helm, a helm.v4 Chart, Argo CD's sync), then the
 second `up`, then the pods. Any refusal names the cluster, the object, its writer and the API
-server's words.
+server's words. Then what each ServiceAccount may do cluster-wide, and which tokens each node's identity may
+request, asked of the API server's own authorizers (tools.kube_reach) and pinned.
 """
 
 from __future__ import annotations
