@@ -36,8 +36,23 @@ from tools.kube_program import registration_object
 from tools.upstream import kustomize
 
 # What the analyzer reads (its parser skips other kinds): where pods run, the namespaces' labels policies select
-# on, the Services, and the policies.
-KINDS = ("Namespace", "Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Service", "NetworkPolicy")
+# on, the Services, and the policies (Kubernetes' own, and the network-policy-api's admin policies v1.4.2 evaluates).
+KINDS = (
+    "Namespace",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "NetworkPolicy",
+    "AdminNetworkPolicy",
+    "BaselineAdminNetworkPolicy",
+)
+# Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped.
+UNEVALUATED = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 # Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).
 OUTSIDE = "0.0.0.0-255.255.255.255"
 # A row's sources when they are every workload of the cluster but the destination itself, and every outside address.
@@ -111,6 +126,12 @@ def cluster_objects(sim: Simulation, cluster: str) -> list[dict[str, Any]]:
             objects += _kustomize_objects(obj)
         else:
             objects.append(obj)
+    if unevaluated := sorted(
+        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objects if o.get("kind") in UNEVALUATED
+    ):
+        raise NetpolCheckError(
+            f"{cluster}: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not {', '.join(unevaluated)}: the matrix would leave them out"
+        )
     return [o for o in objects if o.get("kind") in KINDS]
 
 

@@ -12,7 +12,9 @@ that closing them is a visible change here, not a silent one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
 from typing import Any
 
 import pytest
@@ -142,3 +144,15 @@ def test_a_policy_the_analyzer_cannot_evaluate_fails_the_check_naming_it() -> No
     bad = _victoria_logs_policy(ingress=[{"ports": [{"port": "web", "endPort": 9500, "protocol": "TCP"}]}])
     with pytest.raises(NetpolCheckError, match="victoria-logs"):
         netpol_check.analyze([*objects, bad])
+
+
+def test_a_cilium_policy_is_refused_rather_than_left_out_of_the_matrix() -> None:
+    sim = simulated(HOMELAB)
+    [i] = [
+        i for i, r in enumerate(sim.registrations) if r.type == "kubernetes:apps/v1:StatefulSet" and r.inputs["metadata"]["name"] == "victoria-logs"
+    ]
+    policy = {"metadata": {"name": "victoria-logs", "namespace": "monitoring"}}
+    sim.registrations[i] = dataclasses.replace(sim.registrations[i], type="kubernetes:cilium.io/v2:CiliumNetworkPolicy", inputs=policy)
+    refused = "arda: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not CiliumNetworkPolicy monitoring/victoria-logs: the matrix would leave them out"
+    with pytest.raises(NetpolCheckError, match=f"^{re.escape(refused)}$"):
+        netpol_check.cluster_objects(sim, "arda")
