@@ -51,8 +51,60 @@ KINDS = (
     "AdminNetworkPolicy",
     "BaselineAdminNetworkPolicy",
 )
-# Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped.
-UNEVALUATED = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+# Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped. A
+# CiliumNetworkPolicy is translated when it can be (`from_cilium`).
+UNEVALUATED = ("CiliumClusterwideNetworkPolicy",)
+CILIUM = "CiliumNetworkPolicy"
+# The Cilium entities a host-network pod's traffic has: its own machine's (`host`) or another's (`remote-node`).
+NODE_ENTITIES = frozenset({"host", "remote-node"})
+
+
+def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dict[str, Any]:
+    """The Kubernetes NetworkPolicy admitting what an ingress-only CiliumNetworkPolicy admits, for the analyzer.
+
+    Cilium enforces both kinds together: a pod selected by either is isolated in that direction, and what any of them
+    allows is allowed (docs.cilium.io, Network Policy, "Layer 3 examples"), as Kubernetes' own policies add up; so one
+    NetworkPolicy per CiliumNetworkPolicy keeps the sum. Its `endpointSelector` becomes the podSelector, `fromEndpoints`
+    pod selectors (the policy's namespace, as Cilium scopes them), `fromCIDR` ipBlocks, and the `host` and `remote-node`
+    entities the machines' own addresses (`node_addresses`, each a /32): the analyzer then shows a host-network pod's
+    writes as coming from its machine's address, as the pod receives them. Anything else (egress, other entities, L7
+    rules, CIDR sets, `matchExpressions`) is refused naming it, not approximated.
+    """
+    where = f"{CILIUM} {policy['metadata'].get('namespace', '')}/{policy['metadata']['name']}"
+    spec = dict(policy.get("spec") or {})
+    if set(spec) - {"endpointSelector", "ingress"} or set(spec.get("endpointSelector") or {}) - {"matchLabels"}:
+        raise NetpolCheckError(f"{where}: only an ingress policy selecting by matchLabels is translated for netpol-analyzer, not {sorted(spec)}")
+    nodes = [{"ipBlock": {"cidr": f"{a}/32"}} for a in sorted(node_addresses)]
+    rules = []
+    for rule in spec.get("ingress") or []:
+        if unknown := set(rule) - {"fromEndpoints", "fromCIDR", "fromEntities", "toPorts"}:
+            raise NetpolCheckError(f"{where}: {sorted(unknown)} is not translated for netpol-analyzer")
+        if entities := set(rule.get("fromEntities") or []) - NODE_ENTITIES:
+            raise NetpolCheckError(f"{where}: the entities {sorted(entities)} are not translated for netpol-analyzer (only host and remote-node)")
+        endpoints = rule.get("fromEndpoints") or []
+        if scoped := sorted(
+            {k for e in endpoints for k in e.get("matchLabels") or {} if "io.kubernetes.pod.namespace" in k or k.startswith("io.cilium")}
+        ):
+            raise NetpolCheckError(
+                f"{where}: fromEndpoints selecting by {scoped} (another namespace, Cilium's own labels) is not translated for netpol-analyzer"
+            )
+        peers: list[dict[str, Any]] = [{"podSelector": e} for e in endpoints]
+        peers += [{"ipBlock": {"cidr": c}} for c in rule.get("fromCIDR") or []]
+        peers += nodes if rule.get("fromEntities") else []
+        ports = []
+        for to in rule.get("toPorts") or []:
+            if set(to) - {"ports"}:
+                raise NetpolCheckError(f"{where}: toPorts {sorted(set(to) - {'ports'})} (L7 rules) are not translated for netpol-analyzer")
+            ports += [{"port": int(p["port"]), "protocol": p.get("protocol", "TCP")} for p in to["ports"]]
+        rules.append({"from": peers, **({"ports": ports} if ports else {})})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"cilium-{policy['metadata']['name']}", "namespace": policy["metadata"]["namespace"]},
+        "spec": {"podSelector": spec.get("endpointSelector") or {}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
+
+
 # Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).
 OUTSIDE = "0.0.0.0-255.255.255.255"
 # A row's sources when they are every workload of the cluster but the destination itself, and every outside address.
@@ -115,8 +167,9 @@ def _kustomize_objects(application: Mapping[str, Any]) -> list[dict[str, Any]]:
     return built + operator_stand_ins(built)
 
 
-def cluster_objects(sim: Simulation, cluster: str) -> list[dict[str, Any]]:
-    """The objects of `cluster` the analyzer reads: the program's own, and what its kustomize Applications build."""
+def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The objects of `cluster` the analyzer reads: the program's own, and what its kustomize Applications build; a
+    CiliumNetworkPolicy translated (`from_cilium`, with the cluster's machines' `node_addresses`)."""
     objects: list[dict[str, Any]] = []
     for reg in sim.registrations:
         if not reg.type.startswith("kubernetes:") or not reg.custom or reg.type in (HELM_RELEASE, HELM_CHART) or cluster_of(reg) != cluster:
@@ -132,7 +185,8 @@ def cluster_objects(sim: Simulation, cluster: str) -> list[dict[str, Any]]:
         raise NetpolCheckError(
             f"{cluster}: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not {', '.join(unevaluated)}: the matrix would leave them out"
         )
-    return [o for o in objects if o.get("kind") in KINDS]
+    addresses = list(node_addresses)
+    return [from_cilium(o, addresses) if o.get("kind") == CILIUM else o for o in objects if o.get("kind") in (*KINDS, CILIUM)]
 
 
 def analyze(objects: Iterable[Mapping[str, Any]]) -> Analysis:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
 from tools import netpol_check
@@ -89,7 +90,13 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {dst: {ALL: EVERY} for dst i
 @functools.cache
 def _objects(cluster: str) -> tuple[dict[str, Any], ...]:
     """The cluster's objects, once per test process (kube-prometheus's build is the costly part); nothing changes them."""
-    return tuple(netpol_check.cluster_objects(simulated(HOMELAB), cluster))
+    return tuple(netpol_check.cluster_objects(simulated(HOMELAB), cluster, _addresses(cluster)))
+
+
+def _addresses(cluster: str) -> list[str]:
+    """The cluster's machines' addresses: what a CiliumNetworkPolicy's `host` and `remote-node` entities stand for."""
+    stack = load_stack_file(HOMELAB)
+    return [str(n.ip) for n in (stack.arda_nodes if cluster == "arda" else stack.ainur_nodes)]
 
 
 @functools.cache
@@ -146,13 +153,56 @@ def test_a_policy_the_analyzer_cannot_evaluate_fails_the_check_naming_it() -> No
         netpol_check.analyze([*objects, bad])
 
 
-def test_a_cilium_policy_is_refused_rather_than_left_out_of_the_matrix() -> None:
+def _writers(**rule: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "victoria-logs-writers", "namespace": "monitoring"},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}},
+            "ingress": [{**rule, "toPorts": [{"ports": [{"port": "9428", "protocol": "TCP"}]}]}],
+        },
+    }
+
+
+def test_a_cilium_policy_counts_with_the_machines_addresses_for_the_host_entities() -> None:
+    """A CiliumNetworkPolicy admitting the host-network writers (`host`, `remote-node`) and a Pi by address, beside
+    the NetworkPolicy admitting vmalert-logs: the store then takes 9428 from those and no other."""
+    pods = {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vmalert-logs"}}}], "ports": [{"port": 9428, "protocol": "TCP"}]}
+    cilium = _writers(fromEntities=["host", "remote-node"], fromCIDR=["192.168.0.200/32"])
+    found = netpol_check.matrix(
+        netpol_check.analyze([*_objects("arda"), _victoria_logs_policy(ingress=[pods]), netpol_check.from_cilium(cilium, _addresses("arda"))])
+    )
+    machines = {f"{a}-{a}" for a in _addresses("arda")}
+    assert len(machines) == 5
+    assert found["monitoring/victoria-logs[StatefulSet]"] == {
+        "TCP 9428": frozenset({"monitoring/vmalert-logs[Deployment]", "192.168.0.200-192.168.0.200", *machines})
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "refused"),
+    [
+        ({"fromEntities": ["world"]}, "the entities ['world'] are not translated"),
+        (
+            {"fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "networking"}}]},
+            "fromEndpoints selecting by ['k8s:io.kubernetes.pod.namespace']",
+        ),
+        ({"fromFQDNs": [{"matchName": "example.com"}]}, "['fromFQDNs'] is not translated"),
+    ],
+)
+def test_a_cilium_rule_the_translation_cannot_keep_is_refused_naming_it(rule: dict[str, Any], refused: str) -> None:
+    with pytest.raises(NetpolCheckError, match=f"^CiliumNetworkPolicy monitoring/victoria-logs-writers: {re.escape(refused)}"):
+        netpol_check.from_cilium(_writers(**rule), ["192.168.0.10"])
+
+
+def test_a_clusterwide_cilium_policy_is_refused_rather_than_left_out_of_the_matrix() -> None:
     sim = simulated(HOMELAB)
     [i] = [
         i for i, r in enumerate(sim.registrations) if r.type == "kubernetes:apps/v1:StatefulSet" and r.inputs["metadata"]["name"] == "victoria-logs"
     ]
-    policy = {"metadata": {"name": "victoria-logs", "namespace": "monitoring"}}
-    sim.registrations[i] = dataclasses.replace(sim.registrations[i], type="kubernetes:cilium.io/v2:CiliumNetworkPolicy", inputs=policy)
-    refused = "arda: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not CiliumNetworkPolicy monitoring/victoria-logs: the matrix would leave them out"
+    policy = {"metadata": {"name": "victoria-logs"}}
+    sim.registrations[i] = dataclasses.replace(sim.registrations[i], type="kubernetes:cilium.io/v2:CiliumClusterwideNetworkPolicy", inputs=policy)
+    refused = "arda: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not CiliumClusterwideNetworkPolicy /victoria-logs: the matrix would leave them out"
     with pytest.raises(NetpolCheckError, match=f"^{re.escape(refused)}$"):
         netpol_check.cluster_objects(sim, "arda")
