@@ -17,7 +17,9 @@ What the analyzer cannot see, and so leaves out of the matrix:
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import subprocess
 import tempfile
 from collections import defaultdict
@@ -207,11 +209,37 @@ def analyze(objects: Iterable[Mapping[str, Any]]) -> Analysis:
     )
 
 
+_RANGE = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+\.\d+\.\d+\.\d+)$")
+
+
+def _merged(peers: Iterable[str]) -> set[str]:
+    """The peers with adjacent address ranges joined: the analyzer splits 0.0.0.0/0 at every ipBlock any policy
+    names, even where the rows of the pieces are the same; joined, a row reads as the policies wrote it."""
+    spans: list[tuple[int, int]] = []
+    out = set()
+    for peer in peers:
+        if found := _RANGE.match(peer):
+            spans.append((int(ipaddress.IPv4Address(found.group(1))), int(ipaddress.IPv4Address(found.group(2)))))
+        else:
+            out.add(peer)
+    joined: list[list[int]] = []
+    for start, end in sorted(spans):
+        if joined and start <= joined[-1][1] + 1:
+            joined[-1][1] = max(joined[-1][1], end)
+        else:
+            joined.append([start, end])
+    return out | {f"{ipaddress.IPv4Address(start)}-{ipaddress.IPv4Address(end)}" for start, end in joined}
+
+
 def matrix(analysis: Analysis) -> dict[str, dict[str, str | frozenset[str]]]:
-    """Destination -> connection (`TCP 9093`, `All Connections`) -> its sources: EVERY, or the set of them."""
+    """Destination -> connection (`TCP 9093`, `All Connections`) -> its sources: EVERY, or the set of them, adjacent
+    address ranges joined (a destination that is an address range is kept as the analyzer split it)."""
     sources: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for src, dst, conn in analysis.connections:
         sources[dst][conn].add(src)
+    for by_conn in sources.values():
+        for conn in by_conn:
+            by_conn[conn] = _merged(by_conn[conn])
     everyone = {*analysis.peers, OUTSIDE}
     return {
         dst: {conn: EVERY if srcs == everyone - {dst} else frozenset(srcs) for conn, srcs in sorted(by_conn.items())}

@@ -124,32 +124,40 @@ def test_the_analyzer_read_every_workload_and_said_what_it_lacked() -> None:
     assert _analysis("arda").warnings == ()
 
 
-def _victoria_logs_policy(**spec: Any) -> dict[str, Any]:
+CLOUDFLARED = "networking/cloudflared[Deployment]"
+SCRAPER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def _cloudflared_policy(**spec: Any) -> dict[str, Any]:
+    """A policy the program does not have, on a workload no policy selects today (cloudflared: its metrics on 2000)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "victoria-logs", "namespace": "monitoring"},
-        "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}}, "policyTypes": ["Ingress"], **spec},
+        "metadata": {"name": "test-cloudflared", "namespace": "networking"},
+        "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "cloudflared"}}, "policyTypes": ["Ingress"], **spec},
     }
 
 
 def test_a_policy_the_program_would_add_shows_up_as_the_rows_it_changes() -> None:
-    """The harness sees a policy change: victoria-logs behind a policy admitting only vmalert-logs on 9428."""
+    """The harness sees a policy change: cloudflared behind a policy admitting only Prometheus on 2000."""
     objects = _objects("arda")
-    [store] = [o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "victoria-logs"]
-    assert store["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "victoria-logs"
-    rule = {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vmalert-logs"}}}], "ports": [{"port": 9428, "protocol": "TCP"}]}
-    found = netpol_check.matrix(netpol_check.analyze([*objects, _victoria_logs_policy(ingress=[rule])]))
-    assert found["monitoring/victoria-logs[StatefulSet]"] == {"TCP 9428": frozenset({"monitoring/vmalert-logs[Deployment]"})}
-    assert {k: v for k, v in found.items() if k != "monitoring/victoria-logs[StatefulSet]"} == {
-        k: v for k, v in ARDA.items() if k != "monitoring/victoria-logs[StatefulSet]"
+    [tunnel] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "cloudflared"]
+    assert tunnel["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "cloudflared"
+    rule = {"from": [SCRAPER], "ports": [{"port": 2000, "protocol": "TCP"}]}
+    found = netpol_check.matrix(netpol_check.analyze([*objects, _cloudflared_policy(ingress=[rule])]))
+    assert found[CLOUDFLARED] == {"TCP 2000": frozenset({PROMETHEUS})}
+    assert {k: v for k, v in found.items() if k != CLOUDFLARED} == {
+        k: v for k, v in netpol_check.matrix(_analysis("arda")).items() if k != CLOUDFLARED
     }
 
 
 def test_a_policy_the_analyzer_cannot_evaluate_fails_the_check_naming_it() -> None:
     objects = _objects("arda")
-    bad = _victoria_logs_policy(ingress=[{"ports": [{"port": "web", "endPort": 9500, "protocol": "TCP"}]}])
-    with pytest.raises(NetpolCheckError, match="victoria-logs"):
+    bad = _cloudflared_policy(ingress=[{"ports": [{"port": "metrics", "endPort": 2100, "protocol": "TCP"}]}])
+    with pytest.raises(NetpolCheckError, match="test-cloudflared"):
         netpol_check.analyze([*objects, bad])
 
 
@@ -157,27 +165,25 @@ def _writers(**rule: Any) -> dict[str, Any]:
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
-        "metadata": {"name": "victoria-logs-writers", "namespace": "monitoring"},
+        "metadata": {"name": "test-cloudflared-scrapers", "namespace": "networking"},
         "spec": {
-            "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}},
-            "ingress": [{**rule, "toPorts": [{"ports": [{"port": "9428", "protocol": "TCP"}]}]}],
+            "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "cloudflared"}},
+            "ingress": [{**rule, "toPorts": [{"ports": [{"port": "2000", "protocol": "TCP"}]}]}],
         },
     }
 
 
 def test_a_cilium_policy_counts_with_the_machines_addresses_for_the_host_entities() -> None:
-    """A CiliumNetworkPolicy admitting the host-network writers (`host`, `remote-node`) and a Pi by address, beside
-    the NetworkPolicy admitting vmalert-logs: the store then takes 9428 from those and no other."""
-    pods = {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vmalert-logs"}}}], "ports": [{"port": 9428, "protocol": "TCP"}]}
-    cilium = _writers(fromEntities=["host", "remote-node"], fromCIDR=["192.168.0.200/32"])
-    found = netpol_check.matrix(
-        netpol_check.analyze([*_objects("arda"), _victoria_logs_policy(ingress=[pods]), netpol_check.from_cilium(cilium, _addresses("arda"))])
-    )
-    machines = {f"{a}-{a}" for a in _addresses("arda")}
-    assert len(machines) == 5
-    assert found["monitoring/victoria-logs[StatefulSet]"] == {
-        "TCP 9428": frozenset({"monitoring/vmalert-logs[Deployment]", "192.168.0.200-192.168.0.200", *machines})
-    }
+    """A CiliumNetworkPolicy admitting host-network pods (`host`, `remote-node`) and one address, beside a
+    NetworkPolicy admitting Prometheus: cloudflared then takes 2000 from those and no other."""
+    pods = {"from": [SCRAPER], "ports": [{"port": 2000, "protocol": "TCP"}]}
+    cilium = netpol_check.from_cilium(_writers(fromEntities=["host", "remote-node"], fromCIDR=["192.168.0.200/32"]), _addresses("arda"))
+    found = netpol_check.matrix(netpol_check.analyze([*_objects("arda"), _cloudflared_policy(ingress=[pods]), cilium]))
+    assert _addresses("arda") == ["192.168.0.21", "192.168.0.22", "192.168.0.23", "192.168.0.31", "192.168.0.32"]
+    machines = {"192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"}  # adjacent addresses joined (matrix)
+    assert found[CLOUDFLARED] == {"TCP 2000": frozenset({PROMETHEUS, "192.168.0.200-192.168.0.200", *machines})}
+    # The ranges the policies name split 0.0.0.0/0 for the analyzer; joined again, the other rows read as before.
+    assert found["kube-system/coredns[Deployment]"] == {ALL: EVERY}
 
 
 @pytest.mark.parametrize(
@@ -192,7 +198,7 @@ def test_a_cilium_policy_counts_with_the_machines_addresses_for_the_host_entitie
     ],
 )
 def test_a_cilium_rule_the_translation_cannot_keep_is_refused_naming_it(rule: dict[str, Any], refused: str) -> None:
-    with pytest.raises(NetpolCheckError, match=f"^CiliumNetworkPolicy monitoring/victoria-logs-writers: {re.escape(refused)}"):
+    with pytest.raises(NetpolCheckError, match=f"^CiliumNetworkPolicy networking/test-cloudflared-scrapers: {re.escape(refused)}"):
         netpol_check.from_cilium(_writers(**rule), ["192.168.0.10"])
 
 
