@@ -4,7 +4,8 @@ The analyzer (v1.4.2, `tools/netpol-check`) reads one cluster's objects from a f
 NetworkPolicy among them as Kubernetes defines them. What it reads is what the program creates in that cluster
 (every `kubernetes:` resource through the cluster's provider, as `iluvatar render` writes it) and what Argo CD
 builds from a platform Application with a kustomize source (kube-prometheus's, with the stack's own patches to its
-NetworkPolicies), built by the kustomize release Argo CD runs (`tools.upstream.kustomize`).
+NetworkPolicies), built by the kustomize release Argo CD runs (`tools.upstream.kustomize`). A CiliumNetworkPolicy is read as
+the NetworkPolicy admitting the same (`from_cilium`), or refused.
 
 What the analyzer cannot see, and so leaves out of the matrix:
 - the pods an operator makes from a custom resource: Prometheus's and Alertmanager's StatefulSets stand in here
