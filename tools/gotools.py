@@ -175,6 +175,10 @@ _ALL: tuple[Tool, ...] = (
     Tool("vmalert", "vmalert", package="github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert"),
     # age v1.3.1's own command: the restore drill decrypts Arda's etcd snapshots with it (plans.drill).
     Tool("age", "age", package="filippo.io/age/cmd/age"),
+    # np-guard's netpol-analyzer v1.4.2: which workloads and outside addresses reach which ports, from a cluster's
+    # rendered objects and NetworkPolicies (tools.netpol_check). The checksum database lacks v1.4.2 (its lookup
+    # answers not found), so go.sum pins it by the h1: hash of the proxy's own zip, which the build then verifies.
+    Tool("netpol-check", "netpol-check"),
     # Remote access (tests/netns/test_remote_access.py): Headscale v0.27.1 (the control server), and Tailscale v1.102.3's
     # tailscaled (the router's and the phone's) and containerboot (the subnet router image's entrypoint).
     Tool("headscale", "headscale", package="github.com/juanfont/headscale/cmd/headscale"),

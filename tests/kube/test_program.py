@@ -6,7 +6,8 @@ For each shipped stack (random ones: test_random_stacks.py): the real program un
 inventory's machines as kwok nodes, every object written as its writer writes it
 (`tools.kube_program.Walker`: pulumi-kubernetes, Helm, a helm.v4 Chart, Argo CD's sync), then the
 second `up`, then the pods. Any refusal names the cluster, the object, its writer and the API
-server's words.
+server's words. Then what each ServiceAccount may do cluster-wide, and which tokens each node's identity may
+request, asked of the API server's own authorizers (tools.kube_reach) and pinned.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stacks.load import read_stack_file
 from tests.edit import HOMELAB, RK1
 from tests.kube.deploy import STATIC_SOURCE, Deployed, deployed, problems
 from tests.sims import simulated
+from tools import kube_reach
 from tools.kube_cluster import describe
 from tools.kube_inventory import CONTROL_PLANE
 
@@ -151,3 +153,94 @@ def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -
         # Longhorn's label on exactly the Pis with a data disk, from the program's NodePatch.
         labelled = deployment.nodes("ainur", **{storage.LONGHORN_DISK_LABEL.replace("/", "__"): "true"})
         assert labelled == sorted(storage.longhorn_node_labels(stack))
+
+
+# --- What each account may do, and which of them a node's identity reaches (issue #54) -----------------------------
+
+# kube-controller-manager's own accounts (`--use-service-account-credentials`): no pod runs as them, so no node
+# reaches their tokens; the same in every cluster.
+CONTROLLER_MANAGER_POWERS = {
+    "kube-system/clusterrole-aggregation-controller": ["escalate cluster roles"],
+    "kube-system/daemon-set-controller": ["create pods"],
+    "kube-system/generic-garbage-collector": ["list secrets", "get secrets"],
+    "kube-system/job-controller": ["create pods"],
+    "kube-system/namespace-controller": ["list secrets", "get secrets"],
+    "kube-system/persistent-volume-binder": ["create pods"],
+    "kube-system/replicaset-controller": ["create pods"],
+    "kube-system/replication-controller": ["create pods"],
+    "kube-system/resourcequota-controller": ["list secrets"],
+    "kube-system/statefulset-controller": ["create pods"],
+}
+# FINDING: Argo CD's application controller holds every power, cluster-wide, in both clusters (the chart's default
+# ClusterRole: `*` on `*`); any node its pod is bound to can ask for its token.
+ARGOCD_POWERS = {
+    "argocd/argocd-application-controller": [
+        "list secrets",
+        "get secrets",
+        "create pods",
+        "create tokens",
+        "bind cluster roles",
+        "escalate cluster roles",
+    ],
+    "argocd/argocd-server": ["get secrets"],
+}
+ARDA_POWERS = {
+    **ARGOCD_POWERS,
+    "argocd/argocd-notifications-controller": ["list secrets"],
+    "cert-manager/cert-manager": ["list secrets", "get secrets", "create pods"],
+    "cert-manager/cert-manager-cainjector": ["list secrets", "get secrets"],
+    "envoy-gateway-system/envoy-gateway": ["list secrets", "get secrets"],
+    "kube-system/cilium-operator": ["list secrets", "get secrets"],
+    # FINDING: kube-state-metrics lists every Secret (kube-prometheus's ClusterRole, for the secrets' metadata series).
+    "monitoring/kube-state-metrics": ["list secrets"],
+    "monitoring/prometheus-operator": ["list secrets", "get secrets"],
+    "rook-ceph/objectstorage-provisioner": ["get secrets"],
+    "rook-ceph/rook-ceph-system": ["list secrets", "get secrets"],
+}
+# Per stack (the homelab has the Ainur; rk1 has not), per cluster: each account holding a power cluster-wide.
+ACCOUNT_POWERS = {
+    "homelab": {
+        "arda": {
+            **CONTROLLER_MANAGER_POWERS,
+            **ARDA_POWERS,
+            # FINDING: External Secrets' controller may also mint a token for any account (it authenticates stores so).
+            "external-secrets/external-secrets": ["list secrets", "get secrets", "create tokens"],
+            "external-secrets/external-secrets-cert-controller": ["list secrets", "get secrets"],
+            "volsync-system/volsync": ["list secrets", "get secrets"],
+        },
+        "ainur": {**CONTROLLER_MANAGER_POWERS, **ARGOCD_POWERS},
+    },
+    "rk1": {"arda": {**CONTROLLER_MANAGER_POWERS, **ARDA_POWERS}},
+}
+# FINDING: the accounts holding a power above whose token some node's kubelet identity may request (the Node
+# authorizer: the account of a pod bound to that node). Whichever node the scheduler picks, one node holds each.
+# Longhorn's chart is not rendered here (tools.kube_program), so its manager's account, on every Ainur node
+# including the netbooted maiar (issue #54, finding 1), is not among them: the Node authorizer would add it.
+NODE_REACHABLE = {
+    "homelab": {
+        "arda": set(ARDA_POWERS) - {"rook-ceph/objectstorage-provisioner"}
+        | {"external-secrets/external-secrets", "external-secrets/external-secrets-cert-controller", "volsync-system/volsync"},
+        "ainur": set(ARGOCD_POWERS),
+    },
+    "rk1": {"arda": set(ARDA_POWERS) - {"rook-ceph/objectstorage-provisioner"}},
+}
+
+
+def test_each_account_holds_exactly_the_cluster_wide_powers_written_here(deployment: Deployed) -> None:
+    """The real API server's RBAC authorizer, asked by SubjectAccessReview for each account of the cluster."""
+    stack = "homelab" if "ainur" in deployment.clusters else "rk1"
+    found = {cluster: kube_reach.account_powers(c.client) for cluster, c in deployment.clusters.items()}
+    assert found == ACCOUNT_POWERS[stack]
+
+
+def test_a_node_identity_reaches_the_tokens_of_its_pods_accounts_and_these_powerful_ones(deployment: Deployed) -> None:
+    """The real Node authorizer, asked for every node and every account: exactly its pods' accounts, no other."""
+    stack = "homelab" if "ainur" in deployment.clusters else "rk1"
+    for cluster, c in deployment.clusters.items():
+        deployment.workloads(cluster)  # every workload's pods created and bound
+        tokens = kube_reach.node_tokens(c.client)
+        pods = kube_reach.pod_accounts(c.client)
+        differ = {n: (sorted(set(tokens[n]) - set(pods.get(n, []))), sorted(set(pods.get(n, [])) - set(tokens[n]))) for n in tokens}
+        assert tokens == pods, f"{cluster}: (tokens but no pod, pod but no token) per node: {differ}"
+        reachable = {a for accounts in tokens.values() for a in accounts} & set(ACCOUNT_POWERS[stack][cluster])
+        assert reachable == NODE_REACHABLE[stack][cluster], cluster

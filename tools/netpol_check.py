@@ -1,0 +1,248 @@
+"""Which workloads and outside addresses reach which ports of a cluster, as np-guard's netpol-analyzer computes it.
+
+The analyzer (v1.4.2, `tools/netpol-check`) reads one cluster's objects from a folder and evaluates every
+NetworkPolicy among them as Kubernetes defines them. What it reads is what the program creates in that cluster
+(every `kubernetes:` resource through the cluster's provider, as `iluvatar render` writes it) and what Argo CD
+builds from a platform Application with a kustomize source (kube-prometheus's, with the stack's own patches to its
+NetworkPolicies), built by the kustomize release Argo CD runs (`tools.upstream.kustomize`). A CiliumNetworkPolicy is read as
+the NetworkPolicy admitting the same (`from_cilium`), or refused.
+
+What the analyzer cannot see, and so leaves out of the matrix:
+- the pods an operator makes from a custom resource: Prometheus's and Alertmanager's StatefulSets stand in here
+  (`operator_stand_ins`), as prometheus-operator v0.93.0 labels their pods;
+- the charts of Helm releases and Helm-source Applications (Argo CD, cert-manager, Envoy Gateway and its proxies,
+  Cilium, Longhorn, ...): their workloads are not in the matrix, and the program renders no policy for them;
+- host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
+  policy to it (its listeners answer on the node's address).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iluvatar.render import HELM_CHART, HELM_RELEASE, cluster_of
+from iluvatar.simulate import Simulation
+from plans import gitops
+from tools import gotools
+from tools.kube_program import registration_object
+from tools.upstream import kustomize
+
+# What the analyzer reads (its parser skips other kinds): where pods run, the namespaces' labels policies select
+# on, the Services, and the policies (Kubernetes' own, and the network-policy-api's admin policies v1.4.2 evaluates).
+KINDS = (
+    "Namespace",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "NetworkPolicy",
+    "AdminNetworkPolicy",
+    "BaselineAdminNetworkPolicy",
+)
+# Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped. A
+# CiliumNetworkPolicy is translated when it can be (`from_cilium`).
+UNEVALUATED = ("CiliumClusterwideNetworkPolicy",)
+CILIUM = "CiliumNetworkPolicy"
+# The Cilium entities a host-network pod's traffic has: its own machine's (`host`) or another's (`remote-node`).
+NODE_ENTITIES = frozenset({"host", "remote-node"})
+
+
+def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dict[str, Any]:
+    """The Kubernetes NetworkPolicy admitting what an ingress-only CiliumNetworkPolicy admits, for the analyzer.
+
+    Cilium enforces both kinds together: a pod selected by either is isolated in that direction, and what any of them
+    allows is allowed (docs.cilium.io, Network Policy, "Layer 3 examples"), as Kubernetes' own policies add up; so one
+    NetworkPolicy per CiliumNetworkPolicy keeps the sum. Its `endpointSelector` becomes the podSelector, `fromEndpoints`
+    pod selectors (the policy's namespace, as Cilium scopes them), `fromCIDR` ipBlocks, and the `host` and `remote-node`
+    entities the machines' own addresses (`node_addresses`, each a /32): the analyzer then shows a host-network pod's
+    writes as coming from its machine's address, as the pod receives them. Anything else (egress, other entities, L7
+    rules, CIDR sets, `matchExpressions`) is refused naming it, not approximated.
+    """
+    where = f"{CILIUM} {policy['metadata'].get('namespace', '')}/{policy['metadata']['name']}"
+    spec = dict(policy.get("spec") or {})
+    if set(spec) - {"endpointSelector", "ingress"} or set(spec.get("endpointSelector") or {}) - {"matchLabels"}:
+        raise NetpolCheckError(f"{where}: only an ingress policy selecting by matchLabels is translated for netpol-analyzer, not {sorted(spec)}")
+    nodes = [{"ipBlock": {"cidr": f"{a}/32"}} for a in sorted(node_addresses)]
+    rules = []
+    for rule in spec.get("ingress") or []:
+        if unknown := set(rule) - {"fromEndpoints", "fromCIDR", "fromEntities", "toPorts"}:
+            raise NetpolCheckError(f"{where}: {sorted(unknown)} is not translated for netpol-analyzer")
+        if entities := set(rule.get("fromEntities") or []) - NODE_ENTITIES:
+            raise NetpolCheckError(f"{where}: the entities {sorted(entities)} are not translated for netpol-analyzer (only host and remote-node)")
+        endpoints = rule.get("fromEndpoints") or []
+        if scoped := sorted(
+            {k for e in endpoints for k in e.get("matchLabels") or {} if "io.kubernetes.pod.namespace" in k or k.startswith("io.cilium")}
+        ):
+            raise NetpolCheckError(
+                f"{where}: fromEndpoints selecting by {scoped} (another namespace, Cilium's own labels) is not translated for netpol-analyzer"
+            )
+        peers: list[dict[str, Any]] = [{"podSelector": e} for e in endpoints]
+        peers += [{"ipBlock": {"cidr": c}} for c in rule.get("fromCIDR") or []]
+        peers += nodes if rule.get("fromEntities") else []
+        ports = []
+        for to in rule.get("toPorts") or []:
+            if set(to) - {"ports"}:
+                raise NetpolCheckError(f"{where}: toPorts {sorted(set(to) - {'ports'})} (L7 rules) are not translated for netpol-analyzer")
+            ports += [{"port": int(p["port"]), "protocol": p.get("protocol", "TCP")} for p in to["ports"]]
+        rules.append({"from": peers, **({"ports": ports} if ports else {})})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"cilium-{policy['metadata']['name']}", "namespace": policy["metadata"]["namespace"]},
+        "spec": {"podSelector": spec.get("endpointSelector") or {}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
+
+
+# Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).
+OUTSIDE = "0.0.0.0-255.255.255.255"
+# A row's sources when they are every workload of the cluster but the destination itself, and every outside address.
+EVERY = "every pod and 0.0.0.0/0"
+
+
+class NetpolCheckError(RuntimeError):
+    """The analyzer could not read the objects or evaluate a policy."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    connections: tuple[tuple[str, str, str], ...]  # (source, destination, connection), as the analyzer lists them
+    peers: tuple[str, ...]  # every workload it read, `namespace/name[Kind]`
+    warnings: tuple[str, ...]
+
+
+def operator_stand_ins(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The StatefulSet prometheus-operator makes for each Prometheus and Alertmanager, with its pods' labels.
+
+    v0.93.0 labels a Prometheus's pods with spec.podMetadata.labels over its own version label
+    (pkg/prometheus/promcfg.go:1345-1360, BuildPodMetadata), an Alertmanager's likewise
+    (pkg/alertmanager/statefulset.go:398-411); the StatefulSet is named `prometheus-<name>` / `alertmanager-<name>`.
+    Its containers are left out: kube-prometheus's policies name their ports by number.
+    """
+    out = []
+    for obj in objects:
+        prefix = {"Prometheus": "prometheus", "Alertmanager": "alertmanager"}.get(str(obj.get("kind")))
+        if prefix is None:
+            continue
+        labels = dict((obj.get("spec", {}).get("podMetadata") or {}).get("labels") or {})
+        out.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": f"{prefix}-{obj['metadata']['name']}", "namespace": obj["metadata"]["namespace"]},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": prefix, "image": "stand-in"}]}},
+                },
+            }
+        )
+    return out
+
+
+def _kustomize_objects(application: Mapping[str, Any]) -> list[dict[str, Any]]:
+    source = application["spec"]["source"]
+    built = kustomize.build(
+        source["repoURL"],
+        source["targetRevision"],
+        source["path"],
+        source["kustomize"],
+        build_options=gitops.KUSTOMIZE_BUILD_OPTIONS,
+        kube_version=gotools.kubernetes_version("kube-control-plane"),
+    )
+    namespace = application["spec"]["destination"].get("namespace")
+    for obj in built:
+        if namespace and not obj["metadata"].get("namespace"):
+            obj["metadata"]["namespace"] = namespace
+    return built + operator_stand_ins(built)
+
+
+def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The objects of `cluster` the analyzer reads: the program's own, and what its kustomize Applications build; a
+    CiliumNetworkPolicy translated (`from_cilium`, with the cluster's machines' `node_addresses`)."""
+    objects: list[dict[str, Any]] = []
+    for reg in sim.registrations:
+        if not reg.type.startswith("kubernetes:") or not reg.custom or reg.type in (HELM_RELEASE, HELM_CHART) or cluster_of(reg) != cluster:
+            continue
+        obj = registration_object(reg)
+        if obj["kind"] == "Application" and "kustomize" in (obj.get("spec", {}).get("source") or {}):
+            objects += _kustomize_objects(obj)
+        else:
+            objects.append(obj)
+    if unevaluated := sorted(
+        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objects if o.get("kind") in UNEVALUATED
+    ):
+        raise NetpolCheckError(
+            f"{cluster}: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not {', '.join(unevaluated)}: the matrix would leave them out"
+        )
+    addresses = list(node_addresses)
+    return [from_cilium(o, addresses) if o.get("kind") == CILIUM else o for o in objects if o.get("kind") in (*KINDS, CILIUM)]
+
+
+def analyze(objects: Iterable[Mapping[str, Any]]) -> Analysis:
+    """The analyzer's connection list over the objects, one file each in a folder of its own."""
+    binary = gotools.build("netpol-check")
+    with tempfile.TemporaryDirectory(prefix="netpol-") as folder:
+        for i, obj in enumerate(objects):
+            name = f"{i:04d}-{obj['kind']}-{obj['metadata'].get('namespace', '_cluster')}-{obj['metadata']['name']}.yaml"
+            (Path(folder) / name).write_text(yaml.safe_dump(dict(obj), sort_keys=False), encoding="utf-8")
+        result = subprocess.run([str(binary), folder], capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - a pinned tool
+    if result.returncode != 0:
+        raise NetpolCheckError(f"netpol-analyzer failed: {result.stderr.strip()}")
+    found = json.loads(result.stdout)
+    return Analysis(
+        connections=tuple((c["src"], c["dst"], c["conn"]) for c in found["connections"]),
+        peers=tuple(found["peers"]),
+        warnings=tuple(found["warnings"]),
+    )
+
+
+_RANGE = re.compile(r"^(\d+\.\d+\.\d+\.\d+)-(\d+\.\d+\.\d+\.\d+)$")
+
+
+def _merged(peers: Iterable[str]) -> set[str]:
+    """The peers with adjacent address ranges joined: the analyzer splits 0.0.0.0/0 at every ipBlock any policy
+    names, even where the rows of the pieces are the same; joined, a row reads as the policies wrote it."""
+    spans: list[tuple[int, int]] = []
+    out = set()
+    for peer in peers:
+        if found := _RANGE.match(peer):
+            spans.append((int(ipaddress.IPv4Address(found.group(1))), int(ipaddress.IPv4Address(found.group(2)))))
+        else:
+            out.add(peer)
+    joined: list[list[int]] = []
+    for start, end in sorted(spans):
+        if joined and start <= joined[-1][1] + 1:
+            joined[-1][1] = max(joined[-1][1], end)
+        else:
+            joined.append([start, end])
+    return out | {f"{ipaddress.IPv4Address(start)}-{ipaddress.IPv4Address(end)}" for start, end in joined}
+
+
+def matrix(analysis: Analysis) -> dict[str, dict[str, str | frozenset[str]]]:
+    """Destination -> connection (`TCP 9093`, `All Connections`) -> its sources: EVERY, or the set of them, adjacent
+    address ranges joined (a destination that is an address range is kept as the analyzer split it)."""
+    sources: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for src, dst, conn in analysis.connections:
+        sources[dst][conn].add(src)
+    for by_conn in sources.values():
+        for conn in by_conn:
+            by_conn[conn] = _merged(by_conn[conn])
+    everyone = {*analysis.peers, OUTSIDE}
+    return {
+        dst: {conn: EVERY if srcs == everyone - {dst} else frozenset(srcs) for conn, srcs in sorted(by_conn.items())}
+        for dst, by_conn in sorted(sources.items())
+    }
