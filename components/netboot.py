@@ -131,17 +131,16 @@ class Netboot(pulumi.ComponentResource):
         others = [m for m in rest if m not in cache and m not in pod]
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
-            # serves from): a real DHCPDISCOVER from the first valar, refused in dhcp mode beside another DHCP server and
+            # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode beside another DHCP server and
             # in proxy mode with none (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts anew: its pod's
             # template carries the digest of everything dnsmasq reads only at its start (plans.netboot.objects.config_digest:
             # the mode, the range, the service address). Records it re-reads while running (an app, a machine on disk) are
             # no new DHCP server, and ask nothing of the LAN.
             assert stack.ainur is not None
-            first = stack.by_role("valar")[0]
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
-                create=dhcp_probe.probe_script(stack.ainur.netboot.mode, str(plan.service_ip(stack)), str(first.ip)),
+                create=dhcp_probe.probe_script(stack.ainur.netboot.mode, str(plan.service_ip(stack)), str(stack.network.lan)),
                 triggers=[hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]],
                 opts=pulumi.ResourceOptions(parent=self, provider=args.commands),
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import ipaddress
 import os
 import select
 import socket
@@ -114,8 +115,10 @@ def parse_answer(frame: bytes, xid: int) -> Answer | None:
     return Answer(server=server, mac=mac, kind=kind, offered=socket.inet_ntoa(bootp[16:20]))
 
 
-def interface_of(address: str) -> str:
-    """The host's interface that holds `address` (its primary IPv4 address there)."""
+def interface_on(lan: str) -> str:
+    """The host's interface on `lan`: the first whose primary IPv4 address is in it. The step runs on whichever valar
+    holds the Ainur's API address (components.netboot), so it names the LAN, never one Pi's own address."""
+    network = ipaddress.ip_network(lan)
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for _, name in socket.if_nameindex():
@@ -123,11 +126,11 @@ def interface_of(address: str) -> str:
                 got = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
             except OSError:
                 continue
-            if socket.inet_ntoa(got[20:24]) == address:
+            if ipaddress.ip_address(socket.inet_ntoa(got[20:24])) in network:
                 return name
     finally:
         probe.close()
-    raise SystemExit(f"iluvatar: no interface of this host holds {address}, so the LAN cannot be probed for DHCP servers from it")
+    raise SystemExit(f"iluvatar: no interface of this host has an address in {lan}, so the LAN cannot be probed for DHCP servers from it")
 
 
 def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS) -> list[Answer]:
@@ -193,15 +196,15 @@ def judge(mode: str, service_ip: str, answers: list[Answer]) -> str | None:
     return None
 
 
-def probe_script(mode: str, service_ip: str, address: str) -> str:
-    """The step `pulumi up` runs over SSH on the first valar (at `address`) before the netboot objects change: this very
-    module, as root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal."""
+def probe_script(mode: str, service_ip: str, lan: str) -> str:
+    """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
+    root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal."""
     with open(__file__, encoding="utf-8") as f:
         source = f.read()
     return (
         "set -eu\n"
         "# iluvatar: the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves (plans.netboot.dhcp_probe).\n"
-        f"sudo python3 - --mode {mode} --service-ip {service_ip} --address {address} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+        f"sudo python3 - --mode {mode} --service-ip {service_ip} --lan {lan} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
     )
 
 
@@ -210,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("dhcp", "proxy"), required=True)
     parser.add_argument("--service-ip", required=True, help="the Ainur's service address: answers from it are the Ainur's own")
     place = parser.add_mutually_exclusive_group(required=True)
-    place.add_argument("--address", help="this host's LAN address: the probe goes out of the interface holding it")
+    place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
-    interface = args.interface or interface_of(args.address)
+    interface = args.interface or interface_on(args.lan)
     answers = collect(interface)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")

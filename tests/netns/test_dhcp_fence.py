@@ -69,9 +69,10 @@ def start_isp(net: Lan) -> None:
     net._dnsmasq("isp", net.router, conf, net.root / "isp.leases")
 
 
-def run_step(net: Lan, ns: str, mode: str, address: str) -> subprocess.CompletedProcess[str]:
-    """The probe step as `pulumi up` runs it over SSH on the first valar: its whole script, in the valar's namespace."""
-    script = dhcp_probe.probe_script(mode, SVC, address)
+def run_step(net: Lan, ns: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
+    stack's LAN (the valar holding the Ainur's API address may be any of them)."""
+    script = dhcp_probe.probe_script(mode, SVC, str(net.stack.network.lan))
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -85,23 +86,37 @@ def valar(net: Lan) -> str:
 # --- The probe ---------------------------------------------------------------------------------
 
 
+def test_the_probe_runs_from_whichever_valar_holds_the_ainurs_api_address(net: Lan) -> None:
+    """The step dials the valar holding the Ainur's API address, which moves between valar: the probe finds its way onto
+    the LAN from the stack's LAN alone, on a valar that is not the first (another address, its own MAC)."""
+    ns = net.host("v2", "192.168.0.15")
+    in_ns(ns, "ip", "link", "set", "eth0", "address", "02:00:5e:00:fe:15")
+    step = run_step(net, ns, "dhcp")
+    assert step.returncode == 0, step.stderr
+    # Its MAC is in no reservation: the Ainur offer it an address of network.dhcpRange (192.168.0.100-199).
+    [line] = step.stdout.splitlines()
+    said, offered = line.rsplit(" ", 1)
+    assert said == f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer"
+    assert 100 <= int(offered.removeprefix("192.168.0.")) <= 199, line
+
+
 def test_the_probe_passes_when_only_the_ainur_answer(net: Lan) -> None:
     """dhcp mode, a live homelab: the Ainur's own dnsmasq answers from the service address (its server identifier),
     which is not another server."""
     got = answers(net)
     assert [(a.server, a.mac, a.kind) for a in got] == [(SVC, mac_of(net.pi), "offer")]
-    step = run_step(net, valar(net), "dhcp", VALAR)
+    step = run_step(net, valar(net), "dhcp")
     assert step.returncode == 0, step.stderr
     assert step.stdout.splitlines() == [f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11"]
     # A switch to proxy mode now, with the router's DHCP still off: the Ainur's answers would end and no one's begin.
-    switch = run_step(net, valar(net), "proxy", VALAR)
+    switch = run_step(net, valar(net), "proxy")
     assert switch.returncode == 1 and switch.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), switch.stderr
 
 
 def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> None:
     start_isp(net)
     try:
-        step = run_step(net, valar(net), "dhcp", VALAR)
+        step = run_step(net, valar(net), "dhcp")
         # The valar's own MAC asks: the router offers it an address of its pool.
         assert step.returncode == 1, step.stdout + step.stderr
         offered = next(line for line in step.stdout.splitlines() if line.startswith(f"iluvatar: DHCP server {ROUTER} "))
@@ -112,7 +127,7 @@ def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> Non
         )
         assert "turn that server's DHCP off" in refusal and "ainur.netboot.mode: proxy" in refusal
         # proxy mode beside the same router: what that mode needs.
-        assert run_step(net, valar(net), "proxy", VALAR).returncode == 0
+        assert run_step(net, valar(net), "proxy").returncode == 0
     finally:
         net.stop("isp")
 
@@ -121,12 +136,12 @@ def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> N
     net.release_service_address()
     try:
         assert answers(net) == []
-        step = run_step(net, valar(net), "proxy", VALAR)
+        step = run_step(net, valar(net), "proxy")
         assert step.returncode == 1
         assert step.stdout.strip() == "iluvatar: no DHCP server answered a DHCPDISCOVER on eth0"
         assert step.stderr.strip().startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy")
         # dhcp mode on an empty LAN: the Ainur will be its only server.
-        assert run_step(net, valar(net), "dhcp", VALAR).returncode == 0
+        assert run_step(net, valar(net), "dhcp").returncode == 0
     finally:
         net.hold_service_address()
 
@@ -210,6 +225,7 @@ def test_the_probe_module_runs_on_its_own() -> None:
         "from __future__ import annotations",
         "import argparse",
         "import fcntl",
+        "import ipaddress",
         "import os",
         "import select",
         "import socket",
