@@ -85,7 +85,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # and its storage gate.
     # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
     # the netboot clearance step one more (through the Ainur's command provider).
-    assert len(sim.registrations) == 310
+    # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert.
+    assert len(sim.registrations) == 313
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
