@@ -26,6 +26,9 @@ KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # every 3 s, retried every second, so an address moves within seconds of its holder dying (the
 # failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).
 KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
+# The taint every netbooted maia carries (`config`, and plans.netboot.roll for one that registered before it).
+NETBOOT_TAINT_KEY = "iluvatar/boot"
+NETBOOT_TAINT = f"{NETBOOT_TAINT_KEY}=netboot:NoExecute"
 STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
@@ -56,6 +59,13 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
         # `snapshotter: native` copies layers instead (k3s agent --snapshotter: overlayfs, fuse-overlayfs, native, stargz).
         doc["node-label"].append("iluvatar/boot=netboot")
         doc["snapshotter"] = "native"
+        # Its root (the join token, the kubelet's client certificate and key) is readable by any machine that takes its
+        # address, so its kubelet identity is no secret: the taint keeps off it every pod that does not tolerate it, so
+        # no pod whose account reaches beyond the maia runs there for that identity to ask tokens of (the Node
+        # authorizer lets a kubelet get tokens only for its own pods' accounts). NoExecute: pods already there leave.
+        # k3s applies node-taint when the Node registers (an existing Node gets it from the roll, plans.netboot.roll),
+        # and NodeRestriction forbids a kubelet to remove its own taints (docs/security.md).
+        doc["node-taint"] = [NETBOOT_TAINT]
     if node.role == "valar":
         doc.update(
             {

@@ -68,8 +68,10 @@ def replicas(storage: Storage) -> int:
 
 
 def longhorn_pis(nodes: Iterable[Node]) -> list[Node]:
-    """The Pis whose first data disk cloud-init formats for Longhorn."""
-    return [n for n in nodes if n.role in AINUR_ROLES and n.data_disks]
+    """The Pis whose first data disk cloud-init formats for Longhorn. Never a netbooted maia: Longhorn's manager, whose
+    account reads every Secret and makes privileged pods cluster-wide, would run there for a kubelet whose credentials
+    the maia's NFS root exposes to the LAN (docs/security.md); the maia's taint keeps it off (plans.k3s.NETBOOT_TAINT)."""
+    return [n for n in nodes if n.role in AINUR_ROLES and n.data_disks and n.boot != "netboot"]
 
 
 def arda_classes(stack: StackConfig) -> list[str]:
