@@ -85,8 +85,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # and its storage gate.
     # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
     # the netboot clearance step one more (through the Ainur's command provider).
-    # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert.
-    assert len(sim.registrations) == 313
+    # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert;
+    # and two: the Ainur's policy of who may register a Node, and its binding.
+    assert len(sim.registrations) == 315
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
