@@ -295,7 +295,7 @@ def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
 
 # Who reads the store, all in NAMESPACE on Arda: Grafana (its datasource), vmalert (the log alerts) and Prometheus (the
 # store's own metrics, `service_monitor`), by the labels kube-prometheus v0.18.0 gives their pods
-# (manifests/grafana-deployment.yaml, prometheus-prometheus.yaml: app.kubernetes.io/name) and vmalert's.
+# (manifests/grafana-deployment.yaml:26, prometheus-prometheus.yaml:28: app.kubernetes.io/name; their own NetworkPolicies allow all egress) and vmalert's.
 READERS = ("grafana", VMALERT, "prometheus")
 
 
