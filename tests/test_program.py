@@ -86,8 +86,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
     # the netboot clearance step one more (through the Ainur's command provider).
     # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert;
-    # and two: the Ainur's policy of who may register a Node, and its binding.
-    assert len(sim.registrations) == 315
+    # and two: the Ainur's policy of who may register a Node, and its binding; and the gate before the CiliumNetworkPolicy.
+    assert len(sim.registrations) == 316
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
