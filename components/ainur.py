@@ -467,9 +467,14 @@ class BootstrapCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=command_provider, depends_on=[self.pis[first.name].join]),
         )
         agent = AgentJoin(ca_hash.stdout.apply(agent_token.parse_ca_hash), self.kubernetes_provider, self.access, random_provider)
+        # Who may register a Node (plans.k3s.node_admission): in place before any maia joins with a token a netbooted
+        # maia's root exposes; the policy before its binding.
+        on_cluster = self.access.with_cluster(pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider))
+        self.node_admission = kube.create_all(f"{name}", k3s.node_admission(stack), on_cluster)
+        admission = list(self.node_admission.values())
         for node in order:
             if node.role != "valar" and node.boot != "netboot":
-                join(node, (), agent=agent)
+                join(node, admission, agent=agent)
         # The netbooted maiar: made by join_netbooted, once the netboot service that boots them exists.
         self._pending = [(n, renamed.get(n.name)) for n in order if n.boot == "netboot"]
         self._join = join
@@ -494,5 +499,5 @@ class BootstrapCluster(pulumi.ComponentResource):
         pointer made, on its first `up`; drained, moved and rebooted after a new image), and the next Pi's steps wait
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
         for node, _ in self._pending:
-            self._join(node, serving, PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
+            self._join(node, [*serving, *self.node_admission.values()], PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
         self._pending = []

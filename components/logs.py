@@ -79,6 +79,26 @@ class Logs(pulumi.ComponentResource):
         self.store = [kube.create(f"{name}-arda", m, on_store) for m in plan.store(stack)]
         lan = plan.store_lan_service(stack)
         lan_service = kube.create(f"{name}-arda", lan, on_arda) if lan is not None else None
+        # Who may reach the store and vmalert (plan.store_network_policies). The CiliumNetworkPolicy after a gate that
+        # sees the API server admit it: Cilium registers its CRD once its agent runs.
+        policies = [*plan.store_network_policies(stack), plan.vmalert_network_policy()]
+        cilium_kinds = [p for p in policies if p["kind"] != "NetworkPolicy"]
+        admits = args.arda.gate(
+            f"{name}-gate-cilium",
+            bringup.admits_gate("Cilium registers it", [p["kind"] for p in cilium_kinds]),
+            self,
+            after=[*args.after, args.namespace],
+            manifests=cilium_kinds,
+        )
+        for policy in policies:
+            if policy["kind"] == "NetworkPolicy":
+                kube.create(f"{name}-arda", policy, on_arda)
+            else:
+                custom_resource(
+                    f"{name}-arda-{resource_suffix(policy)}",
+                    policy,
+                    pulumi.ResourceOptions.merge(on_arda, pulumi.ResourceOptions(depends_on=[admits])),
+                )
         # The store's, the collectors' and vmalert's metrics, for the pipeline's own alerts (plan.pipeline_alerts).
         for monitor in [plan.service_monitor(), *plan.monitors(stack)]:
             custom_resource(

@@ -16,6 +16,7 @@ import yaml
 
 from plans import k3s, nfs_guard
 from stacks.model import Node, StackConfig
+from stacks.storage import longhorn_pis
 
 LONGHORN_MOUNT = "/var/lib/longhorn"
 PACKAGES = ("open-iscsi", "nfs-common", "xfsprogs", "cryptsetup", "curl", "jq", "zstd")
@@ -55,7 +56,8 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
             ["sh", "-c", _k3s_install(stack, node)],
         ],
     }
-    if node.data_disks:
+    # Only a Longhorn Pi's disk (stacks.storage.longhorn_pis): a netbooted maia's dataDisks are no Longhorn disk.
+    if longhorn_pis([node]):
         disk = node.data_disks[0]
         doc["disk_setup"] = {disk: {"table_type": "gpt", "layout": True, "overwrite": False}}
         # overwrite: false everywhere: a re-run (a reflash, an upgrade) never reformats a disk that has data.

@@ -26,6 +26,9 @@ KUBE_VIP_IMAGE = pins.IMAGES["kube-vip"]
 # every 3 s, retried every second, so an address moves within seconds of its holder dying (the
 # failover bound in docs/layers/ainur.md#failover adds these to the kubelet's eviction of the netboot pod).
 KUBE_VIP_ELECTION = {"vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1"}
+# The taint every netbooted maia carries (`config`, and plans.netboot.roll for one that registered before it).
+NETBOOT_TAINT_KEY = "iluvatar/boot"
+NETBOOT_TAINT = f"{NETBOOT_TAINT_KEY}=netboot:NoExecute"
 STATIC_POD_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
@@ -56,6 +59,13 @@ def config(stack: StackConfig, node: Node, token: str) -> str:
         # `snapshotter: native` copies layers instead (k3s agent --snapshotter: overlayfs, fuse-overlayfs, native, stargz).
         doc["node-label"].append("iluvatar/boot=netboot")
         doc["snapshotter"] = "native"
+        # Its root (the join token, the kubelet's client certificate and key) is readable by any machine that takes its
+        # address, so its kubelet identity is no secret: the taint keeps off it every pod that does not tolerate it, so
+        # no pod whose account reaches beyond the maia runs there for that identity to ask tokens of (the Node
+        # authorizer lets a kubelet get tokens only for its own pods' accounts). NoExecute: pods already there leave.
+        # k3s applies node-taint when the Node registers (an existing Node gets it from the roll, plans.netboot.roll),
+        # and NodeRestriction forbids a kubelet to remove its own taints (docs/security.md).
+        doc["node-taint"] = [NETBOOT_TAINT]
     if node.role == "valar":
         doc.update(
             {
@@ -581,3 +591,58 @@ def rewrite_kubeconfig(kubeconfig: str, stack: StackConfig) -> str:
     for cluster in doc["clusters"]:
         cluster["cluster"]["server"] = server_url(stack)
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+# --- Who may register a Node ----------------------------------------------------------------------------------------
+#
+# A maia's join token lets whoever holds it join a node of their own (a netbooted maia's token is on its NFS root, which
+# any machine taking its address reads). NodeRestriction (k8s v1.35.1 plugin/pkg/admission/noderestriction/
+# admission.go) lets a kubelet create its own Node with any taints and forbids it only to set
+# `node-restriction.kubernetes.io/` labels (:520-524, :601-620) and, on update, to change its taints (:545-548); the Node
+# authorizer gives a node no delete of its Node (plugin/pkg/auth/authorizer/node/node_authorizer.go:416-446). So a node
+# joined under a new name would register untainted and every DaemonSet would run there for it. This policy refuses a
+# Node created by a node identity whose name is not a Pi of the inventory, and a netbooted maia's Node without its taint.
+NODE_ADMISSION = "iluvatar-node-registration"
+
+
+def _cel_list(names: list[str]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+def node_admission(stack: StackConfig) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy (GA since Kubernetes 1.30) and its binding (Deny) on the Ainur."""
+    pis = sorted(n.name for n in stack.ainur_nodes)
+    netbooted = sorted(n.name for n in stack.ainur_nodes if n.boot == "netboot")
+    tainted = (
+        f"has(object.spec.taints) && object.spec.taints.exists(t, t.key == '{NETBOOT_TAINT_KEY}' && t.value == 'netboot' && t.effect == 'NoExecute')"
+    )
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": NODE_ADMISSION},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["nodes"]}]},
+            # Only a kubelet's own registration: an admin (or kwok, or k3s' server) may still create any Node.
+            "matchConditions": [{"name": "by-a-node", "expression": "request.userInfo.username.startsWith('system:node:')"}],
+            "validations": [
+                {
+                    "expression": f"object.metadata.name in {_cel_list(pis)}",
+                    "messageExpression": f"'node ' + object.metadata.name + ' is not a Pi of the inventory ({', '.join(pis)}): a join token does not make a new Pi; add it to iluvatar:nodes'",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": f"!(object.metadata.name in {_cel_list(netbooted)}) || ({tainted})",
+                    "messageExpression": f"'node ' + object.metadata.name + ' netboots and must register with its taint {NETBOOT_TAINT} (its k3s config node-taint)'",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": NODE_ADMISSION},
+        "spec": {"policyName": NODE_ADMISSION, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]

@@ -98,6 +98,8 @@ BACKUPS = "*.backup"
 QUEUE_BYTES = 256 * 1024 * 1024
 TELEMETRY_PORT = 8888
 PODS_LOG_DIR = "/var/log/pods"
+# The label k3s gives a netbooted maia (plans.k3s.config: iluvatar/boot=netboot).
+NETBOOT_LABEL = "iluvatar/boot"
 
 VMALERT = "vmalert-logs"
 VMALERT_VERSION = pins.APPS["vmalert"]
@@ -291,6 +293,72 @@ def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
     }
 
 
+# Who reads the store, all in NAMESPACE on Arda: Grafana (its datasource), vmalert (the log alerts) and Prometheus (the
+# store's own metrics, `service_monitor`), by the labels kube-prometheus v0.18.0 gives their pods
+# (manifests/grafana-deployment.yaml:26, prometheus-prometheus.yaml:28: app.kubernetes.io/name; their own NetworkPolicies allow all egress) and vmalert's.
+READERS = ("grafana", VMALERT, "prometheus")
+
+
+def store_network_policies(stack: StackConfig) -> list[dict[str, Any]]:
+    """The store admits its readers and its writers and nothing else: any other pod on Arda could read every machine's
+    logs, insert lines or flood it until the oldest-first eviction drops real history and the log alerts.
+
+    - The readers (`READERS`): a NetworkPolicy, pod to pod.
+    - The writers are the collectors, on the host's network of every Arda machine, and the Pis (their journals and their
+      collectors, through the LAN Service `store_lan_service`). A NetworkPolicy cannot name a host-network pod: Cilium
+      gives its traffic the `host` identity (its own machine) or `remote-node` (another), which an ipBlock does not
+      match unless Cilium runs with `policy-cidr-match-mode: nodes` (docs.cilium.io, Network Policy, "ipBlock can now
+      optionally select node IPs"). A CiliumNetworkPolicy names them by entity (`fromEntities`), and the Pis by
+      address: a Pi's packet reaches the pod with its own address when the store runs on the machine that took it,
+      else masqueraded to that machine's (remote-node), as Cilium's kube-proxy replacement forwards a LoadBalancer
+      Service's traffic (externalTrafficPolicy Cluster). So every host-network pod of Arda may write too: the
+      threat model (docs/security.md) lists it."""
+    labels = {"app.kubernetes.io/name": STORE}
+    port = {"port": STORE_PORT, "protocol": "TCP"}
+    readers = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(STORE),
+        "spec": {
+            "podSelector": {"matchLabels": labels},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}} for name in READERS], "ports": [port]}],
+        },
+    }
+    to_port = [{"ports": [{"port": str(STORE_PORT), "protocol": "TCP"}]}]
+    writers: list[dict[str, Any]] = [{"fromEntities": ["host", "remote-node"], "toPorts": to_port}]
+    if stack.ainur is not None:
+        writers.append({"fromCIDR": [f"{n.ip}/32" for n in stack.ainur_nodes], "toPorts": to_port})
+    return [
+        readers,
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": _meta(f"{STORE}-writers"),
+            "spec": {"endpointSelector": {"matchLabels": labels}, "ingress": writers},
+        },
+    ]
+
+
+def vmalert_network_policy() -> dict[str, Any]:
+    """vmalert's listener (its own metrics and its rules' state) admits Prometheus only."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(VMALERT),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": VMALERT}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+                    "ports": [{"port": VMALERT_PORT, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
 def service_monitor() -> dict[str, Any]:
     """Prometheus scrapes the store: how much it keeps a day is what `logs.dailyVolume` should say."""
     return {
@@ -336,7 +404,10 @@ def monitors(stack: StackConfig) -> list[dict[str, Any]]:
                     "jobName": AINUR_COLLECTORS,
                     "scrapeInterval": "30s",
                     "staticConfigs": [
-                        {"targets": [f"{n.ip}:{TELEMETRY_PORT}"], "labels": {"machine": n.name, "cluster": "ainur"}} for n in stack.ainur_nodes
+                        {"targets": [f"{n.ip}:{TELEMETRY_PORT}"], "labels": {"machine": n.name, "cluster": "ainur"}}
+                        for n in stack.ainur_nodes
+                        # A netbooted maia runs no collector (`collector`): no target to find down.
+                        if n.boot != "netboot"
                     ],
                 },
             }
@@ -597,7 +668,7 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
             {"name": "checkpoints", "mountPath": CHECKPOINTS},
         ],
     }
-    pod = {
+    pod: dict[str, Any] = {
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "priorityClassName": "system-node-critical",
@@ -618,6 +689,20 @@ def collector(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:
             {"name": "checkpoints", "hostPath": {"path": CHECKPOINTS, "type": "DirectoryOrCreate"}},
         ],
     }
+    if cluster == "ainur":
+        # Never on a netbooted maia: whoever takes its address reads and writes its root, so owns what runs there, and a
+        # collector there would hold what the Ainur's Talos receivers take from Arda (the service address can move to
+        # any Pi running one) and run as root on the host's network. Its own pods' logs are none to collect: the
+        # maia's taint (plans.k3s.NETBOOT_TAINT) keeps every other pod off it; its journal goes on through
+        # journald's forwarder. The toleration of everything stays (a Pi with a disk-pressure or a cordon taint keeps
+        # its collector): the affinity, not a list of tolerations, is what excludes the maia, whatever its taints.
+        pod["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": NETBOOT_LABEL, "operator": "NotIn", "values": ["netboot"]}]}]
+                }
+            }
+        }
     return [
         config,
         {

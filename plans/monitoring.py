@@ -514,6 +514,10 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
         "hostNetwork": True,
         "hostPID": True,
         "priorityClassName": "system-node-critical",
+        # Every Pi, a netbooted maia too (its taint tolerated, docs/security.md says why): it reports that maia's own
+        # health only, as nobody with no capability on a read-only root, and holds no credential: no token is mounted,
+        # and its account (the namespace's default) has no role anyway.
+        "automountServiceAccountToken": False,
         "tolerations": [{"operator": "Exists"}],
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
         "containers": [

@@ -82,7 +82,11 @@ HEADSCALE_IMAGE = f"ghcr.io/juanfont/headscale:{HEADSCALE_VERSION}"
 NAMESPACE = "remote-access"
 HEADSCALE = "headscale"
 HEADSCALE_PORT = 8443
+# Headscale's metrics listener, on the pod's loopback only: nothing scrapes it, and it is Headscale's debug server
+# (hscontrol/debug.go debugHTTPServer: /metrics beside tsweb's /debug pages, which dump the config, the policy, the
+# nodes, the routes and the pending registrations). On 0.0.0.0 every pod of the Ainur and every Pi reached it.
 METRICS_PORT = 9090
+METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 STUN_PORT = 3478
 STATE_DIR = "/var/lib/headscale"
 CONFIG_DIR = "/etc/headscale"
@@ -329,7 +333,7 @@ def headscale_config(stack: StackConfig) -> dict[str, Any]:
     return {
         "server_url": headscale_url(stack),
         "listen_addr": f"0.0.0.0:{HEADSCALE_PORT}",
-        "metrics_listen_addr": f"0.0.0.0:{METRICS_PORT}",
+        "metrics_listen_addr": METRICS_ADDRESS,
         "grpc_listen_addr": "127.0.0.1:50443",
         "grpc_allow_insecure": False,
         "noise": {"private_key_path": f"{STATE_DIR}/noise_private.key"},
@@ -375,10 +379,7 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     config = yamltext.dump(headscale_config(stack))
     policy = policy_text(stack)
     state_class = storage.git_mirror_class(stack)
-    ports = [
-        {"name": "https", "containerPort": HEADSCALE_PORT, "protocol": "TCP"},
-        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
-    ]
+    ports = [{"name": "https", "containerPort": HEADSCALE_PORT, "protocol": "TCP"}]
     service_ports = [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
     if remote.headscale.derp == "embedded":
         ports.append({"name": "stun", "containerPort": STUN_PORT, "protocol": "UDP"})
@@ -446,6 +447,7 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 },
             },
         },
+        headscale_network_policy(stack),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -457,6 +459,28 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": labels, "ports": service_ports},
         },
     ]
+
+
+def headscale_network_policy(stack: StackConfig) -> dict[str, Any]:
+    """Headscale's pod admits only what the devices use, from anywhere (the port forward brings the internet's devices,
+    and its Service keeps their addresses): its HTTPS port, and STUN with derp: embedded. Nothing else the pod might
+    listen on (a metrics or gRPC listener moved off loopback by a later config) is reachable. k3s enforces it with its
+    embedded network policy controller (kube-router's, on unless --disable-network-policy)."""
+    remote = settings(stack)
+    assert remote.headscale is not None
+    ports = [{"port": HEADSCALE_PORT, "protocol": "TCP"}]
+    if remote.headscale.derp == "embedded":
+        ports.append({"port": STUN_PORT, "protocol": "UDP"})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(HEADSCALE, **{"app.kubernetes.io/name": HEADSCALE}),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": HEADSCALE}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": ports}],
+        },
+    }
 
 
 def headscale_user(member: str) -> str:

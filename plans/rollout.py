@@ -575,8 +575,6 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
             n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "config": k3s_config_digest(stack, n), "joinToken": join_token(n)}
             # A netbooting maia: the image it boots (plans.netboot.roll moves it to a new one).
             | ({"image": image_id(stack), "pointer": pointer_digest(stack, n)} if n.boot == "netboot" else {})
-            # A Longhorn Pi's uncordon waits for its replicas (plans.netboot.roll.storage_gate).
-            | ({"longhorn": True} if n.boot == "netboot" and n in longhorn_pis(stack.nodes) else {})
             for n in stack.ainur_nodes
         },
         "commands": ainur_commands(stack),
@@ -611,7 +609,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append(
                 f"Ubuntu image {was['image']} -> {now['image']}: drained, its boot moved to the new image (pi-boot-{name}), "
                 "rebooted, its join waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to "
-                "the stack's version, uncordoned"
+                f"the stack's version, tainted {k3s.NETBOOT_TAINT} and uncordoned"
             )
         elif now.get("image") and was.get("pointer") and now.get("pointer") != was["pointer"]:
             # Review 41-2 M2: its cmdline.txt changed (the network, the NFS options), not its image. (The service address
@@ -619,7 +617,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             what.append(
                 f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS options)"
                 ": drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
-                "new boot, its k3s step checks its version, uncordoned"
+                f"new boot, its k3s step checks its version, tainted {k3s.NETBOOT_TAINT} and uncordoned"
             )
         elif now.get("image") and not was.get("image"):
             what.append(f"netboots {now['image']}: its boot pointer (pi-boot-{name}) is made, then its join as a new Pi's")
@@ -651,9 +649,6 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         # A run of its drain or its reboot step runs its join, k3s step and uncordon after it (their triggers carry the
         # reboot step's run mark: components.ainur, plans.netboot.roll.RUN_MARK).
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
-        longhorn_gate = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
-        if moved and now.get("longhorn"):
-            what.append(longhorn_gate)
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
         for step, does, explained in (
@@ -665,7 +660,11 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
             ),
             ("drain", "drains it again", moved),
             ("reboot", "no reboot if it runs its image, booted with its pointer's cmdline.txt; else it reboots into them", moved),
-            ("uncordon", "uncordons it if a drain of Iluvatar's left it cordoned", moved or follows),
+            (
+                "uncordon",
+                f"taints it {k3s.NETBOOT_TAINT}, so every pod that does not tolerate it leaves it, and uncordons it if a drain of Iluvatar's left it cordoned",
+                moved or follows,
+            ),
             ("k3s", "with k3s at its version and running it, it restarts nothing, and checks its Node and etcd", old != new or moved or follows),
         ):
             if f"{name}-{step}" in rewritten and not explained:
@@ -673,11 +672,8 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         if follows:
             what.append(
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this boot, "
-                "its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned"
+                "its k3s step checks its version, and its uncordon taints it and uncordons it if a drain of Iluvatar's left it cordoned"
             )
-            # Review 41-3 M2: an Iluvatar upgrade that runs its drain again (not a move) makes Longhorn rebuild its replicas too.
-            if f"{name}-drain" in rewritten and now.get("longhorn"):
-                what.append(longhorn_gate)
         if what:
             out.append(Change(name, tuple(what)))
     return out

@@ -121,7 +121,9 @@ def talos_upgrade_problem(target: str, host: str) -> str | None:
 def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq_conf: Any = None) -> list[Problem]:
     """The changes refused against what the last deployment runs: Arda's (`deployed`) and the Ainur's (the outputs
     `ainur` and `dnsmasqConf`, as read back)."""
-    problems = _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf)
+    problems = (
+        _k3s(stack, ainur) + _service_ip(stack, ainur, dnsmasq_conf) + _roots_class(stack, ainur, dnsmasq_conf) + _netbooted_longhorn(stack, ainur)
+    )
     if not deployed.deployed:
         return problems
     problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
@@ -259,6 +261,37 @@ def _service_ip(stack: StackConfig, ainur: Any, dnsmasq_conf: Any = None) -> lis
             "(docs/layers/ainur.md#moving-the-service-address)",
         )
     ]
+
+
+NETBOOTED_LONGHORN_RUNBOOK = "docs/security.md#a-netbooted-maia-that-held-longhorn-replicas"
+
+
+def _netbooted_longhorn(stack: StackConfig, ainur: Any) -> list[Problem]:
+    """A netbooted maia is no Longhorn Pi any more (stacks.storage.longhorn_pis) and gets its taint at its next roll, which
+    evicts Longhorn's manager and instance manager from it: the replicas on its disk stop. One that was a Longhorn Pi at
+    the last deployment (`longhornPis` of the outputs) may hold a volume's last healthy replica, so while it keeps its
+    `dataDisks` the stack is refused, with the way: evict its replicas in Longhorn, then remove the disk from the stack,
+    which says the move was made. From outputs that did not record the Longhorn Pis, nothing to compare."""
+    if stack.ainur is None or not isinstance(ainur, Mapping) or not isinstance(ainur.get("longhornPis"), list):
+        return []
+    had = set(ainur["longhornPis"])
+    out = []
+    for i, node in enumerate(stack.nodes):
+        if node.boot != "netboot" or node.name not in had or not node.data_disks:
+            continue
+        disks = "[" + ", ".join(str(d) for d in node.data_disks) + "]"
+        out.append(
+            Problem(
+                f"iluvatar:nodes[{i}].dataDisks",
+                f"{disks}: {node.name} netboots, and a netbooted maia's disk is no Longhorn disk any more: Longhorn's manager, whose "
+                f"account reads every Secret, must not run for a kubelet whose credentials {node.name}'s NFS root exposes. The "
+                f"next `up` taints {node.name} and Longhorn leaves it, and the last deployment kept Longhorn replicas there: a "
+                f"volume whose last healthy replica is on {node.name} would be lost. Evict them first (Longhorn's UI: Node "
+                f"{node.name}, Edit, Scheduling Disable and Eviction Requested true; wait until it holds no replica and every "
+                f"volume is healthy), then remove {node.name}'s dataDisks ({NETBOOTED_LONGHORN_RUNBOOK})",
+            )
+        )
+    return out
 
 
 ROOTS_RUNBOOK = "docs/layers/ainur.md#changing-the-netbooted-roots-class"

@@ -68,8 +68,10 @@ def replicas(storage: Storage) -> int:
 
 
 def longhorn_pis(nodes: Iterable[Node]) -> list[Node]:
-    """The Pis whose first data disk cloud-init formats for Longhorn."""
-    return [n for n in nodes if n.role in AINUR_ROLES and n.data_disks]
+    """The Pis whose first data disk cloud-init formats for Longhorn. Never a netbooted maia: Longhorn's manager, whose
+    account reads every Secret and makes privileged pods cluster-wide, would run there for a kubelet whose credentials
+    the maia's NFS root exposes to the LAN (docs/security.md); the maia's taint keeps it off (plans.k3s.NETBOOT_TAINT)."""
+    return [n for n in nodes if n.role in AINUR_ROLES and n.data_disks and n.boot != "netboot"]
 
 
 def arda_classes(stack: StackConfig) -> list[str]:
@@ -255,11 +257,11 @@ def _ainur(storage: Storage, nodes: Sequence[Node], ainur: Ainur | None, ainur_s
         return
     pis = longhorn_pis(nodes)
     if storage.ainur.default_class == "longhorn" and not pis:
-        names = ", ".join(n.name for n in nodes if n.role in AINUR_ROLES) or "none"
+        names = ", ".join(n.name for n in nodes if n.role in AINUR_ROLES and n.boot != "netboot") or "none"
         yield Problem(
             f"{path}.defaultClass",
-            f"longhorn needs a Pi with a data disk (its dataDisks[0] is formatted for Longhorn), and no Pi has one ({names}); "
-            "add dataDisks to a Pi, or use local-path",
+            f"longhorn needs a Pi with a data disk (its dataDisks[0] is formatted for Longhorn), and no Pi that boots from its card has "
+            f"one ({names}; a netbooted maia's is no Longhorn disk); add dataDisks to a Pi, or use local-path",
         )
     if pis and _version(ainur.k3s_version) < LONGHORN_MIN_KUBERNETES:
         need = ".".join(map(str, LONGHORN_MIN_KUBERNETES))
@@ -274,15 +276,17 @@ def _netbooted_roots(nodes: Sequence[tuple[int, Node]], gitops_set: bool) -> Ite
     netbooted = [(i, n) for i, n in nodes if n.role in AINUR_ROLES and n.boot == "netboot"]
     servers = [n for _, n in nodes if n.role in AINUR_ROLES and n.boot != "netboot"]
     longhorn = [n for n in servers if n.data_disks]
-    if netbooted and gitops_set and not longhorn and any(n.data_disks for _, n in netbooted):
-        # Review 41-1 M2: Longhorn runs (a maia has dataDisks), and the roots' replicas go only to Pis that boot from
-        # their cards (plans.storage.pi_root_pis): with none, the roots' volumes could never be placed.
-        i, node = netbooted[0]
+    if netbooted and gitops_set and not longhorn and (disk := next(((i, n) for i, n in netbooted if n.data_disks), None)):
+        # A netbooted maia's disk is no Longhorn disk (longhorn_pis: Longhorn's manager must not run for a kubelet whose
+        # credentials its NFS root exposes), so with no card Pi's disk Longhorn would not run at all and the disk written
+        # would do nothing: said, with the two ways out.
+        i, node = disk
         yield Problem(
-            _node(i, "boot"),
-            f"netboot: {node.name}'s root is a Longhorn volume, whose replicas are kept only on Pis that boot from their cards (one on a "
-            f"maia's own disk could not be read after a power cut, before that maia boots), and none of {', '.join(n.name for n in servers)} "
-            "has dataDisks: give one of them dataDisks (Longhorn formats its dataDisks[0]), or set boot: disk",
+            _node(i, "dataDisks"),
+            f"{node.name} netboots, and a netbooted maia's disk is no Longhorn disk (Longhorn's manager never runs where a maia's NFS "
+            f"root exposes its kubelet's credentials: docs/security.md), and none of {', '.join(n.name for n in servers)}, which boot "
+            "from their cards, has dataDisks, so Longhorn would not run at all: give one of them dataDisks (Longhorn formats its "
+            f"dataDisks[0]), or remove {node.name}'s",
         )
         return
     if not netbooted or len(servers) < 2:

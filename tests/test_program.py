@@ -86,7 +86,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # plans.agent_token added seven: the Ainur's ca-hash step, and each of the two maiar's token id, secret and Secret;
     # the netboot clearance step one more (through the Ainur's command provider), and the DHCP probe before dnsmasq serves
     # one more (plans.netboot.dhcp_probe).
-    assert len(sim.registrations) == 311
+    # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert;
+    # and two: the Ainur's policy of who may register a Node, and its binding; and the gate before the CiliumNetworkPolicy.
+    assert len(sim.registrations) == 317
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -20,10 +20,10 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
    the Pi runs the image, then waits for cloud-init, installs its k3s config (a new root has none), starts k3s, and
    returns once its Node is Ready as reported by the kubelet of this boot (its boot id: `booted_gate`). Then its k3s
    step, which carries the image too, brings the new root's k3s to the stack's version.
-5. `<pi>-uncordon`, on the first valar: uncordons the Node if the mark says the roll cordoned it, then removes the mark
-   (a Node a person cordoned stays so); on a Longhorn Pi, then waits until its Longhorn disks are Ready and each
-   attached volume's replica on it is healthy again, and stops on a faulted one (`storage_gate`), before the next Pi's
-   drain.
+5. `<pi>-uncordon`, on the first valar: taints the Node (plans.k3s.NETBOOT_TAINT, which k3s sets only on a Node's
+   registration), uncordons it if the mark says the roll cordoned it, then removes the mark (a Node a person cordoned
+   stays so). No storage to wait for: a netbooted maia is no Longhorn Pi (stacks.storage.longhorn_pis), so its drain
+   and reboot take no volume's replica.
 
 Between 2 and 3, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
 accept only that key (components.ainur pins it), so a machine that takes the address of a rebooting Pi gets no token.
@@ -47,9 +47,7 @@ from plans import k3s
 from plans.netboot.base import NAMESPACE, service_ip
 from plans.netboot.nfs import IMAGE_MARK
 from plans.netboot.pis import MOUNT_PORT, NFS_OPTIONS, NFS_PORT, cmdline, cmdline_checked_words, export_path, image_id, pointer_digest
-from plans.storage import LONGHORN_NAMESPACE
 from stacks.model import Node, StackConfig
-from stacks.storage import longhorn_pis
 
 # The upgrader's mark on a Node it cordoned (upgrader/internal/kube/kube.go, cordonedAnnotation): the same mark, so a
 # Node either cordoned is uncordoned only by the one that marked it.
@@ -57,9 +55,6 @@ CORDONED = "iluvatar.dev/cordoned"
 DRAIN_SECONDS = 600  # kubectl drain's own --timeout: evictions honour PodDisruptionBudgets and are retried until then
 TFTP_SECONDS = 300  # the kubelet's update of the pointers' volume (its sync period, a minute on k3s) and pi-tftp's 2 s
 REBOOT_DELAY_SECONDS = 3
-# The storage gate after a Longhorn Pi's uncordon (review 41-2 M3): its replicas rebuilt before the next Pi is drained.
-# A bound for a rebuild of the Pi's replicas over its gigabit link (pi-roots and the Ainur's volumes: tens of GB).
-STORAGE_SECONDS = 1800
 # pi-nfs makes a root of a new image and exports it once the image is built on its Pi (at its start, or by a reload)
 # (plans.netboot.nfs.serve_script): a bound long enough for a restart the user is told to make, then the step fails.
 NFS_SECONDS = 300
@@ -247,8 +242,9 @@ fi
 """
 
 
-def uncordon_script(stack: StackConfig, node: Node, storage_timeout: int = STORAGE_SECONDS) -> str:
-    """On the first valar: uncordon `node` after its move if the roll cordoned it (the mark), then remove the mark."""
+def uncordon_script(stack: StackConfig, node: Node) -> str:
+    """On the first valar: taint `node` (plans.k3s.NETBOOT_TAINT), uncordon it after its move if the roll cordoned it (the
+    mark), then remove the mark."""
     kubectl = f"sudo {k3s.KUBECTL}"
     mark = CORDONED.replace(".", "\\.")
     return f"""set -eu
@@ -257,6 +253,11 @@ if ! state=$({kubectl} get node {node.name} -o jsonpath='{{.spec.unschedulable}}
   echo "iluvatar: {node.name}'s Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node {node.name}" >&2
   exit 1
 fi
+# Its taint before it takes pods again: k3s sets it only when a Node registers (plans.k3s.config), so a maia that
+# registered before gets it here; --overwrite adds it without owning the Node's other taints. The kubelet cannot take it
+# away (NodeRestriction refuses a node's update of its own taints: k8s v1.35.1 plugin/pkg/admission/noderestriction/
+# admission.go:545-548).
+{kubectl} taint node {node.name} {k3s.NETBOOT_TAINT} --overwrite >&2
 if [ "${{state#* }}" = true ]; then
   {kubectl} uncordon {node.name} >&2
   # The mark after the uncordon: a step cut in between is run again and uncordons again.
@@ -265,102 +266,6 @@ if [ "${{state#* }}" = true ]; then
 else
   echo "iluvatar: {node.name} was not cordoned by its move: left as it is" >&2
 fi
-{storage_gate(stack, node, storage_timeout)}"""
-
-
-# Reads `kubectl get nodes.longhorn.io <pi>`, `kubectl get replicas.longhorn.io` and `kubectl get volumes.longhorn.io`
-# (JSON, one after the other on stdin; argv[1] the Pi) as longhorn-manager v1.10.1 writes them, and blocks only on what
-# this Pi's roll did (review 41-3 M2), never on a disk's Schedulable (False under DiskPressure, a disk over 75% full:
-# controller/node_controller.go:905-925, scheduler/replica_scheduler.go:952-989, which says nothing of the replicas it
-# holds) nor on a volume degraded by another Pi's outage:
-# - each of the Pi's disks Ready (its status.diskStatus, a map of disk to DiskStatus: k8s/pkg/apis/longhorn/v1beta2/
-#   node.go:38-39,110-113,165; misc.go:14,18): a disk not Ready holds no running replica;
-# - for each attached volume with a replica on the Pi (a replica's spec.nodeID and spec.volumeName: instancemanager.go
-#   InstanceSpec; the volume's status.state), that replica healthy again: status.currentState "running"
-#   (instancemanager.go:58), spec.healthyAt set and spec.failedAt empty (replica.go:32-53: healthyAt is cleared before a
-#   rebuild and set when it ends; failedAt set when a replica fails). Until then the next Pi's drain could take the
-#   volume's last healthy replicas. A detached volume rebuilds nothing (its replicas stopped): not waited for;
-# - a volume with a replica on the Pi that is faulted (status.robustness "faulted": volume.go:21-24, no healthy replica
-#   left) stops the roll at once (exit 2): nothing to wait for, and the next drain must not run.
-# Prints what it waits for, or why it stops, with the next step.
-LONGHORN_SCRIPT = """import json, sys
-pi = sys.argv[1]
-decoder = json.JSONDecoder()
-text, docs = sys.stdin.read(), []
-for _ in range(3):
-    doc, end = decoder.raw_decode(text)
-    docs.append(doc)
-    text = text[end:].lstrip()
-node, replicas, volumes = docs
-disks = (node.get("status") or {}).get("diskStatus") or {}
-if not disks:
-    sys.exit(f"{pi}'s Longhorn node has no disk: cloud-init mounts its NVMe on a new root, look for it in {pi}'s /etc/fstab")
-for disk, status in sorted(disks.items()):
-    ready = {c.get("type"): c for c in (status or {}).get("conditions") or []}.get("Ready") or {}
-    if ready.get("status") != "True":
-        why = ready.get("message") or ready.get("reason") or ready.get("status") or "no condition"
-        sys.exit(f"{pi}'s Longhorn disk {disk} is not Ready ({why}): its replicas cannot run until it is; look at the disk on {pi} (mounted? /etc/fstab)")
-by_name = {v["metadata"]["name"]: v for v in volumes.get("items") or []}
-faulted, waiting = [], []
-for r in replicas.get("items") or []:
-    spec, status = r.get("spec") or {}, r.get("status") or {}
-    if spec.get("nodeID") != pi:
-        continue
-    volume = by_name.get(spec.get("volumeName")) or {}
-    vstatus = volume.get("status") or {}
-    name = spec.get("volumeName") or r["metadata"]["name"]
-    if vstatus.get("robustness") == "faulted":
-        faulted.append(name)
-    elif vstatus.get("state") == "attached" and vstatus.get("robustness") == "degraded":
-        # Only a degraded volume waits on this Pi's replica (review 41-4 N4): once Longhorn rebuilt the volume elsewhere
-        # (healthy: getReplenishReplicasCount 0, longhorn-manager v1.10.1 controller/volume_controller.go:2968-2970) the
-        # failed replica here is never reused, only deleted after StaleReplicaTimeout (:5099-5104), up to 2880 minutes.
-        state = status.get("currentState") or "no state"
-        if spec.get("failedAt"):
-            waiting.append(f"{name} (its replica {r['metadata']['name']} failed at {spec['failedAt']}, {state})")
-        elif state != "running" or not spec.get("healthyAt"):
-            waiting.append(f"{name} (its replica {r['metadata']['name']} {state}, rebuilding)")
-if faulted:
-    print(f"Longhorn volume(s) {', '.join(sorted(faulted))} with a replica on {pi} are faulted: no healthy replica is left, so the next Pi is not drained. Salvage them in Longhorn's UI (Volume, Salvage) or restore them from a backup, then run pulumi up again")
-    sys.exit(2)
-if waiting:
-    sys.exit(f"Longhorn volume(s) whose replica on {pi} is not healthy again: {'; '.join(sorted(waiting))}. Longhorn rebuilds it from the volume's other replicas; until then the next Pi's drain could take their last healthy one")
-"""
-
-
-def storage_gate(stack: StackConfig, node: Node, timeout: int = STORAGE_SECONDS) -> str:
-    """On the first valar, after a Longhorn Pi's uncordon: wait until its Longhorn disks are Ready on the new root and
-    every attached, degraded volume with a replica on it has that replica healthy again (LONGHORN_SCRIPT), so the next Pi's drain
-    never takes a volume's last healthy replica; stop at once on a faulted one. After the uncordon: Longhorn schedules
-    no replica on a cordoned node (its setting disable-scheduling-on-cordoned-node, default true: longhorn-manager
-    v1.10.1 types/setting.go:877-886). Nothing for a Pi that is no Longhorn node."""
-    if node not in longhorn_pis(stack.nodes):
-        return ""
-    kubectl = f"sudo {k3s.KUBECTL}"
-    ns = LONGHORN_NAMESPACE
-    look = f"sudo k3s kubectl -n {ns} get volumes.longhorn.io,replicas.longhorn.io -o wide"
-    what = f"{node.name}'s Longhorn disks Ready and its replicas healthy again, before the next Pi"
-    return f"""storage="{node.name}'s Longhorn disks are Ready and every attached volume's replica on it is healthy"
-errors=$(mktemp)
-longhorn_healthy() {{
-  crd=$({kubectl} get crd nodes.longhorn.io --ignore-not-found -o name 2>"$errors") || {{ why="the API server does not answer: $(cat "$errors")"; return 1; }}
-  [ -n "$crd" ] || {{ storage="Longhorn is not installed yet: no storage to wait for"; return 0; }}
-  # kubectl's warnings kept apart from the JSON (review 41-3 L4).
-  got=$({kubectl} -n {ns} get nodes.longhorn.io {node.name} -o json 2>"$errors" && {kubectl} -n {ns} get replicas.longhorn.io -o json 2>>"$errors" && {kubectl} -n {ns} get volumes.longhorn.io -o json 2>>"$errors") || {{ why="Longhorn's node {node.name}, its replicas or its volumes cannot be read: $(cat "$errors")"; return 1; }}
-  why=$(printf '%s' "$got" | python3 -c {shlex.quote(LONGHORN_SCRIPT)} {node.name} 2>&1) && return 0
-  [ $? != 2 ] || {{ echo "iluvatar: $(hostname): $why; look with: {look}" >&2; exit 1; }}
-  return 1
-}}
-end=$(( $(date +%s) + {timeout} ))
-until longhorn_healthy; do
-  if [ "$(date +%s)" -ge "$end" ]; then
-    echo "iluvatar: $(hostname): waited {timeout} s for {what}; still: $why; look with: {look}" >&2
-    exit 1
-  fi
-  sleep {k3s.GATE_POLL_SECONDS}
-done
-rm -f "$errors"
-echo "iluvatar: $storage" >&2
 """
 
 

@@ -28,8 +28,14 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
     assert ainur.type == "iluvatar:ainur:BootstrapCluster"
     assert sorted(r.name for r in homelab.children(ainur)) == [
         "ainur-ca-hash", "ainur-command", "ainur-credentials", "ainur-eonwe", "ainur-gate-api", "ainur-ilmare", "ainur-k3s-token",
-        "ainur-kubernetes", "ainur-manwe", "ainur-random",
+        "ainur-kubernetes", "ainur-manwe", "ainur-random", "ainur-validatingadmissionpolicy-iluvatar-node-registration",
+        "ainur-validatingadmissionpolicybinding-iluvatar-node-registration",
     ]  # fmt: skip
+    # Who may register a Node (plans.k3s.node_admission), through the Ainur's API, before any maia joins.
+    policy = regs["ainur-validatingadmissionpolicy-iluvatar-node-registration"]
+    assert policy.inputs["spec"] == k3s.node_admission(load_stack_file(HOMELAB))[0]["spec"]
+    for pi in ("eonwe", "ilmare"):
+        assert policy.urn in regs[f"ainur-{pi}-join"].dependencies, pi
     for pi in ("manwe", "eonwe", "ilmare"):
         assert regs[f"ainur-{pi}"].type == "iluvatar:ainur:Pi"
         # The cloud-init files are flashed before any `pulumi up` (iluvatar render): the Pi joins, then runs the stack's k3s.
@@ -341,8 +347,10 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # (With logs and the restore drill: 29 more of each, everything of both depending on the Ainur or Arda: the
     # pipeline's monitors and vmalert's Service (4), the drill's tools claim and its storage gate.)
     # (The Ainur's ca-hash step and each maia's agent-token Secret, plans.agent_token: 3 more, of 7 more.)
-    # (The DHCP probe before dnsmasq serves, plans.netboot.dhcp_probe: one more in the state, on no Pi's join.)
-    assert (len(removed), len(state)) == (230, 311)
+    # (The DHCP probe before dnsmasq serves, plans.netboot.dhcp_probe: one more in the state, on no Pi's join. #54: the log
+    # store's and vmalert's policies on Arda, the Ainur's Node registration policy and its binding, the gate before the
+    # CiliumNetworkPolicy: 6.)
+    assert (len(removed), len(state)) == (236, 317)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -405,7 +413,8 @@ def test_the_nfs_server_of_the_netbooted_roots_waits_for_the_image_built_on_ever
 def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting: Simulation) -> None:
     """Review 41-1 H7: pi-roots is a Longhorn volume, and Longhorn is an Argo CD Application of the storage layer, long
     after the Ainur: the volume, its server and the netbooting maia's steps wait for it (the first version's PVC stayed
-    Pending and its 10-minute wait failed a fresh install); the maia's Longhorn labels come after its join."""
+    Pending and its 10-minute wait failed a fresh install). The netbooted maia gets no Longhorn label: its disk is no
+    Longhorn disk (docs/security.md)."""
     regs = netbooting.named()
     # The Argo CD Application that installs Longhorn (the PlatformApplication's resource).
     longhorn = regs["storage-ainur-longhorn-application-longhorn"].urn
@@ -414,7 +423,8 @@ def test_the_netbooted_roots_wait_for_longhorn_and_the_maiar_for_them(netbooting
     assert regs["netboot-persistentvolumeclaim-pi-root-ilmare"].urn in regs["netboot-deployment-pi-nfs"].dependencies
     join = regs["ainur-ilmare-join"]
     assert regs["netboot-deployment-pi-nfs"].urn in join.dependencies
-    assert join.urn in regs["storage-ainur-node-ilmare"].dependencies
+    assert "storage-ainur-node-ilmare" not in regs
+    assert regs["ainur-eonwe-join"].urn in regs["storage-ainur-node-eonwe"].dependencies
 
 
 def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_card_pis_hold(netbooting: Simulation) -> None:
@@ -441,7 +451,6 @@ def test_each_netbooted_root_has_its_own_protected_volume_whose_replicas_only_ca
     assert tags == {
         "storage-ainur-node-manwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
         "storage-ainur-node-eonwe": {"node.longhorn.io/default-node-tags": '["pi-root"]'},
-        "storage-ainur-node-ilmare": None,
     }
 
 

@@ -43,7 +43,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 228 files",
+        f"rendered stack homelab to {out}: 233 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 228 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 233 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -74,6 +74,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/_cluster/ClusterRoleBinding-iluvatar-kube-vip.yaml",
             "kubernetes/ainur/_cluster/Namespace-argocd.yaml",
             "kubernetes/ainur/_cluster/Namespace-netboot.yaml",
+            # Who may register a Node (plans.k3s.node_admission).
+            "kubernetes/ainur/_cluster/ValidatingAdmissionPolicy-iluvatar-node-registration.yaml",
+            "kubernetes/ainur/_cluster/ValidatingAdmissionPolicyBinding-iluvatar-node-registration.yaml",
             "kubernetes/ainur/kube-system/DaemonSet-kube-vip-services.yaml",
             "kubernetes/ainur/kube-system/ServiceAccount-kube-vip.yaml",
             # Each maia's own join token (plans.agent_token): the ids are the mock runtime's, the data [secret].
@@ -176,6 +179,10 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/Service-victoria-logs.yaml",
             "kubernetes/arda/monitoring/Service-victoria-logs-lan.yaml",
             "kubernetes/arda/monitoring/ServiceMonitor-victoria-logs.yaml",
+            # Who may reach the store and vmalert (plans.logs.store_network_policies, vmalert_network_policy).
+            "kubernetes/arda/monitoring/NetworkPolicy-victoria-logs.yaml",
+            "kubernetes/arda/monitoring/CiliumNetworkPolicy-victoria-logs-writers.yaml",
+            "kubernetes/arda/monitoring/NetworkPolicy-vmalert-logs.yaml",
             "kubernetes/arda/monitoring/ConfigMap-log-collector.yaml",
             "kubernetes/arda/monitoring/DaemonSet-log-collector.yaml",
             "kubernetes/arda/monitoring/ConfigMap-vmalert-logs.yaml",
@@ -261,16 +268,19 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     outputs, counts = text.split("\n\noutputs\n", 1)[1].split("\n\nresources\n", 1)
     assert "  ardaKubeconfig: [secret]" in outputs.splitlines() and "  ainurKubeconfig: [secret]" in outputs.splitlines()
     # (plans.agent_token: the ca-hash step and each maia's token id, secret and Secret: 7 of them.)
-    assert counts.splitlines()[-1] == "  total: 311"
-    # 18: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
+    # (#54: the log store's and vmalert's policies, the Ainur's Node registration policy and its binding, the gate before
+    # the CiliumNetworkPolicy: 6.)
+    assert counts.splitlines()[-1] == "  total: 317"
+    # 19: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate. 16 remote: each Pi's join, k3s and uninstall steps, the credentials, the valar's sign-in
+    # and monitoring's CRD gate, and the gate before the log store's CiliumNetworkPolicy. 16 remote: each Pi's join, k3s and
+    # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe).
-    assert {"  command:local:Command: 18", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert {"  command:local:Command: 19", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 311
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 317
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -507,9 +507,23 @@ try:
 except urllib.error.HTTPError as e:
     if e.code != 404:
         raise
+    # Registered with k3s' node-taint, as k3s passes it to the kubelet (pkg/daemons/agent/agent_linux.go: cfg.NodeTaints
+    # -> --register-with-taints): what the Ainur's Node registration policy requires of a netbooted maia.
+    taints, config = [], "/etc/rancher/k3s/config.yaml"
+    if os.path.exists(config):
+        listed = False
+        for line in open(config).read().splitlines():
+            if line.startswith("node-taint:"):
+                listed = True
+            elif listed and line.startswith("- "):
+                key_value, effect = line[2:].strip("'").rsplit(":", 1)
+                key, value = key_value.split("=", 1)
+                taints.append({"key": key, "value": value, "effect": effect})
+            else:
+                listed = False
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NAME, "labels": {"iluvatar/role": ROLE, "kubernetes.io/hostname": NAME}},
-            "status": {"nodeInfo": info, "conditions": ready}}
+            "spec": {"taints": taints}, "status": {"nodeInfo": info, "conditions": ready}}
     call("POST", "/api/v1/nodes", node)
 else:  # Ready False at the new version: kwok makes it Ready, as the control plane sees a kubelet come back
     call("PATCH", "/api/v1/nodes/" + NAME + "/status", {"status": {"nodeInfo": info, "conditions": ready}},

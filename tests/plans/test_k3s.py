@@ -820,3 +820,56 @@ def test_a_node_not_registered_restarts_k3s_which_registers_it(tmp_path: Path) -
         "iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but its Node is not registered (a kubelet registers it only as it starts): restarting k3s"
     )
     assert "systemctl restart k3s" in calls
+
+
+@pytest.mark.kube
+def test_a_node_registers_only_as_a_pi_of_the_inventory_and_a_netbooted_maia_only_tainted(kube_fresh: Any) -> None:
+    """The real API server of the test control plane (k3s' flavour: NodeRestriction, Node,RBAC) with the policy the
+    program applies: a node identity (a client certificate of system:node:<name>, as k3s' agent gets one) creates its
+    own Node only under a Pi's name, and a netbooted maia's only with its taint; an admin is not bound by it. Every
+    create is a dry run: what is admitted is not stored."""
+    from tests.plans.test_netboot_pis import netbooting
+    from tools.kube_cluster import K3S, KubeClient, _leaf
+
+    stack = netbooting()
+    cluster = kube_fresh(K3S, components=("etcd", "kube-apiserver"))
+    for manifest in k3s.node_admission(stack):
+        cluster.client.create(manifest)
+    taint = {"key": "iluvatar/boot", "value": "netboot", "effect": "NoExecute"}
+
+    def create(name: str, taints: tuple[dict[str, str], ...] = ()) -> tuple[int, str]:
+        pki = cluster.pki
+        if not (pki / f"node-{name}.crt").exists():
+            _leaf(pki, f"node-{name}", f"/O=system:nodes/CN=system:node:{name}", "clientAuth")
+        client = KubeClient(cluster.server, pki / "ca.crt", pki / f"node-{name}.crt", pki / f"node-{name}.key")
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": list(taints)}}
+        status, answer = client.request("POST", "/api/v1/nodes", node, query={"dryRun": "All"})
+        client.close()
+        return status, answer.get("message", "") if isinstance(answer, dict) else str(answer)
+
+    # The admission plugin loads a new policy from its informer, and no API says when: the wait is for the refusal itself,
+    # bounded, each probe a dry run.
+    deadline = time.monotonic() + 60
+    while (got := create("intruder"))[0] != 403:
+        assert time.monotonic() < deadline, f"the API server still admits a Node of a name outside the inventory after 60 s: {got}"
+        time.sleep(0.2)
+    assert got == (
+        403,
+        "nodes \"intruder\" is forbidden: ValidatingAdmissionPolicy 'iluvatar-node-registration' with binding "
+        "'iluvatar-node-registration' denied request: node intruder is not a Pi of the inventory (eonwe, ilmare, manwe): a join "
+        "token does not make a new Pi; add it to iluvatar:nodes",
+    )
+    assert create("eonwe") == (
+        403,
+        "nodes \"eonwe\" is forbidden: ValidatingAdmissionPolicy 'iluvatar-node-registration' with binding "
+        "'iluvatar-node-registration' denied request: node eonwe netboots and must register with its taint "
+        "iluvatar/boot=netboot:NoExecute (its k3s config node-taint)",
+    )
+    assert create("eonwe", ({**taint, "effect": "NoSchedule"},))[0] == 403
+    assert create("eonwe", (taint,))[0] == 201
+    assert create("manwe")[0] == 201
+    # An admin (kwok, k3s' own server) is not a node identity: not matched.
+    status, _ = cluster.client.request(
+        "POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "intruder"}}, query={"dryRun": "All"}
+    )
+    assert status == 201

@@ -65,6 +65,61 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
     assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9428/insert/journald\n"
 
 
+def test_the_store_admits_only_its_readers_pods_and_its_writers_hosts_and_pis() -> None:
+    readers, writers = logs.store_network_policies(homelab())
+    assert readers["kind"] == "NetworkPolicy" and readers["metadata"]["namespace"] == "monitoring"
+    assert readers["spec"] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}},
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "vmalert-logs"}}},
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+                ],
+                "ports": [{"port": 9428, "protocol": "TCP"}],
+            }
+        ],
+    }
+    port = [{"ports": [{"port": "9428", "protocol": "TCP"}]}]
+    assert (writers["apiVersion"], writers["kind"], writers["metadata"]["name"]) == ("cilium.io/v2", "CiliumNetworkPolicy", "victoria-logs-writers")
+    assert writers["spec"] == {
+        "endpointSelector": {"matchLabels": {"app.kubernetes.io/name": "victoria-logs"}},
+        "ingress": [
+            {"fromEntities": ["host", "remote-node"], "toPorts": port},
+            {"fromCIDR": ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"], "toPorts": port},
+        ],
+    }
+    # Without the Ainur only Arda's own collectors write.
+    assert logs.store_network_policies(load_stack_file(RK1))[1]["spec"]["ingress"] == [{"fromEntities": ["host", "remote-node"], "toPorts": port}]
+    assert logs.vmalert_network_policy()["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}], "ports": [{"port": 8880, "protocol": "TCP"}]}
+    ]
+
+
+def test_no_collector_runs_on_a_netbooted_maia_nor_is_looked_for_there() -> None:
+    sf = read_stack_file(HOMELAB)
+    raw = dict(sf.config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "dhcp"}}
+    raw["iluvatar:nodes"] = [
+        {**n, "board": "rpi4", "boot": "netboot", "serial": "9ffefdef", "dataDisks": []} if n["name"] == "eonwe" else n for n in raw["iluvatar:nodes"]
+    ]
+    stack = parse_stack(raw, sf.secret_keys)
+    ainur = next(m for m in logs.collector(stack, "ainur") if m["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    assert ainur["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}]}]
+            }
+        }
+    }
+    arda = next(m for m in logs.collector(stack, "arda") if m["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    assert "affinity" not in arda
+    scrape = next(m for m in logs.monitors(stack) if m["kind"] == "ScrapeConfig")
+    assert [c["labels"]["machine"] for c in scrape["spec"]["staticConfigs"]] == ["manwe", "ilmare"]
+
+
 def test_the_collectors_configs_on_each_cluster() -> None:
     stack = homelab()
     arda, ainur = logs.collector_config(stack, "arda"), logs.collector_config(stack, "ainur")

@@ -154,6 +154,15 @@ def test_the_control_planes_are_targets() -> None:
     assert not [m for m in monitoring.monitors(load_stack_file(RK1)) if m["kind"] == "ScrapeConfig"]
 
 
+def test_the_pis_node_exporter_runs_on_every_pi_with_no_credential() -> None:
+    """It tolerates a netbooted maia's taint (it reports that maia's health, docs/security.md), so it carries nothing
+    its kubelet, whose credentials the maia's NFS root exposes, could use: no account token."""
+    daemonset = next(m for m in monitoring.ainur_node_exporter() if m["kind"] == "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert (pod["automountServiceAccountToken"], pod["tolerations"]) == (False, [{"operator": "Exists"}])
+    assert "serviceAccountName" not in pod
+
+
 def test_the_alerts_are_those_the_stack_can_raise() -> None:
     names = {a.name for a in monitoring.alerts(homelab())}
     assert names == {

@@ -112,7 +112,10 @@ def test_a_netbooted_pi_holds_its_kernel_and_keeps_its_link() -> None:
     assert "write_files" not in mine
     # Review 41-2 M4: cloud-init keeps the host keys a new root carries from the old (cc_ssh deletes them by default).
     assert doc["ssh_deletekeys"] is False
-    assert mine == {**{k: v for k, v in doc.items() if k not in ("write_files", "ssh_deletekeys")}, "runcmd": doc["runcmd"][2:]}
+    # Nor does cloud-init format its data disk for Longhorn: a netbooted maia's disk is no Longhorn disk (docs/security.md).
+    assert not {"disk_setup", "fs_setup", "mounts"} & set(doc)
+    longhorn = {k: mine[k] for k in ("disk_setup", "fs_setup", "mounts")}
+    assert mine == {**{k: v for k, v in doc.items() if k not in ("write_files", "ssh_deletekeys")}, "runcmd": doc["runcmd"][2:], **longhorn}
     assert "critical" not in cloudinit.network_config(disk, node(disk, "eonwe"))
 
 
@@ -120,8 +123,10 @@ def test_a_netbooted_pis_k3s_keeps_no_overlay_layers_on_nfs_and_says_how_it_boot
     stack = netbooting()
     config = yaml.safe_load(k3s.config(stack, node(stack, "eonwe"), "t"))
     assert (config["snapshotter"], config["node-label"]) == ("native", ["iluvatar/role=maiar", "iluvatar/boot=netboot"])
+    # Registered tainted: no pod that does not tolerate it runs for its kubelet, whose credentials its NFS root exposes.
+    assert config["node-taint"] == ["iluvatar/boot=netboot:NoExecute"]
     disk = yaml.safe_load(k3s.config(stack, node(stack, "manwe"), "t"))
-    assert "snapshotter" not in disk and disk["node-label"] == ["iluvatar/role=valar"]
+    assert "snapshotter" not in disk and "node-taint" not in disk and disk["node-label"] == ["iluvatar/role=valar"]
 
 
 def test_the_eeprom_lines_of_each_pi() -> None:
@@ -148,7 +153,11 @@ def test_the_root_files_of_a_pi() -> None:
     meta = yaml.safe_load(files["/var/lib/cloud/seed/nocloud/meta-data"])
     assert meta["local-hostname"] == "eonwe" and meta["instance-id"].startswith("iluvatar-eonwe-")
     # A changed user-data is a new instance: cloud-init runs its once-per-instance modules again.
-    changed = netbooting(eonwe={"dataDisks": []})
+    # (Its user-data names no disk of its own any more: a new SSH key of the Ainur's changes it.)
+    ainur = stack.ainur
+    assert ainur is not None
+    changed = stack.model_copy(update={"ainur": ainur.model_copy(update={"ssh_authorized_keys": ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnother",)})})
+    assert cloudinit.user_data(changed, node(changed, "eonwe")) != cloudinit.user_data(stack, node(stack, "eonwe"))
     assert (
         yaml.safe_load(pis.seed_files(changed, node(changed, "eonwe"))["/var/lib/cloud/seed/nocloud/meta-data"])["instance-id"] != meta["instance-id"]
     )

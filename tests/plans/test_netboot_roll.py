@@ -1,146 +1,27 @@
-"""The netbooted maiar's roll (plans.netboot.roll): the storage gate after a Longhorn Pi's uncordon, run by bash with a
-stand-in kubectl that answers what the API server holds (Longhorn's objects as longhorn-manager v1.10.1 writes them)."""
+"""The netbooted maiar's roll (plans.netboot.roll): its steps' scripts, run by bash with stand-ins for what they call."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from plans.netboot import pis, roll
+from stacks.storage import longhorn_pis
 from tests.plans.test_netboot_pis import netbooting, node
 
-KUBECTL = """#!/bin/sh
-# STAND-IN for `sudo k3s kubectl`: the CRD, the Longhorn node, the replicas and the volumes from $FAKE; a warning on
-# stderr with each, as an API server's deprecation warning comes (it must not reach the JSON).
-case "$*" in
-  *"get crd nodes.longhorn.io"*) cat "$FAKE/crd" ;;
-  *"get nodes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/node.json" ;;
-  *"get replicas.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/replicas.json" ;;
-  *"get volumes.longhorn.io"*) echo "Warning: a warning" >&2; cat "$FAKE/volumes.json" ;;
-  *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
-esac
-"""
 
-
-def disk(ready: str = "True", schedulable: str = "True") -> dict[str, Any]:
-    return {"conditions": [{"type": "Ready", "status": ready, "reason": "" if ready == "True" else "DiskNotReady"},
-                           {"type": "Schedulable", "status": schedulable, "reason": "" if schedulable == "True" else "DiskPressure"}]}  # fmt: skip
-
-
-def volume(name: str, robustness: str, state: str = "attached") -> dict[str, Any]:
-    return {"metadata": {"name": name}, "status": {"state": state, "robustness": robustness}}
-
-
-def replica(volume: str, node: str, state: str = "running", healthy: bool = True, failed: str = "") -> dict[str, Any]:
-    """A replicas.longhorn.io as longhorn-manager v1.10.1 writes it (spec: InstanceSpec's volumeName and nodeID,
-    healthyAt, failedAt; status: currentState)."""
-    spec = {"volumeName": volume, "nodeID": node, "healthyAt": "2026-11-26T04:00:00Z" if healthy else "", "failedAt": failed}
-    return {"metadata": {"name": f"{volume}-r-{node}"}, "spec": spec, "status": {"currentState": state}}
-
-
-def gate(
-    tmp: Path, crd: str, node_json: dict[str, Any], volumes: list[dict[str, Any]], replicas: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    stack = netbooting()
-    fake = tmp / "fake"
-    (fake / "bin").mkdir(parents=True, exist_ok=True)
-    (fake / "bin" / "sudo").write_text('#!/bin/sh\nshift\nexec kubectl "$@"\n')  # `sudo k3s kubectl ...`
-    (fake / "bin" / "kubectl").write_text(KUBECTL)
-    for name in ("sudo", "kubectl"):
-        (fake / "bin" / name).chmod(0o755)
-    (fake / "crd").write_text(crd)
-    (fake / "node.json").write_text(json.dumps(node_json))
-    (fake / "replicas.json").write_text(json.dumps({"items": list(replicas)}))
-    (fake / "volumes.json").write_text(json.dumps({"items": volumes}))
-    script = "set -eu\n" + roll.storage_gate(stack, node(stack, "eonwe"), timeout=0)
-    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
-    started = time.monotonic()
-    got = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
-    return got, time.monotonic() - started
-
-
-CRD = "customresourcedefinition.apiextensions.k8s.io/nodes.longhorn.io\n"
-WAITED = "waited 0 s for eonwe's Longhorn disks Ready and its replicas healthy again, before the next Pi; still: "
-LOOK = "; look with: sudo k3s kubectl -n longhorn-system get volumes.longhorn.io,replicas.longhorn.io -o wide\n"
-HEALTHY = {"status": {"diskStatus": {"nvme": disk()}}}
-
-
-def test_a_longhorn_pis_uncordon_ends_once_its_disks_are_ready_and_its_replicas_healthy_again(tmp_path: Path) -> None:
-    """Review 41-2 M3, 41-3 M2: the next Pi is drained only once this one's replicas are back: its Longhorn disks Ready
-    (the NVMe mounted on the new root) and each attached volume's replica on it running and rebuilt (healthyAt set,
-    failedAt empty). Each failing state fails within the bound, naming the disk or volume, why and what next."""
-    ok = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare"), replica("git", "eonwe")]
-    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "healthy"), volume("git", "healthy"), volume("idle", "unknown", "detached")], ok)
-    assert got.returncode == 0, got.stderr
-    assert got.stderr == "iluvatar: eonwe's Longhorn disks are Ready and every attached volume's replica on it is healthy\n"
-    rebuilding = [replica("pi-roots", "eonwe", healthy=False), replica("git", "eonwe", state="starting"), replica("pi-roots", "ilmare")]
-    got, took = gate(tmp_path, CRD, HEALTHY, [volume("pi-roots", "degraded"), volume("git", "degraded")], rebuilding)
-    assert got.returncode == 1 and took < 30, got.stderr
-    assert got.stderr.endswith(
-        WAITED + "Longhorn volume(s) whose replica on eonwe is not healthy again: git (its replica git-r-eonwe starting, rebuilding); "
-        "pi-roots (its replica pi-roots-r-eonwe running, rebuilding). Longhorn rebuilds it from the volume's other replicas; until then "
-        "the next Pi's drain could take their last healthy one" + LOOK
-    ), got.stderr
-    failed = [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")]
-    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], failed)
-    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
-    got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {"nvme": disk(ready="False")}}}, [])
-    assert got.returncode == 1 and got.stderr.endswith(
-        WAITED + "eonwe's Longhorn disk nvme is not Ready (DiskNotReady): its replicas cannot run until it is; look at the disk on "
-        "eonwe (mounted? /etc/fstab)" + LOOK
-    ), got.stderr
-    got, _ = gate(tmp_path, CRD, {"status": {"diskStatus": {}}}, [])
-    assert got.returncode == 1 and WAITED + "eonwe's Longhorn node has no disk" in got.stderr
-
-
-def test_the_storage_gate_does_not_wait_on_what_this_pis_roll_did_not_cause(tmp_path: Path) -> None:
-    """Review 41-3 M2: a disk Ready but not Schedulable (Longhorn's DiskPressure: over 75% full) holds healthy replicas;
-    a volume degraded because another Pi is down, whose replica on this Pi is healthy, is not this roll's; a detached
-    volume rebuilds nothing. None of them holds the roll."""
-    pressed = {"status": {"diskStatus": {"nvme": disk(schedulable="False")}}}
-    elsewhere = [replica("pi-roots", "eonwe"), replica("pi-roots", "ilmare", state="unknown", healthy=False, failed="2026-11-26T03:00:00Z")]
-    detached = [replica("old", "eonwe", state="stopped", failed="2026-11-26T03:00:00Z")]
-    got, _ = gate(tmp_path, CRD, pressed, [volume("pi-roots", "degraded"), volume("old", "unknown", "detached")], elsewhere + detached)
-    assert got.returncode == 0, got.stderr
-
-
-def test_a_faulted_volume_on_the_pi_stops_the_roll_at_once_named_with_what_to_do(tmp_path: Path) -> None:
-    """Review 41-3 M2: a faulted volume (no healthy replica left) is nothing to wait for, and the next Pi's drain must
-    not run: the gate stops at its first look, whatever its bound, naming it and the way out."""
-    stack = netbooting()
-    script = roll.storage_gate(stack, node(stack, "eonwe"), timeout=600)
-    fake = tmp_path / "fake"
-    gate(tmp_path, CRD, HEALTHY, [volume("git", "faulted")], [replica("git", "eonwe", state="stopped", failed="2026-11-26T04:01:00Z")])
-    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE": str(fake)}
-    started = time.monotonic()
-    got = subprocess.run(["bash", "-c", "set -eu\n" + script], env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert got.returncode == 1 and time.monotonic() - started < 30, got.stderr
-    assert got.stderr == (
-        "iluvatar: " + os.uname().nodename + ": Longhorn volume(s) git with a replica on eonwe are faulted: no healthy replica is "
-        "left, so the next Pi is not drained. Salvage them in Longhorn's UI (Volume, Salvage) or restore them from a backup, then "
-        "run pulumi up again" + LOOK
-    )
-
-
-def test_before_longhorn_is_installed_the_storage_gate_waits_for_nothing(tmp_path: Path) -> None:
-    got, _ = gate(tmp_path, "", {}, [])
-    assert (got.returncode, got.stderr) == (0, "iluvatar: Longhorn is not installed yet: no storage to wait for\n")
-
-
-def test_the_uncordon_step_runs_the_storage_gate_after_the_uncordon_and_only_for_a_longhorn_pi() -> None:
+def test_a_netbooted_maias_roll_waits_on_no_storage() -> None:
+    """A netbooted maia is no Longhorn Pi (its dataDisks are no Longhorn disk: docs/security.md), so its drain takes no
+    replica and its uncordon, tainting it, ends the roll of that Pi."""
     stack = netbooting()
     eonwe = node(stack, "eonwe")
+    assert eonwe.data_disks and eonwe not in longhorn_pis(stack.nodes)
     script = roll.uncordon_script(stack, eonwe)
-    gate_text = roll.storage_gate(stack, eonwe)
-    assert gate_text and script.endswith("fi\n" + gate_text)
-    assert script.index("uncordon eonwe") < script.index(gate_text)
-    no_disk = netbooting(eonwe={"dataDisks": []})
-    assert roll.storage_gate(no_disk, node(no_disk, "eonwe")) == ""
+    assert "longhorn" not in script.lower()
+    assert script.endswith('  echo "iluvatar: eonwe was not cordoned by its move: left as it is" >&2\nfi\n')
 
 
 def probe(tmp: Path, mount: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -192,18 +73,6 @@ def test_the_export_gates_probe_mount_is_bounded_and_says_what_the_kernel_said(t
     # The kernel's options in the probe, the timeout around each command.
     script = roll.export_gate(stack, node(stack, "eonwe"))
     assert f"sudo timeout -s KILL 60 mount -i -t nfs -o {roll.GATE_MOUNT_OPTIONS},addr=192.168.0.14 {export} " in script
-
-
-def test_a_volume_healthy_again_elsewhere_does_not_wait_on_its_stale_failed_replica_on_this_pi(tmp_path: Path) -> None:
-    """Review 41-4 N4: with 3 replicas (4 or more Longhorn Pis), a Pi away longer than replica-replenishment-wait-interval
-    (600 s) has its replica rebuilt on another node. The volume is healthy; its failed replica here is never reused and
-    is deleted only after the volume's StaleReplicaTimeout (longhorn-manager v1.10.1 volume_controller.go:2968-2970,
-    5099-5104). Only a degraded volume waits on this Pi's replica."""
-    stale = [replica("git", "eonwe", state="stopped", healthy=False, failed="2026-11-26T04:01:00Z"), replica("git", "ilmare")]
-    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "healthy")], stale)
-    assert got.returncode == 0, got.stderr
-    got, _ = gate(tmp_path, CRD, HEALTHY, [volume("git", "degraded")], stale)
-    assert got.returncode == 1 and "git (its replica git-r-eonwe failed at 2026-11-26T04:01:00Z, stopped)" in got.stderr, got.stderr
 
 
 # --- The join and k3s steps as the program registers them (found by scripts/mutation.py plans.netboot.roll) --------------
@@ -272,6 +141,7 @@ case "$*" in
     cat "$FAKE/node" ;;
   *"annotate node eonwe iluvatar.dev/cordoned=true --overwrite") echo annotated ;;
   "drain eonwe "*) echo "evicting pod default/web" >&2; exit "$(cat "$FAKE/drain-status" 2>/dev/null || echo 0)" ;;
+  *"taint node eonwe iluvatar/boot=netboot:NoExecute --overwrite") echo "node/eonwe modified" ;;
   *"uncordon eonwe") echo "node/eonwe uncordoned" ;;
   *"annotate node eonwe iluvatar.dev/cordoned-") echo annotated ;;
   *) echo "stand-in kubectl: '$*'" >&2; exit 2 ;;
@@ -365,11 +235,13 @@ def test_the_uncordon_uncordons_only_what_the_drain_cordoned_and_then_removes_th
     someone else (no mark) stays cordoned."""
     got, calls = drain(tmp_path, "true true", step="uncordon")
     assert got.returncode == 0, got.stderr
-    assert calls == [STATE, "--request-timeout=10s uncordon eonwe", "--request-timeout=10s annotate node eonwe iluvatar.dev/cordoned-"]
-    assert got.stderr == "node/eonwe uncordoned\niluvatar: eonwe uncordoned\n"
+    # Tainted first, whether the roll cordoned it or not (plans.k3s.NETBOOT_TAINT): a maia registered before the taint gets it.
+    taint = "--request-timeout=10s taint node eonwe iluvatar/boot=netboot:NoExecute --overwrite"
+    assert calls == [STATE, taint, "--request-timeout=10s uncordon eonwe", "--request-timeout=10s annotate node eonwe iluvatar.dev/cordoned-"]
+    assert got.stderr == "node/eonwe modified\nnode/eonwe uncordoned\niluvatar: eonwe uncordoned\n"
     theirs, calls = drain(tmp_path / "theirs", "true ", step="uncordon")
-    assert (theirs.returncode, calls) == (0, [STATE])
-    assert theirs.stderr == "iluvatar: eonwe was not cordoned by its move: left as it is\n"
+    assert (theirs.returncode, calls) == (0, [STATE, taint])
+    assert theirs.stderr == "node/eonwe modified\niluvatar: eonwe was not cordoned by its move: left as it is\n"
     unreadable, calls = drain(tmp_path / "unreadable", "true true", unreadable=True, step="uncordon")
     assert (unreadable.returncode, calls) == (1, [STATE])
     assert unreadable.stderr.endswith("iluvatar: eonwe's Node cannot be read, so it is not uncordoned; look with: sudo k3s kubectl get node eonwe\n")
@@ -391,14 +263,12 @@ def test_the_reboot_step_compares_what_tftp_serves_with_the_pis_cmdline_txt_at_t
     assert '  [ "$got" = "$expected" ] || ' in script
 
 
-def test_the_reboot_and_uncordon_steps_pass_their_bounds_and_the_expected_words_on() -> None:
+def test_the_reboot_step_passes_its_bound_and_the_expected_words_on() -> None:
     """The reboot step's cmdline check gets the words one per space (each compared whole), its export gate the step's
-    own NFS bound; the uncordon's storage gate the step's storage bound."""
+    own NFS bound."""
     stack = netbooting()
     eonwe = node(stack, "eonwe")
     script = roll.reboot_script(stack, eonwe, nfs_timeout=7)
     words = pis.cmdline_checked_words(stack, eonwe)
     assert f"\nexpected_words={shlex.quote(' '.join(words))}\n" in script and len(words) > 3
     assert roll.export_gate(stack, eonwe, 7) in script and roll.export_gate(stack, eonwe) not in script
-    uncordon = roll.uncordon_script(stack, eonwe, storage_timeout=9)
-    assert uncordon.endswith(roll.storage_gate(stack, eonwe, 9)) and roll.storage_gate(stack, eonwe) not in uncordon

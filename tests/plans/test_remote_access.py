@@ -191,6 +191,22 @@ def test_embedded_derp_serves_stun_and_uses_no_public_relay() -> None:
     ]
 
 
+def test_headscales_debug_listener_is_on_its_loopback_and_its_pod_admits_only_the_devices_ports(headscale: StackConfig) -> None:
+    # Its metrics listener is its debug server (the config, the policy, the nodes): on 0.0.0.0 any pod or Pi read it.
+    assert plan.headscale_config(headscale)["metrics_listen_addr"] == "127.0.0.1:9090"
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
+    pod = manifests[("Deployment", "headscale")]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
+    assert manifests[("NetworkPolicy", "headscale")]["spec"] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "headscale"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": [{"port": 8443, "protocol": "TCP"}]}],
+    }
+    embedded = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
+    policy = next(m for m in plan.headscale_manifests(embedded) if m["kind"] == "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": 8443, "protocol": "TCP"}, {"port": 3478, "protocol": "UDP"}]}]
+
+
 def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackConfig) -> None:
     manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
     service = manifests[("Service", "headscale")]

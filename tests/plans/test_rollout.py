@@ -383,7 +383,8 @@ def test_a_kubernetes_upgrade_reads_as_its_component_by_component_step_before_th
     ]
 
 
-LONGHORN_GATE = "then, before the next Pi, its uncordon waits for its Longhorn disks Ready and its replicas rebuilt (healthy again), and stops on a faulted volume"
+# A netbooted maia is no Longhorn Pi (docs/security.md): its roll waits on no replica; its uncordon taints it.
+TAINTED = "tainted iluvatar/boot=netboot:NoExecute and uncordoned"
 
 
 def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_else() -> None:
@@ -405,9 +406,7 @@ def test_a_new_pi_image_reads_as_the_roll_of_each_netbooted_maia_and_of_nothing_
     for change in changes:
         assert change.what == (
             f"Ubuntu image {old} -> {new}: drained, its boot moved to the new image (pi-boot-{change.node}), rebooted, its join "
-            "waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, uncordoned",
-            # Review 41-2 M3: both are Longhorn Pis (their NVMe).
-            LONGHORN_GATE,
+            f"waits for its Node Ready as reported by the kubelet of its new boot, its k3s step brings the new root's k3s to the stack's version, {TAINTED}",
         )
 
 
@@ -427,9 +426,7 @@ def test_a_rerun_of_a_netbooted_maias_drain_reads_as_its_gates_and_uncordon_too(
             (
                 f"its drain step: {rollout.CHANGED_STEP} (drains it again)",
                 "then, as after every run of its drain or reboot step, its join checks its Node Ready as reported by the kubelet of this "
-                "boot, its k3s step checks its version, and its uncordon uncordons it if a drain of Iluvatar's left it cordoned",
-                # Review 41-3 M2: eonwe is a Longhorn Pi: its drain, run again, makes Longhorn rebuild its replicas too.
-                LONGHORN_GATE,
+                "boot, its k3s step checks its version, and its uncordon taints it and uncordons it if a drain of Iluvatar's left it cordoned",
             ),
         )
     ]
@@ -462,8 +459,7 @@ def test_a_new_cmdline_for_the_netbooted_maiar_reads_as_their_roll_one_pi_at_a_t
             (
                 f"its boot pointer (pi-boot-{name}) changes, not its image (its cmdline.txt: the network or the NFS "
                 "options): drained, its pointer moved, rebooted with it, its join waits for its Node Ready as reported by the kubelet of its "
-                "new boot, its k3s step checks its version, uncordoned",
-                LONGHORN_GATE,
+                f"new boot, its k3s step checks its version, {TAINTED}",
             ),
         )
         for name in ("eonwe", "ilmare")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from plans import rollout
-from stacks import day2, load_stack_file
+from stacks import day2, load_stack_file, storage
 from stacks.day2 import DeployedArda, installed
 from stacks.model import StackConfig
 from stacks.rules import TALOS_KUBERNETES
@@ -645,6 +645,37 @@ def test_the_netbooted_roots_class_does_not_change_under_their_protected_claims(
     assert day2.roots_class(cards) == "pi-roots"
     assert day2.check(cards, day2.DeployedArda(), ran) == []
     # A card Pi's homelab whose class changed because GitOps went on: the key is iluvatar:gitops.
-    assert day2.check(longhorn, day2.DeployedArda(), {**ran, "rootsClass": "local-path", "longhornPis": ["manwe", "eonwe", "ilmare"]})[0].path == (
-        "iluvatar:gitops"
+    assert day2.check(longhorn, day2.DeployedArda(), {**ran, "rootsClass": "local-path", "longhornPis": ["manwe"]})[0].path == ("iluvatar:gitops")
+
+
+def test_a_netbooted_maia_that_held_longhorn_replicas_keeps_its_disk_until_they_are_evicted(tmp_path: Path) -> None:
+    """A netbooted maia is no Longhorn Pi (Longhorn's manager must not run for a kubelet whose credentials its NFS root
+    exposes), and its next roll taints it, which evicts Longhorn from it. One that held Longhorn's replicas at the last
+    deployment is refused while it keeps its dataDisks, naming why and the way (evict, then remove the disk); removing
+    the disk says the move was made. A Pi that boots from its card, or outputs without the Longhorn Pis, refuse nothing."""
+    for sub in ("two", "moved", "cards"):
+        (tmp_path / sub).mkdir()
+    stack = _edited(tmp_path / "two", TWO_NETBOOTING)
+    assert [n.name for n in storage.longhorn_pis(stack.nodes)] == ["manwe"]
+    ran = {**rollout.ainur_state(stack, stack.ainur_nodes), "longhornPis": ["manwe", "eonwe", "ilmare"]}
+    problems = day2.check(stack, day2.DeployedArda(), ran)
+    assert [p.path for p in problems] == ["iluvatar:nodes[1].dataDisks", "iluvatar:nodes[2].dataDisks"]
+    assert problems[0].message == (
+        "[/dev/nvme0n1]: eonwe netboots, and a netbooted maia's disk is no Longhorn disk any more: Longhorn's manager, whose "
+        "account reads every Secret, must not run for a kubelet whose credentials eonwe's NFS root exposes. The next `up` taints "
+        "eonwe and Longhorn leaves it, and the last deployment kept Longhorn replicas there: a volume whose last healthy replica "
+        "is on eonwe would be lost. Evict them first (Longhorn's UI: Node eonwe, Edit, Scheduling Disable and Eviction Requested "
+        "true; wait until it holds no replica and every volume is healthy), then remove eonwe's dataDisks "
+        "(docs/security.md#a-netbooted-maia-that-held-longhorn-replicas)"
     )
+    moved = load_stack_file(
+        write_stack(
+            tmp_path / "moved",
+            edit(homelab_doc(), TWO_NETBOOTING, delete=["iluvatar:nodes[1].dataDisks", "iluvatar:nodes[2].dataDisks"]),
+            stack="homelab",
+        )
+    )
+    assert day2.check(moved, day2.DeployedArda(), ran) == []
+    assert day2.check(stack, day2.DeployedArda(), {k: v for k, v in ran.items() if k != "longhornPis"}) == []
+    cards = _edited(tmp_path / "cards", {})
+    assert day2.check(cards, day2.DeployedArda(), ran) == []
