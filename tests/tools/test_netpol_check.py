@@ -63,11 +63,24 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
     },
     "monitoring/prometheus-operator[Deployment]": {"TCP 8443": frozenset({PROMETHEUS})},
-    # FINDING (issue #54, finding 2): any pod -> victoria-logs:9428, open today, no policy and no authentication: read
-    # every machine's logs, insert lines, flood it until the oldest-first eviction drops real history.
-    "monitoring/victoria-logs[StatefulSet]": {ALL: EVERY},
-    # FINDING: the log alerts' evaluator has no policy either (its API and metrics on 8880).
-    "monitoring/vmalert-logs[Deployment]": {ALL: EVERY},
+    # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) and its writers, the host-network collectors
+    # on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and remote-node entities and
+    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda, or a device that takes a
+    # machine's or a Pi's address, can write (docs/security.md).
+    "monitoring/victoria-logs[StatefulSet]": {
+        "TCP 9428": frozenset(
+            {
+                "192.168.0.11-192.168.0.13",
+                "192.168.0.21-192.168.0.23",
+                "192.168.0.31-192.168.0.32",
+                "monitoring/grafana[Deployment]",
+                "monitoring/prometheus-k8s[StatefulSet]",
+                "monitoring/vmalert-logs[Deployment]",
+            }
+        )
+    },
+    # The log alerts' evaluator: Prometheus' scrape of its metrics alone.
+    "monitoring/vmalert-logs[Deployment]": {"TCP 8880": frozenset({PROMETHEUS})},
     # FINDING: the tunnel's connector has no policy (its metrics listener is open to every pod).
     "networking/cloudflared[Deployment]": {ALL: EVERY},
 }
