@@ -198,7 +198,11 @@ CLOCK_SCRIPT = r"""since() {
 }'
 }
 lasted() { echo "$(( $1 / 86400 ))d $(( $1 % 86400 / 3600 ))h $(( $1 % 3600 / 60 ))m $(( $1 % 60 ))s"; }
-stale() { [ "$1" -le "$MAX_AGE" ] || fail "$2 is $(lasted "$1") old, and backups on \"$SCHEDULE\" keep the newest under $(lasted "$MAX_AGE"): $3"; }
+stale() {
+  # Dated ahead of the drill's clock by more than a few minutes' skew: it would stay "the newest" and pass for ever.
+  [ "$1" -ge -300 ] || fail "$2 is dated $(lasted $(( -$1 ))) ahead of this drill's clock: a clock that was wrong when it was taken would hide every later backup behind it; remove that snapshot, or fix the clock"
+  [ "$1" -le "$MAX_AGE" ] || fail "$2 is $(lasted "$1") old, and backups on \"$SCHEDULE\" keep the newest under $(lasted "$MAX_AGE"): $3"
+}
 """
 
 

@@ -610,6 +610,19 @@ def test_arda_s_drill_fails_when_its_newest_snapshot_is_older_than_the_etcd_sche
     )
 
 
+def test_a_snapshot_dated_ahead_of_the_drills_clock_fails_it(stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path) -> None:
+    """A snapshot taken while a clock was a day ahead stays the newest in the bucket, and would pass every drill while
+    the real ones stop: past five minutes of skew it fails the drill."""
+    identity, recipient = _key()
+    _fill_arda(stack, snapshot, tmp_path, _encrypt(snapshot, recipient, tmp_path))
+    step, results = _etcd_drill(stack, "arda", bucket, tmp_path, alpine, identity, now=int(ARDA_NEWEST.timestamp()) - 301)
+    assert step == "fetch"
+    assert results[0].stderr.strip() == (
+        f"restore drill of arda's etcd FAILED: the newest snapshot, {_talos_key(stack, ARDA_NEWEST)}, is dated 0d 0h 5m 1s ahead of "
+        "this drill's clock: a clock that was wrong when it was taken would hide every later backup behind it; remove that snapshot, or fix the clock"
+    )
+
+
 def test_a_snapshot_whose_name_says_no_time_fails_arda_s_drill(
     stack: StackConfig, snapshot: bytes, bucket: str, alpine: Path, tmp_path: Path
 ) -> None:
