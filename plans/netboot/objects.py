@@ -31,13 +31,19 @@ SEED_NAMESPACE = "argocd"
 def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
     """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced: dnsmasq.conf,
     the records loop, nginx.conf and boot.ipxe (each a subPath mount, which the kubelet never updates), and the
-    configs' items. Not what the running pod reads anew, whose change leaves the pod, and the LAN's DHCP and DNS,
-    running: the internal zone's names and the inventory's DHCP hosts (plans.netboot.records); each machine's iPXE
+    configs' items; and the inventory's DHCP hosts. dnsmasq 2.90 only ever adds the lines of a `dhcp-hostsdir` file it
+    reads anew (src/inotify.c:327-337), and refuses a line whose address an earlier line holds (src/option.c:4072-4092):
+    a machine replaced (a new MAC at the same address), renamed or removed would keep its old reservation, and the new
+    one would not be read; and a SIGHUP that would re-read them can crash a dnsmasq that has answered a tagged host from
+    them (rfc2131.c:823-827). So a change of a reservation starts dnsmasq anew. Not what the running pod reads anew in
+    full, whose change leaves the pod, and the LAN's DHCP and DNS, running: the internal zone's names (a `hostsdir` file,
+    its old names dropped before it is read again: src/inotify.c:303-313; plans.netboot.records); each machine's iPXE
     script (the `ipxe` ConfigMap's volume, which the kubelet updates in place, and nginx reads a file at each request);
     the Talos version and the boards' schematics (the boot assets, which netboot-cache swaps on each Pi's disk, each
     board's folder in one rename, under the folder nginx serves)."""
     parts = [
         dnsmasq_conf(stack),
+        dhcp_hosts_file(stack),
         records_script(),
         nginx_conf(stack),
         boot_script(stack),

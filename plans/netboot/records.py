@@ -1,5 +1,5 @@
 """The records loop: hands dnsmasq the internal zone's names and the inventory's DHCP hosts as the netboot ConfigMap
-changes, so an app or a machine added is served with no restart of dnsmasq, and the household keeps its DHCP and DNS.
+changes, so an app added is served with no restart of dnsmasq, and the household keeps its DHCP and DNS.
 
 dnsmasq cannot read them from the ConfigMap's volume itself. The kubelet updates that volume by writing a new version
 folder and renaming `..data_tmp` over `..data` (Kubernetes v1.35.1 pkg/volume/util/atomic_writer.go:213-233); the
@@ -11,11 +11,12 @@ with the real dnsmasq). This loop copies one version of the records into folders
 file written beside under a dot name and renamed into place: one IN_MOVED_TO of its own name, which dnsmasq reads.
 
 What dnsmasq then does (dnsmasq 2.90): a hosts file's names are flushed and read again (src/inotify.c:303-313), so a
-name removed goes; a DHCP hosts file's lines are read again and put before the others (:327-337; src/option.c:3947 and
-4168 put each new dhcp-host first), and a MAC's first match is the one it uses (src/dhcp-common.c:380-386,
-find_config_match), so a machine changed or renamed takes its new line. A machine removed keeps its old line in the
-running dnsmasq until its next restart: lines read from a DHCP hosts folder are dropped only by SIGHUP or a restart
-(src/option.c:5765-5781, clear_dynamic_conf, called by reread_dhcp, :5818; man dnsmasq, --dhcp-hostsdir).
+name removed goes. A DHCP hosts file's lines are only added (:327-337), and a line whose address an earlier line holds
+is refused (src/option.c:4072-4092): a reservation changed, moved or removed would not reach the running dnsmasq, so
+the DHCP hosts are part of the pod's template digest (plans.netboot.objects.config_digest) and such a change starts
+dnsmasq anew; the loop still hands the file over, for the dnsmasq started with it. Not SIGHUP, which re-reads them but
+can crash a dnsmasq that has answered a tagged host from them (src/rfc2131.c:823-827 links the host's tags into each
+packet's).
 """
 
 from __future__ import annotations
