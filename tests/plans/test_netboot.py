@@ -353,7 +353,9 @@ def test_only_a_change_of_the_dhcp_reservations_starts_dnsmasq_anew(change: str,
     stack = parse_stack(raw)
     if change == "a machine added":
         node = {"name": "nienna", "role": "istari", "arch": "amd64", "board": "generic-x86", "mac": "02:00:5e:00:0e:33", "ip": "192.168.0.33"}
-        changed = parse_stack({**raw, "iluvatar:nodes": [*raw["iluvatar:nodes"], {**node, "boot": "disk", "installDisk": {"model": "Samsung SSD 860"}}]})
+        changed = parse_stack(
+            {**raw, "iluvatar:nodes": [*raw["iluvatar:nodes"], {**node, "boot": "disk", "installDisk": {"model": "Samsung SSD 860"}}]}
+        )
     else:
         nodes = [dict(n) for n in raw["iluvatar:nodes"]]
         nodes[-1]["mac"] = "02:00:5e:00:0e:34"
