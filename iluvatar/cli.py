@@ -427,7 +427,9 @@ def router_step(stack: StackConfig) -> str:
         )
     return (
         f"before `pulumi up`, on your router: keep its DHCP on, its pool {pool}, and add each machine's MAC and IP as a "
-        "static lease; nothing else (the Ainur answer PXE beside it: docs/layers/netboot.md#dhcp-modes)"
+        f"static lease; and have it hand out {stack.ainur.service_ip} as the DNS server, or the internal zone's names "
+        "(sign-in, the CA page, internal apps) do not resolve on the LAN (the Ainur answer PXE beside it: "
+        "docs/layers/netboot.md#dhcp-modes)"
     )
 
 

@@ -128,7 +128,9 @@ def test_with_no_mode_given_init_writes_proxy_and_says_why(tmp_path: Path) -> No
     )
     assert lines[-1] == (
         "  before `pulumi up`, on your router: keep its DHCP on, its pool 192.168.1.100-192.168.1.199, and add each machine's "
-        "MAC and IP as a static lease; nothing else (the Ainur answer PXE beside it: docs/layers/netboot.md#dhcp-modes)"
+        "MAC and IP as a static lease; and have it hand out 192.168.1.12 as the DNS server, or the internal zone's names "
+        "(sign-in, the CA page, internal apps) do not resolve on the LAN (the Ainur answer PXE beside it: "
+        "docs/layers/netboot.md#dhcp-modes)"
     )
     text = (tmp_path / "Pulumi.lab.yaml").read_text()
     assert "    netboot: {mode: proxy}\n" in text
