@@ -109,8 +109,17 @@ def k3s_node(stack: StackConfig, node: Node) -> dict[str, Any]:
     labels["beta.kubernetes.io/instance-type"] = "k3s"
     if node.role == "valar":
         labels |= {CONTROL_PLANE: "true", "node-role.kubernetes.io/master": "true", "node-role.kubernetes.io/etcd": "true"}
-    taints = [{"key": str(k), "effect": str(e)} for k, _, e in (str(t).partition(":") for t in config.get("node-taint") or [])]
+    taints = [_k3s_taint(str(t)) for t in config.get("node-taint") or []]
     return _node(node, labels, {}, taints, stack.ainur.k3s_version, K3S.os_image)
+
+
+def _k3s_taint(text: str) -> dict[str, str]:
+    """A `node-taint` of k3s's config, `key[=value]:effect`, as the kubelet's --register-with-taints reads it
+    (k8s.io/kubernetes v1.35.1 pkg/util/taints/taints.go:38-70, parseTaint: the effect after the ':', the value after
+    the '=')."""
+    spec, _, effect = text.rpartition(":")
+    key, eq, value = spec.partition("=")
+    return {"key": key, **({"value": value} if eq else {}), "effect": effect}
 
 
 def nodes(stack: StackConfig, cluster: str) -> list[dict[str, Any]]:

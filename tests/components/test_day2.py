@@ -146,6 +146,7 @@ def test_day_340_renewed_credentials_replace_no_provider_and_touch_no_object(mon
         "edge-certificates-gate-cert-manager",
         "edge-certificates-gate-trust-manager",
         "gitops-arda-kubernetes",
+        "logs-gate-cilium",
         "logs-gate-storage",
     ]
     # And the run after it (still day 340) changes nothing at all.

@@ -249,7 +249,8 @@ def test_the_first_up_makes_each_pointer_and_reboots_nothing(lab: Lab, first_up:
 
 
 def pinned(lab: Lab, name: str) -> None:
-    """A workload on the Pi (a Deployment whose pod only that Pi may run): what its drain must move off it."""
+    """A workload on the Pi (a Deployment whose pod only that Pi may run, and that its owner put there on purpose: it
+    tolerates a netbooted maia's taint, plans.k3s): what its drain must move off it."""
     client = lab.pis.cluster.client
     deadline = time.monotonic() + 60
     while client.get("v1", "ServiceAccount", "default", "default") is None:
@@ -266,7 +267,11 @@ def pinned(lab: Lab, name: str) -> None:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"nodeSelector": {"kubernetes.io/hostname": name}, "containers": [{"name": "app", "image": "registry.example/app:1"}]},
+                    "spec": {
+                        "nodeSelector": {"kubernetes.io/hostname": name},
+                        "tolerations": [{"key": "iluvatar/boot", "operator": "Equal", "value": "netboot", "effect": "NoExecute"}],
+                        "containers": [{"name": "app", "image": "registry.example/app:1"}],
+                    },
                 },
             },
         }
