@@ -38,8 +38,10 @@ type callLog struct {
 func newCallLog() *callLog { return &callLog{start: time.Now()} }
 
 // begin logs a call as it arrives (the log's order is the order calls reach the nodes; a stream
-// ends long after a call that follows it began), and finish fills in its arguments and code.
-func (l *callLog) begin(ctx context.Context, node, method string) int {
+// ends long after a call that follows it began), with its arguments when it has them (a unary call's, so a test
+// that reads the log while the call still runs, an ApplyConfiguration that waits, sees what it was asked: in the
+// same entry, never one logged without them), and finish fills in its arguments and code.
+func (l *callLog) begin(ctx context.Context, node, method string, args map[string]any) int {
 	at := ""
 	if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
 		at = p.LocalAddr.String()
@@ -48,18 +50,9 @@ func (l *callLog) begin(ctx context.Context, node, method string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	l.calls = append(l.calls, Call{Seq: len(l.calls) + 1, Ms: time.Since(l.start).Milliseconds(), Node: node, At: at, Method: method, Code: "Running"})
+	l.calls = append(l.calls, Call{Seq: len(l.calls) + 1, Ms: time.Since(l.start).Milliseconds(), Node: node, At: at, Method: method, Args: args, Code: "Running"})
 
 	return len(l.calls) - 1
-}
-
-// arguments records a unary call's arguments as it arrives, so a test that reads the log while the call still
-// runs (an ApplyConfiguration that waits, say) sees what it was asked; finish records them again with its notes.
-func (l *callLog) arguments(i int, args map[string]any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-
-	l.calls[i].Args = args
 }
 
 func (l *callLog) finish(i int, args map[string]any, code string) {
@@ -171,8 +164,7 @@ func shortMethod(full string) string {
 }
 
 func (n *Node) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	i := n.c.calls.begin(ctx, n.name, shortMethod(info.FullMethod))
-	n.c.calls.arguments(i, callArgs(req))
+	i := n.c.calls.begin(ctx, n.name, shortMethod(info.FullMethod), callArgs(req))
 	notes := map[string]any{}
 	ctx = context.WithValue(ctx, notesKey{}, notes)
 
@@ -208,7 +200,7 @@ func (s *recvStream) RecvMsg(m any) error {
 }
 
 func (n *Node) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	i := n.c.calls.begin(ss.Context(), n.name, shortMethod(info.FullMethod))
+	i := n.c.calls.begin(ss.Context(), n.name, shortMethod(info.FullMethod), nil)
 	notes := map[string]any{}
 	ctx := context.WithValue(ss.Context(), notesKey{}, notes)
 

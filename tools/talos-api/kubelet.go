@@ -219,7 +219,7 @@ func (n *Node) startKubelet() {
 					}
 
 					if len(taken) > 0 {
-						i := n.c.calls.begin(context.Background(), n.name, "kubelet/StaticPods")
+						i := n.c.calls.begin(context.Background(), n.name, "kubelet/StaticPods", nil)
 						n.c.calls.finish(i, map[string]any{"configVersions": versions, "annotations": annotations}, "OK")
 					}
 				}
