@@ -48,9 +48,11 @@ class Tool:
 # into tailscaled (one binary for `tailscale` and `tailscaled`), subnet routes, DNS, the OS's routes and netfilter,
 # netstack (the devices' resolver at 100.100.100.100), health and the IPN bus (containerboot watches it), serve and
 # acme (containerboot's LocalAPI client needs them), and the LocalAPI's socket identity (without it the LocalAPI grants
-# nobody anything: ipn/ipnserver/server.go:336-353 asks the connection IsUnixSock, which the omitted build never says).
+# nobody anything: ipn/ipnserver/server.go:336-353 asks the connection IsUnixSock, which the omitted build never says),
+# and debug (the test reads the subnet router's network map, its peers and packet filter, before it sends the phone's
+# first packet: `tailscale debug netmap`, ipn/localapi/debug.go:251, exists only in a build with it).
 # Tailscale's own feature tags (feature/featuretags at v1.102.3): `go run tailscale.com/cmd/featuretags --min
-# --add=cli,advertiseroutes,useroutes,dns,osrouter,iptables,netstack,health,ipnbus,serve,acme,unixsocketidentity`.
+# --add=cli,advertiseroutes,useroutes,dns,osrouter,iptables,netstack,health,ipnbus,serve,acme,unixsocketidentity,debug`.
 # Both programs share one build of every package (cold figures: docs/proof/performance.md, issue #43).
 TAILSCALE_TAGS = (
     "ts_include_cli",
@@ -72,7 +74,6 @@ TAILSCALE_TAGS = (
     "ts_omit_completion_scripts",
     "ts_omit_conn25",
     "ts_omit_dbus",
-    "ts_omit_debug",
     "ts_omit_debugeventbus",
     "ts_omit_debugportmapper",
     "ts_omit_desktop_sessions",

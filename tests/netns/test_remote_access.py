@@ -12,6 +12,7 @@ that API; and with the route withdrawn, nothing answers.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -44,6 +45,8 @@ require_root()
 
 APP = "grafana.iluvatar.home.arpa"
 GREETING = "grafana, over the tunnel"
+# containerboot's tailscaled socket, in the router pod's own /tmp.
+ROUTER_SOCKET = "--socket=/tmp/tailscaled.sock"
 # The app (envoy-internal's address, its certificate for the app's name) and Arda's API server (any answer will do).
 SERVERS = r"""
 import http.server, socket, ssl, sys, threading
@@ -202,6 +205,36 @@ def _join(lab: Lab, user: str) -> None:
     assert up.returncode == 0, f"tailscale up as {user}: {up.stderr}\nphone:\n{lab.net.log('phone')}\nheadscale:\n{lab.net.log('headscale')}"
 
 
+def _covers(block: str, ip: str) -> bool:
+    """Whether a filter rule's address (`*`, an address, a CIDR or a range `a-b`, tailcfg/tailcfg.go:1716-1750) holds ip."""
+    if block == "*":
+        return True
+    if "-" in block:
+        first, last, at = (ipaddress.ip_address(a) for a in (*block.split("-"), ip))
+        return first.version == at.version and int(first) <= int(at) <= int(last)
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(block, strict=False)
+
+
+def _router_admits_the_phone(lab: Lab, dst: str, port: int) -> bool:
+    """Whether the subnet router now takes the phone's packets to dst:port.
+
+    A route on the phone says only that the phone's map is new. The router gets its own map from Headscale on its
+    own time; until it holds the phone's current node key among its peers, WireGuard drops the phone's handshake (and
+    retries only after 5 s, longer than a connect timeout), and until its packet filter names one of the phone's
+    addresses, the router drops what gets through. Both are in the router's map (`tailscale debug netmap`, the
+    LocalAPI's current-netmap: ipn/localapi/debug.go:251)."""
+    me = json_of(lab.tailscale("status", "--json").stdout)["Self"]
+    phone_ips = [a.split("/")[0] for a in me.get("TailscaleIPs") or []]
+    netmap = json_of(lab.net.exec_in("router", "tailscale", ROUTER_SOCKET, "debug", "netmap", check=False).stdout) or {}
+    if me["PublicKey"] not in {peer.get("Key") for peer in netmap.get("Peers") or []}:
+        return False
+    return any(
+        any(_covers(src, ip) for src in rule.get("SrcIPs") or [] for ip in phone_ips)
+        and any(_covers(d["IP"], dst) and d["Ports"]["First"] <= port <= d["Ports"]["Last"] for d in rule.get("DstPorts") or [])
+        for rule in netmap.get("PacketFilterRules") or []
+    )
+
+
 def _approved(lab: Lab) -> list[str]:
     nodes = lab.hs("nodes", "list") or []
     router = [n for n in nodes if n.get("given_name", n.get("name")) == plan.ROUTER_HOSTNAME or n.get("name") == plan.ROUTER_HOSTNAME]
@@ -310,6 +343,12 @@ def test_the_phone_resolves_an_internal_name_through_the_split_dns(lab: Lab) -> 
 
 def test_the_phone_fetches_the_internal_app_over_the_tunnel_with_its_certificate(lab: Lab) -> None:
     wait_for("the routes on the phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+    wait_for(
+        "the router taking the phone's packets to the app",
+        lambda: _router_admits_the_phone(lab, "192.168.0.238", 443),
+        60,
+        lambda: lab.net.log("router"),
+    )
     got = lab.curl(f"https://{APP}/")
     assert got.returncode == 0 and got.stdout == GREETING, got
     # It came through the subnet router on the Pi (which masquerades the tailnet's traffic as its own LAN address).
@@ -324,6 +363,11 @@ def test_an_advertised_address_the_policy_does_not_grant_answers_on_the_lan_only
     assert "stand-in" in in_ns(lab.net.home.pi, "curl", "-s", "--max-time", "5", f"telnet://{arda_api}:6443", check=False).stdout
     wait_for("the app's route on the phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
     assert arda_api not in lab.phone_routes()
+    # Nor does the router's packet filter take bob's packets to it, were the phone to route them there by hand.
+    wait_for(
+        "the router taking bob's packets to the app", lambda: _router_admits_the_phone(lab, "192.168.0.238", 443), 60, lambda: lab.net.log("router")
+    )
+    assert not _router_admits_the_phone(lab, arda_api, 6443)
     refused = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
     assert refused.returncode in (7, 28) and "stand-in" not in refused.stdout, refused
 
@@ -340,7 +384,7 @@ def _announced(lab: Lab) -> list[str]:
 
 
 def test_with_the_route_withdrawn_nothing_answers(lab: Lab) -> None:
-    sock = "--socket=/tmp/tailscaled.sock"
+    sock = ROUTER_SOCKET
     routes = [str(r) for r in plan.routes(lab.stack)]
     app = ("--resolve", f"{APP}:443:192.168.0.238", f"https://{APP}/")
     wait_for("the app over the tunnel", lambda: lab.curl(*app).stdout == GREETING, 90, lambda: lab.net.log("phone"))
@@ -365,6 +409,9 @@ def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
     try:
         _join(lab, "alice")
         wait_for("Arda's API route on alice's phone", lambda: arda_api in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
+        wait_for(
+            "the router taking alice's packets to the API", lambda: _router_admits_the_phone(lab, arda_api, 6443), 60, lambda: lab.net.log("router")
+        )
         got = lab.curl(f"telnet://{arda_api}:6443", seconds=4)
         assert "kube-apiserver stand-in" in got.stdout, got
     finally:
@@ -373,3 +420,9 @@ def test_an_admin_reaches_the_api_servers_over_the_tunnel(lab: Lab) -> None:
         _join(lab, "bob")
         wait_for("the app's route on bob's phone", lambda: "192.168.0.238" in lab.phone_routes(), 90, lambda: lab.net.log("phone"))
         wait_for("Arda's API route gone from bob's phone", lambda: arda_api not in lab.phone_routes(), 90, lambda: lab.phone_routes())
+        wait_for(
+            "the router taking bob's packets to the app",
+            lambda: _router_admits_the_phone(lab, "192.168.0.238", 443),
+            60,
+            lambda: lab.net.log("router"),
+        )
