@@ -127,7 +127,7 @@ def etcd_snapshot(name: str, ip: str, talos: str, kubernetes: str) -> Step:
     talosconfig)."""
     out = ETCD_SNAPSHOT_BEFORE.format(talos=talos, kubernetes=kubernetes)
     # --keep: written once. A later attempt (a resume, a path given up and tried again: the recorded versions, so the
-    # name, are the same) keeps the first attempt's file, the state from before anything changed (review 2 N3).
+    # name, are the same) keeps the first attempt's file, the state from before anything changed.
     return Step(
         ("etcd-snapshot", "--node", f"{name}={ip}", "--out", out, "--keep"),
         ETCD_SNAPSHOT_TIMEOUT,

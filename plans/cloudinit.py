@@ -73,7 +73,7 @@ def user_data_document(stack: StackConfig, node: Node) -> dict[str, Any]:
         )
     if node.boot == "netboot":
         # Its SSH host keys outlive an image: the NFS server copies them into its root of a new image
-        # (plans.netboot.nfs.KEPT_ON_NEW_IMAGE) and its steps pin the ed25519 one (components.ainur, review 41-2 M4).
+        # (plans.netboot.nfs.KEPT_ON_NEW_IMAGE) and its steps pin the ed25519 one (components.ainur).
         # A new root is a new instance to cloud-init, whose ssh module deletes every host key first unless told not
         # to, then makes only the missing ones (cloud-init 25.1.4 cloudinit/config/cc_ssh.py:32, 100-106, 177-180).
         doc["ssh_deletekeys"] = False

@@ -34,7 +34,7 @@ STORAGE_OUTPUT = "storage"
 ARDA_OUTPUT = "arda"
 REMOTE_ACCESS_OUTPUT = "remoteAccess"
 AINUR_OUTPUT = "ainur"
-# The netboot layer's dnsmasq config: where day2 reads an older deployment's service address (review 41-4 N5).
+# The netboot layer's dnsmasq config: where day2 reads an older deployment's service address.
 DNSMASQ_OUTPUT = "dnsmasqConf"
 # What a secret key set in plain text reads as: present, not a secret, and never its value (parse_stack refuses it).
 PLAIN = "[plain text]"
@@ -79,7 +79,7 @@ class LoadedStack:
     # The output `remoteAccess` of the last deployment (its routerEnrolment; empty on the first one).
     remote_access_output: Mapping[str, Any] = field(default_factory=dict)
     # The output `dnsmasqConf` of the last deployment (None on the first one): which Pis it netbooted, where `ainur`
-    # did not say (stacks.day2.netbooted_before; review 41-10 M1).
+    # did not say (stacks.day2.netbooted_before).
     dnsmasq_output: str | None = None
 
 

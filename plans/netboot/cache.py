@@ -53,7 +53,7 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
     and unpacked with dpkg-deb, not installed: the binaries are data, and the first version's `apt-get update && apt-get
     install ipxe=VERSION` failed once the live archive dropped that version, and with no internet.
 
-    Each binary is replaced by a rename inside `root`, never `root` itself (review 41-7 C1): the netboot pod's dnsmasq
+    Each binary is replaced by a rename inside `root`, never `root` itself: the netboot pod's dnsmasq
     mounts `root` as a hostPath, and a bind mount holds the folder, not its name, so a folder swapped in under the
     same name is one dnsmasq never sees (it served a deleted, empty folder until its pod was recreated). The folder
     also holds the Pis' boot folders (plans.netboot.pis), which a swap would take away."""
@@ -64,7 +64,7 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
     renames = "\n".join(f"  mv -f {root}/.{name}.new {root}/{name}" for name in sorted(IPXE_FILES))
     return (
         "set -eu\n"
-        # What the first version's swap of the whole folder could leave behind (review 41-9 L2).
+        # What the first version's swap of the whole folder could leave behind.
         f"rm -rf {root}.new {root}.old\n"
         # The container's /tmp; TMPDIR where the script runs beside others (the tests).
         'SUMS="${TMPDIR:-/tmp}/ipxe.sha256"\n'
@@ -86,7 +86,7 @@ def fetch_ipxe_script(root: str = f"{HOST_CACHE}/tftp", debs: str = IPXE_DEBS, f
 
 
 # How long a Pi's Node must have been silent (Ready Unknown, since its condition's lastTransitionTime) before the
-# clearance takes its pods off the API (review 41-15 M4): past a k3s restart of that Pi in the same `up` (its join
+# clearance takes its pods off the API: past a k3s restart of that Pi in the same `up` (its join
 # waits for it, one Pi at a time) or a brief partition, after which its kubelet would find its pod gone and a new one
 # made beside the old one it is still stopping.
 SILENT_SECONDS = 120
@@ -116,9 +116,9 @@ for node in json.load(sys.stdin).get("items") or []:
 def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
     """On a valar (the one holding the API VIP), before netboot-cache's roll and the netboot pod's replacement: take off the API, for good, the
     cache pods of Pis the control plane has not heard from for `silent_seconds`, and the netboot pod records already
-    Terminating on any Pi whose kubelet stopped reporting (review 41-16: no wait is needed for those).
+    Terminating on any Pi whose kubelet stopped reporting (no wait is needed for those).
 
-    Why (review 41-12 H1): the cache DaemonSet rolls with maxUnavailable 1, its default (Kubernetes v1.35.1
+    Why: the cache DaemonSet rolls with maxUnavailable 1, its default (Kubernetes v1.35.1
     pkg/apis/apps/v1/defaults.go:75-93), and a Pi whose kubelet stopped reporting (its Node's Ready Unknown: the node
     lifecycle controller's mark) keeps its old pod: deleted by the roll, it stays Terminating for ever, since no kubelet
     confirms it and PodGC removes such pods only on a Node tainted out-of-service (pkg/controller/podgc/
@@ -129,7 +129,7 @@ def clearance_script(silent_seconds: int = SILENT_SECONDS) -> str:
     unreachable:NoSchedule (the pod tolerates NoExecute only: plans.netboot.pods.cache_pod), and makes it when the Pi is
     back. The cache pod serves nothing (the netboot pod reads the Pi's cache folders).
 
-    And (review 41-15 H1): the netboot pod on a Pi that died was evicted 5 s later and runs again on another Pi, but its
+    And: the netboot pod on a Pi that died was evicted 5 s later and runs again on another Pi, but its
     old record stays Terminating. A change of its template then makes the Deployment's Recreate scale the old ReplicaSet
     to 0, which stops the running replacement, and wait for every old pod to be gone before it makes the new one
     (pkg/controller/deployment/recreate.go:38-51,99-125): the LAN would keep no DHCP, DNS or TFTP until the dead Pi came

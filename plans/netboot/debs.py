@@ -3,23 +3,23 @@ the image builder's tools for its step (stacks.pins.DEBS, by set); and on every 
 netboot-cache pod unpacks into the TFTP root (plans.netboot.cache; its image is Debian 13, whose apt 3.0 has the same
 apt-helper download-file with a SHA256: argument; not read at that tag: the script's own sha256sum check stands either way).
 
-Why pinned files and not `apt-get install NAME=VERSION` (review 41-1 M5): the live archive drops a version at the next
+Why pinned files and not `apt-get install NAME=VERSION`: the live archive drops a version at the next
 point release, and every new homelab would then fail. Each file is fetched from snapshot.debian.org, which keeps
 Debian's archive as it was at stacks.pins.DEBIAN_SNAPSHOT, by its pool path, and kept only if its SHA-256 is the
 pinned one (from the signed index, stacks.pins). apt's own downloader does it (`apt-helper download-file URL FILE
 SHA256:...`: apt 2.6's cmdline/apt-helper.cc, DoDownloadFile, which checks the hash and leaves a mismatch as
 FILE.FAILED), so the pods' stock Debian 12 image needs nothing more; the script checks each file again itself.
 
-Why it is a no-op offline (review 41-1 M3): after a power cut with no internet, netboot-cache runs its steps again
+Why it is a no-op offline: after a power cut with no internet, netboot-cache runs its steps again
 before its pod is ready, and Arda's netboot waits for it. The script asks for nothing when every pinned file is on the
 Pi with its checksum, and says so; the first version ran `apt-get update` every time, which fails offline.
 
-Where a file comes from (review 41-5 M2): Debian's live archive first (DEBIAN, the same pool path while the point release
+Where a file comes from: Debian's live archive first (DEBIAN, the same pool path while the point release
 keeps the version), then the snapshot, each answer kept only with the pinned SHA-256: a new homelab does not hang on
-snapshot.debian.org alone. When the set changes (review 41-5 M1), the previous set's files stay until every file of the
+snapshot.debian.org alone. When the set changes, the previous set's files stay until every file of the
 new one is on the Pi: a download that fails leaves the set the Pi had whole.
 
-How a set is installed (install_script, review 41-5 C1): by apt, from the checked files alone. One `dpkg -i` of
+How a set is installed (install_script): by apt, from the checked files alone. One `dpkg -i` of
 Ganesha's set unpacks every file before it configures any, and dpkg refuses python3 and python3-minimal, whose
 Pre-Depends (python3-minimal, python3.11-minimal) must be configured first; apt orders the unpacks and configures
 between them as dpkg needs.

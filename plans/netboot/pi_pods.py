@@ -13,10 +13,10 @@ Where each runs, and why:
 - `pi-nfs`, one replica, replaced never rolled (two servers of one root must never run at once), on the Pi that runs
   the netboot pod (required pod affinity): the service address is there, and it is the roots' server address.
   Privileged: it loop-mounts the image and mounts an overlay per Pi (plans.netboot.nfs); nothing else of the netboot
-  namespace is. Each Pi's roots are on a volume of its own, `pi-root-<pi>` (review 41-1 M1: one Pi filling its
+  namespace is. Each Pi's roots are on a volume of its own, `pi-root-<pi>` (one Pi filling its
   volume fills no other's, and adding a Pi changes no other's volume), which follows the server to whichever Pi it
   moves to; with Longhorn, on the `pi-roots` StorageClass, whose replicas are only ever on Pis that boot from their
-  cards (review 41-1 M2: plans.storage.pi_root_pis). The single `pi-roots` volume of the first version is kept and
+  cards (plans.storage.pi_root_pis). The single `pi-roots` volume of the first version is kept and
   mounted too: the roots it holds are served from it where they are (plans.netboot.nfs.serve_script links them).
 - Neither the netboot pod nor these ever run on a netbooting Pi (k3s labels it iluvatar/boot=netboot, plans.k3s): a Pi
   cannot serve the root it boots from, and after a power cut only the Pis with cards come up by themselves.
@@ -170,7 +170,7 @@ def cache_steps(stack: StackConfig) -> list[dict[str, Any]]:
             "name": "pi-image",
             # Debian 12, as the NFS server's: its tools are the pinned set of that release (stacks.pins.DEBS), installed
             # by the builder only when it has an image to build (TOOLS): a Pi whose image is built asks nothing of the
-            # network (review 41-1 M3).
+            # network.
             "image": BOOKWORM_IMAGE,
             "command": ["sh", "/etc/iluvatar-pi/build-pi-image.sh"],
             "env": [{"name": "URL", "value": image.url}, {"name": "SHA256", "value": image.sha256}, {"name": "OUT", "value": image_dir(stack)},
@@ -237,7 +237,7 @@ def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
             {
                 "name": "nfs",
                 "image": BOOKWORM_IMAGE,
-                # Ganesha's pinned files, checked and installed by apt in the order dpkg needs (review 41-5 C1: one
+                # Ganesha's pinned files, checked and installed by apt in the order dpkg needs (one
                 # `dpkg -i` of them refuses python3 on its Pre-Depends, and Ganesha stayed unconfigured).
                 "command": ["sh", "-c", "sh /etc/iluvatar/pi-nfs-install.sh && exec sh /etc/iluvatar/serve-pis.sh"],
                 "env": [
@@ -314,7 +314,7 @@ def nfs_digest(stack: StackConfig) -> str:
     return _digest({k: v for k, v in pi_config(stack).items() if k in keep or k.endswith((".export.conf", ".export-ids"))})
 
 
-# How long `pulumi up` waits for netboot-cache to be ready when maiar netboot (review 41-1 M3). Its pod is ready on a Pi
+# How long `pulumi up` waits for netboot-cache to be ready when maiar netboot. Its pod is ready on a Pi
 # only past the image builder, which on a new image downloads ~1.2 GB and writes ~7 GB at its peak to the Pi's SD card
 # (the image unpacked, then its root cut out): an estimate of up to BUILD_MINUTES per Pi on a card (~20 MB/s written),
 # not measured on a Pi. A new image's DaemonSet rolls one Pi at a time (a DaemonSet's default maxUnavailable 1), so the
@@ -411,7 +411,7 @@ def root_volume_spec(stack: StackConfig, legacy: bool = False) -> dict[str, Any]
     update validator checks the count and nothing of the selector (webhook/resources/volume/validator.go:224). A running
     replica already on an untagged Pi stays there (volume_controller.go:2815-2830 keeps it): `legacy_replicas_note`.
 
-    The first version's volume (`legacy`) gets the selector alone (review 41-10 H1): it was made with min(3, every
+    The first version's volume (`legacy`) gets the selector alone: it was made with min(3, every
     Longhorn Pi) copies, often more than the card Pis' count, and Longhorn removes a healthy extra replica only by
     eviction, data locality or auto-balance (volume_controller.go:1121-1145; auto-balance is off by default), so a
     lowered count only leaves the volume reporting itself unscheduled while it keeps every copy."""
@@ -473,7 +473,7 @@ print("; ".join(out) if out else f"every Pi meant to hold a copy ({', '.join(pis
 
 
 # The netbooting Pis whose Longhorn Node still carries the tag (stdin: the Longhorn Nodes' JSON; argv: the tag and those
-# Pis), each with the command that removes it and keeps the others (review 41-6 L2): Longhorn adds tags from the
+# Pis), each with the command that removes it and keeps the others: Longhorn adds tags from the
 # annotation and never removes one (kubernetes_node_controller.go:335-352), so a card Pi turned netbooting keeps it, and
 # new copies of a root could land on a maia's disk. Prints nothing when none does.
 TAGGED_MAIAR_SCRIPT = r"""
@@ -488,7 +488,7 @@ for pi in pis:
 """
 
 
-# The replicas of a new root volume on Pis that netboot (review 41-14 H1), from `kubectl get replicas.longhorn.io -o json`
+# The replicas of a new root volume on Pis that netboot, from `kubectl get replicas.longhorn.io -o json`
 # (a replica's spec.volumeName and spec.nodeID: longhorn-manager v1.10.1 k8s/pkg/apis/longhorn/v1beta2/instancemanager.go
 # InstanceSpec): argv[1] the volume, the rest the netbooting Pis. Prints "<replica> on <pi>" each, `; ` between.
 ON_MAIAR_SCRIPT = r"""
@@ -504,11 +504,11 @@ print("; ".join(sorted(found)))
 
 
 def placed_wait_script(stack: StackConfig, node: Node, timeout: int = PLACED_SECONDS) -> str:
-    """On the first valar, once, when a netbooting Pi's roots' claim is new (review 41-6 M4): wait until Longhorn reports
+    """On the first valar, once, when a netbooting Pi's roots' claim is new: wait until Longhorn reports
     its Volume's condition Scheduled True, before pi-nfs is replaced to mount it; the running pi-nfs keeps serving every
     maia meanwhile (its Recreate stops it only then). A claim the running pi-nfs already mounts is no new volume and is
     not waited on (a failover with a dead card Pi leaves a replica missing, Scheduled False, and `up` must not stall
-    then); nor is the first version's volume (review 41-10 H1: its Scheduled may stay False for good). On timeout it
+    then); nor is the first version's volume (its Scheduled may stay False for good). On timeout it
     names the claim, its volume, Longhorn's reason, and each card Pi with a data disk whose Longhorn Node is not tagged
     `pi-root`, with the command that tags it."""
     claim = root_claim(node)
@@ -569,7 +569,7 @@ rm -f "$errors"
 
 
 def placed_wait_message(stack: StackConfig) -> str:
-    """What `pulumi preview` and `up` say of the placement waits (review 41-6 M4)."""
+    """What `pulumi preview` and `up` say of the placement waits."""
     claims = ", ".join(root_claim(n) for n in netboot_pis(stack))
     return (
         f"each new root volume ({claims}) is waited on once, up to {PLACED_SECONDS // 60} minutes, until Longhorn has "
@@ -579,7 +579,7 @@ def placed_wait_message(stack: StackConfig) -> str:
 
 
 def single_copy_warning(stack: StackConfig) -> str | None:
-    """A warning when every netbooted root has one copy (review 41-6 M1): one Pi may hold a root's replica, so its disk is
+    """A warning when every netbooted root has one copy: one Pi may hold a root's replica, so its disk is
     each maia's only copy of its root (its k3s node password, its host keys, what it wrote). Not an error: a homelab
     with one card Pi can run so, knowingly."""
     if roots_class(stack) != ROOTS_CLASS or storage.pi_root_replicas(stack) != 1:
@@ -594,7 +594,7 @@ def single_copy_warning(stack: StackConfig) -> str | None:
 
 
 def legacy_replicas_note() -> str:
-    """What `up` cannot do for the first version's volume (review 41-6 H1): move its running replicas off the maiar."""
+    """What `up` cannot do for the first version's volume: move its running replicas off the maiar."""
     return (
         f"the first version's `{LEGACY_CLAIM}` volume now places new replicas only on Pis tagged `{storage.PI_ROOT_TAG}`, "
         "but Longhorn keeps a running replica where it is. If one is on a netbooting Pi, a power cut of the whole lab can "
@@ -606,11 +606,11 @@ def legacy_replicas_note() -> str:
 
 
 def keeps_legacy_claim(previous: Mapping[str, Any], dnsmasq_conf: Any = None) -> bool:
-    """Whether the first version's `pi-roots` claim is the program's (review 41-6 H1), from the last deployment's output
+    """Whether the first version's `pi-roots` claim is the program's, from the last deployment's output
     `ainur` (plans.rollout.ainur_state) and its `dnsmasqConf`: what that deployment said (`legacyRoots`), or, from a
     version that did not say, whether it ran a netbooting Pi (stacks.day2.netbooted_before: a node with an `image`, or,
     from the first netboot version, 66ca479, whose nodes had none, a Pi its dnsmasq config tagged `rpiboot`), whose
-    roots that claim holds (review 41-10 M1). Where the outputs cannot tell, kept: a retained claim kept costs nothing,
+    roots that claim holds. Where the outputs cannot tell, kept: a retained claim kept costs nothing,
     a dropped one loses every root. Never on a new homelab, so a new one carries no volume whose replicas could sit
     anywhere, and a Pi's root never depends on one."""
     if "legacyRoots" in previous:

@@ -27,13 +27,13 @@ it runs, each its own export (plans.netboot.nfs), so nothing changes under a run
 
 Between 2 and 3, once, `<pi>-host-key` reads the Pi's SSH host key (HOST_KEY_SCRIPT): the steps on the Pi (3, 4)
 accept only that key (components.ainur pins it), so a machine that takes the address of a rebooting Pi gets no token.
-It comes after the pointer (review 41-3 C1): a new card-less Pi boots only once its pointer exists, so on its first
+It comes after the pointer: a new card-less Pi boots only once its pointer exists, so on its first
 `up` the key is read at that first boot; a running Pi is not rebooted by the pointer's move, only by step 3.
 
 Every step is safe to run again and each is re-run by `pulumi up` when it failed or was cut short, when the image
 changes (the image is in each one's script) or anything else its boot pointer carries (its cmdline.txt: the network, the
 service address, the NFS options; its digest is in each script, and the reboot step reboots a Pi whose /proc/cmdline lacks
-a word of it or holds one it no longer has: review 41-2 M2, review 41-3 L2), or when the step before it ran: the reboot step after the drain or the
+a word of it or holds one it no longer has), or when the step before it ran: the reboot step after the drain or the
 pointer, the join, k3s step and uncordon after the reboot step (their `triggers`, RUN_MARK), so a roll that failed
 half-way and is set back still ends with the Pi's gates and its uncordon. A Pi killed anywhere in between: before its pointer moved it boots the
 old image; after, the new one; the join checks which it runs.
@@ -90,7 +90,7 @@ RUN_MARK = 'echo "iluvatar: run $(cat /proc/sys/kernel/random/uuid)"'
 
 
 # The Pi's SSH host key as pulumi-command's hostKey takes it (an authorized_keys line: type and key), read once, on the Pi
-# (components.ainur pins it in every later step's connection: review 41-2 M4). ed25519: the key Ubuntu's sshd offers
+# (components.ainur pins it in every later step's connection). ed25519: the key Ubuntu's sshd offers
 # first; pulumi-command asks for the pinned key's algorithm alone (connection.go:93).
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 HOST_KEY_SCRIPT = f"""set -eu
@@ -138,7 +138,7 @@ fi
 
 
 def export_gate(stack: StackConfig, node: Node, timeout: int = NFS_SECONDS, probe: int = PROBE_SECONDS) -> str:
-    """The reboot step's second gate (review 41-2 M1): the root the new cmdline.txt names is exported to this Pi and is
+    """The reboot step's second gate: the root the new cmdline.txt names is exported to this Pi and is
     of the new image, seen as the Pi's initramfs will see it: mounted read-only from the Pi, its image mark read. TFTP
     serving the new boot files proves nothing of it: pi-tftp follows the pointer at once, pi-nfs makes the root only once it has
     seen the image built (plans.netboot.nfs.serve_script: at its start, or up to 10 s after the build)."""
