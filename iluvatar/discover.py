@@ -124,7 +124,7 @@ _PLAIN_UNSAFE = set(",[]{}#&*!|>'\"%@`")
 # What Pulumi's YAML (gopkg.in/yaml.v3, YAML 1.2's core schema) reads as no string where PyYAML (YAML 1.1) may read
 # a string (resolve.go:124, 169-205 at v3.0.1): a timestamp, an int (strconv.ParseInt base 0 after dropping `_`: 0o17,
 # 0b1, 0x1f), a yamlStyleFloat (12e3, with no dot, which 1.1 reads as a string), the special floats, nulls and bools.
-# Such a value is double-quoted, so both read the serial or model the disk reported (review 1 LOW 9).
+# Such a value is double-quoted, so both read the serial or model the disk reported.
 _YAML12_NOT_STRING = re.compile(
     r"^(?:[-+]?(?:[0-9]+|0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+)"
     r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
@@ -239,7 +239,7 @@ def insert_entries(text: str, path: Path, block: list[str] | None = None) -> tup
     # with a trailing comma (`[...],}`), which tests/iluvatar/test_discover.py's round trip would show.
     while at < len(lines) and lines[at].lstrip().startswith("#") and len(lines[at]) - len(lines[at].lstrip()) >= len(indent):
         at += 1
-    newline = "\r\n" if "\r\n" in text else "\n"  # a file written on Windows keeps its line ends (review 1 LOW 11)
+    newline = "\r\n" if "\r\n" in text else "\n"  # a file written on Windows keeps its line ends
     if at and not lines[at - 1].endswith("\n"):
         lines[at - 1] += newline
     return "".join(lines[:at] + [line + newline for line in block] + lines[at:]), indent
@@ -253,7 +253,7 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
     block = [line for e in sorted(entries, key=lambda e: e.node is not None) for line in entry_lines(e, indent)]
     new, _ = insert_entries(text, path, block)
     with tempfile.TemporaryDirectory() as tmp:
-        # Validated as it will be read: same name, beside the project's Pulumi.yaml (its secrets backend), review 1 LOW 10.
+        # Validated as it will be read: same name, beside the project's Pulumi.yaml (its secrets backend).
         candidate = Path(tmp) / path.name
         candidate.write_bytes(new.encode())
         project = path.resolve().parent / "Pulumi.yaml"
@@ -268,7 +268,7 @@ def write(path: Path, stack: StackConfig, entries: Sequence[plan.Entry]) -> int:
                 + "\n  (a role, name or address of yours? give --role, or write the entries above by hand)"
             ) from None
     # Beside the file (a symlink's target, so the link stays one), synced, then renamed over it and the folder synced:
-    # a failure or a power cut leaves the old file or the new one whole (review 1 LOW 11).
+    # a failure or a power cut leaves the old file or the new one whole.
     target = path.resolve()
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as staged:
         staged.write(new.encode())

@@ -95,7 +95,7 @@ def rollout_order(stack: StackConfig) -> list[Node]:
 # project folder (.gitignore'd). It holds every Kubernetes Secret in clear: mode 0600; keep it safe.
 ETCD_SNAPSHOT = ".iluvatar/snapshots/arda-etcd-before-rollout.db"
 # Where a run whose chain starts before the machines' own steps (a path's rolls, a Kubernetes upgrade) saves its etcd
-# snapshot, first of all (review M2 of issue #42): named by the versions that ran before it, so the machines' own steps'
+# snapshot, first of all: named by the versions that ran before it, so the machines' own steps'
 # ETCD_SNAPSHOT, taken after those steps, never overwrites the state from before them.
 ETCD_SNAPSHOT_BEFORE = ".iluvatar/snapshots/arda-etcd-before-talos-{talos}-kubernetes-{kubernetes}.db"
 ETCD_SNAPSHOT_TIMEOUT = "10m"

@@ -1,4 +1,4 @@
-"""A netbooted maia's guard of the NFS server of its own root against its pods (review 41-1, H4).
+"""A netbooted maia's guard of the NFS server of its own root against its pods.
 
 The NFS server (plans.netboot.nfs) takes a client's word for its uid (NFSv3 AUTH_SYS) and a Pi's root is root's
 (No_Root_Squash), checked by client address alone. A pod on a netbooted maia reaches the service address through the

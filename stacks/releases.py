@@ -48,7 +48,7 @@ class TalosMinor:
 
 
 TALOS_MINORS: tuple[TalosMinor, ...] = (
-    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28. Still a target (review H3 of issue #42): main shipped
+    # machinery v1.14.1 compatibility/talos112/talos112.go:16-28. Still a target: main shipped
     # v1.12.4, and updating Iluvatar must never force a stack that keeps its talosVersion to roll two minors.
     TalosMinor((1, 12), (30, 35), (1, 10, 0), (1, 14, 0), "v1.12.11", target=True),
     # compatibility/talos113/talos113.go:16-28
@@ -147,7 +147,7 @@ def talos_path(running_talos: str, running_kubernetes: str, talos: str, kubernet
     hops: list[Hop] = []
     on = BY_MINOR[start[:2]]
     if goal[:2] > start[:2] and start < release(on.newest):
-        # Talos's documented path starts at the running minor's newest patch (review M1 of issue #42): "upgrade from 1.0
+        # Talos's documented path starts at the running minor's newest patch: "upgrade from 1.0
         # to latest patch of 1.0 - to v1.0.6; upgrade from v1.0.6 to latest patch of 1.1 ..." (siderolabs/talos
         # website/content/v1.9/talos-guides/upgrading-talos.md:26-31 at v1.11.0, "Supported Upgrade Paths"); the migrations are
         # tested between latest patches, and the running machined is what runs the upgrade.

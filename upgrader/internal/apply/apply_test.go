@@ -84,7 +84,7 @@ cluster:
 	}
 }
 
-// checkPath: forward one minor, a patch either way, and nothing else (review M5: a lower minor refused).
+// checkPath: forward one minor, a patch either way, and nothing else (a lower minor refused).
 func TestCheckPath(t *testing.T) {
 	for _, tc := range []struct {
 		running, version, refused string

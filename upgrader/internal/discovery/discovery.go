@@ -514,7 +514,7 @@ func (m *Machine) read(ctx context.Context, st state.State) error {
 // clockSlack is how far a lease may look expired on this machine's clock and still be asked. dnsmasq writes the
 // expiry by the Pi's clock, and a discovery lease lasts two minutes, renewed every minute (Talos renews at half
 // the lease: operator/dhcp4.go:183 at v1.12.4): a laptop a minute or two ahead of the Pi would otherwise see no
-// machine at all (review 2 LOW 5). A machine that is gone answers nothing and is reported as not asked.
+// machine at all. A machine that is gone answers nothing and is reported as not asked.
 const clockSlack = 15 * 60
 
 // toAsk: a lease of a machine being discovered (its hostname has the prefix) that has not clearly expired.

@@ -52,7 +52,7 @@ func TestParseWindow(t *testing.T) {
 	}
 }
 
-// A lease is asked until it has looked expired for clockSlack on this machine's clock (review 2 LOW 5).
+// A lease is asked until it has looked expired for clockSlack on this machine's clock.
 func TestToAskToleratesAClockAheadOfThePis(t *testing.T) {
 	const now = 1_000_000
 

@@ -143,7 +143,7 @@ func preflight(ctx context.Context, s *input.Secrets, target kversion, onTheWay 
 
 	// A path's step on the way run again after the cluster moved past it (its stdin changed: the talosconfig renewed,
 	// a patch fixed): the step is done. Refusing it as a downgrade would stop every later run on a step whose advice
-	// ("set kubernetesVersion to what runs") the stack already follows (review H2 of issue #42).
+	// ("set kubernetesVersion to what runs") the stack already follows.
 	if onTheWay && len(where) > 0 {
 		pastAll := true
 

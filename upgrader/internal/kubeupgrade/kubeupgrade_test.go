@@ -107,7 +107,7 @@ func TestNewTarget(t *testing.T) {
 	}
 }
 
-// A component newer than --to is left alone: a path's step on the way run again never takes it backwards (review H2).
+// A component newer than --to is left alone: a path's step on the way run again never takes it backwards.
 func TestPast(t *testing.T) {
 	r := &run{to: "v1.35.8"}
 	for image, want := range map[string]bool{
