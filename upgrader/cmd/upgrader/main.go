@@ -22,6 +22,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
 	"github.com/iluvatar/upgrader/internal/apply"
 	"github.com/iluvatar/upgrader/internal/discovery"
 	"github.com/iluvatar/upgrader/internal/health"
@@ -99,6 +102,8 @@ func run(argv []string) int {
 		return exitUsage
 	}
 
+	quietClientGo()
+
 	// SIGTERM (the shell pulumi-command ran it in was killed: Pulumi cancelled the step) or SIGINT ends
 	// every wait at once, as a failure; the process then ends within stop.Grace (internal/stop).
 	ctx, done := stop.On(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -115,6 +120,15 @@ func run(argv []string) int {
 	}
 
 	return code
+}
+
+// quietClientGo drops client-go's own log lines. stderr is the upgrader's interface (`upgrader: <node>: <what>`,
+// the last line its outcome), and every error client-go logs it also returns to the caller, which reports it in
+// that form. client-go's copies are noise at best and, on a stop, a line in the middle of the put-back: a request
+// whose context the SIGTERM cancelled while it read a body logs "Unexpected error when reading response body"
+// (k8s.io/client-go@v0.34.1 rest/request.go:1196, logger.Error on any read error but an http2 stream's).
+func quietClientGo() {
+	klog.SetLogger(logr.Discard())
 }
 
 // outcome is a command's exit code and the last line it prints.

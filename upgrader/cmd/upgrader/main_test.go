@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"os"
 	"strings"
 	"testing"
+
+	"k8s.io/klog/v2"
 )
 
 // stdin as the program sends apply's (components/arda.py): a Ceph host's, hooks and all.
@@ -88,5 +93,36 @@ func TestCheckInputBatch(t *testing.T) {
 
 	if code := batch(strings.NewReader(`{"argv": ["probe"]}`), &out); code != exitUsage || out.Len() != 0 {
 		t.Fatalf("a line of another shape: %d, %q", code, out.String())
+	}
+}
+
+// What client-go logs on an error it also returns (here the read of a body whose context a SIGTERM cancelled) never
+// reaches stderr, where every line is the upgrader's own.
+func TestClientGoLogsNothingOnStderr(t *testing.T) {
+	read, write, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	saved := os.Stderr
+	os.Stderr = write
+
+	quietClientGo()
+	klog.ErrorS(context.Canceled, "Unexpected error when reading response body")
+	klog.Flush()
+
+	os.Stderr = saved
+
+	if err := write.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := io.ReadAll(read)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if len(got) != 0 {
+		t.Fatalf("stderr got client-go's line: %q", got)
 	}
 }
