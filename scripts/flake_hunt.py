@@ -18,6 +18,7 @@ It is a script, not a test: it takes hours, and its figures go to docs/proof/per
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # How much of a failure's text the report keeps: enough for the assertion and its context, not a whole log.
 FAILURE_LINES = 40
+TITLE = re.compile(r"_+ (.+?) _+")
 
 
 def program(name: str) -> str:
@@ -66,9 +68,12 @@ def failures_in(log: str) -> dict[str, str]:
     current: list[str] | None = None
     for line in lines[:summary]:
         stripped = line.strip()
-        if stripped.startswith("___") and stripped.endswith("___"):
-            title = stripped.strip("_ ").removeprefix("ERROR at setup of ").removeprefix("ERROR at teardown of ")
-            current = sections.setdefault(title, [])
+        # A title is centred in underscores: `___ name ___`, or `_ name _` when the name fills the line; a traceback's
+        # own separators inside a section (`_ _ _ _`) hold no name.
+        title = TITLE.fullmatch(stripped)
+        if title and title.group(1).strip("_ "):
+            name = title.group(1).removeprefix("ERROR at setup of ").removeprefix("ERROR at teardown of ")
+            current = sections.setdefault(name, [])
         elif stripped.startswith("===") and stripped.endswith("==="):
             current = None
         elif current is not None and len(current) < FAILURE_LINES:

@@ -40,9 +40,15 @@ def test_fails():
 def test_errors(broken):
     pass
 
+def test_with_a_name_long_enough_to_fill_the_title_line_of_its_failure_section_in_the_output_of_pytest():
+    assert "short" == "long"
+
 class TestGroup:
     def test_in_a_class(self):
-        assert [1, 2] == [1, 3]
+        helper()
+
+def helper():
+    assert [1, 2] == [1, 3]
 """
 
 
@@ -57,7 +63,9 @@ def test_the_failures_of_a_real_xdist_run_are_read_with_their_text(tmp_path: Pat
     )
     assert run.returncode == 1, run.stdout
     found = hunt.failures_in(run.stdout)
-    assert sorted(found) == ["test_sample.py::TestGroup::test_in_a_class", "test_sample.py::test_errors", "test_sample.py::test_fails"]
+    long = "test_sample.py::test_with_a_name_long_enough_to_fill_the_title_line_of_its_failure_section_in_the_output_of_pytest"
+    assert sorted(found) == ["test_sample.py::TestGroup::test_in_a_class", "test_sample.py::test_errors", "test_sample.py::test_fails", long]
+    assert "assert 'short' == 'long'" in found[long]
     assert found["test_sample.py::test_fails"].startswith("failed:\n")
     assert "assert 'kube-apiserver stand-in' in 'Timeout was reached'" in found["test_sample.py::test_fails"]
     assert found["test_sample.py::test_errors"].startswith("error:\n")
