@@ -381,6 +381,51 @@ class Scenarios:
         return self._measure("Pi killed", True, step)
 
 
+def _rogue(net: Lan, ns: str, key: str, pool: tuple[str, str]) -> None:
+    """An authoritative DHCP server that pings nothing, lending `pool`: what the Ainur's dnsmasq in dhcp mode is."""
+    conf = net.root / f"{key}.conf"
+    lines = [
+        "port=0",
+        "interface=eth0",
+        "bind-interfaces",
+        "log-dhcp",
+        "dhcp-authoritative",
+        "no-ping",
+        f"dhcp-range={pool[0]},{pool[1]},255.255.255.0,12h",
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    net._dnsmasq(key, ns, conf, net.root / f"{key}.leases")
+
+
+class Breaks(Scenarios):
+    """Deliberate breaks, after the scenarios, that the counts must show: what the assertions stand on."""
+
+    def second_server(self) -> Result:
+        """A second authoritative server on the LAN lending the router's range, beside the router: two servers answer."""
+
+        def step() -> None:
+            _rogue(
+                self.net,
+                self.net.host("x", "192.168.0.240"),
+                "rogue",
+                (str(self.stack.network.dhcp_range.start), str(self.stack.network.dhcp_range.end)),
+            )
+
+        result = self._measure("break: a second server", True, step)
+        self.net.stop("rogue")
+        return result
+
+    def router_replaced(self) -> Result:
+        """The router's DHCP replaced by an authoritative server lending another range, at the router's address: the
+        household's renewals of its old addresses are NAKed."""
+
+        def step() -> None:
+            self.net.stop("router")
+            _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
+
+        return self._measure("break: the router's DHCP replaced", True, step)
+
+
 def wait_for_line(log: Path, line: str, after: int) -> None:
     """Until dnsmasq's log says it read the records file anew, at most 20 s."""
     deadline = time.monotonic() + 20
@@ -389,21 +434,25 @@ def wait_for_line(log: Path, line: str, after: int) -> None:
         time.sleep(0.1)
 
 
-def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: int = 2) -> list[Result]:
-    """Every scenario in order on `net` (whose netboot dnsmasq is not started yet), the household running throughout."""
+def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: int = 2, breaks: bool = False) -> list[Result]:
+    """Every scenario in order on `net` (whose netboot dnsmasq is not started yet), the household running throughout;
+    with `breaks` (proxy mode: the router's DHCP is the household's), the deliberate breaks after them."""
     house = Household(net, clients, f"manwe.{net.stack.network.domain}")
     house.start()
     try:
         assert net.stack.ainur is not None
         if net.stack.ainur.netboot.mode == "proxy":
             house.wait_bound()
-        run = Scenarios(net, raw, house, renewals)
+        run = Breaks(net, raw, house, renewals)
         run.bring_up(valar)
         run.app_added()
         run.machine_added()
         run.talos_bump()
         run.k3s_upgrade()
         run.pi_killed()
+        if breaks:
+            run.second_server()
+            run.router_replaced()
         return run.results
     finally:
         house.stop()
