@@ -142,7 +142,9 @@ class Household:
             t.start()
 
     def wait_bound(self) -> None:
-        """Until every client holds a lease (the router's, before the bring-up in proxy mode)."""
+        """Until every client holds a lease (the router's, before the bring-up in proxy mode). Seconds on a new LAN: the
+        router's dnsmasq pings each new address before it offers it, up to 3 s, reading no other DHCP packet meanwhile
+        (src/dnsmasq.c, icmp_ping), so its first offers come late and one by one."""
         deadline = time.monotonic() + STEP_BOUND
         while not all(any(kind == "bound" for _, kind, _, _ in c.read_events()) for c in self.clients):
             assert time.monotonic() < deadline, f"the household got no lease within {STEP_BOUND} s:\n{self.state()}"
