@@ -17,6 +17,13 @@ Scenarios, each from a fresh LAN whose first Pi serves:
 
 A benchmark script, not a test: `--gap` models how long the replacement takes to be Ready and announced (the node
 grace, the toleration, the pod's start), which this LAN does not run; what is measured is what the household sees.
+
+Then the program's changes (tests.netns.household, the scenarios tests/netns/test_household.py asserts on), on one LAN
+per DHCP mode (`proxy` beside an ISP-like router, a second real dnsmasq lending the addresses; `dhcp` with the router's
+DHCP off): the bring-up (the program's DHCP probe step, then dnsmasq), an app added, a machine added, a Talos bump, a
+k3s upgrade (each: the netboot pod replaced when the program's template of it changes, else the records loop's pass)
+and the serving Pi killed (the address and a dnsmasq with the leases restored on a second Pi, at once). Each client runs
+udhcpc for good and renews as soon as its last renewal ended (1 s apart), and queries the service address every 0.5 s.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plans import netboot  # noqa: E402
-from stacks import load_stack_file  # noqa: E402
+from stacks import load_stack_file, parse_stack, read_stack_file  # noqa: E402
+from tests.netns import household  # noqa: E402
 from tests.netns.lan import Lan, in_ns, lan  # noqa: E402
 from tests.tools import require  # noqa: E402
 
@@ -145,21 +153,44 @@ def run(scenario: str, seconds: float, clients: int, gap: float, prefix: str) ->
         }
 
 
+def run_changes(mode: str, clients: int, prefix: str, renewals: int) -> list[dict[str, object]]:
+    """The program's changes one after another on one LAN in `mode`, as tests/netns/test_household.py runs them."""
+    raw = dict(read_stack_file(ROOT / "Pulumi.homelab.yaml").config)
+    ainur = raw["iluvatar:ainur"]
+    raw["iluvatar:ainur"] = {**ainur, "k3sVersion": household.K3S_FROM, "netboot": {**ainur["netboot"], "mode": mode}}
+    with tempfile.TemporaryDirectory() as tmp, lan(parse_stack(raw), Path(tmp), prefix) as net:
+        net.stop("dnsmasq")
+        valar = net.host("v", "192.168.0.11")
+        in_ns(valar, "ip", "link", "set", "eth0", "address", net.stack.nodes[0].mac)
+        rows: list[dict[str, object]] = []
+        for r in household.run_all(net, raw, clients, valar, renewals):
+            rows.append({"mode": mode, "scenario": r.scenario, "netboot pod replaced": "yes" if r.restarts_dnsmasq else "no", **r.counts})
+        return rows
+
+
+def table(rows: list[dict[str, object]]) -> None:
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(k, 0)) for k in keys) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--gap", type=float, default=6, help="seconds between the old Pi losing the address and the new one taking it")
+    parser.add_argument("--renewals", type=int, default=5, help="each client's renewals after each change, before the next")
+    parser.add_argument("--only", choices=("failover", "changes"), help="run one of the two sets")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 1
-    rows = [run(s, args.seconds, args.clients, args.gap, f"ilvh{i}") for i, s in enumerate(("steady", "k3s restart", "pi killed"))]
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    if args.only != "changes":
+        table([run(s, args.seconds, args.clients, args.gap, f"ilvh{i}") for i, s in enumerate(("steady", "k3s restart", "pi killed"))])
+    if args.only != "failover":
+        table([row for i, mode in enumerate(("proxy", "dhcp")) for row in run_changes(mode, args.clients, f"ilvc{i}", args.renewals)])
     return 0
 
 

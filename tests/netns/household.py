@@ -1,0 +1,464 @@
+"""A household on the lab's LAN (tests.netns.lan), and the program's changes run beside it, counted.
+
+The household: clients each running a real DHCP client, busybox udhcpc, for good (not one transaction and exit),
+told to renew (SIGUSR1) as soon as its last renewal ended and a pause passed; and a DNS query against the service
+address every half second from the same client. A sampler, on a namespace of its own, sends a DHCPDISCOVER every
+second (plans.netboot.dhcp_probe.collect) and records every server that offers an address.
+
+Each renewal is one DHCP transaction: its outcome is the hook's next event (busybox 1.35 networking/udhcp/dhcpc.c):
+`renew` (an ACK, to the unicast REQUEST or the broadcast one of rebinding), `nak`, or `deconfig`/`leasefail` (the
+lease lost, no server answering). A renewal is sent only once the last one ended: udhcpc told to renew while a renewal
+is under way gives the lease up (perform_renew, RENEW_REQUESTED: "impatient are we? fine, square 1").
+
+The scenarios (`SCENARIOS`) are the program's changes, each as far as the lab can run it: the records loop's pass
+(plans.netboot.records) when the netboot pod's template stays as it is, or the pod replaced (the Deployment is
+Recreate: the old dnsmasq exits, the new one starts with the leases kept and its records filled first) when the
+template changes, which `template_changes` computes from the program's own objects (plans.netboot.objects), never
+assumed; the bring-up runs the program's DHCP probe step first (plans.netboot.dhcp_probe) and then dnsmasq; the
+serving Pi killed moves the service address to a second Pi whose dnsmasq starts with the leases restored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from plans import netboot
+from plans.netboot import dhcp_probe, objects
+from stacks import StackConfig, parse_stack
+from tests.netns.lan import REPO, Lan, in_ns
+from tests.tools import require
+
+# The hook udhcpc runs on each event: the lease applied (or dropped), and one line per event for the counts.
+HOOK = """#!/bin/sh
+case "$1" in
+  bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+  deconfig) ip addr flush dev "$interface" ;;
+esac
+echo "$(date +%s.%N) $1 ${ip:-} ${serverid:-}" >> "$EVENTS"
+"""
+# One DNS query (A, recursion desired) of NAME to SERVER every half second, 1 s timeout: a line per query.
+DNS_LOOP = """
+import random, socket, struct, sys, time
+server, name = sys.argv[1], sys.argv[2]
+qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
+while True:
+    qid = random.randrange(65536)
+    ok = False
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(1.0)
+        s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1), (server, 53))
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            data = s.recv(512)
+            if struct.unpack("!H", data[:2])[0] == qid:
+                ok = (data[3] & 0x0F) == 0 and struct.unpack("!H", data[6:8])[0] > 0
+                break
+        s.close()
+    except OSError:
+        pass
+    print(f"{time.time():.3f} {int(ok)}", flush=True)
+    time.sleep(0.5)
+"""
+# A DHCPDISCOVER a second, each answer's server MAC, kind and offered address: a line per DISCOVER.
+SAMPLER = """
+import json, time
+from plans.netboot.dhcp_probe import collect
+while True:
+    got = collect("eth0", tries=1, gap=1.0, listen=1.0)
+    print(json.dumps([time.time(), [[a.mac, a.kind, a.offered] for a in got]]), flush=True)
+"""
+RENEW_PAUSE = 1.0  # seconds between one renewal's end and the next one's start
+# The longest a renewal takes to end, whatever the LAN does: udhcpc's unicast REQUESTs and the broadcast ones of
+# rebinding, each `-T 1` apart, then the DISCOVERs of `-t 3` and the `-A 1` pause; with a wide margin.
+RENEWAL_BOUND = 30.0
+# The longest a scenario's own step may take before its household's last events are read.
+STEP_BOUND = 60.0
+
+
+@dataclass
+class Client:
+    mac: str
+    ns: str
+    events: Path
+    udhcpc: subprocess.Popen[bytes] | None = None
+    dns: subprocess.Popen[str] | None = None
+    dns_lines: list[tuple[float, bool]] = field(default_factory=list)
+    renewals: list[float] = field(default_factory=list)  # when each SIGUSR1 was sent
+
+    def read_events(self) -> list[tuple[float, str, str, str]]:
+        out = []
+        for line in self.events.read_text().splitlines() if self.events.exists() else []:
+            t, kind, *rest = line.split(" ")
+            out.append((float(t), kind, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""))
+        return out
+
+
+class Household:
+    """The clients' DHCP and DNS loops and the DISCOVER sampler, running until `stop`."""
+
+    def __init__(self, net: Lan, clients: int, name: str) -> None:
+        self.net, self.name = net, name
+        self.stopping = threading.Event()
+        self.clients = [Client(f"02:00:5e:00:ab:{i:02x}", net.client(f"02:00:5e:00:ab:{i:02x}"), net.root / f"events-{i}") for i in range(clients)]
+        self.samples: list[tuple[float, list[list[str]]]] = []
+        self.threads: list[threading.Thread] = []
+        self.sampler: subprocess.Popen[str] | None = None
+        self.errors: list[str] = []  # what a client's renewal loop met that the test must fail on
+        (net.root / "household-hook.sh").write_text(HOOK)
+        (net.root / "household-hook.sh").chmod(0o755)
+
+    def start(self) -> None:
+        for c in self.clients:
+            c.events.unlink(missing_ok=True)
+            cmd = [require("udhcpc"), "-f", "-i", "eth0", "-s", str(self.net.root / "household-hook.sh"), "-t", "3", "-T", "1", "-A", "1"]
+            c.udhcpc = subprocess.Popen(
+                ["ip", "netns", "exec", c.ns, "env", f"EVENTS={c.events}", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            c.dns = subprocess.Popen(
+                ["ip", "netns", "exec", c.ns, sys.executable, "-c", DNS_LOOP, self.net.service_ip, self.name],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.threads.append(threading.Thread(target=self._renew, args=(c,), daemon=True))
+            self.threads.append(threading.Thread(target=self._read_dns, args=(c,), daemon=True))
+        sampler_ns = self.net.client("02:00:5e:00:fe:01")
+        self.sampler = subprocess.Popen(
+            ["ip", "netns", "exec", sampler_ns, sys.executable, "-c", SAMPLER], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        self.threads.append(threading.Thread(target=self._read_samples, daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def wait_bound(self) -> None:
+        """Until every client holds a lease (the router's, before the bring-up in proxy mode). Seconds on a new LAN: the
+        router's dnsmasq pings each new address before it offers it, up to 3 s, reading no other DHCP packet meanwhile
+        (src/dnsmasq.c, icmp_ping), so its first offers come late and one by one."""
+        deadline = time.monotonic() + STEP_BOUND
+        while not all(any(kind == "bound" for _, kind, _, _ in c.read_events()) for c in self.clients):
+            assert time.monotonic() < deadline, f"the household got no lease within {STEP_BOUND} s:\n{self.state()}"
+            time.sleep(0.1)
+
+    def _renew(self, c: Client) -> None:
+        """Renew as soon as the last transaction ended (and a pause): only from a bound lease."""
+        while not self.stopping.is_set():
+            events = c.read_events()
+            if events and events[-1][1] in ("bound", "renew"):
+                assert c.udhcpc is not None
+                seen = len(events)
+                c.renewals.append(time.time())
+                c.udhcpc.send_signal(signal.SIGUSR1)
+                deadline = time.monotonic() + RENEWAL_BOUND
+                while len(c.read_events()) == seen and not self.stopping.is_set():
+                    if time.monotonic() > deadline:
+                        self.errors.append(f"{c.mac}: udhcpc's renewal never ended (no hook event in {RENEWAL_BOUND} s)")
+                        return
+                    self.stopping.wait(0.05)
+                self.stopping.wait(RENEW_PAUSE)
+            else:
+                self.stopping.wait(0.05)
+
+    def _read_dns(self, c: Client) -> None:
+        assert c.dns is not None and c.dns.stdout is not None
+        for line in c.dns.stdout:
+            t, ok = line.split()
+            c.dns_lines.append((float(t), ok == "1"))
+
+    def _read_samples(self) -> None:
+        assert self.sampler is not None and self.sampler.stdout is not None
+        for line in self.sampler.stdout:
+            t, got = json.loads(line)
+            self.samples.append((t, got))
+
+    def wait(self, after: float, what: str, renewals: int = 2, queries: int = 2) -> None:
+        """Until every client has `renewals` successful renewals and `queries` answered DNS queries begun after `after`,
+        and the sampler a DISCOVER: the household has seen the LAN as the scenario left it."""
+        deadline = time.monotonic() + STEP_BOUND
+
+        def done() -> bool:
+            for c in self.clients:
+                if sum(1 for t, kind, _, _ in c.read_events() if t > after and kind == "renew") < renewals:
+                    return False
+                if sum(1 for t, ok in list(c.dns_lines) if t > after and ok) < queries:
+                    return False
+            return any(t > after for t, _ in list(self.samples))
+
+        while not done():
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"{what}: the household did not renew and resolve within {STEP_BOUND} s:\n{self.state()}"
+            time.sleep(0.1)
+
+    def state(self) -> str:
+        return "\n".join(f"{c.mac}: {c.read_events()[-3:]} dns {c.dns_lines[-3:]}" for c in self.clients)
+
+    def counts(self, start: float, end: float) -> dict[str, int]:
+        """What the household saw between `start` and `end`."""
+        counts: Counter[str] = Counter()
+        held: dict[str, str] = {}
+        duplicates: set[tuple[str, ...]] = set()
+        timeline = sorted((t, c.mac, kind, ip) for c in self.clients for t, kind, ip, _ in c.read_events())
+        for t, mac, kind, ip in timeline:
+            if kind in ("bound", "renew"):
+                held[mac] = ip
+                owners = sorted(m for m, a in held.items() if a == ip)
+                if len(owners) > 1 and t >= start:
+                    duplicates.add((ip, *owners))
+            elif kind in ("deconfig", "leasefail"):
+                held.pop(mac, None)
+        for c in self.clients:
+            every = c.read_events()
+            events = [e for e in every if start <= e[0] <= end]
+            counts["dhcp renewals"] += sum(1 for t in c.renewals if start <= t <= end)
+            counts["dhcp NAKs"] += sum(1 for e in events if e[1] == "nak")
+            # A transaction that failed: the lease lost (no server answered the renewal nor the rebinding) or a
+            # DISCOVER unanswered; the first deconfig of udhcpc's start is none.
+            counts["dhcp failed"] += sum(1 for e in events if e[1] == "leasefail" or (e[1] == "deconfig" and e != every[0]))
+            counts["dns queries"] += sum(1 for t, _ in c.dns_lines if start <= t <= end)
+            counts["dns failed"] += sum(1 for t, ok in c.dns_lines if start <= t <= end and not ok)
+        offers = [{m for m, kind, _ in got if kind == "offer"} for t, got in self.samples if start <= t <= end]
+        counts["duplicate addresses"] = len(duplicates)
+        counts["discovers sampled"] = len(offers)
+        counts["two servers answering"] = sum(1 for o in offers if len(o) > 1)
+        return dict(counts)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        procs = [p for c in self.clients for p in (c.udhcpc, c.dns)] + [self.sampler]
+        for p in procs:
+            if p is not None and p.poll() is None:
+                p.terminate()
+        for p in procs:
+            if p is not None:
+                p.wait(timeout=10)
+        for t in self.threads:
+            t.join(timeout=10)
+
+
+# --- The program's changes ------------------------------------------------------------------------
+
+
+def netboot_template(stack: StackConfig, extra: list[tuple[str, IPv4Address]]) -> Any:
+    """The netboot Deployment's pod template, as the program renders it (plans.netboot.objects.manifests): a change of it
+    replaces the pod (Recreate), anything else leaves dnsmasq running."""
+    [deployment] = [
+        m for m in objects.manifests(stack, netboot.config_macs(stack), extra) if m["kind"] == "Deployment" and m["metadata"]["name"] == "netboot"
+    ]
+    return deployment["spec"]["template"]
+
+
+def template_changes(before: StackConfig, after: StackConfig, extra_before: list[Any], extra_after: list[Any]) -> bool:
+    return bool(netboot_template(before, extra_before) != netboot_template(after, extra_after))
+
+
+def with_config(stack: StackConfig, raw: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> tuple[StackConfig, dict[str, Any]]:
+    changed = json.loads(json.dumps(raw))
+    edit(changed)
+    return parse_stack(changed), changed
+
+
+APP = ("music.iluvatar.home.arpa", IPv4Address("192.168.0.40"))
+NEW_NODE = {
+    "name": "nienna",
+    "role": "istari",
+    "arch": "amd64",
+    "board": "generic-x86",
+    "mac": "02:00:5e:00:0e:33",
+    "ip": "192.168.0.33",
+    "boot": "disk",
+    "installDisk": {"model": "Samsung SSD 860"},
+}
+OTHER_PI = "192.168.0.12"
+# The k3s upgrade: the stack starts a patch behind the newest the program knows (stacks' check), and moves to it.
+K3S_FROM, K3S_TO = "v1.35.7+k3s1", "v1.35.8+k3s1"
+
+
+@dataclass
+class Result:
+    scenario: str
+    restarts_dnsmasq: bool
+    counts: dict[str, int]
+
+
+class Scenarios:
+    """The program's changes, one after another on one LAN, its household running throughout."""
+
+    def __init__(self, net: Lan, raw: dict[str, Any], house: Household, renewals: int = 2) -> None:
+        self.net, self.raw, self.house, self.renewals = net, raw, house, renewals
+        self.stack = net.stack
+        self.extra: list[tuple[str, IPv4Address]] = []
+        self.results: list[Result] = []
+
+    def _measure(self, scenario: str, restarts: bool, step: Callable[[], None]) -> Result:
+        start = time.time()
+        step()
+        self.house.wait(time.time(), scenario, renewals=self.renewals)
+        result = Result(scenario, restarts, self.house.counts(start, time.time()))
+        self.results.append(result)
+        return result
+
+    def _apply(self, stack: StackConfig, extra: list[tuple[str, IPv4Address]]) -> None:
+        """`pulumi up` of the change as it reaches the netboot pod: replaced when its template changes, else the kubelet's
+        update of the ConfigMap's volume and the records loop's pass."""
+        restarts = template_changes(self.stack, stack, self.extra, extra)
+        if restarts:
+            self.net.start_dnsmasq(stack, keep_leases=True, extra_records=extra)
+        else:
+            log = self.net.root / "dnsmasq.log"
+            mark = len(log.read_text())
+            self.net.project_records(stack, extra)
+            self.net.records_pass()
+            if netboot.hosts_file(stack, extra) != netboot.hosts_file(self.stack, self.extra):
+                wait_for_line(log, f"read {self.net.records}/hosts/iluvatar", mark)
+        self.net.stack, self.stack, self.extra = stack, stack, extra
+
+    def bring_up(self, valar: str) -> Result:
+        """The probe step on the first valar, as `pulumi up` runs it, then the netboot pod's first start."""
+        assert self.stack.ainur is not None
+        mode = self.stack.ainur.netboot.mode
+
+        def step() -> None:
+            script = dhcp_probe.probe_script(mode, self.net.service_ip, str(self.stack.network.lan))
+            probe = subprocess.run(["ip", "netns", "exec", valar, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+            router = self.net.root / "router.log"
+            assert probe.returncode == 0, probe.stdout + probe.stderr + router.read_text()[-3000:]
+            self.net.start_dnsmasq(keep_leases=False)
+
+        return self._measure("bring-up", True, step)
+
+    def change(self, scenario: str, stack: StackConfig, extra: list[tuple[str, IPv4Address]]) -> Result:
+        restarts = template_changes(self.stack, stack, self.extra, extra)
+
+        def step() -> None:
+            self._apply(stack, extra)
+
+        return self._measure(scenario, restarts, step)
+
+    def app_added(self) -> Result:
+        return self.change("app added", self.stack, [*self.extra, APP])
+
+    def machine_added(self) -> Result:
+        stack, self.raw = with_config(self.stack, self.raw, lambda c: c["iluvatar:nodes"].append(NEW_NODE))
+        return self.change("machine added", stack, self.extra)
+
+    def talos_bump(self) -> Result:
+        stack, self.raw = with_config(self.stack, self.raw, lambda c: c["iluvatar:arda"].update(talosVersion="v1.14.2"))
+        return self.change("Talos bump", stack, self.extra)
+
+    def k3s_upgrade(self) -> Result:
+        stack, self.raw = with_config(self.stack, self.raw, lambda c: c["iluvatar:ainur"].update(k3sVersion=K3S_TO))
+        return self.change("k3s upgrade", stack, self.extra)
+
+    def pi_killed(self) -> Result:
+        """The serving Pi dies: its dnsmasq and the service address with it; the pod starts on a second Pi with the leases
+        restored (restore-leases), and kube-vip there takes the address and announces it."""
+
+        def step() -> None:
+            self.net.release_service_address()
+            self.net.stop("dnsmasq")
+            ns = self.net.host("p2", OTHER_PI)
+            root = self.net.root / "p2"
+            (root / "leases").mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.net.root / "leases" / "dnsmasq.leases", root / "leases" / "dnsmasq.leases")
+            conf = root / "dnsmasq.conf"
+            conf.write_text(
+                netboot.dnsmasq_conf(
+                    self.stack,
+                    tftp_root=str(self.net.root / "tftp"),
+                    lease_file=str(root / "leases" / "dnsmasq.leases"),
+                    records_dir=str(self.net.records),
+                )
+            )
+            self.net._dnsmasq("dnsmasq-p2", ns, conf, None)
+            in_ns(ns, "ip", "addr", "replace", f"{self.net.service_ip}/32", "dev", "eth0")
+            self.net.announce(ns, self.net.service_ip)
+
+        return self._measure("Pi killed", True, step)
+
+
+def _rogue(net: Lan, ns: str, key: str, pool: tuple[str, str]) -> None:
+    """An authoritative DHCP server that pings nothing, lending `pool`: what the Ainur's dnsmasq in dhcp mode is."""
+    conf = net.root / f"{key}.conf"
+    lines = [
+        "port=0",
+        "interface=eth0",
+        "bind-interfaces",
+        "log-dhcp",
+        "dhcp-authoritative",
+        "no-ping",
+        f"dhcp-range={pool[0]},{pool[1]},255.255.255.0,12h",
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    net._dnsmasq(key, ns, conf, net.root / f"{key}.leases")
+
+
+class Breaks(Scenarios):
+    """Deliberate breaks, after the scenarios, that the counts must show: what the assertions stand on."""
+
+    def second_server(self) -> Result:
+        """A second authoritative server on the LAN lending the router's range, beside the router: two servers answer."""
+
+        def step() -> None:
+            _rogue(
+                self.net,
+                self.net.host("x", "192.168.0.240"),
+                "rogue",
+                (str(self.stack.network.dhcp_range.start), str(self.stack.network.dhcp_range.end)),
+            )
+
+        result = self._measure("break: a second server", True, step)
+        self.net.stop("rogue")
+        return result
+
+    def router_replaced(self) -> Result:
+        """The router's DHCP replaced by an authoritative server lending another range, at the router's address: the
+        household's renewals of its old addresses are NAKed."""
+
+        def step() -> None:
+            self.net.stop("router")
+            _rogue(self.net, self.net.router, "rogue-router", ("192.168.0.150", "192.168.0.160"))
+
+        return self._measure("break: the router's DHCP replaced", True, step)
+
+
+def wait_for_line(log: Path, line: str, after: int) -> None:
+    """Until dnsmasq's log says it read the records file anew, at most 20 s."""
+    deadline = time.monotonic() + 20
+    while line not in (text := log.read_text())[after:]:
+        assert time.monotonic() < deadline, f"dnsmasq never said {line!r}:\n{text[after:]}"
+        time.sleep(0.1)
+
+
+def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: int = 2, breaks: bool = False) -> list[Result]:
+    """Every scenario in order on `net` (whose netboot dnsmasq is not started yet), the household running throughout;
+    with `breaks` (proxy mode: the router's DHCP is the household's), the deliberate breaks after them."""
+    house = Household(net, clients, f"manwe.{net.stack.network.domain}")
+    house.start()
+    try:
+        assert net.stack.ainur is not None
+        if net.stack.ainur.netboot.mode == "proxy":
+            house.wait_bound()
+        run = Breaks(net, raw, house, renewals)
+        run.bring_up(valar)
+        run.app_added()
+        run.machine_added()
+        run.talos_bump()
+        run.k3s_upgrade()
+        run.pi_killed()
+        if breaks:
+            run.second_server()
+            run.router_replaced()
+        return run.results
+    finally:
+        house.stop()
