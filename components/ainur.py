@@ -494,9 +494,13 @@ class BootstrapCluster(pulumi.ComponentResource):
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
         # Each Pi's k3s certificates: their earliest end as its k3s step last said it (kept when the step printed none),
         # and its step's trigger; the next run renews them from these (plans.rollout.certificate_trigger).
-        # The netbooted maiar's are added as join_netbooted makes them.
-        self._previous, self._now = args.previous, now
-        self.state["certificates"] = {n.name: self._certificates(n) for n in order if n.name in self.pis}
+        # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are
+        # added as join_netbooted makes their steps.
+        self._previous = args.previous
+        self.state["certificates"] = {n.name: {"trigger": rollout.certificate_trigger(args.previous, n.name, now)} for n in order}
+        for n in order:
+            if n.name in self.pis:
+                self._record_end(n)
         if moved := rollout.describe_mode(netboot_mode.deployed_mode(args.previous_dnsmasq_conf), stack.ainur.netboot.mode):
             # A move between DHCP modes, first (the router's part comes before `up`): what the household sees, and what the
             # router needs (stacks.netboot_mode has refused the moves the stack does not say the router is ready for).
@@ -514,13 +518,11 @@ class BootstrapCluster(pulumi.ComponentResource):
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
         for node, _ in self._pending:
             self._join(node, [*serving, *self.node_admission.values()], PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
-            self.state["certificates"][node.name] = self._certificates(node)
+            self._record_end(node)
         self._pending = []
 
-    def _certificates(self, node: Node) -> dict[str, Any]:
-        """A Pi's entry in the output's `certificates`."""
+    def _record_end(self, node: Node) -> None:
+        """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when
+        it printed none), in the output's `certificates`."""
         was = rollout.recorded_certificates(self._previous, node.name).get("end")
-        return {
-            "end": self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was),
-            "trigger": rollout.certificate_trigger(self._previous, node.name, self._now),
-        }
+        self.state["certificates"][node.name]["end"] = self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was)
