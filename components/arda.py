@@ -512,6 +512,9 @@ class TalosCluster(pulumi.ComponentResource):
         # Asked of the control plane that holds the VIP, not of the first: the provider renews the kubeconfig within
         # 720 h of its client certificate's end, on every `up` until it has (terraform-provider-talos v0.8.1
         # talos_cluster_kubeconfig_resource.go:441-447, 647-677), and one named machine down then failed each of them.
+        # That does not carry a renewal past a control plane that is down: the talosconfig's client certificate, issued
+        # minutes apart for the same year, is renewed within a month of its end, and its renewal re-runs every Arda step
+        # before this one (plans.rollout, TALOSCONFIG_STEPS), which fail while a control plane is down (docs/bring-up.md).
         # The provider dials `endpoint` (planned as `node` when unset, ModifyPlan :351-356) and has apid there forward to
         # `node` (util.go talosClientOp: client.WithNode); apid on the VIP's holder reaches the VIP, itself. Talos moves
         # the VIP by an etcd election, so it answers wherever the Kubernetes API can, which is all the kubeconfig is

@@ -198,10 +198,17 @@ CLOCK_SCRIPT = r"""since() {
 }'
 }
 lasted() { echo "$(( $1 / 86400 ))d $(( $1 % 86400 / 3600 ))h $(( $1 % 3600 / 60 ))m $(( $1 % 60 ))s"; }
+# `stale AGE WHAT WHY` says in $late why the newest backup is too old (or dated ahead), without stopping: a drill
+# verifies that snapshot all the same (while backups are stale, a damaged repository or a lost key would otherwise
+# go unseen until they resume), and fails at its end naming both (`late_or_pass`); `fail` adds it to any failure.
+late=""
 stale() {
   # Dated ahead of the drill's clock by more than a few minutes' skew: it would stay "the newest" and pass for ever.
-  [ "$1" -ge -300 ] || fail "$2 is dated $(lasted $(( -$1 ))) ahead of this drill's clock: a clock that was wrong when it was taken would hide every later backup behind it; remove that snapshot, or fix the clock"
-  [ "$1" -le "$MAX_AGE" ] || fail "$2 is $(lasted "$1") old, and backups on \"$SCHEDULE\" keep the newest under $(lasted "$MAX_AGE"): $3"
+  if [ "$1" -lt -300 ]; then
+    late="$2 is dated $(lasted $(( -$1 ))) ahead of this drill's clock: a clock that was wrong when it was taken would hide every later backup behind it; remove that snapshot, or fix the clock"
+  elif [ "$1" -gt "$MAX_AGE" ]; then
+    late="$2 is $(lasted "$1") old, and backups on \"$SCHEDULE\" keep the newest under $(lasted "$MAX_AGE"): $3"
+  fi
 }
 """
 
@@ -221,7 +228,7 @@ def clock_env(schedule: str) -> list[dict[str, str]]:
 # the S3 keys), DRILL (what is drilled, for every line it prints), SCRATCH (the scratch claim) and TMPDIR.
 VOLUME_SCRIPT = (
     r"""set -eu
-fail() { echo "restore drill of $DRILL FAILED: $*" >&2; exit 1; }
+fail() { echo "restore drill of $DRILL FAILED: $*${late:+; and $late}" >&2; exit 1; }
 """
     + CLOCK_SCRIPT
     + r"""err="$TMPDIR/restic.err"
@@ -246,6 +253,10 @@ got_files=$(find "$restored" -mindepth 1 | wc -l | tr -d ' ')
 got_bytes=$(find "$restored" -type f -exec stat -c '%i %s' {} + | awk '!seen[$1]++ { sum += $2 } END { print sum + 0 }')
 [ "$got_files" = "${want_files:-0}" ] || fail "snapshot $id holds ${want_files:-0} files and folders; $got_files came back"
 [ "$got_bytes" = "${want_bytes:-0}" ] || fail "snapshot $id holds ${want_bytes:-0} bytes; $got_bytes came back"
+if [ -n "$late" ]; then
+  echo "restore drill of $DRILL FAILED: $late (snapshot $id itself restores: $got_files files and folders, $got_bytes bytes, as the snapshot says; restic check passed)" >&2
+  exit 1
+fi
 echo "restore drill of $DRILL passed: snapshot $id restored into a scratch claim, $got_files files and folders, $got_bytes bytes, as the snapshot says; restic check passed"
 """
 )
@@ -326,6 +337,7 @@ echo "restore drill of $DRILL: the newest snapshot is $key"
 age=$(taken "$key")
 [ -n "$age" ] || fail "when $key was taken cannot be read from its name"
 stale "$age" "the newest snapshot, $key," "snapshots have stopped reaching the bucket; look with: $LOOK"
+[ -z "$late" ] || { why=$late; late=""; fail "$why"; }
 s3 -o "$OUT" "$S3_ENDPOINT/$S3_BUCKET/$key" || fail "downloading $key"
 """
 # talos-backup's keys carry an RFC 3339 time in UTC: the last in byte order is the newest; `taken` is its age.

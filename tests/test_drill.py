@@ -204,11 +204,33 @@ def test_a_volume_drill_fails_when_its_newest_snapshot_is_older_than_its_schedul
         assert done.returncode == 0, done.stderr
         return
     assert done.returncode == 1
+    # Stale, the snapshot is still verified: the failure says so, so that a damaged repository is not hidden behind it.
+    size = 300_000 + len("homeassistant:\n  name: Home\n")
     assert done.stderr.strip() == (
         f"restore drill of home-assistant (home-assistant-config) FAILED: the newest snapshot, {short} of {made}, is 2d 0h 0m 1s old, "
         'and backups on "0 3 * * *" keep the newest under 2d 0h 0m 0s: its backups have stopped; '
-        "look with: kubectl -n home-automation describe replicationsource home-assistant-config"
+        "look with: kubectl -n home-automation describe replicationsource home-assistant-config "
+        f"(snapshot {short} itself restores: 5 files and folders, {size} bytes, as the snapshot says; restic check passed)"
     )
+    assert (volume["tmp"] / "scratch" / "restored" / "db" / "home-assistant_v2.db").stat().st_size == 300_000
+
+
+def test_a_stale_volume_backup_whose_repository_is_damaged_fails_its_drill_naming_both(volume: dict[str, Any], tmp_path: Path) -> None:
+    """Backups stopped (the S3 keys rotated, say) and, in the same weeks, a pack damaged: the drill still runs restic
+    check on the newest snapshot, and its failure names the damage and the staleness. On today's main it stopped at the
+    staleness, and nobody learned of the damage until backups resumed."""
+    short, made, at = _newest_snapshot(volume)
+    biggest = _packs(volume["repo"])[-1]
+    with biggest.open("r+b") as handle:
+        handle.truncate(biggest.stat().st_size // 2)
+    done = _drill_volume({**volume, "path": f"{_clock(tmp_path / 'clock', at + 172801)}:{volume['path']}"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("restore drill of home-assistant (home-assistant-config) FAILED: restic check: "), done.stderr
+    assert done.stderr.strip().endswith(
+        f"; and the newest snapshot, {short} of {made}, is 2d 0h 0m 1s old, "
+        'and backups on "0 3 * * *" keep the newest under 2d 0h 0m 0s: its backups have stopped; '
+        "look with: kubectl -n home-automation describe replicationsource home-assistant-config"
+    ), done.stderr
 
 
 def _packs(repo: Path) -> list[Path]:
