@@ -85,8 +85,8 @@ class LocalCa(pulumi.ComponentResource):
 
         pulumi-tls renews it at the first `pulumi up` within `early_renewal_hours` of its end.
         """
-        # Only when given: the certificates issued before addresses could be named keep their inputs as they were.
-        addresses = {"ip_addresses": list(ip_addresses)} if ip_addresses else {}
+        # None when not given: the certificates issued before addresses could be named keep their inputs as they were.
+        addresses = list(ip_addresses) or None
         key = tls.PrivateKey(
             f"{name}-key",
             algorithm="ECDSA",
@@ -98,7 +98,7 @@ class LocalCa(pulumi.ComponentResource):
             private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=dns_names[0], organization="Iluvatar"),
             dns_names=list(dns_names),
-            **addresses,
+            ip_addresses=addresses,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
         cert = tls.LocallySignedCert(
