@@ -40,6 +40,9 @@ class Kms(pulumi.ComponentResource):
 
     key: pulumi.Output[str]
     objects: dict[str, pulumi.CustomResource]
+    # What an Arda machine whose volumes use the `kms` key waits for before its config applies: the server, its
+    # address and its policy (the Secrets come before the DaemonSet).
+    serving: list[pulumi.Resource]
 
     def __init__(self, name: str, args: KmsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:kms:Kms", name, None, opts)
@@ -77,4 +80,5 @@ class Kms(pulumi.ComponentResource):
             )
             made[references.identity(shape)] = secret
         self.objects = kube.create_all(name, manifests[1:], in_namespace, existing=made)
+        self.serving = [self.objects[kube.resource_name(name, m)] for m in manifests[1:] if m["kind"] in ("DaemonSet", "Service", "NetworkPolicy")]
         self.register_outputs({})
