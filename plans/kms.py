@@ -32,6 +32,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from plans.netboot.pi_pods import NOT_NETBOOTED
+from plans.netboot.pods import EVICTION_SECONDS
 from stacks import pins
 from stacks.model import StackConfig
 
@@ -141,8 +143,18 @@ def daemon_set() -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": USER},
-        # On every Pi, whatever its taints: the service address may move to any of them.
-        "tolerations": [{"operator": "Exists"}],
+        # Never on a netbooted maia: its kubelet identity is no secret (its root is on NFS, docs/security.md) and a node
+        # reads the Secrets of the pods bound to it, so the key would be one step from any device on the LAN. The
+        # service address is never there either (the netboot pod keeps off them, plans.netboot.pi_pods.with_pis), and
+        # nothing here tolerates their taint. Every other Pi runs one: the address may move to any of them. A Pi that
+        # goes unreachable is left as the netboot pod leaves it.
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [NOT_NETBOOTED]}]}}
+        },
+        "tolerations": [
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
+            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+        ],
         "initContainers": [
             {
                 "name": "build",

@@ -155,3 +155,16 @@ def test_the_pods_build_makes_the_server_once_per_digest(tmp_path: Path) -> None
     again = subprocess.run(["sh", "-c", script], env={**run_env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert (out / "kms-server").read_bytes() == built.read_bytes()
+
+
+def test_the_key_never_goes_to_a_netbooted_maia(homelab: StackConfig) -> None:
+    """A netbooted maia's kubelet identity is no secret (docs/security.md): no KMS pod, so no key Secret, is bound there."""
+    pod = by_kind(homelab)["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}]}]
+            }
+        }
+    }
+    assert [t for t in pod["tolerations"] if t.get("key") == "iluvatar/boot" or "key" not in t] == []
