@@ -159,6 +159,11 @@ data = DataSafety(
 if data.age_identity is not None:
     # The key that decrypts Arda's etcd snapshots: keep a copy outside the homelab (docs/layers/data.md).
     pulumi.export("backupAgeKey", data.age_identity)
+if kms is not None and data.age_recipient is not None:
+    # The KMS key, age-encrypted to the backups' recipient (backupAgeKey opens it): public, keep it with the backups.
+    pulumi.export(
+        "kmsKeyBackup", pulumi.Output.unsecret(pulumi.Output.all(kms.key, data.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1])))
+    )
 
 gitops = None
 if stack.gitops is not None:

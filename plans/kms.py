@@ -28,10 +28,12 @@ What runs where:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import Any
 
+from plans import age_file
 from plans.netboot.pi_pods import NOT_NETBOOTED
 from plans.netboot.pods import EVICTION_SECONDS
 from stacks import pins
@@ -116,6 +118,16 @@ def _labels() -> dict[str, str]:
 
 def _meta(name: str) -> dict[str, Any]:
     return {"name": name, "namespace": NAMESPACE, "labels": _labels()}
+
+
+# What the backup's file is encrypted under: a fresh key gives a fresh file, the same key the same one.
+BACKUP_LABEL = "iluvatar kms key v1"
+
+
+def key_backup(key_base64: str, recipient: str) -> str:
+    """The KMS key's 32 bytes as an age file to the backups' recipient (armored): `backupAgeKey` opens it
+    (`age --decrypt -i`), and the same key gives the same file at every run (plans.age_file)."""
+    return age_file.encrypt(base64.b64decode(key_base64), recipient, BACKUP_LABEL)
 
 
 def key_secret(key_base64: str) -> dict[str, Any]:
@@ -243,7 +255,9 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 # Not a LoadBalancer: kube-vip already holds this address for the netboot Service.
                 "externalIPs": [str(stack.ainur.service_ip)],
                 # The caller's address reaches the pod (the NetworkPolicy reads it), and only the Pi holding the
-                # address answers for it.
+                # address answers for it: the policy covers "externally-facing addresses (NodePorts, ExternalIPs, and
+                # LoadBalancer IPs)" (k8s.io/api core/v1 ServiceSpec.externalTrafficPolicy), which kube-proxy, k3s's,
+                # hands to a node-local endpoint only, unmasqueraded.
                 "externalTrafficPolicy": "Local",
                 "ports": [{"name": "kms", "port": PORT, "targetPort": "kms", "protocol": "TCP"}],
             },
