@@ -15,6 +15,7 @@ from components.edge import Edge, EdgeArgs
 from components.git_mirror import GitMirror, GitMirrorArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.identity import Identity, IdentityArgs
+from components.kms import Kms, KmsArgs
 from components.local_ca import LocalCa, LocalCaArgs
 from components.logs import Logs, LogsArgs, PiReach
 from components.monitoring import Monitoring, MonitoringArgs
@@ -25,6 +26,7 @@ from components.storage import Storage, StorageArgs
 from plans import edge as edge_plan
 from plans import identity as identity_plan
 from plans import k3s as k3s_plan
+from plans import kms as kms_plan
 from plans import logs as logs_plan
 from plans import talos as talos_plan
 from stacks.pulumi_source import load
@@ -89,6 +91,18 @@ if ainur is not None:
     )
     pulumi.export("dnsmasqConf", netboot.dnsmasq_conf)
 
+# The KMS Arda's `kms` disk encryption keys unlock with (plans.kms), on the Ainur: a disk or machine out of the house cannot
+# reach it. Its key exists only in Pulumi's state and the Ainur's Secret: keep the exported copy outside the homelab.
+kms = None
+if ainur is not None and kms_plan.enabled(stack):
+    kms = Kms(
+        "kms",
+        KmsArgs(stack, local_ca),
+        opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),
+    )
+    pulumi.export("kmsKey", kms.key)
+    pulumi.export("kmsEndpoint", kms_plan.endpoint(stack))
+
 # The machines the inventory says how to power on, powered on when their apply needs them (components.power).
 power = None
 if any(n.power is not None for n in stack.arda_nodes):
@@ -145,6 +159,11 @@ data = DataSafety(
 if data.age_identity is not None:
     # The key that decrypts Arda's etcd snapshots: keep a copy outside the homelab (docs/layers/data.md).
     pulumi.export("backupAgeKey", data.age_identity)
+if kms is not None and data.age_recipient is not None:
+    # The KMS key, age-encrypted to the backups' recipient (backupAgeKey opens it): public, keep it with the backups.
+    pulumi.export(
+        "kmsKeyBackup", pulumi.Output.unsecret(pulumi.Output.all(kms.key, data.age_recipient).apply(lambda v: kms_plan.key_backup(v[0], v[1])))
+    )
 
 gitops = None
 if stack.gitops is not None:

@@ -78,12 +78,15 @@ class DataSafety(pulumi.ComponentResource):
 
     ready: list[pulumi.Resource]
     age_identity: pulumi.Output[str] | None
+    # The identity's recipient (public): what else is backed up age-encrypted is encrypted to it (the KMS key, plans.kms).
+    age_recipient: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: DataSafetyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:data:DataSafety", name, None, opts)
         stack = args.stack
         self.ready = []
         self.age_identity = None
+        self.age_recipient = None
         self._access = args.arda
         child = pulumi.ResourceOptions(parent=self)
         rnd = random.Provider(f"{name}-random", opts=child)
@@ -259,6 +262,7 @@ class DataSafety(pulumi.ComponentResource):
         scalar = key.base64.apply(base64.b64decode)
         self.age_identity = pulumi.Output.secret(scalar.apply(age.identity))
         recipient: pulumi.Output[str] = pulumi.Output.unsecret(scalar.apply(age.recipient))
+        self.age_recipient = recipient
         credentials = self._secret(
             prefix,
             backup_plan.talos_s3_secret(stack, "", ""),

@@ -72,12 +72,21 @@ class LocalCa(pulumi.ComponentResource):
         self.register_outputs({"certificate": self.certificate})
 
     def issue(
-        self, name: str, dns_names: Sequence[str], parent: pulumi.Resource, validity_hours: int, early_renewal_hours: int
+        self,
+        name: str,
+        dns_names: Sequence[str],
+        parent: pulumi.Resource,
+        validity_hours: int,
+        early_renewal_hours: int,
+        ip_addresses: Sequence[str] = (),
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """A server certificate of this CA for `dns_names`: (certificate PEM, private key PEM, secret).
+        """A server certificate of this CA for `dns_names` (and `ip_addresses`, for a client that dials an address, as
+        Talos dials its KMS): (certificate PEM, private key PEM, secret).
 
         pulumi-tls renews it at the first `pulumi up` within `early_renewal_hours` of its end.
         """
+        # None when not given: the certificates issued before addresses could be named keep their inputs as they were.
+        addresses = list(ip_addresses) or None
         key = tls.PrivateKey(
             f"{name}-key",
             algorithm="ECDSA",
@@ -89,6 +98,7 @@ class LocalCa(pulumi.ComponentResource):
             private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=dns_names[0], organization="Iluvatar"),
             dns_names=list(dns_names),
+            ip_addresses=addresses,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
         cert = tls.LocallySignedCert(

@@ -39,6 +39,9 @@ packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl
 # systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
 # systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 packages+=(nftables)
+# cryptsetup-bin: Debian's cryptsetup makes and opens a LUKS2 volume with the passphrase the Ainur's KMS unsealed, as
+# Talos does (tests/plans/test_kms_server.py).
+packages+=(cryptsetup-bin)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py); its npm installs
 # Renovate's config validator and the Node 24 it asks for, from the npm registry (tools/renovate_check.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then

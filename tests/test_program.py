@@ -88,7 +88,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # one more (plans.netboot.dhcp_probe).
     # #54 added three: who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy) and vmalert;
     # and two: the Ainur's policy of who may register a Node, and its binding; and the gate before the CiliumNetworkPolicy.
-    assert len(sim.registrations) == 317
+    # #55 added fourteen: the KMS (plans.kms), its component, random provider and protected key, its certificate's key,
+    # request and certificate, its Namespace, two Secrets, ServiceAccount, ConfigMap, DaemonSet, Service and NetworkPolicy.
+    assert len(sim.registrations) == 331
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -116,8 +118,8 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
     assert secrets.provider.startswith(homelab.one("pulumi:providers:talos", "arda-config-talos").urn + "::")
     # The other irreplaceable state is the edge's local root CA (tests/components/test_edge.py).
     # Irreplaceable: the machine secrets, the local CA, and what the data layer generates (app secrets, each volume's
-    # restic password, the age identity that opens Arda's etcd snapshots). Sorted: the SDK registers them as their
-    # inputs resolve, in no fixed order.
+    # restic password, the age identity that opens Arda's etcd snapshots), and the KMS's key, without which no Arda
+    # volume it sealed unlocks (plans.kms). Sorted: the SDK registers them as their inputs resolve, in no fixed order.
     assert sorted(r.name for r in homelab.registrations if r.protect) == [
         "arda-config-secrets",
         "data-backup-age-identity",
@@ -127,6 +129,7 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
         "data-secrets-jellyfin-api_key",
         "edge-certificates-ca-cert",
         "edge-certificates-ca-key",
+        "kms-key",
     ]
 
 

@@ -176,6 +176,9 @@ _ALL: tuple[Tool, ...] = (
     Tool("vmalert", "vmalert", package="github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert"),
     # age v1.3.1's own command: the restore drill decrypts Arda's etcd snapshots with it (plans.drill).
     Tool("age", "age", package="filippo.io/age/cmd/age"),
+    # A client of the Ainur's KMS that speaks to it as Talos v1.13.9's kms key handler does (kms-client v0.2.0's API):
+    # seal, unseal, and the volume manager's retry (tests/plans/test_kms_server.py).
+    Tool("kms-client", "kms-client"),
     # np-guard's netpol-analyzer v1.4.2: which workloads and outside addresses reach which ports, from a cluster's
     # rendered objects and NetworkPolicies (tools.netpol_check). The checksum database lacks v1.4.2 (its lookup
     # answers not found), so go.sum pins it by the h1: hash of the proxy's own zip, which the build then verifies.

@@ -43,7 +43,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 233 files",
+        f"rendered stack homelab to {out}: 241 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 233 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 241 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -94,6 +94,20 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/netboot/Service-git-mirror.yaml",
             "kubernetes/ainur/netboot/Service-netboot.yaml",
             "kubernetes/ainur/netboot/ServiceAccount-netboot.yaml",
+            # The KMS Arda's disk encryption unlocks with (plans.kms): its key and certificate Secrets, the server's objects.
+            "kubernetes/ainur/_cluster/Namespace-kms.yaml",
+            *[
+                f"kubernetes/ainur/kms/{name}.yaml"
+                for name in (
+                    "ConfigMap-kms-server",
+                    "DaemonSet-kms",
+                    "NetworkPolicy-kms",
+                    "Secret-kms-key",
+                    "Secret-kms-tls",
+                    "Service-kms",
+                    "ServiceAccount-kms",
+                )
+            ],
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
@@ -270,7 +284,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (plans.agent_token: the ca-hash step and each maia's token id, secret and Secret: 7 of them.)
     # (#54: the log store's and vmalert's policies, the Ainur's Node registration policy and its binding, the gate before
     # the CiliumNetworkPolicy: 6.)
-    assert counts.splitlines()[-1] == "  total: 317"
+    # (#55: the KMS, its component, random provider and key, its certificate's three, its eight objects: 14.)
+    assert counts.splitlines()[-1] == "  total: 331"
     # 19: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
     # and monitoring's CRD gate, and the gate before the log store's CiliumNetworkPolicy. 16 remote: each Pi's join, k3s and
@@ -280,7 +295,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # probe before dnsmasq serves (plans.netboot.dhcp_probe).
     assert {"  command:local:Command: 19", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 317
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 331
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -85,8 +85,8 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     "networking/cloudflared[Deployment]": {ALL: EVERY},
 }
 
-# FINDING: the Ainur has no NetworkPolicy at all: every pod and 0.0.0.0/0 reach every workload on every port, Dex and
-# the front door, the netboot server, its cache and the Git mirror (the Pis' NFS roots' neighbours) included.
+# FINDING: the Ainur have no NetworkPolicy but the KMS's: every pod and 0.0.0.0/0 reach every other workload on every
+# port, Dex and the front door, the netboot server, its cache and the Git mirror (the Pis' NFS roots' neighbours) included.
 AINUR_WORKLOADS = (
     "identity/dex[Deployment]",
     "identity/front-door[Deployment]",
@@ -98,6 +98,8 @@ AINUR_WORKLOADS = (
     "netboot/netboot[Deployment]",
 )
 AINUR: dict[str, dict[str, str | frozenset[str]]] = {dst: {ALL: EVERY} for dst in (OUTSIDE, *AINUR_WORKLOADS)}
+# The KMS (plans.kms): the Arda machines' addresses alone, on its port alone; no pod of the Ainur reaches it.
+AINUR["kms/kms[DaemonSet]"] = {"TCP 4050": frozenset({"192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})}
 
 
 @functools.cache
@@ -131,8 +133,8 @@ def test_the_matrix_is_the_one_written_here(cluster: str, expected: dict[str, di
 
 
 def test_the_analyzer_read_every_workload_and_said_what_it_lacked() -> None:
-    assert sorted(_analysis("ainur").peers) == list(AINUR_WORKLOADS)
-    assert _analysis("ainur").warnings == ("no relevant Kubernetes network policy resources found",)
+    assert sorted(_analysis("ainur").peers) == sorted([*AINUR_WORKLOADS, "kms/kms[DaemonSet]"])
+    assert _analysis("ainur").warnings == ()
     assert set(_analysis("arda").peers) == set(ARDA) - {OUTSIDE}
     assert _analysis("arda").warnings == ()
 

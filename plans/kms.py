@@ -1,0 +1,277 @@
+"""The Ainur's KMS: Talos's `kms` disk-encryption key, served on the LAN so that an Arda disk or machine carried out
+of the house cannot unlock.
+
+Talos (internal/pkg/encryption/keys/kms.go at v1.13.9) seals a volume's random passphrase with the KMS when it
+formats the volume, keeps the sealed blob in the LUKS2 header, and asks the KMS to unseal it at every boot, with
+the machine's SMBIOS UUID in both requests. The server (plans/kmsserver/main.go, the kms-client v0.2.0 API that
+Talos's go.mod pins) seals with AES-256-GCM under one key and the node's UUID as associated data, so a blob opens
+only for the node it was sealed for.
+
+What runs where:
+
+- **The key**: 32 random bytes, a protected Pulumi secret (components.kms), delivered as the Secret `kms-key`,
+  mounted from the kubelet's tmpfs, never in a ConfigMap, an argument or a log.
+- **The program**: the project publishes no images, so the pod builds the server from its source (the ConfigMap
+  `kms-server`: main.go, go.mod, go.sum) with the pinned Go image, checked against go.sum, into a cache on the Pi's
+  disk named by the sources' digest (public code only: a restart, or a boot with the internet down, reuses it).
+  The tests build the very same files.
+- **Where**: a DaemonSet on every Pi, behind a Service with the Ainur's service address as an external IP on
+  PORT. kube-vip announces that address from the Pi running the netboot pod (plans.netboot.objects), kube-proxy
+  hands the port to the KMS pod on that same Pi (`externalTrafficPolicy: Local`, so the machine's own address
+  reaches the pod and the NetworkPolicy can name it), and when a Pi fails the address moves with the netboot pod
+  to a Pi that runs a KMS pod already. A LoadBalancer Service of its own on the service address would be a second
+  kube-vip election for one address (kube-vip's per-Service leases), which can hold it on two Pis at once.
+- **Who reaches it**: the NetworkPolicy admits only the Arda machines' reserved addresses, on PORT.
+- **TLS**: a certificate of the local CA (components.local_ca) for the service address; Talos trusts the local CA
+  through its TrustedRootsConfig (kms.go:139-141 dials with httpdefaults.RootCAs, the machine's bundle).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from plans import age_file
+from plans.netboot.pi_pods import NOT_NETBOOTED
+from plans.netboot.pods import EVICTION_SECONDS
+from stacks import pins
+from stacks.model import StackConfig
+
+PORT = 4050
+NAMESPACE = "kms"
+NAME = "kms"
+KEY_SECRET = "kms-key"  # noqa: S105 - a Secret's name
+KEY_FIELD = "key"
+TLS_SECRET = "kms-tls"  # noqa: S105 - a Secret's name
+SOURCE_CONFIGMAP = "kms-server"
+GO_IMAGE = pins.IMAGES["golang"]
+# The server's sources, as the pod builds them and the tests build them.
+SERVER_DIR = Path(__file__).resolve().parent / "kmsserver"
+SERVER_FILES = ("main.go", "go.mod", "go.sum")
+# On each Pi: the built servers (one per sources' digest) and the Go modules they were built from; public code only.
+HOST_CACHE = "/var/lib/iluvatar/kms"
+# The build's scratch (an emptyDir: the root file system is read-only).
+SCRATCH = "/scratch"
+# The server's user: nobody, never root.
+USER = 65534
+# A certificate of the local CA: long, renewed by `pulumi up` in its last 30 days (components.local_ca.issue).
+CERTIFICATE_VALIDITY_HOURS = 2 * 365 * 24
+CERTIFICATE_EARLY_RENEWAL_HOURS = 30 * 24
+
+
+def enabled(stack: StackConfig) -> bool:
+    """The KMS runs on the Ainur: without them there is no KMS (a `kms` key needs them)."""
+    return stack.ainur is not None
+
+
+def endpoint(stack: StackConfig) -> str:
+    """The KMS endpoint in Talos's form (`https://host:port`, internal/pkg/endpoint/endpoint.go:23-45 at v1.13.9)."""
+    assert stack.ainur is not None, "the KMS is the Ainur's"
+    return f"https://{stack.ainur.service_ip}:{PORT}"
+
+
+def certificate_ips(stack: StackConfig) -> list[str]:
+    """The addresses the server's certificate names: the endpoint's host, which Talos's TLS checks."""
+    assert stack.ainur is not None
+    return [str(stack.ainur.service_ip)]
+
+
+def certificate_names(stack: StackConfig) -> list[str]:
+    return [f"kms.{stack.network.domain}"]
+
+
+def admitted(stack: StackConfig) -> list[str]:
+    """The addresses the KMS answers: every Arda machine's reserved address, in address order."""
+    return [f"{ip}/32" for ip in sorted({n.ip for n in stack.arda_nodes})]
+
+
+def server_sources() -> dict[str, str]:
+    return {name: (SERVER_DIR / name).read_text() for name in SERVER_FILES}
+
+
+def sources_digest() -> str:
+    """The sources and the Go image, hashed: a change of either builds (and rolls) a new server."""
+    text = "\n".join(f"{name}\n{body}" for name, body in sorted(server_sources().items()))
+    return hashlib.sha256(f"{GO_IMAGE}\n{text}".encode()).hexdigest()[:16]
+
+
+def build_script(digest: str) -> str:
+    """The init container's build: once per digest on each Pi, kept whole (a rename) or not at all."""
+    return f"""set -eu
+out={HOST_CACHE}/bin/kms-server-{digest}
+if [ ! -x "$out" ]; then
+  mkdir -p {HOST_CACHE}/bin {SCRATCH}/src
+  cp /src/main.go /src/go.mod /src/go.sum {SCRATCH}/src/
+  cd {SCRATCH}/src
+  go build -trimpath -o "$out.partial" .
+  mv "$out.partial" "$out"
+fi
+cp "$out" /opt/kms/kms-server
+"""
+
+
+def _labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "iluvatar"}
+
+
+def _meta(name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": _labels()}
+
+
+# What the backup's file is encrypted under: a fresh key gives a fresh file, the same key the same one.
+BACKUP_LABEL = "iluvatar kms key v1"
+
+
+def key_backup(key_base64: str, recipient: str) -> str:
+    """The KMS key's 32 bytes as an age file to the backups' recipient (armored): `backupAgeKey` opens it
+    (`age --decrypt -i`), and the same key gives the same file at every run (plans.age_file)."""
+    return age_file.encrypt(base64.b64decode(key_base64), recipient, BACKUP_LABEL)
+
+
+def key_secret(key_base64: str) -> dict[str, Any]:
+    """The KMS key (32 bytes, base64) as the Secret the server reads; the component fills it from the Pulumi secret."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(KEY_SECRET), "type": "Opaque", "stringData": {KEY_FIELD: key_base64}}
+
+
+def tls_secret(certificate: str, key: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(TLS_SECRET),
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": certificate, "tls.key": key},
+    }
+
+
+def daemon_set() -> dict[str, Any]:
+    digest = sources_digest()
+    labels = _labels()
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+    pod: dict[str, Any] = {
+        "serviceAccountName": NAME,
+        # The server talks to no API: no token in the pod.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": USER},
+        # Never on a netbooted maia: its kubelet identity is no secret (its root is on NFS, docs/security.md) and a node
+        # reads the Secrets of the pods bound to it, so the key would be one step from any device on the LAN. The
+        # service address is never there either (the netboot pod keeps off them, plans.netboot.pi_pods.with_pis), and
+        # nothing here tolerates their taint. Every other Pi runs one: the address may move to any of them. A Pi that
+        # goes unreachable is left as the netboot pod leaves it.
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [NOT_NETBOOTED]}]}}
+        },
+        "tolerations": [
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
+            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+        ],
+        "initContainers": [
+            {
+                "name": "build",
+                "image": GO_IMAGE,
+                "command": ["sh", "-c", build_script(digest)],
+                # Root only to write the host's cache (a root-owned hostPath); no capability, no escalation.
+                "securityContext": {**restricted, "runAsUser": 0, "runAsNonRoot": False},
+                "env": [
+                    {"name": "CGO_ENABLED", "value": "0"},
+                    {"name": "GOTOOLCHAIN", "value": "local"},
+                    {"name": "GOFLAGS", "value": "-mod=readonly -buildvcs=false"},
+                    {"name": "GOMODCACHE", "value": f"{HOST_CACHE}/mod"},
+                    {"name": "GOCACHE", "value": f"{SCRATCH}/go-build"},
+                    {"name": "HOME", "value": SCRATCH},
+                ],
+                "volumeMounts": [
+                    {"name": "source", "mountPath": "/src", "readOnly": True},
+                    {"name": "cache", "mountPath": HOST_CACHE},
+                    {"name": "bin", "mountPath": "/opt/kms"},
+                    {"name": "scratch", "mountPath": SCRATCH},
+                ],
+            }
+        ],
+        "containers": [
+            {
+                "name": "kms",
+                "image": GO_IMAGE,
+                "command": [
+                    "/opt/kms/kms-server",
+                    f"--listen=:{PORT}",
+                    f"--key=/etc/kms/key/{KEY_FIELD}",
+                    "--tls-cert=/etc/kms/tls/tls.crt",
+                    "--tls-key=/etc/kms/tls/tls.key",
+                ],
+                "ports": [{"name": "kms", "containerPort": PORT, "protocol": "TCP"}],
+                "readinessProbe": {"tcpSocket": {"port": "kms"}, "periodSeconds": 5},
+                "securityContext": {**restricted, "runAsUser": USER, "runAsGroup": USER, "runAsNonRoot": True},
+                "volumeMounts": [
+                    {"name": "key", "mountPath": "/etc/kms/key", "readOnly": True},
+                    {"name": "tls", "mountPath": "/etc/kms/tls", "readOnly": True},
+                    {"name": "bin", "mountPath": "/opt/kms", "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "source", "configMap": {"name": SOURCE_CONFIGMAP}},
+            {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "DirectoryOrCreate"}},
+            {"name": "bin", "emptyDir": {}},
+            {"name": "scratch", "emptyDir": {}},
+            # Secret volumes are the kubelet's tmpfs: the key is never written to the Pi's disk by the pod.
+            {"name": "key", "secret": {"secretName": KEY_SECRET, "defaultMode": 0o440}},
+            {"name": "tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(NAME),
+        "spec": {
+            "selector": {"matchLabels": labels},
+            # One Pi at a time: the others keep answering while one rolls.
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": labels, "annotations": {"iluvatar/kms-server-digest": digest}}, "spec": pod},
+        },
+    }
+
+
+def manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """The KMS namespace's objects but its two Secrets (the component's, from Pulumi secrets), Namespace first."""
+    assert stack.ainur is not None
+    labels = _labels()
+    return [
+        # Privileged only for the hostPath build cache (baseline forbids any hostPath); the containers themselves
+        # drop every capability and the server runs as nobody.
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME), "automountServiceAccountToken": False},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(SOURCE_CONFIGMAP), "data": server_sources()},
+        daemon_set(),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(NAME),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": labels,
+                # Not a LoadBalancer: kube-vip already holds this address for the netboot Service.
+                "externalIPs": [str(stack.ainur.service_ip)],
+                # The caller's address reaches the pod (the NetworkPolicy reads it), and only the Pi holding the
+                # address answers for it: the policy covers "externally-facing addresses (NodePorts, ExternalIPs, and
+                # LoadBalancer IPs)" (k8s.io/api core/v1 ServiceSpec.externalTrafficPolicy), which kube-proxy, k3s's,
+                # hands to a node-local endpoint only, unmasqueraded.
+                "externalTrafficPolicy": "Local",
+                "ports": [{"name": "kms", "port": PORT, "targetPort": "kms", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(NAME),
+            "spec": {
+                "podSelector": {"matchLabels": labels},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"ipBlock": {"cidr": cidr}} for cidr in admitted(stack)], "ports": [{"protocol": "TCP", "port": PORT}]}]
+                if stack.arda_nodes
+                else [],
+            },
+        },
+    ]

@@ -1,0 +1,57 @@
+"""The KMS component under the mock runtime: its key protected and secret end to end, its certificate for the address."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+from iluvatar.simulate import SecretValue, Simulation
+from tests.edit import RK1
+from tests.sims import simulated
+from tools import gotools
+
+
+def test_the_key_is_protected_and_secret_end_to_end(homelab: Simulation) -> None:
+    key = homelab.one("random:index/randomBytes:RandomBytes", "kms-key")
+    assert key.protect is True
+    assert key.inputs == {"length": 32}
+    assert set(key.additional_secret_outputs) >= {"base64", "hex"}
+    secret = homelab.one("kubernetes:core/v1:Secret", "kms-secret-kms-key")
+    assert secret.secret_inputs == ("stringData",)
+    assert set(secret.additional_secret_outputs) >= {"data", "stringData"}
+    # Deleted with the Ainur, as every object of theirs; the key itself is not a Kubernetes object and stays.
+    assert secret.deleted_with != ""
+    assert key.deleted_with == ""
+
+
+def test_the_certificate_names_the_endpoints_address(homelab: Simulation) -> None:
+    request = homelab.one("tls:index/certRequest:CertRequest", "kms-tls-request")
+    assert request.inputs["ipAddresses"] == ["192.168.0.14"]
+    assert request.inputs["dnsNames"] == ["kms.iluvatar.home.arpa"]
+    # Dex's certificate, issued before addresses could be named, keeps its inputs as they were.
+    assert "ipAddresses" not in homelab.one("tls:index/certRequest:CertRequest", "identity-dex-request").inputs
+
+
+def test_without_the_ainur_there_is_no_kms() -> None:
+    assert [r.name for r in simulated(RK1).registrations if r.name.startswith("kms")] == []
+
+
+def test_the_key_backup_opens_with_the_backups_age_key_and_gives_the_key_the_ainur_serve(homelab: Simulation, tmp_path: Path) -> None:
+    """The "Ainur lost" runbook's second path: from `kmsKeyBackup` and `backupAgeKey` alone, with age itself, the key
+    the KMS Secret holds; the backup itself is no secret (ciphertext), the key is."""
+    backup = homelab.outputs["kmsKeyBackup"]
+    assert isinstance(backup, str)
+    assert backup.startswith("-----BEGIN AGE ENCRYPTED FILE-----\n")
+    identity = homelab.outputs["backupAgeKey"]
+    key = homelab.outputs["kmsKey"]
+    assert isinstance(identity, SecretValue) and isinstance(key, SecretValue)
+    (tmp_path / "age.key").write_text(identity.value + "\n")
+    (tmp_path / "kms-key.age").write_text(backup)
+    command = [str(gotools.build("age")), "--decrypt", "-i", str(tmp_path / "age.key"), str(tmp_path / "kms-key.age")]
+    done = subprocess.run(command, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == base64.b64decode(key.value)
+    secret = homelab.one("kubernetes:core/v1:Secret", "kms-secret-kms-key")
+    served = secret.inputs["stringData"]
+    assert (served.value if isinstance(served, SecretValue) else served) == {"key": key.value}

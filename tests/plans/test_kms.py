@@ -1,0 +1,170 @@
+"""The KMS plan (plans.kms): Talos's endpoint, the objects on the Ainur, and the pod's build of the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iluvatar.golang import go_binary, go_env
+from plans import kms
+from stacks import load_stack_file
+from stacks.model import StackConfig
+from tests.edit import HOMELAB, RK1
+
+
+@pytest.fixture(scope="module")
+def homelab() -> StackConfig:
+    return load_stack_file(HOMELAB)
+
+
+def by_kind(stack: StackConfig) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in kms.manifests(stack)}
+
+
+def test_the_endpoint_is_talos_form_on_the_service_address(homelab: StackConfig) -> None:
+    assert homelab.ainur is not None
+    assert str(homelab.ainur.service_ip) == "192.168.0.14"
+    assert kms.endpoint(homelab) == "https://192.168.0.14:4050"
+    assert kms.certificate_ips(homelab) == ["192.168.0.14"]
+    assert kms.certificate_names(homelab) == ["kms.iluvatar.home.arpa"]
+
+
+def test_no_ainur_no_kms() -> None:
+    assert kms.enabled(load_stack_file(RK1)) is False
+
+
+def test_only_the_arda_machines_reach_the_port(homelab: StackConfig) -> None:
+    policy = by_kind(homelab)["NetworkPolicy"]
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kms", "app.kubernetes.io/part-of": "iluvatar"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"ipBlock": {"cidr": f"192.168.0.{host}/32"}} for host in (21, 22, 23, 31, 32)],
+                "ports": [{"protocol": "TCP", "port": 4050}],
+            }
+        ],
+    }
+
+
+def test_the_service_takes_the_service_address_without_a_second_kube_vip_election(homelab: StackConfig) -> None:
+    service = by_kind(homelab)["Service"]
+    assert service["spec"] == {
+        "type": "ClusterIP",
+        "selector": {"app.kubernetes.io/name": "kms", "app.kubernetes.io/part-of": "iluvatar"},
+        "externalIPs": ["192.168.0.14"],
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "kms", "port": 4050, "targetPort": "kms", "protocol": "TCP"}],
+    }
+    assert "annotations" not in service["metadata"]
+
+
+def test_the_key_is_in_no_object_but_its_secret(homelab: StackConfig) -> None:
+    """The plan's objects never carry the key: only the component's Secret does, from the Pulumi secret."""
+    marker = "S0VZLUlOLUNMRUFSLTMyLWJ5dGVzLW9mLWtleQ=="
+    assert marker not in json.dumps(kms.manifests(homelab))
+    assert kms.key_secret(marker) == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kms-key", "namespace": "kms", "labels": {"app.kubernetes.io/name": "kms", "app.kubernetes.io/part-of": "iluvatar"}},
+        "type": "Opaque",
+        "stringData": {"key": marker},
+    }
+    pod = by_kind(homelab)["DaemonSet"]["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert server["command"] == [
+        "/opt/kms/kms-server",
+        "--listen=:4050",
+        "--key=/etc/kms/key/key",
+        "--tls-cert=/etc/kms/tls/tls.crt",
+        "--tls-key=/etc/kms/tls/tls.key",
+    ]
+    assert "env" not in server
+    assert {"name": "key", "secret": {"secretName": "kms-key", "defaultMode": 0o440}} in pod["volumes"]
+    assert pod["automountServiceAccountToken"] is False
+    assert server["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "runAsNonRoot": True,
+    }
+
+
+def test_the_configmap_carries_the_sources_the_tests_build(homelab: StackConfig) -> None:
+    config_map = by_kind(homelab)["ConfigMap"]
+    assert sorted(config_map["data"]) == ["go.mod", "go.sum", "main.go"]
+    assert config_map["data"]["main.go"] == (kms.SERVER_DIR / "main.go").read_text()
+    assert "github.com/siderolabs/kms-client v0.2.0" in config_map["data"]["go.mod"]
+
+
+def test_a_change_of_the_sources_rolls_the_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, homelab: StackConfig) -> None:
+    before = by_kind(homelab)["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]["iluvatar/kms-server-digest"]
+    for name in kms.SERVER_FILES:
+        shutil.copy(kms.SERVER_DIR / name, tmp_path / name)
+    (tmp_path / "main.go").write_text((tmp_path / "main.go").read_text() + "\n// changed\n")
+    monkeypatch.setattr(kms, "SERVER_DIR", tmp_path)
+    after = by_kind(homelab)["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]["iluvatar/kms-server-digest"]
+    assert before != after
+    assert f"kms-server-{after}" in kms.build_script(after)
+
+
+def test_the_pods_build_makes_the_server_once_per_digest(tmp_path: Path) -> None:
+    """The init container's script, with its paths moved under tmp_path, run by sh with the pod's Go settings."""
+    digest = kms.sources_digest()
+    src, cache, scratch, out = (tmp_path / d for d in ("src", "cache", "scratch", "opt"))
+    for folder in (src, scratch, out):
+        folder.mkdir()
+    for name, body in kms.server_sources().items():
+        (src / name).write_text(body)
+    script = (
+        kms.build_script(digest)
+        .replace(" /src/", f" {src}/")
+        .replace(kms.HOST_CACHE, str(cache))
+        .replace(kms.SCRATCH, str(scratch))
+        .replace("/opt/kms", str(out))
+    )
+    pod = next(c for c in kms.daemon_set()["spec"]["template"]["spec"]["initContainers"] if c["name"] == "build")
+    env = {e["name"]: e["value"] for e in pod["env"]}
+    # The tests' module cache stands for the Pi's (the modules are the same, checked against go.sum); GOPROXY=off: nothing
+    # is fetched that the cache does not hold.
+    run_env = {
+        **os.environ,
+        **env,
+        "GOMODCACHE": go_env()["GOMODCACHE"],
+        "GOCACHE": go_env()["GOCACHE"],
+        "HOME": str(scratch),
+        "GOPROXY": "off",
+        "PATH": f"{Path(go_binary()).parent}:{os.environ['PATH']}",
+    }
+    first = subprocess.run(["sh", "-c", script], env=run_env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    built = cache / "bin" / f"kms-server-{digest}"
+    assert built.is_file()
+    assert (out / "kms-server").read_bytes() == built.read_bytes()
+    assert sorted(p.name for p in (cache / "bin").iterdir()) == [f"kms-server-{digest}"]
+    # A restart: the binary is there, nothing is built (no Go at all on the PATH).
+    (out / "kms-server").unlink()
+    again = subprocess.run(["sh", "-c", script], env={**run_env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert (out / "kms-server").read_bytes() == built.read_bytes()
+
+
+def test_the_key_never_goes_to_a_netbooted_maia(homelab: StackConfig) -> None:
+    """A netbooted maia's kubelet identity is no secret (docs/security.md): no KMS pod, so no key Secret, is bound there."""
+    pod = by_kind(homelab)["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "iluvatar/boot", "operator": "NotIn", "values": ["netboot"]}]}]
+            }
+        }
+    }
+    assert [t for t in pod["tolerations"] if t.get("key") == "iluvatar/boot" or "key" not in t] == []

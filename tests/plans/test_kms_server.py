@@ -1,0 +1,267 @@
+"""The Ainur's KMS server, run as the pod runs it (the same sources, plans.kms), with a client that speaks to it as
+Talos v1.13.9's kms key handler does (tools/kms-client), and Debian's cryptsetup formatting and opening a LUKS2
+volume with the passphrase the KMS unsealed, as Talos does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from iluvatar import golang
+from plans import kms
+from tools import gotools
+
+NODE = "4c4c4544-0042-3510-8052-b4c04f4a4d32"
+OTHER_NODE = "4c4c4544-0042-3510-8052-b4c04f4a4d33"
+HOST = "127.0.0.1"
+
+
+def server_binary() -> Path:
+    return golang.build(golang.Program("kms-server", kms.SERVER_DIR))
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and a server certificate of it for the endpoint's address, as components.local_ca issues one."""
+    root = tmp_path_factory.mktemp("kms-pki")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    openssl("req", "-x509", *ec, "-days", "1", "-keyout", str(root / "ca.key"), "-out", str(root / "ca.crt"), "-subj", "/CN=kms test CA")
+    openssl("req", *ec, "-keyout", str(root / "tls.key"), "-out", str(root / "tls.csr"), "-subj", f"/CN={HOST}")
+    (root / "ext").write_text(f"subjectAltName=IP:{HOST}\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "x509", "-req", "-in", str(root / "tls.csr"), "-CA", str(root / "ca.crt"), "-CAkey", str(root / "ca.key"), "-CAcreateserial",
+        "-days", "1", "-out", str(root / "tls.crt"), "-extfile", str(root / "ext"),
+    )  # fmt: skip
+    (root / "other-ca.crt").write_bytes(b"")
+    openssl("req", "-x509", *ec, "-days", "1", "-keyout", str(root / "other-ca.key"), "-out", str(root / "other-ca.crt"), "-subj", "/CN=another CA")
+    return root
+
+
+def new_key(path: Path) -> Path:
+    path.write_text(base64.b64encode(os.urandom(32)).decode())
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str]
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    def stop(self) -> str:
+        self.process.terminate()
+        rest, _ = self.process.communicate(timeout=30)
+        self.log.append(rest)
+        return "".join(self.log)
+
+
+def start(key: Path, pki: Path, port: int = 0) -> Server:
+    """The server with the pod's arguments (plans.kms.daemon_set), on a local port; returns once it serves (its line)."""
+    args = [f"--listen={HOST}:{port}", f"--key={key}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}"]
+    process = subprocess.Popen([str(server_binary()), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    log: list[str] = []
+    for line in process.stdout:
+        log.append(line)
+        if found := re.search(r"serving on 127\.0\.0\.1:(\d+)$", line.strip()):
+            return Server(process, int(found.group(1)), log)
+    process.wait(timeout=30)
+    raise AssertionError(f"the KMS server ended before serving: {''.join(log)}")
+
+
+@pytest.fixture
+def server(tmp_path: Path, pki: Path) -> Iterator[Server]:
+    running = start(new_key(tmp_path / "key"), pki)
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def client(op: str, endpoint: str, ca: Path, node: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [str(gotools.build("kms-client")), op, f"--endpoint={endpoint}", f"--ca={ca}", f"--node={node}", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def seal(server: Server, pki: Path, node: str = NODE) -> dict[str, str]:
+    done = client("seal", server.endpoint, pki / "ca.crt", node)
+    assert done.returncode == 0, done.stderr
+    sealed: dict[str, str] = json.loads(done.stdout)
+    return sealed
+
+
+def unseal(endpoint: str, pki: Path, node: str, sealed: str) -> subprocess.CompletedProcess[str]:
+    return client("unseal", endpoint, pki / "ca.crt", node, f"--sealed={sealed}")
+
+
+def refusal(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout
+    return done.stderr.splitlines()[-1].split(":")[1].strip()
+
+
+def test_seal_then_unseal_gives_the_passphrase_back(server: Server, pki: Path) -> None:
+    sealed = seal(server, pki)
+    # Talos's passphrase is the 32 random bytes in base64 (kms.go:92); the blob is version, nonce, ciphertext and tag.
+    assert len(base64.b64decode(sealed["passphrase"])) == 32
+    assert len(base64.b64decode(sealed["sealed"])) == 1 + 12 + 32 + 16
+    done = unseal(server.endpoint, pki, NODE, sealed["sealed"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_a_replayed_unseal_gives_the_same_passphrase_and_a_new_seal_a_new_blob(server: Server, pki: Path) -> None:
+    """Talos unseals the same blob at every boot, so a replay of the request answers the same; a seal never repeats a blob."""
+    sealed = seal(server, pki)
+    answers = [json.loads(unseal(server.endpoint, pki, NODE, sealed["sealed"]).stdout) for _ in range(2)]
+    assert answers == [{"passphrase": sealed["passphrase"]}] * 2
+    assert seal(server, pki)["sealed"] != sealed["sealed"]
+
+
+def test_another_nodes_blob_is_refused(server: Server, pki: Path) -> None:
+    sealed = seal(server, pki)
+    assert refusal(unseal(server.endpoint, pki, OTHER_NODE, sealed["sealed"])) == "PermissionDenied"
+    # The same node in upper case is the same node (SMBIOS UUIDs are read in either case).
+    done = unseal(server.endpoint, pki, NODE.upper(), sealed["sealed"])
+    assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_a_tampered_blob_is_refused(server: Server, pki: Path) -> None:
+    blob = bytearray(base64.b64decode(seal(server, pki)["sealed"]))
+    for index in (1, 13, len(blob) - 1):  # the nonce, the ciphertext, the tag
+        altered = bytearray(blob)
+        altered[index] ^= 0x01
+        assert refusal(unseal(server.endpoint, pki, NODE, base64.b64encode(altered).decode())) == "PermissionDenied"
+    assert refusal(unseal(server.endpoint, pki, NODE, base64.b64encode(blob[:-1]).decode())) == "InvalidArgument"
+    assert refusal(client("seal", server.endpoint, pki / "ca.crt", "not-a-uuid")) == "InvalidArgument"
+
+
+def test_a_blob_of_another_kms_key_is_refused_and_the_restored_key_opens_it(tmp_path: Path, pki: Path) -> None:
+    """The "Ainur lost" runbook's core: only the backed-up key opens the machines' blobs, a new key does not."""
+    key = new_key(tmp_path / "key")
+    first = start(key, pki)
+    sealed = seal(first, pki)
+    first.stop()
+    fresh = start(new_key(tmp_path / "fresh"), pki)
+    assert refusal(unseal(fresh.endpoint, pki, NODE, sealed["sealed"])) == "PermissionDenied"
+    fresh.stop()
+    restored = tmp_path / "restored"
+    shutil.copy(key, restored)
+    again = start(restored, pki)
+    done = unseal(again.endpoint, pki, NODE, sealed["sealed"])
+    again.stop()
+    assert json.loads(done.stdout) == {"passphrase": sealed["passphrase"]}
+
+
+def test_a_server_of_another_ca_is_not_trusted(server: Server, pki: Path) -> None:
+    done = client("seal", server.endpoint, pki / "other-ca.crt", NODE)
+    assert refusal(done) == "Unavailable"
+    assert "certificate signed by unknown authority" in done.stderr
+
+
+def test_the_ainur_down_at_boot_the_node_waits_then_unlocks(tmp_path: Path, pki: Path) -> None:
+    """The KMS is down when the machine boots: its unseal fails and is tried again, and succeeds once the KMS is back."""
+    key = new_key(tmp_path / "key")
+    first = start(key, pki)
+    sealed = seal(first, pki)
+    port = first.port
+    first.stop()
+    command = [
+        str(gotools.build("kms-client")), "unseal", f"--endpoint={first.endpoint}", f"--ca={pki / 'ca.crt'}", f"--node={NODE}",
+        f"--sealed={sealed['sealed']}", "--attempts=600", "--retry-every=100ms",
+    ]  # fmt: skip
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert waiting.stderr is not None
+    # The event: the node's first try failed because nothing answers.
+    first_try = waiting.stderr.readline()
+    assert first_try.startswith("attempt 1 failed: Unavailable:"), first_try
+    back = start(key, pki, port)
+    out, err = waiting.communicate(timeout=120)
+    back.stop()
+    assert waiting.returncode == 0, err
+    assert json.loads(out) == {"passphrase": sealed["passphrase"]}
+
+
+def test_the_log_names_the_node_never_the_key_the_passphrase_or_the_blob(tmp_path: Path, pki: Path) -> None:
+    key = new_key(tmp_path / "key")
+    running = start(key, pki)
+    sealed = seal(running, pki)
+    unseal(running.endpoint, pki, OTHER_NODE, sealed["sealed"])
+    log = running.stop()
+    assert f"sealed: node {NODE} from 127.0.0.1:" in log
+    assert f"unseal refused: node {OTHER_NODE} from 127.0.0.1:" in log
+    secrets = [key.read_text(), sealed["passphrase"], sealed["sealed"]]
+    secrets += [base64.b64decode(s).hex() for s in secrets]
+    assert [s for s in secrets if s in log] == []
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        (base64.b64encode(b"x" * 16).decode(), "error: the KMS key is 16 bytes; it must be 32 (AES-256)"),
+        ("not base64!", "error: the KMS key in {path} is not base64"),
+    ],
+)
+def test_a_wrong_key_stops_the_server(tmp_path: Path, pki: Path, key: str, error: str) -> None:
+    path = tmp_path / "key"
+    path.write_text(key)
+    args = [f"--listen={HOST}:0", f"--key={path}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}"]
+    done = subprocess.run([str(server_binary()), *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(error.format(path=path))
+
+
+def test_the_server_serves_tls_only(tmp_path: Path) -> None:
+    done = subprocess.run([str(server_binary()), f"--key={new_key(tmp_path / 'key')}"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("error: --key, --tls-cert and --tls-key are required: the KMS serves TLS only")
+
+
+def cryptsetup(*args: str, key: bytes) -> subprocess.CompletedProcess[str]:
+    found = shutil.which("cryptsetup") or "/usr/sbin/cryptsetup"
+    assert Path(found).exists(), "cryptsetup is missing: scripts/prerequisites.sh installs Debian's cryptsetup-bin"
+    return subprocess.run([found, *args, "--key-file=-", "--batch-mode"], input=key.decode(), capture_output=True, text=True, timeout=120)
+
+
+def test_a_luks2_volume_made_with_the_sealed_passphrase_opens_with_the_unsealed_one(server: Server, pki: Path, tmp_path: Path) -> None:
+    """As Talos does: the volume is formatted with the passphrase of Seal (kms.go:92), opened with the one of Unseal."""
+    sealed = seal(server, pki)
+    volume = tmp_path / "volume.img"
+    volume.write_bytes(b"\0" * (32 << 20))
+    # A small, fixed argon2id cost: the test's time does not hang on the machine's speed (Talos's own cost is the default).
+    cost = ("--pbkdf=argon2id", "--pbkdf-memory=32768", "--pbkdf-force-iterations=4", "--pbkdf-parallel=1")
+    made = cryptsetup("luksFormat", "--type=luks2", *cost, str(volume), key=sealed["passphrase"].encode())
+    assert made.returncode == 0, made.stderr
+    unsealed = json.loads(unseal(server.endpoint, pki, NODE, sealed["sealed"]).stdout)["passphrase"]
+    # Opening checks the passphrase against the keyslot: the device mapper is not in this sandbox, so no mapping is made.
+    opened = cryptsetup("open", "--test-passphrase", str(volume), key=unsealed.encode())
+    assert opened.returncode == 0, opened.stderr
+    other = seal(server, pki)["passphrase"]
+    refused = cryptsetup("open", "--test-passphrase", str(volume), key=other.encode())
+    assert refused.returncode == 2
+    assert "No key available with this passphrase." in refused.stderr
+    dump = subprocess.run([shutil.which("cryptsetup") or "/usr/sbin/cryptsetup", "luksDump", str(volume)], capture_output=True, text=True, timeout=30)
+    assert "Version:       \t2" in dump.stdout
