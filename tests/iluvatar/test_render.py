@@ -270,17 +270,21 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (plans.agent_token: the ca-hash step and each maia's token id, secret and Secret: 7 of them.)
     # (#54: the log store's and vmalert's policies, the Ainur's Node registration policy and its binding, the gate before
     # the CiliumNetworkPolicy: 6.)
-    assert counts.splitlines()[-1] == "  total: 317"
-    # 19: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
+    # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
+    # mosquitto's Service and policy: 6.)
+    assert counts.splitlines()[-1] == "  total: 323"
+    # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate, and the gate before the log store's CiliumNetworkPolicy. 16 remote: each Pi's join, k3s and
+    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'. 16 remote: each Pi's join, k3s and
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe).
-    assert {"  command:local:Command: 19", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert {"  command:local:Command: 20", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+        counts.splitlines()
+    )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 317
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 323
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
