@@ -30,6 +30,7 @@ from plans import certificates as certs_plan
 from plans import edge as plan
 from plans import gateways as gateways_plan
 from plans import gitops as gitops_plan
+from plans import ports as ports_plan
 from plans import resolver as resolver_plan
 from stacks.edge import edge_addresses
 from stacks.model import StackConfig
@@ -227,6 +228,41 @@ class Resolver(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class PortsArgs:
+    """The validated stack (its apps with raw ports), the namespaces, and how the Cilium gate reaches Arda."""
+
+    stack: StackConfig
+    namespaces: Mapping[str, k8s.core.v1.Namespace]
+    access: ClusterAccess
+
+
+class Ports(pulumi.ComponentResource):
+    """The apps with raw TCP/UDP ports: each one's LoadBalancer Service at its own pool address and its
+    CiliumNetworkPolicy (plans.ports). The policies wait for a gate that sees the API server admit them: Cilium
+    registers its CRD once its agent runs, as for the log store's (components.logs)."""
+
+    def __init__(self, name: str, args: PortsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("iluvatar:edge:Ports", name, None, opts)
+        apps = ports_plan.apps(args.stack)
+        namespaces = [args.namespaces[ns] for ns in sorted({a.namespace for a in apps})]
+        policies = [ports_plan.network_policy(args.stack, a) for a in apps]
+        admits = args.access.gate(
+            f"{name}-gate-cilium",
+            bringup.admits_gate("Cilium registers it", sorted({p["kind"] for p in policies})),
+            self,
+            after=namespaces,
+            manifests=policies,
+        )
+        for app, policy in zip(apps, policies, strict=True):
+            in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespaces[app.namespace]])
+            kube.create(name, ports_plan.service(app), in_namespace)
+            custom_resource(
+                f"{name}-{resource_suffix(policy)}", policy, pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[admits]))
+            )
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
 class EdgeArgs:
     """The validated stack, how the edge's gates reach Arda, and the Cloudflare API token (secret; present
     when the stack uses Cloudflare)."""
@@ -249,6 +285,7 @@ class Edge(pulumi.ComponentResource):
     gateways: Gateways
     cloudflare: Cloudflare | None
     resolver: Resolver | None
+    ports: Ports | None
     ca_certificate: pulumi.Output[str]
     summary: dict[str, Any]
 
@@ -275,6 +312,7 @@ class Edge(pulumi.ComponentResource):
             assert args.cloudflare_api_token is not None
             self.cloudflare = Cloudflare(f"{name}-cloudflare", CloudflareArgs(stack, args.cloudflare_api_token, self.namespaces), opts=child)
         self.resolver = Resolver(f"{name}-resolver", ResolverArgs(stack, self.namespaces), opts=child) if stack.has_lan_resolver else None
+        self.ports = Ports(f"{name}-ports", PortsArgs(stack, self.namespaces, args.access), opts=child) if ports_plan.apps(stack) else None
         self.summary = summary(stack)
         self.register_outputs({"caCertificate": self.ca_certificate, "summary": self.summary})
 
@@ -294,10 +332,14 @@ def summary(stack: StackConfig) -> dict[str, Any]:
                 "gateway": plan.gateway_of(a),
                 "namespace": a.namespace,
                 "service": a.service_name,
-                "port": a.service.port,
+                "port": a.http.port,
             }
             for a in sorted(stack.apps, key=lambda a: a.name)
+            if a.service is not None
         ],
+        "ports": {
+            a.name: {"host": a.host, "address": str(a.address), "ports": [f"{p.port}/{p.protocol}" for p in a.ports]} for a in ports_plan.apps(stack)
+        },
         "lanRecords": {host: str(ip) for host, ip in plan.lan_records(stack)},
         "publicRecords": [r.name for r in plan.public_records(stack)],
         "certificates": {

@@ -105,7 +105,18 @@ def _data_files(stack: StackConfig, name: str) -> dict[str, str]:
     return out
 
 
-def _app_readme(name: str, category: str) -> str:
+def _app_readme(name: str, category: str, stack: StackConfig | None = None) -> str:
+    app = next((a for a in stack.apps if a.name == name), None) if stack is not None else None
+    if app is not None and app.ports:
+        ports = ", ".join(f"{p.port}/{p.protocol}" for p in app.ports)
+        selector = ", ".join(f"{k}: {v}" for k, v in app.pod_selector.items())
+        return f"""# {name}
+
+The registry (`iluvatar:apps`) names this app with raw ports ({ports}): the edge already serves them at
+{app.address}, which {app.host} names on the LAN, through its own LoadBalancer Service `{name}-lan` in the namespace
+`{category}`. Put what runs it here (a Deployment or StatefulSet whose pods carry the labels `{selector}` and
+listen on those ports), with no LoadBalancer Service of its own, and list the files in `kustomization.yaml`.
+"""
     return f"""# {name}
 
 The registry (`iluvatar:apps`) names this app, so the edge already routes its host to the Service
@@ -146,7 +157,7 @@ def files(stack: StackConfig, apps: Sequence[tuple[str, str]] | None = None) -> 
             for file, text in data.items():
                 out[_join(gitops.apps_path, category, name, file)] = text
             out[_join(gitops.apps_path, category, name, "kustomization.yaml")] = _app_kustomization(name, category, sorted(data))
-            out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category)
+            out[_join(gitops.apps_path, category, name, "README.md")] = _app_readme(name, category, stack)
     if stack.ainur is not None:
         out[_join(gitops.ainur_path, "README.md")] = _ainur_readme(stack)
     out[renovate.FILE] = renovate.text(stack)

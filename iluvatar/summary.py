@@ -66,7 +66,9 @@ def apps(stack: StackConfig) -> str | None:
     if not stack.apps:
         return None
     external = sum(1 for a in stack.apps if a.audience == "external")
-    return f"apps: {len(stack.apps)} ({_joined(a.name for a in stack.apps)}); {external} external"
+    line = f"apps: {len(stack.apps)} ({_joined(a.name for a in stack.apps)}); {external} external"
+    raw = [f"{a.name} at {a.address} ({', '.join(f'{p.port}/{p.protocol}' for p in a.ports)})" for a in stack.apps if a.ports]
+    return line + (f"; raw ports: {'; '.join(raw)}" if raw else "")
 
 
 def edge(stack: StackConfig) -> str | None:

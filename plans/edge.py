@@ -83,10 +83,11 @@ def gateway_of(app: App) -> str:
 
 
 def lan_records(stack: StackConfig) -> list[tuple[str, IPv4Address]]:
-    """Each app host and the gateway address it resolves to on the LAN, by host: what the Ainur's
-    DNS (plans.netboot.dns_records) or the LAN resolver adds to the internal zone."""
+    """Each app host and the address it resolves to on the LAN, by host: its gateway's, or its own for an app with
+    raw ports (plans.ports). What the Ainur's DNS (plans.netboot.dns_records) or the LAN resolver adds to the
+    internal zone; dnsmasq re-reads its records without a restart."""
     addresses = edge_addresses(stack.network.load_balancer_pool, stack.edge)
-    return sorted((app.host, addresses[gateway_of(app)]) for app in stack.apps)
+    return sorted((app.host, app.address if app.ports and app.address is not None else addresses[gateway_of(app)]) for app in stack.apps)
 
 
 def resolver_records(stack: StackConfig) -> list[tuple[str, IPv4Address]]:

@@ -112,18 +112,19 @@ def app_route(app: App) -> dict[str, Any]:
         "spec": {
             "parentRefs": [{"name": gateway_of(app), "namespace": GATEWAY_NAMESPACE, "sectionName": "https"}],
             "hostnames": [app.host],
-            "rules": [{"backendRefs": [{"name": app.service_name, "port": app.service.port}]}],
+            "rules": [{"backendRefs": [{"name": app.service_name, "port": app.http.port}]}],
         },
     }
 
 
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """Every Gateway API and Envoy Gateway object, in apply order: class and proxy settings, the
-    gateways, the redirect, then one route per app (by app name)."""
+    gateways, the redirect, then one route per HTTP app (by app name; an app with raw ports has its own
+    address instead, plans.ports)."""
     return [
         envoy_proxy(),
         gateway_class(),
         *(gateway(stack, g) for g in gateway_names(stack)),
         redirect_route(stack),
-        *(app_route(a) for a in sorted(stack.apps, key=lambda a: a.name)),
+        *(app_route(a) for a in sorted(stack.apps, key=lambda a: a.name) if a.service is not None),
     ]

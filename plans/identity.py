@@ -595,7 +595,7 @@ def headlamp_values(stack: StackConfig) -> dict[str, Any]:
     return {
         "image": {"tag": HEADLAMP_VERSION},
         "fullnameOverride": app.service_name,
-        "service": {"port": app.service.port},
+        "service": {"port": app.http.port},
         "config": {
             "oidc": {
                 "secret": {"create": False},

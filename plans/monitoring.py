@@ -318,8 +318,8 @@ def patches(stack: StackConfig) -> list[dict[str, Any]]:
         ),
     ]
     app = grafana_app(stack)
-    if app is not None and app.service.port != GRAFANA_PORT:
-        out.append(_patch("Service", "grafana", [{"op": "replace", "path": "/spec/ports/0/port", "value": app.service.port}]))
+    if app is not None and app.http.port != GRAFANA_PORT:
+        out.append(_patch("Service", "grafana", [{"op": "replace", "path": "/spec/ports/0/port", "value": app.http.port}]))
     return out + _logs_and_drill_patches(stack)
 
 

@@ -146,6 +146,9 @@ def targets(stack: StackConfig) -> dict[str, IPv4Address]:
         out["ainur-api"] = stack.ainur.vip
     if stack.identity is not None:
         out["front-door"] = stack.identity.ip
+    # An app's own address (its raw ports) only when a group may reach them: nothing is advertised that no rule uses.
+    if any("ports" in g.reach for g in settings(stack).access):
+        out.update({f"app-{a.name}": a.address for a in sorted(stack.apps, key=lambda a: a.name) if a.ports and a.address is not None})
     return out
 
 
@@ -160,7 +163,8 @@ def destinations(stack: StackConfig, reach: str) -> list[str]:
 
     apps: envoy-internal's http (it redirects) and https, the resolver's DNS, the front door (Dex, the CA page and
     the Ainur's Argo CD, where every app's sign-in goes). kubernetes: both API servers, and what kubelogin needs to
-    get a token (the resolver for Dex's name, Dex at the front door). routes: the stack's own routes, every port."""
+    get a token (the resolver for Dex's name, Dex at the front door). routes: the stack's own routes, every port.
+    ports: each app's own address with its raw ports only, and the resolver."""
     found = targets(stack)
     dns = f"{found['resolver']}:53"
     door = [f"{found['front-door']}:80,443"] if "front-door" in found else []
@@ -171,6 +175,12 @@ def destinations(stack: StackConfig, reach: str) -> list[str]:
         return [*apis, dns, *([f"{found['front-door']}:443"] if "front-door" in found else [])]
     if reach == "routes":
         return [f"{route}:*" for route in settings(stack).routes]
+    if reach == "ports":
+        # Each app's address and its ports alone, and the resolver for its name. A policy rule without `proto` allows
+        # the port over TCP and UDP alike (Tailscale's policy file syntax, "proto"); only the protocols the app's
+        # Service declares reach a pod (its CiliumNetworkPolicy, plans.ports).
+        apps = sorted((a for a in stack.apps if a.ports and a.address is not None), key=lambda a: a.name)
+        return [*(f"{a.address}:{','.join(dict.fromkeys(str(p.port) for p in a.ports))}" for a in apps), dns]
     raise ValueError(f"unknown reach {reach!r}")
 
 

@@ -5,15 +5,20 @@ audience (`internal`: the LAN through `envoy-internal`; `external`: the internet
 Cloudflare tunnel and `envoy-external`) and its backend Service. Its route, its DNS records, its
 certificate coverage and its public exposure all derive from that one entry (plans.edge).
 
-This module holds the registry's rules; the models are `stacks.model.App` and `AppService`.
+An app with `ports` (raw TCP or UDP: a Minecraft server, an MQTT broker) is instead reached at its own `address`, a
+fixed address of network.loadBalancerPool that the inventory's address table reserves (plans.ports says why that
+path and not the gateways'); its host resolves to that address on the LAN.
+
+This module holds the registry's rules; the models are `stacks.model.App`, `AppService` and `AppPort`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from ipaddress import IPv4Address
 
 from stacks.errors import Problem
-from stacks.model import App, Network
+from stacks.model import App, AppPort, Network
 
 APPS = "iluvatar:apps"
 _COUNT = {2: "two", 3: "three", 4: "four"}
@@ -62,6 +67,7 @@ def app_problems(
             out.append(Problem(app_path(i, "host"), f"{app.host} is already apps[{j}].host ({other})"))
         else:
             first_host[app.host] = (i, app.name)
+        out += _shape(i, app)
         if app.category not in categories:
             out.append(Problem(app_path(i, "category"), f"{app.category} is not a known category (known: {', '.join(categories)})"))
         if app.audience == "external" and public_ingress == "none":
@@ -93,7 +99,7 @@ def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> 
                 Problem(path, f"{host} is external, so it must be under network.externalDomain {external}; names under {zone} are never published")
             )
     depth = _depth(host, zone)
-    if depth > 1:
+    if depth > 1 and not app.ports:  # an app on its own address has no certificate of the gateways
         parent = host.split(".", depth - 1)[-1]
         out.append(
             Problem(
@@ -105,3 +111,89 @@ def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> 
     if host in zone_names:
         out.append(Problem(path, f"{host} is already {zone_names[host]} in the internal zone; pick another host"))
     return out
+
+
+# What the app's own address carries: Cilium's load balancer forwards TCP and UDP as they are (plans.ports).
+PROTOCOLS = ("tcp", "udp")
+_EXTERNAL_WAYS = (
+    "the Cloudflare tunnel carries only HTTP(S) to envoy-external, so a raw port cannot be external; the ways in from the "
+    "internet are a port forward on the router to {address} (every scanner on the internet then reaches the app itself: "
+    "keep it patched and authenticated), or Cloudflare Spectrum (a paid plan); neither is opened by this program. "
+    "Use audience: internal (the LAN, and the tailnet with remoteAccess reach: ports)"
+)
+
+
+def _shape(i: int, app: App) -> Iterator[Problem]:
+    """An app is HTTP (service) or raw ports on its address, never neither nor both; each port usable on that path."""
+    if app.service is None and not app.ports:
+        yield Problem(app_path(i), "needs service (an HTTP app behind the gateways) or ports (raw TCP/UDP on its own address); add one")
+        return
+    if app.service is not None and app.ports:
+        yield Problem(
+            app_path(i, "ports"),
+            f"{app.name} has service too: an app with ports is reached at its own address, so its host cannot also be a gateway's; "
+            "make the HTTP part another app with its own host",
+        )
+    if not app.ports:
+        if app.address is not None:
+            yield Problem(
+                app_path(i, "address"), f"{app.address} is only for an app with ports (HTTP apps are reached through the gateways); remove it"
+            )
+        if app.selector is not None:
+            yield Problem(app_path(i, "selector"), "is only for an app with ports (it picks the pods its own Service sends to); remove it")
+        return
+    if app.address is None:
+        yield Problem(app_path(i, "address"), "is required for an app with ports: name a free address of network.loadBalancerPool, its own for good")
+    if app.audience == "external":
+        yield Problem(app_path(i, "audience"), "external: " + _EXTERNAL_WAYS.format(address=app.address or "its address"))
+    seen: dict[tuple[int, str], int] = {}
+    named: dict[str, int] = {}
+    for k, port in enumerate(app.ports):
+        yield from _port(app_path(i, f"ports[{k}]"), port)
+        key = (port.port, port.protocol)
+        if key in seen:
+            yield Problem(app_path(i, f"ports[{k}]"), f"{port.port}/{port.protocol} is already ports[{seen[key]}]; list each port once")
+        elif port.port_name in named:
+            # Kubernetes names each port of a Service apart (a repeated port's default name is said once, above).
+            yield Problem(
+                app_path(i, f"ports[{k}].name"), f"{port.port_name} is already the name of ports[{named[port.port_name]}]; name each port apart"
+            )
+        seen.setdefault(key, k)
+        named.setdefault(port.port_name, k)
+
+
+def _port(path: str, port: AppPort) -> Iterator[Problem]:
+    if not 1 <= port.port <= 65535:
+        yield Problem(f"{path}.port", f"{port.port} is not a port: TCP and UDP ports are 1 to 65535")
+    if isinstance(port.target_port, int) and not 1 <= port.target_port <= 65535:
+        yield Problem(f"{path}.targetPort", f"{port.target_port} is not a port: TCP and UDP ports are 1 to 65535")
+    if port.protocol == "tls":
+        yield Problem(
+            f"{path}.protocol",
+            "tls: the app's own address carries TCP as it is and terminates no TLS; let the app serve TLS itself "
+            "(Mosquitto's listener 8883 with its certificate) and write protocol: tcp",
+        )
+    elif port.protocol not in PROTOCOLS:
+        yield Problem(f"{path}.protocol", f"{port.protocol} is not a protocol the app's address carries; write tcp or udp")
+
+
+def address_problems(apps: Sequence[tuple[int, App]], network: Network | None, held: Mapping[IPv4Address, str]) -> list[Problem]:
+    """Each app's own address is in the load-balancer pool and nobody else's. `held` is the inventory's address table
+    (stacks.addresses.table), the apps' own included: an app's address held by another owner is taken."""
+    out: list[Problem] = []
+    for i, app in apps:
+        if not app.ports or app.address is None:
+            continue
+        path, ip = app_path(i, "address"), app.address
+        pool = network.load_balancer_pool if network is not None else None
+        if pool is not None and ip not in pool:
+            out.append(Problem(path, f"{ip} is outside network.loadBalancerPool {pool}, so Cilium cannot give it to {app.name}'s Service"))
+        owner = held.get(ip)
+        if owner is not None and owner != address_owner(i, app):
+            out.append(Problem(path, f"{ip} is already {owner}; {app.name} needs an address of its own (Cilium gives an address to one Service)"))
+    return out
+
+
+def address_owner(i: int, app: App) -> str:
+    """How the address table names an app's address."""
+    return f"apps[{i}].address ({app.name})"

@@ -266,3 +266,8 @@ def _headlamp(identity: Identity, gitops_set: bool, apps: Sequence[tuple[int, Ap
     i, app = found[0]
     if app.audience != "internal":
         yield Problem(f"iluvatar:apps[{i}].audience", f"{app.audience}: {name} is Headlamp, which is served on the LAN only (envoy-internal)")
+    if app.ports:
+        yield Problem(
+            f"iluvatar:apps[{i}].ports",
+            f"{name} is Headlamp, an HTTP app behind envoy-internal; replace ports and address with service: {{port: 80}}",
+        )

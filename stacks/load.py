@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stacks import addresses, credentials
+from stacks import apps as app_rules
 from stacks import chart_values as chart_rules
 from stacks import data as data_rules
 from stacks import discovery as discovery_rules
@@ -31,6 +33,7 @@ from stacks import secrets as secrets_rules
 from stacks import storage as storage_rules
 from stacks import versions as version_rules
 from stacks.data_model import Backup
+from stacks.edge import edge_addresses, resolver_needed
 from stacks.errors import Problem, StackConfigError, UnsetSecret, show
 from stacks.errors import StackFileError as StackFileError  # its home is stacks.errors, which the CLI's handler loads alone
 from stacks.logs_model import Logs
@@ -293,6 +296,26 @@ def parse_stack(
         nodes_complete and "nodes" in values,
         len(apps),
     )
+    problems += app_rules.address_problems(
+        apps,
+        network if isinstance(network, Network) else None,
+        addresses.table(
+            nodes,
+            _vip_list(parsed),
+            identity if isinstance(identity, Identity) else None,
+            remote if isinstance(remote, RemoteAccess) else None,
+            backup if isinstance(backup, Backup) else None,
+            _pool_owners(
+                network if isinstance(network, Network) else None,
+                edge if isinstance(edge, Edge) else None,
+                "ainur" in values,
+                logs if isinstance(logs, Logs) else (Logs() if "logs" not in values else None),
+                "monitoring" in values,
+                bool(apps),
+            ),
+            apps,
+        ),
+    )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)
     problems += version_rules.check(ainur if isinstance(ainur, Ainur) else None, "identity" in values, backup if isinstance(backup, Backup) else None)
     problems += power_rules.check(
@@ -460,6 +483,22 @@ def _nodes(value: Any, problems: list[Problem]) -> tuple[list[tuple[int, Node]],
         if isinstance(node, Node):
             nodes.append((i, node))
     return nodes, len(nodes) == len(value)
+
+
+def _pool_owners(
+    network: Network | None, edge: Edge | None, ainur_set: bool, logs: Logs | None, monitoring_set: bool, has_apps: bool
+) -> list[tuple[IPv4Address, str]]:
+    """The pool addresses the stack's own Services take, as the address table names them: the gateways, the LAN
+    resolver (without the Ainur) and the log store's LAN address (with the Ainur and logs on)."""
+    if network is None or edge is None or network.load_balancer_pool.start > network.load_balancer_pool.end:
+        return []
+    found = edge_addresses(network.load_balancer_pool, edge)
+    if not resolver_needed(ainur_set, has_apps):
+        del found["resolver"]
+    out = [(ip, f"the edge's {name} address") for name, ip in found.items()]
+    if ainur_set and logs is not None and logs_rules.enabled(logs, monitoring_set):
+        out.append((logs_rules.address(logs, network), "the log store's LAN address (logs.address)"))
+    return out
 
 
 def _apps(value: Any, problems: list[Problem]) -> list[tuple[int, App]]:

@@ -568,6 +568,24 @@ class AppService(Model):
     port: int = Field(ge=1, le=65535)
 
 
+class AppPort(Model):
+    """One raw TCP or UDP port of an app (`apps[].ports[]`), served at the app's own pool address (plans.ports).
+
+    `protocol` is a plain string so a protocol the path cannot carry (TLS, SCTP, QUIC written as such) is refused by
+    stacks.apps with the way to do it instead, not by the schema's generic "not one of"."""
+
+    port: int
+    protocol: str = "tcp"
+    # The container's port, when it is not `port` (a number, or the name the pod's container gives it).
+    target_port: int | Label | None = None
+    # The Service port's name (Kubernetes requires one per port when there are several): protocol-port by default.
+    name: Label | None = None
+
+    @property
+    def port_name(self) -> str:
+        return self.name or f"{self.protocol}-{self.port}"
+
+
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 POD_SECURITY_LEVELS: tuple[PodSecurityLevel, ...] = ("restricted", "baseline", "privileged")
 
@@ -581,7 +599,13 @@ class App(Model):
     category: Label
     host: DnsName
     audience: Literal["internal", "external"] = "internal"
-    service: AppService
+    # An HTTP app's backend, behind its audience's gateway; an app with `ports` instead has its own address.
+    service: AppService | None = None
+    # Raw TCP/UDP ports, reached at `address` (a fixed address of network.loadBalancerPool, the host's record in the
+    # internal zone), on the pods `selector` matches (app.kubernetes.io/name: the app's name by default).
+    ports: tuple[AppPort, ...] = ()
+    address: IPv4 | None = None
+    selector: dict[str, str] | None = None
     # What the app's pods need of their namespace's Pod Security level; the category namespace
     # takes the most permissive level any of its apps needs (plans.edge.namespaces).
     pod_security: PodSecurityLevel | None = None
@@ -595,7 +619,18 @@ class App(Model):
 
     @property
     def service_name(self) -> str:
-        return self.service.name or self.name
+        return self.service.name if self.service is not None and self.service.name else self.name
+
+    @property
+    def http(self) -> AppService:
+        """The HTTP backend of an app the gateways serve; the rules refuse an app with neither `service` nor `ports`."""
+        if self.service is None:
+            raise ValueError(f"app {self.name} has no service: it is served on its own address (ports)")
+        return self.service
+
+    @property
+    def pod_selector(self) -> dict[str, str]:
+        return dict(self.selector) if self.selector else {"app.kubernetes.io/name": self.name}
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")

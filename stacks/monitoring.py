@@ -96,6 +96,11 @@ def _grafana(monitoring: Monitoring, apps: Sequence[tuple[int, App]]) -> Iterato
             f"iluvatar:apps[{i}].category",
             f"{app.category}: {name} is Grafana, which runs in the namespace {GRAFANA_NAMESPACE}; set category: {GRAFANA_NAMESPACE}",
         )
+    if app.ports:
+        yield Problem(
+            f"iluvatar:apps[{i}].ports",
+            f"{name} is Grafana, an HTTP app behind envoy-internal; replace ports and address with service: {{port: 3000}}",
+        )
     if app.service_name != GRAFANA_SERVICE:
         yield Problem(f"iluvatar:apps[{i}].service.name", f"{app.service_name}: Grafana's Service is {GRAFANA_SERVICE}; remove name")
 

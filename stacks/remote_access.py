@@ -71,7 +71,7 @@ def check(
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
-    out += _access(remote, identity, identity_set)
+    out += _access(remote, identity, identity_set, any(a.ports for _, a in apps))
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
     return out
@@ -221,7 +221,7 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool) -> Iterator[Problem]:
+def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool, has_ports: bool = False) -> Iterator[Problem]:
     known = [b.group for b in identity.groups] if identity is not None else []
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
@@ -250,6 +250,10 @@ def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool)
         seen.setdefault(grant.group, i)
         if "routes" in grant.reach and not remote.routes:
             yield Problem(f"{path}.reach", f"{show(list(grant.reach))} names routes, but remoteAccess.routes is empty; add the routes, or remove it")
+        if "ports" in grant.reach and not has_ports:
+            yield Problem(
+                f"{path}.reach", f"{show(list(grant.reach))} names ports, but no app has ports (iluvatar:apps[].ports); add them, or remove it"
+            )
         for k, value in enumerate(grant.reach):
             if value in grant.reach[:k]:
                 yield Problem(f"{path}.reach[{k}]", f"{value} is listed twice")

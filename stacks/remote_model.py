@@ -27,8 +27,9 @@ _LOGIN = re.compile(r"^[^\s@,\"]*@[^\s,\"]*$")
 
 Flavour = Literal["tailscale", "headscale"]
 # What a group may reach: the apps (envoy-internal, the internal zone's resolver, the sign-in front door), both
-# clusters' API servers (with what kubectl's sign-in needs), or the extra routes the stack advertises.
-Reach = Literal["apps", "kubernetes", "routes"]
+# clusters' API servers (with what kubectl's sign-in needs), the extra routes the stack advertises, or the raw
+# TCP/UDP ports of the apps that have them (each app's address, only its ports).
+Reach = Literal["apps", "kubernetes", "routes", "ports"]
 
 
 class TailscaleSettings(Model):

@@ -90,7 +90,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # and two: the Ainur's policy of who may register a Node, and its binding; and the gate before the CiliumNetworkPolicy.
     # #55 added fourteen: the KMS (plans.kms), its component, random provider and protected key, its certificate's key,
     # request and certificate, its Namespace, two Secrets, ServiceAccount, ConfigMap, DaemonSet, Service and NetworkPolicy.
-    assert len(sim.registrations) == 331
+    # #56 added six: the raw-port apps' component (Ports), its gate before the CiliumNetworkPolicies, and minecraft's and
+    # mosquitto's LoadBalancer Service and CiliumNetworkPolicy each.
+    assert len(sim.registrations) == 337
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

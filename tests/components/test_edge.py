@@ -43,9 +43,19 @@ def test_graph(homelab: Simulation) -> None:
     assert regs["edge"].parent.endswith("::iluvatar-homelab")
     categories = ["ai", "banking", "home-automation", "media", "monitoring", "networking", "security", "selfhosted", "system"]
     assert _names(homelab, "edge") == sorted(
-        ["edge-certificates", "edge-cloudflare", "edge-gateways"]
+        ["edge-certificates", "edge-cloudflare", "edge-gateways", "edge-ports"]
         + [f"edge-namespace-{c}" for c in [*categories, "cert-manager", "envoy-gateway-system"]]
     )
+    # The raw-port apps: each one's Service at its own address and its policy, after a gate that sees Cilium's CRD.
+    assert _names(homelab, "edge-ports") == [
+        "edge-ports-ciliumnetworkpolicy-home-automation-mosquitto-lan",
+        "edge-ports-ciliumnetworkpolicy-selfhosted-minecraft-lan",
+        "edge-ports-gate-cilium",
+        "edge-ports-service-minecraft-lan",
+        "edge-ports-service-mosquitto-lan",
+    ]
+    assert regs["edge-ports-service-mosquitto-lan"].inputs["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "192.168.0.221"}
+    assert regs["edge-ports-gate-cilium"].urn in regs["edge-ports-ciliumnetworkpolicy-selfhosted-minecraft-lan"].dependencies
     assert _names(homelab, "edge-cloudflare") == [
         "edge-cloudflare-cloudflared-token",
         "edge-cloudflare-deployment-cloudflared",
@@ -97,8 +107,9 @@ def test_each_external_app_has_exactly_one_record_and_one_route_internal_apps_no
         host = app["host"]
         mine = [r for r in records if r.inputs["name"] == host]
         assert len(mine) == (1 if app.get("audience") == "external" else 0), host
-        assert len([r for r in routes if r.inputs["spec"]["hostnames"] == [host]]) == 1, host
-    assert len(records) == 3 and len(routes) == len(apps)
+        # An app with raw ports has its own address and no route (plans.ports).
+        assert len([r for r in routes if r.inputs["spec"]["hostnames"] == [host]]) == (0 if "ports" in app else 1), host
+    assert len(records) == 3 and len(routes) == len([a for a in apps if "ports" not in a])
 
 
 def test_every_public_record_is_a_proxied_cname_to_the_tunnel_and_nothing_private(homelab: Simulation) -> None:

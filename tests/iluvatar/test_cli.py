@@ -27,7 +27,7 @@ HOMELAB_SUMMARY = """\
   nodes: 8 (Ainur 1 valar + 2 maiar; Arda 3 valinor + 2 istari)
   Ainur: k3s v1.35.8+k3s1, API VIP 192.168.0.10, DHCP/TFTP/HTTP/DNS at 192.168.0.14 (netboot dhcp), Git mirror at 192.168.0.15
   Arda: arda, Talos v1.14.1, Kubernetes v1.35.1, API VIP 192.168.0.20
-  apps: 5 (home-assistant, jellyfin, blog, grafana, headlamp); 1 external
+  apps: 7 (home-assistant, jellyfin, blog, grafana, headlamp, minecraft, mosquitto); 1 external; raw ports: minecraft at 192.168.0.220 (25565/tcp, 19132/udp); mosquitto at 192.168.0.221 (1883/tcp, 8883/tcp)
   edge: public ingress cloudflare-tunnel, public DNS cloudflare; envoy-internal 192.168.0.238, envoy-external 192.168.0.239
   GitOps: https://github.com/example/homelab.git at main, apps under kubernetes/apps/
   storage: Arda ceph-block (default), ceph-filesystem, local-path; Ainur longhorn (default)

@@ -43,7 +43,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 241 files",
+        f"rendered stack homelab to {out}: 245 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 241 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 245 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -285,17 +285,21 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#54: the log store's and vmalert's policies, the Ainur's Node registration policy and its binding, the gate before
     # the CiliumNetworkPolicy: 6.)
     # (#55: the KMS, its component, random provider and key, its certificate's three, its eight objects: 14.)
-    assert counts.splitlines()[-1] == "  total: 331"
-    # 19: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
+    assert counts.splitlines()[-1] == "  total: 337"
+    # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
+    # mosquitto's Service and policy: 6.)
+    # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
     # claim's class), the log store's storage gate
-    # and monitoring's CRD gate, and the gate before the log store's CiliumNetworkPolicy. 16 remote: each Pi's join, k3s and
+    # and monitoring's CRD gate, the gate before the log store's CiliumNetworkPolicy and the one before the raw-port apps'. 16 remote: each Pi's join, k3s and
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe).
-    assert {"  command:local:Command: 19", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1"} <= set(counts.splitlines())
+    assert {"  command:local:Command: 20", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+        counts.splitlines()
+    )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 331
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 337
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -30,13 +30,20 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 27 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 31 files written, 0 kept as they were"
     # No folder for Grafana or Headlamp: their platform Applications deploy them (an ApplicationSet would add a second).
     assert not (out / "kubernetes/apps/monitoring/grafana").exists() and not (out / "kubernetes/apps/system/headlamp").exists()
-    # One example app per app of the stack's registry (home-assistant, jellyfin, blog), in its category.
+    # One example app per app of the stack's registry (home-assistant, jellyfin, blog, and the raw-port apps minecraft
+    # and mosquitto), in its category.
     examples = [
         f"kubernetes/apps/{c}/{a}/{f}"
-        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
+        for c, a in (
+            ("home-automation", "home-assistant"),
+            ("media", "jellyfin"),
+            ("selfhosted", "blog"),
+            ("selfhosted", "minecraft"),
+            ("home-automation", "mosquitto"),
+        )
         for f in ("README.md", "kustomization.yaml")
     ]
     # Each app's ExternalSecret (all three have app secrets), and for a backed-up volume its claim, backup and restore.
@@ -65,6 +72,10 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     assert "Argo CD undoes hand edits (self-heal) in\n`system`;" in readme
     assert "Self-heal is on." in (out / "kubernetes/apps/system/README.md").read_text()
     assert "Self-heal is off." in (out / "kubernetes/apps/media/README.md").read_text()
+    # A raw-port app's folder says where its ports are served and which pods its Service sends to.
+    mosquitto = (out / "kubernetes/apps/home-automation/mosquitto/README.md").read_text()
+    assert "raw ports (1883/tcp, 8883/tcp): the edge already serves them at\n192.168.0.221" in mosquitto
+    assert "`app.kubernetes.io/name: mosquitto`" in mosquitto
 
 
 def test_rk1_has_no_ainur_folder(tmp_path: Path) -> None:

@@ -80,12 +80,15 @@ def test_namespaces_pass_kubeconform(path: Any) -> None:
 
 
 def test_lan_records_send_each_host_to_its_audiences_gateway() -> None:
-    # Sorted by host; Grafana and Headlamp are the registry's apps like any other (internal).
+    # Sorted by host; Grafana and Headlamp are the registry's apps like any other (internal); the raw-port apps'
+    # hosts name their own addresses (plans.ports).
     assert edge.lan_records(_stack(HOMELAB)) == [
         ("grafana.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
         ("hass.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
         ("headlamp.iluvatar.home.arpa", IPv4Address("192.168.0.238")),
         ("jellyfin.example.com", IPv4Address("192.168.0.238")),
+        ("minecraft.iluvatar.home.arpa", IPv4Address("192.168.0.220")),
+        ("mqtt.iluvatar.home.arpa", IPv4Address("192.168.0.221")),
         ("www.example.com", IPv4Address("192.168.0.239")),
     ]
 

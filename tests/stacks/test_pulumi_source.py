@@ -49,7 +49,7 @@ def test_load_reads_structured_config() -> None:
     loaded = load()
     assert len(loaded.config.nodes) == 8
     assert loaded.config.arda.cluster_name == "arda"
-    assert [a.name for a in loaded.config.apps] == ["home-assistant", "jellyfin", "blog", "grafana", "headlamp"]
+    assert [a.name for a in loaded.config.apps] == ["home-assistant", "jellyfin", "blog", "grafana", "headlamp", "minecraft", "mosquitto"]
     assert loaded.secrets.cloudflare_api_token is not None
     assert (loaded.secrets.alert_receiver_secret, loaded.secrets.identity_connector_secret) != (None, None)
 
