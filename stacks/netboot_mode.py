@@ -102,9 +102,9 @@ def _apart(pool: AddressRange | None, network: Network | None, discovery: Discov
     """A router pool the Ainur's ranges overlap: the household holds the router's leases from it until each ends, and
     the Ainur's dnsmasq lends without a ping first (`no-ping`), so it would offer a held address to the next device that
     joins. dnsmasq 2.90 takes an address from the range when no lease of its own and no reservation holds it
-    (src/dhcp.c:785-870, address_allocate: lease_find_by_addr, config_find_by_address; do_icmp_ping returns "free" at
+    (src/dhcp.c:777-870, address_allocate: lease_find_by_addr, config_find_by_address; do_icmp_ping returns "free" at
     once with no-ping). A range apart from the router's pool is never offered a router's lease; a device holding one
-    that asks to keep it is refused (authoritative: src/rfc2131.c, "address not available") and takes a new address."""
+    that asks to keep it is refused (authoritative: src/rfc2131.c:1308-1310, "address not available") and takes a new address."""
     if pool is None:
         return []
     return [
