@@ -188,6 +188,8 @@ class Netboot(pulumi.ComponentResource):
             # DHCP on: only now have the Ainur stopped lending, so the two never lend the same pool at once (their
             # authoritative dnsmasq would NAK the router's clients). Bounded (dhcp_probe.ROUTER_WAIT_MINUTES); a failure
             # leaves nothing half-done: the next `up` runs it again. On any other restart of the pod it passes at once.
+            # Its word to the user shows while it waits: pulumi-command v1.2.1 logs each line of a command's output as a
+            # status of the resource as it comes (provider/pkg/provider/remote/commandOutputs.go:93, util/util.go:32-53).
             ours, _, template_digest = probe_where
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",

@@ -73,10 +73,13 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def discover_frame(mac: bytes, xid: int) -> bytes:
-    """A DHCPDISCOVER from `mac` as an Ethernet broadcast (0.0.0.0:68 to 255.255.255.255:67), broadcast flag set."""
+def discover_frame(mac: bytes, xid: int, secs: int = 0) -> bytes:
+    """A DHCPDISCOVER from `mac` as an Ethernet broadcast (0.0.0.0:68 to 255.255.255.255:67), broadcast flag set, `secs`
+    seconds into its acquisition (RFC 2131 2: a server may answer only once a client has waited, e.g. ISC's min-secs)."""
     options = bytes([OPTION_MESSAGE_TYPE, 1, DISCOVER, OPTION_PARAMETERS, 4, 1, 3, 6, OPTION_SERVER_ID, OPTION_END])
-    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac, b"", b"")
+    bootp = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, min(secs, 0xFFFF), 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac, b"", b""
+    )
     payload = bootp + MAGIC + options
     payload += b"\0" * max(0, 300 - len(payload))  # the BOOTP minimum some servers insist on (RFC 1542 2.1)
     # UDP checksum 0: none, which IPv4 allows (RFC 768).
@@ -144,21 +147,22 @@ def interface_on(lan: str) -> str:
     raise SystemExit(f"iluvatar: no interface of this host has an address in {lan}, so the LAN cannot be probed for DHCP servers from it")
 
 
-def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS) -> list[Answer]:
-    """Every DHCP server's answer to a DHCPDISCOVER sent `tries` times from `interface`, one per server and MAC."""
+def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS, began: float | None = None) -> list[Answer]:
+    """Every DHCP server's answer to a DHCPDISCOVER sent `tries` times from `interface`, one per server and MAC. Each
+    says how long the asking has gone on (`secs`, from `began`, a monotonic time; else from the first), as a client's
+    retransmissions do, so a server that answers only a client that has waited is heard too."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     try:
         sock.bind((interface, 0))
         mac = sock.getsockname()[4][:6]
         xid = int.from_bytes(os.urandom(4), "big")
-        frame = discover_frame(mac, xid)
         found: set[Answer] = set()
         start = time.monotonic()
         sent = 0
         end = start + (tries - 1) * gap + listen
         while (now := time.monotonic()) < end:
             if sent < tries and now >= start + sent * gap:
-                sock.send(frame)
+                sock.send(discover_frame(mac, xid, int(now - (start if began is None else began))))
                 sent += 1
                 continue
             due = min(end, start + sent * gap) if sent < tries else end
@@ -223,14 +227,18 @@ def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: s
     )
 
 
-def wait_for_router(interface: str, ours: Sequence[str], seconds: float, ask: Callable[[str], list[Answer]] = collect) -> int:
+def wait_for_router(
+    interface: str, ours: Sequence[str], seconds: float, ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began)
+) -> int:
     """Once the netboot pod runs in proxy mode: 0 as soon as a DHCP server other than the Ainur answers; until then,
     having told the user to turn the router's DHCP on (a move from dhcp mode), ask again, and give up after `seconds`
-    (1, naming what is missing). Each round is one `collect`, bounded by its own listening time."""
-    end = time.monotonic() + seconds
+    (1, naming what is missing). Each round is one `collect`, bounded by its own listening time, its `secs` counted from
+    the wait's start."""
+    began = time.monotonic()
+    end = began + seconds
     told = False
     while True:
-        others = [a for a in ask(interface) if a.server not in ours]
+        others = [a for a in ask(interface, began) if a.server not in ours]
         if others:
             for a in others:
                 print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")

@@ -97,7 +97,7 @@ def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainu
 def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
     """It says "turn it on now" once, asks again until a server other than the Ainur answers, and passes on that answer."""
     rounds = iter([[], [], [ROUTER]])
-    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda _: next(rounds)) == 0
+    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the router's "
@@ -105,12 +105,12 @@ def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.Capt
         "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57",
     ]
     # On a pod restart with the router on: it passes on the first answer and says nothing else.
-    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda _: [OURS, ROUTER]) == 0
+    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: [OURS, ROUTER]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57"
     ]
     # Past its bound with only the Ainur heard: it fails, saying what the LAN lacks and how to finish.
-    assert wait_for_router("eth0", [SVC], 0.0, ask=lambda _: [OURS]) == 1
+    assert wait_for_router("eth0", [SVC], 0.0, ask=lambda *_: [OURS]) == 1
     assert capsys.readouterr().err.startswith(
         "iluvatar: no DHCP server other than the Ainur's answered on the LAN within 0 min: nothing lends the household addresses now"
     )
@@ -141,6 +141,9 @@ def test_a_discover_frame_is_what_rfc_2131_says() -> None:
     assert (bootp[0], struct.unpack("!I", bootp[4:8])[0], struct.unpack("!H", bootp[10:12])[0], bootp[28:34]) == (1, 0x01020304, 0x8000, mac)
     assert bootp[236:243] == bytes.fromhex("63825363350101")
     assert len(bootp) == 300
+    # Each retransmission says how long the client has been asking (RFC 2131 2, `secs`), as a real client's does.
+    assert struct.unpack("!H", discover_frame(mac, 1, secs=7)[42 + 8 : 42 + 10])[0] == 7
+    assert struct.unpack("!H", discover_frame(mac, 1, secs=10**6)[42 + 8 : 42 + 10])[0] == 0xFFFF
 
 
 def test_an_answer_names_its_server_id_and_source_mac() -> None:
