@@ -85,6 +85,7 @@ if ainur is not None:
             legacy_roots=ainur.legacy_roots,
             valar=ainur.any_valar,
             commands=ainur.access.commands,
+            previous_dnsmasq_conf=loaded.dnsmasq_output,
         ),
         # Its objects go with the Ainur (deleted_with), as every layer's go with their cluster.
         opts=pulumi.ResourceOptions(providers={"kubernetes": ainur.kubernetes_provider}, transformations=[ainur.access.in_cluster]),

@@ -502,8 +502,9 @@ class BootstrapCluster(pulumi.ComponentResource):
             if n.name in self.pis:
                 self._record_end(n)
         if moved := rollout.describe_mode(netboot_mode.deployed_mode(args.previous_dnsmasq_conf), stack.ainur.netboot.mode):
-            # A move between DHCP modes, first (the router's part comes before `up`): what the household sees, and what the
-            # router needs (stacks.netboot_mode has refused the moves the stack does not say the router is ready for).
+            # A move between DHCP modes, first: what the household sees, and what the router needs and when (before `up`
+            # for a move to dhcp; at netboot-router-dhcp's word for a move to proxy). stacks.netboot_mode has refused the
+            # moves the stack does not say the router is ready for.
             pulumi.log.info(moved, resource=self)
         if args.previous and (plan := rollout.describe_ainur(args.previous, self.state)):
             # The Ainur's part of the day-2 plan, before anything runs: every Pi step that runs, in order, and why.

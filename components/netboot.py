@@ -22,6 +22,7 @@ from components import kube
 from plans import netboot as plan
 from plans import references, storage, timeouts
 from plans.netboot import dhcp_probe, pi_pods, pis
+from stacks import netboot_mode
 from stacks.model import StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
@@ -50,6 +51,9 @@ class NetbootArgs:
     # through the Ainur's command provider (`commands`, the one its other steps on the Pis use).
     valar: command.remote.ConnectionArgs | None = None
     commands: command.Provider | None = None
+    # The last deployment's output `dnsmasqConf`: the mode and service address its dnsmasq runs with until the netboot
+    # objects change, which the DHCP probe must count as the Ainur's own (stacks.netboot_mode).
+    previous_dnsmasq_conf: str | None = None
 
 
 class Netboot(pulumi.ComponentResource):
@@ -129,20 +133,31 @@ class Netboot(pulumi.ComponentResource):
         cache = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("DaemonSet", "netboot-cache")]
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
         others = [m for m in rest if m not in cache and m not in pod]
+        probe_where: tuple[list[str], str, str] | None = None
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
-            # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode beside another DHCP server and
-            # in proxy mode with none (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts anew: its pod's
-            # template carries the digest of everything dnsmasq reads only at its start (plans.netboot.objects.config_digest:
-            # the mode, the range, the service address). Records it re-reads while running (an app, a machine on disk) are
-            # no new DHCP server, and ask nothing of the LAN.
+            # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode
+            # beside another DHCP server and in proxy mode with none, save on a move from dhcp, where the router's
+            # DHCP stays off until the Ainur stop lending (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts
+            # anew: its pod's template carries the digest of everything dnsmasq reads only at its start
+            # (plans.netboot.objects.config_digest: the mode, the range, the service address). Records it re-reads while
+            # running (an app, a machine on disk) are no new DHCP server, and ask nothing of the LAN. The running
+            # dnsmasq answers from the last deployment's service address until then, so answers from it are the Ainur's.
             assert stack.ainur is not None
+            mode, svc = stack.ainur.netboot.mode, str(plan.service_ip(stack))
+            old_svc, old_mode = netboot_mode.deployed_service_ip(args.previous_dnsmasq_conf), netboot_mode.deployed_mode(args.previous_dnsmasq_conf)
+            ours = [svc, *([old_svc] if old_svc is not None and old_svc != svc else [])]
+            before = old_mode if old_mode is not None and old_mode != mode else None
+            template_digest = hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]
+            probe_where = (ours, mode, template_digest)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
-                create=dhcp_probe.probe_script(stack.ainur.netboot.mode, str(plan.service_ip(stack)), str(stack.network.lan)),
-                triggers=[hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]],
-                opts=pulumi.ResourceOptions(parent=self, provider=args.commands),
+                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), before),
+                triggers=[template_digest],
+                # After the namespace, which waits for the Ainur's API: the step dials the API address, which exists
+                # only once k3s and kube-vip run (on a first `up` it would spend its SSH retries before they do).
+                opts=pulumi.ResourceOptions(parent=self, provider=args.commands, depends_on=[ns]),
             )
             self.objects[f"{name}-dhcp-probe"] = probe
             made_opts = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[probe]))
@@ -167,6 +182,27 @@ class Netboot(pulumi.ComponentResource):
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
         self.objects.update(kube.create_all(name, pod, after_clearance, made))
         made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
+        if probe_where is not None and args.valar is not None and args.commands is not None and probe_where[1] == "proxy" and pod:
+            # In proxy mode the router lends: once the netboot pod runs (pulumi-kubernetes awaits the Deployment ready),
+            # a server other than the Ainur must answer. On a move from dhcp this is where the user turns the router's
+            # DHCP on: only now have the Ainur stopped lending, so the two never lend the same pool at once (their
+            # authoritative dnsmasq would NAK the router's clients). Bounded (dhcp_probe.ROUTER_WAIT_MINUTES); a failure
+            # leaves nothing half-done: the next `up` runs it again. On any other restart of the pod it passes at once.
+            # Its word to the user shows while it waits: pulumi-command v1.2.1 logs each line of a command's output as a
+            # status of the resource as it comes (provider/pkg/provider/remote/commandOutputs.go:93, util/util.go:32-53).
+            ours, _, template_digest = probe_where
+            self.objects[f"{name}-router-dhcp"] = command.remote.Command(
+                f"{name}-router-dhcp",
+                connection=args.valar,
+                create=dhcp_probe.wait_script(ours, str(stack.network.lan)),
+                triggers=[template_digest],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.commands,
+                    depends_on=[self.objects[kube.resource_name(name, m)] for m in pod],
+                    custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
+                ),
+            )
         cache_opts = after_clearance
         if pi_pods.builds_image(stack):
             wait = f"{pi_pods.cache_wait_minutes(stack)}m"

@@ -417,7 +417,7 @@ def outputs_json(sim: Simulation) -> str:
 def rollout_text(sim: Simulation, previous: dict[str, Any]) -> str:
     """The day-2 plan against a previous deployment's outputs, as `pulumi preview` logs it on the simulation's day: every
     step that runs on Arda and the Ainur, in order, and why."""
-    # A move between DHCP modes first: it is the household's, and the router's part is done before `up` starts.
+    # A move between DHCP modes first: it is the household's, and it says when the router's part is done.
     modes = (deployed_mode(previous.get("dnsmasqConf")), deployed_mode(sim.outputs.get("dnsmasqConf")))
     arda = rollout.plan(previous.get("arda"), sim.outputs["arda"], sim.now, ainur=(previous.get("ainur"), sim.outputs.get("ainur")))
     return rollout.describe_mode(*modes) + arda

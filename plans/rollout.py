@@ -30,7 +30,7 @@ from typing import Any
 
 from plans import agent_token, apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
-from plans.netboot import pi_pods, roll
+from plans.netboot import dhcp_probe, pi_pods, roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
 from stacks import releases
 from stacks.model import Node, StackConfig
@@ -749,7 +749,7 @@ def describe_ainur(previous: Mapping[str, Any] | None, current: Mapping[str, Any
 
 def describe_mode(before: str | None, now: str | None) -> str:
     """The day-2 plan's lines for a move between DHCP modes (`before`: the last deployment's, stacks.netboot_mode.deployed_mode;
-    `now`: the stack's): what the household sees, and what the router needs first. Empty when the mode stays."""
+    `now`: the stack's): what the household sees, and what the router needs, and when. Empty when the mode stays."""
     if before is None or now is None or before == now:
         return ""
     if now == "dhcp":
@@ -757,14 +757,19 @@ def describe_mode(before: str | None, now: str | None) -> str:
             "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP "
             "server (network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's "
             "devices keep the router's addresses until they renew, then take the Ainur's, which may differ. The router's "
-            "DHCP server must be off before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff).\n"
+            "DHCP server must be off before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff), and "
+            "network.dhcpRange apart from the pool it lent (ainur.netboot.routerPool), whose addresses the household "
+            "holds until their leases end.\n"
         )
     return (
-        "Netboot: the DHCP mode moves from dhcp to proxy: once the netboot pod restarts, the Ainur answer only the "
-        "machines they boot. The household's devices keep the Ainur's addresses until they renew (leaseTime at most), "
-        "then need the router's: turn the router's DHCP server on before `pulumi up`, its pool network.dhcpRange, the "
-        "`reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out if the household "
-        "should keep resolving the internal zone.\n"
+        "Netboot: the DHCP mode moves from dhcp to proxy. Leave the router's DHCP server off until `pulumi up` says to "
+        "turn it on: the Ainur lend until their netboot pod restarts, and two servers lending at once would hand out "
+        "the same addresses and the Ainur refuse the router's leases. Then netboot-router-dhcp says \"turn the router's "
+        f'DHCP server on now" and waits up to {dhcp_probe.ROUTER_WAIT_MINUTES} min for it: its pool apart from '
+        "network.dhcpRange until the Ainur's leases end (leaseTime: the household's devices keep their addresses until "
+        "then, and a router that does not ping first could lend one again), the `reservations` output as its static "
+        "leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the internal "
+        "zone.\n"
     )
 
 

@@ -182,6 +182,9 @@ class Netboot(Model):
     # The user's word that no other DHCP server answers on network.lan (the router's is off): needed to move a deployed
     # homelab from proxy to dhcp, refused with proxy, where the router's DHCP is the household's (stacks.netboot_mode).
     router_dhcp_off: bool = False
+    # The pool the router lent, on a move from proxy to dhcp: the household holds its addresses until their leases end,
+    # and the Ainur lend without a ping first, so the ranges they lend must stay apart from it (stacks.netboot_mode).
+    router_pool: OrderedRange | None = None
 
 
 # A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the

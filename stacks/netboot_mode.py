@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from stacks.errors import Problem
-from stacks.model import Ainur, StackConfig
+from stacks.model import AddressRange, Ainur, Discovery, Network, StackConfig
 
 MODE = "iluvatar:ainur.netboot.mode"
 ROUTER_DHCP_OFF = "iluvatar:ainur.netboot.routerDhcpOff"
+ROUTER_POOL = "iluvatar:ainur.netboot.routerPool"
 LEASE_TIME = "iluvatar:ainur.netboot.leaseTime"
 RUNBOOK = "docs/layers/netboot.md#changing-the-dhcp-mode"
 
@@ -35,16 +36,32 @@ def deployed_mode(dnsmasq_conf: Any) -> str | None:
     return None
 
 
+def deployed_service_ip(dnsmasq_conf: Any) -> str | None:
+    """The service address the last deployment's dnsmasq answered from (its `listen-address` other than the loopback,
+    plans.netboot.dnsmasq), or None where there was none: until the netboot objects change, the running dnsmasq answers
+    from it, so the DHCP probe counts its answers as the Ainur's own (plans.netboot.dhcp_probe)."""
+    if not isinstance(dnsmasq_conf, str):
+        return None
+    for line in dnsmasq_conf.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "listen-address" and value != "127.0.0.1":
+            return value
+    return None
+
+
 def stated(ainur: Ainur) -> bool:
     """Whether the stack says its mode (else it is the default, `proxy`)."""
     return "mode" in ainur.netboot.model_fields_set
 
 
-def static(ainur: Ainur | None) -> list[Problem]:
-    """What a proxy-mode stack cannot also say: that the router's DHCP is off, or a lease time, both the router's."""
-    if ainur is None or ainur.netboot.mode != "proxy":
+def static(ainur: Ainur | None, network: Network | None = None, discovery: Discovery | None = None) -> list[Problem]:
+    """What a proxy-mode stack cannot also say: that the router's DHCP is off, a lease time, or the router's pool (all
+    the router's); and in dhcp mode, a router pool that the ranges the Ainur lend (of `network`, `discovery`) overlap."""
+    if ainur is None:
         return []
     nb, out = ainur.netboot, []
+    if nb.mode == "dhcp":
+        return _apart(nb.router_pool, network, discovery)
     if nb.router_dhcp_off:
         out.append(
             Problem(
@@ -62,7 +79,46 @@ def static(ainur: Ainur | None) -> list[Problem]:
                 "their lease time; remove leaseTime, or set ainur.netboot.mode: dhcp",
             )
         )
+    if nb.router_pool is not None:
+        out.append(
+            Problem(
+                ROUTER_POOL,
+                f"{nb.router_pool} with ainur.netboot.mode proxy: routerPool is the pool the router lent before a move to "
+                "dhcp mode, and in proxy mode the router lends; remove routerPool, or set ainur.netboot.mode: dhcp",
+            )
+        )
     return out
+
+
+def _lent(network: Network | None, discovery: Discovery | None) -> list[tuple[str, AddressRange]]:
+    """The ranges the Ainur lend in dhcp mode, by the key that says each (plans.netboot.dnsmasq: `dhcp-range`)."""
+    lent: list[tuple[str, AddressRange]] = [("network.dhcpRange", network.dhcp_range)] if network is not None else []
+    if discovery is not None and discovery.pool is not None:
+        lent.append(("arda.discovery.pool", discovery.pool))
+    return lent
+
+
+def _apart(pool: AddressRange | None, network: Network | None, discovery: Discovery | None) -> list[Problem]:
+    """A router pool the Ainur's ranges overlap: the household holds the router's leases from it until each ends, and
+    the Ainur's dnsmasq lends without a ping first (`no-ping`), so it would offer a held address to the next device that
+    joins. dnsmasq 2.90 takes an address from the range when no lease of its own and no reservation holds it
+    (src/dhcp.c:777-870, address_allocate: lease_find_by_addr, config_find_by_address; do_icmp_ping returns "free" at
+    once with no-ping). A range apart from the router's pool is never offered a router's lease; a device holding one
+    that asks to keep it is refused (authoritative: src/rfc2131.c:1308-1310, "address not available") and takes a new address."""
+    if pool is None:
+        return []
+    return [
+        Problem(
+            ROUTER_POOL,
+            f"{pool} overlaps {key} {lent}, which the Ainur lend: the household's devices keep the addresses the router lent "
+            "them until their leases end, and the Ainur lend without a ping first, so a device joining could be given an "
+            f"address another holds. Move {key} apart from the router's pool (if that pool spans the LAN, shrink it on the "
+            f"router first, in proxy mode, and wait its lease time), and keep routerPool until the router's lease time has "
+            f"passed since its DHCP went off ({RUNBOOK})",
+        )
+        for key, lent in _lent(network, discovery)
+        if lent.overlaps(pool)
+    ]
 
 
 def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
@@ -90,6 +146,17 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
                 "the LAN would have two DHCP servers, the Ainur authoritative (they refuse the router's leases) and neither "
                 "checking an address is free first. Turn the router's DHCP server off, then say so with "
                 f"ainur.netboot.routerDhcpOff: true; or keep mode: proxy ({RUNBOOK})",
+            )
+        ]
+    if nb.mode == "dhcp" and nb.router_pool is None:
+        return [
+            Problem(
+                ROUTER_POOL,
+                "is not set, and the last deployment ran the Ainur in mode proxy: the household's devices keep the "
+                "addresses the router lent them until their leases end, and the Ainur lend network.dhcpRange without a "
+                "ping first, so a device joining could be given an address another holds. Say the pool the router lent "
+                "(its DHCP settings) as ainur.netboot.routerPool: {start: ..., end: ...}, with network.dhcpRange apart "
+                f"from it; or keep mode: proxy ({RUNBOOK})",
             )
         ]
     return []

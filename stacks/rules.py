@@ -685,7 +685,7 @@ def _kernel_args(p: Parsed) -> list[Problem]:
 
 def _netboot(p: Parsed) -> list[Problem]:
     """Which machines can boot from the Ainur, and how the Ainur answer unknown ones."""
-    out: list[Problem] = _pi_netboot(p) + netboot_mode.static(p.ainur)
+    out: list[Problem] = _pi_netboot(p) + netboot_mode.static(p.ainur, p.network, p.arda.discovery if p.arda is not None else None)
     for i, node in p.nodes:
         if node.boot != "netboot" or node.role not in ARDA_ROLES:
             continue

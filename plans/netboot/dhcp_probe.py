@@ -1,12 +1,19 @@
 """The LAN's DHCP servers as a real DHCPDISCOVER finds them, and whether the Ainur's dnsmasq may serve beside them.
 
-`pulumi up` runs this module on the first valar, before the netboot objects are created or changed
-(components.netboot, `probe_script`): in `dhcp` mode the Ainur's dnsmasq is `dhcp-authoritative` with `no-ping`
-(plans.netboot.dnsmasq), so a second DHCP server on the LAN (the ISP router's, left on) would have two servers hand out
-the same addresses and dnsmasq NAK the router's clients; the step then refuses, naming that server's address and MAC
-and the fix. In `proxy` mode the router lends every address, so the step refuses when no DHCP server answers at all.
-An answer whose server identifier is the service address is the Ainur's own dnsmasq (it answers from that address
-alone: plans.netboot.dnsmasq, `listen-address`), and two MACs answering from it are two netboot pods at once.
+`pulumi up` runs this module on a valar, before the netboot objects are created or changed (components.netboot,
+`probe_script`): in `dhcp` mode the Ainur's dnsmasq is `dhcp-authoritative` with `no-ping` (plans.netboot.dnsmasq), so
+a second DHCP server on the LAN (the ISP router's, left on) would have two servers hand out the same addresses and
+dnsmasq NAK the router's clients; the step then refuses, naming that server's address and MAC and the fix. In `proxy`
+mode the router lends every address, so the step refuses when no DHCP server answers at all, except on a move from
+`dhcp`: the Ainur still lend then, and the router's DHCP must stay off until they stop, or the two would lend the same
+pool and the authoritative Ainur NAK every client that takes the router's offer (dnsmasq 2.90 src/rfc2131.c:1198-1238,
+"wrong server-ID"). So that move's router step comes after: once the netboot pod runs in proxy mode, a second step
+(`wait_script`) says "turn the router's DHCP on now" and waits, bounded, until a server other than the Ainur answers.
+
+An answer whose server identifier is one of the Ainur's service addresses is the Ainur's own dnsmasq (it answers from
+that address alone: plans.netboot.dnsmasq, `listen-address`): the stack's, and the last deployment's when the stack
+moves it (until the netboot objects change, the running dnsmasq answers from the old one). Two MACs answering from
+them are two netboot pods at once.
 
 Standard library only, and runnable on its own (`python3 - --mode dhcp ...` on a Pi: Ubuntu's cloud-init needs
 python3). It sends and receives whole frames on a packet socket (AF_PACKET, so root): no UDP port 68 to share with a
@@ -26,6 +33,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # RFC 2131 and 2132: the BOOTP header, the magic cookie, the options read.
@@ -40,6 +48,9 @@ SIOCGIFADDR = 0x8915
 # last: a server that pings before it offers (dnsmasq without no-ping waits up to 3 s on one address, rfc2131.c) or
 # drops a first packet still shows, and the step is bounded by TRIES * GAP_SECONDS + LISTEN_SECONDS.
 TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
+# How long the step after a move to proxy mode waits for the router's DHCP: long enough to find the router's settings page
+# and turn it on; the household has the Ainur's leases (leaseTime, 12 h by default) meanwhile, so no device drops off.
+ROUTER_WAIT_MINUTES = 15
 
 
 @dataclass(frozen=True, order=True)
@@ -62,10 +73,13 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def discover_frame(mac: bytes, xid: int) -> bytes:
-    """A DHCPDISCOVER from `mac` as an Ethernet broadcast (0.0.0.0:68 to 255.255.255.255:67), broadcast flag set."""
+def discover_frame(mac: bytes, xid: int, secs: int = 0) -> bytes:
+    """A DHCPDISCOVER from `mac` as an Ethernet broadcast (0.0.0.0:68 to 255.255.255.255:67), broadcast flag set, `secs`
+    seconds into its acquisition (RFC 2131 2: a server may answer only once a client has waited, e.g. ISC's min-secs)."""
     options = bytes([OPTION_MESSAGE_TYPE, 1, DISCOVER, OPTION_PARAMETERS, 4, 1, 3, 6, OPTION_SERVER_ID, OPTION_END])
-    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac, b"", b"")
+    bootp = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, min(secs, 0xFFFF), 0x8000, b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4, mac, b"", b""
+    )
     payload = bootp + MAGIC + options
     payload += b"\0" * max(0, 300 - len(payload))  # the BOOTP minimum some servers insist on (RFC 1542 2.1)
     # UDP checksum 0: none, which IPv4 allows (RFC 768).
@@ -133,21 +147,22 @@ def interface_on(lan: str) -> str:
     raise SystemExit(f"iluvatar: no interface of this host has an address in {lan}, so the LAN cannot be probed for DHCP servers from it")
 
 
-def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS) -> list[Answer]:
-    """Every DHCP server's answer to a DHCPDISCOVER sent `tries` times from `interface`, one per server and MAC."""
+def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen: float = LISTEN_SECONDS, began: float | None = None) -> list[Answer]:
+    """Every DHCP server's answer to a DHCPDISCOVER sent `tries` times from `interface`, one per server and MAC. Each
+    says how long the asking has gone on (`secs`, from `began`, a monotonic time; else from the first), as a client's
+    retransmissions do, so a server that answers only a client that has waited is heard too."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     try:
         sock.bind((interface, 0))
         mac = sock.getsockname()[4][:6]
         xid = int.from_bytes(os.urandom(4), "big")
-        frame = discover_frame(mac, xid)
         found: set[Answer] = set()
         start = time.monotonic()
         sent = 0
         end = start + (tries - 1) * gap + listen
         while (now := time.monotonic()) < end:
             if sent < tries and now >= start + sent * gap:
-                sock.send(frame)
+                sock.send(discover_frame(mac, xid, int(now - (start if began is None else began))))
                 sent += 1
                 continue
             due = min(end, start + sent * gap) if sent < tries else end
@@ -165,16 +180,18 @@ def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen
         sock.close()
 
 
-def judge(mode: str, service_ip: str, answers: list[Answer]) -> str | None:
-    """Why the Ainur's dnsmasq may not serve beside what answered, or None when it may."""
-    ours = sorted({a.mac for a in answers if a.server == service_ip})
-    others = [a for a in answers if a.server != service_ip]
-    if len(ours) > 1:
+def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None) -> str | None:
+    """Why the Ainur's dnsmasq may not serve in `mode` beside what answered, or None when it may. `ours`: the Ainur's
+    service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode."""
+    own = sorted({a.mac for a in answers if a.server in ours})
+    others = [a for a in answers if a.server not in ours]
+    if len(own) > 1:
+        held = " or ".join(ours)
         return (
-            f"iluvatar: two DHCP servers answer from the Ainur's service address {service_ip}, from MACs {' and '.join(ours)}: "
+            f"iluvatar: two DHCP servers answer from the Ainur's service address {held}, from MACs {' and '.join(own)}: "
             "two netboot pods serve at once (a Pi that lost the address but still holds it). Look with: "
             "sudo k3s kubectl -n netboot get pods -o wide, and `ip -4 addr` on each Pi; the Pi not running the netboot pod "
-            f"must not hold {service_ip}."
+            f"must not hold {held}."
         )
     if mode == "dhcp" and others:
         named = "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in others)
@@ -182,50 +199,127 @@ def judge(mode: str, service_ip: str, answers: list[Answer]) -> str | None:
             f"iluvatar: another DHCP server answers on the LAN: {named}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
             "only DHCP server (authoritative, handing out network.dhcpRange without a ping first), and two servers would hand "
             "out the same addresses and refuse each other's clients. Fix: turn that server's DHCP off (on a home router: its "
-            "LAN or DHCP settings), or set ainur.netboot.mode: proxy in the stack to keep it and let the Ainur add only the "
-            "boot answers. Nothing on the LAN was changed."
+            "LAN or DHCP settings), or, if it is the household's router, set ainur.netboot.mode: proxy in the stack to keep "
+            "it lending and let the Ainur add only the boot answers. Nothing on the LAN was changed."
         )
-    if mode == "proxy" and not others:
+    if mode == "proxy" and not others and before != "dhcp":
         return (
             "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy the router "
-            "lends every address and the Ainur add only the boot answers (a switch from dhcp mode ends the Ainur's lending): "
-            "with no other DHCP server, no machine on the LAN gets an address. Fix: turn the "
-            "router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make the Ainur the LAN's DHCP server. "
-            "Nothing on the LAN was changed."
+            "lends every address and the Ainur add only the boot answers: with no other DHCP server, no machine on the LAN "
+            "gets an address. Fix: turn the router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make "
+            "the Ainur the LAN's DHCP server. Nothing on the LAN was changed."
         )
     return None
 
 
-def probe_script(mode: str, service_ip: str, lan: str) -> str:
+def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None) -> str | None:
+    """On a move from `dhcp` to `proxy`, what the household should know before the Ainur stop lending."""
+    if mode != "proxy" or before != "dhcp":
+        return None
+    if any(a.server not in ours for a in answers):
+        return (
+            "iluvatar: the router's DHCP already answers while the Ainur still lend, authoritative: until the netboot pod "
+            "restarts in proxy mode (this `up`, in a few minutes), the Ainur refuse the router's leases. Leave the router on."
+        )
+    return (
+        "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+    )
+
+
+def wait_for_router(
+    interface: str, ours: Sequence[str], seconds: float, ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began)
+) -> int:
+    """Once the netboot pod runs in proxy mode: 0 as soon as a DHCP server other than the Ainur answers; until then,
+    having told the user to turn the router's DHCP on (a move from dhcp mode), ask again, and give up after `seconds`
+    (1, naming what is missing). Each round is one `collect`, bounded by its own listening time, its `secs` counted from
+    the wait's start."""
+    began = time.monotonic()
+    end = began + seconds
+    told = False
+    while True:
+        others = [a for a in ask(interface, began) if a.server not in ours]
+        if others:
+            for a in others:
+                print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
+            return 0
+        if time.monotonic() >= end:
+            print(
+                f"iluvatar: no DHCP server other than the Ainur's answered on the LAN within {round(seconds / 60)} min: nothing "
+                "lends the household addresses now, and each device loses its own when its lease from the Ainur ends. Fix: "
+                "turn the router's DHCP server on, then run `pulumi up` again (this step waits again); or set "
+                "ainur.netboot.mode: dhcp to make the Ainur the LAN's DHCP server again.",
+                file=sys.stderr,
+            )
+            return 1
+        if not told:
+            print(
+                "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the "
+                "router's DHCP server on now, with the settings of docs/layers/netboot.md#dhcp-modes. Waiting up to "
+                f"{round(seconds / 60)} min for it to answer on {interface}.",
+                flush=True,
+            )
+            told = True
+
+
+def _arguments(mode: str, ours: Sequence[str], lan: str, before: str | None) -> str:
+    return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan}" + (f" --before {before}" if before else "")
+
+
+def probe_script(mode: str, ours: Sequence[str], lan: str, before: str | None = None) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
-    root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal."""
+    root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
+    service addresses, the stack's first; `before`: the last deployment's mode."""
     with open(__file__, encoding="utf-8") as f:
         source = f.read()
     return (
         "set -eu\n"
         "# iluvatar: the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves (plans.netboot.dhcp_probe).\n"
-        f"sudo python3 - --mode {mode} --service-ip {service_ip} --lan {lan} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+        f"sudo python3 - {_arguments(mode, ours, lan, before)} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+    )
+
+
+def wait_script(ours: Sequence[str], lan: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+    """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
+    `minutes` for the router's DHCP (`wait_for_router`)."""
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    return (
+        "set -eu\n"
+        "# iluvatar: the router's DHCP, awaited once the Ainur answer only the machines they boot (plans.netboot.dhcp_probe).\n"
+        f"sudo python3 - {_arguments('proxy', ours, lan, None)} --wait-minutes {minutes} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Probe the LAN for DHCP servers before the Ainur's dnsmasq serves.")
     parser.add_argument("--mode", choices=("dhcp", "proxy"), required=True)
-    parser.add_argument("--service-ip", required=True, help="the Ainur's service address: answers from it are the Ainur's own")
+    parser.add_argument(
+        "--service-ip",
+        action="append",
+        required=True,
+        help="an Ainur service address (the stack's, the last deployment's): answers from it are the Ainur's own",
+    )
+    parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
+    parser.add_argument("--wait-minutes", type=int, help="wait this long for a DHCP server other than the Ainur (after a move to proxy)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
     interface = args.interface or interface_on(args.lan)
+    if args.wait_minutes is not None:
+        return wait_for_router(interface, args.service_ip, args.wait_minutes * 60.0)
     answers = collect(interface)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
         print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
-    refusal = judge(args.mode, args.service_ip, answers)
+    refusal = judge(args.mode, args.service_ip, answers, args.before)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1
+    if note := switch_note(args.mode, args.service_ip, answers, args.before):
+        print(note)
     return 0
 
 

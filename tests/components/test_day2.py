@@ -191,8 +191,9 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The homelab runs dhcp (its last deployment's dnsmasqConf says so). A move to proxy, stated, is the user's: the plan
-    says when the Ainur stop lending addresses and what the router must do first. Back to dhcp, with the router's DHCP said
-    to be off, the plan says the reverse."""
+    says the router's DHCP stays off until `up` says to turn it on, once the Ainur stop lending (the probe before accepts
+    the Ainur alone; the step after the netboot pod waits for the router). Back to dhcp, with the router's DHCP said to be
+    off and the pool it lent named, the plan says the reverse."""
     caplog.set_level(logging.INFO)
     previous = outputs_of(homelab)
     (tmp_path / "proxy").mkdir()
@@ -200,23 +201,53 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy"})
     proxy = simulate(read_stack_file(write_stack(tmp_path / "proxy", doc, stack="homelab")), previous=previous, preview=True)
     assert _plan(caplog, proxy, previous) == [
-        "Netboot: the DHCP mode moves from dhcp to proxy: once the netboot pod restarts, the Ainur answer only the machines "
-        "they boot. The household's devices keep the Ainur's addresses until they renew (leaseTime at most), then need the "
-        "router's: turn the router's DHCP server on before `pulumi up`, its pool network.dhcpRange, the `reservations` output "
-        "as its static leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the "
-        "internal zone.",
+        "Netboot: the DHCP mode moves from dhcp to proxy. Leave the router's DHCP server off until `pulumi up` says to turn "
+        "it on: the Ainur lend until their netboot pod restarts, and two servers lending at once would hand out the same "
+        "addresses and the Ainur refuse the router's leases. Then netboot-router-dhcp says \"turn the router's DHCP server "
+        "on now\" and waits up to 15 min for it: its pool apart from network.dhcpRange until the Ainur's leases end "
+        "(leaseTime: the household's devices keep their addresses until then, and a router that does not ping first could "
+        "lend one again), the `reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out "
+        "if the household should keep resolving the internal zone.",
         "Arda: no change on any machine",
     ]
+    regs = proxy.named()
+    # The probe before the switch knows it is one (it passes with the Ainur alone lending); the step after it waits on
+    # the netboot pod's Deployment, ready, and only then for the router.
+    assert (
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before dhcp <<'ILUVATAR_PROBE'" in regs["netboot-dhcp-probe"].inputs["create"]
+    )
+    wait = regs["netboot-router-dhcp"]
+    assert " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --wait-minutes 15 <<'ILUVATAR_PROBE'" in wait.inputs["create"]
+    assert regs["netboot-deployment-netboot"].urn in wait.dependencies
+    assert wait.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
+    # dhcp mode has no router to wait for.
+    assert "netboot-router-dhcp" not in homelab.named()
     ran_proxy = outputs_of(proxy)
-    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.routerDhcpOff": True})
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.netboot.routerDhcpOff": True, "iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.240", "end": "192.168.0.250"}},
+    )
     back = simulate(read_stack_file(write_stack(tmp_path / "back", doc, stack="homelab")), previous=ran_proxy, preview=True)
     assert _plan(caplog, back, ran_proxy) == [
         "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP server "
         "(network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's devices keep the "
         "router's addresses until they renew, then take the Ainur's, which may differ. The router's DHCP server must be off "
-        "before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff).",
+        "before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff), and network.dhcpRange apart from the pool "
+        "it lent (ainur.netboot.routerPool), whose addresses the household holds until their leases end.",
         "Arda: no change on any machine",
     ]
+    assert (
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before proxy <<'ILUVATAR_PROBE'"
+        in back.named()["netboot-dhcp-probe"].inputs["create"]
+    )
+
+
+def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:
+    """ainur.serviceIp moved in dhcp mode: until the netboot objects change, the running dnsmasq answers from the last
+    deployment's address, which the probe counts as the Ainur's (after the stack's own)."""
+    moved = _again(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17"}), homelab)
+    create = moved.named()["netboot-dhcp-probe"].inputs["create"]
+    assert " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 <<'ILUVATAR_PROBE'" in create
 
 
 def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:

@@ -23,7 +23,8 @@ import pytest
 from plans import netboot
 from plans.netboot import dhcp_probe
 from plans.netboot.dhcp_probe import Answer
-from stacks import load_stack_file
+from stacks import load_stack_file, read_stack_file
+from stacks.load import parse_stack
 from tests.edit import HOMELAB
 from tests.netns.lan import REPO, Lan, in_ns, lan, require_root
 
@@ -69,10 +70,10 @@ def start_isp(net: Lan) -> None:
     net._dnsmasq("isp", net.router, conf, net.root / "isp.leases")
 
 
-def run_step(net: Lan, ns: str, mode: str) -> subprocess.CompletedProcess[str]:
+def run_step(net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None) -> subprocess.CompletedProcess[str]:
     """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
     stack's LAN (the valar holding the Ainur's API address may be any of them)."""
-    script = dhcp_probe.probe_script(mode, SVC, str(net.stack.network.lan))
+    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), before)
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -146,6 +147,55 @@ def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> N
         net.hold_service_address()
 
 
+def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_lending(net: Lan) -> None:
+    """dhcp -> proxy in the order that never has two servers lending: the probe before passes with the Ainur alone (the
+    router's DHCP still off); the netboot pod restarts in proxy mode (the Ainur's dnsmasq with the proxy config); then
+    the step after says "turn it on now", and passes on the router's first answer."""
+    before = run_step(net, valar(net), "proxy", before="dhcp")
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.splitlines() == [
+        f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11",
+        "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart).",
+    ]
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
+    net.start_dnsmasq(parse_stack(raw))
+    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan))
+    step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert step.stdout is not None
+        # Its word to the user comes once a round heard no one but the Ainur (the proxy-mode Ainur answer no valar).
+        assert step.stdout.readline().startswith(
+            "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the router's DHCP server on now"
+        )
+        start_isp(net)
+        out, err = step.communicate(timeout=60)
+        assert step.returncode == 0, err
+        assert out.startswith(f"iluvatar: DHCP server {ROUTER} (MAC {mac_of(net.router)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.2"), out
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait()
+        net.stop("isp")
+        net.start_dnsmasq()
+
+
+def test_a_moved_service_address_leaves_the_running_dnsmasq_the_ainurs_own(net: Lan) -> None:
+    """ainur.serviceIp moves .14 -> .17 in dhcp mode: the running dnsmasq answers from .14 until the netboot objects change.
+    Counted as the Ainur's (the step names the stack's address, then the last deployment's), it is no foreign server, and
+    in proxy mode no router; counted as another server, the first version refused the move and offered proxy mode, which
+    it then passed on the Ainur's own answer and left the LAN with no DHCP server."""
+    moved = ("192.168.0.17", SVC)
+    dhcp = run_step(net, valar(net), "dhcp", moved)
+    assert dhcp.returncode == 0, dhcp.stderr
+    proxy = run_step(net, valar(net), "proxy", moved)
+    assert proxy.returncode == 1 and proxy.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), proxy.stderr
+    # What the step did knowing the new address alone.
+    alone = run_step(net, valar(net), "proxy", moved[:1])
+    assert alone.returncode == 0, alone.stderr
+
+
 # --- The fence: two Pis, the service address moved -------------------------------------------
 
 
@@ -197,7 +247,7 @@ def test_two_pis_holding_the_address_is_what_two_answers_look_like(net: Lan, sec
     move(net, second_pi)
     got = answers(net)
     assert sorted(a.mac for a in got) == sorted([mac_of(net.pi), mac_of(second_pi)])
-    refusal = dhcp_probe.judge("dhcp", SVC, got)
+    refusal = dhcp_probe.judge("dhcp", [SVC], got)
     assert refusal is not None and refusal.startswith(f"iluvatar: two DHCP servers answer from the Ainur's service address {SVC}, from MACs ")
 
 
@@ -232,5 +282,6 @@ def test_the_probe_module_runs_on_its_own() -> None:
         "import struct",
         "import sys",
         "import time",
+        "from collections.abc import Callable, Sequence",
         "from dataclasses import dataclass",
     ]

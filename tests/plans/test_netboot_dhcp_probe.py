@@ -5,33 +5,41 @@ from __future__ import annotations
 import socket
 import struct
 
-from plans.netboot.dhcp_probe import Answer, discover_frame, judge, parse_answer
+import pytest
+
+from plans.netboot.dhcp_probe import Answer, discover_frame, judge, parse_answer, switch_note, wait_for_router
 
 SVC = "192.168.0.14"
+# The stack's service address after a move (ainur.serviceIp .14 -> .16): until the netboot objects change, the running
+# dnsmasq still answers from .14.
+MOVED = "192.168.0.16"
 OURS = Answer(server=SVC, mac="d8:3a:dd:10:00:03", kind="offer", offered="192.168.0.11")
 ROUTER = Answer(server="192.168.0.1", mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57")
 
 
 def test_dhcp_mode_may_serve_beside_itself_alone() -> None:
-    assert judge("dhcp", SVC, []) is None
-    assert judge("dhcp", SVC, [OURS]) is None
+    assert judge("dhcp", [SVC], []) is None
+    assert judge("dhcp", [SVC], [OURS]) is None
 
 
 def test_dhcp_mode_refuses_any_other_server_naming_it_and_the_fix() -> None:
-    refusal = judge("dhcp", SVC, [OURS, ROUTER])
+    refusal = judge("dhcp", [SVC], [OURS, ROUTER])
     assert refusal is not None
     assert refusal.startswith("iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57. ")
-    assert "Fix: turn that server's DHCP off (on a home router: its LAN or DHCP settings), or set ainur.netboot.mode: proxy" in refusal
+    assert (
+        "Fix: turn that server's DHCP off (on a home router: its LAN or DHCP settings), or, if it is the household's router, set ainur.netboot.mode: proxy"
+        in refusal
+    )
     nak = Answer(server="192.168.0.1", mac="00:11:22:33:44:55", kind="nak", offered=socket.inet_ntoa(bytes(4)))
-    assert (judge("dhcp", SVC, [nak]) or "").startswith(
+    assert (judge("dhcp", [SVC], [nak]) or "").startswith(
         "iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) sent a NAK. "
     )
 
 
 def test_proxy_mode_needs_a_server_other_than_the_ainur() -> None:
-    assert judge("proxy", SVC, [ROUTER]) is None
+    assert judge("proxy", [SVC], [ROUTER]) is None
     for found in ([], [OURS]):
-        refusal = judge("proxy", SVC, found)
+        refusal = judge("proxy", [SVC], found)
         assert refusal is not None and refusal.startswith(
             "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy"
         )
@@ -40,11 +48,72 @@ def test_proxy_mode_needs_a_server_other_than_the_ainur() -> None:
 def test_two_macs_answering_from_the_service_address_are_two_netboot_pods() -> None:
     other = Answer(server=SVC, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
     for mode in ("dhcp", "proxy"):
-        refusal = judge(mode, SVC, [OURS, other, ROUTER])
+        refusal = judge(mode, [SVC], [OURS, other, ROUTER])
         assert refusal is not None
         assert refusal.startswith(
             f"iluvatar: two DHCP servers answer from the Ainur's service address {SVC}, from MACs d8:3a:dd:10:00:02 and d8:3a:dd:10:00:03: "
         )
+
+
+def test_a_move_from_dhcp_to_proxy_passes_while_the_ainur_alone_lend() -> None:
+    """The router's DHCP stays off until the Ainur stop lending (two servers would lend the same pool, the authoritative
+    Ainur NAKing the router's clients): the probe before the switch passes with the Ainur alone, or nothing heard (the
+    probe host's own dnsmasq is not heard on its packet socket), and says to leave the router off."""
+    for found in ([], [OURS]):
+        assert judge("proxy", [SVC], found, before="dhcp") is None
+        assert switch_note("proxy", [SVC], found, "dhcp") == (
+            "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
+            "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+        )
+    # A router already on (the user went ahead): the switch is what ends two servers lending, so it goes on.
+    assert judge("proxy", [SVC], [OURS, ROUTER], before="dhcp") is None
+    assert (switch_note("proxy", [SVC], [OURS, ROUTER], "dhcp") or "").startswith(
+        "iluvatar: the router's DHCP already answers while the Ainur still lend"
+    )
+    # Two netboot pods are refused all the same.
+    other = Answer(server=SVC, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
+    assert (judge("proxy", [SVC], [OURS, other], before="dhcp") or "").startswith("iluvatar: two DHCP servers answer")
+    # Nothing to say outside that move.
+    assert switch_note("proxy", [SVC], [ROUTER], None) is None and switch_note("dhcp", [SVC], [OURS], "proxy") is None
+
+
+def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainurs_own() -> None:
+    """ainur.serviceIp moved: the running dnsmasq answers from the old address until the netboot objects change. It is
+    no foreign server (dhcp mode passes), and in proxy mode it is no router (no one would lend once it stops)."""
+    old = Answer(server=SVC, mac="d8:3a:dd:10:00:03", kind="offer", offered="192.168.0.11")
+    assert judge("dhcp", [MOVED, SVC], [old]) is None
+    assert (judge("proxy", [MOVED, SVC], [old]) or "").startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN.")
+    # Two pods, one at each address, are two pods.
+    new = Answer(server=MOVED, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
+    assert (judge("dhcp", [MOVED, SVC], [old, new]) or "").startswith(
+        f"iluvatar: two DHCP servers answer from the Ainur's service address {MOVED} or {SVC}, from MACs d8:3a:dd:10:00:02 and d8:3a:dd:10:00:03: "
+    )
+    # A real foreign server is still one, and the fix names proxy mode only for the household's router.
+    refusal = judge("dhcp", [MOVED, SVC], [old, ROUTER]) or ""
+    assert refusal.startswith("iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57. ")
+    assert "or, if it is the household's router, set ainur.netboot.mode: proxy" in refusal
+
+
+def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
+    """It says "turn it on now" once, asks again until a server other than the Ainur answers, and passes on that answer."""
+    rounds = iter([[], [], [ROUTER]])
+    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the router's "
+        "DHCP server on now, with the settings of docs/layers/netboot.md#dhcp-modes. Waiting up to 15 min for it to answer on eth0.",
+        "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57",
+    ]
+    # On a pod restart with the router on: it passes on the first answer and says nothing else.
+    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: [OURS, ROUTER]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57"
+    ]
+    # Past its bound with only the Ainur heard: it fails, saying what the LAN lacks and how to finish.
+    assert wait_for_router("eth0", [SVC], 0.0, ask=lambda *_: [OURS]) == 1
+    assert capsys.readouterr().err.startswith(
+        "iluvatar: no DHCP server other than the Ainur's answered on the LAN within 0 min: nothing lends the household addresses now"
+    )
 
 
 def _offer(request: bytes, server: bytes, mac: bytes, xid: int, server_id: bool = True) -> bytes:
@@ -72,6 +141,9 @@ def test_a_discover_frame_is_what_rfc_2131_says() -> None:
     assert (bootp[0], struct.unpack("!I", bootp[4:8])[0], struct.unpack("!H", bootp[10:12])[0], bootp[28:34]) == (1, 0x01020304, 0x8000, mac)
     assert bootp[236:243] == bytes.fromhex("63825363350101")
     assert len(bootp) == 300
+    # Each retransmission says how long the client has been asking (RFC 2131 2, `secs`), as a real client's does.
+    assert struct.unpack("!H", discover_frame(mac, 1, secs=7)[42 + 8 : 42 + 10])[0] == 7
+    assert struct.unpack("!H", discover_frame(mac, 1, secs=10**6)[42 + 8 : 42 + 10])[0] == 0xFFFF
 
 
 def test_an_answer_names_its_server_id_and_source_mac() -> None:

@@ -56,12 +56,27 @@ def test_what_a_stack_may_say_against_the_mode_that_runs() -> None:
     assert netboot_mode.check(_with(), PROXY_RAN) == []
     # A first deployment: nothing ran, nothing to compare.
     assert netboot_mode.check(_with(), None) == []
-    # Stated moves: to proxy is the user's (the plan says what the router needs); to dhcp once the router's DHCP is off.
+    # Stated moves: to proxy is the user's (the plan says what the router needs, and when); to dhcp once the router's
+    # DHCP is off, with the pool it lent named (network.dhcpRange apart from it: the static rule).
     assert netboot_mode.check(_with(mode="proxy"), DHCP_RAN) == []
-    assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True), PROXY_RAN) == []
-    # Refused: the default moving a dhcp homelab, and dhcp beside a router the stack does not say is off.
+    assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool={"start": "192.168.0.200", "end": "192.168.0.250"}), PROXY_RAN) == []
+    # Refused: the default moving a dhcp homelab, dhcp beside a router the stack does not say is off, and dhcp lending
+    # while the household holds the router's leases from a pool the stack does not name.
     assert [p.path for p in netboot_mode.check(_with(), DHCP_RAN)] == [netboot_mode.MODE]
     assert [p.path for p in netboot_mode.check(_with(mode="dhcp"), PROXY_RAN)] == [netboot_mode.MODE]
+    assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True), PROXY_RAN)] == [netboot_mode.ROUTER_POOL]
+    # Once dhcp runs, the pool is the user's to keep (it is still checked against the ranges) or remove.
+    assert netboot_mode.check(_with(mode="dhcp"), DHCP_RAN) == []
+
+
+def test_the_service_address_a_deployment_answered_from_is_read_from_its_config() -> None:
+    """The DHCP probe counts answers from it as the Ainur's own while a move of ainur.serviceIp is on its way."""
+    assert netboot_mode.deployed_service_ip(DHCP_RAN) == "192.168.0.14"
+    assert netboot_mode.deployed_service_ip(PROXY_RAN) == "192.168.0.14"
+    for conf in ("card-dnsmasq.conf", "netbooting-dnsmasq.conf"):
+        assert netboot_mode.deployed_service_ip((FIRST_NETBOOT / conf).read_text()) == "192.168.0.14"
+    nothing: tuple[object, ...] = (None, {}, "", "listen-address=127.0.0.1\n")
+    assert [netboot_mode.deployed_service_ip(v) for v in nothing] == [None, None, None, None]
 
 
 def test_the_shipped_stacks_state_the_mode_they_ran() -> None:
