@@ -11,7 +11,7 @@ remembering it. The owner is written as the messages name it: `nodes[3].ip (tani
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
@@ -100,7 +100,9 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
             if d.ip != h.ip or d.kind == "dns" or (d.kind == "bmc" and h.kind == "node") or (d.kind == "nas" and h.kind == "node"):
                 continue
             what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
-            yield Problem(f"iluvatar:{h.path}", f"{h.ip} is {d.owner}; {h.path} is {what}, so it needs one no device on the LAN has: give it a free one")
+            yield Problem(
+                f"iluvatar:{h.path}", f"{h.ip} is {d.owner}; {h.path} is {what}, so it needs one no device on the LAN has: give it a free one"
+            )
             break
     if network is None:
         return
