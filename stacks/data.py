@@ -358,10 +358,27 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{BACKUP}.target", found)
         return
     address = target_address(found)
+    server_name = str(address)
+    host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
+    if address is None:
+        # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
+        zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
+        if host in zone:
+            address = zone[host]
+            server_name = f"{host} ({address})"
+    app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
+    if app is not None:
+        # An app's name is Arda's gateways (envoy-internal or envoy-external, in the load-balancer pool): a MinIO there
+        # is on the cluster being backed up.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {host} is apps[{app[0]}].host ({app[1].name}), an app on Arda behind its gateways, the "
+            "cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
     if address is not None and ctx.network is not None and address in ctx.network.load_balancer_pool:
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {address} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
+            f"{backup.target}: the server {server_name} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
             "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
         )
     arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
@@ -370,7 +387,7 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if address is not None and address in arda_held:
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {address} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
+            f"{backup.target}: the server {server_name} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
             "the backups with it; keep them on a NAS or a machine off Arda",
         )
     if found.kind == "nfs":
