@@ -61,8 +61,11 @@ def check(p: Parsed) -> list[Problem]:
     problems += _vips(p)
     problems += _nodes(p)
     if p.arda is not None:
-        problems += _arda_versions(p.arda)
-        problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
+        versions = _arda_versions(p.arda)
+        problems += versions
+        if not any(v.path == "iluvatar:arda.kubernetesVersion" for v in versions):
+            # A minor Talos does not run is said once, as that.
+            problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
         problems += _cilium_values(p.arda)
     if p.ainur is not None:
         problems += _unreleased("iluvatar:ainur.k3sVersion", p.ainur.k3s_version, "k3s")
@@ -414,6 +417,19 @@ def _arda_versions(arda: Arda) -> list[Problem]:
                 f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({releases.target_span()}){_talos_hint(talos)}",
             )
         ]
+    row = releases.BY_MINOR[(talos[0], talos[1])]
+    if releases.release(arda.talos_version) > releases.release(row.newest):
+        # The installer image of a patch past the table's newest was not there when it was read (or, released since,
+        # was never checked against this Iluvatar's pins): `up` would fail at the first install or upgrade.
+        return [
+            Problem(
+                "iluvatar:arda.talosVersion",
+                f"{arda.talos_version} is past the newest Talos {releases.show(row.minor)} patch this Iluvatar knows, {row.newest} (the "
+                f"newest the Go module proxy served whole when it was made), so its installer image is not one Iluvatar was checked "
+                f"against and may not exist; write {row.newest} or an older {releases.show(row.minor)} patch (a patch released since "
+                "needs an Iluvatar that knows it)",
+            )
+        ]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
         # Below the range: a cluster on that Kubernetes is moved on the way by the Talos upgrade's own run (stacks.releases).
@@ -436,6 +452,19 @@ def _unreleased(path: str, version: str, what: str) -> list[Problem]:
     """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor when the table was read: the
     images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins). Minors the table does not list are not judged."""
     major, minor, patch = releases.release(version)
+    top = max(releases.KUBERNETES_NEWEST)
+    if major == 1 and minor > top:
+        # The table holds every minor released when it was read: one above it had no release then.
+        newest = releases.KUBERNETES_NEWEST[top]
+        example = newest if what == "Kubernetes" else f"{newest}+k3s1"
+        return [
+            Problem(
+                path,
+                f"{version}: Kubernetes 1.{minor} had no release when this Iluvatar was made (the newest minor the Go module proxy "
+                f"served k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED} is 1.{top}, at {newest}), so its images do not "
+                f"exist; write {example} or an older release (a minor released since needs an Iluvatar that knows it)",
+            )
+        ]
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
     if newest is None or patch <= releases.release(newest)[2]:
         return []
