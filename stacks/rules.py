@@ -450,19 +450,20 @@ def _arda_versions(arda: Arda) -> list[Problem]:
 
 def _unreleased(path: str, version: str, what: str) -> list[Problem]:
     """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor when the table was read: the
-    images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins). Minors the table does not list are not judged."""
+    images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins); a
+    minor above the table's newest likewise. Older minors the table does not list are not judged (Talos refuses them)."""
     major, minor, patch = releases.release(version)
     top = max(releases.KUBERNETES_NEWEST)
     if major == 1 and minor > top:
         # The table holds every minor released when it was read: one above it had no release then.
-        newest = releases.KUBERNETES_NEWEST[top]
-        example = newest if what == "Kubernetes" else f"{newest}+k3s1"
+        latest = releases.KUBERNETES_NEWEST[top]
+        instead = latest if what == "Kubernetes" else f"{latest}+k3s1"
         return [
             Problem(
                 path,
                 f"{version}: Kubernetes 1.{minor} had no release when this Iluvatar was made (the newest minor the Go module proxy "
-                f"served k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED} is 1.{top}, at {newest}), so its images do not "
-                f"exist; write {example} or an older release (a minor released since needs an Iluvatar that knows it)",
+                f"served k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED} is 1.{top}, at {latest}), so its images do not "
+                f"exist; write {instead} or an older release (a minor released since needs an Iluvatar that knows it)",
             )
         ]
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
