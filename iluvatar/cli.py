@@ -174,6 +174,7 @@ GC_THRESHOLDS = (200_000, 30, 30)
 def _validate(args: argparse.Namespace) -> int:
     from iluvatar.summary import summary
     from stacks.load import load_stack_file
+    from stacks.warn import warnings
 
     path = _resolve(args)
     # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
@@ -181,6 +182,9 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{path}: valid")
     for line in summary(stack):
         print(f"  {line}")
+    # What the stack most likely does not mean, as `pulumi preview` logs it; a warning never fails validate.
+    for warning in warnings(stack):
+        print(f"warning: {warning}")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
 from stacks.secrets import Secure
+from stacks.warn import warnings
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
@@ -145,6 +146,9 @@ def load() -> LoadedStack:
     problems += netboot_mode.check(stack, outputs.get(DNSMASQ_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
+    # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
+    for warning in warnings(stack):
+        pulumi.log.warn(str(warning))
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")

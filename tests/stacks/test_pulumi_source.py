@@ -54,6 +54,20 @@ def test_load_reads_structured_config() -> None:
     assert (loaded.secrets.alert_receiver_secret, loaded.secrets.identity_connector_secret) != (None, None)
 
 
+def test_preview_logs_each_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `iluvatar validate` prints as a warning (stacks.warn), the preview logs as one; the stack loads.
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: logged.append(message))
+    apps = json.loads(_config()["iluvatar:apps"])
+    apps[0]["backup"]["schedule"] = "0 2 1-7 * 6"
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:apps": json.dumps(apps)}), SECRET_KEYS)
+    assert load().config.apps[0].backup is not None
+    assert logged == [
+        "iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only where they "
+        "meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in the other field"
+    ]
+
+
 def test_without_cloudflare_there_is_no_token() -> None:
     cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
     apps = json.loads(cfg["iluvatar:apps"])
