@@ -133,6 +133,10 @@ def load() -> LoadedStack:
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
     outputs = last_outputs()
+    # Outputs `iluvatar render --previous` refuses, the preview refuses too: read as "never deployed" or planned from
+    # the stack's own releases, they would plan from nothing.
+    if (why := day2.unreadable(outputs)) is not None:
+        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}")
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
