@@ -206,11 +206,8 @@ def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMoc
     return mocks
 
 
-RUNNING = {
-    "talosVersion": "v1.13.0",
-    "kubernetesVersion": "v1.35.1",
-    "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01", "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.13.0"}},
-}
+TANIQUETIL = {"role": "valinor", "mac": "a8:b8:e0:20:00:01", "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.13.0"}
+RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": TANIQUETIL}}
 AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
 
 
@@ -305,14 +302,7 @@ def test_outputs_not_as_this_program_writes_them_stop_it() -> None:
             "deployment that recorded it",
         ),
         (
-            {
-                "arda": {
-                    **RUNNING,
-                    "nodes": {
-                        "taniquetil": {**RUNNING["nodes"]["taniquetil"], "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.12.4"}
-                    },
-                }
-            },  # type: ignore[index]
+            {"arda": {**RUNNING, "nodes": {"taniquetil": {**TANIQUETIL, "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.12.4"}}}},
             "arda.nodes.taniquetil.installer is factory.talos.dev/metal-installer/376567988ad3:v1.12.4, at Talos v1.12.4, but "
             "arda.talosVersion is v1.13.0: a deployment records every machine at the cluster's release, and a plan from the wrong "
             "one could cross two minors in one roll; give the outputs `pulumi stack output --json` writes",
