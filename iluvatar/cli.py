@@ -19,7 +19,6 @@ import difflib
 import gc
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -174,6 +173,7 @@ GC_THRESHOLDS = (200_000, 30, 30)
 def _validate(args: argparse.Namespace) -> int:
     from iluvatar.summary import summary
     from stacks.load import load_stack_file
+    from stacks.warn import warnings
 
     path = _resolve(args)
     # As `pulumi preview` checks it: every secret the stack needs set, each as ciphertext its secrets manager opens.
@@ -181,6 +181,9 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{path}: valid")
     for line in summary(stack):
         print(f"  {line}")
+    # What the stack most likely does not mean, as `pulumi preview` logs it; a warning never fails validate.
+    for warning in warnings(stack):
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -279,37 +282,17 @@ def _previous_outputs(path: Path) -> dict[str, Any]:
         raise CommandError(f"--previous {path}: not JSON ({e.msg} at line {e.lineno}); write it with `pulumi stack output --json`") from None
     if not isinstance(doc, dict):
         raise CommandError(f"--previous {path}: not the outputs of a stack (a JSON object), as `pulumi stack output --json` writes them")
-    _readable_arda(path, doc.get("arda"))
+    _readable(path, doc)
     return doc
 
 
-def _readable_arda(path: Path, arda: Any) -> None:
-    """Refuse an `arda` output the day-2 plan cannot read: machines recorded without the Talos release they run (an
-    older deployment's, or one edited by hand) would be planned from nothing (`Talos None -> v1.14.1`, no path across
-    minors), where `pulumi up` plans from what the machines run."""
-    if not isinstance(arda, dict) or not arda.get("nodes"):
-        return
-    nodes = arda["nodes"]
-    fix = "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it"
-    if not isinstance(nodes, dict):
-        raise CommandError(
-            f"--previous {path}: arda.nodes is {json.dumps(nodes)}, not a mapping of machine to state; give the outputs `pulumi stack output --json` writes"
-        )
-    version = arda.get("talosVersion")
-    if not isinstance(version, str) or not re.fullmatch(r"v\d+\.\d+\.\d+", version):
-        written = "missing" if version is None else f"{json.dumps(version)}, not a Talos release"
-        raise CommandError(
-            f"--previous {path}: arda.talosVersion is {written}, but arda.nodes records {len(nodes)} machine(s): the plan "
-            f"starts from the Talos release Arda runs; {fix}"
-        )
-    for name, node in nodes.items():
-        installer = node.get("installer") if isinstance(node, dict) else None
-        if not isinstance(installer, str) or ":" not in installer:
-            written = "missing" if installer is None else json.dumps(installer)
-            raise CommandError(
-                f"--previous {path}: arda.nodes.{name}.installer is {written}: the plan compares each machine's installer image "
-                f"(factory.talos.dev/...:{version}) with the one it installs now; give the outputs `pulumi stack output --json` writes"
-            )
+def _readable(path: Path, outputs: dict[str, Any]) -> None:
+    """Refuse outputs the day-2 plan cannot read (stacks.day2.unreadable), as `pulumi preview` refuses them."""
+    from stacks.day2 import unreadable
+
+    why = unreadable(outputs)
+    if why is not None:
+        raise CommandError(f"--previous {path}: {why}")
 
 
 def _command_name() -> str:

@@ -270,6 +270,13 @@ def versions() -> str:
         "|---|---|---|---|",
         *(f"| {part} | `{key}` | `{new}` | {takes} |" for part, key, new, takes in rows),
         "",
+        "A patch above the newest its minor had when this Iluvatar was made is refused (its images may not exist, and were",
+        "never checked against this Iluvatar's pins): Talos "
+        + ", ".join(row.newest for row in releases.TALOS_MINORS if row.target)
+        + "; Kubernetes and k3s "
+        + ", ".join(v for _, v in sorted(releases.KUBERNETES_NEWEST.items()))
+        + f" (the Go module proxy on {releases.KUBERNETES_NEWEST_ASKED}), and no minor above 1.{max(releases.KUBERNETES_NEWEST)}.",
+        "",
         "Against the last deployment, at preview: the Ainur's k3s moves forward one minor at a time and never back (its own",
         "revision, `+k3s2` to `+k3s1`, included); neither chart goes back to an older release; a running Arda moves only",
         "along Talos's own upgrade paths ([Upgrading Talos](../day2.md#upgrading-talos)), a minor at a time ([Across Talos",

@@ -24,7 +24,8 @@ What counts as a rule, and how it is neutralised:
 - `stacks/remote_model.py` (remote access's fields): as `model.py`; `stacks/remote_access.py`: its rules;
 - `stacks/gitops.py`, `stacks/storage.py`, `stacks/apps.py`, `stacks/edge.py`, `stacks/power.py`,
   `stacks/monitoring.py`, `stacks/identity.py` and `stacks/discovery.py`: both kinds, their field checks and their rules
-  (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`).
+  (storage's removal rules too: their fixtures carry the last deployment's output, `deployed`);
+- `stacks/addresses.py` (the one table of every layer's fixed address): its rules.
 
 Usage: `python scripts/rule_coverage.py [--list] [--jobs N] [FILTER]` (FILTER: a substring of
 the rule's location, e.g. `rules.py:1`). Exit status 1 when a rule is uncovered. About 5 minutes
@@ -73,6 +74,7 @@ RULE_FILES = (
     "stacks/remote_access.py",
     "stacks/discovery.py",
     "stacks/netboot_mode.py",
+    "stacks/addresses.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -207,6 +209,7 @@ def discover() -> list[Rule]:
             "stacks/chart_values.py",
             "stacks/remote_access.py",
             "stacks/netboot_mode.py",
+            "stacks/addresses.py",
         ):
             rules += _statement_rules(file, source)
         elif file in ("stacks/data.py", "stacks/logs.py"):

@@ -1,49 +1,149 @@
 """The stack's fixed LAN addresses, one table: every layer that holds an address registers it here, with its owner.
 
-A pool or range the stack lends from (the discovery pool today) is checked against the whole table, so a layer added
-later is covered by registering its address here rather than by each pool's rule remembering it. The owner is written
-as the messages name it: `nodes[3].ip (taniquetil)`, `remoteAccess.headscale.ip (Headscale's port forward target)`.
+Two kinds of owner hold a fixed address. The homelab's own: a machine, a VIP kube-vip announces, the front door,
+Headscale's port forward target. And the LAN's devices the stack only names: the NAS (the backup target's server,
+the NFS class's), the DNS servers the Ainur forward to, a Turing Pi's BMC. A pool or range the stack lends from (the
+discovery pool, the load-balancer pool, the DHCP range in dhcp mode) must hold none of them, and an address of the
+homelab's own must not be a device's: kube-vip would announce the NAS's address, the Ainur would forward names to
+their own front door. A layer added later is covered by registering its address here rather than by each pool's rule
+remembering it. The owner is written as the messages name it: `nodes[3].ip (taniquetil)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Literal
 
 from stacks.apps import address_owner
 from stacks.data import parse_target, target_address
 from stacks.data_model import Backup
-from stacks.model import App, Identity, Node
+from stacks.errors import Problem
+from stacks.model import Ainur, App, Identity, Network, Node, Storage
 from stacks.remote_model import RemoteAccess
 
+Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app"]
+# The LAN's devices: the stack names their addresses, something else holds them. One box may be several of them (a
+# NAS serving NFS, S3 and a Pi-hole), so they may share an address with each other, never with the homelab's own.
+DEVICES: frozenset[Kind] = frozenset({"nas", "nfs", "dns", "bmc"})
 
-def table(
+
+@dataclass(frozen=True)
+class Held:
+    ip: IPv4Address
+    path: str  # the config path that sets it, `iluvatar:`-less
+    owner: str  # as a message names it
+    kind: Kind
+
+
+def entries(
     nodes: Sequence[tuple[int, Node]],
     vips: Sequence[tuple[str, IPv4Address]],
     identity: Identity | None,
     remote: RemoteAccess | None,
     backup: Backup | None,
-    pool: Sequence[tuple[IPv4Address, str]] = (),
-    apps: Sequence[tuple[int, App]] = (),
-) -> dict[IPv4Address, str]:
-    """Every fixed address the stack knows, first owner kept: the machines, the VIPs (`iluvatar:`-less paths), the front
-    door, Headscale, the backup target's server when written as an address (the NAS), the pool addresses the stack's
-    own Services take (`pool`: the gateways, the LAN resolver, the log store) and, last, each app's own address."""
-    held: dict[IPv4Address, str] = {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in nodes}
-    for path, ip in vips:
-        held.setdefault(ip, path.removeprefix("iluvatar:"))
+    network: Network | None = None,
+    storage: Storage | None = None,
+) -> list[Held]:
+    """Every fixed address the stack knows, in this order: the machines, the VIPs, the front door, Headscale, the backup
+    target's server written as an address (the NAS), the NFS class's server as an address, the DNS servers on the LAN
+    (the gateway aside: the router is none of these), the BMCs."""
+    out = [Held(n.ip, f"nodes[{i}].ip", f"nodes[{i}].ip ({n.name})", "node") for i, n in nodes]
+    out += [Held(ip, path.removeprefix("iluvatar:"), path.removeprefix("iluvatar:"), "vip") for path, ip in vips]
     if identity is not None:
-        held.setdefault(identity.ip, "identity.ip (the Ainur's front door)")
+        out.append(Held(identity.ip, "identity.ip", "identity.ip (the Ainur's front door)", "identity"))
     if remote is not None and remote.flavour == "headscale" and remote.headscale is not None:
-        held.setdefault(remote.headscale.ip, "remoteAccess.headscale.ip (Headscale's port forward target)")
+        out.append(Held(remote.headscale.ip, "remoteAccess.headscale.ip", "remoteAccess.headscale.ip (Headscale's port forward target)", "headscale"))
     if backup is not None:
         found = parse_target(backup.target)
         server = target_address(found) if not isinstance(found, str) else None
         if server is not None:
-            held.setdefault(server, f"backup.target's server (the NAS, {backup.target})")
-    for ip, owner in pool:
-        held.setdefault(ip, owner)
-    for i, app in apps:
-        if app.ports and app.address is not None:
-            held.setdefault(app.address, address_owner(i, app))
-    return held
+            out.append(Held(server, "backup.target", f"backup.target's server (the NAS, {backup.target})", "nas"))
+    if storage is not None and storage.nfs is not None:
+        try:
+            nfs = IPv4Address(storage.nfs.server)
+        except ValueError:
+            pass  # a name of the internal zone: a machine's or a VIP's address, registered as theirs
+        else:
+            out.append(Held(nfs, "storage.nfs.server", f"storage.nfs.server (the NFS class's server, {nfs})", "nfs"))
+    if network is not None:
+        for k, server in enumerate(network.dns):
+            if server in network.lan and server != network.gateway:
+                out.append(Held(server, f"network.dns[{k}]", f"network.dns[{k}] (a DNS server the Ainur forward to)", "dns"))
+    bmcs: set[IPv4Address] = set()  # a BMC serves up to 4 slots: one entry, under its first machine
+    for i, n in nodes:
+        if n.power is not None and n.power.bmc is not None and n.power.bmc.address not in bmcs:
+            bmcs.add(n.power.bmc.address)
+            out.append(Held(n.power.bmc.address, f"nodes[{i}].power.bmc.address", f"nodes[{i}].power.bmc.address ({n.name}'s BMC)", "bmc"))
+    return out
+
+
+def services(pool: Sequence[tuple[IPv4Address, str]], apps: Sequence[tuple[int, App]]) -> list[Held]:
+    """The load-balancer pool's addresses the stack's own Services take (`pool`: the gateways, the LAN resolver, the log
+    store, named as the messages name them) and, after them, each raw-port app's own address."""
+    out = [Held(ip, owner.split(" ", 1)[0], owner, "pool") for ip, owner in pool]
+    out += [Held(app.address, f"apps[{i}].address", address_owner(i, app), "app") for i, app in apps if app.ports and app.address is not None]
+    return out
+
+
+def table(held: Sequence[Held], leave_out: frozenset[Kind] = frozenset()) -> dict[IPv4Address, str]:
+    """The addresses and their owners, first owner kept, without the kinds left out (a rule's own)."""
+    out: dict[IPv4Address, str] = {}
+    for h in held:
+        if h.kind not in leave_out:
+            out.setdefault(h.ip, h.owner)
+    return out
+
+
+def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) -> Iterator[Problem]:
+    """The collisions no layer's own rule sees: a VIP, a machine or a DNS server at a device's or the homelab's address,
+    and a device inside a range the homelab lends. The front door's and Headscale's addresses are checked by their own
+    layers against `table`; a machine at a BMC's by stacks.power; the backup target's and the NFS class's server against
+    the pools and Arda by stacks.data and stacks.storage (either may be a machine or a VIP of the internal zone)."""
+    devices = [h for h in held if h.kind in DEVICES]
+    for h in held:
+        if h.kind not in ("node", "vip"):
+            continue
+        for d in devices:
+            if d.ip != h.ip or d.kind == "dns" or (d.kind == "bmc" and h.kind == "node") or (d.kind == "nas" and h.kind == "node"):
+                continue
+            what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
+            yield Problem(
+                f"iluvatar:{h.path}", f"{h.ip} is {d.owner}; {h.path} is {what}, so it needs one no device on the LAN has: give it a free one"
+            )
+            break
+    if network is None:
+        return
+    own = {h.ip: h for h in held if h.kind not in DEVICES}
+    for d in devices:
+        path = f"iluvatar:{d.path}"
+        if d.kind == "dns":
+            # network.dns is where the Ainur forward the names outside the zone (plans.netboot): one of the homelab's own
+            # addresses there forwards the LAN's names to a machine that answers none, or back to the Ainur. The
+            # service address has its own rule (stacks.rules._netboot).
+            held_by = own.get(d.ip)
+            if held_by is not None and not (ainur is not None and d.ip == ainur.service_ip):
+                yield Problem(
+                    path,
+                    f"{d.ip} is {held_by.owner}, not a DNS server: network.dns is where the Ainur forward the names outside the "
+                    "zone; give the router's or the Pi-hole's address",
+                )
+        # Without the Ainur, Arda serves the LAN's names itself (its resolver, stacks.edge checks its upstream).
+        if (d.kind == "bmc" or (d.kind == "dns" and ainur is not None)) and d.ip in network.load_balancer_pool:
+            why = (
+                "the Ainur would forward the whole LAN's names to a Service on Arda, and the house would lose them whenever Arda is down"
+                if d.kind == "dns"
+                else "Cilium would give the BMC's address to a Service"
+            )
+            yield Problem(
+                path,
+                f"{d.ip} is inside network.loadBalancerPool {network.load_balancer_pool}, the addresses Arda's Services take: {why}; "
+                "give it an address outside the pool",
+            )
+        if d.kind == "bmc" and ainur is not None and ainur.netboot.mode == "dhcp" and d.ip in network.dhcp_range:
+            yield Problem(
+                path,
+                f"{d.ip} is inside network.dhcpRange {network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: they "
+                "could lend the BMC's address to another machine; give the BMC a fixed address outside the range",
+            )

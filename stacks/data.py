@@ -193,9 +193,14 @@ _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
 
 def cron_problem(text: str) -> str | None:
     """Why cron (and VolSync's CRD, and a CronJob) cannot parse `text`, or None."""
+    # Read as written: the scaffold renders the text as typed, and neither consumer trims it. robfig reads a text that
+    # starts with @ as a descriptor, whole (parser.go:106 and parseDescriptor's exact match, :365-433 at v3.0.1), and
+    # VolSync's pattern takes at most one blank after each field.
+    if text in _MACROS:
+        return None
     spec = text.strip()
     if spec in _MACROS:
-        return None
+        return f"{show(text)}: robfig/cron reads a descriptor whole, blanks included, and knows no {text!r}; write {spec}"
     fields = spec.split()
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
@@ -209,14 +214,41 @@ def cron_problem(text: str) -> str | None:
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
             for bound in bounds:
                 if name == "day of week" and int(bound) == 7:
-                    return f"{show(text)}: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0"
+                    return (
+                        f"{show(text)}: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); "
+                        f"write {_sunday_as_0(fields)}"
+                    )
                 if not low <= int(bound) <= high:
                     return f"{show(text)}: {bound} is outside the {name} field's {low}-{high}"
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 return f"{show(text)}: the {name} range {base} runs backwards"
     if not VOLSYNC_SCHEDULE.match(" ".join(fields)):
         return f"{show(text)}: VolSync accepts a number, a list, a range or */step in each field, not {spec}"
+    # The API server matches a CRD's pattern anywhere in the text (Go's regexp, unanchored), so a blank before the first
+    # field passes the pattern's second branch; two blanks between fields pass nowhere.
+    if not VOLSYNC_SCHEDULE.search(text):
+        return (
+            f"{show(text)}: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
+            f"api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write {' '.join(fields)}"
+        )
     return _often_or_never(text, fields)
+
+
+def _sunday_as_0(fields: list[str]) -> str:
+    """The schedule with crontab(5)'s Sunday 7 read as robfig's 0: the days as a plain list (VolSync's pattern takes a list
+    or one range, not both), or `*` for every day (`1-7`, `0-7`)."""
+    days: set[int] = set()
+    try:
+        for item in fields[4].split(","):
+            base, _, step = item.partition("/")
+            low, _, high = base.partition("-")
+            first = 0 if base == "*" else int(low)
+            last = 6 if base == "*" else int(high or (7 if step else low))
+            days.update(d % 7 for d in range(first, last + 1, int(step or 1)))
+    except ValueError:
+        return "Sunday as 0"  # another item is malformed too: said once this one is fixed
+    field = "*" if len(days) == 7 else ",".join(str(d) for d in sorted(days))
+    return " ".join([*fields[:4], field])
 
 
 def _often_or_never(text: str, fields: list[str]) -> str | None:
@@ -358,10 +390,27 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{BACKUP}.target", found)
         return
     address = target_address(found)
+    server_name = str(address)
+    host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
+    if address is None:
+        # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
+        zone = storage_facts.zone_addresses(ctx.nodes, ctx.arda, ctx.ainur, ctx.network)
+        if host in zone:
+            address = zone[host]
+            server_name = f"{host} ({address})"
+    app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
+    if app is not None:
+        # An app's name is Arda's gateways (envoy-internal or envoy-external, in the load-balancer pool): a MinIO there
+        # is on the cluster being backed up.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {host} is apps[{app[0]}].host ({app[1].name}), an app on Arda behind its gateways, the "
+            "cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
     if address is not None and ctx.network is not None and address in ctx.network.load_balancer_pool:
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {address} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
+            f"{backup.target}: the server {server_name} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
             "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
         )
     arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
@@ -370,7 +419,7 @@ def _target(ctx: Context) -> Iterator[Problem]:
     if address is not None and address in arda_held:
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {address} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
+            f"{backup.target}: the server {server_name} is {arda_held[address]}, the cluster being backed up: a disaster there takes "
             "the backups with it; keep them on a NAS or a machine off Arda",
         )
     if found.kind == "nfs":

@@ -20,6 +20,7 @@ the same run moves Kubernetes one minor at a time before that roll, to the stack
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,63 @@ class DeployedArda:
     @property
     def deployed(self) -> bool:
         return self.talos_version is not None
+
+
+_RELEASE = re.compile(r"^v\d+\.\d+\.\d+$")
+_K3S_RELEASE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_RECORD = "add it as {tool} shows it (e.g. {example}), or give the outputs of a deployment that recorded it"
+
+
+def unreadable(outputs: Mapping[str, Any]) -> str | None:
+    """Why the day-2 plan cannot read the last deployment's `arda` or `ainur` output, or None. Machines recorded
+    without the release they run (an older deployment's outputs, or ones edited by hand) would be planned from
+    nothing, or from the stack's own release: `Talos None -> v1.14.1`, a Kubernetes step left out, k3s's checks off.
+    Every deployment since these keys exist writes them (plans.rollout: arda_state, ainur_state), each machine's
+    installer at the cluster's Talos release; `iluvatar render --previous` and `pulumi preview` both refuse."""
+    arda = outputs.get("arda")
+    if isinstance(arda, Mapping) and arda.get("nodes"):
+        nodes = arda["nodes"]
+        if not isinstance(nodes, Mapping):
+            return f"arda.nodes is {json.dumps(nodes, default=str)}, not a mapping of machine to state; give the outputs `pulumi stack output --json` writes"
+        version = arda.get("talosVersion")
+        if not isinstance(version, str) or not _RELEASE.match(version):
+            written = "missing" if version is None else f"{json.dumps(version)}, not a Talos release"
+            return (
+                f"arda.talosVersion is {written}, but arda.nodes records {len(nodes)} machine(s): the plan starts from the Talos "
+                f"release Arda runs; {_RECORD.format(tool='`talosctl version`', example='v1.13.9')}"
+            )
+        kubernetes = arda.get("kubernetesVersion")
+        if not isinstance(kubernetes, str) or not _RELEASE.match(kubernetes):
+            written = "missing" if kubernetes is None else f"{json.dumps(kubernetes)}, not a Kubernetes release"
+            return (
+                f"arda.kubernetesVersion is {written}, but arda.nodes records {len(nodes)} machine(s): the plan starts from the "
+                f"Kubernetes release Arda runs; {_RECORD.format(tool='`kubectl version`', example='v1.34.12')}"
+            )
+        for name, node in nodes.items():
+            installer = node.get("installer") if isinstance(node, Mapping) else None
+            if not isinstance(installer, str) or ":" not in installer:
+                written = "missing" if installer is None else json.dumps(installer)
+                return (
+                    f"arda.nodes.{name}.installer is {written}: the plan compares each machine's installer image "
+                    f"(factory.talos.dev/...:{version}) with the one it installs now; give the outputs `pulumi stack output --json` writes"
+                )
+            tag = installer.rsplit(":", 1)[1]
+            if tag != version:
+                return (
+                    f"arda.nodes.{name}.installer is {installer}, at Talos {tag}, but arda.talosVersion is {version}: a deployment "
+                    "records every machine at the cluster's release, and a plan from the wrong one could cross two minors in one "
+                    "roll; give the outputs `pulumi stack output --json` writes"
+                )
+    ainur = outputs.get("ainur")
+    if isinstance(ainur, Mapping) and ainur.get("nodes"):
+        k3s = ainur.get("k3sVersion")
+        if not isinstance(k3s, str) or not _K3S_RELEASE.match(k3s):
+            written = "missing" if k3s is None else f"{json.dumps(k3s)}, not a k3s release"
+            return (
+                f"ainur.k3sVersion is {written}, but ainur.nodes records {len(ainur['nodes'])} machine(s): k3s's upgrade checks "
+                f"start from the release the Ainur run; {_RECORD.format(tool='`k3s --version`', example='v1.34.12+k3s1')}"
+            )
+    return None
 
 
 def machines_of(value: Any) -> dict[str, Mapping[str, Any]]:

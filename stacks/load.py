@@ -6,6 +6,7 @@ There is one parse path for both sources, so `python -m iluvatar validate` and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -216,36 +217,37 @@ def parse_stack(
         [n for _, n in nodes],
         present,
     )
-    taken = {n.ip: f"nodes[{i}].ip ({n.name})" for i, n in nodes}
-    taken.update({ip: path.removeprefix(f"{NAMESPACE}:") for path, ip in _vip_list(parsed)})
+    backup = _section(values, "backup", problems)
+    remote = _section(values, "remoteAccess", problems)
+    # Every layer's fixed address in one table (stacks.addresses): each rule below checks against it, less its own.
+    held = addresses.entries(
+        nodes,
+        _vip_list(parsed),
+        identity if isinstance(identity, Identity) else None,
+        remote if isinstance(remote, RemoteAccess) else None,
+        backup if isinstance(backup, Backup) else None,
+        network if isinstance(network, Network) else None,
+        storage if isinstance(storage, Storage) else None,
+    )
     problems += identity_rules.check(
         identity if isinstance(identity, Identity) else None,
         "identity" in values,
         "ainur" in values,
         "gitops" in values,
         network if isinstance(network, Network) else None,
-        taken,
+        # Headscale's address against the front door's is said once, by Headscale's rule; a DNS server's by its own.
+        addresses.table(held, frozenset({"identity", "headscale", "dns"})),
         apps,
         _zone_names(parsed),
         present,
     )
-    if isinstance(identity, Identity):
-        taken.setdefault(identity.ip, "identity.ip (the Ainur's front door)")
-    backup = _section(values, "backup", problems)
-    remote = _section(values, "remoteAccess", problems)
     problems += discovery_rules.check(
         arda if isinstance(arda, Arda) else None,
         ainur if isinstance(ainur, Ainur) else None,
         "ainur" in values,
         network if isinstance(network, Network) else None,
-        # Every layer's fixed address, Headscale's and the NAS's too: the Ainur lend the pool to machines being read.
-        addresses.table(
-            nodes,
-            _vip_list(parsed),
-            identity if isinstance(identity, Identity) else None,
-            remote if isinstance(remote, RemoteAccess) else None,
-            backup if isinstance(backup, Backup) else None,
-        ),
+        # The Ainur lend the pool to machines being read: it must hold no address of any layer.
+        addresses.table(held),
     )
     problems += remote_rules.check(
         remote if isinstance(remote, RemoteAccess) else None,
@@ -256,10 +258,14 @@ def parse_stack(
         "identity" in values,
         apps,
         # The front door is a kube-vip address like the VIPs: Headscale's address must be another.
-        {**taken, **({identity.ip: "identity.ip (the front door)"} if isinstance(identity, Identity) else {})},
+        addresses.table(
+            [h if h.kind != "identity" else dataclasses.replace(h, owner="identity.ip (the front door)") for h in held],
+            frozenset({"headscale", "dns"}),
+        ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
     )
+    problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
         if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw
@@ -300,20 +306,20 @@ def parse_stack(
         apps,
         network if isinstance(network, Network) else None,
         addresses.table(
-            nodes,
-            _vip_list(parsed),
-            identity if isinstance(identity, Identity) else None,
-            remote if isinstance(remote, RemoteAccess) else None,
-            backup if isinstance(backup, Backup) else None,
-            _pool_owners(
-                network if isinstance(network, Network) else None,
-                edge if isinstance(edge, Edge) else None,
-                "ainur" in values,
-                logs if isinstance(logs, Logs) else (Logs() if "logs" not in values else None),
-                "monitoring" in values,
-                bool(apps),
-            ),
-            apps,
+            [
+                *held,
+                *addresses.services(
+                    _pool_owners(
+                        network if isinstance(network, Network) else None,
+                        edge if isinstance(edge, Edge) else None,
+                        "ainur" in values,
+                        logs if isinstance(logs, Logs) else (Logs() if "logs" not in values else None),
+                        "monitoring" in values,
+                        bool(apps),
+                    ),
+                    apps,
+                ),
+            ]
         ),
     )
     problems += chart_rules.check(arda if isinstance(arda, Arda) else None, gitops if isinstance(gitops, GitOps) else None)

@@ -26,6 +26,7 @@ from stacks.errors import Problem, StackConfigError
 from stacks.load import NAMESPACE, SECRETS, parse_stack
 from stacks.model import Identity, StackConfig
 from stacks.secrets import Secure
+from stacks.warn import warnings
 
 # The engine's own function behind a StackReference (its builtin provider reads the stack's last
 # checkpoint), called synchronously: the answer is here before the first resource is registered.
@@ -132,6 +133,10 @@ def load() -> LoadedStack:
     except StackConfigError as e:
         raise pulumi.RunError(e.report()) from None
     outputs = last_outputs()
+    # Outputs `iluvatar render --previous` refuses, the preview refuses too: read as "never deployed" or planned from
+    # the stack's own releases, they would plan from nothing.
+    if (why := day2.unreadable(outputs)) is not None:
+        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}")
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))
@@ -145,6 +150,9 @@ def load() -> LoadedStack:
     problems += netboot_mode.check(stack, outputs.get(DNSMASQ_OUTPUT))
     if problems := problems + static_hash_problem(stack.identity, static_hash):
         raise pulumi.RunError(StackConfigError(problems, source).report())
+    # What `iluvatar validate` prints as warnings, in the preview's diagnostics; none stops it.
+    for warning in warnings(stack):
+        pulumi.log.warn(str(warning))
     cfg = pulumi.Config(NAMESPACE)
     token = cfg.require_secret("cloudflareApiToken") if stack.uses_cloudflare else None
     ssh_key = cfg.get_secret("ainurSshPrivateKey")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, ip_address, summarize_address_range
 from urllib.parse import urlsplit
 
 from stacks.apps import under
@@ -155,7 +155,8 @@ def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
     seen: dict[IPv4Network, int] = {}
     for i, route in enumerate(remote.routes):
         path = f"{REMOTE}.routes[{i}]"
-        if not any(route.subnet_of(net) for _, net in own):
+        outside = not any(route.subnet_of(net) for _, net in own)
+        if outside:
             yield Problem(
                 path,
                 f"{route} is outside the homelab's networks ({known}); the subnet router advertises only those: "
@@ -164,6 +165,22 @@ def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
         if route in seen:
             yield Problem(path, f"{route} is already routes[{seen[route]}]")
         seen.setdefault(route, i)
+        pool = network.load_balancer_pool
+        first, last = route.network_address, route.broadcast_address
+        if not outside and first <= pool.end and pool.start <= last:
+            # The pool is Arda's Services: envoy-external among them, which only the public side reaches, and every
+            # LoadBalancer Service an app adds. What the tailnet may reach of it is advertised one address at a time
+            # (envoy-internal's /32 for the apps), so a route over the pool opens what `access` never granted.
+            rest = [
+                *(summarize_address_range(first, pool.start - 1) if first < pool.start else ()),
+                *(summarize_address_range(pool.end + 1, last) if pool.end < last else ()),
+            ]
+            fix = f"route {', '.join(str(n) for n in rest)} instead" if rest else "remove it (the apps are reached through reach: apps)"
+            yield Problem(
+                path,
+                f"{route} covers network.loadBalancerPool {pool}, Arda's Services, envoy-external among them: the tailnet would "
+                f"reach every one, though remote access reaches the apps through envoy-internal alone; {fix}",
+            )
 
 
 def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Address, str], apps: Sequence[tuple[int, App]]) -> Iterator[Problem]:

@@ -61,8 +61,11 @@ def check(p: Parsed) -> list[Problem]:
     problems += _vips(p)
     problems += _nodes(p)
     if p.arda is not None:
-        problems += _arda_versions(p.arda)
-        problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
+        versions = _arda_versions(p.arda)
+        problems += versions
+        if not any(v.path == "iluvatar:arda.kubernetesVersion" for v in versions):
+            # A minor Talos does not run is said once, as that.
+            problems += _unreleased("iluvatar:arda.kubernetesVersion", p.arda.kubernetes_version, "Kubernetes")
         problems += _cilium_values(p.arda)
     if p.ainur is not None:
         problems += _unreleased("iluvatar:ainur.k3sVersion", p.ainur.k3s_version, "k3s")
@@ -272,6 +275,15 @@ def _nodes(p: Parsed) -> list[Problem]:
             )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
+            parent = partition_of(disk) if isinstance(disk, str) else None
+            if parent is not None:
+                out.append(
+                    Problem(
+                        node_path(i, field),
+                        f"{disk} is a partition of {parent}, not a disk: the system is written to a whole disk, and Ceph and "
+                        f"Longhorn take whole disks (lsblk lists the disk above its partitions); write {parent}",
+                    )
+                )
             if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
                 out.append(
                     Problem(
@@ -281,24 +293,34 @@ def _nodes(p: Parsed) -> list[Problem]:
                 )
         # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
         # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
-        if isinstance(node.install_disk, DiskSelector) and node.install_disk.serial is not None:
+        if isinstance(node.install_disk, DiskSelector):
+            selector = node.install_disk
             for d, disk in enumerate(node.data_disks):
-                if _by_id_has_serial(disk, node.install_disk.serial):
-                    out.append(
-                        Problem(
-                            node_path(i, f"dataDisks[{d}]"),
-                            f"{disk} is the disk installDisk selects (serial {node.install_disk.serial}): Ceph would wipe the "
-                            "system disk; name another disk, or give installDisk another disk's serial",
-                        )
+                if selector.serial is not None and _by_id_has_serial(disk, selector.serial):
+                    what, value = "serial", selector.serial
+                elif selector.wwid is not None and _by_id_has_wwid(disk, selector.wwid):
+                    what, value = "wwid", selector.wwid
+                else:
+                    continue
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{disk} is the disk installDisk selects ({what} {value}): Ceph would wipe the "
+                        f"system disk; name another disk, or give installDisk another disk's {what}",
                     )
-        if node.serial is not None and node.serial == node.mac.replace(":", "")[-8:]:
-            out.append(
-                Problem(
-                    node_path(i, "serial"),
-                    f"{node.serial} is the last 8 hex digits of nodes[{i}].mac {node.mac}, not the Pi's serial; set the last 8 hex "
-                    "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
                 )
-            )
+        if node.serial is not None:
+            # A Pi's serial is not its MAC's tail: its own MAC's, nor (copied from the line above) another machine's.
+            tails = [(j, n) for j, n in p.nodes if n.mac.replace(":", "")[-8:] == node.serial]
+            own = [(j, n) for j, n in tails if j == i] or tails[:1]
+            for j, n in own:
+                out.append(
+                    Problem(
+                        node_path(i, "serial"),
+                        f"{node.serial} is the last 8 hex digits of nodes[{j}].mac {n.mac}, not the Pi's serial; set the last 8 hex "
+                        "digits of `grep Serial /proc/cpuinfo` (or of the serial on its HDMI diagnostics screen)",
+                    )
+                )
         # Data disks named by path: a disk listed twice, or the install disk's path again.
         seen_disks: set[str] = set()
         for d, disk in enumerate(node.data_disks):
@@ -315,14 +337,50 @@ def _nodes(p: Parsed) -> list[Problem]:
 _NVME_CONTROLLER = re.compile(r"^/dev/nvme\d+$")
 
 
+# A partition's kernel name, and the disk it is on (Linux block/partitions/core.c: a disk whose name ends in a digit
+# takes "p" before the partition's number, nvme0n1p2 and mmcblk0p2; others take the number alone, sda2).
+_PARTITION = re.compile(r"^(/dev/(?:nvme\d+n\d+|mmcblk\d+|loop\d+))p\d+$|^(/dev/(?:sd|vd|hd|xvd)[a-z]+)\d+$")
+
+
+def partition_of(disk: str) -> str | None:
+    """The disk a partition's path names a partition of (/dev/nvme0n1p2 -> /dev/nvme0n1; a by-id link's -partN), or None."""
+    found = _PARTITION.match(disk)
+    if found is not None:
+        return found.group(1) or found.group(2)
+    if disk.startswith("/dev/disk/") and (linked := re.match(r"^(.*)-part\d+$", disk)) is not None:
+        return linked.group(1)
+    return None
+
+
+def _by_id_name(disk: str) -> str:
+    """A /dev/disk/by-id/ link's name without what udev adds after the device's own: a partition's -partN, and a usb-
+    link's -<lun> (usb-Samsung_PSSD_T7_S6WRNS0T812345E-0:0: 60-persistent-storage.rules appends the SCSI address)."""
+    name = re.sub(r"-part\d+$", "", disk.removeprefix("/dev/disk/by-id/"))
+    return re.sub(r"-\d+:\d+$", "", name) if name.startswith("usb-") else name
+
+
 def _by_id_has_serial(disk: str, serial: str) -> bool:
     """Whether `disk` is a /dev/disk/by-id/ name carrying `serial` (a glob, as Talos's selector reads it) as one of its
-    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial (a partition's
-    -partN dropped)."""
+    `_`-separated parts, as udev names ata-, scsi-, usb- and nvme- links after the model and serial."""
     if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
         return False
-    name = re.sub(r"-part\d+$", "", disk.removeprefix("/dev/disk/by-id/"))
-    return any(fnmatch.fnmatchcase(part, serial) for part in name.split("_")[1:])
+    return any(fnmatch.fnmatchcase(part, serial) for part in _by_id_name(disk).split("_")[1:])
+
+
+def _by_id_has_wwid(disk: str, wwid: str) -> bool:
+    """Whether `disk` is the /dev/disk/by-id/ link of the device whose wwid (a glob, as Talos reads the kernel's
+    device/wwid) is `wwid`: udev names a SCSI or ATA disk's naa.<hex> wwn-0x<hex>, and an NVMe namespace's wwid itself
+    after nvme- (nvme-eui.<hex>, 60-persistent-storage.rules)."""
+    if not disk.startswith("/dev/disk/by-id/") or wwid.strip("*?") == "":
+        return False
+    name = _by_id_name(disk)
+    if name.startswith("wwn-0x"):
+        linked = "naa." + name.removeprefix("wwn-0x")
+    elif name.startswith(("nvme-eui.", "nvme-nvme.")):
+        linked = name.removeprefix("nvme-")
+    else:
+        return False
+    return fnmatch.fnmatchcase(linked.lower(), wwid.lower())
 
 
 def _vlan_node(i: int, node: Node, net: Network) -> Iterator[Problem]:
@@ -359,6 +417,19 @@ def _arda_versions(arda: Arda) -> list[Problem]:
                 f"{arda.talos_version} is not a Talos release this version of Iluvatar supports ({releases.target_span()}){_talos_hint(talos)}",
             )
         ]
+    row = releases.BY_MINOR[(talos[0], talos[1])]
+    if releases.release(arda.talos_version) > releases.release(row.newest):
+        # The installer image of a patch past the table's newest was not there when it was read (or, released since,
+        # was never checked against this Iluvatar's pins): `up` would fail at the first install or upgrade.
+        return [
+            Problem(
+                "iluvatar:arda.talosVersion",
+                f"{arda.talos_version} is past the newest Talos {releases.show(row.minor)} patch this Iluvatar knows, {row.newest} (the "
+                f"newest the Go module proxy served whole when it was made), so its installer image is not one Iluvatar was checked "
+                f"against and may not exist; write {row.newest} or an older {releases.show(row.minor)} patch (a patch released since "
+                "needs an Iluvatar that knows it)",
+            )
+        ]
     low, high = TALOS_KUBERNETES[(talos[0], talos[1])]
     if kube[0] != 1 or not low <= kube[1] <= high:
         # Below the range: a cluster on that Kubernetes is moved on the way by the Talos upgrade's own run (stacks.releases).
@@ -379,8 +450,22 @@ def _arda_versions(arda: Arda) -> list[Problem]:
 
 def _unreleased(path: str, version: str, what: str) -> list[Problem]:
     """A Kubernetes (or k3s, which follows its patches) patch above the newest of its minor when the table was read: the
-    images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins). Minors the table does not list are not judged."""
+    images and the binary it names do not exist (or, released since, were never checked against this Iluvatar's pins); a
+    minor above the table's newest likewise. Older minors the table does not list are not judged (Talos refuses them)."""
     major, minor, patch = releases.release(version)
+    top = max(releases.KUBERNETES_NEWEST)
+    if major == 1 and minor > top:
+        # The table holds every minor released when it was read: one above it had no release then.
+        latest = releases.KUBERNETES_NEWEST[top]
+        instead = latest if what == "Kubernetes" else f"{latest}+k3s1"
+        return [
+            Problem(
+                path,
+                f"{version}: Kubernetes 1.{minor} had no release when this Iluvatar was made (the newest minor the Go module proxy "
+                f"served k8s.io/kubernetes on {releases.KUBERNETES_NEWEST_ASKED} is 1.{top}, at {latest}), so its images do not "
+                f"exist; write {instead} or an older release (a minor released since needs an Iluvatar that knows it)",
+            )
+        ]
     newest = releases.KUBERNETES_NEWEST.get(minor) if major == 1 else None
     if newest is None or patch <= releases.release(newest)[2]:
         return []

@@ -98,6 +98,19 @@ def test_both_stacks_are_valid_once_their_secrets_are_set(tmp_path: Path) -> Non
     assert result.stdout == f"{set_}: valid\n{HOMELAB_SUMMARY}"
 
 
+def test_validate_prints_a_warning_and_still_passes(tmp_path: Path) -> None:
+    # stacks.warn: both day fields restricted run on either (tests/stacks/test_warn.py pins every warning).
+    path = write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:apps[0].backup.schedule": "0 2 1-7 * 6"}), stack="homelab")
+    result = run("validate", str(path))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[0] == f"{path}: valid"
+    assert [line for line in result.stdout.splitlines() if not line.startswith("  ")][1:] == [
+        "warning: iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only "
+        "where they meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in "
+        "the other field"
+    ]
+
+
 def test_the_minimal_example_is_valid_as_it_ships() -> None:
     """It needs no secret: one Pi and one machine, no layer that takes a credential."""
     result = run("validate", str(MINIMAL.relative_to(ROOT)))

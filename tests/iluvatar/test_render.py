@@ -593,15 +593,42 @@ def test_a_previous_that_is_no_outputs_file_is_one_line(tmp_path: Path, content:
             "arda.nodes.tirion.installer is missing: the plan compares each machine's installer image (factory.talos.dev/...:v1.14.1) "
             "with the one it installs now; give the outputs `pulumi stack output --json` writes",
         ),
+        (
+            lambda a: a.pop("kubernetesVersion"),
+            "arda.kubernetesVersion is missing, but arda.nodes records 5 machine(s): the plan starts from the Kubernetes release "
+            "Arda runs; add it as `kubectl version` shows it (e.g. v1.34.12), or give the outputs of a deployment that recorded it",
+        ),
+        (
+            lambda a: a["nodes"]["tirion"].update(installer=a["nodes"]["tirion"]["installer"].rsplit(":", 1)[0] + ":v1.12.4"),
+            "arda.nodes.tirion.installer is {installer}, at Talos v1.12.4, but arda.talosVersion is v1.14.1: a deployment records "
+            "every machine at the cluster's release, and a plan from the wrong one could cross two minors in one roll; give the "
+            "outputs `pulumi stack output --json` writes",
+        ),
+        (
+            None,
+            "ainur.k3sVersion is missing, but ainur.nodes records 3 machine(s): k3s's upgrade checks start from the release the "
+            "Ainur run; add it as `k3s --version` shows it (e.g. v1.34.12+k3s1), or give the outputs of a deployment that recorded it",
+        ),
     ],
-    ids=["talos-version-missing", "talos-version-null", "installer-missing"],
+    ids=[
+        "talos-version-missing",
+        "talos-version-null",
+        "installer-missing",
+        "kubernetes-version-missing",
+        "installer-at-another-release",
+        "k3s-version-missing",
+    ],
 )
 def test_a_previous_deployment_that_recorded_no_talos_release_is_refused_not_planned_from_none(
-    homelab: Path, tmp_path: Path, edit_arda: Callable[[dict[str, Any]], object], message: str
+    homelab: Path, tmp_path: Path, edit_arda: Callable[[dict[str, Any]], object] | None, message: str
 ) -> None:
     # An older deployment's outputs with the machines but not what they run: the plan read `Talos None -> v1.14.1`.
     previous = json.loads((homelab / "outputs.json").read_text())
-    edit_arda(previous["arda"])
+    if edit_arda is None:
+        previous["ainur"].pop("k3sVersion")  # the Ainur's k3s release, read by k3s's upgrade checks
+    else:
+        edit_arda(previous["arda"])
+    message = message.replace("{installer}", previous["arda"]["nodes"].get("tirion", {}).get("installer", ""))
     (tmp_path / "old.json").write_text(json.dumps(previous))
     result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 2

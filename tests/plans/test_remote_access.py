@@ -57,8 +57,8 @@ def test_the_signin_kubeconfigs_servers_are_advertised(headscale: StackConfig) -
 
 
 def test_the_stacks_own_routes_are_advertised_after_the_targets() -> None:
-    stack = remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24", "192.168.0.0/24"]})
-    assert [str(r) for r in plan.routes(stack)] == ["192.168.0.0/24", *ROUTES, "192.168.20.0/24"]
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.20.0/24", "192.168.0.0/25"]})
+    assert [str(r) for r in plan.routes(stack)] == ["192.168.0.0/25", *ROUTES, "192.168.20.0/24"]
 
 
 def test_the_policy_of_the_headscale_homelab(headscale: StackConfig) -> None:
@@ -85,12 +85,12 @@ def test_tailscales_policy_lets_the_operator_own_the_routers_tag(tailscale: Stac
 
 def test_routes_reach_every_port_of_the_stacks_own_routes() -> None:
     access = [{"group": "example:homelab-admins", "members": ["alice@"], "reach": ["routes", "apps"]}]
-    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.0/24"], "access": access})
+    stack = remote_stack({**HEADSCALE, "routes": ["192.168.0.0/25"], "access": access})
     assert plan.policy(stack)["acls"] == [
         {
             "action": "accept",
             "src": ["group:example-homelab-admins"],
-            "dst": ["192.168.0.0/24:*", "192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"],
+            "dst": ["192.168.0.0/25:*", "192.168.0.238:80,443", "192.168.0.14:53", "192.168.0.16:80,443"],
         }
     ]
 
@@ -641,9 +641,12 @@ def remote_stacks(draw: st.DrawFn) -> dict[str, Any]:
     raw = draw(raw_stacks(ainur=True, identity=True))
     assume("iluvatar:identity" in raw)
     lan = IPv4Network(raw["iluvatar:network"]["lan"])
-    routes = draw(
-        st.lists(st.sampled_from([str(lan), *(str(s) for s in lan.subnets(new_prefix=min(lan.prefixlen + 2, 30)))]), unique=True, max_size=2)
-    )
+    pool = raw["iluvatar:network"]["loadBalancerPool"]
+    start, end = IPv4Address(pool["start"]), IPv4Address(pool["end"])
+    # A route must leave Arda's Services out (stacks.remote_access._routes): the LAN's quarters clear of the pool.
+    clear = [str(s) for s in lan.subnets(new_prefix=min(lan.prefixlen + 2, 30)) if s.broadcast_address < start or end < s.network_address]
+    assume(clear)
+    routes = draw(st.lists(st.sampled_from(clear), unique=True, max_size=2))
     reach = draw(st.lists(st.sampled_from(["apps", "kubernetes", *(["routes"] if routes else [])]), min_size=1, unique=True))
     raw["iluvatar:remoteAccess"] = {
         "flavour": "tailscale",

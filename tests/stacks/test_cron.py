@@ -79,6 +79,19 @@ def _corpus() -> list[str]:
         "0 3 * * * *",
         "15,45 */2 * * 1-5",
         "0 3 1-7 * 0",
+        # Blanks as typed: the text is rendered as written, and neither consumer trims it.
+        "0  2 * * *",  # aligned by hand: VolSync's pattern takes one blank between fields
+        " 0 2 * * *",
+        "0 2 * * * ",
+        "0\t2 * * *",
+        "@daily ",  # robfig reads a descriptor whole
+        " @daily",
+        # crontab(5)'s Sunday 7 in a range or a list, and the fixes validate gives for them.
+        "15 2 * * 1-7",
+        "15 2 * * *",
+        "0 3 * * 0,5,6",
+        "0 3 * * 7,1",
+        "0 3 * * 0,1",
     ]
     return sorted(set(found))
 
@@ -123,7 +136,7 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
 @pytest.mark.parametrize(
     ("schedule", "problem"),
     [
-        ("0 3 * * 7", "0 3 * * 7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0"),
+        ("0 3 * * 7", "0 3 * * 7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0"),
         ("* 6 * * 0", "* 6 * * 0: the minute field * runs it every minute of hour 6, 60 times in a row; to run it once at 06:00, write 0 6 * * 0"),
         ("* * * * *", "* * * * *: the minute field * runs it every minute, all day; write a minute (e.g. 0 * * * * for once an hour)"),
         (
@@ -135,3 +148,28 @@ def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, An
 )
 def test_the_messages(schedule: str, problem: str) -> None:
     assert cron_problem(schedule) == problem
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("15 2 * * 1-7", "15 2 * * 1-7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 15 2 * * *"),
+        ("0 3 * * 5-7", "0 3 * * 5-7: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0,5,6"),
+        ("0 3 * * 7,1", "0 3 * * 7,1: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write 0 3 * * 0,1"),
+        ("0 3 * * 7,x", "0 3 * * 7,x: 7 is outside the day of week field's 0-6 (Kubernetes and VolSync read Sunday as 0 only); write Sunday as 0"),
+        (
+            "0  2 * * *",
+            "0  2 * * *: VolSync's CRD refuses more than one blank between two fields (its pattern allows one, "
+            "api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write 0 2 * * *",
+        ),
+        ("@daily ", "@daily : robfig/cron reads a descriptor whole, blanks included, and knows no '@daily '; write @daily"),
+    ],
+)
+def test_the_fix_a_message_gives_is_taken(schedule: str, problem: str, parsed: dict[str, dict[str, Any]]) -> None:
+    # The fix as told is accepted by validate, and (for those in the corpus) by the real parser and VolSync's pattern.
+    assert cron_problem(schedule) == problem
+    fix = problem.rsplit("; write ", 1)[1]
+    if fix != "Sunday as 0":
+        assert cron_problem(fix) is None
+        if fix in parsed:
+            assert (parsed[fix]["cronjob"], parsed[fix]["volsync"]) == ("", "")

@@ -54,6 +54,20 @@ def test_load_reads_structured_config() -> None:
     assert (loaded.secrets.alert_receiver_secret, loaded.secrets.identity_connector_secret) != (None, None)
 
 
+def test_preview_logs_each_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `iluvatar validate` prints as a warning (stacks.warn), the preview logs as one; the stack loads.
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: logged.append(message))
+    apps = json.loads(_config()["iluvatar:apps"])
+    apps[0]["backup"]["schedule"] = "0 2 1-7 * 6"
+    pulumi.runtime.set_all_config(_config(**{"iluvatar:apps": json.dumps(apps)}), SECRET_KEYS)
+    assert load().config.apps[0].backup is not None
+    assert logged == [
+        "iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only where they "
+        "meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in the other field"
+    ]
+
+
 def test_without_cloudflare_there_is_no_token() -> None:
     cfg = {k: v for k, v in _config(**{"iluvatar:edge": json.dumps({"publicIngress": "none", "publicDns": "none"})}).items() if k not in SECRET_KEYS}
     apps = json.loads(cfg["iluvatar:apps"])
@@ -192,7 +206,8 @@ def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMoc
     return mocks
 
 
-RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01"}}}
+TANIQUETIL = {"role": "valinor", "mac": "a8:b8:e0:20:00:01", "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.13.0"}
+RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": TANIQUETIL}}
 AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
 
 
@@ -265,6 +280,48 @@ def test_outputs_not_as_this_program_writes_them_stop_it() -> None:
     with pytest.raises(pulumi.RunError) as err:
         load()
     assert str(err.value).startswith("the last deployment's outputs of stack organization/iluvatar/test are not as this program writes them: ")
+
+
+@pytest.mark.parametrize(
+    ("outputs", "why"),
+    [
+        (
+            {"arda": {k: v for k, v in RUNNING.items() if k != "talosVersion"}},
+            "arda.talosVersion is missing, but arda.nodes records 1 machine(s): the plan starts from the Talos release Arda runs; "
+            "add it as `talosctl version` shows it (e.g. v1.13.9), or give the outputs of a deployment that recorded it",
+        ),
+        (
+            {"arda": {**RUNNING, "kubernetesVersion": None}},
+            "arda.kubernetesVersion is missing, but arda.nodes records 1 machine(s): the plan starts from the Kubernetes release "
+            "Arda runs; add it as `kubectl version` shows it (e.g. v1.34.12), or give the outputs of a deployment that recorded it",
+        ),
+        (
+            {"arda": {**RUNNING, "kubernetesVersion": "1.35.1"}},
+            'arda.kubernetesVersion is "1.35.1", not a Kubernetes release, but arda.nodes records 1 machine(s): the plan starts from '
+            "the Kubernetes release Arda runs; add it as `kubectl version` shows it (e.g. v1.34.12), or give the outputs of a "
+            "deployment that recorded it",
+        ),
+        (
+            {"arda": {**RUNNING, "nodes": {"taniquetil": {**TANIQUETIL, "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.12.4"}}}},
+            "arda.nodes.taniquetil.installer is factory.talos.dev/metal-installer/376567988ad3:v1.12.4, at Talos v1.12.4, but "
+            "arda.talosVersion is v1.13.0: a deployment records every machine at the cluster's release, and a plan from the wrong "
+            "one could cross two minors in one roll; give the outputs `pulumi stack output --json` writes",
+        ),
+        (
+            {"ainur": {k: v for k, v in AINUR_RAN.items() if k != "k3sVersion"}},
+            "ainur.k3sVersion is missing, but ainur.nodes records 1 machine(s): k3s's upgrade checks start from the release the "
+            "Ainur run; add it as `k3s --version` shows it (e.g. v1.34.12+k3s1), or give the outputs of a deployment that recorded it",
+        ),
+    ],
+    ids=["talos-missing", "kubernetes-null", "kubernetes-without-v", "installer-at-another-release", "k3s-missing"],
+)
+def test_preview_refuses_outputs_render_previous_refuses(outputs: dict[str, Any], why: str) -> None:
+    # Read as "Arda never deployed" or planned from the stack's own releases, they would plan from nothing.
+    _answering(outputs)
+    pulumi.runtime.set_all_config(_config(), SECRET_KEYS)
+    with pytest.raises(pulumi.RunError) as err:
+        load()
+    assert str(err.value) == f"the last deployment's outputs of stack organization/iluvatar/test are not as this program writes them: {why}"
 
 
 def test_a_section_made_secret_is_refused_as_plain_configuration() -> None:

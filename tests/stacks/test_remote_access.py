@@ -46,7 +46,7 @@ def test_headscales_base_domain_defaults_under_the_internal_zone() -> None:
     assert rules.base_domain(stack.remote_access, stack.network) == "tailnet.iluvatar.home.arpa"
 
 
-@pytest.mark.parametrize("route", ["192.168.0.0/24", "192.168.0.40/32", "192.168.20.0/24", "192.168.20.128/25"])
+@pytest.mark.parametrize("route", ["192.168.0.0/25", "192.168.0.40/32", "192.168.20.0/24", "192.168.20.128/25"])
 def test_a_route_inside_the_lan_or_a_vlan_is_taken(route: str) -> None:
     stack = remote_stack({**HEADSCALE, "routes": [route]})
     assert stack.remote_access is not None and stack.remote_access.routes == (IPv4Network(route),)

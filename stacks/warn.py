@@ -1,0 +1,92 @@
+"""Warnings: what a stack may mean but most likely does not. `iluvatar validate` prints them after `valid`, and
+`pulumi preview` logs them (pulumi.log.warn); neither refuses the stack, since each has a reading someone could want.
+
+Each names the config path and the value as written, says what the consumer will do with it, and what to write for
+the other reading. They are read from a valid stack only: a refused one is fixed first.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+from stacks import pins
+from stacks.data import _MACRO_SPECS, _cron_field, _days_run, longest_gap
+from stacks.errors import Problem
+from stacks.model import StackConfig
+
+_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def warnings(stack: StackConfig) -> list[Problem]:
+    """Every warning of a valid stack, in config order."""
+    return list(_warnings(stack))
+
+
+def _warnings(stack: StackConfig) -> Iterator[Problem]:
+    if stack.arda.cilium.version != pins.CHARTS["cilium"]:
+        yield Problem(
+            "iluvatar:arda.cilium.version",
+            f"{stack.arda.cilium.version} is not the release Iluvatar pins ({pins.CHARTS['cilium']}): its values are checked "
+            f"against {pins.CHARTS['cilium']}'s schema, and Helm fetches {stack.arda.cilium.version} only at `pulumi up`, which "
+            "stops there if no such chart exists; check it is one (`helm search repo cilium/cilium --versions`)",
+        )
+    for i, app in enumerate(stack.apps):
+        if app.backup is not None:
+            yield from _either_day(f"iluvatar:apps[{i}].backup.schedule", app.backup.schedule)
+    backup = stack.backup
+    if backup is None:
+        return
+    yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
+    yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
+    drill = backup.drill
+    if drill.enabled:
+        yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
+    if drill.enabled and drill.volumes:
+        every = longest_gap(drill.schedule)
+        rarer = [
+            (i, app.name, app.backup.schedule)
+            for i, app in enumerate(stack.apps)
+            if app.backup is not None and longest_gap(app.backup.schedule) > every
+        ]
+        if rarer:
+            named = ", ".join(f"apps[{i}] {name} ({schedule})" for i, name, schedule in rarer)
+            yield Problem(
+                "iluvatar:backup.drill.schedule",
+                f"{drill.schedule} runs more often than the backups it restores of {named}: between two of their backups it "
+                "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
+                "those apps up as often",
+            )
+
+
+def _either_day(path: str, schedule: str) -> Iterator[Problem]:
+    """Both day fields restricted: robfig/cron runs on a day either matches (spec.go dayMatches, lines 179-188 at v3.0.1),
+    the textbook misreading of `0 2 1-7 * 6` as "the first Saturday of the month"."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    _, dom_star = _cron_field(fields[2], 1, 31)
+    dows, dow_star = _cron_field(fields[4], 0, 6)
+    if dom_star or dow_star:
+        return
+    days = " and ".join(_DAYS[d] for d in sorted(dows))
+    yield Problem(
+        path,
+        f"{schedule} runs on days {fields[2]} of the month and on every {days}, not only where they meet: cron runs it on a day "
+        f"either field matches ({len(_days_run(fields))} days in 2026 and 2027); for one of them, write * in the other field",
+    )
+
+
+def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
+    """k3s keeps `keep` snapshots per server: on a schedule that runs many times a day, they may span less than a day."""
+    fields = _MACRO_SPECS.get(schedule, schedule).split()
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, _ = _cron_field(fields[1], 0, 23)
+    per_day = len(minutes) * len(hours)
+    if len(_days_run(fields)) < 730 or keep >= per_day:
+        return
+    span = datetime.timedelta(days=keep / per_day)
+    hours_span, rest = divmod(int(span.total_seconds()) // 60, 60)
+    yield Problem(
+        "iluvatar:backup.etcd.keep",
+        f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
+        f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
+    )

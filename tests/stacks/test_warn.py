@@ -1,0 +1,66 @@
+"""Warnings (stacks.warn): a valid stack that most likely does not mean what it says. Each is pinned here word for word;
+`iluvatar validate` prints them (tests/iluvatar/test_cli.py) and `pulumi preview` logs them
+(tests/stacks/test_pulumi_source.py). None refuses the stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import load_stack_file
+from stacks.warn import warnings
+from tests.edit import edit, homelab_doc, write_stack
+
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    # robfig/cron runs on a day either restricted day field matches: "the first Saturday" runs on 248 days in two years.
+    (
+        "first-saturday-is-days-1-to-7-and-every-saturday",
+        {"iluvatar:apps[0].backup.schedule": "0 2 1-7 * 6"},
+        [
+            "iluvatar:apps[0].backup.schedule: 0 2 1-7 * 6 runs on days 1-7 of the month and on every Saturday, not only where they "
+            "meet: cron runs it on a day either field matches (248 days in 2026 and 2027); for one of them, write * in the other field"
+        ],
+    ),
+    (
+        "drill-daily-over-a-weekly-backup",
+        {"iluvatar:apps[1].backup.schedule": "0 2 * * 0", "iluvatar:backup.drill": {"schedule": "30 4 * * *"}},
+        [
+            "iluvatar:backup.drill.schedule: 30 4 * * * runs more often than the backups it restores of apps[1] jellyfin (0 2 * * 0): "
+            "between two of their backups it restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. "
+            "the day after it), or back those apps up as often"
+        ],
+    ),
+    (
+        "etcd-snapshots-every-ten-minutes-kept-for-hours",
+        {"iluvatar:backup.etcd": {"schedule": "*/10 * * * *", "keep": 28}},
+        [
+            "iluvatar:backup.etcd.keep: 28 snapshots of backup.etcd.schedule */10 * * * *, which runs 144 times a day, span 4 h 40 min: "
+            "a problem found the next day has no snapshot from before it; keep at least 144 (a day's), or run it less often"
+        ],
+    ),
+    (
+        "cilium-chart-not-the-pinned-one",
+        {"iluvatar:arda.cilium": {"version": "1.18.40"}},
+        [
+            "iluvatar:arda.cilium.version: 1.18.40 is not the release Iluvatar pins (1.18.4): its values are checked against "
+            "1.18.4's schema, and Helm fetches 1.18.40 only at `pulumi up`, which stops there if no such chart exists; check it is "
+            "one (`helm search repo cilium/cilium --versions`)"
+        ],
+    ),
+    # What is meant reads without a warning: one day field restricted, a drill as seldom as the backups, a day's snapshots.
+    ("first-of-the-month", {"iluvatar:apps[0].backup.schedule": "0 2 1 * *", "iluvatar:backup.drill": {"schedule": "30 4 2 * *"}}, []),
+    ("weekly-drill-over-daily-backups", {"iluvatar:backup.drill": {"schedule": "30 4 * * 0"}}, []),
+    ("etcd-every-ten-minutes-kept-a-day", {"iluvatar:backup.etcd": {"schedule": "*/10 * * * *", "keep": 144}}, []),
+]
+
+
+@pytest.mark.parametrize(("name", "changes", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_the_warnings(name: str, changes: dict[str, Any], expected: list[str], tmp_path: Path) -> None:
+    stack = load_stack_file(write_stack(tmp_path, edit(homelab_doc(), changes)), require_secrets=True)  # valid: never refused
+    assert [str(w) for w in warnings(stack)] == expected
+
+
+def test_the_shipped_homelab_has_none(tmp_path: Path) -> None:
+    assert warnings(load_stack_file(write_stack(tmp_path, homelab_doc()), require_secrets=True)) == []
