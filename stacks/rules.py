@@ -273,10 +273,40 @@ def _nodes(p: Parsed) -> list[Problem]:
                     f"{node.install_disk} is a Talos disk selector; {node.name} is {node.role}, which runs Ubuntu: give its /dev path",
                 )
             )
+        # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
+        # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
+        selected: set[str] = set()  # the data disks said to be the install disk: no other word on them
+        if isinstance(node.install_disk, DiskSelector):
+            selector = node.install_disk
+            for d, data_disk in enumerate(node.data_disks):
+                if selector.serial is not None and _by_id_has_serial(data_disk, selector.serial):
+                    what, value = "serial", selector.serial
+                elif selector.wwid is not None and _by_id_has_wwid(data_disk, selector.wwid):
+                    what, value = "wwid", selector.wwid
+                else:
+                    continue
+                selected.add(f"dataDisks[{d}]")
+                out.append(
+                    Problem(
+                        node_path(i, f"dataDisks[{d}]"),
+                        f"{data_disk} is the disk installDisk selects ({what} {value}): Ceph would wipe the "
+                        f"system disk; name another disk, or give installDisk another disk's {what}",
+                    )
+                )
         disks = [("installDisk", node.install_disk), *((f"dataDisks[{d}]", disk) for d, disk in enumerate(node.data_disks))]
         for field, disk in disks:
             parent = partition_of(disk) if isinstance(disk, str) else None
-            if parent is not None:
+            if parent is not None and field in selected:
+                pass  # a partition of the disk installDisk selects: said above, and writing its disk would not fix it
+            elif parent is not None and field != "installDisk" and parent == node.install_disk:
+                out.append(
+                    Problem(
+                        node_path(i, field),
+                        f"{disk} is a partition of installDisk {parent}: Ceph and Longhorn take whole disks, and this one holds the "
+                        "system; name another disk",
+                    )
+                )
+            elif parent is not None:
                 out.append(
                     Problem(
                         node_path(i, field),
@@ -289,24 +319,6 @@ def _nodes(p: Parsed) -> list[Problem]:
                     Problem(
                         node_path(i, field),
                         f"{disk} is an NVMe controller, not a disk: the disk is its namespace {disk}n1 (lsblk lists it); write {disk}n1",
-                    )
-                )
-        # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
-        # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
-        if isinstance(node.install_disk, DiskSelector):
-            selector = node.install_disk
-            for d, disk in enumerate(node.data_disks):
-                if selector.serial is not None and _by_id_has_serial(disk, selector.serial):
-                    what, value = "serial", selector.serial
-                elif selector.wwid is not None and _by_id_has_wwid(disk, selector.wwid):
-                    what, value = "wwid", selector.wwid
-                else:
-                    continue
-                out.append(
-                    Problem(
-                        node_path(i, f"dataDisks[{d}]"),
-                        f"{disk} is the disk installDisk selects ({what} {value}): Ceph would wipe the "
-                        f"system disk; name another disk, or give installDisk another disk's {what}",
                     )
                 )
         if node.serial is not None:
