@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import yaml
 
-from stacks import netboot_mode, releases
+from stacks import encryption, netboot_mode, releases
 from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
@@ -70,6 +70,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _counts(p)
     problems += _talos_patches(p)
     problems += _kernel_args(p)
+    problems += _encryption(p)
     problems += _netboot(p)
     problems += _edge(p)
     return problems
@@ -681,6 +682,17 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         for board, args in p.arda.kernel_args.items()
         if board not in used
     ]
+
+
+def _encryption(p: Parsed) -> list[Problem]:
+    """Volume encryption's keys (stacks.encryption): never static or nodeID, a TPM only where the board has one, the
+    KMS only with the Ainur that serve it."""
+    if p.arda is None:
+        return []
+    boards = [n.board for _, n in p.nodes if n.role in ARDA_ROLES]
+    if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
+        boards.append(p.ainur.netboot.generic_worker.board)
+    return list(encryption.problems(p.arda.encryption, boards, p.ainur_set))
 
 
 def _netboot(p: Parsed) -> list[Problem]:
