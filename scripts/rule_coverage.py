@@ -73,6 +73,7 @@ RULE_FILES = (
     "stacks/remote_access.py",
     "stacks/discovery.py",
     "stacks/netboot_mode.py",
+    "stacks/encryption.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -84,6 +85,7 @@ LAYERS = (
     "stacks/monitoring.py",
     "stacks/identity.py",
     "stacks/discovery.py",
+    "stacks/encryption.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 

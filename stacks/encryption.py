@@ -10,13 +10,14 @@ from the machine's own UUID (Talos v1.13.9 internal/pkg/encryption/keys/nodeid.g
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Literal
 
 from stacks.boards import BOARDS, Board
 from stacks.errors import Problem, show
 from stacks.model import Encryption, StackConfig
 
-Key = Literal["tpm", "kms"]
+# A key kind as Talos's EncryptionKey names it: `tpm` or `kms` (a plain str: the model reads `keys` as written, so
+# each refusal can name the value; KEYS is the whole set).
+Key = str
 KEYS: tuple[Key, ...] = ("tpm", "kms")
 PATH = "iluvatar:arda.encryption"
 

@@ -617,10 +617,23 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
                 path,
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
+    yield from _patch_keys(path, patch)
     for device in sorted(set(_device_paths(patch))):
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
             yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
+
+
+def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
+    """A volume key in a patch that stacks.encryption refuses in the stack: a patch's document is merged into Iluvatar's
+    of the same kind and name (a VolumeConfig EPHEMERAL's `encryption.keys` list with it), so a key written there
+    would seal the volume as surely as one the stack chose."""
+    enc = patch.get("encryption")
+    keys = enc.get("keys") if isinstance(enc, dict) else None
+    for k, key in enumerate(keys if isinstance(keys, list) else []):
+        for kind in encryption.REFUSED:
+            if isinstance(key, dict) and kind in key:
+                yield Problem(f"{path}.encryption.keys[{k}].{kind}", f"is refused: {encryption.REFUSED[kind]}; use iluvatar:arda.encryption")
 
 
 def _paths(node: Node) -> set[str]:
