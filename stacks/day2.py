@@ -483,7 +483,7 @@ def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
             Problem(
                 f"{encryption.PATH}.enabled",
                 f"{show(stack.arda.encryption.enabled)}, but nodes[{i}] ({node.name}) runs with its volumes {runs}, and Talos"
-                f" never converts a volume that holds data (it would not mount STATE again {wants}); roll it, one machine at a"
+                f" never converts a volume that holds data (its volumes would not mount again {wants}); roll it, one machine at a"
                 " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
                 " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
                 " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",

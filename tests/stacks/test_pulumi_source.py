@@ -192,7 +192,12 @@ def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMoc
     return mocks
 
 
-RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01"}}}
+# taniquetil installed with its volumes sealed by the KMS, as the homelab (iluvatar:arda.encryption) installs it.
+RUNNING = {
+    "talosVersion": "v1.13.0",
+    "kubernetesVersion": "v1.35.1",
+    "nodes": {"taniquetil": {"role": "valinor", "mac": "a8:b8:e0:20:00:01", "encryption": "kms"}},
+}
 AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
 
 
