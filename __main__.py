@@ -29,6 +29,7 @@ from plans import k3s as k3s_plan
 from plans import kms as kms_plan
 from plans import logs as logs_plan
 from plans import talos as talos_plan
+from stacks import encryption
 from stacks.pulumi_source import load
 
 loaded = load()
@@ -65,7 +66,10 @@ if stack.ainur is not None:
     # The Pis this deployment knows, by name and MAC: the next run tells a renamed Pi from a new one.
     pulumi.export("ainur", ainur.state)
 
-arda_config = TalosConfig("arda-config", TalosConfigArgs(stack, ca_certificate=trusted_ca))
+# Arda's machines trust it too where their volumes unlock through the Ainur's KMS, whose certificate it signs
+# (plans.volume_encryption).
+arda_ca = local_ca.certificate if stack.identity is not None or encryption.uses_kms(stack) else None
+arda_config = TalosConfig("arda-config", TalosConfigArgs(stack, ca_certificate=arda_ca))
 pulumi.export("ardaTalosconfig", arda_config.talosconfig)
 pulumi.export("ardaInstallerImages", arda_config.installer_images)
 pulumi.export("ardaDiskImages", arda_config.disk_images)

@@ -44,7 +44,7 @@ from plans import bringup, netboot, rollout
 from plans import logs as logs_plan
 from plans import storage as storage_plan
 from plans import talos as plan
-from stacks import day2, releases
+from stacks import day2, encryption, releases
 from stacks.day2 import DeployedArda, former_names
 from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
@@ -222,7 +222,9 @@ class TalosConfig(pulumi.ComponentResource):
                 talos_version=arda.talos_version,
                 opts=pulumi.InvokeOutputOptions(parent=self, provider=provider),
             )
-            self.installer_images[board.name] = urls.urls.installer
+            # A board whose volumes are sealed to its TPM boots the signed UKI, which carries the key Talos's TPM policy
+            # needs (plans.volume_encryption): its machines install from the Secure Boot installer.
+            self.installer_images[board.name] = urls.urls.installer_secureboot if plan.secureboot(stack, board) else urls.urls.installer
             if board.talos_overlay is not None:
                 # SBCs are flashed: the factory serves them a disk image, and no PXE assets at all.
                 board_disk_images[board.name] = urls.urls.disk_image
@@ -235,7 +237,10 @@ class TalosConfig(pulumi.ComponentResource):
         self.disk_images = {n.name: board_disk_images[n.board] for n in stack.arda_nodes if n.board in board_disk_images}
 
         def patches(node: Node) -> pulumi.Output[list[str]]:
-            if args.ca_certificate is not None and stack.identity is not None and node.role == "valinor":
+            # The local CA: a control plane's API server trusts Dex through it; a machine whose volumes unlock through the
+            # Ainur's KMS trusts the KMS's certificate through it (plans.volume_encryption).
+            needs_ca = (stack.identity is not None and node.role == "valinor") or encryption.node_key(stack, node.board) == "kms"
+            if args.ca_certificate is not None and needs_ca:
                 with_ca = pulumi.Output.all(self.installer_images[node.board], args.ca_certificate)
                 return with_ca.apply(lambda values: plan.node_patches(stack, node, values[0], values[1]))
             return self.installer_images[node.board].apply(lambda image: plan.node_patches(stack, node, image))
@@ -250,9 +255,14 @@ class TalosConfig(pulumi.ComponentResource):
         self.netboot_configs = {netboot.mac_name(n.mac): self.machine_configs[n.name] for n in netboot.config_nodes(stack)}
         generic = stack.generic_worker
         if generic is not None:
-            worker_patches = self.installer_images[generic.board].apply(
-                lambda image: [plan.dump(plan.generic_worker_documents(stack, generic.board, generic.install_disk, image))]
-            )
+            if args.ca_certificate is not None and encryption.node_key(stack, generic.board) == "kms":
+                worker_patches = pulumi.Output.all(self.installer_images[generic.board], args.ca_certificate).apply(
+                    lambda v: [plan.dump(plan.generic_worker_documents(stack, generic.board, generic.install_disk, v[0], v[1]))]
+                )
+            else:
+                worker_patches = self.installer_images[generic.board].apply(
+                    lambda image: [plan.dump(plan.generic_worker_documents(stack, generic.board, generic.install_disk, image))]
+                )
             self.netboot_configs[netboot.GENERIC_WORKER] = machine_configuration(stack, "worker", self.secrets, worker_patches, provider, self)
 
         client_configuration: pulumi.Output[talos.client.GetConfigurationClientConfigurationArgs] = pulumi.Output.secret(

@@ -406,6 +406,11 @@ def config(answers: Answers) -> dict[str, Any]:
     arda: dict[str, Any] = {"clusterName": CLUSTER, "vip": arda_vip, "talosVersion": releases.TALOS, "kubernetesVersion": releases.KUBERNETES}
     if not any(m.role == "istari" for m in arda_machines):
         arda["allowSchedulingOnControlPlanes"] = True  # no worker: the control planes run the workloads
+    # Volumes encrypted at rest from the first install (stacks.encryption): Talos encrypts a volume only when it is empty,
+    # so turning it on later is a roll. Keys come from the Ainur's KMS where a board has no TPM: without Pis, only a
+    # homelab whose every board seals to its TPM can have it.
+    if pis or (arda_machines and all(BOARDS[m.board].tpm for m in arda_machines)):
+        arda["encryption"] = {"enabled": True}
     out["iluvatar:arda"] = arda
     out["iluvatar:nodes"] = [_node(m, ips[id(m)]) for m in [*pis, *arda_machines]]
     if answers.gitops is not None:

@@ -141,7 +141,7 @@ def talos_roll(stack: StackConfig, node: Node, version: str) -> Step:
     drain and health checks as its own step (stdin: talosconfig, machineConfig, and a Ceph host's hooks). A machine at
     that version or a newer one is only checked healthy."""
     extra = ["--pause", ARGOCD_CONTROLLER] if stack.gitops is not None else []
-    image = talos.installer_image(node.board, version, talos.kernel_args(stack, node.board))
+    image = talos.installer_image(node.board, version, talos.kernel_args(stack, node.board), talos.secureboot(stack, node.board))
     return Step(
         ("apply", "--node", node_arg(node), "--role", talos.machine_type(node), "--installer", image, *extra),
         APPLY_TIMEOUT,

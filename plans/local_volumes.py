@@ -37,8 +37,9 @@ def local_volumes(stack: StackConfig) -> bool:
     return enabled(stack) and stack.storage.arda.local.enabled
 
 
-def talos_documents(stack: StackConfig) -> list[dict[str, Any]]:
-    """The Talos documents local volumes add to every Arda machine: the user volume, and EPHEMERAL capped.
+def talos_documents(stack: StackConfig, encryption: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The Talos documents local volumes add to every Arda machine: the user volume, and EPHEMERAL capped, both
+    encrypted with `encryption` when the machine's volumes are (plans.volume_encryption.spec).
 
     Both live on the system disk (`system_disk`), never on a data disk, whatever its name. Talos
     creates EPHEMERAL (/var) at first boot and, uncapped, would give it the whole disk; capped at
@@ -48,6 +49,7 @@ def talos_documents(stack: StackConfig) -> list[dict[str, Any]]:
     if not local_volumes(stack):
         return []
     share = int(stack.storage.arda.local.size.removesuffix("%"))
+    sealed = {"encryption": copy.deepcopy(encryption)} if encryption is not None else {}
     return [
         {
             "apiVersion": "v1alpha1",
@@ -60,8 +62,15 @@ def talos_documents(stack: StackConfig) -> list[dict[str, Any]]:
                 "grow": False,
             },
             "filesystem": {"type": "xfs"},
+            **sealed,
         },
-        {"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "EPHEMERAL", "provisioning": {"maxSize": f"{100 - share}%"}},
+        {
+            "apiVersion": "v1alpha1",
+            "kind": "VolumeConfig",
+            "name": "EPHEMERAL",
+            "provisioning": {"maxSize": f"{100 - share}%"},
+            **copy.deepcopy(sealed),
+        },
     ]
 
 

@@ -32,7 +32,7 @@ from plans import agent_token, apiserver, bringup, k3s, logs
 from plans import credentials as credentials_plan
 from plans.netboot import dhcp_probe, pi_pods, roll
 from plans.netboot.pis import image_id, netboot_pis, pointer_digest
-from stacks import releases
+from stacks import encryption, releases
 from stacks.model import Node, StackConfig
 from stacks.storage import longhorn_pis
 
@@ -42,7 +42,9 @@ def node_state(stack: StackConfig, installer: str, patches: str, name: str, gene
     only when it has one, so a deployment without logs reads as before."""
     node = next(n for n in stack.arda_nodes if n.name == name)
     out = {"mac": node.mac, "ip": str(node.ip), "role": node.role, "installer": installer, "patches": patches, "generation": generation}
-    return out | ({"logging": logging} if logging else {})
+    # The key its volumes were sealed with, so the next preview refuses turning encryption on for it in place (stacks.day2).
+    key = encryption.node_key(stack, node.board)
+    return out | ({"logging": logging} if logging else {}) | ({"encryption": key} if key else {})
 
 
 def endpoints(stack: StackConfig) -> list[str]:

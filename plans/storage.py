@@ -142,6 +142,15 @@ def _storage_class(stack: StackConfig, name: str, **extra: Any) -> dict[str, Any
     }
 
 
+def osd_encryption(stack: StackConfig) -> dict[str, Any]:
+    """With `iluvatar:arda.encryption` on, every OSD dm-crypt encrypted: Rook's `encryptedDevice` (a string, as its
+    CephCluster storage config takes every value) has ceph-volume prepare it with `--dmcrypt`, whose key Ceph keeps in
+    the monitors' config-key store, under dataDirHostPath on EPHEMERAL, itself sealed by the machine's key
+    (plans.volume_encryption): a data disk carried off alone holds no key. Rook applies it to OSDs it creates; one made
+    before stays as it is (stacks.day2 refuses turning encryption on for a machine that runs)."""
+    return {"config": {"encryptedDevice": "true"}} if stack.arda.encryption.enabled else {}
+
+
 def ceph_cluster_values(stack: StackConfig) -> dict[str, Any]:
     """The rook-ceph-cluster chart's values: the CephCluster on the inventory's disks, its pools and classes."""
     pool = _pool_size(stack)
@@ -151,7 +160,7 @@ def ceph_cluster_values(stack: StackConfig) -> dict[str, Any]:
         "mgr": {"count": mgr_count(stack), "allowMultiplePerNode": False},
         # Ceph's daemons may run on the control planes (the homelab's disks are in them).
         "placement": {"all": {"tolerations": [dict(CONTROL_PLANE_TOLERATION)]}},
-        "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": ceph_nodes(stack)},
+        "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": ceph_nodes(stack), **osd_encryption(stack)},
         # Never wipe a disk: no cleanup on deletion, no wiping of disks another cluster left, no
         # uninstall while volumes exist, and no OSD removed by the operator on its own.
         "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False, "wipeDevicesFromOtherClusters": False},

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from plans import apiserver, backup, imagefactory, local_volumes, logs, power, yamltext
+from plans import apiserver, backup, imagefactory, local_volumes, logs, power, volume_encryption, yamltext
 from stacks.boards import BOARDS, Board
 from stacks.model import DiskSelector, Node, StackConfig
 
@@ -107,12 +107,19 @@ FACTORY = "factory.talos.dev"
 UNIFIED_INSTALLER = (1, 10, 0)
 
 
-def installer_image(board: str | Board, version: str, kernel_args: Sequence[str] = ()) -> str:
-    """The installer a machine of `board` installs Talos `version` from, as Image Factory names it for that version."""
+def installer_image(board: str | Board, version: str, kernel_args: Sequence[str] = (), secureboot: bool = False) -> str:
+    """The installer a machine of `board` installs Talos `version` from, as Image Factory names it for that version;
+    `secureboot`: the signed UKI installer a `tpm` key needs (plans.volume_encryption), `<path>-secureboot` (the
+    provider's installer_secureboot, talos_image_factory_urls_data_source.go:306 at v0.11.0)."""
     sid = schematic_id(board, kernel_args)
     major, minor, patch = (int(x) for x in version.removeprefix("v").split("-", 1)[0].split(".")[:3])
     path = "metal-installer" if (major, minor, patch) >= UNIFIED_INSTALLER else "installer"
-    return f"{FACTORY}/{path}/{sid}:v{version.removeprefix('v')}"
+    return f"{FACTORY}/{path}{'-secureboot' if secureboot else ''}/{sid}:v{version.removeprefix('v')}"
+
+
+def secureboot(stack: StackConfig, board: str | Board) -> bool:
+    """Whether machines of `board` install the Secure Boot UKI installer: where their volumes are sealed to the TPM."""
+    return volume_encryption.encrypts_state(stack, board if isinstance(board, str) else board.name)
 
 
 # The machinery the Talos provider generates every config with (terraform-provider-talos v0.11.0's go.mod, under
@@ -179,7 +186,14 @@ def _resolver(stack: StackConfig) -> dict[str, Any]:
     return {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": str(d)} for d in stack.network.dns]}
 
 
-def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list[dict[str, Any]]:
+def _volumes(stack: StackConfig, board: str, ca_certificate: str) -> list[dict[str, Any]]:
+    """Local volumes' documents (plans.local_volumes) and encryption's (plans.volume_encryption), one per volume."""
+    local = local_volumes.talos_documents(stack, volume_encryption.spec(stack, board))
+    ephemeral = any(d["kind"] == "VolumeConfig" and d["name"] == volume_encryption.EPHEMERAL for d in local)
+    return local + volume_encryption.documents(stack, board, ca_certificate, ephemeral_written=ephemeral)
+
+
+def node_documents(stack: StackConfig, node: Node, installer_image: str, ca_certificate: str = apiserver.CA_PLACEHOLDER) -> list[dict[str, Any]]:
     """The patch documents for one node, in the order Talos documents them."""
     net = stack.network
     vlan = next((v for v in net.vlans if v.name == node.vlan), None)
@@ -218,21 +232,26 @@ def node_documents(stack: StackConfig, node: Node, installer_image: str) -> list
     if (wake := power.ethernet_config(node)) is not None:
         # Wake-on-LAN stays armed on the NIC only when the machine config says so (plans.power).
         docs.append(wake)
-    # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named.
-    docs += local_volumes.talos_documents(stack)
+    # Local volumes: a user volume on the system disk (plans.local_volumes); data disks are never named. Both they and
+    # STATE/EPHEMERAL encrypted when the stack says so (plans.volume_encryption).
+    docs += _volumes(stack, node.board, ca_certificate)
     # The kernel's messages off the machine (plans.logs).
     docs += logs.kmsg_document(stack)
     return docs
 
 
-def generic_worker_documents(stack: StackConfig, board: str, install_disk: str | DiskSelector, installer_image: str) -> list[dict[str, Any]]:
-    """A worker for machines not in the inventory: DHCP address, a stable generated hostname."""
+def generic_worker_documents(
+    stack: StackConfig, board: str, install_disk: str | DiskSelector, installer_image: str, ca_certificate: str = apiserver.CA_PLACEHOLDER
+) -> list[dict[str, Any]]:
+    """A worker for machines not in the inventory: DHCP address, a stable generated hostname, its volumes encrypted
+    as its board's (plans.volume_encryption)."""
     labels = {f"{LABEL_PREFIX}/role": "istari", f"{LABEL_PREFIX}/board": board, f"{LABEL_PREFIX}/generic": "true"}
     return [
         _config_document(stack, install_disk, installer_image, labels, control_plane=False, name=None),
         {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable"},
         _resolver(stack),
         *logs.kmsg_document(stack),
+        *volume_encryption.documents(stack, board, ca_certificate, ephemeral_written=False),
     ]
 
 
@@ -247,7 +266,7 @@ def node_patches(stack: StackConfig, node: Node, installer_image: str, ca_certif
     then the node's own."""
     control_plane = apiserver.talos_documents(stack, node, ca_certificate)
     return [
-        dump(node_documents(stack, node, installer_image)),
+        dump(node_documents(stack, node, installer_image, ca_certificate)),
         *([dump(control_plane)] if control_plane else []),
         *(dump([p]) for p in stack.arda.patches),
         *(dump([p]) for p in node.talos_patches),

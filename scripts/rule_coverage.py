@@ -75,6 +75,7 @@ RULE_FILES = (
     "stacks/discovery.py",
     "stacks/netboot_mode.py",
     "stacks/addresses.py",
+    "stacks/encryption.py",
 )
 # The layers whose module holds both field checks and rules.
 LAYERS = (
@@ -86,6 +87,7 @@ LAYERS = (
     "stacks/monitoring.py",
     "stacks/identity.py",
     "stacks/discovery.py",
+    "stacks/encryption.py",
 )
 FIELD_BOUNDS = {"ge", "le", "min_length"}
 

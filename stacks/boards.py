@@ -41,6 +41,13 @@ class Board:
     talos_since: str = "v1.0.0"
     talos_overlay: TalosOverlay | None = None
     netboot: tuple[Firmware, ...] = ()
+    # Whether every machine of this board has a TPM 2.0 that Talos can seal a disk key to (`tpm` keys, plans.talos).
+    # Talos seals to PCR 7 under a policy signed with the key its Secure Boot UKI carries (Talos v1.13.9
+    # internal/pkg/secureboot/tpm2/seal.go:31-35 reads constants.PCRPublicKey, the systemd-stub's
+    # tpm2-pcr-public-key.pem, which only a signed UKI has: pkg/imager/imager.go:460-481), so the fact is
+    # "TPM 2.0 and UEFI Secure Boot on every machine of the board". `tpm_source` says where the fact comes from.
+    tpm: bool = False
+    tpm_source: str = ""
 
 
 BOARDS: dict[str, Board] = {
@@ -50,6 +57,7 @@ BOARDS: dict[str, Board] = {
             "rpi4",
             "arm64",
             "Raspberry Pi 4",
+            tpm_source="the Raspberry Pi 4 Model B product brief lists no TPM, and its bootloader has no UEFI Secure Boot",
             runs_ainur=True,
             talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_generic"),
         ),
@@ -57,6 +65,7 @@ BOARDS: dict[str, Board] = {
             "rpi5",
             "arm64",
             "Raspberry Pi 5",
+            tpm_source="the Raspberry Pi 5 product brief lists no TPM; its secure boot is the bootloader's own signed boot, not UEFI Secure Boot",
             runs_ainur=True,
             talos_since="v1.12.3",
             talos_overlay=TalosOverlay("siderolabs/sbc-raspberrypi", "rpi_5"),
@@ -65,11 +74,27 @@ BOARDS: dict[str, Board] = {
             "rk1",
             "arm64",
             "Turing RK1 compute module",
+            tpm_source="the Turing RK1 specification (RK3588 SoC) lists no TPM, and its U-Boot has no UEFI Secure Boot",
             runs_ainur=False,
             talos_overlay=TalosOverlay("siderolabs/sbc-rockchip", "turingrk1"),
         ),
-        Board("generic-x86", "amd64", "x86-64 PC (UEFI or BIOS)", runs_ainur=True, netboot=("bios", "uefi-x86_64")),
-        Board("generic-arm64", "arm64", "arm64 UEFI server", runs_ainur=True, netboot=("uefi-arm64",)),
+        Board(
+            "generic-x86",
+            "amd64",
+            "x86-64 PC (UEFI or BIOS)",
+            runs_ainur=True,
+            netboot=("bios", "uefi-x86_64"),
+            # Any PC: a BIOS one has no Secure Boot, and many have no TPM 2.0 or have it off in the firmware.
+            tpm_source="any x86-64 PC: BIOS ones have no Secure Boot, and a TPM 2.0 is not on (or not in) every one",
+        ),
+        Board(
+            "generic-arm64",
+            "arm64",
+            "arm64 UEFI server",
+            runs_ainur=True,
+            netboot=("uefi-arm64",),
+            tpm_source="any arm64 UEFI server: a TPM 2.0 is optional in Arm's SystemReady SR/ES requirements",
+        ),
     )
 }
 

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stacks import encryption, releases, rules, storage
 from stacks import logs as logs_rules
-from stacks import releases, rules, storage
-from stacks.errors import Problem
+from stacks.boards import ARDA_ROLES
+from stacks.errors import Problem, show
 from stacks.logs_model import Logs
 from stacks.model import Node, StackConfig
 
@@ -184,7 +185,7 @@ def check(stack: StackConfig, deployed: DeployedArda, ainur: Any = None, dnsmasq
     )
     if not deployed.deployed:
         return problems
-    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed)
+    problems += _charts(stack, deployed) + _control_plane_addresses(stack, deployed) + _logs_store(stack, deployed) + _encryption(stack, deployed)
     return problems + _arda_versions(stack, deployed) + _kinds_on_the_way(stack, deployed)
 
 
@@ -514,6 +515,36 @@ def _logs_store(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
                 LOGS_CLASS,
                 f"{written} is not {was_class}, the class of {whose}; a claim does not move between classes: "
                 f"keep {was_class}, or {fix} as {LOGS_RUNBOOK} says",
+            )
+        )
+    return out
+
+
+def _encryption(stack: StackConfig, deployed: DeployedArda) -> list[Problem]:
+    """Encryption on for a machine that runs with its volumes in clear. Talos encrypts a volume only when it finds it
+    empty: one that holds a filesystem is refused, never converted (Talos v1.13.9
+    internal/app/machined/pkg/controllers/block/internal/volumes/encrypt.go:82-95, "block dev type mismatch"), so the
+    machine would never mount STATE again. The way is a fresh install, one machine at a time. Each machine's output
+    records the key it was installed with (plans.rollout.node_state); an output without one is a machine in clear."""
+    former = former_names(stack, deployed.nodes)
+    out: list[Problem] = []
+    for i, node in enumerate(stack.nodes):
+        if node.role not in ARDA_ROLES or not installed(node, deployed, former.get(node.name)):
+            continue
+        key = encryption.node_key(stack, node.board)
+        was = deployed.nodes[former.get(node.name, node.name)].get("encryption")
+        if was == key:
+            continue
+        runs = f"sealed by {was}" if was else "in clear"
+        wants = f"sealed by {key}" if key else "in clear"
+        out.append(
+            Problem(
+                f"{encryption.PATH}.enabled",
+                f"{show(stack.arda.encryption.enabled)}, but nodes[{i}] ({node.name}) runs with its volumes {runs}, and Talos"
+                f" never converts a volume that holds data (its volumes would not mount again {wants}); roll it, one machine at a"
+                " time: move its local volumes' data off (a machine with Ceph OSDs retires them first,"
+                " docs/day2.md#retiring-a-disk-or-a-machine), remove it from iluvatar:nodes and run pulumi up (its delete resets"
+                " it), wipe its system disk and put it back: it installs anew (docs/layers/data.md#turning-encryption-on)",
             )
         )
     return out

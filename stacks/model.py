@@ -316,6 +316,20 @@ class Discovery(Model):
     arches: tuple[Arch, ...] | None = Field(default=None, min_length=1)
 
 
+class Encryption(Model):
+    """`iluvatar:arda.encryption`: every Arda volume (STATE, EPHEMERAL, the local volumes, the Ceph OSDs) encrypted at
+    rest with LUKS2, its key never on the machine in a form a thief can use (plans.talos, docs/layers/data.md).
+
+    Absent: off, so a stack deployed before it keeps its volumes as they are (turning it on for running machines is a
+    roll: stacks.day2); `iluvatar init` writes it on. The key is chosen per board: `tpm` where the board has a TPM 2.0
+    with Secure Boot (stacks.boards.Board.tpm), else `kms`, the KMS the Ainur serve (plans.kms). `keys` overrides that
+    per board; `static` and `nodeID` are refused (stacks.rules), so its values are checked there, by name.
+    """
+
+    enabled: bool = False
+    keys: dict[BoardName, str] = Field(default_factory=dict)
+
+
 class Arda(Model):
     """Arda: the Talos Linux workload cluster."""
 
@@ -330,6 +344,8 @@ class Arda(Model):
     kernel_args: dict[BoardName, tuple[KernelArg, ...]] = Field(default_factory=dict)
     # Unknown machines boot into maintenance mode to be discovered; unset: they are not booted at all.
     discovery: Discovery | None = None
+    # Volume encryption at rest (plans.talos, stacks.encryption); absent: off.
+    encryption: Encryption = Field(default_factory=Encryption)
 
 
 class ArgoCd(Model):

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import yaml
 
-from stacks import netboot_mode, releases
+from stacks import encryption, netboot_mode, releases
 from stacks.apps import app_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
@@ -73,6 +73,7 @@ def check(p: Parsed) -> list[Problem]:
         problems += _counts(p)
     problems += _talos_patches(p)
     problems += _kernel_args(p)
+    problems += _encryption(p)
     problems += _netboot(p)
     problems += _edge(p)
     return problems
@@ -713,10 +714,23 @@ def _patch(path: str, patch: dict[str, object], disks: set[str], owner: str, boa
                 path,
                 f"{kind} is not a config document both the Talos provider (machinery v1.13.0) and Talos v1.14 know; one of them would refuse the whole config",
             )
+    yield from _patch_keys(path, patch)
     for device in sorted(set(_device_paths(patch))):
         if device not in disks:
             known = ", ".join(sorted(disks)) or "none"
             yield Problem(path, f"{device} is not a disk of {owner} in the inventory (known: {known}); add it to dataDisks")
+
+
+def _patch_keys(path: str, patch: dict[str, object]) -> Iterator[Problem]:
+    """A volume key in a patch that stacks.encryption refuses in the stack: a patch's document is merged into Iluvatar's
+    of the same kind and name (a VolumeConfig EPHEMERAL's `encryption.keys` list with it), so a key written there
+    would seal the volume as surely as one the stack chose."""
+    enc = patch.get("encryption")
+    keys = enc.get("keys") if isinstance(enc, dict) else None
+    for k, key in enumerate(keys if isinstance(keys, list) else []):
+        for kind in encryption.REFUSED:
+            if isinstance(key, dict) and kind in key:
+                yield Problem(f"{path}.encryption.keys[{k}].{kind}", f"is refused: {encryption.REFUSED[kind]}; use iluvatar:arda.encryption")
 
 
 def _paths(node: Node) -> set[str]:
@@ -778,6 +792,17 @@ def _kernel_args(p: Parsed) -> list[Problem]:
         for board, args in p.arda.kernel_args.items()
         if board not in used
     ]
+
+
+def _encryption(p: Parsed) -> list[Problem]:
+    """Volume encryption's keys (stacks.encryption): never static or nodeID, a TPM only where the board has one, the
+    KMS only with the Ainur that serve it."""
+    if p.arda is None:
+        return []
+    boards = [n.board for _, n in p.nodes if n.role in ARDA_ROLES]
+    if p.ainur is not None and p.ainur.netboot.generic_worker is not None:
+        boards.append(p.ainur.netboot.generic_worker.board)
+    return list(encryption.problems(p.arda.encryption, boards, p.ainur_set))
 
 
 def _netboot(p: Parsed) -> list[Problem]:

@@ -258,7 +258,7 @@ def test_ainur_without_a_valar_is_a_clear_error_even_past_validation(tmp_path: P
         (
             {"iluvatar:nodes[1].role": "valar"},
             # Sign-in's Dex runs on the Ainur: it goes with them.
-            ["iluvatar:ainur", "iluvatar:storage.ainur", "iluvatar:identity", "iluvatar:identityConnectorSecret"],
+            ["iluvatar:ainur", "iluvatar:storage.ainur", "iluvatar:identity", "iluvatar:identityConnectorSecret", "iluvatar:arda.encryption"],
             [
                 "  iluvatar:nodes[0].role: valar belongs to the Ainur, but iluvatar:ainur is not set",
                 "  iluvatar:nodes[1].role: valar belongs to the Ainur, but iluvatar:ainur is not set",

@@ -113,6 +113,7 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
         "LinkConfig",
         "ResolverConfig",
         "StaticHostConfig",
+        "TrustedRootsConfig",  # the KMS's CA (plans.volume_encryption): the homelab encrypts its volumes
         "UserVolumeConfig",
         "VolumeConfig",
     ]
@@ -129,7 +130,13 @@ def test_the_check_ran_on_the_config_the_provider_would_generate(accepted: dict[
     assert config["cluster"]["etcd"]["extraArgs"]["listen-metrics-urls"] == "http://0.0.0.0:2381"
     # Local volumes (plans.local_volumes), as both Talos versions accepted them: on the system disk only.
     assert kinds["UserVolumeConfig"]["provisioning"] == {"diskSelector": {"match": "system_disk"}, "minSize": "1GiB", "maxSize": "25%", "grow": False}
-    assert kinds["VolumeConfig"] == {"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "EPHEMERAL", "provisioning": {"maxSize": "75%"}}
+    assert kinds["VolumeConfig"] == {
+        "apiVersion": "v1alpha1",
+        "kind": "VolumeConfig",
+        "name": "EPHEMERAL",
+        "provisioning": {"maxSize": "75%"},
+        "encryption": KMS_KEY,
+    }
     assert config["machine"]["kubelet"]["extraMounts"] == [
         {"destination": "/var/mnt", "type": "bind", "source": "/var/mnt", "options": ["bind", "rshared", "rw"]}
     ]
@@ -455,3 +462,63 @@ def test_the_install_settings_go_where_each_generator_expects_them(accepted: dic
         assert "* UnattendedInstallConfig config is incompatible with v1alpha1 config (.machine.install)" in problem
         # And every other v1alpha1 section 1.14 moved to its own document: a provider on machinery 1.14 means them all.
         assert "* kubelet config is already set in v1alpha1 config (.machine.kubelet)" in problem
+
+
+KMS_KEY = {"provider": "luks2", "keys": [{"slot": 0, "kms": {"endpoint": "https://192.168.0.14:4050"}}]}
+
+
+def test_every_homelab_volume_is_encrypted_by_the_ainurs_kms_in_the_config_talos_accepted(accepted: dict[str, Verdict]) -> None:
+    """The shipped homelab (iluvatar:arda.encryption on, generic-x86: kms): in the config both machineries accepted
+    above, EPHEMERAL and the local volume are LUKS2 sealed by the Ainur's KMS at its service address, the local CA is a
+    trusted root for its certificate, and STATE has no encryption (plans.volume_encryption: unlocked before the config)."""
+    for name in HOMELAB_NODES:
+        docs = {(d.get("kind"), d.get("name")): d for d in _docs(accepted[f"homelab/{name}"].config)[1:]}
+        assert docs[("VolumeConfig", "EPHEMERAL")] == {
+            "apiVersion": "v1alpha1",
+            "kind": "VolumeConfig",
+            "name": "EPHEMERAL",
+            "provisioning": {"maxSize": "75%"},
+            "encryption": KMS_KEY,
+        }, name
+        assert docs[("UserVolumeConfig", "local-path-provisioner")]["encryption"] == KMS_KEY, name
+        # The local CA as the simulation's pulumi-tls makes it (tests/sims), not the render's placeholder.
+        assert docs[("TrustedRootsConfig", "iluvatar-kms")]["certificates"] == (
+            "-----BEGIN CERTIFICATE-----\n(the root CA certificate pulumi-tls generates at pulumi up)\n-----END CERTIFICATE-----\n"
+        ), name
+        assert ("VolumeConfig", "STATE") not in docs, name
+    # rk1 has no Ainur, so no KMS: its stack leaves encryption off (stacks.encryption refuses kms without the Ainur).
+    assert not any(d.get("encryption") for d in _docs(accepted["rk1/talos-1"].config))
+
+
+def test_talos_accepts_tpm_sealed_state_and_refuses_an_encryption_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board with a TPM (none of the known ones; stacks.boards.Board.tpm set here) seals STATE, EPHEMERAL and the local
+    volume to it, Secure Boot checked at enroll: both machineries accept that config. An encryption without a key is
+    refused by Talos's own EncryptionSpec.Validate (block/encryption.go at v1.13.9), so the check reads the section."""
+    import dataclasses
+
+    from stacks import boards
+
+    stack = load_stack_file(HOMELAB)
+    node = next(n for n in stack.arda_nodes if n.name == "gandalf")
+    monkeypatch.setitem(boards.BOARDS, "generic-x86", dataclasses.replace(boards.BOARDS["generic-x86"], tpm=True))
+    tpm_docs = talos_plan.node_documents(stack, node, "factory.talos.dev/metal-installer-secureboot/x:v1.14.1")
+    monkeypatch.undo()
+    tpm = {"provider": "luks2", "keys": [{"slot": 0, "tpm": {"checkSecurebootStatusOnEnroll": True}}]}
+    volumes = {(d["kind"], d["name"]): d["encryption"] for d in tpm_docs if "encryption" in d}
+    assert volumes == {("VolumeConfig", "STATE"): tpm, ("UserVolumeConfig", "local-path-provisioner"): tpm, ("VolumeConfig", "EPHEMERAL"): tpm}
+    assert not any(d.get("kind") == "TrustedRootsConfig" for d in tpm_docs)
+    base = next(m for m in _machines(HOMELAB, "homelab") if m.name == "homelab/gandalf")
+    keyless = [{**d, "encryption": {"provider": "luks2", "keys": []}} if d.get("name") == "EPHEMERAL" else d for d in tpm_docs]
+    verdicts = {
+        v.name: v
+        for v in check(
+            [
+                Machine("tpm", {**base.arguments, "configPatches": [talos_plan.dump(tpm_docs)]}),
+                Machine("keyless", {**base.arguments, "configPatches": [talos_plan.dump(keyless)]}),
+            ]
+        )
+    }
+    assert verdicts["tpm"].problems() == []
+    generated = {(d.get("kind"), d.get("name")): d for d in _docs(verdicts["tpm"].config)[1:]}
+    assert generated[("VolumeConfig", "STATE")]["encryption"] == tpm
+    assert any("encryption keys are required" in p for p in verdicts["keyless"].provider), verdicts["keyless"].provider

@@ -223,12 +223,14 @@ def test_bring_up_order(homelab: Simulation) -> None:
     netboot = {"netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-service-netboot"}
     # One machine after another, control planes first, each after the Ainur's netboot serves.
     chain = [f"arda-{n}-apply" for n in NODES]
-    # The local CA's certificate too: the control planes' API servers trust Dex through it (plans.apiserver).
+    # The local CA's certificate too, on every machine: the control planes' API servers trust Dex through it
+    # (plans.apiserver), and every machine's volumes unlock through the Ainur's KMS, whose certificate it signs
+    # (plans.volume_encryption's TrustedRootsConfig).
     config = {"arda-config-schematic-generic-x86", "arda-config-secrets"}
-    ca = {"edge-certificates-ca-cert"}  # control planes only
+    ca = {"edge-certificates-ca-cert"}
     assert deps(chain[0]) == netboot | config | ca
     for earlier, later in itertools.pairwise(chain):
-        assert deps(later) == netboot | {earlier} | config | (ca if later.split("-")[1] in NODES[:3] else set())
+        assert deps(later) == netboot | {earlier} | config | ca
     assert deps("arda-bootstrap") == {"arda-taniquetil-apply", "arda-config-secrets"}
     assert deps("arda-gate-api") == {"arda-bootstrap", "arda-config-secrets", *chain}
     assert deps("arda-kubeconfig") == {"arda-gate-api", "arda-config-secrets"}

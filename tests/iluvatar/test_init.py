@@ -290,6 +290,13 @@ def test_a_stack_without_pis_has_no_ainur(tmp_path: Path) -> None:
     )
     assert "iluvatar:ainur" not in cfg and [n["ip"] for n in cfg["iluvatar:nodes"]] == ["192.168.1.11", "192.168.1.12", "192.168.1.13"]
     assert [n["installDisk"] for n in cfg["iluvatar:nodes"]] == ["/dev/mmcblk0"] * 3
+    # No Ainur, no KMS, and an rk1 has no TPM: encryption is left off (stacks.encryption would refuse it).
+    assert "encryption" not in cfg["iluvatar:arda"]
+
+
+def test_a_new_stack_with_pis_encrypts_its_arda_volumes() -> None:
+    """On by default for new stacks: Talos encrypts a volume only when it first formats it (stacks.day2)."""
+    assert init.config(answers())["iluvatar:arda"]["encryption"] == {"enabled": True}
 
 
 @settings(max_examples=300, deadline=None)

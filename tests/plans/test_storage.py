@@ -333,7 +333,10 @@ def test_talos_patches_never_touch_a_data_disk() -> None:
 def test_no_local_volumes_no_user_volume(tmp_path: Path) -> None:
     stack = _variant(tmp_path, "off", {"iluvatar:storage.arda.local": {"enabled": False}})
     docs = talos.node_documents(stack, stack.arda_nodes[0], "installer")
-    assert [d.get("kind") for d in docs if d.get("kind") in ("UserVolumeConfig", "VolumeConfig")] == []
+    # EPHEMERAL keeps its encryption (the homelab's iluvatar:arda.encryption, plans.volume_encryption), uncapped.
+    assert [(d.get("kind"), d.get("name"), "provisioning" in d) for d in docs if d.get("kind") in ("UserVolumeConfig", "VolumeConfig")] == [
+        ("VolumeConfig", "EPHEMERAL", False)
+    ]
     assert "extraMounts" not in docs[0]["machine"]["kubelet"]
     assert "local-path-provisioner" not in [a.name for a in storage.applications(stack)]
 
@@ -545,7 +548,8 @@ def test_the_ceph_cluster_values_exactly() -> None:
             "mon": {"count": 3, "allowMultiplePerNode": False},
             "mgr": {"count": 2, "allowMultiplePerNode": False},
             "placement": {"all": {"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]}},
-            "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage.ceph_nodes(stack)},
+            # Every OSD dm-crypt encrypted: the homelab's iluvatar:arda.encryption (plans.storage.osd_encryption).
+            "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage.ceph_nodes(stack), "config": {"encryptedDevice": "true"}},
             "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False, "wipeDevicesFromOtherClusters": False},
             "removeOSDsIfOutAndSafeToRemove": False,
         },

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, settings
 
 from plans import logs, talos
-from stacks import StackConfig, load_stack_file, parse_stack
+from stacks import StackConfig, encryption, load_stack_file, parse_stack
 from stacks.boards import BOARDS
 from tests.edit import HOMELAB, RK1
 from tests.plans.test_imagefactory import BOARD_IDS, TEXT_HASH_RK1
@@ -41,9 +41,12 @@ def test_every_homelab_and_rk1_patch_document_is_schema_valid() -> None:
         # monitoring or sign-in, each control plane also gets the patch that opens its components' metrics and reads
         # Dex's authentication config; with sign-in, the StaticHostConfig that names Dex's address.
         # With logs (on with monitoring), every machine also gets its KmsgLogConfig (plans.logs).
+        # With encryption by the Ainur's KMS, every machine also trusts the local CA (TrustedRootsConfig,
+        # plans.volume_encryption); EPHEMERAL's encryption rides on the cap's VolumeConfig.
         kmsg = int(logs.enabled(stack))
-        control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None) + kmsg
-        assert len(docs) == control_plane * len(stack.by_role("valinor")) + (7 + kmsg) * len(stack.by_role("istari"))
+        kms = int(encryption.uses_kms(stack))
+        control_plane = 8 + (stack.monitoring is not None or stack.identity is not None) + (stack.identity is not None) + kmsg + kms
+        assert len(docs) == control_plane * len(stack.by_role("valinor")) + (7 + kmsg + kms) * len(stack.by_role("istari"))
         for doc in docs:
             assert talos_errors(doc) == [], (path.name, doc)
 
@@ -90,6 +93,7 @@ def test_worker_patch_has_no_vip_and_no_data_disk_annotation() -> None:
         "ResolverConfig",
         "UserVolumeConfig",
         "VolumeConfig",
+        "TrustedRootsConfig",  # the KMS's CA: the homelab's volumes unlock through the Ainur's KMS (plans.volume_encryption)
         "KmsgLogConfig",
     ]
     assert "nodeAnnotations" not in docs[0]["machine"]

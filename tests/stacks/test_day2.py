@@ -156,7 +156,7 @@ def test_a_kubernetes_upgrade_in_the_run_a_control_plane_leaves_is_refused(tmp_p
     API server, in the cluster until its reset, while the kubelets went past it."""
     stack = _stack(tmp_path, kubernetesVersion="v1.36.0")
     valinor = [n for n in stack.nodes if n.role == "valinor"]
-    nodes = {n.name: {"mac": n.mac, "role": n.role} for n in stack.nodes}
+    nodes = {n.name: {"mac": n.mac, "role": n.role, "encryption": "kms"} for n in stack.nodes}  # installed encrypted, as now
     gone = {**nodes, "formenos": {"mac": "02:00:00:00:00:99", "role": "valinor"}, "bree": {"mac": "02:00:00:00:00:98", "role": "istari"}}
     leaving = day2.DeployedArda.from_output({"talosVersion": "v1.14.1", "kubernetesVersion": "v1.35.1", "nodes": gone})
     assert [(p.path, p.message) for p in day2.check(stack, leaving)] == [
@@ -305,7 +305,7 @@ def test_a_chart_going_backwards_is_refused(tmp_path: Path) -> None:
 def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
     stack = load_stack_file(HOMELAB)
     running = day2.DeployedArda.from_output(
-        {**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role} for n in stack.arda_nodes}}
+        {**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "ip": str(n.ip), "role": n.role, "encryption": "kms"} for n in stack.arda_nodes}}
     )
     # taniquetil (nodes[3]) and tirion (nodes[4]) are control planes; gandalf (nodes[6]) a worker.
     one = _edited(tmp_path, {"iluvatar:nodes[3].ip": "192.168.0.24", "iluvatar:nodes[6].ip": "192.168.0.33"})
@@ -320,7 +320,9 @@ def test_one_control_planes_address_changes_per_run(tmp_path: Path) -> None:
         )
     ]
     # An output written before addresses were kept (no `ip`) says nothing moved: no move, so no problem.
-    unrecorded = day2.DeployedArda.from_output({**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "role": n.role} for n in stack.arda_nodes}})
+    unrecorded = day2.DeployedArda.from_output(
+        {**RUNNING.output, "nodes": {n.name: {"mac": n.mac, "role": n.role, "encryption": "kms"} for n in stack.arda_nodes}}
+    )
     assert day2.check(two, unrecorded) == []
 
 

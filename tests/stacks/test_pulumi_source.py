@@ -206,7 +206,13 @@ def _answering(outputs: dict[str, Any] | None, fail: bool = False) -> OutputsMoc
     return mocks
 
 
-TANIQUETIL = {"role": "valinor", "mac": "a8:b8:e0:20:00:01", "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.13.0"}
+# taniquetil installed with its volumes sealed by the KMS, as the homelab (iluvatar:arda.encryption) installs it.
+TANIQUETIL = {
+    "role": "valinor",
+    "mac": "a8:b8:e0:20:00:01",
+    "installer": "factory.talos.dev/metal-installer/376567988ad3:v1.13.0",
+    "encryption": "kms",
+}
 RUNNING = {"talosVersion": "v1.13.0", "kubernetesVersion": "v1.35.1", "nodes": {"taniquetil": TANIQUETIL}}
 AINUR_RAN = {"k3sVersion": "v1.35.6+k3s1", "nodes": {"manwe": {"role": "valar"}}}
 

@@ -1,0 +1,79 @@
+"""Encryption at rest: which key each Arda machine's volumes are sealed with, and the rules that refuse a bad choice.
+
+`iluvatar:arda.encryption` (stacks.model.Encryption) turns LUKS2 on for every Arda volume. The key is chosen per board,
+never written in the stack: `tpm` where the board has a TPM 2.0 with Secure Boot (stacks.boards.Board.tpm), else `kms`,
+the KMS the Ainur serve (plans.kms), so a disk or a machine carried out of the house finds no key. Talos's other two
+keys are refused: `static` puts the passphrase in every machine config and in Pulumi's state; `nodeID` derives the key
+from the machine's own UUID (Talos v1.13.9 internal/pkg/encryption/keys/nodeid.go), so a stolen machine unlocks itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from stacks.boards import BOARDS, Board
+from stacks.errors import Problem, show
+from stacks.model import Encryption, StackConfig
+
+# A key kind as Talos's EncryptionKey names it: `tpm` or `kms` (a plain str: the model reads `keys` as written, so
+# each refusal can name the value; KEYS is the whole set).
+Key = str
+KEYS: tuple[Key, ...] = ("tpm", "kms")
+PATH = "iluvatar:arda.encryption"
+
+# Why each of Talos's other keys is refused, in the words the refusal gives.
+REFUSED: dict[str, str] = {
+    "static": "a static passphrase would sit in every machine config and in Pulumi's state, beside the data it locks",
+    "nodeID": "a nodeID key is derived from the machine's own UUID, so a stolen machine unlocks its disks by itself"
+    " (it only protects a disk taken out alone)",
+}
+
+
+def default_key(board: Board) -> Key:
+    """The key a board's machines use unless `keys` says otherwise: the TPM where every one has it, else the KMS."""
+    return "tpm" if board.tpm else "kms"
+
+
+def key_of(encryption: Encryption, board: str) -> Key | None:
+    """The key a machine of `board` seals its volumes with, or None with encryption off."""
+    if not encryption.enabled:
+        return None
+    chosen = encryption.keys.get(board)
+    return chosen if chosen in KEYS else default_key(BOARDS[board])
+
+
+def node_key(stack: StackConfig, board: str) -> Key | None:
+    return key_of(stack.arda.encryption, board)
+
+
+def uses_kms(stack: StackConfig) -> bool:
+    """Whether any Arda machine (the generic worker's board included) unlocks through the Ainur's KMS."""
+    boards = {n.board for n in stack.arda_nodes}
+    if stack.generic_worker is not None:
+        boards.add(stack.generic_worker.board)
+    return any(node_key(stack, b) == "kms" for b in boards)
+
+
+def problems(encryption: Encryption, arda_boards: Iterable[str], ainur_set: bool) -> Iterator[Problem]:
+    """A key Talos must not use, a TPM a board lacks, the KMS without the Ainur that serve it."""
+    for board, value in encryption.keys.items():
+        path = f"{PATH}.keys.{board}"
+        if value in REFUSED:
+            yield Problem(path, f"{show(value)} is refused: {REFUSED[value]}; remove it (the board then uses {default_key(BOARDS[board])})")
+        elif value not in KEYS:
+            yield Problem(path, f"{show(value)} is not a key Iluvatar seals volumes with; write tpm or kms")
+        elif value == "tpm" and not BOARDS[board].tpm:
+            yield Problem(
+                path,
+                f"tpm: a {board} has no TPM 2.0 with UEFI Secure Boot that Talos can seal a key to ({BOARDS[board].tpm_source}); write kms,"
+                " the Ainur's KMS",
+            )
+    if not encryption.enabled or ainur_set:
+        return
+    kms = sorted({b for b in arda_boards if key_of(encryption, b) == "kms"})
+    if kms:
+        yield Problem(
+            f"{PATH}.enabled",
+            f"true, but {', '.join(kms)} machines unlock through the KMS the Ainur serve, and this stack has no iluvatar:ainur;"
+            " add the Ainur, or set it to false (volumes then stay unencrypted)",
+        )
