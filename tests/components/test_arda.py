@@ -44,6 +44,8 @@ NETBOOT_AGGREGATES = [
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
 # vmalert's rules (a silence alert per machine) and its Deployment (their digest) too.
+# The KMS admits each Arda machine's address (plans.kms).
+KMS_AGGREGATES = ["kms-networkpolicy-kms"]
 LOGS_AGGREGATES = [
     "monitoring-arda-configmap-grafana-dashboard-iluvatar",
     "logs-arda-configmap-vmalert-logs",
@@ -173,6 +175,10 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
         "random:data": "data-random",
         "command:data": "arda-command",
         "command:netboot": "ainur-command",  # the clearance, through the Ainur's command provider
+        # The KMS: its objects on the Ainur, its key from a random provider of its own, its certificate from the local CA's.
+        "kubernetes:kms": "ainur-kubernetes",
+        "random:kms": "kms-random",
+        "tls:kms": "edge-certificates-tls",
     }
     checked = 0
     for r in homelab.registrations:
@@ -190,7 +196,7 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
             prefix += "-argocd"
         key = (
             f"{package}:{prefix}"
-            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-"))
+            if package in ("kubernetes", "command") or r.name.startswith(("gitops-", "edge-", "monitoring-", "identity-", "data-", "kms-"))
             else package
         )
         assert r.provider.startswith(regs[providers[key]].urn + "::"), (r.name, r.provider)
@@ -210,7 +216,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Each maia's own join token (its id, its secret, its Secret: 2 maiar) and the Ainur's ca-hash step: 7 more.
     # Who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy and the gate before it),
     # vmalert's policy, and the Ainur's policy of who may register a Node with its binding: 6 more.
-    assert checked == 264
+    # The KMS 12 (its key, its certificate's 3, its 8 objects on the Ainur); the raw-port apps 5 (minecraft's and
+    # mosquitto's Service and policy, the gate before the policies).
+    assert checked == 281
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -321,6 +329,8 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
             "data-backup-home-assistant-home-assistant-config-restic-password",
             "edge-certificates-ca-key",
             "edge-certificates-ca-cert",
+            # The KMS's key: what every volume it sealed opens with (plans.kms).
+            "kms-key",
         ]
     )
 
@@ -538,7 +548,7 @@ def test_adding_a_node_changes_only_that_nodes_resources(tmp_path: Path, homelab
     assert set(before) <= set(after)
     changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
     # No other machine's step changes: only the aggregates, and the gates that list every machine.
-    assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES]), "only the aggregates may change"
+    assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES]), "only the aggregates may change"
     # The aggregates that list machines do change: the DHCP reservations and the talosconfig's nodes.
     assert len(grown.outputs["reservations"]) == len(homelab.outputs["reservations"]) + 1
 
@@ -548,7 +558,7 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
     shrunk = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(shrunk)
     assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply"]
-    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES])
+    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES])
 
 
 def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path, homelab: Simulation) -> None:
