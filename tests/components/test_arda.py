@@ -91,6 +91,7 @@ COREDNS = [
     "arda-coredns-clusterrolebinding-system:coredns",
     "arda-coredns-configmap-coredns",
     "arda-coredns-deployment-coredns",
+    "arda-coredns-networkpolicy-coredns",
     "arda-coredns-service-kube-dns",
     "arda-coredns-serviceaccount-coredns",
 ]
@@ -210,7 +211,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Each maia's own join token (its id, its secret, its Secret: 2 maiar) and the Ainur's ca-hash step: 7 more.
     # Who may reach the log store (its readers' NetworkPolicy, its writers' CiliumNetworkPolicy and the gate before it),
     # vmalert's policy, and the Ainur's policy of who may register a Node with its binding: 6 more.
-    assert checked == 264
+    # Every listener's NetworkPolicy (plans.netpol): the Ainur's identity namespace 3 (its default deny, Dex's, the front
+    # door's), netboot's default deny and the Git mirror's, CoreDNS's and cloudflared's on Arda: 7 more.
+    assert checked == 271
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
