@@ -144,6 +144,7 @@ class Cloudflare(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[networking]),
         )
         kube.create(name, plan.cloudflared_deployment(stack), pulumi.ResourceOptions(parent=self, depends_on=[networking, token_secret]))
+        kube.create(name, plan.cloudflared_network_policy(), pulumi.ResourceOptions(parent=self, depends_on=[networking]))
         zone = invoke(GET_ZONE, {"filter": {"name": stack.network.external_domain, "match": "all"}}, calls)
         target = self.tunnel.id.apply(lambda tunnel_id: f"{tunnel_id}.cfargotunnel.com")
         self.records = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plans import netpol
 from plans.edge import GATEWAY_NAMESPACE, MANAGED_BY
 from stacks.model import StackConfig
 
@@ -87,3 +88,10 @@ def cloudflared_deployment(stack: StackConfig) -> dict[str, Any]:
             },
         },
     }
+
+
+def cloudflared_network_policy() -> dict[str, Any]:
+    """cloudflared only dials out (to Cloudflare's edge, and to envoy-external for each request): it admits nothing. Its
+    metrics and readiness listener (METRICS_PORT, on every address) only the kubelet reaches, from the pod's own machine
+    (Cilium admits the local host: plans.netpol); no Prometheus scrapes it."""
+    return netpol.allow(CLOUDFLARED, GATEWAY_NAMESPACE, {"app.kubernetes.io/name": CLOUDFLARED}, [], [], **MANAGED_BY)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from plans import netpol
 from stacks.model import StackConfig
 
 NAMESPACE = "kube-system"
@@ -244,7 +245,19 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
         },
         _deployment(stack),
         _service(stack),
+        network_policy(stack),
     ]
+
+
+def network_policy(stack: StackConfig) -> dict[str, Any]:
+    """The cluster's DNS admits DNS from everyone (every pod, the host-network ones by the machines' addresses) and its
+    metrics from Prometheus alone (kube-prometheus's ServiceMonitor for CoreDNS scrapes `metrics`, 9153); its health
+    and readiness listeners (8080, 8181) only the kubelet reaches, from the pod's own machine (plans.netpol)."""
+    selector = {"k8s-app": "kube-dns"}
+    dns = netpol.allow(NAME, NAMESPACE, selector, [netpol.port(53, "UDP"), netpol.port(53)], None)
+    if stack.monitoring is not None:
+        dns["spec"]["ingress"].append({"from": [netpol.pods("prometheus", "monitoring")], "ports": [netpol.port(9153)]})
+    return dns
 
 
 def talos_runs_coredns(documents: list[dict[str, Any]]) -> bool:

@@ -187,6 +187,10 @@ def helm_values(stack: StackConfig, cluster: Cluster, extra: Mapping[str, Any] |
         "redisSecretInit": {"enabled": False},
         # Single sign-on is the Ainur's Dex with iluvatar:identity (plans.identity), never a Dex of Argo CD's own.
         "dex": {"enabled": False},
+        # Each component's own NetworkPolicy (the chart's default, pinned) and a default deny for any other pod of the
+        # namespace (argo-cd chart 10.8.0 templates/networkpolicy-default-deny.yaml): every listener admits only what
+        # its component's policy names (the server everyone, for the Ainur's front door and Arda's gateway).
+        "global": {"networkPolicy": {"create": True, "defaultDenyIngress": True}},
     }
     if cluster == "ainur":
         values["notifications"] = {"enabled": False}

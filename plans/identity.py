@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import apiserver, gitops, yamltext
+from plans import apiserver, gitops, netpol, yamltext
 from plans.edge import GATEWAY_NAMESPACE
 from plans.netboot.pods import NGINX_IMAGE
 from stacks import identity as rules
@@ -323,6 +323,11 @@ def dex_manifests() -> list[dict[str, Any]]:
             "metadata": _meta(DEX, **labels),
             "spec": {"selector": labels, "ports": [{"name": "https", "port": DEX_PORT, "targetPort": "https", "protocol": "TCP"}]},
         },
+        # Every pod of the namespace admits nothing a policy does not allow; Dex admits its https from the front door
+        # alone, which passes everyone's logins to it by name. Its telemetry (health, metrics) only the kubelet reaches,
+        # from the pod's own node (plans.netpol).
+        netpol.default_deny(NAMESPACE, **labels),
+        netpol.allow(DEX, NAMESPACE, labels, [netpol.port(DEX_PORT)], [netpol.pods(FRONT_DOOR)], **labels),
     ]
 
 
@@ -478,6 +483,9 @@ def front_door_manifests(stack: StackConfig, ca_certificate: str) -> list[dict[s
                 ],
             },
         },
+        # The front door is for everyone (the LAN, the tailnet's members, the API servers checking tokens), on its two
+        # listeners only.
+        netpol.allow(FRONT_DOOR, NAMESPACE, labels, [netpol.port(FRONT_DOOR_HTTP), netpol.port(FRONT_DOOR_HTTPS)], None, **labels),
     ]
 
 

@@ -32,7 +32,7 @@ import shlex
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from plans import gitops, storage, yamltext
+from plans import gitops, netpol, storage, yamltext
 from plans import identity as identity_plan
 from plans.bringup import UPGRADER
 from stacks import pins
@@ -432,6 +432,10 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     }
     return [
         gitops.category_namespace(NAMESPACE, "privileged"),
+        # Every pod of the namespace admits nothing a policy does not allow: Headscale its devices' ports
+        # (headscale_network_policy); the subnet router nothing (its health listener only the kubelet reaches, from the
+        # pod's own node; its WireGuard packets are replies to its own, which the controller's conntrack rule admits).
+        netpol.default_deny(NAMESPACE),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(HEADSCALE, **labels), "data": {"config.yaml": config, "policy.hujson": policy}},
         {
             "apiVersion": "v1",

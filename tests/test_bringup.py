@@ -182,7 +182,12 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "ainur: netboot-daemonset-netboot-cache (DaemonSet netboot/netboot-cache) is not after netboot-configmap-netboot, the ConfigMap it names"
         in found
     )
-    assert len(found) == 37
+    # The netboot namespace's default deny (plans.netpol) is after its Namespace by reference alone, like the rest: 38.
+    assert (
+        "ainur: netboot-networkpolicy-default-deny-ingress (NetworkPolicy netboot/default-deny-ingress) is not after netboot-namespace-netboot, the Namespace it names"
+        in found
+    )
+    assert len(found) == 38
 
 
 # --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------

@@ -92,7 +92,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # request and certificate, its Namespace, two Secrets, ServiceAccount, ConfigMap, DaemonSet, Service and NetworkPolicy.
     # #56 added six: the raw-port apps' component (Ports), its gate before the CiliumNetworkPolicies, and minecraft's and
     # mosquitto's LoadBalancer Service and CiliumNetworkPolicy each.
-    assert len(sim.registrations) == 337
+    # #54 then seven more: each listener's NetworkPolicy on the Ainur (the identity namespace's default deny, Dex's, the
+    # front door's; netboot's default deny, the Git mirror's) and on Arda (CoreDNS's, cloudflared's).
+    assert len(sim.registrations) == 344
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

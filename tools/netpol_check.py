@@ -10,8 +10,10 @@ the NetworkPolicy admitting the same (`from_cilium`), or refused.
 What the analyzer cannot see, and so leaves out of the matrix:
 - the pods an operator makes from a custom resource: Prometheus's and Alertmanager's StatefulSets stand in here
   (`operator_stand_ins`), as prometheus-operator v0.93.0 labels their pods;
-- the charts of Helm releases and Helm-source Applications (Argo CD, cert-manager, Envoy Gateway and its proxies,
-  Cilium, Longhorn, ...): their workloads are not in the matrix, and the program renders no policy for them;
+- the charts of Helm releases and Helm-source Applications (cert-manager, Envoy Gateway and its proxies, Cilium,
+  Longhorn, ...): their workloads are not in the matrix, and the program renders no policy for them. Argo CD's is
+  the exception (`RENDERED_CHARTS`): its chart renders a policy per component, with the stack's values, by the real
+  Helm the kube tests use (tools.kube_program.render), so its workloads and policies are in the matrix;
 - host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
   policy to it (its listeners answer on the node's address).
 """
@@ -35,7 +37,7 @@ from iluvatar.render import HELM_CHART, HELM_RELEASE, cluster_of
 from iluvatar.simulate import Simulation
 from plans import gitops
 from tools import gotools
-from tools.kube_program import registration_object
+from tools.kube_program import ChartRef, chart_name, plain, registration_object, render
 from tools.upstream import kustomize
 
 # What the analyzer reads (its parser skips other kinds): where pods run, the namespaces' labels policies select
@@ -54,6 +56,9 @@ KINDS = (
     "AdminNetworkPolicy",
     "BaselineAdminNetworkPolicy",
 )
+# The Helm releases whose chart is rendered into the matrix: Argo CD's (a NetworkPolicy per component, and the
+# namespace's default deny, plans.gitops.helm_values).
+RENDERED_CHARTS = ("argo-cd",)
 # Policies the analyzer cannot evaluate: one of them would make its matrix wrong, so it is refused, not skipped. A
 # CiliumNetworkPolicy is translated when it can be (`from_cilium`).
 UNEVALUATED = ("CiliumClusterwideNetworkPolicy",)
@@ -170,12 +175,39 @@ def _kustomize_objects(application: Mapping[str, Any]) -> list[dict[str, Any]]:
     return built + operator_stand_ins(built)
 
 
+def _chart_objects(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A Helm release's objects as real Helm renders its pinned chart with the release's values (no CRDs, no hooks:
+    neither is a workload or a policy), for the test control plane's Kubernetes version."""
+    ref = ChartRef(
+        chart=chart_name(str(inputs["chart"])),
+        version=str(inputs.get("version") or ""),
+        values=inputs.get("values") or {},
+        release=str(inputs["name"]),
+        namespace=str(inputs.get("namespace") or "default"),
+        kube_version=gotools.kubernetes_version("kube-control-plane"),
+        include_crds=False,
+    )
+    out = []
+    for obj in render(ref, ()):
+        if ((obj.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook"):
+            continue
+        obj.setdefault("metadata", {}).setdefault("namespace", ref.namespace)
+        out.append(obj)
+    return out
+
+
 def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """The objects of `cluster` the analyzer reads: the program's own, and what its kustomize Applications build; a
-    CiliumNetworkPolicy translated (`from_cilium`, with the cluster's machines' `node_addresses`)."""
+    """The objects of `cluster` the analyzer reads: the program's own, what its kustomize Applications build and what
+    the charts of `RENDERED_CHARTS` render; a CiliumNetworkPolicy translated (`from_cilium`, with the cluster's
+    machines' `node_addresses`)."""
     objects: list[dict[str, Any]] = []
     for reg in sim.registrations:
-        if not reg.type.startswith("kubernetes:") or not reg.custom or reg.type in (HELM_RELEASE, HELM_CHART) or cluster_of(reg) != cluster:
+        if not reg.type.startswith("kubernetes:") or not reg.custom or cluster_of(reg) != cluster:
+            continue
+        if reg.type == HELM_RELEASE and chart_name(str(plain(reg.inputs).get("chart", ""))) in RENDERED_CHARTS:
+            objects += _chart_objects(plain(reg.inputs))
+            continue
+        if reg.type in (HELM_RELEASE, HELM_CHART):
             continue
         obj = registration_object(reg)
         if obj["kind"] == "Application" and "kustomize" in (obj.get("spec", {}).get("source") or {}):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from plans import gitops, storage
+from plans import gitops, netpol, storage
+from plans.netboot.base import NAMESPACE
 from plans.netboot.pods import _labels, _meta, _single_pod
 from stacks.model import StackConfig
 
@@ -66,8 +67,32 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "metadata": {**_meta("git-mirror", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(mirror.ip)}},
             "spec": {
                 "type": "LoadBalancer",
+                # Local: the readers' own addresses reach the pod, which its policy admits by address; with Cluster,
+                # kube-proxy on the Pi that holds the address would masquerade them to its own (plans.netpol).
+                "externalTrafficPolicy": "Local",
                 "selector": labels,
                 "ports": [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
             },
         },
+        mirror_network_policy(stack),
     ]
+
+
+# The pods of the Ainur's Argo CD that read Git: its repo server (the argo-cd chart's `nameOverride: argocd`).
+ARGOCD_REPO_SERVER = "argocd-repo-server"
+
+
+def mirror_network_policy(stack: StackConfig) -> dict[str, Any]:
+    """The mirror admits git:// from its readers and no one else: the Ainur's Argo CD (its repo server, through the
+    in-cluster Service), Arda's (masqueraded by Cilium to its machine's address) and the LAN it serves
+    (docs/layers/gitops.md). Another pod of the Ainur is none of these, by its address or through the Service."""
+    lan = str(stack.network.lan)
+    machines = [f"{n.ip}/32" for n in stack.arda_nodes if n.ip not in stack.network.lan]
+    return netpol.allow(
+        "git-mirror",
+        NAMESPACE,
+        _labels("git-mirror"),
+        [netpol.port(gitops.MIRROR_PORT)],
+        [netpol.pods(ARGOCD_REPO_SERVER, gitops.NAMESPACE), netpol.addresses(lan), *(netpol.addresses(m) for m in machines)],
+        **_labels("git-mirror"),
+    )

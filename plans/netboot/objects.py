@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
+from plans import netpol
 from plans.netboot import pi_pods
 from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, service_ip
 from plans.netboot.cache import fetch_ipxe_script
@@ -106,6 +107,10 @@ def manifests(
     return [
         # hostNetwork and NET_ADMIN (DHCP) need the privileged Pod Security level.
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
+        # Every pod of the namespace admits nothing a policy does not allow (the Git mirror's: plans.netboot.mirror). The
+        # netboot pod and the NFS server are on the host network, where no pod policy applies (plans.netpol): dnsmasq,
+        # nginx and Ganesha answer whatever reaches the Pi's and the service address (docs/security.md).
+        netpol.default_deny(NAMESPACE, **_labels("netboot")),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("netboot", labels), "data": config_data},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ipxe", labels), "data": scripts(stack)},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("netboot", labels)},

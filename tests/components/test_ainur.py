@@ -150,12 +150,13 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
         "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
         "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
         "netboot-deployment-netboot", "netboot-dhcp-probe", "netboot-namespace-argocd", "netboot-namespace-netboot",
-        "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
+        "netboot-networkpolicy-default-deny-ingress", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
         "netboot-secret-talos-configs", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
         "netboot-serviceaccount-netboot",
     ]  # fmt: skip
     assert sorted(r.name for r in homelab.children(regs["git-mirror"])) == [
-        "git-mirror-deployment-git-mirror", "git-mirror-gate-storage", "git-mirror-persistentvolumeclaim-git-mirror-longhorn", "git-mirror-service-git-mirror",
+        "git-mirror-deployment-git-mirror", "git-mirror-gate-storage", "git-mirror-networkpolicy-git-mirror",
+        "git-mirror-persistentvolumeclaim-git-mirror-longhorn", "git-mirror-service-git-mirror",
     ]  # fmt: skip
     string_data = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(string_data, SecretValue)
@@ -352,7 +353,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # Node registration policy and its binding, the gate before the CiliumNetworkPolicy: 6.) (#55: the KMS's 8 objects on
     # the Ainur go with it; its protected key and certificate do not.) (#56: the raw-port apps' Ports component, its
     # Cilium gate, minecraft's and mosquitto's Service and policy: 6 in the state, 5 of them taken with the join.)
-    assert (len(removed), len(state)) == (250, 337)
+    # (#54: each listener's NetworkPolicy: 7 more in the state, every one depending on a cluster.)
+    assert (len(removed), len(state)) == (257, 344)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

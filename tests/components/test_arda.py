@@ -93,6 +93,7 @@ COREDNS = [
     "arda-coredns-clusterrolebinding-system:coredns",
     "arda-coredns-configmap-coredns",
     "arda-coredns-deployment-coredns",
+    "arda-coredns-networkpolicy-coredns",
     "arda-coredns-service-kube-dns",
     "arda-coredns-serviceaccount-coredns",
 ]
@@ -218,7 +219,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # vmalert's policy, and the Ainur's policy of who may register a Node with its binding: 6 more.
     # The KMS 12 (its key, its certificate's 3, its 8 objects on the Ainur); the raw-port apps 5 (minecraft's and
     # mosquitto's Service and policy, the gate before the policies).
-    assert checked == 281
+    # Every listener's NetworkPolicy (plans.netpol): the Ainur's identity namespace 3 (its default deny, Dex's, the front
+    # door's), netboot's default deny and the Git mirror's, CoreDNS's and cloudflared's on Arda: 7 more.
+    assert checked == 288
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -558,7 +561,9 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
     shrunk = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(shrunk)
     assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply"]
-    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES])
+    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted(
+        [*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES]
+    )
 
 
 def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path, homelab: Simulation) -> None:

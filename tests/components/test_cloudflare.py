@@ -91,6 +91,7 @@ def sdk_cloudflare(self: component.Cloudflare, name: str, args: component.Cloudf
         opts=pulumi.ResourceOptions(parent=self, depends_on=[networking]),
     )
     kube.create(name, cloudflare_plan.cloudflared_deployment(stack), pulumi.ResourceOptions(parent=self, depends_on=[networking, token_secret]))
+    kube.create(name, cloudflare_plan.cloudflared_network_policy(), pulumi.ResourceOptions(parent=self, depends_on=[networking]))
     zone = cloudflare.get_zone_output(
         filter={"name": stack.network.external_domain, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self, provider=provider)
     )

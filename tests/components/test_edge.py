@@ -59,6 +59,7 @@ def test_graph(homelab: Simulation) -> None:
     assert _names(homelab, "edge-cloudflare") == [
         "edge-cloudflare-cloudflared-token",
         "edge-cloudflare-deployment-cloudflared",
+        "edge-cloudflare-networkpolicy-cloudflared",
         "edge-cloudflare-provider",
         "edge-cloudflare-random",
         "edge-cloudflare-record-blog",

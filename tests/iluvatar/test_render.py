@@ -43,7 +43,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 245 files",
+        f"rendered stack homelab to {out}: 252 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 245 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 252 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -87,6 +87,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
             "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
             "kubernetes/ainur/netboot/Deployment-netboot.yaml",
+            # The namespace's default deny and the Git mirror's policy (plans.netpol).
+            "kubernetes/ainur/netboot/NetworkPolicy-default-deny-ingress.yaml",
+            "kubernetes/ainur/netboot/NetworkPolicy-git-mirror.yaml",
             "kubernetes/ainur/netboot/PersistentVolumeClaim-git-mirror-longhorn.yaml",
             "kubernetes/ainur/netboot/Role-netboot-leases.yaml",
             "kubernetes/ainur/netboot/RoleBinding-netboot-leases.yaml",
@@ -116,6 +119,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/ClusterRoleBinding-system:coredns.yaml",
             "kubernetes/arda/kube-system/ConfigMap-coredns.yaml",
             "kubernetes/arda/kube-system/Deployment-coredns.yaml",
+            "kubernetes/arda/kube-system/NetworkPolicy-coredns.yaml",
             "kubernetes/arda/kube-system/Service-kube-dns.yaml",
             "kubernetes/arda/kube-system/ServiceAccount-coredns.yaml",
             # Storage: its charts as platform Applications, each after its privileged namespace.
@@ -239,6 +243,10 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
                     "ConfigMap-front-door",
                     "Deployment-dex",
                     "Deployment-front-door",
+                    # Every listener's policy (plans.netpol): the namespace's default deny, Dex's, the front door's.
+                    "NetworkPolicy-default-deny-ingress",
+                    "NetworkPolicy-dex",
+                    "NetworkPolicy-front-door",
                     "Role-dex",
                     "RoleBinding-dex",
                     "Secret-dex-config",
@@ -285,7 +293,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#54: the log store's and vmalert's policies, the Ainur's Node registration policy and its binding, the gate before
     # the CiliumNetworkPolicy: 6.)
     # (#55: the KMS, its component, random provider and key, its certificate's three, its eight objects: 14.)
-    assert counts.splitlines()[-1] == "  total: 337"
+    # (#54: each listener's NetworkPolicy, the Ainur's identity namespace 3, netboot 2, CoreDNS and cloudflared: 7.)
+    assert counts.splitlines()[-1] == "  total: 344"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -299,7 +308,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 337
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 344
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -116,6 +116,8 @@ def test_the_edges_kubernetes_objects() -> None:
         "kubernetes/arda/networking/Gateway-envoy-external.yaml",
         "kubernetes/arda/networking/Gateway-envoy-internal.yaml",
         "kubernetes/arda/networking/HTTPRoute-https-redirect.yaml",
+        # cloudflared admits nothing (plans.cloudflare.cloudflared_network_policy).
+        "kubernetes/arda/networking/NetworkPolicy-cloudflared.yaml",
         "kubernetes/arda/networking/Secret-cloudflared-token.yaml",
         "kubernetes/arda/selfhosted/CiliumNetworkPolicy-minecraft-lan.yaml",
         "kubernetes/arda/selfhosted/HTTPRoute-blog.yaml",

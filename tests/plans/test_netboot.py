@@ -904,7 +904,7 @@ def test_kube_vip_services_holds_service_addresses_from_every_pi() -> None:
 
 def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> None:
     stack = load_stack_file(HOMELAB)
-    claim, deployment, service = netboot.git_mirror_manifests(stack)
+    claim, deployment, service, policy = netboot.git_mirror_manifests(stack)
     labels = {"app.kubernetes.io/name": "git-mirror", "app.kubernetes.io/part-of": "iluvatar"}
     meta = {"name": "git-mirror", "labels": labels, "namespace": "netboot"}
     # On Longhorn, which the homelab's Pis run: the copy follows the pod to any Pi.
@@ -936,7 +936,35 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {**meta, "annotations": {"kube-vip.io/loadbalancerIPs": "192.168.0.15"}},
-        "spec": {"type": "LoadBalancer", "selector": labels, "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}]},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": labels,
+            "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}],
+        },
+    }
+    # git:// from the Ainur's Argo CD (its repo server) and the LAN the mirror serves, no one else; the readers' own
+    # addresses reach the pod (Local above), which the ipBlock matches.
+    assert policy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta,
+        "spec": {
+            "podSelector": {"matchLabels": labels},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "argocd-repo-server"}},
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argocd"}},
+                        },
+                        {"ipBlock": {"cidr": "192.168.0.0/24"}},
+                    ],
+                    "ports": [{"port": 9418, "protocol": "TCP"}],
+                }
+            ],
+        },
     }
 
 
@@ -1023,6 +1051,7 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
     placed = [(m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in netboot.manifests(stack, netboot.config_macs(stack))]
     assert placed == [
         ("Namespace", "netboot", None),
+        ("NetworkPolicy", "default-deny-ingress", "netboot"),
         ("ConfigMap", "netboot", "netboot"),
         ("ConfigMap", "ipxe", "netboot"),
         ("ServiceAccount", "netboot", "netboot"),
@@ -1043,6 +1072,7 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
         ("PersistentVolumeClaim", "git-mirror-longhorn", "netboot"),
         ("Deployment", "git-mirror", "netboot"),
         ("Service", "git-mirror", "netboot"),
+        ("NetworkPolicy", "git-mirror", "netboot"),
     ]
     labels = {"app.kubernetes.io/name": "netboot", "app.kubernetes.io/part-of": "iluvatar"}
     deployment = objects(stack)["Deployment/netboot"]

@@ -191,6 +191,19 @@ def test_embedded_derp_serves_stun_and_uses_no_public_relay() -> None:
     ]
 
 
+def test_every_pod_of_the_remote_access_namespace_admits_nothing_its_own_policy_does_not(headscale: StackConfig) -> None:
+    """The namespace's default deny: the subnet router (its health listener on every address) admits nothing, and a pod
+    added later without a policy is closed, not open."""
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
+    assert manifests[("NetworkPolicy", "default-deny-ingress")] == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny-ingress", "namespace": "remote-access"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+    assert [m["kind"] for m in plan.router_manifests(headscale) if m["kind"] == "NetworkPolicy"] == []
+
+
 def test_headscales_debug_listener_is_on_its_loopback_and_its_pod_admits_only_the_devices_ports(headscale: StackConfig) -> None:
     # Its metrics listener is its debug server (the config, the policy, the nodes): on 0.0.0.0 any pod or Pi read it.
     assert plan.headscale_config(headscale)["metrics_listen_addr"] == "127.0.0.1:9090"
@@ -203,7 +216,7 @@ def test_headscales_debug_listener_is_on_its_loopback_and_its_pod_admits_only_th
         "ingress": [{"ports": [{"port": 8443, "protocol": "TCP"}]}],
     }
     embedded = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
-    policy = next(m for m in plan.headscale_manifests(embedded) if m["kind"] == "NetworkPolicy")
+    policy = next(m for m in plan.headscale_manifests(embedded) if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "headscale")
     assert policy["spec"]["ingress"] == [{"ports": [{"port": 8443, "protocol": "TCP"}, {"port": 3478, "protocol": "UDP"}]}]
 
 

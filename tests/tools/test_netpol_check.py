@@ -27,20 +27,107 @@ from tools.netpol_check import EVERY, OUTSIDE, Analysis, NetpolCheckError
 
 ALL = "All Connections"
 PROMETHEUS = "monitoring/prometheus-k8s[StatefulSet]"
+# The attacker of the threat model (docs/security.md, "A compromised app pod"): a pod of its own in a namespace of its
+# own, labelled like nothing any policy names (ATTACKER_OBJECTS, added to each cluster's objects). A row that lists
+# its sources and does not list it is a path the attacker does not have.
+ATTACKER = "attacker/attacker[Deployment]"
 
-# Arda: kube-prometheus's own policies (with the stack's two patches) are the only NetworkPolicies; nothing else the
-# program runs there has one, so each of those is open to every pod and, as the analyzer models it, to 0.0.0.0/0.
+# Argo CD's chart (10.8.0, rendered with the stack's values: tools.netpol_check.RENDERED_CHARTS) on both clusters.
+ARGOCD_CONTROLLER = "argocd/argocd-application-controller[StatefulSet]"
+ARGOCD_REPO_SERVER = "argocd/argocd-repo-server[Deployment]"
+ARGOCD_SERVER = "argocd/argocd-server[Deployment]"
+ARGOCD_REDIS = "argocd/argocd-redis[Deployment]"
+ARGOCD_APPSET = "argocd/argocd-applicationset-controller[Deployment]"
+ARGOCD_NOTIFICATIONS = "argocd/argocd-notifications-controller[Deployment]"
+
+ARDA_WORKLOADS = frozenset(
+    {
+        ARGOCD_CONTROLLER,
+        ARGOCD_APPSET,
+        ARGOCD_NOTIFICATIONS,
+        ARGOCD_REDIS,
+        ARGOCD_REPO_SERVER,
+        ARGOCD_SERVER,
+        ATTACKER,
+        "backup-drill/drill-etcd-ainur[CronJob]",
+        "backup-drill/drill-etcd-arda[CronJob]",
+        "etcd-backup/talos-backup[CronJob]",
+        "home-automation/drill-home-assistant-config[CronJob]",
+        "kube-system/coredns[Deployment]",
+        "media/drill-jellyfin-config[CronJob]",
+        "monitoring/alertmanager-main[StatefulSet]",
+        "monitoring/blackbox-exporter[Deployment]",
+        "monitoring/grafana[Deployment]",
+        "monitoring/kube-state-metrics[Deployment]",
+        "monitoring/log-collector[DaemonSet]",
+        "monitoring/node-exporter[DaemonSet]",
+        "monitoring/prometheus-adapter[Deployment]",
+        PROMETHEUS,
+        "monitoring/prometheus-operator[Deployment]",
+        "monitoring/victoria-logs[StatefulSet]",
+        "monitoring/vmalert-logs[Deployment]",
+        "networking/cloudflared[Deployment]",
+    }
+)
+AINUR_WORKLOADS = frozenset(
+    {
+        ARGOCD_CONTROLLER,
+        ARGOCD_APPSET,
+        ARGOCD_REDIS,
+        ARGOCD_REPO_SERVER,
+        ARGOCD_SERVER,
+        ATTACKER,
+        "identity/dex[Deployment]",
+        "identity/front-door[Deployment]",
+        "kms/kms[DaemonSet]",
+        "kube-system/kube-vip-services[DaemonSet]",
+        "monitoring/log-collector[DaemonSet]",
+        "monitoring/node-exporter[DaemonSet]",
+        "netboot/git-mirror[Deployment]",
+        "netboot/netboot-cache[DaemonSet]",
+        "netboot/netboot[Deployment]",
+    }
+)
+
+
+def _pods_but(workloads: frozenset[str], *left_out: str) -> frozenset[str]:
+    """Every pod of the cluster (the attacker's included) but those left out: no outside address."""
+    return workloads - set(left_out)
+
+
+# Arda: kube-prometheus's own policies (with the stack's two patches), the log store's, Argo CD's chart's (a policy per
+# component and a default deny for the rest of its namespace), CoreDNS's and cloudflared's.
 ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Egress: no policy of the cluster limits it (kube-prometheus's allow all egress): every pod reaches every address.
     OUTSIDE: {ALL: EVERY},
+    # FINDING: Argo CD's chart admits every pod of every namespace to each component's metrics port (`namespaceSelector:
+    # {}`), the attacker's too: read-only counters naming the Applications and their sync state.
+    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(ARDA_WORKLOADS, ARGOCD_CONTROLLER)},
+    ARGOCD_NOTIFICATIONS: {"TCP 9001": _pods_but(ARDA_WORKLOADS, ARGOCD_NOTIFICATIONS)},
+    # Redis (the cache, behind Pulumi's password) from the server, the repo server and the controller alone.
+    ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
+    # The repo server (it renders every Application's manifests) from Argo CD's own components alone; its metrics as above.
+    ARGOCD_REPO_SERVER: {
+        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER}),
+        "TCP 8084": _pods_but(ARDA_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_NOTIFICATIONS, ARGOCD_SERVER),
+    },
+    # The server is for everyone (its gateway's route, the CLI): the chart admits every source on every port, its
+    # metrics (8083) with them. The ApplicationSet controller has no row: it admits nothing (the default deny; its chart
+    # renders no policy of its own without metrics or a webhook, and nothing needs to reach it).
+    ARGOCD_SERVER: {ALL: EVERY},
+    ATTACKER: {ALL: EVERY},
     # The drills and the etcd backup listen on nothing; open because no policy selects them.
     "backup-drill/drill-etcd-ainur[CronJob]": {ALL: EVERY},
     "backup-drill/drill-etcd-arda[CronJob]": {ALL: EVERY},
     "etcd-backup/talos-backup[CronJob]": {ALL: EVERY},
     "home-automation/drill-home-assistant-config[CronJob]": {ALL: EVERY},
     "media/drill-jellyfin-config[CronJob]": {ALL: EVERY},
-    # FINDING: the cluster's DNS is open on every port, not only 53/UDP+TCP (and 9153 metrics to Prometheus).
-    "kube-system/coredns[Deployment]": {ALL: EVERY},
+    # The cluster's DNS: 53 (UDP and TCP) from everyone, the host-network pods and the machines included; its metrics
+    # (9153) from Prometheus alone (plans.coredns.network_policy). The analyzer groups Prometheus's row apart.
+    "kube-system/coredns[Deployment]": {
+        "TCP 53,9153,UDP 53": frozenset({PROMETHEUS}),
+        "TCP 53,UDP 53": _pods_but(ARDA_WORKLOADS, "kube-system/coredns[Deployment]", PROMETHEUS) | {OUTSIDE},
+    },
     # Alertmanager: Prometheus, and vmalert-logs by the stack's patch (plans.monitoring, the logs' alerts).
     "monitoring/alertmanager-main[StatefulSet]": {
         "TCP 8080,9093": frozenset({PROMETHEUS}),
@@ -57,7 +144,8 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Prometheus only, as the analyzer models it. But node-exporter runs on the host network (kube-prometheus), where the
     # cluster's network applies no pod policy: anything that reaches a node reaches :9100. The analyzer cannot see that.
     "monitoring/node-exporter[DaemonSet]": {"TCP 9100": frozenset({PROMETHEUS})},
-    # FINDING: kube-prometheus's own policy admits everything to the metrics API adapter (the API server must reach it).
+    # FINDING: kube-prometheus's own policy admits everything to the metrics API adapter (the API server must reach it,
+    # from a control plane's host: a NetworkPolicy cannot name it, a CiliumNetworkPolicy's kube-apiserver entity could).
     "monitoring/prometheus-adapter[Deployment]": {ALL: EVERY},
     "monitoring/prometheus-k8s[StatefulSet]": {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
@@ -81,31 +169,63 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     },
     # The log alerts' evaluator: Prometheus' scrape of its metrics alone.
     "monitoring/vmalert-logs[Deployment]": {"TCP 8880": frozenset({PROMETHEUS})},
-    # FINDING: the tunnel's connector has no policy (its metrics listener is open to every pod).
-    "networking/cloudflared[Deployment]": {ALL: EVERY},
+    # cloudflared has no row: it admits nothing (it only dials out; plans.cloudflare.cloudflared_network_policy).
 }
 
-# FINDING: the Ainur have no NetworkPolicy but the KMS's: every pod and 0.0.0.0/0 reach every other workload on every
-# port, Dex and the front door, the netboot server, its cache and the Git mirror (the Pis' NFS roots' neighbours) included.
-AINUR_WORKLOADS = (
-    "identity/dex[Deployment]",
-    "identity/front-door[Deployment]",
-    "kube-system/kube-vip-services[DaemonSet]",
-    "monitoring/log-collector[DaemonSet]",
-    "monitoring/node-exporter[DaemonSet]",
-    "netboot/git-mirror[Deployment]",
-    "netboot/netboot-cache[DaemonSet]",
-    "netboot/netboot[Deployment]",
+# The Ainur (k3s' kube-router enforces the policies, plans.netpol): a default deny in each namespace the program owns
+# (identity, netboot, remote-access, Argo CD's) and each listener's exact allows. No row: admits nothing.
+AINUR: dict[str, dict[str, str | frozenset[str]]] = {
+    OUTSIDE: {ALL: EVERY},
+    # Argo CD's seed, as on Arda (no notifications on the Ainur). FINDING: the metrics ports admit every pod.
+    ARGOCD_CONTROLLER: {"TCP 8082": _pods_but(AINUR_WORKLOADS, ARGOCD_CONTROLLER)},
+    ARGOCD_REDIS: {"TCP 6379": frozenset({ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, ARGOCD_SERVER})},
+    ARGOCD_REPO_SERVER: {
+        "TCP 8081,8084": frozenset({ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER}),
+        "TCP 8084": _pods_but(AINUR_WORKLOADS, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_APPSET, ARGOCD_SERVER),
+    },
+    # The front door passes its https to the server by name (plans.identity.front_door_conf).
+    ARGOCD_SERVER: {ALL: EVERY},
+    ATTACKER: {ALL: EVERY},
+    # Dex from the front door alone, on its https; its telemetry only the kubelet reaches (its own node).
+    "identity/dex[Deployment]": {"TCP 5556": frozenset({"identity/front-door[Deployment]"})},
+    # The front door is for everyone, on its two listeners only.
+    "identity/front-door[Deployment]": {"TCP 8080,8443": EVERY},
+    # The KMS (plans.kms): the Arda machines' addresses alone, on its port alone; no pod of the Ainur reaches it.
+    "kms/kms[DaemonSet]": {"TCP 4050": frozenset({"192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})},
+    # Host network, where kube-router applies no policy (plans.netpol): open as the analyzer says, and in truth to
+    # whatever reaches the Pi. The netboot pod (dnsmasq, nginx) likewise, though the analyzer, modelling it as a pod
+    # under the netboot namespace's default deny, gives it no row.
+    "kube-system/kube-vip-services[DaemonSet]": {ALL: EVERY},
+    "monitoring/log-collector[DaemonSet]": {ALL: EVERY},
+    "monitoring/node-exporter[DaemonSet]": {ALL: EVERY},
+    # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN it serves (Arda's Argo CD among it).
+    # Not the attacker, nor any other pod of the Ainur, nor the netboot cache beside it (which listens on nothing: no row).
+    "netboot/git-mirror[Deployment]": {"TCP 9418": frozenset({"192.168.0.0-192.168.0.255", ARGOCD_REPO_SERVER})},
+}
+
+
+ATTACKER_OBJECTS = (
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "attacker"}},
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "attacker", "namespace": "attacker"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "attacker"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "attacker"}},
+                "spec": {"containers": [{"name": "attacker", "image": "stand-in", "ports": [{"containerPort": 8000, "protocol": "TCP"}]}]},
+            },
+        },
+    },
 )
-AINUR: dict[str, dict[str, str | frozenset[str]]] = {dst: {ALL: EVERY} for dst in (OUTSIDE, *AINUR_WORKLOADS)}
-# The KMS (plans.kms): the Arda machines' addresses alone, on its port alone; no pod of the Ainur reaches it.
-AINUR["kms/kms[DaemonSet]"] = {"TCP 4050": frozenset({"192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})}
 
 
 @functools.cache
 def _objects(cluster: str) -> tuple[dict[str, Any], ...]:
-    """The cluster's objects, once per test process (kube-prometheus's build is the costly part); nothing changes them."""
-    return tuple(netpol_check.cluster_objects(simulated(HOMELAB), cluster, _addresses(cluster)))
+    """The cluster's objects and the attacker's, once per test process (kube-prometheus's build and Argo CD's render
+    are the costly part); nothing changes them."""
+    return (*netpol_check.cluster_objects(simulated(HOMELAB), cluster, _addresses(cluster)), *ATTACKER_OBJECTS)
 
 
 def _addresses(cluster: str) -> list[str]:
@@ -133,10 +253,44 @@ def test_the_matrix_is_the_one_written_here(cluster: str, expected: dict[str, di
 
 
 def test_the_analyzer_read_every_workload_and_said_what_it_lacked() -> None:
-    assert sorted(_analysis("ainur").peers) == sorted([*AINUR_WORKLOADS, "kms/kms[DaemonSet]"])
+    assert set(_analysis("ainur").peers) == AINUR_WORKLOADS
     assert _analysis("ainur").warnings == ()
-    assert set(_analysis("arda").peers) == set(ARDA) - {OUTSIDE}
+    assert set(_analysis("arda").peers) == ARDA_WORKLOADS
     assert _analysis("arda").warnings == ()
+
+
+@pytest.mark.parametrize(("cluster", "workloads"), [("arda", ARDA_WORKLOADS), ("ainur", AINUR_WORKLOADS)])
+def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: str, workloads: frozenset[str]) -> None:
+    """The attacker pod, in a namespace of its own, reaches a workload only where its row admits every pod: the open
+    ones the matrices name (egress, the public front doors, DNS, host-network listeners, metrics), nothing else."""
+    found = netpol_check.matrix(_analysis(cluster))
+    reached = sorted(
+        (dst, conn) for dst, row in found.items() for conn, srcs in row.items() if dst != ATTACKER and (srcs == EVERY or ATTACKER in srcs)
+    )
+    expected = {
+        "arda": [
+            (OUTSIDE, ALL),
+            (ARGOCD_CONTROLLER, "TCP 8082"),
+            (ARGOCD_NOTIFICATIONS, "TCP 9001"),
+            (ARGOCD_REPO_SERVER, "TCP 8084"),
+            (ARGOCD_SERVER, ALL),
+            *((d, ALL) for d in sorted(workloads) if "drill" in d or "backup" in d),
+            ("kube-system/coredns[Deployment]", "TCP 53,UDP 53"),
+            ("monitoring/log-collector[DaemonSet]", ALL),
+            ("monitoring/prometheus-adapter[Deployment]", ALL),
+        ],
+        "ainur": [
+            (OUTSIDE, ALL),
+            (ARGOCD_CONTROLLER, "TCP 8082"),
+            (ARGOCD_REPO_SERVER, "TCP 8084"),
+            (ARGOCD_SERVER, ALL),
+            ("identity/front-door[Deployment]", "TCP 8080,8443"),
+            ("kube-system/kube-vip-services[DaemonSet]", ALL),
+            ("monitoring/log-collector[DaemonSet]", ALL),
+            ("monitoring/node-exporter[DaemonSet]", ALL),
+        ],
+    }[cluster]
+    assert reached == sorted(expected)
 
 
 CLOUDFLARED = "networking/cloudflared[Deployment]"
@@ -147,7 +301,8 @@ SCRAPER = {
 
 
 def _cloudflared_policy(**spec: Any) -> dict[str, Any]:
-    """A policy the program does not have, on a workload no policy selects today (cloudflared: its metrics on 2000)."""
+    """A policy the program does not have, on cloudflared (its metrics on 2000), which its own policy closes: policies
+    add up, so this one's allows are the pod's."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -198,7 +353,8 @@ def test_a_cilium_policy_counts_with_the_machines_addresses_for_the_host_entitie
     machines = {"192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"}  # adjacent addresses joined (matrix)
     assert found[CLOUDFLARED] == {"TCP 2000": frozenset({PROMETHEUS, "192.168.0.200-192.168.0.200", *machines})}
     # The ranges the policies name split 0.0.0.0/0 for the analyzer; joined again, the other rows read as before.
-    assert found["kube-system/coredns[Deployment]"] == {ALL: EVERY}
+    assert found["monitoring/log-collector[DaemonSet]"] == {ALL: EVERY}
+    assert found["kube-system/coredns[Deployment]"] == ARDA["kube-system/coredns[Deployment]"]
 
 
 @pytest.mark.parametrize(

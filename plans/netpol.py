@@ -1,0 +1,81 @@
+"""NetworkPolicy shapes every plan shares: a namespace's default deny, and an allow naming its peers and ports.
+
+Each plan renders the policies of its own listeners with these; what they mean where they are enforced:
+
+- **The Ainur** (k3s): its embedded network policy controller (kube-router's, on unless k3s runs with
+  `--disable-network-policy`, which plans.k3s never sets) enforces them with iptables. It always admits a pod's own
+  node (kube-router v2 pkg/controllers/netpol/pod.go:250-252, "from local node": `--src-type LOCAL`), so the kubelet's
+  probes and a host-network pod on the same Pi pass; it applies no policy at all to a host-network pod
+  (utils.go:34-35, isNetPolActionable), whose listeners answer on the Pi's address to whatever reaches the Pi. An
+  ipBlock is an ipset of the source addresses (policy.go:293-330), matched before kube-proxy's masquerade on the
+  pod's own node: a LoadBalancer Service whose policy admits only some addresses keeps `externalTrafficPolicy: Local`,
+  or the packets of another Pi arrive from that Pi's flannel address.
+- **Arda** (Cilium): Cilium enforces them with its own identities; it admits the pod's own host by default
+  (`allow-localhost: auto`, the kubelet's probes).
+
+Ingress only: what a pod may send is not limited here (the Pis' pods fetch from the internet, Argo CD's from Git).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+API_VERSION = "networking.k8s.io/v1"
+DEFAULT_DENY = "default-deny-ingress"
+NAME_LABEL = "app.kubernetes.io/name"
+# The label the API server gives every namespace (NamespaceDefaultLabelName, Kubernetes v1.22+).
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+
+
+def default_deny(namespace: str, **labels: str) -> dict[str, Any]:
+    """Every pod of `namespace` admits nothing but what another policy of it allows: a pod added later without one is
+    closed, not open."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NetworkPolicy",
+        "metadata": {"name": DEFAULT_DENY, "namespace": namespace, **({"labels": dict(labels)} if labels else {})},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+
+
+def port(number: int, protocol: str = "TCP") -> dict[str, Any]:
+    return {"port": number, "protocol": protocol}
+
+
+def pods(name: str, namespace: str | None = None) -> dict[str, Any]:
+    """A peer: the pods labelled `app.kubernetes.io/name: name`, in `namespace` (None: the policy's own)."""
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": {NAME_LABEL: name}}}
+    if namespace is not None:
+        peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: namespace}}
+    return peer
+
+
+def addresses(cidr: str) -> dict[str, Any]:
+    return {"ipBlock": {"cidr": cidr}}
+
+
+def allow(
+    name: str,
+    namespace: str,
+    selector: Mapping[str, str],
+    ports: Sequence[Mapping[str, Any]],
+    peers: Sequence[Mapping[str, Any]] | None = None,
+    **labels: str,
+) -> dict[str, Any]:
+    """The pods matching `selector` admit `ports` from `peers` (None: from anywhere; an empty list: from nobody).
+    No ports and no peers: the pods admit nothing (a listener only its own node, the kubelet, may reach)."""
+    rules: list[dict[str, Any]] = []
+    if ports or peers:
+        rule: dict[str, Any] = {}
+        if peers is not None:
+            rule["from"] = [dict(p) for p in peers]
+        if ports:
+            rule["ports"] = [dict(p) for p in ports]
+        rules.append(rule)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, **({"labels": dict(labels)} if labels else {})},
+        "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+    }
