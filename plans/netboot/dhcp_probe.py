@@ -263,6 +263,9 @@ def wait_for_router(
 
 
 def _arguments(mode: str, ours: Sequence[str], lan: str, before: str | None) -> str:
+    # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
+    if isinstance(ours, str):
+        raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
     return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan}" + (f" --before {before}" if before else "")
 
 

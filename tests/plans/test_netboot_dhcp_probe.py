@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from plans.netboot import dhcp_probe
 from plans.netboot.dhcp_probe import Answer, discover_frame, judge, parse_answer, switch_note, wait_for_router
 
 SVC = "192.168.0.14"
@@ -158,3 +159,8 @@ def test_an_answer_names_its_server_id_and_source_mac() -> None:
     # Another transaction's answer, and our own DISCOVER seen going out, are not answers.
     assert parse_answer(_offer(request, socket.inet_aton("192.168.0.1"), mac, 8), 7) is None
     assert parse_answer(request, 7) is None
+
+
+def test_a_bare_address_is_refused_rather_than_spelt_out() -> None:
+    with pytest.raises(TypeError, match=r"not the one string '192\.168\.0\.9'"):
+        dhcp_probe.probe_script("dhcp", "192.168.0.9", "192.168.0.0/24")
