@@ -1292,6 +1292,9 @@ def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
 def _lan(lan: str, **network: Any) -> StackConfig:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:network"] = {**raw["iluvatar:network"], "lan": lan, **network}
+    if "loadBalancerPool" in network:
+        # The raw-port apps' own addresses are the shipped pool's; with another pool, those apps are not this test's.
+        raw["iluvatar:apps"] = [a for a in raw["iluvatar:apps"] if "ports" not in a]
     return parse_stack(raw)
 
 
