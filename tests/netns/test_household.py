@@ -52,22 +52,27 @@ def test_no_nak_no_duplicate_address_no_two_servers(runs: dict[str, Result], sce
     assert (counts["dhcp NAKs"], counts["duplicate addresses"], counts["two servers answering"]) == (0, 0, 0), counts
 
 
-@pytest.mark.parametrize("scenario", ["app added", "machine added", "Talos bump", "k3s upgrade"])
+@pytest.mark.parametrize("scenario", ["app added", "Talos bump", "k3s upgrade"])
 def test_no_gap_where_dnsmasq_keeps_running(runs: dict[str, Result], scenario: str) -> None:
-    """Where the program leaves the netboot pod running, the household misses nothing; where it replaces it, this
-    test has nothing to say (the benchmark measures the gap)."""
+    """The program leaves the netboot pod running for these (computed from its own objects: household.template_changes),
+    and the household misses nothing."""
     result = runs[scenario]
-    if result.restarts_dnsmasq:
-        pytest.skip(f"{scenario}: the program replaces the netboot pod (its template changes)")
+    assert not result.restarts_dnsmasq
     counts = result.counts
     assert counts["dns queries"] > 0, counts
     assert (counts["dhcp failed"], counts["dns failed"]) == (0, 0), counts
 
 
+def test_a_machine_added_replaces_the_netboot_pod(runs: dict[str, Result]) -> None:
+    """Still so: the DHCP hosts are in the pod template's digest, since dnsmasq 2.90 only ever adds dhcp-hostsdir lines
+    (plans.netboot.objects); the gap it costs is the benchmark's (docs/proof/household.md)."""
+    assert runs["machine added"].restarts_dnsmasq
+
+
+@pytest.mark.parametrize("runs", ["proxy"], indirect=True)
 def test_the_counts_see_a_second_server_and_a_nak(runs: dict[str, Result]) -> None:
-    """What the zeros above stand on: on the proxy-mode LAN, a second authoritative server beside the router is seen
-    answering the sampler's DISCOVERs, and the router's DHCP replaced by one lending another range NAKs the household."""
-    if "break: a second server" not in runs:
-        pytest.skip("the breaks run on the proxy-mode LAN, whose router lends the household its addresses")
+    """What the zeros above stand on: on the proxy-mode LAN (the breaks need its router lending the household), a second
+    authoritative server beside the router is seen answering the sampler's DISCOVERs, and the router's DHCP replaced by
+    one lending another range NAKs the household."""
     assert runs["break: a second server"].counts["two servers answering"] > 0, runs["break: a second server"].counts
     assert runs["break: the router's DHCP replaced"].counts["dhcp NAKs"] > 0, runs["break: the router's DHCP replaced"].counts
