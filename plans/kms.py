@@ -181,6 +181,10 @@ def daemon_set() -> dict[str, Any]:
                     {"name": "GOMODCACHE", "value": f"{HOST_CACHE}/mod"},
                     {"name": "GOCACHE", "value": f"{SCRATCH}/go-build"},
                     {"name": "HOME", "value": SCRATCH},
+                    # The root file system is read-only, /tmp with it: `go build` makes its work folder in GOTMPDIR, else
+                    # in TMPDIR, else /tmp (cmd/go/internal/work/action.go, os.TempDir), and fails there.
+                    {"name": "GOTMPDIR", "value": SCRATCH},
+                    {"name": "TMPDIR", "value": SCRATCH},
                 ],
                 "volumeMounts": [
                     {"name": "source", "mountPath": "/src", "readOnly": True},

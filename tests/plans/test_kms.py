@@ -141,6 +141,9 @@ def test_the_pods_build_makes_the_server_once_per_digest(tmp_path: Path) -> None
         "GOMODCACHE": go_env()["GOMODCACHE"],
         "GOCACHE": go_env()["GOCACHE"],
         "HOME": str(scratch),
+        # The pod's root file system is read-only: a temporary folder it does not name is one nothing can write.
+        "GOTMPDIR": env.get("GOTMPDIR", "/nonexistent").replace(kms.SCRATCH, str(scratch)),
+        "TMPDIR": env.get("TMPDIR", "/nonexistent").replace(kms.SCRATCH, str(scratch)),
         "GOPROXY": "off",
         "PATH": f"{Path(go_binary()).parent}:{os.environ['PATH']}",
     }
