@@ -269,28 +269,26 @@ def _arguments(mode: str, ours: Sequence[str], lan: str, before: str | None) -> 
     return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan}" + (f" --before {before}" if before else "")
 
 
+def _as_root(what: str, arguments: str) -> str:
+    """This very module run as root with `arguments`, from its standard input (nothing is copied to the Pi)."""
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+
+
 def probe_script(mode: str, ours: Sequence[str], lan: str, before: str | None = None) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
     service addresses, the stack's first; `before`: the last deployment's mode."""
-    with open(__file__, encoding="utf-8") as f:
-        source = f.read()
-    return (
-        "set -eu\n"
-        "# iluvatar: the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves (plans.netboot.dhcp_probe).\n"
-        f"sudo python3 - {_arguments(mode, ours, lan, before)} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
-    )
+    return _as_root("the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, before))
 
 
 def wait_script(ours: Sequence[str], lan: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
     """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
     `minutes` for the router's DHCP (`wait_for_router`)."""
-    with open(__file__, encoding="utf-8") as f:
-        source = f.read()
-    return (
-        "set -eu\n"
-        "# iluvatar: the router's DHCP, awaited once the Ainur answer only the machines they boot (plans.netboot.dhcp_probe).\n"
-        f"sudo python3 - {_arguments('proxy', ours, lan, None)} --wait-minutes {minutes} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
+    return _as_root(
+        "the router's DHCP, awaited once the Ainur answer only the machines they boot",
+        f"{_arguments('proxy', ours, lan, None)} --wait-minutes {minutes}",
     )
 
 
