@@ -35,7 +35,7 @@ from typing import Any
 
 from plans import age_file
 from plans.netboot.pi_pods import NOT_NETBOOTED
-from plans.netboot.pods import EVICTION_SECONDS
+from plans.netboot.pods import eviction_tolerations
 from stacks import pins
 from stacks.model import StackConfig
 
@@ -163,10 +163,7 @@ def daemon_set() -> dict[str, Any]:
         "affinity": {
             "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [NOT_NETBOOTED]}]}}
         },
-        "tolerations": [
-            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
-            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
-        ],
+        "tolerations": eviction_tolerations(),
         "initContainers": [
             {
                 "name": "build",

@@ -34,7 +34,7 @@ from plans.netboot.debs import fetch_script, install_script
 from plans.netboot.nfs import EXPORTS, export_ids, export_template, ganesha_conf, serve_script
 from plans.netboot.pi_image import build_script, image_dir
 from plans.netboot.pis import NFS_PORT, PI_IMAGES, boot_pointer, eeprom_config, netboot_pis, seed_files, tftp_script
-from plans.netboot.pods import DEBIAN_IMAGE, EVICTION_SECONDS, _labels, _meta, _single_pod
+from plans.netboot.pods import DEBIAN_IMAGE, _labels, _meta, _single_pod, eviction_tolerations
 from stacks import day2, pins
 from stacks.model import Node, StackConfig
 
@@ -229,10 +229,7 @@ def nfs_pod(stack: StackConfig, legacy: bool = True) -> dict[str, Any]:
                 ]
             },
         },
-        "tolerations": [
-            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
-            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
-        ],
+        "tolerations": eviction_tolerations(),
         "containers": [
             {
                 "name": "nfs",

@@ -20,6 +20,14 @@ DEBIAN_IMAGE = pins.IMAGES["debian"]
 EVICTION_SECONDS = 5
 
 
+def eviction_tolerations() -> list[dict[str, Any]]:
+    """A pod that leaves a Pi whose kubelet is silent or not ready after EVICTION_SECONDS, not Kubernetes' 300 s."""
+    return [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
+        for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+    ]
+
+
 def _labels(app: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "iluvatar"}
 
@@ -90,10 +98,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
             }
         },
         # Leave a dead Pi after EVICTION_SECONDS, not Kubernetes' default 300 s.
-        "tolerations": [
-            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": EVICTION_SECONDS}
-            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
-        ],
+        "tolerations": eviction_tolerations(),
         "initContainers": [
             _sh("restore-leases", CURL_IMAGE, "restore-leases.sh", [etc, leases]),
             {**_sh("records-first", CURL_IMAGE, RECORDS_SCRIPT, [etc, records]), "env": records_env(once=True)},
