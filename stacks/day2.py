@@ -94,19 +94,27 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
         if not isinstance(nodes, Mapping):
             return f"arda.nodes is {json.dumps(nodes, default=str)}, not a mapping of machine to state; give the outputs `pulumi stack output --json` writes"
         version = arda.get("talosVersion")
-        if not isinstance(version, str) or not _RELEASE.match(version):
-            written = "missing" if version is None else f"{json.dumps(version)}, not a Talos release"
-            return (
-                f"arda.talosVersion is {written}, but arda.nodes records {len(nodes)} machine(s): the plan starts from the Talos "
-                f"release Arda runs; {_RECORD.format(tool='`talosctl version`', example='v1.13.9')}"
-            )
-        kubernetes = arda.get("kubernetesVersion")
-        if not isinstance(kubernetes, str) or not _RELEASE.match(kubernetes):
-            written = "missing" if kubernetes is None else f"{json.dumps(kubernetes)}, not a Kubernetes release"
-            return (
-                f"arda.kubernetesVersion is {written}, but arda.nodes records {len(nodes)} machine(s): the plan starts from the "
-                f"Kubernetes release Arda runs; {_RECORD.format(tool='`kubectl version`', example='v1.34.12')}"
-            )
+        unrecorded = _unrecorded(
+            "arda.talosVersion",
+            version,
+            _RELEASE,
+            "Talos",
+            len(nodes),
+            "the plan starts from the Talos release Arda runs",
+            "`talosctl version`",
+            "v1.13.9",
+        ) or _unrecorded(
+            "arda.kubernetesVersion",
+            arda.get("kubernetesVersion"),
+            _RELEASE,
+            "Kubernetes",
+            len(nodes),
+            "the plan starts from the Kubernetes release Arda runs",
+            "`kubectl version`",
+            "v1.34.12",
+        )
+        if unrecorded is not None:
+            return unrecorded
         for name, node in nodes.items():
             installer = node.get("installer") if isinstance(node, Mapping) else None
             if not isinstance(installer, str) or ":" not in installer:
@@ -124,14 +132,26 @@ def unreadable(outputs: Mapping[str, Any]) -> str | None:
                 )
     ainur = outputs.get("ainur")
     if isinstance(ainur, Mapping) and ainur.get("nodes"):
-        k3s = ainur.get("k3sVersion")
-        if not isinstance(k3s, str) or not _K3S_RELEASE.match(k3s):
-            written = "missing" if k3s is None else f"{json.dumps(k3s)}, not a k3s release"
-            return (
-                f"ainur.k3sVersion is {written}, but ainur.nodes records {len(ainur['nodes'])} machine(s): k3s's upgrade checks "
-                f"start from the release the Ainur run; {_RECORD.format(tool='`k3s --version`', example='v1.34.12+k3s1')}"
-            )
+        return _unrecorded(
+            "ainur.k3sVersion",
+            ainur.get("k3sVersion"),
+            _K3S_RELEASE,
+            "k3s",
+            len(ainur["nodes"]),
+            "k3s's upgrade checks start from the release the Ainur run",
+            "`k3s --version`",
+            "v1.34.12+k3s1",
+        )
     return None
+
+
+def _unrecorded(path: str, value: Any, release: re.Pattern[str], product: str, machines: int, why: str, tool: str, example: str) -> str | None:
+    """Why a cluster output's release at `path` cannot start the plan (missing, or not a `product` release), or None."""
+    if isinstance(value, str) and release.match(value):
+        return None
+    written = "missing" if value is None else f"{json.dumps(value)}, not a {product} release"
+    cluster = path.split(".")[0]
+    return f"{path} is {written}, but {cluster}.nodes records {machines} machine(s): {why}; {_RECORD.format(tool=tool, example=example)}"
 
 
 def machines_of(value: Any) -> dict[str, Mapping[str, Any]]:
