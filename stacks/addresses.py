@@ -82,7 +82,7 @@ def entries(
 def services(pool: Sequence[tuple[IPv4Address, str]], apps: Sequence[tuple[int, App]]) -> list[Held]:
     """The load-balancer pool's addresses the stack's own Services take (`pool`: the gateways, the LAN resolver, the log
     store, named as the messages name them) and, after them, each raw-port app's own address."""
-    out = [Held(ip, owner.split(" ", 1)[0], owner, "pool") for ip, owner in pool]
+    out = [Held(ip, "network.loadBalancerPool", owner, "pool") for ip, owner in pool]
     out += [Held(app.address, f"apps[{i}].address", address_owner(i, app), "app") for i, app in apps if app.ports and app.address is not None]
     return out
 
