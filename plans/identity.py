@@ -476,6 +476,8 @@ def front_door_manifests(stack: StackConfig, ca_certificate: str) -> list[dict[s
             "metadata": {**_meta(FRONT_DOOR, **labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(identity.ip)}},
             "spec": {
                 "type": "LoadBalancer",
+                # No NodePort: kube-vip's address is the door (plans.netpol).
+                "allocateLoadBalancerNodePorts": False,
                 "selector": labels,
                 "ports": [
                     {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},

@@ -10,6 +10,15 @@ Each plan renders the policies of its own listeners with these; what they mean w
   ipBlock is an ipset of the source addresses (policy.go:293-330), matched before kube-proxy's masquerade on the
   pod's own node: a LoadBalancer Service whose policy admits only some addresses keeps `externalTrafficPolicy: Local`,
   or the packets of another Pi arrive from that Pi's flannel address.
+  A Pi's own address, as a source, is no LAN client: it is every pod of that Pi. k3s' flannel masquerades a pod's
+  packets to anything outside the cluster's CIDR to the Pi's address (flannel v0.28.4
+  pkg/trafficmngr/iptables/iptables.go:149-161: RETURN inside the cluster CIDR, then MASQUERADE `-s` it), so a pod
+  that dials another Pi's address (a NodePort) or a LAN host that forwards arrives from its Pi's address. A host
+  process of a Pi that dials a pod on another Pi arrives from its Pi's flannel address (10.42.x.0, the same file
+  :163-167), which no ipBlock of the LAN holds. An ipBlock of LAN clients on the
+  Ainur is therefore the LAN less the Pis and the addresses kube-vip holds on them (`lan_clients`), and the Ainur's
+  LoadBalancer Services allocate no NodePort (`allocateLoadBalancerNodePorts: false`): kube-vip announces their
+  addresses and kube-proxy takes them there, so no Pi opens their port on its own address.
 - **Arda** (Cilium): Cilium enforces them with its own identities; it admits the pod's own host by default
   (`allow-localhost: auto`, the kubelet's probes).
 
@@ -20,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from stacks.model import StackConfig
 
 API_VERSION = "networking.k8s.io/v1"
 DEFAULT_DENY = "default-deny-ingress"
@@ -79,3 +90,16 @@ def allow(
         "metadata": {"name": name, "namespace": namespace, **({"labels": dict(labels)} if labels else {})},
         "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": rules},
     }
+
+
+def lan_clients(stack: StackConfig) -> dict[str, Any]:
+    """A peer: the LAN's own hosts, as a policy on the Ainur must name them. `network.lan` less each Pi's address and
+    each address kube-vip holds on a Pi (the API VIP, the service address, the Git mirror's): any of those as a source
+    is a pod or a host process of a Pi, masqueraded to it (above), not a LAN client."""
+    lan = stack.network.lan
+    held = [n.ip for n in stack.ainur_nodes]
+    if stack.ainur is not None:
+        held += [stack.ainur.vip, stack.ainur.service_ip, *([stack.ainur.git_mirror.ip] if stack.ainur.git_mirror else [])]
+    # The API server takes only an `except` inside the cidr.
+    excepted = sorted({ip for ip in held if ip in lan})
+    return {"ipBlock": {"cidr": str(lan), **({"except": [f"{ip}/32" for ip in excepted]} if excepted else {})}}

@@ -470,7 +470,14 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             # embedded, the tailnet's only one) answers each device with the address it sees, which must be the device's
             # public one for two devices to meet directly; kube-vip announces the address from Headscale's node, as for
             # netboot (plans/netboot/objects.py).
-            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": labels, "ports": service_ports},
+            # No NodePort: kube-vip's address is the door (plans.netpol).
+            "spec": {
+                "type": "LoadBalancer",
+                "externalTrafficPolicy": "Local",
+                "allocateLoadBalancerNodePorts": False,
+                "selector": labels,
+                "ports": service_ports,
+            },
         },
     ]
 

@@ -16,6 +16,11 @@ What the analyzer cannot see, and so leaves out of the matrix:
   Helm the kube tests use (tools.kube_program.render), so its workloads and policies are in the matrix;
 - host networking: the analyzer treats a `hostNetwork` pod as any pod, where the cluster's network applies no pod
   policy to it (its listeners answer on the node's address).
+- masquerade: on the Ainur a pod's packets to an address outside the cluster leave as its Pi's (flannel, plans.netpol),
+  so an ipBlock holding a Pi's address admits every pod that runs there. The analyzer reads an ipBlock as outside
+  hosts only, so before it runs such a rule also admits every pod of the cluster (`through_nodes`): the matrix then
+  shows the path, as the pods have it. Every pod, not only those of one Pi: any pod may be scheduled on any Pi (the
+  attacker's is pinned nowhere).
 """
 
 from __future__ import annotations
@@ -113,6 +118,38 @@ def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dic
     }
 
 
+# The clusters whose pods leave as their node's address (k3s' flannel masquerade, plans.netpol); Cilium on Arda
+# identifies a pod by its identity, whatever address its packets carry.
+MASQUERADING = frozenset({"ainur"})
+# The peer `through_nodes` adds: every pod of every namespace.
+EVERY_POD: dict[str, Any] = {"namespaceSelector": {}}
+
+
+def _holds(block: Mapping[str, Any], address: ipaddress.IPv4Address) -> bool:
+    """Whether an ipBlock admits `address`: inside its cidr and none of its excepts."""
+    if address not in ipaddress.ip_network(str(block["cidr"]), strict=False):
+        return False
+    return not any(address in ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or [])
+
+
+def through_nodes(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dict[str, Any]:
+    """The NetworkPolicy with every ingress rule whose ipBlock admits a node's address admitting every pod too: what a
+    pod masqueraded to its node's address has, through a NodePort or a LAN host that forwards (plans.netpol). Other
+    rules, and policies with none such, are unchanged."""
+    nodes = [ipaddress.IPv4Address(a) for a in node_addresses]
+    spec = dict(policy.get("spec") or {})
+    rules = []
+    for rule in spec.get("ingress") or []:
+        peers = list(rule.get("from") or [])
+        blocks = [p["ipBlock"] for p in peers if "ipBlock" in p]
+        if any(_holds(b, n) for b in blocks for n in nodes) and EVERY_POD not in peers:
+            rule = {**rule, "from": [*peers, EVERY_POD]}
+        rules.append(rule)
+    if not rules:
+        return dict(policy)
+    return {**policy, "spec": {**spec, "ingress": rules}}
+
+
 # Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).
 OUTSIDE = "0.0.0.0-255.255.255.255"
 # A row's sources when they are every workload of the cluster but the destination itself, and every outside address.
@@ -199,7 +236,8 @@ def _chart_objects(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
 def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The objects of `cluster` the analyzer reads: the program's own, what its kustomize Applications build and what
     the charts of `RENDERED_CHARTS` render; a CiliumNetworkPolicy translated (`from_cilium`, with the cluster's
-    machines' `node_addresses`)."""
+    machines' `node_addresses`); on a cluster that masquerades its pods to their node's address, a rule admitting one
+    of `node_addresses` admitting every pod (`through_nodes`)."""
     objects: list[dict[str, Any]] = []
     for reg in sim.registrations:
         if not reg.type.startswith("kubernetes:") or not reg.custom or cluster_of(reg) != cluster:
@@ -221,7 +259,10 @@ def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str]
             f"{cluster}: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not {', '.join(unevaluated)}: the matrix would leave them out"
         )
     addresses = list(node_addresses)
-    return [from_cilium(o, addresses) if o.get("kind") == CILIUM else o for o in objects if o.get("kind") in (*KINDS, CILIUM)]
+    out = [from_cilium(o, addresses) if o.get("kind") == CILIUM else o for o in objects if o.get("kind") in (*KINDS, CILIUM)]
+    if cluster in MASQUERADING:
+        out = [through_nodes(o, addresses) if o.get("kind") == "NetworkPolicy" else o for o in out]
+    return out
 
 
 def analyze(objects: Iterable[Mapping[str, Any]]) -> Analysis:

@@ -70,6 +70,8 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
                 # Local: the readers' own addresses reach the pod, which its policy admits by address; with Cluster,
                 # kube-proxy on the Pi that holds the address would masquerade them to its own (plans.netpol).
                 "externalTrafficPolicy": "Local",
+                # No NodePort: a pod dialing one on another Pi would arrive from its own Pi's address (plans.netpol).
+                "allocateLoadBalancerNodePorts": False,
                 "selector": labels,
                 "ports": [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
             },
@@ -78,21 +80,27 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-# The pods of the Ainur's Argo CD that read Git: its repo server (the argo-cd chart's `nameOverride: argocd`).
+# The pods of the Ainur's Argo CD that read Git: its repo server (the argo-cd chart's `nameOverride: argocd`). It is the
+# only one that clones: the ApplicationSet controller's git generator asks the repo server for the directories and files
+# (applicationset/services/repo_service.go:29-49, GetGitDirectories and GetGitFiles over gRPC; the controller and the
+# server likewise ask it, server/repository/repository.go:775-786, testRepo), Argo CD v3.5.1's source, the nearest tag
+# to the pinned image's v3.5.2. The chart's repo-server policy admits the ApplicationSet controller.
 ARGOCD_REPO_SERVER = "argocd-repo-server"
 
 
 def mirror_network_policy(stack: StackConfig) -> dict[str, Any]:
     """The mirror admits git:// from its readers and no one else: the Ainur's Argo CD (its repo server, through the
-    in-cluster Service), Arda's (masqueraded by Cilium to its machine's address) and the LAN it serves
-    (docs/layers/gitops.md). Another pod of the Ainur is none of these, by its address or through the Service."""
-    lan = str(stack.network.lan)
+    in-cluster Service), Arda's (masqueraded by Cilium to its machine's address) and the LAN's clients it serves
+    (docs/layers/gitops.md): `network.lan` less the Pis' own addresses, which stand for any pod of the Pi
+    (plans.netpol.lan_clients). Another pod of the Ainur is none of these, by its pod address, through the Service, or
+    masqueraded to its Pi's address. Nor is a host process of another Pi: it arrives from its Pi's flannel address, and
+    no reader of the mirror runs on a Pi's host network (the Ainur's Argo CD runs as pods)."""
     machines = [f"{n.ip}/32" for n in stack.arda_nodes if n.ip not in stack.network.lan]
     return netpol.allow(
         "git-mirror",
         NAMESPACE,
         _labels("git-mirror"),
         [netpol.port(gitops.MIRROR_PORT)],
-        [netpol.pods(ARGOCD_REPO_SERVER, gitops.NAMESPACE), netpol.addresses(lan), *(netpol.addresses(m) for m in machines)],
+        [netpol.pods(ARGOCD_REPO_SERVER, gitops.NAMESPACE), netpol.lan_clients(stack), *(netpol.addresses(m) for m in machines)],
         **_labels("git-mirror"),
     )

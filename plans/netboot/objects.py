@@ -143,6 +143,8 @@ def manifests(
                 # kube-vip announces the address only from a Pi running the pod, and clients'
                 # own addresses reach nginx (each worker's config is served to its address only).
                 "externalTrafficPolicy": "Local",
+                # No NodePort: nothing needs one, and a Pi's own address is no client (plans.netpol).
+                "allocateLoadBalancerNodePorts": False,
                 "selector": labels,
                 # Only HTTP: kube-proxy would rewrite DNS, DHCP and TFTP packets to the Pi's own
                 # address, where dnsmasq does not listen; they reach the service address directly.

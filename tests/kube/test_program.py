@@ -115,6 +115,17 @@ MAY_RUN_ON_CONTROL_PLANES = [
 ]
 
 
+def test_no_load_balancer_of_the_ainur_holds_a_node_port(deployment: Deployed) -> None:
+    """The Ainur's LoadBalancer Services as the real API server keeps them: no port has a NodePort, which would open
+    the Service on every Pi's own address, where a pod of another Pi arrives as its Pi (plans.netpol)."""
+    if "ainur" not in deployment.clusters:
+        assert deployment.stack.ainur is None
+        return
+    services = [s for s in deployment.clusters["ainur"].client.list("v1", "Service") if s["spec"].get("type") == "LoadBalancer"]
+    node_ports = {f"{s['metadata']['namespace']}/{s['metadata']['name']}": [p.get("nodePort") for p in s["spec"]["ports"]] for s in services}
+    assert node_ports == {"identity/front-door": [None, None], "netboot/git-mirror": [None], "netboot/netboot": [None]}
+
+
 def test_each_workload_runs_where_the_inventory_means_it(deployment: Deployed) -> None:
     stack = deployment.stack
     arda_nodes = deployment.nodes("arda")

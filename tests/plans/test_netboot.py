@@ -643,6 +643,7 @@ def test_service_address_follows_the_pod() -> None:
     service = objs["Service/netboot"]
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": SVC}
     assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False  # no port of its own on every Pi (plans.netpol)
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]
     env = {e["name"]: e["value"] for e in objs["DaemonSet/kube-vip-services"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (env["svc_enable"], env["svc_election"], env["cp_enable"], env["vip_leaseduration"]) == ("true", "true", "false", "5")
@@ -939,12 +940,16 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "spec": {
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Local",
+            # No NodePort on any Pi: a pod dialing one would arrive from its Pi's address (plans.netpol).
+            "allocateLoadBalancerNodePorts": False,
             "selector": labels,
             "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}],
         },
     }
-    # git:// from the Ainur's Argo CD (its repo server) and the LAN the mirror serves, no one else; the readers' own
-    # addresses reach the pod (Local above), which the ipBlock matches.
+    # git:// from the Ainur's Argo CD (its repo server) and the LAN's clients the mirror serves, no one else; the
+    # readers' own addresses reach the pod (Local above), which the ipBlock matches. Not the Pis' addresses (11-13)
+    # nor those kube-vip holds on them (the API VIP 10, the service address 14, the mirror's 15): a packet from one
+    # of those is a pod or a host process of a Pi, masqueraded to it.
     assert policy == {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -959,7 +964,7 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "argocd-repo-server"}},
                             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argocd"}},
                         },
-                        {"ipBlock": {"cidr": "192.168.0.0/24"}},
+                        {"ipBlock": {"cidr": "192.168.0.0/24", "except": [f"192.168.0.{host}/32" for host in range(10, 16)]}},
                     ],
                     "ports": [{"port": 9418, "protocol": "TCP"}],
                 }

@@ -12,6 +12,7 @@ that closing them is a visible change here, not a silent one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import re
@@ -198,10 +199,13 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     "kube-system/kube-vip-services[DaemonSet]": {ALL: EVERY},
     "monitoring/log-collector[DaemonSet]": {ALL: EVERY},
     "monitoring/node-exporter[DaemonSet]": {ALL: EVERY},
-    # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN it serves (Arda's Argo CD among it).
-    # Not the attacker, nor any other pod of the Ainur, nor the netboot cache beside it (which listens on nothing: no row).
-    "netboot/git-mirror[Deployment]": {"TCP 9418": frozenset({"192.168.0.0-192.168.0.255", ARGOCD_REPO_SERVER})},
+    # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN's clients it serves (Arda's Argo CD
+    # among them): the LAN less the Pis (11-13) and the addresses kube-vip holds on them (10, 14, 15), which stand for
+    # every pod of a Pi (tools.netpol_check.through_nodes). Not the attacker, nor any other pod of the Ainur, nor the
+    # netboot cache beside it (which listens on nothing: no row).
+    "netboot/git-mirror[Deployment]": {"TCP 9418": frozenset({"192.168.0.0-192.168.0.9", "192.168.0.16-192.168.0.255", ARGOCD_REPO_SERVER})},
 }
+MIRROR = "netboot/git-mirror[Deployment]"
 
 
 ATTACKER_OBJECTS = (
@@ -291,6 +295,52 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
         ],
     }[cluster]
     assert reached == sorted(expected)
+
+
+def test_a_pi_address_a_policy_admits_stands_for_every_pod_of_the_ainur() -> None:
+    """A pod of the Ainur that dials a NodePort on another Pi, or a LAN host that forwards, arrives from its own Pi's
+    address (flannel's masquerade, plans.netpol): a rule whose ipBlock holds a Pi admits every pod. The mirror's policy
+    as it was, the whole LAN, is analysed so: the attacker reaches the mirror."""
+    objects = [o for o in _objects("ainur") if not (o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "git-mirror")]
+    [mirror] = [o for o in _objects("ainur") if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "git-mirror"]
+    whole_lan = copy.deepcopy(mirror)
+    [rule] = whole_lan["spec"]["ingress"]
+    rule["from"] = [*(p for p in rule["from"] if "ipBlock" not in p and p != netpol_check.EVERY_POD), {"ipBlock": {"cidr": "192.168.0.0/24"}}]
+    found = netpol_check.matrix(netpol_check.analyze([*objects, netpol_check.through_nodes(whole_lan, _addresses("ainur"))]))
+    assert found[MIRROR] == {"TCP 9418": _pods_but(AINUR_WORKLOADS, MIRROR) | {"192.168.0.0-192.168.0.255"}}
+    # The mirror's own policy holds no Pi: it reads as written.
+    assert netpol_check.through_nodes(mirror, _addresses("ainur")) == mirror
+
+
+def test_a_rule_holding_no_node_address_is_left_as_written() -> None:
+    policy: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "p", "namespace": "n"},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"ipBlock": {"cidr": "192.168.0.0/24", "except": ["192.168.0.8/29"]}}]},  # 8-15: the Pi excepted
+                {"from": [{"ipBlock": {"cidr": "192.168.0.11/32"}}], "ports": [{"port": 1, "protocol": "TCP"}]},  # the Pi
+                {"ports": [{"port": 2, "protocol": "TCP"}]},  # from anywhere: every pod already
+            ],
+        },
+    }
+    through = netpol_check.through_nodes(policy, ["192.168.0.11"])
+    assert through["spec"]["ingress"] == [
+        policy["spec"]["ingress"][0],
+        {"from": [{"ipBlock": {"cidr": "192.168.0.11/32"}}, {"namespaceSelector": {}}], "ports": [{"port": 1, "protocol": "TCP"}]},
+        policy["spec"]["ingress"][2],
+    ]
+
+
+def test_no_load_balancer_of_the_ainur_opens_a_node_port() -> None:
+    """kube-vip announces the Ainur's LoadBalancer addresses; a NodePort would open each Service on every Pi's own
+    address, where a pod of another Pi arrives as its Pi (plans.netpol). None allocates one."""
+    services = [o for o in _objects("ainur") if o["kind"] == "Service" and o["spec"].get("type") == "LoadBalancer"]
+    found = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["spec"].get("allocateLoadBalancerNodePorts") for o in services}
+    assert found == {"identity/front-door": False, "netboot/git-mirror": False, "netboot/netboot": False}
 
 
 CLOUDFLARED = "networking/cloudflared[Deployment]"
