@@ -225,6 +225,8 @@ def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackCon
     service = manifests[("Service", "headscale")]
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.17"}
     assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    # kube-vip's address alone: no NodePort on every Pi's own address (plans.netpol).
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False
     # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
     assert manifests[("PersistentVolumeClaim", "headscale-state")]["spec"]["storageClassName"] == "longhorn"
     assert manifests[("Deployment", "headscale")]["spec"]["strategy"] == {"type": "Recreate"}
