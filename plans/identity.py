@@ -474,16 +474,14 @@ def front_door_manifests(stack: StackConfig, ca_certificate: str) -> list[dict[s
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**_meta(FRONT_DOOR, **labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(identity.ip)}},
-            "spec": {
-                "type": "LoadBalancer",
-                # No NodePort: kube-vip's address is the door (plans.netpol).
-                "allocateLoadBalancerNodePorts": False,
-                "selector": labels,
-                "ports": [
+            # No NodePort: kube-vip's address is the door (plans.netpol).
+            "spec": netpol.load_balancer(
+                [
                     {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
                     {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
                 ],
-            },
+                selector=labels,
+            ),
         },
         # The front door is for everyone (the LAN, the tailnet's members, the API servers checking tokens), on its two
         # listeners only.

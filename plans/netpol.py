@@ -17,8 +17,8 @@ Each plan renders the policies of its own listeners with these; what they mean w
   process of a Pi that dials a pod on another Pi arrives from its Pi's flannel address (10.42.x.0, the same file
   :163-167), which no ipBlock of the LAN holds. An ipBlock of LAN clients on the
   Ainur is therefore the LAN less the Pis and the addresses kube-vip holds on them (`lan_clients`), and the Ainur's
-  LoadBalancer Services allocate no NodePort (`allocateLoadBalancerNodePorts: false`): kube-vip announces their
-  addresses and kube-proxy takes them there, so no Pi opens their port on its own address.
+  LoadBalancer Services allocate no NodePort (`load_balancer`): kube-vip announces their addresses and kube-proxy
+  takes them there, so no Pi opens their port on its own address.
 - **Arda** (Cilium): Cilium enforces them with its own identities; it admits the pod's own host by default
   (`allow-localhost: auto`, the kubelet's probes).
 
@@ -103,3 +103,11 @@ def lan_clients(stack: StackConfig) -> dict[str, Any]:
     # The API server takes only an `except` inside the cidr.
     excepted = sorted({ip for ip in held if ip in lan})
     return {"ipBlock": {"cidr": str(lan), **({"except": [f"{ip}/32" for ip in excepted]} if excepted else {})}}
+
+
+def load_balancer(ports: Sequence[Mapping[str, Any]], **spec: Any) -> dict[str, Any]:
+    """The spec of a LoadBalancer Service of the Ainur, whose address kube-vip announces: `spec` and `ports` with no
+    NodePort (above). `allocateLoadBalancerNodePorts: false` alone allocates none to a new Service but leaves the one
+    an older Service holds, which a server-side apply does not own; each port's `nodePort: 0`, applied, releases it
+    (the real API server: tests/plans/test_netboot.py)."""
+    return {"type": "LoadBalancer", **spec, "allocateLoadBalancerNodePorts": False, "ports": [{**p, "nodePort": 0} for p in ports]}

@@ -471,13 +471,7 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             # public one for two devices to meet directly; kube-vip announces the address from Headscale's node, as for
             # netboot (plans/netboot/objects.py).
             # No NodePort: kube-vip's address is the door (plans.netpol).
-            "spec": {
-                "type": "LoadBalancer",
-                "externalTrafficPolicy": "Local",
-                "allocateLoadBalancerNodePorts": False,
-                "selector": labels,
-                "ports": service_ports,
-            },
+            "spec": netpol.load_balancer(service_ports, externalTrafficPolicy="Local", selector=labels),
         },
     ]
 

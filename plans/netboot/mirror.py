@@ -65,16 +65,14 @@ def git_mirror_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**_meta("git-mirror", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(mirror.ip)}},
-            "spec": {
-                "type": "LoadBalancer",
-                # Local: the readers' own addresses reach the pod, which its policy admits by address; with Cluster,
-                # kube-proxy on the Pi that holds the address would masquerade them to its own (plans.netpol).
-                "externalTrafficPolicy": "Local",
-                # No NodePort: a pod dialing one on another Pi would arrive from its own Pi's address (plans.netpol).
-                "allocateLoadBalancerNodePorts": False,
-                "selector": labels,
-                "ports": [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
-            },
+            # Local: the readers' own addresses reach the pod, which its policy admits by address; with Cluster,
+            # kube-proxy on the Pi that holds the address would masquerade them to its own (plans.netpol). No NodePort:
+            # a pod dialing one on another Pi would arrive from its own Pi's address.
+            "spec": netpol.load_balancer(
+                [{"name": "git", "port": gitops.MIRROR_PORT, "targetPort": "git", "protocol": "TCP"}],
+                externalTrafficPolicy="Local",
+                selector=labels,
+            ),
         },
         mirror_network_policy(stack),
     ]

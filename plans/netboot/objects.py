@@ -138,18 +138,13 @@ def manifests(
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {**_meta("netboot", labels), "annotations": {"kube-vip.io/loadbalancerIPs": str(service_ip(stack))}},
-            "spec": {
-                "type": "LoadBalancer",
-                # kube-vip announces the address only from a Pi running the pod, and clients'
-                # own addresses reach nginx (each worker's config is served to its address only).
-                "externalTrafficPolicy": "Local",
-                # No NodePort: nothing needs one, and a Pi's own address is no client (plans.netpol).
-                "allocateLoadBalancerNodePorts": False,
-                "selector": labels,
-                # Only HTTP: kube-proxy would rewrite DNS, DHCP and TFTP packets to the Pi's own
-                # address, where dnsmasq does not listen; they reach the service address directly.
-                "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
-            },
+            # kube-vip announces the address only from a Pi running the pod, and clients' own addresses reach nginx
+            # (each worker's config is served to its address only); no NodePort (plans.netpol). Only HTTP: kube-proxy
+            # would rewrite DNS, DHCP and TFTP packets to the Pi's own address, where dnsmasq does not listen; they
+            # reach the service address directly.
+            "spec": netpol.load_balancer(
+                [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}], externalTrafficPolicy="Local", selector=labels
+            ),
         },
         *pi_pods.manifests(stack, legacy_roots),
         *kube_vip_services(),

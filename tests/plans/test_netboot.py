@@ -27,7 +27,7 @@ from tests.edit import HOMELAB
 from tests.netns import kubeapi
 from tests.strategies import raw_stacks
 from tests.tools import dnsmasq_test, require
-from tools.kube_cluster import Cluster
+from tools.kube_cluster import K3S, Cluster, field_manager, pulumi_create, pulumi_update
 
 K3S_KUBERNETES = "1.35"  # the minor of the pinned k3s (v1.35.8+k3s1)
 SVC = "192.168.0.14"
@@ -644,7 +644,7 @@ def test_service_address_follows_the_pod() -> None:
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": SVC}
     assert service["spec"]["externalTrafficPolicy"] == "Local"
     assert service["spec"]["allocateLoadBalancerNodePorts"] is False  # no port of its own on every Pi (plans.netpol)
-    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP", "nodePort": 0}]
     env = {e["name"]: e["value"] for e in objs["DaemonSet/kube-vip-services"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (env["svc_enable"], env["svc_election"], env["cp_enable"], env["vip_leaseduration"]) == ("true", "true", "false", "5")
     static = {e["name"]: e["value"] for e in k3s.kube_vip_manifest(load_stack_file(HOMELAB))["spec"]["containers"][0]["env"]}
@@ -940,10 +940,11 @@ def test_the_git_mirror_is_one_pod_on_its_own_address_serving_read_only() -> Non
         "spec": {
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Local",
-            # No NodePort on any Pi: a pod dialing one would arrive from its Pi's address (plans.netpol).
+            # No NodePort on any Pi: a pod dialing one would arrive from its Pi's address (plans.netpol). The port's 0
+            # releases one an older Service holds (test_an_up_takes_away_the_node_port_an_older_mirror_service_holds).
             "allocateLoadBalancerNodePorts": False,
             "selector": labels,
-            "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP"}],
+            "ports": [{"name": "git", "port": 9418, "targetPort": "git", "protocol": "TCP", "nodePort": 0}],
         },
     }
     # git:// from the Ainur's Argo CD (its repo server) and the LAN's clients the mirror serves, no one else; the
@@ -1479,3 +1480,26 @@ def test_the_netboot_pod_is_started_once_more_for_the_tftp_layout_and_not_on_an_
     assert pod == {"iluvatar/config-digest": pod["iluvatar/config-digest"], "iluvatar/tftp-layout": "binaries-renamed-in-place"}
     bumped_pod, bumped_cache = annotations({**netboot.IPXE_FILES, "ipxe.efi": ("ipxe-amd64.efi", "0" * 64)})
     assert bumped_pod == pod and bumped_cache["iluvatar/ipxe-digest"] != cache["iluvatar/ipxe-digest"]
+
+
+@pytest.mark.kube
+def test_an_up_takes_away_the_node_port_an_older_mirror_service_holds(kube_fresh: Callable[..., Cluster]) -> None:
+    """The real API server (k3s' flavour), the mirror's Service as Pulumi writes it: created as it was before
+    (allocateLoadBalancerNodePorts unset), it holds a NodePort; the next `up` applies the Service as rendered now and
+    the NodePort is gone (`allocateLoadBalancerNodePorts: false` alone would keep it: the apply does not own it)."""
+    cluster = kube_fresh(K3S, components=("etcd", "kube-apiserver"))
+    client = cluster.client
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netboot"}})
+    [service] = [m for m in netboot.git_mirror_manifests(load_stack_file(HOMELAB)) if m["kind"] == "Service"]
+    ports = [{k: v for k, v in p.items() if k != "nodePort"} for p in service["spec"]["ports"]]
+    older = {**service, "spec": {k: v for k, v in {**service["spec"], "ports": ports}.items() if k != "allocateLoadBalancerNodePorts"}}
+    manager = field_manager("git-mirror-service-git-mirror")
+    created = pulumi_create(client, older, manager)
+    assert [bool(p.get("nodePort")) for p in created["spec"]["ports"]] == [True]
+    _, withheld = pulumi_update(client, {**service, "spec": {**service["spec"], "ports": ports}}, manager)
+    assert [bool(p.get("nodePort")) for p in withheld["spec"]["ports"]] == [True]  # the flag alone: still there
+    _, updated = pulumi_update(client, service, manager)
+    assert updated["spec"]["ports"] == [{"name": "git", "protocol": "TCP", "port": 9418, "targetPort": "git"}]
+    assert updated["spec"]["allocateLoadBalancerNodePorts"] is False
+    _, again = pulumi_update(client, service, manager)
+    assert again["spec"] == updated["spec"]

@@ -186,8 +186,8 @@ def test_embedded_derp_serves_stun_and_uses_no_public_relay() -> None:
     assert config["derp"]["server"]["enabled"] is True and config["derp"]["urls"] == []
     service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
     assert service["spec"]["ports"] == [
-        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
-        {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"},
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP", "nodePort": 0},
+        {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP", "nodePort": 0},
     ]
 
 
@@ -224,7 +224,7 @@ def test_headscale_holds_its_lan_address_and_keeps_its_state(headscale: StackCon
     manifests = {(m["kind"], m["metadata"]["name"]): m for m in plan.headscale_manifests(headscale)}
     service = manifests[("Service", "headscale")]
     assert service["metadata"]["annotations"] == {"kube-vip.io/loadbalancerIPs": "192.168.0.17"}
-    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP", "nodePort": 0}]
     # kube-vip's address alone: no NodePort on every Pi's own address (plans.netpol).
     assert service["spec"]["allocateLoadBalancerNodePorts"] is False
     # Longhorn runs on the homelab's Pis: Headscale can move to any of them with its state.
@@ -237,7 +237,7 @@ def test_headscales_stun_sees_the_devices_own_addresses() -> None:
     stack = remote_stack({**HEADSCALE, "headscale": {**HEADSCALE["headscale"], "derp": "embedded"}})
     service = next(m for m in plan.headscale_manifests(stack) if m["kind"] == "Service")
     assert service["spec"]["externalTrafficPolicy"] == "Local"
-    assert {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP"} in service["spec"]["ports"]
+    assert {"name": "stun", "port": 3478, "targetPort": "stun", "protocol": "UDP", "nodePort": 0} in service["spec"]["ports"]
 
 
 def test_health_checks_see_the_tailnet(headscale: StackConfig) -> None:
