@@ -15,10 +15,10 @@ Each plan renders the policies of its own listeners with these; what they mean w
   pkg/trafficmngr/iptables/iptables.go:149-161: RETURN inside the cluster CIDR, then MASQUERADE `-s` it), so a pod
   that dials another Pi's address (a NodePort) or a LAN host that forwards arrives from its Pi's address. A host
   process of a Pi that dials a pod on another Pi arrives from its Pi's flannel address (10.42.x.0, the same file
-  :163-167), which no ipBlock of the LAN holds. An ipBlock of LAN clients on the
-  Ainur is therefore the LAN less the Pis and the addresses kube-vip holds on them (`lan_clients`), and the Ainur's
-  LoadBalancer Services allocate no NodePort (`load_balancer`): kube-vip announces their addresses and kube-proxy
-  takes them there, so no Pi opens their port on its own address.
+  :163-167), which no ipBlock of the LAN holds. An ipBlock of LAN clients on the Ainur is therefore the LAN less the
+  Pis and the addresses kube-vip holds on them (`lan_clients`), and the Ainur's LoadBalancer Services allocate no
+  NodePort (`load_balancer`): kube-vip announces their addresses and kube-proxy takes them there, so no Pi opens their
+  port on its own address.
 - **Arda** (Cilium): Cilium enforces them with its own identities; it admits the pod's own host by default
   (`allow-localhost: auto`, the kubelet's probes).
 
