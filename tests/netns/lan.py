@@ -338,7 +338,7 @@ class Lan:
 
     @property
     def records(self) -> Path:
-        """The netboot pod's records folder (plans.netboot.records), dnsmasq's hostsdir and dhcp-hostsdir."""
+        """The netboot pod's records folder (plans.netboot.records), dnsmasq's hostsdir and DHCP hosts file's folder."""
         return self.root / "records"
 
     def project_records(self, stack: StackConfig | None = None, extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> None:
@@ -367,8 +367,12 @@ class Lan:
 
     def records_pass(self) -> None:
         """One pass of the pod's records loop, the program's own script (plans.netboot.records), from the ConfigMap's
-        volume to dnsmasq's folders."""
+        volume to dnsmasq's folders; with the running dnsmasq's process as DNSMASQ_PID, as in dnsmasq's container
+        (plans.netboot.records.run_script), which the loop signals when the DHCP hosts change."""
         env = {**os.environ, "SRC": str(self.root / "netboot-configmap"), "DEST": str(self.records), "ONCE": "1"}
+        pid = self.root / "dnsmasq.pid"
+        if "dnsmasq" in self.procs and self.procs["dnsmasq"].poll() is None and pid.exists():
+            env["DNSMASQ_PID"] = pid.read_text().strip()
         done = subprocess.run(["sh", "-c", netboot.records_script()], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
 
