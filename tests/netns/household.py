@@ -342,8 +342,8 @@ class Scenarios:
         else:
             log = self.net.root / "dnsmasq.log"
             mark = len(log.read_text())
+            # The kubelet's update of the volume; the records loop running beside dnsmasq sees it within its poll.
             self.net.project_records(stack, extra)
-            self.net.records_pass()
             if netboot.hosts_file(stack, extra) != netboot.hosts_file(self.stack, self.extra):
                 wait_for_line(log, f"read {self.net.records}/hosts/iluvatar", mark)
             if netboot.dhcp_hosts_file(stack) != netboot.dhcp_hosts_file(self.stack):
@@ -500,6 +500,8 @@ def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: i
     """Every scenario in order on `net` (whose netboot dnsmasq is not started yet), the household running throughout;
     with `breaks` (proxy mode: the router's DHCP is the household's), the deliberate breaks after them."""
     house = Household(net, clients, f"manwe.{net.stack.network.domain}")
+    # dnsmasq as its container runs it: the records loop beside it hands it the changes (plans.netboot.records).
+    net.records_loop = True
     house.start()
     try:
         assert net.stack.ainur is not None
