@@ -448,15 +448,17 @@ class Lan:
 
 
 @contextmanager
-def lan(stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13", window_open: bool = True) -> Iterator[Lan]:
-    """A whole LAN for `stack`, torn down afterwards whatever happens."""
+def lan(
+    stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13", window_open: bool = True, records_loop: bool = False
+) -> Iterator[Lan]:
+    """A whole LAN for `stack`, torn down afterwards whatever happens; `records_loop`: see Lan.records_loop."""
     for tool in ("dnsmasq", "udhcpc", "tftp", "curl", "nginx", "dig"):
         require(tool)
     root.chmod(0o755)
     (root / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
     (root / "udhcpc.sh").chmod(0o755)
     write_served_tree(root, stack, window_open)
-    net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip)
+    net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip, records_loop=records_loop)
     try:
         net.build()
         net.start_router()

@@ -1,6 +1,7 @@
 """The real dnsmasq serves an app added and a machine added with no restart (plans.netboot.records): the kubelet's swap
-of the netboot ConfigMap's volume (a stand-in, as its atomic writer does it), one pass of the program's records loop,
-and the running dnsmasq answers the new name and the new machine's reservation, its process and its leases the same."""
+of the netboot ConfigMap's volume (a stand-in, as its atomic writer does it), the program's records loop running beside
+dnsmasq as its container's command runs it (its SIGHUP for the DHCP hosts), and the running dnsmasq answers the new
+name and the new machine's reservation, its process and its leases the same."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ NEW_MAC, NEW_IP = "02:00:5e:00:0e:33", "192.168.0.33"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
-    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("records"), f"ilv{os.getpid() % 10000}r") as network:
+    with lan(load_stack_file(HOMELAB), tmp_path_factory.mktemp("records"), f"ilv{os.getpid() % 10000}r", records_loop=True) as network:
         yield network
 
 
@@ -76,7 +77,6 @@ def test_an_app_and_a_machine_added_are_served_by_the_running_dnsmasq(net: Lan) 
     )
     mark = len(log.read_text())
     net.project_records(added, [app])
-    net.records_pass()
     wait_for_line(log, f"read {net.records}/hosts/iluvatar", mark, "the new names")
     wait_for_line(log, f"read {net.records}/dhcp-hosts/iluvatar", mark, "the new DHCP hosts")
     assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", app[0]).stdout.strip() == str(app[1])
@@ -90,7 +90,6 @@ def test_an_app_and_a_machine_added_are_served_by_the_running_dnsmasq(net: Lan) 
     # An app removed: its name goes (a hosts file read anew drops the names it held: dnsmasq 2.90 src/inotify.c:307).
     mark = len(log.read_text())
     net.project_records(added)
-    net.records_pass()
     wait_for_line(log, f"read {net.records}/hosts/iluvatar", mark, "the names without the app")
     assert in_ns(net.client(PHONE), require("dig"), f"@{SVC}", "+short", app[0]).stdout.strip() == ""
 
