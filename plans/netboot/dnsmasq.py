@@ -142,7 +142,7 @@ def dhcp_hosts_file(stack: StackConfig) -> str:
     dhcp mode its reservation (MAC, address, name), in proxy mode its MAC alone, which tags it `known` (src/rfc2131.c:
     529-536). No `set:` tag: dnsmasq links a matched host's tags into each packet's list (src/rfc2131.c:819-827) and
     frees them on the SIGHUP that re-reads this file (src/option.c:1326-1335 through clear_dynamic_conf, :5765-5781),
-    walking into that packet's list: it aborts (seen with the real dnsmasq, tests/netns/test_household.py). The tags
+    walking into that packet's list: it aborts (tests/netns/test_dnsmasq_records.py, with the real dnsmasq). The tags
     are dnsmasq.conf's `dhcp-mac` lines (`_tags`)."""
     assert stack.ainur is not None
     nb = stack.ainur.netboot

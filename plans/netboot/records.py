@@ -87,9 +87,11 @@ pass() {{
 }}
 while :; do
   if [ -n "${{ONCE:-}}" ]; then pass; break; fi
-  pass || true
+  # Each pass a poll after the last; the first a poll after dnsmasq's start (the init step put the records it starts
+  # with), since dnsmasq ignores a SIGHUP until its startup ends (dnsmasq 2.90 src/dnsmasq.c:1303-1309 and :1048).
   sleep {POLL_SECONDS} &
   wait $!
+  pass || true
 done
 """
 

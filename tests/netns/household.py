@@ -10,8 +10,9 @@ Each renewal is one DHCP transaction: its outcome is the hook's next event (busy
 lease lost, no server answering). A renewal is sent only once the last one ended: udhcpc told to renew while a renewal
 is under way gives the lease up (perform_renew, RENEW_REQUESTED: "impatient are we? fine, square 1").
 
-The scenarios (`SCENARIOS`) are the program's changes, each as far as the lab can run it: the records loop's pass
-(plans.netboot.records) when the netboot pod's template stays as it is, or the pod replaced (the Deployment is
+The scenarios (`SCENARIOS`) are the program's changes, each as far as the lab can run it: the kubelet's update of the
+ConfigMap's volume, which the records loop running beside dnsmasq (plans.netboot.records.run_script) hands over, with a
+SIGHUP for the DHCP hosts, when the netboot pod's template stays as it is, or the pod replaced (the Deployment is
 Recreate: the old dnsmasq exits, the new one starts with the leases kept and its records filled first) when the
 template changes, which `template_changes` computes from the program's own objects (plans.netboot.objects), never
 assumed; the bring-up runs the program's DHCP probe step first (plans.netboot.dhcp_probe) and then dnsmasq; the
@@ -335,7 +336,7 @@ class Scenarios:
 
     def _apply(self, stack: StackConfig, extra: list[tuple[str, IPv4Address]]) -> None:
         """`pulumi up` of the change as it reaches the netboot pod: replaced when its template changes, else the kubelet's
-        update of the ConfigMap's volume and the records loop's pass."""
+        update of the ConfigMap's volume, which the records loop beside dnsmasq hands over."""
         restarts = template_changes(self.stack, stack, self.extra, extra)
         if restarts:
             self.net.start_dnsmasq(stack, keep_leases=True, extra_records=extra)

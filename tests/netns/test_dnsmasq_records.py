@@ -6,6 +6,7 @@ name and the new machine's reservation, its process and its leases the same."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -127,3 +128,33 @@ def test_dnsmasq_alone_never_sees_the_kubelets_swap_of_the_volume(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("tagged", [True, False], ids=["a set: tag on each line", "the program's lines"])
+def test_a_sighup_aborts_a_dnsmasq_that_answered_a_tagged_host_of_its_dhcp_hostsfile(tmp_path: Path, tagged: bool) -> None:
+    """Why the DHCP hosts carry no tag (plans.netboot.dnsmasq.dhcp_hosts_file): dnsmasq 2.90 links a matched host's
+    `set:` tags into the packet's tag list (src/rfc2131.c:819-827), and the SIGHUP that re-reads the file frees them
+    through that list (src/option.c:1326-1335): the real dnsmasq aborts. With the program's lines it reads the file
+    anew and goes on lending."""
+    raw = dict(read_stack_file(HOMELAB).config)
+    raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {**raw["iluvatar:ainur"]["netboot"], "mode": "dhcp"}}
+    stack = parse_stack(raw)
+    manwe = stack.nodes[0]
+    with lan(stack, tmp_path, f"ilv{os.getpid() % 10000}s{int(tagged)}") as net:
+        hosts = netboot.dhcp_hosts_file(stack)
+        if tagged:
+            hosts = hosts.replace(f"{manwe.mac},", f"{manwe.mac},set:known,")
+        (net.records / "dhcp-hosts" / "iluvatar").write_text(hosts)
+        log, pid = net.root / "dnsmasq.log", int((net.root / "dnsmasq.pid").read_text())
+        mark = len(log.read_text())
+        os.kill(pid, signal.SIGHUP)  # no host answered yet: dnsmasq reads the file, whatever its tags
+        wait_for_line(log, f"read {net.records}/dhcp-hosts/iluvatar", mark, "the DHCP hosts")
+        assert net.lease(manwe.mac, firmware=None)["ip"] == str(manwe.ip)
+        mark = len(log.read_text())
+        os.kill(pid, signal.SIGHUP)
+        if tagged:
+            assert net.procs["dnsmasq"].wait(timeout=20) == -signal.SIGABRT
+        else:
+            wait_for_line(log, f"read {net.records}/dhcp-hosts/iluvatar", mark, "the DHCP hosts again")
+            assert net.lease(manwe.mac, firmware=None)["ip"] == str(manwe.ip)
+            assert net.procs["dnsmasq"].poll() is None

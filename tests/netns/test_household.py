@@ -2,8 +2,8 @@
 
 Two LANs, one per DHCP mode, each built once for the module: `proxy` beside an ISP-like router (the lab's router, a
 second real dnsmasq lending the household its addresses), and `dhcp` with the router's DHCP off. On each, the household
-runs through the bring-up, an app added, a machine added, a Talos bump, a k3s upgrade and the serving Pi killed, one
-after another. Whether a change replaces the netboot pod is the program's to say (tests.netns.household.template_changes).
+runs through the bring-up, an app added, a machine added, its address changed, its replacement by another machine, a
+Talos bump, a k3s upgrade and the serving Pi killed, one after another. Whether a change replaces the netboot pod is the program's to say (tests.netns.household.template_changes).
 """
 
 from __future__ import annotations
