@@ -142,8 +142,9 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     if dnsmasq is not None:
         data = redact(dnsmasq.inputs.get("data", {}))
         files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
-        # The records dnsmasq reads anew as they change, and the loop that hands them over (plans.netboot.records).
-        for records in ("dnsmasq-hosts", "dnsmasq-dhcp-hosts", "dnsmasq-records.sh"):
+        # The records dnsmasq reads anew as they change, the loop that hands them over, and dnsmasq's container's
+        # command, which runs the loop beside dnsmasq (plans.netboot.records).
+        for records in ("dnsmasq-hosts", "dnsmasq-dhcp-hosts", "dnsmasq-records.sh", "dnsmasq-run.sh"):
             files[f"netboot/{records}"] = data[records]
         files["netboot/nginx.conf"] = data["nginx.conf"]
         for script in ("fetch-assets.sh", "fetch-ipxe.sh", "ipxe-debs.sh", "restore-leases.sh", "save-leases.sh"):

@@ -21,7 +21,7 @@ from plans.netboot.leases import LEASES_CONFIGMAP, restore_leases_script, save_l
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.pis import netboot_pis
 from plans.netboot.pods import _labels, _meta, _single_pod, cache_pod, netboot_pod
-from plans.netboot.records import DHCP_HOSTS_KEY, HOSTS_KEY, records_script
+from plans.netboot.records import DHCP_HOSTS_KEY, HOSTS_KEY, RUN_SCRIPT, records_script, run_script
 from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
 from plans.netboot.window import window_script
 from stacks.model import StackConfig
@@ -30,22 +30,22 @@ SEED_NAMESPACE = "argocd"
 
 
 def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
-    """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced: dnsmasq.conf,
-    the records loop, nginx.conf and boot.ipxe (each a subPath mount, which the kubelet never updates), and the
-    configs' items; and the inventory's DHCP hosts. dnsmasq 2.90 only ever adds the lines of a `dhcp-hostsdir` file it
-    reads anew (src/inotify.c:327-337), and refuses a line whose address an earlier line holds (src/option.c:4072-4092):
-    a machine replaced (a new MAC at the same address), renamed or removed would keep its old reservation, and the new
-    one would not be read; and a SIGHUP that would re-read them can crash a dnsmasq that has answered a tagged host from
-    them (rfc2131.c:823-827). So a change of a reservation starts dnsmasq anew. Not what the running pod reads anew in
-    full, whose change leaves the pod, and the LAN's DHCP and DNS, running: the internal zone's names (a `hostsdir` file,
-    its old names dropped before it is read again: src/inotify.c:303-313; plans.netboot.records); each machine's iPXE
-    script (the `ipxe` ConfigMap's volume, which the kubelet updates in place, and nginx reads a file at each request);
-    the Talos version and the boards' schematics (the boot assets, which netboot-cache swaps on each Pi's disk, each
-    board's folder in one rename, under the folder nginx serves)."""
+    """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced: dnsmasq.conf
+    (with the netbooted machines' tags by MAC), the records loop and dnsmasq's container's command, nginx.conf and
+    boot.ipxe (each a subPath mount, which the kubelet never updates), and the configs' items (one per netbooted
+    worker). Not what the running pod reads anew in full, whose change leaves the pod, and the LAN's DHCP and DNS,
+    running: the internal zone's names (a `hostsdir` file, its old names dropped before it is read again:
+    src/inotify.c:303-313) and the inventory's DHCP hosts (a `dhcp-hostsfile`, its old hosts dropped before it is read
+    again on the SIGHUP the records loop sends: src/option.c:5810-5826), both handed over by plans.netboot.records;
+    each machine's iPXE script (the `ipxe` ConfigMap's volume, which the kubelet updates in place, and nginx reads a
+    file at each request); the Talos version and the boards' schematics (the boot assets, which netboot-cache swaps on
+    each Pi's disk, each board's folder in one rename, under the folder nginx serves). So a machine that boots from its
+    disk added, renamed or given another MAC or address leaves the pod running; one that netboots replaces it (its
+    tag and its config item)."""
     parts = [
         dnsmasq_conf(stack),
-        dhcp_hosts_file(stack),
         records_script(),
+        run_script(),
         nginx_conf(stack),
         boot_script(stack),
         *config_macs,
@@ -78,6 +78,7 @@ def manifests(
         HOSTS_KEY: hosts_file(stack, extra_records),
         DHCP_HOSTS_KEY: dhcp_hosts_file(stack),
         RECORDS_SCRIPT: records_script(),
+        RUN_SCRIPT: run_script(),
         "nginx.conf": nginx_conf(stack),
         "restore-leases.sh": restore_leases_script(),
         "save-leases.sh": save_leases_script(),

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, RECORDS_DIR, TFTP_ROOT
+from plans.netboot.records import RUN_SCRIPT, records_env
 from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
-from plans.netboot.records import records_env
 from stacks import pins
 
 DNSMASQ_IMAGE = pins.IMAGES["dnsmasq"]
@@ -80,7 +80,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
     leases = {"name": "leases", "mountPath": LEASES_DIR}
     window = {"name": "discovery-window", "mountPath": f"{HTTP_ROOT}/{DISCOVERY_WINDOW_DIR}"}
-    # dnsmasq's hostsdir and dhcp-hostsdir, which the records loop keeps as the ConfigMap says (plans.netboot.records):
+    # dnsmasq's hostsdir and DHCP hosts file, which the records loop keeps as the ConfigMap says (plans.netboot.records):
     # filled once before dnsmasq starts, then followed, so an app or a machine added never restarts dnsmasq.
     records = {"name": "records", "mountPath": RECORDS_DIR}
     pod: dict[str, Any] = {
@@ -107,8 +107,13 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
             {
                 "name": "dnsmasq",
                 "image": DNSMASQ_IMAGE,
+                # dnsmasq, and beside it the records loop that signals it (SIGHUP) when the DHCP hosts change: in one
+                # container, as one user, so the signal needs no capability nor a process namespace shared with the
+                # pod's other containers (plans.netboot.records).
+                "command": ["sh", f"/etc/iluvatar/{RUN_SCRIPT}"],
                 # In the foreground, logging to the container's output (there is no syslog in a pod).
                 "args": ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
+                "env": records_env(once=False),
                 # DHCP and TFTP bind privileged ports and write the kernel's ARP table for replies.
                 "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
                 "ports": [
@@ -126,7 +131,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 # Endpoints' ready Addresses), so that probe would wait on itself. dnsmasq also listens on
                 # the Pi's loopback (plans.netboot.dnsmasq), which the kubelet shares: never the LAN.
                 "readinessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": "dns-tcp"}, "periodSeconds": 5},
-                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases, {**records, "readOnly": True}],
+                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases, records],
             },
             _nginx(
                 [
@@ -138,7 +143,6 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 ]
             ),
             _sh("save-leases", CURL_IMAGE, "save-leases.sh", [etc, leases]),
-            {**_sh("records", CURL_IMAGE, RECORDS_SCRIPT, [etc, records]), "env": records_env(once=False)},
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": "netboot"}},

@@ -1,44 +1,50 @@
 """The records loop: hands dnsmasq the internal zone's names and the inventory's DHCP hosts as the netboot ConfigMap
-changes, so an app added is served with no restart of dnsmasq, and the household keeps its DHCP and DNS.
+changes, so an app or a machine added is served with no restart of dnsmasq, and the household keeps its DHCP and DNS.
 
 dnsmasq cannot read them from the ConfigMap's volume itself. The kubelet updates that volume by writing a new version
 folder and renaming `..data_tmp` over `..data` (Kubernetes v1.35.1 pkg/volume/util/atomic_writer.go:213-233); the
 files a reader sees are links through `..data` that stay as they are (createUserVisibleFiles, :467-487, makes them
-once). dnsmasq watches a `hostsdir` or `dhcp-hostsdir` folder for IN_CLOSE_WRITE, IN_MOVED_TO and IN_DELETE
-(dnsmasq 2.90 src/inotify.c:192) and skips every event whose name starts with a dot (:272-277): the rename of
-`..data` is the only event of an update, so dnsmasq would never read one (tests/netns/test_dnsmasq_records.py shows it
-with the real dnsmasq). This loop copies one version of the records into folders of the pod's own (an emptyDir), each
-file written beside under a dot name and renamed into place: one IN_MOVED_TO of its own name, which dnsmasq reads.
+once). dnsmasq watches a `hostsdir` folder for IN_CLOSE_WRITE, IN_MOVED_TO and IN_DELETE (dnsmasq 2.90
+src/inotify.c:192) and skips every event whose name starts with a dot (:272-277): the rename of `..data` is the only
+event of an update, so dnsmasq would never read one (tests/netns/test_dnsmasq_records.py shows it with the real
+dnsmasq). This loop copies one version of the records into folders of the pod's own (an emptyDir), each file written
+beside under a dot name and renamed into place: one IN_MOVED_TO of its own name, which dnsmasq reads.
 
 What dnsmasq then does (dnsmasq 2.90): a hosts file's names are flushed and read again (src/inotify.c:303-313), so a
-name removed goes. A DHCP hosts file's lines are only added (:327-337), and a line whose address an earlier line holds
-is refused (src/option.c:4072-4092): a reservation changed, moved or removed would not reach the running dnsmasq, so
-the DHCP hosts are part of the pod's template digest (plans.netboot.objects.config_digest) and such a change starts
-dnsmasq anew; the loop still hands the file over, for the dnsmasq started with it. Not SIGHUP, which re-reads them but
-can crash a dnsmasq that has answered a tagged host from them (src/rfc2131.c:823-827 links the host's tags into each
-packet's).
+name removed goes. The DHCP hosts are a `dhcp-hostsfile`, which dnsmasq reads anew only on SIGHUP: its old hosts are
+freed first and the file read whole (src/dnsmasq.c:1726-1738; src/option.c:5810-5826), so a reservation changed,
+moved or removed goes with it. The loop sends that SIGHUP after it put a new DHCP hosts file, to DNSMASQ_PID: it runs
+in dnsmasq's own container, started beside dnsmasq by `run_script`, as the same user, so no capability and no process
+namespace shared with the pod's other containers. (A `dhcp-hostsdir` would be read without a signal, but its lines are
+only ever added, :327-337, and a line whose address an earlier one holds is refused, src/option.c:4072-4092.) The
+SIGHUP also clears dnsmasq's DNS cache and re-reads its hostsdir; the leases stay (src/lease.c:216-234 only renames
+them after the hosts). The DHCP hosts carry no `set:` tag, which that SIGHUP would crash on (plans.netboot.dnsmasq
+`dhcp_hosts_file`).
 """
 
 from __future__ import annotations
 
 from plans.netboot.base import RECORDS_DIR
-from plans.netboot.dnsmasq import DHCP_HOSTS_DIR, HOSTS_DIR
+from plans.netboot.dnsmasq import DHCP_HOSTS_DIR, HOSTS_DIR, RECORDS_FILE
 
 SCRIPT = "dnsmasq-records.sh"
+# dnsmasq's container's command: dnsmasq, and this loop beside it (`run_script`).
+RUN_SCRIPT = "dnsmasq-run.sh"
 # The netboot ConfigMap's keys the loop copies, and the folder of dnsmasq's each goes to.
 HOSTS_KEY = "dnsmasq-hosts"
 DHCP_HOSTS_KEY = "dnsmasq-dhcp-hosts"
 FOLDERS = {HOSTS_KEY: HOSTS_DIR, DHCP_HOSTS_KEY: DHCP_HOSTS_DIR}
 # The file each folder holds.
-FILE = "iluvatar"
+FILE = RECORDS_FILE
 # How often the loop looks at the ConfigMap's volume.
 POLL_SECONDS = 2
 
 
 def records_script() -> str:
     """The records loop (see the module): from SRC (the netboot ConfigMap's volume) to DEST (RECORDS_DIR). ONCE set:
-    one pass, then exit, and exit 1 when the records cannot be read (the init step: dnsmasq starts with them)."""
-    puts = "\n".join(f"  put {key} {folder}" for key, folder in FOLDERS.items())
+    one pass, then exit, and exit 1 when the records cannot be read (the init step: dnsmasq starts with them). DNSMASQ_PID
+    set: the dnsmasq told (SIGHUP) to read a new DHCP hosts file."""
+    puts = "\n".join(f"  put {key} {folder}" + (" reload" if key == DHCP_HOSTS_KEY else "") for key, folder in FOLDERS.items())
     keys = " ".join(f'"$from/{key}"' for key in FOLDERS)
     return f"""#!/bin/sh
 # Hand dnsmasq its records as the netboot ConfigMap changes (plans.netboot.records). Generated by Iluvatar.
@@ -69,6 +75,8 @@ put() {{
   if cmp -s "$copy/$1" "$DEST/$2/{FILE}"; then return 0; fi
   cp "$copy/$1" "$DEST/$2/.{FILE}.new" && chmod 644 "$DEST/$2/.{FILE}.new" && mv -f "$DEST/$2/.{FILE}.new" "$DEST/$2/{FILE}" || return 1
   echo "iluvatar: dnsmasq reads its $2 anew ($(grep -vc '^#' "$DEST/$2/{FILE}" || true) lines)" >&2
+  # The DHCP hosts: dnsmasq reads them anew on SIGHUP alone, dropping the old ones first (see the module).
+  if [ "${{3:-}}" = reload ] && [ -n "${{DNSMASQ_PID:-}}" ]; then kill -HUP "$DNSMASQ_PID"; fi
 }}
 pass() {{
   if ! snapshot; then
@@ -79,10 +87,41 @@ pass() {{
 }}
 while :; do
   if [ -n "${{ONCE:-}}" ]; then pass; break; fi
-  pass || true
+  # Each pass a poll after the last; the first a poll after dnsmasq's start (the init step put the records it starts
+  # with), since dnsmasq ignores a SIGHUP until its startup ends (dnsmasq 2.90 src/dnsmasq.c:1303-1309 and :1048).
   sleep {POLL_SECONDS} &
   wait $!
+  pass || true
 done
+"""
+
+
+def run_script(etc: str = "/etc/iluvatar") -> str:
+    """dnsmasq's container's command: dnsmasq with the container's arguments, and the records loop beside it (from
+    `etc`, the netboot ConfigMap's volume), which signals it (see the module). The container lives as long as dnsmasq:
+    its exit ends the container, with its status, and the kubelet starts it again; the kubelet's TERM goes to dnsmasq."""
+    return f"""#!/bin/sh
+# dnsmasq and its records loop in one container (plans.netboot.records). Generated by Iluvatar.
+set -u
+dnsmasq "$@" &
+DNSMASQ_PID=$!
+export DNSMASQ_PID
+term=""
+trap 'term=1; kill -TERM "$DNSMASQ_PID" 2>/dev/null' TERM INT
+sh {etc}/{SCRIPT} &
+loop=$!
+status=0
+wait "$DNSMASQ_PID" || status=$?
+# A TERM ends the first wait before dnsmasq has exited: wait for dnsmasq itself.
+while kill -0 "$DNSMASQ_PID" 2>/dev/null; do
+  status=0
+  wait "$DNSMASQ_PID" || status=$?
+done
+kill -TERM "$loop" 2>/dev/null || true
+wait "$loop" || true
+# Told to stop, and dnsmasq has: the status of a wait the TERM ended is the shell's 143, not dnsmasq's.
+if [ -n "$term" ]; then exit 0; fi
+exit "$status"
 """
 
 

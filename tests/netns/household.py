@@ -10,8 +10,9 @@ Each renewal is one DHCP transaction: its outcome is the hook's next event (busy
 lease lost, no server answering). A renewal is sent only once the last one ended: udhcpc told to renew while a renewal
 is under way gives the lease up (perform_renew, RENEW_REQUESTED: "impatient are we? fine, square 1").
 
-The scenarios (`SCENARIOS`) are the program's changes, each as far as the lab can run it: the records loop's pass
-(plans.netboot.records) when the netboot pod's template stays as it is, or the pod replaced (the Deployment is
+The scenarios (`SCENARIOS`) are the program's changes, each as far as the lab can run it: the kubelet's update of the
+ConfigMap's volume, which the records loop running beside dnsmasq (plans.netboot.records.run_script) hands over, with a
+SIGHUP for the DHCP hosts, when the netboot pod's template stays as it is, or the pod replaced (the Deployment is
 Recreate: the old dnsmasq exits, the new one starts with the leases kept and its records filled first) when the
 template changes, which `template_changes` computes from the program's own objects (plans.netboot.objects), never
 assumed; the bring-up runs the program's DHCP probe step first (plans.netboot.dhcp_probe) and then dnsmasq; the
@@ -285,11 +286,35 @@ OTHER_PI = "192.168.0.12"
 K3S_FROM, K3S_TO = "v1.35.7+k3s1", "v1.35.8+k3s1"
 
 
+# The machine added's address changed, then the machine replaced by another at that address (a new MAC).
+MOVED_IP = "192.168.0.34"
+REPLACEMENT = {**NEW_NODE, "name": "vaire", "mac": "02:00:5e:00:0e:35", "ip": MOVED_IP}
+NEW_MAC, REPLACEMENT_MAC = "02:00:5e:00:0e:33", "02:00:5e:00:0e:35"
+
+
 @dataclass
 class Result:
     scenario: str
     restarts_dnsmasq: bool
     counts: dict[str, int]
+    # In dhcp mode, the address a real DHCP client of each inventory MAC named was offered and leased after the change.
+    leased: dict[str, str] = field(default_factory=dict)
+
+
+def lease_of(net: Lan, mac: str) -> str:
+    """The address busybox udhcpc, on a namespace of its own with `mac`, is offered and leased: one transaction from a
+    DISCOVER (no address asked for), then it exits."""
+    ns = net.client(mac)
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, require("udhcpc"), "-q", "-f", "-n", "-i", "eth0", "-t", "5", "-T", "1", "-s", "/bin/true"],
+        capture_output=True,
+        text=True,
+        timeout=STEP_BOUND,
+        check=False,
+    )
+    got = [line.split()[3] for line in done.stderr.splitlines() if line.startswith("udhcpc: lease of ")]
+    assert done.returncode == 0 and got, done.stderr
+    return got[-1]
 
 
 class Scenarios:
@@ -311,17 +336,20 @@ class Scenarios:
 
     def _apply(self, stack: StackConfig, extra: list[tuple[str, IPv4Address]]) -> None:
         """`pulumi up` of the change as it reaches the netboot pod: replaced when its template changes, else the kubelet's
-        update of the ConfigMap's volume and the records loop's pass."""
+        update of the ConfigMap's volume, which the records loop beside dnsmasq hands over."""
         restarts = template_changes(self.stack, stack, self.extra, extra)
         if restarts:
             self.net.start_dnsmasq(stack, keep_leases=True, extra_records=extra)
         else:
             log = self.net.root / "dnsmasq.log"
             mark = len(log.read_text())
+            # The kubelet's update of the volume; the records loop running beside dnsmasq sees it within its poll.
             self.net.project_records(stack, extra)
-            self.net.records_pass()
             if netboot.hosts_file(stack, extra) != netboot.hosts_file(self.stack, self.extra):
                 wait_for_line(log, f"read {self.net.records}/hosts/iluvatar", mark)
+            if netboot.dhcp_hosts_file(stack) != netboot.dhcp_hosts_file(self.stack):
+                # The records loop's SIGHUP: dnsmasq read its DHCP hosts file anew (src/option.c:5822).
+                wait_for_line(log, f"read {self.net.records}/dhcp-hosts/iluvatar", mark)
         self.net.stack, self.stack, self.extra = stack, stack, extra
 
     def bring_up(self, valar: str) -> Result:
@@ -349,9 +377,34 @@ class Scenarios:
     def app_added(self) -> Result:
         return self.change("app added", self.stack, [*self.extra, APP])
 
+    def _leases(self, result: Result, *macs: str) -> Result:
+        """In dhcp mode, where the Ainur lend the inventory its reservations: what a real client of each MAC is leased."""
+        assert self.stack.ainur is not None
+        if self.stack.ainur.netboot.mode == "dhcp":
+            result.leased = {mac: lease_of(self.net, mac) for mac in macs}
+        return result
+
     def machine_added(self) -> Result:
         stack, self.raw = with_config(self.stack, self.raw, lambda c: c["iluvatar:nodes"].append(NEW_NODE))
-        return self.change("machine added", stack, self.extra)
+        return self._leases(self.change("machine added", stack, self.extra), NEW_MAC)
+
+    def _edit_node(self, name: str, node: dict[str, Any] | None) -> Callable[[dict[str, Any]], None]:
+        def edit(c: dict[str, Any]) -> None:
+            nodes = [n for n in c["iluvatar:nodes"] if n["name"] != name]
+            c["iluvatar:nodes"] = nodes + ([node] if node is not None else [])
+
+        return edit
+
+    def address_changed(self) -> Result:
+        """The machine added given another address: its client, which holds the old one, is offered the new one."""
+        stack, self.raw = with_config(self.stack, self.raw, self._edit_node("nienna", {**NEW_NODE, "ip": MOVED_IP}))
+        return self._leases(self.change("machine's address changed", stack, self.extra), NEW_MAC)
+
+    def machine_replaced(self) -> Result:
+        """The machine removed and another (a new MAC) reserved its address: the old MAC, which holds a lease of that
+        address, is no longer offered it, and the new machine is."""
+        stack, self.raw = with_config(self.stack, self.raw, self._edit_node("nienna", REPLACEMENT))
+        return self._leases(self.change("machine replaced", stack, self.extra), NEW_MAC, REPLACEMENT_MAC)
 
     def talos_bump(self) -> Result:
         # A change of Talos version: to the previous patch, since the stack's own is the newest this Iluvatar knows.
@@ -448,6 +501,8 @@ def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: i
     """Every scenario in order on `net` (whose netboot dnsmasq is not started yet), the household running throughout;
     with `breaks` (proxy mode: the router's DHCP is the household's), the deliberate breaks after them."""
     house = Household(net, clients, f"manwe.{net.stack.network.domain}")
+    # dnsmasq as its container runs it: the records loop beside it hands it the changes (plans.netboot.records).
+    net.records_loop = True
     house.start()
     try:
         assert net.stack.ainur is not None
@@ -457,6 +512,8 @@ def run_all(net: Lan, raw: dict[str, Any], clients: int, valar: str, renewals: i
         run.bring_up(valar)
         run.app_added()
         run.machine_added()
+        run.address_changed()
+        run.machine_replaced()
         run.talos_bump()
         run.k3s_upgrade()
         run.pi_killed()

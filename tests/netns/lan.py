@@ -148,6 +148,9 @@ class Lan:
     clients: dict[str, str] = field(default_factory=dict)  # MAC -> namespace
     taps: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The netboot dnsmasq run as its container's command does (plans.netboot.records.run_script): with the records loop
+    # beside it, which follows the ConfigMap's volume and signals dnsmasq when the DHCP hosts change.
+    records_loop: bool = False
 
     @property
     def switch(self) -> str:
@@ -334,11 +337,11 @@ class Lan:
         shutil.rmtree(self.records, ignore_errors=True)
         self.project_records(stack, extra_records)
         self.records_pass()
-        self._dnsmasq("dnsmasq", self.pi, conf, None)
+        self._dnsmasq("dnsmasq", self.pi, conf, None, container=self.records_loop)
 
     @property
     def records(self) -> Path:
-        """The netboot pod's records folder (plans.netboot.records), dnsmasq's hostsdir and dhcp-hostsdir."""
+        """The netboot pod's records folder (plans.netboot.records), dnsmasq's hostsdir and DHCP hosts file's folder."""
         return self.root / "records"
 
     def project_records(self, stack: StackConfig | None = None, extra_records: Sequence[tuple[str, IPv4Address]] = ()) -> None:
@@ -367,17 +370,35 @@ class Lan:
 
     def records_pass(self) -> None:
         """One pass of the pod's records loop, the program's own script (plans.netboot.records), from the ConfigMap's
-        volume to dnsmasq's folders."""
+        volume to dnsmasq's folders: the records-first step."""
         env = {**os.environ, "SRC": str(self.root / "netboot-configmap"), "DEST": str(self.records), "ONCE": "1"}
         done = subprocess.run(["sh", "-c", netboot.records_script()], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
 
-    def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None) -> None:
+    def _dnsmasq(self, key: str, ns: str, conf: Path, leases: Path | None, container: bool = False) -> None:
+        """The real dnsmasq; with `container`, under the netboot container's command, the program's own script, with the
+        records loop (the ConfigMap's volume and the records folder as the pod's env gives them)."""
         log = self.root / f"{key}.log"
         args = [require("dnsmasq"), "--keep-in-foreground", f"--conf-file={conf}", "--user=root",
                 f"--pid-file={self.root / f'{key}.pid'}", f"--log-facility={log}"]  # fmt: skip
         if leases is not None:
             args.append(f"--dhcp-leasefile={leases}")
+        if container:
+            from plans.netboot import records
+
+            etc = self.root / "netboot-etc"
+            etc.mkdir(exist_ok=True)
+            (etc / records.SCRIPT).write_text(records.records_script())
+            (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+            env = [f"SRC={self.root / 'netboot-configmap'}", f"DEST={self.records}"]
+            args = [
+                "env",
+                f"PATH={Path(args[0]).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                *env,
+                "sh",
+                str(etc / records.RUN_SCRIPT),
+                *args[1:],
+            ]
         # Like a container, each start gets a fresh /var/lib/misc (dnsmasq's default lease file):
         # only what the config puts on the leases volume survives a restart.
         wrapped = "mount -t tmpfs none /var/lib/misc && exec " + " ".join(shlex.quote(a) for a in args)
@@ -427,15 +448,17 @@ class Lan:
 
 
 @contextmanager
-def lan(stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13", window_open: bool = True) -> Iterator[Lan]:
-    """A whole LAN for `stack`, torn down afterwards whatever happens."""
+def lan(
+    stack: StackConfig, root: Path, prefix: str, pi_ip: str = "192.168.0.13", window_open: bool = True, records_loop: bool = False
+) -> Iterator[Lan]:
+    """A whole LAN for `stack`, torn down afterwards whatever happens; `records_loop`: see Lan.records_loop."""
     for tool in ("dnsmasq", "udhcpc", "tftp", "curl", "nginx", "dig"):
         require(tool)
     root.chmod(0o755)
     (root / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
     (root / "udhcpc.sh").chmod(0o755)
     write_served_tree(root, stack, window_open)
-    net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip)
+    net = Lan(stack=stack, root=root, prefix=prefix, pi_ip=pi_ip, records_loop=records_loop)
     try:
         net.build()
         net.start_router()

@@ -123,14 +123,20 @@ def test_dnsmasq_serves_only_on_the_service_address() -> None:
 def test_dhcp_mode_reservations_options_and_boot_files() -> None:
     conf = lines(load_stack_file(HOMELAB))
     assert [line for line in conf if line.startswith("dhcp-host=")] == [
-        "dhcp-host=d8:3a:dd:10:00:01,set:known,192.168.0.11,manwe,infinite",  # Pis are reserved, never netbooted
-        "dhcp-host=d8:3a:dd:10:00:02,set:known,192.168.0.12,eonwe,infinite",
-        "dhcp-host=d8:3a:dd:10:00:03,set:known,192.168.0.13,ilmare,infinite",
-        "dhcp-host=a8:b8:e0:20:00:01,set:known,set:netboot,192.168.0.21,taniquetil,infinite",
-        "dhcp-host=a8:b8:e0:20:00:02,set:known,set:netboot,192.168.0.22,tirion,infinite",
-        "dhcp-host=a8:b8:e0:20:00:03,set:known,set:netboot,192.168.0.23,alqualonde,infinite",
-        "dhcp-host=28:d2:44:30:00:01,set:known,set:netboot,192.168.0.31,gandalf,infinite",
-        "dhcp-host=28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite",
+        "dhcp-host=d8:3a:dd:10:00:01,192.168.0.11,manwe,infinite",  # Pis are reserved, never netbooted
+        "dhcp-host=d8:3a:dd:10:00:02,192.168.0.12,eonwe,infinite",
+        "dhcp-host=d8:3a:dd:10:00:03,192.168.0.13,ilmare,infinite",
+        "dhcp-host=a8:b8:e0:20:00:01,192.168.0.21,taniquetil,infinite",
+        "dhcp-host=a8:b8:e0:20:00:02,192.168.0.22,tirion,infinite",
+        "dhcp-host=a8:b8:e0:20:00:03,192.168.0.23,alqualonde,infinite",
+        "dhcp-host=28:d2:44:30:00:01,192.168.0.31,gandalf,infinite",
+        "dhcp-host=28:d2:44:30:00:02,192.168.0.32,saruman,infinite",
+    ]
+    # The netbooted machines' tag, by MAC in dnsmasq.conf: never in the DHCP hosts file, whose SIGHUP re-read would
+    # free a tag list dnsmasq linked into a packet's (plans.netboot.dnsmasq.dhcp_hosts_file).
+    assert [line for line in conf if line.startswith("dhcp-mac=")] == [
+        f"dhcp-mac=set:netboot,{mac}"
+        for mac in ("a8:b8:e0:20:00:01", "a8:b8:e0:20:00:02", "a8:b8:e0:20:00:03", "28:d2:44:30:00:01", "28:d2:44:30:00:02")
     ]
     assert "dhcp-range=192.168.0.100,192.168.0.199,255.255.255.0,12h" in conf
     # DHCP hands out the service address as DNS server: it moves with the service, not with a Pi.
@@ -169,8 +175,9 @@ def test_every_client_arch_is_matched(name: str) -> None:
 def test_proxy_mode_answers_only_netboot_machines_for_every_arch() -> None:
     conf = lines(variant(mode="proxy"))
     assert "dhcp-range=192.168.0.0,proxy,255.255.255.0" in conf
-    assert "dhcp-host=a8:b8:e0:20:00:02,set:known,set:netboot" in conf
-    assert "dhcp-host=d8:3a:dd:10:00:01,set:known" in conf
+    assert "dhcp-host=a8:b8:e0:20:00:02" in conf
+    assert "dhcp-mac=set:netboot,a8:b8:e0:20:00:02" in conf
+    assert "dhcp-host=d8:3a:dd:10:00:01" in conf
     assert "dhcp-ignore=tag:!netboot" in conf
     assert not any(line.startswith(("dhcp-option=", "dhcp-boot=")) for line in conf)
     assert [line for line in conf if line.startswith("pxe-service=")] == [
@@ -341,25 +348,25 @@ def test_an_app_added_changes_the_records_and_leaves_the_netboot_pod_running() -
 
 @pytest.mark.parametrize(
     ("change", "restarts"),
-    [("a machine added", True), ("a machine replaced: a new MAC at its address", True)],
+    [("a machine added", False), ("a machine renamed and moved", False), ("a netbooted machine replaced: a new MAC at its address", True)],
 )
-def test_only_a_change_of_the_dhcp_reservations_starts_dnsmasq_anew(change: str, restarts: bool) -> None:
-    """dnsmasq re-reads the internal zone's names whole (its `hostsdir`), but only ever adds the lines of its
-    `dhcp-hostsdir` and refuses one whose address an earlier line holds (dnsmasq 2.90 src/inotify.c:327-337,
-    src/option.c:4072-4092): an app added changes the names alone, and the running dnsmasq reads them
-    (tests/components/test_edge.py); a change of a reservation (a machine added, a machine replaced at its address) is in
-    the pod's template, which starts dnsmasq anew, or the replaced machine would be handed another address."""
+def test_only_a_netbooted_machines_change_starts_dnsmasq_anew(change: str, restarts: bool) -> None:
+    """A reservation is a line of the DHCP hosts file, which the records loop hands the running dnsmasq with a SIGHUP
+    (dnsmasq 2.90 drops the old hosts and reads the file whole: src/option.c:5810-5826, plans.netboot.records): a machine
+    that boots from its disk added, renamed or moved changes that file alone, and leaves the pod running. A netbooted
+    machine is also its tag in dnsmasq.conf and its config item in the pod's volumes: a new MAC replaces the pod."""
     raw = dict(read_stack_file(HOMELAB).config)
     stack = parse_stack(raw)
+    nodes = [dict(n) for n in raw["iluvatar:nodes"]]
     if change == "a machine added":
         node = {"name": "nienna", "role": "istari", "arch": "amd64", "board": "generic-x86", "mac": "02:00:5e:00:0e:33", "ip": "192.168.0.33"}
-        changed = parse_stack(
-            {**raw, "iluvatar:nodes": [*raw["iluvatar:nodes"], {**node, "boot": "disk", "installDisk": {"model": "Samsung SSD 860"}}]}
-        )
+        nodes.append({**node, "boot": "disk", "installDisk": {"model": "Samsung SSD 860"}})
+    elif change == "a machine renamed and moved":
+        [pi] = [n for n in nodes if n["name"] == "manwe"]
+        pi.update(name="manwe2", ip="192.168.0.19")
     else:
-        nodes = [dict(n) for n in raw["iluvatar:nodes"]]
         nodes[-1]["mac"] = "02:00:5e:00:0e:34"
-        changed = parse_stack({**raw, "iluvatar:nodes": nodes})
+    changed = parse_stack({**raw, "iluvatar:nodes": nodes})
     before, after = (_by_name(netboot.manifests(s, netboot.config_macs(s))) for s in (stack, changed))
     data = before["netbootConfigMap"]["data"], after["netbootConfigMap"]["data"]
     assert "dnsmasq-dhcp-hosts" in {k for k in data[0] if data[0][k] != data[1][k]}
@@ -383,19 +390,19 @@ def test_a_talos_or_k3s_version_change_leaves_the_netboot_pod_running() -> None:
 
 
 def test_the_records_are_the_inventorys_lines_in_dnsmasqs_file_forms(tmp_path: Path) -> None:
-    """The hosts file dnsmasq's hostsdir reads, the DHCP hosts file of its dhcp-hostsdir (a dhcp-host line's value), and
+    """The hosts file dnsmasq's hostsdir reads, its DHCP hosts file (a dhcp-host line's value), and
     `served_conf`, all of it in one config that the real dnsmasq accepts (the stack's `dnsmasqConf` output)."""
     stack = load_stack_file(HOMELAB)
     assert netboot.dhcp_hosts_file(stack).splitlines() == [
         "# The inventory's machines, generated by Iluvatar from the stack inventory, in address order.",
-        "d8:3a:dd:10:00:01,set:known,192.168.0.11,manwe,infinite",
-        "d8:3a:dd:10:00:02,set:known,192.168.0.12,eonwe,infinite",
-        "d8:3a:dd:10:00:03,set:known,192.168.0.13,ilmare,infinite",
-        "a8:b8:e0:20:00:01,set:known,set:netboot,192.168.0.21,taniquetil,infinite",
-        "a8:b8:e0:20:00:02,set:known,set:netboot,192.168.0.22,tirion,infinite",
-        "a8:b8:e0:20:00:03,set:known,set:netboot,192.168.0.23,alqualonde,infinite",
-        "28:d2:44:30:00:01,set:known,set:netboot,192.168.0.31,gandalf,infinite",
-        "28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite",
+        "d8:3a:dd:10:00:01,192.168.0.11,manwe,infinite",
+        "d8:3a:dd:10:00:02,192.168.0.12,eonwe,infinite",
+        "d8:3a:dd:10:00:03,192.168.0.13,ilmare,infinite",
+        "a8:b8:e0:20:00:01,192.168.0.21,taniquetil,infinite",
+        "a8:b8:e0:20:00:02,192.168.0.22,tirion,infinite",
+        "a8:b8:e0:20:00:03,192.168.0.23,alqualonde,infinite",
+        "28:d2:44:30:00:01,192.168.0.31,gandalf,infinite",
+        "28:d2:44:30:00:02,192.168.0.32,saruman,infinite",
     ]
     assert netboot.hosts_file(stack).splitlines()[:3] == [
         "# The internal zone, generated by Iluvatar from the stack inventory and the apps' hosts: one name a line.",
@@ -403,13 +410,13 @@ def test_the_records_are_the_inventorys_lines_in_dnsmasqs_file_forms(tmp_path: P
         "192.168.0.23 alqualonde.iluvatar.home.arpa",
     ]
     conf = netboot.dnsmasq_conf(stack).splitlines()
-    assert [line for line in conf if line.startswith(("hostsdir=", "dhcp-hostsdir="))] == [
+    assert [line for line in conf if line.startswith(("hostsdir=", "dhcp-hostsdir=", "dhcp-hostsfile="))] == [
         "hostsdir=/var/lib/iluvatar/records/hosts",
-        "dhcp-hostsdir=/var/lib/iluvatar/records/dhcp-hosts",
+        "dhcp-hostsfile=/var/lib/iluvatar/records/dhcp-hosts/iluvatar",
     ]
     assert not any(line.startswith(("host-record=", "dhcp-host=")) for line in conf)
     served = netboot.served_conf(stack).splitlines()
-    assert "dhcp-host=28:d2:44:30:00:02,set:known,set:netboot,192.168.0.32,saruman,infinite" in served
+    assert "dhcp-host=28:d2:44:30:00:02,192.168.0.32,saruman,infinite" in served
     assert "host-record=saruman.iluvatar.home.arpa,192.168.0.32" in served
     result = dnsmasq_test(netboot.served_conf(stack), tmp_path)
     assert result.returncode == 0, result.stderr
@@ -610,15 +617,20 @@ def test_netboot_pod_spec() -> None:
     restore, first = pod["initContainers"]
     assert restore["command"] == ["sh", "/etc/iluvatar/restore-leases.sh"]
     assert first["command"] == ["sh", "/etc/iluvatar/dnsmasq-records.sh"]
-    dnsmasq, http, save, records = pod["containers"]
-    assert (dnsmasq["name"], http["name"], save["name"], records["name"]) == ("dnsmasq", "http", "save-leases", "records")
+    dnsmasq, http, save = pod["containers"]
+    assert (dnsmasq["name"], http["name"], save["name"]) == ("dnsmasq", "http", "save-leases")
+    # dnsmasq and the records loop that signals it, in one container: no capability added for the signal, no process
+    # namespace shared with the pod's other containers (plans.netboot.records).
+    assert dnsmasq["command"] == ["sh", "/etc/iluvatar/dnsmasq-run.sh"]
     assert dnsmasq["args"] == ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
+    assert dnsmasq["env"] == [{"name": "SRC", "value": "/etc/iluvatar"}, {"name": "DEST", "value": "/var/lib/iluvatar/records"}]
     assert dnsmasq["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}}
+    assert "shareProcessNamespace" not in pod
     assert dnsmasq["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/iluvatar"},
         {"name": "tftp", "mountPath": "/var/lib/iluvatar/tftp", "readOnly": True},
         {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"},
-        {"name": "records", "mountPath": "/var/lib/iluvatar/records", "readOnly": True},
+        {"name": "records", "mountPath": "/var/lib/iluvatar/records"},
     ]
     assert http["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/nginx/conf.d/default.conf", "subPath": "nginx.conf"},
@@ -662,6 +674,7 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         "dnsmasq-dhcp-hosts",
         "dnsmasq-hosts",
         "dnsmasq-records.sh",
+        "dnsmasq-run.sh",
         "dnsmasq.conf",
         "fetch-ipxe.sh",
         "ipxe-debs.sh",
@@ -1034,8 +1047,8 @@ def test_the_netboot_pods_containers_whole() -> None:
             "env": [*env, {"name": "ONCE", "value": "1"}],
         },
     ]
-    dnsmasq, http, save, loop = pod["containers"]
-    assert loop == {"name": "records", "image": curl, "command": records_sh, "volumeMounts": [etc, records], "env": env}
+    dnsmasq, http, save = pod["containers"]
+    assert (dnsmasq["command"], dnsmasq["env"]) == (["sh", "/etc/iluvatar/dnsmasq-run.sh"], env)
     assert (dnsmasq["image"], dnsmasq["ports"]) == (
         "quay.io/poseidon/dnsmasq:v0.5.0-51-gc8a9de4",
         [

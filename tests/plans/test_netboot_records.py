@@ -4,7 +4,9 @@ each by one rename, through a swap of the volume in the middle of a pass."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from plans.netboot import records
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.plans.test_netboot_pis import SWAP_HOOK
+from tests.tools import require
 
 
 def _version(volume: Path, name: str, hosts: str, dhcp: str) -> None:
@@ -70,3 +73,67 @@ def test_a_swap_of_the_volume_in_the_middle_of_a_pass_hands_dnsmasq_one_version(
     # One version whole: the new one when the swap came before anything was read, else the old one (the next pass's).
     want = ("films", "34") if at == ("readlink",) else ("music", "33")
     assert want[0] in (dest / "hosts" / "iluvatar").read_text() and want[1] in (dest / "dhcp-hosts" / "iluvatar").read_text()
+
+
+def _stand_in_dnsmasq() -> subprocess.Popen[str]:
+    """What the loop sees of dnsmasq: a process it signals. It prints `hup` and exits on a SIGHUP, and exits silent
+    when its input closes."""
+    script = 'trap "echo hup; exit 0" HUP; read -r line || true'
+    return subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("change", ["dhcp hosts", "hosts only", "nothing"])
+def test_the_loop_signals_dnsmasq_after_a_new_dhcp_hosts_file_only(tmp_path: Path, change: str) -> None:
+    """dnsmasq 2.90 reads a dhcp-hostsfile anew on SIGHUP alone (src/option.c:5810-5826): the loop sends it one after it
+    put a new DHCP hosts file, and none for the hosts file (which dnsmasq reads by itself) or for nothing new."""
+    volume, dest = tmp_path / "volume", tmp_path / "records"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33,192.168.0.33,nienna,infinite\n")
+    (volume / "..data").symlink_to("..v1")
+    env = {"PATH": os.environ["PATH"], "SRC": str(volume), "DEST": str(dest), "ONCE": "1"}
+    assert _run(env).returncode == 0
+    hosts = "192.168.0.41 films.iluvatar.home.arpa\n" if change != "nothing" else "192.168.0.40 music.iluvatar.home.arpa\n"
+    dhcp = "02:00:5e:00:0e:33,192.168.0.34,nienna,infinite\n" if change == "dhcp hosts" else "02:00:5e:00:0e:33,192.168.0.33,nienna,infinite\n"
+    _version(volume, "..v2", hosts, dhcp)
+    (volume / "..data_tmp").symlink_to("..v2")
+    (volume / "..data_tmp").rename(volume / "..data")
+    dnsmasq = _stand_in_dnsmasq()
+    done = _run({**env, "DNSMASQ_PID": str(dnsmasq.pid)})
+    assert done.returncode == 0, done.stderr
+    out, _ = dnsmasq.communicate("", timeout=10)
+    assert out == ("hup\n" if change == "dhcp hosts" else "")
+    assert (dest / "dhcp-hosts" / "iluvatar").read_text() == dhcp
+
+
+def test_dnsmasqs_container_ends_with_dnsmasq_and_passes_it_the_kubelets_term(tmp_path: Path) -> None:
+    """dnsmasq's container's command (records.run_script), with the real dnsmasq and the real loop: the kubelet's TERM
+    to the container's first process reaches dnsmasq, and the container ends with dnsmasq's status, its loop with it;
+    dnsmasq ending on its own ends the container too, so the kubelet starts it again."""
+    volume, dest, etc = tmp_path / "volume", tmp_path / "records", tmp_path / "etc"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", "02:00:5e:00:0e:33\n")
+    (volume / "..data").symlink_to("..v1")
+    etc.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    dnsmasq = require("dnsmasq")
+    env = {"PATH": f"{Path(dnsmasq).parent}:{os.environ['PATH']}", "SRC": str(volume), "DEST": str(dest)}
+    for ending in ("the kubelet's TERM", "dnsmasq's own end"):
+        pid_file = tmp_path / "dnsmasq.pid"
+        pid_file.unlink(missing_ok=True)
+        # No DNS (port 0) and no DHCP: dnsmasq runs unprivileged; the signal plumbing is the same.
+        args = ["--keep-in-foreground", "--port=0", "--conf-file=/dev/null", "--log-facility=-", f"--pid-file={pid_file}"]
+        container = subprocess.Popen(["sh", str(etc / records.RUN_SCRIPT), *args], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert container.poll() is None and time.monotonic() < deadline, "dnsmasq never wrote its pid file"
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        children = set((Path(f"/proc/{container.pid}/task/{container.pid}/children").read_text()).split())
+        assert str(pid) in children and len(children) == 2, children  # dnsmasq and the loop
+        if ending == "the kubelet's TERM":
+            container.send_signal(signal.SIGTERM)
+            assert container.wait(timeout=20) == 0
+        else:
+            os.kill(pid, signal.SIGKILL)
+            assert container.wait(timeout=20) == 128 + signal.SIGKILL
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text(), child
