@@ -21,7 +21,7 @@ from typing import Any
 
 from plans.cilium import APP_SERVICE_SUFFIX
 from plans.edge import MANAGED_BY
-from plans.remote_access import OPERATOR_NAMESPACE
+from plans.remote_access import OPERATOR_NAMESPACE, reached_apps
 from stacks.model import App, AppClient, StackConfig
 
 LBIPAM_ANNOTATION = "lbipam.cilium.io/ips"
@@ -43,13 +43,13 @@ def _meta(app: App, name: str) -> dict[str, Any]:
 
 def source_ranges(stack: StackConfig, app: App) -> list[str]:
     """Who outside the cluster reaches the app's address: its `sources` (network.lan, the VLANs it names), and the
-    tailnet's router when a group reaches the ports through Headscale's router, on the Ainur (its packets leave from a
+    tailnet's router when a group reaches the app's ports through Headscale's router, on the Ainur (its packets leave from a
     Pi's own address, the tailnet's source masqueraded). Tailscale's routers are pods of Arda: their packets never
     meet this check (below), their policy rule admits them."""
     vlans = {v.name: str(v.cidr) for v in stack.network.vlans}
     found = [str(stack.network.lan) if name == "lan" else vlans[name] for name in app.sources if name == "lan" or name in vlans]
     remote = stack.remote_access
-    if remote is not None and remote.flavour == "headscale" and any("ports" in g.reach for g in remote.access):
+    if remote is not None and remote.flavour == "headscale" and app in reached_apps(stack):
         found += [f"{n.ip}/32" for n in stack.ainur_nodes]
     return list(dict.fromkeys(found))
 
@@ -117,7 +117,7 @@ def network_policy(stack: StackConfig, app: App) -> dict[str, Any]:
     ]
     ingress += [{"fromEndpoints": [client_selector(c)], "toPorts": _to_ports(app, c)} for c in app.clients]
     remote = stack.remote_access
-    if remote is not None and remote.flavour == "tailscale" and any("ports" in g.reach for g in remote.access):
+    if remote is not None and remote.flavour == "tailscale" and app in reached_apps(stack):
         ingress.append({"fromEndpoints": [{"matchLabels": {NAMESPACE_LABEL: OPERATOR_NAMESPACE}}], "toPorts": to_ports})
     return {
         "apiVersion": "cilium.io/v2",

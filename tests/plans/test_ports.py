@@ -4,6 +4,7 @@ and Cilium's schemas at the versions the program runs (kubeconform), and where t
 from __future__ import annotations
 
 import functools
+import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from stacks import StackConfig, load_stack_file
 from stacks.model import App, AppClient
 from tests.edit import HOMELAB
 from tests.remote_stacks import HEADSCALE, TAILSCALE, remote_stack
-from tools import netpol_check, upstream
+from tools import gotools, netpol_check, upstream
 
 MANAGED = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "iluvatar"}
 LAN_PORTS = [{"ports": [{"port": "25565", "protocol": "TCP"}, {"port": "19132", "protocol": "UDP"}]}]
@@ -117,14 +118,14 @@ def test_a_client_gateway_reaches_the_http_siblings_port_alone() -> None:
 
 
 def test_headscales_router_on_the_ainur_is_a_source_when_a_group_reaches_the_ports() -> None:
-    access = [{"group": "example:family", "members": ["bob@"], "reach": ["ports"]}]
+    access = [{"group": "example:family", "members": ["bob@"], "reach": ["ports"], "ports": ["minecraft"]}]
     stack = remote_stack({**HEADSCALE, "access": access})
     ainur = [f"{n.ip}/32" for n in stack.ainur_nodes]
     assert ports.service(stack, _minecraft(stack))["spec"]["loadBalancerSourceRanges"] == [str(stack.network.lan), *ainur]
 
 
 def test_the_tailscale_routers_pods_are_admitted_only_when_a_group_reaches_the_ports() -> None:
-    access = [{"group": "example:family", "members": ["bob@example.org"], "reach": ["ports"]}]
+    access = [{"group": "example:family", "members": ["bob@example.org"], "reach": ["ports"], "ports": ["minecraft"]}]
     reached = remote_stack({**TAILSCALE, "access": access})
     ingress = ports.network_policy(reached, _minecraft(reached))["spec"]["ingress"]
     assert ingress[2] == {"fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "tailscale"}}], "toPorts": LAN_PORTS}
@@ -157,15 +158,23 @@ def test_a_raw_port_app_has_no_http_route_and_its_host_names_its_own_address() -
     assert zone["mqtt.iluvatar.home.arpa"] == IPv4Address("192.168.0.221")
 
 
-def test_reach_ports_advertises_each_apps_address_with_its_ports_alone() -> None:
-    access = [{"group": "example:family", "members": ["bob@"], "reach": ["ports"]}]
+def test_reach_ports_grants_each_named_app_by_protocol() -> None:
+    """A group given Minecraft reaches its address, 25565 over TCP and 19132 over UDP only, and the resolver for its
+    name; not the broker, which is neither advertised nor in a rule."""
+    access = [{"group": "example:family", "members": ["bob@"], "reach": ["ports"], "ports": ["minecraft"]}]
     stack = remote_stack({**HEADSCALE, "access": access})
     targets = remote_plan.targets(stack)
-    assert (targets["app-minecraft"], targets["app-mosquitto"]) == (IPv4Address("192.168.0.220"), IPv4Address("192.168.0.221"))
-    assert {"192.168.0.220/32", "192.168.0.221/32"} <= {str(r) for r in remote_plan.routes(stack)}
+    assert targets["app-minecraft"] == IPv4Address("192.168.0.220") and "app-mosquitto" not in targets
+    advertised = {str(r) for r in remote_plan.routes(stack)}
+    assert "192.168.0.220/32" in advertised and "192.168.0.221/32" not in advertised
     assert remote_plan.policy(stack)["acls"] == [
-        {"action": "accept", "src": ["group:example-family"], "dst": ["192.168.0.220:25565,19132", "192.168.0.221:1883,8883", "192.168.0.14:53"]}
+        {"action": "accept", "src": ["group:example-family"], "dst": ["192.168.0.14:53"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "tcp", "dst": ["192.168.0.220:25565"]},
+        {"action": "accept", "src": ["group:example-family"], "proto": "udp", "dst": ["192.168.0.220:19132"]},
     ]
+    # The broker's Service admits Headscale's router only when a group reaches the broker.
+    mosquitto = next(a for a in stack.apps if a.name == "mosquitto")
+    assert ports.service(stack, mosquitto)["spec"]["loadBalancerSourceRanges"] == ["192.168.0.0/24", "192.168.20.0/24"]
 
 
 def test_without_reach_ports_the_apps_addresses_are_not_advertised() -> None:
@@ -253,10 +262,32 @@ def test_netpol_check_shows_who_reaches_the_broker() -> None:
 def test_netpol_check_reads_the_tailscale_flavours_policy() -> None:
     """With the tailscale flavour the routers' pods (the operator's namespace) are admitted by namespace: the
     translation for the analyzer keeps that rule rather than refusing the policy."""
-    access = [{"group": "example:family", "members": ["bob@example.org"], "reach": ["ports"]}]
+    access = [{"group": "example:family", "members": ["bob@example.org"], "reach": ["ports"], "ports": ["minecraft"]}]
     reached = remote_stack({**TAILSCALE, "access": access})
     translated = netpol_check.from_cilium(ports.network_policy(reached, _minecraft(reached)), ["192.168.0.21"])
     assert translated["spec"]["ingress"][-1] == {
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "tailscale"}}, "podSelector": {}}],
         "ports": [{"port": 25565, "protocol": "TCP"}, {"port": 19132, "protocol": "UDP"}],
     }
+
+
+def test_headscales_policy_parser_accepts_the_per_protocol_port_rules(tmp_path: Path) -> None:
+    """The rules with `proto` are Headscale v0.27.1's own syntax: its parser (tools.gotools) accepts the policy."""
+    access = [
+        {"group": "example:family", "members": ["bob@"], "reach": ["apps", "ports"], "ports": ["minecraft"]},
+        {"group": "example:homelab-admins", "members": ["alice@"], "reach": ["ports"], "ports": ["minecraft", "mosquitto"]},
+    ]
+    stack = remote_stack({**HEADSCALE, "access": access})
+    policy = tmp_path / "policy.hujson"
+    policy.write_text(remote_plan.policy_text(stack))
+    checked = subprocess.run(
+        [str(gotools.build("headscale")), "policy", "check", "--file", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Policy is valid" in checked.stdout
