@@ -54,6 +54,7 @@ ARDA_WORKLOADS = frozenset(
         "etcd-backup/talos-backup[CronJob]",
         "home-automation/drill-home-assistant-config[CronJob]",
         "home-automation/drill-mosquitto-data[CronJob]",
+        "selfhosted/drill-backups-minecraft-0[CronJob]",
         "kube-system/coredns[Deployment]",
         "media/drill-jellyfin-config[CronJob]",
         "monitoring/alertmanager-main[StatefulSet]",
@@ -123,6 +124,7 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     "etcd-backup/talos-backup[CronJob]": {ALL: EVERY},
     "home-automation/drill-home-assistant-config[CronJob]": {ALL: EVERY},
     "home-automation/drill-mosquitto-data[CronJob]": {ALL: EVERY},
+    "selfhosted/drill-backups-minecraft-0[CronJob]": {ALL: EVERY},
     "media/drill-jellyfin-config[CronJob]": {ALL: EVERY},
     # The cluster's DNS: 53 (UDP and TCP) from everyone, the host-network pods and the machines included; its metrics
     # (9153) from Prometheus alone (plans.coredns.network_policy). The analyzer groups Prometheus's row apart.
