@@ -39,6 +39,7 @@ class Cilium(pulumi.ComponentResource):
     gate: pulumi.Resource
     pool: k8s.apiextensions.CustomResource
     l2_policy: k8s.apiextensions.CustomResource
+    app_pools: list[k8s.apiextensions.CustomResource]
 
     def __init__(self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:arda:Cilium", name, None, opts)
@@ -66,6 +67,8 @@ class Cilium(pulumi.ComponentResource):
         after_crds = pulumi.ResourceOptions(parent=self, depends_on=[crds])
         self.pool = self._custom_resource(f"{name}-lb-pool", pool, after_crds)
         self.l2_policy = self._custom_resource(f"{name}-l2-policy", policy, after_crds)
+        # Each app's own address, for its own Service (plans.cilium.app_pools).
+        self.app_pools = [self._custom_resource(f"{name}-lb-pool-{p['metadata']['name']}", p, after_crds) for p in plan.app_pools(stack)]
         self.register_outputs({"releaseStatus": self.release.status})
 
     @staticmethod

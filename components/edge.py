@@ -255,9 +255,12 @@ class Ports(pulumi.ComponentResource):
         )
         for app, policy in zip(apps, policies, strict=True):
             in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespaces[app.namespace]])
-            kube.create(name, ports_plan.service(app), in_namespace)
-            custom_resource(
+            guard = custom_resource(
                 f"{name}-{resource_suffix(policy)}", policy, pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[admits]))
+            )
+            # The address is announced once the Service exists: its policy first, so no moment leaves the pods open.
+            kube.create(
+                name, ports_plan.service(args.stack, app), pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[guard]))
             )
         self.register_outputs({})
 

@@ -8,6 +8,7 @@ which works before any Service does), and answers ARP for load-balancer IPs take
 from __future__ import annotations
 
 import copy
+from ipaddress import IPv4Address
 from typing import Any
 
 from plans import metrics
@@ -20,6 +21,8 @@ REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
 POOL_NAME = "iluvatar-lan"
 L2_POLICY_NAME = "iluvatar-lan"
+# The name of an app's LoadBalancer Service is the app's with this suffix (plans.ports.SUFFIX, which imports it).
+APP_SERVICE_SUFFIX = "-lan"
 
 # Talos forbids loading kernel modules and mounts cgroup v2 itself (Talos' Cilium guide).
 _TALOS_CAPABILITIES = {
@@ -50,14 +53,54 @@ def helm_values(stack: StackConfig) -> dict[str, Any]:
     return deep_merge(values, settings.values)
 
 
+def _reserved(stack: StackConfig) -> dict[IPv4Address, tuple[str, str]]:
+    """The addresses of the apps with raw ports, each with its Service's namespace and name (plans.ports)."""
+    return {a.address: (a.namespace, a.name + APP_SERVICE_SUFFIX) for a in stack.apps if a.ports and a.address is not None}
+
+
 def load_balancer_pool(stack: StackConfig) -> dict[str, Any]:
+    """network.loadBalancerPool for every Service, but the apps' own addresses (`app_pools`): LB-IPAM gives any free
+    address of a pool that selects a Service, to a Service asking for it by annotation or to one asking for none, first
+    come (Cilium v1.18.4 Documentation/network/lb-ipam.rst, "Requesting IPs"), so a Service out of Git could otherwise
+    hold an app's address and its name would send the app's clients to it."""
     pool = stack.network.load_balancer_pool
+    reserved = set(_reserved(stack))
+    blocks: list[dict[str, str]] = []
+    start: IPv4Address | None = None
+    for ip in pool.addresses():
+        if ip in reserved:
+            if start is not None:
+                blocks.append({"start": str(start), "stop": str(ip - 1)})
+            start = None
+        elif start is None:
+            start = ip
+    if start is not None:
+        blocks.append({"start": str(start), "stop": str(pool.end)})
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumLoadBalancerIPPool",
         "metadata": {"name": POOL_NAME},
-        "spec": {"blocks": [{"start": str(pool.start), "stop": str(pool.end)}]},
+        "spec": {"blocks": blocks},
     }
+
+
+def app_pools(stack: StackConfig) -> list[dict[str, Any]]:
+    """One pool per app with raw ports: its address alone, for its own Service alone. The serviceSelector matches
+    the labels LB-IPAM gives every Service for its namespace and name (lb-ipam.rst, "Service Selectors":
+    io.kubernetes.service.namespace, io.kubernetes.service.name), so no other Service, whatever it asks, gets the
+    address: a Service of that name in that namespace is the program's (plans.ports.service)."""
+    return [
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {"name": f"{POOL_NAME}-{service}"},
+            "spec": {
+                "blocks": [{"start": str(ip), "stop": str(ip)}],
+                "serviceSelector": {"matchLabels": {"io.kubernetes.service.namespace": namespace, "io.kubernetes.service.name": service}},
+            },
+        }
+        for ip, (namespace, service) in sorted(_reserved(stack).items())
+    ]
 
 
 def l2_announcement_policy(stack: StackConfig) -> dict[str, Any]:

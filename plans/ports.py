@@ -19,13 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from plans.cilium import APP_SERVICE_SUFFIX
 from plans.edge import MANAGED_BY
-from plans.remote_access import OPERATOR_NAMESPACE
-from stacks.model import App, StackConfig
+from plans.remote_access import OPERATOR_NAMESPACE, reached_apps
+from stacks.model import App, AppClient, StackConfig
 
 LBIPAM_ANNOTATION = "lbipam.cilium.io/ips"
-# The Service's name: the app's, with a suffix so it never takes the name of the Service its own chart makes.
-SUFFIX = "-lan"
+# The label Cilium gives every endpoint for its pod's namespace (selecting another namespace's pods by it).
+NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
+# The Service's name: the app's, with a suffix so it never takes the name of the Service its own chart makes; its
+# address's pool selects it by that name (plans.cilium.app_pools).
+SUFFIX = APP_SERVICE_SUFFIX
 
 
 def apps(stack: StackConfig) -> list[App]:
@@ -37,11 +41,31 @@ def _meta(app: App, name: str) -> dict[str, Any]:
     return {"name": name, "namespace": app.namespace, "labels": {**MANAGED_BY, "iluvatar/app": app.name}}
 
 
-def service(app: App) -> dict[str, Any]:
+def source_ranges(stack: StackConfig, app: App) -> list[str]:
+    """Who outside the cluster reaches the app's address: its `sources` (network.lan, the VLANs it names), and the
+    tailnet's router when a group reaches the app's ports through Headscale's router, on the Ainur (its packets leave from a
+    Pi's own address, the tailnet's source masqueraded). Tailscale's routers are pods of Arda: their packets never
+    meet this check (below), their policy rule admits them."""
+    vlans = {v.name: str(v.cidr) for v in stack.network.vlans}
+    found = [str(stack.network.lan) if name == "lan" else vlans[name] for name in app.sources if name == "lan" or name in vlans]
+    remote = stack.remote_access
+    if remote is not None and remote.flavour == "headscale" and app in reached_apps(stack):
+        found += [f"{n.ip}/32" for n in stack.ainur_nodes]
+    return list(dict.fromkeys(found))
+
+
+def service(stack: StackConfig, app: App) -> dict[str, Any]:
     """The app's LoadBalancer Service at its address, one port per entry, to the pods its selector matches.
 
     externalTrafficPolicy stays Cluster: Cilium's L2 announcements elect the announcing node by lease without looking
-    at where the pods run, so Local would drop the traffic that lands on a node without one."""
+    at where the pods run, so Local would drop the traffic that lands on a node without one. That node then masquerades
+    the packet to its own address when the pod runs elsewhere, so the pod's policy cannot see who sent it: the source
+    is checked where Cilium still sees it, at the Service's address. `loadBalancerSourceRanges` becomes the Service's
+    source ranges (Cilium v1.18.4 pkg/loadbalancer/reflectors/conversions.go:126), checked for a packet from outside
+    before any forwarding or masquerade (bpf/lib/nodeport.h:2610, nodeport_svc_lb4; lb.h:1395, lb4_src_range_ok)
+    on whichever node took it; the chart compiles that check in by default (values.yaml svcSourceRangeCheck: true,
+    pkg/datapath/linux/config/config.go:452). A pod's own connection is translated at its socket or its endpoint,
+    where no source range applies: the policy below judges it."""
     assert app.address is not None
     ports = [
         {
@@ -56,27 +80,45 @@ def service(app: App) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {**_meta(app, app.name + SUFFIX), "annotations": {LBIPAM_ANNOTATION: str(app.address)}},
-        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "selector": app.pod_selector, "ports": ports},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Cluster",
+            "selector": app.pod_selector,
+            "loadBalancerSourceRanges": source_ranges(stack, app),
+            "ports": ports,
+        },
     }
 
 
-def network_policy(stack: StackConfig, app: App) -> dict[str, Any]:
-    """Only the app's ports, and only from the LAN and the tailnet's router.
+def _to_ports(app: App, client: AppClient | None = None) -> list[dict[str, Any]]:
+    if client is not None and client.ports:
+        return [{"ports": [{"port": str(p), "protocol": "TCP"} for p in client.ports]}]
+    return [{"ports": [{"port": str(p.target_port if p.target_port is not None else p.port), "protocol": p.protocol.upper()} for p in app.ports]}]
 
-    A LAN client's packet reaches the pod with its own address when the pod runs on the announcing node, else
-    masqueraded to that node's (the `remote-node` identity; `host` for the node itself), as Cilium forwards a
-    LoadBalancer Service's traffic with externalTrafficPolicy Cluster: a NetworkPolicy's ipBlock cannot name those
-    (plans.logs.store_network_policies says the same), so this is a CiliumNetworkPolicy. With the tailscale flavour
-    the subnet routers are pods of the operator's namespace on Arda; Headscale's router is on the Ainur, so on the
-    LAN."""
-    to_ports = [{"ports": [{"port": str(p.target_port if p.target_port is not None else p.port), "protocol": p.protocol.upper()} for p in app.ports]}]
+
+def client_selector(client: AppClient) -> dict[str, Any]:
+    """A client's pods as Cilium names them: its namespace (Cilium's own label of it) and its pods' labels."""
+    return {"matchLabels": {NAMESPACE_LABEL: client.namespace, **(client.pods or {})}}
+
+
+def network_policy(stack: StackConfig, app: App) -> dict[str, Any]:
+    """Only the app's ports: from its sources, from the nodes, and from the pods it names.
+
+    Outside sources are the Service's (`source_ranges`), already checked at the address on every node; a packet that
+    passed reaches the pod with its own address when the pod runs on the node that took it, else masqueraded to that
+    node's (`remote-node`; `host` for the node itself), so both are admitted and who gets in does not depend on where
+    the pod runs. A NetworkPolicy's ipBlock cannot name those entities (plans.logs.store_network_policies says the
+    same), so this is a CiliumNetworkPolicy. Pods are admitted by name only: the app's `clients`, and with the
+    tailscale flavour the subnet routers, pods of the operator's namespace on Arda."""
+    to_ports = _to_ports(app)
     ingress: list[dict[str, Any]] = [
-        {"fromCIDR": [str(stack.network.lan)], "toPorts": to_ports},
+        {"fromCIDR": source_ranges(stack, app), "toPorts": to_ports},
         {"fromEntities": ["host", "remote-node"], "toPorts": to_ports},
     ]
+    ingress += [{"fromEndpoints": [client_selector(c)], "toPorts": _to_ports(app, c)} for c in app.clients]
     remote = stack.remote_access
-    if remote is not None and remote.flavour == "tailscale" and any("ports" in g.reach for g in remote.access):
-        ingress.append({"fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": OPERATOR_NAMESPACE}}], "toPorts": to_ports})
+    if remote is not None and remote.flavour == "tailscale" and app in reached_apps(stack):
+        ingress.append({"fromEndpoints": [{"matchLabels": {NAMESPACE_LABEL: OPERATOR_NAMESPACE}}], "toPorts": to_ports})
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
@@ -87,4 +129,4 @@ def network_policy(stack: StackConfig, app: App) -> dict[str, Any]:
 
 def manifests(stack: StackConfig) -> list[dict[str, Any]]:
     """Each app's Service and its policy, by app name."""
-    return [m for app in apps(stack) for m in (service(app), network_policy(stack, app))]
+    return [m for app in apps(stack) for m in (service(stack, app), network_policy(stack, app))]

@@ -39,8 +39,8 @@ from stacks import pins
 from stacks import remote_access as rules
 from stacks.apps import under
 from stacks.edge import edge_addresses
-from stacks.model import StackConfig
-from stacks.remote_model import RemoteAccess
+from stacks.model import App, StackConfig
+from stacks.remote_model import RemoteAccess, RemoteGrant
 
 # Tailscale v1.102.3: the operator's chart (cmd/k8s-operator/deploy/chart, packaged with --version 1.102.3 by
 # .github/workflows/kubemanifests.yaml:24), its images, and the subnet router's image in the headscale flavour.
@@ -146,9 +146,34 @@ def targets(stack: StackConfig) -> dict[str, IPv4Address]:
         out["ainur-api"] = stack.ainur.vip
     if stack.identity is not None:
         out["front-door"] = stack.identity.ip
-    # An app's own address (its raw ports) only when a group may reach them: nothing is advertised that no rule uses.
-    if any("ports" in g.reach for g in settings(stack).access):
-        out.update({f"app-{a.name}": a.address for a in sorted(stack.apps, key=lambda a: a.name) if a.ports and a.address is not None})
+    # An app's own address (its raw ports) only when a group may reach it: nothing is advertised that no rule uses.
+    out.update({f"app-{a.name}": a.address for a in reached_apps(stack) if a.address is not None})
+    return out
+
+
+def reached_apps(stack: StackConfig) -> list[App]:
+    """The apps with raw ports some group reaches (`reach: ports`, the grant's `ports`), by name."""
+    remote = stack.remote_access
+    names = {n for g in remote.access if "ports" in g.reach for n in g.ports} if remote is not None else set()
+    return sorted((a for a in stack.apps if a.ports and a.name in names), key=lambda a: a.name)
+
+
+def port_rules(stack: StackConfig, grant: RemoteGrant) -> list[dict[str, Any]]:
+    """One rule per protocol for a group's raw ports: each app it names, at its address, with its ports of that
+    protocol only. A rule without `proto` would pass a TCP port over UDP too (Tailscale's policy syntax, "proto";
+    Headscale v0.27.1 reads the same, hscontrol/policy/v2/types.go:1525)."""
+    if "ports" not in grant.reach:
+        return []
+    apps = sorted((a for a in stack.apps if a.ports and a.address is not None and a.name in grant.ports), key=lambda a: a.name)
+    out = []
+    for proto in ("tcp", "udp"):
+        dst = [
+            f"{a.address}:{','.join(dict.fromkeys(str(p.port) for p in a.ports if p.protocol == proto))}"
+            for a in apps
+            if any(p.protocol == proto for p in a.ports)
+        ]
+        if dst:
+            out.append({"action": "accept", "src": [rules.tailnet_group(grant.group)], "proto": proto, "dst": dst})
     return out
 
 
@@ -164,7 +189,7 @@ def destinations(stack: StackConfig, reach: str) -> list[str]:
     apps: envoy-internal's http (it redirects) and https, the resolver's DNS, the front door (Dex, the CA page and
     the Ainur's Argo CD, where every app's sign-in goes). kubernetes: both API servers, and what kubelogin needs to
     get a token (the resolver for Dex's name, Dex at the front door). routes: the stack's own routes, every port.
-    ports: each app's own address with its raw ports only, and the resolver."""
+    ports: the resolver (each app's own address and ports are `port_rules`)."""
     found = targets(stack)
     dns = f"{found['resolver']}:53"
     door = [f"{found['front-door']}:80,443"] if "front-door" in found else []
@@ -176,11 +201,8 @@ def destinations(stack: StackConfig, reach: str) -> list[str]:
     if reach == "routes":
         return [f"{route}:*" for route in settings(stack).routes]
     if reach == "ports":
-        # Each app's address and its ports alone, and the resolver for its name. A policy rule without `proto` allows
-        # the port over TCP and UDP alike (Tailscale's policy file syntax, "proto"); only the protocols the app's
-        # Service declares reach a pod (its CiliumNetworkPolicy, plans.ports).
-        apps = sorted((a for a in stack.apps if a.ports and a.address is not None), key=lambda a: a.name)
-        return [*(f"{a.address}:{','.join(dict.fromkeys(str(p.port) for p in a.ports))}" for a in apps), dns]
+        # The resolver for the apps' names; the apps themselves are rules of their own, by protocol (port_rules).
+        return [dns]
     raise ValueError(f"unknown reach {reach!r}")
 
 
@@ -201,12 +223,16 @@ def policy(stack: StackConfig) -> dict[str, Any]:
     remote = settings(stack)
     groups = {rules.tailnet_group(g.group): list(g.members) for g in remote.access}
     acls = [
-        {
-            "action": "accept",
-            "src": [rules.tailnet_group(grant.group)],
-            "dst": _merged([d for reach in grant.reach for d in destinations(stack, reach)]),
-        }
+        rule
         for grant in remote.access
+        for rule in (
+            {
+                "action": "accept",
+                "src": [rules.tailnet_group(grant.group)],
+                "dst": _merged([d for reach in grant.reach for d in destinations(stack, reach)]),
+            },
+            *port_rules(stack, grant),
+        )
     ]
     # The operator's devices own the routers' tag (the operator tags what it makes); Headscale's router gets its tag
     # from its enrolment key, which needs no owner (a forced tag).

@@ -80,7 +80,32 @@ def app_problems(
             )
         if network is not None:
             out += _host(i, app, network, zone_names)
+            out += _sources(i, app, network)
     return out
+
+
+def _sources(i: int, app: App, network: Network) -> Iterator[Problem]:
+    """An app's sources are networks the stack names, at least one; its clients' ports are ports."""
+    if not app.ports:
+        if app.clients:
+            yield Problem(app_path(i, "clients"), "is only for an app with ports (it names the pods its policy admits); remove it")
+        return
+    known = ["lan", *(v.name for v in network.vlans)]
+    if not app.sources:
+        yield Problem(
+            app_path(i, "sources"),
+            f"is empty, so nothing outside the cluster would reach {app.name}'s address; name at least one of {', '.join(known)}",
+        )
+    for k, name in enumerate(app.sources):
+        if name not in known:
+            yield Problem(
+                app_path(i, f"sources[{k}]"),
+                f"{name} is not a network of the stack: write lan (network.lan) or the name of one of network.vlans ({', '.join(known)})",
+            )
+    for k, client in enumerate(app.clients):
+        for m, port in enumerate(client.ports):
+            if not 1 <= port <= 65535:
+                yield Problem(app_path(i, f"clients[{k}].ports[{m}]"), f"{port} is not a port: TCP and UDP ports are 1 to 65535")
 
 
 def _host(i: int, app: App, network: Network, zone_names: Mapping[str, str]) -> list[Problem]:
@@ -118,7 +143,8 @@ PROTOCOLS = ("tcp", "udp")
 _EXTERNAL_WAYS = (
     "the Cloudflare tunnel carries only HTTP(S) to envoy-external, so a raw port cannot be external; the ways in from the "
     "internet are a port forward on the router to {address} (every scanner on the internet then reaches the app itself: "
-    "keep it patched and authenticated), or Cloudflare Spectrum (a paid plan); neither is opened by this program. "
+    "keep it patched and authenticated; and the app's Service admits only its sources, so the forward also needs the "
+    "router to masquerade to its LAN address), or Cloudflare Spectrum (a paid plan); neither is opened by this program. "
     "Use audience: internal (the LAN, and the tailnet with remoteAccess reach: ports)"
 )
 
@@ -132,7 +158,9 @@ def _shape(i: int, app: App) -> Iterator[Problem]:
         yield Problem(
             app_path(i, "ports"),
             f"{app.name} has service too: an app with ports is reached at its own address, so its host cannot also be a gateway's; "
-            "make the HTTP part another app with its own host",
+            "make the HTTP part another app with its own host, and let its gateway's pods reach that port: add "
+            "{namespace: envoy-gateway-system, pods: {gateway.envoyproxy.io/owning-gateway-name: envoy-internal}, ports: [<its container port>]} "
+            "to this app's clients",
         )
     if not app.ports:
         if app.address is not None:

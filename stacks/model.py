@@ -605,6 +605,18 @@ class AppPort(Model):
         return self.name or f"{self.protocol}-{self.port}"
 
 
+class AppClient(Model):
+    """Pods of Arda that reach an app with ports (`apps[].clients[]`): every app's pod is shut to what its policy does
+    not admit (plans.ports), so an in-cluster MQTT client, or the gateway in front of the app's HTTP part, is named here.
+
+    `pods` are the client pods' labels (every pod of `namespace` when unset); `ports` the app's container ports they
+    reach, TCP (the app's own `ports` when unset, each with its protocol)."""
+
+    namespace: Label
+    pods: dict[str, str] | None = None
+    ports: tuple[int, ...] = ()
+
+
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 POD_SECURITY_LEVELS: tuple[PodSecurityLevel, ...] = ("restricted", "baseline", "privileged")
 
@@ -625,6 +637,11 @@ class App(Model):
     ports: tuple[AppPort, ...] = ()
     address: IPv4 | None = None
     selector: dict[str, str] | None = None
+    # Who outside the cluster reaches those ports: `lan` (network.lan) and names of network.vlans. Cilium drops any
+    # other source at the Service's address (its loadBalancerSourceRanges), whichever node took it (plans.ports).
+    sources: tuple[Label, ...] = ("lan",)
+    # Pods of the cluster that reach them (AppClient).
+    clients: tuple[AppClient, ...] = ()
     # What the app's pods need of their namespace's Pod Security level; the category namespace
     # takes the most permissive level any of its apps needs (plans.edge.namespaces).
     pod_security: PodSecurityLevel | None = None

@@ -71,7 +71,7 @@ def check(
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
-    out += _access(remote, identity, identity_set, any(a.ports for _, a in apps))
+    out += _access(remote, identity, identity_set, [a.name for _, a in apps if a.ports])
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
     return out
@@ -238,7 +238,7 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool, has_ports: bool = False) -> Iterator[Problem]:
+def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool, port_apps: Sequence[str] = ()) -> Iterator[Problem]:
     known = [b.group for b in identity.groups] if identity is not None else []
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
@@ -267,10 +267,21 @@ def _access(remote: RemoteAccess, identity: Identity | None, identity_set: bool,
         seen.setdefault(grant.group, i)
         if "routes" in grant.reach and not remote.routes:
             yield Problem(f"{path}.reach", f"{show(list(grant.reach))} names routes, but remoteAccess.routes is empty; add the routes, or remove it")
-        if "ports" in grant.reach and not has_ports:
+        if "ports" in grant.reach and not port_apps:
             yield Problem(
                 f"{path}.reach", f"{show(list(grant.reach))} names ports, but no app has ports (iluvatar:apps[].ports); add them, or remove it"
             )
+        elif "ports" in grant.reach and not grant.ports:
+            yield Problem(
+                f"{path}.ports",
+                f"is required with reach: ports: name the apps with ports {grant.group} reaches (of {', '.join(sorted(port_apps))}); "
+                "each app is granted on its own",
+            )
+        elif grant.ports and "ports" not in grant.reach:
+            yield Problem(f"{path}.ports", f"{show(list(grant.ports))} names apps, but reach has no ports; add ports to reach, or remove it")
+        for k, name in enumerate(grant.ports):
+            if port_apps and name not in port_apps:
+                yield Problem(f"{path}.ports[{k}]", f"{name} is not an app with ports (of {', '.join(sorted(port_apps))}); name one of those")
         for k, value in enumerate(grant.reach):
             if value in grant.reach[:k]:
                 yield Problem(f"{path}.reach[{k}]", f"{value} is listed twice")

@@ -62,6 +62,9 @@ class RemoteGrant(Model):
     group: str = Field(min_length=1)
     members: tuple[Annotated[str, _pattern(_LOGIN, "alice@example.org", "tailnet login (with an @)")], ...] = Field(min_length=1)
     reach: tuple[Reach, ...] = Field(min_length=1)
+    # With reach: ports, the apps with ports this group reaches, by name: each is its own grant (the broker that drives
+    # the house is not given with the game server), and each port only over its own protocol.
+    ports: tuple[str, ...] = ()
 
 
 class RemoteAccess(Model):

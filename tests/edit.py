@@ -128,7 +128,10 @@ def write_stack(tmp: Path, doc: dict[str, Any], stack: str = "test") -> Path:
 # What names the registry's own Grafana and Headlamp apps: a test that replaces iluvatar:apps drops these with them.
 NAMES_REGISTRY_APPS = ("iluvatar:monitoring", "iluvatar:alertReceiverSecret", "iluvatar:identity.headlamp")
 # What is an Argo CD Application or lives in GitOps's folders: a test that drops iluvatar:gitops drops these with it.
-GOES_WITH_GITOPS = ("iluvatar:gitops", *NAMES_REGISTRY_APPS, "iluvatar:apps[0].backup", "iluvatar:apps[1].backup")
+# The homelab's apps with a backup (home-assistant, jellyfin, minecraft, mosquitto): a test that drops the backup
+# target or GitOps drops these with it.
+APP_BACKUPS = tuple(f"iluvatar:apps[{i}].backup" for i in (0, 1, 5, 6))
+GOES_WITH_GITOPS = ("iluvatar:gitops", *NAMES_REGISTRY_APPS, *APP_BACKUPS)
 
 
 def present(config: dict[str, Any], path: str) -> bool:

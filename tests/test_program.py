@@ -94,7 +94,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # mosquitto's LoadBalancer Service and CiliumNetworkPolicy each.
     # #54 then seven more: each listener's NetworkPolicy on the Ainur (the identity namespace's default deny, Dex's, the
     # front door's; netboot's default deny, the Git mirror's) and on Arda (CoreDNS's, cloudflared's).
-    assert len(sim.registrations) == 344
+    # #56's fixes then eight: a pool of its own for each raw-port app's address (minecraft's, mosquitto's), and the
+    # broker's claim and the Minecraft world's archives backed up (each its restic Secret, its password, its drill).
+    assert len(sim.registrations) == 352
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------
@@ -129,6 +131,8 @@ def test_machine_secrets_are_protected_secret_and_upgrade_proof(homelab: Simulat
         "data-backup-age-identity",
         "data-backup-home-assistant-home-assistant-config-restic-password",
         "data-backup-jellyfin-jellyfin-config-restic-password",
+        "data-backup-minecraft-backups-minecraft-0-restic-password",
+        "data-backup-mosquitto-mosquitto-data-restic-password",
         "data-secrets-blog-database_password",
         "data-secrets-jellyfin-api_key",
         "edge-certificates-ca-cert",

@@ -78,7 +78,8 @@ def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dic
     Cilium enforces both kinds together: a pod selected by either is isolated in that direction, and what any of them
     allows is allowed (docs.cilium.io, Network Policy, "Layer 3 examples"), as Kubernetes' own policies add up; so one
     NetworkPolicy per CiliumNetworkPolicy keeps the sum. Its `endpointSelector` becomes the podSelector, `fromEndpoints`
-    pod selectors (the policy's namespace, as Cilium scopes them), `fromCIDR` ipBlocks, and the `host` and `remote-node`
+    pod selectors (the policy's namespace, as Cilium scopes them, or the one its `k8s:io.kubernetes.pod.namespace` label
+    names), `fromCIDR` ipBlocks, and the `host` and `remote-node`
     entities the machines' own addresses (`node_addresses`, each a /32): the analyzer then shows a host-network pod's
     writes as coming from its machine's address, as the pod receives them. Anything else (egress, other entities, L7
     rules, CIDR sets, `matchExpressions`) is refused naming it, not approximated.
@@ -95,20 +96,19 @@ def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dic
         if entities := set(rule.get("fromEntities") or []) - NODE_ENTITIES:
             raise NetpolCheckError(f"{where}: the entities {sorted(entities)} are not translated for netpol-analyzer (only host and remote-node)")
         endpoints = rule.get("fromEndpoints") or []
-        if scoped := sorted(
-            {k for e in endpoints for k in e.get("matchLabels") or {} if "io.kubernetes.pod.namespace" in k or k.startswith("io.cilium")}
-        ):
-            raise NetpolCheckError(
-                f"{where}: fromEndpoints selecting by {scoped} (another namespace, Cilium's own labels) is not translated for netpol-analyzer"
-            )
-        peers: list[dict[str, Any]] = [{"podSelector": e} for e in endpoints]
+        if scoped := sorted({k for e in endpoints for k in e.get("matchLabels") or {} if k.removeprefix("k8s:").startswith("io.cilium")}):
+            raise NetpolCheckError(f"{where}: fromEndpoints selecting by {scoped} (Cilium's own labels) is not translated for netpol-analyzer")
+        if unknown_keys := sorted({k for e in endpoints for k in e if k != "matchLabels"}):
+            raise NetpolCheckError(f"{where}: fromEndpoints selecting by {unknown_keys} is not translated for netpol-analyzer")
+        peers: list[dict[str, Any]] = [_endpoint_peer(e) for e in endpoints]
         peers += [{"ipBlock": {"cidr": c}} for c in rule.get("fromCIDR") or []]
         peers += nodes if rule.get("fromEntities") else []
         ports = []
         for to in rule.get("toPorts") or []:
             if set(to) - {"ports"}:
                 raise NetpolCheckError(f"{where}: toPorts {sorted(set(to) - {'ports'})} (L7 rules) are not translated for netpol-analyzer")
-            ports += [{"port": int(p["port"]), "protocol": p.get("protocol", "TCP")} for p in to["ports"]]
+            # A port is a number or the name a pod's container gives it, as in a NetworkPolicy.
+            ports += [{"port": _port(p["port"]), "protocol": p.get("protocol", "TCP")} for p in to["ports"]]
         rules.append({"from": peers, **({"ports": ports} if ports else {})})
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -148,6 +148,27 @@ def through_nodes(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> d
     if not rules:
         return dict(policy)
     return {**policy, "spec": {**spec, "ingress": rules}}
+# The label Cilium gives an endpoint for its pod's namespace (with or without its source prefix), and the label the API
+# server gives every Namespace for its name (the NetworkPolicy way of naming one).
+_CILIUM_NAMESPACE = ("k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace")
+_NAMESPACE_NAME = "kubernetes.io/metadata.name"
+
+
+def _endpoint_peer(selector: Mapping[str, Any]) -> dict[str, Any]:
+    """A `fromEndpoints` selector as a NetworkPolicy peer: without a namespace label, pods of the policy's own namespace
+    (as Cilium scopes them); with one, the pods of that namespace, named by its `kubernetes.io/metadata.name`."""
+    labels = dict(selector.get("matchLabels") or {})
+    namespaces = {labels.pop(k) for k in _CILIUM_NAMESPACE if k in labels}
+    if len(namespaces) > 1:
+        raise NetpolCheckError(f"fromEndpoints selecting two namespaces at once ({sorted(namespaces)}) selects nothing")
+    pods = {"podSelector": {"matchLabels": {k.removeprefix("k8s:"): v for k, v in labels.items()}} if labels else {}}
+    if not namespaces:
+        return pods
+    return {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: namespaces.pop()}}, **pods}
+
+
+def _port(port: str | int) -> int | str:
+    return int(port) if str(port).isdigit() else str(port)
 
 
 # Every IPv4 address outside the cluster's pods, as the analyzer names the block (0.0.0.0/0).

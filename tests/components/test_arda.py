@@ -81,6 +81,8 @@ def test_graph_and_parents(homelab: Simulation) -> None:
         "arda-cilium-gate-crds",
         "arda-cilium-l2-policy",
         "arda-cilium-lb-pool",
+        "arda-cilium-lb-pool-iluvatar-lan-minecraft-lan",
+        "arda-cilium-lb-pool-iluvatar-lan-mosquitto-lan",
         "arda-cilium-release",
     ]
     assert regs["arda-coredns"].type == "iluvatar:arda:CoreDNS"
@@ -221,7 +223,9 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # mosquitto's Service and policy, the gate before the policies).
     # Every listener's NetworkPolicy (plans.netpol): the Ainur's identity namespace 3 (its default deny, Dex's, the front
     # door's), netboot's default deny and the Git mirror's, CoreDNS's and cloudflared's on Arda: 7 more.
-    assert checked == 288
+    # Each raw-port app's own address pool (2) and the broker's and the Minecraft world's backups (their restic
+    # Secret, password and drill: 6): 8 more.
+    assert checked == 296
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -328,6 +332,8 @@ def test_machine_secrets_are_protected_and_survive_upgrades(homelab: Simulation)
             "data-secrets-jellyfin-api_key",
             "data-secrets-blog-database_password",
             "data-backup-jellyfin-jellyfin-config-restic-password",
+            "data-backup-minecraft-backups-minecraft-0-restic-password",
+            "data-backup-mosquitto-mosquitto-data-restic-password",
             "data-backup-age-identity",
             "data-backup-home-assistant-home-assistant-config-restic-password",
             "edge-certificates-ca-key",
@@ -485,7 +491,8 @@ def test_cilium_release_and_pool(homelab: Simulation) -> None:
     release = regs["arda-cilium-release"].inputs
     assert (release["chart"], release["version"], release["namespace"]) == ("cilium", "1.18.4", "kube-system")
     assert release["repositoryOpts"] == {"repo": "https://helm.cilium.io"}
-    assert regs["arda-cilium-lb-pool"].inputs["spec"] == {"blocks": [{"start": "192.168.0.220", "stop": "192.168.0.239"}]}
+    # But the raw-port apps' own addresses, each a pool for its own Service (plans.cilium.app_pools).
+    assert regs["arda-cilium-lb-pool"].inputs["spec"] == {"blocks": [{"start": "192.168.0.222", "stop": "192.168.0.239"}]}
 
 
 def test_a_pi5_worker_gets_the_rpi5_overlay_and_is_flashed(tmp_path: Path) -> None:

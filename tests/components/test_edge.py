@@ -56,6 +56,10 @@ def test_graph(homelab: Simulation) -> None:
     ]
     assert regs["edge-ports-service-mosquitto-lan"].inputs["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "192.168.0.221"}
     assert regs["edge-ports-gate-cilium"].urn in regs["edge-ports-ciliumnetworkpolicy-selfhosted-minecraft-lan"].dependencies
+    # The address is announced once its Service exists: each Service waits for its own policy, so no moment leaves the
+    # pods open to any source.
+    for namespace, app in (("selfhosted", "minecraft"), ("home-automation", "mosquitto")):
+        assert regs[f"edge-ports-ciliumnetworkpolicy-{namespace}-{app}-lan"].urn in regs[f"edge-ports-service-{app}-lan"].dependencies
     assert _names(homelab, "edge-cloudflare") == [
         "edge-cloudflare-cloudflared-token",
         "edge-cloudflare-deployment-cloudflared",

@@ -43,7 +43,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 253 files",
+        f"rendered stack homelab to {out}: 259 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +53,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 253 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 259 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -113,6 +113,9 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             ],
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
+            # Each raw-port app's address in a pool of its own, for its Service alone (plans.cilium.app_pools).
+            "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan-minecraft-lan.yaml",
+            "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan-mosquitto-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
             # Arda's CoreDNS (plans.coredns): Talos's own objects, Talos's turned off.
             "kubernetes/arda/_cluster/ClusterRole-system:coredns.yaml",
@@ -169,6 +172,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/volsync-system/HelmRelease-volsync.yaml",
             "kubernetes/arda/home-automation/Secret-home-assistant-config-restic.yaml",
             "kubernetes/arda/media/Secret-jellyfin-config-restic.yaml",
+            "kubernetes/arda/home-automation/Secret-mosquitto-data-restic.yaml",
+            "kubernetes/arda/selfhosted/Secret-backups-minecraft-0-restic.yaml",
             "kubernetes/arda/argocd/Application-snapshot-controller.yaml",
             "kubernetes/arda/argocd/Application-snapshot-crds.yaml",
             # Monitoring (components.monitoring): kube-prometheus as a platform Application, the control plane's
@@ -218,6 +223,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/_cluster/StorageClass-drill-scratch-ceph-block.yaml",
             "kubernetes/arda/home-automation/CronJob-drill-home-assistant-config.yaml",
             "kubernetes/arda/media/CronJob-drill-jellyfin-config.yaml",
+            "kubernetes/arda/home-automation/CronJob-drill-mosquitto-data.yaml",
+            "kubernetes/arda/selfhosted/CronJob-drill-backups-minecraft-0.yaml",
             "kubernetes/arda/_cluster/Namespace-backup-drill.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-arda.yaml",
             "kubernetes/arda/backup-drill/CronJob-drill-etcd-ainur.yaml",
@@ -294,7 +301,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # the CiliumNetworkPolicy: 6.)
     # (#55: the KMS, its component, random provider and key, its certificate's three, its eight objects: 14.)
     # (#54: each listener's NetworkPolicy, the Ainur's identity namespace 3, netboot 2, CoreDNS and cloudflared: 7.)
-    assert counts.splitlines()[-1] == "  total: 344"
+    # (#56's fixes: each raw-port app's own pool 2; the broker's claim and the Minecraft world's archives backed up, each
+    # its restic Secret, password and drill: 6.)
+    assert counts.splitlines()[-1] == "  total: 352"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -308,7 +317,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 344
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 352
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

@@ -30,7 +30,7 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
     out = tmp_path / "gitops"
     result = run("scaffold", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 31 files written, 0 kept as they were"
+    assert result.stdout.strip() == f"scaffolded the GitOps repository of Pulumi.homelab.yaml in {out}: 37 files written, 0 kept as they were"
     # No folder for Grafana or Headlamp: their platform Applications deploy them (an ApplicationSet would add a second).
     assert not (out / "kubernetes/apps/monitoring/grafana").exists() and not (out / "kubernetes/apps/system/headlamp").exists()
     # One example app per app of the stack's registry (home-assistant, jellyfin, blog, and the raw-port apps minecraft
@@ -52,8 +52,14 @@ def test_the_homelab_layout(tmp_path: Path) -> None:
         for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"), ("selfhosted", "blog"))
     ]
     backups = [
-        f"kubernetes/apps/{c}/{a}/{a}-config-{what}.yaml"
-        for c, a in (("home-automation", "home-assistant"), ("media", "jellyfin"))
+        f"kubernetes/apps/{c}/{a}/{claim}-{what}.yaml"
+        for c, a, claim in (
+            ("home-automation", "home-assistant", "home-assistant-config"),
+            ("media", "jellyfin", "jellyfin-config"),
+            # The broker's state, and the Minecraft world's archives (the claim of the StatefulSet's `backups` template).
+            ("home-automation", "mosquitto", "mosquitto-data"),
+            ("selfhosted", "minecraft", "backups-minecraft-0"),
+        )
         for what in ("backup", "pvc", "restore")
     ]
     assert tree(out) == sorted(

@@ -4,7 +4,11 @@ address, in the network-namespace lab (tests.netns.lan).
 
 What cannot run here is Cilium: its L2 announcement of the Service's address and its eBPF forwarding to the pod. A
 namespace holding the app's address (`Lan.host`, which answers ARP for it as Cilium's announcing node does) stands in
-for both, with a server on each port of the rendered Service (`plans.ports.service`), protocol as rendered.
+for both, with a server on each port's `targetPort` of the rendered Service (`plans.ports.service`), protocol as
+rendered, and nftables doing what Cilium v1.18.4's load balancer does for a packet from outside (`LB_RULES`): drop a
+source outside the Service's `loadBalancerSourceRanges` (bpf/lib/nodeport.h:2610, nodeport_svc_lb4), then translate
+the Service's port to the backend's (lb4_local's DNAT, bpf/lib/lb.h). The client connects to `port`: one app here has
+a `targetPort` apart from it, so a translation the Service gets wrong fails the test.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from plans import edge, ports
-from stacks import load_stack_file
+from stacks import StackConfig, load_stack_file
+from stacks.model import App
 from tests.edit import HOMELAB
 from tests.netns.lan import Lan, in_ns, lan, require_root
 from tests.tools import require
@@ -60,6 +66,30 @@ else:
 """
 
 
+# Cilium's load balancer at the app's address, for packets from outside: the source check, then the port translation.
+LB_RULES = """table ip cilium_lb {{
+  chain source {{ type filter hook prerouting priority -150; policy accept; ip daddr {address} ip saddr != {{ {ranges} }} drop; }}
+  chain translate {{ type nat hook prerouting priority -100; policy accept; {translations} }}
+}}
+"""
+
+
+def _lb_rules(service: dict[str, Any]) -> str:
+    address = service["metadata"]["annotations"][ports.LBIPAM_ANNOTATION]
+    translations = " ".join(
+        f"ip daddr {address} {p['protocol'].lower()} dport {p['port']} redirect to :{p['targetPort']};" for p in service["spec"]["ports"]
+    )
+    return LB_RULES.format(address=address, ranges=", ".join(service["spec"]["loadBalancerSourceRanges"]), translations=translations)
+
+
+def _apps(stack: StackConfig) -> list[App]:
+    """The homelab's raw-port apps, Minecraft's Java port served by its container on another port (25566)."""
+    apps = ports.apps(stack)
+    minecraft = next(a for a in apps if a.name == "minecraft")
+    moved = tuple(p.model_copy(update={"target_port": 25566}) if p.port == 25565 else p for p in minecraft.ports)
+    return [a.model_copy(update={"ports": moved}) if a is minecraft else a for a in apps]
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
     stack = load_stack_file(HOMELAB)
@@ -72,10 +102,13 @@ def test_a_lan_client_reaches_each_raw_port_by_the_apps_name(net: Lan) -> None:
     client = net.host("cl", CLIENT)
     servers: list[subprocess.Popen[str]] = []
     try:
-        for app in ports.apps(net.stack):
-            service = ports.service(app)
+        for app in _apps(net.stack):
+            service = ports.service(net.stack, app)
             ns = net.host(app.name[:4], service["metadata"]["annotations"][ports.LBIPAM_ANNOTATION])
-            served = [f"{p['targetPort']}/{p['protocol']}" for p in service["spec"]["ports"]]
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=_lb_rules(service), text=True, check=True, timeout=30)
+            # The pod listens on its container's ports, as the app declares them (not as the Service renders them).
+            listening = {p.port_name: p.target_port if p.target_port is not None else p.port for p in app.ports}
+            served = [f"{listening[p['name']]}/{p['protocol']}" for p in service["spec"]["ports"]]
             server = subprocess.Popen(
                 ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *served], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
@@ -86,7 +119,7 @@ def test_a_lan_client_reaches_each_raw_port_by_the_apps_name(net: Lan) -> None:
             assert found == str(app.address), app.host
             for p in service["spec"]["ports"]:
                 answer = in_ns(client, sys.executable, "-c", CLIENT_CODE, found, str(p["port"]), p["protocol"]).stdout.strip()
-                assert answer == f"{p['targetPort']}/{p['protocol'].lower()}:hello", (app.name, p)
+                assert answer == f"{listening[p['name']]}/{p['protocol'].lower()}:hello", (app.name, p)
     finally:
         for server in servers:
             server.kill()

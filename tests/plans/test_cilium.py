@@ -63,14 +63,14 @@ def test_the_crd_check_can_fail() -> None:
 def test_custom_resources_validate_against_their_crds() -> None:
     for path in (HOMELAB, RK1):
         stack = load_stack_file(path)
-        for manifest in (cilium.load_balancer_pool(stack), cilium.l2_announcement_policy(stack)):
+        for manifest in (cilium.load_balancer_pool(stack), cilium.l2_announcement_policy(stack), *cilium.app_pools(stack)):
             assert crd_errors(manifest, stack.arda.cilium.version) == [], manifest
 
 
 def test_custom_resources_pass_kubeconform_at_the_chart_version() -> None:
     for path in (HOMELAB, RK1):
         stack = load_stack_file(path)
-        resources = [cilium.load_balancer_pool(stack), cilium.l2_announcement_policy(stack)]
+        resources = [cilium.load_balancer_pool(stack), cilium.l2_announcement_policy(stack), *cilium.app_pools(stack)]
         assert upstream.kubeconform(resources, stack.arda.kubernetes_version, crds=[("cilium", stack.arda.cilium.version)]) == []
 
 
@@ -88,7 +88,7 @@ def test_kubeconform_rejects_a_broken_custom_resource() -> None:
 
 def test_pool_is_the_stacks_load_balancer_pool() -> None:
     pool = cilium.load_balancer_pool(load_stack_file(HOMELAB))
-    assert pool["spec"]["blocks"] == [{"start": "192.168.0.220", "stop": "192.168.0.239"}]
+    assert pool["spec"]["blocks"] == [{"start": "192.168.0.222", "stop": "192.168.0.239"}]  # but the apps' own (app_pools)
 
 
 # --- values against the chart's values schema

@@ -76,5 +76,23 @@ def test_load_balancer_pool_exactly() -> None:
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumLoadBalancerIPPool",
         "metadata": {"name": "iluvatar-lan"},
-        "spec": {"blocks": [{"start": "192.168.0.220", "stop": "192.168.0.239"}]},
+        # .220 and .221 are the homelab's Minecraft server's and MQTT broker's, in pools of their own (app_pools).
+        "spec": {"blocks": [{"start": "192.168.0.222", "stop": "192.168.0.239"}]},
     }
+
+
+def test_each_raw_port_apps_address_is_a_pool_for_its_own_service_alone() -> None:
+    """No other LoadBalancer Service, whatever it asks, gets an app's address: the general pool leaves it out, and its
+    own pool selects the app's Service by namespace and name."""
+    assert cilium.app_pools(load_stack_file(HOMELAB)) == [
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {"name": f"iluvatar-lan-{app}-lan"},
+            "spec": {
+                "blocks": [{"start": ip, "stop": ip}],
+                "serviceSelector": {"matchLabels": {"io.kubernetes.service.namespace": namespace, "io.kubernetes.service.name": f"{app}-lan"}},
+            },
+        }
+        for ip, namespace, app in (("192.168.0.220", "selfhosted", "minecraft"), ("192.168.0.221", "home-automation", "mosquitto"))
+    ]

@@ -34,6 +34,8 @@ def test_each_backup_of_the_homelab_has_its_drill() -> None:
     assert [(c["metadata"]["namespace"], c["metadata"]["name"]) for c in drill.cronjobs(stack)] == [
         ("home-automation", "drill-home-assistant-config"),
         ("media", "drill-jellyfin-config"),
+        ("selfhosted", "drill-backups-minecraft-0"),
+        ("home-automation", "drill-mosquitto-data"),
         ("backup-drill", "drill-etcd-arda"),
         ("backup-drill", "drill-etcd-ainur"),
     ]
@@ -75,7 +77,12 @@ def test_an_nfs_target_is_mounted_where_the_repository_says_and_has_no_etcd_dril
     raw["iluvatar:backup"] = {**raw["iluvatar:backup"], "target": "nfs://192.168.0.40/volume1/backups"}
     stack = parse_stack(raw, frozenset(k for k in sf.secret_keys if not k.startswith("iluvatar:backupS3")))
     jobs = drill.cronjobs(stack)
-    assert [j["metadata"]["name"] for j in jobs] == ["drill-home-assistant-config", "drill-jellyfin-config"], "k3s keeps the Ainur's on the Pis"
+    assert [j["metadata"]["name"] for j in jobs] == [
+        "drill-home-assistant-config",
+        "drill-jellyfin-config",
+        "drill-backups-minecraft-0",
+        "drill-mosquitto-data",
+    ], "k3s keeps the Ainur's on the Pis"
     pod = jobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["volumes"][-1] == {"name": "target", "nfs": {"server": "192.168.0.40", "path": "/volume1/backups"}}
     # Read-only, and as VolSync's mover runs (root), whose files are root's and owner-only, with only the privileged
@@ -139,6 +146,8 @@ def test_each_drill_reads_its_own_backups_schedule_and_bound_in_utc() -> None:
     assert bounds == {
         "drill-home-assistant-config": ("0 3 * * *", "172800", "UTC"),
         "drill-jellyfin-config": ("30 3 * * *", "172800", "UTC"),
+        "drill-backups-minecraft-0": ("45 3 * * *", "172800", "UTC"),
+        "drill-mosquitto-data": ("15 3 * * *", "172800", "UTC"),
         "drill-etcd-arda": ("0 */6 * * *", "43200", "UTC"),
         "drill-etcd-ainur": ("0 */6 * * *", "43200", "UTC"),
     }

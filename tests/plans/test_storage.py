@@ -20,7 +20,7 @@ import yaml
 from plans import backup, k3s, local_volumes, storage, talos
 from stacks import StackConfig, load_stack_file
 from stacks.storage import Deployed
-from tests.edit import GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
+from tests.edit import APP_BACKUPS, GOES_WITH_GITOPS, HOMELAB, RK1, edit, homelab_doc, write_stack
 from tools import upstream
 
 ROOK = ("rook", storage.ROOK_VERSION)
@@ -36,8 +36,7 @@ def _variant(
     # Without backups (plans.backup): a variant's classes or GitOps may not carry the apps' Snapshot copies, and
     # the snapshot Applications would blur what each storage case pins (the homelab's own are pinned above).
     backups = [
-        "iluvatar:apps[0].backup",
-        "iluvatar:apps[1].backup",
+        *APP_BACKUPS,
         "iluvatar:backup",
         "iluvatar:backupS3AccessKeyId",
         "iluvatar:backupS3SecretAccessKey",

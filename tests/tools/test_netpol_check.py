@@ -54,6 +54,8 @@ ARDA_WORKLOADS = frozenset(
         "backup-drill/drill-etcd-arda[CronJob]",
         "etcd-backup/talos-backup[CronJob]",
         "home-automation/drill-home-assistant-config[CronJob]",
+        "home-automation/drill-mosquitto-data[CronJob]",
+        "selfhosted/drill-backups-minecraft-0[CronJob]",
         "kube-system/coredns[Deployment]",
         "media/drill-jellyfin-config[CronJob]",
         "monitoring/alertmanager-main[StatefulSet]",
@@ -122,6 +124,8 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     "backup-drill/drill-etcd-arda[CronJob]": {ALL: EVERY},
     "etcd-backup/talos-backup[CronJob]": {ALL: EVERY},
     "home-automation/drill-home-assistant-config[CronJob]": {ALL: EVERY},
+    "home-automation/drill-mosquitto-data[CronJob]": {ALL: EVERY},
+    "selfhosted/drill-backups-minecraft-0[CronJob]": {ALL: EVERY},
     "media/drill-jellyfin-config[CronJob]": {ALL: EVERY},
     # The cluster's DNS: 53 (UDP and TCP) from everyone, the host-network pods and the machines included; its metrics
     # (9153) from Prometheus alone (plans.coredns.network_policy). The analyzer groups Prometheus's row apart.
@@ -412,9 +416,10 @@ def test_a_cilium_policy_counts_with_the_machines_addresses_for_the_host_entitie
     [
         ({"fromEntities": ["world"]}, "the entities ['world'] are not translated"),
         (
-            {"fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "networking"}}]},
-            "fromEndpoints selecting by ['k8s:io.kubernetes.pod.namespace']",
+            {"fromEndpoints": [{"matchLabels": {"k8s:io.cilium.k8s.policy.serviceaccount": "prometheus"}}]},
+            "fromEndpoints selecting by ['k8s:io.cilium.k8s.policy.serviceaccount']",
         ),
+        ({"fromEndpoints": [{"matchExpressions": [{"key": "a", "operator": "Exists"}]}]}, "fromEndpoints selecting by ['matchExpressions']"),
         ({"fromFQDNs": [{"matchName": "example.com"}]}, "['fromFQDNs'] is not translated"),
     ],
 )
