@@ -624,9 +624,9 @@ def _answers(api: TalosAPI, ip: str, ctx: ssl.SSLContext, server_hostname: str) 
 
 def test_a_control_planes_api_server_certificate_carries_the_names_talos_gives_it() -> None:
     """Talos's KubernetesCertSANsController (secrets/kubernetes_cert_sans.go:118-143 at v1.13.0): the cluster endpoint's host
-    first of all (the VIP clients reach the API by, which the upgrader checks each API server's certificate for), the in-cluster
-    names, the hostname, the kubernetes Service's IP, the node's addresses and 127.0.0.1. Before, the endpoint was missing and a
-    check for the VIP failed against every control plane."""
+    (the VIP clients reach the API by, which the upgrader checks each API server's certificate for), the in-cluster names, the
+    hostname, the kubernetes Service's IP, the node's addresses and 127.0.0.1, sorted (line 143), so the endpoint is among them,
+    not first. Before, the endpoint was missing and a check for the VIP failed against every control plane."""
     ips, vip = addresses(1), "10.20.0.5"
     with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], endpoint=f"https://{vip}:6443")) as api:
         answer, peer = _answers(api, ips[0], _kube_api_context(api, "valinor-1"), server_hostname=vip)
