@@ -27,7 +27,7 @@ from stacks import day2, load_stack_file, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
 from tests import runbook
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, homelab_doc, without, write_stack
 from tests.sims import simulated
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,6 +413,23 @@ def test_the_bring_up_names_the_commands_the_engine_runs_first_on_a_pi_in_the_pl
     # The engine's first command on any Pi: the one no other Pi command comes before.
     first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
     assert first == [f"ainur-{stack.by_role('valar')[0].name}-{named[0]}"]
+
+
+def test_the_bring_up_says_a_pi_without_sign_in_has_no_oidc_step_and_the_graph_agrees(tmp_path: Path) -> None:
+    """The page's first step says that without `identity` there is no `-oidc` step: the homelab without sign-in has
+    none, and the engine's first command on a Pi is the first valar's `-join`."""
+    item = _first_step_of_up()
+    assert "(without `identity`, and on a maia, there is no such step)" in item, item
+    doc = homelab_doc()
+    doc["config"] = without(doc["config"], ("iluvatar:identity", "iluvatar:identityConnectorSecret"))
+    path = write_stack(tmp_path, doc, "homelab")
+    stack = load_stack_file(path)
+    assert stack.identity is None
+    graph = Graph.of(simulated(path))
+    remote = [r for r in graph.order() if r.type == "command:remote:Command"]
+    assert not [r.name for r in remote if r.name.endswith("-oidc")]
+    first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
+    assert first == [f"ainur-{stack.by_role('valar')[0].name}-join"]
 
 
 # The condition docs/bring-up.md gives for a killed run's steps being over: the running children of its providers.
