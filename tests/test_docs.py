@@ -340,19 +340,23 @@ def test_the_stopped_release_recovery_reads_the_state_as_the_engine_writes_it(tm
     lines = _recovery_lines()
     assert len(lines) == 1, lines  # a stopped install's release: `iluvatar recover` reads the state (tests/kube/test_stopped_release.py)
     (kubeconfig,) = lines
-    assert kubeconfig.endswith("> arda.kubeconfig"), kubeconfig
+    assert kubeconfig.endswith("> arda.kubeconfig)"), kubeconfig
 
     def run(line: str, export: str) -> str:
         (tmp_path / "export.json").write_text(export)
         # The same pipeline, the export read from a file instead of the engine (`pulumi` is not installed here).
         pipeline = line.replace("pulumi stack export --show-secrets", "cat export.json").replace("pulumi stack export", "cat export.json")
-        done = subprocess.run(["sh", "-c", pipeline.replace("<release>", "cert-manager")], cwd=tmp_path, capture_output=True, text=True, check=False)
+        # Under the usual umask: the line itself keeps the file to its owner.
+        done = subprocess.run(
+            ["sh", "-c", "umask 022; " + pipeline.replace("<release>", "cert-manager")], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    # The kubeconfig written is the kubeconfig, not the secret's envelope.
+    # The kubeconfig written is the kubeconfig, not the secret's envelope; a cluster-admin key, readable by its owner alone.
     run(kubeconfig, _exported({}))
     assert (tmp_path / "arda.kubeconfig").read_text() == KUBECONFIG + "\n"
+    assert (tmp_path / "arda.kubeconfig").stat().st_mode & 0o777 == 0o600
 
 
 def test_the_plan_names_each_helm_release_as_helm_knows_it(tmp_path: Path) -> None:
