@@ -458,7 +458,9 @@ func drainEnded(ctx context.Context, err error) error {
 	}
 
 	entries := []error{err}
-	if agg, ok := err.(utilerrors.Aggregate); ok {
+
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
 		entries = agg.Errors()
 	}
 
