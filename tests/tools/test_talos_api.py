@@ -656,6 +656,21 @@ def test_a_power_cycle_leaves_no_port_of_the_boot_before_bound() -> None:
         assert "address already in use" not in (api.dir / "talos-api.log").read_text()
 
 
+def test_a_boot_ended_before_its_api_server_served_leaves_its_port_free() -> None:
+    """stopAPIServer closes the boot's listener itself. http.Server.Close closes only the listeners Serve has tracked, and Serve
+    tracks its listener in its own goroutine (Go 1.26 net/http/server.go:3411-3417): a boot that ended before that goroutine ran
+    left the listener to it, so a boot back at once found the port bound. The test hook apiServerServeHeld holds the first
+    boot's serve goroutine until the next boot has tried to listen: that order, every time. Before, the second boot logged
+    "bind: address already in use" and had no API server."""
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW, apiServerServeHeld=True)])) as api:
+        before = api.state()["valinor-1"]["bootId"]
+        api.crash("valinor-1", down_ms=0)
+        _until(api, "valinor-1", lambda s: s["up"] and s["bootId"] != before, "the boot after the power cycle")
+        assert _answers(api, ips[0], _kube_api_context(api, "valinor-1"), ips[0])[0] == "HTTP/1.1 200 OK ok"
+        assert "address already in use" not in (api.dir / "talos-api.log").read_text()
+
+
 # --- The Node a kubelet registers, and Talos's labels and taints on it (tools/talos-api/noderegister.go) --------------
 
 
