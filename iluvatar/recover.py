@@ -740,9 +740,9 @@ NEXT = """\
 next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the message names; once that run is gone,
 `pulumi cancel` (the killed run's lock), then `pulumi up`.
 Its providers keep running, idle, after the steps they ran end; end none while a step of it runs. A local command step
-runs as a child of its provider (`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` lists them), a Pi's SSH step
-inside pulumi-command over its connection (`ss -tnp state established '( dport = :22 )' | grep pulumi-resource`), a Helm
-step inside pulumi-resource-kubernetes (this command waited for those): once both lines print nothing, they can be ended."""
+runs as a child of its provider (`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` lists them); a Pi's SSH step runs
+on the Pi and shows only there (`ps -ef --forest`); a Helm step runs inside pulumi-resource-kubernetes (this command
+waited for those). Once none is left, the providers can be ended."""
 
 
 __all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "pending_ops", "recover", "run", "settle"]

@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import types
@@ -465,40 +464,3 @@ def test_the_steps_left_line_lists_a_providers_running_step_and_not_its_own_wrap
         running.wait()
         if step is not None:
             os.kill(step, signal.SIGKILL)
-
-
-def _ssh_steps_line() -> str:
-    """The line docs/bring-up.md gives for a Pi's SSH steps, which run inside pulumi-resource-command with no child process."""
-    found: set[str] = {m for p in ("docs/bring-up.md", "docs/troubleshooting.md") for m in re.findall(r"`(ss -tnp [^`]*)`", (ROOT / p).read_text())}
-    assert len(found) == 1, found
-    (line,) = found
-    assert f"`{line}`" in recover.NEXT
-    return line
-
-
-def test_the_ssh_steps_line_lists_a_providers_own_ssh_connection(tmp_path: Path) -> None:
-    """A remote step runs inside the provider over its own SSH connection (pulumi-command's in-process client): the pgrep
-    line, which lists children, cannot see it; this one lists the provider's established connection to port 22 while it
-    is open, and not once it has closed. Before, the docs gave the pgrep line alone and said the providers could then be
-    ended, cutting a Pi's step mid-way."""
-    line = _ssh_steps_line()
-    address = "127.77.22.1"
-    with socket.create_server((address, 22)) as server:
-        provider = tmp_path / "pulumi-resource-command"  # a provider process by name, holding a connection of its own
-        shutil.copy(shutil.which("bash") or "/bin/bash", provider)
-        script = f"exec 3<>/dev/tcp/{address}/22; echo connected; read -r _"  # `read`, a builtin: no child shares the socket
-        running = subprocess.Popen([str(provider), "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert running.stdout is not None
-            assert running.stdout.readline() == "connected\n"
-            accepted, _ = server.accept()
-            listed = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
-            mine = [row for row in listed.stdout.splitlines() if f"{address}:22" in row]
-            assert len(mine) == 1, listed.stdout
-            assert f'users:(("pulumi-resource",pid={running.pid},' in mine[0]
-        finally:
-            running.kill()
-            running.wait()
-        accepted.close()
-        listed = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
-        assert f"{address}:22" not in listed.stdout
