@@ -64,6 +64,13 @@ HELM_TIMEOUT_SECONDS = 300
 MARGIN_SECONDS = 60
 # Helm's statuses an operation is still under way in (pkg/release/status.go:47-49 `IsPending`).
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+# And `uninstalling` (status.go:34-35), which IsPending leaves out: an uninstall under way, the killed run's delete or an
+# install's own rollback of a failure (pkg/action/install.go:506-520 `failRelease` with `atomic`), which deletes the
+# objects it installed once it is done, so no record under it may be removed before it ends.
+BUSY = (*PENDING, "uninstalling")
+# The killed run's steps on a Release that this command looks at (apitype/core.go:348-356 `OperationType`).
+OPS = ("creating", "updating", "deleting")
+STEP = {"creating": "install", "updating": "upgrade", "deleting": "uninstall"}
 POLL_SECONDS = 2.0
 EXPORT_SECONDS = 300  # `pulumi stack export`: a remote backend's answer, a passphrase's key derivation
 
@@ -89,6 +96,7 @@ class Pending:
     chart: str = ""  # the Release's `chart` input: a repository's chart name, `repo/name`, an oci:// reference or a path
     version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
     gone: str = ""  # the provider reference, when the state no longer holds that provider (kubeconfig and context empty)
+    op: str = "creating"  # the pending operation's type: creating, updating or deleting
 
     @property
     def chart_name(self) -> str:
@@ -120,7 +128,7 @@ def plain(value: Any, where: str) -> Any:
                 return plain(json.loads(value["plaintext"]), where)
             raise RecoverError(
                 f"{where} is an encrypted secret in this export: export the state with `pulumi stack export --show-secrets` "
-                "(or let `iluvatar recover` run it, without --state)"
+                "(or let `iluvatar recover STACK` run it, without --state)"
             )
         return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
@@ -157,9 +165,17 @@ def _provider(deployment: Mapping[str, Any], reference: str, urn: str) -> dict[s
 def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
     """The releases the state holds, by their provider's URN and `namespace/name` (pulumi-kubernetes's id:
     provider/pkg/provider/util.go:113) -> URN. The provider is part of the key: the same `namespace/name` on two
-    clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster)."""
+    clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster).
+
+    A resource the state keeps only to delete it (`delete: true`, the old half of a replacement whose new half is
+    created first) or that is to be replaced (`pendingReplacement: true`, deleted before its replacement is created:
+    pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523) is not the release's owner any more: a delete-before-
+    replace of the same name, killed during its create, is the killed install's, and is recovered.
+    """
     out: dict[Key, str] = {}
     for r in deployment.get("resources") or []:
+        if r.get("delete") or r.get("pendingReplacement"):
+            continue
         if r.get("type") == RELEASE_TYPE and r.get("id"):
             out[(str(r.get("provider") or "").rsplit("::", 1)[0], str(r["id"]))] = str(r["urn"])
     return out
@@ -167,11 +183,17 @@ def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
 
 def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
     """Every pending create of a Helm release, in the state's order."""
+    return [p for p in pending_ops(deployment) if p.op == "creating"]
+
+
+def pending_ops(deployment: Mapping[str, Any]) -> list[Pending]:
+    """Every pending create, update or delete of a Helm release, in the state's order."""
     found = []
     for op in deployment.get("pending_operations") or []:
         r = op.get("resource") or {}
-        if op.get("type") != "creating" or r.get("type") != RELEASE_TYPE:
+        if op.get("type") not in OPS or r.get("type") != RELEASE_TYPE:
             continue
+        kind = str(op["type"])
         urn = str(r.get("urn"))
         # Only what finds the records is opened: the values may hold secrets this command has no use for.
         given = r.get("inputs") or {}
@@ -184,7 +206,7 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
         if provider is None:
             # A stale pending create (the engine keeps them in every later state: pkg/backend/snapshot.go:757-766) of a
             # cluster since rebuilt or a provider since replaced: nothing of this state reaches its cluster.
-            found.append(Pending(urn, release, str(namespace), HELM_TIMEOUT_SECONDS, reference.rsplit("::", 1)[0], "", None, gone=reference))
+            found.append(Pending(urn, release, str(namespace), HELM_TIMEOUT_SECONDS, reference.rsplit("::", 1)[0], "", None, gone=reference, op=kind))
             continue
         config = plain(provider.get("inputs") or {}, f"{provider['urn']} inputs")
         kubeconfig = config.get("kubeconfig")
@@ -204,6 +226,7 @@ def pending_creates(deployment: Mapping[str, Any]) -> list[Pending]:
                 context=context if isinstance(context, str) and context else None,
                 chart=str(inputs.get("chart") or ""),
                 version=str(inputs.get("version") or ""),
+                op=kind,
             )
         )
     return found
@@ -296,12 +319,23 @@ class Kube:
             return response.status, raw.decode(errors="replace")
 
     def records(self, p: Pending) -> list[Record]:
-        """Helm's records of the release (its storage Secrets), oldest first."""
+        """Helm's records of the release (its storage Secrets), oldest first: the Secrets with Helm's labels that are also
+        of Helm's type `helm.sh/release.v1` (pkg/storage/driver/secrets.go:243-254) and named as Helm names a record of
+        this release, `sh.helm.release.v1.<release>.v<N>` (pkg/storage/storage.go:35,251-253). A Secret someone else
+        labelled `owner=helm` is not one, and is never deleted."""
         query = urllib.parse.urlencode({"labelSelector": f"owner=helm,name={p.release}"})
         status, answer = self.request("GET", f"/api/v1/namespaces/{p.namespace}/secrets?{query}")
         if status != 200:
             raise RecoverError(f"cannot list Helm's records of {p.label} at {self.server}: {_reason(status, answer)}")
-        return sorted((Record.of(s) for s in answer.get("items") or []), key=lambda r: r.version)
+        name = re.compile(rf"sh\.helm\.release\.v1\.{re.escape(p.release)}\.v[1-9][0-9]*")
+        return sorted(
+            (
+                Record.of(s)
+                for s in answer.get("items") or []
+                if s.get("type") == "helm.sh/release.v1" and name.fullmatch(str((s.get("metadata") or {}).get("name") or ""))
+            ),
+            key=lambda r: r.version,
+        )
 
     def delete(self, p: Pending, record: Record) -> bool:
         """Delete exactly the record read (uid and resourceVersion preconditions); False if it changed since."""
@@ -438,8 +472,33 @@ def _unchanged() -> None:
     pass
 
 
+def kubernetes_providers() -> list[int]:
+    """The pulumi-resource-kubernetes processes running on this machine (their pids), as /proc lists them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if Path(argv0.decode(errors="replace")).name == "pulumi-resource-kubernetes":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class NotYetError(RecoverError):
+    """No record of the release yet, while a kubernetes provider that may still write one runs."""
+
+
 def recover(
-    p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now, unchanged: Callable[[], None] = _unchanged
+    p: Pending,
+    kube: Kube,
+    dry_run: bool,
+    say: Callable[[str], None],
+    now: Now = _utc_now,
+    unchanged: Callable[[], None] = _unchanged,
+    providers: Callable[[], list[int]] = kubernetes_providers,
 ) -> list[str]:
     """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete).
     `unchanged` raises if the state moved since it was read (a live run), and is asked right before deleting."""
@@ -447,10 +506,26 @@ def recover(
     while True:
         records = kube.records(p)
         if not records:
+            # No record is not no install: the provider writes the record only after it has fetched the chart
+            # (pulumi-kubernetes helm_release.go:566-590), installed the chart's CRDs and waited up to 60 s for them
+            # (helm v3.20.2 pkg/action/install.go:185,265) and rendered it (install.go:402 writes the record). A
+            # provider still running may write it yet; one ended writes nothing more.
+            pids = providers()
+            if pids:
+                line = (
+                    f"{p.label}: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine "
+                    f"(pid {', '.join(map(str, pids))}): a killed run's install writes its record only after fetching the chart and "
+                    "installing its CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it "
+                    f"(`kill {' '.join(map(str, pids))}`: nothing it runs is left once no Helm record is pending) and run this command again"
+                )
+                if dry_run:
+                    say(f"  {p.resource_name}: Helm release {line}")
+                    return []
+                raise NotYetError(line)
             say(f"  {p.resource_name}: Helm release {p.label}: no record in the cluster, nothing to remove (the next `pulumi up` installs it)")
             return []
         latest = records[-1]
-        if latest.status in PENDING:
+        if latest.status in BUSY:
             end = deadline(p, latest)
             if end is None or now() < end:
                 until = f"until {end:%Y-%m-%d %H:%M:%S} UTC" if end else "with no end known"
@@ -483,6 +558,41 @@ def recover(
             say(f"  {p.resource_name}: Helm release {p.label}: removed Helm's record{'s' if len(names) > 1 else ''} {described}; its objects stay")
             return names
         # A record changed between the read and the delete (the provider finishing): read them again.
+
+
+def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> None:
+    """A pending update or delete of a release: wait until Helm's latest record of it is no longer pending or
+    uninstalling (the killed run's provider finishing its upgrade or uninstall; bounded as an install is, `deadline`),
+    and remove nothing: a retried upgrade or uninstall meeting one under way stops with `another operation
+    (install/upgrade/rollback) is in progress` (helm v3.20.2 pkg/action/action.go:63, errPending), and a record deleted
+    under it breaks its history."""
+    waited = False
+    while True:
+        records = kube.records(p)
+        latest = records[-1] if records else None
+        if latest is None or latest.status not in BUSY:
+            state = f"its latest record v{latest.version} is {latest.status}" if latest else "it has no record"
+            say(f"  {p.resource_name}: Helm release {p.label}: the killed run's {STEP[p.op]} ended ({state}); `pulumi up` retries it")
+            return
+        end = deadline(p, latest)
+        if end is not None and now() >= end:
+            say(
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: "
+                "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
+            )
+            return
+        until = f"until {end:%Y-%m-%d %H:%M:%S} UTC" if end else "with no end known"
+        if dry_run:
+            say(f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is {latest.status}: would wait {until} for it to end")
+            return
+        if end is None:
+            raise RecoverError(f"{p.label}: record v{latest.version} is {latest.status} and says not when it was written")
+        if not waited:
+            say(
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is {latest.status}: waiting {until} for the killed run's provider to finish it"
+            )
+            waited = True
+        time.sleep(POLL_SECONDS)
 
 
 def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
@@ -528,11 +638,13 @@ def run(args: argparse.Namespace) -> int:
 
     operations = deployment.get("pending_operations") or []
     if not operations:
-        raise RecoverError(f"{stack}: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)")
-    pending = pending_creates(deployment)
-    if not pending:
+        raise RecoverError(f"{stack}: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT}")
+    steps = pending_ops(deployment)
+    pending = [p for p in steps if p.op == "creating"]
+    settling = [p for p in steps if p.op != "creating"]
+    if not steps:
         raise RecoverError(
-            f"{stack}: the state's {len(operations)} pending operation{'s' if len(operations) != 1 else ''} hold no create of a Helm release: "
+            f"{stack}: the state's {len(operations)} pending operation{'s' if len(operations) != 1 else ''} hold no step on a Helm release: "
             "nothing to recover; `pulumi up` retries them by itself"
         )
     states = tracked(deployment)
@@ -542,12 +654,27 @@ def run(args: argparse.Namespace) -> int:
                 f"{p.urn}: the state already tracks Helm release {p.label} on the same provider as {states[p.key]}: its records are that resource's history. "
                 "A resource renamed without an alias? Add the alias (`aliases=`) instead; nothing was removed"
             )
-    others = len(operations) - len(pending)
+    others = len(operations) - len(steps)
     print(
-        f"{stack}: {len(pending)} pending create{'s' if len(pending) != 1 else ''} of a Helm release"
+        f"{stack}: "
+        + ", ".join(
+            f"{n} pending {one if n == 1 else many}"
+            for n, one, many in ((len(pending), "create", "creates"), (len(settling), "upgrade or uninstall", "upgrades or uninstalls"))
+            if n or (one == "create" and not settling)
+        )
+        + " of a Helm release"
         + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
         + (": dry run, nothing removed" if args.dry_run else "")
     )
+    for p in settling:
+        if p.gone:
+            print(f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state")
+            continue
+        try:
+            settle(p, Kube(p.kubeconfig, p.context), args.dry_run, print)
+        except KeyboardInterrupt:
+            raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    not_yet: list[str] = []
     for p in pending:
         if states.get(p.key) == p.urn:
             # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
@@ -562,8 +689,16 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))
+        except NotYetError as e:
+            print(f"  {p.resource_name}: Helm release {e}")
+            not_yet.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    if not_yet:
+        raise RecoverError(
+            f"{stack}: no record yet of {', '.join(not_yet)} while pulumi-resource-kubernetes still runs: end it as said above, "
+            "then run this command again"
+        )
     print(NEXT)
     return 0
 
@@ -593,12 +728,21 @@ def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str
     return check
 
 
+# PULUMI_SKIP_CHECKPOINTS=true (pulumi v3.259.0 sdk/go/common/env/env.go:50) or a lost last checkpoint: a killed
+# run's install left no pending create to find it by. The way out, in one line.
+NO_CHECKPOINT = (
+    "If `pulumi up` then stops with `cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no "
+    "checkpoint installed it): once `helm history NAME -n NAMESPACE` shows a single revision 1 of the chart "
+    "render/<stack>/plan.txt names for it, `kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again"
+)
+
 NEXT = """\
 next: `pulumi up`. If it says the stack is locked: `ps -p PID` on the host the message names; once that run is gone,
 `pulumi cancel` (the killed run's lock), then `pulumi up`.
-Its providers keep running, idle, after the steps they ran end: wait until none of their steps is left, until
-`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` prints nothing (a command step runs as a child of its provider; a Helm
-install runs inside pulumi-resource-kubernetes and this command waited for it)."""
+Its providers keep running, idle, after the steps they ran end; end none while a step of it runs. A local command step
+runs as a child of its provider (`pgrep -d, '^pulumi-resource' | xargs -r pgrep -a -P` lists them); a Pi's SSH step runs
+on the Pi and shows only there (`ps -ef --forest`); a Helm step runs inside pulumi-resource-kubernetes (this command
+waited for those). Once none is left, the providers can be ended."""
 
 
-__all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "recover", "run"]
+__all__ = ["Pending", "Record", "RecoverError", "deadline", "pending_creates", "pending_ops", "recover", "run", "settle"]

@@ -27,7 +27,7 @@ from stacks import day2, load_stack_file, rules
 from stacks.load import NAMESPACE, SECRETS, SECTIONS
 from stacks.schema import DISABLE_DEFAULT_PROVIDERS, LISTS
 from tests import runbook
-from tests.edit import HOMELAB
+from tests.edit import HOMELAB, homelab_doc, without, write_stack
 from tests.sims import simulated
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,19 +340,23 @@ def test_the_stopped_release_recovery_reads_the_state_as_the_engine_writes_it(tm
     lines = _recovery_lines()
     assert len(lines) == 1, lines  # a stopped install's release: `iluvatar recover` reads the state (tests/kube/test_stopped_release.py)
     (kubeconfig,) = lines
-    assert kubeconfig.endswith("> arda.kubeconfig"), kubeconfig
+    assert kubeconfig.endswith("> arda.kubeconfig)"), kubeconfig
 
     def run(line: str, export: str) -> str:
         (tmp_path / "export.json").write_text(export)
         # The same pipeline, the export read from a file instead of the engine (`pulumi` is not installed here).
         pipeline = line.replace("pulumi stack export --show-secrets", "cat export.json").replace("pulumi stack export", "cat export.json")
-        done = subprocess.run(["sh", "-c", pipeline.replace("<release>", "cert-manager")], cwd=tmp_path, capture_output=True, text=True, check=False)
+        # Under the usual umask: the line itself keeps the file to its owner.
+        done = subprocess.run(
+            ["sh", "-c", "umask 022; " + pipeline.replace("<release>", "cert-manager")], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    # The kubeconfig written is the kubeconfig, not the secret's envelope.
+    # The kubeconfig written is the kubeconfig, not the secret's envelope; a cluster-admin key, readable by its owner alone.
     run(kubeconfig, _exported({}))
     assert (tmp_path / "arda.kubeconfig").read_text() == KUBECONFIG + "\n"
+    assert (tmp_path / "arda.kubeconfig").stat().st_mode & 0o777 == 0o600
 
 
 def test_the_plan_names_each_helm_release_as_helm_knows_it(tmp_path: Path) -> None:
@@ -413,6 +417,23 @@ def test_the_bring_up_names_the_commands_the_engine_runs_first_on_a_pi_in_the_pl
     # The engine's first command on any Pi: the one no other Pi command comes before.
     first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
     assert first == [f"ainur-{stack.by_role('valar')[0].name}-{named[0]}"]
+
+
+def test_the_bring_up_says_a_pi_without_sign_in_has_no_oidc_step_and_the_graph_agrees(tmp_path: Path) -> None:
+    """The page's first step says that without `identity` there is no `-oidc` step: the homelab without sign-in has
+    none, and the engine's first command on a Pi is the first valar's `-join`."""
+    item = _first_step_of_up()
+    assert "(without `identity`, and on a maia, there is no such step)" in item, item
+    doc = homelab_doc()
+    doc["config"] = without(doc["config"], ("iluvatar:identity", "iluvatar:identityConnectorSecret"))
+    path = write_stack(tmp_path, doc, "homelab")
+    stack = load_stack_file(path)
+    assert stack.identity is None
+    graph = Graph.of(simulated(path))
+    remote = [r for r in graph.order() if r.type == "command:remote:Command"]
+    assert not [r.name for r in remote if r.name.endswith("-oidc")]
+    first = [r.name for r in remote if not any(graph.registrations[a].type == "command:remote:Command" for a in graph.ancestors(r.urn))]
+    assert first == [f"ainur-{stack.by_role('valar')[0].name}-join"]
 
 
 # The condition docs/bring-up.md gives for a killed run's steps being over: the running children of its providers.

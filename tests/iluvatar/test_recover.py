@@ -52,7 +52,14 @@ def test_a_state_with_nothing_pending_is_a_clear_error(tmp_path: Path, capsys: p
     export["deployment"].pop("pending_operations")
     code, out, err = _run(tmp_path, export, capsys)
     assert (code, out) == (2, "")
-    assert err == "error: rk1: the state holds no pending operation, so no run was stopped mid-step: nothing to recover (run `pulumi up`)\n"
+    # No pending operation is also what a killed run that kept no checkpoints leaves (PULUMI_SKIP_CHECKPOINTS): the way out
+    # for its install, should `pulumi up` meet it, in one line.
+    assert err == (
+        "error: rk1: the state holds no pending operation: nothing to recover (run `pulumi up`). If `pulumi up` then stops with "
+        "`cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no checkpoint installed it): once "
+        "`helm history NAME -n NAMESPACE` shows a single revision 1 of the chart render/<stack>/plan.txt names for it, "
+        "`kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again\n"
+    )
 
 
 def test_pending_operations_without_a_helm_create_are_left_to_pulumi_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,7 +68,7 @@ def test_pending_operations_without_a_helm_create_are_left_to_pulumi_up(tmp_path
     code, out, err = _run(tmp_path, killed_up(sim, [plain]), capsys)
     assert (code, out) == (2, "")
     assert err == (
-        "error: rk1: the state's 1 pending operation hold no create of a Helm release: nothing to recover; `pulumi up` retries them by itself\n"
+        "error: rk1: the state's 1 pending operation hold no step on a Helm release: nothing to recover; `pulumi up` retries them by itself\n"
     )
 
 
@@ -70,7 +77,7 @@ def test_an_export_without_show_secrets_says_how_to_export(tmp_path: Path, capsy
     assert (code, out) == (2, "")
     assert err == (
         f"error: {ARDA} inputs.kubeconfig is an encrypted secret in this export: export the state with "
-        "`pulumi stack export --show-secrets` (or let `iluvatar recover` run it, without --state)\n"
+        "`pulumi stack export --show-secrets` (or let `iluvatar recover STACK` run it, without --state)\n"
     )
 
 
@@ -420,3 +427,127 @@ def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
         "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
         "(the next `pulumi up` installs it)",
     ]
+
+
+# --- what the killed run left of a release that is not a create's one record ------------------------------------------
+
+
+def test_an_uninstall_under_way_is_waited_for_as_a_pending_record_is() -> None:
+    """`uninstalling` is an operation under way (helm v3.20.2 pkg/release/status.go:34-35), though IsPending leaves it out: an
+    `atomic` install's own rollback of its failure (pkg/action/install.go:506-520) deletes its objects when it ends. Before,
+    its record was removed at once."""
+    cluster = _Cluster([_record_secret("uninstalling", hooks=0)])
+    said: list[str] = []
+    assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is uninstalling: "
+        "would wait until 2026-11-26 14:08:11 UTC for it to leave uninstalling"
+    ]
+
+
+def test_no_record_while_a_kubernetes_provider_runs_is_not_yet_and_says_what_to_do() -> None:
+    """The provider writes the record only after fetching the chart and installing its CRDs (install.go:185,265,402): no
+    record while pulumi-resource-kubernetes runs may be one to come. Before, it said `nothing to remove` and exited 0, and
+    the next `up` raced the orphan's install."""
+    line = (
+        "cert-manager/cert-manager: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine (pid 4242): a "
+        "killed run's install writes its record only after fetching the chart and installing its CRDs, so one may come yet. Once "
+        "`iluvatar recover` has nothing else to wait for, end it (`kill 4242`: nothing it runs is left once no Helm record is "
+        "pending) and run this command again"
+    )
+    with pytest.raises(recover.NotYetError) as e:
+        recover.recover(_pending(), _Cluster([]), False, [].append, providers=lambda: [4242])  # type: ignore[arg-type]
+    assert str(e.value) == line
+    said: list[str] = []
+    assert recover.recover(_pending(), _Cluster([]), True, said.append, providers=lambda: [4242]) == []  # type: ignore[arg-type]
+    assert said == [f"  edge-certificates-cert-manager: Helm release {line}"]
+    # With no provider left, nothing more is written: nothing to remove.
+    said.clear()
+    assert recover.recover(_pending(), _Cluster([]), False, said.append, providers=lambda: []) == []  # type: ignore[arg-type]
+    assert said == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: no record in the cluster, nothing to remove "
+        "(the next `pulumi up` installs it)"
+    ]
+
+
+def _updating(status: str, now: datetime.datetime, dry_run: bool = False) -> tuple[list[str], list[str]]:
+    cluster = _Cluster([_record_secret("deployed", 1, hooks=0), _record_secret(status, 2, hooks=0)])
+    said: list[str] = []
+    p = recover.Pending(
+        "urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="updating"
+    )
+    recover.settle(p, cluster, dry_run, said.append, now=lambda: now)  # type: ignore[arg-type]
+    return said, cluster.deleted
+
+
+def test_a_pending_upgrade_is_waited_for_and_nothing_is_removed() -> None:
+    """An orphaned `helm upgrade` still runs: a retried upgrade would stop with `another operation (install/upgrade/rollback) is
+    in progress` (helm v3.20.2 pkg/action/action.go:63). Before, the command said `pulumi up` retries it by itself."""
+    assert _updating("pending-upgrade", WRITTEN, dry_run=True) == (
+        [
+            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is pending-upgrade: "
+            "would wait until 2026-11-26 14:08:11 UTC for it to end"
+        ],
+        [],
+    )
+    late = WRITTEN + datetime.timedelta(seconds=300 + 60)
+    assert _updating("pending-upgrade", late) == (
+        [
+            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still pending-upgrade past 14:08:11 UTC: "
+            "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
+        ],
+        [],
+    )
+    assert _updating("deployed", WRITTEN) == (
+        [
+            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the killed run's upgrade ended (its latest record "
+            "v2 is deployed); `pulumi up` retries it"
+        ],
+        [],
+    )
+
+
+def test_a_state_with_a_pending_upgrade_of_a_release_is_recovered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = killed_up(simulated(RK1), ["edge-certificates-cert-manager"])
+    export["deployment"]["pending_operations"][0]["type"] = "updating"
+    monkeypatch.setattr(recover, "Kube", lambda *args: _Cluster([_record_secret("superseded", 1), _record_secret("deployed", 2)]))
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:2] == [
+        "rk1: 1 pending upgrade or uninstall of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the killed run's upgrade ended (its latest record v2 "
+        "is deployed); `pulumi up` retries it",
+    ]
+
+
+@pytest.mark.parametrize("flag", ["delete", "pendingReplacement"])
+def test_a_release_the_state_keeps_only_to_delete_or_replace_it_is_not_tracked(flag: str) -> None:
+    """pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523: a resource with `delete` or `pendingReplacement` is on its
+    way out; a delete-before-replace of the same name, killed in its create, is the killed install's. Before, it was
+    reported as `created by a later run` and skipped."""
+    release = {"type": recover.RELEASE_TYPE, "urn": "urn:old", "id": "cert-manager/cert-manager", "provider": f"{ARDA}::p1"}
+    assert recover.tracked({"resources": [release]}) == {(ARDA, "cert-manager/cert-manager"): "urn:old"}
+    assert recover.tracked({"resources": [{**release, flag: True}]}) == {}
+
+
+def test_only_secrets_of_helms_type_and_name_are_its_records() -> None:
+    """Helm's records are Secrets of type helm.sh/release.v1 (pkg/storage/driver/secrets.go:243-254) named
+    sh.helm.release.v1.<release>.v<N> (pkg/storage/storage.go:35,251-253): a Secret that only carries the labels is not one,
+    and is never deleted. Before, the label selector alone chose them."""
+    real = {**_record_secret("deployed", 1), "type": "helm.sh/release.v1"}
+    opaque = {**_record_secret("deployed", 2), "type": "Opaque"}
+    misnamed = {**_record_secret("deployed", 3), "type": "helm.sh/release.v1"}
+    misnamed["metadata"] = {**misnamed["metadata"], "name": "cert-manager-backup"}
+    kube = object.__new__(recover.Kube)
+    asked: list[tuple[str, str]] = []
+
+    def request(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        asked.append((method, path))
+        return 200, {"items": [opaque, real, misnamed]}
+
+    kube.request = request  # type: ignore[method-assign]
+    assert [r.name for r in kube.records(_pending())] == ["sh.helm.release.v1.cert-manager.v1"]
+    assert asked == [("GET", "/api/v1/namespaces/cert-manager/secrets?labelSelector=owner%3Dhelm%2Cname%3Dcert-manager")]

@@ -624,9 +624,9 @@ def _answers(api: TalosAPI, ip: str, ctx: ssl.SSLContext, server_hostname: str) 
 
 def test_a_control_planes_api_server_certificate_carries_the_names_talos_gives_it() -> None:
     """Talos's KubernetesCertSANsController (secrets/kubernetes_cert_sans.go:118-143 at v1.13.0): the cluster endpoint's host
-    first of all (the VIP clients reach the API by, which the upgrader checks each API server's certificate for), the in-cluster
-    names, the hostname, the kubernetes Service's IP, the node's addresses and 127.0.0.1. Before, the endpoint was missing and a
-    check for the VIP failed against every control plane."""
+    (the VIP clients reach the API by, which the upgrader checks each API server's certificate for), the in-cluster names, the
+    hostname, the kubernetes Service's IP, the node's addresses and 127.0.0.1, sorted (line 143), so the endpoint is among them,
+    not first. Before, the endpoint was missing and a check for the VIP failed against every control plane."""
     ips, vip = addresses(1), "10.20.0.5"
     with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW)], endpoint=f"https://{vip}:6443")) as api:
         answer, peer = _answers(api, ips[0], _kube_api_context(api, "valinor-1"), server_hostname=vip)
@@ -653,6 +653,21 @@ def test_a_power_cycle_leaves_no_port_of_the_boot_before_bound() -> None:
                 assert time.monotonic() < deadline, "the node never came back"
                 time.sleep(0.05)
             assert _answers(api, ips[0], ctx, ips[0])[0] == "HTTP/1.1 200 OK ok"
+        assert "address already in use" not in (api.dir / "talos-api.log").read_text()
+
+
+def test_a_boot_ended_before_its_api_server_served_leaves_its_port_free() -> None:
+    """stopAPIServer closes the boot's listener itself. http.Server.Close closes only the listeners Serve has tracked, and Serve
+    tracks its listener in its own goroutine (Go 1.26 net/http/server.go:3411-3417): a boot that ended before that goroutine ran
+    left the listener to it, so a boot back at once found the port bound. The test hook apiServerServeHeld holds the first
+    boot's serve goroutine until the next boot has tried to listen: that order, every time. Before, the second boot logged
+    "bind: address already in use" and had no API server."""
+    ips = addresses(1)
+    with talos_api(scenario([node("valinor-1", ips[0], "controlplane", NEW, apiServerServeHeld=True)])) as api:
+        before = api.state()["valinor-1"]["bootId"]
+        api.crash("valinor-1", down_ms=0)
+        _until(api, "valinor-1", lambda s: s["up"] and s["bootId"] != before, "the boot after the power cycle")
+        assert _answers(api, ips[0], _kube_api_context(api, "valinor-1"), ips[0])[0] == "HTTP/1.1 200 OK ok"
         assert "address already in use" not in (api.dir / "talos-api.log").read_text()
 
 

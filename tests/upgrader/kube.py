@@ -12,7 +12,7 @@ holds one worker for minutes under `--dist loadfile` (docs/proof/performance.md,
 test_disrupt.py (a reboot's drain, hooks, paused workloads and cordon, and what a dead run left), test_static_pods.py
 (the API server's restarts after a change), test_kubeupgrade.py (kubernetes-upgrade), test_kube_gates.py (health,
 wait-kube, kubernetes-preflight), test_node_objects.py (a Node object across reflash, reboot and delete),
-test_first_up.py (every machine's step of a first `pulumi up`, in the engine's order) and test_before_cni.py (the rules
+test_first_up.py (every machine's step of a first `pulumi up`, in one order the graph allows) and test_before_cni.py (the rules
 about a cluster with no CNI yet).
 """
 

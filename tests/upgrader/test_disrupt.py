@@ -325,6 +325,7 @@ def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it
     client.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded", "namespace": ns}, "spec": budget})
     running(kube_talos, ns, "guarded", 1)
     running(kube_talos, ns, "paused", 2)
+    [guarded] = [p["metadata"]["name"] for p in pods(kube_talos, ns, "guarded")]
 
     spec = scenario([node(name, addresses(1)[0], "worker", NEW, applyNeedsReboot=True)])
     with talos_api(spec) as api:
@@ -362,9 +363,10 @@ def test_a_step_stopped_by_pulumi_while_it_drains_puts_everything_back_before_it
             f"resume: Deployment/{ns}/paused scaled back to 2",
             after[-1],
         ]
-        # Stopped by the signal, and said so: not kubectl's "global timeout reached: <what was left of --timeout>".
+        # Stopped by the signal, and said so, with the pod the budget held: not kubectl's "global timeout reached: <what
+        # was left of --timeout>".
         assert after[-1] == (
-            f"upgrader: FAILED: {name}: drain: stopped: SIGTERM; "
+            f"upgrader: FAILED: {name}: drain: stopped: SIGTERM (still evicting {ns}/{guarded}); "
             f"look with: kubectl get pods -A -o wide --field-selector spec.nodeName={name}; kubectl get pdb -A"
         )
         assert mutations(api) == [(name, "MachineService/ApplyConfiguration dry-run")]

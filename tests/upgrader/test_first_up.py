@@ -1,6 +1,7 @@
-"""The whole first `pulumi up` of Arda's machines, in the engine's order: each machine's step as the program writes it
-(its arguments, its stdin's keys), run in the dependency order of the program's own resource graph, against the
-Talos stand-in (every machine in maintenance mode, as a first PXE boot leaves it) and the real control plane.
+"""The whole first `pulumi up` of Arda's machines, in one order the graph allows: each machine's step as the program
+writes it (its arguments, its stdin's keys), run in the dependency order of the program's own resource graph, every
+later step after the bootstrap, against the Talos stand-in (every machine in maintenance mode, as a first PXE boot
+leaves it) and the real control plane.
 
 The engine starts the bootstrap once the first control plane's step is done, beside the chain of the other machines'
 steps; a machine's step that starts after the bootstrap finds Arda's API answering, long before the GitOps layer is
@@ -8,7 +9,8 @@ applied, and runs what a machine joining a running cluster runs, the resume of a
 Issue #52: on rk1 the third machine's step started after the bootstrap and failed, resuming Argo CD's controller
 (the workload the program names with `--pause`) that the same run installs only later. So the order run here is the
 one that meets it: the first machine's step, the bootstrap, then each later machine's step, every one before the
-GitOps layer, which the graph puts after all of them (checked first, from the graph, for each shape).
+GitOps layer, which the graph puts after all of them (checked first, from the graph, for each shape). The other
+orders the graph allows (a later step that starts before the bootstrap and sees the API appear part-way) are not run.
 
 The Talos side is the scripted stand-in (tools/talos-api), which hands out the admin kubeconfig of the file's control
 plane (the program sends no kubeconfig: the upgrader fetches it through Talos, as on a real first `up`). The machine's
@@ -34,6 +36,7 @@ from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
 from tests.upgrader.kube import NEW, STABLE, _kubelet_reports, control_plane_images
 from tests.upgrader.run import Result, mutations, upgrader, upgrader_watched
+from tools import upstream
 from tools.kube_cluster import Cluster
 from tools.talos_api import VANILLA, TalosAPI, addresses, installer, link, mac, node, scenario, talos_api
 
@@ -54,9 +57,22 @@ def _steps(graph: Graph) -> tuple[list[Registration], Registration]:
 
 
 def _gitops(graph: Graph, workload: str) -> Registration:
-    """The release that installs the workload the steps pause (`Kind/namespace/name`): Arda's Helm release in its namespace."""
+    """The release that installs the workload the steps pause (`Kind/namespace/name`): Arda's Helm release in its
+    namespace, whose chart, rendered by the real Helm with the release's own values, makes exactly that workload as
+    Argo CD's controller (the one Deployment or StatefulSet that runs it)."""
     namespace = workload.split("/")[1]
     (release,) = [r for r in graph.of_type(RELEASE) if cluster_of(r) == "arda" and redact(r.inputs).get("namespace") == namespace]
+    inputs = redact(release.inputs)
+    objects = upstream.helm_template(
+        upstream.chart(inputs["chart"], inputs["version"]), inputs["values"], release=inputs["name"], namespace=namespace, kube_version="v1.35.1"
+    )
+    controllers = [
+        f"{o['kind']}/{o['metadata'].get('namespace', namespace)}/{o['metadata']['name']}"
+        for o in objects
+        if o["kind"] in ("StatefulSet", "Deployment")
+        and any("/usr/local/bin/argocd-application-controller" in c.get("args", []) for c in o["spec"]["template"]["spec"]["containers"])
+    ]
+    assert controllers == [workload], controllers
     return release
 
 
@@ -92,7 +108,7 @@ def _name(args: list[str]) -> str:
 
 
 @pytest.mark.parametrize("path", [RK1, HOMELAB], ids=["rk1", "homelab"])
-def test_the_first_up_runs_every_machines_step_in_the_engines_order_and_each_one_after_the_bootstrap_passes(
+def test_the_first_up_runs_every_machines_step_in_an_order_the_graph_allows_and_each_one_after_the_bootstrap_passes(
     kube_talos: Cluster, static_pods: Callable[[str, dict[str, str]], None], path: Path
 ) -> None:
     graph = Graph.of(simulated(path))
@@ -103,7 +119,10 @@ def test_the_first_up_runs_every_machines_step_in_the_engines_order_and_each_one
     # every machine's step, so none of them finds it.
     assert graph.after(bootstrap, first)
     assert later and not any(graph.after(bootstrap, step) or graph.after(step, bootstrap) for step in later)
-    assert all(ARGOCD_CONTROLLER in upgrader_args(step) for step in applies)
+    # Each step pauses Argo CD's controller, and only it: the value that follows each --pause.
+    assert [[v for f, v in zip(upgrader_args(s), upgrader_args(s)[1:], strict=False) if f == "--pause"] for s in applies] == [
+        [ARGOCD_CONTROLLER]
+    ] * len(applies)
     gitops = _gitops(graph, ARGOCD_CONTROLLER)
     assert all(graph.after(gitops, step) for step in applies)
 

@@ -69,6 +69,13 @@ func (n *Node) startAPIServer() {
 	}
 
 	lis, err := net.Listen("tcp", net.JoinHostPort(n.ip, strconv.Itoa(port)))
+
+	// A serve goroutine of the boot before that the test hook holds runs now, once this boot has tried to listen.
+	if n.serveHeld != nil {
+		close(n.serveHeld)
+		n.serveHeld = nil
+	}
+
 	if err != nil {
 		log.Printf("%s: kube-apiserver: %s", n.name, err)
 
@@ -87,17 +94,41 @@ func (n *Node) startAPIServer() {
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.serveAPI(gen, w, r) }),
 	}
-	n.apiSrv = srv
+	n.apiSrv, n.apiLis = srv, lis
 
-	go srv.ServeTLS(lis, "", "") //nolint:errcheck
+	// The test hook (NodeSpec.APIServerServeHeld): the first boot's serve goroutine waits until the next boot has
+	// tried to listen, the order in which the race below is lost.
+	var held chan struct{}
+	if n.spec.APIServerServeHeld && !n.serveHeldUsed {
+		held = make(chan struct{})
+		n.serveHeld, n.serveHeldUsed = held, true
+	}
+
+	go func() {
+		if held != nil {
+			<-held
+		}
+
+		srv.ServeTLS(lis, "", "") //nolint:errcheck
+	}()
 }
 
 // stopAPIServer closes this boot's API server, its listener and every connection, at once (called with the
-// cluster's lock held, where the boot ends). Close returns once the listener is closed, so the port is free.
+// cluster's lock held, where the boot ends), so the port is free when it returns. The listener is closed here,
+// not left to http.Server.Close: Close closes only the listeners Serve has tracked, and Serve tracks its listener
+// in the goroutine startAPIServer starts (Go 1.26 net/http/server.go:3411-3417, Serve: trackListener after `defer l.Close()`);
+// a Close that runs before that goroutine does finds none, and the goroutine closes the listener later, on its
+// way out, so a boot back at once found the port bound. Closing a listener twice is harmless (net.TCPListener.Close
+// reports an error, nothing else), and it returns once the socket is closed (internal/poll FD.Close waits for it).
 func (n *Node) stopAPIServer() {
 	if n.apiSrv != nil {
 		n.apiSrv.Close() //nolint:errcheck
 		n.apiSrv = nil
+	}
+
+	if n.apiLis != nil {
+		n.apiLis.Close() //nolint:errcheck
+		n.apiLis = nil
 	}
 }
 

@@ -126,6 +126,12 @@ type Node struct {
 	// apiSrv: this boot's kube-apiserver (apiserver.go), closed when the boot ends (goDown), so that no
 	// listener of a boot outlives it and the next boot binds its port.
 	apiSrv *http.Server
+	// apiLis: its listener, closed by stopAPIServer itself (apiserver.go).
+	apiLis net.Listener
+	// serveHeld: the test hook's held serve goroutine of the boot before (NodeSpec.APIServerServeHeld), released
+	// by the next boot's startAPIServer once it has tried to listen; serveHeldUsed: the hook held one already.
+	serveHeld     chan struct{}
+	serveHeldUsed bool
 }
 
 func (n *Node) controlPlane() bool { return n.spec.Role == "controlplane" }

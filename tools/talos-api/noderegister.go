@@ -26,7 +26,8 @@ import (
 // (pkg/kubelet/nodestatus/setters.go:183-188: InternalIP, the --node-ip Talos passes, then Hostname) and
 // nodeInfo (bootID: 241-254; kubeletVersion and osImage: 342-361). A Node of that name already there is
 // taken as it is (tryRegisterWithAPIServer, kubelet_node_status.go:89-141: AlreadyExists, or Forbidden,
-// then a Get; its default labels are reconciled, and the stand-in's are the same every boot).
+// then a Get). The kubelet would then patch its default labels and the attach-detach annotation onto it
+// (lines 128-129); the stand-in does not, so a Node a test made (kwok_node) keeps the labels it was made with.
 //
 // Talos tells the kubelet its name (--hostname-override, the Nodename: internal/app/machined/pkg/
 // controllers/k8s/kubelet_spec.go:130-135 at v1.13.0) and its node IP (163-176), and has a control plane's

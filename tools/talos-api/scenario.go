@@ -120,6 +120,10 @@ type NodeSpec struct {
 	CrashLoop []string `json:"crashLoop,omitempty"`
 	// APIServerNotReady: the node's kube-apiserver runs and answers /readyz not ready (apiserver.go).
 	APIServerNotReady bool `json:"apiServerNotReady,omitempty"`
+	// APIServerServeHeld (a test hook, no Talos behaviour): the first boot's API server starts serving only once
+	// the next boot has tried to listen on its port, so a boot that ends at once ends before its serve goroutine
+	// ran: the order in which a listener left to that goroutine outlived the boot (apiserver.go, stopAPIServer).
+	APIServerServeHeld bool `json:"apiServerServeHeld,omitempty"`
 	// PullBreaks: the next this many image pulls on the node break off Unavailable (the connection to
 	// the node dropped), as a call does when apid restarts or the network drops (machine.go).
 	PullBreaks int `json:"pullBreaks,omitempty"`

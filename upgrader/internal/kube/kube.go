@@ -6,10 +6,12 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -424,25 +427,72 @@ func (k *Client) LeftCordoned(ctx context.Context, node string) (bool, error) {
 //
 // kubectl's drain ends its evictions on ctx's end with "global timeout reached: <timeout>" whatever ended
 // it (k8s.io/kubectl v0.34.1 pkg/drain/drain.go:277 and 293-296: its own context.WithTimeout over ours): a
-// drain ended by a signal says so instead. Which pods it was still at is the failure's look (kubectl get
-// pods on the node): the pods whose eviction was accepted and the one a PodDisruptionBudget holds are told
-// apart by timing alone.
+// drain ended by a signal says so instead, with the pods it was still evicting.
 func (k *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
 	return drainEnded(ctx, drain.RunNodeDrain(k.drainer(ctx, node, timeout), node))
 }
 
+// kubectl's entries for a pod whose eviction ctx's end cut short: one still refused (a PodDisruptionBudget's
+// 429, retried until then; drain.go:293-296) and one accepted whose pod had not yet gone (waitForDelete ends
+// with ctx's error, drain.go:340-357). Both are quoted with %q; a pod's name and namespace hold no quote.
+var (
+	evictionCutShort = regexp.MustCompile(`^error when evicting pods/"([^"]+)" -n "([^"]+)": global timeout reached: \S+$`)
+	deletionCutShort = regexp.MustCompile(`^error when waiting for pod "([^"]+)" in namespace "([^"]+)" to terminate: context canceled$`)
+)
+
 // drainEnded is the drain's error as the upgrader says it: stopped by ctx's cause (a signal), or kubectl's own
 // (the command's --timeout, an API refusal).
+//
+// Stopped, kubectl's aggregated error (drain.go:362-376, one entry per pod that did not leave) is said as
+// "stopped: SIGTERM (still evicting NS/POD, ...)", the pods sorted (the entries come in the order their
+// goroutines ended); an entry that is not the stop's own (a webhook's refusal of one pod, say) is kept
+// as kubectl wrote it, after it: the signal did not cause it.
 func drainEnded(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 
-	if stopped := wait.StoppedBy(ctx); stopped != nil {
-		return fmt.Errorf("stopped: %s", stopped)
+	stopped := wait.StoppedBy(ctx)
+	if stopped == nil {
+		return err
 	}
 
-	return err
+	entries := []error{err}
+
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		entries = agg.Errors()
+	}
+
+	var evicting, others []string
+
+	for _, e := range entries {
+		m := evictionCutShort.FindStringSubmatch(e.Error())
+		if m == nil {
+			m = deletionCutShort.FindStringSubmatch(e.Error())
+		}
+
+		switch {
+		case m != nil:
+			evicting = append(evicting, m[2]+"/"+m[1])
+		case errors.Is(e, context.Canceled):
+			// A call of the drain's own cut short by the stop (listing the node's pods, say): nothing of its own to say.
+		default:
+			others = append(others, e.Error())
+		}
+	}
+
+	msg := fmt.Sprintf("stopped: %s", stopped)
+	if len(evicting) > 0 {
+		sort.Strings(evicting)
+		msg += " (still evicting " + strings.Join(evicting, ", ") + ")"
+	}
+
+	for _, o := range others {
+		msg += "; " + o
+	}
+
+	return errors.New(msg)
 }
 
 // PausedAnnotation keeps a paused workload's replicas on the workload itself, so a run that dies

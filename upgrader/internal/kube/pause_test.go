@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -173,7 +174,16 @@ func TestPause(t *testing.T) {
 }
 
 func TestDrainEnded(t *testing.T) {
-	kubectls := errors.New(`error when evicting pods/"guarded-1" -n "apps": global timeout reached: 44m27.6s`)
+	// kubectl's aggregated error as k8s.io/kubectl v0.34.1 pkg/drain/drain.go:295, 357 and 376 write it.
+	timedOut1 := errors.New(`error when evicting pods/"guarded-1" -n "apps": global timeout reached: 44m27.6s`)
+	kubectls := utilerrors.NewAggregate([]error{timedOut1})
+	webhook := errors.New(`error when evicting pods/"web-0" -n "shop": admission webhook "deny.example" denied the request: no`)
+	mixed := utilerrors.NewAggregate([]error{
+		webhook,
+		errors.New(`error when evicting pods/"guarded-2" -n "apps": global timeout reached: 44m27.6s`),
+		fmt.Errorf(`error when waiting for pod %q in namespace %q to terminate: %v`, "cache-7", "apps", context.Canceled),
+		timedOut1,
+	})
 	signalled := func() context.Context {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(errors.New("SIGTERM"))
@@ -193,7 +203,14 @@ func TestDrainEnded(t *testing.T) {
 		err  error
 		want string
 	}{
-		{name: "stopped by a signal: the signal, not kubectl's global timeout", ctx: signalled(), err: kubectls, want: "stopped: SIGTERM"},
+		{name: "stopped by a signal: the signal and the pod, not kubectl's global timeout", ctx: signalled(), err: kubectls, want: "stopped: SIGTERM (still evicting apps/guarded-1)"},
+		{
+			name: "stopped by a signal: every pod cut short, sorted; a webhook's refusal as kubectl wrote it",
+			ctx:  signalled(), err: mixed,
+			want: "stopped: SIGTERM (still evicting apps/cache-7, apps/guarded-1, apps/guarded-2); " + webhook.Error(),
+		},
+		{name: "stopped by a signal, only a refusal: the refusal kept", ctx: signalled(), err: utilerrors.NewAggregate([]error{webhook}), want: "stopped: SIGTERM; " + webhook.Error()},
+		{name: "stopped while listing the pods: the signal", ctx: signalled(), err: fmt.Errorf("list pods: %w", context.Canceled), want: "stopped: SIGTERM"},
 		{name: "the command's --timeout ended: kubectl's own words (its timeout is what was left of ours)", ctx: timedOut(), err: kubectls, want: kubectls.Error()},
 		{name: "ctx alive (an API refusal): kubectl's own words", ctx: context.Background(), err: kubectls, want: kubectls.Error()},
 		{name: "drained, then a signal: drained", ctx: signalled(), want: "<nil>"},
