@@ -200,6 +200,9 @@ class Netboot(Model):
     # bring-up in dhcp mode, a move from proxy); `none`: no lease of another DHCP server is held on the LAN (the router
     # never lent on it, or its DHCP has been off longer than its lease time) (stacks.netboot_mode).
     router_pool: RouterPool = None
+    # The router's DHCP server, where it is not network.gateway: in proxy mode the DHCP probe counts an answer as the
+    # router's only from this address, and refuses any other server (plans.netboot.dhcp_probe).
+    router_address: IPv4 | None = None
 
 
 # A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the

@@ -19,6 +19,7 @@ from stacks.model import AddressRange, Ainur, Discovery, Network, StackConfig
 MODE = "iluvatar:ainur.netboot.mode"
 ROUTER_DHCP_OFF = "iluvatar:ainur.netboot.routerDhcpOff"
 ROUTER_POOL = "iluvatar:ainur.netboot.routerPool"
+ROUTER_ADDRESS = "iluvatar:ainur.netboot.routerAddress"
 LEASE_TIME = "iluvatar:ainur.netboot.leaseTime"
 RUNBOOK = "docs/layers/netboot.md#changing-the-dhcp-mode"
 MODES = "docs/layers/netboot.md#dhcp-modes"
@@ -59,12 +60,22 @@ def stated(ainur: Ainur) -> bool:
 
 def static(ainur: Ainur | None, network: Network | None = None, discovery: Discovery | None = None) -> list[Problem]:
     """What a proxy-mode stack cannot also say: that the router's DHCP is off, a lease time, or the router's pool (all
-    the router's); and in dhcp mode, a router pool that the ranges the Ainur lend (of `network`, `discovery`) overlap."""
+    the router's); in dhcp mode, a router pool off the LAN or that the ranges the Ainur lend (of `network`,
+    `discovery`) overlap; in either, a router address off the LAN."""
     if ainur is None:
         return []
     nb, out = ainur.netboot, []
+    if nb.router_address is not None and network is not None and nb.router_address not in network.lan:
+        out.append(
+            Problem(
+                ROUTER_ADDRESS,
+                f"{nb.router_address} is not in network.lan {network.lan}: the router's DHCP server answers the LAN's devices "
+                f"from an address on it; give the address its DHCP answers carry as server identifier, or remove routerAddress "
+                f"to take network.gateway {network.gateway}",
+            )
+        )
     if nb.mode == "dhcp":
-        return _on_lan(nb.router_pool, network) or _apart(nb.router_pool, network, discovery)
+        return out + (_on_lan(nb.router_pool, network) or _apart(nb.router_pool, network, discovery))
     if nb.router_dhcp_off:
         out.append(
             Problem(

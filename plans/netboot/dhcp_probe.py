@@ -4,11 +4,17 @@
 `probe_script`): in `dhcp` mode the Ainur's dnsmasq is `dhcp-authoritative` with `no-ping` (plans.netboot.dnsmasq), so
 a second DHCP server on the LAN (the ISP router's, left on) would have two servers hand out the same addresses and
 dnsmasq NAK the router's clients; the step then refuses, naming that server's address and MAC and the fix. In `proxy`
-mode the router lends every address, so the step refuses when no DHCP server answers at all, except on a move from
-`dhcp`: the Ainur still lend then, and the router's DHCP must stay off until they stop, or the two would lend the same
-pool and the authoritative Ainur NAK every client that takes the router's offer (dnsmasq 2.90 src/rfc2131.c:1198-1238,
-"wrong server-ID"). So that move's router step comes after: once the netboot pod runs in proxy mode, a second step
-(`wait_script`) says "turn the router's DHCP on now" and waits, bounded, until a server other than the Ainur answers.
+mode the router lends every address, so the step refuses when the router's DHCP server does not answer, except on a
+move from `dhcp`: the Ainur still lend then, and the router's DHCP must stay off until they stop, or the two would lend
+the same pool and the authoritative Ainur NAK every client that takes the router's offer (dnsmasq 2.90
+src/rfc2131.c:1198-1238, "wrong server-ID"), so on that move the step refuses while the router answers. That move's
+router step comes after: once the netboot pod runs in proxy mode, a second step (`wait_script`) says "turn the router's
+DHCP on now" and waits, bounded, until the router answers.
+
+The router is named, never guessed: an answer is the router's only if its server identifier (option 54, else the
+packet's source address) is the router's address (network.gateway, or ainur.netboot.routerAddress where the router's
+DHCP server is elsewhere). Any other server in proxy mode is refused, naming its address and MAC: a stray or hostile
+server taken for the router would become the household's DHCP server (its gateway, its DNS) with the router kept off.
 
 An answer whose server identifier is one of the Ainur's service addresses is the Ainur's own dnsmasq (it answers from
 that address alone: plans.netboot.dnsmasq, `listen-address`): the stack's, and the last deployment's when the stack
@@ -51,6 +57,8 @@ TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
 # How long the step after a move to proxy mode waits for the router's DHCP: long enough to find the router's settings page
 # and turn it on; the household has the Ainur's leases (leaseTime, 12 h by default) meanwhile, so no device drops off.
 ROUTER_WAIT_MINUTES = 15
+# How the wait step's refusal of a foreign server ends: the netboot pod already answers only the machines it boots.
+WAIT_AGAIN = " Then turn the router's DHCP server on, if it is off, and run `pulumi up` again (this step waits again)."
 
 
 @dataclass(frozen=True, order=True)
@@ -180,9 +188,24 @@ def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen
         sock.close()
 
 
-def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None) -> str | None:
+def _named(answers: Sequence[Answer]) -> str:
+    return "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in answers)
+
+
+def _foreign(router: str, foreign: Sequence[Answer]) -> str:
+    return (
+        f"iluvatar: a DHCP server other than the router's ({router}) answers on the LAN: {_named(foreign)}. With "
+        "ainur.netboot.mode: proxy the household takes its address, gateway and DNS server from whichever server answers "
+        "first, and only the router's may. Fix: turn that server's DHCP off (a mesh node or travel router in router mode, "
+        "a NAS or Pi-hole with DHCP on); if it is the router's own DHCP server, at an address other than network.gateway, "
+        "say so with ainur.netboot.routerAddress. Nothing on the LAN was changed."
+    )
+
+
+def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None, router: str | None = None) -> str | None:
     """Why the Ainur's dnsmasq may not serve in `mode` beside what answered, or None when it may. `ours`: the Ainur's
-    service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode."""
+    service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode;
+    `router`: the router's DHCP server address (needed in proxy mode: only its answers are the router's)."""
     own = sorted({a.mac for a in answers if a.server in ours})
     others = [a for a in answers if a.server not in ours]
     if len(own) > 1:
@@ -194,20 +217,34 @@ def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | N
             f"must not hold {held}."
         )
     if mode == "dhcp" and others:
-        named = "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in others)
         return (
-            f"iluvatar: another DHCP server answers on the LAN: {named}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
+            f"iluvatar: another DHCP server answers on the LAN: {_named(others)}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
             "only DHCP server (authoritative, handing out network.dhcpRange without a ping first), and two servers would hand "
             "out the same addresses and refuse each other's clients. Fix: turn that server's DHCP off (on a home router: its "
             "LAN or DHCP settings), or, if it is the household's router, set ainur.netboot.mode: proxy in the stack to keep "
             "it lending and let the Ainur add only the boot answers. Nothing on the LAN was changed."
         )
-    if mode == "proxy" and not others and before != "dhcp":
+    if mode != "proxy":
+        return None
+    if router is None:
+        raise ValueError("in proxy mode the probe needs the router's DHCP server address")
+    if foreign := [a for a in others if a.server != router]:
+        return _foreign(router, foreign)
+    routers = [a for a in others if a.server == router]
+    if before == "dhcp" and routers:
         return (
-            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy the router "
-            "lends every address and the Ainur add only the boot answers: with no other DHCP server, no machine on the LAN "
-            "gets an address. Fix: turn the router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make "
-            "the Ainur the LAN's DHCP server. Nothing on the LAN was changed."
+            f"iluvatar: the router's DHCP ({_named(routers)}) already answers while the Ainur still lend, authoritative: "
+            "until the netboot pod restarts in proxy mode, two servers lend the same pool and the Ainur refuse every device "
+            "that takes the router's offer. Fix: turn the router's DHCP server off now, and run `pulumi up` again; that `up` "
+            "says when to turn it on (the step after the netboot pod's restart). Nothing on the LAN was changed."
+        )
+    if before != "dhcp" and not routers:
+        return (
+            f"iluvatar: the router's DHCP server ({router}) did not answer on the LAN. With ainur.netboot.mode: proxy the "
+            "router lends every address and the Ainur add only the boot answers: with no router's DHCP, no machine on the LAN "
+            "gets an address. Fix: turn the router's DHCP server on (if it answers from an address other than network.gateway, "
+            "say so with ainur.netboot.routerAddress), or set ainur.netboot.mode: dhcp in the stack to make the Ainur the "
+            "LAN's DHCP server. Nothing on the LAN was changed."
         )
     return None
 
@@ -216,11 +253,6 @@ def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: s
     """On a move from `dhcp` to `proxy`, what the household should know before the Ainur stop lending."""
     if mode != "proxy" or before != "dhcp":
         return None
-    if any(a.server not in ours for a in answers):
-        return (
-            "iluvatar: the router's DHCP already answers while the Ainur still lend, authoritative: until the netboot pod "
-            "restarts in proxy mode (this `up`, in a few minutes), the Ainur refuse the router's leases. Leave the router on."
-        )
     return (
         "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
         "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
@@ -228,26 +260,34 @@ def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: s
 
 
 def wait_for_router(
-    interface: str, ours: Sequence[str], seconds: float, ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began)
+    interface: str,
+    ours: Sequence[str],
+    router: str,
+    seconds: float,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
 ) -> int:
-    """Once the netboot pod runs in proxy mode: 0 as soon as a DHCP server other than the Ainur answers; until then,
-    having told the user to turn the router's DHCP on (a move from dhcp mode), ask again, and give up after `seconds`
-    (1, naming what is missing). Each round is one `collect`, bounded by its own listening time, its `secs` counted from
-    the wait's start."""
+    """Once the netboot pod runs in proxy mode: 0 as soon as the router's DHCP server (`router`) answers, with no other
+    server beside it; until then, having told the user to turn the router's DHCP on (a move from dhcp mode), ask again,
+    and give up after `seconds` (1, naming what is missing). Any other server answering fails the step at once, named:
+    it is not the router, and the household would take its addresses from it. Each round is one `collect`, bounded by
+    its own listening time, its `secs` counted from the wait's start."""
     began = time.monotonic()
     end = began + seconds
     told = False
     while True:
         others = [a for a in ask(interface, began) if a.server not in ours]
+        for a in others:
+            print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
+        if foreign := [a for a in others if a.server != router]:
+            print(_foreign(router, foreign).replace(" Nothing on the LAN was changed.", WAIT_AGAIN), file=sys.stderr)
+            return 1
         if others:
-            for a in others:
-                print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
             return 0
         if time.monotonic() >= end:
             print(
-                f"iluvatar: no DHCP server other than the Ainur's answered on the LAN within {round(seconds / 60)} min: nothing "
-                "lends the household addresses now, and each device loses its own when its lease from the Ainur ends. Fix: "
-                "turn the router's DHCP server on, then run `pulumi up` again (this step waits again); or set "
+                f"iluvatar: the router's DHCP server ({router}) did not answer on the LAN within {round(seconds / 60)} min: "
+                "nothing lends the household addresses now, and each device loses its own when its lease from the Ainur ends. "
+                "Fix: turn the router's DHCP server on, then run `pulumi up` again (this step waits again); or set "
                 "ainur.netboot.mode: dhcp to make the Ainur the LAN's DHCP server again.",
                 file=sys.stderr,
             )
@@ -262,11 +302,11 @@ def wait_for_router(
             told = True
 
 
-def _arguments(mode: str, ours: Sequence[str], lan: str, before: str | None) -> str:
+def _arguments(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None) -> str:
     # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
     if isinstance(ours, str):
         raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
-    return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan}" + (f" --before {before}" if before else "")
+    return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}" + (f" --before {before}" if before else "")
 
 
 def _as_root(what: str, arguments: str) -> str:
@@ -276,19 +316,22 @@ def _as_root(what: str, arguments: str) -> str:
     return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
 
 
-def probe_script(mode: str, ours: Sequence[str], lan: str, before: str | None = None) -> str:
+def probe_script(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
-    service addresses, the stack's first; `before`: the last deployment's mode."""
-    return _as_root("the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, before))
+    service addresses, the stack's first; `router`: the router's DHCP server address; `before`: the last deployment's
+    mode."""
+    return _as_root(
+        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, router, before)
+    )
 
 
-def wait_script(ours: Sequence[str], lan: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
     """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
-    `minutes` for the router's DHCP (`wait_for_router`)."""
+    `minutes` for the router's DHCP server at `router` (`wait_for_router`)."""
     return _as_root(
         "the router's DHCP, awaited once the Ainur answer only the machines they boot",
-        f"{_arguments('proxy', ours, lan, None)} --wait-minutes {minutes}",
+        f"{_arguments('proxy', ours, lan, router, None)} --wait-minutes {minutes}",
     )
 
 
@@ -301,21 +344,22 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="an Ainur service address (the stack's, the last deployment's): answers from it are the Ainur's own",
     )
+    parser.add_argument("--router", required=True, help="the router's DHCP server address: in proxy mode only its answers are the router's")
     parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
-    parser.add_argument("--wait-minutes", type=int, help="wait this long for a DHCP server other than the Ainur (after a move to proxy)")
+    parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
     interface = args.interface or interface_on(args.lan)
     if args.wait_minutes is not None:
-        return wait_for_router(interface, args.service_ip, args.wait_minutes * 60.0)
+        return wait_for_router(interface, args.service_ip, args.router, args.wait_minutes * 60.0)
     answers = collect(interface)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
         print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
-    refusal = judge(args.mode, args.service_ip, answers, args.before)
+    refusal = judge(args.mode, args.service_ip, answers, args.before, args.router)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1

@@ -215,10 +215,14 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     # The probe before the switch knows it is one (it passes with the Ainur alone lending); the step after it waits on
     # the netboot pod's Deployment, ready, and only then for the router.
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before dhcp <<'ILUVATAR_PROBE'" in regs["netboot-dhcp-probe"].inputs["create"]
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp <<'ILUVATAR_PROBE'"
+        in regs["netboot-dhcp-probe"].inputs["create"]
     )
     wait = regs["netboot-router-dhcp"]
-    assert " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --wait-minutes 15 <<'ILUVATAR_PROBE'" in wait.inputs["create"]
+    assert (
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        in wait.inputs["create"]
+    )
     assert regs["netboot-deployment-netboot"].urn in wait.dependencies
     assert wait.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
     # dhcp mode has no router to wait for.
@@ -238,17 +242,20 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         "Arda: no change on any machine",
     ]
     assert (
-        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before proxy <<'ILUVATAR_PROBE'"
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy <<'ILUVATAR_PROBE'"
         in back.named()["netboot-dhcp-probe"].inputs["create"]
     )
 
 
 def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:
     """ainur.serviceIp moved in dhcp mode: until the netboot objects change, the running dnsmasq answers from the last
-    deployment's address, which the probe counts as the Ainur's (after the stack's own)."""
-    moved = _again(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17"}), homelab)
+    deployment's address, which the probe counts as the Ainur's (after the stack's own). The router's DHCP server is
+    named to it too: network.gateway, or ainur.netboot.routerAddress where the router's DHCP answers from elsewhere."""
+    moved = _again(
+        tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17", "iluvatar:ainur.netboot.routerAddress": "192.168.0.2"}), homelab
+    )
     create = moved.named()["netboot-dhcp-probe"].inputs["create"]
-    assert " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 <<'ILUVATAR_PROBE'" in create
+    assert " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 <<'ILUVATAR_PROBE'" in create
 
 
 def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:

@@ -33,6 +33,7 @@ require_root()
 SVC = "192.168.0.14"
 PI, OTHER_PI, VALAR = "192.168.0.13", "192.168.0.12", "192.168.0.11"
 ROUTER = "192.168.0.1"
+STRANGER = "192.168.0.240"
 # The ISP router's own pool, apart from the Ainur's network.dhcpRange (192.168.0.100-199).
 ISP_POOL = ("192.168.0.200", "192.168.0.220")
 
@@ -73,7 +74,7 @@ def start_isp(net: Lan) -> None:
 def run_step(net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None) -> subprocess.CompletedProcess[str]:
     """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
     stack's LAN (the valar holding the Ainur's API address may be any of them)."""
-    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), before)
+    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before)
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -111,7 +112,9 @@ def test_the_probe_passes_when_only_the_ainur_answer(net: Lan) -> None:
     assert step.stdout.splitlines() == [f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11"]
     # A switch to proxy mode now, with the router's DHCP still off: the Ainur's answers would end and no one's begin.
     switch = run_step(net, valar(net), "proxy")
-    assert switch.returncode == 1 and switch.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), switch.stderr
+    assert switch.returncode == 1 and switch.stderr.startswith(f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN."), (
+        switch.stderr
+    )
 
 
 def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> None:
@@ -140,7 +143,9 @@ def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> N
         step = run_step(net, valar(net), "proxy")
         assert step.returncode == 1
         assert step.stdout.strip() == "iluvatar: no DHCP server answered a DHCPDISCOVER on eth0"
-        assert step.stderr.strip().startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy")
+        assert step.stderr.strip().startswith(
+            f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN. With ainur.netboot.mode: proxy"
+        )
         # dhcp mode on an empty LAN: the Ainur will be its only server.
         assert run_step(net, valar(net), "dhcp").returncode == 0
     finally:
@@ -161,7 +166,7 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
     net.start_dnsmasq(parse_stack(raw))
-    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan))
+    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER)
     step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert step.stdout is not None
@@ -181,6 +186,79 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
         net.start_dnsmasq()
 
 
+def start_stranger(net: Lan) -> str:
+    """A DHCP server that is not the router, at 192.168.0.240 (a mesh node left in router mode, a NAS with DHCP on, or an
+    attacker), lending part of the LAN without a ping: its namespace."""
+    ns = net.host("x", STRANGER)
+    conf = net.root / "stranger.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "port=0",
+                "interface=eth0",
+                "bind-interfaces",
+                "log-dhcp",
+                "dhcp-authoritative",
+                "no-ping",
+                "dhcp-range=192.168.0.150,192.168.0.160,255.255.255.0,12h",
+                "",
+            ]
+        )
+    )
+    net._dnsmasq("stranger", ns, conf, net.root / "stranger.leases")
+    return ns
+
+
+def test_proxy_mode_takes_only_the_router_for_the_router(net: Lan) -> None:
+    """Beside the router's DHCP, a second server: in proxy mode the household would take its address, gateway and DNS
+    from whichever answers first. The probe refuses it, naming its address and MAC, whether the router answers or not,
+    and on a move from dhcp too; the wait step after a move refuses it rather than pass on it."""
+    ns = start_stranger(net)
+    start_isp(net)
+    # It offers an address of its range .150-.160, whichever its hash of the asking MAC picks.
+    stranger = f"{STRANGER} (MAC {mac_of(ns)}) offered 192.168.0.1"
+    try:
+        step = run_step(net, valar(net), "proxy")
+        assert step.returncode == 1
+        assert step.stderr.startswith(f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}"), step.stderr
+        assert "say so with ainur.netboot.routerAddress. Nothing on the LAN was changed." in step.stderr
+        net.stop("isp")
+        for before in (None, "dhcp"):
+            step = run_step(net, valar(net), "proxy", before=before)
+            assert step.returncode == 1 and step.stderr.startswith(
+                f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}"
+            )
+        wait = subprocess.run(
+            ["ip", "netns", "exec", valar(net), "sh", "-c", dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert wait.returncode == 1, wait.stdout
+        [line] = wait.stdout.splitlines()
+        assert line.startswith(f"iluvatar: DHCP server {STRANGER} (MAC {mac_of(ns)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.1"), line
+        assert wait.stderr.startswith(f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}")
+        assert wait.stderr.strip().endswith(dhcp_probe.WAIT_AGAIN.strip())
+    finally:
+        net.stop("isp")
+        net.stop("stranger")
+
+
+def test_a_move_from_dhcp_to_proxy_is_refused_while_the_router_lends(net: Lan) -> None:
+    """The router's DHCP on before the Ainur stop lending: two servers lend one pool and the authoritative Ainur NAK the
+    router's clients until the pod restarts, or for good if the `up` stops first. Refused, nothing changed, with the fix:
+    off now, on when the `up` says."""
+    start_isp(net)
+    try:
+        step = run_step(net, valar(net), "proxy", before="dhcp")
+        assert step.returncode == 1, step.stdout
+        assert step.stderr.startswith(f"iluvatar: the router's DHCP ({ROUTER} (MAC {mac_of(net.router)}) offered 192.168.0.2"), step.stderr
+        assert "Fix: turn the router's DHCP server off now, and run `pulumi up` again" in step.stderr
+    finally:
+        net.stop("isp")
+
+
 def test_a_moved_service_address_leaves_the_running_dnsmasq_the_ainurs_own(net: Lan) -> None:
     """ainur.serviceIp moves .14 -> .17 in dhcp mode: the running dnsmasq answers from .14 until the netboot objects change.
     Counted as the Ainur's (the step names the stack's address, then the last deployment's), it is no foreign server, and
@@ -190,10 +268,15 @@ def test_a_moved_service_address_leaves_the_running_dnsmasq_the_ainurs_own(net: 
     dhcp = run_step(net, valar(net), "dhcp", moved)
     assert dhcp.returncode == 0, dhcp.stderr
     proxy = run_step(net, valar(net), "proxy", moved)
-    assert proxy.returncode == 1 and proxy.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), proxy.stderr
-    # What the step did knowing the new address alone.
+    assert proxy.returncode == 1 and proxy.stderr.startswith(f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN."), (
+        proxy.stderr
+    )
+    # Knowing the new address alone, the step takes the running dnsmasq for a stranger: never for the router, which it
+    # knows by its address.
     alone = run_step(net, valar(net), "proxy", moved[:1])
-    assert alone.returncode == 0, alone.stderr
+    assert alone.returncode == 1 and alone.stderr.startswith(
+        f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {SVC} (MAC {mac_of(net.pi)}) offered 192.168.0.11."
+    ), alone.stderr
 
 
 # --- The fence: two Pis, the service address moved -------------------------------------------
