@@ -151,12 +151,15 @@ class Netboot(pulumi.ComponentResource):
             before = old_mode if old_mode is not None and old_mode != mode else None
             # The router by its address, never "whatever else answers" (plans.netboot.dhcp_probe).
             router = str(stack.ainur.netboot.router_address or stack.network.gateway)
+            # The pool the stack says the router lent, checked against the router's offers where the probe hears them.
+            lent = stack.ainur.netboot.router_pool
+            pool = None if mode != "dhcp" or lent is None else lent if isinstance(lent, str) else f"{lent.start}-{lent.end}"
             template_digest = hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]
             probe_where = (ours, mode, template_digest)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
-                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), router, before),
+                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), router, before, pool),
                 triggers=[template_digest],
                 # After the namespace, which waits for the Ainur's API: the step dials the API address, which exists
                 # only once k3s and kube-vip run (on a first `up` it would spend its SSH retries before they do).

@@ -202,10 +202,33 @@ def _foreign(router: str, foreign: Sequence[Answer]) -> str:
     )
 
 
-def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None, router: str | None = None) -> str | None:
+def _pool_word(router: str | None, pool: str | None, answers: Sequence[Answer]) -> str:
+    """What the router's own offers say of ainur.netboot.routerPool (`START-END` or `none`), where the probe sees them:
+    a pool the router does not lend from is not the one the household holds leases of."""
+    offered = sorted({a.offered for a in answers if a.server == router and a.kind == "offer"}, key=ipaddress.IPv4Address)
+    if pool is None or not offered:
+        return ""
+    if pool == "none":
+        return (
+            f" The router offered {', '.join(offered)}: it lends, so ainur.netboot.routerPool: none is not so; name the pool from its DHCP settings."
+        )
+    start, _, end = pool.partition("-")
+    outside = [ip for ip in offered if not ipaddress.IPv4Address(start) <= ipaddress.IPv4Address(ip) <= ipaddress.IPv4Address(end)]
+    if not outside:
+        return ""
+    return (
+        f" The router offered {', '.join(outside)}, outside ainur.netboot.routerPool {pool}: it lends from another pool (or a "
+        "second one, such as a guest range), whose leases the household holds too; copy its whole pool from its DHCP settings."
+    )
+
+
+def judge(
+    mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None, router: str | None = None, pool: str | None = None
+) -> str | None:
     """Why the Ainur's dnsmasq may not serve in `mode` beside what answered, or None when it may. `ours`: the Ainur's
     service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode;
-    `router`: the router's DHCP server address (needed in proxy mode: only its answers are the router's)."""
+    `router`: the router's DHCP server address (needed in proxy mode: only its answers are the router's); `pool`: in
+    dhcp mode, ainur.netboot.routerPool as `START-END` or `none`, checked against the router's offers."""
     own = sorted({a.mac for a in answers if a.server in ours})
     others = [a for a in answers if a.server not in ours]
     if len(own) > 1:
@@ -223,7 +246,7 @@ def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | N
             "out the same addresses and refuse each other's clients. Fix: turn that server's DHCP off (on a home router: its "
             "LAN or DHCP settings), or, if it is the household's router, set ainur.netboot.mode: proxy in the stack to keep "
             "it lending and let the Ainur add only the boot answers. Nothing on the LAN was changed."
-        )
+        ) + _pool_word(router, pool, others)
     if mode != "proxy":
         return None
     if router is None:
@@ -302,11 +325,15 @@ def wait_for_router(
             told = True
 
 
-def _arguments(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None) -> str:
+def _arguments(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None) -> str:
     # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
     if isinstance(ours, str):
         raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
-    return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}" + (f" --before {before}" if before else "")
+    return (
+        f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}"
+        + (f" --before {before}" if before else "")
+        + (f" --router-pool {pool}" if pool else "")
+    )
 
 
 def _as_root(what: str, arguments: str) -> str:
@@ -316,13 +343,13 @@ def _as_root(what: str, arguments: str) -> str:
     return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
 
 
-def probe_script(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None) -> str:
+def probe_script(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None, pool: str | None = None) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
     service addresses, the stack's first; `router`: the router's DHCP server address; `before`: the last deployment's
-    mode."""
+    mode; `pool`: ainur.netboot.routerPool in dhcp mode (`START-END` or `none`)."""
     return _as_root(
-        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, router, before)
+        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, router, before, pool)
     )
 
 
@@ -346,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--router", required=True, help="the router's DHCP server address: in proxy mode only its answers are the router's")
     parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
+    parser.add_argument("--router-pool", help="in dhcp mode, the pool the stack says the router lent (START-END or none)")
     parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
@@ -359,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
         print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
-    refusal = judge(args.mode, args.service_ip, answers, args.before, args.router)
+    refusal = judge(args.mode, args.service_ip, answers, args.before, args.router, args.router_pool)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1

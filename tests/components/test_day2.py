@@ -242,7 +242,7 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         "Arda: no change on any machine",
     ]
     assert (
-        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy <<'ILUVATAR_PROBE'"
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy --router-pool 192.168.0.240-192.168.0.250 <<'ILUVATAR_PROBE'"
         in back.named()["netboot-dhcp-probe"].inputs["create"]
     )
 
@@ -255,7 +255,10 @@ def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, 
         tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17", "iluvatar:ainur.netboot.routerAddress": "192.168.0.2"}), homelab
     )
     create = moved.named()["netboot-dhcp-probe"].inputs["create"]
-    assert " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 <<'ILUVATAR_PROBE'" in create
+    assert (
+        " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 --router-pool none <<'ILUVATAR_PROBE'"
+        in create
+    )
 
 
 def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:

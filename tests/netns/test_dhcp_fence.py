@@ -71,10 +71,12 @@ def start_isp(net: Lan) -> None:
     net._dnsmasq("isp", net.router, conf, net.root / "isp.leases")
 
 
-def run_step(net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_step(
+    net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None, pool: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
     stack's LAN (the valar holding the Ainur's API address may be any of them)."""
-    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before)
+    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before, pool)
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -130,6 +132,16 @@ def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> Non
             refusal
         )
         assert "turn that server's DHCP off" in refusal and "ainur.netboot.mode: proxy" in refusal
+        # The router's offer checks the pool the stack says it lent: its own pool passes, another is named.
+        assert run_step(net, valar(net), "dhcp", pool=f"{ISP_POOL[0]}-{ISP_POOL[1]}").stderr.strip().endswith("Nothing on the LAN was changed.")
+        wrong = run_step(net, valar(net), "dhcp", pool="192.168.0.100-192.168.0.199").stderr.strip()
+        assert (
+            wrong.endswith(
+                ", outside ainur.netboot.routerPool 192.168.0.100-192.168.0.199: it lends from another pool (or a second one, such "
+                "as a guest range), whose leases the household holds too; copy its whole pool from its DHCP settings."
+            )
+            and " The router offered 192.168.0.2" in wrong
+        ), wrong
         # proxy mode beside the same router: what that mode needs.
         assert run_step(net, valar(net), "proxy").returncode == 0
     finally:

@@ -40,6 +40,24 @@ def test_dhcp_mode_refuses_any_other_server_naming_it_and_the_fix() -> None:
     )
 
 
+def test_the_routers_offers_check_the_pool_the_stack_says_it_lent() -> None:
+    """In dhcp mode the router answering is refused; where its offers are heard, they also check routerPool: an offer
+    outside it is a pool the household holds leases of that the stack does not name, and any offer belies `none`."""
+    base = judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY) or ""
+    assert base.endswith("Nothing on the LAN was changed.")
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="192.168.0.50-192.168.0.99") == base
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="192.168.0.200-192.168.0.250") == base + (
+        " The router offered 192.168.0.57, outside ainur.netboot.routerPool 192.168.0.200-192.168.0.250: it lends from another "
+        "pool (or a second one, such as a guest range), whose leases the household holds too; copy its whole pool from its "
+        "DHCP settings."
+    )
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="none") == base + (
+        " The router offered 192.168.0.57: it lends, so ainur.netboot.routerPool: none is not so; name the pool from its DHCP settings."
+    )
+    # Another server's offers say nothing of the router's pool.
+    assert judge("dhcp", [SVC], [STRANGER], router=GATEWAY, pool="none") == judge("dhcp", [SVC], [STRANGER], router=GATEWAY)
+
+
 def test_proxy_mode_needs_the_routers_dhcp_server() -> None:
     assert judge("proxy", [SVC], [ROUTER], router=GATEWAY) is None
     assert judge("proxy", [SVC], [OURS, ROUTER], router=GATEWAY) is None
