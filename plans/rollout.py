@@ -719,7 +719,8 @@ def describe_mode(before: str | None, now: str | None) -> str:
         "network.dhcpRange until the Ainur's leases end (leaseTime: the household's devices keep their addresses until "
         "then, and a router that does not ping first could lend one again), the `reservations` output as its static "
         "leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the internal "
-        "zone.\n"
+        "zone. If this `up` fails or stops once netboot-deployment-netboot has begun to change and before that word, turn "
+        "the router's DHCP on then all the same: the Ainur's pod may already answer only the machines it boots.\n"
     )
 
 

@@ -278,7 +278,8 @@ def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: s
         return None
     return (
         "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+        "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then."
     )
 
 

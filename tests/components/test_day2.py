@@ -208,7 +208,9 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         "on now\" and waits up to 15 min for it: its pool apart from network.dhcpRange until the Ainur's leases end "
         "(leaseTime: the household's devices keep their addresses until then, and a router that does not ping first could "
         "lend one again), the `reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out "
-        "if the household should keep resolving the internal zone.",
+        "if the household should keep resolving the internal zone. If this `up` fails or stops once "
+        "netboot-deployment-netboot has begun to change and before that word, turn the router's DHCP on then all the same: "
+        "the Ainur's pod may already answer only the machines it boots.",
         "Arda: no change on any machine",
     ]
     regs = proxy.named()

@@ -173,7 +173,8 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
     assert before.stdout.splitlines() == [
         f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11",
         "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart).",
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+        "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then.",
     ]
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}

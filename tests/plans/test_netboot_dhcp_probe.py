@@ -107,7 +107,8 @@ def test_a_move_from_dhcp_to_proxy_passes_while_the_ainur_alone_lend() -> None:
         assert judge("proxy", [SVC], found, before="dhcp", router=GATEWAY) is None
         assert switch_note("proxy", [SVC], found, "dhcp") == (
             "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-            "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+            "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+            "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then."
         )
     # A router already on (the old runbook, or it came back): two servers lend one pool and the Ainur NAK the router's
     # clients until the pod restarts, or for good if the `up` stops first. Refused before anything changes.
