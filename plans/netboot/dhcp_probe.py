@@ -57,6 +57,10 @@ TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
 # How long the step after a move to proxy mode waits for the router's DHCP: long enough to find the router's settings page
 # and turn it on; the household has the Ainur's leases (leaseTime, 12 h by default) meanwhile, so no device drops off.
 ROUTER_WAIT_MINUTES = 15
+# How long a proxy-mode probe asks again while only the router is silent: a dnsmasq-based router pings each new address
+# for up to 3 s, reading no other DHCP packet meanwhile (dnsmasq 2.90 src/dnsmasq.c, icmp_ping), so with a burst of new
+# clients its answer can miss one round; an `up` that re-runs the probe with nothing changed must not fail on it.
+PROXY_RETRY_SECONDS = 60
 # How the wait step's refusal of a foreign server ends: the netboot pod already answers only the machines it boots.
 WAIT_AGAIN = " Then turn the router's DHCP server on, if it is off, and run `pulumi up` again (this step waits again)."
 
@@ -272,6 +276,44 @@ def judge(
     return None
 
 
+def router_silent(mode: str, ours: Sequence[str], answers: Sequence[Answer], before: str | None, router: str | None) -> bool:
+    """Whether `judge` refuses only because the router's DHCP server has not answered (proxy mode, no move from dhcp,
+    no other server, one netboot pod at most): the one refusal that asking again may lift."""
+    return (
+        mode == "proxy"
+        and before != "dhcp"
+        and all(a.server in ours for a in answers)
+        and len({a.mac for a in answers}) <= 1
+        and not any(a.server == router for a in answers)
+    )
+
+
+def probe(
+    interface: str,
+    mode: str,
+    ours: Sequence[str],
+    router: str,
+    before: str | None = None,
+    pool: str | None = None,
+    retry: float = PROXY_RETRY_SECONDS,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+) -> tuple[list[Answer], str | None]:
+    """The answers of the last round and `judge`'s refusal (None: the Ainur may serve). In proxy mode a round with no
+    answer from the router is asked again, saying so, until it answers or `retry` seconds have passed; any other
+    refusal is final at once."""
+    began = time.monotonic()
+    answers = ask(interface, began)
+    if router_silent(mode, ours, answers, before, router) and retry > 0:
+        print(
+            f"iluvatar: the router's DHCP server ({router}) has not answered on {interface} yet (a router pinging new "
+            f"clients answers late); asking again for up to {round(retry)} s",
+            flush=True,
+        )
+        while router_silent(mode, ours, answers, before, router) and time.monotonic() < began + retry:
+            answers = ask(interface, began)
+    return answers, judge(mode, ours, answers, before, router, pool)
+
+
 def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None) -> str | None:
     """On a move from `dhcp` to `proxy`, what the household should know before the Ainur stop lending."""
     if mode != "proxy" or before != "dhcp":
@@ -326,7 +368,9 @@ def wait_for_router(
             told = True
 
 
-def _arguments(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None) -> str:
+def _arguments(
+    mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
+) -> str:
     # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
     if isinstance(ours, str):
         raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
@@ -334,6 +378,7 @@ def _arguments(mode: str, ours: Sequence[str], lan: str, router: str, before: st
         f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}"
         + (f" --before {before}" if before else "")
         + (f" --router-pool {pool}" if pool else "")
+        + (f" --retry-seconds {retry:g}" if retry != PROXY_RETRY_SECONDS else "")
     )
 
 
@@ -344,13 +389,17 @@ def _as_root(what: str, arguments: str) -> str:
     return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
 
 
-def probe_script(mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None, pool: str | None = None) -> str:
+def probe_script(
+    mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
+) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
     service addresses, the stack's first; `router`: the router's DHCP server address; `before`: the last deployment's
-    mode; `pool`: ainur.netboot.routerPool in dhcp mode (`START-END` or `none`)."""
+    mode; `pool`: ainur.netboot.routerPool in dhcp mode (`START-END` or `none`); `retry`: how long a proxy-mode probe
+    asks again while the router is silent (`probe`)."""
     return _as_root(
-        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, router, before, pool)
+        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves",
+        _arguments(mode, ours, lan, router, before, pool, retry),
     )
 
 
@@ -375,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router", required=True, help="the router's DHCP server address: in proxy mode only its answers are the router's")
     parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
     parser.add_argument("--router-pool", help="in dhcp mode, the pool the stack says the router lent (START-END or none)")
+    parser.add_argument(
+        "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
+    )
     parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
@@ -383,12 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     interface = args.interface or interface_on(args.lan)
     if args.wait_minutes is not None:
         return wait_for_router(interface, args.service_ip, args.router, args.wait_minutes * 60.0)
-    answers = collect(interface)
+    answers, refusal = probe(interface, args.mode, args.service_ip, args.router, args.before, args.router_pool, args.retry_seconds)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
         print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
-    refusal = judge(args.mode, args.service_ip, answers, args.before, args.router, args.router_pool)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1

@@ -72,11 +72,12 @@ def start_isp(net: Lan) -> None:
 
 
 def run_step(
-    net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None, pool: str | None = None
+    net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None, pool: str | None = None, retry: float = 0
 ) -> subprocess.CompletedProcess[str]:
     """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
-    stack's LAN (the valar holding the Ainur's API address may be any of them)."""
-    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before, pool)
+    stack's LAN (the valar holding the Ainur's API address may be any of them). A proxy-mode probe asks once here (the
+    program's asks again for a minute while the router is silent: test_a_proxy_mode_probe_waits_for_a_late_router)."""
+    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before, pool, retry)
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -256,6 +257,29 @@ def test_proxy_mode_takes_only_the_router_for_the_router(net: Lan) -> None:
     finally:
         net.stop("isp")
         net.stop("stranger")
+
+
+def test_a_proxy_mode_probe_waits_for_a_late_router(net: Lan) -> None:
+    """A router busy pinging new clients may miss the probe's first round: the step, as the program runs it, says it
+    asks again, and passes once the router answers (an `up` re-running the probe with nothing changed never fails on a
+    busy router). The router starts here only once the step has said so: the wait is on its word, not on a clock."""
+    script = dhcp_probe.probe_script("proxy", [SVC], str(net.stack.network.lan), ROUTER)
+    step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert step.stdout is not None
+        assert step.stdout.readline() == (
+            f"iluvatar: the router's DHCP server ({ROUTER}) has not answered on eth0 yet (a router pinging new clients "
+            "answers late); asking again for up to 60 s\n"
+        )
+        start_isp(net)
+        out, err = step.communicate(timeout=90)
+        assert step.returncode == 0, err
+        assert f"iluvatar: DHCP server {ROUTER} (MAC {mac_of(net.router)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.2" in out, out
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait()
+        net.stop("isp")
 
 
 def test_a_move_from_dhcp_to_proxy_is_refused_while_the_router_lends(net: Lan) -> None:

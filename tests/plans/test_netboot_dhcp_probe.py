@@ -143,6 +143,46 @@ def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainu
     assert "or, if it is the household's router, set ainur.netboot.mode: proxy" in refusal
 
 
+def test_a_proxy_mode_probe_asks_again_while_the_router_alone_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
+    """A busy router may miss a round: the probe says so once and asks again until it answers. Every other refusal is
+    final at once (a stranger, two pods, the router on during a move from dhcp), and dhcp mode never asks again."""
+    rounds = iter([[OURS], [], [OURS, ROUTER]])
+    asked: list[int] = []
+
+    def ask(_: str, __: float) -> list[Answer]:
+        asked.append(1)
+        return next(rounds)
+
+    assert dhcp_probe.probe("eth0", "proxy", [SVC], GATEWAY, ask=ask) == ([OURS, ROUTER], None)
+    assert len(asked) == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: the router's DHCP server (192.168.0.1) has not answered on eth0 yet (a router pinging new clients answers "
+        "late); asking again for up to 60 s"
+    ]
+    for mode, found, before in (("proxy", [STRANGER], None), ("proxy", [OURS, ROUTER], "dhcp"), ("dhcp", [ROUTER], None)):
+        asked.clear()
+
+        def once(_: str, __: float, f: list[Answer] = found) -> list[Answer]:
+            asked.append(1)
+            return f
+
+        answers, refusal = dhcp_probe.probe("eth0", mode, [SVC], GATEWAY, before, ask=once)
+        assert (answers, refusal is not None, len(asked)) == (found, True, 1)
+    assert capsys.readouterr().out == ""
+    # With no time to ask again (`retry` 0), the silent router is refused after one round, and nothing is said.
+    assert (dhcp_probe.probe("eth0", "proxy", [SVC], GATEWAY, retry=0, ask=lambda *_: [OURS])[1] or "").startswith(
+        "iluvatar: the router's DHCP server (192.168.0.1) did not answer"
+    )
+    assert capsys.readouterr().out == ""
+    # The program's step asks with the default, which it need not spell (its script, so its state, unchanged).
+    assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY, retry=0).splitlines()[2] == (
+        "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --retry-seconds 0 <<'ILUVATAR_PROBE'"
+    )
+    assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY).splitlines()[2] == (
+        "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 <<'ILUVATAR_PROBE'"
+    )
+
+
 def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
     """It says "turn it on now" once, asks again until a server other than the Ainur answers, and passes on that answer."""
     rounds = iter([[], [], [ROUTER]])
