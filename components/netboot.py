@@ -134,6 +134,7 @@ class Netboot(pulumi.ComponentResource):
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
         others = [m for m in rest if m not in cache and m not in pod]
         probe_where: tuple[list[str], str, str] | None = None
+        router_where: tuple[str, str | None] = ("", None)
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
             # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode
@@ -156,6 +157,7 @@ class Netboot(pulumi.ComponentResource):
             pool = None if mode != "dhcp" or lent is None else lent if isinstance(lent, str) else f"{lent.start}-{lent.end}"
             template_digest = hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]
             probe_where = (ours, mode, template_digest)
+            router_where = (router, before)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
@@ -186,7 +188,31 @@ class Netboot(pulumi.ComponentResource):
             after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
-        self.objects.update(kube.create_all(name, pod, after_clearance, made))
+        pod_opts = after_clearance
+        if probe_where is not None and args.valar is not None and args.commands is not None and pod and router_where[1] == "proxy":
+            # A move from proxy to dhcp: the router lends until the Ainur are about to, so the household is without a lender
+            # only for the pod's restart, not for the whole `up` (the API gate, Pi rolls, the probe, the clearance): right
+            # before the Deployment changes, after everything else it waits on, this step says "turn the router's DHCP off
+            # now" and waits, bounded, until no server but the Ainur's answers (dhcp_probe.wait_off). A failure or a
+            # killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
+            ours, _, template_digest = probe_where
+            router_off = command.remote.Command(
+                f"{name}-router-off",
+                connection=args.valar,
+                create=dhcp_probe.off_script(ours, str(stack.network.lan), router_where[0]),
+                triggers=[template_digest],
+                opts=pulumi.ResourceOptions.merge(
+                    after_clearance,
+                    pulumi.ResourceOptions(
+                        provider=args.commands,
+                        depends_on=list(made.values()),
+                        custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
+                    ),
+                ),
+            )
+            self.objects[f"{name}-router-off"] = router_off
+            pod_opts = pulumi.ResourceOptions.merge(after_clearance, pulumi.ResourceOptions(depends_on=[router_off]))
+        self.objects.update(kube.create_all(name, pod, pod_opts, made))
         made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
         if probe_where is not None and args.valar is not None and args.commands is not None and probe_where[1] == "proxy" and pod:
             # In proxy mode the router lends: once the netboot pod runs (pulumi-kubernetes awaits the Deployment ready),

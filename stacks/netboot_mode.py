@@ -188,10 +188,11 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
         return [
             Problem(
                 MODE,
-                "dhcp, and the last deployment ran the Ainur in mode proxy, beside the router's DHCP: with it still on, "
-                "the LAN would have two DHCP servers, the Ainur authoritative (they refuse the router's leases) and neither "
-                "checking an address is free first. Turn the router's DHCP server off, then say so with "
-                f"ainur.netboot.routerDhcpOff: true; or keep mode: proxy ({RUNBOOK})",
+                "dhcp, and the last deployment ran the Ainur in mode proxy, beside the router's DHCP: with it still on once "
+                "the Ainur lend, the LAN would have two DHCP servers, the Ainur authoritative (they refuse the router's leases) "
+                "and neither checking an address is free first. Say you will turn the router's DHCP server off with "
+                "ainur.netboot.routerDhcpOff: true: `up` says when (the step netboot-router-off, right before the netboot pod "
+                f"restarts in dhcp mode); or keep mode: proxy ({RUNBOOK})",
             )
         ]
     if nb.mode == "dhcp" and nb.router_pool == NO_POOL:

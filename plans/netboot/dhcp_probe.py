@@ -243,6 +243,12 @@ def judge(
             "sudo k3s kubectl -n netboot get pods -o wide, and `ip -4 addr` on each Pi; the Pi not running the netboot pod "
             f"must not hold {held}."
         )
+    if mode == "dhcp" and before == "proxy" and router is not None and not [a for a in others if a.server != router]:
+        # A move from proxy: the router still lends, as it must until the step right before the netboot pod restarts
+        # asks it off (`wait_off`); what it offers checks the pool the stack says it lent.
+        if word := _pool_word(router, pool, others):
+            return f"iluvatar: the router's DHCP ({_named(others)}) lends from a pool the stack does not name.{word} Nothing on the LAN was changed."
+        return None
     if mode == "dhcp" and others:
         return (
             f"iluvatar: another DHCP server answers on the LAN: {_named(others)}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
@@ -315,7 +321,12 @@ def probe(
 
 
 def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None) -> str | None:
-    """On a move from `dhcp` to `proxy`, what the household should know before the Ainur stop lending."""
+    """On a move between modes, what the household should know before the Ainur's lending changes."""
+    if mode == "dhcp" and before == "proxy":
+        return (
+            "iluvatar: the router lends until the Ainur take over; leave its DHCP on until this `up` says to turn it off (the "
+            "step right before the netboot pod restarts in dhcp mode), so the household is never without a lender."
+        )
     if mode != "proxy" or before != "dhcp":
         return None
     return (
@@ -368,6 +379,45 @@ def wait_for_router(
             told = True
 
 
+def wait_off(
+    interface: str,
+    ours: Sequence[str],
+    seconds: float,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+    quiet_rounds: int = 2,
+) -> int:
+    """Right before the netboot pod restarts in dhcp mode (a move from proxy): 0 once `quiet_rounds` rounds in a row hear
+    no DHCP server but the Ainur (a busy router can miss one round, so one silent round is no proof its DHCP is off);
+    until then, having told the user to turn the router's DHCP off now, ask again, and give up after `seconds` (1, naming
+    who still answers). The household keeps the router's leases meanwhile; only this window has no lender for new ones."""
+    began = time.monotonic()
+    end = began + seconds
+    told, quiet = False, 0
+    while True:
+        others = [a for a in ask(interface, began) if a.server not in ours]
+        quiet = 0 if others else quiet + 1
+        if quiet >= quiet_rounds:
+            print(f"iluvatar: no DHCP server but the Ainur's answers on {interface}: the netboot pod restarts in dhcp mode now")
+            return 0
+        if time.monotonic() >= end:
+            print(
+                f"iluvatar: a DHCP server other than the Ainur's still answers on the LAN after {round(seconds / 60)} min: "
+                f"{_named(others) or 'one round in two'}. The Ainur do not start lending beside it (two servers would hand out "
+                "the same addresses). Fix: turn the router's DHCP server off (its LAN or DHCP settings), and any other "
+                "server's, then run `pulumi up` again (this step waits again); or keep ainur.netboot.mode: proxy.",
+                file=sys.stderr,
+            )
+            return 1
+        if not told and others:
+            print(
+                f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now ({_named(others)}). Waiting up "
+                f"to {round(seconds / 60)} min for no server but the Ainur's to answer on {interface}; the household keeps "
+                "the router's leases meanwhile.",
+                flush=True,
+            )
+            told = True
+
+
 def _arguments(
     mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
 ) -> str:
@@ -412,6 +462,15 @@ def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTE
     )
 
 
+def off_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+    """The step `pulumi up` runs on a valar right before the netboot pod restarts in dhcp mode on a move from proxy: the
+    same module, telling the user to turn the router's DHCP off and waiting up to `minutes` until it is (`wait_off`)."""
+    return _as_root(
+        "the router's DHCP, awaited off before the Ainur lend",
+        f"{_arguments('dhcp', ours, lan, router, None)} --wait-off-minutes {minutes}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Probe the LAN for DHCP servers before the Ainur's dnsmasq serves.")
     parser.add_argument("--mode", choices=("dhcp", "proxy"), required=True)
@@ -427,12 +486,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
     )
+    parser.add_argument("--wait-off-minutes", type=int, help="wait this long for no DHCP server but the Ainur's (before a move to dhcp)")
     parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
     interface = args.interface or interface_on(args.lan)
+    if args.wait_off_minutes is not None:
+        return wait_off(interface, args.service_ip, args.wait_off_minutes * 60.0)
     if args.wait_minutes is not None:
         return wait_for_router(interface, args.service_ip, args.router, args.wait_minutes * 60.0)
     answers, refusal = probe(interface, args.mode, args.service_ip, args.router, args.before, args.router_pool, args.retry_seconds)

@@ -238,15 +238,30 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     assert _plan(caplog, back, ran_proxy) == [
         "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP server "
         "(network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's devices keep the "
-        "router's addresses until they renew, then take the Ainur's, which may differ. The router's DHCP server must be off "
-        "before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff), and network.dhcpRange apart from the pool "
-        "it lent (ainur.netboot.routerPool), whose addresses the household holds until their leases end.",
+        "router's addresses until they renew, then take the Ainur's, which may differ. Leave the router's DHCP server on "
+        'until `pulumi up` says to turn it off: right before the netboot pod restarts, netboot-router-off says "turn the '
+        "router's DHCP server off now\" and waits up to 15 min until no server but the Ainur's answers (the stack says you "
+        "will: ainur.netboot.routerDhcpOff). network.dhcpRange stays apart from the pool it lent (ainur.netboot.routerPool), "
+        "whose addresses the household holds until their leases end.",
         "Arda: no change on any machine",
     ]
     assert (
         " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy --router-pool 192.168.0.240-192.168.0.250 <<'ILUVATAR_PROBE'"
         in back.named()["netboot-dhcp-probe"].inputs["create"]
     )
+    # The router goes off right before the Deployment changes, after everything else it waits on (the ConfigMap the new
+    # dnsmasq reads, the clearance, the probe), not before `up`: the LAN is without a lender only for the pod's restart.
+    regs = back.named()
+    off = regs["netboot-router-off"]
+    assert (
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-off-minutes 15 <<'ILUVATAR_PROBE'"
+        in off.inputs["create"]
+    )
+    assert off.urn in regs["netboot-deployment-netboot"].dependencies
+    assert {regs[n].urn for n in ("netboot-configmap-netboot", "netboot-clearance", "netboot-dhcp-probe")} <= set(off.dependencies)
+    assert off.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
+    # Nothing to turn off on any other `up`: neither a move to proxy nor a dhcp homelab's.
+    assert "netboot-router-off" not in proxy.named() and "netboot-router-off" not in homelab.named()
 
 
 def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:

@@ -282,6 +282,34 @@ def test_a_proxy_mode_probe_waits_for_a_late_router(net: Lan) -> None:
         net.stop("isp")
 
 
+def test_a_move_from_proxy_to_dhcp_asks_the_router_off_right_before_the_pod(net: Lan) -> None:
+    """proxy -> dhcp with the router lending, as the household needs until the Ainur are about to: the probe before
+    passes on the router's answer, and the step right before the pod says "turn it off now" and passes once the router
+    is silent. (The lab's Ainur dnsmasq runs dhcp mode all along; its answers are the Ainur's own.)"""
+    start_isp(net)
+    try:
+        probe = run_step(net, valar(net), "dhcp", before="proxy", pool=f"{ISP_POOL[0]}-{ISP_POOL[1]}")
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.splitlines()[-1].startswith("iluvatar: the router lends until the Ainur take over; leave its DHCP on"), probe.stdout
+        script = dhcp_probe.off_script([SVC], str(net.stack.network.lan), ROUTER)
+        step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert step.stdout is not None
+            assert step.stdout.readline().startswith(
+                f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now ({ROUTER} (MAC {mac_of(net.router)}) offered 192.168.0.2"
+            )
+            net.stop("isp")
+            out, err = step.communicate(timeout=90)
+            assert step.returncode == 0, err
+            assert out.splitlines()[-1] == "iluvatar: no DHCP server but the Ainur's answers on eth0: the netboot pod restarts in dhcp mode now"
+        finally:
+            if step.poll() is None:
+                step.kill()
+                step.wait()
+    finally:
+        net.stop("isp")
+
+
 def test_a_move_from_dhcp_to_proxy_is_refused_while_the_router_lends(net: Lan) -> None:
     """The router's DHCP on before the Ainur stop lending: two servers lend one pool and the authoritative Ainur NAK the
     router's clients until the pod restarts, or for good if the `up` stops first. Refused, nothing changed, with the fix:

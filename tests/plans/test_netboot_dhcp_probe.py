@@ -122,8 +122,8 @@ def test_a_move_from_dhcp_to_proxy_passes_while_the_ainur_alone_lend() -> None:
     # Two netboot pods are refused all the same.
     other = Answer(server=SVC, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
     assert (judge("proxy", [SVC], [OURS, other], before="dhcp", router=GATEWAY) or "").startswith("iluvatar: two DHCP servers answer")
-    # Nothing to say outside that move.
-    assert switch_note("proxy", [SVC], [ROUTER], None) is None and switch_note("dhcp", [SVC], [OURS], "proxy") is None
+    # Nothing to say outside a move (the move to dhcp has its own word: the next test).
+    assert switch_note("proxy", [SVC], [ROUTER], None) is None and switch_note("dhcp", [SVC], [OURS], None) is None
 
 
 def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainurs_own() -> None:
@@ -180,6 +180,41 @@ def test_a_proxy_mode_probe_asks_again_while_the_router_alone_is_silent(capsys: 
     )
     assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY).splitlines()[2] == (
         "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 <<'ILUVATAR_PROBE'"
+    )
+
+
+def test_a_move_from_proxy_to_dhcp_keeps_the_router_on_until_the_step_before_the_pod(capsys: pytest.CaptureFixture[str]) -> None:
+    """proxy -> dhcp: the probe before accepts the router lending (it must, until the Ainur are about to), refuses any
+    other server, and checks the router's offers against routerPool; the step right before the pod asks the router off."""
+    for found in ([], [ROUTER], [OURS, ROUTER]):
+        assert judge("dhcp", [SVC], found, "proxy", GATEWAY, "192.168.0.50-192.168.0.99") is None
+    assert switch_note("dhcp", [SVC], [ROUTER], "proxy") == (
+        "iluvatar: the router lends until the Ainur take over; leave its DHCP on until this `up` says to turn it off (the "
+        "step right before the netboot pod restarts in dhcp mode), so the household is never without a lender."
+    )
+    assert (judge("dhcp", [SVC], [ROUTER, STRANGER], "proxy", GATEWAY) or "").startswith(
+        "iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57; 192.168.0.240"
+    )
+    assert judge("dhcp", [SVC], [ROUTER], "proxy", GATEWAY, "192.168.0.200-192.168.0.250") == (
+        "iluvatar: the router's DHCP (192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57) lends from a pool the stack "
+        "does not name. The router offered 192.168.0.57, outside ainur.netboot.routerPool 192.168.0.200-192.168.0.250: it "
+        "lends from another pool (or a second one, such as a guest range), whose leases the household holds too; copy its "
+        "whole pool from its DHCP settings. Nothing on the LAN was changed."
+    )
+    # The step: "off now" once, then passes after two silent rounds in a row (a busy router can miss one).
+    rounds = iter([[OURS, ROUTER], [], [ROUTER], [OURS], []])
+    assert dhcp_probe.wait_off("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now (192.168.0.1 (MAC 00:11:22:33:44:55) "
+        "offered 192.168.0.57). Waiting up to 15 min for no server but the Ainur's to answer on eth0; the household keeps "
+        "the router's leases meanwhile.",
+        "iluvatar: no DHCP server but the Ainur's answers on eth0: the netboot pod restarts in dhcp mode now",
+    ]
+    assert next(rounds, None) is None
+    # Past its bound with the router still on: it fails naming it, and the Ainur do not start lending.
+    assert dhcp_probe.wait_off("eth0", [SVC], 0.0, ask=lambda *_: [ROUTER]) == 1
+    assert capsys.readouterr().err.startswith(
+        "iluvatar: a DHCP server other than the Ainur's still answers on the LAN after 0 min: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57."
     )
 
 
