@@ -134,11 +134,13 @@ class Netboot(pulumi.ComponentResource):
         pod = [m for m in rest if (m["kind"], m["metadata"]["name"]) == ("Deployment", "netboot")]
         others = [m for m in rest if m not in cache and m not in pod]
         probe_where: tuple[list[str], str, str] | None = None
+        router_where: tuple[str, str | None] = ("", None)
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
             # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode
-            # beside another DHCP server and in proxy mode with none, save on a move from dhcp, where the router's
-            # DHCP stays off until the Ainur stop lending (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts
+            # beside another DHCP server, and in proxy mode beside any server but the router's or without the router's,
+            # save on a move from dhcp, where it is refused while the router's answers: its DHCP stays off until the
+            # Ainur stop lending (plans.netboot.dhcp_probe). Run again whenever dnsmasq starts
             # anew: its pod's template carries the digest of everything dnsmasq reads only at its start
             # (plans.netboot.objects.config_digest: the mode, the range, the service address). Records it re-reads while
             # running (an app, a machine on disk) are no new DHCP server, and ask nothing of the LAN. The running
@@ -148,12 +150,18 @@ class Netboot(pulumi.ComponentResource):
             old_svc, old_mode = netboot_mode.deployed_service_ip(args.previous_dnsmasq_conf), netboot_mode.deployed_mode(args.previous_dnsmasq_conf)
             ours = [svc, *([old_svc] if old_svc is not None and old_svc != svc else [])]
             before = old_mode if old_mode is not None and old_mode != mode else None
+            # The router by its address, never "whatever else answers" (plans.netboot.dhcp_probe).
+            router = str(stack.ainur.netboot.router_address or stack.network.gateway)
+            # The pool the stack says the router lent, checked against the router's offers where the probe hears them.
+            lent = stack.ainur.netboot.router_pool
+            pool = None if mode != "dhcp" or lent is None else lent if isinstance(lent, str) else f"{lent.start}-{lent.end}"
             template_digest = hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]
             probe_where = (ours, mode, template_digest)
+            router_where = (router, before)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
-                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), before),
+                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), router, before, pool),
                 triggers=[template_digest],
                 # After the namespace, which waits for the Ainur's API: the step dials the API address, which exists
                 # only once k3s and kube-vip run (on a first `up` it would spend its SSH retries before they do).
@@ -180,11 +188,35 @@ class Netboot(pulumi.ComponentResource):
             after_clearance = pulumi.ResourceOptions.merge(made_opts, pulumi.ResourceOptions(depends_on=[clearance]))
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
-        self.objects.update(kube.create_all(name, pod, after_clearance, made))
+        pod_opts = after_clearance
+        if probe_where is not None and args.valar is not None and args.commands is not None and pod and router_where[1] == "proxy":
+            # A move from proxy to dhcp: the router lends until the Ainur are about to, so the household is without a lender
+            # only for the pod's restart, not for the whole `up` (the API gate, Pi rolls, the probe, the clearance): right
+            # before the Deployment changes, after everything else it waits on, this step says "turn the router's DHCP off
+            # now" and waits, bounded, until no server but the Ainur's answers (dhcp_probe.wait_off). A failure or a
+            # killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
+            ours, _, template_digest = probe_where
+            router_off = command.remote.Command(
+                f"{name}-router-off",
+                connection=args.valar,
+                create=dhcp_probe.off_script(ours, str(stack.network.lan), router_where[0]),
+                triggers=[template_digest],
+                opts=pulumi.ResourceOptions.merge(
+                    after_clearance,
+                    pulumi.ResourceOptions(
+                        provider=args.commands,
+                        depends_on=list(made.values()),
+                        custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
+                    ),
+                ),
+            )
+            self.objects[f"{name}-router-off"] = router_off
+            pod_opts = pulumi.ResourceOptions.merge(after_clearance, pulumi.ResourceOptions(depends_on=[router_off]))
+        self.objects.update(kube.create_all(name, pod, pod_opts, made))
         made = {**made, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in pod}}
         if probe_where is not None and args.valar is not None and args.commands is not None and probe_where[1] == "proxy" and pod:
             # In proxy mode the router lends: once the netboot pod runs (pulumi-kubernetes awaits the Deployment ready),
-            # a server other than the Ainur must answer. On a move from dhcp this is where the user turns the router's
+            # the router's DHCP server must answer, and no other server. On a move from dhcp this is where the user turns the router's
             # DHCP on: only now have the Ainur stopped lending, so the two never lend the same pool at once (their
             # authoritative dnsmasq would NAK the router's clients). Bounded (dhcp_probe.ROUTER_WAIT_MINUTES); a failure
             # leaves nothing half-done: the next `up` runs it again. On any other restart of the pod it passes at once.
@@ -194,7 +226,7 @@ class Netboot(pulumi.ComponentResource):
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",
                 connection=args.valar,
-                create=dhcp_probe.wait_script(ours, str(stack.network.lan)),
+                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router),
                 triggers=[template_digest],
                 opts=pulumi.ResourceOptions(
                     parent=self,

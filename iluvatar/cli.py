@@ -582,6 +582,12 @@ def _init_parser(sub: Any) -> None:
         help="with the Ainur: proxy (the default), your router keeps the LAN's DHCP and the Ainur answer only PXE; dhcp, the Ainur "
         "are the LAN's DHCP server, once the router's DHCP is off",
     )
+    lan.add_argument(
+        "--router-pool",
+        metavar="START-END|none",
+        help="with --dhcp-mode dhcp (required): the pool your router's DHCP lent, whose leases the household still holds; "
+        "none if no DHCP server ever lent on this LAN, or the router's has been off longer than its lease time",
+    )
     machines = c.add_argument_group("the machines")
     machines.add_argument(
         "--machine",

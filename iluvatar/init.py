@@ -93,6 +93,8 @@ class Answers:
     acme_email: str | None = None
     # The Ainur's DHCP mode (ainur.netboot.mode): None, not given, writes DEFAULT_MODE and says why (cli._init).
     dhcp_mode: str | None = None
+    # With dhcp mode, the pool the router lent (`START-END`) or `none` (ainur.netboot.routerPool; stacks.netboot_mode).
+    router_pool: str | None = None
 
 
 FLAGS = {
@@ -111,6 +113,7 @@ FLAGS = {
     "external_domain": "--external-domain",
     "acme_email": "--acme-email",
     "dhcp_mode": "--dhcp-mode",
+    "router_pool": "--router-pool",
 }
 
 # The DHCP modes, one line each, as `init` explains them before asking (and its --help lists them).
@@ -120,6 +123,12 @@ DHCP_MODES = {
 }
 # What a stack gets when no mode is given: the one that never fights a router, whatever the LAN has.
 DEFAULT_MODE = "proxy"
+# What --router-pool is, as the error that asks for it and the question say it.
+ROUTER_POOL = (
+    "the pool your router's DHCP lent (its LAN or DHCP settings), as START-END: the household holds its addresses until "
+    "their leases end, and the Ainur lend network.dhcpRange apart from it; or none if no DHCP server ever lent on this "
+    "LAN, or the router's has been off for longer than its lease time"
+)
 
 
 def flag(answers: Answers, name: str) -> str:
@@ -365,6 +374,12 @@ def _before(answers: Answers) -> list[str]:
         out.append(f"{flag(answers, 'dhcp_mode')}: is neither proxy nor dhcp: {'; '.join(f'{k}: {v}' for k, v in DHCP_MODES.items())}")
     elif answers.dhcp_mode is not None and not ainur:
         out.append(f"{flag(answers, 'dhcp_mode')}: only with the Ainur (a machine with role=valar), which serve DHCP and netboot")
+    elif answers.dhcp_mode == "dhcp" and answers.router_pool is None:
+        out.append(f"--router-pool: required with --dhcp-mode dhcp: {ROUTER_POOL}")
+    if answers.router_pool is not None and answers.dhcp_mode != "dhcp":
+        out.append(f"{flag(answers, 'router_pool')}: only with --dhcp-mode dhcp (in proxy mode the router keeps lending)")
+    elif answers.router_pool is not None and answers.router_pool.strip() != "none" and _pool(_range(answers.router_pool, "router_pool")) is None:
+        out.append(f"{flag(answers, 'router_pool')}: write it as START-END, two IPv4 addresses, the first the lower, or none")
     return out
 
 
@@ -399,6 +414,9 @@ def config(answers: Answers) -> dict[str, Any]:
             # Always written: the stack says the mode its LAN runs, whatever a later default is (stacks.netboot_mode).
             "netboot": {"mode": answers.dhcp_mode or DEFAULT_MODE},
         }
+        if answers.router_pool is not None:
+            lent = answers.router_pool.strip()
+            out["iluvatar:ainur"]["netboot"]["routerPool"] = "none" if lent == "none" else _range(lent, "router_pool")
     front_door = free.next() if answers.identity is not None else ""
     arda_vip = free.next()
     for m in arda_machines:
@@ -570,6 +588,7 @@ _FROM: tuple[tuple[str, str], ...] = (
     ("iluvatar:network.loadBalancerPool", "lb_pool"),
     ("iluvatar:network.externalDomain", "external_domain"),
     ("iluvatar:ainur.sshAuthorizedKeys", "ssh_key"),
+    ("iluvatar:ainur.netboot.routerPool", "router_pool"),
     ("iluvatar:ainur.netboot", "dhcp_mode"),
     ("iluvatar:gitops", "gitops"),
     ("iluvatar:monitoring", "monitoring"),
@@ -682,6 +701,20 @@ def _check_mode(text: str) -> object:
     return text
 
 
+def _check_router_pool(text: str) -> object:
+    if text.strip() == "none":
+        return text
+    return _check_range("router_pool")(text)
+
+
+def _ask_router_pool(a: Answers, ask: Ask, say: Callable[[str], None]) -> Answers:
+    """In dhcp mode, the pool the router lent (no default: only the user knows it, and a guess is a duplicate address)."""
+    if a.dhcp_mode != "dhcp" or a.router_pool is not None:
+        return a
+    say(f"The router's pool: {ROUTER_POOL}.")
+    return replace(a, router_pool=_asking(ask, say, _check_router_pool)("router's DHCP pool (START-END, or none)", None))
+
+
 def _check_layer(name: str, stack: str) -> Callable[[str], object]:
     """The layer flag's own reading (monitoring, identity, backup), `-` or nothing leaving the layer off."""
 
@@ -706,7 +739,7 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
     if a.lan is not None and a.machines:
         if any(m.role in AINUR_ROLES for m in a.machines) and a.ssh_key is None:
             a = replace(a, ssh_key=ask("SSH public key the Pis let in (a key, or its .pub file)", _default_key()))
-        return a
+        return _ask_router_pool(a, ask, say)
     if a.lan is None:
         lan = _asking(ask, say, lambda text: _network(Answers(a.stack, lan=text)))
         a = replace(a, lan=lan("LAN, in CIDR form (e.g. 192.168.0.0/24)", None))
@@ -753,6 +786,7 @@ def ask_missing(answers: Answers, ask: Ask, say: Callable[[str], None]) -> Answe
         for mode, what in DHCP_MODES.items():
             say(f"  {mode}: {what}")
         a = replace(a, dhcp_mode=_asking(ask, say, _check_mode)("DHCP mode (proxy or dhcp)", DEFAULT_MODE))
+    a = _ask_router_pool(a, ask, say)
     optional = (
         ("gitops", "GitOps repository URL for Argo CD (- for none)"),
         ("monitoring", "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)"),

@@ -105,6 +105,8 @@ def _kind(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
         return "mapping (keys below)"
     if "enum" in s:
         return _either([f"`{v}`" for v in s["enum"]])
+    if "const" in s:
+        return f"`{s['const']}`"
     kind = s.get("type")
     if kind == "array":
         items = s.get("items", {})

@@ -706,10 +706,12 @@ def describe_mode(before: str | None, now: str | None) -> str:
         return (
             "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP "
             "server (network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's "
-            "devices keep the router's addresses until they renew, then take the Ainur's, which may differ. The router's "
-            "DHCP server must be off before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff), and "
-            "network.dhcpRange apart from the pool it lent (ainur.netboot.routerPool), whose addresses the household "
-            "holds until their leases end.\n"
+            "devices keep the router's addresses until they renew, then take the Ainur's, which may differ. Leave the "
+            "router's DHCP server on until `pulumi up` says to turn it off: right before the netboot pod restarts, "
+            'netboot-router-off says "turn the router\'s DHCP server off now" and waits up to '
+            f"{dhcp_probe.ROUTER_WAIT_MINUTES} min until no server but the Ainur's answers (the stack says you will: "
+            "ainur.netboot.routerDhcpOff). network.dhcpRange stays apart from the pool it lent (ainur.netboot.routerPool), "
+            "whose addresses the household holds until their leases end.\n"
         )
     return (
         "Netboot: the DHCP mode moves from dhcp to proxy. Leave the router's DHCP server off until `pulumi up` says to "
@@ -719,7 +721,8 @@ def describe_mode(before: str | None, now: str | None) -> str:
         "network.dhcpRange until the Ainur's leases end (leaseTime: the household's devices keep their addresses until "
         "then, and a router that does not ping first could lend one again), the `reservations` output as its static "
         "leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the internal "
-        "zone.\n"
+        "zone. If this `up` fails or stops once netboot-deployment-netboot has begun to change and before that word, turn "
+        "the router's DHCP on then all the same: the Ainur's pod may already answer only the machines it boots.\n"
     )
 
 

@@ -169,6 +169,19 @@ class GenericWorker(Model):
     install_disk: InstallDisk
 
 
+def _router_pool_form(value: object) -> str:
+    return "<unset>" if value is None else "<none>" if isinstance(value, str) else "<range>"
+
+
+# `{start, end}`, `none` or unset, each read as itself alone: a mapping's slip is said against the range's keys, any
+# text is `none` or refused as not it (the tags start with "<", which stacks.load leaves out of a key's path). Unset is
+# one of the forms, so the schema lists the three side by side (stacks.schema, iluvatar.reference).
+RouterPool = Annotated[
+    Annotated[OrderedRange, Tag("<range>")] | Annotated[Literal["none"], Tag("<none>")] | Annotated[None, Tag("<unset>")],
+    Discriminator(_router_pool_form),
+]
+
+
 class Netboot(Model):
     """How the Ainur netboot machines: proxy-DHCP beside the home router, or the LAN's DHCP server."""
 
@@ -182,9 +195,14 @@ class Netboot(Model):
     # The user's word that no other DHCP server answers on network.lan (the router's is off): needed to move a deployed
     # homelab from proxy to dhcp, refused with proxy, where the router's DHCP is the household's (stacks.netboot_mode).
     router_dhcp_off: bool = False
-    # The pool the router lent, on a move from proxy to dhcp: the household holds its addresses until their leases end,
-    # and the Ainur lend without a ping first, so the ranges they lend must stay apart from it (stacks.netboot_mode).
-    router_pool: OrderedRange | None = None
+    # The pool the router lent, whose addresses the household holds until their leases end: the Ainur lend without a
+    # ping first, so the ranges they lend must stay apart from it. Asked wherever the Ainur start lending (a first
+    # bring-up in dhcp mode, a move from proxy); `none`: no lease of another DHCP server is held on the LAN (the router
+    # never lent on it, or its DHCP has been off longer than its lease time) (stacks.netboot_mode).
+    router_pool: RouterPool = None
+    # The router's DHCP server, where it is not network.gateway: in proxy mode the DHCP probe counts an answer as the
+    # router's only from this address, and refuses any other server (plans.netboot.dhcp_probe).
+    router_address: IPv4 | None = None
 
 
 # A Raspberry Pi's serial number as its bootloader asks TFTP under it (TFTP_PREFIX=0, the default): the

@@ -19,8 +19,12 @@ from stacks.model import AddressRange, Ainur, Discovery, Network, StackConfig
 MODE = "iluvatar:ainur.netboot.mode"
 ROUTER_DHCP_OFF = "iluvatar:ainur.netboot.routerDhcpOff"
 ROUTER_POOL = "iluvatar:ainur.netboot.routerPool"
+ROUTER_ADDRESS = "iluvatar:ainur.netboot.routerAddress"
 LEASE_TIME = "iluvatar:ainur.netboot.leaseTime"
 RUNBOOK = "docs/layers/netboot.md#changing-the-dhcp-mode"
+MODES = "docs/layers/netboot.md#dhcp-modes"
+# routerPool's word that no other DHCP server's lease is held on the LAN.
+NO_POOL = "none"
 
 
 def deployed_mode(dnsmasq_conf: Any) -> str | None:
@@ -56,12 +60,22 @@ def stated(ainur: Ainur) -> bool:
 
 def static(ainur: Ainur | None, network: Network | None = None, discovery: Discovery | None = None) -> list[Problem]:
     """What a proxy-mode stack cannot also say: that the router's DHCP is off, a lease time, or the router's pool (all
-    the router's); and in dhcp mode, a router pool that the ranges the Ainur lend (of `network`, `discovery`) overlap."""
+    the router's); in dhcp mode, a router pool off the LAN or that the ranges the Ainur lend (of `network`,
+    `discovery`) overlap; in either, a router address off the LAN."""
     if ainur is None:
         return []
     nb, out = ainur.netboot, []
+    if nb.router_address is not None and network is not None and nb.router_address not in network.lan:
+        out.append(
+            Problem(
+                ROUTER_ADDRESS,
+                f"{nb.router_address} is not in network.lan {network.lan}: the router's DHCP server answers the LAN's devices "
+                f"from an address on it; give the address its DHCP answers carry as server identifier, or remove routerAddress "
+                f"to take network.gateway {network.gateway}",
+            )
+        )
     if nb.mode == "dhcp":
-        return _apart(nb.router_pool, network, discovery)
+        return out + (_on_lan(nb.router_pool, network) or _apart(nb.router_pool, network, discovery))
     if nb.router_dhcp_off:
         out.append(
             Problem(
@@ -79,7 +93,9 @@ def static(ainur: Ainur | None, network: Network | None = None, discovery: Disco
                 "their lease time; remove leaseTime, or set ainur.netboot.mode: dhcp",
             )
         )
-    if nb.router_pool is not None:
+    # `none` says only that no other server's lease is held, which harms nothing in proxy mode, and a move to dhcp asks
+    # for the router's real pool (check): a stack in dhcp mode keeps it when it moves to proxy.
+    if nb.router_pool is not None and nb.router_pool != NO_POOL:
         out.append(
             Problem(
                 ROUTER_POOL,
@@ -98,14 +114,29 @@ def _lent(network: Network | None, discovery: Discovery | None) -> list[tuple[st
     return lent
 
 
-def _apart(pool: AddressRange | None, network: Network | None, discovery: Discovery | None) -> list[Problem]:
+def _on_lan(pool: AddressRange | str | None, network: Network | None) -> list[Problem]:
+    """A router pool outside network.lan: the router lends on the LAN the Ainur serve, so a pool elsewhere is a slip
+    (192.168.1.x on a 192.168.0.0/24 LAN) that no overlap with the Ainur's ranges could ever catch."""
+    if not isinstance(pool, AddressRange) or network is None or (pool.start in network.lan and pool.end in network.lan):
+        return []
+    return [
+        Problem(
+            ROUTER_POOL,
+            f"{pool} is not in network.lan {network.lan}: the router lends addresses on the LAN the Ainur serve, so the pool "
+            f"it lent is in it. Copy start and end from the router's DHCP settings (both in {network.lan}), or say "
+            f"routerPool: {NO_POOL} if no DHCP server but the Ainur ever lent on this LAN ({RUNBOOK})",
+        )
+    ]
+
+
+def _apart(pool: AddressRange | str | None, network: Network | None, discovery: Discovery | None) -> list[Problem]:
     """A router pool the Ainur's ranges overlap: the household holds the router's leases from it until each ends, and
     the Ainur's dnsmasq lends without a ping first (`no-ping`), so it would offer a held address to the next device that
     joins. dnsmasq 2.90 takes an address from the range when no lease of its own and no reservation holds it
     (src/dhcp.c:777-870, address_allocate: lease_find_by_addr, config_find_by_address; do_icmp_ping returns "free" at
     once with no-ping). A range apart from the router's pool is never offered a router's lease; a device holding one
     that asks to keep it is refused (authoritative: src/rfc2131.c:1308-1310, "address not available") and takes a new address."""
-    if pool is None:
+    if not isinstance(pool, AddressRange):
         return []
     return [
         Problem(
@@ -127,6 +158,21 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
     if stack.ainur is None:
         return []
     before, nb = deployed_mode(dnsmasq_conf), stack.ainur.netboot
+    if before is None and nb.mode == "dhcp" and nb.router_pool is None:
+        # The first time the Ainur lend: the router lent until now, as a rule (the docs' first step turns its DHCP off
+        # right before this `up`), and the probe cannot see leases already held, so the pool is asked as on a move.
+        return [
+            Problem(
+                ROUTER_POOL,
+                f"is not set, and ainur.netboot.mode is dhcp on the Ainur's first deployment: the household's devices keep "
+                "the addresses the router lent them until their leases end, and the Ainur lend network.dhcpRange "
+                f"{stack.network.dhcp_range} without a ping first, so a device joining could be given an address another "
+                "holds. Say the pool the router lent (its DHCP settings) as ainur.netboot.routerPool: {start: ..., end: ...}, "
+                f"with network.dhcpRange apart from it; or routerPool: {NO_POOL} if no DHCP server but the Ainur ever lent "
+                "on this LAN or the router's DHCP has been off for longer than its lease time; or set mode: proxy "
+                f"({MODES})",
+            )
+        ]
     if before is None or before == nb.mode:
         return []
     if not stated(stack.ainur):
@@ -142,10 +188,21 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
         return [
             Problem(
                 MODE,
-                "dhcp, and the last deployment ran the Ainur in mode proxy, beside the router's DHCP: with it still on, "
-                "the LAN would have two DHCP servers, the Ainur authoritative (they refuse the router's leases) and neither "
-                "checking an address is free first. Turn the router's DHCP server off, then say so with "
-                f"ainur.netboot.routerDhcpOff: true; or keep mode: proxy ({RUNBOOK})",
+                "dhcp, and the last deployment ran the Ainur in mode proxy, beside the router's DHCP: with it still on once "
+                "the Ainur lend, the LAN would have two DHCP servers, the Ainur authoritative (they refuse the router's leases) "
+                "and neither checking an address is free first. Say you will turn the router's DHCP server off with "
+                "ainur.netboot.routerDhcpOff: true: `up` says when (the step netboot-router-off, right before the netboot pod "
+                f"restarts in dhcp mode); or keep mode: proxy ({RUNBOOK})",
+            )
+        ]
+    if nb.mode == "dhcp" and nb.router_pool == NO_POOL:
+        return [
+            Problem(
+                ROUTER_POOL,
+                f"{NO_POOL}, and the last deployment ran the Ainur in mode proxy, where the router lends every address: the "
+                "household's devices hold the router's leases until they end. Say the pool the router lent (its DHCP "
+                "settings) as ainur.netboot.routerPool: {start: ..., end: ...}, with network.dhcpRange apart from it; or "
+                f"keep mode: proxy ({RUNBOOK})",
             )
         ]
     if nb.mode == "dhcp" and nb.router_pool is None:

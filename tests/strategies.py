@@ -182,6 +182,9 @@ def raw_stacks(
             "mode": draw(st.sampled_from(["dhcp", "proxy"])),
             "unknownMacs": draw(st.sampled_from(["ignore", "generic-worker"])),
         }
+        if netboot["mode"] == "dhcp":
+            # A first deployment in dhcp mode names the router's pool (stacks.netboot_mode.check): none, apart from any range.
+            netboot["routerPool"] = "none"
         if netboot["unknownMacs"] == "generic-worker":
             disk: Any = draw(DISK_SELECTORS) if selectors and draw(st.booleans()) else "/dev/sda"
             netboot["genericWorker"] = {"board": draw(st.sampled_from(["generic-x86", "generic-arm64"])), "installDisk": disk}

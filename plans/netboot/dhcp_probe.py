@@ -4,11 +4,17 @@
 `probe_script`): in `dhcp` mode the Ainur's dnsmasq is `dhcp-authoritative` with `no-ping` (plans.netboot.dnsmasq), so
 a second DHCP server on the LAN (the ISP router's, left on) would have two servers hand out the same addresses and
 dnsmasq NAK the router's clients; the step then refuses, naming that server's address and MAC and the fix. In `proxy`
-mode the router lends every address, so the step refuses when no DHCP server answers at all, except on a move from
-`dhcp`: the Ainur still lend then, and the router's DHCP must stay off until they stop, or the two would lend the same
-pool and the authoritative Ainur NAK every client that takes the router's offer (dnsmasq 2.90 src/rfc2131.c:1198-1238,
-"wrong server-ID"). So that move's router step comes after: once the netboot pod runs in proxy mode, a second step
-(`wait_script`) says "turn the router's DHCP on now" and waits, bounded, until a server other than the Ainur answers.
+mode the router lends every address, so the step refuses when the router's DHCP server does not answer, except on a
+move from `dhcp`: the Ainur still lend then, and the router's DHCP must stay off until they stop, or the two would lend
+the same pool and the authoritative Ainur NAK every client that takes the router's offer (dnsmasq 2.90
+src/rfc2131.c:1198-1238, "wrong server-ID"), so on that move the step refuses while the router answers. That move's
+router step comes after: once the netboot pod runs in proxy mode, a second step (`wait_script`) says "turn the router's
+DHCP on now" and waits, bounded, until the router answers.
+
+The router is named, never guessed: an answer is the router's only if its server identifier (option 54, else the
+packet's source address) is the router's address (network.gateway, or ainur.netboot.routerAddress where the router's
+DHCP server is elsewhere). Any other server in proxy mode is refused, naming its address and MAC: a stray or hostile
+server taken for the router would become the household's DHCP server (its gateway, its DNS) with the router kept off.
 
 An answer whose server identifier is one of the Ainur's service addresses is the Ainur's own dnsmasq (it answers from
 that address alone: plans.netboot.dnsmasq, `listen-address`): the stack's, and the last deployment's when the stack
@@ -51,6 +57,12 @@ TRIES, GAP_SECONDS, LISTEN_SECONDS = 3, 1.0, 4.0
 # How long the step after a move to proxy mode waits for the router's DHCP: long enough to find the router's settings page
 # and turn it on; the household has the Ainur's leases (leaseTime, 12 h by default) meanwhile, so no device drops off.
 ROUTER_WAIT_MINUTES = 15
+# How long a proxy-mode probe asks again while only the router is silent: a dnsmasq-based router pings each new address
+# for up to 3 s, reading no other DHCP packet meanwhile (dnsmasq 2.90 src/dnsmasq.c, icmp_ping), so with a burst of new
+# clients its answer can miss one round; an `up` that re-runs the probe with nothing changed must not fail on it.
+PROXY_RETRY_SECONDS = 60
+# How the wait step's refusal of a foreign server ends: the netboot pod already answers only the machines it boots.
+WAIT_AGAIN = " Then turn the router's DHCP server on, if it is off, and run `pulumi up` again (this step waits again)."
 
 
 @dataclass(frozen=True, order=True)
@@ -180,9 +192,47 @@ def collect(interface: str, tries: int = TRIES, gap: float = GAP_SECONDS, listen
         sock.close()
 
 
-def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None) -> str | None:
+def _named(answers: Sequence[Answer]) -> str:
+    return "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in answers)
+
+
+def _foreign(router: str, foreign: Sequence[Answer]) -> str:
+    return (
+        f"iluvatar: a DHCP server other than the router's ({router}) answers on the LAN: {_named(foreign)}. With "
+        "ainur.netboot.mode: proxy the household takes its address, gateway and DNS server from whichever server answers "
+        "first, and only the router's may. Fix: turn that server's DHCP off (a mesh node or travel router in router mode, "
+        "a NAS or Pi-hole with DHCP on); if it is the router's own DHCP server, at an address other than network.gateway, "
+        "say so with ainur.netboot.routerAddress. Nothing on the LAN was changed."
+    )
+
+
+def _pool_word(router: str | None, pool: str | None, answers: Sequence[Answer]) -> str:
+    """What the router's own offers say of ainur.netboot.routerPool (`START-END` or `none`), where the probe sees them:
+    a pool the router does not lend from is not the one the household holds leases of."""
+    offered = sorted({a.offered for a in answers if a.server == router and a.kind == "offer"}, key=ipaddress.IPv4Address)
+    if pool is None or not offered:
+        return ""
+    if pool == "none":
+        return (
+            f" The router offered {', '.join(offered)}: it lends, so ainur.netboot.routerPool: none is not so; name the pool from its DHCP settings."
+        )
+    start, _, end = pool.partition("-")
+    outside = [ip for ip in offered if not ipaddress.IPv4Address(start) <= ipaddress.IPv4Address(ip) <= ipaddress.IPv4Address(end)]
+    if not outside:
+        return ""
+    return (
+        f" The router offered {', '.join(outside)}, outside ainur.netboot.routerPool {pool}: it lends from another pool (or a "
+        "second one, such as a guest range), whose leases the household holds too; copy its whole pool from its DHCP settings."
+    )
+
+
+def judge(
+    mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None, router: str | None = None, pool: str | None = None
+) -> str | None:
     """Why the Ainur's dnsmasq may not serve in `mode` beside what answered, or None when it may. `ours`: the Ainur's
-    service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode."""
+    service addresses (the stack's, then the last deployment's where it moved); `before`: the last deployment's mode;
+    `router`: the router's DHCP server address (needed in proxy mode: only its answers are the router's); `pool`: in
+    dhcp mode, ainur.netboot.routerPool as `START-END` or `none`, checked against the router's offers."""
     own = sorted({a.mac for a in answers if a.server in ours})
     others = [a for a in answers if a.server not in ours]
     if len(own) > 1:
@@ -193,61 +243,128 @@ def judge(mode: str, ours: Sequence[str], answers: list[Answer], before: str | N
             "sudo k3s kubectl -n netboot get pods -o wide, and `ip -4 addr` on each Pi; the Pi not running the netboot pod "
             f"must not hold {held}."
         )
+    if mode == "dhcp" and before == "proxy" and router is not None and not [a for a in others if a.server != router]:
+        # A move from proxy: the router still lends, as it must until the step right before the netboot pod restarts
+        # asks it off (`wait_off`); what it offers checks the pool the stack says it lent.
+        if word := _pool_word(router, pool, others):
+            return f"iluvatar: the router's DHCP ({_named(others)}) lends from a pool the stack does not name.{word} Nothing on the LAN was changed."
+        return None
     if mode == "dhcp" and others:
-        named = "; ".join(f"{a.server} (MAC {a.mac}) {'offered ' + a.offered if a.kind == 'offer' else 'sent a ' + a.kind.upper()}" for a in others)
         return (
-            f"iluvatar: another DHCP server answers on the LAN: {named}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
+            f"iluvatar: another DHCP server answers on the LAN: {_named(others)}. With ainur.netboot.mode: dhcp the Ainur are the LAN's "
             "only DHCP server (authoritative, handing out network.dhcpRange without a ping first), and two servers would hand "
             "out the same addresses and refuse each other's clients. Fix: turn that server's DHCP off (on a home router: its "
             "LAN or DHCP settings), or, if it is the household's router, set ainur.netboot.mode: proxy in the stack to keep "
             "it lending and let the Ainur add only the boot answers. Nothing on the LAN was changed."
-        )
-    if mode == "proxy" and not others and before != "dhcp":
+        ) + _pool_word(router, pool, others)
+    if mode != "proxy":
+        return None
+    if router is None:
+        raise ValueError("in proxy mode the probe needs the router's DHCP server address")
+    if foreign := [a for a in others if a.server != router]:
+        return _foreign(router, foreign)
+    routers = [a for a in others if a.server == router]
+    if before == "dhcp" and routers:
         return (
-            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy the router "
-            "lends every address and the Ainur add only the boot answers: with no other DHCP server, no machine on the LAN "
-            "gets an address. Fix: turn the router's DHCP server on, or set ainur.netboot.mode: dhcp in the stack to make "
-            "the Ainur the LAN's DHCP server. Nothing on the LAN was changed."
+            f"iluvatar: the router's DHCP ({_named(routers)}) already answers while the Ainur still lend, authoritative: "
+            "until the netboot pod restarts in proxy mode, two servers lend the same pool and the Ainur refuse every device "
+            "that takes the router's offer. Fix: turn the router's DHCP server off now, and run `pulumi up` again; that `up` "
+            "says when to turn it on (the step after the netboot pod's restart). Nothing on the LAN was changed."
+        )
+    if before != "dhcp" and not routers:
+        return (
+            f"iluvatar: the router's DHCP server ({router}) did not answer on the LAN. With ainur.netboot.mode: proxy the "
+            "router lends every address and the Ainur add only the boot answers: with no router's DHCP, no machine on the LAN "
+            "gets an address. Fix: turn the router's DHCP server on (if it answers from an address other than network.gateway, "
+            "say so with ainur.netboot.routerAddress), or set ainur.netboot.mode: dhcp in the stack to make the Ainur the "
+            "LAN's DHCP server. Nothing on the LAN was changed."
         )
     return None
 
 
+def router_silent(mode: str, ours: Sequence[str], answers: Sequence[Answer], before: str | None, router: str | None) -> bool:
+    """Whether `judge` refuses only because the router's DHCP server has not answered (proxy mode, no move from dhcp,
+    no other server, one netboot pod at most): the one refusal that asking again may lift."""
+    return (
+        mode == "proxy"
+        and before != "dhcp"
+        and all(a.server in ours for a in answers)
+        and len({a.mac for a in answers}) <= 1
+        and not any(a.server == router for a in answers)
+    )
+
+
+def probe(
+    interface: str,
+    mode: str,
+    ours: Sequence[str],
+    router: str,
+    before: str | None = None,
+    pool: str | None = None,
+    retry: float = PROXY_RETRY_SECONDS,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+) -> tuple[list[Answer], str | None]:
+    """The answers of the last round and `judge`'s refusal (None: the Ainur may serve). In proxy mode a round with no
+    answer from the router is asked again, saying so, until it answers or `retry` seconds have passed; any other
+    refusal is final at once."""
+    began = time.monotonic()
+    answers = ask(interface, began)
+    if router_silent(mode, ours, answers, before, router) and retry > 0:
+        print(
+            f"iluvatar: the router's DHCP server ({router}) has not answered on {interface} yet (a router pinging new "
+            f"clients answers late); asking again for up to {round(retry)} s",
+            flush=True,
+        )
+        while router_silent(mode, ours, answers, before, router) and time.monotonic() < began + retry:
+            answers = ask(interface, began)
+    return answers, judge(mode, ours, answers, before, router, pool)
+
+
 def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: str | None) -> str | None:
-    """On a move from `dhcp` to `proxy`, what the household should know before the Ainur stop lending."""
+    """On a move between modes, what the household should know before the Ainur's lending changes."""
+    if mode == "dhcp" and before == "proxy":
+        return (
+            "iluvatar: the router lends until the Ainur take over; leave its DHCP on until this `up` says to turn it off (the "
+            "step right before the netboot pod restarts in dhcp mode), so the household is never without a lender."
+        )
     if mode != "proxy" or before != "dhcp":
         return None
-    if any(a.server not in ours for a in answers):
-        return (
-            "iluvatar: the router's DHCP already answers while the Ainur still lend, authoritative: until the netboot pod "
-            "restarts in proxy mode (this `up`, in a few minutes), the Ainur refuse the router's leases. Leave the router on."
-        )
     return (
         "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+        "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then."
     )
 
 
 def wait_for_router(
-    interface: str, ours: Sequence[str], seconds: float, ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began)
+    interface: str,
+    ours: Sequence[str],
+    router: str,
+    seconds: float,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
 ) -> int:
-    """Once the netboot pod runs in proxy mode: 0 as soon as a DHCP server other than the Ainur answers; until then,
-    having told the user to turn the router's DHCP on (a move from dhcp mode), ask again, and give up after `seconds`
-    (1, naming what is missing). Each round is one `collect`, bounded by its own listening time, its `secs` counted from
-    the wait's start."""
+    """Once the netboot pod runs in proxy mode: 0 as soon as the router's DHCP server (`router`) answers, with no other
+    server beside it; until then, having told the user to turn the router's DHCP on (a move from dhcp mode), ask again,
+    and give up after `seconds` (1, naming what is missing). Any other server answering fails the step at once, named:
+    it is not the router, and the household would take its addresses from it. Each round is one `collect`, bounded by
+    its own listening time, its `secs` counted from the wait's start."""
     began = time.monotonic()
     end = began + seconds
     told = False
     while True:
         others = [a for a in ask(interface, began) if a.server not in ours]
+        for a in others:
+            print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
+        if foreign := [a for a in others if a.server != router]:
+            print(_foreign(router, foreign).replace(" Nothing on the LAN was changed.", WAIT_AGAIN), file=sys.stderr)
+            return 1
         if others:
-            for a in others:
-                print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
             return 0
         if time.monotonic() >= end:
             print(
-                f"iluvatar: no DHCP server other than the Ainur's answered on the LAN within {round(seconds / 60)} min: nothing "
-                "lends the household addresses now, and each device loses its own when its lease from the Ainur ends. Fix: "
-                "turn the router's DHCP server on, then run `pulumi up` again (this step waits again); or set "
+                f"iluvatar: the router's DHCP server ({router}) did not answer on the LAN within {round(seconds / 60)} min: "
+                "nothing lends the household addresses now, and each device loses its own when its lease from the Ainur ends. "
+                "Fix: turn the router's DHCP server on, then run `pulumi up` again (this step waits again); or set "
                 "ainur.netboot.mode: dhcp to make the Ainur the LAN's DHCP server again.",
                 file=sys.stderr,
             )
@@ -262,11 +379,57 @@ def wait_for_router(
             told = True
 
 
-def _arguments(mode: str, ours: Sequence[str], lan: str, before: str | None) -> str:
+def wait_off(
+    interface: str,
+    ours: Sequence[str],
+    seconds: float,
+    ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+    quiet_rounds: int = 2,
+) -> int:
+    """Right before the netboot pod restarts in dhcp mode (a move from proxy): 0 once `quiet_rounds` rounds in a row hear
+    no DHCP server but the Ainur (a busy router can miss one round, so one silent round is no proof its DHCP is off);
+    until then, having told the user to turn the router's DHCP off now, ask again, and give up after `seconds` (1, naming
+    who still answers). The household keeps the router's leases meanwhile; only this window has no lender for new ones."""
+    began = time.monotonic()
+    end = began + seconds
+    told, quiet = False, 0
+    while True:
+        others = [a for a in ask(interface, began) if a.server not in ours]
+        quiet = 0 if others else quiet + 1
+        if quiet >= quiet_rounds:
+            print(f"iluvatar: no DHCP server but the Ainur's answers on {interface}: the netboot pod restarts in dhcp mode now")
+            return 0
+        if time.monotonic() >= end:
+            print(
+                f"iluvatar: a DHCP server other than the Ainur's still answers on the LAN after {round(seconds / 60)} min: "
+                f"{_named(others) or 'one round in two'}. The Ainur do not start lending beside it (two servers would hand out "
+                "the same addresses). Fix: turn the router's DHCP server off (its LAN or DHCP settings), and any other "
+                "server's, then run `pulumi up` again (this step waits again); or keep ainur.netboot.mode: proxy.",
+                file=sys.stderr,
+            )
+            return 1
+        if not told and others:
+            print(
+                f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now ({_named(others)}). Waiting up "
+                f"to {round(seconds / 60)} min for no server but the Ainur's to answer on {interface}; the household keeps "
+                "the router's leases meanwhile.",
+                flush=True,
+            )
+            told = True
+
+
+def _arguments(
+    mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
+) -> str:
     # One address given bare is a Sequence[str] too, and would be spelt out a character per --service-ip.
     if isinstance(ours, str):
         raise TypeError(f"the Ainur's service addresses are a list, not the one string {ours!r}")
-    return f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan}" + (f" --before {before}" if before else "")
+    return (
+        f"--mode {mode} {' '.join(f'--service-ip {ip}' for ip in ours)} --lan {lan} --router {router}"
+        + (f" --before {before}" if before else "")
+        + (f" --router-pool {pool}" if pool else "")
+        + (f" --retry-seconds {retry:g}" if retry != PROXY_RETRY_SECONDS else "")
+    )
 
 
 def _as_root(what: str, arguments: str) -> str:
@@ -276,19 +439,35 @@ def _as_root(what: str, arguments: str) -> str:
     return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
 
 
-def probe_script(mode: str, ours: Sequence[str], lan: str, before: str | None = None) -> str:
+def probe_script(
+    mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
+) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
-    service addresses, the stack's first; `before`: the last deployment's mode."""
-    return _as_root("the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves", _arguments(mode, ours, lan, before))
+    service addresses, the stack's first; `router`: the router's DHCP server address; `before`: the last deployment's
+    mode; `pool`: ainur.netboot.routerPool in dhcp mode (`START-END` or `none`); `retry`: how long a proxy-mode probe
+    asks again while the router is silent (`probe`)."""
+    return _as_root(
+        "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves",
+        _arguments(mode, ours, lan, router, before, pool, retry),
+    )
 
 
-def wait_script(ours: Sequence[str], lan: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
     """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
-    `minutes` for the router's DHCP (`wait_for_router`)."""
+    `minutes` for the router's DHCP server at `router` (`wait_for_router`)."""
     return _as_root(
         "the router's DHCP, awaited once the Ainur answer only the machines they boot",
-        f"{_arguments('proxy', ours, lan, None)} --wait-minutes {minutes}",
+        f"{_arguments('proxy', ours, lan, router, None)} --wait-minutes {minutes}",
+    )
+
+
+def off_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+    """The step `pulumi up` runs on a valar right before the netboot pod restarts in dhcp mode on a move from proxy: the
+    same module, telling the user to turn the router's DHCP off and waiting up to `minutes` until it is (`wait_off`)."""
+    return _as_root(
+        "the router's DHCP, awaited off before the Ainur lend",
+        f"{_arguments('dhcp', ours, lan, router, None)} --wait-off-minutes {minutes}",
     )
 
 
@@ -301,21 +480,28 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="an Ainur service address (the stack's, the last deployment's): answers from it are the Ainur's own",
     )
+    parser.add_argument("--router", required=True, help="the router's DHCP server address: in proxy mode only its answers are the router's")
     parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
-    parser.add_argument("--wait-minutes", type=int, help="wait this long for a DHCP server other than the Ainur (after a move to proxy)")
+    parser.add_argument("--router-pool", help="in dhcp mode, the pool the stack says the router lent (START-END or none)")
+    parser.add_argument(
+        "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
+    )
+    parser.add_argument("--wait-off-minutes", type=int, help="wait this long for no DHCP server but the Ainur's (before a move to dhcp)")
+    parser.add_argument("--wait-minutes", type=int, help="wait this long for the router's DHCP server (after the pod runs in proxy mode)")
     place = parser.add_mutually_exclusive_group(required=True)
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
     interface = args.interface or interface_on(args.lan)
+    if args.wait_off_minutes is not None:
+        return wait_off(interface, args.service_ip, args.wait_off_minutes * 60.0)
     if args.wait_minutes is not None:
-        return wait_for_router(interface, args.service_ip, args.wait_minutes * 60.0)
-    answers = collect(interface)
+        return wait_for_router(interface, args.service_ip, args.router, args.wait_minutes * 60.0)
+    answers, refusal = probe(interface, args.mode, args.service_ip, args.router, args.before, args.router_pool, args.retry_seconds)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
         print(f"iluvatar: no DHCP server answered a DHCPDISCOVER on {interface}")
-    refusal = judge(args.mode, args.service_ip, answers, args.before)
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1

@@ -208,17 +208,23 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         "on now\" and waits up to 15 min for it: its pool apart from network.dhcpRange until the Ainur's leases end "
         "(leaseTime: the household's devices keep their addresses until then, and a router that does not ping first could "
         "lend one again), the `reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out "
-        "if the household should keep resolving the internal zone.",
+        "if the household should keep resolving the internal zone. If this `up` fails or stops once "
+        "netboot-deployment-netboot has begun to change and before that word, turn the router's DHCP on then all the same: "
+        "the Ainur's pod may already answer only the machines it boots.",
         "Arda: no change on any machine",
     ]
     regs = proxy.named()
     # The probe before the switch knows it is one (it passes with the Ainur alone lending); the step after it waits on
     # the netboot pod's Deployment, ready, and only then for the router.
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before dhcp <<'ILUVATAR_PROBE'" in regs["netboot-dhcp-probe"].inputs["create"]
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp <<'ILUVATAR_PROBE'"
+        in regs["netboot-dhcp-probe"].inputs["create"]
     )
     wait = regs["netboot-router-dhcp"]
-    assert " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --wait-minutes 15 <<'ILUVATAR_PROBE'" in wait.inputs["create"]
+    assert (
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        in wait.inputs["create"]
+    )
     assert regs["netboot-deployment-netboot"].urn in wait.dependencies
     assert wait.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
     # dhcp mode has no router to wait for.
@@ -232,23 +238,44 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     assert _plan(caplog, back, ran_proxy) == [
         "Netboot: the DHCP mode moves from proxy to dhcp: once the netboot pod restarts, the Ainur are the LAN's DHCP server "
         "(network.dhcpRange, the inventory's reservations, ainur.serviceIp as DNS server). The household's devices keep the "
-        "router's addresses until they renew, then take the Ainur's, which may differ. The router's DHCP server must be off "
-        "before `pulumi up` (the stack says it is: ainur.netboot.routerDhcpOff), and network.dhcpRange apart from the pool "
-        "it lent (ainur.netboot.routerPool), whose addresses the household holds until their leases end.",
+        "router's addresses until they renew, then take the Ainur's, which may differ. Leave the router's DHCP server on "
+        'until `pulumi up` says to turn it off: right before the netboot pod restarts, netboot-router-off says "turn the '
+        "router's DHCP server off now\" and waits up to 15 min until no server but the Ainur's answers (the stack says you "
+        "will: ainur.netboot.routerDhcpOff). network.dhcpRange stays apart from the pool it lent (ainur.netboot.routerPool), "
+        "whose addresses the household holds until their leases end.",
         "Arda: no change on any machine",
     ]
     assert (
-        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --before proxy <<'ILUVATAR_PROBE'"
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy --router-pool 192.168.0.240-192.168.0.250 <<'ILUVATAR_PROBE'"
         in back.named()["netboot-dhcp-probe"].inputs["create"]
     )
+    # The router goes off right before the Deployment changes, after everything else it waits on (the ConfigMap the new
+    # dnsmasq reads, the clearance, the probe), not before `up`: the LAN is without a lender only for the pod's restart.
+    regs = back.named()
+    off = regs["netboot-router-off"]
+    assert (
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-off-minutes 15 <<'ILUVATAR_PROBE'"
+        in off.inputs["create"]
+    )
+    assert off.urn in regs["netboot-deployment-netboot"].dependencies
+    assert {regs[n].urn for n in ("netboot-configmap-netboot", "netboot-clearance", "netboot-dhcp-probe")} <= set(off.dependencies)
+    assert off.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
+    # Nothing to turn off on any other `up`: neither a move to proxy nor a dhcp homelab's.
+    assert "netboot-router-off" not in proxy.named() and "netboot-router-off" not in homelab.named()
 
 
 def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:
     """ainur.serviceIp moved in dhcp mode: until the netboot objects change, the running dnsmasq answers from the last
-    deployment's address, which the probe counts as the Ainur's (after the stack's own)."""
-    moved = _again(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17"}), homelab)
+    deployment's address, which the probe counts as the Ainur's (after the stack's own). The router's DHCP server is
+    named to it too: network.gateway, or ainur.netboot.routerAddress where the router's DHCP answers from elsewhere."""
+    moved = _again(
+        tmp_path, edit(homelab_doc(), {"iluvatar:ainur.serviceIp": "192.168.0.17", "iluvatar:ainur.netboot.routerAddress": "192.168.0.2"}), homelab
+    )
     create = moved.named()["netboot-dhcp-probe"].inputs["create"]
-    assert " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 <<'ILUVATAR_PROBE'" in create
+    assert (
+        " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 --router-pool none <<'ILUVATAR_PROBE'"
+        in create
+    )
 
 
 def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path, homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:

@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from iluvatar import init
-from stacks import load_stack_file, read_stack_file
+from stacks import load_stack_file, netboot_mode, read_stack_file
 from stacks.load import load_yaml
 from tests.edit import MINIMAL, ROOT
 from tests.stacks.test_stack_form import SALT_LINE, changed, pulumi_writes
@@ -30,7 +30,20 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQc
 PI = "name=pi,mac=d8:3a:dd:10:00:01,role=valar,board=rpi5"
 NODE = "name=node,mac=a8:b8:e0:20:00:01,role=valinor,board=generic-x86"
 # The command examples/Pulumi.minimal.yaml is the output of (examples/README.md says it).
-MINIMAL_FLAGS = ["--lan", "192.168.1.0/24", "--dhcp-mode", "dhcp", "--machine", PI, "--machine", NODE, "--ssh-key", KEY]
+MINIMAL_FLAGS = [
+    "--lan",
+    "192.168.1.0/24",
+    "--dhcp-mode",
+    "dhcp",
+    "--router-pool",
+    "192.168.1.240-192.168.1.254",
+    "--machine",
+    PI,
+    "--machine",
+    NODE,
+    "--ssh-key",
+    KEY,
+]
 
 
 def iluvatar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -118,7 +131,7 @@ def test_with_no_mode_given_init_writes_proxy_and_says_why(tmp_path: Path) -> No
     """`--yes` and no --dhcp-mode: the stack states proxy, the mode that never fights the router, and init says so, and
     what the router needs before `pulumi up`."""
     (tmp_path / "Pulumi.yaml").write_text("name: iluvatar\nruntime: python\n")
-    flags = [f for f in MINIMAL_FLAGS if f not in ("--dhcp-mode", "dhcp")]
+    flags = [f for f in MINIMAL_FLAGS if f not in ("--dhcp-mode", "dhcp", "--router-pool", "192.168.1.240-192.168.1.254")]
     result = iluvatar("init", "lab", "--yes", *flags, cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
@@ -310,6 +323,18 @@ def test_every_value_reads_back_as_written(value: str) -> None:
 # --- Bad flags -----------------------------------------------------------------------------------------------------
 
 
+def test_a_dhcp_mode_stack_from_init_passes_the_first_bring_ups_check(tmp_path: Path) -> None:
+    """`--dhcp-mode dhcp` writes the router's pool it was given, so the preview of the Ainur's first deployment (no
+    `dnsmasqConf` yet) finds what it asks (stacks.netboot_mode.check); `none` is written as such."""
+    for pool, written in (("192.168.1.240-192.168.1.254", {"start": "192.168.1.240", "end": "192.168.1.254"}), ("none", "none")):
+        out = tmp_path / f"{pool}.yaml"
+        flags = [*MINIMAL_FLAGS[: MINIMAL_FLAGS.index("--router-pool") + 1], pool, *MINIMAL_FLAGS[MINIMAL_FLAGS.index("--router-pool") + 2 :]]
+        result = iluvatar("init", "lab", "--out", str(out), *flags, cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert read_stack_file(out).config["iluvatar:ainur"]["netboot"] == {"mode": "dhcp", "routerPool": written}
+        assert netboot_mode.check(load_stack_file(out), None) == []
+
+
 @pytest.mark.parametrize(
     ("args", "lines"),
     [
@@ -484,6 +509,40 @@ def test_every_value_reads_back_as_written(value: str) -> None:
             ["--lan", "10.20.0.0/24", "--machine", NODE, "--dhcp-mode", "dhcp"],
             ["--dhcp-mode dhcp: only with the Ainur (a machine with role=valar), which serve DHCP and netboot"],
         ),
+        (
+            ["--lan", "10.20.0.0/24", "--machine", PI, "--machine", NODE, "--ssh-key", KEY, "--dhcp-mode", "dhcp"],
+            [f"--router-pool: required with --dhcp-mode dhcp: {init.ROUTER_POOL}"],
+        ),
+        (
+            ["--lan", "10.20.0.0/24", "--machine", PI, "--machine", NODE, "--ssh-key", KEY, "--router-pool", "none"],
+            ["--router-pool none: only with --dhcp-mode dhcp (in proxy mode the router keeps lending)"],
+        ),
+        (
+            ["--lan", "10.20.0.0/24", "--machine", PI, "--machine", NODE, "--ssh-key", KEY, "--dhcp-mode", "dhcp", "--router-pool", "all"],
+            ["--router-pool all: write it as START-END, e.g. 192.168.0.100-192.168.0.199"],
+        ),
+        (
+            [
+                "--lan",
+                "10.20.0.0/24",
+                "--machine",
+                PI,
+                "--machine",
+                NODE,
+                "--ssh-key",
+                KEY,
+                "--dhcp-mode",
+                "dhcp",
+                "--router-pool",
+                "10.20.1.100-10.20.1.199",
+            ],
+            [
+                "--router-pool 10.20.1.100-10.20.1.199: 10.20.1.100-10.20.1.199 is not in network.lan 10.20.0.0/24: the router lends "
+                "addresses on the LAN the Ainur serve, so the pool it lent is in it. Copy start and end from the router's DHCP "
+                "settings (both in 10.20.0.0/24), or say routerPool: none if no DHCP server but the Ainur ever lent on this LAN "
+                "(docs/layers/netboot.md#changing-the-dhcp-mode)"
+            ],
+        ),
     ],
     ids=lambda v: "" if isinstance(v, list) and v and v[0].startswith("--") and len(v) > 2 else None,
 )
@@ -608,6 +667,7 @@ def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> Non
         "machine 2: MAC": ["a8:b8:e0:20:00:01"],
         "SSH public key the Pis let in (a key, or its .pub file)": ["~/no-such-key.pub", KEY],
         "DHCP mode (proxy or dhcp)": ["relay", "dhcp"],
+        "router's DHCP pool (START-END, or none)": ["10.20.0.254-10.20.0.240", "10.20.0.240-10.20.0.254"],
         "GitOps repository URL for Argo CD (- for none)": ["https://github.com/you/lab.git"],
         "alerts to ntfy=<url>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port> (- for no monitoring)": [
             "https://ntfy.sh/lab-alerts",
@@ -632,11 +692,14 @@ def test_a_wrong_answer_is_said_and_asked_again_and_the_session_goes_on() -> Non
         "  proxy: your router keeps lending the LAN's addresses; the Ainur answer only the machines they netboot (nothing to turn off)",
         "  dhcp: the Ainur are the LAN's DHCP server; your router's DHCP must be off first, or the LAN has two that fight",
         "  relay: is neither proxy nor dhcp; asked again",
+        f"The router's pool: {init.ROUTER_POOL}.",
+        "  10.20.0.254-10.20.0.240: write it as START-END, two IPv4 addresses, the first the lower; asked again",
         "  https://ntfy.sh/lab-alerts: write it as ntfy=https://ntfy.sh/<topic>, webhook=<url> or email=<to>,from=<from>,smarthost=<host:port>; asked again",
         "  admin@example.org: write it as github=<org>,client-id=<OAuth app client id>[,team=<team slug>] or static=<admin e-mail>; asked again",
         "  10.20.0.5:/volume1/backups is mount's form (server:/export); Iluvatar reads a URL: write nfs://10.20.0.5/volume1/backups; asked again",
     ]
     assert (got.lan, got.gateway, got.dhcp_range, got.ssh_key, got.dhcp_mode) == ("10.20.0.0/24", "10.20.0.1", "10.20.0.100-10.20.0.199", KEY, "dhcp")
+    assert got.router_pool == "10.20.0.240-10.20.0.254"
     assert (got.monitoring, got.identity, got.backup) == (
         "ntfy=https://ntfy.sh/lab-alerts",
         "static=admin@example.org",

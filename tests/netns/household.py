@@ -358,7 +358,7 @@ class Scenarios:
         mode = self.stack.ainur.netboot.mode
 
         def step() -> None:
-            script = dhcp_probe.probe_script(mode, (self.net.service_ip,), str(self.stack.network.lan))
+            script = dhcp_probe.probe_script(mode, (self.net.service_ip,), str(self.stack.network.lan), str(self.stack.network.gateway))
             probe = subprocess.run(["ip", "netns", "exec", valar, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
             router = self.net.root / "router.log"
             assert probe.returncode == 0, probe.stdout + probe.stderr + router.read_text()[-3000:]

@@ -33,6 +33,7 @@ require_root()
 SVC = "192.168.0.14"
 PI, OTHER_PI, VALAR = "192.168.0.13", "192.168.0.12", "192.168.0.11"
 ROUTER = "192.168.0.1"
+STRANGER = "192.168.0.240"
 # The ISP router's own pool, apart from the Ainur's network.dhcpRange (192.168.0.100-199).
 ISP_POOL = ("192.168.0.200", "192.168.0.220")
 
@@ -70,10 +71,13 @@ def start_isp(net: Lan) -> None:
     net._dnsmasq("isp", net.router, conf, net.root / "isp.leases")
 
 
-def run_step(net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_step(
+    net: Lan, ns: str, mode: str, ours: tuple[str, ...] = (SVC,), before: str | None = None, pool: str | None = None, retry: float = 0
+) -> subprocess.CompletedProcess[str]:
     """The probe step as `pulumi up` runs it over SSH on a valar: its whole script, in the valar's namespace, naming the
-    stack's LAN (the valar holding the Ainur's API address may be any of them)."""
-    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), before)
+    stack's LAN (the valar holding the Ainur's API address may be any of them). A proxy-mode probe asks once here (the
+    program's asks again for a minute while the router is silent: test_a_proxy_mode_probe_waits_for_a_late_router)."""
+    script = dhcp_probe.probe_script(mode, ours, str(net.stack.network.lan), str(net.stack.network.gateway), before, pool, retry)
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -111,7 +115,9 @@ def test_the_probe_passes_when_only_the_ainur_answer(net: Lan) -> None:
     assert step.stdout.splitlines() == [f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11"]
     # A switch to proxy mode now, with the router's DHCP still off: the Ainur's answers would end and no one's begin.
     switch = run_step(net, valar(net), "proxy")
-    assert switch.returncode == 1 and switch.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), switch.stderr
+    assert switch.returncode == 1 and switch.stderr.startswith(f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN."), (
+        switch.stderr
+    )
 
 
 def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> None:
@@ -127,6 +133,16 @@ def test_the_probe_refuses_dhcp_mode_beside_an_isp_routers_dhcp(net: Lan) -> Non
             refusal
         )
         assert "turn that server's DHCP off" in refusal and "ainur.netboot.mode: proxy" in refusal
+        # The router's offer checks the pool the stack says it lent: its own pool passes, another is named.
+        assert run_step(net, valar(net), "dhcp", pool=f"{ISP_POOL[0]}-{ISP_POOL[1]}").stderr.strip().endswith("Nothing on the LAN was changed.")
+        wrong = run_step(net, valar(net), "dhcp", pool="192.168.0.100-192.168.0.199").stderr.strip()
+        assert (
+            wrong.endswith(
+                ", outside ainur.netboot.routerPool 192.168.0.100-192.168.0.199: it lends from another pool (or a second one, such "
+                "as a guest range), whose leases the household holds too; copy its whole pool from its DHCP settings."
+            )
+            and " The router offered 192.168.0.2" in wrong
+        ), wrong
         # proxy mode beside the same router: what that mode needs.
         assert run_step(net, valar(net), "proxy").returncode == 0
     finally:
@@ -140,7 +156,9 @@ def test_the_probe_refuses_proxy_mode_when_no_dhcp_server_answers(net: Lan) -> N
         step = run_step(net, valar(net), "proxy")
         assert step.returncode == 1
         assert step.stdout.strip() == "iluvatar: no DHCP server answered a DHCPDISCOVER on eth0"
-        assert step.stderr.strip().startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy")
+        assert step.stderr.strip().startswith(
+            f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN. With ainur.netboot.mode: proxy"
+        )
         # dhcp mode on an empty LAN: the Ainur will be its only server.
         assert run_step(net, valar(net), "dhcp").returncode == 0
     finally:
@@ -156,12 +174,13 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
     assert before.stdout.splitlines() == [
         f"iluvatar: DHCP server {SVC} (MAC {mac_of(net.pi)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.11",
         "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart).",
+        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+        "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then.",
     ]
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
     net.start_dnsmasq(parse_stack(raw))
-    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan))
+    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER)
     step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert step.stdout is not None
@@ -181,6 +200,130 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
         net.start_dnsmasq()
 
 
+def start_stranger(net: Lan) -> str:
+    """A DHCP server that is not the router, at 192.168.0.240 (a mesh node left in router mode, a NAS with DHCP on, or an
+    attacker), lending part of the LAN without a ping: its namespace."""
+    ns = net.host("x", STRANGER)
+    conf = net.root / "stranger.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "port=0",
+                "interface=eth0",
+                "bind-interfaces",
+                "log-dhcp",
+                "dhcp-authoritative",
+                "no-ping",
+                "dhcp-range=192.168.0.150,192.168.0.160,255.255.255.0,12h",
+                "",
+            ]
+        )
+    )
+    net._dnsmasq("stranger", ns, conf, net.root / "stranger.leases")
+    return ns
+
+
+def test_proxy_mode_takes_only_the_router_for_the_router(net: Lan) -> None:
+    """Beside the router's DHCP, a second server: in proxy mode the household would take its address, gateway and DNS
+    from whichever answers first. The probe refuses it, naming its address and MAC, whether the router answers or not,
+    and on a move from dhcp too; the wait step after a move refuses it rather than pass on it."""
+    ns = start_stranger(net)
+    start_isp(net)
+    # It offers an address of its range .150-.160, whichever its hash of the asking MAC picks.
+    stranger = f"{STRANGER} (MAC {mac_of(ns)}) offered 192.168.0.1"
+    try:
+        step = run_step(net, valar(net), "proxy")
+        assert step.returncode == 1
+        assert step.stderr.startswith(f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}"), step.stderr
+        assert "say so with ainur.netboot.routerAddress. Nothing on the LAN was changed." in step.stderr
+        net.stop("isp")
+        for before in (None, "dhcp"):
+            step = run_step(net, valar(net), "proxy", before=before)
+            assert step.returncode == 1 and step.stderr.startswith(
+                f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}"
+            )
+        wait = subprocess.run(
+            ["ip", "netns", "exec", valar(net), "sh", "-c", dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert wait.returncode == 1, wait.stdout
+        [line] = wait.stdout.splitlines()
+        assert line.startswith(f"iluvatar: DHCP server {STRANGER} (MAC {mac_of(ns)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.1"), line
+        assert wait.stderr.startswith(f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {stranger}")
+        assert wait.stderr.strip().endswith(dhcp_probe.WAIT_AGAIN.strip())
+    finally:
+        net.stop("isp")
+        net.stop("stranger")
+
+
+def test_a_proxy_mode_probe_waits_for_a_late_router(net: Lan) -> None:
+    """A router busy pinging new clients may miss the probe's first round: the step, as the program runs it, says it
+    asks again, and passes once the router answers (an `up` re-running the probe with nothing changed never fails on a
+    busy router). The router starts here only once the step has said so: the wait is on its word, not on a clock."""
+    script = dhcp_probe.probe_script("proxy", [SVC], str(net.stack.network.lan), ROUTER)
+    step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert step.stdout is not None
+        assert step.stdout.readline() == (
+            f"iluvatar: the router's DHCP server ({ROUTER}) has not answered on eth0 yet (a router pinging new clients "
+            "answers late); asking again for up to 60 s\n"
+        )
+        start_isp(net)
+        out, err = step.communicate(timeout=90)
+        assert step.returncode == 0, err
+        assert f"iluvatar: DHCP server {ROUTER} (MAC {mac_of(net.router)}) answered a DHCPDISCOVER on eth0: offer 192.168.0.2" in out, out
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait()
+        net.stop("isp")
+
+
+def test_a_move_from_proxy_to_dhcp_asks_the_router_off_right_before_the_pod(net: Lan) -> None:
+    """proxy -> dhcp with the router lending, as the household needs until the Ainur are about to: the probe before
+    passes on the router's answer, and the step right before the pod says "turn it off now" and passes once the router
+    is silent. (The lab's Ainur dnsmasq runs dhcp mode all along; its answers are the Ainur's own.)"""
+    start_isp(net)
+    try:
+        probe = run_step(net, valar(net), "dhcp", before="proxy", pool=f"{ISP_POOL[0]}-{ISP_POOL[1]}")
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.splitlines()[-1].startswith("iluvatar: the router lends until the Ainur take over; leave its DHCP on"), probe.stdout
+        script = dhcp_probe.off_script([SVC], str(net.stack.network.lan), ROUTER)
+        step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert step.stdout is not None
+            assert step.stdout.readline().startswith(
+                f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now ({ROUTER} (MAC {mac_of(net.router)}) offered 192.168.0.2"
+            )
+            net.stop("isp")
+            out, err = step.communicate(timeout=90)
+            assert step.returncode == 0, err
+            assert out.splitlines()[-1] == "iluvatar: no DHCP server but the Ainur's answers on eth0: the netboot pod restarts in dhcp mode now"
+        finally:
+            if step.poll() is None:
+                step.kill()
+                step.wait()
+    finally:
+        net.stop("isp")
+
+
+def test_a_move_from_dhcp_to_proxy_is_refused_while_the_router_lends(net: Lan) -> None:
+    """The router's DHCP on before the Ainur stop lending: two servers lend one pool and the authoritative Ainur NAK the
+    router's clients until the pod restarts, or for good if the `up` stops first. Refused, nothing changed, with the fix:
+    off now, on when the `up` says."""
+    start_isp(net)
+    try:
+        step = run_step(net, valar(net), "proxy", before="dhcp")
+        assert step.returncode == 1, step.stdout
+        assert step.stderr.startswith(f"iluvatar: the router's DHCP ({ROUTER} (MAC {mac_of(net.router)}) offered 192.168.0.2"), step.stderr
+        assert "Fix: turn the router's DHCP server off now, and run `pulumi up` again" in step.stderr
+    finally:
+        net.stop("isp")
+
+
 def test_a_moved_service_address_leaves_the_running_dnsmasq_the_ainurs_own(net: Lan) -> None:
     """ainur.serviceIp moves .14 -> .17 in dhcp mode: the running dnsmasq answers from .14 until the netboot objects change.
     Counted as the Ainur's (the step names the stack's address, then the last deployment's), it is no foreign server, and
@@ -190,10 +333,15 @@ def test_a_moved_service_address_leaves_the_running_dnsmasq_the_ainurs_own(net: 
     dhcp = run_step(net, valar(net), "dhcp", moved)
     assert dhcp.returncode == 0, dhcp.stderr
     proxy = run_step(net, valar(net), "proxy", moved)
-    assert proxy.returncode == 1 and proxy.stderr.startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN."), proxy.stderr
-    # What the step did knowing the new address alone.
+    assert proxy.returncode == 1 and proxy.stderr.startswith(f"iluvatar: the router's DHCP server ({ROUTER}) did not answer on the LAN."), (
+        proxy.stderr
+    )
+    # Knowing the new address alone, the step takes the running dnsmasq for a stranger: never for the router, which it
+    # knows by its address.
     alone = run_step(net, valar(net), "proxy", moved[:1])
-    assert alone.returncode == 0, alone.stderr
+    assert alone.returncode == 1 and alone.stderr.startswith(
+        f"iluvatar: a DHCP server other than the router's ({ROUTER}) answers on the LAN: {SVC} (MAC {mac_of(net.pi)}) offered 192.168.0.11."
+    ), alone.stderr
 
 
 # --- The fence: two Pis, the service address moved -------------------------------------------

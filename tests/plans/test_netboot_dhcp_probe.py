@@ -15,7 +15,10 @@ SVC = "192.168.0.14"
 # dnsmasq still answers from .14.
 MOVED = "192.168.0.16"
 OURS = Answer(server=SVC, mac="d8:3a:dd:10:00:03", kind="offer", offered="192.168.0.11")
-ROUTER = Answer(server="192.168.0.1", mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57")
+GATEWAY = "192.168.0.1"
+ROUTER = Answer(server=GATEWAY, mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.57")
+# A DHCP server that is not the router: a mesh node in router mode, a NAS with DHCP on, an attacker.
+STRANGER = Answer(server="192.168.0.240", mac="de:b8:00:00:00:01", kind="offer", offered="192.168.0.156")
 
 
 def test_dhcp_mode_may_serve_beside_itself_alone() -> None:
@@ -37,13 +40,53 @@ def test_dhcp_mode_refuses_any_other_server_naming_it_and_the_fix() -> None:
     )
 
 
-def test_proxy_mode_needs_a_server_other_than_the_ainur() -> None:
-    assert judge("proxy", [SVC], [ROUTER]) is None
+def test_the_routers_offers_check_the_pool_the_stack_says_it_lent() -> None:
+    """In dhcp mode the router answering is refused; where its offers are heard, they also check routerPool: an offer
+    outside it is a pool the household holds leases of that the stack does not name, and any offer belies `none`."""
+    base = judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY) or ""
+    assert base.endswith("Nothing on the LAN was changed.")
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="192.168.0.50-192.168.0.99") == base
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="192.168.0.200-192.168.0.250") == base + (
+        " The router offered 192.168.0.57, outside ainur.netboot.routerPool 192.168.0.200-192.168.0.250: it lends from another "
+        "pool (or a second one, such as a guest range), whose leases the household holds too; copy its whole pool from its "
+        "DHCP settings."
+    )
+    assert judge("dhcp", [SVC], [OURS, ROUTER], router=GATEWAY, pool="none") == base + (
+        " The router offered 192.168.0.57: it lends, so ainur.netboot.routerPool: none is not so; name the pool from its DHCP settings."
+    )
+    # Another server's offers say nothing of the router's pool.
+    assert judge("dhcp", [SVC], [STRANGER], router=GATEWAY, pool="none") == judge("dhcp", [SVC], [STRANGER], router=GATEWAY)
+
+
+def test_proxy_mode_needs_the_routers_dhcp_server() -> None:
+    assert judge("proxy", [SVC], [ROUTER], router=GATEWAY) is None
+    assert judge("proxy", [SVC], [OURS, ROUTER], router=GATEWAY) is None
     for found in ([], [OURS]):
-        refusal = judge("proxy", [SVC], found)
+        refusal = judge("proxy", [SVC], found, router=GATEWAY)
         assert refusal is not None and refusal.startswith(
-            "iluvatar: no DHCP server other than the Ainur's answered on the LAN. With ainur.netboot.mode: proxy"
+            "iluvatar: the router's DHCP server (192.168.0.1) did not answer on the LAN. With ainur.netboot.mode: proxy"
         )
+    # The router's DHCP server elsewhere (ainur.netboot.routerAddress): its answers, and only those, are the router's.
+    assert judge("proxy", [SVC], [STRANGER], router=STRANGER.server) is None
+    assert (judge("proxy", [SVC], [ROUTER], router=STRANGER.server) or "").startswith(
+        "iluvatar: a DHCP server other than the router's (192.168.0.240) answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55)"
+    )
+    with pytest.raises(ValueError, match="needs the router's DHCP server address"):
+        judge("proxy", [SVC], [ROUTER])
+
+
+def test_proxy_mode_refuses_any_server_but_the_router_naming_it() -> None:
+    """Whatever else answers is not "the router": taken for it, it would become the household's DHCP server (its gateway,
+    its DNS). Refused beside the router, without it, and on a move from dhcp."""
+    want = (
+        "iluvatar: a DHCP server other than the router's (192.168.0.1) answers on the LAN: 192.168.0.240 (MAC de:b8:00:00:00:01) "
+        "offered 192.168.0.156. With ainur.netboot.mode: proxy the household takes its address, gateway and DNS server from "
+        "whichever server answers first, and only the router's may. Fix: turn that server's DHCP off (a mesh node or travel "
+        "router in router mode, a NAS or Pi-hole with DHCP on); if it is the router's own DHCP server, at an address other "
+        "than network.gateway, say so with ainur.netboot.routerAddress. Nothing on the LAN was changed."
+    )
+    for found, before in (([ROUTER, STRANGER], None), ([STRANGER], None), ([OURS, STRANGER], "dhcp"), ([OURS, ROUTER, STRANGER], "dhcp")):
+        assert judge("proxy", [SVC], found, before, GATEWAY) == want
 
 
 def test_two_macs_answering_from_the_service_address_are_two_netboot_pods() -> None:
@@ -61,21 +104,26 @@ def test_a_move_from_dhcp_to_proxy_passes_while_the_ainur_alone_lend() -> None:
     Ainur NAKing the router's clients): the probe before the switch passes with the Ainur alone, or nothing heard (the
     probe host's own dnsmasq is not heard on its packet socket), and says to leave the router off."""
     for found in ([], [OURS]):
-        assert judge("proxy", [SVC], found, before="dhcp") is None
+        assert judge("proxy", [SVC], found, before="dhcp", router=GATEWAY) is None
         assert switch_note("proxy", [SVC], found, "dhcp") == (
             "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-            "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart)."
+            "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
+            "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then."
         )
-    # A router already on (the user went ahead): the switch is what ends two servers lending, so it goes on.
-    assert judge("proxy", [SVC], [OURS, ROUTER], before="dhcp") is None
-    assert (switch_note("proxy", [SVC], [OURS, ROUTER], "dhcp") or "").startswith(
-        "iluvatar: the router's DHCP already answers while the Ainur still lend"
+    # A router already on (the old runbook, or it came back): two servers lend one pool and the Ainur NAK the router's
+    # clients until the pod restarts, or for good if the `up` stops first. Refused before anything changes.
+    assert judge("proxy", [SVC], [OURS, ROUTER], before="dhcp", router=GATEWAY) == (
+        "iluvatar: the router's DHCP (192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57) already answers while the "
+        "Ainur still lend, authoritative: until the netboot pod restarts in proxy mode, two servers lend the same pool and "
+        "the Ainur refuse every device that takes the router's offer. Fix: turn the router's DHCP server off now, and run "
+        "`pulumi up` again; that `up` says when to turn it on (the step after the netboot pod's restart). Nothing on the LAN "
+        "was changed."
     )
     # Two netboot pods are refused all the same.
     other = Answer(server=SVC, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
-    assert (judge("proxy", [SVC], [OURS, other], before="dhcp") or "").startswith("iluvatar: two DHCP servers answer")
-    # Nothing to say outside that move.
-    assert switch_note("proxy", [SVC], [ROUTER], None) is None and switch_note("dhcp", [SVC], [OURS], "proxy") is None
+    assert (judge("proxy", [SVC], [OURS, other], before="dhcp", router=GATEWAY) or "").startswith("iluvatar: two DHCP servers answer")
+    # Nothing to say outside a move (the move to dhcp has its own word: the next test).
+    assert switch_note("proxy", [SVC], [ROUTER], None) is None and switch_note("dhcp", [SVC], [OURS], None) is None
 
 
 def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainurs_own() -> None:
@@ -83,7 +131,7 @@ def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainu
     no foreign server (dhcp mode passes), and in proxy mode it is no router (no one would lend once it stops)."""
     old = Answer(server=SVC, mac="d8:3a:dd:10:00:03", kind="offer", offered="192.168.0.11")
     assert judge("dhcp", [MOVED, SVC], [old]) is None
-    assert (judge("proxy", [MOVED, SVC], [old]) or "").startswith("iluvatar: no DHCP server other than the Ainur's answered on the LAN.")
+    assert (judge("proxy", [MOVED, SVC], [old], router=GATEWAY) or "").startswith("iluvatar: the router's DHCP server (192.168.0.1) did not answer")
     # Two pods, one at each address, are two pods.
     new = Answer(server=MOVED, mac="d8:3a:dd:10:00:02", kind="offer", offered="192.168.0.11")
     assert (judge("dhcp", [MOVED, SVC], [old, new]) or "").startswith(
@@ -95,10 +143,85 @@ def test_the_running_dnsmasq_at_the_last_deployments_service_address_is_the_ainu
     assert "or, if it is the household's router, set ainur.netboot.mode: proxy" in refusal
 
 
+def test_a_proxy_mode_probe_asks_again_while_the_router_alone_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
+    """A busy router may miss a round: the probe says so once and asks again until it answers. Every other refusal is
+    final at once (a stranger, two pods, the router on during a move from dhcp), and dhcp mode never asks again."""
+    rounds = iter([[OURS], [], [OURS, ROUTER]])
+    asked: list[int] = []
+
+    def ask(_: str, __: float) -> list[Answer]:
+        asked.append(1)
+        return next(rounds)
+
+    assert dhcp_probe.probe("eth0", "proxy", [SVC], GATEWAY, ask=ask) == ([OURS, ROUTER], None)
+    assert len(asked) == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: the router's DHCP server (192.168.0.1) has not answered on eth0 yet (a router pinging new clients answers "
+        "late); asking again for up to 60 s"
+    ]
+    for mode, found, before in (("proxy", [STRANGER], None), ("proxy", [OURS, ROUTER], "dhcp"), ("dhcp", [ROUTER], None)):
+        asked.clear()
+
+        def once(_: str, __: float, f: list[Answer] = found) -> list[Answer]:
+            asked.append(1)
+            return f
+
+        answers, refusal = dhcp_probe.probe("eth0", mode, [SVC], GATEWAY, before, ask=once)
+        assert (answers, refusal is not None, len(asked)) == (found, True, 1)
+    assert capsys.readouterr().out == ""
+    # With no time to ask again (`retry` 0), the silent router is refused after one round, and nothing is said.
+    assert (dhcp_probe.probe("eth0", "proxy", [SVC], GATEWAY, retry=0, ask=lambda *_: [OURS])[1] or "").startswith(
+        "iluvatar: the router's DHCP server (192.168.0.1) did not answer"
+    )
+    assert capsys.readouterr().out == ""
+    # The program's step asks with the default, which it need not spell (its script, so its state, unchanged).
+    assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY, retry=0).splitlines()[2] == (
+        "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --retry-seconds 0 <<'ILUVATAR_PROBE'"
+    )
+    assert dhcp_probe.probe_script("proxy", [SVC], "192.168.0.0/24", GATEWAY).splitlines()[2] == (
+        "sudo python3 - --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 <<'ILUVATAR_PROBE'"
+    )
+
+
+def test_a_move_from_proxy_to_dhcp_keeps_the_router_on_until_the_step_before_the_pod(capsys: pytest.CaptureFixture[str]) -> None:
+    """proxy -> dhcp: the probe before accepts the router lending (it must, until the Ainur are about to), refuses any
+    other server, and checks the router's offers against routerPool; the step right before the pod asks the router off."""
+    for found in ([], [ROUTER], [OURS, ROUTER]):
+        assert judge("dhcp", [SVC], found, "proxy", GATEWAY, "192.168.0.50-192.168.0.99") is None
+    assert switch_note("dhcp", [SVC], [ROUTER], "proxy") == (
+        "iluvatar: the router lends until the Ainur take over; leave its DHCP on until this `up` says to turn it off (the "
+        "step right before the netboot pod restarts in dhcp mode), so the household is never without a lender."
+    )
+    assert (judge("dhcp", [SVC], [ROUTER, STRANGER], "proxy", GATEWAY) or "").startswith(
+        "iluvatar: another DHCP server answers on the LAN: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57; 192.168.0.240"
+    )
+    assert judge("dhcp", [SVC], [ROUTER], "proxy", GATEWAY, "192.168.0.200-192.168.0.250") == (
+        "iluvatar: the router's DHCP (192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57) lends from a pool the stack "
+        "does not name. The router offered 192.168.0.57, outside ainur.netboot.routerPool 192.168.0.200-192.168.0.250: it "
+        "lends from another pool (or a second one, such as a guest range), whose leases the household holds too; copy its "
+        "whole pool from its DHCP settings. Nothing on the LAN was changed."
+    )
+    # The step: "off now" once, then passes after two silent rounds in a row (a busy router can miss one).
+    rounds = iter([[OURS, ROUTER], [], [ROUTER], [OURS], []])
+    assert dhcp_probe.wait_off("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now (192.168.0.1 (MAC 00:11:22:33:44:55) "
+        "offered 192.168.0.57). Waiting up to 15 min for no server but the Ainur's to answer on eth0; the household keeps "
+        "the router's leases meanwhile.",
+        "iluvatar: no DHCP server but the Ainur's answers on eth0: the netboot pod restarts in dhcp mode now",
+    ]
+    assert next(rounds, None) is None
+    # Past its bound with the router still on: it fails naming it, and the Ainur do not start lending.
+    assert dhcp_probe.wait_off("eth0", [SVC], 0.0, ask=lambda *_: [ROUTER]) == 1
+    assert capsys.readouterr().err.startswith(
+        "iluvatar: a DHCP server other than the Ainur's still answers on the LAN after 0 min: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57."
+    )
+
+
 def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
     """It says "turn it on now" once, asks again until a server other than the Ainur answers, and passes on that answer."""
     rounds = iter([[], [], [ROUTER]])
-    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: next(rounds)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the router's "
@@ -106,15 +229,24 @@ def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.Capt
         "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57",
     ]
     # On a pod restart with the router on: it passes on the first answer and says nothing else.
-    assert wait_for_router("eth0", [SVC], 900.0, ask=lambda *_: [OURS, ROUTER]) == 0
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: [OURS, ROUTER]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57"
     ]
     # Past its bound with only the Ainur heard: it fails, saying what the LAN lacks and how to finish.
-    assert wait_for_router("eth0", [SVC], 0.0, ask=lambda *_: [OURS]) == 1
+    assert wait_for_router("eth0", [SVC], GATEWAY, 0.0, ask=lambda *_: [OURS]) == 1
     assert capsys.readouterr().err.startswith(
-        "iluvatar: no DHCP server other than the Ainur's answered on the LAN within 0 min: nothing lends the household addresses now"
+        "iluvatar: the router's DHCP server (192.168.0.1) did not answer on the LAN within 0 min: nothing lends the household addresses now"
     )
+    # Another server is never the router: the step fails at once, naming it, even beside the router's answer, and never
+    # passes on it (the household would take its addresses from it, the router kept off).
+    for found in ([STRANGER], [ROUTER, STRANGER]):
+        assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_, f=found: f) == 1
+        got = capsys.readouterr()
+        assert got.err.startswith(
+            "iluvatar: a DHCP server other than the router's (192.168.0.1) answers on the LAN: 192.168.0.240 (MAC de:b8:00:00:00:01)"
+        )
+        assert got.err.endswith(dhcp_probe.WAIT_AGAIN + "\n")
 
 
 def _offer(request: bytes, server: bytes, mac: bytes, xid: int, server_id: bool = True) -> bytes:
@@ -163,4 +295,4 @@ def test_an_answer_names_its_server_id_and_source_mac() -> None:
 
 def test_a_bare_address_is_refused_rather_than_spelt_out() -> None:
     with pytest.raises(TypeError, match=r"not the one string '192\.168\.0\.9'"):
-        dhcp_probe.probe_script("dhcp", "192.168.0.9", "192.168.0.0/24")
+        dhcp_probe.probe_script("dhcp", "192.168.0.9", "192.168.0.0/24", GATEWAY)

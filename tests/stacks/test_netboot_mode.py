@@ -69,6 +69,28 @@ def test_what_a_stack_may_say_against_the_mode_that_runs() -> None:
     assert netboot_mode.check(_with(mode="dhcp"), DHCP_RAN) == []
 
 
+def test_a_first_bring_up_in_dhcp_mode_names_the_pool_the_router_lent() -> None:
+    """The Ainur's first deployment in dhcp mode follows a router that lent until just now: the household holds its
+    leases, which the probe cannot see, so the pool (or `none`: no lease of another server held) is asked as on a move."""
+    assert [p.path for p in netboot_mode.check(_with(mode="dhcp"), None)] == [netboot_mode.ROUTER_POOL]
+    assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True), None)] == [netboot_mode.ROUTER_POOL]
+    assert netboot_mode.check(_with(mode="dhcp", routerPool="none"), None) == []
+    assert netboot_mode.check(_with(mode="dhcp", routerPool={"start": "192.168.0.200", "end": "192.168.0.250"}), None) == []
+    # `none` is no word on a move from proxy, where the router lent every address until now.
+    assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool="none"), PROXY_RAN)] == [netboot_mode.ROUTER_POOL]
+    # It says nothing proxy mode contradicts, so a dhcp stack keeps it on a move to proxy.
+    assert netboot_mode.static(_with(mode="proxy", routerPool="none").ainur) == []
+
+
+def test_a_router_pool_is_on_the_lan() -> None:
+    """A pool half off network.lan (a typo in its end) is refused at validate, as one wholly off it is (a fixture)."""
+    with pytest.raises(StackConfigError) as err:
+        _with(mode="dhcp", routerPool={"start": "192.168.0.240", "end": "192.168.1.10"})
+    assert [p.path for p in err.value.problems] == [netboot_mode.ROUTER_POOL]
+    stack = _with(mode="dhcp", routerPool={"start": "192.168.0.240", "end": "192.168.0.254"})
+    assert netboot_mode.static(stack.ainur, stack.network) == []
+
+
 def test_the_service_address_a_deployment_answered_from_is_read_from_its_config() -> None:
     """The DHCP probe counts answers from it as the Ainur's own while a move of ainur.serviceIp is on its way."""
     assert netboot_mode.deployed_service_ip(DHCP_RAN) == "192.168.0.14"

@@ -36,9 +36,12 @@ def _text(variant: dict[str, Any], path: Path) -> str:
     if "init" in variant:
         given = {"lan": "192.168.1.0/24", "ssh_key": KEY, "machines": MACHINES, **variant["init"]}
         machines = tuple(init.parse_machine(m) for m in given.pop("machines"))
-        # The cases were written while init's stacks ran dhcp: they keep it, stated; `dhcp_mode: null` asks for the default.
+        # The cases were written while init's stacks ran dhcp: they keep it, stated, with the router's pool init asks in that
+        # mode (none: no lease of another server held); `dhcp_mode: null` asks for the default.
         if any(m.role == "valar" for m in machines):
             given.setdefault("dhcp_mode", "dhcp")
+            if given["dhcp_mode"] == "dhcp":
+                given.setdefault("router_pool", "none")
         text, _ = init.build(init.Answers(stack="lab", machines=machines, **given), path)
     else:
         text = MINIMAL.read_text()
