@@ -28,6 +28,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import arda as arda_component
 from components import kube, steps
 from components.steps import ClusterAccess
 from plans import agent_token, apiserver, bringup, cloudinit, k3s, rollout
@@ -96,6 +97,8 @@ class PiArgs:
     roll: PiRoll | None = None
     # A maia: its own agent token (required for one; a valar joins with `token`).
     agent: AgentJoin | None = None
+    # Its k3s step's trigger for renewing its k3s certificates (plans.rollout.certificate_trigger; None: none yet).
+    certificate_trigger: str | None = None
 
 
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
@@ -236,11 +239,14 @@ class Pi(pulumi.ComponentResource):
         )
         # Its k3s at the stack's version: a no-op on a Pi cloud-init installed at it, an upgrade (and the
         # wait for its Node to be Ready again) after a k3sVersion change, one Pi after the other.
+        # It runs again, and restarts k3s so that k3s renews its certificates, when the last deployment recorded their end
+        # within k3s's window (plans.rollout.certificate_trigger); its stdout says their end after it ran.
+        k3s_triggers: list[Any] = [*(after_reboot or []), *([args.certificate_trigger] if args.certificate_trigger else [])]
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=connection,
             create=roll.k3s_script(stack, node),
-            triggers=after_reboot,
+            triggers=k3s_triggers or None,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
@@ -390,6 +396,8 @@ class BootstrapCluster(pulumi.ComponentResource):
         # upgrade returns only once its Pi is back): join, k3s of one Pi, then the next Pi's.
         previous: list[pulumi.Resource] = []
         joined: list[pulumi.Resource] = []
+        # The day of the run, against which the recorded ends of the Pis' k3s certificates fall due (plans.rollout).
+        now = arda_component.today()
 
         def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
             nonlocal previous, joined
@@ -408,6 +416,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                     authentication=authentication,
                     roll=roll,
                     agent=agent,
+                    certificate_trigger=rollout.certificate_trigger(args.previous, node.name, now),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
@@ -483,6 +492,15 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        # Each Pi's k3s certificates: their earliest end as its k3s step last said it (kept when the step printed none),
+        # and its step's trigger; the next run renews them from these (plans.rollout.certificate_trigger).
+        # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are
+        # added as join_netbooted makes their steps.
+        self._previous = args.previous
+        self.state["certificates"] = {n.name: {"trigger": rollout.certificate_trigger(args.previous, n.name, now)} for n in order}
+        for n in order:
+            if n.name in self.pis:
+                self._record_end(n)
         if moved := rollout.describe_mode(netboot_mode.deployed_mode(args.previous_dnsmasq_conf), stack.ainur.netboot.mode):
             # A move between DHCP modes, first: what the household sees, and what the router needs and when (before `up`
             # for a move to dhcp; at netboot-router-dhcp's word for a move to proxy). stacks.netboot_mode has refused the
@@ -501,4 +519,11 @@ class BootstrapCluster(pulumi.ComponentResource):
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
         for node, _ in self._pending:
             self._join(node, [*serving, *self.node_admission.values()], PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
+            self._record_end(node)
         self._pending = []
+
+    def _record_end(self, node: Node) -> None:
+        """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when
+        it printed none), in the output's `certificates`."""
+        was = rollout.recorded_certificates(self._previous, node.name).get("end")
+        self.state["certificates"][node.name]["end"] = self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was)

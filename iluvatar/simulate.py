@@ -28,7 +28,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from plans import imagefactory
+from plans import imagefactory, k3s
 from stacks import pulumi_source
 from stacks.errors import StackConfigError
 from stacks.load import StackFile
@@ -276,8 +276,17 @@ _CREDENTIALS = json.dumps({"ca": base64.b64encode(b"(the Ainur's cluster CA)").d
 MOCK_CA_HASH = hashlib.sha256(b"(the Ainur's cluster CA)").hexdigest()
 
 
+# The earliest end of a Pi's k3s certificates its k3s step says (plans.k3s.CERTIFICATES_LINE): k3s issues them for
+# 365 days (dynamiclistener's cert.NewSignedCert, through pkg/daemons/control/deps/deps.go createClientCertKey), here
+# on the day of the simulated run.
+MOCK_K3S_CERTIFICATES_END = (MOCK_NOW + datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _remote_stdout(script: str) -> str:
-    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, the CA's hash, or nothing."""
+    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, the CA's hash, the end of k3s's
+    certificates, or nothing."""
+    if k3s.CERTIFICATES_LINE in script:
+        return f"{k3s.CERTIFICATES_LINE}{MOCK_K3S_CERTIFICATES_END}\n"
     if "service-account-token" in script:
         return _CREDENTIALS
     if "K10" in script and "/server/token" in script:

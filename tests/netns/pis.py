@@ -336,9 +336,11 @@ if [ "$role" = valar ]; then
   chmod 0600 /var/lib/rancher/k3s/server/token
   cp /var/lib/rancher/k3s/server/tls/server-ca.crt $E/cacerts
   printf '%s\n' "$password" > $E/passwd
-  # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start).
+  # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start). The certificates
+  # are real ones (the lab CA's: the stand-in etcd checks none), as the k3s step reads the end of every k3s certificate.
   mkdir -p /var/lib/rancher/k3s/server/tls/etcd
-  for f in server-ca.crt client.crt client.key; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/$f; done
+  for f in server-ca.crt client.crt; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || cp __CA__ /var/lib/rancher/k3s/server/tls/etcd/$f; done
+  [ -e /var/lib/rancher/k3s/server/tls/etcd/client.key ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/client.key
   sleep __ETCD_START__  # a server's etcd takes a while to start: a guess, not k3s's figure
   mkdir -p $E/members $E/up
   echo "$(cat $S/ip)" > $E/members/$name

@@ -166,7 +166,7 @@ def test_the_pis_node_exporter_runs_on_every_pi_with_no_credential() -> None:
 def test_the_alerts_are_those_the_stack_can_raise() -> None:
     names = {a.name for a in monitoring.alerts(homelab())}
     assert names == {
-        "ArdaNodeDown", "AinurNodeDown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
+        "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
         "RestoreDrillFailed", "RestoreDrillStale",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
@@ -213,6 +213,25 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
         [
             ('up{job="node-exporter",node="gandalf",instance="192.168.0.31:9100"}', "0x15"),
             ('up{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100"}', "1x15"),
+        ],
+    ),
+    # 30 days before a k3s certificate's end (its end 2592000 s after promtool's clock starts, at 0), for an hour: the
+    # one ending a second later than 30 days after 2 h is quiet.
+    "AinurCertificateExpiring": (
+        [
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100",'
+                'certificate="/var/lib/rancher/k3s/server/tls/client-admin.crt"}',
+                "2592000x130",
+            )
+        ],
+        "2h",
+        [
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="eonwe",instance="192.168.0.12:9100",'
+                'certificate="/var/lib/rancher/k3s/agent/client-kubelet.crt"}',
+                "2599201x130",
+            )
         ],
     ),
     "NodeDiskFilling": (
