@@ -19,6 +19,8 @@ nothing depends on and no runbook replaces.
 
 from __future__ import annotations
 
+import datetime
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +101,21 @@ class PiArgs:
     agent: AgentJoin | None = None
     # Its k3s step's trigger for renewing its k3s certificates (plans.rollout.certificate_trigger; None: none yet).
     certificate_trigger: str | None = None
+
+
+SSH_PORT = 22
+# How long a Pi due for its certificates' renewal has to accept a TCP connection on SSH, at preview as at `up`, before
+# its renewal is left for a later run (BootstrapCluster._trigger): a Pi up answers in milliseconds on the LAN.
+ANSWER_SECONDS = 3.0
+
+
+def answers(address: str, port: int = SSH_PORT, seconds: float = ANSWER_SECONDS) -> bool:
+    """Whether the Pi at `address` accepts a TCP connection on its SSH port within `seconds`."""
+    try:
+        with socket.create_connection((address, port), timeout=seconds):
+            return True
+    except OSError:
+        return False
 
 
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
@@ -245,7 +262,7 @@ class Pi(pulumi.ComponentResource):
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=connection,
-            create=roll.k3s_script(stack, node),
+            create=roll.k3s_script(stack, node, rollout.renewing_end(args.certificate_trigger)),
             triggers=k3s_triggers or None,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -398,6 +415,11 @@ class BootstrapCluster(pulumi.ComponentResource):
         joined: list[pulumi.Resource] = []
         # The day of the run, against which the recorded ends of the Pis' k3s certificates fall due (plans.rollout).
         now = arda_component.today()
+        # Each Pi's trigger, once: its step's and the output's. A Pi due for renewal that does not answer on SSH within
+        # ANSWER_SECONDS keeps its last trigger, so its step is not replaced: a replaced step would dial it for the
+        # dial bound (plans.k3s SSH_DIAL_ATTEMPTS) and fail, and every later Pi's step waits on it in the chain. A warning
+        # names it; the others are renewed, and the next `up` it answers renews it.
+        self._triggers = {n.name: self._trigger(args.previous, n, now) for n in order}
 
         def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
             nonlocal previous, joined
@@ -416,7 +438,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                     authentication=authentication,
                     roll=roll,
                     agent=agent,
-                    certificate_trigger=rollout.certificate_trigger(args.previous, node.name, now),
+                    certificate_trigger=self._triggers[node.name],
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
@@ -497,7 +519,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are
         # added as join_netbooted makes their steps.
         self._previous = args.previous
-        self.state["certificates"] = {n.name: {"trigger": rollout.certificate_trigger(args.previous, n.name, now)} for n in order}
+        self.state["certificates"] = {n.name: {"trigger": self._triggers[n.name]} for n in order}
         for n in order:
             if n.name in self.pis:
                 self._record_end(n)
@@ -521,6 +543,22 @@ class BootstrapCluster(pulumi.ComponentResource):
             self._join(node, [*serving, *self.node_admission.values()], PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
             self._record_end(node)
         self._pending = []
+
+    def _trigger(self, previous: Mapping[str, Any] | None, node: Node, now: datetime.datetime) -> str | None:
+        """Its k3s step's trigger (plans.rollout.certificate_trigger): a new one only when the Pi answers now."""
+        due = rollout.certificate_trigger(previous, node.name, now)
+        kept = rollout.recorded_certificates(previous, node.name).get("trigger")
+        kept = kept if isinstance(kept, str) else None
+        if due == kept or answers(str(node.ip)):
+            return due
+        end = rollout.recorded_certificates(previous, node.name).get("end")
+        pulumi.log.warn(
+            f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but it did not "
+            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them (the other Pis are "
+            f"renewed); bring it back and run `pulumi up` again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
+            resource=self,
+        )
+        return kept
 
     def _record_end(self, node: Node) -> None:
         """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when

@@ -6,6 +6,7 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 
 from __future__ import annotations
 
+import datetime
 import shlex
 import textwrap
 from typing import Any
@@ -290,6 +291,14 @@ if ends:
 """
 # The line the k3s step ends its stdout with: the earliest end after its run (plans.rollout reads it back next run).
 CERTIFICATES_LINE = "k3s-certificates-end="
+# A certificate that has ended, or ends within this margin, is renewed by a restart that asks neither the API nor etcd
+# first: both are reached through the very certificates that ended (the admin client's, the kubelet's, etcd's client
+# certificate), so the Node's version cannot be read and etcd's gate cannot pass until k3s has started again. k3s
+# regenerates an ended leaf as it starts, the same as one within its window (deps.go genCerts -> createClientCertKey,
+# `expired(certFile)` is certutil.IsCertExpired(cert, CertificateRenewDays), true for a NotAfter already past; an agent's
+# certificates are signed anew from a CSR at every start, pkg/agent/config/config.go getKubeletClientCert). The margin
+# covers the restart and its gates, minutes.
+EXPIRED_MARGIN_SECONDS = 3600
 
 
 def certificates_functions(dirs: tuple[str, ...] = K3S_TLS_DIRS, metrics: str = METRICS_DIR) -> str:
@@ -405,6 +414,7 @@ def upgrade_script(
     head: str = "",
     tls_dirs: tuple[str, ...] = K3S_TLS_DIRS,
     metrics_dir: str = METRICS_DIR,
+    renewing: str | None = None,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -419,6 +429,14 @@ def upgrade_script(
     gates run: its Node Ready at the version and, on a valar, etcd healthy with every member. Its stdout ends with
     CERTIFICATES_LINE and the earliest end of its certificates after the run (empty when k3s made none). `head`: comment lines
     after the first (a netbooting maia's image, so the step runs again on its new root: plans.netboot.roll).
+
+    The certificates are read first, before anything asks the API: one already ended (or within
+    EXPIRED_MARGIN_SECONDS) restarts k3s without the Node's version or etcd's gate before it, which the ended
+    certificates themselves would fail. `renewing` (the recorded end this run's trigger names,
+    plans.rollout.certificate_trigger): a certificate ending at or before it restarts k3s whatever the Pi's clock says.
+    After a restart owed to the certificates, they are read again and the step fails, naming the certificate and the
+    Pi's clock, unless their earliest end moved past `renewing` and out of k3s's window: a failed step keeps the last
+    trigger in the state, so the next `up` tries again.
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -435,7 +453,7 @@ def upgrade_script(
     if node.role == "valar":
         before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
         # A member already down cannot cost quorum by restarting: the gate waits only for a running one.
-        restarted_before = f'[ "$active" = 1 ] && {before}'
+        restarted_before = f'[ "$active" = 1 ] && [ "$expired" = 0 ] && {before}'
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
@@ -443,8 +461,18 @@ def upgrade_script(
     restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
 
     window = CERTIFICATE_RENEW_DAYS * 86400
+    renew_epoch = int(datetime.datetime.strptime(renewing, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()) if renewing else 0
     return f"""set -eu
 {head}{gate_functions(node)}{certificates_functions(tls_dirs, metrics_dir)}since=""
+# Its certificates first: reading them needs no API (an ended one makes the API and etcd unreachable from here).
+if ! ending=$(certificates_end); then
+  echo "iluvatar: {node.name}: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is" >&2
+  exit 1
+fi
+rest=${{ending#* }}
+due=0 expired=0
+if [ -n "$ending" ] && {{ [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ] || [ "${{ending%% *}}" -le {renew_epoch} ]; }}; then due=1; fi
+if [ -n "$ending" ] && [ "${{ending%% *}}" -le "$(( $(date +%s) + {EXPIRED_MARGIN_SECONDS} ))" ]; then expired=1; fi
 have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
   active=0
@@ -452,16 +480,14 @@ if [ "$have" = "{want}" ]; then
   why=""
   if sudo test -e {owed}; then why="an earlier run's restart was not seen through ({seen})"
   elif [ "$active" = 0 ]; then why="{svc} is not running"
+  elif [ "$expired" = 1 ]; then
+    why="its certificate ${{rest#* }} ended at ${{rest%% *}} (or ends within {EXPIRED_MARGIN_SECONDS} s), so neither its Node nor etcd can be asked through it, and k3s renews it only as it starts"
   elif ! running=$(node_version); then
     echo "iluvatar: {node.name}: its Node cannot be read, so whether the running k3s is {want} is not known and it is left as it is; look with: sudo {KUBECTL}{kubeconfig} get node {node.name}" >&2
     exit 1
   elif [ -z "$running" ]; then why="its Node is not registered (a kubelet registers it only as it starts)"
   elif [ "$running" != "{want}" ]; then why="its Node's kubelet runs $running, not the installed {want}"
-  elif ! ending=$(certificates_end); then
-    echo "iluvatar: {node.name}: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is" >&2
-    exit 1
-  elif [ -n "$ending" ] && [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ]; then
-    rest=${{ending#* }}
+  elif [ "$due" = 1 ]; then
     why="its certificate ${{rest#* }} ends at ${{rest%% *}}, within {CERTIFICATE_RENEW_DAYS} days, and k3s renews its certificates only as it starts"
   fi
   if [ -z "$why" ]; then
@@ -488,6 +514,12 @@ fi
 {after}sudo rm -f {owed}
 ending=$(certificates_end)
 rest=${{ending#* }}
+# A restart owed to the certificates that did not move their end (a Pi's clock behind, a certificate k3s does not renew)
+# fails the step: its trigger stays as it was in the state, so the next run tries again.
+if [ "$due" = 1 ] && [ -n "$ending" ] && {{ [ "${{ending%% *}}" -le {renew_epoch} ] || [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ]; }}; then
+  echo "iluvatar: {node.name}: k3s restarted to renew its certificates, but ${{rest#* }} still ends at ${{rest%% *}} (this Pi's clock says $(date -u +%Y-%m-%dT%H:%M:%SZ){f"; the run renews those ending by {renewing}" if renewing else ""}); look with: sudo k3s certificate check --output table" >&2
+  exit 1
+fi
 echo "{CERTIFICATES_LINE}${{rest%% *}}"
 """
 

@@ -626,8 +626,19 @@ def certificate_trigger(previous: Mapping[str, Any] | None, name: str, now: date
     if isinstance(end, str) and now is not None:
         ends = datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
         if ends < now + datetime.timedelta(days=CERTIFICATE_TRIGGER_DAYS):
-            return f"renew the k3s certificates ending {end}"
+            return f"{TRIGGER_PREFIX}{end}"
     return trigger if isinstance(trigger, str) else None
+
+
+TRIGGER_PREFIX = "renew the k3s certificates ending "
+
+
+def renewing_end(trigger: str | None) -> str | None:
+    """The end a k3s step's trigger renews (its script restarts k3s for a certificate ending by it, whatever the Pi's
+    clock says, and fails unless the end moved past it: plans.k3s.upgrade_script); None for no trigger."""
+    if not trigger or not trigger.startswith(TRIGGER_PREFIX):
+        return None
+    return certificates_end(k3s.CERTIFICATES_LINE + trigger.removeprefix(TRIGGER_PREFIX))
 
 
 def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[Change]:

@@ -302,8 +302,9 @@ def join_script(stack: StackConfig, node: Node) -> str:
     return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate(node))
 
 
-def k3s_script(stack: StackConfig, node: Node) -> str:
+def k3s_script(stack: StackConfig, node: Node, renewing: str | None = None) -> str:
     """A Pi's k3s step as the program registers it: a netbooting maia's names its image, so the step runs again on a
-    new root (a root of an image it ran before may hold an older k3s)."""
+    new root (a root of an image it ran before may hold an older k3s). `renewing`: the end of its k3s certificates
+    its trigger renews (plans.rollout.renewing_end)."""
     head = f"# iluvatar: a netbooted root of {image_id(stack)} (plans.netboot.roll).\n" if node.boot == "netboot" else ""
-    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head)
+    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head, renewing=renewing)

@@ -496,3 +496,47 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     renewed = {**after, "ainur": {**after["ainur"], "certificates": {pi: {"end": "2028-11-24T12:00:00Z", "trigger": trigger} for pi in pis}}}
     next_year = simulate(homelab_stack_file(), previous=renewed, preview=True, now=datetime.datetime(2028, 7, 30, 12, 0, tzinfo=datetime.UTC))
     assert _k3s_triggers(next_year) == {pi: ["renew the k3s certificates ending 2028-11-24T12:00:00Z"] for pi in pis}
+
+
+def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """Eonwë is down (a dead card, parts on order) when the Ainur's certificates fall due. Its step would dial it for
+    the SSH bound (minutes), fail, and every later Pi's step waits on it in the chain, run after run. It does not answer
+    within ANSWER_SECONDS, so its step keeps its last trigger (not replaced, not dialled), a warning names it, and manwë
+    and ilmarë are renewed; the next run it answers renews it. Before, every Pi's step took the new trigger."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    trigger = f"renew the k3s certificates ending {end}"
+    down = simulate(homelab_stack_file(), previous=previous, preview=True, now=day, silent={"192.168.0.12"})
+    assert _k3s_triggers(down) == {"manwe": [trigger], "eonwe": None, "ilmare": [trigger]}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ainur: eonwe" in r.getMessage()]
+    assert warned == [
+        f"ainur: eonwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.12:22 within 3 s, "
+        "so this run does not renew them (the other Pis are renewed); bring it back and run `pulumi up` again, or remove it for "
+        "good (docs/day2.md#a-dead-pi-removed-for-good)"
+    ]
+    said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s"
+    plan = _plan(caplog, down, previous)
+    assert [line.split(":")[0] for line in plan] == ["Ainur", "  1. manwe", "  2. ilmare", "Arda"]
+    assert plan[1].startswith(f"  1. manwe: {said}") and plan[2].startswith(f"  2. ilmare: {said}")
+    # Recorded as it ran: eonwë's trigger still none, so the run after it answers gives its step the new one.
+    ran = outputs_of(simulate(homelab_stack_file(), previous=previous, now=day, silent={"192.168.0.12"}))
+    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None}
+    back = simulate(homelab_stack_file(), previous=ran, preview=True, now=day + datetime.timedelta(days=3))
+    assert _k3s_triggers(back) == {"manwe": [trigger], "eonwe": [trigger], "ilmare": [trigger]}
+
+
+def test_the_probe_of_a_pi_is_a_bounded_tcp_connection_to_its_ssh_port() -> None:
+    """components.ainur.answers: a listener answers; a closed port does not (refused at once), each within its bound."""
+    import socket
+
+    from components import ainur
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert ainur.answers("127.0.0.1", port, 1.0)
+    assert not ainur.answers("127.0.0.1", port, 1.0)
+    assert (ainur.SSH_PORT, ainur.ANSWER_SECONDS) == (22, 3.0)

@@ -462,6 +462,9 @@ case "$1" in
     # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart; with
     # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
     [ -z "${UNREADABLE:-}" ] || exit 1
+    # With $ENDED (a file): k3s's certificates have ended, so neither the API server's serving certificate nor the
+    # admin's or the kubelet's client certificate verifies, until a restart regenerates them (deps.go createClientCertKey).
+    [ ! -e "${ENDED:-/nonexistent}" ] || exit 1
     case "$*" in
       *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
       *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;;
@@ -477,14 +480,16 @@ case "$1" in
   restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE"
     # k3s renewing, as it starts, a certificate within its window (pkg/daemons/control/deps/deps.go createClientCertKey):
     # with $RENEWED, the certificate it issues in place of $RENEWS.
-    [ -z "${RENEWED:-}" ] || cp "$RENEWED" "$RENEWS" ;;
+    [ -z "${RENEWED:-}" ] || cp "$RENEWED" "$RENEWS"
+    # An ended certificate regenerated too (deps.go: `expired` is IsCertExpired within the window, a past end included).
+    rm -f "${ENDED:-/nonexistent}" ;;
 esac""",
     # A stand-in for curl against get.k3s.io: the "installer" it writes (to -o's file, as curl does) records its
     # environment and sets the version; with $FETCH_FAILS it writes nothing and exits with that code, as curl does when
     # its --max-time runs out (28); the installer sleeps for ever with $INSTALL_HANGS. etcd's member list and /health
     # as in the join's tests (STAND_INS).
     "curl": """case "$*" in
-  *member/list*) echo "etcd member list" >> "$LOG"; cat "$ETCD"; exit ;;
+  *member/list*) echo "etcd member list" >> "$LOG"; [ ! -e "${ENDED:-/nonexistent}" ] || exit 35; cat "$ETCD"; exit ;;
   *:2379/health*) echo "etcd health ${@: -1}" >> "$LOG"; grep -q "${@: -1}" "$HEALTHY" && echo '{"health":"true","reason":""}'; exit ;;
 esac
 out= args=()
@@ -510,6 +515,7 @@ def _upgrade(
     running: str | None = None,
     active: bool = True,
     snapshot_timeout: int = k3s.SNAPSHOT_SECONDS,
+    renewing: str | None = None,
     **more_env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The upgrade with k3s's binary at `have`, running `running` (the same by default), active or not."""
@@ -543,6 +549,7 @@ def _upgrade(
         # k3s's certificates in the test's folders (tls/, tls/etcd, agent/, as on a Pi), and the metric file there too.
         tls_dirs=(str(tmp_path / "tls"), str(tmp_path / "tls" / "etcd"), str(tmp_path / "agent")),
         metrics_dir=str(tmp_path / "metrics"),
+        renewing=renewing,
     )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -1007,6 +1014,60 @@ def test_a_certificate_that_cannot_be_read_fails_the_step_and_restarts_nothing(t
         "iluvatar: eonwe: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is"
     )
     assert not [c for c in calls if c.startswith("systemctl restart")]
+
+
+@pytest.mark.parametrize(("index", "svc"), [(0, "k3s"), (1, "k3s-agent")])
+def test_an_ended_certificate_restarts_k3s_without_asking_its_api_or_etcd_first(tmp_path: Path, index: int, svc: str) -> None:
+    """Every leaf ended two days ago (the window missed, the alert unseen): the API server, the kubelet's kubeconfig and
+    etcd's client certificate all fail (the stand-in's $ENDED), so the Node's version cannot be read and etcd's gate
+    cannot pass. The step restarts k3s at once, which regenerates them as it starts (deps.go createClientCertKey,
+    `expired`), then runs the gates after it. Before, it stopped at "its Node cannot be read" and never restarted."""
+    ended, renewed_end = _in_days(-2), _in_days(365)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", ended, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    (tmp_path / "ended").touch()
+    result, calls = _upgrade(
+        tmp_path, index, "v1.35.8+k3s1", snapshot=index == 0, RENEWED=str(renewed), RENEWS=str(cert), ENDED=str(tmp_path / "ended")
+    )
+    assert result.returncode == 0, result.stderr
+    name = "manwe" if index == 0 else "eonwe"
+    assert result.stderr.splitlines()[0] == (
+        f"iluvatar: {name}: k3s v1.35.8+k3s1 is installed, but its certificate {cert} ended at {_at(ended)} (or ends within 3600 s), "
+        f"so neither its Node nor etcd can be asked through it, and k3s renews it only as it starts: restarting {svc}"
+    )
+    # Nothing asked before the restart; the gates after it.
+    assert calls[:3] == ["k3s --version", f"systemctl is-active --quiet {svc}", f"systemctl restart {svc}"]
+    if index == 0:
+        assert calls[3:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE]
+    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
+
+
+def test_a_restart_that_does_not_move_the_end_fails_the_step_so_the_next_up_tries_again(tmp_path: Path) -> None:
+    """A restart for the certificates after which the earliest end is still within the window (k3s did not renew it: a
+    Pi's clock behind, a certificate k3s does not own) fails the step naming the certificate and the Pi's clock; before,
+    it succeeded, and the trigger, recorded, never ran the step again for that end."""
+    soon = _in_days(100)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(soon))
+    assert result.returncode == 1
+    assert "systemctl restart k3s" in calls
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"iluvatar: manwe: k3s restarted to renew its certificates, but {cert} still ends at {_at(soon)} (this Pi's clock says ")
+    assert last.endswith(f"; the run renews those ending by {_at(soon)}); look with: sudo k3s certificate check --output table")
+    assert k3s.CERTIFICATES_LINE not in result.stdout
+
+
+def test_a_pi_whose_clock_is_behind_still_restarts_for_the_end_this_run_renews(tmp_path: Path) -> None:
+    """The operator's clock put the recorded end within the trigger's window, the Pi's clock (two days behind: no RTC,
+    NTP not yet synced) outside k3s's: the end the trigger names is in the script, so k3s restarts all the same. Before,
+    the step restarted nothing and the same trigger never ran it again."""
+    end, renewed_end = _in_days(121), _in_days(465)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", end, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(end), RENEWED=str(renewed), RENEWS=str(cert))
+    assert result.returncode == 0, result.stderr
+    assert "systemctl restart k3s" in calls
+    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
 
 
 def test_the_pis_node_exporter_reads_the_metric_file_the_k3s_step_writes() -> None:
