@@ -420,6 +420,11 @@ class BootstrapCluster(pulumi.ComponentResource):
         # dial bound (plans.k3s SSH_DIAL_ATTEMPTS) and fail, and every later Pi's step waits on it in the chain. A warning
         # names it; the others are renewed, and the next `up` it answers renews it.
         self._triggers = {n.name: self._trigger(args.previous, n, now) for n in order}
+        # A month before a recorded end, at every preview and `up`: the warning a stack without the monitoring layer
+        # (no AinurCertificateExpiring) gets too.
+        for n in order:
+            if warning := rollout.certificate_warning(args.previous, n.name, now):
+                pulumi.log.warn(warning, resource=self)
 
         def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
             nonlocal previous, joined

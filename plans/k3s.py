@@ -251,6 +251,9 @@ wait_for() {{
 # for a year stops serving. The k3s step restarts k3s (gated, one Pi at a time) when one of them is within the window,
 # and `up` runs that step when the last deployment recorded an end within it (plans.rollout.certificate_trigger).
 CERTIFICATE_RENEW_DAYS = 120
+# How long before a certificate's end the homelab warns: a month to run `pulumi up` (the alert AinurCertificateExpiring
+# with the monitoring layer; a warning at every preview and `up` from the recorded ends, with or without it).
+CERTIFICATE_WARNING_DAYS = 30
 # Where k3s keeps them (deps.go CreateRuntimeCertFiles: <data-dir>/server/tls and tls/etcd; the agent's under
 # <data-dir>/agent, pkg/agent/config). The CAs (`*-ca.crt`, and the single-certificate `*-ca.nochain.crt` copies) are
 # left out: k3s never renews them, and they last ten years.

@@ -565,7 +565,7 @@ _FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"
 # they exist the series does not, and the alert is silent.
 VOLSYNC_OUT_OF_SYNC = "volsync_volume_out_of_sync"
 # How long before a certificate's end its alert fires: a month to run `pulumi up` (issue 57).
-CERTIFICATE_WARNING_DAYS = 30
+CERTIFICATE_WARNING_DAYS = k3s.CERTIFICATE_WARNING_DAYS
 
 
 def alerts(stack: StackConfig) -> list[Alert]:
@@ -669,8 +669,25 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 f"A k3s certificate on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days",
                 f"{{{{ $labels.certificate }}}} on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days, and k3s renews its "
                 f"certificates only as it starts, within {k3s.CERTIFICATE_RENEW_DAYS} days of their end. `pulumi up` restarts k3s on that Pi "
-                "(its k3s step, gated, one Pi at a time), which renews them; so does `sudo systemctl restart k3s` (k3s-agent on a maia) on it. "
-                "Expired, that Pi's k3s stops serving (and a valar's API server, with the netboot failover).",
+                "(its k3s step, gated, one Pi at a time), which renews them, ended ones included; a Pi that does not answer on SSH is "
+                "skipped with a warning. So does `sudo systemctl restart k3s` (k3s-agent on a maia) on it. Expired, that Pi's k3s stops "
+                "serving (and a valar's API server, with the netboot failover); with several valar all ended, restart k3s on every "
+                "valar at once (etcd's peers reach each other through the ended certificates), then `pulumi up` (docs/day2.md).",
+            )
+        )
+        # The alert above sees only the series it has: a Pi whose metric file is missing (its step never wrote it, a
+        # reflashed card) or unreadable (node-exporter drops the whole file, node_textfile_scrape_error) would be silent.
+        out.append(
+            Alert(
+                "AinurCertificateUnknown",
+                f'((up{{job="{AINUR_JOB}"}} == 1) unless on(node) {k3s.CERTIFICATE_METRIC}) '
+                f'or (node_textfile_scrape_error{{job="{AINUR_JOB}"}} == 1)',
+                "1h",
+                "warning",
+                "The k3s certificates' ends on {{ $labels.node }} are not known",
+                "{{ $labels.node }}'s node-exporter answers, but serves no end for its k3s certificates (or cannot read its "
+                f"textfile directory {k3s.METRICS_DIR}), so AinurCertificateExpiring cannot fire for it. Its k3s step writes the "
+                "file: run `pulumi up`; look with `ls -l` on that directory and `sudo k3s certificate check --output table`.",
             )
         )
     if ceph_enabled(stack):

@@ -633,6 +633,23 @@ def certificate_trigger(previous: Mapping[str, Any] | None, name: str, now: date
 TRIGGER_PREFIX = "renew the k3s certificates ending "
 
 
+def certificate_warning(previous: Mapping[str, Any] | None, name: str, now: datetime.datetime) -> str | None:
+    """What a run on `now` says of Pi `name`'s k3s certificates when their recorded end is within
+    plans.k3s.CERTIFICATE_WARNING_DAYS or past: the warning a stack without the monitoring layer (no alert) gets too."""
+    end = recorded_certificates(previous, name).get("end")
+    if not isinstance(end, str):
+        return None
+    ends = datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    if ends >= now + datetime.timedelta(days=k3s.CERTIFICATE_WARNING_DAYS):
+        return None
+    when = "ended" if ends <= now else f"end within {k3s.CERTIFICATE_WARNING_DAYS} days"
+    return (
+        f"ainur: {name}: its k3s certificates {when} (at {end}, as its k3s step last read them); this `pulumi up` runs its k3s "
+        "step, which restarts k3s to renew them; if it fails or the Pi does not answer, restart k3s on it by hand "
+        "(docs/day2.md#the-ainurs-k3s-certificates)"
+    )
+
+
 def renewing_end(trigger: str | None) -> str | None:
     """The end a k3s step's trigger renews (its script restarts k3s for a certificate ending by it, whatever the Pi's
     clock says, and fails unless the end moved past it: plans.k3s.upgrade_script); None for no trigger."""

@@ -540,3 +540,30 @@ def test_the_probe_of_a_pi_is_a_bounded_tcp_connection_to_its_ssh_port() -> None
         assert ainur.answers("127.0.0.1", port, 1.0)
     assert not ainur.answers("127.0.0.1", port, 1.0)
     assert (ainur.SSH_PORT, ainur.ANSWER_SECONDS) == (22, 3.0)
+
+
+def test_a_run_within_a_month_of_a_recorded_end_warns_with_or_without_monitoring(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """The alert needs the monitoring layer (`init` makes it optional); the program knows every Pi's recorded end, so
+    every preview and `up` within 30 days of it, or past it, says so for each Pi. Before, a stack without monitoring
+    heard nothing as the end neared."""
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+
+    def warned(day: datetime.datetime) -> list[str]:
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        simulate(homelab_stack_file(), previous=previous, preview=True, now=day)
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("ainur: ")]
+
+    assert warned(datetime.datetime(2027, 10, 26, 12, 0, tzinfo=datetime.UTC)) == []
+    tail = (
+        "(at 2027-11-25T12:00:00Z, as its k3s step last read them); this `pulumi up` runs its k3s step, which restarts k3s to "
+        "renew them; if it fails or the Pi does not answer, restart k3s on it by hand (docs/day2.md#the-ainurs-k3s-certificates)"
+    )
+    assert end == "2027-11-25T12:00:00Z"
+    assert warned(datetime.datetime(2027, 11, 10, tzinfo=datetime.UTC)) == [
+        f"ainur: {pi}: its k3s certificates end within 30 days {tail}" for pi in ("manwe", "eonwe", "ilmare")
+    ]
+    assert warned(datetime.datetime(2027, 11, 26, tzinfo=datetime.UTC)) == [
+        f"ainur: {pi}: its k3s certificates ended {tail}" for pi in ("manwe", "eonwe", "ilmare")
+    ]
