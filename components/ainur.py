@@ -101,6 +101,8 @@ class PiArgs:
     agent: AgentJoin | None = None
     # Its k3s step's trigger for renewing its k3s certificates (plans.rollout.certificate_trigger; None: none yet).
     certificate_trigger: str | None = None
+    # How its netboot gate reaches the valar holding the API VIP (BootstrapCluster.any_valar; None: no gate).
+    any_valar: command.remote.ConnectionArgs | None = None
 
 
 SSH_PORT = 22
@@ -287,6 +289,18 @@ class Pi(pulumi.ComponentResource):
                 triggers=after_reboot,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.k3s], aliases=aliased("uncordon")),
             )
+        # The household's DHCP and DNS back before the next Pi restarts (plans.netboot.roll.netboot_ready_script): run
+        # whenever its k3s step ran (its output names what it did and the certificates' end after it). The next Pi's
+        # steps wait for it as for `last`.
+        self.netboot_ready: command.remote.Command | None = None
+        if args.any_valar is not None:
+            self.netboot_ready = command.remote.Command(
+                f"{name}-netboot-ready",
+                connection=args.any_valar,
+                create=roll.netboot_ready_script(node),
+                triggers=[self.k3s.stdout, *(after_reboot or [])],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.last], aliases=aliased("netboot-ready")),
+            )
         self.uninstall = command.remote.Command(
             f"{name}-uninstall",
             connection=args.connection,
@@ -426,6 +440,10 @@ class BootstrapCluster(pulumi.ComponentResource):
             if warning := rollout.certificate_warning(args.previous, n.name, now):
                 pulumi.log.warn(warning, resource=self)
 
+        # The valar holding the API VIP, for each Pi's netboot gate (the first valar's own restart included: the VIP
+        # comes back with a live server).
+        any_valar = steps.reconnect(connect(first), host=str(stack.ainur.vip))
+
         def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
             nonlocal previous, joined
             aliases = [pulumi.Alias(name=f"{name}-{renamed[node.name]}")] if node.name in renamed else None
@@ -444,10 +462,11 @@ class BootstrapCluster(pulumi.ComponentResource):
                     roll=roll,
                     agent=agent,
                     certificate_trigger=self._triggers[node.name],
+                    any_valar=any_valar,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
-            previous = [self.pis[node.name].last]
+            previous = [self.pis[node.name].last, *([gate] if (gate := self.pis[node.name].netboot_ready) else [])]
             joined = [self.pis[node.name].join]
 
         # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar

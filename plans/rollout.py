@@ -100,6 +100,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
         out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
+        out[f"{node.name}-netboot-ready"] = command_digest(roll.netboot_ready_script(node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["ca-hash"] = command_digest(agent_token.ca_hash_script(), None, None)
@@ -732,6 +733,7 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
                 f"its k3s certificates end at {end}, within {CERTIFICATE_TRIGGER_DAYS} days: its k3s step runs and restarts k3s, "
                 f"which renews them only as it starts (within {k3s.CERTIFICATE_RENEW_DAYS} days of their end), then waits for its Node Ready"
                 + (" and etcd healthy" if now.get("role") == "valar" else "")
+                + ", and the netboot pod (the LAN's DHCP and DNS) available before the next Pi"
             )
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),

@@ -47,7 +47,9 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
         # A maia: its own join token (plans.agent_token), its id, its secret and its bootstrap-token Secret.
         own = [f"ainur-{pi}-token-id", f"ainur-{pi}-token-secret", f"ainur-{pi}-agent-token"] if pi != "manwe" else []
         children = [r.name for r in homelab.children(regs[f"ainur-{pi}"])]
-        assert sorted(children) == sorted([*oidc, *own, f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-uninstall"])
+        # Its netboot gate after its k3s step (the household's DHCP and DNS back before the next Pi: plans.netboot.roll).
+        steps = [f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-netboot-ready", f"ainur-{pi}-uninstall"]
+        assert sorted(children) == sorted([*oidc, *own, *steps])
         # The uninstall runs only when the Pi leaves (its delete); nothing runs at create, nothing waits for it.
         uninstall = regs[f"ainur-{pi}-uninstall"]
         assert (uninstall.inputs.get("create"), uninstall.inputs["delete"]) == (None, k3s.UNINSTALL_SCRIPT)
@@ -357,7 +359,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # the Ainur go with it; its protected key and certificate do not.) (#56: the raw-port apps' Ports component, its
     # Cilium gate, minecraft's and mosquitto's Service and policy: 6 in the state, 5 of them taken with the join.)
     # (#54: each listener's NetworkPolicy: 7 more in the state, every one depending on a cluster.)
-    assert (len(removed), len(state)) == (257, 344)
+    # (#57: each Pi's netboot gate after its k3s step, 3, in the chain after the join.)
+    assert (len(removed), len(state)) == (260, 347)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

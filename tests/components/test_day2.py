@@ -475,11 +475,12 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     trigger = f"renew the k3s certificates ending {end}"
     assert _k3s_triggers(due) == {pi: [trigger] for pi in pis}
     said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s, which renews them only as it starts (within 120 days of their end), then waits for its Node Ready"
+    gated = ", and the netboot pod (the LAN's DHCP and DNS) available before the next Pi"
     assert _plan(caplog, due, previous) == [
         "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:",
-        f"  1. manwe: {said} and etcd healthy",
-        f"  2. eonwe: {said}",
-        f"  3. ilmare: {said}",
+        f"  1. manwe: {said} and etcd healthy{gated}",
+        f"  2. eonwe: {said}{gated}",
+        f"  3. ilmare: {said}{gated}",
         "Arda: no change on any machine",
     ]
 

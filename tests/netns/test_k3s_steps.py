@@ -290,13 +290,18 @@ def brought_up(lab: Lab) -> BroughtUp:
 def test_the_steps_reach_each_pi_as_pulumi_command_is_told_to(lab: Lab) -> None:
     """The connection is the program's: the Pi's inventory address, port 22, the stack's user, the secret key."""
     steps = remote_steps(lab.sims["flashed"])
-    assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s")} | {
+    assert {s.name for s in steps} == {f"ainur-{n}-{kind}" for n in SERVERS_FIRST for kind in ("join", "k3s", "netboot-ready")} | {
         f"ainur-{n}-oidc" for n in VALAR
     } | {"ainur-credentials", "ainur-ca-hash", "ainur-varda-agent-token"}
     for step in steps:
         if step.type == "kubernetes:core/v1:Secret":
             continue
         connection = secret(step.inputs["connection"])
+        if step.name.endswith("-netboot-ready"):
+            # Each Pi's netboot gate asks whichever valar holds the API VIP (the lab's first valar holds it).
+            assert lab.pis.stack.ainur is not None
+            assert connection["host"] == str(lab.pis.stack.ainur.vip)
+            continue
         pi = step.name.split("-")[1] if step.name not in ("ainur-credentials", "ainur-ca-hash") else "manwe"
         assert connection["host"] == str(lab.pis.pis[pi].node.ip)
         assert connection["user"] == "ubuntu" and connection.get("port", 22) == 22
