@@ -1079,3 +1079,25 @@ def test_the_pis_node_exporter_reads_the_metric_file_the_k3s_step_writes() -> No
     args = daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--collector.textfile.directory=/host/root/var/lib/rancher/iluvatar/metrics" in args
     assert k3s.certificates_functions().count("--metrics /var/lib/rancher/iluvatar/metrics/k3s-certificates.prom ") == 1
+
+
+def test_the_day2_lifetime_table_names_what_the_code_counts_and_alerts() -> None:
+    """docs/day2.md's table of the Ainur's certificates: the folders the metric counts are the code's (K3S_TLS_DIRS),
+    every alert it names is one the homelab raises, and the certificates the code does not count say so."""
+    from plans import monitoring
+    from stacks import load_stack_file
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "day2.md").read_text()
+    table = text.split("What lasts how long on the Ainur, and what renews it:", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    rows = table.strip().splitlines()[2:]
+    counted = [r for r in rows if "not counted" not in r]
+    assert [r.split("|")[1].strip() for r in counted] == [
+        "k3s leaf certificates (component clients, API server, etcd)",
+        "kubelet and kube-proxy certificates",
+    ]
+    folders = {f"`{d.removeprefix('/var/lib/rancher/k3s/')}/*.crt`" for d in k3s.K3S_TLS_DIRS}
+    assert folders == {f for r in counted for f in r.split("|")[2].replace(",", " ").split() if f.startswith("`")}
+    alerts = {a.name for a in monitoring.alerts(load_stack_file(HOMELAB))}
+    named = set(re.findall(r"`(Ainur\w+)`", table))
+    assert named == {"AinurCertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
+    assert len(rows) - len(counted) == 3  # the components' serving certificates, dynamiclistener's, the CAs
