@@ -19,6 +19,8 @@ nothing depends on and no runbook replaces.
 
 from __future__ import annotations
 
+import datetime
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import arda as arda_component
 from components import kube, steps
 from components.steps import ClusterAccess
 from plans import agent_token, apiserver, bringup, cloudinit, k3s, rollout
@@ -96,6 +99,25 @@ class PiArgs:
     roll: PiRoll | None = None
     # A maia: its own agent token (required for one; a valar joins with `token`).
     agent: AgentJoin | None = None
+    # Its k3s step's trigger for renewing its k3s certificates (plans.rollout.certificate_trigger; None: none yet).
+    certificate_trigger: str | None = None
+    # How its netboot gate reaches the valar holding the API VIP (BootstrapCluster.any_valar; None: no gate).
+    any_valar: command.remote.ConnectionArgs | None = None
+
+
+SSH_PORT = 22
+# How long a Pi due for its certificates' renewal has to accept a TCP connection on SSH, at preview as at `up`, before
+# its renewal is left for a later run (BootstrapCluster._trigger): a Pi up answers in milliseconds on the LAN.
+ANSWER_SECONDS = 3.0
+
+
+def answers(address: str, port: int = SSH_PORT, seconds: float = ANSWER_SECONDS) -> bool:
+    """Whether the Pi at `address` accepts a TCP connection on its SSH port within `seconds`."""
+    try:
+        with socket.create_connection((address, port), timeout=seconds):
+            return True
+    except OSError:
+        return False
 
 
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
@@ -236,11 +258,14 @@ class Pi(pulumi.ComponentResource):
         )
         # Its k3s at the stack's version: a no-op on a Pi cloud-init installed at it, an upgrade (and the
         # wait for its Node to be Ready again) after a k3sVersion change, one Pi after the other.
+        # It runs again, and restarts k3s so that k3s renews its certificates, when the last deployment recorded their end
+        # within k3s's window (plans.rollout.certificate_trigger); its stdout says their end after it ran.
+        k3s_triggers: list[Any] = [*(after_reboot or []), *([args.certificate_trigger] if args.certificate_trigger else [])]
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=connection,
-            create=roll.k3s_script(stack, node),
-            triggers=after_reboot,
+            create=roll.k3s_script(stack, node, rollout.renewing_end(args.certificate_trigger)),
+            triggers=k3s_triggers or None,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
@@ -263,6 +288,18 @@ class Pi(pulumi.ComponentResource):
                 create=roll.uncordon_script(stack, node),
                 triggers=after_reboot,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.k3s], aliases=aliased("uncordon")),
+            )
+        # The household's DHCP and DNS back before the next Pi restarts (plans.netboot.roll.netboot_ready_script): run
+        # whenever its k3s step ran (its output names what it did and the certificates' end after it). The next Pi's
+        # steps wait for it as for `last`.
+        self.netboot_ready: command.remote.Command | None = None
+        if args.any_valar is not None:
+            self.netboot_ready = command.remote.Command(
+                f"{name}-netboot-ready",
+                connection=args.any_valar,
+                create=roll.netboot_ready_script(node),
+                triggers=[self.k3s.stdout, *(after_reboot or [])],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.last], aliases=aliased("netboot-ready")),
             )
         self.uninstall = command.remote.Command(
             f"{name}-uninstall",
@@ -390,6 +427,22 @@ class BootstrapCluster(pulumi.ComponentResource):
         # upgrade returns only once its Pi is back): join, k3s of one Pi, then the next Pi's.
         previous: list[pulumi.Resource] = []
         joined: list[pulumi.Resource] = []
+        # The day of the run, against which the recorded ends of the Pis' k3s certificates fall due (plans.rollout).
+        now = arda_component.today()
+        # Each Pi's trigger, once: its step's and the output's. A Pi due for renewal that does not answer on SSH within
+        # ANSWER_SECONDS keeps its last trigger, so its step is not replaced: a replaced step would dial it for the
+        # dial bound (plans.k3s SSH_DIAL_ATTEMPTS) and fail, and every later Pi's step waits on it in the chain. A warning
+        # names it; the others are renewed, and the next `up` it answers renews it.
+        self._triggers = {n.name: self._trigger(args.previous, n, now) for n in order}
+        # A month before a recorded end, at every preview and `up`: the warning a stack without the monitoring layer
+        # (no AinurCertificateExpiring) gets too.
+        for n in order:
+            if warning := rollout.certificate_warning(args.previous, n.name, now):
+                pulumi.log.warn(warning, resource=self)
+
+        # The valar holding the API VIP, for each Pi's netboot gate (the first valar's own restart included: the VIP
+        # comes back with a live server).
+        any_valar = steps.reconnect(connect(first), host=str(stack.ainur.vip))
 
         def join(node: Node, after: Sequence[pulumi.Resource], roll: PiRoll | None = None, agent: AgentJoin | None = None) -> None:
             nonlocal previous, joined
@@ -408,10 +461,12 @@ class BootstrapCluster(pulumi.ComponentResource):
                     authentication=authentication,
                     roll=roll,
                     agent=agent,
+                    certificate_trigger=self._triggers[node.name],
+                    any_valar=any_valar,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
-            previous = [self.pis[node.name].last]
+            previous = [self.pis[node.name].last, *([gate] if (gate := self.pis[node.name].netboot_ready) else [])]
             joined = [self.pis[node.name].join]
 
         # The valar first: a maia's join needs its own token's Secret, made through the Ainur's API once the first valar
@@ -483,6 +538,15 @@ class BootstrapCluster(pulumi.ComponentResource):
         # Review 41-6 H1: the first version's volume of the netbooted roots stays only where the last deployment had it.
         self.legacy_roots = pi_pods.keeps_legacy_claim(args.previous, args.previous_dnsmasq_conf)
         self.state = {**rollout.ainur_state(stack, order), "legacyRoots": self.legacy_roots}
+        # Each Pi's k3s certificates: their earliest end as its k3s step last said it (kept when the step printed none),
+        # and its step's trigger; the next run renews them from these (plans.rollout.certificate_trigger).
+        # Every Pi's trigger now (the day-2 plan below names the Pis whose step it runs); the netbooted maiar's ends are
+        # added as join_netbooted makes their steps.
+        self._previous = args.previous
+        self.state["certificates"] = {n.name: {"trigger": self._triggers[n.name]} for n in order}
+        for n in order:
+            if n.name in self.pis:
+                self._record_end(n)
         if moved := rollout.describe_mode(netboot_mode.deployed_mode(args.previous_dnsmasq_conf), stack.ainur.netboot.mode):
             # A move between DHCP modes, first: what the household sees, and what the router needs and when (before `up`
             # for a move to dhcp; at netboot-router-dhcp's word for a move to proxy). stacks.netboot_mode has refused the
@@ -501,4 +565,27 @@ class BootstrapCluster(pulumi.ComponentResource):
         for its uncordon. The SSH retries of its reboot step and its join wait out the Pi's own boot."""
         for node, _ in self._pending:
             self._join(node, [*serving, *self.node_admission.values()], PiRoll(self._valar, self.kubernetes_provider, self.access), self._agent)
+            self._record_end(node)
         self._pending = []
+
+    def _trigger(self, previous: Mapping[str, Any] | None, node: Node, now: datetime.datetime) -> str | None:
+        """Its k3s step's trigger (plans.rollout.certificate_trigger): a new one only when the Pi answers now."""
+        due = rollout.certificate_trigger(previous, node.name, now)
+        kept = rollout.recorded_certificates(previous, node.name).get("trigger")
+        kept = kept if isinstance(kept, str) else None
+        if due == kept or answers(str(node.ip)):
+            return due
+        end = rollout.recorded_certificates(previous, node.name).get("end")
+        pulumi.log.warn(
+            f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but it did not "
+            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them (the other Pis are "
+            f"renewed); bring it back and run `pulumi up` again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
+            resource=self,
+        )
+        return kept
+
+    def _record_end(self, node: Node) -> None:
+        """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when
+        it printed none), in the output's `certificates`."""
+        was = rollout.recorded_certificates(self._previous, node.name).get("end")
+        self.state["certificates"][node.name]["end"] = self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import runpy
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from plans import imagefactory
+from plans import imagefactory, k3s
 from stacks import pulumi_source
 from stacks.errors import StackConfigError
 from stacks.load import StackFile
@@ -276,8 +276,17 @@ _CREDENTIALS = json.dumps({"ca": base64.b64encode(b"(the Ainur's cluster CA)").d
 MOCK_CA_HASH = hashlib.sha256(b"(the Ainur's cluster CA)").hexdigest()
 
 
+# The earliest end of a Pi's k3s certificates its k3s step says (plans.k3s.CERTIFICATES_LINE): k3s issues them for
+# 365 days (dynamiclistener's cert.NewSignedCert, through pkg/daemons/control/deps/deps.go createClientCertKey), here
+# on the day of the simulated run.
+MOCK_K3S_CERTIFICATES_END = (MOCK_NOW + datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _remote_stdout(script: str) -> str:
-    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, the CA's hash, or nothing."""
+    """What a command on a Pi prints back: the credentials step's JSON, k3s's kubeconfig, the CA's hash, the end of k3s's
+    certificates, or nothing."""
+    if k3s.CERTIFICATES_LINE in script:
+        return f"{k3s.CERTIFICATES_LINE}{MOCK_K3S_CERTIFICATES_END}\n"
     if "service-account-token" in script:
         return _CREDENTIALS
     if "K10" in script and "/server/token" in script:
@@ -577,16 +586,18 @@ def _no_source_positions() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _clock(now: datetime.datetime) -> Iterator[None]:
-    """The program's clock (components.arda.today) stopped at `now` for the run."""
-    from components import arda
+def _clock(now: datetime.datetime, silent: Collection[str] = ()) -> Iterator[None]:
+    """The program's clock (components.arda.today) stopped at `now` for the run, and its probe of a Pi's SSH
+    (components.ainur.answers) answered offline: every Pi answers but those at the addresses in `silent`."""
+    from components import ainur, arda
 
-    original = arda.today
+    original, probe = arda.today, ainur.answers
     arda.today = lambda: now
+    ainur.answers = lambda address, *_args, **_kwargs: address not in silent
     try:
         yield
     finally:
-        arda.today = original
+        arda.today, ainur.answers = original, probe
 
 
 def _empty_stack_trace() -> source_pb2.StackTrace:
@@ -603,6 +614,7 @@ def simulate(
     preview: bool = False,
     unset_secrets: Literal["placeholder", "refuse"] = "placeholder",
     now: datetime.datetime | None = None,
+    silent: Collection[str] = (),
 ) -> Simulation:
     """Run `program` for the stack file under mocks and record what it does (`pulumi up`, or `preview`).
 
@@ -612,7 +624,8 @@ def simulate(
     `answers` replaces the offline answer of invokes, by token (what a machine would say at run time).
     A secret the stack needs and does not set gets the placeholder every secret gets offline (`placeholder`, what a
     render shows), or is left unset (`refuse`): the program then refuses the stack, as `pulumi preview` does.
-    `now` is the moment the run happens (default MOCK_NOW, so a simulation is the same on any day).
+    `now` is the moment the run happens (default MOCK_NOW, so a simulation is the same on any day). `silent`: the
+    addresses of Pis that do not answer on SSH at this run (every other Pi does).
     Raises whatever the program raises (pulumi.RunError for invalid config); what was
     registered before that is in `record`, when the caller passed one.
     """
@@ -628,7 +641,7 @@ def simulate(
         runpy.run_path(str(program), run_name="__main__")
 
     schemas: dict[str, str] = {}
-    with _no_source_positions(), _clock(sim.now), _crd_schemas_by_reference(schemas):  # set_mocks registers the root Stack
+    with _no_source_positions(), _clock(sim.now, silent), _crd_schemas_by_reference(schemas):  # set_mocks registers the root Stack
         monitor = _RecordingMonitor(mocks, sim, schemas)
         pulumi.runtime.set_mocks(mocks, project="iluvatar", stack=sf.stack, preview=preview, monitor=monitor)
         config, secret_keys = pulumi_config(sf)

@@ -6,6 +6,7 @@ passes a Pulumi secret that reaches the Pi only over SSH (never through user-dat
 
 from __future__ import annotations
 
+import datetime
 import shlex
 import textwrap
 from typing import Any
@@ -238,6 +239,81 @@ wait_for() {{
 """
 
 
+# --- k3s's certificates: renewed only as k3s starts -------------------------------------------------------
+#
+# k3s's leaf certificates (each component's client certificate, the API server's, etcd's; the agent's kubelet and
+# kube-proxy certificates) last 365 days, its CAs ten years. k3s renews a leaf certificate only as it starts, when it is
+# within CertificateRenewDays of its end (pkg/daemons/control/deps/deps.go: createClientCertKey regenerates when
+# `expired(certFile)`, certutil.IsCertExpired(cert, config.CertificateRenewDays)); that window is 120 days since
+# v1.33.1+k3s1 (pkg/daemons/config/types.go `CertificateRenewDays = 120`, k3s-io/k3s#12232 for #12171; 90 before,
+# docs.k3s.io "certificate": "Any certificates that are expired or within 120 days to expire are automatically renewed
+# every time K3s starts"), so for the pinned k3s (stacks.pins.K3S) too. Nothing else renews them: a k3s left running
+# for a year stops serving. The k3s step restarts k3s (gated, one Pi at a time) when one of them is within the window,
+# and `up` runs that step when the last deployment recorded an end within it (plans.rollout.certificate_trigger).
+CERTIFICATE_RENEW_DAYS = 120
+# How long before a certificate's end the homelab warns: a month to run `pulumi up` (the alert AinurCertificateExpiring
+# with the monitoring layer; a warning at every preview and `up` from the recorded ends, with or without it).
+CERTIFICATE_WARNING_DAYS = 30
+# Where k3s keeps them (deps.go CreateRuntimeCertFiles: <data-dir>/server/tls and tls/etcd; the agent's under
+# <data-dir>/agent, pkg/agent/config). The CAs (`*-ca.crt`, and the single-certificate `*-ca.nochain.crt` copies) are
+# left out: k3s never renews them, and they last ten years.
+K3S_TLS_DIRS = ("/var/lib/rancher/k3s/server/tls", "/var/lib/rancher/k3s/server/tls/etcd", "/var/lib/rancher/k3s/agent")
+# node-exporter's textfile collector reads this directory on each Pi (plans.monitoring.ainur_node_exporter), so Arda's
+# Prometheus sees each certificate's end (the alert AinurCertificateExpiring).
+METRICS_DIR = "/var/lib/rancher/iluvatar/metrics"
+CERTIFICATE_METRIC = "iluvatar_k3s_certificate_end_seconds"
+# The earliest end of the leaf certificates in the directories given (those that exist) as `EPOCH RFC3339 PATH`, and the
+# metric file with every one of them when `--metrics FILE` is given; nothing printed when k3s made none yet. Each end is
+# read by openssl (on every Ubuntu image: ca-certificates depends on it) and parsed by python3's ssl module, never
+# `date -d` (see RFC3339_FUNCTION); the first certificate of a file is the leaf (k3s writes the leaf, then its CA).
+CERTIFICATES_SCRIPT = f"""import glob, os, ssl, subprocess, sys, time
+args = sys.argv[1:]
+metrics = None
+if args[:1] == ["--metrics"]:
+    metrics, args = args[1], args[2:]
+ends = []
+for folder in args:
+    for path in sorted(glob.glob(os.path.join(folder, "*.crt"))):
+        if path.endswith(("-ca.crt", "-ca.nochain.crt")):
+            continue
+        out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path], capture_output=True, text=True)
+        if out.returncode != 0 or not out.stdout.startswith("notAfter="):
+            sys.exit(f"{{path}} cannot be read as a certificate: {{(out.stderr or out.stdout).strip()}}")
+        ends.append((int(ssl.cert_time_to_seconds(out.stdout.strip()[len("notAfter="):])), path))
+if metrics is not None:
+    os.makedirs(os.path.dirname(metrics), exist_ok=True)
+    lines = ["# HELP {CERTIFICATE_METRIC} When a k3s certificate ends (NotAfter), seconds since the epoch.",
+             "# TYPE {CERTIFICATE_METRIC} gauge"]
+    lines += [f'{CERTIFICATE_METRIC}{{{{certificate="{{p}}"}}}} {{t}}' for t, p in ends]
+    with open(metrics + ".tmp", "w") as f:
+        f.write("\\n".join(lines) + "\\n")
+    os.replace(metrics + ".tmp", metrics)
+if ends:
+    end, path = min(ends)
+    print(end, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end)), path)
+"""
+# The line the k3s step ends its stdout with: the earliest end after its run (plans.rollout reads it back next run).
+CERTIFICATES_LINE = "k3s-certificates-end="
+# A certificate that has ended, or ends within this margin, is renewed by a restart that asks neither the API nor etcd
+# first: both are reached through the very certificates that ended (the admin client's, the kubelet's, etcd's client
+# certificate), so the Node's version cannot be read and etcd's gate cannot pass until k3s has started again. k3s
+# regenerates an ended leaf as it starts, the same as one within its window (deps.go genCerts -> createClientCertKey,
+# `expired(certFile)` is certutil.IsCertExpired(cert, CertificateRenewDays), true for a NotAfter already past; an agent's
+# certificates are signed anew from a CSR at every start, pkg/agent/config/config.go getKubeletClientCert). The margin
+# covers the restart and its gates, minutes.
+EXPIRED_MARGIN_SECONDS = 3600
+
+
+def certificates_functions(dirs: tuple[str, ...] = K3S_TLS_DIRS, metrics: str = METRICS_DIR) -> str:
+    """`certificates_end`: the earliest end of this Pi's k3s leaf certificates (`EPOCH RFC3339 PATH`, empty when there is
+    none yet), writing the metric file node-exporter serves; it fails naming a certificate it cannot read."""
+    folders = " ".join(shlex.quote(d) for d in dirs)
+    return f"""certificates_end() {{
+  sudo python3 -c {shlex.quote(CERTIFICATES_SCRIPT)} --metrics {shlex.quote(metrics + "/k3s-certificates.prom")} {folders}
+}}
+"""
+
+
 INSTALLER = "https://get.k3s.io"
 UPGRADE_TIMEOUT_SECONDS = 900
 # k3s's installer, fetched, then run, each under its own bound: pulumi-command never cancels a remote command once
@@ -339,6 +415,9 @@ def upgrade_script(
     owed: str = RESTART_OWED,
     snapshot_timeout: int = SNAPSHOT_SECONDS,
     head: str = "",
+    tls_dirs: tuple[str, ...] = K3S_TLS_DIRS,
+    metrics_dir: str = METRICS_DIR,
+    renewing: str | None = None,
 ) -> str:
     """Run over SSH on one Pi: bring k3s to the stack's version, then wait until its Node is Ready again.
 
@@ -348,9 +427,19 @@ def upgrade_script(
     version is not a k3s running it. A Pi whose binary is at the version is restarted when a restart is owed
     (RESTART_OWED: an earlier run of this step or of the join did not see its gates pass), when k3s is not
     active, or when its Node's kubelet (built into k3s) is at another version (the running k3s is older than
-    its binary); a fresh Pi, installed at the version by cloud-init and running, is left alone. Either way the
-    gates run: its Node Ready at the version and, on a valar, etcd healthy with every member. `head`: comment lines
+    its binary), or when one of its k3s certificates ends within CERTIFICATE_RENEW_DAYS (k3s renews them only as it
+    starts); a fresh Pi, installed at the version by cloud-init and running, is left alone. Either way the
+    gates run: its Node Ready at the version and, on a valar, etcd healthy with every member. Its stdout ends with
+    CERTIFICATES_LINE and the earliest end of its certificates after the run (empty when k3s made none). `head`: comment lines
     after the first (a netbooting maia's image, so the step runs again on its new root: plans.netboot.roll).
+
+    The certificates are read first, before anything asks the API: one already ended (or within
+    EXPIRED_MARGIN_SECONDS) restarts k3s without the Node's version or etcd's gate before it, which the ended
+    certificates themselves would fail. `renewing` (the recorded end this run's trigger names,
+    plans.rollout.certificate_trigger): a certificate ending at or before it restarts k3s whatever the Pi's clock says.
+    After a restart owed to the certificates, they are read again and the step fails, naming the certificate and the
+    Pi's clock, unless their earliest end moved past `renewing` and out of k3s's window: a failed step keeps the last
+    trigger in the state, so the next `up` tries again.
     """
     assert stack.ainur is not None
     want = stack.ainur.k3s_version
@@ -367,15 +456,26 @@ def upgrade_script(
     if node.role == "valar":
         before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
         # A member already down cannot cost quorum by restarting: the gate waits only for a running one.
-        restarted_before = f'[ "$active" = 1 ] && {before}'
+        restarted_before = f'[ "$active" = 1 ] && [ "$expired" = 0 ] && {before}'
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
     # `since` right before the restart, after the etcd gate (minutes, while the old kubelet may still report).
     restart = textwrap.indent(restarted_before + owe_restart(owed) + "since=$(date +%s)\n" + bounded_start(node, "restart", restart_timeout), "    ")
 
+    window = CERTIFICATE_RENEW_DAYS * 86400
+    renew_epoch = int(datetime.datetime.strptime(renewing, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()) if renewing else 0
     return f"""set -eu
-{head}{gate_functions(node)}since=""
+{head}{gate_functions(node)}{certificates_functions(tls_dirs, metrics_dir)}since=""
+# Its certificates first: reading them needs no API (an ended one makes the API and etcd unreachable from here).
+if ! ending=$(certificates_end); then
+  echo "iluvatar: {node.name}: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is" >&2
+  exit 1
+fi
+rest=${{ending#* }}
+due=0 expired=0
+if [ -n "$ending" ] && {{ [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ] || [ "${{ending%% *}}" -le {renew_epoch} ]; }}; then due=1; fi
+if [ -n "$ending" ] && [ "${{ending%% *}}" -le "$(( $(date +%s) + {EXPIRED_MARGIN_SECONDS} ))" ]; then expired=1; fi
 have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
   active=0
@@ -383,11 +483,15 @@ if [ "$have" = "{want}" ]; then
   why=""
   if sudo test -e {owed}; then why="an earlier run's restart was not seen through ({seen})"
   elif [ "$active" = 0 ]; then why="{svc} is not running"
+  elif [ "$expired" = 1 ]; then
+    why="its certificate ${{rest#* }} ended at ${{rest%% *}} (or ends within {EXPIRED_MARGIN_SECONDS} s), so neither its Node nor etcd can be asked through it, and k3s renews it only as it starts"
   elif ! running=$(node_version); then
     echo "iluvatar: {node.name}: its Node cannot be read, so whether the running k3s is {want} is not known and it is left as it is; look with: sudo {KUBECTL}{kubeconfig} get node {node.name}" >&2
     exit 1
   elif [ -z "$running" ]; then why="its Node is not registered (a kubelet registers it only as it starts)"
   elif [ "$running" != "{want}" ]; then why="its Node's kubelet runs $running, not the installed {want}"
+  elif [ "$due" = 1 ]; then
+    why="its certificate ${{rest#* }} ends at ${{rest%% *}}, within {CERTIFICATE_RENEW_DAYS} days, and k3s renews its certificates only as it starts"
   fi
   if [ -z "$why" ]; then
     echo "iluvatar: k3s {want} already runs on {node.name}" >&2
@@ -411,6 +515,15 @@ if [ -n "$since" ]; then
   wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
 fi
 {after}sudo rm -f {owed}
+ending=$(certificates_end)
+rest=${{ending#* }}
+# A restart owed to the certificates that did not move their end (a Pi's clock behind, a certificate k3s does not renew)
+# fails the step: its trigger stays as it was in the state, so the next run tries again.
+if [ "$due" = 1 ] && [ -n "$ending" ] && {{ [ "${{ending%% *}}" -le {renew_epoch} ] || [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ]; }}; then
+  echo "iluvatar: {node.name}: k3s restarted to renew its certificates, but ${{rest#* }} still ends at ${{rest%% *}} (this Pi's clock says $(date -u +%Y-%m-%dT%H:%M:%SZ){f"; the run renews those ending by {renewing}" if renewing else ""}); look with: sudo k3s certificate check --output table" >&2
+  exit 1
+fi
+echo "{CERTIFICATES_LINE}${{rest%% *}}"
 """
 
 

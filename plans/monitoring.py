@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from plans import drill, gitops, logs, yamltext
+from plans import drill, gitops, k3s, logs, yamltext
 from plans.alert import Alert
 from plans.apiserver import ETCD_METRICS_PORT
 from plans.storage import ceph_enabled
@@ -530,6 +530,8 @@ def ainur_node_exporter() -> list[dict[str, Any]]:
                     "--path.rootfs=/host/root",
                     "--path.procfs=/host/root/proc",
                     "--no-collector.wifi",
+                    # The Pi's k3s certificates' ends, as its k3s step writes them (plans.k3s.CERTIFICATES_SCRIPT).
+                    f"--collector.textfile.directory=/host/root{k3s.METRICS_DIR}",
                     "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run/k3s/containerd/.+|var/lib/kubelet/pods/.+)($|/)",
                 ],
                 "ports": [{"name": "metrics", "containerPort": NODE_EXPORTER_PORT, "hostPort": NODE_EXPORTER_PORT, "protocol": "TCP"}],
@@ -562,6 +564,8 @@ _FILESYSTEMS = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs|fuse.*",mountpoint!~"
 # ReplicationSource's last copy failed or is overdue. The backups of issue 22 run on VolSync; until
 # they exist the series does not, and the alert is silent.
 VOLSYNC_OUT_OF_SYNC = "volsync_volume_out_of_sync"
+# How long before a certificate's end its alert fires: a month to run `pulumi up` (issue 57).
+CERTIFICATE_WARNING_DAYS = k3s.CERTIFICATE_WARNING_DAYS
 
 
 def alerts(stack: StackConfig) -> list[Alert]:
@@ -654,6 +658,36 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "Ainur Pi {{ $labels.node }} is down",
                 "Arda's Prometheus has not reached {{ $labels.node }}'s node-exporter for 5 minutes: the Pi is off, unreachable, or k3s stopped. "
                 "The Ainur keep serving with the others while a quorum of valar remains.",
+            )
+        )
+        out.append(
+            Alert(
+                "AinurCertificateExpiring",
+                f"{k3s.CERTIFICATE_METRIC} - time() < {CERTIFICATE_WARNING_DAYS} * 86400",
+                "1h",
+                "warning",
+                f"A k3s certificate on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days",
+                f"{{{{ $labels.certificate }}}} on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days, and k3s renews its "
+                f"certificates only as it starts, within {k3s.CERTIFICATE_RENEW_DAYS} days of their end. `pulumi up` restarts k3s on that Pi "
+                "(its k3s step, gated, one Pi at a time), which renews them, ended ones included; a Pi that does not answer on SSH is "
+                "skipped with a warning. So does `sudo systemctl restart k3s` (k3s-agent on a maia) on it. Expired, that Pi's k3s stops "
+                "serving (and a valar's API server, with the netboot failover); with several valar all ended, restart k3s on every "
+                "valar at once (etcd's peers reach each other through the ended certificates), then `pulumi up` (docs/day2.md).",
+            )
+        )
+        # The alert above sees only the series it has: a Pi whose metric file is missing (its step never wrote it, a
+        # reflashed card) or unreadable (node-exporter drops the whole file, node_textfile_scrape_error) would be silent.
+        out.append(
+            Alert(
+                "AinurCertificateUnknown",
+                f'((up{{job="{AINUR_JOB}"}} == 1) unless on(node) {k3s.CERTIFICATE_METRIC}) '
+                f'or (node_textfile_scrape_error{{job="{AINUR_JOB}"}} == 1)',
+                "1h",
+                "warning",
+                "The k3s certificates' ends on {{ $labels.node }} are not known",
+                "{{ $labels.node }}'s node-exporter answers, but serves no end for its k3s certificates (or cannot read its "
+                f"textfile directory {k3s.METRICS_DIR}), so AinurCertificateExpiring cannot fire for it. Its k3s step writes the "
+                "file: run `pulumi up`; look with `ls -l` on that directory and `sudo k3s certificate check --output table`.",
             )
         )
     if ceph_enabled(stack):

@@ -100,6 +100,7 @@ def ainur_commands(stack: StackConfig) -> dict[str, str]:
             out[f"{node.name}-reboot"] = command_digest(roll.reboot_script(stack, node), None, None)
             out[f"{node.name}-uncordon"] = command_digest(roll.uncordon_script(stack, node), None, None)
         out[f"{node.name}-k3s"] = command_digest(roll.k3s_script(stack, node), None, None)
+        out[f"{node.name}-netboot-ready"] = command_digest(roll.netboot_ready_script(node), None, None)
         out[f"{node.name}-uninstall"] = command_digest(None, None, k3s.UNINSTALL_SCRIPT)
     out["credentials"] = command_digest(credentials_plan.k3s_script(), None, None)
     out["ca-hash"] = command_digest(agent_token.ca_hash_script(), None, None)
@@ -586,6 +587,78 @@ def ainur_state(stack: StackConfig, order: Sequence[Node]) -> dict[str, Any]:
     }
 
 
+# --- The Ainur's k3s certificates, renewed by a run of each Pi's k3s step --------------------------------------
+#
+# k3s renews its certificates only as it starts, within plans.k3s.CERTIFICATE_RENEW_DAYS of their end, and its k3s step
+# restarts it then (plans.k3s.upgrade_script); but pulumi-command runs a step only when its inputs change. So the step
+# ends its stdout with the earliest end of its Pi's certificates (plans.k3s.CERTIFICATES_LINE), each `up` exports it in
+# the `ainur` output (`certificates`), and a run on a day within the window of the recorded end gives the step a
+# trigger naming that end: the step runs again (a trigger's change replaces it; it has no delete), restarts k3s, gated,
+# one Pi at a time in the Pis' chain, and records the renewed end. The trigger is kept in the output and stays the
+# same until the next end falls due, so later runs leave the step alone. A day short of k3s's window: the Pi, judging
+# by its own clock, then finds the certificate within it even with a clock a day apart from the operator's.
+CERTIFICATE_TRIGGER_DAYS = k3s.CERTIFICATE_RENEW_DAYS - 1
+
+
+def certificates_end(stdout: str | None) -> str | None:
+    """The earliest end of a Pi's k3s certificates, as its k3s step's stdout ends with it (`2027-11-25T12:07:33Z`);
+    None when it says none (k3s made none yet) or the step printed no such line (a step of an earlier version)."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(k3s.CERTIFICATES_LINE):
+            end = line.removeprefix(k3s.CERTIFICATES_LINE).strip()
+            try:
+                datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ")
+            except ValueError:
+                return None
+            return end
+    return None
+
+
+def recorded_certificates(previous: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
+    entry = ((previous or {}).get("certificates") or {}).get(name)
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def certificate_trigger(previous: Mapping[str, Any] | None, name: str, now: datetime.datetime | None) -> str | None:
+    """The trigger of Pi `name`'s k3s step: a new one naming the recorded end when a run on `now` is within
+    CERTIFICATE_TRIGGER_DAYS of it, else the one the last deployment recorded (None: none yet)."""
+    entry = recorded_certificates(previous, name)
+    end, trigger = entry.get("end"), entry.get("trigger")
+    if isinstance(end, str) and now is not None:
+        ends = datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        if ends < now + datetime.timedelta(days=CERTIFICATE_TRIGGER_DAYS):
+            return f"{TRIGGER_PREFIX}{end}"
+    return trigger if isinstance(trigger, str) else None
+
+
+TRIGGER_PREFIX = "renew the k3s certificates ending "
+
+
+def certificate_warning(previous: Mapping[str, Any] | None, name: str, now: datetime.datetime) -> str | None:
+    """What a run on `now` says of Pi `name`'s k3s certificates when their recorded end is within
+    plans.k3s.CERTIFICATE_WARNING_DAYS or past: the warning a stack without the monitoring layer (no alert) gets too."""
+    end = recorded_certificates(previous, name).get("end")
+    if not isinstance(end, str):
+        return None
+    ends = datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    if ends >= now + datetime.timedelta(days=k3s.CERTIFICATE_WARNING_DAYS):
+        return None
+    when = "ended" if ends <= now else f"end within {k3s.CERTIFICATE_WARNING_DAYS} days"
+    return (
+        f"ainur: {name}: its k3s certificates {when} (at {end}, as its k3s step last read them); this `pulumi up` runs its k3s "
+        "step, which restarts k3s to renew them; if it fails or the Pi does not answer, restart k3s on it by hand "
+        "(docs/day2.md#the-ainurs-k3s-certificates)"
+    )
+
+
+def renewing_end(trigger: str | None) -> str | None:
+    """The end a k3s step's trigger renews (its script restarts k3s for a certificate ending by it, whatever the Pi's
+    clock says, and fails unless the end moved past it: plans.k3s.upgrade_script); None for no trigger."""
+    if not trigger or not trigger.startswith(TRIGGER_PREFIX):
+        return None
+    return certificates_end(k3s.CERTIFICATES_LINE + trigger.removeprefix(TRIGGER_PREFIX))
+
+
 def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[Change]:
     """The Pis whose join or k3s step runs, in the order they roll (components.ainur), each with why."""
     if not previous or not current or not previous.get("k3sVersion"):
@@ -653,6 +726,15 @@ def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
         follows = not moved and bool({f"{name}-drain", f"{name}-reboot"} & rewritten)
         if old != new:
             what.append(f"k3s {old} -> {new}: its k3s step upgrades it, then waits for its Node Ready (and etcd on a valar)")
+        renew = recorded_certificates(current, name).get("trigger")
+        if renew and renew != recorded_certificates(previous, name).get("trigger"):
+            end = str(recorded_certificates(previous, name).get("end"))
+            what.append(
+                f"its k3s certificates end at {end}, within {CERTIFICATE_TRIGGER_DAYS} days: its k3s step runs and restarts k3s, "
+                f"which renews them only as it starts (within {k3s.CERTIFICATE_RENEW_DAYS} days of their end), then waits for its Node Ready"
+                + (" and etcd healthy" if now.get("role") == "valar" else "")
+                + ", and the netboot pod (the LAN's DHCP and DNS) available before the next Pi"
+            )
         for step, does, explained in (
             ("oidc", "its API server's sign-in file and Dex's name, written again", False),
             (

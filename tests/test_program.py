@@ -96,7 +96,8 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # front door's; netboot's default deny, the Git mirror's) and on Arda (CoreDNS's, cloudflared's).
     # #56's fixes then eight: a pool of its own for each raw-port app's address (minecraft's, mosquitto's), and the
     # broker's claim and the Minecraft world's archives backed up (each its restic Secret, its password, its drill).
-    assert len(sim.registrations) == 352
+    # #57 added three: each Pi's netboot gate after its k3s step (the household's DHCP and DNS back before the next Pi).
+    assert len(sim.registrations) == 355
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -302,8 +302,41 @@ def join_script(stack: StackConfig, node: Node) -> str:
     return k3s.join_script(node, rejoin=rejoin, check=join_check(stack, node), gate=booted_gate(node))
 
 
-def k3s_script(stack: StackConfig, node: Node) -> str:
+def k3s_script(stack: StackConfig, node: Node, renewing: str | None = None) -> str:
     """A Pi's k3s step as the program registers it: a netbooting maia's names its image, so the step runs again on a
-    new root (a root of an image it ran before may hold an older k3s)."""
+    new root (a root of an image it ran before may hold an older k3s). `renewing`: the end of its k3s certificates
+    its trigger renews (plans.rollout.renewing_end)."""
     head = f"# iluvatar: a netbooted root of {image_id(stack)} (plans.netboot.roll).\n" if node.boot == "netboot" else ""
-    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head)
+    return k3s.upgrade_script(stack, node, snapshot=k3s.is_first_server(stack, node), head=head, renewing=renewing)
+
+
+# The netboot pod serves the LAN's DHCP and DNS (plans.netboot.objects: the one-replica Deployment `netboot`). A k3s
+# restart on the Pi it runs on can cost it (it tolerates a NotReady Node for plans.netboot.pods EVICTION_SECONDS), and
+# on a one-valar Ainur the valar's restart takes the API away: so after each Pi's k3s step the chain waits, within
+# NETBOOT_READY_SECONDS, for the Deployment to be available again before the next Pi restarts.
+NETBOOT_DEPLOYMENT = "netboot"
+NETBOOT_READY_SECONDS = 300
+
+
+def netboot_ready_script(node: Node, wait_seconds: int = NETBOOT_READY_SECONDS, kubectl: str = f"sudo {k3s.KUBECTL}") -> str:
+    """Run over SSH on a valar (the API VIP's), after Pi `node`'s k3s step: wait, bounded, for the netboot Deployment
+    (the LAN's DHCP and DNS) to be available; a cluster without it yet (the first bring-up: the netboot objects come
+    after the Pis) has nothing to wait for. `kubectl rollout status` waits for the updated replica to be available."""
+    deployment = f"deployment/{NETBOOT_DEPLOYMENT}"
+    look = f"look with: sudo k3s kubectl -n {NAMESPACE} get pods -o wide"
+    return f"""set -eu
+kc() {{ {kubectl} -n {NAMESPACE} "$@"; }}
+if ! found=$(kc get {deployment} --ignore-not-found -o name); then
+  echo "iluvatar: after {node.name}'s k3s step the Ainur's API does not answer, so whether the netboot pod (the LAN's DHCP and DNS) is back is not known; {look}" >&2
+  exit 1
+fi
+if [ -z "$found" ]; then
+  echo "iluvatar: no netboot Deployment yet (it comes after the Pis): nothing to wait for after {node.name}'s k3s step" >&2
+  exit 0
+fi
+if ! kc rollout status {deployment} --timeout={wait_seconds}s >/dev/null; then
+  echo "iluvatar: waited {wait_seconds} s after {node.name}'s k3s step for the netboot pod (the LAN's DHCP and DNS) to be available; {look}" >&2
+  exit 1
+fi
+echo "iluvatar: the netboot pod (the LAN's DHCP and DNS) is available after {node.name}'s k3s step" >&2
+"""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from iluvatar import simulate as simulate_module
 from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_of
 from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation, simulate
 from iluvatar.simulate import _uuid as simulate_uuid
@@ -19,7 +22,7 @@ from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
-from tests.sims import simulated
+from tests.sims import outputs_of, simulated
 
 
 def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
@@ -44,7 +47,9 @@ def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
         # A maia: its own join token (plans.agent_token), its id, its secret and its bootstrap-token Secret.
         own = [f"ainur-{pi}-token-id", f"ainur-{pi}-token-secret", f"ainur-{pi}-agent-token"] if pi != "manwe" else []
         children = [r.name for r in homelab.children(regs[f"ainur-{pi}"])]
-        assert sorted(children) == sorted([*oidc, *own, f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-uninstall"])
+        # Its netboot gate after its k3s step (the household's DHCP and DNS back before the next Pi: plans.netboot.roll).
+        steps = [f"ainur-{pi}-join", f"ainur-{pi}-k3s", f"ainur-{pi}-netboot-ready", f"ainur-{pi}-uninstall"]
+        assert sorted(children) == sorted([*oidc, *own, *steps])
         # The uninstall runs only when the Pi leaves (its delete); nothing runs at create, nothing waits for it.
         uninstall = regs[f"ainur-{pi}-uninstall"]
         assert (uninstall.inputs.get("create"), uninstall.inputs["delete"]) == (None, k3s.UNINSTALL_SCRIPT)
@@ -354,7 +359,8 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # the Ainur go with it; its protected key and certificate do not.) (#56: the raw-port apps' Ports component, its
     # Cilium gate, minecraft's and mosquitto's Service and policy: 6 in the state, 5 of them taken with the join.)
     # (#54: each listener's NetworkPolicy: 7 more in the state, every one depending on a cluster.)
-    assert (len(removed), len(state)) == (257, 344)
+    # (#57: each Pi's netboot gate after its k3s step, 3, in the chain after the join.)
+    assert (len(removed), len(state)) == (260, 347)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",
@@ -835,3 +841,22 @@ def test_every_inline_pulumi_command_the_docs_give_runs_past_the_engine(netbooti
         "pulumi up --replace '**::arda-power-<name>'",
         "pulumi up --replace <the ainur-credentials URN>",
     ]
+
+
+def test_a_netbooted_maia_s_k3s_certificates_are_recorded_and_renewed_like_any_pi_s(
+    tmp_path: Path, netbooting: Simulation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ilmarë, netbooting, has its steps made after the netboot service: its k3s certificates' end is recorded all the
+    same, and a run within 119 days of it runs its k3s step, as the preview's day-2 plan says (logged before ilmarë's
+    steps are made)."""
+    previous = outputs_of(netbooting)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    assert previous["ainur"]["certificates"]["ilmare"] == {"end": end, "trigger": None}
+    stack_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), NETBOOTING), stack="homelab"))
+    caplog.set_level(logging.INFO)
+    due = simulate(stack_file, previous=previous, preview=True, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
+    # After its reboot step's run mark (plans.netboot.roll), as every step of a netbooted maia.
+    assert due.named()["ainur-ilmare-k3s"].inputs["triggers"][-1] == f"renew the k3s certificates ending {end}"
+    [plan] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ainur:")]
+    assert [line.split(":")[0] for line in plan.splitlines()] == ["Ainur", "  1. manwe", "  2. eonwe", "  3. ilmare"]
+    assert plan.splitlines()[3].startswith(f"  3. ilmare: its k3s certificates end at {end}, within 119 days: its k3s step runs and restarts k3s")

@@ -319,6 +319,10 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
     # talosconfig is unknown at that preview, so the machines are not probed then (and the plan says so).
     renewing = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 10, 26, tzinfo=datetime.UTC))
     plan = _plan(caplog, renewing, previous)
+    # The k3s certificates the same Pis made on the same day a year ago fall due too (since 119 days before their end):
+    # each Pi's k3s step runs first (test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_certificates).
+    assert [line.split(":")[0] for line in plan[:4]] == ["Ainur", "  1. manwe", "  2. eonwe", "  3. ilmare"]
+    plan = plan[4:]
     assert plan[0] == (
         "Arda: the talosconfig every step reads on stdin changes (the Talos client certificate expires on 2027-11-25, within a "
         "month of 2027-10-26: the Talos provider renews it in this run), so all 8 Arda steps run, one at a time in this order "
@@ -332,10 +336,11 @@ def test_a_preview_lists_every_machine_step_that_will_run_and_why(tmp_path: Path
         "machine's step runs anyway, and one it finds in maintenance mode is handed its config and installs"
     ]
     assert not [t for t, _ in renewing.invocations if t == "command:local:run"]
-    # The day before that window (Go's AddDate(0, 1, 0) from October 25 is November 25, not before the end): nothing.
+    # The day before that window (Go's AddDate(0, 1, 0) from October 25 is November 25, not before the end): nothing on
+    # Arda (the Ainur's k3s steps, due since July, as above).
     assert _plan(
         caplog, simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 10, 25, tzinfo=datetime.UTC)), previous
-    ) == ["Arda: no change on any machine"]
+    )[4:] == ["Arda: no change on any machine"]
 
     # A k3s version bump: every Pi's k3s step, the first valar first, then the other valar, then the maiar.
     ainur = previous["ainur"]
@@ -464,4 +469,129 @@ def test_a_preview_names_the_steps_whose_commands_iluvatar_changed(tmp_path: Pat
         ),
         f"Ainur: {rollout.UNRECORDED}",
         f"Arda: {rollout.UNRECORDED}",
+    ]
+
+
+def _k3s_triggers(sim: Simulation) -> dict[str, object]:
+    return {
+        name.removeprefix("ainur-").removesuffix("-k3s"): reg.inputs.get("triggers") for name, reg in sim.named().items() if name.endswith("-k3s")
+    }
+
+
+def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_certificates(
+    homelab: Simulation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """k3s renews its certificates only as it starts, within 120 days of their end. Each `up` records the end each Pi's
+    k3s step read, and a run within 119 days of it gives every Pi's k3s step a trigger naming it: the step runs (one Pi
+    at a time, in the Pis' chain) and restarts k3s. The trigger is recorded, so the next run leaves the steps alone. On
+    today's main nothing recorded the end and nothing ran the step: the Ainur stopped a year after its Pis' last restart."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    assert end == "2027-11-25T12:00:00Z"
+    pis = ["manwe", "eonwe", "ilmare"]
+    assert previous["ainur"]["certificates"] == {pi: {"end": end, "trigger": None} for pi in pis}
+
+    # 120 days before the end: outside the program's 119 (a day short of k3s's 120, for the Pis' clocks): nothing runs.
+    early = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 7, 28, 12, 0, tzinfo=datetime.UTC))
+    assert _k3s_triggers(early) == dict.fromkeys(pis)
+    assert _plan(caplog, early, previous) == ["Arda: no change on any machine"]
+
+    # 118 days before: every Pi's k3s step runs, in the Pis' order, each gated.
+    due = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
+    trigger = f"renew the k3s certificates ending {end}"
+    assert _k3s_triggers(due) == {pi: [trigger] for pi in pis}
+    said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s, which renews them only as it starts (within 120 days of their end), then waits for its Node Ready"
+    gated = ", and the netboot pod (the LAN's DHCP and DNS) available before the next Pi"
+    assert _plan(caplog, due, previous) == [
+        "Ainur: 3 Pi(s) change, one at a time in this order, each back and healthy before the next:",
+        f"  1. manwe: {said} and etcd healthy{gated}",
+        f"  2. eonwe: {said}{gated}",
+        f"  3. ilmare: {said}{gated}",
+        "Arda: no change on any machine",
+    ]
+
+    # That run, done: its trigger recorded, with the end the steps read after it. The next run, on the same day, keeps it.
+    ran = simulate(homelab_stack_file(), previous=previous, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
+    after = outputs_of(ran)
+    caplog.clear()
+    assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger} for pi in pis}
+    again = simulate(homelab_stack_file(), previous=after, preview=True, now=datetime.datetime(2027, 7, 31, 12, 0, tzinfo=datetime.UTC))
+    assert _k3s_triggers(again) == {pi: [trigger] for pi in pis}
+    assert _plan(caplog, again, after) == ["Arda: no change on any machine"]
+
+    # A year on, the renewed end recorded (2028-11-24) falls due in its turn: a new trigger, the steps run again.
+    renewed = {**after, "ainur": {**after["ainur"], "certificates": {pi: {"end": "2028-11-24T12:00:00Z", "trigger": trigger} for pi in pis}}}
+    next_year = simulate(homelab_stack_file(), previous=renewed, preview=True, now=datetime.datetime(2028, 7, 30, 12, 0, tzinfo=datetime.UTC))
+    assert _k3s_triggers(next_year) == {pi: ["renew the k3s certificates ending 2028-11-24T12:00:00Z"] for pi in pis}
+
+
+def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """Eonwë is down (a dead card, parts on order) when the Ainur's certificates fall due. Its step would dial it for
+    the SSH bound (minutes), fail, and every later Pi's step waits on it in the chain, run after run. It does not answer
+    within ANSWER_SECONDS, so its step keeps its last trigger (not replaced, not dialled), a warning names it, and manwë
+    and ilmarë are renewed; the next run it answers renews it. Before, every Pi's step took the new trigger."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    trigger = f"renew the k3s certificates ending {end}"
+    down = simulate(homelab_stack_file(), previous=previous, preview=True, now=day, silent={"192.168.0.12"})
+    assert _k3s_triggers(down) == {"manwe": [trigger], "eonwe": None, "ilmare": [trigger]}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ainur: eonwe" in r.getMessage()]
+    assert warned == [
+        f"ainur: eonwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.12:22 within 3 s, "
+        "so this run does not renew them (the other Pis are renewed); bring it back and run `pulumi up` again, or remove it for "
+        "good (docs/day2.md#a-dead-pi-removed-for-good)"
+    ]
+    said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s"
+    plan = _plan(caplog, down, previous)
+    assert [line.split(":")[0] for line in plan] == ["Ainur", "  1. manwe", "  2. ilmare", "Arda"]
+    assert plan[1].startswith(f"  1. manwe: {said}") and plan[2].startswith(f"  2. ilmare: {said}")
+    # Recorded as it ran: eonwë's trigger still none, so the run after it answers gives its step the new one.
+    ran = outputs_of(simulate(homelab_stack_file(), previous=previous, now=day, silent={"192.168.0.12"}))
+    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None}
+    back = simulate(homelab_stack_file(), previous=ran, preview=True, now=day + datetime.timedelta(days=3))
+    assert _k3s_triggers(back) == {"manwe": [trigger], "eonwe": [trigger], "ilmare": [trigger]}
+
+
+def test_the_probe_of_a_pi_is_a_bounded_tcp_connection_to_its_ssh_port() -> None:
+    """components.ainur.answers: a listener answers; a closed port does not (refused at once), each within its bound."""
+    import socket
+
+    from components import ainur
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert ainur.answers("127.0.0.1", port, 1.0)
+    assert not ainur.answers("127.0.0.1", port, 1.0)
+    assert (ainur.SSH_PORT, ainur.ANSWER_SECONDS) == (22, 3.0)
+
+
+def test_a_run_within_a_month_of_a_recorded_end_warns_with_or_without_monitoring(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """The alert needs the monitoring layer (`init` makes it optional); the program knows every Pi's recorded end, so
+    every preview and `up` within 30 days of it, or past it, says so for each Pi. Before, a stack without monitoring
+    heard nothing as the end neared."""
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+
+    def warned(day: datetime.datetime) -> list[str]:
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        simulate(homelab_stack_file(), previous=previous, preview=True, now=day)
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("ainur: ")]
+
+    assert warned(datetime.datetime(2027, 10, 26, 12, 0, tzinfo=datetime.UTC)) == []
+    tail = (
+        "(at 2027-11-25T12:00:00Z, as its k3s step last read them); this `pulumi up` runs its k3s step, which restarts k3s to "
+        "renew them; if it fails or the Pi does not answer, restart k3s on it by hand (docs/day2.md#the-ainurs-k3s-certificates)"
+    )
+    assert end == "2027-11-25T12:00:00Z"
+    assert warned(datetime.datetime(2027, 11, 10, tzinfo=datetime.UTC)) == [
+        f"ainur: {pi}: its k3s certificates end within 30 days {tail}" for pi in ("manwe", "eonwe", "ilmare")
+    ]
+    assert warned(datetime.datetime(2027, 11, 26, tzinfo=datetime.UTC)) == [
+        f"ainur: {pi}: its k3s certificates ended {tail}" for pi in ("manwe", "eonwe", "ilmare")
     ]

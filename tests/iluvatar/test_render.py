@@ -303,7 +303,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#54: each listener's NetworkPolicy, the Ainur's identity namespace 3, netboot 2, CoreDNS and cloudflared: 7.)
     # (#56's fixes: each raw-port app's own pool 2; the broker's claim and the Minecraft world's archives backed up, each
     # its restic Secret, password and drill: 6.)
-    assert counts.splitlines()[-1] == "  total: 352"
+    # (#57: each Pi's netboot gate after its k3s step, plans.netboot.roll.netboot_ready_script: 3.)
+    assert counts.splitlines()[-1] == "  total: 355"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -312,12 +313,12 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
-    # probe before dnsmasq serves (plans.netboot.dhcp_probe).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 17", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3).
+    assert {"  command:local:Command: 20", "  command:remote:Command: 20", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 352
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 355
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

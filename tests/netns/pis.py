@@ -336,9 +336,11 @@ if [ "$role" = valar ]; then
   chmod 0600 /var/lib/rancher/k3s/server/token
   cp /var/lib/rancher/k3s/server/tls/server-ca.crt $E/cacerts
   printf '%s\n' "$password" > $E/passwd
-  # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start).
+  # k3s's etcd client certificates (its deps.go writes them under server/tls/etcd at the first start). The certificates
+  # are real ones (the lab CA's: the stand-in etcd checks none), as the k3s step reads the end of every k3s certificate.
   mkdir -p /var/lib/rancher/k3s/server/tls/etcd
-  for f in server-ca.crt client.crt client.key; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/$f; done
+  for f in server-ca.crt client.crt; do [ -e /var/lib/rancher/k3s/server/tls/etcd/$f ] || cp __CA__ /var/lib/rancher/k3s/server/tls/etcd/$f; done
+  [ -e /var/lib/rancher/k3s/server/tls/etcd/client.key ] || echo stand-in > /var/lib/rancher/k3s/server/tls/etcd/client.key
   sleep __ETCD_START__  # a server's etcd takes a while to start: a guess, not k3s's figure
   mkdir -p $E/members $E/up
   echo "$(cat $S/ip)" > $E/members/$name
@@ -566,6 +568,8 @@ class Pi:
     image: str | None = None
     # ... and the cmdline.txt it booted with (its kernel's /proc/cmdline: firmware_cmdline of it).
     cmdline: str | None = None
+    # The API VIP, on the first valar: kube-vip's static pod adds it to the valar's interface, where its sshd answers too.
+    vip: str | None = None
 
     @property
     def state(self) -> Path:
@@ -860,8 +864,9 @@ def _start_sshd(pi: Pi) -> subprocess.Popen[bytes]:
     # Where the Pi's sshd keeps its public key, as the host-key step reads it (plans.netboot.roll.HOST_KEY).
     (pi.etc / "ssh").mkdir(parents=True, exist_ok=True)
     (pi.etc / "ssh" / "ssh_host_ed25519_key.pub").write_text((root / "host_key.pub").read_text())
+    listen = "".join(f"ListenAddress {address}\n" for address in (pi.node.ip, *([pi.vip] if pi.vip else [])))
     (root / "sshd_config").write_text(
-        f"Port 22\nListenAddress {pi.node.ip}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
+        f"Port 22\n{listen}HostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
     )
     # /etc first (its upper folder holds /etc/rancher, the mount point bound next), then the Pi's folders.
@@ -948,13 +953,24 @@ def pis(
             ns = f"{prefix}{i}"
             sh("ip", "netns", "add", ns)
             made.append(ns)
-            plug(ns, f"{node.ip}/{lan}", f"169.254.{block}.{10 + i}/24", mac=node.mac)
+            # The first valar holds the API VIP too, as kube-vip's static pod puts it on the valar's interface
+            # (plans.cloudinit): the steps that reach "whichever valar holds the VIP" reach it there.
+            assert stack.ainur is not None
+            vip = [f"{stack.ainur.vip}/{lan}"] if i == 0 and node.role == "valar" else []
+            plug(ns, f"{node.ip}/{lan}", *vip, f"169.254.{block}.{10 + i}/24", mac=node.mac)
             image = images.get(node.name)
-            pi = Pi(node, ns, root / node.name, image=image, cmdline=pis_plan.cmdline(stack, node, image) if image else None)
+            pi = Pi(
+                node,
+                ns,
+                root / node.name,
+                image=image,
+                cmdline=pis_plan.cmdline(stack, node, image) if image else None,
+                vip=vip[0].split("/")[0] if vip else None,
+            )
             _pi_files(stack, pi, cluster, kubectl, cluster.server, node.name in hosts_templates)
             _mark_image(pi)
             pi.proc = _start_sshd(pi)
-            known.append(f"{node.ip} {(pi.root / 'host_key.pub').read_text().strip()}")
+            known += [f"{address} {(pi.root / 'host_key.pub').read_text().strip()}" for address in (str(node.ip), *(v.split("/")[0] for v in vip))]
             pis_[node.name] = pi
         (root / "known_hosts").write_text("\n".join(known) + "\n")
         lab = Pis(stack, root, prefix, cluster, key, pis_, made, kubectl, dict(images))

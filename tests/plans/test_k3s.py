@@ -6,6 +6,7 @@ Pi joins through the VIP), how fast a dead Pi is noticed (the netboot takeover),
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import socket
@@ -22,6 +23,7 @@ from plans import k3s
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
+from tools import gotools
 
 VIP = "192.168.0.10"
 
@@ -460,6 +462,9 @@ case "$1" in
     # With $UNREADABLE the API refuses the Node's read; with $STALE its kubelet last reported before any restart; with
     # $NOT_REGISTERED the Node is not there (--ignore-not-found: nothing printed, success).
     [ -z "${UNREADABLE:-}" ] || exit 1
+    # With $ENDED (a file): k3s's certificates have ended, so neither the API server's serving certificate nor the
+    # admin's or the kubelet's client certificate verifies, until a restart regenerates them (deps.go createClientCertKey).
+    [ ! -e "${ENDED:-/nonexistent}" ] || exit 1
     case "$*" in
       *lastHeartbeatTime*) if [ -n "${STALE:-}" ]; then echo "True 2020-01-01T00:00:00Z"; else echo "True ${HEARTBEAT:-$(/usr/bin/date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)}"; fi ;;
       *"kubeletVersion} {"*) echo "$(cat "$RUNNING") True" ;;
@@ -472,14 +477,19 @@ esac""",
     "systemctl": """echo "systemctl $*" >> "$LOG"
 case "$1" in
   is-active) [ -e "$ACTIVE" ] ;;
-  restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE" ;;
+  restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE"
+    # k3s renewing, as it starts, a certificate within its window (pkg/daemons/control/deps/deps.go createClientCertKey):
+    # with $RENEWED, the certificate it issues in place of $RENEWS.
+    [ -z "${RENEWED:-}" ] || cp "$RENEWED" "$RENEWS"
+    # An ended certificate regenerated too (deps.go: `expired` is IsCertExpired within the window, a past end included).
+    rm -f "${ENDED:-/nonexistent}" ;;
 esac""",
     # A stand-in for curl against get.k3s.io: the "installer" it writes (to -o's file, as curl does) records its
     # environment and sets the version; with $FETCH_FAILS it writes nothing and exits with that code, as curl does when
     # its --max-time runs out (28); the installer sleeps for ever with $INSTALL_HANGS. etcd's member list and /health
     # as in the join's tests (STAND_INS).
     "curl": """case "$*" in
-  *member/list*) echo "etcd member list" >> "$LOG"; cat "$ETCD"; exit ;;
+  *member/list*) echo "etcd member list" >> "$LOG"; [ ! -e "${ENDED:-/nonexistent}" ] || exit 35; cat "$ETCD"; exit ;;
   *:2379/health*) echo "etcd health ${@: -1}" >> "$LOG"; grep -q "${@: -1}" "$HEALTHY" && echo '{"health":"true","reason":""}'; exit ;;
 esac
 out= args=()
@@ -505,6 +515,7 @@ def _upgrade(
     running: str | None = None,
     active: bool = True,
     snapshot_timeout: int = k3s.SNAPSHOT_SECONDS,
+    renewing: str | None = None,
     **more_env: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """The upgrade with k3s's binary at `have`, running `running` (the same by default), active or not."""
@@ -535,6 +546,10 @@ def _upgrade(
         restart_timeout=2,
         owed=str(tmp_path / "owed"),
         snapshot_timeout=snapshot_timeout,
+        # k3s's certificates in the test's folders (tls/, tls/etcd, agent/, as on a Pi), and the metric file there too.
+        tls_dirs=(str(tmp_path / "tls"), str(tmp_path / "tls" / "etcd"), str(tmp_path / "agent")),
+        metrics_dir=str(tmp_path / "metrics"),
+        renewing=renewing,
     )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
@@ -873,3 +888,216 @@ def test_a_node_registers_only_as_a_pi_of_the_inventory_and_a_netbooted_maia_onl
         "POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "intruder"}}, query={"dryRun": "All"}
     )
     assert status == 201
+
+
+# --- k3s's certificates: renewed by a restart within k3s's window --------------------------------------------
+
+
+_NEW_KEY = ("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+_SIGN = ("openssl", "ca", "-batch", "-config", "ca.cnf", "-in", "leaf.csr", "-out", "leaf.crt", "-notext")
+
+
+def _issue(tmp_path: Path, path: Path, end: datetime.datetime, cn: str = "kube-apiserver") -> Path:
+    """A certificate ending at `end` (whole seconds, UTC) as k3s writes one (the leaf, then its CA), by the real openssl:
+    `openssl ca -enddate`, as `openssl x509 -days` takes only days from now."""
+    work = tmp_path / "ca"
+    work.mkdir(exist_ok=True)
+    ca_key, ca_crt = work / "ca.key", work / "ca.crt"
+    if not ca_crt.exists():
+        subprocess.run(
+            [*_NEW_KEY, "-x509", "-keyout", ca_key, "-out", ca_crt, "-subj", "/CN=k3s-server-ca", "-days", "3650"],
+            check=True,
+            capture_output=True,
+        )
+        (work / "ca.cnf").write_text(
+            "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n"
+        )
+    (work / "index.txt").write_text("")
+    (work / "serial").write_text(f"{len(list(work.glob('*.pem'))) + 1:02X}\n")
+    subprocess.run(
+        [*_NEW_KEY, "-keyout", work / "leaf.key", "-out", work / "leaf.csr", "-subj", f"/CN={cn}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*_SIGN, "-cert", ca_crt, "-keyfile", ca_key, "-startdate", "20260101000000Z", "-enddate", end.strftime("%Y%m%d%H%M%SZ")],
+        check=True,
+        capture_output=True,
+        cwd=work,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((work / "leaf.crt").read_bytes() + ca_crt.read_bytes())
+    return path
+
+
+def _in_days(days: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=days)
+
+
+def _at(when: datetime.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_window_is_k3s_s_own_at_the_pinned_version() -> None:
+    """k3s renews a certificate as it starts when it ends within 120 days (pkg/daemons/config/types.go
+    CertificateRenewDays, 120 since v1.33.1+k3s1): the pinned k3s is past that."""
+    assert k3s.CERTIFICATE_RENEW_DAYS == 120
+    from stacks import pins, versions
+
+    assert versions.k3s_release(pins.K3S) >= (1, 33, 1)
+
+
+def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_step_says_the_new_end(tmp_path: Path) -> None:
+    """k3s at the version and running, its Node at it, but its client certificate ends in 100 days: k3s renews it only
+    as it starts, so the step restarts it (gated as any restart) and ends its stdout with the renewed end. On today's
+    main the step left it running, and the certificate expired a year after the Pi's last restart."""
+    soon, later, renewed_end = _in_days(100), _in_days(200), _in_days(465)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
+    _issue(tmp_path, tmp_path / "agent" / "serving-kubelet.crt", later)
+    # A CA ending sooner is no reason: k3s never renews its CAs (ten years).
+    _issue(tmp_path, tmp_path / "tls" / "server-ca.crt", _in_days(10))
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, RENEWED=str(renewed), RENEWS=str(cert))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"iluvatar: manwe: k3s v1.35.8+k3s1 is installed, but its certificate {cert} ends at {_at(soon)}, within 120 days, "
+        "and k3s renews its certificates only as it starts: restarting k3s"
+    )
+    assert calls == [
+        "k3s --version",
+        "systemctl is-active --quiet k3s",
+        NODE_VERSION,
+        *ETCD_GATE,
+        "systemctl restart k3s",
+        NODE_AT,
+        NODE_READY.format("manwe"),
+        *ETCD_GATE,
+    ]
+    # The earliest after the restart: the kubelet's serving certificate, in 200 days.
+    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(later)}"
+    metric = "iluvatar_k3s_certificate_end_seconds"
+    assert (tmp_path / "metrics" / "k3s-certificates.prom").read_text() == (
+        f"# HELP {metric} When a k3s certificate ends (NotAfter), seconds since the epoch.\n"
+        f"# TYPE {metric} gauge\n"
+        f'{metric}{{certificate="{cert}"}} {int(renewed_end.timestamp())}\n'
+        f'{metric}{{certificate="{tmp_path / "agent" / "serving-kubelet.crt"}"}} {int(later.timestamp())}\n'
+    )
+    # As Prometheus's own linter reads the exposition node-exporter's textfile collector serves.
+    lint = subprocess.run(
+        [str(gotools.build("promtool")), "check", "metrics"],
+        input=(tmp_path / "metrics" / "k3s-certificates.prom").read_text(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
+
+
+def test_certificates_outside_the_window_leave_k3s_running_and_the_step_says_their_end(tmp_path: Path) -> None:
+    """121 days left: k3s would not renew it on a restart, so nothing restarts; the step still says when it ends."""
+    end = _in_days(121)
+    _issue(tmp_path, tmp_path / "tls" / "etcd" / "client.crt", end, cn="etcd-client")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "iluvatar: k3s v1.35.8+k3s1 already runs on manwe"
+    assert not [c for c in calls if c.startswith("systemctl restart")]
+    assert result.stdout == f"k3s-certificates-end={_at(end)}\n"
+
+
+def test_a_certificate_that_cannot_be_read_fails_the_step_and_restarts_nothing(tmp_path: Path) -> None:
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / "client-kubelet.crt").write_text("not a certificate\n")
+    result, calls = _upgrade(tmp_path, 1, "v1.35.8+k3s1", snapshot=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith(f"{tmp_path / 'agent' / 'client-kubelet.crt'} cannot be read as a certificate: ")
+    assert result.stderr.splitlines()[-1] == (
+        "iluvatar: eonwe: its k3s certificates cannot be read, so whether k3s must restart to renew them is not known and it is left as it is"
+    )
+    assert not [c for c in calls if c.startswith("systemctl restart")]
+
+
+@pytest.mark.parametrize(("index", "svc"), [(0, "k3s"), (1, "k3s-agent")])
+def test_an_ended_certificate_restarts_k3s_without_asking_its_api_or_etcd_first(tmp_path: Path, index: int, svc: str) -> None:
+    """Every leaf ended two days ago (the window missed, the alert unseen): the API server, the kubelet's kubeconfig and
+    etcd's client certificate all fail (the stand-in's $ENDED), so the Node's version cannot be read and etcd's gate
+    cannot pass. The step restarts k3s at once, which regenerates them as it starts (deps.go createClientCertKey,
+    `expired`), then runs the gates after it. Before, it stopped at "its Node cannot be read" and never restarted."""
+    ended, renewed_end = _in_days(-2), _in_days(365)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", ended, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    (tmp_path / "ended").touch()
+    result, calls = _upgrade(
+        tmp_path, index, "v1.35.8+k3s1", snapshot=index == 0, RENEWED=str(renewed), RENEWS=str(cert), ENDED=str(tmp_path / "ended")
+    )
+    assert result.returncode == 0, result.stderr
+    name = "manwe" if index == 0 else "eonwe"
+    assert result.stderr.splitlines()[0] == (
+        f"iluvatar: {name}: k3s v1.35.8+k3s1 is installed, but its certificate {cert} ended at {_at(ended)} (or ends within 3600 s), "
+        f"so neither its Node nor etcd can be asked through it, and k3s renews it only as it starts: restarting {svc}"
+    )
+    # Nothing asked before the restart; the gates after it.
+    assert calls[:3] == ["k3s --version", f"systemctl is-active --quiet {svc}", f"systemctl restart {svc}"]
+    if index == 0:
+        assert calls[3:] == [NODE_AT, NODE_READY.format("manwe"), *ETCD_GATE]
+    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
+
+
+def test_a_restart_that_does_not_move_the_end_fails_the_step_so_the_next_up_tries_again(tmp_path: Path) -> None:
+    """A restart for the certificates after which the earliest end is still within the window (k3s did not renew it: a
+    Pi's clock behind, a certificate k3s does not own) fails the step naming the certificate and the Pi's clock; before,
+    it succeeded, and the trigger, recorded, never ran the step again for that end."""
+    soon = _in_days(100)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(soon))
+    assert result.returncode == 1
+    assert "systemctl restart k3s" in calls
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"iluvatar: manwe: k3s restarted to renew its certificates, but {cert} still ends at {_at(soon)} (this Pi's clock says ")
+    assert last.endswith(f"; the run renews those ending by {_at(soon)}); look with: sudo k3s certificate check --output table")
+    assert k3s.CERTIFICATES_LINE not in result.stdout
+
+
+def test_a_pi_whose_clock_is_behind_still_restarts_for_the_end_this_run_renews(tmp_path: Path) -> None:
+    """The operator's clock put the recorded end within the trigger's window, the Pi's clock (two days behind: no RTC,
+    NTP not yet synced) outside k3s's: the end the trigger names is in the script, so k3s restarts all the same. Before,
+    the step restarted nothing and the same trigger never ran it again."""
+    end, renewed_end = _in_days(121), _in_days(465)
+    cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", end, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(end), RENEWED=str(renewed), RENEWS=str(cert))
+    assert result.returncode == 0, result.stderr
+    assert "systemctl restart k3s" in calls
+    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
+
+
+def test_the_pis_node_exporter_reads_the_metric_file_the_k3s_step_writes() -> None:
+    """The certificates' ends reach Arda's Prometheus (the alert AinurCertificateExpiring) through node-exporter's
+    textfile collector on each Pi, which reads the Pi's root mounted at /host/root."""
+    from plans import monitoring
+
+    daemonset = next(m for m in monitoring.ainur_node_exporter() if m["kind"] == "DaemonSet")
+    args = daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--collector.textfile.directory=/host/root/var/lib/rancher/iluvatar/metrics" in args
+    assert k3s.certificates_functions().count("--metrics /var/lib/rancher/iluvatar/metrics/k3s-certificates.prom ") == 1
+
+
+def test_the_day2_lifetime_table_names_what_the_code_counts_and_alerts() -> None:
+    """docs/day2.md's table of the Ainur's certificates: the folders the metric counts are the code's (K3S_TLS_DIRS),
+    every alert it names is one the homelab raises, and the certificates the code does not count say so."""
+    from plans import monitoring
+    from stacks import load_stack_file
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "day2.md").read_text()
+    table = text.split("What lasts how long on the Ainur, and what renews it:", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    rows = table.strip().splitlines()[2:]
+    counted = [r for r in rows if "not counted" not in r]
+    assert [r.split("|")[1].strip() for r in counted] == [
+        "k3s leaf certificates (component clients, API server, etcd)",
+        "kubelet and kube-proxy certificates",
+    ]
+    folders = {f"`{d.removeprefix('/var/lib/rancher/k3s/')}/*.crt`" for d in k3s.K3S_TLS_DIRS}
+    assert folders == {f for r in counted for f in r.split("|")[2].replace(",", " ").split() if f.startswith("`")}
+    alerts = {a.name for a in monitoring.alerts(load_stack_file(HOMELAB))}
+    named = set(re.findall(r"`(Ainur\w+)`", table))
+    assert named == {"AinurCertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
+    assert len(rows) - len(counted) == 3  # the components' serving certificates, dynamiclistener's, the CAs

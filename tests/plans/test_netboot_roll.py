@@ -272,3 +272,65 @@ def test_the_reboot_step_passes_its_bound_and_the_expected_words_on() -> None:
     words = pis.cmdline_checked_words(stack, eonwe)
     assert f"\nexpected_words={shlex.quote(' '.join(words))}\n" in script and len(words) > 3
     assert roll.export_gate(stack, eonwe, 7) in script and roll.export_gate(stack, eonwe) not in script
+
+
+# A stand-in for kubectl as the netboot gate calls it: `get deployment/netboot --ignore-not-found -o name` prints
+# `deployment.apps/netboot` when it exists, nothing when not, and fails when the API does not answer; `rollout status
+# --timeout` returns 0 once the rollout is complete and 1 on its timeout ("timed out waiting for the condition":
+# kubectl's pkg/cmd/rollout/rollout_status.go, RolloutStatusOptions.Run, watchtools.UntilWithSync). $STATE: none,
+# down, ready or stuck. Each call is logged.
+_KUBECTL = """#!/bin/bash
+echo "kubectl $*" >> "$LOG"
+case "$STATE:$*" in
+  down:*) echo "The connection to the server was refused" >&2; exit 1 ;;
+  none:*get*) exit 0 ;;
+  *:*get*) echo deployment.apps/netboot ;;
+  ready:*rollout*) echo 'deployment "netboot" successfully rolled out' ;;
+  stuck:*rollout*) echo "error: timed out waiting for the condition" >&2; exit 1 ;;
+esac
+"""
+
+
+def _gate(tmp_path: Path, state: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(_KUBECTL)
+    kubectl.chmod(0o755)
+    log = tmp_path / "log"
+    log.unlink(missing_ok=True)
+    script = roll.netboot_ready_script(node(netbooting(), "eonwe"), wait_seconds=7, kubectl=str(kubectl))
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "LOG": str(log), "STATE": state}, timeout=30
+    )
+    return done, log.read_text().splitlines() if log.exists() else []
+
+
+def test_after_a_pis_k3s_step_the_chain_waits_for_the_netboot_pod_bounded_and_named(tmp_path: Path) -> None:
+    """The household's DHCP and DNS (the netboot pod) available again before the next Pi restarts; a cluster without
+    it yet (the first bring-up) has nothing to wait for; a pod not back within the bound, or an API that does not
+    answer, fails the step naming what it waited for. Before, the next Pi restarted as soon as this one's Node was Ready."""
+    done, calls = _gate(tmp_path, "ready")
+    assert (done.returncode, done.stderr) == (0, "iluvatar: the netboot pod (the LAN's DHCP and DNS) is available after eonwe's k3s step\n")
+    assert calls == [
+        "kubectl -n netboot get deployment/netboot --ignore-not-found -o name",
+        "kubectl -n netboot rollout status deployment/netboot --timeout=7s",
+    ]
+    done, calls = _gate(tmp_path, "none")
+    assert (done.returncode, done.stderr) == (
+        0,
+        "iluvatar: no netboot Deployment yet (it comes after the Pis): nothing to wait for after eonwe's k3s step\n",
+    )
+    assert len(calls) == 1
+    done, _ = _gate(tmp_path, "stuck")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "iluvatar: waited 7 s after eonwe's k3s step for the netboot pod (the LAN's DHCP and DNS) to be available; "
+        "look with: sudo k3s kubectl -n netboot get pods -o wide"
+    )
+    done, _ = _gate(tmp_path, "down")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith("iluvatar: after eonwe's k3s step the Ainur's API does not answer")
+    from plans.netboot import objects
+
+    # The Deployment the program makes (plans.netboot.objects), in the namespace the gate asks.
+    made = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects.manifests(netbooting(), []) if o["kind"] == "Deployment"}
+    assert ("netboot", roll.NETBOOT_DEPLOYMENT) in made
