@@ -43,7 +43,8 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 252 files",
+        # #55 review 1: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS.
+        f"rendered stack homelab to {out}: 254 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +54,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 252 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 254 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -102,6 +103,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[
                 f"kubernetes/ainur/kms/{name}.yaml"
                 for name in (
+                    "ConfigMap-kms-admitted",
                     "ConfigMap-kms-server",
                     "DaemonSet-kms",
                     "NetworkPolicy-kms",
@@ -111,6 +113,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
                     "ServiceAccount-kms",
                 )
             ],
+            # No pod reaches the Ainur's KMS: they masquerade as the machines it admits (plans.cilium.kms_egress_deny).
+            "kubernetes/arda/_cluster/CiliumClusterwideNetworkPolicy-iluvatar-kms-no-pods.yaml",
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             "kubernetes/arda/kube-system/HelmRelease-cilium.yaml",
@@ -294,7 +298,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # the CiliumNetworkPolicy: 6.)
     # (#55: the KMS, its component, random provider and key, its certificate's three, its eight objects: 14.)
     # (#54: each listener's NetworkPolicy, the Ainur's identity namespace 3, netboot 2, CoreDNS and cloudflared: 7.)
-    assert counts.splitlines()[-1] == "  total: 344"
+    # (#55 review 1: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
+    assert counts.splitlines()[-1] == "  total: 346"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -308,7 +313,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 344
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 346
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:
