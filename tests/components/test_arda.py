@@ -263,6 +263,7 @@ def test_bring_up_order(homelab: Simulation) -> None:
         "arda-cilium-release",
         "arda-cilium-lb-pool",
         "arda-cilium-l2-policy",
+        "arda-cilium-kms-deny",
         *COREDNS,
         "arda-kubeconfig",
         "arda-config-secrets",
