@@ -561,14 +561,22 @@ class TalosCluster(pulumi.ComponentResource):
         )
         # Nothing that schedules pods starts before every machine is Ready (which needs the CNI), nor
         # before the cluster answers names (CoreDNS available), nor before the load-balancer pool
-        # exists (the gateways' Services take their addresses from it).
+        # exists (the gateways' Services take their addresses from it), nor before the policy that keeps
+        # every pod from the Ainur's KMS (a pod started earlier could unseal as its machine).
         self.ready = steps.run(
             f"{name}-gate-nodes",
             bringup.arda_nodes_gate(stack),
             commands,
             self,
             stdin=steps.secret_stdin({"talosconfig": config.credentials, "kubeconfig": self.kubeconfig}),
-            after=[self.cilium.release, self.cilium.pool, self.cilium.l2_policy, *self.coredns.objects.values(), *applies],
+            after=[
+                self.cilium.release,
+                self.cilium.pool,
+                self.cilium.l2_policy,
+                *([self.cilium.kms_deny] if self.cilium.kms_deny is not None else []),
+                *self.coredns.objects.values(),
+                *applies,
+            ],
         )
         installers = pulumi.Output.all(**{n.name: config.installer_images[n.board] for n in stack.arda_nodes})
         split = {n.name: state_digests(stack, n) for n in stack.arda_nodes}

@@ -1,4 +1,5 @@
-"""Cilium on Arda: the CNI (Helm release) and its LAN load-balancer IP pool and L2 announcements.
+"""Cilium on Arda: the CNI (Helm release) and its LAN load-balancer IP pool and L2 announcements; with the Ainur's
+KMS, the clusterwide policy that keeps every pod from reaching it (plans.cilium.kms_egress_deny).
 
 Cilium's CRDs are not in its chart: cilium-operator registers them once it runs. A release reported
 deployed is therefore no API that accepts the pool and the policy; a gate (`plans.bringup.admits_gate`)
@@ -40,6 +41,7 @@ class Cilium(pulumi.ComponentResource):
     pool: k8s.apiextensions.CustomResource
     l2_policy: k8s.apiextensions.CustomResource
     app_pools: list[k8s.apiextensions.CustomResource]
+    kms_deny: k8s.apiextensions.CustomResource | None
 
     def __init__(self, name: str, args: CiliumArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("iluvatar:arda:Cilium", name, None, opts)
@@ -56,12 +58,14 @@ class Cilium(pulumi.ComponentResource):
             opts=child,
         )
         pool, policy = plan.load_balancer_pool(stack), plan.l2_announcement_policy(stack)
+        kms_deny = plan.kms_egress_deny(stack)
+        admitted = [pool, policy, *([kms_deny] if kms_deny is not None else [])]
         crds = args.access.gate(
             f"{name}-gate-crds",
-            bringup.admits_gate("cilium-operator registers them", [pool["kind"], policy["kind"]]),
+            bringup.admits_gate("cilium-operator registers them", [m["kind"] for m in admitted]),
             self,
             after=[self.release],
-            manifests=[pool, policy],
+            manifests=admitted,
         )
         self.gate = crds
         after_crds = pulumi.ResourceOptions(parent=self, depends_on=[crds])
@@ -69,6 +73,7 @@ class Cilium(pulumi.ComponentResource):
         self.l2_policy = self._custom_resource(f"{name}-l2-policy", policy, after_crds)
         # Each app's own address, for its own Service (plans.cilium.app_pools).
         self.app_pools = [self._custom_resource(f"{name}-lb-pool-{p['metadata']['name']}", p, after_crds) for p in plan.app_pools(stack)]
+        self.kms_deny = self._custom_resource(f"{name}-kms-deny", kms_deny, after_crds) if kms_deny is not None else None
         self.register_outputs({"releaseStatus": self.release.status})
 
     @staticmethod

@@ -41,7 +41,9 @@ class Kms(pulumi.ComponentResource):
     key: pulumi.Output[str]
     objects: dict[str, pulumi.CustomResource]
     # What an Arda machine whose volumes use the `kms` key waits for before its config applies: the server, its
-    # address and its policy (the Secrets come before the DaemonSet).
+    # address, its policy and its list of admitted machines (the Secrets come before the DaemonSet). The list reaches
+    # the pods when the kubelet next refreshes the volume; until then the machine's seal is refused and Talos tries
+    # again (its volume manager, every 30 s).
     serving: list[pulumi.Resource]
 
     def __init__(self, name: str, args: KmsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -80,5 +82,9 @@ class Kms(pulumi.ComponentResource):
             )
             made[references.identity(shape)] = secret
         self.objects = kube.create_all(name, manifests[1:], in_namespace, existing=made)
-        self.serving = [self.objects[kube.resource_name(name, m)] for m in manifests[1:] if m["kind"] in ("DaemonSet", "Service", "NetworkPolicy")]
+        self.serving = [
+            self.objects[kube.resource_name(name, m)]
+            for m in manifests[1:]
+            if m["kind"] in ("DaemonSet", "Service", "NetworkPolicy") or m["metadata"]["name"] == plan.ADMITTED_CONFIGMAP
+        ]
         self.register_outputs({})

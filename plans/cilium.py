@@ -11,7 +11,7 @@ import copy
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import metrics
+from plans import kms, metrics
 from plans.merge import deep_merge
 from plans.talos import KUBEPRISM_PORT
 from stacks.model import StackConfig
@@ -20,6 +20,7 @@ CHART = "cilium"
 REPOSITORY = "https://helm.cilium.io"
 NAMESPACE = "kube-system"
 POOL_NAME = "iluvatar-lan"
+KMS_DENY_NAME = "iluvatar-kms-no-pods"
 L2_POLICY_NAME = "iluvatar-lan"
 # The name of an app's LoadBalancer Service is the app's with this suffix (plans.ports.SUFFIX, which imports it).
 APP_SERVICE_SUFFIX = "-lan"
@@ -109,4 +110,32 @@ def l2_announcement_policy(stack: StackConfig) -> dict[str, Any]:
         "kind": "CiliumL2AnnouncementPolicy",
         "metadata": {"name": L2_POLICY_NAME},
         "spec": {"loadBalancerIPs": True, "externalIPs": True, "interfaces": ["^lan0$", "^e.*"]},
+    }
+
+
+def kms_egress_deny(stack: StackConfig) -> dict[str, Any] | None:
+    """No pod on Arda reaches the Ainur's KMS: only the machines themselves (Talos, on the host network) may.
+
+    The KMS admits the Arda machines by address (plans.kms.admitted), and Cilium masquerades a pod's traffic to the
+    LAN to its node's address (the chart's `enableIPv4Masquerade`, on here), so without this any pod on Arda (an
+    internet-facing app, the tailnet's subnet router) would pass as its machine and could unseal a stolen disk's blob.
+    Talos's KMS client sends no client certificate (internal/pkg/encryption/keys/kms.go:134-148 at v1.13.9: TLS with
+    RootCAs only), so the machine cannot prove itself otherwise. A deny rule wins over every allow (docs.cilium.io,
+    Deny Policies); host-network processes are no endpoint and are not selected. `enableDefaultDeny` off both ways:
+    a policy with egress rules otherwise isolates every pod it selects, and this one selects them all (CRD field
+    `enableDefaultDeny`: "the default is true for each traffic direction that has rules").
+    """
+    if not kms.enabled(stack):
+        return None
+    assert stack.ainur is not None
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumClusterwideNetworkPolicy",
+        "metadata": {"name": KMS_DENY_NAME},
+        "spec": {
+            "description": "No pod reaches the Ainur's KMS: it admits the Arda machines' addresses, which pods masquerade as",
+            "endpointSelector": {},
+            "enableDefaultDeny": {"egress": False, "ingress": False},
+            "egressDeny": [{"toCIDR": [f"{stack.ainur.service_ip}/32"], "toPorts": [{"ports": [{"port": str(kms.PORT), "protocol": "TCP"}]}]}],
+        },
     }

@@ -21,7 +21,10 @@ What runs where:
   reaches the pod and the NetworkPolicy can name it), and when a Pi fails the address moves with the netboot pod
   to a Pi that runs a KMS pod already. A LoadBalancer Service of its own on the service address would be a second
   kube-vip election for one address (kube-vip's per-Service leases), which can hold it on two Pis at once.
-- **Who reaches it**: the NetworkPolicy admits only the Arda machines' reserved addresses, on PORT.
+- **Who reaches it**: the NetworkPolicy admits only the Arda machines' reserved addresses, on PORT, and the server
+  itself answers only the addresses of the ConfigMap `kms-admitted` (the same list, read at every call): processes
+  on the Pi's own host network reach the pod whatever the policy says. On Arda, no pod reaches the endpoint
+  (plans.cilium.kms_egress_deny): Cilium masquerades pod traffic to the node's address, the one admitted here.
 - **TLS**: a certificate of the local CA (components.local_ca) for the service address; Talos trusts the local CA
   through its TrustedRootsConfig (kms.go:139-141 dials with httpdefaults.RootCAs, the machine's bundle).
 """
@@ -46,6 +49,8 @@ KEY_SECRET = "kms-key"  # noqa: S105 - a Secret's name
 KEY_FIELD = "key"
 TLS_SECRET = "kms-tls"  # noqa: S105 - a Secret's name
 SOURCE_CONFIGMAP = "kms-server"
+ADMITTED_CONFIGMAP = "kms-admitted"
+ADMITTED_FIELD = "cidrs"
 GO_IMAGE = pins.IMAGES["golang"]
 # The server's sources, as the pod builds them and the tests build them.
 SERVER_DIR = Path(__file__).resolve().parent / "kmsserver"
@@ -85,6 +90,11 @@ def certificate_names(stack: StackConfig) -> list[str]:
 def admitted(stack: StackConfig) -> list[str]:
     """The addresses the KMS answers: every Arda machine's reserved address, in address order."""
     return [f"{ip}/32" for ip in sorted({n.ip for n in stack.arda_nodes})]
+
+
+def admitted_file(stack: StackConfig) -> str:
+    """The server's own list of the addresses it answers (its --admitted file): a CIDR a line."""
+    return "".join(f"{cidr}\n" for cidr in admitted(stack))
 
 
 def server_sources() -> dict[str, str]:
@@ -201,6 +211,7 @@ def daemon_set() -> dict[str, Any]:
                     f"--key=/etc/kms/key/{KEY_FIELD}",
                     "--tls-cert=/etc/kms/tls/tls.crt",
                     "--tls-key=/etc/kms/tls/tls.key",
+                    f"--admitted=/etc/kms/admitted/{ADMITTED_FIELD}",
                 ],
                 "ports": [{"name": "kms", "containerPort": PORT, "protocol": "TCP"}],
                 "readinessProbe": {"tcpSocket": {"port": "kms"}, "periodSeconds": 5},
@@ -208,12 +219,16 @@ def daemon_set() -> dict[str, Any]:
                 "volumeMounts": [
                     {"name": "key", "mountPath": "/etc/kms/key", "readOnly": True},
                     {"name": "tls", "mountPath": "/etc/kms/tls", "readOnly": True},
+                    {"name": "admitted", "mountPath": "/etc/kms/admitted", "readOnly": True},
                     {"name": "bin", "mountPath": "/opt/kms", "readOnly": True},
                 ],
             }
         ],
         "volumes": [
             {"name": "source", "configMap": {"name": SOURCE_CONFIGMAP}},
+            # A ConfigMap volume, not an argument: a machine added changes the list, and the kubelet refreshes the
+            # file in place, so the pods do not roll (the server reads it at every call).
+            {"name": "admitted", "configMap": {"name": ADMITTED_CONFIGMAP}},
             {"name": "cache", "hostPath": {"path": HOST_CACHE, "type": "DirectoryOrCreate"}},
             {"name": "bin", "emptyDir": {}},
             {"name": "scratch", "emptyDir": {}},
@@ -245,6 +260,7 @@ def manifests(stack: StackConfig) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME), "automountServiceAccountToken": False},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(SOURCE_CONFIGMAP), "data": server_sources()},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(ADMITTED_CONFIGMAP), "data": {ADMITTED_FIELD: admitted_file(stack)}},
         daemon_set(),
         {
             "apiVersion": "v1",

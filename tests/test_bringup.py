@@ -97,6 +97,7 @@ def test_without_the_cilium_gate_its_pool_and_policy_race_the_operator() -> None
             "after_crds = pulumi.ResourceOptions(parent=self, depends_on=[self.release])",
         ),
     ) == [
+        "arda: arda-cilium-kms-deny (cilium.io/CiliumClusterwideNetworkPolicy) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
         "arda: arda-cilium-l2-policy (cilium.io/CiliumL2AnnouncementPolicy) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
         "arda: arda-cilium-lb-pool (cilium.io/CiliumLoadBalancerIPPool) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
     ]
@@ -185,14 +186,16 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
     # Every netboot object is after its Namespace all the same, its default deny (plans.netpol) included: they wait for
     # the DHCP probe, which waits for the Namespace (components.netboot).
     assert not [m for m in found if m.endswith("is not after netboot-namespace-netboot, the Namespace it names")]
-    # The KMS's DaemonSet (plans.kms), after its account, its ConfigMap and both Secrets by reference alone: 35 in all.
+    # The KMS's DaemonSet (plans.kms), after its account, its two ConfigMaps (its sources, its admitted machines) and both
+    # Secrets by reference alone: 36 in all.
     assert [m.split(" is not after ")[1] for m in found if m.startswith("ainur: kms-daemonset-kms ")] == [
+        "kms-configmap-kms-admitted, the ConfigMap it names",
         "kms-configmap-kms-server, the ConfigMap it names",
         "kms-secret-kms-key, the Secret it names",
         "kms-secret-kms-tls, the Secret it names",
         "kms-serviceaccount-kms, the ServiceAccount it names",
     ]
-    assert len(found) == 35
+    assert len(found) == 36
 
 
 # --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------

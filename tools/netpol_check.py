@@ -72,6 +72,21 @@ CILIUM = "CiliumNetworkPolicy"
 NODE_ENTITIES = frozenset({"host", "remote-node"})
 
 
+def only_denies_outside(policy: Mapping[str, Any]) -> bool:
+    """A clusterwide policy that only takes reach away, towards addresses named by CIDR, and isolates no one
+    (`enableDefaultDeny` off both ways), such as Arda's keeping every pod from the Ainur's KMS
+    (plans.cilium.kms_egress_deny): the matrix left without it shows more than is allowed, never less, so what it
+    says cannot be reached still cannot."""
+    spec = policy.get("spec") or {}
+    rules = spec.get("egressDeny") or []
+    return (
+        set(spec) <= {"description", "endpointSelector", "enableDefaultDeny", "egressDeny"}
+        and spec.get("enableDefaultDeny") == {"egress": False, "ingress": False}
+        and bool(rules)
+        and all(set(r) <= {"toCIDR", "toPorts"} and r.get("toCIDR") for r in rules)
+    )
+
+
 def from_cilium(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> dict[str, Any]:
     """The Kubernetes NetworkPolicy admitting what an ingress-only CiliumNetworkPolicy admits, for the analyzer.
 
@@ -274,7 +289,9 @@ def cluster_objects(sim: Simulation, cluster: str, node_addresses: Iterable[str]
         else:
             objects.append(obj)
     if unevaluated := sorted(
-        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objects if o.get("kind") in UNEVALUATED
+        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+        for o in objects
+        if o.get("kind") in UNEVALUATED and not only_denies_outside(o)
     ):
         raise NetpolCheckError(
             f"{cluster}: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not {', '.join(unevaluated)}: the matrix would leave them out"

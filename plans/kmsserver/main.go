@@ -6,8 +6,18 @@
 // Unseal with that answer and its UUID at every boot. This server seals with AES-256-GCM under one key
 // (a Pulumi secret, mounted from a Kubernetes Secret) and the node's UUID as the associated data, so a
 // blob unseals only for the node it was sealed for; an altered blob or another node's is refused
-// (PermissionDenied), never answered with anything else. It logs the method, the node and the peer,
-// never the key, the passphrase or the blob.
+// (PermissionDenied), never answered with anything else.
+//
+// It logs the method, the peer and a tag of the node (a keyed hash: the same node, the same tag), never the
+// node's UUID (with a stolen disk's blob, the UUID is all an Unseal asks for, and the logs leave the Pi), the
+// key, the passphrase or the blob.
+//
+// It answers only the addresses the --admitted file lists (the Arda machines', one CIDR a line), read at every
+// call, so a new machine needs no restart: the NetworkPolicy admits the same, but processes on the Pi's own host
+// network reach the pod whatever the policy says, and this check is the server's own.
+//
+// The TLS pair is read again at every handshake that finds the files changed: `pulumi up` renews the
+// certificate in its last 30 days and the kubelet swaps the Secret's files in place, with no restart of the pod.
 //
 // The pod builds this file with the pinned Go image (plans.kms) and the tests build the very same file
 // (tests/plans/test_kms_server.py), so what is tested is what runs.
@@ -17,19 +27,24 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/siderolabs/kms-client/api/kms"
@@ -53,10 +68,15 @@ const aadPrefix = "iluvatar-kms/v1 node "
 // A node's UUID as Talos reports it (SMBIOS, hardware.SystemInformation): 36 characters, hex and dashes.
 var uuidPattern = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 
+// tagLabel derives the log's node tags from the key: a tag names a node to whoever reads the logs, never its UUID.
+const tagLabel = "iluvatar-kms/v1 log tag"
+
 type server struct {
 	kms.UnimplementedKMSServiceServer
 
-	aead cipher.AEAD
+	aead     cipher.AEAD
+	tagKey   []byte
+	admitted string
 }
 
 func newServer(key []byte) (*server, error) {
@@ -74,7 +94,62 @@ func newServer(key []byte) (*server, error) {
 		return nil, err
 	}
 
-	return &server{aead: aead}, nil
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(tagLabel))
+
+	return &server{aead: aead, tagKey: mac.Sum(nil)}, nil
+}
+
+// tag names a node in the logs: the first 8 bytes of an HMAC of its lower-cased UUID under a key derived from
+// the KMS key, so the logs tell one node's calls apart and never carry what an Unseal asks for.
+func (s *server) tag(node string) string {
+	mac := hmac.New(sha256.New, s.tagKey)
+	mac.Write([]byte(strings.ToLower(node)))
+
+	return "node#" + hex.EncodeToString(mac.Sum(nil)[:8])
+}
+
+// admits reads the admitted file (a CIDR a line; blank lines and # comments skipped) and says whether the
+// peer's address is in it. An unreadable or malformed file admits no one: the server fails closed.
+func (s *server) admits(ctx context.Context) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.PermissionDenied, "no peer address")
+	}
+
+	addr, err := netip.ParseAddrPort(p.Addr.String())
+	if err != nil {
+		return status.Error(codes.PermissionDenied, "no peer address")
+	}
+
+	text, err := os.ReadFile(s.admitted)
+	if err != nil {
+		log.Printf("refused %s: the admitted list cannot be read: %s", p.Addr, err)
+
+		return status.Error(codes.PermissionDenied, "this address is not an admitted machine")
+	}
+
+	for line := range strings.Lines(string(text)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+
+		prefix, err := netip.ParsePrefix(line)
+		if err != nil {
+			log.Printf("refused %s: the admitted list has %q, not a CIDR", p.Addr, line)
+
+			return status.Error(codes.PermissionDenied, "this address is not an admitted machine")
+		}
+
+		if prefix.Contains(addr.Addr().Unmap()) {
+			return nil
+		}
+	}
+
+	log.Printf("refused %s: not an admitted address", p.Addr)
+
+	return status.Error(codes.PermissionDenied, "this address is not an admitted machine")
 }
 
 func associatedData(node string) []byte {
@@ -100,14 +175,18 @@ func from(ctx context.Context) string {
 
 // Seal encrypts a node's passphrase to that node.
 func (s *server) Seal(ctx context.Context, req *kms.Request) (*kms.Response, error) {
+	if err := s.admits(ctx); err != nil {
+		return nil, err
+	}
+
 	if err := checkNode(req.NodeUuid); err != nil {
-		log.Printf("seal refused: node %q from %s: not a UUID", req.NodeUuid, from(ctx))
+		log.Printf("seal refused: from %s: the node is not a UUID", from(ctx))
 
 		return nil, err
 	}
 
 	if len(req.Data) != passphraseSize {
-		log.Printf("seal refused: node %s from %s: %d bytes, not %d", req.NodeUuid, from(ctx), len(req.Data), passphraseSize)
+		log.Printf("seal refused: %s from %s: %d bytes, not %d", s.tag(req.NodeUuid), from(ctx), len(req.Data), passphraseSize)
 
 		return nil, status.Errorf(codes.InvalidArgument, "data must be %d bytes", passphraseSize)
 	}
@@ -120,22 +199,26 @@ func (s *server) Seal(ctx context.Context, req *kms.Request) (*kms.Response, err
 	out := append([]byte{version}, nonce...)
 	out = s.aead.Seal(out, nonce, req.Data, associatedData(req.NodeUuid))
 
-	log.Printf("sealed: node %s from %s", req.NodeUuid, from(ctx))
+	log.Printf("sealed: %s from %s", s.tag(req.NodeUuid), from(ctx))
 
 	return &kms.Response{Data: out}, nil
 }
 
 // Unseal decrypts a blob Seal made for the same node, and refuses any other.
 func (s *server) Unseal(ctx context.Context, req *kms.Request) (*kms.Response, error) {
+	if err := s.admits(ctx); err != nil {
+		return nil, err
+	}
+
 	if err := checkNode(req.NodeUuid); err != nil {
-		log.Printf("unseal refused: node %q from %s: not a UUID", req.NodeUuid, from(ctx))
+		log.Printf("unseal refused: from %s: the node is not a UUID", from(ctx))
 
 		return nil, err
 	}
 
 	head := 1 + s.aead.NonceSize()
 	if len(req.Data) != head+passphraseSize+s.aead.Overhead() || req.Data[0] != version {
-		log.Printf("unseal refused: node %s from %s: not a sealed passphrase", req.NodeUuid, from(ctx))
+		log.Printf("unseal refused: %s from %s: not a sealed passphrase", s.tag(req.NodeUuid), from(ctx))
 
 		return nil, status.Error(codes.InvalidArgument, "not a sealed passphrase of this KMS")
 	}
@@ -143,12 +226,12 @@ func (s *server) Unseal(ctx context.Context, req *kms.Request) (*kms.Response, e
 	plain, err := s.aead.Open(nil, req.Data[1:head], req.Data[head:], associatedData(req.NodeUuid))
 	if err != nil {
 		// Another node's blob, an altered one or one sealed under another key: all alike to the caller.
-		log.Printf("unseal refused: node %s from %s: the blob is not this node's or was altered", req.NodeUuid, from(ctx))
+		log.Printf("unseal refused: %s from %s: the blob is not this node's or was altered", s.tag(req.NodeUuid), from(ctx))
 
 		return nil, status.Error(codes.PermissionDenied, "the sealed passphrase is not this node's, or was altered")
 	}
 
-	log.Printf("unsealed: node %s from %s", req.NodeUuid, from(ctx))
+	log.Printf("unsealed: %s from %s", s.tag(req.NodeUuid), from(ctx))
 
 	return &kms.Response{Data: plain}, nil
 }
@@ -167,24 +250,106 @@ func readKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// certificates serves the TLS pair from its files, read again when they change: the kubelet swaps a Secret
+// volume's files in place (a new ..data directory, then the symlink moved), so a renewed certificate reaches
+// the server with no restart. A pair that does not load (the swap seen half-way, a key that does not match)
+// leaves the last good one in use; the next handshake tries again.
+type certificates struct {
+	certPath, keyPath string
+
+	mu      sync.Mutex
+	current *tls.Certificate
+	seen    [2]fileState
+}
+
+type fileState struct {
+	size    int64
+	modTime int64
+	inode   uint64
+}
+
+func stat(path string) (fileState, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fileState{}, err
+	}
+
+	state := fileState{size: info.Size(), modTime: info.ModTime().UnixNano()}
+	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+		state.inode = sys.Ino
+	}
+
+	return state, nil
+}
+
+func (c *certificates) load() error {
+	certState, err := stat(c.certPath)
+	if err != nil {
+		return err
+	}
+
+	keyState, err := stat(c.keyPath)
+	if err != nil {
+		return err
+	}
+
+	seen := [2]fileState{certState, keyState}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if c.current != nil && seen == c.seen {
+		return nil
+	}
+
+	pair, err := tls.LoadX509KeyPair(c.certPath, c.keyPath)
+	if err != nil {
+		return err
+	}
+
+	if c.current != nil {
+		log.Printf("the TLS certificate changed: serving the new one")
+	}
+
+	c.current, c.seen = &pair, seen
+
+	return nil
+}
+
+func (c *certificates) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if err := c.load(); err != nil {
+		log.Printf("the TLS certificate could not be read again, the last one serves: %s", err)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return c.current, nil
+}
+
 func main() {
 	listen := flag.String("listen", ":4050", "address to serve gRPC on")
 	keyPath := flag.String("key", "", "file holding the KMS key: 32 bytes, base64")
 	certPath := flag.String("tls-cert", "", "the server certificate (PEM)")
 	tlsKeyPath := flag.String("tls-key", "", "the server certificate's key (PEM)")
+	admitted := flag.String("admitted", "", "file listing the addresses served: a CIDR a line")
 	flag.Parse()
 
 	log.SetFlags(log.LstdFlags | log.LUTC)
 
-	if err := run(*listen, *keyPath, *certPath, *tlsKeyPath); err != nil {
+	if err := run(*listen, *keyPath, *certPath, *tlsKeyPath, *admitted); err != nil {
 		log.Printf("error: %s", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, keyPath, certPath, tlsKeyPath string) error {
+func run(listen, keyPath, certPath, tlsKeyPath, admitted string) error {
 	if keyPath == "" || certPath == "" || tlsKeyPath == "" {
 		return errors.New("--key, --tls-cert and --tls-key are required: the KMS serves TLS only")
+	}
+
+	if admitted == "" {
+		return errors.New("--admitted is required: the KMS answers only the machines it lists")
 	}
 
 	key, err := readKey(keyPath)
@@ -199,12 +364,14 @@ func run(listen, keyPath, certPath, tlsKeyPath string) error {
 
 	clear(key)
 
-	pair, err := tls.LoadX509KeyPair(certPath, tlsKeyPath)
-	if err != nil {
+	srv.admitted = admitted
+
+	pairs := &certificates{certPath: certPath, keyPath: tlsKeyPath}
+	if err := pairs.load(); err != nil {
 		return fmt.Errorf("the TLS certificate: %w", err)
 	}
 
-	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13})
+	creds := credentials.NewTLS(&tls.Config{GetCertificate: pairs.get, MinVersion: tls.VersionTLS13})
 	s := grpc.NewServer(grpc.Creds(creds))
 	kms.RegisterKMSServiceServer(s, srv)
 

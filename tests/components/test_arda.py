@@ -44,8 +44,8 @@ NETBOOT_AGGREGATES = [
 CLUSTER_GATES = ["arda-gate-api", "arda-gate-nodes"]
 # Grafana's dashboards: one file per machine's logs in one ConfigMap (plans.logs).
 # vmalert's rules (a silence alert per machine) and its Deployment (their digest) too.
-# The KMS admits each Arda machine's address (plans.kms).
-KMS_AGGREGATES = ["kms-networkpolicy-kms"]
+# The KMS admits each Arda machine's address, in its policy and its own list (plans.kms).
+KMS_AGGREGATES = ["kms-configmap-kms-admitted", "kms-networkpolicy-kms"]
 LOGS_AGGREGATES = [
     "monitoring-arda-configmap-grafana-dashboard-iluvatar",
     "logs-arda-configmap-vmalert-logs",
@@ -79,6 +79,8 @@ def test_graph_and_parents(homelab: Simulation) -> None:
         assert [(r.name, r.type) for r in homelab.children(component)] == [(f"arda-{node}-apply", COMMAND)]
     assert sorted(r.name for r in homelab.children(regs["arda-cilium"])) == [
         "arda-cilium-gate-crds",
+        # No pod reaches the Ainur's KMS (plans.cilium.kms_egress_deny).
+        "arda-cilium-kms-deny",
         "arda-cilium-l2-policy",
         "arda-cilium-lb-pool",
         "arda-cilium-lb-pool-iluvatar-lan-minecraft-lan",
@@ -225,7 +227,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # door's), netboot's default deny and the Git mirror's, CoreDNS's and cloudflared's on Arda: 7 more.
     # Each raw-port app's own address pool (2) and the broker's and the Minecraft world's backups (their restic
     # Secret, password and drill: 6): 8 more.
-    assert checked == 296
+    # The KMS's own list of the machines it answers, and Arda's policy keeping every pod from the KMS: 2 more.
+    assert checked == 298
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -251,7 +254,7 @@ def test_bring_up_order(homelab: Simulation) -> None:
     assert deps("arda-kubeconfig") == {"arda-gate-api", "arda-config-secrets"}
     assert deps("arda-kubernetes") == {"arda-gate-api", "arda-kubeconfig"}
     assert deps("arda-cilium-gate-crds") == {"arda-cilium-release", "arda-kubeconfig"}
-    for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy"):
+    for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy", "arda-cilium-kms-deny"):
         assert deps(cr) == {"arda-cilium-gate-crds"}
     # CoreDNS once the CNI runs (Cilium's gate), each object after what it names; the nodes gate waits for all of it.
     assert deps("arda-coredns-serviceaccount-coredns") == {"arda-cilium-gate-crds"}
@@ -264,6 +267,7 @@ def test_bring_up_order(homelab: Simulation) -> None:
         "arda-cilium-release",
         "arda-cilium-lb-pool",
         "arda-cilium-l2-policy",
+        "arda-cilium-kms-deny",
         *COREDNS,
         "arda-kubeconfig",
         "arda-config-secrets",
@@ -314,7 +318,8 @@ def test_each_step_runs_the_upgrader_with_its_bound_and_its_secrets_on_stdin(hom
         "ILUVATAR_GENERATION": "0",
     }
     gate = json.loads(regs["arda-cilium-gate-crds"].inputs["stdin"].value)
-    assert [m["kind"] for m in gate["manifests"]] == ["CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"]
+    assert [m["kind"] for m in gate["manifests"]] == ["CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy", "CiliumClusterwideNetworkPolicy"]
+    assert gate["manifests"][2] == regs["arda-cilium-kms-deny"].inputs | {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy"}
     assert gate["manifests"][0] == regs["arda-cilium-lb-pool"].inputs | {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool"}
 
 

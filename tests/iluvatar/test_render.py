@@ -43,7 +43,8 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"rendered stack homelab to {out}: 259 files",
+        # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS.
+        f"rendered stack homelab to {out}: 261 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -53,7 +54,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 259 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 261 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -102,6 +103,7 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             *[
                 f"kubernetes/ainur/kms/{name}.yaml"
                 for name in (
+                    "ConfigMap-kms-admitted",
                     "ConfigMap-kms-server",
                     "DaemonSet-kms",
                     "NetworkPolicy-kms",
@@ -111,6 +113,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
                     "ServiceAccount-kms",
                 )
             ],
+            # No pod reaches the Ainur's KMS: they masquerade as the machines it admits (plans.cilium.kms_egress_deny).
+            "kubernetes/arda/_cluster/CiliumClusterwideNetworkPolicy-iluvatar-kms-no-pods.yaml",
             "kubernetes/arda/_cluster/CiliumL2AnnouncementPolicy-iluvatar-lan.yaml",
             "kubernetes/arda/_cluster/CiliumLoadBalancerIPPool-iluvatar-lan.yaml",
             # Each raw-port app's address in a pool of its own, for its Service alone (plans.cilium.app_pools).
@@ -304,7 +308,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#56's fixes: each raw-port app's own pool 2; the broker's claim and the Minecraft world's archives backed up, each
     # its restic Secret, password and drill: 6.)
     # (#57: each Pi's netboot gate after its k3s step, plans.netboot.roll.netboot_ready_script: 3.)
-    assert counts.splitlines()[-1] == "  total: 355"
+    # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
+    assert counts.splitlines()[-1] == "  total: 357"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -318,7 +323,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 355
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 357
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

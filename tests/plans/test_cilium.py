@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from plans import cilium
@@ -17,6 +19,7 @@ from stacks import StackConfig, StackConfigError, load_stack_file, parse_stack, 
 from tests.edit import HOMELAB, RK1
 from tests.schemas import crd_errors, prometheus_crds
 from tools import upstream
+from tools.upstream.crds import crd_schema_dir
 
 
 def _stack_with_cilium(path: Any, **settings: Any) -> StackConfig:
@@ -264,3 +267,45 @@ def test_a_private_key_in_the_values_is_refused_and_never_echoed() -> None:
         "  iluvatar:arda.cilium.values.tls.ca.key: holds a base64-encoded private key, in plain text; no secret key takes "
         "Cilium's chart values; remove it (docs/reference/stack.md#secrets)"
     )
+
+
+def ccnp_spec_errors(spec: dict[str, Any], version: str) -> list[str]:
+    """A CiliumClusterwideNetworkPolicy's spec against Cilium's CRD at `version`, its fields' own schemas: the whole
+    object's schema does not load here (its `log.value` pattern `\\PC` is a Unicode class Python's `re` lacks) and
+    kubeconform's conversion of its top-level anyOf/oneOf refuses every policy (tests/plans/test_ports.py)."""
+    path = crd_schema_dir("cilium", version) / "cilium.io" / "ciliumclusterwidenetworkpolicy_v2.json"
+    schema = {k: v for k, v in json.loads(path.read_text())["properties"]["spec"].items() if k not in ("anyOf", "oneOf")}
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k != "log"}
+    validator = jsonschema.Draft7Validator(schema)
+    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(spec))
+
+
+def test_no_pod_on_arda_reaches_the_kms_which_admits_the_machines_addresses() -> None:
+    """Pods masquerade to their node's address, the one the KMS admits: a clusterwide deny keeps every pod from the
+    endpoint without isolating any (enableDefaultDeny off), and Cilium's own CRD at the chart version accepts it."""
+    stack = load_stack_file(HOMELAB)
+    deny = cilium.kms_egress_deny(stack)
+    assert deny == {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumClusterwideNetworkPolicy",
+        "metadata": {"name": "iluvatar-kms-no-pods"},
+        "spec": {
+            "description": "No pod reaches the Ainur's KMS: it admits the Arda machines' addresses, which pods masquerade as",
+            "endpointSelector": {},
+            "enableDefaultDeny": {"egress": False, "ingress": False},
+            "egressDeny": [{"toCIDR": ["192.168.0.14/32"], "toPorts": [{"ports": [{"port": "4050", "protocol": "TCP"}]}]}],
+        },
+    }
+    # The chart masquerades (its default kept): the reason for the policy holds.
+    assert "enableIPv4Masquerade" not in cilium.helm_values(stack)
+    assert deny is not None
+    assert ccnp_spec_errors(deny["spec"], stack.arda.cilium.version) == []
+    broken = copy.deepcopy(deny["spec"])
+    broken["enableDefaultDeny"]["egress"] = "no"
+    broken["egressDeny"][0]["toCIDRs"] = broken["egressDeny"][0].pop("toCIDR")
+    assert ccnp_spec_errors(broken, stack.arda.cilium.version) == [
+        "egressDeny/0: Additional properties are not allowed ('toCIDRs' was unexpected)",
+        "enableDefaultDeny/egress: 'no' is not of type 'boolean'",
+    ]
+    # Without the Ainur there is no KMS, and nothing to keep pods from.
+    assert cilium.kms_egress_deny(load_stack_file(RK1)) is None

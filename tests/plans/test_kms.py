@@ -24,7 +24,8 @@ def homelab() -> StackConfig:
 
 
 def by_kind(stack: StackConfig) -> dict[str, dict[str, Any]]:
-    return {m["kind"]: m for m in kms.manifests(stack)}
+    """The objects by kind; the two ConfigMaps by name."""
+    return {m["metadata"]["name"] if m["kind"] == "ConfigMap" else m["kind"]: m for m in kms.manifests(stack)}
 
 
 def test_the_endpoint_is_talos_form_on_the_service_address(homelab: StackConfig) -> None:
@@ -51,6 +52,17 @@ def test_only_the_arda_machines_reach_the_port(homelab: StackConfig) -> None:
             }
         ],
     }
+
+
+def test_the_server_answers_only_the_arda_machines_itself(homelab: StackConfig) -> None:
+    """Host-network processes on the Pi reach the pod whatever the NetworkPolicy says: the server reads the same list
+    from its ConfigMap (at every call, so a machine added rolls no pod) and refuses every other caller."""
+    admitted = by_kind(homelab)["kms-admitted"]
+    assert admitted["data"] == {"cidrs": "".join(f"192.168.0.{host}/32\n" for host in (21, 22, 23, 31, 32))}
+    pod = by_kind(homelab)["DaemonSet"]["spec"]["template"]["spec"]
+    assert "--admitted=/etc/kms/admitted/cidrs" in pod["containers"][0]["command"]
+    assert {"name": "admitted", "mountPath": "/etc/kms/admitted", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "admitted", "configMap": {"name": "kms-admitted"}} in pod["volumes"]
 
 
 def test_the_service_takes_the_service_address_without_a_second_kube_vip_election(homelab: StackConfig) -> None:
@@ -84,6 +96,7 @@ def test_the_key_is_in_no_object_but_its_secret(homelab: StackConfig) -> None:
         "--key=/etc/kms/key/key",
         "--tls-cert=/etc/kms/tls/tls.crt",
         "--tls-key=/etc/kms/tls/tls.key",
+        "--admitted=/etc/kms/admitted/cidrs",
     ]
     assert "env" not in server
     assert {"name": "key", "secret": {"secretName": "kms-key", "defaultMode": 0o440}} in pod["volumes"]
@@ -99,7 +112,7 @@ def test_the_key_is_in_no_object_but_its_secret(homelab: StackConfig) -> None:
 
 
 def test_the_configmap_carries_the_sources_the_tests_build(homelab: StackConfig) -> None:
-    config_map = by_kind(homelab)["ConfigMap"]
+    config_map = by_kind(homelab)["kms-server"]
     assert sorted(config_map["data"]) == ["go.mod", "go.sum", "main.go"]
     assert config_map["data"]["main.go"] == (kms.SERVER_DIR / "main.go").read_text()
     assert "github.com/siderolabs/kms-client v0.2.0" in config_map["data"]["go.mod"]

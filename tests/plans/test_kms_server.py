@@ -5,11 +5,14 @@ volume with the passphrase the KMS unsealed, as Talos does."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,9 +83,16 @@ class Server:
         return "".join(self.log)
 
 
-def start(key: Path, pki: Path, port: int = 0) -> Server:
+def admitting(path: Path, *cidrs: str) -> Path:
+    """The server's --admitted file (plans.kms.admitted_file's form): the test's address among an Arda machine's."""
+    path.write_text("".join(f"{c}\n" for c in cidrs or ("192.168.0.21/32", f"{HOST}/32")))
+    return path
+
+
+def start(key: Path, pki: Path, port: int = 0, admitted: Path | None = None) -> Server:
     """The server with the pod's arguments (plans.kms.daemon_set), on a local port; returns once it serves (its line)."""
-    args = [f"--listen={HOST}:{port}", f"--key={key}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}"]
+    admitted = admitted or admitting(key.parent / f"{key.name}.admitted")
+    args = [f"--listen={HOST}:{port}", f"--key={key}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}", f"--admitted={admitted}"]
     process = subprocess.Popen([str(server_binary()), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     log: list[str] = []
@@ -205,17 +215,114 @@ def test_the_ainur_down_at_boot_the_node_waits_then_unlocks(tmp_path: Path, pki:
     assert json.loads(out) == {"passphrase": sealed["passphrase"]}
 
 
-def test_the_log_names_the_node_never_the_key_the_passphrase_or_the_blob(tmp_path: Path, pki: Path) -> None:
+def node_tag(key: Path, node: str) -> str:
+    """The log's tag of a node: HMAC-SHA256 under HMAC-SHA256(key, label), of the lower-cased UUID, 8 bytes in hex."""
+    tag_key = hmac.new(base64.b64decode(key.read_text()), b"iluvatar-kms/v1 log tag", hashlib.sha256).digest()
+    return "node#" + hmac.new(tag_key, node.lower().encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def test_the_log_tags_the_node_never_its_uuid_the_key_the_passphrase_or_the_blob(tmp_path: Path, pki: Path) -> None:
+    """The UUID is all an Unseal asks for besides a stolen disk's blob, and the logs leave the Pi: a keyed tag stands
+    for it, the same for the same node in either case."""
     key = new_key(tmp_path / "key")
     running = start(key, pki)
     sealed = seal(running, pki)
     unseal(running.endpoint, pki, OTHER_NODE, sealed["sealed"])
+    unseal(running.endpoint, pki, NODE.upper(), sealed["sealed"])
+    client("seal", running.endpoint, pki / "ca.crt", "not-a-uuid")
     log = running.stop()
-    assert f"sealed: node {NODE} from 127.0.0.1:" in log
-    assert f"unseal refused: node {OTHER_NODE} from 127.0.0.1:" in log
+    assert re.search(rf"sealed: {node_tag(key, NODE)} from 127\.0\.0\.1:\d+$", log, re.M)
+    assert re.search(rf"unseal refused: {node_tag(key, OTHER_NODE)} from 127\.0\.0\.1:\d+: ", log, re.M)
+    assert re.search(rf"unsealed: {node_tag(key, NODE)} from 127\.0\.0\.1:\d+$", log, re.M)
+    assert re.search(r"seal refused: from 127\.0\.0\.1:\d+: the node is not a UUID$", log, re.M)
     secrets = [key.read_text(), sealed["passphrase"], sealed["sealed"]]
     secrets += [base64.b64decode(s).hex() for s in secrets]
-    assert [s for s in secrets if s in log] == []
+    secrets += [NODE, NODE.upper(), OTHER_NODE, "not-a-uuid"]
+    assert [s for s in secrets if s.lower() in log.lower()] == []
+
+
+def test_only_the_admitted_addresses_are_answered_read_at_every_call(tmp_path: Path, pki: Path) -> None:
+    """The server's own check of the caller's address (a host-network process on the Pi passes the NetworkPolicy):
+    a caller outside the list is refused before anything is sealed, and a list changed in place (the kubelet's
+    refresh of the ConfigMap) applies at the next call, with no restart."""
+    admitted = admitting(tmp_path / "admitted", "192.168.0.21/32", "192.168.0.22/32")
+    running = start(new_key(tmp_path / "key"), pki, admitted=admitted)
+    assert refusal(client("seal", running.endpoint, pki / "ca.crt", NODE)) == "PermissionDenied"
+    admitting(admitted, "192.168.0.21/32", f"{HOST}/32")
+    sealed = seal(running, pki)
+    admitting(admitted, "# no one", "")
+    assert refusal(unseal(running.endpoint, pki, NODE, sealed["sealed"])) == "PermissionDenied"
+    admitting(admitted, "192.168.0.21/32", "not a cidr", f"{HOST}/32")
+    assert refusal(unseal(running.endpoint, pki, NODE, sealed["sealed"])) == "PermissionDenied"
+    admitted.unlink()
+    assert refusal(unseal(running.endpoint, pki, NODE, sealed["sealed"])) == "PermissionDenied"
+    log = running.stop()
+    assert re.search(r"^.*refused 127\.0\.0\.1:\d+: not an admitted address$", log, re.M)
+    assert "refused 127.0.0.1" in log and 'the admitted list has "not a cidr", not a CIDR' in log
+    assert "the admitted list cannot be read" in log
+
+
+def issue(pki: Path, name: str) -> tuple[Path, Path]:
+    """Another certificate of the same CA for the endpoint (what `pulumi up` issues in the renewal window)."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    key, csr, cert = pki / f"{name}.key", pki / f"{name}.csr", pki / f"{name}.crt"
+    openssl("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), "-CAcreateserial",
+        "-days", "1", "-out", str(cert), "-extfile", str(pki / "ext"),
+    )  # fmt: skip
+    return cert, key
+
+
+def served(server: Server, ca: Path) -> bytes:
+    """The certificate the server presents to a new connection (DER), checked against the CA as Talos checks it."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection((HOST, server.port), timeout=30) as raw, context.wrap_socket(raw, server_hostname=HOST) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(pem: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem.read_text())
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path, pki: Path) -> None:
+    """`pulumi up` renews the certificate in its last 30 days and the kubelet swaps the Secret's files (a new
+    ..data directory, the symlink moved): the next handshake presents the new pair; a pair that does not load
+    (a key of another certificate) leaves the last good one serving."""
+    tls_dir = tmp_path / "tls"
+    first = tls_dir / "..data-1"
+    first.mkdir(parents=True)
+    shutil.copy(pki / "tls.crt", first / "tls.crt")
+    shutil.copy(pki / "tls.key", first / "tls.key")
+    (tls_dir / "..data").symlink_to("..data-1")
+    for name in ("tls.crt", "tls.key"):
+        (tls_dir / name).symlink_to(f"..data/{name}")
+    # The pod's mount (the Secret's files behind ..data) in place of the fixture's.
+    running = start(new_key(tmp_path / "key"), tls_dir)
+    assert served(running, pki / "ca.crt") == der(pki / "tls.crt")
+    cert, key = issue(pki, "renewed")
+    second = tls_dir / "..data-2"
+    second.mkdir()
+    shutil.copy(cert, second / "tls.crt")
+    shutil.copy(key, second / "tls.key")
+    (tls_dir / "..data-tmp").symlink_to("..data-2")
+    (tls_dir / "..data-tmp").rename(tls_dir / "..data")
+    assert served(running, pki / "ca.crt") == der(cert)
+    assert seal(running, pki)["sealed"]
+    other, _ = issue(pki, "mismatched")
+    third = tls_dir / "..data-3"
+    third.mkdir()
+    shutil.copy(other, third / "tls.crt")
+    shutil.copy(key, third / "tls.key")
+    (tls_dir / "..data-tmp").symlink_to("..data-3")
+    (tls_dir / "..data-tmp").rename(tls_dir / "..data")
+    assert served(running, pki / "ca.crt") == der(cert)
+    log = running.stop()
+    assert "the TLS certificate changed: serving the new one" in log
+    assert "the TLS certificate could not be read again, the last one serves: tls: private key does not match public key" in log
 
 
 @pytest.mark.parametrize(
@@ -228,7 +335,13 @@ def test_the_log_names_the_node_never_the_key_the_passphrase_or_the_blob(tmp_pat
 def test_a_wrong_key_stops_the_server(tmp_path: Path, pki: Path, key: str, error: str) -> None:
     path = tmp_path / "key"
     path.write_text(key)
-    args = [f"--listen={HOST}:0", f"--key={path}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}"]
+    args = [
+        f"--listen={HOST}:0",
+        f"--key={path}",
+        f"--tls-cert={pki / 'tls.crt'}",
+        f"--tls-key={pki / 'tls.key'}",
+        f"--admitted={admitting(tmp_path / 'admitted')}",
+    ]
     done = subprocess.run([str(server_binary()), *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr.strip().endswith(error.format(path=path))
@@ -238,6 +351,13 @@ def test_the_server_serves_tls_only(tmp_path: Path) -> None:
     done = subprocess.run([str(server_binary()), f"--key={new_key(tmp_path / 'key')}"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr.strip().endswith("error: --key, --tls-cert and --tls-key are required: the KMS serves TLS only")
+
+
+def test_the_server_needs_its_admitted_list(tmp_path: Path, pki: Path) -> None:
+    args = [f"--key={new_key(tmp_path / 'key')}", f"--tls-cert={pki / 'tls.crt'}", f"--tls-key={pki / 'tls.key'}"]
+    done = subprocess.run([str(server_binary()), *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("error: --admitted is required: the KMS answers only the machines it lists")
 
 
 def cryptsetup(*args: str, key: bytes) -> subprocess.CompletedProcess[str]:

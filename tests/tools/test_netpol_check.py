@@ -438,3 +438,21 @@ def test_a_clusterwide_cilium_policy_is_refused_rather_than_left_out_of_the_matr
     refused = "arda: netpol-analyzer evaluates Kubernetes' NetworkPolicies only, not CiliumClusterwideNetworkPolicy /victoria-logs: the matrix would leave them out"
     with pytest.raises(NetpolCheckError, match=f"^{re.escape(refused)}$"):
         netpol_check.cluster_objects(sim, "arda")
+
+
+def test_a_clusterwide_policy_that_only_denies_egress_to_addresses_is_left_out_and_any_more_refused() -> None:
+    """Arda's policy keeping pods from the Ainur's KMS only takes reach away: the matrix without it shows more, never less.
+    The same policy allowing anything, isolating pods or denying towards pods is refused as before."""
+    sim = simulated(HOMELAB)
+    [deny] = [r for r in sim.registrations if r.type == "kubernetes:cilium.io/v2:CiliumClusterwideNetworkPolicy"]
+    policy = {"metadata": deny.inputs["metadata"], "spec": deny.inputs["spec"]}
+    assert netpol_check.only_denies_outside(policy)
+    assert "CiliumClusterwideNetworkPolicy" not in {o["kind"] for o in netpol_check.cluster_objects(sim, "arda")}
+    changes: list[dict[str, Any]] = [
+        {"enableDefaultDeny": {"egress": True, "ingress": False}},
+        {"ingress": [{"fromEntities": ["world"]}]},
+        {"egressDeny": [{"toEndpoints": [{}]}]},
+        {"egressDeny": []},
+    ]
+    for change in changes:
+        assert not netpol_check.only_denies_outside({**policy, "spec": {**policy["spec"], **change}}), change
