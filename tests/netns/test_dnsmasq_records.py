@@ -6,6 +6,7 @@ name and the new machine's reservation, its process and its leases the same."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -166,6 +167,11 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (/proc/<pid>/stat: T stopped, t stopped by its tracer)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _until(what: str, done: Callable[[], bool]) -> None:
     """Until `done`, at most 20 s, naming what it waits for."""
     deadline = time.monotonic() + 20
@@ -174,13 +180,15 @@ def _until(what: str, done: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost(tmp_path: Path) -> None:
-    """dnsmasq's container (records.run_script) with the real dnsmasq and loop, dnsmasq's start held before it catches
-    SIGHUP (dnsmasq 2.90 src/dnsmasq.c:87-96) while the loop puts a new DHCP hosts file. STAND-IN for a slow start: on
-    the PATH, a `dnsmasq` shell that stops itself and, released by the test, execs the real one, as the container's
-    command's own child is a shell until its exec. A SIGHUP then has its default action and kills it: the loop must
-    not send one; and dnsmasq's first read of the file, in its main loop (src/dnsmasq.c:587, :1223, :1481), takes the new
-    reservation, which a real DHCP client gets."""
+@pytest.mark.parametrize("hold", ["before its handler", "after its handler"])
+def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost(tmp_path: Path, hold: str) -> None:
+    """dnsmasq's container (records.run_script) with the real dnsmasq and loop, dnsmasq's start held while the loop
+    puts a new DHCP hosts file. STAND-IN for a slow start: on the PATH, a `dnsmasq` shell that stops itself and,
+    released by the test, execs the real one, as the container's command's own child is a shell until its exec.
+    Before dnsmasq catches SIGHUP (dnsmasq 2.90 src/dnsmasq.c:87-96) the signal has its default action and kills it:
+    the loop must not send one. After, held again at its pid file (:667, strace stopping it there), the start is not
+    over (:1048): dnsmasq ignores the loop's SIGHUP (:1303-1309), and loses nothing by it. Either way dnsmasq's first
+    read of the file, in its main loop (:587, :1223, :1481), takes the new reservation, which a real DHCP client gets."""
     volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
     old, new = "02:00:5e:00:0e:33,192.168.0.33,nienna,infinite\n", "02:00:5e:00:0e:33,192.168.0.34,nienna,infinite\n"
     _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", old)
@@ -209,16 +217,34 @@ def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost
     try:
         _until("the container runs dnsmasq and its loop", lambda: container.poll() is None and len(_children(container.pid)) == 2)
         held, loop = sorted(_children(container.pid), key=lambda child: records.SCRIPT in Path(f"/proc/{child}/cmdline").read_text())
-        _until("dnsmasq's start held", lambda: Path(f"/proc/{held}/stat").read_text().split(")")[1].split()[0] == "T")
+        _until("dnsmasq's start held", lambda: _state(held) == "T")
+        if hold == "after its handler":
+            trace = tmp_path / "strace"
+            strace = subprocess.Popen([require("strace"), "-p", str(held), "-o", str(trace), "-e", "trace=openat",
+                                       "-e", "inject=openat:signal=SIGSTOP", "-P", str(pid_file)])  # fmt: skip
+            _until("strace attached", lambda: "TracerPid:\t0\n" not in Path(f"/proc/{held}/status").read_text())
+            os.kill(held, signal.SIGCONT)
+            _until("dnsmasq stopped at its pid file", lambda: pid_file.exists() and _state(held) in ("t", "T"))
         sleeps = set(_children(loop))
         _version(volume, "..v2", "192.168.0.40 music.iluvatar.home.arpa\n", new)
         (volume / "..data_tmp").symlink_to("..v2")
         (volume / "..data_tmp").rename(volume / "..data")
         assert container.stderr is not None
+        assert select.select([container.stderr], [], [], 20)[0], "the loop never put the new DHCP hosts"
         line = container.stderr.readline()
         assert line == "iluvatar: dnsmasq reads its dhcp-hosts anew (1 lines)\n", line
         # The pass is over once the loop waits on its next poll.
         _until("the loop's next poll", lambda: bool(set(_children(loop)) - sleeps))
+        if hold == "after its handler":
+            # The loop signalled the dnsmasq that catches SIGHUP: pending while it is stopped (bit 0 of SigPnd or ShdPnd).
+            pending = {
+                k: int(v, 16)
+                for k, v in (ln.split(":\t") for ln in Path(f"/proc/{held}/status").read_text().splitlines())
+                if k in ("SigPnd", "ShdPnd")
+            }
+            assert (pending["SigPnd"] | pending["ShdPnd"]) & 1, pending
+            strace.terminate()  # strace detaches; dnsmasq stays stopped until the SIGCONT
+            strace.wait(timeout=20)
         os.kill(held, signal.SIGCONT)
         _until(
             "dnsmasq's DHCP hosts read",
@@ -229,6 +255,7 @@ def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost
                   "-s", "/bin/true"]  # fmt: skip
         subprocess.run(client, check=True, capture_output=True, timeout=60)
         assert leases.read_text().split()[1:3] == ["02:00:5e:00:0e:33", "192.168.0.34"]
+        assert log.read_text().count(f"read {dest}/dhcp-hosts/") == 1  # its first read; the ignored SIGHUP read nothing
         container.send_signal(signal.SIGTERM)
         assert container.wait(timeout=20) == 0
     finally:
