@@ -259,6 +259,9 @@ def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost
         container.send_signal(signal.SIGTERM)
         assert container.wait(timeout=20) == 0
     finally:
+        # A held dnsmasq outlives its container's command: end the container's children too, whatever failed.
+        for child in _children(container.pid) if container.poll() is None else []:
+            os.kill(child, signal.SIGKILL)
         if container.poll() is None:
             container.kill()
             container.wait(timeout=20)
