@@ -20,6 +20,21 @@ only ever added, :327-337, and a line whose address an earlier one holds is refu
 SIGHUP also clears dnsmasq's DNS cache and re-reads its hostsdir; the leases stay (src/lease.c:216-234 only renames
 them after the hosts). The DHCP hosts carry no `set:` tag, which that SIGHUP would crash on (plans.netboot.dnsmasq
 `dhcp_hosts_file`).
+
+When the SIGHUP is needed, dnsmasq 2.90's start, read there: until dnsmasq installs its handler (src/dnsmasq.c:87-96,
+and before `exec` the child of `run_script` is still a shell), a SIGHUP has its default action and kills it: the
+container ends, the household loses DHCP and DNS until the kubelet starts it again. Once the handler is in, a SIGHUP
+is either honoured (after :1048) or ignored during the rest of the start (:1303-1309); an ignored one loses nothing,
+for dnsmasq reads its DHCP hosts file first in its main loop, after :1048, on the event it queued itself at :587
+(:1223 and :1481, `clear_cache_and_reload` :1738): a file put before then is the one it reads. So the loop signals
+dnsmasq once the kernel says it catches SIGHUP (/proc/<pid>/status SigCgt), and never before: a file put while it
+does not is read by that first read. Nor need the loop confirm each reload: a SIGHUP is delivered after the rename
+that preceded it, and dnsmasq reads the file when it handles it, so the last file put is the last read, however
+signals coalesce.
+
+What the loop reads and writes, since it runs as dnsmasq's container's user with dnsmasq's capabilities: it reads the
+netboot ConfigMap's volume (the program's own records) and dnsmasq's /proc status, nothing from the network; it only
+copies the records as data (`cp`, `cmp`, never evaluated) into DEST, its emptyDir, and signals DNSMASQ_PID alone.
 """
 
 from __future__ import annotations
@@ -75,8 +90,20 @@ put() {{
   if cmp -s "$copy/$1" "$DEST/$2/{FILE}"; then return 0; fi
   cp "$copy/$1" "$DEST/$2/.{FILE}.new" && chmod 644 "$DEST/$2/.{FILE}.new" && mv -f "$DEST/$2/.{FILE}.new" "$DEST/$2/{FILE}" || return 1
   echo "iluvatar: dnsmasq reads its $2 anew ($(grep -vc '^#' "$DEST/$2/{FILE}" || true) lines)" >&2
-  # The DHCP hosts: dnsmasq reads them anew on SIGHUP alone, dropping the old ones first (see the module).
-  if [ "${{3:-}}" = reload ] && [ -n "${{DNSMASQ_PID:-}}" ]; then kill -HUP "$DNSMASQ_PID"; fi
+  # The DHCP hosts: dnsmasq reads them anew on SIGHUP alone, dropping the old ones first, and only once it catches
+  # the signal, which would kill it before; a file put before then is the one its first read takes (see the module).
+  if [ "${{3:-}}" = reload ] && [ -n "${{DNSMASQ_PID:-}}" ] && catches_hup; then kill -HUP "$DNSMASQ_PID"; fi
+}}
+catches_hup() {{
+  # Whether dnsmasq has its SIGHUP handler: bit 0 of SigCgt (the kernel's fs/proc/array.c render_sigset_t).
+  [ -r "/proc/$DNSMASQ_PID/status" ] || return 1
+  while read -r key value; do
+    if [ "$key" = SigCgt: ]; then
+      case "$value" in *[13579bdfBDF]) return 0 ;; esac
+      return 1
+    fi
+  done < "/proc/$DNSMASQ_PID/status"
+  return 1
 }}
 pass() {{
   if ! snapshot; then
@@ -87,8 +114,7 @@ pass() {{
 }}
 while :; do
   if [ -n "${{ONCE:-}}" ]; then pass; break; fi
-  # Each pass a poll after the last; the first a poll after dnsmasq's start (the init step put the records it starts
-  # with), since dnsmasq ignores a SIGHUP until its startup ends (dnsmasq 2.90 src/dnsmasq.c:1303-1309 and :1048).
+  # Each pass a poll after the last (the init step put the records dnsmasq starts with).
   sleep {POLL_SECONDS} &
   wait $!
   pass || true

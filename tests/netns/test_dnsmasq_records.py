@@ -6,19 +6,22 @@ name and the new machine's reservation, its process and its leases the same."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from plans import netboot
+from plans.netboot import records
 from stacks import load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns.lan import Lan, in_ns, lan, require_root
+from tests.plans.test_netboot_records import _version
 from tests.tools import require
 
 require_root()
@@ -158,3 +161,107 @@ def test_a_sighup_aborts_a_dnsmasq_that_answered_a_tagged_host_of_its_dhcp_hosts
             wait_for_line(log, f"read {net.records}/dhcp-hosts/iluvatar", mark, "the DHCP hosts again")
             assert net.lease(manwe.mac, firmware=None)["ip"] == str(manwe.ip)
             assert net.procs["dnsmasq"].poll() is None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (/proc/<pid>/stat: T stopped, t stopped by its tracer)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _until(what: str, done: Callable[[], bool]) -> None:
+    """Until `done`, at most 20 s, naming what it waits for."""
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("hold", ["before its handler", "after its handler"])
+def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost(tmp_path: Path, hold: str) -> None:
+    """dnsmasq's container (records.run_script) with the real dnsmasq and loop, dnsmasq's start held while the loop
+    puts a new DHCP hosts file. STAND-IN for a slow start: on the PATH, a `dnsmasq` shell that stops itself and,
+    released by the test, execs the real one, as the container's command's own child is a shell until its exec.
+    Before dnsmasq catches SIGHUP (dnsmasq 2.90 src/dnsmasq.c:87-96) the signal has its default action and kills it:
+    the loop must not send one. After, held again at its pid file (:667, strace stopping it there), the start is not
+    over (:1048): dnsmasq ignores the loop's SIGHUP (:1303-1309), and loses nothing by it. Either way dnsmasq's first
+    read of the file, in its main loop (:587, :1223, :1481), takes the new reservation, which a real DHCP client gets."""
+    volume, dest, etc, bin_dir = tmp_path / "volume", tmp_path / "records", tmp_path / "etc", tmp_path / "bin"
+    old, new = "02:00:5e:00:0e:33,192.168.0.33,nienna,infinite\n", "02:00:5e:00:0e:33,192.168.0.34,nienna,infinite\n"
+    _version(volume, "..v1", "192.168.0.40 music.iluvatar.home.arpa\n", old)
+    (volume / "..data").symlink_to("..v1")
+    env = {"PATH": os.environ["PATH"], "SRC": str(volume), "DEST": str(dest)}
+    once = subprocess.run(["sh", "-c", records.records_script()], env={**env, "ONCE": "1"}, capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stderr  # the init step: dnsmasq starts with the old reservation
+    etc.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    bin_dir.mkdir()
+    (bin_dir / "dnsmasq").write_text(f'#!/bin/sh\nkill -STOP $$\nexec {require("dnsmasq")} "$@"\n')
+    (bin_dir / "dnsmasq").chmod(0o755)
+    log, pid_file, leases = tmp_path / "dnsmasq.log", tmp_path / "dnsmasq.pid", tmp_path / "dnsmasq.leases"
+    args = ["--keep-in-foreground", "--conf-file=/dev/null", "--user=root", "--no-resolv", "--no-hosts", "--port=0", "--interface=a0",
+            "--bind-interfaces", "--dhcp-range=192.168.0.100,192.168.0.200", f"--dhcp-hostsfile={dest}/dhcp-hosts/{records.FILE}",
+            f"--dhcp-leasefile={leases}", f"--log-facility={log}", f"--pid-file={pid_file}"]  # fmt: skip
+    wire = "ip link add a0 type veth peer name b0 && ip addr add 192.168.0.14/24 dev a0 && ip link set b0 address 02:00:5e:00:0e:33"
+    wire += " && ip link set a0 up && ip link set b0 up && ip link set lo up"
+    container = subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", f'{wire} && exec sh "$@"', "sh", str(etc / records.RUN_SCRIPT), *args],
+        env={**env, "PATH": f"{bin_dir}:{env['PATH']}"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until("the container runs dnsmasq and its loop", lambda: container.poll() is None and len(_children(container.pid)) == 2)
+        held, loop = sorted(_children(container.pid), key=lambda child: records.SCRIPT in Path(f"/proc/{child}/cmdline").read_text())
+        _until("dnsmasq's start held", lambda: _state(held) == "T")
+        if hold == "after its handler":
+            trace = tmp_path / "strace"
+            strace = subprocess.Popen([require("strace"), "-p", str(held), "-o", str(trace), "-e", "trace=openat",
+                                       "-e", "inject=openat:signal=SIGSTOP", "-P", str(pid_file)])  # fmt: skip
+            _until("strace attached", lambda: "TracerPid:\t0\n" not in Path(f"/proc/{held}/status").read_text())
+            os.kill(held, signal.SIGCONT)
+            _until("dnsmasq stopped at its pid file", lambda: pid_file.exists() and _state(held) in ("t", "T"))
+        sleeps = set(_children(loop))
+        _version(volume, "..v2", "192.168.0.40 music.iluvatar.home.arpa\n", new)
+        (volume / "..data_tmp").symlink_to("..v2")
+        (volume / "..data_tmp").rename(volume / "..data")
+        assert container.stderr is not None
+        assert select.select([container.stderr], [], [], 20)[0], "the loop never put the new DHCP hosts"
+        line = container.stderr.readline()
+        assert line == "iluvatar: dnsmasq reads its dhcp-hosts anew (1 lines)\n", line
+        # The pass is over once the loop waits on its next poll.
+        _until("the loop's next poll", lambda: bool(set(_children(loop)) - sleeps))
+        if hold == "after its handler":
+            # The loop signalled the dnsmasq that catches SIGHUP: pending while it is stopped (bit 0 of SigPnd or ShdPnd).
+            pending = {
+                k: int(v, 16)
+                for k, v in (ln.split(":\t") for ln in Path(f"/proc/{held}/status").read_text().splitlines())
+                if k in ("SigPnd", "ShdPnd")
+            }
+            assert (pending["SigPnd"] | pending["ShdPnd"]) & 1, pending
+            strace.terminate()  # strace detaches; dnsmasq stays stopped until the SIGCONT
+            strace.wait(timeout=20)
+        os.kill(held, signal.SIGCONT)
+        _until(
+            "dnsmasq's DHCP hosts read",
+            lambda: container.poll() is not None or f"read {dest}/dhcp-hosts/" in (log.read_text() if log.exists() else ""),
+        )
+        assert container.poll() is None, f"dnsmasq's container ended: {container.returncode}"
+        client = ["nsenter", f"--net=/proc/{container.pid}/ns/net", require("udhcpc"), "-i", "b0", "-f", "-q", "-n", "-t", "3", "-T", "1",
+                  "-s", "/bin/true"]  # fmt: skip
+        subprocess.run(client, check=True, capture_output=True, timeout=60)
+        assert leases.read_text().split()[1:3] == ["02:00:5e:00:0e:33", "192.168.0.34"]
+        assert log.read_text().count(f"read {dest}/dhcp-hosts/") == 1  # its first read; the ignored SIGHUP read nothing
+        container.send_signal(signal.SIGTERM)
+        assert container.wait(timeout=20) == 0
+    finally:
+        # A held dnsmasq outlives its container's command: end the container's children too, whatever failed.
+        for child in _children(container.pid) if container.poll() is None else []:
+            os.kill(child, signal.SIGKILL)
+        if container.poll() is None:
+            container.kill()
+            container.wait(timeout=20)
