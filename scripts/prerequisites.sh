@@ -33,9 +33,11 @@ fi
 # nfs-ganesha, nfs-ganesha-vfs (its rpcbind comes along), libnfs-utils: the netbooting maiar's NFS roots, the real server and a
 # userspace client (this kernel has no NFS client); mtools, dosfstools, cpio: the Pi image builder's test images (issue #41);
 # iptables: a netbooted maia's guard of its NFS server against its own pods, run as the Pi runs it.
+# strace: holds the real dnsmasq at a chosen system call of its start, so the netboot pod's records loop is tested
+# against a dnsmasq that has not yet caught SIGHUP (tests/netns/test_dnsmasq_records.py).
 packages=(dnsmasq-base cloud-init udhcpc tftp-hpa curl iproute2 graphviz openssl nfs-ganesha nfs-ganesha-vfs libnfs-utils mtools dosfstools cpio
   qemu-system-x86 ipxe-qemu ovmf qemu-system-arm qemu-efi-aarch64 nginx libnginx-mod-stream bind9-dnsutils git
-  openssh-server openssh-client sudo restic jq dash busybox bash systemd-journal-remote iptables)
+  openssh-server openssh-client sudo restic jq dash busybox bash systemd-journal-remote iptables strace)
 # systemd-journal-remote: journald's own forwarder (systemd-journal-upload) sends a Pi's journal to the log store, and
 # systemd-journal-remote writes the journal file it reads (tests/netns/test_logs.py).
 packages+=(nftables)
