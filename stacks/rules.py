@@ -315,6 +315,8 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"Longhorn take whole disks (lsblk lists the disk above its partitions); write {parent}",
                     )
                 )
+            if isinstance(disk, str) and (why := not_a_disk(disk, field == "installDisk")) is not None:
+                out.append(Problem(node_path(i, field), why))
             if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
                 out.append(
                     Problem(
@@ -362,6 +364,43 @@ def partition_of(disk: str) -> str | None:
         return found.group(1) or found.group(2)
     if disk.startswith("/dev/disk/") and (linked := re.match(r"^(.*)-part\d+$", disk)) is not None:
         return linked.group(1)
+    return None
+
+
+# Links udev makes for what is on a disk, never for the disk itself (60-persistent-storage.rules: by-partuuid and
+# by-partlabel for a partition's GPT entry, by-uuid and by-label for a filesystem's). Talos's installer resolves the
+# path it is given and writes a partition table there (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:1541-1551 at v1.13.9), so a
+# partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
+_ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
+# An eMMC's hardware boot partitions and its replay-protected block (Linux drivers/mmc/core/block.c names them
+# mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
+# (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
+_EMMC_AREA = re.compile(r"^/dev/(mmcblk\d+)(boot\d+|rpmb)$")
+# Software RAID and device-mapper volumes exist only once a running Linux assembles them: the firmware boots the
+# install disk's EFI partition before any of that, so Talos must go on a physical disk.
+_ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+)$")
+
+
+def not_a_disk(disk: str, install: bool) -> str | None:
+    """Why a path names something other than a whole disk (a filesystem's or partition's link, an eMMC's boot area, a
+    RAID or device-mapper volume as the install disk), with the fix; None when nothing here says so."""
+    if (linked := _ON_A_DISK.match(disk)) is not None:
+        what = "a partition" if linked.group(1).startswith("part") else "a filesystem"
+        return (
+            f"{disk} names {what} (by-{linked.group(1)}), not a disk: "
+            + ("the system is written to a whole disk, its own partitions with it" if install else "Ceph and Longhorn take whole disks")
+            + "; find the disk it is on with `lsblk -o NAME,TYPE,PARTUUID,UUID` and write the disk (/dev/sdb) or its /dev/disk/by-id link"
+        )
+    if (area := _EMMC_AREA.match(disk)) is not None:
+        return (
+            f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
+            f"read-only by default), not its user area: write /dev/{area.group(1)}"
+        )
+    if install and _ASSEMBLED.match(disk) is not None:
+        return (
+            f"{disk} is a software RAID or device-mapper volume, which exists only once a running Linux assembles it: the firmware "
+            "boots the install disk before that, so the system goes on a physical disk; write one of its disks (lsblk -s lists them)"
+        )
     return None
 
 
