@@ -189,17 +189,26 @@ def target_of(backup: Backup) -> Target:
 VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$")
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
 _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
+# robfig's one descriptor VolSync's CRD pattern lacks (parser.go:400 at v3.0.1 reads it as @daily): a CronJob and k3s
+# take it, a ReplicationSource's trigger does not.
+_ROBFIG_ONLY = "@midnight"
 
 
-def cron_problem(text: str) -> str | None:
-    """Why cron (and VolSync's CRD, and a CronJob) cannot parse `text`, or None."""
+def cron_problem(text: str, volsync: bool = True) -> str | None:
+    """Why its consumers cannot parse `text`, or None: robfig/cron's standard parser always (a CronJob, k3s's etcd
+    snapshots), and VolSync's CRD pattern too when `volsync` (a volume's ReplicationSource trigger)."""
     # Read as written: the scaffold renders the text as typed, and neither consumer trims it. robfig reads a text that
     # starts with @ as a descriptor, whole (parser.go:106 and parseDescriptor's exact match, :365-433 at v3.0.1), and
     # VolSync's pattern takes at most one blank after each field.
-    if text in _MACROS:
+    if text in _MACROS or (text == _ROBFIG_ONLY and not volsync):
         return None
     spec = text.strip()
-    if spec in _MACROS:
+    if spec == _ROBFIG_ONLY and volsync:
+        return (
+            f"{show(text)}: robfig/cron (a CronJob's) reads it as @daily, but VolSync's CRD takes only @yearly, @annually, @monthly, "
+            "@weekly, @daily and @hourly (api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write @daily"
+        )
+    if spec in (*_MACROS, _ROBFIG_ONLY):
         return f"{show(text)}: robfig/cron reads a descriptor whole, blanks included, and knows no {text!r}; write {spec}"
     fields = spec.split()
     if len(fields) != len(_FIELDS):
@@ -382,7 +391,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP} is not; remove it")
         return
     backup = ctx.backup
-    problem = cron_problem(backup.etcd.schedule)
+    # Read by k3s (etcd-snapshot-schedule-cron) and talos-backup's CronJob: robfig's parser, no VolSync.
+    problem = cron_problem(backup.etcd.schedule, volsync=False)
     if problem is not None:
         yield Problem(f"{BACKUP}.etcd.schedule", problem)
     found = parse_target(backup.target)
@@ -525,6 +535,7 @@ _MACRO_SPECS = {
     "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0",
     "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
 
@@ -625,7 +636,7 @@ def _drill(ctx: Context) -> Iterator[Problem]:
             "alert; set iluvatar:monitoring, or drill.enabled: false",
         )
         return
-    if (problem := cron_problem(drill.schedule)) is not None:
+    if (problem := cron_problem(drill.schedule, volsync=False)) is not None:  # the drills' CronJobs
         yield Problem(f"{DRILL}.schedule", problem)
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)
