@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Iterator
 
 from stacks import pins
-from stacks.data import _MACRO_SPECS, _cron_field, _days_run, longest_gap
+from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap
 from stacks.errors import Problem
 from stacks.model import StackConfig
 
@@ -42,20 +42,22 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
-    if drill.enabled and drill.volumes:
+    # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
+    # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
+    arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
+    if drill.enabled:
         every = longest_gap(drill.schedule)
-        rarer = [
-            (i, app.name, app.backup.schedule)
-            for i, app in enumerate(stack.apps)
-            if app.backup is not None and longest_gap(app.backup.schedule) > every
-        ]
+        restored = [(f"apps[{i}] {app.name}", app.backup.schedule) for i, app in enumerate(stack.apps) if app.backup is not None and drill.volumes]
+        if arda_drilled or ainur_drilled:
+            restored.append(("backup.etcd", backup.etcd.schedule))
+        rarer = [(what, schedule) for what, schedule in restored if longest_gap(schedule) > every]
         if rarer:
-            named = ", ".join(f"apps[{i}] {name} ({schedule})" for i, name, schedule in rarer)
+            named = ", ".join(f"{what} ({schedule})" for what, schedule in rarer)
             yield Problem(
                 "iluvatar:backup.drill.schedule",
                 f"{drill.schedule} runs more often than the backups it restores of {named}: between two of their backups it "
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
-                "those apps up as often",
+                "those up as often",
             )
 
 
