@@ -210,6 +210,25 @@ def cron_problem(text: str, volsync: bool = True) -> str | None:
         )
     if spec in (*_MACROS, _ROBFIG_ONLY):
         return f"{show(text)}: robfig/cron reads a descriptor whole, blanks included, and knows no {text!r}; write {spec}"
+    if spec.startswith("@every "):
+        # robfig's interval (parser.go:424-433, constantdelay.go at v3.0.1) counts from the time its reader passes, not
+        # from a time of day: VolSync's pattern refuses it, and the drill's bound on a snapshot's age cannot be told from it.
+        reader = (
+            "VolSync's CRD takes only @yearly, @annually, @monthly, @weekly, @daily and @hourly"
+            if volsync
+            else (
+                "robfig/cron takes it, but counts it from when its reader started counting (k3s's start, a CronJob's creation or "
+                "last run), not from a time of day, so when a snapshot is due (the drill's bound on its age) cannot be told from it"
+            )
+        )
+        return f"{show(text)}: {reader}; write the times as five fields (e.g. 0 */6 * * * for every 6 hours)"
+    if spec.startswith("@"):
+        known = (
+            "VolSync's CRD takes @yearly, @annually, @monthly, @weekly, @daily and @hourly"
+            if volsync
+            else "robfig/cron takes @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly"
+        )
+        return f"{show(text)}: {spec} is not a descriptor ({known}); write one, or five fields (e.g. 0 3 * * *)"
     fields = spec.split()
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
@@ -408,6 +427,16 @@ def _target(ctx: Context) -> Iterator[Problem]:
         if host in zone:
             address = zone[host]
             server_name = f"{host} ({address})"
+            # A VIP of the Ainur by name (the same address written as itself is refused by stacks.addresses): k3s's API or
+            # the netboot services, which kube-vip moves between the Pis; no S3 or NFS server of the backups' answers there.
+            if ctx.ainur is not None and address in (ctx.ainur.vip, ctx.ainur.service_ip):
+                what = "ainur.vip, the Ainur's API server" if address == ctx.ainur.vip else "ainur.serviceIp, the netboot services"
+                yield Problem(
+                    f"{BACKUP}.target",
+                    f"{backup.target}: the server {server_name} is {what}, an address kube-vip moves between the Pis, where no "
+                    "backup server answers; give the NAS's address or name",
+                )
+                return
     app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
     if app is not None:
         # An app's name is Arda's gateways (envoy-internal or envoy-external, in the load-balancer pool): a MinIO there

@@ -335,6 +335,18 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
             )
             return
         ip = zone[server]
+        # By name, a VIP of the Ainur (ainur, netboot): kube-vip's address for k3s's API or the netboot services, where
+        # no NFS server of the class's answers (the same address written as itself is refused by stacks.addresses).
+        ainur_vips = (
+            {} if ainur is None else {ainur.vip: "ainur.vip, the Ainur's API server", ainur.service_ip: "ainur.serviceIp, the netboot services"}
+        )
+        if ip in ainur_vips:
+            yield Problem(
+                path,
+                f"{server} ({ip}) is {ainur_vips[ip]}, an address kube-vip moves between the Pis, where no NFS share is served: "
+                "give the NAS's address, or a Pi of the Ainur that exports the share",
+            )
+            return
     # A machine of the plan may serve the class (docs/reference/stack.md), by name or by address alike: a Pi of the
     # Ainur runs Debian, which can export a share. An Arda machine runs Talos, which runs no NFS server, and Arda's VIP
     # is its API server: nothing there answers NFS. Checked here, not in stacks.addresses, whose fix would move the

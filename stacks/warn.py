@@ -11,9 +11,10 @@ import datetime
 from collections.abc import Iterator
 
 from stacks import pins
-from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap
+from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.model import StackConfig
+from stacks.storage import default_class, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -37,6 +38,7 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     backup = stack.backup
     if backup is None:
         return
+    yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
@@ -92,3 +94,29 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
     )
+
+
+def _same_box(stack: StackConfig) -> Iterator[Problem]:
+    """A volume of the nfs class backed up to the NAS that serves the class: its backups are on the box it lives on, so
+    a lost NAS takes both. A warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
+    if stack.backup is None or stack.storage.nfs is None:
+        return
+    found = parse_target(stack.backup.target)
+    if isinstance(found, str):
+        return
+    host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
+    zone = zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    server = target_address(found) or zone.get(host)
+    nfs = nfs_address(stack)
+    if server is None or str(server) != nfs:
+        return
+    default = default_class(stack, "arda")
+    for i, app in enumerate(stack.apps):
+        for v, volume in enumerate(app.backup.volumes if app.backup is not None else ()):
+            if (volume.storage_class or default) == "nfs":
+                yield Problem(
+                    f"iluvatar:apps[{i}].backup.volumes[{v}]",
+                    f"{volume.claim} is on the nfs class, served by {nfs}, and backed up to {stack.backup.target} on the same "
+                    "server: a lost NAS takes the volume and its backups together; back it up to another machine, or keep it on "
+                    "another class",
+                )
