@@ -264,6 +264,8 @@ def parse_stack(
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
+        ports_written=isinstance(values.get("apps"), list)
+        and any(isinstance(a, dict) and isinstance(a.get("ports"), list) and a["ports"] for a in values["apps"]),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     app_values, app_values_broken = (

@@ -54,8 +54,10 @@ def check(
     taken: Mapping[IPv4Address, str],
     secrets: Collection[str],
     arda_patches: Sequence[Mapping[str, object]] = (),
+    ports_written: bool = False,
 ) -> list[Problem]:
-    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them."""
+    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them.
+    `ports_written`: an app of the stack file lists ports, even one refused (and so not in `apps`) for another mistake."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -71,7 +73,8 @@ def check(
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
-    out += _access(remote, identity, identity_set, any(a.ports for _, a in apps))
+    # An app refused for a mistake in its ports still has them: reach: ports is not wrong for it.
+    out += _access(remote, identity, identity_set, ports_written or any(a.ports for _, a in apps))
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
     return out
