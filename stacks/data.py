@@ -258,9 +258,9 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
                 "pkg/apis/batch/validation/validation.go:843 at v1.35.1)"
                 if not etcd
                 else (
-                    "k3s's robfig/cron would take it, but Iluvatar reads this schedule as five fields in UTC too: talos-backup's "
-                    "CronJob, where Kubernetes refuses a time zone (pkg/apis/batch/validation/validation.go:843 at v1.35.1), and the "
-                    "drill's clock"
+                    "k3s's robfig/cron would take it, but Iluvatar reads this schedule as five fields in UTC too: its retention and "
+                    "drill checks, and with an S3 target talos-backup's CronJob, where Kubernetes refuses a time zone "
+                    "(pkg/apis/batch/validation/validation.go:843 at v1.35.1) and the drill's clock"
                 )
             )
         )
