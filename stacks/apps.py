@@ -140,6 +140,12 @@ def _service_name(i: int, app: App) -> Iterator[Problem]:
                 "start with a letter (a DNS-1035 label); give the app a name starting with a letter (e.g. "
                 f"game-{app.name})",
             )
+        elif len(app.name) > 63 - len("-lan"):
+            yield Problem(
+                app_path(i, "name"),
+                f"{app.name} is {len(app.name)} characters, and it names the app's Service {app.name}-lan, over a Service name's 63; "
+                f"give the app a name of at most {63 - len('-lan')} characters",
+            )
     elif app.service is not None:
         if app.service.name is not None:
             if not _DNS1035.match(app.service.name):
