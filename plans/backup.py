@@ -174,6 +174,13 @@ def replication_source(stack: StackConfig, app: App, backup: AppBackup, volume: 
     }
 
 
+def _restored_by_snapshot(stack: StackConfig, backup: AppBackup, volume: BackupVolume) -> bool:
+    """Whether the claim is filled by VolSync's volume populator, from a snapshot of its class: a class with snapshots
+    copied other than Direct. A volume on a class that clones but has no snapshots (nfs, with Clone) is restored into
+    the claim itself, as Direct."""
+    return copy_method(stack, backup, volume) != "Direct" and volume_class(stack, volume) in SNAPSHOT_CLASSES
+
+
 def restore_name(claim: str) -> str:
     return f"{claim}-restore"
 
@@ -182,7 +189,7 @@ def replication_destination(stack: StackConfig, backup: AppBackup, volume: Backu
     """The claim's restore, once: into a snapshot the claim is populated from, or (Direct) into the claim itself."""
     cls = volume_class(stack, volume)
     restic: dict[str, Any] = {**_mover(stack, volume.claim), "cacheCapacity": CACHE}
-    if copy_method(stack, backup, volume) == "Direct":
+    if not _restored_by_snapshot(stack, backup, volume):
         restic |= {"copyMethod": "Direct", "destinationPVC": volume.claim}
     else:
         restic |= {
@@ -207,7 +214,7 @@ def claim(stack: StackConfig, backup: AppBackup, volume: BackupVolume) -> dict[s
         "storageClassName": volume_class(stack, volume),
         "resources": {"requests": {"storage": volume.size}},
     }
-    if copy_method(stack, backup, volume) != "Direct":
+    if _restored_by_snapshot(stack, backup, volume):
         spec["dataSourceRef"] = {"kind": "ReplicationDestination", "apiGroup": "volsync.backube", "name": restore_name(volume.claim)}
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": volume.claim}, "spec": spec}
 

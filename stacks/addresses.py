@@ -106,7 +106,15 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
         if h.kind not in ("node", "vip"):
             continue
         for d in devices:
-            if d.ip != h.ip or d.kind == "dns" or (d.kind == "bmc" and h.kind == "node") or (d.kind == "nas" and h.kind == "node"):
+            # A machine may be the NAS or the NFS class's server, and the NFS class's at Arda's VIP is stacks.storage's
+            # to refuse (at storage.nfs.server: the VIP is not what moves).
+            if (
+                d.ip != h.ip
+                or d.kind == "dns"
+                or (d.kind == "bmc" and h.kind == "node")
+                or (d.kind in ("nas", "nfs") and h.kind == "node")
+                or (d.kind == "nfs" and h.path == "arda.vip")
+            ):
                 continue
             what = "a machine's address" if h.kind == "node" else "an address kube-vip announces"
             yield Problem(

@@ -14,6 +14,7 @@ This module holds the registry's rules; the models are `stacks.model.App`, `AppS
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
@@ -149,8 +150,108 @@ _EXTERNAL_WAYS = (
 )
 
 
+# A Service's name is a DNS-1035 label, which starts with a letter: ValidateServiceName is NameIsDNS1035Label
+# (k8s.io/kubernetes@v1.35.1 pkg/apis/core/validation/validation.go:290; the format at k8s.io/apimachinery@v0.35.1
+# pkg/util/validation/validation.go:222). An app's name, an RFC 1123 label, may start with a digit.
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _service_name(i: int, app: App) -> Iterator[Problem]:
+    """The Service names the app's entry gives: `<name>-lan` for raw ports (plans.ports), its backend's for HTTP."""
+    if app.ports:
+        if not _DNS1035.match(app.name):
+            yield Problem(
+                app_path(i, "name"),
+                f"{app.name} starts with a digit, and it names the app's Service {app.name}-lan, whose name Kubernetes requires to "
+                "start with a letter (a DNS-1035 label); give the app a name starting with a letter (e.g. "
+                f"game-{app.name})",
+            )
+        elif len(app.name) > 63 - len("-lan"):
+            yield Problem(
+                app_path(i, "name"),
+                f"{app.name} is {len(app.name)} characters, and it names the app's Service {app.name}-lan, over a Service name's 63; "
+                f"give the app a name of at most {63 - len('-lan')} characters",
+            )
+    elif app.service is not None:
+        if app.service.name is not None:
+            if not _DNS1035.match(app.service.name):
+                yield Problem(
+                    app_path(i, "service.name"),
+                    f"{app.service.name} starts with a digit, and no Service can have that name (Kubernetes requires a DNS-1035 "
+                    "label, starting with a letter); write the name of the app's Service as its chart names it",
+                )
+        elif not _DNS1035.match(app.name):
+            yield Problem(
+                app_path(i, "service.name"),
+                f"is left out, so the app's route sends to a Service named {app.name}, which cannot exist (Kubernetes requires a "
+                "Service's name to start with a letter, a DNS-1035 label); write the name of the app's Service as its chart names it "
+                "(service.name)",
+            )
+
+
+# A Service port's targetPort given by name: an IANA_SVC_NAME, as validateServicePort checks it (ValidatePortNumOrName,
+# k8s.io/kubernetes@v1.35.1 pkg/apis/core/validation/validation.go:3488, IsValidPortName at k8s.io/apimachinery@v0.35.1
+# pkg/util/validation/validation.go:321-340): at most 15 characters of a-z, 0-9 and '-', at least one letter, no
+# leading or trailing '-', no '--'.
+_PORT_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def _target_port_name(path: str, name: str) -> Iterator[Problem]:
+    if name.isdigit():
+        # Quoted in YAML, a number is a string, which Kubernetes reads as a port's name (one without a letter).
+        yield Problem(
+            path,
+            f"'{name}' is a port number written as a string (quoted), which Kubernetes reads as a port's name; write it unquoted: targetPort: {int(name)}",
+        )
+        return
+    why = []
+    if len(name) > 15:
+        why.append(f"is {len(name)} characters, over a port name's 15")
+    if not _PORT_NAME.match(name):
+        why.append("has '--' in it" if "--" in name else "is not lower-case letters, digits and single '-' between them")
+    if not re.search(r"[a-z]", name):
+        why.append("has no letter")
+    if why:
+        yield Problem(
+            path,
+            f"{name} {' and '.join(why)}: Kubernetes refuses it as a container port's name (an IANA service name: at most 15 "
+            "characters of a-z, 0-9 and '-', at least one letter, no '--'); write the port's number, or the name the "
+            "container gives the port, which obeys the same rule",
+        )
+
+
+# A Service's selector is labels: ValidateLabels (k8s.io/kubernetes@v1.35.1 pkg/apis/core/validation/validation.go:6630)
+# checks each key as a qualified name and each value as a label value (k8s.io/apimachinery@v0.35.1
+# pkg/api/validate/content/kube.go:43-93): a name part and a value of at most 63 characters of [A-Za-z0-9-_.], starting
+# and ending alphanumeric (a value may be empty), a key's optional prefix a DNS-1123 subdomain of at most 253.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_RULE = "at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+
+
+def _selector(i: int, selector: Mapping[str, str]) -> Iterator[Problem]:
+    for key, value in selector.items():
+        path = app_path(i, f"selector.{key}")
+        prefix, _, name = key.rpartition("/")
+        bad_prefix = "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.match(prefix) or "/" in prefix)
+        if bad_prefix or len(name) > 63 or not _LABEL_NAME.match(name):
+            yield Problem(
+                path,
+                f"the key {key} is not a label key Kubernetes takes (a name of {_LABEL_RULE}, after an optional DNS subdomain "
+                "prefix and '/', e.g. app.kubernetes.io/name); write the key of a label the app's pods carry "
+                "(kubectl get pods --show-labels)",
+            )
+        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+            yield Problem(
+                path,
+                f"{value} is not a label value Kubernetes takes ({_LABEL_RULE}, or empty); write the value of a label the app's "
+                "pods carry (kubectl get pods --show-labels), e.g. its chart's instance name",
+            )
+
+
 def _shape(i: int, app: App) -> Iterator[Problem]:
     """An app is HTTP (service) or raw ports on its address, never neither nor both; each port usable on that path."""
+    yield from _service_name(i, app)
     if app.service is None and not app.ports:
         yield Problem(app_path(i), "needs service (an HTTP app behind the gateways) or ports (raw TCP/UDP on its own address); add one")
         return
@@ -170,6 +271,8 @@ def _shape(i: int, app: App) -> Iterator[Problem]:
         if app.selector is not None:
             yield Problem(app_path(i, "selector"), "is only for an app with ports (it picks the pods its own Service sends to); remove it")
         return
+    if app.selector is not None:
+        yield from _selector(i, app.selector)
     if app.address is None:
         yield Problem(app_path(i, "address"), "is required for an app with ports: name a free address of network.loadBalancerPool, its own for good")
     if app.audience == "external":
@@ -195,6 +298,8 @@ def _port(path: str, port: AppPort) -> Iterator[Problem]:
         yield Problem(f"{path}.port", f"{port.port} is not a port: TCP and UDP ports are 1 to 65535")
     if isinstance(port.target_port, int) and not 1 <= port.target_port <= 65535:
         yield Problem(f"{path}.targetPort", f"{port.target_port} is not a port: TCP and UDP ports are 1 to 65535")
+    if isinstance(port.target_port, str):
+        yield from _target_port_name(f"{path}.targetPort", port.target_port)
     if port.protocol == "tls":
         yield Problem(
             f"{path}.protocol",

@@ -27,6 +27,7 @@ from stacks.boards import ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
+from stacks.remote_access import TAILNET_RANGE
 
 BACKUP = "iluvatar:backup"
 APP_SECRETS = "appSecrets"
@@ -36,6 +37,10 @@ S3_SECRET_KEY = "backupS3SecretAccessKey"  # noqa: S105 - the secret's config ke
 # controller and the VolumeSnapshotClasses plans.backup installs). local-path has no CSI driver;
 # csi-driver-nfs runs without its snapshotter (plans.storage.csi_nfs_values).
 SNAPSHOT_CLASSES = frozenset({"ceph-block", "ceph-filesystem"})
+# The classes whose CSI driver clones a volume (VolSync's Clone: a claim with the source claim as its dataSource): Ceph's
+# RBD and CephFS drivers, and csi-driver-nfs, which advertises CLONE_VOLUME and copies the folder on the NAS
+# (pkg/nfs/nfs.go:108, copyFromVolume in pkg/nfs/controllerserver.go:571 at v4.12.1). local-path is no CSI driver.
+CLONE_CLASSES = SNAPSHOT_CLASSES | {"nfs"}
 
 
 def app_path(i: int, field: str = "") -> str:
@@ -155,6 +160,11 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
         if server in zone:
             return None
         where = f" {network.domain}" if network is not None else ""
+        host, colon, port = server.rpartition(":")
+        if colon and port.isdigit() and (host in zone or _is_address(host)):
+            # Kubernetes' NFS volume (and csi-driver-nfs) mounts `server:share` with mount.nfs's own port choice: a port
+            # in the server is read as part of its name.
+            return f"the server {server} has a port; Kubernetes' NFS mounts take none (NFS's port is the standard 2049): drop :{port}"
         return (
             f"the server {server} is not an address, nor a name in the internal zone{where} (the plan resolves only its machines "
             "and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address"
@@ -162,6 +172,14 @@ def nfs_server_problem(server: str, zone: Mapping[str, IPv4Address], network: Ne
     if network is not None and ip in network.dhcp_range:
         return f"the server {ip} is inside network.dhcpRange {network.dhcp_range}: a NAS needs a fixed address outside it"
     return None
+
+
+def _is_address(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def target_address(target: Target) -> IPv4Address | None:
@@ -189,18 +207,65 @@ def target_of(backup: Backup) -> Target:
 VOLSYNC_SCHEDULE = re.compile(r"^(@(annually|yearly|monthly|weekly|daily|hourly))|((((\d+,)*\d+|(\d+(\/|-)\d+)|\*(\/\d+)?)\s?){5})$")
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
 _MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly")
+# robfig's one descriptor VolSync's CRD pattern lacks (parser.go:400 at v3.0.1 reads it as @daily): a CronJob and k3s
+# take it, a ReplicationSource's trigger does not.
+_ROBFIG_ONLY = "@midnight"
 
 
-def cron_problem(text: str) -> str | None:
-    """Why cron (and VolSync's CRD, and a CronJob) cannot parse `text`, or None."""
+def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | None:
+    """Why its consumers cannot parse `text`, or None: robfig/cron's standard parser always (a CronJob, k3s's etcd
+    snapshots), and VolSync's CRD pattern too when `volsync` (a volume's ReplicationSource trigger). `etcd`: the etcd
+    snapshots' schedule (k3s, talos-backup's CronJob, the drill's clock), else a CronJob's."""
     # Read as written: the scaffold renders the text as typed, and neither consumer trims it. robfig reads a text that
     # starts with @ as a descriptor, whole (parser.go:106 and parseDescriptor's exact match, :365-433 at v3.0.1), and
     # VolSync's pattern takes at most one blank after each field.
-    if text in _MACROS:
+    if text in _MACROS or (text == _ROBFIG_ONLY and not volsync):
         return None
     spec = text.strip()
-    if spec in _MACROS:
+    if spec == _ROBFIG_ONLY and volsync:
+        return (
+            f"{show(text)}: robfig/cron (a CronJob's) reads it as @daily, but VolSync's CRD takes only @yearly, @annually, @monthly, "
+            "@weekly, @daily and @hourly (api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write @daily"
+        )
+    if spec in (*_MACROS, _ROBFIG_ONLY):
         return f"{show(text)}: robfig/cron reads a descriptor whole, blanks included, and knows no {text!r}; write {spec}"
+    if spec.startswith("@every "):
+        # robfig's interval (parser.go:424-433, constantdelay.go at v3.0.1) counts from the time its reader passes, not
+        # from a time of day: VolSync's pattern refuses it, and the drill's bound on a snapshot's age cannot be told from it.
+        reader = (
+            "VolSync's CRD takes only @yearly, @annually, @monthly, @weekly, @daily and @hourly"
+            if volsync
+            else (
+                "robfig/cron takes it, but counts it from when its reader started counting (k3s's start, a CronJob's creation or "
+                "last run), not from a time of day, so when a snapshot is due (the drill's bound on its age) cannot be told from it"
+            )
+        )
+        return f"{show(text)}: {reader}; write the times as five fields (e.g. 0 */6 * * * for every 6 hours)"
+    if spec.startswith("@"):
+        known = (
+            "VolSync's CRD takes @yearly, @annually, @monthly, @weekly, @daily and @hourly"
+            if volsync
+            else "robfig/cron takes @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly"
+        )
+        return f"{show(text)}: {spec} is not a descriptor ({known}); write one, or five fields (e.g. 0 3 * * *)"
+    if spec.startswith(("TZ=", "CRON_TZ=")):
+        # robfig/cron takes a time-zone prefix (parser.go:95 at v3.0.1); its other readers here do not.
+        reader = (
+            "VolSync's CRD takes five fields or a descriptor, with no time zone (api/v1alpha1/replicationsource_types.go:50 at v0.16.0)"
+            if volsync
+            else (
+                'Kubernetes refuses a time zone in a CronJob\'s schedule ("cannot use TZ or CRON_TZ in schedule", '
+                "pkg/apis/batch/validation/validation.go:843 at v1.35.1)"
+                if not etcd
+                else (
+                    "k3s's robfig/cron would take it, but Iluvatar reads this schedule as five fields in UTC too: its retention and "
+                    "drill checks, and with an S3 target talos-backup's CronJob, where Kubernetes refuses a time zone "
+                    "(pkg/apis/batch/validation/validation.go:843 at v1.35.1) and the drill's clock"
+                )
+            )
+        )
+        zone = spec.split(None, 1)[0]
+        return f"{show(text)}: {reader}; drop {zone} and write the times in UTC"
     fields = spec.split()
     if len(fields) != len(_FIELDS):
         return f"{show(text)} is not a cron schedule: five fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', or @daily"
@@ -382,7 +447,8 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 yield Problem(f"iluvatar:{key}", f"is set, but {BACKUP} is not; remove it")
         return
     backup = ctx.backup
-    problem = cron_problem(backup.etcd.schedule)
+    # Read by k3s (etcd-snapshot-schedule-cron) and talos-backup's CronJob: robfig's parser, no VolSync.
+    problem = cron_problem(backup.etcd.schedule, volsync=False, etcd=True)
     if problem is not None:
         yield Problem(f"{BACKUP}.etcd.schedule", problem)
     found = parse_target(backup.target)
@@ -398,6 +464,16 @@ def _target(ctx: Context) -> Iterator[Problem]:
         if host in zone:
             address = zone[host]
             server_name = f"{host} ({address})"
+            # A VIP of the Ainur by name (the same address written as itself is refused by stacks.addresses): k3s's API or
+            # the netboot services, which kube-vip moves between the Pis; no S3 or NFS server of the backups' answers there.
+            if ctx.ainur is not None and address in (ctx.ainur.vip, ctx.ainur.service_ip):
+                what = "ainur.vip, the Ainur's API server" if address == ctx.ainur.vip else "ainur.serviceIp, the netboot services"
+                yield Problem(
+                    f"{BACKUP}.target",
+                    f"{backup.target}: the server {server_name} is {what}, an address kube-vip moves between the Pis, where no "
+                    "backup server answers; give the NAS's address or name",
+                )
+                return
     app = next(((i, a) for i, a in ctx.apps if a.host == host), None)
     if app is not None:
         # An app's name is Arda's gateways (envoy-internal or envoy-external, in the load-balancer pool): a MinIO there
@@ -412,6 +488,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{BACKUP}.target",
             f"{backup.target}: the server {server_name} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
             "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
+        )
+    if address is not None and address in TAILNET_RANGE:
+        # The subnet router advertises the LAN into the tailnet, never the way back: the movers, talos-backup and k3s leave
+        # through the LAN's gateway, which has no route to the tailnet's addresses, and the plan sets up none.
+        yield Problem(
+            f"{BACKUP}.target",
+            f"{backup.target}: the server {server_name} is inside {TAILNET_RANGE}, the addresses a tailnet gives its devices: the "
+            "backups leave Arda and the Ainur through the LAN's gateway, which has no route into the tailnet, so every upload "
+            "would time out; give the server's LAN address, or keep the backups on a machine of the LAN",
         )
     arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
     if ctx.arda is not None:
@@ -498,14 +583,38 @@ def _volumes(
             continue  # no classes known, or a default class Arda lacks (stacks.storage says so)
         if chosen not in classes:
             yield Problem(f"{path}.class", f"{chosen} is not a StorageClass Arda has (it has: {', '.join(classes) or 'none'})")
-        elif chosen not in SNAPSHOT_CLASSES and backup.copy_method not in (None, "Direct"):
-            said = "its class" if volume.storage_class is not None else "Arda's default class"
-            yield Problem(
-                app_path(i, "backup.copyMethod"),
-                f"{backup.copy_method} needs CSI snapshots, and volumes[{k}] ({volume.claim}) is on {said} {chosen}, which has none; "
-                "leave copyMethod out (each volume then takes what its class allows: here Direct, VolSync reading the live volume, "
-                f"a crash-consistent copy) or put the claim on {' or '.join(sorted(SNAPSHOT_CLASSES))}",
+        elif backup.copy_method == "Snapshot" and chosen not in SNAPSHOT_CLASSES:
+            yield _copy_problem(
+                i,
+                k,
+                volume.claim,
+                volume.storage_class is not None,
+                chosen,
+                "Snapshot",
+                "CSI snapshots",
+                SNAPSHOT_CLASSES & set(classes) or SNAPSHOT_CLASSES,
             )
+        elif backup.copy_method == "Clone" and chosen not in CLONE_CLASSES:
+            yield _copy_problem(
+                i,
+                k,
+                volume.claim,
+                volume.storage_class is not None,
+                chosen,
+                "Clone",
+                "CSI volume cloning",
+                CLONE_CLASSES & set(classes) or CLONE_CLASSES,
+            )
+
+
+def _copy_problem(i: int, k: int, claim: str, own: bool, chosen: str, method: str, needs: str, classes: frozenset[str]) -> Problem:
+    said = "its class" if own else "Arda's default class"
+    return Problem(
+        app_path(i, "backup.copyMethod"),
+        f"{method} needs {needs}, and volumes[{k}] ({claim}) is on {said} {chosen}, which has none; "
+        "leave copyMethod out (each volume then takes what its class allows: here Direct, VolSync reading the live volume, "
+        f"a crash-consistent copy) or put the claim on {' or '.join(sorted(classes))}",
+    )
 
 
 def copy_method(backup: AppBackup, storage_class: str) -> CopyMethod:
@@ -525,6 +634,7 @@ _MACRO_SPECS = {
     "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0",
     "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
 
@@ -625,7 +735,7 @@ def _drill(ctx: Context) -> Iterator[Problem]:
             "alert; set iluvatar:monitoring, or drill.enabled: false",
         )
         return
-    if (problem := cron_problem(drill.schedule)) is not None:
+    if (problem := cron_problem(drill.schedule, volsync=False)) is not None:  # the drills' CronJobs
         yield Problem(f"{DRILL}.schedule", problem)
     elif drill.stale_after is not None and stale_after(drill) <= longest_gap(drill.schedule):
         gap = longest_gap(drill.schedule)

@@ -264,6 +264,11 @@ def parse_stack(
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
+        ports_written=[
+            str(a["name"])
+            for a in (values.get("apps") if isinstance(values.get("apps"), list) else [])
+            if isinstance(a, dict) and isinstance(a.get("ports"), list) and a["ports"] and isinstance(a.get("name"), str)
+        ],
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     app_values, app_values_broken = (

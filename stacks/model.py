@@ -489,13 +489,28 @@ def _nfs_server(value: object) -> object:
     raise ValueError(f"{show(value)} is not an IPv4 address or a host name (e.g. 192.168.0.40 or nas)")
 
 
+def _mount_option(value: object) -> object:
+    """One mount option. csi-driver-nfs mounts through k8s mount-utils, which joins the list into one `-o` argument
+    (k8s.io/mount-utils@v0.35.1 mount_linux.go:367, `"-o", strings.Join(combinedOptions, ",")`): an item with spaces
+    becomes part of one option's value, and a `-o` in it an option named `-o ...`."""
+    if not isinstance(value, str) or not value:
+        return value  # the schema's own message (a string, not empty)
+    if value.startswith("-") or any(c.isspace() for c in value):
+        options = [o for o in re.split(r"[\s,]+", value.removeprefix("-o").strip()) if o and o != "-o"]
+        raise ValueError(
+            f"{value} is not one mount option: the items are joined with commas into mount's -o, so spaces and a -o stay in an "
+            f"option's value; write one option per item, without -o (e.g. [{', '.join(options) or 'nfsvers=4.1, hard'}])"
+        )
+    return value
+
+
 class Nfs(Model):
     """An NFS export (a NAS) that Arda's csi-driver-nfs provisions volumes from, one folder per claim."""
 
     server: Annotated[str, BeforeValidator(_nfs_server, json_schema_input_type=_text(r"^\S+$", "192.168.0.40", "the NFS server's address or name"))]
     share: Annotated[str, _pattern(_EXPORT, "/volume1/kubernetes", "NFS export path")]
     # NFS 4.1 with hard mounts: a NAS that reboots makes I/O wait, never fail with a half-written file.
-    mount_options: tuple[Annotated[str, Field(min_length=1)], ...] = ("nfsvers=4.1", "hard", "noatime")
+    mount_options: tuple[Annotated[str, Field(min_length=1), BeforeValidator(_mount_option)], ...] = ("nfsvers=4.1", "hard", "noatime")
 
 
 class Storage(Model):

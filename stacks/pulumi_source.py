@@ -119,6 +119,15 @@ def _decode(key: str, value: Any, secret: bool = True) -> Any:
     return value
 
 
+# What `day2.unreadable`'s fix means here: the outputs a preview reads are the stack's checkpoint in the backend, not a
+# file the user passes (as to `render --previous`); the Pulumi CLI edits them only by exporting and importing the state,
+# where the program's outputs are those of its one resource of type pulumi:pulumi:Stack.
+AT_PREVIEW = (
+    ". At `pulumi preview` these are the outputs in the stack's state: `pulumi stack export --file state.json`, correct them "
+    'under "outputs" of the resource of type pulumi:pulumi:Stack, then `pulumi stack import --file state.json`'
+)
+
+
 def load() -> LoadedStack:
     raw = {
         k: _decode(k, runtime_config.get_config(k), runtime_config.is_config_secret(k))
@@ -136,7 +145,7 @@ def load() -> LoadedStack:
     # Outputs `iluvatar render --previous` refuses, the preview refuses too: read as "never deployed" or planned from
     # the stack's own releases, they would plan from nothing.
     if (why := day2.unreadable(outputs)) is not None:
-        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}")
+        raise pulumi.RunError(f"the last deployment's outputs of stack {stack_name()} are not as this program writes them: {why}{AT_PREVIEW}")
     try:
         deployed = storage.Deployed.from_output(outputs.get(STORAGE_OUTPUT))
         arda = day2.DeployedArda.from_output(outputs.get(ARDA_OUTPUT))

@@ -54,8 +54,10 @@ def check(
     taken: Mapping[IPv4Address, str],
     secrets: Collection[str],
     arda_patches: Sequence[Mapping[str, object]] = (),
+    ports_written: Sequence[str] = (),
 ) -> list[Problem]:
-    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them."""
+    """Every remote access rule. `taken` maps the LAN's static addresses (machines, VIPs, the front door) to what holds them.
+    `ports_written`: the apps of the stack file that list ports, even one refused (and so not in `apps`) for another mistake."""
     secret = f"iluvatar:{SECRET}"
     if remote is None:
         if not remote_set and SECRET in secrets:
@@ -65,13 +67,14 @@ def check(
     out += _flavour(remote, ainur_set, secrets)
     if network is not None:
         out += _overlap(network)
-        out += _routes(remote, network)
+        out += _routes(remote, network, apps)
         if remote.headscale is not None and remote.flavour == "headscale":
             out += _headscale(remote, network, taken, apps)
     if remote.flavour == "tailscale":
         # The routers run on Arda (the Connector's pods) only in this flavour.
         out += _cluster_overlap(arda_patches)
-    out += _access(remote, identity, identity_set, [a.name for _, a in apps if a.ports])
+    # An app refused for a mistake in its ports still has them: reach: ports naming it is not wrong.
+    out += _access(remote, identity, identity_set, sorted({*ports_written, *(a.name for _, a in apps if a.ports)}))
     if remote.flavour == "headscale":
         out += _headscale_users(remote)
     return out
@@ -149,7 +152,7 @@ def _cluster_overlap(patches: Sequence[Mapping[str, object]]) -> Iterator[Proble
                     )
 
 
-def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
+def _routes(remote: RemoteAccess, network: Network, apps: Sequence[tuple[int, App]] = ()) -> Iterator[Problem]:
     own = [("network.lan", network.lan), *((f"network.vlans[{i}].cidr", v.cidr) for i, v in enumerate(network.vlans))]
     known = ", ".join(f"{path} {net}" for path, net in own)
     seen: dict[IPv4Network, int] = {}
@@ -175,7 +178,26 @@ def _routes(remote: RemoteAccess, network: Network) -> Iterator[Problem]:
                 *(summarize_address_range(first, pool.start - 1) if first < pool.start else ()),
                 *(summarize_address_range(pool.end + 1, last) if pool.end < last else ()),
             ]
-            fix = f"route {', '.join(str(n) for n in rest)} instead" if rest else "remove it (the apps are reached through reach: apps)"
+            # A raw-port app's address is advertised by `reach: ports`, its ports alone, and only then does its policy let
+            # the Connector's pods in (plans.ports): with Tailscale a route to it is dropped at the app.
+            raw = {a.address: (k, a) for k, a in apps if a.ports and a.address is not None}
+            held = [ip for ip in raw if first <= ip <= last]
+            inside = int(min(last, pool.end)) - int(max(first, pool.start)) + 1
+            if held and len(held) == inside:
+                names = ", ".join(f"apps[{raw[ip][0]}].address ({raw[ip][1].name})" for ip in sorted(held))
+                what = f"is {names}, a raw-port app's" if len(held) == 1 else f"holds only raw-port apps' addresses, {names}"
+                yield Problem(
+                    path,
+                    f"{route} {what}: the tailnet reaches such an app through reach: ports, which advertises its address with "
+                    "its ports alone (and, in flavour tailscale, lets the router's pods past the app's policy, which a route does "
+                    "not); remove the route and give the groups that should reach them reach: ports",
+                )
+                continue
+            fix = (
+                f"route {', '.join(str(n) for n in rest)} instead"
+                if rest
+                else "remove it (the apps behind the gateways are reached through reach: apps, a raw-port app's own ports through reach: ports)"
+            )
             yield Problem(
                 path,
                 f"{route} covers network.loadBalancerPool {pool}, Arda's Services, envoy-external among them: the tailnet would "

@@ -274,6 +274,8 @@ def _nodes(p: Parsed) -> list[Problem]:
                     f"{node.install_disk} is a Talos disk selector; {node.name} is {node.role}, which runs Ubuntu: give its /dev path",
                 )
             )
+        if isinstance(node.install_disk, DiskSelector) and (why := exact_size(node.install_disk.size)) is not None:
+            out.append(Problem(node_path(i, "installDisk.size"), why))
         # A selector is never equal to a path; but a selector's serial names the same device as a data disk's
         # /dev/disk/by-id/ name holding that serial (udev's <bus>-<model>_<serial>[_<namespace>], 60-persistent-storage.rules).
         selected: set[str] = set()  # the data disks said to be the install disk: no other word on them
@@ -315,6 +317,8 @@ def _nodes(p: Parsed) -> list[Problem]:
                         f"Longhorn take whole disks (lsblk lists the disk above its partitions); write {parent}",
                     )
                 )
+            if isinstance(disk, str) and (why := not_a_disk(disk, field == "installDisk")) is not None:
+                out.append(Problem(node_path(i, field), why))
             if isinstance(disk, str) and _NVME_CONTROLLER.match(disk):
                 out.append(
                     Problem(
@@ -362,6 +366,63 @@ def partition_of(disk: str) -> str | None:
         return found.group(1) or found.group(2)
     if disk.startswith("/dev/disk/") and (linked := re.match(r"^(.*)-part\d+$", disk)) is not None:
         return linked.group(1)
+    return None
+
+
+# Links udev makes for what is on a disk, never for the disk itself (60-persistent-storage.rules: by-partuuid and
+# by-partlabel for a partition's GPT entry, by-uuid and by-label for a filesystem's). Talos's installer resolves the
+# path it is given and writes a partition table there (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go:1541-1551 at v1.13.9), so a
+# partition would get one nested inside it; Ceph and Longhorn take whole disks here (stacks.storage).
+_ON_A_DISK = re.compile(r"^/dev/disk/by-(partuuid|partlabel|uuid|label)/")
+# An eMMC's hardware boot partitions and its replay-protected block (Linux drivers/mmc/core/block.c names them
+# mmcblk%dboot%d and mmcblk%drpmb): /sys/block lists the boot partitions as disks of a few MiB, read-only by default
+# (force_ro), which Talos's disk list takes as any other (controllers/block/disks.go:85 keeps every DeviceTypeDisk).
+_EMMC_AREA = re.compile(r"^/dev/(mmcblk\d+)(boot\d+|rpmb)$")
+# Software RAID and device-mapper volumes exist only once a running Linux assembles them: the firmware boots the
+# install disk's EFI partition before any of that, so Talos must go on a physical disk.
+_ASSEMBLED = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+)$")
+# Block devices that hold no disk: an optical drive (Talos's disk list marks it a CD, controllers/block/disks.go:183-184
+# at v1.13.9) and memory (zram, the compressed swap; ram, which Talos skips by its major number 1, disks.go:89-94).
+_NO_DISK = {"sr": "an optical drive", "zram": "a compressed RAM device (zram)", "ram": "a RAM disk"}
+_NO_DISK_PATH = re.compile(r"^/dev/(sr|zram|ram)\d+$")
+
+
+def exact_size(size: str | None) -> str | None:
+    """Why an install disk selector's size written without a comparison matches no disk, or None. Talos reads it as
+    `disk.size == <size>` (pkg/machinery/config/types/v1alpha1/v1alpha1_provider.go:1333-1337 at v1.13.9), to the byte,
+    and a disk sold as 500GB holds a little more than 500 000 000 000 bytes (500 107 862 016 is usual): the installer then
+    stops with "no disks matched the expression" (v1alpha1_sequencer_tasks.go:1532-1534). `== 500GB` says it is meant."""
+    if size is None or re.match(r"^\s*(>=|<=|>|<|==)", size):
+        return None
+    value = size.strip()
+    return (
+        f"{value} matches only a disk of exactly that many bytes (Talos compares disk.size == {value}), and a disk sold as that "
+        f"size holds a little more, so the install would find no disk; write >= {value}, or == {value} if the disk holds exactly that"
+    )
+
+
+def not_a_disk(disk: str, install: bool) -> str | None:
+    """Why a path names something other than a whole disk (a filesystem's or partition's link, an eMMC's boot area, a
+    RAID or device-mapper volume as the install disk), with the fix; None when nothing here says so."""
+    if (linked := _ON_A_DISK.match(disk)) is not None:
+        what = "a partition" if linked.group(1).startswith("part") else "a filesystem"
+        return (
+            f"{disk} names {what} (by-{linked.group(1)}), not a disk: "
+            + ("the system is written to a whole disk, its own partitions with it" if install else "Ceph and Longhorn take whole disks")
+            + "; find the disk it is on with `lsblk -o NAME,TYPE,PARTUUID,UUID` and write the disk (/dev/sdb) or its /dev/disk/by-id link"
+        )
+    if (area := _EMMC_AREA.match(disk)) is not None:
+        return (
+            f"{disk} is the eMMC's {'replay-protected block' if area.group(2) == 'rpmb' else 'hardware boot partition'} (a few MiB, "
+            f"read-only by default), not its user area: write /dev/{area.group(1)}"
+        )
+    if (memory := _NO_DISK_PATH.match(disk)) is not None:
+        return f"{disk} is {_NO_DISK[memory.group(1)]}, not a disk the system or data can live on; write one of the machine's SSDs or hard disks (lsblk -d -o NAME,SIZE,MODEL lists them)"
+    if install and _ASSEMBLED.match(disk) is not None:
+        return (
+            f"{disk} is a software RAID or device-mapper volume, which exists only once a running Linux assembles it: the firmware "
+            "boots the install disk before that, so the system goes on a physical disk; write one of its disks (lsblk -s lists them)"
+        )
     return None
 
 
@@ -862,6 +923,9 @@ def _netboot(p: Parsed) -> list[Problem]:
             if not board.netboot:
                 able = ", ".join(sorted(b.name for b in BOARDS.values() if b.netboot))
                 out.append(Problem("iluvatar:ainur.netboot.genericWorker.board", f"{board.name} cannot netboot Talos (boards that can: {able})"))
+            disk = nb.generic_worker.install_disk
+            if isinstance(disk, DiskSelector) and (why := exact_size(disk.size)) is not None:
+                out.append(Problem("iluvatar:ainur.netboot.genericWorker.installDisk.size", why))
     return out
 
 

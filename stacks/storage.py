@@ -27,6 +27,7 @@ from typing import Any
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.errors import Problem
 from stacks.model import Ainur, Arda, Network, Node, StackConfig, Storage
+from stacks.remote_access import TAILNET_RANGE
 
 STORAGE = "iluvatar:storage"
 NODES = "iluvatar:nodes"
@@ -322,16 +323,53 @@ def zone_addresses(nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: 
 
 def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
     path = f"{STORAGE}.nfs.server"
+    zone = zone_addresses(nodes, arda, ainur, network)
     try:
         ip = IPv4Address(server)
     except ValueError:
-        if server not in zone_addresses(nodes, arda, ainur, network):
-            zone = f" {network.domain}" if network is not None else ""
+        if server not in zone:
+            domain = f" {network.domain}" if network is not None else ""
             yield Problem(
                 path,
-                f"{server} is not an address, nor a name in the internal zone{zone} (the plan resolves only its machines and VIPs, "
+                f"{server} is not an address, nor a name in the internal zone{domain} (the plan resolves only its machines and VIPs, "
                 "and the NFS mount must not depend on a resolver); write the NAS's IPv4 address",
             )
+            return
+        ip = zone[server]
+        # By name, a VIP of the Ainur (ainur, netboot): kube-vip's address for k3s's API or the netboot services, where
+        # no NFS server of the class's answers (the same address written as itself is refused by stacks.addresses).
+        ainur_vips = (
+            {} if ainur is None else {ainur.vip: "ainur.vip, the Ainur's API server", ainur.service_ip: "ainur.serviceIp, the netboot services"}
+        )
+        if ip in ainur_vips:
+            yield Problem(
+                path,
+                f"{server} ({ip}) is {ainur_vips[ip]}, an address kube-vip moves between the Pis, where no NFS share is served: "
+                "give the NAS's address, or a Pi of the Ainur that exports the share",
+            )
+            return
+    # A machine of the plan may serve the class (docs/reference/stack.md), by name or by address alike: a Pi of the
+    # Ainur runs Debian, which can export a share. An Arda machine runs Talos, which runs no NFS server, and Arda's VIP
+    # is its API server: nothing there answers NFS. Checked here, not in stacks.addresses, whose fix would move the
+    # machine.
+    arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine running Talos" for i, n in nodes if n.role in ARDA_ROLES}
+    if arda is not None:
+        arda_held.setdefault(arda.vip, "arda.vip, Arda's API server")
+    if ip in arda_held:
+        shown = server if server == str(ip) else f"{server} ({ip})"
+        yield Problem(
+            path,
+            f"{shown} is {arda_held[ip]}, which serves no NFS: give the NAS's address, or a Pi of the Ainur that exports the share",
+        )
+        return
+    if ip in TAILNET_RANGE:
+        # Arda's nodes mount the share through the LAN's gateway, which has no route into the tailnet (the subnet
+        # router advertises the LAN into it, never the way back).
+        yield Problem(
+            path,
+            f"{server} is inside {TAILNET_RANGE}, the addresses a tailnet gives its devices: Arda's nodes reach it through the LAN's "
+            "gateway, which has no route into the tailnet, so no volume would mount; give the NAS's LAN address",
+        )
         return
     if network is not None:
         if ip in network.dhcp_range:

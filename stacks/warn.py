@@ -11,9 +11,10 @@ import datetime
 from collections.abc import Iterator
 
 from stacks import pins
-from stacks.data import _MACRO_SPECS, _cron_field, _days_run, longest_gap
+from stacks.data import _MACRO_SPECS, _cron_field, _days_run, drills, longest_gap, parse_target, target_address
 from stacks.errors import Problem
 from stacks.model import StackConfig
+from stacks.storage import default_class, nfs_address, zone_addresses
 
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -37,25 +38,28 @@ def _warnings(stack: StackConfig) -> Iterator[Problem]:
     backup = stack.backup
     if backup is None:
         return
+    yield from _same_box(stack)
     yield from _either_day("iluvatar:backup.etcd.schedule", backup.etcd.schedule)
     yield from _short_retention(backup.etcd.schedule, backup.etcd.keep)
     drill = backup.drill
     if drill.enabled:
         yield from _either_day("iluvatar:backup.drill.schedule", drill.schedule)
-    if drill.enabled and drill.volumes:
+    # What the drill restores: every backed-up app's volumes with drill.volumes (plans.drill.volume_drills), and the etcd
+    # snapshots of the clusters stacks.data.drills says; a backup it does not restore is no reason to slow it down.
+    arda_drilled, ainur_drilled = drills(backup, stack.ainur is not None)
+    if drill.enabled:
         every = longest_gap(drill.schedule)
-        rarer = [
-            (i, app.name, app.backup.schedule)
-            for i, app in enumerate(stack.apps)
-            if app.backup is not None and longest_gap(app.backup.schedule) > every
-        ]
+        restored = [(f"apps[{i}] {app.name}", app.backup.schedule) for i, app in enumerate(stack.apps) if app.backup is not None and drill.volumes]
+        if arda_drilled or ainur_drilled:
+            restored.append(("backup.etcd", backup.etcd.schedule))
+        rarer = [(what, schedule) for what, schedule in restored if longest_gap(schedule) > every]
         if rarer:
-            named = ", ".join(f"apps[{i}] {name} ({schedule})" for i, name, schedule in rarer)
+            named = ", ".join(f"{what} ({schedule})" for what, schedule in rarer)
             yield Problem(
                 "iluvatar:backup.drill.schedule",
                 f"{drill.schedule} runs more often than the backups it restores of {named}: between two of their backups it "
                 "restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. the day after it), or back "
-                "those apps up as often",
+                "those up as often",
             )
 
 
@@ -90,3 +94,29 @@ def _short_retention(schedule: str, keep: int) -> Iterator[Problem]:
         f"{keep} snapshots of backup.etcd.schedule {schedule}, which runs {per_day} times a day, span {hours_span} h {rest:02d} min: "
         f"a problem found the next day has no snapshot from before it; keep at least {per_day} (a day's), or run it less often",
     )
+
+
+def _same_box(stack: StackConfig) -> Iterator[Problem]:
+    """A volume of the nfs class backed up to the NAS that serves the class: its backups are on the box it lives on, so
+    a lost NAS takes both. A warning, not a refusal: restic's snapshots there still undo a deletion or a bad upgrade."""
+    if stack.backup is None or stack.storage.nfs is None:
+        return
+    found = parse_target(stack.backup.target)
+    if isinstance(found, str):
+        return
+    host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
+    zone = zone_addresses(list(enumerate(stack.nodes)), stack.arda, stack.ainur, stack.network)
+    server = target_address(found) or zone.get(host)
+    nfs = nfs_address(stack)
+    if server is None or str(server) != nfs:
+        return
+    default = default_class(stack, "arda")
+    for i, app in enumerate(stack.apps):
+        for v, volume in enumerate(app.backup.volumes if app.backup is not None else ()):
+            if (volume.storage_class or default) == "nfs":
+                yield Problem(
+                    f"iluvatar:apps[{i}].backup.volumes[{v}]",
+                    f"{volume.claim} is on the nfs class, served by {nfs}, and backed up to {stack.backup.target} on the same "
+                    "server: a lost NAS takes the volume and its backups together; back it up to another machine, or keep it on "
+                    "another class",
+                )

@@ -60,3 +60,26 @@ def test_arda_etcd_backup_follows_the_target_when_unset(tmp_path: Path) -> None:
     assert backup.arda_etcd(_stack(tmp_path / "nfs", nfs, no_s3)) is False
     assert backup.talos_features(_stack(tmp_path / "nfs2", nfs, no_s3), control_plane=True) == {}
     assert backup.arda_etcd(_stack(tmp_path / "off", {"iluvatar:backup.etcd.arda": False})) is False
+
+
+def test_clone_on_the_nfs_class_clones_and_restores_into_the_claim(tmp_path: Path) -> None:
+    # csi-driver-nfs clones a volume (VolSync's Clone) but the program gives it no snapshots: the restore goes into the
+    # claim itself, as Direct, never through a VolumeSnapshotClass the class lacks.
+    stack = _stack(
+        tmp_path,
+        {
+            "iluvatar:storage.nfs": {"server": "192.168.0.41", "share": "/volume1/k8s"},
+            "iluvatar:apps[1].backup.copyMethod": "Clone",
+            "iluvatar:apps[1].backup.volumes": [{"claim": "jellyfin-config", "size": "10Gi", "class": "nfs"}],
+        },
+    )
+    files = backup.app_manifests(stack, stack.apps[1])
+    assert files["jellyfin-config-backup.yaml"]["spec"]["restic"]["copyMethod"] == "Clone"
+    assert "volumeSnapshotClassName" not in files["jellyfin-config-backup.yaml"]["spec"]["restic"]
+    assert files["jellyfin-config-restore.yaml"]["spec"]["restic"] == {
+        "repository": "jellyfin-config-restic",
+        "cacheCapacity": backup.CACHE,
+        "copyMethod": "Direct",
+        "destinationPVC": "jellyfin-config",
+    }
+    assert "dataSourceRef" not in files["jellyfin-config-pvc.yaml"]["spec"]

@@ -235,7 +235,7 @@ def test_what_pulumi_creates_passes_kubeconform(tmp_path: Path) -> None:
         tmp_path,
         "all",
         {
-            "iluvatar:storage.nfs": {"server": "taniquetil", "share": "/volume1/kubernetes"},
+            "iluvatar:storage.nfs": {"server": "eonwe", "share": "/volume1/kubernetes"},
             "iluvatar:nodes[4].dataDisks": ["/dev/nvme0n1", "/dev/nvme1n1"],
             "iluvatar:nodes[4].retire": ["/dev/nvme1n1"],
         },
@@ -247,7 +247,7 @@ def test_what_pulumi_creates_passes_kubeconform(tmp_path: Path) -> None:
     assert upstream.kubeconform([a.manifest for a in storage.applications(stack)], stack.arda.kubernetes_version, crds=[ARGO_CD]) == []
     nfs = storage.nfs_storage_class(stack)
     # A name the plan resolves is written as its address: the mount never waits on DNS.
-    assert nfs["parameters"] == {"server": "192.168.0.21", "share": "/volume1/kubernetes", "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"}
+    assert nfs["parameters"] == {"server": "192.168.0.12", "share": "/volume1/kubernetes", "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"}
     assert nfs["mountOptions"] == ["nfsvers=4.1", "hard", "noatime"]
 
 
@@ -623,7 +623,7 @@ def test_the_local_path_and_nfs_values_exactly(tmp_path: Path) -> None:
 
 
 def test_the_nfs_storage_class_exactly(tmp_path: Path) -> None:
-    nfs = {"server": "taniquetil", "share": "/volume1/kubernetes", "mountOptions": ["nfsvers=4.2"]}
+    nfs = {"server": "eonwe", "share": "/volume1/kubernetes", "mountOptions": ["nfsvers=4.2"]}
     stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": nfs, "iluvatar:storage.arda.defaultClass": "nfs"})
     assert storage.nfs_storage_class(stack) == {
         "apiVersion": "storage.k8s.io/v1",
@@ -634,7 +634,7 @@ def test_the_nfs_storage_class_exactly(tmp_path: Path) -> None:
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
         },
         "provisioner": "nfs.csi.k8s.io",
-        "parameters": {"server": "192.168.0.21", "share": "/volume1/kubernetes", "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"},
+        "parameters": {"server": "192.168.0.12", "share": "/volume1/kubernetes", "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}"},
         "reclaimPolicy": "Retain",
         "volumeBindingMode": "Immediate",
         "allowVolumeExpansion": True,
@@ -830,7 +830,7 @@ def test_each_drill_scratch_class_is_its_class_as_the_charts_render_it_but_delet
     """A drill's scratch claim holds a full copy of the volume it restored: its class must delete that copy with the
     claim, where every class the charts and Pulumi make keeps it (Retain). The copy differs from the class as rendered
     by the real charts (helm template) in nothing else but its name."""
-    stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": {"server": "taniquetil", "share": "/volume1/kubernetes"}})
+    stack = _variant(tmp_path, "nfs", {"iluvatar:storage.nfs": {"server": "eonwe", "share": "/volume1/kubernetes"}})
     rendered = [*_render(stack, "rook-ceph-cluster"), *_render(stack, "local-path-provisioner"), storage.nfs_storage_class(stack)]
     classes = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "StorageClass"}
     assert sorted(classes) == ["ceph-block", "ceph-filesystem", "local-path", "nfs"]

@@ -127,6 +127,29 @@ def test_validate_reads_a_schedule_as_robfig_cron_does(schedule: str, parsed: di
         assert real["days"] < 2 or "every minute" in problem or "not a number" in problem or "@" in schedule or "TZ" in schedule, problem
 
 
+@pytest.mark.parametrize("schedule", CORPUS)
+def test_a_cronjobs_schedule_is_read_as_robfig_cron_reads_it(schedule: str, parsed: dict[str, dict[str, Any]]) -> None:
+    # A schedule only a CronJob and k3s read (etcd snapshots, the drills): VolSync's pattern is not theirs.
+    problem = cron_problem(schedule, volsync=False)
+    if problem is None:
+        assert parsed[schedule]["cronjob"] == ""
+        assert parsed[schedule]["days"] >= 2
+        assert longest_gap(schedule) == datetime.timedelta(minutes=parsed[schedule]["longestGapMinutes"])
+    elif parsed[schedule]["cronjob"]:
+        assert problem.startswith(schedule)
+
+
+def test_midnight_is_a_cronjobs_not_volsyncs(parsed: dict[str, dict[str, Any]]) -> None:
+    # robfig's @midnight is its @daily (parser.go:400 at v3.0.1); VolSync's CRD pattern has no @midnight.
+    assert parsed["@midnight"]["cronjob"] == ""
+    assert parsed["@midnight"]["volsync"] != ""
+    assert cron_problem("@midnight", volsync=False) is None
+    assert cron_problem("@midnight") == (
+        "@midnight: robfig/cron (a CronJob's) reads it as @daily, but VolSync's CRD takes only @yearly, @annually, @monthly, "
+        "@weekly, @daily and @hourly (api/v1alpha1/replicationsource_types.go:50 at v0.16.0); write @daily"
+    )
+
+
 def test_a_schedule_the_parser_refuses_is_refused(parsed: dict[str, dict[str, Any]]) -> None:
     refused = sorted(s for s, r in parsed.items() if r["cronjob"] or r["volsync"])
     assert "0 3 * * 7" in refused and "0 3 * * 0-7" in refused

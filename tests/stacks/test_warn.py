@@ -29,7 +29,17 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         [
             "iluvatar:backup.drill.schedule: 30 4 * * * runs more often than the backups it restores of apps[1] jellyfin (0 2 * * 0): "
             "between two of their backups it restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. "
-            "the day after it), or back those apps up as often"
+            "the day after it), or back those up as often"
+        ],
+    ),
+    # The drill restores the clusters' etcd snapshots too: a weekly drill over monthly snapshots restores one four times.
+    (
+        "drill-weekly-over-monthly-etcd-snapshots",
+        {"iluvatar:backup.etcd": {"schedule": "0 3 1 * *", "keep": 28}, "iluvatar:backup.drill": {"schedule": "30 4 * * 0"}},
+        [
+            "iluvatar:backup.drill.schedule: 30 4 * * 0 runs more often than the backups it restores of backup.etcd (0 3 1 * *): "
+            "between two of their backups it restores the same snapshot again; run the drill as seldom as the rarest backup (e.g. "
+            "the day after it), or back those up as often"
         ],
     ),
     (
@@ -52,6 +62,20 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     # What is meant reads without a warning: one day field restricted, a drill as seldom as the backups, a day's snapshots.
     ("first-of-the-month", {"iluvatar:apps[0].backup.schedule": "0 2 1 * *", "iluvatar:backup.drill": {"schedule": "30 4 2 * *"}}, []),
     ("weekly-drill-over-daily-backups", {"iluvatar:backup.drill": {"schedule": "30 4 * * 0"}}, []),
+    # A backup the drill does not restore is no reason to slow it: volumes off, or neither cluster's etcd drilled.
+    (
+        "drill-without-volumes-over-a-weekly-backup",
+        {"iluvatar:apps[1].backup.schedule": "0 2 * * 0", "iluvatar:backup.drill": {"schedule": "30 4 * * *", "volumes": False}},
+        [],
+    ),
+    (
+        "drill-of-volumes-only-over-monthly-etcd-snapshots",
+        {
+            "iluvatar:backup.etcd": {"schedule": "0 3 1 * *", "keep": 28},
+            "iluvatar:backup.drill": {"schedule": "30 4 * * 0", "arda": False, "ainur": False},
+        },
+        [],
+    ),
     ("etcd-every-ten-minutes-kept-a-day", {"iluvatar:backup.etcd": {"schedule": "*/10 * * * *", "keep": 144}}, []),
 ]
 
