@@ -44,6 +44,9 @@ packages+=(nftables)
 # cryptsetup-bin: Debian's cryptsetup makes and opens a LUKS2 volume with the passphrase the Ainur's KMS unsealed, as
 # Talos does (tests/plans/test_kms_server.py).
 packages+=(cryptsetup-bin)
+# mosquitto, mosquitto-clients: Debian 12's MQTT broker runs the example broker's own mosquitto.conf behind the app's
+# address, and mosquitto_pub/mosquitto_sub on a LAN laptop reach it by name (tests/netns/test_raw_ports.py, issue #56).
+packages+=(mosquitto mosquitto-clients)
 # Node.js runs yaml-language-server, the editors' own checker of the stack file schema (tools/yaml_ls.py); its npm installs
 # Renovate's config validator and the Node 24 it asks for, from the npm registry (tools/renovate_check.py).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then

@@ -18,8 +18,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 
+from stacks.boards import ARDA_ROLES
 from stacks.errors import Problem
-from stacks.model import App, AppPort, Network
+from stacks.model import App, AppPort, Network, Node
 
 APPS = "iluvatar:apps"
 _COUNT = {2: "two", 3: "three", 4: "four"}
@@ -330,3 +331,106 @@ def address_problems(apps: Sequence[tuple[int, App]], network: Network | None, h
 def address_owner(i: int, app: App) -> str:
     """How the address table names an app's address."""
     return f"apps[{i}].address ({app.name})"
+
+
+# Host networking, not a second interface: Talos ships no macvlan/ipvlan CNI plugin binaries and the project runs no
+# Multus, and Cilium chains no second interface; a pod on the machine's own network namespace is what Talos + Cilium
+# give as they are. mDNS and SSDP are link-local multicast, so the pod must be on the segment the devices are on.
+#
+# What already listens on every Arda worker's own addresses, so a host-network app may not take it: the kubelet
+# (10250; its health endpoint 10248 on loopback, which a wildcard bind would take too), Talos's apid (50000), Cilium's
+# agent health checks (4240) and Hubble's server (4244), kube-prometheus's node-exporter (9100, plans.monitoring) and
+# the log collector's telemetry (8888, plans.logs.TELEMETRY_PORT).
+NODE_LISTENERS: dict[tuple[int, str], str] = {
+    (4240, "tcp"): "Cilium's agent health checks",
+    (4244, "tcp"): "Hubble's server (Cilium)",
+    (8888, "tcp"): "the log collector's telemetry",
+    (9100, "tcp"): "node-exporter",
+    (10248, "tcp"): "the kubelet's health endpoint",
+    (10250, "tcp"): "the kubelet",
+    (50000, "tcp"): "Talos's apid",
+}
+# Cilium's kube-proxy replacement (plans.cilium: kubeProxyReplacement) serves Kubernetes' NodePort range on every
+# node address in eBPF, ahead of any socket there: a listener in it would never see its packets.
+NODE_PORTS = range(30000, 32768)
+
+
+def host_network_problems(apps: Sequence[tuple[int, App]], nodes: Sequence[tuple[int, Node]], nodes_complete: bool = True) -> list[Problem]:
+    """An app on a machine's own network: the machine is an Arda worker of the stack, the namespace admits host
+    networking, and no port is another listener's on that machine (the node's own or another such app's). With a node
+    entry that did not parse (`nodes_complete` false), a machine not found is that entry's problem, said there."""
+    out: list[Problem] = []
+    machines = {n.name: n for _, n in nodes}
+    workers = sorted(n.name for _, n in nodes if n.role == "istari")
+    taken: dict[tuple[str, int, str], str] = {}
+    for i, app in apps:
+        host = app.host_network
+        if host is None:
+            continue
+        path = app_path(i, "hostNetwork")
+        node = machines.get(host.node)
+        if node is None:
+            if nodes_complete:
+                out.append(
+                    Problem(f"{path}.node", f"{host.node} is not a machine of the stack; name one of Arda's workers ({', '.join(workers) or 'none'})")
+                )
+        elif node.role not in ARDA_ROLES:
+            out.append(
+                Problem(f"{path}.node", f"{host.node} is an Ainur Pi ({node.role}), not Arda; name one of Arda's workers ({', '.join(workers)})")
+            )
+        elif node.role != "istari":
+            out.append(
+                Problem(
+                    f"{path}.node",
+                    f"{host.node} is a control plane machine (valinor): a host-network pod there would sit beside etcd's and the API "
+                    f"server's own ports, so whoever owns the app reaches them from inside; name a worker ({', '.join(workers) or 'none'})",
+                )
+            )
+        if app.pod_security != "privileged":
+            out.append(
+                Problem(
+                    app_path(i, "podSecurity"),
+                    f"{app.pod_security or 'unset (restricted)'}, but the namespace's Pod Security level must be privileged to admit a pod "
+                    "with hostNetwork (baseline forbids host namespaces); write podSecurity: privileged",
+                )
+            )
+        seen: dict[tuple[int, str], int] = {}
+        for k, port in enumerate(host.ports):
+            port_path = f"{path}.ports[{k}]"
+            # The machine's own sockets: TCP or UDP as the app opens them (no address of ours in front to refuse TLS at).
+            problems = [q for q in _port(port_path, port) if not q.path.endswith(".protocol")]
+            if port.protocol not in PROTOCOLS:
+                problems.append(Problem(f"{port_path}.protocol", f"{port.protocol} is not a protocol a socket listens with; write tcp or udp"))
+            out += problems
+            key = (port.port, port.protocol)
+            if problems:
+                continue
+            if key in seen:
+                out.append(Problem(port_path, f"{port.port}/{port.protocol} is already ports[{seen[key]}]; list each port once"))
+                continue
+            seen[key] = k
+            if key in NODE_LISTENERS:
+                out.append(
+                    Problem(
+                        f"{port_path}.port",
+                        f"{port.port}/{port.protocol} is {NODE_LISTENERS[key]}'s on every Arda machine; the app must listen elsewhere",
+                    )
+                )
+            elif port.port in NODE_PORTS:
+                out.append(
+                    Problem(
+                        f"{port_path}.port",
+                        f"{port.port} is in Kubernetes' NodePort range ({NODE_PORTS.start}-{NODE_PORTS.stop - 1}), which Cilium serves on every "
+                        "node address before any socket sees it; the app must listen outside it",
+                    )
+                )
+            elif (host.node, *key) in taken:
+                out.append(
+                    Problem(
+                        f"{port_path}.port",
+                        f"{port.port}/{port.protocol} on {host.node} is already {taken[(host.node, *key)]}; move one app to another worker or port",
+                    )
+                )
+            else:
+                taken[(host.node, *key)] = f"{app_path(i, f'hostNetwork.ports[{k}]')} ({app.name})"
+    return out

@@ -638,6 +638,16 @@ class AppPort(Model):
         return self.name or f"{self.protocol}-{self.port}"
 
 
+class AppHostNetwork(Model):
+    """An app whose pod shares one Arda machine's network (`apps[].hostNetwork`): Home Assistant's device discovery
+    (mDNS, SSDP) and Matter need the pod on the LAN's own segment, which no Service address gives (stacks.apps says
+    why host networking and not a second interface). `node` is the machine (an istari); `ports` every port the pod
+    listens on there, so another listener on that machine is refused at preview."""
+
+    node: Label
+    ports: tuple[AppPort, ...] = ()
+
+
 class AppClient(Model):
     """Pods of Arda that reach an app with ports (`apps[].clients[]`): every app's pod is shut to what its policy does
     not admit (plans.ports), so an in-cluster MQTT client, or the gateway in front of the app's HTTP part, is named here.
@@ -675,6 +685,8 @@ class App(Model):
     sources: tuple[Label, ...] = ("lan",)
     # Pods of the cluster that reach them (AppClient).
     clients: tuple[AppClient, ...] = ()
+    # On one Arda machine's own network (AppHostNetwork), for protocols that need the LAN's segment.
+    host_network: AppHostNetwork | None = None
     # What the app's pods need of their namespace's Pod Security level; the category namespace
     # takes the most permissive level any of its apps needs (plans.edge.namespaces).
     pod_security: PodSecurityLevel | None = None

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from stacks import encryption, netboot_mode, releases
-from stacks.apps import app_problems
+from stacks.apps import app_problems, host_network_problems
 from stacks.boards import AINUR_ROLES, ARDA_ROLES, BOARDS, discovery_boards, version_tuple
 from stacks.categories import known_categories
 from stacks.edge import edge_problems
@@ -89,6 +89,7 @@ def _edge(p: Parsed) -> list[Problem]:
     # With iluvatar:edge broken, its own errors are reported; an external app is not blamed for them.
     ingress = p.edge.ingress(p.cloudflare_set) if p.edge is not None else "cloudflare-tunnel"
     out += app_problems(p.apps, p.network, ingress, known_categories(p.extra_categories), _zone_names(p))
+    out += host_network_problems(p.apps, p.nodes, p.nodes_complete)
     return out
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from plans import agent_token
+from plans import agent_token, edge, gitops
 from stacks import load_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
@@ -125,6 +126,64 @@ def test_talos_enforces_baseline_where_a_namespace_says_nothing(kube_talos: Clus
     ]
     # kube-system is exempt, as Talos configures it: its static pods and CNI run there.
     kube_talos.client.create(_pod(f"host-network-{namespace}", "kube-system", hostNetwork=True))
+
+
+# An app on a machine's own network (Home Assistant, `apps[].hostNetwork`): the category namespace as
+# `plans.edge.namespaces` renders it for the homelab (privileged, because the app says so) admits the example's pod as
+# written; the level a category takes when no app asks for more (baseline) refuses it, which is why `iluvatar validate`
+# requires `podSecurity: privileged` with `hostNetwork`.
+HOME_ASSISTANT = Path(__file__).resolve().parents[2] / "examples" / "apps" / "home-assistant" / "deployment.yaml"
+
+
+def _home_assistant(namespace: str) -> list[dict[str, Any]]:
+    """The example's objects, in the test's own namespace (the category's name is the shared cluster's to keep)."""
+    objects = list(yaml.safe_load_all(HOME_ASSISTANT.read_text()))
+    for o in objects:
+        o["metadata"]["namespace"] = namespace
+    return objects
+
+
+def _template_pod(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    """The pod the Deployment's controller would create (the test control plane runs no controller manager)."""
+    template = deployment["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": name, "namespace": deployment["metadata"]["namespace"]},
+        "spec": template["spec"],
+    }
+
+
+def test_the_rendered_namespace_admits_the_home_assistant_example_and_baseline_refuses_it(
+    kube_talos: Cluster, kube_namespace: NamespaceMaker
+) -> None:
+    stack = load_stack_file(HOMELAB)
+    rendered = edge.namespaces(stack)["home-automation"]["metadata"]["labels"]
+    assert rendered["pod-security.kubernetes.io/enforce"] == "privileged"
+    namespace = kube_namespace(kube_talos, rendered)
+    kube_talos.wait_for_service_account(namespace)
+    deployment, service = _home_assistant(namespace)
+    kube_talos.client.create(service)
+    kube_talos.client.create(deployment)
+    kube_talos.client.create(_template_pod(deployment, "home-assistant"))
+    # Admitted, and said at the level the namespace warns at (restricted), so the operator sees what it gives up.
+    assert kube_talos.client.warnings == [
+        'would violate PodSecurity "restricted:latest": host namespaces (hostNetwork=true), hostPort (container "home-assistant" uses hostPorts'
+        ' 1900, 21063, 5353, 8123), unrestricted capabilities (container "home-assistant" must set securityContext.capabilities.drop=["ALL"]),'
+        ' runAsNonRoot != true (pod or container "home-assistant" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container'
+        ' "home-assistant" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
+    ]
+
+    baseline = kube_namespace(kube_talos, gitops.category_namespace("home-automation", "baseline")["metadata"]["labels"])
+    kube_talos.wait_for_service_account(baseline)
+    with pytest.raises(ApiError) as refused:
+        kube_talos.client.create(_template_pod(_home_assistant(baseline)[0], "home-assistant"))
+    # The API server gave each container port its hostPort (a host-network pod's are the same: k8s v1.35.1
+    # pkg/apis/core/v1/defaults.go:206-208), so baseline's hostPort check refuses it too.
+    assert refused.value.message == (
+        'pods "home-assistant" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostPort (container'
+        ' "home-assistant" uses hostPorts 1900, 21063, 5353, 8123)'
+    )
 
 
 def test_baseline_admits_the_nfs_targets_drill_as_root_with_volsyncs_three_capabilities(kube_talos: Cluster, kube_namespace: NamespaceMaker) -> None:

@@ -311,3 +311,25 @@ def test_headscales_policy_parser_accepts_the_per_protocol_port_rules(tmp_path: 
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Policy is valid" in checked.stdout
+
+
+def test_the_home_assistant_example_is_the_homelabs_app_on_its_machines_network() -> None:
+    """examples/apps/home-assistant: its registry entry is the homelab's; its pod is on that machine's network, pinned to
+    it, and listens on exactly the ports the entry declares (what validate checks against the machine's other
+    listeners); its Service is the HTTP backend the entry names; kubeconform passes it."""
+    stack = _stack()
+    entry = yaml.safe_load((EXAMPLES / "home-assistant" / "app.yaml").read_text())
+    app = next(a for a in stack.apps if a.name == "home-assistant")
+    assert App.model_validate(entry) == app
+    assert app.host_network is not None and app.pod_security == "privileged"
+    objects = list(yaml.safe_load_all((EXAMPLES / "home-assistant" / "deployment.yaml").read_text()))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["nodeSelector"]) == (True, {"kubernetes.io/hostname": app.host_network.node})
+    listening = {(p["containerPort"], p["protocol"]) for c in pod["containers"] for p in c.get("ports", [])}
+    assert listening == {(p.port, p.protocol.upper()) for p in app.host_network.ports}
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert service["metadata"]["name"] == app.service_name and service["spec"]["ports"][0]["port"] == app.http.port
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert all(o["metadata"]["namespace"] == app.namespace for o in objects)
+    assert upstream.kubeconform(objects, stack.arda.kubernetes_version) == []

@@ -88,3 +88,12 @@ def test_an_apex_host_is_covered() -> None:
     raw["iluvatar:identity"] = {k: v for k, v in raw["iluvatar:identity"].items() if k != "headlamp"}
     stack = parse_stack(raw, homelab_stack_file().secret_keys)
     assert stack.apps[0].host == "example.com"
+
+
+def test_a_host_network_apps_forbidden_ports_include_the_programs_own_host_network_listeners_on_arda() -> None:
+    """stacks cannot import plans, so the machine's listeners are written there: held equal to the plans' ports."""
+    from plans import logs, monitoring
+    from stacks.apps import NODE_LISTENERS
+
+    assert NODE_LISTENERS[(logs.TELEMETRY_PORT, "tcp")] == "the log collector's telemetry"
+    assert NODE_LISTENERS[(monitoring.NODE_EXPORTER_PORT, "tcp")] == "node-exporter"
