@@ -167,14 +167,18 @@ def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
     provider/pkg/provider/util.go:113) -> URN. The provider is part of the key: the same `namespace/name` on two
     clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster).
 
-    A resource the state keeps only to delete it (`delete: true`, the old half of a replacement whose new half is
-    created first) or that is to be replaced (`pendingReplacement: true`, deleted before its replacement is created:
-    pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523) is not the release's owner any more: a delete-before-
-    replace of the same name, killed during its create, is the killed install's, and is recovered.
+    A resource whose delete has run (`pendingReplacement: true`: the engine sets it only once the provider's delete
+    succeeded, pulumi v3.259.0 pkg/resource/deploy/step.go:770-784) owns no release any more: a delete-before-replace of
+    the same name, killed during its create, is the killed install's, and is recovered. One the state keeps to delete it
+    (`delete: true`) is still the release's owner: the engine marks the old half of a create-before-replace so once the new
+    half's create succeeded (step.go:467-472), before the old half's delete has run, and a failed delete leaves it so;
+    its release is installed and live until that delete ends. pulumi-kubernetes replaces a Release create-first
+    (provider/pkg/provider/helm_release.go:932) and only when its `name` or `namespace` changes (:907), so the old half
+    keeps its own `namespace/name`, and a stale pending create of that name must find it tracked.
     """
     out: dict[Key, str] = {}
     for r in deployment.get("resources") or []:
-        if r.get("delete") or r.get("pendingReplacement"):
+        if r.get("pendingReplacement"):
             continue
         if r.get("type") == RELEASE_TYPE and r.get("id"):
             out[(str(r.get("provider") or "").rsplit("::", 1)[0], str(r["id"]))] = str(r["urn"])

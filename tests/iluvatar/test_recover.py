@@ -523,14 +523,48 @@ def test_a_state_with_a_pending_upgrade_of_a_release_is_recovered(
     ]
 
 
-@pytest.mark.parametrize("flag", ["delete", "pendingReplacement"])
-def test_a_release_the_state_keeps_only_to_delete_or_replace_it_is_not_tracked(flag: str) -> None:
-    """pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523: a resource with `delete` or `pendingReplacement` is on its
-    way out; a delete-before-replace of the same name, killed in its create, is the killed install's. Before, it was
-    reported as `created by a later run` and skipped."""
+def test_a_release_whose_delete_has_run_is_not_tracked_and_one_waiting_for_it_is() -> None:
+    """`pendingReplacement` is set only once the provider's delete succeeded (pulumi v3.259.0 pkg/resource/deploy/step.go:770-784):
+    the release is gone, and a delete-before-replace of the same name killed in its create is the killed install's. `delete`
+    marks the old half of a create-before-replace whose new half was created (step.go:467-472): its release is still
+    installed until that delete runs, and stays the state's."""
     release = {"type": recover.RELEASE_TYPE, "urn": "urn:old", "id": "cert-manager/cert-manager", "provider": f"{ARDA}::p1"}
     assert recover.tracked({"resources": [release]}) == {(ARDA, "cert-manager/cert-manager"): "urn:old"}
-    assert recover.tracked({"resources": [{**release, flag: True}]}) == {}
+    assert recover.tracked({"resources": [{**release, "pendingReplacement": True}]}) == {}
+    assert recover.tracked({"resources": [{**release, "delete": True}]}) == {(ARDA, "cert-manager/cert-manager"): "urn:old"}
+
+
+def test_a_stale_pending_create_of_a_release_replaced_create_first_leaves_its_live_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old kill during cert-manager's create, recovered, then created by the next `up`: its pending create stays in every
+    later state (pkg/backend/snapshot.go:757-766). Then the release is renamed (a replace, create first: pulumi-kubernetes
+    v4.32.0 helm_release.go:907,932): the new half is created as cert-manager-2, the old half, still installed, waits with
+    `delete: true`, and the run is killed while it installs trust-manager. The live cert-manager's only record stays.
+    Before, the old half was not tracked, and the stale pending create deleted that record."""
+    export = killed_up(
+        simulated(RK1), ["edge-certificates-cert-manager", "edge-certificates-trust-manager"], finished=["edge-certificates-cert-manager"]
+    )
+    deployment = export["deployment"]
+    stale = deployment["pending_operations"][0]["resource"]
+    old = next(r for r in deployment["resources"] if r["urn"] == stale["urn"])
+    new = json.loads(json.dumps(old))
+    new["id"] = "cert-manager/cert-manager-2"
+    new["inputs"]["name"] = new["outputs"]["name"] = "cert-manager-2"
+    old["delete"] = True
+    deployment["resources"].append(new)
+    chart, version = stale["inputs"]["chart"], stale["inputs"]["version"]
+    live = _Cluster([_record_secret("deployed", 1, hooks=0, chart=(chart.rsplit("/", 1)[-1], version))])
+    monkeypatch.setattr(recover, "Kube", lambda *args: live)
+    monkeypatch.setattr(live, "records", lambda p: _Cluster.records(live, p) if p.release == "cert-manager" else [])
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err, live.deleted) == (0, "", [])
+    assert out.splitlines()[:3] == [
+        "rk1: 2 pending creates of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the state holds it, created by a later run: nothing to remove",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
+        "(the next `pulumi up` installs it)",
+    ]
 
 
 def test_only_secrets_of_helms_type_and_name_are_its_records() -> None:
