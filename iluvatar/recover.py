@@ -393,6 +393,8 @@ class Record:
     status: str
     written: datetime.datetime | None  # info.last_deployed: when the install or upgrade wrote it
     hooks: int
+    # info.deleted: when an uninstall began (helm v3.20.2 pkg/action/uninstall.go:103-105 stamps it and leaves last_deployed)
+    deleted: datetime.datetime | None = None
     chart: str = ""  # chart.metadata.name, as the install recorded it
     chart_version: str = ""  # chart.metadata.version
 
@@ -407,9 +409,8 @@ class Record:
         payload = _decode((secret.get("data") or {}).get("release", ""))
         info = payload.get("info") or {}
         chart = (payload.get("chart") or {}).get("metadata") or {}
-        written = None
-        if isinstance(info.get("last_deployed"), str):
-            written = _time(info["last_deployed"])
+        written = _time(info["last_deployed"]) if isinstance(info.get("last_deployed"), str) else None
+        deleted = _time(info["deleted"]) if isinstance(info.get("deleted"), str) else None
         return Record(
             name=meta["name"],
             uid=meta["uid"],
@@ -420,6 +421,7 @@ class Record:
             hooks=len(payload.get("hooks") or []),
             chart=str(chart.get("name") or ""),
             chart_version=str(chart.get("version") or ""),
+            deleted=deleted,
         )
 
 
@@ -450,16 +452,20 @@ def _time(text: str) -> datetime.datetime | None:
 
 
 def deadline(p: Pending, record: Record) -> datetime.datetime | None:
-    """When the install that wrote this pending record has ended, whatever became of it.
+    """When the install, upgrade or uninstall that wrote this pending record has ended, whatever became of it.
 
     Helm waits on nothing longer than the release's timeout at a time (pkg/action/install.go:444-505): the objects'
     readiness once, and for each hook the delete of its previous run, its completion and its delete
     (pkg/action/hooks.go:37-134): 1 + 3 per hook timeouts at most, from the moment it wrote the pending record.
-    Past that, a record still pending was left by an install that died (its machine's power cut), not one under way.
+    An uninstall leaves `last_deployed` as the release's last deploy (weeks ago, maybe) and stamps `deleted` when it
+    begins, before its pre-delete hooks, then its objects' deletion wait and its post-delete hooks
+    (pkg/action/uninstall.go:103-148): the same bound, from `deleted` (every hook counted: more than its delete hooks).
+    Past that, a record still pending was left by a step that died (its machine's power cut), not one under way.
     """
-    if record.written is None:
+    start = record.deleted if record.status == "uninstalling" else record.written
+    if start is None:
         return None
-    return record.written + datetime.timedelta(seconds=p.timeout * (1 + 3 * record.hooks) + MARGIN_SECONDS)
+    return start + datetime.timedelta(seconds=p.timeout * (1 + 3 * record.hooks) + MARGIN_SECONDS)
 
 
 # --- the command -------------------------------------------------------------------------------------------------
@@ -549,7 +555,7 @@ def recover(
                 time.sleep(POLL_SECONDS)
                 continue
             say(
-                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: its install died"
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%Y-%m-%d %H:%M:%S} UTC: its install died"
             )
         _one_install_by_this_stack(p, records)
         names = [r.name for r in records]
@@ -574,15 +580,34 @@ def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], no
     while True:
         records = kube.records(p)
         latest = records[-1] if records else None
+        if latest is None and p.op == "deleting":
+            # The uninstall ended and purged every record (pulumi-kubernetes v4.32.0 helm_release.go:1236-1243 keeps no
+            # history). A pending delete stays in `resources`, so `pulumi up` runs it again, as `uninstall.Run` without
+            # IgnoreNotFound, which fails on a release with no record (helm v3.20.2 pkg/action/uninstall.go:77-83;
+            # pkg/storage/driver/secrets.go:130-131). A refresh's Read of a release with no record drops the resource
+            # (helm_release.go:1066-1070).
+            say(
+                f"  {p.resource_name}: Helm release {p.label}: the killed run's uninstall ended and removed every record of it. "
+                f"`pulumi up` would run the delete again and fail (`uninstall: Release not loaded: {p.release}: release: not found`): first "
+                f"`pulumi refresh --stack {_stack_of(p.urn)} --target '{p.urn}' --skip-pending-creates` (it finds no release and drops the "
+                "resource from the state), then `pulumi up`"
+            )
+            return
         if latest is None or latest.status not in BUSY:
             state = f"its latest record v{latest.version} is {latest.status}" if latest else "it has no record"
             say(f"  {p.resource_name}: Helm release {p.label}: the killed run's {STEP[p.op]} ended ({state}); `pulumi up` retries it")
             return
         end = deadline(p, latest)
         if end is not None and now() >= end:
+            if latest.status == "uninstalling":
+                # A retried uninstall takes up a release left uninstalling: it stops only at `uninstalled`
+                # (uninstall.go:93-100), so its record must stay for it to find.
+                then = "the killed run's uninstall on it died; `pulumi up` runs it again (Helm takes up a release left uninstalling)"
+            else:
+                then = "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
             say(
-                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: "
-                "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past "
+                f"{end:%Y-%m-%d %H:%M:%S} UTC: {then}"
             )
             return
         until = f"until {end:%Y-%m-%d %H:%M:%S} UTC" if end else "with no end known"
@@ -597,6 +622,11 @@ def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], no
             )
             waited = True
         time.sleep(POLL_SECONDS)
+
+
+def _stack_of(urn: str) -> str:
+    """The stack a URN names: `urn:pulumi:<stack>::<project>::...` (sdk/go/common/resource/urn.go)."""
+    return urn.split("::", 1)[0].removeprefix("urn:pulumi:")
 
 
 def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:

@@ -129,13 +129,14 @@ def _record_secret(
     hooks: int = 2,
     deployed: str = "2026-11-26T14:02:11.403958812Z",
     chart: tuple[str, str] = ("cert-manager", "v1.19.2"),
+    deleted: str = "0001-01-01T00:00:00Z",
 ) -> dict[str, Any]:
     """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
     release = {
         "name": "cert-manager",
         "version": version,
         "chart": {"metadata": {"name": chart[0], "version": chart[1]}},
-        "info": {"status": status, "last_deployed": deployed},
+        "info": {"status": status, "last_deployed": deployed, "deleted": deleted},
         "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
     }
     inner = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
@@ -186,7 +187,7 @@ def test_a_record_still_pending_past_the_installs_end_was_left_by_an_install_tha
     removed = recover.recover(_pending(), cluster, False, said.append, now=lambda: late)  # type: ignore[arg-type]
     assert removed == cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
     assert said == [
-        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 14:08:11 UTC: its install died",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 2026-11-26 14:08:11 UTC: its install died",
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 "
         "(pending-install, chart cert-manager v1.19.2); its objects stay",
     ]
@@ -435,8 +436,8 @@ def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
 def test_an_uninstall_under_way_is_waited_for_as_a_pending_record_is() -> None:
     """`uninstalling` is an operation under way (helm v3.20.2 pkg/release/status.go:34-35), though IsPending leaves it out: an
     `atomic` install's own rollback of its failure (pkg/action/install.go:506-520) deletes its objects when it ends. Before,
-    its record was removed at once."""
-    cluster = _Cluster([_record_secret("uninstalling", hooks=0)])
+    its record was removed at once. Its bound runs from when the uninstall began (`info.deleted`), not from the install."""
+    cluster = _Cluster([_record_secret("uninstalling", hooks=0, deployed="2026-11-26T13:02:11Z", deleted="2026-11-26T14:02:11.403958812Z")])
     said: list[str] = []
     assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
     assert cluster.deleted == []
@@ -494,7 +495,7 @@ def test_a_pending_upgrade_is_waited_for_and_nothing_is_removed() -> None:
     late = WRITTEN + datetime.timedelta(seconds=300 + 60)
     assert _updating("pending-upgrade", late) == (
         [
-            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still pending-upgrade past 14:08:11 UTC: "
+            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still pending-upgrade past 2026-11-26 14:08:11 UTC: "
             "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
         ],
         [],
@@ -506,6 +507,61 @@ def test_a_pending_upgrade_is_waited_for_and_nothing_is_removed() -> None:
         ],
         [],
     )
+
+
+MONTH_AGO = "2026-10-27T09:41:52.118220911Z"  # the release's last deploy, which an uninstall leaves as it is
+URN = "urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::edge-certificates-cert-manager"
+UNINSTALLING = _record_secret("uninstalling", 2, hooks=0, deployed=MONTH_AGO, deleted="2026-11-26T14:02:11.403958812Z")
+GONE = (
+    "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the killed run's uninstall ended and removed every record "
+    "of it. `pulumi up` would run the delete again and fail (`uninstall: Release not loaded: cert-manager: release: not found`): first "
+    f"`pulumi refresh --stack rk1 --target '{URN}' --skip-pending-creates` (it finds no release and drops the resource from the state), "
+    "then `pulumi up`"
+)
+
+
+class _Uninstalling(_Cluster):
+    """The orphaned provider's uninstall: its records as the first read finds them; it ends (Helm purges every record,
+    pulumi-kubernetes keeps no history) while the command waits."""
+
+    def records(self, p: recover.Pending) -> list[recover.Record]:
+        found = super().records(p)
+        self.secrets = []
+        return found
+
+
+def _deleting(cluster: _Cluster, now: datetime.datetime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr("iluvatar.recover.time.sleep", lambda seconds: None)  # the next read is the uninstall's end
+    p = recover.Pending(URN, "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="deleting")
+    recover.settle(p, cluster, False, said.append, now=lambda: now)  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    return said
+
+
+def test_an_uninstall_is_bounded_from_when_it_began_and_its_end_leaves_a_delete_to_refresh_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Helm's uninstall stamps `info.deleted` and leaves `last_deployed` (helm v3.20.2 pkg/action/uninstall.go:103-105): a
+    second-old uninstall of a release last deployed a month ago is waited for. Before, the bound ran from the last deploy,
+    and the record was said to be left by a step that died, to be removed under the running uninstall. Once it ends with no
+    record, the retried delete fails (`uninstall.Run` without IgnoreNotFound): the command says so, and how to drop it.
+    Before, it said `pulumi up` retries it."""
+    assert recover.Record.of(UNINSTALLING).deleted == WRITTEN
+    cluster = _Uninstalling([_record_secret("superseded", 1, hooks=0, deployed=MONTH_AGO), UNINSTALLING])
+    assert _deleting(cluster, WRITTEN + datetime.timedelta(seconds=1), monkeypatch) == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is uninstalling: waiting until "
+        "2026-11-26 14:08:11 UTC for the killed run's provider to finish it",
+        GONE,
+    ]
+
+
+def test_an_uninstall_still_under_way_past_its_bound_is_left_for_pulumi_up_to_take_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retried uninstall takes up a release left `uninstalling` (it stops only at `uninstalled`: uninstall.go:93-100): its
+    record stays. Before, the command pointed at the pending-upgrade recipe (remove the record)."""
+    late = WRITTEN + datetime.timedelta(seconds=360)
+    assert _deleting(_Cluster([UNINSTALLING]), late, monkeypatch) == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still uninstalling past 2026-11-26 14:08:11 UTC: "
+        "the killed run's uninstall on it died; `pulumi up` runs it again (Helm takes up a release left uninstalling)"
+    ]
 
 
 def test_a_state_with_a_pending_upgrade_of_a_release_is_recovered(
