@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import gzip
 import http.client
@@ -482,19 +483,87 @@ def _unchanged() -> None:
     pass
 
 
-def kubernetes_providers() -> list[int]:
-    """The pulumi-resource-kubernetes processes running on this machine (their pids), as /proc lists them."""
+@dataclass(frozen=True)
+class Provider:
+    """A pulumi-resource-kubernetes process, as /proc shows it."""
+
+    pid: int
+    parent: int  # its parent's pid
+    parent_program: str  # the parent's executable's file name ("" once it is gone or not ours to read)
+    cwd: str  # its working directory: the project's, where the engine started it
+    started: datetime.datetime | None
+
+    @property
+    def orphaned(self) -> bool:
+        """No `pulumi` is its parent: the engine that started it (pulumi v3.259.0 sdk/go/common/resource/plugin/plugin.go:597
+        `exec.Command`, a child of the engine) is gone, and the process was handed to init or a subreaper. One whose parent
+        is a live `pulumi` belongs to a live run, and is never to be ended."""
+        return self.parent_program != "pulumi"
+
+    @property
+    def described(self) -> str:
+        started = f", started {self.started:%Y-%m-%d %H:%M:%S} UTC" if self.started else ""
+        return f"pid {self.pid}{started}, its parent pid {self.parent} ({self.parent_program or 'gone'}), not a `pulumi`"
+
+
+def _link(path: Path) -> str:
+    """A /proc link's target (an executable replaced since it started reads `... (deleted)`), or "" if unreadable."""
+    try:
+        return os.readlink(path).removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
+def kubernetes_providers(proc: Path = Path("/proc")) -> list[Provider]:
+    """The pulumi-resource-kubernetes processes this user can see on this machine, as /proc lists them, by pid. Each is
+    known by its executable (`exe`), never its command line: reading `cmdline` takes the process's memory lock, and
+    hangs on a process stuck on a dead NFS mount."""
+    boot = None
+    with contextlib.suppress(OSError, StopIteration, ValueError, IndexError):  # no boot time: no start time said
+        boot = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines() if line.startswith("btime "))
+    tick = os.sysconf("SC_CLK_TCK")
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or Path(_link(entry / "exe")).name != "pulumi-resource-kubernetes":
             continue
         try:
-            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:  # gone meanwhile, or not ours to read
+            # proc(5): `pid (comm) state ppid ...`, field 22 the start in clock ticks after boot; comm may hold spaces and ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, ticks = int(fields[1]), int(fields[19])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-        if Path(argv0.decode(errors="replace")).name == "pulumi-resource-kubernetes":
-            found.append(int(entry.name))
-    return sorted(found)
+        started = datetime.datetime.fromtimestamp(boot + ticks / tick, datetime.UTC).replace(microsecond=0) if boot is not None else None
+        parent_program = Path(_link(proc / str(parent) / "exe")).name if parent > 0 else ""
+        found.append(Provider(int(entry.name), parent, parent_program, _link(entry / "cwd"), started))
+    return sorted(found, key=lambda f: f.pid)
+
+
+def project_of(folder: Path) -> Path:
+    """The Pulumi project a folder is in: the nearest folder up holding Pulumi.yaml, as the CLI finds it; the engine starts
+    its providers there (pulumi v3.259.0 pkg/engine/project.go:45-47, the project's root when it names no `main`)."""
+    folder = folder.resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / "Pulumi.yaml").is_file() or (candidate / "Pulumi.yml").is_file():
+            return candidate
+    return folder
+
+
+def orphans(project: Path, proc: Path = Path("/proc")) -> list[Provider]:
+    """The killed run's kubernetes providers, as far as this host can tell: orphaned (no `pulumi` parent) and started in
+    this project (every stack of the project shares its folder). A live run's, and other projects', are not counted."""
+    return [f for f in kubernetes_providers(proc) if f.orphaned and f.cwd == str(project)]
+
+
+def _orphans_here() -> list[Provider]:
+    return orphans(project_of(Path.cwd()))
+
+
+# The killed run's providers show only on the host (and in the container) that ran it: elsewhere none is found, and
+# "no record" would say nothing of an install still to write one.
+NO_RECORD = (
+    "no record in the cluster, and no pulumi-resource-kubernetes the killed run left runs in this project on this host: nothing to "
+    "remove (the next `pulumi up` installs it; run this command on the host the stack's lock names)"
+)
 
 
 class NotYetError(RecoverError):
@@ -508,7 +577,7 @@ def recover(
     say: Callable[[str], None],
     now: Now = _utc_now,
     unchanged: Callable[[], None] = _unchanged,
-    providers: Callable[[], list[int]] = kubernetes_providers,
+    providers: Callable[[], list[Provider]] = _orphans_here,
 ) -> list[str]:
     """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete).
     `unchanged` raises if the state moved since it was read (a live run), and is asked right before deleting."""
@@ -520,19 +589,21 @@ def recover(
             # (pulumi-kubernetes helm_release.go:566-590), installed the chart's CRDs and waited up to 60 s for them
             # (helm v3.20.2 pkg/action/install.go:185,265) and rendered it (install.go:402 writes the record). A
             # provider still running may write it yet; one ended writes nothing more.
-            pids = providers()
-            if pids:
+            found = providers()
+            if found:
+                # Never advise ending a live run's provider: the state, exported again, must be as the killed run left it.
+                unchanged()
                 line = (
-                    f"{p.label}: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine "
-                    f"(pid {', '.join(map(str, pids))}): a killed run's install writes its record only after fetching the chart and "
-                    "installing its CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it "
-                    f"(`kill {' '.join(map(str, pids))}`: nothing it runs is left once no Helm record is pending) and run this command again"
+                    f"{p.label}: no record in the cluster yet, and a pulumi-resource-kubernetes the killed run left runs in this project on "
+                    f"this host ({'; '.join(f.described for f in found)}): a killed run's install writes its record only after fetching the "
+                    "chart and installing its CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it "
+                    f"(`kill {' '.join(str(f.pid) for f in found)}`: nothing it runs is left once no Helm record is pending) and run this command again"
                 )
                 if dry_run:
                     say(f"  {p.resource_name}: Helm release {line}")
                     return []
                 raise NotYetError(line)
-            say(f"  {p.resource_name}: Helm release {p.label}: no record in the cluster, nothing to remove (the next `pulumi up` installs it)")
+            say(f"  {p.resource_name}: Helm release {p.label}: {NO_RECORD}")
             return []
         latest = records[-1]
         if latest.status in BUSY:
@@ -570,16 +641,44 @@ def recover(
         # A record changed between the read and the delete (the provider finishing): read them again.
 
 
-def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> None:
+def settle(
+    p: Pending,
+    kube: Kube,
+    dry_run: bool,
+    say: Callable[[str], None],
+    now: Now = _utc_now,
+    unchanged: Callable[[], None] = _unchanged,
+    providers: Callable[[], list[Provider]] = _orphans_here,
+) -> None:
     """A pending update or delete of a release: wait until Helm's latest record of it is no longer pending or
     uninstalling (the killed run's provider finishing its upgrade or uninstall; bounded as an install is, `deadline`),
     and remove nothing: a retried upgrade or uninstall meeting one under way stops with `another operation
     (install/upgrade/rollback) is in progress` (helm v3.20.2 pkg/action/action.go:63, errPending), and a record deleted
-    under it breaks its history."""
+    under it breaks its history.
+
+    A step seen under way and then ended has ended. One never seen under way may not have begun writing yet while the
+    killed run's provider runs: an upgrade writes `pending-upgrade` only after the provider fetched its chart and Helm
+    rendered it (helm v3.20.2 pkg/action/upgrade.go:276,376), an uninstall writes `uninstalling` only after its
+    pre-delete hooks (uninstall.go:107-117); that is said, as for an install with no record yet."""
     waited = False
     while True:
         records = kube.records(p)
         latest = records[-1] if records else None
+        if (latest is None or latest.status not in BUSY) and not waited:
+            found = providers()
+            if found:
+                unchanged()
+                state = f"its latest record v{latest.version} is {latest.status}" if latest else "it has no record"
+                line = (
+                    f"{p.label}: {state}, and a pulumi-resource-kubernetes the killed run left runs in this project on this host "
+                    f"({'; '.join(f.described for f in found)}): the killed run's {STEP[p.op]} writes Helm's record only after its first steps "
+                    "(an upgrade fetches and renders its chart, an uninstall runs its pre-delete hooks), so it may be under way yet. Once "
+                    f"`iluvatar recover` has nothing else to wait for, end it (`kill {' '.join(str(f.pid) for f in found)}`) and run this command again"
+                )
+                if dry_run:
+                    say(f"  {p.resource_name}: Helm release {line}")
+                    return
+                raise NotYetError(line)
         if latest is None and p.op == "deleting":
             # The uninstall ended and purged every record (pulumi-kubernetes v4.32.0 helm_release.go:1236-1243 keeps no
             # history). A pending delete stays in `resources`, so `pulumi up` runs it again, as `uninstall.Run` without
@@ -654,6 +753,8 @@ def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
 def run(args: argparse.Namespace) -> int:
     stack = str(args.stack)
     again: Callable[[], Mapping[str, Any]] | None = None
+    # The project: where `pulumi` runs for the stack (a stack file's folder), where its providers run.
+    cwd = Path(stack).resolve().parent if stack.endswith((".yaml", ".yml")) else Path.cwd()
     if args.state:
         source = Path(args.state)
         try:
@@ -662,9 +763,9 @@ def run(args: argparse.Namespace) -> int:
             raise RecoverError(f"cannot read {source}: {e.strerror or e}") from None
         deployment = deployment_of(text, "standard input" if args.state == "-" else str(source))
     else:
-        name, cwd = stack, Path.cwd()
+        name = stack
         if stack.endswith((".yaml", ".yml")):  # a stack file: its stack, in its project
-            name, cwd = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0], Path(stack).resolve().parent
+            name = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0]
         deployment = deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
 
         def again() -> Mapping[str, Any]:
@@ -700,15 +801,23 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
         + (": dry run, nothing removed" if args.dry_run else "")
     )
+    project = project_of(cwd)
+
+    def providers() -> list[Provider]:
+        return orphans(project)
+
+    not_yet: list[str] = []
     for p in settling:
         if p.gone:
             print(f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state")
             continue
         try:
-            settle(p, Kube(p.kubeconfig, p.context), args.dry_run, print)
+            settle(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=providers)
+        except NotYetError as e:
+            print(f"  {p.resource_name}: Helm release {e}")
+            not_yet.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
-    not_yet: list[str] = []
     for p in pending:
         if states.get(p.key) == p.urn:
             # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
@@ -722,7 +831,7 @@ def run(args: argparse.Namespace) -> int:
             )
             continue
         try:
-            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))
+            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=providers)
         except NotYetError as e:
             print(f"  {p.resource_name}: Helm release {e}")
             not_yet.append(p.label)
@@ -730,8 +839,8 @@ def run(args: argparse.Namespace) -> int:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     if not_yet:
         raise RecoverError(
-            f"{stack}: no record yet of {', '.join(not_yet)} while pulumi-resource-kubernetes still runs: end it as said above, "
-            "then run this command again"
+            f"{stack}: a step of the killed run on {', '.join(not_yet)} may be under way yet while its pulumi-resource-kubernetes "
+            "runs: end it as said above, then run this command again"
         )
     print(NEXT)
     return 0

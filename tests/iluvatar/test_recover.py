@@ -10,6 +10,7 @@ import base64
 import datetime
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,7 @@ def test_the_same_release_name_on_the_other_cluster_is_another_release(
     assert (code, err) == (0, "")
     assert out.splitlines()[:2] == [
         "homelab: 1 pending create of a Helm release",
-        f"  {pending}: Helm release argocd/argocd: no record in the cluster, nothing to remove (the next `pulumi up` installs it)",
+        f"  {pending}: Helm release argocd/argocd: " + recover.NO_RECORD,
     ]
 
 
@@ -425,8 +426,7 @@ def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: skipped, its provider "
         f"{ARDA}::arda-kubernetes-before-the-rebuild is no longer in the state (a stale pending create, from before its cluster "
         "was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)",
-        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
-        "(the next `pulumi up` installs it)",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: " + recover.NO_RECORD,
     ]
 
 
@@ -447,29 +447,104 @@ def test_an_uninstall_under_way_is_waited_for_as_a_pending_record_is() -> None:
     ]
 
 
-def test_no_record_while_a_kubernetes_provider_runs_is_not_yet_and_says_what_to_do() -> None:
-    """The provider writes the record only after fetching the chart and installing its CRDs (install.go:185,265,402): no
-    record while pulumi-resource-kubernetes runs may be one to come. Before, it said `nothing to remove` and exited 0, and
-    the next `up` raced the orphan's install."""
-    line = (
-        "cert-manager/cert-manager: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine (pid 4242): a "
-        "killed run's install writes its record only after fetching the chart and installing its CRDs, so one may come yet. Once "
-        "`iluvatar recover` has nothing else to wait for, end it (`kill 4242`: nothing it runs is left once no Helm record is "
-        "pending) and run this command again"
-    )
-    with pytest.raises(recover.NotYetError) as e:
-        recover.recover(_pending(), _Cluster([]), False, [].append, providers=lambda: [4242])  # type: ignore[arg-type]
-    assert str(e.value) == line
-    said: list[str] = []
-    assert recover.recover(_pending(), _Cluster([]), True, said.append, providers=lambda: [4242]) == []  # type: ignore[arg-type]
-    assert said == [f"  edge-certificates-cert-manager: Helm release {line}"]
-    # With no provider left, nothing more is written: nothing to remove.
-    said.clear()
-    assert recover.recover(_pending(), _Cluster([]), False, said.append, providers=lambda: []) == []  # type: ignore[arg-type]
-    assert said == [
-        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: no record in the cluster, nothing to remove "
-        "(the next `pulumi up` installs it)"
+def _proc(tmp_path: Path, project: Path) -> Path:
+    """A /proc as this module reads it (proc(5)): a live `pulumi up` of this project with its provider (pid 101), a provider
+    of this project a killed run left to init (201), one another project's killed run left (301), init itself."""
+    proc = tmp_path / "proc"
+    tick = os.sysconf("SC_CLK_TCK")
+    proc.mkdir()
+    (proc / "stat").write_text(f"cpu  1 2 3 4\nbtime {int(WRITTEN.timestamp()) - 5}\nprocesses 9\n")
+    for pid, ppid, exe, cwd in (
+        (1, 0, "/usr/lib/systemd/systemd", "/"),
+        (100, 1, "/home/me/.pulumi/bin/pulumi", str(project)),
+        (101, 100, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes", str(project)),
+        (201, 1, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes (deleted)", str(project)),
+        (301, 1, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes", "/home/me/other"),
+    ):
+        entry = proc / str(pid)
+        entry.mkdir()
+        (entry / "exe").symlink_to(exe)
+        (entry / "cwd").symlink_to(cwd)
+        # `pid (comm) state ppid` then 15 fields to field 22, the start in clock ticks after boot.
+        (entry / "stat").write_text(f"{pid} (pulumi-resource) S {ppid} " + "0 " * 17 + f"{5 * tick} 0 0\n")
+    return proc
+
+
+def test_only_an_orphaned_kubernetes_provider_of_this_project_counts(tmp_path: Path) -> None:
+    """A provider whose parent is a live `pulumi` is a live run's (another stack's, or this one's), and one started in another
+    project is another's: neither is the killed run's, neither is to be ended. Before, every pulumi-resource-kubernetes on the
+    machine was counted, and the command said to `kill` them all."""
+    project = tmp_path / "iluvatar"
+    found = recover.kubernetes_providers(_proc(tmp_path, project))
+    started = datetime.datetime(2026, 11, 26, 14, 2, 11, tzinfo=datetime.UTC)
+    assert [(f.pid, f.parent, f.parent_program, f.cwd, f.started, f.orphaned) for f in found] == [
+        (101, 100, "pulumi", str(project), started, False),
+        (201, 1, "systemd", str(project), started, True),
+        (301, 1, "systemd", "/home/me/other", started, True),
     ]
+    assert [f.pid for f in recover.orphans(project, tmp_path / "proc")] == [201]
+
+
+ORPHAN = "pid 201, started 2026-11-26 14:02:11 UTC, its parent pid 1 (systemd), not a `pulumi`"
+
+
+def test_no_record_while_the_killed_runs_kubernetes_provider_runs_is_not_yet_and_says_what_to_do(tmp_path: Path) -> None:
+    """The provider writes the record only after fetching the chart and installing its CRDs (install.go:185,265,402): no
+    record while the killed run's pulumi-resource-kubernetes runs may be one to come. The live run's provider (pid 101) is
+    not named."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+    line = (
+        "cert-manager/cert-manager: no record in the cluster yet, and a pulumi-resource-kubernetes the killed run left runs in this "
+        f"project on this host ({ORPHAN}): a killed run's install writes its record only after fetching the chart and installing its "
+        "CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it (`kill 201`: nothing it runs is "
+        "left once no Helm record is pending) and run this command again"
+    )
+    checked: list[str] = []
+    here = lambda: recover.orphans(project, proc)  # noqa: E731
+    with pytest.raises(recover.NotYetError) as e:
+        recover.recover(_pending(), _Cluster([]), False, [].append, unchanged=lambda: checked.append("state"), providers=here)  # type: ignore[arg-type]
+    assert (str(e.value), checked) == (line, ["state"])
+    said: list[str] = []
+    assert recover.recover(_pending(), _Cluster([]), True, said.append, providers=lambda: recover.orphans(project, proc)) == []  # type: ignore[arg-type]
+    assert said == [f"  edge-certificates-cert-manager: Helm release {line}"]
+    # With no orphan left (only the live run's provider, another project's), nothing more is written: nothing to remove.
+    said.clear()
+    elsewhere = tmp_path / "elsewhere"
+    assert recover.recover(_pending(), _Cluster([]), False, said.append, providers=lambda: recover.orphans(elsewhere, proc)) == []  # type: ignore[arg-type]
+    assert said == ["  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: " + recover.NO_RECORD]
+
+
+def test_a_live_run_is_never_told_to_end_its_provider(tmp_path: Path) -> None:
+    """The state exported again before the advice: a live run of this stack moved it, and the command stops without naming a
+    process to end."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+
+    def moved() -> None:
+        raise recover.RecoverError("rk1: the state changed while this command ran")
+
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), _Cluster([]), False, [].append, unchanged=moved, providers=lambda: recover.orphans(project, proc))  # type: ignore[arg-type]
+    assert (type(e.value), str(e.value)) == (recover.RecoverError, "rk1: the state changed while this command ran")
+
+
+def test_an_upgrade_not_yet_seen_under_way_while_the_killed_runs_provider_runs_is_not_yet(tmp_path: Path) -> None:
+    """An upgrade writes `pending-upgrade` only after its chart is fetched and rendered (helm v3.20.2 pkg/action/upgrade.go:276,376):
+    a `deployed` latest record while the killed run's provider runs says nothing of its end. Before, it said the upgrade ended."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+    cluster = _Cluster([_record_secret("deployed", 1, hooks=0)])
+    p = recover.Pending(URN, "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="updating")
+    with pytest.raises(recover.NotYetError) as e:
+        recover.settle(p, cluster, False, [].append, providers=lambda: recover.orphans(project, proc))  # type: ignore[arg-type]
+    assert str(e.value) == (
+        f"cert-manager/cert-manager: its latest record v1 is deployed, and a pulumi-resource-kubernetes the killed run left runs in this "
+        f"project on this host ({ORPHAN}): the killed run's upgrade writes Helm's record only after its first steps (an upgrade fetches "
+        "and renders its chart, an uninstall runs its pre-delete hooks), so it may be under way yet. Once `iluvatar recover` has "
+        "nothing else to wait for, end it (`kill 201`) and run this command again"
+    )
+    assert cluster.deleted == []
 
 
 def _updating(status: str, now: datetime.datetime, dry_run: bool = False) -> tuple[list[str], list[str]]:
@@ -478,7 +553,7 @@ def _updating(status: str, now: datetime.datetime, dry_run: bool = False) -> tup
     p = recover.Pending(
         "urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="updating"
     )
-    recover.settle(p, cluster, dry_run, said.append, now=lambda: now)  # type: ignore[arg-type]
+    recover.settle(p, cluster, dry_run, said.append, now=lambda: now, providers=lambda: [])  # type: ignore[arg-type]
     return said, cluster.deleted
 
 
@@ -534,7 +609,7 @@ def _deleting(cluster: _Cluster, now: datetime.datetime, monkeypatch: pytest.Mon
     said: list[str] = []
     monkeypatch.setattr("iluvatar.recover.time.sleep", lambda seconds: None)  # the next read is the uninstall's end
     p = recover.Pending(URN, "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="deleting")
-    recover.settle(p, cluster, False, said.append, now=lambda: now)  # type: ignore[arg-type]
+    recover.settle(p, cluster, False, said.append, now=lambda: now, providers=lambda: [])  # type: ignore[arg-type]
     assert cluster.deleted == []
     return said
 
@@ -618,8 +693,7 @@ def test_a_stale_pending_create_of_a_release_replaced_create_first_leaves_its_li
     assert out.splitlines()[:3] == [
         "rk1: 2 pending creates of a Helm release",
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the state holds it, created by a later run: nothing to remove",
-        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
-        "(the next `pulumi up` installs it)",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: " + recover.NO_RECORD,
     ]
 
 
