@@ -738,6 +738,14 @@ def _recover_parser(sub: Any) -> None:
         help="read the state from FILE (`pulumi stack export --show-secrets > FILE`; - for standard input) instead of running that",
     )
     c.add_argument("--dry-run", action="store_true", help="say what it would wait for and remove, and change nothing")
+    c.add_argument(
+        "--release",
+        metavar="NAMESPACE/NAME",
+        help="a release a killed run that kept no checkpoint installed (no pending create names it): its `[helm release: ...]` in render/STACK/plan.txt",
+    )
+    c.add_argument(
+        "--provider", metavar="NAME", help="with --release: the release's kubernetes provider, its `[provider: ...]` in render/STACK/plan.txt"
+    )
     c.set_defaults(run=_recover)
 
 

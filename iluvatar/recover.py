@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import datetime
 import gzip
 import http.client
@@ -98,6 +99,7 @@ class Pending:
     version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
     gone: str = ""  # the provider reference, when the state no longer holds that provider (kubeconfig and context empty)
     op: str = "creating"  # the pending operation's type: creating, updating or deleting
+    named: bool = False  # named with --release (a killed run that kept no checkpoint), not found pending in the state
 
     @property
     def chart_name(self) -> str:
@@ -733,6 +735,14 @@ def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
     and version the create asked for. Anything else is another owner's history (a `helm install` by hand, another
     stack), or a release an older kill's pending create no longer describes (the engine keeps pending creates in every
     later state: pkg/backend/snapshot.go:757-766): deleting it would lose history nobody can rebuild."""
+    if p.named:
+        # No pending create says which chart the killed install took; a single revision 1 is still no upgrade's history.
+        if len(records) == 1 and records[0].version == 1:
+            return
+        raise RecoverError(
+            f"{p.label} on {p.resource_name}: Helm's records are not the one install a killed run makes (a single v1): found "
+            f"{', '.join(r.described for r in records)}; nothing removed. That is a release's history, not a killed install's"
+        )
     version = p.version.removeprefix("v")
     if (
         p.chart_name
@@ -771,9 +781,13 @@ def run(args: argparse.Namespace) -> int:
         def again() -> Mapping[str, Any]:
             return deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
 
+    if args.release:
+        return _named_release(args, stack, deployment, again, project_of(cwd))
     operations = deployment.get("pending_operations") or []
     if not operations:
-        raise RecoverError(f"{stack}: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT}")
+        raise RecoverError(
+            f"{stack}: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT.replace('STACK', stack)}"
+        )
     steps = pending_ops(deployment)
     pending = [p for p in steps if p.op == "creating"]
     settling = [p for p in steps if p.op != "creating"]
@@ -846,6 +860,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_release(
+    args: argparse.Namespace, stack: str, deployment: Mapping[str, Any], again: Callable[[], Mapping[str, Any]] | None, project: Path
+) -> int:
+    """`--release NAMESPACE/NAME --provider PROVIDER`: a release a killed run that kept no checkpoint installed
+    (PULUMI_SKIP_CHECKPOINTS=true, pulumi v3.259.0 sdk/go/common/env/env.go:50, or a lost last checkpoint), which no
+    pending create names. Its cluster is its provider's, as the state holds it, by the name render/<stack>/plan.txt gives
+    (`[provider: ...]`): the homelab's two argocd/argocd releases are one on each cluster. Then as for a pending create."""
+    namespace, _, release = str(args.release).partition("/")
+    if not namespace or not release or "/" in release:
+        raise RecoverError(f"--release {args.release!r}: give the release as NAMESPACE/NAME, as render/{stack}/plan.txt's `[helm release: ...]` says")
+    if not args.provider:
+        raise RecoverError(f"--release {args.release}: give its provider too, `--provider NAME`, as render/{stack}/plan.txt's `[provider: ...]` says")
+    kinds = [r for r in deployment.get("resources") or [] if str(r.get("type")) == "pulumi:providers:kubernetes"]
+    found = [r for r in kinds if str(r.get("urn")).endswith(f"::{args.provider}")]
+    if len(found) != 1:
+        names = ", ".join(sorted(str(r.get("urn")).rsplit("::", 1)[-1] for r in kinds)) or "none"
+        raise RecoverError(f"{stack}: the state holds no kubernetes provider {args.provider!r} (it holds: {names}); nothing removed")
+    provider = found[0]
+    reference = f"{provider['urn']}::{provider.get('id')}"
+    label = f"{namespace}/{release}"
+    owner = tracked(deployment).get((str(provider["urn"]), label))
+    if owner is not None:
+        raise RecoverError(
+            f"{stack}: the state tracks Helm release {label} on {args.provider} as {owner}: its records are that resource's history; nothing removed"
+        )
+    synthetic = {
+        "pending_operations": [
+            {
+                "type": "creating",
+                "resource": {"type": RELEASE_TYPE, "urn": args.provider, "provider": reference, "inputs": {"name": release, "namespace": namespace}},
+            }
+        ],
+        "resources": [provider],
+    }
+    p = dataclasses.replace(pending_ops(synthetic)[0], named=True)
+    print(f"{stack}: Helm release {label} on {args.provider}, named by hand" + (": dry run, nothing removed" if args.dry_run else ""))
+    try:
+        recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=lambda: orphans(project))
+    except NotYetError as e:
+        raise RecoverError(f"{e}") from None
+    except KeyboardInterrupt:
+        raise RecoverError(f"stopped at {label}: run it again, it takes up what is left") from None
+    print(NEXT)
+    return 0
+
+
 def _moment(deployment: Mapping[str, Any]) -> Any:
     """What a live run changes as it goes: it writes the state at every step (manifest.time) and ends each pending
     operation it finishes (pulumi v3.259.0 pkg/backend/snapshot.go); a killed run's state never changes."""
@@ -874,9 +934,9 @@ def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str
 # PULUMI_SKIP_CHECKPOINTS=true (pulumi v3.259.0 sdk/go/common/env/env.go:50) or a lost last checkpoint: a killed
 # run's install left no pending create to find it by. The way out, in one line.
 NO_CHECKPOINT = (
-    "If `pulumi up` then stops with `cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no "
-    "checkpoint installed it): once `helm history NAME -n NAMESPACE` shows a single revision 1 of the chart "
-    "render/<stack>/plan.txt names for it, `kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again"
+    "If `pulumi up` then stops with `cannot re-use a name that is still in use` on a Helm release (a killed run that kept no "
+    "checkpoint installed it): `iluvatar recover STACK --release NAMESPACE/NAME --provider PROVIDER`, with the `[helm release: "
+    "NAMESPACE/NAME]` and `[provider: PROVIDER]` render/STACK/plan.txt gives for the resource `pulumi up` names, then `pulumi up`"
 )
 
 NEXT = """\

@@ -11,6 +11,8 @@ import datetime
 import gzip
 import json
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from iluvatar import cli, recover
+from iluvatar import cli, recover, render
+from iluvatar.simulate import SecretValue
 from tests.bmc_standin import self_signed
 from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
@@ -54,12 +57,74 @@ def test_a_state_with_nothing_pending_is_a_clear_error(tmp_path: Path, capsys: p
     code, out, err = _run(tmp_path, export, capsys)
     assert (code, out) == (2, "")
     # No pending operation is also what a killed run that kept no checkpoints leaves (PULUMI_SKIP_CHECKPOINTS): the way out
-    # for its install, should `pulumi up` meet it, in one line.
-    assert err == (
-        "error: rk1: the state holds no pending operation: nothing to recover (run `pulumi up`). If `pulumi up` then stops with "
-        "`cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no checkpoint installed it): once "
-        "`helm history NAME -n NAMESPACE` shows a single revision 1 of the chart render/<stack>/plan.txt names for it, "
-        "`kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again\n"
+    # for its install, should `pulumi up` meet it, in one line naming the release and its cluster's provider.
+    assert err == f"error: rk1: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT}\n"
+
+
+NO_CHECKPOINT = (
+    "If `pulumi up` then stops with `cannot re-use a name that is still in use` on a Helm release (a killed run that kept no "
+    "checkpoint installed it): `iluvatar recover rk1 --release NAMESPACE/NAME --provider PROVIDER`, with the `[helm release: "
+    "NAMESPACE/NAME]` and `[provider: PROVIDER]` render/rk1/plan.txt gives for the resource `pulumi up` names, then `pulumi up`"
+)
+
+
+def test_the_no_checkpoint_line_run_as_printed_removes_the_one_install_on_its_own_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The homelab has argocd/argocd on both clusters (the same chart). A run that kept no checkpoint installed Arda's and was
+    killed; the Ainur's is live, upgraded twice. The printed line, filled in from the homelab's plan.txt for
+    gitops-arda-release, removes Arda's one record and touches nothing on the Ainur. Before, the line named no cluster: run
+    against kubectl's current context, it removed the Ainur's records."""
+    sim = simulated(HOMELAB)
+    plan = render.plan_text(sim)
+    entry = re.search(r"gitops-arda-release  \(kubernetes:helm\.sh/v3:Release\).*?(?=\n      \S)", plan, re.S)
+    assert entry is not None
+    flat = " ".join(entry.group(0).split())
+    release = re.search(r"\[helm release: (\S+)\]", flat)
+    provider = re.search(r"\[provider: (\S+)\]", flat)
+    assert release is not None and provider is not None
+    assert (release.group(1), provider.group(1)) == ("argocd/argocd", "gitops-arda-kubernetes")
+    kubeconfigs = {
+        name: {**sim.named()[name].inputs, "kubeconfig": SecretValue(name)} for name in ("gitops-arda-kubernetes", "gitops-ainur-kubernetes")
+    }
+    export = killed_up(sim, ["gitops-arda-release"], finished=["gitops-ainur-release"], inputs=kubeconfigs)
+    export["deployment"]["pending_operations"] = []
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    err = capsys.readouterr().err
+    assert code == 2
+    printed = re.search(r"`(iluvatar recover [^`]+)`", err)
+    assert printed is not None
+    line = printed.group(1).replace("NAMESPACE/NAME", release.group(1)).replace("PROVIDER", provider.group(1))
+
+    def argocd(version: int, status: str) -> dict[str, Any]:
+        secret: dict[str, Any] = json.loads(
+            json.dumps(_record_secret(status, version, hooks=0, chart=("argo-cd", "10.8.0"))).replace("cert-manager", "argocd")
+        )
+        return secret
+
+    clusters = {
+        "gitops-arda-kubernetes": _Cluster([argocd(1, "deployed")]),
+        "gitops-ainur-kubernetes": _Cluster([argocd(1, "superseded"), argocd(2, "superseded"), argocd(3, "deployed")]),
+    }
+    monkeypatch.setattr(recover, "Kube", lambda kubeconfig, context: clusters[kubeconfig])
+    monkeypatch.setattr(recover, "orphans", lambda project: [])
+    assert cli.main([*shlex.split(line)[1:], "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert (clusters["gitops-arda-kubernetes"].deleted, clusters["gitops-ainur-kubernetes"].deleted) == (["sh.helm.release.v1.argocd.v1"], [])
+    assert out.splitlines()[:2] == [
+        "homelab: Helm release argocd/argocd on gitops-arda-kubernetes, named by hand",
+        "  gitops-arda-kubernetes: Helm release argocd/argocd: removed Helm's record sh.helm.release.v1.argocd.v1 (deployed, chart argo-cd "
+        "10.8.0); its objects stay",
+    ]
+    # The other cluster's argocd/argocd is a release's history: named, it is refused, nothing removed.
+    code = cli.main(["recover", "homelab", "--release", "argocd/argocd", "--provider", "gitops-ainur-kubernetes", "--state", str(state)])
+    assert (code, clusters["gitops-ainur-kubernetes"].deleted) == (2, [])
+    assert capsys.readouterr().err == (
+        "error: homelab: the state tracks Helm release argocd/argocd on gitops-ainur-kubernetes as "
+        f"{next(r['urn'] for r in export['deployment']['resources'] if r['urn'].endswith('::gitops-ainur-release'))}: its records are that "
+        "resource's history; nothing removed\n"
     )
 
 
