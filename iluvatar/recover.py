@@ -568,6 +568,10 @@ NO_RECORD = (
 )
 
 
+class LiveRunError(RecoverError):
+    """The state moved while the command ran: a live run, not a killed one; nothing more is done."""
+
+
 class NotYetError(RecoverError):
     """No record of the release yet, while a kubernetes provider that may still write one runs."""
 
@@ -821,6 +825,7 @@ def run(args: argparse.Namespace) -> int:
         return orphans(project)
 
     not_yet: list[str] = []
+    failed: list[str] = []
     for p in settling:
         if p.gone:
             print(f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state")
@@ -830,6 +835,13 @@ def run(args: argparse.Namespace) -> int:
         except NotYetError as e:
             print(f"  {p.resource_name}: Helm release {e}")
             not_yet.append(p.label)
+        except LiveRunError:
+            raise
+        except RecoverError as e:
+            # A cluster that does not answer (Arda still off after a power cut) stops only its own releases: nothing is
+            # removed for an upgrade or uninstall, and the other clusters' releases are still seen to.
+            print(f"  {p.resource_name}: Helm release {p.label}: not looked at: {e}")
+            failed.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
     for p in pending:
@@ -851,6 +863,10 @@ def run(args: argparse.Namespace) -> int:
             not_yet.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    if failed:
+        raise RecoverError(
+            f"{stack}: the killed run's upgrade or uninstall of {', '.join(failed)} was not looked at, as said above: run this command again"
+        )
     if not_yet:
         raise RecoverError(
             f"{stack}: a step of the killed run on {', '.join(not_yet)} may be under way yet while its pulumi-resource-kubernetes "
@@ -922,7 +938,7 @@ def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str
             return
         now = again()
         if _moment(now) != _moment(first):
-            raise RecoverError(
+            raise LiveRunError(
                 f"{stack}: the state changed while this command ran (written at {(now.get('manifest') or {}).get('time')}): a `pulumi` run "
                 "of this stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on "
                 "its host), let it finish, and run this command only once none runs"

@@ -780,3 +780,41 @@ def test_only_secrets_of_helms_type_and_name_are_its_records() -> None:
     kube.request = request  # type: ignore[method-assign]
     assert [r.name for r in kube.records(_pending())] == ["sh.helm.release.v1.cert-manager.v1"]
     assert asked == [("GET", "/api/v1/namespaces/cert-manager/secrets?labelSelector=owner%3Dhelm%2Cname%3Dcert-manager")]
+
+
+def test_an_upgrade_on_a_cluster_that_does_not_answer_leaves_the_other_clusters_releases_seen_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a power cut Arda answers late: its pending upgrade is not looked at, and the Ainur's pending create still is.
+    Before, the first error stopped the command before any pending create was looked at."""
+    export = killed_up(simulated(HOMELAB), ["gitops-ainur-release", "edge-certificates-cert-manager"], finished=["arda-kubernetes"])
+    upgrade = next(o for o in export["deployment"]["pending_operations"] if o["resource"]["urn"].endswith("::edge-certificates-cert-manager"))
+    upgrade["type"] = "updating"
+    ainur = _Cluster([])
+
+    class Kube:
+        def __init__(self, kubeconfig: str, context: str | None) -> None:
+            pass
+
+        def records(self, p: recover.Pending) -> list[recover.Record]:
+            if p.op != "creating":
+                raise recover.RecoverError("cannot reach the cluster's API server at 10.0.40.10:6443: timed out")
+            return ainur.records(p)
+
+    monkeypatch.setattr(recover, "Kube", Kube)
+    monkeypatch.setattr(recover, "orphans", lambda project: [])
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out.splitlines() == [
+        "homelab: 1 pending create, 1 pending upgrade or uninstall of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: not looked at: cannot reach the cluster's API server at "
+        "10.0.40.10:6443: timed out",
+        "  gitops-ainur-release: Helm release argocd/argocd: " + recover.NO_RECORD,
+    ]
+    assert err == (
+        "error: homelab: the killed run's upgrade or uninstall of cert-manager/cert-manager was not looked at, as said above: run this "
+        "command again\n"
+    )
