@@ -729,7 +729,10 @@ RECOVER_EPILOG = """\
 STACK is the Pulumi stack (rk1), whose state `pulumi stack export --show-secrets` prints (run here, its output
 read, never written to disk), or its stack file (Pulumi.rk1.yaml: its folder is the project). With --state FILE,
 the state is read from FILE instead. The provider's client certificate and key go to the TLS library in memory,
-never to a file. docs/bring-up.md#when-a-pulumi-up-stops-half-way says when to run it.
+never to a file. Run it on the host (and in the container) the stack's lock names: the killed run's
+pulumi-resource-kubernetes, which may still be installing, shows only there. With --release NAMESPACE/NAME
+--provider PROVIDER (both from render/STACK/plan.txt), it clears the one release a killed run that kept no
+checkpoint installed, on that provider's cluster. docs/bring-up.md#when-a-pulumi-up-stops-half-way says when to run it.
 """
 
 
@@ -744,6 +747,14 @@ def _recover_parser(sub: Any) -> None:
         help="read the state from FILE (`pulumi stack export --show-secrets > FILE`; - for standard input) instead of running that",
     )
     c.add_argument("--dry-run", action="store_true", help="say what it would wait for and remove, and change nothing")
+    c.add_argument(
+        "--release",
+        metavar="NAMESPACE/NAME",
+        help="a release a killed run that kept no checkpoint installed (no pending create names it): its `[helm release: ...]` in render/STACK/plan.txt",
+    )
+    c.add_argument(
+        "--provider", metavar="NAME", help="with --release: the release's kubernetes provider, its `[provider: ...]` in render/STACK/plan.txt"
+    )
     c.set_defaults(run=_recover)
 
 

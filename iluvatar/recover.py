@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import dataclasses
 import datetime
 import gzip
 import http.client
@@ -97,6 +99,7 @@ class Pending:
     version: str = ""  # its `version` input (Check resolves it to the exact chart version: helm_release.go:389)
     gone: str = ""  # the provider reference, when the state no longer holds that provider (kubeconfig and context empty)
     op: str = "creating"  # the pending operation's type: creating, updating or deleting
+    named: bool = False  # named with --release (a killed run that kept no checkpoint), not found pending in the state
 
     @property
     def chart_name(self) -> str:
@@ -167,14 +170,18 @@ def tracked(deployment: Mapping[str, Any]) -> dict[Key, str]:
     provider/pkg/provider/util.go:113) -> URN. The provider is part of the key: the same `namespace/name` on two
     clusters is two releases (the homelab stack's Argo CDs are both argocd/argocd, one on each cluster).
 
-    A resource the state keeps only to delete it (`delete: true`, the old half of a replacement whose new half is
-    created first) or that is to be replaced (`pendingReplacement: true`, deleted before its replacement is created:
-    pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523) is not the release's owner any more: a delete-before-
-    replace of the same name, killed during its create, is the killed install's, and is recovered.
+    A resource whose delete has run (`pendingReplacement: true`: the engine sets it only once the provider's delete
+    succeeded, pulumi v3.259.0 pkg/resource/deploy/step.go:770-784) owns no release any more: a delete-before-replace of
+    the same name, killed during its create, is the killed install's, and is recovered. One the state keeps to delete it
+    (`delete: true`) is still the release's owner: the engine marks the old half of a create-before-replace so once the new
+    half's create succeeded (step.go:467-472), before the old half's delete has run, and a failed delete leaves it so;
+    its release is installed and live until that delete ends. pulumi-kubernetes replaces a Release create-first
+    (provider/pkg/provider/helm_release.go:932) and only when its `name` or `namespace` changes (:907), so the old half
+    keeps its own `namespace/name`, and a stale pending create of that name must find it tracked.
     """
     out: dict[Key, str] = {}
     for r in deployment.get("resources") or []:
-        if r.get("delete") or r.get("pendingReplacement"):
+        if r.get("pendingReplacement"):
             continue
         if r.get("type") == RELEASE_TYPE and r.get("id"):
             out[(str(r.get("provider") or "").rsplit("::", 1)[0], str(r["id"]))] = str(r["urn"])
@@ -389,6 +396,8 @@ class Record:
     status: str
     written: datetime.datetime | None  # info.last_deployed: when the install or upgrade wrote it
     hooks: int
+    # info.deleted: when an uninstall began (helm v3.20.2 pkg/action/uninstall.go:103-105 stamps it and leaves last_deployed)
+    deleted: datetime.datetime | None = None
     chart: str = ""  # chart.metadata.name, as the install recorded it
     chart_version: str = ""  # chart.metadata.version
 
@@ -403,9 +412,8 @@ class Record:
         payload = _decode((secret.get("data") or {}).get("release", ""))
         info = payload.get("info") or {}
         chart = (payload.get("chart") or {}).get("metadata") or {}
-        written = None
-        if isinstance(info.get("last_deployed"), str):
-            written = _time(info["last_deployed"])
+        written = _time(info["last_deployed"]) if isinstance(info.get("last_deployed"), str) else None
+        deleted = _time(info["deleted"]) if isinstance(info.get("deleted"), str) else None
         return Record(
             name=meta["name"],
             uid=meta["uid"],
@@ -416,6 +424,7 @@ class Record:
             hooks=len(payload.get("hooks") or []),
             chart=str(chart.get("name") or ""),
             chart_version=str(chart.get("version") or ""),
+            deleted=deleted,
         )
 
 
@@ -446,16 +455,20 @@ def _time(text: str) -> datetime.datetime | None:
 
 
 def deadline(p: Pending, record: Record) -> datetime.datetime | None:
-    """When the install that wrote this pending record has ended, whatever became of it.
+    """When the install, upgrade or uninstall that wrote this pending record has ended, whatever became of it.
 
     Helm waits on nothing longer than the release's timeout at a time (pkg/action/install.go:444-505): the objects'
     readiness once, and for each hook the delete of its previous run, its completion and its delete
     (pkg/action/hooks.go:37-134): 1 + 3 per hook timeouts at most, from the moment it wrote the pending record.
-    Past that, a record still pending was left by an install that died (its machine's power cut), not one under way.
+    An uninstall leaves `last_deployed` as the release's last deploy (weeks ago, maybe) and stamps `deleted` when it
+    begins, before its pre-delete hooks, then its objects' deletion wait and its post-delete hooks
+    (pkg/action/uninstall.go:103-148): the same bound, from `deleted` (every hook counted: more than its delete hooks).
+    Past that, a record still pending was left by a step that died (its machine's power cut), not one under way.
     """
-    if record.written is None:
+    start = record.deleted if record.status == "uninstalling" else record.written
+    if start is None:
         return None
-    return record.written + datetime.timedelta(seconds=p.timeout * (1 + 3 * record.hooks) + MARGIN_SECONDS)
+    return start + datetime.timedelta(seconds=p.timeout * (1 + 3 * record.hooks) + MARGIN_SECONDS)
 
 
 # --- the command -------------------------------------------------------------------------------------------------
@@ -472,19 +485,91 @@ def _unchanged() -> None:
     pass
 
 
-def kubernetes_providers() -> list[int]:
-    """The pulumi-resource-kubernetes processes running on this machine (their pids), as /proc lists them."""
+@dataclass(frozen=True)
+class Provider:
+    """A pulumi-resource-kubernetes process, as /proc shows it."""
+
+    pid: int
+    parent: int  # its parent's pid
+    parent_program: str  # the parent's executable's file name ("" once it is gone or not ours to read)
+    cwd: str  # its working directory: the project's, where the engine started it
+    started: datetime.datetime | None
+
+    @property
+    def orphaned(self) -> bool:
+        """No `pulumi` is its parent: the engine that started it (pulumi v3.259.0 sdk/go/common/resource/plugin/plugin.go:597
+        `exec.Command`, a child of the engine) is gone, and the process was handed to init or a subreaper. One whose parent
+        is a live `pulumi` belongs to a live run, and is never to be ended."""
+        return self.parent_program != "pulumi"
+
+    @property
+    def described(self) -> str:
+        started = f", started {self.started:%Y-%m-%d %H:%M:%S} UTC" if self.started else ""
+        return f"pid {self.pid}{started}, its parent pid {self.parent} ({self.parent_program or 'gone'}), not a `pulumi`"
+
+
+def _link(path: Path) -> str:
+    """A /proc link's target (an executable replaced since it started reads `... (deleted)`), or "" if unreadable."""
+    try:
+        return os.readlink(path).removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
+def kubernetes_providers(proc: Path = Path("/proc")) -> list[Provider]:
+    """The pulumi-resource-kubernetes processes this user can see on this machine, as /proc lists them, by pid. Each is
+    known by its executable (`exe`), never its command line: reading `cmdline` takes the process's memory lock, and
+    hangs on a process stuck on a dead NFS mount."""
+    boot = None
+    with contextlib.suppress(OSError, StopIteration, ValueError, IndexError):  # no boot time: no start time said
+        boot = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines() if line.startswith("btime "))
+    tick = os.sysconf("SC_CLK_TCK")
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or Path(_link(entry / "exe")).name != "pulumi-resource-kubernetes":
             continue
         try:
-            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:  # gone meanwhile, or not ours to read
+            # proc(5): `pid (comm) state ppid ...`, field 22 the start in clock ticks after boot; comm may hold spaces and ')'.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, ticks = int(fields[1]), int(fields[19])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-        if Path(argv0.decode(errors="replace")).name == "pulumi-resource-kubernetes":
-            found.append(int(entry.name))
-    return sorted(found)
+        started = datetime.datetime.fromtimestamp(boot + ticks / tick, datetime.UTC).replace(microsecond=0) if boot is not None else None
+        parent_program = Path(_link(proc / str(parent) / "exe")).name if parent > 0 else ""
+        found.append(Provider(int(entry.name), parent, parent_program, _link(entry / "cwd"), started))
+    return sorted(found, key=lambda f: f.pid)
+
+
+def project_of(folder: Path) -> Path:
+    """The Pulumi project a folder is in: the nearest folder up holding Pulumi.yaml, as the CLI finds it; the engine starts
+    its providers there (pulumi v3.259.0 pkg/engine/project.go:45-47, the project's root when it names no `main`)."""
+    folder = folder.resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / "Pulumi.yaml").is_file() or (candidate / "Pulumi.yml").is_file():
+            return candidate
+    return folder
+
+
+def orphans(project: Path, proc: Path = Path("/proc")) -> list[Provider]:
+    """The killed run's kubernetes providers, as far as this host can tell: orphaned (no `pulumi` parent) and started in
+    this project (every stack of the project shares its folder). A live run's, and other projects', are not counted."""
+    return [f for f in kubernetes_providers(proc) if f.orphaned and f.cwd == str(project)]
+
+
+def _orphans_here() -> list[Provider]:
+    return orphans(project_of(Path.cwd()))
+
+
+# The killed run's providers show only on the host (and in the container) that ran it: elsewhere none is found, and
+# "no record" would say nothing of an install still to write one.
+NO_RECORD = (
+    "no record in the cluster, and no pulumi-resource-kubernetes the killed run left runs in this project on this host: nothing to "
+    "remove (the next `pulumi up` installs it; run this command on the host the stack's lock names)"
+)
+
+
+class LiveRunError(RecoverError):
+    """The state moved while the command ran: a live run, not a killed one; nothing more is done."""
 
 
 class NotYetError(RecoverError):
@@ -498,7 +583,7 @@ def recover(
     say: Callable[[str], None],
     now: Now = _utc_now,
     unchanged: Callable[[], None] = _unchanged,
-    providers: Callable[[], list[int]] = kubernetes_providers,
+    providers: Callable[[], list[Provider]] = _orphans_here,
 ) -> list[str]:
     """Clear one release's records once no install is writing them; the names deleted (or, dry, to delete).
     `unchanged` raises if the state moved since it was read (a live run), and is asked right before deleting."""
@@ -510,19 +595,21 @@ def recover(
             # (pulumi-kubernetes helm_release.go:566-590), installed the chart's CRDs and waited up to 60 s for them
             # (helm v3.20.2 pkg/action/install.go:185,265) and rendered it (install.go:402 writes the record). A
             # provider still running may write it yet; one ended writes nothing more.
-            pids = providers()
-            if pids:
+            found = providers()
+            if found:
+                # Never advise ending a live run's provider: the state, exported again, must be as the killed run left it.
+                unchanged()
                 line = (
-                    f"{p.label}: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine "
-                    f"(pid {', '.join(map(str, pids))}): a killed run's install writes its record only after fetching the chart and "
-                    "installing its CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it "
-                    f"(`kill {' '.join(map(str, pids))}`: nothing it runs is left once no Helm record is pending) and run this command again"
+                    f"{p.label}: no record in the cluster yet, and a pulumi-resource-kubernetes the killed run left runs in this project on "
+                    f"this host ({'; '.join(f.described for f in found)}): a killed run's install writes its record only after fetching the "
+                    "chart and installing its CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it "
+                    f"(`kill {' '.join(str(f.pid) for f in found)}`: nothing it runs is left once no Helm record is pending) and run this command again"
                 )
                 if dry_run:
                     say(f"  {p.resource_name}: Helm release {line}")
                     return []
                 raise NotYetError(line)
-            say(f"  {p.resource_name}: Helm release {p.label}: no record in the cluster, nothing to remove (the next `pulumi up` installs it)")
+            say(f"  {p.resource_name}: Helm release {p.label}: {NO_RECORD}")
             return []
         latest = records[-1]
         if latest.status in BUSY:
@@ -545,7 +632,7 @@ def recover(
                 time.sleep(POLL_SECONDS)
                 continue
             say(
-                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: its install died"
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%Y-%m-%d %H:%M:%S} UTC: its install died"
             )
         _one_install_by_this_stack(p, records)
         names = [r.name for r in records]
@@ -560,25 +647,72 @@ def recover(
         # A record changed between the read and the delete (the provider finishing): read them again.
 
 
-def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], now: Now = _utc_now) -> None:
+def settle(
+    p: Pending,
+    kube: Kube,
+    dry_run: bool,
+    say: Callable[[str], None],
+    now: Now = _utc_now,
+    unchanged: Callable[[], None] = _unchanged,
+    providers: Callable[[], list[Provider]] = _orphans_here,
+) -> None:
     """A pending update or delete of a release: wait until Helm's latest record of it is no longer pending or
     uninstalling (the killed run's provider finishing its upgrade or uninstall; bounded as an install is, `deadline`),
     and remove nothing: a retried upgrade or uninstall meeting one under way stops with `another operation
     (install/upgrade/rollback) is in progress` (helm v3.20.2 pkg/action/action.go:63, errPending), and a record deleted
-    under it breaks its history."""
+    under it breaks its history.
+
+    A step seen under way and then ended has ended. One never seen under way may not have begun writing yet while the
+    killed run's provider runs: an upgrade writes `pending-upgrade` only after the provider fetched its chart and Helm
+    rendered it (helm v3.20.2 pkg/action/upgrade.go:276,376), an uninstall writes `uninstalling` only after its
+    pre-delete hooks (uninstall.go:107-117); that is said, as for an install with no record yet."""
     waited = False
     while True:
         records = kube.records(p)
         latest = records[-1] if records else None
+        if (latest is None or latest.status not in BUSY) and not waited:
+            found = providers()
+            if found:
+                unchanged()
+                state = f"its latest record v{latest.version} is {latest.status}" if latest else "it has no record"
+                line = (
+                    f"{p.label}: {state}, and a pulumi-resource-kubernetes the killed run left runs in this project on this host "
+                    f"({'; '.join(f.described for f in found)}): the killed run's {STEP[p.op]} writes Helm's record only after its first steps "
+                    "(an upgrade fetches and renders its chart, an uninstall runs its pre-delete hooks), so it may be under way yet. Once "
+                    f"`iluvatar recover` has nothing else to wait for, end it (`kill {' '.join(str(f.pid) for f in found)}`) and run this command again"
+                )
+                if dry_run:
+                    say(f"  {p.resource_name}: Helm release {line}")
+                    return
+                raise NotYetError(line)
+        if latest is None and p.op == "deleting":
+            # The uninstall ended and purged every record (pulumi-kubernetes v4.32.0 helm_release.go:1236-1243 keeps no
+            # history). A pending delete stays in `resources`, so `pulumi up` runs it again, as `uninstall.Run` without
+            # IgnoreNotFound, which fails on a release with no record (helm v3.20.2 pkg/action/uninstall.go:77-83;
+            # pkg/storage/driver/secrets.go:130-131). A refresh's Read of a release with no record drops the resource
+            # (helm_release.go:1066-1070).
+            say(
+                f"  {p.resource_name}: Helm release {p.label}: the killed run's uninstall ended and removed every record of it. "
+                f"`pulumi up` would run the delete again and fail (`uninstall: Release not loaded: {p.release}: release: not found`): first "
+                f"`pulumi refresh --stack {_stack_of(p.urn)} --target '{p.urn}' --skip-pending-creates` (it finds no release and drops the "
+                "resource from the state), then `pulumi up`"
+            )
+            return
         if latest is None or latest.status not in BUSY:
             state = f"its latest record v{latest.version} is {latest.status}" if latest else "it has no record"
             say(f"  {p.resource_name}: Helm release {p.label}: the killed run's {STEP[p.op]} ended ({state}); `pulumi up` retries it")
             return
         end = deadline(p, latest)
         if end is not None and now() >= end:
+            if latest.status == "uninstalling":
+                # A retried uninstall takes up a release left uninstalling: it stops only at `uninstalled`
+                # (uninstall.go:93-100), so its record must stay for it to find.
+                then = "the killed run's uninstall on it died; `pulumi up` runs it again (Helm takes up a release left uninstalling)"
+            else:
+                then = "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
             say(
-                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past {end:%H:%M:%S} UTC: "
-                "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
+                f"  {p.resource_name}: Helm release {p.label}: record v{latest.version} is still {latest.status} past "
+                f"{end:%Y-%m-%d %H:%M:%S} UTC: {then}"
             )
             return
         until = f"until {end:%Y-%m-%d %H:%M:%S} UTC" if end else "with no end known"
@@ -595,11 +729,24 @@ def settle(p: Pending, kube: Kube, dry_run: bool, say: Callable[[str], None], no
         time.sleep(POLL_SECONDS)
 
 
+def _stack_of(urn: str) -> str:
+    """The stack a URN names: `urn:pulumi:<stack>::<project>::...` (sdk/go/common/resource/urn.go)."""
+    return urn.split("::", 1)[0].removeprefix("urn:pulumi:")
+
+
 def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
     """Refuse unless the records are exactly what the pending create's install writes: one record, v1, of the chart
     and version the create asked for. Anything else is another owner's history (a `helm install` by hand, another
     stack), or a release an older kill's pending create no longer describes (the engine keeps pending creates in every
     later state: pkg/backend/snapshot.go:757-766): deleting it would lose history nobody can rebuild."""
+    if p.named:
+        # No pending create says which chart the killed install took; a single revision 1 is still no upgrade's history.
+        if len(records) == 1 and records[0].version == 1:
+            return
+        raise RecoverError(
+            f"{p.label} on {p.resource_name}: Helm's records are not the one install a killed run makes (a single v1): found "
+            f"{', '.join(r.described for r in records)}; nothing removed. That is a release's history, not a killed install's"
+        )
     version = p.version.removeprefix("v")
     if (
         p.chart_name
@@ -620,6 +767,8 @@ def _one_install_by_this_stack(p: Pending, records: list[Record]) -> None:
 def run(args: argparse.Namespace) -> int:
     stack = str(args.stack)
     again: Callable[[], Mapping[str, Any]] | None = None
+    # The project: where `pulumi` runs for the stack (a stack file's folder), where its providers run.
+    cwd = Path(stack).resolve().parent if stack.endswith((".yaml", ".yml")) else Path.cwd()
     if args.state:
         source = Path(args.state)
         try:
@@ -628,17 +777,21 @@ def run(args: argparse.Namespace) -> int:
             raise RecoverError(f"cannot read {source}: {e.strerror or e}") from None
         deployment = deployment_of(text, "standard input" if args.state == "-" else str(source))
     else:
-        name, cwd = stack, Path.cwd()
+        name = stack
         if stack.endswith((".yaml", ".yml")):  # a stack file: its stack, in its project
-            name, cwd = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0], Path(stack).resolve().parent
+            name = Path(stack).name.removeprefix("Pulumi.").rsplit(".", 1)[0]
         deployment = deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
 
         def again() -> Mapping[str, Any]:
             return deployment_of(export(name, cwd), f"`pulumi stack export --stack {name}`")
 
+    if args.release:
+        return _named_release(args, stack, deployment, again, project_of(cwd))
     operations = deployment.get("pending_operations") or []
     if not operations:
-        raise RecoverError(f"{stack}: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT}")
+        raise RecoverError(
+            f"{stack}: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT.replace('STACK', stack)}"
+        )
     steps = pending_ops(deployment)
     pending = [p for p in steps if p.op == "creating"]
     settling = [p for p in steps if p.op != "creating"]
@@ -666,15 +819,31 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({others} other pending operation{'s' if others != 1 else ''}: `pulumi up` retries them)" if others else "")
         + (": dry run, nothing removed" if args.dry_run else "")
     )
+    project = project_of(cwd)
+
+    def providers() -> list[Provider]:
+        return orphans(project)
+
+    not_yet: list[str] = []
+    failed: list[str] = []
     for p in settling:
         if p.gone:
             print(f"  {p.resource_name}: Helm release {p.label}: skipped, its provider {p.gone} is no longer in the state")
             continue
         try:
-            settle(p, Kube(p.kubeconfig, p.context), args.dry_run, print)
+            settle(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=providers)
+        except NotYetError as e:
+            print(f"  {p.resource_name}: Helm release {e}")
+            not_yet.append(p.label)
+        except LiveRunError:
+            raise
+        except RecoverError as e:
+            # A cluster that does not answer (Arda still off after a power cut) stops only its own releases: nothing is
+            # removed for an upgrade or uninstall, and the other clusters' releases are still seen to.
+            print(f"  {p.resource_name}: Helm release {p.label}: not looked at: {e}")
+            failed.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
-    not_yet: list[str] = []
     for p in pending:
         if states.get(p.key) == p.urn:
             # The engine keeps a killed run's pending creates in every later state (pkg/backend/snapshot.go:757-766),
@@ -688,17 +857,67 @@ def run(args: argparse.Namespace) -> int:
             )
             continue
         try:
-            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again))
+            recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=providers)
         except NotYetError as e:
             print(f"  {p.resource_name}: Helm release {e}")
             not_yet.append(p.label)
         except KeyboardInterrupt:
             raise RecoverError(f"stopped at {p.label}: run it again, it takes up what is left") from None
+    if failed:
+        raise RecoverError(
+            f"{stack}: the killed run's upgrade or uninstall of {', '.join(failed)} was not looked at, as said above: run this command again"
+        )
     if not_yet:
         raise RecoverError(
-            f"{stack}: no record yet of {', '.join(not_yet)} while pulumi-resource-kubernetes still runs: end it as said above, "
-            "then run this command again"
+            f"{stack}: a step of the killed run on {', '.join(not_yet)} may be under way yet while its pulumi-resource-kubernetes "
+            "runs: end it as said above, then run this command again"
         )
+    print(NEXT)
+    return 0
+
+
+def _named_release(
+    args: argparse.Namespace, stack: str, deployment: Mapping[str, Any], again: Callable[[], Mapping[str, Any]] | None, project: Path
+) -> int:
+    """`--release NAMESPACE/NAME --provider PROVIDER`: a release a killed run that kept no checkpoint installed
+    (PULUMI_SKIP_CHECKPOINTS=true, pulumi v3.259.0 sdk/go/common/env/env.go:50, or a lost last checkpoint), which no
+    pending create names. Its cluster is its provider's, as the state holds it, by the name render/<stack>/plan.txt gives
+    (`[provider: ...]`): the homelab's two argocd/argocd releases are one on each cluster. Then as for a pending create."""
+    namespace, _, release = str(args.release).partition("/")
+    if not namespace or not release or "/" in release:
+        raise RecoverError(f"--release {args.release!r}: give the release as NAMESPACE/NAME, as render/{stack}/plan.txt's `[helm release: ...]` says")
+    if not args.provider:
+        raise RecoverError(f"--release {args.release}: give its provider too, `--provider NAME`, as render/{stack}/plan.txt's `[provider: ...]` says")
+    kinds = [r for r in deployment.get("resources") or [] if str(r.get("type")) == "pulumi:providers:kubernetes"]
+    found = [r for r in kinds if str(r.get("urn")).endswith(f"::{args.provider}")]
+    if len(found) != 1:
+        names = ", ".join(sorted(str(r.get("urn")).rsplit("::", 1)[-1] for r in kinds)) or "none"
+        raise RecoverError(f"{stack}: the state holds no kubernetes provider {args.provider!r} (it holds: {names}); nothing removed")
+    provider = found[0]
+    reference = f"{provider['urn']}::{provider.get('id')}"
+    label = f"{namespace}/{release}"
+    owner = tracked(deployment).get((str(provider["urn"]), label))
+    if owner is not None:
+        raise RecoverError(
+            f"{stack}: the state tracks Helm release {label} on {args.provider} as {owner}: its records are that resource's history; nothing removed"
+        )
+    synthetic = {
+        "pending_operations": [
+            {
+                "type": "creating",
+                "resource": {"type": RELEASE_TYPE, "urn": args.provider, "provider": reference, "inputs": {"name": release, "namespace": namespace}},
+            }
+        ],
+        "resources": [provider],
+    }
+    p = dataclasses.replace(pending_ops(synthetic)[0], named=True)
+    print(f"{stack}: Helm release {label} on {args.provider}, named by hand" + (": dry run, nothing removed" if args.dry_run else ""))
+    try:
+        recover(p, Kube(p.kubeconfig, p.context), args.dry_run, print, unchanged=_still(stack, deployment, again), providers=lambda: orphans(project))
+    except NotYetError as e:
+        raise RecoverError(f"{e}") from None
+    except KeyboardInterrupt:
+        raise RecoverError(f"stopped at {label}: run it again, it takes up what is left") from None
     print(NEXT)
     return 0
 
@@ -719,7 +938,7 @@ def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str
             return
         now = again()
         if _moment(now) != _moment(first):
-            raise RecoverError(
+            raise LiveRunError(
                 f"{stack}: the state changed while this command ran (written at {(now.get('manifest') or {}).get('time')}): a `pulumi` run "
                 "of this stack is live, not killed; nothing more removed. Check the process the lock message names (`ps -p PID` on "
                 "its host), let it finish, and run this command only once none runs"
@@ -731,9 +950,9 @@ def _still(stack: str, first: Mapping[str, Any], again: Callable[[], Mapping[str
 # PULUMI_SKIP_CHECKPOINTS=true (pulumi v3.259.0 sdk/go/common/env/env.go:50) or a lost last checkpoint: a killed
 # run's install left no pending create to find it by. The way out, in one line.
 NO_CHECKPOINT = (
-    "If `pulumi up` then stops with `cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no "
-    "checkpoint installed it): once `helm history NAME -n NAMESPACE` shows a single revision 1 of the chart "
-    "render/<stack>/plan.txt names for it, `kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again"
+    "If `pulumi up` then stops with `cannot re-use a name that is still in use` on a Helm release (a killed run that kept no "
+    "checkpoint installed it): `iluvatar recover STACK --release NAMESPACE/NAME --provider PROVIDER`, with the `[helm release: "
+    "NAMESPACE/NAME]` and `[provider: PROVIDER]` render/STACK/plan.txt gives for the resource `pulumi up` names, then `pulumi up`"
 )
 
 NEXT = """\

@@ -10,6 +10,9 @@ import base64
 import datetime
 import gzip
 import json
+import os
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from iluvatar import cli, recover
+from iluvatar import cli, recover, render
+from iluvatar.simulate import SecretValue
 from tests.bmc_standin import self_signed
 from tests.edit import HOMELAB, RK1
 from tests.sims import simulated
@@ -53,12 +57,74 @@ def test_a_state_with_nothing_pending_is_a_clear_error(tmp_path: Path, capsys: p
     code, out, err = _run(tmp_path, export, capsys)
     assert (code, out) == (2, "")
     # No pending operation is also what a killed run that kept no checkpoints leaves (PULUMI_SKIP_CHECKPOINTS): the way out
-    # for its install, should `pulumi up` meet it, in one line.
-    assert err == (
-        "error: rk1: the state holds no pending operation: nothing to recover (run `pulumi up`). If `pulumi up` then stops with "
-        "`cannot re-use a name that is still in use` for NAMESPACE/NAME (a killed run that kept no checkpoint installed it): once "
-        "`helm history NAME -n NAMESPACE` shows a single revision 1 of the chart render/<stack>/plan.txt names for it, "
-        "`kubectl delete secret -n NAMESPACE -l owner=helm,name=NAME` and `pulumi up` again\n"
+    # for its install, should `pulumi up` meet it, in one line naming the release and its cluster's provider.
+    assert err == f"error: rk1: the state holds no pending operation: nothing to recover (run `pulumi up`). {NO_CHECKPOINT}\n"
+
+
+NO_CHECKPOINT = (
+    "If `pulumi up` then stops with `cannot re-use a name that is still in use` on a Helm release (a killed run that kept no "
+    "checkpoint installed it): `iluvatar recover rk1 --release NAMESPACE/NAME --provider PROVIDER`, with the `[helm release: "
+    "NAMESPACE/NAME]` and `[provider: PROVIDER]` render/rk1/plan.txt gives for the resource `pulumi up` names, then `pulumi up`"
+)
+
+
+def test_the_no_checkpoint_line_run_as_printed_removes_the_one_install_on_its_own_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The homelab has argocd/argocd on both clusters (the same chart). A run that kept no checkpoint installed Arda's and was
+    killed; the Ainur's is live, upgraded twice. The printed line, filled in from the homelab's plan.txt for
+    gitops-arda-release, removes Arda's one record and touches nothing on the Ainur. Before, the line named no cluster: run
+    against kubectl's current context, it removed the Ainur's records."""
+    sim = simulated(HOMELAB)
+    plan = render.plan_text(sim)
+    entry = re.search(r"gitops-arda-release  \(kubernetes:helm\.sh/v3:Release\).*?(?=\n      \S)", plan, re.S)
+    assert entry is not None
+    flat = " ".join(entry.group(0).split())
+    release = re.search(r"\[helm release: (\S+)\]", flat)
+    provider = re.search(r"\[provider: (\S+)\]", flat)
+    assert release is not None and provider is not None
+    assert (release.group(1), provider.group(1)) == ("argocd/argocd", "gitops-arda-kubernetes")
+    kubeconfigs = {
+        name: {**sim.named()[name].inputs, "kubeconfig": SecretValue(name)} for name in ("gitops-arda-kubernetes", "gitops-ainur-kubernetes")
+    }
+    export = killed_up(sim, ["gitops-arda-release"], finished=["gitops-ainur-release"], inputs=kubeconfigs)
+    export["deployment"]["pending_operations"] = []
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    err = capsys.readouterr().err
+    assert code == 2
+    printed = re.search(r"`(iluvatar recover [^`]+)`", err)
+    assert printed is not None
+    line = printed.group(1).replace("NAMESPACE/NAME", release.group(1)).replace("PROVIDER", provider.group(1))
+
+    def argocd(version: int, status: str) -> dict[str, Any]:
+        secret: dict[str, Any] = json.loads(
+            json.dumps(_record_secret(status, version, hooks=0, chart=("argo-cd", "10.8.0"))).replace("cert-manager", "argocd")
+        )
+        return secret
+
+    clusters = {
+        "gitops-arda-kubernetes": _Cluster([argocd(1, "deployed")]),
+        "gitops-ainur-kubernetes": _Cluster([argocd(1, "superseded"), argocd(2, "superseded"), argocd(3, "deployed")]),
+    }
+    monkeypatch.setattr(recover, "Kube", lambda kubeconfig, context: clusters[kubeconfig])
+    monkeypatch.setattr(recover, "orphans", lambda project: [])
+    assert cli.main([*shlex.split(line)[1:], "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert (clusters["gitops-arda-kubernetes"].deleted, clusters["gitops-ainur-kubernetes"].deleted) == (["sh.helm.release.v1.argocd.v1"], [])
+    assert out.splitlines()[:2] == [
+        "homelab: Helm release argocd/argocd on gitops-arda-kubernetes, named by hand",
+        "  gitops-arda-kubernetes: Helm release argocd/argocd: removed Helm's record sh.helm.release.v1.argocd.v1 (deployed, chart argo-cd "
+        "10.8.0); its objects stay",
+    ]
+    # The other cluster's argocd/argocd is a release's history: named, it is refused, nothing removed.
+    code = cli.main(["recover", "homelab", "--release", "argocd/argocd", "--provider", "gitops-ainur-kubernetes", "--state", str(state)])
+    assert (code, clusters["gitops-ainur-kubernetes"].deleted) == (2, [])
+    assert capsys.readouterr().err == (
+        "error: homelab: the state tracks Helm release argocd/argocd on gitops-ainur-kubernetes as "
+        f"{next(r['urn'] for r in export['deployment']['resources'] if r['urn'].endswith('::gitops-ainur-release'))}: its records are that "
+        "resource's history; nothing removed\n"
     )
 
 
@@ -129,13 +195,14 @@ def _record_secret(
     hooks: int = 2,
     deployed: str = "2026-11-26T14:02:11.403958812Z",
     chart: tuple[str, str] = ("cert-manager", "v1.19.2"),
+    deleted: str = "0001-01-01T00:00:00Z",
 ) -> dict[str, Any]:
     """A record as Helm's secrets driver writes it (pkg/storage/driver/secrets.go:212-236, util.go encodeRelease)."""
     release = {
         "name": "cert-manager",
         "version": version,
         "chart": {"metadata": {"name": chart[0], "version": chart[1]}},
-        "info": {"status": status, "last_deployed": deployed},
+        "info": {"status": status, "last_deployed": deployed, "deleted": deleted},
         "hooks": [{"name": f"hook-{i}", "events": ["post-install"]} for i in range(hooks)],
     }
     inner = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
@@ -186,7 +253,7 @@ def test_a_record_still_pending_past_the_installs_end_was_left_by_an_install_tha
     removed = recover.recover(_pending(), cluster, False, said.append, now=lambda: late)  # type: ignore[arg-type]
     assert removed == cluster.deleted == ["sh.helm.release.v1.cert-manager.v1"]
     assert said == [
-        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 14:08:11 UTC: its install died",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v1 is still pending-install past 2026-11-26 14:08:11 UTC: its install died",
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: removed Helm's record sh.helm.release.v1.cert-manager.v1 "
         "(pending-install, chart cert-manager v1.19.2); its objects stay",
     ]
@@ -246,7 +313,7 @@ def test_the_same_release_name_on_the_other_cluster_is_another_release(
     assert (code, err) == (0, "")
     assert out.splitlines()[:2] == [
         "homelab: 1 pending create of a Helm release",
-        f"  {pending}: Helm release argocd/argocd: no record in the cluster, nothing to remove (the next `pulumi up` installs it)",
+        f"  {pending}: Helm release argocd/argocd: " + recover.NO_RECORD,
     ]
 
 
@@ -424,8 +491,7 @@ def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
         "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: skipped, its provider "
         f"{ARDA}::arda-kubernetes-before-the-rebuild is no longer in the state (a stale pending create, from before its cluster "
         "was rebuilt or its provider replaced; `pulumi refresh --clear-pending-creates` drops it)",
-        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: no record in the cluster, nothing to remove "
-        "(the next `pulumi up` installs it)",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: " + recover.NO_RECORD,
     ]
 
 
@@ -435,8 +501,8 @@ def test_a_stale_pending_create_whose_provider_is_gone_is_skipped_with_a_line(
 def test_an_uninstall_under_way_is_waited_for_as_a_pending_record_is() -> None:
     """`uninstalling` is an operation under way (helm v3.20.2 pkg/release/status.go:34-35), though IsPending leaves it out: an
     `atomic` install's own rollback of its failure (pkg/action/install.go:506-520) deletes its objects when it ends. Before,
-    its record was removed at once."""
-    cluster = _Cluster([_record_secret("uninstalling", hooks=0)])
+    its record was removed at once. Its bound runs from when the uninstall began (`info.deleted`), not from the install."""
+    cluster = _Cluster([_record_secret("uninstalling", hooks=0, deployed="2026-11-26T13:02:11Z", deleted="2026-11-26T14:02:11.403958812Z")])
     said: list[str] = []
     assert recover.recover(_pending(), cluster, True, said.append, now=lambda: WRITTEN) == []  # type: ignore[arg-type]
     assert cluster.deleted == []
@@ -446,29 +512,104 @@ def test_an_uninstall_under_way_is_waited_for_as_a_pending_record_is() -> None:
     ]
 
 
-def test_no_record_while_a_kubernetes_provider_runs_is_not_yet_and_says_what_to_do() -> None:
-    """The provider writes the record only after fetching the chart and installing its CRDs (install.go:185,265,402): no
-    record while pulumi-resource-kubernetes runs may be one to come. Before, it said `nothing to remove` and exited 0, and
-    the next `up` raced the orphan's install."""
-    line = (
-        "cert-manager/cert-manager: no record in the cluster yet, and pulumi-resource-kubernetes runs on this machine (pid 4242): a "
-        "killed run's install writes its record only after fetching the chart and installing its CRDs, so one may come yet. Once "
-        "`iluvatar recover` has nothing else to wait for, end it (`kill 4242`: nothing it runs is left once no Helm record is "
-        "pending) and run this command again"
-    )
-    with pytest.raises(recover.NotYetError) as e:
-        recover.recover(_pending(), _Cluster([]), False, [].append, providers=lambda: [4242])  # type: ignore[arg-type]
-    assert str(e.value) == line
-    said: list[str] = []
-    assert recover.recover(_pending(), _Cluster([]), True, said.append, providers=lambda: [4242]) == []  # type: ignore[arg-type]
-    assert said == [f"  edge-certificates-cert-manager: Helm release {line}"]
-    # With no provider left, nothing more is written: nothing to remove.
-    said.clear()
-    assert recover.recover(_pending(), _Cluster([]), False, said.append, providers=lambda: []) == []  # type: ignore[arg-type]
-    assert said == [
-        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: no record in the cluster, nothing to remove "
-        "(the next `pulumi up` installs it)"
+def _proc(tmp_path: Path, project: Path) -> Path:
+    """A /proc as this module reads it (proc(5)): a live `pulumi up` of this project with its provider (pid 101), a provider
+    of this project a killed run left to init (201), one another project's killed run left (301), init itself."""
+    proc = tmp_path / "proc"
+    tick = os.sysconf("SC_CLK_TCK")
+    proc.mkdir()
+    (proc / "stat").write_text(f"cpu  1 2 3 4\nbtime {int(WRITTEN.timestamp()) - 5}\nprocesses 9\n")
+    for pid, ppid, exe, cwd in (
+        (1, 0, "/usr/lib/systemd/systemd", "/"),
+        (100, 1, "/home/me/.pulumi/bin/pulumi", str(project)),
+        (101, 100, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes", str(project)),
+        (201, 1, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes (deleted)", str(project)),
+        (301, 1, "/home/me/.pulumi/plugins/resource-kubernetes-v4.32.0/pulumi-resource-kubernetes", "/home/me/other"),
+    ):
+        entry = proc / str(pid)
+        entry.mkdir()
+        (entry / "exe").symlink_to(exe)
+        (entry / "cwd").symlink_to(cwd)
+        # `pid (comm) state ppid` then 15 fields to field 22, the start in clock ticks after boot.
+        (entry / "stat").write_text(f"{pid} (pulumi-resource) S {ppid} " + "0 " * 17 + f"{5 * tick} 0 0\n")
+    return proc
+
+
+def test_only_an_orphaned_kubernetes_provider_of_this_project_counts(tmp_path: Path) -> None:
+    """A provider whose parent is a live `pulumi` is a live run's (another stack's, or this one's), and one started in another
+    project is another's: neither is the killed run's, neither is to be ended. Before, every pulumi-resource-kubernetes on the
+    machine was counted, and the command said to `kill` them all."""
+    project = tmp_path / "iluvatar"
+    found = recover.kubernetes_providers(_proc(tmp_path, project))
+    started = datetime.datetime(2026, 11, 26, 14, 2, 11, tzinfo=datetime.UTC)
+    assert [(f.pid, f.parent, f.parent_program, f.cwd, f.started, f.orphaned) for f in found] == [
+        (101, 100, "pulumi", str(project), started, False),
+        (201, 1, "systemd", str(project), started, True),
+        (301, 1, "systemd", "/home/me/other", started, True),
     ]
+    assert [f.pid for f in recover.orphans(project, tmp_path / "proc")] == [201]
+
+
+ORPHAN = "pid 201, started 2026-11-26 14:02:11 UTC, its parent pid 1 (systemd), not a `pulumi`"
+
+
+def test_no_record_while_the_killed_runs_kubernetes_provider_runs_is_not_yet_and_says_what_to_do(tmp_path: Path) -> None:
+    """The provider writes the record only after fetching the chart and installing its CRDs (install.go:185,265,402): no
+    record while the killed run's pulumi-resource-kubernetes runs may be one to come. The live run's provider (pid 101) is
+    not named."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+    line = (
+        "cert-manager/cert-manager: no record in the cluster yet, and a pulumi-resource-kubernetes the killed run left runs in this "
+        f"project on this host ({ORPHAN}): a killed run's install writes its record only after fetching the chart and installing its "
+        "CRDs, so one may come yet. Once `iluvatar recover` has nothing else to wait for, end it (`kill 201`: nothing it runs is "
+        "left once no Helm record is pending) and run this command again"
+    )
+    checked: list[str] = []
+    here = lambda: recover.orphans(project, proc)  # noqa: E731
+    with pytest.raises(recover.NotYetError) as e:
+        recover.recover(_pending(), _Cluster([]), False, [].append, unchanged=lambda: checked.append("state"), providers=here)  # type: ignore[arg-type]
+    assert (str(e.value), checked) == (line, ["state"])
+    said: list[str] = []
+    assert recover.recover(_pending(), _Cluster([]), True, said.append, providers=lambda: recover.orphans(project, proc)) == []  # type: ignore[arg-type]
+    assert said == [f"  edge-certificates-cert-manager: Helm release {line}"]
+    # With no orphan left (only the live run's provider, another project's), nothing more is written: nothing to remove.
+    said.clear()
+    elsewhere = tmp_path / "elsewhere"
+    assert recover.recover(_pending(), _Cluster([]), False, said.append, providers=lambda: recover.orphans(elsewhere, proc)) == []  # type: ignore[arg-type]
+    assert said == ["  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: " + recover.NO_RECORD]
+
+
+def test_a_live_run_is_never_told_to_end_its_provider(tmp_path: Path) -> None:
+    """The state exported again before the advice: a live run of this stack moved it, and the command stops without naming a
+    process to end."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+
+    def moved() -> None:
+        raise recover.RecoverError("rk1: the state changed while this command ran")
+
+    with pytest.raises(recover.RecoverError) as e:
+        recover.recover(_pending(), _Cluster([]), False, [].append, unchanged=moved, providers=lambda: recover.orphans(project, proc))  # type: ignore[arg-type]
+    assert (type(e.value), str(e.value)) == (recover.RecoverError, "rk1: the state changed while this command ran")
+
+
+def test_an_upgrade_not_yet_seen_under_way_while_the_killed_runs_provider_runs_is_not_yet(tmp_path: Path) -> None:
+    """An upgrade writes `pending-upgrade` only after its chart is fetched and rendered (helm v3.20.2 pkg/action/upgrade.go:276,376):
+    a `deployed` latest record while the killed run's provider runs says nothing of its end. Before, it said the upgrade ended."""
+    project = tmp_path / "iluvatar"
+    proc = _proc(tmp_path, project)
+    cluster = _Cluster([_record_secret("deployed", 1, hooks=0)])
+    p = recover.Pending(URN, "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="updating")
+    with pytest.raises(recover.NotYetError) as e:
+        recover.settle(p, cluster, False, [].append, providers=lambda: recover.orphans(project, proc))  # type: ignore[arg-type]
+    assert str(e.value) == (
+        f"cert-manager/cert-manager: its latest record v1 is deployed, and a pulumi-resource-kubernetes the killed run left runs in this "
+        f"project on this host ({ORPHAN}): the killed run's upgrade writes Helm's record only after its first steps (an upgrade fetches "
+        "and renders its chart, an uninstall runs its pre-delete hooks), so it may be under way yet. Once `iluvatar recover` has "
+        "nothing else to wait for, end it (`kill 201`) and run this command again"
+    )
+    assert cluster.deleted == []
 
 
 def _updating(status: str, now: datetime.datetime, dry_run: bool = False) -> tuple[list[str], list[str]]:
@@ -477,7 +618,7 @@ def _updating(status: str, now: datetime.datetime, dry_run: bool = False) -> tup
     p = recover.Pending(
         "urn:...::edge-certificates-cert-manager", "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="updating"
     )
-    recover.settle(p, cluster, dry_run, said.append, now=lambda: now)  # type: ignore[arg-type]
+    recover.settle(p, cluster, dry_run, said.append, now=lambda: now, providers=lambda: [])  # type: ignore[arg-type]
     return said, cluster.deleted
 
 
@@ -494,7 +635,7 @@ def test_a_pending_upgrade_is_waited_for_and_nothing_is_removed() -> None:
     late = WRITTEN + datetime.timedelta(seconds=300 + 60)
     assert _updating("pending-upgrade", late) == (
         [
-            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still pending-upgrade past 14:08:11 UTC: "
+            "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still pending-upgrade past 2026-11-26 14:08:11 UTC: "
             "the killed run's step on it died; remove that one record (docs/bring-up.md, step 4), then `pulumi up`"
         ],
         [],
@@ -506,6 +647,61 @@ def test_a_pending_upgrade_is_waited_for_and_nothing_is_removed() -> None:
         ],
         [],
     )
+
+
+MONTH_AGO = "2026-10-27T09:41:52.118220911Z"  # the release's last deploy, which an uninstall leaves as it is
+URN = "urn:pulumi:rk1::iluvatar::iluvatar:edge:Certificates$kubernetes:helm.sh/v3:Release::edge-certificates-cert-manager"
+UNINSTALLING = _record_secret("uninstalling", 2, hooks=0, deployed=MONTH_AGO, deleted="2026-11-26T14:02:11.403958812Z")
+GONE = (
+    "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the killed run's uninstall ended and removed every record "
+    "of it. `pulumi up` would run the delete again and fail (`uninstall: Release not loaded: cert-manager: release: not found`): first "
+    f"`pulumi refresh --stack rk1 --target '{URN}' --skip-pending-creates` (it finds no release and drops the resource from the state), "
+    "then `pulumi up`"
+)
+
+
+class _Uninstalling(_Cluster):
+    """The orphaned provider's uninstall: its records as the first read finds them; it ends (Helm purges every record,
+    pulumi-kubernetes keeps no history) while the command waits."""
+
+    def records(self, p: recover.Pending) -> list[recover.Record]:
+        found = super().records(p)
+        self.secrets = []
+        return found
+
+
+def _deleting(cluster: _Cluster, now: datetime.datetime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr("iluvatar.recover.time.sleep", lambda seconds: None)  # the next read is the uninstall's end
+    p = recover.Pending(URN, "cert-manager", "cert-manager", 300, ARDA, "[secret]", None, "cert-manager", op="deleting")
+    recover.settle(p, cluster, False, said.append, now=lambda: now, providers=lambda: [])  # type: ignore[arg-type]
+    assert cluster.deleted == []
+    return said
+
+
+def test_an_uninstall_is_bounded_from_when_it_began_and_its_end_leaves_a_delete_to_refresh_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Helm's uninstall stamps `info.deleted` and leaves `last_deployed` (helm v3.20.2 pkg/action/uninstall.go:103-105): a
+    second-old uninstall of a release last deployed a month ago is waited for. Before, the bound ran from the last deploy,
+    and the record was said to be left by a step that died, to be removed under the running uninstall. Once it ends with no
+    record, the retried delete fails (`uninstall.Run` without IgnoreNotFound): the command says so, and how to drop it.
+    Before, it said `pulumi up` retries it."""
+    assert recover.Record.of(UNINSTALLING).deleted == WRITTEN
+    cluster = _Uninstalling([_record_secret("superseded", 1, hooks=0, deployed=MONTH_AGO), UNINSTALLING])
+    assert _deleting(cluster, WRITTEN + datetime.timedelta(seconds=1), monkeypatch) == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is uninstalling: waiting until "
+        "2026-11-26 14:08:11 UTC for the killed run's provider to finish it",
+        GONE,
+    ]
+
+
+def test_an_uninstall_still_under_way_past_its_bound_is_left_for_pulumi_up_to_take_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retried uninstall takes up a release left `uninstalling` (it stops only at `uninstalled`: uninstall.go:93-100): its
+    record stays. Before, the command pointed at the pending-upgrade recipe (remove the record)."""
+    late = WRITTEN + datetime.timedelta(seconds=360)
+    assert _deleting(_Cluster([UNINSTALLING]), late, monkeypatch) == [
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: record v2 is still uninstalling past 2026-11-26 14:08:11 UTC: "
+        "the killed run's uninstall on it died; `pulumi up` runs it again (Helm takes up a release left uninstalling)"
+    ]
 
 
 def test_a_state_with_a_pending_upgrade_of_a_release_is_recovered(
@@ -523,14 +719,47 @@ def test_a_state_with_a_pending_upgrade_of_a_release_is_recovered(
     ]
 
 
-@pytest.mark.parametrize("flag", ["delete", "pendingReplacement"])
-def test_a_release_the_state_keeps_only_to_delete_or_replace_it_is_not_tracked(flag: str) -> None:
-    """pulumi v3.259.0 sdk/go/common/apitype/core.go:495,521-523: a resource with `delete` or `pendingReplacement` is on its
-    way out; a delete-before-replace of the same name, killed in its create, is the killed install's. Before, it was
-    reported as `created by a later run` and skipped."""
+def test_a_release_whose_delete_has_run_is_not_tracked_and_one_waiting_for_it_is() -> None:
+    """`pendingReplacement` is set only once the provider's delete succeeded (pulumi v3.259.0 pkg/resource/deploy/step.go:770-784):
+    the release is gone, and a delete-before-replace of the same name killed in its create is the killed install's. `delete`
+    marks the old half of a create-before-replace whose new half was created (step.go:467-472): its release is still
+    installed until that delete runs, and stays the state's."""
     release = {"type": recover.RELEASE_TYPE, "urn": "urn:old", "id": "cert-manager/cert-manager", "provider": f"{ARDA}::p1"}
     assert recover.tracked({"resources": [release]}) == {(ARDA, "cert-manager/cert-manager"): "urn:old"}
-    assert recover.tracked({"resources": [{**release, flag: True}]}) == {}
+    assert recover.tracked({"resources": [{**release, "pendingReplacement": True}]}) == {}
+    assert recover.tracked({"resources": [{**release, "delete": True}]}) == {(ARDA, "cert-manager/cert-manager"): "urn:old"}
+
+
+def test_a_stale_pending_create_of_a_release_replaced_create_first_leaves_its_live_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old kill during cert-manager's create, recovered, then created by the next `up`: its pending create stays in every
+    later state (pkg/backend/snapshot.go:757-766). Then the release is renamed (a replace, create first: pulumi-kubernetes
+    v4.32.0 helm_release.go:907,932): the new half is created as cert-manager-2, the old half, still installed, waits with
+    `delete: true`, and the run is killed while it installs trust-manager. The live cert-manager's only record stays.
+    Before, the old half was not tracked, and the stale pending create deleted that record."""
+    export = killed_up(
+        simulated(RK1), ["edge-certificates-cert-manager", "edge-certificates-trust-manager"], finished=["edge-certificates-cert-manager"]
+    )
+    deployment = export["deployment"]
+    stale = deployment["pending_operations"][0]["resource"]
+    old = next(r for r in deployment["resources"] if r["urn"] == stale["urn"])
+    new = json.loads(json.dumps(old))
+    new["id"] = "cert-manager/cert-manager-2"
+    new["inputs"]["name"] = new["outputs"]["name"] = "cert-manager-2"
+    old["delete"] = True
+    deployment["resources"].append(new)
+    chart, version = stale["inputs"]["chart"], stale["inputs"]["version"]
+    live = _Cluster([_record_secret("deployed", 1, hooks=0, chart=(chart.rsplit("/", 1)[-1], version))])
+    monkeypatch.setattr(recover, "Kube", lambda *args: live)
+    monkeypatch.setattr(live, "records", lambda p: _Cluster.records(live, p) if p.release == "cert-manager" else [])
+    code, out, err = _run(tmp_path, export, capsys)
+    assert (code, err, live.deleted) == (0, "", [])
+    assert out.splitlines()[:3] == [
+        "rk1: 2 pending creates of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: the state holds it, created by a later run: nothing to remove",
+        "  edge-certificates-trust-manager: Helm release cert-manager/trust-manager: " + recover.NO_RECORD,
+    ]
 
 
 def test_only_secrets_of_helms_type_and_name_are_its_records() -> None:
@@ -551,3 +780,41 @@ def test_only_secrets_of_helms_type_and_name_are_its_records() -> None:
     kube.request = request  # type: ignore[method-assign]
     assert [r.name for r in kube.records(_pending())] == ["sh.helm.release.v1.cert-manager.v1"]
     assert asked == [("GET", "/api/v1/namespaces/cert-manager/secrets?labelSelector=owner%3Dhelm%2Cname%3Dcert-manager")]
+
+
+def test_an_upgrade_on_a_cluster_that_does_not_answer_leaves_the_other_clusters_releases_seen_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a power cut Arda answers late: its pending upgrade is not looked at, and the Ainur's pending create still is.
+    Before, the first error stopped the command before any pending create was looked at."""
+    export = killed_up(simulated(HOMELAB), ["gitops-ainur-release", "edge-certificates-cert-manager"], finished=["arda-kubernetes"])
+    upgrade = next(o for o in export["deployment"]["pending_operations"] if o["resource"]["urn"].endswith("::edge-certificates-cert-manager"))
+    upgrade["type"] = "updating"
+    ainur = _Cluster([])
+
+    class Kube:
+        def __init__(self, kubeconfig: str, context: str | None) -> None:
+            pass
+
+        def records(self, p: recover.Pending) -> list[recover.Record]:
+            if p.op != "creating":
+                raise recover.RecoverError("cannot reach the cluster's API server at 10.0.40.10:6443: timed out")
+            return ainur.records(p)
+
+    monkeypatch.setattr(recover, "Kube", Kube)
+    monkeypatch.setattr(recover, "orphans", lambda project: [])
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(export))
+    code = cli.main(["recover", "homelab", "--state", str(state)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out.splitlines() == [
+        "homelab: 1 pending create, 1 pending upgrade or uninstall of a Helm release",
+        "  edge-certificates-cert-manager: Helm release cert-manager/cert-manager: not looked at: cannot reach the cluster's API server at "
+        "10.0.40.10:6443: timed out",
+        "  gitops-ainur-release: Helm release argocd/argocd: " + recover.NO_RECORD,
+    ]
+    assert err == (
+        "error: homelab: the killed run's upgrade or uninstall of cert-manager/cert-manager was not looked at, as said above: run this "
+        "command again\n"
+    )

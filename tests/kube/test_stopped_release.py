@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from iluvatar import recover
 from iluvatar.simulate import SecretValue
 from plans import monitoring
 from tests import runbook
@@ -177,7 +178,7 @@ def test_a_release_a_killed_run_installed_is_adopted_after_iluvatar_recover(kube
 
     done = subprocess.run(recover_line(), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (0, "")
-    nothing = "no record in the cluster, nothing to remove (the next `pulumi up` installs it)"
+    nothing = recover.NO_RECORD
     lines = done.stdout.splitlines()
     assert lines[:4] == [
         "rk1: 3 pending creates of a Helm release",
