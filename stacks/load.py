@@ -264,11 +264,7 @@ def parse_stack(
         ),
         present,
         arda.patches if isinstance(arda, Arda) else (),
-        ports_written=[
-            str(a["name"])
-            for a in (values.get("apps") if isinstance(values.get("apps"), list) else [])
-            if isinstance(a, dict) and isinstance(a.get("ports"), list) and a["ports"] and isinstance(a.get("name"), str)
-        ],
+        ports_written=_apps_written_with_ports(values.get("apps")),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
     app_values, app_values_broken = (
@@ -967,3 +963,11 @@ def validate_stack_file(sf: StackFile, *, require_secrets: bool = False) -> Stac
     if settings:
         raise StackConfigError(settings, str(sf.path))
     return config
+
+
+def _apps_written_with_ports(apps: object) -> list[str]:
+    """The names of the stack file's apps that list ports, read from the file as written: an app refused for a mistake
+    in its ports is still one that has them."""
+    if not isinstance(apps, list):
+        return []
+    return [a["name"] for a in apps if isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("ports"), list) and a["ports"]]

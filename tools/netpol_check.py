@@ -163,6 +163,8 @@ def through_nodes(policy: Mapping[str, Any], node_addresses: Iterable[str]) -> d
     if not rules:
         return dict(policy)
     return {**policy, "spec": {**spec, "ingress": rules}}
+
+
 # The label Cilium gives an endpoint for its pod's namespace (with or without its source prefix), and the label the API
 # server gives every Namespace for its name (the NetworkPolicy way of naming one).
 _CILIUM_NAMESPACE = ("k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace")
