@@ -1311,8 +1311,9 @@ def test_fetch_ipxe_copies_each_binary_under_its_served_name() -> None:
 def _lan(lan: str, **network: Any) -> StackConfig:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:network"] = {**raw["iluvatar:network"], "lan": lan, **network}
-    if "loadBalancerPool" in network:
-        # The raw-port apps' own addresses are the shipped pool's; with another pool, those apps are not this test's.
+    if "loadBalancerPool" in network or "vlans" in network:
+        # The raw-port apps' own addresses are the shipped pool's, and their sources name the shipped VLANs; with another
+        # pool or other VLANs, those apps are not this test's.
         raw["iluvatar:apps"] = [a for a in raw["iluvatar:apps"] if "ports" not in a]
     return parse_stack(raw)
 

@@ -197,9 +197,9 @@ def test_lan_machines_come_before_every_vlans_whatever_its_name() -> None:
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:network"] = {
         **raw["iluvatar:network"],
-        "vlans": [{"id": 20, "name": "0-lab", "cidr": "192.168.20.0/24", "gateway": "192.168.20.1"}],
+        "vlans": [*raw["iluvatar:network"]["vlans"], {"id": 40, "name": "0-lab", "cidr": "192.168.40.0/24", "gateway": "192.168.40.1"}],
     }
     nodes = [dict(n) for n in raw["iluvatar:nodes"]]
-    nodes[6] = {**nodes[6], "vlan": "0-lab", "ip": "192.168.20.31"}
+    nodes[6] = {**nodes[6], "vlan": "0-lab", "ip": "192.168.40.31"}
     raw["iluvatar:nodes"] = nodes
     assert [r.name for r in plan_network(parse_stack(raw)).reservations][-2:] == ["saruman", "gandalf"]
