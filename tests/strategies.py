@@ -25,7 +25,7 @@ VLAN_NAMES = ["iot", "cameras", "guests", "lab"]
 DISK_SELECTORS = st.fixed_dictionaries(
     {},
     optional={
-        "size": st.sampled_from([">= 100GB", "<= 2TB", "512GB", "> 64GiB"]),
+        "size": st.sampled_from([">= 100GB", "<= 2TB", "== 512GB", "> 64GiB"]),
         "model": st.sampled_from(["Samsung SSD 870*", "WDC WDS*", "KINGSTON*"]),
         "serial": st.sampled_from(["S5STNF0R*", "2142E5*"]),
         "type": st.sampled_from(["ssd", "hdd", "nvme", "sd"]),

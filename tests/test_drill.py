@@ -693,6 +693,8 @@ def test_the_drills_are_labelled_with_what_they_restore(stack: StackConfig) -> N
     assert labels == {
         "drill-home-assistant-config": ("home-automation", "home-assistant"),
         "drill-jellyfin-config": ("media", "jellyfin"),
+        "drill-backups-minecraft-0": ("selfhosted", "minecraft"),
+        "drill-mosquitto-data": ("home-automation", "mosquitto"),
         "drill-etcd-arda": ("backup-drill", "arda"),
         "drill-etcd-ainur": ("backup-drill", "ainur"),
     }
