@@ -573,6 +573,7 @@ class TalosCluster(pulumi.ComponentResource):
                 self.cilium.release,
                 self.cilium.pool,
                 self.cilium.l2_policy,
+                *self.cilium.app_pools,
                 *([self.cilium.kms_deny] if self.cilium.kms_deny is not None else []),
                 *self.coredns.objects.values(),
                 *applies,

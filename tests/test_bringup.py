@@ -100,6 +100,8 @@ def test_without_the_cilium_gate_its_pool_and_policy_race_the_operator() -> None
         "arda: arda-cilium-kms-deny (cilium.io/CiliumClusterwideNetworkPolicy) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
         "arda: arda-cilium-l2-policy (cilium.io/CiliumL2AnnouncementPolicy) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
         "arda: arda-cilium-lb-pool (cilium.io/CiliumLoadBalancerIPPool) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
+        "arda: arda-cilium-lb-pool-iluvatar-lan-minecraft-lan (cilium.io/CiliumLoadBalancerIPPool) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
+        "arda: arda-cilium-lb-pool-iluvatar-lan-mosquitto-lan (cilium.io/CiliumLoadBalancerIPPool) is not after any release whose chart ships its CRD, nor after a gate that waits for it",
     ]
 
 

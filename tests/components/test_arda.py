@@ -255,7 +255,8 @@ def test_bring_up_order(homelab: Simulation) -> None:
     assert deps("arda-kubeconfig") == {"arda-gate-api", "arda-config-secrets"}
     assert deps("arda-kubernetes") == {"arda-gate-api", "arda-kubeconfig"}
     assert deps("arda-cilium-gate-crds") == {"arda-cilium-release", "arda-kubeconfig"}
-    for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy", "arda-cilium-kms-deny"):
+    app_pools = ("arda-cilium-lb-pool-iluvatar-lan-minecraft-lan", "arda-cilium-lb-pool-iluvatar-lan-mosquitto-lan")
+    for cr in ("arda-cilium-lb-pool", "arda-cilium-l2-policy", "arda-cilium-kms-deny", *app_pools):
         assert deps(cr) == {"arda-cilium-gate-crds"}
     # CoreDNS once the CNI runs (Cilium's gate), each object after what it names; the nodes gate waits for all of it.
     assert deps("arda-coredns-serviceaccount-coredns") == {"arda-cilium-gate-crds"}
@@ -268,6 +269,7 @@ def test_bring_up_order(homelab: Simulation) -> None:
         "arda-cilium-release",
         "arda-cilium-lb-pool",
         "arda-cilium-l2-policy",
+        *app_pools,
         "arda-cilium-kms-deny",
         *COREDNS,
         "arda-kubeconfig",
