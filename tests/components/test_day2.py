@@ -568,3 +568,81 @@ def test_a_run_within_a_month_of_a_recorded_end_warns_with_or_without_monitoring
     assert warned(datetime.datetime(2027, 11, 26, tzinfo=datetime.UTC)) == [
         f"ainur: {pi}: its k3s certificates ended {tail}" for pi in ("manwe", "eonwe", "ilmare")
     ]
+
+
+def test_a_k3s_upgrade_runs_each_pi_s_netboot_gate_though_its_k3s_step_prints_the_same_end(homelab: Simulation, tmp_path: Path) -> None:
+    """A k3sVersion change restarts every Pi, and the step prints the same certificates' end as before (k3s keeps leaves
+    outside their renewal window; a maia's earliest is a copy of its valar's). The gate was triggered by that stdout, so
+    the engine did not run it after an upgrade: the next Pi restarted with the netboot pod (the LAN's DHCP and DNS) still
+    coming back. Its triggers are now the k3s step's inputs: a new k3s version is a new gate trigger on every Pi, and a
+    run that changes nothing changes none."""
+    older = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.k3sVersion": "v1.34.9+k3s1"}), stack="homelab")))
+    upgraded = simulate(homelab_stack_file(), previous=outputs_of(older))
+    again = simulate(homelab_stack_file(), previous=outputs_of(homelab))
+    for pi in ("manwe", "eonwe", "ilmare"):
+        step, gate = f"ainur-{pi}-k3s", f"ainur-{pi}-netboot-ready"
+        # The same end, as the step said it (its stdout): what the gate was triggered by.
+        assert outputs_of(upgraded)["ainur"]["certificates"][pi]["end"] == outputs_of(older)["ainur"]["certificates"][pi]["end"]
+        assert upgraded.named()[step].inputs["create"] != older.named()[step].inputs["create"]
+        assert upgraded.named()[gate].inputs["triggers"] != older.named()[gate].inputs["triggers"], pi
+        assert again.named()[gate].inputs["triggers"] == homelab.named()[gate].inputs["triggers"], pi
+
+
+def _replaced(sim: Simulation, prior: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether the engine would run step `name` again: its triggers or its script differ from the state's once the
+    inputs it ignores changes to are given the state's values (pulumi-command: a new trigger replaces, a new script
+    updates, and an update runs `create`)."""
+    reg = sim.named()[name]
+    inputs = {k: prior[name][k] if k in reg.ignore_changes else reg.inputs.get(k) for k in ("triggers", "create")}
+    return inputs != {k: prior[name].get(k) for k in ("triggers", "create")}
+
+
+def test_a_silent_pi_keeps_the_trigger_its_state_has_when_the_last_up_failed_after_its_step(homelab: Simulation) -> None:
+    """A renewal `up` ran manwë's k3s step (its state: the new trigger, its script) and then failed: the outputs still
+    hold the trigger before it (none). At the next `up` manwë does not answer within 3 s. Its trigger went back to the
+    outputs' (none), a change: the engine replaced the step, which dialled the silent Pi for minutes and held every later
+    Pi's step in the chain. Held, its step and its gate keep the state's inputs: nothing runs on it."""
+    previous = outputs_of(homelab)
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    ran = simulate(homelab_stack_file(), previous=previous, now=day)
+    steps = ("ainur-manwe-k3s", "ainur-manwe-netboot-ready")
+    # The state after the failed `up`: manwë's step and gate as that run made them; the outputs as before it.
+    prior = {name: dict(ran.named()[name].inputs) for name in steps}
+    assert prior["ainur-manwe-k3s"]["triggers"] == [f"renew the k3s certificates ending {simulate_module.MOCK_K3S_CERTIFICATES_END}"]
+    silent = simulate(homelab_stack_file(), previous=previous, now=day + datetime.timedelta(days=1), silent={"192.168.0.11"}, prior=prior)
+    assert [_replaced(silent, prior, name) for name in steps] == [False, False]
+    assert silent.named()["ainur-manwe-k3s"].ignore_changes == ("triggers", "create")
+    # What the program asks is the outputs' trigger (none); the engine keeps the state's. A Pi that answers is not held.
+    assert silent.named()["ainur-manwe-k3s"].inputs.get("triggers") is None
+    assert ran.named()["ainur-manwe-k3s"].ignore_changes == ()
+
+
+def test_the_maiar_wait_for_a_silent_valar_s_renewal(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """A maia's client-kube-proxy.crt and client-k3s-controller.crt are copies of its valar's files, fetched as its k3s
+    agent starts. With manwë silent when the certificates fall due, eonwë's restart fetched manwë's old copies and its
+    step failed on the end that did not move, at every `up` until manwë answered. Now the maiar are held with manwë, a
+    warning says why, and nothing runs; once manwë answers, all three are renewed in order."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    down = simulate(homelab_stack_file(), previous=previous, preview=True, now=day, silent={"192.168.0.11"})
+    assert _k3s_triggers(down) == dict.fromkeys(("manwe", "eonwe", "ilmare"))
+    assert {name: reg.ignore_changes for name, reg in down.named().items() if name.endswith("-k3s")} == dict.fromkeys(
+        ("ainur-manwe-k3s", "ainur-eonwe-k3s", "ainur-ilmare-k3s"), ("triggers", "create")
+    )
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "within 119 days, but" in r.getMessage()]
+    assert warned == [
+        f"ainur: manwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.11:22 within 3 s, "
+        "so this run does not renew them (the other valar are renewed, the maiar after it); bring it back and run `pulumi up` "
+        "again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
+        *(
+            f"ainur: {pi}: its k3s certificates end at {end}, within 119 days, but manwe (valar) is not renewed in this run, and a "
+            "maia's kube-proxy and k3s-controller certificates are copies of a valar's, fetched as its k3s starts: this run does "
+            "not renew them either; they are renewed after the valar's, at the first `pulumi up` it answers"
+            for pi in ("eonwe", "ilmare")
+        ),
+    ]
+    assert _plan(caplog, down, previous) == ["Arda: no change on any machine"]
+    back = simulate(homelab_stack_file(), previous=previous, preview=True, now=day + datetime.timedelta(days=3))
+    assert _k3s_triggers(back) == {pi: [f"renew the k3s certificates ending {end}"] for pi in ("manwe", "eonwe", "ilmare")}
