@@ -463,6 +463,8 @@ class BootstrapCluster(pulumi.ComponentResource):
         for n in order:
             if warning := rollout.certificate_warning(args.previous, n.name, now):
                 pulumi.log.warn(warning, resource=self)
+            if warning := rollout.clock_warning(args.previous, n.name):
+                pulumi.log.warn(warning, resource=self)
 
         # The valar holding the API VIP, for each Pi's netboot gate (the first valar's own restart included: the VIP
         # comes back with a live server).
@@ -634,4 +636,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when
         it printed none), in the output's `certificates`."""
         was = rollout.recorded_certificates(self._previous, node.name).get("end")
-        self.state["certificates"][node.name]["end"] = self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was)
+        stdout = self.pis[node.name].k3s.stdout
+        self.state["certificates"][node.name]["end"] = stdout.apply(lambda out: rollout.certificates_end(out) or was)
+        # The Pi's clock its step found behind (plans.k3s.CLOCK_LINE), or none: the next run's trigger and warning.
+        self.state["certificates"][node.name]["clock"] = stdout.apply(rollout.certificates_clock)

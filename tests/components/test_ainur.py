@@ -851,7 +851,7 @@ def test_a_netbooted_maia_s_k3s_certificates_are_recorded_and_renewed_like_any_p
     steps are made)."""
     previous = outputs_of(netbooting)
     end = simulate_module.MOCK_K3S_CERTIFICATES_END
-    assert previous["ainur"]["certificates"]["ilmare"] == {"end": end, "trigger": None}
+    assert previous["ainur"]["certificates"]["ilmare"] == {"end": end, "trigger": None, "clock": None}
     stack_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), NETBOOTING), stack="homelab"))
     caplog.set_level(logging.INFO)
     due = simulate(stack_file, previous=previous, preview=True, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))

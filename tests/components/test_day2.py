@@ -463,7 +463,7 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     end = simulate_module.MOCK_K3S_CERTIFICATES_END
     assert end == "2027-11-25T12:00:00Z"
     pis = ["manwe", "eonwe", "ilmare"]
-    assert previous["ainur"]["certificates"] == {pi: {"end": end, "trigger": None} for pi in pis}
+    assert previous["ainur"]["certificates"] == {pi: {"end": end, "trigger": None, "clock": None} for pi in pis}
 
     # 120 days before the end: outside the program's 119 (a day short of k3s's 120, for the Pis' clocks): nothing runs.
     early = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 7, 28, 12, 0, tzinfo=datetime.UTC))
@@ -488,7 +488,7 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     ran = simulate(homelab_stack_file(), previous=previous, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
     after = outputs_of(ran)
     caplog.clear()
-    assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger} for pi in pis}
+    assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger, "clock": None} for pi in pis}
     again = simulate(homelab_stack_file(), previous=after, preview=True, now=datetime.datetime(2027, 7, 31, 12, 0, tzinfo=datetime.UTC))
     assert _k3s_triggers(again) == {pi: [trigger] for pi in pis}
     assert _plan(caplog, again, after) == ["Arda: no change on any machine"]
@@ -523,7 +523,7 @@ def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(
     assert plan[1].startswith(f"  1. manwe: {said}") and plan[2].startswith(f"  2. ilmare: {said}")
     # Recorded as it ran: eonwë's trigger still none, so the run after it answers gives its step the new one.
     ran = outputs_of(simulate(homelab_stack_file(), previous=previous, now=day, silent={"192.168.0.12"}))
-    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None}
+    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None, "clock": None}
     back = simulate(homelab_stack_file(), previous=ran, preview=True, now=day + datetime.timedelta(days=3))
     assert _k3s_triggers(back) == {"manwe": [trigger], "eonwe": [trigger], "ilmare": [trigger]}
 
@@ -646,3 +646,28 @@ def test_the_maiar_wait_for_a_silent_valar_s_renewal(homelab: Simulation, caplog
     assert _plan(caplog, down, previous) == ["Arda: no change on any machine"]
     back = simulate(homelab_stack_file(), previous=previous, preview=True, now=day + datetime.timedelta(days=3))
     assert _k3s_triggers(back) == {pi: [f"renew the k3s certificates ending {end}"] for pi in ("manwe", "eonwe", "ilmare")}
+
+
+def test_a_pi_whose_step_found_its_clock_behind_runs_it_again_and_says_why(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """Eonwë's step found its clock behind (plans.k3s.CLOCK_LINE) and restarted nothing: the output recorded that clock.
+    The next run warns naming it and gives eonwë's step a new trigger, so it runs again (the same trigger ran nothing, and
+    the certificates ended); the others keep theirs."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    trigger = f"renew the k3s certificates ending {end}"
+    certificates = {pi: {"end": end, "trigger": trigger, "clock": None} for pi in ("manwe", "eonwe", "ilmare")}
+    certificates["eonwe"]["clock"] = "2027-07-28T09:00:00Z"
+    ran = {**previous, "ainur": {**previous["ainur"], "certificates": certificates}}
+    again = simulate(homelab_stack_file(), previous=ran, preview=True, now=datetime.datetime(2027, 7, 31, 12, 0, tzinfo=datetime.UTC))
+    assert _k3s_triggers(again) == {
+        "manwe": [trigger],
+        "eonwe": [f"{trigger} (its clock said 2027-07-28T09:00:00Z at the last run)"],
+        "ilmare": [trigger],
+    }
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "its clock said" in r.getMessage()]
+    assert warned == [
+        f"ainur: eonwe: at the last run its clock said 2027-07-28T09:00:00Z, by which its k3s certificates (ending {end}) were "
+        "not within k3s's 120 days; k3s renews them by the Pi's own clock, so its step restarted nothing; set its clock (look "
+        "with: timedatectl status): this run's k3s step tries again"
+    ]
