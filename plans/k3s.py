@@ -461,6 +461,14 @@ def upgrade_script(
         before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
         # A member already down cannot cost quorum by restarting: the gate waits only for a running one.
         restarted_before = f'[ "$active" = 1 ] && [ "$expired" = 0 ] && {before}'
+        if len(stack.by_role("valar")) > 1:
+            # Several valar whose certificates all ended: this one's etcd cannot reach its peers (their peer certificates
+            # ended too), so its restart waits out its bound in vain; the runbook restarts every valar at once.
+            restarted_before = (
+                f'if [ "$expired" = 1 ]; then echo "iluvatar: {node.name}: its certificates ended: if every valar\'s did too, '
+                "restarting them one at a time cannot bring back etcd's quorum: restart k3s on every valar at once, by hand "
+                '(docs/day2.md#the-ainurs-k3s-certificates, Ended certificates, by hand)" >&2; fi\n'
+            ) + restarted_before
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"

@@ -308,7 +308,9 @@ def test_a_dead_pi_rebuilt_as_the_runbook_says_keeps_every_other_resource(
         # The homelab signs in with Dex: each valar has an oidc step, which the new card needs before k3s starts.
         valar = next(n for n in doc["config"]["iluvatar:nodes"] if n["name"] == pi)["role"] == "valar"
         journal = f"logs-ainur-{pi}-journal-upload"
-        assert replaced == sorted([f"ainur-{pi}-join", journal, *([f"ainur-{pi}-oidc"] if valar else [])]), pi
+        # Its k3s step too: on the new card it writes the metric file and records the certificates' ends (its inputs did
+        # not change, so a plain `up` would not run it, and AinurCertificateUnknown would fire for months).
+        assert replaced == sorted([f"ainur-{pi}-join", f"ainur-{pi}-k3s", journal, *([f"ainur-{pi}-oidc"] if valar else [])]), pi
         assert all(own(e, pi) and not arda(e) for e in done.replaced)
         assert done.deletes == [], [e.name for e in done.deletes]
         # The journal step's delete runs on the new card before its create, never after it (it would undo it).

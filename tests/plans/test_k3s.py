@@ -1132,3 +1132,19 @@ def test_the_day2_lifetime_table_names_what_the_code_counts_and_alerts() -> None
     assert named == {"AinurCertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
     assert len(rows) - len(counted) == 3  # the components' serving certificates, dynamiclistener's, the CAs
 
+
+def test_a_valar_of_several_whose_certificates_ended_names_the_by_hand_runbook_before_it_restarts() -> None:
+    """Several valar whose certificates all ended: one valar's restart cannot reach etcd's quorum (its peers' peer
+    certificates ended too) and waits out its bound; the step now says, before that restart, which runbook restarts them
+    all at once. Before, it failed naming journalctl only. One valar (the homelab) needs no such line."""
+    line = (
+        'if [ "$expired" = 1 ]; then echo "iluvatar: eonwe: its certificates ended: if every valar\'s did too, restarting them '
+        "one at a time cannot bring back etcd's quorum: restart k3s on every valar at once, by hand "
+        '(docs/day2.md#the-ainurs-k3s-certificates, Ended certificates, by hand)" >&2; fi\n'
+    )
+    stack = three_servers()
+    script = k3s.upgrade_script(stack, next(n for n in stack.nodes if n.name == "eonwe"), snapshot=False)
+    restart = script.split('restarting k3s" >&2\n', 1)[1]
+    assert restart.lstrip().startswith(line.strip()), restart[:400]
+    homelab = load_stack_file(HOMELAB)
+    assert "every valar at once" not in k3s.upgrade_script(homelab, homelab.nodes[0], snapshot=True)
