@@ -615,7 +615,8 @@ class BootstrapCluster(pulumi.ComponentResource):
             pulumi.log.warn(
                 f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but "
                 f"{', '.join(valar)} (valar) is not renewed in this run, and a maia's kube-proxy and k3s-controller "
-                "certificates are copies of a valar's, fetched as its k3s starts: this run does not renew them either; they "
+                "certificates are copies of a valar's, fetched as its k3s starts: this run does not renew them either, and leaves "
+                "its k3s step as it is (a k3s upgrade of it included); they "
                 "are renewed after the valar's, at the first `pulumi up` it answers",
                 resource=self,
             )
@@ -626,7 +627,8 @@ class BootstrapCluster(pulumi.ComponentResource):
         others = "the other valar are renewed, the maiar after it" if node.role == "valar" else "the other Pis are renewed"
         pulumi.log.warn(
             f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but it did not "
-            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them ({others}); "
+            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them, and leaves its k3s step as it is "
+            f"(a k3s upgrade of it included) ({others}); "
             "bring it back and run `pulumi up` again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
             resource=self,
         )

@@ -514,7 +514,8 @@ def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ainur: eonwe" in r.getMessage()]
     assert warned == [
         f"ainur: eonwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.12:22 within 3 s, "
-        "so this run does not renew them (the other Pis are renewed); bring it back and run `pulumi up` again, or remove it for "
+        "so this run does not renew them, and leaves its k3s step as it is (a k3s upgrade of it included) (the other Pis are "
+        "renewed); bring it back and run `pulumi up` again, or remove it for "
         "good (docs/day2.md#a-dead-pi-removed-for-good)"
     ]
     said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s"
@@ -634,12 +635,13 @@ def test_the_maiar_wait_for_a_silent_valar_s_renewal(homelab: Simulation, caplog
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "within 119 days, but" in r.getMessage()]
     assert warned == [
         f"ainur: manwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.11:22 within 3 s, "
-        "so this run does not renew them (the other valar are renewed, the maiar after it); bring it back and run `pulumi up` "
+        "so this run does not renew them, and leaves its k3s step as it is (a k3s upgrade of it included) (the other valar "
+        "are renewed, the maiar after it); bring it back and run `pulumi up` "
         "again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
         *(
             f"ainur: {pi}: its k3s certificates end at {end}, within 119 days, but manwe (valar) is not renewed in this run, and a "
             "maia's kube-proxy and k3s-controller certificates are copies of a valar's, fetched as its k3s starts: this run does "
-            "not renew them either; they are renewed after the valar's, at the first `pulumi up` it answers"
+            "not renew them either, and leaves its k3s step as it is (a k3s upgrade of it included); they are renewed after the valar's, at the first `pulumi up` it answers"
             for pi in ("eonwe", "ilmare")
         ),
     ]
