@@ -20,6 +20,7 @@ nothing depends on and no runbook replaces.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ class PiArgs:
     certificate_trigger: str | None = None
     # How its netboot gate reaches the valar holding the API VIP (BootstrapCluster.any_valar; None: no gate).
     any_valar: command.remote.ConnectionArgs | None = None
+    # Its k3s certificates fall due but this run does not renew them (BootstrapCluster._trigger): its k3s step and its
+    # netboot gate keep the inputs the state has, whatever the last outputs recorded.
+    held: bool = False
 
 
 SSH_PORT = 22
@@ -118,6 +122,13 @@ def answers(address: str, port: int = SSH_PORT, seconds: float = ANSWER_SECONDS)
             return True
     except OSError:
         return False
+
+
+def k3s_step_digest(script: str) -> str:
+    """What a Pi's netboot gate is triggered by, of its k3s step's script: a digest (the script itself is long, and the
+    preview shows a trigger in full); a new script is a k3s step that runs (an update runs `create` when there is no
+    `update`, pulumi-command v1.2.1 provider/pkg/provider/remote/commandController.go:62-82), so the gate runs after it."""
+    return f"its k3s step's script sha256:{hashlib.sha256(script.encode()).hexdigest()}"
 
 
 def pinned(connection: command.remote.ConnectionArgs, host_key: pulumi.Input[str]) -> command.remote.ConnectionArgs:
@@ -261,16 +272,23 @@ class Pi(pulumi.ComponentResource):
         # It runs again, and restarts k3s so that k3s renews its certificates, when the last deployment recorded their end
         # within k3s's window (plans.rollout.certificate_trigger); its stdout says their end after it ran.
         k3s_triggers: list[Any] = [*(after_reboot or []), *([args.certificate_trigger] if args.certificate_trigger else [])]
+        k3s_create = roll.k3s_script(stack, node, rollout.renewing_end(args.certificate_trigger))
+        # A Pi held (its certificates due, but it did not answer, or its valar did not: BootstrapCluster._trigger): the
+        # engine keeps its step's stored script and trigger, so the step is neither replaced nor run, and never dials a
+        # Pi that does not answer. The last outputs cannot be trusted for them: an `up` that failed after this step ran
+        # wrote none, while the state has the step's new trigger.
+        held = ["triggers", "create"] if args.held else None
         self.k3s = command.remote.Command(
             f"{name}-k3s",
             connection=connection,
-            create=roll.k3s_script(stack, node, rollout.renewing_end(args.certificate_trigger)),
+            create=k3s_create,
             triggers=k3s_triggers or None,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.command_provider,
                 depends_on=[self.join, *args.upgrade_after],
                 aliases=aliased("k3s"),
+                ignore_changes=held,
             ),
         )
         # Leaving the inventory, or `pulumi destroy`: k3s is uninstalled. Nothing runs at create (pulumi-command
@@ -290,16 +308,20 @@ class Pi(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.k3s], aliases=aliased("uncordon")),
             )
         # The household's DHCP and DNS back before the next Pi restarts (plans.netboot.roll.netboot_ready_script): run
-        # whenever its k3s step ran (its output names what it did and the certificates' end after it). The next Pi's
-        # steps wait for it as for `last`.
+        # whenever its k3s step runs, so on the k3s step's inputs (a digest of its script, which names the k3s version
+        # and the end it renews, and its triggers), not on its stdout: a k3s upgrade restarts the Pi and prints the
+        # same end as the run before (k3s keeps leaves not within their renewal window, and a maia's earliest is a
+        # copy of its valar's), so a gate on the stdout was not run then. The next Pi's steps wait for it as for `last`.
         self.netboot_ready: command.remote.Command | None = None
         if args.any_valar is not None:
             self.netboot_ready = command.remote.Command(
                 f"{name}-netboot-ready",
                 connection=args.any_valar,
                 create=roll.netboot_ready_script(node),
-                triggers=[self.k3s.stdout, *(after_reboot or [])],
-                opts=pulumi.ResourceOptions(parent=self, provider=args.command_provider, depends_on=[self.last], aliases=aliased("netboot-ready")),
+                triggers=[k3s_step_digest(k3s_create), *k3s_triggers],
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.command_provider, depends_on=[self.last], aliases=aliased("netboot-ready"), ignore_changes=held
+                ),
             )
         self.uninstall = command.remote.Command(
             f"{name}-uninstall",
@@ -433,11 +455,15 @@ class BootstrapCluster(pulumi.ComponentResource):
         # ANSWER_SECONDS keeps its last trigger, so its step is not replaced: a replaced step would dial it for the
         # dial bound (plans.k3s SSH_DIAL_ATTEMPTS) and fail, and every later Pi's step waits on it in the chain. A warning
         # names it; the others are renewed, and the next `up` it answers renews it.
+        # `order` has the valar first: a maia's trigger is held while a valar's is (_trigger).
+        self._held: dict[str, str] = {}
         self._triggers = {n.name: self._trigger(args.previous, n, now) for n in order}
         # A month before a recorded end, at every preview and `up`: the warning a stack without the monitoring layer
         # (no AinurCertificateExpiring) gets too.
         for n in order:
             if warning := rollout.certificate_warning(args.previous, n.name, now):
+                pulumi.log.warn(warning, resource=self)
+            if warning := rollout.clock_warning(args.previous, n.name):
                 pulumi.log.warn(warning, resource=self)
 
         # The valar holding the API VIP, for each Pi's netboot gate (the first valar's own restart included: the VIP
@@ -463,6 +489,7 @@ class BootstrapCluster(pulumi.ComponentResource):
                     agent=agent,
                     certificate_trigger=self._triggers[node.name],
                     any_valar=any_valar,
+                    held=node.name in self._held,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
             )
@@ -569,17 +596,40 @@ class BootstrapCluster(pulumi.ComponentResource):
         self._pending = []
 
     def _trigger(self, previous: Mapping[str, Any] | None, node: Node, now: datetime.datetime) -> str | None:
-        """Its k3s step's trigger (plans.rollout.certificate_trigger): a new one only when the Pi answers now."""
+        """Its k3s step's trigger (plans.rollout.certificate_trigger): a new one only when the Pi answers now and, on a
+        maia, no valar is held. A Pi held keeps the last recorded one, and its step and gate keep what the state has
+        (PiArgs.held)."""
         due = rollout.certificate_trigger(previous, node.name, now)
         kept = rollout.recorded_certificates(previous, node.name).get("trigger")
         kept = kept if isinstance(kept, str) else None
-        if due == kept or answers(str(node.ip)):
+        if due == kept:
             return due
         end = rollout.recorded_certificates(previous, node.name).get("end")
+        valar = [name for name, why in self._held.items() if why == "silent valar"]
+        if node.role != "valar" and valar:
+            # A maia's client-kube-proxy.crt and client-k3s-controller.crt are its valar's own files, fetched as its
+            # agent starts (k3s pkg/agent/config/config.go get(): getHostFile, "These files are not unique to this
+            # node"; pkg/server/handlers fileHandler(Runtime.ClientKubeProxyCert)): a restart before the valar's
+            # renewal fetches the old ones, and its step then fails on the end that did not move, run after run.
+            self._held[node.name] = "valar"
+            pulumi.log.warn(
+                f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but "
+                f"{', '.join(valar)} (valar) is not renewed in this run, and a maia's kube-proxy and k3s-controller "
+                "certificates are copies of a valar's, fetched as its k3s starts: this run does not renew them either, and leaves "
+                "its k3s step as it is (a k3s upgrade of it included); they "
+                "are renewed after the valar's, at the first `pulumi up` it answers",
+                resource=self,
+            )
+            return kept
+        if answers(str(node.ip)):
+            return due
+        self._held[node.name] = f"silent {node.role}"
+        others = "the other valar are renewed, the maiar after it" if node.role == "valar" else "the other Pis are renewed"
         pulumi.log.warn(
             f"ainur: {node.name}: its k3s certificates end at {end}, within {rollout.CERTIFICATE_TRIGGER_DAYS} days, but it did not "
-            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them (the other Pis are "
-            f"renewed); bring it back and run `pulumi up` again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
+            f"answer on {node.ip}:{SSH_PORT} within {ANSWER_SECONDS:g} s, so this run does not renew them, and leaves its k3s step as it is "
+            f"(a k3s upgrade of it included) ({others}); "
+            "bring it back and run `pulumi up` again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
             resource=self,
         )
         return kept
@@ -588,4 +638,7 @@ class BootstrapCluster(pulumi.ComponentResource):
         """The earliest end of a Pi's k3s certificates, as its k3s step said it after it ran (the last deployment's when
         it printed none), in the output's `certificates`."""
         was = rollout.recorded_certificates(self._previous, node.name).get("end")
-        self.state["certificates"][node.name]["end"] = self.pis[node.name].k3s.stdout.apply(lambda out: rollout.certificates_end(out) or was)
+        stdout = self.pis[node.name].k3s.stdout
+        self.state["certificates"][node.name]["end"] = stdout.apply(lambda out: rollout.certificates_end(out) or was)
+        # The Pi's clock its step found behind (plans.k3s.CLOCK_LINE), or none: the next run's trigger and warning.
+        self.state["certificates"][node.name]["clock"] = stdout.apply(rollout.certificates_clock)

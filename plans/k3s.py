@@ -294,6 +294,9 @@ if ends:
 """
 # The line the k3s step ends its stdout with: the earliest end after its run (plans.rollout reads it back next run).
 CERTIFICATES_LINE = "k3s-certificates-end="
+# The line it prints, with the Pi's clock, when that clock put its certificates outside k3s's window while the run
+# renews them (upgrade_script): the next run reads it back and runs the step again (plans.rollout.certificate_trigger).
+CLOCK_LINE = "k3s-certificates-clock-behind="
 # A certificate that has ended, or ends within this margin, is renewed by a restart that asks neither the API nor etcd
 # first: both are reached through the very certificates that ended (the admin client's, the kubelet's, etcd's client
 # certificate), so the Node's version cannot be read and etcd's gate cannot pass until k3s has started again. k3s
@@ -436,8 +439,9 @@ def upgrade_script(
     The certificates are read first, before anything asks the API: one already ended (or within
     EXPIRED_MARGIN_SECONDS) restarts k3s without the Node's version or etcd's gate before it, which the ended
     certificates themselves would fail. `renewing` (the recorded end this run's trigger names,
-    plans.rollout.certificate_trigger): a certificate ending at or before it restarts k3s whatever the Pi's clock says.
-    After a restart owed to the certificates, they are read again and the step fails, naming the certificate and the
+    plans.rollout.certificate_trigger): a certificate ending at or before it restarts k3s, unless the Pi's clock puts it
+    outside k3s's window (k3s renews by that clock, so the restart would renew nothing): then a warning naming the Pi's
+    clock, no restart for it, no failure, and CLOCK_LINE, so the next run tries again. After a restart owed to the certificates, they are read again and the step fails, naming the certificate and the
     Pi's clock, unless their earliest end moved past `renewing` and out of k3s's window: a failed step keeps the last
     trigger in the state, so the next `up` tries again.
     """
@@ -457,6 +461,14 @@ def upgrade_script(
         before = f'wait_for {etcd_timeout} "etcd healthy with every member before k3s restarts" etcd_healthy\n'
         # A member already down cannot cost quorum by restarting: the gate waits only for a running one.
         restarted_before = f'[ "$active" = 1 ] && [ "$expired" = 0 ] && {before}'
+        if len(stack.by_role("valar")) > 1:
+            # Several valar whose certificates all ended: this one's etcd cannot reach its peers (their peer certificates
+            # ended too), so its restart waits out its bound in vain; the runbook restarts every valar at once.
+            restarted_before = (
+                f'if [ "$expired" = 1 ]; then echo "iluvatar: {node.name}: its certificates ended: if every valar\'s did too, '
+                "restarting them one at a time cannot bring back etcd's quorum: restart k3s on every valar at once, by hand "
+                '(docs/day2.md#the-ainurs-k3s-certificates, Ended certificates, by hand)" >&2; fi\n'
+            ) + restarted_before
         after = f'wait_for {etcd_timeout} "etcd healthy with every member after its k3s upgrade" etcd_healthy\n'
     seen = seen_by(node)
     kubeconfig = "" if node.role == "valar" else f" --kubeconfig {AGENT_KUBECONFIG}"
@@ -465,6 +477,18 @@ def upgrade_script(
 
     window = CERTIFICATE_RENEW_DAYS * 86400
     renew_epoch = int(datetime.datetime.strptime(renewing, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()) if renewing else 0
+    behind = ""
+    if renewing:
+        behind = f"""# k3s renews a leaf by this Pi's own clock (deps.go createClientCertKey: IsCertExpired(cert, CertificateRenewDays) reads
+# time.Now()): due by the end this run renews but not within k3s's window by that clock, a restart renews nothing. The
+# clock is behind (the run names this end only from {CERTIFICATE_RENEW_DAYS - 1} days before it, by the operator's clock):
+# no restart for it and no failure that would hold the Pis after it; a warning and the clock line, so the next run tries again.
+if [ "$due" = 1 ] && [ "${{ending%% *}}" -ge "$(( $(date +%s) + {window} ))" ]; then
+  due=0
+  echo "iluvatar: warning: {node.name}: its clock says $(date -u +%Y-%m-%dT%H:%M:%SZ), by which ${{rest#* }} (ending ${{rest%% *}}) is not within k3s's {CERTIFICATE_RENEW_DAYS} days, and k3s renews by its own clock: k3s is not restarted to renew it and the step goes on; this run renews those ending by {renewing}, from {CERTIFICATE_RENEW_DAYS - 1} days before by the operator's clock, so the Pi's clock is behind: set it (look with: timedatectl status) and run pulumi up again" >&2
+  echo "{CLOCK_LINE}$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+fi
+"""
     return f"""set -eu
 {head}{gate_functions(node)}{certificates_functions(tls_dirs, metrics_dir)}since=""
 # Its certificates first: reading them needs no API (an ended one makes the API and etcd unreachable from here).
@@ -476,7 +500,7 @@ rest=${{ending#* }}
 due=0 expired=0
 if [ -n "$ending" ] && {{ [ "${{ending%% *}}" -lt "$(( $(date +%s) + {window} ))" ] || [ "${{ending%% *}}" -le {renew_epoch} ]; }}; then due=1; fi
 if [ -n "$ending" ] && [ "${{ending%% *}}" -le "$(( $(date +%s) + {EXPIRED_MARGIN_SECONDS} ))" ]; then expired=1; fi
-have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
+{behind}have=$(k3s --version 2>/dev/null | awk 'NR==1 {{print $3}}')
 if [ "$have" = "{want}" ]; then
   active=0
   if sudo systemctl is-active --quiet {svc}; then active=1; fi

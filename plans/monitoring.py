@@ -687,7 +687,9 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "The k3s certificates' ends on {{ $labels.node }} are not known",
                 "{{ $labels.node }}'s node-exporter answers, but serves no end for its k3s certificates (or cannot read its "
                 f"textfile directory {k3s.METRICS_DIR}), so AinurCertificateExpiring cannot fire for it. Its k3s step writes the "
-                "file: run `pulumi up`; look with `ls -l` on that directory and `sudo k3s certificate check --output table`.",
+                "file: run `pulumi up` (on a Pi rebuilt on a new card, `pulumi up --replace '**::ainur-{{ $labels.node }}-k3s'`: its step's "
+                "inputs did not change, so a plain `up` does not run it); look with `ls -l` on that directory and "
+                "`sudo k3s certificate check --output table`.",
             )
         )
     if ceph_enabled(stack):

@@ -623,15 +623,31 @@ def certificate_trigger(previous: Mapping[str, Any] | None, name: str, now: date
     """The trigger of Pi `name`'s k3s step: a new one naming the recorded end when a run on `now` is within
     CERTIFICATE_TRIGGER_DAYS of it, else the one the last deployment recorded (None: none yet)."""
     entry = recorded_certificates(previous, name)
-    end, trigger = entry.get("end"), entry.get("trigger")
+    end, trigger, clock = entry.get("end"), entry.get("trigger"), entry.get("clock")
     if isinstance(end, str) and now is not None:
         ends = datetime.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
         if ends < now + datetime.timedelta(days=CERTIFICATE_TRIGGER_DAYS):
-            return f"{TRIGGER_PREFIX}{end}"
+            # Its step last found the Pi's clock behind (plans.k3s.CLOCK_LINE) and restarted nothing: a trigger naming
+            # that clock, new at each run that follows one such, so the step runs again until the clock is set.
+            again = f" (its clock said {clock} at the last run)" if isinstance(clock, str) else ""
+            return f"{TRIGGER_PREFIX}{end}{again}"
     return trigger if isinstance(trigger, str) else None
 
 
 TRIGGER_PREFIX = "renew the k3s certificates ending "
+
+
+def clock_warning(previous: Mapping[str, Any] | None, name: str) -> str | None:
+    """What a run says of Pi `name` when its k3s step last found its clock behind (certificates_clock)."""
+    entry = recorded_certificates(previous, name)
+    clock = entry.get("clock")
+    if not isinstance(clock, str):
+        return None
+    return (
+        f"ainur: {name}: at the last run its clock said {clock}, by which its k3s certificates (ending {entry.get('end')}) "
+        f"were not within k3s's {k3s.CERTIFICATE_RENEW_DAYS} days; k3s renews them by the Pi's own clock, so its step "
+        "restarted nothing; set its clock (look with: timedatectl status): this run's k3s step tries again"
+    )
 
 
 def certificate_warning(previous: Mapping[str, Any] | None, name: str, now: datetime.datetime) -> str | None:
@@ -656,7 +672,16 @@ def renewing_end(trigger: str | None) -> str | None:
     clock says, and fails unless the end moved past it: plans.k3s.upgrade_script); None for no trigger."""
     if not trigger or not trigger.startswith(TRIGGER_PREFIX):
         return None
-    return certificates_end(k3s.CERTIFICATES_LINE + trigger.removeprefix(TRIGGER_PREFIX))
+    return certificates_end(k3s.CERTIFICATES_LINE + trigger.removeprefix(TRIGGER_PREFIX).split(" ", 1)[0])
+
+
+def certificates_clock(stdout: str | None) -> str | None:
+    """The Pi's clock its k3s step found behind (plans.k3s.CLOCK_LINE: it restarted nothing for the certificates); None
+    when it printed no such line."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(k3s.CLOCK_LINE):
+            return line.removeprefix(k3s.CLOCK_LINE).strip() or None
+    return None
 
 
 def ainur_changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[Change]:

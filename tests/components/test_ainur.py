@@ -308,7 +308,9 @@ def test_a_dead_pi_rebuilt_as_the_runbook_says_keeps_every_other_resource(
         # The homelab signs in with Dex: each valar has an oidc step, which the new card needs before k3s starts.
         valar = next(n for n in doc["config"]["iluvatar:nodes"] if n["name"] == pi)["role"] == "valar"
         journal = f"logs-ainur-{pi}-journal-upload"
-        assert replaced == sorted([f"ainur-{pi}-join", journal, *([f"ainur-{pi}-oidc"] if valar else [])]), pi
+        # Its k3s step too: on the new card it writes the metric file and records the certificates' ends (its inputs did
+        # not change, so a plain `up` would not run it, and AinurCertificateUnknown would fire for months).
+        assert replaced == sorted([f"ainur-{pi}-join", f"ainur-{pi}-k3s", journal, *([f"ainur-{pi}-oidc"] if valar else [])]), pi
         assert all(own(e, pi) and not arda(e) for e in done.replaced)
         assert done.deletes == [], [e.name for e in done.deletes]
         # The journal step's delete runs on the new card before its create, never after it (it would undo it).
@@ -853,7 +855,7 @@ def test_a_netbooted_maia_s_k3s_certificates_are_recorded_and_renewed_like_any_p
     steps are made)."""
     previous = outputs_of(netbooting)
     end = simulate_module.MOCK_K3S_CERTIFICATES_END
-    assert previous["ainur"]["certificates"]["ilmare"] == {"end": end, "trigger": None}
+    assert previous["ainur"]["certificates"]["ilmare"] == {"end": end, "trigger": None, "clock": None}
     stack_file = read_stack_file(write_stack(tmp_path, edit(homelab_doc(), NETBOOTING), stack="homelab"))
     caplog.set_level(logging.INFO)
     due = simulate(stack_file, previous=previous, preview=True, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))

@@ -490,7 +490,7 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     end = simulate_module.MOCK_K3S_CERTIFICATES_END
     assert end == "2027-11-25T12:00:00Z"
     pis = ["manwe", "eonwe", "ilmare"]
-    assert previous["ainur"]["certificates"] == {pi: {"end": end, "trigger": None} for pi in pis}
+    assert previous["ainur"]["certificates"] == {pi: {"end": end, "trigger": None, "clock": None} for pi in pis}
 
     # 120 days before the end: outside the program's 119 (a day short of k3s's 120, for the Pis' clocks): nothing runs.
     early = simulate(homelab_stack_file(), previous=previous, preview=True, now=datetime.datetime(2027, 7, 28, 12, 0, tzinfo=datetime.UTC))
@@ -515,7 +515,7 @@ def test_a_run_within_k3s_s_window_runs_each_pi_s_k3s_step_once_to_renew_its_cer
     ran = simulate(homelab_stack_file(), previous=previous, now=datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC))
     after = outputs_of(ran)
     caplog.clear()
-    assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger} for pi in pis}
+    assert after["ainur"]["certificates"] == {pi: {"end": end, "trigger": trigger, "clock": None} for pi in pis}
     again = simulate(homelab_stack_file(), previous=after, preview=True, now=datetime.datetime(2027, 7, 31, 12, 0, tzinfo=datetime.UTC))
     assert _k3s_triggers(again) == {pi: [trigger] for pi in pis}
     assert _plan(caplog, again, after) == ["Arda: no change on any machine"]
@@ -541,7 +541,8 @@ def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ainur: eonwe" in r.getMessage()]
     assert warned == [
         f"ainur: eonwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.12:22 within 3 s, "
-        "so this run does not renew them (the other Pis are renewed); bring it back and run `pulumi up` again, or remove it for "
+        "so this run does not renew them, and leaves its k3s step as it is (a k3s upgrade of it included) (the other Pis are "
+        "renewed); bring it back and run `pulumi up` again, or remove it for "
         "good (docs/day2.md#a-dead-pi-removed-for-good)"
     ]
     said = "its k3s certificates end at 2027-11-25T12:00:00Z, within 119 days: its k3s step runs and restarts k3s"
@@ -550,7 +551,7 @@ def test_a_pi_that_does_not_answer_keeps_its_trigger_and_the_others_are_renewed(
     assert plan[1].startswith(f"  1. manwe: {said}") and plan[2].startswith(f"  2. ilmare: {said}")
     # Recorded as it ran: eonwë's trigger still none, so the run after it answers gives its step the new one.
     ran = outputs_of(simulate(homelab_stack_file(), previous=previous, now=day, silent={"192.168.0.12"}))
-    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None}
+    assert ran["ainur"]["certificates"]["eonwe"] == {"end": end, "trigger": None, "clock": None}
     back = simulate(homelab_stack_file(), previous=ran, preview=True, now=day + datetime.timedelta(days=3))
     assert _k3s_triggers(back) == {"manwe": [trigger], "eonwe": [trigger], "ilmare": [trigger]}
 
@@ -594,4 +595,108 @@ def test_a_run_within_a_month_of_a_recorded_end_warns_with_or_without_monitoring
     ]
     assert warned(datetime.datetime(2027, 11, 26, tzinfo=datetime.UTC)) == [
         f"ainur: {pi}: its k3s certificates ended {tail}" for pi in ("manwe", "eonwe", "ilmare")
+    ]
+
+
+def test_a_k3s_upgrade_runs_each_pi_s_netboot_gate_though_its_k3s_step_prints_the_same_end(homelab: Simulation, tmp_path: Path) -> None:
+    """A k3sVersion change restarts every Pi, and the step prints the same certificates' end as before (k3s keeps leaves
+    outside their renewal window; a maia's earliest is a copy of its valar's). The gate was triggered by that stdout, so
+    the engine did not run it after an upgrade: the next Pi restarted with the netboot pod (the LAN's DHCP and DNS) still
+    coming back. Its triggers are now the k3s step's inputs: a new k3s version is a new gate trigger on every Pi, and a
+    run that changes nothing changes none."""
+    older = simulate(read_stack_file(write_stack(tmp_path, edit(homelab_doc(), {"iluvatar:ainur.k3sVersion": "v1.34.9+k3s1"}), stack="homelab")))
+    upgraded = simulate(homelab_stack_file(), previous=outputs_of(older))
+    again = simulate(homelab_stack_file(), previous=outputs_of(homelab))
+    for pi in ("manwe", "eonwe", "ilmare"):
+        step, gate = f"ainur-{pi}-k3s", f"ainur-{pi}-netboot-ready"
+        # The same end, as the step said it (its stdout): what the gate was triggered by.
+        assert outputs_of(upgraded)["ainur"]["certificates"][pi]["end"] == outputs_of(older)["ainur"]["certificates"][pi]["end"]
+        assert upgraded.named()[step].inputs["create"] != older.named()[step].inputs["create"]
+        assert upgraded.named()[gate].inputs["triggers"] != older.named()[gate].inputs["triggers"], pi
+        assert again.named()[gate].inputs["triggers"] == homelab.named()[gate].inputs["triggers"], pi
+
+
+def _replaced(sim: Simulation, prior: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether the engine would run step `name` again: its triggers or its script differ from the state's once the
+    inputs it ignores changes to are given the state's values (pulumi-command: a new trigger replaces, a new script
+    updates, and an update runs `create`)."""
+    reg = sim.named()[name]
+    inputs = {k: prior[name][k] if k in reg.ignore_changes else reg.inputs.get(k) for k in ("triggers", "create")}
+    return inputs != {k: prior[name].get(k) for k in ("triggers", "create")}
+
+
+def test_a_silent_pi_keeps_the_trigger_its_state_has_when_the_last_up_failed_after_its_step(homelab: Simulation) -> None:
+    """A renewal `up` ran manwë's k3s step (its state: the new trigger, its script) and then failed: the outputs still
+    hold the trigger before it (none). At the next `up` manwë does not answer within 3 s. Its trigger went back to the
+    outputs' (none), a change: the engine replaced the step, which dialled the silent Pi for minutes and held every later
+    Pi's step in the chain. Held, its step and its gate keep the state's inputs: nothing runs on it."""
+    previous = outputs_of(homelab)
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    ran = simulate(homelab_stack_file(), previous=previous, now=day)
+    steps = ("ainur-manwe-k3s", "ainur-manwe-netboot-ready")
+    # The state after the failed `up`: manwë's step and gate as that run made them; the outputs as before it.
+    prior = {name: dict(ran.named()[name].inputs) for name in steps}
+    assert prior["ainur-manwe-k3s"]["triggers"] == [f"renew the k3s certificates ending {simulate_module.MOCK_K3S_CERTIFICATES_END}"]
+    silent = simulate(homelab_stack_file(), previous=previous, now=day + datetime.timedelta(days=1), silent={"192.168.0.11"}, prior=prior)
+    assert [_replaced(silent, prior, name) for name in steps] == [False, False]
+    assert silent.named()["ainur-manwe-k3s"].ignore_changes == ("triggers", "create")
+    # What the program asks is the outputs' trigger (none); the engine keeps the state's. A Pi that answers is not held.
+    assert silent.named()["ainur-manwe-k3s"].inputs.get("triggers") is None
+    assert ran.named()["ainur-manwe-k3s"].ignore_changes == ()
+
+
+def test_the_maiar_wait_for_a_silent_valar_s_renewal(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """A maia's client-kube-proxy.crt and client-k3s-controller.crt are copies of its valar's files, fetched as its k3s
+    agent starts. With manwë silent when the certificates fall due, eonwë's restart fetched manwë's old copies and its
+    step failed on the end that did not move, at every `up` until manwë answered. Now the maiar are held with manwë, a
+    warning says why, and nothing runs; once manwë answers, all three are renewed in order."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    day = datetime.datetime(2027, 7, 30, 12, 0, tzinfo=datetime.UTC)
+    down = simulate(homelab_stack_file(), previous=previous, preview=True, now=day, silent={"192.168.0.11"})
+    assert _k3s_triggers(down) == dict.fromkeys(("manwe", "eonwe", "ilmare"))
+    assert {name: reg.ignore_changes for name, reg in down.named().items() if name.endswith("-k3s")} == dict.fromkeys(
+        ("ainur-manwe-k3s", "ainur-eonwe-k3s", "ainur-ilmare-k3s"), ("triggers", "create")
+    )
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "within 119 days, but" in r.getMessage()]
+    assert warned == [
+        f"ainur: manwe: its k3s certificates end at {end}, within 119 days, but it did not answer on 192.168.0.11:22 within 3 s, "
+        "so this run does not renew them, and leaves its k3s step as it is (a k3s upgrade of it included) (the other valar "
+        "are renewed, the maiar after it); bring it back and run `pulumi up` "
+        "again, or remove it for good (docs/day2.md#a-dead-pi-removed-for-good)",
+        *(
+            f"ainur: {pi}: its k3s certificates end at {end}, within 119 days, but manwe (valar) is not renewed in this run, and a "
+            "maia's kube-proxy and k3s-controller certificates are copies of a valar's, fetched as its k3s starts: this run does "
+            "not renew them either, and leaves its k3s step as it is (a k3s upgrade of it included); they are renewed after the valar's, at the first `pulumi up` it answers"
+            for pi in ("eonwe", "ilmare")
+        ),
+    ]
+    assert _plan(caplog, down, previous) == ["Arda: no change on any machine"]
+    back = simulate(homelab_stack_file(), previous=previous, preview=True, now=day + datetime.timedelta(days=3))
+    assert _k3s_triggers(back) == {pi: [f"renew the k3s certificates ending {end}"] for pi in ("manwe", "eonwe", "ilmare")}
+
+
+def test_a_pi_whose_step_found_its_clock_behind_runs_it_again_and_says_why(homelab: Simulation, caplog: pytest.LogCaptureFixture) -> None:
+    """Eonwë's step found its clock behind (plans.k3s.CLOCK_LINE) and restarted nothing: the output recorded that clock.
+    The next run warns naming it and gives eonwë's step a new trigger, so it runs again (the same trigger ran nothing, and
+    the certificates ended); the others keep theirs."""
+    caplog.set_level(logging.INFO)
+    previous = outputs_of(homelab)
+    end = simulate_module.MOCK_K3S_CERTIFICATES_END
+    trigger = f"renew the k3s certificates ending {end}"
+    certificates = {pi: {"end": end, "trigger": trigger, "clock": None} for pi in ("manwe", "eonwe", "ilmare")}
+    certificates["eonwe"]["clock"] = "2027-07-28T09:00:00Z"
+    ran = {**previous, "ainur": {**previous["ainur"], "certificates": certificates}}
+    again = simulate(homelab_stack_file(), previous=ran, preview=True, now=datetime.datetime(2027, 7, 31, 12, 0, tzinfo=datetime.UTC))
+    assert _k3s_triggers(again) == {
+        "manwe": [trigger],
+        "eonwe": [f"{trigger} (its clock said 2027-07-28T09:00:00Z at the last run)"],
+        "ilmare": [trigger],
+    }
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "its clock said" in r.getMessage()]
+    assert warned == [
+        f"ainur: eonwe: at the last run its clock said 2027-07-28T09:00:00Z, by which its k3s certificates (ending {end}) were "
+        "not within k3s's 120 days; k3s renews them by the Pi's own clock, so its step restarted nothing; set its clock (look "
+        "with: timedatectl status): this run's k3s step tries again"
     ]

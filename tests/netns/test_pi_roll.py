@@ -334,8 +334,9 @@ def rolled(lab: Lab, first_up: dict[str, Step]) -> tuple[dict[str, Step], float]
 def test_a_new_image_moves_each_netbooted_maia_one_at_a_time_behind_its_gates(lab: Lab, rolled: tuple[dict[str, Step], float]) -> None:
     runs, since = rolled
     image = lab.images["newer"]
-    # What the engine runs: each Pi's drain, pointer, reboot, join, k3s step and uncordon, one Pi after the other.
-    assert list(runs) == [f"ainur-{n}-{s}" for n in NETBOOTED for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon")]
+    # What the engine runs: each Pi's drain, pointer, reboot, join, k3s step, uncordon and netboot gate (triggered by its
+    # k3s step's script, which names the image), one Pi after the other.
+    assert list(runs) == [f"ainur-{n}-{s}" for n in NETBOOTED for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon", "netboot-ready")]
     assert roll_problems(lab, runs, image, NETBOOTED, since) == []
     assert lab.service.errors == []
     for name in NETBOOTED:
@@ -353,7 +354,8 @@ def test_a_new_image_moves_each_netbooted_maia_one_at_a_time_behind_its_gates(la
 def test_a_k3s_upgrade_of_a_netbooted_maia_is_any_pis(lab: Lab, rolled: tuple[dict[str, Step], float]) -> None:
     """A k3sVersion change runs each Pi's k3s step, the netbooted maiar's as any Pi's: no drain, no reboot."""
     steps = changed(lab.sims["newer"], lab.sims["upgrade"])
-    assert [s.name for s in steps] == ["ainur-manwe-k3s", "ainur-eonwe-k3s", "ainur-ilmare-k3s"]
+    # Each with its netboot gate after it: the step's script names the version, and the gate is triggered by it.
+    assert [s.name for s in steps] == [f"ainur-{n}-{s}" for n in ("manwe", "eonwe", "ilmare") for s in ("k3s", "netboot-ready")]
     reboots = len(lab.service.reboots)
     runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["upgrade"]), steps)
     ok(runs)
@@ -377,7 +379,9 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
     sim = lab.sims["back"]
     image = lab.images["first"]
     todo = changed(lab.sims["upgrade"], sim)
-    assert [s.name for s in todo] == [f"ainur-{n}-{s}" for n in NETBOOTED for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon")]
+    assert [s.name for s in todo] == [
+        f"ainur-{n}-{s}" for n in NETBOOTED for s in ("drain", "boot", "reboot", "join", "k3s", "uncordon", "netboot-ready")
+    ]
     since = time.time()
     # Back on a root each ran before: k3s starts at boot, the join finds its config as it left it and restarts nothing;
     # their kubelets report 8 s after the boot, later than the join's own steps end, so only its gate on the Node's
@@ -412,7 +416,7 @@ def test_a_roll_cut_anywhere_is_finished_by_the_next_up(lab: Lab, rolled: tuple[
     reboot_now(lab.pis, lab.service, "ilmare")
     third = run_like_the_engine(lab.pis, Graph.of(sim), [s for s in rest if s.name not in second])
     ok(third)
-    assert list(third) == [f"ainur-ilmare-{s}" for s in ("reboot", "join", "k3s", "uncordon")]
+    assert list(third) == [f"ainur-ilmare-{s}" for s in ("reboot", "join", "k3s", "uncordon", "netboot-ready")]
     assert f"iluvatar: ilmare already runs {image}" in third["ainur-ilmare-reboot"].stderr
     runs = {**first, **second, **third}
     assert roll_problems(lab, runs, image, NETBOOTED, since) == []

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from plans import credentials as credentials_plan
-from plans import k3s
+from plans import k3s, rollout
 from stacks import StackConfig, load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.sims import simulated
@@ -480,7 +480,8 @@ case "$1" in
   restart) while [ -e "$NEVER_READY" ]; do sleep 0.2; done; cp "$VERSION" "$RUNNING"; touch "$ACTIVE"
     # k3s renewing, as it starts, a certificate within its window (pkg/daemons/control/deps/deps.go createClientCertKey):
     # with $RENEWED, the certificate it issues in place of $RENEWS.
-    [ -z "${RENEWED:-}" ] || cp "$RENEWED" "$RENEWS"
+    # k3s decides by the Pi's own clock (IsCertExpired(cert, CertificateRenewDays): time.Now()), as openssl's -checkend here.
+    [ -z "${RENEWED:-}" ] || openssl x509 -checkend 10368000 -noout -in "$RENEWS" >/dev/null || cp "$RENEWED" "$RENEWS"
     # An ended certificate regenerated too (deps.go: `expired` is IsCertExpired within the window, a past end included).
     rm -f "${ENDED:-/nonexistent}" ;;
 esac""",
@@ -1057,17 +1058,46 @@ def test_a_restart_that_does_not_move_the_end_fails_the_step_so_the_next_up_trie
     assert k3s.CERTIFICATES_LINE not in result.stdout
 
 
-def test_a_pi_whose_clock_is_behind_still_restarts_for_the_end_this_run_renews(tmp_path: Path) -> None:
+def test_a_pi_whose_clock_is_behind_is_not_restarted_for_nothing_and_the_chain_goes_on(tmp_path: Path) -> None:
     """The operator's clock put the recorded end within the trigger's window, the Pi's clock (two days behind: no RTC,
-    NTP not yet synced) outside k3s's: the end the trigger names is in the script, so k3s restarts all the same. Before,
-    the step restarted nothing and the same trigger never ran it again."""
-    end, renewed_end = _in_days(121), _in_days(465)
+    NTP not yet synced) outside k3s's 120 days. k3s renews by the Pi's own clock (deps.go IsCertExpired: time.Now()), so
+    a restart renews nothing: before, the step restarted k3s (on a valar, the Ainur's API down) and failed on the end
+    that did not move, holding every Pi after it, at every `up` for as long as the clock was behind. Now: no restart,
+    success, a warning naming the Pi and its clock, and the clock line the next run reads back to try again."""
+    end = _in_days(121)
     cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", end, cn="system:admin")
-    renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
+    renewed = _issue(tmp_path, tmp_path / "renewed.crt", _in_days(465), cn="system:admin")
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, renewing=_at(end), RENEWED=str(renewed), RENEWS=str(cert))
     assert result.returncode == 0, result.stderr
-    assert "systemctl restart k3s" in calls
-    assert result.stdout.splitlines()[-1] == f"k3s-certificates-end={_at(renewed_end)}"
+    assert not [c for c in calls if c.startswith("systemctl restart")]
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("iluvatar: warning: manwe: its clock says ")]
+    assert f", by which {cert} (ending {_at(end)}) is not within k3s's 120 days, and k3s renews by its own clock: " in warning
+    assert warning.endswith(
+        f"this run renews those ending by {_at(end)}, from 119 days before by the operator's clock, so the Pi's clock is "
+        "behind: set it (look with: timedatectl status) and run pulumi up again"
+    )
+    clock, line = result.stdout.splitlines()
+    assert clock.startswith(k3s.CLOCK_LINE) and line == f"k3s-certificates-end={_at(end)}"
+    assert rollout.certificates_clock(result.stdout) == clock.removeprefix(k3s.CLOCK_LINE)
+
+
+def test_a_pi_whose_clock_was_behind_gets_a_new_trigger_until_its_step_finds_it_set() -> None:
+    """The clock its step found is recorded: the next run's trigger names it, so the step runs again (a trigger that
+    stayed the same ran nothing more, and the certificates ended); the end it renews is read from it all the same."""
+    end = "2027-03-01T00:00:00Z"
+    now = datetime.datetime(2026, 11, 20, tzinfo=datetime.UTC)
+    plain = {"certificates": {"manwe": {"end": end, "trigger": f"renew the k3s certificates ending {end}", "clock": None}}}
+    behind = {"certificates": {"manwe": {"end": end, "trigger": f"renew the k3s certificates ending {end}", "clock": "2026-11-17T10:00:00Z"}}}
+    assert rollout.certificate_trigger(plain, "manwe", now) == f"renew the k3s certificates ending {end}"
+    again = rollout.certificate_trigger(behind, "manwe", now)
+    assert again == f"renew the k3s certificates ending {end} (its clock said 2026-11-17T10:00:00Z at the last run)"
+    assert rollout.renewing_end(again) == end
+    assert rollout.clock_warning(plain, "manwe") is None
+    assert rollout.clock_warning(behind, "manwe") == (
+        f"ainur: manwe: at the last run its clock said 2026-11-17T10:00:00Z, by which its k3s certificates (ending {end}) were "
+        "not within k3s's 120 days; k3s renews them by the Pi's own clock, so its step restarted nothing; set its clock (look "
+        "with: timedatectl status): this run's k3s step tries again"
+    )
 
 
 def test_the_pis_node_exporter_reads_the_metric_file_the_k3s_step_writes() -> None:
@@ -1101,3 +1131,20 @@ def test_the_day2_lifetime_table_names_what_the_code_counts_and_alerts() -> None
     named = set(re.findall(r"`(Ainur\w+)`", table))
     assert named == {"AinurCertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
     assert len(rows) - len(counted) == 3  # the components' serving certificates, dynamiclistener's, the CAs
+
+
+def test_a_valar_of_several_whose_certificates_ended_names_the_by_hand_runbook_before_it_restarts() -> None:
+    """Several valar whose certificates all ended: one valar's restart cannot reach etcd's quorum (its peers' peer
+    certificates ended too) and waits out its bound; the step now says, before that restart, which runbook restarts them
+    all at once. Before, it failed naming journalctl only. One valar (the homelab) needs no such line."""
+    line = (
+        'if [ "$expired" = 1 ]; then echo "iluvatar: eonwe: its certificates ended: if every valar\'s did too, restarting them '
+        "one at a time cannot bring back etcd's quorum: restart k3s on every valar at once, by hand "
+        '(docs/day2.md#the-ainurs-k3s-certificates, Ended certificates, by hand)" >&2; fi\n'
+    )
+    stack = three_servers()
+    script = k3s.upgrade_script(stack, next(n for n in stack.nodes if n.name == "eonwe"), snapshot=False)
+    restart = script.split('restarting k3s" >&2\n', 1)[1]
+    assert restart.lstrip().startswith(line.strip()), restart[:400]
+    homelab = load_stack_file(HOMELAB)
+    assert "every valar at once" not in k3s.upgrade_script(homelab, homelab.nodes[0], snapshot=True)
