@@ -572,6 +572,10 @@ def test_only_workers_configs_are_served() -> None:
 # --- Kubernetes objects --------------------------------------------------------------------------
 
 
+# The homelab's dnsmasq.conf's ConfigMap: named by the conf's digest (plans.netboot.base.dnsmasq_configmap).
+CONF_CONFIGMAP = netboot.dnsmasq_configmap(netboot.dnsmasq_conf(load_stack_file(HOMELAB)))
+
+
 def objects(stack: StackConfig) -> dict[str, dict[str, Any]]:
     return {f"{m['kind']}/{m['metadata']['name']}": m for m in netboot.manifests(stack, netboot.config_macs(stack))}
 
@@ -622,12 +626,13 @@ def test_netboot_pod_spec() -> None:
     # dnsmasq and the records loop that signals it, in one container: no capability added for the signal, no process
     # namespace shared with the pod's other containers (plans.netboot.records).
     assert dnsmasq["command"] == ["sh", "/etc/iluvatar/dnsmasq-run.sh"]
-    assert dnsmasq["args"] == ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"]
+    assert dnsmasq["args"] == ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar-dnsmasq/dnsmasq.conf"]
     assert dnsmasq["env"] == [{"name": "SRC", "value": "/etc/iluvatar"}, {"name": "DEST", "value": "/var/lib/iluvatar/records"}]
     assert dnsmasq["securityContext"] == {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}}
     assert "shareProcessNamespace" not in pod
     assert dnsmasq["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/iluvatar"},
+        {"name": "dnsmasq", "mountPath": "/etc/iluvatar-dnsmasq", "readOnly": True},
         {"name": "tftp", "mountPath": "/var/lib/iluvatar/tftp", "readOnly": True},
         {"name": "leases", "mountPath": "/var/lib/iluvatar/leases"},
         {"name": "records", "mountPath": "/var/lib/iluvatar/records"},
@@ -641,6 +646,7 @@ def test_netboot_pod_spec() -> None:
     ]
     assert pod["volumes"] == [
         {"name": "config", "configMap": {"name": "netboot"}},
+        {"name": "dnsmasq", "configMap": {"name": CONF_CONFIGMAP}},
         {"name": "ipxe", "configMap": {"name": "ipxe"}},
         {"name": "configs", "secret": {"secretName": "talos-configs", "items": [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in WORKERS]}},
         {"name": "tftp", "hostPath": {"path": "/var/lib/iluvatar/netboot/tftp", "type": "DirectoryOrCreate"}},
@@ -675,7 +681,6 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         "dnsmasq-hosts",
         "dnsmasq-records.sh",
         "dnsmasq-run.sh",
-        "dnsmasq.conf",
         "fetch-ipxe.sh",
         "ipxe-debs.sh",
         "nginx.conf",
@@ -1072,6 +1077,7 @@ def test_every_namespaced_object_is_in_its_namespace() -> None:
         ("Namespace", "netboot", None),
         ("NetworkPolicy", "default-deny-ingress", "netboot"),
         ("ConfigMap", "netboot", "netboot"),
+        ("ConfigMap", CONF_CONFIGMAP, "netboot"),
         ("ConfigMap", "ipxe", "netboot"),
         ("ServiceAccount", "netboot", "netboot"),
         ("Role", "netboot-leases", "netboot"),
@@ -1516,3 +1522,54 @@ def test_an_up_takes_away_the_node_port_an_older_mirror_service_holds(kube_fresh
     assert updated["spec"]["allocateLoadBalancerNodePorts"] is False
     _, again = pulumi_update(client, service, manager)
     assert again["spec"] == updated["spec"]
+
+
+def _conf_read_at_start(template: dict[str, Any], cluster: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """STAND-IN for the kubelet starting the template's dnsmasq container again: the file its --conf-file names, through
+    the container's mounts, as the cluster's ConfigMaps hold it now (a ConfigMap volume shows the object's current
+    data: Kubernetes v1.35.1 pkg/volume/configmap/configmap.go SetUpAt, through the atomic writer)."""
+    pod = template["spec"]
+    dnsmasq = next(c for c in pod["containers"] if c["name"] == "dnsmasq")
+    path = next(a.removeprefix("--conf-file=") for a in dnsmasq["args"] if a.startswith("--conf-file="))
+    mount = max((m for m in dnsmasq["volumeMounts"] if path.startswith(m["mountPath"] + "/")), key=lambda m: len(m["mountPath"]))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return str(cluster[("ConfigMap", volume["configMap"]["name"])]["data"][path.removeprefix(mount["mountPath"] + "/")])
+
+
+@pytest.mark.parametrize(("old", "new"), [("proxy", "dhcp"), ("dhcp", "proxy")])
+def test_a_mode_change_never_reaches_the_running_pods_dnsmasq_conf(old: str, new: str) -> None:
+    """Issue 53: the old pod's dnsmasq, started again before the Deployment changed (a crash, a Pi's reboot, a pod rebuilt
+    from the old template), reads the conf of its own mode, whatever the new deployment's objects made of the ConfigMaps:
+    the new mode's conf is seen only by the new template. Up to now it was read from the netboot ConfigMap's volume,
+    which the kubelet updates in the running pod: a proxy pod restarted as an authoritative lender beside the router."""
+    # routerPool is a dhcp-mode setting alone (stacks.netboot_mode).
+    before, after = (variant(mode=m) if m == "proxy" else variant(mode=m, routerPool="none") for m in (old, new))
+    old_objects = netboot.manifests(before, netboot.config_macs(before))
+    cluster = {(m["kind"], m["metadata"]["name"]): m for m in old_objects}
+    old_template = next(m for m in old_objects if m["kind"] == "Deployment" and m["metadata"]["name"] == "netboot")["spec"]["template"]
+    assert _conf_read_at_start(old_template, cluster) == netboot.dnsmasq_conf(before)
+    # The new deployment's objects applied, all but the Deployment: the ConfigMaps come first, the Deployment last.
+    new_objects = netboot.manifests(after, netboot.config_macs(after))
+    cluster.update({(m["kind"], m["metadata"]["name"]): m for m in new_objects if m["kind"] != "Deployment"})
+    assert f"mode {old}," in _conf_read_at_start(old_template, cluster)
+    assert _conf_read_at_start(old_template, cluster) == netboot.dnsmasq_conf(before)
+    # The new template reads the new conf.
+    new_template = next(m for m in new_objects if m["kind"] == "Deployment" and m["metadata"]["name"] == "netboot")["spec"]["template"]
+    assert _conf_read_at_start(new_template, cluster) == netboot.dnsmasq_conf(after)
+    assert f"mode {new}," in _conf_read_at_start(new_template, cluster)
+
+
+def test_dnsmasq_conf_is_an_immutable_configmap_named_by_its_digest() -> None:
+    stack = load_stack_file(HOMELAB)
+    conf = netboot.dnsmasq_conf(stack)
+    name = "netboot-dnsmasq-" + hashlib.sha256(conf.encode()).hexdigest()[:10]
+    assert objects(stack)[f"ConfigMap/{name}"] == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "netboot", "labels": {"app.kubernetes.io/name": "netboot", "app.kubernetes.io/part-of": "iluvatar"}},
+        "immutable": True,
+        "data": {"dnsmasq.conf": conf},
+    }
+    # Another mode, another object; the netboot ConfigMap, which the kubelet updates in the running pod, holds no conf.
+    assert netboot.dnsmasq_configmap(netboot.dnsmasq_conf(variant(mode="proxy"))) != name
+    assert "dnsmasq.conf" not in objects(stack)["ConfigMap/netboot"]["data"]
