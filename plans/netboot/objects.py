@@ -14,6 +14,7 @@ from plans.netboot import pi_pods
 from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, dnsmasq_configmap, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.debs import fetch_script
+from plans.netboot.dhcp_probe import MODE_ANNOTATION, SERVICE_IP_ANNOTATION
 from plans.netboot.dnsmasq import dhcp_hosts_file, dnsmasq_conf, hosts_file
 from plans.netboot.ipxe import boot_script, scripts
 from plans.netboot.kube_vip import kube_vip_services
@@ -70,6 +71,7 @@ def manifests(
     The machine configs (a Secret) and the asset download script (from Image Factory URLs)
     are only known at deploy time; the component adds them.
     """
+    assert stack.ainur is not None
     labels = _labels("netboot")
     cache_labels = _labels("netboot-cache")
     conf = dnsmasq_conf(stack)
@@ -147,7 +149,15 @@ def manifests(
             "netboot",
             labels,
             netboot_spec,
-            annotations={"iluvatar/config-digest": config_digest(stack, config_macs), **TFTP_LAYOUT},
+            annotations={
+                "iluvatar/config-digest": config_digest(stack, config_macs),
+                **TFTP_LAYOUT,
+                # What its dnsmasq runs with, which the steps around the pod read from the Ainur's API at run time to know
+                # whether an `up` moves the LAN between modes (plans.netboot.dhcp_probe.deployed). Both are in the conf, so
+                # neither changes the template when the conf does not.
+                MODE_ANNOTATION: stack.ainur.netboot.mode,
+                SERVICE_IP_ANNOTATION: str(service_ip(stack)),
+            },
         ),
         {
             "apiVersion": "v1",

@@ -312,8 +312,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # its restic Secret, password and drill: 6.)
     # (#57: each Pi's netboot gate after its k3s step, plans.netboot.roll.netboot_ready_script: 3.)
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
-    # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads: 1.)
-    assert counts.splitlines()[-1] == "  total: 358"
+    # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
+    # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
+    assert counts.splitlines()[-1] == "  total: 359"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -322,12 +323,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
-    # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 20", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
+    # dhcp mode netboot-router-off before the netboot pod (#53).
+    assert {"  command:local:Command: 20", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 358
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 359
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

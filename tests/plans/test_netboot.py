@@ -1499,7 +1499,13 @@ def test_the_netboot_pod_is_started_once_more_for_the_tftp_layout_and_not_on_an_
         return pod, cache
 
     pod, cache = annotations(dict(netboot.IPXE_FILES))
-    assert pod == {"iluvatar/config-digest": pod["iluvatar/config-digest"], "iluvatar/tftp-layout": "binaries-renamed-in-place"}
+    assert pod == {
+        "iluvatar/config-digest": pod["iluvatar/config-digest"],
+        "iluvatar/tftp-layout": "binaries-renamed-in-place",
+        # What its dnsmasq runs with, read by the steps around the pod from the Ainur's API (plans.netboot.dhcp_probe).
+        "iluvatar/dhcp-mode": "dhcp",
+        "iluvatar/service-ip": "192.168.0.14",
+    }
     bumped_pod, bumped_cache = annotations({**netboot.IPXE_FILES, "ipxe.efi": ("ipxe-amd64.efi", "0" * 64)})
     assert bumped_pod == pod and bumped_cache["iluvatar/ipxe-digest"] != cache["iluvatar/ipxe-digest"]
 
