@@ -135,7 +135,7 @@ class Netboot(pulumi.ComponentResource):
         others = [m for m in rest if m not in cache and m not in pod]
         probe_where: tuple[list[str], str, str] | None = None
         router_where: tuple[str, str | None] = ("", None)
-        probe_live: tuple[str | None, str | None, list[str], str | None] = (None, None, [], None)
+        probe_live: tuple[str, str, list[str], str | None] = ("", "", [], None)
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
             # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode
@@ -164,13 +164,15 @@ class Netboot(pulumi.ComponentResource):
             # those even for an `up` that failed before the Deployment changed, and the retry would see no move while the
             # old pod still ran the old mode. The outputs' mode serves only a Deployment made before the annotations, and,
             # in the triggers, runs the step again on the `up` after one that failed after it passed.
-            triggers = [template_digest, f"mode:{mode}", f"deployed:{old_mode}"]
-            probe_live = (old_mode, old_svc, triggers, pool)
+            # (The stack's own where the outputs have none, a first bring-up's: the next `up` then reads the same.)
+            deployed_mode, deployed_ip = old_mode or mode, old_svc or svc
+            triggers = [template_digest, f"mode:{mode}", f"deployed:{deployed_mode}"]
+            probe_live = (deployed_mode, deployed_ip, triggers, pool)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
                 create=dhcp_probe.probe_script(
-                    mode, ours, str(stack.network.lan), router, None, pool, kubectl=k3s.KUBECTL, deployed_mode=old_mode, deployed_ip=old_svc
+                    mode, ours, str(stack.network.lan), router, None, pool, kubectl=k3s.KUBECTL, deployed_mode=deployed_mode, deployed_ip=deployed_ip
                 ),
                 triggers=triggers,
                 # After the namespace, which waits for the Ainur's API: the step dials the API address, which exists
@@ -208,7 +210,7 @@ class Netboot(pulumi.ComponentResource):
             # from the netboot Deployment that runs (dhcp_probe.moving); one already in dhcp mode passes at once. A failure
             # or a killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
             ours = probe_where[0]
-            deployed_mode, deployed_ip, triggers, lent_pool = probe_live
+            live_mode, live_ip, triggers, lent_pool = probe_live
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
@@ -218,8 +220,8 @@ class Netboot(pulumi.ComponentResource):
                     router_where[0],
                     kubectl=k3s.KUBECTL,
                     pool=lent_pool,
-                    deployed_mode=deployed_mode,
-                    deployed_ip=deployed_ip,
+                    deployed_mode=live_mode,
+                    deployed_ip=live_ip,
                 ),
                 triggers=triggers,
                 opts=pulumi.ResourceOptions.merge(

@@ -15,9 +15,10 @@ from iluvatar import simulate as simulate_module
 from iluvatar.graph import Graph
 from iluvatar.render import rollout_text
 from iluvatar.simulate import Registration, Simulation, simulate
+from plans import netboot as netboot_plan
 from plans import rollout
-from stacks import read_stack_file
-from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
+from stacks import load_stack_file, read_stack_file
+from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import homelab_next, outputs_of
 
 
@@ -55,7 +56,10 @@ def test_renaming_a_machine_resets_nothing_and_uninstalls_nothing(tmp_path: Path
 def test_a_removed_machine_is_reset_by_its_steps_delete(tmp_path: Path, homelab: Simulation) -> None:
     after = _again(tmp_path, edit(homelab_doc(), delete=["iluvatar:nodes[7]"]), homelab)
     gone = {r.name: r for r in deleted(homelab, after)}
-    assert sorted(gone) == ["arda-saruman", "arda-saruman-apply"]
+    # And the ConfigMap of the dnsmasq.conf that tagged it (its dhcp-mac line), at the end of the `up`, after the netboot
+    # Deployment moved to the new conf's (plans.netboot.objects).
+    conf = netboot_plan.dnsmasq_configmap(netboot_plan.dnsmasq_conf(load_stack_file(HOMELAB)))
+    assert sorted(gone) == ["arda-saruman", "arda-saruman-apply", f"netboot-configmap-{conf}"]
     assert gone["arda-saruman-apply"].inputs["delete"] == ".venv/bin/iluvatar upgrader reset --node saruman=192.168.0.32 --mode auto --timeout 20m"
 
 
