@@ -19,8 +19,8 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components import kube
+from plans import k3s, references, storage, timeouts
 from plans import netboot as plan
-from plans import references, storage, timeouts
 from plans.netboot import dhcp_probe, pi_pods, pis
 from stacks import netboot_mode
 from stacks.model import StackConfig
@@ -135,6 +135,7 @@ class Netboot(pulumi.ComponentResource):
         others = [m for m in rest if m not in cache and m not in pod]
         probe_where: tuple[list[str], str, str] | None = None
         router_where: tuple[str, str | None] = ("", None)
+        probe_live: tuple[str, str, list[str], str | None] = ("", "", [], None)
         if args.valar is not None and args.commands is not None:
             # Before anything the LAN's DHCP reads is made or changed (the config dnsmasq reads, its pod, the cache it
             # serves from): a real DHCPDISCOVER from the valar holding the Ainur's API address, refused in dhcp mode
@@ -158,11 +159,22 @@ class Netboot(pulumi.ComponentResource):
             template_digest = hashlib.sha256(json.dumps([m["spec"]["template"] for m in pod], sort_keys=True).encode()).hexdigest()[:16]
             probe_where = (ours, mode, template_digest)
             router_where = (router, before)
+            # Whether this `up` moves the LAN between modes is read by the step itself from the netboot Deployment that
+            # runs (its template's annotations, dhcp_probe.deployed), never from the last outputs alone: the engine writes
+            # those even for an `up` that failed before the Deployment changed, and the retry would see no move while the
+            # old pod still ran the old mode. The outputs' mode serves only a Deployment made before the annotations, and,
+            # in the triggers, runs the step again on the `up` after one that failed after it passed.
+            # (The stack's own where the outputs have none, a first bring-up's: the next `up` then reads the same.)
+            deployed_mode, deployed_ip = old_mode or mode, old_svc or svc
+            triggers = [template_digest, f"mode:{mode}", f"deployed:{deployed_mode}"]
+            probe_live = (deployed_mode, deployed_ip, triggers, pool)
             probe = command.remote.Command(
                 f"{name}-dhcp-probe",
                 connection=args.valar,
-                create=dhcp_probe.probe_script(mode, ours, str(stack.network.lan), router, before, pool),
-                triggers=[template_digest],
+                create=dhcp_probe.probe_script(
+                    mode, ours, str(stack.network.lan), router, None, pool, kubectl=k3s.KUBECTL, deployed_mode=deployed_mode, deployed_ip=deployed_ip
+                ),
+                triggers=triggers,
                 # After the namespace, which waits for the Ainur's API: the step dials the API address, which exists
                 # only once k3s and kube-vip run (on a first `up` it would spend its SSH retries before they do).
                 opts=pulumi.ResourceOptions(parent=self, provider=args.commands, depends_on=[ns]),
@@ -189,18 +201,29 @@ class Netboot(pulumi.ComponentResource):
         self.objects.update(kube.create_all(name, others, made_opts, existing))
         made = {**existing, **{references.identity(m): self.objects[kube.resource_name(name, m)] for m in others}}
         pod_opts = after_clearance
-        if probe_where is not None and args.valar is not None and args.commands is not None and pod and router_where[1] == "proxy":
-            # A move from proxy to dhcp: the router lends until the Ainur are about to, so the household is without a lender
-            # only for the pod's restart, not for the whole `up` (the API gate, Pi rolls, the probe, the clearance): right
-            # before the Deployment changes, after everything else it waits on, this step says "turn the router's DHCP off
-            # now" and waits, bounded, until no server but the Ainur's answers (dhcp_probe.wait_off). A failure or a
-            # killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
-            ours, _, template_digest = probe_where
+        if probe_where is not None and args.valar is not None and args.commands is not None and pod and probe_where[1] == "dhcp":
+            # A move from proxy to dhcp, or the first dhcp bring-up beside a router that lent (routerPool not `none`): the
+            # router lends until the Ainur are about to, so the household is without a lender only for the pod's restart,
+            # not for the whole `up` (the API gate, Pi rolls, the probe, the clearance): right before the Deployment
+            # changes, after everything else it waits on, this step says "turn the router's DHCP off now" and waits,
+            # bounded, until no server but the Ainur's answers (dhcp_probe.wait_off). Whether it is such a move it reads
+            # from the netboot Deployment that runs (dhcp_probe.moving); one already in dhcp mode passes at once. A failure
+            # or a killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
+            ours = probe_where[0]
+            live_mode, live_ip, triggers, lent_pool = probe_live
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
-                create=dhcp_probe.off_script(ours, str(stack.network.lan), router_where[0]),
-                triggers=[template_digest],
+                create=dhcp_probe.off_script(
+                    ours,
+                    str(stack.network.lan),
+                    router_where[0],
+                    kubectl=k3s.KUBECTL,
+                    pool=lent_pool,
+                    deployed_mode=live_mode,
+                    deployed_ip=live_ip,
+                ),
+                triggers=triggers,
                 opts=pulumi.ResourceOptions.merge(
                     after_clearance,
                     pulumi.ResourceOptions(
@@ -222,12 +245,13 @@ class Netboot(pulumi.ComponentResource):
             # leaves nothing half-done: the next `up` runs it again. On any other restart of the pod it passes at once.
             # Its word to the user shows while it waits: pulumi-command v1.2.1 logs each line of a command's output as a
             # status of the resource as it comes (provider/pkg/provider/remote/commandOutputs.go:93, util/util.go:32-53).
-            ours, _, template_digest = probe_where
+            ours = probe_where[0]
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",
                 connection=args.valar,
-                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router),
-                triggers=[template_digest],
+                # "Turn it on now" only on a move from dhcp, as the last outputs have it (wording alone: the wait is the same).
+                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router, before=router_where[1]),
+                triggers=probe_live[2],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.commands,

@@ -403,6 +403,13 @@ def router_step(stack: StackConfig) -> str:
     """What the router needs before the first `pulumi up`, in the stack's DHCP mode (docs/layers/netboot.md#dhcp-modes)."""
     assert stack.ainur is not None
     pool = f"{stack.network.dhcp_range.start}-{stack.network.dhcp_range.end}"
+    if stack.ainur.netboot.mode == "dhcp" and stack.ainur.netboot.router_pool != "none":
+        # The router lent until now: `up` asks its DHCP off right before the netboot pod starts (netboot-router-off), so
+        # the household has a lender for the whole first `up` but the pod's start.
+        return (
+            f"on your router: leave its DHCP server on; `pulumi up` says when to turn it off (the step netboot-router-off, "
+            f"right before the Ainur start lending {pool} and each machine its address), and waits for it"
+        )
     if stack.ainur.netboot.mode == "dhcp":
         return (
             f"before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend {pool} and each machine its address; "

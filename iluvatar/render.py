@@ -37,6 +37,7 @@ from typing import Any
 from iluvatar.graph import provider_urn
 from iluvatar.simulate import PLACEHOLDER, Registration, SecretValue, Simulation
 from plans import imagefactory, netboot, rollout, yamltext
+from plans.netboot.base import DNSMASQ_CONFIGMAP_PREFIX
 from stacks.netboot_mode import deployed_mode
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -141,7 +142,9 @@ def netboot_files(sim: Simulation) -> dict[str, str]:
     dnsmasq = by_name.get("netboot-configmap-netboot")
     if dnsmasq is not None:
         data = redact(dnsmasq.inputs.get("data", {}))
-        files["netboot/dnsmasq.conf"] = data["dnsmasq.conf"]
+        # dnsmasq.conf is in a ConfigMap of its own, named by its content (plans.netboot.objects).
+        conf = next(r for n, r in by_name.items() if n.startswith(f"netboot-configmap-{DNSMASQ_CONFIGMAP_PREFIX}"))
+        files["netboot/dnsmasq.conf"] = redact(conf.inputs["data"])["dnsmasq.conf"]
         # The records dnsmasq reads anew as they change, the loop that hands them over, and dnsmasq's container's
         # command, which runs the loop beside dnsmasq (plans.netboot.records).
         for records in ("dnsmasq-hosts", "dnsmasq-dhcp-hosts", "dnsmasq-records.sh", "dnsmasq-run.sh"):

@@ -159,8 +159,9 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
         return []
     before, nb = deployed_mode(dnsmasq_conf), stack.ainur.netboot
     if before is None and nb.mode == "dhcp" and nb.router_pool is None:
-        # The first time the Ainur lend: the router lent until now, as a rule (the docs' first step turns its DHCP off
-        # right before this `up`), and the probe cannot see leases already held, so the pool is asked as on a move.
+        # The first time the Ainur lend: the router lent until now, as a rule (it lends through this `up` until
+        # netboot-router-off asks its DHCP off, right before the netboot pod), and the probe cannot see leases already
+        # held, so the pool is asked as on a move.
         return [
             Problem(
                 ROUTER_POOL,

@@ -6,6 +6,7 @@ Per-machine paths are keyed by MAC, spelt as iPXE spells it.
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import IPv4Address
 
 from stacks.model import Node, StackConfig
@@ -17,6 +18,17 @@ LEASE_FILE = f"{LEASES_DIR}/dnsmasq.leases"
 # The records dnsmasq reads without a restart (plans.netboot.records): its `hostsdir` and `dhcp-hostsdir`, in an
 # emptyDir of the netboot pod that the records loop fills from the netboot ConfigMap.
 RECORDS_DIR = "/var/lib/iluvatar/records"
+# Where dnsmasq's container reads dnsmasq.conf: the volume of a ConfigMap named by its content (`dnsmasq_configmap`), never
+# the live-updated netboot ConfigMap's (see plans.netboot.objects).
+DNSMASQ_ETC = "/etc/iluvatar-dnsmasq"
+DNSMASQ_CONFIGMAP_PREFIX = "netboot-dnsmasq-"
+
+
+def dnsmasq_configmap(conf: str) -> str:
+    """The name of the ConfigMap holding dnsmasq.conf `conf`: its content's digest, so another conf is another ConfigMap."""
+    return DNSMASQ_CONFIGMAP_PREFIX + hashlib.sha256(conf.encode()).hexdigest()[:10]
+
+
 HTTP_ROOT = "/usr/share/nginx/html"
 # Each Pi's cache of what netbooting needs, filled by the netboot-cache DaemonSet, so the netboot
 # pod starts on any Pi without the internet (after a power cut the ISP link may be the last up).

@@ -33,10 +33,13 @@ from __future__ import annotations
 import argparse
 import fcntl
 import ipaddress
+import json
 import os
 import select
+import shlex
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +65,12 @@ ROUTER_WAIT_MINUTES = 15
 # clients its answer can miss one round; an `up` that re-runs the probe with nothing changed must not fail on it.
 PROXY_RETRY_SECONDS = 60
 # How the wait step's refusal of a foreign server ends: the netboot pod already answers only the machines it boots.
+# The netboot Deployment's pod-template annotations saying the mode and the service address its dnsmasq runs with
+# (plans.netboot.objects): what the steps read from the Ainur's API at run time to know whether this `up` moves the LAN
+# between modes. Never the last `up`'s outputs: the engine writes those even when that `up` failed before the Deployment
+# changed, and the retry would see no move while the old pod still ran the old mode.
+MODE_ANNOTATION = "iluvatar/dhcp-mode"
+SERVICE_IP_ANNOTATION = "iluvatar/service-ip"
 WAIT_AGAIN = " Then turn the router's DHCP server on, if it is off, and run `pulumi up` again (this step waits again)."
 
 
@@ -342,9 +351,11 @@ def wait_for_router(
     router: str,
     seconds: float,
     ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
+    moved: bool = False,
 ) -> int:
     """Once the netboot pod runs in proxy mode: 0 as soon as the router's DHCP server (`router`) answers, with no other
-    server beside it; until then, having told the user to turn the router's DHCP on (a move from dhcp mode), ask again,
+    server beside it; until then, having told the user to turn the router's DHCP on (`moved`: a move from dhcp mode; on
+    any other restart of the pod only that it has not answered yet, since its DHCP is on and a busy router answers late), ask again,
     and give up after `seconds` (1, naming what is missing). Any other server answering fails the step at once, named:
     it is not the router, and the household would take its addresses from it. Each round is one `collect`, bounded by
     its own listening time, its `secs` counted from the wait's start."""
@@ -369,6 +380,13 @@ def wait_for_router(
                 file=sys.stderr,
             )
             return 1
+        if not told and not moved:
+            print(
+                f"iluvatar: the router's DHCP server ({router}) has not answered on {interface} yet (a router pinging new clients "
+                f"answers late); asking again for up to {round(seconds / 60)} min.",
+                flush=True,
+            )
+            told = True
         if not told:
             print(
                 "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the "
@@ -418,6 +436,41 @@ def wait_off(
             told = True
 
 
+def deployed(kubectl: Sequence[str]) -> tuple[str | None, str | None] | None:
+    """The netboot Deployment as the Ainur's API has it now: (mode, service address) from its pod template's annotations
+    (each None on a Deployment made before they were written), or None when there is no netboot Deployment (the first
+    bring-up). `kubectl`: the command reaching the API (`k3s kubectl` on a valar). Raises RuntimeError when it fails:
+    a step that cannot tell what runs must not guess."""
+    # The program's own kubectl command (plans.k3s.KUBECTL), no shell.
+    read = [*kubectl, "-n", "netboot", "get", "deployment", "netboot", "--ignore-not-found", "-o", "json"]
+    done = subprocess.run(read, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)  # noqa: S603
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"iluvatar: the netboot Deployment cannot be read from the Ainur's API ({' '.join(kubectl)}: {done.stderr.strip()}), so "
+            "whether this `up` moves the LAN between DHCP modes is unknown. Nothing on the LAN was changed; run `pulumi up` "
+            "again once the Ainur's API answers (look with: sudo k3s kubectl -n netboot get deployment netboot)."
+        )
+    if not done.stdout.strip():
+        return None
+    annotations = json.loads(done.stdout).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+    return annotations.get(MODE_ANNOTATION), annotations.get(SERVICE_IP_ANNOTATION)
+
+
+def moving(
+    mode: str, running: tuple[str | None, str | None] | None, pool: str | None, fallback: tuple[str | None, str | None] = (None, None)
+) -> tuple[str | None, str | None]:
+    """(the mode this `up` moves from, or None; the running dnsmasq's service address, or None) from what runs
+    (`deployed`). `fallback`: the last deployment's (mode, address) from its outputs, for a Deployment made before its
+    template said them. No netboot Deployment yet and `mode` dhcp: a move from the router's lending, as from proxy, unless
+    `pool` says no other server ever lent (`none`): the router's DHCP is turned off right before the pod, not before `up`."""
+    if running is None:
+        return ("proxy" if mode == "dhcp" and pool != "none" else None), None
+    live_mode, live_ip = running
+    if live_mode is None:
+        live_mode, live_ip = fallback
+    return (live_mode if live_mode is not None and live_mode != mode else None), live_ip
+
+
 def _arguments(
     mode: str, ours: Sequence[str], lan: str, router: str, before: str | None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
 ) -> str:
@@ -439,35 +492,69 @@ def _as_root(what: str, arguments: str) -> str:
     return f"set -eu\n# iluvatar: {what} (plans.netboot.dhcp_probe).\nsudo python3 - {arguments} <<'ILUVATAR_PROBE'\n{source}ILUVATAR_PROBE\n"
 
 
+def _live(kubectl: str | None, deployed_mode: str | None, deployed_ip: str | None) -> str:
+    """The arguments reading the move from the running netboot Deployment (`deployed`), with the outputs' fallback."""
+    if kubectl is None:
+        return ""
+    return (
+        f" --kubectl {shlex.quote(kubectl)}"
+        + (f" --deployed-mode {deployed_mode}" if deployed_mode else "")
+        + (f" --deployed-service-ip {deployed_ip}" if deployed_ip else "")
+    )
+
+
 def probe_script(
-    mode: str, ours: Sequence[str], lan: str, router: str, before: str | None = None, pool: str | None = None, retry: float = PROXY_RETRY_SECONDS
+    mode: str,
+    ours: Sequence[str],
+    lan: str,
+    router: str,
+    before: str | None = None,
+    pool: str | None = None,
+    retry: float = PROXY_RETRY_SECONDS,
+    kubectl: str | None = None,
+    deployed_mode: str | None = None,
+    deployed_ip: str | None = None,
 ) -> str:
     """The step `pulumi up` runs over SSH on a valar (on `lan`) before the netboot objects change: this very module, as
     root, from its standard input (nothing is copied to the Pi), exiting non-zero with its refusal. `ours`: the Ainur's
     service addresses, the stack's first; `router`: the router's DHCP server address; `before`: the last deployment's
     mode; `pool`: ainur.netboot.routerPool in dhcp mode (`START-END` or `none`); `retry`: how long a proxy-mode probe
-    asks again while the router is silent (`probe`)."""
+    asks again while the router is silent (`probe`). `kubectl`: the move is read from the netboot Deployment that runs
+    (`deployed`, `moving`), not from `before`; `deployed_mode` and `deployed_ip`, the last outputs', serve a Deployment
+    made before its template said them."""
     return _as_root(
         "the LAN's DHCP servers, asked with a real DHCPDISCOVER before the Ainur's dnsmasq serves",
-        _arguments(mode, ours, lan, router, before, pool, retry),
+        _arguments(mode, ours, lan, router, before, pool, retry) + _live(kubectl, deployed_mode, deployed_ip),
     )
 
 
-def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES, before: str | None = None) -> str:
     """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
-    `minutes` for the router's DHCP server at `router` (`wait_for_router`)."""
+    `minutes` for the router's DHCP server at `router` (`wait_for_router`); `before` dhcp: a move, so the user is told to
+    turn the router's DHCP on."""
     return _as_root(
         "the router's DHCP, awaited once the Ainur answer only the machines they boot",
-        f"{_arguments('proxy', ours, lan, router, None)} --wait-minutes {minutes}",
+        f"{_arguments('proxy', ours, lan, router, before)} --wait-minutes {minutes}",
     )
 
 
-def off_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES) -> str:
+def off_script(
+    ours: Sequence[str],
+    lan: str,
+    router: str,
+    minutes: int = ROUTER_WAIT_MINUTES,
+    kubectl: str | None = None,
+    pool: str | None = None,
+    deployed_mode: str | None = None,
+    deployed_ip: str | None = None,
+) -> str:
     """The step `pulumi up` runs on a valar right before the netboot pod restarts in dhcp mode on a move from proxy: the
-    same module, telling the user to turn the router's DHCP off and waiting up to `minutes` until it is (`wait_off`)."""
+    same module, telling the user to turn the router's DHCP off and waiting up to `minutes` until it is (`wait_off`).
+    `kubectl`: whether it is a move is read from the netboot Deployment that runs (`moving`): none yet, or one in proxy
+    mode, is one (unless `pool` is `none`); one already in dhcp mode passes at once."""
     return _as_root(
         "the router's DHCP, awaited off before the Ainur lend",
-        f"{_arguments('dhcp', ours, lan, router, None)} --wait-off-minutes {minutes}",
+        f"{_arguments('dhcp', ours, lan, router, None, pool)} --wait-off-minutes {minutes}" + _live(kubectl, deployed_mode, deployed_ip),
     )
 
 
@@ -482,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--router", required=True, help="the router's DHCP server address: in proxy mode only its answers are the router's")
     parser.add_argument("--before", choices=("dhcp", "proxy"), help="the mode the last deployment ran, when it differs")
+    parser.add_argument(
+        "--kubectl", help="read the move from the netboot Deployment that runs, through this command (`k3s kubectl` on a valar), not --before"
+    )
+    parser.add_argument(
+        "--deployed-mode", choices=("dhcp", "proxy"), help="with --kubectl: the last outputs' mode, for a Deployment without its annotations"
+    )
+    parser.add_argument("--deployed-service-ip", help="with --kubectl: the last outputs' service address, likewise")
     parser.add_argument("--router-pool", help="in dhcp mode, the pool the stack says the router lent (START-END or none)")
     parser.add_argument(
         "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
@@ -492,12 +586,24 @@ def main(argv: list[str] | None = None) -> int:
     place.add_argument("--lan", help="the LAN's CIDR: the probe goes out of this host's interface with an address in it")
     place.add_argument("--interface")
     args = parser.parse_args(argv)
+    before, ours = args.before, list(args.service_ip)
+    if args.kubectl is not None:
+        try:
+            running = deployed(shlex.split(args.kubectl))
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            return 1
+        before, live_ip = moving(args.mode, running, args.router_pool, (args.deployed_mode, args.deployed_service_ip))
+        ours += [live_ip] if live_ip is not None and live_ip not in ours else []
     interface = args.interface or interface_on(args.lan)
     if args.wait_off_minutes is not None:
-        return wait_off(interface, args.service_ip, args.wait_off_minutes * 60.0)
+        if args.kubectl is not None and before != "proxy":
+            print("iluvatar: the netboot pod already lends, or nothing but the Ainur ever lent: no router's DHCP to turn off")
+            return 0
+        return wait_off(interface, ours, args.wait_off_minutes * 60.0)
     if args.wait_minutes is not None:
-        return wait_for_router(interface, args.service_ip, args.router, args.wait_minutes * 60.0)
-    answers, refusal = probe(interface, args.mode, args.service_ip, args.router, args.before, args.router_pool, args.retry_seconds)
+        return wait_for_router(interface, ours, args.router, args.wait_minutes * 60.0, moved=args.before == "dhcp")
+    answers, refusal = probe(interface, args.mode, ours, args.router, before, args.router_pool, args.retry_seconds)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
     if not answers:
@@ -505,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     if refusal is not None:
         print(refusal, file=sys.stderr)
         return 1
-    if note := switch_note(args.mode, args.service_ip, answers, args.before):
+    if note := switch_note(args.mode, ours, answers, before):
         print(note)
     return 0
 

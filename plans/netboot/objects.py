@@ -11,9 +11,10 @@ from typing import Any
 
 from plans import netpol
 from plans.netboot import pi_pods
-from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, service_ip
+from plans.netboot.base import DISCOVERY_WINDOW_CONFIGMAP, NAMESPACE, dnsmasq_configmap, service_ip
 from plans.netboot.cache import fetch_ipxe_script
 from plans.netboot.debs import fetch_script
+from plans.netboot.dhcp_probe import MODE_ANNOTATION, SERVICE_IP_ANNOTATION
 from plans.netboot.dnsmasq import dhcp_hosts_file, dnsmasq_conf, hosts_file
 from plans.netboot.ipxe import boot_script, scripts
 from plans.netboot.kube_vip import kube_vip_services
@@ -31,9 +32,9 @@ SEED_NAMESPACE = "argocd"
 
 def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
     """Changes whenever what the netboot pod reads only at its start changes, so the pod is replaced: dnsmasq.conf
-    (with the netbooted machines' tags by MAC), the records loop and dnsmasq's container's command, nginx.conf and
-    boot.ipxe (each a subPath mount, which the kubelet never updates), and the configs' items (one per netbooted
-    worker). Not what the running pod reads anew in full, whose change leaves the pod, and the LAN's DHCP and DNS,
+    (with the netbooted machines' tags by MAC; its own ConfigMap, named by its content, so the template names it
+    anyway), the records loop and dnsmasq's container's command, nginx.conf and boot.ipxe (each a subPath mount, which
+    the kubelet never updates), and the configs' items (one per netbooted worker). Not what the running pod reads anew in full, whose change leaves the pod, and the LAN's DHCP and DNS,
     running: the internal zone's names (a `hostsdir` file, its old names dropped before it is read again:
     src/inotify.c:303-313) and the inventory's DHCP hosts (a `dhcp-hostsfile`, its old hosts dropped before it is read
     again on the SIGHUP the records loop sends: src/option.c:5810-5826), both handed over by plans.netboot.records;
@@ -70,10 +71,11 @@ def manifests(
     The machine configs (a Secret) and the asset download script (from Image Factory URLs)
     are only known at deploy time; the component adds them.
     """
+    assert stack.ainur is not None
     labels = _labels("netboot")
     cache_labels = _labels("netboot-cache")
+    conf = dnsmasq_conf(stack)
     config_data = {
-        "dnsmasq.conf": dnsmasq_conf(stack),
         # What the records loop hands dnsmasq without a restart (plans.netboot.records).
         HOSTS_KEY: hosts_file(stack, extra_records),
         DHCP_HOSTS_KEY: dhcp_hosts_file(stack),
@@ -89,7 +91,7 @@ def manifests(
     if stack.discovery is not None:
         config_data["discovery-window.sh"] = window_script()
     # The netbooting maiar's steps, volumes and placement (plans.netboot.pi_pods); nothing without one.
-    cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs, discovery=stack.discovery is not None)
+    cache_spec, netboot_spec = cache_pod(), netboot_pod(config_macs, dnsmasq_configmap(conf), discovery=stack.discovery is not None)
     pi_pods.with_pis(stack, cache_spec, netboot_spec)
     # iPXE's pin or its scripts changed: each Pi's cache runs its `ipxe` step again, one Pi at a time, rather than at
     # its pod's next restart, whenever that is (review 41-7: a bump rolled nothing, and the Pis served different builds).
@@ -113,6 +115,20 @@ def manifests(
         # nginx and Ganesha answer whatever reaches the Pi's and the service address (docs/security.md).
         netpol.default_deny(NAMESPACE, **_labels("netboot")),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("netboot", labels), "data": config_data},
+        # dnsmasq.conf, which decides the mode (lender or proxy) and is read only at dnsmasq's start: in a ConfigMap of
+        # its own, named by its content and named only by the netboot pod's template, so only the pod of that template
+        # reads it, however often the old pod's dnsmasq restarts before the Deployment changes (the netboot ConfigMap's
+        # volume follows the ConfigMap in the running pod). Another conf is another object, so another Pulumi
+        # resource: the engine creates it before the Deployment that names it is updated, and deletes the old one,
+        # no longer in the program, at the end of a successful `up`, after the Deployment moved. Immutable: the
+        # kubelet need not watch it, and nothing changes it under the old pod.
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(dnsmasq_configmap(conf), labels),
+            "immutable": True,
+            "data": {"dnsmasq.conf": conf},
+        },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("ipxe", labels), "data": scripts(stack)},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("netboot", labels)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta("netboot-leases", labels), "rules": leases_rules},
@@ -133,7 +149,15 @@ def manifests(
             "netboot",
             labels,
             netboot_spec,
-            annotations={"iluvatar/config-digest": config_digest(stack, config_macs), **TFTP_LAYOUT},
+            annotations={
+                "iluvatar/config-digest": config_digest(stack, config_macs),
+                **TFTP_LAYOUT,
+                # What its dnsmasq runs with, which the steps around the pod read from the Ainur's API at run time to know
+                # whether an `up` moves the LAN between modes (plans.netboot.dhcp_probe.deployed). Both are in the conf, so
+                # neither changes the template when the conf does not.
+                MODE_ANNOTATION: stack.ainur.netboot.mode,
+                SERVICE_IP_ANNOTATION: str(service_ip(stack)),
+            },
         ),
         {
             "apiVersion": "v1",

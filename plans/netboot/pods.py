@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from plans.netboot.base import DISCOVERY_WINDOW_DIR, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, RECORDS_DIR, TFTP_ROOT
+from plans.netboot.base import DISCOVERY_WINDOW_DIR, DNSMASQ_ETC, HOST_CACHE, HTTP_ROOT, LEASES_DIR, NAMESPACE, RECORDS_DIR, TFTP_ROOT
 from plans.netboot.records import RUN_SCRIPT, records_env
 from plans.netboot.records import SCRIPT as RECORDS_SCRIPT
 from stacks import pins
@@ -73,11 +73,17 @@ def _sh(name: str, image: str, script: str, mounts: list[dict[str, Any]]) -> dic
     return {"name": name, "image": image, "command": ["sh", f"/etc/iluvatar/{script}"], "volumeMounts": mounts}
 
 
-def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str, Any]:
+def netboot_pod(config_macs: Sequence[str], dnsmasq_configmap: str, discovery: bool = False) -> dict[str, Any]:
     """The netboot pod: dnsmasq and nginx on the host network, with the leases kept in the cluster; with `discovery`,
-    the discovery window's loop, which serves nginx the file boot.ipxe asks for while it is open (plans.netboot.window)."""
+    the discovery window's loop, which serves nginx the file boot.ipxe asks for while it is open (plans.netboot.window).
+    `dnsmasq_configmap`: the ConfigMap of this template's dnsmasq.conf (plans.netboot.base.dnsmasq_configmap)."""
     config_items = [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in config_macs]
     etc = {"name": "config", "mountPath": "/etc/iluvatar"}
+    # dnsmasq.conf, from a ConfigMap named by its content, which only this template names: the kubelet updates the
+    # netboot ConfigMap's volume in the running pod (its atomic writer), so a conf read from there would be the next
+    # deployment's as soon as its ConfigMap changed, before the router step, and any restart of this pod's dnsmasq (a
+    # crash, a Pi's reboot, a pod rebuilt from this template elsewhere) would start the next mode beside the router.
+    conf = {"name": "dnsmasq", "mountPath": DNSMASQ_ETC, "readOnly": True}
     leases = {"name": "leases", "mountPath": LEASES_DIR}
     window = {"name": "discovery-window", "mountPath": f"{HTTP_ROOT}/{DISCOVERY_WINDOW_DIR}"}
     # dnsmasq's hostsdir and DHCP hosts file, which the records loop keeps as the ConfigMap says (plans.netboot.records):
@@ -112,7 +118,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 # pod's other containers (plans.netboot.records).
                 "command": ["sh", f"/etc/iluvatar/{RUN_SCRIPT}"],
                 # In the foreground, logging to the container's output (there is no syslog in a pod).
-                "args": ["--keep-in-foreground", "--log-facility=-", "--conf-file=/etc/iluvatar/dnsmasq.conf"],
+                "args": ["--keep-in-foreground", "--log-facility=-", f"--conf-file={DNSMASQ_ETC}/dnsmasq.conf"],
                 "env": records_env(once=False),
                 # DHCP and TFTP bind privileged ports and write the kernel's ARP table for replies.
                 "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
@@ -131,7 +137,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
                 # Endpoints' ready Addresses), so that probe would wait on itself. dnsmasq also listens on
                 # the Pi's loopback (plans.netboot.dnsmasq), which the kubelet shares: never the LAN.
                 "readinessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": "dns-tcp"}, "periodSeconds": 5},
-                "volumeMounts": [etc, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases, records],
+                "volumeMounts": [etc, conf, {"name": "tftp", "mountPath": TFTP_ROOT, "readOnly": True}, leases, records],
             },
             _nginx(
                 [
@@ -146,6 +152,7 @@ def netboot_pod(config_macs: Sequence[str], discovery: bool = False) -> dict[str
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": "netboot"}},
+            {"name": "dnsmasq", "configMap": {"name": dnsmasq_configmap}},
             {"name": "ipxe", "configMap": {"name": "ipxe"}},
             {"name": "configs", "secret": {"secretName": "talos-configs", "items": config_items}},
             {"name": "tftp", "hostPath": {"path": f"{HOST_CACHE}/tftp", "type": "DirectoryOrCreate"}},

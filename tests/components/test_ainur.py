@@ -18,11 +18,15 @@ from iluvatar.graph import EngineRefusedError, StateEntry, state_delete, state_o
 from iluvatar.simulate import MOCK_CA_HASH, PLACEHOLDER, SecretValue, Simulation, simulate
 from iluvatar.simulate import _uuid as simulate_uuid
 from plans import agent_token, cloudinit, k3s
+from plans import netboot as netboot_plan
 from stacks import load_stack_file, read_stack_file, releases
 from tests import runbook
 from tests.edit import HOMELAB, RK1, edit, homelab_doc, write_stack
 from tests.remote_stacks import HEADSCALE, remote_doc
 from tests.sims import outputs_of, simulated
+
+# The shipped stack's dnsmasq.conf's ConfigMap (plans.netboot.base.dnsmasq_configmap).
+CONF = netboot_plan.dnsmasq_configmap(netboot_plan.dnsmasq_conf(load_stack_file(HOMELAB)))
 
 
 def test_bootstrap_cluster_graph(homelab: Simulation) -> None:
@@ -153,9 +157,12 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
     assert sorted(r.name for r in homelab.children(netboot)) == [
         "netboot-clearance", "netboot-clusterrole-iluvatar-kube-vip",
         "netboot-clusterrolebinding-iluvatar-kube-vip", "netboot-configmap-ipxe",
-        "netboot-configmap-netboot", "netboot-daemonset-kube-vip-services", "netboot-daemonset-netboot-cache",
-        "netboot-deployment-netboot", "netboot-dhcp-probe", "netboot-namespace-argocd", "netboot-namespace-netboot",
+        "netboot-configmap-netboot", f"netboot-configmap-{CONF}", "netboot-daemonset-kube-vip-services",
+        "netboot-daemonset-netboot-cache", "netboot-deployment-netboot", "netboot-dhcp-probe", "netboot-namespace-argocd",
+        "netboot-namespace-netboot",
         "netboot-networkpolicy-default-deny-ingress", "netboot-role-netboot-leases", "netboot-rolebinding-netboot-leases",
+        # In dhcp mode, the step before the pod that has the router's DHCP turned off on a move, read from what runs.
+        "netboot-router-off",
         "netboot-secret-talos-configs", "netboot-service-netboot", "netboot-serviceaccount-kube-vip",
         "netboot-serviceaccount-netboot",
     ]  # fmt: skip
@@ -163,6 +170,14 @@ def test_netboot_objects_and_the_served_configs(homelab: Simulation) -> None:
         "git-mirror-deployment-git-mirror", "git-mirror-gate-storage", "git-mirror-networkpolicy-git-mirror",
         "git-mirror-persistentvolumeclaim-git-mirror-longhorn", "git-mirror-service-git-mirror",
     ]  # fmt: skip
+    # dnsmasq.conf's ConfigMap, named by its content: another conf is another resource, which the engine creates before
+    # the Deployment naming it changes (the Deployment depends on it) and deletes, once no longer in the program, at the
+    # end of a successful `up`, after the Deployment moved (no delete-before-replace, no retain: the engine's default).
+    conf = regs[f"netboot-configmap-{CONF}"]
+    assert conf.inputs["immutable"] is True and conf.inputs["metadata"]["name"] == CONF
+    assert (conf.delete_before_replace, conf.retain_on_delete, conf.protect) == (None, False, False)
+    assert conf.urn in regs["netboot-deployment-netboot"].dependencies
+    assert regs["netboot-dhcp-probe"].urn in conf.dependencies
     string_data = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(string_data, SecretValue)
     served = string_data.value
@@ -219,7 +234,7 @@ def test_control_planes_configs_are_not_served(homelab: Simulation) -> None:
         assert f"{mac}.yaml" not in served
         script = regs["netboot-configmap-ipxe"].inputs["data"][f"{mac}.ipxe"]
         assert "talos.config" not in script
-    items = regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][2]["secret"]["items"]
+    items = regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][3]["secret"]["items"]
     assert items == [{"key": f"{m}.yaml", "path": f"{m}.yaml"} for m in ("28-d2-44-30-00-01", "28-d2-44-30-00-02")]
 
 
@@ -248,7 +263,7 @@ def test_no_netboot_worker_serves_no_config(tmp_path: Path) -> None:
     regs = sim.named()
     served = regs["netboot-secret-talos-configs"].inputs["stringData"]
     assert isinstance(served, SecretValue) and served.value == {}
-    assert regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][2]["secret"] == {
+    assert regs["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][3]["secret"] == {
         "secretName": "talos-configs",
         "items": [],
     }
@@ -363,8 +378,9 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # (#54: each listener's NetworkPolicy: 7 more in the state, every one depending on a cluster.)
     # (#57: each Pi's netboot gate after its k3s step, 3, in the chain after the join.)
     # (#55: the KMS's list of admitted machines on the Ainur, Arda's policy keeping pods from the KMS: 2 more,
-    # both going with it.)
-    assert (len(removed), len(state)) == (268, 357)
+    # both going with it.) (#53: dnsmasq.conf's ConfigMap named by its content, and in dhcp mode netboot-router-off, the
+    # step before the netboot pod: 2 more, both going with it.)
+    assert (len(removed), len(state)) == (270, 359)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

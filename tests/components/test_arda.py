@@ -16,6 +16,7 @@ from components.arda import patches_digest
 from iluvatar import simulate as simulate_module
 from iluvatar.simulate import SecretValue, Simulation, _talos_urls, simulate
 from plans import monitoring as monitoring_plan
+from plans import netboot as netboot_plan
 from plans import storage as storage_plan
 from plans import talos as plan
 from stacks import load_stack_file, read_stack_file
@@ -32,12 +33,16 @@ NODES = ("taniquetil", "tirion", "alqualonde", "gandalf", "saruman")
 # the netboot pod's digest annotation that restarts it when any of them change.
 # The netboot pod's template carries its config's digest, so the clearance before its replacement runs again too, and so
 # does the DHCP probe before anything dnsmasq reads changes (plans.netboot.dhcp_probe).
+# The homelab's dnsmasq.conf's ConfigMap, named by its content (plans.netboot.base.dnsmasq_configmap).
+CONF = netboot_plan.dnsmasq_configmap(netboot_plan.dnsmasq_conf(load_stack_file(HOMELAB)))
 NETBOOT_AGGREGATES = [
     "netboot-clearance",
     "netboot-dhcp-probe",
     "netboot-configmap-ipxe",
     "netboot-configmap-netboot",
     "netboot-deployment-netboot",
+    # The step before the netboot pod in dhcp mode, run again with its template (plans.netboot.dhcp_probe).
+    "netboot-router-off",
     "netboot-secret-talos-configs",
 ]
 # The gates that wait for every machine list them all.
@@ -229,7 +234,8 @@ def test_every_resource_uses_its_explicit_provider(homelab: Simulation) -> None:
     # Secret, password and drill: 6): 8 more.
     # The KMS's own list of the machines it answers, and Arda's policy keeping every pod from the KMS: 2 more.
     # Each Pi's netboot gate after its k3s step (the house's DHCP and DNS back before the next Pi): 3 more.
-    assert checked == 301
+    # dnsmasq.conf's own ConfigMap, and in dhcp mode netboot-router-off before the netboot pod (#53): 2 more.
+    assert checked == 303
 
 
 def test_bring_up_order(homelab: Simulation) -> None:
@@ -562,9 +568,13 @@ def test_adding_a_node_changes_only_that_nodes_resources(tmp_path: Path, homelab
     grown = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(grown)
     added = sorted(u.rsplit("::", 1)[-1] for u in set(after) - set(before))
-    assert added == ["arda-radagast", "arda-radagast-apply"]
-    assert set(before) <= set(after)
-    changed = sorted(u.rsplit("::", 1)[-1] for u in before if before[u] != after[u])
+    # And the ConfigMap of the dnsmasq.conf that tags it for netboot (its dhcp-mac line), named by its content: the old
+    # one goes at the end of the `up`, after the netboot Deployment moved (plans.netboot.objects).
+    conf = grown.named()["netboot-deployment-netboot"].inputs["spec"]["template"]["spec"]["volumes"][1]["configMap"]["name"]
+    assert conf.startswith("netboot-dnsmasq-") and conf != CONF
+    assert added == ["arda-radagast", "arda-radagast-apply", f"netboot-configmap-{conf}"]
+    assert set(before) - set(after) == {u for u in before if u.endswith(f"::netboot-configmap-{CONF}")}
+    changed = sorted(u.rsplit("::", 1)[-1] for u in set(before) & set(after) if before[u] != after[u])
     # No other machine's step changes: only the aggregates, and the gates that list every machine.
     assert changed == sorted([*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES]), "only the aggregates may change"
     # The aggregates that list machines do change: the DHCP reservations and the talosconfig's nodes.
@@ -575,8 +585,8 @@ def test_removing_a_node_removes_only_its_own(tmp_path: Path, homelab: Simulatio
     doc = edit(homelab_doc(), delete=["iluvatar:nodes[7]"])
     shrunk = simulate(read_stack_file(write_stack(tmp_path, doc, stack="homelab")))
     before, after = _inputs_by_urn(homelab), _inputs_by_urn(shrunk)
-    assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply"]
-    assert sorted(u.rsplit("::", 1)[-1] for u in after if after[u] != before[u]) == sorted(
+    assert sorted(u.rsplit("::", 1)[-1] for u in set(before) - set(after)) == ["arda-saruman", "arda-saruman-apply", f"netboot-configmap-{CONF}"]
+    assert sorted(u.rsplit("::", 1)[-1] for u in set(before) & set(after) if after[u] != before[u]) == sorted(
         [*NETBOOT_AGGREGATES, *CLUSTER_GATES, *LOGS_AGGREGATES, *KMS_AGGREGATES]
     )
 
@@ -596,7 +606,7 @@ def test_talos_upgrade_is_a_planned_change_of_each_machines_step(tmp_path: Path,
             "arda-config-secrets",
             # Not the netboot pod (the LAN's DHCP and DNS): it reads the new iPXE scripts and assets as they change; and
             # so not the DHCP probe, which runs when dnsmasq starts anew.
-            *(a for a in NETBOOT_AGGREGATES if a not in ("netboot-deployment-netboot", "netboot-dhcp-probe")),
+            *(a for a in NETBOOT_AGGREGATES if a not in ("netboot-deployment-netboot", "netboot-dhcp-probe", "netboot-router-off")),
             "netboot-daemonset-netboot-cache",  # every Pi's cache of the Talos kernel and initramfs
         ]
     )

@@ -15,9 +15,10 @@ from iluvatar import simulate as simulate_module
 from iluvatar.graph import Graph
 from iluvatar.render import rollout_text
 from iluvatar.simulate import Registration, Simulation, simulate
+from plans import netboot as netboot_plan
 from plans import rollout
-from stacks import read_stack_file
-from tests.edit import edit, homelab_doc, homelab_stack_file, write_stack
+from stacks import load_stack_file, read_stack_file
+from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import homelab_next, outputs_of
 
 
@@ -55,7 +56,10 @@ def test_renaming_a_machine_resets_nothing_and_uninstalls_nothing(tmp_path: Path
 def test_a_removed_machine_is_reset_by_its_steps_delete(tmp_path: Path, homelab: Simulation) -> None:
     after = _again(tmp_path, edit(homelab_doc(), delete=["iluvatar:nodes[7]"]), homelab)
     gone = {r.name: r for r in deleted(homelab, after)}
-    assert sorted(gone) == ["arda-saruman", "arda-saruman-apply"]
+    # And the ConfigMap of the dnsmasq.conf that tagged it (its dhcp-mac line), at the end of the `up`, after the netboot
+    # Deployment moved to the new conf's (plans.netboot.objects).
+    conf = netboot_plan.dnsmasq_configmap(netboot_plan.dnsmasq_conf(load_stack_file(HOMELAB)))
+    assert sorted(gone) == ["arda-saruman", "arda-saruman-apply", f"netboot-configmap-{conf}"]
     assert gone["arda-saruman-apply"].inputs["delete"] == ".venv/bin/iluvatar upgrader reset --node saruman=192.168.0.32 --mode auto --timeout 20m"
 
 
@@ -217,12 +221,12 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     # The probe before the switch knows it is one (it passes with the Ainur alone lending); the step after it waits on
     # the netboot pod's Deployment, ready, and only then for the router.
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp <<'ILUVATAR_PROBE'"
-        in regs["netboot-dhcp-probe"].inputs["create"]
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --kubectl 'k3s kubectl --request-timeout=10s'"
+        " --deployed-mode dhcp --deployed-service-ip 192.168.0.14 <<'ILUVATAR_PROBE'" in regs["netboot-dhcp-probe"].inputs["create"]
     )
     wait = regs["netboot-router-dhcp"]
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --wait-minutes 15 <<'ILUVATAR_PROBE'"
         in wait.inputs["create"]
     )
     assert regs["netboot-deployment-netboot"].urn in wait.dependencies
@@ -246,7 +250,8 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
         "Arda: no change on any machine",
     ]
     assert (
-        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before proxy --router-pool 192.168.0.240-192.168.0.250 <<'ILUVATAR_PROBE'"
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --router-pool 192.168.0.240-192.168.0.250"
+        " --kubectl 'k3s kubectl --request-timeout=10s' --deployed-mode proxy --deployed-service-ip 192.168.0.14 <<'ILUVATAR_PROBE'"
         in back.named()["netboot-dhcp-probe"].inputs["create"]
     )
     # The router goes off right before the Deployment changes, after everything else it waits on (the ConfigMap the new
@@ -254,14 +259,17 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     regs = back.named()
     off = regs["netboot-router-off"]
     assert (
-        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-off-minutes 15 <<'ILUVATAR_PROBE'"
+        " --mode dhcp --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --router-pool 192.168.0.240-192.168.0.250"
+        " --wait-off-minutes 15 --kubectl 'k3s kubectl --request-timeout=10s' --deployed-mode proxy --deployed-service-ip 192.168.0.14 <<'ILUVATAR_PROBE'"
         in off.inputs["create"]
     )
     assert off.urn in regs["netboot-deployment-netboot"].dependencies
     assert {regs[n].urn for n in ("netboot-configmap-netboot", "netboot-clearance", "netboot-dhcp-probe")} <= set(off.dependencies)
     assert off.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]
-    # Nothing to turn off on any other `up`: neither a move to proxy nor a dhcp homelab's.
-    assert "netboot-router-off" not in proxy.named() and "netboot-router-off" not in homelab.named()
+    # Nothing to turn off on a move to proxy. In dhcp mode the step is always there, and reads what runs (issue 53: the
+    # outputs of a failed `up` would hide a move): on a dhcp homelab's `up` it passes at once.
+    assert "netboot-router-off" not in proxy.named()
+    assert "--router-pool none --wait-off-minutes 15" in homelab.named()["netboot-router-off"].inputs["create"]
 
 
 def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:
@@ -273,8 +281,8 @@ def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, 
     )
     create = moved.named()["netboot-dhcp-probe"].inputs["create"]
     assert (
-        " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 --router-pool none <<'ILUVATAR_PROBE'"
-        in create
+        " --mode dhcp --service-ip 192.168.0.17 --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.2 --router-pool none"
+        " --kubectl 'k3s kubectl --request-timeout=10s' --deployed-mode dhcp --deployed-service-ip 192.168.0.14 <<'ILUVATAR_PROBE'" in create
     )
 
 

@@ -114,9 +114,8 @@ def test_init_prints_what_it_wrote_and_the_next_steps(tmp_path: Path) -> None:
         f"  {ILUVATAR} render lab --out render/lab, then read render/lab/plan.txt\n"
         "  pulumi stack init lab\n"
         "  pulumi preview\n"
-        "  before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend 192.168.1.100-192.168.1.199 and each "
-        "machine its address; with the router's on too, the LAN has two DHCP servers and the Ainur's, authoritative, refuse "
-        "the router's leases)\n"
+        "  on your router: leave its DHCP server on; `pulumi up` says when to turn it off (the step netboot-router-off, right "
+        "before the Ainur start lending 192.168.1.100-192.168.1.199 and each machine its address), and waits for it\n"
     )
     validated = iluvatar("validate", "lab", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
@@ -167,9 +166,8 @@ def test_the_secrets_a_stack_needs_come_before_validate(tmp_path: Path) -> None:
         "  pulumi config set --secret iluvatar:backupS3SecretAccessKey <value>",
         f"  {ILUVATAR} validate lab",
         "  pulumi preview",
-        "  before `pulumi up`, on your router: turn its DHCP server off (the Ainur lend 192.168.1.100-192.168.1.199 and each "
-        "machine its address; with the router's on too, the LAN has two DHCP servers and the Ainur's, authoritative, refuse "
-        "the router's leases)",
+        "  on your router: leave its DHCP server on; `pulumi up` says when to turn it off (the step netboot-router-off, right "
+        "before the Ainur start lending 192.168.1.100-192.168.1.199 and each machine its address), and waits for it",
     ]
 
 

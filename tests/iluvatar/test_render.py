@@ -16,7 +16,7 @@ import yaml
 from iluvatar import cli, render, simulate
 from iluvatar.render import render_files
 from plans import monitoring, netboot
-from stacks import read_stack_file
+from stacks import load_stack_file, read_stack_file
 from stacks.categories import DEFAULT_CATEGORIES
 from tests.edit import HOMELAB, MINIMAL, RK1, ROOT, ciphertext, edit, homelab_doc, write_stack
 from tests.iluvatar.test_render_edge import _edge_kubernetes
@@ -43,8 +43,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run("render", "homelab", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS.
-        f"rendered stack homelab to {out}: 261 files",
+        # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
+        # more, dnsmasq.conf's own ConfigMap (named by its content).
+        f"rendered stack homelab to {out}: 262 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -54,7 +55,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 261 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 262 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -85,6 +86,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/ainur/kube-system/Secret-bootstrap-token-68fe10.yaml",
             "kubernetes/ainur/netboot/ConfigMap-ipxe.yaml",
             "kubernetes/ainur/netboot/ConfigMap-netboot.yaml",
+            # dnsmasq.conf's, named by its content (plans.netboot.base.dnsmasq_configmap).
+            f"kubernetes/ainur/netboot/ConfigMap-{netboot.dnsmasq_configmap(netboot.dnsmasq_conf(load_stack_file(HOMELAB)))}.yaml",
             "kubernetes/ainur/netboot/DaemonSet-netboot-cache.yaml",
             "kubernetes/ainur/netboot/Deployment-git-mirror.yaml",
             "kubernetes/ainur/netboot/Deployment-netboot.yaml",
@@ -309,7 +312,9 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # its restic Secret, password and drill: 6.)
     # (#57: each Pi's netboot gate after its k3s step, plans.netboot.roll.netboot_ready_script: 3.)
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
-    assert counts.splitlines()[-1] == "  total: 357"
+    # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
+    # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
+    assert counts.splitlines()[-1] == "  total: 359"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -318,12 +323,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # uninstall steps, the credentials, the valar's sign-in
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
-    # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 20", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
+    # dhcp mode netboot-router-off before the netboot pod (#53).
+    assert {"  command:local:Command: 20", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 357
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 359
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

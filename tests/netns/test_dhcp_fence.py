@@ -180,7 +180,7 @@ def test_a_move_from_dhcp_to_proxy_turns_the_router_on_only_once_the_ainur_stop_
     raw = dict(read_stack_file(HOMELAB).config)
     raw["iluvatar:ainur"] = {**raw["iluvatar:ainur"], "netboot": {"mode": "proxy"}}
     net.start_dnsmasq(parse_stack(raw))
-    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER)
+    script = dhcp_probe.wait_script([SVC], str(net.stack.network.lan), ROUTER, before="dhcp")
     step = subprocess.Popen(["ip", "netns", "exec", valar(net), "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert step.stdout is not None
@@ -424,12 +424,45 @@ def test_the_probe_module_runs_on_its_own() -> None:
         "import argparse",
         "import fcntl",
         "import ipaddress",
+        "import json",
         "import os",
         "import select",
+        "import shlex",
         "import socket",
         "import struct",
+        "import subprocess",
         "import sys",
         "import time",
         "from collections.abc import Callable, Sequence",
         "from dataclasses import dataclass",
     ]
+
+
+def test_a_retry_after_a_move_to_proxy_that_failed_early_reads_the_pod_that_runs(net: Lan, tmp_path: Path) -> None:
+    """Issue 53: a dhcp->proxy `up` failed before the netboot Deployment changed, and the engine wrote its outputs (proxy)
+    anyway. The old dhcp-mode dnsmasq still lends (the lab's, real). Read from the outputs alone, the retry's probe took it
+    for a silent router and told the user to turn the router's DHCP on: two lenders. Reading the running Deployment (a
+    kubectl stand-in answering its template's annotations), it sees the move: it passes with the Ainur alone lending,
+    and refuses while the router's DHCP answers too."""
+    running = {"spec": {"template": {"metadata": {"annotations": {"iluvatar/dhcp-mode": "dhcp", "iluvatar/service-ip": SVC}}}}}
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"#!/bin/sh\necho '{json.dumps(running)}'\n")
+    kubectl.chmod(0o755)
+    lan, router = str(net.stack.network.lan), str(net.stack.network.gateway)
+
+    def step() -> subprocess.CompletedProcess[str]:
+        script = dhcp_probe.probe_script("proxy", (SVC,), lan, router, None, None, 0, kubectl=str(kubectl), deployed_mode="proxy", deployed_ip=SVC)
+        return subprocess.run(["ip", "netns", "exec", valar(net), "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+    blind = run_step(net, valar(net), "proxy")
+    assert blind.returncode == 1 and "Fix: turn the router's DHCP server on" in blind.stderr, blind.stderr
+    seen = step()
+    assert seen.returncode == 0, seen.stderr
+    assert "leave the router's DHCP off until this `up` says to turn it on" in seen.stdout
+    start_isp(net)
+    try:
+        again = step()
+        assert again.returncode == 1, again.stdout
+        assert "already answers while the Ainur still lend" in again.stderr
+    finally:
+        net.stop("isp")

@@ -38,7 +38,7 @@ def starting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
 
 
 def spec() -> dict[str, Any]:
-    return netboot_pod(["28:d2:44:30:00:01"])
+    return netboot_pod(["28:d2:44:30:00:01"], "netboot-dnsmasq-0123456789")
 
 
 def held(net: Lan) -> bool:

@@ -71,7 +71,7 @@ def serve(stack: StackConfig, h: Path, netboot_spec: dict[str, Any], stage: Path
     assert f"tftp-root={TFTP_ROOT}" in tftp
     conf = "\n".join(["port=0", "listen-address=127.0.0.1", "bind-interfaces", *tftp]) + "\n"
     dnsmasq = next(c for c in netboot_spec["containers"] if c["name"] == "dnsmasq")
-    text = container_view.script(netboot_spec, "dnsmasq", h, stage, {"config": {"dnsmasq.conf": conf}}, ["dnsmasq", *dnsmasq["args"]])
+    text = container_view.script(netboot_spec, "dnsmasq", h, stage, {"dnsmasq": {"dnsmasq.conf": conf}}, ["dnsmasq", *dnsmasq["args"]])
     client = (
         f"import json,sys; from tests.netns.pi_bootloader import tftp_read; print(json.dumps({{n: tftp_read('127.0.0.1', n) for n in {names!r}}}))"
     )

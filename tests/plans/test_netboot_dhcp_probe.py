@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,7 +224,7 @@ def test_a_move_from_proxy_to_dhcp_keeps_the_router_on_until_the_step_before_the
 def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
     """It says "turn it on now" once, asks again until a server other than the Ainur answers, and passes on that answer."""
     rounds = iter([[], [], [ROUTER]])
-    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: next(rounds)) == 0
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: next(rounds), moved=True) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "iluvatar: the Ainur no longer lend addresses (the netboot pod answers only the machines it boots): turn the router's "
@@ -232,6 +235,15 @@ def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.Capt
     assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: [OURS, ROUTER]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57"
+    ]
+    # Issue 53: on a restart that is no move (the router's DHCP is on, busy pinging), a silent first round says only that
+    # it has not answered yet, never "turn it on now".
+    rounds = iter([[], [ROUTER]])
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: next(rounds)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "iluvatar: the router's DHCP server (192.168.0.1) has not answered on eth0 yet (a router pinging new clients answers "
+        "late); asking again for up to 15 min.",
+        "iluvatar: DHCP server 192.168.0.1 (MAC 00:11:22:33:44:55) answered a DHCPDISCOVER on eth0: offer 192.168.0.57",
     ]
     # Past its bound with only the Ainur heard: it fails, saying what the LAN lacks and how to finish.
     assert wait_for_router("eth0", [SVC], GATEWAY, 0.0, ask=lambda *_: [OURS]) == 1
@@ -296,3 +308,69 @@ def test_an_answer_names_its_server_id_and_source_mac() -> None:
 def test_a_bare_address_is_refused_rather_than_spelt_out() -> None:
     with pytest.raises(TypeError, match=r"not the one string '192\.168\.0\.9'"):
         dhcp_probe.probe_script("dhcp", "192.168.0.9", "192.168.0.0/24", GATEWAY)
+
+
+def _kubectl(tmp_path: Path, deployment: dict[str, Any] | None, fails: bool = False) -> str:
+    """STAND-IN for `k3s kubectl -n netboot get deployment netboot --ignore-not-found -o json`: the object as JSON, nothing
+    when there is none (kubectl's --ignore-not-found), or an error and status 1."""
+    out = tmp_path / "deployment.json"
+    out.write_text(json.dumps(deployment) if deployment is not None else "")
+    tool = tmp_path / "kubectl"
+    body = 'echo "The connection to the server was refused" >&2; exit 1' if fails else f"cat {out}"
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+    return str(tool)
+
+
+def _running(mode: str, svc: str = SVC) -> dict[str, Any]:
+    return {"spec": {"template": {"metadata": {"annotations": {"iluvatar/dhcp-mode": mode, "iluvatar/service-ip": svc}}}}}
+
+
+def test_the_move_is_read_from_the_deployment_that_runs(tmp_path: Path) -> None:
+    """Issue 53: the mode the LAN moves from is the running Deployment's, not the last outputs'."""
+    assert dhcp_probe.deployed([_kubectl(tmp_path, _running("dhcp", MOVED))]) == ("dhcp", MOVED)
+    assert dhcp_probe.deployed([_kubectl(tmp_path, None)]) is None
+    assert dhcp_probe.deployed([_kubectl(tmp_path, {"spec": {"template": {"metadata": {}}}})]) == (None, None)
+    with pytest.raises(RuntimeError, match="the netboot Deployment cannot be read from the Ainur's API"):
+        dhcp_probe.deployed([_kubectl(tmp_path, None, fails=True)])
+    moving = dhcp_probe.moving
+    assert moving("proxy", ("dhcp", SVC), None) == ("dhcp", SVC)
+    assert moving("proxy", ("proxy", SVC), None) == (None, SVC)
+    # A Deployment made before the annotations: the outputs' mode and address.
+    assert moving("proxy", (None, None), None, ("dhcp", MOVED)) == ("dhcp", MOVED)
+    # The first bring-up in dhcp mode is a move from the router's lending, unless no other server ever lent (M2).
+    assert moving("dhcp", None, "192.168.0.100-192.168.0.149") == ("proxy", None)
+    assert moving("dhcp", None, "none") == (None, None)
+    assert moving("proxy", None, None) == (None, None)
+
+
+def test_a_retry_after_a_move_that_failed_before_the_deployment_still_sees_the_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 53: a dhcp->proxy `up` failed before the Deployment changed, and its outputs (proxy) were written anyway. The
+    retry's probe reads the dhcp pod that still lends: with only the Ainur answering it passes, saying to leave the router
+    off; with the router on it refuses (two lenders), where the outputs alone had it tell the user to turn the router on."""
+    kubectl = _kubectl(tmp_path, _running("dhcp"))
+    argv = ["--mode", "proxy", "--service-ip", SVC, "--router", GATEWAY, "--interface", "eth0", "--retry-seconds", "0"]
+    monkeypatch.setattr(dhcp_probe, "collect", lambda *_, **__: [OURS])
+    assert dhcp_probe.main([*argv, "--kubectl", kubectl, "--deployed-mode", "proxy"]) == 0
+    assert "leave the router's DHCP off until this `up` says to turn it on" in capsys.readouterr().out
+    # The outputs alone (what the steps read before): no move seen, and the Ainur's lending taken for a silent router.
+    assert dhcp_probe.main(argv) == 1
+    assert "Fix: turn the router's DHCP server on" in capsys.readouterr().err
+    monkeypatch.setattr(dhcp_probe, "collect", lambda *_, **__: [OURS, ROUTER])
+    assert dhcp_probe.main([*argv, "--kubectl", kubectl, "--deployed-mode", "proxy"]) == 1
+    assert "already answers while the Ainur still lend" in capsys.readouterr().err
+    # The step before the dhcp pod: a Deployment already lending passes at once; none yet (a first bring-up beside a
+    # router that lent) waits for the router's DHCP to go off.
+    off = ["--mode", "dhcp", "--service-ip", SVC, "--router", GATEWAY, "--interface", "eth0", "--wait-off-minutes", "0"]
+    assert dhcp_probe.main([*off, "--kubectl", kubectl]) == 0
+    assert "no router's DHCP to turn off" in capsys.readouterr().out
+    (tmp_path / "first").mkdir()
+    first = _kubectl(tmp_path / "first", None)
+    assert dhcp_probe.main([*off, "--router-pool", "192.168.0.100-192.168.0.149", "--kubectl", first]) == 1
+    assert "a DHCP server other than the Ainur's still answers on the LAN" in capsys.readouterr().err
+    assert dhcp_probe.main([*off, "--router-pool", "none", "--kubectl", first]) == 0
+    # The API unreadable: the step fails, saying so, and changes nothing.
+    assert dhcp_probe.main([*argv, "--kubectl", _kubectl(tmp_path, None, fails=True)]) == 1
+    assert "cannot be read from the Ainur's API" in capsys.readouterr().err

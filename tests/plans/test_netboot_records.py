@@ -137,3 +137,22 @@ def test_dnsmasqs_container_ends_with_dnsmasq_and_passes_it_the_kubelets_term(tm
             assert container.wait(timeout=20) == 128 + signal.SIGKILL
         for child in children:
             assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text(), child
+
+
+def test_a_records_loop_that_dies_ends_dnsmasqs_container(tmp_path: Path) -> None:
+    """Issue 53: the records loop ending by itself (here: its SRC unset, which `set -u` stops on before its loop) stops
+    dnsmasq, and the container ends with status 1, so the kubelet starts both again; before, dnsmasq kept serving stale
+    names and reservations with nothing in the pod's status."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / records.SCRIPT).write_text(records.records_script())
+    (etc / records.RUN_SCRIPT).write_text(records.run_script(str(etc)))
+    dnsmasq = require("dnsmasq")
+    env = {"PATH": f"{Path(dnsmasq).parent}:{os.environ['PATH']}", "DEST": str(tmp_path / "records")}
+    args = ["--keep-in-foreground", "--port=0", "--conf-file=/dev/null", "--log-facility=-", f"--pid-file={tmp_path / 'dnsmasq.pid'}"]
+    container = subprocess.Popen(["sh", str(etc / records.RUN_SCRIPT), *args], env=env, stderr=subprocess.PIPE, text=True)
+    assert container.wait(timeout=20) == 1
+    assert container.stderr is not None
+    err = container.stderr.read()
+    assert "iluvatar: the records loop ended; dnsmasq stops with it, and the kubelet starts both again" in err
+    assert "iluvatar: the records loop ended (status 2): dnsmasq's container ends with it" in err
