@@ -39,7 +39,11 @@ def _again(tmp_path: Path, doc: dict[str, object], before: Simulation) -> Simula
 
 
 def test_renaming_a_machine_resets_nothing_and_uninstalls_nothing(tmp_path: Path, homelab: Simulation) -> None:
-    doc = edit(homelab_doc(), {"iluvatar:nodes[6].name": "mithrandir", "iluvatar:nodes[1].name": "fionwe"})
+    # Home Assistant runs on gandalf's own network, named by the machine's name: renamed with it.
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:nodes[6].name": "mithrandir", "iluvatar:nodes[1].name": "fionwe", "iluvatar:apps[0].hostNetwork.node": "mithrandir"},
+    )
     after = _again(tmp_path, doc, homelab)
     gone = deleted(homelab, after)
     # Nothing with a destroy-time command goes (the Talos reset, the k3s uninstall): both moved by alias.
