@@ -123,7 +123,16 @@ def test_a_step_killed_while_the_upgrader_builds_leaves_no_build_running_and_not
                 return b""
 
         def go_build() -> list[int]:
-            return [p for p in descendants(top) if read(f"/proc/{p}/cmdline").split(b"\0")[1:2] == [b"build"]]
+            # A child the go command has forked but not yet exec'd into its compiler still reads the go command's
+            # cmdline (fork(2) copies it; execve(2) replaces it), a window a loaded machine widens: only the topmost
+            # `go build` is the go command.
+            found = [p for p in descendants(top) if read(f"/proc/{p}/cmdline").split(b"\0")[1:2] == [b"build"]]
+            return [p for p in found if parent(read(f"/proc/{p}/stat")) not in found]
+
+        def parent(stat: bytes) -> int:
+            # proc(5): pid (comm) state ppid ...; comm may hold spaces and parentheses, so read after the last ')'.
+            fields = stat.rpartition(b")")[2].split()
+            return int(fields[1]) if len(fields) > 1 else 0
 
         def compiling() -> bool:
             go = go_build()
