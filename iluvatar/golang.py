@@ -224,11 +224,40 @@ def _sweep(folder: Path, name: str) -> None:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    """The go command and everything it started (compile, link, a toolchain download): its own process group, killed."""
+    """The go command and everything it started (compile, link, a toolchain download): its own process group, killed,
+    and gone when this returns."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    _until_gone(process.pid)
+
+
+def _until_gone(pgid: int, bound: float = 10.0) -> None:
+    """Until no live process is left in the group `pgid`, at most `bound` seconds. Reaping the go command is not the
+    end of its compilers: a SIGKILLed process runs on until it leaves the kernel (a compiler writing its object file on
+    a loaded machine, seen still running after the go command was reaped), and its zombie, once it is one, waits for
+    its new parent to reap it; only the live ones count. Where there is no /proc (not Linux), there is nothing to read."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    deadline = time.monotonic() + bound
+
+    def live() -> bool:
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                # proc(5): pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+        return False
+
+    while live() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def build(program: Program, timeout: float = BUILD_TIMEOUT, building: Callable[[], None] | None = None) -> Path:

@@ -402,9 +402,17 @@ class Lan:
         # Like a container, each start gets a fresh /var/lib/misc (dnsmasq's default lease file):
         # only what the config puts on the leases volume survives a restart.
         wrapped = "mount -t tmpfs none /var/lib/misc && exec " + " ".join(shlex.quote(a) for a in args)
+        pid_file = self.root / f"{key}.pid"
+        pid_file.unlink(missing_ok=True)  # a killed instance's, which would read as this one started
         self.procs[key] = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapped])
-        time.sleep(0.5)
-        assert self.procs[key].poll() is None, log.read_text() if log.exists() else "dnsmasq exited"
+        # Started means serving: dnsmasq 2.90 writes its pid file (src/dnsmasq.c:640-667) after it has bound its DHCP
+        # and DNS sockets (dhcp_init at :314), and with --keep-in-foreground it still writes it. A fixed half second was
+        # not always enough on a loaded machine: a client's request sent before the bind went unanswered.
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip().isdigit()):
+            assert self.procs[key].poll() is None, log.read_text() if log.exists() else "dnsmasq exited"
+            assert time.monotonic() < deadline, f"dnsmasq {key} wrote no pid file in 20 s:\n{log.read_text() if log.exists() else ''}"
+            time.sleep(0.05)
 
     def start_nginx(self) -> None:
         """The real nginx running the generated server block over the served tree."""

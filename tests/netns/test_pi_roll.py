@@ -133,8 +133,9 @@ class Engine:
 
     def inputs(self, reg: Registration, printed: Mapping[str, Any]) -> dict[str, Any]:
         got = {k: secret(v) for k, v in reg.inputs.items()}
-        if "triggers" in got:
-            # The steps they come from (the mock runtime has no real outputs: their values are the lab's).
+        if reg.property_dependencies.get("triggers"):
+            # The steps they come from (the mock runtime has no real outputs: their values are the lab's). Triggers of
+            # literal values only (a gate's hash of its k3s step's script) read no step and stay as they are.
             got["triggers"] = {urn.rsplit("::", 1)[1]: printed[urn.rsplit("::", 1)[1]] for urn in reg.property_dependencies["triggers"]}
         return got
 
