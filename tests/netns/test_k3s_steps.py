@@ -664,13 +664,13 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
     assert script == step.inputs["create"].replace(f"{k3s.UPGRADE_TIMEOUT_SECONDS}", "2")
     (varda.state / "broken").write_text("")
     try:
-        start = time.monotonic()
+        # Bounded by the script's own 2 s, which its line below names: had it no bound, the Node that never comes back
+        # would hold it until the harness's hung-test timeout stopped it, with another line. A wall-clock bound here
+        # measured the loaded machine, not the script (8.4 s in a CI run for a 2 s bound, one poll and SSH).
         result = lab.pis.ssh(secret(step.inputs["connection"]), script, None)
-        took = time.monotonic() - start
     finally:
         (varda.state / "broken").unlink()
     assert result.returncode == 1
-    assert took < 2 + 3 + 3, took  # the bound, one poll interval, SSH
     assert f"iluvatar: varda was not Ready at {UPGRADE} within 2 s of its k3s upgrade" in result.stderr, result.stderr
     assert "sudo journalctl -u k3s-agent" in result.stderr
 
