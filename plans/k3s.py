@@ -524,7 +524,8 @@ if [ "$have" = "{want}" ]; then
 {restart}  fi
 else
   echo "iluvatar: {node.name}: k3s $have -> {want}" >&2
-{before}{save}{owe_restart(owed)}{install_k3s(stack, node, installer, fetch_timeout, install_timeout)}fi
+{before}{save}{owe_restart(owed)}since=$(date +%s)
+{install_k3s(stack, node, installer, fetch_timeout, install_timeout)}fi
 deadline=$(( $(date +%s) + {timeout} ))
 until {node_ready(node, want)}; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -533,8 +534,10 @@ until {node_ready(node, want)}; do
   fi
   sleep 3
 done
-# A restart at the version it ran already: the Node was Ready at that version before it, and stays so until the node
-# lifecycle controller notices the silence, so only a report from after the restart says k3s came back.
+# The Node may say Ready at the version before the restart: a restart at the version it ran already, or a Node object
+# that outlived its k3s (a Pi reflashed, a downgrade whose report never came). It stays so until the node lifecycle
+# controller notices the silence, so only a report from after the restart or install says k3s came back: a restarted
+# kubelet reports at once (Kubernetes v1.35.1 pkg/kubelet/kubelet_node_status.go:523: lastStatusReportTime is zero at its start).
 if [ -n "$since" ]; then
   wait_for {timeout} "its Node Ready again after k3s's restart" node_ready_since "$since"
 fi

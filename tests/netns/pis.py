@@ -23,7 +23,8 @@ What stands in (STAND-IN in each script's first lines), because k3s and systemd 
   does, it registers the Pi's Node or reports it at the installed version (Ready False: kwok makes it
   Ready), then answers the kubelet's /healthz; until then the Node says what it said before (a Node
   stays Ready at its old version until the node lifecycle controller notices, 16 s on the Ainur).
-  A Pi with a `broken` file never comes back.
+  A Pi with a `broken` file never comes back; one with `hold-kubelet-<name>` in the lab's shared folder reports only
+  once the file is gone.
 - systemd's handling of k3s's unit (`STANDIN_SYSTEMCTL`), as k3s's install.sh writes it: `Type=notify`,
   so `systemctl start|restart` returns only once k3s says READY=1, and `TimeoutStartSec=0`, so never
   otherwise; a server says it once etcd has quorum (k3s pkg/cli/server/server.go), an agent at once. A
@@ -498,6 +499,11 @@ version = sys.argv[1]
 # than the join's own steps).
 slow = "/var/lib/rancher/etcd-lab/slow-kubelet-" + NAME
 time.sleep(DELAY + (float(open(slow).read()) if os.path.exists(slow) else 0))
+# `hold-kubelet-<name>` there: no report while it exists (a test that needs a Node still at its old version when a step
+# ends, whatever the machine's load).
+hold = "/var/lib/rancher/etcd-lab/hold-kubelet-" + NAME
+while os.path.exists(hold):
+    time.sleep(0.1)
 # The boot it runs in, as the kubelet reports it in every status (pkg/kubelet/nodestatus/setters.go MachineInfo:
 # node.Status.NodeInfo.BootID = info.BootID, cadvisor's read of /proc/sys/kernel/random/boot_id); kwok keeps nodeInfo.
 info = {"kubeletVersion": version, "bootID": open("/proc/sys/kernel/random/boot_id").read().strip()}

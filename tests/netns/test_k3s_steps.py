@@ -29,7 +29,7 @@ import select
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -634,28 +634,56 @@ def without_ready_wait(script: str) -> str:
     return head
 
 
+@contextmanager
+def kubelets_held(lab: Lab, names: Collection[str]) -> Iterator[None]:
+    """No Node report from these Pis' kubelets while inside (pis.py's `hold-kubelet-<name>`); after, every held Pi's
+    kubelet has reported its installed k3s, so nothing of this test lands in the next."""
+    holds = [lab.pis.root / "etcd-lab" / f"hold-kubelet-{name}" for name in names]
+    for hold in holds:
+        hold.write_text("")
+    try:
+        yield
+    finally:
+        for hold in holds:
+            hold.unlink()
+        for name in names:
+            reported(lab.pis.pis[name])
+
+
+def reported(pi: Pi) -> None:
+    """Wait until the Pi's kubelet has reported since k3s last started (its log's last `started` before a
+    `kubelet-reported`): a report still to come would land in the next test."""
+    deadline = time.monotonic() + 60
+    while True:
+        log = [what for _, what in pi.log() if what.startswith(("started ", "kubelet-reported "))]
+        if not log or log[-1].startswith("kubelet-reported "):
+            return
+        assert time.monotonic() < deadline, f"{pi.node.name}: no kubelet report within 60 s of its k3s starting: {log[-3:]}"
+        time.sleep(0.1)
+
+
 def test_an_upgrade_that_does_not_wait_for_its_node_is_caught(lab: Lab, brought_up: BroughtUp) -> None:
-    """The break: each Pi's k3s step with its wait cut out, for a version change (back to FLASHED)."""
+    """The break: each Pi's k3s step with its wait cut out, for a version change (back to FLASHED). The kubelets report
+    only once every step has ended, so the break is seen whatever the machine's load: unheld, a Pi's report came within
+    the half second after its cut step's end on a loaded run, and the break went unseen."""
     steps = [s for s in changed(lab.sims["domain"], lab.sims["flashed"]) if s.name.endswith("-k3s")]
     assert len(steps) == 4
     edited = {s.name: without_ready_wait(s.inputs["create"]) for s in steps}
-    runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["flashed"]), steps, scripts=edited)
-    ok(runs)
-    problems = upgrade_problems(lab, runs, FLASHED, SERVERS_FIRST, since=min(r.start for r in runs.values()))
+    with kubelets_held(lab, SERVERS_FIRST):
+        runs = run_like_the_engine(lab.pis, Graph.of(lab.sims["flashed"]), steps, scripts=edited)
+        ok(runs)
+        problems = upgrade_problems(lab, runs, FLASHED, SERVERS_FIRST, since=min(r.start for r in runs.values()))
     assert [p.split(":")[0] for p in problems if "its Node Ready" in p] == SERVERS_FIRST, problems
     # The cut scripts never reached the end that clears their mark of a restart owed: clear it, as their gates would have
     # (a Pi whose step had not written it yet when its stand-in restart answered has none: a loaded machine's run did).
     for pi in lab.pis.pis.values():
         owed(pi).unlink(missing_ok=True)
-    # Let the stand-in kubelets catch up before the next test.
-    deadline = time.monotonic() + 10 * KUBELET_DELAY
-    while not all((n, FLASHED) in lab.ready for n in SERVERS_FIRST):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    lab.pis.cluster.wait_for("every Pi's Node Ready at the flashed version", lambda: all((n, FLASHED) in lab.ready for n in SERVERS_FIRST))
 
 
 def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming_it(lab: Lab, brought_up: BroughtUp) -> None:
     varda = lab.pis.pis["varda"]
+    reported(varda)
     step = next(s for s in remote_steps(lab.sims["upgrade"]) if s.name == "ainur-varda-k3s")
     assert lab.pis.stack.ainur is not None
     stack = load_stack_file(write_stack(lab.pis.root, stack_doc(lab.pis.stack.ainur.ssh_authorized_keys[0], UPGRADE), stack="never"))
@@ -673,6 +701,39 @@ def test_a_pi_whose_node_never_comes_back_fails_its_step_within_the_bound_naming
     assert result.returncode == 1
     assert f"iluvatar: varda was not Ready at {UPGRADE} within 2 s of its k3s upgrade" in result.stderr, result.stderr
     assert "sudo journalctl -u k3s-agent" in result.stderr
+    reported(varda)
+
+
+def test_a_node_that_says_ready_at_the_new_version_before_the_install_is_not_taken_for_its_k3s_coming_back(lab: Lab, brought_up: BroughtUp) -> None:
+    """A Node object outlives its k3s: it may say Ready at the version the step installs before k3s runs it (a Pi
+    reflashed with an older k3s, a downgrade whose report never came), and says so until the node lifecycle
+    controller notices the silence. The step waits for a report from after its install: here none ever comes (the
+    Pi broken, its Node left to no one), and the step fails within its 2 s. Unfixed, it passed at once on the old
+    report (a loaded CI run's chained tests did)."""
+    varda = lab.pis.pis["varda"]
+    reported(varda)
+    have = varda.version()
+    want = FLASHED if have == UPGRADE else UPGRADE
+    step = next(s for s in remote_steps(lab.sims["flashed" if want == FLASHED else "upgrade"]) if s.name == "ainur-varda-k3s")
+    assert lab.pis.stack.ainur is not None
+    stack = load_stack_file(write_stack(lab.pis.root, stack_doc(lab.pis.stack.ainur.ssh_authorized_keys[0], want), stack="stale"))
+    script = k3s.upgrade_script(stack, varda.node, snapshot=False, timeout=2)
+    assert script == step.inputs["create"].replace(f"{k3s.UPGRADE_TIMEOUT_SECONDS}", "2")
+    (varda.state / "broken").write_text("")
+    try:
+        with kubelet_gone(lab.pis.cluster, "varda"):
+            node = lab.pis.cluster.client.get("v1", "Node", "varda")
+            assert node is not None
+            lab.pis.cluster.client.merge_patch(node, {"status": {"nodeInfo": {"kubeletVersion": want}}}, subresource="status")
+            result = lab.pis.ssh(secret(step.inputs["connection"]), script, None)
+    finally:
+        (varda.state / "broken").unlink()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[0] == f"iluvatar: varda: k3s {have} -> {want}", result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "iluvatar: varda: waited 2 s for its Node Ready again after k3s's restart; still: its Node has not reported since the restart"
+    ), result.stderr
+    reported(varda)
 
 
 # Answers a TCP connection and never a request: a download that stalls (a CDN that hangs, a link that drops packets).

@@ -661,6 +661,7 @@ def test_the_first_valar_snapshots_etcd_then_upgrades_and_waits_for_its_node(tmp
         FETCH,
         "install v1.35.8+k3s1 server ",
         'k3s kubectl --request-timeout=10s get node manwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+        NODE_READY.format("manwe"),
         *ETCD_GATE,
     ]
     assert (tmp_path / "version").read_text().strip() == "v1.35.8+k3s1"
@@ -673,7 +674,21 @@ def test_an_agent_upgrades_as_an_agent_and_asks_with_its_kubelets_credentials(tm
         FETCH,
         "install v1.35.8+k3s1 agent https://192.168.0.10:6443",
         'k3s kubectl --request-timeout=10s --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node eonwe -o jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+        NODE_READY.format("eonwe").replace("get node", "--kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node"),
     ]
+
+
+def test_an_install_waits_for_a_report_from_after_it_not_a_node_ready_at_the_version_before(tmp_path: Path) -> None:
+    """A Node object outlives its k3s: it may say Ready at the version the step installs before that k3s runs (a Pi
+    reflashed with an older k3s, a downgrade whose report never came). The install waits for a heartbeat from after it."""
+    result, calls = _upgrade(tmp_path, 1, "v1.34.9+k3s1", snapshot=False, STALE="1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"iluvatar: {socket.gethostname()}: waited 3 s for its Node Ready again after k3s's restart; still: its Node has not reported "
+        "since the restart (last at 2020-01-01T00:00:00Z); look with: sudo journalctl -u k3s-agent"
+    )
+    assert "install v1.35.8+k3s1 agent https://192.168.0.10:6443" in calls
+    assert (tmp_path / "owed").exists()
 
 
 def test_an_installer_not_fetched_in_time_installs_nothing_and_says_so(tmp_path: Path) -> None:
