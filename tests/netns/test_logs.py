@@ -409,7 +409,17 @@ def test_the_collectors_metrics_are_on_its_machines_address_under_the_alerts_nam
     """What Prometheus scrapes (plans.logs.monitors) and the pipeline's alerts read: the exporter's queue and failure
     counters, by these names, at the machine's address."""
     wait_for(sent, f'machine:="{TALOS_MACHINE}" service:=etcd', 3)
-    metrics = _get(f"http://{_talos_ip(sent.stack)}:{plan.TELEMETRY_PORT}/metrics", sent.ns("a"))
+    # The store shows a line as it takes it in, before its answer reaches the collector, which counts the line sent only
+    # once that answer is back (exporterhelper v0.165.0 internal/obs_report_sender.go:93-94, Send then endOp): a CI run
+    # read the metrics in between. So wait for the counter itself.
+    url, metrics = f"http://{_talos_ip(sent.stack)}:{plan.TELEMETRY_PORT}/metrics", ""
+
+    def counted() -> bool:
+        nonlocal metrics
+        metrics = _get(url, sent.ns("a"))
+        return re.search(r'^otelcol_exporter_sent_log_records\{[^}]*exporter="otlp_http/store"[^}]*\} [1-9]', metrics, re.M) is not None
+
+    _wait(counted, "the collector's exporter to count a line sent to the store", sent, "collector")
     series = {m.group(1): m.group(2) for m in re.finditer(r'^(otelcol_exporter_\w+)\{[^}]*exporter="otlp_http/store"[^}]*\} (\S+)$', metrics, re.M)}
     assert {"otelcol_exporter_queue_size", "otelcol_exporter_sent_log_records"} <= set(series), metrics
     assert float(series["otelcol_exporter_queue_capacity"]) == plan.QUEUE_BYTES, "the queue's bound, in bytes"
