@@ -17,15 +17,12 @@ from urllib.parse import urlsplit
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import App, Identity, Network
+from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
 from stacks.remote_model import RemoteAccess
 from stacks.rules import _static_address
 
 REMOTE = "iluvatar:remoteAccess"
 SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
-# The addresses a tailnet gives its devices (Tailscale's CGNAT range, tsaddr.CGNATRange in tailscale.com
-# net/tsaddr/tsaddr.go at v1.102.3; Headscale's default prefixes.v4, config-example.yaml at v0.27.1), which
-# also holds the devices' own resolver, 100.100.100.100.
-TAILNET_RANGE = IPv4Network("100.64.0.0/10")
 # The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
 # user's offline router nodes, so no member may be it.
 ROUTER_USER = "iluvatar-router"

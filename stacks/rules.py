@@ -21,6 +21,7 @@ from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
+from stacks.reach import Clients, unreachable
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -154,6 +155,15 @@ def _network(net: Network) -> list[Problem]:
         out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two"))
     if net.load_balancer_pool.overlaps(net.dhcp_range):
         out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+    # The Pis' netplan (plans.cloudinit), Talos's resolvers and the Ainur's forwarder all ask these, from the LAN.
+    resolvers = Clients(
+        "the Pis, Arda's machines and the Ainur's forwarder",
+        "so no name outside the zone would resolve (get.k3s.io and factory.talos.dev among them)",
+        "give the router's or the Pi-hole's LAN address",
+    )
+    for k, server in enumerate(net.dns):
+        if (why := unreachable(str(server), resolvers)) is not None:
+            out.append(Problem(f"{NET}.dns[{k}]", why))
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
     for i, vlan in enumerate(net.vlans):
