@@ -18,6 +18,7 @@ from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import App, Identity, Network
 from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
+from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.rules import _static_address
 
@@ -229,6 +230,14 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
             f"{path}.url",
             f"{settings.url}: {host} is in the internal zone network.domain {network.domain}, which only the LAN resolves; "
             "a phone away from home looks it up in public DNS: use a public name",
+        )
+    elif not _is_address(host) and (suffix := private_tld(host)) is not None:
+        # The same reason as the internal zone: public DNS has no such name, and Let's Encrypt issues only for a name
+        # under a public suffix (Boulder's policy refuses the rest as rejectedIdentifier).
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: {host} ends in .{suffix}, a private name no public resolver answers and Let's Encrypt does not "
+            "certify; a phone away from home looks it up in public DNS: use a public name (a dynamic DNS name works)",
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path
