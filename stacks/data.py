@@ -439,6 +439,11 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 )
 
 
+# An AWS regional S3 endpoint (s3.<region>.amazonaws.com, s3-<region>.amazonaws.com, s3.dualstack.<region>...), whose
+# region a SigV4 signature's scope must name.
+_AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -539,6 +544,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
+        regional = _AWS_REGIONAL.match(host.lower())
+        if regional is not None and regional["region"] != backup.region:
+            written = "" if "region" in backup.model_fields_set else " (the default)"
+            yield Problem(
+                f"{BACKUP}.region",
+                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: AWS refuses "
+                "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
+                f"sign with backup.region; set region: {regional['region']}",
+            )
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(
