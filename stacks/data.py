@@ -274,6 +274,14 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
                 return f"{show(text)}: the {name} field's step {step} is not a whole number above 0"
+            if step and int(step) > high - low:
+                # robfig/cron (parser.go:288-317, getRange at v3.0.1) and Kubernetes' copy of it take a step past the field's
+                # span and match only the range's first value: */90 in the minute field is minute 0, once an hour.
+                unit = {"minute": "an hour", "hour": "a day", "day of month": "a month", "month": "a year", "day of week": "a week"}[name]
+                return (
+                    f"{show(text)}: the {name} field's step {step} is past its {low}-{high}, so cron matches only the first "
+                    f"{name} of {item} and runs once {unit}, not every {step}; write a step of at most {high - low}, or the {name}s as a list"
+                )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
