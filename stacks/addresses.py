@@ -170,7 +170,16 @@ def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | No
     pool = ainur.netboot.router_pool
     if network is not None and pool.overlaps(network.dhcp_range):
         return  # the pool against the range the Ainur lend is said first (stacks.netboot_mode): fixing it moves one of them
+    lb = network.load_balancer_pool if network is not None else None
+    if lb is not None and lb.overlaps(pool):
+        yield Problem(
+            "iluvatar:network.loadBalancerPool",
+            f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
+            "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
+        )
     for h in held:
+        if lb is not None and lb.overlaps(pool) and h.ip in lb:
+            continue  # said once, by the pool's problem
         if h.kind in OWN and h.ip in pool:
             yield Problem(
                 f"iluvatar:{h.path}",
