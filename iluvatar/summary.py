@@ -13,7 +13,7 @@ from plans import logs as log_plan
 from plans import remote_access as remote_plan
 from plans.backup import arda_etcd
 from plans.storage import storage_classes
-from stacks.data import target_of
+from stacks.data import drills, stale_after, target_of
 from stacks.edge import edge_addresses
 from stacks.model import StackConfig
 
@@ -133,7 +133,19 @@ def backup(stack: StackConfig) -> str | None:
     volumes = sum(len(a.backup.volumes) for a in stack.apps if a.backup is not None)
     clusters = [name for name, on in (("Arda", arda_etcd(stack)), ("the Ainur", stack.ainur is not None)) if on]
     etcd = f"etcd snapshots of {' and '.join(clusters)} ({b.etcd.schedule})" if clusters else "no etcd snapshots"
-    return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}"
+    return f"backup: to {target.kind.upper()} {b.target}; {etcd}; {_plural(volumes, 'app volume')}; {_drill(stack)}"
+
+
+def _drill(stack: StackConfig) -> str:
+    b = stack.backup
+    assert b is not None
+    if not b.drill.enabled:
+        return "no restore drill"
+    arda, ainur = drills(b, stack.ainur is not None)
+    what = [name for name, on in (("volumes", b.drill.volumes), ("Arda's etcd", arda), ("the Ainur's etcd", ainur)) if on]
+    age = stale_after(b.drill)
+    bound = f"{age.days}d" if age.seconds == 0 else f"{age.days * 24 + age.seconds // 3600}h"
+    return f"restore drill ({b.drill.schedule}) of {', '.join(what) or 'nothing'}, alert when none passed in {bound}"
 
 
 def discovery(stack: StackConfig) -> str | None:

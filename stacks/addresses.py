@@ -20,7 +20,7 @@ from stacks.apps import address_owner
 from stacks.data import parse_target, target_address
 from stacks.data_model import Backup
 from stacks.errors import Problem
-from stacks.model import Ainur, App, Identity, Network, Node, Storage
+from stacks.model import AddressRange, Ainur, App, Identity, Network, Node, Storage
 from stacks.remote_model import RemoteAccess
 
 Kind = Literal["node", "vip", "identity", "headscale", "nas", "nfs", "dns", "bmc", "pool", "app"]
@@ -154,4 +154,35 @@ def check(held: Sequence[Held], network: Network | None, ainur: Ainur | None) ->
                 path,
                 f"{d.ip} is inside network.dhcpRange {network.dhcp_range}, which the Ainur lend in ainur.netboot.mode dhcp: they "
                 "could lend the BMC's address to another machine; give the BMC a fixed address outside the range",
+            )
+
+
+# The homelab's own addresses: a device inside the router's old pool may still hold one of them.
+OWN: frozenset[Kind] = frozenset({"node", "vip", "identity", "headscale", "app"})
+
+
+def router_pool(held: Sequence[Held], ainur: Ainur | None, network: Network | None) -> Iterator[Problem]:
+    """In dhcp mode, an address of the homelab's own inside `ainur.netboot.routerPool`: the household's devices keep
+    the addresses the router lent them until their leases end, so a machine's reservation or a VIP kube-vip announces
+    there could be a phone's address (two hosts answering ARP for it: the port forward and the LAN reach either)."""
+    if ainur is None or ainur.netboot.mode != "dhcp" or not isinstance(ainur.netboot.router_pool, AddressRange):
+        return
+    pool = ainur.netboot.router_pool
+    if network is not None and pool.overlaps(network.dhcp_range):
+        return  # the pool against the range the Ainur lend is said first (stacks.netboot_mode): fixing it moves one of them
+    lb = network.load_balancer_pool if network is not None else None
+    if lb is not None and lb.overlaps(pool):
+        yield Problem(
+            "iluvatar:network.loadBalancerPool",
+            f"{lb} overlaps ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold one "
+            "of its addresses until its lease ends, and Cilium would announce it for a Service; move the pool outside the router's",
+        )
+    for h in held:
+        if lb is not None and lb.overlaps(pool) and h.ip in lb:
+            continue  # said once, by the pool's problem
+        if h.kind in OWN and h.ip in pool:
+            yield Problem(
+                f"iluvatar:{h.path}",
+                f"{h.ip} is inside ainur.netboot.routerPool {pool}, the pool the router lent: a household device may still hold "
+                f"it until its lease ends, and {h.owner} would then share its address; give it a free address outside the router's pool",
             )

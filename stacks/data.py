@@ -27,7 +27,7 @@ from stacks.boards import ARDA_ROLES
 from stacks.data_model import AppBackup, Backup, CopyMethod, Drill, Keep
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import Ainur, App, Arda, Network, Node, Storage
-from stacks.remote_access import TAILNET_RANGE
+from stacks.reach import Clients, private_tld, unreachable
 
 BACKUP = "iluvatar:backup"
 APP_SECRETS = "appSecrets"
@@ -274,6 +274,14 @@ def cron_problem(text: str, volsync: bool = True, etcd: bool = False) -> str | N
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):
                 return f"{show(text)}: the {name} field's step {step} is not a whole number above 0"
+            if step and int(step) > high - low:
+                # robfig/cron (parser.go:288-317, getRange at v3.0.1) and Kubernetes' copy of it take a step past the field's
+                # span and match only the range's first value: */90 in the minute field is minute 0, once an hour.
+                unit = {"minute": "an hour", "hour": "a day", "day of month": "a month", "month": "a year", "day of week": "a week"}[name]
+                return (
+                    f"{show(text)}: the {name} field's step {step} is past its {low}-{high}, so cron matches only the first "
+                    f"{name} of {item} and runs once {unit}, not every {step}; write a step of at most {high - low}, or the {name}s as a list"
+                )
             bounds = [] if base == "*" else base.split("-")
             if base != "*" and (len(bounds) > 2 or not all(b.isdigit() for b in bounds)):
                 return f"{show(text)}: the {name} field {value} is not a number, a range, a list or */step"
@@ -439,6 +447,11 @@ def _values(ctx: Context) -> Iterator[Problem]:
                 )
 
 
+# An AWS regional S3 endpoint (s3.<region>.amazonaws.com, s3-<region>.amazonaws.com, s3.dualstack.<region>...), whose
+# region a SigV4 signature's scope must name.
+_AWS_REGIONAL = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)\.amazonaws\.com(?:\.cn)?$")
+
+
 def _target(ctx: Context) -> Iterator[Problem]:
     s3_keys = [k for k in (S3_KEY_ID, S3_SECRET_KEY) if k in ctx.secrets]
     if ctx.backup is None:
@@ -456,7 +469,7 @@ def _target(ctx: Context) -> Iterator[Problem]:
         yield Problem(f"{BACKUP}.target", found)
         return
     address = target_address(found)
-    server_name = str(address)
+    server_name = str(address) if address is not None else found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
     host = found.host.rsplit(":", 1)[0] if found.kind == "s3" else found.host
     if address is None:
         # A name the plan resolves (plans.backup, from the internal zone) is the same place as its address: checked as it.
@@ -489,15 +502,33 @@ def _target(ctx: Context) -> Iterator[Problem]:
             f"{backup.target}: the server {server_name} is inside network.loadBalancerPool {ctx.network.load_balancer_pool}, a Service "
             "on Arda, the cluster being backed up: a disaster there takes the backups with it; keep them on a NAS or a machine off Arda",
         )
-    if address is not None and address in TAILNET_RANGE:
-        # The subnet router advertises the LAN into the tailnet, never the way back: the movers, talos-backup and k3s leave
-        # through the LAN's gateway, which has no route to the tailnet's addresses, and the plan sets up none.
+    off_arda = "a server behind it runs on Arda, the cluster being backed up"
+    if ctx.ainur is not None:
+        off_arda += ", and k3s on the Pis (the Ainur's etcd uploads) resolves it through network.dns, where it does not exist"
+    clients = Clients(
+        "the movers, talos-backup, the drill and k3s",
+        "so every upload would fail",
+        "give the NAS's LAN address, or keep the backups on a machine of the LAN",
+        service_name=off_arda,
+    )
+    if (why := unreachable(host, clients, f"the server {server_name}")) is not None:
+        yield Problem(f"{BACKUP}.target", f"{backup.target}: {why}")
+        return
+    if (
+        app is None
+        and address is None
+        and found.kind == "s3"
+        and ctx.network is not None
+        and private_tld(host, ctx.network.domain) == ctx.network.domain.lower()
+    ):
+        # plans.backup gives the clients the name as written: k3s on the Pis and the pods ask the Ainur's dnsmasq, which
+        # answers the internal zone only from the plan's records (local=/<domain>/), so a name it has none for fails.
         yield Problem(
             f"{BACKUP}.target",
-            f"{backup.target}: the server {server_name} is inside {TAILNET_RANGE}, the addresses a tailnet gives its devices: the "
-            "backups leave Arda and the Ainur through the LAN's gateway, which has no route into the tailnet, so every upload "
-            "would time out; give the server's LAN address, or keep the backups on a machine of the LAN",
+            f"{backup.target}: the server {host} is not a name in the internal zone {ctx.network.domain} (the plan resolves only its "
+            "machines and VIPs, and a backup must not depend on a resolver); write the NAS's IPv4 address",
         )
+        return
     arda_held = {n.ip: f"nodes[{i}].ip ({n.name}), an Arda machine" for i, n in ctx.nodes if n.role in ARDA_ROLES}
     if ctx.arda is not None:
         arda_held.setdefault(ctx.arda.vip, "arda.vip, Arda's API server")
@@ -521,6 +552,15 @@ def _target(ctx: Context) -> Iterator[Problem]:
                 "use an S3 target (most NAS serve S3), or leave arda out (with NFS it is off) to leave Arda's etcd without backups",
             )
     else:
+        regional = _AWS_REGIONAL.match(host.lower())
+        if regional is not None and regional["region"] != backup.region:
+            written = "" if "region" in backup.model_fields_set else " (the default)"
+            yield Problem(
+                f"{BACKUP}.region",
+                f"{backup.region}{written} is not {regional['region']}, the region of backup.target's endpoint {host}: AWS refuses "
+                "a request signed for another region at a regional endpoint (AuthorizationHeaderMalformed), and the drill and k3s "
+                f"sign with backup.region; set region: {regional['region']}",
+            )
         for key in (S3_KEY_ID, S3_SECRET_KEY):
             if key not in ctx.secrets:
                 yield UnsetSecret(

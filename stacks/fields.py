@@ -89,8 +89,16 @@ def _dns_name(value: object) -> object:
     return name
 
 
+# A semantic version's pre-release (v1.14.0-beta.1, v1.35.0-rc.1): well-formed, but no release of the pins.
+_PRE_RELEASE = re.compile(r"^v\d+\.\d+\.\d+-[0-9A-Za-z.-]+$")
+
+
 def _pattern(regex: re.Pattern[str], example: str, what: str) -> Any:
     def check(value: object) -> object:
+        if isinstance(value, str) and regex is _SEMVER_V and _PRE_RELEASE.match(value):
+            raise ValueError(
+                f"{value} is a pre-release of {what.removesuffix(' version')}; pre-releases are not supported: pick a release (e.g. {example})"
+            )
         if not isinstance(value, str) or not regex.match(value):
             raise ValueError(f"{show(value)} is not a well-formed {what} (e.g. {example})")
         return value

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator
 from stacks.categories import DEFAULT_CATEGORIES, known_categories
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import Ainur, GitOps
+from stacks.reach import Clients, unreachable
 from stacks.repository import _ARGO_SSH as _ARGO_SSH
 from stacks.repository import RepoUrl as RepoUrl
 from stacks.repository import check_known_host as check_known_host
@@ -64,7 +65,26 @@ def check(gitops: GitOps | None, ainur: Ainur | None, secrets: Collection[str]) 
     """
     if gitops is None:
         return list(_without_gitops(ainur, secrets))
-    return [*_credentials(gitops, secrets), *_categories(gitops), *_paths(gitops), *_mirror(gitops, ainur)]
+    return [*_reach(gitops, ainur), *_credentials(gitops, secrets), *_categories(gitops), *_paths(gitops), *_mirror(gitops, ainur)]
+
+
+def _reach(gitops: GitOps, ainur: Ainur | None) -> Iterator[Problem]:
+    # Argo CD on Arda and, with a mirror, the Git mirror on the Ainur (a pod of k3s, which resolves no Service of Arda's)
+    # clone from the LAN side.
+    mirror = ainur is not None and ainur.git_mirror is not None
+    clients = Clients(
+        "Argo CD on Arda" + (" and the Git mirror on the Ainur" if mirror else ""),
+        "so nothing would sync",
+        "give the Git server's LAN address or public name",
+        service_name="the Git mirror runs on the Ainur, another cluster" if mirror else None,
+    )
+    urls = [(f"{GITOPS}.repoUrl", gitops.repo_url)]
+    if ainur is not None and ainur.git_mirror is not None and ainur.git_mirror.url is not None:
+        urls.append(("iluvatar:ainur.gitMirror.url", ainur.git_mirror.url))
+    for path, url in urls:
+        host = parse_repo_url(url).host
+        if (why := unreachable(host, clients)) is not None:
+            yield Problem(path, f"{url}: {why}")
 
 
 def _without_gitops(ainur: Ainur | None, secrets: Collection[str]) -> Iterator[Problem]:

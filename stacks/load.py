@@ -267,6 +267,9 @@ def parse_stack(
         ports_written=_apps_written_with_ports(values.get("apps")),
     )
     problems += addresses.check(held, network if isinstance(network, Network) else None, ainur if isinstance(ainur, Ainur) else None)
+    problems += addresses.router_pool(
+        [*held, *addresses.services([], apps)], ainur if isinstance(ainur, Ainur) else None, network if isinstance(network, Network) else None
+    )
     app_values, app_values_broken = (
         data_rules.read_values(raw[f"{NAMESPACE}:{data_rules.APP_SECRETS}"], Secure)
         if f"{NAMESPACE}:{data_rules.APP_SECRETS}" in raw

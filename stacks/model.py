@@ -266,6 +266,32 @@ class PiImage(Model):
         return data
 
     @model_validator(mode="after")
+    def _a_layout_the_builder_reads(self) -> PiImage:
+        # The builder (plans.netboot.pi_image) copies vmlinuz, initrd.img and both boards' device trees from the boot
+        # partition's root: flash-kernel's flat layout with a Pi 5 device tree is Ubuntu 23.10 to 25.04 (23.10 is the
+        # first with the Pi 5's bcm2712 tree; from 25.10 the boot assets moved to the A/B `current/` folder); and the Pis'
+        # arm64 k3s and the Ainur's images need the arm64 image, not armhf.
+        year, month = (int(x) for x in self.release.split(".")[:2])
+        supported = "23.10 to 25.04, e.g. the default 24.04.3 LTS"
+        if (year, month) >= (25, 10):
+            raise ValueError(
+                f"release {self.release} boots from the A/B layout (boot assets under current/, from Ubuntu 25.10 on), which the "
+                f"Pi image builder cannot read: it needs vmlinuz, initrd.img and the device trees at the boot partition's root; "
+                f"use a release from {supported}"
+            )
+        if (year, month) < (23, 10):
+            raise ValueError(
+                f"release {self.release} has no Raspberry Pi 5 device tree (bcm2712-rpi-5-b.dtb, first in Ubuntu 23.10), which the "
+                f"Pi image builder requires of every image; use a release from {supported}"
+            )
+        if "+raspi" in self.url and "-arm64+raspi" not in self.url:
+            raise ValueError(
+                f"url {self.url} is not an arm64 image: the netbooting Pis run arm64 (k3s and the Ainur's images are arm64); "
+                f"use the -preinstalled-server-arm64+raspi.img.xz of a release from {supported}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _release_is_the_urls(self) -> PiImage:
         # cdimage.ubuntu.com names each image after its release (ubuntu-<release>-preinstalled-server-arm64+raspi.img.xz);
         # a release left behind when url and sha256 moved makes the render name the wrong release everywhere.

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from stacks.credentials import ZULIP_WEBHOOK
 from stacks.errors import Problem, UnsetSecret
 from stacks.model import App, Monitoring, Node, Storage
+from stacks.reach import Clients, unreachable
 from stacks.storage import _arda_classes
 
 MONITORING = "iluvatar:monitoring"
@@ -139,6 +140,14 @@ def _receiver(monitoring: Monitoring, secrets: Collection[str]) -> Iterator[Prob
     for field, what in ADDRESSES[kind]:
         if getattr(settings, field) is None:
             yield Problem(f"{path}.{kind}.{KEYS.get(field, field)}", f"is required: {what}")
+    # Alertmanager on Arda posts to the receiver from the LAN side.
+    alerts = Clients("Alertmanager on Arda", "so every alert would be lost", "give the server's LAN address or public name")
+    for field in ("url", "smarthost"):
+        value = getattr(settings, field, None)
+        if value is not None:
+            host = urlsplit(value).hostname if "://" in value else value.rsplit(":", 1)[0]
+            if host and (why := unreachable(host, alerts)) is not None:
+                yield Problem(f"{path}.{kind}.{field}", f"{value}: {why}")
     if kind == "ntfy" and settings.url is not None:
         yield from _ntfy_url(f"{path}.ntfy.url", settings.url)
     if kind == "webhook" and settings.url is not None and (urlsplit(settings.url).hostname or "").lower() in NTFY_HOSTS:

@@ -17,15 +17,13 @@ from urllib.parse import urlsplit
 from stacks.apps import under
 from stacks.errors import Problem, UnsetSecret, show
 from stacks.model import App, Identity, Network
+from stacks.reach import TAILNET_RANGE as TAILNET_RANGE
+from stacks.reach import private_tld
 from stacks.remote_model import RemoteAccess
 from stacks.rules import _static_address
 
 REMOTE = "iluvatar:remoteAccess"
 SECRET = "tailscaleOauthClientSecret"  # noqa: S105 - the secret's config key, not a secret
-# The addresses a tailnet gives its devices (Tailscale's CGNAT range, tsaddr.CGNATRange in tailscale.com
-# net/tsaddr/tsaddr.go at v1.102.3; Headscale's default prefixes.v4, config-example.yaml at v0.27.1), which
-# also holds the devices' own resolver, 100.100.100.100.
-TAILNET_RANGE = IPv4Network("100.64.0.0/10")
 # The headscale flavour's subnet router's own Headscale user (plans.remote_access.ROUTER_USER): its step removes that
 # user's offline router nodes, so no member may be it.
 ROUTER_USER = "iluvatar-router"
@@ -232,6 +230,14 @@ def _headscale(remote: RemoteAccess, network: Network, taken: Mapping[IPv4Addres
             f"{path}.url",
             f"{settings.url}: {host} is in the internal zone network.domain {network.domain}, which only the LAN resolves; "
             "a phone away from home looks it up in public DNS: use a public name",
+        )
+    elif not _is_address(host) and (suffix := private_tld(host)) is not None:
+        # The same reason as the internal zone: public DNS has no such name, and Let's Encrypt issues only for a name
+        # under a public suffix (Boulder's policy refuses the rest as rejectedIdentifier).
+        yield Problem(
+            f"{path}.url",
+            f"{settings.url}: {host} ends in .{suffix}, a private name no public resolver answers and Let's Encrypt does not "
+            "certify; a phone away from home looks it up in public DNS: use a public name (a dynamic DNS name works)",
         )
     domain = base_domain(remote, network)
     key = f"{path}.baseDomain" if settings.base_domain is not None else path

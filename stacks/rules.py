@@ -21,6 +21,7 @@ from stacks.categories import known_categories
 from stacks.edge import edge_problems
 from stacks.errors import Problem, show
 from stacks.model import AddressRange, Ainur, App, Arda, Cloudflare, DiskSelector, Edge, Network, Node
+from stacks.reach import Clients, unreachable
 
 NET = "iluvatar:network"
 NODES = "iluvatar:nodes"
@@ -155,6 +156,15 @@ def _network(net: Network) -> list[Problem]:
         out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} has one address; the two Envoy gateways take its top two"))
     if net.load_balancer_pool.overlaps(net.dhcp_range):
         out.append(Problem(f"{NET}.loadBalancerPool", f"{net.load_balancer_pool} overlaps network.dhcpRange {net.dhcp_range}"))
+    # The Pis' netplan (plans.cloudinit), Talos's resolvers and the Ainur's forwarder all ask these, from the LAN.
+    resolvers = Clients(
+        "the Pis, Arda's machines and the Ainur's forwarder",
+        "so no name outside the zone would resolve (get.k3s.io and factory.talos.dev among them)",
+        "give the router's or the Pi-hole's LAN address",
+    )
+    for k, server in enumerate(net.dns):
+        if (why := unreachable(str(server), resolvers)) is not None:
+            out.append(Problem(f"{NET}.dns[{k}]", why))
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
     for i, vlan in enumerate(net.vlans):
@@ -287,6 +297,17 @@ def _nodes(p: Parsed) -> list[Problem]:
                     what, value = "serial", selector.serial
                 elif selector.wwid is not None and _by_id_has_wwid(data_disk, selector.wwid):
                     what, value = "wwid", selector.wwid
+                elif (why := _selector_may_take(selector, data_disk)) is not None:
+                    selected.add(f"dataDisks[{d}]")
+                    out.append(
+                        Problem(
+                            node_path(i, f"dataDisks[{d}]"),
+                            f"{data_disk} is a disk installDisk {selector} can select ({why}): Talos installs on the first disk by "
+                            "name its selector matches (v1alpha1_sequencer_tasks.go:1518-1536 at v1.13.9), so the system disk and "
+                            "Ceph's would be one; pin installDisk to the system disk's serial or wwid, or write its /dev/disk/by-id path",
+                        )
+                    )
+                    continue
                 else:
                     continue
                 selected.add(f"dataDisks[{d}]")
@@ -440,6 +461,46 @@ def _by_id_has_serial(disk: str, serial: str) -> bool:
     if not disk.startswith("/dev/disk/by-id/") or serial.strip("*?") == "":
         return False
     return any(fnmatch.fnmatchcase(part, serial) for part in _by_id_name(disk).split("_")[1:])
+
+
+def _transport(disk: str) -> str | None:
+    """The transport Talos reads for a disk (disk.transport), as its /dev name or by-id link shows it: nvme, mmc, or
+    another (SATA, SCSI, USB, virtio), None when the name does not say."""
+    name = _by_id_name(disk) if disk.startswith("/dev/disk/by-id/") else disk.removeprefix("/dev/")
+    if name.startswith("nvme"):
+        return "nvme"
+    if name.startswith(("mmc", "mmcblk")):
+        return "mmc"
+    if name.startswith(("sd", "vd", "hd", "xvd", "ata-", "scsi-", "usb-", "wwn-", "virtio-")):
+        return "other"
+    return None
+
+
+def _selector_may_take(selector: DiskSelector, disk: str) -> str | None:
+    """What of a selector with no serial, wwid or busPath (which name one disk, checked apart) matches the data disk
+    `disk` as its name shows it, or None: its type nvme or sd against the disk's transport (Talos reads type nvme as
+    disk.transport == "nvme" and sd as "mmc", v1alpha1_provider.go:1424-1427 at v1.13.9), its model glob against a by-id
+    link's model (udev writes the model's spaces as `_`). A part the name does not show (size, ssd/hdd) decides nothing;
+    a part it shows that differs means another disk."""
+    if selector.serial is not None or selector.wwid is not None or selector.bus_path is not None:
+        return None
+    found: list[str] = []
+    transport = _transport(disk)
+    if selector.type in ("nvme", "sd") and transport is not None:
+        wanted = "nvme" if selector.type == "nvme" else "mmc"
+        if transport != wanted:
+            return None
+        found.append(f"type {selector.type} is disk.transport == {wanted}, and {disk} is {'an NVMe' if wanted == 'nvme' else 'an SD/eMMC'} disk")
+    if selector.model is not None and disk.startswith("/dev/disk/by-id/"):
+        parts = _by_id_name(disk).split("_")
+        bus, _, first = parts[0].partition("-")
+        if bus in ("nvme", "ata", "scsi", "usb", "mmc") and first:
+            names = ["_".join([first, *parts[1:k]]) for k in range(1, len(parts) + 1)]
+            glob = selector.model.replace(" ", "_")
+            if not any(fnmatch.fnmatchcase(n, glob) for n in names):
+                return None
+            found.append(f"model {selector.model} matches the model in its by-id name")
+    return "; ".join(found) or None
 
 
 def _by_id_has_wwid(disk: str, wwid: str) -> bool:

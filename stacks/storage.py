@@ -27,7 +27,7 @@ from typing import Any
 from stacks.boards import AINUR_ROLES, ARDA_ROLES
 from stacks.errors import Problem
 from stacks.model import Ainur, Arda, Network, Node, StackConfig, Storage
-from stacks.remote_access import TAILNET_RANGE
+from stacks.reach import Clients, unreachable
 
 STORAGE = "iluvatar:storage"
 NODES = "iluvatar:nodes"
@@ -362,14 +362,8 @@ def _nfs(server: str, nodes: Sequence[tuple[int, Node]], arda: Arda | None, ainu
             f"{shown} is {arda_held[ip]}, which serves no NFS: give the NAS's address, or a Pi of the Ainur that exports the share",
         )
         return
-    if ip in TAILNET_RANGE:
-        # Arda's nodes mount the share through the LAN's gateway, which has no route into the tailnet (the subnet
-        # router advertises the LAN into it, never the way back).
-        yield Problem(
-            path,
-            f"{server} is inside {TAILNET_RANGE}, the addresses a tailnet gives its devices: Arda's nodes reach it through the LAN's "
-            "gateway, which has no route into the tailnet, so no volume would mount; give the NAS's LAN address",
-        )
+    if (why := unreachable(server, Clients("Arda's nodes", "so no volume would mount", "give the NAS's LAN address"))) is not None:
+        yield Problem(path, why)
         return
     if network is not None:
         if ip in network.dhcp_range:

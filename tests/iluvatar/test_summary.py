@@ -29,13 +29,19 @@ def test_a_monitoring_without_a_receiver_says_where_alerts_go() -> None:
 
 def test_backups_say_which_cluster_s_etcd_they_keep() -> None:
     nfs = {"target": "nfs://10.10.0.40/volume1/backups"}  # Arda's etcd backup follows the target: off with NFS
-    assert rk1(**{"iluvatar:backup": nfs})[-1] == "backup: to NFS nfs://10.10.0.40/volume1/backups; no etcd snapshots; 0 app volumes"
+    assert rk1(**{"iluvatar:backup": nfs})[-1] == (
+        "backup: to NFS nfs://10.10.0.40/volume1/backups; no etcd snapshots; 0 app volumes; restore drill (30 4 * * 0) of volumes, "
+        "alert when none passed in 8d"
+    )
     s3 = {
         "iluvatar:backup": {"target": "s3://s3.example.org/rk1"},
         "iluvatar:backupS3AccessKeyId": Secure(),
         "iluvatar:backupS3SecretAccessKey": Secure(),
     }
-    assert rk1(**s3)[-1] == "backup: to S3 s3://s3.example.org/rk1; etcd snapshots of Arda (0 */6 * * *); 0 app volumes"
+    assert rk1(**s3)[-1] == (
+        "backup: to S3 s3://s3.example.org/rk1; etcd snapshots of Arda (0 */6 * * *); 0 app volumes; restore drill (30 4 * * 0) of "
+        "volumes, Arda's etcd, alert when none passed in 8d"
+    )
 
 
 def test_sections_the_stack_lacks_get_no_line() -> None:

@@ -25,6 +25,10 @@ from tests.edit import RK1
 from tests.tools import require
 from tools import gotools, upstream
 
+# The house's resolver (network.dns: the router), and the loopback address this lab's stand-in for it binds: the
+# rendered Corefile forwards to the first, and the lab points that one line at the second (validation refuses a
+# loopback network.dns, which no Pi or Talos machine could ask).
+ROUTER = "10.10.0.1"
 UPSTREAM = "127.0.0.2"
 
 
@@ -36,9 +40,9 @@ def _free_port() -> int:
 
 @functools.cache
 def _stack() -> StackConfig:
-    """rk1 with a public zone and an internal app in it, its upstream on loopback."""
+    """rk1 with a public zone and an internal app in it, its one upstream the router."""
     raw = dict(read_stack_file(RK1).config)
-    raw["iluvatar:network"] = {**raw["iluvatar:network"], "dns": [UPSTREAM], "externalDomain": "example.org"}
+    raw["iluvatar:network"] = {**raw["iluvatar:network"], "dns": [ROUTER], "externalDomain": "example.org"}
     raw["iluvatar:apps"] = [*raw["iluvatar:apps"], {"name": "docs", "category": "selfhosted", "host": "docs.example.org", "service": {"port": 80}}]
     return parse_stack(raw)
 
@@ -80,11 +84,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     hosts, zone = work / "lan.hosts", work / "negative.zone"
     hosts.write_text(resolver.hosts_file(_stack()))
     zone.write_text(resolver.negative_zone())
-    (work / "Corefile").write_text(
-        resolver.corefile(
-            _stack(), port=port, hosts_path=str(hosts), zone_path=str(zone), upstream_port=up_port, health_port=health, ready_port=ready
-        )
+    corefile = resolver.corefile(
+        _stack(), port=port, hosts_path=str(hosts), zone_path=str(zone), upstream_port=up_port, health_port=health, ready_port=ready
     )
+    forward = f"    forward . {ROUTER}:{up_port}\n"
+    assert corefile.count(forward) == 1, corefile
+    (work / "Corefile").write_text(corefile.replace(forward, f"    forward . {UPSTREAM}:{up_port}\n"))
     procs = []
     try:
         for conf, ready_port in (("Upstream", up_ready), ("Corefile", ready)):

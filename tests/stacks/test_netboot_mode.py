@@ -59,7 +59,7 @@ def test_what_a_stack_may_say_against_the_mode_that_runs() -> None:
     # Stated moves: to proxy is the user's (the plan says what the router needs, and when); to dhcp once the router's
     # DHCP is off, with the pool it lent named (network.dhcpRange apart from it: the static rule).
     assert netboot_mode.check(_with(mode="proxy"), DHCP_RAN) == []
-    assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool={"start": "192.168.0.200", "end": "192.168.0.250"}), PROXY_RAN) == []
+    assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool={"start": "192.168.0.240", "end": "192.168.0.250"}), PROXY_RAN) == []
     # Refused: the default moving a dhcp homelab, dhcp beside a router the stack does not say is off, and dhcp lending
     # while the household holds the router's leases from a pool the stack does not name.
     assert [p.path for p in netboot_mode.check(_with(), DHCP_RAN)] == [netboot_mode.MODE]
@@ -75,7 +75,7 @@ def test_a_first_bring_up_in_dhcp_mode_names_the_pool_the_router_lent() -> None:
     assert [p.path for p in netboot_mode.check(_with(mode="dhcp"), None)] == [netboot_mode.ROUTER_POOL]
     assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True), None)] == [netboot_mode.ROUTER_POOL]
     assert netboot_mode.check(_with(mode="dhcp", routerPool="none"), None) == []
-    assert netboot_mode.check(_with(mode="dhcp", routerPool={"start": "192.168.0.200", "end": "192.168.0.250"}), None) == []
+    assert netboot_mode.check(_with(mode="dhcp", routerPool={"start": "192.168.0.240", "end": "192.168.0.250"}), None) == []
     # `none` is no word on a move from proxy, where the router lent every address until now.
     assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool="none"), PROXY_RAN)] == [netboot_mode.ROUTER_POOL]
     # It says nothing proxy mode contradicts, so a dhcp stack keeps it on a move to proxy.

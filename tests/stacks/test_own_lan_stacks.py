@@ -38,8 +38,8 @@ def test_the_base_is_valid_without_warnings(tmp_path: Path) -> None:
     assert warnings(load_stack_file(write_stack(tmp_path, _doc()), require_secrets=True)) == []
 
 
-def test_thirty_four_cases() -> None:
-    assert len(CASES) == 34
+def test_the_count_of_cases() -> None:
+    assert len(CASES) == 56
     assert len({c["name"] for c in CASES}) == len(CASES)
 
 
