@@ -300,6 +300,12 @@ if stack.remote_access is not None:
             # Headscale's state lives on the Ainur's Longhorn when it runs (as the Git mirror's does).
             ainur_after=[storage.applications["longhorn"]] if "longhorn" in storage.applications else [],
             previous=loaded.remote_access_output,
+            # Headscale's state goes to the backup target too (plans.remote_access.state_backup_secret).
+            backup_s3=(
+                pulumi.Output.all(loaded.secrets.s3_access_key_id, loaded.secrets.s3_secret_access_key).apply(lambda v: (str(v[0]), str(v[1])))
+                if loaded.secrets.s3_access_key_id is not None and loaded.secrets.s3_secret_access_key is not None
+                else None
+            ),
         ),
     )
     pulumi.export("remoteAccess", remote_access.summary)

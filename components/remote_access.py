@@ -25,6 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import pulumi_tailscale as tailscale
 
 from components import kube, steps
@@ -52,6 +53,8 @@ class RemoteAccessArgs:
     ainur_after: Sequence[pulumi.Resource] = ()
     # The last deployment's output `remoteAccess` (its routerEnrolment); empty on the first one.
     previous: Mapping[str, Any] = field(default_factory=dict)
+    # The backup target's S3 key pair (iluvatar:backup with an S3 target), for Headscale's state's repository.
+    backup_s3: pulumi.Output[tuple[str, str]] | None = None
 
 
 class RemoteAccess(pulumi.ComponentResource):
@@ -142,10 +145,15 @@ class RemoteAccess(pulumi.ComponentResource):
             f"{name}-ainur", claim, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace], protect=True))
         )
         rest = [m for m in manifests[1:] if m is not claim]
+        before: list[pulumi.Resource] = [namespace]
+        if plan.state_backup_enabled(stack):
+            before.append(
+                self._state_backup_secret(name, args, pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])))
+            )
         made = kube.create_all(
             f"{name}-ainur",
             rest,
-            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=[namespace])),
+            pulumi.ResourceOptions.merge(in_ainur, pulumi.ResourceOptions(depends_on=before)),
             existing={references.identity(claim): state},
         )
         headscale = made[kube.resource_name(f"{name}-ainur", next(m for m in rest if m["kind"] == "Deployment"))]
@@ -190,6 +198,25 @@ class RemoteAccess(pulumi.ComponentResource):
             ),
         )
         return enrolment
+
+    def _state_backup_secret(self, name: str, args: RemoteAccessArgs, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """The restic Secret of Headscale's state (plans.remote_access.state_backup_secret): its repository's password a
+        protected random password (a new one would lock every snapshot away), the target's keys; secret end to end."""
+        stack = args.stack
+        rnd = random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self))
+        password = random.RandomPassword(
+            f"{name}-state-backup-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self, provider=rnd, protect=True)
+        ).result
+        s3: pulumi.Output[tuple[str, str] | None] = args.backup_s3 if args.backup_s3 is not None else pulumi.Output.from_input(None)
+        values = pulumi.Output.all(password, s3).apply(lambda v: plan.state_backup_secret(stack, str(v[0]), v[1])["stringData"])
+        shape = plan.state_backup_secret(stack, "", None)
+        return k8s.core.v1.Secret(
+            kube.resource_name(f"{name}-ainur", shape),
+            metadata=shape["metadata"],
+            type="Opaque",
+            string_data=pulumi.Output.secret(values),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+        )
 
     def _enrolment(self, name: str, args: RemoteAccessArgs) -> pulumi.Output[int]:
         """The router's enrolment count (plans.remote_access.router_enrolment): on a deployed stack, the probe asks the

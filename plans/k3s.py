@@ -256,8 +256,15 @@ CERTIFICATE_RENEW_DAYS = 120
 CERTIFICATE_WARNING_DAYS = 30
 # Where k3s keeps them (deps.go CreateRuntimeCertFiles: <data-dir>/server/tls and tls/etcd; the agent's under
 # <data-dir>/agent, pkg/agent/config). The CAs (`*-ca.crt`, and the single-certificate `*-ca.nochain.crt` copies) are
-# left out: k3s never renews them, and they last ten years.
+# left out of the restart decision: k3s never renews them, and they last ten years (K3S_METRIC_ONLY_DIRS).
 K3S_TLS_DIRS = ("/var/lib/rancher/k3s/server/tls", "/var/lib/rancher/k3s/server/tls/etcd", "/var/lib/rancher/k3s/agent")
+# Counted in the metric (so alerted 30 days ahead), never in the restart decision: the CAs in K3S_TLS_DIRS (labelled
+# ca="true", their own alert: k3s never renews them, a restart would not help, and one within 120 days would restart the
+# Pi at every new end), and the kube-controller-manager and kube-scheduler serving certificates k3s issues since
+# v1.33.1+k3s1 in folders of their own (k3s-io/k3s#12285, #12295), which k3s renews as it starts, as the others: on an
+# Ainur upgraded across v1.33.1 they were made later than the rest, so their end is out of step with the one the
+# renewal is keyed on, and only the alert says when they near it.
+K3S_METRIC_ONLY_DIRS = ("/var/lib/rancher/k3s/server/tls/kube-controller-manager", "/var/lib/rancher/k3s/server/tls/kube-scheduler")
 # node-exporter's textfile collector reads this directory on each Pi (plans.monitoring.ainur_node_exporter), so Arda's
 # Prometheus sees each certificate's end (the alert AinurCertificateExpiring).
 METRICS_DIR = "/var/lib/rancher/iluvatar/metrics"
@@ -271,25 +278,31 @@ args = sys.argv[1:]
 metrics = None
 if args[:1] == ["--metrics"]:
     metrics, args = args[1], args[2:]
-ends = []
+ends, more = [], []
+also = False
 for folder in args:
+    if folder == "--also":
+        also = True
+        continue
     for path in sorted(glob.glob(os.path.join(folder, "*.crt"))):
-        if path.endswith(("-ca.crt", "-ca.nochain.crt")):
+        if path.endswith("-ca.nochain.crt"):
             continue
+        ca = path.endswith("-ca.crt")
         out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path], capture_output=True, text=True)
         if out.returncode != 0 or not out.stdout.startswith("notAfter="):
             sys.exit(f"{{path}} cannot be read as a certificate: {{(out.stderr or out.stdout).strip()}}")
-        ends.append((int(ssl.cert_time_to_seconds(out.stdout.strip()[len("notAfter="):])), path))
+        (more if ca or also else ends).append((int(ssl.cert_time_to_seconds(out.stdout.strip()[len("notAfter="):])), path, ca))
 if metrics is not None:
     os.makedirs(os.path.dirname(metrics), exist_ok=True)
     lines = ["# HELP {CERTIFICATE_METRIC} When a k3s certificate ends (NotAfter), seconds since the epoch.",
              "# TYPE {CERTIFICATE_METRIC} gauge"]
-    lines += [f'{CERTIFICATE_METRIC}{{{{certificate="{{p}}"}}}} {{t}}' for t, p in ends]
+    labelled = [(t, p, ',ca="true"' if ca else "") for t, p, ca in ends + more]
+    lines += [f'{CERTIFICATE_METRIC}{{{{certificate="{{p}}"{{c}}}}}} {{t}}' for t, p, c in labelled]
     with open(metrics + ".tmp", "w") as f:
         f.write("\\n".join(lines) + "\\n")
     os.replace(metrics + ".tmp", metrics)
 if ends:
-    end, path = min(ends)
+    end, path, _ = min(ends)
     print(end, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end)), path)
 """
 # The line the k3s step ends its stdout with: the earliest end after its run (plans.rollout reads it back next run).
@@ -307,10 +320,11 @@ CLOCK_LINE = "k3s-certificates-clock-behind="
 EXPIRED_MARGIN_SECONDS = 3600
 
 
-def certificates_functions(dirs: tuple[str, ...] = K3S_TLS_DIRS, metrics: str = METRICS_DIR) -> str:
+def certificates_functions(dirs: tuple[str, ...] = K3S_TLS_DIRS, metrics: str = METRICS_DIR, also: tuple[str, ...] = K3S_METRIC_ONLY_DIRS) -> str:
     """`certificates_end`: the earliest end of this Pi's k3s leaf certificates (`EPOCH RFC3339 PATH`, empty when there is
-    none yet), writing the metric file node-exporter serves; it fails naming a certificate it cannot read."""
-    folders = " ".join(shlex.quote(d) for d in dirs)
+    none yet), writing the metric file node-exporter serves (with the CAs and `also`, K3S_METRIC_ONLY_DIRS); it fails
+    naming a certificate it cannot read."""
+    folders = " ".join(shlex.quote(d) for d in [*dirs, "--also", *also])
     return f"""certificates_end() {{
   sudo python3 -c {shlex.quote(CERTIFICATES_SCRIPT)} --metrics {shlex.quote(metrics + "/k3s-certificates.prom")} {folders}
 }}

@@ -663,7 +663,7 @@ def alerts(stack: StackConfig) -> list[Alert]:
         out.append(
             Alert(
                 "AinurCertificateExpiring",
-                f"{k3s.CERTIFICATE_METRIC} - time() < {CERTIFICATE_WARNING_DAYS} * 86400",
+                f'{k3s.CERTIFICATE_METRIC}{{ca!="true"}} - time() < {CERTIFICATE_WARNING_DAYS} * 86400',
                 "1h",
                 "warning",
                 f"A k3s certificate on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days",
@@ -673,6 +673,20 @@ def alerts(stack: StackConfig) -> list[Alert]:
                 "skipped with a warning. So does `sudo systemctl restart k3s` (k3s-agent on a maia) on it. Expired, that Pi's k3s stops "
                 "serving (and a valar's API server, with the netboot failover); with several valar all ended, restart k3s on every "
                 "valar at once (etcd's peers reach each other through the ended certificates), then `pulumi up` (docs/day2.md).",
+            )
+        )
+        # k3s's CAs (ten years) are never renewed by k3s, so no restart helps: their own alert, and the runbook that does.
+        out.append(
+            Alert(
+                "AinurCACertificateExpiring",
+                f'{k3s.CERTIFICATE_METRIC}{{ca="true"}} - time() < {CERTIFICATE_WARNING_DAYS} * 86400',
+                "1h",
+                "warning",
+                f"A k3s CA on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days",
+                f"The CA {{{{ $labels.certificate }}}} on {{{{ $labels.node }}}} ends within {CERTIFICATE_WARNING_DAYS} days. k3s never "
+                "renews its CAs (ten years), and every certificate they signed stops verifying at their end, restart or not: "
+                "rotate them by hand with `k3s certificate rotate-ca` on the first valar (docs.k3s.io, Certificate Management, "
+                "and docs/day2.md), then restart k3s on every Pi, one at a time.",
             )
         )
         # The alert above sees only the series it has: a Pi whose metric file is missing (its step never wrote it, a

@@ -32,7 +32,7 @@ import shlex
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from plans import gitops, netpol, storage, yamltext
+from plans import backup, gitops, netpol, storage, yamltext
 from plans import identity as identity_plan
 from plans.bringup import UPGRADER
 from stacks import pins
@@ -420,7 +420,7 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
     if remote.headscale.derp == "embedded":
         ports.append({"name": "stun", "containerPort": STUN_PORT, "protocol": "UDP"})
         service_ports.append({"name": "stun", "port": STUN_PORT, "targetPort": "stun", "protocol": "UDP"})
-    pod = {
+    pod: dict[str, Any] = {
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 65532,
@@ -456,6 +456,11 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if state_backup_enabled(stack):
+        # Its state backed up (or a new claim filled from the backup) before Headscale opens it (state_backup_container).
+        pod["initContainers"] = [state_backup_container(stack)]
+        if backup.target(stack).kind == "nfs":
+            pod["volumes"].append({"name": "target", "nfs": {"server": backup.nfs_server(stack), "path": backup.target(stack).path}})
     return [
         gitops.category_namespace(NAMESPACE, "privileged"),
         # Every pod of the namespace admits nothing a policy does not allow: Headscale its devices' ports
@@ -499,6 +504,7 @@ def headscale_manifests(stack: StackConfig) -> list[dict[str, Any]]:
             # No NodePort: kube-vip's address is the door (plans.netpol).
             "spec": netpol.load_balancer(service_ports, externalTrafficPolicy="Local", selector=labels),
         },
+        *state_backup_manifests(stack),
     ]
 
 
@@ -888,3 +894,249 @@ def sign_in(stack: StackConfig) -> dict[str, Any]:
     if stack.identity is not None:
         out["issuer"] = identity_plan.issuer(stack)
     return out
+
+
+# --- Headscale's state, backed up ----------------------------------------------------------------------------------
+
+# Headscale's state (its database: the devices, their keys and addresses, the users, the pre-auth keys; its Noise and
+# DERP private keys; its ACME account) is one claim on the Ainur, where VolSync does not run. It goes to the stack's
+# backup target as every app volume does, a restic repository of its own (restic, the image the drills pin), and comes
+# back the way VolSync brings a volume back on a rebuilt cluster: into a new, empty claim before Headscale starts.
+#
+# A consistent copy, without sqlite3 (no image the project pins has it, and Headscale's distroless image has only its
+# own binary): the copy is taken while no Headscale runs. It is an init container of Headscale's own pod, so it runs
+# before Headscale opens its database, and the Deployment is Recreate with one replica, whose controller starts a new
+# pod only once every old pod is gone (k8s.io/kubernetes v1.35.1 pkg/controller/deployment/recreate.go:49-61,
+# oldPodsRunning at :99). A Headscale stopped by SIGTERM closes its database (hscontrol/app.go:840-844 at v0.27.1),
+# which in WAL mode runs VACUUM and lets SQLite checkpoint the WAL into db.sqlite as the last connection closes
+# (hscontrol/db/db.go:1292-1294); one that was killed leaves db.sqlite with its -wal beside it, which is a crash's state
+# and which SQLite recovers as it opens them: the whole folder is copied, as it lies, with nothing writing it. A copy
+# of the live files (restic beside a running Headscale) could read db.sqlite mid-checkpoint and the WAL after it.
+# Headscale's upgrade guide asks for a backup of the database before each upgrade (docs/setup/upgrade.md:7 at
+# v0.27.1): a new image is a new pod, so that backup is taken too.
+#
+# The schedule is a restart: a CronJob stamps the pod template (STATE_BACKUP_ANNOTATION), which the Deployment rolls as
+# any template change. A gap of Headscale's control plane of seconds (its stop, the backup, its start): the devices
+# keep their tunnels, and only a login or a new device waits. Killed at any point it leaves nothing half-done: the
+# stamp is one PATCH, and the roll is the Deployment controller's.
+STATE_BACKUP = "state-backup"
+STATE_BACKUP_SCHEDULE = "17 4 * * *"  # daily, at an hour the household sleeps
+STATE_BACKUP_ANNOTATION = "iluvatar.dev/state-backup-at"
+STATE_BACKUP_HOST = HEADSCALE  # restic's --host for every snapshot, as VolSync's mover fixes its own (entry.sh:62)
+STATE_BACKUP_SECRET = "headscale-restic"  # noqa: S105 - a Secret's name
+# What the repository keeps: the data layer's defaults for a volume (stacks.data_model.Keep).
+STATE_BACKUP_KEEP = {"daily": 7, "weekly": 4, "monthly": 6}
+# Each restic call is bounded: a target that does not answer must not hold Headscale down (`timeout`, busybox's).
+STATE_BACKUP_TIMEOUT_SECONDS = 300
+
+# The init container's script, in the restic image's busybox sh. Environment: the Secret's (RESTIC_REPOSITORY,
+# RESTIC_PASSWORD, the S3 keys), STATE (the claim's mount), TMPDIR, RESTIC_CACHE_DIR.
+#
+# - A claim that holds Headscale's database is backed up, then the repository's old snapshots forgotten (KEEP). A
+#   backup that fails lets Headscale start all the same: the LAN's remote access does not wait on the NAS; the failure
+#   is in this container's log, and the backup is taken again at the next restart.
+# - An empty claim (a new one: a rebuilt Ainur, a lost card) is filled from the newest snapshot, then Headscale starts
+#   with its devices as they were. A repository that does not exist yet is a first install: it is made, and Headscale
+#   starts empty. A repository that cannot be read is neither: the container fails (and the kubelet retries it) rather
+#   than start an empty Headscale, which would make new keys and a new database every device would have to join again.
+# Whether the repository exists is asked as VolSync's mover asks it (volsync v0.16.0 mover-restic/entry.sh:91-150):
+# `restic cat config` exits 10 for a repository that does not exist (restic v0.17.0 and later), and older restic says
+# "Is there a repository at the following location?".
+STATE_BACKUP_SCRIPT = r"""set -eu
+say() { echo "iluvatar: Headscale's state: $*" >&2; }
+err="$TMPDIR/restic.err"
+bounded() { timeout "$BOUND" restic "$@" 2>"$err"; }
+repository() {
+  rc=0
+  bounded cat config >/dev/null || rc=$?
+  if [ "$rc" = 0 ]; then
+    echo yes
+  elif [ "$rc" = 10 ] || grep -q 'Is there a repository at the following location' "$err"; then
+    echo no
+  else
+    echo "unreadable (exit $rc): $(tail -n 3 "$err" | tr '\n' ' ')"
+  fi
+}
+cd "$STATE"
+if [ -e db.sqlite ]; then
+  found=$(repository)
+  if [ "${found%% *}" = unreadable ]; then
+    say "not backed up: the repository $RESTIC_REPOSITORY is $found; Headscale starts all the same, and the next restart backs it up"
+    exit 0
+  fi
+  if [ "$found" = no ] && ! bounded init >/dev/null; then
+    say "not backed up: restic init of $RESTIC_REPOSITORY failed: $(tail -n 3 "$err")"
+    exit 0
+  fi
+  if ! bounded backup --host "$HOST" . >/dev/null; then
+    say "not backed up: restic backup failed: $(tail -n 3 "$err")"
+    exit 0
+  fi
+  bounded forget --host "$HOST" $KEEP --prune >/dev/null || say "backed up, but restic forget failed: $(tail -n 3 "$err")"
+  say "backed up to $RESTIC_REPOSITORY"
+  exit 0
+fi
+if [ -n "$(ls -A .)" ]; then
+  say "the claim holds no db.sqlite but other files: neither backed up nor restored; Headscale makes its database"
+  exit 0
+fi
+found=$(repository)
+case "$found" in
+  yes) ;;
+  no)
+    bounded init >/dev/null || { say "restic init of $RESTIC_REPOSITORY failed: $(tail -n 3 "$err")"; exit 1; }
+    say "a new claim and a new repository: Headscale starts with a new state"
+    exit 0;;
+  *)
+    say "the claim is empty and the repository $RESTIC_REPOSITORY is $found: Headscale is not started empty (every device would have to join again); fix the target and the pod starts again"
+    exit 1;;
+esac
+snapshots=$(bounded snapshots --host "$HOST" --latest 1 --json) || { say "restic snapshots failed: $(tail -n 3 "$err")"; exit 1; }
+id=$(printf '%s' "$snapshots" | sed -n 's/.*"short_id":"\([0-9a-f]*\)".*/\1/p')
+if [ -z "$id" ]; then
+  say "a new claim, and the repository has no snapshot: Headscale starts with a new state"
+  exit 0
+fi
+bounded restore "$id" --target . >/dev/null || { say "restic restore of snapshot $id failed: $(tail -n 3 "$err")"; exit 1; }
+say "the claim was empty: restored snapshot $id from $RESTIC_REPOSITORY"
+"""
+
+# The CronJob's script, in the curl image: stamp Headscale's pod template through the API with its own account's token,
+# read from a file into a header file (never on a command line).
+STATE_BACKUP_STAMP_SCRIPT = r"""set -eu
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+printf 'Authorization: Bearer %s\n' "$(cat "$sa/token")" > "$TMPDIR/auth"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+curl -sS --fail-with-body --max-time 30 --cacert "$sa/ca.crt" -H @"$TMPDIR/auth" -X PATCH \
+  -H 'Content-Type: application/strategic-merge-patch+json' \
+  --data "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"$ANNOTATION\":\"$now\"}}}}}" \
+  "https://kubernetes.default.svc/apis/apps/v1/namespaces/$NAMESPACE/deployments/$DEPLOYMENT" >/dev/null
+echo "iluvatar: Headscale restarts for its state's backup ($now)"
+"""
+
+
+def state_backup_enabled(stack: StackConfig) -> bool:
+    """Headscale's state is backed up wherever the stack has a backup target."""
+    return stack.backup is not None
+
+
+def state_repository(stack: StackConfig) -> str:
+    """The restic repository of Headscale's state, beside the volumes' (plans.backup.repository)."""
+    where = backup.target(stack)
+    folder = f"headscale/{NAMESPACE}/{STATE_CLAIM}"
+    if where.kind == "nfs":
+        return f"/mnt/{backup.MOUNT}/{folder}"
+    prefix = f"{where.prefix}/" if where.prefix else ""
+    return f"s3:{where.endpoint}/{where.path}/{prefix}{folder}"
+
+
+def state_backup_secret(stack: StackConfig, password: str, s3: tuple[str, str] | None) -> dict[str, Any]:
+    """The Secret the init container reads (`password` and `s3` are Pulumi secrets at run time; the component keeps the
+    whole stringData secret)."""
+    values: dict[str, str] = {"RESTIC_REPOSITORY": state_repository(stack), "RESTIC_PASSWORD": password}
+    if s3 is not None:
+        assert stack.backup is not None
+        values |= {"AWS_ACCESS_KEY_ID": s3[0], "AWS_SECRET_ACCESS_KEY": s3[1], "AWS_DEFAULT_REGION": stack.backup.region}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(STATE_BACKUP_SECRET), "type": "Opaque", "stringData": values}
+
+
+def _keep_flags() -> str:
+    return " ".join(f"--keep-{k} {v}" for k, v in STATE_BACKUP_KEEP.items())
+
+
+def state_backup_container(stack: StackConfig) -> dict[str, Any]:
+    """The init container of Headscale's pod that backs its state up, or fills a new claim from the backup."""
+    mounts = [{"name": "state", "mountPath": STATE_DIR}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - the pod's emptyDir
+    if backup.target(stack).kind == "nfs":
+        mounts.append({"name": "target", "mountPath": f"/mnt/{backup.MOUNT}"})
+    return {
+        "name": STATE_BACKUP,
+        "image": pins.IMAGES["restic"],
+        "command": ["/bin/sh", "-c", STATE_BACKUP_SCRIPT],
+        "envFrom": [{"secretRef": {"name": STATE_BACKUP_SECRET}}],
+        "env": [
+            {"name": "STATE", "value": STATE_DIR},
+            {"name": "HOST", "value": STATE_BACKUP_HOST},
+            {"name": "KEEP", "value": _keep_flags()},
+            {"name": "BOUND", "value": str(STATE_BACKUP_TIMEOUT_SECONDS)},
+            {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - the pod's emptyDir
+            {"name": "RESTIC_CACHE_DIR", "value": "/tmp/cache"},  # noqa: S108 - the pod's emptyDir
+        ],
+        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": mounts,
+    }
+
+
+def state_backup_manifests(stack: StackConfig) -> list[dict[str, Any]]:
+    """The schedule of Headscale's state backup: an account that may patch Headscale's Deployment only, and the CronJob
+    that stamps its template (STATE_BACKUP_STAMP_SCRIPT). Nothing when the stack has no backup target."""
+    if not state_backup_enabled(stack):
+        return []
+    labels = {"app.kubernetes.io/name": STATE_BACKUP}
+    restricted = {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "name": "stamp",
+        "image": pins.IMAGES["curl"],
+        "command": ["/bin/sh", "-c", STATE_BACKUP_STAMP_SCRIPT],
+        "env": [
+            {"name": "ANNOTATION", "value": STATE_BACKUP_ANNOTATION},
+            {"name": "NAMESPACE", "value": NAMESPACE},
+            {"name": "DEPLOYMENT", "value": HEADSCALE},
+            {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - the pod's emptyDir
+        ],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": restricted,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's emptyDir
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(STATE_BACKUP, **labels)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(STATE_BACKUP, **labels),
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [HEADSCALE], "verbs": ["patch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(STATE_BACKUP, **labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": STATE_BACKUP},
+            "subjects": [{"kind": "ServiceAccount", "name": STATE_BACKUP, "namespace": NAMESPACE}],
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": _meta(STATE_BACKUP, **labels),
+            "spec": {
+                "schedule": STATE_BACKUP_SCHEDULE,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 1,
+                "jobTemplate": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "backoffLimit": 2,
+                        "activeDeadlineSeconds": 600,
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "serviceAccountName": STATE_BACKUP,
+                                "containers": [container],
+                                "volumes": [{"name": "tmp", "emptyDir": {}}],
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    ]

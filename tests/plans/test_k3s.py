@@ -970,8 +970,10 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
     soon, later, renewed_end = _in_days(100), _in_days(200), _in_days(465)
     cert = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", soon, cn="system:admin")
     _issue(tmp_path, tmp_path / "agent" / "serving-kubelet.crt", later)
-    # A CA ending sooner is no reason: k3s never renews its CAs (ten years).
-    _issue(tmp_path, tmp_path / "tls" / "server-ca.crt", _in_days(10))
+    # A CA ending sooner is no reason: k3s never renews its CAs (ten years). It is in the metric, labelled a CA (its own
+    # alert, AinurCACertificateExpiring): before, no CA was, and nothing said when one ends.
+    ca_end = _in_days(10)
+    ca = _issue(tmp_path, tmp_path / "tls" / "server-ca.crt", ca_end)
     renewed = _issue(tmp_path, tmp_path / "renewed.crt", renewed_end, cn="system:admin")
     result, calls = _upgrade(tmp_path, 0, "v1.35.8+k3s1", snapshot=True, RENEWED=str(renewed), RENEWS=str(cert))
     assert result.returncode == 0, result.stderr
@@ -997,6 +999,7 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
         f"# TYPE {metric} gauge\n"
         f'{metric}{{certificate="{cert}"}} {int(renewed_end.timestamp())}\n'
         f'{metric}{{certificate="{tmp_path / "agent" / "serving-kubelet.crt"}"}} {int(later.timestamp())}\n'
+        f'{metric}{{certificate="{ca}",ca="true"}} {int(ca_end.timestamp())}\n'
     )
     # As Prometheus's own linter reads the exposition node-exporter's textfile collector serves.
     lint = subprocess.run(
@@ -1007,6 +1010,42 @@ def test_a_certificate_within_k3s_s_window_restarts_k3s_which_renews_it_and_the_
         timeout=60,
     )
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
+
+
+def test_the_controller_manager_and_scheduler_certificates_are_in_the_metric_but_not_the_renewal(tmp_path: Path) -> None:
+    """kube-controller-manager's and kube-scheduler's serving certificates (k3s v1.33.1 and later, folders of their own):
+    counted in the metric, so AinurCertificateExpiring fires 30 days before their end, but not in the earliest end the
+    renewal is keyed on. Before, they were in neither, and could end between two renewals with no alert."""
+    leaf = _issue(tmp_path, tmp_path / "tls" / "client-admin.crt", _in_days(300), cn="system:admin")
+    scheduler_end = _in_days(20)
+    scheduler = _issue(tmp_path, tmp_path / "tls" / "kube-scheduler" / "kube-scheduler.crt", scheduler_end, cn="kube-scheduler")
+    metrics = tmp_path / "metrics" / "k3s-certificates.prom"
+    done = subprocess.run(
+        [
+            "python3",
+            "-c",
+            k3s.CERTIFICATES_SCRIPT,
+            "--metrics",
+            str(metrics),
+            str(tmp_path / "tls"),
+            "--also",
+            str(tmp_path / "tls" / "kube-scheduler"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[2] == str(leaf)  # the earliest the renewal reads: not the scheduler's
+    assert f'iluvatar_k3s_certificate_end_seconds{{certificate="{scheduler}"}} {int(scheduler_end.timestamp())}' in metrics.read_text().splitlines()
+    assert k3s.K3S_METRIC_ONLY_DIRS == (
+        "/var/lib/rancher/k3s/server/tls/kube-controller-manager",
+        "/var/lib/rancher/k3s/server/tls/kube-scheduler",
+    )
+    assert (
+        " --also /var/lib/rancher/k3s/server/tls/kube-controller-manager /var/lib/rancher/k3s/server/tls/kube-scheduler"
+        in k3s.certificates_functions()
+    )
 
 
 def test_certificates_outside_the_window_leave_k3s_running_and_the_step_says_their_end(tmp_path: Path) -> None:
@@ -1139,13 +1178,17 @@ def test_the_day2_lifetime_table_names_what_the_code_counts_and_alerts() -> None
     assert [r.split("|")[1].strip() for r in counted] == [
         "k3s leaf certificates (component clients, API server, etcd)",
         "kubelet and kube-proxy certificates",
+        "kube-controller-manager and kube-scheduler serving certificates",
+        "k3s CAs (`*-ca.crt`)",
     ]
-    folders = {f"`{d.removeprefix('/var/lib/rancher/k3s/')}/*.crt`" for d in k3s.K3S_TLS_DIRS}
-    assert folders == {f for r in counted for f in r.split("|")[2].replace(",", " ").split() if f.startswith("`")}
+    cells = {f for r in counted for f in r.split("|")[2].replace(",", " ").split() if f.startswith("`")}
+    folders = {f"`{d.removeprefix('/var/lib/rancher/k3s/')}/*.crt`" for d in (*k3s.K3S_TLS_DIRS, *k3s.K3S_METRIC_ONLY_DIRS)}
+    cas = {f"`{d.removeprefix('/var/lib/rancher/k3s/')}/*-ca.crt`" for d in k3s.K3S_TLS_DIRS}
+    assert cells == folders | cas
     alerts = {a.name for a in monitoring.alerts(load_stack_file(HOMELAB))}
     named = set(re.findall(r"`(Ainur\w+)`", table))
-    assert named == {"AinurCertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
-    assert len(rows) - len(counted) == 3  # the components' serving certificates, dynamiclistener's, the CAs
+    assert named == {"AinurCertificateExpiring", "AinurCACertificateExpiring", "AinurCertificateUnknown"} and named <= alerts
+    assert len(rows) - len(counted) == 2  # dynamiclistener's, kube-vip's copy of the admin certificate
 
 
 def test_a_valar_of_several_whose_certificates_ended_names_the_by_hand_runbook_before_it_restarts() -> None:

@@ -166,7 +166,7 @@ def test_the_pis_node_exporter_runs_on_every_pi_with_no_credential() -> None:
 def test_the_alerts_are_those_the_stack_can_raise() -> None:
     names = {a.name for a in monitoring.alerts(homelab())}
     assert names == {
-        "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "AinurCertificateUnknown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
+        "ArdaNodeDown", "AinurNodeDown", "AinurCertificateExpiring", "AinurCACertificateExpiring", "AinurCertificateUnknown", "NodeDiskFilling", "NodeDiskAlmostFull", "CephHealthWarning", "CephHealthError",
         "CertificateExpiring", "CertificateNotReady", "BackupFailed", "BackupJobFailed", "ArgoCdAppDegraded",
         "RestoreDrillFailed", "RestoreDrillStale",
         "LogStoreDown", "LogCollectorDown", "LogCollectorStalled", "LogCollectorDropping", "LogAlertsDown",
@@ -231,7 +231,37 @@ CASES: dict[str, tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = {
                 'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="eonwe",instance="192.168.0.12:9100",'
                 'certificate="/var/lib/rancher/k3s/agent/client-kubelet.crt"}',
                 "2599201x130",
+            ),
+            # A CA as near its end is the CA alert's: a restart, this alert's runbook, does not renew it.
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="ilmare",instance="192.168.0.13:9100",'
+                'certificate="/var/lib/rancher/k3s/server/tls/server-ca.crt",ca="true"}',
+                "2592000x130",
+            ),
+        ],
+    ),
+    # A k3s CA 30 days before its end (k3s never renews them): its own alert; a leaf as near is AinurCertificateExpiring's.
+    # Before, the CAs were not in the metric at all, and nothing said when they end.
+    "AinurCACertificateExpiring": (
+        [
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100",'
+                'certificate="/var/lib/rancher/k3s/server/tls/etcd/peer-ca.crt",ca="true"}',
+                "2592000x130",
             )
+        ],
+        "2h",
+        [
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="manwe",instance="192.168.0.11:9100",'
+                'certificate="/var/lib/rancher/k3s/server/tls/kube-scheduler/kube-scheduler.crt"}',
+                "2592000x130",
+            ),
+            (
+                'iluvatar_k3s_certificate_end_seconds{job="ainur-node-exporter",node="eonwe",instance="192.168.0.12:9100",'
+                'certificate="/var/lib/rancher/k3s/agent/server-ca.crt",ca="true"}',
+                "2599201x130",
+            ),
         ],
     ),
     # Eonwë's node-exporter answers but serves no certificate end (its file missing): the alert after an hour; manwë's,
