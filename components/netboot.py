@@ -23,7 +23,7 @@ from plans import k3s, references, storage, timeouts
 from plans import netboot as plan
 from plans.netboot import dhcp_probe, pi_pods, pis
 from stacks import netboot_mode
-from stacks.model import StackConfig
+from stacks.model import AddressRange, StackConfig
 
 SERVING = (("daemonset", "netboot-cache"), ("deployment", "netboot"), ("service", "netboot"))
 
@@ -246,11 +246,15 @@ class Netboot(pulumi.ComponentResource):
             # Its word to the user shows while it waits: pulumi-command v1.2.1 logs each line of a command's output as a
             # status of the resource as it comes (provider/pkg/provider/remote/commandOutputs.go:93, util/util.go:32-53).
             ours = probe_where[0]
+            lends_pool = stack.ainur.netboot.router_pool if stack.ainur is not None else None
+            lends = f"{lends_pool.start}-{lends_pool.end}" if router_where[1] == "dhcp" and isinstance(lends_pool, AddressRange) else None
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",
                 connection=args.valar,
                 # "Turn it on now" only on a move from dhcp, as the last outputs have it (wording alone: the wait is the same).
-                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router, before=router_where[1]),
+                # On a move from dhcp, the router's offers are held to the pool the stack says it lends, apart from the
+                # ranges the Ainur lent (stacks.netboot_mode): the household keeps those leases, the router knows none.
+                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router, before=router_where[1], pool=lends),
                 triggers=probe_live[2],
                 opts=pulumi.ResourceOptions(
                     parent=self,

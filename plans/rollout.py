@@ -824,9 +824,10 @@ def describe_mode(before: str | None, now: str | None) -> str:
         "Netboot: the DHCP mode moves from dhcp to proxy. Leave the router's DHCP server off until `pulumi up` says to "
         "turn it on: the Ainur lend until their netboot pod restarts, and two servers lending at once would hand out "
         "the same addresses and the Ainur refuse the router's leases. Then netboot-router-dhcp says \"turn the router's "
-        f'DHCP server on now" and waits up to {dhcp_probe.ROUTER_WAIT_MINUTES} min for it: its pool apart from '
-        "network.dhcpRange until the Ainur's leases end (leaseTime: the household's devices keep their addresses until "
-        "then, and a router that does not ping first could lend one again), the `reservations` output as its static "
+        f'DHCP server on now" and waits up to {dhcp_probe.ROUTER_WAIT_MINUTES} min for it: its pool the one the stack '
+        "names (ainur.netboot.routerPool), apart from network.dhcpRange until the Ainur's leases end (leaseTime: the "
+        "household's devices keep their addresses until then, and a router that does not ping first could lend one "
+        "again; the step fails on an offer outside it), the `reservations` output as its static "
         "leases, and ainur.serviceIp as the DNS server it hands out if the household should keep resolving the internal "
         "zone. If this `up` fails or stops once netboot-deployment-netboot has begun to change and before that word, turn "
         "the router's DHCP on then all the same: the Ainur's pod may already answer only the machines it boots.\n"

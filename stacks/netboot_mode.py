@@ -11,6 +11,7 @@ is written in `dhcp` mode only, `dhcp-range=<lan>,proxy,<netmask>` in `proxy` mo
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Any
 
 from stacks.errors import Problem
@@ -93,17 +94,10 @@ def static(ainur: Ainur | None, network: Network | None = None, discovery: Disco
                 "their lease time; remove leaseTime, or set ainur.netboot.mode: dhcp",
             )
         )
-    # `none` says only that no other server's lease is held, which harms nothing in proxy mode, and a move to dhcp asks
-    # for the router's real pool (check): a stack in dhcp mode keeps it when it moves to proxy.
-    if nb.router_pool is not None and nb.router_pool != NO_POOL:
-        out.append(
-            Problem(
-                ROUTER_POOL,
-                f"{nb.router_pool} with ainur.netboot.mode proxy: routerPool is the pool the router lent before a move to "
-                "dhcp mode, and in proxy mode the router lends; remove routerPool, or set ainur.netboot.mode: dhcp",
-            )
-        )
-    return out
+    # In proxy mode a range is the pool the router lends: asked on a move from dhcp, where it must stay apart from the
+    # ranges the Ainur lent until their leases end (check), and harmless after; `none` says only that no other
+    # server's lease is held.
+    return out + _on_lan(nb.router_pool, network)
 
 
 def _lent(network: Network | None, discovery: Discovery | None) -> list[tuple[str, AddressRange]]:
@@ -185,6 +179,8 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
                 f"LAN as it runs; {nb.mode} changes it ({RUNBOOK})",
             )
         ]
+    if nb.mode == "proxy":
+        return _router_apart(stack, dnsmasq_conf)
     if nb.mode == "dhcp" and not nb.router_dhcp_off:
         return [
             Problem(
@@ -218,6 +214,66 @@ def check(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
             )
         ]
     return []
+
+
+def deployed_ranges(dnsmasq_conf: Any) -> list[tuple[AddressRange, str]]:
+    """The ranges the last deployment's dnsmasq lent, each with its lease time, from its `dhcp-range` lines
+    (plans.netboot.dnsmasq: `[tag:...,]START,END,NETMASK,LEASE`; a proxy range lends nothing)."""
+    if not isinstance(dnsmasq_conf, str):
+        return []
+    out = []
+    for line in dnsmasq_conf.splitlines():
+        key, _, value = line.strip().partition("=")
+        items = [i for i in value.split(",") if not i.startswith(("tag:", "set:"))]
+        if key != "dhcp-range" or len(items) < 4 or "proxy" in items:
+            continue
+        out.append((AddressRange(start=IPv4Address(items[0]), end=IPv4Address(items[1])), items[-1]))
+    return out
+
+
+def _router_apart(stack: StackConfig, dnsmasq_conf: Any) -> list[Problem]:
+    """A move from dhcp to proxy: the router starts lending while the household still holds the Ainur's leases (up to
+    the last deployment's lease time), which the router does not know, so a router that lends without first checking an
+    address is free would give a device joining an address another holds. Its pool must be said, and apart from the
+    ranges the Ainur lent (read from the last deployment's own config: the stack's may have changed with the move)."""
+    lent = deployed_ranges(dnsmasq_conf)
+    assert stack.ainur is not None
+    pool = stack.ainur.netboot.router_pool
+    if not lent:
+        return []
+    held = ", ".join(f"{r} (leases of up to {t})" for r, t in lent)
+    longest = max((t for _, t in lent), key=_lease_seconds)
+    if not isinstance(pool, AddressRange):
+        return [
+            Problem(
+                ROUTER_POOL,
+                f"{'is not set' if pool is None else pool}, and the last deployment ran the Ainur in mode dhcp: the "
+                f"household's devices keep the addresses the Ainur lent them from {held} after the switch, and the router "
+                "does not know those leases, so a router that lends without first checking an address is free would give a "
+                "device joining an address another holds. Set the router's DHCP pool apart from them and say it as "
+                f"ainur.netboot.routerPool: {{start: ..., end: ...}}; once {longest} has passed since the switch, the "
+                f"router's pool may grow back (update routerPool to it); or keep mode: dhcp ({RUNBOOK})",
+            )
+        ]
+    return [
+        Problem(
+            ROUTER_POOL,
+            f"{pool} overlaps {r}, which the last deployment's Ainur lent (leases of up to {t}): the household's devices "
+            "keep those addresses after the switch, and the router does not know the leases, so a router that lends "
+            "without first checking an address is free would give a device joining an address another holds. Set the "
+            f"router's DHCP pool apart from {r} and say it as routerPool; once {t} has passed since the switch, it may "
+            f"grow back; or keep mode: dhcp ({RUNBOOK})",
+        )
+        for r, t in lent
+        if r.overlaps(pool)
+    ]
+
+
+def _lease_seconds(lease: str) -> float:
+    """A dnsmasq lease time (`45m`, `12h`, `2d`, `infinite`) in seconds, to name the longest."""
+    if lease == "infinite":
+        return float("inf")
+    return float(lease[:-1]) * {"m": 60, "h": 3600, "d": 86400}.get(lease[-1], 1)
 
 
 def _would(before: str) -> str:

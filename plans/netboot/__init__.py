@@ -57,7 +57,7 @@ from plans.netboot.dnsmasq import CLIENT_ARCH, IPXE_BINARIES, PROXY_CSA, dhcp_ho
 from plans.netboot.dnsmasq import _reverse_zones as _reverse_zones  # the tests read it
 from plans.netboot.ipxe import TALOS_KERNEL_ARGS, asset_dir, boot_script, kernel_line, node_script, scripts
 from plans.netboot.kube_vip import kube_vip_services
-from plans.netboot.leases import LEASE_SYNC_SECONDS, LEASES_CONFIGMAP, restore_leases_script, save_leases_script
+from plans.netboot.leases import LEASE_SYNC_SECONDS, LEASES_CONFIGMAP, drop_stale_script, restore_leases_script, save_leases_script
 from plans.netboot.mirror import git_mirror_manifests
 from plans.netboot.nginx import nginx_conf
 from plans.netboot.objects import SEED_NAMESPACE, config_digest, manifests
@@ -108,6 +108,7 @@ __all__ = [
     "dns_records",
     "dnsmasq_conf",
     "dnsmasq_configmap",
+    "drop_stale_script",
     "fetch_assets_script",
     "fetch_ipxe_script",
     "git_mirror_manifests",

@@ -235,6 +235,15 @@ def _pool_word(router: str | None, pool: str | None, answers: Sequence[Answer]) 
     )
 
 
+def _outside(pool: str | None, offers: Sequence[Answer]) -> list[str]:
+    """The addresses offered outside `pool` (`START-END`; None or `none`: no pool to hold them to)."""
+    if pool is None or pool == "none":
+        return []
+    start, _, end = pool.partition("-")
+    low, high = ipaddress.IPv4Address(start), ipaddress.IPv4Address(end)
+    return sorted({a.offered for a in offers if not low <= ipaddress.IPv4Address(a.offered) <= high}, key=ipaddress.IPv4Address)
+
+
 def judge(
     mode: str, ours: Sequence[str], answers: list[Answer], before: str | None = None, router: str | None = None, pool: str | None = None
 ) -> str | None:
@@ -352,13 +361,16 @@ def wait_for_router(
     seconds: float,
     ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
     moved: bool = False,
+    pool: str | None = None,
 ) -> int:
     """Once the netboot pod runs in proxy mode: 0 as soon as the router's DHCP server (`router`) answers, with no other
     server beside it; until then, having told the user to turn the router's DHCP on (`moved`: a move from dhcp mode; on
     any other restart of the pod only that it has not answered yet, since its DHCP is on and a busy router answers late), ask again,
     and give up after `seconds` (1, naming what is missing). Any other server answering fails the step at once, named:
     it is not the router, and the household would take its addresses from it. Each round is one `collect`, bounded by
-    its own listening time, its `secs` counted from the wait's start."""
+    its own listening time, its `secs` counted from the wait's start. `pool` (on a move: ainur.netboot.routerPool,
+    `START-END`, which the stack keeps apart from the ranges the Ainur lent): a router offering outside it fails the
+    step, named, since the household still holds the Ainur's leases, which the router does not know."""
     began = time.monotonic()
     end = began + seconds
     told = False
@@ -368,6 +380,16 @@ def wait_for_router(
             print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")
         if foreign := [a for a in others if a.server != router]:
             print(_foreign(router, foreign).replace(" Nothing on the LAN was changed.", WAIT_AGAIN), file=sys.stderr)
+            return 1
+        if others and moved and (outside := _outside(pool, [a for a in others if a.kind == "offer"])):
+            print(
+                f"iluvatar: the router's DHCP server ({router}) offered {', '.join(outside)}, outside ainur.netboot.routerPool "
+                f"{pool}: the household's devices keep the addresses the Ainur lent them until their leases end, and the router "
+                "does not know those leases, so one that lends without first checking an address is free gives a device "
+                "joining an address another holds. Fix: set the router's DHCP pool to "
+                f"{pool} now (its LAN or DHCP settings), then run `pulumi up` again (this step asks again).",
+                file=sys.stderr,
+            )
             return 1
         if others:
             return 0
@@ -528,13 +550,15 @@ def probe_script(
     )
 
 
-def wait_script(ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES, before: str | None = None) -> str:
+def wait_script(
+    ours: Sequence[str], lan: str, router: str, minutes: int = ROUTER_WAIT_MINUTES, before: str | None = None, pool: str | None = None
+) -> str:
     """The step `pulumi up` runs on a valar once the netboot pod runs in proxy mode: the same module, waiting up to
     `minutes` for the router's DHCP server at `router` (`wait_for_router`); `before` dhcp: a move, so the user is told to
-    turn the router's DHCP on."""
+    turn the router's DHCP on, and its offers are held to `pool` (ainur.netboot.routerPool, `START-END`)."""
     return _as_root(
         "the router's DHCP, awaited once the Ainur answer only the machines they boot",
-        f"{_arguments('proxy', ours, lan, router, before)} --wait-minutes {minutes}",
+        f"{_arguments('proxy', ours, lan, router, before, pool)} --wait-minutes {minutes}",
     )
 
 
@@ -576,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         "--deployed-mode", choices=("dhcp", "proxy"), help="with --kubectl: the last outputs' mode, for a Deployment without its annotations"
     )
     parser.add_argument("--deployed-service-ip", help="with --kubectl: the last outputs' service address, likewise")
-    parser.add_argument("--router-pool", help="in dhcp mode, the pool the stack says the router lent (START-END or none)")
+    parser.add_argument(
+        "--router-pool", help="in dhcp mode, the pool the stack says the router lent; on a move to proxy, the one it lends (START-END or none)"
+    )
     parser.add_argument(
         "--retry-seconds", type=float, default=PROXY_RETRY_SECONDS, help="in proxy mode, how long to ask again while the router is silent"
     )
@@ -602,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return wait_off(interface, ours, args.wait_off_minutes * 60.0)
     if args.wait_minutes is not None:
-        return wait_for_router(interface, ours, args.router, args.wait_minutes * 60.0, moved=args.before == "dhcp")
+        return wait_for_router(interface, ours, args.router, args.wait_minutes * 60.0, moved=args.before == "dhcp", pool=args.router_pool)
     answers, refusal = probe(interface, args.mode, ours, args.router, before, args.router_pool, args.retry_seconds)
     for a in answers:
         print(f"iluvatar: DHCP server {a.server} (MAC {a.mac}) answered a DHCPDISCOVER on {interface}: {a.kind} {a.offered}")

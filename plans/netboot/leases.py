@@ -21,8 +21,41 @@ _API = (
 )
 
 
-def restore_leases_script(lease_file: str = LEASE_FILE) -> str:
-    """Init step: copy the lease database from the cluster (ConfigMap) to where dnsmasq reads it."""
+# The inventory's reservations as the netboot ConfigMap's volume holds them (plans.netboot.records: `MAC,IP,NAME,LEASE`
+# a line, plans.netboot.dnsmasq.dhcp_hosts_file), where restore-leases reads them.
+DHCP_HOSTS = "/etc/iluvatar/dnsmasq-dhcp-hosts"
+# A reservation's lease is `infinite`, so a machine keeps its address through an Ainur outage of any length. The cost:
+# once the machine is gone (removed, or its MAC replaced), its lease holds the address for ever, and dnsmasq will not lend
+# it to the MAC now reserved at it (dnsmasq 2.90 src/rfc2131.c:1101-1111, "not using configured address ... because it
+# is leased to ..."). So before dnsmasq starts, a lease is dropped when it is infinite and its address is reserved for
+# another MAC: dnsmasq writes a lease a line, `EXPIRY MAC IP NAME CLIENTID`, EXPIRY 0 for an infinite one (src/lease.c:
+# 246-295, lease_update_file; :810-832, lease_set_expires). Only infinite ones: a household device's lease is finite,
+# and one of an address a range lent before a reservation took it must run out, or the machine would be lent an
+# address the device still holds.
+STALE = (
+    "awk -F'[ ,]' 'NR == FNR { if ($0 !~ /^#/ && NF >= 2) reserved[$2] = tolower($1); next }"
+    ' !($1 == "0" && ($3 in reserved) && tolower($2) != reserved[$3])\''
+)
+
+
+def drop_stale_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS) -> str:
+    """The lease file without the infinite leases of addresses the inventory now reserves for another MAC (`STALE`),
+    each dropped one said; nothing when there is no DHCP hosts file."""
+    return (
+        f"if [ -f {hosts_file} ] && [ -s {lease_file} ]; then\n"
+        f"  {STALE} {hosts_file} {lease_file} > {lease_file}.kept\n"
+        f"  if ! cmp -s {lease_file} {lease_file}.kept; then\n"
+        f'    echo "dropped the leases of reserved addresses held by a MAC no longer reserved at them:"\n'
+        f"    grep -vxF -f {lease_file}.kept {lease_file} || true\n"
+        "  fi\n"
+        f"  mv {lease_file}.kept {lease_file}\n"
+        "fi\n"
+    )
+
+
+def restore_leases_script(lease_file: str = LEASE_FILE, hosts_file: str = DHCP_HOSTS) -> str:
+    """Init step: copy the lease database from the cluster (ConfigMap) to where dnsmasq reads it, without the stale
+    leases of reservations (`drop_stale_script`)."""
     return (
         "set -eu\n"
         + _API
@@ -33,6 +66,7 @@ def restore_leases_script(lease_file: str = LEASE_FILE) -> str:
         + f"  404) : > {lease_file} ;;\n"
         + '  *) echo "cannot read the lease ConfigMap: HTTP $code" >&2; cat "$OUT" >&2; exit 1 ;;\n'
         + "esac\n"
+        + drop_stale_script(lease_file, hosts_file)
         + f'echo "restored $(wc -l < {lease_file}) leases"\n'
     )
 

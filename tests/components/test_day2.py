@@ -207,15 +207,20 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     previous = outputs_of(homelab)
     (tmp_path / "proxy").mkdir()
     (tmp_path / "back").mkdir()
-    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy"})
+    # The pool the router will lend, apart from the range the Ainur lent (stacks.netboot_mode).
+    doc = edit(
+        homelab_doc(),
+        {"iluvatar:ainur.netboot.mode": "proxy", "iluvatar:ainur.netboot.routerPool": {"start": "192.168.0.200", "end": "192.168.0.250"}},
+    )
     proxy = simulate(read_stack_file(write_stack(tmp_path / "proxy", doc, stack="homelab")), previous=previous, preview=True)
     assert _plan(caplog, proxy, previous) == [
         "Netboot: the DHCP mode moves from dhcp to proxy. Leave the router's DHCP server off until `pulumi up` says to turn "
         "it on: the Ainur lend until their netboot pod restarts, and two servers lending at once would hand out the same "
         "addresses and the Ainur refuse the router's leases. Then netboot-router-dhcp says \"turn the router's DHCP server "
-        "on now\" and waits up to 15 min for it: its pool apart from network.dhcpRange until the Ainur's leases end "
-        "(leaseTime: the household's devices keep their addresses until then, and a router that does not ping first could "
-        "lend one again), the `reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out "
+        'on now" and waits up to 15 min for it: its pool the one the stack names (ainur.netboot.routerPool), apart from '
+        "network.dhcpRange until the Ainur's leases end (leaseTime: the household's devices keep their addresses until then, "
+        "and a router that does not ping first could lend one again; the step fails on an offer outside it), the "
+        "`reservations` output as its static leases, and ainur.serviceIp as the DNS server it hands out "
         "if the household should keep resolving the internal zone. If this `up` fails or stops once "
         "netboot-deployment-netboot has begun to change and before that word, turn the router's DHCP on then all the same: "
         "the Ainur's pod may already answer only the machines it boots.",
@@ -230,8 +235,8 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     )
     wait = regs["netboot-router-dhcp"]
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --wait-minutes 15 <<'ILUVATAR_PROBE'"
-        in wait.inputs["create"]
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --router-pool 192.168.0.200-192.168.0.250"
+        " --wait-minutes 15 <<'ILUVATAR_PROBE'" in wait.inputs["create"]
     )
     assert regs["netboot-deployment-netboot"].urn in wait.dependencies
     assert wait.inputs["triggers"] == regs["netboot-dhcp-probe"].inputs["triggers"]

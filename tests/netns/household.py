@@ -16,13 +16,13 @@ SIGHUP for the DHCP hosts, when the netboot pod's template stays as it is, or th
 Recreate: the old dnsmasq exits, the new one starts with the leases kept and its records filled first) when the
 template changes, which `template_changes` computes from the program's own objects (plans.netboot.objects), never
 assumed; the bring-up runs the program's DHCP probe step first (plans.netboot.dhcp_probe) and then dnsmasq; the
-serving Pi killed moves the service address to a second Pi whose dnsmasq starts with the leases restored.
+serving Pi killed is taken over by a second Pi through the failover's own timers (tests.netns.failover), its dnsmasq
+started with the leases restored.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,13 +32,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from plans import netboot
 from plans.netboot import dhcp_probe, objects
 from stacks import StackConfig, parse_stack
-from tests.netns.lan import REPO, Lan, in_ns
+from tests.netns.failover import Failover
+from tests.netns.lan import REPO, Lan
 from tests.tools import require
 
 # The hook udhcpc runs on each event: the lease applied (or dropped), and one line per event for the counts.
@@ -235,6 +237,22 @@ class Household:
         counts["two servers answering"] = sum(1 for o in offers if len(o) > 1)
         return dict(counts)
 
+    def gaps(self, start: float, end: float) -> dict[str, float]:
+        """The longest any client went without an answer over [start, end], counted from its last answer before
+        `start`: for DNS, between two of its answered queries; for DHCP, between two of its transactions that ended
+        with a lease (bound or renew). Each includes the client's own pace (a query every 0.5 s after up to 1 s of
+        waiting; a renewal 1 s after the last ended, and once the lease is lost, udhcpc's rounds of 3 DISCOVERs 1 s
+        apart and 1 s of rest), which is what a household device sees."""
+
+        def longest(times: list[float]) -> float:
+            before = [t for t in times if t < start]
+            points = [before[-1] if before else start, *(t for t in times if start <= t <= end), end]
+            return max(b - a for a, b in pairwise(points))
+
+        dns = max(longest(sorted(t for t, ok in list(c.dns_lines) if ok)) for c in self.clients)
+        dhcp = max(longest(sorted(t for t, kind, _, _ in c.read_events() if kind in ("bound", "renew"))) for c in self.clients)
+        return {"dns gap": round(dns, 1), "dhcp gap": round(dhcp, 1)}
+
     def stop(self) -> None:
         self.stopping.set()
         procs = [p for c in self.clients for p in (c.udhcpc, c.dns)] + [self.sampler]
@@ -299,6 +317,9 @@ class Result:
     counts: dict[str, int]
     # In dhcp mode, the address a real DHCP client of each inventory MAC named was offered and leased after the change.
     leased: dict[str, str] = field(default_factory=dict)
+    # The longest the household went without an answer (Household.gaps), and the takeover's steps, for the Pi killed.
+    gaps: dict[str, float] = field(default_factory=dict)
+    timeline: str = ""
 
 
 def lease_of(net: Lan, mac: str) -> str:
@@ -416,30 +437,23 @@ class Scenarios:
         return self.change("k3s upgrade", stack, self.extra)
 
     def pi_killed(self) -> Result:
-        """The serving Pi dies: its dnsmasq and the service address with it; the pod starts on a second Pi with the leases
-        restored (restore-leases), and kube-vip there takes the address and announces it."""
-
-        def step() -> None:
-            self.net.release_service_address()
-            self.net.stop("dnsmasq")
-            ns = self.net.host("p2", OTHER_PI)
-            root = self.net.root / "p2"
-            (root / "leases").mkdir(parents=True, exist_ok=True)
-            shutil.copy(self.net.root / "leases" / "dnsmasq.leases", root / "leases" / "dnsmasq.leases")
-            conf = root / "dnsmasq.conf"
-            conf.write_text(
-                netboot.dnsmasq_conf(
-                    self.stack,
-                    tftp_root=str(self.net.root / "tftp"),
-                    lease_file=str(root / "leases" / "dnsmasq.leases"),
-                    records_dir=str(self.net.records),
-                )
-            )
-            self.net._dnsmasq("dnsmasq-p2", ns, conf, None)
-            in_ns(ns, "ip", "addr", "replace", f"{self.net.service_ip}/32", "dev", "eth0")
-            self.net.announce(ns, self.net.service_ip)
-
-        return self._measure("Pi killed", True, step)
+        """The serving Pi dies: its kubelet, its dnsmasq and its hold of the service address with it. The takeover is
+        the failover's own timers (tests.netns.failover: the node lifecycle controller, the taint eviction, the
+        replacement's start and readiness on a second Pi, its kube-vip's election), with the program's values."""
+        takeover = Failover(self.net, "p2", OTHER_PI)
+        takeover.start()
+        try:
+            takeover.wait_seen()
+            start = time.time()
+            takeover.kill()
+            takeover.wait_taken()
+            self.house.wait(time.time(), "Pi killed", renewals=self.renewals)
+            end = time.time()
+        finally:
+            takeover.stop()
+        result = Result("Pi killed", True, self.house.counts(start, end), gaps=self.house.gaps(start, end), timeline=takeover.timeline())
+        self.results.append(result)
+        return result
 
 
 def _rogue(net: Lan, ns: str, key: str, pool: tuple[str, str]) -> None:

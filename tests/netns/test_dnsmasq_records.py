@@ -20,6 +20,7 @@ from plans import netboot
 from plans.netboot import records
 from stacks import load_stack_file, parse_stack, read_stack_file
 from tests.edit import HOMELAB
+from tests.netns.household import lease_of
 from tests.netns.lan import Lan, in_ns, lan, require_root
 from tests.plans.test_netboot_records import _version
 from tests.tools import require
@@ -265,3 +266,33 @@ def test_a_dhcp_hosts_file_put_while_dnsmasq_starts_neither_kills_it_nor_is_lost
         if container.poll() is None:
             container.kill()
             container.wait(timeout=20)
+
+
+def test_a_reserved_address_whose_old_machine_is_gone_is_lent_to_its_new_mac_after_a_restart(net: Lan) -> None:
+    """saruman's address (192.168.0.32) held by an infinite lease of a MAC no longer reserved at it (the machine it was
+    lent to, gone): the real dnsmasq will not lend it to saruman's MAC (src/rfc2131.c:1101-1111). The program's
+    restore-leases drops such a lease before dnsmasq starts (plans.netboot.leases.drop_stale_script, run by busybox's
+    sh as in the image), so after the pod's restart saruman is lent its reservation."""
+    saruman, ip, gone = "28:d2:44:30:00:02", "192.168.0.32", "02:00:5e:00:0e:99"
+    leases = net.root / "leases" / "dnsmasq.leases"
+    net.stop("dnsmasq")
+    leases.parent.mkdir(exist_ok=True)
+    leases.write_text(f"0 {gone} {ip} gone *\n")
+    net.start_dnsmasq(keep_leases=True)
+    assert lease_of(net, saruman) != ip
+    log = (net.root / "dnsmasq.log").read_text()
+    assert f"not using configured address {ip} because it is leased to {gone}" in log
+    # The pod restarted: restore-leases' filter on the lease file the cluster kept, then dnsmasq.
+    net.stop("dnsmasq")
+    leases.write_text(f"0 {gone} {ip} gone *\n")
+    hosts = net.root / "netboot-configmap" / records.DHCP_HOSTS_KEY
+    done = subprocess.run(
+        [require("busybox"), "sh", "-euc", netboot.drop_stale_script(str(leases), str(hosts))], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "dropped the leases of reserved addresses held by a MAC no longer reserved at them:",
+        f"0 {gone} {ip} gone *",
+    ]
+    net.start_dnsmasq(keep_leases=True)
+    assert lease_of(net, saruman) == ip

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from plans.k3s import KUBE_VIP_ELECTION, NODE_MONITOR_GRACE_PERIOD
+from plans.netboot import EVICTION_SECONDS, failover
 from stacks import parse_stack, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns.household import K3S_FROM, MOVED_IP, NEW_MAC, REPLACEMENT_MAC, Result, run_all
@@ -91,3 +93,24 @@ def test_the_counts_see_a_second_server_and_a_nak(runs: dict[str, Result]) -> No
     one lending another range NAKs the household."""
     assert runs["break: a second server"].counts["two servers answering"] > 0, runs["break: a second server"].counts
     assert runs["break: the router's DHCP replaced"].counts["dhcp NAKs"] > 0, runs["break: the router's DHCP replaced"].counts
+
+
+@pytest.mark.parametrize("runs", ["proxy", "dhcp"], indirect=True)
+def test_the_pi_killed_leaves_the_household_a_gap_within_the_failover_bound(runs: dict[str, Result], request: pytest.FixtureRequest) -> None:
+    """The serving Pi killed, and the takeover run by the failover's own timers (tests.netns.failover): the longest any
+    household client went without a DNS answer (both modes) or without a lease (dhcp mode, where the Ainur lend) is
+    within the bound the docs state (plans.netboot.failover.bound, from the same constants the program sets), and at
+    least what those timers cannot beat: a grace period of silence (from the Pi's last report, at most a report
+    period before its death), the toleration and a whole kube-vip lease. In proxy mode the router goes on lending:
+    no renewal fails."""
+    result = runs["Pi killed"]
+    floor = (
+        failover.seconds(NODE_MONITOR_GRACE_PERIOD) - failover.status_frequency() + EVICTION_SECONDS + float(KUBE_VIP_ELECTION["vip_leaseduration"])
+    )
+    gaps, bound = result.gaps, failover.bound()
+    assert floor <= gaps["dns gap"] <= bound, (gaps, result.timeline)
+    if request.node.callspec.params["runs"] == "dhcp":
+        assert floor <= gaps["dhcp gap"] <= bound, (gaps, result.timeline)
+        assert result.counts["dhcp failed"] > 0, result.counts
+    else:
+        assert result.counts["dhcp failed"] == 0, (result.counts, gaps)

@@ -374,3 +374,21 @@ def test_a_retry_after_a_move_that_failed_before_the_deployment_still_sees_the_m
     # The API unreadable: the step fails, saying so, and changes nothing.
     assert dhcp_probe.main([*argv, "--kubectl", _kubectl(tmp_path, None, fails=True)]) == 1
     assert "cannot be read from the Ainur's API" in capsys.readouterr().err
+
+
+def test_the_step_after_a_move_to_proxy_holds_the_routers_offers_to_its_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a move from dhcp the household keeps the Ainur's leases, which the router does not know: a router offering an
+    address outside the pool the stack says it lends (apart from the Ainur's range, stacks.netboot_mode) fails the step,
+    naming the offer and the pool; one offering inside it passes. On a restart that is no move, the pool is not asked."""
+    inside = Answer(server=GATEWAY, mac="00:11:22:33:44:55", kind="offer", offered="192.168.0.210")
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: [ROUTER], moved=True, pool="192.168.0.200-192.168.0.250") == 1
+    assert capsys.readouterr().err.startswith(
+        "iluvatar: the router's DHCP server (192.168.0.1) offered 192.168.0.57, outside ainur.netboot.routerPool "
+        "192.168.0.200-192.168.0.250: the household's devices keep the addresses the Ainur lent them until their leases end"
+    )
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: [inside], moved=True, pool="192.168.0.200-192.168.0.250") == 0
+    assert wait_for_router("eth0", [SVC], GATEWAY, 900.0, ask=lambda *_: [ROUTER], pool="192.168.0.200-192.168.0.250") == 0
+    # The step's script carries the pool to the module it runs.
+    assert "--router-pool 192.168.0.200-192.168.0.250 --wait-minutes 15" in dhcp_probe.wait_script(
+        [SVC], "192.168.0.0/24", GATEWAY, before="dhcp", pool="192.168.0.200-192.168.0.250"
+    )

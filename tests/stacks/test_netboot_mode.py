@@ -13,7 +13,7 @@ from iluvatar import summary
 from plans.netboot import dnsmasq_conf
 from stacks import StackConfigError, load_stack_file, netboot_mode
 from stacks.load import parse_stack, read_stack_file
-from stacks.model import StackConfig
+from stacks.model import AddressRange, StackConfig
 from tests.edit import HOMELAB, MINIMAL, edit, homelab_doc, write_stack
 from tests.plans.test_netboot import VARIANTS
 from tests.stacks.test_invalid_stacks import CASES as INVALID_CASES
@@ -56,9 +56,10 @@ def test_what_a_stack_may_say_against_the_mode_that_runs() -> None:
     assert netboot_mode.check(_with(), PROXY_RAN) == []
     # A first deployment: nothing ran, nothing to compare.
     assert netboot_mode.check(_with(), None) == []
-    # Stated moves: to proxy is the user's (the plan says what the router needs, and when); to dhcp once the router's
-    # DHCP is off, with the pool it lent named (network.dhcpRange apart from it: the static rule).
-    assert netboot_mode.check(_with(mode="proxy"), DHCP_RAN) == []
+    # Stated moves: to proxy with the pool the router will lend named, apart from the range the Ainur lent (the plan
+    # says what the router needs, and when); to dhcp once the router's DHCP is off, with the pool it lent named
+    # (network.dhcpRange apart from it: the static rule).
+    assert netboot_mode.check(_with(mode="proxy", routerPool={"start": "192.168.0.240", "end": "192.168.0.250"}), DHCP_RAN) == []
     assert netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool={"start": "192.168.0.240", "end": "192.168.0.250"}), PROXY_RAN) == []
     # Refused: the default moving a dhcp homelab, dhcp beside a router the stack does not say is off, and dhcp lending
     # while the household holds the router's leases from a pool the stack does not name.
@@ -80,6 +81,29 @@ def test_a_first_bring_up_in_dhcp_mode_names_the_pool_the_router_lent() -> None:
     assert [p.path for p in netboot_mode.check(_with(mode="dhcp", routerDhcpOff=True, routerPool="none"), PROXY_RAN)] == [netboot_mode.ROUTER_POOL]
     # It says nothing proxy mode contradicts, so a dhcp stack keeps it on a move to proxy.
     assert netboot_mode.static(_with(mode="proxy", routerPool="none").ainur) == []
+
+
+def test_a_move_to_proxy_names_the_routers_pool_apart_from_the_ainurs_leases() -> None:
+    """dhcp to proxy: the household keeps the Ainur's leases of network.dhcpRange (12 h) after the switch, and the
+    router, which does not know them, starts lending: its pool must be said, and apart from the range the last
+    deployment lent (read from its config, whatever the stack now says), or a router that does not check an address
+    first lends one a device holds."""
+    apart = {"start": "192.168.0.200", "end": "192.168.0.250"}
+    unsaid = netboot_mode.check(_with(mode="proxy"), DHCP_RAN)
+    assert [p.path for p in unsaid] == [netboot_mode.ROUTER_POOL]
+    assert "192.168.0.100-192.168.0.199 (leases of up to 12h)" in unsaid[0].message, unsaid[0].message
+    assert [p.path for p in netboot_mode.check(_with(mode="proxy", routerPool="none"), DHCP_RAN)] == [netboot_mode.ROUTER_POOL]
+    overlapping = netboot_mode.check(_with(mode="proxy", routerPool={"start": "192.168.0.150", "end": "192.168.0.250"}), DHCP_RAN)
+    assert [p.message.split(":")[0] for p in overlapping] == [
+        "192.168.0.150-192.168.0.250 overlaps 192.168.0.100-192.168.0.199, which the last deployment's Ainur lent (leases of up to 12h)"
+    ]
+    assert netboot_mode.check(_with(mode="proxy", routerPool=apart), DHCP_RAN) == []
+    # Once proxy runs, the pool is the router's to grow back: nothing compares it any more.
+    assert netboot_mode.check(_with(mode="proxy", routerPool={"start": "192.168.0.100", "end": "192.168.0.250"}), PROXY_RAN) == []
+    stack = _with(mode="proxy", routerPool=apart)
+    assert netboot_mode.static(stack.ainur, stack.network) == []
+    assert netboot_mode.deployed_ranges(DHCP_RAN) == [(AddressRange(start="192.168.0.100", end="192.168.0.199"), "12h")]
+    assert netboot_mode.deployed_ranges(PROXY_RAN) == []
 
 
 def test_a_router_pool_is_on_the_lan() -> None:

@@ -472,8 +472,9 @@ def test_a_homelab_that_never_stated_its_dhcp_mode_keeps_its_lans_dhcp() -> None
         "device would lose its address when its lease runs out. State the mode: ainur.netboot.mode: dhcp keeps the LAN as it "
         "runs; proxy changes it (docs/layers/netboot.md#changing-the-dhcp-mode)",
     ]
-    # Stated, either way, it goes on: dhcp keeps the LAN as it runs; proxy is the user's informed move (the plan says it).
-    for mode in ("dhcp", "proxy"):
+    # Stated, either way, it goes on: dhcp keeps the LAN as it runs; proxy is the user's informed move (the plan says it),
+    # with the pool the router will lend apart from the range the Ainur lent (stacks.netboot_mode).
+    for netboot in ({"mode": "dhcp"}, {"mode": "proxy", "routerPool": {"start": "192.168.0.200", "end": "192.168.0.250"}}):
         _answering({"dnsmasqConf": ran})
-        pulumi.runtime.set_all_config(_config(**{"iluvatar:ainur": json.dumps(ainur | {"netboot": {"mode": mode}})}), SECRET_KEYS)
+        pulumi.runtime.set_all_config(_config(**{"iluvatar:ainur": json.dumps(ainur | {"netboot": netboot})}), SECRET_KEYS)
         assert load().config.ainur is not None
