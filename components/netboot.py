@@ -211,6 +211,12 @@ class Netboot(pulumi.ComponentResource):
             # or a killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
             ours = probe_where[0]
             live_mode, live_ip, triggers, lent_pool = probe_live
+            # After every netboot object but the LoadBalancer Service of the pod itself: pulumi-kubernetes v4.32.0 awaits
+            # that Service until it has an ingress (provider/pkg/await/service.go:299-308, :411-417), which kube-vip
+            # v0.9.2 writes for a Local Service only from a node with a ready endpoint of it, i.e. the netboot pod
+            # (pkg/manager/watch_services.go:198-231, watch_endpoints.go:214-217): waiting on it here, with the Deployment
+            # waiting on this step, would hold the first dhcp bring-up until the Service's 10 min ran out, on every retry.
+            own_balancers = {r for r, m in ((references.identity(m), m) for m in others) if plan.balances(m, pod[0])}
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
@@ -228,7 +234,7 @@ class Netboot(pulumi.ComponentResource):
                     after_clearance,
                     pulumi.ResourceOptions(
                         provider=args.commands,
-                        depends_on=list(made.values()),
+                        depends_on=[made[r] for r in made if r not in own_balancers],
                         custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
                     ),
                 ),

@@ -175,3 +175,19 @@ def manifests(
         *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
     ]
+
+
+def balances(service: dict[str, Any], workload: dict[str, Any]) -> bool:
+    """Whether `service` is a LoadBalancer Service with the Local traffic policy in front of `workload`'s pods: one that
+    gets its address (kube-vip's, plans.netboot.kube_vip) only once a pod of the workload is ready, so pulumi-kubernetes,
+    which awaits its address (provider/pkg/await/service.go:299-308), holds it until then; nothing the workload waits
+    for may wait for it."""
+    spec = service.get("spec", {})
+    if service.get("kind") != "Service" or spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+        return False
+    if (service["metadata"].get("annotations") or {}).get("pulumi.com/skipAwait") == "true":
+        return False
+    labels = workload.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    selector = spec.get("selector") or {}
+    same = service["metadata"].get("namespace") == workload["metadata"].get("namespace")
+    return bool(same and selector and selector.items() <= labels.items())
