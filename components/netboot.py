@@ -255,8 +255,18 @@ class Netboot(pulumi.ComponentResource):
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",
                 connection=args.valar,
-                # "Turn it on now" only on a move from dhcp, as the last outputs have it (wording alone: the wait is the same).
-                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router, before=router_where[1]),
+                # "Turn it on now" only on a move from dhcp (wording alone: the wait is the same): as the last outputs have
+                # it, or as the probe read it from the Deployment that ran and told the user to wait for this word (a retry
+                # after an `up` that failed before the Deployment changed has proxy outputs and a dhcp pod). The probe's
+                # output is the one of its last run, which shares this step's triggers, so it is this move's.
+                create=probe.stdout.apply(
+                    lambda out: dhcp_probe.wait_script(
+                        ours,
+                        str(stack.network.lan),
+                        router,
+                        before="dhcp" if router_where[1] == "dhcp" or dhcp_probe.told_to_leave_off(out) else router_where[1],
+                    )
+                ),
                 triggers=probe_live[2],
                 opts=pulumi.ResourceOptions(
                     parent=self,
