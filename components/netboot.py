@@ -75,7 +75,8 @@ class Netboot(pulumi.ComponentResource):
         # All dnsmasq serves, its records' files written in (stacks.day2 reads a deployment's), as `dnsmasqConf`.
         self.dnsmasq_conf = plan.served_conf(stack, args.dns_records)
         self.scripts = plan.scripts(stack)
-        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
+        deployed = netboot_mode.deployed_mode(args.previous_dnsmasq_conf)
+        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots, deployed)
         namespace = manifests[0]
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
