@@ -685,6 +685,8 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         "dnsmasq-hosts",
         "dnsmasq-records.sh",
         "dnsmasq-run.sh",
+        # For a pod of the version before the conf's own ConfigMap (netboot.legacy_conf).
+        "dnsmasq.conf",
         "fetch-ipxe.sh",
         "ipxe-debs.sh",
         "nginx.conf",
