@@ -75,7 +75,8 @@ class Netboot(pulumi.ComponentResource):
         # All dnsmasq serves, its records' files written in (stacks.day2 reads a deployment's), as `dnsmasqConf`.
         self.dnsmasq_conf = plan.served_conf(stack, args.dns_records)
         self.scripts = plan.scripts(stack)
-        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots)
+        deployed = netboot_mode.deployed_mode(args.previous_dnsmasq_conf)
+        manifests = plan.manifests(stack, list(args.configs), args.dns_records, args.legacy_roots, deployed)
         namespace = manifests[0]
         self.objects = {}
         ns = kube.create(name, namespace, pulumi.ResourceOptions(parent=self))
@@ -211,6 +212,12 @@ class Netboot(pulumi.ComponentResource):
             # or a killed `up` leaves the old proxy pod and the router's DHCP as they were, or off; the next `up` asks again.
             ours = probe_where[0]
             live_mode, live_ip, triggers, lent_pool = probe_live
+            # After every netboot object but the LoadBalancer Service of the pod itself: pulumi-kubernetes v4.32.0 awaits
+            # that Service until it has an ingress (provider/pkg/await/service.go:299-308, :411-417), which kube-vip
+            # v0.9.2 writes for a Local Service only from a node with a ready endpoint of it, i.e. the netboot pod
+            # (pkg/manager/watch_services.go:198-231, watch_endpoints.go:214-217): waiting on it here, with the Deployment
+            # waiting on this step, would hold the first dhcp bring-up until the Service's 10 min ran out, on every retry.
+            own_balancers = {r for r, m in ((references.identity(m), m) for m in others) if plan.balances(m, pod[0])}
             router_off = command.remote.Command(
                 f"{name}-router-off",
                 connection=args.valar,
@@ -228,7 +235,7 @@ class Netboot(pulumi.ComponentResource):
                     after_clearance,
                     pulumi.ResourceOptions(
                         provider=args.commands,
-                        depends_on=list(made.values()),
+                        depends_on=[made[r] for r in made if r not in own_balancers],
                         custom_timeouts=pulumi.CustomTimeouts(create=timeouts.engine_timeout(f"{dhcp_probe.ROUTER_WAIT_MINUTES}m")),
                     ),
                 ),
@@ -247,14 +254,25 @@ class Netboot(pulumi.ComponentResource):
             # status of the resource as it comes (provider/pkg/provider/remote/commandOutputs.go:93, util/util.go:32-53).
             ours = probe_where[0]
             lends_pool = stack.ainur.netboot.router_pool if stack.ainur is not None else None
-            lends = f"{lends_pool.start}-{lends_pool.end}" if router_where[1] == "dhcp" and isinstance(lends_pool, AddressRange) else None
+            pool_text = f"{lends_pool.start}-{lends_pool.end}" if isinstance(lends_pool, AddressRange) else None
             self.objects[f"{name}-router-dhcp"] = command.remote.Command(
                 f"{name}-router-dhcp",
                 connection=args.valar,
-                # "Turn it on now" only on a move from dhcp, as the last outputs have it (wording alone: the wait is the same).
-                # On a move from dhcp, the router's offers are held to the pool the stack says it lends, apart from the
-                # ranges the Ainur lent (stacks.netboot_mode): the household keeps those leases, the router knows none.
-                create=dhcp_probe.wait_script(ours, str(stack.network.lan), router, before=router_where[1], pool=lends),
+                # "Turn it on now" only on a move from dhcp (wording alone: the wait is the same): as the last outputs have
+                # it, or as the probe read it from the Deployment that ran and told the user to wait for this word (a retry
+                # after an `up` that failed before the Deployment changed has proxy outputs and a dhcp pod). The probe's
+                # output is the one of its last run, which shares this step's triggers, so it is this move's. On a move
+                # from dhcp, the router's offers are held to the pool the stack says it lends, apart from the ranges the
+                # Ainur lent (stacks.netboot_mode): the household keeps those leases, the router knows none.
+                create=probe.stdout.apply(
+                    lambda out: dhcp_probe.wait_script(
+                        ours,
+                        str(stack.network.lan),
+                        router,
+                        before="dhcp" if router_where[1] == "dhcp" or dhcp_probe.told_to_leave_off(out) else router_where[1],
+                        pool=pool_text if router_where[1] == "dhcp" or dhcp_probe.told_to_leave_off(out) else None,
+                    )
+                ),
                 triggers=probe_live[2],
                 opts=pulumi.ResourceOptions(
                     parent=self,

@@ -355,6 +355,34 @@ class Checker:
             if not pods:
                 yield f"arda: {service.name} selects {selector}, which no kube-system Deployment labelled k8s-app=kube-dns (what Talos's health check waits for) runs"
 
+    def workloads_not_behind_their_load_balancer(self) -> Iterator[str]:
+        """No workload waits, directly or through others, for a LoadBalancer Service (Local traffic policy) that selects
+        its own pods: a deadlock. pulumi-kubernetes v4.32.0 awaits such a Service until it has an ingress
+        (provider/pkg/await/service.go:299-308, :411-417; 10 min, :80), and kube-vip v0.9.2 gives a Local Service its
+        address only from a node with a ready endpoint of it (pkg/manager/watch_services.go:198-231,
+        watch_endpoints.go:214-217), so that Service is never ready before the workload's pods are."""
+        for cluster in self.clusters():
+            services = []
+            for reg, gk in self.objects(cluster):
+                spec, meta = reg.inputs.get("spec") or {}, reg.inputs.get("metadata") or {}
+                skip = (meta.get("annotations") or {}).get("pulumi.com/skipAwait") == "true"
+                if gk == ("", "Service") and spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local" and not skip:
+                    services.append(reg)
+            for reg, gk in self.objects(cluster):
+                if gk[0] != "apps" or not isinstance(reg.inputs.get("spec"), dict):
+                    continue
+                labels = ((reg.inputs["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+                namespace = (reg.inputs.get("metadata") or {}).get("namespace")
+                for service in services:
+                    selector = service.inputs["spec"].get("selector") or {}
+                    same = (service.inputs.get("metadata") or {}).get("namespace") == namespace
+                    if same and selector and isinstance(labels, dict) and selector.items() <= labels.items() and self.graph.after(reg, service):
+                        chain = " -> ".join(e.dependency.rsplit("::", 1)[-1] for e in self.graph.path(reg, service))
+                        yield (
+                            f"{cluster}: {reg.name} waits for {service.name} ({chain}), a LoadBalancer Service of its own pods, "
+                            "which is ready only once they are: a deadlock"
+                        )
+
     RULES: tuple[Callable[[Checker], Iterator[str]], ...] = (
         providers_after_readiness,
         netbooting_machines_after_netboot,
@@ -363,6 +391,7 @@ class Checker:
         arda_workloads_after_nodes,
         objects_after_what_they_name,
         cluster_dns_has_one_owner,
+        workloads_not_behind_their_load_balancer,
     )
 
     def violations(self) -> list[str]:

@@ -146,7 +146,8 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "components.kube", ("deps = [made[ref] for ref in references.references(manifest) if ref in made]", "deps: list[pulumi.Resource] = []")
     )
     # The homelab's netboot Deployment (dhcp mode) stays after them all the same: it waits on netboot-router-off, which
-    # waits on every netboot object (#53: the router's DHCP goes off right before the pod, after all else it needs).
+    # waits on every netboot object but the pod's own Service (#53: the router's DHCP goes off right before the pod, after
+    # all else it needs).
     assert [m for m in found if m.startswith("ainur: netboot-deployment-netboot ")] == []
     assert (
         "ainur: git-mirror-deployment-git-mirror (Deployment netboot/git-mirror) is not after git-mirror-persistentvolumeclaim-git-mirror-longhorn, the PersistentVolumeClaim it names"
@@ -191,6 +192,16 @@ def test_without_reference_order_the_netboot_pods_race_their_account_and_config(
         "kms-serviceaccount-kms, the ServiceAccount it names",
     ]
     assert len(found) == 32
+
+
+def test_with_router_off_after_the_netboot_service_the_first_dhcp_bring_up_deadlocks() -> None:
+    # The Service is awaited until kube-vip gives it an address, which needs the netboot pod ready; the pod waits for
+    # netboot-router-off (#53).
+    found = broken("components.netboot", ("depends_on=[made[r] for r in made if r not in own_balancers],", "depends_on=list(made.values()),"))
+    assert found == [
+        "ainur: netboot-deployment-netboot waits for netboot-service-netboot (netboot-router-off -> netboot-service-netboot), "
+        "a LoadBalancer Service of its own pods, which is ready only once they are: a deadlock"
+    ]
 
 
 # --- Arda's cluster DNS has one owner (plans.coredns) -----------------------------------------------

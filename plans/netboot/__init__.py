@@ -60,7 +60,7 @@ from plans.netboot.kube_vip import kube_vip_services
 from plans.netboot.leases import LEASE_SYNC_SECONDS, LEASES_CONFIGMAP, drop_stale_script, restore_leases_script, save_leases_script
 from plans.netboot.mirror import git_mirror_manifests
 from plans.netboot.nginx import nginx_conf
-from plans.netboot.objects import SEED_NAMESPACE, config_digest, manifests
+from plans.netboot.objects import LEGACY_CONF_KEY, SEED_NAMESPACE, balances, config_digest, legacy_conf, manifests
 from plans.netboot.pods import CURL_IMAGE, DEBIAN_IMAGE, DNSMASQ_IMAGE, EVICTION_SECONDS, NGINX_IMAGE, cache_pod, netboot_pod
 from plans.netboot.records import records_script
 from plans.netboot.window import MAX_WINDOW_SECONDS, WINDOW_POLL_SECONDS, window_script
@@ -85,6 +85,7 @@ __all__ = [
     "LEASES_DIR",
     "LEASE_FILE",
     "LEASE_SYNC_SECONDS",
+    "LEGACY_CONF_KEY",
     "MAX_WINDOW_SECONDS",
     "NAMESPACE",
     "NGINX_IMAGE",
@@ -96,6 +97,7 @@ __all__ = [
     "WINDOW_POLL_SECONDS",
     "asset_boards",
     "asset_dir",
+    "balances",
     "base_url",
     "boot_script",
     "cache_pod",
@@ -115,6 +117,7 @@ __all__ = [
     "hosts_file",
     "kernel_line",
     "kube_vip_services",
+    "legacy_conf",
     "mac_name",
     "manifests",
     "netboot_nodes",

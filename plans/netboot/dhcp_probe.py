@@ -71,6 +71,11 @@ PROXY_RETRY_SECONDS = 60
 # changed, and the retry would see no move while the old pod still ran the old mode.
 MODE_ANNOTATION = "iluvatar/dhcp-mode"
 SERVICE_IP_ANNOTATION = "iluvatar/service-ip"
+# What the probe prints on a move from dhcp, and the step after the pod looks for in its output (`told_to_leave_off`).
+LEAVE_OFF = (
+    "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
+    "router's DHCP off until this `up` says to turn it on"
+)
 WAIT_AGAIN = " Then turn the router's DHCP server on, if it is off, and run `pulumi up` again (this step waits again)."
 
 
@@ -348,10 +353,17 @@ def switch_note(mode: str, ours: Sequence[str], answers: list[Answer], before: s
     if mode != "proxy" or before != "dhcp":
         return None
     return (
-        "iluvatar: only the Ainur lend on the LAN, as they must until the netboot pod restarts in proxy mode; leave the "
-        "router's DHCP off until this `up` says to turn it on (the step after the netboot pod's restart). If the `up` "
-        "fails or stops before saying so, once the netboot Deployment has begun to change, turn the router's DHCP on then."
+        f"{LEAVE_OFF} (the step after the netboot pod's restart). If the `up` fails or stops before saying so, once the "
+        "netboot Deployment has begun to change, turn the router's DHCP on then."
     )
+
+
+def told_to_leave_off(probe_output: str | None) -> bool:
+    """Whether the probe's output (`main`, `probe_script`) told the user to leave the router's DHCP off until the `up`
+    says to turn it on: a move from dhcp, as the probe read it from the netboot Deployment that ran. The step after the
+    pod (`wait_script`) then owes the user that word; it cannot read the move itself, since the Deployment has moved by
+    the time it runs."""
+    return LEAVE_OFF in (probe_output or "")
 
 
 def wait_for_router(
@@ -424,38 +436,55 @@ def wait_off(
     ours: Sequence[str],
     seconds: float,
     ask: Callable[[str, float], list[Answer]] = lambda i, began: collect(i, began=began),
-    quiet_rounds: int = 2,
+    quiet: float = PROXY_RETRY_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Right before the netboot pod restarts in dhcp mode (a move from proxy): 0 once `quiet_rounds` rounds in a row hear
-    no DHCP server but the Ainur (a busy router can miss one round, so one silent round is no proof its DHCP is off);
-    until then, having told the user to turn the router's DHCP off now, ask again, and give up after `seconds` (1, naming
-    who still answers). The household keeps the router's leases meanwhile; only this window has no lender for new ones."""
-    began = time.monotonic()
+    """Right before the netboot pod restarts in dhcp mode (a move from the router's lending): tell the user to turn the
+    router's DHCP off now, before the first round (a router busy pinging new clients may be silent in the first rounds,
+    and must be told all the same), then 0 once no DHCP server but the Ainur's has answered for `quiet` seconds in a row,
+    counted from the start of the first silent round: a silent router is off only after as long a silence as the proxy
+    probe gives a busy one before taking it for absent (PROXY_RETRY_SECONDS). Any answer starts the count again. Gives up
+    after `seconds` (1, naming who still answers). The household keeps the router's leases meanwhile; only this window
+    has no lender for new ones. `clock`: monotonic seconds."""
+    began = clock()
     end = began + seconds
-    told, quiet = False, 0
+    print(
+        f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now. Waiting up to {round(seconds / 60)} min "
+        f"until no server but the Ainur's has answered on {interface} for {round(quiet)} s in a row (a router pinging new "
+        "clients can be silent a while with its DHCP on); the household keeps the router's leases meanwhile.",
+        flush=True,
+    )
+    silent_since: float | None = None
+    named: set[tuple[str, str]] = set()
     while True:
+        start = clock()
         others = [a for a in ask(interface, began) if a.server not in ours]
-        quiet = 0 if others else quiet + 1
-        if quiet >= quiet_rounds:
-            print(f"iluvatar: no DHCP server but the Ainur's answers on {interface}: the netboot pod restarts in dhcp mode now")
+        if others:
+            silent_since = None
+            if new := [a for a in others if (a.server, a.mac) not in named]:
+                print(f"iluvatar: still answering on {interface}: {_named(new)}; waiting for it to stop.", flush=True)
+                named.update((a.server, a.mac) for a in new)
+        elif silent_since is None:
+            silent_since = start
+        now = clock()
+        if silent_since is not None and now - silent_since >= quiet:
+            print(
+                f"iluvatar: no DHCP server but the Ainur's has answered on {interface} for {round(now - silent_since)} s: the "
+                "netboot pod restarts in dhcp mode now"
+            )
             return 0
-        if time.monotonic() >= end:
+        if now >= end:
+            heard = (
+                _named(others) or f"none heard for the last {round(now - (silent_since or now))} s, short of the {round(quiet)} s that show it off"
+            )
             print(
                 f"iluvatar: a DHCP server other than the Ainur's still answers on the LAN after {round(seconds / 60)} min: "
-                f"{_named(others) or 'one round in two'}. The Ainur do not start lending beside it (two servers would hand out "
+                f"{heard}. The Ainur do not start lending beside it (two servers would hand out "
                 "the same addresses). Fix: turn the router's DHCP server off (its LAN or DHCP settings), and any other "
                 "server's, then run `pulumi up` again (this step waits again); or keep ainur.netboot.mode: proxy.",
                 file=sys.stderr,
             )
             return 1
-        if not told and others:
-            print(
-                f"iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now ({_named(others)}). Waiting up "
-                f"to {round(seconds / 60)} min for no server but the Ainur's to answer on {interface}; the household keeps "
-                "the router's leases meanwhile.",
-                flush=True,
-            )
-            told = True
 
 
 def deployed(kubectl: Sequence[str]) -> tuple[str | None, str | None] | None:

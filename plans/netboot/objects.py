@@ -62,11 +62,38 @@ def config_digest(stack: StackConfig, config_macs: Sequence[str]) -> str:
 TFTP_LAYOUT = {"iluvatar/tftp-layout": "binaries-renamed-in-place"}
 
 
+# Where a netboot pod made from a template before dnsmasq.conf had its own ConfigMap reads it: the `netboot` ConfigMap's
+# key, through --conf-file=/etc/iluvatar/dnsmasq.conf.
+LEGACY_CONF_KEY = "dnsmasq.conf"
+
+
+def legacy_conf(stack: StackConfig, deployed_mode: str | None) -> str:
+    """dnsmasq.conf for a netboot pod of a template that reads it from the `netboot` ConfigMap (`LEGACY_CONF_KEY`), as a
+    homelab deployed before the conf's own ConfigMap runs until its Deployment moves. The kubelet removes a key that
+    left a ConfigMap from the running pod's volume (Kubernetes v1.35.1 pkg/volume/util/atomic_writer.go:161-166, :254),
+    and dnsmasq exits (status 3) when its --conf-file is missing (dnsmasq 2.90 src/option.c:5585-5597): a restart of
+    that pod before its Deployment moves would leave the household without DHCP and DNS. Its paths are that pod's too
+    (the records, the leases, the TFTP root). Lending (`dhcp`) only where the stack and the last deployment
+    (`deployed_mode`, from its outputs; None on a first bring-up) both say dhcp: an old pod started again in proxy mode
+    lends nothing, whereas one started as an authoritative lender beside the router would refuse its clients."""
+    assert stack.ainur is not None
+    mode = "dhcp" if stack.ainur.netboot.mode == "dhcp" and deployed_mode != "proxy" else "proxy"
+    if mode == stack.ainur.netboot.mode:
+        return dnsmasq_conf(stack)
+    netboot = stack.ainur.netboot.model_copy(update={"mode": mode})
+    return dnsmasq_conf(stack.model_copy(update={"ainur": stack.ainur.model_copy(update={"netboot": netboot})}))
+
+
 def manifests(
-    stack: StackConfig, config_macs: list[str], extra_records: Sequence[tuple[str, IPv4Address]] = (), legacy_roots: bool = True
+    stack: StackConfig,
+    config_macs: list[str],
+    extra_records: Sequence[tuple[str, IPv4Address]] = (),
+    legacy_roots: bool = True,
+    deployed_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """The netboot namespace's objects, Namespace first. `extra_records` join the internal DNS zone
-    (see `dns_records`); `legacy_roots`: the first version's volume of the netbooted roots (pi_pods.keeps_legacy_claim).
+    (see `dns_records`); `legacy_roots`: the first version's volume of the netbooted roots (pi_pods.keeps_legacy_claim);
+    `deployed_mode`: the mode the last deployment's outputs say its dnsmasq ran (`legacy_conf`).
 
     The machine configs (a Secret) and the asset download script (from Image Factory URLs)
     are only known at deploy time; the component adds them.
@@ -87,6 +114,8 @@ def manifests(
         "fetch-ipxe.sh": fetch_ipxe_script(),
         # The pinned ipxe file, which fetch-ipxe.sh unpacks (plans.netboot.debs).
         "ipxe-debs.sh": fetch_script("netboot-ipxe", "iPXE"),
+        # Read only by a pod of an older template (`legacy_conf`); this template reads its conf's own ConfigMap.
+        LEGACY_CONF_KEY: legacy_conf(stack, deployed_mode),
     }
     if stack.discovery is not None:
         config_data["discovery-window.sh"] = window_script()
@@ -175,3 +204,19 @@ def manifests(
         *kube_vip_services(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SEED_NAMESPACE, "labels": _labels("argocd-seed")}},
     ]
+
+
+def balances(service: dict[str, Any], workload: dict[str, Any]) -> bool:
+    """Whether `service` is a LoadBalancer Service with the Local traffic policy in front of `workload`'s pods: one that
+    gets its address (kube-vip's, plans.netboot.kube_vip) only once a pod of the workload is ready, so pulumi-kubernetes,
+    which awaits its address (provider/pkg/await/service.go:299-308), holds it until then; nothing the workload waits
+    for may wait for it."""
+    spec = service.get("spec", {})
+    if service.get("kind") != "Service" or spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+        return False
+    if (service["metadata"].get("annotations") or {}).get("pulumi.com/skipAwait") == "true":
+        return False
+    labels = workload.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    selector = spec.get("selector") or {}
+    same = service["metadata"].get("namespace") == workload["metadata"].get("namespace")
+    return bool(same and selector and selector.items() <= labels.items())

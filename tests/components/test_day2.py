@@ -17,6 +17,7 @@ from iluvatar.render import rollout_text
 from iluvatar.simulate import Registration, Simulation, simulate
 from plans import netboot as netboot_plan
 from plans import rollout
+from plans.netboot import dhcp_probe
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
 from tests.sims import homelab_next, outputs_of
@@ -279,6 +280,39 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
     # outputs of a failed `up` would hide a move): on a dhcp homelab's `up` it passes at once.
     assert "netboot-router-off" not in proxy.named()
     assert "--router-pool none --wait-off-minutes 15" in homelab.named()["netboot-router-off"].inputs["create"]
+
+
+def test_a_retried_move_to_proxy_still_says_turn_the_router_on(tmp_path: Path, homelab: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dhcp -> proxy, retried after an `up` that failed before the Deployment changed: the engine wrote the proxy outputs,
+    so the outputs show no move, but the probe reads the dhcp pod still running and tells the user to leave the router's
+    DHCP off until the `up` says to turn it on. The step after the pod must then say it (#53)."""
+    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy"})
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "retry").mkdir()
+    failed = outputs_of(simulate(read_stack_file(write_stack(tmp_path / "failed", doc, stack="homelab")), previous=outputs_of(homelab)))
+    mocked = simulate_module.RESOURCE_STATE["command:remote:Command"]
+    told = dhcp_probe.switch_note("proxy", ["192.168.0.14"], [], "dhcp")
+    assert told is not None
+
+    def probe_tells(args: dict[str, Any]) -> dict[str, Any]:
+        # The probe's output as the real step prints it on this retry (dhcp_probe.main: the live dhcp pod, a move).
+        probe = "--mode proxy" in str(args.get("create")) and "--kubectl" in str(args.get("create"))
+        return {**mocked(args), "stdout": told + "\n"} if probe else dict(mocked(args))
+
+    monkeypatch.setitem(simulate_module.RESOURCE_STATE, "command:remote:Command", probe_tells)
+    retry = simulate(read_stack_file(write_stack(tmp_path / "retry", doc, stack="homelab")), previous=failed)
+    assert " --before " not in retry.named()["netboot-dhcp-probe"].inputs["create"].split("<<'ILUVATAR_PROBE'")[0]
+    assert (
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        in retry.named()["netboot-router-dhcp"].inputs["create"]
+    )
+    # With the probe silent on it (a restart that is no move), the step says only that the router has not answered yet.
+    monkeypatch.setitem(simulate_module.RESOURCE_STATE, "command:remote:Command", mocked)
+    steady = simulate(read_stack_file(write_stack(tmp_path / "retry", doc, stack="homelab")), previous=failed)
+    assert (
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        in steady.named()["netboot-router-dhcp"].inputs["create"]
+    )
 
 
 def test_a_moved_service_address_is_the_ainurs_own_to_the_probe(tmp_path: Path, homelab: Simulation) -> None:

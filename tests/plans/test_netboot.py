@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from plans import k3s, netboot, talos
 from plans.netboot import debs
+from plans.netboot.base import DNSMASQ_ETC
 from stacks import StackConfig, load_stack_file, parse_stack, pins, read_stack_file
 from tests.edit import HOMELAB
 from tests.netns import kubeapi
@@ -684,6 +685,8 @@ def test_leases_are_kept_in_one_configmap_the_pod_may_write() -> None:
         "dnsmasq-hosts",
         "dnsmasq-records.sh",
         "dnsmasq-run.sh",
+        # For a pod of the version before the conf's own ConfigMap (netboot.legacy_conf).
+        "dnsmasq.conf",
         "fetch-ipxe.sh",
         "ipxe-debs.sh",
         "nginx.conf",
@@ -1580,6 +1583,39 @@ def test_dnsmasq_conf_is_an_immutable_configmap_named_by_its_digest() -> None:
         "immutable": True,
         "data": {"dnsmasq.conf": conf},
     }
-    # Another mode, another object; the netboot ConfigMap, which the kubelet updates in the running pod, holds no conf.
+    # Another mode, another object. The netboot ConfigMap, which the kubelet updates in the running pod, holds a conf
+    # only for a pod of an older template (test_an_older_templates_pod_still_finds_its_conf), which this one never reads.
     assert netboot.dnsmasq_configmap(netboot.dnsmasq_conf(variant(mode="proxy"))) != name
-    assert "dnsmasq.conf" not in objects(stack)["ConfigMap/netboot"]["data"]
+    template = objects(stack)["Deployment/netboot"]["spec"]["template"]
+    dnsmasq = next(c for c in template["spec"]["containers"] if c["name"] == "dnsmasq")
+    assert [a for a in dnsmasq["args"] if a.startswith("--conf-file=")] == [f"--conf-file={DNSMASQ_ETC}/dnsmasq.conf"]
+
+
+def _older_template(template: dict[str, Any]) -> dict[str, Any]:
+    """A netboot pod template as the version before dnsmasq.conf had its own ConfigMap wrote it: its dnsmasq reads
+    --conf-file=/etc/iluvatar/dnsmasq.conf, under the `netboot` ConfigMap's mount (`git show main:plans/netboot/pods.py`)."""
+    spec = json.loads(json.dumps(template["spec"]))
+    for c in spec["containers"]:
+        if c["name"] == "dnsmasq":
+            c["args"] = [a if not a.startswith("--conf-file=") else "--conf-file=/etc/iluvatar/dnsmasq.conf" for a in c["args"]]
+    return {**template, "spec": spec}
+
+
+@pytest.mark.parametrize(("old", "new"), [("dhcp", "dhcp"), ("proxy", "proxy"), ("proxy", "dhcp"), ("dhcp", "proxy")])
+def test_an_older_templates_pod_still_finds_its_conf(old: str, new: str, tmp_path: Path) -> None:
+    """Issue 53, an upgrade from the version that read dnsmasq.conf from the `netboot` ConfigMap: this version's objects
+    are applied before its Deployment moves, and the kubelet removes a key that left the ConfigMap from the running
+    pod's volume (Kubernetes v1.35.1 atomic_writer.go:161-166, :254). A restart of the old pod then read no conf and
+    dnsmasq exited (src/option.c:5585-5597): no DHCP, no DNS. The key stays, a conf the real dnsmasq accepts, lending
+    only where the stack and the last deployment both say dhcp (never a lender beside a router that still lends)."""
+    before, after = (variant(mode=m) if m == "proxy" else variant(mode=m, routerPool="none") for m in (old, new))
+    new_objects = netboot.manifests(after, netboot.config_macs(after), deployed_mode=old)
+    cluster = {(m["kind"], m["metadata"]["name"]): m for m in new_objects if m["kind"] != "Deployment"}
+    old_template = next(m for m in netboot.manifests(before, netboot.config_macs(before)) if m["kind"] == "Deployment")["spec"]["template"]
+    conf = _conf_read_at_start(_older_template(old_template), cluster)
+    assert f"mode {'dhcp' if old == new == 'dhcp' else 'proxy'}," in conf
+    assert conf == netboot.dnsmasq_conf(after if old == new or new == "proxy" else before)
+    result = dnsmasq_test(conf, tmp_path)
+    assert result.returncode == 0, result.stderr
+    # A first bring-up (no last deployment) writes the stack's own conf: the next `up` then writes the same.
+    assert netboot.legacy_conf(after, None) == netboot.dnsmasq_conf(after)

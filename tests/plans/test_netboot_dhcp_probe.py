@@ -204,21 +204,62 @@ def test_a_move_from_proxy_to_dhcp_keeps_the_router_on_until_the_step_before_the
         "lends from another pool (or a second one, such as a guest range), whose leases the household holds too; copy its "
         "whole pool from its DHCP settings. Nothing on the LAN was changed."
     )
-    # The step: "off now" once, then passes after two silent rounds in a row (a busy router can miss one).
-    rounds = iter([[OURS, ROUTER], [], [ROUTER], [OURS], []])
-    assert dhcp_probe.wait_off("eth0", [SVC], 900.0, ask=lambda *_: next(rounds)) == 0
+    # The step: "off now" before the first round, named answers, then passes once nothing but the Ainur has answered for
+    # PROXY_RETRY_SECONDS in a row (a busy router can be silent for rounds with its DHCP on). Each round takes 6 s here.
+    rounds = iter([[OURS, ROUTER], [], [ROUTER], [OURS], *([[]] * 20)])
+    clock = _Clock()
+    assert dhcp_probe.wait_off("eth0", [SVC], 900.0, ask=clock.round(rounds), clock=clock) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now (192.168.0.1 (MAC 00:11:22:33:44:55) "
-        "offered 192.168.0.57). Waiting up to 15 min for no server but the Ainur's to answer on eth0; the household keeps "
-        "the router's leases meanwhile.",
-        "iluvatar: no DHCP server but the Ainur's answers on eth0: the netboot pod restarts in dhcp mode now",
+        "iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now. Waiting up to 15 min until no server "
+        "but the Ainur's has answered on eth0 for 60 s in a row (a router pinging new clients can be silent a while with its "
+        "DHCP on); the household keeps the router's leases meanwhile.",
+        "iluvatar: still answering on eth0: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57; waiting for it to stop.",
+        "iluvatar: no DHCP server but the Ainur's has answered on eth0 for 60 s: the netboot pod restarts in dhcp mode now",
     ]
-    assert next(rounds, None) is None
+    # Silent from the 4th round (t=18 s) to the end of the 13th (t=78 s).
+    assert clock.now == 78.0
     # Past its bound with the router still on: it fails naming it, and the Ainur do not start lending.
     assert dhcp_probe.wait_off("eth0", [SVC], 0.0, ask=lambda *_: [ROUTER]) == 1
     assert capsys.readouterr().err.startswith(
         "iluvatar: a DHCP server other than the Ainur's still answers on the LAN after 0 min: 192.168.0.1 (MAC 00:11:22:33:44:55) offered 192.168.0.57."
     )
+
+
+def test_a_busy_router_silent_at_first_is_told_off_and_never_taken_for_off(capsys: pytest.CaptureFixture[str]) -> None:
+    """A router busy pinging new clients misses the first rounds, then answers: the user was told to turn it off before
+    any round, and two silent rounds are no proof it is off; the step ends only after PROXY_RETRY_SECONDS of silence."""
+    rounds = iter([[], [], [ROUTER], [ROUTER], *([[]] * 20)])
+    clock = _Clock()
+    asked = clock.round(rounds)
+    assert dhcp_probe.wait_off("eth0", [SVC], 900.0, ask=asked, clock=clock) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("iluvatar: the Ainur are ready to lend: turn the router's DHCP server off now.")
+    # Silent from the 5th round (t=24 s): 60 s later, at the end of the 14th.
+    assert (clock.now, clock.rounds) == (84.0, 14)
+    # Never silent for long enough within the bound: it fails, and says how long it heard nothing.
+    clock = _Clock()
+    flaky = iter([[], [ROUTER], *([[]] * 5)])
+    assert dhcp_probe.wait_off("eth0", [SVC], 40.0, ask=clock.round(flaky), clock=clock) == 1
+    assert "none heard for the last 30 s, short of the 60 s that show it off" in capsys.readouterr().err
+
+
+class _Clock:
+    """Monotonic seconds that move only as the rounds are asked: each round takes a probe's 6 s."""
+
+    def __init__(self) -> None:
+        self.now, self.rounds = 0.0, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def round(self, rounds: Any) -> Any:
+        def ask(_: str, __: float) -> list[Answer]:
+            self.now += (dhcp_probe.TRIES - 1) * dhcp_probe.GAP_SECONDS + dhcp_probe.LISTEN_SECONDS
+            self.rounds += 1
+            found: list[Answer] = next(rounds)
+            return found
+
+        return ask
 
 
 def test_the_step_after_a_move_to_proxy_waits_for_the_router(capsys: pytest.CaptureFixture[str]) -> None:
