@@ -285,8 +285,10 @@ def test_a_preview_says_what_a_move_between_dhcp_modes_does_to_the_household(
 def test_a_retried_move_to_proxy_still_says_turn_the_router_on(tmp_path: Path, homelab: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
     """dhcp -> proxy, retried after an `up` that failed before the Deployment changed: the engine wrote the proxy outputs,
     so the outputs show no move, but the probe reads the dhcp pod still running and tells the user to leave the router's
-    DHCP off until the `up` says to turn it on. The step after the pod must then say it (#53)."""
-    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy"})
+    DHCP off until the `up` says to turn it on. The step after the pod must then say it, and hold the router's offers
+    to the pool the stack names, apart from the Ainur's leases (#53)."""
+    pool = {"start": "192.168.0.200", "end": "192.168.0.250"}
+    doc = edit(homelab_doc(), {"iluvatar:ainur.netboot.mode": "proxy", "iluvatar:ainur.netboot.routerPool": pool})
     (tmp_path / "failed").mkdir()
     (tmp_path / "retry").mkdir()
     failed = outputs_of(simulate(read_stack_file(write_stack(tmp_path / "failed", doc, stack="homelab")), previous=outputs_of(homelab)))
@@ -303,7 +305,7 @@ def test_a_retried_move_to_proxy_still_says_turn_the_router_on(tmp_path: Path, h
     retry = simulate(read_stack_file(write_stack(tmp_path / "retry", doc, stack="homelab")), previous=failed)
     assert " --before " not in retry.named()["netboot-dhcp-probe"].inputs["create"].split("<<'ILUVATAR_PROBE'")[0]
     assert (
-        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --wait-minutes 15 <<'ILUVATAR_PROBE'"
+        " --mode proxy --service-ip 192.168.0.14 --lan 192.168.0.0/24 --router 192.168.0.1 --before dhcp --router-pool 192.168.0.200-192.168.0.250 --wait-minutes 15 <<'ILUVATAR_PROBE'"
         in retry.named()["netboot-router-dhcp"].inputs["create"]
     )
     # With the probe silent on it (a restart that is no move), the step says only that the router has not answered yet.
