@@ -310,6 +310,28 @@ def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
     return lines
 
 
+def describe_etcd(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The rolls that move Arda's etcd to its next minor (stacks.releases.etcd_moves: Talos runs its own default etcd), and
+    how: after an etcd snapshot, one control plane at a time (rollout order: control planes first), each member healthy
+    before the next goes down."""
+    hops = path_hops(previous, current)
+    rolls = [str(h.talos) for h in hops if h.talos is not None]
+    lines: list[str] = []
+    for move in releases.etcd_moves(str((previous or {}).get("talosVersion")), rolls) if rolls else []:
+        if move.talos == rolls[-1]:
+            # The machines' own steps: the first control plane's carries --etcd-snapshot (plans.bringup.talos_apply), saved
+            # before that machine, the first to move (control planes go first), changes.
+            snapshot = f"first an etcd snapshot to {bringup.ETCD_SNAPSHOT} (the first control plane's step, before it changes)"
+        else:
+            snapshot = "after the etcd snapshot above"
+        lines.append(
+            f"Arda: etcd v{move.old} -> v{move.new} with Talos {move.talos} (its default etcd, a new minor): {snapshot}, then one "
+            f"control plane at a time, every etcd member healthy before the next goes down; the members run v{move.old} and "
+            f"v{move.new} side by side meanwhile, the cluster at v{'.'.join(move.old.split('.')[:2])} until the last has rolled"
+        )
+    return lines
+
+
 # How a Kubernetes upgrade goes (plans.bringup.kubernetes_upgrade), as the plan says it.
 KUBERNETES_ORDER = (
     "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
@@ -386,6 +408,7 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         )
         lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
     lines += describe_path(previous, current)
+    lines += describe_etcd(previous, current)
     if previous and moved and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(
