@@ -24,17 +24,21 @@ import (
 
 // applyRun is one `apply`: a node, the config it must end up with, and what the command may use.
 type applyRun struct {
-	t        *talos.Talosconfig
-	n        input.Node
-	role     string
-	secrets  *input.Secrets
-	cfg      coreconfig.Provider
-	image    string
-	version  string // what machine.install.image makes the node run
-	schema   string
-	pauses   []kube.Workload
-	snapshot string
-	noKube   bool
+	// etcdBefore: the etcd this control plane's member ran at the etcd check before it went down; etcdNow and etcdSeen:
+	// its own and every member's ("valinor-1 3.7.1, ...") at the last health check. A change that moved its etcd (a Talos
+	// upgrade) is said with every member's, so a roll that moves etcd's minor shows the members moving one at a time.
+	etcdBefore, etcdNow, etcdSeen string
+	t                             *talos.Talosconfig
+	n                             input.Node
+	role                          string
+	secrets                       *input.Secrets
+	cfg                           coreconfig.Provider
+	image                         string
+	version                       string // what machine.install.image makes the node run
+	schema                        string
+	pauses                        []kube.Workload
+	snapshot                      string
+	noKube                        bool
 	// hop: a roll of a path across Talos minors (--installer, path.go): this Talos installed, the config left as it is.
 	hop bool
 
