@@ -94,6 +94,12 @@ def etcd_of(talos: str) -> str:
     return f"{major}.{minor}"
 
 
+def path_etcd_moves(running: str | None, hops: list[Hop]) -> list[EtcdMove]:
+    """etcd_moves of a path's Talos rolls (its last the machines' own steps), from the Talos that runs."""
+    rolls = [h.talos for h in hops if h.talos is not None]
+    return etcd_moves(running, rolls) if running and rolls else []
+
+
 def etcd_moves(running: str, rolls: list[str]) -> list[EtcdMove]:
     """The rolls of `rolls` (the Talos releases every machine goes to, in order, from `running`) that move etcd to its
     next minor. etcd upgrades one minor at a time, member by member, the cluster at the lowest member's minor

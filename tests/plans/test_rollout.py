@@ -135,10 +135,10 @@ def test_the_previews_snapshot_name_falls_back_to_the_stacks_kubernetes_as_the_s
 # Talos 1.14 runs etcd 3.7 where 1.13 ran 3.6 (stacks.releases.ETCD, DefaultEtcdVersion): the roll to it moves etcd's
 # minor, and the plan says so, with the snapshot before it and the one-member-at-a-time order (#57).
 ETCD_MOVE = (
-    "Arda: etcd v3.6.12 -> v3.7.1 with Talos v1.14.1 (its default etcd, a new minor): first an etcd snapshot to "
-    ".iluvatar/snapshots/arda-etcd-before-rollout.db (the first control plane's step, before it changes), then one control plane at a "
-    "time, every etcd member healthy before the next goes down; the members run v3.6.12 and v3.7.1 side by side meanwhile, the cluster "
-    "at v3.6 until the last has rolled"
+    "Arda: etcd v3.6.12 -> v3.7.1 with Talos v1.14.1 (its default etcd, a new minor): after the etcd snapshot above, one control "
+    "plane at a time (the first one's step also saves .iluvatar/snapshots/arda-etcd-before-rollout.db before it changes), every etcd "
+    "member healthy before the next goes down; the members run v3.6.12 and v3.7.1 side by side meanwhile, the cluster at v3.6 until "
+    "the last has rolled"
 )
 
 
@@ -152,6 +152,9 @@ def test_the_roll_that_moves_etcds_minor_says_so_with_its_snapshot_first() -> No
     machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
     # One minor from its newest patch: no path, the machines' own steps move etcd, the first control plane's snapshot first.
     assert rollout.describe(before, after).splitlines() == [
+        # components.arda's first step for such a run (_snapshot_first), kept: the last state etcd 3.6 wrote.
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.13.9-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster",
         ETCD_MOVE,
         "Arda: 5 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
         "reboot for, drains and reboots its machine):",
