@@ -68,10 +68,10 @@ BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
 # Talos's default, a control plane at a time as the roll reboots it. DefaultEtcdVersion (pkg/machinery/constants/
 # constants.go) at each release a path or a stack names here: v1.12.4 :466 "v3.6.7", v1.12.11 :466 "v3.6.11", v1.13.0 :428
 # "v3.6.9", v1.13.9 :428 "v3.6.12", v1.14.1 :443 "3.7.1" (the tag without its "v" from 1.14 on). tests/stacks/
-# test_releases.py reads v1.14.1's from the pinned machinery.
+# test_releases.py reads the pinned machineries' (v1.12.4, v1.13.0, v1.14.1) from their source.
 ETCD: dict[str, str] = {"v1.12.4": "3.6.7", "v1.12.11": "3.6.11", "v1.13.0": "3.6.9", "v1.13.9": "3.6.12", TALOS: "3.7.1"}
-# The etcd minor of every release of a Talos minor (1.14.0-alpha.0 still had v3.6.9; v1.14.0-rc.1 on, 3.7.1: the
-# minor a stack may name is a release, so 3.7).
+# The etcd minor of every release of a Talos minor (1.14.0-alpha.0 still had v3.6.9, v1.14.0-rc.1 and v1.14.1 have
+# 3.7.1; a stack names a release, never an alpha).
 ETCD_MINOR: dict[Minor, Minor] = {(1, 12): (3, 6), (1, 13): (3, 6), (1, 14): (3, 7)}
 
 
