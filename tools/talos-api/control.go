@@ -31,12 +31,11 @@ type NodeState struct {
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
 	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
-	// EtcdVersion: the etcd its member runs (etcd.go, etcdVersion: the Talos it runs decides), "" when not a member.
-	EtcdVersion string `json:"etcdVersion"`
-	EtcdJoinErr string `json:"etcdJoinError"`
-	EtcdService string `json:"etcdService"` // the etcd service's state, as ServiceList names it ("" on a worker)
-	Stage       string `json:"stage"`       // MachineStatus's stage (booting, running, maintenance)
-	Cmdline     string `json:"cmdline"`     // the kernel command line it booted with (cmdline.go)
+	EtcdVersion  string `json:"etcdVersion"`  // the etcd its member runs (etcd.go, etcdVersion), "" when not a member
+	EtcdJoinErr  string `json:"etcdJoinError"`
+	EtcdService  string `json:"etcdService"` // the etcd service's state, as ServiceList names it ("" on a worker)
+	Stage        string `json:"stage"`       // MachineStatus's stage (booting, running, maintenance)
+	Cmdline      string `json:"cmdline"`     // the kernel command line it booted with (cmdline.go)
 	// Files: .machine.files as the boots wrote them to disk (files.go), by path.
 	Files map[string]string `json:"files"`
 }

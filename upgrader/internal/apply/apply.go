@@ -24,21 +24,17 @@ import (
 
 // applyRun is one `apply`: a node, the config it must end up with, and what the command may use.
 type applyRun struct {
-	// etcdBefore: the etcd this control plane's member ran at the etcd check before it went down; etcdNow and etcdSeen:
-	// its own and every member's ("valinor-1 3.7.1, ...") at the last health check. A change that moved its etcd (a Talos
-	// upgrade) is said with every member's, so a roll that moves etcd's minor shows the members moving one at a time.
-	etcdBefore, etcdNow, etcdSeen string
-	t                             *talos.Talosconfig
-	n                             input.Node
-	role                          string
-	secrets                       *input.Secrets
-	cfg                           coreconfig.Provider
-	image                         string
-	version                       string // what machine.install.image makes the node run
-	schema                        string
-	pauses                        []kube.Workload
-	snapshot                      string
-	noKube                        bool
+	t        *talos.Talosconfig
+	n        input.Node
+	role     string
+	secrets  *input.Secrets
+	cfg      coreconfig.Provider
+	image    string
+	version  string // what machine.install.image makes the node run
+	schema   string
+	pauses   []kube.Workload
+	snapshot string
+	noKube   bool
 	// hop: a roll of a path across Talos minors (--installer, path.go): this Talos installed, the config left as it is.
 	hop bool
 
@@ -60,6 +56,11 @@ type applyRun struct {
 	before  coreconfig.Provider
 	at      input.Node // where the node answers: n, or where the record last reached it
 	machine string     // the identity of the machine that answers ("" when it cannot be told)
+
+	// etcdBefore: the etcd this control plane's member ran at the etcd check before it went down; etcdNow and etcdSeen:
+	// its own and every member's ("valinor-1 3.7.1, ...") at the last health check. A change that moved its etcd (a Talos
+	// upgrade) is said with every member's, so a roll that moves etcd's minor shows the members moving one at a time.
+	etcdBefore, etcdNow, etcdSeen string
 }
 
 func (r *applyRun) controlPlane() bool { return r.role == "controlplane" }
