@@ -449,7 +449,10 @@ class TalosCluster(pulumi.ComponentResource):
         # A path across Talos minors (stacks.day2.path_of), its last step being the machines' own steps below.
         path = day2.path_of(stack, args.deployed)
         kubernetes_upgrade = deployed_kubernetes not in (None, stack.arda.kubernetes_version)
-        if path[:-1] or kubernetes_upgrade:
+        # A roll that moves etcd's minor (Talos 1.14 runs etcd 3.7: stacks.releases.ETCD) gets it too, though it is the
+        # machines' own steps: the first control plane's snapshot (ETCD_SNAPSHOT) is replaced by every later run's, while
+        # this one, named by the versions that ran and written once, keeps the last state etcd 3.6 wrote.
+        if path[:-1] or kubernetes_upgrade or releases.path_etcd_moves(args.deployed.talos_version, path):
             previous = self._snapshot_first(name, args, commands, renamed, previous)
         if kubernetes_upgrade and not releases.kubernetes_steps(path):
             # A Kubernetes upgrade: before any machine's apply, which then finds the Kubernetes part of its new config done.

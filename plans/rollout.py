@@ -310,6 +310,25 @@ def describe_path(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
     return lines
 
 
+def describe_etcd(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The rolls that move Arda's etcd to its next minor (stacks.releases.path_etcd_moves: Talos runs its own default
+    etcd), and how: after the run's first etcd snapshot (describe's first line, components.arda's _snapshot_first, kept),
+    one control plane at a time (rollout order: control planes first), every member healthy before the next goes down."""
+    hops = path_hops(previous, current)
+    last = next((str(h.talos) for h in reversed(hops) if h.talos is not None), None)
+    lines: list[str] = []
+    for move in releases.path_etcd_moves((previous or {}).get("talosVersion"), hops):
+        # The machines' own steps: the first control plane's saves one more just before it changes (plans.bringup.talos_apply).
+        own = f" (the first one's step also saves {bringup.ETCD_SNAPSHOT} before it changes)" if move.talos == last else ""
+        lines.append(
+            f"Arda: etcd v{move.old} -> v{move.new} with Talos {move.talos} (its default etcd, a new minor): after the etcd snapshot "
+            f"above, one control plane at a time{own}, every etcd member healthy before the next goes down; the members run "
+            f"v{move.old} and v{move.new} side by side meanwhile, the cluster at v{'.'.join(move.old.split('.')[:2])} until the "
+            "last has rolled"
+        )
+    return lines
+
+
 # How a Kubernetes upgrade goes (plans.bringup.kubernetes_upgrade), as the plan says it.
 KUBERNETES_ORDER = (
     "kube-apiserver, then kube-controller-manager, then kube-scheduler, one control plane at a time, then every kubelet "
@@ -377,7 +396,8 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         return "Arda: no change on any machine\n"
     lines: list[str] = []
     moved = previous is not None and previous.get("kubernetesVersion") not in (None, current["kubernetesVersion"])
-    if previous and (path_hops(previous, current)[:-1] or moved):
+    hops = path_hops(previous, current)
+    if previous and (hops[:-1] or moved or releases.path_etcd_moves(previous.get("talosVersion"), hops)):
         # components.arda's first step of such a chain (plans.bringup.etcd_snapshot), before anything changes.
         out = bringup.ETCD_SNAPSHOT_BEFORE.format(
             # As components.arda names it: the recorded version, else the stack's (an output from before it was kept).
@@ -386,6 +406,7 @@ def describe(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> 
         )
         lines.append(f"Arda: first an etcd snapshot from the first control plane to {out}, before any step changes the cluster")
     lines += describe_path(previous, current)
+    lines += describe_etcd(previous, current)
     if previous and moved and not path_kubernetes(previous, current):
         # The kubernetes-upgrade step (plans.bringup.kubernetes_upgrade), after the preflight and before any machine's step.
         lines.append(

@@ -59,6 +59,58 @@ TALOS_MINORS: tuple[TalosMinor, ...] = (
 BY_MINOR: dict[Minor, TalosMinor] = {row.minor: row for row in TALOS_MINORS}
 
 
+# The etcd each Talos runs: a control plane's etcd image is `cluster.etcd.image` when its config sets one, else
+# `registry.k8s.io/etcd:<DefaultEtcdVersion>` of the Talos it runs (machinery config/types/v1alpha1/v1alpha1_etcdconfig.go:
+# 16-24, EtcdConfig.Image, the same at v1.13.9 and v1.14.1; the etcd controller reads it at every config or boot,
+# internal/app/machined/pkg/controllers/etcd/config.go:68, and the etcd service pulls and runs that image,
+# internal/app/machined/pkg/system/services/etcd.go:103-119 at v1.14.0-rc.1). Iluvatar never sets it (the provider's
+# generate leaves it empty: machinery v1.13.0 config/generate/init.go:162-164), so each Talos upgrade moves etcd to that
+# Talos's default, a control plane at a time as the roll reboots it. DefaultEtcdVersion (pkg/machinery/constants/
+# constants.go) at each release a path or a stack names here: v1.12.4 :466 "v3.6.7", v1.12.11 :466 "v3.6.11", v1.13.0 :428
+# "v3.6.9", v1.13.9 :428 "v3.6.12", v1.14.1 :443 "3.7.1" (the tag without its "v" from 1.14 on). tests/stacks/
+# test_releases.py reads the pinned machineries' (v1.12.4, v1.13.0, v1.14.1) from their source.
+ETCD: dict[str, str] = {"v1.12.4": "3.6.7", "v1.12.11": "3.6.11", "v1.13.0": "3.6.9", "v1.13.9": "3.6.12", TALOS: "3.7.1"}
+# The etcd minor of every release of a Talos minor (1.14.0-alpha.0 still had v3.6.9, v1.14.0-rc.1 and v1.14.1 have
+# 3.7.1; a stack names a release, never an alpha).
+ETCD_MINOR: dict[Minor, Minor] = {(1, 12): (3, 6), (1, 13): (3, 6), (1, 14): (3, 7)}
+
+
+@dataclass(frozen=True)
+class EtcdMove:
+    """etcd's move to the next minor with a Talos roll (`talos`, from `before`): `old` and `new` are the releases when this
+    table knows the Talos releases on both sides, else the minors (`3.6`)."""
+
+    before: str
+    talos: str
+    old: str
+    new: str
+
+
+def etcd_of(talos: str) -> str:
+    """The etcd a Talos release runs: its DefaultEtcdVersion when ETCD knows it, else its minor's (`3.7`)."""
+    if talos in ETCD:
+        return ETCD[talos]
+    major, minor = ETCD_MINOR[minor_of(talos)]
+    return f"{major}.{minor}"
+
+
+def path_etcd_moves(running: str | None, hops: list[Hop]) -> list[EtcdMove]:
+    """etcd_moves of a path's Talos rolls (its last the machines' own steps), from the Talos that runs."""
+    rolls = [h.talos for h in hops if h.talos is not None]
+    return etcd_moves(running, rolls) if running and rolls else []
+
+
+def etcd_moves(running: str, rolls: list[str]) -> list[EtcdMove]:
+    """The rolls of `rolls` (the Talos releases every machine goes to, in order, from `running`) that move etcd to its
+    next minor. etcd upgrades one minor at a time, member by member, the cluster at the lowest member's minor
+    meanwhile (etcd server/etcdserver/version/monitor.go:55-103 at v3.7.1, decideClusterVersion)."""
+    out: list[EtcdMove] = []
+    for before, after in zip([running, *rolls], rolls, strict=False):
+        if minor_of(before) in ETCD_MINOR and minor_of(after) in ETCD_MINOR and ETCD_MINOR[minor_of(before)] != ETCD_MINOR[minor_of(after)]:
+            out.append(EtcdMove(before, after, etcd_of(before), etcd_of(after)))
+    return out
+
+
 def release(version: str) -> Release:
     """`v1.12.4` (or `v1.35.8+k3s1`) as (1, 12, 4)."""
     major, minor, patch = (int(x) for x in version.removeprefix("v").split("+", 1)[0].split("-", 1)[0].split(".")[:3])

@@ -109,7 +109,7 @@ class TalosAPI:
         return [f"{c['node']} {c['method']}" if node is None else c["method"] for c in self.calls(node) if keep is None or c["method"] in keep]
 
     def state(self) -> dict[str, dict[str, Any]]:
-        """What each node is now: address, version, schematic, boot ID, maintenance, install image, etcd member ID, ..."""
+        """What each node is now: address, version, schematic, boot ID, maintenance, install image, etcd member ID and version, ..."""
         nodes: dict[str, dict[str, Any]] = self._request("GET", "/nodes")
         return nodes
 

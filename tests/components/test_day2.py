@@ -20,7 +20,7 @@ from plans import rollout
 from plans.netboot import dhcp_probe
 from stacks import load_stack_file, read_stack_file
 from tests.edit import HOMELAB, edit, homelab_doc, homelab_stack_file, write_stack
-from tests.sims import homelab_next, outputs_of
+from tests.sims import homelab_next, outputs_of, simulated
 
 
 def identities(reg: Registration) -> set[str]:
@@ -451,6 +451,30 @@ def test_a_kubernetes_upgrade_rolls_component_by_component_after_the_preflight_a
     assert "arda-etcd-snapshot" not in homelab_next().named()
     # No Kubernetes change, no upgrade step.
     assert "arda-kubernetes-upgrade" not in homelab_next().named()
+
+
+def _talos_ran(version: str) -> Simulation:
+    """The homelab's next run on outputs recording every machine at Talos `version` (the stack asks for v1.14.1)."""
+    previous = outputs_of(simulated(HOMELAB))
+    arda = previous["arda"]
+    nodes = {name: {**n, "installer": n["installer"].rsplit(":", 1)[0] + f":{version}"} for name, n in arda["nodes"].items()}
+    return simulate(homelab_stack_file(), previous={**previous, "arda": {**arda, "talosVersion": version, "nodes": nodes}})
+
+
+def test_the_roll_that_moves_etcds_minor_snapshots_etcd_first_into_a_file_it_keeps() -> None:
+    """Talos v1.13.9 -> v1.14.1 moves etcd from 3.6.12 to 3.7.1 (#57) in the machines' own steps: the run's first step is
+    the etcd snapshot a path or a Kubernetes upgrade takes, named by what ran and written once (the first control
+    plane's own snapshot, .iluvatar/snapshots/arda-etcd-before-rollout.db, is replaced by every later run's)."""
+    sim = _talos_ran("v1.13.9")
+    named = sim.named()
+    snapshot = named["arda-etcd-snapshot"]
+    assert snapshot.inputs["create"] == (
+        ".venv/bin/iluvatar upgrader etcd-snapshot --node taniquetil=192.168.0.21 "
+        "--out .iluvatar/snapshots/arda-etcd-before-talos-v1.13.9-kubernetes-v1.35.1.db --keep --timeout 10m"
+    )
+    assert Graph.of(sim).after(named["arda-taniquetil-apply"], snapshot)
+    # Within etcd 3.7 (a 1.14 patch), none: the first control plane's own snapshot is enough.
+    assert "arda-etcd-snapshot" not in _talos_ran("v1.14.0").named()
 
 
 def _arda_ainur(previous: dict[str, object]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -577,7 +577,11 @@ def test_a_render_against_an_older_deployment_shows_the_rollout_in_order(homelab
     (tmp_path / "old.json").write_text(json.dumps(previous))
     result = run("render", "homelab", "--out", str(tmp_path / "day2"), "--previous", str(tmp_path / "old.json"), "--on", "2026-11-25")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "day2" / "rollout.txt").read_text().splitlines()[1:] == [
+    rollout = (tmp_path / "day2" / "rollout.txt").read_text().splitlines()
+    # Talos 1.14 moves etcd to 3.7 (plans.rollout.describe_etcd): an etcd snapshot first, then the move, said (#57).
+    assert rollout[0].startswith("Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.13.9-")
+    assert rollout[1].startswith("Arda: etcd v3.6.12 -> v3.7.1 with Talos v1.14.1 (its default etcd, a new minor): after the etcd snapshot above")
+    assert rollout[3:] == [
         f"  {i}. {n}: Talos v1.13.9 -> v1.14.1" for i, n in enumerate(["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"], 1)
     ]
 

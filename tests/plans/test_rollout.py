@@ -132,6 +132,47 @@ def test_the_previews_snapshot_name_falls_back_to_the_stacks_kubernetes_as_the_s
     assert "Kubernetes" not in plan
 
 
+# Talos 1.14 runs etcd 3.7 where 1.13 ran 3.6 (stacks.releases.ETCD, DefaultEtcdVersion): the roll to it moves etcd's
+# minor, and the plan says so, with the snapshot before it and the one-member-at-a-time order (#57).
+ETCD_MOVE = (
+    "Arda: etcd v3.6.12 -> v3.7.1 with Talos v1.14.1 (its default etcd, a new minor): after the etcd snapshot above, one control "
+    "plane at a time (the first one's step also saves .iluvatar/snapshots/arda-etcd-before-rollout.db before it changes), every etcd "
+    "member healthy before the next goes down; the members run v3.6.12 and v3.7.1 side by side meanwhile, the cluster at v3.6 until "
+    "the last has rolled"
+)
+
+
+def test_the_roll_that_moves_etcds_minor_says_so_with_its_snapshot_first() -> None:
+    before, after = current(), current()
+    before["talosVersion"] = "v1.13.9"
+    for node in before["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.13.9"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.14.1"
+    machines = ["taniquetil", "tirion", "alqualonde", "gandalf", "saruman"]
+    # One minor from its newest patch: no path, the machines' own steps move etcd, the first control plane's snapshot first.
+    assert rollout.describe(before, after).splitlines() == [
+        # components.arda's first step for such a run (_snapshot_first), kept: the last state etcd 3.6 wrote.
+        "Arda: first an etcd snapshot from the first control plane to .iluvatar/snapshots/arda-etcd-before-talos-v1.13.9-kubernetes-v1.35.1.db, "
+        "before any step changes the cluster",
+        ETCD_MOVE,
+        "Arda: 5 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
+        "reboot for, drains and reboots its machine):",
+        *(f"  {i}. {m}: Talos v1.13.9 -> v1.14.1" for i, m in enumerate(machines, 1)),
+    ]
+    # From an older 1.13 patch (etcd v3.6.9, which etcd's guide says may not roll to 3.7: 3.6.11 or later first), the path
+    # goes through v1.13.9 first, and etcd moves from that roll's v3.6.12.
+    before["talosVersion"] = "v1.13.0"
+    assert ETCD_MOVE in rollout.describe(before, after).splitlines()
+    # Within 3.6 (Talos 1.12 to 1.13: v3.6.7 -> v3.6.12): a patch of etcd, no such line.
+    before["talosVersion"] = "v1.12.4"
+    for node in after["nodes"].values():
+        node["installer"] = f"{IMAGE}:v1.13.9"
+    after["talosVersion"] = "v1.13.9"
+    assert rollout.describe_etcd(before, after) == []
+    assert "etcd v" not in rollout.describe(before, after)
+
+
 def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() -> None:
     before, after = current(), current()
     before["talosVersion"] = "v1.12.4"
@@ -154,6 +195,7 @@ def test_a_talos_two_minors_ahead_reads_as_a_path_of_rolls_machine_by_machine() 
         "  roll 2 of 3: Talos v1.13.9 (its minor's newest release), 5 machine(s):",
         *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
         "  roll 3 of 3: Talos v1.14.1, with each machine's own step below",
+        ETCD_MOVE,
         "Arda: 6 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
         "reboot for, drains and reboots its machine):",
         *(f"  {i}. {m}: Talos v1.13.9 (after the path's rolls) -> v1.14.1" for i, m in enumerate(machines, 1)),
@@ -193,6 +235,7 @@ def test_a_path_that_needs_kubernetes_on_the_way_lists_each_upgrade_before_the_r
         *(f"    {i}. {m}: Talos -> v1.13.9" for i, m in enumerate(machines, 1)),
         f"  Kubernetes v1.32.4 first (Talos v1.14 runs Kubernetes 1.32 and later), {upgrade}",
         "  roll 2 of 2: Talos v1.14.1, with each machine's own step below",
+        ETCD_MOVE,
         "Arda: 5 machine(s) change, one at a time in this order, each checked healthy before the next (an upgrade, or a change Talos must "
         "reboot for, drains and reboots its machine):",
         # The Kubernetes part of each machine's config is done by the path's steps: its own step is the Talos upgrade.

@@ -176,3 +176,23 @@ def test_the_shipped_stacks_run_the_releases_iluvatar_names(path: Path) -> None:
     last = releases.TALOS_MINORS[-1]
     assert last.newest == releases.TALOS
     assert last.kubernetes[0] <= releases.minor_of(releases.KUBERNETES)[1] <= last.kubernetes[1]
+
+
+@pytest.mark.parametrize("version", ["v1.12.4", "v1.13.0", MACHINERY])
+def test_the_etcd_each_pinned_machinery_runs_is_its_default_etcd_version(version: str) -> None:
+    """stacks.releases.ETCD holds DefaultEtcdVersion of each release; the pinned machineries' are read from their source."""
+    text = (upstream.module_dir(upstream.TALOS_MACHINERY, version) / "constants" / "constants.go").read_text()
+    [value] = re.findall(r'^\tDefaultEtcdVersion = "v?([0-9.]+)"$', text, re.M)
+    assert releases.ETCD[version] == value
+    assert releases.ETCD_MINOR[releases.minor_of(version)] == releases.minor_of(value)
+
+
+@pytest.mark.parametrize("start", ["v1.12.4", "v1.12.11", "v1.13.0", "v1.13.9"])
+def test_every_path_moves_etcds_minor_once_from_a_36_that_may_roll_to_37(start: str) -> None:
+    """etcd 3.7's upgrade guide: every 3.6 member at 3.6.11 or later before a rolling upgrade to 3.7 (etcd.io/docs/v3.7/
+    upgrades/upgrade_3_7, "Update 3.6"). A path starts at its minor's newest patch, so the roll before 1.14 runs 3.6.12."""
+    hops = talos_path(start, "v1.35.1", releases.TALOS, "v1.35.1")
+    rolls = [str(h.talos) for h in hops if h.talos is not None]
+    [move] = releases.etcd_moves(start, rolls)
+    assert (move.before, move.talos, move.old, move.new) == ("v1.13.9", releases.TALOS, "3.6.12", "3.7.1")
+    assert releases.release(move.old) >= (3, 6, 11)

@@ -318,3 +318,63 @@ def test_the_configs_on_the_way_name_that_versions_images_as_talos_generates_the
                 "controllerManager": f"registry.k8s.io/kube-controller-manager:{KUBE_ON_THE_WAY}",
                 "scheduler": f"registry.k8s.io/kube-scheduler:{KUBE_ON_THE_WAY}",
             }, verdict.name
+
+
+# --- etcd's minor with Talos 1.14 (#57) -------------------------------------------------------------------------------
+#
+# Talos runs its own DefaultEtcdVersion (stacks.releases.ETCD: v3.6.12 at v1.13.9, 3.7.1 at v1.14.1), so the machines'
+# own steps of a 1.13 -> 1.14 move take Arda's etcd to 3.7, control planes first, one at a time. The stand-in's members
+# report the etcd of the Talos each runs (tools/talos-api/etcd.go, etcdVersion), so the mixed period is seen.
+
+CONTROL_PLANES = ["valinor-1", "valinor-2", "valinor-3"]
+
+
+def _etcd(api: TalosAPI) -> dict[str, str]:
+    return {name: s["etcdVersion"] for name, s in sorted(api.state().items())}
+
+
+def test_the_roll_to_talos_114_moves_etcd_to_37_after_a_snapshot_one_member_at_a_time_healthy_between(tmp_path: Any) -> None:
+    ips = addresses(len(CONTROL_PLANES))
+    spec = scenario([node(n, ip, "controlplane", HOP, upgrade={"downMs": 500}) for n, ip in zip(CONTROL_PLANES, ips, strict=True)])
+    with talos_api(spec) as api:
+        assert _etcd(api) == dict.fromkeys(CONTROL_PLANES, "3.6.12")
+        config = api.config("controlplane", installer(VANILLA, NEW))
+        snapshot = tmp_path / "arda-etcd-before-rollout.db"
+        for i, m in enumerate(CONTROL_PLANES):
+            # The program's own steps (plans.bringup.talos_apply): the first control plane's carries --etcd-snapshot.
+            args = ["apply", "--node", api.node_arg(m), "--role", "controlplane", *(["--etcd-snapshot", str(snapshot)] if i == 0 else [])]
+            before = len(api.calls())
+            result = _run((m, args, config), api)
+            assert result.code == 0, (m, result.stderr)
+            moved = {n: "3.7.1" if j <= i else "3.6.12" for j, n in enumerate(CONTROL_PLANES)}
+            members = ", ".join(f"{n} {v}" for n, v in moved.items())
+            was = ", ".join(f"{n} {'3.7.1' if j < i else '3.6.12'}" for j, n in enumerate(CONTROL_PLANES))
+            steps = [line.removeprefix(f"upgrader: {m}: ") for line in result.lines]
+            # Every member healthy before this one goes down, each on the etcd it runs; this one's moves with its upgrade,
+            # and the check after it sees every member healthy, this one on 3.7.1, the next still on 3.6.12.
+            preflight = f"etcd healthy: 3 members ({was}), quorum kept without this one"
+            after = f"its etcd moved from 3.6.12 to 3.7.1; members: {members}"
+            assert steps.index(preflight) < steps.index(after)
+            assert steps[-1] == "healthy"
+            assert _etcd(api) == moved
+            calls = [c["method"] for c in api.calls()[before:] if c["node"] == m]
+            if i == 0:
+                # The snapshot first: saved before the first member is touched, every member still on 3.6.
+                assert snapshot.stat().st_size > 0
+                assert calls.index("MachineService/EtcdSnapshot") < calls.index("LifecycleService/Upgrade")
+                assert steps.index(f"etcd snapshot saved to {snapshot}") < steps.index(preflight)
+        # The next step saw the one before it finished (its own step ends healthy): one upgrade at a time, in order.
+        assert [n for n, method in mutations(api) if method == "LifecycleService/Upgrade"] == CONTROL_PLANES
+
+
+def test_an_etcd_image_the_config_names_stays_through_the_roll_to_talos_114() -> None:
+    """Talos runs `cluster.etcd.image` when the config sets one (EtcdConfig.Image): the stand-in too, so its member keeps
+    v3.6.12 on Talos 1.14, and the step says no move (Iluvatar sets none: etcd follows Talos, as above)."""
+    [ip] = addresses(1)
+    with talos_api(scenario([node("valinor-1", ip, "controlplane", HOP, upgrade={"downMs": 300})])) as api:
+        pinned = json.dumps({"cluster": {"etcd": {"image": "registry.k8s.io/etcd:v3.6.12"}}})
+        config = api.config("controlplane", installer(VANILLA, NEW), patches=[pinned])
+        result = _run(("valinor-1", ["apply", "--node", api.node_arg("valinor-1"), "--role", "controlplane"], config), api)
+        assert result.code == 0, result.stderr
+        assert (_versions(api), _etcd(api)) == ({"valinor-1": NEW}, {"valinor-1": "3.6.12"})
+        assert not [line for line in result.lines if "its etcd moved" in line]

@@ -31,6 +31,7 @@ type NodeState struct {
 	PendingVer   string `json:"pendingVersion"` // installed by an upgrade, booted on the next reboot
 	EtcdMember   bool   `json:"etcdMember"`
 	EtcdMemberID string `json:"etcdMemberId"` // its member's ID (%016x), "" when not a member
+	EtcdVersion  string `json:"etcdVersion"`  // the etcd its member runs (etcd.go, etcdVersion), "" when not a member
 	EtcdJoinErr  string `json:"etcdJoinError"`
 	EtcdService  string `json:"etcdService"` // the etcd service's state, as ServiceList names it ("" on a worker)
 	Stage        string `json:"stage"`       // MachineStatus's stage (booting, running, maintenance)
@@ -61,6 +62,7 @@ func (c *Cluster) controlHandler() http.Handler {
 			}
 			if m := c.member(n.name); m != nil {
 				s.EtcdMemberID = fmt.Sprintf("%016x", m.id)
+				s.EtcdVersion = n.etcdVersion()
 			}
 			if n.active != nil && n.active.Machine() != nil {
 				s.InstallImage = n.active.Machine().Install().Image()

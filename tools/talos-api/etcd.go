@@ -322,3 +322,81 @@ func (c *Cluster) etcdControl(mux *http.ServeMux) {
 		writeJSON(w, map[string]any{"clusters": clusters})
 	})
 }
+
+// defaultEtcd is DefaultEtcdVersion (pkg/machinery/constants/constants.go) of each Talos release the scenarios run:
+// v1.11.0 :459 "v3.6.4", v1.12.4 :466 "v3.6.7", v1.12.11 :466 "v3.6.11", v1.13.0 :428 "v3.6.9", v1.13.9 :428
+// "v3.6.12", v1.14.1 :443 "3.7.1" (and v1.14.0-rc.1 :443); a release not listed runs its minor's first listed one.
+var defaultEtcd = map[string]string{
+	"v1.11.0": "3.6.4", "v1.12.4": "3.6.7", "v1.12.11": "3.6.11", "v1.13.0": "3.6.9", "v1.13.9": "3.6.12", "v1.14.1": "3.7.1",
+}
+
+var defaultEtcdOfMinor = map[string]string{"v1.11": "3.6.4", "v1.12": "3.6.7", "v1.13": "3.6.9", "v1.14": "3.7.1"}
+
+// etcdVersion is the etcd server version the node's member reports (EtcdStatus's protocol_version, etcd's own
+// StatusResponse.Version: v1alpha1_server.go:2218 at v1.14.0-rc.1). Talos runs `cluster.etcd.image` when the config
+// sets it, else registry.k8s.io/etcd:<DefaultEtcdVersion> of the Talos it runs (machinery config/types/v1alpha1/
+// v1alpha1_etcdconfig.go:16-24, EtcdConfig.Image; read by the etcd config controller, internal/app/machined/pkg/
+// controllers/etcd/config.go:68, and pulled and run by the etcd service, internal/app/machined/pkg/system/services/
+// etcd.go:103-119, at v1.14.0-rc.1), so an upgrade's reboot moves it with the Talos version.
+func (n *Node) etcdVersion() string {
+	if n.active != nil && n.active.RawV1Alpha1() != nil && n.active.RawV1Alpha1().ClusterConfig != nil {
+		if e := n.active.RawV1Alpha1().ClusterConfig.EtcdConfig; e != nil && e.ContainerImage != "" {
+			_, tag, _ := strings.Cut(e.ContainerImage[strings.LastIndex(e.ContainerImage, "/")+1:], ":")
+
+			return strings.TrimPrefix(tag, "v")
+		}
+	}
+
+	if v, ok := defaultEtcd[n.version]; ok {
+		return v
+	}
+
+	parts := strings.SplitN(n.version, ".", 3)
+	if len(parts) < 2 {
+		return ""
+	}
+
+	return defaultEtcdOfMinor[parts[0]+"."+parts[1]]
+}
+
+// etcdStorageVersion is the cluster's storage version, which follows its cluster version, the lowest minor any member
+// runs (etcd server/etcdserver/version/monitor.go:55-120 at v3.7.1: decideClusterVersion from
+// membersMinimalServerVersion, then UpdateStorageVersionIfNeeded), as "3.6.0". Mixed 3.6 and 3.7 members: 3.6 until
+// the last runs 3.7. (A member that is down keeps its last version here; etcd leaves the cluster version unchanged
+// while it cannot read one, monitor.go:76-78, which for an upgrade is the same answer.)
+func (c *Cluster) etcdStorageVersion() string {
+	low := ""
+
+	for _, m := range c.members {
+		mn := c.byName[m.name]
+		if mn == nil {
+			continue
+		}
+
+		parts := strings.SplitN(mn.etcdVersion(), ".", 3)
+		if len(parts) < 2 {
+			continue
+		}
+
+		minor := parts[0] + "." + parts[1]
+		if low == "" || semverLess(minor, low) {
+			low = minor
+		}
+	}
+
+	if low == "" {
+		return ""
+	}
+
+	return low + ".0"
+}
+
+// semverLess compares two "major.minor" versions.
+func semverLess(a, b string) bool {
+	var am, an, bm, bn int
+
+	fmt.Sscanf(a, "%d.%d", &am, &an) //nolint:errcheck
+	fmt.Sscanf(b, "%d.%d", &bm, &bn) //nolint:errcheck
+
+	return am < bm || (am == bm && an < bn)
+}

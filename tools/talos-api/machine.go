@@ -513,8 +513,8 @@ func (s *machineService) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*mac
 
 	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{MemberStatus: &machineapi.EtcdMemberStatus{
 		MemberId:         m.id,
-		ProtocolVersion:  "3.6.5",
-		StorageVersion:   "3.6.0",
+		ProtocolVersion:  n.etcdVersion(),
+		StorageVersion:   c.etcdStorageVersion(),
 		DbSize:           20 << 20,
 		DbSizeInUse:      12 << 20,
 		Leader:           leader,

@@ -56,6 +56,11 @@ type applyRun struct {
 	before  coreconfig.Provider
 	at      input.Node // where the node answers: n, or where the record last reached it
 	machine string     // the identity of the machine that answers ("" when it cannot be told)
+
+	// etcdBefore: the etcd this control plane's member ran at the etcd check before it went down; etcdNow and etcdSeen:
+	// its own and every member's ("valinor-1 3.7.1, ...") at the last health check. A change that moved its etcd (a Talos
+	// upgrade) is said with every member's, so a roll that moves etcd's minor shows the members moving one at a time.
+	etcdBefore, etcdNow, etcdSeen string
 }
 
 func (r *applyRun) controlPlane() bool { return r.role == "controlplane" }

@@ -54,13 +54,15 @@ func (r *applyRun) takeSnapshot(ctx context.Context) error {
 func (r *applyRun) etcdPreflight(ctx context.Context, down bool) error {
 	n := r.n
 
-	members, err := r.t.EtcdReport(ctx, n, r.c)
+	members, versions, err := r.t.EtcdVersions(ctx, n, r.c)
 	if err != nil {
 		return &report.Failure{Node: n.Name, Check: "etcd", Detail: "etcd is not healthy, so this control plane is left untouched: " + err.Error(), Look: talos.EtcdLook(n)}
 	}
 
+	r.etcdBefore = versions[n.Name]
+
 	if !down {
-		report.Progress(n.Name, "etcd healthy: %d members (%s)", len(members), strings.Join(talos.MemberNames(members), ", "))
+		report.Progress(n.Name, "etcd healthy: %d members (%s)", len(members), strings.Join(talos.MemberVersions(members, versions), ", "))
 
 		return nil
 	}
@@ -73,7 +75,7 @@ func (r *applyRun) etcdPreflight(ctx context.Context, down bool) error {
 	case 1:
 		report.Progress(n.Name, "etcd has a single member: the Kubernetes API pauses while this node is down")
 	default:
-		report.Progress(n.Name, "etcd healthy: %d members (%s), quorum kept without this one", len(members), strings.Join(talos.MemberNames(members), ", "))
+		report.Progress(n.Name, "etcd healthy: %d members (%s), quorum kept without this one", len(members), strings.Join(talos.MemberVersions(members, versions), ", "))
 	}
 
 	return nil

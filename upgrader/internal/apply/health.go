@@ -38,6 +38,12 @@ func (r *applyRun) healthy(ctx context.Context) error {
 		return report.From(r.n.Name, "health", r.talosLook("get machinestatus"), err)
 	}
 
+	if r.etcdBefore != "" && r.etcdNow != "" && r.etcdNow != r.etcdBefore {
+		// Its upgrade moved its etcd (Talos runs its own default: talos.EtcdVersions): each member's version at this
+		// check, the mixed period of a roll across etcd minors seen one member at a time.
+		report.Progress(r.n.Name, "its etcd moved from %s to %s; members: %s", r.etcdBefore, r.etcdNow, r.etcdSeen)
+	}
+
 	report.Progress(r.n.Name, "healthy")
 
 	return nil
@@ -58,10 +64,12 @@ func (r *applyRun) healthOnce(ctx context.Context, images map[string]string) err
 	}
 
 	if r.controlPlane() {
-		members, err := r.t.EtcdReport(ctx, r.n, r.c)
+		members, versions, err := r.t.EtcdVersions(ctx, r.n, r.c)
 		if err != nil {
 			return report.Checkf("etcd", talos.EtcdLook(r.n), "%s", err)
 		}
+
+		r.etcdSeen, r.etcdNow = strings.Join(talos.MemberVersions(members, versions), ", "), versions[r.n.Name]
 
 		found := false
 		for _, m := range members {

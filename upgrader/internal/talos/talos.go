@@ -479,54 +479,121 @@ func EtcdLook(n input.Node) string {
 }
 
 // EtcdReport checks the cluster's etcd from node's view: every member started, no learner, each
-// member's own status without errors, no alarms. It returns the members on success.
+// member's own status without errors, its members' etcd at most one minor apart, no alarms. It returns the members on
+// success.
 func (t *Talosconfig) EtcdReport(ctx context.Context, n input.Node, c *client.Client) ([]*machineapi.EtcdMember, error) {
+	members, _, err := t.EtcdVersions(ctx, n, c)
+
+	return members, err
+}
+
+// EtcdVersions is EtcdReport with the etcd each member runs, by hostname: its own status's protocol_version, etcd's
+// server version (Talos's EtcdStatus returns etcd's StatusResponse.Version there: internal/app/machined/internal/
+// server/v1alpha1/v1alpha1_server.go:2218 at v1.14.0-rc.1). A Talos upgrade moves a control plane's etcd to that
+// Talos's default (DefaultEtcdVersion, unless cluster.etcd.image is set), so a roll across Talos 1.13 -> 1.14 runs 3.6
+// and 3.7 members side by side, which etcd supports one minor apart, the cluster at the lowest member's minor until
+// the last has moved (etcd server/etcdserver/version/monitor.go:55-103 at v3.7.1); members further apart mean a minor
+// was skipped, which etcd's upgrade policy does not support.
+func (t *Talosconfig) EtcdVersions(ctx context.Context, n input.Node, c *client.Client) ([]*machineapi.EtcdMember, map[string]string, error) {
+	versions := map[string]string{}
+
 	members, err := EtcdMembers(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("the member list does not answer: %s", Message(err))
+		return nil, versions, fmt.Errorf("the member list does not answer: %s", Message(err))
 	}
 
 	for _, m := range members {
 		if m.GetHostname() == "" {
-			return members, fmt.Errorf("member %016x is not started", m.GetId())
+			return members, versions, fmt.Errorf("member %016x is not started", m.GetId())
 		}
 
 		if m.GetIsLearner() {
-			return members, fmt.Errorf("member %s is a learner (still joining)", m.GetHostname())
+			return members, versions, fmt.Errorf("member %s is a learner (still joining)", m.GetHostname())
 		}
 
 		mn, err := memberNode(m, n.Port())
 		if err != nil {
-			return members, err
+			return members, versions, err
 		}
 
 		mc, err := t.Connect(ctx, mn)
 		if err != nil {
-			return members, err
+			return members, versions, err
 		}
 
 		st, err := EtcdStatus(ctx, mc)
 		mc.Close() //nolint:errcheck
 
 		if err != nil {
-			return members, fmt.Errorf("member %s (%s) does not answer its status: %s", m.GetHostname(), mn.IP, Message(err))
+			return members, versions, fmt.Errorf("member %s (%s) does not answer its status: %s", m.GetHostname(), mn.IP, Message(err))
 		}
 
 		if len(st.GetErrors()) > 0 {
-			return members, fmt.Errorf("member %s reports errors: %s", m.GetHostname(), strings.Join(st.GetErrors(), "; "))
+			return members, versions, fmt.Errorf("member %s reports errors: %s", m.GetHostname(), strings.Join(st.GetErrors(), "; "))
 		}
+
+		versions[m.GetHostname()] = st.GetProtocolVersion()
+	}
+
+	if err := minorsApart(versions); err != nil {
+		return members, versions, err
 	}
 
 	alarms, err := etcdAlarms(ctx, c)
 	if err != nil {
-		return members, fmt.Errorf("the alarm list does not answer: %s", Message(err))
+		return members, versions, fmt.Errorf("the alarm list does not answer: %s", Message(err))
 	}
 
 	if len(alarms) > 0 {
-		return members, fmt.Errorf("alarms raised: %s", strings.Join(alarms, ", "))
+		return members, versions, fmt.Errorf("alarms raised: %s", strings.Join(alarms, ", "))
 	}
 
-	return members, nil
+	return members, versions, nil
+}
+
+// minorsApart refuses members whose etcd is more than one minor apart (an unparsable version is not judged).
+func minorsApart(versions map[string]string) error {
+	type minor struct{ major, minor int }
+
+	var low, high minor
+
+	lowName, highName := "", ""
+
+	for name, v := range versions {
+		var m minor
+		if _, err := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d", &m.major, &m.minor); err != nil {
+			continue
+		}
+
+		if lowName == "" || m.major < low.major || (m.major == low.major && m.minor < low.minor) {
+			low, lowName = m, name
+		}
+
+		if highName == "" || m.major > high.major || (m.major == high.major && m.minor > high.minor) {
+			high, highName = m, name
+		}
+	}
+
+	if lowName != "" && (low.major != high.major || high.minor-low.minor > 1) {
+		return fmt.Errorf("members run etcd more than one minor apart (%s %s, %s %s): etcd upgrades one minor at a time", lowName, versions[lowName], highName, versions[highName])
+	}
+
+	return nil
+}
+
+// MemberVersions are the members' hostnames, each with the etcd it runs ("valinor-1 3.7.1").
+func MemberVersions(members []*machineapi.EtcdMember, versions map[string]string) []string {
+	var out []string
+
+	for _, m := range members {
+		if v := versions[m.GetHostname()]; v != "" {
+			out = append(out, m.GetHostname()+" "+v)
+		} else {
+			out = append(out, m.GetHostname())
+		}
+	}
+
+	return out
 }
 
 // MemberNames are the members' hostnames.

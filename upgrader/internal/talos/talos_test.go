@@ -2,6 +2,7 @@ package talos
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -54,5 +55,24 @@ func TestFetchKubeconfigSaysWhyNoneCameBack(t *testing.T) {
 	_, err = tc.FetchKubeconfig(context.Background(), input.Node{Name: "istari-1", IP: "192.0.2.1", Addr: "192.0.2.1:50000"}, false)
 	if err == nil || strings.Contains(err.Error(), "%!") || !strings.Contains(err.Error(), "the control planes: ") {
 		t.Fatalf("FetchKubeconfig = %v", err)
+	}
+}
+
+// etcd supports members one minor apart while a cluster rolls (3.6 and 3.7 during Talos 1.13 -> 1.14), never further.
+func TestMinorsApart(t *testing.T) {
+	for _, tc := range []struct {
+		versions map[string]string
+		err      string
+	}{
+		{versions: map[string]string{"a": "3.6.12", "b": "3.6.12"}},
+		{versions: map[string]string{"a": "3.7.1", "b": "3.6.12", "c": "3.6.12"}},
+		{versions: map[string]string{"a": "3.7.1", "b": "unknown"}},
+		{versions: map[string]string{"a": "3.7.1", "b": "3.5.21"}, err: "members run etcd more than one minor apart (b 3.5.21, a 3.7.1): etcd upgrades one minor at a time"},
+		{versions: map[string]string{"a": "4.0.0", "b": "3.7.1"}, err: "members run etcd more than one minor apart (b 3.7.1, a 4.0.0): etcd upgrades one minor at a time"},
+	} {
+		err := minorsApart(tc.versions)
+		if got := fmt.Sprint(err); (tc.err == "" && err != nil) || (tc.err != "" && got != tc.err) {
+			t.Errorf("minorsApart(%v) = %v, want %q", tc.versions, err, tc.err)
+		}
 	}
 }
