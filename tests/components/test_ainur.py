@@ -379,8 +379,9 @@ def test_the_state_delete_the_runbook_used_to_run_takes_the_stack_with_it(recove
     # (#57: each Pi's netboot gate after its k3s step, 3, in the chain after the join.)
     # (#55: the KMS's list of admitted machines on the Ainur, Arda's policy keeping pods from the KMS: 2 more,
     # both going with it.) (#53: dnsmasq.conf's ConfigMap named by its content, and in dhcp mode netboot-router-off, the
-    # step before the netboot pod: 2 more, both going with it.)
-    assert (len(removed), len(state)) == (270, 359)
+    # step before the netboot pod: 2 more, both going with it.) (#54: Longhorn's 7 NetworkPolicies on the Ainur, all
+    # going with it.)
+    assert (len(removed), len(state)) == (277, 366)
     assert {e.name for e in removed} >= {
         "ainur-eonwe-join",
         "ainur-credentials",

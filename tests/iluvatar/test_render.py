@@ -44,8 +44,8 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
-        # more, dnsmasq.conf's own ConfigMap (named by its content).
-        f"rendered stack homelab to {out}: 262 files",
+        # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies.
+        f"rendered stack homelab to {out}: 269 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -55,7 +55,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 262 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 269 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -224,6 +224,19 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/ServiceMonitor-vmalert-logs.yaml",
             "kubernetes/ainur/monitoring/ConfigMap-log-collector.yaml",
             "kubernetes/ainur/monitoring/DaemonSet-log-collector.yaml",
+            # Who reaches Longhorn's listeners, its API first (plans.storage.longhorn_network_policies).
+            *(
+                f"kubernetes/ainur/longhorn-system/NetworkPolicy-{name}.yaml"
+                for name in (
+                    "backing-image-data-source",
+                    "backing-image-manager",
+                    "instance-manager",
+                    "longhorn-admission-webhook",
+                    "longhorn-manager",
+                    "longhorn-recovery-backend",
+                    "longhorn-ui",
+                )
+            ),
             "kubernetes/arda/monitoring/ConfigMap-grafana-dashboard-iluvatar.yaml",
             # The restore drills (components.data, plans.drill): each volume's beside its restic Secret, each etcd's apart.
             # The drills' scratch class: ceph-block's, deleting a drill's copy with its claim.
@@ -314,7 +327,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    assert counts.splitlines()[-1] == "  total: 359"
+    # (#54: Longhorn's NetworkPolicies: 7.)
+    assert counts.splitlines()[-1] == "  total: 366"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -329,7 +343,7 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 359
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 366
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

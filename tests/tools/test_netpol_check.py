@@ -41,6 +41,14 @@ ARGOCD_REDIS = "argocd/argocd-redis[Deployment]"
 ARGOCD_APPSET = "argocd/argocd-applicationset-controller[Deployment]"
 ARGOCD_NOTIFICATIONS = "argocd/argocd-notifications-controller[Deployment]"
 
+# Longhorn's pods on the Ainur, standing in for its chart's (tools.netpol_check.longhorn_stand_ins).
+LONGHORN_MANAGER = "longhorn-system/longhorn-manager[DaemonSet]"
+LONGHORN_UI = "longhorn-system/longhorn-ui[Deployment]"
+LONGHORN_CSI_PLUGIN = "longhorn-system/longhorn-csi-plugin[DaemonSet]"
+LONGHORN_DRIVER_DEPLOYER = "longhorn-system/longhorn-driver-deployer[Deployment]"
+LONGHORN_INSTANCE_MANAGER = "longhorn-system/instance-manager[DaemonSet]"
+LONGHORN_SHARE_MANAGER = "longhorn-system/share-manager[Deployment]"
+
 ARDA_WORKLOADS = frozenset(
     {
         ARGOCD_CONTROLLER,
@@ -84,6 +92,12 @@ AINUR_WORKLOADS = frozenset(
         "identity/front-door[Deployment]",
         "kms/kms[DaemonSet]",
         "kube-system/kube-vip-services[DaemonSet]",
+        LONGHORN_MANAGER,
+        LONGHORN_UI,
+        LONGHORN_CSI_PLUGIN,
+        LONGHORN_DRIVER_DEPLOYER,
+        LONGHORN_INSTANCE_MANAGER,
+        LONGHORN_SHARE_MANAGER,
         "monitoring/log-collector[DaemonSet]",
         "monitoring/node-exporter[DaemonSet]",
         "netboot/git-mirror[Deployment]",
@@ -203,6 +217,23 @@ AINUR: dict[str, dict[str, str | frozenset[str]]] = {
     "kube-system/kube-vip-services[DaemonSet]": {ALL: EVERY},
     "monitoring/log-collector[DaemonSet]": {ALL: EVERY},
     "monitoring/node-exporter[DaemonSet]": {ALL: EVERY},
+    # Longhorn (plans.storage.longhorn_network_policies): the managers' API, which deletes volumes and reads the backup
+    # target's credentials, from the UI, the CSI plugin and the driver deployer alone (the managers among themselves
+    # too, which the analyzer does not list); the admission webhook (9502) from anywhere, as the API server calls it
+    # from a server's host; the recovery backend (9503) from the share managers alone. The engines and replicas (the
+    # instance managers) from the managers. The UI admits no one (`kubectl port-forward` enters its pod). Open: the CSI
+    # plugin and the driver deployer listen on nothing but the CSI plugin's health (9808); a share manager (only for a
+    # ReadWriteMany volume, which the program makes none of) serves NFS to the nodes' hosts, which no pod selector names.
+    LONGHORN_MANAGER: {
+        ALL: frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER}),
+        "TCP 9502": _pods_but(AINUR_WORKLOADS, LONGHORN_MANAGER, LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER, LONGHORN_SHARE_MANAGER)
+        | {OUTSIDE},
+        "TCP 9502-9503": frozenset({LONGHORN_SHARE_MANAGER}),
+    },
+    LONGHORN_INSTANCE_MANAGER: {ALL: frozenset({LONGHORN_MANAGER})},
+    LONGHORN_CSI_PLUGIN: {ALL: EVERY},
+    LONGHORN_DRIVER_DEPLOYER: {ALL: EVERY},
+    LONGHORN_SHARE_MANAGER: {ALL: EVERY},
     # The Git mirror: git:// from the Ainur's Argo CD (its repo server) and the LAN's clients it serves (Arda's Argo CD
     # among them): the LAN less the Pis (11-13) and the addresses kube-vip holds on them (10, 14, 15), which stand for
     # every pod of a Pi (tools.netpol_check.through_nodes). Not the attacker, nor any other pod of the Ainur, nor the
@@ -294,11 +325,25 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
             (ARGOCD_SERVER, ALL),
             ("identity/front-door[Deployment]", "TCP 8080,8443"),
             ("kube-system/kube-vip-services[DaemonSet]", ALL),
+            (LONGHORN_MANAGER, "TCP 9502"),
+            (LONGHORN_CSI_PLUGIN, ALL),
+            (LONGHORN_DRIVER_DEPLOYER, ALL),
+            (LONGHORN_SHARE_MANAGER, ALL),
             ("monitoring/log-collector[DaemonSet]", ALL),
             ("monitoring/node-exporter[DaemonSet]", ALL),
         ],
     }[cluster]
     assert reached == sorted(expected)
+
+
+def test_only_longhorns_own_components_reach_its_managers_api() -> None:
+    """Longhorn's API (9500) deletes volumes and reads the backup target's credentials: no pod of the Ainur but
+    Longhorn's UI, CSI plugin and driver deployer reaches it, nor any address; its UI, which proxies it, no one."""
+    found = netpol_check.matrix(_analysis("ainur"))
+    api = {srcs for conn, srcs in found[LONGHORN_MANAGER].items() if conn == ALL or "9500" in conn}
+    assert api == {frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER})}
+    assert LONGHORN_UI not in found
+    assert found[LONGHORN_INSTANCE_MANAGER] == {ALL: frozenset({LONGHORN_MANAGER})}
 
 
 def test_a_pi_address_a_policy_admits_stands_for_every_pod_of_the_ainur() -> None:
