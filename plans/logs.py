@@ -32,6 +32,7 @@ from typing import Any
 
 from plans import gitops, yamltext
 from plans.alert import Alert
+from plans.nfs_guard import POD_CIDR
 from plans.storage import BUSYBOX_IMAGE
 from stacks import logs as rules
 from stacks import pins
@@ -759,8 +760,17 @@ TALOS_FIREWALL_TABLE = "iluvatar_talos_logs"
 
 
 def talos_firewall(stack: StackConfig) -> str:
-    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file)."""
+    """The nftables ruleset: replaced whole and at once (the empty table made, deleted, made again in one file).
+
+    Its `pods` chain keeps the Pi's pods from the store's LAN address. The store admits the Pis' addresses, for their
+    journals and their collectors (host processes, host network), and k3s' flannel masquerades a pod's packets leaving
+    the cluster's network to the Pi's address (plans.netpol): without the chain any pod of the Ainur would write to the
+    store, or flood it until its oldest-first eviction dropped real history. On the prerouting hook at the raw
+    priority a pod's packet still has its pod address (flannel masquerades at postrouting), and a host process's
+    packets never pass prerouting (they leave by output)."""
     arda = ", ".join(sorted(machine_by_address(stack), key=lambda a: IPv4Address(a)))
+    store = lan_address(stack)
+    assert store is not None, "the Pis' steps exist only with the Ainur"
     return f"""table inet {TALOS_FIREWALL_TABLE} {{}}
 delete table inet {TALOS_FIREWALL_TABLE}
 table inet {TALOS_FIREWALL_TABLE} {{
@@ -772,6 +782,10 @@ table inet {TALOS_FIREWALL_TABLE} {{
     type filter hook input priority filter - 1; policy accept;
     tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} ip saddr != @arda drop
     tcp dport {{ {SERVICE_PORT}, {KERNEL_PORT} }} meta nfproto ipv6 drop
+  }}
+  chain pods {{
+    type filter hook prerouting priority raw; policy accept;
+    ip saddr {POD_CIDR} ip daddr {store} drop
   }}
 }}
 """

@@ -198,6 +198,12 @@ def test_the_pis_admit_talos_ports_only_from_ardas_machines() -> None:
     assert "elements = { 192.168.0.21, 192.168.0.22, 192.168.0.23, 192.168.0.31, 192.168.0.32 }" in ruleset
     assert "tcp dport { 6050, 6051 } ip saddr != @arda drop" in ruleset
     assert "tcp dport { 6050, 6051 } meta nfproto ipv6 drop" in ruleset
+    # And the Pi's pods, masqueraded to its address on the way out, never reach the store's LAN address (the netns test
+    # sends through it: tests/netns/test_logs_outage.py).
+    assert (
+        "  chain pods {\n    type filter hook prerouting priority raw; policy accept;\n    ip saddr 10.42.0.0/16 ip daddr 192.168.0.236 drop\n  }\n"
+        in ruleset
+    )
     script = logs.journal_upload_script(stack, stack.ainur_nodes[0])
     assert f"printf '%s' '{ruleset}' | sudo tee /etc/iluvatar/talos-logs.nft >/dev/null" in script
     assert script.index("sudo nft -f /etc/iluvatar/talos-logs.nft") < script.index("systemctl restart systemd-journal-upload.service")

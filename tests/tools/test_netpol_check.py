@@ -172,8 +172,9 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     "monitoring/prometheus-operator[Deployment]": {"TCP 8443": frozenset({PROMETHEUS})},
     # The log store: its readers (Grafana, Prometheus' scrape, vmalert-logs) and its writers, the host-network collectors
     # on Arda's machines and the Pis through the LAN Service (the CiliumNetworkPolicy's host and remote-node entities and
-    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda, a device that takes a
-    # machine's or a Pi's address, or any pod of the Ainur (masqueraded to its Pi's address), can write (docs/security.md).
+    # the Pis' addresses), on 9428 alone. Still no authentication: a host-network pod on Arda or a Pi, or a device that
+    # takes a machine's or a Pi's address, can write; a pod of the Ainur is dropped by its Pi before flannel masquerades
+    # it to the Pi's address (plans.logs.talos_firewall; docs/security.md).
     "monitoring/victoria-logs[StatefulSet]": {
         "TCP 9428": frozenset(
             {
