@@ -104,8 +104,9 @@ def test_recorder_sees_registrations_of_a_valid_run() -> None:
     # and in dhcp mode netboot-router-off on every stack, which reads from the running Deployment whether the `up` moves
     # the LAN from the router's lending (the outputs of a failed `up` would hide it; a first bring-up is such a move).
     # #54 then seven: Longhorn's NetworkPolicies on the Ainur (its managers' API, admission webhook, recovery backend,
-    # instance managers, both backing-image managers, its UI), created before its chart runs a pod.
-    assert len(sim.registrations) == 366
+    # instance managers, both backing-image managers, its UI), created before its chart runs a pod. Then two: the metrics
+    # API adapter's CiliumNetworkPolicy admitting the API server, and the gate before it.
+    assert len(sim.registrations) == 368
 
 
 # --- Resource options, as the engine receives them ---------------------------------------------

@@ -44,8 +44,9 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         # #55: two more, the KMS's own list of admitted machines and Arda's policy keeping pods from the KMS. #53: one
-        # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies.
-        f"rendered stack homelab to {out}: 269 files",
+        # more, dnsmasq.conf's own ConfigMap (named by its content). #54: seven more, Longhorn's NetworkPolicies; one more,
+        # the metrics API adapter's CiliumNetworkPolicy.
+        f"rendered stack homelab to {out}: 270 files",
         "before `pulumi preview`, set the 5 secrets this stack needs (rendered as [secret]; `iluvatar validate` says why each):",
         *(f"  {command}" for command in HOMELAB_COMMANDS),
         "next:",
@@ -55,7 +56,7 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  then: `pulumi stack select --create homelab` (makes the stack the first time), the secrets above, `pulumi preview`, `pulumi up` (docs/bring-up.md)",
     ]
     # The README's Quickstart shows this output to a newcomer: its count goes stale unless held here.
-    assert "\nrendered stack homelab to render/homelab: 269 files\n" in (ROOT / "README.md").read_text()
+    assert "\nrendered stack homelab to render/homelab: 270 files\n" in (ROOT / "README.md").read_text()
     return out
 
 
@@ -211,6 +212,8 @@ def test_one_file_per_node_and_per_object(homelab: Path) -> None:
             "kubernetes/arda/monitoring/ServiceMonitor-victoria-logs.yaml",
             # Who may reach the store and vmalert (plans.logs.store_network_policies, vmalert_network_policy).
             "kubernetes/arda/monitoring/NetworkPolicy-victoria-logs.yaml",
+            # The API server's way to the metrics API adapter (plans.monitoring.adapter_api_server_policy).
+            "kubernetes/arda/monitoring/CiliumNetworkPolicy-prometheus-adapter-api-server.yaml",
             "kubernetes/arda/monitoring/CiliumNetworkPolicy-victoria-logs-writers.yaml",
             "kubernetes/arda/monitoring/NetworkPolicy-vmalert-logs.yaml",
             "kubernetes/arda/monitoring/ConfigMap-log-collector.yaml",
@@ -327,8 +330,8 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # (#55: the KMS's list of admitted machines, Arda's policy keeping pods from the KMS: 2.)
     # (#53: dnsmasq.conf's own ConfigMap, named by its content, which only the netboot pod's template reads, and
     # netboot-router-off in dhcp mode, which reads the move from the running Deployment: 2.)
-    # (#54: Longhorn's NetworkPolicies: 7.)
-    assert counts.splitlines()[-1] == "  total: 366"
+    # (#54: Longhorn's NetworkPolicies: 7. The metrics API adapter's CiliumNetworkPolicy and its gate: 2.)
+    assert counts.splitlines()[-1] == "  total: 368"
     # (#56: the raw-port apps' Ports component, its gate before their CiliumNetworkPolicies, and minecraft's and
     # mosquitto's Service and policy: 6.)
     # 20: the 13 bring-up steps and gates, the data layer's three gates (ESO's webhook, Talos's API access for talos-backup, the drill's tools
@@ -338,12 +341,13 @@ def test_plan_is_a_tree_with_counts(homelab: Path) -> None:
     # config, each Pi's journal forwarder (plans.logs.journal_upload_script), the clearance before netboot-cache's
     # roll (plans.netboot.cache.clearance_script), the CA hash the maiar's tokens pin (plans.agent_token), and the DHCP
     # probe before dnsmasq serves (plans.netboot.dhcp_probe); and each Pi's netboot gate after its k3s step (3); and in
-    # dhcp mode netboot-router-off before the netboot pod (#53).
-    assert {"  command:local:Command: 20", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
+    # dhcp mode netboot-router-off before the netboot pod (#53). 21 local since the gate before the metrics API adapter's
+    # CiliumNetworkPolicy (#54).
+    assert {"  command:local:Command: 21", "  command:remote:Command: 21", "  iluvatar:logs:Logs: 1", "  iluvatar:edge:Ports: 1"} <= set(
         counts.splitlines()
     )
     assert "  random:index/randomString:RandomString: 2" in counts.splitlines()  # each maia's token id
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 366
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in counts.splitlines()[:-1]) == 368
 
 
 def test_no_line_of_the_plan_is_longer_than_its_width(homelab: Path) -> None:

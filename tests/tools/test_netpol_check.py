@@ -163,9 +163,11 @@ ARDA: dict[str, dict[str, str | frozenset[str]]] = {
     # Prometheus only, as the analyzer models it. But node-exporter runs on the host network (kube-prometheus), where the
     # cluster's network applies no pod policy: anything that reaches a node reaches :9100. The analyzer cannot see that.
     "monitoring/node-exporter[DaemonSet]": {"TCP 9100": frozenset({PROMETHEUS})},
-    # FINDING: kube-prometheus's own policy admits everything to the metrics API adapter (the API server must reach it,
-    # from a control plane's host: a NetworkPolicy cannot name it, a CiliumNetworkPolicy's kube-apiserver entity could).
-    "monitoring/prometheus-adapter[Deployment]": {ALL: EVERY},
+    # The metrics API adapter: Prometheus' scrape (kube-prometheus' own policy, patched from admitting everything), and
+    # the API server from a control plane's host (a CiliumNetworkPolicy's host and remote-node entities, the machines'
+    # addresses here), on 6443 alone (plans.monitoring.adapter_api_server_policy). A host-network pod of Arda is such
+    # traffic too (docs/security.md).
+    "monitoring/prometheus-adapter[Deployment]": {"TCP 6443": frozenset({PROMETHEUS, "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})},
     "monitoring/prometheus-k8s[StatefulSet]": {
         "TCP 9090": frozenset({"monitoring/grafana[Deployment]", "monitoring/prometheus-adapter[Deployment]"})
     },
@@ -317,7 +319,6 @@ def test_the_attacker_reaches_only_what_every_pod_or_every_address_may(cluster: 
             *((d, ALL) for d in sorted(workloads) if "drill" in d or "backup" in d),
             ("kube-system/coredns[Deployment]", "TCP 53,UDP 53"),
             ("monitoring/log-collector[DaemonSet]", ALL),
-            ("monitoring/prometheus-adapter[Deployment]", ALL),
         ],
         "ainur": [
             (OUTSIDE, ALL),
@@ -345,6 +346,15 @@ def test_only_longhorns_own_components_reach_its_managers_api() -> None:
     assert api == {frozenset({LONGHORN_UI, LONGHORN_CSI_PLUGIN, LONGHORN_DRIVER_DEPLOYER})}
     assert LONGHORN_UI not in found
     assert found[LONGHORN_INSTANCE_MANAGER] == {ALL: frozenset({LONGHORN_MANAGER})}
+
+
+def test_no_pod_reaches_the_metrics_api_adapter_but_prometheus() -> None:
+    """The metrics API adapter (an aggregated API of the API server) from Prometheus' scrape and the machines' own
+    traffic (the control planes' API server) alone: not the attacker, not every pod as kube-prometheus has it."""
+    found = netpol_check.matrix(_analysis("arda"))
+    assert found["monitoring/prometheus-adapter[Deployment]"] == {
+        "TCP 6443": frozenset({PROMETHEUS, "192.168.0.21-192.168.0.23", "192.168.0.31-192.168.0.32"})
+    }
 
 
 def test_a_pi_address_a_policy_admits_stands_for_every_pod_of_the_ainur() -> None:
