@@ -30,7 +30,7 @@ import json
 from ipaddress import IPv4Address
 from typing import Any
 
-from plans import gitops, yamltext
+from plans import gitops, netpol, yamltext
 from plans.alert import Alert
 from plans.nfs_guard import POD_CIDR
 from plans.storage import BUSYBOX_IMAGE
@@ -281,16 +281,20 @@ def store_lan_service(stack: StackConfig) -> dict[str, Any] | None:
     address = lan_address(stack)
     if address is None:
         return None
+    # No NodePort: the Pis' pods are kept from the store's address by their Pi (talos_firewall's `pods` chain), and a
+    # NodePort on every Arda machine would be another address of the store, where a Pi's pod arrives masqueraded to its
+    # Pi's address, inside the source ranges (Cilium v1.18.4 checks them on every frontend of the Service,
+    # pkg/loadbalancer/reconciler/bpf_reconciler.go:829). `load_balancer` also releases the NodePort an older Service
+    # holds (each port's `nodePort: 0`).
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {**_meta(STORE_LAN), "annotations": {"lbipam.cilium.io/ips": str(address)}},
-        "spec": {
-            "type": "LoadBalancer",
-            "selector": {"app.kubernetes.io/name": STORE},
-            "loadBalancerSourceRanges": [f"{n.ip}/32" for n in stack.ainur_nodes],
-            "ports": [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": netpol.load_balancer(
+            [{"name": "http", "port": STORE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            selector={"app.kubernetes.io/name": STORE},
+            loadBalancerSourceRanges=[f"{n.ip}/32" for n in stack.ainur_nodes],
+        ),
     }
 
 

@@ -61,6 +61,9 @@ def test_only_the_pis_reach_the_store_on_the_lan_at_the_pools_fourth_address() -
     assert service is not None
     assert service["metadata"]["annotations"] == {"lbipam.cilium.io/ips": "192.168.0.236"}
     assert service["spec"]["loadBalancerSourceRanges"] == ["192.168.0.11/32", "192.168.0.12/32", "192.168.0.13/32"]
+    # No NodePort on Arda's machines: another address of the store, where a Pi's pod would arrive as its Pi.
+    assert service["spec"]["allocateLoadBalancerNodePorts"] is False
+    assert service["spec"]["ports"] == [{"name": "http", "port": 9428, "targetPort": "http", "protocol": "TCP", "nodePort": 0}]
     assert logs.store_lan_service(load_stack_file(RK1)) is None, "no Ainur, no LAN address"
     assert logs.journal_upload_conf(homelab(address="192.168.0.230")) == "[Upload]\nURL=http://192.168.0.230:9428/insert/journald\n"
 
